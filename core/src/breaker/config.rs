@@ -1,0 +1,374 @@
+//! Breaker configuration: a `const` builder that validates everything.
+
+use core::fmt;
+
+use super::word::{MAX_CLOSE_AFTER, MAX_CONSECUTIVE, MAX_HALF_OPEN_PERMITS, MAX_OPEN_FOR};
+use crate::Duration;
+
+/// The largest count-based window, in calls.
+pub const MAX_WINDOW: u8 = 64;
+
+/// A validated circuit-breaker configuration.
+///
+/// Built with [`Config::builder`]; every setter and [`ConfigBuilder::build`]
+/// are `const fn`, so a configuration can be checked at compile time:
+///
+/// ```
+/// use fusebox::breaker::Config;
+/// use fusebox::Duration;
+///
+/// const CONFIG: Config = match Config::builder()
+///     .consecutive_failures(5)
+///     .open_for(Duration::from_secs(30))
+///     .build()
+/// {
+///     Ok(config) => config,
+///     Err(_) => panic!("invalid breaker config"), // a compile error, not a runtime panic
+/// };
+/// assert_eq!(CONFIG.open_for(), Duration::from_secs(30));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "super::ser::ConfigRepr")
+)]
+pub struct Config {
+    pub(crate) consecutive_failures: u16,
+    pub(crate) failure_rate: u8,
+    pub(crate) slow_rate: u8,
+    pub(crate) window: u8,
+    pub(crate) minimum_calls: u8,
+    pub(crate) half_open_permits: u8,
+    pub(crate) close_after: u8,
+    pub(crate) slow_threshold: Duration,
+    pub(crate) open_for: Duration,
+    pub(crate) max_open_for: Duration,
+}
+
+/// Why a [`ConfigBuilder`] refused to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Neither `consecutive_failures`, `failure_rate` nor `slow_call` was set:
+    /// the breaker could never open.
+    NoTripCondition,
+    /// `consecutive_failures` was 0 or above [`Config::MAX_CONSECUTIVE_FAILURES`].
+    ConsecutiveFailuresOutOfRange(u32),
+    /// `failure_rate` was not in `1..=100`.
+    FailureRateOutOfRange(u8),
+    /// The slow-call rate was not in `1..=100`.
+    SlowRateOutOfRange(u8),
+    /// The slow-call threshold was zero: every call would be slow.
+    ZeroSlowThreshold,
+    /// `window` was not in `1..=64`.
+    WindowOutOfRange(u8),
+    /// `minimum_calls` was 0 or larger than the window.
+    MinimumCallsOutOfRange {
+        /// The requested minimum.
+        minimum_calls: u8,
+        /// The window it must fit in.
+        window: u8,
+    },
+    /// `open_for` was zero or longer than [`Config::MAX_OPEN_FOR`].
+    OpenForOutOfRange(Duration),
+    /// `max_open_for` was shorter than `open_for` or longer than
+    /// [`Config::MAX_OPEN_FOR`].
+    MaxOpenForOutOfRange(Duration),
+    /// `half_open_permits` was not in `1..=63`.
+    HalfOpenPermitsOutOfRange(u8),
+    /// `close_after` was not in `1..=63`.
+    CloseAfterOutOfRange(u8),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::NoTripCondition => f.write_str(
+                "no trip condition: set consecutive_failures, failure_rate or slow_call",
+            ),
+            Self::ConsecutiveFailuresOutOfRange(n) => write!(
+                f,
+                "consecutive_failures must be in 1..={MAX_CONSECUTIVE}, got {n}"
+            ),
+            Self::FailureRateOutOfRange(p) => {
+                write!(f, "failure_rate must be a percentage in 1..=100, got {p}")
+            }
+            Self::SlowRateOutOfRange(p) => {
+                write!(f, "slow-call rate must be a percentage in 1..=100, got {p}")
+            }
+            Self::ZeroSlowThreshold => f.write_str("slow-call threshold must be above zero"),
+            Self::WindowOutOfRange(w) => {
+                write!(f, "window must be in 1..={MAX_WINDOW} calls, got {w}")
+            }
+            Self::MinimumCallsOutOfRange {
+                minimum_calls,
+                window,
+            } => write!(
+                f,
+                "minimum_calls must be in 1..=window ({window}), got {minimum_calls}"
+            ),
+            Self::OpenForOutOfRange(d) => write!(
+                f,
+                "open_for must be above zero and at most {MAX_OPEN_FOR:?}, got {d:?}"
+            ),
+            Self::MaxOpenForOutOfRange(d) => write!(
+                f,
+                "max_open_for must be at least open_for and at most {MAX_OPEN_FOR:?}, got {d:?}"
+            ),
+            Self::HalfOpenPermitsOutOfRange(n) => write!(
+                f,
+                "half_open_permits must be in 1..={MAX_HALF_OPEN_PERMITS}, got {n}"
+            ),
+            Self::CloseAfterOutOfRange(n) => {
+                write!(f, "close_after must be in 1..={MAX_CLOSE_AFTER}, got {n}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// Builds a [`Config`]; see [`Config::builder`] for the defaults.
+#[derive(Clone, Copy, Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ConfigBuilder {
+    consecutive_failures: Option<u32>,
+    failure_rate: Option<u8>,
+    slow: Option<(Duration, u8)>,
+    window: u8,
+    minimum_calls: Option<u8>,
+    open_for: Duration,
+    max_open_for: Option<Duration>,
+    half_open_permits: u8,
+    close_after: Option<u8>,
+}
+
+impl Config {
+    /// The largest `consecutive_failures` threshold (16-bit counter).
+    pub const MAX_CONSECUTIVE_FAILURES: u32 = MAX_CONSECUTIVE;
+    /// The longest `open_for`/`max_open_for`: 2²⁵ ticks of 1.024 ms, about
+    /// 9 h 32 min (half the wrapped deadline's range; see the crate docs).
+    pub const MAX_OPEN_FOR: Duration = MAX_OPEN_FOR;
+
+    /// A builder with these defaults: no trip condition (you must choose
+    /// one), `window` 64 calls, `minimum_calls` equal to the window,
+    /// `open_for` 60 s without growth, 1 half-open permit, `close_after`
+    /// equal to `half_open_permits`.
+    pub const fn builder() -> ConfigBuilder {
+        ConfigBuilder {
+            consecutive_failures: None,
+            failure_rate: None,
+            slow: None,
+            window: MAX_WINDOW,
+            minimum_calls: None,
+            open_for: Duration::from_secs(60),
+            max_open_for: None,
+            half_open_permits: 1,
+            close_after: None,
+        }
+    }
+
+    /// Consecutive failures that open the breaker, if that policy is on.
+    pub const fn consecutive_failures(&self) -> Option<u16> {
+        if self.consecutive_failures == 0 {
+            None
+        } else {
+            Some(self.consecutive_failures)
+        }
+    }
+    /// Failure percentage over the window that opens the breaker, if on.
+    pub const fn failure_rate(&self) -> Option<u8> {
+        if self.failure_rate == 0 {
+            None
+        } else {
+            Some(self.failure_rate)
+        }
+    }
+    /// Slow-call threshold and percentage, if slow calls can open the breaker.
+    pub const fn slow_call(&self) -> Option<(Duration, u8)> {
+        if self.slow_rate == 0 {
+            None
+        } else {
+            Some((self.slow_threshold, self.slow_rate))
+        }
+    }
+    /// Size of the count-based sliding window, in calls.
+    pub const fn window(&self) -> u8 {
+        self.window
+    }
+    /// Calls the window must hold before a rate can open the breaker.
+    pub const fn minimum_calls(&self) -> u8 {
+        self.minimum_calls
+    }
+    /// Time spent open after a trip from closed.
+    pub const fn open_for(&self) -> Duration {
+        self.open_for
+    }
+    /// Upper bound of the open time as it doubles on repeated trips.
+    pub const fn max_open_for(&self) -> Duration {
+        self.max_open_for
+    }
+    /// Trial calls allowed in flight while half-open.
+    pub const fn half_open_permits(&self) -> u8 {
+        self.half_open_permits
+    }
+    /// Successful trials needed to close from half-open.
+    pub const fn close_after(&self) -> u8 {
+        self.close_after
+    }
+    /// Whether any rate policy needs the sliding window.
+    pub(crate) const fn uses_window(&self) -> bool {
+        self.failure_rate != 0 || self.slow_rate != 0
+    }
+    /// Open time after `streak` consecutive re-openings from half-open:
+    /// `open_for · 2^streak`, capped at `max_open_for`.
+    pub(crate) const fn open_duration(&self, streak: u32) -> Duration {
+        let grown = self.open_for.as_micros().saturating_mul(1 << streak);
+        if grown > self.max_open_for.as_micros() {
+            self.max_open_for
+        } else {
+            Duration::from_micros(grown)
+        }
+    }
+}
+
+impl ConfigBuilder {
+    /// Open after `n` failures in a row (1..=65 535). A success resets the
+    /// count.
+    pub const fn consecutive_failures(mut self, n: u32) -> Self {
+        self.consecutive_failures = Some(n);
+        self
+    }
+    /// Open when at least `percent` % (1..=100) of the calls in the window
+    /// failed, once the window holds `minimum_calls`.
+    pub const fn failure_rate(mut self, percent: u8) -> Self {
+        self.failure_rate = Some(percent);
+        self
+    }
+    /// Count a call taking `threshold` or longer as slow, and open when at
+    /// least `rate_percent` % of the window was slow. In half-open, a slow
+    /// trial counts as a failed trial.
+    pub const fn slow_call(mut self, threshold: Duration, rate_percent: u8) -> Self {
+        self.slow = Some((threshold, rate_percent));
+        self
+    }
+    /// Size of the count-based sliding window: the last `calls` (1..=64)
+    /// recorded calls.
+    pub const fn window(mut self, calls: u8) -> Self {
+        self.window = calls;
+        self
+    }
+    /// Calls the window must hold before a rate is evaluated (1..=window).
+    pub const fn minimum_calls(mut self, calls: u8) -> Self {
+        self.minimum_calls = Some(calls);
+        self
+    }
+    /// How long the breaker stays open before letting trial calls through.
+    pub const fn open_for(mut self, duration: Duration) -> Self {
+        self.open_for = duration;
+        self
+    }
+    /// Double the open time on every re-opening from half-open, up to
+    /// `max`. Closing resets the growth.
+    pub const fn max_open_for(mut self, max: Duration) -> Self {
+        self.max_open_for = Some(max);
+        self
+    }
+    /// Trial calls allowed in flight while half-open (1..=63).
+    pub const fn half_open_permits(mut self, permits: u8) -> Self {
+        self.half_open_permits = permits;
+        self
+    }
+    /// Successful trials needed to close (1..=63; default: the number of
+    /// half-open permits).
+    pub const fn close_after(mut self, successes: u8) -> Self {
+        self.close_after = Some(successes);
+        self
+    }
+
+    /// Validates the settings.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first setting that is zero, out of
+    /// range, or contradicts another.
+    pub const fn build(self) -> Result<Config, ConfigError> {
+        if self.consecutive_failures.is_none()
+            && self.failure_rate.is_none()
+            && self.slow.is_none()
+        {
+            return Err(ConfigError::NoTripCondition);
+        }
+        let consecutive_failures = match self.consecutive_failures {
+            None => 0,
+            Some(n) if n == 0 || n > MAX_CONSECUTIVE => {
+                return Err(ConfigError::ConsecutiveFailuresOutOfRange(n))
+            }
+            Some(n) => n as u16,
+        };
+        let failure_rate = match self.failure_rate {
+            None => 0,
+            Some(p) if p == 0 || p > 100 => return Err(ConfigError::FailureRateOutOfRange(p)),
+            Some(p) => p,
+        };
+        let (slow_threshold, slow_rate) = match self.slow {
+            None => (Duration::MAX, 0),
+            Some((t, _)) if t.is_zero() => return Err(ConfigError::ZeroSlowThreshold),
+            Some((_, p)) if p == 0 || p > 100 => return Err(ConfigError::SlowRateOutOfRange(p)),
+            Some(s) => s,
+        };
+        if self.window == 0 || self.window > MAX_WINDOW {
+            return Err(ConfigError::WindowOutOfRange(self.window));
+        }
+        let minimum_calls = match self.minimum_calls {
+            None => self.window,
+            Some(m) if m == 0 || m > self.window => {
+                return Err(ConfigError::MinimumCallsOutOfRange {
+                    minimum_calls: m,
+                    window: self.window,
+                })
+            }
+            Some(m) => m,
+        };
+        if self.open_for.is_zero() || self.open_for.as_micros() > MAX_OPEN_FOR.as_micros() {
+            return Err(ConfigError::OpenForOutOfRange(self.open_for));
+        }
+        let max_open_for = match self.max_open_for {
+            None => self.open_for,
+            Some(m)
+                if m.as_micros() < self.open_for.as_micros()
+                    || m.as_micros() > MAX_OPEN_FOR.as_micros() =>
+            {
+                return Err(ConfigError::MaxOpenForOutOfRange(m))
+            }
+            Some(m) => m,
+        };
+        if self.half_open_permits == 0 || self.half_open_permits > MAX_HALF_OPEN_PERMITS {
+            return Err(ConfigError::HalfOpenPermitsOutOfRange(
+                self.half_open_permits,
+            ));
+        }
+        let close_after = match self.close_after {
+            None => self.half_open_permits,
+            Some(n) if n == 0 || n > MAX_CLOSE_AFTER => {
+                return Err(ConfigError::CloseAfterOutOfRange(n))
+            }
+            Some(n) => n,
+        };
+        Ok(Config {
+            consecutive_failures,
+            failure_rate,
+            slow_rate,
+            window: self.window,
+            minimum_calls,
+            half_open_permits: self.half_open_permits,
+            close_after,
+            slow_threshold,
+            open_for: self.open_for,
+            max_open_for,
+        })
+    }
+}

@@ -1,0 +1,217 @@
+//! Plain-data snapshots of a breaker, for persistence and state sharing.
+
+use core::fmt;
+
+use super::window::Outcomes;
+use super::word::{self, Kind, Word, MAX_OPEN_FOR, MAX_STREAK};
+use super::{CircuitBreaker, Metrics, State};
+use crate::{Duration, Instant};
+
+/// Everything a breaker needs to resume elsewhere (another process, after a
+/// restart): plain data, times relative to the `now` it was taken at.
+///
+/// Half-open trials in flight are not part of it: they belong to the process
+/// that issued them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Snapshot {
+    /// The stored state (an expired `Open` is still `Open`).
+    pub state: State,
+    /// Failures in a row, when closed.
+    pub consecutive_failures: u16,
+    /// Successful trials so far, when half-open.
+    pub half_open_successes: u8,
+    /// Re-openings from half-open since the last close (open-time growth).
+    pub reopen_streak: u8,
+    /// Time left until half-open, when open.
+    pub open_remaining: Option<Duration>,
+    /// Calls in the sliding window (≤ 64).
+    pub window_calls: u8,
+    /// Failed calls in the window; bit 0 is the oldest.
+    pub window_failures: u64,
+    /// Slow calls in the window; bit 0 is the oldest.
+    pub window_slow: u64,
+    /// The counters.
+    pub metrics: Metrics,
+}
+
+/// Why [`CircuitBreaker::restore`] refused a snapshot (corrupt, hostile, or
+/// from an incompatible configuration). The breaker is left unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// `consecutive_failures` reached the trip threshold: the breaker could
+    /// not be closed with that count.
+    ConsecutiveFailures(u16),
+    /// `half_open_successes` reached `close_after`.
+    HalfOpenSuccesses(u8),
+    /// `reopen_streak` above 15.
+    ReopenStreak(u8),
+    /// `window_calls` above 64, or outcome bits set beyond it.
+    Window,
+    /// `Open` without `open_remaining`, or a remaining time above
+    /// [`Config::MAX_OPEN_FOR`](super::Config::MAX_OPEN_FOR).
+    OpenRemaining,
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ConsecutiveFailures(n) => {
+                write!(f, "{n} consecutive failures reach the trip threshold")
+            }
+            Self::HalfOpenSuccesses(n) => write!(f, "{n} half-open successes reach close_after"),
+            Self::ReopenStreak(n) => write!(f, "re-open streak {n} above {MAX_STREAK}"),
+            Self::Window => f.write_str("sliding-window data out of range"),
+            Self::OpenRemaining => f.write_str("open state without a valid remaining time"),
+        }
+    }
+}
+
+impl core::error::Error for SnapshotError {}
+
+impl CircuitBreaker {
+    /// A plain-data copy of the state at `now`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let config = Config::builder().consecutive_failures(1).build()?;
+    /// let a = CircuitBreaker::new(config);
+    /// let now = Instant::from_secs(100);
+    /// a.try_acquire(now).unwrap().record(Outcome::Failure, now, Duration::ZERO);
+    ///
+    /// // Another process, another clock origin:
+    /// let b = CircuitBreaker::new(config);
+    /// let later = Instant::from_secs(7);
+    /// let snapshot = a.snapshot(now);
+    /// b.restore(&snapshot, later)?;
+    /// assert_eq!(b.state(later), State::Open);
+    /// // Open deadlines have 1.024 ms resolution, rounded up on every restore.
+    /// let left = snapshot.open_remaining.unwrap();
+    /// assert!(left >= config.open_for());
+    /// let tick = Duration::from_micros(1024);
+    /// assert_eq!(b.state(later + left + tick), State::HalfOpen);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let cur = self.load();
+        let (consecutive_failures, half_open_successes, reopen_streak, open_remaining) =
+            match cur.kind() {
+                Kind::Closed => (cur.failures() as u16, 0, 0, None),
+                Kind::HalfOpen => (0, cur.successes() as u8, cur.streak() as u8, None),
+                Kind::Open => {
+                    let open_for = self.config.open_duration(cur.streak());
+                    let left = word::remaining(cur, open_for, now).unwrap_or(Duration::ZERO);
+                    (0, 0, cur.streak() as u8, Some(left))
+                }
+                Kind::ForcedOpen => (0, 0, 0, None),
+            };
+        let window = if cur.kind() == Kind::Closed {
+            self.window.outcomes(cur.gen(), self.config.window)
+        } else {
+            Outcomes::default()
+        };
+        Snapshot {
+            state: super::state_of(cur.kind()),
+            consecutive_failures,
+            half_open_successes,
+            reopen_streak,
+            open_remaining,
+            window_calls: window.calls,
+            window_failures: window.failures,
+            window_slow: window.slow,
+            metrics: self.metrics(),
+        }
+    }
+
+    /// Replaces the state with `snapshot`, taken at another `now` (times are
+    /// relative, so clocks with different origins are fine).
+    ///
+    /// Trials in flight are not restored; permits issued before the restore
+    /// become stale. A window larger than this breaker's keeps its newest
+    /// outcomes; an open time longer than this configuration allows is
+    /// shortened to it.
+    ///
+    /// # Errors
+    ///
+    /// [`SnapshotError`] if a field is out of range for this configuration;
+    /// nothing is changed then.
+    pub fn restore(&self, snapshot: &Snapshot, now: Instant) -> Result<(), SnapshotError> {
+        let cfg = &self.config;
+        let s = snapshot;
+        if u32::from(s.reopen_streak) > MAX_STREAK {
+            return Err(SnapshotError::ReopenStreak(s.reopen_streak));
+        }
+        let calls = u32::from(s.window_calls);
+        let in_window = if calls >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << calls) - 1
+        };
+        if calls > 64 || s.window_failures & !in_window != 0 || s.window_slow & !in_window != 0 {
+            return Err(SnapshotError::Window);
+        }
+        let gen = self.next_gen();
+        let new = match s.state {
+            State::Closed => {
+                let threshold = cfg.consecutive_failures;
+                if threshold != 0 && s.consecutive_failures >= threshold {
+                    return Err(SnapshotError::ConsecutiveFailures(s.consecutive_failures));
+                }
+                let failures = if threshold == 0 {
+                    0
+                } else {
+                    s.consecutive_failures
+                };
+                Word::closed(gen, u32::from(failures))
+            }
+            State::HalfOpen => {
+                if s.half_open_successes >= cfg.close_after {
+                    return Err(SnapshotError::HalfOpenSuccesses(s.half_open_successes));
+                }
+                let streak = u32::from(s.reopen_streak);
+                Word::half_open(gen, streak, 0, u32::from(s.half_open_successes))
+            }
+            State::Open => {
+                let left = match s.open_remaining {
+                    Some(left) if left <= MAX_OPEN_FOR => left,
+                    _ => return Err(SnapshotError::OpenRemaining),
+                };
+                let streak = u32::from(s.reopen_streak);
+                let left = left.min(cfg.open_duration(streak));
+                let deadline = if left.is_zero() {
+                    word::now_ticks(now)
+                } else {
+                    word::deadline_after(now, left)
+                };
+                Word::open(streak, deadline)
+            }
+            State::ForcedOpen => Word::forced_open(gen),
+        };
+        // Keep the newest `cfg.window` outcomes.
+        let keep = calls.min(u32::from(cfg.window));
+        let drop = calls - keep;
+        let outcomes = Outcomes {
+            calls: keep as u8,
+            failures: s.window_failures.checked_shr(drop).unwrap_or(0),
+            slow: s.window_slow.checked_shr(drop).unwrap_or(0),
+        };
+        self.window.restore(gen, outcomes);
+        self.state.store(new.0, crate::sync::Ordering::Release);
+        let c = &self.counters;
+        let m = &s.metrics;
+        c.successes.set(m.successes);
+        c.failures.set(m.failures);
+        c.slow_calls.set(m.slow_calls);
+        c.rejected.set(m.rejected);
+        c.trips.set(m.trips);
+        c.abandoned.set(m.abandoned);
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! The breaker's packed 32-bit state word and its wrapped deadline clock.
+//!
+//! ```text
+//!  31 30 29                    16 15                                    0
+//! +-----+------------------------+---------------------------------------+
+//! | 00  | generation (14)        | consecutive failures (16)             | Closed
+//! | 10  | generation (14)        | streak(4) | in flight(6) | succ(6)    | HalfOpen
+//! | 11  | generation (14)        | 0                                     | ForcedOpen
+//! +-----+------+-----------------+---------------------------------------+
+//! | 01  |strk 4| deadline (26): ticks of 1.024 ms, wrapped mod 2^26       | Open
+//! +-----+------+---------------------------------------------------------+
+//! ```
+//!
+//! * The generation identifies one installed Closed/HalfOpen/ForcedOpen
+//!   word. It is drawn from a separate counter with `fetch_add` before the
+//!   CAS that installs it, so no two installs share one (until the 14-bit
+//!   value wraps: a permit would have to stay unrecorded across 16 384
+//!   transitions to be mistaken for a current one).
+//! * Open needs no generation (no permit is ever issued in it) and spends
+//!   the bits on its deadline instead.
+//! * `streak` counts re-openings from half-open since the last close; the
+//!   open time doubles with it, up to `max_open_for`. Saturates at 15.
+
+use crate::{Duration, Instant};
+
+/// Two-bit state tag in bits 31..30.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Closed = 0,
+    Open = 1,
+    HalfOpen = 2,
+    ForcedOpen = 3,
+}
+
+const KIND_SHIFT: u32 = 30;
+const GEN_SHIFT: u32 = 16;
+pub(crate) const GEN_MASK: u32 = (1 << 14) - 1;
+const FAILURES_MASK: u32 = 0xFFFF;
+const HO_STREAK_SHIFT: u32 = 12;
+const HO_IN_FLIGHT_SHIFT: u32 = 6;
+const SIX_BITS: u32 = 0x3F;
+const OPEN_STREAK_SHIFT: u32 = 26;
+const DEADLINE_MASK: u32 = (1 << 26) - 1;
+
+/// A deadline tick is 2^10 µs = 1.024 ms (a shift, not a division: Cortex-M0
+/// has no divide instruction).
+pub(crate) const TICK_SHIFT: u32 = 10;
+pub(crate) const TICK_MICROS: u64 = 1 << TICK_SHIFT;
+/// Largest open time: half the wrapped deadline range.
+pub(crate) const MAX_OPEN_FOR: Duration = Duration::from_micros((1 << 25) << TICK_SHIFT);
+/// A `now` up to this many ticks (~1.05 s) before the instant that opened
+/// the breaker still reads as "open" (threads read clocks at slightly
+/// different moments); anything earlier or later than the deadline reads as
+/// "expired".
+pub(crate) const BACKWARD_TOLERANCE_TICKS: u32 = 1 << 10;
+
+pub(crate) const MAX_CONSECUTIVE: u32 = FAILURES_MASK;
+pub(crate) const MAX_HALF_OPEN_PERMITS: u8 = SIX_BITS as u8;
+pub(crate) const MAX_CLOSE_AFTER: u8 = SIX_BITS as u8;
+pub(crate) const MAX_STREAK: u32 = 15;
+
+/// A decoded copy of the state word. `Copy`, compared by its raw bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Word(pub(crate) u32);
+
+impl Word {
+    pub(crate) const fn closed(gen: u32, failures: u32) -> Self {
+        Self((Kind::Closed as u32) << KIND_SHIFT | (gen & GEN_MASK) << GEN_SHIFT | failures)
+    }
+
+    pub(crate) const fn half_open(gen: u32, streak: u32, in_flight: u32, successes: u32) -> Self {
+        Self(
+            (Kind::HalfOpen as u32) << KIND_SHIFT
+                | (gen & GEN_MASK) << GEN_SHIFT
+                | streak << HO_STREAK_SHIFT
+                | in_flight << HO_IN_FLIGHT_SHIFT
+                | successes,
+        )
+    }
+
+    pub(crate) const fn forced_open(gen: u32) -> Self {
+        Self((Kind::ForcedOpen as u32) << KIND_SHIFT | (gen & GEN_MASK) << GEN_SHIFT)
+    }
+
+    /// Open until `deadline` (already wrapped to 26 bits).
+    pub(crate) const fn open(streak: u32, deadline: u32) -> Self {
+        Self((Kind::Open as u32) << KIND_SHIFT | streak << OPEN_STREAK_SHIFT | deadline)
+    }
+
+    pub(crate) const fn kind(self) -> Kind {
+        match self.0 >> KIND_SHIFT {
+            0 => Kind::Closed,
+            1 => Kind::Open,
+            2 => Kind::HalfOpen,
+            _ => Kind::ForcedOpen,
+        }
+    }
+
+    /// Generation of a Closed, HalfOpen or ForcedOpen word.
+    pub(crate) const fn gen(self) -> u32 {
+        (self.0 >> GEN_SHIFT) & GEN_MASK
+    }
+
+    pub(crate) const fn failures(self) -> u32 {
+        self.0 & FAILURES_MASK
+    }
+
+    /// Re-opening streak of a HalfOpen or Open word.
+    pub(crate) const fn streak(self) -> u32 {
+        match self.kind() {
+            Kind::Open => (self.0 >> OPEN_STREAK_SHIFT) & 0xF,
+            _ => (self.0 >> HO_STREAK_SHIFT) & 0xF,
+        }
+    }
+
+    pub(crate) const fn in_flight(self) -> u32 {
+        (self.0 >> HO_IN_FLIGHT_SHIFT) & SIX_BITS
+    }
+
+    pub(crate) const fn successes(self) -> u32 {
+        self.0 & SIX_BITS
+    }
+
+    pub(crate) const fn deadline(self) -> u32 {
+        self.0 & DEADLINE_MASK
+    }
+
+    /// Whether a permit issued under `gen` while `half_open` still belongs
+    /// to this word.
+    pub(crate) fn owns(self, gen: u32, half_open: bool) -> bool {
+        let kind = if half_open {
+            Kind::HalfOpen
+        } else {
+            Kind::Closed
+        };
+        self.kind() == kind && self.gen() == gen
+    }
+}
+
+/// `now` in wrapped deadline ticks (rounded down).
+pub(crate) const fn now_ticks(now: Instant) -> u32 {
+    ((now.as_micros() >> TICK_SHIFT) as u32) & DEADLINE_MASK
+}
+
+/// The wrapped deadline `open_for` after `now`, rounded *up* to a tick so
+/// the breaker never re-admits early.
+pub(crate) const fn deadline_after(now: Instant, open_for: Duration) -> u32 {
+    let end = now.as_micros().saturating_add(open_for.as_micros());
+    let ticks = end.div_ceil(TICK_MICROS);
+    (ticks as u32) & DEADLINE_MASK
+}
+
+/// Time left until an Open word's deadline, or `None` once it has passed.
+///
+/// The deadline is only known modulo 2^26 ticks (~19 h 5 min). A remaining
+/// distance within `open_for + 2 ticks + BACKWARD_TOLERANCE` is "still
+/// open"; anything else means the deadline passed. A breaker that nobody
+/// asks for a whole multiple of ~19 h can therefore read as open for at most
+/// one more open period (see the crate docs).
+pub(crate) fn remaining(word: Word, open_for: Duration, now: Instant) -> Option<Duration> {
+    let remaining_ticks = word.deadline().wrapping_sub(now_ticks(now)) & DEADLINE_MASK;
+    let open_ticks = (open_for.as_micros() >> TICK_SHIFT) as u32 + 2;
+    if remaining_ticks == 0 || remaining_ticks > open_ticks + BACKWARD_TOLERANCE_TICKS {
+        return None;
+    }
+    let sub_tick = now.as_micros() & (TICK_MICROS - 1);
+    Some(Duration::from_micros(
+        (u64::from(remaining_ticks) << TICK_SHIFT) - sub_tick,
+    ))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip() {
+        let w = Word::closed(GEN_MASK, 65_535);
+        assert_eq!((w.kind(), w.gen(), w.failures()), (Kind::Closed, GEN_MASK, 65_535));
+        let w = Word::half_open(7, 15, 63, 62);
+        assert_eq!(w.kind(), Kind::HalfOpen);
+        assert_eq!((w.gen(), w.streak(), w.in_flight(), w.successes()), (7, 15, 63, 62));
+        let w = Word::open(15, DEADLINE_MASK);
+        assert_eq!((w.kind(), w.streak(), w.deadline()), (Kind::Open, 15, DEADLINE_MASK));
+        let w = Word::forced_open(3);
+        assert_eq!((w.kind(), w.gen()), (Kind::ForcedOpen, 3));
+        // The generation is truncated, never allowed to spill into the kind.
+        assert_eq!(Word::closed(GEN_MASK + 1, 0).kind(), Kind::Closed);
+    }
+
+    #[test]
+    fn remaining_is_exact_and_never_early() {
+        let open_for = Duration::from_millis(100);
+        let t0 = Instant::from_micros(123_456);
+        let w = Word::open(0, deadline_after(t0, open_for));
+        let left = remaining(w, open_for, t0).unwrap();
+        assert!(left >= open_for && left < open_for + Duration::from_micros(TICK_MICROS));
+        let at = t0 + left;
+        assert_eq!(remaining(w, open_for, at), None);
+        assert_eq!(
+            remaining(w, open_for, at - Duration::from_micros(1)),
+            Some(Duration::from_micros(1))
+        );
+        // A slightly stale `now` (another thread's earlier read) still reads open.
+        assert!(remaining(w, open_for, t0 - Duration::from_millis(500)).is_some());
+    }
+
+    #[test]
+    fn remaining_survives_the_wrap() {
+        let open_for = Duration::from_secs(30);
+        // Just below a wrap of the 26-bit tick counter.
+        let t0 = Instant::from_micros(((1u64 << 26) - 5) << TICK_SHIFT);
+        let w = Word::open(0, deadline_after(t0, open_for));
+        assert!(remaining(w, open_for, t0 + Duration::from_secs(29)).is_some());
+        assert_eq!(remaining(w, open_for, t0 + Duration::from_secs(31)), None);
+        // Idle for hours after the deadline: expired.
+        assert_eq!(remaining(w, open_for, t0 + Duration::from_secs(5 * 3600)), None);
+    }
+
+    #[test]
+    fn huge_instants_do_not_overflow() {
+        let w = Word::open(0, deadline_after(Instant::MAX, MAX_OPEN_FOR));
+        let _ = remaining(w, MAX_OPEN_FOR, Instant::MAX);
+        let _ = remaining(w, MAX_OPEN_FOR, Instant::ZERO);
+    }
+}

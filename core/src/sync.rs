@@ -1,0 +1,86 @@
+//! The one place that chooses atomics.
+//!
+//! * `cfg(loom)`: loom's model-checked atomics. Only ever built through
+//!   `-p fusebox-loom` with `RUSTFLAGS="--cfg loom"`.
+//! * otherwise: [`portable_atomic`], which compiles to the native
+//!   instruction wherever one exists. On cores without compare-and-swap
+//!   (Cortex-M0, `thumbv6m-none-eabi`) the core's manifest enables
+//!   portable-atomic's `critical-section` feature, which is interrupt-safe.
+//!
+//! # Word widths
+//!
+//! Every piece of *decision state* in the core (breaker state, window,
+//! generations) lives in [`AtomicU32`] words, so that Cortex-M3/M4 use their
+//! native `LDREX`/`STREX` and nothing ever reaches portable-atomic's
+//! global-lock `fallback` (which is not lock-free and can deadlock when an
+//! interrupt handler touches the same atomic). The core depends on
+//! portable-atomic with default features off, so on those targets an
+//! `AtomicU64` does not even exist: using one by mistake is a compile error
+//! on `thumbv7em-none-eabihf`.
+//!
+//! Statistics counters ([`Counter`]) are 64-bit where the target has native
+//! 64-bit atomics and 32-bit (wrapping) elsewhere.
+
+pub(crate) use imp::{AtomicU32, Ordering};
+
+#[cfg(loom)]
+mod imp {
+    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+}
+
+#[cfg(not(loom))]
+mod imp {
+    #[cfg(target_has_atomic = "64")]
+    pub(crate) use portable_atomic::AtomicU64;
+    pub(crate) use portable_atomic::{AtomicU32, Ordering};
+}
+
+/// Declares a `const fn` in normal builds and a plain `fn` under loom,
+/// whose atomics cannot be created in a const context.
+macro_rules! const_fn_unless_loom {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident $($rest:tt)*) => {
+        #[cfg(not(loom))]
+        $(#[$meta])* $vis const fn $name $($rest)*
+        #[cfg(loom)]
+        $(#[$meta])* $vis fn $name $($rest)*
+    };
+}
+pub(crate) use const_fn_unless_loom;
+
+#[cfg(any(loom, target_has_atomic = "64"))]
+type CounterWord = imp::AtomicU64;
+#[cfg(not(any(loom, target_has_atomic = "64")))]
+type CounterWord = imp::AtomicU32;
+
+/// A monotonically increasing statistics counter.
+///
+/// 64 bits where the target has native 64-bit atomics; 32 bits (wrapping at
+/// 2³²) on 32-bit microcontrollers. Only ever updated with `Relaxed`
+/// read-modify-writes: counters order nothing.
+#[derive(Debug)]
+pub(crate) struct Counter(CounterWord);
+
+impl Counter {
+    const_fn_unless_loom! {
+        pub(crate) fn new() -> Self {
+            Self(CounterWord::new(0))
+        }
+    }
+
+    #[inline]
+    pub(crate) fn incr(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    #[allow(clippy::useless_conversion)]
+    pub(crate) fn get(&self) -> u64 {
+        u64::from(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Sets the counter, truncating to the counter's width.
+    #[allow(clippy::useless_conversion)]
+    pub(crate) fn set(&self, value: u64) {
+        self.0.store(value as _, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,289 @@
+//! Tick types and the [`Clock`] trait.
+//!
+//! The core never reads a clock: every time-dependent call takes `now`, an
+//! [`Instant`] counted in microseconds from an arbitrary, caller-chosen
+//! origin (boot, process start, a test's zero). A `u64` of microseconds
+//! lasts 584 942 years, so no realistic clock overflows it; all arithmetic
+//! saturates instead of wrapping or panicking anyway.
+//!
+//! Structures that store time in 32-bit atomic words keep a *wrapped*,
+//! coarser copy and document the range that follows (see
+//! [`CircuitBreaker`](crate::CircuitBreaker)).
+
+use core::fmt;
+use core::ops::{Add, AddAssign, Sub};
+
+/// A point in monotonic time, in microseconds since a caller-chosen origin.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::{Duration, Instant};
+///
+/// let t = Instant::from_millis(1_500);
+/// assert_eq!((t + Duration::from_secs(1)).as_micros(), 2_500_000);
+/// // Subtraction saturates: an earlier instant minus a later one is zero.
+/// assert_eq!(Instant::ZERO - t, Duration::ZERO);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[must_use]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Instant(u64);
+
+/// A span of time, in microseconds.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::Duration;
+///
+/// assert_eq!(Duration::from_millis(3).as_micros(), 3_000);
+/// assert_eq!(Duration::MAX.saturating_add(Duration::from_secs(1)), Duration::MAX);
+/// let std_like: core::time::Duration = Duration::from_millis(250).into();
+/// assert_eq!(std_like.as_millis(), 250);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[must_use]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Duration(u64);
+
+impl Instant {
+    /// The origin.
+    pub const ZERO: Self = Self(0);
+    /// The latest representable instant.
+    pub const MAX: Self = Self(u64::MAX);
+
+    /// An instant `micros` microseconds after the origin.
+    pub const fn from_micros(micros: u64) -> Self {
+        Self(micros)
+    }
+    /// An instant `millis` milliseconds after the origin (saturating).
+    pub const fn from_millis(millis: u64) -> Self {
+        Self(millis.saturating_mul(1_000))
+    }
+    /// An instant `secs` seconds after the origin (saturating).
+    pub const fn from_secs(secs: u64) -> Self {
+        Self(secs.saturating_mul(1_000_000))
+    }
+    /// Microseconds since the origin.
+    pub const fn as_micros(self) -> u64 {
+        self.0
+    }
+    /// Whole milliseconds since the origin.
+    pub const fn as_millis(self) -> u64 {
+        self.0 / 1_000
+    }
+    /// Time elapsed from `earlier` to `self`, or zero if `earlier` is later.
+    pub const fn saturating_duration_since(self, earlier: Self) -> Duration {
+        Duration(self.0.saturating_sub(earlier.0))
+    }
+    /// `self + d`, saturating at [`Instant::MAX`].
+    pub const fn saturating_add(self, d: Duration) -> Self {
+        Self(self.0.saturating_add(d.0))
+    }
+    /// `self - d`, saturating at [`Instant::ZERO`].
+    pub const fn saturating_sub(self, d: Duration) -> Self {
+        Self(self.0.saturating_sub(d.0))
+    }
+    /// `self + d`, or `None` on overflow.
+    pub const fn checked_add(self, d: Duration) -> Option<Self> {
+        match self.0.checked_add(d.0) {
+            Some(v) => Some(Self(v)),
+            None => None,
+        }
+    }
+}
+
+impl Duration {
+    /// No time at all.
+    pub const ZERO: Self = Self(0);
+    /// The longest representable span.
+    pub const MAX: Self = Self(u64::MAX);
+
+    /// A span of `micros` microseconds.
+    pub const fn from_micros(micros: u64) -> Self {
+        Self(micros)
+    }
+    /// A span of `millis` milliseconds (saturating).
+    pub const fn from_millis(millis: u64) -> Self {
+        Self(millis.saturating_mul(1_000))
+    }
+    /// A span of `secs` seconds (saturating).
+    pub const fn from_secs(secs: u64) -> Self {
+        Self(secs.saturating_mul(1_000_000))
+    }
+    /// The span in microseconds.
+    pub const fn as_micros(self) -> u64 {
+        self.0
+    }
+    /// The span in whole milliseconds.
+    pub const fn as_millis(self) -> u64 {
+        self.0 / 1_000
+    }
+    /// The span in whole seconds.
+    pub const fn as_secs(self) -> u64 {
+        self.0 / 1_000_000
+    }
+    /// Whether the span is zero.
+    pub const fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+    /// `self + other`, saturating at [`Duration::MAX`].
+    pub const fn saturating_add(self, other: Self) -> Self {
+        Self(self.0.saturating_add(other.0))
+    }
+    /// `self - other`, saturating at [`Duration::ZERO`].
+    pub const fn saturating_sub(self, other: Self) -> Self {
+        Self(self.0.saturating_sub(other.0))
+    }
+    /// `self * rhs`, saturating at [`Duration::MAX`].
+    pub const fn saturating_mul(self, rhs: u64) -> Self {
+        Self(self.0.saturating_mul(rhs))
+    }
+}
+
+impl Add<Duration> for Instant {
+    type Output = Instant;
+    /// Saturating addition.
+    fn add(self, rhs: Duration) -> Instant {
+        self.saturating_add(rhs)
+    }
+}
+
+impl AddAssign<Duration> for Instant {
+    fn add_assign(&mut self, rhs: Duration) {
+        *self = *self + rhs;
+    }
+}
+
+impl Sub<Duration> for Instant {
+    type Output = Instant;
+    /// Saturating subtraction.
+    fn sub(self, rhs: Duration) -> Instant {
+        self.saturating_sub(rhs)
+    }
+}
+
+impl Sub for Instant {
+    type Output = Duration;
+    /// Saturating: zero when `rhs` is later than `self`.
+    fn sub(self, rhs: Instant) -> Duration {
+        self.saturating_duration_since(rhs)
+    }
+}
+
+impl Add for Duration {
+    type Output = Duration;
+    /// Saturating addition.
+    fn add(self, rhs: Duration) -> Duration {
+        self.saturating_add(rhs)
+    }
+}
+
+impl Sub for Duration {
+    type Output = Duration;
+    /// Saturating subtraction.
+    fn sub(self, rhs: Duration) -> Duration {
+        self.saturating_sub(rhs)
+    }
+}
+
+impl From<core::time::Duration> for Duration {
+    /// Truncates below one microsecond and saturates above `u64::MAX` µs.
+    fn from(d: core::time::Duration) -> Self {
+        Self(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+}
+
+impl From<Duration> for core::time::Duration {
+    fn from(d: Duration) -> Self {
+        core::time::Duration::from_micros(d.0)
+    }
+}
+
+impl fmt::Debug for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Instant({}µs)", self.0)
+    }
+}
+
+impl fmt::Debug for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&core::time::Duration::from(*self), f)
+    }
+}
+
+/// A source of monotonic [`Instant`]s.
+///
+/// The core's algorithms never call it; adapters do, and pass the result in.
+///
+/// # Examples
+///
+/// ```
+/// use core::cell::Cell;
+/// use fusebox::{Clock, Duration, Instant};
+///
+/// /// A virtual clock for tests.
+/// struct Manual(Cell<Instant>);
+/// impl Clock for Manual {
+///     fn now(&self) -> Instant { self.0.get() }
+/// }
+///
+/// let clock = Manual(Cell::new(Instant::ZERO));
+/// clock.0.set(clock.now() + Duration::from_secs(5));
+/// assert_eq!(clock.now().as_millis(), 5_000);
+/// ```
+pub trait Clock {
+    /// The current time. Must never go backwards.
+    fn now(&self) -> Instant;
+}
+
+impl<C: Clock + ?Sized> Clock for &C {
+    fn now(&self) -> Instant {
+        (**self).now()
+    }
+}
+
+/// A [`Clock`] reading [`embassy_time::Instant::now`].
+///
+/// Requires the `embassy-time` feature and, in the final firmware, an
+/// embassy-time driver.
+#[cfg(feature = "embassy-time")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EmbassyClock;
+
+#[cfg(feature = "embassy-time")]
+impl Clock for EmbassyClock {
+    fn now(&self) -> Instant {
+        Instant(embassy_time::Instant::now().as_micros())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arithmetic_saturates() {
+        assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
+        assert_eq!(Instant::ZERO - Duration::from_secs(1), Instant::ZERO);
+        assert_eq!(Instant::from_secs(1) - Instant::from_secs(2), Duration::ZERO);
+        assert_eq!(Duration::MAX + Duration::from_micros(1), Duration::MAX);
+        assert_eq!(Duration::from_secs(u64::MAX), Duration::MAX);
+        assert_eq!(Instant::from_millis(u64::MAX), Instant::MAX);
+        assert_eq!(Instant::MAX.checked_add(Duration::from_micros(1)), None);
+    }
+
+    #[test]
+    fn unit_conversions() {
+        assert_eq!(Duration::from_secs(2).as_millis(), 2_000);
+        assert_eq!(Duration::from_millis(2_500).as_secs(), 2);
+        assert_eq!(Instant::from_secs(3).as_micros(), 3_000_000);
+        let d: Duration = core::time::Duration::from_nanos(1_999).into();
+        assert_eq!(d, Duration::from_micros(1));
+        let huge: Duration = core::time::Duration::from_secs(u64::MAX).into();
+        assert_eq!(huge, Duration::MAX);
+    }
+}
