@@ -22,7 +22,11 @@ fn dependency(at: Instant, rng: &mut u32) -> (Outcome, Duration) {
     match secs {
         // Healthy: 2 % errors, 5-25 ms.
         0..=9 => (
-            if noise < 2 { Outcome::Failure } else { Outcome::Success },
+            if noise < 2 {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            },
             Duration::from_millis(5 + u64::from(noise) / 5),
         ),
         // Outage: everything fails fast.
@@ -47,7 +51,10 @@ fn main() -> Result<(), fusebox::ConfigError> {
         .build()?;
     let breaker = CircuitBreaker::new(config);
     println!("config: {config:?}");
-    println!("size_of::<CircuitBreaker>() = {} bytes", core::mem::size_of::<CircuitBreaker>());
+    println!(
+        "size_of::<CircuitBreaker>() = {} bytes",
+        core::mem::size_of::<CircuitBreaker>()
+    );
 
     let mut rng = 0x2545_f491;
     let mut now = Instant::ZERO;
@@ -83,7 +90,11 @@ fn main() -> Result<(), fusebox::ConfigError> {
     println!("attempted {attempted}, rejected {rejected}");
     println!("metrics: {m:?}");
     println!("calls completed: {}", m.calls());
-    assert_eq!(breaker.state(now), State::Closed, "the dependency recovered");
+    assert_eq!(
+        breaker.state(now),
+        State::Closed,
+        "the dependency recovered"
+    );
     assert_eq!(m.rejected, u64::from(rejected));
     Ok(())
 }

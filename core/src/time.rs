@@ -269,7 +269,10 @@ mod tests {
     fn arithmetic_saturates() {
         assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
         assert_eq!(Instant::ZERO - Duration::from_secs(1), Instant::ZERO);
-        assert_eq!(Instant::from_secs(1) - Instant::from_secs(2), Duration::ZERO);
+        assert_eq!(
+            Instant::from_secs(1) - Instant::from_secs(2),
+            Duration::ZERO
+        );
         assert_eq!(Duration::MAX + Duration::from_micros(1), Duration::MAX);
         assert_eq!(Duration::from_secs(u64::MAX), Duration::MAX);
         assert_eq!(Instant::from_millis(u64::MAX), Instant::MAX);

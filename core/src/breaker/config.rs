@@ -296,9 +296,7 @@ impl ConfigBuilder {
     /// A [`ConfigError`] naming the first setting that is zero, out of
     /// range, or contradicts another.
     pub const fn build(self) -> Result<Config, ConfigError> {
-        if self.consecutive_failures.is_none()
-            && self.failure_rate.is_none()
-            && self.slow.is_none()
+        if self.consecutive_failures.is_none() && self.failure_rate.is_none() && self.slow.is_none()
         {
             return Err(ConfigError::NoTripCondition);
         }

@@ -162,9 +162,10 @@ struct Counters {
 /// # Size
 ///
 /// 28 bytes of decision state (state word, generation counter, window
-/// cursor, two 64-slot bitmaps as four 32-bit words) plus six statistics
-/// counters (8 bytes each where the target has 64-bit atomics, 4 otherwise)
-/// plus the [`Config`] (40 bytes): 120 bytes on x86-64, 96 on Cortex-M.
+/// cursor, two 64-slot bitmaps as four 32-bit words), six statistics
+/// counters (8 bytes each where the target has 64-bit atomics, 4 bytes on
+/// 32-bit microcontrollers) and the 32-byte [`Config`]: 112 bytes on x86-64
+/// (4 of them alignment padding), 88 on Cortex-M.
 #[derive(Debug)]
 pub struct CircuitBreaker {
     /// The packed state word; see the `word` module for its layout.
@@ -559,3 +560,14 @@ fn transition(from: Kind, to: Kind, at: Instant) -> Transition {
 
 #[cfg(all(test, not(loom)))]
 mod tests;
+
+// The documented sizes, checked by every build, the thumb targets included.
+#[cfg(not(loom))]
+const _: () = assert!(
+    core::mem::size_of::<CircuitBreaker>()
+        == if cfg!(target_has_atomic = "64") {
+            112
+        } else {
+            88
+        }
+);

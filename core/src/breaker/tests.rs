@@ -1,1 +1,622 @@
+//! Unit tests: every transition and every configuration error, on virtual
+//! time.
+
 use super::*;
+
+const T0: Instant = Instant::from_secs(1_000);
+const MS: Duration = Duration::from_millis(1);
+const TICK: Duration = Duration::from_micros(word::TICK_MICROS);
+
+fn breaker(b: ConfigBuilder) -> CircuitBreaker {
+    CircuitBreaker::new(b.build().expect("valid config"))
+}
+
+fn consecutive(n: u32) -> ConfigBuilder {
+    Config::builder()
+        .consecutive_failures(n)
+        .open_for(Duration::from_secs(10))
+}
+
+fn fail(b: &CircuitBreaker, now: Instant) -> Option<Transition> {
+    b.try_acquire(now)
+        .expect("permitted")
+        .record(Outcome::Failure, now, MS)
+}
+
+fn succeed(b: &CircuitBreaker, now: Instant) -> Option<Transition> {
+    b.try_acquire(now)
+        .expect("permitted")
+        .record(Outcome::Success, now, MS)
+}
+
+/// Trips `b` (consecutive policy) and returns the instant it reopens.
+fn trip(b: &CircuitBreaker, now: Instant) -> Instant {
+    let n = b.config().consecutive_failures().unwrap();
+    for _ in 0..n {
+        fail(b, now);
+    }
+    let left = b.try_acquire(now).unwrap_err().retry_after.unwrap();
+    now + left
+}
+
+#[test]
+fn closed_to_open_after_consecutive_failures() {
+    let b = breaker(consecutive(3));
+    assert_eq!(fail(&b, T0), None);
+    assert_eq!(fail(&b, T0), None);
+    let t = fail(&b, T0).expect("third failure trips");
+    assert_eq!((t.from, t.to, t.at), (State::Closed, State::Open, T0));
+    assert_eq!(b.state(T0), State::Open);
+    assert_eq!(b.metrics().trips, 1);
+}
+
+#[test]
+fn a_success_resets_the_consecutive_count() {
+    let b = breaker(consecutive(3));
+    fail(&b, T0);
+    fail(&b, T0);
+    assert_eq!(succeed(&b, T0), None);
+    fail(&b, T0);
+    fail(&b, T0);
+    assert_eq!(b.state(T0), State::Closed);
+    assert!(fail(&b, T0).is_some());
+}
+
+#[test]
+fn open_rejects_with_exact_retry_after() {
+    let b = breaker(consecutive(1));
+    let reopen = trip(&b, T0);
+    assert!(reopen - T0 >= Duration::from_secs(10));
+    assert!(reopen - T0 < Duration::from_secs(10) + TICK);
+    let r = b.try_acquire(T0 + Duration::from_secs(4)).unwrap_err();
+    assert_eq!(r.state, State::Open);
+    assert_eq!(r.retry_after, Some(reopen - (T0 + Duration::from_secs(4))));
+    // One microsecond early: still open, one microsecond to go.
+    let r = b
+        .try_acquire(reopen - Duration::from_micros(1))
+        .unwrap_err();
+    assert_eq!(r.retry_after, Some(Duration::from_micros(1)));
+    // Exactly at `now + retry_after`: a trial.
+    let p = b.try_acquire(reopen).expect("half-open trial");
+    assert_eq!(
+        p.transition(),
+        Some(Transition {
+            from: State::Open,
+            to: State::HalfOpen,
+            at: reopen
+        })
+    );
+    assert!(p.is_trial());
+    assert_eq!(b.metrics().rejected, 3);
+}
+
+#[test]
+fn state_reports_half_open_once_the_open_time_passed_without_changing_it() {
+    let b = breaker(consecutive(1));
+    let reopen = trip(&b, T0);
+    assert_eq!(b.state(reopen), State::HalfOpen);
+    // Nothing changed: a later acquire still performs the transition.
+    assert!(b.try_acquire(reopen).unwrap().transition().is_some());
+}
+
+#[test]
+fn half_open_admits_at_most_its_permits() {
+    let b = breaker(consecutive(1).half_open_permits(2).close_after(2));
+    let reopen = trip(&b, T0);
+    let p1 = b.try_acquire(reopen).unwrap();
+    let p2 = b.try_acquire(reopen).unwrap();
+    assert!(
+        p2.transition().is_none(),
+        "only the first trial transitions"
+    );
+    let r = b.try_acquire(reopen).unwrap_err();
+    assert_eq!((r.state, r.retry_after), (State::HalfOpen, None));
+    drop(p1); // frees a slot, counts as abandoned
+    let p3 = b.try_acquire(reopen).expect("slot freed by the drop");
+    assert_eq!(b.metrics().abandoned, 1);
+    drop((p2, p3));
+}
+
+#[test]
+fn half_open_closes_after_enough_successes() {
+    let b = breaker(consecutive(1).half_open_permits(1).close_after(2));
+    let reopen = trip(&b, T0);
+    assert_eq!(succeed(&b, reopen), None, "one success is not enough");
+    assert_eq!(b.state(reopen), State::HalfOpen);
+    let t = succeed(&b, reopen).expect("second success closes");
+    assert_eq!((t.from, t.to), (State::HalfOpen, State::Closed));
+    assert_eq!(b.state(reopen), State::Closed);
+}
+
+#[test]
+fn a_failed_trial_reopens_and_the_open_time_doubles_up_to_the_cap() {
+    let b = breaker(
+        consecutive(1)
+            .open_for(Duration::from_secs(1))
+            .max_open_for(Duration::from_secs(3)),
+    );
+    let mut now = trip(&b, T0);
+    let mut expected = [2, 3, 3].into_iter();
+    for _ in 0..3 {
+        let t = fail(&b, now).expect("failed trial reopens");
+        assert_eq!((t.from, t.to), (State::HalfOpen, State::Open));
+        let left = b.try_acquire(now).unwrap_err().retry_after.unwrap();
+        let secs = expected.next().unwrap();
+        assert!(left >= Duration::from_secs(secs) && left < Duration::from_secs(secs) + TICK);
+        now += left;
+    }
+    // Closing resets the growth.
+    succeed(&b, now);
+    assert_eq!(b.state(now), State::Closed);
+    let reopen = trip(&b, now);
+    assert!(reopen - now < Duration::from_secs(1) + TICK);
+    assert_eq!(b.metrics().trips, 5);
+}
+
+#[test]
+fn a_slow_trial_counts_as_failed() {
+    let b = breaker(
+        consecutive(1)
+            .slow_call(Duration::from_millis(100), 100)
+            .window(4),
+    );
+    let reopen = trip(&b, T0);
+    let p = b.try_acquire(reopen).unwrap();
+    let t = p.record(Outcome::Success, reopen, Duration::from_millis(150));
+    assert_eq!(t.map(|t| t.to), Some(State::Open));
+    assert_eq!(b.metrics().slow_calls, 1);
+}
+
+#[test]
+fn failure_rate_needs_minimum_calls_then_trips() {
+    let b = breaker(
+        Config::builder()
+            .failure_rate(50)
+            .window(4)
+            .minimum_calls(4),
+    );
+    assert_eq!(fail(&b, T0), None);
+    assert_eq!(fail(&b, T0), None);
+    assert_eq!(succeed(&b, T0), None);
+    // 3/4 failures once the window holds 4 calls.
+    let t = fail(&b, T0).expect("75% >= 50%");
+    assert_eq!(t.to, State::Open);
+}
+
+#[test]
+fn failure_rate_slides_over_the_last_window_calls() {
+    let b = breaker(
+        Config::builder()
+            .failure_rate(60)
+            .window(5)
+            .minimum_calls(5),
+    );
+    // F F S S S: 40 %; then slide: F S S S F (40 %), S S S F F (40 %).
+    for o in [true, true, false, false, false, true, true] {
+        let t = if o { fail(&b, T0) } else { succeed(&b, T0) };
+        assert_eq!(t, None);
+    }
+    // S S F F F = 60 %.
+    assert!(fail(&b, T0).is_some());
+}
+
+#[test]
+fn slow_successes_trip_on_the_slow_rate() {
+    let b = breaker(
+        Config::builder()
+            .slow_call(Duration::from_millis(200), 50)
+            .window(4)
+            .minimum_calls(2),
+    );
+    let slow = Duration::from_millis(250);
+    let p = b.try_acquire(T0).unwrap();
+    assert_eq!(p.record(Outcome::Success, T0, MS), None);
+    let p = b.try_acquire(T0).unwrap();
+    let t = p
+        .record(Outcome::Success, T0, slow)
+        .expect("1 of 2 slow = 50%");
+    assert_eq!(t.to, State::Open);
+    let m = b.metrics();
+    assert_eq!((m.successes, m.slow_calls, m.failures), (2, 1, 0));
+}
+
+#[test]
+fn closing_starts_an_empty_window() {
+    let b = breaker(
+        Config::builder()
+            .failure_rate(50)
+            .window(2)
+            .minimum_calls(2)
+            .open_for(Duration::from_secs(1)),
+    );
+    fail(&b, T0);
+    assert!(fail(&b, T0).is_some());
+    let reopen = b.try_acquire(T0).unwrap_err().retry_after.unwrap();
+    let now = T0 + reopen;
+    assert_eq!(succeed(&b, now).map(|t| t.to), Some(State::Closed));
+    // The old failures are gone: one failure is 1 call < minimum_calls.
+    assert_eq!(fail(&b, now), None);
+    assert_eq!(b.snapshot(now).window_calls, 1);
+}
+
+#[test]
+fn stale_permits_cannot_change_the_new_state() {
+    let b = breaker(consecutive(2).half_open_permits(1));
+    let old = b.try_acquire(T0).unwrap();
+    let old_trial_source = b.try_acquire(T0).unwrap();
+    drop(old_trial_source);
+    let reopen = trip(&b, T0);
+    let trial = b.try_acquire(reopen).unwrap();
+    // A closed-generation failure arriving in half-open changes nothing.
+    assert_eq!(old.record(Outcome::Failure, reopen, MS), None);
+    assert_eq!(b.state(reopen), State::HalfOpen);
+    // The trial re-opens; a second open/half-open cycle follows.
+    assert!(trial.record(Outcome::Failure, reopen, MS).is_some());
+    let left = b.try_acquire(reopen).unwrap_err().retry_after.unwrap();
+    let again = reopen + left;
+    let stale_trial = b.try_acquire(again).unwrap();
+    let fresh = b.force_close(again);
+    assert!(fresh.is_some());
+    // A half-open trial recorded after force_close is stale too.
+    assert_eq!(stale_trial.record(Outcome::Failure, again, MS), None);
+    assert_eq!(b.state(again), State::Closed);
+    assert_eq!(b.metrics().failures, 2 + 1 + 1 + 1);
+}
+
+#[test]
+fn a_stale_trial_drop_does_not_free_a_new_slot() {
+    let b = breaker(consecutive(1).half_open_permits(1));
+    let reopen = trip(&b, T0);
+    let stale = b.try_acquire(reopen).unwrap();
+    b.force_open(reopen);
+    b.force_close(reopen);
+    let reopen2 = trip(&b, reopen);
+    let current = b.try_acquire(reopen2).unwrap();
+    drop(stale);
+    assert_eq!(b.try_acquire(reopen2).unwrap_err().state, State::HalfOpen);
+    drop(current);
+    assert!(b.try_acquire(reopen2).is_ok());
+}
+
+#[test]
+fn forced_open_rejects_until_forced_closed() {
+    let b = breaker(consecutive(1));
+    let t = b.force_open(T0).unwrap();
+    assert_eq!((t.from, t.to), (State::Closed, State::ForcedOpen));
+    assert_eq!(b.force_open(T0), None);
+    let later = T0 + Duration::from_secs(3600);
+    let r = b.try_acquire(later).unwrap_err();
+    assert_eq!((r.state, r.retry_after), (State::ForcedOpen, None));
+    assert_eq!(b.state(later), State::ForcedOpen);
+    let t = b.force_close(later).unwrap();
+    assert_eq!((t.from, t.to), (State::ForcedOpen, State::Closed));
+    assert_eq!(b.force_close(later), None);
+    assert!(b.try_acquire(later).is_ok());
+    assert_eq!(b.metrics().trips, 0, "forcing is not a trip");
+}
+
+#[test]
+fn reset_clears_state_window_and_counters() {
+    let b = breaker(
+        Config::builder()
+            .failure_rate(50)
+            .window(4)
+            .minimum_calls(2),
+    );
+    fail(&b, T0);
+    assert!(fail(&b, T0).is_some());
+    let t = b.reset(T0).unwrap();
+    assert_eq!((t.from, t.to), (State::Open, State::Closed));
+    assert_eq!(b.metrics(), Metrics::default());
+    assert_eq!(b.snapshot(T0).window_calls, 0);
+    assert_eq!(b.reset(T0), None, "already closed");
+    assert_eq!(fail(&b, T0), None, "window restarted");
+}
+
+#[test]
+fn metrics_count_every_outcome() {
+    let b = breaker(consecutive(5).slow_call(Duration::from_millis(10), 100));
+    let now = T0;
+    b.try_acquire(now)
+        .unwrap()
+        .record(Outcome::Success, now, Duration::from_millis(20));
+    fail(&b, now);
+    succeed(&b, now);
+    drop(b.try_acquire(now).unwrap());
+    let m = b.metrics();
+    assert_eq!(
+        m,
+        Metrics {
+            successes: 2,
+            failures: 1,
+            slow_calls: 1,
+            rejected: 0,
+            trips: 0,
+            abandoned: 1
+        }
+    );
+    assert_eq!(m.calls(), 4);
+}
+
+#[test]
+#[allow(clippy::many_single_char_names)]
+fn snapshot_restore_round_trips_every_state() {
+    let cfg = consecutive(3)
+        .failure_rate(90)
+        .window(8)
+        .half_open_permits(2)
+        .close_after(2)
+        .build()
+        .unwrap();
+    let a = CircuitBreaker::new(cfg);
+    // Closed with failures and a window.
+    fail(&a, T0);
+    succeed(&a, T0);
+    fail(&a, T0);
+    let s = a.snapshot(T0);
+    assert_eq!(
+        (s.state, s.consecutive_failures, s.window_calls),
+        (State::Closed, 1, 3)
+    );
+    assert_eq!(s.window_failures, 0b101);
+    let b = CircuitBreaker::new(cfg);
+    b.restore(&s, Instant::ZERO).unwrap();
+    assert_eq!(b.snapshot(Instant::ZERO), s);
+    // Open keeps its remaining time, relative to the new clock.
+    fail(&a, T0);
+    fail(&a, T0);
+    let s = a.snapshot(T0 + Duration::from_secs(4));
+    assert_eq!(s.state, State::Open);
+    b.restore(&s, Instant::ZERO).unwrap();
+    let left = b
+        .try_acquire(Instant::ZERO)
+        .unwrap_err()
+        .retry_after
+        .unwrap();
+    assert!(left >= s.open_remaining.unwrap() && left < s.open_remaining.unwrap() + TICK);
+    // Half-open keeps successes, not trials in flight.
+    let now = T0 + Duration::from_secs(20);
+    succeed(&a, now);
+    let s = a.snapshot(now);
+    assert_eq!((s.state, s.half_open_successes), (State::HalfOpen, 1));
+    b.restore(&s, now).unwrap();
+    let t = succeed(&b, now).expect("one more success closes");
+    assert_eq!(t.to, State::Closed);
+    assert_eq!(b.metrics(), {
+        let mut m = a.metrics();
+        m.successes += 1;
+        m
+    });
+}
+
+#[test]
+fn restore_rejects_corrupt_snapshots_and_changes_nothing() {
+    let cfg = consecutive(3).half_open_permits(2).build().unwrap();
+    let b = CircuitBreaker::new(cfg);
+    fail(&b, T0);
+    let good = b.snapshot(T0);
+    let cases = [
+        (
+            Snapshot {
+                consecutive_failures: 3,
+                ..good
+            },
+            SnapshotError::ConsecutiveFailures(3),
+        ),
+        (
+            Snapshot {
+                state: State::HalfOpen,
+                half_open_successes: 2,
+                ..good
+            },
+            SnapshotError::HalfOpenSuccesses(2),
+        ),
+        (
+            Snapshot {
+                reopen_streak: 16,
+                ..good
+            },
+            SnapshotError::ReopenStreak(16),
+        ),
+        (
+            Snapshot {
+                window_calls: 65,
+                ..good
+            },
+            SnapshotError::Window,
+        ),
+        (
+            Snapshot {
+                window_calls: 2,
+                window_failures: 0b100,
+                ..good
+            },
+            SnapshotError::Window,
+        ),
+        (
+            Snapshot {
+                state: State::Open,
+                open_remaining: None,
+                ..good
+            },
+            SnapshotError::OpenRemaining,
+        ),
+        (
+            Snapshot {
+                state: State::Open,
+                open_remaining: Some(Duration::MAX),
+                ..good
+            },
+            SnapshotError::OpenRemaining,
+        ),
+    ];
+    for (bad, err) in cases {
+        assert_eq!(b.restore(&bad, T0), Err(err), "{bad:?}");
+        assert_eq!(b.snapshot(T0), good, "unchanged after {err}");
+    }
+}
+
+#[test]
+fn every_config_error() {
+    let base = Config::builder().consecutive_failures(1);
+    let cases: [(ConfigBuilder, ConfigError); 16] = [
+        (Config::builder(), ConfigError::NoTripCondition),
+        (
+            Config::builder().consecutive_failures(0),
+            ConfigError::ConsecutiveFailuresOutOfRange(0),
+        ),
+        (
+            Config::builder().consecutive_failures(65_536),
+            ConfigError::ConsecutiveFailuresOutOfRange(65_536),
+        ),
+        (
+            Config::builder().failure_rate(0),
+            ConfigError::FailureRateOutOfRange(0),
+        ),
+        (
+            Config::builder().failure_rate(101),
+            ConfigError::FailureRateOutOfRange(101),
+        ),
+        (
+            Config::builder().slow_call(Duration::ZERO, 50),
+            ConfigError::ZeroSlowThreshold,
+        ),
+        (
+            Config::builder().slow_call(MS, 0),
+            ConfigError::SlowRateOutOfRange(0),
+        ),
+        (base.window(0), ConfigError::WindowOutOfRange(0)),
+        (base.window(65), ConfigError::WindowOutOfRange(65)),
+        (
+            base.window(8).minimum_calls(9),
+            ConfigError::MinimumCallsOutOfRange {
+                minimum_calls: 9,
+                window: 8,
+            },
+        ),
+        (
+            base.minimum_calls(0),
+            ConfigError::MinimumCallsOutOfRange {
+                minimum_calls: 0,
+                window: 64,
+            },
+        ),
+        (
+            base.open_for(Duration::ZERO),
+            ConfigError::OpenForOutOfRange(Duration::ZERO),
+        ),
+        (
+            base.open_for(Duration::from_secs(10 * 3600)),
+            ConfigError::OpenForOutOfRange(Duration::from_secs(10 * 3600)),
+        ),
+        (
+            base.open_for(Duration::from_secs(10))
+                .max_open_for(Duration::from_secs(5)),
+            ConfigError::MaxOpenForOutOfRange(Duration::from_secs(5)),
+        ),
+        (
+            base.half_open_permits(0),
+            ConfigError::HalfOpenPermitsOutOfRange(0),
+        ),
+        (base.close_after(64), ConfigError::CloseAfterOutOfRange(64)),
+    ];
+    for (builder, expected) in cases {
+        assert_eq!(builder.build(), Err(expected));
+    }
+    assert_eq!(
+        base.half_open_permits(64).build(),
+        Err(ConfigError::HalfOpenPermitsOutOfRange(64))
+    );
+    assert_eq!(
+        base.max_open_for(Duration::from_secs(10 * 3600)).build(),
+        Err(ConfigError::MaxOpenForOutOfRange(Duration::from_secs(
+            10 * 3600
+        )))
+    );
+    assert_eq!(
+        base.close_after(0).build(),
+        Err(ConfigError::CloseAfterOutOfRange(0))
+    );
+    assert_eq!(
+        Config::builder().slow_call(MS, 101).build(),
+        Err(ConfigError::SlowRateOutOfRange(101))
+    );
+}
+
+#[test]
+fn config_defaults_and_limits() {
+    let c = Config::builder().consecutive_failures(5).build().unwrap();
+    assert_eq!(c.consecutive_failures(), Some(5));
+    assert_eq!(c.failure_rate(), None);
+    assert_eq!(c.slow_call(), None);
+    assert_eq!((c.window(), c.minimum_calls()), (64, 64));
+    assert_eq!(
+        (c.open_for(), c.max_open_for()),
+        (Duration::from_secs(60), Duration::from_secs(60))
+    );
+    assert_eq!((c.half_open_permits(), c.close_after()), (1, 1));
+    let max = Config::builder()
+        .consecutive_failures(Config::MAX_CONSECUTIVE_FAILURES)
+        .open_for(Config::MAX_OPEN_FOR)
+        .half_open_permits(63)
+        .close_after(63)
+        .build();
+    assert!(max.is_ok());
+}
+
+#[test]
+fn the_maximum_open_time_is_honoured_without_wrapping() {
+    let b = breaker(consecutive(1).open_for(Config::MAX_OPEN_FOR));
+    let reopen = trip(&b, T0);
+    assert!(reopen - T0 >= Config::MAX_OPEN_FOR);
+    let just_before = reopen - Duration::from_micros(1);
+    assert_eq!(b.state(just_before), State::Open);
+    assert_eq!(b.state(reopen), State::HalfOpen);
+}
+
+#[test]
+fn idle_for_hours_after_the_deadline_reads_half_open() {
+    let b = breaker(consecutive(1));
+    let reopen = trip(&b, T0);
+    for hours in [1, 5, 12, 18] {
+        assert_eq!(
+            b.state(reopen + Duration::from_secs(hours * 3600)),
+            State::HalfOpen,
+            "{hours} h"
+        );
+    }
+}
+
+#[test]
+fn a_slightly_stale_now_still_reads_open() {
+    // Another thread read the clock just before this one tripped the breaker.
+    let b = breaker(consecutive(1));
+    let _ = trip(&b, T0);
+    let r = b.try_acquire(T0 - Duration::from_millis(300)).unwrap_err();
+    assert_eq!(r.state, State::Open);
+}
+
+#[test]
+fn extreme_instants_never_panic() {
+    let b = breaker(consecutive(1).open_for(Duration::from_secs(1)));
+    for now in [
+        Instant::ZERO,
+        Instant::MAX,
+        Instant::from_micros(u64::MAX / 2),
+    ] {
+        let _ = b
+            .try_acquire(now)
+            .map(|p| p.record(Outcome::Failure, now, Duration::MAX));
+        let _ = b.state(now);
+        let _ = b.snapshot(now);
+    }
+}
+
+#[test]
+fn size_is_as_documented() {
+    let size = core::mem::size_of::<CircuitBreaker>();
+    assert_eq!(core::mem::size_of::<Config>(), 32);
+    // 28 bytes of decision state, padded to 32 before the 8-byte counters.
+    #[cfg(target_has_atomic = "64")]
+    assert_eq!(size, 32 + 6 * 8 + 32);
+}

@@ -193,13 +193,21 @@ mod tests {
         // size 3: F S S F  -> last three are S S F
         assert_eq!(
             w.record(0, 3, true, false),
-            Some(Tally { calls: 1, failures: 1, slow: 0 })
+            Some(Tally {
+                calls: 1,
+                failures: 1,
+                slow: 0
+            })
         );
         assert_eq!(w.record(0, 3, false, false), None);
         assert_eq!(w.record(0, 3, false, false), None);
         assert_eq!(
             w.record(0, 3, true, true),
-            Some(Tally { calls: 3, failures: 1, slow: 1 })
+            Some(Tally {
+                calls: 3,
+                failures: 1,
+                slow: 1
+            })
         );
         let out = w.outcomes(0, 3);
         assert_eq!((out.calls, out.failures, out.slow), (3, 0b100, 0b100));
@@ -215,7 +223,11 @@ mod tests {
         assert_eq!(w.outcomes(1, 4), Outcomes::default());
         assert_eq!(
             w.record(1, 4, true, false),
-            Some(Tally { calls: 1, failures: 1, slow: 0 })
+            Some(Tally {
+                calls: 1,
+                failures: 1,
+                slow: 0
+            })
         );
     }
 

@@ -176,12 +176,21 @@ mod tests {
     #[test]
     fn fields_round_trip() {
         let w = Word::closed(GEN_MASK, 65_535);
-        assert_eq!((w.kind(), w.gen(), w.failures()), (Kind::Closed, GEN_MASK, 65_535));
+        assert_eq!(
+            (w.kind(), w.gen(), w.failures()),
+            (Kind::Closed, GEN_MASK, 65_535)
+        );
         let w = Word::half_open(7, 15, 63, 62);
         assert_eq!(w.kind(), Kind::HalfOpen);
-        assert_eq!((w.gen(), w.streak(), w.in_flight(), w.successes()), (7, 15, 63, 62));
+        assert_eq!(
+            (w.gen(), w.streak(), w.in_flight(), w.successes()),
+            (7, 15, 63, 62)
+        );
         let w = Word::open(15, DEADLINE_MASK);
-        assert_eq!((w.kind(), w.streak(), w.deadline()), (Kind::Open, 15, DEADLINE_MASK));
+        assert_eq!(
+            (w.kind(), w.streak(), w.deadline()),
+            (Kind::Open, 15, DEADLINE_MASK)
+        );
         let w = Word::forced_open(3);
         assert_eq!((w.kind(), w.gen()), (Kind::ForcedOpen, 3));
         // The generation is truncated, never allowed to spill into the kind.
@@ -214,7 +223,10 @@ mod tests {
         assert!(remaining(w, open_for, t0 + Duration::from_secs(29)).is_some());
         assert_eq!(remaining(w, open_for, t0 + Duration::from_secs(31)), None);
         // Idle for hours after the deadline: expired.
-        assert_eq!(remaining(w, open_for, t0 + Duration::from_secs(5 * 3600)), None);
+        assert_eq!(
+            remaining(w, open_for, t0 + Duration::from_secs(5 * 3600)),
+            None
+        );
     }
 
     #[test]

@@ -1,0 +1,64 @@
+//! With the `serde` feature: configs and snapshots round-trip, and a config
+//! read from outside is validated exactly like one built in code.
+#![cfg(feature = "serde")]
+
+use fusebox::breaker::{CircuitBreaker, Config, Outcome, Snapshot, State};
+use fusebox::{Duration, Instant};
+
+fn config() -> Config {
+    Config::builder()
+        .consecutive_failures(2)
+        .failure_rate(50)
+        .window(10)
+        .minimum_calls(4)
+        .slow_call(Duration::from_millis(200), 80)
+        .open_for(Duration::from_secs(3))
+        .max_open_for(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn config_round_trips() {
+    let json = serde_json::to_string(&config()).unwrap();
+    let back: Config = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, config());
+}
+
+#[test]
+fn an_invalid_config_is_rejected_on_deserialize() {
+    let mut value = serde_json::to_value(config()).unwrap();
+    value["window"] = 0.into();
+    let err = serde_json::from_value::<Config>(value).unwrap_err();
+    assert!(
+        err.to_string().contains("window must be in 1..=64"),
+        "{err}"
+    );
+
+    let mut value = serde_json::to_value(config()).unwrap();
+    value["consecutive_failures"] = 0.into();
+    value["failure_rate"] = 0.into();
+    value["slow_rate"] = 0.into();
+    let err = serde_json::from_value::<Config>(value).unwrap_err();
+    assert!(err.to_string().contains("no trip condition"), "{err}");
+}
+
+#[test]
+fn snapshot_round_trips_through_json() {
+    let breaker = CircuitBreaker::new(config());
+    let now = Instant::from_secs(50);
+    for _ in 0..2 {
+        let permit = breaker.try_acquire(now).unwrap();
+        permit.record(Outcome::Failure, now, Duration::from_millis(1));
+    }
+    let snapshot = breaker.snapshot(now);
+    assert_eq!(snapshot.state, State::Open);
+    let json = serde_json::to_string(&snapshot).unwrap();
+    let back: Snapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, snapshot);
+
+    let elsewhere = CircuitBreaker::new(config());
+    elsewhere.restore(&back, Instant::ZERO).unwrap();
+    assert_eq!(elsewhere.state(Instant::ZERO), State::Open);
+    assert_eq!(elsewhere.metrics(), breaker.metrics());
+}

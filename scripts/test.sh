@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Every test layer of fusebox, in one command. Installs what it needs
+# (idempotently) and stops at the first failing layer.
+#
+#   ./scripts/test.sh
+#
+# Layers: format, clippy (host and firmware targets), unit + doc +
+# property tests, no_std builds (Cortex-M0 and M4, and a core-only sysroot
+# proving nothing pulls in `alloc`), loom models, Miri.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NIGHTLY=${FUSEBOX_NIGHTLY:-nightly}
+THUMBS=(thumbv6m-none-eabi thumbv7em-none-eabihf)
+passed=0
+start=$SECONDS
+
+layer() {
+    printf '\n==> %s\n' "$*"
+}
+done_layer() {
+    passed=$((passed + 1))
+    printf '    ok (%ss so far)\n' $((SECONDS - start))
+}
+
+layer "install: rustup components and targets"
+rustup component add rustfmt clippy >/dev/null
+rustup target add "${THUMBS[@]}" >/dev/null
+if ! rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1; then
+    rustup toolchain install "$NIGHTLY" --profile minimal
+fi
+if ! rustup "+$NIGHTLY" component list --installed 2>/dev/null | grep -q '^miri'; then
+    rustup "+$NIGHTLY" component add miri rust-src
+fi
+rustup "+$NIGHTLY" component add rust-src >/dev/null
+done_layer
+
+layer "fmt"
+cargo fmt --all -- --check
+done_layer
+
+layer "clippy (host, all targets; firmware targets with every feature)"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p fusebox --all-targets --features serde -- -D warnings
+for t in "${THUMBS[@]}"; do
+    cargo clippy -p fusebox --target "$t" --features defmt,serde,embassy-time -- -D warnings
+done
+done_layer
+
+layer "unit, doc and property tests"
+cargo test --workspace
+cargo test -p fusebox --features serde
+done_layer
+
+layer "no_std builds: Cortex-M0 (no CAS) and Cortex-M4F, without and with features"
+for t in "${THUMBS[@]}"; do
+    cargo build -p fusebox --target "$t" --no-default-features
+    cargo build -p fusebox --target "$t" --features defmt,serde,embassy-time
+done
+# A sysroot holding only `core`: any `std` or `alloc` anywhere in the
+# dependency graph fails this build.
+CARGO_TARGET_DIR=target/core-only cargo "+$NIGHTLY" build -p fusebox \
+    --target thumbv7em-none-eabihf -Zbuild-std=core --features serde
+done_layer
+
+layer "loom models"
+LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} RUSTFLAGS="--cfg loom" \
+    CARGO_TARGET_DIR=target/loom cargo test -p fusebox-loom --release
+done_layer
+
+layer "Miri on the core's tests"
+MIRIFLAGS=${MIRIFLAGS:-} cargo "+$NIGHTLY" miri test -p fusebox
+done_layer
+
+printf '\nfusebox test layers: %d passed, 0 failed in %ss\n' "$passed" $((SECONDS - start))
