@@ -327,8 +327,12 @@ impl CircuitBreaker {
             if cur.kind() == Kind::Closed {
                 return None;
             }
-            match self.cas(cur, Word::closed(self.next_gen(), 0)) {
-                Ok(()) => return Some(transition(cur.kind(), Kind::Closed, now)),
+            let gen = self.next_gen();
+            match self.cas(cur, Word::closed(gen, 0)) {
+                Ok(()) => {
+                    self.window.restart(gen);
+                    return Some(transition(cur.kind(), Kind::Closed, now));
+                }
                 Err(actual) => cur = actual,
             }
         }
@@ -484,8 +488,10 @@ impl CircuitBreaker {
             };
             match self.cas(cur, new) {
                 Ok(()) => {
-                    if to == Some(Kind::Open) {
-                        self.counters.trips.incr();
+                    match to {
+                        Some(Kind::Open) => self.counters.trips.incr(),
+                        Some(_) => self.window.restart(new.gen()),
+                        None => {}
                     }
                     return to.map(|to| transition(Kind::HalfOpen, to, now));
                 }

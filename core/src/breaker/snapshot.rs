@@ -3,7 +3,7 @@
 use core::fmt;
 
 use super::window::Outcomes;
-use super::word::{self, Kind, Word, MAX_OPEN_FOR, MAX_STREAK};
+use super::word::{self, Kind, Word, MAX_OPEN_FOR, MAX_STREAK, TICK_MICROS};
 use super::{CircuitBreaker, Metrics, State};
 use crate::{Duration, Instant};
 
@@ -52,7 +52,8 @@ pub enum SnapshotError {
     /// `window_calls` above 64, or outcome bits set beyond it.
     Window,
     /// `Open` without `open_remaining`, or a remaining time above
-    /// [`Config::MAX_OPEN_FOR`](super::Config::MAX_OPEN_FOR).
+    /// [`Config::MAX_OPEN_FOR`](super::Config::MAX_OPEN_FOR) plus one
+    /// 1.024 ms tick.
     OpenRemaining,
 }
 
@@ -179,8 +180,10 @@ impl CircuitBreaker {
                 Word::half_open(gen, streak, 0, u32::from(s.half_open_successes))
             }
             State::Open => {
+                // A snapshot's remaining time includes the deadline's
+                // round-up, so it can exceed `MAX_OPEN_FOR` by under a tick.
                 let left = match s.open_remaining {
-                    Some(left) if left <= MAX_OPEN_FOR => left,
+                    Some(left) if left <= MAX_OPEN_FOR + Duration::from_micros(TICK_MICROS) => left,
                     _ => return Err(SnapshotError::OpenRemaining),
                 };
                 let streak = u32::from(s.reopen_streak);

@@ -7,11 +7,11 @@
 //! claimed by exactly one call, concurrent records never overwrite each
 //! other.
 //!
-//! The cursor is tagged with the closed-state generation it belongs to. The
-//! first record of a new generation finds a foreign tag and restarts the
-//! window at slot 0, so closing (or resetting) the breaker never has to clear
-//! the bitmaps: slots not yet written in this generation lie beyond `calls`
-//! and are masked out of every tally.
+//! The cursor is tagged with the closed-state generation it belongs to.
+//! Whoever installs a closed word resets the cursor to that generation with
+//! a count of 0 (and a record that still finds a foreign tag restarts it
+//! itself), so closing never has to clear the bitmaps: slots not yet written
+//! in this generation lie beyond `calls` and are masked out of every tally.
 //!
 //! Concurrency caveat (statistics, not state): a record that claimed a slot
 //! just before a transition may write its bits after the new generation has
@@ -148,6 +148,13 @@ impl Window {
             out.slow |= (slow >> slot & 1) << i;
         }
         out
+    }
+
+    /// Starts an empty window for the closed generation `gen` just
+    /// installed. Done eagerly by whoever installs it, so a generation
+    /// number reused after the 14-bit wrap never inherits an old window.
+    pub(crate) fn restart(&self, gen: u32) {
+        self.cursor.store(cursor(gen, 0), Ordering::Release);
     }
 
     /// Replaces the window with `outcomes` (already validated to fit) for
