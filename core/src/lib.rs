@@ -28,9 +28,9 @@
 //!
 //! | structure | words | limits that follow |
 //! |---|---|---|
-//! | `CircuitBreaker` state | 1 × `u32`: 2-bit state, 14-bit generation, 16-bit payload | ≤ 65 535 consecutive failures; ≤ 63 half-open permits and `close_after`; a permit left unrecorded across 16 384 transitions could be taken for a current one |
+//! | `CircuitBreaker` state | 1 × `u32`: 2-bit state, 14-bit generation, 16-bit payload (closed: 8-bit failure count + the window cursor) | ≤ 255 consecutive failures; ≤ 63 half-open permits and `close_after`; a permit left unrecorded across 16 384 transitions could be taken for a current one |
 //! | `CircuitBreaker` open deadline | in the same word: 26 bits of 1.024 ms ticks, wrapped (≈ 19 h 5 min) | open time rounded *up* to 1.024 ms; `open_for` ≤ 9 h 32 min; a `now` up to ~1 s earlier than the trip (another thread's older clock read) still reads open; a breaker that nobody asks for a whole multiple of ≈ 19 h may stay open for at most one more open period |
-//! | `CircuitBreaker` window | cursor `u32` + 2 bitmaps × 2 `u32` | window ≤ 64 calls |
+//! | `CircuitBreaker` window | 64 × `u16` slots tagged with generation and lap, + a `u32` write counter; the cursor lives in the state word | window ≤ 64 calls; a record racing a transition may drop its own outcome, never corrupt the new window |
 //! | statistics counters | `u64` with native 64-bit atomics, else `u32` | wrap at 2³² on 32-bit MCUs |
 //!
 //! ## Example

@@ -21,18 +21,18 @@
 //! Statistics counters ([`Counter`]) are 64-bit where the target has native
 //! 64-bit atomics and 32-bit (wrapping) elsewhere.
 
-pub(crate) use imp::{AtomicU32, Ordering};
+pub(crate) use imp::{AtomicU16, AtomicU32, Ordering};
 
 #[cfg(loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 }
 
 #[cfg(not(loom))]
 mod imp {
     #[cfg(target_has_atomic = "64")]
     pub(crate) use portable_atomic::AtomicU64;
-    pub(crate) use portable_atomic::{AtomicU32, Ordering};
+    pub(crate) use portable_atomic::{AtomicU16, AtomicU32, Ordering};
 }
 
 /// Declares a `const fn` in normal builds and a plain `fn` under loom,
@@ -46,6 +46,19 @@ macro_rules! const_fn_unless_loom {
     };
 }
 pub(crate) use const_fn_unless_loom;
+
+/// `[$atomic::new($value); $n]`: in a const context normally, built at run
+/// time under loom.
+macro_rules! atomic_array {
+    ($atomic:ident, $value:expr, $n:expr) => {{
+        #[cfg(not(loom))]
+        let array = [const { $atomic::new($value) }; $n];
+        #[cfg(loom)]
+        let array = core::array::from_fn(|_| $atomic::new($value));
+        array
+    }};
+}
+pub(crate) use atomic_array;
 
 #[cfg(any(loom, target_has_atomic = "64"))]
 type CounterWord = imp::AtomicU64;

@@ -723,7 +723,7 @@ fn model_step(m: &mut Model, live: &mut Vec<MPermit>, op: Op, now: u64) -> Obs {
 // ---------------------------------------------------------------------------
 
 fn spec_strategy() -> impl Strategy<Value = Spec> {
-    let consecutive = prop::option::of(prop_oneof![4 => 1u32..=6, 1 => 1u32..=65_535]);
+    let consecutive = prop::option::of(prop_oneof![4 => 1u32..=6, 1 => 1u32..=255]);
     let failure_rate = prop::option::of(prop_oneof![Just(50u8), Just(100u8), 1u8..=100]);
     let slow = prop::option::of((
         1u64..=100_000,

@@ -147,7 +147,8 @@ pub struct ConfigBuilder {
 }
 
 impl Config {
-    /// The largest `consecutive_failures` threshold (16-bit counter).
+    /// The largest `consecutive_failures` threshold (an 8-bit counter in
+    /// the state word, beside the sliding window's cursor).
     pub const MAX_CONSECUTIVE_FAILURES: u32 = MAX_CONSECUTIVE;
     /// The longest `open_for`/`max_open_for`: 2²⁵ ticks of 1.024 ms, about
     /// 9 h 32 min (half the wrapped deadline's range; see the crate docs).
@@ -236,7 +237,7 @@ impl Config {
 }
 
 impl ConfigBuilder {
-    /// Open after `n` failures in a row (1..=65 535). A success resets the
+    /// Open after `n` failures in a row (1..=255). A success resets the
     /// count.
     pub const fn consecutive_failures(mut self, n: u32) -> Self {
         self.consecutive_failures = Some(n);

@@ -46,7 +46,7 @@ pub use snapshot::{Snapshot, SnapshotError};
 
 use crate::sync::{const_fn_unless_loom, AtomicU32, Counter, Ordering};
 use crate::{Duration, Instant};
-use window::Window;
+use window::{Cursor, Window};
 use word::{Kind, Word, MAX_STREAK};
 
 /// The state a breaker reports.
@@ -161,11 +161,11 @@ struct Counters {
 ///
 /// # Size
 ///
-/// 28 bytes of decision state (state word, generation counter, window
-/// cursor, two 64-slot bitmaps as four 32-bit words), six statistics
-/// counters (8 bytes each where the target has 64-bit atomics, 4 bytes on
-/// 32-bit microcontrollers) and the 32-byte [`Config`]: 112 bytes on x86-64
-/// (4 of them alignment padding), 88 on Cortex-M.
+/// 140 bytes of decision state (the state word, the generation counter,
+/// and the sliding window: 64 tagged 16-bit slots plus a write counter), six
+/// statistics counters (8 bytes each where the target has 64-bit atomics, 4
+/// bytes on 32-bit microcontrollers) and the 32-byte [`Config`]: 224 bytes
+/// on x86-64, 200 on Cortex-M (alignment padding included).
 #[derive(Debug)]
 pub struct CircuitBreaker {
     /// The packed state word; see the `word` module for its layout.
@@ -196,7 +196,7 @@ impl CircuitBreaker {
         /// A closed breaker with `config`.
         pub fn new(config: Config) -> Self {
             Self {
-                state: AtomicU32::new(Word::closed(0, 0).0),
+                state: AtomicU32::new(Word::closed(0, 0, Cursor::EMPTY).0),
                 epoch: AtomicU32::new(0),
                 window: Window::new(),
                 counters: Counters {
@@ -327,10 +327,8 @@ impl CircuitBreaker {
             if cur.kind() == Kind::Closed {
                 return None;
             }
-            let gen = self.next_gen();
-            match self.cas(cur, Word::closed(gen, 0)) {
+            match self.cas(cur, Word::closed(self.next_gen(), 0, Cursor::EMPTY)) {
                 Ok(()) => {
-                    self.window.restart(gen);
                     return Some(transition(cur.kind(), Kind::Closed, now));
                 }
                 Err(actual) => cur = actual,
@@ -341,9 +339,8 @@ impl CircuitBreaker {
     /// Returns the breaker to its initial state: closed, empty window, zero
     /// counters. Returns the transition if the state changed.
     pub fn reset(&self, now: Instant) -> Option<Transition> {
-        let gen = self.next_gen();
-        let prev = Word(self.state.swap(Word::closed(gen, 0).0, Ordering::AcqRel));
-        self.window.restore(gen, window::Outcomes::default());
+        let closed = Word::closed(self.next_gen(), 0, Cursor::EMPTY);
+        let prev = Word(self.state.swap(closed.0, Ordering::AcqRel));
         let c = &self.counters;
         for counter in [
             &c.successes,
@@ -426,19 +423,11 @@ impl CircuitBreaker {
     ) -> Option<Transition> {
         let cfg = &self.config;
         let gen = cur.gen();
-        let rate_trip = cfg.uses_window()
-            && self
-                .window
-                .record(gen, cfg.window, failure, slow)
-                .is_some_and(|t| {
-                    t.calls >= u32::from(cfg.minimum_calls)
-                        && ((cfg.failure_rate != 0
-                            && t.failures * 100 >= u32::from(cfg.failure_rate) * t.calls)
-                            || (cfg.slow_rate != 0
-                                && t.slow * 100 >= u32::from(cfg.slow_rate) * t.calls))
-                });
+        let windowed = cfg.uses_window();
         let threshold = u32::from(cfg.consecutive_failures);
-        loop {
+        // One CAS updates the failure count and, with a window, claims this
+        // record's slot; it fails for a stale generation.
+        let claimed = loop {
             if !cur.owns(gen, false) {
                 return None;
             }
@@ -446,24 +435,65 @@ impl CircuitBreaker {
                 (0, _) | (_, false) => 0,
                 (_, true) => cur.failures() + 1,
             };
-            let trip = rate_trip || (threshold != 0 && failures >= threshold);
-            let new = if trip {
-                Word::open(0, word::deadline_after(now, cfg.open_for))
+            if threshold != 0 && failures >= threshold {
+                match self.cas(cur, self.open_word(now)) {
+                    Ok(()) => return Some(self.tripped(now)),
+                    Err(actual) => {
+                        cur = actual;
+                        continue;
+                    }
+                }
+            }
+            let cursor = if windowed {
+                cur.cursor().next(u32::from(cfg.window))
             } else {
-                Word::closed(gen, failures)
+                Cursor::EMPTY
             };
+            let new = Word::closed(gen, failures, cursor);
             if new == cur {
                 return None; // nothing to write: the closed fast path
             }
             match self.cas(cur, new) {
-                Ok(()) if trip => {
-                    self.counters.trips.incr();
-                    return Some(transition(Kind::Closed, Kind::Open, now));
-                }
-                Ok(()) => return None,
+                Ok(()) => break cur.cursor(),
+                Err(actual) => cur = actual,
+            }
+        };
+        if !windowed {
+            return None;
+        }
+        self.window
+            .write(gen, cfg.window, claimed.count, failure, slow);
+        if !(failure || slow) {
+            return None; // a fast success cannot raise a rate
+        }
+        let mut cur = self.load();
+        loop {
+            if !cur.owns(gen, false) {
+                return None;
+            }
+            let t = self.window.tally(gen, cfg.window, cur.cursor());
+            let trip = t.calls >= u32::from(cfg.minimum_calls)
+                && ((cfg.failure_rate != 0
+                    && t.failures * 100 >= u32::from(cfg.failure_rate) * t.calls)
+                    || (cfg.slow_rate != 0 && t.slow * 100 >= u32::from(cfg.slow_rate) * t.calls));
+            if !trip {
+                return None;
+            }
+            match self.cas(cur, self.open_word(now)) {
+                Ok(()) => return Some(self.tripped(now)),
                 Err(actual) => cur = actual,
             }
         }
+    }
+
+    /// The Open word for a trip from closed at `now`.
+    fn open_word(&self, now: Instant) -> Word {
+        Word::open(0, word::deadline_after(now, self.config.open_for))
+    }
+
+    fn tripped(&self, now: Instant) -> Transition {
+        self.counters.trips.incr();
+        transition(Kind::Closed, Kind::Open, now)
     }
 
     fn record_trial(&self, mut cur: Word, failed: bool, now: Instant) -> Option<Transition> {
@@ -480,7 +510,7 @@ impl CircuitBreaker {
                 (Word::open(streak, deadline), Some(Kind::Open))
             } else if cur.successes() + 1 >= u32::from(self.config.close_after) {
                 let g = *closed_gen.get_or_insert_with(|| self.next_gen());
-                (Word::closed(g, 0), Some(Kind::Closed))
+                (Word::closed(g, 0, Cursor::EMPTY), Some(Kind::Closed))
             } else {
                 let in_flight = cur.in_flight().saturating_sub(1);
                 let next = Word::half_open(gen, cur.streak(), in_flight, cur.successes() + 1);
@@ -488,10 +518,8 @@ impl CircuitBreaker {
             };
             match self.cas(cur, new) {
                 Ok(()) => {
-                    match to {
-                        Some(Kind::Open) => self.counters.trips.incr(),
-                        Some(_) => self.window.restart(new.gen()),
-                        None => {}
+                    if to == Some(Kind::Open) {
+                        self.counters.trips.incr();
                     }
                     return to.map(|to| transition(Kind::HalfOpen, to, now));
                 }
@@ -572,8 +600,8 @@ mod tests;
 const _: () = assert!(
     core::mem::size_of::<CircuitBreaker>()
         == if cfg!(target_has_atomic = "64") {
-            112
+            224
         } else {
-            88
+            200
         }
 );

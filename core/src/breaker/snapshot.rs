@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use super::window::Outcomes;
+use super::window::{Cursor, Outcomes};
 use super::word::{self, Kind, Word, MAX_OPEN_FOR, MAX_STREAK, TICK_MICROS};
 use super::{CircuitBreaker, Metrics, State};
 use crate::{Duration, Instant};
@@ -113,8 +113,9 @@ impl CircuitBreaker {
                 }
                 Kind::ForcedOpen => (0, 0, 0, None),
             };
-        let window = if cur.kind() == Kind::Closed {
-            self.window.outcomes(cur.gen(), self.config.window)
+        let window = if cur.kind() == Kind::Closed && self.config.uses_window() {
+            self.window
+                .outcomes(cur.gen(), self.config.window, cur.cursor())
         } else {
             Outcomes::default()
         };
@@ -158,6 +159,14 @@ impl CircuitBreaker {
         if calls > 64 || s.window_failures & !in_window != 0 || s.window_slow & !in_window != 0 {
             return Err(SnapshotError::Window);
         }
+        // Keep the newest `cfg.window` outcomes.
+        let keep = calls.min(u32::from(cfg.window));
+        let drop = calls - keep;
+        let outcomes = Outcomes {
+            calls: keep as u8,
+            failures: s.window_failures.checked_shr(drop).unwrap_or(0),
+            slow: s.window_slow.checked_shr(drop).unwrap_or(0),
+        };
         let gen = self.next_gen();
         let new = match s.state {
             State::Closed => {
@@ -170,7 +179,12 @@ impl CircuitBreaker {
                 } else {
                     s.consecutive_failures
                 };
-                Word::closed(gen, u32::from(failures))
+                let cursor = if cfg.uses_window() {
+                    self.window.restore(gen, cfg.window, outcomes)
+                } else {
+                    Cursor::EMPTY
+                };
+                Word::closed(gen, u32::from(failures), cursor)
             }
             State::HalfOpen => {
                 if s.half_open_successes >= cfg.close_after {
@@ -197,15 +211,6 @@ impl CircuitBreaker {
             }
             State::ForcedOpen => Word::forced_open(gen),
         };
-        // Keep the newest `cfg.window` outcomes.
-        let keep = calls.min(u32::from(cfg.window));
-        let drop = calls - keep;
-        let outcomes = Outcomes {
-            calls: keep as u8,
-            failures: s.window_failures.checked_shr(drop).unwrap_or(0),
-            slow: s.window_slow.checked_shr(drop).unwrap_or(0),
-        };
-        self.window.restore(gen, outcomes);
         self.state.store(new.0, crate::sync::Ordering::Release);
         let c = &self.counters;
         let m = &s.metrics;

@@ -3,7 +3,7 @@
 //! ```text
 //!  31 30 29                    16 15                                    0
 //! +-----+------------------------+---------------------------------------+
-//! | 00  | generation (14)        | consecutive failures (16)             | Closed
+//! | 00  | generation (14)        | failures (8) | full | window count (7)| Closed
 //! | 10  | generation (14)        | streak(4) | in flight(6) | succ(6)    | HalfOpen
 //! | 11  | generation (14)        | 0                                     | ForcedOpen
 //! +-----+------+-----------------+---------------------------------------+
@@ -18,9 +18,13 @@
 //!   transitions to be mistaken for a current one).
 //! * Open needs no generation (no permit is ever issued in it) and spends
 //!   the bits on its deadline instead.
+//! * Closed carries the consecutive-failure count and the sliding window's
+//!   cursor (see `window`), so a record's claim of a window slot is the same
+//!   CAS that checks its generation.
 //! * `streak` counts re-openings from half-open since the last close; the
 //!   open time doubles with it, up to `max_open_for`. Saturates at 15.
 
+use super::window::Cursor;
 use crate::{Duration, Instant};
 
 /// Two-bit state tag in bits 31..30.
@@ -35,7 +39,10 @@ pub(crate) enum Kind {
 const KIND_SHIFT: u32 = 30;
 const GEN_SHIFT: u32 = 16;
 pub(crate) const GEN_MASK: u32 = (1 << 14) - 1;
-const FAILURES_MASK: u32 = 0xFFFF;
+const FAILURES_SHIFT: u32 = 8;
+const FAILURES_MASK: u32 = 0xFF;
+const FULL: u32 = 1 << 7;
+const COUNT_MASK: u32 = 0x7F;
 const HO_STREAK_SHIFT: u32 = 12;
 const HO_IN_FLIGHT_SHIFT: u32 = 6;
 const SIX_BITS: u32 = 0x3F;
@@ -64,8 +71,14 @@ pub(crate) const MAX_STREAK: u32 = 15;
 pub(crate) struct Word(pub(crate) u32);
 
 impl Word {
-    pub(crate) const fn closed(gen: u32, failures: u32) -> Self {
-        Self((Kind::Closed as u32) << KIND_SHIFT | (gen & GEN_MASK) << GEN_SHIFT | failures)
+    pub(crate) const fn closed(gen: u32, failures: u32, cursor: Cursor) -> Self {
+        Self(
+            (Kind::Closed as u32) << KIND_SHIFT
+                | (gen & GEN_MASK) << GEN_SHIFT
+                | failures << FAILURES_SHIFT
+                | if cursor.full { FULL } else { 0 }
+                | cursor.count,
+        )
     }
 
     pub(crate) const fn half_open(gen: u32, streak: u32, in_flight: u32, successes: u32) -> Self {
@@ -102,7 +115,15 @@ impl Word {
     }
 
     pub(crate) const fn failures(self) -> u32 {
-        self.0 & FAILURES_MASK
+        (self.0 >> FAILURES_SHIFT) & FAILURES_MASK
+    }
+
+    /// The sliding window's cursor of a Closed word.
+    pub(crate) const fn cursor(self) -> Cursor {
+        Cursor {
+            count: self.0 & COUNT_MASK,
+            full: self.0 & FULL != 0,
+        }
     }
 
     /// Re-opening streak of a HalfOpen or Open word.
@@ -175,11 +196,16 @@ mod tests {
 
     #[test]
     fn fields_round_trip() {
-        let w = Word::closed(GEN_MASK, 65_535);
+        let cursor = Cursor {
+            count: 127,
+            full: true,
+        };
+        let w = Word::closed(GEN_MASK, 255, cursor);
         assert_eq!(
             (w.kind(), w.gen(), w.failures()),
-            (Kind::Closed, GEN_MASK, 65_535)
+            (Kind::Closed, GEN_MASK, 255)
         );
+        assert_eq!(w.cursor(), cursor);
         let w = Word::half_open(7, 15, 63, 62);
         assert_eq!(w.kind(), Kind::HalfOpen);
         assert_eq!(
@@ -194,7 +220,10 @@ mod tests {
         let w = Word::forced_open(3);
         assert_eq!((w.kind(), w.gen()), (Kind::ForcedOpen, 3));
         // The generation is truncated, never allowed to spill into the kind.
-        assert_eq!(Word::closed(GEN_MASK + 1, 0).kind(), Kind::Closed);
+        assert_eq!(
+            Word::closed(GEN_MASK + 1, 0, Cursor::EMPTY).kind(),
+            Kind::Closed
+        );
     }
 
     #[test]
