@@ -60,6 +60,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod breaker;
+pub mod bucket;
 mod sync;
 pub mod time;
 

@@ -52,6 +52,18 @@ type CounterWord = imp::AtomicU64;
 #[cfg(not(any(loom, target_has_atomic = "64")))]
 type CounterWord = imp::AtomicU32;
 
+/// The word holding a token bucket's wrapped arrival time: 64-bit where the
+/// target has native 64-bit atomics, 32-bit on Cortex-M.
+#[cfg(any(loom, target_has_atomic = "64"))]
+pub(crate) type TatWord = imp::AtomicU64;
+#[cfg(not(any(loom, target_has_atomic = "64")))]
+pub(crate) type TatWord = imp::AtomicU32;
+/// Width of [`TatWord`] in bits.
+#[cfg(any(loom, target_has_atomic = "64"))]
+pub(crate) const TAT_BITS: u32 = 64;
+#[cfg(not(any(loom, target_has_atomic = "64")))]
+pub(crate) const TAT_BITS: u32 = 32;
+
 /// A monotonically increasing statistics counter.
 ///
 /// 64 bits where the target has native 64-bit atomics; 32 bits (wrapping at
