@@ -173,11 +173,6 @@ impl Params {
         self.capacity.saturating_sub(ahead) / self.interval
     }
 
-    /// A `tat` meaning "full" at `now_micros` (and at any later time).
-    pub(crate) const fn full(&self, _now_micros: u64) -> u64 {
-        FRESH
-    }
-
     /// The `tat` of a bucket drained by `ahead` scaled units at `now_micros`.
     pub(crate) const fn at(&self, now_micros: u64, ahead: u64) -> u64 {
         if ahead == 0 {
@@ -239,7 +234,7 @@ mod tests {
     fn steady_rate_and_exact_retry_after() {
         for bits in [32, 64] {
             let p = params(3, 1_000_000, 3, bits);
-            let tat = p.decide(p.full(0), 0, 3).unwrap();
+            let tat = p.decide(FRESH, 0, 3).unwrap();
             let wait = p.decide(tat, 0, 1).unwrap_err();
             assert_eq!(wait, 333_334, "ceil(1e6 / 3)");
             assert!(p.decide(tat, wait - 1, 1).is_err());
@@ -255,7 +250,7 @@ mod tests {
     fn burst_then_refill() {
         for bits in [32, 64] {
             let p = params(10, 1_000_000, 5, bits);
-            let mut tat = p.full(7);
+            let mut tat = FRESH;
             tat = p.decide(tat, 7, 5).unwrap();
             assert_eq!(p.available(tat, 7), 0);
             assert_eq!(p.decide(tat, 7, 1), Err(100_000));
@@ -268,7 +263,7 @@ mod tests {
         for bits in [32, 64] {
             let p = params(1, 1_000_000, 1, bits);
             let now = 10_000_000;
-            let tat = p.decide(p.full(now), now, 1).unwrap();
+            let tat = p.decide(FRESH, now, 1).unwrap();
             for back in [1, 1_000, 500_000, 1_000_000] {
                 assert!(p.decide(tat, now - back, 1).is_err(), "{bits} bits, {back} µs back");
             }
@@ -276,7 +271,7 @@ mod tests {
         // 64-bit words: any realistic jump back is a denial.
         let p = params(1, 1_000_000, 1, 64);
         let now = 1 << 50;
-        let tat = p.decide(p.full(now), now, 1).unwrap();
+        let tat = p.decide(FRESH, now, 1).unwrap();
         assert!(p.decide(tat, now - (1 << 40), 1).is_err());
     }
 
@@ -284,11 +279,11 @@ mod tests {
     fn idle_buckets_refill_across_the_wrap() {
         let p = params(1, 1_000, 4, 32);
         let now = (1u64 << 32) - 10;
-        let tat = p.decide(p.full(now), now, 4).unwrap();
+        let tat = p.decide(FRESH, now, 4).unwrap();
         assert_eq!(p.available(tat, now + 2_000), 2);
         assert_eq!(p.available(tat, now + 60_000_000), 4);
         let p = params(1, 1_000, 4, 64);
-        let tat = p.decide(p.full(u64::MAX - 10), u64::MAX - 10, 4).unwrap();
+        let tat = p.decide(FRESH, u64::MAX - 10, 4).unwrap();
         assert_eq!(p.available(tat, u64::MAX), 0);
     }
 
@@ -303,7 +298,7 @@ mod tests {
         // decide never stores FRESH, even when the arithmetic lands on it.
         let p = params(1, 1, 1, 32);
         let now = (1u64 << 32) - 1; // scaled now + 1 wraps to 0
-        assert_eq!(p.decide(p.full(now), now, 1), Ok(1));
+        assert_eq!(p.decide(FRESH, now, 1), Ok(1));
     }
 
     #[test]
@@ -324,7 +319,7 @@ mod tests {
     #[test]
     fn carry_over_keeps_available_tokens() {
         let old = params(10, 1_000_000, 10, 64);
-        let tat = old.decide(old.full(0), 0, 7).unwrap(); // 3 left
+        let tat = old.decide(FRESH, 0, 7).unwrap(); // 3 left
         let drained = old.drained(tat, 0);
         // Raising: still 3, no free burst.
         let new = params(100, 1_000_000, 100, 64);

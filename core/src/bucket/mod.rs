@@ -33,8 +33,10 @@
 //! ```
 
 mod gcra;
+mod keyed;
 mod quota;
 
+pub use keyed::{FullPolicy, KeyedError, KeyedLimiter, KeyedMetrics, MAX_TIERS, PROBE};
 pub use quota::{Quota, QuotaError};
 
 use core::fmt;
@@ -174,25 +176,7 @@ impl TokenBucket {
 
     #[inline]
     fn take(&self, n: u32, now: Instant) -> Result<(), RateLimited> {
-        let params = self.quota.params();
-        let now = now.as_micros();
-        let mut tat = self.tat.load(Ordering::Acquire);
-        loop {
-            let new = params
-                .decide(u64::from(tat), now, n)
-                .map_err(|wait| RateLimited {
-                    retry_after: Duration::from_micros(wait),
-                })?;
-            match self.tat.compare_exchange_weak(
-                tat,
-                new as _,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Ok(()),
-                Err(actual) => tat = actual,
-            }
-        }
+        take(&self.tat, &self.quota, n, now)
     }
 
     /// Whole tokens available at `now`.
@@ -241,6 +225,27 @@ impl TokenBucket {
         let tat = new.carried_over(&old, drained, now);
         self.tat.store(tat as _, Ordering::Release);
         self.quota = quota;
+    }
+}
+
+/// One GCRA decision on `tat`: a load, then a CAS from exactly the state
+/// the decision was made on (so concurrent callers can never both spend the
+/// same token). `n <= quota.burst()` is the caller's to check.
+#[inline]
+pub(crate) fn take(tat: &TatWord, quota: &Quota, n: u32, now: Instant) -> Result<(), RateLimited> {
+    let params = quota.params();
+    let now = now.as_micros();
+    let mut current = tat.load(Ordering::Acquire);
+    loop {
+        let new = params
+            .decide(u64::from(current), now, n)
+            .map_err(|wait| RateLimited {
+                retry_after: Duration::from_micros(wait),
+            })?;
+        match tat.compare_exchange_weak(current, new as _, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Ok(()),
+            Err(actual) => current = actual,
+        }
     }
 }
 
