@@ -110,7 +110,7 @@ pub struct KeyedMetrics {
     pub keys: u64,
 }
 
-struct Slot<K> {
+pub(crate) struct Slot<K> {
     state: AtomicU32,
     tat: TatWord,
     /// Initialised iff `state` is neither `EMPTY` nor `LOCKED`; written only
