@@ -265,7 +265,10 @@ mod tests {
             let now = 10_000_000;
             let tat = p.decide(FRESH, now, 1).unwrap();
             for back in [1, 1_000, 500_000, 1_000_000] {
-                assert!(p.decide(tat, now - back, 1).is_err(), "{bits} bits, {back} µs back");
+                assert!(
+                    p.decide(tat, now - back, 1).is_err(),
+                    "{bits} bits, {back} µs back"
+                );
             }
         }
         // 64-bit words: any realistic jump back is a denial.

@@ -161,10 +161,7 @@ pub struct KeyedLimiter<K, const N: usize, const TIERS: usize = 1> {
 // SAFETY: keys are shared between threads only through `&K` comparisons
 // (needs `K: Sync`) and are moved in and dropped by whichever thread inserts
 // or evicts (needs `K: Send`); every other field is atomic or immutable.
-unsafe impl<K: Send + Sync, const N: usize, const TIERS: usize> Sync
-    for KeyedLimiter<K, N, TIERS>
-{
-}
+unsafe impl<K: Send + Sync, const N: usize, const TIERS: usize> Sync for KeyedLimiter<K, N, TIERS> {}
 // SAFETY: as above; sending the limiter sends its keys.
 unsafe impl<K: Send, const N: usize, const TIERS: usize> Send for KeyedLimiter<K, N, TIERS> {}
 
@@ -291,7 +288,13 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         }
     }
 
-    fn acquire(&self, key: &K, n: u32, tier: Option<usize>, now: Instant) -> Result<(), KeyedError> {
+    fn acquire(
+        &self,
+        key: &K,
+        n: u32,
+        tier: Option<usize>,
+        now: Instant,
+    ) -> Result<(), KeyedError> {
         let result = self.acquire_uncounted(key, n, tier, now);
         match result {
             Ok(()) => self.allowed.incr(),
@@ -347,7 +350,14 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     }
 
     /// Charges slot `i` if it holds `key`; `None` if it does not.
-    fn charge_if(&self, i: usize, fp: u32, key: &K, n: u32, now: Instant) -> Option<Result<(), KeyedError>> {
+    fn charge_if(
+        &self,
+        i: usize,
+        fp: u32,
+        key: &K,
+        n: u32,
+        now: Instant,
+    ) -> Option<Result<(), KeyedError>> {
         let slot = &self.slots[i];
         let guard = self.register(slot, fp)?;
         // SAFETY: registered, so the key is initialised and cannot be
@@ -357,10 +367,12 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         }
         let quota = &self.tiers[guard.tier];
         if n > quota.burst() {
-            return Some(Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
-                requested: n,
-                burst: quota.burst(),
-            })));
+            return Some(Err(KeyedError::InsufficientCapacity(
+                InsufficientCapacity {
+                    requested: n,
+                    burst: quota.burst(),
+                },
+            )));
         }
         Some(take(&slot.tat, quota, n, now).map_err(KeyedError::from))
     }

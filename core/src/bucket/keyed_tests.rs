@@ -62,7 +62,10 @@ fn a_full_table_evicts_an_idle_key() {
     let m = l.metrics();
     assert_eq!((m.evictions, m.keys), (1, 2));
     // Key 2 kept its state (busy, not evicted): still limited.
-    assert!(matches!(l.try_acquire(&2, t1), Err(KeyedError::RateLimited(_))));
+    assert!(matches!(
+        l.try_acquire(&2, t1),
+        Err(KeyedError::RateLimited(_))
+    ));
 }
 
 #[test]
@@ -86,7 +89,10 @@ fn a_full_table_can_charge_a_shared_overflow_bucket() {
     for k in 2..5 {
         l.try_acquire(&k, T0).unwrap();
     }
-    assert!(matches!(l.try_acquire(&5, T0), Err(KeyedError::RateLimited(_))));
+    assert!(matches!(
+        l.try_acquire(&5, T0),
+        Err(KeyedError::RateLimited(_))
+    ));
     assert_eq!(l.metrics().keys, 1);
 }
 
@@ -94,7 +100,10 @@ fn a_full_table_can_charge_a_shared_overflow_bucket() {
 fn n_tokens_and_capacity() {
     let l: KeyedLimiter<u8, 4> = KeyedLimiter::new(per_sec(4), FullPolicy::Reject);
     l.try_acquire_n(&1, 3, T0).unwrap();
-    assert!(matches!(l.try_acquire_n(&1, 2, T0), Err(KeyedError::RateLimited(_))));
+    assert!(matches!(
+        l.try_acquire_n(&1, 2, T0),
+        Err(KeyedError::RateLimited(_))
+    ));
     assert_eq!(
         l.try_acquire_n(&1, 5, T0),
         Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
@@ -165,7 +174,8 @@ fn stored_keys_are_dropped_on_eviction_and_with_the_limiter() {
         l.try_acquire(&probe(1), T0).unwrap();
         l.try_acquire(&probe(2), T0).unwrap();
         assert_eq!(LIVE.load(StdOrdering::SeqCst), before + 2);
-        l.try_acquire(&probe(3), T0 + Duration::from_secs(2)).unwrap(); // evicts one
+        l.try_acquire(&probe(3), T0 + Duration::from_secs(2))
+            .unwrap(); // evicts one
         assert_eq!(LIVE.load(StdOrdering::SeqCst), before + 2);
     }
     assert_eq!(LIVE.load(StdOrdering::SeqCst), before);

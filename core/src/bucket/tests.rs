@@ -5,7 +5,12 @@ use super::*;
 const T0: Instant = Instant::from_secs(1_000);
 
 fn bucket(tokens: u32, period: Duration, burst: u32) -> TokenBucket {
-    TokenBucket::new(Quota::new(tokens, period).unwrap().with_burst(burst).unwrap())
+    TokenBucket::new(
+        Quota::new(tokens, period)
+            .unwrap()
+            .with_burst(burst)
+            .unwrap(),
+    )
 }
 
 fn ms(n: u64) -> Duration {
@@ -32,7 +37,10 @@ fn burst_then_exact_retry_after() {
     let wait = b.try_acquire(T0).unwrap_err().retry_after;
     assert_eq!(wait, ms(250));
     assert!(b.try_acquire(T0 + wait - Duration::from_micros(1)).is_err());
-    assert!(b.try_acquire(T0 + wait).is_ok(), "exactly at now + retry_after");
+    assert!(
+        b.try_acquire(T0 + wait).is_ok(),
+        "exactly at now + retry_after"
+    );
 }
 
 #[test]
@@ -103,8 +111,13 @@ fn very_high_and_very_low_rates_are_exact() {
     let b = bucket(10_000_000, Duration::from_secs(1), 100);
     b.try_acquire_n(100, T0).unwrap();
     assert_eq!(b.available(T0 + Duration::from_micros(3)), 30);
-    assert_eq!(b.try_acquire_n(31, T0 + Duration::from_micros(3)).unwrap_err(),
-        AcquireError::RateLimited(RateLimited { retry_after: Duration::from_micros(1) }));
+    assert_eq!(
+        b.try_acquire_n(31, T0 + Duration::from_micros(3))
+            .unwrap_err(),
+        AcquireError::RateLimited(RateLimited {
+            retry_after: Duration::from_micros(1)
+        })
+    );
     // One per day.
     let b = TokenBucket::new(Quota::with_period(Duration::from_secs(86_400)).unwrap());
     b.try_acquire(T0).unwrap();
@@ -117,7 +130,11 @@ fn very_high_and_very_low_rates_are_exact() {
 #[test]
 fn huge_instants_do_not_panic() {
     let b = bucket(1_000, Duration::from_secs(1), 10);
-    for now in [Instant::MAX, Instant::ZERO, Instant::from_micros(u64::MAX - 5)] {
+    for now in [
+        Instant::MAX,
+        Instant::ZERO,
+        Instant::from_micros(u64::MAX - 5),
+    ] {
         let _ = b.try_acquire_n(10, now);
         let _ = b.try_acquire(now);
         let _ = b.available(now);
@@ -186,7 +203,10 @@ fn reconfigure_keeps_available_tokens() {
     assert_eq!(b.available(T0 + ms(10)), 3);
     assert_eq!(b.available(T0 + Duration::from_secs(1)), 100);
     // Lower: clamped to the new burst.
-    b.reconfigure(Quota::per_second(1).unwrap().with_burst(5).unwrap(), T0 + Duration::from_secs(1));
+    b.reconfigure(
+        Quota::per_second(1).unwrap().with_burst(5).unwrap(),
+        T0 + Duration::from_secs(1),
+    );
     assert_eq!(b.available(T0 + Duration::from_secs(1)), 5);
     b.try_acquire_n(5, T0 + Duration::from_secs(1)).unwrap();
     assert!(b.try_acquire(T0 + Duration::from_secs(1)).is_err());
