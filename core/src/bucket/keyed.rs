@@ -16,7 +16,8 @@
 //!   unregisters (one `fetch_sub`). While a caller is registered the slot
 //!   cannot be recycled, so the key it compares and the bucket it charges
 //!   belong together: no request is ever charged to another key's bucket.
-//! * Inserting a new key takes a short [`critical_section`]: the lookup is
+//! * Inserting a new key takes a short critical section (the
+//!   `critical-section` crate): the lookup is
 //!   repeated inside it (so a key is never inserted twice), then an empty
 //!   slot is claimed or an **idle** one (its bucket full again) evicted.
 //!   Eviction locks the state word by a CAS that only succeeds with no
@@ -328,7 +329,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
             .min(TIERS - 1);
         // Charged inside the critical section: evictions happen only there,
         // so the slot found or filled still holds this key.
-        let charged = critical_section::with(|_| {
+        let charged = crate::sync::critical(|| {
             let i = self.insert(key, fp, home, tier, now)?;
             self.charge_if(i, fp, key, n, now)
         });
