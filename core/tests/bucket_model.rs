@@ -103,7 +103,7 @@ proptest! {
             // Time mostly moves forward but may jump back (a stale clock read).
             now = (now + dt).max(0);
             let n = n.min(burst);
-            let at = now as u64;
+            let at = u64::try_from(now).expect("clamped at 0");
             if bucket.try_acquire_n(n, Instant::from_micros(at)).is_ok() {
                 admitted.push((at, n));
             }

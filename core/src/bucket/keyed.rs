@@ -36,7 +36,7 @@ use core::mem::MaybeUninit;
 
 use foldhash::fast::FixedState;
 
-use super::{gcra, take, InsufficientCapacity, Quota, RateLimited, TokenBucket};
+use super::{gcra, load, take, InsufficientCapacity, Quota, RateLimited, TokenBucket};
 use crate::sync::{AtomicU32, Counter, Ordering, TatWord};
 use crate::Instant;
 
@@ -263,13 +263,13 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     /// if it is not in the table).
     pub fn available(&self, key: &K, now: Instant) -> u32 {
         let (fp, home) = self.locate(key);
-        for i in self.window(home) {
+        for i in Self::window(home) {
             let slot = &self.slots[i];
-            if let Some(guard) = self.register(slot, fp) {
+            if let Some(guard) = Self::register(slot, fp) {
                 // SAFETY: registered, so the key is initialised and stable.
                 if unsafe { (*slot.key.get()).assume_init_ref() } == key {
                     let quota = &self.tiers[guard.tier];
-                    let tat = u64::from(slot.tat.load(Ordering::Acquire));
+                    let tat = load(&slot.tat);
                     return quota.params().available(tat, now.as_micros()) as u32;
                 }
             }
@@ -317,7 +317,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     ) -> Result<(), KeyedError> {
         let (fp, home) = self.locate(key);
         // Lock-free path: the key is already in the table.
-        for i in self.window(home) {
+        for i in Self::window(home) {
             if let Some(result) = self.charge_if(i, fp, key, n, now) {
                 return result;
             }
@@ -360,7 +360,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         now: Instant,
     ) -> Option<Result<(), KeyedError>> {
         let slot = &self.slots[i];
-        let guard = self.register(slot, fp)?;
+        let guard = Self::register(slot, fp)?;
         // SAFETY: registered, so the key is initialised and cannot be
         // replaced until the guard drops.
         if unsafe { (*slot.key.get()).assume_init_ref() } != key {
@@ -379,7 +379,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     }
 
     /// Registers on `slot` if its fingerprint is `fp`.
-    fn register<'s>(&self, slot: &'s Slot<K>, fp: u32) -> Option<Registered<'s>> {
+    fn register(slot: &Slot<K>, fp: u32) -> Option<Registered<'_>> {
         let mut state = slot.state.load(Ordering::Acquire);
         loop {
             if state == EMPTY || state == LOCKED || state >> FP_SHIFT != fp {
@@ -411,7 +411,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     /// slot, or `None` if the window has no empty or idle slot.
     fn insert(&self, key: &K, fp: u32, home: usize, tier: usize, now: Instant) -> Option<usize> {
         let mut empty = None;
-        for i in self.window(home) {
+        for i in Self::window(home) {
             let slot = &self.slots[i];
             let state = slot.state.load(Ordering::Acquire);
             if state == EMPTY {
@@ -431,7 +431,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
             self.keys.fetch_add(1, Ordering::Relaxed);
             return Some(i);
         }
-        for i in self.window(home) {
+        for i in Self::window(home) {
             let slot = &self.slots[i];
             let state = slot.state.load(Ordering::Acquire);
             if state == LOCKED || state & READERS_MASK != 0 {
@@ -446,7 +446,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
                 continue;
             }
             let quota = &self.tiers[((state >> TIER_SHIFT) & 0b11) as usize];
-            let tat = u64::from(slot.tat.load(Ordering::Acquire));
+            let tat = load(&slot.tat);
             if quota.params().drained(tat, now.as_micros()) != 0 {
                 slot.state.store(state, Ordering::Release); // busy: keep it
                 continue;
@@ -481,7 +481,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         (fp, (hash % N as u64) as usize)
     }
 
-    fn window(&self, home: usize) -> impl Iterator<Item = usize> {
+    fn window(home: usize) -> impl Iterator<Item = usize> {
         (0..PROBE.min(N)).map(move |i| {
             let j = home + i;
             if j >= N {

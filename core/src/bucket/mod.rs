@@ -181,7 +181,7 @@ impl TokenBucket {
 
     /// Whole tokens available at `now`.
     pub fn available(&self, now: Instant) -> u32 {
-        let tat = u64::from(self.tat.load(Ordering::Acquire));
+        let tat = load(&self.tat);
         self.quota.params().available(tat, now.as_micros()) as u32
     }
 
@@ -193,7 +193,7 @@ impl TokenBucket {
     /// The state at `now`, as plain data.
     pub fn snapshot(&self, now: Instant) -> BucketSnapshot {
         let params = self.quota.params();
-        let drained = params.drained(u64::from(self.tat.load(Ordering::Acquire)), now.as_micros());
+        let drained = params.drained(load(&self.tat), now.as_micros());
         BucketSnapshot {
             until_full: Duration::from_micros(drained.div_ceil(params.scale)),
         }
@@ -221,11 +221,23 @@ impl TokenBucket {
         let old = *self.quota.params();
         let new = *quota.params();
         let now = now.as_micros();
-        let drained = old.drained(u64::from(self.tat.load(Ordering::Acquire)), now);
+        let drained = old.drained(load(&self.tat), now);
         let tat = new.carried_over(&old, drained, now);
         self.tat.store(tat as _, Ordering::Release);
         self.quota = quota;
     }
+}
+
+/// The arrival-time word, widened to the kernel's `u64`.
+#[inline]
+pub(crate) fn load(tat: &TatWord) -> u64 {
+    widen(tat.load(Ordering::Acquire))
+}
+
+#[inline]
+#[allow(clippy::useless_conversion)] // u32 -> u64 on Cortex-M, u64 -> u64 elsewhere
+fn widen<T: Into<u64>>(word: T) -> u64 {
+    word.into()
 }
 
 /// One GCRA decision on `tat`: a load, then a CAS from exactly the state
@@ -238,7 +250,7 @@ pub(crate) fn take(tat: &TatWord, quota: &Quota, n: u32, now: Instant) -> Result
     let mut current = tat.load(Ordering::Acquire);
     loop {
         let new = params
-            .decide(u64::from(current), now, n)
+            .decide(widen(current), now, n)
             .map_err(|wait| RateLimited {
                 retry_after: Duration::from_micros(wait),
             })?;
