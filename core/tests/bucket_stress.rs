@@ -42,10 +42,13 @@ fn threads_never_take_more_than_the_quota() {
     let limit = 50 + elapsed * 1_000 / 1_000_000;
     let got = admitted.load(Ordering::Relaxed);
     assert!(got <= limit, "{got} admitted > {limit}");
-    // Every token was contended for, so all of them were taken.
-    if !cfg!(miri) {
-        assert_eq!(got, limit);
+    // Whatever the threads left is still there: no token was lost either.
+    let end = Instant::from_micros(elapsed);
+    let mut left = 0;
+    while bucket.try_acquire(end).is_ok() {
+        left += 1;
     }
+    assert_eq!(got + left, limit);
 }
 
 #[test]
@@ -72,9 +75,12 @@ fn keyed_threads_take_exactly_each_keys_burst() {
     for (key, n) in per_key.iter().enumerate() {
         let n = n.load(Ordering::Relaxed);
         assert!(n <= 10, "key {key}: {n} > burst");
-        if !cfg!(miri) {
-            assert_eq!(n, 10, "key {key}");
+        let key = key as u32;
+        let mut left = 0;
+        while limiter.try_acquire(&key, now).is_ok() {
+            left += 1;
         }
+        assert_eq!(n + left, 10, "key {key}: no token lost");
     }
     assert_eq!(limiter.metrics().keys, 8, "no key inserted twice");
 }

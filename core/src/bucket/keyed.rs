@@ -274,8 +274,21 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
                 }
             }
         }
-        let tier = self.tier_of.map_or(0, |f| f(key)).min(TIERS - 1);
-        self.tiers[tier].burst()
+        // Not found lock-free: the key may be absent, or its slot briefly
+        // LOCKED by an insert checking it for eviction. Inside the critical
+        // section no eviction runs, so the answer there is definitive.
+        crate::sync::critical(|| match self.find_locked(key, fp, home) {
+            Some(i) => {
+                let slot = &self.slots[i];
+                let tier = tier_of_state(slot.state.load(Ordering::Acquire));
+                let tat = load(&slot.tat);
+                self.tiers[tier].params().available(tat, now.as_micros()) as u32
+            }
+            None => {
+                let tier = self.tier_of.map_or(0, |f| f(key)).min(TIERS - 1);
+                self.tiers[tier].burst()
+            }
+        })
     }
 
     /// The counters.
@@ -331,7 +344,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         // so the slot found or filled still holds this key.
         let charged = crate::sync::critical(|| {
             let i = self.insert(key, fp, home, tier, now)?;
-            self.charge_if(i, fp, key, n, now)
+            Some(self.charge_locked(i, n, now))
         });
         match charged {
             Some(result) => result,
@@ -378,6 +391,35 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         Some(take(&slot.tat, quota, n, now).map_err(KeyedError::from))
     }
 
+    /// Inside the critical section: charges slot `i`, which holds the key.
+    /// No registration needed (evictions only happen in the critical
+    /// section), so this works even when 1 023 callers are registered.
+    fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
+        let slot = &self.slots[i];
+        let quota = &self.tiers[tier_of_state(slot.state.load(Ordering::Acquire))];
+        if n > quota.burst() {
+            return Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
+                requested: n,
+                burst: quota.burst(),
+            }));
+        }
+        take(&slot.tat, quota, n, now).map_err(KeyedError::from)
+    }
+
+    /// Inside the critical section: the live slot holding `key`.
+    fn find_locked(&self, key: &K, fp: u32, home: usize) -> Option<usize> {
+        Self::window(home).find(|&i| {
+            let slot = &self.slots[i];
+            let state = slot.state.load(Ordering::Acquire);
+            // SAFETY: live slot, and only the critical section (which we
+            // hold) writes or drops keys.
+            state != EMPTY
+                && state != LOCKED
+                && state >> FP_SHIFT == fp
+                && unsafe { (*slot.key.get()).assume_init_ref() } == key
+        })
+    }
+
     /// Registers on `slot` if its fingerprint is `fp`.
     fn register(slot: &Slot<K>, fp: u32) -> Option<Registered<'_>> {
         let mut state = slot.state.load(Ordering::Acquire);
@@ -386,8 +428,8 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
                 return None;
             }
             if state & READERS_MASK == READERS_MASK {
-                // 1023 callers on one key at once: let this one wait its
-                // turn in the critical section instead of overflowing.
+                // 1 023 callers on one key at once: this one takes the
+                // critical-section path (`charge_locked`) instead.
                 return None;
             }
             match slot.state.compare_exchange_weak(
@@ -399,7 +441,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
                 Ok(_) => {
                     return Some(Registered {
                         state: &slot.state,
-                        tier: ((state >> TIER_SHIFT) & 0b11) as usize,
+                        tier: tier_of_state(state),
                     })
                 }
                 Err(actual) => state = actual,
@@ -410,19 +452,11 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     /// Inside the critical section: finds or inserts `key`, returning its
     /// slot, or `None` if the window has no empty or idle slot.
     fn insert(&self, key: &K, fp: u32, home: usize, tier: usize, now: Instant) -> Option<usize> {
-        let mut empty = None;
-        for i in Self::window(home) {
-            let slot = &self.slots[i];
-            let state = slot.state.load(Ordering::Acquire);
-            if state == EMPTY {
-                empty = empty.or(Some(i));
-            } else if state != LOCKED && state >> FP_SHIFT == fp {
-                // SAFETY: live slot; only this critical section writes keys.
-                if unsafe { (*slot.key.get()).assume_init_ref() } == key {
-                    return Some(i);
-                }
-            }
+        if let Some(i) = self.find_locked(key, fp, home) {
+            return Some(i);
         }
+        let empty =
+            Self::window(home).find(|&i| self.slots[i].state.load(Ordering::Acquire) == EMPTY);
         if let Some(i) = empty {
             let slot = &self.slots[i];
             // EMPTY -> LOCKED cannot race: only the critical section claims.
@@ -445,7 +479,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
             {
                 continue;
             }
-            let quota = &self.tiers[((state >> TIER_SHIFT) & 0b11) as usize];
+            let quota = &self.tiers[tier_of_state(state)];
             let tat = load(&slot.tat);
             if quota.params().drained(tat, now.as_micros()) != 0 {
                 slot.state.store(state, Ordering::Release); // busy: keep it
@@ -491,6 +525,10 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
             }
         })
     }
+}
+
+const fn tier_of_state(state: u32) -> usize {
+    ((state >> TIER_SHIFT) & 0b11) as usize
 }
 
 /// A caller registered on a slot; unregisters on drop.
