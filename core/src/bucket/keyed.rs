@@ -277,14 +277,13 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         // Not found lock-free: the key may be absent, or its slot briefly
         // LOCKED by an insert checking it for eviction. Inside the critical
         // section no eviction runs, so the answer there is definitive.
-        crate::sync::critical(|| match self.find_locked(key, fp, home) {
-            Some(i) => {
+        crate::sync::critical(|| {
+            if let Some(i) = self.find_locked(key, fp, home) {
                 let slot = &self.slots[i];
                 let tier = tier_of_state(slot.state.load(Ordering::Acquire));
                 let tat = load(&slot.tat);
                 self.tiers[tier].params().available(tat, now.as_micros()) as u32
-            }
-            None => {
+            } else {
                 let tier = self.tier_of.map_or(0, |f| f(key)).min(TIERS - 1);
                 self.tiers[tier].burst()
             }
