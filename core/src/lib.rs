@@ -8,6 +8,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`breaker`] | [`CircuitBreaker`]: consecutive-failure, failure-rate and slow-call tripping, half-open trials, exponential open time |
+//! | [`bucket`] | [`TokenBucket`] (GCRA in one atomic word) and [`KeyedLimiter`] (per-key buckets in fixed storage, quota tiers) |
 //! | [`time`] | [`Instant`], [`Duration`], the [`Clock`] trait |
 //!
 //! ## Features
@@ -31,6 +32,8 @@
 //! | `CircuitBreaker` state | 1 × `u32`: 2-bit state, 14-bit generation, 16-bit payload (closed: 8-bit failure count + the window cursor) | ≤ 255 consecutive failures; ≤ 63 half-open permits and `close_after`; a permit left unrecorded across 16 384 transitions could be taken for a current one |
 //! | `CircuitBreaker` open deadline | in the same word: 26 bits of 1.024 ms ticks, wrapped (≈ 19 h 5 min) | open time rounded *up* to 1.024 ms; `open_for` ≤ 9 h 32 min; a `now` up to ~1 s earlier than the trip (another thread's older clock read) still reads open; a breaker that nobody asks for a whole multiple of ≈ 19 h may stay open for at most one more open period |
 //! | `CircuitBreaker` window | 64 × `u16` slots tagged with generation and lap, + a `u32` write counter; the cursor lives in the state word | window ≤ 64 calls; a record racing a transition may drop its own outcome, never corrupt the new window |
+//! | `TokenBucket` | 1 × `u64` with native 64-bit atomics; 1 × `u32` on Cortex-M | arrival time in scaled units (see [`bucket`]); 64-bit: exact across ±4.4 years of idle time or backward jumps; 32-bit: `burst × period / tokens` plus ~1.05 s must fit 2³¹ scaled units, a `now` up to ~1.05 s behind a previous call only denies, and a bucket idle for close to a multiple of 2³² scaled units (71.6 min at one token per whole µs) may briefly admit *less*, never more |
+//! | `KeyedLimiter` slot | state `u32` (fingerprint, tier, registered callers) + the bucket word + the key | ≤ 1 023 callers on one key at once (more take the critical-section path); new keys inserted under `critical-section` |
 //! | statistics counters | `u64` with native 64-bit atomics, else `u32` | wrap at 2³² on 32-bit MCUs |
 //!
 //! ## Example
@@ -60,6 +63,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod breaker;
+pub mod bucket;
 mod sync;
 pub mod time;
 
@@ -67,6 +71,7 @@ pub use breaker::{
     CircuitBreaker, Config, ConfigError, Metrics, Outcome, Permit, Rejected, Snapshot,
     SnapshotError, State, Transition,
 };
+pub use bucket::{KeyedLimiter, Quota, RateLimited, TokenBucket};
 #[cfg(feature = "embassy-time")]
 pub use time::EmbassyClock;
 pub use time::{Clock, Duration, Instant};

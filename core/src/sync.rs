@@ -35,6 +35,24 @@ mod imp {
     pub(crate) use portable_atomic::{AtomicU16, AtomicU32, Ordering};
 }
 
+/// Runs `f` inside the critical section that serialises rare writers (the
+/// keyed limiter's inserts): `critical-section` normally (interrupts off on
+/// a single-core MCU; a global mutex on the host), a loom mutex under loom
+/// so the model checker sees it.
+#[cfg(not(loom))]
+pub(crate) fn critical<R>(f: impl FnOnce() -> R) -> R {
+    critical_section::with(|_| f())
+}
+
+#[cfg(loom)]
+pub(crate) fn critical<R>(f: impl FnOnce() -> R) -> R {
+    loom::lazy_static! {
+        static ref LOCK: loom::sync::Mutex<()> = loom::sync::Mutex::new(());
+    }
+    let _guard = LOCK.lock().unwrap();
+    f()
+}
+
 /// Declares a `const fn` in normal builds and a plain `fn` under loom,
 /// whose atomics cannot be created in a const context.
 macro_rules! const_fn_unless_loom {
@@ -64,6 +82,18 @@ pub(crate) use atomic_array;
 type CounterWord = imp::AtomicU64;
 #[cfg(not(any(loom, target_has_atomic = "64")))]
 type CounterWord = imp::AtomicU32;
+
+/// The word holding a token bucket's wrapped arrival time: 64-bit where the
+/// target has native 64-bit atomics, 32-bit on Cortex-M.
+#[cfg(any(loom, target_has_atomic = "64"))]
+pub(crate) type TatWord = imp::AtomicU64;
+#[cfg(not(any(loom, target_has_atomic = "64")))]
+pub(crate) type TatWord = imp::AtomicU32;
+/// Width of [`TatWord`] in bits.
+#[cfg(any(loom, target_has_atomic = "64"))]
+pub(crate) const TAT_BITS: u32 = 64;
+#[cfg(not(any(loom, target_has_atomic = "64")))]
+pub(crate) const TAT_BITS: u32 = 32;
 
 /// A monotonically increasing statistics counter.
 ///

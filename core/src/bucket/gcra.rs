@@ -1,0 +1,376 @@
+//! The GCRA kernel: pure decisions on a wrapped "theoretical arrival time".
+//!
+//! GCRA (the Generic Cell Rate Algorithm, ITU-T I.371) is a token bucket
+//! whose whole state is one number, the *theoretical arrival time* `tat`:
+//! the instant at which the bucket would be full again. Asking for `n`
+//! tokens at `now` moves it to `max(tat, now) + n·T` (`T` the emission
+//! interval), which is allowed iff that is at most `burst·T` ahead of
+//! `now`.
+//!
+//! # Scaled time, exact rates
+//!
+//! A quota of `tokens` per `period` has `T = period / tokens`, rarely a
+//! whole number of microseconds. The kernel therefore counts time in
+//! *scaled units* of `1/scale` µs with `scale = tokens / gcd(tokens,
+//! period_µs)`, where `T = period_µs / gcd` is an integer: 3 per second is
+//! `scale = 3, T = 1 000 000`, ten million per second is `scale = 10, T = 1`,
+//! one per day is `scale = 1, T = 86 400 000 000`. Every decision is then
+//! exact. Scales above [`MAX_SCALE`] are clamped and `T` rounded *up*, which
+//! can only admit less (by under one part in 65 536 per token).
+//!
+//! # Wrapped state
+//!
+//! `tat` is stored modulo 2^BITS (64 where the target has 64-bit atomics,
+//! 32 on Cortex-M). Only its distance ahead of `now`, `ahead = tat - now`,
+//! matters, and it is classified by [`Params::horizon`]:
+//!
+//! * `ahead <= horizon`: the bucket is drained by `ahead` (time going
+//!   backwards lands here too and can only *deny*);
+//! * otherwise `tat` is in the past: the bucket is full.
+//!
+//! With 64 bits the horizon is 2^63 scaled units (≥ 4.4 years of real time,
+//! both directions). With 32 bits it is `capacity + ~1.05 s`: a `now` up to
+//! ~1.05 s earlier than a previous call still only denies, and a bucket left
+//! idle for close to a multiple of 2^32 scaled units (71.6 min at scale 1)
+//! may read as partly drained — it then admits *less* for at most
+//! `burst·T + 1.05 s`, never more.
+
+/// The stored value of a bucket that has never been used (or was reset
+/// without a `now`): full at any time. [`Params::decide`] never produces it
+/// (it moves a would-be `FRESH` result one scaled unit later, which only
+/// admits less).
+pub(crate) const FRESH: u64 = 0;
+
+/// Largest exact time scale; see the module docs.
+pub(crate) const MAX_SCALE: u64 = 1 << 16;
+/// Backward tolerance on 32-bit words, in µs (scaled by `scale`).
+const BACKWARD_TOLERANCE_MICROS: u64 = 1 << 20;
+
+/// The derived, validated parameters of a quota for one word width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub(crate) struct Params {
+    /// Scaled units per microsecond.
+    pub(crate) scale: u64,
+    /// Emission interval `T`, in scaled units.
+    pub(crate) interval: u64,
+    /// `burst · T`, in scaled units.
+    pub(crate) capacity: u64,
+    /// Largest `ahead` still read as "drained" (see the module docs).
+    pub(crate) horizon: u64,
+    /// `2^BITS - 1`.
+    pub(crate) mask: u64,
+}
+
+/// Why a quota cannot be represented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unrepresentable {
+    /// `burst · T` (plus the backward tolerance on 32-bit words) does not fit
+    /// in half the word.
+    TooLong,
+}
+
+const fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        let t = a % b;
+        a = b;
+        b = t;
+    }
+    a
+}
+
+impl Params {
+    /// Parameters for `tokens` per `period_micros`, `burst`, in a word of
+    /// `bits` (32 or 64). All inputs are non-zero (checked by `Quota`).
+    pub(crate) const fn new(
+        tokens: u32,
+        period_micros: u64,
+        burst: u32,
+        bits: u32,
+    ) -> Result<Self, Unrepresentable> {
+        let tokens = tokens as u64;
+        let g = gcd(tokens, period_micros);
+        let (scale, interval) = if tokens / g <= MAX_SCALE {
+            (tokens / g, period_micros / g)
+        } else {
+            // T = period · MAX_SCALE / tokens, rounded up (admits less).
+            let t = (period_micros as u128 * MAX_SCALE as u128).div_ceil(tokens as u128);
+            if t > u64::MAX as u128 {
+                return Err(Unrepresentable::TooLong);
+            }
+            (MAX_SCALE, t as u64)
+        };
+        let Some(capacity) = interval.checked_mul(burst as u64) else {
+            return Err(Unrepresentable::TooLong);
+        };
+        let half = 1u64 << (bits - 1);
+        let mask = if bits == 64 {
+            u64::MAX
+        } else {
+            (1 << bits) - 1
+        };
+        let horizon = if bits == 64 {
+            half - 1
+        } else {
+            capacity.saturating_add(BACKWARD_TOLERANCE_MICROS * scale)
+        };
+        // `ahead + cost` must not overflow and must stay below the wrap.
+        if capacity >= half / 2 || horizon >= half {
+            return Err(Unrepresentable::TooLong);
+        }
+        Ok(Self {
+            scale,
+            interval,
+            capacity,
+            horizon,
+            mask,
+        })
+    }
+
+    /// `now` in wrapped scaled units.
+    pub(crate) const fn scaled(&self, now_micros: u64) -> u64 {
+        now_micros.wrapping_mul(self.scale) & self.mask
+    }
+
+    /// How far `tat` is ahead of `now` (0 when the bucket is full).
+    pub(crate) const fn ahead(&self, tat: u64, now: u64) -> u64 {
+        if tat == FRESH {
+            return 0;
+        }
+        let ahead = tat.wrapping_sub(now) & self.mask;
+        if ahead <= self.horizon {
+            ahead
+        } else {
+            0
+        }
+    }
+
+    /// Decides `n` tokens at `now_micros` against the stored `tat`.
+    ///
+    /// `Ok(new_tat)` to admit; `Err(wait)` with the wait in microseconds
+    /// after which the same request is admitted (rounded up, so asking
+    /// exactly then succeeds).
+    pub(crate) const fn decide(&self, tat: u64, now_micros: u64, n: u32) -> Result<u64, u64> {
+        if n == 0 {
+            return Ok(tat);
+        }
+        let now = self.scaled(now_micros);
+        let ahead = self.ahead(tat, now);
+        // n <= burst is checked by the caller, so this cannot overflow.
+        let cost = n as u64 * self.interval;
+        let needed = ahead + cost;
+        if needed <= self.capacity {
+            Ok(Self::not_fresh(now.wrapping_add(needed) & self.mask))
+        } else {
+            Err((needed - self.capacity).div_ceil(self.scale))
+        }
+    }
+
+    /// Whole tokens available at `now_micros` (zero while `now` is behind
+    /// a previous call's).
+    pub(crate) const fn available(&self, tat: u64, now_micros: u64) -> u64 {
+        let ahead = self.ahead(tat, self.scaled(now_micros));
+        self.capacity.saturating_sub(ahead) / self.interval
+    }
+
+    /// The `tat` of a bucket drained by `ahead` scaled units at `now_micros`.
+    pub(crate) const fn at(&self, now_micros: u64, ahead: u64) -> u64 {
+        if ahead == 0 {
+            return FRESH;
+        }
+        Self::not_fresh(self.scaled(now_micros).wrapping_add(ahead) & self.mask)
+    }
+
+    const fn not_fresh(tat: u64) -> u64 {
+        if tat == FRESH {
+            1
+        } else {
+            tat
+        }
+    }
+
+    /// Tokens in flight toward full, as scaled units still to elapse.
+    pub(crate) const fn drained(&self, tat: u64, now_micros: u64) -> u64 {
+        self.ahead(tat, self.scaled(now_micros))
+    }
+
+    /// The `tat`, in these parameters, of a bucket drained by `drained`
+    /// scaled units of `old` at `now_micros`, with no token granted:
+    /// the available tokens (fractions included) carry over, clamped to the
+    /// new burst, rounded toward fewer.
+    pub(crate) fn carried_over(&self, old: &Self, drained: u64, now_micros: u64) -> u64 {
+        // Available tokens as a fraction: (old.capacity - drained) / old.interval.
+        let avail_old = u128::from(old.capacity.saturating_sub(drained));
+        // In new scaled units: avail_old / old.interval * self.interval (floor).
+        let avail_new = (avail_old * u128::from(self.interval) / u128::from(old.interval))
+            .min(u128::from(self.capacity)) as u64;
+        self.at(now_micros, self.capacity - avail_new)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn params(tokens: u32, period: u64, burst: u32, bits: u32) -> Params {
+        Params::new(tokens, period, burst, bits).unwrap()
+    }
+
+    #[test]
+    fn rates_are_scaled_to_whole_intervals() {
+        let p = params(3, 1_000_000, 3, 64);
+        assert_eq!((p.scale, p.interval, p.capacity), (3, 1_000_000, 3_000_000));
+        let p = params(10_000_000, 1_000_000, 1, 64);
+        assert_eq!((p.scale, p.interval), (10, 1));
+        let p = params(1, 86_400_000_000, 1, 64);
+        assert_eq!((p.scale, p.interval), (1, 86_400_000_000));
+        // A coprime huge rate is clamped and rounded up.
+        let p = params(4_294_967_291, 1_000_000, 1, 64);
+        assert_eq!(p.scale, MAX_SCALE);
+        assert_eq!(p.interval, 16); // ceil(1e6 * 65536 / 4294967291) = 16
+    }
+
+    #[test]
+    fn steady_rate_and_exact_retry_after() {
+        for bits in [32, 64] {
+            let p = params(3, 1_000_000, 3, bits);
+            let tat = p.decide(FRESH, 0, 3).unwrap();
+            let wait = p.decide(tat, 0, 1).unwrap_err();
+            assert_eq!(wait, 333_334, "ceil(1e6 / 3)");
+            assert!(p.decide(tat, wait - 1, 1).is_err());
+            assert!(p.decide(tat, wait, 1).is_ok());
+            // No drift from rounding: exactly three tokens after one second.
+            assert_eq!(p.available(tat, 999_999), 2);
+            assert_eq!(p.available(tat, 1_000_000), 3);
+            assert!(p.decide(tat, 1_000_000, 3).is_ok());
+        }
+    }
+
+    #[test]
+    fn burst_then_refill() {
+        for bits in [32, 64] {
+            let p = params(10, 1_000_000, 5, bits);
+            let mut tat = FRESH;
+            tat = p.decide(tat, 7, 5).unwrap();
+            assert_eq!(p.available(tat, 7), 0);
+            assert_eq!(p.decide(tat, 7, 1), Err(100_000));
+            assert_eq!(p.available(tat, 7 + 250_000), 2);
+        }
+    }
+
+    #[test]
+    fn time_going_backwards_never_admits_more() {
+        for bits in [32, 64] {
+            let p = params(1, 1_000_000, 1, bits);
+            let now = 10_000_000;
+            let tat = p.decide(FRESH, now, 1).unwrap();
+            for back in [1, 1_000, 500_000, 1_000_000] {
+                assert!(
+                    p.decide(tat, now - back, 1).is_err(),
+                    "{bits} bits, {back} µs back"
+                );
+            }
+        }
+        // 64-bit words: any realistic jump back is a denial.
+        let p = params(1, 1_000_000, 1, 64);
+        let now = 1 << 50;
+        let tat = p.decide(FRESH, now, 1).unwrap();
+        assert!(p.decide(tat, now - (1 << 40), 1).is_err());
+    }
+
+    #[test]
+    fn idle_buckets_refill_across_the_wrap() {
+        let p = params(1, 1_000, 4, 32);
+        let now = (1u64 << 32) - 10;
+        let tat = p.decide(FRESH, now, 4).unwrap();
+        assert_eq!(p.available(tat, now + 2_000), 2);
+        assert_eq!(p.available(tat, now + 60_000_000), 4);
+        let p = params(1, 1_000, 4, 64);
+        let tat = p.decide(FRESH, u64::MAX - 10, 4).unwrap();
+        assert_eq!(p.available(tat, u64::MAX), 0);
+    }
+
+    #[test]
+    fn a_fresh_bucket_is_full_at_any_time() {
+        // Scale 65 536 wraps `now · scale` after ~4.5 years of µs: a fresh
+        // bucket must still read full there (a Unix-epoch clock is 2^50 µs).
+        let p = params(4_294_967_291, 1_000_000, 5, 64);
+        for now in [0, 1 << 50, u64::MAX / 3, u64::MAX] {
+            assert_eq!(p.available(FRESH, now), 5, "{now}");
+        }
+        // decide never stores FRESH, even when the arithmetic lands on it.
+        let p = params(1, 1, 1, 32);
+        let now = (1u64 << 32) - 1; // scaled now + 1 wraps to 0
+        assert_eq!(p.decide(FRESH, now, 1), Ok(1));
+    }
+
+    #[test]
+    fn unrepresentable_quotas_are_refused() {
+        // One per day with a burst of 100 does not fit 32 bits...
+        assert_eq!(
+            Params::new(1, 86_400_000_000, 100, 32),
+            Err(Unrepresentable::TooLong)
+        );
+        // ...but fits 64.
+        assert!(Params::new(1, 86_400_000_000, 100, 64).is_ok());
+        assert_eq!(
+            Params::new(1, u64::MAX, u32::MAX, 64),
+            Err(Unrepresentable::TooLong)
+        );
+    }
+
+    #[test]
+    fn carry_over_keeps_available_tokens() {
+        let old = params(10, 1_000_000, 10, 64);
+        let tat = old.decide(FRESH, 0, 7).unwrap(); // 3 left
+        let drained = old.drained(tat, 0);
+        // Raising: still 3, no free burst.
+        let new = params(100, 1_000_000, 100, 64);
+        let t = new.carried_over(&old, drained, 0);
+        assert_eq!(new.available(t, 0), 3);
+        // Lowering below: clamped to the new burst.
+        let new = params(1, 1_000_000, 2, 64);
+        let t = new.carried_over(&old, drained, 0);
+        assert_eq!(new.available(t, 0), 2);
+    }
+
+    /// The 32-bit word (Cortex-M) decides exactly like the 64-bit one while
+    /// time moves forward, across its own wrap too.
+    #[cfg(not(miri))]
+    mod widths {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn the_32_bit_kernel_matches_the_64_bit_one(
+                tokens in 1u32..2_000,
+                period in 1_000u64..2_000_000,
+                burst in 1u32..20,
+                start in ((1u64 << 32) - 5_000_000)..((1u64 << 32) + 5_000_000),
+                steps in prop::collection::vec((0u64..400_000, 1u32..4), 1..300),
+            ) {
+                let (Ok(p32), Ok(p64)) = (
+                    Params::new(tokens, period, burst, 32),
+                    Params::new(tokens, period, burst, 64),
+                ) else {
+                    return Ok(()); // not representable in 32 bits: refused, fine
+                };
+                let (mut t32, mut t64) = (FRESH, FRESH);
+                let mut now = start;
+                for (dt, n) in steps {
+                    now += dt;
+                    let n = n.min(burst);
+                    let (a, b) = (p32.decide(t32, now, n), p64.decide(t64, now, n));
+                    prop_assert_eq!(a.is_ok(), b.is_ok(), "at {}", now);
+                    match (a, b) {
+                        (Ok(x), Ok(y)) => { t32 = x; t64 = y; }
+                        (Err(x), Err(y)) => prop_assert_eq!(x, y),
+                        _ => unreachable!(),
+                    }
+                    prop_assert_eq!(p32.available(t32, now), p64.available(t64, now));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Unit tests of the keyed limiter, on virtual time.
+
+extern crate std;
+
+use core::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering as StdOrdering};
+
+use super::*;
+
+const T0: Instant = Instant::from_secs(100);
+
+fn per_sec(n: u32) -> Quota {
+    Quota::per_second(n).unwrap()
+}
+
+#[test]
+fn each_key_has_its_own_bucket() {
+    let l: KeyedLimiter<&str, 8> = KeyedLimiter::new(per_sec(2), FullPolicy::Reject);
+    for key in ["a", "b", "c"] {
+        l.try_acquire(&key, T0).unwrap();
+        l.try_acquire(&key, T0).unwrap();
+        assert_eq!(
+            l.try_acquire(&key, T0),
+            Err(KeyedError::RateLimited(RateLimited {
+                retry_after: Duration::from_millis(500)
+            }))
+        );
+    }
+    assert_eq!(l.available(&"a", T0 + Duration::from_secs(1)), 2);
+    assert_eq!(l.available(&"zzz", T0), 2, "unknown keys read as full");
+    let m = l.metrics();
+    assert_eq!((m.allowed, m.limited, m.keys, m.evictions), (6, 3, 3, 0));
+}
+
+#[test]
+fn tiers_are_chosen_at_insertion() {
+    let l: KeyedLimiter<u32, 16, 2> =
+        KeyedLimiter::with_tiers([per_sec(1), per_sec(5)], FullPolicy::Reject)
+            .with_tier_fn(|k| usize::from(*k >= 1_000));
+    l.try_acquire(&1, T0).unwrap();
+    assert!(l.try_acquire(&1, T0).is_err());
+    for _ in 0..5 {
+        l.try_acquire(&1_000, T0).unwrap(); // premium by the tier function
+    }
+    assert!(l.try_acquire(&1_000, T0).is_err());
+    // An explicit tier at insertion wins over the tier function...
+    l.try_acquire_tier(&2, 1, T0).unwrap();
+    assert_eq!(l.available(&2, T0), 4);
+    // ...and sticks while the key stays in the table.
+    l.try_acquire_tier(&2, 0, T0).unwrap();
+    assert_eq!(l.available(&2, T0), 3);
+}
+
+#[test]
+fn a_full_table_evicts_an_idle_key() {
+    let l: KeyedLimiter<u32, 2> = KeyedLimiter::new(per_sec(1), FullPolicy::Reject);
+    l.try_acquire(&1, T0).unwrap();
+    l.try_acquire(&2, T0 + Duration::from_millis(500)).unwrap();
+    // At T0 + 1 s key 1 is full again (idle), key 2 is not.
+    let t1 = T0 + Duration::from_secs(1);
+    l.try_acquire(&3, t1).unwrap();
+    let m = l.metrics();
+    assert_eq!((m.evictions, m.keys), (1, 2));
+    // Key 2 kept its state (busy, not evicted): still limited.
+    assert!(matches!(
+        l.try_acquire(&2, t1),
+        Err(KeyedError::RateLimited(_))
+    ));
+}
+
+#[test]
+fn a_full_table_of_busy_keys_rejects_never_passes() {
+    let l: KeyedLimiter<u32, 2> = KeyedLimiter::new(per_sec(1), FullPolicy::Reject);
+    l.try_acquire(&1, T0).unwrap();
+    l.try_acquire(&2, T0).unwrap();
+    for k in 3..10 {
+        assert_eq!(l.try_acquire(&k, T0), Err(KeyedError::TableFull));
+    }
+    let m = l.metrics();
+    assert_eq!((m.table_full, m.limited, m.keys), (7, 7, 2));
+}
+
+#[test]
+fn a_full_table_can_charge_a_shared_overflow_bucket() {
+    let overflow = per_sec(10).with_burst(3).unwrap();
+    let l: KeyedLimiter<u32, 1> = KeyedLimiter::new(per_sec(1), FullPolicy::Overflow(overflow));
+    l.try_acquire(&1, T0).unwrap();
+    // Keys 2.. share three tokens, then are limited like any bucket.
+    for k in 2..5 {
+        l.try_acquire(&k, T0).unwrap();
+    }
+    assert!(matches!(
+        l.try_acquire(&5, T0),
+        Err(KeyedError::RateLimited(_))
+    ));
+    assert_eq!(l.metrics().keys, 1);
+}
+
+#[test]
+fn n_tokens_and_capacity() {
+    let l: KeyedLimiter<u8, 4> = KeyedLimiter::new(per_sec(4), FullPolicy::Reject);
+    l.try_acquire_n(&1, 3, T0).unwrap();
+    assert!(matches!(
+        l.try_acquire_n(&1, 2, T0),
+        Err(KeyedError::RateLimited(_))
+    ));
+    assert_eq!(
+        l.try_acquire_n(&1, 5, T0),
+        Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
+            requested: 5,
+            burst: 4
+        }))
+    );
+    assert_eq!(
+        l.try_acquire_n(&9, 5, T0),
+        Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
+            requested: 5,
+            burst: 4
+        }))
+    );
+}
+
+/// Every key hashes alike: same fingerprint and home slot. `Eq` must still
+/// keep them apart.
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct Colliding(u32);
+impl Hash for Colliding {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        0u8.hash(state);
+    }
+}
+
+#[test]
+fn fingerprint_collisions_are_told_apart_by_eq() {
+    let l: KeyedLimiter<Colliding, 8> = KeyedLimiter::new(per_sec(1), FullPolicy::Reject);
+    for k in 0..8 {
+        l.try_acquire(&Colliding(k), T0).unwrap();
+    }
+    for k in 0..8 {
+        assert!(matches!(
+            l.try_acquire(&Colliding(k), T0),
+            Err(KeyedError::RateLimited(_))
+        ));
+    }
+    assert_eq!(l.try_acquire(&Colliding(8), T0), Err(KeyedError::TableFull));
+    assert_eq!(l.metrics().keys, 8);
+}
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(PartialEq, Eq, Hash, Debug)]
+struct Counted(u32);
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        LIVE.fetch_add(1, StdOrdering::SeqCst);
+        Counted(self.0)
+    }
+}
+impl Drop for Counted {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, StdOrdering::SeqCst);
+    }
+}
+
+#[test]
+fn stored_keys_are_dropped_on_eviction_and_with_the_limiter() {
+    let before = LIVE.load(StdOrdering::SeqCst);
+    {
+        let l: KeyedLimiter<Counted, 2> = KeyedLimiter::new(per_sec(1), FullPolicy::Reject);
+        let probe = |k| {
+            LIVE.fetch_add(1, StdOrdering::SeqCst);
+            Counted(k)
+        };
+        l.try_acquire(&probe(1), T0).unwrap();
+        l.try_acquire(&probe(2), T0).unwrap();
+        assert_eq!(LIVE.load(StdOrdering::SeqCst), before + 2);
+        l.try_acquire(&probe(3), T0 + Duration::from_secs(2))
+            .unwrap(); // evicts one
+        assert_eq!(LIVE.load(StdOrdering::SeqCst), before + 2);
+    }
+    assert_eq!(LIVE.load(StdOrdering::SeqCst), before);
+}
+
+#[test]
+fn sizes_per_entry() {
+    // State word + arrival-time word + the key, padded.
+    #[cfg(target_has_atomic = "64")]
+    assert_eq!(core::mem::size_of::<keyed::Slot<u64>>(), 24);
+    #[cfg(target_has_atomic = "64")]
+    assert_eq!(core::mem::size_of::<keyed::Slot<u32>>(), 16);
+}

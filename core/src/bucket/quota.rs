@@ -1,0 +1,192 @@
+//! [`Quota`]: a rate and a burst, validated and pre-computed.
+
+use core::fmt;
+
+use super::gcra::Params;
+use crate::sync::TAT_BITS;
+use crate::Duration;
+
+/// How many tokens a bucket refills per period, and how many it holds.
+///
+/// Every constructor validates; the derived GCRA parameters are computed
+/// once, here. All are `const fn`, so a quota can be checked at compile
+/// time.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::bucket::Quota;
+/// use fusebox::Duration;
+///
+/// let api = Quota::per_second(100)?.with_burst(20)?;
+/// assert_eq!((api.tokens(), api.period(), api.burst()), (100, Duration::from_secs(1), 20));
+/// assert_eq!(api.replenish_interval(), Duration::from_millis(10));
+///
+/// // One token every 36 s, bursts of one (governor's `Quota::with_period`).
+/// let slow = Quota::with_period(Duration::from_secs(36))?;
+/// assert_eq!(slow.burst(), 1);
+/// # Ok::<(), fusebox::bucket::QuotaError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Quota {
+    tokens: u32,
+    period: Duration,
+    burst: u32,
+    params: Params,
+}
+
+/// Why a [`Quota`] was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum QuotaError {
+    /// Zero tokens per period: nothing could ever be admitted.
+    ZeroTokens,
+    /// A period of zero (or under one microsecond, the tick).
+    ZeroPeriod,
+    /// A burst of zero: not even one token fits.
+    ZeroBurst,
+    /// `burst × period / tokens` is too long for this target's state word
+    /// (the crate docs list the range per target).
+    TooLong,
+}
+
+impl fmt::Display for QuotaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ZeroTokens => "quota must refill at least one token per period",
+            Self::ZeroPeriod => "quota period must be at least one microsecond",
+            Self::ZeroBurst => "quota burst must be at least one token",
+            Self::TooLong => "burst × period / tokens is out of range for this target",
+        })
+    }
+}
+
+impl core::error::Error for QuotaError {}
+
+impl Quota {
+    /// `tokens` per `period`, with a burst of `tokens`.
+    ///
+    /// # Errors
+    ///
+    /// [`QuotaError`] for zero tokens, a zero period, or an unrepresentable
+    /// range.
+    pub const fn new(tokens: u32, period: Duration) -> Result<Self, QuotaError> {
+        Self::build(tokens, period, tokens)
+    }
+    /// `tokens` per second, burst `tokens`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Quota::new`].
+    pub const fn per_second(tokens: u32) -> Result<Self, QuotaError> {
+        Self::new(tokens, Duration::from_secs(1))
+    }
+    /// `tokens` per minute, burst `tokens`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Quota::new`].
+    pub const fn per_minute(tokens: u32) -> Result<Self, QuotaError> {
+        Self::new(tokens, Duration::from_secs(60))
+    }
+    /// `tokens` per hour, burst `tokens`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Quota::new`].
+    pub const fn per_hour(tokens: u32) -> Result<Self, QuotaError> {
+        Self::new(tokens, Duration::from_secs(3_600))
+    }
+    /// One token every `period`, burst 1.
+    ///
+    /// # Errors
+    ///
+    /// As [`Quota::new`].
+    pub const fn with_period(period: Duration) -> Result<Self, QuotaError> {
+        Self::new(1, period)
+    }
+    /// The same rate with another burst.
+    ///
+    /// # Errors
+    ///
+    /// [`QuotaError::ZeroBurst`], or [`QuotaError::TooLong`].
+    pub const fn with_burst(self, burst: u32) -> Result<Self, QuotaError> {
+        Self::build(self.tokens, self.period, burst)
+    }
+
+    const fn build(tokens: u32, period: Duration, burst: u32) -> Result<Self, QuotaError> {
+        if tokens == 0 {
+            return Err(QuotaError::ZeroTokens);
+        }
+        if period.is_zero() {
+            return Err(QuotaError::ZeroPeriod);
+        }
+        if burst == 0 {
+            return Err(QuotaError::ZeroBurst);
+        }
+        match Params::new(tokens, period.as_micros(), burst, TAT_BITS) {
+            Ok(params) => Ok(Self {
+                tokens,
+                period,
+                burst,
+                params,
+            }),
+            Err(_) => Err(QuotaError::TooLong),
+        }
+    }
+
+    /// Tokens refilled per [`period`](Self::period).
+    pub const fn tokens(&self) -> u32 {
+        self.tokens
+    }
+    /// The refill period.
+    pub const fn period(&self) -> Duration {
+        self.period
+    }
+    /// The most tokens the bucket holds (and so the largest single request).
+    pub const fn burst(&self) -> u32 {
+        self.burst
+    }
+    /// Time to refill one token, rounded up to a microsecond.
+    pub const fn replenish_interval(&self) -> Duration {
+        Duration::from_micros(self.params.interval.div_ceil(self.params.scale))
+    }
+    pub(crate) const fn params(&self) -> &Params {
+        &self.params
+    }
+}
+
+#[cfg(feature = "serde")]
+mod ser {
+    use super::{Duration, Quota};
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Repr {
+        tokens: u32,
+        period: Duration,
+        burst: u32,
+    }
+
+    impl serde::Serialize for Quota {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            Repr {
+                tokens: self.tokens,
+                period: self.period,
+                burst: self.burst,
+            }
+            .serialize(s)
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for Quota {
+        /// Validated exactly like [`Quota::new`] + [`Quota::with_burst`].
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let r = Repr::deserialize(d)?;
+            Quota::new(r.tokens, r.period)
+                .and_then(|q| q.with_burst(r.burst))
+                .map_err(serde::de::Error::custom)
+        }
+    }
+}

@@ -1,0 +1,742 @@
+#![cfg(loom)]
+//! Loom models of the rate limiters (`fusebox::bucket`).
+//!
+//! Run only as:
+//!
+//! ```text
+//! LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+//!     cargo test -p fusebox-loom --release --test bucket
+//! ```
+//!
+//! Every model sets its preemption bound in code (the environment variable
+//! only matters for models that do not), so the run time is predictable.
+//!
+//! * `TokenBucket`: every concurrent run must be *linearizable* against an
+//!   independent reference GCRA written here (integer µs, rate 1/s): the
+//!   results each thread saw (admitted, or refused with an exact
+//!   `retry_after`) and `available` afterwards must be those of at least one
+//!   sequential interleaving of the same calls. On top of that the headline
+//!   counts are asserted directly (exactly `burst` admitted at one `now`,
+//!   never more than `burst + rate · (max now − min now)`).
+//! * `KeyedLimiter`: exact outcomes (results, `available` per key, every
+//!   metric) compared with what the sequential executions allow.
+//!
+//! `keyed_available_of_busy_key_during_eviction_check` is a regression
+//! model: it found `KeyedLimiter::available` reading a key as absent (full
+//! burst) while another thread held its slot LOCKED for an idle check; a
+//! miss on the lock-free path is now confirmed inside the critical section.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use fusebox::bucket::{AcquireError, FullPolicy, KeyedError, KeyedMetrics, Quota, TokenBucket};
+use fusebox::{Duration, Instant, KeyedLimiter};
+use loom::sync::Arc;
+use loom::thread;
+
+/// One token per second: scale 1, emission interval `T` = 1 000 000 µs.
+const T: u64 = 1_000_000;
+/// A `now` well away from zero (the arrival-time word's `FRESH` value).
+const T0: u64 = 10 * T;
+
+fn at(micros: u64) -> Instant {
+    Instant::from_micros(micros)
+}
+
+/// One token per second, burst `burst`.
+fn quota(burst: u32) -> Quota {
+    Quota::per_second(1).unwrap().with_burst(burst).unwrap()
+}
+
+/// Runs `f` under loom with `bound` preemptions, and reports the number of
+/// executions explored (visible with `--nocapture`).
+fn check(name: &str, bound: usize, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(bound);
+    let iterations = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = iterations.clone();
+    let start = std::time::Instant::now();
+    builder.check(move || {
+        seen.fetch_add(1, Relaxed);
+        f();
+    });
+    eprintln!(
+        "{name}: {} executions, preemption bound {bound}, {:?}",
+        iterations.load(Relaxed),
+        start.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// TokenBucket: a reference GCRA and a linearizability check against it
+// ---------------------------------------------------------------------------
+
+/// One call: `n` tokens at `now` (µs). `n == 1` goes through `try_acquire`,
+/// anything else through `try_acquire_n`.
+#[derive(Clone, Copy, Debug)]
+struct Op {
+    n: u32,
+    now: u64,
+}
+
+/// What a call returned: `Ok(())`, or `Err(retry_after in µs)`.
+type Outcome = Result<(), u64>;
+
+fn run(bucket: &TokenBucket, op: Op) -> Outcome {
+    if op.n == 1 {
+        bucket
+            .try_acquire(at(op.now))
+            .map_err(|e| e.retry_after.as_micros())
+    } else {
+        match bucket.try_acquire_n(op.n, at(op.now)) {
+            Ok(()) => Ok(()),
+            Err(AcquireError::RateLimited(e)) => Err(e.retry_after.as_micros()),
+            Err(e) => panic!("unexpected {e:?} for {op:?}"),
+        }
+    }
+}
+
+/// The reference: GCRA in plain integers, rate 1/s, for `now`s far from 0.
+#[derive(Clone, Copy, Debug)]
+struct RefBucket {
+    burst: u64,
+    /// Theoretical arrival time; `None` for a fresh (full) bucket.
+    tat: Option<u64>,
+}
+
+impl RefBucket {
+    fn new(burst: u32) -> Self {
+        Self {
+            burst: u64::from(burst),
+            tat: None,
+        }
+    }
+    fn ahead(&self, now: u64) -> u64 {
+        self.tat.map_or(0, |tat| tat.saturating_sub(now))
+    }
+    fn take(&mut self, op: Op) -> Outcome {
+        if op.n == 0 {
+            return Ok(());
+        }
+        let needed = self.ahead(op.now) + u64::from(op.n) * T;
+        if needed <= self.burst * T {
+            self.tat = Some(op.now + needed);
+            Ok(())
+        } else {
+            Err(needed - self.burst * T)
+        }
+    }
+    fn available(&self, now: u64) -> u32 {
+        ((self.burst * T).saturating_sub(self.ahead(now)) / T) as u32
+    }
+}
+
+/// Whether some interleaving of the per-thread `ops` (program order kept)
+/// produces exactly the `observed` outcomes on the reference bucket and
+/// leaves it with `available(now) == avail` for every `(now, avail)` in
+/// `after`.
+fn linearizable(
+    reference: RefBucket,
+    ops: &[Vec<Op>],
+    observed: &[Vec<Outcome>],
+    after: &[(u64, u32)],
+) -> bool {
+    fn go(
+        r: RefBucket,
+        next: &mut Vec<usize>,
+        ops: &[Vec<Op>],
+        observed: &[Vec<Outcome>],
+        after: &[(u64, u32)],
+    ) -> bool {
+        if next.iter().zip(ops).all(|(&i, o)| i == o.len()) {
+            return after.iter().all(|&(now, a)| r.available(now) == a);
+        }
+        for t in 0..ops.len() {
+            let i = next[t];
+            if i == ops[t].len() {
+                continue;
+            }
+            let mut r2 = r;
+            if r2.take(ops[t][i]) != observed[t][i] {
+                continue;
+            }
+            next[t] += 1;
+            let ok = go(r2, next, ops, observed, after);
+            next[t] -= 1;
+            if ok {
+                return true;
+            }
+        }
+        false
+    }
+    go(reference, &mut vec![0; ops.len()], ops, observed, after)
+}
+
+/// Runs one thread per entry of `ops` against one bucket of `burst`, then
+/// checks linearizability (results and `available` at each of `probe`).
+/// Returns the observed outcomes and the `available`s for extra asserts.
+fn race_bucket(burst: u32, ops: &[Vec<Op>], probe: &[u64]) -> (Vec<Vec<Outcome>>, Vec<u32>) {
+    let bucket = Arc::new(TokenBucket::new(quota(burst)));
+    let handles: Vec<_> = ops
+        .iter()
+        .map(|thread_ops| {
+            let bucket = bucket.clone();
+            let thread_ops = thread_ops.clone();
+            thread::spawn(move || thread_ops.iter().map(|&op| run(&bucket, op)).collect())
+        })
+        .collect();
+    let observed: Vec<Vec<Outcome>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let avail: Vec<u32> = probe.iter().map(|&now| bucket.available(at(now))).collect();
+    let after: Vec<(u64, u32)> = probe.iter().copied().zip(avail.iter().copied()).collect();
+    assert!(
+        linearizable(RefBucket::new(burst), ops, &observed, &after),
+        "not linearizable: ops {ops:?}, observed {observed:?}, available {after:?}"
+    );
+    (observed, avail)
+}
+
+fn admitted_tokens(ops: &[Vec<Op>], observed: &[Vec<Outcome>]) -> u32 {
+    ops.iter()
+        .flatten()
+        .zip(observed.iter().flatten())
+        .filter(|(_, r)| r.is_ok())
+        .map(|(op, _)| op.n)
+        .sum()
+}
+
+/// (a1) Three threads, one token each, same `now`, burst 2: exactly two
+/// admitted, the third refused with a retry of exactly one interval, and
+/// the bucket empty afterwards (one token back after `T`).
+#[test]
+fn bucket_three_threads_same_now() {
+    check("bucket_three_threads_same_now", 3, || {
+        let op = Op { n: 1, now: T0 };
+        let ops = vec![vec![op], vec![op], vec![op]];
+        let (observed, avail) = race_bucket(2, &ops, &[T0, T0 + T - 1, T0 + T, T0 + 2 * T]);
+        assert_eq!(admitted_tokens(&ops, &observed), 2, "{observed:?}");
+        let refused: Vec<_> = observed.iter().flatten().filter_map(|r| r.err()).collect();
+        assert_eq!(refused, [T], "{observed:?}");
+        assert_eq!(avail, [0, 0, 1, 2]);
+    });
+}
+
+/// (a2) Two threads mixing `try_acquire_n(2)` and `try_acquire`, same
+/// `now`, burst 3: whatever the interleaving, exactly 3 tokens admitted,
+/// the later calls refused with the exact wait.
+#[test]
+fn bucket_mixed_n_same_now() {
+    check("bucket_mixed_n_same_now", 3, || {
+        let ops = vec![
+            vec![Op { n: 2, now: T0 }, Op { n: 1, now: T0 }],
+            vec![Op { n: 1, now: T0 }, Op { n: 2, now: T0 }],
+        ];
+        let (observed, avail) = race_bucket(3, &ops, &[T0, T0 + T]);
+        assert_eq!(admitted_tokens(&ops, &observed), 3, "{observed:?}");
+        assert_eq!(avail, [0, 1]);
+    });
+}
+
+/// (a3) Different `now`s: thread A is one interval ahead of thread B
+/// ("behind"), each takes one token twice, burst 2. Never more than
+/// `burst + rate · (max now − min now)` = 3 tokens; at least 2 (the burst at
+/// A's `now`); and, via the linearizability check, exactly what some
+/// sequential order allows. A third thread, at B's `now`, asks for the
+/// whole burst at once.
+#[test]
+fn bucket_skewed_nows() {
+    check("bucket_skewed_nows", 2, || {
+        let a = T0 + T;
+        let b = T0;
+        let ops = vec![
+            vec![Op { n: 1, now: a }, Op { n: 1, now: a }],
+            vec![Op { n: 1, now: b }, Op { n: 1, now: b }],
+            vec![Op { n: 2, now: b }],
+        ];
+        let (observed, avail) = race_bucket(2, &ops, &[a, a + 3 * T]);
+        let admitted = admitted_tokens(&ops, &observed);
+        assert!((2..=3).contains(&admitted), "{admitted}: {observed:?}");
+        assert_eq!(avail[1], 2, "full again after 3 s");
+        // Taking the whole burst at `b` still leaves one token at `a`, so
+        // A's first call is admitted in every interleaving.
+        assert_eq!(observed[0][0], Ok(()), "{observed:?}");
+    });
+}
+
+/// (a3') Half an interval of skew, two threads mixing sizes, burst 3,
+/// bound 3. At most `⌊3 + 0.5⌋` = 3 tokens; 2 when A's single token first
+/// pushes the arrival time past what B's pair fits in (A1, B1 refused, B2,
+/// A2 refused); linearizability pins the rest.
+#[test]
+fn bucket_skewed_nows_two_threads() {
+    check("bucket_skewed_nows_two_threads", 3, || {
+        let a = T0 + T / 2;
+        let b = T0;
+        let ops = vec![
+            vec![Op { n: 1, now: a }, Op { n: 2, now: a }],
+            vec![Op { n: 2, now: b }, Op { n: 1, now: b }],
+        ];
+        let (observed, _) = race_bucket(3, &ops, &[a, b, a + T / 2]);
+        // burst + rate · (a − b) = 3.5: at most 3 whole tokens.
+        let admitted = admitted_tokens(&ops, &observed);
+        assert!((2..=3).contains(&admitted), "{admitted}: {observed:?}");
+    });
+}
+
+// ---------------------------------------------------------------------------
+// KeyedLimiter
+// ---------------------------------------------------------------------------
+
+type Keyed<const N: usize, const TIERS: usize> = KeyedLimiter<u32, N, TIERS>;
+
+fn metrics(allowed: u64, limited: u64, evictions: u64, table_full: u64, keys: u64) -> KeyedMetrics {
+    KeyedMetrics {
+        allowed,
+        limited,
+        evictions,
+        table_full,
+        keys,
+    }
+}
+
+const LIMITED_1S: KeyedError = KeyedError::RateLimited(fusebox::RateLimited {
+    retry_after: Duration::from_micros(T),
+});
+
+/// (b) Two threads first-touch the same new key, two requests each, burst
+/// 2, two free slots: the key is inserted once (`keys == 1`: a second copy
+/// would take the other free slot), exactly 2 requests admitted and the
+/// other 2 refused with a one-interval retry, the bucket then empty.
+#[test]
+fn keyed_same_new_key_inserted_once() {
+    check("keyed_same_new_key_inserted_once", 3, || {
+        let limiter: Arc<Keyed<2, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        let spawn = |l: &Arc<Keyed<2, 1>>| {
+            let l = l.clone();
+            thread::spawn(move || [l.try_acquire(&7, at(T0)), l.try_acquire(&7, at(T0))])
+        };
+        let (h1, h2) = (spawn(&limiter), spawn(&limiter));
+        let (r1, r2) = (h1.join().unwrap(), h2.join().unwrap());
+        let all: Vec<_> = r1.iter().chain(&r2).copied().collect();
+        assert_eq!(all.iter().filter(|r| r.is_ok()).count(), 2, "{all:?}");
+        assert!(
+            all.iter().all(|r| *r == Ok(()) || *r == Err(LIMITED_1S)),
+            "{all:?}"
+        );
+        // Per thread, a refusal is never followed by an admission (same now).
+        for r in [r1, r2] {
+            assert!(!(r[0].is_err() && r[1].is_ok()), "{r:?}");
+        }
+        assert_eq!(limiter.metrics(), metrics(2, 2, 0, 0, 1));
+        assert_eq!(limiter.available(&7, at(T0)), 0);
+        assert_eq!(limiter.available(&7, at(T0 + T)), 1);
+        // The other slot is still free: a new key gets it without eviction.
+        assert_eq!(limiter.try_acquire(&8, at(T0)), Ok(()));
+        assert_eq!(limiter.metrics(), metrics(3, 2, 0, 0, 2));
+    });
+}
+
+/// (b') Three threads first-touch the same new key once each, burst 2, two
+/// slots: inserted once, exactly 2 admitted, 1 rate limited (never
+/// `TableFull`: the key found its own slot).
+#[test]
+fn keyed_same_new_key_three_threads() {
+    check("keyed_same_new_key_three_threads", 2, || {
+        let limiter: Arc<Keyed<2, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let l = limiter.clone();
+                thread::spawn(move || l.try_acquire(&7, at(T0)))
+            })
+            .collect();
+        let mut all: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        all.sort_by_key(Result::is_ok);
+        assert_eq!(all, [Err(LIMITED_1S), Ok(()), Ok(())]);
+        assert_eq!(limiter.metrics(), metrics(2, 1, 0, 0, 1));
+        assert_eq!(limiter.available(&7, at(T0)), 0);
+    });
+}
+
+/// Snapshot of one keyed run, for comparison with sequential runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KeyedOutcome {
+    a: Result<(), KeyedError>,
+    b: Result<(), KeyedError>,
+    available: [u32; 3],
+    metrics: KeyedMetrics,
+}
+
+/// (c1) One slot holding key 1, idle (charged at T0, full again at T0+5s).
+/// Thread A acquires key 1 while thread B inserts key 2 (which may evict
+/// key 1). Exactly one of the two sequential outcomes:
+///
+/// * A then B: A charges key 1 (now busy), B finds no idle slot: TableFull.
+/// * B then A: B evicts key 1 and charges key 2, A finds key 1 gone and the
+///   only slot busy: TableFull.
+///
+/// Both admitted would mean A's token went to a key evicted under it (or to
+/// key 2's bucket). `available` shows which key holds the slot and was
+/// charged: a present, charged key has 1 of 2; an absent one reads 2.
+#[test]
+fn keyed_insert_evict_race_one_slot() {
+    check("keyed_insert_evict_race_one_slot", 3, || {
+        let now = T0 + 5 * T;
+        let limiter: Arc<Keyed<1, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        limiter.try_acquire(&1, at(T0)).unwrap();
+        assert_eq!(limiter.available(&1, at(now)), 2, "idle at `now`");
+        let la = limiter.clone();
+        let a = thread::spawn(move || la.try_acquire(&1, at(now)));
+        let lb = limiter.clone();
+        let b = thread::spawn(move || lb.try_acquire(&2, at(now)));
+        let got = KeyedOutcome {
+            a: a.join().unwrap(),
+            b: b.join().unwrap(),
+            available: [1, 2, 3].map(|k| limiter.available(&k, at(now))),
+            metrics: limiter.metrics(),
+        };
+        let a_then_b = KeyedOutcome {
+            a: Ok(()),
+            b: Err(KeyedError::TableFull),
+            available: [1, 2, 2],
+            metrics: metrics(2, 1, 0, 1, 1),
+        };
+        let b_then_a = KeyedOutcome {
+            a: Err(KeyedError::TableFull),
+            b: Ok(()),
+            available: [2, 1, 2],
+            metrics: metrics(2, 1, 1, 1, 1),
+        };
+        assert!(got == a_then_b || got == b_then_a, "{got:#?}");
+    });
+}
+
+/// The (c2) setup: two slots, keys 1 and 3 in tier 1 (burst 3), both
+/// charged at T0 and idle at T0+5s; new keys get tier 0 (burst 2). Tiers
+/// make the slot contents visible through `available`: an absent key reads
+/// tier 0's burst (2), a present idle tier-1 key 3, a tier-1 key charged
+/// once 2, a tier-0 key charged once 1.
+fn two_idle_keys() -> Keyed<2, 2> {
+    let limiter = KeyedLimiter::with_tiers([quota(2), quota(3)], FullPolicy::Reject);
+    limiter.try_acquire_tier(&1, 1, at(T0)).unwrap();
+    limiter.try_acquire_tier(&3, 1, at(T0)).unwrap();
+    limiter
+}
+
+fn snapshot_c2(
+    l: &Keyed<2, 2>,
+    key_b: u32,
+    a: Result<(), KeyedError>,
+    b: Result<(), KeyedError>,
+    now: u64,
+) -> KeyedOutcome {
+    KeyedOutcome {
+        a,
+        b,
+        available: [1, key_b, 3].map(|k| l.available(&k, at(now))),
+        metrics: l.metrics(),
+    }
+}
+
+/// New keys for (c2): one whose insertion (alone) evicts key 3, one whose
+/// insertion evicts key 1 — which depends on the hash, so it is found by a
+/// single-threaded loom run rather than hard-coded.
+fn new_keys_for_c2() -> (u32, u32) {
+    let found = std::sync::Arc::new(std::sync::Mutex::new((None, None)));
+    let out = found.clone();
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(0);
+    builder.max_branches = 1_000_000; // one thread, many atomic operations
+    builder.check(move || {
+        let mut found = out.lock().unwrap();
+        for key in 2..64 {
+            if found.0.is_some() && found.1.is_some() {
+                break;
+            }
+            let l = two_idle_keys();
+            l.try_acquire(&key, at(T0 + 5 * T)).unwrap();
+            match [1, 3].map(|k| l.available(&k, at(T0 + 5 * T))) {
+                [3, 2] => found.0 = found.0.or(Some(key)),
+                [2, 3] => found.1 = found.1.or(Some(key)),
+                other => panic!("key {key}: {other:?}"),
+            }
+        }
+    });
+    let (evicts_3, evicts_1) = *found.lock().unwrap();
+    (evicts_3.unwrap(), evicts_1.unwrap())
+}
+
+/// (c2) Two slots, keys 1 and 3 both idle. Thread A acquires key 1 while
+/// thread B inserts a new key, which evicts one idle key; run once with a
+/// new key that would evict key 3 and once with one that would evict
+/// key 1 (so A's registration on key 1 races B's eviction attempt on it).
+/// Whatever the interleaving: both admitted; the new key present and
+/// charged once; key 3 gone; key 1 either kept (tier 1, charged once,
+/// 1 eviction) or evicted by B and re-inserted by A in key 3's slot
+/// (tier 0, charged once, 2 evictions) — never charged to another key;
+/// `keys == 2`; and the whole outcome equals one of the two sequential
+/// executions (run here on fresh limiters, single-threaded).
+#[test]
+fn keyed_insert_evict_race_two_slots() {
+    let (evicts_3, evicts_1) = new_keys_for_c2();
+    for key_b in [evicts_3, evicts_1] {
+        let name = format!("keyed_insert_evict_race_two_slots (new key {key_b})");
+        // Which of the two end states (1 or 2 evictions) were reached.
+        let reached = std::sync::Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let seen = reached.clone();
+        check(&name, 3, move || {
+            let now = T0 + 5 * T;
+            let limiter = Arc::new(two_idle_keys());
+            let la = limiter.clone();
+            let a = thread::spawn(move || la.try_acquire(&1, at(now)));
+            let lb = limiter.clone();
+            let b = thread::spawn(move || lb.try_acquire(&key_b, at(now)));
+            let (ra, rb) = (a.join().unwrap(), b.join().unwrap());
+            let got = snapshot_c2(&limiter, key_b, ra, rb, now);
+
+            assert_eq!((got.a, got.b), (Ok(()), Ok(())), "{got:#?}");
+            let m = got.metrics;
+            assert_eq!(
+                (m.allowed, m.limited, m.table_full, m.keys),
+                (4, 0, 0, 2),
+                "{got:#?}"
+            );
+            seen[(m.evictions as usize).clamp(1, 2) - 1].fetch_add(1, Relaxed);
+            match m.evictions {
+                1 => assert_eq!(got.available, [2, 1, 2], "key 1 kept: {got:#?}"),
+                2 => assert_eq!(got.available, [1, 1, 2], "key 1 re-inserted: {got:#?}"),
+                _ => panic!("{got:#?}"),
+            }
+
+            let seq_ab = {
+                let l = two_idle_keys();
+                let a = l.try_acquire(&1, at(now));
+                let b = l.try_acquire(&key_b, at(now));
+                snapshot_c2(&l, key_b, a, b, now)
+            };
+            let seq_ba = {
+                let l = two_idle_keys();
+                let b = l.try_acquire(&key_b, at(now));
+                let a = l.try_acquire(&1, at(now));
+                snapshot_c2(&l, key_b, a, b, now)
+            };
+            assert!(
+                got == seq_ab || got == seq_ba,
+                "{got:#?}\nneither A;B {seq_ab:#?}\nnor B;A {seq_ba:#?}"
+            );
+        });
+        // Coverage: with the key-1-first layout both end states occur (A
+        // registered first, or B evicted key 1 first); otherwise only one.
+        let reached = reached.each_ref().map(|r| r.load(Relaxed) > 0);
+        let expected = if key_b == evicts_1 {
+            [true, true]
+        } else {
+            [true, false]
+        };
+        assert_eq!(reached, expected, "new key {key_b}");
+    }
+}
+
+/// (c3) One slot, idle key 1; A acquires key 1 *twice* (so it stays
+/// registered across two lock-free passes) while B inserts key 2. A
+/// registered key is never evicted: if A's first call was admitted, key 1
+/// is busy from then on and B is refused; if B evicted key 1 first, both of
+/// A's calls are TableFull. Never a mix where A's second token lands after
+/// key 1 was evicted.
+#[test]
+fn keyed_insert_evict_race_repeated_acquire() {
+    check("keyed_insert_evict_race_repeated_acquire", 3, || {
+        let now = T0 + 5 * T;
+        let limiter: Arc<Keyed<1, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        limiter.try_acquire(&1, at(T0)).unwrap();
+        let la = limiter.clone();
+        let a = thread::spawn(move || [la.try_acquire(&1, at(now)), la.try_acquire(&1, at(now))]);
+        let lb = limiter.clone();
+        let b = thread::spawn(move || lb.try_acquire(&2, at(now)));
+        let (ra, rb) = (a.join().unwrap(), b.join().unwrap());
+        let avail = [1, 2].map(|k| limiter.available(&k, at(now)));
+        let m = limiter.metrics();
+        let full = Err(KeyedError::TableFull);
+        let ok = (ra, rb, avail, m);
+        let a_first = ([Ok(()), Ok(())], full, [0, 2], metrics(3, 1, 0, 1, 1));
+        let b_first = ([full, full], Ok(()), [2, 1], metrics(2, 2, 1, 2, 1));
+        assert!(ok == a_first || ok == b_first, "{ok:#?}");
+    });
+}
+
+/// (c4) One slot, key 1 drained at T0 and idle again at `now`. Both
+/// threads first-touch the same new key 2 at `now` (evicting key 1): A
+/// asks for 2 tokens, B for 1, burst 2. A caller that registers on the
+/// slot right after it is published must see the new key's fresh bucket
+/// and its charge must survive (`fill` resets the arrival time *before*
+/// publishing the state word): exactly the two sequential outcomes, never
+/// 3 tokens admitted for key 2.
+#[test]
+fn keyed_new_key_published_with_fresh_bucket() {
+    check("keyed_new_key_published_with_fresh_bucket", 3, || {
+        let now = T0 + 5 * T;
+        let limiter: Arc<Keyed<1, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        limiter.try_acquire_n(&1, 2, at(T0)).unwrap();
+        let la = limiter.clone();
+        let a = thread::spawn(move || la.try_acquire_n(&2, 2, at(now)));
+        let lb = limiter.clone();
+        let b = thread::spawn(move || lb.try_acquire(&2, at(now)));
+        let got = (
+            a.join().unwrap(),
+            b.join().unwrap(),
+            [1, 2].map(|k| limiter.available(&k, at(now))),
+            limiter.metrics(),
+        );
+        let a_then_b = (Ok(()), Err(LIMITED_1S), [2, 0], metrics(2, 1, 1, 0, 1));
+        let b_then_a = (Err(LIMITED_1S), Ok(()), [2, 1], metrics(2, 1, 1, 0, 1));
+        assert!(got == a_then_b || got == b_then_a, "{got:#?}");
+    });
+}
+
+/// (c5) One slot, key 1 drained at T0 (arrival time T0+2s), idle at
+/// `now_b` = T0+5s. B inserts key 2 at `now_b` (evicting key 1); A, whose
+/// clock is behind (T0), acquires key 2. Key 2's decision must be made on
+/// key 2's bucket — fresh, or charged by B at `now_b` — never on key 1's
+/// stale arrival time (which would refuse A with a 1 s retry): A is
+/// `TableFull` (before B: key 1 busy at T0), refused with a 5 s retry
+/// (after B's charge), or admitted (registered between B's publish and
+/// B's charge: a fresh bucket; fine, two tokens fit the burst).
+#[test]
+fn keyed_evicted_bucket_never_seen_by_new_key() {
+    check("keyed_evicted_bucket_never_seen_by_new_key", 3, || {
+        let now_b = T0 + 5 * T;
+        let limiter: Arc<Keyed<1, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        limiter.try_acquire_n(&1, 2, at(T0)).unwrap();
+        let la = limiter.clone();
+        let a = thread::spawn(move || la.try_acquire(&2, at(T0)));
+        let lb = limiter.clone();
+        let b = thread::spawn(move || lb.try_acquire(&2, at(now_b)));
+        let (ra, rb) = (a.join().unwrap(), b.join().unwrap());
+        assert_eq!(rb, Ok(()), "B always inserts key 2 (key 1 idle at now_b)");
+        let after_b = KeyedError::RateLimited(fusebox::RateLimited {
+            retry_after: Duration::from_micros(5 * T),
+        });
+        let m = limiter.metrics();
+        match ra {
+            Err(KeyedError::TableFull) => {
+                assert_eq!(m, metrics(2, 1, 1, 1, 1));
+                assert_eq!(limiter.available(&2, at(now_b)), 1);
+            }
+            Err(e) if e == after_b => {
+                assert_eq!(m, metrics(2, 1, 1, 0, 1));
+                assert_eq!(limiter.available(&2, at(now_b)), 1);
+            }
+            Ok(()) => {
+                assert_eq!(m, metrics(3, 0, 1, 0, 1));
+                // A at T0 (arrival T0+1s), then B at now_b: max(T0+1s, now_b) + 1s.
+                assert_eq!(limiter.available(&2, at(now_b)), 1);
+            }
+            Err(e) => panic!("A decided on the wrong bucket: {e:?}"),
+        }
+        assert_eq!(limiter.available(&1, at(now_b)), 2, "key 1 evicted");
+    });
+}
+
+/// (d) FullPolicy::Reject, two slots, both keys busy (charged at `now`).
+/// Two threads bring new keys while a third charges an existing key (so
+/// eviction attempts race a registration): the new keys are refused with
+/// `TableFull` — never admitted, never an eviction — and the existing key
+/// is charged exactly once.
+#[test]
+fn keyed_reject_when_full() {
+    check("keyed_reject_when_full", 2, || {
+        let now = T0;
+        let limiter: Arc<Keyed<2, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        limiter.try_acquire(&1, at(now)).unwrap();
+        limiter.try_acquire(&3, at(now)).unwrap();
+        let spawn = |key: u32| {
+            let l = limiter.clone();
+            thread::spawn(move || l.try_acquire(&key, at(now)))
+        };
+        let (h10, h11, h1) = (spawn(10), spawn(11), spawn(1));
+        let (r10, r11, r1) = (h10.join().unwrap(), h11.join().unwrap(), h1.join().unwrap());
+        assert_eq!(r10, Err(KeyedError::TableFull));
+        assert_eq!(r11, Err(KeyedError::TableFull));
+        assert_eq!(r1, Ok(()));
+        assert_eq!(limiter.metrics(), metrics(3, 2, 0, 2, 2));
+        let avail = [1, 3, 10, 11].map(|k| limiter.available(&k, at(now)));
+        assert_eq!(avail, [0, 1, 2, 2]);
+    });
+}
+
+/// (d″) Reading a busy key while a new key probes the full table. One
+/// slot, key 1 busy (both tokens taken at `now`), so it can never be
+/// evicted. Thread B brings key 2 (TableFull); thread A reads
+/// `available(&1, now)`. Key 1 is in the table with no token left at every
+/// point of every interleaving, so the only correct answer is 0 (and B's
+/// only correct result TableFull).
+#[test]
+fn keyed_available_of_busy_key_during_eviction_check() {
+    check(
+        "keyed_available_of_busy_key_during_eviction_check",
+        3,
+        || {
+            let now = T0;
+            let limiter: Arc<Keyed<1, 1>> =
+                Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+            limiter.try_acquire_n(&1, 2, at(now)).unwrap();
+            let la = limiter.clone();
+            let a = thread::spawn(move || la.available(&1, at(now)));
+            let lb = limiter.clone();
+            let b = thread::spawn(move || lb.try_acquire(&2, at(now)));
+            let (avail, rb) = (a.join().unwrap(), b.join().unwrap());
+            assert_eq!(rb, Err(KeyedError::TableFull));
+            assert_eq!(limiter.metrics(), metrics(1, 1, 0, 1, 1));
+            assert_eq!(
+                avail, 0,
+                "available(&1) read {avail} while key 1 was present with 0 tokens"
+            );
+        },
+    );
+}
+
+/// (d') Both slots busy, two new keys race, no existing-key traffic, bound
+/// 3: both TableFull, nothing admitted, nothing evicted, buckets untouched.
+#[test]
+fn keyed_reject_when_full_two_new_keys() {
+    check("keyed_reject_when_full_two_new_keys", 3, || {
+        let now = T0 + T / 2;
+        let limiter: Arc<Keyed<2, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        limiter.try_acquire(&1, at(T0)).unwrap();
+        limiter.try_acquire(&3, at(T0)).unwrap();
+        let spawn = |key: u32| {
+            let l = limiter.clone();
+            thread::spawn(move || l.try_acquire(&key, at(now)))
+        };
+        let (h10, h11) = (spawn(10), spawn(11));
+        assert_eq!(h10.join().unwrap(), Err(KeyedError::TableFull));
+        assert_eq!(h11.join().unwrap(), Err(KeyedError::TableFull));
+        assert_eq!(limiter.metrics(), metrics(2, 2, 0, 2, 2));
+        // Half a token back since T0: still 1 whole token each.
+        let avail = [1, 3, 10, 11].map(|k| limiter.available(&k, at(now)));
+        assert_eq!(avail, [1, 1, 2, 2]);
+    });
+}
+
+/// (d‴) As (d'), under `FullPolicy::Overflow` with a shared bucket of
+/// burst 1: the two new keys share that one token — exactly one admitted,
+/// the other refused with a one-interval retry — never an unlimited pass
+/// and never a slot.
+#[test]
+fn keyed_overflow_when_full_is_shared_and_limited() {
+    check("keyed_overflow_when_full_is_shared_and_limited", 3, || {
+        let now = T0 + T / 2;
+        let limiter: Arc<Keyed<2, 1>> =
+            Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Overflow(quota(1))));
+        limiter.try_acquire(&1, at(T0)).unwrap();
+        limiter.try_acquire(&3, at(T0)).unwrap();
+        let spawn = |key: u32| {
+            let l = limiter.clone();
+            thread::spawn(move || l.try_acquire(&key, at(now)))
+        };
+        let (h10, h11) = (spawn(10), spawn(11));
+        let mut got = [h10.join().unwrap(), h11.join().unwrap()];
+        got.sort_by_key(Result::is_ok);
+        assert_eq!(got, [Err(LIMITED_1S), Ok(())]);
+        assert_eq!(limiter.metrics(), metrics(3, 1, 0, 0, 2));
+        let avail = [1, 3].map(|k| limiter.available(&k, at(now)));
+        assert_eq!(avail, [1, 1], "the keys' own buckets untouched");
+    });
+}
