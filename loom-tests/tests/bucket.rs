@@ -1,4 +1,3 @@
-#![cfg(loom)]
 //! Loom models of the rate limiters (`fusebox::bucket`).
 //!
 //! Run only as:
@@ -25,6 +24,7 @@
 //! model: it found `KeyedLimiter::available` reading a key as absent (full
 //! burst) while another thread held its slot LOCKED for an idle check; a
 //! miss on the lock-free path is now confirmed inside the critical section.
+#![cfg(loom)]
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
