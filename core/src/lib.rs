@@ -8,6 +8,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`breaker`] | [`CircuitBreaker`]: consecutive-failure, failure-rate and slow-call tripping, half-open trials, exponential open time |
+//! | [`cache`] | [`LruCache`]: exact fixed-capacity LRU for a single owner, O(1) operations, optional per-entry TTL; [`CacheMetrics`](cache::CacheMetrics) |
 //! | [`time`] | [`Instant`], [`Duration`], the [`Clock`] trait |
 //!
 //! ## Features
@@ -60,6 +61,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod breaker;
+pub mod cache;
 mod sync;
 pub mod time;
 
@@ -67,6 +69,7 @@ pub use breaker::{
     CircuitBreaker, Config, ConfigError, Metrics, Outcome, Permit, Rejected, Snapshot,
     SnapshotError, State, Transition,
 };
+pub use cache::LruCache;
 #[cfg(feature = "embassy-time")]
 pub use time::EmbassyClock;
 pub use time::{Clock, Duration, Instant};
