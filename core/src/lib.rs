@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`breaker`] | [`CircuitBreaker`]: consecutive-failure, failure-rate and slow-call tripping, half-open trials, exponential open time |
 //! | [`bucket`] | [`TokenBucket`] (GCRA in one atomic word) and [`KeyedLimiter`] (per-key buckets in fixed storage, quota tiers) |
+//! | [`cache`] | [`LruCache`]: exact fixed-capacity LRU for a single owner, O(1) operations, optional per-entry TTL; [`CacheMetrics`](cache::CacheMetrics) |
 //! | [`time`] | [`Instant`], [`Duration`], the [`Clock`] trait |
 //!
 //! ## Features
@@ -64,6 +65,7 @@
 
 pub mod breaker;
 pub mod bucket;
+pub mod cache;
 mod sync;
 pub mod time;
 
@@ -72,6 +74,7 @@ pub use breaker::{
     SnapshotError, State, Transition,
 };
 pub use bucket::{KeyedLimiter, Quota, RateLimited, TokenBucket};
+pub use cache::LruCache;
 #[cfg(feature = "embassy-time")]
 pub use time::EmbassyClock;
 pub use time::{Clock, Duration, Instant};

@@ -1,5 +1,6 @@
-//! With the `serde` feature: configs and snapshots round-trip, and a config
-//! read from outside is validated exactly like one built in code.
+//! With the `serde` feature: configs, snapshots and the cache's data types
+//! round-trip, and a config read from outside is validated exactly like one
+//! built in code.
 #![cfg(feature = "serde")]
 
 use fusebox::breaker::{CircuitBreaker, Config, Outcome, Snapshot, State};
@@ -61,4 +62,32 @@ fn snapshot_round_trips_through_json() {
     elsewhere.restore(&back, Instant::ZERO).unwrap();
     assert_eq!(elsewhere.state(Instant::ZERO), State::Open);
     assert_eq!(elsewhere.metrics(), breaker.metrics());
+}
+
+#[test]
+fn cache_metrics_and_displaced_round_trip() {
+    use fusebox::cache::{CacheMetrics, Displaced};
+
+    let metrics = CacheMetrics {
+        hits: 1,
+        misses: 2,
+        inserts: 3,
+        evictions: 4,
+        expirations: u64::MAX,
+    };
+    let json = serde_json::to_string(&metrics).unwrap();
+    assert_eq!(
+        serde_json::from_str::<CacheMetrics>(&json).unwrap(),
+        metrics
+    );
+
+    for displaced in [
+        Displaced::Replaced(1u32, "a".to_owned()),
+        Displaced::Evicted(2, "b".to_owned()),
+        Displaced::Expired(3, "c".to_owned()),
+    ] {
+        let json = serde_json::to_string(&displaced).unwrap();
+        let back: Displaced<u32, String> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, displaced);
+    }
 }

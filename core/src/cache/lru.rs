@@ -1,0 +1,1188 @@
+//! An exact, fixed-capacity LRU cache with optional per-entry expiry.
+//!
+//! [`LruCache<K, V, N>`](LruCache) holds at most `N` entries in arrays sized
+//! at compile time: no allocation, no `unsafe`, and [`LruCache::new`] is a
+//! `const fn`, so a cache can live in a `static` (behind the owner's lock of
+//! choice) or on the stack. It is for a single owner: every mutation takes
+//! `&mut self`.
+//!
+//! # Layout
+//!
+//! * **Entries**: an array of `N` nodes. A node holds `Option<(key, value,
+//!   deadline)>` and three 16-bit links: `prev`/`next` in the recency list
+//!   (a doubly linked list by index, most recently used at the head; a
+//!   vacant node's `next` links the free list), and `chain`, the next node
+//!   in the same hash bucket.
+//! * **Hash index**: `N` bucket heads (16-bit node indices), separate
+//!   chaining through `chain`. Keys are hashed with foldhash's
+//!   [`FixedState`]: a fixed, `const` seed, so the same keys always land
+//!   in the same buckets (no randomness to set up on a microcontroller). The bucket is picked from the hash's upper 32
+//!   bits by a multiply-shift, not a division (Cortex-M0 has no divider).
+//! * **Index type**: `u16`, with `u16::MAX` as the "no node" sentinel, so
+//!   `N` ≤ [`MAX_CAPACITY`] (65 535). `N == 0` and `N > 65 535` fail to
+//!   build: a `const` assertion in [`LruCache::new`], evaluated when the
+//!   constructor is instantiated (by `cargo build`/`cargo test`; like every
+//!   post-monomorphisation error, `cargo check` does not report it):
+//!
+//! ```compile_fail,E0080
+//! // error[E0080]: evaluation panicked: LruCache capacity N must be at least 1
+//! let cache = fusebox::LruCache::<u32, u32, 0>::new();
+//! # drop(cache);
+//! ```
+//!
+//! ```compile_fail,E0080
+//! // error[E0080]: evaluation panicked: LruCache capacity N must be at most 65 535 (u16 indices)
+//! let cache = fusebox::LruCache::<u8, u8, 65_536>::new();
+//! # drop(cache);
+//! ```
+//!
+//! # Cost
+//!
+//! `get`, `peek`, `put`, `remove` and the rest are O(1): one hash, a walk
+//! of one bucket's chain (expected length below 2 with `N` buckets for at
+//! most `N` keys) and a constant number of link updates. The chain walk is
+//! only *expected* O(1): keys chosen to collide (an attacker who knows the
+//! fixed seed) degrade lookups to O(`N`). Use [`LruCache::with_seed`] with a
+//! secret seed if keys come from untrusted input. [`iter`](LruCache::iter),
+//! [`clear`](LruCache::clear) and
+//! [`purge_expired`](LruCache::purge_expired) are O(`N`).
+//!
+//! # Size
+//!
+//! Per entry: one node — `Option<(K, V, Option<Instant>)>` plus three `u16`
+//! links, rounded up to the node's alignment — plus one `u16` bucket head.
+//! The deadline is an `Option<Instant>` (16 bytes with its tag; the outer
+//! `Option` uses that tag's spare values, so occupancy costs nothing more).
+//! For `K = V = u32` a node is 32 bytes, so an entry costs **34 bytes**:
+//! 8 of key and value and **26 of overhead** (16 deadline, 6 links, 2
+//! bucket head, 2 padding). Fixed part: five `u16` (head, tail, free list,
+//! high-water mark, length), the 8-byte hasher seed and the 40-byte
+//! [`CacheMetrics`]. `size_of::<LruCache<u32, u32, 32>>()` is 1 152 bytes
+//! on x86-64 and on Cortex-M (checked by every build).
+//!
+//! # Expiry: one type, two kinds of method
+//!
+//! Entries stored with [`put`](LruCache::put) never expire; entries stored
+//! with [`put_with_ttl`](LruCache::put_with_ttl)`(k, v, ttl, now)` expire at
+//! `deadline = now + ttl` (computed exactly: a deadline past
+//! [`Instant::MAX`] is never reached). An entry is **expired at `t` iff `t
+//! >= deadline`**; a `ttl` of zero stores an entry that is already expired.
+//!
+//! The cache never reads a clock, so the methods come in two kinds:
+//!
+//! * **Time-less** — [`get`](LruCache::get), [`get_mut`](LruCache::get_mut),
+//!   [`peek`](LruCache::peek), [`contains`](LruCache::contains),
+//!   [`remove`](LruCache::remove), [`iter`](LruCache::iter),
+//!   [`len`](LruCache::len), [`put`](LruCache::put): they do not know the
+//!   time and treat **every stored entry as live, expired or not**. They
+//!   never free an entry for being expired. A cache that never uses
+//!   `put_with_ttl` needs nothing else.
+//! * **Timed** — [`get_at`](LruCache::get_at),
+//!   [`get_mut_at`](LruCache::get_mut_at), [`peek_at`](LruCache::peek_at),
+//!   [`contains_at`](LruCache::contains_at),
+//!   [`remove_at`](LruCache::remove_at),
+//!   [`put_with_ttl`](LruCache::put_with_ttl),
+//!   [`purge_expired`](LruCache::purge_expired): they take `now` and
+//!   **never return an entry expired at `now`**. A keyed lookup that meets
+//!   an expired entry frees it, counts it in
+//!   [`expirations`](CacheMetrics::expirations) and answers as if the key
+//!   were absent. That is why `peek_at` and `contains_at` take `&mut self`.
+//!
+//! If you store entries with a TTL, look them up with the timed methods
+//! (and call `purge_expired(now)` before `iter`/`len` when expired entries
+//! must not show). Expired entries still occupy slots until a timed method
+//! frees them or they reach the least-recently-used end and are evicted;
+//! eviction stays exact LRU and does not search for expired entries.
+//!
+//! # Examples
+//!
+//! ```
+//! use fusebox::cache::{Displaced, LruCache};
+//! use fusebox::{Duration, Instant};
+//!
+//! let mut cache: LruCache<&str, u32, 2> = LruCache::new();
+//! cache.put("a", 1);
+//! cache.put("b", 2);
+//! cache.get(&"a"); // "a" is now the most recently used
+//! assert_eq!(cache.put("c", 3), Some(Displaced::Evicted("b", 2)));
+//! assert_eq!(cache.iter().collect::<Vec<_>>(), [(&"c", &3), (&"a", &1)]);
+//!
+//! let t0 = Instant::from_secs(10);
+//! cache.put_with_ttl("token", 7, Duration::from_secs(60), t0);
+//! assert_eq!(cache.get_at(&"token", t0 + Duration::from_secs(59)), Some(&7));
+//! assert_eq!(cache.get_at(&"token", t0 + Duration::from_secs(60)), None); // expired, freed
+//! assert_eq!(cache.metrics().expirations, 1);
+//! ```
+
+use core::borrow::Borrow;
+use core::fmt;
+use core::hash::{BuildHasher, Hash};
+use core::iter::FusedIterator;
+
+use foldhash::fast::FixedState;
+
+use super::CacheMetrics;
+use crate::{Duration, Instant};
+
+/// A node index. `NIL` marks "no node".
+type Idx = u16;
+const NIL: Idx = Idx::MAX;
+
+/// The largest capacity `N` an [`LruCache`] accepts: node indices are `u16`
+/// and `u16::MAX` is reserved as the "no node" sentinel.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::cache::lru::MAX_CAPACITY;
+///
+/// assert_eq!(MAX_CAPACITY, u16::MAX as usize);
+/// ```
+pub const MAX_CAPACITY: usize = NIL as usize;
+
+/// The seed [`LruCache::new`] hashes with.
+const DEFAULT_SEED: u64 = 0x6675_7365_626f_785f; // "fusebox_"
+
+#[derive(Clone)]
+struct Entry<K, V> {
+    key: K,
+    value: V,
+    /// Expired at `t` iff `t >= deadline`; `None`: never.
+    deadline: Option<Instant>,
+}
+
+impl<K, V> Entry<K, V> {
+    fn expired(&self, now: Instant) -> bool {
+        matches!(self.deadline, Some(deadline) if now >= deadline)
+    }
+}
+
+#[derive(Clone)]
+struct Node<K, V> {
+    entry: Option<Entry<K, V>>,
+    /// Towards the most recently used end; `NIL` at the head.
+    prev: Idx,
+    /// Towards the least recently used end; `NIL` at the tail. For a vacant
+    /// node on the free list: the next free node.
+    next: Idx,
+    /// The next node in the same hash bucket.
+    chain: Idx,
+}
+
+impl<K, V> Node<K, V> {
+    const VACANT: Self = Self {
+        entry: None,
+        prev: NIL,
+        next: NIL,
+        chain: NIL,
+    };
+}
+
+/// What a [`put`](LruCache::put) or [`put_with_ttl`](LruCache::put_with_ttl)
+/// pushed out of the cache.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::cache::{Displaced, LruCache};
+///
+/// let mut cache: LruCache<u8, char, 1> = LruCache::new();
+/// assert_eq!(cache.put(1, 'a'), None);
+/// assert_eq!(cache.put(1, 'b'), Some(Displaced::Replaced(1, 'a')));
+/// let evicted = cache.put(2, 'c').unwrap();
+/// assert_eq!(evicted, Displaced::Evicted(1, 'b'));
+/// assert_eq!(evicted.into_pair(), (1, 'b'));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Displaced<K, V> {
+    /// The key was already present (and, for `put_with_ttl`, not expired
+    /// at `now`): its previous key and value. The key passed in is stored.
+    Replaced(K, V),
+    /// The cache was full: its least recently used entry (not expired at
+    /// `now`, for `put_with_ttl`) was removed to make room. Counted in
+    /// [`CacheMetrics::evictions`].
+    Evicted(K, V),
+    /// Only from `put_with_ttl`: the replaced entry of the same key, or the
+    /// least recently used entry removed to make room, had already expired
+    /// at `now`. Counted in [`CacheMetrics::expirations`], not in
+    /// `evictions`.
+    Expired(K, V),
+}
+
+impl<K, V> Displaced<K, V> {
+    /// The displaced key and value, whatever the reason.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::Displaced;
+    ///
+    /// assert_eq!(Displaced::Expired("k", 1).into_pair(), ("k", 1));
+    /// ```
+    pub fn into_pair(self) -> (K, V) {
+        match self {
+            Self::Replaced(k, v) | Self::Evicted(k, v) | Self::Expired(k, v) => (k, v),
+        }
+    }
+
+    /// The displaced key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::Displaced;
+    ///
+    /// assert_eq!(Displaced::Evicted("k", 1).key(), &"k");
+    /// ```
+    pub const fn key(&self) -> &K {
+        match self {
+            Self::Replaced(k, _) | Self::Evicted(k, _) | Self::Expired(k, _) => k,
+        }
+    }
+
+    /// The displaced value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::Displaced;
+    ///
+    /// assert_eq!(Displaced::Replaced("k", 1).value(), &1);
+    /// ```
+    pub const fn value(&self) -> &V {
+        match self {
+            Self::Replaced(_, v) | Self::Evicted(_, v) | Self::Expired(_, v) => v,
+        }
+    }
+}
+
+/// An exact least-recently-used cache of at most `N` entries, with
+/// optional per-entry expiry. See the [module docs](self) for the layout,
+/// the size per entry and the two kinds of method (time-less and timed).
+///
+/// `N` must be in `1..=65_535` ([`MAX_CAPACITY`]); anything else fails to
+/// build.
+///
+/// # Metrics
+///
+/// [`metrics`](Self::metrics) returns a [`CacheMetrics`]:
+///
+/// * `hits` / `misses`: [`get`](Self::get), [`get_mut`](Self::get_mut),
+///   [`get_at`](Self::get_at) and [`get_mut_at`](Self::get_mut_at), one
+///   each per call (an expired entry is a miss). `peek*`, `contains*` and
+///   `remove*` are inspections and are not counted.
+/// * `inserts`: every `put` and `put_with_ttl` (replacements included).
+/// * `evictions`: entries removed to make room for a new key — by `put`,
+///   expired or not (it does not know the time); by `put_with_ttl`, only
+///   entries still live at `now`.
+/// * `expirations`: expired entries freed by a timed method (a lookup, a
+///   `put_with_ttl` that displaced one, [`purge_expired`](Self::purge_expired)).
+///
+/// The counters wrap at 2⁶⁴. [`clear`](Self::clear) keeps them;
+/// [`reset_metrics`](Self::reset_metrics) zeroes them.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::LruCache;
+///
+/// let mut cache: LruCache<u32, &str, 3> = LruCache::new();
+/// for (k, v) in [(1, "one"), (2, "two"), (3, "three"), (4, "four")] {
+///     cache.put(k, v); // the fourth put evicts key 1
+/// }
+/// assert_eq!(cache.len(), 3);
+/// assert!(!cache.contains(&1));
+/// assert_eq!(cache.get(&2), Some(&"two"));
+/// let keys: Vec<u32> = cache.iter().map(|(k, _)| *k).collect();
+/// assert_eq!(keys, [2, 4, 3]); // most recently used first
+/// ```
+#[derive(Clone)]
+pub struct LruCache<K, V, const N: usize> {
+    nodes: [Node<K, V>; N],
+    /// Head of each bucket's chain.
+    buckets: [Idx; N],
+    /// Most recently used.
+    head: Idx,
+    /// Least recently used.
+    tail: Idx,
+    /// Vacated nodes, linked through `next`.
+    free: Idx,
+    /// Nodes `fresh..N` have never been used (and are on no list).
+    fresh: Idx,
+    len: Idx,
+    hasher: FixedState,
+    metrics: CacheMetrics,
+}
+
+impl<K, V, const N: usize> LruCache<K, V, N> {
+    /// An empty cache, hashing with a fixed built-in seed.
+    ///
+    /// `const`, so it can initialise a `static`. Fails to build unless
+    /// `1 <= N <= 65_535`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::LruCache;
+    ///
+    /// static EMPTY: LruCache<u32, u32, 8> = LruCache::new();
+    /// assert!(EMPTY.is_empty());
+    /// assert_eq!(EMPTY.capacity(), 8);
+    /// ```
+    pub const fn new() -> Self {
+        Self::with_seed(DEFAULT_SEED)
+    }
+
+    /// An empty cache hashing with `seed`.
+    ///
+    /// Choose a secret seed (e.g. from a hardware RNG at boot) when keys
+    /// come from untrusted input, so nobody can pick keys that all share
+    /// one bucket. Behaviour is otherwise identical to [`new`](Self::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::LruCache;
+    ///
+    /// let mut cache: LruCache<u64, (), 4> = LruCache::with_seed(0x5eed);
+    /// cache.put(7, ());
+    /// assert!(cache.contains(&7));
+    /// ```
+    pub const fn with_seed(seed: u64) -> Self {
+        const {
+            assert!(N > 0, "LruCache capacity N must be at least 1");
+            assert!(
+                N <= MAX_CAPACITY,
+                "LruCache capacity N must be at most 65 535 (u16 indices)"
+            );
+        }
+        Self {
+            nodes: [const { Node::VACANT }; N],
+            buckets: [NIL; N],
+            head: NIL,
+            tail: NIL,
+            free: NIL,
+            fresh: 0,
+            len: 0,
+            hasher: FixedState::with_seed(seed),
+            metrics: CacheMetrics {
+                hits: 0,
+                misses: 0,
+                inserts: 0,
+                evictions: 0,
+                expirations: 0,
+            },
+        }
+    }
+
+    /// The maximum number of entries, `N`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::LruCache;
+    ///
+    /// assert_eq!(LruCache::<u8, u8, 16>::new().capacity(), 16);
+    /// ```
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// The number of stored entries, including expired ones that no timed
+    /// method has freed yet (see [`purge_expired`](Self::purge_expired)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::LruCache;
+    ///
+    /// let mut cache: LruCache<u8, u8, 4> = LruCache::new();
+    /// cache.put(1, 1);
+    /// cache.put(1, 2); // a replacement
+    /// assert_eq!(cache.len(), 1);
+    /// ```
+    pub const fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the cache holds no entry (expired or not).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::LruCache;
+    ///
+    /// let mut cache: LruCache<u8, u8, 4> = LruCache::new();
+    /// assert!(cache.is_empty());
+    /// cache.put(1, 1);
+    /// assert!(!cache.is_empty());
+    /// ```
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The counters (see [Metrics](Self#metrics)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::LruCache;
+    ///
+    /// let mut cache: LruCache<u8, u8, 1> = LruCache::new();
+    /// cache.put(1, 1);
+    /// cache.put(2, 2);
+    /// assert_eq!(cache.get(&1), None);
+    /// let m = cache.metrics();
+    /// assert_eq!((m.inserts, m.evictions, m.misses), (2, 1, 1));
+    /// ```
+    pub const fn metrics(&self) -> CacheMetrics {
+        self.metrics
+    }
+
+    /// Zeroes the counters. Entries are kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::{cache::CacheMetrics, LruCache};
+    ///
+    /// let mut cache: LruCache<u8, u8, 1> = LruCache::new();
+    /// cache.put(1, 1);
+    /// cache.reset_metrics();
+    /// assert_eq!(cache.metrics(), CacheMetrics::default());
+    /// assert_eq!(cache.len(), 1);
+    /// ```
+    pub fn reset_metrics(&mut self) {
+        self.metrics = CacheMetrics::default();
+    }
+
+    /// Drops every entry. O(`N`). The counters are kept (cleared entries
+    /// count as neither evictions nor expirations).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::LruCache;
+    ///
+    /// let mut cache: LruCache<u8, u8, 2> = LruCache::new();
+    /// cache.put(1, 1);
+    /// cache.put(2, 2);
+    /// cache.clear();
+    /// assert!(cache.is_empty());
+    /// assert_eq!(cache.get(&1), None);
+    /// assert_eq!(cache.metrics().inserts, 2);
+    /// ```
+    pub fn clear(&mut self) {
+        for node in self.nodes.iter_mut().take(usize::from(self.fresh)) {
+            *node = Node::VACANT;
+        }
+        self.buckets = [NIL; N];
+        self.head = NIL;
+        self.tail = NIL;
+        self.free = NIL;
+        self.fresh = 0;
+        self.len = 0;
+    }
+
+    /// The entries from most to least recently used (double-ended: `.rev()`
+    /// goes from least to most recent). Time-less: expired entries that no
+    /// timed method has freed are included. Does not promote.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::LruCache;
+    ///
+    /// let mut cache: LruCache<char, u8, 3> = LruCache::new();
+    /// for (i, c) in ['a', 'b', 'c'].into_iter().enumerate() {
+    ///     cache.put(c, i as u8);
+    /// }
+    /// let mru: String = cache.iter().map(|(k, _)| *k).collect();
+    /// assert_eq!(mru, "cba");
+    /// let lru: String = cache.iter().rev().map(|(k, _)| *k).collect();
+    /// assert_eq!(lru, "abc");
+    /// assert_eq!(cache.iter().len(), 3);
+    /// ```
+    pub fn iter(&self) -> Iter<'_, K, V> {
+        Iter {
+            nodes: &self.nodes,
+            front: self.head,
+            back: self.tail,
+            len: self.len(),
+        }
+    }
+
+    fn count(counter: &mut u64) {
+        *counter = counter.wrapping_add(1);
+    }
+
+    fn node(&self, i: Idx) -> &Node<K, V> {
+        &self.nodes[usize::from(i)]
+    }
+
+    fn node_mut(&mut self, i: Idx) -> &mut Node<K, V> {
+        &mut self.nodes[usize::from(i)]
+    }
+
+    /// The bucket for `hash`: the upper 32 bits scaled to `0..N`
+    /// (`(h * N) >> 32 < N` for `h < 2^32`; no division).
+    fn bucket(hash: u64) -> usize {
+        (((hash >> 32) * N as u64) >> 32) as usize
+    }
+
+    /// Removes node `i` from the recency list.
+    fn unlink(&mut self, i: Idx) {
+        let Node { prev, next, .. } = *self.node(i);
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.node_mut(prev).next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.node_mut(next).prev = prev;
+        }
+    }
+
+    /// Makes node `i` (on no list) the most recently used.
+    fn push_front(&mut self, i: Idx) {
+        let old = self.head;
+        let node = self.node_mut(i);
+        node.prev = NIL;
+        node.next = old;
+        if old == NIL {
+            self.tail = i;
+        } else {
+            self.node_mut(old).prev = i;
+        }
+        self.head = i;
+    }
+
+    fn promote(&mut self, i: Idx) {
+        if self.head != i {
+            self.unlink(i);
+            self.push_front(i);
+        }
+    }
+
+    /// Removes node `i` from bucket `b`'s chain.
+    fn unchain(&mut self, b: usize, i: Idx) {
+        let after = self.node(i).chain;
+        if self.buckets[b] == i {
+            self.buckets[b] = after;
+            return;
+        }
+        let mut j = self.buckets[b];
+        while j != NIL {
+            let node = self.node_mut(j);
+            if node.chain == i {
+                node.chain = after;
+                return;
+            }
+            j = node.chain;
+        }
+        debug_assert!(false, "node {i} is not in bucket {b}");
+    }
+
+    /// Takes the entry out of occupied node `i` (in bucket `b`) and puts
+    /// the node on the free list.
+    fn take(&mut self, b: usize, i: Idx) -> Option<Entry<K, V>> {
+        self.unchain(b, i);
+        self.unlink(i);
+        let free = self.free;
+        let node = self.node_mut(i);
+        node.prev = NIL;
+        node.next = free;
+        node.chain = NIL;
+        let entry = node.entry.take();
+        self.free = i;
+        self.len -= 1;
+        entry
+    }
+
+    /// A node that holds no entry. Only called with `len < N`, when the
+    /// free list or the never-used tail `fresh..N` has one.
+    fn alloc(&mut self) -> Idx {
+        if self.free == NIL {
+            let i = self.fresh;
+            self.fresh += 1;
+            i
+        } else {
+            let i = self.free;
+            self.free = self.node(i).next;
+            i
+        }
+    }
+}
+
+impl<K: Hash + Eq, V, const N: usize> LruCache<K, V, N> {
+    /// The value for `key`, made the most recently used. Time-less: an
+    /// expired entry is returned like any other (use
+    /// [`get_at`](Self::get_at) for entries with a TTL). Counts a hit or a
+    /// miss.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::LruCache;
+    ///
+    /// let mut cache: LruCache<u8, &str, 2> = LruCache::new();
+    /// cache.put(1, "one");
+    /// cache.put(2, "two");
+    /// assert_eq!(cache.get(&1), Some(&"one")); // 1 is now the most recent
+    /// cache.put(3, "three"); // evicts 2, the least recent
+    /// assert_eq!(cache.get(&2), None);
+    /// ```
+    pub fn get<Q>(&mut self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.get_index(key, None)?;
+        self.node(i).entry.as_ref().map(|e| &e.value)
+    }
+
+    /// Like [`get`](Self::get), mutably.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::LruCache;
+    ///
+    /// let mut cache: LruCache<u8, u32, 2> = LruCache::new();
+    /// cache.put(1, 10);
+    /// if let Some(v) = cache.get_mut(&1) {
+    ///     *v += 1;
+    /// }
+    /// assert_eq!(cache.peek(&1), Some(&11));
+    /// ```
+    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.get_index(key, None)?;
+        self.node_mut(i).entry.as_mut().map(|e| &mut e.value)
+    }
+
+    /// The value for `key` without promoting it or counting a hit or miss.
+    /// Time-less: an expired entry is returned like any other (use
+    /// [`peek_at`](Self::peek_at) for entries with a TTL).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::LruCache;
+    ///
+    /// let mut cache: LruCache<u8, &str, 2> = LruCache::new();
+    /// cache.put(1, "one");
+    /// cache.put(2, "two");
+    /// assert_eq!(cache.peek(&1), Some(&"one")); // 1 stays the least recent
+    /// cache.put(3, "three");
+    /// assert_eq!(cache.peek(&1), None);
+    /// assert_eq!(cache.metrics().lookups(), 0);
+    /// ```
+    pub fn peek<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (_, i) = self.find(key);
+        self.node(i?).entry.as_ref().map(|e| &e.value)
+    }
+
+    /// Whether `key` is stored. Does not promote or count. Time-less: an
+    /// expired entry counts as stored (use
+    /// [`contains_at`](Self::contains_at) for entries with a TTL).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::LruCache;
+    ///
+    /// let mut cache: LruCache<&str, (), 2> = LruCache::new();
+    /// cache.put("a", ());
+    /// assert!(cache.contains(&"a"));
+    /// assert!(!cache.contains(&"b"));
+    /// ```
+    pub fn contains<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.find(key).1.is_some()
+    }
+
+    /// Stores `value` under `key` as the most recently used entry, with no
+    /// expiry (replacing the key's TTL, if it had one). Time-less.
+    ///
+    /// Returns what was pushed out:
+    ///
+    /// * `Some(`[`Displaced::Replaced`]`(old_key, old_value))` if `key` was
+    ///   already stored (expired or not: `put` does not know the time). The
+    ///   key passed in is stored; the old one is returned.
+    /// * `Some(`[`Displaced::Evicted`]`(k, v))` if `key` was new and the
+    ///   cache was full: the least recently used entry, removed to make room.
+    /// * `None` if `key` was new and there was room.
+    ///
+    /// Never returns [`Displaced::Expired`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::{Displaced, LruCache};
+    ///
+    /// let mut cache: LruCache<u8, &str, 2> = LruCache::new();
+    /// assert_eq!(cache.put(1, "a"), None);
+    /// assert_eq!(cache.put(2, "b"), None);
+    /// assert_eq!(cache.put(1, "A"), Some(Displaced::Replaced(1, "a")));
+    /// assert_eq!(cache.put(3, "c"), Some(Displaced::Evicted(2, "b")));
+    /// ```
+    pub fn put(&mut self, key: K, value: V) -> Option<Displaced<K, V>> {
+        self.insert(key, value, None, None)
+    }
+
+    /// Removes `key`, returning its stored key and value. Does not count a
+    /// hit or miss. Time-less: an expired entry is returned like any other
+    /// (use [`remove_at`](Self::remove_at) for entries with a TTL).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::LruCache;
+    ///
+    /// let mut cache: LruCache<u8, &str, 2> = LruCache::new();
+    /// cache.put(1, "one");
+    /// assert_eq!(cache.remove(&1), Some((1, "one")));
+    /// assert_eq!(cache.remove(&1), None);
+    /// assert!(cache.is_empty());
+    /// ```
+    pub fn remove<Q>(&mut self, key: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (b, i) = self.find(key);
+        self.take(b, i?).map(|e| (e.key, e.value))
+    }
+
+    /// The value for `key` unless it expired at `now`, made the most
+    /// recently used. An entry expired at `now` is freed, counted in
+    /// `expirations`, and the lookup is a miss. Counts a hit or a miss.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::{Duration, Instant, LruCache};
+    ///
+    /// let mut cache: LruCache<u8, &str, 2> = LruCache::new();
+    /// let t0 = Instant::from_millis(5);
+    /// cache.put_with_ttl(1, "one", Duration::from_millis(10), t0);
+    /// cache.put(2, "two"); // no TTL: never expires
+    /// let later = Instant::from_millis(15); // exactly t0 + ttl: expired
+    /// assert_eq!(cache.get_at(&1, later), None);
+    /// assert_eq!(cache.get_at(&2, later), Some(&"two"));
+    /// assert_eq!(cache.len(), 1);
+    /// ```
+    pub fn get_at<Q>(&mut self, key: &Q, now: Instant) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.get_index(key, Some(now))?;
+        self.node(i).entry.as_ref().map(|e| &e.value)
+    }
+
+    /// Like [`get_at`](Self::get_at), mutably.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::{Duration, Instant, LruCache};
+    ///
+    /// let mut cache: LruCache<u8, u32, 2> = LruCache::new();
+    /// cache.put_with_ttl(1, 10, Duration::from_secs(1), Instant::ZERO);
+    /// *cache.get_mut_at(&1, Instant::from_millis(999)).unwrap() += 1;
+    /// assert_eq!(cache.peek(&1), Some(&11));
+    /// assert_eq!(cache.get_mut_at(&1, Instant::from_secs(1)), None);
+    /// ```
+    pub fn get_mut_at<Q>(&mut self, key: &Q, now: Instant) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.get_index(key, Some(now))?;
+        self.node_mut(i).entry.as_mut().map(|e| &mut e.value)
+    }
+
+    /// The value for `key` unless it expired at `now`, without promoting it
+    /// or counting a hit or miss. An entry expired at `now` is freed and
+    /// counted in `expirations` (hence `&mut self`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::{Duration, Instant, LruCache};
+    ///
+    /// let mut cache: LruCache<u8, &str, 2> = LruCache::new();
+    /// cache.put_with_ttl(1, "one", Duration::from_secs(1), Instant::ZERO);
+    /// assert_eq!(cache.peek_at(&1, Instant::ZERO), Some(&"one"));
+    /// assert_eq!(cache.peek_at(&1, Instant::from_secs(1)), None);
+    /// assert_eq!(cache.metrics().expirations, 1);
+    /// assert_eq!(cache.metrics().lookups(), 0);
+    /// ```
+    pub fn peek_at<Q>(&mut self, key: &Q, now: Instant) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.find_live(key, now)?;
+        self.node(i).entry.as_ref().map(|e| &e.value)
+    }
+
+    /// Whether `key` is stored and not expired at `now`. Does not promote
+    /// or count a hit or miss. An entry expired at `now` is freed and
+    /// counted in `expirations` (hence `&mut self`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::{Duration, Instant, LruCache};
+    ///
+    /// let mut cache: LruCache<u8, (), 2> = LruCache::new();
+    /// cache.put_with_ttl(1, (), Duration::from_micros(1), Instant::ZERO);
+    /// assert!(cache.contains_at(&1, Instant::ZERO));
+    /// assert!(!cache.contains_at(&1, Instant::from_micros(1)));
+    /// assert!(!cache.contains(&1)); // it was freed
+    /// ```
+    pub fn contains_at<Q>(&mut self, key: &Q, now: Instant) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.find_live(key, now).is_some()
+    }
+
+    /// Removes `key` and returns its stored key and value, unless it
+    /// expired at `now`: then it is freed, counted in `expirations`, and
+    /// `None` is returned. Does not count a hit or miss.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::{Duration, Instant, LruCache};
+    ///
+    /// let mut cache: LruCache<u8, &str, 2> = LruCache::new();
+    /// let ttl = Duration::from_secs(5);
+    /// cache.put_with_ttl(1, "one", ttl, Instant::ZERO);
+    /// cache.put_with_ttl(2, "two", ttl, Instant::ZERO);
+    /// assert_eq!(cache.remove_at(&1, Instant::from_secs(4)), Some((1, "one")));
+    /// assert_eq!(cache.remove_at(&2, Instant::from_secs(5)), None);
+    /// assert!(cache.is_empty());
+    /// ```
+    pub fn remove_at<Q>(&mut self, key: &Q, now: Instant) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (b, i) = self.find(key);
+        let i = i?;
+        let entry = self.take(b, i)?;
+        if entry.expired(now) {
+            Self::count(&mut self.metrics.expirations);
+            None
+        } else {
+            Some((entry.key, entry.value))
+        }
+    }
+
+    /// Stores `value` under `key` as the most recently used entry, expiring
+    /// at `now + ttl`: timed lookups at any `t >= now + ttl` miss. A `ttl`
+    /// of zero stores an entry already expired at `now`; a `now + ttl`
+    /// beyond [`Instant::MAX`] never expires.
+    ///
+    /// Returns what was pushed out, like [`put`](Self::put), except that a
+    /// displaced entry already expired at `now` — the same key's previous
+    /// entry, or the least recently used entry removed to make room — is
+    /// returned as [`Displaced::Expired`] and counted in `expirations`
+    /// instead of `evictions`. Eviction is exact LRU: a full cache drops its
+    /// least recently used entry even if another one has expired (call
+    /// [`purge_expired`](Self::purge_expired) first to prefer those).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::{Displaced, LruCache};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let mut cache: LruCache<u8, &str, 1> = LruCache::new();
+    /// let ttl = Duration::from_secs(1);
+    /// assert_eq!(cache.put_with_ttl(1, "a", ttl, Instant::ZERO), None);
+    /// // Full, and the LRU entry is still live at 0.5 s: evicted.
+    /// let half = Instant::from_millis(500);
+    /// assert_eq!(cache.put_with_ttl(2, "b", ttl, half), Some(Displaced::Evicted(1, "a")));
+    /// // At 1.5 s the LRU entry has expired.
+    /// let later = Instant::from_millis(1_500);
+    /// assert_eq!(cache.put_with_ttl(3, "c", ttl, later), Some(Displaced::Expired(2, "b")));
+    /// ```
+    pub fn put_with_ttl(
+        &mut self,
+        key: K,
+        value: V,
+        ttl: Duration,
+        now: Instant,
+    ) -> Option<Displaced<K, V>> {
+        self.insert(key, value, now.checked_add(ttl), Some(now))
+    }
+
+    /// Frees every entry expired at `now`, counting each in `expirations`,
+    /// and returns how many. O(`N`). The others keep their order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::{Duration, Instant, LruCache};
+    ///
+    /// let mut cache: LruCache<u8, (), 4> = LruCache::new();
+    /// for k in 0..4 {
+    ///     cache.put_with_ttl(k, (), Duration::from_secs(u64::from(k)), Instant::ZERO);
+    /// }
+    /// assert_eq!(cache.purge_expired(Instant::from_secs(2)), 3); // keys 0, 1 and 2
+    /// assert_eq!(cache.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [3]);
+    /// ```
+    pub fn purge_expired(&mut self, now: Instant) -> usize {
+        let mut freed = 0;
+        let mut i = self.tail;
+        while i != NIL {
+            let node = self.node(i);
+            let prev = node.prev;
+            if let Some(entry) = node.entry.as_ref().filter(|e| e.expired(now)) {
+                let b = Self::bucket(self.hasher.hash_one(&entry.key));
+                self.take(b, i);
+                Self::count(&mut self.metrics.expirations);
+                freed += 1;
+            }
+            i = prev;
+        }
+        freed
+    }
+
+    /// The bucket of `key` and the node holding it, if any.
+    fn find<Q>(&self, key: &Q) -> (usize, Option<Idx>)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let b = Self::bucket(self.hasher.hash_one(key));
+        let mut i = self.buckets[b];
+        while i != NIL {
+            let node = self.node(i);
+            if node.entry.as_ref().is_some_and(|e| e.key.borrow() == key) {
+                return (b, Some(i));
+            }
+            i = node.chain;
+        }
+        (b, None)
+    }
+
+    /// The node holding `key` if it is live at `now`; an expired one is
+    /// freed and counted.
+    fn find_live<Q>(&mut self, key: &Q, now: Instant) -> Option<Idx>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (b, i) = self.find(key);
+        let i = i?;
+        if self.node(i).entry.as_ref().is_some_and(|e| e.expired(now)) {
+            self.take(b, i);
+            Self::count(&mut self.metrics.expirations);
+            return None;
+        }
+        Some(i)
+    }
+
+    /// A counted, promoting lookup; `now: None` ignores expiry.
+    fn get_index<Q>(&mut self, key: &Q, now: Option<Instant>) -> Option<Idx>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let found = match now {
+            Some(now) => self.find_live(key, now),
+            None => self.find(key).1,
+        };
+        match found {
+            Some(i) => {
+                Self::count(&mut self.metrics.hits);
+                self.promote(i);
+            }
+            None => Self::count(&mut self.metrics.misses),
+        }
+        found
+    }
+
+    /// `put` (`now: None`) and `put_with_ttl`.
+    fn insert(
+        &mut self,
+        key: K,
+        value: V,
+        deadline: Option<Instant>,
+        now: Option<Instant>,
+    ) -> Option<Displaced<K, V>> {
+        Self::count(&mut self.metrics.inserts);
+        let (b, found) = self.find(&key);
+        let entry = Entry {
+            key,
+            value,
+            deadline,
+        };
+        if let Some(i) = found {
+            self.promote(i);
+            let old = self.node_mut(i).entry.replace(entry)?;
+            return Some(if now.is_some_and(|now| old.expired(now)) {
+                Self::count(&mut self.metrics.expirations);
+                Displaced::Expired(old.key, old.value)
+            } else {
+                Displaced::Replaced(old.key, old.value)
+            });
+        }
+        let displaced = if self.len() == N {
+            self.evict(now)
+        } else {
+            None
+        };
+        let i = self.alloc();
+        let chain = self.buckets[b];
+        let node = self.node_mut(i);
+        node.entry = Some(entry);
+        node.chain = chain;
+        self.buckets[b] = i;
+        self.push_front(i);
+        self.len += 1;
+        displaced
+    }
+
+    /// Removes the least recently used entry to make room.
+    fn evict(&mut self, now: Option<Instant>) -> Option<Displaced<K, V>> {
+        let i = self.tail;
+        let key = &self.node(i).entry.as_ref()?.key;
+        let b = Self::bucket(self.hasher.hash_one(key));
+        let old = self.take(b, i)?;
+        Some(if now.is_some_and(|now| old.expired(now)) {
+            Self::count(&mut self.metrics.expirations);
+            Displaced::Expired(old.key, old.value)
+        } else {
+            Self::count(&mut self.metrics.evictions);
+            Displaced::Evicted(old.key, old.value)
+        })
+    }
+}
+
+impl<K, V, const N: usize> Default for LruCache<K, V, N> {
+    /// [`LruCache::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug, const N: usize> fmt::Debug for LruCache<K, V, N> {
+    /// The entries as a map, most recently used first.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<'a, K, V, const N: usize> IntoIterator for &'a LruCache<K, V, N> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = Iter<'a, K, V>;
+
+    fn into_iter(self) -> Iter<'a, K, V> {
+        self.iter()
+    }
+}
+
+/// The entries of an [`LruCache`] from most to least recently used; from
+/// [`LruCache::iter`]. Double-ended and exact-size.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::LruCache;
+///
+/// let mut cache: LruCache<u8, u8, 4> = LruCache::new();
+/// for k in 1..=4 {
+///     cache.put(k, k * 10);
+/// }
+/// let mut it = cache.iter();
+/// assert_eq!(it.next(), Some((&4, &40)));       // most recent
+/// assert_eq!(it.next_back(), Some((&1, &10)));  // least recent
+/// assert_eq!(it.len(), 2);
+/// ```
+pub struct Iter<'a, K, V> {
+    nodes: &'a [Node<K, V>],
+    front: Idx,
+    back: Idx,
+    len: usize,
+}
+
+impl<'a, K, V> Iterator for Iter<'a, K, V> {
+    type Item = (&'a K, &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.len == 0 {
+            return None;
+        }
+        let node = self.nodes.get(usize::from(self.front))?;
+        self.len -= 1;
+        self.front = node.next;
+        node.entry.as_ref().map(|e| (&e.key, &e.value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.len, Some(self.len))
+    }
+}
+
+impl<K, V> DoubleEndedIterator for Iter<'_, K, V> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.len == 0 {
+            return None;
+        }
+        let node = self.nodes.get(usize::from(self.back))?;
+        self.len -= 1;
+        self.back = node.prev;
+        node.entry.as_ref().map(|e| (&e.key, &e.value))
+    }
+}
+
+impl<K, V> ExactSizeIterator for Iter<'_, K, V> {}
+
+impl<K, V> FusedIterator for Iter<'_, K, V> {}
+
+impl<K, V> Clone for Iter<'_, K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            nodes: self.nodes,
+            front: self.front,
+            back: self.back,
+            len: self.len,
+        }
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for Iter<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.clone()).finish()
+    }
+}
+
+// The documented size, checked by every build, the thumb targets included.
+const _: () = assert!(core::mem::size_of::<LruCache<u32, u32, 32>>() == 1_152);
+const _: () = assert!(core::mem::size_of::<Node<u32, u32>>() == 32);
+
+#[cfg(all(test, not(loom)))]
+mod tests;
