@@ -8,6 +8,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`breaker`] | [`CircuitBreaker`]: consecutive-failure, failure-rate and slow-call tripping, half-open trials, exponential open time |
+//! | [`histogram`] | [`Histogram`]: lock-free log-linear latency histogram, percentiles within 1/256 (0.39 %), fixed size, `const` constructor |
 //! | [`time`] | [`Instant`], [`Duration`], the [`Clock`] trait |
 //!
 //! ## Features
@@ -32,6 +33,9 @@
 //! | `CircuitBreaker` open deadline | in the same word: 26 bits of 1.024 ms ticks, wrapped (≈ 19 h 5 min) | open time rounded *up* to 1.024 ms; `open_for` ≤ 9 h 32 min; a `now` up to ~1 s earlier than the trip (another thread's older clock read) still reads open; a breaker that nobody asks for a whole multiple of ≈ 19 h may stay open for at most one more open period |
 //! | `CircuitBreaker` window | cursor `u32` + 2 bitmaps × 2 `u32` | window ≤ 64 calls |
 //! | statistics counters | `u64` with native 64-bit atomics, else `u32` | wrap at 2³² on 32-bit MCUs |
+//! | `Histogram` buckets | `BUCKETS` statistics counters (`u64`, or `u32` on 32-bit MCUs) | each bucket wraps at 2³² on 32-bit MCUs; values above `MAX_VALUE` (2³²−1 by default) are clamped into the top bucket and counted |
+//! | `Histogram` sum | one `u64`, or two `u32` halves with a carry on 32-bit MCUs | exact modulo 2⁶⁴; on 32-bit MCUs a read racing a carry may be 2³² low for that moment |
+//! | `Histogram` min/max | two `u64`, or two `u32` order-preserving codes on 32-bit MCUs | on 32-bit MCUs exact below 2³¹, above that rounded outward by ≤ 2⁻²⁵ relative |
 //!
 //! ## Example
 //!
@@ -60,6 +64,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod breaker;
+pub mod histogram;
 mod sync;
 pub mod time;
 
@@ -67,6 +72,7 @@ pub use breaker::{
     CircuitBreaker, Config, ConfigError, Metrics, Outcome, Permit, Rejected, Snapshot,
     SnapshotError, State, Transition,
 };
+pub use histogram::Histogram;
 #[cfg(feature = "embassy-time")]
 pub use time::EmbassyClock;
 pub use time::{Clock, Duration, Instant};
