@@ -64,6 +64,7 @@
 
 pub mod breaker;
 pub mod bucket;
+pub mod cache;
 mod sync;
 pub mod time;
 
