@@ -160,6 +160,7 @@ mod bytes {
                     // a 4-aligned place inside `out`.
                     unsafe {
                         let word = AtomicU32::from_ptr(src.add(i).cast()).load(Ordering::Relaxed);
+                        #[allow(clippy::cast_ptr_alignment)] // 4-aligned: see above
                         dst.add(i).cast::<u32>().write(word);
                     }
                 }
@@ -189,7 +190,7 @@ mod bytes {
                     let word = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
                     // SAFETY: see `load`.
                     unsafe {
-                        AtomicU32::from_ptr(dst.add(i * 4).cast()).store(word, Ordering::Relaxed)
+                        AtomicU32::from_ptr(dst.add(i * 4).cast()).store(word, Ordering::Relaxed);
                     };
                 }
             } else {

@@ -208,16 +208,13 @@ where
     pub fn insert(&self, key: K, value: V) -> Result<(), Contended> {
         let (set, tag) = self.locate(&key);
         let guard = self.lock(set)?;
-        let way = match self.find_locked(set, tag, &key) {
-            Some(way) => way,
-            None => {
-                let (way, occupied) = self.victim(set, guard.ages);
-                if occupied {
-                    self.evictions.incr();
-                }
-                way
+        let way = self.find_locked(set, tag, &key).unwrap_or_else(|| {
+            let (way, occupied) = self.victim(set, guard.ages);
+            if occupied {
+                self.evictions.incr();
             }
-        };
+            way
+        });
         write(&self.slots[set][way], tag, Some((&key, &value)));
         self.inserts.incr();
         guard.unlock(|ages| promoted(ages, way, WAYS));
@@ -307,15 +304,13 @@ where
     fn victim(&self, set: usize, ages: u32) -> (usize, bool) {
         let empty =
             (0..WAYS).find(|&way| self.slots[set][way].seq.load(Ordering::Relaxed) & OCCUPIED == 0);
-        match empty {
-            Some(way) => (way, false),
-            None => {
-                let oldest = (0..WAYS)
-                    .find(|&way| age(ages, way) == WAYS as u32 - 1)
-                    .unwrap_or(0);
-                (oldest, true)
-            }
+        if let Some(way) = empty {
+            return (way, false);
         }
+        let oldest = (0..WAYS)
+            .find(|&way| age(ages, way) == WAYS as u32 - 1)
+            .unwrap_or(0);
+        (oldest, true)
     }
 
     fn lock(&self, set: usize) -> Result<SetGuard<'_>, Contended> {
