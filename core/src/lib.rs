@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`breaker`] | [`CircuitBreaker`]: consecutive-failure, failure-rate and slow-call tripping, half-open trials, exponential open time |
 //! | [`bucket`] | [`TokenBucket`] (GCRA in one atomic word) and [`KeyedLimiter`] (per-key buckets in fixed storage, quota tiers) |
-//! | [`cache`] | [`LruCache`]: exact fixed-capacity LRU for a single owner, O(1) operations, optional per-entry TTL; [`CacheMetrics`](cache::CacheMetrics) |
+//! | [`cache`] | [`LruCache`]: exact fixed-capacity LRU for a single owner, O(1) operations, optional per-entry TTL; [`CacheMetrics`](cache::CacheMetrics); [`ConcurrentCache`]: lock-free set-associative cache (`&self`), exact LRU per set, seqlock slots, writers never wait |
 //! | [`histogram`] | [`Histogram`]: lock-free log-linear latency histogram, percentiles within 1/256 (0.39 %), fixed size, `const` constructor |
 //! | [`time`] | [`Instant`], [`Duration`], the [`Clock`] trait |
 //!
@@ -36,6 +36,7 @@
 //! | `CircuitBreaker` window | 64 × `u16` slots tagged with generation and lap, + a `u32` write counter; the cursor lives in the state word | window ≤ 64 calls; a record racing a transition may drop its own outcome, never corrupt the new window |
 //! | `TokenBucket` | 1 × `u64` with native 64-bit atomics; 1 × `u32` on Cortex-M | arrival time in scaled units (see [`bucket`]); 64-bit: exact across ±4.4 years of idle time or backward jumps; 32-bit: `burst × period / tokens` plus ~1.05 s must fit 2³¹ scaled units, a `now` up to ~1.05 s behind a previous call only denies, and a bucket idle for close to a multiple of 2³² scaled units (71.6 min at one token per whole µs) may briefly admit *less*, never more |
 //! | `KeyedLimiter` slot | state `u32` (fingerprint, tier, registered callers) + the bucket word + the key | ≤ 1 023 callers on one key at once (more take the critical-section path); new keys inserted under `critical-section` |
+//! | `ConcurrentCache` | per set one `u32` (writer lock + 3-bit LRU ages); per slot a `u32` sequence word (22-bit version, 8-bit tag, occupied, writing) + key and value copied through atomic 4- or 1-byte views | ≤ 8 ways; `K`, `V` without padding (`bytemuck::NoUninit`); a reader stalled across exactly 2²² writes of one slot could accept a torn copy |
 //! | statistics counters | `u64` with native 64-bit atomics, else `u32` | wrap at 2³² on 32-bit MCUs |
 //! | `Histogram` buckets | `BUCKETS` statistics counters (`u64`, or `u32` on 32-bit MCUs) | each bucket wraps at 2³² on 32-bit MCUs; values above `MAX_VALUE` (2³²−1 by default) are clamped into the top bucket and counted |
 //! | `Histogram` sum | one `u64`, or two `u32` halves with a carry on 32-bit MCUs | exact modulo 2⁶⁴; on 32-bit MCUs a read racing a carry may be 2³² low for that moment |
@@ -79,7 +80,7 @@ pub use breaker::{
     SnapshotError, State, Transition,
 };
 pub use bucket::{KeyedLimiter, Quota, RateLimited, TokenBucket};
-pub use cache::LruCache;
+pub use cache::{ConcurrentCache, LruCache};
 pub use histogram::Histogram;
 #[cfg(feature = "embassy-time")]
 pub use time::EmbassyClock;

@@ -2,6 +2,9 @@
 //!
 //! * [`LruCache`]: an exact least-recently-used cache for a single owner
 //!   (`&mut self`), with optional per-entry expiry.
+//! * [`ConcurrentCache`]: a lock-free, set-associative cache shared by
+//!   reference between threads and interrupt handlers (`&self`), exact LRU
+//!   inside each set.
 //!
 //! All caches count their traffic in a [`CacheMetrics`].
 //!
@@ -19,8 +22,10 @@
 //! assert_eq!(m.hit_ratio(), Some(0.5));
 //! ```
 
+pub mod concurrent;
 pub mod lru;
 
+pub use concurrent::{ConcurrentCache, Contended};
 pub use lru::{Displaced, Iter, LruCache};
 
 /// A cache's counters since creation (or the last metrics reset).
@@ -53,6 +58,9 @@ pub struct CacheMetrics {
     pub evictions: u64,
     /// Expired entries freed (by a lookup, an insert or a purge).
     pub expirations: u64,
+    /// Writes given up because another writer held the set
+    /// ([`ConcurrentCache`] only; always 0 for [`LruCache`]).
+    pub contended: u64,
 }
 
 impl CacheMetrics {

@@ -94,6 +94,7 @@ fn metrics(hits: u64, misses: u64, inserts: u64, evictions: u64, expirations: u6
         inserts,
         evictions,
         expirations,
+        contended: 0,
     }
 }
 
@@ -680,7 +681,7 @@ fn documented_sizes() {
         24,
         "occupancy uses the niche"
     );
-    assert_eq!(size_of::<LruCache<u32, u32, 32>>(), 1_152);
+    assert_eq!(size_of::<LruCache<u32, u32, 32>>(), 1_160);
     // 34 bytes per entry: +1 entry adds one node and one bucket head.
     assert_eq!(
         size_of::<LruCache<u32, u32, 36>>() - size_of::<LruCache<u32, u32, 32>>(),

@@ -1,0 +1,138 @@
+//! `ConcurrentCache` under real threads, and against a sequential model.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Barrier;
+use std::thread;
+
+use fusebox::cache::ConcurrentCache;
+
+const THREADS: usize = 4;
+const OPS: u64 = if cfg!(miri) { 60 } else { 200_000 };
+
+/// A value that proves which key and write it came from: torn or foreign
+/// values fail `check`.
+fn value_for(key: u64, version: u64) -> [u64; 3] {
+    let mix = (key ^ 0x9e37_79b9_7f4a_7c15)
+        .wrapping_mul(version | 1)
+        .rotate_left(17);
+    [key, version, mix]
+}
+
+fn check(key: u64, v: [u64; 3]) -> bool {
+    v[0] == key && value_for(key, v[1]) == v
+}
+
+#[test]
+fn no_torn_or_foreign_values_under_contention() {
+    // Few sets and keys: every set sees racing inserts, removes and gets.
+    let cache: ConcurrentCache<u64, [u64; 3], 2, 4> = ConcurrentCache::new();
+    let hits = AtomicU64::new(0);
+    let bad = AtomicBool::new(false);
+    let barrier = Barrier::new(THREADS);
+    thread::scope(|s| {
+        for t in 0..THREADS as u64 {
+            let (cache, hits, bad, barrier) = (&cache, &hits, &bad, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                let mut x = 0x2545_f491_4f6c_dd1d ^ t;
+                for i in 0..OPS {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let key = x % 24;
+                    match x % 10 {
+                        0..=3 => {
+                            let _ = cache.insert(key, value_for(key, i * 8 + t));
+                        }
+                        4 => {
+                            if let Ok(Some(v)) = cache.remove(&key) {
+                                if !check(key, v) {
+                                    bad.store(true, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                        _ => {
+                            if let Some(v) = cache.get(&key) {
+                                hits.fetch_add(1, Ordering::Relaxed);
+                                if !check(key, v) {
+                                    bad.store(true, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    assert!(
+        !bad.load(Ordering::Relaxed),
+        "a torn or foreign value was returned"
+    );
+    if !cfg!(miri) {
+        assert!(
+            hits.load(Ordering::Relaxed) > OPS / 10,
+            "the test exercised hits"
+        );
+    }
+    let m = cache.metrics();
+    assert_eq!(m.hits, hits.load(Ordering::Relaxed));
+}
+
+#[cfg(not(miri))]
+mod model {
+    use fusebox::cache::ConcurrentCache;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Get(u8),
+        Insert(u8, u32),
+        Remove(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..12).prop_map(Op::Get),
+            (0u8..12, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            (0u8..12).prop_map(Op::Remove),
+        ]
+    }
+
+    proptest! {
+        /// One set of 4 ways against a recency-ordered Vec (front = most
+        /// recent): same hits, values, evictions.
+        #[test]
+        fn one_set_is_an_exact_lru(ops in prop::collection::vec(op(), 1..300)) {
+            let cache: ConcurrentCache<u8, u32, 1, 4> = ConcurrentCache::new();
+            let mut model: Vec<(u8, u32)> = Vec::new();
+            let mut evictions = 0;
+            for op in ops {
+                match op {
+                    Op::Get(k) => {
+                        let want = model.iter().position(|e| e.0 == k).map(|i| {
+                            let e = model.remove(i);
+                            model.insert(0, e);
+                            e.1
+                        });
+                        prop_assert_eq!(cache.get(&k), want);
+                    }
+                    Op::Insert(k, v) => {
+                        if let Some(i) = model.iter().position(|e| e.0 == k) {
+                            model.remove(i);
+                        } else if model.len() == 4 {
+                            model.pop();
+                            evictions += 1;
+                        }
+                        model.insert(0, (k, v));
+                        prop_assert_eq!(cache.insert(k, v), Ok(()));
+                    }
+                    Op::Remove(k) => {
+                        let want = model.iter().position(|e| e.0 == k).map(|i| model.remove(i).1);
+                        prop_assert_eq!(cache.remove(&k), Ok(want));
+                    }
+                }
+                prop_assert_eq!(cache.metrics().evictions, evictions);
+            }
+        }
+    }
+}
