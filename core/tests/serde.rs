@@ -74,6 +74,7 @@ fn cache_metrics_and_displaced_round_trip() {
         inserts: 3,
         evictions: 4,
         expirations: u64::MAX,
+        contended: 0,
     };
     let json = serde_json::to_string(&metrics).unwrap();
     assert_eq!(
