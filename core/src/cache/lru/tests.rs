@@ -9,6 +9,7 @@ use std::format;
 use std::vec::Vec;
 
 use super::*;
+use crate::Duration;
 
 const T0: Instant = Instant::from_secs(100);
 const SEC: Duration = Duration::from_secs(1);
