@@ -38,6 +38,15 @@
 //!   [`Contended`] (counted in [`CacheMetrics::contended`]). So an interrupt
 //!   handler that preempts a writer on the same core never spins.
 //!
+//! # LRU order under concurrency
+//!
+//! Sequentially the order is exact (a proptest checks it against a model).
+//! Concurrently, one race is allowed: an insert picks its victim (the least
+//! recent way) when it takes the set's lock, so a hit on that victim which
+//! lands while the insert is writing does not save it — the hit returns the
+//! old entry's value, and the entry is evicted right after. Values are never
+//! affected: see below.
+//!
 //! # What a `get` guarantees
 //!
 //! A `get(k)` returns either `None` or a value `v` such that, at some moment
@@ -215,9 +224,12 @@ where
             }
             way
         });
+        // Most recent *before* the value becomes visible: a reader that sees
+        // it and then hits another way makes that way the more recent one.
+        promote(&self.sets[set], way, WAYS);
         write(&self.slots[set][way], tag, Some((&key, &value)));
         self.inserts.incr();
-        guard.unlock(|ages| promoted(ages, way, WAYS));
+        guard.unlock(|ages| ages);
         Ok(())
     }
 
