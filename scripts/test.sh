@@ -6,7 +6,8 @@
 #
 # Layers: format, clippy (host and firmware targets), unit + doc +
 # property tests, no_std builds (Cortex-M0 and M4, and a core-only sysroot
-# proving nothing pulls in `alloc`), loom models, Miri.
+# proving nothing pulls in `alloc`), the firmware under QEMU, loom
+# models, Miri.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,6 +62,17 @@ done
 # dependency graph fails this build.
 CARGO_TARGET_DIR=target/core-only cargo "+$NIGHTLY" build -p fusebox \
     --target thumbv7em-none-eabihf -Zbuild-std=core --features serde
+done_layer
+
+layer "firmware under QEMU (Cortex-M4F and M0): embedded-example/run.sh"
+rustup component add llvm-tools >/dev/null
+if ! command -v qemu-system-arm >/dev/null; then
+    apt-get update && apt-get install -y qemu-system-arm
+fi
+if ! command -v defmt-print >/dev/null; then
+    cargo install defmt-print --locked
+fi
+embedded-example/run.sh
 done_layer
 
 layer "loom models"

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Builds the firmware (release: opt-level "z", LTO) for every target, runs
+# the scenario under QEMU (qemu-run.sh: defmt-print, timeout), checks the
+# Cortex-M4 build has no portable-atomic global-lock fallback, and prints
+# the flash/RAM size table. Exits non-zero if anything fails.
+set -uo pipefail
+cd "$(dirname "$0")"
+start=$SECONDS
+failed=()
+TARGETS=(thumbv7em-none-eabihf thumbv6m-none-eabi)
+LLVM_BIN=$(echo "$(rustc --print sysroot)"/lib/rustlib/*/bin)
+
+for t in "${TARGETS[@]}"; do
+    printf '\n--> scenario on %s\n' "$t"
+    cargo run -q --release --target "$t" --bin scenario || failed+=("scenario $t")
+done
+
+printf '\n--> no portable-atomic lock fallback on thumbv7em\n'
+elf=target/thumbv7em-none-eabihf/release/scenario
+if [ ! -f "$elf" ]; then
+    failed+=("nm: $elf missing")
+elif "$LLVM_BIN/llvm-nm" "$elf" | grep -i portable_atomic | grep -Ei 'fallback|lock'; then
+    failed+=("portable-atomic fallback symbols in $elf")
+else
+    echo "none"
+fi
+
+# Cumulative feature sets of the `size` bin.
+SETS=("" breaker breaker,bucket breaker,bucket,lru breaker,bucket,lru,histogram)
+NAMES=("empty firmware" "+ CircuitBreaker" "+ TokenBucket" "+ LruCache<u32,u32,32>" "+ Histogram<1024>")
+for t in "${TARGETS[@]}"; do
+    printf '\n--> sizes on %s (flash = .text+.rodata, RAM = .data+.bss)\n' "$t"
+    echo "| $t | flash B | RAM B | flash delta |"
+    echo "|---|---:|---:|---:|"
+    base=""
+    for i in "${!SETS[@]}"; do
+        feats=${SETS[$i]}
+        if ! cargo build -q --release --target "$t" --bin size --features "$feats" ||
+            ! FW_TIMEOUT=10 cargo run -q --release --target "$t" --bin size --features "$feats" >/dev/null; then
+            failed+=("size $t [$feats]")
+            continue
+        fi
+        read -r flash ram < <("$LLVM_BIN/llvm-size" -A "target/$t/release/size" |
+            awk '$1==".text"||$1==".rodata"{f+=$2} $1==".data"||$1==".bss"||$1==".uninit"{r+=$2} END{print f, r}')
+        base=${base:-$flash}
+        echo "| ${NAMES[$i]} | $flash | $ram | +$((flash - base)) |"
+        if [ "$t" = thumbv7em-none-eabihf ] && [ "$feats" = breaker,bucket,lru ] &&
+            [ $((flash - base)) -gt 6144 ]; then
+            failed+=("breaker+bucket+lru add $((flash - base)) B > 6 KiB flash")
+        fi
+    done
+done
+
+printf '\nfirmware run.sh: %ss\n' $((SECONDS - start))
+if [ ${#failed[@]} -gt 0 ]; then
+    printf 'FAILED: %s\n' "${failed[@]}"
+    exit 1
+fi
+echo "firmware: all targets passed"
