@@ -67,11 +67,19 @@ done_layer
 layer "firmware under QEMU (Cortex-M4F and M0): embedded-example/run.sh"
 rustup component add llvm-tools >/dev/null
 if ! command -v qemu-system-arm >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
     apt-get update && apt-get install -y qemu-system-arm
 fi
 if ! command -v defmt-print >/dev/null; then
     cargo install defmt-print --locked
 fi
+(
+    cd embedded-example
+    cargo fmt -- --check
+    for t in "${THUMBS[@]}"; do
+        cargo clippy -q --release --target "$t" --bins --features breaker,bucket,lru,histogram -- -D warnings
+    done
+)
 embedded-example/run.sh
 done_layer
 
