@@ -51,6 +51,12 @@ static ISR_STORED: AtomicU32 = AtomicU32::new(0);
 static ISR_CONTENDED: AtomicU32 = AtomicU32::new(0);
 static ISR_LAST: AtomicU32 = AtomicU32::new(u32::MAX);
 const ISR_KEY: u32 = 0xBEEF;
+/// SysTick's own traffic on the cache the main loop is writing: reads and
+/// writes keep `value % 8 == key`, so a torn or foreign value is visible.
+static TICK_HITS: AtomicU32 = AtomicU32::new(0);
+static TICK_BAD: AtomicU32 = AtomicU32::new(0);
+static TICK_WRITES: AtomicU32 = AtomicU32::new(0);
+static TICK_CONTENDED: AtomicU32 = AtomicU32::new(0);
 
 fn readings() -> &'static Readings {
     // SAFETY: set from a `'static` singleton before MODE lets any ISR here.
@@ -83,11 +89,27 @@ fn PendSV() {
     }
 }
 
-/// SysTick hook: takes radio tokens at 1 kHz, preempting the main loop anywhere.
+/// SysTick hook at 1 kHz, preempting the main loop anywhere (also in the
+/// middle of a cache insert): takes radio tokens, reads and writes the cache.
 fn tick() {
-    if MODE.load(Relaxed) == BUCKET_PHASE && RADIO.try_acquire(now()).is_ok() {
+    if MODE.load(Relaxed) != BUCKET_PHASE {
+        return;
+    }
+    if RADIO.try_acquire(now()).is_ok() {
         ISR_SENT.fetch_add(1, Relaxed);
     }
+    let t = TICK_WRITES.load(Relaxed) + TICK_CONTENDED.load(Relaxed);
+    let key = t % 8;
+    if let Some(v) = readings().get(&key) {
+        TICK_HITS.fetch_add(1, Relaxed);
+        if v % 8 != key {
+            TICK_BAD.fetch_add(1, Relaxed);
+        }
+    }
+    match readings().insert(key, t * 8 + key) {
+        Ok(()) => TICK_WRITES.fetch_add(1, Relaxed),
+        Err(_) => TICK_CONTENDED.fetch_add(1, Relaxed),
+    };
 }
 
 #[derive(Default)]
@@ -297,6 +319,19 @@ fn bucket_steps(c: &mut Checks) {
     c.check(
         "concurrent cache: ISR writes all accounted",
         stored + contended == runs && stored > 0,
+    );
+    let (hits, bad) = (TICK_HITS.load(Relaxed), TICK_BAD.load(Relaxed));
+    let (writes, busy) = (TICK_WRITES.load(Relaxed), TICK_CONTENDED.load(Relaxed));
+    defmt::info!(
+        "cache: SysTick read {} hits ({} bad), wrote {}, contended {}",
+        hits,
+        bad,
+        writes,
+        busy
+    );
+    c.check(
+        "concurrent cache: SysTick preempting main reads no torn or foreign value",
+        hits > 0 && bad == 0 && writes > 0,
     );
     let last = ISR_LAST.load(Relaxed);
     c.check(
