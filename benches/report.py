@@ -149,6 +149,9 @@ for name, v, ok, how in checks:
     w(target(name, v, v is not None and ok(v), how))
 adm = ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in notes.items() if k.startswith("admitted."))
 w(f"\nFraction admitted in the limiter runs: {adm}.\n")
+analysis = os.path.join(ROOT, "benches/analysis.md")
+if os.path.exists(analysis):
+    w(open(analysis).read())
 w("## Sizes (`cargo run --release -p fusebox-benches --bin sizes`)\n")
 w(open(sizes_path).read())
 print("\n".join(out))
