@@ -3,12 +3,18 @@
 //!
 //!     cargo run --release -p fusebox-benches --example hot -- breaker 10000000
 #![allow(clippy::cast_possible_truncation, reason = "indices")]
+#![allow(
+    clippy::many_single_char_names,
+    reason = "short closures over key streams"
+)]
 use std::hint::black_box;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use fusebox::bucket::{FullPolicy, Quota};
-use fusebox::{CircuitBreaker, ConcurrentCache, Config, Duration, Histogram, Instant, KeyedLimiter};
+use fusebox::{
+    CircuitBreaker, ConcurrentCache, Config, Duration, Histogram, Instant, KeyedLimiter,
+};
 use fusebox::{LruCache, Outcome, TokenBucket};
 use fusebox_benches::{uniform_keys, zipf_keys};
 
@@ -17,13 +23,18 @@ const LEN: usize = 1 << 16;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map_or("breaker", String::as_str);
-    let n: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
+    let n: u64 = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000_000);
     let now = Instant::from_secs(1);
     let zipf = zipf_keys(8192, LEN, 3);
     let uni = uniform_keys(1000, LEN, 11);
     let z = |i: u64| zipf[i as usize & (LEN - 1)];
     let u = |i: u64| uni[i as usize & (LEN - 1)];
-    let quota = Quota::per_second(1_000_000_000).and_then(|q| q.with_burst(4_000_000_000)).expect("quota");
+    let quota = Quota::per_second(1_000_000_000)
+        .and_then(|q| q.with_burst(4_000_000_000))
+        .expect("quota");
     let gq = governor::Quota::per_second(NonZeroU32::new(1_000_000_000).expect("nz"))
         .allow_burst(NonZeroU32::new(4_000_000_000).expect("nz"));
     match what {
@@ -32,7 +43,12 @@ fn main() {
             (0..n).for_each(|_| _ = black_box(w.fetch_add(1, Relaxed)));
         }
         "breaker" => {
-            let b = CircuitBreaker::new(Config::builder().consecutive_failures(5).build().expect("config"));
+            let b = CircuitBreaker::new(
+                Config::builder()
+                    .consecutive_failures(5)
+                    .build()
+                    .expect("config"),
+            );
             for _ in 0..n {
                 let p = black_box(&b).try_acquire(now).expect("closed");
                 black_box(p.record(Outcome::Success, now, Duration::ZERO));
@@ -43,7 +59,8 @@ fn main() {
             (0..n).for_each(|_| _ = black_box(black_box(&b).try_acquire(now)));
         }
         "keyed" => {
-            let k: Box<KeyedLimiter<u64, 2048>> = Box::new(KeyedLimiter::new(quota, FullPolicy::Reject));
+            let k: Box<KeyedLimiter<u64, 2048>> =
+                Box::new(KeyedLimiter::new(quota, FullPolicy::Reject));
             (0..n).for_each(|i| _ = black_box(k.try_acquire(&u(i), now)));
         }
         "keyed_governor" => {
@@ -52,11 +69,14 @@ fn main() {
             (0..n).for_each(|i| _ = black_box(k.check_key(&u(i))));
         }
         "cc_get" | "cc_get_quiet" => {
-            let mut c: Box<ConcurrentCache<u64, u64, 512, 8>> = Box::new(ConcurrentCache::new());
-            if what == "cc_get_quiet" {
-                c = Box::new(c.without_lookup_counters());
-            }
-            (0..3 * LEN as u64).for_each(|i| _ = c.get(&z(i)).is_none() && c.insert(z(i), 1).is_ok());
+            let fresh = ConcurrentCache::new();
+            let c: Box<ConcurrentCache<u64, u64, 512, 8>> = Box::new(if what == "cc_get_quiet" {
+                fresh.without_lookup_counters()
+            } else {
+                fresh
+            });
+            (0..3 * LEN as u64)
+                .for_each(|i| _ = c.get(&z(i)).is_none() && c.insert(z(i), 1).is_ok());
             (0..n).for_each(|i| _ = black_box(c.get(&z(i))));
         }
         "qc_get" => {
