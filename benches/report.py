@@ -60,7 +60,9 @@ for kind, title in [("get", "get on a warmed cache (Zipf, mostly hits)"), ("inse
         ("quick_cache", "`quick_cache::sync::Cache`", "fusebox", None),
         ("moka", "`moka::sync::Cache`", "fusebox", None)]))
 TABLES.append(("concurrent_get_2t", "Concurrent caches: get, one cache shared by two pinned threads", ("floor_2t", "load+cas"), [
-    (f, l, r, ("concurrent_get", f)) for f, l, r, _ in TABLES[-2][3]]))
+    (f, l, r, ("concurrent_get", f)) for f, l, r, _ in TABLES[-2][3]] + [
+    ("control_private_caches_no_lookup_counters", "control: fusebox, `without_lookup_counters()`, one private cache per thread", None,
+     ("concurrent_get", "fusebox_no_lookup_counters"))]))
 for kind in ["get", "put"]:
     TABLES.append((f"lru_{kind}", f"Single-owner LRU, 4 096 entries: {kind} (Zipf stream)", ("floor", "fetch_add"), [
         ("fusebox", "fusebox `LruCache<u64, u64, 4096>`", None, None),

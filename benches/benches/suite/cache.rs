@@ -112,6 +112,21 @@ pub fn bench(c: &mut Criterion) {
             });
         });
     }
+    // Control: the same work on two private caches, nothing shared.
+    let private: [Box<Fb>; 2] = [
+        Box::new(Fb::new().without_lookup_counters()),
+        Box::new(Fb::new().without_lookup_counters()),
+    ];
+    for cache in &private {
+        warm(&**cache, &keys);
+    }
+    g.bench_function("control_private_caches_no_lookup_counters", |b| {
+        b.iter_custom(|n| {
+            pair(n, |t, n| {
+                run(&*private[t], &keys, t as u64 * (LEN as u64 / 2), n, false)
+            })
+        });
+    });
     g.finish();
     lru_bench(c, &keys);
 }
