@@ -123,7 +123,7 @@ pub fn bench(c: &mut Criterion) {
     g.bench_function("control_private_caches_no_lookup_counters", |b| {
         b.iter_custom(|n| {
             pair(n, |t, n| {
-                run(&*private[t], &keys, t as u64 * (LEN as u64 / 2), n, false)
+                run(&*private[t], &keys, t as u64 * (LEN as u64 / 2), n, false);
             })
         });
     });
