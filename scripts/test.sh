@@ -4,7 +4,8 @@
 #
 #   ./scripts/test.sh
 #
-# Layers: format, clippy (host and firmware targets), unit + doc +
+# Layers: format, clippy (host and firmware targets) and the benchmark
+# build, unit + doc +
 # property tests, no_std builds (Cortex-M0 and M4, and a core-only sysroot
 # proving nothing pulls in `alloc`), the firmware under QEMU, loom
 # models, Miri.
@@ -42,6 +43,8 @@ done_layer
 
 layer "clippy (host, all targets; firmware targets with every feature)"
 cargo clippy --workspace --all-targets -- -D warnings
+# The benchmark suite is built, never run, here (benches/report.sh runs it).
+cargo bench -p fusebox-benches --no-run
 cargo clippy -p fusebox --all-targets --features serde -- -D warnings
 for t in "${THUMBS[@]}"; do
     cargo clippy -p fusebox --target "$t" --features defmt,serde,embassy-time -- -D warnings

@@ -1,0 +1,109 @@
+//! Circuit breaker: the closed path (acquire + record success) and the
+//! open path (rejection), fusebox against failsafe, with a pre-read `now`
+//! for fusebox (failsafe reads its own clock where it needs one).
+use std::hint::black_box;
+use std::time::Instant as StdInstant;
+
+use criterion::Criterion;
+use fusebox::{CircuitBreaker, Config, Duration, Instant, Outcome};
+use fusebox_benches::pair;
+
+fn consecutive() -> CircuitBreaker {
+    CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(5)
+            .open_for(Duration::from_secs(3_600))
+            .build()
+            .expect("config"),
+    )
+}
+
+fn failure_rate() -> CircuitBreaker {
+    CircuitBreaker::new(
+        Config::builder()
+            .failure_rate(50)
+            .window(20)
+            .minimum_calls(10)
+            .open_for(Duration::from_secs(3_600))
+            .build()
+            .expect("config"),
+    )
+}
+
+#[inline]
+fn closed_call(breaker: &CircuitBreaker, now: Instant) {
+    let permit = breaker.try_acquire(now).expect("closed");
+    black_box(permit.record(Outcome::Success, now, Duration::ZERO));
+}
+
+fn timed(iters: u64, mut f: impl FnMut()) -> std::time::Duration {
+    let t = StdInstant::now();
+    for _ in 0..iters {
+        f();
+    }
+    t.elapsed()
+}
+
+pub fn bench(c: &mut Criterion) {
+    let now = Instant::from_secs(1);
+    let fb = consecutive();
+    let fb_rate = failure_rate();
+    let fs = failsafe::Config::new().build();
+    let mut g = c.benchmark_group("breaker");
+    g.bench_function("fusebox_closed", |b| {
+        b.iter_custom(|n| timed(n, || closed_call(black_box(&fb), now)));
+    });
+    g.bench_function("fusebox_closed_failure_rate", |b| {
+        b.iter_custom(|n| timed(n, || closed_call(black_box(&fb_rate), now)));
+    });
+    g.bench_function("failsafe_closed", |b| {
+        b.iter_custom(|n| {
+            timed(n, || {
+                assert!(black_box(&fs).is_call_permitted());
+                fs.on_success();
+            })
+        });
+    });
+
+    let fb_open = consecutive();
+    for _ in 0..5 {
+        let p = fb_open.try_acquire(now).expect("closed");
+        p.record(Outcome::Failure, now, Duration::ZERO);
+    }
+    assert!(fb_open.try_acquire(now).is_err());
+    let fs_open = failsafe::Config::new().build();
+    g.bench_function("fusebox_open_reject", |b| {
+        b.iter_custom(|n| timed(n, || assert!(black_box(&fb_open).try_acquire(now).is_err())));
+    });
+    g.bench_function("failsafe_open_reject", |b| {
+        b.iter_custom(|n| {
+            while fs_open.is_call_permitted() {
+                fs_open.on_error();
+            }
+            timed(n, || assert!(!black_box(&fs_open).is_call_permitted()))
+        });
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("breaker_2t");
+    g.bench_function("fusebox_closed", |b| {
+        b.iter_custom(|n| {
+            pair(n, |_, n| {
+                for _ in 0..n {
+                    closed_call(black_box(&fb), now);
+                }
+            })
+        });
+    });
+    g.bench_function("failsafe_closed", |b| {
+        b.iter_custom(|n| {
+            pair(n, |_, n| {
+                for _ in 0..n {
+                    assert!(black_box(&fs).is_call_permitted());
+                    fs.on_success();
+                }
+            })
+        });
+    });
+    g.finish();
+}

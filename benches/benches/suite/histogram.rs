@@ -1,0 +1,54 @@
+//! Histogram record: fusebox (lock-free, `&self`) against hdrhistogram
+//! (`&mut self`, 3 significant figures, the closest to fusebox's 0.39 %)
+//! and against a bare `AtomicU64` counter.
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use criterion::Criterion;
+use fusebox::Histogram;
+use fusebox_benches::Rng;
+
+const LEN: usize = 1 << 16;
+
+pub fn bench(c: &mut Criterion) {
+    // Latencies spread log-uniformly over 1 µs .. ~1 s.
+    let mut rng = Rng::new(7);
+    let values: Vec<u64> = (0..LEN)
+        .map(|_| (1 << (rng.next_u64() % 20)) | (rng.next_u64() % 1024))
+        .collect();
+    let fb: Box<Histogram> = Box::new(Histogram::new());
+    let mut hdr =
+        hdrhistogram::Histogram::<u64>::new_with_bounds(1, u64::from(u32::MAX), 3).expect("bounds");
+    let counter = AtomicU64::new(0);
+    let mut g = c.benchmark_group("histogram");
+    g.bench_function("fusebox_record", |b| {
+        b.iter_custom(|n| {
+            let t = Instant::now();
+            for i in 0..n {
+                fb.record(black_box(values[i as usize & (LEN - 1)]));
+            }
+            t.elapsed()
+        });
+    });
+    g.bench_function("hdrhistogram_record", |b| {
+        b.iter_custom(|n| {
+            let t = Instant::now();
+            for i in 0..n {
+                hdr.record(black_box(values[i as usize & (LEN - 1)]))
+                    .expect("in range");
+            }
+            t.elapsed()
+        });
+    });
+    g.bench_function("atomic_counter", |b| {
+        b.iter_custom(|n| {
+            let t = Instant::now();
+            for i in 0..n {
+                counter.fetch_add(black_box(values[i as usize & (LEN - 1)]), Relaxed);
+            }
+            t.elapsed()
+        });
+    });
+    g.finish();
+}

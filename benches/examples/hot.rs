@@ -1,0 +1,111 @@
+//! One hot path in a loop, for `perf stat` / `valgrind --tool=callgrind`
+//! (instructions per operation: run with two counts and subtract).
+//!
+//!     cargo run --release -p fusebox-benches --example hot -- breaker 10000000
+#![allow(clippy::cast_possible_truncation, reason = "indices")]
+#![allow(
+    clippy::many_single_char_names,
+    reason = "short closures over key streams"
+)]
+use std::hint::black_box;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use fusebox::bucket::{FullPolicy, Quota};
+use fusebox::{
+    CircuitBreaker, ConcurrentCache, Config, Duration, Histogram, Instant, KeyedLimiter,
+};
+use fusebox::{LruCache, Outcome, TokenBucket};
+use fusebox_benches::{uniform_keys, zipf_keys};
+
+const LEN: usize = 1 << 16;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let what = args.get(1).map_or("breaker", String::as_str);
+    let n: u64 = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000_000);
+    let now = Instant::from_secs(1);
+    let zipf = zipf_keys(8192, LEN, 3);
+    let uni = uniform_keys(1000, LEN, 11);
+    let z = |i: u64| zipf[i as usize & (LEN - 1)];
+    let u = |i: u64| uni[i as usize & (LEN - 1)];
+    let quota = Quota::per_second(1_000_000_000)
+        .and_then(|q| q.with_burst(4_000_000_000))
+        .expect("quota");
+    let gq = governor::Quota::per_second(NonZeroU32::new(1_000_000_000).expect("nz"))
+        .allow_burst(NonZeroU32::new(4_000_000_000).expect("nz"));
+    match what {
+        "fetch_add" => {
+            let w = AtomicU64::new(0);
+            (0..n).for_each(|_| _ = black_box(w.fetch_add(1, Relaxed)));
+        }
+        "breaker" => {
+            let b = CircuitBreaker::new(
+                Config::builder()
+                    .consecutive_failures(5)
+                    .build()
+                    .expect("config"),
+            );
+            for _ in 0..n {
+                let p = black_box(&b).try_acquire(now).expect("closed");
+                black_box(p.record(Outcome::Success, now, Duration::ZERO));
+            }
+        }
+        "bucket" => {
+            let b = TokenBucket::new(quota);
+            (0..n).for_each(|_| _ = black_box(black_box(&b).try_acquire(now)));
+        }
+        "keyed" => {
+            let k: Box<KeyedLimiter<u64, 2048>> =
+                Box::new(KeyedLimiter::new(quota, FullPolicy::Reject));
+            (0..n).for_each(|i| _ = black_box(k.try_acquire(&u(i), now)));
+        }
+        "keyed_governor" => {
+            let clock = governor::clock::FakeRelativeClock::default();
+            let k = governor::RateLimiter::dashmap_with_clock(gq, clock);
+            (0..n).for_each(|i| _ = black_box(k.check_key(&u(i))));
+        }
+        "cc_get" | "cc_get_quiet" => {
+            let fresh = ConcurrentCache::new();
+            let c: Box<ConcurrentCache<u64, u64, 512, 8>> = Box::new(if what == "cc_get_quiet" {
+                fresh.without_lookup_counters()
+            } else {
+                fresh
+            });
+            (0..3 * LEN as u64)
+                .for_each(|i| _ = c.get(&z(i)).is_none() && c.insert(z(i), 1).is_ok());
+            (0..n).for_each(|i| _ = black_box(c.get(&z(i))));
+        }
+        "qc_get" => {
+            let c = quick_cache::sync::Cache::<u64, u64>::new(4096);
+            (0..3 * LEN as u64).for_each(|i| c.insert(z(i), 1));
+            (0..n).for_each(|i| _ = black_box(c.get(&z(i))));
+        }
+        "lru_get" | "lru_put" => {
+            let mut c: Box<LruCache<u64, u64, 4096>> = Box::new(LruCache::new());
+            (0..3 * LEN as u64).for_each(|i| _ = c.put(z(i), 1));
+            if what == "lru_get" {
+                (0..n).for_each(|i| _ = black_box(c.get(&z(i))));
+            } else {
+                (0..n).for_each(|i| _ = black_box(c.put(z(i), i)));
+            }
+        }
+        "lrurs_get" | "lrurs_put" => {
+            let mut c = lru::LruCache::<u64, u64>::new(NonZeroUsize::new(4096).expect("nz"));
+            (0..3 * LEN as u64).for_each(|i| _ = c.put(z(i), 1));
+            if what == "lrurs_get" {
+                (0..n).for_each(|i| _ = black_box(c.get(&z(i))));
+            } else {
+                (0..n).for_each(|i| _ = black_box(c.put(z(i), i)));
+            }
+        }
+        "histogram" => {
+            let h: Box<Histogram> = Box::new(Histogram::new());
+            (0..n).for_each(|i| h.record(black_box(z(i) >> 44)));
+        }
+        other => panic!("unknown hot path {other}"),
+    }
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Writes BENCHMARKS.md from criterion's JSON (target/criterion/*/*/new/),
+the suite's notes file and the sizes bin's output.
+
+    report.py NOTES SIZES SETTINGS > BENCHMARKS.md
+"""
+import datetime, glob, json, os, re, subprocess, sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+notes_path, sizes_path, settings = sys.argv[1], sys.argv[2], sys.argv[3]
+
+med = {}
+for path in glob.glob(os.path.join(ROOT, "target/criterion/**/new/benchmark.json"), recursive=True):
+    bench = json.load(open(path))
+    est = json.load(open(os.path.join(os.path.dirname(path), "estimates.json")))
+    med[(bench["group_id"], bench["function_id"])] = est["median"]["point_estimate"]
+notes = dict(l.strip().split("=", 1) for l in open(notes_path) if "=" in l)
+
+def t(g, f):
+    return med.get((g, f))
+
+# (group, title, floor (group, function), rows); a row is
+# (function, label, the fusebox row a peer is compared with, 1-thread twin for 2-thread rows)
+TABLES = [
+    ("floor", "Floor: one word, one thread", None, [
+        ("fetch_add", "`AtomicU64::fetch_add(Relaxed)`", None, None),
+        ("load+cas", "load + successful `compare_exchange`", None, None),
+        ("std_instant_now", "`std::time::Instant::now()` (clock cost)", None, None)]),
+    ("floor_2t", "Floor: one shared word, two pinned threads", None, [
+        ("fetch_add", "shared `fetch_add`", None, ("floor", "fetch_add")),
+        ("load+cas", "shared load + CAS (retried until it succeeds)", None, ("floor", "load+cas")),
+        ("control_independent_fetch_add", "control: independent padded words", None, ("floor", "fetch_add"))]),
+    ("breaker", "Circuit breaker (pre-read `now`)", ("floor", "fetch_add"), [
+        ("fusebox_closed", "fusebox closed: `try_acquire` + `record(Success)` (consecutive-failures config)", None, None),
+        ("fusebox_closed_failure_rate", "fusebox closed, failure-rate config (window of 20)", None, None),
+        ("failsafe_closed", "failsafe closed: `is_call_permitted` + `on_success`", "fusebox_closed", None),
+        ("fusebox_open_reject", "fusebox open: rejection", None, None),
+        ("failsafe_open_reject", "failsafe open: `is_call_permitted` = false", "fusebox_open_reject", None)]),
+    ("breaker_2t", "Circuit breaker, closed path, one breaker shared by two pinned threads", ("floor_2t", "fetch_add"), [
+        ("fusebox_closed", "fusebox", None, ("breaker", "fusebox_closed")),
+        ("failsafe_closed", "failsafe", "fusebox_closed", ("breaker", "failsafe_closed"))]),
+    ("bucket", "Token bucket, mostly-admitted path", ("floor", "load+cas"), [
+        ("fusebox_pre_read_now", "fusebox `TokenBucket`, `now` pre-read (no clock cost)", None, None),
+        ("governor_fake_clock", "governor direct `check`, `FakeRelativeClock` (no clock cost)", "fusebox_pre_read_now", None),
+        ("fusebox_std_now_per_call", "fusebox, `now` from `std::time::Instant` on every call", None, None),
+        ("governor_quanta_clock", "governor direct `check`, default quanta clock on every call", "fusebox_std_now_per_call", None)]),
+    ("keyed", "Keyed limiter, 1 000 keys (uniform), mostly admitted", ("floor", "load+cas"), [
+        ("fusebox_pre_read_now", "fusebox `KeyedLimiter<u64, 2048>`, `now` pre-read", None, None),
+        ("governor_fake_clock", "governor keyed (dashmap) `check_key`, `FakeRelativeClock`", "fusebox_pre_read_now", None),
+        ("fusebox_std_now_per_call", "fusebox, `now` from `std::time::Instant` on every call", None, None),
+        ("governor_quanta_clock", "governor keyed `check_key`, default quanta clock", "fusebox_std_now_per_call", None)]),
+    ("bucket_2t", "Token bucket shared by two pinned threads (no clock cost)", ("floor_2t", "load+cas"), [
+        ("fusebox_pre_read_now", "fusebox", None, ("bucket", "fusebox_pre_read_now")),
+        ("governor_fake_clock", "governor, fake clock", "fusebox_pre_read_now", ("bucket", "governor_fake_clock"))]),
+]
+for kind, title in [("get", "get on a warmed cache (Zipf, mostly hits)"), ("insert", "insert (Zipf stream)")]:
+    TABLES.append((f"concurrent_{kind}", f"Concurrent caches, 4 096 entries: {title}", ("floor", "load+cas"), [
+        ("fusebox", "fusebox `ConcurrentCache<u64, u64, 512, 8>`", None, None),
+        ("fusebox_no_lookup_counters", "fusebox, `without_lookup_counters()`", None, None),
+        ("quick_cache", "`quick_cache::sync::Cache`", "fusebox", None),
+        ("moka", "`moka::sync::Cache`", "fusebox", None)]))
+TABLES.append(("concurrent_get_2t", "Concurrent caches: get, one cache shared by two pinned threads", ("floor_2t", "load+cas"), [
+    (f, l, r, ("concurrent_get", f)) for f, l, r, _ in TABLES[-2][3]] + [
+    ("control_private_caches_no_lookup_counters", "control: fusebox, `without_lookup_counters()`, one private cache per thread", None,
+     ("concurrent_get", "fusebox_no_lookup_counters"))]))
+for kind in ["get", "put"]:
+    TABLES.append((f"lru_{kind}", f"Single-owner LRU, 4 096 entries: {kind} (Zipf stream)", ("floor", "fetch_add"), [
+        ("fusebox", "fusebox `LruCache<u64, u64, 4096>`", None, None),
+        ("lru_rs", "`lru::LruCache`", "fusebox", None)]))
+TABLES.append(("histogram", "Histogram record (latencies 1 µs … 0.5 s)", ("floor", "fetch_add"), [
+    ("fusebox_record", "fusebox `Histogram` (`&self`, lock-free)", None, None),
+    ("hdrhistogram_record", "`hdrhistogram::Histogram::record` (`&mut self`, 3 sig. figures)", "fusebox_record", None),
+    ("atomic_counter", "`AtomicU64::fetch_add` counter", "fusebox_record", None)]))
+
+def hit(group, func):
+    key = {"concurrent_get": "concurrent", "concurrent_get_2t": "concurrent", "lru_get": "lru"}.get(group)
+    if key is None:
+        return ""
+    return notes.get(f"hit_ratio.{key}.{'lru_rs' if func == 'lru_rs' else func}", "")
+
+def f2(x):
+    return "—" if x is None else f"{x:.2f}"
+
+out = []
+w = out.append
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
+cpus = sum(1 for l in open("/proc/cpuinfo") if l.startswith("processor"))
+lock = open(os.path.join(ROOT, "Cargo.lock")).read()
+peers = ["criterion", "governor", "failsafe", "lru", "quick_cache", "moka", "hdrhistogram", "core_affinity"]
+vers = {p: re.search(rf'name = "{p}"\nversion = "([^"]+)"', lock).group(1) for p in peers}
+rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+w("# fusebox benchmarks\n")
+w("Generated by `benches/report.sh` (criterion, `iter_custom`; medians). Do not edit by hand.\n")
+w(f"* date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+w(f"* machine: {cpu}, {cpus} logical CPUs (`nproc` = {os.cpu_count()}); {rustc}; release profile")
+w(f"* criterion settings: `{settings}`")
+w("* peers: " + ", ".join(f"{p} {v}" for p, v in vers.items()))
+w("\nColumns: *ns/op* is criterion's median time per operation (per thread for two-thread groups); "
+  "*ops/s* is the total over all threads; *fusebox ÷ peer* is the fusebox row's time over this peer's "
+  "(below 1 = fusebox faster); *÷ floor* is this row's time over the group's floor; *2-thread speed-up* is "
+  "total two-thread throughput over one-thread throughput of the same work (2.0 = perfect scaling).\n")
+
+rows_by = {}
+for group, title, floor, rows in TABLES:
+    two = group.endswith("_2t")
+    w(f"## {title}\n")
+    cols = ["benchmark", "ns/op", "ops/s", "fusebox ÷ peer", "÷ floor" + (f" (`{floor[0]}/{floor[1]}`)" if floor else "")]
+    if two:
+        cols.append("2-thread speed-up")
+    if group in ("concurrent_get", "concurrent_get_2t", "lru_get"):
+        cols.append("hit ratio")
+    w("| " + " | ".join(cols) + " |")
+    w("|" + "---|" * len(cols))
+    fl = t(*floor) if floor else None
+    for func, label, ref, twin in rows:
+        x = t(group, func)
+        if x is None:
+            w(f"| {label} | not run |" + " |" * (len(cols) - 2))
+            continue
+        r = t(group, ref) if ref else None
+        cells = [label, f"{x:.2f}", f"{(2 if two else 1) * 1e9 / x:,.0f}",
+                 f2(r / x if r else None), f2(x / fl if fl else None)]
+        if two:
+            t1 = t(*twin)
+            cells.append(f2(2 * t1 / x if t1 else None))
+        if len(cols) > len(cells):
+            cells.append(hit(group, func))
+        w("| " + " | ".join(cells) + " |")
+    w("")
+
+def target(name, value, ok, how):
+    return f"| {name} | {f2(value)} | {'met' if ok else '**missed**'} | {how} |"
+
+w("## Issue 5 targets\n")
+w("| target | measured | verdict | how |\n|---|---:|---|---|")
+def ratio(a, b):
+    return t(*a) / t(*b) if t(*a) and t(*b) else None
+checks = [
+    ("breaker closed ≤ 1.2 × fetch_add", ratio(("breaker", "fusebox_closed"), ("floor", "fetch_add")), lambda v: v <= 1.2, "breaker/fusebox_closed ÷ floor/fetch_add"),
+    ("breaker ≥ 10 × faster than failsafe", ratio(("breaker", "failsafe_closed"), ("breaker", "fusebox_closed")), lambda v: v >= 10, "failsafe_closed ÷ fusebox_closed"),
+    ("bucket ≤ 1.2 × CAS floor (pre-read now)", ratio(("bucket", "fusebox_pre_read_now"), ("floor", "load+cas")), lambda v: v <= 1.2, "bucket/fusebox_pre_read_now ÷ floor/load+cas"),
+    ("bucket faster than governor, equal clock cost", ratio(("bucket", "governor_fake_clock"), ("bucket", "fusebox_pre_read_now")), lambda v: v > 1, "governor_fake_clock ÷ fusebox_pre_read_now"),
+    ("KeyedLimiter ≥ 1.5 × faster than governor keyed", ratio(("keyed", "governor_fake_clock"), ("keyed", "fusebox_pre_read_now")), lambda v: v >= 1.5, "governor_fake_clock ÷ fusebox_pre_read_now (both without clock cost)"),
+    ("ConcurrentCache get ≥ 2 × faster than quick_cache (1 thread)", ratio(("concurrent_get", "quick_cache"), ("concurrent_get", "fusebox")), lambda v: v >= 2, "quick_cache ÷ fusebox (default, lookup counters on)"),
+    ("ConcurrentCache get no slower per thread with 2 threads", ratio(("concurrent_get_2t", "fusebox"), ("concurrent_get", "fusebox")), lambda v: v <= 1.05, "2-thread ÷ 1-thread ns/op, default config (≤ 1.05 allows noise)"),
+    ("… same, `without_lookup_counters()`", ratio(("concurrent_get_2t", "fusebox_no_lookup_counters"), ("concurrent_get", "fusebox_no_lookup_counters")), lambda v: v <= 1.05, "2-thread ÷ 1-thread ns/op"),
+    ("LruCache get faster than lru-rs", ratio(("lru_get", "lru_rs"), ("lru_get", "fusebox")), lambda v: v > 1, "lru_rs ÷ fusebox"),
+    ("LruCache put faster than lru-rs", ratio(("lru_put", "lru_rs"), ("lru_put", "fusebox")), lambda v: v > 1, "lru_rs ÷ fusebox"),
+]
+for name, v, ok, how in checks:
+    w(target(name, v, v is not None and ok(v), how))
+adm = ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in notes.items() if k.startswith("admitted."))
+w(f"\nFraction admitted in the limiter runs: {adm}.\n")
+analysis = os.path.join(ROOT, "benches/analysis.md")
+if os.path.exists(analysis):
+    w(open(analysis).read())
+w("## Sizes (`cargo run --release -p fusebox-benches --bin sizes`)\n")
+w(open(sizes_path).read())
+print("\n".join(out))
