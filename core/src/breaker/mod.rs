@@ -229,6 +229,7 @@ impl CircuitBreaker {
     ///
     /// [`Rejected`] with the rejecting state and, when open, the time until
     /// a trial will be let through.
+    #[inline]
     pub fn try_acquire(&self, now: Instant) -> Result<Permit<'_>, Rejected> {
         let mut cur = self.load();
         loop {
@@ -355,10 +356,12 @@ impl CircuitBreaker {
         (prev.kind() != Kind::Closed).then(|| transition(prev.kind(), Kind::Closed, now))
     }
 
+    #[inline]
     fn load(&self) -> Word {
         Word(self.state.load(Ordering::Acquire))
     }
 
+    #[inline]
     fn cas(&self, current: Word, new: Word) -> Result<(), Word> {
         self.state
             .compare_exchange(current.0, new.0, Ordering::AcqRel, Ordering::Acquire)
@@ -370,6 +373,7 @@ impl CircuitBreaker {
         self.epoch.fetch_add(1, Ordering::Relaxed).wrapping_add(1) & word::GEN_MASK
     }
 
+    #[inline]
     fn permit(&self, gen: u32, half_open: bool, transition: Option<Transition>) -> Permit<'_> {
         Permit {
             breaker: self,
@@ -379,11 +383,13 @@ impl CircuitBreaker {
         }
     }
 
+    #[cold]
     fn reject(&self, state: State, retry_after: Option<Duration>) -> Rejected {
         self.counters.rejected.incr();
         Rejected { state, retry_after }
     }
 
+    #[inline]
     fn record(
         &self,
         gen: u32,
@@ -414,6 +420,7 @@ impl CircuitBreaker {
         }
     }
 
+    #[inline]
     fn record_closed(
         &self,
         mut cur: Word,
@@ -458,9 +465,25 @@ impl CircuitBreaker {
                 Err(actual) => cur = actual,
             }
         };
-        if !windowed {
-            return None;
+        if windowed {
+            self.record_window(gen, claimed, failure, slow, now)
+        } else {
+            None
         }
+    }
+
+    /// The sliding-window part of a closed record: write the claimed slot,
+    /// then, for a failure or slow call, tally and maybe trip.
+    #[inline(never)]
+    fn record_window(
+        &self,
+        gen: u32,
+        claimed: Cursor,
+        failure: bool,
+        slow: bool,
+        now: Instant,
+    ) -> Option<Transition> {
+        let cfg = &self.config;
         self.window
             .write(gen, cfg.window, claimed.count, failure, slow);
         if !(failure || slow) {
@@ -496,6 +519,7 @@ impl CircuitBreaker {
         transition(Kind::Closed, Kind::Open, now)
     }
 
+    #[inline(never)]
     fn record_trial(&self, mut cur: Word, failed: bool, now: Instant) -> Option<Transition> {
         let gen = cur.gen();
         let mut closed_gen = None;
@@ -528,6 +552,7 @@ impl CircuitBreaker {
         }
     }
 
+    #[cold]
     fn abandon(&self, gen: u32, half_open: bool) {
         self.counters.abandoned.incr();
         if !half_open {
@@ -551,6 +576,7 @@ impl Permit<'_> {
     ///
     /// A permit issued before a transition (a different generation) is
     /// counted in the metrics but cannot change the new state.
+    #[inline]
     pub fn record(self, outcome: Outcome, now: Instant, elapsed: Duration) -> Option<Transition> {
         let this = core::mem::ManuallyDrop::new(self);
         this.breaker
