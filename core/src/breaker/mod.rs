@@ -231,7 +231,17 @@ impl CircuitBreaker {
     /// a trial will be let through.
     #[inline]
     pub fn try_acquire(&self, now: Instant) -> Result<Permit<'_>, Rejected> {
-        let mut cur = self.load();
+        let cur = self.load();
+        if cur.kind() == Kind::Closed {
+            return Ok(self.permit(cur.gen(), false, None));
+        }
+        self.acquire_slow(cur, now)
+    }
+
+    /// `try_acquire` away from Closed: rejections, half-open trials and the
+    /// Open → HalfOpen transition (a CAS loop that may end up Closed again).
+    #[inline(never)]
+    fn acquire_slow(&self, mut cur: Word, now: Instant) -> Result<Permit<'_>, Rejected> {
         loop {
             let (new, transition) = match cur.kind() {
                 Kind::Closed => return Ok(self.permit(cur.gen(), false, None)),
@@ -389,8 +399,32 @@ impl CircuitBreaker {
         Rejected { state, retry_after }
     }
 
+    /// Records an outcome. The consecutive policy's success on a breaker
+    /// with no failure streak is the hot path: one counter RMW and one load,
+    /// no state write; everything else goes out of line.
     #[inline]
     fn record(
+        &self,
+        gen: u32,
+        half_open: bool,
+        outcome: Outcome,
+        now: Instant,
+        elapsed: Duration,
+    ) -> Option<Transition> {
+        if outcome == Outcome::Success && !half_open && !self.config.uses_window() {
+            self.counters.successes.incr();
+            let cur = self.load();
+            if cur == Word::closed(gen, 0, Cursor::EMPTY) {
+                return None; // still closed, no streak to reset: nothing to write
+            }
+            return self.settle(cur, gen, false, false, false, now);
+        }
+        self.record_counted(gen, half_open, outcome, now, elapsed)
+    }
+
+    /// Every record but the hot path: counts the outcome, then settles it.
+    #[inline(never)]
+    fn record_counted(
         &self,
         gen: u32,
         half_open: bool,
@@ -409,9 +443,22 @@ impl CircuitBreaker {
         if slow {
             c.slow_calls.incr();
         }
-        let cur = self.load();
+        self.settle(self.load(), gen, half_open, failure, slow, now)
+    }
+
+    /// Applies a counted outcome to the state word `cur`.
+    #[inline(never)]
+    fn settle(
+        &self,
+        cur: Word,
+        gen: u32,
+        half_open: bool,
+        failure: bool,
+        slow: bool,
+        now: Instant,
+    ) -> Option<Transition> {
         if !cur.owns(gen, half_open) {
-            return None; // a stale permit: counted above, changes no state
+            return None; // a stale permit: counted, changes no state
         }
         if half_open {
             self.record_trial(cur, failure || slow, now)
@@ -420,7 +467,6 @@ impl CircuitBreaker {
         }
     }
 
-    #[inline]
     fn record_closed(
         &self,
         mut cur: Word,
