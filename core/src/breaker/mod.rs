@@ -167,14 +167,19 @@ struct Counters {
 /// bytes on 32-bit microcontrollers) and the 32-byte [`Config`]: 224 bytes
 /// on x86-64, 200 on Cortex-M (alignment padding included).
 #[derive(Debug)]
+// `repr(C)` keeps this order: the state word (read on every call, written
+// only on transitions) sits more than a cache line away from the counters
+// (written on every record), so threads sharing a closed breaker contend on
+// the counter line only and the state line stays shared.
+#[repr(C)]
 pub struct CircuitBreaker {
     /// The packed state word; see the `word` module for its layout.
     state: AtomicU32,
     /// Source of generations: `fetch_add` hands each install a fresh one.
     epoch: AtomicU32,
+    config: Config,
     window: Window,
     counters: Counters,
-    config: Config,
 }
 
 /// Permission for one call, from [`CircuitBreaker::try_acquire`].
@@ -676,4 +681,11 @@ const _: () = assert!(
         } else {
             200
         }
+);
+
+// The state word and the counters never share a cache line (see the struct).
+#[cfg(not(loom))]
+const _: () = assert!(
+    core::mem::offset_of!(CircuitBreaker, counters) - core::mem::offset_of!(CircuitBreaker, state)
+        >= 64 + core::mem::size_of::<AtomicU32>()
 );
