@@ -42,8 +42,9 @@ TABLES = [
     ("bucket", "Token bucket, mostly-admitted path", ("floor", "load+cas"), [
         ("fusebox_pre_read_now", "fusebox `TokenBucket`, `now` pre-read (no clock cost)", None, None),
         ("governor_fake_clock", "governor direct `check`, `FakeRelativeClock` (no clock cost)", "fusebox_pre_read_now", None),
-        ("fusebox_std_now_per_call", "fusebox, `now` from `std::time::Instant` on every call", None, None),
-        ("governor_quanta_clock", "governor direct `check`, default quanta clock on every call", "fusebox_std_now_per_call", None)]),
+        ("fusebox_quanta_now_per_call", "fusebox, `now` from quanta on every call (governor's clock)", None, None),
+        ("governor_quanta_clock", "governor direct `check`, default quanta clock on every call", "fusebox_quanta_now_per_call", None),
+        ("fusebox_std_now_per_call", "fusebox, `now` from `std::time::Instant` on every call", None, None)]),
     ("keyed", "Keyed limiter, 1 000 keys (uniform), mostly admitted", ("floor", "load+cas"), [
         ("fusebox_pre_read_now", "fusebox `KeyedLimiter<u64, 2048>`, `now` pre-read", None, None),
         ("governor_fake_clock", "governor keyed (dashmap) `check_key`, `FakeRelativeClock`", "fusebox_pre_read_now", None),
@@ -140,6 +141,7 @@ checks = [
     ("breaker ≥ 10 × faster than failsafe", ratio(("breaker", "failsafe_closed"), ("breaker", "fusebox_closed")), lambda v: v >= 10, "failsafe_closed ÷ fusebox_closed"),
     ("bucket ≤ 1.2 × CAS floor (pre-read now)", ratio(("bucket", "fusebox_pre_read_now"), ("floor", "load+cas")), lambda v: v <= 1.2, "bucket/fusebox_pre_read_now ÷ floor/load+cas"),
     ("bucket faster than governor, equal clock cost", ratio(("bucket", "governor_fake_clock"), ("bucket", "fusebox_pre_read_now")), lambda v: v > 1, "governor_fake_clock ÷ fusebox_pre_read_now"),
+    ("… same, both reading quanta on every call", ratio(("bucket", "governor_quanta_clock"), ("bucket", "fusebox_quanta_now_per_call")), lambda v: v > 1, "governor_quanta_clock ÷ fusebox_quanta_now_per_call"),
     ("KeyedLimiter ≥ 1.5 × faster than governor keyed", ratio(("keyed", "governor_fake_clock"), ("keyed", "fusebox_pre_read_now")), lambda v: v >= 1.5, "governor_fake_clock ÷ fusebox_pre_read_now (both without clock cost)"),
     ("ConcurrentCache get ≥ 2 × faster than quick_cache (1 thread)", ratio(("concurrent_get", "quick_cache"), ("concurrent_get", "fusebox")), lambda v: v >= 2, "quick_cache ÷ fusebox (default, lookup counters on)"),
     ("ConcurrentCache get no slower per thread with 2 threads", ratio(("concurrent_get_2t", "fusebox"), ("concurrent_get", "fusebox")), lambda v: v <= 1.05, "2-thread ÷ 1-thread ns/op, default config (≤ 1.05 allows noise)"),

@@ -11,7 +11,20 @@ use std::time::{Duration, Instant as StdInstant};
 /// standard clock (the per-call clock cost a server pays).
 #[inline]
 pub fn fb_now(start: StdInstant) -> fusebox::Instant {
-    fusebox::Instant::from_micros(start.elapsed().as_micros() as u64)
+    micros(start.elapsed())
+}
+
+/// `now` for fusebox from quanta, the clock governor reads by default:
+/// microseconds since `start`, so both pay the same clock cost per call.
+#[inline]
+pub fn fb_quanta_now(clock: &quanta::Clock, start: quanta::Instant) -> fusebox::Instant {
+    micros(clock.now().duration_since(start))
+}
+
+/// Whole microseconds of `d` without `as_micros`' 128-bit division.
+#[inline]
+fn micros(d: std::time::Duration) -> fusebox::Instant {
+    fusebox::Instant::from_micros(d.as_secs() * 1_000_000 + u64::from(d.subsec_micros()))
 }
 
 /// A small xorshift64* generator: deterministic key streams without a

@@ -2,7 +2,8 @@
 //! with `now` pre-read (no clock cost) and with `now` read from
 //! `std::time::Instant` on every call; governor with its default clock
 //! (quanta, read on every call) and with `FakeRelativeClock` (no clock
-//! cost). Equal clock cost: fusebox pre-read vs governor fake clock.
+//! cost). Equal clock cost: fusebox pre-read vs governor fake clock, and
+//! fusebox with `now` from quanta on every call vs governor's quanta clock.
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -11,7 +12,7 @@ use std::time::Instant as StdInstant;
 use criterion::Criterion;
 use fusebox::bucket::{FullPolicy, Quota};
 use fusebox::{Instant, KeyedLimiter, TokenBucket};
-use fusebox_benches::{fb_now, note, pair, uniform_keys};
+use fusebox_benches::{fb_now, fb_quanta_now, note, pair, uniform_keys};
 use governor::clock::FakeRelativeClock;
 use governor::RateLimiter;
 
@@ -64,11 +65,11 @@ impl Drop for Admit {
     }
 }
 
-pub fn bench(c: &mut Criterion) {
+/// One `TokenBucket` against governor's direct limiter.
+fn direct(c: &mut Criterion, fake: &FakeRelativeClock) {
     let start = StdInstant::now();
     let pre = Instant::from_secs(1);
     let fb = TokenBucket::new(fb_quota());
-    let fake = FakeRelativeClock::default();
     let gov_fake = RateLimiter::direct_with_clock(gov_quota(), fake.clone());
     let gov = RateLimiter::direct(gov_quota());
     let mut g = c.benchmark_group("bucket");
@@ -87,6 +88,20 @@ pub fn bench(c: &mut Criterion) {
             b.iter_custom(|n| a.run(n, |_| black_box(&fb).try_acquire(fb_now(start)).is_ok()));
         });
     }
+    let quanta = quanta::Clock::new();
+    let quanta_start = quanta.now();
+    {
+        let a = Admit::new("bucket.fusebox_quanta_now_per_call");
+        g.bench_function("fusebox_quanta_now_per_call", |b| {
+            b.iter_custom(|n| {
+                a.run(n, |_| {
+                    black_box(&fb)
+                        .try_acquire(fb_quanta_now(&quanta, quanta_start))
+                        .is_ok()
+                })
+            });
+        });
+    }
     {
         let a = Admit::new("bucket.governor_fake_clock");
         g.bench_function("governor_fake_clock", |b| {
@@ -100,6 +115,35 @@ pub fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    let mut g = c.benchmark_group("bucket_2t");
+    g.bench_function("fusebox_pre_read_now", |b| {
+        b.iter_custom(|n| {
+            fb.reset();
+            pair(n, |_, n| {
+                for _ in 0..n {
+                    black_box(black_box(&fb).try_acquire(pre).is_ok());
+                }
+            })
+        });
+    });
+    g.bench_function("governor_fake_clock", |b| {
+        b.iter_custom(|n| {
+            pair(n, |_, n| {
+                for _ in 0..n {
+                    black_box(black_box(&gov_fake).check().is_ok());
+                }
+            })
+        });
+    });
+    g.finish();
+}
+
+pub fn bench(c: &mut Criterion) {
+    let start = StdInstant::now();
+    let pre = Instant::from_secs(1);
+    let fake = FakeRelativeClock::default();
+    direct(c, &fake);
 
     let keys = uniform_keys(KEYS, LEN, 11);
     let key = |i: u64| &keys[i as usize & (LEN - 1)];
@@ -137,27 +181,5 @@ pub fn bench(c: &mut Criterion) {
             b.iter_custom(|n| a.run(n, |i| govk.check_key(key(i)).is_ok()));
         });
     }
-    g.finish();
-
-    let mut g = c.benchmark_group("bucket_2t");
-    g.bench_function("fusebox_pre_read_now", |b| {
-        b.iter_custom(|n| {
-            fb.reset();
-            pair(n, |_, n| {
-                for _ in 0..n {
-                    black_box(black_box(&fb).try_acquire(pre).is_ok());
-                }
-            })
-        });
-    });
-    g.bench_function("governor_fake_clock", |b| {
-        b.iter_custom(|n| {
-            pair(n, |_, n| {
-                for _ in 0..n {
-                    black_box(black_box(&gov_fake).check().is_ok());
-                }
-            })
-        });
-    });
     g.finish();
 }
