@@ -14,11 +14,12 @@ pub fn fb_now(start: StdInstant) -> fusebox::Instant {
     micros(start.elapsed())
 }
 
-/// `now` for fusebox from quanta, the clock governor reads by default:
-/// microseconds since `start`, so both pay the same clock cost per call.
+/// `now` for fusebox from quanta, read the way governor's default
+/// `QuantaClock` reads it (raw counter scaled to nanoseconds), so both pay
+/// the same clock cost per call.
 #[inline]
-pub fn fb_quanta_now(clock: &quanta::Clock, start: quanta::Instant) -> fusebox::Instant {
-    micros(clock.now().duration_since(start))
+pub fn fb_quanta_now(clock: &quanta::Clock) -> fusebox::Instant {
+    fusebox::Instant::from_micros(clock.delta_as_nanos(0, clock.raw()) / 1_000)
 }
 
 /// Whole microseconds of `d` without `as_micros`' 128-bit division.
