@@ -616,6 +616,10 @@ impl<K: Hash + Eq, V, const N: usize> LruCache<K, V, N> {
 
     /// `put` (`now: None`) and `put_with_ttl`. Inlined into both, so
     /// `put` carries no deadline and no expiry test.
+    #[allow(
+        clippy::inline_always,
+        reason = "measured: without it `put` is a call passing both Options (+13 instructions)"
+    )]
     #[inline(always)]
     fn insert(
         &mut self,

@@ -44,26 +44,26 @@ impl<const N: usize> Index<N> {
     /// The bucket for `hash`: the upper 32 bits scaled to `0..BUCKETS`
     /// (`(h * B) >> 32 < B` for `h < 2^32`; `B ≤ 131 070` cannot overflow
     /// the product).
-    #[inline(always)]
+    #[inline]
     pub(super) fn bucket(hash: u64) -> usize {
         (((hash >> 32) * Self::BUCKETS as u64) >> 32) as usize
     }
 
     /// The first node of bucket `b`'s chain.
-    #[inline(always)]
+    #[inline]
     pub(super) fn first(&self, b: usize) -> Idx {
         self.heads.as_flattened()[b]
     }
 
     /// The node after `i` in its chain.
-    #[inline(always)]
+    #[inline]
     pub(super) fn after(&self, i: Idx) -> Idx {
         self.chain[slot::<N>(i)]
     }
 
     /// The node of bucket `b`'s chain whose entry holds `key`, and that
     /// entry.
-    #[inline(always)]
+    #[inline]
     pub(super) fn find<'e, K, V, Q>(
         &self,
         entries: &'e [Option<Entry<K, V>>; N],
@@ -81,7 +81,7 @@ impl<const N: usize> Index<N> {
     /// chain (`NIL` if the bucket is empty), where [`append`](Self::append)
     /// adds a new node. Every chained node is occupied; the vacant case
     /// only makes the code total.
-    #[inline(always)]
+    #[inline]
     pub(super) fn search<'e, K, V, Q>(
         &self,
         entries: &'e [Option<Entry<K, V>>; N],

@@ -28,7 +28,7 @@ pub(super) const NIL: Idx = Idx::MAX;
 /// compiler, which then drops the bounds check of every array access. Other
 /// capacities keep an ordinary checked index (a `% N` would cost more than
 /// the check, and Cortex-M0 has no divider).
-#[inline(always)]
+#[inline]
 pub(super) fn slot<const N: usize>(i: Idx) -> usize {
     let i = usize::from(i);
     debug_assert!(i < N, "node index {i} out of range");
@@ -81,12 +81,12 @@ impl<const N: usize> List<N> {
         len: 0,
     };
 
-    #[inline(always)]
+    #[inline]
     pub(super) fn at(&self, i: Idx) -> &Links {
         &self.links[slot::<N>(i)]
     }
 
-    #[inline(always)]
+    #[inline]
     fn at_mut(&mut self, i: Idx) -> &mut Links {
         &mut self.links[slot::<N>(i)]
     }
