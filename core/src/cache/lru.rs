@@ -8,16 +8,25 @@
 //!
 //! # Layout
 //!
-//! * **Entries**: an array of `N` nodes. A node holds `Option<(key, value,
-//!   deadline)>` and three 16-bit links: `prev`/`next` in the recency list
-//!   (a doubly linked list by index, most recently used at the head; a
-//!   vacant node's `next` links the free list), and `chain`, the next node
-//!   in the same hash bucket.
-//! * **Hash index**: `N` bucket heads (16-bit node indices), separate
-//!   chaining through `chain`. Keys are hashed with foldhash's
-//!   [`FixedState`]: a fixed, `const` seed, so the same keys always land
-//!   in the same buckets (no randomness to set up on a microcontroller). The bucket is picked from the hash's upper 32
-//!   bits by a multiply-shift, not a division (Cortex-M0 has no divider).
+//! Three arrays indexed by node (a structure of arrays, so each hot path
+//! touches only the bytes it needs):
+//!
+//! * **Entries**: `N` × `Option<(key, value, deadline)>`; node `i` is in use
+//!   iff its entry is `Some`.
+//! * **Recency list** (`list.rs`): `N` × two 16-bit links, `prev`/`next`, a
+//!   doubly linked list by index, most recently used at the head (a vacant
+//!   node's `next` links the free list). Four bytes a node: a promotion
+//!   rewrites the links of up to four nodes, and for a few thousand nodes
+//!   the whole array fits in the L1 cache.
+//! * **Hash index** (`index.rs`): `2 × N` bucket heads and `N` `chain`
+//!   links (16-bit node indices), separate chaining. Two buckets per node
+//!   keep chains short (load factor ≤ ½). A new key goes to the end of its
+//!   chain, so chains run from the oldest entries, the ones LRU keeps
+//!   because they are used, to the newest. Keys are hashed with
+//!   foldhash's [`FixedState`]: a fixed, `const` seed, so the same keys
+//!   always land in the same buckets (no randomness to set up on a
+//!   microcontroller). The bucket is picked from the hash's upper 32 bits
+//!   by a multiply-shift, not a division (Cortex-M0 has no divider).
 //! * **Index type**: `u16`, with `u16::MAX` as the "no node" sentinel, so
 //!   `N` ≤ [`MAX_CAPACITY`] (65 535). `N == 0` and `N > 65 535` fail to
 //!   build: a `const` assertion in [`LruCache::new`], evaluated when the
@@ -39,23 +48,28 @@
 //! # Cost
 //!
 //! `get`, `peek`, `put`, `remove` and the rest are O(1): one hash, a walk
-//! of one bucket's chain (expected length below 2 with `N` buckets for at
-//! most `N` keys) and a constant number of link updates. The chain walk is
+//! of one bucket's chain (expected length at most ½ with `2N` buckets for
+//! at most `N` keys) and a constant number of link updates; `put` on a full
+//! cache reuses the least recently used node in place. The chain walk is
 //! only *expected* O(1): keys chosen to collide (an attacker who knows the
 //! fixed seed) degrade lookups to O(`N`). Use [`LruCache::with_seed`] with a
 //! secret seed if keys come from untrusted input. [`iter`](LruCache::iter),
 //! [`clear`](LruCache::clear) and
 //! [`purge_expired`](LruCache::purge_expired) are O(`N`).
 //!
+//! For a power-of-two `N` every node index is masked to `0..N` (a no-op by
+//! the invariants) so the compiler drops the bounds checks; other
+//! capacities keep them.
+//!
 //! # Size
 //!
-//! Per entry: one node — `Option<(K, V, Option<Instant>)>` plus three `u16`
-//! links, rounded up to the node's alignment — plus one `u16` bucket head.
-//! The deadline is an `Option<Instant>` (16 bytes with its tag; the outer
-//! `Option` uses that tag's spare values, so occupancy costs nothing more).
-//! For `K = V = u32` a node is 32 bytes, so an entry costs **34 bytes**:
-//! 8 of key and value and **26 of overhead** (16 deadline, 6 links, 2
-//! bucket head, 2 padding). Fixed part: five `u16` (head, tail, free list,
+//! Per entry: `Option<(K, V, Option<Instant>)>`, two `u16` list links, one
+//! `u16` chain link and two `u16` bucket heads. The deadline is an
+//! `Option<Instant>` (16 bytes with its tag; the outer `Option` uses that
+//! tag's spare values, so occupancy costs nothing more). For `K = V = u32`
+//! the entry is 24 bytes, so an entry costs **34 bytes**: 8 of key and
+//! value and **26 of overhead** (16 deadline, 4 list links, 2 chain link, 4
+//! bucket heads). Fixed part: five `u16` (head, tail, free list,
 //! high-water mark, length), the 8-byte hasher seed and the 48-byte
 //! [`CacheMetrics`]. `size_of::<LruCache<u32, u32, 32>>()` is 1 160 bytes
 //! on x86-64 and on Cortex-M (checked by every build).
@@ -114,9 +128,7 @@
 //! assert_eq!(cache.metrics().expirations, 1);
 //! ```
 
-use core::borrow::Borrow;
 use core::fmt;
-use core::hash::{BuildHasher, Hash};
 
 use foldhash::fast::FixedState;
 
@@ -412,272 +424,6 @@ impl<K, V, const N: usize> LruCache<K, V, N> {
     }
 }
 
-impl<K: Hash + Eq, V, const N: usize> LruCache<K, V, N> {
-    /// The value for `key`, made the most recently used. Time-less: an
-    /// expired entry is returned like any other (use
-    /// [`get_at`](Self::get_at) for entries with a TTL). Counts a hit or a
-    /// miss.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::LruCache;
-    ///
-    /// let mut cache: LruCache<u8, &str, 2> = LruCache::new();
-    /// cache.put(1, "one");
-    /// cache.put(2, "two");
-    /// assert_eq!(cache.get(&1), Some(&"one")); // 1 is now the most recent
-    /// cache.put(3, "three"); // evicts 2, the least recent
-    /// assert_eq!(cache.get(&2), None);
-    /// ```
-    #[inline]
-    pub fn get<Q>(&mut self, key: &Q) -> Option<&V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let b = self.bucket_of(key);
-        if let Some((i, entry)) = self.index.find(&self.entries, b, key) {
-            Self::count(&mut self.metrics.hits);
-            self.list.promote(i);
-            Some(&entry.value)
-        } else {
-            Self::count(&mut self.metrics.misses);
-            None
-        }
-    }
-
-    /// Like [`get`](Self::get), mutably.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::LruCache;
-    ///
-    /// let mut cache: LruCache<u8, u32, 2> = LruCache::new();
-    /// cache.put(1, 10);
-    /// if let Some(v) = cache.get_mut(&1) {
-    ///     *v += 1;
-    /// }
-    /// assert_eq!(cache.peek(&1), Some(&11));
-    /// ```
-    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let b = self.bucket_of(key);
-        let Some((i, _)) = self.index.find(&self.entries, b, key) else {
-            Self::count(&mut self.metrics.misses);
-            return None;
-        };
-        Self::count(&mut self.metrics.hits);
-        self.list.promote(i);
-        self.entries[slot::<N>(i)].as_mut().map(|e| &mut e.value)
-    }
-
-    /// The value for `key` without promoting it or counting a hit or miss.
-    /// Time-less: an expired entry is returned like any other (use
-    /// [`peek_at`](Self::peek_at) for entries with a TTL).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::LruCache;
-    ///
-    /// let mut cache: LruCache<u8, &str, 2> = LruCache::new();
-    /// cache.put(1, "one");
-    /// cache.put(2, "two");
-    /// assert_eq!(cache.peek(&1), Some(&"one")); // 1 stays the least recent
-    /// cache.put(3, "three");
-    /// assert_eq!(cache.peek(&1), None);
-    /// assert_eq!(cache.metrics().lookups(), 0);
-    /// ```
-    #[inline]
-    pub fn peek<Q>(&self, key: &Q) -> Option<&V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let b = self.bucket_of(key);
-        self.index.find(&self.entries, b, key).map(|(_, e)| &e.value)
-    }
-
-    /// Whether `key` is stored. Does not promote or count. Time-less: an
-    /// expired entry counts as stored (use
-    /// [`contains_at`](Self::contains_at) for entries with a TTL).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::LruCache;
-    ///
-    /// let mut cache: LruCache<&str, (), 2> = LruCache::new();
-    /// cache.put("a", ());
-    /// assert!(cache.contains(&"a"));
-    /// assert!(!cache.contains(&"b"));
-    /// ```
-    pub fn contains<Q>(&self, key: &Q) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let b = self.bucket_of(key);
-        self.index.find(&self.entries, b, key).is_some()
-    }
-
-    /// Stores `value` under `key` as the most recently used entry, with no
-    /// expiry (replacing the key's TTL, if it had one). Time-less.
-    ///
-    /// Returns what was pushed out:
-    ///
-    /// * `Some(`[`Displaced::Replaced`]`(old_key, old_value))` if `key` was
-    ///   already stored (expired or not: `put` does not know the time). The
-    ///   key passed in is stored; the old one is returned.
-    /// * `Some(`[`Displaced::Evicted`]`(k, v))` if `key` was new and the
-    ///   cache was full: the least recently used entry, removed to make room.
-    /// * `None` if `key` was new and there was room.
-    ///
-    /// Never returns [`Displaced::Expired`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::cache::{Displaced, LruCache};
-    ///
-    /// let mut cache: LruCache<u8, &str, 2> = LruCache::new();
-    /// assert_eq!(cache.put(1, "a"), None);
-    /// assert_eq!(cache.put(2, "b"), None);
-    /// assert_eq!(cache.put(1, "A"), Some(Displaced::Replaced(1, "a")));
-    /// assert_eq!(cache.put(3, "c"), Some(Displaced::Evicted(2, "b")));
-    /// ```
-    #[inline]
-    pub fn put(&mut self, key: K, value: V) -> Option<Displaced<K, V>> {
-        self.insert(key, value, None, None)
-    }
-
-    /// Removes `key`, returning its stored key and value. Does not count a
-    /// hit or miss. Time-less: an expired entry is returned like any other
-    /// (use [`remove_at`](Self::remove_at) for entries with a TTL).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::LruCache;
-    ///
-    /// let mut cache: LruCache<u8, &str, 2> = LruCache::new();
-    /// cache.put(1, "one");
-    /// assert_eq!(cache.remove(&1), Some((1, "one")));
-    /// assert_eq!(cache.remove(&1), None);
-    /// assert!(cache.is_empty());
-    /// ```
-    pub fn remove<Q>(&mut self, key: &Q) -> Option<(K, V)>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let (b, i) = self.find(key);
-        self.take(b, i?).map(|e| (e.key, e.value))
-    }
-
-    /// The bucket of `key`.
-    #[inline]
-    fn bucket_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        Index::<N>::bucket(self.hasher.hash_one(key))
-    }
-
-    /// The bucket of `key` and the node holding it, if any.
-    #[inline]
-    fn find<Q>(&self, key: &Q) -> (usize, Option<Idx>)
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let b = self.bucket_of(key);
-        (b, self.index.find(&self.entries, b, key).map(|(i, _)| i))
-    }
-
-    /// The node holding `key` if it is live at `now`; an expired one is
-    /// freed and counted.
-    fn find_live<Q>(&mut self, key: &Q, now: Instant) -> Option<Idx>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let b = self.bucket_of(key);
-        let (i, entry) = self.index.find(&self.entries, b, key)?;
-        if entry.expired(now) {
-            self.take(b, i);
-            Self::count(&mut self.metrics.expirations);
-            return None;
-        }
-        Some(i)
-    }
-
-    /// `put` (`now: None`) and `put_with_ttl`. Inlined into both, so
-    /// `put` carries no deadline and no expiry test.
-    #[allow(
-        clippy::inline_always,
-        reason = "measured: without it `put` is a call passing both Options (+13 instructions)"
-    )]
-    #[inline(always)]
-    fn insert(
-        &mut self,
-        key: K,
-        value: V,
-        deadline: Option<Instant>,
-        now: Option<Instant>,
-    ) -> Option<Displaced<K, V>> {
-        Self::count(&mut self.metrics.inserts);
-        let b = self.bucket_of(&key);
-        let found = self.index.search(&self.entries, b, &key).map(|(i, _)| i);
-        let entry = Entry {
-            key,
-            value,
-            deadline,
-        };
-        let last = match found {
-            Ok(i) => {
-                self.list.promote(i);
-                let old = self.entries[slot::<N>(i)].replace(entry)?;
-                return Some(if now.is_some_and(|now| old.expired(now)) {
-                    Self::count(&mut self.metrics.expirations);
-                    Displaced::Expired(old.key, old.value)
-                } else {
-                    Displaced::Replaced(old.key, old.value)
-                });
-            }
-            Err(last) => last,
-        };
-        if self.len() < N {
-            let i = self.list.acquire();
-            let vacant = self.entries[slot::<N>(i)].replace(entry);
-            self.index.append(b, last, i);
-            drop(vacant);
-            return None;
-        }
-        // Full: the least recently used node is reused in place: moved to
-        // the front of the list and, unless it already is in bucket `b`
-        // (then it keeps its place in the chain), to the end of `b`'s
-        // chain.
-        let i = self.list.tail;
-        let old_b = self.bucket_of(&self.entries[slot::<N>(i)].as_ref()?.key);
-        if old_b != b {
-            self.index.remove(old_b, i);
-            self.index.append(b, last, i);
-        }
-        self.list.promote(i);
-        let old = self.entries[slot::<N>(i)].replace(entry)?;
-        Some(if now.is_some_and(|now| old.expired(now)) {
-            Self::count(&mut self.metrics.expirations);
-            Displaced::Expired(old.key, old.value)
-        } else {
-            Self::count(&mut self.metrics.evictions);
-            Displaced::Evicted(old.key, old.value)
-        })
-    }
-}
-
 impl<K, V, const N: usize> Default for LruCache<K, V, N> {
     /// [`LruCache::new`].
     fn default() -> Self {
@@ -701,6 +447,7 @@ impl<'a, K, V, const N: usize> IntoIterator for &'a LruCache<K, V, N> {
     }
 }
 
+mod access;
 mod displaced;
 mod expiry;
 mod index;

@@ -1,6 +1,6 @@
 //! [`Displaced`]: what a `put` pushed out of an [`LruCache`](super::LruCache).
 
-/// What a [`put`](LruCache::put) or [`put_with_ttl`](LruCache::put_with_ttl)
+/// What a [`put`](super::LruCache::put) or [`put_with_ttl`](super::LruCache::put_with_ttl)
 /// pushed out of the cache.
 ///
 /// # Examples
@@ -24,11 +24,11 @@ pub enum Displaced<K, V> {
     Replaced(K, V),
     /// The cache was full: its least recently used entry (not expired at
     /// `now`, for `put_with_ttl`) was removed to make room. Counted in
-    /// [`CacheMetrics::evictions`].
+    /// [`CacheMetrics::evictions`](crate::cache::CacheMetrics::evictions).
     Evicted(K, V),
     /// Only from `put_with_ttl`: the replaced entry of the same key, or the
     /// least recently used entry removed to make room, had already expired
-    /// at `now`. Counted in [`CacheMetrics::expirations`], not in
+    /// at `now`. Counted in [`CacheMetrics::expirations`](crate::cache::CacheMetrics::expirations), not in
     /// `evictions`.
     Expired(K, V),
 }

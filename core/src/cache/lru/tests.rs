@@ -4,7 +4,7 @@
 extern crate std;
 
 use core::cell::Cell;
-use core::hash::Hasher;
+use core::hash::{Hash, Hasher};
 use std::format;
 use std::vec::Vec;
 
@@ -276,7 +276,10 @@ fn remove_then_reinsert() {
     c.put(1, 1);
     c.put(2, 2);
     check(&c);
-    assert_eq!(c.list.fresh, 3, "freed nodes are reused before the fresh ones");
+    assert_eq!(
+        c.list.fresh, 3,
+        "freed nodes are reused before the fresh ones"
+    );
     assert_eq!(c.put(4, 4), Some(Displaced::Evicted(3, 30)));
     assert_eq!(c.remove(&9), None);
     assert_eq!(c.metrics(), metrics(0, 0, 7, 1, 0));
@@ -649,9 +652,7 @@ fn seed_changes_buckets_not_behaviour() {
     check(&a);
     check(&b);
     assert_eq!(keys(&a), keys(&b));
-    let differs = (0..64u32).any(|k| {
-a.bucket_of(&k) != b.bucket_of(&k)
-    });
+    let differs = (0..64u32).any(|k| a.bucket_of(&k) != b.bucket_of(&k));
     assert!(differs);
 }
 
