@@ -220,6 +220,33 @@ fn eviction_is_least_recently_used() {
     assert_eq!(c.metrics().evictions, 5);
 }
 
+/// The node of `key`, found by walking the list.
+fn node_of<const N: usize>(c: &LruCache<u32, u32, N>, key: u32) -> Idx {
+    let mut i = c.list.head;
+    while c.entries[usize::from(i)].as_ref().unwrap().key != key {
+        i = c.list.links[usize::from(i)].next;
+    }
+    i
+}
+
+#[test]
+fn a_full_put_reuses_the_least_recently_used_node() {
+    let mut c = filled::<4>([1, 2, 3, 4]);
+    c.get(&1); // order: 1 4 3 2
+    for (new, old) in [(5, 2), (6, 3), (7, 4), (8, 1)] {
+        let lru = node_of(&c, old);
+        assert_eq!(
+            c.put(new, new * 10),
+            Some(Displaced::Evicted(old, old * 10))
+        );
+        check(&c);
+        assert_eq!(node_of(&c, new), lru, "the evicted node is reused in place");
+        assert_eq!(c.list.head, lru);
+        assert_eq!((c.list.free, c.list.fresh), (NIL, 4), "nothing freed");
+    }
+    assert_eq!(keys(&c), [8, 7, 6, 5]);
+}
+
 #[test]
 fn get_and_get_mut_promote_and_count() {
     let mut c = filled::<3>([1, 2, 3]);
