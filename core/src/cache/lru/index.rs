@@ -55,12 +55,6 @@ impl<const N: usize> Index<N> {
         self.heads.as_flattened()[b]
     }
 
-    /// The node after `i` in its chain.
-    #[inline]
-    pub(super) fn after(&self, i: Idx) -> Idx {
-        self.chain[slot::<N>(i)]
-    }
-
     /// The node of bucket `b`'s chain whose entry holds `key`, and that
     /// entry.
     #[inline]
@@ -94,15 +88,18 @@ impl<const N: usize> Index<N> {
     {
         let mut last = NIL;
         let mut i = self.first(b);
-        while i != NIL {
-            if let Some(entry) = &entries[slot::<N>(i)] {
+        // `NIL` is out of range (`N ≤ NIL`), so the range check that makes
+        // the indexing safe is also the end-of-chain test: one comparison.
+        while let Some(node) = entries.get(usize::from(i)) {
+            if let Some(entry) = node {
                 if entry.key.borrow() == key {
                     return Ok((i, entry));
                 }
             }
             last = i;
-            i = self.after(i);
+            i = self.chain[usize::from(i)];
         }
+        debug_assert_eq!(i, NIL, "chain link out of range");
         Err(last)
     }
 

@@ -91,19 +91,34 @@ impl<const N: usize> List<N> {
         &mut self.links[slot::<N>(i)]
     }
 
+    /// Sets the `prev` link of node `i`, or `tail` if `i` is `NIL`.
+    ///
+    /// `NIL` is out of range (`N ≤ NIL`), so the range check of the
+    /// indexing is also the `NIL` test: one comparison, no separate
+    /// bounds check, for every capacity.
+    #[inline]
+    fn set_prev(&mut self, i: Idx, prev: Idx) {
+        match self.links.get_mut(usize::from(i)) {
+            Some(links) => links.prev = prev,
+            None => self.tail = prev,
+        }
+    }
+
+    /// Sets the `next` link of node `i`, or `head` if `i` is `NIL` (see
+    /// [`set_prev`](Self::set_prev)).
+    #[inline]
+    fn set_next(&mut self, i: Idx, next: Idx) {
+        match self.links.get_mut(usize::from(i)) {
+            Some(links) => links.next = next,
+            None => self.head = next,
+        }
+    }
+
     /// Removes node `i` from the recency list.
     fn unlink(&mut self, i: Idx) {
         let Links { prev, next } = *self.at(i);
-        if prev == NIL {
-            self.head = next;
-        } else {
-            self.at_mut(prev).next = next;
-        }
-        if next == NIL {
-            self.tail = prev;
-        } else {
-            self.at_mut(next).prev = prev;
-        }
+        self.set_next(prev, next);
+        self.set_prev(next, prev);
     }
 
     /// Makes node `i` (on no list) the most recently used.
@@ -113,11 +128,7 @@ impl<const N: usize> List<N> {
             prev: NIL,
             next: old,
         };
-        if old == NIL {
-            self.tail = i;
-        } else {
-            self.at_mut(old).prev = i;
-        }
+        self.set_prev(old, i);
         self.head = i;
     }
 

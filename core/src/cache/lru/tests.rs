@@ -81,7 +81,7 @@ fn chain<K: Copy, V, const N: usize>(c: &LruCache<K, V, N>, b: usize) -> Vec<K> 
     let mut i = c.index.first(b);
     while i != NIL {
         keys.push(c.entries[usize::from(i)].as_ref().unwrap().key);
-        i = c.index.after(i);
+        i = c.index.chain[usize::from(i)];
     }
     keys
 }
