@@ -8,16 +8,25 @@
 //!
 //! # Layout
 //!
-//! * **Entries**: an array of `N` nodes. A node holds `Option<(key, value,
-//!   deadline)>` and three 16-bit links: `prev`/`next` in the recency list
-//!   (a doubly linked list by index, most recently used at the head; a
-//!   vacant node's `next` links the free list), and `chain`, the next node
-//!   in the same hash bucket.
-//! * **Hash index**: `N` bucket heads (16-bit node indices), separate
-//!   chaining through `chain`. Keys are hashed with foldhash's
-//!   [`FixedState`]: a fixed, `const` seed, so the same keys always land
-//!   in the same buckets (no randomness to set up on a microcontroller). The bucket is picked from the hash's upper 32
-//!   bits by a multiply-shift, not a division (Cortex-M0 has no divider).
+//! Three arrays indexed by node (a structure of arrays, so each hot path
+//! touches only the bytes it needs):
+//!
+//! * **Entries**: `N` × `Option<(key, value, deadline)>`; node `i` is in use
+//!   iff its entry is `Some`.
+//! * **Recency list** (`list.rs`): `N` × two 16-bit links, `prev`/`next`, a
+//!   doubly linked list by index, most recently used at the head (a vacant
+//!   node's `next` links the free list). Four bytes a node: a promotion
+//!   rewrites the links of up to four nodes, and for a few thousand nodes
+//!   the whole array fits in the L1 cache.
+//! * **Hash index** (`index.rs`): `2 × N` bucket heads and `N` `chain`
+//!   links (16-bit node indices), separate chaining. Two buckets per node
+//!   keep chains short (load factor ≤ ½). A new key goes to the end of its
+//!   chain, so chains run from the oldest entries, the ones LRU keeps
+//!   because they are used, to the newest. Keys are hashed with
+//!   foldhash's [`FixedState`]: a fixed, `const` seed, so the same keys
+//!   always land in the same buckets (no randomness to set up on a
+//!   microcontroller). The bucket is picked from the hash's upper 32 bits
+//!   by a multiply-shift, not a division (Cortex-M0 has no divider).
 //! * **Index type**: `u16`, with `u16::MAX` as the "no node" sentinel, so
 //!   `N` ≤ [`MAX_CAPACITY`] (65 535). `N == 0` and `N > 65 535` fail to
 //!   build: a `const` assertion in [`LruCache::new`], evaluated when the
@@ -39,23 +48,28 @@
 //! # Cost
 //!
 //! `get`, `peek`, `put`, `remove` and the rest are O(1): one hash, a walk
-//! of one bucket's chain (expected length below 2 with `N` buckets for at
-//! most `N` keys) and a constant number of link updates. The chain walk is
+//! of one bucket's chain (expected length at most ½ with `2N` buckets for
+//! at most `N` keys) and a constant number of link updates; `put` on a full
+//! cache reuses the least recently used node in place. The chain walk is
 //! only *expected* O(1): keys chosen to collide (an attacker who knows the
 //! fixed seed) degrade lookups to O(`N`). Use [`LruCache::with_seed`] with a
 //! secret seed if keys come from untrusted input. [`iter`](LruCache::iter),
 //! [`clear`](LruCache::clear) and
 //! [`purge_expired`](LruCache::purge_expired) are O(`N`).
 //!
+//! For a power-of-two `N` every node index is masked to `0..N` (a no-op by
+//! the invariants) so the compiler drops the bounds checks; other
+//! capacities keep them.
+//!
 //! # Size
 //!
-//! Per entry: one node — `Option<(K, V, Option<Instant>)>` plus three `u16`
-//! links, rounded up to the node's alignment — plus one `u16` bucket head.
-//! The deadline is an `Option<Instant>` (16 bytes with its tag; the outer
-//! `Option` uses that tag's spare values, so occupancy costs nothing more).
-//! For `K = V = u32` a node is 32 bytes, so an entry costs **34 bytes**:
-//! 8 of key and value and **26 of overhead** (16 deadline, 6 links, 2
-//! bucket head, 2 padding). Fixed part: five `u16` (head, tail, free list,
+//! Per entry: `Option<(K, V, Option<Instant>)>`, two `u16` list links, one
+//! `u16` chain link and two `u16` bucket heads. The deadline is an
+//! `Option<Instant>` (16 bytes with its tag; the outer `Option` uses that
+//! tag's spare values, so occupancy costs nothing more). For `K = V = u32`
+//! the entry is 24 bytes, so an entry costs **34 bytes**: 8 of key and
+//! value and **26 of overhead** (16 deadline, 4 list links, 2 chain link, 4
+//! bucket heads). Fixed part: five `u16` (head, tail, free list,
 //! high-water mark, length), the 8-byte hasher seed and the 48-byte
 //! [`CacheMetrics`]. `size_of::<LruCache<u32, u32, 32>>()` is 1 160 bytes
 //! on x86-64 and on Cortex-M (checked by every build).
@@ -114,18 +128,12 @@
 //! assert_eq!(cache.metrics().expirations, 1);
 //! ```
 
-use core::borrow::Borrow;
 use core::fmt;
-use core::hash::{BuildHasher, Hash};
 
 use foldhash::fast::FixedState;
 
 use super::CacheMetrics;
 use crate::Instant;
-
-/// A node index. `NIL` marks "no node".
-type Idx = u16;
-const NIL: Idx = Idx::MAX;
 
 /// The largest capacity `N` an [`LruCache`] accepts: node indices are `u16`
 /// and `u16::MAX` is reserved as the "no node" sentinel.
@@ -141,121 +149,6 @@ pub const MAX_CAPACITY: usize = NIL as usize;
 
 /// The seed [`LruCache::new`] hashes with.
 const DEFAULT_SEED: u64 = 0x6675_7365_626f_785f; // "fusebox_"
-
-#[derive(Clone)]
-struct Entry<K, V> {
-    key: K,
-    value: V,
-    /// Expired at `t` iff `t >= deadline`; `None`: never.
-    deadline: Option<Instant>,
-}
-
-impl<K, V> Entry<K, V> {
-    fn expired(&self, now: Instant) -> bool {
-        matches!(self.deadline, Some(deadline) if now >= deadline)
-    }
-}
-
-#[derive(Clone)]
-struct Node<K, V> {
-    entry: Option<Entry<K, V>>,
-    /// Towards the most recently used end; `NIL` at the head.
-    prev: Idx,
-    /// Towards the least recently used end; `NIL` at the tail. For a vacant
-    /// node on the free list: the next free node.
-    next: Idx,
-    /// The next node in the same hash bucket.
-    chain: Idx,
-}
-
-impl<K, V> Node<K, V> {
-    const VACANT: Self = Self {
-        entry: None,
-        prev: NIL,
-        next: NIL,
-        chain: NIL,
-    };
-}
-
-/// What a [`put`](LruCache::put) or [`put_with_ttl`](LruCache::put_with_ttl)
-/// pushed out of the cache.
-///
-/// # Examples
-///
-/// ```
-/// use fusebox::cache::{Displaced, LruCache};
-///
-/// let mut cache: LruCache<u8, char, 1> = LruCache::new();
-/// assert_eq!(cache.put(1, 'a'), None);
-/// assert_eq!(cache.put(1, 'b'), Some(Displaced::Replaced(1, 'a')));
-/// let evicted = cache.put(2, 'c').unwrap();
-/// assert_eq!(evicted, Displaced::Evicted(1, 'b'));
-/// assert_eq!(evicted.into_pair(), (1, 'b'));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum Displaced<K, V> {
-    /// The key was already present (and, for `put_with_ttl`, not expired
-    /// at `now`): its previous key and value. The key passed in is stored.
-    Replaced(K, V),
-    /// The cache was full: its least recently used entry (not expired at
-    /// `now`, for `put_with_ttl`) was removed to make room. Counted in
-    /// [`CacheMetrics::evictions`].
-    Evicted(K, V),
-    /// Only from `put_with_ttl`: the replaced entry of the same key, or the
-    /// least recently used entry removed to make room, had already expired
-    /// at `now`. Counted in [`CacheMetrics::expirations`], not in
-    /// `evictions`.
-    Expired(K, V),
-}
-
-impl<K, V> Displaced<K, V> {
-    /// The displaced key and value, whatever the reason.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::cache::Displaced;
-    ///
-    /// assert_eq!(Displaced::Expired("k", 1).into_pair(), ("k", 1));
-    /// ```
-    pub fn into_pair(self) -> (K, V) {
-        match self {
-            Self::Replaced(k, v) | Self::Evicted(k, v) | Self::Expired(k, v) => (k, v),
-        }
-    }
-
-    /// The displaced key.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::cache::Displaced;
-    ///
-    /// assert_eq!(Displaced::Evicted("k", 1).key(), &"k");
-    /// ```
-    pub const fn key(&self) -> &K {
-        match self {
-            Self::Replaced(k, _) | Self::Evicted(k, _) | Self::Expired(k, _) => k,
-        }
-    }
-
-    /// The displaced value.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::cache::Displaced;
-    ///
-    /// assert_eq!(Displaced::Replaced("k", 1).value(), &1);
-    /// ```
-    pub const fn value(&self) -> &V {
-        match self {
-            Self::Replaced(_, v) | Self::Evicted(_, v) | Self::Expired(_, v) => v,
-        }
-    }
-}
 
 /// An exact least-recently-used cache of at most `N` entries, with
 /// optional per-entry expiry. See the [module docs](self) for the layout,
@@ -298,21 +191,31 @@ impl<K, V> Displaced<K, V> {
 /// assert_eq!(keys, [2, 4, 3]); // most recently used first
 /// ```
 #[derive(Clone)]
+#[repr(C)]
 pub struct LruCache<K, V, const N: usize> {
-    nodes: [Node<K, V>; N],
-    /// Head of each bucket's chain.
-    buckets: [Idx; N],
-    /// Most recently used.
-    head: Idx,
-    /// Least recently used.
-    tail: Idx,
-    /// Vacated nodes, linked through `next`.
-    free: Idx,
-    /// Nodes `fresh..N` have never been used (and are on no list).
-    fresh: Idx,
-    len: Idx,
+    /// The recency order, the free nodes and the count.
+    list: List<N>,
+    /// Key to node.
+    index: Index<N>,
+    /// Node `i`'s entry; `Some` iff node `i` is on the recency list.
+    entries: [Option<Entry<K, V>>; N],
     hasher: FixedState,
     metrics: CacheMetrics,
+}
+
+#[derive(Clone)]
+struct Entry<K, V> {
+    key: K,
+    value: V,
+    /// Expired at `t` iff `t >= deadline`; `None`: never. Its tag doubles
+    /// as the tag of `Option<Entry>` (a niche): occupancy costs no byte.
+    deadline: Option<Instant>,
+}
+
+impl<K, V> Entry<K, V> {
+    fn expired(&self, now: Instant) -> bool {
+        matches!(self.deadline, Some(deadline) if now >= deadline)
+    }
 }
 
 impl<K, V, const N: usize> LruCache<K, V, N> {
@@ -358,13 +261,9 @@ impl<K, V, const N: usize> LruCache<K, V, N> {
             );
         }
         Self {
-            nodes: [const { Node::VACANT }; N],
-            buckets: [NIL; N],
-            head: NIL,
-            tail: NIL,
-            free: NIL,
-            fresh: 0,
-            len: 0,
+            entries: [const { None }; N],
+            list: List::EMPTY,
+            index: Index::EMPTY,
             hasher: FixedState::with_seed(seed),
             metrics: CacheMetrics {
                 hits: 0,
@@ -404,7 +303,7 @@ impl<K, V, const N: usize> LruCache<K, V, N> {
     /// assert_eq!(cache.len(), 1);
     /// ```
     pub const fn len(&self) -> usize {
-        self.len as usize
+        self.list.len as usize
     }
 
     /// Whether the cache holds no entry (expired or not).
@@ -420,7 +319,7 @@ impl<K, V, const N: usize> LruCache<K, V, N> {
     /// assert!(!cache.is_empty());
     /// ```
     pub const fn is_empty(&self) -> bool {
-        self.len == 0
+        self.list.len == 0
     }
 
     /// The counters (see [Metrics](Self#metrics)).
@@ -475,15 +374,12 @@ impl<K, V, const N: usize> LruCache<K, V, N> {
     /// assert_eq!(cache.metrics().inserts, 2);
     /// ```
     pub fn clear(&mut self) {
-        for node in self.nodes.iter_mut().take(usize::from(self.fresh)) {
-            *node = Node::VACANT;
+        let used = usize::from(self.list.fresh);
+        self.list = List::EMPTY;
+        self.index = Index::EMPTY;
+        for entry in self.entries.iter_mut().take(used) {
+            *entry = None;
         }
-        self.buckets = [NIL; N];
-        self.head = NIL;
-        self.tail = NIL;
-        self.free = NIL;
-        self.fresh = 0;
-        self.len = 0;
     }
 
     /// The entries from most to least recently used (double-ended: `.rev()`
@@ -507,9 +403,10 @@ impl<K, V, const N: usize> LruCache<K, V, N> {
     /// ```
     pub fn iter(&self) -> Iter<'_, K, V> {
         Iter {
-            nodes: &self.nodes,
-            front: self.head,
-            back: self.tail,
+            links: &self.list.links,
+            entries: &self.entries,
+            front: self.list.head,
+            back: self.list.tail,
             len: self.len(),
         }
     }
@@ -518,366 +415,12 @@ impl<K, V, const N: usize> LruCache<K, V, N> {
         *counter = counter.wrapping_add(1);
     }
 
-    fn node(&self, i: Idx) -> &Node<K, V> {
-        &self.nodes[usize::from(i)]
-    }
-
-    fn node_mut(&mut self, i: Idx) -> &mut Node<K, V> {
-        &mut self.nodes[usize::from(i)]
-    }
-
-    /// The bucket for `hash`: the upper 32 bits scaled to `0..N`
-    /// (`(h * N) >> 32 < N` for `h < 2^32`; no division).
-    fn bucket(hash: u64) -> usize {
-        (((hash >> 32) * N as u64) >> 32) as usize
-    }
-
-    /// Removes node `i` from the recency list.
-    fn unlink(&mut self, i: Idx) {
-        let Node { prev, next, .. } = *self.node(i);
-        if prev == NIL {
-            self.head = next;
-        } else {
-            self.node_mut(prev).next = next;
-        }
-        if next == NIL {
-            self.tail = prev;
-        } else {
-            self.node_mut(next).prev = prev;
-        }
-    }
-
-    /// Makes node `i` (on no list) the most recently used.
-    fn push_front(&mut self, i: Idx) {
-        let old = self.head;
-        let node = self.node_mut(i);
-        node.prev = NIL;
-        node.next = old;
-        if old == NIL {
-            self.tail = i;
-        } else {
-            self.node_mut(old).prev = i;
-        }
-        self.head = i;
-    }
-
-    fn promote(&mut self, i: Idx) {
-        if self.head != i {
-            self.unlink(i);
-            self.push_front(i);
-        }
-    }
-
-    /// Removes node `i` from bucket `b`'s chain.
-    fn unchain(&mut self, b: usize, i: Idx) {
-        let after = self.node(i).chain;
-        if self.buckets[b] == i {
-            self.buckets[b] = after;
-            return;
-        }
-        let mut j = self.buckets[b];
-        while j != NIL {
-            let node = self.node_mut(j);
-            if node.chain == i {
-                node.chain = after;
-                return;
-            }
-            j = node.chain;
-        }
-        debug_assert!(false, "node {i} is not in bucket {b}");
-    }
-
-    /// Takes the entry out of occupied node `i` (in bucket `b`) and puts
-    /// the node on the free list.
+    /// Takes the entry out of listed node `i` (in bucket `b`) and frees the
+    /// node.
     fn take(&mut self, b: usize, i: Idx) -> Option<Entry<K, V>> {
-        self.unchain(b, i);
-        self.unlink(i);
-        let free = self.free;
-        let node = self.node_mut(i);
-        node.prev = NIL;
-        node.next = free;
-        node.chain = NIL;
-        let entry = node.entry.take();
-        self.free = i;
-        self.len -= 1;
-        entry
-    }
-
-    /// A node that holds no entry. Only called with `len < N`, when the
-    /// free list or the never-used tail `fresh..N` has one.
-    fn alloc(&mut self) -> Idx {
-        if self.free == NIL {
-            let i = self.fresh;
-            self.fresh += 1;
-            i
-        } else {
-            let i = self.free;
-            self.free = self.node(i).next;
-            i
-        }
-    }
-}
-
-impl<K: Hash + Eq, V, const N: usize> LruCache<K, V, N> {
-    /// The value for `key`, made the most recently used. Time-less: an
-    /// expired entry is returned like any other (use
-    /// [`get_at`](Self::get_at) for entries with a TTL). Counts a hit or a
-    /// miss.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::LruCache;
-    ///
-    /// let mut cache: LruCache<u8, &str, 2> = LruCache::new();
-    /// cache.put(1, "one");
-    /// cache.put(2, "two");
-    /// assert_eq!(cache.get(&1), Some(&"one")); // 1 is now the most recent
-    /// cache.put(3, "three"); // evicts 2, the least recent
-    /// assert_eq!(cache.get(&2), None);
-    /// ```
-    pub fn get<Q>(&mut self, key: &Q) -> Option<&V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let i = self.get_index(key, None)?;
-        self.node(i).entry.as_ref().map(|e| &e.value)
-    }
-
-    /// Like [`get`](Self::get), mutably.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::LruCache;
-    ///
-    /// let mut cache: LruCache<u8, u32, 2> = LruCache::new();
-    /// cache.put(1, 10);
-    /// if let Some(v) = cache.get_mut(&1) {
-    ///     *v += 1;
-    /// }
-    /// assert_eq!(cache.peek(&1), Some(&11));
-    /// ```
-    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let i = self.get_index(key, None)?;
-        self.node_mut(i).entry.as_mut().map(|e| &mut e.value)
-    }
-
-    /// The value for `key` without promoting it or counting a hit or miss.
-    /// Time-less: an expired entry is returned like any other (use
-    /// [`peek_at`](Self::peek_at) for entries with a TTL).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::LruCache;
-    ///
-    /// let mut cache: LruCache<u8, &str, 2> = LruCache::new();
-    /// cache.put(1, "one");
-    /// cache.put(2, "two");
-    /// assert_eq!(cache.peek(&1), Some(&"one")); // 1 stays the least recent
-    /// cache.put(3, "three");
-    /// assert_eq!(cache.peek(&1), None);
-    /// assert_eq!(cache.metrics().lookups(), 0);
-    /// ```
-    pub fn peek<Q>(&self, key: &Q) -> Option<&V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let (_, i) = self.find(key);
-        self.node(i?).entry.as_ref().map(|e| &e.value)
-    }
-
-    /// Whether `key` is stored. Does not promote or count. Time-less: an
-    /// expired entry counts as stored (use
-    /// [`contains_at`](Self::contains_at) for entries with a TTL).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::LruCache;
-    ///
-    /// let mut cache: LruCache<&str, (), 2> = LruCache::new();
-    /// cache.put("a", ());
-    /// assert!(cache.contains(&"a"));
-    /// assert!(!cache.contains(&"b"));
-    /// ```
-    pub fn contains<Q>(&self, key: &Q) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.find(key).1.is_some()
-    }
-
-    /// Stores `value` under `key` as the most recently used entry, with no
-    /// expiry (replacing the key's TTL, if it had one). Time-less.
-    ///
-    /// Returns what was pushed out:
-    ///
-    /// * `Some(`[`Displaced::Replaced`]`(old_key, old_value))` if `key` was
-    ///   already stored (expired or not: `put` does not know the time). The
-    ///   key passed in is stored; the old one is returned.
-    /// * `Some(`[`Displaced::Evicted`]`(k, v))` if `key` was new and the
-    ///   cache was full: the least recently used entry, removed to make room.
-    /// * `None` if `key` was new and there was room.
-    ///
-    /// Never returns [`Displaced::Expired`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::cache::{Displaced, LruCache};
-    ///
-    /// let mut cache: LruCache<u8, &str, 2> = LruCache::new();
-    /// assert_eq!(cache.put(1, "a"), None);
-    /// assert_eq!(cache.put(2, "b"), None);
-    /// assert_eq!(cache.put(1, "A"), Some(Displaced::Replaced(1, "a")));
-    /// assert_eq!(cache.put(3, "c"), Some(Displaced::Evicted(2, "b")));
-    /// ```
-    pub fn put(&mut self, key: K, value: V) -> Option<Displaced<K, V>> {
-        self.insert(key, value, None, None)
-    }
-
-    /// Removes `key`, returning its stored key and value. Does not count a
-    /// hit or miss. Time-less: an expired entry is returned like any other
-    /// (use [`remove_at`](Self::remove_at) for entries with a TTL).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::LruCache;
-    ///
-    /// let mut cache: LruCache<u8, &str, 2> = LruCache::new();
-    /// cache.put(1, "one");
-    /// assert_eq!(cache.remove(&1), Some((1, "one")));
-    /// assert_eq!(cache.remove(&1), None);
-    /// assert!(cache.is_empty());
-    /// ```
-    pub fn remove<Q>(&mut self, key: &Q) -> Option<(K, V)>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let (b, i) = self.find(key);
-        self.take(b, i?).map(|e| (e.key, e.value))
-    }
-
-    /// The bucket of `key` and the node holding it, if any.
-    fn find<Q>(&self, key: &Q) -> (usize, Option<Idx>)
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let b = Self::bucket(self.hasher.hash_one(key));
-        let mut i = self.buckets[b];
-        while i != NIL {
-            let node = self.node(i);
-            if node.entry.as_ref().is_some_and(|e| e.key.borrow() == key) {
-                return (b, Some(i));
-            }
-            i = node.chain;
-        }
-        (b, None)
-    }
-
-    /// The node holding `key` if it is live at `now`; an expired one is
-    /// freed and counted.
-    fn find_live<Q>(&mut self, key: &Q, now: Instant) -> Option<Idx>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let (b, i) = self.find(key);
-        let i = i?;
-        if self.node(i).entry.as_ref().is_some_and(|e| e.expired(now)) {
-            self.take(b, i);
-            Self::count(&mut self.metrics.expirations);
-            return None;
-        }
-        Some(i)
-    }
-
-    /// A counted, promoting lookup; `now: None` ignores expiry.
-    fn get_index<Q>(&mut self, key: &Q, now: Option<Instant>) -> Option<Idx>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let found = match now {
-            Some(now) => self.find_live(key, now),
-            None => self.find(key).1,
-        };
-        match found {
-            Some(i) => {
-                Self::count(&mut self.metrics.hits);
-                self.promote(i);
-            }
-            None => Self::count(&mut self.metrics.misses),
-        }
-        found
-    }
-
-    /// `put` (`now: None`) and `put_with_ttl`.
-    fn insert(
-        &mut self,
-        key: K,
-        value: V,
-        deadline: Option<Instant>,
-        now: Option<Instant>,
-    ) -> Option<Displaced<K, V>> {
-        Self::count(&mut self.metrics.inserts);
-        let (b, found) = self.find(&key);
-        let entry = Entry {
-            key,
-            value,
-            deadline,
-        };
-        if let Some(i) = found {
-            self.promote(i);
-            let old = self.node_mut(i).entry.replace(entry)?;
-            return Some(if now.is_some_and(|now| old.expired(now)) {
-                Self::count(&mut self.metrics.expirations);
-                Displaced::Expired(old.key, old.value)
-            } else {
-                Displaced::Replaced(old.key, old.value)
-            });
-        }
-        let displaced = if self.len() == N {
-            self.evict(now)
-        } else {
-            None
-        };
-        let i = self.alloc();
-        let chain = self.buckets[b];
-        let node = self.node_mut(i);
-        node.entry = Some(entry);
-        node.chain = chain;
-        self.buckets[b] = i;
-        self.push_front(i);
-        self.len += 1;
-        displaced
-    }
-
-    /// Removes the least recently used entry to make room.
-    fn evict(&mut self, now: Option<Instant>) -> Option<Displaced<K, V>> {
-        let i = self.tail;
-        let key = &self.node(i).entry.as_ref()?.key;
-        let b = Self::bucket(self.hasher.hash_one(key));
-        let old = self.take(b, i)?;
-        Some(if now.is_some_and(|now| old.expired(now)) {
-            Self::count(&mut self.metrics.expirations);
-            Displaced::Expired(old.key, old.value)
-        } else {
-            Self::count(&mut self.metrics.evictions);
-            Displaced::Evicted(old.key, old.value)
-        })
+        self.index.remove(b, i);
+        self.list.release(i);
+        self.entries[slot::<N>(i)].take()
     }
 }
 
@@ -904,10 +447,22 @@ impl<'a, K, V, const N: usize> IntoIterator for &'a LruCache<K, V, N> {
     }
 }
 
+mod access;
+mod displaced;
 mod expiry;
+mod index;
 mod iter;
+mod list;
 
+pub use displaced::Displaced;
 pub use iter::Iter;
+
+use index::Index;
+use list::{slot, Idx, List, NIL};
+
+// The documented size, checked by every build, the thumb targets included.
+const _: () = assert!(core::mem::size_of::<LruCache<u32, u32, 32>>() == 1_160);
+const _: () = assert!(core::mem::size_of::<Option<Entry<u32, u32>>>() == 24);
 
 #[cfg(all(test, not(loom)))]
 mod tests;

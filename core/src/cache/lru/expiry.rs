@@ -2,9 +2,9 @@
 //! entry that has expired (see "Expiry" in the parent module's docs).
 
 use core::borrow::Borrow;
-use core::hash::{BuildHasher, Hash};
+use core::hash::Hash;
 
-use super::{Displaced, LruCache, NIL};
+use super::{slot, Displaced, Idx, LruCache, NIL};
 use crate::{Duration, Instant};
 
 impl<K: Hash + Eq, V, const N: usize> LruCache<K, V, N> {
@@ -31,8 +31,8 @@ impl<K: Hash + Eq, V, const N: usize> LruCache<K, V, N> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let i = self.get_index(key, Some(now))?;
-        self.node(i).entry.as_ref().map(|e| &e.value)
+        let i = self.get_live(key, now)?;
+        self.entries[slot::<N>(i)].as_ref().map(|e| &e.value)
     }
 
     /// Like [`get_at`](Self::get_at), mutably.
@@ -53,8 +53,8 @@ impl<K: Hash + Eq, V, const N: usize> LruCache<K, V, N> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let i = self.get_index(key, Some(now))?;
-        self.node_mut(i).entry.as_mut().map(|e| &mut e.value)
+        let i = self.get_live(key, now)?;
+        self.entries[slot::<N>(i)].as_mut().map(|e| &mut e.value)
     }
 
     /// The value for `key` unless it expired at `now`, without promoting it
@@ -79,7 +79,7 @@ impl<K: Hash + Eq, V, const N: usize> LruCache<K, V, N> {
         Q: Hash + Eq + ?Sized,
     {
         let i = self.find_live(key, now)?;
-        self.node(i).entry.as_ref().map(|e| &e.value)
+        self.entries[slot::<N>(i)].as_ref().map(|e| &e.value)
     }
 
     /// Whether `key` is stored and not expired at `now`. Does not promote
@@ -177,6 +177,23 @@ impl<K: Hash + Eq, V, const N: usize> LruCache<K, V, N> {
         self.insert(key, value, now.checked_add(ttl), Some(now))
     }
 
+    /// A counted, promoting lookup of an entry live at `now`.
+    fn get_live<Q>(&mut self, key: &Q, now: Instant) -> Option<Idx>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let found = self.find_live(key, now);
+        match found {
+            Some(i) => {
+                Self::count(&mut self.metrics.hits);
+                self.list.promote(i);
+            }
+            None => Self::count(&mut self.metrics.misses),
+        }
+        found
+    }
+
     /// Frees every entry expired at `now`, counting each in `expirations`,
     /// and returns how many. O(`N`). The others keep their order.
     ///
@@ -194,12 +211,14 @@ impl<K: Hash + Eq, V, const N: usize> LruCache<K, V, N> {
     /// ```
     pub fn purge_expired(&mut self, now: Instant) -> usize {
         let mut freed = 0;
-        let mut i = self.tail;
+        let mut i = self.list.tail;
         while i != NIL {
-            let node = self.node(i);
-            let prev = node.prev;
-            if let Some(entry) = node.entry.as_ref().filter(|e| e.expired(now)) {
-                let b = Self::bucket(self.hasher.hash_one(&entry.key));
+            let prev = self.list.at(i).prev;
+            if let Some(entry) = self.entries[slot::<N>(i)]
+                .as_ref()
+                .filter(|e| e.expired(now))
+            {
+                let b = self.bucket_of(&entry.key);
                 self.take(b, i);
                 Self::count(&mut self.metrics.expirations);
                 freed += 1;

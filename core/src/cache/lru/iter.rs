@@ -1,12 +1,18 @@
 //! [`Iter`]: the entries of an [`LruCache`] in recency order.
+//!
+//! [`LruCache`]: super::LruCache
 
 use core::fmt;
 use core::iter::FusedIterator;
 
-use super::{Idx, LruCache, Node};
+use super::list::Links;
+use super::{Entry, Idx};
 
 /// The entries of an [`LruCache`] from most to least recently used; from
 /// [`LruCache::iter`]. Double-ended and exact-size.
+///
+/// [`LruCache`]: super::LruCache
+/// [`LruCache::iter`]: super::LruCache::iter
 ///
 /// # Examples
 ///
@@ -23,7 +29,8 @@ use super::{Idx, LruCache, Node};
 /// assert_eq!(it.len(), 2);
 /// ```
 pub struct Iter<'a, K, V> {
-    pub(super) nodes: &'a [Node<K, V>],
+    pub(super) links: &'a [Links],
+    pub(super) entries: &'a [Option<Entry<K, V>>],
     pub(super) front: Idx,
     pub(super) back: Idx,
     pub(super) len: usize,
@@ -36,10 +43,11 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
         if self.len == 0 {
             return None;
         }
-        let node = self.nodes.get(usize::from(self.front))?;
+        let i = usize::from(self.front);
+        let entry = self.entries.get(i)?.as_ref()?;
         self.len -= 1;
-        self.front = node.next;
-        node.entry.as_ref().map(|e| (&e.key, &e.value))
+        self.front = self.links.get(i)?.next;
+        Some((&entry.key, &entry.value))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -52,10 +60,11 @@ impl<K, V> DoubleEndedIterator for Iter<'_, K, V> {
         if self.len == 0 {
             return None;
         }
-        let node = self.nodes.get(usize::from(self.back))?;
+        let i = usize::from(self.back);
+        let entry = self.entries.get(i)?.as_ref()?;
         self.len -= 1;
-        self.back = node.prev;
-        node.entry.as_ref().map(|e| (&e.key, &e.value))
+        self.back = self.links.get(i)?.prev;
+        Some((&entry.key, &entry.value))
     }
 }
 
@@ -66,7 +75,8 @@ impl<K, V> FusedIterator for Iter<'_, K, V> {}
 impl<K, V> Clone for Iter<'_, K, V> {
     fn clone(&self) -> Self {
         Self {
-            nodes: self.nodes,
+            links: self.links,
+            entries: self.entries,
             front: self.front,
             back: self.back,
             len: self.len,
@@ -79,7 +89,3 @@ impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for Iter<'_, K, V> {
         f.debug_list().entries(self.clone()).finish()
     }
 }
-
-// The documented size, checked by every build, the thumb targets included.
-const _: () = assert!(core::mem::size_of::<LruCache<u32, u32, 32>>() == 1_160);
-const _: () = assert!(core::mem::size_of::<Node<u32, u32>>() == 32);

@@ -4,10 +4,11 @@
 extern crate std;
 
 use core::cell::Cell;
-use core::hash::Hasher;
+use core::hash::{Hash, Hasher};
 use std::format;
 use std::vec::Vec;
 
+use super::list::Links;
 use super::*;
 use crate::Duration;
 
@@ -18,61 +19,71 @@ const US: Duration = Duration::from_micros(1);
 /// Checks every structural invariant: recency list, free list, never-used
 /// tail, hash chains and `len`.
 fn check<K: Hash + Eq, V, const N: usize>(c: &LruCache<K, V, N>) {
-    let fresh = usize::from(c.fresh);
+    let list = &c.list;
+    let fresh = usize::from(list.fresh);
     let len = c.len();
     assert!(fresh <= N && len <= fresh);
-    for node in &c.nodes[fresh..] {
-        assert!(node.entry.is_none());
-        assert_eq!((node.prev, node.next, node.chain), (NIL, NIL, NIL));
+    for i in fresh..N {
+        assert!(c.entries[i].is_none());
+        assert_eq!(list.links[i], Links::NONE);
+        assert_eq!(c.index.chain[i], NIL);
     }
-    // Recency list, both directions.
+    // Recency list, both directions: exactly the occupied nodes.
     let mut seen = [false; N];
-    let (mut i, mut prev, mut count) = (c.head, NIL, 0);
+    let (mut i, mut prev, mut count) = (list.head, NIL, 0);
     while i != NIL {
-        let node = c.node(i);
-        assert!(
-            usize::from(i) < fresh,
-            "listed node past the high-water mark"
-        );
-        assert!(!seen[usize::from(i)], "cycle in the recency list");
-        seen[usize::from(i)] = true;
-        assert!(node.entry.is_some(), "vacant node on the recency list");
-        assert_eq!(node.prev, prev);
+        let at = usize::from(i);
+        assert!(at < fresh, "listed node past the high-water mark");
+        assert!(!seen[at], "cycle in the recency list");
+        seen[at] = true;
+        assert!(c.entries[at].is_some(), "vacant node on the recency list");
+        assert_eq!(list.links[at].prev, prev);
         prev = i;
-        i = node.next;
+        i = list.links[at].next;
         count += 1;
     }
-    assert_eq!(c.tail, prev);
+    assert_eq!(list.tail, prev);
     assert_eq!(count, len);
+    assert_eq!(usize::from(list.len), len);
     // Free list: exactly the vacant nodes below the high-water mark.
-    let (mut i, mut free) = (c.free, 0);
+    let (mut i, mut free) = (list.free, 0);
     while i != NIL {
-        assert!(usize::from(i) < fresh);
-        assert!(!seen[usize::from(i)], "node both listed and free");
-        seen[usize::from(i)] = true;
-        let node = c.node(i);
-        assert!(node.entry.is_none());
-        i = node.next;
+        let at = usize::from(i);
+        assert!(at < fresh);
+        assert!(!seen[at], "node both listed and free");
+        seen[at] = true;
+        assert!(c.entries[at].is_none());
+        assert_eq!(c.index.chain[at], NIL, "free node in a chain");
+        i = list.links[at].next;
         free += 1;
     }
     assert_eq!(len + free, fresh);
     // Hash chains: every entry exactly once, in its own bucket.
     let mut chained = 0;
-    for (b, &head) in c.buckets.iter().enumerate() {
-        let mut i = head;
+    for (b, &first) in c.index.heads.as_flattened().iter().enumerate() {
+        let mut i = first;
         while i != NIL {
-            let node = c.node(i);
-            let entry = node.entry.as_ref().expect("vacant node in a chain");
-            assert_eq!(
-                LruCache::<K, V, N>::bucket(c.hasher.hash_one(&entry.key)),
-                b
-            );
+            let entry = c.entries[usize::from(i)]
+                .as_ref()
+                .expect("vacant node in a chain");
+            assert_eq!(c.bucket_of(&entry.key), b);
             chained += 1;
             assert!(chained <= len, "cycle in a chain");
-            i = node.chain;
+            i = c.index.chain[usize::from(i)];
         }
     }
     assert_eq!(chained, len);
+}
+
+/// The keys of bucket `b`'s chain, in chain order.
+fn chain<K: Copy, V, const N: usize>(c: &LruCache<K, V, N>, b: usize) -> Vec<K> {
+    let mut keys = Vec::new();
+    let mut i = c.index.first(b);
+    while i != NIL {
+        keys.push(c.entries[usize::from(i)].as_ref().unwrap().key);
+        i = c.index.chain[usize::from(i)];
+    }
+    keys
 }
 
 fn keys<K: Copy, V, const N: usize>(c: &LruCache<K, V, N>) -> Vec<K> {
@@ -209,6 +220,33 @@ fn eviction_is_least_recently_used() {
     assert_eq!(c.metrics().evictions, 5);
 }
 
+/// The node of `key`, found by walking the list.
+fn node_of<const N: usize>(c: &LruCache<u32, u32, N>, key: u32) -> Idx {
+    let mut i = c.list.head;
+    while c.entries[usize::from(i)].as_ref().unwrap().key != key {
+        i = c.list.links[usize::from(i)].next;
+    }
+    i
+}
+
+#[test]
+fn a_full_put_reuses_the_least_recently_used_node() {
+    let mut c = filled::<4>([1, 2, 3, 4]);
+    c.get(&1); // order: 1 4 3 2
+    for (new, old) in [(5, 2), (6, 3), (7, 4), (8, 1)] {
+        let lru = node_of(&c, old);
+        assert_eq!(
+            c.put(new, new * 10),
+            Some(Displaced::Evicted(old, old * 10))
+        );
+        check(&c);
+        assert_eq!(node_of(&c, new), lru, "the evicted node is reused in place");
+        assert_eq!(c.list.head, lru);
+        assert_eq!((c.list.free, c.list.fresh), (NIL, 4), "nothing freed");
+    }
+    assert_eq!(keys(&c), [8, 7, 6, 5]);
+}
+
 #[test]
 fn get_and_get_mut_promote_and_count() {
     let mut c = filled::<3>([1, 2, 3]);
@@ -265,7 +303,10 @@ fn remove_then_reinsert() {
     c.put(1, 1);
     c.put(2, 2);
     check(&c);
-    assert_eq!(c.fresh, 3, "freed nodes are reused before the fresh ones");
+    assert_eq!(
+        c.list.fresh, 3,
+        "freed nodes are reused before the fresh ones"
+    );
     assert_eq!(c.put(4, 4), Some(Displaced::Evicted(3, 30)));
     assert_eq!(c.remove(&9), None);
     assert_eq!(c.metrics(), metrics(0, 0, 7, 1, 0));
@@ -590,22 +631,29 @@ fn colliding_keys_share_one_chain() {
         c.put(Collide(k), k);
     }
     check(&c);
-    let b = LruCache::<Collide, u32, 5>::bucket(c.hasher.hash_one(Collide(0)));
+    let b = c.bucket_of(&Collide(0));
     assert!(c
-        .buckets
+        .index
+        .heads
+        .as_flattened()
         .iter()
         .enumerate()
         .all(|(i, &h)| (i == b) == (h != NIL)));
+    // New keys go to the end of the chain.
+    assert_eq!(chain(&c, b), [0, 1, 2, 3, 4].map(Collide));
     assert_eq!(c.remove(&Collide(2)), Some((Collide(2), 2))); // mid-chain
     check(&c);
-    assert_eq!(c.remove(&Collide(4)), Some((Collide(4), 4))); // chain head
+    assert_eq!(c.remove(&Collide(4)), Some((Collide(4), 4))); // chain end
     check(&c);
-    assert_eq!(c.remove(&Collide(0)), Some((Collide(0), 0))); // chain end
+    assert_eq!(c.remove(&Collide(0)), Some((Collide(0), 0))); // chain head
     check(&c);
+    assert_eq!(chain(&c, b), [1, 3].map(Collide));
     for k in 5..10 {
         c.put(Collide(k), k); // the last two evict 1 and 3
     }
     check(&c);
+    // An evicted node reused for a key of its own bucket keeps its place.
+    assert_eq!(chain(&c, b), [8, 9, 5, 6, 7].map(Collide));
     assert_eq!(c.get(&Collide(1)), None);
     assert_eq!(c.get(&Collide(3)), None);
     for k in 5..10 {
@@ -631,21 +679,21 @@ fn seed_changes_buckets_not_behaviour() {
     check(&a);
     check(&b);
     assert_eq!(keys(&a), keys(&b));
-    let differs = (0..64u32).any(|k| {
-        LruCache::<u32, u32, 8>::bucket(a.hasher.hash_one(k))
-            != LruCache::<u32, u32, 8>::bucket(b.hasher.hash_one(k))
-    });
+    let differs = (0..64u32).any(|k| a.bucket_of(&k) != b.bucket_of(&k));
     assert!(differs);
 }
 
 #[test]
 fn buckets_are_in_range_for_extreme_hashes() {
-    assert_eq!(LruCache::<u8, u8, 1>::bucket(u64::MAX), 0);
-    assert_eq!(LruCache::<u8, u8, 7>::bucket(u64::MAX), 6);
-    assert_eq!(LruCache::<u8, u8, 7>::bucket(0), 0);
+    // Two buckets per node.
+    assert_eq!(Index::<1>::BUCKETS, 2);
+    assert_eq!(Index::<1>::bucket(u64::MAX), 1);
+    assert_eq!(Index::<1>::bucket(u64::MAX >> 33), 0);
+    assert_eq!(Index::<7>::bucket(u64::MAX), 13);
+    assert_eq!(Index::<7>::bucket(0), 0);
     assert_eq!(
-        LruCache::<u8, u8, MAX_CAPACITY>::bucket(u64::MAX),
-        MAX_CAPACITY - 1
+        Index::<MAX_CAPACITY>::bucket(u64::MAX),
+        2 * MAX_CAPACITY - 1
     );
 }
 
@@ -676,14 +724,15 @@ fn displaced_accessors() {
 #[test]
 fn documented_sizes() {
     use core::mem::size_of;
-    assert_eq!(size_of::<Node<u32, u32>>(), 32);
+    assert_eq!(size_of::<Links>(), 4);
     assert_eq!(
         size_of::<Option<Entry<u32, u32>>>(),
         24,
         "occupancy uses the niche"
     );
     assert_eq!(size_of::<LruCache<u32, u32, 32>>(), 1_160);
-    // 34 bytes per entry: +1 entry adds one node and one bucket head.
+    // 34 bytes per entry: +1 entry adds an entry (24), links (4), a chain
+    // link (2) and two bucket heads (4).
     assert_eq!(
         size_of::<LruCache<u32, u32, 36>>() - size_of::<LruCache<u32, u32, 32>>(),
         4 * 34
@@ -704,7 +753,7 @@ fn max_capacity_fills_and_evicts() {
                 assert_eq!(c.put(k, 0), None);
             }
             assert_eq!(c.len(), MAX_CAPACITY);
-            assert_eq!(usize::from(c.fresh), MAX_CAPACITY);
+            assert_eq!(usize::from(c.list.fresh), MAX_CAPACITY);
             assert_eq!(c.put(n, 1), Some(Displaced::Evicted(0, 0)));
             assert_eq!(c.get(&1), Some(&0));
             assert_eq!(c.put(n + 1, 1), Some(Displaced::Evicted(2, 0)));
