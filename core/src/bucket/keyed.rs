@@ -39,6 +39,8 @@
 //! [`FixedState`]: foldhash::fast::FixedState
 
 mod state;
+#[cfg(all(test, not(loom)))]
+mod tests;
 
 use core::cell::UnsafeCell;
 use core::fmt;
