@@ -6,31 +6,44 @@
 //! consecutive slots from its hash (or fewer if `N` is smaller). Keys are
 //! hashed with foldhash's seedable [`FixedState`], then compared with `Eq`.
 //! A slot is a 32-bit *state word*, the bucket's arrival-time word and the
-//! key itself.
+//! key itself. The state word (layout in the `state` module) is
+//!
+//! ```text
+//! [fingerprint 12][tier 2][readers 6][allowed 12]   0: empty, u32::MAX: locked
+//! ```
+//!
+//! the key's hash fingerprint and quota tier, the callers registered on the
+//! slot, and admissions counted on the slot but not yet in the global
+//! counter.
 //!
 //! # Concurrency
 //!
-//! * Existing keys are **lock-free**, three read-modify-writes per call: a
-//!   caller *registers* on the slot's state word (one CAS that also checks
-//!   the key's fingerprint), compares the key, charges the bucket (the same
-//!   CAS loop as [`TokenBucket`]) and unregisters with one `fetch_add` that
-//!   also counts the admission in the slot (see the `state` module for the
-//!   layout). While a caller is registered the slot cannot be recycled, so
-//!   the key it compares and the bucket it charges belong together: no
-//!   request is ever charged to another key's bucket.
-//! * Admissions are counted per slot and moved into the global counter in
-//!   batches (by the caller that finds a batch complete, and by eviction),
-//!   so [`KeyedLimiter::metrics`] adds the slots' pending counts: exact
-//!   whenever no call is in flight. Refusals are counted globally.
+//! * Existing keys are **lock-free**, with three read-modify-writes per
+//!   call: a caller *registers* on the slot's state word (one CAS that also
+//!   checks the fingerprint), compares the key, charges the bucket (the
+//!   same CAS loop as [`TokenBucket`]) and unregisters with one `fetch_add`
+//!   that also counts its admission in the slot. While a caller is
+//!   registered the slot cannot be recycled, so the key it compares and the
+//!   bucket it charges belong together: no request is ever charged to
+//!   another key's bucket. (Registering is what makes reading an arbitrary
+//!   `K` safe while an insert may rewrite the slot, so three is the floor
+//!   for `K: Eq`.)
+//! * Admissions are counted in the slot and moved into the global counter
+//!   in batches of about 2 048: by the caller that finds a batch complete
+//!   (one extra CAS and add), and by the eviction of the key (its
+//!   remainder). [`KeyedLimiter::metrics`] adds the slots' pending counts,
+//!   so it is exact whenever no call is in flight. Refusals, insertions and
+//!   the overflow bucket are counted globally.
 //! * Inserting a new key takes a short critical section (the
 //!   `critical-section` crate): the lookup is
 //!   repeated inside it (so a key is never inserted twice), then an empty
 //!   slot is claimed or an **idle** one (its bucket full again) evicted.
 //!   Eviction locks the state word by a CAS that only succeeds with no
-//!   caller registered, so a key in use is never lost.
-//! * A key with [`MAX_READERS`](state::MAX_READERS) callers registered
-//!   (63) sends the next ones through the critical section, which charges
-//!   the bucket without registering (evictions only happen there).
+//!   caller registered (and nothing changed since it read the pending
+//!   count it folds), so a key in use is never lost.
+//! * A key with 63 callers registered at once sends the next ones through
+//!   the critical section, which charges the bucket without registering
+//!   (evictions only happen there).
 //! * When every slot of the key's probe window holds a busy key, the
 //!   [`FullPolicy`] decides: reject, or charge a shared overflow bucket.
 //!   Never an unlimited pass.
@@ -38,6 +51,7 @@
 //! [`TokenBucket`]: super::TokenBucket
 //! [`FixedState`]: foldhash::fast::FixedState
 
+mod insert;
 mod state;
 #[cfg(all(test, not(loom)))]
 mod tests;
@@ -344,54 +358,6 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         self.limited.incr();
     }
 
-    /// Not found lock-free: inserts the key (or finds it inserted
-    /// meanwhile, or busy with `MAX_READERS` callers), or uses the
-    /// [`FullPolicy`]. Counts the outcome globally.
-    #[cold]
-    #[inline(never)]
-    fn acquire_slow(
-        &self,
-        key: &K,
-        n: u32,
-        tier: Option<usize>,
-        fp: u32,
-        home: usize,
-        now: Instant,
-    ) -> Result<(), KeyedError> {
-        let tier = tier
-            .or_else(|| self.tier_of.map(|f| f(key)))
-            .unwrap_or(0)
-            .min(TIERS - 1);
-        // Charged inside the critical section: evictions happen only there,
-        // so the slot found or filled still holds this key.
-        let charged = crate::sync::critical(|| {
-            let i = self.insert(key, fp, home, tier, now)?;
-            Some(self.charge_locked(i, n, now))
-        });
-        let result = match charged {
-            Some(result) => result,
-            None => match &self.overflow {
-                Some(bucket) if n > bucket.quota().burst() => {
-                    Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
-                        requested: n,
-                        burst: bucket.quota().burst(),
-                    }))
-                }
-                Some(bucket) => take(&bucket.tat, bucket.quota(), n, now).map_err(Into::into),
-                None => Err(KeyedError::TableFull),
-            },
-        };
-        match result {
-            Ok(()) => self.allowed.incr(),
-            Err(KeyedError::TableFull) => {
-                self.limited.incr();
-                self.table_full.incr();
-            }
-            Err(_) => self.limited.incr(),
-        }
-        result
-    }
-
     /// Charges `slot` if it holds `key`; `None` if it does not. An admission
     /// is counted in the slot as the caller unregisters.
     #[inline]
@@ -420,18 +386,6 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         Some(result.map_err(KeyedError::from))
     }
 
-    /// Inside the critical section: charges slot `i`, which holds the key.
-    /// No registration needed (evictions only happen in the critical
-    /// section), so this works even with `MAX_READERS` callers registered.
-    fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
-        let slot = &self.slots[i];
-        let quota = self.quota_of(slot.state.load(Ordering::Acquire));
-        if n > quota.burst() {
-            return Err(over_capacity(n, quota));
-        }
-        take(&slot.tat, quota, n, now).map_err(KeyedError::from)
-    }
-
     /// The quota of a live slot's state.
     #[inline]
     fn quota_of(&self, state: u32) -> &Quota {
@@ -442,18 +396,6 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
             // bounds check.
             &self.tiers[state::tier(state).min(TIERS - 1)]
         }
-    }
-
-    /// Inside the critical section: the live slot holding `key`.
-    fn find_locked(&self, key: &K, fp: u32, home: usize) -> Option<usize> {
-        Self::window(home).find(|&i| {
-            let slot = &self.slots[i];
-            // The fingerprint test also rejects EMPTY and LOCKED.
-            // SAFETY: live slot, and only the critical section (which we
-            // hold) writes or drops keys.
-            slot.state.load(Ordering::Acquire) >> FP_SHIFT == fp
-                && unsafe { (*slot.key.get()).assume_init_ref() } == key
-        })
     }
 
     /// Registers on `slot` if its fingerprint is `fp` (which also rules out
@@ -514,65 +456,6 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
             }
             Err(actual) => actual,
         }
-    }
-
-    /// Inside the critical section: finds or inserts `key`, returning its
-    /// slot, or `None` if the window has no empty or idle slot.
-    fn insert(&self, key: &K, fp: u32, home: usize, tier: usize, now: Instant) -> Option<usize> {
-        if let Some(i) = self.find_locked(key, fp, home) {
-            return Some(i);
-        }
-        let empty =
-            Self::window(home).find(|&i| self.slots[i].state.load(Ordering::Acquire) == EMPTY);
-        if let Some(i) = empty {
-            let slot = &self.slots[i];
-            // EMPTY -> LOCKED cannot race: only the critical section claims.
-            slot.state.store(LOCKED, Ordering::Relaxed);
-            Self::fill(slot, key, fp, tier);
-            self.keys.fetch_add(1, Ordering::Relaxed);
-            return Some(i);
-        }
-        for i in Self::window(home) {
-            let slot = &self.slots[i];
-            let state = slot.state.load(Ordering::Acquire);
-            if state == LOCKED || state & READERS_MASK != 0 {
-                continue;
-            }
-            // Lock it against new callers; fails if one registered (or
-            // unregistered, or folded) meanwhile.
-            if slot
-                .state
-                .compare_exchange(state, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
-            }
-            let tat = load(&slot.tat);
-            if self.quota_of(state).params().drained(tat, now.as_micros()) != 0 {
-                slot.state.store(state, Ordering::Release); // busy: keep it
-                continue;
-            }
-            // The evicted key's admissions not yet folded.
-            self.allowed.add(u64::from(state::pending(state)));
-            // SAFETY: the slot was live (initialised key) and is LOCKED with
-            // no caller registered; nobody else can reach the key.
-            unsafe { (*slot.key.get()).assume_init_drop() };
-            Self::fill(slot, key, fp, tier);
-            self.evictions.incr();
-            return Some(i);
-        }
-        None
-    }
-
-    /// Writes a clone of `key` into a LOCKED slot and publishes it. (A
-    /// panicking `clone` leaves the slot LOCKED: unusable, never unsound.)
-    fn fill(slot: &Slot<K>, key: &K, fp: u32, tier: usize) {
-        // SAFETY: the slot is LOCKED and we are inside the critical section:
-        // no caller is registered and no other writer exists; any previous
-        // key was dropped or never written.
-        unsafe { (*slot.key.get()).write(key.clone()) };
-        slot.tat.store(gcra::FRESH as _, Ordering::Relaxed);
-        slot.state.store(state::live(fp, tier), Ordering::Release);
     }
 
     /// The key's fingerprint (never that of EMPTY or LOCKED) from the high
