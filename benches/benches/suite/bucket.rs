@@ -101,6 +101,33 @@ pub fn bench(c: &mut Criterion) {
     }
     g.finish();
 
+    keyed(c, start, pre, &fake);
+
+    let mut g = c.benchmark_group("bucket_2t");
+    g.bench_function("fusebox_pre_read_now", |b| {
+        b.iter_custom(|n| {
+            fb.reset();
+            pair(n, |_, n| {
+                for _ in 0..n {
+                    black_box(black_box(&fb).try_acquire(pre).is_ok());
+                }
+            })
+        });
+    });
+    g.bench_function("governor_fake_clock", |b| {
+        b.iter_custom(|n| {
+            pair(n, |_, n| {
+                for _ in 0..n {
+                    black_box(black_box(&gov_fake).check().is_ok());
+                }
+            })
+        });
+    });
+    g.finish();
+}
+
+/// The keyed limiters, one thread and two.
+fn keyed(c: &mut Criterion, start: StdInstant, pre: Instant, fake: &FakeRelativeClock) {
     let keys = uniform_keys(KEYS, LEN, 11);
     let key = |i: u64| &keys[i as usize & (LEN - 1)];
     let fbk: Box<KeyedLimiter<u64, 2048>> =
@@ -139,22 +166,24 @@ pub fn bench(c: &mut Criterion) {
     }
     g.finish();
 
-    let mut g = c.benchmark_group("bucket_2t");
+    // Two threads on the same 1 000 keys, half a stream apart (so mostly on
+    // different keys at any moment): shared counters and lock words show.
+    let mut g = c.benchmark_group("keyed_2t");
+    let offset = |t: usize, i: u64| i + (t as u64) * (LEN as u64 / 2);
     g.bench_function("fusebox_pre_read_now", |b| {
         b.iter_custom(|n| {
-            fb.reset();
-            pair(n, |_, n| {
-                for _ in 0..n {
-                    black_box(black_box(&fb).try_acquire(pre).is_ok());
+            pair(n, |t, n| {
+                for i in 0..n {
+                    black_box(fbk.try_acquire(key(offset(t, i)), pre).is_ok());
                 }
             })
         });
     });
     g.bench_function("governor_fake_clock", |b| {
         b.iter_custom(|n| {
-            pair(n, |_, n| {
-                for _ in 0..n {
-                    black_box(black_box(&gov_fake).check().is_ok());
+            pair(n, |t, n| {
+                for i in 0..n {
+                    black_box(govk_fake.check_key(key(offset(t, i))).is_ok());
                 }
             })
         });
