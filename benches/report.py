@@ -48,8 +48,12 @@ TABLES = [
     ("keyed", "Keyed limiter, 1 000 keys (uniform), mostly admitted", ("floor", "load+cas"), [
         ("fusebox_pre_read_now", "fusebox `KeyedLimiter<u64, 2048>`, `now` pre-read", None, None),
         ("governor_fake_clock", "governor keyed (dashmap) `check_key`, `FakeRelativeClock`", "fusebox_pre_read_now", None),
-        ("fusebox_std_now_per_call", "fusebox, `now` from `std::time::Instant` on every call", None, None),
-        ("governor_quanta_clock", "governor keyed `check_key`, default quanta clock", "fusebox_std_now_per_call", None)]),
+        ("fusebox_quanta_now_per_call", "fusebox, `now` from quanta on every call (governor's clock)", None, None),
+        ("governor_quanta_clock", "governor keyed `check_key`, default quanta clock", "fusebox_quanta_now_per_call", None),
+        ("fusebox_std_now_per_call", "fusebox, `now` from `std::time::Instant` on every call", None, None)]),
+    ("keyed_2t", "Keyed limiter shared by two pinned threads, 1 000 keys, streams half apart (no clock cost)", ("floor_2t", "load+cas"), [
+        ("fusebox_pre_read_now", "fusebox", None, ("keyed", "fusebox_pre_read_now")),
+        ("governor_fake_clock", "governor, fake clock", "fusebox_pre_read_now", ("keyed", "governor_fake_clock"))]),
     ("bucket_2t", "Token bucket shared by two pinned threads (no clock cost)", ("floor_2t", "load+cas"), [
         ("fusebox_pre_read_now", "fusebox", None, ("bucket", "fusebox_pre_read_now")),
         ("governor_fake_clock", "governor, fake clock", "fusebox_pre_read_now", ("bucket", "governor_fake_clock"))]),
@@ -143,6 +147,7 @@ checks = [
     ("bucket faster than governor, equal clock cost", ratio(("bucket", "governor_fake_clock"), ("bucket", "fusebox_pre_read_now")), lambda v: v > 1, "governor_fake_clock ÷ fusebox_pre_read_now"),
     ("… same, both reading quanta on every call", ratio(("bucket", "governor_quanta_clock"), ("bucket", "fusebox_quanta_now_per_call")), lambda v: v > 1, "governor_quanta_clock ÷ fusebox_quanta_now_per_call"),
     ("KeyedLimiter ≥ 1.5 × faster than governor keyed", ratio(("keyed", "governor_fake_clock"), ("keyed", "fusebox_pre_read_now")), lambda v: v >= 1.5, "governor_fake_clock ÷ fusebox_pre_read_now (both without clock cost)"),
+    ("… same, two pinned threads (per-thread ns/op)", ratio(("keyed_2t", "governor_fake_clock"), ("keyed_2t", "fusebox_pre_read_now")), lambda v: v >= 1.5, "keyed_2t: governor_fake_clock ÷ fusebox_pre_read_now"),
     ("ConcurrentCache get ≥ 2 × faster than quick_cache (1 thread)", ratio(("concurrent_get", "quick_cache"), ("concurrent_get", "fusebox")), lambda v: v >= 2, "quick_cache ÷ fusebox (default, lookup counters on)"),
     ("ConcurrentCache get no slower per thread with 2 threads", ratio(("concurrent_get_2t", "fusebox"), ("concurrent_get", "fusebox")), lambda v: v <= 1.05, "2-thread ÷ 1-thread ns/op, default config (≤ 1.05 allows noise)"),
     ("… same, `without_lookup_counters()`", ratio(("concurrent_get_2t", "fusebox_no_lookup_counters"), ("concurrent_get", "fusebox_no_lookup_counters")), lambda v: v <= 1.05, "2-thread ÷ 1-thread ns/op"),

@@ -18,7 +18,10 @@
 //!   counts are asserted directly (exactly `burst` admitted at one `now`,
 //!   never more than `burst + rate · (max now − min now)`).
 //! * `KeyedLimiter`: exact outcomes (results, `available` per key, every
-//!   metric) compared with what the sequential executions allow.
+//!   metric) compared with what the sequential executions allow. Under
+//!   loom a slot folds its pending admission count into the global counter
+//!   from 2 on (not 2 048), so the models cross that fold too; (e) and (e')
+//!   check the count is exact across folds and evictions.
 //!
 //! `keyed_available_of_busy_key_during_eviction_check` is a regression
 //! model: it found `KeyedLimiter::available` reading a key as absent (full
@@ -738,5 +741,94 @@ fn keyed_overflow_when_full_is_shared_and_limited() {
         assert_eq!(limiter.metrics(), metrics(3, 1, 0, 0, 2));
         let avail = [1, 3].map(|k| limiter.available(&k, at(now)));
         assert_eq!(avail, [1, 1], "the keys' own buckets untouched");
+    });
+}
+
+/// (e) Counting admissions in the slot. Under loom a slot folds its
+/// pending admissions into the global counter from 2 on, so these runs
+/// cross the fold. One slot, key 1 inserted (counted globally) and charged
+/// once lock-free (1 pending in the slot).
+///
+/// * Burst 5: A takes key 1 twice, B once, all admitted; a fold races the
+///   other thread's unregistering `fetch_add` (a fold that lost it would
+///   also leave a phantom caller registered for ever).
+/// * Burst 4: both take it twice: exactly 3 of the 4 admitted.
+///
+/// At quiescence `metrics().allowed` is exactly the real admissions.
+#[test]
+fn keyed_counter_folds_exactly() {
+    for (burst, calls_b) in [(5, 1), (4, 2)] {
+        let name = format!("keyed_counter_folds_exactly (burst {burst})");
+        check(&name, 3, move || {
+            let limiter: Arc<Keyed<1, 1>> =
+                Arc::new(KeyedLimiter::new(quota(burst), FullPolicy::Reject));
+            limiter.try_acquire(&1, at(T0)).unwrap();
+            limiter.try_acquire(&1, at(T0)).unwrap();
+            let spawn = |l: &Arc<Keyed<1, 1>>, calls: usize| {
+                let l = l.clone();
+                thread::spawn(move || {
+                    (0..calls)
+                        .map(|_| l.try_acquire(&1, at(T0)))
+                        .collect::<Vec<_>>()
+                })
+            };
+            let (ha, hb) = (spawn(&limiter, 2), spawn(&limiter, calls_b));
+            let mut all = ha.join().unwrap();
+            all.extend(hb.join().unwrap());
+            let admitted = all.iter().filter(|r| r.is_ok()).count() as u64;
+            assert_eq!(admitted, u64::from(burst) - 2, "{all:?}");
+            assert!(
+                all.iter().all(|r| r.is_ok() || *r == Err(LIMITED_1S)),
+                "{all:?}"
+            );
+            let refused = all.len() as u64 - admitted;
+            assert_eq!(
+                limiter.metrics(),
+                metrics(u64::from(burst), refused, 0, 0, 1)
+            );
+            assert_eq!(limiter.available(&1, at(T0)), 0);
+            // No phantom caller left registered: key 1, idle again, can be
+            // evicted.
+            let idle = at(T0 + 10 * T);
+            limiter.try_acquire(&2, idle).unwrap();
+            assert_eq!(
+                limiter.metrics(),
+                metrics(u64::from(burst) + 1, refused, 1, 0, 1)
+            );
+        });
+    }
+}
+
+/// (e') Eviction racing a charge and a fold. One slot, burst 3: key 1
+/// inserted at T0 (counted globally) and charged again lock-free (1
+/// admission pending in the slot), idle again at `now`. A takes key 1
+/// twice at `now` (its second registration folds the slot's count) while
+/// B brings key 2 (evicting key 1 if idle, which folds the remainder).
+/// Exactly the sequential outcomes, counters included: A first (key 1
+/// busy, B `TableFull`), or B first (key 1 evicted, A `TableFull` twice).
+/// No admission is lost or counted twice by the eviction.
+#[test]
+fn keyed_eviction_races_charge_and_fold() {
+    check("keyed_eviction_races_charge_and_fold", 3, || {
+        let now = T0 + 5 * T;
+        let limiter: Arc<Keyed<1, 1>> = Arc::new(KeyedLimiter::new(quota(3), FullPolicy::Reject));
+        limiter.try_acquire(&1, at(T0)).unwrap();
+        limiter.try_acquire(&1, at(T0)).unwrap();
+        assert_eq!(limiter.metrics(), metrics(2, 0, 0, 0, 1));
+        let la = limiter.clone();
+        let a = thread::spawn(move || [la.try_acquire(&1, at(now)), la.try_acquire(&1, at(now))]);
+        let lb = limiter.clone();
+        let b = thread::spawn(move || lb.try_acquire(&2, at(now)));
+        let (ra, rb) = (a.join().unwrap(), b.join().unwrap());
+        let got = (
+            ra,
+            rb,
+            [1, 2].map(|k| limiter.available(&k, at(now))),
+            limiter.metrics(),
+        );
+        let full = Err(KeyedError::TableFull);
+        let a_first = ([Ok(()), Ok(())], full, [1, 3], metrics(4, 1, 0, 1, 1));
+        let b_first = ([full, full], Ok(()), [3, 2], metrics(3, 2, 1, 2, 1));
+        assert!(got == a_first || got == b_first, "{got:#?}");
     });
 }

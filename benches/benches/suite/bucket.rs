@@ -141,7 +141,11 @@ pub fn bench(c: &mut Criterion) {
     let pre = Instant::from_secs(1);
     let fake = FakeRelativeClock::default();
     direct(c, &fake);
+    keyed(c, start, pre, &fake);
+}
 
+/// The keyed limiters, one thread and two.
+fn keyed(c: &mut Criterion, start: StdInstant, pre: Instant, fake: &FakeRelativeClock) {
     let keys = uniform_keys(KEYS, LEN, 11);
     let key = |i: u64| &keys[i as usize & (LEN - 1)];
     let fbk: Box<KeyedLimiter<u64, 2048>> =
@@ -166,6 +170,17 @@ pub fn bench(c: &mut Criterion) {
             b.iter_custom(|n| a.run(n, |i| fbk.try_acquire(key(i), fb_now(start)).is_ok()));
         });
     }
+    let quanta = quanta::Clock::new();
+    {
+        let a = Admit::new("keyed.fusebox_quanta_now_per_call");
+        g.bench_function("fusebox_quanta_now_per_call", |b| {
+            b.iter_custom(|n| {
+                a.run(n, |i| {
+                    fbk.try_acquire(key(i), fb_quanta_now(&quanta)).is_ok()
+                })
+            });
+        });
+    }
     {
         let a = Admit::new("keyed.governor_fake_clock");
         g.bench_function("governor_fake_clock", |b| {
@@ -178,5 +193,29 @@ pub fn bench(c: &mut Criterion) {
             b.iter_custom(|n| a.run(n, |i| govk.check_key(key(i)).is_ok()));
         });
     }
+    g.finish();
+
+    // Two threads on the same 1 000 keys, half a stream apart (so mostly on
+    // different keys at any moment): shared counters and lock words show.
+    let mut g = c.benchmark_group("keyed_2t");
+    let offset = |t: usize, i: u64| i + (t as u64) * (LEN as u64 / 2);
+    g.bench_function("fusebox_pre_read_now", |b| {
+        b.iter_custom(|n| {
+            pair(n, |t, n| {
+                for i in 0..n {
+                    black_box(fbk.try_acquire(key(offset(t, i)), pre).is_ok());
+                }
+            })
+        });
+    });
+    g.bench_function("governor_fake_clock", |b| {
+        b.iter_custom(|n| {
+            pair(n, |t, n| {
+                for i in 0..n {
+                    black_box(govk_fake.check_key(key(offset(t, i))).is_ok());
+                }
+            })
+        });
+    });
     g.finish();
 }

@@ -6,28 +6,55 @@
 //! consecutive slots from its hash (or fewer if `N` is smaller). Keys are
 //! hashed with foldhash's seedable [`FixedState`], then compared with `Eq`.
 //! A slot is a 32-bit *state word*, the bucket's arrival-time word and the
-//! key itself.
+//! key itself. The state word (layout in the `state` module) is
+//!
+//! ```text
+//! [fingerprint 12][tier 2][readers 6][allowed 12]   0: empty, u32::MAX: locked
+//! ```
+//!
+//! the key's hash fingerprint and quota tier, the callers registered on the
+//! slot, and admissions counted on the slot but not yet in the global
+//! counter.
 //!
 //! # Concurrency
 //!
-//! * Existing keys are **lock-free**: a caller *registers* on the slot's
-//!   state word (one CAS that also checks the key's fingerprint), compares
-//!   the key, charges the bucket (the same CAS loop as [`TokenBucket`]) and
-//!   unregisters (one `fetch_sub`). While a caller is registered the slot
-//!   cannot be recycled, so the key it compares and the bucket it charges
-//!   belong together: no request is ever charged to another key's bucket.
+//! * Existing keys are **lock-free**, with three read-modify-writes per
+//!   call: a caller *registers* on the slot's state word (one CAS that also
+//!   checks the fingerprint), compares the key, charges the bucket (the
+//!   same CAS loop as [`TokenBucket`]) and unregisters with one `fetch_add`
+//!   that also counts its admission in the slot. While a caller is
+//!   registered the slot cannot be recycled, so the key it compares and the
+//!   bucket it charges belong together: no request is ever charged to
+//!   another key's bucket. (Registering is what makes reading an arbitrary
+//!   `K` safe while an insert may rewrite the slot, so three is the floor
+//!   for `K: Eq`.)
+//! * Admissions are counted in the slot and moved into the global counter
+//!   in batches of about 2 048: by the caller that finds a batch complete
+//!   (one extra CAS and add), and by the eviction of the key (its
+//!   remainder). [`KeyedLimiter::metrics`] adds the slots' pending counts,
+//!   so it is exact whenever no call is in flight. Refusals, insertions and
+//!   the overflow bucket are counted globally.
 //! * Inserting a new key takes a short critical section (the
 //!   `critical-section` crate): the lookup is
 //!   repeated inside it (so a key is never inserted twice), then an empty
 //!   slot is claimed or an **idle** one (its bucket full again) evicted.
 //!   Eviction locks the state word by a CAS that only succeeds with no
-//!   caller registered, so a key in use is never lost.
+//!   caller registered (and nothing changed since it read the pending
+//!   count it folds), so a key in use is never lost.
+//! * A key with 63 callers registered at once sends the next ones through
+//!   the critical section, which charges the bucket without registering
+//!   (evictions only happen there).
 //! * When every slot of the key's probe window holds a busy key, the
 //!   [`FullPolicy`] decides: reject, or charge a shared overflow bucket.
 //!   Never an unlimited pass.
 //!
 //! [`TokenBucket`]: super::TokenBucket
 //! [`FixedState`]: foldhash::fast::FixedState
+
+mod insert;
+mod state;
+#[cfg(all(test, not(loom)))]
+mod tests;
 
 use core::cell::UnsafeCell;
 use core::fmt;
@@ -36,22 +63,13 @@ use core::mem::MaybeUninit;
 
 use foldhash::fast::FixedState;
 
+use self::state::{EMPTY, FP_SHIFT, LOCKED, READER, READERS_MASK};
 use super::{gcra, load, take, InsufficientCapacity, Quota, RateLimited, TokenBucket};
 use crate::sync::{AtomicU32, Counter, Ordering, TatWord};
 use crate::Instant;
 
 /// Slots searched for a key, from its home slot.
 pub const PROBE: usize = 16;
-
-/// State word: `0` empty, `u32::MAX` locked (being written), otherwise
-/// `[fingerprint: 20][tier: 2][registered callers: 10]`.
-const EMPTY: u32 = 0;
-const LOCKED: u32 = u32::MAX;
-const READERS_BITS: u32 = 10;
-const READERS_MASK: u32 = (1 << READERS_BITS) - 1;
-const TIER_SHIFT: u32 = READERS_BITS;
-const FP_SHIFT: u32 = READERS_BITS + 2;
-const FP_MASK: u32 = (1 << 20) - 1;
 
 /// The most quota tiers a keyed limiter can have.
 pub const MAX_TIERS: usize = 4;
@@ -112,6 +130,8 @@ pub struct KeyedMetrics {
 }
 
 pub(crate) struct Slot<K> {
+    /// `[fingerprint 12][tier 2][readers 6][allowed 12]`, `0` empty,
+    /// `u32::MAX` locked; see the `state` module.
     state: AtomicU32,
     tat: TatWord,
     /// Initialised iff `state` is neither `EMPTY` nor `LOCKED`; written only
@@ -236,8 +256,9 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     ///
     /// [`KeyedError::RateLimited`], or [`KeyedError::TableFull`] under
     /// [`FullPolicy::Reject`].
+    #[inline]
     pub fn try_acquire(&self, key: &K, now: Instant) -> Result<(), KeyedError> {
-        self.try_acquire_n(key, 1, now)
+        self.acquire(key, 1, None, now)
     }
 
     /// Takes one token for `key`, inserting it in `tier` if new.
@@ -245,6 +266,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     /// # Errors
     ///
     /// As [`try_acquire`](Self::try_acquire).
+    #[inline]
     pub fn try_acquire_tier(&self, key: &K, tier: usize, now: Instant) -> Result<(), KeyedError> {
         self.acquire(key, 1, Some(tier), now)
     }
@@ -255,6 +277,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     ///
     /// As [`try_acquire`](Self::try_acquire), plus
     /// [`KeyedError::InsufficientCapacity`] if `n` exceeds the key's burst.
+    #[inline]
     pub fn try_acquire_n(&self, key: &K, n: u32, now: Instant) -> Result<(), KeyedError> {
         self.acquire(key, n, None, now)
     }
@@ -265,10 +288,10 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         let (fp, home) = self.locate(key);
         for i in Self::window(home) {
             let slot = &self.slots[i];
-            if let Some(guard) = Self::register(slot, fp) {
+            if let Some(guard) = self.register(slot, fp) {
                 // SAFETY: registered, so the key is initialised and stable.
                 if unsafe { (*slot.key.get()).assume_init_ref() } == key {
-                    let quota = &self.tiers[guard.tier];
+                    let quota = self.quota_of(guard.state);
                     let tat = load(&slot.tat);
                     return quota.params().available(tat, now.as_micros()) as u32;
                 }
@@ -280,9 +303,9 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         crate::sync::critical(|| {
             if let Some(i) = self.find_locked(key, fp, home) {
                 let slot = &self.slots[i];
-                let tier = tier_of_state(slot.state.load(Ordering::Acquire));
+                let quota = self.quota_of(slot.state.load(Ordering::Acquire));
                 let tat = load(&slot.tat);
-                self.tiers[tier].params().available(tat, now.as_micros()) as u32
+                quota.params().available(tat, now.as_micros()) as u32
             } else {
                 let tier = self.tier_of.map_or(0, |f| f(key)).min(TIERS - 1);
                 self.tiers[tier].burst()
@@ -290,10 +313,17 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         })
     }
 
-    /// The counters.
+    /// The counters. Admissions are partly counted per slot (see the module
+    /// docs), so this reads every slot, and is exact whenever no call is in
+    /// flight.
     pub fn metrics(&self) -> KeyedMetrics {
+        let pending = self
+            .slots
+            .iter()
+            .map(|slot| u64::from(state::pending(slot.state.load(Ordering::Relaxed))))
+            .sum::<u64>();
         KeyedMetrics {
-            allowed: self.allowed.get(),
+            allowed: self.allowed.get().wrapping_add(pending),
             limited: self.limited.get(),
             evictions: self.evictions.get(),
             table_full: self.table_full.get(),
@@ -301,6 +331,9 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         }
     }
 
+    /// The lock-free path, for a key already in the table; the rest is out
+    /// of line.
+    #[inline]
     fn acquire(
         &self,
         key: &K,
@@ -308,216 +341,145 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         tier: Option<usize>,
         now: Instant,
     ) -> Result<(), KeyedError> {
-        let result = self.acquire_uncounted(key, n, tier, now);
-        match result {
-            Ok(()) => self.allowed.incr(),
-            Err(KeyedError::TableFull) => {
-                self.limited.incr();
-                self.table_full.incr();
-            }
-            Err(_) => self.limited.incr(),
-        }
-        result
-    }
-
-    fn acquire_uncounted(
-        &self,
-        key: &K,
-        n: u32,
-        tier: Option<usize>,
-        now: Instant,
-    ) -> Result<(), KeyedError> {
         let (fp, home) = self.locate(key);
-        // Lock-free path: the key is already in the table.
         for i in Self::window(home) {
-            if let Some(result) = self.charge_if(i, fp, key, n, now) {
+            if let Some(result) = self.charge_if(&self.slots[i], fp, key, n, now) {
+                if result.is_err() {
+                    self.refused();
+                }
                 return result;
             }
         }
-        // Slow path: insert it (or find it inserted meanwhile).
-        let tier = tier
-            .or_else(|| self.tier_of.map(|f| f(key)))
-            .unwrap_or(0)
-            .min(TIERS - 1);
-        // Charged inside the critical section: evictions happen only there,
-        // so the slot found or filled still holds this key.
-        let charged = crate::sync::critical(|| {
-            let i = self.insert(key, fp, home, tier, now)?;
-            Some(self.charge_locked(i, n, now))
-        });
-        match charged {
-            Some(result) => result,
-            None => match &self.overflow {
-                Some(bucket) => {
-                    if n > bucket.quota().burst() {
-                        return Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
-                            requested: n,
-                            burst: bucket.quota().burst(),
-                        }));
-                    }
-                    Ok(take(&bucket.tat, bucket.quota(), n, now)?)
-                }
-                None => Err(KeyedError::TableFull),
-            },
-        }
+        self.acquire_slow(key, n, tier, fp, home, now)
     }
 
-    /// Charges slot `i` if it holds `key`; `None` if it does not.
+    #[cold]
+    fn refused(&self) {
+        self.limited.incr();
+    }
+
+    /// Charges `slot` if it holds `key`; `None` if it does not. An admission
+    /// is counted in the slot as the caller unregisters.
+    #[inline]
     fn charge_if(
         &self,
-        i: usize,
+        slot: &Slot<K>,
         fp: u32,
         key: &K,
         n: u32,
         now: Instant,
     ) -> Option<Result<(), KeyedError>> {
-        let slot = &self.slots[i];
-        let guard = Self::register(slot, fp)?;
+        let mut guard = self.register(slot, fp)?;
         // SAFETY: registered, so the key is initialised and cannot be
         // replaced until the guard drops.
         if unsafe { (*slot.key.get()).assume_init_ref() } != key {
             return None;
         }
-        let quota = &self.tiers[guard.tier];
+        let quota = self.quota_of(guard.state);
         if n > quota.burst() {
-            return Some(Err(KeyedError::InsufficientCapacity(
-                InsufficientCapacity {
-                    requested: n,
-                    burst: quota.burst(),
-                },
-            )));
+            return Some(Err(over_capacity(n, quota)));
         }
-        Some(take(&slot.tat, quota, n, now).map_err(KeyedError::from))
-    }
-
-    /// Inside the critical section: charges slot `i`, which holds the key.
-    /// No registration needed (evictions only happen in the critical
-    /// section), so this works even when 1 023 callers are registered.
-    fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
-        let slot = &self.slots[i];
-        let quota = &self.tiers[tier_of_state(slot.state.load(Ordering::Acquire))];
-        if n > quota.burst() {
-            return Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
-                requested: n,
-                burst: quota.burst(),
-            }));
+        let result = take(&slot.tat, quota, n, now);
+        if result.is_ok() {
+            guard.release = state::UNREGISTER_ADMITTED;
         }
-        take(&slot.tat, quota, n, now).map_err(KeyedError::from)
+        Some(result.map_err(KeyedError::from))
     }
 
-    /// Inside the critical section: the live slot holding `key`.
-    fn find_locked(&self, key: &K, fp: u32, home: usize) -> Option<usize> {
-        Self::window(home).find(|&i| {
-            let slot = &self.slots[i];
-            let state = slot.state.load(Ordering::Acquire);
-            // SAFETY: live slot, and only the critical section (which we
-            // hold) writes or drops keys.
-            state != EMPTY
-                && state != LOCKED
-                && state >> FP_SHIFT == fp
-                && unsafe { (*slot.key.get()).assume_init_ref() } == key
-        })
+    /// The quota of a live slot's state.
+    #[inline]
+    fn quota_of(&self, state: u32) -> &Quota {
+        if TIERS == 1 {
+            &self.tiers[0]
+        } else {
+            // Always in range (set from a clamped tier); `min` spares the
+            // bounds check.
+            &self.tiers[state::tier(state).min(TIERS - 1)]
+        }
     }
 
-    /// Registers on `slot` if its fingerprint is `fp`.
-    fn register(slot: &Slot<K>, fp: u32) -> Option<Registered<'_>> {
+    /// Registers on `slot` if its fingerprint is `fp` (which also rules out
+    /// EMPTY and LOCKED) and it has room for one more caller.
+    #[inline]
+    fn register<'s>(&self, slot: &'s Slot<K>, fp: u32) -> Option<Registered<'s>> {
+        let state = slot.state.load(Ordering::Acquire);
+        if state >> FP_SHIFT != fp {
+            return None; // another key, or none
+        }
+        if state & state::SLOW == 0
+            && slot
+                .state
+                .compare_exchange(state, state + READER, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(Registered::new(&slot.state, state));
+        }
+        self.register_slow(slot, fp)
+    }
+
+    /// [`register`](Self::register) under contention, with a batch of
+    /// admissions to fold, or with many callers registered.
+    #[cold]
+    #[inline(never)]
+    fn register_slow<'s>(&self, slot: &'s Slot<K>, fp: u32) -> Option<Registered<'s>> {
         let mut state = slot.state.load(Ordering::Acquire);
         loop {
-            if state == EMPTY || state == LOCKED || state >> FP_SHIFT != fp {
+            if state >> FP_SHIFT != fp || state & READERS_MASK == READERS_MASK {
+                // Another key, no key, or `MAX_READERS` callers on this one:
+                // the last take the critical-section path (`charge_locked`).
                 return None;
             }
-            if state & READERS_MASK == READERS_MASK {
-                // 1 023 callers on one key at once: this one takes the
-                // critical-section path (`charge_locked`) instead.
-                return None;
+            if state & state::ALLOWED_MASK >= state::FOLD_AT {
+                state = self.fold(&slot.state, state);
+                continue;
             }
             match slot.state.compare_exchange_weak(
                 state,
-                state + 1,
+                state + READER,
                 Ordering::Acquire,
                 Ordering::Acquire,
             ) {
-                Ok(_) => {
-                    return Some(Registered {
-                        state: &slot.state,
-                        tier: tier_of_state(state),
-                    })
-                }
+                Ok(_) => return Some(Registered::new(&slot.state, state)),
                 Err(actual) => state = actual,
             }
         }
     }
 
-    /// Inside the critical section: finds or inserts `key`, returning its
-    /// slot, or `None` if the window has no empty or idle slot.
-    fn insert(&self, key: &K, fp: u32, home: usize, tier: usize, now: Instant) -> Option<usize> {
-        if let Some(i) = self.find_locked(key, fp, home) {
-            return Some(i);
-        }
-        let empty =
-            Self::window(home).find(|&i| self.slots[i].state.load(Ordering::Acquire) == EMPTY);
-        if let Some(i) = empty {
-            let slot = &self.slots[i];
-            // EMPTY -> LOCKED cannot race: only the critical section claims.
-            slot.state.store(LOCKED, Ordering::Relaxed);
-            Self::fill(slot, key, fp, tier);
-            self.keys.fetch_add(1, Ordering::Relaxed);
-            return Some(i);
-        }
-        for i in Self::window(home) {
-            let slot = &self.slots[i];
-            let state = slot.state.load(Ordering::Acquire);
-            if state == LOCKED || state & READERS_MASK != 0 {
-                continue;
+    /// Moves the admissions pending in `state` into the global counter;
+    /// returns the current state.
+    fn fold(&self, word: &AtomicU32, state: u32) -> u32 {
+        let pending = state & state::ALLOWED_MASK;
+        match word.compare_exchange(state, state - pending, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => {
+                self.allowed.add(u64::from(pending));
+                state - pending
             }
-            // Lock it against new callers; fails if one registered meanwhile.
-            if slot
-                .state
-                .compare_exchange(state, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
-            }
-            let quota = &self.tiers[tier_of_state(state)];
-            let tat = load(&slot.tat);
-            if quota.params().drained(tat, now.as_micros()) != 0 {
-                slot.state.store(state, Ordering::Release); // busy: keep it
-                continue;
-            }
-            // SAFETY: the slot was live (initialised key) and is LOCKED with
-            // no caller registered; nobody else can reach the key.
-            unsafe { (*slot.key.get()).assume_init_drop() };
-            Self::fill(slot, key, fp, tier);
-            self.evictions.incr();
-            return Some(i);
+            Err(actual) => actual,
         }
-        None
     }
 
-    /// Writes a clone of `key` into a LOCKED slot and publishes it. (A
-    /// panicking `clone` leaves the slot LOCKED: unusable, never unsound.)
-    fn fill(slot: &Slot<K>, key: &K, fp: u32, tier: usize) {
-        // SAFETY: the slot is LOCKED and we are inside the critical section:
-        // no caller is registered and no other writer exists; any previous
-        // key was dropped or never written.
-        unsafe { (*slot.key.get()).write(key.clone()) };
-        slot.tat.store(gcra::FRESH as _, Ordering::Relaxed);
-        let state = fp << FP_SHIFT | (tier as u32) << TIER_SHIFT;
-        slot.state.store(state, Ordering::Release);
-    }
-
+    /// The key's fingerprint (never that of EMPTY or LOCKED) from the high
+    /// bits of its hash, and its home slot from the low bits.
+    #[inline]
     fn locate(&self, key: &K) -> (u32, usize) {
         let hash = self.hasher.hash_one(key);
-        // Fingerprint from the high bits, never 0 (EMPTY) or all ones
-        // (part of LOCKED); home slot from the low bits.
-        let fp = ((hash >> 44) as u32 & FP_MASK).clamp(1, FP_MASK - 1);
-        (fp, (hash % N as u64) as usize)
+        let fp = ((hash >> (32 + FP_SHIFT)) as u32).clamp(1, state::FP_MAX);
+        let home = if N.is_power_of_two() {
+            hash as usize & (N - 1)
+        } else {
+            // Multiply-shift range reduction: no division.
+            ((u64::from(hash as u32) * N as u64) >> 32) as usize
+        };
+        (fp, home)
     }
 
+    #[inline]
     fn window(home: usize) -> impl Iterator<Item = usize> {
         (0..PROBE.min(N)).map(move |i| {
             let j = home + i;
-            if j >= N {
+            if N.is_power_of_two() {
+                j & (N - 1)
+            } else if j >= N {
                 j - N
             } else {
                 j
@@ -526,19 +488,39 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     }
 }
 
-const fn tier_of_state(state: u32) -> usize {
-    ((state >> TIER_SHIFT) & 0b11) as usize
+fn over_capacity(n: u32, quota: &Quota) -> KeyedError {
+    KeyedError::InsufficientCapacity(InsufficientCapacity {
+        requested: n,
+        burst: quota.burst(),
+    })
 }
 
-/// A caller registered on a slot; unregisters on drop.
+/// A caller registered on a slot; unregisters on drop (also when `Eq`
+/// panics), adding `release` to the state word.
 struct Registered<'s> {
-    state: &'s AtomicU32,
-    tier: usize,
+    word: &'s AtomicU32,
+    /// The state registered on (before this caller).
+    state: u32,
+    /// [`state::UNREGISTER`], or [`state::UNREGISTER_ADMITTED`] once
+    /// admitted.
+    release: u32,
+}
+
+impl<'s> Registered<'s> {
+    #[inline]
+    fn new(word: &'s AtomicU32, state: u32) -> Self {
+        Self {
+            word,
+            state,
+            release: state::UNREGISTER,
+        }
+    }
 }
 
 impl Drop for Registered<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.state.fetch_sub(1, Ordering::Release);
+        self.word.fetch_add(self.release, Ordering::Release);
     }
 }
 

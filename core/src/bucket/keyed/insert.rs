@@ -1,0 +1,145 @@
+//! The critical-section path of [`KeyedLimiter`]: keys not found
+//! lock-free are inserted (into an empty slot, or by evicting an idle key),
+//! found inserted meanwhile, or charged without registering when their
+//! slot has no room for another caller. Evictions happen only here.
+
+use core::hash::Hash;
+
+use super::state::{self, EMPTY, FP_SHIFT, LOCKED, READERS_MASK};
+use super::{over_capacity, KeyedError, KeyedLimiter, Slot};
+use crate::bucket::{gcra, load, take, InsufficientCapacity};
+use crate::sync::Ordering;
+use crate::Instant;
+
+impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N, TIERS> {
+    /// Not found lock-free: inserts the key (or finds it inserted
+    /// meanwhile, or busy with `MAX_READERS` callers), or uses the
+    /// [`FullPolicy`](super::FullPolicy). Counts the outcome globally.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn acquire_slow(
+        &self,
+        key: &K,
+        n: u32,
+        tier: Option<usize>,
+        fp: u32,
+        home: usize,
+        now: Instant,
+    ) -> Result<(), KeyedError> {
+        let tier = tier
+            .or_else(|| self.tier_of.map(|f| f(key)))
+            .unwrap_or(0)
+            .min(TIERS - 1);
+        // Charged inside the critical section: evictions happen only there,
+        // so the slot found or filled still holds this key.
+        let charged = crate::sync::critical(|| {
+            let i = self.insert(key, fp, home, tier, now)?;
+            Some(self.charge_locked(i, n, now))
+        });
+        let result = match charged {
+            Some(result) => result,
+            None => match &self.overflow {
+                Some(bucket) if n > bucket.quota().burst() => {
+                    Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
+                        requested: n,
+                        burst: bucket.quota().burst(),
+                    }))
+                }
+                Some(bucket) => take(&bucket.tat, bucket.quota(), n, now).map_err(Into::into),
+                None => Err(KeyedError::TableFull),
+            },
+        };
+        match result {
+            Ok(()) => self.allowed.incr(),
+            Err(KeyedError::TableFull) => {
+                self.limited.incr();
+                self.table_full.incr();
+            }
+            Err(_) => self.limited.incr(),
+        }
+        result
+    }
+
+    /// Inside the critical section: charges slot `i`, which holds the key.
+    /// No registration needed (evictions only happen in the critical
+    /// section), so this works even with `MAX_READERS` callers registered.
+    fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
+        let slot = &self.slots[i];
+        let quota = self.quota_of(slot.state.load(Ordering::Acquire));
+        if n > quota.burst() {
+            return Err(over_capacity(n, quota));
+        }
+        take(&slot.tat, quota, n, now).map_err(KeyedError::from)
+    }
+
+    /// Inside the critical section: the live slot holding `key`.
+    pub(super) fn find_locked(&self, key: &K, fp: u32, home: usize) -> Option<usize> {
+        Self::window(home).find(|&i| {
+            let slot = &self.slots[i];
+            // The fingerprint test also rejects EMPTY and LOCKED.
+            // SAFETY: live slot, and only the critical section (which we
+            // hold) writes or drops keys.
+            slot.state.load(Ordering::Acquire) >> FP_SHIFT == fp
+                && unsafe { (*slot.key.get()).assume_init_ref() } == key
+        })
+    }
+
+    /// Inside the critical section: finds or inserts `key`, returning its
+    /// slot, or `None` if the window has no empty or idle slot.
+    fn insert(&self, key: &K, fp: u32, home: usize, tier: usize, now: Instant) -> Option<usize> {
+        if let Some(i) = self.find_locked(key, fp, home) {
+            return Some(i);
+        }
+        let empty =
+            Self::window(home).find(|&i| self.slots[i].state.load(Ordering::Acquire) == EMPTY);
+        if let Some(i) = empty {
+            let slot = &self.slots[i];
+            // EMPTY -> LOCKED cannot race: only the critical section claims.
+            slot.state.store(LOCKED, Ordering::Relaxed);
+            Self::fill(slot, key, fp, tier);
+            self.keys.fetch_add(1, Ordering::Relaxed);
+            return Some(i);
+        }
+        for i in Self::window(home) {
+            let slot = &self.slots[i];
+            let state = slot.state.load(Ordering::Acquire);
+            if state == LOCKED || state & READERS_MASK != 0 {
+                continue;
+            }
+            // Lock it against new callers; fails if one registered (or
+            // unregistered, or folded) meanwhile.
+            if slot
+                .state
+                .compare_exchange(state, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let tat = load(&slot.tat);
+            if self.quota_of(state).params().drained(tat, now.as_micros()) != 0 {
+                slot.state.store(state, Ordering::Release); // busy: keep it
+                continue;
+            }
+            // The evicted key's admissions not yet folded.
+            self.allowed.add(u64::from(state::pending(state)));
+            // SAFETY: the slot was live (initialised key) and is LOCKED with
+            // no caller registered; nobody else can reach the key.
+            unsafe { (*slot.key.get()).assume_init_drop() };
+            Self::fill(slot, key, fp, tier);
+            self.evictions.incr();
+            return Some(i);
+        }
+        None
+    }
+
+    /// Writes a clone of `key` into a LOCKED slot and publishes it. (A
+    /// panicking `clone` leaves the slot LOCKED: unusable, never unsound.)
+    fn fill(slot: &Slot<K>, key: &K, fp: u32, tier: usize) {
+        // SAFETY: the slot is LOCKED and we are inside the critical section:
+        // no caller is registered and no other writer exists; any previous
+        // key was dropped or never written.
+        unsafe { (*slot.key.get()).write(key.clone()) };
+        slot.tat.store(gcra::FRESH as _, Ordering::Relaxed);
+        slot.state.store(state::live(fp, tier), Ordering::Release);
+    }
+}
