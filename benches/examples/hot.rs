@@ -70,10 +70,11 @@ fn main() {
         }
         "cc_get" | "cc_get_quiet" => {
             let fresh = ConcurrentCache::new();
+            // `cc_get` counts lookups (opt-in), `cc_get_quiet` is the default.
             let c: Box<ConcurrentCache<u64, u64, 512, 8>> = Box::new(if what == "cc_get_quiet" {
-                fresh.without_lookup_counters()
-            } else {
                 fresh
+            } else {
+                fresh.with_lookup_counters()
             });
             (0..3 * LEN as u64)
                 .for_each(|i| _ = c.get(&z(i)).is_none() && c.insert(z(i), 1).is_ok());
