@@ -198,12 +198,13 @@ where
         while candidates != 0 {
             let way = (candidates.trailing_zeros() / 8) as usize;
             candidates &= candidates - 1;
+            // `matching` may flag a byte that differs (even an empty way's).
+            if tag_of(tags, way) != tag {
+                continue;
+            }
             // SAFETY: the set's writer lock is held, so nobody writes the
-            // slot; a way with a non-zero tag holds one valid written key
-            // (`matching` may flag a byte that differs: check it).
-            if tag_of(tags, way) == tag
-                && unsafe { self.slots[way].key.load().assume_init() } == *key
-            {
+            // slot; a way with a non-zero tag holds one valid written key.
+            if unsafe { self.slots[way].key.load().assume_init() } == *key {
                 return Some(way);
             }
         }
