@@ -70,14 +70,25 @@ fn main() {
         }
         "cc_get" | "cc_get_quiet" => {
             let fresh = ConcurrentCache::new();
+            // `cc_get` counts lookups (opt-in), `cc_get_quiet` is the default.
             let c: Box<ConcurrentCache<u64, u64, 512, 8>> = Box::new(if what == "cc_get_quiet" {
-                fresh.without_lookup_counters()
-            } else {
                 fresh
+            } else {
+                fresh.with_lookup_counters()
             });
             (0..3 * LEN as u64)
                 .for_each(|i| _ = c.get(&z(i)).is_none() && c.insert(z(i), 1).is_ok());
             (0..n).for_each(|i| _ = black_box(c.get(&z(i))));
+        }
+        "cc_insert" => {
+            let c: Box<ConcurrentCache<u64, u64, 512, 8>> = Box::new(ConcurrentCache::new());
+            (0..3 * LEN as u64).for_each(|i| _ = c.insert(z(i), 1));
+            (0..n).for_each(|i| _ = black_box(c.insert(z(i), i)));
+        }
+        "qc_insert" => {
+            let c = quick_cache::sync::Cache::<u64, u64>::new(4096);
+            (0..3 * LEN as u64).for_each(|i| c.insert(z(i), 1));
+            (0..n).for_each(|i| c.insert(black_box(z(i)), i));
         }
         "qc_get" => {
             let c = quick_cache::sync::Cache::<u64, u64>::new(4096);

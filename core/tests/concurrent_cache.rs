@@ -25,7 +25,7 @@ fn check(key: u64, v: [u64; 3]) -> bool {
 #[test]
 fn no_torn_or_foreign_values_under_contention() {
     // Few sets and keys: every set sees racing inserts, removes and gets.
-    let cache: ConcurrentCache<u64, [u64; 3], 2, 4> = ConcurrentCache::new();
+    let cache: ConcurrentCache<u64, [u64; 3], 2, 4> = ConcurrentCache::new().with_lookup_counters();
     let hits = AtomicU64::new(0);
     let bad = AtomicBool::new(false);
     let barrier = Barrier::new(THREADS);

@@ -1,8 +1,8 @@
 //! Loom models of [`fusebox::cache::ConcurrentCache`]: the per-slot
 //! sequence lock (no torn or foreign value), the set's writer lock and its
 //! packed LRU ages word (still a permutation, exact metrics), writer
-//! contention (no lost `Ok` update) and remove / get / insert of one key
-//! (linearizable).
+//! contention (no lost `Ok` update), remove / get / insert of one key
+//! (linearizable) and the set's tag word (never hides a present key).
 //!
 //! Run only as
 //!
@@ -22,7 +22,8 @@
 //!   `get` for one of them cannot skip the others' ways by tag and has to
 //!   copy and compare their bytes, which is exactly where a torn or foreign
 //!   value would come from. (If the hash ever changes the models stay
-//!   correct, only weaker.)
+//!   correct, only weaker.) [`D`] has another tag, so writing it changes
+//!   the set's tag word under readers of the other keys.
 //! * Values are [`val`]`(key, version)`: two words that name the key and
 //!   the version and check each other, so any mix of two writes (torn) or
 //!   of a key with another key's value (foreign) is caught by [`decode`].
@@ -76,7 +77,8 @@ const A: u64 = 1;
 const B: u64 = 195;
 /// Same tag as [`A`].
 const C: u64 = 413;
-/// A fourth key (different tag), for the two-evicting-inserts model.
+/// A fourth key (different tag), for the two-evicting-inserts and the
+/// tag-word models.
 const D: u64 = 2;
 /// Fresh keys for the single-threaded probe after a model's threads join.
 const FRESH: [u64; 3] = [1001, 1002, 1003];
@@ -170,7 +172,7 @@ fn present(cache: &Cache, key: u64) -> Option<u64> {
 /// A cache with `entries` inserted in order, single-threaded: the first goes
 /// to way 0, the second to way 1, and the first is then least recently used.
 fn filled(entries: &[(u64, Value)]) -> Arc<Cache> {
-    let cache = Cache::new();
+    let cache = Cache::new().with_lookup_counters();
     for &(k, v) in entries {
         cache.insert(k, v).unwrap();
     }
@@ -534,7 +536,7 @@ fn concurrent_inserts_of_two_keys_into_free_ways_both_land() {
     let outcomes = Outcomes::default();
     let seen = outcomes.clone();
     run(3, move || {
-        let cache = Arc::new(Cache::new().without_lookup_counters());
+        let cache = Arc::new(Cache::new());
         let other = {
             let cache = cache.clone();
             thread::spawn(move || cache.insert(B, val(B, 0)))
@@ -820,4 +822,58 @@ fn a_hit_after_seeing_an_insert_is_more_recent_than_the_insert() {
             assert_eq!(present(&cache, B), None);
         }
     });
+}
+
+// ---------------------------------------------------------------------------
+// (e) The tag word: a filter that never hides a present key.
+// ---------------------------------------------------------------------------
+
+/// Readers pick ways by the set's tag word, which writers rewrite (one
+/// byte per way, plain load and store under the set lock) outside the
+/// slots' sequence locks. `remove(B)` then `insert(D)` rewrite the word
+/// twice while a reader looks up `A` (never written: always found, its tag
+/// byte must survive both rewrites), `D` (found once its insert was seen
+/// done) and `B` (gone once its remove was seen done).
+#[test]
+fn a_tag_update_never_hides_another_key() {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    run(2, move || {
+        // Way 0: A, way 1: B.
+        let cache = filled(&[(A, val(A, 0)), (B, val(B, 0))]);
+        let done = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (cache, done) = (cache.clone(), done.clone());
+            thread::spawn(move || {
+                // The only writer: it cannot be contended.
+                assert_eq!(cache.remove(&B), Ok(Some(val(B, 0))));
+                cache.insert(D, val(D, 1)).unwrap();
+                done.store(true, Ordering::Release);
+            })
+        };
+        let saw_done = done.load(Ordering::Acquire);
+        let got_a = present(&cache, A);
+        let got_d = present(&cache, D);
+        let got_b = present(&cache, B);
+        writer.join().unwrap();
+
+        assert_eq!(got_a, Some(0), "A hidden while another way was written");
+        assert!(got_d.is_none() || got_d == Some(1));
+        assert!(got_b.is_none() || got_b == Some(0));
+        if saw_done {
+            assert_eq!((got_d, got_b), (Some(1), None), "writes seen done");
+        }
+        assert_eq!(present(&cache, A), Some(0));
+        assert_eq!(present(&cache, D), Some(1));
+        assert_eq!(present(&cache, B), None);
+        seen.saw(format!("get(D)={got_d:?} get(B)={got_b:?}"));
+        probe_lru(&cache, 2);
+    });
+    let reached = outcomes.0.lock().unwrap().clone();
+    for must in ["get(D)=None get(B)=Some(0)", "get(D)=Some(1) get(B)=None"] {
+        assert!(
+            reached.contains(must),
+            "never reached: {must}\nreached: {reached:#?}"
+        );
+    }
 }

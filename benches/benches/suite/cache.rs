@@ -73,12 +73,12 @@ fn run<C: Shared + ?Sized>(cache: &C, keys: &[u64], from: u64, n: u64, insert: b
 pub fn bench(c: &mut Criterion) {
     let keys = zipf_keys(2 * CAP, LEN, 3);
     let fb: Box<Fb> = Box::new(Fb::new());
-    let fb_quiet: Box<Fb> = Box::new(Fb::new().without_lookup_counters());
+    let fb_counted: Box<Fb> = Box::new(Fb::new().with_lookup_counters());
     let qc = quick_cache::sync::Cache::<u64, u64>::new(CAP);
     let mk = moka::sync::Cache::<u64, u64>::new(CAP as u64);
     let caches: [(&str, &dyn Shared); 4] = [
         ("fusebox", &*fb),
-        ("fusebox_no_lookup_counters", &*fb_quiet),
+        ("fusebox_with_lookup_counters", &*fb_counted),
         ("quick_cache", &qc),
         ("moka", &mk),
     ];
@@ -113,14 +113,11 @@ pub fn bench(c: &mut Criterion) {
         });
     }
     // Control: the same work on two private caches, nothing shared.
-    let private: [Box<Fb>; 2] = [
-        Box::new(Fb::new().without_lookup_counters()),
-        Box::new(Fb::new().without_lookup_counters()),
-    ];
+    let private: [Box<Fb>; 2] = [Box::new(Fb::new()), Box::new(Fb::new())];
     for cache in &private {
         warm(&**cache, &keys);
     }
-    g.bench_function("control_private_caches_no_lookup_counters", |b| {
+    g.bench_function("control_private_caches", |b| {
         b.iter_custom(|n| {
             pair(n, |t, n| {
                 run(&*private[t], &keys, t as u64 * (LEN as u64 / 2), n, false);

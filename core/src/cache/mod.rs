@@ -6,7 +6,9 @@
 //!   reference between threads and interrupt handlers (`&self`), exact LRU
 //!   inside each set.
 //!
-//! All caches count their traffic in a [`CacheMetrics`].
+//! All caches count their traffic in a [`CacheMetrics`] ([`ConcurrentCache`]
+//! counts hits and misses only when asked to, see
+//! [`with_lookup_counters`](ConcurrentCache::with_lookup_counters)).
 //!
 //! # Examples
 //!
@@ -32,6 +34,12 @@ pub use lru::{Displaced, Iter, LruCache};
 ///
 /// Each cache documents which of its operations count where; for
 /// [`LruCache`] see its [metrics section](LruCache#metrics).
+/// [`ConcurrentCache`] counts `hits` and `misses` only if it was built
+/// [`with_lookup_counters`](ConcurrentCache::with_lookup_counters) (they
+/// stay 0 otherwise: check
+/// [`counts_lookups`](ConcurrentCache::counts_lookups) before reading a
+/// hit ratio); its inserts, evictions and contended writes are always
+/// counted.
 ///
 /// # Examples
 ///
@@ -47,9 +55,11 @@ pub use lru::{Displaced, Iter, LruCache};
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CacheMetrics {
-    /// Lookups that found a live entry.
+    /// Lookups that found a live entry (for [`ConcurrentCache`], only when
+    /// lookups are counted).
     pub hits: u64,
-    /// Lookups that found no entry, or only an expired one.
+    /// Lookups that found no entry, or only an expired one (for
+    /// [`ConcurrentCache`], only when lookups are counted).
     pub misses: u64,
     /// Entries stored, new keys and replacements of an existing key alike.
     pub inserts: u64,

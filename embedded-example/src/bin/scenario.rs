@@ -404,7 +404,8 @@ fn histogram_steps(c: &mut Checks) {
 fn main() -> ! {
     let p = cortex_m::Peripherals::take().unwrap();
     fw::start_clock(p.SYST);
-    let cache: &'static mut Readings = cortex_m::singleton!(: Readings = Readings::new()).unwrap();
+    let cache: &'static mut Readings =
+        cortex_m::singleton!(: Readings = Readings::new().with_lookup_counters()).unwrap();
     READINGS.store(cache, Relaxed);
     defmt::info!(
         "fusebox firmware: {=u32} Hz core clock, now {}",

@@ -1,11 +1,13 @@
 //! Unit tests of the concurrent cache.
 
+use super::set::{age, demoted, initial_ages, promoted, Set, SET_LOCK, WRITING};
 use super::*;
+use crate::sync::Ordering;
 
 type One<const W: usize> = ConcurrentCache<u32, u64, 1, W>;
 
 fn ages_of<const W: usize>(cache: &One<W>) -> [u32; W] {
-    let word = cache.sets[0].load(Ordering::Relaxed);
+    let word = cache.sets[0].ages_word();
     core::array::from_fn(|w| age(word, w))
 }
 
@@ -22,7 +24,8 @@ fn is_permutation(ages: &[u32]) -> bool {
 
 #[test]
 fn insert_get_replace_remove() {
-    let cache: ConcurrentCache<u32, u64, 16, 4> = ConcurrentCache::new();
+    let cache: ConcurrentCache<u32, u64, 16, 4> = ConcurrentCache::new().with_lookup_counters();
+    assert!(cache.counts_lookups());
     assert_eq!(cache.get(&1), None);
     cache.insert(1, 10).unwrap();
     cache.insert(2, 20).unwrap();
@@ -43,10 +46,7 @@ fn replacing_a_key_never_duplicates_it() {
     for v in 0..10 {
         cache.insert(7, v).unwrap();
     }
-    let occupied = (0..4)
-        .filter(|&w| cache.slots[0][w].seq.load(Ordering::Relaxed) & OCCUPIED != 0)
-        .count();
-    assert_eq!(occupied, 1);
+    assert_eq!(cache.sets[0].occupied(), 1);
     assert_eq!(cache.get(&7), Some(9));
     assert_eq!(cache.metrics().evictions, 0);
 }
@@ -83,28 +83,35 @@ fn a_removed_way_is_reused_first() {
 
 #[test]
 fn a_hit_on_the_most_recent_way_writes_nothing() {
-    let cache: One<4> = ConcurrentCache::<u32, u64, 1, 4>::new().without_lookup_counters();
+    let cache: One<4> = ConcurrentCache::new();
+    assert!(!cache.counts_lookups(), "off by default");
     cache.insert(5, 50).unwrap();
-    let before = cache.sets[0].load(Ordering::Relaxed);
-    let seqs: [u32; 4] = core::array::from_fn(|w| cache.slots[0][w].seq.load(Ordering::Relaxed));
+    let before = cache.sets[0].ages_word();
+    let seqs = cache.sets[0].seq_words();
     for _ in 0..3 {
         assert_eq!(cache.get(&5), Some(50));
     }
-    assert_eq!(cache.sets[0].load(Ordering::Relaxed), before);
-    let after: [u32; 4] = core::array::from_fn(|w| cache.slots[0][w].seq.load(Ordering::Relaxed));
-    assert_eq!(seqs, after);
-    assert_eq!(cache.metrics().hits, 0, "lookups not counted");
+    assert_eq!(cache.get(&6), None);
+    assert_eq!(cache.sets[0].ages_word(), before);
+    assert_eq!(seqs, cache.sets[0].seq_words());
+    let m = cache.metrics();
+    assert_eq!((m.hits, m.misses), (0, 0), "lookups not counted");
 }
 
 #[test]
 fn writers_give_up_on_a_locked_set_and_readers_still_read() {
     let cache: One<2> = ConcurrentCache::new();
     cache.insert(1, 100).unwrap();
-    let guard = cache.lock(0).unwrap();
+    assert!(cache.sets[0].lock().is_some());
     assert_eq!(cache.insert(2, 200), Err(Contended));
     assert_eq!(cache.remove(&1), Err(Contended));
     assert_eq!(cache.get(&1), Some(100), "readers never wait");
-    guard.unlock(|ages| ages);
+    assert_ne!(
+        cache.sets[0].ages_word() & SET_LOCK,
+        0,
+        "a hit keeps the lock"
+    );
+    cache.sets[0].unlock();
     cache.insert(2, 200).unwrap();
     assert_eq!(cache.metrics().contended, 2);
 }
@@ -113,11 +120,11 @@ fn writers_give_up_on_a_locked_set_and_readers_still_read() {
 fn a_reader_gives_up_on_a_slot_being_written() {
     let cache: One<1> = ConcurrentCache::new();
     cache.insert(1, 100).unwrap();
-    let slot = &cache.slots[0][0];
-    let seq = slot.seq.load(Ordering::Relaxed);
-    slot.seq.store(seq | WRITING, Ordering::Relaxed); // a writer "preempted"
+    let seq = cache.sets[0].seq(0);
+    let before = seq.load(Ordering::Relaxed);
+    seq.store(before | WRITING, Ordering::Relaxed); // a writer "preempted"
     assert_eq!(cache.get(&1), None, "bounded retries, then a miss");
-    slot.seq.store(seq, Ordering::Relaxed);
+    seq.store(before, Ordering::Relaxed);
     assert_eq!(cache.get(&1), Some(100));
 }
 
@@ -140,10 +147,15 @@ fn ages_stay_a_permutation_under_every_promote_and_demote() {
             };
             let v: [u32; 8] = core::array::from_fn(|w| age(ages, w));
             assert!(is_permutation(&v[..ways]), "{ways} ways: {v:?}");
+            if ways < 8 {
+                assert_eq!(ages >> (ways as u32 * 4), 0, "no bits beyond the ways");
+            }
+            // The lock bit is carried through, never invented.
+            assert_eq!(promoted(ages | SET_LOCK, way, ways) & SET_LOCK, SET_LOCK);
+            assert_eq!(promoted(ages, way, ways) & SET_LOCK, 0);
             assert_eq!(
-                ages >> (ways as u32 * AGE_BITS),
-                0,
-                "no bits beyond the ways"
+                demoted(ages | SET_LOCK, way, ways),
+                demoted(ages, way, ways) | SET_LOCK
             );
         }
         assert_eq!(age(promoted(start, ways - 1, ways), ways - 1), 0);
@@ -172,9 +184,81 @@ fn padding_free_structs_work_as_keys_and_values() {
     assert_eq!(cache.get(&b), None);
 }
 
+/// Promote and demote against the definition, on every permutation
+/// reachable from the start (exhaustive for small `ways`).
+#[test]
+fn swar_ages_match_the_definition() {
+    fn reference(ages: [u32; 8], way: usize, ways: usize, front: bool) -> [u32; 8] {
+        let old = ages[way];
+        core::array::from_fn(|w| match () {
+            () if w >= ways => 0,
+            () if w == way => {
+                if front {
+                    0
+                } else {
+                    ways as u32 - 1
+                }
+            }
+            () if front && ages[w] < old => ages[w] + 1,
+            () if !front && ages[w] > old => ages[w] - 1,
+            () => ages[w],
+        })
+    }
+    let unpack = |word: u32| -> [u32; 8] { core::array::from_fn(|w| age(word, w)) };
+    for ways in 1..=if cfg!(miri) { 4 } else { 8 } {
+        let mut x = 0x2545_f491u32;
+        let mut word = initial_ages(ways);
+        for _ in 0..if cfg!(miri) { 50 } else { 5_000 } {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let way = (x as usize >> 3) % ways;
+            let front = x & 1 == 0;
+            let want = reference(unpack(word), way, ways, front);
+            word = if front {
+                promoted(word, way, ways)
+            } else {
+                demoted(word, way, ways)
+            };
+            assert_eq!(unpack(word), want, "{ways} ways");
+        }
+    }
+}
+
+/// Keys whose tags collide still resolve by key; the victim of a full set
+/// is the least recent way even when tags repeat.
+#[test]
+fn colliding_tags_resolve_by_key() {
+    let cache: ConcurrentCache<u32, u64, 1, 8> = ConcurrentCache::new();
+    let set = &cache.sets[0];
+    for k in 0..8u32 {
+        // Force every way's tag to the same value.
+        assert!(set.lock().is_some());
+        let way = set
+            .find_locked(&k, 7)
+            .unwrap_or_else(|| set.victim(set.ages_word()).0);
+        set.promote(way);
+        set.write(way, 7, Some((&k, &u64::from(k))));
+        set.unlock();
+    }
+    for k in 0..8u32 {
+        assert_eq!(set.get(&k, 7), Some((k as usize, u64::from(k))));
+        assert_eq!(set.get(&k, 6), None, "another tag filters it out");
+    }
+    assert_eq!(set.get(&99, 7), None);
+    assert_eq!(set.occupied(), 8);
+}
+
 #[test]
 fn size_per_entry() {
-    // Sequence word + key + value, and one age word per set.
-    assert_eq!(core::mem::size_of::<Slot<u32, u32>>(), 12);
-    assert_eq!(core::mem::size_of::<Slot<u64, u64>>(), 24);
+    // Ages word + 2 tag words + a sequence word, key and value per way.
+    assert_eq!(core::mem::size_of::<Set<u32, u32, 4>>(), 12 + 4 * 12);
+    assert_eq!(
+        core::mem::size_of::<Set<u64, u64, 8>>(),
+        12 + 8 * 4 + 4 + 8 * 16
+    );
+    assert_eq!(
+        core::mem::size_of::<ConcurrentCache<u32, u32, 64, 4>>() / 256,
+        15
+    );
 }
