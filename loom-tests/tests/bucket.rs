@@ -21,7 +21,10 @@
 //!   metric) compared with what the sequential executions allow. Under
 //!   loom a slot folds its pending admission count into the global counter
 //!   from 2 on (not 2 048), so the models cross that fold too; (e) and (e')
-//!   check the count is exact across folds and evictions.
+//!   check the count is exact across folds and evictions. Loom builds have
+//!   64-bit atomics, so these run the two-RMW protocol (pin on the bucket
+//!   word); (f) checks that a pin blocks an eviction and never leaks, (g)
+//!   that charges which unpin and count in one CAS stay exact contended.
 //!
 //! `keyed_available_of_busy_key_during_eviction_check` is a regression
 //! model: it found `KeyedLimiter::available` reading a key as absent (full
