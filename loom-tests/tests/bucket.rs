@@ -21,7 +21,10 @@
 //!   metric) compared with what the sequential executions allow. Under
 //!   loom a slot folds its pending admission count into the global counter
 //!   from 2 on (not 2 048), so the models cross that fold too; (e) and (e')
-//!   check the count is exact across folds and evictions.
+//!   check the count is exact across folds and evictions. Loom builds have
+//!   64-bit atomics, so these run the two-RMW protocol (pin on the bucket
+//!   word); (f) checks that a pin blocks an eviction and never leaks, (g)
+//!   that charges which unpin and count in one CAS stay exact contended.
 //!
 //! `keyed_available_of_busy_key_during_eviction_check` is a regression
 //! model: it found `KeyedLimiter::available` reading a key as absent (full
@@ -830,5 +833,70 @@ fn keyed_eviction_races_charge_and_fold() {
         let a_first = ([Ok(()), Ok(())], full, [1, 3], metrics(4, 1, 0, 1, 1));
         let b_first = ([full, full], Ok(()), [3, 2], metrics(3, 2, 1, 2, 1));
         assert!(got == a_first || got == b_first, "{got:#?}");
+    });
+}
+
+/// (f) A pin with no charge racing an eviction (64-bit targets pin on the
+/// bucket word; Cortex-M registers on the state word). One slot, key 1
+/// idle at `now`, burst 2. A asks key 1 for 3 tokens (over capacity: it
+/// pins, compares the key, and only unpins); B brings key 2. B evicts
+/// key 1 only when A is not pinned: before A (A then finds the slot busy
+/// with key 2: TableFull) or after A. While A is pinned, B's lock fails:
+/// TableFull. Afterwards no pin is left behind: the key in the slot, idle
+/// again, is evicted by key 3.
+#[test]
+fn keyed_pin_blocks_eviction() {
+    check("keyed_pin_blocks_eviction", 3, || {
+        let now = T0 + 5 * T;
+        let limiter: Arc<Keyed<1, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        limiter.try_acquire(&1, at(T0)).unwrap();
+        let la = limiter.clone();
+        let a = thread::spawn(move || la.try_acquire_n(&1, 3, at(now)));
+        let lb = limiter.clone();
+        let b = thread::spawn(move || lb.try_acquire(&2, at(now)));
+        let got = (a.join().unwrap(), b.join().unwrap(), limiter.metrics());
+        let over = Err(KeyedError::InsufficientCapacity(
+            fusebox::bucket::InsufficientCapacity {
+                requested: 3,
+                burst: 2,
+            },
+        ));
+        let full = Err(KeyedError::TableFull);
+        let a_then_b = (over, Ok(()), metrics(2, 1, 1, 0, 1));
+        let b_then_a = (full, Ok(()), metrics(2, 1, 1, 1, 1));
+        let b_during_a = (over, full, metrics(1, 2, 0, 1, 1));
+        assert!(
+            got == a_then_b || got == b_then_a || got == b_during_a,
+            "{got:#?}"
+        );
+        let evictions = got.2.evictions;
+        limiter.try_acquire(&3, at(now + 10 * T)).unwrap();
+        assert_eq!(limiter.metrics().evictions, evictions + 1, "a pin leaked");
+    });
+}
+
+/// (g) Charges that unpin and count in one CAS, contended. One slot, key 1
+/// (burst 4) inserted and charged once at T0 (one admission pending, so
+/// the next pin folds under loom). Three threads take key 1 once each at
+/// T0: exactly two admitted, the third refused with a one-interval retry;
+/// `metrics().allowed` exact; no pin left (key 1 evicted once idle).
+#[test]
+fn keyed_charge_and_unpin_exact() {
+    check("keyed_charge_and_unpin_exact", 2, || {
+        let limiter: Arc<Keyed<1, 1>> = Arc::new(KeyedLimiter::new(quota(4), FullPolicy::Reject));
+        limiter.try_acquire(&1, at(T0)).unwrap();
+        limiter.try_acquire(&1, at(T0)).unwrap();
+        let spawn = || {
+            let l = limiter.clone();
+            thread::spawn(move || l.try_acquire(&1, at(T0)))
+        };
+        let hs = [spawn(), spawn(), spawn()];
+        let mut got = hs.map(|h| h.join().unwrap());
+        got.sort_by_key(Result::is_ok);
+        assert_eq!(got, [Err(LIMITED_1S), Ok(()), Ok(())]);
+        assert_eq!(limiter.metrics(), metrics(4, 1, 0, 0, 1));
+        assert_eq!(limiter.available(&1, at(T0)), 0);
+        limiter.try_acquire(&2, at(T0 + 10 * T)).unwrap();
+        assert_eq!(limiter.metrics(), metrics(5, 1, 1, 0, 1));
     });
 }

@@ -34,6 +34,16 @@
 //! idle for close to a multiple of 2^32 scaled units (71.6 min at scale 1)
 //! may read as partly drained — it then admits *less* for at most
 //! `burst·T + 1.05 s`, never more.
+//!
+//! The keyed limiter's slots keep a 48-bit arrival time (beside their
+//! bookkeeping in one 64-bit word), which behaves like 32 bits with a
+//! wider margin: the horizon is `capacity + ~67 s` (2^26 µs), so a `now`
+//! up to ~67 s behind a previous call's still only denies, and the wrap is
+//! at 2^48 scaled units (8.9 years at scale 1, 78 hours at scale 1 000,
+//! 71.6 min at scale 65 536): a bucket idle for close to a multiple of
+//! that may admit less for at most `burst·T + 67 s`, never more.
+//! `Params::new` refuses `capacity >= 2^(BITS-2)` (2^46 units for 48
+//! bits).
 
 /// The stored value of a bucket that has never been used (or was reset
 /// without a `now`): full at any time. [`Params::decide`] never produces it
@@ -45,6 +55,9 @@ pub(crate) const FRESH: u64 = 0;
 pub(crate) const MAX_SCALE: u64 = 1 << 16;
 /// Backward tolerance on 32-bit words, in µs (scaled by `scale`).
 const BACKWARD_TOLERANCE_MICROS: u64 = 1 << 20;
+/// Backward tolerance on words of 33 to 63 bits (the keyed limiter's 48),
+/// in µs: ~67 s, still well inside half the word at any scale.
+const WIDE_BACKWARD_TOLERANCE_MICROS: u64 = 1 << 26;
 
 /// The derived, validated parameters of a quota for one word width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +124,8 @@ impl Params {
         };
         let horizon = if bits == 64 {
             half - 1
+        } else if bits > 32 {
+            capacity.saturating_add(WIDE_BACKWARD_TOLERANCE_MICROS * scale)
         } else {
             capacity.saturating_add(BACKWARD_TOLERANCE_MICROS * scale)
         };
@@ -271,6 +286,16 @@ mod tests {
                 );
             }
         }
+        // 48-bit words (keyed slots): up to ~67 s back is a denial.
+        let p = params(1, 1_000_000, 2, 48);
+        let now = 1 << 40;
+        let tat = p.decide(FRESH, now, 2).unwrap();
+        for back in [1, 1_000_000, 6_000_000, 60_000_000] {
+            assert!(
+                p.decide(tat, now - back, 1).is_err(),
+                "48 bits, {back} µs back"
+            );
+        }
         // 64-bit words: any realistic jump back is a denial.
         let p = params(1, 1_000_000, 1, 64);
         let now = 1 << 50;
@@ -317,6 +342,15 @@ mod tests {
             Params::new(1, u64::MAX, u32::MAX, 64),
             Err(Unrepresentable::TooLong)
         );
+        // 48 bits (keyed slots): burst · T below 2^46 scaled units.
+        assert!(Params::new(1, 86_400_000_000, 814, 48).is_ok());
+        assert_eq!(
+            Params::new(1, 86_400_000_000, 815, 48),
+            Err(Unrepresentable::TooLong)
+        );
+        // The keyed bench quota: 1e9/s, burst 4e9 (scale 1 000, ~2^32 units).
+        let p = params(1_000_000_000, 1_000_000, 4_000_000_000, 48);
+        assert_eq!((p.scale, p.capacity), (1_000, 4_000_000_000));
     }
 
     #[test]
@@ -369,6 +403,38 @@ mod tests {
                         _ => unreachable!(),
                     }
                     prop_assert_eq!(p32.available(t32, now), p64.available(t64, now));
+                }
+            }
+
+            /// The keyed limiter's 48-bit word, across its wrap.
+            #[test]
+            fn the_48_bit_kernel_matches_the_64_bit_one(
+                tokens in 1u32..3_000_000,
+                period in 1_000u64..2_000_000,
+                burst in 1u32..20,
+                offset in 0u64..5_000_000,
+                steps in prop::collection::vec((0u64..400_000, 1u32..4), 1..300),
+            ) {
+                let (Ok(p48), Ok(p64)) = (
+                    Params::new(tokens, period, burst, 48),
+                    Params::new(tokens, period, burst, 64),
+                ) else {
+                    return Ok(());
+                };
+                let (mut t48, mut t64) = (FRESH, FRESH);
+                // Scaled time crosses 2^48 within the run.
+                let mut now = ((1u64 << 48) / p64.scale).saturating_sub(offset);
+                for (dt, n) in steps {
+                    now += dt;
+                    let n = n.min(burst);
+                    let (a, b) = (p48.decide(t48, now, n), p64.decide(t64, now, n));
+                    prop_assert_eq!(a.is_ok(), b.is_ok(), "at {}", now);
+                    match (a, b) {
+                        (Ok(x), Ok(y)) => { t48 = x; t64 = y; }
+                        (Err(x), Err(y)) => prop_assert_eq!(x, y),
+                        _ => unreachable!(),
+                    }
+                    prop_assert_eq!(p48.available(t48, now), p64.available(t64, now));
                 }
             }
         }

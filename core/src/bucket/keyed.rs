@@ -5,53 +5,82 @@
 //! `N` slots, open addressing: a key lives in one of the [`PROBE`]
 //! consecutive slots from its hash (or fewer if `N` is smaller). Keys are
 //! hashed with foldhash's seedable [`FixedState`], then compared with `Eq`.
-//! A slot is a 32-bit *state word*, the bucket's arrival-time word and the
-//! key itself. The state word (layout in the `state` module) is
+//! A slot is a 32-bit *state word*, the bucket word and the key itself.
+//! The state word (layout in the `state` module) is
 //!
 //! ```text
 //! [fingerprint 12][tier 2][readers 6][allowed 12]   0: empty, u32::MAX: locked
 //! ```
 //!
-//! the key's hash fingerprint and quota tier, the callers registered on the
-//! slot, and admissions counted on the slot but not yet in the global
-//! counter.
+//! the key's hash fingerprint and quota tier and, on Cortex-M, the callers
+//! registered on the slot and admissions counted on it but not yet in the
+//! global counter. Where the target has 64-bit atomics those two live in
+//! the 64-bit bucket word instead (layout in the `packed` module):
+//!
+//! ```text
+//! [tat 48][pins 6][allowed 10]   u64::MAX: empty or locked
+//! ```
 //!
 //! # Concurrency
 //!
-//! * Existing keys are **lock-free**, with three read-modify-writes per
-//!   call: a caller *registers* on the slot's state word (one CAS that also
-//!   checks the fingerprint), compares the key, charges the bucket (the
-//!   same CAS loop as [`TokenBucket`]) and unregisters with one `fetch_add`
-//!   that also counts its admission in the slot. While a caller is
-//!   registered the slot cannot be recycled, so the key it compares and the
-//!   bucket it charges belong together: no request is ever charged to
-//!   another key's bucket. (Registering is what makes reading an arbitrary
-//!   `K` safe while an insert may rewrite the slot, so three is the floor
-//!   for `K: Eq`.)
+//! * Existing keys are **lock-free**. Where the target has 64-bit atomics
+//!   a call is **two** read-modify-writes: the caller reads the state word
+//!   (fingerprint and tier; no write), *pins* the slot with one CAS on the
+//!   bucket word, compares the key, then one CAS both charges the bucket
+//!   (the GCRA decision of [`TokenBucket`], on the word's 48-bit arrival
+//!   time), unpins and counts the admission in the slot; a refusal only
+//!   unpins. On Cortex-M (32-bit words) a call is three: *register* on the
+//!   state word (one CAS that also checks the fingerprint), charge the
+//!   32-bit bucket word, unregister with one `fetch_add` that also counts
+//!   the admission. Either way, while a caller is pinned (registered) the
+//!   slot cannot be recycled, so the key it compares and the bucket it
+//!   charges belong together: no request is ever charged to another key's
+//!   bucket. (Pinning is what makes reading an arbitrary `K` safe while an
+//!   insert may rewrite the slot, so two is the floor for `K: Eq`.)
 //! * Admissions are counted in the slot and moved into the global counter
-//!   in batches of about 2 048: by the caller that finds a batch complete
-//!   (one extra CAS and add), and by the eviction of the key (its
-//!   remainder). [`KeyedLimiter::metrics`] adds the slots' pending counts,
-//!   so it is exact whenever no call is in flight. Refusals, insertions and
-//!   the overflow bucket are counted globally.
+//!   in batches (512 with 64-bit atomics, 2 048 on Cortex-M): by the caller
+//!   that finds a batch complete (one extra CAS and add), and by the
+//!   eviction of the key (its remainder). [`KeyedLimiter::metrics`] adds
+//!   the slots' pending counts, so it is exact whenever no call is in
+//!   flight. Refusals, insertions and the overflow bucket are counted
+//!   globally.
 //! * Inserting a new key takes a short critical section (the
 //!   `critical-section` crate): the lookup is
 //!   repeated inside it (so a key is never inserted twice), then an empty
 //!   slot is claimed or an **idle** one (its bucket full again) evicted.
-//!   Eviction locks the state word by a CAS that only succeeds with no
-//!   caller registered (and nothing changed since it read the pending
-//!   count it folds), so a key in use is never lost.
-//! * A key with 63 callers registered at once sends the next ones through
-//!   the critical section, which charges the bucket without registering
-//!   (evictions only happen there).
+//!   Eviction locks the slot (the bucket word, or the state word on
+//!   Cortex-M) by a CAS that only succeeds with nobody pinned (registered)
+//!   and nothing changed since it read the pending count it folds, so a
+//!   key in use is never lost.
+//! * A key with 62 callers pinned at once (63 registered on Cortex-M)
+//!   sends the next ones through the critical section, which charges the
+//!   bucket without pinning (evictions only happen there).
 //! * When every slot of the key's probe window holds a busy key, the
 //!   [`FullPolicy`] decides: reject, or charge a shared overflow bucket.
 //!   Never an unlimited pass.
+//!
+//! # Range
+//!
+//! With 64-bit atomics the slots' arrival time has 48 bits, so a tier's
+//! burst span is bounded (checked by [`KeyedLimiter::try_with_tiers`]; see
+//! the `gcra` module for what a narrower word means): `burst × T` below
+//! 2^46 scaled units. A `now` up to ~67 s behind a previous call's only
+//! denies; a key left idle for close to a multiple of 2^48 scaled units
+//! (8.9 years at scale 1, 78 hours at scale 1 000, 71.6 minutes at scale
+//! 65 536) may read as partly drained and then admits *less* for at most
+//! its burst span plus ~67 s, never more. (Cortex-M: the 32-bit word's
+//! range, in the `gcra` module.)
 //!
 //! [`TokenBucket`]: super::TokenBucket
 //! [`FixedState`]: foldhash::fast::FixedState
 
 mod insert;
+#[cfg(any(loom, target_has_atomic = "64"))]
+mod packed;
+#[cfg(not(any(loom, target_has_atomic = "64")))]
+mod split;
+// Readers and allowed fields are the split protocol's (Cortex-M) only.
+#[cfg_attr(any(loom, target_has_atomic = "64"), allow(dead_code))]
 mod state;
 #[cfg(all(test, not(loom)))]
 mod tests;
@@ -63,8 +92,13 @@ use core::mem::MaybeUninit;
 
 use foldhash::fast::FixedState;
 
-use self::state::{EMPTY, FP_SHIFT, LOCKED, READER, READERS_MASK};
-use super::{gcra, load, take, InsufficientCapacity, Quota, RateLimited, TokenBucket};
+#[cfg(any(loom, target_has_atomic = "64"))]
+use self::packed as design;
+#[cfg(not(any(loom, target_has_atomic = "64")))]
+use self::split as design;
+use self::state::{EMPTY, FP_SHIFT, LOCKED};
+use super::gcra::Params;
+use super::{InsufficientCapacity, Quota, QuotaError, RateLimited, TokenBucket};
 use crate::sync::{AtomicU32, Counter, Ordering, TatWord};
 use crate::Instant;
 
@@ -133,10 +167,13 @@ pub(crate) struct Slot<K> {
     /// `[fingerprint 12][tier 2][readers 6][allowed 12]`, `0` empty,
     /// `u32::MAX` locked; see the `state` module.
     state: AtomicU32,
+    /// The bucket: `[tat 48][pins 6][allowed 10]` with 64-bit atomics (see
+    /// the `packed` module), the bare arrival time on Cortex-M.
     tat: TatWord,
     /// Initialised iff `state` is neither `EMPTY` nor `LOCKED`; written only
-    /// while `state` is `LOCKED` (inside the critical section), read only by
-    /// a caller registered on `state` or inside the critical section.
+    /// while the slot is locked (inside the critical section), read only by
+    /// a caller pinned (registered) on the slot or inside the critical
+    /// section.
     key: UnsafeCell<MaybeUninit<K>>,
 }
 
@@ -169,6 +206,8 @@ pub(crate) struct Slot<K> {
 pub struct KeyedLimiter<K, const N: usize, const TIERS: usize = 1> {
     slots: [Slot<K>; N],
     tiers: [Quota; TIERS],
+    /// The GCRA parameters of each tier for the slots' bucket words.
+    params: [Params; TIERS],
     overflow: Option<TokenBucket>,
     hasher: FixedState,
     tier_of: Option<fn(&K) -> usize>,
@@ -205,15 +244,40 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
 
     /// A limiter with one quota per tier. `N == 0` or a tier count outside
     /// `1..=4` fails to compile.
+    ///
+    /// # Panics
+    ///
+    /// If a tier's quota is out of the keyed range (see
+    /// [`try_with_tiers`](Self::try_with_tiers)).
     pub fn with_tiers(tiers: [Quota; TIERS], policy: FullPolicy) -> Self {
+        match Self::try_with_tiers(tiers, policy) {
+            Ok(limiter) => limiter,
+            Err(e) => panic!("keyed limiter quota: {e}"),
+        }
+    }
+
+    /// As [`with_tiers`](Self::with_tiers), refusing quotas out of range.
+    ///
+    /// # Errors
+    ///
+    /// [`QuotaError::TooLong`] if a tier's `burst × period / tokens` does
+    /// not fit the slots' bucket word. Where the target has 64-bit atomics
+    /// the arrival time shares its word with the slot's bookkeeping and has
+    /// 48 bits: `burst × T` must stay below 2^46 scaled units (`T` the
+    /// emission interval in units of `1/scale` µs, see [`Quota`]), i.e.
+    /// a burst span under 814 days at scale 1, 19.5 hours at scale 1 000,
+    /// 17.9 minutes at the largest scale (65 536). On Cortex-M every valid
+    /// [`Quota`] fits.
+    pub fn try_with_tiers(tiers: [Quota; TIERS], policy: FullPolicy) -> Result<Self, QuotaError> {
         let () = Self::CHECKS;
-        Self {
-            slots: core::array::from_fn(|_| Slot {
-                state: AtomicU32::new(EMPTY),
-                tat: TatWord::new(gcra::FRESH as _),
-                key: UnsafeCell::new(MaybeUninit::uninit()),
-            }),
+        let mut params = [*tiers[0].params(); TIERS];
+        for (p, quota) in params.iter_mut().zip(&tiers) {
+            *p = design::params(quota)?;
+        }
+        Ok(Self {
+            slots: core::array::from_fn(|_| design::empty()),
             tiers,
+            params,
             overflow: match policy {
                 FullPolicy::Reject => None,
                 FullPolicy::Overflow(q) => Some(TokenBucket::new(q)),
@@ -225,7 +289,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
             limited: Counter::new(),
             evictions: Counter::new(),
             table_full: Counter::new(),
-        }
+        })
     }
 
     /// Uses `seed` for the key hash (pick a secret one if keys come from
@@ -287,14 +351,8 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     pub fn available(&self, key: &K, now: Instant) -> u32 {
         let (fp, home) = self.locate(key);
         for i in Self::window(home) {
-            let slot = &self.slots[i];
-            if let Some(guard) = self.register(slot, fp) {
-                // SAFETY: registered, so the key is initialised and stable.
-                if unsafe { (*slot.key.get()).assume_init_ref() } == key {
-                    let quota = self.quota_of(guard.state);
-                    let tat = load(&slot.tat);
-                    return quota.params().available(tat, now.as_micros()) as u32;
-                }
+            if let Some(available) = self.available_if(&self.slots[i], fp, key, now) {
+                return available;
             }
         }
         // Not found lock-free: the key may be absent, or its slot briefly
@@ -303,9 +361,8 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         crate::sync::critical(|| {
             if let Some(i) = self.find_locked(key, fp, home) {
                 let slot = &self.slots[i];
-                let quota = self.quota_of(slot.state.load(Ordering::Acquire));
-                let tat = load(&slot.tat);
-                quota.params().available(tat, now.as_micros()) as u32
+                let params = self.params_of(slot.state.load(Ordering::Acquire));
+                params.available(Self::tat_locked(slot), now.as_micros()) as u32
             } else {
                 let tier = self.tier_of.map_or(0, |f| f(key)).min(TIERS - 1);
                 self.tiers[tier].burst()
@@ -317,11 +374,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     /// docs), so this reads every slot, and is exact whenever no call is in
     /// flight.
     pub fn metrics(&self) -> KeyedMetrics {
-        let pending = self
-            .slots
-            .iter()
-            .map(|slot| u64::from(state::pending(slot.state.load(Ordering::Relaxed))))
-            .sum::<u64>();
+        let pending = self.slots.iter().map(Self::slot_pending).sum::<u64>();
         KeyedMetrics {
             allowed: self.allowed.get().wrapping_add(pending),
             limited: self.limited.get(),
@@ -358,34 +411,6 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         self.limited.incr();
     }
 
-    /// Charges `slot` if it holds `key`; `None` if it does not. An admission
-    /// is counted in the slot as the caller unregisters.
-    #[inline]
-    fn charge_if(
-        &self,
-        slot: &Slot<K>,
-        fp: u32,
-        key: &K,
-        n: u32,
-        now: Instant,
-    ) -> Option<Result<(), KeyedError>> {
-        let mut guard = self.register(slot, fp)?;
-        // SAFETY: registered, so the key is initialised and cannot be
-        // replaced until the guard drops.
-        if unsafe { (*slot.key.get()).assume_init_ref() } != key {
-            return None;
-        }
-        let quota = self.quota_of(guard.state);
-        if n > quota.burst() {
-            return Some(Err(over_capacity(n, quota)));
-        }
-        let result = take(&slot.tat, quota, n, now);
-        if result.is_ok() {
-            guard.release = state::UNREGISTER_ADMITTED;
-        }
-        Some(result.map_err(KeyedError::from))
-    }
-
     /// The quota of a live slot's state.
     #[inline]
     fn quota_of(&self, state: u32) -> &Quota {
@@ -398,63 +423,13 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         }
     }
 
-    /// Registers on `slot` if its fingerprint is `fp` (which also rules out
-    /// EMPTY and LOCKED) and it has room for one more caller.
+    /// The bucket-word parameters of a live slot's state.
     #[inline]
-    fn register<'s>(&self, slot: &'s Slot<K>, fp: u32) -> Option<Registered<'s>> {
-        let state = slot.state.load(Ordering::Acquire);
-        if state >> FP_SHIFT != fp {
-            return None; // another key, or none
-        }
-        if state & state::SLOW == 0
-            && slot
-                .state
-                .compare_exchange(state, state + READER, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        {
-            return Some(Registered::new(&slot.state, state));
-        }
-        self.register_slow(slot, fp)
-    }
-
-    /// [`register`](Self::register) under contention, with a batch of
-    /// admissions to fold, or with many callers registered.
-    #[cold]
-    #[inline(never)]
-    fn register_slow<'s>(&self, slot: &'s Slot<K>, fp: u32) -> Option<Registered<'s>> {
-        let mut state = slot.state.load(Ordering::Acquire);
-        loop {
-            if state >> FP_SHIFT != fp || state & READERS_MASK == READERS_MASK {
-                // Another key, no key, or `MAX_READERS` callers on this one:
-                // the last take the critical-section path (`charge_locked`).
-                return None;
-            }
-            if state & state::ALLOWED_MASK >= state::FOLD_AT {
-                state = self.fold(&slot.state, state);
-                continue;
-            }
-            match slot.state.compare_exchange_weak(
-                state,
-                state + READER,
-                Ordering::Acquire,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Some(Registered::new(&slot.state, state)),
-                Err(actual) => state = actual,
-            }
-        }
-    }
-
-    /// Moves the admissions pending in `state` into the global counter;
-    /// returns the current state.
-    fn fold(&self, word: &AtomicU32, state: u32) -> u32 {
-        let pending = state & state::ALLOWED_MASK;
-        match word.compare_exchange(state, state - pending, Ordering::Acquire, Ordering::Acquire) {
-            Ok(_) => {
-                self.allowed.add(u64::from(pending));
-                state - pending
-            }
-            Err(actual) => actual,
+    fn params_of(&self, state: u32) -> &Params {
+        if TIERS == 1 {
+            &self.params[0]
+        } else {
+            &self.params[state::tier(state).min(TIERS - 1)]
         }
     }
 
@@ -493,35 +468,6 @@ fn over_capacity(n: u32, quota: &Quota) -> KeyedError {
         requested: n,
         burst: quota.burst(),
     })
-}
-
-/// A caller registered on a slot; unregisters on drop (also when `Eq`
-/// panics), adding `release` to the state word.
-struct Registered<'s> {
-    word: &'s AtomicU32,
-    /// The state registered on (before this caller).
-    state: u32,
-    /// [`state::UNREGISTER`], or [`state::UNREGISTER_ADMITTED`] once
-    /// admitted.
-    release: u32,
-}
-
-impl<'s> Registered<'s> {
-    #[inline]
-    fn new(word: &'s AtomicU32, state: u32) -> Self {
-        Self {
-            word,
-            state,
-            release: state::UNREGISTER,
-        }
-    }
-}
-
-impl Drop for Registered<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        self.word.fetch_add(self.release, Ordering::Release);
-    }
 }
 
 impl<K, const N: usize, const TIERS: usize> Drop for KeyedLimiter<K, N, TIERS> {

@@ -189,3 +189,37 @@ fn sizes_per_entry() {
     #[cfg(target_has_atomic = "64")]
     assert_eq!(core::mem::size_of::<keyed::Slot<u32>>(), 16);
 }
+
+#[test]
+#[cfg(target_has_atomic = "64")]
+fn quotas_out_of_the_keyed_range_are_refused() {
+    // One a day with a burst of 1 000: fits a TokenBucket's 64-bit word,
+    // not a keyed slot's 48-bit arrival time (burst · T ≥ 2^46 µs).
+    let long = Quota::new(1, Duration::from_secs(86_400))
+        .unwrap()
+        .with_burst(1_000)
+        .unwrap();
+    let got = KeyedLimiter::<u32, 4>::try_with_tiers([long], FullPolicy::Reject);
+    assert_eq!(got.err(), Some(crate::bucket::QuotaError::TooLong));
+    // The keyed bench quota fits: 1e9/s, burst 4e9.
+    let fast = Quota::per_second(1_000_000_000)
+        .unwrap()
+        .with_burst(4_000_000_000)
+        .unwrap();
+    let l = KeyedLimiter::<u32, 4>::try_with_tiers([fast], FullPolicy::Reject).unwrap();
+    for _ in 0..1_000 {
+        l.try_acquire(&1, T0).unwrap();
+    }
+    assert_eq!(l.available(&1, T0), 4_000_000_000 - 1_000);
+}
+
+#[test]
+#[cfg(target_has_atomic = "64")]
+#[should_panic(expected = "keyed limiter quota")]
+fn with_tiers_panics_on_a_quota_out_of_range() {
+    let long = Quota::new(1, Duration::from_secs(86_400))
+        .unwrap()
+        .with_burst(1_000)
+        .unwrap();
+    let _ = KeyedLimiter::<u32, 4>::new(long, FullPolicy::Reject);
+}

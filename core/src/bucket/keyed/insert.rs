@@ -5,9 +5,9 @@
 
 use core::hash::Hash;
 
-use super::state::{self, EMPTY, FP_SHIFT, LOCKED, READERS_MASK};
-use super::{over_capacity, KeyedError, KeyedLimiter, Slot};
-use crate::bucket::{gcra, load, take, InsufficientCapacity};
+use super::state::{EMPTY, FP_SHIFT, LOCKED};
+use super::{KeyedError, KeyedLimiter};
+use crate::bucket::{take, InsufficientCapacity};
 use crate::sync::Ordering;
 use crate::Instant;
 
@@ -60,18 +60,6 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         result
     }
 
-    /// Inside the critical section: charges slot `i`, which holds the key.
-    /// No registration needed (evictions only happen in the critical
-    /// section), so this works even with `MAX_READERS` callers registered.
-    fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
-        let slot = &self.slots[i];
-        let quota = self.quota_of(slot.state.load(Ordering::Acquire));
-        if n > quota.burst() {
-            return Err(over_capacity(n, quota));
-        }
-        take(&slot.tat, quota, n, now).map_err(KeyedError::from)
-    }
-
     /// Inside the critical section: the live slot holding `key`.
     pub(super) fn find_locked(&self, key: &K, fp: u32, home: usize) -> Option<usize> {
         Self::window(home).find(|&i| {
@@ -94,7 +82,8 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
             Self::window(home).find(|&i| self.slots[i].state.load(Ordering::Acquire) == EMPTY);
         if let Some(i) = empty {
             let slot = &self.slots[i];
-            // EMPTY -> LOCKED cannot race: only the critical section claims.
+            // EMPTY -> LOCKED cannot race: only the critical section claims
+            // (a caller's pin or registration needs a live state).
             slot.state.store(LOCKED, Ordering::Relaxed);
             Self::fill(slot, key, fp, tier);
             self.keys.fetch_add(1, Ordering::Relaxed);
@@ -102,44 +91,19 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         }
         for i in Self::window(home) {
             let slot = &self.slots[i];
-            let state = slot.state.load(Ordering::Acquire);
-            if state == LOCKED || state & READERS_MASK != 0 {
+            // Locks the slot if its key is idle and nobody is on it.
+            let Some(pending) = self.lock_if_idle(slot, now) else {
                 continue;
-            }
-            // Lock it against new callers; fails if one registered (or
-            // unregistered, or folded) meanwhile.
-            if slot
-                .state
-                .compare_exchange(state, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
-            }
-            let tat = load(&slot.tat);
-            if self.quota_of(state).params().drained(tat, now.as_micros()) != 0 {
-                slot.state.store(state, Ordering::Release); // busy: keep it
-                continue;
-            }
+            };
             // The evicted key's admissions not yet folded.
-            self.allowed.add(u64::from(state::pending(state)));
-            // SAFETY: the slot was live (initialised key) and is LOCKED with
-            // no caller registered; nobody else can reach the key.
+            self.allowed.add(pending);
+            // SAFETY: the slot was live (initialised key) and is locked with
+            // nobody on it; nobody else can reach the key.
             unsafe { (*slot.key.get()).assume_init_drop() };
             Self::fill(slot, key, fp, tier);
             self.evictions.incr();
             return Some(i);
         }
         None
-    }
-
-    /// Writes a clone of `key` into a LOCKED slot and publishes it. (A
-    /// panicking `clone` leaves the slot LOCKED: unusable, never unsound.)
-    fn fill(slot: &Slot<K>, key: &K, fp: u32, tier: usize) {
-        // SAFETY: the slot is LOCKED and we are inside the critical section:
-        // no caller is registered and no other writer exists; any previous
-        // key was dropped or never written.
-        unsafe { (*slot.key.get()).write(key.clone()) };
-        slot.tat.store(gcra::FRESH as _, Ordering::Relaxed);
-        slot.state.store(state::live(fp, tier), Ordering::Release);
     }
 }

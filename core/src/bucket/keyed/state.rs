@@ -1,5 +1,9 @@
 //! The 32-bit state word of a keyed-limiter slot.
 //!
+//! Where the target has 64-bit atomics only the fingerprint and tier are
+//! used (readers and allowed stay zero: the bucket word holds them, see
+//! the `packed` module); the rest describes Cortex-M.
+//!
 //! ```text
 //!  31          20 19  18 17      12 11          0
 //! [fingerprint 12][tier 2][readers 6][allowed 12]

@@ -20,25 +20,27 @@ fn plenty() -> Quota {
         .unwrap()
 }
 
-fn pending_in_slots<K, const N: usize, const T: usize>(l: &KeyedLimiter<K, N, T>) -> u64 {
+fn pending_in_slots<K: Eq + core::hash::Hash + Clone, const N: usize, const T: usize>(
+    l: &KeyedLimiter<K, N, T>,
+) -> u64 {
     l.slots
         .iter()
-        .map(|s| u64::from(state::pending(s.state.load(Ordering::Relaxed))))
+        .map(KeyedLimiter::<K, N, T>::slot_pending)
         .sum()
 }
 
 #[test]
 fn admissions_fold_into_the_global_counter_exactly() {
     let l: KeyedLimiter<u32, 8> = KeyedLimiter::new(plenty(), FullPolicy::Reject);
-    let total = 3 * u64::from(state::FOLD_AT) + 5;
+    let total = 3 * design::FOLD_AT + 5;
     for i in 0..total {
         l.try_acquire(&(i as u32 % 2), T0).unwrap();
         assert_eq!(l.metrics().allowed, i + 1);
     }
     // Most went through folds; what is left waits in the slots, below the
     // threshold.
-    assert!(l.allowed.get() >= 2 * u64::from(state::FOLD_AT));
-    assert!(pending_in_slots(&l) < 2 * u64::from(state::FOLD_AT));
+    assert!(l.allowed.get() >= 2 * design::FOLD_AT);
+    assert!(pending_in_slots(&l) < 2 * design::FOLD_AT);
     assert_eq!(l.allowed.get() + pending_in_slots(&l), total);
     // Refusals are counted globally, admissions still exact.
     l.try_acquire_n(&0, 2_000_000, T0).unwrap_err();
@@ -60,24 +62,25 @@ fn eviction_folds_the_evicted_keys_pending_admissions() {
 
 #[test]
 fn a_key_with_every_reader_slot_taken_uses_the_critical_section() {
+    type L = KeyedLimiter<u32, 4>;
     let l: KeyedLimiter<u32, 4> = KeyedLimiter::new(per_sec(100), FullPolicy::Reject);
     l.try_acquire(&1, T0).unwrap();
     let (fp, home) = l.locate(&1);
     let i = KeyedLimiter::<u32, 4>::window(home)
         .find(|&i| l.slots[i].state.load(Ordering::Relaxed) >> state::FP_SHIFT == fp)
         .unwrap();
-    // Hold every registration the state word has room for.
-    let guards: std::vec::Vec<_> = (0..state::MAX_READERS)
-        .map(|_| l.register(&l.slots[i], fp).unwrap())
+    // Hold every pin (registration on Cortex-M) the slot has room for.
+    let guards: std::vec::Vec<_> = (0..L::MAX_CALLERS)
+        .map(|_| l.hold(&l.slots[i], fp, &1).unwrap())
         .collect();
-    assert!(l.register(&l.slots[i], fp).is_none());
+    assert!(l.hold(&l.slots[i], fp, &1).is_none());
     // Callers still get the key's own bucket, through `charge_locked`.
     for _ in 0..9 {
         l.try_acquire(&1, T0).unwrap();
     }
     assert_eq!(l.available(&1, T0), 90);
     drop(guards);
-    assert_eq!(l.slots[i].state.load(Ordering::Relaxed) & READERS_MASK, 0);
+    assert_eq!(L::callers(&l.slots[i]), 0);
     let m = l.metrics();
     assert_eq!((m.allowed, m.keys), (10, 1));
 }
@@ -85,7 +88,11 @@ fn a_key_with_every_reader_slot_taken_uses_the_critical_section() {
 #[test]
 fn threads_count_every_admission() {
     let threads = 4;
-    let per_thread = if cfg!(miri) { 60 } else { 3 * state::FOLD_AT };
+    let per_thread = if cfg!(miri) {
+        60
+    } else {
+        3 * design::FOLD_AT as u32
+    };
     let l: KeyedLimiter<u32, 16> = KeyedLimiter::new(plenty(), FullPolicy::Reject);
     std::thread::scope(|s| {
         for t in 0..threads {
@@ -103,6 +110,6 @@ fn threads_count_every_admission() {
         (u64::from(threads * per_thread), 0, 3)
     );
     for slot in &l.slots {
-        assert_eq!(slot.state.load(Ordering::Relaxed) & READERS_MASK, 0);
+        assert_eq!(KeyedLimiter::<u32, 16>::callers(slot), 0);
     }
 }

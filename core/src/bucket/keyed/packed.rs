@@ -1,0 +1,375 @@
+//! The slot protocol where the target has 64-bit atomics: the caller's pin
+//! and the slot's admission count live in the bucket word itself, so a
+//! call on an existing key is **two** read-modify-writes (pin, then charge
+//! and unpin in one CAS).
+//!
+//! ```text
+//!  63                    16 15     10 9           0
+//! [tat 48                 ][pins 6  ][allowed 10  ]   u64::MAX: locked
+//! ```
+//!
+//! * *tat*: the GCRA arrival time, wrapped modulo 2^48 (see the `gcra`
+//!   module for what the narrower word bounds: [`TAT_BITS`]). `0` is
+//!   `FRESH` as everywhere.
+//! * *pins*: callers pinned on the slot (at most [`MAX_PINS`], so the
+//!   field is never all ones outside [`LOCKED`]). While one is pinned the
+//!   word is not `LOCKED`, and only a `LOCKED` word's key is rewritten, so
+//!   a pinned caller may read the key.
+//! * *allowed*: admissions counted on the slot, not yet in the global
+//!   counter. The charging CAS writes `tat'`, `pins - 1`, `allowed + 1` at
+//!   once on admission; a refusal only unpins (`fetch_sub`). A caller that
+//!   finds the field at [`FOLD_AT`] or more moves it into the global
+//!   counter before pinning; only pinned callers add to it, so it never
+//!   exceeds `FOLD_AT - 1 + MAX_PINS` and never carries into *pins*.
+//! * [`LOCKED`] (all ones): no key (an empty slot), or a slot being
+//!   checked for eviction or rewritten inside the critical section. An
+//!   eviction locks the word by one CAS from an idle, unpinned value, so it
+//!   fails if anyone pinned or charged meanwhile.
+//!
+//! The state word keeps the fingerprint and tier (its readers and allowed
+//! fields stay zero): a caller reads it (no write) to skip other keys'
+//! slots, and reads it again once pinned for the tier, which cannot change
+//! while it is pinned.
+
+use core::mem::ManuallyDrop;
+
+use super::state::{self, EMPTY, FP_SHIFT, LOCKED as STATE_LOCKED};
+use super::{over_capacity, KeyedError, KeyedLimiter, Slot};
+use crate::bucket::gcra::{Params, FRESH};
+use crate::bucket::{Quota, QuotaError, RateLimited};
+use crate::sync::{Ordering, TatWord};
+use crate::{Duration, Instant};
+
+/// Width of the arrival time in the bucket word.
+pub(super) const TAT_BITS: u32 = 48;
+const TAT_SHIFT: u32 = 64 - TAT_BITS;
+const ALLOWED_BITS: u32 = 10;
+const ALLOWED_MASK: u64 = (1 << ALLOWED_BITS) - 1;
+/// One pinned caller.
+const PIN: u64 = 1 << ALLOWED_BITS;
+const PINS_MASK: u64 = ((1 << TAT_SHIFT) - 1) & !ALLOWED_MASK;
+/// Most callers pinned on one slot at once (all ones is `LOCKED`'s).
+pub(super) const MAX_PINS: u64 = (PINS_MASK >> ALLOWED_BITS) - 1;
+/// Empty, or being checked or rewritten inside the critical section.
+pub(super) const LOCKED: u64 = u64::MAX;
+/// A fresh bucket, nobody pinned, nothing counted.
+const FRESH_WORD: u64 = FRESH << TAT_SHIFT;
+
+/// Pending admissions moved to the global counter by the next caller.
+/// Small under loom so that the models reach the fold.
+#[cfg(not(loom))]
+pub(super) const FOLD_AT: u64 = 1 << (ALLOWED_BITS - 1);
+#[cfg(loom)]
+pub(super) const FOLD_AT: u64 = 2;
+const _: () = assert!(FOLD_AT - 1 + MAX_PINS <= ALLOWED_MASK);
+const _: () = assert!(FOLD_AT.is_power_of_two());
+
+/// Bits that send a pin to its slow path: a batch to fold, half the pins'
+/// room taken, or `LOCKED`. One `test` on the fast path.
+const SLOW: u64 = (ALLOWED_MASK & !(FOLD_AT - 1)) | (PINS_MASK & !(PINS_MASK >> 1));
+
+/// Added by an admitting charge besides the new arrival time: one pin
+/// less, one admission more.
+const UNPIN_ADMITTED: u64 = 1u64.wrapping_sub(PIN);
+
+const fn tat(word: u64) -> u64 {
+    word >> TAT_SHIFT
+}
+
+const fn with_tat(word: u64, tat: u64) -> u64 {
+    tat << TAT_SHIFT | (word & !(u64::MAX << TAT_SHIFT))
+}
+
+/// Admissions pending in a word (0 if `LOCKED`).
+const fn pending(word: u64) -> u64 {
+    if word == LOCKED {
+        0
+    } else {
+        word & ALLOWED_MASK
+    }
+}
+
+/// The 48-bit GCRA parameters of `quota`.
+pub(super) const fn params(quota: &Quota) -> Result<Params, QuotaError> {
+    match Params::new(
+        quota.tokens(),
+        quota.period().as_micros(),
+        quota.burst(),
+        TAT_BITS,
+    ) {
+        Ok(p) => Ok(p),
+        Err(_) => Err(QuotaError::TooLong),
+    }
+}
+
+/// An empty slot.
+pub(super) fn empty<K>() -> Slot<K> {
+    Slot {
+        state: crate::sync::AtomicU32::new(EMPTY),
+        tat: TatWord::new(LOCKED),
+        key: core::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit()),
+    }
+}
+
+/// A caller pinned on a slot; unpins on drop (also when `Eq` panics).
+struct Pinned<'s> {
+    word: &'s TatWord,
+    /// The word as this caller's pin left it.
+    current: u64,
+}
+
+impl Drop for Pinned<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.word.fetch_sub(PIN, Ordering::Release);
+    }
+}
+
+impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
+    KeyedLimiter<K, N, TIERS>
+{
+    /// Pins `slot` if its state shows fingerprint `fp` and its key is
+    /// `key`; returns the pin and the (stable) state, whose tier is all
+    /// that is read of it (0 with one tier).
+    #[inline]
+    fn pin_key<'s>(&self, slot: &'s Slot<K>, fp: u32, key: &K) -> Option<(Pinned<'s>, u32)> {
+        if slot.state.load(Ordering::Acquire) >> FP_SHIFT != fp {
+            return None; // another key, or none
+        }
+        let word = slot.tat.load(Ordering::Acquire);
+        let pin = if word & SLOW == 0
+            && slot
+                .tat
+                .compare_exchange(word, word + PIN, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            Pinned {
+                word: &slot.tat,
+                current: word + PIN,
+            }
+        } else {
+            self.pin_slow(slot)?
+        };
+        // SAFETY: pinned on a word that is not LOCKED, so the slot holds an
+        // initialised key (published before the word, Release/Acquire) that
+        // cannot be replaced until the pin is released.
+        if unsafe { (*slot.key.get()).assume_init_ref() } != key {
+            return None; // another key with the same fingerprint, or recycled
+        }
+        // Once pinned the state cannot change (and the pin's Acquire made
+        // the current one visible). One tier: nothing to read.
+        let state = if TIERS == 1 {
+            0
+        } else {
+            slot.state.load(Ordering::Relaxed)
+        };
+        Some((pin, state))
+    }
+
+    /// [`pin_key`](Self::pin_key)'s pin under contention, with a batch of
+    /// admissions to fold, with many callers pinned, or on a locked slot.
+    #[cold]
+    #[inline(never)]
+    fn pin_slow<'s>(&self, slot: &'s Slot<K>) -> Option<Pinned<'s>> {
+        let mut word = slot.tat.load(Ordering::Acquire);
+        loop {
+            if word == LOCKED || (word & PINS_MASK) >> ALLOWED_BITS >= MAX_PINS {
+                // No key, a key being rewritten, or `MAX_PINS` callers on
+                // this one: the last take the critical-section path.
+                return None;
+            }
+            let allowed = word & ALLOWED_MASK;
+            if allowed >= FOLD_AT {
+                match slot.tat.compare_exchange(
+                    word,
+                    word - allowed,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        self.allowed.add(allowed);
+                        word -= allowed;
+                    }
+                    Err(actual) => word = actual,
+                }
+                continue;
+            }
+            match slot.tat.compare_exchange_weak(
+                word,
+                word + PIN,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Some(Pinned {
+                        word: &slot.tat,
+                        current: word + PIN,
+                    })
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Charges `slot` if it holds `key`; `None` if it does not. The
+    /// admitting CAS also unpins and counts the admission in the slot.
+    #[inline]
+    pub(super) fn charge_if(
+        &self,
+        slot: &Slot<K>,
+        fp: u32,
+        key: &K,
+        n: u32,
+        now: Instant,
+    ) -> Option<Result<(), KeyedError>> {
+        let (pin, state) = self.pin_key(slot, fp, key)?;
+        let quota = self.quota_of(state);
+        if n > quota.burst() {
+            return Some(Err(over_capacity(n, quota)));
+        }
+        let params = self.params_of(state);
+        let now = now.as_micros();
+        let mut current = pin.current;
+        loop {
+            match params.decide(tat(current), now, n) {
+                Ok(new) => {
+                    let next = with_tat(current, new).wrapping_add(UNPIN_ADMITTED);
+                    match slot.tat.compare_exchange_weak(
+                        current,
+                        next,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => {
+                            // The CAS released the pin.
+                            let _ = ManuallyDrop::new(pin);
+                            return Some(Ok(()));
+                        }
+                        Err(actual) => current = actual,
+                    }
+                }
+                Err(wait) => {
+                    drop(pin); // unpins
+                    return Some(Err(KeyedError::RateLimited(RateLimited {
+                        retry_after: Duration::from_micros(wait),
+                    })));
+                }
+            }
+        }
+    }
+
+    /// Whole tokens of `slot`'s bucket at `now` if it holds `key`.
+    pub(super) fn available_if(
+        &self,
+        slot: &Slot<K>,
+        fp: u32,
+        key: &K,
+        now: Instant,
+    ) -> Option<u32> {
+        let (pin, state) = self.pin_key(slot, fp, key)?;
+        let tat = tat(slot.tat.load(Ordering::Acquire));
+        drop(pin);
+        Some(self.params_of(state).available(tat, now.as_micros()) as u32)
+    }
+
+    /// Inside the critical section: the arrival time of a live slot.
+    pub(super) fn tat_locked(slot: &Slot<K>) -> u64 {
+        tat(slot.tat.load(Ordering::Acquire))
+    }
+
+    /// Admissions counted on `slot` and not yet folded.
+    pub(super) fn slot_pending(slot: &Slot<K>) -> u64 {
+        pending(slot.tat.load(Ordering::Relaxed))
+    }
+
+    /// Inside the critical section: charges live slot `i` without pinning
+    /// (so this works with `MAX_PINS` callers pinned); the caller counts the
+    /// admission globally.
+    pub(super) fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
+        let slot = &self.slots[i];
+        let state = slot.state.load(Ordering::Acquire);
+        let quota = self.quota_of(state);
+        if n > quota.burst() {
+            return Err(over_capacity(n, quota));
+        }
+        let params = self.params_of(state);
+        let now = now.as_micros();
+        let mut current = slot.tat.load(Ordering::Acquire);
+        loop {
+            let new = params.decide(tat(current), now, n).map_err(|wait| {
+                KeyedError::RateLimited(RateLimited {
+                    retry_after: Duration::from_micros(wait),
+                })
+            })?;
+            match slot.tat.compare_exchange_weak(
+                current,
+                with_tat(current, new),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Inside the critical section: locks live slot `slot` if its key is
+    /// idle (bucket full at `now`) and nobody is pinned, and returns its
+    /// pending admissions; the key is then the caller's to drop. `None`
+    /// leaves the slot as it was.
+    pub(super) fn lock_if_idle(&self, slot: &Slot<K>, now: Instant) -> Option<u64> {
+        let state = slot.state.load(Ordering::Acquire);
+        if state == EMPTY || state == STATE_LOCKED {
+            return None;
+        }
+        let word = slot.tat.load(Ordering::Acquire);
+        if word == LOCKED || word & PINS_MASK != 0 {
+            return None;
+        }
+        if self.params_of(state).drained(tat(word), now.as_micros()) != 0 {
+            return None; // busy: keep it
+        }
+        // Fails if anyone pinned, charged or folded since the load.
+        slot.tat
+            .compare_exchange(word, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        // No longer a live key for `find_locked` and `Drop`.
+        slot.state.store(STATE_LOCKED, Ordering::Relaxed);
+        Some(pending(word))
+    }
+
+    /// Inside the critical section: writes a clone of `key` into a slot
+    /// whose state and word are LOCKED, and publishes it. (A panicking
+    /// `clone` leaves the slot LOCKED: unusable, never unsound.)
+    pub(super) fn fill(slot: &Slot<K>, key: &K, fp: u32, tier: usize) {
+        // SAFETY: the word is LOCKED and we are inside the critical section:
+        // nobody is pinned and no other writer exists; any previous key was
+        // dropped or never written.
+        unsafe { (*slot.key.get()).write(key.clone()) };
+        slot.state.store(state::live(fp, tier), Ordering::Relaxed);
+        // Publishes the key and the state to the next caller's pin.
+        slot.tat.store(FRESH_WORD, Ordering::Release);
+    }
+}
+
+/// White-box hooks for the unit tests.
+#[cfg(all(test, not(loom)))]
+impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
+    KeyedLimiter<K, N, TIERS>
+{
+    /// Most callers on one slot at once.
+    pub(super) const MAX_CALLERS: u64 = MAX_PINS;
+
+    /// Holds a pin on `slot` (holding `key`) until dropped.
+    pub(super) fn hold<'s>(&self, slot: &'s Slot<K>, fp: u32, key: &K) -> Option<impl Drop + 's> {
+        self.pin_key(slot, fp, key).map(|(pin, _)| pin)
+    }
+
+    /// Callers pinned on `slot` (0 if it is locked or empty).
+    pub(super) fn callers(slot: &Slot<K>) -> u64 {
+        match slot.tat.load(Ordering::Relaxed) {
+            LOCKED => 0,
+            word => (word & PINS_MASK) >> ALLOWED_BITS,
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The slot protocol on targets without 64-bit atomics (Cortex-M): the
+//! caller registers on the state word (which also counts admissions; see
+//! the `state` module), charges the 32-bit bucket word, and unregisters:
+//! three read-modify-writes per call.
+
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+
+use super::state::{self, EMPTY, FP_SHIFT, LOCKED, READER, READERS_MASK};
+use super::{over_capacity, KeyedError, KeyedLimiter, Slot};
+use crate::bucket::gcra::{self, Params};
+use crate::bucket::{load, take, Quota, QuotaError};
+use crate::sync::{AtomicU32, Ordering, TatWord};
+use crate::Instant;
+
+/// Pending admissions moved to the global counter by the next caller.
+#[cfg(test)]
+pub(super) const FOLD_AT: u64 = state::FOLD_AT as u64;
+
+/// The GCRA parameters of `quota` (the bucket word is the quota's own: it
+/// always fits). The same signature as the 64-bit protocol's, which can
+/// refuse.
+#[allow(clippy::unnecessary_wraps)]
+pub(super) const fn params(quota: &Quota) -> Result<Params, QuotaError> {
+    Ok(*quota.params())
+}
+
+/// An empty slot.
+pub(super) fn empty<K>() -> Slot<K> {
+    Slot {
+        state: AtomicU32::new(EMPTY),
+        tat: TatWord::new(gcra::FRESH as _),
+        key: UnsafeCell::new(MaybeUninit::uninit()),
+    }
+}
+
+impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
+    KeyedLimiter<K, N, TIERS>
+{
+    /// Charges `slot` if it holds `key`; `None` if it does not. An admission
+    /// is counted in the slot as the caller unregisters.
+    #[inline]
+    pub(super) fn charge_if(
+        &self,
+        slot: &Slot<K>,
+        fp: u32,
+        key: &K,
+        n: u32,
+        now: Instant,
+    ) -> Option<Result<(), KeyedError>> {
+        let mut guard = self.register(slot, fp)?;
+        // SAFETY: registered, so the key is initialised and cannot be
+        // replaced until the guard drops.
+        if unsafe { (*slot.key.get()).assume_init_ref() } != key {
+            return None;
+        }
+        let quota = self.quota_of(guard.state);
+        if n > quota.burst() {
+            return Some(Err(over_capacity(n, quota)));
+        }
+        let result = take(&slot.tat, quota, n, now);
+        if result.is_ok() {
+            guard.release = state::UNREGISTER_ADMITTED;
+        }
+        Some(result.map_err(KeyedError::from))
+    }
+
+    /// Whole tokens of `slot`'s bucket at `now` if it holds `key`.
+    pub(super) fn available_if(
+        &self,
+        slot: &Slot<K>,
+        fp: u32,
+        key: &K,
+        now: Instant,
+    ) -> Option<u32> {
+        let guard = self.register(slot, fp)?;
+        // SAFETY: registered, so the key is initialised and stable.
+        if unsafe { (*slot.key.get()).assume_init_ref() } != key {
+            return None;
+        }
+        let tat = load(&slot.tat);
+        Some(self.params_of(guard.state).available(tat, now.as_micros()) as u32)
+    }
+
+    /// Inside the critical section: the arrival time of a live slot.
+    pub(super) fn tat_locked(slot: &Slot<K>) -> u64 {
+        load(&slot.tat)
+    }
+
+    /// Admissions counted on `slot` and not yet folded.
+    pub(super) fn slot_pending(slot: &Slot<K>) -> u64 {
+        u64::from(state::pending(slot.state.load(Ordering::Relaxed)))
+    }
+
+    /// Inside the critical section: charges live slot `i` without
+    /// registering (so this works with `MAX_READERS` callers registered);
+    /// the caller counts the admission globally.
+    pub(super) fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
+        let slot = &self.slots[i];
+        let quota = self.quota_of(slot.state.load(Ordering::Acquire));
+        if n > quota.burst() {
+            return Err(over_capacity(n, quota));
+        }
+        take(&slot.tat, quota, n, now).map_err(KeyedError::from)
+    }
+
+    /// Inside the critical section: locks live slot `slot` if nobody is
+    /// registered and its key is idle (bucket full at `now`), and returns
+    /// its pending admissions; the key is then the caller's to drop. `None`
+    /// leaves the slot as it was.
+    pub(super) fn lock_if_idle(&self, slot: &Slot<K>, now: Instant) -> Option<u64> {
+        let state = slot.state.load(Ordering::Acquire);
+        if state == EMPTY || state == LOCKED || state & READERS_MASK != 0 {
+            return None;
+        }
+        // Lock it against new callers; fails if one registered (or
+        // unregistered, or folded) meanwhile.
+        slot.state
+            .compare_exchange(state, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        let tat = load(&slot.tat);
+        if self.params_of(state).drained(tat, now.as_micros()) != 0 {
+            slot.state.store(state, Ordering::Release); // busy: keep it
+            return None;
+        }
+        Some(u64::from(state::pending(state)))
+    }
+
+    /// Inside the critical section: writes a clone of `key` into a LOCKED
+    /// slot and publishes it. (A panicking `clone` leaves the slot LOCKED:
+    /// unusable, never unsound.)
+    pub(super) fn fill(slot: &Slot<K>, key: &K, fp: u32, tier: usize) {
+        // SAFETY: the slot is LOCKED and we are inside the critical section:
+        // no caller is registered and no other writer exists; any previous
+        // key was dropped or never written.
+        unsafe { (*slot.key.get()).write(key.clone()) };
+        slot.tat.store(gcra::FRESH as _, Ordering::Relaxed);
+        slot.state.store(state::live(fp, tier), Ordering::Release);
+    }
+
+    /// Registers on `slot` if its fingerprint is `fp` (which also rules out
+    /// EMPTY and LOCKED) and it has room for one more caller.
+    #[inline]
+    fn register<'s>(&self, slot: &'s Slot<K>, fp: u32) -> Option<Registered<'s>> {
+        let state = slot.state.load(Ordering::Acquire);
+        if state >> FP_SHIFT != fp {
+            return None; // another key, or none
+        }
+        if state & state::SLOW == 0
+            && slot
+                .state
+                .compare_exchange(state, state + READER, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(Registered::new(&slot.state, state));
+        }
+        self.register_slow(slot, fp)
+    }
+
+    /// [`register`](Self::register) under contention, with a batch of
+    /// admissions to fold, or with many callers registered.
+    #[cold]
+    #[inline(never)]
+    fn register_slow<'s>(&self, slot: &'s Slot<K>, fp: u32) -> Option<Registered<'s>> {
+        let mut state = slot.state.load(Ordering::Acquire);
+        loop {
+            if state >> FP_SHIFT != fp || state & READERS_MASK == READERS_MASK {
+                // Another key, no key, or `MAX_READERS` callers on this one:
+                // the last take the critical-section path (`charge_locked`).
+                return None;
+            }
+            if state & state::ALLOWED_MASK >= state::FOLD_AT {
+                state = self.fold(&slot.state, state);
+                continue;
+            }
+            match slot.state.compare_exchange_weak(
+                state,
+                state + READER,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(Registered::new(&slot.state, state)),
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// Moves the admissions pending in `state` into the global counter;
+    /// returns the current state.
+    fn fold(&self, word: &AtomicU32, state: u32) -> u32 {
+        let pending = state & state::ALLOWED_MASK;
+        match word.compare_exchange(state, state - pending, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => {
+                self.allowed.add(u64::from(pending));
+                state - pending
+            }
+            Err(actual) => actual,
+        }
+    }
+}
+
+/// A caller registered on a slot; unregisters on drop (also when `Eq`
+/// panics), adding `release` to the state word.
+struct Registered<'s> {
+    word: &'s AtomicU32,
+    /// The state registered on (before this caller).
+    state: u32,
+    /// [`state::UNREGISTER`], or [`state::UNREGISTER_ADMITTED`] once
+    /// admitted.
+    release: u32,
+}
+
+impl<'s> Registered<'s> {
+    #[inline]
+    fn new(word: &'s AtomicU32, state: u32) -> Self {
+        Self {
+            word,
+            state,
+            release: state::UNREGISTER,
+        }
+    }
+}
+
+impl Drop for Registered<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.word.fetch_add(self.release, Ordering::Release);
+    }
+}
+
+/// White-box hooks for the unit tests.
+#[cfg(all(test, not(loom)))]
+impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
+    KeyedLimiter<K, N, TIERS>
+{
+    /// Most callers on one slot at once.
+    pub(super) const MAX_CALLERS: u64 = state::MAX_READERS as u64;
+
+    /// Holds a registration on `slot` until dropped.
+    pub(super) fn hold<'s>(&self, slot: &'s Slot<K>, fp: u32, _key: &K) -> Option<impl Drop + 's> {
+        self.register(slot, fp)
+    }
+
+    /// Callers registered on `slot`.
+    pub(super) fn callers(slot: &Slot<K>) -> u64 {
+        u64::from((slot.state.load(Ordering::Relaxed) & READERS_MASK) / READER)
+    }
+}
