@@ -59,8 +59,9 @@ fn main() {
             (0..n).for_each(|_| _ = black_box(black_box(&b).try_acquire(now)));
         }
         "keyed" => {
-            let k: Box<KeyedLimiter<u64, 2048>> =
-                Box::new(KeyedLimiter::new(quota, FullPolicy::Reject));
+            let k: Box<KeyedLimiter<u64, 2048>> = Box::new(
+                KeyedLimiter::new(quota, FullPolicy::Reject).expect("quota within the keyed range"),
+            );
             (0..n).for_each(|i| _ = black_box(k.try_acquire(&u(i), now)));
         }
         "keyed_governor" => {

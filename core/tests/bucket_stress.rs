@@ -59,7 +59,8 @@ fn threads_never_take_more_than_the_quota() {
 #[test]
 fn keyed_threads_take_exactly_each_keys_burst() {
     let limiter: KeyedLimiter<u32, 64> =
-        KeyedLimiter::new(Quota::per_minute(10).unwrap(), FullPolicy::Reject);
+        KeyedLimiter::new(Quota::per_minute(10).unwrap(), FullPolicy::Reject)
+            .expect("quota within the keyed range");
     let per_key: Vec<AtomicU64> = (0..8).map(|_| AtomicU64::new(0)).collect();
     let barrier = Barrier::new(THREADS);
     let now = Instant::from_secs(5) + Duration::from_micros(3);

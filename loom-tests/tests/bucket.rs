@@ -314,7 +314,9 @@ const LIMITED_1S: KeyedError = KeyedError::RateLimited(fusebox::RateLimited {
 #[test]
 fn keyed_same_new_key_inserted_once() {
     check("keyed_same_new_key_inserted_once", 3, || {
-        let limiter: Arc<Keyed<2, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        let limiter: Arc<Keyed<2, 1>> = Arc::new(
+            KeyedLimiter::new(quota(2), FullPolicy::Reject).expect("quota within the keyed range"),
+        );
         let spawn = |l: &Arc<Keyed<2, 1>>| {
             let l = l.clone();
             thread::spawn(move || [l.try_acquire(&7, at(T0)), l.try_acquire(&7, at(T0))])
@@ -346,7 +348,9 @@ fn keyed_same_new_key_inserted_once() {
 #[test]
 fn keyed_same_new_key_three_threads() {
     check("keyed_same_new_key_three_threads", 2, || {
-        let limiter: Arc<Keyed<2, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        let limiter: Arc<Keyed<2, 1>> = Arc::new(
+            KeyedLimiter::new(quota(2), FullPolicy::Reject).expect("quota within the keyed range"),
+        );
         let handles: Vec<_> = (0..3)
             .map(|_| {
                 let l = limiter.clone();
@@ -385,7 +389,9 @@ struct KeyedOutcome {
 fn keyed_insert_evict_race_one_slot() {
     check("keyed_insert_evict_race_one_slot", 3, || {
         let now = T0 + 5 * T;
-        let limiter: Arc<Keyed<1, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        let limiter: Arc<Keyed<1, 1>> = Arc::new(
+            KeyedLimiter::new(quota(2), FullPolicy::Reject).expect("quota within the keyed range"),
+        );
         limiter.try_acquire(&1, at(T0)).unwrap();
         assert_eq!(limiter.available(&1, at(now)), 2, "idle at `now`");
         let la = limiter.clone();
@@ -420,7 +426,8 @@ fn keyed_insert_evict_race_one_slot() {
 /// tier 0's burst (2), a present idle tier-1 key 3, a tier-1 key charged
 /// once 2, a tier-0 key charged once 1.
 fn two_idle_keys() -> Keyed<2, 2> {
-    let limiter = KeyedLimiter::with_tiers([quota(2), quota(3)], FullPolicy::Reject);
+    let limiter = KeyedLimiter::with_tiers([quota(2), quota(3)], FullPolicy::Reject)
+        .expect("quota within the keyed range");
     limiter.try_acquire_tier(&1, 1, at(T0)).unwrap();
     limiter.try_acquire_tier(&3, 1, at(T0)).unwrap();
     limiter
@@ -550,7 +557,9 @@ fn keyed_insert_evict_race_two_slots() {
 fn keyed_insert_evict_race_repeated_acquire() {
     check("keyed_insert_evict_race_repeated_acquire", 3, || {
         let now = T0 + 5 * T;
-        let limiter: Arc<Keyed<1, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        let limiter: Arc<Keyed<1, 1>> = Arc::new(
+            KeyedLimiter::new(quota(2), FullPolicy::Reject).expect("quota within the keyed range"),
+        );
         limiter.try_acquire(&1, at(T0)).unwrap();
         let la = limiter.clone();
         let a = thread::spawn(move || [la.try_acquire(&1, at(now)), la.try_acquire(&1, at(now))]);
@@ -578,7 +587,9 @@ fn keyed_insert_evict_race_repeated_acquire() {
 fn keyed_new_key_published_with_fresh_bucket() {
     check("keyed_new_key_published_with_fresh_bucket", 3, || {
         let now = T0 + 5 * T;
-        let limiter: Arc<Keyed<1, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        let limiter: Arc<Keyed<1, 1>> = Arc::new(
+            KeyedLimiter::new(quota(2), FullPolicy::Reject).expect("quota within the keyed range"),
+        );
         limiter.try_acquire_n(&1, 2, at(T0)).unwrap();
         let la = limiter.clone();
         let a = thread::spawn(move || la.try_acquire_n(&2, 2, at(now)));
@@ -608,7 +619,9 @@ fn keyed_new_key_published_with_fresh_bucket() {
 fn keyed_evicted_bucket_never_seen_by_new_key() {
     check("keyed_evicted_bucket_never_seen_by_new_key", 3, || {
         let now_b = T0 + 5 * T;
-        let limiter: Arc<Keyed<1, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        let limiter: Arc<Keyed<1, 1>> = Arc::new(
+            KeyedLimiter::new(quota(2), FullPolicy::Reject).expect("quota within the keyed range"),
+        );
         limiter.try_acquire_n(&1, 2, at(T0)).unwrap();
         let la = limiter.clone();
         let a = thread::spawn(move || la.try_acquire(&2, at(T0)));
@@ -649,7 +662,9 @@ fn keyed_evicted_bucket_never_seen_by_new_key() {
 fn keyed_reject_when_full() {
     check("keyed_reject_when_full", 2, || {
         let now = T0;
-        let limiter: Arc<Keyed<2, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        let limiter: Arc<Keyed<2, 1>> = Arc::new(
+            KeyedLimiter::new(quota(2), FullPolicy::Reject).expect("quota within the keyed range"),
+        );
         limiter.try_acquire(&1, at(now)).unwrap();
         limiter.try_acquire(&3, at(now)).unwrap();
         let spawn = |key: u32| {
@@ -680,8 +695,10 @@ fn keyed_available_of_busy_key_during_eviction_check() {
         3,
         || {
             let now = T0;
-            let limiter: Arc<Keyed<1, 1>> =
-                Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+            let limiter: Arc<Keyed<1, 1>> = Arc::new(
+                KeyedLimiter::new(quota(2), FullPolicy::Reject)
+                    .expect("quota within the keyed range"),
+            );
             limiter.try_acquire_n(&1, 2, at(now)).unwrap();
             let la = limiter.clone();
             let a = thread::spawn(move || la.available(&1, at(now)));
@@ -704,7 +721,9 @@ fn keyed_available_of_busy_key_during_eviction_check() {
 fn keyed_reject_when_full_two_new_keys() {
     check("keyed_reject_when_full_two_new_keys", 3, || {
         let now = T0 + T / 2;
-        let limiter: Arc<Keyed<2, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        let limiter: Arc<Keyed<2, 1>> = Arc::new(
+            KeyedLimiter::new(quota(2), FullPolicy::Reject).expect("quota within the keyed range"),
+        );
         limiter.try_acquire(&1, at(T0)).unwrap();
         limiter.try_acquire(&3, at(T0)).unwrap();
         let spawn = |key: u32| {
@@ -729,8 +748,10 @@ fn keyed_reject_when_full_two_new_keys() {
 fn keyed_overflow_when_full_is_shared_and_limited() {
     check("keyed_overflow_when_full_is_shared_and_limited", 3, || {
         let now = T0 + T / 2;
-        let limiter: Arc<Keyed<2, 1>> =
-            Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Overflow(quota(1))));
+        let limiter: Arc<Keyed<2, 1>> = Arc::new(
+            KeyedLimiter::new(quota(2), FullPolicy::Overflow(quota(1)))
+                .expect("quota within the keyed range"),
+        );
         limiter.try_acquire(&1, at(T0)).unwrap();
         limiter.try_acquire(&3, at(T0)).unwrap();
         let spawn = |key: u32| {
@@ -763,8 +784,10 @@ fn keyed_counter_folds_exactly() {
     for (burst, calls_b) in [(5, 1), (4, 2)] {
         let name = format!("keyed_counter_folds_exactly (burst {burst})");
         check(&name, 3, move || {
-            let limiter: Arc<Keyed<1, 1>> =
-                Arc::new(KeyedLimiter::new(quota(burst), FullPolicy::Reject));
+            let limiter: Arc<Keyed<1, 1>> = Arc::new(
+                KeyedLimiter::new(quota(burst), FullPolicy::Reject)
+                    .expect("quota within the keyed range"),
+            );
             limiter.try_acquire(&1, at(T0)).unwrap();
             limiter.try_acquire(&1, at(T0)).unwrap();
             let spawn = |l: &Arc<Keyed<1, 1>>, calls: usize| {
@@ -814,7 +837,9 @@ fn keyed_counter_folds_exactly() {
 fn keyed_eviction_races_charge_and_fold() {
     check("keyed_eviction_races_charge_and_fold", 3, || {
         let now = T0 + 5 * T;
-        let limiter: Arc<Keyed<1, 1>> = Arc::new(KeyedLimiter::new(quota(3), FullPolicy::Reject));
+        let limiter: Arc<Keyed<1, 1>> = Arc::new(
+            KeyedLimiter::new(quota(3), FullPolicy::Reject).expect("quota within the keyed range"),
+        );
         limiter.try_acquire(&1, at(T0)).unwrap();
         limiter.try_acquire(&1, at(T0)).unwrap();
         assert_eq!(limiter.metrics(), metrics(2, 0, 0, 0, 1));
@@ -848,7 +873,9 @@ fn keyed_eviction_races_charge_and_fold() {
 fn keyed_pin_blocks_eviction() {
     check("keyed_pin_blocks_eviction", 3, || {
         let now = T0 + 5 * T;
-        let limiter: Arc<Keyed<1, 1>> = Arc::new(KeyedLimiter::new(quota(2), FullPolicy::Reject));
+        let limiter: Arc<Keyed<1, 1>> = Arc::new(
+            KeyedLimiter::new(quota(2), FullPolicy::Reject).expect("quota within the keyed range"),
+        );
         limiter.try_acquire(&1, at(T0)).unwrap();
         let la = limiter.clone();
         let a = thread::spawn(move || la.try_acquire_n(&1, 3, at(now)));
@@ -883,7 +910,9 @@ fn keyed_pin_blocks_eviction() {
 #[test]
 fn keyed_charge_and_unpin_exact() {
     check("keyed_charge_and_unpin_exact", 2, || {
-        let limiter: Arc<Keyed<1, 1>> = Arc::new(KeyedLimiter::new(quota(4), FullPolicy::Reject));
+        let limiter: Arc<Keyed<1, 1>> = Arc::new(
+            KeyedLimiter::new(quota(4), FullPolicy::Reject).expect("quota within the keyed range"),
+        );
         limiter.try_acquire(&1, at(T0)).unwrap();
         limiter.try_acquire(&1, at(T0)).unwrap();
         let spawn = || {

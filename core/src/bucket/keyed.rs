@@ -62,7 +62,7 @@
 //! # Range
 //!
 //! With 64-bit atomics the slots' arrival time has 48 bits, so a tier's
-//! burst span is bounded (checked by [`KeyedLimiter::try_with_tiers`]; see
+//! burst span is bounded (checked by [`KeyedLimiter::with_tiers`]; see
 //! the `gcra` module for what a narrower word means): `burst × T` below
 //! 2^46 scaled units. A `now` up to ~67 s behind a previous call's only
 //! denies; a key left idle for close to a multiple of 2^48 scaled units
@@ -193,7 +193,7 @@ pub(crate) struct Slot<K> {
 /// let limiter: KeyedLimiter<u32, 64, 2> = KeyedLimiter::with_tiers(
 ///     [Quota::per_second(10)?, Quota::per_second(100)?],
 ///     FullPolicy::Reject,
-/// );
+/// )?;
 /// let now = Instant::from_secs(1);
 /// for _ in 0..10 {
 ///     limiter.try_acquire(&7, now)?;
@@ -227,7 +227,11 @@ unsafe impl<K: Send, const N: usize, const TIERS: usize> Send for KeyedLimiter<K
 
 impl<K: Eq + Hash + Clone, const N: usize> KeyedLimiter<K, N, 1> {
     /// One quota for every key.
-    pub fn new(quota: Quota, policy: FullPolicy) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// As [`with_tiers`](KeyedLimiter::with_tiers).
+    pub fn new(quota: Quota, policy: FullPolicy) -> Result<Self, QuotaError> {
         Self::with_tiers([quota], policy)
     }
 }
@@ -245,19 +249,6 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     /// A limiter with one quota per tier. `N == 0` or a tier count outside
     /// `1..=4` fails to compile.
     ///
-    /// # Panics
-    ///
-    /// If a tier's quota is out of the keyed range (see
-    /// [`try_with_tiers`](Self::try_with_tiers)).
-    pub fn with_tiers(tiers: [Quota; TIERS], policy: FullPolicy) -> Self {
-        match Self::try_with_tiers(tiers, policy) {
-            Ok(limiter) => limiter,
-            Err(e) => panic!("keyed limiter quota: {e}"),
-        }
-    }
-
-    /// As [`with_tiers`](Self::with_tiers), refusing quotas out of range.
-    ///
     /// # Errors
     ///
     /// [`QuotaError::TooLong`] if a tier's `burst × period / tokens` does
@@ -268,7 +259,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     /// a burst span under 814 days at scale 1, 19.5 hours at scale 1 000,
     /// 17.9 minutes at the largest scale (65 536). On Cortex-M every valid
     /// [`Quota`] fits.
-    pub fn try_with_tiers(tiers: [Quota; TIERS], policy: FullPolicy) -> Result<Self, QuotaError> {
+    pub fn with_tiers(tiers: [Quota; TIERS], policy: FullPolicy) -> Result<Self, QuotaError> {
         let () = Self::CHECKS;
         let mut params = [*tiers[0].params(); TIERS];
         for (p, quota) in params.iter_mut().zip(&tiers) {

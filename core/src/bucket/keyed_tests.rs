@@ -15,7 +15,8 @@ fn per_sec(n: u32) -> Quota {
 
 #[test]
 fn each_key_has_its_own_bucket() {
-    let l: KeyedLimiter<&str, 8> = KeyedLimiter::new(per_sec(2), FullPolicy::Reject);
+    let l: KeyedLimiter<&str, 8> =
+        KeyedLimiter::new(per_sec(2), FullPolicy::Reject).expect("quota within the keyed range");
     for key in ["a", "b", "c"] {
         l.try_acquire(&key, T0).unwrap();
         l.try_acquire(&key, T0).unwrap();
@@ -36,6 +37,7 @@ fn each_key_has_its_own_bucket() {
 fn tiers_are_chosen_at_insertion() {
     let l: KeyedLimiter<u32, 16, 2> =
         KeyedLimiter::with_tiers([per_sec(1), per_sec(5)], FullPolicy::Reject)
+            .expect("quota within the keyed range")
             .with_tier_fn(|k| usize::from(*k >= 1_000));
     l.try_acquire(&1, T0).unwrap();
     assert!(l.try_acquire(&1, T0).is_err());
@@ -53,7 +55,8 @@ fn tiers_are_chosen_at_insertion() {
 
 #[test]
 fn a_full_table_evicts_an_idle_key() {
-    let l: KeyedLimiter<u32, 2> = KeyedLimiter::new(per_sec(1), FullPolicy::Reject);
+    let l: KeyedLimiter<u32, 2> =
+        KeyedLimiter::new(per_sec(1), FullPolicy::Reject).expect("quota within the keyed range");
     l.try_acquire(&1, T0).unwrap();
     l.try_acquire(&2, T0 + Duration::from_millis(500)).unwrap();
     // At T0 + 1 s key 1 is full again (idle), key 2 is not.
@@ -70,7 +73,8 @@ fn a_full_table_evicts_an_idle_key() {
 
 #[test]
 fn a_full_table_of_busy_keys_rejects_never_passes() {
-    let l: KeyedLimiter<u32, 2> = KeyedLimiter::new(per_sec(1), FullPolicy::Reject);
+    let l: KeyedLimiter<u32, 2> =
+        KeyedLimiter::new(per_sec(1), FullPolicy::Reject).expect("quota within the keyed range");
     l.try_acquire(&1, T0).unwrap();
     l.try_acquire(&2, T0).unwrap();
     for k in 3..10 {
@@ -83,7 +87,8 @@ fn a_full_table_of_busy_keys_rejects_never_passes() {
 #[test]
 fn a_full_table_can_charge_a_shared_overflow_bucket() {
     let overflow = per_sec(10).with_burst(3).unwrap();
-    let l: KeyedLimiter<u32, 1> = KeyedLimiter::new(per_sec(1), FullPolicy::Overflow(overflow));
+    let l: KeyedLimiter<u32, 1> = KeyedLimiter::new(per_sec(1), FullPolicy::Overflow(overflow))
+        .expect("quota within the keyed range");
     l.try_acquire(&1, T0).unwrap();
     // Keys 2.. share three tokens, then are limited like any bucket.
     for k in 2..5 {
@@ -98,7 +103,8 @@ fn a_full_table_can_charge_a_shared_overflow_bucket() {
 
 #[test]
 fn n_tokens_and_capacity() {
-    let l: KeyedLimiter<u8, 4> = KeyedLimiter::new(per_sec(4), FullPolicy::Reject);
+    let l: KeyedLimiter<u8, 4> =
+        KeyedLimiter::new(per_sec(4), FullPolicy::Reject).expect("quota within the keyed range");
     l.try_acquire_n(&1, 3, T0).unwrap();
     assert!(matches!(
         l.try_acquire_n(&1, 2, T0),
@@ -132,7 +138,8 @@ impl Hash for Colliding {
 
 #[test]
 fn fingerprint_collisions_are_told_apart_by_eq() {
-    let l: KeyedLimiter<Colliding, 8> = KeyedLimiter::new(per_sec(1), FullPolicy::Reject);
+    let l: KeyedLimiter<Colliding, 8> =
+        KeyedLimiter::new(per_sec(1), FullPolicy::Reject).expect("quota within the keyed range");
     for k in 0..8 {
         l.try_acquire(&Colliding(k), T0).unwrap();
     }
@@ -166,7 +173,8 @@ impl Drop for Counted {
 fn stored_keys_are_dropped_on_eviction_and_with_the_limiter() {
     let before = LIVE.load(StdOrdering::SeqCst);
     {
-        let l: KeyedLimiter<Counted, 2> = KeyedLimiter::new(per_sec(1), FullPolicy::Reject);
+        let l: KeyedLimiter<Counted, 2> = KeyedLimiter::new(per_sec(1), FullPolicy::Reject)
+            .expect("quota within the keyed range");
         let probe = |k| {
             LIVE.fetch_add(1, StdOrdering::SeqCst);
             Counted(k)
@@ -199,14 +207,14 @@ fn quotas_out_of_the_keyed_range_are_refused() {
         .unwrap()
         .with_burst(1_000)
         .unwrap();
-    let got = KeyedLimiter::<u32, 4>::try_with_tiers([long], FullPolicy::Reject);
+    let got = KeyedLimiter::<u32, 4>::with_tiers([long], FullPolicy::Reject);
     assert_eq!(got.err(), Some(crate::bucket::QuotaError::TooLong));
     // The keyed bench quota fits: 1e9/s, burst 4e9.
     let fast = Quota::per_second(1_000_000_000)
         .unwrap()
         .with_burst(4_000_000_000)
         .unwrap();
-    let l = KeyedLimiter::<u32, 4>::try_with_tiers([fast], FullPolicy::Reject).unwrap();
+    let l = KeyedLimiter::<u32, 4>::with_tiers([fast], FullPolicy::Reject).unwrap();
     for _ in 0..1_000 {
         l.try_acquire(&1, T0).unwrap();
     }
@@ -215,11 +223,11 @@ fn quotas_out_of_the_keyed_range_are_refused() {
 
 #[test]
 #[cfg(target_has_atomic = "64")]
-#[should_panic(expected = "keyed limiter quota")]
-fn with_tiers_panics_on_a_quota_out_of_range() {
+fn new_refuses_a_quota_out_of_range_with_a_typed_error() {
     let long = Quota::new(1, Duration::from_secs(86_400))
         .unwrap()
         .with_burst(1_000)
         .unwrap();
-    let _ = KeyedLimiter::<u32, 4>::new(long, FullPolicy::Reject);
+    let got = KeyedLimiter::<u32, 4>::new(long, FullPolicy::Reject);
+    assert_eq!(got.err(), Some(crate::bucket::QuotaError::TooLong));
 }

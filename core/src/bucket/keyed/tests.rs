@@ -31,7 +31,8 @@ fn pending_in_slots<K: Eq + core::hash::Hash + Clone, const N: usize, const T: u
 
 #[test]
 fn admissions_fold_into_the_global_counter_exactly() {
-    let l: KeyedLimiter<u32, 8> = KeyedLimiter::new(plenty(), FullPolicy::Reject);
+    let l: KeyedLimiter<u32, 8> =
+        KeyedLimiter::new(plenty(), FullPolicy::Reject).expect("quota within the keyed range");
     let total = 3 * design::FOLD_AT + 5;
     for i in 0..total {
         l.try_acquire(&(i as u32 % 2), T0).unwrap();
@@ -49,7 +50,8 @@ fn admissions_fold_into_the_global_counter_exactly() {
 
 #[test]
 fn eviction_folds_the_evicted_keys_pending_admissions() {
-    let l: KeyedLimiter<u32, 1> = KeyedLimiter::new(per_sec(1_000), FullPolicy::Reject);
+    let l: KeyedLimiter<u32, 1> = KeyedLimiter::new(per_sec(1_000), FullPolicy::Reject)
+        .expect("quota within the keyed range");
     for _ in 0..10 {
         l.try_acquire(&1, T0).unwrap();
     }
@@ -63,7 +65,8 @@ fn eviction_folds_the_evicted_keys_pending_admissions() {
 #[test]
 fn a_key_with_every_reader_slot_taken_uses_the_critical_section() {
     type L = KeyedLimiter<u32, 4>;
-    let l: KeyedLimiter<u32, 4> = KeyedLimiter::new(per_sec(100), FullPolicy::Reject);
+    let l: KeyedLimiter<u32, 4> =
+        KeyedLimiter::new(per_sec(100), FullPolicy::Reject).expect("quota within the keyed range");
     l.try_acquire(&1, T0).unwrap();
     let (fp, home) = l.locate(&1);
     let i = KeyedLimiter::<u32, 4>::window(home)
@@ -93,7 +96,8 @@ fn threads_count_every_admission() {
     } else {
         3 * design::FOLD_AT as u32
     };
-    let l: KeyedLimiter<u32, 16> = KeyedLimiter::new(plenty(), FullPolicy::Reject);
+    let l: KeyedLimiter<u32, 16> =
+        KeyedLimiter::new(plenty(), FullPolicy::Reject).expect("quota within the keyed range");
     std::thread::scope(|s| {
         for t in 0..threads {
             let l = &l;
