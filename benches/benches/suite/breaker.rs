@@ -36,7 +36,11 @@ fn failure_rate() -> CircuitBreaker {
 #[inline]
 fn closed_call(breaker: &CircuitBreaker, now: Instant) {
     let permit = breaker.try_acquire(now).expect("closed");
-    black_box(permit.record(Outcome::Success, now, Duration::ZERO).is_some());
+    black_box(
+        permit
+            .record(Outcome::Success, now, Duration::ZERO)
+            .is_some(),
+    );
 }
 
 fn timed(iters: u64, mut f: impl FnMut()) -> std::time::Duration {
