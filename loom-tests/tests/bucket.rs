@@ -774,8 +774,8 @@ fn keyed_overflow_when_full_is_shared_and_limited() {
 /// once lock-free (1 pending in the slot).
 ///
 /// * Burst 5: A takes key 1 twice, B once, all admitted; a fold races the
-///   other thread's unregistering `fetch_add` (a fold that lost it would
-///   also leave a phantom caller registered for ever).
+///   other thread's charging CAS, which unpins and counts in one write (a
+///   fold that lost it would also leave a phantom pin for ever).
 /// * Burst 4: both take it twice: exactly 3 of the 4 admitted.
 ///
 /// At quiescence `metrics().allowed` is exactly the real admissions.
@@ -903,8 +903,8 @@ fn keyed_pin_blocks_eviction() {
 }
 
 /// (g) Charges that unpin and count in one CAS, contended. One slot, key 1
-/// (burst 4) inserted and charged once at T0 (one admission pending, so
-/// the next pin folds under loom). Three threads take key 1 once each at
+/// (burst 4) inserted and charged once at T0 (one admission pending; the
+/// pin after the next admission folds under loom). Three threads take key 1 once each at
 /// T0: exactly two admitted, the third refused with a one-interval retry;
 /// `metrics().allowed` exact; no pin left (key 1 evicted once idle).
 #[test]

@@ -37,11 +37,15 @@
 //!
 //! The keyed limiter's slots keep a 48-bit arrival time (beside their
 //! bookkeeping in one 64-bit word), which behaves like 32 bits with a
-//! wider margin: the horizon is `capacity + ~67 s` (2^26 µs), so a `now`
-//! up to ~67 s behind a previous call's still only denies, and the wrap is
-//! at 2^48 scaled units (8.9 years at scale 1, 78 hours at scale 1 000,
-//! 71.6 min at scale 65 536): a bucket idle for close to a multiple of
-//! that may admit less for at most `burst·T + 67 s`, never more.
+//! wider margin: the horizon is `capacity + 2^42` scaled units (1/64 of the
+//! wrap), so a `now` up to 2^42 units behind a previous call's still only
+//! denies (50.9 days at scale 1, 73 min at scale 1 000, 67 s at scale
+//! 65 536). A `now` further behind than that reads the bucket as *full*,
+//! like a bucket idle for a long time: callers must not hold a clock
+//! reading that long. The wrap is at 2^48 scaled units (8.9 years at scale
+//! 1, 78 hours at scale 1 000, 71.6 min at scale 65 536): a bucket idle for
+//! close to a multiple of that may admit less for at most `burst·T` plus
+//! the tolerance, never more. The same holds on 32 bits with ~1.05 s.
 //! `Params::new` refuses `capacity >= 2^(BITS-2)` (2^46 units for 48
 //! bits).
 
@@ -56,8 +60,9 @@ pub(crate) const MAX_SCALE: u64 = 1 << 16;
 /// Backward tolerance on 32-bit words, in µs (scaled by `scale`).
 const BACKWARD_TOLERANCE_MICROS: u64 = 1 << 20;
 /// Backward tolerance on words of 33 to 63 bits (the keyed limiter's 48),
-/// in µs: ~67 s, still well inside half the word at any scale.
-const WIDE_BACKWARD_TOLERANCE_MICROS: u64 = 1 << 26;
+/// as a power of two of *scaled units*: 1/64 of the wrap (2^42 units for 48
+/// bits: 50.9 days at scale 1, 73 min at scale 1 000, 67 s at 65 536).
+const WIDE_BACKWARD_TOLERANCE_SHIFT: u32 = 6;
 
 /// The derived, validated parameters of a quota for one word width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +130,7 @@ impl Params {
         let horizon = if bits == 64 {
             half - 1
         } else if bits > 32 {
-            capacity.saturating_add(WIDE_BACKWARD_TOLERANCE_MICROS * scale)
+            capacity.saturating_add(1 << (bits - WIDE_BACKWARD_TOLERANCE_SHIFT))
         } else {
             capacity.saturating_add(BACKWARD_TOLERANCE_MICROS * scale)
         };
@@ -286,16 +291,20 @@ mod tests {
                 );
             }
         }
-        // 48-bit words (keyed slots): up to ~67 s back is a denial.
+        // 48-bit words (keyed slots): up to 2^42 scaled units back is a
+        // denial (50.9 days at scale 1); further back reads as full, as
+        // documented.
         let p = params(1, 1_000_000, 2, 48);
-        let now = 1 << 40;
+        let now = 1 << 44;
         let tat = p.decide(FRESH, now, 2).unwrap();
-        for back in [1, 1_000_000, 6_000_000, 60_000_000] {
+        let day = 86_400_000_000;
+        for back in [1, 1_000_000, 60_000_000, day, 50 * day] {
             assert!(
                 p.decide(tat, now - back, 1).is_err(),
                 "48 bits, {back} µs back"
             );
         }
+        assert!(p.decide(tat, now - 52 * day, 1).is_ok());
         // 64-bit words: any realistic jump back is a denial.
         let p = params(1, 1_000_000, 1, 64);
         let now = 1 << 50;

@@ -64,12 +64,15 @@
 //! With 64-bit atomics the slots' arrival time has 48 bits, so a tier's
 //! burst span is bounded (checked by [`KeyedLimiter::with_tiers`]; see
 //! the `gcra` module for what a narrower word means): `burst × T` below
-//! 2^46 scaled units. A `now` up to ~67 s behind a previous call's only
-//! denies; a key left idle for close to a multiple of 2^48 scaled units
-//! (8.9 years at scale 1, 78 hours at scale 1 000, 71.6 minutes at scale
-//! 65 536) may read as partly drained and then admits *less* for at most
-//! its burst span plus ~67 s, never more. (Cortex-M: the 32-bit word's
-//! range, in the `gcra` module.)
+//! 2^46 scaled units. A `now` up to 2^42 scaled units behind a previous
+//! call's only denies (50.9 days at scale 1, 73 minutes at scale 1 000,
+//! 67 s at scale 65 536); one further behind reads the key's bucket as
+//! full, so do not hold a clock reading that long before calling. A key
+//! left idle for close to a multiple of 2^48 scaled units (8.9 years at
+//! scale 1, 78 hours at scale 1 000, 71.6 minutes at scale 65 536) may
+//! read as partly drained and then admits *less* for at most its burst
+//! span plus that tolerance, never more. (Cortex-M: the 32-bit word's
+//! range, ~1.05 s of tolerance, in the `gcra` module.)
 //!
 //! [`TokenBucket`]: super::TokenBucket
 //! [`FixedState`]: foldhash::fast::FixedState

@@ -13,7 +13,8 @@ use crate::Instant;
 
 impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N, TIERS> {
     /// Not found lock-free: inserts the key (or finds it inserted
-    /// meanwhile, or busy with `MAX_READERS` callers), or uses the
+    /// meanwhile, or busy with the most callers a slot can pin or register),
+    /// or uses the
     /// [`FullPolicy`](super::FullPolicy). Counts the outcome globally.
     #[cold]
     #[inline(never)]

@@ -22,9 +22,10 @@
 //!   counter before pinning; only pinned callers add to it, so it never
 //!   exceeds `FOLD_AT - 1 + MAX_PINS` and never carries into *pins*.
 //! * [`LOCKED`] (all ones): no key (an empty slot), or a slot being
-//!   checked for eviction or rewritten inside the critical section. An
-//!   eviction locks the word by one CAS from an idle, unpinned value, so it
-//!   fails if anyone pinned or charged meanwhile.
+//!   evicted and rewritten inside the critical section. The idle check
+//!   comes first; the eviction then locks the word by one CAS from that
+//!   idle, unpinned value, so it fails if anyone pinned or charged
+//!   meanwhile, and a locked word is always rewritten.
 //!
 //! The state word keeps the fingerprint and tier (its readers and allowed
 //! fields stay zero): a caller reads it (no write) to skip other keys'
