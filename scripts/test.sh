@@ -89,6 +89,10 @@ done_layer
 layer "loom models"
 LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} RUSTFLAGS="--cfg loom" \
     CARGO_TARGET_DIR=target/loom cargo test -p fusebox-loom --release
+# Again with the 32-bit (Cortex-M) word layouts: the keyed limiter's
+# three-RMW slot protocol, 32-bit bucket words and counters.
+LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} RUSTFLAGS="--cfg loom --cfg fusebox_narrow_words" \
+    CARGO_TARGET_DIR=target/loom-narrow cargo test -p fusebox-loom --release
 done_layer
 
 layer "Miri on the core's tests"

@@ -39,8 +39,14 @@ use fusebox::{Duration, Instant, KeyedLimiter};
 use loom::sync::Arc;
 use loom::thread;
 
-/// One token per second: scale 1, emission interval `T` = 1 000 000 µs.
+/// One token per `T` µs: scale 1, emission interval `T`. One second
+/// normally; 100 ms with `--cfg fusebox_narrow_words` (the 32-bit word
+/// layouts), so every stale clock in these models (at most 10 `T` behind)
+/// stays inside the 32-bit word's documented ~1.05 s backward tolerance.
+#[cfg(not(fusebox_narrow_words))]
 const T: u64 = 1_000_000;
+#[cfg(fusebox_narrow_words)]
+const T: u64 = 100_000;
 /// A `now` well away from zero (the arrival-time word's `FRESH` value).
 const T0: u64 = 10 * T;
 
@@ -48,9 +54,12 @@ fn at(micros: u64) -> Instant {
     Instant::from_micros(micros)
 }
 
-/// One token per second, burst `burst`.
+/// One token per `T`, burst `burst`.
 fn quota(burst: u32) -> Quota {
-    Quota::per_second(1).unwrap().with_burst(burst).unwrap()
+    Quota::with_period(Duration::from_micros(T))
+        .unwrap()
+        .with_burst(burst)
+        .unwrap()
 }
 
 /// Runs `f` under loom with `bound` preemptions, and reports the number of

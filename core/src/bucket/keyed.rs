@@ -78,12 +78,15 @@
 //! [`FixedState`]: foldhash::fast::FixedState
 
 mod insert;
-#[cfg(any(loom, target_has_atomic = "64"))]
+#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
 mod packed;
-#[cfg(not(any(loom, target_has_atomic = "64")))]
+#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
 mod split;
 // Readers and allowed fields are the split protocol's (Cortex-M) only.
-#[cfg_attr(any(loom, target_has_atomic = "64"), allow(dead_code))]
+#[cfg_attr(
+    all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)),
+    allow(dead_code)
+)]
 mod state;
 #[cfg(all(test, not(loom)))]
 mod tests;
@@ -95,9 +98,9 @@ use core::mem::MaybeUninit;
 
 use foldhash::fast::FixedState;
 
-#[cfg(any(loom, target_has_atomic = "64"))]
+#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
 use self::packed as design;
-#[cfg(not(any(loom, target_has_atomic = "64")))]
+#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
 use self::split as design;
 use self::state::{EMPTY, FP_SHIFT, LOCKED};
 use super::gcra::Params;

@@ -1,7 +1,11 @@
 //! The one place that chooses atomics.
 //!
 //! * `cfg(loom)`: loom's model-checked atomics. Only ever built through
-//!   `-p fusebox-loom` with `RUSTFLAGS="--cfg loom"`.
+//!   `-p fusebox-loom` with `RUSTFLAGS="--cfg loom"`. Loom has 64-bit
+//!   atomics, so it checks the 64-bit word layouts; adding
+//!   `--cfg fusebox_narrow_words` makes every width choice below take the
+//!   32-bit (Cortex-M) side instead, so the loom models check that too
+//!   (`scripts/test.sh` runs both).
 //! * otherwise: [`portable_atomic`], which compiles to the native
 //!   instruction wherever one exists. On cores without compare-and-swap
 //!   (Cortex-M0, `thumbv6m-none-eabi`) the core's manifest enables
@@ -29,7 +33,9 @@ pub(crate) use imp::{fence, AtomicU16, AtomicU32, Ordering};
 
 #[cfg(loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, Ordering};
+    #[cfg(not(fusebox_narrow_words))]
+    pub(crate) use loom::sync::atomic::AtomicU64;
+    pub(crate) use loom::sync::atomic::{fence, AtomicU16, AtomicU32, Ordering};
 }
 
 #[cfg(not(loom))]
@@ -82,21 +88,21 @@ macro_rules! atomic_array {
 }
 pub(crate) use atomic_array;
 
-#[cfg(any(loom, target_has_atomic = "64"))]
+#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
 type CounterWord = imp::AtomicU64;
-#[cfg(not(any(loom, target_has_atomic = "64")))]
+#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
 type CounterWord = imp::AtomicU32;
 
 /// The word holding a token bucket's wrapped arrival time: 64-bit where the
 /// target has native 64-bit atomics, 32-bit on Cortex-M.
-#[cfg(any(loom, target_has_atomic = "64"))]
+#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
 pub(crate) type TatWord = imp::AtomicU64;
-#[cfg(not(any(loom, target_has_atomic = "64")))]
+#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
 pub(crate) type TatWord = imp::AtomicU32;
 /// Width of [`TatWord`] in bits.
-#[cfg(any(loom, target_has_atomic = "64"))]
+#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
 pub(crate) const TAT_BITS: u32 = 64;
-#[cfg(not(any(loom, target_has_atomic = "64")))]
+#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
 pub(crate) const TAT_BITS: u32 = 32;
 
 /// A monotonically increasing statistics counter.
@@ -139,18 +145,18 @@ impl Counter {
 }
 
 /// A `u64` accumulator, exact modulo 2⁶⁴ on every target.
-#[cfg(any(loom, target_has_atomic = "64"))]
+#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
 pub(crate) type Sum = WideSum;
 /// A `u64` accumulator, exact modulo 2⁶⁴ on every target.
-#[cfg(not(any(loom, target_has_atomic = "64")))]
+#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
 pub(crate) type Sum = SplitSum;
 
 /// [`Sum`] in one native 64-bit word.
-#[cfg(any(loom, target_has_atomic = "64"))]
+#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
 #[derive(Debug)]
 pub(crate) struct WideSum(imp::AtomicU64);
 
-#[cfg(any(loom, target_has_atomic = "64"))]
+#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
 impl WideSum {
     const_fn_unless_loom! {
         pub(crate) fn new() -> Self {
@@ -181,13 +187,19 @@ impl WideSum {
 /// have returned; a read racing an add may see the low word wrapped before
 /// the carry arrives (off by 2³² for that moment).
 #[derive(Debug)]
-#[cfg_attr(any(loom, target_has_atomic = "64"), allow(dead_code))]
+#[cfg_attr(
+    all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)),
+    allow(dead_code)
+)]
 pub(crate) struct SplitSum {
     lo: AtomicU32,
     hi: AtomicU32,
 }
 
-#[cfg_attr(any(loom, target_has_atomic = "64"), allow(dead_code))]
+#[cfg_attr(
+    all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)),
+    allow(dead_code)
+)]
 impl SplitSum {
     const_fn_unless_loom! {
         pub(crate) fn new() -> Self {
@@ -224,15 +236,15 @@ impl SplitSum {
 
 /// The running minimum and maximum of `u64` values: exact where the target
 /// has 64-bit atomics, else [`Compact`].
-#[cfg(any(loom, target_has_atomic = "64"))]
+#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
 pub(crate) type Extremes = WideExtremes;
 /// The running minimum and maximum of `u64` values: exact where the target
 /// has 64-bit atomics, else [`Compact`].
-#[cfg(not(any(loom, target_has_atomic = "64")))]
+#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
 pub(crate) type Extremes = Compact;
 
 /// [`Extremes`] in two native 64-bit words: exact.
-#[cfg(any(loom, target_has_atomic = "64"))]
+#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
 #[derive(Debug)]
 pub(crate) struct WideExtremes {
     /// `u64::MAX` while empty.
@@ -241,7 +253,7 @@ pub(crate) struct WideExtremes {
     max: imp::AtomicU64,
 }
 
-#[cfg(any(loom, target_has_atomic = "64"))]
+#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
 impl WideExtremes {
     const_fn_unless_loom! {
         pub(crate) fn new() -> Self {
@@ -295,7 +307,10 @@ impl WideExtremes {
 /// minimum decodes to the *lowest* and the maximum to the *highest* value
 /// with its code, so `[min, max]` always contains every recorded value.
 #[derive(Debug)]
-#[cfg_attr(any(loom, target_has_atomic = "64"), allow(dead_code))]
+#[cfg_attr(
+    all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)),
+    allow(dead_code)
+)]
 pub(crate) struct Compact {
     /// Code of the minimum; `u32::MAX` (no value's code) while empty.
     min: AtomicU32,
@@ -310,7 +325,10 @@ const MANTISSA_BITS: u32 = 25;
 const MANTISSA_MASK: u32 = (1 << MANTISSA_BITS) - 1;
 
 /// The order-preserving 32-bit code of `v`.
-#[cfg_attr(any(loom, target_has_atomic = "64"), allow(dead_code))]
+#[cfg_attr(
+    all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)),
+    allow(dead_code)
+)]
 const fn encode(v: u64) -> u32 {
     if v < 1 << EXACT_BITS {
         return v as u32;
@@ -322,7 +340,10 @@ const fn encode(v: u64) -> u32 {
 }
 
 /// The lowest and highest value whose code is `code`.
-#[cfg_attr(any(loom, target_has_atomic = "64"), allow(dead_code))]
+#[cfg_attr(
+    all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)),
+    allow(dead_code)
+)]
 const fn decode(code: u32) -> (u64, u64) {
     if code < 1 << EXACT_BITS {
         return (code as u64, code as u64);
@@ -335,7 +356,10 @@ const fn decode(code: u32) -> (u64, u64) {
     (low, low + ((1 << shift) - 1))
 }
 
-#[cfg_attr(any(loom, target_has_atomic = "64"), allow(dead_code))]
+#[cfg_attr(
+    all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)),
+    allow(dead_code)
+)]
 impl Compact {
     const_fn_unless_loom! {
         pub(crate) fn new() -> Self {
