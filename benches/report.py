@@ -53,7 +53,9 @@ TABLES = [
         ("fusebox_std_now_per_call", "fusebox, `now` from `std::time::Instant` on every call", None, None)]),
     ("keyed_2t", "Keyed limiter shared by two pinned threads, 1 000 keys, streams half apart (no clock cost)", ("floor_2t", "load+cas"), [
         ("fusebox_pre_read_now", "fusebox", None, ("keyed", "fusebox_pre_read_now")),
-        ("governor_fake_clock", "governor, fake clock", "fusebox_pre_read_now", ("keyed", "governor_fake_clock"))]),
+        ("governor_fake_clock", "governor, fake clock", "fusebox_pre_read_now", ("keyed", "governor_fake_clock")),
+        ("fusebox_one_hot_key", "fusebox, both threads on one key", None, ("keyed", "fusebox_pre_read_now")),
+        ("governor_one_hot_key", "governor, both threads on one key", "fusebox_one_hot_key", ("keyed", "governor_fake_clock"))]),
     ("bucket_2t", "Token bucket shared by two pinned threads (no clock cost)", ("floor_2t", "load+cas"), [
         ("fusebox_pre_read_now", "fusebox", None, ("bucket", "fusebox_pre_read_now")),
         ("governor_fake_clock", "governor, fake clock", "fusebox_pre_read_now", ("bucket", "governor_fake_clock"))]),

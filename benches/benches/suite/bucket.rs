@@ -218,5 +218,26 @@ fn keyed(c: &mut Criterion, start: StdInstant, pre: Instant, fake: &FakeRelative
             })
         });
     });
+    // Both threads on one key: every call contends on that key's word
+    // (fusebox: the pin and the charge; governor: the GCRA CAS).
+    let hot = 7;
+    g.bench_function("fusebox_one_hot_key", |b| {
+        b.iter_custom(|n| {
+            pair(n, |_, n| {
+                for _ in 0..n {
+                    black_box(fbk.try_acquire(black_box(&hot), pre).is_ok());
+                }
+            })
+        });
+    });
+    g.bench_function("governor_one_hot_key", |b| {
+        b.iter_custom(|n| {
+            pair(n, |_, n| {
+                for _ in 0..n {
+                    black_box(govk_fake.check_key(black_box(&hot)).is_ok());
+                }
+            })
+        });
+    });
     g.finish();
 }
