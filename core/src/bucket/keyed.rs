@@ -82,11 +82,6 @@ mod insert;
 mod packed;
 #[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
 mod split;
-// Readers and allowed fields are the split protocol's (Cortex-M) only.
-#[cfg_attr(
-    all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)),
-    allow(dead_code)
-)]
 mod state;
 #[cfg(all(test, not(loom)))]
 mod tests;

@@ -6,7 +6,10 @@
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 
-use super::state::{self, EMPTY, FP_SHIFT, LOCKED, READER, READERS_MASK};
+use super::state::registration::{
+    pending, READER, READERS_MASK, SLOW, UNREGISTER, UNREGISTER_ADMITTED,
+};
+use super::state::{self, EMPTY, FP_SHIFT, LOCKED};
 use super::{over_capacity, KeyedError, KeyedLimiter, Slot};
 use crate::bucket::gcra::{self, Params};
 use crate::bucket::{load, take, Quota, QuotaError};
@@ -60,7 +63,7 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
         }
         let result = take(&slot.tat, quota, n, now);
         if result.is_ok() {
-            guard.release = state::UNREGISTER_ADMITTED;
+            guard.release = UNREGISTER_ADMITTED;
         }
         Some(result.map_err(KeyedError::from))
     }
@@ -89,7 +92,7 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
 
     /// Admissions counted on `slot` and not yet folded.
     pub(super) fn slot_pending(slot: &Slot<K>) -> u64 {
-        u64::from(state::pending(slot.state.load(Ordering::Relaxed)))
+        u64::from(pending(slot.state.load(Ordering::Relaxed)))
     }
 
     /// Inside the critical section: charges live slot `i` without
@@ -123,7 +126,7 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
             slot.state.store(state, Ordering::Release); // busy: keep it
             return None;
         }
-        Some(u64::from(state::pending(state)))
+        Some(u64::from(pending(state)))
     }
 
     /// Inside the critical section: writes a clone of `key` into a LOCKED
@@ -146,7 +149,7 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
         if state >> FP_SHIFT != fp {
             return None; // another key, or none
         }
-        if state & state::SLOW == 0
+        if state & SLOW == 0
             && slot
                 .state
                 .compare_exchange(state, state + READER, Ordering::Acquire, Ordering::Relaxed)
@@ -205,7 +208,7 @@ struct Registered<'s> {
     word: &'s AtomicU32,
     /// The state registered on (before this caller).
     state: u32,
-    /// [`state::UNREGISTER`], or [`state::UNREGISTER_ADMITTED`] once
+    /// [`UNREGISTER`], or [`UNREGISTER_ADMITTED`] once
     /// admitted.
     release: u32,
 }
@@ -216,7 +219,7 @@ impl<'s> Registered<'s> {
         Self {
             word,
             state,
-            release: state::UNREGISTER,
+            release: UNREGISTER,
         }
     }
 }

@@ -17,7 +17,7 @@
 //!   one more takes the critical-section path).
 //! * *allowed*: admissions counted on this slot and not yet moved into the
 //!   limiter's global counter. A caller unregisters after an admission with
-//!   one `fetch_add(`[`UNREGISTER_ADMITTED`]`)`, which both drops its
+//!   one `fetch_add(UNREGISTER_ADMITTED)` (in `registration`), which both drops its
 //!   registration and counts it. A caller that finds the field at
 //!   [`FOLD_AT`] or more moves it into the global counter (one CAS) before
 //!   registering, and an eviction moves the remainder of the key it
@@ -34,13 +34,9 @@ pub(super) const LOCKED: u32 = u32::MAX;
 const ALLOWED_BITS: u32 = 12;
 /// The *allowed* field.
 pub(super) const ALLOWED_MASK: u32 = (1 << ALLOWED_BITS) - 1;
-/// One registered caller.
-pub(super) const READER: u32 = 1 << ALLOWED_BITS;
 const READERS_BITS: u32 = 6;
 /// Most callers registered on one slot at once.
 pub(super) const MAX_READERS: u32 = (1 << READERS_BITS) - 1;
-/// The *readers* field.
-pub(super) const READERS_MASK: u32 = MAX_READERS << ALLOWED_BITS;
 const TIER_SHIFT: u32 = ALLOWED_BITS + READERS_BITS;
 /// Position of the fingerprint.
 pub(super) const FP_SHIFT: u32 = TIER_SHIFT + 2;
@@ -55,18 +51,6 @@ pub(super) const FOLD_AT: u32 = 1 << (ALLOWED_BITS - 1);
 pub(super) const FOLD_AT: u32 = 2;
 const _: () = assert!(FOLD_AT - 1 + MAX_READERS <= ALLOWED_MASK);
 
-/// Bits that send `KeyedLimiter::register` to its slow path: a
-/// batch to fold (*allowed* at `FOLD_AT` or more; `FOLD_AT` is a power of
-/// two) or half the readers' room taken. One `test` on the fast path.
-pub(super) const SLOW: u32 = (ALLOWED_MASK & !(FOLD_AT - 1)) | (READER << (READERS_BITS - 1));
-const _: () = assert!(FOLD_AT.is_power_of_two());
-
-/// Added to unregister after a refusal (minus one reader).
-pub(super) const UNREGISTER: u32 = READER.wrapping_neg();
-/// Added to unregister after an admission (minus one reader, plus one
-/// admission).
-pub(super) const UNREGISTER_ADMITTED: u32 = UNREGISTER.wrapping_add(1);
-
 /// The state of a live slot holding a key with fingerprint `fp` in `tier`,
 /// nobody registered, nothing counted.
 pub(super) const fn live(fp: u32, tier: usize) -> u32 {
@@ -78,11 +62,37 @@ pub(super) const fn tier(state: u32) -> usize {
     ((state >> TIER_SHIFT) & 0b11) as usize
 }
 
-/// Admissions pending in a state (0 for `EMPTY` and `LOCKED`).
-pub(super) const fn pending(state: u32) -> u32 {
-    if state == LOCKED {
-        0
-    } else {
-        state & ALLOWED_MASK
+/// The registration fields' constants, used only by the split (Cortex-M)
+/// protocol: where the bucket word holds the pins (`packed`), a state's
+/// readers and allowed fields stay zero.
+#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
+pub(super) mod registration {
+    use super::{ALLOWED_BITS, ALLOWED_MASK, FOLD_AT, LOCKED, MAX_READERS, READERS_BITS};
+
+    /// One registered caller.
+    pub(in super::super) const READER: u32 = 1 << ALLOWED_BITS;
+    /// The *readers* field.
+    pub(in super::super) const READERS_MASK: u32 = MAX_READERS << ALLOWED_BITS;
+
+    /// Bits that send `KeyedLimiter::register` to its slow path: a
+    /// batch to fold (*allowed* at `FOLD_AT` or more; `FOLD_AT` is a power of
+    /// two) or half the readers' room taken. One `test` on the fast path.
+    pub(in super::super) const SLOW: u32 =
+        (ALLOWED_MASK & !(FOLD_AT - 1)) | (READER << (READERS_BITS - 1));
+    const _: () = assert!(FOLD_AT.is_power_of_two());
+
+    /// Added to unregister after a refusal (minus one reader).
+    pub(in super::super) const UNREGISTER: u32 = READER.wrapping_neg();
+    /// Added to unregister after an admission (minus one reader, plus one
+    /// admission).
+    pub(in super::super) const UNREGISTER_ADMITTED: u32 = UNREGISTER.wrapping_add(1);
+
+    /// Admissions pending in a state (0 for `EMPTY` and `LOCKED`).
+    pub(in super::super) const fn pending(state: u32) -> u32 {
+        if state == LOCKED {
+            0
+        } else {
+            state & ALLOWED_MASK
+        }
     }
 }
