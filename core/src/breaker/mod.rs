@@ -6,6 +6,25 @@
 //! The layout is documented in the private `word` module; the words each
 //! part uses and the range limits that follow are listed in the crate docs.
 //!
+//! # Generations
+//!
+//! Every Closed, HalfOpen and ForcedOpen word is one *generation*; a permit
+//! belongs to the generation that issued it, and its record changes state
+//! only while that generation is installed. The state word holds the low 14
+//! bits; the `epoch` word holds the full number (`u64` where the target has
+//! 64-bit atomics, so it never wraps; `u32` on Cortex-M). A new generation
+//! is `epoch + 1`, drawn by a caller *about to* install it; only the caller
+//! whose CAS installs it then publishes it into `epoch`, so a losing
+//! attempt consumes nothing. Before any word that carries a generation is
+//! replaced, the replacing caller makes sure `epoch` names it (helping the
+//! installer that has not published yet), so the epoch is always the
+//! current generation or one behind it. A permit keeps the full number and
+//! a record checks both: the 14 bits in the word and the epoch within one
+//! of it. A permit held unrecorded across any number of transitions (below
+//! 2³² on Cortex-M) is therefore never taken for a current one. What is
+//! left is the usual lock-free ABA horizon: a thread stalled *inside* one
+//! call, between two of its own loads, while 16 384 transitions happen.
+//!
 //! # Examples
 //!
 //! ```
@@ -44,7 +63,7 @@ pub(crate) mod word;
 pub use config::{Config, ConfigBuilder, ConfigError, MAX_WINDOW};
 pub use snapshot::{Snapshot, SnapshotError};
 
-use crate::sync::{const_fn_unless_loom, AtomicU32, Counter, Ordering};
+use crate::sync::{const_fn_unless_loom, AtomicU32, Counter, Epoch, EpochWord, Ordering};
 use crate::{Duration, Instant};
 use window::{Cursor, Window};
 use word::{Kind, Word, MAX_STREAK};
@@ -139,8 +158,12 @@ pub struct Metrics {
 impl Metrics {
     /// Permitted calls that have finished: successes, failures and
     /// abandoned permits.
+    ///
+    /// Saturates at `u64::MAX` (a restored snapshot may hold any values).
     pub const fn calls(&self) -> u64 {
-        self.successes + self.failures + self.abandoned
+        self.successes
+            .saturating_add(self.failures)
+            .saturating_add(self.abandoned)
     }
 }
 
@@ -161,11 +184,12 @@ struct Counters {
 ///
 /// # Size
 ///
-/// 140 bytes of decision state (the state word, the generation counter,
-/// and the sliding window: 64 tagged 16-bit slots plus a write counter), six
-/// statistics counters (8 bytes each where the target has 64-bit atomics, 4
-/// bytes on 32-bit microcontrollers) and the 32-byte [`Config`]: 224 bytes
-/// on x86-64, 200 on Cortex-M (alignment padding included).
+/// The state word, the epoch (the full generation: 8 bytes where the target
+/// has 64-bit atomics, 4 on 32-bit microcontrollers), the sliding window (64
+/// tagged 16-bit slots plus a write counter), six statistics counters (8
+/// bytes each where the target has 64-bit atomics, 4 bytes on 32-bit
+/// microcontrollers) and the 32-byte [`Config`]: 232 bytes on x86-64, 200 on
+/// Cortex-M (alignment padding included).
 #[derive(Debug)]
 // `repr(C)` keeps this order: the state word (read on every call, written
 // only on transitions) sits more than a cache line away from the counters
@@ -175,8 +199,9 @@ struct Counters {
 pub struct CircuitBreaker {
     /// The packed state word; see the `word` module for its layout.
     state: AtomicU32,
-    /// Source of generations: `fetch_add` hands each install a fresh one.
-    epoch: AtomicU32,
+    /// The full number of the latest generation, or one behind it while its
+    /// installer has not yet published it (see the module docs).
+    epoch: EpochWord,
     config: Config,
     window: Window,
     counters: Counters,
@@ -191,7 +216,8 @@ pub struct CircuitBreaker {
 #[derive(Debug)]
 pub struct Permit<'a> {
     breaker: &'a CircuitBreaker,
-    gen: u32,
+    /// The full generation that issued it.
+    gen: Epoch,
     half_open: bool,
     transition: Option<Transition>,
 }
@@ -202,7 +228,7 @@ impl CircuitBreaker {
         pub fn new(config: Config) -> Self {
             Self {
                 state: AtomicU32::new(Word::closed(0, 0, Cursor::EMPTY).0),
-                epoch: AtomicU32::new(0),
+                epoch: EpochWord::new(0),
                 window: Window::new(),
                 counters: Counters {
                     successes: Counter::new(),
@@ -236,33 +262,40 @@ impl CircuitBreaker {
     /// a trial will be let through.
     #[inline]
     pub fn try_acquire(&self, now: Instant) -> Result<Permit<'_>, Rejected> {
+        // The epoch first: it is then at most the word's full generation.
+        let epoch = self.epoch.load(Ordering::Acquire);
         let cur = self.load();
         if cur.kind() == Kind::Closed {
-            return Ok(self.permit(cur.gen(), false, None));
+            return Ok(self.permit(full_gen(epoch, cur), false, None));
         }
-        self.acquire_slow(cur, now)
+        self.acquire_slow(epoch, cur, now)
     }
 
     /// `try_acquire` away from Closed: rejections, half-open trials and the
     /// Open → HalfOpen transition (a CAS loop that may end up Closed again).
     #[inline(never)]
-    fn acquire_slow(&self, mut cur: Word, now: Instant) -> Result<Permit<'_>, Rejected> {
+    fn acquire_slow(
+        &self,
+        mut epoch: Epoch,
+        mut cur: Word,
+        now: Instant,
+    ) -> Result<Permit<'_>, Rejected> {
         loop {
-            let (new, transition) = match cur.kind() {
-                Kind::Closed => return Ok(self.permit(cur.gen(), false, None)),
+            let (gen, new, transition) = match cur.kind() {
+                Kind::Closed => return Ok(self.permit(full_gen(epoch, cur), false, None)),
                 Kind::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
                 Kind::Open => {
                     let open_for = self.config.open_duration(cur.streak());
                     if let Some(left) = word::remaining(cur, open_for, now) {
                         return Err(self.reject(State::Open, Some(left)));
                     }
-                    let gen = self.next_gen();
+                    let gen = self.draw(cur);
                     let t = Transition {
                         from: State::Open,
                         to: State::HalfOpen,
                         at: now,
                     };
-                    (Word::half_open(gen, cur.streak(), 1, 0), Some(t))
+                    (gen, Word::half_open(low(gen), cur.streak(), 1, 0), Some(t))
                 }
                 Kind::HalfOpen => {
                     if cur.in_flight() >= u32::from(self.config.half_open_permits) {
@@ -274,13 +307,17 @@ impl CircuitBreaker {
                         cur.in_flight() + 1,
                         cur.successes(),
                     );
-                    (next, None)
+                    (full_gen(epoch, cur), next, None)
                 }
             };
-            match self.cas(cur, new) {
-                Ok(()) => return Ok(self.permit(new.gen(), true, transition)),
-                Err(actual) => cur = actual,
+            if self.cas(cur, new).is_ok() {
+                if transition.is_some() {
+                    self.publish(gen);
+                }
+                return Ok(self.permit(gen, true, transition));
             }
+            epoch = self.epoch.load(Ordering::Acquire);
+            cur = self.load();
         }
     }
 
@@ -321,16 +358,9 @@ impl CircuitBreaker {
     ///
     /// Returns the transition, or `None` if it was already forced open.
     pub fn force_open(&self, now: Instant) -> Option<Transition> {
-        let mut cur = self.load();
-        loop {
-            if cur.kind() == Kind::ForcedOpen {
-                return None;
-            }
-            match self.cas(cur, Word::forced_open(self.next_gen())) {
-                Ok(()) => return Some(transition(cur.kind(), Kind::ForcedOpen, now)),
-                Err(actual) => cur = actual,
-            }
-        }
+        let forced = Word::forced_open(0);
+        self.install(|cur| (cur.kind() != Kind::ForcedOpen).then_some(forced))
+            .map(|prev| transition(prev.kind(), Kind::ForcedOpen, now))
     }
 
     /// Closes the breaker (from any state but closed), clearing the
@@ -338,25 +368,17 @@ impl CircuitBreaker {
     ///
     /// Returns the transition, or `None` if it was already closed.
     pub fn force_close(&self, now: Instant) -> Option<Transition> {
-        let mut cur = self.load();
-        loop {
-            if cur.kind() == Kind::Closed {
-                return None;
-            }
-            match self.cas(cur, Word::closed(self.next_gen(), 0, Cursor::EMPTY)) {
-                Ok(()) => {
-                    return Some(transition(cur.kind(), Kind::Closed, now));
-                }
-                Err(actual) => cur = actual,
-            }
-        }
+        let closed = Word::closed(0, 0, Cursor::EMPTY);
+        self.install(|cur| (cur.kind() != Kind::Closed).then_some(closed))
+            .map(|prev| transition(prev.kind(), Kind::Closed, now))
     }
 
-    /// Returns the breaker to its initial state: closed, empty window, zero
-    /// counters. Returns the transition if the state changed.
+    /// Returns the breaker to its initial state: closed, empty window (a new
+    /// generation: outstanding permits become stale), zero counters.
+    /// Returns the transition if the state changed.
     pub fn reset(&self, now: Instant) -> Option<Transition> {
-        let closed = Word::closed(self.next_gen(), 0, Cursor::EMPTY);
-        let prev = Word(self.state.swap(closed.0, Ordering::AcqRel));
+        let closed = Word::closed(0, 0, Cursor::EMPTY);
+        let prev = self.install(|_| Some(closed)).unwrap_or(closed);
         let c = &self.counters;
         for counter in [
             &c.successes,
@@ -384,12 +406,83 @@ impl CircuitBreaker {
             .map_err(Word)
     }
 
-    fn next_gen(&self) -> u32 {
-        self.epoch.fetch_add(1, Ordering::Relaxed).wrapping_add(1) & word::GEN_MASK
+    /// The epoch once it names `cur`'s generation (or, for an Open word, the
+    /// generation before it): helps an installer that has not published
+    /// yet. If `cur` is no longer installed, the value is meaningless, and
+    /// so harmless: the caller's CAS on `cur` fails.
+    fn settled_epoch(&self, cur: Word) -> Epoch {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if cur.kind() == Kind::Open || low(epoch) == cur.gen() {
+            return epoch;
+        }
+        // `cur` was installed as epoch + 1 and is not published yet.
+        let next = epoch.wrapping_add(1);
+        if low(next) != cur.gen() {
+            return epoch; // `cur` is stale
+        }
+        match self
+            .epoch
+            .compare_exchange(epoch, next, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => next,
+            Err(actual) => actual,
+        }
+    }
+
+    /// The full generation for a word about to replace `cur`. Consumed only
+    /// if that CAS succeeds and [`publish`](Self::publish) follows.
+    fn draw(&self, cur: Word) -> Epoch {
+        self.settled_epoch(cur).wrapping_add(1)
+    }
+
+    /// Publishes generation `gen` into the epoch once its word is installed
+    /// (a no-op if another caller already helped).
+    fn publish(&self, gen: Epoch) {
+        let _ = self.epoch.compare_exchange(
+            gen.wrapping_sub(1),
+            gen,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Installs the word `make` returns for the current one, with a fresh
+    /// generation patched in when the word carries one, by CAS; `None` from
+    /// `make` leaves the state alone. Returns the word it replaced, if it
+    /// installed one, and the generation drawn for it.
+    fn install_gen(&self, make: impl Fn(Word) -> Option<Word>) -> Option<(Word, Epoch)> {
+        let mut cur = self.load();
+        loop {
+            let new = make(cur)?;
+            let gen = self.draw(cur);
+            let new = new.with_gen(low(gen));
+            match self.cas(cur, new) {
+                Ok(()) => {
+                    if new.kind() != Kind::Open {
+                        self.publish(gen);
+                    }
+                    return Some((cur, gen));
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// [`install_gen`](Self::install_gen), returning the replaced word.
+    fn install(&self, make: impl Fn(Word) -> Option<Word>) -> Option<Word> {
+        self.install_gen(make).map(|(prev, _)| prev)
+    }
+
+    /// Whether a permit of full generation `gen` still owns the installed
+    /// word `cur`: the low bits match and the epoch (read after `cur`) is
+    /// that generation or one behind.
+    #[inline]
+    fn owns(&self, cur: Word, gen: Epoch, half_open: bool) -> bool {
+        cur.owns(low(gen), half_open) && gen.wrapping_sub(self.epoch.load(Ordering::Acquire)) <= 1
     }
 
     #[inline]
-    fn permit(&self, gen: u32, half_open: bool, transition: Option<Transition>) -> Permit<'_> {
+    fn permit(&self, gen: Epoch, half_open: bool, transition: Option<Transition>) -> Permit<'_> {
         Permit {
             breaker: self,
             gen,
@@ -410,7 +503,7 @@ impl CircuitBreaker {
     #[inline]
     fn record(
         &self,
-        gen: u32,
+        gen: Epoch,
         half_open: bool,
         outcome: Outcome,
         now: Instant,
@@ -419,7 +512,9 @@ impl CircuitBreaker {
         if outcome == Outcome::Success && !half_open && !self.config.uses_window() {
             self.counters.successes.incr();
             let cur = self.load();
-            if cur == Word::closed(gen, 0, Cursor::EMPTY) {
+            // Even a stale permit's success changes nothing in a clean
+            // closed word, so the low bits suffice here.
+            if cur == Word::closed(low(gen), 0, Cursor::EMPTY) {
                 return None; // still closed, no streak to reset: nothing to write
             }
             return self.settle(cur, gen, false, false, false, now);
@@ -431,7 +526,7 @@ impl CircuitBreaker {
     #[inline(never)]
     fn record_counted(
         &self,
-        gen: u32,
+        gen: Epoch,
         half_open: bool,
         outcome: Outcome,
         now: Instant,
@@ -456,37 +551,39 @@ impl CircuitBreaker {
     fn settle(
         &self,
         cur: Word,
-        gen: u32,
+        gen: Epoch,
         half_open: bool,
         failure: bool,
         slow: bool,
         now: Instant,
     ) -> Option<Transition> {
-        if !cur.owns(gen, half_open) {
+        if !self.owns(cur, gen, half_open) {
             return None; // a stale permit: counted, changes no state
         }
         if half_open {
-            self.record_trial(cur, failure || slow, now)
+            self.record_trial(cur, gen, failure || slow, now)
         } else {
-            self.record_closed(cur, failure, slow, now)
+            self.record_closed(cur, gen, failure, slow, now)
         }
     }
 
+    /// A record of generation `gen`, which `cur` was installed as. Inside
+    /// the CAS loops below a changed word is judged by its low bits only.
     fn record_closed(
         &self,
         mut cur: Word,
+        gen: Epoch,
         failure: bool,
         slow: bool,
         now: Instant,
     ) -> Option<Transition> {
         let cfg = &self.config;
-        let gen = cur.gen();
         let windowed = cfg.uses_window();
         let threshold = u32::from(cfg.consecutive_failures);
         // One CAS updates the failure count and, with a window, claims this
         // record's slot; it fails for a stale generation.
         let claimed = loop {
-            if !cur.owns(gen, false) {
+            if !cur.owns(low(gen), false) {
                 return None;
             }
             let failures = match (threshold, failure) {
@@ -494,8 +591,8 @@ impl CircuitBreaker {
                 (_, true) => cur.failures() + 1,
             };
             if threshold != 0 && failures >= threshold {
-                match self.cas(cur, self.open_word(now)) {
-                    Ok(()) => return Some(self.tripped(now)),
+                match self.trip(cur, gen, now) {
+                    Ok(t) => return Some(t),
                     Err(actual) => {
                         cur = actual;
                         continue;
@@ -507,7 +604,7 @@ impl CircuitBreaker {
             } else {
                 Cursor::EMPTY
             };
-            let new = Word::closed(gen, failures, cursor);
+            let new = Word::closed(cur.gen(), failures, cursor);
             if new == cur {
                 return None; // nothing to write: the closed fast path
             }
@@ -524,58 +621,76 @@ impl CircuitBreaker {
     }
 
     /// The sliding-window part of a closed record: write the claimed slot,
-    /// then, for a failure or slow call, tally and maybe trip.
+    /// then tally and maybe trip (see the `window` module for who tallies).
     #[inline(never)]
     fn record_window(
         &self,
-        gen: u32,
+        gen: Epoch,
         claimed: Cursor,
         failure: bool,
         slow: bool,
         now: Instant,
     ) -> Option<Transition> {
         let cfg = &self.config;
+        let size = u32::from(cfg.window);
         self.window
-            .write(gen, cfg.window, claimed.count, failure, slow);
-        if !(failure || slow) {
-            return None; // a fast success cannot raise a rate
+            .write(low(gen), cfg.window, claimed.count, failure, slow, || {
+                let cur = self.load();
+                cur.owns(low(gen), false) && cur.cursor().still_holds(claimed.count, size)
+            });
+        let first_lap = !claimed.full && claimed.count < size;
+        let completes_minimum = first_lap && claimed.count + 1 >= u32::from(cfg.minimum_calls);
+        if !(failure || slow || completes_minimum) {
+            return None; // a fast success in a full window cannot raise a rate
         }
+        // The cursor is read after the sync, so it covers every claim whose
+        // published write the tally sees.
+        self.window.sync();
         let mut cur = self.load();
         loop {
-            if !cur.owns(gen, false) {
+            if !cur.owns(low(gen), false) {
                 return None;
             }
-            let t = self.window.tally(gen, cfg.window, cur.cursor());
-            let trip = t.calls >= u32::from(cfg.minimum_calls)
-                && ((cfg.failure_rate != 0
-                    && t.failures * 100 >= u32::from(cfg.failure_rate) * t.calls)
-                    || (cfg.slow_rate != 0 && t.slow * 100 >= u32::from(cfg.slow_rate) * t.calls));
+            let calls = cur.cursor().calls(size);
+            let t = self.window.tally(low(gen), cfg.window, cur.cursor());
+            let over =
+                |count: u32, percent: u8| percent != 0 && count * 100 >= u32::from(percent) * calls;
+            let trip = calls >= u32::from(cfg.minimum_calls)
+                && (over(t.failures, cfg.failure_rate) || over(t.slow, cfg.slow_rate));
             if !trip {
                 return None;
             }
-            match self.cas(cur, self.open_word(now)) {
-                Ok(()) => return Some(self.tripped(now)),
+            match self.trip(cur, gen, now) {
+                Ok(t) => return Some(t),
                 Err(actual) => cur = actual,
             }
         }
     }
 
-    /// The Open word for a trip from closed at `now`.
-    fn open_word(&self, now: Instant) -> Word {
-        Word::open(0, word::deadline_after(now, self.config.open_for))
-    }
-
-    fn tripped(&self, now: Instant) -> Transition {
+    /// Opens the closed word `cur` of generation `gen` at `now`.
+    fn trip(&self, cur: Word, gen: Epoch, now: Instant) -> Result<Transition, Word> {
+        // The Open word carries no generation: the epoch must name `cur`'s
+        // before it goes.
+        self.publish(gen);
+        let open = Word::open(0, word::deadline_after(now, self.config.open_for));
+        self.cas(cur, open)?;
         self.counters.trips.incr();
-        transition(Kind::Closed, Kind::Open, now)
+        Ok(transition(Kind::Closed, Kind::Open, now))
     }
 
     #[inline(never)]
-    fn record_trial(&self, mut cur: Word, failed: bool, now: Instant) -> Option<Transition> {
-        let gen = cur.gen();
-        let mut closed_gen = None;
+    fn record_trial(
+        &self,
+        mut cur: Word,
+        gen: Epoch,
+        failed: bool,
+        now: Instant,
+    ) -> Option<Transition> {
+        // The epoch names this half-open word before it is replaced.
+        self.publish(gen);
+        let closed_gen = gen.wrapping_add(1);
         loop {
-            if !cur.owns(gen, true) {
+            if !cur.owns(low(gen), true) {
                 return None;
             }
             let (new, to) = if failed {
@@ -584,17 +699,21 @@ impl CircuitBreaker {
                 let deadline = word::deadline_after(now, open_for);
                 (Word::open(streak, deadline), Some(Kind::Open))
             } else if cur.successes() + 1 >= u32::from(self.config.close_after) {
-                let g = *closed_gen.get_or_insert_with(|| self.next_gen());
-                (Word::closed(g, 0, Cursor::EMPTY), Some(Kind::Closed))
+                (
+                    Word::closed(low(closed_gen), 0, Cursor::EMPTY),
+                    Some(Kind::Closed),
+                )
             } else {
                 let in_flight = cur.in_flight().saturating_sub(1);
-                let next = Word::half_open(gen, cur.streak(), in_flight, cur.successes() + 1);
+                let next = Word::half_open(cur.gen(), cur.streak(), in_flight, cur.successes() + 1);
                 (next, None)
             };
             match self.cas(cur, new) {
                 Ok(()) => {
-                    if to == Some(Kind::Open) {
-                        self.counters.trips.incr();
+                    match to {
+                        Some(Kind::Open) => self.counters.trips.incr(),
+                        Some(_) => self.publish(closed_gen),
+                        None => {}
                     }
                     return to.map(|to| transition(Kind::HalfOpen, to, now));
                 }
@@ -604,15 +723,18 @@ impl CircuitBreaker {
     }
 
     #[cold]
-    fn abandon(&self, gen: u32, half_open: bool) {
+    fn abandon(&self, gen: Epoch, half_open: bool) {
         self.counters.abandoned.incr();
         if !half_open {
             return;
         }
         let mut cur = self.load();
-        while cur.owns(gen, true) {
+        if !self.owns(cur, gen, true) {
+            return;
+        }
+        while cur.owns(low(gen), true) {
             let in_flight = cur.in_flight().saturating_sub(1);
-            let new = Word::half_open(gen, cur.streak(), in_flight, cur.successes());
+            let new = Word::half_open(cur.gen(), cur.streak(), in_flight, cur.successes());
             match self.cas(cur, new) {
                 Ok(()) => return,
                 Err(actual) => cur = actual,
@@ -652,6 +774,21 @@ impl Drop for Permit<'_> {
     }
 }
 
+/// The low bits of a full generation, as the state word holds them.
+#[allow(clippy::unnecessary_cast)] // `Epoch` is `u32` on Cortex-M
+const fn low(gen: Epoch) -> u32 {
+    (gen as u32) & word::GEN_MASK
+}
+
+/// The full generation of the installed word `cur`, given an epoch read
+/// before it (so at most one behind, barring a stall of 2^14 transitions
+/// between the two loads).
+fn full_gen(epoch: Epoch, cur: Word) -> Epoch {
+    epoch.wrapping_add(Epoch::from(
+        cur.gen().wrapping_sub(low(epoch)) & word::GEN_MASK,
+    ))
+}
+
 const fn state_of(kind: Kind) -> State {
     match kind {
         Kind::Closed => State::Closed,
@@ -670,6 +807,8 @@ fn transition(from: Kind, to: Kind, at: Instant) -> Transition {
 }
 
 #[cfg(all(test, not(loom)))]
+mod history_tests;
+#[cfg(all(test, not(loom)))]
 mod tests;
 
 // The documented sizes, checked by every build, the thumb targets included.
@@ -677,7 +816,7 @@ mod tests;
 const _: () = assert!(
     core::mem::size_of::<CircuitBreaker>()
         == if cfg!(target_has_atomic = "64") {
-            224
+            232
         } else {
             200
         }

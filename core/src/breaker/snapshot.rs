@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use super::window::{Cursor, Outcomes};
+use super::window::{Cursor, Outcomes, Window};
 use super::word::{self, Kind, Word, MAX_OPEN_FOR, MAX_STREAK, TICK_MICROS};
 use super::{CircuitBreaker, Metrics, State};
 use crate::{Duration, Instant};
@@ -147,6 +147,7 @@ impl CircuitBreaker {
     pub fn restore(&self, snapshot: &Snapshot, now: Instant) -> Result<(), SnapshotError> {
         let cfg = &self.config;
         let s = snapshot;
+        // Everything is validated before anything changes.
         if u32::from(s.reopen_streak) > MAX_STREAK {
             return Err(SnapshotError::ReopenStreak(s.reopen_streak));
         }
@@ -167,7 +168,7 @@ impl CircuitBreaker {
             failures: s.window_failures.checked_shr(drop).unwrap_or(0),
             slow: s.window_slow.checked_shr(drop).unwrap_or(0),
         };
-        let gen = self.next_gen();
+        let windowed = cfg.uses_window();
         let new = match s.state {
             State::Closed => {
                 let threshold = cfg.consecutive_failures;
@@ -179,19 +180,19 @@ impl CircuitBreaker {
                 } else {
                     s.consecutive_failures
                 };
-                let cursor = if cfg.uses_window() {
-                    self.window.restore(gen, cfg.window, outcomes)
+                let cursor = if windowed {
+                    Window::restored_cursor(outcomes.calls)
                 } else {
                     Cursor::EMPTY
                 };
-                Word::closed(gen, u32::from(failures), cursor)
+                Word::closed(0, u32::from(failures), cursor)
             }
             State::HalfOpen => {
                 if s.half_open_successes >= cfg.close_after {
                     return Err(SnapshotError::HalfOpenSuccesses(s.half_open_successes));
                 }
                 let streak = u32::from(s.reopen_streak);
-                Word::half_open(gen, streak, 0, u32::from(s.half_open_successes))
+                Word::half_open(0, streak, 0, u32::from(s.half_open_successes))
             }
             State::Open => {
                 // A snapshot's remaining time includes the deadline's
@@ -209,9 +210,20 @@ impl CircuitBreaker {
                 };
                 Word::open(streak, deadline)
             }
-            State::ForcedOpen => Word::forced_open(gen),
+            State::ForcedOpen => Word::forced_open(0),
         };
-        self.state.store(new.0, crate::sync::Ordering::Release);
+        // Installed by CAS with a fresh generation: permits issued before
+        // become stale, and the window's slots are written after, as the
+        // new generation's first claims.
+        let installed = self.install_gen(|_| Some(new));
+        if let (Some((_, gen)), Kind::Closed, true) = (installed, new.kind(), windowed) {
+            let size = u32::from(cfg.window);
+            let low = super::low(gen);
+            self.window.restore(low, cfg.window, outcomes, |claim| {
+                let cur = self.load();
+                cur.owns(low, false) && cur.cursor().still_holds(claim, size)
+            });
+        }
         let c = &self.counters;
         let m = &s.metrics;
         c.successes.set(m.successes);

@@ -12,10 +12,11 @@
 //! ```
 //!
 //! * The generation identifies one installed Closed/HalfOpen/ForcedOpen
-//!   word. It is drawn from a separate counter with `fetch_add` before the
-//!   CAS that installs it, so no two installs share one (until the 14-bit
-//!   value wraps: a permit would have to stay unrecorded across 16 384
-//!   transitions to be mistaken for a current one).
+//!   word. The word holds its low 14 bits; the breaker's `epoch` word holds
+//!   the full number (64-bit where native, else 32-bit), and a new word's
+//!   generation is drawn from it only by the caller whose compare-and-swap
+//!   installs the word (see the breaker's module docs), so losing attempts
+//!   consume none and a permit is checked against the full number.
 //! * Open needs no generation (no permit is ever issued in it) and spends
 //!   the bits on its deadline instead.
 //! * Closed carries the consecutive-failure count and the sliding window's
@@ -53,12 +54,16 @@ const DEADLINE_MASK: u32 = (1 << 26) - 1;
 /// has no divide instruction).
 pub(crate) const TICK_SHIFT: u32 = 10;
 pub(crate) const TICK_MICROS: u64 = 1 << TICK_SHIFT;
-/// Largest open time: half the wrapped deadline range.
-pub(crate) const MAX_OPEN_FOR: Duration = Duration::from_micros((1 << 25) << TICK_SHIFT);
-/// A `now` up to this many ticks (~1.05 s) before the instant that opened
-/// the breaker still reads as "open" (threads read clocks at slightly
-/// different moments); anything earlier or later than the deadline reads as
-/// "expired".
+/// Largest open time: a quarter of the wrapped deadline range (2^24 ticks,
+/// about 4 h 46 min), so that "still open" (up to two open times before the
+/// deadline, see [`remaining`]) and "expired" (at least 2^25 ticks, about
+/// 9 h 32 min, after it) never overlap.
+pub(crate) const MAX_OPEN_FOR: Duration = Duration::from_micros((1 << 24) << TICK_SHIFT);
+/// A `now` earlier than the instant that opened the breaker still reads as
+/// "open" if it is no more than `max(open time, this many ticks (~1.05 s))`
+/// earlier: servers read the clock, await, then call, so another thread's
+/// trip is often stamped later than a caller's `now`. A stale clock never
+/// fails open.
 pub(crate) const BACKWARD_TOLERANCE_TICKS: u32 = 1 << 10;
 
 pub(crate) const MAX_CONSECUTIVE: u32 = FAILURES_MASK;
@@ -146,6 +151,15 @@ impl Word {
         self.0 & DEADLINE_MASK
     }
 
+    /// This word with generation `gen` (its low 14 bits), if its kind
+    /// carries one; an Open word is returned unchanged.
+    pub(crate) const fn with_gen(self, gen: u32) -> Self {
+        match self.kind() {
+            Kind::Open => self,
+            _ => Self(self.0 & !(GEN_MASK << GEN_SHIFT) | (gen & GEN_MASK) << GEN_SHIFT),
+        }
+    }
+
     /// Whether a permit issued under `gen` while `half_open` still belongs
     /// to this word.
     pub(crate) fn owns(self, gen: u32, half_open: bool) -> bool {
@@ -174,14 +188,18 @@ pub(crate) const fn deadline_after(now: Instant, open_for: Duration) -> u32 {
 /// Time left until an Open word's deadline, or `None` once it has passed.
 ///
 /// The deadline is only known modulo 2^26 ticks (~19 h 5 min). A remaining
-/// distance within `open_for + 2 ticks + BACKWARD_TOLERANCE` is "still
-/// open"; anything else means the deadline passed. A breaker that nobody
-/// asks for a whole multiple of ~19 h can therefore read as open for at most
-/// one more open period (see the crate docs).
+/// distance of at most `open_for + 2 ticks + max(open_for, ~1.05 s)` is
+/// "still open": that covers a `now` up to `max(open_for, ~1.05 s)` earlier
+/// than the trip (a stale clock reads open, never expired). Anything else
+/// means the deadline passed. A breaker that nobody asks for a whole
+/// multiple of ~19 h can therefore read as open for at most two more open
+/// periods plus ~1 s (see the crate docs).
 pub(crate) fn remaining(word: Word, open_for: Duration, now: Instant) -> Option<Duration> {
     let remaining_ticks = word.deadline().wrapping_sub(now_ticks(now)) & DEADLINE_MASK;
+    // open_for ≤ MAX_OPEN_FOR = 2^24 ticks: the sum below stays under 2^25 + 5.
     let open_ticks = (open_for.as_micros() >> TICK_SHIFT) as u32 + 2;
-    if remaining_ticks == 0 || remaining_ticks > open_ticks + BACKWARD_TOLERANCE_TICKS {
+    let stale = open_ticks.max(BACKWARD_TOLERANCE_TICKS);
+    if remaining_ticks == 0 || remaining_ticks > open_ticks + stale {
         return None;
     }
     let sub_tick = now.as_micros() & (TICK_MICROS - 1);
@@ -241,6 +259,50 @@ mod tests {
         );
         // A slightly stale `now` (another thread's earlier read) still reads open.
         assert!(remaining(w, open_for, t0 - Duration::from_millis(500)).is_some());
+    }
+
+    #[test]
+    fn a_stale_now_reads_open_back_to_the_open_time() {
+        for open_for in [
+            Duration::from_millis(5),
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+            Duration::from_secs(3600),
+            MAX_OPEN_FOR,
+        ] {
+            let tolerance = open_for.max(Duration::from_micros(
+                u64::from(BACKWARD_TOLERANCE_TICKS) << TICK_SHIFT,
+            ));
+            for t0 in [
+                Instant::from_secs(100_000),
+                Instant::from_micros(((1u64 << 26) - 3) << TICK_SHIFT), // across the wrap
+                Instant::from_secs(10 * 365 * 24 * 3600),
+            ] {
+                let w = Word::open(0, deadline_after(t0, open_for));
+                let mut back = Duration::ZERO;
+                while back <= tolerance {
+                    let stale = t0 - back;
+                    let left = remaining(w, open_for, stale)
+                        .unwrap_or_else(|| panic!("{open_for:?}: {back:?} stale read expired"));
+                    assert!(
+                        left >= open_for + back,
+                        "never earlier than the deadline: {open_for:?} {t0:?} {back:?} {left:?}"
+                    );
+                    back = back + Duration::from_micros(tolerance.as_micros() / 64 + 1);
+                }
+                let exact = remaining(w, open_for, t0 - tolerance);
+                assert!(
+                    exact.is_some(),
+                    "{open_for:?}: the whole tolerance reads open"
+                );
+                // Past the deadline reads expired for at least 2^25 ticks.
+                let deadline = t0 + remaining(w, open_for, t0).unwrap();
+                for after in [0, 1, 1_000, 3_600_000_000, ((1u64 << 25) - 8) << TICK_SHIFT] {
+                    let later = deadline + Duration::from_micros(after);
+                    assert_eq!(remaining(w, open_for, later), None, "{open_for:?} +{after}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -105,6 +105,20 @@ pub(crate) const TAT_BITS: u32 = 64;
 #[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
 pub(crate) const TAT_BITS: u32 = 32;
 
+/// The word holding a breaker's full generation number (its epoch): 64-bit
+/// where the target has native 64-bit atomics (it never wraps), 32-bit on
+/// Cortex-M (wraps after 2³² transitions).
+#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
+pub(crate) type EpochWord = imp::AtomicU64;
+#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
+pub(crate) type EpochWord = imp::AtomicU32;
+/// A full generation number, the value type of [`EpochWord`].
+#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
+pub(crate) type Epoch = u64;
+/// A full generation number, the value type of [`EpochWord`].
+#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
+pub(crate) type Epoch = u32;
+
 /// A monotonically increasing statistics counter.
 ///
 /// 64 bits where the target has native 64-bit atomics; 32 bits (wrapping at
