@@ -818,3 +818,132 @@ fn d4_new_generation_records_survive_the_window_restart() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------
+// (e) long histories, stale clocks and successes that complete the window
+// ---------------------------------------------------------------------------
+
+/// A generation just below a multiple of 2^14 (the state word's 14 bits),
+/// with the epoch word's own wrap (2^32 on the narrow layout) near too.
+const WRAPPING_GENERATION: u64 = (1 << 32) - 2;
+
+/// After the generation has wrapped the state word's bits: A holds a closed
+/// permit and records a failure while B forces the breaker open and closed
+/// again (two new generations, the second of which has wrapped). A's
+/// failure must never land in B's new window: the new generation's first
+/// two failures trip it exactly as a fresh breaker's do, and A's record
+/// decides nothing once B's close is installed.
+#[test]
+fn e1_record_racing_a_transition_after_the_generation_wrapped() {
+    check(|| {
+        let breaker = leak(CircuitBreaker::with_generation(rate(100), WRAPPING_GENERATION));
+        let held = breaker.try_acquire(T0).expect("closed");
+        let ha = thread::spawn(move || held.record(Outcome::Failure, T0, ELAPSED));
+        let hb = thread::spawn(move || {
+            breaker.force_open(T0).expect("was closed");
+            breaker.force_close(T0).expect("was forced open");
+        });
+        assert_eq!(ha.join().unwrap(), None, "one failure of one call");
+        hb.join().unwrap();
+        // The new window holds nothing of A's: one success and one failure
+        // are 50 %, which must not trip a 100 % breaker...
+        let s = breaker.try_acquire(T0).expect("closed");
+        assert_eq!(s.record(Outcome::Success, T0, ELAPSED), None);
+        let f = breaker.try_acquire(T0).expect("closed");
+        assert_eq!(f.record(Outcome::Failure, T0, ELAPSED), None);
+        // ...and two more failures are 100 %: a trip.
+        let f = breaker.try_acquire(T0).expect("closed");
+        assert_eq!(
+            from_to(f.record(Outcome::Failure, T0, ELAPSED)),
+            Some((State::Closed, State::Open))
+        );
+    });
+}
+
+/// A trips the breaker with a `now` later than B's: B read its clock
+/// first, then called. B must either be let through as a closed call
+/// (before the trip) or be rejected as open: a stale `now` never reads the
+/// fresh trip as expired.
+#[test]
+fn e2_a_stale_now_never_fails_open_against_a_later_trip() {
+    check(|| {
+        let breaker = leak(CircuitBreaker::new(consecutive(1, 1, 1)));
+        let later = T0 + Duration::from_millis(700);
+        let p = breaker.try_acquire(later).expect("closed");
+        let ha = thread::spawn(move || p.record(Outcome::Failure, later, ELAPSED));
+        let hb = thread::spawn(move || match breaker.try_acquire(T0) {
+            Ok(p) => {
+                assert!(!p.is_trial(), "a stale clock got a half-open trial");
+                drop(p);
+            }
+            Err(r) => {
+                assert_eq!(r.state, State::Open);
+                assert!(r.retry_after.unwrap() >= OPEN_FOR + Duration::from_millis(700));
+            }
+        });
+        assert!(ha.join().unwrap().is_some());
+        hb.join().unwrap();
+        assert_eq!(breaker.state(T0), State::Open);
+        assert_eq!(breaker.state(later), State::Open);
+    });
+}
+
+/// failure_rate(50), window(4), minimum_calls(4), with two failures
+/// recorded: A records a failure and B a success concurrently. Whatever
+/// the order, the window then holds 3 failures of 4 calls (75 %) and must
+/// trip exactly once, whether the success or the failure completes it.
+#[test]
+fn e3_a_success_completing_minimum_calls_races_a_failure() {
+    check(|| {
+        let breaker = leak(CircuitBreaker::new(
+            Config::builder()
+                .failure_rate(50)
+                .window(4)
+                .minimum_calls(4)
+                .open_for(OPEN_FOR)
+                .build()
+                .unwrap(),
+        ));
+        for _ in 0..2 {
+            let p = breaker.try_acquire(T0).expect("closed");
+            assert_eq!(p.record(Outcome::Failure, T0, ELAPSED), None);
+        }
+        let pa = breaker.try_acquire(T0).expect("closed");
+        let pb = breaker.try_acquire(T0).expect("closed");
+        let ha = thread::spawn(move || pa.record(Outcome::Failure, T0, ELAPSED));
+        let hb = thread::spawn(move || pb.record(Outcome::Success, T0, ELAPSED));
+        let trips: Vec<_> = [ha.join().unwrap(), hb.join().unwrap()]
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(trips.len(), 1, "{trips:?}");
+        assert_eq!(breaker.state(T0), State::Open);
+        assert_eq!(breaker.metrics().trips, 1);
+    });
+}
+
+/// failure_rate(50), window(2), minimum_calls(2), the window full of two
+/// successes: A records a failure while B records a success. The window
+/// then holds one failure of two calls (50 %) in either order and must
+/// trip, even when A tallies before B's slot write lands (a full window's
+/// fast success does not tally itself).
+#[test]
+fn e4_a_failure_trips_past_a_success_in_flight() {
+    check(|| {
+        let breaker = leak(CircuitBreaker::new(rate(50)));
+        for _ in 0..2 {
+            let p = breaker.try_acquire(T0).expect("closed");
+            assert_eq!(p.record(Outcome::Success, T0, ELAPSED), None);
+        }
+        let pa = breaker.try_acquire(T0).expect("closed");
+        let pb = breaker.try_acquire(T0).expect("closed");
+        let ha = thread::spawn(move || pa.record(Outcome::Failure, T0, ELAPSED));
+        let hb = thread::spawn(move || pb.record(Outcome::Success, T0, ELAPSED));
+        let trips: Vec<_> = [ha.join().unwrap(), hb.join().unwrap()]
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(trips.len(), 1, "{trips:?}");
+        assert_eq!(breaker.state(T0), State::Open);
+    });
+}

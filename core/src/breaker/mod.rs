@@ -243,6 +243,21 @@ impl CircuitBreaker {
         }
     }
 
+    /// A closed breaker whose current generation is `generation` (truncated
+    /// to the epoch word), for loom models of histories past a wrap that
+    /// loom could not afford to replay. Only under `--cfg loom`.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn with_generation(config: Config, generation: u64) -> Self {
+        let breaker = Self::new(config);
+        let gen = generation as Epoch;
+        breaker.epoch.store(gen, Ordering::Relaxed);
+        breaker
+            .state
+            .store(Word::closed(low(gen), 0, Cursor::EMPTY).0, Ordering::Relaxed);
+        breaker
+    }
+
     /// The configuration.
     pub const fn config(&self) -> &Config {
         &self.config
