@@ -42,6 +42,20 @@ fn main() {
             let w = AtomicU64::new(0);
             (0..n).for_each(|_| _ = black_box(w.fetch_add(1, Relaxed)));
         }
+        "breaker_rate" => {
+            let b = CircuitBreaker::new(
+                Config::builder()
+                    .failure_rate(50)
+                    .window(20)
+                    .minimum_calls(10)
+                    .build()
+                    .expect("config"),
+            );
+            for _ in 0..n {
+                let p = black_box(&b).try_acquire(now).expect("closed");
+                black_box(p.record(Outcome::Success, now, Duration::ZERO).is_some());
+            }
+        }
         "breaker" => {
             let b = CircuitBreaker::new(
                 Config::builder()

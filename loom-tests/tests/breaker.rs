@@ -836,7 +836,10 @@ const WRAPPING_GENERATION: u64 = (1 << 32) - 2;
 #[test]
 fn e1_record_racing_a_transition_after_the_generation_wrapped() {
     check(|| {
-        let breaker = leak(CircuitBreaker::with_generation(rate(100), WRAPPING_GENERATION));
+        let breaker = leak(CircuitBreaker::with_generation(
+            rate(100),
+            WRAPPING_GENERATION,
+        ));
         let held = breaker.try_acquire(T0).expect("closed");
         let ha = thread::spawn(move || held.record(Outcome::Failure, T0, ELAPSED));
         let hb = thread::spawn(move || {

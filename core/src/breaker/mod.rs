@@ -252,9 +252,10 @@ impl CircuitBreaker {
         let breaker = Self::new(config);
         let gen = generation as Epoch;
         breaker.epoch.store(gen, Ordering::Relaxed);
-        breaker
-            .state
-            .store(Word::closed(low(gen), 0, Cursor::EMPTY).0, Ordering::Relaxed);
+        breaker.state.store(
+            Word::closed(low(gen), 0, Cursor::EMPTY).0,
+            Ordering::Relaxed,
+        );
         breaker
     }
 
@@ -534,7 +535,38 @@ impl CircuitBreaker {
             }
             return self.settle(cur, gen, false, false, false, now);
         }
+        if outcome == Outcome::Success && !half_open && elapsed < self.config.slow_threshold {
+            return self.record_fast_success(gen, now);
+        }
         self.record_counted(gen, half_open, outcome, now, elapsed)
+    }
+
+    /// A fast closed success under a rate policy: count it, claim its window
+    /// place (resetting any consecutive-failure count), and only tally when
+    /// it completes `minimum_calls` (see the `window` module).
+    #[inline(never)]
+    fn record_fast_success(&self, gen: Epoch, now: Instant) -> Option<Transition> {
+        self.counters.successes.incr();
+        let size = u32::from(self.config.window);
+        let mut cur = self.load();
+        if !self.owns(cur, gen, false) {
+            return None; // a stale permit: counted, changes no state
+        }
+        let claimed = loop {
+            let new = Word::closed(cur.gen(), 0, cur.cursor().next(size));
+            match self.cas(cur, new) {
+                Ok(()) => break cur.cursor(),
+                Err(actual) if actual.owns(low(gen), false) => cur = actual,
+                Err(_) => return None,
+            }
+        };
+        let cfg = &self.config;
+        let first_lap = !claimed.full && claimed.count < size;
+        let completes_minimum = first_lap && claimed.count + 1 >= u32::from(cfg.minimum_calls);
+        if !completes_minimum && self.window.holds_fast_success(cfg.window, claimed.count) {
+            return None; // the steady state: nothing to write, nothing to tally
+        }
+        self.record_window(gen, claimed, false, false, now)
     }
 
     /// Every record but the hot path: counts the outcome, then settles it.

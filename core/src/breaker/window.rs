@@ -143,11 +143,14 @@ const fn tag(gen: u32, lap: bool) -> u16 {
     (((gen as u16) & GEN_TAG_MASK) << GEN_SHIFT) | if lap { LAP } else { 0 }
 }
 
+/// Slot and lap of claim `count`. The mask is a no-op for every valid
+/// cursor (`count < 2·size ≤ 128`) and leaves no bounds check (nor its
+/// panic) on the record path.
 const fn place(size: u32, count: u32) -> (usize, bool) {
     if count >= size {
-        ((count - size) as usize, true)
+        ((count - size) as usize & 63, true)
     } else {
-        (count as usize, false)
+        (count as usize & 63, false)
     }
 }
 
@@ -199,6 +202,14 @@ impl Window {
             // Publishes the slot; the RMW chain orders all published writes.
             self.written.fetch_add(1, Ordering::AcqRel);
         }
+    }
+
+    /// Whether claim `count`'s slot holds a fast success (of any tag): a
+    /// fast success claiming it then has nothing to write.
+    #[inline]
+    pub(crate) fn holds_fast_success(&self, size: u8, count: u32) -> bool {
+        let (slot, _) = place(u32::from(size), count);
+        self.slots[slot].load(Ordering::Relaxed) & OUTCOME == 0
     }
 
     /// Failure and slow counts of generation `gen`'s window as of `cursor`,
@@ -275,7 +286,7 @@ impl Window {
         let previous = (pos..size).filter(|_| full).map(|s| (s, !lap));
         let current = (0..pos).map(|s| (s, lap));
         for (slot, slot_lap) in previous.chain(current) {
-            let value = self.slots[slot as usize].load(Ordering::Relaxed);
+            let value = self.slots[slot as usize & 63].load(Ordering::Relaxed);
             f(if value & TAG_MASK == tag(gen, slot_lap) {
                 value
             } else {
