@@ -42,31 +42,16 @@ fn main() {
             let w = AtomicU64::new(0);
             (0..n).for_each(|_| _ = black_box(w.fetch_add(1, Relaxed)));
         }
-        "breaker_rate" => {
-            let b = CircuitBreaker::new(
-                Config::builder()
-                    .failure_rate(50)
-                    .window(20)
-                    .minimum_calls(10)
-                    .build()
-                    .expect("config"),
-            );
-            for _ in 0..n {
-                let p = black_box(&b).try_acquire(now).expect("closed");
-                black_box(p.record(Outcome::Success, now, Duration::ZERO).is_some());
-            }
-        }
-        "breaker" => {
-            let b = CircuitBreaker::new(
-                Config::builder()
-                    .consecutive_failures(5)
-                    .build()
-                    .expect("config"),
-            );
-            for _ in 0..n {
-                let p = black_box(&b).try_acquire(now).expect("closed");
-                black_box(p.record(Outcome::Success, now, Duration::ZERO).is_some());
-            }
+        "breaker_rate" => breaker(
+            Config::builder()
+                .failure_rate(50)
+                .window(20)
+                .minimum_calls(10)
+                .build(),
+            n,
+            now,
+        ),
+        "breaker" => breaker(Config::builder().consecutive_failures(5).build(), n, now),
         }
         "bucket" => {
             let b = TokenBucket::new(quota);
@@ -133,5 +118,14 @@ fn main() {
             (0..n).for_each(|i| h.record(black_box(z(i) >> 44)));
         }
         other => panic!("unknown hot path {other}"),
+    }
+}
+
+/// `n` closed calls recorded as fast successes.
+fn breaker(config: Result<Config, fusebox::ConfigError>, n: u64, now: Instant) {
+    let b = CircuitBreaker::new(config.expect("config"));
+    for _ in 0..n {
+        let p = black_box(&b).try_acquire(now).expect("closed");
+        black_box(p.record(Outcome::Success, now, Duration::ZERO).is_some());
     }
 }
