@@ -52,7 +52,6 @@ fn main() {
             now,
         ),
         "breaker" => breaker(Config::builder().consecutive_failures(5).build(), n, now),
-        }
         "bucket" => {
             let b = TokenBucket::new(quota);
             (0..n).for_each(|_| _ = black_box(black_box(&b).try_acquire(now)));
