@@ -150,8 +150,10 @@ impl Config {
     /// The largest `consecutive_failures` threshold (an 8-bit counter in
     /// the state word, beside the sliding window's cursor).
     pub const MAX_CONSECUTIVE_FAILURES: u32 = MAX_CONSECUTIVE;
-    /// The longest `open_for`/`max_open_for`: 2²⁵ ticks of 1.024 ms, about
-    /// 9 h 32 min (half the wrapped deadline's range; see the crate docs).
+    /// The longest `open_for`/`max_open_for`: 2²⁴ ticks of 1.024 ms, about
+    /// 4 h 46 min (a quarter of the wrapped deadline's range, so that a
+    /// clock up to one open time stale still reads open; see the crate
+    /// docs).
     pub const MAX_OPEN_FOR: Duration = MAX_OPEN_FOR;
 
     /// A builder with these defaults: no trip condition (you must choose
@@ -244,7 +246,11 @@ impl ConfigBuilder {
         self
     }
     /// Open when at least `percent` % (1..=100) of the calls in the window
-    /// failed, once the window holds `minimum_calls`.
+    /// failed, once the window holds `minimum_calls`. Evaluated after every
+    /// closed record that can change the verdict: each failure or slow
+    /// call, and each success that brings the window to `minimum_calls` or
+    /// beyond before it first fills (a success in a full window replaces an
+    /// older outcome and can only lower the rate).
     pub const fn failure_rate(mut self, percent: u8) -> Self {
         self.failure_rate = Some(percent);
         self

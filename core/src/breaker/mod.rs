@@ -186,7 +186,7 @@ struct Counters {
 ///
 /// The state word, the epoch (the full generation: 8 bytes where the target
 /// has 64-bit atomics, 4 on 32-bit microcontrollers), the sliding window (64
-/// tagged 16-bit slots plus a write counter), six statistics counters (8
+/// tagged 16-bit slots plus a publication counter), six statistics counters (8
 /// bytes each where the target has 64-bit atomics, 4 bytes on 32-bit
 /// microcontrollers) and the 32-byte [`Config`]: 232 bytes on x86-64, 200 on
 /// Cortex-M (alignment padding included).
@@ -266,11 +266,14 @@ impl CircuitBreaker {
 
     /// Asks to make a call at `now`.
     ///
-    /// Closed: always permitted (one atomic load, no write). Open: rejected
+    /// Closed: always permitted (two atomic loads, no write). Open: rejected
     /// until the open time has passed; the first caller after that moves the
     /// breaker to half-open and gets the first trial permit (exactly one
-    /// caller wins; see [`Permit::transition`]). Half-open: permitted while
-    /// fewer than `half_open_permits` trials are in flight.
+    /// caller wins; see [`Permit::transition`]). A `now` earlier than the
+    /// trip (a clock read before another thread tripped it) reads as open,
+    /// back to `max(open time, ~1.05 s)` before the trip: a stale clock
+    /// never lets a trial through early. Half-open: permitted while fewer
+    /// than `half_open_permits` trials are in flight.
     ///
     /// # Errors
     ///
