@@ -950,3 +950,52 @@ fn e4_a_failure_trips_past_a_success_in_flight() {
         assert_eq!(breaker.state(T0), State::Open);
     });
 }
+
+// ---------------------------------------------------------------------------
+// (f) owned permits and ignored outcomes
+// ---------------------------------------------------------------------------
+
+/// Two threads race for the single half-open trial with owned permits
+/// (`OwnedPermit<&'static CircuitBreaker>`, the form a `'static` future
+/// holds); the winner records `Ignored` or drops its permit. Exactly one
+/// trial is granted at a time, the transition is made once, and afterwards
+/// the slot is free again with the breaker still half-open (undecided).
+#[test]
+fn f1_owned_trials_bounded_and_released_without_deciding() {
+    check(|| {
+        let breaker = leak(CircuitBreaker::new(consecutive(1, 1, 1)));
+        trip_at_t0(breaker);
+        let handles: Vec<_> = (0..2)
+            .map(|i| {
+                thread::spawn(
+                    move || match CircuitBreaker::try_acquire_owned(breaker, T1) {
+                        Ok(permit) => {
+                            assert!(permit.is_trial());
+                            let made = permit.transition().is_some();
+                            if i == 0 {
+                                assert_eq!(permit.record(Outcome::Ignored, T1, ELAPSED), None);
+                            } else {
+                                drop(permit);
+                            }
+                            Some(made)
+                        }
+                        Err(r) => {
+                            assert_eq!(r.state, State::HalfOpen);
+                            None
+                        }
+                    },
+                )
+            })
+            .collect();
+        let granted: Vec<bool> = handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect();
+        assert!(!granted.is_empty());
+        assert_eq!(granted.iter().filter(|made| **made).count(), 1);
+        assert_eq!(breaker.state(T1), State::HalfOpen);
+        let m = breaker.metrics();
+        assert_eq!(m.ignored + m.abandoned, granted.len() as u64);
+        assert_free_trial_slots(breaker, T1, 1);
+    });
+}

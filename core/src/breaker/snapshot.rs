@@ -232,6 +232,7 @@ impl CircuitBreaker {
         c.rejected.set(m.rejected);
         c.trips.set(m.trips);
         c.abandoned.set(m.abandoned);
+        c.ignored.set(m.ignored);
         Ok(())
     }
 }

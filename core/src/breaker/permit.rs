@@ -1,0 +1,166 @@
+//! Permits: [`Permit`] borrows its breaker; [`OwnedPermit`] holds any
+//! pointer to it (`Arc`, `&'static`, …) so it can live in a `'static`
+//! future, such as a tower service's response future.
+
+use core::ops::Deref;
+
+use super::{CircuitBreaker, Outcome, Rejected, Transition};
+use crate::sync::Epoch;
+use crate::{Duration, Instant};
+
+/// What a permit carries: the full generation that issued it, whether it
+/// is a half-open trial, and the transition issuing it made.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Ticket {
+    pub(super) gen: Epoch,
+    pub(super) half_open: bool,
+    pub(super) transition: Option<Transition>,
+}
+
+/// Permission for one call, from [`CircuitBreaker::try_acquire`].
+///
+/// Record how the call went with [`Permit::record`]. Dropping it unrecorded
+/// frees its half-open slot and counts as neither success nor failure (it is
+/// counted in [`Metrics::abandoned`](super::Metrics::abandoned)).
+#[must_use = "a permit must be recorded (or dropped to abandon the call)"]
+#[derive(Debug)]
+pub struct Permit<'a> {
+    breaker: &'a CircuitBreaker,
+    ticket: Ticket,
+}
+
+/// A [`Permit`] that owns its pointer to the breaker, from
+/// [`CircuitBreaker::try_acquire_owned`]: `OwnedPermit<Arc<CircuitBreaker>>`
+/// is `'static` and `Send`, so it can be held by a future across `.await`s
+/// and recorded when the response completes.
+///
+/// Same rules as [`Permit`]: record it once, or drop it to abandon the call
+/// (a dropped half-open trial frees its slot without deciding).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use fusebox::breaker::{CircuitBreaker, Config, Outcome};
+/// use fusebox::{Duration, Instant};
+///
+/// let breaker = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build()?));
+/// let now = Instant::from_secs(1);
+/// let permit = CircuitBreaker::try_acquire_owned(Arc::clone(&breaker), now)?;
+/// let task = std::thread::spawn(move || permit.record(Outcome::Success, now, Duration::ZERO));
+/// assert_eq!(task.join().unwrap(), None);
+/// assert_eq!(breaker.metrics().successes, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a permit must be recorded (or dropped to abandon the call)"]
+#[derive(Debug)]
+pub struct OwnedPermit<B: Deref<Target = CircuitBreaker>> {
+    breaker: B,
+    ticket: Ticket,
+    /// Cleared by `record`, so that `Drop` does not abandon it as well.
+    live: bool,
+}
+
+impl CircuitBreaker {
+    #[inline]
+    pub(super) fn permit(&self, ticket: Ticket) -> Permit<'_> {
+        Permit {
+            breaker: self,
+            ticket,
+        }
+    }
+
+    /// [`try_acquire`](Self::try_acquire) for a permit that owns `breaker`
+    /// (any pointer to a breaker: `Arc<CircuitBreaker>`, `&'static
+    /// CircuitBreaker`, …).
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`], as from `try_acquire`.
+    #[inline]
+    pub fn try_acquire_owned<B: Deref<Target = CircuitBreaker>>(
+        breaker: B,
+        now: Instant,
+    ) -> Result<OwnedPermit<B>, Rejected> {
+        let permit = breaker.try_acquire(now)?;
+        let ticket = permit.ticket;
+        core::mem::forget(permit); // its ticket moves to the owned permit
+        Ok(OwnedPermit {
+            breaker,
+            ticket,
+            live: true,
+        })
+    }
+}
+
+impl Permit<'_> {
+    /// Records how the call went; `elapsed` is its duration (for slow-call
+    /// detection). Returns the transition this record caused, if any.
+    ///
+    /// A permit issued before a transition (a different generation) is
+    /// counted in the metrics but cannot change the new state.
+    #[inline]
+    pub fn record(self, outcome: Outcome, now: Instant, elapsed: Duration) -> Option<Transition> {
+        let this = core::mem::ManuallyDrop::new(self);
+        let t = this.ticket;
+        this.breaker
+            .record(t.gen, t.half_open, outcome, now, elapsed)
+    }
+
+    /// The Open → HalfOpen transition that issuing this permit caused, if it
+    /// did (exactly one caller per opening gets it).
+    pub fn transition(&self) -> Option<Transition> {
+        self.ticket.transition
+    }
+
+    /// Whether this is a half-open trial permit.
+    pub fn is_trial(&self) -> bool {
+        self.ticket.half_open
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.breaker.abandon(self.ticket.gen, self.ticket.half_open);
+    }
+}
+
+impl<B: Deref<Target = CircuitBreaker>> OwnedPermit<B> {
+    /// Records how the call went, as [`Permit::record`].
+    #[inline]
+    pub fn record(
+        mut self,
+        outcome: Outcome,
+        now: Instant,
+        elapsed: Duration,
+    ) -> Option<Transition> {
+        self.live = false;
+        let t = self.ticket;
+        self.breaker
+            .record(t.gen, t.half_open, outcome, now, elapsed)
+    }
+
+    /// The Open → HalfOpen transition that issuing this permit caused, if it
+    /// did.
+    pub fn transition(&self) -> Option<Transition> {
+        self.ticket.transition
+    }
+
+    /// Whether this is a half-open trial permit.
+    pub fn is_trial(&self) -> bool {
+        self.ticket.half_open
+    }
+
+    /// The breaker it was issued by.
+    pub fn breaker(&self) -> &B {
+        &self.breaker
+    }
+}
+
+impl<B: Deref<Target = CircuitBreaker>> Drop for OwnedPermit<B> {
+    fn drop(&mut self) {
+        if self.live {
+            self.breaker.abandon(self.ticket.gen, self.ticket.half_open);
+        }
+    }
+}
