@@ -811,11 +811,11 @@ impl Gen {
             // Save, RestoreSelf, RestoreSaved
             1,
             1,
-            if v.saved == 0 { 0 } else { 1 },
+            u64::from(v.saved != 0),
             // Migrate
             u64::from(self.migrations_left > 0),
             // Record a vault permit
-            if v.vault == 0 { 0 } else { 1 },
+            u64::from(v.vault != 0),
         ];
         match self.rng.weighted(&weights) {
             0 => {
@@ -1035,42 +1035,7 @@ impl<'a> Sim<'a> {
     fn apply_both(&mut self, op: Op) -> Result<(Obs, Obs, u64), TestCaseError> {
         let b = self.b();
         Ok(match op {
-            Op::Acquire { now, keep } => {
-                let got = match b.try_acquire(at(now)) {
-                    Ok(permit) => Ok(permit),
-                    Err(r) => Err(Obs::Rejected(r)),
-                };
-                let want = self.m.acquire(now);
-                match (got, want) {
-                    (Ok(permit), Ok((mp, transition))) => {
-                        let got = Obs::Acquired {
-                            trial: permit.is_trial(),
-                            transition: permit.transition(),
-                        };
-                        let want = Obs::Acquired {
-                            trial: mp.trial,
-                            transition,
-                        };
-                        self.pool(keep).push((permit, mp));
-                        (got, want, now)
-                    }
-                    (Ok(permit), Err(r)) => {
-                        let got = Obs::Acquired {
-                            trial: permit.is_trial(),
-                            transition: permit.transition(),
-                        };
-                        (got, Obs::Rejected(r), now)
-                    }
-                    (Err(got), Ok((mp, transition))) => {
-                        let want = Obs::Acquired {
-                            trial: mp.trial,
-                            transition,
-                        };
-                        (got, want, now)
-                    }
-                    (Err(got), Err(r)) => (got, Obs::Rejected(r), now),
-                }
-            }
+            Op::Acquire { now, keep } => self.acquire(now, keep),
             Op::Record {
                 pool,
                 idx,
@@ -1138,6 +1103,33 @@ impl<'a> Sim<'a> {
                 self.restore((snap, msnap), origin)?
             }
         })
+    }
+
+    fn acquire(&mut self, now: u64, keep: Pool) -> (Obs, Obs, u64) {
+        let got = self.b().try_acquire(at(now));
+        let want = self.m.acquire(now);
+        let want_obs = match want {
+            Ok((mp, transition)) => Obs::Acquired {
+                trial: mp.trial,
+                transition,
+            },
+            Err(r) => Obs::Rejected(r),
+        };
+        let got_obs = match got {
+            Ok(permit) => {
+                let obs = Obs::Acquired {
+                    trial: permit.is_trial(),
+                    transition: permit.transition(),
+                };
+                // (A permit the model refused is dropped: the step fails.)
+                if let Ok((mp, _)) = want {
+                    self.pool(keep).push((permit, mp));
+                }
+                obs
+            }
+            Err(r) => Obs::Rejected(r),
+        };
+        (got_obs, want_obs, now)
     }
 
     /// The breaker's and the model's snapshots at `now`, which must agree.
