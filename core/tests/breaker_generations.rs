@@ -118,19 +118,21 @@ enum Event {
     Rejected(fusebox::Rejected),
 }
 
-/// A fixed script: 200 mixed calls (about 20 % failures, 20 % slow, 1 ms
-/// apart), an hour's pause, then 1 000 failures; every call's effect.
+/// A fixed script: 1 000 failures 1 ms apart, an hour's pause, then 200
+/// mixed calls (about 20 % failures, 20 % slow, 1 ms apart: a trial, maybe
+/// a close, a closed period...); every call's effect.
 fn trace(b: &CircuitBreaker, start: u64) -> Vec<Event> {
+    let mut script: Vec<(u64, bool, bool)> = (0..1_000u64)
+        .map(|i| (start + i * 1_000, true, false))
+        .collect();
+    let later = start + 3_600 * SEC;
     let mut lcg: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut script = Vec::new();
     for i in 0..200u64 {
         lcg = lcg.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         let failure = (lcg >> 33) % 5 == 0;
         let slow = (lcg >> 40) % 5 == 0;
-        script.push((start + i * 1_000, failure, slow));
+        script.push((later + i * 1_000, failure, slow));
     }
-    let later = start + 3_600 * SEC;
-    script.extend((0..1_000u64).map(|i| (later + i * 1_000, true, false)));
     let rel = |t: fusebox::Transition| (t.from, t.to, t.at.as_micros() - start);
     script
         .into_iter()
@@ -173,6 +175,25 @@ fn like_fresh(b: &CircuitBreaker, cfg: Config, now: u64) -> Result<(), String> {
         "the trace must trip a fresh breaker"
     );
     let got = trace(b, now);
+    let opened_at = |events: &[Event]| {
+        events.iter().position(|e| {
+            matches!(
+                e,
+                Event::Call {
+                    recorded: Some((_, State::Open, _)),
+                    ..
+                }
+            )
+        })
+    };
+    let (trip, fresh_trip) = (opened_at(&got), opened_at(&want));
+    if trip != fresh_trip {
+        return Err(format!(
+            "1 000 failures opened it at call {trip:?}, a fresh breaker at call {fresh_trip:?}; \
+             after the first 10: {:?}",
+            got[9]
+        ));
+    }
     match (0..want.len()).find(|&i| got[i] != want[i]) {
         None => Ok(()),
         Some(i) => Err(format!(
