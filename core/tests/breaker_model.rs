@@ -1314,7 +1314,7 @@ fn start_strategy() -> impl Strategy<Value = u64> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 1024,
+        cases: 2048,
         ..ProptestConfig::default()
     })]
 
@@ -1333,7 +1333,7 @@ proptest! {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 4,
+        cases: 8,
         max_shrink_iters: 0,
         ..ProptestConfig::default()
     })]
