@@ -234,8 +234,8 @@ fn burn_failed_probes(cfg: Config, probes: u64) -> (CircuitBreaker, u64) {
     (b, deadline)
 }
 
-/// Path (i), about 2 100 probes: 4 200 generations, a little past the
-/// window tags' range in the current code.
+/// Path (i), 2 100 failed probes (4 200 generations): already enough to
+/// have left the window dead in an earlier implementation.
 #[test]
 fn after_2_100_failed_half_open_probes() {
     for_each_config("2 100 failed probes", |cfg| burn_failed_probes(cfg, 2_100));

@@ -50,12 +50,15 @@
 //!
 //! - It evaluated the rates only after a failure or a slow call (the
 //!   implementation's hot-path shortcut), so a success completing
-//!   `minimum_calls` never tripped in either: bug 1 was invisible.
+//!   `minimum_calls` never tripped in either: the implementation's
+//!   missing evaluation after a success was invisible.
 //! - Its clock only moved forward: a `now` older than the trip was never
-//!   generated, so the fail-closed rule (bug 3) was never checked.
-//! - Its histories were under 300 steps, far from the 14-bit generation and
-//!   the window tags' range, so aliasing (bug 2, the horizon after which an
-//!   old permit passes for a current one) could not show.
+//!   generated, so the fail-closed rule (5) was never checked.
+//! - Its histories were under 300 steps, far from the range of the
+//!   implementation's generation and window tags, so neither a window that
+//!   stops counting after a few thousand transitions nor an old permit that
+//!   passes for a current one 16 384 transitions later (the generation
+//!   horizon) could show; it also never held a permit for long.
 //! - It pinned snapshot fields the docs leave open to the implementation's
 //!   encoding: `consecutive_failures` 0 when that policy is off, window fields
 //!   0 outside Closed or without a rate policy, `reopen_streak` 0 when forced
@@ -1255,8 +1258,8 @@ fn spec_strategy() -> impl Strategy<Value = Spec> {
         prop::option::weighted(0.8, prop_oneof![3 => 1u8..=8, 1 => 1u8..=64]),
         prop::option::weighted(0.7, any::<u8>()),
     );
-    // Open times on both sides of ~1 s (the current code's stale-clock
-    // tolerance), up to the longest allowed.
+    // Open times on both sides of 1 s (an earlier implementation tolerated
+    // only ~1 s of stale clock), up to the longest allowed.
     let open_for = prop_oneof![
         3 => 1u64..=3_000,
         3 => 1_000u64..=2 * SEC,
@@ -1556,7 +1559,7 @@ fn retry_after(b: &CircuitBreaker, now: u64) -> Option<Duration> {
     r.retry_after
 }
 
-/// Rule 2 (bug 1): the rates are evaluated after every record, so a
+/// Rule 2: the rates are evaluated after every record, so a
 /// *success* that completes `minimum_calls` opens the breaker when the
 /// failures already reach the rate (F F F S: 75 % ≥ 50 %).
 #[test]
@@ -1595,7 +1598,7 @@ fn a_success_completing_minimum_calls_trips() {
     );
 }
 
-/// Rule 5 (bug 3): a `now` older than the trip (another thread's earlier
+/// Rule 5: a `now` older than the trip (another thread's earlier
 /// clock read) reads as open, back to (a few ticks inside) the open time
 /// before the trip, and is told the whole way to the deadline.
 #[test]
@@ -1643,9 +1646,9 @@ fn a_stale_now_reads_open_back_to_the_open_time_before_the_trip() {
 /// `max`" (`ConfigBuilder::max_open_for`), even past 15 re-openings when
 /// `max_open_for` allows it.
 ///
-/// Fails on the current code, which stops doubling after 15 re-openings
-/// (`Snapshot::reopen_streak` is capped at 15): either the docs or the code
-/// must change; reported, not one of the bugs being fixed.
+/// When this was written the implementation stopped doubling after 15
+/// re-openings (`Snapshot::reopen_streak` is capped at 15), so either the
+/// docs or the code must change.
 #[test]
 fn open_time_doubles_up_to_max_open_for() {
     let open_for = 10 * TICK;

@@ -208,9 +208,10 @@ fn four_trials_in_each_half_open_period() {
 
 /// Peer: `CircuitBreakerStateMachineTest.shouldOpenAfterFailureRateThresholdExceeded`.
 /// F F F S S with at least 5 calls at 50 %: the fifth call, a *success*,
-/// completes the minimum with 60 % failed and opens the breaker (rule 2;
-/// fails on the current code: bug 1). A permit taken and never recorded
-/// (the peer's first `tryAcquirePermission`) counts nowhere in the window.
+/// completes the minimum with 60 % failed and opens the breaker (the rates
+/// are evaluated after every record, successes too). A permit taken and
+/// never recorded (the peer's first `tryAcquirePermission`) counts nowhere
+/// in the window.
 #[test]
 fn opens_on_the_success_that_completes_minimum_calls() {
     let b = CircuitBreaker::new(peer());
@@ -598,7 +599,7 @@ fn reads_half_open_once_the_open_time_has_passed() {
 /// Peer: `CircuitBreakerMetricsTest.testCircuitBreakerMetrics` (count-based
 /// window of 10, at least 10 calls). S S F F: below the minimum. Then
 /// F F F F S S: the tenth call, a success, holds 6 of 10 failed and opens it
-/// at 50 % (fails on the current code: bug 1). With the rate at 70 % the
+/// at 50 % (evaluated on a success too). With the rate at 70 % the
 /// window keeps sliding: after S S, 6 of the last 10 failed; after 3 more
 /// successes, 3.
 #[test]
@@ -735,7 +736,7 @@ fn records_a_slow_success() {
 /// Slow success, slow failure, three fast successes: 2 of 5 slow (40 %),
 /// counted for both outcomes. At a slow-call rate of 41 % it stays closed;
 /// at 40 % the fifth call, a fast success completing the minimum, opens it
-/// (fails on the current code: bug 1).
+/// (evaluated on a success too).
 #[test]
 fn slow_call_percentage_counts_both_outcomes() {
     let calls = [
