@@ -76,8 +76,8 @@
 use std::collections::VecDeque;
 
 use fusebox::{
-    CircuitBreaker, Config, Duration, Instant, Metrics, Outcome, Permit, Rejected, Snapshot, State,
-    Transition,
+    CircuitBreaker, Config, ConfigError, Duration, Instant, Metrics, Outcome, Permit, Rejected,
+    Snapshot, State, Transition,
 };
 use proptest::prelude::*;
 
@@ -1643,16 +1643,22 @@ fn a_stale_now_reads_open_back_to_the_open_time_before_the_trip() {
 }
 
 /// Rule 4: every re-opening from half-open doubles the open time "up to
-/// `max`" (`ConfigBuilder::max_open_for`), even past 15 re-openings when
-/// `max_open_for` allows it.
+/// `max`" (`ConfigBuilder::max_open_for`), and `max` may be at most
+/// `open_for · 2^15` (15 doublings, the documented streak limit): the
+/// doubling reaches every allowed `max`, and a larger one is a typed error.
 ///
-/// When this was written the implementation stopped doubling after 15
-/// re-openings (`Snapshot::reopen_streak` is capped at 15), so either the
-/// docs or the code must change.
+/// When this was first written the implementation accepted a larger `max`
+/// and silently stopped doubling after 15 re-openings.
 #[test]
 fn open_time_doubles_up_to_max_open_for() {
     let open_for = 10 * TICK;
-    let max = open_for << 20;
+    let too_far = Config::builder()
+        .consecutive_failures(1)
+        .open_for(us(open_for))
+        .max_open_for(us((open_for << 15) + 1))
+        .build();
+    assert!(matches!(too_far, Err(ConfigError::MaxOpenForOutOfRange(_))));
+    let max = open_for << 15;
     let cfg = Config::builder()
         .consecutive_failures(1)
         .open_for(us(open_for))
@@ -1665,7 +1671,7 @@ fn open_time_doubles_up_to_max_open_for() {
     for streak in 1..=22u32 {
         now += retry_after(&b, now).unwrap().as_micros();
         fail(&b, now);
-        let expected = (open_for << streak).min(max);
+        let expected = (open_for << streak.min(15)).min(max);
         assert_eq!(
             retry_after(&b, now),
             Some(us(expected)),

@@ -108,7 +108,12 @@ impl CircuitBreaker {
                 Kind::HalfOpen => (0, cur.successes() as u8, cur.streak() as u8, None),
                 Kind::Open => {
                     let open_for = self.config.open_duration(cur.streak());
-                    let left = word::remaining(cur, open_for, now).unwrap_or(Duration::ZERO);
+                    // A stale `now` reads up to `open_for` more: capped at
+                    // what a trip at `now` would leave, so any snapshot
+                    // restores.
+                    let left = word::remaining(cur, open_for, now)
+                        .unwrap_or(Duration::ZERO)
+                        .min(open_for + Duration::from_micros(TICK_MICROS));
                     (0, 0, cur.streak() as u8, Some(left))
                 }
                 Kind::ForcedOpen => (0, 0, 0, None),
