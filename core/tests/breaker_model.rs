@@ -551,7 +551,12 @@ impl Model {
                 reopens, deadline, ..
             } => {
                 s.reopen_streak = reopens as u8;
-                s.open_remaining = Some(us(deadline.saturating_sub(now)));
+                // `Snapshot::open_remaining` at a stale `now` is capped at
+                // the configured open time for the streak plus a tick, so
+                // that it always restores.
+                let cap = self.p.open_duration(reopens) + TICK;
+                let left = deadline.saturating_sub(now).min(cap);
+                s.open_remaining = Some(us(left));
             }
             Phase::ForcedOpen => {}
         }

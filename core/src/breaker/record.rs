@@ -141,7 +141,7 @@ impl CircuitBreaker {
                 (_, true) => cur.failures() + 1,
             };
             if threshold != 0 && failures >= threshold {
-                match self.trip(cur, gen, now) {
+                match self.trip_closed(cur, gen, now) {
                     Ok(t) => return Some(t),
                     Err(actual) => {
                         cur = actual;
@@ -210,7 +210,7 @@ impl CircuitBreaker {
             if !trip {
                 return None;
             }
-            match self.trip(cur, gen, now) {
+            match self.trip_closed(cur, gen, now) {
                 Ok(t) => return Some(t),
                 Err(actual) => cur = actual,
             }
@@ -218,7 +218,12 @@ impl CircuitBreaker {
     }
 
     /// Opens the closed word `cur` of generation `gen` at `now`.
-    pub(super) fn trip(&self, cur: Word, gen: Epoch, now: Instant) -> Result<Transition, Word> {
+    pub(super) fn trip_closed(
+        &self,
+        cur: Word,
+        gen: Epoch,
+        now: Instant,
+    ) -> Result<Transition, Word> {
         // The Open word carries no generation: the epoch must name `cur`'s
         // before it goes.
         self.publish(gen);
