@@ -139,30 +139,28 @@ impl CircuitBreaker {
     ) -> Result<Option<Transition>, MergeError> {
         let target = self.decided_word(decision, now)?;
         let version = (decision.version as Epoch) << 1;
-        let seen = self.merged.load(Ordering::Acquire);
-        if seen & BUSY != 0 {
-            return Err(MergeError::Busy);
-        }
-        if !newer(version, seen) {
-            return Err(MergeError::Stale {
-                version: decision.version,
-                merged: published(seen),
-            });
-        }
+        let mut seen = self.merged.load(Ordering::Acquire);
         // Claim the version (and the merge) before touching the state, so
         // that two merges can never apply out of order.
-        if let Err(actual) =
-            self.merged
-                .compare_exchange(seen, version | BUSY, Ordering::AcqRel, Ordering::Acquire)
-        {
-            return Err(if actual & BUSY != 0 {
-                MergeError::Busy
-            } else {
-                MergeError::Stale {
+        loop {
+            if seen & BUSY != 0 {
+                return Err(MergeError::Busy);
+            }
+            if !newer(version, seen) {
+                return Err(MergeError::Stale {
                     version: decision.version,
-                    merged: published(actual),
-                }
-            });
+                    merged: published(seen),
+                });
+            }
+            match self.merged.compare_exchange(
+                seen,
+                version | BUSY,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => seen = actual,
+            }
         }
         let prev = self.install(|cur| {
             let same = cur.kind() == target.kind();
