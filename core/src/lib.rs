@@ -12,6 +12,7 @@
 //! | [`cache`] | [`LruCache`]: exact fixed-capacity LRU for a single owner, O(1) operations, optional per-entry TTL; [`CacheMetrics`](cache::CacheMetrics); [`ConcurrentCache`]: lock-free set-associative cache (`&self`), exact LRU per set, seqlock slots, writers never wait |
 //! | [`histogram`] | [`Histogram`]: lock-free log-linear latency histogram, percentiles within 1/256 (0.39 %), fixed size, `const` constructor |
 //! | [`time`] | [`Instant`], [`Duration`], the [`Clock`] trait |
+//! | [`RetryAfter`] | one way to ask any refusal when to try again |
 //!
 //! ## Features
 //!
@@ -20,6 +21,8 @@
 //! | `defmt` | `defmt::Format` for the public data types |
 //! | `serde` | `Serialize`/`Deserialize` for configs (validated on the way in) and snapshots |
 //! | `embassy-time` | `EmbassyClock`, a [`Clock`] reading `embassy_time::Instant` |
+//! | `alloc` | heap construction of large tables, for targets with an allocator |
+//! | `std` | `StdClock` (a [`Clock`] on `std::time::Instant`, one origin per process), `alloc`, and the host's `critical-section` implementation: a server binary using [`KeyedLimiter`] links with nothing else enabled |
 //!
 //! ## Atomic words and their limits
 //!
@@ -68,10 +71,16 @@
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
 pub mod breaker;
 pub mod bucket;
 pub mod cache;
 pub mod histogram;
+mod retry_after;
 mod sync;
 pub mod time;
 
@@ -82,8 +91,11 @@ pub use breaker::{
 pub use bucket::{KeyedLimiter, Quota, RateLimited, TokenBucket};
 pub use cache::{ConcurrentCache, LruCache};
 pub use histogram::Histogram;
+pub use retry_after::RetryAfter;
 #[cfg(feature = "embassy-time")]
 pub use time::EmbassyClock;
+#[cfg(feature = "std")]
+pub use time::StdClock;
 pub use time::{Clock, Duration, Instant};
 
 #[cfg(doctest)]
