@@ -474,7 +474,10 @@ fn transition(from: Kind, to: Kind, at: Instant) -> Transition {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+// Long histories (tens of thousands of transitions) and no unsafe code of
+// their own: run natively, not under Miri (where the rest of the breaker's
+// tests cover the same atomics).
+#[cfg(all(test, not(loom), not(miri)))]
 mod history_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
