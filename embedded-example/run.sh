@@ -42,6 +42,11 @@ for t in "${TARGETS[@]}"; do
         fi
         read -r flash ram < <("$LLVM_BIN/llvm-size" -A "target/$t/release/size" |
             awk '$1==".text"||$1==".rodata"{f+=$2} $1==".data"||$1==".bss"||$1==".uninit"{r+=$2} END{print f, r}')
+        # A missing llvm-size must fail the size check, not skip it.
+        if ! [[ "$flash" =~ ^[0-9]+$ && "$ram" =~ ^[0-9]+$ && $flash -gt 0 ]]; then
+            failed+=("size $t [$feats]: no size read (llvm-tools installed?)")
+            continue
+        fi
         base=${base:-$flash}
         echo "| ${NAMES[$i]} | $flash | $ram | +$((flash - base)) |"
         if [ "$t" = thumbv7em-none-eabihf ] && [ "$feats" = breaker,bucket,lru ] &&

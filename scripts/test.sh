@@ -45,7 +45,7 @@ layer "clippy (host, all targets; firmware targets with every feature)"
 cargo clippy --workspace --all-targets -- -D warnings
 # The benchmark suite is built, never run, here (benches/report.sh runs it).
 cargo bench -p fusebox-benches --no-run
-cargo clippy -p fusebox --all-targets --features serde -- -D warnings
+cargo clippy -p fusebox --all-targets --features serde,std -- -D warnings
 for t in "${THUMBS[@]}"; do
     cargo clippy -p fusebox --target "$t" --features defmt,serde,embassy-time -- -D warnings
 done
@@ -53,7 +53,9 @@ done_layer
 
 layer "unit, doc and property tests"
 cargo test --workspace
-cargo test -p fusebox --features serde
+cargo test -p fusebox --features serde,std
+# A server binary with nothing but `features = ["std"]` links and runs.
+cargo run -q -p fusebox-std-link
 done_layer
 
 layer "no_std builds: Cortex-M0 (no CAS) and Cortex-M4F, without and with features"

@@ -142,6 +142,48 @@ impl Duration {
     pub const fn saturating_mul(self, rhs: u64) -> Self {
         Self(self.0.saturating_mul(rhs))
     }
+    /// `self * rhs`, or `None` if it overflows.
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    ///
+    /// let backoff = Duration::from_millis(100);
+    /// assert_eq!(backoff.checked_mul(8), Some(Duration::from_millis(800)));
+    /// assert_eq!(Duration::MAX.checked_mul(2), None);
+    /// ```
+    pub const fn checked_mul(self, rhs: u64) -> Option<Self> {
+        match self.0.checked_mul(rhs) {
+            Some(micros) => Some(Self(micros)),
+            None => None,
+        }
+    }
+    /// `self / rhs` in whole microseconds (rounded down), or `None` if
+    /// `rhs` is zero.
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    ///
+    /// let window = Duration::from_secs(60);
+    /// assert_eq!(window.checked_div(4), Some(Duration::from_secs(15)));
+    /// assert_eq!(window.checked_div(0), None);
+    /// ```
+    pub const fn checked_div(self, rhs: u64) -> Option<Self> {
+        match self.0.checked_div(rhs) {
+            Some(micros) => Some(Self(micros)),
+            None => None,
+        }
+    }
+    /// How many whole `unit`s fit in `self`, or `None` if `unit` is zero.
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    ///
+    /// let elapsed = Duration::from_millis(2_500);
+    /// assert_eq!(elapsed.div_duration(Duration::from_secs(1)), Some(2));
+    /// ```
+    pub const fn div_duration(self, unit: Self) -> Option<u64> {
+        self.0.checked_div(unit.0)
+    }
 }
 
 impl Add<Duration> for Instant {
@@ -245,6 +287,11 @@ impl<C: Clock + ?Sized> Clock for &C {
         (**self).now()
     }
 }
+
+#[cfg(feature = "std")]
+mod std_clock;
+#[cfg(feature = "std")]
+pub use std_clock::StdClock;
 
 /// A [`Clock`] reading [`embassy_time::Instant::now`].
 ///

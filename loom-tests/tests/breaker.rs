@@ -999,3 +999,72 @@ fn f1_owned_trials_bounded_and_released_without_deciding() {
         assert_free_trial_slots(breaker, T1, 1);
     });
 }
+
+// ---------------------------------------------------------------------------
+// (g) fleet merge
+// ---------------------------------------------------------------------------
+
+use fusebox::breaker::{Decision, MergeError};
+
+fn decision(version: u64, state: State) -> Decision {
+    Decision {
+        version,
+        state,
+        open_remaining: (state == State::Open).then_some(OPEN_FOR),
+        reopen_streak: 0,
+    }
+}
+
+/// Two merges race: version 1 (open) and version 2 (closed). Whatever the
+/// interleaving (one may find the other in progress and get `Busy`), the
+/// breaker ends in the state of the newest version it merged, and an older
+/// version is never applied after a newer one.
+#[test]
+fn g1_racing_merges_apply_in_version_order() {
+    check(|| {
+        let breaker = leak(CircuitBreaker::new(consecutive(3, 1, 1)));
+        let h1 = thread::spawn(move || breaker.merge(&decision(1, State::Open), T0));
+        let h2 = thread::spawn(move || breaker.merge(&decision(2, State::Closed), T0));
+        let (r1, r2) = (h1.join().unwrap(), h2.join().unwrap());
+        let merged = breaker.merged_version();
+        let expected = if merged == 2 {
+            State::Closed
+        } else {
+            State::Open
+        };
+        assert_eq!(breaker.state(T0), expected, "{r1:?} {r2:?}");
+        match merged {
+            2 => assert!(r2.is_ok()),
+            1 => assert_eq!(r2, Err(MergeError::Busy)),
+            _ => panic!("nothing merged: {r1:?} {r2:?}"),
+        }
+        if r1.is_ok() && r2.is_ok() {
+            assert_eq!(merged, 2);
+        }
+    });
+}
+
+/// A merged open decision races a local trip (a closed permit recording a
+/// failure under `consecutive_failures(1)`): the breaker ends open and
+/// exactly one of the two reports the Closed -> Open transition.
+#[test]
+fn g2_a_merge_racing_a_local_trip_opens_once() {
+    check(|| {
+        let breaker = leak(CircuitBreaker::new(consecutive(1, 1, 1)));
+        let p = breaker.try_acquire(T0).expect("closed");
+        let ha = thread::spawn(move || breaker.merge(&decision(1, State::Open), T0).unwrap());
+        let hb = thread::spawn(move || p.record(Outcome::Failure, T0, ELAPSED));
+        let transitions: Vec<_> = [ha.join().unwrap(), hb.join().unwrap()]
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(
+            transitions
+                .iter()
+                .map(|t| (t.from, t.to))
+                .collect::<Vec<_>>(),
+            [(State::Closed, State::Open)]
+        );
+        assert_eq!(breaker.state(T0), State::Open);
+    });
+}

@@ -26,6 +26,11 @@
 //!   word); (f) checks that a pin blocks an eviction and never leaks, (g)
 //!   that charges which unpin and count in one CAS stay exact contended.
 //!
+//! `keyed_eviction_races_stale_return_of_evicted_key` (c6) checks that an
+//! evicted key returning on a staler clock than the evicting caller's is
+//! never admitted early (issue 10, 2b: insertions start from the
+//! eviction marks, inside the critical section).
+//!
 //! `keyed_available_of_busy_key_during_eviction_check` is a regression
 //! model: it found `KeyedLimiter::available` reading a key as absent (full
 //! burst) while another thread held its slot LOCKED for an idle check; a
@@ -616,6 +621,29 @@ fn keyed_new_key_published_with_fresh_bucket() {
     });
 }
 
+/// Two keys for the eviction-mark models: `(sharing, apart)`, the first
+/// with key 1's eviction mark, the first with another (marks are picked by
+/// fingerprint bits, so this depends on the hash). Found by a
+/// single-threaded loom run: once key 1, drained at T0, is evicted, an
+/// absent key reads 0 tokens at T0 if it shares key 1's mark, 2 if not.
+fn keys_by_mark_of_key_1() -> (u32, u32) {
+    let found = std::sync::Arc::new(std::sync::Mutex::new((None, None)));
+    let out = found.clone();
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(0);
+    builder.max_branches = 1_000_000; // one thread, many atomic operations
+    builder.check(move || {
+        let l: Keyed<1, 1> =
+            KeyedLimiter::new(quota(2), FullPolicy::Reject).expect("quota within the keyed range");
+        l.try_acquire_n(&1, 2, at(T0)).unwrap();
+        l.try_acquire(&0, at(T0 + 5 * T)).unwrap(); // evicts key 1
+        let with = |tokens| (2..64).find(|k| l.available(k, at(T0)) == tokens);
+        *out.lock().unwrap() = (with(0), with(2));
+    });
+    let (sharing, apart) = *found.lock().unwrap();
+    (sharing.unwrap(), apart.unwrap())
+}
+
 /// (c5) One slot, key 1 drained at T0 (arrival time T0+2s), idle at
 /// `now_b` = T0+5s. B inserts key 2 at `now_b` (evicting key 1); A, whose
 /// clock is behind (T0), acquires key 2. Key 2's decision must be made on
@@ -623,19 +651,23 @@ fn keyed_new_key_published_with_fresh_bucket() {
 /// stale arrival time (which would refuse A with a 1 s retry): A is
 /// `TableFull` (before B: key 1 busy at T0), refused with a 5 s retry
 /// (after B's charge), or admitted (registered between B's publish and
-/// B's charge: a fresh bucket; fine, two tokens fit the burst).
+/// B's charge: a fresh bucket; fine, two tokens fit the burst). "Key 2"
+/// is a key whose eviction mark is not key 1's: one sharing it would
+/// rightly start from key 1's mark, as (c6) shows.
 #[test]
 fn keyed_evicted_bucket_never_seen_by_new_key() {
-    check("keyed_evicted_bucket_never_seen_by_new_key", 3, || {
+    let key2 = keys_by_mark_of_key_1().1;
+    let name = format!("keyed_evicted_bucket_never_seen_by_new_key (key {key2})");
+    check(&name, 3, move || {
         let now_b = T0 + 5 * T;
         let limiter: Arc<Keyed<1, 1>> = Arc::new(
             KeyedLimiter::new(quota(2), FullPolicy::Reject).expect("quota within the keyed range"),
         );
         limiter.try_acquire_n(&1, 2, at(T0)).unwrap();
         let la = limiter.clone();
-        let a = thread::spawn(move || la.try_acquire(&2, at(T0)));
+        let a = thread::spawn(move || la.try_acquire(&key2, at(T0)));
         let lb = limiter.clone();
-        let b = thread::spawn(move || lb.try_acquire(&2, at(now_b)));
+        let b = thread::spawn(move || lb.try_acquire(&key2, at(now_b)));
         let (ra, rb) = (a.join().unwrap(), b.join().unwrap());
         assert_eq!(rb, Ok(()), "B always inserts key 2 (key 1 idle at now_b)");
         let after_b = KeyedError::RateLimited(fusebox::RateLimited {
@@ -645,21 +677,93 @@ fn keyed_evicted_bucket_never_seen_by_new_key() {
         match ra {
             Err(KeyedError::TableFull) => {
                 assert_eq!(m, metrics(2, 1, 1, 1, 1));
-                assert_eq!(limiter.available(&2, at(now_b)), 1);
+                assert_eq!(limiter.available(&key2, at(now_b)), 1);
             }
             Err(e) if e == after_b => {
                 assert_eq!(m, metrics(2, 1, 1, 0, 1));
-                assert_eq!(limiter.available(&2, at(now_b)), 1);
+                assert_eq!(limiter.available(&key2, at(now_b)), 1);
             }
             Ok(()) => {
                 assert_eq!(m, metrics(3, 0, 1, 0, 1));
                 // A at T0 (arrival T0+1s), then B at now_b: max(T0+1s, now_b) + 1s.
-                assert_eq!(limiter.available(&2, at(now_b)), 1);
+                assert_eq!(limiter.available(&key2, at(now_b)), 1);
             }
             Err(e) => panic!("A decided on the wrong bucket: {e:?}"),
         }
         assert_eq!(limiter.available(&1, at(now_b)), 2, "key 1 evicted");
     });
+}
+
+/// (c6) An eviction racing a stale-clock return of the evicted key (issue
+/// 10, 2b). One slot, burst 1: key 1 charged at T0 (full again at T0+T).
+/// B, at T0+T, asks a key for 2 tokens: over capacity, but the insertion
+/// comes first and evicts key 1 (idle at B's `now`), leaving B's key
+/// uncharged; or, while A is pinned on key 1, B finds no idle slot
+/// (`TableFull`). A, whose clock is T/2 behind B's, takes key 1. To A's
+/// clock key 1 was never full again, so A is refused whatever the
+/// interleaving: rate limited for T/2 (key 1 still there, or re-inserted
+/// from its eviction mark in place of B's key) or `TableFull` (B's key
+/// started from the same mark, so busy to A). Never admitted: that would
+/// be a second token within T/2 with burst 1. Afterwards key 1 reads 0
+/// tokens at A's `now` and 1 at T0+T, whether it is in the table or not.
+///
+/// Run with B's key sharing key 1's mark and with one apart from it; both
+/// ways each path is reached (coverage asserted): with the shared mark A
+/// after B is `TableFull`, with separate marks A evicts B's key and
+/// re-inserts key 1 from its mark (two evictions).
+#[test]
+fn keyed_eviction_races_stale_return_of_evicted_key() {
+    let (sharing, apart) = keys_by_mark_of_key_1();
+    for key_b in [sharing, apart] {
+        let name = format!("keyed_eviction_races_stale_return_of_evicted_key (key {key_b})");
+        // Reached: A refused by key 1's own bucket after two evictions
+        // (re-inserted from the mark), A TableFull.
+        let reached = std::sync::Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let seen = reached.clone();
+        check(&name, 3, move || {
+            let (now_a, now_b) = (T0 + T / 2, T0 + T);
+            let limiter: Arc<Keyed<1, 1>> = Arc::new(
+                KeyedLimiter::new(quota(1), FullPolicy::Reject)
+                    .expect("quota within the keyed range"),
+            );
+            limiter.try_acquire(&1, at(T0)).unwrap();
+            let la = limiter.clone();
+            let a = thread::spawn(move || la.try_acquire(&1, at(now_a)));
+            let lb = limiter.clone();
+            let b = thread::spawn(move || lb.try_acquire_n(&key_b, 2, at(now_b)));
+            let (ra, rb) = (a.join().unwrap(), b.join().unwrap());
+            let over = Err(KeyedError::InsufficientCapacity(
+                fusebox::bucket::InsufficientCapacity {
+                    requested: 2,
+                    burst: 1,
+                },
+            ));
+            let half = Err(KeyedError::RateLimited(fusebox::RateLimited {
+                retry_after: Duration::from_micros(T / 2),
+            }));
+            let full = Err(KeyedError::TableFull);
+            assert!(ra == half || ra == full, "key 1 admitted again: {ra:?}");
+            assert!(rb == over || (rb == full && ra == half), "{ra:?}, {rb:?}");
+            let m = limiter.metrics();
+            assert_eq!((m.allowed, m.limited, m.keys), (1, 2, 1), "{m:?}");
+            assert_eq!(m.evictions == 0, rb == full, "{m:?}");
+            if ra == half && m.evictions == 2 {
+                seen[0].fetch_add(1, Relaxed);
+            }
+            if ra == full {
+                seen[1].fetch_add(1, Relaxed);
+            }
+            assert_eq!(limiter.available(&1, at(now_a)), 0);
+            assert_eq!(limiter.available(&1, at(now_b)), 1);
+        });
+        let reached = reached.each_ref().map(|r| r.load(Relaxed) > 0);
+        let expected = if key_b == sharing {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        assert_eq!(reached, expected, "key {key_b}");
+    }
 }
 
 /// (d) FullPolicy::Reject, two slots, both keys busy (charged at `now`).

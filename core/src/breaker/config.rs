@@ -2,7 +2,9 @@
 
 use core::fmt;
 
-use super::word::{MAX_CLOSE_AFTER, MAX_CONSECUTIVE, MAX_HALF_OPEN_PERMITS, MAX_OPEN_FOR};
+use super::word::{
+    MAX_CLOSE_AFTER, MAX_CONSECUTIVE, MAX_HALF_OPEN_PERMITS, MAX_OPEN_FOR, MAX_STREAK,
+};
 use crate::Duration;
 
 /// The largest count-based window, in calls.
@@ -74,8 +76,9 @@ pub enum ConfigError {
     },
     /// `open_for` was zero or longer than [`Config::MAX_OPEN_FOR`].
     OpenForOutOfRange(Duration),
-    /// `max_open_for` was shorter than `open_for` or longer than
-    /// [`Config::MAX_OPEN_FOR`].
+    /// `max_open_for` was shorter than `open_for`, longer than
+    /// [`Config::MAX_OPEN_FOR`], or more than `open_for · 2¹⁵` (the open
+    /// time doubles at most 15 times: the re-opening streak is 4 bits).
     MaxOpenForOutOfRange(Duration),
     /// `half_open_permits` was not in `1..=63`.
     HalfOpenPermitsOutOfRange(u8),
@@ -116,7 +119,7 @@ impl fmt::Display for ConfigError {
             ),
             Self::MaxOpenForOutOfRange(d) => write!(
                 f,
-                "max_open_for must be at least open_for and at most {MAX_OPEN_FOR:?}, got {d:?}"
+                "max_open_for must be at least open_for, at most open_for * 2^15 and at most {MAX_OPEN_FOR:?}, got {d:?}"
             ),
             Self::HalfOpenPermitsOutOfRange(n) => write!(
                 f,
@@ -279,7 +282,8 @@ impl ConfigBuilder {
         self
     }
     /// Double the open time on every re-opening from half-open, up to
-    /// `max`. Closing resets the growth.
+    /// `max` (at most `open_for · 2¹⁵`: 15 doublings). Closing resets the
+    /// growth.
     pub const fn max_open_for(mut self, max: Duration) -> Self {
         self.max_open_for = Some(max);
         self
@@ -345,7 +349,9 @@ impl ConfigBuilder {
             None => self.open_for,
             Some(m)
                 if m.as_micros() < self.open_for.as_micros()
-                    || m.as_micros() > MAX_OPEN_FOR.as_micros() =>
+                    || m.as_micros() > MAX_OPEN_FOR.as_micros()
+                    || m.as_micros()
+                        > self.open_for.as_micros().saturating_mul(1 << MAX_STREAK) =>
             {
                 return Err(ConfigError::MaxOpenForOutOfRange(m))
             }

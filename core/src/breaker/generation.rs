@@ -10,6 +10,7 @@ impl CircuitBreaker {
     /// generation before it): helps an installer that has not published
     /// yet. If `cur` is no longer installed, the value is meaningless, and
     /// so harmless: the caller's CAS on `cur` fails.
+    #[inline(never)] // off the hot path; one copy keeps firmware small
     pub(super) fn settled_epoch(&self, cur: Word) -> Epoch {
         let epoch = self.epoch.load(Ordering::Acquire);
         if cur.kind() == Kind::Open || low(epoch) == cur.gen() {
@@ -37,6 +38,7 @@ impl CircuitBreaker {
 
     /// Publishes generation `gen` into the epoch once its word is installed
     /// (a no-op if another caller already helped).
+    #[inline(never)]
     pub(super) fn publish(&self, gen: Epoch) {
         let _ = self.epoch.compare_exchange(
             gen.wrapping_sub(1),

@@ -345,3 +345,25 @@ fn a_stale_now_never_fails_open() {
         }
     }
 }
+
+#[test]
+fn a_snapshot_at_a_stale_now_restores() {
+    let open_for = Config::MAX_OPEN_FOR;
+    let b = CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(1)
+            .open_for(open_for)
+            .build()
+            .unwrap(),
+    );
+    let trip_at = T0 + open_for + open_for;
+    failures_until_open(&b, trip_at, 1).unwrap();
+    let stale = trip_at - open_for;
+    assert_eq!(b.state(stale), State::Open);
+    let snapshot = b.snapshot(stale);
+    let left = snapshot.open_remaining.unwrap();
+    assert!(left >= open_for && left <= open_for + Duration::from_micros(word::TICK_MICROS));
+    let other = CircuitBreaker::new(*b.config());
+    other.restore(&snapshot, T0).unwrap();
+    assert_eq!(other.state(T0), State::Open);
+}

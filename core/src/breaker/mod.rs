@@ -55,6 +55,7 @@
 
 mod config;
 mod generation;
+mod merge;
 mod permit;
 mod record;
 #[cfg(feature = "serde")]
@@ -64,6 +65,7 @@ mod window;
 pub(crate) mod word;
 
 pub use config::{Config, ConfigBuilder, ConfigError, MAX_WINDOW};
+pub use merge::{Decision, MergeError};
 pub use permit::{OwnedPermit, Permit};
 pub use snapshot::{Snapshot, SnapshotError};
 
@@ -200,11 +202,12 @@ struct Counters {
 ///
 /// # Size
 ///
-/// The state word, the epoch (the full generation: 8 bytes where the target
-/// has 64-bit atomics, 4 on 32-bit microcontrollers), the sliding window (64
+/// The state word, the epoch (the full generation) and the merged fleet
+/// version (8 bytes each where the target has 64-bit atomics, 4 on 32-bit
+/// microcontrollers), the sliding window (64
 /// tagged 16-bit slots plus a publication counter), seven statistics counters
 /// (8 bytes each where the target has 64-bit atomics, 4 bytes on 32-bit
-/// microcontrollers) and the 32-byte [`Config`]: 240 bytes on x86-64, 204 on
+/// microcontrollers) and the 32-byte [`Config`]: 248 bytes on x86-64, 208 on
 /// Cortex-M (alignment padding included).
 #[derive(Debug)]
 // `repr(C)` keeps this order: the state word (read on every call, written
@@ -218,6 +221,9 @@ pub struct CircuitBreaker {
     /// The full number of the latest generation, or one behind it while its
     /// installer has not yet published it (see the module docs).
     epoch: EpochWord,
+    /// The newest fleet decision merged: `version << 1 | busy` (see
+    /// `merge`).
+    merged: EpochWord,
     config: Config,
     window: Window,
     counters: Counters,
@@ -230,6 +236,7 @@ impl CircuitBreaker {
             Self {
                 state: AtomicU32::new(Word::closed(0, 0, Cursor::EMPTY).0),
                 epoch: EpochWord::new(0),
+                merged: EpochWord::new(0),
                 window: Window::new(),
                 counters: Counters {
                     successes: Counter::new(),
@@ -477,9 +484,9 @@ mod tests;
 const _: () = assert!(
     core::mem::size_of::<CircuitBreaker>()
         == if cfg!(target_has_atomic = "64") {
-            240
+            248
         } else {
-            204
+            208
         }
 );
 

@@ -32,37 +32,12 @@ impl CircuitBreaker {
             return self.settle(cur, gen, false, false, false, now);
         }
         if outcome == Outcome::Success && !half_open && elapsed < self.config.slow_threshold {
-            return self.record_fast_success(gen, now);
+            // A fast closed success under a rate policy: counted here; its
+            // claim returns early in `record_window` in the steady state.
+            self.counters.successes.incr();
+            return self.settle(self.load(), gen, false, false, false, now);
         }
         self.record_counted(gen, half_open, outcome, now, elapsed)
-    }
-
-    /// A fast closed success under a rate policy: count it, claim its window
-    /// place (resetting any consecutive-failure count), and only tally when
-    /// it completes `minimum_calls` (see the `window` module).
-    #[inline(never)]
-    pub(super) fn record_fast_success(&self, gen: Epoch, now: Instant) -> Option<Transition> {
-        self.counters.successes.incr();
-        let size = u32::from(self.config.window);
-        let mut cur = self.load();
-        if !self.owns(cur, gen, false) {
-            return None; // a stale permit: counted, changes no state
-        }
-        let claimed = loop {
-            let new = Word::closed(cur.gen(), 0, cur.cursor().next(size));
-            match self.cas(cur, new) {
-                Ok(()) => break cur.cursor(),
-                Err(actual) if actual.owns(low(gen), false) => cur = actual,
-                Err(_) => return None,
-            }
-        };
-        let cfg = &self.config;
-        let first_lap = !claimed.full && claimed.count < size;
-        let completes_minimum = first_lap && claimed.count + 1 >= u32::from(cfg.minimum_calls);
-        if !completes_minimum && self.window.holds_fast_success(cfg.window, claimed.count) {
-            return None; // the steady state: nothing to write, nothing to tally
-        }
-        self.record_window(gen, claimed, false, false, now)
     }
 
     /// Every record but the hot path: counts the outcome, then settles it.
@@ -141,7 +116,7 @@ impl CircuitBreaker {
                 (_, true) => cur.failures() + 1,
             };
             if threshold != 0 && failures >= threshold {
-                match self.trip(cur, gen, now) {
+                match self.trip_closed(cur, gen, now) {
                     Ok(t) => return Some(t),
                     Err(actual) => {
                         cur = actual;
@@ -163,11 +138,17 @@ impl CircuitBreaker {
                 Err(actual) => cur = actual,
             }
         };
-        if windowed {
-            self.record_window(gen, claimed, failure, slow, now)
-        } else {
-            None
+        if !windowed {
+            return None;
         }
+        let size = u32::from(cfg.window);
+        let first_lap = !claimed.full && claimed.count < size;
+        let completes_minimum = first_lap && claimed.count + 1 >= u32::from(cfg.minimum_calls);
+        let quiet = !(failure || slow || completes_minimum);
+        if quiet && self.window.holds_fast_success(cfg.window, claimed.count) {
+            return None; // the steady state: nothing to write, nothing to tally
+        }
+        self.record_window(gen, claimed, failure, slow, quiet, now)
     }
 
     /// The sliding-window part of a closed record: write the claimed slot,
@@ -179,6 +160,7 @@ impl CircuitBreaker {
         claimed: Cursor,
         failure: bool,
         slow: bool,
+        quiet: bool,
         now: Instant,
     ) -> Option<Transition> {
         let cfg = &self.config;
@@ -188,9 +170,7 @@ impl CircuitBreaker {
                 let cur = self.load();
                 cur.owns(low(gen), false) && cur.cursor().still_holds(claimed.count, size)
             });
-        let first_lap = !claimed.full && claimed.count < size;
-        let completes_minimum = first_lap && claimed.count + 1 >= u32::from(cfg.minimum_calls);
-        if !(failure || slow || completes_minimum) {
+        if quiet {
             return None; // a fast success in a full window cannot raise a rate
         }
         // The cursor is read after the sync, so it covers every claim whose
@@ -210,7 +190,7 @@ impl CircuitBreaker {
             if !trip {
                 return None;
             }
-            match self.trip(cur, gen, now) {
+            match self.trip_closed(cur, gen, now) {
                 Ok(t) => return Some(t),
                 Err(actual) => cur = actual,
             }
@@ -218,7 +198,12 @@ impl CircuitBreaker {
     }
 
     /// Opens the closed word `cur` of generation `gen` at `now`.
-    pub(super) fn trip(&self, cur: Word, gen: Epoch, now: Instant) -> Result<Transition, Word> {
+    pub(super) fn trip_closed(
+        &self,
+        cur: Word,
+        gen: Epoch,
+        now: Instant,
+    ) -> Result<Transition, Word> {
         // The Open word carries no generation: the epoch must name `cur`'s
         // before it goes.
         self.publish(gen);

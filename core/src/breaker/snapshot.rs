@@ -24,7 +24,8 @@ pub struct Snapshot {
     pub half_open_successes: u8,
     /// Re-openings from half-open since the last close (open-time growth).
     pub reopen_streak: u8,
-    /// Time left until half-open, when open.
+    /// Time left until half-open, when open (at a `now` earlier than the
+    /// trip, at most the open time for the streak plus one 1.024 ms tick).
     pub open_remaining: Option<Duration>,
     /// Calls in the sliding window (≤ 64).
     pub window_calls: u8,
@@ -55,6 +56,13 @@ pub enum SnapshotError {
     /// [`Config::MAX_OPEN_FOR`](super::Config::MAX_OPEN_FOR) plus one
     /// 1.024 ms tick.
     OpenRemaining,
+    /// A field set that the state cannot have (a window or failure count
+    /// outside `Closed`, half-open successes outside `HalfOpen`, a
+    /// remaining time outside `Open`, a streak on `Closed`/`ForcedOpen`).
+    Inconsistent,
+    /// Counters that cannot be: their sum overflows `u64`, or more slow
+    /// calls than recorded ones.
+    Metrics,
 }
 
 impl fmt::Display for SnapshotError {
@@ -67,6 +75,8 @@ impl fmt::Display for SnapshotError {
             Self::ReopenStreak(n) => write!(f, "re-open streak {n} above {MAX_STREAK}"),
             Self::Window => f.write_str("sliding-window data out of range"),
             Self::OpenRemaining => f.write_str("open state without a valid remaining time"),
+            Self::Inconsistent => f.write_str("fields that the snapshot's state cannot have"),
+            Self::Metrics => f.write_str("impossible counters"),
         }
     }
 }
@@ -108,7 +118,12 @@ impl CircuitBreaker {
                 Kind::HalfOpen => (0, cur.successes() as u8, cur.streak() as u8, None),
                 Kind::Open => {
                     let open_for = self.config.open_duration(cur.streak());
-                    let left = word::remaining(cur, open_for, now).unwrap_or(Duration::ZERO);
+                    // A stale `now` reads up to `open_for` more: capped at
+                    // what a trip at `now` would leave, so any snapshot
+                    // restores.
+                    let left = word::remaining(cur, open_for, now)
+                        .unwrap_or(Duration::ZERO)
+                        .min(open_for + Duration::from_micros(TICK_MICROS));
                     (0, 0, cur.streak() as u8, Some(left))
                 }
                 Kind::ForcedOpen => (0, 0, 0, None),
@@ -151,6 +166,7 @@ impl CircuitBreaker {
         if u32::from(s.reopen_streak) > MAX_STREAK {
             return Err(SnapshotError::ReopenStreak(s.reopen_streak));
         }
+        validate_fields(s)?;
         let calls = u32::from(s.window_calls);
         let in_window = if calls >= 64 {
             u64::MAX
@@ -234,5 +250,38 @@ impl CircuitBreaker {
         c.abandoned.set(m.abandoned);
         c.ignored.set(m.ignored);
         Ok(())
+    }
+}
+
+/// The checks of a snapshot that do not depend on the configuration:
+/// fields only their state may have, and possible counters.
+fn validate_fields(s: &Snapshot) -> Result<(), SnapshotError> {
+    let closed_only = s.consecutive_failures != 0 || s.window_calls != 0;
+    let consistent = match s.state {
+        State::Closed => {
+            s.half_open_successes == 0 && s.reopen_streak == 0 && s.open_remaining.is_none()
+        }
+        State::HalfOpen => !closed_only && s.open_remaining.is_none(),
+        State::Open => !closed_only && s.half_open_successes == 0,
+        State::ForcedOpen => {
+            !closed_only
+                && s.half_open_successes == 0
+                && s.reopen_streak == 0
+                && s.open_remaining.is_none()
+        }
+    };
+    if !consistent {
+        return Err(SnapshotError::Inconsistent);
+    }
+    let m = &s.metrics;
+    let possible = m.successes.checked_add(m.failures).and_then(|recorded| {
+        let total = [m.ignored, m.abandoned, m.rejected]
+            .iter()
+            .try_fold(recorded, |sum, &c| sum.checked_add(c));
+        total.filter(|_| m.slow_calls <= recorded)
+    });
+    match possible {
+        Some(_) => Ok(()),
+        None => Err(SnapshotError::Metrics),
     }
 }

@@ -407,6 +407,7 @@ fn restore_rejects_corrupt_snapshots_and_changes_nothing() {
         (
             Snapshot {
                 state: State::HalfOpen,
+                consecutive_failures: 0,
                 half_open_successes: 2,
                 ..good
             },
@@ -437,6 +438,7 @@ fn restore_rejects_corrupt_snapshots_and_changes_nothing() {
         (
             Snapshot {
                 state: State::Open,
+                consecutive_failures: 0,
                 open_remaining: None,
                 ..good
             },
@@ -445,10 +447,81 @@ fn restore_rejects_corrupt_snapshots_and_changes_nothing() {
         (
             Snapshot {
                 state: State::Open,
+                consecutive_failures: 0,
                 open_remaining: Some(Duration::MAX),
                 ..good
             },
             SnapshotError::OpenRemaining,
+        ),
+    ];
+    for (bad, err) in cases {
+        assert_eq!(b.restore(&bad, T0), Err(err), "{bad:?}");
+        assert_eq!(b.snapshot(T0), good, "unchanged after {err}");
+    }
+}
+
+#[test]
+fn restore_rejects_impossible_field_sets_and_counters() {
+    let cfg = consecutive(3).half_open_permits(2).build().unwrap();
+    let b = CircuitBreaker::new(cfg);
+    fail(&b, T0);
+    let good = b.snapshot(T0);
+    let cases = [
+        // Fields the state cannot have.
+        (
+            Snapshot {
+                state: State::Open,
+                open_remaining: Some(Duration::from_secs(1)),
+                ..good // a consecutive-failure count while open
+            },
+            SnapshotError::Inconsistent,
+        ),
+        (
+            Snapshot {
+                open_remaining: Some(Duration::from_secs(1)),
+                ..good // a remaining time while closed
+            },
+            SnapshotError::Inconsistent,
+        ),
+        (
+            Snapshot {
+                state: State::ForcedOpen,
+                consecutive_failures: 0,
+                reopen_streak: 2,
+                ..good
+            },
+            SnapshotError::Inconsistent,
+        ),
+        (
+            Snapshot {
+                state: State::HalfOpen,
+                consecutive_failures: 0,
+                window_calls: 1,
+                ..good
+            },
+            SnapshotError::Inconsistent,
+        ),
+        // Impossible counters.
+        (
+            Snapshot {
+                metrics: Metrics {
+                    successes: u64::MAX,
+                    abandoned: 1,
+                    ..good.metrics
+                },
+                ..good
+            },
+            SnapshotError::Metrics,
+        ),
+        (
+            Snapshot {
+                metrics: Metrics {
+                    slow_calls: 5,
+                    ..good.metrics
+                },
+                ..good
+            },
+            SnapshotError::Metrics,
         ),
     ];
     for (bad, err) in cases {
@@ -617,8 +690,8 @@ fn extreme_instants_never_panic() {
 fn size_is_as_documented() {
     let size = core::mem::size_of::<CircuitBreaker>();
     assert_eq!(core::mem::size_of::<Config>(), 32);
-    // State word + padding + 8-byte epoch, the window (132 bytes, padded to
+    // State word + padding + 8-byte epoch and merged version, the window (132 bytes, padded to
     // 136 before the 8-byte counters), six counters, the config.
     #[cfg(target_has_atomic = "64")]
-    assert_eq!(size, 4 + 4 + 8 + 136 + 7 * 8 + 32);
+    assert_eq!(size, 4 + 4 + 8 + 8 + 136 + 7 * 8 + 32);
 }

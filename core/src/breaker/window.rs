@@ -282,10 +282,17 @@ impl Window {
             cursor.count
         };
         let full = cursor.full || lap;
-        // Oldest first: the previous lap's slots pos.., then this lap's ..pos.
-        let previous = (pos..size).filter(|_| full).map(|s| (s, !lap));
-        let current = (0..pos).map(|s| (s, lap));
-        for (slot, slot_lap) in previous.chain(current) {
+        // Oldest first: the previous lap's slots pos.. (when there was one),
+        // then this lap's ..pos.
+        for k in 0..size {
+            let (slot, slot_lap) = if pos + k < size {
+                if !full {
+                    continue;
+                }
+                (pos + k, !lap)
+            } else {
+                (pos + k - size, lap)
+            };
             let value = self.slots[slot as usize & 63].load(Ordering::Relaxed);
             f(if value & TAG_MASK == tag(gen, slot_lap) {
                 value

@@ -201,6 +201,19 @@ impl Params {
         Self::not_fresh(self.scaled(now_micros).wrapping_add(ahead) & self.mask)
     }
 
+    /// The `tat` of a bucket that is full again at `micros` (never
+    /// `FRESH`: one scaled unit later instead).
+    pub(crate) const fn full_at(&self, micros: u64) -> u64 {
+        Self::not_fresh(self.scaled(micros))
+    }
+
+    /// How far behind a previous call's `now` a `now` may be and still
+    /// read a drained bucket as drained, in scaled units (see the module
+    /// docs): `2^(BITS-6)` on 33- to 63-bit words, ~1.05 s on 32 bits.
+    pub(crate) const fn tolerance(&self) -> u64 {
+        self.horizon - self.capacity
+    }
+
     const fn not_fresh(tat: u64) -> u64 {
         if tat == FRESH {
             1

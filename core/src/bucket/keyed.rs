@@ -47,7 +47,8 @@
 //! * Inserting a new key takes a short critical section (the
 //!   `critical-section` crate): the lookup is
 //!   repeated inside it (so a key is never inserted twice), then an empty
-//!   slot is claimed or an **idle** one (its bucket full again) evicted.
+//!   slot is claimed or an **idle** one (its bucket full again) evicted
+//!   (see [Eviction](#eviction)).
 //!   Eviction locks the slot (the bucket word, or the state word on
 //!   Cortex-M) by a CAS that only succeeds with nobody pinned (registered)
 //!   and nothing changed since it read the pending count it folds, so a
@@ -58,6 +59,23 @@
 //! * When every slot of the key's probe window holds a busy key, the
 //!   [`FullPolicy`] decides: reject, or charge a shared overflow bucket.
 //!   Never an unlimited pass.
+//!
+//! # Eviction
+//!
+//! A key is evicted only when idle: its bucket full again at the evicting
+//! caller's `now`. A caller whose `now` is behind that one (within the
+//! tolerance below) would still find the bucket drained, so the eviction
+//! leaves a *mark*: the instant the bucket became full, kept (the latest)
+//! in one of 8 marks picked by the key's fingerprint. A key inserted later
+//! starts its bucket full *at its fingerprint's mark* rather than full
+//! now, so a key that comes back, in whatever slot, is never fuller than
+//! it left: per key, at most `burst + rate·Δ` tokens are admitted among
+//! calls whose `now`s lie within `Δ` of each other, evictions included. A
+//! new key sharing the mark starts equally drained, which only a caller
+//! behind the mark (at most the evicting caller's `now`) notices: it may
+//! wait up to its own lag, and never gets more. (Under
+//! [`FullPolicy::Overflow`] a key that finds no slot is charged to the
+//! shared bucket instead of its own, as documented there.)
 //!
 //! # Range
 //!
@@ -78,6 +96,7 @@
 //! [`FixedState`]: foldhash::fast::FixedState
 
 mod insert;
+mod marks;
 #[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
 mod packed;
 #[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
@@ -93,6 +112,7 @@ use core::mem::MaybeUninit;
 
 use foldhash::fast::FixedState;
 
+use self::marks::Marks;
 #[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
 use self::packed as design;
 #[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
@@ -213,6 +233,9 @@ pub struct KeyedLimiter<K, const N: usize, const TIERS: usize = 1> {
     hasher: FixedState,
     tier_of: Option<fn(&K) -> usize>,
     keys: AtomicU32,
+    /// Where evicted keys' buckets stood, for their return; accessed only
+    /// inside the critical section (see the `marks` module).
+    marks: Marks,
     allowed: Counter,
     limited: Counter,
     evictions: Counter,
@@ -221,7 +244,8 @@ pub struct KeyedLimiter<K, const N: usize, const TIERS: usize = 1> {
 
 // SAFETY: keys are shared between threads only through `&K` comparisons
 // (needs `K: Sync`) and are moved in and dropped by whichever thread inserts
-// or evicts (needs `K: Send`); every other field is atomic or immutable.
+// or evicts (needs `K: Send`); the eviction marks are accessed only inside
+// the critical section; every other field is atomic or immutable.
 unsafe impl<K: Send + Sync, const N: usize, const TIERS: usize> Sync for KeyedLimiter<K, N, TIERS> {}
 // SAFETY: as above; sending the limiter sends its keys.
 unsafe impl<K: Send, const N: usize, const TIERS: usize> Send for KeyedLimiter<K, N, TIERS> {}
@@ -277,6 +301,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
             hasher: FixedState::with_seed(0x243f_6a88_85a3_08d3),
             tier_of: None,
             keys: AtomicU32::new(0),
+            marks: Marks::new(),
             allowed: Counter::new(),
             limited: Counter::new(),
             evictions: Counter::new(),
@@ -338,8 +363,10 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         self.acquire(key, n, None, now)
     }
 
-    /// Whole tokens available to `key` at `now` (the full burst of its tier
-    /// if it is not in the table).
+    /// Whole tokens available to `key` at `now`. A key not in the table
+    /// reads what it would start with if inserted now: the full burst of
+    /// its tier, or less for a caller whose `now` is behind a recent
+    /// eviction (see the module docs).
     pub fn available(&self, key: &K, now: Instant) -> u32 {
         let (fp, home) = self.locate(key);
         for i in Self::window(home) {
@@ -357,7 +384,9 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
                 params.available(Self::tat_locked(slot), now.as_micros()) as u32
             } else {
                 let tier = self.tier_of.map_or(0, |f| f(key)).min(TIERS - 1);
-                self.tiers[tier].burst()
+                // SAFETY: inside the critical section.
+                let start = unsafe { self.start(fp, tier, now) };
+                self.params[tier].available(start, now.as_micros()) as u32
             }
         })
     }

@@ -231,3 +231,86 @@ fn new_refuses_a_quota_out_of_range_with_a_typed_error() {
     let got = KeyedLimiter::<u32, 4>::new(long, FullPolicy::Reject);
     assert_eq!(got.err(), Some(crate::bucket::QuotaError::TooLong));
 }
+
+/// Issue 10, point 2b: an evicted key must not get a second burst from a
+/// caller whose clock is behind the evicting caller's (within the
+/// documented tolerance, a stale `now` only denies). One token per 1 000
+/// µs, burst 1.
+#[test]
+fn an_evicted_key_gets_no_second_burst_from_a_stale_clock() {
+    let quota = Quota::with_period(Duration::from_micros(1_000)).unwrap();
+    let l: KeyedLimiter<u64, 2> =
+        KeyedLimiter::new(quota, FullPolicy::Reject).expect("quota within the keyed range");
+    let at = Instant::from_micros;
+    l.try_acquire(&1, at(1_000)).unwrap();
+    l.try_acquire(&2, at(10_000)).unwrap();
+    // Key 2 is full again at 11 000 (exactly idle); key 3 evicts it.
+    l.try_acquire(&3, at(11_000)).unwrap();
+    assert_eq!(l.metrics().evictions, 1);
+    // Another caller's clock, 0.5 ms behind: key 2 was admitted at 10 000
+    // with burst 1, so its next token is due at 11 000.
+    assert_eq!(
+        l.try_acquire(&2, at(10_500)),
+        Err(KeyedError::RateLimited(RateLimited {
+            retry_after: Duration::from_micros(500)
+        }))
+    );
+    // At 11 000 it is admitted again, as its old bucket would.
+    l.try_acquire(&2, at(11_000)).unwrap();
+}
+
+/// One token per 1 000 µs, burst 1.
+fn one_per_ms() -> Quota {
+    Quota::with_period(Duration::from_micros(1_000)).unwrap()
+}
+
+/// The mark outlives a re-insertion that charges nothing: a returning key
+/// asking for more than its burst is inserted uncharged, and must still
+/// not be full to a stale caller afterwards (its bucket starts at the
+/// mark, never at "full for ever").
+#[test]
+fn an_evicted_key_reinserted_uncharged_keeps_its_mark() {
+    let l: KeyedLimiter<u64, 2> =
+        KeyedLimiter::new(one_per_ms(), FullPolicy::Reject).expect("quota within the keyed range");
+    let at = Instant::from_micros;
+    l.try_acquire(&1, at(1_000)).unwrap();
+    l.try_acquire(&2, at(10_000)).unwrap();
+    l.try_acquire(&3, at(11_000)).unwrap(); // evicts key 2
+    assert_eq!(l.available(&2, at(10_500)), 0, "absent, read from its mark");
+    assert_eq!(l.available(&2, at(11_000)), 1);
+    assert!(matches!(
+        l.try_acquire_n(&2, 2, at(11_000)),
+        Err(KeyedError::InsufficientCapacity(_))
+    ));
+    assert_eq!(l.metrics().evictions, 2, "key 2 is back, uncharged");
+    assert!(matches!(
+        l.try_acquire(&2, at(10_500)),
+        Err(KeyedError::RateLimited(_))
+    ));
+    l.try_acquire(&2, at(11_000)).unwrap();
+}
+
+/// The price of the marks: a never-seen key sharing a mark (here every
+/// key hashes alike) starts drained up to it, which only a caller whose
+/// clock is behind the mark sees, and only until the mark.
+#[test]
+fn a_new_key_sharing_a_mark_waits_only_for_callers_behind_it() {
+    let l: KeyedLimiter<Colliding, 2> =
+        KeyedLimiter::new(one_per_ms(), FullPolicy::Reject).expect("quota within the keyed range");
+    let at = Instant::from_micros;
+    l.try_acquire(&Colliding(1), at(1_800)).unwrap(); // home slot, full at 2 800
+    l.try_acquire(&Colliding(2), at(500)).unwrap(); // next slot, full at 1 500
+    l.try_acquire(&Colliding(3), at(5_000)).unwrap(); // evicts 1: mark 2 800
+                                                      // A stale caller (3.4 ms behind) brings key 4, evicting key 2 (idle at
+                                                      // 1 600): key 4 starts full at the mark, 1 200 µs away.
+    assert_eq!(
+        l.try_acquire(&Colliding(4), at(1_600)),
+        Err(KeyedError::RateLimited(RateLimited {
+            retry_after: Duration::from_micros(1_200)
+        }))
+    );
+    l.try_acquire(&Colliding(4), at(2_800)).unwrap();
+    // A caller at or after the mark never notices it.
+    l.try_acquire(&Colliding(5), at(9_000)).unwrap();
+    assert_eq!(l.available(&Colliding(6), at(9_000)), 1);
+}

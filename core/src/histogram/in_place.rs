@@ -42,8 +42,6 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
 
 #[cfg(feature = "alloc")]
 mod boxed {
-    extern crate alloc;
-
     use alloc::alloc::{alloc_zeroed, handle_alloc_error, Layout};
     use alloc::boxed::Box;
 

@@ -5,6 +5,7 @@
 
 use core::hash::Hash;
 
+use super::marks;
 use super::state::{EMPTY, FP_SHIFT, LOCKED};
 use super::{KeyedError, KeyedLimiter};
 use crate::bucket::{take, InsufficientCapacity};
@@ -86,25 +87,58 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
             // EMPTY -> LOCKED cannot race: only the critical section claims
             // (a caller's pin or registration needs a live state).
             slot.state.store(LOCKED, Ordering::Relaxed);
-            Self::fill(slot, key, fp, tier);
+            // SAFETY: inside the critical section.
+            let start = unsafe { self.start(fp, tier, now) };
+            Self::fill(slot, key, fp, tier, start);
             self.keys.fetch_add(1, Ordering::Relaxed);
             return Some(i);
         }
         for i in Self::window(home) {
             let slot = &self.slots[i];
             // Locks the slot if its key is idle and nobody is on it.
-            let Some(pending) = self.lock_if_idle(slot, now) else {
+            let Some(evicted) = self.lock_if_idle(slot, now) else {
                 continue;
             };
             // The evicted key's admissions not yet folded.
-            self.allowed.add(pending);
+            self.allowed.add(evicted.pending);
+            // Where its bucket stood, for its return (see `marks`).
+            let params = self.params_of(evicted.state);
+            if let Some(mark) = marks::left_by(params, evicted.tat, now.as_micros()) {
+                // SAFETY: inside the critical section.
+                unsafe { self.marks.raise(evicted.state >> FP_SHIFT, mark) };
+            }
             // SAFETY: the slot was live (initialised key) and is locked with
             // nobody on it; nobody else can reach the key.
             unsafe { (*slot.key.get()).assume_init_drop() };
-            Self::fill(slot, key, fp, tier);
+            // SAFETY: inside the critical section.
+            let start = unsafe { self.start(fp, tier, now) };
+            Self::fill(slot, key, fp, tier, start);
             self.evictions.incr();
             return Some(i);
         }
         None
     }
+
+    /// The arrival time a key with fingerprint `fp` starts from in `tier`
+    /// if inserted at `now`: full, unless its fingerprint's eviction mark
+    /// says otherwise (see `marks`).
+    ///
+    /// # Safety
+    ///
+    /// * The caller is inside `crate::sync::critical`.
+    pub(super) unsafe fn start(&self, fp: u32, tier: usize, now: Instant) -> u64 {
+        // SAFETY: inside the critical section (the caller's contract).
+        let mark = unsafe { self.marks.get(fp) };
+        marks::start(&self.params[tier], mark, now.as_micros())
+    }
+}
+
+/// A key [`KeyedLimiter::lock_if_idle`] locked out of its slot.
+pub(super) struct Evicted {
+    /// Its admissions counted in the slot and not yet folded.
+    pub(super) pending: u64,
+    /// Its bucket's final arrival time.
+    pub(super) tat: u64,
+    /// Its state word (fingerprint and tier) before the lock.
+    pub(super) state: u32,
 }

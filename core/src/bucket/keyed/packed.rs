@@ -34,9 +34,10 @@
 
 use core::mem::ManuallyDrop;
 
+use super::insert::Evicted;
 use super::state::{self, EMPTY, FP_SHIFT, LOCKED as STATE_LOCKED};
 use super::{over_capacity, KeyedError, KeyedLimiter, Slot};
-use crate::bucket::gcra::{Params, FRESH};
+use crate::bucket::gcra::Params;
 use crate::bucket::{Quota, QuotaError, RateLimited};
 use crate::sync::{Ordering, TatWord};
 use crate::{Duration, Instant};
@@ -53,8 +54,6 @@ const PINS_MASK: u64 = ((1 << TAT_SHIFT) - 1) & !ALLOWED_MASK;
 pub(super) const MAX_PINS: u64 = (PINS_MASK >> ALLOWED_BITS) - 1;
 /// Empty, or being checked or rewritten inside the critical section.
 pub(super) const LOCKED: u64 = u64::MAX;
-/// A fresh bucket, nobody pinned, nothing counted.
-const FRESH_WORD: u64 = FRESH << TAT_SHIFT;
 
 /// Pending admissions moved to the global counter by the next caller.
 /// Small under loom so that the models reach the fold.
@@ -315,10 +314,10 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
     }
 
     /// Inside the critical section: locks live slot `slot` if its key is
-    /// idle (bucket full at `now`) and nobody is pinned, and returns its
-    /// pending admissions; the key is then the caller's to drop. `None`
-    /// leaves the slot as it was.
-    pub(super) fn lock_if_idle(&self, slot: &Slot<K>, now: Instant) -> Option<u64> {
+    /// idle (bucket full at `now`) and nobody is pinned, and returns what
+    /// the key leaves (pending admissions, final arrival time, state); the
+    /// key is then the caller's to drop. `None` leaves the slot as it was.
+    pub(super) fn lock_if_idle(&self, slot: &Slot<K>, now: Instant) -> Option<Evicted> {
         let state = slot.state.load(Ordering::Acquire);
         if state == EMPTY || state == STATE_LOCKED {
             return None;
@@ -336,20 +335,27 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
             .ok()?;
         // No longer a live key for `find_locked` and `Drop`.
         slot.state.store(STATE_LOCKED, Ordering::Relaxed);
-        Some(pending(word))
+        Some(Evicted {
+            pending: pending(word),
+            tat: tat(word),
+            state,
+        })
     }
 
     /// Inside the critical section: writes a clone of `key` into a slot
-    /// whose state and word are LOCKED, and publishes it. (A panicking
-    /// `clone` leaves the slot LOCKED: unusable, never unsound.)
-    pub(super) fn fill(slot: &Slot<K>, key: &K, fp: u32, tier: usize) {
+    /// whose state and word are LOCKED, with a bucket at arrival time
+    /// `start`, and publishes it. (A panicking `clone` leaves the slot
+    /// LOCKED: unusable, never unsound.)
+    pub(super) fn fill(slot: &Slot<K>, key: &K, fp: u32, tier: usize, start: u64) {
         // SAFETY: the word is LOCKED and we are inside the critical section:
         // nobody is pinned and no other writer exists; any previous key was
         // dropped or never written.
         unsafe { (*slot.key.get()).write(key.clone()) };
         slot.state.store(state::live(fp, tier), Ordering::Relaxed);
-        // Publishes the key and the state to the next caller's pin.
-        slot.tat.store(FRESH_WORD, Ordering::Release);
+        // Publishes the key and the state to the next caller's pin: the
+        // bucket, nobody pinned, nothing counted (never LOCKED: the low
+        // fields are zero).
+        slot.tat.store(with_tat(0, start), Ordering::Release);
     }
 }
 

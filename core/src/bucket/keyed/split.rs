@@ -6,6 +6,7 @@
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 
+use super::insert::Evicted;
 use super::state::registration::{
     pending, READER, READERS_MASK, SLOW, UNREGISTER, UNREGISTER_ADMITTED,
 };
@@ -109,9 +110,10 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
 
     /// Inside the critical section: locks live slot `slot` if nobody is
     /// registered and its key is idle (bucket full at `now`), and returns
-    /// its pending admissions; the key is then the caller's to drop. `None`
-    /// leaves the slot as it was.
-    pub(super) fn lock_if_idle(&self, slot: &Slot<K>, now: Instant) -> Option<u64> {
+    /// what the key leaves (pending admissions, final arrival time, state);
+    /// the key is then the caller's to drop. `None` leaves the slot as it
+    /// was.
+    pub(super) fn lock_if_idle(&self, slot: &Slot<K>, now: Instant) -> Option<Evicted> {
         let state = slot.state.load(Ordering::Acquire);
         if state == EMPTY || state == LOCKED || state & READERS_MASK != 0 {
             return None;
@@ -121,23 +123,29 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
         slot.state
             .compare_exchange(state, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
             .ok()?;
+        // Final while locked: a charge needs a registration (or the
+        // critical section, which we hold).
         let tat = load(&slot.tat);
         if self.params_of(state).drained(tat, now.as_micros()) != 0 {
             slot.state.store(state, Ordering::Release); // busy: keep it
             return None;
         }
-        Some(u64::from(pending(state)))
+        Some(Evicted {
+            pending: u64::from(pending(state)),
+            tat,
+            state,
+        })
     }
 
     /// Inside the critical section: writes a clone of `key` into a LOCKED
-    /// slot and publishes it. (A panicking `clone` leaves the slot LOCKED:
-    /// unusable, never unsound.)
-    pub(super) fn fill(slot: &Slot<K>, key: &K, fp: u32, tier: usize) {
+    /// slot, with a bucket at arrival time `start`, and publishes it. (A
+    /// panicking `clone` leaves the slot LOCKED: unusable, never unsound.)
+    pub(super) fn fill(slot: &Slot<K>, key: &K, fp: u32, tier: usize, start: u64) {
         // SAFETY: the slot is LOCKED and we are inside the critical section:
         // no caller is registered and no other writer exists; any previous
         // key was dropped or never written.
         unsafe { (*slot.key.get()).write(key.clone()) };
-        slot.tat.store(gcra::FRESH as _, Ordering::Relaxed);
+        slot.tat.store(start as _, Ordering::Relaxed);
         slot.state.store(state::live(fp, tier), Ordering::Release);
     }
 

@@ -1,0 +1,191 @@
+//! Fleet merge (`CircuitBreaker::merge`) and `trip`, through the public API.
+
+use fusebox::breaker::{
+    CircuitBreaker, Config, Decision, MergeError, Outcome, SnapshotError, State,
+};
+use fusebox::{Duration, Instant};
+
+const T0: Instant = Instant::from_secs(100);
+const MS: Duration = Duration::from_millis(1);
+
+fn breaker() -> CircuitBreaker {
+    CircuitBreaker::new(
+        Config::builder()
+            .failure_rate(50)
+            .window(4)
+            .minimum_calls(4)
+            .open_for(Duration::from_secs(10))
+            .max_open_for(Duration::from_secs(40))
+            .build()
+            .unwrap(),
+    )
+}
+
+fn decision(version: u64, state: State) -> Decision {
+    Decision {
+        version,
+        state,
+        open_remaining: (state == State::Open).then_some(Duration::from_secs(5)),
+        reopen_streak: 0,
+    }
+}
+
+fn record(b: &CircuitBreaker, outcome: Outcome) -> Option<State> {
+    b.try_acquire(T0)
+        .unwrap()
+        .record(outcome, T0, MS)
+        .map(|t| t.to)
+}
+
+#[test]
+fn each_remote_state_applies_with_its_transition() {
+    let b = breaker();
+    let t = b.merge(&decision(1, State::Open), T0).unwrap().unwrap();
+    assert_eq!((t.from, t.to, t.at), (State::Closed, State::Open, T0));
+    let left = b.try_acquire(T0).unwrap_err().retry_after.unwrap();
+    assert!(left >= Duration::from_secs(5) && left < Duration::from_secs(5) + MS + MS);
+    let t = b.merge(&decision(2, State::HalfOpen), T0).unwrap().unwrap();
+    assert_eq!((t.from, t.to), (State::Open, State::HalfOpen));
+    assert!(b.try_acquire(T0).unwrap().is_trial());
+    let t = b
+        .merge(&decision(3, State::ForcedOpen), T0)
+        .unwrap()
+        .unwrap();
+    assert_eq!((t.from, t.to), (State::HalfOpen, State::ForcedOpen));
+    let t = b.merge(&decision(4, State::Closed), T0).unwrap().unwrap();
+    assert_eq!((t.from, t.to), (State::ForcedOpen, State::Closed));
+    assert_eq!(b.merged_version(), 4);
+    // Already there: no transition, the version still counts.
+    assert_eq!(b.merge(&decision(5, State::Closed), T0), Ok(None));
+    assert_eq!(b.merged_version(), 5);
+}
+
+#[test]
+fn a_stale_or_repeated_version_never_closes_an_open_breaker() {
+    let b = breaker();
+    b.merge(&decision(10, State::Open), T0).unwrap();
+    for version in [0, 3, 9, 10] {
+        assert_eq!(
+            b.merge(&decision(version, State::Closed), T0),
+            Err(MergeError::Stale {
+                version,
+                merged: 10
+            })
+        );
+        assert_eq!(b.state(T0), State::Open);
+    }
+    assert!(b.merge(&decision(11, State::Closed), T0).unwrap().is_some());
+}
+
+#[test]
+fn the_local_window_and_counters_are_kept() {
+    let b = breaker();
+    for o in [Outcome::Failure, Outcome::Success, Outcome::Success] {
+        assert_eq!(record(&b, o), None);
+    }
+    let before = b.metrics();
+    // A merge into the state the breaker is already in keeps its window...
+    assert_eq!(b.merge(&decision(1, State::Closed), T0), Ok(None));
+    assert_eq!(b.metrics(), before, "counters untouched");
+    // ...so one more failure makes F S S F: 50 % of 4 calls, a trip (a
+    // reset window would hold 1 call).
+    assert_eq!(record(&b, Outcome::Failure), Some(State::Open));
+}
+
+#[test]
+fn invalid_decisions_change_nothing() {
+    let b = breaker();
+    record(&b, Outcome::Failure);
+    let before = (b.snapshot(T0), b.merged_version());
+    let bad = [
+        Decision {
+            open_remaining: None,
+            ..decision(1, State::Open)
+        },
+        Decision {
+            open_remaining: Some(Duration::MAX),
+            ..decision(1, State::Open)
+        },
+        Decision {
+            open_remaining: Some(MS),
+            ..decision(1, State::Closed)
+        },
+        Decision {
+            reopen_streak: 16,
+            ..decision(1, State::HalfOpen)
+        },
+        Decision {
+            reopen_streak: 1,
+            ..decision(1, State::ForcedOpen)
+        },
+    ];
+    for d in bad {
+        assert_eq!(b.merge(&d, T0), Err(MergeError::Invalid), "{d:?}");
+        assert_eq!((b.snapshot(T0), b.merged_version()), before);
+    }
+}
+
+#[test]
+fn a_forged_far_future_deadline_is_capped_at_the_configured_open_time() {
+    let b = breaker();
+    let forged = Decision {
+        open_remaining: Some(Config::MAX_OPEN_FOR),
+        reopen_streak: 15,
+        ..decision(1, State::Open)
+    };
+    b.merge(&forged, T0).unwrap();
+    let left = b.try_acquire(T0).unwrap_err().retry_after.unwrap();
+    assert!(left <= Duration::from_secs(40) + MS, "{left:?}");
+    assert_eq!(b.state(T0 + Duration::from_secs(41)), State::HalfOpen);
+}
+
+#[test]
+fn permits_from_before_a_merge_are_stale() {
+    let b = breaker();
+    let held = b.try_acquire(T0).unwrap();
+    b.merge(&decision(1, State::ForcedOpen), T0).unwrap();
+    b.merge(&decision(2, State::Closed), T0).unwrap();
+    assert_eq!(held.record(Outcome::Failure, T0, MS), None);
+    assert_eq!(b.snapshot(T0).window_calls, 0, "not in the new window");
+}
+
+#[test]
+fn trip_opens_from_any_state_for_open_for() {
+    let b = breaker();
+    let t = b.trip(T0).unwrap();
+    assert_eq!((t.from, t.to), (State::Closed, State::Open));
+    assert_eq!(b.trip(T0), None, "already open");
+    assert_eq!(b.metrics().trips, 1);
+    let left = b.try_acquire(T0).unwrap_err().retry_after.unwrap();
+    assert!(left >= Duration::from_secs(10));
+    let later = T0 + left;
+    assert!(b.try_acquire(later).unwrap().is_trial());
+    b.force_open(later);
+    assert_eq!(b.trip(later).map(|t| t.from), Some(State::ForcedOpen));
+    assert_eq!(
+        b.metrics().trips,
+        1,
+        "a forced-open breaker re-opened is no trip"
+    );
+}
+
+#[test]
+fn restore_rejects_hostile_snapshots_before_changing_anything() {
+    let b = breaker();
+    record(&b, Outcome::Failure);
+    let good = b.snapshot(T0);
+    let overflow = fusebox::breaker::Snapshot {
+        metrics: fusebox::breaker::Metrics {
+            failures: u64::MAX,
+            successes: 1,
+            ..good.metrics
+        },
+        ..good
+    };
+    assert_eq!(b.restore(&overflow, T0), Err(SnapshotError::Metrics));
+    assert_eq!(b.snapshot(T0), good);
+    let mut m = good.metrics;
+    m.successes = u64::MAX;
+    m.failures = u64::MAX;
+    assert_eq!(m.calls(), u64::MAX, "derived figures saturate");
+}
