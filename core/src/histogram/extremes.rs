@@ -30,6 +30,7 @@ pub(super) struct Extremes {
 const EXACT: bool = CounterInt::BITS == 64;
 
 /// The order-preserving code of `v` in a statistics word.
+#[allow(clippy::unnecessary_cast)]
 #[inline]
 const fn code(v: u64) -> CounterInt {
     if EXACT {
@@ -40,7 +41,7 @@ const fn code(v: u64) -> CounterInt {
 }
 
 /// The lowest and highest value whose code is `code`.
-#[allow(clippy::useless_conversion)]
+#[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
 fn decode_code(code: CounterInt) -> (u64, u64) {
     if EXACT {
         (u64::from(code), u64::from(code))

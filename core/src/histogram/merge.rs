@@ -134,6 +134,11 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
     /// [`merge_buckets_with_totals`](Self::merge_buckets_with_totals) to
     /// keep all three exact.
     ///
+    /// Every `Histogram<B>` shares one layout and differs only in its
+    /// range, so a list from another `B` merges exactly when all its
+    /// buckets are buckets of this one: a smaller histogram's without
+    /// clamped values, a larger one's with nothing above this `MAX_VALUE`.
+    ///
     /// The whole list is validated first (which is why its iterator must
     /// be `Clone`: it is walked twice); nothing is applied unless all of it
     /// is valid. Empty buckets are allowed and skipped. A count that does
