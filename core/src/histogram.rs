@@ -36,9 +36,9 @@
 //! | value recorded | RMWs, 64-bit atomics | RMWs, Cortex-M |
 //! |---|---|---|
 //! | below 256 | 1 | 1 |
-//! | 256 ..= 2¹⁹ − 1 | 1, + 1 per ≥ 512 values in a bucket | 2 |
-//! | 2¹⁹ ..= 2²⁷ − 1 | 1, + 1 every 2 to 512 values in a bucket | 2 |
-//! | 2²⁷ ..= `MAX_VALUE` | 2 | 2 |
+//! | 256 ..= 2¹⁹ − 1 | 1, + 1 per ≥ 512 values into one bucket | 2 |
+//! | 2¹⁹ ..= 2²⁸ − 1 | 1, + 1 per ≥ 256 (at 2¹⁹) down to ≥ 1 (near 2²⁸) values into one bucket | 2 |
+//! | 2²⁸ ..= `MAX_VALUE` | 2 (1 if the offset in its bucket is below 2²⁰) | 2 |
 //! | above `MAX_VALUE` (clamped) | 3 | 3 |
 //!
 //! The price is the bucket's capacity: [`BUCKET_CAPACITY`] = 2⁴⁴ − 1 values

@@ -179,7 +179,7 @@ fn clamped_values_merge_as_max_value_plus_one() {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 512,
+        cases: if cfg!(miri) { 4 } else { 512 },
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

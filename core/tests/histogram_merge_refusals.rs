@@ -274,7 +274,7 @@ fn an_iterator_that_does_not_replay_is_caught() {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 512,
+        cases: if cfg!(miri) { 4 } else { 512 },
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

@@ -21,7 +21,8 @@
 //! returns and hands the lost 2²⁰ to the histogram's spill sum (a second
 //! RMW, once per ≥ 2²⁰ of offsets: never below 256, where offsets are 0;
 //! once per ≥ 512 values below 2¹⁹). An offset that does not fit 20 bits at
-//! all (values ≥ 2²⁷) goes to the spill directly: two RMWs.
+//! all (only values ≥ 2²⁸ have such offsets) goes to the spill directly:
+//! two RMWs.
 //!
 //! On Cortex-M (`CounterWord` = `AtomicU32`) the word is the count alone
 //! (32 bits, [`CAPACITY`] = 2³² − 1) and every non-zero offset goes to the

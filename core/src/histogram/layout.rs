@@ -73,8 +73,9 @@ pub(super) const fn index_of(v: u64) -> usize {
 pub(super) const fn locate(v: u64) -> (usize, u64) {
     let top = (v | 1).ilog2();
     let shift = top.saturating_sub(SUB_BITS);
-    let index = ((shift as u64) << SUB_BITS) + (v >> shift);
-    (index as usize, v & ((1 << shift) - 1))
+    let mantissa = v >> shift;
+    let index = ((shift as u64) << SUB_BITS) + mantissa;
+    (index as usize, v - (mantissa << shift))
 }
 
 /// The lowest value of bucket `i` and the bucket's width.

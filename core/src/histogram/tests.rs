@@ -421,8 +421,8 @@ fn sum_is_exact_across_offset_carries_and_wide_offsets() {
     let mut exact = 0u64;
     for i in 0..n {
         // Bucket [2^26, 2^26 + 2^19): offsets up to 2^19, a carry every
-        // few values; then values of 2^27 and more: offsets of 2^20 and
-        // more, spilled whole.
+        // few values; then values around 2^33, in buckets 2^26 wide:
+        // offsets mostly of 2^20 and more, spilled whole.
         for v in [(1 << 26) + (i * 7_919) % (1 << 19), (1 << 33) + i * 12_345] {
             h.record(v);
             exact = exact.wrapping_add(v);
