@@ -10,7 +10,7 @@
 //! | [`breaker`] | [`CircuitBreaker`]: consecutive-failure, failure-rate and slow-call tripping, half-open trials, exponential open time |
 //! | [`bucket`] | [`TokenBucket`] (GCRA in one atomic word) and [`KeyedLimiter`] (per-key buckets in fixed storage, quota tiers) |
 //! | [`cache`] | [`LruCache`]: exact fixed-capacity LRU for a single owner, O(1) operations, optional per-entry TTL; [`CacheMetrics`](cache::CacheMetrics); [`ConcurrentCache`]: lock-free set-associative cache (`&self`), exact LRU per set, seqlock slots, writers never wait |
-//! | [`histogram`] | [`Histogram`]: lock-free log-linear latency histogram, percentiles within 1/256 (0.39 %), fixed size, `const` constructor |
+//! | [`histogram`] | [`Histogram`]: lock-free log-linear latency histogram, one atomic RMW per `record`, exact count and sum, percentiles within 1/256 (0.39 %), fixed size, `const` constructor; bucket lists with bounds to export and to merge (validated) |
 //! | [`time`] | [`Instant`], [`Duration`], the [`Clock`] trait |
 //! | [`RetryAfter`] | one way to ask any refusal when to try again |
 //!
@@ -41,9 +41,9 @@
 //! | `KeyedLimiter` slot | 64-bit atomics: state `u32` (12-bit fingerprint, tier) + bucket `u64` `[arrival time 48][pins 6][admissions 10]`, a call is 2 RMWs; Cortex-M: state `u32` `[fingerprint 12][tier 2][readers 6][admissions 12]` + the 32-bit bucket word, 3 RMWs; + the key | 64-bit: `burst × period / tokens` under 2⁴⁶ scaled units (814 days at scale 1, 17.9 min at the largest scale; else `QuotaError::TooLong` at construction), a `now` up to 2⁴² scaled units stale (50.9 days at scale 1, 67 s at the largest scale) only denies, one staler reads the bucket as full; ≤ 62 (64-bit) or 63 (Cortex-M) callers pinned on one key at once, more take the critical-section path; new keys inserted under `critical-section`; an evicted key returns no fuller than it left (8 eviction marks of `u64` µs, touched only under `critical-section`), while a new key sharing a mark may wait up to its caller's lag behind the eviction; `metrics().allowed` exact whenever no call is in flight |
 //! | `ConcurrentCache` | per set, contiguous: one `u32` (writer lock + 4-bit LRU age lanes), two `u32` of 8-bit way tags; per slot a `u32` sequence word (30-bit version, occupied, writing) + key and value copied through atomic 4- or 1-byte views | ≤ 8 ways; `K`, `V` without padding (`bytemuck::NoUninit`); a reader stalled across exactly 2³⁰ writes of one slot could accept a torn copy |
 //! | statistics counters | `u64` with native 64-bit atomics, else `u32` | wrap at 2³² on 32-bit MCUs |
-//! | `Histogram` buckets | `BUCKETS` statistics counters (`u64`, or `u32` on 32-bit MCUs) | each bucket wraps at 2³² on 32-bit MCUs; values above `MAX_VALUE` (2³²−1 by default) are clamped into the top bucket and counted |
-//! | `Histogram` sum | one `u64`, or two `u32` halves with a carry on 32-bit MCUs | exact modulo 2⁶⁴; on 32-bit MCUs a read racing a carry may be 2³² low for that moment |
-//! | `Histogram` min/max | two `u64`, or two `u32` order-preserving codes on 32-bit MCUs | on 32-bit MCUs exact below 2³¹, above that rounded outward by ≤ 2⁻²⁵ relative |
+//! | `Histogram` buckets | `BUCKETS` statistics words: `u64` `[offset sum 20][count 44]` with native 64-bit atomics, a `u32` count on 32-bit MCUs; `record` is one `fetch_add` | a bucket counts up to 2⁴⁴−1 values (2³²−1 on 32-bit MCUs): merges and `record_n` saturate there, `record` wraps; values above `MAX_VALUE` (2³²−1 by default) are clamped into the top bucket and counted |
+//! | `Histogram` sum | derived from the buckets (`count · low + offset sum`) plus a spill of two statistics words for offsets that carry out of a bucket word or do not fit it (an extra RMW: 64-bit, once per ≥ 512 values of a bucket below 2¹⁹, most values from 2²⁸; 32-bit MCUs, every value from 256) | exact modulo 2⁶⁴; a read racing a carry may be 2²⁰ off (2³² on 32-bit MCUs) for that moment |
+//! | `Histogram` min/max | two statistics words: the values, or order-preserving 32-bit codes on 32-bit MCUs (minimum stored inverted, so all-zero is empty) | on 32-bit MCUs exact below 2³¹, above that rounded outward by ≤ 2⁻²⁵ relative |
 //!
 //! ## Example
 //!

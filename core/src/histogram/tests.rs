@@ -2,6 +2,8 @@
 
 extern crate std;
 
+use super::layout::{bucket, index_of, midpoint};
+use super::read::rank;
 use super::*;
 use std::vec::Vec;
 
@@ -326,8 +328,8 @@ fn statics_and_debug() {
 fn size_is_as_documented() {
     #[cfg(target_has_atomic = "64")]
     {
-        assert_eq!(core::mem::size_of::<Histogram>(), 8 * DEFAULT_BUCKETS + 32);
-        assert_eq!(core::mem::size_of::<Histogram<100>>(), 8 * 100 + 32);
+        assert_eq!(core::mem::size_of::<Histogram>(), 8 * DEFAULT_BUCKETS + 40);
+        assert_eq!(core::mem::size_of::<Histogram<100>>(), 8 * 100 + 40);
     }
 }
 
@@ -369,9 +371,10 @@ fn concurrent_records_are_exact() {
     assert_eq!(shared.sum(), all.iter().sum::<u64>());
     assert_eq!(shared.min(), all.iter().copied().min());
     assert_eq!(shared.max(), all.iter().copied().max());
-    for (a, b) in shared.buckets.iter().zip(&sequential.buckets) {
-        assert_eq!(a.get(), b.get());
+    for (a, b) in shared.cells.iter().zip(&sequential.cells) {
+        assert_eq!(a.count(), b.count());
     }
+    assert!(shared.buckets().eq(sequential.buckets()));
     all.sort_unstable();
     for q in [0.0, 10.0, 50.0, 99.0, 100.0] {
         let k = rank(q, all.len() as u64);
@@ -406,4 +409,82 @@ fn concurrent_merges_are_exact() {
     assert_eq!(target.clamped(), n);
     assert_eq!(target.sum(), (n - 1) * n / 2 * 6 + 20_000 * n);
     assert_eq!((target.min(), target.max()), (Some(0), Some(20_000)));
+}
+
+/// Offsets overflowing a bucket word's offset field, and offsets too wide
+/// for it, reach the spill: the sum stays exact, the counts too.
+#[test]
+fn sum_is_exact_across_offset_carries_and_wide_offsets() {
+    type Wide = Histogram<{ buckets_for(1 << 40) }>;
+    let h = Wide::new();
+    let n = scale(20_000, 600);
+    let mut exact = 0u64;
+    for i in 0..n {
+        // Bucket [2^26, 2^26 + 2^19): offsets up to 2^19, a carry every
+        // few values; then values around 2^33, in buckets 2^26 wide:
+        // offsets mostly of 2^20 and more, spilled whole.
+        for v in [(1 << 26) + (i * 7_919) % (1 << 19), (1 << 33) + i * 12_345] {
+            h.record(v);
+            exact = exact.wrapping_add(v);
+        }
+    }
+    assert_eq!(h.sum(), exact);
+    assert_eq!(h.count(), 2 * n);
+    assert_eq!(
+        h.buckets().next().map(|b| (b.low, b.count)),
+        Some((1 << 26, n))
+    );
+    // record_n of a wide value, and a merge, keep it exact.
+    h.record_n((1 << 26) + 5, 1_000);
+    exact = exact.wrapping_add(1_000 * ((1 << 26) + 5));
+    assert_eq!(h.sum(), exact);
+    let twice = Wide::new();
+    twice.merge(&h);
+    twice.merge(&h);
+    assert_eq!(twice.sum(), exact.wrapping_mul(2));
+}
+
+/// Threads recording into the same wide buckets, where offsets carry out
+/// of the bucket words all the time: exact once joined.
+#[test]
+fn concurrent_carries_are_exact() {
+    type Wide = Histogram<{ buckets_for(1 << 27) }>;
+    const THREADS: u64 = 4;
+    let per_thread = scale(40_000, 200);
+    let value = |t: u64, i: u64| (1 << 26) + ((t * 1_000_003 + i * 7_919) % (1 << 20));
+    let h = Wide::new();
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let h = &h;
+            s.spawn(move || (0..per_thread).for_each(|i| h.record(value(t, i))));
+        }
+    });
+    let all = (0..THREADS).flat_map(|t| (0..per_thread).map(move |i| value(t, i)));
+    assert_eq!(h.sum(), all.clone().sum::<u64>());
+    assert_eq!(h.count(), THREADS * per_thread);
+    assert_eq!((h.min(), h.max()), (all.clone().min(), all.max()));
+}
+
+#[test]
+fn zeroed_in_place_equals_new() {
+    let mut slot = core::mem::MaybeUninit::<Histogram<300>>::uninit();
+    let h = Histogram::new_in_place(&mut slot);
+    assert_eq!(
+        (h.count(), h.sum(), h.min(), h.totals()),
+        (0, 0, None, None)
+    );
+    h.record(299);
+    h.record(0);
+    assert_eq!((h.min(), h.max(), h.sum()), (Some(0), Some(299), 299));
+}
+
+#[cfg(feature = "alloc")]
+#[test]
+fn new_boxed_is_empty_and_works() {
+    let h: alloc::boxed::Box<Histogram<MAX_BUCKETS>> = Histogram::new_boxed();
+    assert_eq!((h.count(), h.sum(), h.max()), (0, 0, None));
+    h.record(u64::MAX);
+    h.record(7);
+    assert_eq!((h.min(), h.max(), h.count()), (Some(7), Some(u64::MAX), 2));
+    assert_eq!(h.sum(), 6);
 }

@@ -1,0 +1,100 @@
+//! Writing: `record`, `record_n`, `reset`.
+
+use super::layout::{bucket, locate};
+use super::Histogram;
+
+impl<const BUCKETS: usize> Histogram<BUCKETS> {
+    /// Records one `value`.
+    ///
+    /// One `fetch_add` on the value's bucket and two loads of the extremes
+    /// (their `fetch_max` only on a new minimum or maximum); see the
+    /// [module docs](super) for the rarer extra RMWs. Never panics, never
+    /// allocates. A bucket that already counts
+    /// [`BUCKET_CAPACITY`](super::BUCKET_CAPACITY) values wraps to 0.
+    ///
+    /// ```
+    /// use fusebox::histogram::Histogram;
+    ///
+    /// let h: Histogram = Histogram::new();
+    /// h.record(42);
+    /// assert_eq!(h.percentile(50.0), Ok(Some(42)));
+    /// ```
+    #[inline]
+    pub fn record(&self, value: u64) {
+        self.extremes.record(value);
+        let (i, off) = locate(value);
+        match self.cells.get(i) {
+            Some(cell) => {
+                let spill = cell.record(off);
+                if spill != 0 {
+                    self.spill.add(spill);
+                }
+            }
+            None => self.record_clamped(value, 1),
+        }
+    }
+
+    /// Records `value` `n` times (`n = 0` changes nothing). The bucket's
+    /// count saturates at [`BUCKET_CAPACITY`](super::BUCKET_CAPACITY) (a
+    /// compare-and-swap loop, unlike [`record`](Self::record)); the sum adds
+    /// `value · n` modulo 2⁶⁴.
+    ///
+    /// ```
+    /// use fusebox::histogram::Histogram;
+    ///
+    /// let h: Histogram = Histogram::new();
+    /// h.record_n(10, 3);
+    /// h.record_n(99, 0);
+    /// assert_eq!((h.count(), h.sum(), h.max()), (3, 30, Some(10)));
+    /// ```
+    pub fn record_n(&self, value: u64, n: u64) {
+        match n {
+            0 => return,
+            1 => return self.record(value),
+            _ => {}
+        }
+        self.extremes.record(value);
+        let (i, off) = locate(value);
+        match self.cells.get(i) {
+            Some(cell) => {
+                cell.add_count(n);
+                self.spill.add(off.wrapping_mul(n));
+            }
+            None => self.record_clamped(value, n),
+        }
+    }
+
+    /// A value above `MAX_VALUE`: counted in the top bucket and in
+    /// `clamped`, its whole offset above the top bucket spilled.
+    #[cold]
+    #[inline(never)]
+    fn record_clamped(&self, value: u64, n: u64) {
+        let top = BUCKETS - 1;
+        if let Some(cell) = self.cells.get(top) {
+            cell.add_count(n);
+        }
+        self.clamped.add(n);
+        let low = bucket(top).0;
+        self.spill.add(value.wrapping_sub(low).wrapping_mul(n));
+    }
+
+    /// Empties the histogram. Not atomic as a whole: a value recorded
+    /// concurrently may be kept in part (e.g. in `max` but not `count`).
+    ///
+    /// ```
+    /// use fusebox::histogram::Histogram;
+    ///
+    /// let h: Histogram = Histogram::new();
+    /// h.record(5);
+    /// h.reset();
+    /// assert_eq!((h.count(), h.sum(), h.max()), (0, 0, None));
+    /// ```
+    pub fn reset(&self) {
+        for cell in &self.cells {
+            cell.reset();
+        }
+        self.clamped.set(0);
+        self.spill.reset();
+        self.extremes.reset();
+    }
+}
