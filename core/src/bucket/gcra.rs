@@ -58,7 +58,7 @@ pub(crate) const FRESH: u64 = 0;
 /// Largest exact time scale; see the module docs.
 pub(crate) const MAX_SCALE: u64 = 1 << 16;
 /// Backward tolerance on 32-bit words, in µs (scaled by `scale`).
-const BACKWARD_TOLERANCE_MICROS: u64 = 1 << 20;
+pub(crate) const BACKWARD_TOLERANCE_MICROS: u64 = 1 << 20;
 /// Backward tolerance on words of 33 to 63 bits (the keyed limiter's 48),
 /// as a power of two of *scaled units*: 1/64 of the wrap (2^42 units for 48
 /// bits: 50.9 days at scale 1, 73 min at scale 1 000, 67 s at 65 536).
@@ -194,6 +194,7 @@ impl Params {
     }
 
     /// The `tat` of a bucket drained by `ahead` scaled units at `now_micros`.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) const fn at(&self, now_micros: u64, ahead: u64) -> u64 {
         if ahead == 0 {
             return FRESH;
@@ -227,17 +228,31 @@ impl Params {
         self.ahead(tat, self.scaled(now_micros))
     }
 
+    /// The drain, in these parameters' units, that carries a drain of
+    /// `ahead` under `old` over to them at the same instant, granting no
+    /// token: the available tokens (fractions included) carry over, clamped
+    /// to the new burst, rounded toward fewer; a drain past `old`'s capacity
+    /// (an overdraft: a `now` behind an admission already made) carries
+    /// over as the same *time* past the new capacity, rounded up (clamped
+    /// to the horizon).
+    pub(crate) fn carried(&self, old: &Self, ahead: u64) -> u64 {
+        let [a, c, t, s] = [ahead, old.capacity, old.interval, old.scale].map(u128::from);
+        let [nc, nt, ns] = [self.capacity, self.interval, self.scale].map(u128::from);
+        let drain = if a > c {
+            (nc + ((a - c) * ns).div_ceil(s)).min(u128::from(self.horizon))
+        } else {
+            nc - ((c - a) * nt / t).min(nc)
+        };
+        drain as u64
+    }
+
     /// The `tat`, in these parameters, of a bucket drained by `drained`
-    /// scaled units of `old` at `now_micros`, with no token granted:
-    /// the available tokens (fractions included) carry over, clamped to the
-    /// new burst, rounded toward fewer.
+    /// scaled units of `old` at `now_micros`, with no token granted (see
+    /// [`Params::carried`]). The token bucket carries its state over in its
+    /// own (tagged) word; this is the plain word's form.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn carried_over(&self, old: &Self, drained: u64, now_micros: u64) -> u64 {
-        // Available tokens as a fraction: (old.capacity - drained) / old.interval.
-        let avail_old = u128::from(old.capacity.saturating_sub(drained));
-        // In new scaled units: avail_old / old.interval * self.interval (floor).
-        let avail_new = (avail_old * u128::from(self.interval) / u128::from(old.interval))
-            .min(u128::from(self.capacity)) as u64;
-        self.at(now_micros, self.capacity - avail_new)
+        self.at(now_micros, self.carried(old, drained))
     }
 }
 
