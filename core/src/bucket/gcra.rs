@@ -405,6 +405,25 @@ mod tests {
         assert_eq!(new.available(t, 0), 2);
     }
 
+    #[test]
+    fn carried_rounds_toward_fewer_and_keeps_debts_as_time() {
+        // 3/s (T = 10^6 units of 1/3 µs) to 1 000/s (T = 1 000 units of
+        // 1 µs): 1/10^6 of a token is 1/1 000 of a new unit, floored to 0.
+        let old = params(3, 1_000_000, 3, 64);
+        let new = params(1_000, 1_000_000, 3, 64);
+        assert_eq!(new.carried(&old, old.capacity - 1), new.capacity);
+        assert_eq!(new.carried(&old, old.capacity - 999_999), new.capacity - 999);
+        assert_eq!(new.carried(&old, 0), 0, "full stays full");
+        // 2 µs past the capacity (6 units at scale 3) is 2 µs at scale 1.
+        assert_eq!(new.carried(&old, old.capacity + 6), new.capacity + 2);
+        // Rounded up: 1 unit (1/3 µs) past it is 1 µs past the new one.
+        assert_eq!(new.carried(&old, old.capacity + 1), new.capacity + 1);
+        // Never past the horizon.
+        let narrow = params(1, 1_000_000, 1, 32);
+        let wide = params(1, 1_000, 1, 64);
+        assert_eq!(narrow.carried(&wide, u64::MAX / 4), narrow.horizon);
+    }
+
     /// The 32-bit word (Cortex-M) decides exactly like the 64-bit one while
     /// time moves forward, across its own wrap too.
     #[cfg(not(miri))]
