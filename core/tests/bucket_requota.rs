@@ -146,13 +146,16 @@ fn quota() -> impl Strategy<Value = Option<Quota>> {
 
 /// Small scales and bursts (scale ≤ 10, burst · interval ≤ 200 s).
 fn small_scale_quota() -> impl Strategy<Value = Option<Quota>> {
-    (1u32..10, prop_oneof![Just(1_000_000u64), Just(10_000_000)], 1u32..20).prop_map(
-        |(tokens, period, burst)| {
+    (
+        1u32..10,
+        prop_oneof![Just(1_000_000u64), Just(10_000_000)],
+        1u32..20,
+    )
+        .prop_map(|(tokens, period, burst)| {
             Quota::new(tokens, Duration::from_micros(period))
                 .and_then(|q| q.with_burst(burst))
                 .ok()
-        },
-    )
+        })
 }
 
 #[derive(Clone, Debug)]
@@ -193,7 +196,9 @@ fn compare(q0: Quota, start: u64, ops: &[(u64, Op)]) -> Result<(), TestCaseError
             Op::Acquire(n) => {
                 let got = match bucket.try_acquire_n(n, at) {
                     Ok(()) => Ok(()),
-                    Err(AcquireError::RateLimited(r)) => Err(Refused::Wait(r.retry_after.as_micros())),
+                    Err(AcquireError::RateLimited(r)) => {
+                        Err(Refused::Wait(r.retry_after.as_micros()))
+                    }
                     Err(AcquireError::InsufficientCapacity(e)) => {
                         prop_assert_eq!(e.requested, n);
                         Err(Refused::Never(e.burst))
@@ -201,8 +206,7 @@ fn compare(q0: Quota, start: u64, ops: &[(u64, Op)]) -> Result<(), TestCaseError
                 };
                 prop_assert_eq!(got, model.acquire(n, now), "acquire {} at {}", n, now);
             }
-            Op::Probe => {}
-            Op::Change(None) => {}
+            Op::Probe | Op::Change(None) => {}
             Op::Change(Some(q)) => {
                 let old = bucket.set_quota(q, at);
                 prop_assert_eq!(old.tokens() as u128, model.tokens);
@@ -222,7 +226,12 @@ fn compare(q0: Quota, start: u64, ops: &[(u64, Op)]) -> Result<(), TestCaseError
                 model.restore(until, now);
             }
         }
-        prop_assert_eq!(bucket.available(at), model.available(now), "available at {}", now);
+        prop_assert_eq!(
+            bucket.available(at),
+            model.available(now),
+            "available at {}",
+            now
+        );
         prop_assert_eq!(
             bucket.snapshot(at).until_full.as_micros(),
             model.until_full(now),
@@ -281,7 +290,7 @@ fn check_windows(
     quotas: &[Quota],
     holds: impl Fn(u64, u64) -> bool,
 ) -> Result<(), TestCaseError> {
-    let burst = u128::from(quotas.iter().map(|q| q.burst()).max().unwrap());
+    let burst = u128::from(quotas.iter().map(Quota::burst).max().unwrap());
     // The largest rate, as a fraction.
     let fastest = quotas
         .iter()
@@ -305,7 +314,12 @@ fn check_windows(
             prop_assert!(
                 count * period <= burst * period + span * tokens,
                 "{} tokens in [{}, {}] > {} + {}/{} per µs",
-                count, a, b, burst, tokens, period
+                count,
+                a,
+                b,
+                burst,
+                tokens,
+                period
             );
         }
     }
@@ -354,19 +368,21 @@ proptest! {
     ) {
         let (Some(q0), Some(q1)) = (q0, q1) else { return Ok(()) };
         let bucket = TokenBucket::new(q0);
+        // Far from 0: `now` stays positive.
         let mut now: i64 = 1 << 40;
+        let micros = |t: i64| u64::try_from(t).expect("positive");
         let mut admitted = Vec::new();
         let mut change = None;
         for (i, (dt, n)) in steps.into_iter().enumerate() {
             now += dt;
             if i == change_at {
-                let at = now.saturating_add(change_skew) as u64;
+                let at = micros(now + change_skew);
                 bucket.set_quota(q1, Instant::from_micros(at));
                 change = Some(at);
             }
             let n = n.min(bucket.quota().burst());
-            if bucket.try_acquire_n(n, Instant::from_micros(now as u64)).is_ok() {
-                admitted.push((now as u64, n));
+            if bucket.try_acquire_n(n, Instant::from_micros(micros(now))).is_ok() {
+                admitted.push((micros(now), n));
             }
         }
         let quotas = [q0, q1];

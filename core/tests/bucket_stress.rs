@@ -156,7 +156,10 @@ fn threads_racing_quota_changes_take_exactly_the_refill() {
     assert!(got <= refill, "{got} admitted > {refill} refilled");
     // Left over: under 2 tokens; rounded away: under 1/1 000 of a token at
     // each change from b to a.
-    assert!(got + 2 + ticks / 2_000 + 1 >= refill, "{got} admitted, {refill} refilled");
+    assert!(
+        got + 2 + ticks / 2_000 + 1 >= refill,
+        "{got} admitted, {refill} refilled"
+    );
     // Alone now: a full bucket of the last quota, then its rate exactly.
     let last = bucket.quota();
     let end = Instant::from_micros(ticks * tick) + Duration::from_secs(60);

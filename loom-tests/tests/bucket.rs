@@ -517,7 +517,10 @@ fn race_changes(q0: Q, setup: &[ROp], ops: &[Vec<ROp>], probe: &[u64]) -> Vec<Ve
         .collect();
     let observed: Vec<Vec<ROut>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let last = Q::of(bucket.quota());
-    let after: Vec<(u64, u32)> = probe.iter().map(|&now| (now, bucket.available(at(now)))).collect();
+    let after: Vec<(u64, u32)> = probe
+        .iter()
+        .map(|&now| (now, bucket.available(at(now))))
+        .collect();
     assert!(
         linearizable_with_changes(reference, ops, &observed, last, &after),
         "not linearizable: ops {ops:?}, observed {observed:?}, quota {last:?}, available {after:?}"

@@ -35,6 +35,17 @@
 //! may read as partly drained — it then admits *less* for at most
 //! `burst·T + 1.05 s`, never more.
 //!
+//! The token bucket keeps its arrival time in *half units* (the `tagged`
+//! module): its word's lowest bit names the quota slot the word was
+//! written under, so its ranges are those of a word one bit narrower —
+//! on 64 bits a horizon of 2^62 scaled units (≥ 2.2 years both ways) and
+//! `capacity < 2^61`; on 32 bits `capacity + ~1.05 s` below 2^30 scaled
+//! units (so scales below 1 024), with the wrap at 2^31. [`Quota`] refuses
+//! what does not fit ([`QuotaError::TooLong`]).
+//!
+//! [`Quota`]: super::Quota
+//! [`QuotaError::TooLong`]: super::QuotaError::TooLong
+//!
 //! The keyed limiter's slots keep a 48-bit arrival time (beside their
 //! bookkeeping in one 64-bit word), which behaves like 32 bits with a
 //! wider margin: the horizon is `capacity + 2^42` scaled units (1/64 of the
@@ -412,7 +423,10 @@ mod tests {
         let old = params(3, 1_000_000, 3, 64);
         let new = params(1_000, 1_000_000, 3, 64);
         assert_eq!(new.carried(&old, old.capacity - 1), new.capacity);
-        assert_eq!(new.carried(&old, old.capacity - 999_999), new.capacity - 999);
+        assert_eq!(
+            new.carried(&old, old.capacity - 999_999),
+            new.capacity - 999
+        );
         assert_eq!(new.carried(&old, 0), 0, "full stays full");
         // 2 µs past the capacity (6 units at scale 3) is 2 µs at scale 1.
         assert_eq!(new.carried(&old, old.capacity + 6), new.capacity + 2);

@@ -3,7 +3,11 @@
 //! A token bucket holds up to `burst` tokens and refills `tokens` per
 //! `period` ([`Quota`]); each request takes one or more. It is implemented
 //! as GCRA (see the `gcra` module): the whole state is one atomic word, and
-//! every decision is one load plus one compare-and-swap.
+//! every decision is one load plus one compare-and-swap. The word also
+//! names which of two quota slots it was written under (the `tagged`
+//! module), so that [`TokenBucket::set_quota`] can change the quota of a
+//! shared bucket while decisions go on, none of them waiting and each one
+//! made wholly under the old quota or wholly under the new.
 //!
 //! # Exactness
 //!
@@ -14,6 +18,12 @@
 //! which covers everything from one per day to ten million per second;
 //! others round the refill interval up by less than 1/65 536 µs, which only
 //! admits less.
+//!
+//! Across quota changes the bound is the larger burst plus the larger rate
+//! times `T`, when no call's `now` is earlier than one already made; a
+//! change whose `now` is out of order dates its change of *rate* to that
+//! `now` (never its tokens, see [`TokenBucket::set_quota`]), and the bound
+//! then holds over the intervals that contain that `now`.
 //!
 //! # Examples
 //!
@@ -44,8 +54,8 @@ use core::borrow::Borrow;
 use core::fmt;
 
 use crate::sync::{const_fn_unless_loom, Ordering, TatWord};
-use tagged::{Refusal, Tagged};
 use crate::{Duration, Instant};
+use tagged::{Refusal, Tagged};
 
 /// A request was refused for now; retrying after `retry_after` succeeds if
 /// nobody else takes the tokens first.
@@ -187,7 +197,7 @@ impl TokenBucket {
                 burst,
             }
             .into(),
-            wait => wait.limited().into(),
+            wait @ Refusal::Wait(_) => wait.limited().into(),
         })
     }
 
@@ -230,16 +240,20 @@ impl TokenBucket {
     ///
     /// The bucket's state carries over:
     ///
-    /// * the tokens available at `now` stay available, as a fraction of a
-    ///   token rounded toward fewer: raising the burst grants no free
-    ///   tokens, lowering it clamps what is available to the new burst;
+    /// * the tokens available at `now` stay available, fractions of a token
+    ///   included (rounded toward fewer, to the new quota's resolution of
+    ///   `1 / (period / gcd(tokens, period in µs))` of a token): raising the
+    ///   burst grants no free tokens, lowering it clamps what is available
+    ///   to the new burst;
     /// * the new rate refills from `now` on;
     /// * a bucket that `now` reads as overdrawn — `now` is behind an
-    ///   admission already made — stays overdrawn for the same time: a
-    ///   stale `now` never turns a debt into tokens. (It does date the change
-    ///   of rate back to `now`: over any interval holding every call's
-    ///   `now`, the bucket admits at most the larger burst plus the larger
-    ///   rate times the interval.)
+    ///   admission already made — stays overdrawn for the same time
+    ///   (rounded up): a stale `now` never turns a debt into tokens, and
+    ///   never reads more tokens than the latest admission left. It does
+    ///   date the change of *rate* back to `now`, so a raised rate refills
+    ///   over the staleness too (see the [module docs](self) for the bound
+    ///   this keeps). On Cortex-M, as for decisions, a `now` more than
+    ///   ~1.05 s stale may read a drained bucket as full.
     ///
     /// Changes (with [`reset`](Self::reset) and [`restore`](Self::restore))
     /// are serialised by the critical section: the target's
@@ -366,7 +380,7 @@ impl Refusal {
     fn limited(self) -> RateLimited {
         RateLimited {
             retry_after: match self {
-                Refusal::Wait(micros) => Duration::from_micros(u64::from(micros)),
+                Refusal::Wait(micros) => Duration::from_micros(tagged::wide(micros)),
                 Refusal::Never(_) => Duration::MAX,
             },
         }

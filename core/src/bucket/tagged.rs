@@ -100,6 +100,13 @@ const fn horizon(capacity: Tat, scale: Tat) -> Tat {
     }
 }
 
+/// A word value as a `u64` (the identity where the word is 64 bits).
+#[inline]
+#[allow(clippy::useless_conversion)]
+pub(super) fn wide(value: Tat) -> u64 {
+    u64::from(value)
+}
+
 /// A slot's decision parameters, loaded: half units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Rule {
@@ -195,17 +202,17 @@ impl Rule {
     /// The drain, in `self`'s half units, that carries a drain of `ahead`
     /// under `old` over ([`Params::carried`]).
     fn carried(&self, old: &Self, ahead: Tat) -> Tat {
-        2 * self.units().carried(&old.units(), u64::from(ahead / 2)) as Tat
+        2 * self.units().carried(&old.units(), wide(ahead / 2)) as Tat
     }
 
     /// The same rule in whole scaled units, as the kernel's parameters.
     fn units(&self) -> Params {
         Params {
-            scale: u64::from(self.scale / 2),
-            interval: u64::from(self.interval / 2),
-            capacity: u64::from(self.capacity / 2),
-            horizon: u64::from(horizon(self.capacity, self.scale) / 2),
-            mask: u64::from(Tat::MAX / 2),
+            scale: wide(self.scale / 2),
+            interval: wide(self.interval / 2),
+            capacity: wide(self.capacity / 2),
+            horizon: wide(horizon(self.capacity, self.scale) / 2),
+            mask: wide(Tat::MAX / 2),
         }
     }
 }
@@ -372,7 +379,7 @@ impl Tagged {
     /// Time until the bucket is full again at `now`, rounded up.
     pub(super) fn until_full(&self, now: Instant) -> Duration {
         let micros = self.read(|_, rule, word| rule.until_full(word, now.as_micros()));
-        Duration::from_micros(u64::from(micros))
+        Duration::from_micros(wide(micros))
     }
 
     /// Changes the quota at `now`, carrying the state over; returns the
@@ -400,8 +407,8 @@ impl Tagged {
         let (until, micros) = (until_full.as_micros(), now.as_micros());
         self.republish(None, |_, _, rule| {
             let drain = until
-                .saturating_mul(u64::from(rule.scale))
-                .min(u64::from(rule.capacity));
+                .saturating_mul(wide(rule.scale))
+                .min(wide(rule.capacity));
             Some(position(rule, micros, drain as Tat))
         });
     }
@@ -509,7 +516,7 @@ mod tests {
         // One per µs: scale and interval 2 half units; `now` at 2^W − 2.
         let t = Tagged::new(&quota(1, 1, 1));
         let rule = t.rule(0);
-        let micros = u64::from(Tat::MAX / 2);
+        let micros = wide(Tat::MAX / 2);
         assert_eq!(rule.now(micros).wrapping_add(rule.interval), 0);
         assert_eq!(rule.decide(FRESH as Tat, micros, 1), Ok(2));
         // A change from the last odd word skips 0.
@@ -524,14 +531,36 @@ mod tests {
     #[test]
     fn a_mix_of_two_slots_never_panics() {
         let rules = quotas().map(|q| Rule::of(&q));
-        let words = [0, 1, 2, Tat::MAX, Tat::MAX / 2, Tat::MAX / 2 + 1, 12_345_678];
+        let words = [
+            0,
+            1,
+            2,
+            Tat::MAX,
+            Tat::MAX / 2,
+            Tat::MAX / 2 + 1,
+            12_345_678,
+        ];
         for a in &rules {
             for b in &rules {
                 let mixes = [
-                    Rule { interval: b.interval, ..*a },
-                    Rule { capacity: b.capacity, ..*a },
-                    Rule { scale: b.scale, ..*a },
-                    Rule { scale: b.scale, capacity: b.capacity, offset: 1, ..*a },
+                    Rule {
+                        interval: b.interval,
+                        ..*a
+                    },
+                    Rule {
+                        capacity: b.capacity,
+                        ..*a
+                    },
+                    Rule {
+                        scale: b.scale,
+                        ..*a
+                    },
+                    Rule {
+                        scale: b.scale,
+                        capacity: b.capacity,
+                        offset: 1,
+                        ..*a
+                    },
                 ];
                 for rule in mixes {
                     for &word in &words {

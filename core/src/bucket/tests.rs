@@ -347,7 +347,10 @@ fn a_stale_now_dates_a_change_of_rate_back_not_the_level() {
     let b = bucket(1, Duration::from_secs(1), 10);
     let late = T0 + Duration::from_secs(5);
     b.try_acquire_n(5, late).unwrap();
-    b.set_quota(quota(100, Duration::from_secs(1), 10), T0 + Duration::from_secs(4));
+    b.set_quota(
+        quota(100, Duration::from_secs(1), 10),
+        T0 + Duration::from_secs(4),
+    );
     assert_eq!(b.available(T0 + Duration::from_secs(4)), 4);
     assert_eq!(b.available(T0 + Duration::from_secs(4) + ms(20)), 6);
     assert_eq!(b.available(late), 10);
