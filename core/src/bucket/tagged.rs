@@ -107,6 +107,13 @@ pub(super) fn wide(value: Tat) -> u64 {
     u64::from(value)
 }
 
+/// A word value known to fit 32 bits (a scale, a count of whole tokens)
+/// as a `u32` (the identity where the word is 32 bits).
+#[allow(clippy::unnecessary_cast)]
+const fn low(value: Tat) -> u32 {
+    value as u32
+}
+
 /// A slot's decision parameters, loaded: half units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Rule {
@@ -191,7 +198,7 @@ impl Rule {
     /// previous call's).
     fn available(&self, word: Tat, micros: u64) -> u32 {
         let ahead = self.ahead(word, self.now(micros));
-        (self.capacity.saturating_sub(ahead) / self.interval) as u32
+        low(self.capacity.saturating_sub(ahead) / self.interval)
     }
 
     /// Microseconds until the bucket is full again, rounded up.
@@ -255,7 +262,7 @@ impl Tagged {
                 interval: [TatWord::new(rule.interval), TatWord::new(rule.interval)],
                 capacity: [TatWord::new(rule.capacity), TatWord::new(rule.capacity)],
                 offset: [TatWord::new(0), TatWord::new(1)],
-                scale: [AtomicU32::new(rule.scale as u32), AtomicU32::new(rule.scale as u32)],
+                scale: [AtomicU32::new(low(rule.scale)), AtomicU32::new(low(rule.scale))],
                 tokens: [AtomicU32::new(tokens), AtomicU32::new(tokens)],
                 burst: [AtomicU32::new(burst), AtomicU32::new(burst)],
                 period: [
@@ -294,7 +301,7 @@ impl Tagged {
         self.interval[i].store(rule.interval, Ordering::Relaxed);
         self.capacity[i].store(rule.capacity, Ordering::Relaxed);
         self.offset[i].store(offset, Ordering::Relaxed);
-        self.scale[i].store(rule.scale as u32, Ordering::Relaxed);
+        self.scale[i].store(low(rule.scale), Ordering::Relaxed);
         self.tokens[i].store(quota.tokens(), Ordering::Relaxed);
         self.burst[i].store(quota.burst(), Ordering::Relaxed);
         self.period[0][i].store(period as u32, Ordering::Relaxed);
