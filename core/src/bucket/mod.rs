@@ -142,7 +142,7 @@ pub struct BucketSnapshot {
 ///
 /// One atomic arrival-time word (8 bytes where the target has 64-bit
 /// atomics, 4 on Cortex-M) and two quota slots (the one in force and the
-/// next, 48 or 32 bytes each): 104 bytes on x86-64, 68 on Cortex-M.
+/// next, 44 or 32 bytes each): 96 bytes on x86-64, 68 on Cortex-M.
 pub struct TokenBucket {
     /// The arrival-time word tagged with its quota slot (see `tagged`).
     tat: Tagged,
