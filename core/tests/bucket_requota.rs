@@ -259,7 +259,11 @@ proptest! {
         let Some(q0) = q0 else { return Ok(()) };
         // The word holds half units: it wraps every 2^63 / scale µs.
         let start = match wrap {
-            Some((k, before)) => (k * ((1u64 << 63) / scale(q0))).saturating_sub(before).min(u64::MAX - (1 << 40)),
+            Some((k, before)) => {
+                let period = (1u64 << 63) / scale(q0);
+                let wraps = ((u64::MAX - (1 << 40)) / period).max(1);
+                (period * (1 + k % wraps)).saturating_sub(before)
+            }
             None => start,
         };
         compare(q0, start, &ops)?;

@@ -426,12 +426,18 @@ fn restore_after_a_change_uses_the_quota_in_force() {
 
 #[test]
 fn changes_across_the_wrap_of_the_word() {
-    // Scaled time wraps the word (2^64 half units: scale 65 536 → 2^47 µs)
-    // between changes; decisions stay exact on both sides.
-    let fine = quota(65_537, Duration::from_secs(1), 5); // scale 65 536 (clamped)
+    // Scaled time wraps the word (2^W half units: at scale 65 536, 2^47 µs
+    // on 64 bits; at scale 1 009, 2.1 s on 32) between changes; decisions
+    // stay exact on both sides.
+    let (tokens, scale) = if crate::sync::TAT_BITS == 64 {
+        (65_537, 65_536) // clamped
+    } else {
+        (1_009, 1_009)
+    };
+    let fine = quota(tokens, Duration::from_secs(1), 5);
     let coarse = quota(1, Duration::from_millis(1), 5); // scale 1
     let b = TokenBucket::new(fine);
-    let wrap = (1u64 << (crate::sync::TAT_BITS - 1)) / 65_536;
+    let wrap = (1u64 << (crate::sync::TAT_BITS - 1)) / scale;
     let mut now = Instant::from_micros(wrap - 3);
     for step in 0..40u64 {
         let q = if step % 2 == 0 { coarse } else { fine };
