@@ -333,8 +333,9 @@ fn a_stale_now_never_turns_a_debt_into_tokens() {
         assert_eq!(b2.available(late + interval), 1, "{q:?}");
         assert_eq!(b2.available(late + Duration::from_secs(60)), burst);
     }
-    // The same quota at a stale `now` changes nothing at all.
-    b.set_quota(b.quota(), T0);
+    // The same quota at a stale `now` changes nothing at all (1 s stale:
+    // within the 32-bit word's ~1.05 s backward tolerance).
+    b.set_quota(b.quota(), T0 + Duration::from_secs(1));
     for t in [0, 999, 1_000, 2_999, 3_000] {
         assert_eq!(b.available(late + ms(t)), (t / 1_000) as u32);
     }
@@ -427,14 +428,13 @@ fn restore_after_a_change_uses_the_quota_in_force() {
 #[test]
 fn changes_across_the_wrap_of_the_word() {
     // Scaled time wraps the word (2^W half units: at scale 65 536, 2^47 µs
-    // on 64 bits; at scale 1 009, 2.1 s on 32) between changes; decisions
+    // on 64 bits; at scale 997, 2.2 s on 32) between changes; decisions
     // stay exact on both sides.
-    let (tokens, scale) = if crate::sync::TAT_BITS == 64 {
-        (65_537, 65_536) // clamped
+    let (fine, scale) = if crate::sync::TAT_BITS == 64 {
+        (quota(65_537, Duration::from_secs(1), 5), 65_536) // clamped
     } else {
-        (1_009, 1_009)
+        (quota(997, Duration::from_millis(1), 5), 997)
     };
-    let fine = quota(tokens, Duration::from_secs(1), 5);
     let coarse = quota(1, Duration::from_millis(1), 5); // scale 1
     let b = TokenBucket::new(fine);
     let wrap = (1u64 << (crate::sync::TAT_BITS - 1)) / scale;
