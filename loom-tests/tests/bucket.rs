@@ -302,6 +302,323 @@ fn bucket_skewed_nows_two_threads() {
 }
 
 // ---------------------------------------------------------------------------
+// TokenBucket quota changes (`set_quota`, `reset`): a reference with changes
+// ---------------------------------------------------------------------------
+//
+// The bucket's arrival-time word is tagged with one of two quota slots; a
+// change writes the other slot and flips the tag in the CAS that publishes
+// the state it carries over. These models race changes with decisions and
+// check every run against a reference written from the documented
+// contract: linearizable (results, the quota each change reports replacing,
+// `available` afterwards), so no decision is ever made on a word under the
+// other slot's quota; and never more admitted than the larger quota allows.
+
+/// The models' quotas. `B` has scale 3 (three per `T`), so deciding a word
+/// written under `A` or `C` (scale 1) with `B`'s values, or the reverse,
+/// would misread it threefold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Q {
+    /// One per `T`, burst 2.
+    A,
+    /// Three per `T`, burst 3.
+    B,
+    /// One per `2T`, burst 1.
+    C,
+}
+
+/// The reference counts time in ticks of 1/3 µs, a unit of every quota.
+const TICKS: u64 = 3;
+
+impl Q {
+    fn quota(self) -> Quota {
+        match self {
+            Q::A => quota(2),
+            Q::B => Quota::new(3, Duration::from_micros(T))
+                .unwrap()
+                .with_burst(3)
+                .unwrap(),
+            Q::C => Quota::with_period(Duration::from_micros(2 * T))
+                .unwrap()
+                .with_burst(1)
+                .unwrap(),
+        }
+    }
+    fn of(quota: Quota) -> Self {
+        [Q::A, Q::B, Q::C]
+            .into_iter()
+            .find(|q| q.quota() == quota)
+            .unwrap()
+    }
+    /// Ticks per token.
+    fn interval(self) -> u64 {
+        match self {
+            Q::A => TICKS * T,
+            Q::B => T,
+            Q::C => 2 * TICKS * T,
+        }
+    }
+    fn burst(self) -> u64 {
+        match self {
+            Q::A => 2,
+            Q::B => 3,
+            Q::C => 1,
+        }
+    }
+    fn capacity(self) -> u64 {
+        self.burst() * self.interval()
+    }
+    /// The quota's resolution in ticks: `1 / scale` µs.
+    fn resolution(self) -> u64 {
+        match self {
+            Q::B => 1,
+            Q::A | Q::C => TICKS,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ROp {
+    /// `n` tokens at `now` µs.
+    Take(u32, u64),
+    /// `set_quota` at `now` µs.
+    Change(Q, u64),
+    Reset,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ROut {
+    /// Admitted, or refused with the wait in µs.
+    Taken(Result<(), u64>),
+    /// The quota a change replaced.
+    Replaced(Q),
+    Reset,
+}
+
+/// The contract: GCRA in ticks; a change keeps the tokens available at its
+/// `now` (rounded toward fewer to the new resolution, clamped to the new
+/// burst), or an overdraft as time (rounded up); a reset refills from the
+/// last admission on.
+#[derive(Clone, Copy, Debug)]
+struct RefQ {
+    q: Q,
+    /// Arrival time in ticks; `None` for a fresh (full) bucket.
+    tat: Option<u64>,
+}
+
+impl RefQ {
+    fn ahead(&self, now: u64) -> u64 {
+        self.tat.map_or(0, |tat| tat.saturating_sub(TICKS * now))
+    }
+    fn apply(&mut self, op: ROp) -> ROut {
+        match op {
+            ROp::Take(n, now) => {
+                let needed = self.ahead(now) + u64::from(n) * self.q.interval();
+                let capacity = self.q.capacity();
+                ROut::Taken(if needed <= capacity {
+                    self.tat = Some(TICKS * now + needed);
+                    Ok(())
+                } else {
+                    Err((needed - capacity).div_ceil(TICKS))
+                })
+            }
+            ROp::Change(q, now) => {
+                let (ahead, capacity) = (self.ahead(now), self.q.capacity());
+                let res = q.resolution();
+                let drained = if ahead > capacity {
+                    q.capacity() + (ahead - capacity).div_ceil(res) * res
+                } else {
+                    let avail = (capacity - ahead) * q.interval() / (self.q.interval() * res) * res;
+                    q.capacity() - avail.min(q.capacity())
+                };
+                let old = std::mem::replace(&mut self.q, q);
+                self.tat = Some(TICKS * now + drained);
+                ROut::Replaced(old)
+            }
+            ROp::Reset => {
+                self.tat = self.tat.map(|tat| tat - self.q.capacity());
+                ROut::Reset
+            }
+        }
+    }
+    fn available(&self, now: u64) -> u32 {
+        (self.q.capacity().saturating_sub(self.ahead(now)) / self.q.interval()) as u32
+    }
+}
+
+fn apply(bucket: &TokenBucket, op: ROp) -> ROut {
+    match op {
+        ROp::Take(n, now) => ROut::Taken(run(bucket, Op { n, now })),
+        ROp::Change(q, now) => ROut::Replaced(Q::of(bucket.set_quota(q.quota(), at(now)))),
+        ROp::Reset => {
+            bucket.reset();
+            ROut::Reset
+        }
+    }
+}
+
+/// Whether some interleaving of the per-thread `ops` (program order kept)
+/// gives exactly the `observed` outcomes on `reference` and leaves it with
+/// the quota `last` and `available(now) == avail` for every `after` entry.
+fn linearizable_with_changes(
+    reference: RefQ,
+    ops: &[Vec<ROp>],
+    observed: &[Vec<ROut>],
+    last: Q,
+    after: &[(u64, u32)],
+) -> bool {
+    fn go(
+        r: RefQ,
+        next: &mut Vec<usize>,
+        ops: &[Vec<ROp>],
+        observed: &[Vec<ROut>],
+        end: &dyn Fn(&RefQ) -> bool,
+    ) -> bool {
+        if next.iter().zip(ops).all(|(&i, o)| i == o.len()) {
+            return end(&r);
+        }
+        for t in 0..ops.len() {
+            let i = next[t];
+            if i == ops[t].len() {
+                continue;
+            }
+            let mut r2 = r;
+            if r2.apply(ops[t][i]) != observed[t][i] {
+                continue;
+            }
+            next[t] += 1;
+            let ok = go(r2, next, ops, observed, end);
+            next[t] -= 1;
+            if ok {
+                return true;
+            }
+        }
+        false
+    }
+    let end = |r: &RefQ| r.q == last && after.iter().all(|&(now, a)| r.available(now) == a);
+    go(reference, &mut vec![0; ops.len()], ops, observed, &end)
+}
+
+/// Runs `setup` single-threaded on a fresh bucket of `q0`, then one thread
+/// per entry of `ops`; checks linearizability (results, the final quota,
+/// `available` at each of `probe`) and returns the observed outcomes.
+fn race_changes(q0: Q, setup: &[ROp], ops: &[Vec<ROp>], probe: &[u64]) -> Vec<Vec<ROut>> {
+    let bucket = Arc::new(TokenBucket::new(q0.quota()));
+    let mut reference = RefQ { q: q0, tat: None };
+    for &op in setup {
+        assert_eq!(apply(&bucket, op), reference.apply(op), "setup {op:?}");
+    }
+    let handles: Vec<_> = ops
+        .iter()
+        .map(|thread_ops| {
+            let bucket = bucket.clone();
+            let thread_ops = thread_ops.clone();
+            thread::spawn(move || thread_ops.iter().map(|&op| apply(&bucket, op)).collect())
+        })
+        .collect();
+    let observed: Vec<Vec<ROut>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let last = Q::of(bucket.quota());
+    let after: Vec<(u64, u32)> = probe
+        .iter()
+        .map(|&now| (now, bucket.available(at(now))))
+        .collect();
+    assert!(
+        linearizable_with_changes(reference, ops, &observed, last, &after),
+        "not linearizable: ops {ops:?}, observed {observed:?}, quota {last:?}, available {after:?}"
+    );
+    observed
+}
+
+fn admitted(ops: &[Vec<ROp>], observed: &[Vec<ROut>]) -> u32 {
+    ops.iter()
+        .flatten()
+        .zip(observed.iter().flatten())
+        .map(|(op, out)| match (op, out) {
+            (ROp::Take(n, _), ROut::Taken(Ok(()))) => *n,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// (r1) A change to a smaller, slower quota (`A` burst 2 → `C` burst 1)
+/// races two deciders at the same `now` on a full bucket: linearizable,
+/// and never more than the larger burst (2) admitted.
+#[test]
+fn requota_lowering_races_two_deciders() {
+    check("requota_lowering_races_two_deciders", 3, || {
+        let take = ROp::Take(1, T0);
+        let ops = vec![vec![take], vec![take], vec![ROp::Change(Q::C, T0)]];
+        let observed = race_changes(Q::A, &[], &ops, &[T0, T0 + 2 * T]);
+        assert!(admitted(&ops, &observed) <= 2, "{observed:?}");
+    });
+}
+
+/// (r1') A change to a larger, faster quota (`A` burst 2 → `B` burst 3,
+/// three times the rate, scale 3) races two deciders asking for 2 and 1
+/// at the same `now`: linearizable, and the raise grants nothing: at most
+/// 2 admitted.
+#[test]
+fn requota_raising_races_two_deciders() {
+    check("requota_raising_races_two_deciders", 3, || {
+        let ops = vec![
+            vec![ROp::Take(2, T0)],
+            vec![ROp::Take(1, T0)],
+            vec![ROp::Change(Q::B, T0)],
+        ];
+        let observed = race_changes(Q::A, &[], &ops, &[T0, T0 + T / 3, T0 + T]);
+        assert!(admitted(&ops, &observed) <= 2, "{observed:?}");
+    });
+}
+
+/// (r2) Two changes in a row (`A` → `B` → `C`) race a decider making two
+/// decisions, so a decision can load the word under `A`'s slot and read
+/// that slot while the second change rewrites it with `C`: such a mix is
+/// never acted on (its CAS fails, or its refusal is re-read), and every
+/// result is linearizable.
+#[test]
+fn requota_stale_slot_is_never_acted_on() {
+    check("requota_stale_slot_is_never_acted_on", 3, || {
+        let ops = vec![
+            vec![ROp::Take(1, T0), ROp::Take(1, T0 + T)],
+            vec![ROp::Change(Q::B, T0), ROp::Change(Q::C, T0 + T)],
+        ];
+        race_changes(Q::A, &[ROp::Take(1, T0)], &ops, &[T0 + T, T0 + 3 * T]);
+    });
+}
+
+/// (r3) A change stamped with a stale `now` (`T0`) races deciders one
+/// interval later on a bucket drained at `T0`: linearizable, the debt is
+/// never forgiven, and over `[T0, T0 + T]` (which holds every `now`) at
+/// most the larger burst plus the larger rate times `T`: 3 + 3.
+#[test]
+fn requota_stale_now_races_deciders() {
+    check("requota_stale_now_races_deciders", 3, || {
+        let later = T0 + T;
+        let ops = vec![
+            vec![ROp::Take(1, later)],
+            vec![ROp::Take(2, later)],
+            vec![ROp::Change(Q::B, T0)],
+        ];
+        let drain = ROp::Take(2, T0);
+        let observed = race_changes(Q::A, &[drain], &ops, &[later, later + T]);
+        assert!(2 + admitted(&ops, &observed) <= 3 + 3, "{observed:?}");
+    });
+}
+
+/// (r4) A reset races a decider and a change on a drained bucket:
+/// linearizable (the reset refills under whichever quota it finds).
+#[test]
+fn requota_reset_races_a_decider_and_a_change() {
+    check("requota_reset_races_a_decider_and_a_change", 2, || {
+        let ops = vec![
+            vec![ROp::Take(2, T0)],
+            vec![ROp::Reset],
+            vec![ROp::Change(Q::B, T0)],
+        ];
+        race_changes(Q::A, &[ROp::Take(2, T0)], &ops, &[T0, T0 + T]);
+    });
+}
+
+// ---------------------------------------------------------------------------
 // KeyedLimiter
 // ---------------------------------------------------------------------------
 

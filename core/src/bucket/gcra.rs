@@ -35,6 +35,17 @@
 //! may read as partly drained — it then admits *less* for at most
 //! `burst·T + 1.05 s`, never more.
 //!
+//! The token bucket keeps its arrival time in *half units* (the `tagged`
+//! module): its word's lowest bit names the quota slot the word was
+//! written under, so its ranges are those of a word one bit narrower —
+//! on 64 bits a horizon of 2^62 scaled units (≥ 2.2 years both ways) and
+//! `capacity < 2^61`; on 32 bits `capacity + ~1.05 s` below 2^30 scaled
+//! units (so scales below 1 024), with the wrap at 2^31. [`Quota`] refuses
+//! what does not fit ([`QuotaError::TooLong`]).
+//!
+//! [`Quota`]: super::Quota
+//! [`QuotaError::TooLong`]: super::QuotaError::TooLong
+//!
 //! The keyed limiter's slots keep a 48-bit arrival time (beside their
 //! bookkeeping in one 64-bit word), which behaves like 32 bits with a
 //! wider margin: the horizon is `capacity + 2^42` scaled units (1/64 of the
@@ -58,7 +69,7 @@ pub(crate) const FRESH: u64 = 0;
 /// Largest exact time scale; see the module docs.
 pub(crate) const MAX_SCALE: u64 = 1 << 16;
 /// Backward tolerance on 32-bit words, in µs (scaled by `scale`).
-const BACKWARD_TOLERANCE_MICROS: u64 = 1 << 20;
+pub(crate) const BACKWARD_TOLERANCE_MICROS: u64 = 1 << 20;
 /// Backward tolerance on words of 33 to 63 bits (the keyed limiter's 48),
 /// as a power of two of *scaled units*: 1/64 of the wrap (2^42 units for 48
 /// bits: 50.9 days at scale 1, 73 min at scale 1 000, 67 s at 65 536).
@@ -194,6 +205,7 @@ impl Params {
     }
 
     /// The `tat` of a bucket drained by `ahead` scaled units at `now_micros`.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) const fn at(&self, now_micros: u64, ahead: u64) -> u64 {
         if ahead == 0 {
             return FRESH;
@@ -227,17 +239,31 @@ impl Params {
         self.ahead(tat, self.scaled(now_micros))
     }
 
+    /// The drain, in these parameters' units, that carries a drain of
+    /// `ahead` under `old` over to them at the same instant, granting no
+    /// token: the available tokens (fractions included) carry over, clamped
+    /// to the new burst, rounded toward fewer; a drain past `old`'s capacity
+    /// (an overdraft: a `now` behind an admission already made) carries
+    /// over as the same *time* past the new capacity, rounded up (clamped
+    /// to the horizon).
+    pub(crate) fn carried(&self, old: &Self, ahead: u64) -> u64 {
+        let [a, c, t, s] = [ahead, old.capacity, old.interval, old.scale].map(u128::from);
+        let [nc, nt, ns] = [self.capacity, self.interval, self.scale].map(u128::from);
+        let drain = if a > c {
+            (nc + ((a - c) * ns).div_ceil(s)).min(u128::from(self.horizon))
+        } else {
+            nc - ((c - a) * nt / t).min(nc)
+        };
+        drain as u64
+    }
+
     /// The `tat`, in these parameters, of a bucket drained by `drained`
-    /// scaled units of `old` at `now_micros`, with no token granted:
-    /// the available tokens (fractions included) carry over, clamped to the
-    /// new burst, rounded toward fewer.
+    /// scaled units of `old` at `now_micros`, with no token granted (see
+    /// [`Params::carried`]). The token bucket carries its state over in its
+    /// own (tagged) word; this is the plain word's form.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn carried_over(&self, old: &Self, drained: u64, now_micros: u64) -> u64 {
-        // Available tokens as a fraction: (old.capacity - drained) / old.interval.
-        let avail_old = u128::from(old.capacity.saturating_sub(drained));
-        // In new scaled units: avail_old / old.interval * self.interval (floor).
-        let avail_new = (avail_old * u128::from(self.interval) / u128::from(old.interval))
-            .min(u128::from(self.capacity)) as u64;
-        self.at(now_micros, self.capacity - avail_new)
+        self.at(now_micros, self.carried(old, drained))
     }
 }
 
@@ -388,6 +414,28 @@ mod tests {
         let new = params(1, 1_000_000, 2, 64);
         let t = new.carried_over(&old, drained, 0);
         assert_eq!(new.available(t, 0), 2);
+    }
+
+    #[test]
+    fn carried_rounds_toward_fewer_and_keeps_debts_as_time() {
+        // 3/s (T = 10^6 units of 1/3 µs) to 1 000/s (T = 1 000 units of
+        // 1 µs): 1/10^6 of a token is 1/1 000 of a new unit, floored to 0.
+        let old = params(3, 1_000_000, 3, 64);
+        let new = params(1_000, 1_000_000, 3, 64);
+        assert_eq!(new.carried(&old, old.capacity - 1), new.capacity);
+        assert_eq!(
+            new.carried(&old, old.capacity - 999_999),
+            new.capacity - 999
+        );
+        assert_eq!(new.carried(&old, 0), 0, "full stays full");
+        // 2 µs past the capacity (6 units at scale 3) is 2 µs at scale 1.
+        assert_eq!(new.carried(&old, old.capacity + 6), new.capacity + 2);
+        // Rounded up: 1 unit (1/3 µs) past it is 1 µs past the new one.
+        assert_eq!(new.carried(&old, old.capacity + 1), new.capacity + 1);
+        // Never past the horizon.
+        let narrow = params(1, 1_000_000, 1, 32);
+        let wide = params(1, 1_000, 1, 64);
+        assert_eq!(narrow.carried(&wide, u64::MAX / 4), narrow.horizon);
     }
 
     /// The 32-bit word (Cortex-M) decides exactly like the 64-bit one while

@@ -3,7 +3,11 @@
 //! A token bucket holds up to `burst` tokens and refills `tokens` per
 //! `period` ([`Quota`]); each request takes one or more. It is implemented
 //! as GCRA (see the `gcra` module): the whole state is one atomic word, and
-//! every decision is one load plus one compare-and-swap.
+//! every decision is one load plus one compare-and-swap. The word also
+//! names which of two quota slots it was written under (the `tagged`
+//! module), so that [`TokenBucket::set_quota`] can change the quota of a
+//! shared bucket while decisions go on, none of them waiting and each one
+//! made wholly under the old quota or wholly under the new.
 //!
 //! # Exactness
 //!
@@ -14,6 +18,12 @@
 //! which covers everything from one per day to ten million per second;
 //! others round the refill interval up by less than 1/65 536 µs, which only
 //! admits less.
+//!
+//! Across quota changes the bound is the larger burst plus the larger rate
+//! times `T`, when no call's `now` is earlier than one already made; a
+//! change whose `now` is out of order dates its change of *rate* to that
+//! `now` (never its tokens, see [`TokenBucket::set_quota`]), and the bound
+//! then holds over the intervals that contain that `now`.
 //!
 //! # Examples
 //!
@@ -35,14 +45,17 @@
 mod gcra;
 mod keyed;
 mod quota;
+mod tagged;
 
 pub use keyed::{FullPolicy, KeyedError, KeyedLimiter, KeyedMetrics, MAX_TIERS, PROBE};
 pub use quota::{Quota, QuotaError};
 
+use core::borrow::Borrow;
 use core::fmt;
 
 use crate::sync::{const_fn_unless_loom, Ordering, TatWord};
 use crate::{Duration, Instant};
+use tagged::{Refusal, Tagged};
 
 /// A request was refused for now; retrying after `retry_after` succeeds if
 /// nobody else takes the tokens first.
@@ -118,33 +131,44 @@ pub struct BucketSnapshot {
     pub until_full: Duration,
 }
 
-/// A lock-free GCRA token bucket.
+/// A lock-free GCRA token bucket whose quota can change at run time.
 ///
 /// `Sync`; [`TokenBucket::new`] is `const`, so a bucket can be a `static`.
+/// Every decision is one load and one compare-and-swap of the arrival-time
+/// word; [`set_quota`](Self::set_quota) changes the quota under `&self`
+/// (through an `Arc`, or in a `static`) without ever making a decision wait.
 ///
 /// # Size
 ///
-/// One atomic word (8 bytes where the target has 64-bit atomics, 4 on
-/// Cortex-M) plus the 56-byte [`Quota`] (rate, burst and the pre-computed
-/// GCRA parameters): 64 bytes, one cache line, on x86-64 and on Cortex-M.
-#[derive(Debug)]
+/// One atomic arrival-time word (8 bytes where the target has 64-bit
+/// atomics, 4 on Cortex-M) and two quota slots (the one in force and the
+/// next, 44 or 32 bytes each): 96 bytes on x86-64, 68 on Cortex-M.
 pub struct TokenBucket {
-    /// Theoretical arrival time in wrapped scaled units (see `gcra`).
-    tat: TatWord,
-    quota: Quota,
+    /// The arrival-time word tagged with its quota slot (see `tagged`).
+    tat: Tagged,
 }
 
 impl TokenBucket {
     const_fn_unless_loom! {
         /// A full bucket.
         pub fn new(quota: Quota) -> Self {
-            Self { tat: TatWord::new(gcra::FRESH as _), quota }
+            Self { tat: Tagged::new(&quota) }
         }
     }
 
-    /// The quota.
-    pub const fn quota(&self) -> &Quota {
-        &self.quota
+    /// The quota in force.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{Quota, TokenBucket};
+    ///
+    /// let bucket = TokenBucket::new(Quota::per_second(5)?);
+    /// assert_eq!(bucket.quota().burst(), 5);
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
+    pub fn quota(&self) -> Quota {
+        self.tat.quota()
     }
 
     /// Takes one token at `now`.
@@ -154,7 +178,7 @@ impl TokenBucket {
     /// [`RateLimited`] with the exact time until a token is back.
     #[inline]
     pub fn try_acquire(&self, now: Instant) -> Result<(), RateLimited> {
-        self.take(1, now)
+        self.tat.take(1, now, Refusal::limited)
     }
 
     /// Takes `n` tokens at `now`, all or none. `n = 0` always succeeds.
@@ -164,72 +188,129 @@ impl TokenBucket {
     /// [`AcquireError::InsufficientCapacity`] if `n` exceeds the burst (it
     /// could never succeed); [`AcquireError::RateLimited`] otherwise.
     pub fn try_acquire_n(&self, n: u32, now: Instant) -> Result<(), AcquireError> {
-        if n > self.quota.burst() {
-            return Err(InsufficientCapacity {
-                requested: n,
-                burst: self.quota.burst(),
-            }
-            .into());
+        if n == 0 {
+            return Ok(());
         }
-        Ok(self.take(n, now)?)
-    }
-
-    #[inline]
-    fn take(&self, n: u32, now: Instant) -> Result<(), RateLimited> {
-        take(&self.tat, &self.quota, n, now)
+        self.tat.take(n, now, |refusal| match refusal {
+            Refusal::Never(burst) => InsufficientCapacity {
+                requested: n,
+                burst,
+            }
+            .into(),
+            wait @ Refusal::Wait(_) => wait.limited().into(),
+        })
     }
 
     /// Whole tokens available at `now`.
     pub fn available(&self, now: Instant) -> u32 {
-        let tat = load(&self.tat);
-        self.quota.params().available(tat, now.as_micros()) as u32
+        self.tat.available(now)
     }
 
-    /// Refills the bucket completely.
+    /// Refills the bucket completely: full at any `now` from its last
+    /// admission on (a `now` earlier than that reads it drained by at most
+    /// the difference, so a stale clock still only denies).
+    ///
+    /// A change of state like [`set_quota`](Self::set_quota): it takes the
+    /// critical section (the target's `critical-section` implementation;
+    /// the `std` feature provides one on hosts) and never makes a decision
+    /// wait.
     pub fn reset(&self) {
-        self.tat.store(gcra::FRESH as _, Ordering::Release);
+        crate::sync::critical(|| self.tat.reset());
     }
 
     /// The state at `now`, as plain data.
     pub fn snapshot(&self, now: Instant) -> BucketSnapshot {
-        let params = self.quota.params();
-        let drained = params.drained(load(&self.tat), now.as_micros());
         BucketSnapshot {
-            until_full: Duration::from_micros(drained.div_ceil(params.scale)),
+            until_full: self.tat.until_full(now),
         }
     }
 
     /// Restores a snapshot taken (with the same quota) at another `now`.
     /// An `until_full` beyond an empty bucket is clamped to empty, so a
     /// hostile snapshot can only ever *deny* tokens.
+    ///
+    /// Takes the critical section, like [`reset`](Self::reset).
     pub fn restore(&self, snapshot: &BucketSnapshot, now: Instant) {
-        let params = self.quota.params();
-        let drained = snapshot
-            .until_full
-            .as_micros()
-            .saturating_mul(params.scale)
-            .min(params.capacity);
-        let tat = params.at(now.as_micros(), drained);
-        self.tat.store(tat as _, Ordering::Release);
+        crate::sync::critical(|| self.tat.restore(snapshot.until_full, now));
+    }
+
+    /// Changes the quota at `now` and returns the one it replaces. Callable
+    /// on a shared bucket; concurrent decisions never wait for it, and each
+    /// one is decided wholly under the old quota or wholly under the new.
+    ///
+    /// The bucket's state carries over:
+    ///
+    /// * the tokens available at `now` stay available, fractions of a token
+    ///   included (rounded toward fewer, to the new quota's resolution of
+    ///   `1 / (period / gcd(tokens, period in µs))` of a token): raising the
+    ///   burst grants no free tokens, lowering it clamps what is available
+    ///   to the new burst;
+    /// * the new rate refills from `now` on;
+    /// * a bucket that `now` reads as overdrawn — `now` is behind an
+    ///   admission already made — stays overdrawn for the same time
+    ///   (rounded up): a stale `now` never turns a debt into tokens, and
+    ///   never reads more tokens than the latest admission left. It does
+    ///   date the change of *rate* back to `now`, so a raised rate refills
+    ///   over the staleness too (see the [module docs](self) for the bound
+    ///   this keeps). On Cortex-M, as for decisions, a `now` more than
+    ///   ~1.05 s stale may read a drained bucket as full.
+    ///
+    /// Changes (with [`reset`](Self::reset) and [`restore`](Self::restore))
+    /// are serialised by the critical section: the target's
+    /// `critical-section` implementation, which the `std` feature provides
+    /// on hosts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let bucket = Arc::new(TokenBucket::new(Quota::per_second(10)?));
+    /// let now = Instant::from_secs(1);
+    /// bucket.try_acquire_n(8, now)?; // 2 left
+    ///
+    /// // An operator raises the limit while requests keep flowing.
+    /// let raised = Quota::per_second(100)?;
+    /// let shared = Arc::clone(&bucket);
+    /// let old = std::thread::spawn(move || shared.set_quota(raised, now))
+    ///     .join()
+    ///     .unwrap();
+    /// assert_eq!(old.tokens(), 10);
+    /// assert_eq!(bucket.available(now), 2, "no free burst");
+    /// assert_eq!(bucket.available(now + Duration::from_millis(10)), 3, "the new rate");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_quota(&self, quota: Quota, now: Instant) -> Quota {
+        crate::sync::critical(|| self.tat.set_quota(&quota, now))
     }
 
     /// Changes the quota at run time, keeping the tokens available now:
-    /// raising the burst grants no free tokens, lowering it clamps the
-    /// available tokens to the new burst. Exclusive access (`&mut`) keeps
-    /// the word and its interpretation consistent.
+    /// [`set_quota`](Self::set_quota) through exclusive access, without the
+    /// critical section.
+    #[deprecated(note = "use `set_quota`, which takes `&self`")]
     pub fn reconfigure(&mut self, quota: Quota, now: Instant) {
-        let old = *self.quota.params();
-        let new = *quota.params();
-        let now = now.as_micros();
-        let drained = old.drained(load(&self.tat), now);
-        let tat = new.carried_over(&old, drained, now);
-        self.tat.store(tat as _, Ordering::Release);
-        self.quota = quota;
+        self.tat.set_quota(&quota, now);
     }
 }
 
-/// The arrival-time word, widened to the kernel's `u64`.
+impl fmt::Debug for TokenBucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenBucket")
+            .field("quota", &self.quota())
+            .field("word", &self.tat.word())
+            .finish()
+    }
+}
+
+/// The arrival-time word, widened to the kernel's `u64` (the keyed
+/// limiter's 32-bit slots).
 #[inline]
+#[cfg_attr(
+    all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)),
+    allow(dead_code)
+)]
 pub(crate) fn load(tat: &TatWord) -> u64 {
     widen(tat.load(Ordering::Acquire))
 }
@@ -240,23 +321,68 @@ fn widen<T: Into<u64>>(word: T) -> u64 {
     word.into()
 }
 
-/// One GCRA decision on `tat`: a load, then a CAS from exactly the state
-/// the decision was made on (so concurrent callers can never both spend the
-/// same token). `n <= quota.burst()` is the caller's to check.
+/// One GCRA decision on a bucket's state, for the keyed limiter: its slots'
+/// plain words (under a quota kept beside them) and its overflow
+/// [`TokenBucket`] (whose state carries its own quota: `quota` is ignored).
+/// `n <= quota.burst()` is the caller's to check.
 #[inline]
-pub(crate) fn take(tat: &TatWord, quota: &Quota, n: u32, now: Instant) -> Result<(), RateLimited> {
-    let params = quota.params();
-    let now = now.as_micros();
-    let mut current = tat.load(Ordering::Acquire);
-    loop {
-        let new = params
-            .decide(widen(current), now, n)
-            .map_err(|wait| RateLimited {
-                retry_after: Duration::from_micros(wait),
-            })?;
-        match tat.compare_exchange_weak(current, new as _, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Ok(()),
-            Err(actual) => current = actual,
+pub(crate) fn take<S: Take + ?Sized>(
+    state: &S,
+    quota: impl Borrow<Quota>,
+    n: u32,
+    now: Instant,
+) -> Result<(), RateLimited> {
+    state.take(quota.borrow(), n, now)
+}
+
+/// A state [`take`] decides on.
+pub(crate) trait Take {
+    /// See [`take`].
+    fn take(&self, quota: &Quota, n: u32, now: Instant) -> Result<(), RateLimited>;
+}
+
+impl Take for TatWord {
+    /// A load, then a CAS from exactly the state the decision was made on
+    /// (so concurrent callers can never both spend the same token).
+    #[inline]
+    fn take(&self, quota: &Quota, n: u32, now: Instant) -> Result<(), RateLimited> {
+        let params = quota.params();
+        let now = now.as_micros();
+        let mut current = self.load(Ordering::Acquire);
+        loop {
+            let new = params
+                .decide(widen(current), now, n)
+                .map_err(|wait| RateLimited {
+                    retry_after: Duration::from_micros(wait),
+                })?;
+            match self.compare_exchange_weak(current, new as _, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+impl Take for Tagged {
+    #[inline]
+    fn take(&self, _: &Quota, n: u32, now: Instant) -> Result<(), RateLimited> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.take(n, now, Refusal::limited)
+    }
+}
+
+impl Refusal {
+    /// As [`RateLimited`]: "never" is the longest wait.
+    #[cold]
+    fn limited(self) -> RateLimited {
+        RateLimited {
+            retry_after: match self {
+                Refusal::Wait(micros) => Duration::from_micros(tagged::wide(micros)),
+                Refusal::Never(_) => Duration::MAX,
+            },
         }
     }
 }
@@ -268,4 +394,6 @@ mod tests;
 
 // The documented size, checked by every build, the thumb targets included.
 #[cfg(not(loom))]
-const _: () = assert!(core::mem::size_of::<TokenBucket>() == 64);
+const _: () = assert!(
+    core::mem::size_of::<TokenBucket>() == if crate::sync::TAT_BITS == 64 { 96 } else { 68 }
+);

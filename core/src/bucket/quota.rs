@@ -3,6 +3,7 @@
 use core::fmt;
 
 use super::gcra::Params;
+use super::tagged;
 use crate::sync::TAT_BITS;
 use crate::Duration;
 
@@ -116,7 +117,14 @@ impl Quota {
         Self::build(self.tokens, self.period, burst)
     }
 
-    const fn build(tokens: u32, period: Duration, burst: u32) -> Result<Self, QuotaError> {
+    /// Validates and derives; the one constructor all others go through.
+    /// The quota must fit both the kernel's word ([`TAT_BITS`]) and the
+    /// token bucket's tagged word (one bit less, see `tagged`).
+    pub(super) const fn build(
+        tokens: u32,
+        period: Duration,
+        burst: u32,
+    ) -> Result<Self, QuotaError> {
         if tokens == 0 {
             return Err(QuotaError::ZeroTokens);
         }
@@ -127,6 +135,7 @@ impl Quota {
             return Err(QuotaError::ZeroBurst);
         }
         match Params::new(tokens, period.as_micros(), burst, TAT_BITS) {
+            Ok(params) if !tagged::fits(params.scale, params.capacity) => Err(QuotaError::TooLong),
             Ok(params) => Ok(Self {
                 tokens,
                 period,

@@ -200,6 +200,7 @@ fn snapshot_restore_carries_the_drain_across_clocks() {
 }
 
 #[test]
+#[allow(deprecated)] // the `&mut` form stays until it is removed
 fn reconfigure_keeps_available_tokens() {
     let mut b = bucket(10, Duration::from_secs(1), 10);
     b.try_acquire_n(8, T0).unwrap();
@@ -220,6 +221,255 @@ fn reconfigure_keeps_available_tokens() {
 
 #[test]
 fn size_is_as_documented() {
-    #[cfg(target_has_atomic = "64")]
-    assert_eq!(core::mem::size_of::<TokenBucket>(), 64);
+    let expected = if crate::sync::TAT_BITS == 64 { 96 } else { 68 };
+    assert_eq!(core::mem::size_of::<TokenBucket>(), expected);
+}
+
+// --- set_quota ---------------------------------------------------------
+
+fn quota(tokens: u32, period: Duration, burst: u32) -> Quota {
+    Quota::new(tokens, period)
+        .unwrap()
+        .with_burst(burst)
+        .unwrap()
+}
+
+#[test]
+fn set_quota_returns_the_quota_replaced_and_reports_the_new_one() {
+    let b = bucket(10, Duration::from_secs(1), 10);
+    let q = quota(7, Duration::from_secs(3), 2);
+    let old = b.set_quota(q, T0);
+    assert_eq!(old, quota(10, Duration::from_secs(1), 10));
+    assert_eq!(b.quota(), q);
+    assert_eq!(b.set_quota(old, T0), q);
+    assert_eq!(b.quota(), old);
+}
+
+#[test]
+fn raising_the_burst_grants_no_free_tokens() {
+    let b = bucket(10, Duration::from_secs(1), 10);
+    b.try_acquire_n(7, T0).unwrap();
+    b.set_quota(quota(10, Duration::from_secs(1), 50), T0);
+    assert_eq!(b.available(T0), 3);
+    assert_eq!(b.try_acquire_n(4, T0).unwrap_err(), limited(ms(100)));
+    // Refills at the same rate, now up to 50.
+    assert_eq!(b.available(T0 + Duration::from_secs(4)), 43);
+    assert_eq!(b.available(T0 + Duration::from_secs(60)), 50);
+    // A fresh bucket is full: its burst carries over, not the new one.
+    let b = bucket(10, Duration::from_secs(1), 10);
+    b.set_quota(quota(10, Duration::from_secs(1), 50), T0);
+    assert_eq!(b.available(T0), 10);
+}
+
+#[test]
+fn lowering_the_burst_clamps_what_is_available() {
+    let b = bucket(10, Duration::from_secs(1), 10);
+    b.try_acquire_n(2, T0).unwrap(); // 8 left
+    b.set_quota(quota(10, Duration::from_secs(1), 5), T0);
+    assert_eq!(b.available(T0), 5);
+    b.try_acquire_n(5, T0).unwrap();
+    assert_eq!(b.try_acquire(T0).unwrap_err().retry_after, ms(100));
+    // The burst limit is the new one, at once.
+    assert_eq!(
+        b.try_acquire_n(6, T0),
+        Err(AcquireError::InsufficientCapacity(InsufficientCapacity {
+            requested: 6,
+            burst: 5
+        }))
+    );
+}
+
+#[test]
+fn a_new_rate_refills_from_now_on() {
+    let b = bucket(1, Duration::from_secs(1), 4);
+    b.try_acquire_n(4, T0).unwrap();
+    let later = T0 + ms(500); // half a token refilled at the old rate
+    b.set_quota(quota(10, Duration::from_secs(1), 4), later);
+    // The half token carries over (5 of the new tenths), then 10/s.
+    assert_eq!(b.available(later), 0);
+    assert_eq!(b.try_acquire(later).unwrap_err().retry_after, ms(50));
+    assert_eq!(b.available(later + ms(50)), 1);
+    assert_eq!(b.available(later + ms(350)), 4);
+    // Lowering the rate: the fraction carries over the other way.
+    let b = bucket(10, Duration::from_secs(1), 4);
+    b.try_acquire_n(4, T0).unwrap();
+    b.set_quota(quota(1, Duration::from_secs(1), 4), T0 + ms(150)); // 1.5 tokens
+    assert_eq!(b.available(T0 + ms(150)), 1);
+    assert_eq!(b.available(T0 + ms(649)), 1);
+    assert_eq!(b.available(T0 + ms(650)), 2);
+}
+
+#[test]
+fn fractions_of_a_token_carry_over() {
+    // 3/s (scale 3) to 7/s (scale 7): 1.5 tokens stay 1.5 tokens.
+    let b = bucket(3, Duration::from_secs(1), 3);
+    b.try_acquire_n(3, T0).unwrap();
+    let at = T0 + ms(500);
+    b.set_quota(quota(7, Duration::from_secs(1), 7), at);
+    assert_eq!(b.available(at), 1);
+    // Half a token at 7/s: 1/14 s.
+    let wait = b.try_acquire_n(2, at).unwrap_err();
+    assert_eq!(wait, limited(Duration::from_micros(71_429)));
+}
+
+#[test]
+fn a_stale_now_never_turns_a_debt_into_tokens() {
+    // Drained at T0 + 2 s; the change comes with a clock read at T0 + 1 s.
+    let b = bucket(1, Duration::from_secs(1), 3);
+    let late = T0 + Duration::from_secs(2);
+    b.try_acquire_n(3, late).unwrap();
+    for (q, burst) in [
+        (quota(1, Duration::from_secs(1), 3), 3), // the same quota
+        (quota(1, Duration::from_secs(1), 9), 9), // a larger burst
+        (quota(1, Duration::from_secs(2), 1), 1), // slower, smaller
+    ] {
+        let b2 = bucket(1, Duration::from_secs(1), 3);
+        b2.try_acquire_n(3, late).unwrap();
+        b2.set_quota(q, T0 + Duration::from_secs(1));
+        assert_eq!(b2.available(late), 0, "{q:?}");
+        // One interval of the new quota after the drain, one token back.
+        let interval = q.replenish_interval();
+        assert_eq!(b2.available(late + interval - ms(1)), 0, "{q:?}");
+        assert_eq!(b2.available(late + interval), 1, "{q:?}");
+        assert_eq!(b2.available(late + Duration::from_secs(60)), burst);
+    }
+    // The same quota at a stale `now` changes nothing at all (1 s stale:
+    // within the 32-bit word's ~1.05 s backward tolerance).
+    b.set_quota(b.quota(), T0 + Duration::from_secs(1));
+    for t in [0, 999, 1_000, 2_999, 3_000] {
+        assert_eq!(b.available(late + ms(t)), (t / 1_000) as u32);
+    }
+}
+
+#[test]
+fn a_stale_now_dates_a_change_of_rate_back_not_the_level() {
+    // 5 of 10 left at T0 + 5 s; a change to 100/s stamped T0 + 4 s reads
+    // 4 of them (as at T0 + 4 s) and refills at 100/s from T0 + 4 s.
+    let b = bucket(1, Duration::from_secs(1), 10);
+    let late = T0 + Duration::from_secs(5);
+    b.try_acquire_n(5, late).unwrap();
+    b.set_quota(
+        quota(100, Duration::from_secs(1), 10),
+        T0 + Duration::from_secs(4),
+    );
+    assert_eq!(b.available(T0 + Duration::from_secs(4)), 4);
+    assert_eq!(b.available(T0 + Duration::from_secs(4) + ms(20)), 6);
+    assert_eq!(b.available(late), 10);
+}
+
+#[test]
+fn changes_compose_and_round_trip() {
+    let b = bucket(10, Duration::from_secs(1), 10);
+    b.try_acquire_n(4, T0).unwrap();
+    let q = b.quota();
+    // Back and forth at one instant through a finer quota: no change.
+    for _ in 0..5 {
+        b.set_quota(quota(1_000, Duration::from_secs(1), 1_000), T0);
+        b.set_quota(q, T0);
+    }
+    assert_eq!(b.available(T0), 6);
+    assert_eq!(b.try_acquire_n(7, T0).unwrap_err(), limited(ms(100)));
+    assert_eq!(b.snapshot(T0).until_full, ms(400));
+}
+
+#[test]
+fn many_changes_keep_deciding_exactly() {
+    // Each change flips the slot; decisions in between stay exact.
+    let b = bucket(2, Duration::from_secs(1), 2);
+    let mut now = T0;
+    for i in 0..1_000u32 {
+        let burst = 1 + i % 3;
+        b.set_quota(quota(2, Duration::from_secs(1), burst), now);
+        assert_eq!(b.quota().burst(), burst);
+        let available = b.available(now);
+        assert!(available <= burst);
+        if available > 0 {
+            b.try_acquire(now).unwrap();
+        }
+        now += ms(500);
+    }
+}
+
+#[test]
+fn reset_refills_from_the_last_admission_on() {
+    let b = bucket(1, Duration::from_secs(10), 3);
+    b.try_acquire_n(3, T0).unwrap();
+    b.reset();
+    assert_eq!(b.available(T0), 3);
+    assert_eq!(b.available(T0 + Duration::from_secs(3_600)), 3);
+    // An earlier `now` than the admission still only reads fewer.
+    assert!(b.available(T0 - Duration::from_secs(10)) < 3);
+    // After a quota change, reset refills to the new burst.
+    b.try_acquire_n(3, T0).unwrap();
+    b.set_quota(quota(1, Duration::from_secs(10), 5), T0);
+    b.reset();
+    assert_eq!(b.available(T0), 5);
+    // A fresh bucket stays fresh: full at any time.
+    let fresh = bucket(1, Duration::from_secs(10), 3);
+    fresh.reset();
+    assert_eq!(fresh.available(Instant::ZERO), 3);
+    assert_eq!(fresh.available(Instant::MAX), 3);
+}
+
+#[test]
+fn restore_after_a_change_uses_the_quota_in_force() {
+    let b = bucket(10, Duration::from_secs(1), 10);
+    b.set_quota(quota(1, Duration::from_secs(1), 4), T0);
+    b.restore(
+        &BucketSnapshot {
+            until_full: Duration::from_secs(3),
+        },
+        T0,
+    );
+    assert_eq!(b.available(T0), 1);
+    assert_eq!(b.available(T0 + Duration::from_secs(3)), 4);
+}
+
+#[test]
+fn changes_across_the_wrap_of_the_word() {
+    // Scaled time wraps the word (2^W half units: at scale 65 536, 2^47 µs
+    // on 64 bits; at scale 997, 2.2 s on 32) between changes; decisions
+    // stay exact on both sides.
+    let (fine, scale) = if crate::sync::TAT_BITS == 64 {
+        (quota(65_537, Duration::from_secs(1), 5), 65_536) // clamped
+    } else {
+        (quota(997, Duration::from_millis(1), 5), 997)
+    };
+    let coarse = quota(1, Duration::from_millis(1), 5); // scale 1
+    let b = TokenBucket::new(fine);
+    let wrap = (1u64 << (crate::sync::TAT_BITS - 1)) / scale;
+    let mut now = Instant::from_micros(wrap - 3);
+    for step in 0..40u64 {
+        let q = if step % 2 == 0 { coarse } else { fine };
+        b.set_quota(q, now);
+        b.try_acquire_n(5, now).unwrap();
+        assert!(b.try_acquire(now).is_err());
+        now += Duration::from_millis(5); // full again under either quota
+        assert_eq!(b.available(now), 5, "step {step}");
+    }
+}
+
+#[test]
+fn set_quota_is_reconfigure_through_a_shared_reference() {
+    #[allow(deprecated)]
+    fn reconfigured(q: Quota, now: Instant) -> TokenBucket {
+        let mut b = bucket(10, Duration::from_secs(1), 10);
+        b.try_acquire_n(3, T0).unwrap();
+        b.reconfigure(q, now);
+        b
+    }
+    let shared = bucket(10, Duration::from_secs(1), 10);
+    shared.try_acquire_n(3, T0).unwrap();
+    let q = quota(3, Duration::from_secs(2), 4);
+    shared.set_quota(q, T0 + ms(70));
+    let exclusive = reconfigured(q, T0 + ms(70));
+    for t in (0..3_000).step_by(37) {
+        let now = T0 + ms(t);
+        assert_eq!(shared.available(now), exclusive.available(now));
+        assert_eq!(shared.snapshot(now), exclusive.snapshot(now));
+    }
+}
+
+fn limited(retry_after: Duration) -> AcquireError {
+    AcquireError::RateLimited(RateLimited { retry_after })
 }

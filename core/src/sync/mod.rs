@@ -108,6 +108,12 @@ pub(crate) type CounterInt = u32;
 pub(crate) type TatWord = imp::AtomicU64;
 #[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
 pub(crate) type TatWord = imp::AtomicU32;
+/// The value type of [`TatWord`].
+#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
+pub(crate) type Tat = u64;
+/// The value type of [`TatWord`].
+#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
+pub(crate) type Tat = u32;
 /// Width of [`TatWord`] in bits.
 #[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
 pub(crate) const TAT_BITS: u32 = 64;
