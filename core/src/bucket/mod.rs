@@ -262,8 +262,6 @@ pub(crate) fn take(tat: &TatWord, quota: &Quota, n: u32, now: Instant) -> Result
 }
 
 #[cfg(all(test, not(loom)))]
-mod keyed_tests;
-#[cfg(all(test, not(loom)))]
 mod tests;
 
 // The documented size, checked by every build, the thumb targets included.

@@ -45,24 +45,6 @@ mod imp {
     pub(crate) use portable_atomic::{fence, AtomicU16, AtomicU32, Ordering};
 }
 
-/// Runs `f` inside the critical section that serialises rare writers (the
-/// keyed limiter's inserts): `critical-section` normally (interrupts off on
-/// a single-core MCU; a global mutex on the host), a loom mutex under loom
-/// so the model checker sees it.
-#[cfg(not(loom))]
-pub(crate) fn critical<R>(f: impl FnOnce() -> R) -> R {
-    critical_section::with(|_| f())
-}
-
-#[cfg(loom)]
-pub(crate) fn critical<R>(f: impl FnOnce() -> R) -> R {
-    loom::lazy_static! {
-        static ref LOCK: loom::sync::Mutex<()> = loom::sync::Mutex::new(());
-    }
-    let _guard = LOCK.lock().unwrap();
-    f()
-}
-
 /// Declares a `const fn` in normal builds and a plain `fn` under loom,
 /// whose atomics cannot be created in a const context.
 macro_rules! const_fn_unless_loom {
@@ -483,3 +465,5 @@ mod tests {
 
 mod bytes;
 pub(crate) use bytes::AtomicBytes;
+mod lock;
+pub(crate) use lock::TableLock;
