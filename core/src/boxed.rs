@@ -16,6 +16,7 @@ use core::ptr::NonNull;
 ///   (every field; padding and `MaybeUninit` contents excepted), through
 ///   the pointer it is given, before it returns. (If it panics, the
 ///   allocation leaks.)
+#[allow(clippy::unnecessary_box_returns)] // the box is the point
 pub(crate) unsafe fn new_in_place<T>(init: impl FnOnce(*mut T)) -> Box<T> {
     let layout = Layout::new::<T>();
     let ptr = if layout.size() == 0 {

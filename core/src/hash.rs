@@ -185,6 +185,9 @@ macro_rules! forward {
     )*};
 }
 
+// foldhash's own attributes, kept so the integer paths inline as they do
+// there.
+#[allow(clippy::inline_always)]
 impl core::hash::Hasher for Hasher {
     #[inline(always)]
     fn finish(&self) -> u64 {

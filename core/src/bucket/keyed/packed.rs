@@ -352,6 +352,7 @@ where
     /// returns what the key leaves (pending admissions, final arrival time,
     /// state); the key is then the caller's to move out. `None` leaves the
     /// slot as it was.
+    #[allow(clippy::unused_self)] // the signature of `split`'s, which reads the tier
     pub(super) fn lock_idle(&self, slot: &Slot<K>, idle: &Idle, _now: Instant) -> Option<Evicted> {
         slot.tat
             .compare_exchange(idle.word, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
