@@ -577,13 +577,12 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     ///
     /// ```
     /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
-    /// use fusebox::hash::FixedState;
     /// use fusebox::Instant;
     ///
-    /// let mut limiter = KeyedLimiter::<u32, 4096, 2>::with_hasher_boxed(
+    /// // Typically on a table from `with_hasher_boxed` (feature `alloc`).
+    /// let mut limiter = KeyedLimiter::<u32, 4096, 2>::with_tiers(
     ///     [Quota::per_second(1)?, Quota::per_second(50)?],
     ///     FullPolicy::Reject,
-    ///     FixedState::new(),
     /// )?;
     /// limiter.set_tier_fn(|id| usize::from(*id < 100));
     /// assert_eq!(limiter.available(&7, Instant::from_secs(1)), 50);

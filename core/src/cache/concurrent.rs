@@ -329,7 +329,8 @@ where
     /// ```
     /// use fusebox::cache::ConcurrentCache;
     ///
-    /// let mut cache = ConcurrentCache::<u32, u32, 1024, 4>::new_boxed();
+    /// // Typically on a cache from `new_boxed` (feature `alloc`).
+    /// let mut cache = ConcurrentCache::<u32, u32, 1024, 4>::new();
     /// cache.set_lookup_counters(true);
     /// cache.get(&1);
     /// assert_eq!(cache.metrics().misses, 1);

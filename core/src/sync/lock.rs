@@ -77,6 +77,7 @@ mod imp {
         }
 
         #[inline]
+        #[allow(clippy::unused_self)] // the other locks' signature
         pub(crate) fn with<R>(&self, f: impl FnOnce() -> R) -> R {
             critical_section::with(|_| f())
         }

@@ -182,8 +182,8 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
 pub(super) struct Idle {
     /// Its state word.
     pub(super) state: u32,
-    /// The word the lock compares against (the bucket word with 64-bit
-    /// atomics; the arrival time again on Cortex-M).
+    /// The word the lock compares against: the bucket word with 64-bit
+    /// atomics, the state word again on Cortex-M.
     pub(super) word: u64,
     /// Its bucket's arrival time.
     pub(super) tat: u64,

@@ -142,7 +142,7 @@ where
         }
         Some(Idle {
             state,
-            word: tat,
+            word: u64::from(state),
             tat,
         })
     }
@@ -154,7 +154,12 @@ where
     /// caller's to move out. `None` leaves the slot as it was.
     pub(super) fn lock_idle(&self, slot: &Slot<K>, idle: &Idle, now: Instant) -> Option<Evicted> {
         slot.state
-            .compare_exchange(idle.state, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(
+                idle.word as u32,
+                LOCKED,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
             .ok()?;
         // Final while locked: a charge needs a registration (or the lock,
         // which we hold). Re-read for the ABA of the module docs.
