@@ -4,8 +4,8 @@
 //!
 //! `N` slots, open addressing: a key lives in one of the [`PROBE`]
 //! consecutive slots from its hash (or fewer if `N` is smaller). Keys are
-//! hashed with the limiter's hasher `S` (see [Hashing](#hashing)), then
-//! compared with `Eq`.
+//! hashed with the limiter's hasher `S` (see
+//! [Hashing](KeyedLimiter#hashing)), then compared with `Eq`.
 //! A slot is a 32-bit *state word*, the bucket word and the key itself.
 //! The state word (layout in the `state` module) is
 //!
@@ -104,7 +104,6 @@
 //! read as partly drained and then admits *less* for at most its burst
 //! span plus that tolerance, never more. (Cortex-M: the 32-bit word's
 //! range, ~1.05 s of tolerance, in the `gcra` module.)
-//!
 //!
 //! The hasher (a type parameter, `S`) and heap construction are described
 //! on [`KeyedLimiter`] itself.

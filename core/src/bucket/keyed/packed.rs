@@ -357,8 +357,10 @@ where
         slot.tat
             .compare_exchange(idle.word, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
             .ok()?;
-        // No longer a live key for `find_locked` and `Drop`.
-        slot.state.store(STATE_LOCKED, Ordering::Relaxed);
+        // No longer a live key for `find_locked` and `Drop`. Release: a
+        // lock-free `available` that reads this state, and so skips the
+        // slot, must also see the eviction mark raised before the lock.
+        slot.state.store(STATE_LOCKED, Ordering::Release);
         Some(Evicted {
             pending: pending(idle.word),
             tat: idle.tat,
@@ -373,7 +375,9 @@ where
         // is pinned and no other writer exists; any previous key was moved
         // out or never written.
         unsafe { (*slot.key.get()).write(key) };
-        slot.state.store(state::live(fp, tier), Ordering::Relaxed);
+        // Release, as in `lock_idle`: a reader skipping the slot for its
+        // new fingerprint sees the marks raised before.
+        slot.state.store(state::live(fp, tier), Ordering::Release);
         // Publishes the key and the state to the next caller's pin: the
         // bucket, nobody pinned, nothing counted (never LOCKED: the low
         // fields are zero).
