@@ -35,10 +35,12 @@ fn pending_in_slots<K: Eq + core::hash::Hash + Clone, const N: usize, const T: u
 /// `None` if it is still blocked by then (the thread is left behind).
 fn within_20s<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.recv_timeout(std::time::Duration::from_secs(20)).ok()
+    let got = rx.recv_timeout(std::time::Duration::from_secs(20)).ok()?;
+    thread.join().expect("sent, so it does not panic");
+    Some(got)
 }
 
 #[test]
@@ -155,13 +157,16 @@ fn two_tables_do_not_share_a_lock() {
     );
     a.try_acquire(&1, T0).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let mut waiter = None;
     a.lock.with(|| {
         let b = b.clone();
         let got = within_20s(move || b.try_acquire(&7, T0));
         assert_eq!(got, Some(Ok(())), "B's insert waited for A's lock");
         // A's own new keys do wait, its present keys do not.
         let a2 = a.clone();
-        std::thread::spawn(move || tx.send(a2.try_acquire(&2, T0)).unwrap());
+        waiter = Some(std::thread::spawn(move || {
+            tx.send(a2.try_acquire(&2, T0)).unwrap();
+        }));
         let a3 = a.clone();
         assert_eq!(within_20s(move || a3.try_acquire(&1, T0)), Some(Ok(())));
         let waiting = rx.recv_timeout(std::time::Duration::from_millis(50));
@@ -169,6 +174,7 @@ fn two_tables_do_not_share_a_lock() {
     });
     let inserted = rx.recv_timeout(std::time::Duration::from_secs(20));
     assert_eq!(inserted, Ok(Ok(())));
+    waiter.expect("spawned").join().unwrap();
     assert_eq!((a.metrics().keys, b.metrics().keys), (2, 1));
 }
 
