@@ -59,10 +59,8 @@ const DEFAULT_SEED: u64 = 0x6675_7365_626f_785f; // "fusebox_"
 /// let secret = FixedState::with_seed(0x5eed_f00d);
 /// assert_ne!(a.hash_one(42u64), secret.hash_one(42u64));
 /// ```
-#[derive(Clone, Copy)]
-pub struct FixedState {
-    seed: u64,
-}
+#[derive(Clone)]
+pub struct FixedState(foldhash::fast::FixedState);
 
 impl FixedState {
     /// The default: a fixed, public seed.
@@ -73,7 +71,7 @@ impl FixedState {
     /// Hashes with `seed`; secret if it comes from an RNG (e.g. a hardware
     /// RNG read at boot).
     pub const fn with_seed(seed: u64) -> Self {
-        Self { seed }
+        Self(foldhash::fast::FixedState::with_seed(seed))
     }
 }
 
@@ -89,7 +87,7 @@ impl BuildHasher for FixedState {
 
     #[inline]
     fn build_hasher(&self) -> Hasher {
-        Hasher(foldhash::fast::FixedState::with_seed(self.seed).build_hasher())
+        Hasher(self.0.build_hasher())
     }
 }
 
@@ -123,7 +121,7 @@ impl fmt::Debug for FixedState {
 /// assert_ne!(a.hash_one("client-7"), b.hash_one("client-7")); // per instance
 /// ```
 #[cfg(feature = "std")]
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct RandomState(FixedState);
 
 #[cfg(feature = "std")]
