@@ -1,5 +1,5 @@
 //! Key hashers for the keyed structures: [`FixedState`], the default, and
-//! (feature `std`) [`RandomState`], the one for servers.
+//! (feature `std`) `RandomState`, the one for servers.
 //!
 //! [`KeyedLimiter`](crate::KeyedLimiter),
 //! [`ConcurrentCache`](crate::ConcurrentCache) and
@@ -11,7 +11,7 @@
 //! # Which one
 //!
 //! **Keys chosen by an attacker** (client ids, IP addresses, URLs on a
-//! server): use [`RandomState`] (or any other keyed [`BuildHasher`], e.g.
+//! server): use `RandomState` (or any other keyed [`BuildHasher`], e.g.
 //! `std::hash::RandomState`). With a seed the attacker knows, they can
 //! search offline for keys that share a victim's slot, and 16 such keys
 //! lock the victim out of a [`KeyedLimiter`](crate::KeyedLimiter)
@@ -25,13 +25,13 @@
 //! structures that are `const`-constructible stay so (an `LruCache` in a
 //! `static`), and it hashes exactly like the random one. Where a hardware
 //! RNG exists, [`FixedState::with_seed`] with a seed read from it at boot
-//! is as good as [`RandomState`].
+//! is as good as `RandomState`.
 //!
 //! Why the default does not switch to random with the `std` feature:
 //! features must be additive, and a default type parameter that changed
 //! with a feature would change the type of every `KeyedLimiter<K, N>` in
 //! the dependency graph as soon as any crate enabled `std`. So the random
-//! seed is chosen by naming [`RandomState`] (or calling a constructor that
+//! seed is chosen by naming `RandomState` (or calling a constructor that
 //! takes a hasher), and these docs and the README's server example say so.
 //!
 //! [foldhash]: https://docs.rs/foldhash
@@ -46,7 +46,7 @@ const DEFAULT_SEED: u64 = 0x6675_7365_626f_785f; // "fusebox_"
 ///
 /// Deterministic and `const`. Its default seed is public, so keys chosen
 /// by an attacker can be made to collide: see the [module docs](self) for
-/// when to use [`RandomState`] or a secret [`with_seed`](Self::with_seed).
+/// when to use `RandomState` or a secret [`with_seed`](Self::with_seed).
 ///
 /// # Examples
 ///
@@ -162,7 +162,7 @@ impl fmt::Debug for RandomState {
     }
 }
 
-/// The [`core::hash::Hasher`] of [`FixedState`] and [`RandomState`]
+/// The [`core::hash::Hasher`] of [`FixedState`] and `RandomState`
 /// (foldhash's fast variant, whose integer writes it forwards as they are).
 #[derive(Clone)]
 pub struct Hasher(foldhash::fast::FoldHasher<'static>);

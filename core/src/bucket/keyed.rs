@@ -236,7 +236,7 @@ pub(crate) struct Slot<K> {
 /// The hasher is a type parameter, `S` (default [`FixedState`]: foldhash
 /// with a fixed, public seed). **A server whose keys come from clients must
 /// use a secret seed**: [`with_hasher`](Self::with_hasher) with
-/// [`RandomState`](crate::hash::RandomState) (feature `std`), or
+/// `RandomState` (feature `std`), or
 /// [`FixedState::with_seed`] with a seed from an RNG. With the public seed
 /// anyone can compute, offline, [`PROBE`] (16) keys that share a victim's
 /// home slot and keep them busy: the victim's new key then finds no slot
@@ -252,8 +252,8 @@ pub(crate) struct Slot<K> {
 /// 131 072 `u64` keys take 3 MiB, more than a tokio worker's 2 MiB stack,
 /// so `Box::new(KeyedLimiter::new(..))` can overflow it before the value
 /// reaches the heap. With the `alloc` feature
-/// [`with_hasher_boxed`](Self::with_hasher_boxed) and
-/// [`new_boxed`](Self::new_boxed) build the table in place on the heap.
+/// `with_hasher_boxed` and
+/// `new_boxed` build the table in place on the heap.
 ///
 /// # Examples
 ///
@@ -389,7 +389,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     /// Uses `seed` for the key hash: pick a secret one (e.g. from a
     /// hardware RNG) if keys come from untrusted clients. Moves the table:
     /// for a large one, pass `FixedState::with_seed(seed)` to
-    /// [`with_hasher_boxed`](Self::with_hasher_boxed) instead.
+    /// `with_hasher_boxed` instead.
     ///
     /// # Examples
     ///
@@ -420,7 +420,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     };
 
     /// A limiter with one quota per tier, hashing keys with `hasher`. With
-    /// the `std` feature, [`RandomState`](crate::hash::RandomState) is the
+    /// the `std` feature, `RandomState` is the
     /// one for keys that clients choose: a per-instance secret seed, at the
     /// speed of the default.
     ///

@@ -121,14 +121,14 @@ impl core::error::Error for Contended {}
 /// seed, so whoever chooses the keys can fill one set with keys of their
 /// choice and evict a victim's entry at will. For keys that clients choose
 /// use [`with_hasher`](Self::with_hasher) with a secret seed
-/// ([`RandomState`](crate::hash::RandomState) with the `std` feature; see
+/// (`RandomState` with the `std` feature; see
 /// the [`hash`](crate::hash) module).
 ///
 /// # Large caches
 ///
 /// The cache lives inline; with the `alloc` feature
-/// [`new_boxed`](Self::new_boxed) and
-/// [`with_hasher_boxed`](Self::with_hasher_boxed) build it in place on the
+/// `new_boxed` and
+/// `with_hasher_boxed` build it in place on the
 /// heap, so a cache larger than the stack never passes through it.
 ///
 /// # Examples
@@ -193,7 +193,7 @@ where
 
     /// Uses `seed` for the key hash (pick a secret one for untrusted keys).
     /// Moves the cache: for a large one, pass `FixedState::with_seed(seed)`
-    /// to [`with_hasher_boxed`](ConcurrentCache::with_hasher_boxed).
+    /// to `with_hasher_boxed`.
     ///
     /// # Examples
     ///

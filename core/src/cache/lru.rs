@@ -158,7 +158,7 @@ pub const MAX_CAPACITY: usize = NIL as usize;
 /// build. `S` hashes the keys (default [`FixedState`], a fixed public
 /// seed; see the [`hash`](crate::hash) module for keys chosen by others).
 /// A large cache can be built in place on the heap with
-/// [`new_boxed`](Self::new_boxed) (feature `alloc`).
+/// `new_boxed` (feature `alloc`).
 ///
 /// # Metrics
 ///
