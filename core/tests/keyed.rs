@@ -230,29 +230,32 @@ fn new_refuses_a_quota_out_of_range_with_a_typed_error() {
 
 /// An evicted key must not get a second burst from a caller whose clock is
 /// behind the evicting caller's (within the documented tolerance, a stale
-/// `now` only denies). One token per 1 000
-/// µs, burst 1.
+/// `now` only denies). One token per 1 000 µs, burst 1. Every key hashes
+/// alike, so which slot each takes, and which key an eviction picks (the
+/// first idle one from the home slot), does not depend on the hasher.
 #[test]
 fn an_evicted_key_gets_no_second_burst_from_a_stale_clock() {
-    let quota = Quota::with_period(Duration::from_micros(1_000)).unwrap();
-    let l: KeyedLimiter<u64, 2> =
-        KeyedLimiter::new(quota, FullPolicy::Reject).expect("quota within the keyed range");
+    let l: KeyedLimiter<Colliding, 2> =
+        KeyedLimiter::new(one_per_ms(), FullPolicy::Reject).expect("quota within the keyed range");
     let at = Instant::from_micros;
-    l.try_acquire(&1, at(1_000)).unwrap();
-    l.try_acquire(&2, at(10_000)).unwrap();
-    // Key 2 is full again at 11 000 (exactly idle); key 3 evicts it.
-    l.try_acquire(&3, at(11_000)).unwrap();
+    l.try_acquire(&Colliding(2), at(10_000)).unwrap(); // home slot
+    l.try_acquire(&Colliding(1), at(9_000)).unwrap(); // next slot
+                                                      // Key 2 is full again at 11 000 (exactly idle); key 3 evicts it.
+    l.try_acquire(&Colliding(3), at(11_000)).unwrap();
     assert_eq!(l.metrics().evictions, 1);
-    // Another caller's clock, 0.5 ms behind: key 2 was admitted at 10 000
-    // with burst 1, so its next token is due at 11 000.
+    assert_eq!(l.available(&Colliding(1), at(10_000)), 1, "key 1 kept");
+    // Another caller's clock, 0.5 ms behind, brings key 2 back (evicting
+    // key 1): key 2 was admitted at 10 000 with burst 1, so its next token
+    // is due at 11 000.
     assert_eq!(
-        l.try_acquire(&2, at(10_500)),
+        l.try_acquire(&Colliding(2), at(10_500)),
         Err(KeyedError::RateLimited(RateLimited {
             retry_after: Duration::from_micros(500)
         }))
     );
+    assert_eq!(l.metrics().evictions, 2);
     // At 11 000 it is admitted again, as its old bucket would.
-    l.try_acquire(&2, at(11_000)).unwrap();
+    l.try_acquire(&Colliding(2), at(11_000)).unwrap();
 }
 
 /// One token per 1 000 µs, burst 1.
@@ -263,27 +266,32 @@ fn one_per_ms() -> Quota {
 /// The mark outlives a re-insertion that charges nothing: a returning key
 /// asking for more than its burst is inserted uncharged, and must still
 /// not be full to a stale caller afterwards (its bucket starts at the
-/// mark, never at "full for ever").
+/// mark, never at "full for ever"). Slots as in the test above.
 #[test]
 fn an_evicted_key_reinserted_uncharged_keeps_its_mark() {
-    let l: KeyedLimiter<u64, 2> =
+    let l: KeyedLimiter<Colliding, 2> =
         KeyedLimiter::new(one_per_ms(), FullPolicy::Reject).expect("quota within the keyed range");
     let at = Instant::from_micros;
-    l.try_acquire(&1, at(1_000)).unwrap();
-    l.try_acquire(&2, at(10_000)).unwrap();
-    l.try_acquire(&3, at(11_000)).unwrap(); // evicts key 2
-    assert_eq!(l.available(&2, at(10_500)), 0, "absent, read from its mark");
-    assert_eq!(l.available(&2, at(11_000)), 1);
+    l.try_acquire(&Colliding(2), at(10_000)).unwrap(); // home slot
+    l.try_acquire(&Colliding(1), at(9_000)).unwrap(); // next slot
+    l.try_acquire(&Colliding(3), at(11_000)).unwrap(); // evicts key 2
+    let two = Colliding(2);
+    assert_eq!(
+        l.available(&two, at(10_500)),
+        0,
+        "absent, read from its mark"
+    );
+    assert_eq!(l.available(&two, at(11_000)), 1);
     assert!(matches!(
-        l.try_acquire_n(&2, 2, at(11_000)),
+        l.try_acquire_n(&two, 2, at(11_000)),
         Err(KeyedError::InsufficientCapacity(_))
     ));
     assert_eq!(l.metrics().evictions, 2, "key 2 is back, uncharged");
     assert!(matches!(
-        l.try_acquire(&2, at(10_500)),
+        l.try_acquire(&two, at(10_500)),
         Err(KeyedError::RateLimited(_))
     ));
-    l.try_acquire(&2, at(11_000)).unwrap();
+    l.try_acquire(&two, at(11_000)).unwrap();
 }
 
 /// The price of the marks: a never-seen key sharing a mark (here every
