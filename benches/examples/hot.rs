@@ -12,6 +12,7 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use fusebox::bucket::{FullPolicy, Quota};
+use fusebox::hash::RandomState;
 use fusebox::{
     CircuitBreaker, ConcurrentCache, Config, Duration, Histogram, Instant, KeyedLimiter,
 };
@@ -57,9 +58,18 @@ fn main() {
             (0..n).for_each(|_| _ = black_box(black_box(&b).try_acquire(now)));
         }
         "keyed" => {
-            let k: Box<KeyedLimiter<u64, 2048>> = Box::new(
-                KeyedLimiter::new(quota, FullPolicy::Reject).expect("quota within the keyed range"),
-            );
+            let k = KeyedLimiter::<u64, 2048>::new_boxed(quota, FullPolicy::Reject)
+                .expect("quota within the keyed range");
+            (0..n).for_each(|i| _ = black_box(k.try_acquire(&u(i), now)));
+        }
+        "keyed_random" => {
+            // The server's hasher: a per-instance secret seed, same speed.
+            let k = KeyedLimiter::<u64, 2048, 1, RandomState>::with_hasher_boxed(
+                [quota],
+                FullPolicy::Reject,
+                RandomState::new(),
+            )
+            .expect("quota within the keyed range");
             (0..n).for_each(|i| _ = black_box(k.try_acquire(&u(i), now)));
         }
         "keyed_governor" => {
@@ -68,19 +78,15 @@ fn main() {
             (0..n).for_each(|i| _ = black_box(k.check_key(&u(i))));
         }
         "cc_get" | "cc_get_quiet" => {
-            let fresh = ConcurrentCache::new();
+            let mut c = ConcurrentCache::<u64, u64, 512, 8>::new_boxed();
             // `cc_get` counts lookups (opt-in), `cc_get_quiet` is the default.
-            let c: Box<ConcurrentCache<u64, u64, 512, 8>> = Box::new(if what == "cc_get_quiet" {
-                fresh
-            } else {
-                fresh.with_lookup_counters()
-            });
+            c.set_lookup_counters(what == "cc_get");
             (0..3 * LEN as u64)
                 .for_each(|i| _ = c.get(&z(i)).is_none() && c.insert(z(i), 1).is_ok());
             (0..n).for_each(|i| _ = black_box(c.get(&z(i))));
         }
         "cc_insert" => {
-            let c: Box<ConcurrentCache<u64, u64, 512, 8>> = Box::new(ConcurrentCache::new());
+            let c = ConcurrentCache::<u64, u64, 512, 8>::new_boxed();
             (0..3 * LEN as u64).for_each(|i| _ = c.insert(z(i), 1));
             (0..n).for_each(|i| _ = black_box(c.insert(z(i), i)));
         }
@@ -95,7 +101,7 @@ fn main() {
             (0..n).for_each(|i| _ = black_box(c.get(&z(i))));
         }
         "lru_get" | "lru_put" => {
-            let mut c: Box<LruCache<u64, u64, 4096>> = Box::new(LruCache::new());
+            let mut c = LruCache::<u64, u64, 4096>::new_boxed();
             (0..3 * LEN as u64).for_each(|i| _ = c.put(z(i), 1));
             if what == "lru_get" {
                 (0..n).for_each(|i| _ = black_box(c.get(&z(i))));

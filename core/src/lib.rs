@@ -12,6 +12,7 @@
 //! | [`cache`] | [`LruCache`]: exact fixed-capacity LRU for a single owner, O(1) operations, optional per-entry TTL; [`CacheMetrics`](cache::CacheMetrics); [`ConcurrentCache`]: lock-free set-associative cache (`&self`), exact LRU per set, seqlock slots, writers never wait |
 //! | [`histogram`] | [`Histogram`]: lock-free log-linear latency histogram, one atomic RMW per `record`, exact count and sum, percentiles within 1/256 (0.39 %), fixed size, `const` constructor; bucket lists with bounds to export and to merge (validated) |
 //! | [`time`] | [`Instant`], [`Duration`], the [`Clock`] trait |
+//! | [`hash`] | the keyed structures' hashers: [`FixedState`](hash::FixedState) (default, fixed seed) and, with `std`, `RandomState` (secret per-instance seed, for servers) |
 //! | [`RetryAfter`] | one way to ask any refusal when to try again |
 //!
 //! ## Features
@@ -21,8 +22,8 @@
 //! | `defmt` | `defmt::Format` for the public data types |
 //! | `serde` | `Serialize`/`Deserialize` for configs (validated on the way in) and snapshots |
 //! | `embassy-time` | `EmbassyClock`, a [`Clock`] reading `embassy_time::Instant` |
-//! | `alloc` | heap construction of large tables, for targets with an allocator |
-//! | `std` | `StdClock` (a [`Clock`] on `std::time::Instant`, one origin per process), `alloc`, and the host's `critical-section` implementation: a server binary using [`KeyedLimiter`] or changing a [`TokenBucket`]'s quota links with nothing else enabled |
+//! | `alloc` | heap construction of large tables in place (`new_boxed`, `with_hasher_boxed`), for targets with an allocator |
+//! | `std` | `StdClock` (a [`Clock`] on `std::time::Instant`, one origin per process), `alloc`, `hash::RandomState` (a per-instance secret hash seed, for keys chosen by clients), a per-table mutex instead of the process-wide critical section for [`KeyedLimiter`] inserts, and the host's `critical-section` implementation (for [`TokenBucket::set_quota`]): a server binary links with nothing else enabled |
 //!
 //! ## Atomic words and their limits
 //!
@@ -38,7 +39,7 @@
 //! | `CircuitBreaker` open deadline | in the same word: 26 bits of 1.024 ms ticks, wrapped (≈ 19 h 5 min) | open time rounded *up* to 1.024 ms; `open_for` ≤ 4 h 46 min; a `now` up to `max(open time, ~1.05 s)` earlier than the trip (a clock read before another thread's trip) still reads open: a stale clock never fails open; a breaker that nobody asks for a whole multiple of ≈ 19 h may read open for at most two more open periods plus ~1 s |
 //! | `CircuitBreaker` window | 64 × `u16` slots tagged with 12 generation bits and a lap bit, + a `u32` publication counter; the cursor lives in the state word | window ≤ 64 calls; a slot is written only while its claim is current (judged against the state word, not by comparing tags), so no history length locks a slot out; a record racing a transition drops its own outcome, never corrupts the new window; a tally can miscount a slot claimed but not yet written whose old tag happens to match (a record stalled between its claim and its write) until that write lands |
 //! | `TokenBucket` | 1 × `u64` with native 64-bit atomics, 1 × `u32` on Cortex-M: the arrival time in half units, its lowest bit naming which of two quota slots it was written under; + the two slots (interval, capacity, offset in that width; scale, tokens, burst, period in `u32`s): 96 bytes on x86-64, 68 on Cortex-M | arrival time in scaled units (see [`bucket`]); 64-bit: `burst × period / tokens` under 2⁶¹ scaled units, exact across ±2.2 years (at the largest scale; 146 000 years at scale 1) of idle time or backward jumps; 32-bit: `burst × period / tokens` plus ~1.05 s must fit 2³⁰ scaled units (so scales under 1 024), a `now` up to ~1.05 s behind a previous call only denies, and a bucket idle for close to a multiple of 2³¹ scaled units (35.8 min at one token per whole µs) may briefly admit *less*, never more; `set_quota` never makes a decision wait (changes are serialised by `critical-section`), and a decision is made under the older of two quotas only if it stalled between its load and its CAS while the word went a whole 2⁶³ (Cortex-M: 2³¹) scaled units around |
-//! | `KeyedLimiter` slot | 64-bit atomics: state `u32` (12-bit fingerprint, tier) + bucket `u64` `[arrival time 48][pins 6][admissions 10]`, a call is 2 RMWs; Cortex-M: state `u32` `[fingerprint 12][tier 2][readers 6][admissions 12]` + the 32-bit bucket word, 3 RMWs; + the key | 64-bit: `burst × period / tokens` under 2⁴⁶ scaled units (814 days at scale 1, 17.9 min at the largest scale; else `QuotaError::TooLong` at construction), a `now` up to 2⁴² scaled units stale (50.9 days at scale 1, 67 s at the largest scale) only denies, one staler reads the bucket as full; ≤ 62 (64-bit) or 63 (Cortex-M) callers pinned on one key at once, more take the critical-section path; new keys inserted under `critical-section`; an evicted key returns no fuller than it left (8 eviction marks of `u64` µs, touched only under `critical-section`), while a new key sharing a mark may wait up to its caller's lag behind the eviction; `metrics().allowed` exact whenever no call is in flight |
+//! | `KeyedLimiter` slot | 64-bit atomics: state `u32` (12-bit fingerprint, tier) + bucket `u64` `[arrival time 48][pins 6][admissions 10]`, a call is 2 RMWs; Cortex-M: state `u32` `[fingerprint 12][tier 2][readers 6][admissions 12]` + the 32-bit bucket word, 3 RMWs; + the key | 64-bit: `burst × period / tokens` under 2⁴⁶ scaled units (814 days at scale 1, 17.9 min at the largest scale; else `QuotaError::TooLong` at construction), a `now` up to 2⁴² scaled units stale (50.9 days at scale 1, 67 s at the largest scale) only denies, one staler reads the bucket as full; ≤ 62 (64-bit) or 63 (Cortex-M) callers pinned on one key at once, more take the locked path; new keys inserted under the table's lock (a per-table mutex with `std`, `critical-section` without); an evicted key returns no fuller than it left (8 eviction marks of `u64` µs, written only under that lock, read lock-free), while a new key sharing a mark may wait up to its caller's lag behind the eviction; `metrics().allowed` exact whenever no call is in flight |
 //! | `ConcurrentCache` | per set, contiguous: one `u32` (writer lock + 4-bit LRU age lanes), two `u32` of 8-bit way tags; per slot a `u32` sequence word (30-bit version, occupied, writing) + key and value copied through atomic 4- or 1-byte views | ≤ 8 ways; `K`, `V` without padding (`bytemuck::NoUninit`); a reader stalled across exactly 2³⁰ writes of one slot could accept a torn copy |
 //! | statistics counters | `u64` with native 64-bit atomics, else `u32` | wrap at 2³² on 32-bit MCUs |
 //! | `Histogram` buckets | `BUCKETS` statistics words: `u64` `[offset sum 20][count 44]` with native 64-bit atomics, a `u32` count on 32-bit MCUs; `record` is one `fetch_add` | a bucket counts up to 2⁴⁴−1 values (2³²−1 on 32-bit MCUs): merges and `record_n` saturate there, `record` wraps; values above `MAX_VALUE` (2³²−1 by default) are clamped into the top bucket and counted |
@@ -76,9 +77,12 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+mod boxed;
 pub mod breaker;
 pub mod bucket;
 pub mod cache;
+pub mod hash;
 pub mod histogram;
 mod retry_after;
 mod sync;
@@ -98,6 +102,7 @@ pub use time::EmbassyClock;
 pub use time::StdClock;
 pub use time::{Clock, Duration, Instant};
 
-#[cfg(doctest)]
+// The README's examples are a server user's: they need the `std` feature.
+#[cfg(all(doctest, feature = "std"))]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;

@@ -61,7 +61,7 @@ impl RetryAfter for KeyedError {
         match self {
             Self::RateLimited(e) => e.retry_after(),
             Self::InsufficientCapacity(e) => e.retry_after(),
-            Self::TableFull => None,
+            Self::TableFull | Self::TierOutOfRange { .. } => None,
         }
     }
 }

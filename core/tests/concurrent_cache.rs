@@ -136,3 +136,62 @@ mod model {
         }
     }
 }
+
+/// A key whose `Eq` panics while this thread's trap is armed.
+#[derive(Clone, Copy, Debug, bytemuck::NoUninit)]
+#[repr(transparent)]
+struct TrapKey(u32);
+
+impl std::hash::Hash for TrapKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+thread_local! {
+    static ARMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl PartialEq for TrapKey {
+    fn eq(&self, other: &Self) -> bool {
+        assert!(!ARMED.get(), "K::eq panics");
+        self.0 == other.0
+    }
+}
+impl Eq for TrapKey {}
+
+/// `K::eq` runs under the set's writer lock in `insert` and `remove`: a
+/// panic there unwinds through the lock's guard, so the set is not left
+/// locked for ever (every later write would be `Contended`).
+#[test]
+fn a_panicking_eq_never_leaves_a_set_locked() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    // One set: every key meets every other.
+    let cache: ConcurrentCache<TrapKey, u64, 1, 4> = ConcurrentCache::new();
+    cache.insert(TrapKey(1), 10).unwrap();
+    let armed = |f: &dyn Fn()| {
+        ARMED.set(true);
+        let got = catch_unwind(AssertUnwindSafe(f));
+        ARMED.set(false);
+        assert!(got.is_err(), "the trap did not fire");
+    };
+    // Replacing key 1 compares it under the lock.
+    armed(&|| {
+        let _ = cache.insert(TrapKey(1), 11);
+    });
+    cache
+        .insert(TrapKey(2), 20)
+        .expect("the set is not left locked");
+    armed(&|| {
+        let _ = cache.remove(&TrapKey(1));
+    });
+    assert_eq!(cache.remove(&TrapKey(1)), Ok(Some(10)));
+    // A reader holds no lock; still fine after its panic.
+    armed(&|| {
+        let _ = cache.get(&TrapKey(2));
+    });
+    assert_eq!(cache.get(&TrapKey(2)), Some(20));
+    cache.insert(TrapKey(3), 30).unwrap();
+    let m = cache.metrics();
+    assert_eq!((m.inserts, m.contended), (3, 0));
+}

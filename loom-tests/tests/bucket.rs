@@ -29,12 +29,17 @@
 //! `keyed_eviction_races_stale_return_of_evicted_key` (c6) checks that an
 //! evicted key returning on a staler clock than the evicting caller's is
 //! never admitted early (issue 10, 2b: insertions start from the
-//! eviction marks, inside the critical section).
+//! eviction marks, under the table's lock).
 //!
 //! `keyed_available_of_busy_key_during_eviction_check` is a regression
 //! model: it found `KeyedLimiter::available` reading a key as absent (full
-//! burst) while another thread held its slot LOCKED for an idle check; a
-//! miss on the lock-free path is now confirmed inside the critical section.
+//! burst) while another thread held its slot LOCKED for an idle check.
+//! `available` now takes no lock: an eviction checks that the key is idle
+//! before it locks the slot (so a busy key is never locked), and raises
+//! the evicted key's mark before that lock, so a reader that misses the key
+//! reads its mark; `keyed_available_of_evicted_key_reads_its_mark` (h)
+//! checks the second half. Insertions take the limiter's own lock (a loom
+//! mutex per table).
 #![cfg(loom)]
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -1142,6 +1147,55 @@ fn keyed_available_of_busy_key_during_eviction_check() {
                 "available(&1) read {avail} while key 1 was present with 0 tokens"
             );
         },
+    );
+}
+
+/// (h) `available` of a key being evicted takes no lock, and still never
+/// reads it fuller than it left. One slot, burst 2: key 1 drained at T0
+/// (full again at T0+2T). B brings key 2 at T0+2T, evicting key 1 (mark
+/// T0+2T) unless A's read has key 1 pinned at that moment (then
+/// `TableFull`, as in (f)); A, whose clock is T behind B's, reads
+/// `available(&1)`. At A's `now` key 1 has 1 token, in its slot (before
+/// the eviction) or from its mark (after): 1 in every interleaving.
+/// Reading 2 would mean A missed the key in its slot but read the mark
+/// from before the eviction (an eviction that raised the mark only after
+/// locking the slot, or a mark not ordered before the slot's new state).
+/// Both of B's outcomes are reached.
+#[test]
+fn keyed_available_of_evicted_key_reads_its_mark() {
+    let reached = std::sync::Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let seen = reached.clone();
+    check(
+        "keyed_available_of_evicted_key_reads_its_mark",
+        3,
+        move || {
+            let limiter: Arc<Keyed<1, 1>> = Arc::new(
+                KeyedLimiter::new(quota(2), FullPolicy::Reject)
+                    .expect("quota within the keyed range"),
+            );
+            limiter.try_acquire_n(&1, 2, at(T0)).unwrap();
+            let la = limiter.clone();
+            let a = thread::spawn(move || la.available(&1, at(T0 + T)));
+            let lb = limiter.clone();
+            let b = thread::spawn(move || lb.try_acquire(&2, at(T0 + 2 * T)));
+            let (avail, rb) = (a.join().unwrap(), b.join().unwrap());
+            assert_eq!(avail, 1, "key 1 read fuller than it left ({rb:?})");
+            match rb {
+                Ok(()) => assert_eq!(limiter.metrics(), metrics(2, 0, 1, 0, 1)),
+                Err(KeyedError::TableFull) => {
+                    assert_eq!(limiter.metrics(), metrics(1, 1, 0, 1, 1));
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+            seen[usize::from(rb.is_err())].fetch_add(1, Relaxed);
+            assert_eq!(limiter.available(&1, at(T0 + T)), 1);
+        },
+    );
+    let reached = reached.each_ref().map(|r| r.load(Relaxed) > 0);
+    assert_eq!(
+        reached,
+        [true, true],
+        "evicted, and TableFull under A's pin"
     );
 }
 

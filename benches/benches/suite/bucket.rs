@@ -148,9 +148,8 @@ pub fn bench(c: &mut Criterion) {
 fn keyed(c: &mut Criterion, start: StdInstant, pre: Instant, fake: &FakeRelativeClock) {
     let keys = uniform_keys(KEYS, LEN, 11);
     let key = |i: u64| &keys[i as usize & (LEN - 1)];
-    let fbk: Box<KeyedLimiter<u64, 2048>> = Box::new(
-        KeyedLimiter::new(fb_quota(), FullPolicy::Reject).expect("quota within the keyed range"),
-    );
+    let fbk = KeyedLimiter::<u64, 2048>::new_boxed(fb_quota(), FullPolicy::Reject)
+        .expect("quota within the keyed range");
     let govk = RateLimiter::keyed(gov_quota());
     let govk_fake = RateLimiter::dashmap_with_clock(gov_quota(), fake.clone());
     for k in 0..KEYS {

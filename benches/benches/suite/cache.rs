@@ -72,8 +72,9 @@ fn run<C: Shared + ?Sized>(cache: &C, keys: &[u64], from: u64, n: u64, insert: b
 
 pub fn bench(c: &mut Criterion) {
     let keys = zipf_keys(2 * CAP, LEN, 3);
-    let fb: Box<Fb> = Box::new(Fb::new());
-    let fb_counted: Box<Fb> = Box::new(Fb::new().with_lookup_counters());
+    let fb = Fb::new_boxed();
+    let mut fb_counted = Fb::new_boxed();
+    fb_counted.set_lookup_counters(true);
     let qc = quick_cache::sync::Cache::<u64, u64>::new(CAP);
     let mk = moka::sync::Cache::<u64, u64>::new(CAP as u64);
     let caches: [(&str, &dyn Shared); 4] = [
@@ -113,7 +114,7 @@ pub fn bench(c: &mut Criterion) {
         });
     }
     // Control: the same work on two private caches, nothing shared.
-    let private: [Box<Fb>; 2] = [Box::new(Fb::new()), Box::new(Fb::new())];
+    let private: [Box<Fb>; 2] = [Fb::new_boxed(), Fb::new_boxed()];
     for cache in &private {
         warm(&**cache, &keys);
     }
@@ -130,7 +131,7 @@ pub fn bench(c: &mut Criterion) {
 
 #[allow(clippy::cast_precision_loss, reason = "a ratio")]
 fn lru_bench(c: &mut Criterion, keys: &[u64]) {
-    let mut fb: Box<LruCache<u64, u64, CAP>> = Box::new(LruCache::new());
+    let mut fb = LruCache::<u64, u64, CAP>::new_boxed();
     let mut lr = lru::LruCache::<u64, u64>::new(NonZeroUsize::new(CAP).expect("non-zero"));
     for _ in 0..3 {
         for &k in keys {

@@ -4,7 +4,8 @@
 //!
 //! `N` slots, open addressing: a key lives in one of the [`PROBE`]
 //! consecutive slots from its hash (or fewer if `N` is smaller). Keys are
-//! hashed with foldhash's seedable [`FixedState`], then compared with `Eq`.
+//! hashed with the limiter's hasher `S` (see
+//! [Hashing](KeyedLimiter#hashing)), then compared with `Eq`.
 //! A slot is a 32-bit *state word*, the bucket word and the key itself.
 //! The state word (layout in the `state` module) is
 //!
@@ -44,18 +45,30 @@
 //!   the slots' pending counts, so it is exact whenever no call is in
 //!   flight. Refusals, insertions and the overflow bucket are counted
 //!   globally.
-//! * Inserting a new key takes a short critical section (the
-//!   `critical-section` crate): the lookup is
-//!   repeated inside it (so a key is never inserted twice), then an empty
-//!   slot is claimed or an **idle** one (its bucket full again) evicted
-//!   (see [Eviction](#eviction)).
-//!   Eviction locks the slot (the bucket word, or the state word on
-//!   Cortex-M) by a CAS that only succeeds with nobody pinned (registered)
-//!   and nothing changed since it read the pending count it folds, so a
-//!   key in use is never lost.
+//! * Inserting a new key takes the table's **lock**: a `std::sync::Mutex`
+//!   of this table alone with the `std` feature (no other table waits,
+//!   and no process-wide lock exists), the `critical-section` crate's
+//!   critical section without it (interrupt-safe on a microcontroller,
+//!   where an interrupt handler may insert too; see the crate's `sync`
+//!   module). The lookup is repeated under it (so a key is never inserted
+//!   twice), then an empty slot is claimed or an **idle** one (its bucket
+//!   full again) evicted (see [Eviction](#eviction)). Eviction locks the
+//!   slot (the bucket word, or the state word on Cortex-M) by a CAS that
+//!   only succeeds with nobody pinned (registered) and nothing changed
+//!   since it read the pending count it folds, so a key in use is never
+//!   lost.
+//! * User code under the lock is only `K::eq` (the repeated lookup) and
+//!   `K::clone` (the stored copy, made before any slot changes); an
+//!   evicted key is dropped after the lock is released, and the tier
+//!   function and `Hash` run before it is taken. So a panic in any of them
+//!   leaves the table consistent and unlocked.
 //! * A key with 62 callers pinned at once (63 registered on Cortex-M)
-//!   sends the next ones through the critical section, which charges the
-//!   bucket without pinning (evictions only happen there).
+//!   sends the next ones through the lock, which charges the bucket
+//!   without pinning (evictions only happen there).
+//! * [`available`](KeyedLimiter::available) takes no lock: a key it does
+//!   not find reads its eviction mark lock-free (see the `marks` module).
+//!   Only a key whose fingerprint's slot has every pin taken goes through
+//!   the lock, as its charges do.
 //! * When every slot of the key's probe window holds a busy key, the
 //!   [`FullPolicy`] decides: reject, or charge a shared overflow bucket.
 //!   Never an unlimited pass.
@@ -92,8 +105,10 @@
 //! span plus that tolerance, never more. (Cortex-M: the 32-bit word's
 //! range, ~1.05 s of tolerance, in the `gcra` module.)
 //!
+//! The hasher (a type parameter, `S`) and heap construction are described
+//! on [`KeyedLimiter`] itself.
+//!
 //! [`TokenBucket`]: super::TokenBucket
-//! [`FixedState`]: foldhash::fast::FixedState
 
 mod insert;
 mod marks;
@@ -109,8 +124,7 @@ use core::cell::UnsafeCell;
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
 use core::mem::MaybeUninit;
-
-use foldhash::fast::FixedState;
+use core::ptr::addr_of_mut;
 
 use self::marks::Marks;
 #[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
@@ -120,7 +134,8 @@ use self::split as design;
 use self::state::{EMPTY, FP_SHIFT, LOCKED};
 use super::gcra::Params;
 use super::{InsufficientCapacity, Quota, QuotaError, RateLimited, TokenBucket};
-use crate::sync::{AtomicU32, Counter, Ordering, TatWord};
+use crate::hash::FixedState;
+use crate::sync::{AtomicU32, Counter, Ordering, TableLock, TatWord};
 use crate::Instant;
 
 /// Slots searched for a key, from its home slot.
@@ -140,8 +155,11 @@ pub enum FullPolicy {
 }
 
 /// Why a keyed request was refused.
+///
+/// Non-exhaustive: match the variants you handle and keep a `_` arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum KeyedError {
     /// The key's bucket (or the overflow bucket) is empty for now.
     RateLimited(RateLimited),
@@ -149,6 +167,14 @@ pub enum KeyedError {
     InsufficientCapacity(InsufficientCapacity),
     /// No slot for a new key and the policy is [`FullPolicy::Reject`].
     TableFull,
+    /// The tier asked for (by [`try_acquire_tier`](KeyedLimiter::try_acquire_tier),
+    /// or returned by the [tier function](KeyedLimiter::with_tier_fn) for a
+    /// new key) is not below the limiter's `TIERS`: a caller's bug, never
+    /// clamped to another tier. Nothing was charged or inserted.
+    TierOutOfRange {
+        /// The tier asked for.
+        tier: usize,
+    },
 }
 
 impl fmt::Display for KeyedError {
@@ -157,6 +183,7 @@ impl fmt::Display for KeyedError {
             Self::RateLimited(e) => e.fmt(f),
             Self::InsufficientCapacity(e) => e.fmt(f),
             Self::TableFull => f.write_str("keyed limiter full: no idle slot for a new key"),
+            Self::TierOutOfRange { tier } => write!(f, "no quota tier {tier} in this limiter"),
         }
     }
 }
@@ -174,7 +201,7 @@ impl From<RateLimited> for KeyedError {
 pub struct KeyedMetrics {
     /// Requests admitted.
     pub allowed: u64,
-    /// Requests refused (rate limited, over capacity or table full).
+    /// Requests refused, for any [`KeyedError`].
     pub limited: u64,
     /// Idle keys evicted to make room.
     pub evictions: u64,
@@ -191,10 +218,10 @@ pub(crate) struct Slot<K> {
     /// The bucket: `[tat 48][pins 6][allowed 10]` with 64-bit atomics (see
     /// the `packed` module), the bare arrival time on Cortex-M.
     tat: TatWord,
-    /// Initialised iff `state` is neither `EMPTY` nor `LOCKED`; written only
-    /// while the slot is locked (inside the critical section), read only by
-    /// a caller pinned (registered) on the slot or inside the critical
-    /// section.
+    /// Initialised iff `state` is neither `EMPTY` nor `LOCKED`; written and
+    /// moved out only while the slot is locked (under the table's lock),
+    /// read only by a caller pinned (registered) on the slot or under the
+    /// table's lock.
     key: UnsafeCell<MaybeUninit<K>>,
 }
 
@@ -203,6 +230,30 @@ pub(crate) struct Slot<K> {
 /// `TIERS` quotas (1..=4): a key gets the tier given at insertion (by
 /// [`try_acquire_tier`](Self::try_acquire_tier) or the tier function) and
 /// keeps it while it stays in the table.
+///
+/// # Hashing
+///
+/// The hasher is a type parameter, `S` (default [`FixedState`]: foldhash
+/// with a fixed, public seed). **A server whose keys come from clients must
+/// use a secret seed**: [`with_hasher`](Self::with_hasher) with
+/// `RandomState` (feature `std`), or
+/// [`FixedState::with_seed`] with a seed from an RNG. With the public seed
+/// anyone can compute, offline, [`PROBE`] (16) keys that share a victim's
+/// home slot and keep them busy: the victim's new key then finds no slot
+/// ([`KeyedError::TableFull`] under [`FullPolicy::Reject`], the shared
+/// overflow bucket under [`FullPolicy::Overflow`]). The fixed default
+/// exists for firmware with no entropy at boot, and keeps the default
+/// type the same whatever features are enabled (see the
+/// [`hash`](crate::hash) module).
+///
+/// # Large tables
+///
+/// A table lives inline (`N` slots of 16 bytes plus the key, rounded to 8):
+/// 131 072 `u64` keys take 3 MiB, more than a tokio worker's 2 MiB stack,
+/// so `Box::new(KeyedLimiter::new(..))` can overflow it before the value
+/// reaches the heap. With the `alloc` feature
+/// `with_hasher_boxed` and
+/// `new_boxed` build the table in place on the heap.
 ///
 /// # Examples
 ///
@@ -224,17 +275,19 @@ pub(crate) struct Slot<K> {
 /// assert_eq!(limiter.metrics().keys, 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct KeyedLimiter<K, const N: usize, const TIERS: usize = 1> {
+pub struct KeyedLimiter<K, const N: usize, const TIERS: usize = 1, S = FixedState> {
     slots: [Slot<K>; N],
     tiers: [Quota; TIERS],
     /// The GCRA parameters of each tier for the slots' bucket words.
     params: [Params; TIERS],
     overflow: Option<TokenBucket>,
-    hasher: FixedState,
+    hasher: S,
     tier_of: Option<fn(&K) -> usize>,
     keys: AtomicU32,
-    /// Where evicted keys' buckets stood, for their return; accessed only
-    /// inside the critical section (see the `marks` module).
+    /// Serialises insertions and evictions (see the module docs).
+    lock: TableLock,
+    /// Where evicted keys' buckets stood, for their return; written only
+    /// under `lock` (see the `marks` module).
     marks: Marks,
     allowed: Counter,
     limited: Counter,
@@ -244,35 +297,76 @@ pub struct KeyedLimiter<K, const N: usize, const TIERS: usize = 1> {
 
 // SAFETY: keys are shared between threads only through `&K` comparisons
 // (needs `K: Sync`) and are moved in and dropped by whichever thread inserts
-// or evicts (needs `K: Send`); the eviction marks are accessed only inside
-// the critical section; every other field is atomic or immutable.
-unsafe impl<K: Send + Sync, const N: usize, const TIERS: usize> Sync for KeyedLimiter<K, N, TIERS> {}
-// SAFETY: as above; sending the limiter sends its keys.
-unsafe impl<K: Send, const N: usize, const TIERS: usize> Send for KeyedLimiter<K, N, TIERS> {}
+// or evicts (needs `K: Send`); the hasher is used through `&S` (needs
+// `S: Sync`); the eviction marks are atomics written only under the
+// table's lock; every other field is atomic, a lock or immutable.
+unsafe impl<K: Send + Sync, const N: usize, const TIERS: usize, S: Sync> Sync
+    for KeyedLimiter<K, N, TIERS, S>
+{
+}
+// SAFETY: as above; sending the limiter sends its keys and its hasher.
+unsafe impl<K: Send, const N: usize, const TIERS: usize, S: Send> Send
+    for KeyedLimiter<K, N, TIERS, S>
+{
+}
 
+/// Constructors with the default hasher, [`FixedState`] (fixed public seed).
 impl<K: Eq + Hash + Clone, const N: usize> KeyedLimiter<K, N, 1> {
-    /// One quota for every key.
+    /// One quota for every key, hashed with the fixed default seed (for
+    /// keys from clients see [`with_hasher`](KeyedLimiter::with_hasher)).
     ///
     /// # Errors
     ///
     /// As [`with_tiers`](KeyedLimiter::with_tiers).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::Instant;
+    ///
+    /// let limiter: KeyedLimiter<u8, 16> =
+    ///     KeyedLimiter::new(Quota::per_second(1)?, FullPolicy::Reject)?;
+    /// limiter.try_acquire(&3, Instant::from_secs(1))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(quota: Quota, policy: FullPolicy) -> Result<Self, QuotaError> {
         Self::with_tiers([quota], policy)
     }
+
+    /// [`new`](Self::new), built in place on the heap (feature `alloc`):
+    /// for tables larger than the stack (see [Large
+    /// tables](KeyedLimiter#large-tables)).
+    ///
+    /// # Errors
+    ///
+    /// As [`with_tiers`](KeyedLimiter::with_tiers).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    ///
+    /// // 24 MiB: far beyond any thread's stack.
+    /// let big = KeyedLimiter::<u64, { 1 << 20 }>::new_boxed(Quota::per_second(5)?, FullPolicy::Reject)?;
+    /// assert_eq!(big.metrics().keys, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "alloc")]
+    pub fn new_boxed(
+        quota: Quota,
+        policy: FullPolicy,
+    ) -> Result<alloc::boxed::Box<Self>, QuotaError> {
+        Self::with_hasher_boxed([quota], policy, FixedState::new())
+    }
 }
 
+/// Constructors with the default hasher, [`FixedState`] (fixed public seed).
 impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N, TIERS> {
-    const CHECKS: () = {
-        assert!(N > 0, "a KeyedLimiter needs at least one slot");
-        assert!(N <= (u32::MAX as usize), "too many slots");
-        assert!(
-            TIERS > 0 && TIERS <= MAX_TIERS,
-            "a KeyedLimiter has 1 to 4 quota tiers"
-        );
-    };
-
-    /// A limiter with one quota per tier. `N == 0` or a tier count outside
-    /// `1..=4` fails to compile.
+    /// A limiter with one quota per tier, hashing with the fixed default
+    /// seed: for keys an attacker cannot choose (see
+    /// [`with_hasher`](Self::with_hasher) otherwise). `N == 0` or a tier
+    /// count outside `1..=4` fails to compile.
     ///
     /// # Errors
     ///
@@ -284,45 +378,217 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     /// a burst span under 814 days at scale 1, 19.5 hours at scale 1 000,
     /// 17.9 minutes at the largest scale (65 536). On Cortex-M every valid
     /// [`Quota`] fits.
+    ///
+    /// # Examples
+    ///
+    /// See [`KeyedLimiter`].
     pub fn with_tiers(tiers: [Quota; TIERS], policy: FullPolicy) -> Result<Self, QuotaError> {
-        let () = Self::CHECKS;
-        let mut params = [*tiers[0].params(); TIERS];
-        for (p, quota) in params.iter_mut().zip(&tiers) {
-            *p = design::params(quota)?;
-        }
-        Ok(Self {
-            slots: core::array::from_fn(|_| design::empty()),
-            tiers,
-            params,
-            overflow: match policy {
-                FullPolicy::Reject => None,
-                FullPolicy::Overflow(q) => Some(TokenBucket::new(q)),
-            },
-            hasher: FixedState::with_seed(0x243f_6a88_85a3_08d3),
-            tier_of: None,
-            keys: AtomicU32::new(0),
-            marks: Marks::new(),
-            allowed: Counter::new(),
-            limited: Counter::new(),
-            evictions: Counter::new(),
-            table_full: Counter::new(),
-        })
+        Self::with_hasher(tiers, policy, FixedState::new())
     }
 
-    /// Uses `seed` for the key hash (pick a secret one if keys come from
-    /// untrusted clients).
+    /// Uses `seed` for the key hash: pick a secret one (e.g. from a
+    /// hardware RNG) if keys come from untrusted clients. Moves the table:
+    /// for a large one, pass `FixedState::with_seed(seed)` to
+    /// `with_hasher_boxed` instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    ///
+    /// let limiter: KeyedLimiter<u32, 8> =
+    ///     KeyedLimiter::new(Quota::per_second(1)?, FullPolicy::Reject)?.with_seed(0x5eed);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.hasher = FixedState::with_seed(seed);
         self
     }
+}
 
-    /// Picks the tier of a new key with `tier_of` (out-of-range tiers use
-    /// the last).
+impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
+    KeyedLimiter<K, N, TIERS, S>
+{
+    const CHECKS: () = {
+        assert!(N > 0, "a KeyedLimiter needs at least one slot");
+        assert!(N <= (u32::MAX as usize), "too many slots");
+        assert!(
+            TIERS > 0 && TIERS <= MAX_TIERS,
+            "a KeyedLimiter has 1 to 4 quota tiers"
+        );
+    };
+
+    /// A limiter with one quota per tier, hashing keys with `hasher`. With
+    /// the `std` feature, `RandomState` is the
+    /// one for keys that clients choose: a per-instance secret seed, at the
+    /// speed of the default.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_tiers`](KeyedLimiter::with_tiers).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::Instant;
+    /// # #[cfg(feature = "std")] {
+    /// use fusebox::hash::RandomState;
+    ///
+    /// let per_client: KeyedLimiter<u64, 1024, 1, RandomState> =
+    ///     KeyedLimiter::with_hasher([Quota::per_second(10)?], FullPolicy::Reject, RandomState::new())?;
+    /// per_client.try_acquire(&42, Instant::from_secs(1))?;
+    /// # }
+    /// // Any BuildHasher works, e.g. std's SipHash.
+    /// let sip: KeyedLimiter<&str, 64, 1, std::hash::RandomState> =
+    ///     KeyedLimiter::with_hasher([Quota::per_second(1)?], FullPolicy::Reject, Default::default())?;
+    /// sip.try_acquire(&"alice", Instant::from_secs(1))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_hasher(
+        tiers: [Quota; TIERS],
+        policy: FullPolicy,
+        hasher: S,
+    ) -> Result<Self, QuotaError> {
+        let params = Self::params_of_tiers(&tiers)?;
+        let mut this = MaybeUninit::<Self>::uninit();
+        // SAFETY: `this` is valid for writes and aligned; `init` writes
+        // every field, so it is initialised afterwards.
+        unsafe {
+            Self::init(this.as_mut_ptr(), tiers, params, policy, hasher);
+            Ok(this.assume_init())
+        }
+    }
+
+    /// [`with_hasher`](Self::with_hasher), built in place on the heap
+    /// (feature `alloc`): no table-sized value ever passes through the
+    /// stack, so a table of any size can be built on any thread (see
+    /// [Large tables](KeyedLimiter#large-tables)).
+    ///
+    /// # Errors
+    ///
+    /// As [`with_tiers`](KeyedLimiter::with_tiers).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::hash::FixedState;
+    ///
+    /// let big = KeyedLimiter::<u64, 131_072, 2>::with_hasher_boxed(
+    ///     [Quota::per_second(10)?, Quota::per_second(100)?],
+    ///     FullPolicy::Reject,
+    ///     FixedState::with_seed(0x5eed), // or `RandomState::new()` with `std`
+    /// )?;
+    /// assert_eq!(big.quota(1).map(|q| q.burst()), Some(100));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "alloc")]
+    pub fn with_hasher_boxed(
+        tiers: [Quota; TIERS],
+        policy: FullPolicy,
+        hasher: S,
+    ) -> Result<alloc::boxed::Box<Self>, QuotaError> {
+        let params = Self::params_of_tiers(&tiers)?;
+        // SAFETY: `init` writes every field of the allocation it is given.
+        Ok(unsafe {
+            crate::boxed::new_in_place(|this| Self::init(this, tiers, params, policy, hasher))
+        })
+    }
+
+    /// Each tier's parameters for the slots' bucket words.
+    fn params_of_tiers(tiers: &[Quota; TIERS]) -> Result<[Params; TIERS], QuotaError> {
+        let () = Self::CHECKS;
+        let mut params = [*tiers[0].params(); TIERS];
+        for (p, quota) in params.iter_mut().zip(tiers) {
+            *p = design::params(quota)?;
+        }
+        Ok(params)
+    }
+
+    /// Writes an empty limiter into `this`, field by field and slot by
+    /// slot, so that nothing of the table's size is ever on the stack.
+    ///
+    /// # Safety
+    ///
+    /// * `this` is valid for writes of `Self` and aligned; whatever it
+    ///   holds is overwritten, not dropped.
+    unsafe fn init(
+        this: *mut Self,
+        tiers: [Quota; TIERS],
+        params: [Params; TIERS],
+        policy: FullPolicy,
+        hasher: S,
+    ) {
+        // SAFETY: (the caller's contract) every place below lies inside
+        // `*this` and is written once, without reading or dropping what
+        // was there; an array of `N` slots has room for `N` writes.
+        unsafe {
+            let slots = addr_of_mut!((*this).slots).cast::<Slot<K>>();
+            for i in 0..N {
+                slots.add(i).write(design::empty());
+            }
+            addr_of_mut!((*this).tiers).write(tiers);
+            addr_of_mut!((*this).params).write(params);
+            addr_of_mut!((*this).overflow).write(match policy {
+                FullPolicy::Reject => None,
+                FullPolicy::Overflow(q) => Some(TokenBucket::new(q)),
+            });
+            addr_of_mut!((*this).hasher).write(hasher);
+            addr_of_mut!((*this).tier_of).write(None);
+            addr_of_mut!((*this).keys).write(AtomicU32::new(0));
+            addr_of_mut!((*this).lock).write(TableLock::new());
+            addr_of_mut!((*this).marks).write(Marks::new());
+            addr_of_mut!((*this).allowed).write(Counter::new());
+            addr_of_mut!((*this).limited).write(Counter::new());
+            addr_of_mut!((*this).evictions).write(Counter::new());
+            addr_of_mut!((*this).table_full).write(Counter::new());
+        }
+    }
+
+    /// Picks the tier of a new key with `tier_of`. A tier out of range
+    /// refuses that key with [`KeyedError::TierOutOfRange`] (it is never
+    /// clamped to another tier).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::Instant;
+    ///
+    /// let limiter: KeyedLimiter<u32, 64, 2> =
+    ///     KeyedLimiter::with_tiers([Quota::per_second(1)?, Quota::per_second(50)?], FullPolicy::Reject)?
+    ///         .with_tier_fn(|id| usize::from(*id < 100)); // ids below 100 are premium
+    /// assert_eq!(limiter.available(&7, Instant::from_secs(1)), 50);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn with_tier_fn(mut self, tier_of: fn(&K) -> usize) -> Self {
         self.tier_of = Some(tier_of);
         self
+    }
+
+    /// [`with_tier_fn`](Self::with_tier_fn) in place, for a boxed table.
+    /// Keys already in the table keep their tier.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::Instant;
+    ///
+    /// // Typically on a table from `with_hasher_boxed` (feature `alloc`).
+    /// let mut limiter = KeyedLimiter::<u32, 4096, 2>::with_tiers(
+    ///     [Quota::per_second(1)?, Quota::per_second(50)?],
+    ///     FullPolicy::Reject,
+    /// )?;
+    /// limiter.set_tier_fn(|id| usize::from(*id < 100));
+    /// assert_eq!(limiter.available(&7, Instant::from_secs(1)), 50);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_tier_fn(&mut self, tier_of: fn(&K) -> usize) {
+        self.tier_of = Some(tier_of);
     }
 
     /// The quota of `tier`.
@@ -336,7 +602,8 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     /// # Errors
     ///
     /// [`KeyedError::RateLimited`], or [`KeyedError::TableFull`] under
-    /// [`FullPolicy::Reject`].
+    /// [`FullPolicy::Reject`]; [`KeyedError::TierOutOfRange`] if the tier
+    /// function puts a new key in a tier the limiter does not have.
     #[inline]
     pub fn try_acquire(&self, key: &K, now: Instant) -> Result<(), KeyedError> {
         self.acquire(key, 1, None, now)
@@ -346,9 +613,28 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     ///
     /// # Errors
     ///
-    /// As [`try_acquire`](Self::try_acquire).
+    /// As [`try_acquire`](Self::try_acquire), and
+    /// [`KeyedError::TierOutOfRange`] if `tier >= TIERS`, whether or not
+    /// the key is already in the table (checked first: nothing is charged).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
+    /// use fusebox::Instant;
+    ///
+    /// let limiter: KeyedLimiter<u32, 8, 2> =
+    ///     KeyedLimiter::with_tiers([Quota::per_second(1)?, Quota::per_second(9)?], FullPolicy::Reject)?;
+    /// let now = Instant::from_secs(1);
+    /// limiter.try_acquire_tier(&1, 1, now)?;
+    /// assert_eq!(limiter.try_acquire_tier(&2, 2, now), Err(KeyedError::TierOutOfRange { tier: 2 }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn try_acquire_tier(&self, key: &K, tier: usize, now: Instant) -> Result<(), KeyedError> {
+        if tier >= TIERS {
+            return Err(self.out_of_range(tier));
+        }
         self.acquire(key, 1, Some(tier), now)
     }
 
@@ -366,29 +652,60 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     /// Whole tokens available to `key` at `now`. A key not in the table
     /// reads what it would start with if inserted now: the full burst of
     /// its tier, or less for a caller whose `now` is behind a recent
-    /// eviction (see the module docs).
+    /// eviction (see the module docs); 0 if the tier function puts it in a
+    /// tier the limiter does not have.
+    ///
+    /// Takes no lock for a key that is absent or has room for another
+    /// caller: only a key with every pin taken (62 callers at once, 63 on
+    /// Cortex-M, or a key sharing its fingerprint so crowded) is looked up
+    /// under the table's lock, like its charges.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::Instant;
+    ///
+    /// let limiter: KeyedLimiter<u32, 8> =
+    ///     KeyedLimiter::new(Quota::per_second(4)?, FullPolicy::Reject)?;
+    /// let now = Instant::from_secs(1);
+    /// limiter.try_acquire_n(&1, 3, now)?;
+    /// assert_eq!(limiter.available(&1, now), 1);
+    /// assert_eq!(limiter.available(&2, now), 4); // absent: a full bucket
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn available(&self, key: &K, now: Instant) -> u32 {
         let (fp, home) = self.locate(key);
+        let mut crowded = false;
         for i in Self::window(home) {
-            if let Some(available) = self.available_if(&self.slots[i], fp, key, now) {
+            let slot = &self.slots[i];
+            if let Some(available) = self.available_if(slot, fp, key, now) {
+                return available;
+            }
+            crowded |= Self::crowded(slot, fp);
+        }
+        if crowded {
+            // A slot with this fingerprint had no room to pin: it may hold
+            // the key. Under the lock no eviction runs and no pin is needed.
+            let found = self.lock.with(|| {
+                self.find_locked(key, fp, home).map(|i| {
+                    let slot = &self.slots[i];
+                    let params = self.params_of(slot.state.load(Ordering::Acquire));
+                    params.available(Self::tat_locked(slot), now.as_micros()) as u32
+                })
+            });
+            if let Some(available) = found {
                 return available;
             }
         }
-        // Not found lock-free: the key may be absent, or its slot briefly
-        // LOCKED by an insert checking it for eviction. Inside the critical
-        // section no eviction runs, so the answer there is definitive.
-        crate::sync::critical(|| {
-            if let Some(i) = self.find_locked(key, fp, home) {
-                let slot = &self.slots[i];
-                let params = self.params_of(slot.state.load(Ordering::Acquire));
-                params.available(Self::tat_locked(slot), now.as_micros()) as u32
-            } else {
-                let tier = self.tier_of.map_or(0, |f| f(key)).min(TIERS - 1);
-                // SAFETY: inside the critical section.
-                let start = unsafe { self.start(fp, tier, now) };
-                self.params[tier].available(start, now.as_micros()) as u32
-            }
-        })
+        // Absent: its bucket would start from its fingerprint's eviction
+        // mark, read lock-free. An eviction raises the mark before the key
+        // leaves its slot, so a key not found has its mark visible.
+        let Some(params) = self.params.get(self.tier_of.map_or(0, |f| f(key))) else {
+            return 0;
+        };
+        let start = marks::start(params, self.marks.get(fp), now.as_micros());
+        params.available(start, now.as_micros()) as u32
     }
 
     /// The counters. Admissions are partly counted per slot (see the module
@@ -432,14 +749,20 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         self.limited.incr();
     }
 
+    #[cold]
+    fn out_of_range(&self, tier: usize) -> KeyedError {
+        self.limited.incr();
+        KeyedError::TierOutOfRange { tier }
+    }
+
     /// The quota of a live slot's state.
     #[inline]
     fn quota_of(&self, state: u32) -> &Quota {
         if TIERS == 1 {
             &self.tiers[0]
         } else {
-            // Always in range (set from a clamped tier); `min` spares the
-            // bounds check.
+            // Always in range (a key's tier is checked before it is
+            // inserted); `min` spares the bounds check.
             &self.tiers[state::tier(state).min(TIERS - 1)]
         }
     }
@@ -491,7 +814,7 @@ fn over_capacity(n: u32, quota: &Quota) -> KeyedError {
     })
 }
 
-impl<K, const N: usize, const TIERS: usize> Drop for KeyedLimiter<K, N, TIERS> {
+impl<K, const N: usize, const TIERS: usize, S> Drop for KeyedLimiter<K, N, TIERS, S> {
     fn drop(&mut self) {
         for slot in &mut self.slots {
             let state = slot.state.load(Ordering::Acquire);
@@ -504,7 +827,7 @@ impl<K, const N: usize, const TIERS: usize> Drop for KeyedLimiter<K, N, TIERS> {
     }
 }
 
-impl<K, const N: usize, const TIERS: usize> fmt::Debug for KeyedLimiter<K, N, TIERS> {
+impl<K, const N: usize, const TIERS: usize, S> fmt::Debug for KeyedLimiter<K, N, TIERS, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedLimiter")
             .field("slots", &N)

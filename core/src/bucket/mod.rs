@@ -388,8 +388,6 @@ impl Refusal {
 }
 
 #[cfg(all(test, not(loom)))]
-mod keyed_tests;
-#[cfg(all(test, not(loom)))]
 mod tests;
 
 // The documented size, checked by every build, the thumb targets included.

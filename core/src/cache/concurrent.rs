@@ -69,13 +69,19 @@
 //! match under the slot's sequence lock and by comparing the key, and
 //! writers change a tag only under the set's lock, keeping the other ways'
 //! tags, so a key present throughout a `get` is never hidden by its tag.
+//!
+//! # Panics in `Eq`
+//!
+//! A writer compares keys (`K::eq`) while it holds its set's lock; the
+//! lock is a guard, released if that comparison panics, so the set stays
+//! usable. `Hash` runs before the lock, and readers hold none.
 
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
-
-use foldhash::fast::FixedState;
+use core::ptr::addr_of_mut;
 
 use super::CacheMetrics;
+use crate::hash::FixedState;
 use crate::sync::Counter;
 
 mod set;
@@ -109,6 +115,22 @@ impl core::error::Error for Contended {}
 /// [`with_lookup_counters`](Self::with_lookup_counters) turns them on;
 /// inserts, evictions and contended writes always are.
 ///
+/// # Hashing
+///
+/// `S` hashes the keys; the default, [`FixedState`], has a fixed public
+/// seed, so whoever chooses the keys can fill one set with keys of their
+/// choice and evict a victim's entry at will. For keys that clients choose
+/// use [`with_hasher`](Self::with_hasher) with a secret seed
+/// (`RandomState` with the `std` feature; see
+/// the [`hash`](crate::hash) module).
+///
+/// # Large caches
+///
+/// The cache lives inline; with the `alloc` feature
+/// `new_boxed` and
+/// `with_hasher_boxed` build it in place on the
+/// heap, so a cache larger than the stack never passes through it.
+///
 /// # Examples
 ///
 /// ```
@@ -122,9 +144,9 @@ impl core::error::Error for Contended {}
 /// assert_eq!(cache.get(&7), None);
 /// # Ok::<(), fusebox::cache::Contended>(())
 /// ```
-pub struct ConcurrentCache<K, V, const SETS: usize, const WAYS: usize> {
+pub struct ConcurrentCache<K, V, const SETS: usize, const WAYS: usize, S = FixedState> {
     sets: [Set<K, V, WAYS>; SETS],
-    hasher: FixedState,
+    hasher: S,
     count_lookups: bool,
     hits: Counter,
     misses: Counter,
@@ -133,10 +155,67 @@ pub struct ConcurrentCache<K, V, const SETS: usize, const WAYS: usize> {
     contended: Counter,
 }
 
+/// Constructors with the default hasher, [`FixedState`] (fixed public seed).
 impl<K, V, const SETS: usize, const WAYS: usize> ConcurrentCache<K, V, SETS, WAYS>
 where
     K: Copy + Eq + Hash + bytemuck::NoUninit,
     V: Copy + bytemuck::NoUninit,
+{
+    /// An empty cache hashing with the fixed default seed (for keys that
+    /// clients choose see [`with_hasher`](ConcurrentCache::with_hasher)).
+    /// Hits and misses are not counted; see
+    /// [`with_lookup_counters`](Self::with_lookup_counters).
+    ///
+    /// # Examples
+    ///
+    /// See [`ConcurrentCache`].
+    pub fn new() -> Self {
+        Self::with_hasher(FixedState::new())
+    }
+
+    /// [`new`](Self::new), built in place on the heap (feature `alloc`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::ConcurrentCache;
+    ///
+    /// // 1 M entries, 22 MiB: never on the stack.
+    /// let cache = ConcurrentCache::<u64, u64, 131_072, 8>::new_boxed();
+    /// cache.insert(1, 2)?;
+    /// assert_eq!(cache.get(&1), Some(2));
+    /// # Ok::<(), fusebox::cache::Contended>(())
+    /// ```
+    #[cfg(feature = "alloc")]
+    pub fn new_boxed() -> alloc::boxed::Box<Self> {
+        Self::with_hasher_boxed(FixedState::new())
+    }
+
+    /// Uses `seed` for the key hash (pick a secret one for untrusted keys).
+    /// Moves the cache: for a large one, pass `FixedState::with_seed(seed)`
+    /// to `with_hasher_boxed`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::ConcurrentCache;
+    ///
+    /// let cache: ConcurrentCache<u32, u32, 8, 2> = ConcurrentCache::new().with_seed(0x5eed);
+    /// cache.insert(1, 1)?;
+    /// # Ok::<(), fusebox::cache::Contended>(())
+    /// ```
+    #[must_use]
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.hasher = FixedState::with_seed(seed);
+        self
+    }
+}
+
+impl<K, V, const SETS: usize, const WAYS: usize, S> ConcurrentCache<K, V, SETS, WAYS, S>
+where
+    K: Copy + Eq + Hash + bytemuck::NoUninit,
+    V: Copy + bytemuck::NoUninit,
+    S: BuildHasher,
 {
     const CHECKS: () = {
         assert!(SETS > 0, "a ConcurrentCache needs at least one set");
@@ -146,19 +225,73 @@ where
         );
     };
 
-    /// An empty cache. Hits and misses are not counted; see
-    /// [`with_lookup_counters`](Self::with_lookup_counters).
-    pub fn new() -> Self {
+    /// An empty cache hashing keys with `hasher`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::ConcurrentCache;
+    /// use fusebox::hash::FixedState;
+    ///
+    /// // A secret seed, e.g. from a hardware RNG at boot; on a server,
+    /// // `fusebox::hash::RandomState::new()` (feature `std`).
+    /// let cache: ConcurrentCache<u32, u32, 64, 4, FixedState> =
+    ///     ConcurrentCache::with_hasher(FixedState::with_seed(0x5eed));
+    /// cache.insert(7, 700)?;
+    /// assert_eq!(cache.get(&7), Some(700));
+    /// # Ok::<(), fusebox::cache::Contended>(())
+    /// ```
+    pub fn with_hasher(hasher: S) -> Self {
+        let mut this = core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: `this` is valid for writes and aligned; `init` writes
+        // every field, so it is initialised afterwards.
+        unsafe {
+            Self::init(this.as_mut_ptr(), hasher);
+            this.assume_init()
+        }
+    }
+
+    /// [`with_hasher`](Self::with_hasher), built in place on the heap
+    /// (feature `alloc`): no cache-sized value passes through the stack.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::ConcurrentCache;
+    /// use fusebox::hash::FixedState;
+    ///
+    /// let cache = ConcurrentCache::<u64, u64, 65_536, 8>::with_hasher_boxed(FixedState::with_seed(7));
+    /// assert_eq!(cache.capacity(), 524_288);
+    /// ```
+    #[cfg(feature = "alloc")]
+    pub fn with_hasher_boxed(hasher: S) -> alloc::boxed::Box<Self> {
+        // SAFETY: `init` writes every field of the allocation it is given.
+        unsafe { crate::boxed::new_in_place(|this| Self::init(this, hasher)) }
+    }
+
+    /// Writes an empty cache into `this`, field by field and set by set.
+    ///
+    /// # Safety
+    ///
+    /// * `this` is valid for writes of `Self` and aligned; whatever it
+    ///   holds is overwritten, not dropped.
+    unsafe fn init(this: *mut Self, hasher: S) {
         let () = Self::CHECKS;
-        Self {
-            sets: core::array::from_fn(|_| Set::new()),
-            hasher: FixedState::with_seed(0x1319_8a2e_0370_7344),
-            count_lookups: false,
-            hits: Counter::new(),
-            misses: Counter::new(),
-            inserts: Counter::new(),
-            evictions: Counter::new(),
-            contended: Counter::new(),
+        // SAFETY: (the caller's contract) every place below lies inside
+        // `*this` and is written once; an array of `SETS` sets has room
+        // for `SETS` writes.
+        unsafe {
+            let sets = addr_of_mut!((*this).sets).cast::<Set<K, V, WAYS>>();
+            for i in 0..SETS {
+                sets.add(i).write(Set::new());
+            }
+            addr_of_mut!((*this).hasher).write(hasher);
+            addr_of_mut!((*this).count_lookups).write(false);
+            addr_of_mut!((*this).hits).write(Counter::new());
+            addr_of_mut!((*this).misses).write(Counter::new());
+            addr_of_mut!((*this).inserts).write(Counter::new());
+            addr_of_mut!((*this).evictions).write(Counter::new());
+            addr_of_mut!((*this).contended).write(Counter::new());
         }
     }
 
@@ -188,11 +321,22 @@ where
         self.count_lookups
     }
 
-    /// Uses `seed` for the key hash (pick a secret one for untrusted keys).
-    #[must_use]
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.hasher = FixedState::with_seed(seed);
-        self
+    /// [`with_lookup_counters`](Self::with_lookup_counters) in place, for
+    /// a boxed cache: turns the hit and miss counters on or off.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::ConcurrentCache;
+    ///
+    /// // Typically on a cache from `new_boxed` (feature `alloc`).
+    /// let mut cache = ConcurrentCache::<u32, u32, 1024, 4>::new();
+    /// cache.set_lookup_counters(true);
+    /// cache.get(&1);
+    /// assert_eq!(cache.metrics().misses, 1);
+    /// ```
+    pub fn set_lookup_counters(&mut self, on: bool) {
+        self.count_lookups = on;
     }
 
     /// Entries the cache can hold.
@@ -228,10 +372,11 @@ where
     pub fn insert(&self, key: K, value: V) -> Result<(), Contended> {
         let (set, tag) = self.locate(&key);
         let set = &self.sets[set];
-        let Some(ages) = set.lock() else {
+        let Some((guard, ages)) = set.lock() else {
             self.contended.incr();
             return Err(Contended);
         };
+        // `K::eq` may panic here: the guard then unlocks the set.
         let way = set.find_locked(&key, tag).unwrap_or_else(|| {
             let (way, occupied) = set.victim(ages);
             if occupied {
@@ -244,7 +389,7 @@ where
         set.promote(way);
         set.write(way, tag, Some((&key, &value)));
         self.inserts.incr();
-        set.unlock();
+        drop(guard); // unlocks
         Ok(())
     }
 
@@ -257,17 +402,17 @@ where
     pub fn remove(&self, key: &K) -> Result<Option<V>, Contended> {
         let (set, tag) = self.locate(key);
         let set = &self.sets[set];
-        if set.lock().is_none() {
+        let Some((guard, _)) = set.lock() else {
             self.contended.incr();
             return Err(Contended);
-        }
+        };
+        // `K::eq` may panic here: the guard then unlocks the set.
         let Some(way) = set.find_locked(key, tag) else {
-            set.unlock();
-            return Ok(None);
+            return Ok(None); // the guard unlocks
         };
         let value = set.value_locked(way);
         set.write(way, tag, None);
-        set.demote_and_unlock(way);
+        guard.demote_and_unlock(way);
         Ok(Some(value))
     }
 
@@ -293,17 +438,22 @@ where
     }
 }
 
-impl<K, V, const SETS: usize, const WAYS: usize> Default for ConcurrentCache<K, V, SETS, WAYS>
+impl<K, V, const SETS: usize, const WAYS: usize, S> Default for ConcurrentCache<K, V, SETS, WAYS, S>
 where
     K: Copy + Eq + Hash + bytemuck::NoUninit,
     V: Copy + bytemuck::NoUninit,
+    S: BuildHasher + Default,
 {
+    /// An empty cache hashing with `S::default()` ([`new`](ConcurrentCache::new)
+    /// for the default `S`).
     fn default() -> Self {
-        Self::new()
+        Self::with_hasher(S::default())
     }
 }
 
-impl<K, V, const SETS: usize, const WAYS: usize> fmt::Debug for ConcurrentCache<K, V, SETS, WAYS> {
+impl<K, V, const SETS: usize, const WAYS: usize, S> fmt::Debug
+    for ConcurrentCache<K, V, SETS, WAYS, S>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConcurrentCache")
             .field("sets", &SETS)

@@ -1,8 +1,8 @@
 //! An exact, fixed-capacity LRU cache with optional per-entry expiry.
 //!
 //! [`LruCache<K, V, N>`](LruCache) holds at most `N` entries in arrays sized
-//! at compile time: no allocation, no `unsafe`, and [`LruCache::new`] is a
-//! `const fn`, so a cache can live in a `static` (behind the owner's lock of
+//! at compile time: no allocation, no `unsafe` outside the in-place heap
+//! constructor, and [`LruCache::new`] is a `const fn`, so a cache can live in a `static` (behind the owner's lock of
 //! choice) or on the stack. It is for a single owner: every mutation takes
 //! `&mut self`.
 //!
@@ -22,14 +22,14 @@
 //!   links (16-bit node indices), separate chaining. Two buckets per node
 //!   keep chains short (load factor ≤ ½). A new key goes to the end of its
 //!   chain, so chains run from the oldest entries, the ones LRU keeps
-//!   because they are used, to the newest. Keys are hashed with
-//!   foldhash's [`FixedState`]: a fixed, `const` seed, so the same keys
-//!   always land in the same buckets (no randomness to set up on a
-//!   microcontroller). The bucket is picked from the hash's upper 32 bits
+//!   because they are used, to the newest. Keys are hashed with the
+//!   cache's hasher `S`, by default [`FixedState`]: a fixed, `const` seed,
+//!   so the same keys always land in the same buckets (no randomness to
+//!   set up on a microcontroller). The bucket is picked from the hash's upper 32 bits
 //!   by a multiply-shift, not a division (Cortex-M0 has no divider).
 //! * **Index type**: `u16`, with `u16::MAX` as the "no node" sentinel, so
 //!   `N` ≤ [`MAX_CAPACITY`] (65 535). `N == 0` and `N > 65 535` fail to
-//!   build: a `const` assertion in [`LruCache::new`], evaluated when the
+//!   build: a `const` assertion in the constructors, evaluated when a
 //!   constructor is instantiated (by `cargo build`/`cargo test`; like every
 //!   post-monomorphisation error, `cargo check` does not report it):
 //!
@@ -53,7 +53,9 @@
 //! cache reuses the least recently used node in place. The chain walk is
 //! only *expected* O(1): keys chosen to collide (an attacker who knows the
 //! fixed seed) degrade lookups to O(`N`). Use [`LruCache::with_seed`] with a
-//! secret seed if keys come from untrusted input. [`iter`](LruCache::iter),
+//! secret seed, or [`LruCache::with_hasher`] with a keyed hasher
+//! (`fusebox::hash::RandomState` with the `std` feature), if keys come from
+//! untrusted input. [`iter`](LruCache::iter),
 //! [`clear`](LruCache::clear) and
 //! [`purge_expired`](LruCache::purge_expired) are O(`N`).
 //!
@@ -129,10 +131,11 @@
 //! ```
 
 use core::fmt;
-
-use foldhash::fast::FixedState;
+#[cfg(feature = "alloc")]
+use core::ptr::addr_of_mut;
 
 use super::CacheMetrics;
+use crate::hash::FixedState;
 use crate::Instant;
 
 /// The largest capacity `N` an [`LruCache`] accepts: node indices are `u16`
@@ -147,15 +150,15 @@ use crate::Instant;
 /// ```
 pub const MAX_CAPACITY: usize = NIL as usize;
 
-/// The seed [`LruCache::new`] hashes with.
-const DEFAULT_SEED: u64 = 0x6675_7365_626f_785f; // "fusebox_"
-
 /// An exact least-recently-used cache of at most `N` entries, with
 /// optional per-entry expiry. See the [module docs](self) for the layout,
 /// the size per entry and the two kinds of method (time-less and timed).
 ///
 /// `N` must be in `1..=65_535` ([`MAX_CAPACITY`]); anything else fails to
-/// build.
+/// build. `S` hashes the keys (default [`FixedState`], a fixed public
+/// seed; see the [`hash`](crate::hash) module for keys chosen by others).
+/// A large cache can be built in place on the heap with
+/// `new_boxed` (feature `alloc`).
 ///
 /// # Metrics
 ///
@@ -192,14 +195,14 @@ const DEFAULT_SEED: u64 = 0x6675_7365_626f_785f; // "fusebox_"
 /// ```
 #[derive(Clone)]
 #[repr(C)]
-pub struct LruCache<K, V, const N: usize> {
+pub struct LruCache<K, V, const N: usize, S = FixedState> {
     /// The recency order, the free nodes and the count.
     list: List<N>,
     /// Key to node.
     index: Index<N>,
     /// Node `i`'s entry; `Some` iff node `i` is on the recency list.
     entries: [Option<Entry<K, V>>; N],
-    hasher: FixedState,
+    hasher: S,
     metrics: CacheMetrics,
 }
 
@@ -218,6 +221,7 @@ impl<K, V> Entry<K, V> {
     }
 }
 
+/// Constructors with the default hasher, [`FixedState`] (fixed public seed).
 impl<K, V, const N: usize> LruCache<K, V, N> {
     /// An empty cache, hashing with a fixed built-in seed.
     ///
@@ -234,7 +238,7 @@ impl<K, V, const N: usize> LruCache<K, V, N> {
     /// assert_eq!(EMPTY.capacity(), 8);
     /// ```
     pub const fn new() -> Self {
-        Self::with_seed(DEFAULT_SEED)
+        Self::with_hasher(FixedState::new())
     }
 
     /// An empty cache hashing with `seed`.
@@ -253,18 +257,59 @@ impl<K, V, const N: usize> LruCache<K, V, N> {
     /// assert!(cache.contains(&7));
     /// ```
     pub const fn with_seed(seed: u64) -> Self {
-        const {
-            assert!(N > 0, "LruCache capacity N must be at least 1");
-            assert!(
-                N <= MAX_CAPACITY,
-                "LruCache capacity N must be at most 65 535 (u16 indices)"
-            );
-        }
+        Self::with_hasher(FixedState::with_seed(seed))
+    }
+
+    /// [`new`](Self::new), built in place on the heap (feature `alloc`):
+    /// no cache-sized value passes through the stack.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::LruCache;
+    ///
+    /// // The largest capacity: 2.7 MiB of u64 pairs.
+    /// let mut cache = LruCache::<u64, u64, 65_535>::new_boxed();
+    /// cache.put(1, 2);
+    /// assert_eq!(cache.get(&1), Some(&2));
+    /// ```
+    #[cfg(feature = "alloc")]
+    pub fn new_boxed() -> alloc::boxed::Box<Self> {
+        Self::with_hasher_boxed(FixedState::new())
+    }
+}
+
+impl<K, V, const N: usize, S> LruCache<K, V, N, S> {
+    const CHECKS: () = {
+        assert!(N > 0, "LruCache capacity N must be at least 1");
+        assert!(
+            N <= MAX_CAPACITY,
+            "LruCache capacity N must be at most 65 535 (u16 indices)"
+        );
+    };
+
+    /// An empty cache hashing keys with `hasher`. `const`, like
+    /// [`new`](LruCache::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::LruCache;
+    ///
+    /// // Any BuildHasher, e.g. std's SipHash with a random key (or
+    /// // `fusebox::hash::RandomState` with the `std` feature).
+    /// let mut cache: LruCache<String, u32, 64, std::hash::RandomState> =
+    ///     LruCache::with_hasher(std::hash::RandomState::new());
+    /// cache.put("client-7".to_string(), 1);
+    /// assert_eq!(cache.get("client-7"), Some(&1));
+    /// ```
+    pub const fn with_hasher(hasher: S) -> Self {
+        let () = Self::CHECKS;
         Self {
             entries: [const { None }; N],
             list: List::EMPTY,
             index: Index::EMPTY,
-            hasher: FixedState::with_seed(seed),
+            hasher,
             metrics: CacheMetrics {
                 hits: 0,
                 misses: 0,
@@ -273,6 +318,50 @@ impl<K, V, const N: usize> LruCache<K, V, N> {
                 expirations: 0,
                 contended: 0,
             },
+        }
+    }
+
+    /// [`with_hasher`](Self::with_hasher), built in place on the heap
+    /// (feature `alloc`): no cache-sized value passes through the stack.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::hash::FixedState;
+    /// use fusebox::LruCache;
+    ///
+    /// let mut cache = LruCache::<u64, [u8; 64], 65_535, _>::with_hasher_boxed(FixedState::with_seed(7));
+    /// cache.put(1, [0; 64]);
+    /// assert_eq!(cache.len(), 1);
+    /// ```
+    #[cfg(feature = "alloc")]
+    pub fn with_hasher_boxed(hasher: S) -> alloc::boxed::Box<Self> {
+        let () = Self::CHECKS;
+        // SAFETY: `init` writes every field of the allocation it is given.
+        unsafe { crate::boxed::new_in_place(|this| Self::init(this, hasher)) }
+    }
+
+    /// Writes an empty cache into `this`, field by field and node by node
+    /// (the same value as [`with_hasher`](Self::with_hasher)).
+    ///
+    /// # Safety
+    ///
+    /// * `this` is valid for writes of `Self` and aligned; whatever it
+    ///   holds is overwritten, not dropped.
+    #[cfg(feature = "alloc")]
+    unsafe fn init(this: *mut Self, hasher: S) {
+        // SAFETY: (the caller's contract) every place below lies inside
+        // `*this` and is written once; an array of `N` entries has room
+        // for `N` writes.
+        unsafe {
+            List::init(addr_of_mut!((*this).list));
+            Index::init(addr_of_mut!((*this).index));
+            let entries = addr_of_mut!((*this).entries).cast::<Option<Entry<K, V>>>();
+            for i in 0..N {
+                entries.add(i).write(None);
+            }
+            addr_of_mut!((*this).hasher).write(hasher);
+            addr_of_mut!((*this).metrics).write(CacheMetrics::default());
         }
     }
 
@@ -424,21 +513,22 @@ impl<K, V, const N: usize> LruCache<K, V, N> {
     }
 }
 
-impl<K, V, const N: usize> Default for LruCache<K, V, N> {
-    /// [`LruCache::new`].
+impl<K, V, const N: usize, S: Default> Default for LruCache<K, V, N, S> {
+    /// An empty cache hashing with `S::default()` ([`LruCache::new`] for
+    /// the default `S`).
     fn default() -> Self {
-        Self::new()
+        Self::with_hasher(S::default())
     }
 }
 
-impl<K: fmt::Debug, V: fmt::Debug, const N: usize> fmt::Debug for LruCache<K, V, N> {
+impl<K: fmt::Debug, V: fmt::Debug, const N: usize, S> fmt::Debug for LruCache<K, V, N, S> {
     /// The entries as a map, most recently used first.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
     }
 }
 
-impl<'a, K, V, const N: usize> IntoIterator for &'a LruCache<K, V, N> {
+impl<'a, K, V, const N: usize, S> IntoIterator for &'a LruCache<K, V, N, S> {
     type Item = (&'a K, &'a V);
     type IntoIter = Iter<'a, K, V>;
 

@@ -44,10 +44,11 @@ mod imp {
     pub(crate) use portable_atomic::{fence, AtomicU16, AtomicU32, Ordering};
 }
 
-/// Runs `f` inside the critical section that serialises rare writers (the
-/// keyed limiter's inserts): `critical-section` normally (interrupts off on
-/// a single-core MCU; a global mutex on the host), a loom mutex under loom
-/// so the model checker sees it.
+/// Runs `f` inside the process-wide critical section that serialises the
+/// rarest writers (a `TokenBucket`'s quota changes, resets and restores):
+/// `critical-section` normally (interrupts off on a single-core MCU; a
+/// global mutex on the host, from the `std` feature), a loom mutex under
+/// loom so the model checker sees it. Tables use their own [`TableLock`].
 #[cfg(not(loom))]
 pub(crate) fn critical<R>(f: impl FnOnce() -> R) -> R {
     critical_section::with(|_| f())
@@ -58,7 +59,7 @@ pub(crate) fn critical<R>(f: impl FnOnce() -> R) -> R {
     loom::lazy_static! {
         static ref LOCK: loom::sync::Mutex<()> = loom::sync::Mutex::new(());
     }
-    let _guard = LOCK.lock().unwrap();
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     f()
 }
 
@@ -175,3 +176,5 @@ impl Counter {
 
 mod bytes;
 pub(crate) use bytes::AtomicBytes;
+mod lock;
+pub(crate) use lock::TableLock;

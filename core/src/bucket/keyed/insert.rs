@@ -1,9 +1,16 @@
-//! The critical-section path of [`KeyedLimiter`]: keys not found
-//! lock-free are inserted (into an empty slot, or by evicting an idle key),
-//! found inserted meanwhile, or charged without registering when their
-//! slot has no room for another caller. Evictions happen only here.
+//! The locked path of [`KeyedLimiter`]: keys not found lock-free are
+//! inserted (into an empty slot, or by evicting an idle key), found
+//! inserted meanwhile, or charged without pinning when their slot has no
+//! room for another caller. Evictions happen only here, under the table's
+//! lock.
+//!
+//! User code under the lock: `K::eq` (the lookup, before anything changes)
+//! and `K::clone` (the stored copy, made before a slot is claimed or a key
+//! evicted). An evicted key is moved out of its slot and dropped by the
+//! caller after the lock is released. So a panic in user code leaves every
+//! slot as it was, and the lock is released by the unwinding.
 
-use core::hash::Hash;
+use core::hash::{BuildHasher, Hash};
 
 use super::marks;
 use super::state::{EMPTY, FP_SHIFT, LOCKED};
@@ -12,11 +19,13 @@ use crate::bucket::{take, InsufficientCapacity};
 use crate::sync::Ordering;
 use crate::Instant;
 
-impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N, TIERS> {
+impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
+    KeyedLimiter<K, N, TIERS, S>
+{
     /// Not found lock-free: inserts the key (or finds it inserted
     /// meanwhile, or busy with the most callers a slot can pin or register),
-    /// or uses the
-    /// [`FullPolicy`](super::FullPolicy). Counts the outcome globally.
+    /// or uses the [`FullPolicy`](super::FullPolicy). Counts the outcome
+    /// globally.
     #[cold]
     #[inline(never)]
     pub(super) fn acquire_slow(
@@ -28,14 +37,19 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
         home: usize,
         now: Instant,
     ) -> Result<(), KeyedError> {
-        let tier = tier
-            .or_else(|| self.tier_of.map(|f| f(key)))
-            .unwrap_or(0)
-            .min(TIERS - 1);
-        // Charged inside the critical section: evictions happen only there,
-        // so the slot found or filled still holds this key.
-        let charged = crate::sync::critical(|| {
-            let i = self.insert(key, fp, home, tier, now)?;
+        // User code (the tier function) before the lock.
+        let tier = tier.unwrap_or_else(|| self.tier_of.map_or(0, |f| f(key)));
+        if tier >= TIERS {
+            return Err(self.out_of_range(tier));
+        }
+        // The stored copy of the key, cloned at the first need; dropped
+        // after the lock if unused, like the evicted key.
+        let mut copy = None;
+        let mut evicted = None;
+        // Charged under the lock: evictions happen only there, so the slot
+        // found or filled still holds this key.
+        let charged = self.lock.with(|| {
+            let i = self.insert(key, &mut copy, &mut evicted, fp, home, tier, now)?;
             Some(self.charge_locked(i, n, now))
         });
         let result = match charged {
@@ -59,81 +73,123 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
             }
             Err(_) => self.limited.incr(),
         }
+        // User code (`Drop`) after the lock and the counts: a panic here
+        // reaches the caller with the table consistent.
+        drop(evicted);
+        drop(copy);
         result
     }
 
-    /// Inside the critical section: the live slot holding `key`.
+    /// Under the lock: the live slot holding `key`.
     pub(super) fn find_locked(&self, key: &K, fp: u32, home: usize) -> Option<usize> {
         Self::window(home).find(|&i| {
             let slot = &self.slots[i];
             // The fingerprint test also rejects EMPTY and LOCKED.
-            // SAFETY: live slot, and only the critical section (which we
-            // hold) writes or drops keys.
+            // SAFETY: live slot, and only the lock holder (us) writes,
+            // moves or drops keys.
             slot.state.load(Ordering::Acquire) >> FP_SHIFT == fp
                 && unsafe { (*slot.key.get()).assume_init_ref() } == key
         })
     }
 
-    /// Inside the critical section: finds or inserts `key`, returning its
-    /// slot, or `None` if the window has no empty or idle slot.
-    fn insert(&self, key: &K, fp: u32, home: usize, tier: usize, now: Instant) -> Option<usize> {
+    /// Under the lock: finds or inserts `key`, returning its slot, or
+    /// `None` if the window has no empty or idle slot. The stored key is
+    /// `copy` (cloned from `key` into it first if empty), and a key
+    /// evicted for it is moved into `evicted`: both for the caller to drop
+    /// after the lock.
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &self,
+        key: &K,
+        copy: &mut Option<K>,
+        evicted: &mut Option<K>,
+        fp: u32,
+        home: usize,
+        tier: usize,
+        now: Instant,
+    ) -> Option<usize> {
         if let Some(i) = self.find_locked(key, fp, home) {
             return Some(i);
         }
         let empty =
             Self::window(home).find(|&i| self.slots[i].state.load(Ordering::Acquire) == EMPTY);
         if let Some(i) = empty {
+            // The clone before any change: if it panics, nothing changed.
+            let new = copy.take().unwrap_or_else(|| key.clone());
             let slot = &self.slots[i];
-            // EMPTY -> LOCKED cannot race: only the critical section claims
-            // (a caller's pin or registration needs a live state).
+            // EMPTY -> LOCKED cannot race: only the lock holder claims (a
+            // caller's pin or registration needs a live state).
             slot.state.store(LOCKED, Ordering::Relaxed);
-            // SAFETY: inside the critical section.
-            let start = unsafe { self.start(fp, tier, now) };
-            Self::fill(slot, key, fp, tier, start);
+            Self::fill(slot, new, fp, tier, self.start(fp, tier, now));
             self.keys.fetch_add(1, Ordering::Relaxed);
             return Some(i);
         }
         for i in Self::window(home) {
             let slot = &self.slots[i];
-            // Locks the slot if its key is idle and nobody is on it.
-            let Some(evicted) = self.lock_if_idle(slot, now) else {
+            // A key idle at `now` with nobody on it.
+            let Some(idle) = self.idle(slot, now) else {
                 continue;
             };
-            // The evicted key's admissions not yet folded.
-            self.allowed.add(evicted.pending);
-            // Where its bucket stood, for its return (see `marks`).
-            let params = self.params_of(evicted.state);
-            if let Some(mark) = marks::left_by(params, evicted.tat, now.as_micros()) {
-                // SAFETY: inside the critical section.
-                unsafe { self.marks.raise(evicted.state >> FP_SHIFT, mark) };
+            // The clone before any change, as above.
+            let new = copy.take().unwrap_or_else(|| key.clone());
+            // Its mark first (see `marks`): once the lock below takes the
+            // key out of reach, a caller that no longer finds it sees the
+            // mark. A lock that fails leaves a harmless early mark.
+            self.leave_mark(idle.state, idle.tat, now);
+            // Fails if anyone pinned, charged or folded since `idle`.
+            let Some(gone) = self.lock_idle(slot, &idle, now) else {
+                *copy = Some(new);
+                continue;
+            };
+            if gone.tat != idle.tat {
+                // Charged and idle again in between (Cortex-M only, see
+                // `split`): the final arrival time's mark.
+                self.leave_mark(gone.state, gone.tat, now);
             }
+            // The evicted key's admissions not yet folded.
+            self.allowed.add(gone.pending);
             // SAFETY: the slot was live (initialised key) and is locked with
-            // nobody on it; nobody else can reach the key.
-            unsafe { (*slot.key.get()).assume_init_drop() };
-            // SAFETY: inside the critical section.
-            let start = unsafe { self.start(fp, tier, now) };
-            Self::fill(slot, key, fp, tier, start);
+            // nobody on it; nobody else can reach the key, which is moved
+            // out (the slot's copy is overwritten by `fill` below).
+            *evicted = Some(unsafe { (*slot.key.get()).assume_init_read() });
+            Self::fill(slot, new, fp, tier, self.start(fp, tier, now));
             self.evictions.incr();
             return Some(i);
         }
         None
     }
 
+    /// Under the lock: raises the eviction mark of a key (with `state`)
+    /// whose idle bucket stands at `tat`, if it leaves one (see `marks`).
+    fn leave_mark(&self, state: u32, tat: u64, now: Instant) {
+        if let Some(mark) = marks::left_by(self.params_of(state), tat, now.as_micros()) {
+            // SAFETY: under the table's lock (our caller's), the marks' only
+            // writer.
+            unsafe { self.marks.raise(state >> FP_SHIFT, mark) };
+        }
+    }
+
     /// The arrival time a key with fingerprint `fp` starts from in `tier`
     /// if inserted at `now`: full, unless its fingerprint's eviction mark
-    /// says otherwise (see `marks`).
-    ///
-    /// # Safety
-    ///
-    /// * The caller is inside `crate::sync::critical`.
-    pub(super) unsafe fn start(&self, fp: u32, tier: usize, now: Instant) -> u64 {
-        // SAFETY: inside the critical section (the caller's contract).
-        let mark = unsafe { self.marks.get(fp) };
-        marks::start(&self.params[tier], mark, now.as_micros())
+    /// says otherwise (see `marks`). Called under the lock, so no mark
+    /// changes meanwhile.
+    pub(super) fn start(&self, fp: u32, tier: usize, now: Instant) -> u64 {
+        marks::start(&self.params[tier], self.marks.get(fp), now.as_micros())
     }
 }
 
-/// A key [`KeyedLimiter::lock_if_idle`] locked out of its slot.
+/// A live slot [`KeyedLimiter::idle`] found idle, as it was read.
+pub(super) struct Idle {
+    /// Its state word.
+    pub(super) state: u32,
+    /// The word the lock compares against: the bucket word with 64-bit
+    /// atomics, the state word again on Cortex-M.
+    pub(super) word: u64,
+    /// Its bucket's arrival time.
+    pub(super) tat: u64,
+}
+
+/// A key [`KeyedLimiter::lock_idle`] locked out of its slot.
 pub(super) struct Evicted {
     /// Its admissions counted in the slot and not yet folded.
     pub(super) pending: u64,

@@ -25,15 +25,33 @@
 //! drained), and a mark older than the horizon reads as none, so an old
 //! mark is never misread across the word's wrap.
 //!
-//! Marks are plain `u64` microseconds on every target (they do not wrap
-//! for 584 542 years): they are read and written only inside the critical
-//! section that serialises insertions and evictions, never on the
-//! lock-free path. The evicted key's tier converts its arrival time to
-//! microseconds and the inserted key's tier converts the mark back.
-
-use core::cell::UnsafeCell;
+//! # Ordering against evictions, and lock-free reads
+//!
+//! Marks are written only under the table's lock (by evictions, which
+//! also happen only there) and read there by insertions: that is all the
+//! bound above needs. [`KeyedLimiter::available`] also reads them, without
+//! any lock, for a key it does not find; for its answer to stand for a
+//! moment of the call, an eviction raises the mark *before* it locks the
+//! evicted key's slot (a reader that no longer finds the key then sees the
+//! mark). A lock that fails after the raise (someone pinned or charged the
+//! key meanwhile) leaves the mark raised for nothing: still at most the
+//! evicting caller's `now`, so it costs only the under-admission above.
+//!
+//! Marks are `u64` microseconds on every target (they do not wrap for
+//! 584 542 years), kept as two `u32` halves so that 32-bit targets read
+//! them too: a *double buffer*. The writer (holding the lock) fills the
+//! copy not in use, then publishes it by bumping a version; a reader reads
+//! the copy the version names and retries if the version moved. A writer
+//! never touches the copy a reader was sent to without first completing a
+//! version bump, so a writer stalled mid-update never holds a reader up:
+//! a retry means some update finished. The evicted key's tier converts its
+//! arrival time to microseconds and the inserted key's tier converts the
+//! mark back.
+//!
+//! [`KeyedLimiter::available`]: super::KeyedLimiter::available
 
 use crate::bucket::gcra::{Params, FRESH};
+use crate::sync::{fence, AtomicU32, Ordering};
 
 /// Eviction marks per limiter (a power of two), picked by the low bits of a
 /// key's fingerprint.
@@ -46,35 +64,81 @@ const NONE: u64 = 0;
 /// The marks: for each, the latest instant (µs) at which a key evicted
 /// under it became full, or [`NONE`].
 ///
-/// Invariant: accessed only inside `crate::sync::critical`.
-pub(super) struct Marks(UnsafeCell<[u64; MARKS]>);
+/// Invariant: written only under the table's lock; `copies[version % 2]`
+/// is the current copy, the other one is written only by the lock holder
+/// and published by incrementing `version` (see the module docs).
+pub(super) struct Marks {
+    /// Updates published so far; its parity names the current copy.
+    version: AtomicU32,
+    /// `[copy][mark][high half, low half]`.
+    copies: [[[AtomicU32; 2]; MARKS]; 2],
+}
 
 impl Marks {
-    pub(super) const fn new() -> Self {
-        Self(UnsafeCell::new([NONE; MARKS]))
+    crate::sync::const_fn_unless_loom! {
+        pub(super) fn new() -> Self {
+            #[cfg(not(loom))]
+            let copies = [const { [const { [const { AtomicU32::new(0) }; 2] }; MARKS] }; 2];
+            #[cfg(loom)]
+            let copies = core::array::from_fn(|_| {
+                core::array::from_fn(|_| core::array::from_fn(|_| AtomicU32::new(0)))
+            });
+            Self {
+                version: AtomicU32::new(0),
+                copies,
+            }
+        }
     }
 
-    /// The mark of fingerprint `fp`.
-    ///
-    /// # Safety
-    ///
-    /// * The caller is inside `crate::sync::critical`.
-    pub(super) unsafe fn get(&self, fp: u32) -> u64 {
-        // SAFETY: inside the critical section (the caller's contract), the
-        // only place marks are written: no write runs concurrently.
-        unsafe { (*self.0.get())[index(fp)] }
+    /// The mark of fingerprint `fp`. Lock-free: retries only when an update
+    /// completed meanwhile.
+    pub(super) fn get(&self, fp: u32) -> u64 {
+        let mut version = self.version.load(Ordering::Acquire);
+        loop {
+            let [hi, lo] = &self.copies[version as usize & 1][index(fp)];
+            let mark =
+                u64::from(hi.load(Ordering::Relaxed)) << 32 | u64::from(lo.load(Ordering::Relaxed));
+            // Orders the halves' loads before the re-check (seqlock read
+            // side): a half written by a later update makes it see a later
+            // version.
+            fence(Ordering::Acquire);
+            let now = self.version.load(Ordering::Acquire);
+            if now == version {
+                return mark;
+            }
+            version = now;
+        }
     }
 
     /// Raises the mark of fingerprint `fp` to `mark` if that is later.
     ///
     /// # Safety
     ///
-    /// * The caller is inside `crate::sync::critical`.
+    /// * The caller holds the table's lock (the only writer).
     pub(super) unsafe fn raise(&self, fp: u32, mark: u64) {
-        // SAFETY: inside the critical section (the caller's contract), the
-        // only place marks are read or written: this access is exclusive.
-        let slot = unsafe { &mut (*self.0.get())[index(fp)] };
-        *slot = (*slot).max(mark);
+        let version = self.version.load(Ordering::Relaxed);
+        let (current, next) = (version as usize & 1, !version as usize & 1);
+        let i = index(fp);
+        let get = |copy: usize, j: usize| {
+            let [hi, lo] = &self.copies[copy][j];
+            u64::from(hi.load(Ordering::Relaxed)) << 32 | u64::from(lo.load(Ordering::Relaxed))
+        };
+        if get(current, i) >= mark {
+            return;
+        }
+        // Orders the version that sent readers to the other copy (stored
+        // by an earlier update, before this lock holder's lock) before
+        // this update's stores to it: a reader that sees one of them sees
+        // that version moved (seqlock write side).
+        fence(Ordering::Release);
+        for j in 0..MARKS {
+            let value = if j == i { mark } else { get(current, j) };
+            let [hi, lo] = &self.copies[next][j];
+            hi.store((value >> 32) as u32, Ordering::Relaxed);
+            lo.store(value as u32, Ordering::Relaxed);
+        }
+        self.version
+            .store(version.wrapping_add(1), Ordering::Release);
     }
 }
 
@@ -184,14 +248,16 @@ mod tests {
     #[test]
     fn marks_keep_the_latest_per_fingerprint() {
         let m = Marks::new();
-        // SAFETY: single-threaded test, no other access to the marks.
+        // SAFETY: single-threaded test: the only writer.
         unsafe {
             m.raise(3, 500);
             m.raise(3 + MARKS as u32, 400);
             m.raise(4, 900);
+            m.raise(5, 1 << 40 | 7);
         }
-        // SAFETY: as above.
-        let got = unsafe { [m.get(3), m.get(4), m.get(5)] };
-        assert_eq!(got, [500, 900, NONE]);
+        assert_eq!(
+            [m.get(3), m.get(4), m.get(5), m.get(6)],
+            [500, 900, 1 << 40 | 7, NONE]
+        );
     }
 }

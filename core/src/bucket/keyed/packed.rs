@@ -22,10 +22,11 @@
 //!   counter before pinning; only pinned callers add to it, so it never
 //!   exceeds `FOLD_AT - 1 + MAX_PINS` and never carries into *pins*.
 //! * [`LOCKED`] (all ones): no key (an empty slot), or a slot being
-//!   evicted and rewritten inside the critical section. The idle check
-//!   comes first; the eviction then locks the word by one CAS from that
-//!   idle, unpinned value, so it fails if anyone pinned or charged
-//!   meanwhile, and a locked word is always rewritten.
+//!   evicted and rewritten under the table's lock. The idle check comes
+//!   first (and the evicted key's mark is raised); the eviction then locks
+//!   the word by one CAS from that idle, unpinned value, so it fails if
+//!   anyone pinned or charged meanwhile, and a locked word is always
+//!   rewritten.
 //!
 //! The state word keeps the fingerprint and tier (its readers and allowed
 //! fields stay zero): a caller reads it (no write) to skip other keys'
@@ -34,7 +35,7 @@
 
 use core::mem::ManuallyDrop;
 
-use super::insert::Evicted;
+use super::insert::{Evicted, Idle};
 use super::state::{self, EMPTY, FP_SHIFT, LOCKED as STATE_LOCKED};
 use super::{over_capacity, KeyedError, KeyedLimiter, Slot};
 use crate::bucket::gcra::Params;
@@ -52,7 +53,7 @@ const PIN: u64 = 1 << ALLOWED_BITS;
 const PINS_MASK: u64 = ((1 << TAT_SHIFT) - 1) & !ALLOWED_MASK;
 /// Most callers pinned on one slot at once (all ones is `LOCKED`'s).
 pub(super) const MAX_PINS: u64 = (PINS_MASK >> ALLOWED_BITS) - 1;
-/// Empty, or being checked or rewritten inside the critical section.
+/// Empty, or being rewritten under the table's lock.
 pub(super) const LOCKED: u64 = u64::MAX;
 
 /// Pending admissions moved to the global counter by the next caller.
@@ -125,8 +126,10 @@ impl Drop for Pinned<'_> {
     }
 }
 
-impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
-    KeyedLimiter<K, N, TIERS>
+impl<K, const N: usize, const TIERS: usize, S> KeyedLimiter<K, N, TIERS, S>
+where
+    K: Eq + core::hash::Hash + Clone,
+    S: core::hash::BuildHasher,
 {
     /// Pins `slot` if its state shows fingerprint `fp` and its key is
     /// `key`; returns the pin and the (stable) state, whose tier is all
@@ -175,7 +178,7 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
         loop {
             if word == LOCKED || (word & PINS_MASK) >> ALLOWED_BITS >= MAX_PINS {
                 // No key, a key being rewritten, or `MAX_PINS` callers on
-                // this one: the last take the critical-section path.
+                // this one: the last take the locked path.
                 return None;
             }
             let allowed = word & ALLOWED_MASK;
@@ -272,7 +275,16 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
         Some(self.params_of(state).available(tat, now.as_micros()) as u32)
     }
 
-    /// Inside the critical section: the arrival time of a live slot.
+    /// Whether `slot` shows fingerprint `fp` with every pin taken (so it
+    /// may hold the key, unreachable without the lock).
+    pub(super) fn crowded(slot: &Slot<K>, fp: u32) -> bool {
+        let word = slot.tat.load(Ordering::Relaxed);
+        slot.state.load(Ordering::Relaxed) >> FP_SHIFT == fp
+            && word != LOCKED
+            && (word & PINS_MASK) >> ALLOWED_BITS >= MAX_PINS
+    }
+
+    /// Under the lock: the arrival time of a live slot.
     pub(super) fn tat_locked(slot: &Slot<K>) -> u64 {
         tat(slot.tat.load(Ordering::Acquire))
     }
@@ -282,7 +294,7 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
         pending(slot.tat.load(Ordering::Relaxed))
     }
 
-    /// Inside the critical section: charges live slot `i` without pinning
+    /// Under the lock: charges live slot `i` without pinning
     /// (so this works with `MAX_PINS` callers pinned); the caller counts the
     /// admission globally.
     pub(super) fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
@@ -313,11 +325,10 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
         }
     }
 
-    /// Inside the critical section: locks live slot `slot` if its key is
-    /// idle (bucket full at `now`) and nobody is pinned, and returns what
-    /// the key leaves (pending admissions, final arrival time, state); the
-    /// key is then the caller's to drop. `None` leaves the slot as it was.
-    pub(super) fn lock_if_idle(&self, slot: &Slot<K>, now: Instant) -> Option<Evicted> {
+    /// Under the lock: the live key of `slot` if it is idle (bucket full
+    /// at `now`) with nobody pinned, as read (for its eviction mark and
+    /// [`lock_idle`](Self::lock_idle)).
+    pub(super) fn idle(&self, slot: &Slot<K>, now: Instant) -> Option<Idle> {
         let state = slot.state.load(Ordering::Acquire);
         if state == EMPTY || state == STATE_LOCKED {
             return None;
@@ -329,29 +340,44 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
         if self.params_of(state).drained(tat(word), now.as_micros()) != 0 {
             return None; // busy: keep it
         }
-        // Fails if anyone pinned, charged or folded since the load.
-        slot.tat
-            .compare_exchange(word, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
-            .ok()?;
-        // No longer a live key for `find_locked` and `Drop`.
-        slot.state.store(STATE_LOCKED, Ordering::Relaxed);
-        Some(Evicted {
-            pending: pending(word),
-            tat: tat(word),
+        Some(Idle {
             state,
+            word,
+            tat: tat(word),
         })
     }
 
-    /// Inside the critical section: writes a clone of `key` into a slot
-    /// whose state and word are LOCKED, with a bucket at arrival time
-    /// `start`, and publishes it. (A panicking `clone` leaves the slot
-    /// LOCKED: unusable, never unsound.)
-    pub(super) fn fill(slot: &Slot<K>, key: &K, fp: u32, tier: usize, start: u64) {
-        // SAFETY: the word is LOCKED and we are inside the critical section:
-        // nobody is pinned and no other writer exists; any previous key was
-        // dropped or never written.
-        unsafe { (*slot.key.get()).write(key.clone()) };
-        slot.state.store(state::live(fp, tier), Ordering::Relaxed);
+    /// Under the lock: locks `slot` if its word is still as `idle` read it
+    /// (one CAS: it fails if anyone pinned, charged or folded since), and
+    /// returns what the key leaves (pending admissions, final arrival time,
+    /// state); the key is then the caller's to move out. `None` leaves the
+    /// slot as it was.
+    #[allow(clippy::unused_self)] // the signature of `split`'s, which reads the tier
+    pub(super) fn lock_idle(&self, slot: &Slot<K>, idle: &Idle, _now: Instant) -> Option<Evicted> {
+        slot.tat
+            .compare_exchange(idle.word, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        // No longer a live key for `find_locked` and `Drop`. Release: a
+        // lock-free `available` that reads this state, and so skips the
+        // slot, must also see the eviction mark raised before the lock.
+        slot.state.store(STATE_LOCKED, Ordering::Release);
+        Some(Evicted {
+            pending: pending(idle.word),
+            tat: idle.tat,
+            state: idle.state,
+        })
+    }
+
+    /// Under the lock: writes `key` into a slot whose state and word are
+    /// LOCKED, with a bucket at arrival time `start`, and publishes it.
+    pub(super) fn fill(slot: &Slot<K>, key: K, fp: u32, tier: usize, start: u64) {
+        // SAFETY: the word is LOCKED and we hold the table's lock: nobody
+        // is pinned and no other writer exists; any previous key was moved
+        // out or never written.
+        unsafe { (*slot.key.get()).write(key) };
+        // Release, as in `lock_idle`: a reader skipping the slot for its
+        // new fingerprint sees the marks raised before.
+        slot.state.store(state::live(fp, tier), Ordering::Release);
         // Publishes the key and the state to the next caller's pin: the
         // bucket, nobody pinned, nothing counted (never LOCKED: the low
         // fields are zero).
@@ -361,8 +387,10 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
 
 /// White-box hooks for the unit tests.
 #[cfg(all(test, not(loom)))]
-impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
-    KeyedLimiter<K, N, TIERS>
+impl<K, const N: usize, const TIERS: usize, S> KeyedLimiter<K, N, TIERS, S>
+where
+    K: Eq + core::hash::Hash + Clone,
+    S: core::hash::BuildHasher,
 {
     /// Most callers on one slot at once.
     pub(super) const MAX_CALLERS: u64 = MAX_PINS;

@@ -2,11 +2,22 @@
 //! caller registers on the state word (which also counts admissions; see
 //! the `state` module), charges the 32-bit bucket word, and unregisters:
 //! three read-modify-writes per call.
+//!
+//! An eviction reads the state word (nobody registered) and the bucket
+//! (idle), raises the key's eviction mark, then locks the state word by a
+//! CAS from the value it read. A registration changes that value, and a
+//! charge needs one, so the lock fails if anyone came meanwhile; only an
+//! ABA (a caller registering, charging and unregistering, and enough
+//! further admissions to fold the slot's count back to the same value, all
+//! between the two reads) gets through, which the locked re-read of the
+//! bucket catches: the key is kept if busy (then, for that instant, a
+//! lock-free `available` may read it as absent) or evicted with a new mark
+//! if idle again.
 
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 
-use super::insert::Evicted;
+use super::insert::{Evicted, Idle};
 use super::state::registration::{
     pending, READER, READERS_MASK, SLOW, UNREGISTER, UNREGISTER_ADMITTED,
 };
@@ -38,8 +49,10 @@ pub(super) fn empty<K>() -> Slot<K> {
     }
 }
 
-impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
-    KeyedLimiter<K, N, TIERS>
+impl<K, const N: usize, const TIERS: usize, S> KeyedLimiter<K, N, TIERS, S>
+where
+    K: Eq + core::hash::Hash + Clone,
+    S: core::hash::BuildHasher,
 {
     /// Charges `slot` if it holds `key`; `None` if it does not. An admission
     /// is counted in the slot as the caller unregisters.
@@ -86,7 +99,14 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
         Some(self.params_of(guard.state).available(tat, now.as_micros()) as u32)
     }
 
-    /// Inside the critical section: the arrival time of a live slot.
+    /// Whether `slot` shows fingerprint `fp` with every registration taken
+    /// (so it may hold the key, unreachable without the lock).
+    pub(super) fn crowded(slot: &Slot<K>, fp: u32) -> bool {
+        let state = slot.state.load(Ordering::Relaxed);
+        state >> FP_SHIFT == fp && state & READERS_MASK == READERS_MASK
+    }
+
+    /// Under the lock: the arrival time of a live slot.
     pub(super) fn tat_locked(slot: &Slot<K>) -> u64 {
         load(&slot.tat)
     }
@@ -96,7 +116,7 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
         u64::from(pending(slot.state.load(Ordering::Relaxed)))
     }
 
-    /// Inside the critical section: charges live slot `i` without
+    /// Under the lock: charges live slot `i` without
     /// registering (so this works with `MAX_READERS` callers registered);
     /// the caller counts the admission globally.
     pub(super) fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
@@ -108,43 +128,60 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
         take(&slot.tat, quota, n, now).map_err(KeyedError::from)
     }
 
-    /// Inside the critical section: locks live slot `slot` if nobody is
-    /// registered and its key is idle (bucket full at `now`), and returns
-    /// what the key leaves (pending admissions, final arrival time, state);
-    /// the key is then the caller's to drop. `None` leaves the slot as it
-    /// was.
-    pub(super) fn lock_if_idle(&self, slot: &Slot<K>, now: Instant) -> Option<Evicted> {
+    /// Under the lock: the live key of `slot` if nobody is registered and
+    /// it is idle (bucket full at `now`), as read (for its eviction mark
+    /// and [`lock_idle`](Self::lock_idle)).
+    pub(super) fn idle(&self, slot: &Slot<K>, now: Instant) -> Option<Idle> {
         let state = slot.state.load(Ordering::Acquire);
         if state == EMPTY || state == LOCKED || state & READERS_MASK != 0 {
             return None;
         }
-        // Lock it against new callers; fails if one registered (or
-        // unregistered, or folded) meanwhile.
-        slot.state
-            .compare_exchange(state, LOCKED, Ordering::AcqRel, Ordering::Relaxed)
-            .ok()?;
-        // Final while locked: a charge needs a registration (or the
-        // critical section, which we hold).
         let tat = load(&slot.tat);
         if self.params_of(state).drained(tat, now.as_micros()) != 0 {
-            slot.state.store(state, Ordering::Release); // busy: keep it
-            return None;
+            return None; // busy: keep it
         }
-        Some(Evicted {
-            pending: u64::from(pending(state)),
-            tat,
+        Some(Idle {
             state,
+            word: u64::from(state),
+            tat,
         })
     }
 
-    /// Inside the critical section: writes a clone of `key` into a LOCKED
-    /// slot, with a bucket at arrival time `start`, and publishes it. (A
-    /// panicking `clone` leaves the slot LOCKED: unusable, never unsound.)
-    pub(super) fn fill(slot: &Slot<K>, key: &K, fp: u32, tier: usize, start: u64) {
-        // SAFETY: the slot is LOCKED and we are inside the critical section:
-        // no caller is registered and no other writer exists; any previous
-        // key was dropped or never written.
-        unsafe { (*slot.key.get()).write(key.clone()) };
+    /// Under the lock: locks `slot` if its state is still as `idle` read it
+    /// (fails if anyone registered, unregistered or folded since) and its
+    /// key is idle at `now`, and returns what the key leaves (pending
+    /// admissions, final arrival time, state); the key is then the
+    /// caller's to move out. `None` leaves the slot as it was.
+    pub(super) fn lock_idle(&self, slot: &Slot<K>, idle: &Idle, now: Instant) -> Option<Evicted> {
+        slot.state
+            .compare_exchange(
+                idle.word as u32,
+                LOCKED,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .ok()?;
+        // Final while locked: a charge needs a registration (or the lock,
+        // which we hold). Re-read for the ABA of the module docs.
+        let tat = load(&slot.tat);
+        if tat != idle.tat && self.params_of(idle.state).drained(tat, now.as_micros()) != 0 {
+            slot.state.store(idle.state, Ordering::Release); // busy: keep it
+            return None;
+        }
+        Some(Evicted {
+            pending: u64::from(pending(idle.state)),
+            tat,
+            state: idle.state,
+        })
+    }
+
+    /// Under the lock: writes `key` into a LOCKED slot, with a bucket at
+    /// arrival time `start`, and publishes it.
+    pub(super) fn fill(slot: &Slot<K>, key: K, fp: u32, tier: usize, start: u64) {
+        // SAFETY: the slot is LOCKED and we hold the table's lock: no
+        // caller is registered and no other writer exists; any previous
+        // key was moved out or never written.
+        unsafe { (*slot.key.get()).write(key) };
         slot.tat.store(start as _, Ordering::Relaxed);
         slot.state.store(state::live(fp, tier), Ordering::Release);
     }
@@ -177,7 +214,7 @@ impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
         loop {
             if state >> FP_SHIFT != fp || state & READERS_MASK == READERS_MASK {
                 // Another key, no key, or `MAX_READERS` callers on this one:
-                // the last take the critical-section path (`charge_locked`).
+                // the last take the locked path (`charge_locked`).
                 return None;
             }
             if state & state::ALLOWED_MASK >= state::FOLD_AT {
@@ -241,8 +278,10 @@ impl Drop for Registered<'_> {
 
 /// White-box hooks for the unit tests.
 #[cfg(all(test, not(loom)))]
-impl<K: Eq + core::hash::Hash + Clone, const N: usize, const TIERS: usize>
-    KeyedLimiter<K, N, TIERS>
+impl<K, const N: usize, const TIERS: usize, S> KeyedLimiter<K, N, TIERS, S>
+where
+    K: Eq + core::hash::Hash + Clone,
+    S: core::hash::BuildHasher,
 {
     /// Most callers on one slot at once.
     pub(super) const MAX_CALLERS: u64 = state::MAX_READERS as u64;

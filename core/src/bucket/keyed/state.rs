@@ -10,11 +10,11 @@
 //! ```
 //!
 //! * `0` ([`EMPTY`]): no key; `u32::MAX` ([`LOCKED`]): being written or
-//!   checked for eviction (inside the critical section). Their fingerprint
+//!   evicted (under the table's lock). Their fingerprint
 //!   fields (0 and 4 095) are never a key's, so one comparison of the
 //!   fingerprint also rejects both.
 //! * *readers*: callers registered on the slot (at most [`MAX_READERS`];
-//!   one more takes the critical-section path).
+//!   one more takes the locked path).
 //! * *allowed*: admissions counted on this slot and not yet moved into the
 //!   limiter's global counter. A caller unregisters after an admission with
 //!   one `fetch_add(UNREGISTER_ADMITTED)` (in `registration`), which both drops its

@@ -1,5 +1,7 @@
-//! White-box tests of the state word's admission counting (the public
-//! behaviour is tested in `bucket/keyed_tests.rs`).
+//! White-box tests: the slot words' admission counting, slot sizes, the
+//! table's lock (per table with `std`, never taken by `available` for an
+//! absent key) and in-place construction. The public behaviour is tested
+//! in `core/tests/keyed*.rs`.
 
 extern crate std;
 
@@ -27,6 +29,18 @@ fn pending_in_slots<K: Eq + core::hash::Hash + Clone, const N: usize, const T: u
         .iter()
         .map(KeyedLimiter::<K, N, T>::slot_pending)
         .sum()
+}
+
+/// Runs `f` on a thread of its own and waits up to 20 s for its result:
+/// `None` if it is still blocked by then (the thread is left behind).
+fn within_20s<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    let got = rx.recv_timeout(std::time::Duration::from_secs(20)).ok()?;
+    thread.join().expect("sent, so it does not panic");
+    Some(got)
 }
 
 #[test]
@@ -63,7 +77,7 @@ fn eviction_folds_the_evicted_keys_pending_admissions() {
 }
 
 #[test]
-fn a_key_with_every_reader_slot_taken_uses_the_critical_section() {
+fn a_key_with_every_pin_taken_uses_the_lock() {
     type L = KeyedLimiter<u32, 4>;
     let l: KeyedLimiter<u32, 4> =
         KeyedLimiter::new(per_sec(100), FullPolicy::Reject).expect("quota within the keyed range");
@@ -115,5 +129,117 @@ fn threads_count_every_admission() {
     );
     for slot in &l.slots {
         assert_eq!(KeyedLimiter::<u32, 16>::callers(slot), 0);
+    }
+}
+
+#[test]
+fn sizes_per_entry() {
+    // State word + arrival-time word + the key, padded.
+    #[cfg(target_has_atomic = "64")]
+    assert_eq!(core::mem::size_of::<Slot<u64>>(), 24);
+    #[cfg(target_has_atomic = "64")]
+    assert_eq!(core::mem::size_of::<Slot<u32>>(), 16);
+}
+
+/// With `std`, each table has its own lock: a new key in one table goes
+/// in while another table's lock is held, and only that table's new keys
+/// wait for it.
+#[cfg(feature = "std")]
+#[test]
+fn two_tables_do_not_share_a_lock() {
+    use std::sync::Arc;
+    let a: Arc<KeyedLimiter<u32, 8>> = Arc::new(
+        KeyedLimiter::new(per_sec(10), FullPolicy::Reject).expect("quota within the keyed range"),
+    );
+    let b = Arc::new(
+        KeyedLimiter::<u32, 8>::new(per_sec(10), FullPolicy::Reject)
+            .expect("quota within the keyed range"),
+    );
+    a.try_acquire(&1, T0).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut waiter = None;
+    a.lock.with(|| {
+        let b = b.clone();
+        let got = within_20s(move || b.try_acquire(&7, T0));
+        assert_eq!(got, Some(Ok(())), "B's insert waited for A's lock");
+        // A's own new keys do wait, its present keys do not.
+        let a2 = a.clone();
+        waiter = Some(std::thread::spawn(move || {
+            tx.send(a2.try_acquire(&2, T0)).unwrap();
+        }));
+        let a3 = a.clone();
+        assert_eq!(within_20s(move || a3.try_acquire(&1, T0)), Some(Ok(())));
+        let waiting = rx.recv_timeout(std::time::Duration::from_millis(50));
+        assert!(waiting.is_err(), "A's insert ran under A's held lock");
+    });
+    let inserted = rx.recv_timeout(std::time::Duration::from_secs(20));
+    assert_eq!(inserted, Ok(Ok(())));
+    waiter.expect("spawned").join().unwrap();
+    assert_eq!((a.metrics().keys, b.metrics().keys), (2, 1));
+}
+
+/// `available` takes no lock for an absent key (or a present one): with the
+/// table's lock held (the critical section, without `std`) by this thread,
+/// another thread reads an absent key, whose eviction mark it reads
+/// lock-free, and a present one.
+#[test]
+fn available_never_takes_the_lock_for_an_absent_key() {
+    use std::sync::Arc;
+    let quota = Quota::with_period(Duration::from_micros(1_000)).unwrap();
+    let l: Arc<KeyedLimiter<u64, 2>> = Arc::new(
+        KeyedLimiter::new(quota, FullPolicy::Reject).expect("quota within the keyed range"),
+    );
+    let at = Instant::from_micros;
+    l.try_acquire(&1, at(1_000)).unwrap();
+    l.try_acquire(&2, at(10_000)).unwrap();
+    l.try_acquire(&3, at(11_000)).unwrap(); // evicts key 2: full at 11 000
+    assert_eq!(l.metrics().evictions, 1);
+    l.lock.with(|| {
+        let l = l.clone();
+        let got = within_20s(move || {
+            [
+                l.available(&2, at(10_500)), // absent, from its mark
+                l.available(&2, at(11_000)),
+                l.available(&99, at(11_000)), // absent, never seen
+                l.available(&3, at(11_000)),  // present, charged at 11 000
+            ]
+        });
+        assert_eq!(got, Some([0, 1, 1, 0]), "available waited for the lock");
+    });
+}
+
+/// Every construction goes through the same in-place initialisation
+/// (checked by Miri): by value, and on the heap with `alloc`.
+#[test]
+fn constructions_in_place_start_empty() {
+    let by_value: KeyedLimiter<std::string::String, 16, 2> =
+        KeyedLimiter::with_tiers([per_sec(1), per_sec(3)], FullPolicy::Overflow(per_sec(2)))
+            .expect("quota within the keyed range");
+    let check = |l: &KeyedLimiter<std::string::String, 16, 2>| {
+        assert_eq!(l.metrics(), KeyedMetrics::default());
+        assert!(l
+            .slots
+            .iter()
+            .all(|s| KeyedLimiter::<std::string::String, 16, 2>::callers(s) == 0));
+        for k in 0..20 {
+            let key = std::format!("k{k}");
+            let _ = l.try_acquire_tier(&key, k % 2, T0);
+        }
+        assert_eq!(l.available(&"k1".into(), T0), 2);
+        assert!(l.metrics().keys > 0);
+    };
+    check(&by_value);
+    #[cfg(feature = "alloc")]
+    {
+        let boxed = KeyedLimiter::<std::string::String, 16, 2>::with_hasher_boxed(
+            [per_sec(1), per_sec(3)],
+            FullPolicy::Overflow(per_sec(2)),
+            crate::hash::FixedState::with_seed(3),
+        )
+        .expect("quota within the keyed range");
+        check(&boxed);
+        let one = KeyedLimiter::<u8, 4>::new_boxed(per_sec(1), FullPolicy::Reject).unwrap();
+        one.try_acquire(&1, T0).unwrap();
+        assert_eq!(one.metrics().keys, 1);
     }
 }

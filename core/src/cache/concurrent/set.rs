@@ -161,34 +161,23 @@ where
         }
     }
 
-    /// Takes the writer lock; `false` if another writer holds it. Returns
-    /// the ages word as it was when taken.
-    pub(super) fn lock(&self) -> Option<u32> {
+    /// Takes the writer lock; `None` if another writer holds it. Returns
+    /// the guard that releases it (also when unwinding) and the ages word
+    /// as it was when taken.
+    pub(super) fn lock(&self) -> Option<(Locked<'_, K, V, WAYS>, u32)> {
         let ages = self.word.fetch_or(SET_LOCK, Ordering::Acquire);
-        (ages & SET_LOCK == 0).then_some(ages)
+        // Not `then_some`: a guard built eagerly would unlock on drop
+        // the lock another writer holds.
+        if ages & SET_LOCK == 0 {
+            Some((Locked(self), ages))
+        } else {
+            None
+        }
     }
 
     /// Releases the writer lock, keeping the ages readers may have moved.
-    pub(super) fn unlock(&self) {
+    fn unlock(&self) {
         self.word.fetch_and(!SET_LOCK, Ordering::Release);
-    }
-
-    /// Makes `way` the least recent and releases the writer lock, in one
-    /// CAS loop (readers may be promoting ways meanwhile).
-    pub(super) fn demote_and_unlock(&self, way: usize) {
-        let mut current = self.word.load(Ordering::Relaxed);
-        loop {
-            let new = demoted(current, way, WAYS) & !SET_LOCK;
-            match self.word.compare_exchange_weak(
-                current,
-                new,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(actual) => current = actual,
-            }
-        }
     }
 
     /// With the lock held: the way holding `key`.
@@ -278,6 +267,46 @@ where
     pub(super) fn occupied(&self) -> usize {
         let tags = self.tags();
         (0..WAYS).filter(|&w| tag_of(tags, w) != 0).count()
+    }
+}
+
+/// A set's writer lock, held; released on drop (a panicking `K::eq` under
+/// the lock included).
+pub(super) struct Locked<'s, K, V, const WAYS: usize>(&'s Set<K, V, WAYS>)
+where
+    K: Copy + Eq + bytemuck::NoUninit,
+    V: Copy + bytemuck::NoUninit;
+
+impl<K, V, const WAYS: usize> Locked<'_, K, V, WAYS>
+where
+    K: Copy + Eq + bytemuck::NoUninit,
+    V: Copy + bytemuck::NoUninit,
+{
+    /// Makes `way` the least recent and releases the writer lock, in one
+    /// CAS loop (readers may be promoting ways meanwhile).
+    pub(super) fn demote_and_unlock(self, way: usize) {
+        let set = core::mem::ManuallyDrop::new(self).0;
+        let mut current = set.word.load(Ordering::Relaxed);
+        loop {
+            let new = demoted(current, way, WAYS) & !SET_LOCK;
+            match set
+                .word
+                .compare_exchange_weak(current, new, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+impl<K, V, const WAYS: usize> Drop for Locked<'_, K, V, WAYS>
+where
+    K: Copy + Eq + bytemuck::NoUninit,
+    V: Copy + bytemuck::NoUninit,
+{
+    fn drop(&mut self) {
+        self.0.unlock();
     }
 }
 

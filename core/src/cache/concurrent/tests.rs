@@ -102,7 +102,7 @@ fn a_hit_on_the_most_recent_way_writes_nothing() {
 fn writers_give_up_on_a_locked_set_and_readers_still_read() {
     let cache: One<2> = ConcurrentCache::new();
     cache.insert(1, 100).unwrap();
-    assert!(cache.sets[0].lock().is_some());
+    let held = cache.sets[0].lock().expect("free");
     assert_eq!(cache.insert(2, 200), Err(Contended));
     assert_eq!(cache.remove(&1), Err(Contended));
     assert_eq!(cache.get(&1), Some(100), "readers never wait");
@@ -111,7 +111,7 @@ fn writers_give_up_on_a_locked_set_and_readers_still_read() {
         0,
         "a hit keeps the lock"
     );
-    cache.sets[0].unlock();
+    drop(held.0);
     cache.insert(2, 200).unwrap();
     assert_eq!(cache.metrics().contended, 2);
 }
@@ -233,13 +233,13 @@ fn colliding_tags_resolve_by_key() {
     let set = &cache.sets[0];
     for k in 0..8u32 {
         // Force every way's tag to the same value.
-        assert!(set.lock().is_some());
+        let held = set.lock().expect("free");
         let way = set
             .find_locked(&k, 7)
             .unwrap_or_else(|| set.victim(set.ages_word()).0);
         set.promote(way);
         set.write(way, 7, Some((&k, &u64::from(k))));
-        set.unlock();
+        drop(held);
     }
     for k in 0..8u32 {
         assert_eq!(set.get(&k, 7), Some((k as usize, u64::from(k))));

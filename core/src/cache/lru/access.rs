@@ -15,7 +15,7 @@ use super::list::{slot, Idx};
 use super::{Displaced, Entry, LruCache};
 use crate::Instant;
 
-impl<K: Hash + Eq, V, const N: usize> LruCache<K, V, N> {
+impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> LruCache<K, V, N, S> {
     /// The value for `key`, made the most recently used. Time-less: an
     /// expired entry is returned like any other (use
     /// [`get_at`](Self::get_at) for entries with a TTL). Counts a hit or a

@@ -2,12 +2,12 @@
 //! entry that has expired (see "Expiry" in the parent module's docs).
 
 use core::borrow::Borrow;
-use core::hash::Hash;
+use core::hash::{BuildHasher, Hash};
 
 use super::{slot, Displaced, Idx, LruCache, NIL};
 use crate::{Duration, Instant};
 
-impl<K: Hash + Eq, V, const N: usize> LruCache<K, V, N> {
+impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> LruCache<K, V, N, S> {
     /// The value for `key` unless it expired at `now`, made the most
     /// recently used. An entry expired at `now` is freed, counted in
     /// `expirations`, and the lookup is a miss. Counts a hit or a miss.

@@ -41,6 +41,26 @@ impl<const N: usize> Index<N> {
         chain: [NIL; N],
     };
 
+    /// Writes [`EMPTY`](Self::EMPTY) into `this` head by head, never
+    /// building the `6 × N`-byte value on the stack.
+    ///
+    /// # Safety
+    ///
+    /// * `this` is valid for writes of `Self` and aligned.
+    #[cfg(feature = "alloc")]
+    pub(super) unsafe fn init(this: *mut Self) {
+        // SAFETY: (the caller's contract) every place lies inside `*this`;
+        // arrays of `N` elements have room for `N` writes each.
+        unsafe {
+            let heads = core::ptr::addr_of_mut!((*this).heads).cast::<[Idx; BUCKETS_PER_NODE]>();
+            let chain = core::ptr::addr_of_mut!((*this).chain).cast::<Idx>();
+            for i in 0..N {
+                heads.add(i).write([NIL; BUCKETS_PER_NODE]);
+                chain.add(i).write(NIL);
+            }
+        }
+    }
+
     /// The number of buckets.
     pub(super) const BUCKETS: usize = BUCKETS_PER_NODE * N;
 

@@ -81,6 +81,29 @@ impl<const N: usize> List<N> {
         len: 0,
     };
 
+    /// Writes [`EMPTY`](Self::EMPTY) into `this` link by link, never
+    /// building the `4 × N`-byte value on the stack.
+    ///
+    /// # Safety
+    ///
+    /// * `this` is valid for writes of `Self` and aligned.
+    #[cfg(feature = "alloc")]
+    pub(super) unsafe fn init(this: *mut Self) {
+        // SAFETY: (the caller's contract) every place lies inside `*this`;
+        // an array of `N` links has room for `N` writes.
+        unsafe {
+            let links = core::ptr::addr_of_mut!((*this).links).cast::<Links>();
+            for i in 0..N {
+                links.add(i).write(Links::NONE);
+            }
+            core::ptr::addr_of_mut!((*this).head).write(NIL);
+            core::ptr::addr_of_mut!((*this).tail).write(NIL);
+            core::ptr::addr_of_mut!((*this).free).write(NIL);
+            core::ptr::addr_of_mut!((*this).fresh).write(0);
+            core::ptr::addr_of_mut!((*this).len).write(0);
+        }
+    }
+
     #[inline]
     pub(super) fn at(&self, i: Idx) -> &Links {
         &self.links[slot::<N>(i)]

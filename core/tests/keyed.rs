@@ -1,11 +1,16 @@
-//! Unit tests of the keyed limiter, on virtual time.
+//! The keyed limiter's public behaviour, on virtual time: per-key buckets,
+//! tiers (and a tier out of range), a full table (eviction, rejection, the
+//! overflow bucket), fingerprint collisions, keys' lifetimes, quota range,
+//! and the eviction marks seen from outside. White-box tests (slot words,
+//! the lock) live beside the code, in `bucket/keyed/tests.rs`.
 
-extern crate std;
-
-use core::hash::{Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering as StdOrdering};
 
-use super::*;
+use fusebox::bucket::{
+    FullPolicy, InsufficientCapacity, KeyedError, KeyedLimiter, Quota, QuotaError, RateLimited,
+};
+use fusebox::{Duration, Instant, RetryAfter};
 
 const T0: Instant = Instant::from_secs(100);
 
@@ -190,15 +195,6 @@ fn stored_keys_are_dropped_on_eviction_and_with_the_limiter() {
 }
 
 #[test]
-fn sizes_per_entry() {
-    // State word + arrival-time word + the key, padded.
-    #[cfg(target_has_atomic = "64")]
-    assert_eq!(core::mem::size_of::<keyed::Slot<u64>>(), 24);
-    #[cfg(target_has_atomic = "64")]
-    assert_eq!(core::mem::size_of::<keyed::Slot<u32>>(), 16);
-}
-
-#[test]
 #[cfg(target_has_atomic = "64")]
 fn quotas_out_of_the_keyed_range_are_refused() {
     // One a day with a burst of 1 000: fits a TokenBucket's 64-bit word,
@@ -208,7 +204,7 @@ fn quotas_out_of_the_keyed_range_are_refused() {
         .with_burst(1_000)
         .unwrap();
     let got = KeyedLimiter::<u32, 4>::with_tiers([long], FullPolicy::Reject);
-    assert_eq!(got.err(), Some(crate::bucket::QuotaError::TooLong));
+    assert_eq!(got.err(), Some(QuotaError::TooLong));
     // The keyed bench quota fits: 1e9/s, burst 4e9.
     let fast = Quota::per_second(1_000_000_000)
         .unwrap()
@@ -229,34 +225,37 @@ fn new_refuses_a_quota_out_of_range_with_a_typed_error() {
         .with_burst(1_000)
         .unwrap();
     let got = KeyedLimiter::<u32, 4>::new(long, FullPolicy::Reject);
-    assert_eq!(got.err(), Some(crate::bucket::QuotaError::TooLong));
+    assert_eq!(got.err(), Some(QuotaError::TooLong));
 }
 
-/// Issue 10, point 2b: an evicted key must not get a second burst from a
-/// caller whose clock is behind the evicting caller's (within the
-/// documented tolerance, a stale `now` only denies). One token per 1 000
-/// µs, burst 1.
+/// An evicted key must not get a second burst from a caller whose clock is
+/// behind the evicting caller's (within the documented tolerance, a stale
+/// `now` only denies). One token per 1 000 µs, burst 1. Every key hashes
+/// alike, so which slot each takes, and which key an eviction picks (the
+/// first idle one from the home slot), does not depend on the hasher.
 #[test]
 fn an_evicted_key_gets_no_second_burst_from_a_stale_clock() {
-    let quota = Quota::with_period(Duration::from_micros(1_000)).unwrap();
-    let l: KeyedLimiter<u64, 2> =
-        KeyedLimiter::new(quota, FullPolicy::Reject).expect("quota within the keyed range");
+    let l: KeyedLimiter<Colliding, 2> =
+        KeyedLimiter::new(one_per_ms(), FullPolicy::Reject).expect("quota within the keyed range");
     let at = Instant::from_micros;
-    l.try_acquire(&1, at(1_000)).unwrap();
-    l.try_acquire(&2, at(10_000)).unwrap();
-    // Key 2 is full again at 11 000 (exactly idle); key 3 evicts it.
-    l.try_acquire(&3, at(11_000)).unwrap();
+    l.try_acquire(&Colliding(2), at(10_000)).unwrap(); // home slot
+    l.try_acquire(&Colliding(1), at(9_000)).unwrap(); // next slot
+                                                      // Key 2 is full again at 11 000 (exactly idle); key 3 evicts it.
+    l.try_acquire(&Colliding(3), at(11_000)).unwrap();
     assert_eq!(l.metrics().evictions, 1);
-    // Another caller's clock, 0.5 ms behind: key 2 was admitted at 10 000
-    // with burst 1, so its next token is due at 11 000.
+    assert_eq!(l.available(&Colliding(1), at(10_000)), 1, "key 1 kept");
+    // Another caller's clock, 0.5 ms behind, brings key 2 back (evicting
+    // key 1): key 2 was admitted at 10 000 with burst 1, so its next token
+    // is due at 11 000.
     assert_eq!(
-        l.try_acquire(&2, at(10_500)),
+        l.try_acquire(&Colliding(2), at(10_500)),
         Err(KeyedError::RateLimited(RateLimited {
             retry_after: Duration::from_micros(500)
         }))
     );
+    assert_eq!(l.metrics().evictions, 2);
     // At 11 000 it is admitted again, as its old bucket would.
-    l.try_acquire(&2, at(11_000)).unwrap();
+    l.try_acquire(&Colliding(2), at(11_000)).unwrap();
 }
 
 /// One token per 1 000 µs, burst 1.
@@ -267,19 +266,24 @@ fn one_per_ms() -> Quota {
 /// The mark outlives a re-insertion that charges nothing: a returning key
 /// asking for more than its burst is inserted uncharged, and must still
 /// not be full to a stale caller afterwards (its bucket starts at the
-/// mark, never at "full for ever").
+/// mark, never at "full for ever"). Slots as in the test above.
 #[test]
 fn an_evicted_key_reinserted_uncharged_keeps_its_mark() {
-    let l: KeyedLimiter<u64, 2> =
+    let l: KeyedLimiter<Colliding, 2> =
         KeyedLimiter::new(one_per_ms(), FullPolicy::Reject).expect("quota within the keyed range");
     let at = Instant::from_micros;
-    l.try_acquire(&1, at(1_000)).unwrap();
-    l.try_acquire(&2, at(10_000)).unwrap();
-    l.try_acquire(&3, at(11_000)).unwrap(); // evicts key 2
-    assert_eq!(l.available(&2, at(10_500)), 0, "absent, read from its mark");
-    assert_eq!(l.available(&2, at(11_000)), 1);
+    l.try_acquire(&Colliding(2), at(10_000)).unwrap(); // home slot
+    l.try_acquire(&Colliding(1), at(9_000)).unwrap(); // next slot
+    l.try_acquire(&Colliding(3), at(11_000)).unwrap(); // evicts key 2
+    let two = Colliding(2);
+    assert_eq!(
+        l.available(&two, at(10_500)),
+        0,
+        "absent, read from its mark"
+    );
+    assert_eq!(l.available(&two, at(11_000)), 1);
     assert!(matches!(
-        l.try_acquire_n(&2, 2, at(11_000)),
+        l.try_acquire_n(&two, 2, at(11_000)),
         Err(KeyedError::InsufficientCapacity(_))
     ));
     // Which key key 2's uncharged re-insertion evicts (if any) depends on
@@ -287,10 +291,10 @@ fn an_evicted_key_reinserted_uncharged_keeps_its_mark() {
     // stale caller sees next.
     assert!(l.metrics().evictions >= 1);
     assert!(matches!(
-        l.try_acquire(&2, at(10_500)),
+        l.try_acquire(&two, at(10_500)),
         Err(KeyedError::RateLimited(_))
     ));
-    l.try_acquire(&2, at(11_000)).unwrap();
+    l.try_acquire(&two, at(11_000)).unwrap();
 }
 
 /// The price of the marks: a never-seen key sharing a mark (here every
@@ -316,4 +320,44 @@ fn a_new_key_sharing_a_mark_waits_only_for_callers_behind_it() {
     // A caller at or after the mark never notices it.
     l.try_acquire(&Colliding(5), at(9_000)).unwrap();
     assert_eq!(l.available(&Colliding(6), at(9_000)), 1);
+}
+
+/// A tier the limiter does not have is an error at call time, never a
+/// silent clamp to the last tier: from `try_acquire_tier` whether or not the
+/// key is present, from the tier function for a new key. Nothing is
+/// charged or inserted, the refusal is counted, and `available` reads 0 for
+/// a key that could never be inserted.
+#[test]
+fn a_tier_out_of_range_is_a_typed_error() {
+    let l: KeyedLimiter<u32, 8, 2> =
+        KeyedLimiter::with_tiers([per_sec(1), per_sec(5)], FullPolicy::Reject)
+            .expect("quota within the keyed range");
+    l.try_acquire_tier(&1, 1, T0).unwrap();
+    for (key, tier) in [(1, 2), (2, 2), (3, usize::MAX)] {
+        let got = l.try_acquire_tier(&key, tier, T0);
+        assert_eq!(got, Err(KeyedError::TierOutOfRange { tier }));
+        assert_eq!(got.unwrap_err().retry_after(), None);
+    }
+    assert_eq!(l.available(&1, T0), 4, "key 1 untouched");
+    let m = l.metrics();
+    assert_eq!((m.allowed, m.limited, m.keys), (1, 3, 1));
+
+    // The tier function: keys from 100 on get tier 7.
+    let l = l.with_tier_fn(|k| if *k >= 100 { 7 } else { 0 });
+    assert_eq!(
+        l.try_acquire(&100, T0),
+        Err(KeyedError::TierOutOfRange { tier: 7 })
+    );
+    assert_eq!(
+        l.try_acquire_n(&101, 2, T0),
+        Err(KeyedError::TierOutOfRange { tier: 7 })
+    );
+    assert_eq!(l.available(&100, T0), 0, "would never be admitted");
+    l.try_acquire(&5, T0).unwrap(); // tier 0 still fine
+    let m = l.metrics();
+    assert_eq!((m.allowed, m.limited, m.keys), (2, 5, 2));
+    assert_eq!(
+        KeyedError::TierOutOfRange { tier: 7 }.to_string(),
+        "no quota tier 7 in this limiter"
+    );
 }
