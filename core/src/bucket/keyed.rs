@@ -236,8 +236,8 @@ pub(crate) struct Slot<K> {
 /// The hasher is a type parameter, `S` (default [`FixedState`]: foldhash
 /// with a fixed, public seed). **A server whose keys come from clients must
 /// use a secret seed**: [`with_hasher`](Self::with_hasher) with
-/// `RandomState` (feature `std`), or
-/// [`FixedState::with_seed`] with a seed from an RNG. With the public seed
+/// `RandomState` (feature `std`), or [`FixedState::with_seed`] with a seed
+/// from an RNG. With the public seed
 /// anyone can compute, offline, [`PROBE`] (16) keys that share a victim's
 /// home slot and keep them busy: the victim's new key then finds no slot
 /// ([`KeyedError::TableFull`] under [`FullPolicy::Reject`], the shared
@@ -251,8 +251,7 @@ pub(crate) struct Slot<K> {
 /// A table lives inline (`N` slots of 16 bytes plus the key, rounded to 8):
 /// 131 072 `u64` keys take 3 MiB, more than a tokio worker's 2 MiB stack,
 /// so `Box::new(KeyedLimiter::new(..))` can overflow it before the value
-/// reaches the heap. With the `alloc` feature
-/// `with_hasher_boxed` and
+/// reaches the heap. With the `alloc` feature `with_hasher_boxed` and
 /// `new_boxed` build the table in place on the heap.
 ///
 /// # Examples
@@ -420,9 +419,8 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     };
 
     /// A limiter with one quota per tier, hashing keys with `hasher`. With
-    /// the `std` feature, `RandomState` is the
-    /// one for keys that clients choose: a per-instance secret seed, at the
-    /// speed of the default.
+    /// the `std` feature, `RandomState` is the one for keys that clients
+    /// choose: a per-instance secret seed, at the speed of the default.
     ///
     /// # Errors
     ///

@@ -121,15 +121,14 @@ impl core::error::Error for Contended {}
 /// seed, so whoever chooses the keys can fill one set with keys of their
 /// choice and evict a victim's entry at will. For keys that clients choose
 /// use [`with_hasher`](Self::with_hasher) with a secret seed
-/// (`RandomState` with the `std` feature; see
-/// the [`hash`](crate::hash) module).
+/// (`RandomState` with the `std` feature; see the [`hash`](crate::hash)
+/// module).
 ///
 /// # Large caches
 ///
-/// The cache lives inline; with the `alloc` feature
-/// `new_boxed` and
-/// `with_hasher_boxed` build it in place on the
-/// heap, so a cache larger than the stack never passes through it.
+/// The cache lives inline; with the `alloc` feature `new_boxed` and
+/// `with_hasher_boxed` build it in place on the heap, so a cache larger
+/// than the stack never passes through it.
 ///
 /// # Examples
 ///

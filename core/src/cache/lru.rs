@@ -157,8 +157,8 @@ pub const MAX_CAPACITY: usize = NIL as usize;
 /// `N` must be in `1..=65_535` ([`MAX_CAPACITY`]); anything else fails to
 /// build. `S` hashes the keys (default [`FixedState`], a fixed public
 /// seed; see the [`hash`](crate::hash) module for keys chosen by others).
-/// A large cache can be built in place on the heap with
-/// `new_boxed` (feature `alloc`).
+/// A large cache can be built in place on the heap with `new_boxed`
+/// (feature `alloc`).
 ///
 /// # Metrics
 ///
