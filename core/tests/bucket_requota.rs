@@ -203,6 +203,7 @@ fn compare(q0: Quota, start: u64, ops: &[(u64, Op)]) -> Result<(), TestCaseError
                         prop_assert_eq!(e.requested, n);
                         Err(Refused::Never(e.burst))
                     }
+                    Err(other) => panic!("unexpected refusal: {other}"),
                 };
                 prop_assert_eq!(got, model.acquire(n, now), "acquire {} at {}", n, now);
             }

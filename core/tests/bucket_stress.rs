@@ -135,6 +135,7 @@ fn threads_racing_quota_changes_take_exactly_the_refill() {
                             panic!("2 tokens over a burst of {}", e.burst)
                         }
                         Err(AcquireError::RateLimited(_)) => {}
+                        Err(other) => panic!("unexpected refusal: {other}"),
                     }
                 }
             });

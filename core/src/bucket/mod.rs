@@ -79,6 +79,7 @@ pub struct InsufficientCapacity {
 /// Why [`TokenBucket::try_acquire_n`] refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum AcquireError {
     /// Not now; see [`RateLimited::retry_after`].
     RateLimited(RateLimited),

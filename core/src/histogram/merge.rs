@@ -26,6 +26,7 @@ use super::Histogram;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum MergeError {
     /// `low..=high` is not one of this histogram's buckets (nor its clamped
     /// bucket `MAX_VALUE + 1 ..= u64::MAX`): a list from a histogram of

@@ -40,6 +40,7 @@ pub(super) fn rank(q: f64, n: u64) -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum PercentileError {
     /// The percentile was NaN.
     NotANumber,
