@@ -355,8 +355,13 @@ impl Tagged {
                         Err(actual) => word = actual,
                     }
                 }
-                Err(why) => match self.confirm(word, why) {
-                    Ok(refusal) => return Err(refused(refusal)),
+                Err(why) => match self.confirm(word) {
+                    Ok(()) => {
+                        return Err(refused(match why {
+                            Some(wait) => Refusal::Wait(wait),
+                            None => Refusal::Never(low(rule.capacity / rule.interval)),
+                        }))
+                    }
                     Err(moved) => word = moved,
                 },
             }
@@ -367,17 +372,14 @@ impl Tagged {
     /// (so the slot read was `word`'s), else `Err` with the word now.
     #[cold]
     #[inline(never)]
-    fn confirm(&self, word: Tat, why: Option<Tat>) -> Result<Refusal, Tat> {
-        let burst = self.burst(slot(word));
+    fn confirm(&self, word: Tat) -> Result<(), Tat> {
         fence(Ordering::Acquire);
         let now = self.word.load(Ordering::Acquire);
-        if now != word {
-            return Err(now);
+        if now == word {
+            Ok(())
+        } else {
+            Err(now)
         }
-        Ok(match why {
-            Some(wait) => Refusal::Wait(wait),
-            None => Refusal::Never(burst),
-        })
     }
 
     /// `f` of the current slot, its rule and the word, as one consistent
