@@ -401,8 +401,8 @@ enum ROut {
 
 /// The contract: GCRA in ticks; a change keeps the tokens available at its
 /// `now` (rounded toward fewer to the new resolution, clamped to the new
-/// burst), or an overdraft as time (rounded up); a reset refills from the
-/// last admission on.
+/// burst), or an overdraft as time (rounded up); a reset refills for any
+/// `now` within years of the last admission: all of the model's.
 #[derive(Clone, Copy, Debug)]
 struct RefQ {
     q: Q,
@@ -440,7 +440,7 @@ impl RefQ {
                 ROut::Replaced(old)
             }
             ROp::Reset => {
-                self.tat = self.tat.map(|tat| tat - self.q.capacity());
+                self.tat = None;
                 ROut::Reset
             }
         }

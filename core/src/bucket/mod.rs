@@ -143,7 +143,7 @@ pub struct BucketSnapshot {
 ///
 /// One atomic arrival-time word (8 bytes where the target has 64-bit
 /// atomics, 4 on Cortex-M) and two quota slots (the one in force and the
-/// next, 44 or 32 bytes each): 96 bytes on x86-64, 68 on Cortex-M.
+/// next, 48 or 32 bytes each): 104 bytes on x86-64, 68 on Cortex-M.
 pub struct TokenBucket {
     /// The arrival-time word tagged with its quota slot (see `tagged`).
     tat: Tagged,
@@ -207,9 +207,11 @@ impl TokenBucket {
         self.tat.available(now)
     }
 
-    /// Refills the bucket completely: full at any `now` from its last
-    /// admission on (a `now` earlier than that reads it drained by at most
-    /// the difference, so a stale clock still only denies).
+    /// Refills the bucket completely: full for any `now` within years of
+    /// its last admission, either way (on Cortex-M within about half the
+    /// arrival-time word's range: 17.9 min at one token per whole µs,
+    /// 0.5 s at the largest 32-bit scale); a bucket never used stays full
+    /// at any time.
     ///
     /// A change of state like [`set_quota`](Self::set_quota): it takes the
     /// critical section (the target's `critical-section` implementation;
@@ -394,5 +396,5 @@ mod tests;
 // The documented size, checked by every build, the thumb targets included.
 #[cfg(not(loom))]
 const _: () = assert!(
-    core::mem::size_of::<TokenBucket>() == if crate::sync::TAT_BITS == 64 { 96 } else { 68 }
+    core::mem::size_of::<TokenBucket>() == if crate::sync::TAT_BITS == 64 { 104 } else { 68 }
 );

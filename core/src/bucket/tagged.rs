@@ -8,7 +8,7 @@
 //! word      TatWord: u64 with native 64-bit atomics, u32 on Cortex-M
 //!           = now·scale + offset + ahead  (mod 2^W), in half units;
 //!           its lowest bit (the tag) names the slot it was written under
-//! slots[2]  interval, capacity, offset: TatWord; scale, tokens, burst,
+//! slots[2]  interval, capacity, offset, reset: TatWord; scale, tokens,
 //!           period (two halves): u32
 //! ```
 //!
@@ -26,8 +26,8 @@
 //! # Protocol
 //!
 //! * A decision loads the word (acquire), reads the slot its tag names
-//!   (relaxed; it reads both and picks one, so the reads need not wait
-//!   for the word), decides, and CASes the word from exactly the value it
+//!   (relaxed; behind a branch on the tag, so that the reads need not
+//!   wait for the word), decides, and CASes the word from exactly the value it
 //!   loaded: the one CAS both checks which quota the word was written
 //!   under and moves it. A refusal writes nothing; it re-reads the word
 //!   after an acquire fence and decides again if the word moved (the word
@@ -47,13 +47,15 @@
 //! A slot is rewritten two changes after it was last current. A decision
 //! that loaded the word before the first of them and reads the slot during
 //! the second may see a mix of two quotas, and cannot act on it: every
-//! write moves the word (a decision forward by at least one interval, a
-//! change by one), so the word holds the value that decision loaded again
-//! only after its writes have gone a whole `2^W` half units around (2⁶³
-//! scaled units on 64 bits; on Cortex-M 2³¹: 35.8 min of scaled time at
-//! scale 1, 2.1 s at the largest 32-bit scale, 1 023), and the decision's
-//! CAS, or its refusal's re-read, fails. The kernel's arithmetic wraps, so
-//! such a mix cannot panic either.
+//! write moves the word forward (a decision by at least one interval, or
+//! by the time elapsed since a full bucket's arrival time; a change by
+//! one), so the word holds the value that decision loaded again only
+//! after its writes have gone a whole `2^W` half units around — scaled
+//! time passing 2⁶³ units on 64 bits, or on Cortex-M 2³¹ (35.8 min at
+//! scale 1, 2.1 s at the largest 32-bit scale, 1 023), a `reset` in
+//! between counting for up to half of that — and the decision's CAS, or
+//! its refusal's re-read, fails. The kernel's arithmetic wraps, so such a
+//! mix cannot panic either.
 //!
 //! # Carrying the state over
 //!
@@ -91,7 +93,6 @@ pub(super) const fn fits(scale: u64, capacity: u64) -> bool {
 /// full bucket), in half units: half the word minus one unit on 64 bits;
 /// the capacity plus the backward tolerance on 32 bits.
 #[inline]
-#[allow(clippy::cast_sign_loss)] // a positive constant
 const fn horizon(capacity: Tat, scale: Tat) -> Tat {
     if TAT_BITS == 64 {
         Tat::MAX / 2 - 1
@@ -213,7 +214,8 @@ impl Rule {
         2 * self.units().carried(&old.units(), wide(ahead / 2)) as Tat
     }
 
-    /// The same rule in whole scaled units, as the kernel's parameters.
+    /// The same rule in whole scaled units, as the kernel's parameters
+    /// (for [`Params::carried`], which reads no `mask`).
     fn units(&self) -> Params {
         Params {
             scale: wide(self.scale / 2),
@@ -225,9 +227,10 @@ impl Rule {
     }
 }
 
-/// The word and its two quota slots, field by field (so a slot's field is
-/// one indexed load): the rule's values, then the quota as given (for
-/// [`Tagged::quota`] and the `InsufficientCapacity` error).
+/// The word and its two quota slots, field by field (the two slots' values
+/// side by side): the rule's values, the word a reset left (so that
+/// resetting again changes nothing), then the quota as given (for
+/// [`Tagged::quota`]; its burst is `capacity / interval`).
 #[derive(Debug)]
 pub(crate) struct Tagged {
     /// `now·scale + offset + ahead` under the slot its lowest bit names.
@@ -235,9 +238,11 @@ pub(crate) struct Tagged {
     interval: [TatWord; 2],
     capacity: [TatWord; 2],
     offset: [TatWord; 2],
+    /// The word as a reset left it; of the other parity if the slot was
+    /// not published by a reset (never a word under it).
+    reset: [TatWord; 2],
     scale: [AtomicU32; 2],
     tokens: [AtomicU32; 2],
-    burst: [AtomicU32; 2],
     /// The period in µs: low halves, then high halves.
     period: [[AtomicU32; 2]; 2],
 }
@@ -255,7 +260,7 @@ impl Tagged {
         /// valid values.
         pub(super) fn new(quota: &Quota) -> Self {
             let rule = Rule::of(quota);
-            let (tokens, burst) = (quota.tokens(), quota.burst());
+            let tokens = quota.tokens();
             let period = quota.period().as_micros();
             let (lo, hi) = (period as u32, (period >> 32) as u32);
             Self {
@@ -263,9 +268,9 @@ impl Tagged {
                 interval: [TatWord::new(rule.interval), TatWord::new(rule.interval)],
                 capacity: [TatWord::new(rule.capacity), TatWord::new(rule.capacity)],
                 offset: [TatWord::new(0), TatWord::new(1)],
+                reset: [TatWord::new(1), TatWord::new(0)],
                 scale: [AtomicU32::new(low(rule.scale)), AtomicU32::new(low(rule.scale))],
                 tokens: [AtomicU32::new(tokens), AtomicU32::new(tokens)],
-                burst: [AtomicU32::new(burst), AtomicU32::new(burst)],
                 period: [
                     [AtomicU32::new(lo), AtomicU32::new(lo)],
                     [AtomicU32::new(hi), AtomicU32::new(hi)],
@@ -285,26 +290,32 @@ impl Tagged {
         }
     }
 
+    /// Slot `i`'s burst.
+    fn burst(&self, i: usize) -> u32 {
+        let rule = self.rule(i);
+        low(rule.capacity / rule.interval)
+    }
+
     /// Slot `i`'s quota as given: `(tokens, period in µs, burst)`.
     fn parts(&self, i: usize) -> (u32, u64, u32) {
         let [lo, hi] = [&self.period[0][i], &self.period[1][i]].map(|h| h.load(Ordering::Relaxed));
         (
             self.tokens[i].load(Ordering::Relaxed),
             u64::from(hi) << 32 | u64::from(lo),
-            self.burst[i].load(Ordering::Relaxed),
+            self.burst(i),
         )
     }
 
-    /// Writes `quota` with `offset` into slot `i`.
-    fn store(&self, i: usize, quota: &Quota, offset: Tat) {
+    /// Writes `quota` with `offset` and `reset` into slot `i`.
+    fn store(&self, i: usize, quota: &Quota, offset: Tat, reset: Tat) {
         let rule = Rule::of(quota);
         let period = quota.period().as_micros();
         self.interval[i].store(rule.interval, Ordering::Relaxed);
         self.capacity[i].store(rule.capacity, Ordering::Relaxed);
         self.offset[i].store(offset, Ordering::Relaxed);
+        self.reset[i].store(reset, Ordering::Relaxed);
         self.scale[i].store(low(rule.scale), Ordering::Relaxed);
         self.tokens[i].store(quota.tokens(), Ordering::Relaxed);
-        self.burst[i].store(quota.burst(), Ordering::Relaxed);
         self.period[0][i].store(period as u32, Ordering::Relaxed);
         self.period[1][i].store((period >> 32) as u32, Ordering::Relaxed);
     }
@@ -322,12 +333,16 @@ impl Tagged {
         let micros = now.as_micros();
         let mut word = self.word.load(Ordering::Acquire);
         loop {
-            // Both slots' rules, read independently of the word, then the
-            // one its tag names: reading through an address computed from
-            // the word would put a second load after it on every call
-            // (+17 % per decision on x86-64); this is a predicted branch.
-            let (even, odd) = (self.rule(0), self.rule(1));
-            let rule = if word & 1 == 0 { even } else { odd };
+            // A branch on the tag, each arm reading its slot at a fixed
+            // address: predicted, so the reads need not wait for the word
+            // (reading through an address computed from the word put a
+            // second load after it on every call: +17 % per decision on
+            // x86-64).
+            let rule = if word & 1 == 0 {
+                self.rule(0)
+            } else {
+                self.rule(1)
+            };
             match rule.decide(word, micros, n) {
                 Ok(new) => {
                     match self.word.compare_exchange_weak(
@@ -340,8 +355,13 @@ impl Tagged {
                         Err(actual) => word = actual,
                     }
                 }
-                Err(why) => match self.confirm(word, why) {
-                    Ok(refusal) => return Err(refused(refusal)),
+                Err(why) => match self.confirm(word) {
+                    Ok(()) => {
+                        return Err(refused(match why {
+                            Some(wait) => Refusal::Wait(wait),
+                            None => Refusal::Never(low(rule.capacity / rule.interval)),
+                        }))
+                    }
                     Err(moved) => word = moved,
                 },
             }
@@ -352,17 +372,14 @@ impl Tagged {
     /// (so the slot read was `word`'s), else `Err` with the word now.
     #[cold]
     #[inline(never)]
-    fn confirm(&self, word: Tat, why: Option<Tat>) -> Result<Refusal, Tat> {
-        let burst = self.burst[slot(word)].load(Ordering::Relaxed);
+    fn confirm(&self, word: Tat) -> Result<(), Tat> {
         fence(Ordering::Acquire);
         let now = self.word.load(Ordering::Acquire);
-        if now != word {
-            return Err(now);
+        if now == word {
+            Ok(())
+        } else {
+            Err(now)
         }
-        Ok(match why {
-            Some(wait) => Refusal::Wait(wait),
-            None => Refusal::Never(burst),
-        })
     }
 
     /// `f` of the current slot, its rule and the word, as one consistent
@@ -400,18 +417,29 @@ impl Tagged {
     /// quota replaced. Callers serialise changes.
     pub(super) fn set_quota(&self, quota: &Quota, now: Instant) -> Quota {
         let micros = now.as_micros();
-        self.republish(Some(quota), |old, word, new| {
+        self.republish(Some(quota), false, |old, word, new| {
             let ahead = old.ahead(word, old.now(micros));
             Some(position(new, micros, new.carried(old, ahead)))
         })
     }
 
-    /// Refills the bucket for every `now` from its last admission on.
-    /// Callers serialise changes.
+    /// Refills the bucket: its arrival time moves back from its last
+    /// admission's earliest instant (`capacity` before it) by half the
+    /// range that reads as full, so that it reads full for any `now`
+    /// within that half of the last admission, either way (years on 64
+    /// bits; ±17.9 min at scale 1 on 32, ±0.5 s at scale 1 023). Still a
+    /// time: the next decision moves the word forward (by about half its
+    /// range), like any other. A bucket never used stays `FRESH`. Callers
+    /// serialise changes.
     pub(super) fn reset(&self) {
-        self.republish(None, |rule, word, _| {
-            (word != FRESH as Tat)
-                .then(|| word.wrapping_sub(rule.offset).wrapping_sub(rule.capacity))
+        self.republish(None, true, |rule, word, _| {
+            let back = (Tat::MAX - horizon(rule.capacity, rule.scale)) / 4 * 2; // even
+            let reset = self.reset[slot(word)].load(Ordering::Relaxed);
+            (word != FRESH as Tat && word != reset).then(|| {
+                word.wrapping_sub(rule.offset)
+                    .wrapping_sub(rule.capacity)
+                    .wrapping_sub(back)
+            })
         });
     }
 
@@ -419,7 +447,7 @@ impl Tagged {
     /// Callers serialise changes.
     pub(super) fn restore(&self, until_full: Duration, now: Instant) {
         let (until, micros) = (until_full.as_micros(), now.as_micros());
-        self.republish(None, |_, _, rule| {
+        self.republish(None, false, |_, _, rule| {
             let drain = until
                 .saturating_mul(wide(rule.scale))
                 .min(wide(rule.capacity));
@@ -430,10 +458,12 @@ impl Tagged {
     /// Publishes `quota` (the current one if `None`) with the state
     /// `position` computes from the current rule, the word and the new
     /// rule — `now·scale + ahead` in the new rule's half units — or changes
-    /// nothing if it is `None`. Returns the quota replaced.
+    /// nothing if it is `None`; marked as a reset's if `reset`. Returns the
+    /// quota replaced.
     fn republish(
         &self,
         quota: Option<&Quota>,
+        reset: bool,
         position: impl Fn(&Rule, Tat, &Rule) -> Option<Tat>,
     ) -> Quota {
         let mut word = self.word.load(Ordering::Acquire);
@@ -450,7 +480,8 @@ impl Tagged {
             // The next slot is not current: only stale readers look at it,
             // and the fence makes those that see this see the word move.
             fence(Ordering::Release);
-            self.store(slot(next), quota, next.wrapping_sub(position));
+            let mark = if reset { next } else { next.wrapping_add(1) };
+            self.store(slot(next), quota, next.wrapping_sub(position), mark);
             match self
                 .word
                 .compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire)

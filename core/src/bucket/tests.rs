@@ -221,7 +221,7 @@ fn reconfigure_keeps_available_tokens() {
 
 #[test]
 fn size_is_as_documented() {
-    let expected = if crate::sync::TAT_BITS == 64 { 96 } else { 68 };
+    let expected = if crate::sync::TAT_BITS == 64 { 104 } else { 68 };
     assert_eq!(core::mem::size_of::<TokenBucket>(), expected);
 }
 
@@ -391,14 +391,20 @@ fn many_changes_keep_deciding_exactly() {
 }
 
 #[test]
-fn reset_refills_from_the_last_admission_on() {
+fn reset_refills_around_the_last_admission() {
     let b = bucket(1, Duration::from_secs(10), 3);
     b.try_acquire_n(3, T0).unwrap();
     b.reset();
     assert_eq!(b.available(T0), 3);
-    assert_eq!(b.available(T0 + Duration::from_secs(3_600)), 3);
-    // An earlier `now` than the admission still only reads fewer.
-    assert!(b.available(T0 - Duration::from_secs(10)) < 3);
+    assert_eq!(b.available(T0 + Duration::from_secs(600)), 3);
+    // Earlier `now`s too (a clock read before the admission).
+    assert_eq!(b.available(T0 - Duration::from_secs(600)), 3);
+    // And the next decision is an ordinary one: at an earlier `now`, the
+    // burst from there.
+    b.try_acquire_n(3, T0 - Duration::from_secs(600)).unwrap();
+    assert_eq!(b.available(T0 - Duration::from_secs(600)), 0);
+    assert_eq!(b.available(T0 - Duration::from_secs(590)), 1);
+    b.reset();
     // After a quota change, reset refills to the new burst.
     b.try_acquire_n(3, T0).unwrap();
     b.set_quota(quota(1, Duration::from_secs(10), 5), T0);
@@ -409,6 +415,27 @@ fn reset_refills_from_the_last_admission_on() {
     fresh.reset();
     assert_eq!(fresh.available(Instant::ZERO), 3);
     assert_eq!(fresh.available(Instant::MAX), 3);
+}
+
+#[test]
+fn resetting_again_changes_nothing() {
+    let b = bucket(1, Duration::from_secs(10), 3);
+    b.try_acquire_n(3, T0).unwrap();
+    for _ in 0..100 {
+        b.reset();
+    }
+    for t in [
+        T0 - Duration::from_secs(600),
+        T0,
+        T0 + Duration::from_secs(600),
+    ] {
+        assert_eq!(b.available(t), 3);
+    }
+    // A decision in between: the next reset refills around it.
+    b.try_acquire_n(3, T0 + Duration::from_secs(5)).unwrap();
+    b.reset();
+    b.reset();
+    assert_eq!(b.available(T0 + Duration::from_secs(5)), 3);
 }
 
 #[test]
