@@ -64,12 +64,38 @@ pub struct FixedState(foldhash::fast::FixedState);
 
 impl FixedState {
     /// The default: a fixed, public seed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::hash::FixedState;
+    /// use fusebox::LruCache;
+    ///
+    /// // What `LruCache::new` hashes with, `const` like it.
+    /// static CACHE: LruCache<u32, u32, 4, FixedState> = LruCache::with_hasher(FixedState::new());
+    /// assert!(CACHE.is_empty());
+    /// ```
     pub const fn new() -> Self {
         Self::with_seed(DEFAULT_SEED)
     }
 
     /// Hashes with `seed`; secret if it comes from an RNG (e.g. a hardware
     /// RNG read at boot).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::hash::FixedState;
+    ///
+    /// let seed_from_rng = 0x9e37_79b9_7f4a_7c15; // e.g. the MCU's TRNG at boot
+    /// let limiter: KeyedLimiter<u32, 64> = KeyedLimiter::with_hasher(
+    ///     [Quota::per_second(5)?],
+    ///     FullPolicy::Reject,
+    ///     FixedState::with_seed(seed_from_rng),
+    /// )?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub const fn with_seed(seed: u64) -> Self {
         Self(foldhash::fast::FixedState::with_seed(seed))
     }
@@ -127,6 +153,18 @@ pub struct RandomState(FixedState);
 #[cfg(feature = "std")]
 impl RandomState {
     /// A fresh secret seed from the operating system's randomness.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::ConcurrentCache;
+    /// use fusebox::hash::RandomState;
+    ///
+    /// let sessions: ConcurrentCache<u64, u32, 256, 4, RandomState> =
+    ///     ConcurrentCache::with_hasher(RandomState::new());
+    /// sessions.insert(7, 1)?;
+    /// # Ok::<(), fusebox::cache::Contended>(())
+    /// ```
     pub fn new() -> Self {
         // std's RandomState keys SipHash with OS randomness (once per
         // thread) and changes the key for every instance; hashing a
@@ -164,6 +202,18 @@ impl fmt::Debug for RandomState {
 
 /// The [`core::hash::Hasher`] of [`FixedState`] and `RandomState`
 /// (foldhash's fast variant, whose integer writes it forwards as they are).
+///
+/// # Examples
+///
+/// ```
+/// use core::hash::{BuildHasher, Hash, Hasher as _};
+/// use fusebox::hash::FixedState;
+///
+/// let state = FixedState::new();
+/// let mut hasher = state.build_hasher();
+/// 42u64.hash(&mut hasher);
+/// assert_eq!(hasher.finish(), state.hash_one(42u64));
+/// ```
 #[derive(Clone)]
 pub struct Hasher(foldhash::fast::FoldHasher<'static>);
 
