@@ -15,6 +15,8 @@ use proptest::prelude::*;
 const RANGE: u64 = if cfg!(miri) { 2_000 } else { 1_000_000 };
 /// The histogram most tests use.
 type Small = Histogram<{ buckets_for(RANGE) }>;
+/// A histogram of half its range.
+type Smaller = Histogram<{ buckets_for(RANGE / 2) }>;
 
 /// A bucket, briefly.
 const fn bk(low: u64, high: u64, count: u64) -> Bucket {
@@ -149,7 +151,6 @@ fn foreign_or_corrupt_lists_are_refused_whole() {
     }
     // A list from a histogram of another size: refused once it holds a
     // bucket this one does not have (the layout is shared, the range not).
-    type Smaller = Histogram<{ buckets_for(RANGE / 2) }>;
     let other = Smaller::new();
     other.record(RANGE / 4);
     other.record(RANGE * 3 / 4); // clamped there
