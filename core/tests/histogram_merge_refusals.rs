@@ -10,8 +10,13 @@ use std::rc::Rc;
 use fusebox::histogram::{buckets_for, Bucket, Histogram, MergeError, Totals, BUCKET_CAPACITY};
 use proptest::prelude::*;
 
-/// Values up to 1 s in microseconds, and beyond it (clamped).
-type Small = Histogram<{ buckets_for(1_000_000) }>;
+/// The tracked range: 1 s in microseconds (beyond it, clamped); 2 ms
+/// under Miri, whose checks cost per bucket on every read and call.
+const RANGE: u64 = if cfg!(miri) { 2_000 } else { 1_000_000 };
+/// The histogram most tests use.
+type Small = Histogram<{ buckets_for(RANGE) }>;
+/// A histogram of half its range.
+type Smaller = Histogram<{ buckets_for(RANGE / 2) }>;
 
 /// A bucket, briefly.
 const fn bk(low: u64, high: u64, count: u64) -> Bucket {
@@ -36,15 +41,25 @@ fn observe<const B: usize>(h: &Histogram<B>) -> (Vec<Bucket>, Option<Totals>, u6
     (h.buckets().collect(), h.totals(), h.clamped())
 }
 
+/// Large under plain `cargo test`, small under Miri (every read walks all
+/// the buckets, and every call retags the whole histogram).
+const fn scale(large: u64, small: u64) -> u64 {
+    if cfg!(miri) {
+        small
+    } else {
+        large
+    }
+}
+
 fn values_strategy() -> impl Strategy<Value = Vec<u64>> {
     prop::collection::vec(
         prop_oneof![
             0..300u64,
-            0..2_000_000u64,
+            0..2 * RANGE,
             any::<u64>(),
             (0u32..64).prop_map(|s| 1u64 << s),
         ],
-        0..300,
+        0..scale(300, 20) as usize,
     )
 }
 
@@ -115,7 +130,7 @@ fn bad_lists() -> Vec<(Vec<Bucket>, MergeError)> {
 fn foreign_or_corrupt_lists_are_refused_whole() {
     let h = Small::new();
     h.record(500);
-    h.record(700_000);
+    h.record(RANGE * 7 / 10);
     let before = observe(&h);
     for (list, error) in bad_lists() {
         assert_eq!(
@@ -136,29 +151,29 @@ fn foreign_or_corrupt_lists_are_refused_whole() {
     }
     // A list from a histogram of another size: refused once it holds a
     // bucket this one does not have (the layout is shared, the range not).
-    let other: Histogram<{ buckets_for(5_000) }> = Histogram::new();
-    other.record(4_000);
-    other.record(6_000); // clamped there: 5_024..=u64::MAX
+    let other = Smaller::new();
+    other.record(RANGE / 4);
+    other.record(RANGE * 3 / 4); // clamped there
     assert_eq!(
         h.merge_buckets(other.buckets()),
         Err(MergeError::NotABucket {
-            low: 5_024,
+            low: Smaller::MAX_VALUE + 1,
             high: u64::MAX
         })
     );
-    let larger: Histogram<{ buckets_for(5_000_000) }> = Histogram::new();
-    larger.record(4_000);
-    larger.record(2_000_000); // beyond 1 s: no such bucket here
+    let larger: Histogram<{ buckets_for(5 * RANGE) }> = Histogram::new();
+    larger.record(RANGE / 4);
+    larger.record(2 * RANGE); // no such bucket here
     assert!(h.merge_buckets(larger.buckets()).is_err());
     assert_eq!(observe(&h), before);
     // Without such buckets, the other size merges like this one.
     other.reset();
-    other.record(4_000);
+    other.record(RANGE / 4);
     h.merge_buckets(other.buckets()).unwrap();
     assert_eq!(h.count(), 3);
     h.reset();
     h.record(500);
-    h.record(700_000);
+    h.record(RANGE * 7 / 10);
     // Empty lists and empty buckets are fine.
     assert_eq!(h.merge_buckets([]), Ok(()));
     assert_eq!(h.merge_buckets([bk(9, 9, 0)]), Ok(()));
