@@ -56,6 +56,10 @@ cargo test --workspace
 cargo test -p fusebox --features serde,std
 # A server binary with nothing but `features = ["std"]` links and runs.
 cargo run -q -p fusebox-std-link
+# The core's unit tests again on the 32-bit (Cortex-M) word layouts, on
+# the host (`build.rs` turns `fusebox_wide_words` off).
+RUSTFLAGS="--cfg fusebox_narrow_words" CARGO_TARGET_DIR=target/narrow \
+    cargo test -p fusebox --lib
 done_layer
 
 layer "no_std builds: Cortex-M0 (no CAS) and Cortex-M4F, without and with features"

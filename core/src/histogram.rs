@@ -231,7 +231,7 @@ impl<const BUCKETS: usize> fmt::Debug for Histogram<BUCKETS> {
 // The documented sizes, checked by every build, the thumb targets included.
 #[cfg(not(loom))]
 const _: () = {
-    let wide = cfg!(target_has_atomic = "64");
+    let wide = cfg!(fusebox_wide_words);
     assert!(core::mem::size_of::<Histogram>() == if wide { 26_664 } else { 13_332 });
     assert!(
         core::mem::size_of::<Histogram<{ buckets_for(1_000_000) }>>()

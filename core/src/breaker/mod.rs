@@ -486,7 +486,7 @@ mod tests;
 #[cfg(not(loom))]
 const _: () = assert!(
     core::mem::size_of::<CircuitBreaker>()
-        == if cfg!(target_has_atomic = "64") {
+        == if cfg!(fusebox_wide_words) {
             248
         } else {
             208

@@ -692,6 +692,6 @@ fn size_is_as_documented() {
     assert_eq!(core::mem::size_of::<Config>(), 32);
     // State word + padding + 8-byte epoch and merged version, the window (132 bytes, padded to
     // 136 before the 8-byte counters), six counters, the config.
-    #[cfg(target_has_atomic = "64")]
+    #[cfg(fusebox_wide_words)]
     assert_eq!(size, 4 + 4 + 8 + 8 + 136 + 7 * 8 + 32);
 }

@@ -112,9 +112,9 @@
 
 mod insert;
 mod marks;
-#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
+#[cfg(fusebox_wide_words)]
 mod packed;
-#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
+#[cfg(not(fusebox_wide_words))]
 mod split;
 mod state;
 #[cfg(all(test, not(loom)))]
@@ -127,9 +127,9 @@ use core::mem::MaybeUninit;
 use core::ptr::addr_of_mut;
 
 use self::marks::Marks;
-#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
+#[cfg(fusebox_wide_words)]
 use self::packed as design;
-#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
+#[cfg(not(fusebox_wide_words))]
 use self::split as design;
 use self::state::{EMPTY, FP_SHIFT, LOCKED};
 use super::gcra::Params;

@@ -310,10 +310,7 @@ impl fmt::Debug for TokenBucket {
 /// The arrival-time word, widened to the kernel's `u64` (the keyed
 /// limiter's 32-bit slots).
 #[inline]
-#[cfg_attr(
-    all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)),
-    allow(dead_code)
-)]
+#[cfg_attr(fusebox_wide_words, allow(dead_code))]
 pub(crate) fn load(tat: &TatWord) -> u64 {
     widen(tat.load(Ordering::Acquire))
 }

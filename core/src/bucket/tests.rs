@@ -121,7 +121,7 @@ fn very_high_and_very_low_rates_are_exact() {
     // One per day: beyond the 32-bit word's range (about 35 minutes of
     // burst span at scale 1), a typed error there.
     let day = Quota::with_period(Duration::from_secs(86_400));
-    if !cfg!(target_has_atomic = "64") {
+    if !cfg!(fusebox_wide_words) {
         assert_eq!(day.unwrap_err(), QuotaError::TooLong);
         return;
     }

@@ -90,49 +90,49 @@ pub(crate) use atomic_array;
 
 /// The statistics word: 64-bit where the target has native 64-bit atomics,
 /// 32-bit on Cortex-M.
-#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
+#[cfg(fusebox_wide_words)]
 pub(crate) type CounterWord = imp::AtomicU64;
 /// The statistics word: 64-bit where the target has native 64-bit atomics,
 /// 32-bit on Cortex-M.
-#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
+#[cfg(not(fusebox_wide_words))]
 pub(crate) type CounterWord = imp::AtomicU32;
 /// The integer [`CounterWord`] holds.
-#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
+#[cfg(fusebox_wide_words)]
 pub(crate) type CounterInt = u64;
 /// The integer [`CounterWord`] holds.
-#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
+#[cfg(not(fusebox_wide_words))]
 pub(crate) type CounterInt = u32;
 
 /// The word holding a token bucket's wrapped arrival time: 64-bit where the
 /// target has native 64-bit atomics, 32-bit on Cortex-M.
-#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
+#[cfg(fusebox_wide_words)]
 pub(crate) type TatWord = imp::AtomicU64;
-#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
+#[cfg(not(fusebox_wide_words))]
 pub(crate) type TatWord = imp::AtomicU32;
 /// The value type of [`TatWord`].
-#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
+#[cfg(fusebox_wide_words)]
 pub(crate) type Tat = u64;
 /// The value type of [`TatWord`].
-#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
+#[cfg(not(fusebox_wide_words))]
 pub(crate) type Tat = u32;
 /// Width of [`TatWord`] in bits.
-#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
+#[cfg(fusebox_wide_words)]
 pub(crate) const TAT_BITS: u32 = 64;
-#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
+#[cfg(not(fusebox_wide_words))]
 pub(crate) const TAT_BITS: u32 = 32;
 
 /// The word holding a breaker's full generation number (its epoch): 64-bit
 /// where the target has native 64-bit atomics (it never wraps), 32-bit on
 /// Cortex-M (wraps after 2³² transitions).
-#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
+#[cfg(fusebox_wide_words)]
 pub(crate) type EpochWord = imp::AtomicU64;
-#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
+#[cfg(not(fusebox_wide_words))]
 pub(crate) type EpochWord = imp::AtomicU32;
 /// A full generation number, the value type of [`EpochWord`].
-#[cfg(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words)))]
+#[cfg(fusebox_wide_words)]
 pub(crate) type Epoch = u64;
 /// A full generation number, the value type of [`EpochWord`].
-#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
+#[cfg(not(fusebox_wide_words))]
 pub(crate) type Epoch = u32;
 
 /// A monotonically increasing statistics counter.

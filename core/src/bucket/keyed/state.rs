@@ -65,7 +65,7 @@ pub(super) const fn tier(state: u32) -> usize {
 /// The registration fields' constants, used only by the split (Cortex-M)
 /// protocol: where the bucket word holds the pins (`packed`), a state's
 /// readers and allowed fields stay zero.
-#[cfg(not(all(any(loom, target_has_atomic = "64"), not(fusebox_narrow_words))))]
+#[cfg(not(fusebox_wide_words))]
 pub(super) mod registration {
     use super::{ALLOWED_BITS, ALLOWED_MASK, FOLD_AT, LOCKED, MAX_READERS, READERS_BITS};
 

@@ -135,9 +135,9 @@ fn threads_count_every_admission() {
 #[test]
 fn sizes_per_entry() {
     // State word + arrival-time word + the key, padded.
-    #[cfg(target_has_atomic = "64")]
+    #[cfg(fusebox_wide_words)]
     assert_eq!(core::mem::size_of::<Slot<u64>>(), 24);
-    #[cfg(target_has_atomic = "64")]
+    #[cfg(fusebox_wide_words)]
     assert_eq!(core::mem::size_of::<Slot<u32>>(), 16);
 }
 
