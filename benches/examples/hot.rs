@@ -11,12 +11,12 @@ use std::hint::black_box;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use fusebox::breaker::Config;
+use fusebox::breaker::Outcome;
 use fusebox::bucket::{FullPolicy, Quota};
 use fusebox::hash::RandomState;
-use fusebox::{
-    CircuitBreaker, ConcurrentCache, Config, Duration, Histogram, Instant, KeyedLimiter,
-};
-use fusebox::{LruCache, Outcome, TokenBucket};
+use fusebox::{CircuitBreaker, ConcurrentCache, Duration, Histogram, Instant, KeyedLimiter};
+use fusebox::{LruCache, TokenBucket};
 use fusebox_benches::{uniform_keys, zipf_keys};
 
 const LEN: usize = 1 << 16;
@@ -127,7 +127,7 @@ fn main() {
 }
 
 /// `n` closed calls recorded as fast successes.
-fn breaker(config: Result<Config, fusebox::ConfigError>, n: u64, now: Instant) {
+fn breaker(config: Result<Config, fusebox::breaker::ConfigError>, n: u64, now: Instant) {
     let b = CircuitBreaker::new(config.expect("config"));
     for _ in 0..n {
         let p = black_box(&b).try_acquire(now).expect("closed");

@@ -9,7 +9,8 @@
 //! cargo run --release -p fusebox --example flaky_dependency
 //! ```
 
-use fusebox::{CircuitBreaker, Config, Duration, Instant, Outcome, State};
+use fusebox::breaker::{Config, Outcome, State};
+use fusebox::{CircuitBreaker, Duration, Instant};
 
 /// What the simulated dependency does at a given virtual time.
 fn dependency(at: Instant, rng: &mut u32) -> (Outcome, Duration) {
@@ -37,7 +38,7 @@ fn dependency(at: Instant, rng: &mut u32) -> (Outcome, Duration) {
     }
 }
 
-fn main() -> Result<(), fusebox::ConfigError> {
+fn main() -> Result<(), fusebox::breaker::ConfigError> {
     let config = Config::builder()
         .consecutive_failures(5)
         .failure_rate(50)

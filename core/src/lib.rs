@@ -49,7 +49,8 @@
 //! ## Example
 //!
 //! ```
-//! use fusebox::{CircuitBreaker, Config, Duration, Instant, Outcome};
+//! use fusebox::breaker::{Config, Outcome};
+//! use fusebox::{CircuitBreaker, Duration, Instant};
 //!
 //! static BREAKER: CircuitBreaker = CircuitBreaker::new(match Config::builder()
 //!     .consecutive_failures(5)
@@ -88,11 +89,12 @@ mod retry_after;
 mod sync;
 pub mod time;
 
-pub use breaker::{
-    CircuitBreaker, Config, ConfigError, Metrics, Outcome, Permit, Rejected, Snapshot,
-    SnapshotError, State, Transition,
-};
-pub use bucket::{KeyedLimiter, Quota, RateLimited, TokenBucket};
+// The crate root holds the primitives and the time vocabulary they share;
+// each primitive's own vocabulary stays in its module
+// (`breaker::{Config, Outcome, State, ..}`, `bucket::{Quota, ..}`), so no
+// name at the root belongs to one primitive alone.
+pub use breaker::CircuitBreaker;
+pub use bucket::{KeyedLimiter, TokenBucket};
 pub use cache::{ConcurrentCache, LruCache};
 pub use histogram::Histogram;
 pub use retry_after::RetryAfter;

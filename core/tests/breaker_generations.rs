@@ -13,7 +13,8 @@
 //!
 //! Run with `cargo test -p fusebox --test breaker_generations`.
 
-use fusebox::{CircuitBreaker, Config, Duration, Instant, Outcome, Permit, Snapshot, State};
+use fusebox::breaker::{Config, Outcome, Permit, Snapshot, State};
+use fusebox::{CircuitBreaker, Duration, Instant};
 
 const SEC: u64 = 1_000_000;
 /// Long enough to count as slow in every configuration below.
@@ -77,7 +78,7 @@ fn call(
     now: u64,
     outcome: Outcome,
     elapsed: Duration,
-) -> Result<Option<State>, fusebox::Rejected> {
+) -> Result<Option<State>, fusebox::breaker::Rejected> {
     let permit = b.try_acquire(at(now))?;
     Ok(permit.record(outcome, at(now), elapsed).map(|t| t.to))
 }
@@ -115,7 +116,7 @@ enum Event {
         recorded: Option<(State, State, u64)>,
         after: Snapshot,
     },
-    Rejected(fusebox::Rejected),
+    Rejected(fusebox::breaker::Rejected),
 }
 
 /// A fixed script: 1 000 failures 1 ms apart, an hour's pause, then 200
@@ -133,7 +134,7 @@ fn trace(b: &CircuitBreaker, start: u64) -> Vec<Event> {
         let slow = (lcg >> 40) % 5 == 0;
         script.push((later + i * 1_000, failure, slow));
     }
-    let rel = |t: fusebox::Transition| (t.from, t.to, t.at.as_micros() - start);
+    let rel = |t: fusebox::breaker::Transition| (t.from, t.to, t.at.as_micros() - start);
     script
         .into_iter()
         .map(|(now, failure, slow)| match b.try_acquire(at(now)) {
@@ -147,7 +148,7 @@ fn trace(b: &CircuitBreaker, start: u64) -> Vec<Event> {
                 let elapsed = if slow { SLOW } else { Duration::ZERO };
                 let recorded = permit.record(outcome, at(now), elapsed).map(rel);
                 let after = Snapshot {
-                    metrics: fusebox::Metrics::default(),
+                    metrics: fusebox::breaker::Metrics::default(),
                     ..b.snapshot(at(now))
                 };
                 Event::Call {

@@ -75,10 +75,10 @@
 
 use std::collections::VecDeque;
 
-use fusebox::{
-    CircuitBreaker, Config, ConfigError, Duration, Instant, Metrics, Outcome, Permit, Rejected,
-    Snapshot, State, Transition,
+use fusebox::breaker::{
+    Config, ConfigError, Metrics, Outcome, Permit, Rejected, Snapshot, State, Transition,
 };
+use fusebox::{CircuitBreaker, Duration, Instant};
 use proptest::prelude::*;
 
 /// One deadline tick: 1.024 ms.
@@ -2024,7 +2024,7 @@ fn restore_into_another_configuration() {
     let before = d.snapshot(at(0));
     assert_eq!(
         d.restore(&a.snapshot(at(5)), at(5)),
-        Err(fusebox::SnapshotError::ConsecutiveFailures(3))
+        Err(fusebox::breaker::SnapshotError::ConsecutiveFailures(3))
     );
     assert_eq!(d.snapshot(at(5)), before);
     // The permit is still current: its failure is the second in a row.

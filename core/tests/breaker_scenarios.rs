@@ -29,10 +29,10 @@
 //! re-expressed as a count-based window of 20 calls with `minimum_calls(5)`
 //! ([`peer`]).
 
-use fusebox::{
-    CircuitBreaker, Config, ConfigError, Duration, Instant, Outcome, Permit, Rejected, Snapshot,
-    State, Transition,
+use fusebox::breaker::{
+    Config, ConfigError, Outcome, Permit, Rejected, Snapshot, State, Transition,
 };
+use fusebox::{CircuitBreaker, Duration, Instant};
 
 const SEC: u64 = 1_000_000;
 /// The peer's slow-call threshold is 4 s: calls of 5 s are slow, 1 s and
@@ -464,7 +464,7 @@ fn reset_zeroes_the_counters_and_the_window() {
     assert_eq!((m.successes, m.failures, m.calls()), (1, 1, 2));
     assert_eq!(window(&b, 0), (2, 1, 0));
     assert_eq!(b.reset(at(0)), None, "already closed");
-    assert_eq!(b.metrics(), fusebox::Metrics::default());
+    assert_eq!(b.metrics(), fusebox::breaker::Metrics::default());
     assert_eq!(window(&b, 0), (0, 0, 0));
 }
 

@@ -161,7 +161,7 @@ fn a_panicking_eq_anywhere_leaves_the_table_usable() {
         l.try_acquire(&b, T0).unwrap();
         assert_eq!(
             l.try_acquire(&a, T0),
-            Err(KeyedError::RateLimited(fusebox::RateLimited {
+            Err(KeyedError::RateLimited(fusebox::bucket::RateLimited {
                 retry_after: Duration::from_secs(1),
             }))
         );

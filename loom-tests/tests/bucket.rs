@@ -639,7 +639,7 @@ fn metrics(allowed: u64, limited: u64, evictions: u64, table_full: u64, keys: u6
     }
 }
 
-const LIMITED_1S: KeyedError = KeyedError::RateLimited(fusebox::RateLimited {
+const LIMITED_1S: KeyedError = KeyedError::RateLimited(fusebox::bucket::RateLimited {
     retry_after: Duration::from_micros(T),
 });
 
@@ -992,7 +992,7 @@ fn keyed_evicted_bucket_never_seen_by_new_key() {
         let b = thread::spawn(move || lb.try_acquire(&key2, at(now_b)));
         let (ra, rb) = (a.join().unwrap(), b.join().unwrap());
         assert_eq!(rb, Ok(()), "B always inserts key 2 (key 1 idle at now_b)");
-        let after_b = KeyedError::RateLimited(fusebox::RateLimited {
+        let after_b = KeyedError::RateLimited(fusebox::bucket::RateLimited {
             retry_after: Duration::from_micros(5 * T),
         });
         let m = limiter.metrics();
@@ -1060,7 +1060,7 @@ fn keyed_eviction_races_stale_return_of_evicted_key() {
                     burst: 1,
                 },
             ));
-            let half = Err(KeyedError::RateLimited(fusebox::RateLimited {
+            let half = Err(KeyedError::RateLimited(fusebox::bucket::RateLimited {
                 retry_after: Duration::from_micros(T / 2),
             }));
             let full = Err(KeyedError::TableFull);

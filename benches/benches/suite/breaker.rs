@@ -5,7 +5,8 @@ use std::hint::black_box;
 use std::time::Instant as StdInstant;
 
 use criterion::Criterion;
-use fusebox::{CircuitBreaker, Config, Duration, Instant, Outcome};
+use fusebox::breaker::{Config, Outcome};
+use fusebox::{CircuitBreaker, Duration, Instant};
 use fusebox_benches::pair;
 
 fn consecutive() -> CircuitBreaker {

@@ -2,17 +2,18 @@
 //! the caches and the keyed limiter, as Markdown (used by `report.py`).
 use std::mem::size_of;
 
+use fusebox::breaker::{Config, Metrics, Outcome, Permit, Rejected, Snapshot, State, Transition};
 use fusebox::breaker::{ConfigBuilder, ConfigError, SnapshotError};
 use fusebox::bucket::{
     AcquireError, BucketSnapshot, FullPolicy, InsufficientCapacity, KeyedError, KeyedMetrics,
     QuotaError,
 };
+use fusebox::bucket::{Quota, RateLimited};
 use fusebox::cache::{CacheMetrics, Contended, Displaced};
 use fusebox::histogram::PercentileError;
 use fusebox::{
-    CircuitBreaker, ConcurrentCache, Config, Duration, Histogram, Instant, KeyedLimiter, LruCache,
-    Metrics, Outcome, Permit, Quota, RateLimited, Rejected, Snapshot, State, TokenBucket,
-    Transition,
+    CircuitBreaker, ConcurrentCache, Duration, Histogram, Instant, KeyedLimiter, LruCache,
+    TokenBucket,
 };
 
 macro_rules! rows {

@@ -8,8 +8,10 @@ use cortex_m::peripheral::SCB;
 use cortex_m_rt::{entry, exception};
 use embassy_time::{block_for, Duration as EDuration};
 use fusebox::bucket::{Quota, TokenBucket};
-use fusebox::{CircuitBreaker, Clock, ConcurrentCache, Config, Duration, EmbassyClock, Histogram};
-use fusebox::{Instant, LruCache, Outcome, State};
+use fusebox::breaker::{Config};
+use fusebox::{CircuitBreaker, Clock, ConcurrentCache, Duration, EmbassyClock, Histogram};
+use fusebox::breaker::{Outcome, State};
+use fusebox::{Instant, LruCache};
 use fusebox_firmware as fw;
 use portable_atomic::{AtomicU32, AtomicU8};
 
@@ -161,7 +163,7 @@ fn code(s: State) -> u8 {
 }
 
 impl Log {
-    fn push(&mut self, t: Option<fusebox::Transition>) {
+    fn push(&mut self, t: Option<fusebox::breaker::Transition>) {
         if let Some(t) = t {
             defmt::info!("breaker {} -> {} at {} ms", t.from, t.to, t.at.as_millis());
             if t.to == State::Open {

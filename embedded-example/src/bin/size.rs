@@ -16,7 +16,8 @@ fn main() -> ! {
     defmt::info!("size probe at {}", now);
     #[cfg(feature = "breaker")]
     {
-        use fusebox::{CircuitBreaker, Config, Duration, Outcome};
+        use fusebox::breaker::{Config, Outcome};
+        use fusebox::{CircuitBreaker, Duration};
         static B: CircuitBreaker = CircuitBreaker::new(
             match Config::builder()
                 .consecutive_failures(3)
