@@ -102,7 +102,7 @@ LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} RUSTFLAGS="--cfg loom --cfg fuse
 done_layer
 
 layer "Miri on the core's tests"
-MIRIFLAGS=${MIRIFLAGS:-} cargo "+$NIGHTLY" miri test -p fusebox
+MIRIFLAGS=${MIRIFLAGS:-} cargo "+$NIGHTLY" miri test -p fusebox --features alloc
 # The 32-bit-word paths (Cortex-M's: 32-bit bucket words, the keyed
 # limiter's three-RMW slot protocol) on a big-endian host target without
 # 64-bit atomics; Miri builds that target's sysroot itself.
