@@ -10,7 +10,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 notes_path, sizes_path, settings = sys.argv[1], sys.argv[2], sys.argv[3]
 
 med = {}
-for path in glob.glob(os.path.join(ROOT, "target/criterion/**/new/benchmark.json"), recursive=True):
+TARGET = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR", "target"))
+for path in glob.glob(os.path.join(TARGET, "criterion/**/new/benchmark.json"), recursive=True):
     bench = json.load(open(path))
     est = json.load(open(os.path.join(os.path.dirname(path), "estimates.json")))
     med[(bench["group_id"], bench["function_id"])] = est["median"]["point_estimate"]

@@ -7,13 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SETTINGS="--warm-up-time 1 --measurement-time 2 --noplot"
-NOTES=target/fusebox-bench-notes.txt
-SIZES=target/fusebox-sizes.md
-mkdir -p target
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+NOTES=$TARGET_DIR/fusebox-bench-notes.txt
+SIZES=$TARGET_DIR/fusebox-sizes.md
+mkdir -p "$TARGET_DIR"
 rm -f "$NOTES"
-rm -rf target/criterion
+rm -rf "$TARGET_DIR/criterion"
 # shellcheck disable=SC2086
-FUSEBOX_BENCH_NOTES="$PWD/$NOTES" cargo bench -p fusebox-benches --bench suite -- $SETTINGS "$@"
+FUSEBOX_BENCH_NOTES="$(cd "$(dirname "$NOTES")" && pwd)/$(basename "$NOTES")" cargo bench -p fusebox-benches --bench suite -- $SETTINGS "$@"
 cargo run --release -q -p fusebox-benches --bin sizes >"$SIZES"
 python3 benches/report.py "$NOTES" "$SIZES" "$SETTINGS" >BENCHMARKS.md
 echo "wrote BENCHMARKS.md"
