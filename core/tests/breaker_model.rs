@@ -29,7 +29,8 @@
 //!    metrics, changing nothing. Entering Closed starts an empty window and
 //!    count. Dropping a permit counts as `abandoned` and frees its half-open
 //!    slot if it is a current trial.
-//! 4. Open time: `open_for · 2^streak` capped at `max_open_for`, where the
+//! 4. Open time: `open_for · 2^streak` capped at `max_open_for` (both
+//!    rounded up to a multiple of 8 µs by the builder), where the
 //!    streak counts re-openings from half-open since the last close; the
 //!    deadline is `now + open time` rounded up to a 1.024 ms tick. The first
 //!    `try_acquire` at or after it moves to HalfOpen with a trial permit
@@ -193,8 +194,9 @@ impl Spec {
             slow_rate: self.slow.map_or(0, |s| u64::from(s.1)),
             window: usize::from(window),
             minimum_calls: usize::from(self.minimum_calls.unwrap_or(window)),
-            open_for: self.open_for,
-            max_open_for: self.max_open_for.unwrap_or(self.open_for),
+            // Open times are kept rounded up to 8 µs (`Config::open_for`).
+            open_for: self.open_for.div_ceil(8) * 8,
+            max_open_for: self.max_open_for.unwrap_or(self.open_for).div_ceil(8) * 8,
             half_open_permits: u32::from(self.half_open_permits),
             close_after: u32::from(self.close_after.unwrap_or(self.half_open_permits)),
         }

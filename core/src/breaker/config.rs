@@ -5,6 +5,7 @@ use core::fmt;
 use super::word::{
     MAX_CLOSE_AFTER, MAX_CONSECUTIVE, MAX_HALF_OPEN_PERMITS, MAX_OPEN_FOR, MAX_STREAK,
 };
+use super::live::{MAX_SLOW_THRESHOLD_MICROS, OPEN_UNIT_MICROS};
 use crate::Duration;
 
 /// The largest count-based window, in calls.
@@ -65,6 +66,9 @@ pub enum ConfigError {
     SlowRateOutOfRange(u8),
     /// The slow-call threshold was zero: every call would be slow.
     ZeroSlowThreshold,
+    /// The slow-call threshold was longer than
+    /// [`Config::MAX_SLOW_THRESHOLD`] (~71.6 min).
+    SlowThresholdTooLong(Duration),
     /// `window` was not in `1..=64`.
     WindowOutOfRange(u8),
     /// `minimum_calls` was 0 or larger than the window.
@@ -103,6 +107,11 @@ impl fmt::Display for ConfigError {
                 write!(f, "slow-call rate must be a percentage in 1..=100, got {p}")
             }
             Self::ZeroSlowThreshold => f.write_str("slow-call threshold must be above zero"),
+            Self::SlowThresholdTooLong(d) => write!(
+                f,
+                "slow-call threshold must be at most {:?}, got {d:?}",
+                Config::MAX_SLOW_THRESHOLD
+            ),
             Self::WindowOutOfRange(w) => {
                 write!(f, "window must be in 1..={MAX_WINDOW} calls, got {w}")
             }
@@ -158,6 +167,10 @@ impl Config {
     /// clock up to one open time stale still reads open; see the crate
     /// docs).
     pub const MAX_OPEN_FOR: Duration = MAX_OPEN_FOR;
+    /// The longest slow-call threshold: 2³² − 2 µs, about 71.6 min (a
+    /// 32-bit word of the live configuration; see
+    /// [`CircuitBreaker::set_config`](super::CircuitBreaker::set_config)).
+    pub const MAX_SLOW_THRESHOLD: Duration = Duration::from_micros(MAX_SLOW_THRESHOLD_MICROS);
 
     /// A builder with these defaults: no trip condition (you must choose
     /// one), `window` 64 calls, `minimum_calls` equal to the window,
@@ -239,6 +252,11 @@ impl Config {
             Duration::from_micros(grown)
         }
     }
+}
+
+/// `d` rounded up to the live configuration's unit of open time (8 µs).
+const fn round_open_time(d: Duration) -> Duration {
+    Duration::from_micros(d.as_micros().div_ceil(OPEN_UNIT_MICROS) * OPEN_UNIT_MICROS)
 }
 
 impl ConfigBuilder {
@@ -326,6 +344,9 @@ impl ConfigBuilder {
         let (slow_threshold, slow_rate) = match self.slow {
             None => (Duration::MAX, 0),
             Some((t, _)) if t.is_zero() => return Err(ConfigError::ZeroSlowThreshold),
+            Some((t, _)) if t.as_micros() > MAX_SLOW_THRESHOLD_MICROS => {
+                return Err(ConfigError::SlowThresholdTooLong(t))
+            }
             Some((_, p)) if p == 0 || p > 100 => return Err(ConfigError::SlowRateOutOfRange(p)),
             Some(s) => s,
         };
@@ -345,17 +366,17 @@ impl ConfigBuilder {
         if self.open_for.is_zero() || self.open_for.as_micros() > MAX_OPEN_FOR.as_micros() {
             return Err(ConfigError::OpenForOutOfRange(self.open_for));
         }
+        let open_for = round_open_time(self.open_for);
         let max_open_for = match self.max_open_for {
-            None => self.open_for,
+            None => open_for,
             Some(m)
                 if m.as_micros() < self.open_for.as_micros()
                     || m.as_micros() > MAX_OPEN_FOR.as_micros()
-                    || m.as_micros()
-                        > self.open_for.as_micros().saturating_mul(1 << MAX_STREAK) =>
+                    || m.as_micros() > open_for.as_micros().saturating_mul(1 << MAX_STREAK) =>
             {
                 return Err(ConfigError::MaxOpenForOutOfRange(m))
             }
-            Some(m) => m,
+            Some(m) => round_open_time(m),
         };
         if self.half_open_permits == 0 || self.half_open_permits > MAX_HALF_OPEN_PERMITS {
             return Err(ConfigError::HalfOpenPermitsOutOfRange(
@@ -378,7 +399,7 @@ impl ConfigBuilder {
             half_open_permits: self.half_open_permits,
             close_after,
             slow_threshold,
-            open_for: self.open_for,
+            open_for,
             max_open_for,
         })
     }

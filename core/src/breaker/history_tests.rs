@@ -38,7 +38,7 @@ fn failures_until_open(b: &CircuitBreaker, now: Instant, failures: usize) -> Opt
 /// `b` answers a mixed run of outcomes, then failures, exactly as a fresh
 /// breaker with its configuration does, and ends open.
 fn trips_like_a_fresh_one(b: &CircuitBreaker, now: Instant) {
-    let fresh = CircuitBreaker::new(*b.config());
+    let fresh = CircuitBreaker::new(b.config());
     let mixed = [false, true, false, false, true, true, false, true];
     let run = mixed.iter().cycle().take(40).chain([true; 200].iter());
     for (i, fail) in run.enumerate() {
@@ -363,7 +363,7 @@ fn a_snapshot_at_a_stale_now_restores() {
     let snapshot = b.snapshot(stale);
     let left = snapshot.open_remaining.unwrap();
     assert!(left >= open_for && left <= open_for + Duration::from_micros(word::TICK_MICROS));
-    let other = CircuitBreaker::new(*b.config());
+    let other = CircuitBreaker::new(b.config());
     other.restore(&snapshot, T0).unwrap();
     assert_eq!(other.state(T0), State::Open);
 }

@@ -200,7 +200,7 @@ impl CircuitBreaker {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn trip(&self, now: Instant) -> Option<Transition> {
-        let open = Word::open(0, word::deadline_after(now, self.config.open_for));
+        let open = Word::open(0, word::deadline_after(now, self.config.open_duration(0)));
         let prev = self.install(|cur| (cur.kind() != Kind::Open).then_some(open))?;
         if matches!(prev.kind(), Kind::Closed | Kind::HalfOpen) {
             self.counters.trips.incr();

@@ -55,6 +55,7 @@
 
 mod config;
 mod generation;
+mod live;
 mod merge;
 mod permit;
 mod record;
@@ -65,6 +66,7 @@ mod window;
 pub(crate) mod word;
 
 pub use config::{Config, ConfigBuilder, ConfigError, MAX_WINDOW};
+pub use live::ReconfigureError;
 pub use merge::{Decision, MergeError};
 pub use permit::{OwnedPermit, Permit};
 pub use snapshot::{Snapshot, SnapshotError};
@@ -72,6 +74,7 @@ pub use snapshot::{Snapshot, SnapshotError};
 use crate::sync::{const_fn_unless_loom, AtomicU32, Counter, Epoch, EpochWord, Ordering};
 use crate::{Duration, Instant};
 use generation::{full_gen, low};
+use live::LiveConfig;
 use permit::Ticket;
 use window::{Cursor, Window};
 use word::{Kind, Word};
@@ -207,8 +210,9 @@ struct Counters {
 /// microcontrollers), the sliding window (64
 /// tagged 16-bit slots plus a publication counter), seven statistics counters
 /// (8 bytes each where the target has 64-bit atomics, 4 bytes on 32-bit
-/// microcontrollers) and the 32-byte [`Config`]: 248 bytes on x86-64, 208 on
-/// Cortex-M (alignment padding included).
+/// microcontrollers) and the configuration in six 32-bit words plus two
+/// bytes (so [`set_config`](Self::set_config) can change it under `&self`):
+/// 240 bytes on x86-64, 200 on Cortex-M (alignment padding included).
 #[derive(Debug)]
 // `repr(C)` keeps this order: the state word (read on every call, written
 // only on transitions) sits more than a cache line away from the counters
@@ -224,7 +228,8 @@ pub struct CircuitBreaker {
     /// The newest fleet decision merged: `version << 1 | busy` (see
     /// `merge`).
     merged: EpochWord,
-    config: Config,
+    /// The configuration, in atomic words (see `live`).
+    config: LiveConfig,
     window: Window,
     counters: Counters,
 }
@@ -247,7 +252,7 @@ impl CircuitBreaker {
                     abandoned: Counter::new(),
                     ignored: Counter::new(),
                 },
-                config,
+                config: LiveConfig::new(config),
             }
         }
     }
@@ -268,9 +273,84 @@ impl CircuitBreaker {
         breaker
     }
 
-    /// The configuration.
-    pub const fn config(&self) -> &Config {
-        &self.config
+    /// The configuration: as built, or as last set by
+    /// [`set_config`](Self::set_config).
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    ///
+    /// let config = Config::builder().consecutive_failures(3).build()?;
+    /// assert_eq!(CircuitBreaker::new(config).config(), config);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
+    pub fn config(&self) -> Config {
+        self.config.load()
+    }
+
+    /// Replaces the thresholds and open times of a breaker in use, keeping
+    /// its state, window and counters; returns the previous configuration.
+    ///
+    /// Takes `&self`: a breaker shared through `Arc` or a `static` can be
+    /// retuned while calls go on, none of them waiting. What changes, and
+    /// when:
+    ///
+    /// * Thresholds (`consecutive_failures`, `failure_rate`, `slow_call`,
+    ///   `minimum_calls`) apply from the next recorded outcome: a closed
+    ///   breaker already at or past a lowered threshold trips on its next
+    ///   failure (or, for a rate, the next outcome that is evaluated).
+    /// * `half_open_permits` and `close_after` apply to the next trial
+    ///   taken and the next success recorded: a half-open breaker with
+    ///   enough successes for a lowered `close_after` closes on its next.
+    /// * `open_for` and `max_open_for` apply from the next opening; a
+    ///   breaker open at the change keeps its deadline, also when the new
+    ///   open time is shorter.
+    /// * A call racing the change sees either the old or the new value of
+    ///   each group above (thresholds together, half-open limits together,
+    ///   each open time and the slow threshold on its own).
+    ///
+    /// Changes are serialised with each other by a critical section
+    /// ([`critical-section`](https://docs.rs/critical-section), which a
+    /// server gets from the `std` feature); calls never take it. This never
+    /// slows the closed path: a call reads the words it read before, now
+    /// with `Relaxed` atomic loads (the same instruction on x86-64 and Arm).
+    ///
+    /// # Errors
+    ///
+    /// [`ReconfigureError`] when `config` changes the sliding window's size,
+    /// or turns every rate policy on or off (the window is laid out at
+    /// construction). The breaker is then unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let breaker = Arc::new(CircuitBreaker::new(
+    ///     Config::builder().consecutive_failures(5).build()?,
+    /// ));
+    /// let now = Instant::ZERO;
+    /// for _ in 0..2 {
+    ///     breaker.try_acquire(now)?.record(Outcome::Failure, now, Duration::ZERO);
+    /// }
+    /// // Two failures in a row so far; an operator lowers the threshold to 3.
+    /// let old = breaker.set_config(
+    ///     Config::builder()
+    ///         .consecutive_failures(3)
+    ///         .open_for(Duration::from_secs(5))
+    ///         .build()?,
+    /// )?;
+    /// assert_eq!(old.consecutive_failures(), Some(5));
+    /// breaker.try_acquire(now)?.record(Outcome::Failure, now, Duration::ZERO);
+    /// assert_eq!(breaker.state(now), State::Open); // the third in a row trips
+    /// let retry_after = breaker.try_acquire(now).unwrap_err().retry_after.unwrap();
+    /// assert!(retry_after >= Duration::from_secs(5)); // the new open time (to a 1.024 ms tick)
+    /// assert!(retry_after < Duration::from_secs(6));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_config(&self, config: Config) -> Result<Config, ReconfigureError> {
+        crate::sync::critical(|| self.config.store(&config))
     }
 
     /// Asks to make a call at `now`.
@@ -323,8 +403,8 @@ impl CircuitBreaker {
                 }
                 Kind::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
                 Kind::Open => {
-                    let open_for = self.config.open_duration(cur.streak());
-                    if let Some(left) = word::remaining(cur, open_for, now) {
+                    let bound = self.config.open_bound(cur.streak());
+                    if let Some(left) = word::remaining(cur, bound, now) {
                         return Err(self.reject(State::Open, Some(left)));
                     }
                     let gen = self.draw(cur);
@@ -336,7 +416,7 @@ impl CircuitBreaker {
                     (gen, Word::half_open(low(gen), cur.streak(), 1, 0), Some(t))
                 }
                 Kind::HalfOpen => {
-                    if cur.in_flight() >= u32::from(self.config.half_open_permits) {
+                    if cur.in_flight() >= self.config.trial().0 {
                         return Err(self.reject(State::HalfOpen, None));
                     }
                     let next = Word::half_open(
@@ -370,8 +450,8 @@ impl CircuitBreaker {
         let cur = self.load();
         match cur.kind() {
             Kind::Open => {
-                let open_for = self.config.open_duration(cur.streak());
-                if word::remaining(cur, open_for, now).is_some() {
+                let bound = self.config.open_bound(cur.streak());
+                if word::remaining(cur, bound, now).is_some() {
                     State::Open
                 } else {
                     State::HalfOpen
@@ -485,7 +565,7 @@ mod tests;
 // The documented sizes, checked by every build, the thumb targets included.
 #[cfg(not(loom))]
 const _: () = assert!(
-    core::mem::size_of::<CircuitBreaker>() == if cfg!(fusebox_wide_words) { 248 } else { 208 }
+    core::mem::size_of::<CircuitBreaker>() == if cfg!(fusebox_wide_words) { 240 } else { 200 }
 );
 
 // The state word and the counters never share a cache line (see the struct).

@@ -31,7 +31,7 @@ impl CircuitBreaker {
             }
             return self.settle(cur, gen, false, false, false, now);
         }
-        if outcome == Outcome::Success && !half_open && elapsed < self.config.slow_threshold {
+        if outcome == Outcome::Success && !half_open && elapsed < self.config.slow_threshold() {
             // A fast closed success under a rate policy: counted here; its
             // claim returns early in `record_window` in the steady state.
             self.counters.successes.incr();
@@ -59,7 +59,7 @@ impl CircuitBreaker {
             return None;
         }
         let failure = outcome == Outcome::Failure;
-        let slow = self.config.slow_rate != 0 && elapsed >= self.config.slow_threshold;
+        let slow = self.config.trip().slow_rate != 0 && elapsed >= self.config.slow_threshold();
         if failure {
             c.failures.incr();
         } else {
@@ -104,7 +104,8 @@ impl CircuitBreaker {
     ) -> Option<Transition> {
         let cfg = &self.config;
         let windowed = cfg.uses_window();
-        let threshold = u32::from(cfg.consecutive_failures);
+        let trip = cfg.trip();
+        let threshold = trip.consecutive_failures;
         // One CAS updates the failure count and, with a window, claims this
         // record's slot; it fails for a stale generation.
         let claimed = loop {
@@ -125,7 +126,7 @@ impl CircuitBreaker {
                 }
             }
             let cursor = if windowed {
-                cur.cursor().next(u32::from(cfg.window))
+                cur.cursor().next(u32::from(cfg.window()))
             } else {
                 Cursor::EMPTY
             };
@@ -141,11 +142,11 @@ impl CircuitBreaker {
         if !windowed {
             return None;
         }
-        let size = u32::from(cfg.window);
+        let size = u32::from(cfg.window());
         let first_lap = !claimed.full && claimed.count < size;
-        let completes_minimum = first_lap && claimed.count + 1 >= u32::from(cfg.minimum_calls);
+        let completes_minimum = first_lap && claimed.count + 1 >= trip.minimum_calls;
         let quiet = !(failure || slow || completes_minimum);
-        if quiet && self.window.holds_fast_success(cfg.window, claimed.count) {
+        if quiet && self.window.holds_fast_success(cfg.window(), claimed.count) {
             return None; // the steady state: nothing to write, nothing to tally
         }
         self.record_window(gen, claimed, failure, slow, quiet, now)
@@ -164,9 +165,9 @@ impl CircuitBreaker {
         now: Instant,
     ) -> Option<Transition> {
         let cfg = &self.config;
-        let size = u32::from(cfg.window);
+        let size = u32::from(cfg.window());
         self.window
-            .write(low(gen), cfg.window, claimed.count, failure, slow, || {
+            .write(low(gen), cfg.window(), claimed.count, failure, slow, || {
                 let cur = self.load();
                 cur.owns(low(gen), false) && cur.cursor().still_holds(claimed.count, size)
             });
@@ -182,11 +183,12 @@ impl CircuitBreaker {
                 return None;
             }
             let calls = cur.cursor().calls(size);
-            let t = self.window.tally(low(gen), cfg.window, cur.cursor());
+            let t = self.window.tally(low(gen), cfg.window(), cur.cursor());
             let over =
                 |count: u32, percent: u8| percent != 0 && count * 100 >= u32::from(percent) * calls;
-            let trip = calls >= u32::from(cfg.minimum_calls)
-                && (over(t.failures, cfg.failure_rate) || over(t.slow, cfg.slow_rate));
+            let rule = cfg.trip();
+            let trip = calls >= rule.minimum_calls
+                && (over(t.failures, rule.failure_rate) || over(t.slow, rule.slow_rate));
             if !trip {
                 return None;
             }
@@ -207,7 +209,7 @@ impl CircuitBreaker {
         // The Open word carries no generation: the epoch must name `cur`'s
         // before it goes.
         self.publish(gen);
-        let open = Word::open(0, word::deadline_after(now, self.config.open_for));
+        let open = Word::open(0, word::deadline_after(now, self.config.open_duration(0)));
         self.cas(cur, open)?;
         self.counters.trips.incr();
         Ok(transition(Kind::Closed, Kind::Open, now))
@@ -233,7 +235,7 @@ impl CircuitBreaker {
                 let open_for = self.config.open_duration(streak);
                 let deadline = word::deadline_after(now, open_for);
                 (Word::open(streak, deadline), Some(Kind::Open))
-            } else if cur.successes() + 1 >= u32::from(self.config.close_after) {
+            } else if cur.successes() + 1 >= self.config.trial().1 {
                 (
                     Word::closed(low(closed_gen), 0, Cursor::EMPTY),
                     Some(Kind::Closed),

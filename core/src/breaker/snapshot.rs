@@ -121,7 +121,7 @@ impl CircuitBreaker {
                     // A stale `now` reads up to `open_for` more: capped at
                     // what a trip at `now` would leave, so any snapshot
                     // restores.
-                    let left = word::remaining(cur, open_for, now)
+                    let left = word::remaining(cur, self.config.open_bound(cur.streak()), now)
                         .unwrap_or(Duration::ZERO)
                         .min(open_for + Duration::from_micros(TICK_MICROS));
                     (0, 0, cur.streak() as u8, Some(left))
@@ -130,7 +130,7 @@ impl CircuitBreaker {
             };
         let window = if cur.kind() == Kind::Closed && self.config.uses_window() {
             self.window
-                .outcomes(cur.gen(), self.config.window, cur.cursor())
+                .outcomes(cur.gen(), self.config.window(), cur.cursor())
         } else {
             Outcomes::default()
         };
@@ -160,7 +160,7 @@ impl CircuitBreaker {
     /// [`SnapshotError`] if a field is out of range for this configuration;
     /// nothing is changed then.
     pub fn restore(&self, snapshot: &Snapshot, now: Instant) -> Result<(), SnapshotError> {
-        let cfg = &self.config;
+        let cfg = &self.config.load();
         let s = snapshot;
         // Everything is validated before anything changes.
         if u32::from(s.reopen_streak) > MAX_STREAK {

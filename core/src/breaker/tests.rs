@@ -690,8 +690,12 @@ fn extreme_instants_never_panic() {
 fn size_is_as_documented() {
     let size = core::mem::size_of::<CircuitBreaker>();
     assert_eq!(core::mem::size_of::<Config>(), 32);
-    // State word + padding + 8-byte epoch and merged version, the window (132 bytes, padded to
-    // 136 before the 8-byte counters), six counters, the config.
+    // State word + padding + 8-byte epoch and merged version, the live
+    // config (window size and flag, six 32-bit words: 26 bytes, padded to
+    // 28), the window (132 bytes), seven counters.
     #[cfg(fusebox_wide_words)]
-    assert_eq!(size, 4 + 4 + 8 + 8 + 136 + 7 * 8 + 32);
+    assert_eq!(size, 4 + 4 + 8 + 8 + 28 + 132 + 7 * 8);
+    // Cortex-M: 32-bit state, epoch, merged version and counters.
+    #[cfg(not(fusebox_wide_words))]
+    assert_eq!(size, 4 + 4 + 4 + 28 + 132 + 7 * 4);
 }
