@@ -303,6 +303,9 @@ struct Model {
     gen: u64,
     /// The last `window` calls of the current closed period, oldest first.
     window: VecDeque<Call>,
+    /// Calls recorded in the current closed period (for "before the window
+    /// first fills").
+    period_calls: usize,
     m: Metrics,
 }
 
@@ -313,6 +316,7 @@ impl Model {
             phase: Phase::Closed { streak: 0 },
             gen: 0,
             window: VecDeque::new(),
+            period_calls: 0,
             m: Metrics::default(),
         }
     }
@@ -322,6 +326,32 @@ impl Model {
         self.gen += 1;
         self.phase = phase;
         self.window.clear();
+        self.period_calls = 0;
+    }
+
+    /// `CircuitBreaker::set_config`: thresholds apply from the next outcome
+    /// evaluated, open times from the next opening; the state, the window
+    /// and the counters stay.
+    fn reconfigure(&mut self, p: Params) {
+        assert_eq!(
+            (p.window, p.uses_window()),
+            (self.p.window, self.p.uses_window())
+        );
+        self.p = p;
+    }
+
+    /// Whether `restore` accepts `s` under the current configuration (the
+    /// `SnapshotError` docs): no count at or past a threshold.
+    fn restorable(&self, s: &Snapshot) -> bool {
+        match s.state {
+            State::Closed => {
+                s.consecutive_failures <= 255
+                    && (self.p.consecutive == 0
+                        || u32::from(s.consecutive_failures) < self.p.consecutive)
+            }
+            State::HalfOpen => u32::from(s.half_open_successes) < self.p.close_after,
+            _ => true,
+        }
     }
 
     fn trip(&mut self, reopens: u32, now: u64) {
@@ -434,21 +464,36 @@ impl Model {
         }
     }
 
-    /// Rules 1 and 2: the count and the window, both evaluated after every
-    /// record.
+    /// Rules 1 and 2: the count after every failure; the window's rates
+    /// after each failure or slow call and each success that brings the
+    /// window to `minimum_calls` or beyond before it first fills (the
+    /// `failure_rate` docs; with a fixed configuration, evaluating after
+    /// every record would decide the same, but a lowered threshold applies
+    /// only from the next evaluated outcome).
     fn record_closed(&mut self, streak: u32, call: Call, now: u64) -> Option<Transition> {
         let p = self.p;
-        let streak = if call.failure { streak + 1 } else { 0 };
+        // Failures in a row, counted with the policy on or off, saturating
+        // at 255 (the `consecutive_failures` docs).
+        let streak = if call.failure {
+            (streak + 1).min(255)
+        } else {
+            0
+        };
         let mut trip = p.consecutive != 0 && streak >= p.consecutive;
         if p.uses_window() {
+            let first_lap = self.period_calls < p.window;
+            self.period_calls += 1;
             self.window.push_back(call);
             if self.window.len() > p.window {
                 self.window.pop_front();
             }
+            let evaluated =
+                call.failure || call.slow || (first_lap && self.window.len() >= p.minimum_calls);
             let calls = self.window.len() as u64;
             let failed = self.window.iter().filter(|c| c.failure).count() as u64;
             let slow = self.window.iter().filter(|c| c.slow).count() as u64;
-            trip |= self.window.len() >= p.minimum_calls
+            trip |= evaluated
+                && self.window.len() >= p.minimum_calls
                 && ((p.failure_rate != 0 && failed * 100 >= p.failure_rate * calls)
                     || (p.slow_rate != 0 && slow * 100 >= p.slow_rate * calls));
         }
@@ -604,6 +649,7 @@ impl Model {
         self.m = s.metrics;
         if s.state == State::Closed {
             let calls = usize::from(s.window_calls);
+            self.period_calls = calls;
             for i in calls.saturating_sub(self.p.window)..calls {
                 self.window.push_back(Call {
                     failure: s.window_failures >> i & 1 == 1,
@@ -693,6 +739,9 @@ enum Op {
     Migrate {
         origin: u64,
     },
+    /// `set_config` to this configuration (same window size and policy
+    /// kind).
+    Reconfigure(Spec),
 }
 
 /// What an operation returned, for either side.
@@ -708,6 +757,8 @@ enum Obs {
     Abandoned,
     Forced(Option<Transition>),
     Restored,
+    Refused,
+    Reconfigured,
 }
 
 /// SplitMix64: the histories' only source of randomness, so a case is
@@ -774,6 +825,9 @@ struct Gen {
     /// Stale readings of `now` allowed.
     stale: bool,
     migrations_left: usize,
+    /// The configuration in force, when histories change it
+    /// (`Op::Reconfigure`).
+    reconfigure: Option<Spec>,
     fail_percent: u64,
     slow_percent: u64,
     phase_left: u64,
@@ -787,6 +841,7 @@ impl Gen {
             long,
             stale: true,
             migrations_left: migrations,
+            reconfigure: None,
             fail_percent: 0,
             slow_percent: 0,
             phase_left: 0,
@@ -826,6 +881,8 @@ impl Gen {
             u64::from(self.migrations_left > 0),
             // Record a vault permit
             u64::from(v.vault != 0),
+            // Reconfigure
+            u64::from(self.reconfigure.is_some()),
         ];
         match self.rng.weighted(&weights) {
             0 => {
@@ -870,7 +927,68 @@ impl Gen {
                 };
                 Op::Migrate { origin }
             }
-            _ => self.record(Pool::Vault, v.vault, v),
+            11 => self.record(Pool::Vault, v.vault, v),
+            _ => {
+                let spec = self.respec();
+                self.reconfigure = Some(spec);
+                self.p = spec.params();
+                Op::Reconfigure(spec)
+            }
+        }
+    }
+
+    /// A new configuration for `set_config`: the same window size and
+    /// policy kind (window kept or not), everything else drawn afresh.
+    fn respec(&mut self) -> Spec {
+        let old = self.reconfigure.expect("reconfiguring");
+        let windowed = old.failure_rate.is_some() || old.slow.is_some();
+        let w = old.window.unwrap_or(64);
+        let rate = |rng: &mut Rng| rng.pick(&[1u8, 20, 50, 80, 100]);
+        let (failure_rate, slow) = if windowed {
+            let (f, sl) = match self.rng.below(3) {
+                0 => (true, false),
+                1 => (false, true),
+                _ => (true, true),
+            };
+            (
+                f.then(|| rate(&mut self.rng)),
+                sl.then(|| {
+                    (
+                        self.rng.pick(&[1, 5_000, 50_000, 100_000]),
+                        rate(&mut self.rng),
+                    )
+                }),
+            )
+        } else {
+            (None, None)
+        };
+        let consecutive = if !windowed || self.rng.chance(50) {
+            Some(1 + self.rng.below(6) as u32)
+        } else {
+            None
+        };
+        let open_for = self
+            .rng
+            .pick(&[1, 999, 2_000, SEC, 3 * SEC, 90 * SEC, HOUR]);
+        let growth = self.rng.pick(&[0, 1, 2, 8, 1 << MAX_STREAK]);
+        let half_open_permits = 1 + self.rng.below(4) as u8;
+        Spec {
+            consecutive,
+            failure_rate,
+            slow,
+            window: old.window,
+            minimum_calls: self
+                .rng
+                .chance(70)
+                .then(|| 1 + self.rng.below(u64::from(w)) as u8),
+            open_for,
+            max_open_for: (growth != 0).then(|| {
+                open_for
+                    .saturating_mul(growth)
+                    .min(Config::MAX_OPEN_FOR.as_micros())
+            }),
+            half_open_permits,
+            close_after: self.rng.chance(50).then(|| 1 + self.rng.below(4) as u8),
         }
     }
 
@@ -1105,12 +1223,39 @@ impl<'a> Sim<'a> {
             Op::RestoreSaved { idx } => self.restore(self.saved[idx], self.clock)?,
             Op::Migrate { origin } => {
                 let (snap, msnap) = self.snapshots(self.clock)?;
+                if !self.m.restorable(&msnap) {
+                    // Not a state a process can start from under this
+                    // configuration (a count past a lowered threshold).
+                    return Ok((Obs::Nothing, Obs::Nothing, self.clock));
+                }
                 // The old process's permits die with it.
                 self.live.clear();
                 self.vault.clear();
+                let config = self.b().config();
                 self.current += 1;
+                // The new process runs the configuration in force.
+                if let Err(e) = self.b().set_config(config) {
+                    return Err(self.fail(&format!("set_config on migration: {e:?}")));
+                }
                 self.clock = origin;
                 self.restore((snap, msnap), origin)?
+            }
+            Op::Reconfigure(spec) => {
+                let config = spec.config();
+                let p = spec.params();
+                check_config(&config, &p);
+                if let Err(e) = b.set_config(config) {
+                    return Err(self.fail(&format!("set_config({config:?}) refused: {e:?}")));
+                }
+                if b.config() != config {
+                    return Err(self.fail(&format!(
+                        "config() is {:?} after set_config({config:?})",
+                        b.config()
+                    )));
+                }
+                self.m.reconfigure(p);
+                self.p = p;
+                (Obs::Reconfigured, Obs::Reconfigured, self.clock)
             }
         })
     }
@@ -1157,11 +1302,18 @@ impl<'a> Sim<'a> {
         (snap, msnap): (Snapshot, Snapshot),
         now: u64,
     ) -> Result<(Obs, Obs, u64), TestCaseError> {
-        if let Err(e) = self.b().restore(&snap, at(now)) {
-            return Err(self.fail(&format!("restore of {snap:?} refused: {e:?}")));
-        }
-        self.m.restore(&msnap, now);
-        Ok((Obs::Restored, Obs::Restored, now))
+        let want = if self.m.restorable(&msnap) {
+            self.m.restore(&msnap, now);
+            Obs::Restored
+        } else {
+            Obs::Refused
+        };
+        let got = match self.b().restore(&snap, at(now)) {
+            Ok(()) => Obs::Restored,
+            Err(_) if want == Obs::Refused => Obs::Refused,
+            Err(e) => return Err(self.fail(&format!("restore of {snap:?} refused: {e:?}"))),
+        };
+        Ok((got, want, now))
     }
 
     fn check(&self, now: u64) -> Result<(), TestCaseError> {
@@ -1224,6 +1376,9 @@ fn run_history(
     let arena: Vec<CircuitBreaker> = (0..=MIGRATIONS).map(|_| CircuitBreaker::new(cfg)).collect();
     let mut sim = Sim::new(p, &arena, start, seed);
     let mut gen = Gen::new(seed, p, long, if long { 0 } else { MIGRATIONS });
+    // Half the histories also change the configuration now and then
+    // (`set_config`): odd seeds.
+    gen.reconfigure = (seed & 1 == 1).then_some(*spec);
     sim.check(start)?;
     let mut i = 0;
     loop {

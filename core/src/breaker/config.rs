@@ -2,10 +2,10 @@
 
 use core::fmt;
 
+use super::live::{MAX_SLOW_THRESHOLD_MICROS, OPEN_UNIT_MICROS};
 use super::word::{
     MAX_CLOSE_AFTER, MAX_CONSECUTIVE, MAX_HALF_OPEN_PERMITS, MAX_OPEN_FOR, MAX_STREAK,
 };
-use super::live::{MAX_SLOW_THRESHOLD_MICROS, OPEN_UNIT_MICROS};
 use crate::Duration;
 
 /// The largest count-based window, in calls.
@@ -261,7 +261,10 @@ const fn round_open_time(d: Duration) -> Duration {
 
 impl ConfigBuilder {
     /// Open after `n` failures in a row (1..=255). A success resets the
-    /// count.
+    /// count. Failures in a row are counted (up to 255) even with this
+    /// policy off, so one turned on by
+    /// [`set_config`](super::CircuitBreaker::set_config) counts the streak
+    /// already under way.
     pub const fn consecutive_failures(mut self, n: u32) -> Self {
         self.consecutive_failures = Some(n);
         self

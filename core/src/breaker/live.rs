@@ -31,7 +31,8 @@
 //! success); a breaker open at the change keeps its deadline and the new
 //! open times apply from the next opening.
 //!
-//! `open_bound` is the longest `max_open_for` ever configured. An open
+//! `open_bound` is, once a change has been made, the longest `max_open_for`
+//! ever configured. An open
 //! deadline is read against it (see `word::remaining`), so that a shorter
 //! open time set while the breaker is open never makes a deadline set under
 //! the longer one look expired early (or a stale clock read it as expired).
@@ -72,7 +73,8 @@ pub(crate) struct LiveConfig {
     open_for: AtomicU32,
     /// 8 µs units.
     max_open_for: AtomicU32,
-    /// The longest `max_open_for` ever set, 8 µs units; only grows.
+    /// 0 until the first change; then the longest `max_open_for` ever
+    /// configured, 8 µs units; only grows.
     open_bound: AtomicU32,
 }
 
@@ -84,8 +86,7 @@ const fn trip_word(c: &Config) -> u32 {
 }
 
 const fn trial_word(c: &Config) -> u32 {
-    c.half_open_permits as u32
-        | (c.close_after as u32) << CLOSE_AFTER_SHIFT
+    c.half_open_permits as u32 | (c.close_after as u32) << CLOSE_AFTER_SHIFT
 }
 
 const fn slow_word(d: Duration) -> u32 {
@@ -117,7 +118,7 @@ impl LiveConfig {
                 slow_threshold: AtomicU32::new(slow_word(c.slow_threshold)),
                 open_for: AtomicU32::new(units(c.open_for)),
                 max_open_for: AtomicU32::new(units(c.max_open_for)),
-                open_bound: AtomicU32::new(units(c.max_open_for)),
+                open_bound: AtomicU32::new(0),
             }
         }
     }
@@ -189,14 +190,16 @@ impl LiveConfig {
     }
 
     /// The open time an Open word with `streak` is read against (see the
-    /// module docs): its open time, or the longest ever configured once a
-    /// shorter one replaced it.
+    /// module docs): its open time, and once the configuration has been
+    /// changed, at least the longest `max_open_for` ever configured (the
+    /// word's deadline may come from any of them).
     pub(crate) fn open_bound(&self, streak: u32) -> Duration {
-        let bound = self.open_bound.load(Relaxed);
-        if bound > self.max_open_for.load(Relaxed) {
-            from_units(bound)
+        let bound = from_units(self.open_bound.load(Relaxed));
+        let open = self.open_duration(streak);
+        if bound.as_micros() > open.as_micros() {
+            bound
         } else {
-            self.open_duration(streak)
+            open
         }
     }
 
@@ -215,7 +218,10 @@ impl LiveConfig {
         }
         // The bound first: a deadline set under the new, longer open times
         // must never be read against the old, shorter bound.
-        self.open_bound.fetch_max(units(new.max_open_for), Relaxed);
+        self.open_bound.fetch_max(
+            units(old.max_open_for).max(units(new.max_open_for)),
+            Relaxed,
+        );
         self.max_open_for.store(units(new.max_open_for), Relaxed);
         self.open_for.store(units(new.open_for), Relaxed);
         self.slow_threshold

@@ -112,9 +112,13 @@ impl CircuitBreaker {
             if !cur.owns(low(gen), false) {
                 return None;
             }
-            let failures = match (threshold, failure) {
-                (0, _) | (_, false) => 0,
-                (_, true) => cur.failures() + 1,
+            // Failures in a row are counted whether or not the consecutive
+            // policy is on (saturating at 255), so turning it on with
+            // `set_config` counts the streak already under way.
+            let failures = if failure {
+                (cur.failures() + 1).min(word::MAX_CONSECUTIVE)
+            } else {
+                0
             };
             if threshold != 0 && failures >= threshold {
                 match self.trip_closed(cur, gen, now) {

@@ -43,8 +43,8 @@ pub struct Snapshot {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum SnapshotError {
-    /// `consecutive_failures` reached the trip threshold: the breaker could
-    /// not be closed with that count.
+    /// `consecutive_failures` reached the trip threshold (the breaker could
+    /// not be closed with that count), or is above 255 (the count's range).
     ConsecutiveFailures(u16),
     /// `half_open_successes` reached `close_after`.
     HalfOpenSuccesses(u8),
@@ -188,14 +188,13 @@ impl CircuitBreaker {
         let new = match s.state {
             State::Closed => {
                 let threshold = cfg.consecutive_failures;
-                if threshold != 0 && s.consecutive_failures >= threshold {
+                // The count is kept with the policy off too (up to 255).
+                if (threshold != 0 && s.consecutive_failures >= threshold)
+                    || u32::from(s.consecutive_failures) > word::MAX_CONSECUTIVE
+                {
                     return Err(SnapshotError::ConsecutiveFailures(s.consecutive_failures));
                 }
-                let failures = if threshold == 0 {
-                    0
-                } else {
-                    s.consecutive_failures
-                };
+                let failures = s.consecutive_failures;
                 let cursor = if windowed {
                     Window::restored_cursor(outcomes.calls)
                 } else {
