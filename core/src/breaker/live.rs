@@ -18,7 +18,9 @@
 //!
 //! Reads are `Relaxed` loads of the one word a decision needs (the closed
 //! path reads what it read before, from an atomic instead of a plain field:
-//! the same load instruction on x86-64 and Arm). A decision racing a change
+//! the same load instruction on x86-64 and Arm). The one ordering that
+//! matters is the open bound's (below): the open times are stored with
+//! `Release` after the bound is raised and read with `Acquire` before it. A decision racing a change
 //! sees each *word* wholly old or wholly new: the trip thresholds together,
 //! the half-open limits together, each duration on its own. Changes are
 //! serialised with each other ([`crate::sync::critical`]), never with calls.
@@ -39,7 +41,10 @@
 
 use super::config::Config;
 use super::word::MAX_OPEN_FOR;
-use crate::sync::{const_fn_unless_loom, AtomicU32, Ordering::Relaxed};
+use crate::sync::{
+    const_fn_unless_loom, AtomicU32,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use crate::Duration;
 
 /// Open times are kept in units of this many µs.
@@ -194,8 +199,12 @@ impl LiveConfig {
     /// changed, at least the longest `max_open_for` ever configured (the
     /// word's deadline may come from any of them).
     pub(crate) fn open_bound(&self, streak: u32) -> Duration {
+        // The open times first, with Acquire: a reader that sees a new
+        // (shorter) open time then sees the bound raised before it.
+        let open_for = u64::from(self.open_for.load(Acquire));
+        let max = u64::from(self.max_open_for.load(Acquire));
+        let open = from_units(open_for.saturating_mul(1 << streak).min(max) as u32);
         let bound = from_units(self.open_bound.load(Relaxed));
-        let open = self.open_duration(streak);
         if bound.as_micros() > open.as_micros() {
             bound
         } else {
@@ -222,8 +231,9 @@ impl LiveConfig {
             units(old.max_open_for).max(units(new.max_open_for)),
             Relaxed,
         );
-        self.max_open_for.store(units(new.max_open_for), Relaxed);
-        self.open_for.store(units(new.open_for), Relaxed);
+        // Release: the bound is visible to whoever sees these (`open_bound`).
+        self.max_open_for.store(units(new.max_open_for), Release);
+        self.open_for.store(units(new.open_for), Release);
         self.slow_threshold
             .store(slow_word(new.slow_threshold), Relaxed);
         self.trial.store(trial_word(new), Relaxed);
