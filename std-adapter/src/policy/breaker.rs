@@ -1,0 +1,505 @@
+//! [`Breaker`]: async calls through the core's [`CircuitBreaker`], with a
+//! classifier, an optional timeout and tracing of every transition.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use fusebox::breaker::{Metrics, Outcome, OwnedPermit, State, Transition};
+use fusebox::{CircuitBreaker, Clock, Instant};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+use super::CallError;
+use crate::TokioClock;
+
+/// Decides how a finished call counts for the breaker.
+///
+/// Implemented by [`DefaultClassifier`] (`Ok` succeeds, `Err` fails) and by
+/// every `Fn(&Result<T, E>) -> Outcome`. Return [`Outcome::Ignored`] for
+/// results that are not the dependency's fault (a 404, a validation error):
+/// they change no state, and a half-open trial so classified frees its slot
+/// without deciding.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::Outcome;
+/// use fusebox_std::policy::{Classify, DefaultClassifier};
+///
+/// let not_found_is_fine = |r: &Result<u16, u16>| match r {
+///     Ok(_) => Outcome::Success,
+///     Err(404) => Outcome::Ignored,
+///     Err(_) => Outcome::Failure,
+/// };
+/// assert_eq!(not_found_is_fine.classify(&Err(404)), Outcome::Ignored);
+/// assert_eq!(DefaultClassifier.classify(&Err::<(), u16>(404)), Outcome::Failure);
+/// ```
+pub trait Classify<T, E> {
+    /// How `result` counts.
+    fn classify(&self, result: &Result<T, E>) -> Outcome;
+}
+
+/// `Ok` is a success, `Err` a failure.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::Outcome;
+/// use fusebox_std::policy::{Classify, DefaultClassifier};
+///
+/// assert_eq!(DefaultClassifier.classify(&Ok::<u8, ()>(1)), Outcome::Success);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DefaultClassifier;
+
+impl<T, E> Classify<T, E> for DefaultClassifier {
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        if result.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        }
+    }
+}
+
+impl<T, E, F: Fn(&Result<T, E>) -> Outcome> Classify<T, E> for F {
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        self(result)
+    }
+}
+
+/// An async circuit breaker: the core's [`CircuitBreaker`] (every decision
+/// is the core's), a [`TokioClock`], a name for the logs, a classifier and
+/// an optional timeout. Cheap to clone (one `Arc`); clones share the breaker.
+///
+/// Transitions are emitted as `tracing` events with the fields `breaker`
+/// (the name), `from` and `to`: `warn` when it opens, `info` otherwise.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use fusebox::breaker::{CircuitBreaker, Config};
+/// use fusebox_std::policy::Breaker;
+/// use fusebox_std::CallError;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+/// let breaker = Breaker::builder("billing", core)
+///     .timeout(std::time::Duration::from_secs(2))
+///     .build();
+/// let failed: Result<u32, CallError<&str>> = breaker.call(async { Err("boom") }).await;
+/// assert!(matches!(failed, Err(CallError::Inner("boom"))));
+/// let refused = breaker.call(async { Ok::<_, &str>(1) }).await;
+/// assert!(matches!(refused, Err(CallError::Open { retry_after: Some(_) })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub struct Breaker<C = DefaultClassifier> {
+    shared: Arc<Shared<C>>,
+}
+
+struct Shared<C> {
+    breaker: Arc<CircuitBreaker>,
+    name: Arc<str>,
+    clock: TokioClock,
+    timeout: Option<Duration>,
+    classifier: C,
+}
+
+impl<C> Clone for Breaker<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for Breaker<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Breaker")
+            .field("name", &self.shared.name)
+            .field("timeout", &self.shared.timeout)
+            .field("breaker", &self.shared.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Breaker`]; see [`Breaker::builder`].
+#[must_use = "a builder does nothing until `build` is called"]
+#[derive(Debug)]
+pub struct BreakerBuilder<C = DefaultClassifier> {
+    breaker: Arc<CircuitBreaker>,
+    name: Arc<str>,
+    clock: Option<TokioClock>,
+    timeout: Option<Duration>,
+    classifier: C,
+}
+
+impl BreakerBuilder {
+    /// Uses `classifier` instead of [`DefaultClassifier`].
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config, Outcome};
+    /// # use fusebox_std::policy::Breaker;
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build().unwrap()));
+    /// let breaker = Breaker::builder("users", core)
+    ///     .classifier(|r: &Result<(), u16>| match r {
+    ///         Err(404) => Outcome::Ignored,
+    ///         Err(_) => Outcome::Failure,
+    ///         Ok(()) => Outcome::Success,
+    ///     })
+    ///     .build();
+    /// # drop(breaker);
+    /// ```
+    pub fn classifier<C>(self, classifier: C) -> BreakerBuilder<C> {
+        BreakerBuilder {
+            breaker: self.breaker,
+            name: self.name,
+            clock: self.clock,
+            timeout: self.timeout,
+            classifier,
+        }
+    }
+}
+
+impl<C> BreakerBuilder<C> {
+    /// A timeout for every call, counted as a failure when it fires; the
+    /// call is then dropped and [`CallError::Timeout`] returned.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The clock (default: a new [`TokioClock`] at `build`). Give the same
+    /// clock to every adapter that shares this core breaker.
+    pub fn clock(mut self, clock: TokioClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The breaker.
+    pub fn build(self) -> Breaker<C> {
+        Breaker {
+            shared: Arc::new(Shared {
+                breaker: self.breaker,
+                name: self.name,
+                clock: self.clock.unwrap_or_default(),
+                timeout: self.timeout,
+                classifier: self.classifier,
+            }),
+        }
+    }
+}
+
+impl Breaker {
+    /// A builder for a breaker named `name` (a label for logs and metrics;
+    /// keep secrets out of it) over `breaker`.
+    pub fn builder(name: impl Into<Arc<str>>, breaker: Arc<CircuitBreaker>) -> BreakerBuilder {
+        BreakerBuilder {
+            breaker,
+            name: name.into(),
+            clock: None,
+            timeout: None,
+            classifier: DefaultClassifier,
+        }
+    }
+
+    /// A breaker with the default classifier, no timeout and a new clock.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config, State};
+    /// # use fusebox_std::policy::Breaker;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build()?));
+    /// let breaker = Breaker::new("search", core);
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
+    pub fn new(name: impl Into<Arc<str>>, breaker: Arc<CircuitBreaker>) -> Self {
+        Self::builder(name, breaker).build()
+    }
+}
+
+impl<C> Breaker<C> {
+    /// Calls `future` if the breaker permits, and records how it went.
+    ///
+    /// The permit is asked for on the first poll (with the clock read right
+    /// then), the duration is measured from there to completion and fed to
+    /// the core's slow-call detection, and the classifier decides the
+    /// outcome. See [`BreakerCall`] for timeouts and cancellation.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # use fusebox_std::policy::Breaker;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// # let breaker = Breaker::new("db", Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap())));
+    /// let rows = breaker.call(async { Ok::<_, std::io::Error>(7) }).await?;
+    /// assert_eq!(rows, 7);
+    /// assert_eq!(breaker.metrics().successes, 1);
+    /// # Ok::<(), fusebox_std::CallError<std::io::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn call<F>(&self, future: F) -> BreakerCall<F, C> {
+        self.call_with_timeout(future, self.shared.timeout)
+    }
+
+    /// [`call`](Self::call) with this timeout instead of the configured one.
+    pub(crate) fn call_with_timeout<F>(
+        &self,
+        future: F,
+        timeout: Option<Duration>,
+    ) -> BreakerCall<F, C> {
+        BreakerCall {
+            future,
+            sleep: None,
+            shared: Arc::clone(&self.shared),
+            timeout,
+            stage: Stage::Start,
+        }
+    }
+
+    /// The state a call made now would see.
+    pub fn state(&self) -> State {
+        self.shared.breaker.state(self.shared.clock.now())
+    }
+
+    /// The core breaker's counters.
+    pub fn metrics(&self) -> Metrics {
+        self.shared.breaker.metrics()
+    }
+
+    /// The core breaker.
+    pub fn core(&self) -> &Arc<CircuitBreaker> {
+        &self.shared.breaker
+    }
+
+    /// The name given at construction.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The clock the breaker is read with.
+    pub fn clock(&self) -> TokioClock {
+        self.shared.clock
+    }
+
+    /// The configured timeout.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.shared.timeout
+    }
+}
+
+pin_project! {
+    /// The future of [`Breaker::call`].
+    ///
+    /// On its first poll it asks the core breaker for a permit (an open
+    /// breaker resolves it at once to [`CallError::Open`], without polling
+    /// the inner future), starts the timeout if there is one, and then polls
+    /// the inner future. It records the permit exactly once:
+    ///
+    /// * the inner future completes: the classifier's outcome, with the
+    ///   measured duration;
+    /// * the timeout fires first: a failure, with the timeout as duration;
+    ///   the inner future is not polled again ([`CallError::Timeout`]).
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping this future before it completes drops the inner future and
+    /// *abandons* the permit: it counts as neither success nor failure
+    /// (the core's `Metrics::abandoned`), and a half-open trial slot is
+    /// freed without deciding, so a cancelled probe can never keep the
+    /// breaker half-open nor close or open it. Dropped before its first
+    /// poll, it never asked for a permit at all.
+    ///
+    /// # Panics
+    ///
+    /// Polling it again after it returned `Ready` panics.
+    #[must_use = "futures do nothing unless you .await or poll them"]
+    pub struct BreakerCall<F, C> {
+        #[pin]
+        future: F,
+        #[pin]
+        sleep: Option<Sleep>,
+        shared: Arc<Shared<C>>,
+        timeout: Option<Duration>,
+        stage: Stage,
+    }
+}
+
+enum Stage {
+    Start,
+    Running {
+        permit: OwnedPermit<Arc<CircuitBreaker>>,
+        started: Instant,
+    },
+    Done,
+}
+
+impl<F, C> BreakerCall<F, C> {
+    /// The inner future.
+    pub fn get_ref(&self) -> &F {
+        &self.future
+    }
+
+    /// The inner future, mutably.
+    pub fn get_mut(&mut self) -> &mut F {
+        &mut self.future
+    }
+
+    /// The inner future; a permit already taken is abandoned (see
+    /// [Cancellation](Self#cancellation)).
+    pub fn into_inner(self) -> F {
+        self.future
+    }
+}
+
+impl<F, C, T, E> Future for BreakerCall<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, CallError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let shared = &**this.shared;
+        if matches!(this.stage, Stage::Start) {
+            let now = shared.clock.now();
+            match CircuitBreaker::try_acquire_owned(Arc::clone(&shared.breaker), now) {
+                Err(rejected) => {
+                    *this.stage = Stage::Done;
+                    tracing::debug!(breaker = %shared.name, state = ?rejected.state, "call rejected");
+                    return Poll::Ready(Err(CallError::Open {
+                        retry_after: rejected.retry_after.map(Into::into),
+                    }));
+                }
+                Ok(permit) => {
+                    if let Some(t) = permit.transition() {
+                        log_transition(&shared.name, t);
+                    }
+                    if let Some(timeout) = *this.timeout {
+                        let at = shared.clock.to_tokio(now) + timeout;
+                        this.sleep.set(Some(tokio::time::sleep_until(at)));
+                    }
+                    *this.stage = Stage::Running {
+                        permit,
+                        started: now,
+                    };
+                }
+            }
+        }
+        assert!(
+            matches!(this.stage, Stage::Running { .. }),
+            "BreakerCall polled after completion"
+        );
+        let result = match this.future.poll(cx) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                Some(Poll::Ready(())) => None,
+                _ => return Poll::Pending,
+            },
+        };
+        let Stage::Running { permit, started } = std::mem::replace(this.stage, Stage::Done) else {
+            unreachable!("checked above");
+        };
+        let now = shared.clock.now();
+        let elapsed = now - started;
+        let Some(result) = result else {
+            record(shared, permit, Outcome::Failure, now, elapsed);
+            tracing::debug!(breaker = %shared.name, "call timed out");
+            return Poll::Ready(Err(CallError::Timeout));
+        };
+        let verdict = shared.classifier.classify(&result);
+        record(shared, permit, verdict, now, elapsed);
+        Poll::Ready(result.map_err(CallError::Inner))
+    }
+}
+
+fn record<C>(
+    shared: &Shared<C>,
+    permit: OwnedPermit<Arc<CircuitBreaker>>,
+    outcome: Outcome,
+    now: Instant,
+    elapsed: fusebox::Duration,
+) {
+    if let Some(t) = permit.record(outcome, now, elapsed) {
+        log_transition(&shared.name, t);
+    }
+}
+
+/// One `tracing` event per transition, with structured fields.
+pub(crate) fn log_transition(name: &str, t: Transition) {
+    let at_us = t.at.as_micros();
+    match t.to {
+        State::Open | State::ForcedOpen => {
+            tracing::warn!(breaker = %name, from = ?t.from, to = ?t.to, at_us, "circuit breaker opened");
+        }
+        State::HalfOpen => {
+            tracing::info!(breaker = %name, from = ?t.from, to = ?t.to, at_us, "circuit breaker half-open");
+        }
+        State::Closed => {
+            tracing::info!(breaker = %name, from = ?t.from, to = ?t.to, at_us, "circuit breaker closed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fusebox::breaker::Config;
+
+    fn breaker(n: u32) -> Breaker {
+        let config = Config::builder()
+            .consecutive_failures(n)
+            .open_for(fusebox::Duration::from_secs(1))
+            .build()
+            .unwrap();
+        Breaker::new("test", Arc::new(CircuitBreaker::new(config)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn not_polled_asks_nothing() {
+        let b = breaker(1);
+        let call = b.call(async { Ok::<(), ()>(()) });
+        drop(call);
+        assert_eq!(b.metrics(), Metrics::default());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_counts_as_failure_and_opens() {
+        let b = Breaker::builder("t", Arc::clone(breaker(1).core()))
+            .timeout(Duration::from_millis(100))
+            .build();
+        let start = tokio::time::Instant::now();
+        let r = b
+            .call(async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok::<(), ()>(())
+            })
+            .await;
+        assert!(matches!(r, Err(CallError::Timeout)));
+        assert_eq!(
+            tokio::time::Instant::now(),
+            start + Duration::from_millis(100)
+        );
+        assert_eq!(b.metrics().failures, 1);
+        assert_eq!(b.state(), State::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    #[should_panic(expected = "polled after completion")]
+    async fn polled_after_completion_panics() {
+        let b = breaker(1);
+        let mut call = std::pin::pin!(b.call(async { Ok::<(), ()>(()) }));
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(call.as_mut().poll(&mut cx).is_ready());
+        let _ = call.as_mut().poll(&mut cx);
+    }
+}

@@ -1,0 +1,438 @@
+//! [`Retry`]: attempts, exponential backoff with full jitter, a retry
+//! predicate, an overall deadline, a shared [`RetryBudget`] and the
+//! server's Retry-After.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::backoff::{ExponentialBackoffMaker, MakeBackoff};
+use super::{Backoff, CallError, RetryBudget};
+
+/// Which errors are worth another attempt, and how long the error itself
+/// asks to wait.
+///
+/// Implemented by every `Fn(&E) -> bool` (no Retry-After), by [`RetryAll`],
+/// by [`HonorRetryAfter`] (which reads the error's
+/// [`fusebox::RetryAfter`]) and by [`OnCallError`] (for errors of the
+/// other policy layers).
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::policy::RetryPredicate;
+///
+/// let transient = |status: &u16| *status >= 500;
+/// assert!(transient.should_retry(&503));
+/// assert!(!transient.should_retry(&404));
+/// assert_eq!(transient.retry_after(&503), None);
+/// ```
+pub trait RetryPredicate<E> {
+    /// Whether `error` may be retried.
+    fn should_retry(&self, error: &E) -> bool;
+
+    /// The least wait before retrying after `error`, if it names one (a
+    /// server's Retry-After); the retry never comes earlier.
+    fn retry_after(&self, error: &E) -> Option<Duration> {
+        let _ = error;
+        None
+    }
+}
+
+impl<E, F: Fn(&E) -> bool> RetryPredicate<E> for F {
+    fn should_retry(&self, error: &E) -> bool {
+        self(error)
+    }
+}
+
+/// A predicate by reference (a blanket impl for `&P` would overlap the one
+/// for closures).
+pub(crate) struct ByRef<'a, P>(pub(crate) &'a P);
+
+impl<E, P: RetryPredicate<E>> RetryPredicate<E> for ByRef<'_, P> {
+    fn should_retry(&self, error: &E) -> bool {
+        self.0.should_retry(error)
+    }
+    fn retry_after(&self, error: &E) -> Option<Duration> {
+        self.0.retry_after(error)
+    }
+}
+
+/// Retries every error.
+///
+/// ```
+/// use fusebox_std::policy::{RetryAll, RetryPredicate};
+///
+/// assert!(RetryAll.should_retry(&"anything"));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetryAll;
+
+impl<E> RetryPredicate<E> for RetryAll {
+    fn should_retry(&self, _: &E) -> bool {
+        true
+    }
+}
+
+/// `P`, plus the wait the error names through [`fusebox::RetryAfter`]
+/// (the core's trait: implement it for your error type, e.g. from an HTTP
+/// `Retry-After` header).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{HonorRetryAfter, RetryAll, RetryPredicate};
+///
+/// struct TooMany { after_secs: u64 }
+/// impl fusebox::RetryAfter for TooMany {
+///     fn retry_after(&self) -> Option<fusebox::Duration> {
+///         Some(fusebox::Duration::from_secs(self.after_secs))
+///     }
+/// }
+/// let p = HonorRetryAfter(RetryAll);
+/// assert_eq!(p.retry_after(&TooMany { after_secs: 3 }), Some(Duration::from_secs(3)));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HonorRetryAfter<P>(pub P);
+
+impl<E: fusebox::RetryAfter, P: RetryPredicate<E>> RetryPredicate<E> for HonorRetryAfter<P> {
+    fn should_retry(&self, error: &E) -> bool {
+        self.0.should_retry(error)
+    }
+    fn retry_after(&self, error: &E) -> Option<Duration> {
+        let own = error.retry_after().map(Duration::from);
+        own.max(self.0.retry_after(error))
+    }
+}
+
+/// For errors of the policy layers ([`CallError`]): a callee's error is
+/// retried when `P` says so (with `P`'s Retry-After), a timeout is retried,
+/// and an open breaker, a rate limit that would overrun the deadline or a
+/// full bulkhead stop the retries at once.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::policy::{OnCallError, RetryAll, RetryPredicate};
+/// use fusebox_std::CallError;
+///
+/// let p = OnCallError(RetryAll);
+/// assert!(p.should_retry(&CallError::<()>::Timeout));
+/// assert!(!p.should_retry(&CallError::<()>::Open { retry_after: None }));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OnCallError<P>(pub P);
+
+impl<E, P: RetryPredicate<E>> RetryPredicate<CallError<E>> for OnCallError<P> {
+    fn should_retry(&self, error: &CallError<E>) -> bool {
+        match error {
+            CallError::Inner(e) => self.0.should_retry(e),
+            CallError::Timeout => true,
+            _ => false,
+        }
+    }
+    fn retry_after(&self, error: &CallError<E>) -> Option<Duration> {
+        error.inner().and_then(|e| self.0.retry_after(e))
+    }
+}
+
+/// Why [`Retry`] gave up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stop {
+    /// The predicate refused this error.
+    NotRetryable,
+    /// Every attempt was made.
+    Exhausted,
+    /// The next attempt would have started at or after the deadline.
+    Deadline,
+    /// The retry budget had no retry left.
+    Budget,
+}
+
+/// The last error, with how many attempts were made and why retrying
+/// stopped.
+///
+/// `Display` names the reason, never the error (see [`CallError`]);
+/// `source` is the error.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::policy::{RetryError, Stop};
+///
+/// let e = RetryError { error: std::io::Error::other("secret"), attempts: 3, stop: Stop::Exhausted };
+/// assert_eq!(e.to_string(), "gave up after 3 attempts: all attempts failed");
+/// ```
+#[derive(Debug)]
+pub struct RetryError<E> {
+    /// The last attempt's error.
+    pub error: E,
+    /// Attempts made (the first one included).
+    pub attempts: u32,
+    /// Why there was no other attempt.
+    pub stop: Stop,
+}
+
+impl<E> fmt::Display for RetryError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let why = match self.stop {
+            Stop::NotRetryable => "the error is not retryable",
+            Stop::Exhausted => "all attempts failed",
+            Stop::Deadline => "the deadline leaves no time for another attempt",
+            Stop::Budget => "the retry budget is spent",
+        };
+        write!(f, "gave up after {} attempts: {why}", self.attempts)
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for RetryError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Retries a call: up to `max_attempts` attempts, waiting between them what
+/// the backoff says (or longer, if the error names a Retry-After), within
+/// an overall deadline and a shared [`RetryBudget`].
+///
+/// Before each retry, in this order: the predicate must accept the error;
+/// attempts must be left; the wait is `max(backoff, Retry-After)`; the
+/// retry must start *before* the deadline (else it stops at once, without
+/// sleeping: it never sleeps past the deadline); the budget must grant it.
+/// Every first attempt is deposited in the budget. All waits are
+/// `tokio::time` sleeps (rounded up by tokio to its 1 ms resolution).
+///
+/// # Cancellation
+///
+/// Dropping the future of [`call`](Self::call) drops the attempt in flight
+/// or the sleep; a retry already granted by the budget stays counted.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{ExponentialBackoffMaker, Jitter, Retry, Stop};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let retry = Retry::builder()
+///     .max_attempts(3)
+///     .backoff(ExponentialBackoffMaker::new(Duration::from_millis(100), 2.0, Duration::from_secs(1))?
+///         .with_jitter(Jitter::None))
+///     .build();
+/// let start = tokio::time::Instant::now();
+/// let mut calls = 0;
+/// let result = retry
+///     .call(|| {
+///         calls += 1;
+///         async { Err::<(), _>("down") }
+///     })
+///     .await;
+/// let error = result.unwrap_err();
+/// assert_eq!((error.attempts, error.stop), (3, Stop::Exhausted));
+/// assert_eq!(start.elapsed(), Duration::from_millis(100 + 200));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Retry<B = ExponentialBackoffMaker, P = RetryAll> {
+    max_attempts: u32,
+    backoff: B,
+    deadline: Option<Duration>,
+    budget: Option<Arc<RetryBudget>>,
+    predicate: P,
+}
+
+/// Builds a [`Retry`]; see [`Retry::builder`] for the defaults.
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct RetryBuilder<B = ExponentialBackoffMaker, P = RetryAll> {
+    retry: Retry<B, P>,
+}
+
+impl Retry {
+    /// A builder with these defaults: 3 attempts; exponential backoff from
+    /// 100 ms, factor 2, capped at 10 s, full jitter from an unseeded RNG;
+    /// no deadline; no budget; every error retried.
+    pub fn builder() -> RetryBuilder {
+        RetryBuilder {
+            retry: Retry {
+                max_attempts: 3,
+                backoff: ExponentialBackoffMaker::default(),
+                deadline: None,
+                budget: None,
+                predicate: RetryAll,
+            },
+        }
+    }
+}
+
+impl<B, P> RetryBuilder<B, P> {
+    /// Attempts in all, the first included (0 reads as 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.retry.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The overall deadline, from the start of the call: no attempt starts
+    /// at or after it.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.retry.deadline = Some(deadline);
+        self
+    }
+
+    /// A budget shared with other callers.
+    pub fn budget(mut self, budget: Arc<RetryBudget>) -> Self {
+        self.retry.budget = Some(budget);
+        self
+    }
+
+    /// The backoff.
+    pub fn backoff<B2: MakeBackoff>(self, backoff: B2) -> RetryBuilder<B2, P> {
+        let r = self.retry;
+        RetryBuilder {
+            retry: Retry {
+                max_attempts: r.max_attempts,
+                backoff,
+                deadline: r.deadline,
+                budget: r.budget,
+                predicate: r.predicate,
+            },
+        }
+    }
+
+    /// Which errors to retry.
+    pub fn retry_if<P2>(self, predicate: P2) -> RetryBuilder<B, P2> {
+        let r = self.retry;
+        RetryBuilder {
+            retry: Retry {
+                max_attempts: r.max_attempts,
+                backoff: r.backoff,
+                deadline: r.deadline,
+                budget: r.budget,
+                predicate,
+            },
+        }
+    }
+
+    /// Also wait at least what the error's [`fusebox::RetryAfter`] names
+    /// (see [`HonorRetryAfter`]).
+    pub fn honor_retry_after(self) -> RetryBuilder<B, HonorRetryAfter<P>> {
+        let r = self.retry;
+        RetryBuilder {
+            retry: Retry {
+                max_attempts: r.max_attempts,
+                backoff: r.backoff,
+                deadline: r.deadline,
+                budget: r.budget,
+                predicate: HonorRetryAfter(r.predicate),
+            },
+        }
+    }
+
+    /// The retry policy.
+    pub fn build(self) -> Retry<B, P> {
+        self.retry
+    }
+}
+
+impl<B: MakeBackoff, P> Retry<B, P> {
+    /// The most attempts.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The predicate.
+    pub fn predicate(&self) -> &P {
+        &self.predicate
+    }
+
+    /// Calls `attempt` until it succeeds or retrying stops (see the type's
+    /// docs for the order of the checks).
+    ///
+    /// # Errors
+    ///
+    /// [`RetryError`] with the last error, the attempts made and the reason.
+    pub async fn call<F, Fut, T, E>(&self, mut attempt: F) -> Result<T, RetryError<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        P: RetryPredicate<E>,
+    {
+        self.run(&self.predicate, |_| attempt()).await
+    }
+
+    /// The loop, with another predicate (the policy's) and the deadline
+    /// passed to each attempt (for the rate-limit wait).
+    pub(crate) async fn run<Q, F, Fut, T, E>(
+        &self,
+        predicate: &Q,
+        mut attempt: F,
+    ) -> Result<T, RetryError<E>>
+    where
+        Q: RetryPredicate<E>,
+        F: FnMut(Option<Instant>) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let deadline = self.deadline.map(|d| Instant::now() + d);
+        if let Some(budget) = &self.budget {
+            budget.deposit();
+        }
+        let mut backoff = self.backoff.make_backoff();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let error = match attempt(deadline).await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let next = self.next_wait(predicate, &error, attempts, deadline, &mut backoff);
+            let wake = match next {
+                Ok(wake) => wake,
+                Err(stop) => {
+                    tracing::debug!(attempts, ?stop, "retry stopped");
+                    return Err(RetryError {
+                        error,
+                        attempts,
+                        stop,
+                    });
+                }
+            };
+            tracing::debug!(attempts, "retrying");
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+
+    /// When the next attempt starts, or why there is none.
+    fn next_wait<Q: RetryPredicate<E>, E>(
+        &self,
+        predicate: &Q,
+        error: &E,
+        attempts: u32,
+        deadline: Option<Instant>,
+        backoff: &mut B::Backoff,
+    ) -> Result<Instant, Stop> {
+        if !predicate.should_retry(error) {
+            return Err(Stop::NotRetryable);
+        }
+        if attempts >= self.max_attempts {
+            return Err(Stop::Exhausted);
+        }
+        let delay = backoff.next_delay();
+        let wait = predicate
+            .retry_after(error)
+            .map_or(delay, |after| after.max(delay));
+        let wake = Instant::now() + wait;
+        if deadline.is_some_and(|d| wake >= d) {
+            return Err(Stop::Deadline);
+        }
+        if self.budget.as_ref().is_some_and(|b| !b.try_withdraw()) {
+            return Err(Stop::Budget);
+        }
+        Ok(wake)
+    }
+}
