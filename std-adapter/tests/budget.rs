@@ -89,8 +89,11 @@ async fn the_bound_holds_under_concurrent_callers() {
     let now = at_ms(1_000); // one window for the whole run
     let tasks: Vec<_> = (0..TASKS)
         .map(|_| {
-            let (budget, deposits, granted) =
-                (Arc::clone(&budget), Arc::clone(&deposits), Arc::clone(&granted));
+            let (budget, deposits, granted) = (
+                Arc::clone(&budget),
+                Arc::clone(&deposits),
+                Arc::clone(&granted),
+            );
             tokio::spawn(async move {
                 for round in 0..ROUNDS {
                     deposits.fetch_add(1, Ordering::SeqCst);
@@ -164,7 +167,13 @@ async fn a_fleet_of_retriers_cannot_amplify_an_outage() {
         }
     }
     let total = attempts.load(Ordering::SeqCst);
-    assert!(total <= CALLERS + 5 + 20 * CALLERS / 100, "{total} attempts");
+    assert!(
+        total <= CALLERS + 5 + 20 * CALLERS / 100,
+        "{total} attempts"
+    );
     assert!(total >= CALLERS, "every caller made its first attempt");
-    assert!(budget_stops >= CALLERS - 45, "{budget_stops} stopped by the budget");
+    assert!(
+        budget_stops >= CALLERS - 45,
+        "{budget_stops} stopped by the budget"
+    );
 }

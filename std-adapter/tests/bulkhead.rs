@@ -14,7 +14,10 @@ use tokio::sync::Notify;
 use tokio::time::{sleep, Instant};
 
 /// Spawns a call that holds its slot until `release` is notified.
-fn hold(bulkhead: &Bulkhead, release: &Arc<Notify>) -> tokio::task::JoinHandle<Result<(), CallError<()>>> {
+fn hold(
+    bulkhead: &Bulkhead,
+    release: &Arc<Notify>,
+) -> tokio::task::JoinHandle<Result<(), CallError<()>>> {
     let (bulkhead, release) = (bulkhead.clone(), Arc::clone(release));
     tokio::spawn(async move {
         bulkhead

@@ -34,8 +34,7 @@ async fn fallback_on_any_error_or_only_an_open_breaker() {
 #[tokio::test(start_paused = true)]
 async fn stale_value_is_served_while_the_breaker_is_open() {
     let breaker = Breaker::new("prices", core_breaker(1, Duration::from_secs(30)));
-    let cache: StaleCache<&str, u32, 16> =
-        StaleCache::new(Duration::ZERO, Duration::from_secs(60));
+    let cache: StaleCache<&str, u32, 16> = StaleCache::new(Duration::ZERO, Duration::from_secs(60));
     let fetched = cache
         .get_or_fetch("eur", || breaker.call(async { Ok::<_, &str>(108) }))
         .await
@@ -81,12 +80,18 @@ async fn stale_value_is_served_while_the_breaker_is_open() {
 #[tokio::test(start_paused = true)]
 async fn staleness_is_bounded_by_max_stale() {
     let cache: StaleCache<u8, &str, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(10));
-    cache.get_or_fetch(1, || async { Ok::<_, ()>("v1") }).await.unwrap();
+    cache
+        .get_or_fetch(1, || async { Ok::<_, ()>("v1") })
+        .await
+        .unwrap();
 
     // Just under the bound: served.
     sleep(Duration::from_millis(9_999)).await;
     let under = cache.get_or_fetch(1, || async { Err(()) }).await.unwrap();
-    assert_eq!((under.source, under.age), (Source::Stale, Duration::from_millis(9_999)));
+    assert_eq!(
+        (under.source, under.age),
+        (Source::Stale, Duration::from_millis(9_999))
+    );
 
     // At the bound: too old, the error comes through.
     sleep(Duration::from_millis(1)).await;

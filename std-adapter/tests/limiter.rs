@@ -55,7 +55,9 @@ async fn waiters_are_served_first_come_first_served() {
     limiter.until_ready().await.unwrap(); // empty now
     let start = Instant::now();
     let log = Arc::new(Mutex::new(Vec::new()));
-    let tasks: Vec<_> = (1..=4).map(|id| waiter(&limiter, id, 1, start, &log)).collect();
+    let tasks: Vec<_> = (1..=4)
+        .map(|id| waiter(&limiter, id, 1, start, &log))
+        .collect();
     for t in tasks {
         t.await.unwrap().unwrap();
     }
@@ -74,7 +76,9 @@ async fn a_large_request_is_not_starved_by_small_ones() {
     let start = Instant::now();
     let log = Arc::new(Mutex::new(Vec::new()));
     let big = waiter(&limiter, 0, 3, start, &log);
-    let small: Vec<_> = (1..=2).map(|id| waiter(&limiter, id, 1, start, &log)).collect();
+    let small: Vec<_> = (1..=2)
+        .map(|id| waiter(&limiter, id, 1, start, &log))
+        .collect();
     big.await.unwrap().unwrap();
     for t in small {
         t.await.unwrap().unwrap();
@@ -145,8 +149,9 @@ async fn a_wait_past_the_deadline_fails_at_once() {
 }
 
 fn keyed(per_second: u32) -> Arc<KeyedLimiter<u32, 64>> {
-    let core = fusebox::KeyedLimiter::new(Quota::per_second(per_second).unwrap(), FullPolicy::Reject)
-        .unwrap();
+    let core =
+        fusebox::KeyedLimiter::new(Quota::per_second(per_second).unwrap(), FullPolicy::Reject)
+            .unwrap();
     Arc::new(KeyedLimiter::new(Arc::new(core)))
 }
 

@@ -32,7 +32,7 @@ pub use retry::{
 };
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Bulkhead, retries, rate limit, circuit breaker and timeout around one
@@ -68,7 +68,7 @@ use std::time::Duration;
 /// # Examples
 ///
 /// ```
-/// use std::sync::Arc;
+/// use std::sync::{Arc, Mutex, PoisonError};
 /// use std::time::Duration;
 /// use fusebox::breaker::{CircuitBreaker, Config};
 /// use fusebox::bucket::{Quota, TokenBucket};
@@ -177,14 +177,15 @@ impl<C, B, P> PolicyBuilder<C, B, P> {
 }
 
 impl<C, B: MakeBackoff, P> Policy<C, B, P> {
-    /// Calls `make()`'s future through every layer; `make` is called once
-    /// per attempt.
+    /// Calls `make()`'s future through every layer. `make` is called once
+    /// per attempt, and only once every layer has admitted the attempt
+    /// (inside the breaker's permit): a refused attempt never calls it.
     ///
     /// # Errors
     ///
     /// The last attempt's [`CallError`]: the callee's error
     /// ([`CallError::Inner`]), or the refusal of a layer.
-    pub async fn call<F, Fut, T, E>(&self, mut make: F) -> Result<T, CallError<E>>
+    pub async fn call<F, Fut, T, E>(&self, make: F) -> Result<T, CallError<E>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -195,24 +196,28 @@ impl<C, B: MakeBackoff, P> Policy<C, B, P> {
             Some(bulkhead) => Some(bulkhead.acquire().await.map_err(CallError::Bulkhead)?),
             None => None,
         };
+        // Shared by the attempts (one at a time), each calling it only once
+        // admitted; a mutex rather than a `RefCell` keeps the future `Send`.
+        let make = Mutex::new(make);
         match &self.retry {
-            None => self.attempt(make(), None).await,
+            None => self.attempt(&make, None).await,
             Some(retry) => retry
                 .run(&OnCallError(retry::ByRef(retry.predicate())), |deadline| {
-                    self.attempt(make(), deadline)
+                    self.attempt(&make, deadline)
                 })
                 .await
                 .map_err(|stopped| stopped.error),
         }
     }
 
-    /// One attempt: rate limit, breaker, timeout.
-    async fn attempt<Fut, T, E>(
+    /// One attempt: rate limit, breaker, timeout, then `make`'s future.
+    async fn attempt<F, Fut, T, E>(
         &self,
-        future: Fut,
+        make: &Mutex<F>,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<T, CallError<E>>
     where
+        F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         C: Classify<T, E>,
     {
@@ -222,6 +227,14 @@ impl<C, B: MakeBackoff, P> Policy<C, B, P> {
                 .await
                 .map_err(CallError::RateLimited)?;
         }
+        // Lazy: built on the breaker's first poll of it, after the permit.
+        let future = async {
+            let future = {
+                let mut make = make.lock().unwrap_or_else(PoisonError::into_inner);
+                make()
+            };
+            future.await
+        };
         match (&self.breaker, self.timeout) {
             (Some(breaker), timeout) => {
                 breaker

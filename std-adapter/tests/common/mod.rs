@@ -81,5 +81,8 @@ impl Capture {
 
 /// The value of field `name` in `event`.
 pub fn field<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
-    event.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    event
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
