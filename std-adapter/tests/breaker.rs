@@ -231,3 +231,46 @@ async fn transitions_are_traced_with_structured_fields() {
         ]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn failsafe_call_ok_call_err_and_call_with() {
+    // failsafe-rs `futures` tests, with a breaker opening on one failure:
+    // a success keeps it closed; an error opens it and the next call is
+    // rejected; errors its predicate excuses keep it closed (failsafe
+    // counts them as successes, here they are `Ignored`).
+    let breaker = Breaker::new("failsafe", core_breaker(1, Duration::from_secs(5)));
+    breaker
+        .call(async {
+            sleep(Duration::from_millis(100)).await;
+            Ok::<(), ()>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+    assert!(matches!(
+        breaker.call(async { Err::<(), ()>(()) }).await,
+        Err(CallError::Inner(()))
+    ));
+    assert_eq!(breaker.state(), State::Open);
+    assert!(matches!(
+        breaker.call(async { Ok::<(), ()>(()) }).await,
+        Err(CallError::Open { .. })
+    ));
+
+    let excusing = Breaker::builder("failsafe-with", core_breaker(1, Duration::from_secs(5)))
+        .classifier(|r: &Result<(), bool>| match r {
+            Err(true) => Outcome::Ignored,
+            Err(false) => Outcome::Failure,
+            Ok(()) => Outcome::Success,
+        })
+        .build();
+    for _ in 0..2 {
+        assert!(matches!(
+            excusing.call(async { Err::<(), _>(true) }).await,
+            Err(CallError::Inner(true))
+        ));
+        assert_eq!(excusing.state(), State::Closed);
+    }
+    let _ = excusing.call(async { Err::<(), _>(false) }).await;
+    assert_eq!(excusing.state(), State::Open);
+}

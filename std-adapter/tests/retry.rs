@@ -277,3 +277,30 @@ async fn cancelling_during_the_backoff_stops_everything() {
         "no attempt after the drop"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn resilience4j_retry_scenarios() {
+    // resilience4j's retry tests with its default fixed 500 ms wait: a
+    // success is not retried (nothing slept); one failure then a success
+    // is 2 calls and 500 ms; three failures with maxAttempts 3 are 3 calls
+    // and 1 000 ms, ending in the last error.
+    let retry = Retry::builder()
+        .max_attempts(3)
+        .backoff(exponential(500, 1.0, 500))
+        .build();
+    let start = Instant::now();
+    let (ok, at) = attempts(&retry, 0, || "boom").await;
+    assert_eq!((ok.unwrap(), at.len()), (1, 1));
+    assert_eq!(Instant::now(), start);
+
+    let (ok, at) = attempts(&retry, 1, || "boom").await;
+    assert_eq!(ok.unwrap(), 2);
+    assert_eq!(at, ms(&[0, 500]));
+
+    let start = Instant::now();
+    let (err, at) = attempts(&retry, usize::MAX, || "boom").await;
+    let e = err.unwrap_err();
+    assert_eq!((e.error, e.attempts), ("boom", 3));
+    assert_eq!(at.len(), 3);
+    assert_eq!(Instant::now(), start + Duration::from_millis(1_000));
+}
