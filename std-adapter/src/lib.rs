@@ -15,6 +15,12 @@
 //! `.await` that precedes it; every wait is a `tokio::time` sleep. Logs go
 //! through `tracing` only, with structured fields.
 //!
+//! ## Features
+//!
+//! None yet: tokio (`time`, `sync`), tracing, pin-project-lite and fastrand
+//! are always on. The tower layers, the HTTP endpoints, the Redis backend
+//! and serde arrive behind `tower`, `http`, `redis` and `serde`.
+//!
 //! MSRV: Rust 1.88 (the core keeps its own, lower one).
 //!
 //! ## Example

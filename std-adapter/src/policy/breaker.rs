@@ -352,8 +352,8 @@ impl<F, C> BreakerCall<F, C> {
         &mut self.future
     }
 
-    /// The inner future; a permit already taken is abandoned (see
-    /// [Cancellation](Self#cancellation)).
+    /// The inner future. Only an unpolled call can be moved (a polled one
+    /// is pinned), so no permit has been asked for yet.
     pub fn into_inner(self) -> F {
         self.future
     }

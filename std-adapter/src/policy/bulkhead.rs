@@ -128,12 +128,10 @@ pub struct BulkheadPermit {
 }
 
 impl Bulkhead {
-    /// A bulkhead of `max_concurrent` slots.
-    ///
-    /// # Panics
-    ///
-    /// If `max_concurrent` is above [`Semaphore::MAX_PERMITS`].
+    /// A bulkhead of `max_concurrent` slots (at most
+    /// [`Semaphore::MAX_PERMITS`]; a larger number is clamped to it).
     pub fn new(max_concurrent: usize, overflow: Overflow) -> Self {
+        let max_concurrent = max_concurrent.min(Semaphore::MAX_PERMITS);
         Self {
             shared: Arc::new(Shared {
                 slots: Arc::new(Semaphore::new(max_concurrent)),
@@ -292,5 +290,12 @@ mod tests {
         c.await.unwrap().unwrap();
         let m = bulkhead.metrics();
         assert_eq!((m.in_use, m.queued, m.rejected), (0, 0, 1));
+    }
+
+    #[test]
+    fn too_many_slots_are_clamped_not_a_panic() {
+        let bulkhead = Bulkhead::new(usize::MAX, Overflow::Reject);
+        assert_eq!(bulkhead.max_concurrent(), Semaphore::MAX_PERMITS);
+        assert_eq!(bulkhead.metrics().in_use, 0);
     }
 }

@@ -436,3 +436,58 @@ impl<B: MakeBackoff, P> Retry<B, P> {
         Ok(wake)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::LimitError;
+
+    struct After(u64);
+    impl fusebox::RetryAfter for After {
+        fn retry_after(&self) -> Option<fusebox::Duration> {
+            Some(fusebox::Duration::from_millis(self.0))
+        }
+    }
+
+    #[test]
+    fn policy_refusals_are_never_retried() {
+        let p = OnCallError(RetryAll);
+        assert!(p.should_retry(&CallError::Inner(())));
+        assert!(p.should_retry(&CallError::<()>::Timeout));
+        assert!(!p.should_retry(&CallError::<()>::Open { retry_after: None }));
+        let limited = CallError::<()>::RateLimited(LimitError::DeadlineExceeded {
+            retry_after: Duration::from_secs(1),
+        });
+        assert!(!p.should_retry(&limited));
+        assert_eq!(
+            p.retry_after(&limited),
+            None,
+            "the limit's wait is not a server's"
+        );
+    }
+
+    #[test]
+    fn the_callee_retry_after_passes_through_the_policy() {
+        let p = OnCallError(HonorRetryAfter(|_: &After| true));
+        assert_eq!(
+            p.retry_after(&CallError::Inner(After(1_500))),
+            Some(Duration::from_millis(1_500))
+        );
+        assert_eq!(p.retry_after(&CallError::<After>::Timeout), None);
+    }
+
+    #[test]
+    fn retry_error_shows_the_reason_and_sources_the_error() {
+        let e = RetryError {
+            error: std::io::Error::other("token=abc"),
+            attempts: 2,
+            stop: Stop::Budget,
+        };
+        assert_eq!(
+            e.to_string(),
+            "gave up after 2 attempts: the retry budget is spent"
+        );
+        let source = std::error::Error::source(&e).unwrap();
+        assert_eq!(source.to_string(), "token=abc");
+    }
+}
