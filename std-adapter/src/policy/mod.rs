@@ -13,20 +13,24 @@ mod backoff;
 mod breaker;
 mod budget;
 mod bulkhead;
+mod classify;
 mod error;
 mod fallback;
+mod keyed_limiter;
 mod limiter;
 mod retry;
 
 pub use backoff::{
     Backoff, BackoffError, ExponentialBackoff, ExponentialBackoffMaker, Jitter, MakeBackoff,
 };
-pub use breaker::{Breaker, BreakerBuilder, BreakerCall, Classify, DefaultClassifier};
+pub use breaker::{Breaker, BreakerBuilder, BreakerCall};
 pub use budget::{BudgetError, RetryBudget};
 pub use bulkhead::{Bulkhead, BulkheadMetrics, BulkheadPermit, BulkheadRejection, Overflow};
+pub use classify::{Classify, DefaultClassifier};
 pub use error::CallError;
 pub use fallback::{Fallback, Served, Source, StaleCache};
-pub use limiter::{KeyedLimiter, LimitError, Limiter};
+pub use keyed_limiter::KeyedLimiter;
+pub use limiter::{LimitError, Limiter};
 pub use retry::{
     HonorRetryAfter, OnCallError, Retry, RetryAll, RetryBuilder, RetryError, RetryPredicate, Stop,
 };
