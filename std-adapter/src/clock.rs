@@ -42,22 +42,63 @@ pub struct TokioClock {
 impl TokioClock {
     /// A clock whose origin is tokio's now (the runtime's virtual now when
     /// time is paused).
+    ///
+    /// ```
+    /// use fusebox::{Clock, Instant};
+    /// use fusebox_std::TokioClock;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let clock = TokioClock::new();
+    /// assert_eq!(clock.now(), Instant::ZERO);
+    /// # });
+    /// ```
     pub fn new() -> Self {
         Self::with_origin(tokio::time::Instant::now())
     }
 
     /// A clock reading `origin` as [`Instant::ZERO`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::{Clock, Instant};
+    /// use fusebox_std::TokioClock;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let boot = tokio::time::Instant::now();
+    /// tokio::time::sleep(Duration::from_secs(2)).await;
+    /// let clock = TokioClock::with_origin(boot);
+    /// assert_eq!(clock.now(), Instant::from_secs(2));
+    /// # });
+    /// ```
     pub const fn with_origin(origin: tokio::time::Instant) -> Self {
         Self { origin }
     }
 
     /// The tokio instant that reads as [`Instant::ZERO`].
+    ///
+    /// ```
+    /// use fusebox_std::TokioClock;
+    ///
+    /// let start = tokio::time::Instant::now();
+    /// assert_eq!(TokioClock::with_origin(start).origin(), start);
+    /// ```
     pub const fn origin(&self) -> tokio::time::Instant {
         self.origin
     }
 
     /// `at` on this clock's scale: truncated to the microsecond; an `at`
     /// before the origin reads as [`Instant::ZERO`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::Instant;
+    /// use fusebox_std::TokioClock;
+    ///
+    /// let origin = tokio::time::Instant::now();
+    /// let clock = TokioClock::with_origin(origin);
+    /// assert_eq!(clock.to_core(origin + Duration::from_nanos(1_999)), Instant::from_micros(1));
+    /// assert_eq!(clock.to_core(origin - Duration::from_secs(1)), Instant::ZERO);
+    /// ```
     pub fn to_core(&self, at: tokio::time::Instant) -> Instant {
         let micros = at.saturating_duration_since(self.origin).as_micros();
         Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
@@ -65,6 +106,16 @@ impl TokioClock {
 
     /// The tokio instant of `at` (saturating at the far future tokio can
     /// represent).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::Instant;
+    /// use fusebox_std::TokioClock;
+    ///
+    /// let origin = tokio::time::Instant::now();
+    /// let clock = TokioClock::with_origin(origin);
+    /// assert_eq!(clock.to_tokio(Instant::from_millis(5)), origin + Duration::from_millis(5));
+    /// ```
     pub fn to_tokio(&self, at: Instant) -> tokio::time::Instant {
         let since = std::time::Duration::from(at - Instant::ZERO);
         self.origin

@@ -7,12 +7,52 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// The delays of one call's retries.
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{Backoff, MakeBackoff, Retry};
+///
+/// /// Fibonacci delays in seconds: 1, 1, 2, 3, 5, ...
+/// struct Fibonacci(u64, u64);
+/// impl Backoff for Fibonacci {
+///     fn next_delay(&mut self) -> Duration {
+///         let d = self.0;
+///         (self.0, self.1) = (self.1, self.0 + self.1);
+///         Duration::from_secs(d)
+///     }
+/// }
+/// struct MakeFibonacci;
+/// impl MakeBackoff for MakeFibonacci {
+///     type Backoff = Fibonacci;
+///     fn make_backoff(&self) -> Fibonacci {
+///         Fibonacci(1, 1)
+///     }
+/// }
+/// let mut b = MakeFibonacci.make_backoff();
+/// assert_eq!([b.next_delay(), b.next_delay(), b.next_delay()].map(|d| d.as_secs()), [1, 1, 2]);
+/// let retry = Retry::builder().backoff(MakeFibonacci).build();
+/// # drop(retry);
+/// ```
 pub trait Backoff {
     /// The delay before the next retry (the first call: before retry 1).
     fn next_delay(&mut self) -> Duration;
 }
 
 /// Makes a fresh [`Backoff`] for each call.
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{Backoff, ExponentialBackoffMaker, Jitter, MakeBackoff};
+///
+/// let maker = ExponentialBackoffMaker::new(Duration::from_millis(10), 2.0, Duration::from_secs(1))?
+///     .with_jitter(Jitter::None);
+/// // Each call starts its own sequence.
+/// let (mut a, mut b) = (maker.make_backoff(), maker.make_backoff());
+/// a.next_delay();
+/// assert_eq!(a.next_delay(), Duration::from_millis(20));
+/// assert_eq!(b.next_delay(), Duration::from_millis(10));
+/// # Ok::<(), fusebox_std::policy::BackoffError>(())
+/// ```
 pub trait MakeBackoff {
     /// The per-call backoff.
     type Backoff: Backoff;
@@ -21,6 +61,18 @@ pub trait MakeBackoff {
 }
 
 /// How a delay is drawn below its exponential ceiling.
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{Backoff, ExponentialBackoffMaker, Jitter, MakeBackoff};
+///
+/// let maker = ExponentialBackoffMaker::new(Duration::from_secs(1), 2.0, Duration::from_secs(8))?;
+/// let mut exact = maker.clone().with_jitter(Jitter::None).make_backoff();
+/// assert_eq!(exact.next_delay(), Duration::from_secs(1));
+/// let mut jittered = maker.with_jitter(Jitter::Full).make_backoff();
+/// assert!(jittered.next_delay() <= Duration::from_secs(1));
+/// # Ok::<(), fusebox_std::policy::BackoffError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Jitter {
     /// The ceiling itself: `min(max, base · factor^(k-1))` before retry `k`.
@@ -127,6 +179,17 @@ impl ExponentialBackoffMaker {
     ///
     /// [`BackoffError`] if `factor` is below 1 or not finite, or `max` is
     /// below `base`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::{BackoffError, ExponentialBackoffMaker};
+    ///
+    /// assert!(ExponentialBackoffMaker::new(Duration::from_millis(50), 1.5, Duration::from_secs(5)).is_ok());
+    /// assert_eq!(
+    ///     ExponentialBackoffMaker::new(Duration::from_secs(5), 2.0, Duration::from_secs(1)).unwrap_err(),
+    ///     BackoffError::Max
+    /// );
+    /// ```
     pub fn new(base: Duration, factor: f64, max: Duration) -> Result<Self, BackoffError> {
         if !factor.is_finite() || factor < 1.0 {
             return Err(BackoffError::Factor);
@@ -143,6 +206,14 @@ impl ExponentialBackoffMaker {
     }
 
     /// The jitter.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::{Backoff, ExponentialBackoffMaker, Jitter, MakeBackoff};
+    ///
+    /// let maker = ExponentialBackoffMaker::default().with_jitter(Jitter::None);
+    /// assert_eq!(maker.make_backoff().next_delay(), Duration::from_millis(100));
+    /// ```
     #[must_use]
     pub fn with_jitter(mut self, jitter: Jitter) -> Self {
         self.jitter = jitter;
@@ -151,6 +222,14 @@ impl ExponentialBackoffMaker {
 
     /// The jitter source (seed it for reproducible tests:
     /// `fastrand::Rng::with_seed(7)`).
+    ///
+    /// ```
+    /// use fusebox_std::policy::{Backoff, ExponentialBackoffMaker, MakeBackoff};
+    ///
+    /// let a = ExponentialBackoffMaker::default().with_rng(fastrand::Rng::with_seed(3));
+    /// let b = ExponentialBackoffMaker::default().with_rng(fastrand::Rng::with_seed(3));
+    /// assert_eq!(a.make_backoff().next_delay(), b.make_backoff().next_delay());
+    /// ```
     #[must_use]
     pub fn with_rng(mut self, rng: fastrand::Rng) -> Self {
         self.rng = Mutex::new(rng);
@@ -181,6 +260,18 @@ impl MakeBackoff for ExponentialBackoffMaker {
 }
 
 /// One call's [`Backoff`] from an [`ExponentialBackoffMaker`].
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{Backoff, ExponentialBackoff, ExponentialBackoffMaker, Jitter, MakeBackoff};
+///
+/// let maker = ExponentialBackoffMaker::new(Duration::from_millis(100), 2.0, Duration::from_millis(300))?
+///     .with_jitter(Jitter::None);
+/// let mut backoff: ExponentialBackoff = maker.make_backoff();
+/// let delays: Vec<u128> = (0..3).map(|_| backoff.next_delay().as_millis()).collect();
+/// assert_eq!(delays, [100, 200, 300]);
+/// # Ok::<(), fusebox_std::policy::BackoffError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ExponentialBackoff {
     base: Duration,

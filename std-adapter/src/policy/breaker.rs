@@ -73,6 +73,17 @@ impl<C> std::fmt::Debug for Breaker<C> {
 }
 
 /// Builds a [`Breaker`]; see [`Breaker::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{Breaker, BreakerBuilder};
+/// # use std::sync::Arc;
+/// # use fusebox::breaker::{CircuitBreaker, Config};
+/// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+/// let builder: BreakerBuilder = Breaker::builder("search", core);
+/// let breaker = builder.timeout(Duration::from_millis(800)).build();
+/// assert_eq!(breaker.timeout(), Some(Duration::from_millis(800)));
+/// ```
 #[must_use = "a builder does nothing until `build` is called"]
 #[derive(Debug)]
 pub struct BreakerBuilder<C = DefaultClassifier> {
@@ -114,6 +125,16 @@ impl BreakerBuilder {
 impl<C> BreakerBuilder<C> {
     /// A timeout for every call, counted as a failure when it fires; the
     /// call is then dropped and [`CallError::Timeout`] returned.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// let breaker = Breaker::builder("search", core).timeout(Duration::from_secs(1)).build();
+    /// assert_eq!(breaker.timeout(), Some(Duration::from_secs(1)));
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -121,12 +142,34 @@ impl<C> BreakerBuilder<C> {
 
     /// The clock (default: a new [`TokioClock`] at `build`). Give the same
     /// clock to every adapter that shares this core breaker.
+    ///
+    /// ```
+    /// use fusebox_std::{policy::Breaker, TokioClock};
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let clock = TokioClock::new(); // shared with every adapter of this core breaker
+    /// let breaker = Breaker::builder("search", core).clock(clock).build();
+    /// assert_eq!(breaker.clock(), clock);
+    /// # });
+    /// ```
     pub fn clock(mut self, clock: TokioClock) -> Self {
         self.clock = Some(clock);
         self
     }
 
     /// The breaker.
+    ///
+    /// ```
+    /// use fusebox::breaker::State;
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// let breaker = Breaker::builder("search", core).build();
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// ```
     pub fn build(self) -> Breaker<C> {
         Breaker {
             shared: Arc::new(Shared {
@@ -143,6 +186,15 @@ impl<C> BreakerBuilder<C> {
 impl Breaker {
     /// A builder for a breaker named `name` (a label for logs and metrics;
     /// keep secrets out of it) over `breaker`.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// let breaker = Breaker::builder("ledger", core).build();
+    /// assert_eq!(breaker.name(), "ledger");
+    /// ```
     pub fn builder(name: impl Into<Arc<str>>, breaker: Arc<CircuitBreaker>) -> BreakerBuilder {
         BreakerBuilder {
             breaker,
@@ -209,31 +261,94 @@ impl<C> Breaker<C> {
     }
 
     /// The state a call made now would see.
+    ///
+    /// ```
+    /// use fusebox::breaker::State;
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = Breaker::new("cache", core);
+    /// let _ = breaker.call(async { Err::<(), _>("down") }).await;
+    /// assert_eq!(breaker.state(), State::Open);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn state(&self) -> State {
         self.shared.breaker.state(self.shared.clock.now())
     }
 
     /// The core breaker's counters.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let breaker = Breaker::new("cache", core);
+    /// breaker.call(async { Ok::<_, ()>(()) }).await.unwrap();
+    /// assert_eq!(breaker.metrics().successes, 1);
+    /// # });
+    /// ```
     pub fn metrics(&self) -> Metrics {
         self.shared.breaker.metrics()
     }
 
     /// The core breaker.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox_std::policy::Breaker;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// let breaker = Breaker::new("cache", Arc::clone(&core));
+    /// assert!(Arc::ptr_eq(breaker.core(), &core));
+    /// ```
     pub fn core(&self) -> &Arc<CircuitBreaker> {
         &self.shared.breaker
     }
 
     /// The name given at construction.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// assert_eq!(Breaker::new("cache", core).name(), "cache");
+    /// ```
     pub fn name(&self) -> &str {
         &self.shared.name
     }
 
     /// The clock the breaker is read with.
+    ///
+    /// ```
+    /// use fusebox::Clock;
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let breaker = Breaker::new("cache", core);
+    /// assert_eq!(breaker.clock().now(), fusebox::Instant::ZERO);
+    /// # });
+    /// ```
     pub fn clock(&self) -> TokioClock {
         self.shared.clock
     }
 
     /// The configured timeout.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// assert_eq!(Breaker::new("cache", core).timeout(), None);
+    /// ```
     pub fn timeout(&self) -> Option<Duration> {
         self.shared.timeout
     }
@@ -264,6 +379,24 @@ pin_project! {
     /// # Panics
     ///
     /// Polling it again after it returned `Ready` panics.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::policy::{Breaker, BreakerCall};
+    /// use fusebox_std::CallError;
+    /// # use std::sync::Arc;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).half_open_permits(1).build()?));
+    /// let breaker = Breaker::builder("api", Arc::clone(&core)).timeout(Duration::from_secs(1)).build();
+    /// // Cancelled by an outer timeout: the permit is abandoned, not recorded.
+    /// let call = breaker.call(std::future::pending::<Result<(), ()>>());
+    /// assert!(tokio::time::timeout(Duration::from_millis(10), call).await.is_err());
+    /// assert_eq!((core.metrics().abandoned, core.metrics().failures), (1, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     #[must_use = "futures do nothing unless you .await or poll them"]
     pub struct BreakerCall<F, C> {
         #[pin]
@@ -287,17 +420,47 @@ enum Stage {
 
 impl<F, C> BreakerCall<F, C> {
     /// The inner future.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// let call = Breaker::new("api", core).call(std::future::ready(Ok::<u8, ()>(1)));
+    /// assert!(call.get_ref().clone().into_inner().is_ok());
+    /// ```
     pub fn get_ref(&self) -> &F {
         &self.future
     }
 
     /// The inner future, mutably.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// let mut call = Breaker::new("api", core).call(std::future::ready(Ok::<u8, ()>(1)));
+    /// *call.get_mut() = std::future::ready(Ok(2));
+    /// assert_eq!(call.into_inner().into_inner(), Ok(2));
+    /// ```
     pub fn get_mut(&mut self) -> &mut F {
         &mut self.future
     }
 
     /// The inner future. Only an unpolled call can be moved (a polled one
     /// is pinned), so no permit has been asked for yet.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// let breaker = Breaker::new("api", core);
+    /// let inner = breaker.call(std::future::ready(Ok::<u8, ()>(7))).into_inner();
+    /// assert_eq!(inner.into_inner(), Ok(7));
+    /// assert_eq!(breaker.metrics().calls(), 0, "never asked for a permit");
+    /// ```
     pub fn into_inner(self) -> F {
         self.future
     }

@@ -152,6 +152,18 @@ impl RetryBudget {
     /// # Errors
     ///
     /// [`BudgetError::WindowTooShort`] for a window under 10 µs.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::RetryBudget;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// // tower's default: 20 % of a 10 s window, plus 10 retries per window.
+    /// let budget = RetryBudget::new(Duration::from_secs(10), 20, 10)?;
+    /// assert_eq!(budget.window(), Duration::from_secs(10));
+    /// # Ok::<(), fusebox_std::policy::BudgetError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new(window: Duration, percent: u32, floor: u32) -> Result<Self, BudgetError> {
         Self::with_clock(window, percent, floor, TokioClock::new())
     }
@@ -161,6 +173,20 @@ impl RetryBudget {
     /// # Errors
     ///
     /// As [`new`](Self::new).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::{policy::RetryBudget, TokioClock};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let clock = TokioClock::new();
+    /// let budget = RetryBudget::with_clock(Duration::from_secs(1), 50, 0, clock)?;
+    /// budget.deposit();
+    /// budget.deposit();
+    /// assert!(budget.try_withdraw());
+    /// # Ok::<(), fusebox_std::policy::BudgetError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn with_clock(
         window: Duration,
         percent: u32,
@@ -182,22 +208,74 @@ impl RetryBudget {
     }
 
     /// The window (a multiple of 10 µs).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::RetryBudget;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// // Rounded down to a multiple of 10 µs (ten slots of whole microseconds).
+    /// let budget = RetryBudget::new(Duration::from_micros(1_234), 10, 1)?;
+    /// assert_eq!(budget.window(), Duration::from_micros(1_230));
+    /// # Ok::<(), fusebox_std::policy::BudgetError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn window(&self) -> Duration {
         Duration::from_micros(self.slot_micros * SLOTS as u64)
     }
 
     /// Counts a first attempt now.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::RetryBudget;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let budget = RetryBudget::new(Duration::from_secs(10), 100, 0)?;
+    /// assert!(!budget.try_withdraw());
+    /// budget.deposit();
+    /// assert!(budget.try_withdraw());
+    /// # Ok::<(), fusebox_std::policy::BudgetError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn deposit(&self) {
         self.deposit_at(self.clock.now());
     }
 
     /// Asks for a retry now: `true` (and counted) if the window allows one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::RetryBudget;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let budget = RetryBudget::new(Duration::from_secs(1), 0, 1)?; // the floor only
+    /// assert!(budget.try_withdraw());
+    /// assert!(!budget.try_withdraw());
+    /// tokio::time::sleep(Duration::from_secs(1)).await; // a new window
+    /// assert!(budget.try_withdraw());
+    /// # Ok::<(), fusebox_std::policy::BudgetError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn try_withdraw(&self) -> bool {
         self.try_withdraw_at(self.clock.now())
     }
 
     /// Counts a first attempt at `now` (sans-clock form, for tests and for
     /// callers with their own clock on this budget's scale).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::Instant;
+    /// use fusebox_std::policy::RetryBudget;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let budget = RetryBudget::new(Duration::from_secs(1), 100, 0)?;
+    /// budget.deposit_at(Instant::from_millis(100));
+    /// assert_eq!(budget.remaining_at(Instant::from_millis(100)), 1);
+    /// # Ok::<(), fusebox_std::policy::BudgetError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn deposit_at(&self, now: Instant) {
         let mut ring = self.lock();
         let (slot, _, _) = ring.current(self.index(now));
@@ -205,6 +283,19 @@ impl RetryBudget {
     }
 
     /// Asks for a retry at `now`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::Instant;
+    /// use fusebox_std::policy::RetryBudget;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let budget = RetryBudget::new(Duration::from_secs(1), 100, 0)?;
+    /// budget.deposit_at(Instant::ZERO);
+    /// assert!(!budget.try_withdraw_at(Instant::from_secs(1)), "the deposit has left the window");
+    /// # Ok::<(), fusebox_std::policy::BudgetError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn try_withdraw_at(&self, now: Instant) -> bool {
         let mut ring = self.lock();
         let (slot, deposits, withdrawals) = ring.current(self.index(now));

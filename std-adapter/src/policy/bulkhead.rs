@@ -71,6 +71,15 @@ pub enum Overflow {
 }
 
 /// A bulkhead's counters.
+///
+/// ```
+/// use fusebox_std::policy::{Bulkhead, BulkheadMetrics, Overflow};
+///
+/// let bulkhead = Bulkhead::new(4, Overflow::Reject);
+/// let _slot = bulkhead.try_acquire()?;
+/// assert_eq!(bulkhead.metrics(), BulkheadMetrics { in_use: 1, queued: 0, rejected: 0 });
+/// # Ok::<(), fusebox_std::policy::BulkheadRejection>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BulkheadMetrics {
     /// Slots held right now.
@@ -121,6 +130,17 @@ struct Shared {
 }
 
 /// A bulkhead slot, returned when dropped.
+///
+/// ```
+/// use fusebox_std::policy::{Bulkhead, Overflow};
+///
+/// let bulkhead = Bulkhead::new(1, Overflow::Reject);
+/// let permit = bulkhead.try_acquire()?;
+/// assert!(bulkhead.try_acquire().is_err());
+/// drop(permit);
+/// assert!(bulkhead.try_acquire().is_ok());
+/// # Ok::<(), fusebox_std::policy::BulkheadRejection>(())
+/// ```
 #[derive(Debug)]
 #[must_use = "the slot is returned as soon as the permit is dropped"]
 pub struct BulkheadPermit {
@@ -130,6 +150,13 @@ pub struct BulkheadPermit {
 impl Bulkhead {
     /// A bulkhead of `max_concurrent` slots (at most
     /// [`Semaphore::MAX_PERMITS`]; a larger number is clamped to it).
+    ///
+    /// ```
+    /// use fusebox_std::policy::{Bulkhead, Overflow};
+    ///
+    /// let bulkhead = Bulkhead::new(16, Overflow::Reject);
+    /// assert_eq!(bulkhead.max_concurrent(), 16);
+    /// ```
     pub fn new(max_concurrent: usize, overflow: Overflow) -> Self {
         let max_concurrent = max_concurrent.min(Semaphore::MAX_PERMITS);
         Self {
@@ -144,16 +171,39 @@ impl Bulkhead {
     }
 
     /// The overflow rule.
+    ///
+    /// ```
+    /// use fusebox_std::policy::{Bulkhead, Overflow};
+    ///
+    /// assert_eq!(Bulkhead::new(2, Overflow::Reject).overflow(), Overflow::Reject);
+    /// ```
     pub fn overflow(&self) -> Overflow {
         self.shared.overflow
     }
 
     /// The number of slots.
+    ///
+    /// ```
+    /// use fusebox_std::policy::{Bulkhead, Overflow};
+    ///
+    /// assert_eq!(Bulkhead::new(3, Overflow::Reject).max_concurrent(), 3);
+    /// ```
     pub fn max_concurrent(&self) -> usize {
         self.shared.max_concurrent
     }
 
     /// The counters.
+    ///
+    /// ```
+    /// use fusebox_std::policy::{Bulkhead, Overflow};
+    ///
+    /// let bulkhead = Bulkhead::new(1, Overflow::Reject);
+    /// let _held = bulkhead.try_acquire()?;
+    /// let _ = bulkhead.try_acquire();
+    /// let m = bulkhead.metrics();
+    /// assert_eq!((m.in_use, m.rejected), (1, 1));
+    /// # Ok::<(), fusebox_std::policy::BulkheadRejection>(())
+    /// ```
     pub fn metrics(&self) -> BulkheadMetrics {
         let s = &self.shared;
         BulkheadMetrics {
@@ -168,6 +218,17 @@ impl Bulkhead {
     /// # Errors
     ///
     /// [`BulkheadRejection::Full`] (counted as a rejection).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::{Bulkhead, BulkheadRejection, Overflow};
+    ///
+    /// // Even a queueing bulkhead refuses at once here.
+    /// let bulkhead = Bulkhead::new(1, Overflow::Queue { max_queued: 8, max_wait: Duration::from_secs(1) });
+    /// let _held = bulkhead.try_acquire()?;
+    /// assert_eq!(bulkhead.try_acquire().unwrap_err(), BulkheadRejection::Full);
+    /// # Ok::<(), BulkheadRejection>(())
+    /// ```
     pub fn try_acquire(&self) -> Result<BulkheadPermit, BulkheadRejection> {
         Arc::clone(&self.shared.slots)
             .try_acquire_owned()
@@ -222,6 +283,18 @@ impl Bulkhead {
     ///
     /// [`CallError::Bulkhead`] when refused; [`CallError::Inner`] with the
     /// callee's error.
+    ///
+    /// ```
+    /// use fusebox_std::policy::{Bulkhead, Overflow};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let bulkhead = Bulkhead::new(2, Overflow::Reject);
+    /// let value = bulkhead.call(async { Ok::<_, std::io::Error>(21 * 2) }).await?;
+    /// assert_eq!(value, 42);
+    /// assert_eq!(bulkhead.metrics().in_use, 0, "the slot is back");
+    /// # Ok::<(), fusebox_std::CallError<std::io::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn call<F, T, E>(&self, future: F) -> Result<T, CallError<E>>
     where
         F: Future<Output = Result<T, E>>,

@@ -55,16 +55,36 @@ pub enum CallError<E> {
 
 impl<E> CallError<E> {
     /// Whether a circuit breaker refused the call.
+    ///
+    /// ```
+    /// use fusebox_std::CallError;
+    ///
+    /// assert!(CallError::<()>::Open { retry_after: None }.is_open());
+    /// assert!(!CallError::<()>::Timeout.is_open());
+    /// ```
     pub const fn is_open(&self) -> bool {
         matches!(self, Self::Open { .. })
     }
 
     /// Whether the call timed out.
+    ///
+    /// ```
+    /// use fusebox_std::CallError;
+    ///
+    /// assert!(CallError::<()>::Timeout.is_timeout());
+    /// ```
     pub const fn is_timeout(&self) -> bool {
         matches!(self, Self::Timeout)
     }
 
     /// The callee's error, if that is what this is.
+    ///
+    /// ```
+    /// use fusebox_std::CallError;
+    ///
+    /// assert_eq!(CallError::Inner(404).inner(), Some(&404));
+    /// assert_eq!(CallError::<u16>::Timeout.inner(), None);
+    /// ```
     pub const fn inner(&self) -> Option<&E> {
         match self {
             Self::Inner(e) => Some(e),
@@ -73,6 +93,12 @@ impl<E> CallError<E> {
     }
 
     /// The callee's error, if that is what this is.
+    ///
+    /// ```
+    /// use fusebox_std::CallError;
+    ///
+    /// assert_eq!(CallError::Inner("boom").into_inner(), Some("boom"));
+    /// ```
     pub fn into_inner(self) -> Option<E> {
         match self {
             Self::Inner(e) => Some(e),

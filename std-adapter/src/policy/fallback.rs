@@ -35,6 +35,17 @@ pub struct Fallback<F> {
 
 impl<F> Fallback<F> {
     /// A fallback answering with `fallback(&error)` when it is `Some`.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Fallback;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let zero_on_error = Fallback::new(|_: &std::io::Error| Some(0_u64));
+    /// let n = zero_on_error.call(async { Err(std::io::Error::other("down")) }).await?;
+    /// assert_eq!(n, 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub const fn new(fallback: F) -> Self {
         Self { fallback }
     }
@@ -45,6 +56,18 @@ impl<F> Fallback<F> {
     /// # Errors
     ///
     /// The call's error when the closure returns `None` for it.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Fallback;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// // Only some errors have a fallback.
+    /// let fallback = Fallback::new(|status: &u16| (*status == 503).then_some("maintenance page"));
+    /// assert_eq!(fallback.call(async { Err(503) }).await, Ok("maintenance page"));
+    /// assert_eq!(fallback.call(async { Err(500) }).await, Err(500));
+    /// assert_eq!(fallback.call(async { Ok("page") }).await, Ok("page"));
+    /// # });
+    /// ```
     pub async fn call<Fut, T, E>(&self, future: Fut) -> Result<T, E>
     where
         Fut: Future<Output = Result<T, E>>,
@@ -64,6 +87,19 @@ impl<F> Fallback<F> {
 }
 
 /// Where a [`StaleCache`] answer came from.
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{Source, StaleCache};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let cache: StaleCache<u8, u8, 8> = StaleCache::new(Duration::from_secs(1), Duration::from_secs(9));
+/// let first = cache.get_or_fetch(1, || async { Ok::<_, ()>(10) }).await?;
+/// let second = cache.get_or_fetch(1, || async { Ok::<_, ()>(11) }).await?;
+/// assert_eq!((first.source, second.source), (Source::Fetched, Source::Cached));
+/// # Ok::<(), ()>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     /// The call, just now (and the value is now cached).
@@ -75,6 +111,18 @@ pub enum Source {
 }
 
 /// A value from a [`StaleCache`], with where it came from and its age.
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{Served, Source, StaleCache};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let cache: StaleCache<u8, &str, 8> = StaleCache::new(Duration::ZERO, Duration::from_secs(60));
+/// let served: Served<&str> = cache.get_or_fetch(1, || async { Ok::<_, ()>("v") }).await?;
+/// assert_eq!(served, Served { value: "v", source: Source::Fetched, age: Duration::ZERO });
+/// # Ok::<(), ()>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Served<V> {
     /// The value.
@@ -137,11 +185,35 @@ impl<K, V, const N: usize> std::fmt::Debug for StaleCache<K, V, N> {
 impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
     /// A cache serving values younger than `fresh_for` without calling, and
     /// values younger than `max_stale` when the call fails.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::StaleCache;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// // Stale-on-error only (no cache-first), values up to 30 s old.
+    /// let cache: StaleCache<String, Vec<u8>, 1_024> = StaleCache::new(Duration::ZERO, Duration::from_secs(30));
+    /// assert_eq!(cache.peek(&"k".to_owned()), None);
+    /// # });
+    /// ```
     pub fn new(fresh_for: Duration, max_stale: Duration) -> Self {
         Self::with_clock(fresh_for, max_stale, TokioClock::new())
     }
 
     /// [`new`](Self::new) with this clock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::{policy::StaleCache, TokioClock};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let cache: StaleCache<u8, u8, 4> =
+    ///     StaleCache::with_clock(Duration::ZERO, Duration::from_secs(5), TokioClock::new());
+    /// cache.get_or_fetch(1, || async { Ok::<_, ()>(1) }).await?;
+    /// assert!(cache.peek(&1).is_some());
+    /// # Ok::<(), ()>(())
+    /// # }).unwrap();
+    /// ```
     pub fn with_clock(fresh_for: Duration, max_stale: Duration, clock: TokioClock) -> Self {
         Self {
             cache: Mutex::new(LruCache::new_boxed()),
@@ -152,12 +224,39 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
     }
 
     /// The cached value of `key` and its age, if younger than `max_stale`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::StaleCache;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let cache: StaleCache<u8, u8, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(5));
+    /// cache.get_or_fetch(1, || async { Ok::<_, ()>(9) }).await?;
+    /// tokio::time::sleep(Duration::from_secs(2)).await;
+    /// assert_eq!(cache.peek(&1), Some((9, Duration::from_secs(2))));
+    /// tokio::time::sleep(Duration::from_secs(3)).await;
+    /// assert_eq!(cache.peek(&1), None, "max_stale reached");
+    /// # Ok::<(), ()>(())
+    /// # }).unwrap();
+    /// ```
     pub fn peek(&self, key: &K) -> Option<(V, Duration)> {
         let now = self.clock.now();
         self.lookup(key, now)
     }
 
     /// The core cache's counters.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::StaleCache;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let cache: StaleCache<u8, u8, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(5));
+    /// cache.get_or_fetch(1, || async { Ok::<_, ()>(9) }).await?;
+    /// assert_eq!(cache.metrics().inserts, 1);
+    /// # Ok::<(), ()>(())
+    /// # }).unwrap();
+    /// ```
     pub fn metrics(&self) -> fusebox::cache::CacheMetrics {
         self.lock().metrics()
     }
@@ -172,6 +271,20 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
     /// # Cancellation
     ///
     /// Dropping the future drops the fetch; nothing is cached.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::{Source, StaleCache};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let cache: StaleCache<u8, u8, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(5));
+    /// assert_eq!(cache.get_or_fetch(1, || async { Err::<u8, _>("down") }).await, Err("down"));
+    /// cache.get_or_fetch(1, || async { Ok::<_, &str>(3) }).await?;
+    /// let stale = cache.get_or_fetch(1, || async { Err::<u8, _>("down") }).await?;
+    /// assert_eq!((stale.value, stale.source), (3, Source::Stale));
+    /// # Ok::<(), &str>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn get_or_fetch<F, Fut, E>(&self, key: K, fetch: F) -> Result<Served<V>, E>
     where
         F: FnOnce() -> Fut,
