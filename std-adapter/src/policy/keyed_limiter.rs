@@ -65,11 +65,38 @@ where
     S: BuildHasher,
 {
     /// A waiter on `limiter`, with a new [`TokioClock`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::policy::KeyedLimiter;
+    ///
+    /// let core: fusebox::KeyedLimiter<u64, 256> = fusebox::KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+    /// let limiter = KeyedLimiter::new(Arc::new(core));
+    /// limiter.until_ready(&42).await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new(limiter: Arc<fusebox::KeyedLimiter<K, N, TIERS, S>>) -> Self {
         Self::with_clock(limiter, TokioClock::new())
     }
 
     /// A waiter on `limiter` read through `clock`.
+    ///
+    /// ```
+    /// use fusebox_std::TokioClock;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::policy::KeyedLimiter;
+    ///
+    /// let core: fusebox::KeyedLimiter<u64, 256> = fusebox::KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+    /// let limiter = KeyedLimiter::with_clock(Arc::new(core), TokioClock::new());
+    /// limiter.until_n_ready(&42, 2).await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn with_clock(
         limiter: Arc<fusebox::KeyedLimiter<K, N, TIERS, S>>,
         clock: TokioClock,
@@ -82,11 +109,47 @@ where
     }
 
     /// The core limiter.
+    ///
+    /// ```
+    /// use fusebox::Instant;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::policy::KeyedLimiter;
+    ///
+    /// let core: fusebox::KeyedLimiter<u64, 256> = fusebox::KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+    /// let limiter = KeyedLimiter::new(Arc::new(core));
+    /// limiter.until_ready(&1).await?;
+    /// assert_eq!(limiter.core().metrics().keys, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn core(&self) -> &Arc<fusebox::KeyedLimiter<K, N, TIERS, S>> {
         &self.limiter
     }
 
     /// Keys with waiters right now.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::policy::KeyedLimiter;
+    ///
+    /// let core: fusebox::KeyedLimiter<u64, 256> = fusebox::KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+    /// let limiter = Arc::new(KeyedLimiter::new(Arc::new(core)));
+    /// limiter.until_n_ready(&1, 2).await?;
+    /// let waiter = tokio::spawn({
+    ///     let limiter = Arc::clone(&limiter);
+    ///     async move { limiter.until_ready(&1).await }
+    /// });
+    /// tokio::task::yield_now().await;
+    /// assert_eq!(limiter.waiting_keys(), 1);
+    /// waiter.await??;
+    /// assert_eq!(limiter.waiting_keys(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn waiting_keys(&self) -> usize {
         self.gates
             .lock()
@@ -99,6 +162,24 @@ where
     /// # Errors
     ///
     /// As [`until_n_ready`](Self::until_n_ready).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::policy::KeyedLimiter;
+    ///
+    /// let core: fusebox::KeyedLimiter<u64, 256> = fusebox::KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+    /// let limiter = KeyedLimiter::new(Arc::new(core));
+    /// let start = tokio::time::Instant::now();
+    /// for _ in 0..3 {
+    ///     limiter.until_ready(&7).await?;
+    /// }
+    /// // Burst 2, then one token per 500 ms.
+    /// assert_eq!(start.elapsed(), std::time::Duration::from_millis(500));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn until_ready(&self, key: &K) -> Result<(), LimitError> {
         self.until_n_ready(key, 1).await
     }
@@ -111,6 +192,23 @@ where
     /// (at once if it exceeds every tier's burst, else when the key's turn
     /// comes), [`LimitError::TableFull`] or [`LimitError::TierOutOfRange`]
     /// as the core refuses them.
+    ///
+    /// ```
+    /// use fusebox_std::policy::LimitError;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::policy::KeyedLimiter;
+    ///
+    /// let core: fusebox::KeyedLimiter<u64, 256> = fusebox::KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+    /// let limiter = KeyedLimiter::new(Arc::new(core));
+    /// assert_eq!(
+    ///     limiter.until_n_ready(&1, 3).await,
+    ///     Err(LimitError::InsufficientCapacity { requested: 3, burst: 2 })
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn until_n_ready(&self, key: &K, n: u32) -> Result<(), LimitError> {
         self.until_n_ready_by(key, n, None).await
     }
@@ -122,6 +220,26 @@ where
     ///
     /// As [`until_n_ready`](Self::until_n_ready), and
     /// [`LimitError::DeadlineExceeded`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::LimitError;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::policy::KeyedLimiter;
+    ///
+    /// let core: fusebox::KeyedLimiter<u64, 256> = fusebox::KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+    /// let limiter = KeyedLimiter::new(Arc::new(core));
+    /// limiter.until_n_ready(&1, 2).await?;
+    /// let soon = tokio::time::Instant::now() + Duration::from_millis(100);
+    /// assert_eq!(
+    ///     limiter.until_n_ready_by(&1, 1, Some(soon)).await,
+    ///     Err(LimitError::DeadlineExceeded { retry_after: Duration::from_millis(500) })
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn until_n_ready_by(
         &self,
         key: &K,

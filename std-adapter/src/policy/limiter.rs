@@ -128,6 +128,17 @@ impl fmt::Debug for Limiter {
 
 impl Limiter {
     /// A limiter on `bucket`, with a new [`TokioClock`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox_std::policy::Limiter;
+    /// let limiter = Limiter::new(Arc::new(TokenBucket::new(Quota::per_minute(60)?)));
+    /// limiter.until_ready().await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new(bucket: Arc<TokenBucket>) -> Self {
         Self::with_clock(bucket, TokioClock::new())
     }
@@ -155,11 +166,36 @@ impl Limiter {
     }
 
     /// The core bucket.
+    ///
+    /// ```
+    /// use fusebox::Clock;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox_std::policy::Limiter;
+    /// let limiter = Limiter::new(Arc::new(TokenBucket::new(Quota::per_second(5)?)));
+    /// limiter.until_n_ready(2).await?;
+    /// assert_eq!(limiter.bucket().available(limiter.clock().now()), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn bucket(&self) -> &Arc<TokenBucket> {
         &self.bucket
     }
 
     /// The clock.
+    ///
+    /// ```
+    /// use fusebox::{Clock, Instant};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox_std::policy::Limiter;
+    /// let limiter = Limiter::new(Arc::new(TokenBucket::new(Quota::per_second(5)?)));
+    /// assert_eq!(limiter.clock().now(), Instant::ZERO);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn clock(&self) -> TokioClock {
         self.clock
     }
@@ -170,6 +206,22 @@ impl Limiter {
     ///
     /// None in practice (a bucket's burst is at least one); the type is
     /// [`until_n_ready`](Self::until_n_ready)'s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox_std::policy::Limiter;
+    /// // One token every 250 ms, burst 1.
+    /// let limiter = Limiter::new(Arc::new(TokenBucket::new(Quota::per_second(4)?.with_burst(1)?)));
+    /// let start = tokio::time::Instant::now();
+    /// limiter.until_ready().await?;
+    /// limiter.until_ready().await?;
+    /// assert_eq!(start.elapsed(), Duration::from_millis(250));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn until_ready(&self) -> Result<(), LimitError> {
         self.until_n_ready(1).await
     }

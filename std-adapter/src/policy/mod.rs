@@ -103,6 +103,14 @@ pub struct Policy<C = DefaultClassifier, B = ExponentialBackoffMaker, P = RetryA
 }
 
 /// Builds a [`Policy`]; every layer is optional.
+///
+/// ```
+/// use fusebox_std::policy::{Policy, PolicyBuilder};
+///
+/// let builder: PolicyBuilder = Policy::builder();
+/// let policy = builder.timeout(std::time::Duration::from_secs(1)).build();
+/// # drop(policy);
+/// ```
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct PolicyBuilder<C = DefaultClassifier, B = ExponentialBackoffMaker, P = RetryAll> {
@@ -111,6 +119,16 @@ pub struct PolicyBuilder<C = DefaultClassifier, B = ExponentialBackoffMaker, P =
 
 impl Policy {
     /// A builder with no layer at all (a policy that just calls).
+    ///
+    /// ```
+    /// use fusebox_std::policy::Policy;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// // No layer: the call as it is.
+    /// let policy = Policy::builder().build();
+    /// assert_eq!(policy.call(|| async { Ok::<_, ()>(1) }).await.unwrap(), 1);
+    /// # });
+    /// ```
     pub fn builder() -> PolicyBuilder {
         PolicyBuilder {
             policy: Policy {
@@ -126,12 +144,35 @@ impl Policy {
 
 impl<C, B, P> PolicyBuilder<C, B, P> {
     /// The bulkhead (outermost layer).
+    ///
+    /// ```
+    /// use fusebox_std::policy::{Bulkhead, Overflow, Policy};
+    ///
+    /// let policy = Policy::builder().bulkhead(Bulkhead::new(32, Overflow::Reject)).build();
+    /// # drop(policy);
+    /// ```
     pub fn bulkhead(mut self, bulkhead: Bulkhead) -> Self {
         self.policy.bulkhead = Some(bulkhead);
         self
     }
 
     /// The rate limit: each attempt waits for a token.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox_std::policy::{Limiter, Policy};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let limiter = Arc::new(Limiter::new(Arc::new(TokenBucket::new(Quota::per_second(1)?))));
+    /// let policy = Policy::builder().limiter(limiter).build();
+    /// let start = tokio::time::Instant::now();
+    /// policy.call(|| async { Ok::<_, ()>(()) }).await.unwrap();
+    /// policy.call(|| async { Ok::<_, ()>(()) }).await.unwrap();
+    /// assert_eq!(start.elapsed(), std::time::Duration::from_secs(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn limiter(mut self, limiter: Arc<Limiter>) -> Self {
         self.policy.limiter = Some(limiter);
         self
@@ -139,6 +180,20 @@ impl<C, B, P> PolicyBuilder<C, B, P> {
 
     /// A timeout per attempt (overrides the breaker's own timeout; counted
     /// as a failure by the breaker).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::{policy::Policy, CallError};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let policy = Policy::builder().timeout(Duration::from_millis(50)).build();
+    /// let slow = policy.call(|| async {
+    ///     tokio::time::sleep(Duration::from_secs(1)).await;
+    ///     Ok::<_, ()>(())
+    /// });
+    /// assert!(matches!(slow.await, Err(CallError::Timeout)));
+    /// # });
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.policy.timeout = Some(timeout);
         self
@@ -147,6 +202,19 @@ impl<C, B, P> PolicyBuilder<C, B, P> {
     /// The retries. The predicate sees the callee's errors (through
     /// [`OnCallError`]): the policy's own refusals are never retried, its
     /// timeouts always are (within the attempts, deadline and budget).
+    ///
+    /// ```
+    /// use fusebox_std::policy::{Policy, Retry};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let policy = Policy::builder()
+    ///     .retry(Retry::builder().max_attempts(2).retry_if(|code: &u16| *code >= 500).build())
+    ///     .build();
+    /// let mut calls = 0;
+    /// let _ = policy.call(|| { calls += 1; async { Err::<(), u16>(503) } }).await;
+    /// assert_eq!(calls, 2);
+    /// # });
+    /// ```
     pub fn retry<B2, P2>(self, retry: Retry<B2, P2>) -> PolicyBuilder<C, B2, P2> {
         let p = self.policy;
         PolicyBuilder {
@@ -161,6 +229,17 @@ impl<C, B, P> PolicyBuilder<C, B, P> {
     }
 
     /// The circuit breaker.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::policy::{Breaker, Policy};
+    ///
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?));
+    /// let policy = Policy::builder().breaker(Breaker::new("search", core)).build();
+    /// # drop(policy);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub fn breaker<C2>(self, breaker: Breaker<C2>) -> PolicyBuilder<C2, B, P> {
         let p = self.policy;
         PolicyBuilder {
@@ -175,6 +254,13 @@ impl<C, B, P> PolicyBuilder<C, B, P> {
     }
 
     /// The policy.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Policy;
+    ///
+    /// let policy: Policy = Policy::builder().build();
+    /// # drop(policy);
+    /// ```
     pub fn build(self) -> Policy<C, B, P> {
         self.policy
     }
@@ -189,6 +275,28 @@ impl<C, B: MakeBackoff, P> Policy<C, B, P> {
     ///
     /// The last attempt's [`CallError`]: the callee's error
     /// ([`CallError::Inner`]), or the refusal of a layer.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::policy::{Breaker, Policy, Retry};
+    /// use fusebox_std::CallError;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(2).build()?));
+    /// let policy = Policy::builder()
+    ///     .retry(Retry::builder().max_attempts(5).build())
+    ///     .breaker(Breaker::new("flaky", core))
+    ///     .build();
+    /// let mut calls = 0;
+    /// let result = policy.call(|| { calls += 1; async { Err::<(), _>("down") } }).await;
+    /// // Two failures open the breaker; the third attempt is refused by it and
+    /// // the retries stop there.
+    /// assert!(matches!(result, Err(CallError::Open { .. })));
+    /// assert_eq!(calls, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn call<F, Fut, T, E>(&self, make: F) -> Result<T, CallError<E>>
     where
         F: FnMut() -> Fut,

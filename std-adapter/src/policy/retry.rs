@@ -141,6 +141,17 @@ impl<E, P: RetryPredicate<E>> RetryPredicate<CallError<E>> for OnCallError<P> {
 }
 
 /// Why [`Retry`] gave up.
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{Retry, Stop};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let retry = Retry::builder().max_attempts(2).retry_if(|code: &u16| *code != 400).build();
+/// let e = retry.call(|| async { Err::<(), u16>(400) }).await.unwrap_err();
+/// assert_eq!(e.stop, Stop::NotRetryable);
+/// # });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Stop {
@@ -248,6 +259,15 @@ pub struct Retry<B = ExponentialBackoffMaker, P = RetryAll> {
 }
 
 /// Builds a [`Retry`]; see [`Retry::builder`] for the defaults.
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{Retry, RetryBuilder};
+///
+/// let builder: RetryBuilder = Retry::builder();
+/// let retry = builder.max_attempts(5).deadline(Duration::from_secs(3)).build();
+/// assert_eq!(retry.max_attempts(), 5);
+/// ```
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct RetryBuilder<B = ExponentialBackoffMaker, P = RetryAll> {
@@ -258,6 +278,12 @@ impl Retry {
     /// A builder with these defaults: 3 attempts; exponential backoff from
     /// 100 ms, factor 2, capped at 10 s, full jitter from an unseeded RNG;
     /// no deadline; no budget; every error retried.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Retry;
+    ///
+    /// assert_eq!(Retry::builder().build().max_attempts(), 3);
+    /// ```
     pub fn builder() -> RetryBuilder {
         RetryBuilder {
             retry: Retry {
@@ -273,6 +299,12 @@ impl Retry {
 
 impl<B, P> RetryBuilder<B, P> {
     /// Attempts in all, the first included (0 reads as 1).
+    ///
+    /// ```
+    /// use fusebox_std::policy::Retry;
+    ///
+    /// assert_eq!(Retry::builder().max_attempts(0).build().max_attempts(), 1);
+    /// ```
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.retry.max_attempts = attempts.max(1);
         self
@@ -280,18 +312,61 @@ impl<B, P> RetryBuilder<B, P> {
 
     /// The overall deadline, from the start of the call: no attempt starts
     /// at or after it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::{ExponentialBackoffMaker, Jitter, Retry, Stop};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let retry = Retry::builder()
+    ///     .max_attempts(100)
+    ///     .backoff(ExponentialBackoffMaker::new(Duration::from_secs(1), 1.0, Duration::from_secs(1))?.with_jitter(Jitter::None))
+    ///     .deadline(Duration::from_millis(2_500))
+    ///     .build();
+    /// let start = tokio::time::Instant::now();
+    /// let e = retry.call(|| async { Err::<(), _>("down") }).await.unwrap_err();
+    /// assert_eq!((e.attempts, e.stop), (3, Stop::Deadline)); // at 0, 1 and 2 s
+    /// assert_eq!(start.elapsed(), Duration::from_secs(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.retry.deadline = Some(deadline);
         self
     }
 
     /// A budget shared with other callers.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::{Retry, RetryBudget, Stop};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let budget = Arc::new(RetryBudget::new(Duration::from_secs(10), 0, 0)?); // no retries at all
+    /// let retry = Retry::builder().max_attempts(3).budget(Arc::clone(&budget)).build();
+    /// let e = retry.call(|| async { Err::<(), _>("down") }).await.unwrap_err();
+    /// assert_eq!((e.attempts, e.stop), (1, Stop::Budget));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn budget(mut self, budget: Arc<RetryBudget>) -> Self {
         self.retry.budget = Some(budget);
         self
     }
 
     /// The backoff.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::{ExponentialBackoffMaker, Retry};
+    ///
+    /// let retry = Retry::builder()
+    ///     .backoff(ExponentialBackoffMaker::new(Duration::from_millis(20), 3.0, Duration::from_secs(2))?)
+    ///     .build();
+    /// # drop(retry);
+    /// # Ok::<(), fusebox_std::policy::BackoffError>(())
+    /// ```
     pub fn backoff<B2: MakeBackoff>(self, backoff: B2) -> RetryBuilder<B2, P> {
         let r = self.retry;
         RetryBuilder {
@@ -306,6 +381,16 @@ impl<B, P> RetryBuilder<B, P> {
     }
 
     /// Which errors to retry.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Retry;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let retry = Retry::builder().retry_if(|e: &std::io::Error| e.kind() == std::io::ErrorKind::TimedOut).build();
+    /// let e = retry.call(|| async { Err::<(), _>(std::io::Error::other("bad input")) }).await.unwrap_err();
+    /// assert_eq!(e.attempts, 1);
+    /// # });
+    /// ```
     pub fn retry_if<P2>(self, predicate: P2) -> RetryBuilder<B, P2> {
         let r = self.retry;
         RetryBuilder {
@@ -321,6 +406,29 @@ impl<B, P> RetryBuilder<B, P> {
 
     /// Also wait at least what the error's [`fusebox::RetryAfter`] names
     /// (see [`HonorRetryAfter`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::{ExponentialBackoffMaker, Jitter, Retry};
+    ///
+    /// struct TooManyRequests;
+    /// impl fusebox::RetryAfter for TooManyRequests {
+    ///     fn retry_after(&self) -> Option<fusebox::Duration> {
+    ///         Some(fusebox::Duration::from_secs(2)) // from the response's header
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let retry = Retry::builder()
+    ///     .max_attempts(2)
+    ///     .backoff(ExponentialBackoffMaker::new(Duration::from_millis(10), 2.0, Duration::from_secs(1))?.with_jitter(Jitter::None))
+    ///     .honor_retry_after()
+    ///     .build();
+    /// let start = tokio::time::Instant::now();
+    /// let _ = retry.call(|| async { Err::<(), _>(TooManyRequests) }).await;
+    /// assert_eq!(start.elapsed(), Duration::from_secs(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn honor_retry_after(self) -> RetryBuilder<B, HonorRetryAfter<P>> {
         let r = self.retry;
         RetryBuilder {
@@ -335,6 +443,13 @@ impl<B, P> RetryBuilder<B, P> {
     }
 
     /// The retry policy.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Retry;
+    ///
+    /// let retry = Retry::builder().max_attempts(4).build();
+    /// assert_eq!(retry.max_attempts(), 4);
+    /// ```
     pub fn build(self) -> Retry<B, P> {
         self.retry
     }
@@ -342,11 +457,24 @@ impl<B, P> RetryBuilder<B, P> {
 
 impl<B: MakeBackoff, P> Retry<B, P> {
     /// The most attempts.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Retry;
+    ///
+    /// assert_eq!(Retry::builder().max_attempts(7).build().max_attempts(), 7);
+    /// ```
     pub fn max_attempts(&self) -> u32 {
         self.max_attempts
     }
 
     /// The predicate.
+    ///
+    /// ```
+    /// use fusebox_std::policy::{Retry, RetryPredicate};
+    ///
+    /// let retry = Retry::builder().retry_if(|code: &u16| *code >= 500).build();
+    /// assert!(retry.predicate().should_retry(&502));
+    /// ```
     pub fn predicate(&self) -> &P {
         &self.predicate
     }
@@ -357,6 +485,25 @@ impl<B: MakeBackoff, P> Retry<B, P> {
     /// # Errors
     ///
     /// [`RetryError`] with the last error, the attempts made and the reason.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Retry;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let retry = Retry::builder().max_attempts(3).build();
+    /// let mut left = 2;
+    /// let value = retry
+    ///     .call(|| {
+    ///         left -= 1;
+    ///         let outcome = if left > 0 { Err("flaky") } else { Ok(5) };
+    ///         async move { outcome }
+    ///     })
+    ///     .await
+    ///     .map_err(|e| e.error)?;
+    /// assert_eq!(value, 5);
+    /// # Ok::<(), &str>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn call<F, Fut, T, E>(&self, mut attempt: F) -> Result<T, RetryError<E>>
     where
         F: FnMut() -> Fut,
