@@ -116,9 +116,11 @@ impl std::error::Error for BackoffError {}
 /// `min(max, base · factor^(k-1))`, and the delay is the ceiling or a
 /// [`Jitter`] draw below it.
 ///
-/// Each call's [`Backoff`] gets its own RNG, forked from the maker's (so a
+/// Each call's [`Backoff`] gets its own RNG, *forked* from the maker's:
+/// calls that fail together draw different delays (a cloned RNG would make
+/// them retry in lockstep, which is what jitter is for avoiding), and a
 /// maker given a seeded RNG with [`with_rng`](Self::with_rng) yields the
-/// same delays for the same sequence of calls).
+/// same delays for the same sequence of calls.
 ///
 /// # Examples
 ///
@@ -328,6 +330,20 @@ mod tests {
         b.retries = u32::MAX - 1;
         assert_eq!(b.next_delay(), Duration::from_millis(50));
         assert_eq!(b.next_delay(), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn calls_from_one_maker_draw_different_jitter() {
+        // Each call's RNG is forked, not cloned: callers that failed
+        // together must not retry in lockstep.
+        let maker =
+            ExponentialBackoffMaker::new(Duration::from_secs(10), 1.0, Duration::from_secs(10))
+                .unwrap()
+                .with_rng(fastrand::Rng::with_seed(1));
+        let (mut a, mut b) = (maker.make_backoff(), maker.make_backoff());
+        let xs: Vec<Duration> = (0..8).map(|_| a.next_delay()).collect();
+        let ys: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        assert_ne!(xs, ys);
     }
 
     #[test]

@@ -114,6 +114,9 @@ impl<E: fusebox::RetryAfter, P: RetryPredicate<E>> RetryPredicate<E> for HonorRe
 /// and an open breaker, a rate limit that would overrun the deadline or a
 /// full bulkhead stop the retries at once.
 ///
+/// [`Policy`](super::Policy) uses it around its own layers; use it to put a
+/// standalone [`Retry`] around a standalone [`Breaker`](super::Breaker).
+///
 /// # Examples
 ///
 /// ```
@@ -123,6 +126,24 @@ impl<E: fusebox::RetryAfter, P: RetryPredicate<E>> RetryPredicate<E> for HonorRe
 /// let p = OnCallError(RetryAll);
 /// assert!(p.should_retry(&CallError::<()>::Timeout));
 /// assert!(!p.should_retry(&CallError::<()>::Open { retry_after: None }));
+/// ```
+///
+/// Around a breaker by hand:
+///
+/// ```
+/// use std::sync::Arc;
+/// use fusebox::breaker::{CircuitBreaker, Config};
+/// use fusebox_std::policy::{Breaker, OnCallError, Retry, RetryAll};
+/// use fusebox_std::CallError;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let breaker = Breaker::new("db", Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?)));
+/// let retry = Retry::builder().max_attempts(5).retry_if(OnCallError(RetryAll)).build();
+/// let e = retry.call(|| breaker.call(async { Err::<(), _>("down") })).await.unwrap_err();
+/// assert!(matches!(e.error, CallError::Open { .. }));
+/// assert_eq!(e.attempts, 2); // the failure that opened it, then the refusal
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OnCallError<P>(pub P);
