@@ -72,7 +72,7 @@ use std::time::Duration;
 /// # Examples
 ///
 /// ```
-/// use std::sync::{Arc, Mutex, PoisonError};
+/// use std::sync::Arc;
 /// use std::time::Duration;
 /// use fusebox::breaker::{CircuitBreaker, Config};
 /// use fusebox::bucket::{Quota, TokenBucket};
