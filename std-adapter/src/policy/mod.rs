@@ -216,16 +216,7 @@ impl<C, B, P> PolicyBuilder<C, B, P> {
     /// # });
     /// ```
     pub fn retry<B2, P2>(self, retry: Retry<B2, P2>) -> PolicyBuilder<C, B2, P2> {
-        let p = self.policy;
-        PolicyBuilder {
-            policy: Policy {
-                bulkhead: p.bulkhead,
-                retry: Some(retry),
-                limiter: p.limiter,
-                breaker: p.breaker,
-                timeout: p.timeout,
-            },
-        }
+        self.map(|_| Some(retry), |b| b)
     }
 
     /// The circuit breaker.
@@ -241,13 +232,22 @@ impl<C, B, P> PolicyBuilder<C, B, P> {
     /// # Ok::<(), fusebox::breaker::ConfigError>(())
     /// ```
     pub fn breaker<C2>(self, breaker: Breaker<C2>) -> PolicyBuilder<C2, B, P> {
+        self.map(|r| r, |_| Some(breaker))
+    }
+
+    /// The same builder with its retry and breaker layers mapped.
+    fn map<C2, B2, P2>(
+        self,
+        retry: impl FnOnce(Option<Retry<B, P>>) -> Option<Retry<B2, P2>>,
+        breaker: impl FnOnce(Option<Breaker<C>>) -> Option<Breaker<C2>>,
+    ) -> PolicyBuilder<C2, B2, P2> {
         let p = self.policy;
         PolicyBuilder {
             policy: Policy {
                 bulkhead: p.bulkhead,
-                retry: p.retry,
+                retry: retry(p.retry),
                 limiter: p.limiter,
-                breaker: Some(breaker),
+                breaker: breaker(p.breaker),
                 timeout: p.timeout,
             },
         }

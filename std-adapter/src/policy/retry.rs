@@ -389,16 +389,7 @@ impl<B, P> RetryBuilder<B, P> {
     /// # Ok::<(), fusebox_std::policy::BackoffError>(())
     /// ```
     pub fn backoff<B2: MakeBackoff>(self, backoff: B2) -> RetryBuilder<B2, P> {
-        let r = self.retry;
-        RetryBuilder {
-            retry: Retry {
-                max_attempts: r.max_attempts,
-                backoff,
-                deadline: r.deadline,
-                budget: r.budget,
-                predicate: r.predicate,
-            },
-        }
+        self.map(|_| backoff, |p| p)
     }
 
     /// Which errors to retry.
@@ -413,16 +404,7 @@ impl<B, P> RetryBuilder<B, P> {
     /// # });
     /// ```
     pub fn retry_if<P2>(self, predicate: P2) -> RetryBuilder<B, P2> {
-        let r = self.retry;
-        RetryBuilder {
-            retry: Retry {
-                max_attempts: r.max_attempts,
-                backoff: r.backoff,
-                deadline: r.deadline,
-                budget: r.budget,
-                predicate,
-            },
-        }
+        self.map(|b| b, |_| predicate)
     }
 
     /// Also wait at least what the error's [`fusebox::RetryAfter`] names
@@ -451,14 +433,23 @@ impl<B, P> RetryBuilder<B, P> {
     /// # }).unwrap();
     /// ```
     pub fn honor_retry_after(self) -> RetryBuilder<B, HonorRetryAfter<P>> {
+        self.map(|b| b, HonorRetryAfter)
+    }
+
+    /// The same builder with its backoff and predicate mapped.
+    fn map<B2, P2>(
+        self,
+        backoff: impl FnOnce(B) -> B2,
+        predicate: impl FnOnce(P) -> P2,
+    ) -> RetryBuilder<B2, P2> {
         let r = self.retry;
         RetryBuilder {
             retry: Retry {
                 max_attempts: r.max_attempts,
-                backoff: r.backoff,
+                backoff: backoff(r.backoff),
                 deadline: r.deadline,
                 budget: r.budget,
-                predicate: HonorRetryAfter(r.predicate),
+                predicate: predicate(r.predicate),
             },
         }
     }
