@@ -6,7 +6,7 @@ use fusebox::{Clock, Instant};
 /// the clock's origin.
 ///
 /// Because it reads tokio's clock, a runtime with paused time
-/// (`#[tokio::test(start_paused = true)]`, [`tokio::time::pause`]) drives
+/// (`#[tokio::test(start_paused = true)]`, `tokio::time::pause` (feature `test-util`)) drives
 /// every core structure this adapter wraps on virtual time: tests never
 /// sleep for real and can assert exact instants.
 ///

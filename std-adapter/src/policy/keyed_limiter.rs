@@ -16,13 +16,13 @@ use crate::TokioClock;
 
 /// Waits for a core [`fusebox::KeyedLimiter`]'s per-key tokens.
 ///
-/// As [`Limiter`], with one FIFO gate per key waiting (created on demand,
+/// As [`Limiter`](super::Limiter), with one FIFO gate per key waiting (created on demand,
 /// removed when its last waiter leaves): waiters for one key are served in
 /// arrival order, and a waiting key never holds up another.
 ///
 /// # Cancellation
 ///
-/// As [`Limiter`]: a dropped waiter takes no token and leaves its key's
+/// As [`Limiter`](super::Limiter): a dropped waiter takes no token and leaves its key's
 /// queue.
 ///
 /// # Examples
