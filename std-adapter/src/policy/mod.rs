@@ -60,6 +60,11 @@ use std::time::Duration;
 ///   failure (the breaker's own timeout; with no breaker, a plain
 ///   `tokio::time` timeout).
 ///
+/// The retry deadline runs from the start of the retry layer, after the
+/// bulkhead admitted the call (a bulkhead queue has its own maximum wait);
+/// it bounds the waits (backoffs, Retry-After, rate-limit waits), not an
+/// attempt in flight: bound those with the timeout.
+///
 /// A fallback is not a layer of `Policy`: wrap the call in a [`Fallback`]
 /// or a [`StaleCache`], which see the final error of all the layers.
 ///
