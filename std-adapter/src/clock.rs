@@ -1,0 +1,169 @@
+//! [`TokioClock`]: the core's [`Clock`] on [`tokio::time::Instant`].
+
+use fusebox::{Clock, Instant};
+
+/// A [`Clock`] reading [`tokio::time::Instant::now`], in microseconds since
+/// the clock's origin.
+///
+/// Because it reads tokio's clock, a runtime with paused time
+/// (`#[tokio::test(start_paused = true)]`, `tokio::time::pause` (feature `test-util`)) drives
+/// every core structure this adapter wraps on virtual time: tests never
+/// sleep for real and can assert exact instants.
+///
+/// # Origin
+///
+/// The origin is per clock: [`TokioClock::new`] takes tokio's `now` as
+/// [`Instant::ZERO`]. A core structure must be read through one origin
+/// for its whole life, so every adapter type that owns a core structure
+/// owns one clock for it (it is `Copy`); share the clock, not just the
+/// structure, if two adapters wrap the same `Arc`. There is no
+/// process-wide origin on purpose: tokio's paused clock is per runtime, and
+/// one origin taken in one test runtime could lie after another runtime's
+/// virtual now, which would read as [`Instant::ZERO`] forever.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::{Clock, Duration};
+/// use fusebox_std::TokioClock;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let clock = TokioClock::new();
+/// tokio::time::sleep(std::time::Duration::from_millis(250)).await; // virtual time
+/// assert_eq!(clock.now() - fusebox::Instant::ZERO, Duration::from_millis(250));
+/// assert_eq!(clock.to_tokio(clock.now()), tokio::time::Instant::now());
+/// # });
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock whose origin is tokio's now (the runtime's virtual now when
+    /// time is paused).
+    ///
+    /// ```
+    /// use fusebox::{Clock, Instant};
+    /// use fusebox_std::TokioClock;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let clock = TokioClock::new();
+    /// assert_eq!(clock.now(), Instant::ZERO);
+    /// # });
+    /// ```
+    pub fn new() -> Self {
+        Self::with_origin(tokio::time::Instant::now())
+    }
+
+    /// A clock reading `origin` as [`Instant::ZERO`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::{Clock, Instant};
+    /// use fusebox_std::TokioClock;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let boot = tokio::time::Instant::now();
+    /// tokio::time::sleep(Duration::from_secs(2)).await;
+    /// let clock = TokioClock::with_origin(boot);
+    /// assert_eq!(clock.now(), Instant::from_secs(2));
+    /// # });
+    /// ```
+    pub const fn with_origin(origin: tokio::time::Instant) -> Self {
+        Self { origin }
+    }
+
+    /// The tokio instant that reads as [`Instant::ZERO`].
+    ///
+    /// ```
+    /// use fusebox_std::TokioClock;
+    ///
+    /// let start = tokio::time::Instant::now();
+    /// assert_eq!(TokioClock::with_origin(start).origin(), start);
+    /// ```
+    pub const fn origin(&self) -> tokio::time::Instant {
+        self.origin
+    }
+
+    /// `at` on this clock's scale: truncated to the microsecond; an `at`
+    /// before the origin reads as [`Instant::ZERO`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::Instant;
+    /// use fusebox_std::TokioClock;
+    ///
+    /// let origin = tokio::time::Instant::now();
+    /// let clock = TokioClock::with_origin(origin);
+    /// assert_eq!(clock.to_core(origin + Duration::from_nanos(1_999)), Instant::from_micros(1));
+    /// assert_eq!(clock.to_core(origin - Duration::from_secs(1)), Instant::ZERO);
+    /// ```
+    pub fn to_core(&self, at: tokio::time::Instant) -> Instant {
+        let micros = at.saturating_duration_since(self.origin).as_micros();
+        Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+    }
+
+    /// The tokio instant of `at` (saturating at the far future tokio can
+    /// represent).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::Instant;
+    /// use fusebox_std::TokioClock;
+    ///
+    /// let origin = tokio::time::Instant::now();
+    /// let clock = TokioClock::with_origin(origin);
+    /// assert_eq!(clock.to_tokio(Instant::from_millis(5)), origin + Duration::from_millis(5));
+    /// ```
+    pub fn to_tokio(&self, at: Instant) -> tokio::time::Instant {
+        let since = std::time::Duration::from(at - Instant::ZERO);
+        self.origin
+            .checked_add(since)
+            .unwrap_or_else(|| far_future(self.origin))
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Instant {
+        self.to_core(tokio::time::Instant::now())
+    }
+}
+
+/// An instant about 30 years after `from` (tokio's own "far future").
+pub(crate) fn far_future(from: tokio::time::Instant) -> tokio::time::Instant {
+    from + std::time::Duration::from_secs(86_400 * 365 * 30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn virtual_time_round_trips() {
+        let clock = TokioClock::new();
+        assert_eq!(clock.now(), Instant::ZERO);
+        tokio::time::advance(std::time::Duration::from_micros(1_500)).await;
+        assert_eq!(clock.now(), Instant::from_micros(1_500));
+        let later = Instant::from_secs(3);
+        assert_eq!(
+            clock.to_tokio(later) - clock.origin(),
+            std::time::Duration::from_secs(3)
+        );
+        assert_eq!(clock.to_core(clock.to_tokio(later)), later);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn before_origin_is_zero_and_far_future_saturates() {
+        let start = tokio::time::Instant::now();
+        let clock = TokioClock::with_origin(start + std::time::Duration::from_secs(1));
+        assert_eq!(clock.now(), Instant::ZERO);
+        assert!(clock.to_tokio(Instant::MAX) > start);
+    }
+}

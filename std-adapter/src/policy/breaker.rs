@@ -1,0 +1,612 @@
+//! [`Breaker`]: async calls through the core's [`CircuitBreaker`], with a
+//! classifier, an optional timeout and tracing of every transition.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use fusebox::breaker::{Metrics, Outcome, OwnedPermit, State, Transition};
+use fusebox::{CircuitBreaker, Clock, Instant};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+use super::{CallError, Classify, DefaultClassifier};
+use crate::TokioClock;
+
+/// An async circuit breaker: the core's [`CircuitBreaker`] (every decision
+/// is the core's), a [`TokioClock`], a name for the logs, a classifier and
+/// an optional timeout. Cheap to clone (one `Arc`); clones share the breaker.
+///
+/// Transitions are emitted as `tracing` events with the fields `breaker`
+/// (the name), `from` and `to`: `warn` when it opens, `info` otherwise.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use fusebox::breaker::{CircuitBreaker, Config};
+/// use fusebox_std::policy::Breaker;
+/// use fusebox_std::CallError;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+/// let breaker = Breaker::builder("billing", core)
+///     .timeout(std::time::Duration::from_secs(2))
+///     .build();
+/// let failed: Result<u32, CallError<&str>> = breaker.call(async { Err("boom") }).await;
+/// assert!(matches!(failed, Err(CallError::Inner("boom"))));
+/// let refused = breaker.call(async { Ok::<_, &str>(1) }).await;
+/// assert!(matches!(refused, Err(CallError::Open { retry_after: Some(_) })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub struct Breaker<C = DefaultClassifier> {
+    shared: Arc<Shared<C>>,
+}
+
+struct Shared<C> {
+    breaker: Arc<CircuitBreaker>,
+    name: Arc<str>,
+    clock: TokioClock,
+    timeout: Option<Duration>,
+    classifier: C,
+}
+
+impl<C> Clone for Breaker<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for Breaker<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Breaker")
+            .field("name", &self.shared.name)
+            .field("timeout", &self.shared.timeout)
+            .field("breaker", &self.shared.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Breaker`]; see [`Breaker::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{Breaker, BreakerBuilder};
+/// # use std::sync::Arc;
+/// # use fusebox::breaker::{CircuitBreaker, Config};
+/// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+/// let builder: BreakerBuilder = Breaker::builder("search", core);
+/// let breaker = builder.timeout(Duration::from_millis(800)).build();
+/// assert_eq!(breaker.timeout(), Some(Duration::from_millis(800)));
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+#[derive(Debug)]
+pub struct BreakerBuilder<C = DefaultClassifier> {
+    breaker: Arc<CircuitBreaker>,
+    name: Arc<str>,
+    clock: Option<TokioClock>,
+    timeout: Option<Duration>,
+    classifier: C,
+}
+
+impl BreakerBuilder {
+    /// Uses `classifier` instead of [`DefaultClassifier`].
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config, Outcome};
+    /// # use fusebox_std::policy::Breaker;
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build().unwrap()));
+    /// let breaker = Breaker::builder("users", core)
+    ///     .classifier(|r: &Result<(), u16>| match r {
+    ///         Err(404) => Outcome::Ignored,
+    ///         Err(_) => Outcome::Failure,
+    ///         Ok(()) => Outcome::Success,
+    ///     })
+    ///     .build();
+    /// # drop(breaker);
+    /// ```
+    pub fn classifier<C>(self, classifier: C) -> BreakerBuilder<C> {
+        BreakerBuilder {
+            breaker: self.breaker,
+            name: self.name,
+            clock: self.clock,
+            timeout: self.timeout,
+            classifier,
+        }
+    }
+}
+
+impl<C> BreakerBuilder<C> {
+    /// A timeout for every call, counted as a failure when it fires; the
+    /// call is then dropped and [`CallError::Timeout`] returned.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// let breaker = Breaker::builder("search", core).timeout(Duration::from_secs(1)).build();
+    /// assert_eq!(breaker.timeout(), Some(Duration::from_secs(1)));
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The clock (default: a new [`TokioClock`] at `build`). Give the same
+    /// clock to every adapter that shares this core breaker.
+    ///
+    /// ```
+    /// use fusebox_std::{policy::Breaker, TokioClock};
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let clock = TokioClock::new(); // shared with every adapter of this core breaker
+    /// let breaker = Breaker::builder("search", core).clock(clock).build();
+    /// assert_eq!(breaker.clock(), clock);
+    /// # });
+    /// ```
+    pub fn clock(mut self, clock: TokioClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The breaker.
+    ///
+    /// ```
+    /// use fusebox::breaker::State;
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// let breaker = Breaker::builder("search", core).build();
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// ```
+    pub fn build(self) -> Breaker<C> {
+        Breaker {
+            shared: Arc::new(Shared {
+                breaker: self.breaker,
+                name: self.name,
+                clock: self.clock.unwrap_or_default(),
+                timeout: self.timeout,
+                classifier: self.classifier,
+            }),
+        }
+    }
+}
+
+impl Breaker {
+    /// A builder for a breaker named `name` (a label for logs and metrics;
+    /// keep secrets out of it) over `breaker`.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// let breaker = Breaker::builder("ledger", core).build();
+    /// assert_eq!(breaker.name(), "ledger");
+    /// ```
+    pub fn builder(name: impl Into<Arc<str>>, breaker: Arc<CircuitBreaker>) -> BreakerBuilder {
+        BreakerBuilder {
+            breaker,
+            name: name.into(),
+            clock: None,
+            timeout: None,
+            classifier: DefaultClassifier,
+        }
+    }
+
+    /// A breaker with the default classifier, no timeout and a new clock.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config, State};
+    /// # use fusebox_std::policy::Breaker;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build()?));
+    /// let breaker = Breaker::new("search", core);
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
+    pub fn new(name: impl Into<Arc<str>>, breaker: Arc<CircuitBreaker>) -> Self {
+        Self::builder(name, breaker).build()
+    }
+}
+
+impl<C> Breaker<C> {
+    /// Calls `future` if the breaker permits, and records how it went.
+    ///
+    /// The permit is asked for on the first poll (with the clock read right
+    /// then), the duration is measured from there to completion and fed to
+    /// the core's slow-call detection, and the classifier decides the
+    /// outcome. See [`BreakerCall`] for timeouts and cancellation.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # use fusebox_std::policy::Breaker;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// # let breaker = Breaker::new("db", Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap())));
+    /// let rows = breaker.call(async { Ok::<_, std::io::Error>(7) }).await?;
+    /// assert_eq!(rows, 7);
+    /// assert_eq!(breaker.metrics().successes, 1);
+    /// # Ok::<(), fusebox_std::CallError<std::io::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn call<F>(&self, future: F) -> BreakerCall<F, C> {
+        self.call_with_timeout(future, self.shared.timeout)
+    }
+
+    /// [`call`](Self::call) with this timeout instead of the configured one.
+    pub(crate) fn call_with_timeout<F>(
+        &self,
+        future: F,
+        timeout: Option<Duration>,
+    ) -> BreakerCall<F, C> {
+        BreakerCall {
+            future,
+            sleep: None,
+            shared: Arc::clone(&self.shared),
+            timeout,
+            stage: Stage::Start,
+        }
+    }
+
+    /// The state a call made now would see.
+    ///
+    /// ```
+    /// use fusebox::breaker::State;
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = Breaker::new("cache", core);
+    /// let _ = breaker.call(async { Err::<(), _>("down") }).await;
+    /// assert_eq!(breaker.state(), State::Open);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn state(&self) -> State {
+        self.shared.breaker.state(self.shared.clock.now())
+    }
+
+    /// The core breaker's counters.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let breaker = Breaker::new("cache", core);
+    /// breaker.call(async { Ok::<_, ()>(()) }).await.unwrap();
+    /// assert_eq!(breaker.metrics().successes, 1);
+    /// # });
+    /// ```
+    pub fn metrics(&self) -> Metrics {
+        self.shared.breaker.metrics()
+    }
+
+    /// The core breaker.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox_std::policy::Breaker;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// let breaker = Breaker::new("cache", Arc::clone(&core));
+    /// assert!(Arc::ptr_eq(breaker.core(), &core));
+    /// ```
+    pub fn core(&self) -> &Arc<CircuitBreaker> {
+        &self.shared.breaker
+    }
+
+    /// The name given at construction.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// assert_eq!(Breaker::new("cache", core).name(), "cache");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The clock the breaker is read with.
+    ///
+    /// ```
+    /// use fusebox::Clock;
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let breaker = Breaker::new("cache", core);
+    /// assert_eq!(breaker.clock().now(), fusebox::Instant::ZERO);
+    /// # });
+    /// ```
+    pub fn clock(&self) -> TokioClock {
+        self.shared.clock
+    }
+
+    /// The configured timeout.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// assert_eq!(Breaker::new("cache", core).timeout(), None);
+    /// ```
+    pub fn timeout(&self) -> Option<Duration> {
+        self.shared.timeout
+    }
+}
+
+pin_project! {
+    /// The future of [`Breaker::call`].
+    ///
+    /// On its first poll it asks the core breaker for a permit (an open
+    /// breaker resolves it at once to [`CallError::Open`], without polling
+    /// the inner future), starts the timeout if there is one, and then polls
+    /// the inner future. It records the permit exactly once:
+    ///
+    /// * the inner future completes: the classifier's outcome, with the
+    ///   measured duration;
+    /// * the timeout fires first: a failure, with the timeout as duration;
+    ///   the inner future is not polled again ([`CallError::Timeout`]).
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping this future before it completes drops the inner future and
+    /// *abandons* the permit: it counts as neither success nor failure
+    /// (the core's `Metrics::abandoned`), and a half-open trial slot is
+    /// freed without deciding, so a cancelled probe can never keep the
+    /// breaker half-open nor close or open it. Dropped before its first
+    /// poll, it never asked for a permit at all.
+    ///
+    /// # Panics
+    ///
+    /// Polling it again after it returned `Ready` panics.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::policy::{Breaker, BreakerCall};
+    /// use fusebox_std::CallError;
+    /// # use std::sync::Arc;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).half_open_permits(1).build()?));
+    /// let breaker = Breaker::builder("api", Arc::clone(&core)).timeout(Duration::from_secs(1)).build();
+    /// // Cancelled by an outer timeout: the permit is abandoned, not recorded.
+    /// let call = breaker.call(std::future::pending::<Result<(), ()>>());
+    /// assert!(tokio::time::timeout(Duration::from_millis(10), call).await.is_err());
+    /// assert_eq!((core.metrics().abandoned, core.metrics().failures), (1, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[must_use = "futures do nothing unless you .await or poll them"]
+    pub struct BreakerCall<F, C> {
+        #[pin]
+        future: F,
+        #[pin]
+        sleep: Option<Sleep>,
+        shared: Arc<Shared<C>>,
+        timeout: Option<Duration>,
+        stage: Stage,
+    }
+}
+
+enum Stage {
+    Start,
+    Running {
+        permit: OwnedPermit<Arc<CircuitBreaker>>,
+        started: Instant,
+    },
+    Done,
+}
+
+impl<F, C> BreakerCall<F, C> {
+    /// The inner future.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// let call = Breaker::new("api", core).call(std::future::ready(Ok::<u8, ()>(1)));
+    /// assert!(call.get_ref().clone().into_inner().is_ok());
+    /// ```
+    pub fn get_ref(&self) -> &F {
+        &self.future
+    }
+
+    /// The inner future, mutably.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// let mut call = Breaker::new("api", core).call(std::future::ready(Ok::<u8, ()>(1)));
+    /// *call.get_mut() = std::future::ready(Ok(2));
+    /// assert_eq!(call.into_inner().into_inner(), Ok(2));
+    /// ```
+    pub fn get_mut(&mut self) -> &mut F {
+        &mut self.future
+    }
+
+    /// The inner future. Only an unpolled call can be moved (a polled one
+    /// is pinned), so no permit has been asked for yet.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Breaker;
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
+    /// let breaker = Breaker::new("api", core);
+    /// let inner = breaker.call(std::future::ready(Ok::<u8, ()>(7))).into_inner();
+    /// assert_eq!(inner.into_inner(), Ok(7));
+    /// assert_eq!(breaker.metrics().calls(), 0, "never asked for a permit");
+    /// ```
+    pub fn into_inner(self) -> F {
+        self.future
+    }
+}
+
+impl<F, C, T, E> Future for BreakerCall<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, CallError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let shared = &**this.shared;
+        if matches!(this.stage, Stage::Start) {
+            let now = shared.clock.now();
+            match CircuitBreaker::try_acquire_owned(Arc::clone(&shared.breaker), now) {
+                Err(rejected) => {
+                    *this.stage = Stage::Done;
+                    tracing::debug!(breaker = %shared.name, state = ?rejected.state, "call rejected");
+                    return Poll::Ready(Err(CallError::Open {
+                        retry_after: rejected.retry_after.map(Into::into),
+                    }));
+                }
+                Ok(permit) => {
+                    if let Some(t) = permit.transition() {
+                        log_transition(&shared.name, t);
+                    }
+                    if let Some(timeout) = *this.timeout {
+                        let at = shared.clock.to_tokio(now) + timeout;
+                        this.sleep.set(Some(tokio::time::sleep_until(at)));
+                    }
+                    *this.stage = Stage::Running {
+                        permit,
+                        started: now,
+                    };
+                }
+            }
+        }
+        assert!(
+            matches!(this.stage, Stage::Running { .. }),
+            "BreakerCall polled after completion"
+        );
+        let result = match this.future.poll(cx) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                Some(Poll::Ready(())) => None,
+                _ => return Poll::Pending,
+            },
+        };
+        let Stage::Running { permit, started } = std::mem::replace(this.stage, Stage::Done) else {
+            unreachable!("checked above");
+        };
+        let now = shared.clock.now();
+        let elapsed = now - started;
+        let Some(result) = result else {
+            record(shared, permit, Outcome::Failure, now, elapsed);
+            tracing::debug!(breaker = %shared.name, "call timed out");
+            return Poll::Ready(Err(CallError::Timeout));
+        };
+        let verdict = shared.classifier.classify(&result);
+        record(shared, permit, verdict, now, elapsed);
+        Poll::Ready(result.map_err(CallError::Inner))
+    }
+}
+
+fn record<C>(
+    shared: &Shared<C>,
+    permit: OwnedPermit<Arc<CircuitBreaker>>,
+    outcome: Outcome,
+    now: Instant,
+    elapsed: fusebox::Duration,
+) {
+    if let Some(t) = permit.record(outcome, now, elapsed) {
+        log_transition(&shared.name, t);
+    }
+}
+
+/// One `tracing` event per transition, with structured fields.
+pub(crate) fn log_transition(name: &str, t: Transition) {
+    let at_us = t.at.as_micros();
+    match t.to {
+        State::Open | State::ForcedOpen => {
+            tracing::warn!(breaker = %name, from = ?t.from, to = ?t.to, at_us, "circuit breaker opened");
+        }
+        State::HalfOpen => {
+            tracing::info!(breaker = %name, from = ?t.from, to = ?t.to, at_us, "circuit breaker half-open");
+        }
+        State::Closed => {
+            tracing::info!(breaker = %name, from = ?t.from, to = ?t.to, at_us, "circuit breaker closed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fusebox::breaker::Config;
+
+    fn breaker(n: u32) -> Breaker {
+        let config = Config::builder()
+            .consecutive_failures(n)
+            .open_for(fusebox::Duration::from_secs(1))
+            .build()
+            .unwrap();
+        Breaker::new("test", Arc::new(CircuitBreaker::new(config)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn not_polled_asks_nothing() {
+        let b = breaker(1);
+        let call = b.call(async { Ok::<(), ()>(()) });
+        drop(call);
+        assert_eq!(b.metrics(), Metrics::default());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_counts_as_failure_and_opens() {
+        let b = Breaker::builder("t", Arc::clone(breaker(1).core()))
+            .timeout(Duration::from_millis(100))
+            .build();
+        let start = tokio::time::Instant::now();
+        let r = b
+            .call(async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok::<(), ()>(())
+            })
+            .await;
+        assert!(matches!(r, Err(CallError::Timeout)));
+        assert_eq!(
+            tokio::time::Instant::now(),
+            start + Duration::from_millis(100)
+        );
+        assert_eq!(b.metrics().failures, 1);
+        assert_eq!(b.state(), State::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    #[should_panic(expected = "polled after completion")]
+    async fn polled_after_completion_panics() {
+        let b = breaker(1);
+        let mut call = std::pin::pin!(b.call(async { Ok::<(), ()>(()) }));
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(call.as_mut().poll(&mut cx).is_ready());
+        let _ = call.as_mut().poll(&mut cx);
+    }
+}

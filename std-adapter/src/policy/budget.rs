@@ -1,0 +1,388 @@
+//! [`RetryBudget`]: retries limited to a fraction of recent first attempts
+//! plus a small floor, shared by every caller of a policy.
+
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use fusebox::{Clock, Instant};
+
+use crate::TokioClock;
+
+/// Slots of the sliding window.
+const SLOTS: usize = 10;
+
+/// Why a [`RetryBudget`] could not be built.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{BudgetError, RetryBudget};
+///
+/// assert_eq!(RetryBudget::new(Duration::ZERO, 20, 10).unwrap_err(), BudgetError::WindowTooShort);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BudgetError {
+    /// The window was shorter than 10 µs (one microsecond per slot).
+    WindowTooShort,
+}
+
+impl fmt::Display for BudgetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("retry budget window must be at least 10 µs")
+    }
+}
+
+impl std::error::Error for BudgetError {}
+
+/// A retry budget: within any window, the retries admitted are at most
+/// `floor + ⌊percent × first attempts / 100⌋`, counting the first attempts
+/// (deposits) and retries (withdrawals) made in that window.
+///
+/// So when a dependency fails, a fleet of callers sharing a budget adds at
+/// most `percent` % to the load (plus the floor), instead of multiplying it
+/// by the number of attempts.
+///
+/// # The window
+///
+/// Time is cut into 10 slots of `window / 10`; the window at `now` is the
+/// slot holding `now` and the nine before it (so it spans between 90 % and
+/// 100 % of `window`). The bound above holds for every such window, exactly
+/// and whatever the concurrency: a withdrawal is decided and counted under
+/// one lock, with the window's deposits it was decided on. A `now` earlier
+/// than one already seen reads as that latest slot (a stale clock never
+/// reopens an old window).
+///
+/// # Why a windowed counter and not the core's `TokenBucket`
+///
+/// A token bucket refills with *time*; this budget must refill with
+/// *traffic* (first attempts), and forget it after the window, so that a
+/// burst of traffic long ago buys no retries during today's outage. The
+/// decision reads two quantities (deposits and withdrawals) and writes one,
+/// so it is taken under a `std::sync::Mutex` held for a few dozen
+/// instructions: exact, where a lock-free check-then-withdraw admits more
+/// than the bound under contention (tower's `TpsBudget` is such a design).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox::Instant;
+/// use fusebox_std::policy::RetryBudget;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// // 20 % of first attempts, at least 1 retry per 10 s.
+/// let budget = RetryBudget::new(Duration::from_secs(10), 20, 1)?;
+/// let now = Instant::from_secs(1);
+/// for _ in 0..10 {
+///     budget.deposit_at(now);
+/// }
+/// let admitted = (0..10).filter(|_| budget.try_withdraw_at(now)).count();
+/// assert_eq!(admitted, 3); // 1 + 20 % of 10
+/// # Ok::<(), fusebox_std::policy::BudgetError>(())
+/// # }).unwrap();
+/// ```
+pub struct RetryBudget {
+    slot_micros: u64,
+    percent: u32,
+    floor: u32,
+    clock: TokioClock,
+    ring: Mutex<Ring>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    /// The slot number (`now / slot width`) the counts belong to.
+    index: u64,
+    deposits: u64,
+    withdrawals: u64,
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    slots: [Slot; SLOTS],
+    /// The latest slot number seen.
+    latest: u64,
+}
+
+impl Ring {
+    /// The current slot (cleared if it held an older number) at slot
+    /// number `index`, and the window's totals before this call.
+    fn current(&mut self, index: u64) -> (&mut Slot, u64, u64) {
+        let index = index.max(self.latest);
+        self.latest = index;
+        let oldest = index.saturating_sub(SLOTS as u64 - 1);
+        let (mut deposits, mut withdrawals) = (0u64, 0u64);
+        for slot in &self.slots {
+            if (oldest..=index).contains(&slot.index) {
+                deposits = deposits.saturating_add(slot.deposits);
+                withdrawals = withdrawals.saturating_add(slot.withdrawals);
+            }
+        }
+        let slot = &mut self.slots[(index % SLOTS as u64) as usize];
+        if slot.index != index {
+            // An older slot number's counts: not in the window (they were
+            // not summed above either, being older than `oldest`).
+            *slot = Slot {
+                index,
+                ..Slot::default()
+            };
+        }
+        (slot, deposits, withdrawals)
+    }
+}
+
+impl fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryBudget")
+            .field("window", &self.window())
+            .field("percent", &self.percent)
+            .field("floor", &self.floor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RetryBudget {
+    /// A budget admitting `floor + percent % of first attempts` retries per
+    /// `window` (rounded down to a multiple of 10 µs), read with a new
+    /// [`TokioClock`].
+    ///
+    /// # Errors
+    ///
+    /// [`BudgetError::WindowTooShort`] for a window under 10 µs.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::RetryBudget;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// // tower's default: 20 % of a 10 s window, plus 10 retries per window.
+    /// let budget = RetryBudget::new(Duration::from_secs(10), 20, 10)?;
+    /// assert_eq!(budget.window(), Duration::from_secs(10));
+    /// # Ok::<(), fusebox_std::policy::BudgetError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn new(window: Duration, percent: u32, floor: u32) -> Result<Self, BudgetError> {
+        Self::with_clock(window, percent, floor, TokioClock::new())
+    }
+
+    /// [`new`](Self::new) with this clock.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::{policy::RetryBudget, TokioClock};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let clock = TokioClock::new();
+    /// let budget = RetryBudget::with_clock(Duration::from_secs(1), 50, 0, clock)?;
+    /// budget.deposit();
+    /// budget.deposit();
+    /// assert!(budget.try_withdraw());
+    /// # Ok::<(), fusebox_std::policy::BudgetError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn with_clock(
+        window: Duration,
+        percent: u32,
+        floor: u32,
+        clock: TokioClock,
+    ) -> Result<Self, BudgetError> {
+        let micros = u64::try_from(window.as_micros()).unwrap_or(u64::MAX);
+        let slot_micros = micros / SLOTS as u64;
+        if slot_micros == 0 {
+            return Err(BudgetError::WindowTooShort);
+        }
+        Ok(Self {
+            slot_micros,
+            percent,
+            floor,
+            clock,
+            ring: Mutex::new(Ring::default()),
+        })
+    }
+
+    /// The window (a multiple of 10 µs).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::RetryBudget;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// // Rounded down to a multiple of 10 µs (ten slots of whole microseconds).
+    /// let budget = RetryBudget::new(Duration::from_micros(1_234), 10, 1)?;
+    /// assert_eq!(budget.window(), Duration::from_micros(1_230));
+    /// # Ok::<(), fusebox_std::policy::BudgetError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn window(&self) -> Duration {
+        Duration::from_micros(self.slot_micros * SLOTS as u64)
+    }
+
+    /// Counts a first attempt now.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::RetryBudget;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let budget = RetryBudget::new(Duration::from_secs(10), 100, 0)?;
+    /// assert!(!budget.try_withdraw());
+    /// budget.deposit();
+    /// assert!(budget.try_withdraw());
+    /// # Ok::<(), fusebox_std::policy::BudgetError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn deposit(&self) {
+        self.deposit_at(self.clock.now());
+    }
+
+    /// Asks for a retry now: `true` (and counted) if the window allows one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::RetryBudget;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let budget = RetryBudget::new(Duration::from_secs(1), 0, 1)?; // the floor only
+    /// assert!(budget.try_withdraw());
+    /// assert!(!budget.try_withdraw());
+    /// tokio::time::sleep(Duration::from_secs(1)).await; // a new window
+    /// assert!(budget.try_withdraw());
+    /// # Ok::<(), fusebox_std::policy::BudgetError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn try_withdraw(&self) -> bool {
+        self.try_withdraw_at(self.clock.now())
+    }
+
+    /// Counts a first attempt at `now` (sans-clock form, for tests and for
+    /// callers with their own clock on this budget's scale).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::Instant;
+    /// use fusebox_std::policy::RetryBudget;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let budget = RetryBudget::new(Duration::from_secs(1), 100, 0)?;
+    /// budget.deposit_at(Instant::from_millis(100));
+    /// assert_eq!(budget.remaining_at(Instant::from_millis(100)), 1);
+    /// # Ok::<(), fusebox_std::policy::BudgetError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn deposit_at(&self, now: Instant) {
+        let mut ring = self.lock();
+        let (slot, _, _) = ring.current(self.index(now));
+        slot.deposits = slot.deposits.saturating_add(1);
+    }
+
+    /// Asks for a retry at `now`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::Instant;
+    /// use fusebox_std::policy::RetryBudget;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let budget = RetryBudget::new(Duration::from_secs(1), 100, 0)?;
+    /// budget.deposit_at(Instant::ZERO);
+    /// assert!(!budget.try_withdraw_at(Instant::from_secs(1)), "the deposit has left the window");
+    /// # Ok::<(), fusebox_std::policy::BudgetError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn try_withdraw_at(&self, now: Instant) -> bool {
+        let mut ring = self.lock();
+        let (slot, deposits, withdrawals) = ring.current(self.index(now));
+        // withdrawals + 1 <= floor + percent · deposits / 100, in integers.
+        let allowed =
+            u128::from(self.floor) * 100 + u128::from(self.percent) * u128::from(deposits);
+        if (u128::from(withdrawals) + 1) * 100 <= allowed {
+            slot.withdrawals = slot.withdrawals.saturating_add(1);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Retries the window at `now` would still admit.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use fusebox::Instant;
+    /// # use fusebox_std::policy::RetryBudget;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let budget = RetryBudget::new(Duration::from_secs(1), 50, 0)?;
+    /// budget.deposit_at(Instant::from_millis(10));
+    /// budget.deposit_at(Instant::from_millis(20));
+    /// assert_eq!(budget.remaining_at(Instant::from_millis(30)), 1);
+    /// assert_eq!(budget.remaining_at(Instant::from_millis(1_100)), 0, "the window moved on");
+    /// # Ok::<(), fusebox_std::policy::BudgetError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn remaining_at(&self, now: Instant) -> u64 {
+        let mut ring = self.lock();
+        let (_, deposits, withdrawals) = ring.current(self.index(now));
+        let allowed =
+            (u128::from(self.floor) * 100 + u128::from(self.percent) * u128::from(deposits)) / 100;
+        u64::try_from(allowed.saturating_sub(u128::from(withdrawals))).unwrap_or(u64::MAX)
+    }
+
+    fn index(&self, now: Instant) -> u64 {
+        now.as_micros() / self.slot_micros
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ring> {
+        // The ring is plain counters: a panic elsewhere cannot leave it
+        // half-written in a way that matters.
+        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(percent: u32, floor: u32) -> RetryBudget {
+        RetryBudget::with_clock(
+            Duration::from_secs(10),
+            percent,
+            floor,
+            TokioClock::with_origin(tokio::time::Instant::now()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn floor_alone() {
+        let b = budget(0, 2);
+        let now = Instant::from_secs(1);
+        assert!(b.try_withdraw_at(now));
+        assert!(b.try_withdraw_at(now));
+        assert!(!b.try_withdraw_at(now));
+    }
+
+    #[test]
+    fn deposits_leave_the_window() {
+        let b = budget(100, 0);
+        b.deposit_at(Instant::from_secs(0));
+        // Slot 0 is in the window up to slot 9 (9.999 s), not at 10 s.
+        assert_eq!(b.remaining_at(Instant::from_micros(9_999_999)), 1);
+        assert_eq!(b.remaining_at(Instant::from_secs(10)), 0);
+    }
+
+    #[test]
+    fn a_stale_now_reads_as_the_latest() {
+        let b = budget(100, 0);
+        b.deposit_at(Instant::from_secs(100));
+        // A now from long before reads as 100 s: the deposit counts, and
+        // nothing is written into an old slot.
+        assert!(b.try_withdraw_at(Instant::from_secs(1)));
+        assert!(!b.try_withdraw_at(Instant::from_secs(100)));
+    }
+}

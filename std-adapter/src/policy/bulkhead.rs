@@ -1,0 +1,374 @@
+//! [`Bulkhead`]: at most `max_concurrent` calls at once; the rest rejected
+//! at once or queued, up to a bound, for at most a maximum wait.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::CallError;
+
+/// Why a bulkhead refused a call.
+///
+/// Non-exhaustive: match the variants you handle and keep a `_` arm.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::policy::BulkheadRejection;
+///
+/// assert_eq!(BulkheadRejection::Full.to_string(), "all slots in use");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BulkheadRejection {
+    /// Every slot was in use and the bulkhead does not queue.
+    Full,
+    /// Every slot was in use and the queue was full.
+    QueueFull,
+    /// The call queued for the maximum wait without getting a slot.
+    QueueTimeout,
+}
+
+impl fmt::Display for BulkheadRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Full => "all slots in use",
+            Self::QueueFull => "all slots in use and the queue is full",
+            Self::QueueTimeout => "no slot within the maximum queueing time",
+        })
+    }
+}
+
+impl std::error::Error for BulkheadRejection {}
+
+/// What a bulkhead does with a call when every slot is in use.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{Bulkhead, Overflow};
+///
+/// let bulkhead = Bulkhead::new(8, Overflow::Queue { max_queued: 32, max_wait: Duration::from_millis(50) });
+/// assert_eq!(bulkhead.overflow(), Overflow::Queue { max_queued: 32, max_wait: Duration::from_millis(50) });
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// Refuse it at once ([`BulkheadRejection::Full`]).
+    Reject,
+    /// Queue it (first come, first served) if fewer than `max_queued`
+    /// calls are queued, for at most `max_wait`.
+    Queue {
+        /// The most calls queued at once.
+        max_queued: usize,
+        /// The longest a call waits for a slot.
+        max_wait: Duration,
+    },
+}
+
+/// A bulkhead's counters.
+///
+/// ```
+/// use fusebox_std::policy::{Bulkhead, BulkheadMetrics, Overflow};
+///
+/// let bulkhead = Bulkhead::new(4, Overflow::Reject);
+/// let _slot = bulkhead.try_acquire()?;
+/// assert_eq!(bulkhead.metrics(), BulkheadMetrics { in_use: 1, queued: 0, rejected: 0 });
+/// # Ok::<(), fusebox_std::policy::BulkheadRejection>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BulkheadMetrics {
+    /// Slots held right now.
+    pub in_use: usize,
+    /// Calls waiting for a slot right now.
+    pub queued: usize,
+    /// Calls refused since creation, for any [`BulkheadRejection`].
+    pub rejected: u64,
+}
+
+/// Limits the calls in flight at once: a [`tokio::sync::Semaphore`] of
+/// `max_concurrent` slots (FIFO, so queued calls are served in arrival
+/// order) and an [`Overflow`] rule. Cheap to clone; clones share the slots.
+///
+/// # Cancellation
+///
+/// A call dropped while it queues leaves the queue (its place is freed at
+/// once); one dropped while it runs returns its slot.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::policy::{Bulkhead, BulkheadRejection, Overflow};
+/// use fusebox_std::CallError;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let bulkhead = Bulkhead::new(1, Overflow::Reject);
+/// let held = bulkhead.try_acquire().unwrap();
+/// let refused = bulkhead.call(async { Ok::<_, ()>(1) }).await;
+/// assert!(matches!(refused, Err(CallError::Bulkhead(BulkheadRejection::Full))));
+/// drop(held);
+/// assert_eq!(bulkhead.call(async { Ok::<_, ()>(1) }).await.unwrap(), 1);
+/// assert_eq!(bulkhead.metrics().rejected, 1);
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct Bulkhead {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    slots: Arc<Semaphore>,
+    max_concurrent: usize,
+    overflow: Overflow,
+    queued: AtomicUsize,
+    rejected: AtomicU64,
+}
+
+/// A bulkhead slot, returned when dropped.
+///
+/// ```
+/// use fusebox_std::policy::{Bulkhead, Overflow};
+///
+/// let bulkhead = Bulkhead::new(1, Overflow::Reject);
+/// let permit = bulkhead.try_acquire()?;
+/// assert!(bulkhead.try_acquire().is_err());
+/// drop(permit);
+/// assert!(bulkhead.try_acquire().is_ok());
+/// # Ok::<(), fusebox_std::policy::BulkheadRejection>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "the slot is returned as soon as the permit is dropped"]
+pub struct BulkheadPermit {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Bulkhead {
+    /// A bulkhead of `max_concurrent` slots (at most
+    /// [`Semaphore::MAX_PERMITS`]; a larger number is clamped to it).
+    ///
+    /// ```
+    /// use fusebox_std::policy::{Bulkhead, Overflow};
+    ///
+    /// let bulkhead = Bulkhead::new(16, Overflow::Reject);
+    /// assert_eq!(bulkhead.max_concurrent(), 16);
+    /// ```
+    pub fn new(max_concurrent: usize, overflow: Overflow) -> Self {
+        let max_concurrent = max_concurrent.min(Semaphore::MAX_PERMITS);
+        Self {
+            shared: Arc::new(Shared {
+                slots: Arc::new(Semaphore::new(max_concurrent)),
+                max_concurrent,
+                overflow,
+                queued: AtomicUsize::new(0),
+                rejected: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The overflow rule.
+    ///
+    /// ```
+    /// use fusebox_std::policy::{Bulkhead, Overflow};
+    ///
+    /// assert_eq!(Bulkhead::new(2, Overflow::Reject).overflow(), Overflow::Reject);
+    /// ```
+    pub fn overflow(&self) -> Overflow {
+        self.shared.overflow
+    }
+
+    /// The number of slots.
+    ///
+    /// ```
+    /// use fusebox_std::policy::{Bulkhead, Overflow};
+    ///
+    /// assert_eq!(Bulkhead::new(3, Overflow::Reject).max_concurrent(), 3);
+    /// ```
+    pub fn max_concurrent(&self) -> usize {
+        self.shared.max_concurrent
+    }
+
+    /// The counters.
+    ///
+    /// ```
+    /// use fusebox_std::policy::{Bulkhead, Overflow};
+    ///
+    /// let bulkhead = Bulkhead::new(1, Overflow::Reject);
+    /// let _held = bulkhead.try_acquire()?;
+    /// let _ = bulkhead.try_acquire();
+    /// let m = bulkhead.metrics();
+    /// assert_eq!((m.in_use, m.rejected), (1, 1));
+    /// # Ok::<(), fusebox_std::policy::BulkheadRejection>(())
+    /// ```
+    pub fn metrics(&self) -> BulkheadMetrics {
+        let s = &self.shared;
+        BulkheadMetrics {
+            in_use: s.max_concurrent - s.slots.available_permits(),
+            queued: s.queued.load(Ordering::Relaxed),
+            rejected: s.rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A slot if one is free now (never queues).
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadRejection::Full`] (counted as a rejection).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::{Bulkhead, BulkheadRejection, Overflow};
+    ///
+    /// // Even a queueing bulkhead refuses at once here.
+    /// let bulkhead = Bulkhead::new(1, Overflow::Queue { max_queued: 8, max_wait: Duration::from_secs(1) });
+    /// let _held = bulkhead.try_acquire()?;
+    /// assert_eq!(bulkhead.try_acquire().unwrap_err(), BulkheadRejection::Full);
+    /// # Ok::<(), BulkheadRejection>(())
+    /// ```
+    pub fn try_acquire(&self) -> Result<BulkheadPermit, BulkheadRejection> {
+        Arc::clone(&self.shared.slots)
+            .try_acquire_owned()
+            .map(|permit| BulkheadPermit { _permit: permit })
+            .map_err(|_| self.reject(BulkheadRejection::Full))
+    }
+
+    /// A slot, by the overflow rule: at once, or after queueing.
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadRejection`], counted in [`BulkheadMetrics::rejected`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::{Bulkhead, BulkheadRejection, Overflow};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let bulkhead = Bulkhead::new(1, Overflow::Queue { max_queued: 1, max_wait: Duration::from_millis(10) });
+    /// let _held = bulkhead.acquire().await?;
+    /// assert_eq!(bulkhead.acquire().await.unwrap_err(), BulkheadRejection::QueueTimeout);
+    /// # Ok::<(), BulkheadRejection>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn acquire(&self) -> Result<BulkheadPermit, BulkheadRejection> {
+        let slots = &self.shared.slots;
+        if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
+            return Ok(BulkheadPermit { _permit: permit });
+        }
+        let Overflow::Queue {
+            max_queued,
+            max_wait,
+        } = self.shared.overflow
+        else {
+            return Err(self.reject(BulkheadRejection::Full));
+        };
+        let Some(_place) = Place::take(&self.shared.queued, max_queued) else {
+            return Err(self.reject(BulkheadRejection::QueueFull));
+        };
+        match tokio::time::timeout(max_wait, Arc::clone(slots).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(BulkheadPermit { _permit: permit }),
+            // The semaphore is never closed; a closed one admits nobody.
+            Ok(Err(_)) => Err(self.reject(BulkheadRejection::Full)),
+            Err(_) => Err(self.reject(BulkheadRejection::QueueTimeout)),
+        }
+    }
+
+    /// Runs `future` in a slot (taken by [`acquire`](Self::acquire)) and
+    /// returns the slot when it ends or is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Bulkhead`] when refused; [`CallError::Inner`] with the
+    /// callee's error.
+    ///
+    /// ```
+    /// use fusebox_std::policy::{Bulkhead, Overflow};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let bulkhead = Bulkhead::new(2, Overflow::Reject);
+    /// let value = bulkhead.call(async { Ok::<_, std::io::Error>(21 * 2) }).await?;
+    /// assert_eq!(value, 42);
+    /// assert_eq!(bulkhead.metrics().in_use, 0, "the slot is back");
+    /// # Ok::<(), fusebox_std::CallError<std::io::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn call<F, T, E>(&self, future: F) -> Result<T, CallError<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        let _slot = self.acquire().await.map_err(CallError::Bulkhead)?;
+        future.await.map_err(CallError::Inner)
+    }
+
+    fn reject(&self, why: BulkheadRejection) -> BulkheadRejection {
+        self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(reason = %why, "bulkhead rejected a call");
+        why
+    }
+}
+
+/// A place in the queue, given back when dropped (however the wait ends).
+struct Place<'a>(&'a AtomicUsize);
+
+impl<'a> Place<'a> {
+    fn take(queued: &'a AtomicUsize, max: usize) -> Option<Self> {
+        queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(queued))
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn queue_bound_is_exact() {
+        let bulkhead = Bulkhead::new(
+            1,
+            Overflow::Queue {
+                max_queued: 2,
+                max_wait: Duration::from_secs(1),
+            },
+        );
+        let held = bulkhead.acquire().await.unwrap();
+        let a = tokio::spawn({
+            let b = bulkhead.clone();
+            async move { b.acquire().await.map(drop) }
+        });
+        let c = tokio::spawn({
+            let b = bulkhead.clone();
+            async move { b.acquire().await.map(drop) }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(bulkhead.metrics().queued, 2);
+        assert_eq!(
+            bulkhead.acquire().await.unwrap_err(),
+            BulkheadRejection::QueueFull
+        );
+        drop(held);
+        a.await.unwrap().unwrap();
+        c.await.unwrap().unwrap();
+        let m = bulkhead.metrics();
+        assert_eq!((m.in_use, m.queued, m.rejected), (0, 0, 1));
+    }
+
+    #[test]
+    fn too_many_slots_are_clamped_not_a_panic() {
+        let bulkhead = Bulkhead::new(usize::MAX, Overflow::Reject);
+        assert_eq!(bulkhead.max_concurrent(), Semaphore::MAX_PERMITS);
+        assert_eq!(bulkhead.metrics().in_use, 0);
+    }
+}

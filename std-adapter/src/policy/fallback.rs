@@ -1,0 +1,341 @@
+//! [`Fallback`] (a value when a call fails) and [`StaleCache`] (cache-first
+//! and stale-on-error, on the core's [`LruCache`]).
+
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use fusebox::{Clock, Instant, LruCache};
+
+use crate::TokioClock;
+
+/// Replaces an error by a value when the closure has one for it: on any
+/// error, or only on some (an open breaker, say).
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::policy::Fallback;
+/// use fusebox_std::CallError;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// // An empty recommendation list while the breaker is open; other errors pass.
+/// let fallback = Fallback::new(|e: &CallError<&str>| e.is_open().then(Vec::<u32>::new));
+/// let open = async { Err(CallError::Open { retry_after: None }) };
+/// assert_eq!(fallback.call(open).await.unwrap(), Vec::<u32>::new());
+/// let failed = async { Err(CallError::Inner("db down")) };
+/// assert!(fallback.call(failed).await.is_err());
+/// # });
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Fallback<F> {
+    fallback: F,
+}
+
+impl<F> Fallback<F> {
+    /// A fallback answering with `fallback(&error)` when it is `Some`.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Fallback;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let zero_on_error = Fallback::new(|_: &std::io::Error| Some(0_u64));
+    /// let n = zero_on_error.call(async { Err(std::io::Error::other("down")) }).await?;
+    /// assert_eq!(n, 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub const fn new(fallback: F) -> Self {
+        Self { fallback }
+    }
+
+    /// Awaits `future`; on an error the closure has a value for, returns
+    /// that value instead.
+    ///
+    /// # Errors
+    ///
+    /// The call's error when the closure returns `None` for it.
+    ///
+    /// ```
+    /// use fusebox_std::policy::Fallback;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// // Only some errors have a fallback.
+    /// let fallback = Fallback::new(|status: &u16| (*status == 503).then_some("maintenance page"));
+    /// assert_eq!(fallback.call(async { Err(503) }).await, Ok("maintenance page"));
+    /// assert_eq!(fallback.call(async { Err(500) }).await, Err(500));
+    /// assert_eq!(fallback.call(async { Ok("page") }).await, Ok("page"));
+    /// # });
+    /// ```
+    pub async fn call<Fut, T, E>(&self, future: Fut) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        F: Fn(&E) -> Option<T>,
+    {
+        match future.await {
+            Ok(value) => Ok(value),
+            Err(error) => match (self.fallback)(&error) {
+                Some(value) => {
+                    tracing::debug!("fallback value served");
+                    Ok(value)
+                }
+                None => Err(error),
+            },
+        }
+    }
+}
+
+/// Where a [`StaleCache`] answer came from.
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{Source, StaleCache};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let cache: StaleCache<u8, u8, 8> = StaleCache::new(Duration::from_secs(1), Duration::from_secs(9));
+/// let first = cache.get_or_fetch(1, || async { Ok::<_, ()>(10) }).await?;
+/// let second = cache.get_or_fetch(1, || async { Ok::<_, ()>(11) }).await?;
+/// assert_eq!((first.source, second.source), (Source::Fetched, Source::Cached));
+/// # Ok::<(), ()>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The call, just now (and the value is now cached).
+    Fetched,
+    /// The cache, younger than `fresh_for`: no call was made.
+    Cached,
+    /// The cache, because the call failed: younger than `max_stale`.
+    Stale,
+}
+
+/// A value from a [`StaleCache`], with where it came from and its age.
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{Served, Source, StaleCache};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let cache: StaleCache<u8, &str, 8> = StaleCache::new(Duration::ZERO, Duration::from_secs(60));
+/// let served: Served<&str> = cache.get_or_fetch(1, || async { Ok::<_, ()>("v") }).await?;
+/// assert_eq!(served, Served { value: "v", source: Source::Fetched, age: Duration::ZERO });
+/// # Ok::<(), ()>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served<V> {
+    /// The value.
+    pub value: V,
+    /// Where it came from.
+    pub source: Source,
+    /// How long ago it was fetched (zero when [`Source::Fetched`]).
+    pub age: Duration,
+}
+
+/// Cache-first and stale-on-error answers from the core's [`LruCache`]
+/// (exact LRU of `N` entries, behind a `std::sync::Mutex` held only for a
+/// lookup or an insert, never across an `.await`).
+///
+/// For a key:
+///
+/// * a value younger than `fresh_for` is served without calling
+///   (cache-first; `fresh_for` zero turns it off);
+/// * otherwise the call is made; a success is cached and served;
+/// * a failure (an open breaker included) is answered with the cached
+///   value if it is younger than `max_stale`, else the error.
+///
+/// Staleness is bounded: a value is stored with a time to live of
+/// `max_stale` (the core cache never returns it afterwards), so no answer is
+/// ever older than `max_stale` (an age strictly below it).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{Source, StaleCache};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let prices: StaleCache<&str, u32, 128> = StaleCache::new(Duration::ZERO, Duration::from_secs(60));
+/// let fresh = prices.get_or_fetch("AAPL", || async { Ok::<_, &str>(190) }).await?;
+/// assert_eq!(fresh.source, Source::Fetched);
+/// tokio::time::sleep(Duration::from_secs(5)).await;
+/// let stale = prices.get_or_fetch("AAPL", || async { Err("breaker open") }).await?;
+/// assert_eq!((stale.value, stale.source, stale.age), (190, Source::Stale, Duration::from_secs(5)));
+/// # Ok::<(), &str>(())
+/// # }).unwrap();
+/// ```
+pub struct StaleCache<K, V, const N: usize> {
+    cache: Mutex<Box<LruCache<K, (V, Instant), N>>>,
+    fresh_for: Duration,
+    max_stale: Duration,
+    clock: TokioClock,
+}
+
+impl<K, V, const N: usize> std::fmt::Debug for StaleCache<K, V, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaleCache")
+            .field("capacity", &N)
+            .field("fresh_for", &self.fresh_for)
+            .field("max_stale", &self.max_stale)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
+    /// A cache serving values younger than `fresh_for` without calling, and
+    /// values younger than `max_stale` when the call fails.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::StaleCache;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// // Stale-on-error only (no cache-first), values up to 30 s old.
+    /// let cache: StaleCache<String, Vec<u8>, 1_024> = StaleCache::new(Duration::ZERO, Duration::from_secs(30));
+    /// assert_eq!(cache.peek(&"k".to_owned()), None);
+    /// # });
+    /// ```
+    pub fn new(fresh_for: Duration, max_stale: Duration) -> Self {
+        Self::with_clock(fresh_for, max_stale, TokioClock::new())
+    }
+
+    /// [`new`](Self::new) with this clock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::{policy::StaleCache, TokioClock};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let cache: StaleCache<u8, u8, 4> =
+    ///     StaleCache::with_clock(Duration::ZERO, Duration::from_secs(5), TokioClock::new());
+    /// cache.get_or_fetch(1, || async { Ok::<_, ()>(1) }).await?;
+    /// assert!(cache.peek(&1).is_some());
+    /// # Ok::<(), ()>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn with_clock(fresh_for: Duration, max_stale: Duration, clock: TokioClock) -> Self {
+        Self {
+            cache: Mutex::new(LruCache::new_boxed()),
+            fresh_for,
+            max_stale,
+            clock,
+        }
+    }
+
+    /// The cached value of `key` and its age, if younger than `max_stale`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::StaleCache;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let cache: StaleCache<u8, u8, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(5));
+    /// cache.get_or_fetch(1, || async { Ok::<_, ()>(9) }).await?;
+    /// tokio::time::sleep(Duration::from_secs(2)).await;
+    /// assert_eq!(cache.peek(&1), Some((9, Duration::from_secs(2))));
+    /// tokio::time::sleep(Duration::from_secs(3)).await;
+    /// assert_eq!(cache.peek(&1), None, "max_stale reached");
+    /// # Ok::<(), ()>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn peek(&self, key: &K) -> Option<(V, Duration)> {
+        let now = self.clock.now();
+        self.lookup(key, now)
+    }
+
+    /// The core cache's counters.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::StaleCache;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let cache: StaleCache<u8, u8, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(5));
+    /// cache.get_or_fetch(1, || async { Ok::<_, ()>(9) }).await?;
+    /// assert_eq!(cache.metrics().inserts, 1);
+    /// # Ok::<(), ()>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn metrics(&self) -> fusebox::cache::CacheMetrics {
+        self.lock().metrics()
+    }
+
+    /// Answers for `key` (see the type's docs): from the cache, from
+    /// `fetch`, or from the cache again when `fetch` fails.
+    ///
+    /// # Errors
+    ///
+    /// `fetch`'s error when no value younger than `max_stale` is cached.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future drops the fetch; nothing is cached.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::{Source, StaleCache};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let cache: StaleCache<u8, u8, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(5));
+    /// assert_eq!(cache.get_or_fetch(1, || async { Err::<u8, _>("down") }).await, Err("down"));
+    /// cache.get_or_fetch(1, || async { Ok::<_, &str>(3) }).await?;
+    /// let stale = cache.get_or_fetch(1, || async { Err::<u8, _>("down") }).await?;
+    /// assert_eq!((stale.value, stale.source), (3, Source::Stale));
+    /// # Ok::<(), &str>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn get_or_fetch<F, Fut, E>(&self, key: K, fetch: F) -> Result<Served<V>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        if !self.fresh_for.is_zero() {
+            if let Some((value, age)) = self.lookup(&key, self.clock.now()) {
+                if age < self.fresh_for {
+                    return Ok(Served {
+                        value,
+                        source: Source::Cached,
+                        age,
+                    });
+                }
+            }
+        }
+        match fetch().await {
+            Ok(value) => {
+                let now = self.clock.now();
+                let ttl = fusebox::Duration::from(self.max_stale);
+                self.lock()
+                    .put_with_ttl(key, (value.clone(), now), ttl, now);
+                Ok(Served {
+                    value,
+                    source: Source::Fetched,
+                    age: Duration::ZERO,
+                })
+            }
+            Err(error) => match self.lookup(&key, self.clock.now()) {
+                Some((value, age)) => {
+                    tracing::debug!(age_us = age.as_micros(), "stale value served");
+                    Ok(Served {
+                        value,
+                        source: Source::Stale,
+                        age,
+                    })
+                }
+                None => Err(error),
+            },
+        }
+    }
+
+    fn lookup(&self, key: &K, now: Instant) -> Option<(V, Duration)> {
+        let mut cache = self.lock();
+        let (value, stored) = cache.get_at(key, now)?;
+        Some((value.clone(), (now - *stored).into()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<LruCache<K, (V, Instant), N>>> {
+        // The core cache is consistent after every call; a panic in
+        // `V::clone` elsewhere cannot leave it half-updated.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

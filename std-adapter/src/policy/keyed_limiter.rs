@@ -1,0 +1,341 @@
+//! [`KeyedLimiter`]: waits for a core keyed limiter's per-key tokens, one
+//! FIFO queue per waiting key.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use fusebox::bucket::KeyedError;
+use fusebox::hash::FixedState;
+use tokio::sync::Mutex as Gate;
+
+use super::limiter::{enter, wait_for, Refused};
+use super::LimitError;
+use crate::TokioClock;
+
+/// Waits for a core [`fusebox::KeyedLimiter`]'s per-key tokens.
+///
+/// As [`Limiter`](super::Limiter), with one FIFO gate per key waiting (created on demand,
+/// removed when its last waiter leaves): waiters for one key are served in
+/// arrival order, and a waiting key never holds up another.
+///
+/// # Cancellation
+///
+/// As [`Limiter`](super::Limiter): a dropped waiter takes no token and leaves its key's
+/// queue.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use fusebox::bucket::{FullPolicy, Quota};
+/// use fusebox_std::policy::KeyedLimiter;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let core: fusebox::KeyedLimiter<u32, 64> =
+///     fusebox::KeyedLimiter::new(Quota::per_second(1)?, FullPolicy::Reject)?;
+/// let limiter = KeyedLimiter::new(Arc::new(core));
+/// let start = tokio::time::Instant::now();
+/// limiter.until_ready(&1).await?;
+/// limiter.until_ready(&2).await?; // another key: no wait
+/// limiter.until_ready(&1).await?; // one second later
+/// assert_eq!(start.elapsed(), std::time::Duration::from_secs(1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub struct KeyedLimiter<K, const N: usize, const TIERS: usize = 1, S = FixedState> {
+    limiter: Arc<fusebox::KeyedLimiter<K, N, TIERS, S>>,
+    clock: TokioClock,
+    gates: Mutex<HashMap<K, Arc<Gate<()>>>>,
+}
+
+impl<K, const N: usize, const TIERS: usize, S> fmt::Debug for KeyedLimiter<K, N, TIERS, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedLimiter")
+            .field("limiter", &self.limiter)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, const N: usize, const TIERS: usize, S> KeyedLimiter<K, N, TIERS, S>
+where
+    K: Eq + Hash + Clone,
+    S: BuildHasher,
+{
+    /// A waiter on `limiter`, with a new [`TokioClock`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::policy::KeyedLimiter;
+    ///
+    /// let core: fusebox::KeyedLimiter<u64, 256> = fusebox::KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+    /// let limiter = KeyedLimiter::new(Arc::new(core));
+    /// limiter.until_ready(&42).await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn new(limiter: Arc<fusebox::KeyedLimiter<K, N, TIERS, S>>) -> Self {
+        Self::with_clock(limiter, TokioClock::new())
+    }
+
+    /// A waiter on `limiter` read through `clock`.
+    ///
+    /// ```
+    /// use fusebox_std::TokioClock;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::policy::KeyedLimiter;
+    ///
+    /// let core: fusebox::KeyedLimiter<u64, 256> = fusebox::KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+    /// let limiter = KeyedLimiter::with_clock(Arc::new(core), TokioClock::new());
+    /// limiter.until_n_ready(&42, 2).await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn with_clock(
+        limiter: Arc<fusebox::KeyedLimiter<K, N, TIERS, S>>,
+        clock: TokioClock,
+    ) -> Self {
+        Self {
+            limiter,
+            clock,
+            gates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The core limiter.
+    ///
+    /// ```
+    /// use fusebox::Instant;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::policy::KeyedLimiter;
+    ///
+    /// let core: fusebox::KeyedLimiter<u64, 256> = fusebox::KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+    /// let limiter = KeyedLimiter::new(Arc::new(core));
+    /// limiter.until_ready(&1).await?;
+    /// assert_eq!(limiter.core().metrics().keys, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn core(&self) -> &Arc<fusebox::KeyedLimiter<K, N, TIERS, S>> {
+        &self.limiter
+    }
+
+    /// Keys with waiters right now.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::policy::KeyedLimiter;
+    ///
+    /// let core: fusebox::KeyedLimiter<u64, 256> = fusebox::KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+    /// let limiter = Arc::new(KeyedLimiter::new(Arc::new(core)));
+    /// limiter.until_n_ready(&1, 2).await?;
+    /// let waiter = tokio::spawn({
+    ///     let limiter = Arc::clone(&limiter);
+    ///     async move { limiter.until_ready(&1).await }
+    /// });
+    /// tokio::task::yield_now().await;
+    /// assert_eq!(limiter.waiting_keys(), 1);
+    /// waiter.await??;
+    /// assert_eq!(limiter.waiting_keys(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn waiting_keys(&self) -> usize {
+        self.gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Waits until one token is taken for `key`.
+    ///
+    /// # Errors
+    ///
+    /// As [`until_n_ready`](Self::until_n_ready).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::policy::KeyedLimiter;
+    ///
+    /// let core: fusebox::KeyedLimiter<u64, 256> = fusebox::KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+    /// let limiter = KeyedLimiter::new(Arc::new(core));
+    /// let start = tokio::time::Instant::now();
+    /// for _ in 0..3 {
+    ///     limiter.until_ready(&7).await?;
+    /// }
+    /// // Burst 2, then one token per 500 ms.
+    /// assert_eq!(start.elapsed(), std::time::Duration::from_millis(500));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn until_ready(&self, key: &K) -> Result<(), LimitError> {
+        self.until_n_ready(key, 1).await
+    }
+
+    /// Waits until `n` tokens are taken at once for `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError::InsufficientCapacity`] if `n` exceeds the key's burst
+    /// (at once if it exceeds every tier's burst, else when the key's turn
+    /// comes), [`LimitError::TableFull`] or [`LimitError::TierOutOfRange`]
+    /// as the core refuses them.
+    ///
+    /// ```
+    /// use fusebox_std::policy::LimitError;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::policy::KeyedLimiter;
+    ///
+    /// let core: fusebox::KeyedLimiter<u64, 256> = fusebox::KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+    /// let limiter = KeyedLimiter::new(Arc::new(core));
+    /// assert_eq!(
+    ///     limiter.until_n_ready(&1, 3).await,
+    ///     Err(LimitError::InsufficientCapacity { requested: 3, burst: 2 })
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn until_n_ready(&self, key: &K, n: u32) -> Result<(), LimitError> {
+        self.until_n_ready_by(key, n, None).await
+    }
+
+    /// [`until_n_ready`](Self::until_n_ready), giving up at once when the
+    /// wait would end after `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`until_n_ready`](Self::until_n_ready), and
+    /// [`LimitError::DeadlineExceeded`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::LimitError;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::policy::KeyedLimiter;
+    ///
+    /// let core: fusebox::KeyedLimiter<u64, 256> = fusebox::KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+    /// let limiter = KeyedLimiter::new(Arc::new(core));
+    /// limiter.until_n_ready(&1, 2).await?;
+    /// let soon = tokio::time::Instant::now() + Duration::from_millis(100);
+    /// assert_eq!(
+    ///     limiter.until_n_ready_by(&1, 1, Some(soon)).await,
+    ///     Err(LimitError::DeadlineExceeded { retry_after: Duration::from_millis(500) })
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn until_n_ready_by(
+        &self,
+        key: &K,
+        n: u32,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), LimitError> {
+        let largest = (0..TIERS)
+            .filter_map(|tier| self.limiter.quota(tier))
+            .map(fusebox::bucket::Quota::burst)
+            .max()
+            .unwrap_or(0);
+        if n > largest {
+            return Err(LimitError::InsufficientCapacity {
+                requested: n,
+                burst: largest,
+            });
+        }
+        let queue = Queue::join(self, key);
+        let _turn = enter(&queue.gate, deadline).await?;
+        wait_for(self.clock, deadline, |now| {
+            self.limiter
+                .try_acquire_n(key, n, now)
+                .map_err(|e| match e {
+                    KeyedError::RateLimited(limited) => Refused::Wait(limited.retry_after),
+                    KeyedError::InsufficientCapacity(e) => {
+                        Refused::Never(LimitError::InsufficientCapacity {
+                            requested: e.requested,
+                            burst: e.burst,
+                        })
+                    }
+                    KeyedError::TierOutOfRange { tier } => {
+                        Refused::Never(LimitError::TierOutOfRange { tier })
+                    }
+                    _ => Refused::Never(LimitError::TableFull),
+                })
+        })
+        .await
+    }
+}
+
+/// A place in one key's queue; leaving it removes the key's gate when no
+/// one else holds it.
+struct Queue<'a, K: Eq + Hash> {
+    gates: &'a Mutex<HashMap<K, Arc<Gate<()>>>>,
+    key: &'a K,
+    gate: Arc<Gate<()>>,
+}
+
+impl<'a, K: Eq + Hash + Clone> Queue<'a, K> {
+    fn join<const N: usize, const TIERS: usize, S>(
+        limiter: &'a KeyedLimiter<K, N, TIERS, S>,
+        key: &'a K,
+    ) -> Self {
+        let mut gates = limiter.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        let gate = Arc::clone(
+            gates
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(Gate::new(()))),
+        );
+        Self {
+            gates: &limiter.gates,
+            key,
+            gate,
+        }
+    }
+}
+
+impl<K: Eq + Hash> Drop for Queue<'_, K> {
+    fn drop(&mut self) {
+        let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        // The map's reference and ours: nobody else is queued on this key.
+        if Arc::strong_count(&self.gate) == 2 {
+            gates.remove(self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fusebox::bucket::{FullPolicy, Quota};
+
+    #[tokio::test(start_paused = true)]
+    async fn keyed_gates_are_removed_when_empty() {
+        let core: fusebox::KeyedLimiter<u8, 16> =
+            fusebox::KeyedLimiter::new(Quota::per_second(1).unwrap(), FullPolicy::Reject).unwrap();
+        let limiter = KeyedLimiter::new(Arc::new(core));
+        limiter.until_ready(&1).await.unwrap();
+        assert_eq!(limiter.waiting_keys(), 0);
+        assert_eq!(
+            limiter.until_n_ready(&1, 2).await,
+            Err(LimitError::InsufficientCapacity {
+                requested: 2,
+                burst: 1
+            })
+        );
+        assert_eq!(limiter.waiting_keys(), 0);
+    }
+}

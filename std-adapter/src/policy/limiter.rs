@@ -1,0 +1,370 @@
+//! [`Limiter`]: wait until the core's token bucket admits, sleeping
+//! exactly the wait it names; the waiting loop [`KeyedLimiter`](super::KeyedLimiter) shares.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fusebox::bucket::{AcquireError, TokenBucket};
+use fusebox::{Clock, Instant};
+use tokio::sync::Mutex as Gate;
+
+use crate::TokioClock;
+
+/// Why a wait for tokens ended without them.
+///
+/// Non-exhaustive: match the variants you handle and keep a `_` arm.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::LimitError;
+///
+/// let e = LimitError::DeadlineExceeded { retry_after: Duration::from_secs(3) };
+/// assert_eq!(e.to_string(), "the rate limit admits no call before the deadline (retry after 3s)");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitError {
+    /// More tokens than the burst were asked for: no wait could help.
+    InsufficientCapacity {
+        /// Tokens asked for.
+        requested: u32,
+        /// The bucket's burst.
+        burst: u32,
+    },
+    /// The tokens would come back only after the caller's deadline.
+    DeadlineExceeded {
+        /// The wait the bucket named, from the moment it was asked; zero
+        /// if the deadline passed while the caller was still queued
+        /// behind other waiters.
+        retry_after: Duration,
+    },
+    /// A keyed limiter had no slot for a new key (under
+    /// `FullPolicy::Reject`).
+    TableFull,
+    /// A keyed limiter's tier function named a tier it does not have.
+    TierOutOfRange {
+        /// The tier named.
+        tier: usize,
+    },
+}
+
+impl fmt::Display for LimitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InsufficientCapacity { requested, burst } => write!(
+                f,
+                "{requested} tokens requested, more than the burst of {burst}"
+            ),
+            Self::DeadlineExceeded { retry_after } => write!(
+                f,
+                "the rate limit admits no call before the deadline (retry after {retry_after:?})"
+            ),
+            Self::TableFull => f.write_str("keyed limiter full: no idle slot for a new key"),
+            Self::TierOutOfRange { tier } => write!(f, "no quota tier {tier} in this limiter"),
+        }
+    }
+}
+
+impl std::error::Error for LimitError {}
+
+/// Waits for a core [`TokenBucket`]'s tokens.
+///
+/// Every decision is the core's: a waiter asks the bucket, and when it is
+/// refused sleeps exactly the `retry_after` the refusal names (on tokio's
+/// clock; tokio's timer rounds a sleep *up* to its 1 ms resolution, never
+/// down), then asks again.
+///
+/// # Order
+///
+/// Waiters pass through a FIFO gate (a [`tokio::sync::Mutex`], which is
+/// fair) held while they wait: the first to arrive is the first served,
+/// each waiter then waits only for the tokens of those before it, and a
+/// large request cannot be starved by a stream of small ones (it holds up
+/// the queue behind it instead: that is the price of fairness). Callers
+/// that use the core bucket directly, without waiting, bypass the gate.
+///
+/// # Cancellation
+///
+/// The futures of [`until_ready`](Self::until_ready) and
+/// [`until_n_ready`](Self::until_n_ready) take tokens only in the poll in
+/// which they complete: dropping one while it waits (for the gate or for
+/// tokens) takes no token and frees the gate for the next waiter.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use fusebox::bucket::{Quota, TokenBucket};
+/// use fusebox_std::policy::Limiter;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let limiter = Limiter::new(Arc::new(TokenBucket::new(Quota::per_second(10)?)));
+/// let start = tokio::time::Instant::now();
+/// for _ in 0..11 {
+///     limiter.until_ready().await?;
+/// }
+/// // The burst of 10 at once, the 11th one token interval (100 ms) later.
+/// assert_eq!(start.elapsed(), std::time::Duration::from_millis(100));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub struct Limiter {
+    bucket: Arc<TokenBucket>,
+    clock: TokioClock,
+    gate: Gate<()>,
+}
+
+impl fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("bucket", &self.bucket)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Limiter {
+    /// A limiter on `bucket`, with a new [`TokioClock`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox_std::policy::Limiter;
+    /// let limiter = Limiter::new(Arc::new(TokenBucket::new(Quota::per_minute(60)?)));
+    /// limiter.until_ready().await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn new(bucket: Arc<TokenBucket>) -> Self {
+        Self::with_clock(bucket, TokioClock::new())
+    }
+
+    /// A limiter on `bucket` read through `clock` (share one clock among
+    /// every adapter of one bucket).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox_std::{policy::Limiter, TokioClock};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let clock = TokioClock::new();
+    /// let limiter = Limiter::with_clock(Arc::new(TokenBucket::new(Quota::per_second(5)?)), clock);
+    /// assert_eq!(limiter.clock(), clock);
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn with_clock(bucket: Arc<TokenBucket>, clock: TokioClock) -> Self {
+        Self {
+            bucket,
+            clock,
+            gate: Gate::new(()),
+        }
+    }
+
+    /// The core bucket.
+    ///
+    /// ```
+    /// use fusebox::Clock;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox_std::policy::Limiter;
+    /// let limiter = Limiter::new(Arc::new(TokenBucket::new(Quota::per_second(5)?)));
+    /// limiter.until_n_ready(2).await?;
+    /// assert_eq!(limiter.bucket().available(limiter.clock().now()), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn bucket(&self) -> &Arc<TokenBucket> {
+        &self.bucket
+    }
+
+    /// The clock.
+    ///
+    /// ```
+    /// use fusebox::{Clock, Instant};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox_std::policy::Limiter;
+    /// let limiter = Limiter::new(Arc::new(TokenBucket::new(Quota::per_second(5)?)));
+    /// assert_eq!(limiter.clock().now(), Instant::ZERO);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn clock(&self) -> TokioClock {
+        self.clock
+    }
+
+    /// Waits until one token is taken.
+    ///
+    /// # Errors
+    ///
+    /// None in practice (a bucket's burst is at least one); the type is
+    /// [`until_n_ready`](Self::until_n_ready)'s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox_std::policy::Limiter;
+    /// // One token every 250 ms, burst 1.
+    /// let limiter = Limiter::new(Arc::new(TokenBucket::new(Quota::per_second(4)?.with_burst(1)?)));
+    /// let start = tokio::time::Instant::now();
+    /// limiter.until_ready().await?;
+    /// limiter.until_ready().await?;
+    /// assert_eq!(start.elapsed(), Duration::from_millis(250));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn until_ready(&self) -> Result<(), LimitError> {
+        self.until_n_ready(1).await
+    }
+
+    /// Waits until `n` tokens are taken at once.
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError::InsufficientCapacity`] at once, without waiting, if `n`
+    /// exceeds the burst.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox_std::policy::{LimitError, Limiter};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let limiter = Limiter::new(Arc::new(TokenBucket::new(Quota::per_second(4)?)));
+    /// limiter.until_n_ready(4).await?;
+    /// assert_eq!(
+    ///     limiter.until_n_ready(5).await,
+    ///     Err(LimitError::InsufficientCapacity { requested: 5, burst: 4 })
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn until_n_ready(&self, n: u32) -> Result<(), LimitError> {
+        self.until_n_ready_by(n, None).await
+    }
+
+    /// [`until_n_ready`](Self::until_n_ready) that gives up at once when
+    /// the bucket's wait would end after `deadline` (or the gate is not
+    /// reached by then): it never sleeps past the deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError::DeadlineExceeded`] with the bucket's wait, or
+    /// [`LimitError::InsufficientCapacity`].
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox_std::policy::{LimitError, Limiter};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let limiter = Limiter::new(Arc::new(TokenBucket::new(Quota::per_second(1)?)));
+    /// limiter.until_ready().await?;
+    /// let soon = tokio::time::Instant::now() + Duration::from_millis(500);
+    /// assert_eq!(
+    ///     limiter.until_n_ready_by(1, Some(soon)).await,
+    ///     Err(LimitError::DeadlineExceeded { retry_after: Duration::from_secs(1) })
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn until_n_ready_by(
+        &self,
+        n: u32,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), LimitError> {
+        let burst = self.bucket.quota().burst();
+        if n > burst {
+            return Err(LimitError::InsufficientCapacity {
+                requested: n,
+                burst,
+            });
+        }
+        let _turn = enter(&self.gate, deadline).await?;
+        wait_for(self.clock, deadline, |now| {
+            self.bucket.try_acquire_n(n, now).map_err(|e| match e {
+                AcquireError::RateLimited(limited) => Refused::Wait(limited.retry_after),
+                AcquireError::InsufficientCapacity(e) => {
+                    Refused::Never(LimitError::InsufficientCapacity {
+                        requested: e.requested,
+                        burst: e.burst,
+                    })
+                }
+                _ => Refused::Never(LimitError::InsufficientCapacity {
+                    requested: n,
+                    burst,
+                }),
+            })
+        })
+        .await
+    }
+}
+
+/// What one core decision said.
+pub(super) enum Refused {
+    Wait(fusebox::Duration),
+    Never(LimitError),
+}
+
+/// Takes the gate, giving up at `deadline`.
+pub(super) async fn enter(
+    gate: &Gate<()>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<tokio::sync::MutexGuard<'_, ()>, LimitError> {
+    match deadline {
+        None => Ok(gate.lock().await),
+        Some(at) => tokio::time::timeout_at(at, gate.lock()).await.map_err(|_| {
+            LimitError::DeadlineExceeded {
+                retry_after: Duration::ZERO,
+            }
+        }),
+    }
+}
+
+/// Asks `decide` (one core call, with the clock read right before it) until
+/// it admits, sleeping exactly the wait each refusal names.
+pub(super) async fn wait_for(
+    clock: TokioClock,
+    deadline: Option<tokio::time::Instant>,
+    mut decide: impl FnMut(Instant) -> Result<(), Refused>,
+) -> Result<(), LimitError> {
+    loop {
+        let now = clock.now();
+        match decide(now) {
+            Ok(()) => return Ok(()),
+            Err(Refused::Never(e)) => return Err(e),
+            Err(Refused::Wait(wait)) => {
+                let wake = clock.to_tokio(now + wait);
+                if deadline.is_some_and(|d| wake > d) {
+                    return Err(LimitError::DeadlineExceeded {
+                        retry_after: wait.into(),
+                    });
+                }
+                tokio::time::sleep_until(wake).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fusebox::bucket::Quota;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_at_the_clock_origin_starts_full() {
+        let bucket = Arc::new(TokenBucket::new(Quota::per_second(2).unwrap()));
+        let limiter = Limiter::new(Arc::clone(&bucket));
+        let start = tokio::time::Instant::now();
+        limiter.until_n_ready(2).await.unwrap();
+        assert_eq!(tokio::time::Instant::now(), start);
+    }
+}

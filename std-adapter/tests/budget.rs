@@ -1,0 +1,179 @@
+//! `RetryBudget`: the bound `retries ≤ floor + percent × first attempts /
+//! 100` per window, written from that contract; tower's `TpsBudget` tests
+//! re-expressed; the bound under many concurrent callers; a fleet of
+//! retrying callers that cannot amplify an outage.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fusebox::Instant;
+use fusebox_std::policy::{ExponentialBackoffMaker, Jitter, Retry, RetryBudget, Stop};
+
+fn at_ms(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+#[tokio::test(start_paused = true)]
+async fn tower_empty() {
+    // No floor, nothing deposited: nothing to withdraw.
+    let budget = RetryBudget::new(Duration::from_secs(1), 100, 0).unwrap();
+    assert!(!budget.try_withdraw_at(at_ms(0)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn tower_leaky() {
+    // A deposit is forgotten once the window has passed.
+    let budget = RetryBudget::new(Duration::from_secs(1), 100, 0).unwrap();
+    budget.deposit_at(at_ms(0));
+    assert!(!budget.try_withdraw_at(at_ms(3_000)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn tower_slots() {
+    // 50 %: two deposits buy one retry, still valid 901 ms later.
+    let budget = RetryBudget::new(Duration::from_secs(1), 50, 0).unwrap();
+    budget.deposit_at(at_ms(0));
+    budget.deposit_at(at_ms(0));
+    assert!(budget.try_withdraw_at(at_ms(901)));
+    assert!(!budget.try_withdraw_at(at_ms(901)));
+
+    // A blank slate 2 s later; deposits at 2 902, 3 203 and 4 004 ms. At
+    // 4 004 ms the window holds the slots of 3 100..4 099 ms: the first
+    // deposit has left it, the other two make one retry.
+    budget.deposit_at(at_ms(2_902));
+    budget.deposit_at(at_ms(3_203));
+    budget.deposit_at(at_ms(4_004));
+    assert!(budget.try_withdraw_at(at_ms(4_004)));
+    assert!(!budget.try_withdraw_at(at_ms(4_004)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn tower_reserve() {
+    // The floor alone: five retries per window.
+    let budget = RetryBudget::new(Duration::from_secs(1), 100, 5).unwrap();
+    for _ in 0..5 {
+        assert!(budget.try_withdraw_at(at_ms(0)));
+    }
+    assert!(!budget.try_withdraw_at(at_ms(0)));
+    // The next window brings the floor back.
+    assert!(budget.try_withdraw_at(at_ms(1_000)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn percent_is_rounded_down() {
+    // 20 % of 9 first attempts is 1.8: one retry, not two.
+    let budget = RetryBudget::new(Duration::from_secs(10), 20, 0).unwrap();
+    for _ in 0..9 {
+        budget.deposit_at(at_ms(5));
+    }
+    assert_eq!(budget.remaining_at(at_ms(5)), 1);
+    assert!(budget.try_withdraw_at(at_ms(5)));
+    assert!(!budget.try_withdraw_at(at_ms(5)));
+    budget.deposit_at(at_ms(5)); // 10 first attempts: 2 retries in all
+    assert!(budget.try_withdraw_at(at_ms(5)));
+    assert!(!budget.try_withdraw_at(at_ms(5)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bound_holds_under_concurrent_callers() {
+    const TASKS: u64 = 16;
+    const ROUNDS: u64 = 2_000;
+    const PERCENT: u64 = 10;
+    const FLOOR: u64 = 3;
+    let budget = Arc::new(RetryBudget::new(Duration::from_secs(60), 10, 3).unwrap());
+    // Counted *before* each deposit: an upper bound of what the budget has.
+    let deposits = Arc::new(AtomicU64::new(0));
+    // Counted *after* each granted retry: a lower bound of what it granted.
+    let granted = Arc::new(AtomicU64::new(0));
+    let now = at_ms(1_000); // one window for the whole run
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let (budget, deposits, granted) = (
+                Arc::clone(&budget),
+                Arc::clone(&deposits),
+                Arc::clone(&granted),
+            );
+            tokio::spawn(async move {
+                for round in 0..ROUNDS {
+                    deposits.fetch_add(1, Ordering::SeqCst);
+                    budget.deposit_at(now);
+                    // Greedy retriers: three asks per first attempt.
+                    for _ in 0..3 {
+                        if budget.try_withdraw_at(now) {
+                            let g = granted.fetch_add(1, Ordering::SeqCst) + 1;
+                            let d = deposits.load(Ordering::SeqCst);
+                            assert!(g <= FLOOR + PERCENT * d / 100, "granted {g} of {d}");
+                        }
+                    }
+                    if round % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let d = TASKS * ROUNDS;
+    let bound = FLOOR + PERCENT * d / 100;
+    let mut total = granted.load(Ordering::SeqCst);
+    assert!(total <= bound, "{total} > {bound}");
+    // Whatever is left can still be taken, and exactly up to the bound.
+    while budget.try_withdraw_at(now) {
+        total += 1;
+    }
+    assert_eq!(total, bound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fleet_of_retriers_cannot_amplify_an_outage() {
+    const CALLERS: u64 = 200;
+    // 20 % plus 5: at most 200 + 5 + 40 attempts reach the dependency,
+    // where unbudgeted retries would make 200 × 10.
+    let budget = Arc::new(RetryBudget::new(Duration::from_secs(60), 20, 5).unwrap());
+    let retry = Arc::new(
+        Retry::builder()
+            .max_attempts(10)
+            .backoff(
+                ExponentialBackoffMaker::new(Duration::ZERO, 1.0, Duration::ZERO)
+                    .unwrap()
+                    .with_jitter(Jitter::None),
+            )
+            .budget(Arc::clone(&budget))
+            .build(),
+    );
+    let attempts = Arc::new(AtomicU64::new(0));
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let (retry, attempts) = (Arc::clone(&retry), Arc::clone(&attempts));
+            tokio::spawn(async move {
+                retry
+                    .call(|| {
+                        attempts.fetch_add(1, Ordering::SeqCst);
+                        async { Err::<(), _>("outage") }
+                    })
+                    .await
+                    .unwrap_err()
+                    .stop
+            })
+        })
+        .collect();
+    let mut budget_stops = 0;
+    for caller in callers {
+        if caller.await.unwrap() == Stop::Budget {
+            budget_stops += 1;
+        }
+    }
+    let total = attempts.load(Ordering::SeqCst);
+    assert!(
+        total <= CALLERS + 5 + 20 * CALLERS / 100,
+        "{total} attempts"
+    );
+    assert!(total >= CALLERS, "every caller made its first attempt");
+    assert!(
+        budget_stops >= CALLERS - 45,
+        "{budget_stops} stopped by the budget"
+    );
+}

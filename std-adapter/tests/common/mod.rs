@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)] // each test file uses some of them
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use fusebox::breaker::{CircuitBreaker, Config};
+
+/// Polls `future` once, as an executor would, and reports whether it is
+/// done (the test then decides whether to drop it there).
+pub fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+    future.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// A closed core breaker that opens after `failures` consecutive failures,
+/// for `open_for`, with one half-open trial.
+pub fn core_breaker(failures: u32, open_for: Duration) -> Arc<CircuitBreaker> {
+    Arc::new(CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(failures)
+            .open_for(open_for.into())
+            .half_open_permits(1)
+            .build()
+            .expect("valid config"),
+    ))
+}
+
+/// Milliseconds since `start`.
+pub fn ms_since(start: tokio::time::Instant) -> u128 {
+    (tokio::time::Instant::now() - start).as_millis()
+}
+
+/// One `tracing` event as field name/value pairs (values as `Debug` text).
+pub type Event = Vec<(String, String)>;
+
+/// A subscriber that keeps every event's fields.
+#[derive(Clone, Default)]
+pub struct Capture(pub Arc<Mutex<Vec<Event>>>);
+
+struct Visitor<'a>(&'a mut Event);
+
+impl tracing::field::Visit for Visitor<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name().to_owned(), format!("{value:?}")));
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = vec![("level".to_owned(), event.metadata().level().to_string())];
+        event.record(&mut Visitor(&mut fields));
+        self.0.lock().unwrap().push(fields);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+impl Capture {
+    /// The events that have a field `name` equal to `value`.
+    pub fn with(&self, name: &str, value: &str) -> Vec<Event> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.iter().any(|(n, v)| n == name && v == value))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The value of field `name` in `event`.
+pub fn field<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
+    event
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
