@@ -102,7 +102,11 @@ LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} RUSTFLAGS="--cfg loom --cfg fuse
 done_layer
 
 layer "Miri on the core's tests"
-MIRIFLAGS=${MIRIFLAGS:-} cargo "+$NIGHTLY" miri test -p fusebox --features alloc
+MIRIFLAGS=${MIRIFLAGS:-} cargo "+$NIGHTLY" miri test -p fusebox
+# Heap construction in place (`new_boxed`, feature `alloc`) at Miri sizes;
+# the unit tests and doctests above ran without `alloc`.
+MIRIFLAGS=${MIRIFLAGS:-} cargo "+$NIGHTLY" miri test -p fusebox --features alloc \
+    --lib --test boxed_construction --test histogram_boxed -- boxed in_place
 # The 32-bit-word paths (Cortex-M's: 32-bit bucket words, the keyed
 # limiter's three-RMW slot protocol) on a big-endian host target without
 # 64-bit atomics; Miri builds that target's sysroot itself.
