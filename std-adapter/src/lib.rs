@@ -1,0 +1,8 @@
+//! # fusebox-std
+//!
+//! The std side of fusebox: bookkeeping around the core's primitives.
+#![forbid(unsafe_code)]
+
+pub mod tracker;
+
+pub use tracker::{OperationStats, TrackGuard, Tracker, TrackerConfig, TrackerConfigError};
