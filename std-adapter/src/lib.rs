@@ -6,3 +6,4 @@
 pub mod tracker;
 
 pub use tracker::{OperationStats, TrackGuard, Tracker, TrackerConfig, TrackerConfigError};
+pub mod redact;
