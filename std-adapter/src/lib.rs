@@ -7,3 +7,4 @@ pub mod tracker;
 
 pub use tracker::{OperationStats, TrackGuard, Tracker, TrackerConfig, TrackerConfigError};
 pub mod redact;
+pub mod events;
