@@ -8,3 +8,6 @@ pub mod tracker;
 pub use tracker::{OperationStats, TrackGuard, Tracker, TrackerConfig, TrackerConfigError};
 pub mod redact;
 pub mod events;
+pub mod registry;
+
+pub use registry::{Registry, RegistryError};

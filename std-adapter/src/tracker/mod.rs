@@ -367,11 +367,6 @@ impl Tracker {
         }
     }
 
-    /// Whether two handles share one tracker.
-    pub(crate) fn ptr_eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
-    }
-
     /// The series for `path`, created if there is room, else the overflow.
     fn series(&self, path: &str) -> Arc<Series> {
         let inner = &*self.inner;
