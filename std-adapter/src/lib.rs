@@ -6,8 +6,9 @@
 pub mod tracker;
 
 pub use tracker::{OperationStats, TrackGuard, Tracker, TrackerConfig, TrackerConfigError};
-pub mod redact;
 pub mod events;
+pub mod health;
+pub mod redact;
 pub mod registry;
 
 pub use registry::{Registry, RegistryError};

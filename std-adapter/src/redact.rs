@@ -126,10 +126,20 @@ fn userinfo(text: &str) -> Option<String> {
 
 fn sensitive(name: &str) -> bool {
     const EXACT: [&str; 10] = [
-        "token", "key", "secret", "password", "passwd", "pwd", "auth", "apikey", "signature",
+        "token",
+        "key",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "auth",
+        "apikey",
+        "signature",
         "sig",
     ];
-    const SUFFIX: [&str; 7] = ["_token", "-token", "_key", "-key", "_secret", "-secret", "password"];
+    const SUFFIX: [&str; 7] = [
+        "_token", "-token", "_key", "-key", "_secret", "-secret", "password",
+    ];
     let name = name.to_ascii_lowercase();
     EXACT.contains(&name.as_str()) || SUFFIX.iter().any(|s| name.ends_with(s))
 }

@@ -6,11 +6,17 @@ use fusebox_std::redact::{redact, Redacted, MASK};
 #[test]
 fn url_passwords_are_masked() {
     let cases = [
-        ("redis://user:pass@host:6379/0", "redis://user:***@host:6379/0"),
+        (
+            "redis://user:pass@host:6379/0",
+            "redis://user:***@host:6379/0",
+        ),
         ("redis://:pass@host", "redis://:***@host"),
         ("rediss://default:p%40ss@host", "rediss://default:***@host"),
         ("https://ghp_abc@github.com/x", "https://***@github.com/x"),
-        ("postgres://u:p@db/app?sslmode=require", "postgres://u:***@db/app?sslmode=require"),
+        (
+            "postgres://u:p@db/app?sslmode=require",
+            "postgres://u:***@db/app?sslmode=require",
+        ),
         (
             "two: redis://a:b@h1 and redis://c:d@h2",
             "two: redis://a:***@h1 and redis://c:***@h2",
@@ -40,10 +46,16 @@ fn sensitive_parameters_are_masked() {
         ("/cb?a=1&key=K&b=2", "/cb?a=1&key=***&b=2"),
         ("/x?secret=s#frag", "/x?secret=***#frag"),
         ("/x?password=p&user=u", "/x?password=***&user=u"),
-        ("/x?access_token=t&api_key=k", "/x?access_token=***&api_key=***"),
+        (
+            "/x?access_token=t&api_key=k",
+            "/x?access_token=***&api_key=***",
+        ),
         ("/x?X-Api-Key=k", "/x?X-Api-Key=***"),
         ("/x?TOKEN=UP", "/x?TOKEN=***"),
-        ("login failed password=hunter2 user=bob", "login failed password=*** user=bob"),
+        (
+            "login failed password=hunter2 user=bob",
+            "login failed password=*** user=bob",
+        ),
         ("/x?client_secret=s;more", "/x?client_secret=***;more"),
     ];
     for (input, expected) in cases {
@@ -55,9 +67,9 @@ fn sensitive_parameters_are_masked() {
 fn harmless_parameters_are_kept() {
     for input in [
         "/search?q=keyboard&page=2",
-        "/x?monkey=1",   // ends with "key" but not "_key"/"-key"
-        "/x?tokens=5",   // not "token"
-        "/x?token=",     // nothing to mask
+        "/x?monkey=1", // ends with "key" but not "_key"/"-key"
+        "/x?tokens=5", // not "token"
+        "/x?token=",   // nothing to mask
         "a == b",
     ] {
         assert_eq!(redact(input), input);
@@ -70,8 +82,14 @@ fn bearer_and_basic_credentials_are_masked() {
         redact("Authorization: Bearer eyJ.abc.def"),
         "Authorization: Bearer ***"
     );
-    assert_eq!(redact("authorization: bearer t0k, next"), "authorization: bearer ***, next");
-    assert_eq!(redact("Authorization: Basic dXNlcjpwYXNz"), "Authorization: Basic ***");
+    assert_eq!(
+        redact("authorization: bearer t0k, next"),
+        "authorization: bearer ***, next"
+    );
+    assert_eq!(
+        redact("Authorization: Basic dXNlcjpwYXNz"),
+        "Authorization: Basic ***"
+    );
     // Not a scheme: a word that merely contains it.
     assert_eq!(redact("unbearer x"), "unbearer x");
     assert_eq!(redact("Bearer"), "Bearer");
@@ -97,14 +115,25 @@ fn redacted_displays_masked() {
 #[test]
 fn hostile_inputs_do_not_panic() {
     for input in [
-        "://", "://@", "x://:@", "=", "==token=", "token=\u{e9}t\u{e9}", "Bearer \u{1F600}",
-        "redis://\u{e9}:\u{e9}@\u{e9}", "?token=a&token=b", "@@@://@@@",
+        "://",
+        "://@",
+        "x://:@",
+        "=",
+        "==token=",
+        "token=\u{e9}t\u{e9}",
+        "Bearer \u{1F600}",
+        "redis://\u{e9}:\u{e9}@\u{e9}",
+        "?token=a&token=b",
+        "@@@://@@@",
     ] {
         // No panic on any byte position, and masking is idempotent.
         let once = redact(input).into_owned();
         assert_eq!(redact(&once), once, "{input}");
     }
     assert_eq!(redact("token=\u{e9}t\u{e9}"), "token=***");
-    assert_eq!(redact("redis://\u{e9}:\u{e9}@\u{e9}"), "redis://\u{e9}:***@\u{e9}");
+    assert_eq!(
+        redact("redis://\u{e9}:\u{e9}@\u{e9}"),
+        "redis://\u{e9}:***@\u{e9}"
+    );
     assert_eq!(redact("?token=a&token=b"), "?token=***&token=***");
 }

@@ -389,7 +389,9 @@ impl RegistryConfig {
             .build(&path, &mut errors);
             let policy = match &spec.overflow {
                 None => Some(FullPolicy::Reject),
-                Some(o) => o.build(&format!("{path}.overflow"), &mut errors).map(FullPolicy::Overflow),
+                Some(o) => o
+                    .build(&format!("{path}.overflow"), &mut errors)
+                    .map(FullPolicy::Overflow),
             };
             if let (Some(quota), Some(policy)) = (quota, policy) {
                 out.keyed.insert(name.clone(), (quota, policy));
@@ -414,10 +416,17 @@ impl RegistryConfig {
 impl BreakerSpec {
     fn build(&self, path: &str, errors: &mut Vec<FieldError>) -> Option<Config> {
         let before = errors.len();
-        let mut at = |field: &str, message: String| errors.push(FieldError::new(format!("{path}.{field}"), message));
+        let mut at = |field: &str, message: String| {
+            errors.push(FieldError::new(format!("{path}.{field}"), message))
+        };
         let window = self.window.unwrap_or(64);
         let ranges = [
-            ("consecutive_failures", self.consecutive_failures, 1, u64::from(Config::MAX_CONSECUTIVE_FAILURES)),
+            (
+                "consecutive_failures",
+                self.consecutive_failures,
+                1,
+                u64::from(Config::MAX_CONSECUTIVE_FAILURES),
+            ),
             ("failure_rate", self.failure_rate, 1, 100),
             ("slow_call_rate", self.slow_call_rate, 1, 100),
             ("window", self.window, 1, 64),
@@ -482,7 +491,6 @@ impl BreakerSpec {
         b.build()
             .map_err(|e| {
                 let field = match e {
-                    ConfigError::NoTripCondition => "",
                     ConfigError::ZeroSlowThreshold => ".slow_call_threshold",
                     ConfigError::OpenForOutOfRange(_) => ".open_for",
                     ConfigError::MaxOpenForOutOfRange(_) => ".max_open_for",
@@ -504,7 +512,9 @@ impl BreakerSpec {
 impl QuotaSpec {
     fn build(&self, path: &str, errors: &mut Vec<FieldError>) -> Option<Quota> {
         let before = errors.len();
-        let mut at = |field: &str, message: String| errors.push(FieldError::new(format!("{path}.{field}"), message));
+        let mut at = |field: &str, message: String| {
+            errors.push(FieldError::new(format!("{path}.{field}"), message))
+        };
         let max = u64::from(u32::MAX);
         match self.rate {
             None => at("rate", "required".into()),
@@ -581,29 +591,25 @@ fn env_value(raw: &str) -> Value {
             .map(Value::from)
             .or_else(|_| raw.parse::<i64>().map(Value::from))
             .ok()
-            .or_else(|| raw.parse::<f64>().ok().and_then(|f| serde_json::Number::from_f64(f).map(Value::Number)))
+            .or_else(|| {
+                raw.parse::<f64>()
+                    .ok()
+                    .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
+            })
             .unwrap_or_else(|| Value::String(raw.to_owned())),
     }
 }
 
 fn set_path(root: &mut Value, path: &[String], value: Value) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
     let mut node = root;
-    for segment in parents {
+    for segment in path {
         if !node.is_object() {
             *node = Value::Object(Map::new());
         }
-        node = node
-            .as_object_mut()
-            .map(|m| m.entry(segment.clone()).or_insert_with(|| Value::Object(Map::new())))
-            .unwrap_or_else(|| unreachable!("made an object above"));
+        let Value::Object(map) = node else {
+            return;
+        };
+        node = map.entry(segment.clone()).or_insert(Value::Null);
     }
-    if !node.is_object() {
-        *node = Value::Object(Map::new());
-    }
-    if let Some(m) = node.as_object_mut() {
-        m.insert(last.clone(), value);
-    }
+    *node = value;
 }

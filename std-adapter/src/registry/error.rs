@@ -104,7 +104,11 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
         None => Err(NameError::Empty),
         Some(_) if bytes.len() > MAX_NAME_LEN => Err(NameError::TooLong(bytes.len())),
         Some(b) if !b.is_ascii_alphabetic() => Err(NameError::BadStart),
-        Some(_) if !bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') => {
+        Some(_)
+            if !bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'_') =>
+        {
             Err(NameError::BadChar)
         }
         Some(_) if name.contains("__") => Err(NameError::DoubleUnderscore),
@@ -117,7 +121,11 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
 /// a URL with a password included).
 pub(crate) fn shown(name: &str) -> String {
     let redacted = redact(name);
-    let mut out: String = redacted.chars().take(MAX_NAME_LEN).flat_map(char::escape_debug).collect();
+    let mut out: String = redacted
+        .chars()
+        .take(MAX_NAME_LEN)
+        .flat_map(char::escape_debug)
+        .collect();
     if redacted.chars().count() > MAX_NAME_LEN {
         out.push('…');
     }
@@ -192,7 +200,7 @@ impl std::error::Error for FieldError {}
 ///
 /// let registry = Registry::new();
 /// let err = registry.tracker("redis://u:pw@h", Default::default()).unwrap_err();
-/// assert_eq!(err.to_string(), "invalid tracker name \"redis://u:***@h\": must start with an ASCII letter");
+/// assert_eq!(err.to_string(), "invalid tracker name \"redis://u:***@h\": may hold only ASCII letters, digits and '_'");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -429,7 +429,11 @@ impl Registry {
     /// assert_eq!(db.config().consecutive_failures(), Some(5));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn breaker(&self, name: &str, config: Config) -> Result<Arc<CircuitBreaker>, RegistryError> {
+    pub fn breaker(
+        &self,
+        name: &str,
+        config: Config,
+    ) -> Result<Arc<CircuitBreaker>, RegistryError> {
         check(Kind::Breaker, name)?;
         let mut e = self.write();
         if let Some(entry) = e.breakers.get(name) {
@@ -460,7 +464,10 @@ impl Registry {
     /// assert!(Registry::new().get_breaker("db").is_none());
     /// ```
     pub fn get_breaker(&self, name: &str) -> Option<Arc<CircuitBreaker>> {
-        self.read().breakers.get(name).map(|e| Arc::clone(&e.breaker))
+        self.read()
+            .breakers
+            .get(name)
+            .map(|e| Arc::clone(&e.breaker))
     }
 
     /// Marks breaker `name` required (or not): while a required breaker is
@@ -539,7 +546,10 @@ impl Registry {
     /// assert!(Registry::new().get_limiter("api").is_none());
     /// ```
     pub fn get_limiter(&self, name: &str) -> Option<Arc<TokenBucket>> {
-        self.read().limiters.get(name).map(|e| Arc::clone(&e.bucket))
+        self.read()
+            .limiters
+            .get(name)
+            .map(|e| Arc::clone(&e.bucket))
     }
 
     /// The keyed limiter `name` (keys `K`, `N` slots), created with
@@ -715,7 +725,11 @@ impl Registry {
         let mut e = self.write();
         if let Some(entry) = e.caches.get(name) {
             let same = std::ptr::addr_eq(Arc::as_ptr(&entry.source), Arc::as_ptr(&cache));
-            return if same { Ok(()) } else { Err(conflict(Kind::Cache, name)) };
+            return if same {
+                Ok(())
+            } else {
+                Err(conflict(Kind::Cache, name))
+            };
         }
         self.room(Kind::Cache, e.caches.len())?;
         e.caches.insert(

@@ -28,7 +28,8 @@ pub trait CacheSource: Send + Sync {
     fn cache_metrics(&self) -> CacheMetrics;
 }
 
-impl<K, V, const SETS: usize, const WAYS: usize, S> CacheSource for ConcurrentCache<K, V, SETS, WAYS, S>
+impl<K, V, const SETS: usize, const WAYS: usize, S> CacheSource
+    for ConcurrentCache<K, V, SETS, WAYS, S>
 where
     K: Copy + Eq + Hash + bytemuck::NoUninit,
     V: Copy + bytemuck::NoUninit,
@@ -45,7 +46,9 @@ where
     LruCache<K, V, N, S>: Send,
 {
     fn cache_metrics(&self) -> CacheMetrics {
-        self.lock().unwrap_or_else(PoisonError::into_inner).metrics()
+        self.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .metrics()
     }
 }
 

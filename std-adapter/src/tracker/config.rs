@@ -70,7 +70,12 @@ impl TrackerConfig {
         let ranges = [
             ("max_series", self.max_series, 1, 4096),
             ("max_requests", self.max_requests, 0, 65_536),
-            ("max_stages_per_request", self.max_stages_per_request, 0, 1024),
+            (
+                "max_stages_per_request",
+                self.max_stages_per_request,
+                0,
+                1024,
+            ),
         ];
         for (field, value, low, high) in ranges {
             if !(low..=high).contains(&value) {

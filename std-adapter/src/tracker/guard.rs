@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::summary::RequestRecord;
 use super::{Series, Tracker};
+use crate::redact::redact;
 
 /// Times one run of an operation or a stage; recorded when dropped.
 ///
@@ -84,7 +85,7 @@ impl TrackGuard {
     pub fn track_stage(&self, name: &str) -> TrackGuard {
         let mut stage = Self::start(
             self.tracker.clone(),
-            format!("{}/{name}", self.path).into(),
+            format!("{}/{}", self.path, redact(name)).into(),
             self.sampled,
             self.request.clone(),
         );

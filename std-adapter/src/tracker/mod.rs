@@ -10,6 +10,9 @@
 //!
 //! # Bounds
 //!
+//! * names are [redacted](crate::redact) before use, so a name built from
+//!   a URL never shows its credentials (and all its variants share one
+//!   series);
 //! * at most [`TrackerConfig::max_series`] series; calls under any further
 //!   name (or a name longer than [`TrackerConfig::MAX_NAME_LEN`]) are
 //!   counted under the one [`OVERFLOW`] series, so names chosen by clients
@@ -58,6 +61,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use fusebox::histogram::{buckets_for, Histogram};
 
+use crate::redact::redact;
 use summary::{RequestRecord, Requests};
 
 /// The series that counts every call under a name the tracker had no room
@@ -233,7 +237,8 @@ impl Tracker {
         config.validate()?;
         // `sample_rate` is in 0..=1: the product fits u64 unless it is 1.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let threshold = (config.sample_rate < 1.0).then(|| (config.sample_rate * 2f64.powi(64)) as u64);
+        let threshold =
+            (config.sample_rate < 1.0).then(|| (config.sample_rate * 2f64.powi(64)) as u64);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -271,7 +276,7 @@ impl Tracker {
     /// ```
     pub fn track_operation(&self, operation: &str) -> TrackGuard {
         let sampled = self.inner.sample(fastrand::u64(..));
-        TrackGuard::start(self.clone(), operation.into(), sampled, None)
+        TrackGuard::start(self.clone(), redact(operation).into(), sampled, None)
     }
 
     /// Starts timing one run of `operation` for request `request_id`,
@@ -298,8 +303,9 @@ impl Tracker {
         let sampled = self
             .inner
             .sample(fusebox::hash::FixedState::new().hash_one(request_id));
+        let operation = redact(operation);
         let record = (sampled && request_id.len() <= TrackerConfig::MAX_NAME_LEN)
-            .then(|| self.inner.open_request(request_id, operation))
+            .then(|| self.inner.open_request(request_id, &operation))
             .flatten();
         TrackGuard::start(self.clone(), operation.into(), sampled, record)
     }
@@ -315,7 +321,11 @@ impl Tracker {
     /// # Ok::<(), fusebox_std::TrackerConfigError>(())
     /// ```
     pub fn execution_summary(&self, request_id: &str) -> Option<ExecutionSummary> {
-        let requests = self.inner.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        let requests = self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         requests.get(request_id).map(|record| record.summary())
     }
 
@@ -333,7 +343,11 @@ impl Tracker {
     /// # Ok::<(), fusebox_std::TrackerConfigError>(())
     /// ```
     pub fn requests_held(&self) -> usize {
-        self.inner.requests.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.inner
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Every series by path (operations and stages), the
@@ -356,7 +370,11 @@ impl Tracker {
 
     /// Calls `f` with every series in name order (for the exporters).
     pub(crate) fn for_each_series(&self, mut f: impl FnMut(&str, &Series)) {
-        let series = self.inner.series.read().unwrap_or_else(PoisonError::into_inner);
+        let series = self
+            .inner
+            .series
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut named: Vec<(&str, &Series)> = series.iter().map(|(k, v)| (&**k, &**v)).collect();
         if self.inner.overflow.calls() != 0 {
             named.push((OVERFLOW, &self.inner.overflow));
@@ -373,7 +391,12 @@ impl Tracker {
         if path.len() > TrackerConfig::MAX_NAME_LEN || path == OVERFLOW {
             return Arc::clone(&inner.overflow);
         }
-        if let Some(s) = inner.series.read().unwrap_or_else(PoisonError::into_inner).get(path) {
+        if let Some(s) = inner
+            .series
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(path)
+        {
             return Arc::clone(s);
         }
         let mut map = inner.series.write().unwrap_or_else(PoisonError::into_inner);

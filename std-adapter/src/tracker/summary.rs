@@ -167,13 +167,18 @@ impl Requests {
     /// Adds `record` (replacing one with the same id), dropping the oldest
     /// records until at most `cap` are held.
     pub(super) fn insert(&mut self, record: Arc<RequestRecord>, cap: usize) {
-        self.by_id.insert(Arc::clone(&record.id), Arc::clone(&record));
+        self.by_id
+            .insert(Arc::clone(&record.id), Arc::clone(&record));
         self.order.push_back(record);
         // A replaced record stays in `order` until it comes to the front;
         // `order` holds at most `cap` entries, so it stays bounded too.
         while self.order.len() > cap {
             if let Some(old) = self.order.pop_front() {
-                if self.by_id.get(&old.id).is_some_and(|r| Arc::ptr_eq(r, &old)) {
+                if self
+                    .by_id
+                    .get(&old.id)
+                    .is_some_and(|r| Arc::ptr_eq(r, &old))
+                {
                     self.by_id.remove(&old.id);
                 }
             }
