@@ -8,6 +8,7 @@ pub mod tracker;
 pub use tracker::{OperationStats, TrackGuard, Tracker, TrackerConfig, TrackerConfigError};
 pub mod events;
 pub mod health;
+pub mod prometheus;
 pub mod redact;
 pub mod registry;
 

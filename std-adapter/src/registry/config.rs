@@ -417,7 +417,7 @@ impl BreakerSpec {
     fn build(&self, path: &str, errors: &mut Vec<FieldError>) -> Option<Config> {
         let before = errors.len();
         let mut at = |field: &str, message: String| {
-            errors.push(FieldError::new(format!("{path}.{field}"), message))
+            errors.push(FieldError::new(format!("{path}.{field}"), message));
         };
         let window = self.window.unwrap_or(64);
         let ranges = [
@@ -513,7 +513,7 @@ impl QuotaSpec {
     fn build(&self, path: &str, errors: &mut Vec<FieldError>) -> Option<Quota> {
         let before = errors.len();
         let mut at = |field: &str, message: String| {
-            errors.push(FieldError::new(format!("{path}.{field}"), message))
+            errors.push(FieldError::new(format!("{path}.{field}"), message));
         };
         let max = u64::from(u32::MAX);
         match self.rate {
