@@ -43,7 +43,7 @@ use std::fmt::{Display, Write};
 
 use fusebox::breaker::State;
 
-use crate::health::state_name;
+use crate::health::{state_name, HealthReport};
 use crate::Registry;
 
 /// The HTTP `Content-Type` of [`Registry::to_prometheus`]'s output.
@@ -163,158 +163,11 @@ impl Registry {
         );
         w.sample("fusebox_degraded", &[], flag(h.degraded));
 
-        let breakers: Vec<_> = h.breakers.iter().map(|(n, b)| (n.as_str(), *b)).collect();
-        if !breakers.is_empty() {
-            w.family(
-                "fusebox_breaker_state",
-                "gauge",
-                "Circuit breaker state: 1 for the current state, 0 for the others.",
-            );
-            for (name, b) in &breakers {
-                for state in [
-                    State::Closed,
-                    State::Open,
-                    State::HalfOpen,
-                    State::ForcedOpen,
-                ] {
-                    let labels = [("name", *name), ("state", state_name(state))];
-                    w.sample("fusebox_breaker_state", &labels, flag(b.state == state));
-                }
-            }
-        }
-        w.each(
-            "fusebox_breaker_required",
-            "gauge",
-            "1 if the breaker gates readiness.",
-            &breakers,
-            |b| u64::from(b.required),
-        );
-        let counters: [Counter<fusebox::breaker::Metrics>; 7] = [
-            ("successes", "Calls recorded as successes.", |m| m.successes),
-            ("failures", "Calls recorded as failures.", |m| m.failures),
-            ("slow_calls", "Calls at or above the slow threshold.", |m| {
-                m.slow_calls
-            }),
-            ("rejected", "Calls rejected by the breaker.", |m| m.rejected),
-            ("trips", "Times the breaker opened.", |m| m.trips),
-            ("abandoned", "Permits dropped without an outcome.", |m| {
-                m.abandoned
-            }),
-            ("ignored", "Calls recorded as ignored.", |m| m.ignored),
-        ];
-        for (what, help, get) in counters {
-            let name = format!("fusebox_breaker_{what}_total");
-            w.each(&name, "counter", help, &breakers, |b| get(&b.metrics));
-        }
-
-        let limiters: Vec<_> = h.limiters.iter().map(|(n, l)| (n.as_str(), *l)).collect();
-        w.each(
-            "fusebox_limiter_available_tokens",
-            "gauge",
-            "Whole tokens available now.",
-            &limiters,
-            |l| u64::from(l.available),
-        );
-        w.each(
-            "fusebox_limiter_burst_tokens",
-            "gauge",
-            "Bucket size in tokens.",
-            &limiters,
-            |l| u64::from(l.burst),
-        );
-        if !limiters.is_empty() {
-            let name = "fusebox_limiter_rate_tokens_per_second";
-            w.family(name, "gauge", "Refill rate in tokens per second.");
-            for (label, l) in &limiters {
-                // Counts far below 2^53: exact enough in f64.
-                #[allow(clippy::cast_precision_loss)]
-                let rate = f64::from(l.tokens) * 1e6 / l.period.as_micros() as f64;
-                w.sample(name, &[("name", label)], rate);
-            }
-        }
-
-        let keyed: Vec<_> = h
-            .keyed_limiters
-            .iter()
-            .map(|(n, k)| (n.as_str(), *k))
-            .collect();
-        let keyed_counters: [Counter<fusebox::bucket::KeyedMetrics>; 4] = [
-            ("allowed", "Requests admitted.", |m| m.allowed),
-            ("limited", "Requests refused.", |m| m.limited),
-            ("evictions", "Idle keys evicted.", |m| m.evictions),
-            (
-                "table_full",
-                "Requests refused because the table was full.",
-                |m| m.table_full,
-            ),
-        ];
-        for (what, help, get) in keyed_counters {
-            let name = format!("fusebox_keyed_limiter_{what}_total");
-            w.each(&name, "counter", help, &keyed, get);
-        }
-        w.each(
-            "fusebox_keyed_limiter_keys",
-            "gauge",
-            "Keys held.",
-            &keyed,
-            |k| k.keys,
-        );
-
-        let caches: Vec<_> = h
-            .caches
-            .iter()
-            .map(|(n, c)| (n.as_str(), c.metrics))
-            .collect();
-        let cache_counters: [Counter<fusebox::cache::CacheMetrics>; 6] = [
-            ("hits", "Lookups that found a live entry.", |m| m.hits),
-            ("misses", "Lookups that found none.", |m| m.misses),
-            ("inserts", "Entries stored.", |m| m.inserts),
-            ("evictions", "Entries evicted for room.", |m| m.evictions),
-            ("expirations", "Expired entries freed.", |m| m.expirations),
-            ("contended", "Writes given up under contention.", |m| {
-                m.contended
-            }),
-        ];
-        for (what, help, get) in cache_counters {
-            let name = format!("fusebox_cache_{what}_total");
-            w.each(&name, "counter", help, &caches, get);
-        }
-
+        write_breakers(&mut w, &h);
+        write_limiters(&mut w, &h);
+        write_keyed_and_caches(&mut w, &h);
         self.write_operations(&mut w);
-
-        w.family(
-            "fusebox_events_published_total",
-            "counter",
-            "Events published.",
-        );
-        w.sample("fusebox_events_published_total", &[], h.events.published);
-        w.family(
-            "fusebox_events_lagged_total",
-            "counter",
-            "Events lost by slow subscribers.",
-        );
-        w.sample("fusebox_events_lagged_total", &[], h.events.lagged);
-        w.family(
-            "fusebox_events_subscribers",
-            "gauge",
-            "Live event subscribers.",
-        );
-        w.sample("fusebox_events_subscribers", &[], h.events.subscribers);
-        if let Some(rss) = h.process.resident_memory_bytes {
-            w.family(
-                "fusebox_process_resident_memory_bytes",
-                "gauge",
-                "Resident memory.",
-            );
-            w.sample("fusebox_process_resident_memory_bytes", &[], rss);
-        }
-        w.family(
-            "fusebox_uptime_seconds",
-            "gauge",
-            "Time since the registry was created.",
-        );
-        w.sample("fusebox_uptime_seconds", &[], h.process.uptime_seconds);
-        // EXTENSION POINT (policies branch): `fusebox_bulkhead_*` families.
+        write_events_and_process(&mut w, &h);
         w.out
     }
 
@@ -345,7 +198,7 @@ impl Registry {
             w.family(name, "counter", help);
             for (tracker, t) in &trackers {
                 t.for_each_series(|op, s| {
-                    w.sample(name, &[("tracker", tracker), ("operation", op)], get(s))
+                    w.sample(name, &[("tracker", tracker), ("operation", op)], get(s));
                 });
             }
         }
@@ -373,4 +226,163 @@ impl Registry {
             });
         }
     }
+}
+
+fn write_breakers(w: &mut Writer, h: &HealthReport) {
+    let breakers: Vec<_> = h.breakers.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    if !breakers.is_empty() {
+        w.family(
+            "fusebox_breaker_state",
+            "gauge",
+            "Circuit breaker state: 1 for the current state, 0 for the others.",
+        );
+        for (name, b) in &breakers {
+            for state in [
+                State::Closed,
+                State::Open,
+                State::HalfOpen,
+                State::ForcedOpen,
+            ] {
+                let labels = [("name", *name), ("state", state_name(state))];
+                w.sample("fusebox_breaker_state", &labels, flag(b.state == state));
+            }
+        }
+    }
+    w.each(
+        "fusebox_breaker_required",
+        "gauge",
+        "1 if the breaker gates readiness.",
+        &breakers,
+        |b| u64::from(b.required),
+    );
+    let counters: [Counter<fusebox::breaker::Metrics>; 7] = [
+        ("successes", "Calls recorded as successes.", |m| m.successes),
+        ("failures", "Calls recorded as failures.", |m| m.failures),
+        ("slow_calls", "Calls at or above the slow threshold.", |m| {
+            m.slow_calls
+        }),
+        ("rejected", "Calls rejected by the breaker.", |m| m.rejected),
+        ("trips", "Times the breaker opened.", |m| m.trips),
+        ("abandoned", "Permits dropped without an outcome.", |m| {
+            m.abandoned
+        }),
+        ("ignored", "Calls recorded as ignored.", |m| m.ignored),
+    ];
+    for (what, help, get) in counters {
+        let name = format!("fusebox_breaker_{what}_total");
+        w.each(&name, "counter", help, &breakers, |b| get(&b.metrics));
+    }
+}
+
+fn write_limiters(w: &mut Writer, h: &HealthReport) {
+    let limiters: Vec<_> = h.limiters.iter().map(|(n, l)| (n.as_str(), *l)).collect();
+    w.each(
+        "fusebox_limiter_available_tokens",
+        "gauge",
+        "Whole tokens available now.",
+        &limiters,
+        |l| u64::from(l.available),
+    );
+    w.each(
+        "fusebox_limiter_burst_tokens",
+        "gauge",
+        "Bucket size in tokens.",
+        &limiters,
+        |l| u64::from(l.burst),
+    );
+    if !limiters.is_empty() {
+        let name = "fusebox_limiter_rate_tokens_per_second";
+        w.family(name, "gauge", "Refill rate in tokens per second.");
+        for (label, l) in &limiters {
+            // Counts far below 2^53: exact enough in f64.
+            #[allow(clippy::cast_precision_loss)]
+            let rate = f64::from(l.tokens) * 1e6 / l.period.as_micros() as f64;
+            w.sample(name, &[("name", label)], rate);
+        }
+    }
+}
+
+fn write_keyed_and_caches(w: &mut Writer, h: &HealthReport) {
+    let keyed: Vec<_> = h
+        .keyed_limiters
+        .iter()
+        .map(|(n, k)| (n.as_str(), *k))
+        .collect();
+    let keyed_counters: [Counter<fusebox::bucket::KeyedMetrics>; 4] = [
+        ("allowed", "Requests admitted.", |m| m.allowed),
+        ("limited", "Requests refused.", |m| m.limited),
+        ("evictions", "Idle keys evicted.", |m| m.evictions),
+        (
+            "table_full",
+            "Requests refused because the table was full.",
+            |m| m.table_full,
+        ),
+    ];
+    for (what, help, get) in keyed_counters {
+        let name = format!("fusebox_keyed_limiter_{what}_total");
+        w.each(&name, "counter", help, &keyed, get);
+    }
+    w.each(
+        "fusebox_keyed_limiter_keys",
+        "gauge",
+        "Keys held.",
+        &keyed,
+        |k| k.keys,
+    );
+
+    let caches: Vec<_> = h
+        .caches
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.metrics))
+        .collect();
+    let cache_counters: [Counter<fusebox::cache::CacheMetrics>; 6] = [
+        ("hits", "Lookups that found a live entry.", |m| m.hits),
+        ("misses", "Lookups that found none.", |m| m.misses),
+        ("inserts", "Entries stored.", |m| m.inserts),
+        ("evictions", "Entries evicted for room.", |m| m.evictions),
+        ("expirations", "Expired entries freed.", |m| m.expirations),
+        ("contended", "Writes given up under contention.", |m| {
+            m.contended
+        }),
+    ];
+    for (what, help, get) in cache_counters {
+        let name = format!("fusebox_cache_{what}_total");
+        w.each(&name, "counter", help, &caches, get);
+    }
+}
+
+fn write_events_and_process(w: &mut Writer, h: &HealthReport) {
+    w.family(
+        "fusebox_events_published_total",
+        "counter",
+        "Events published.",
+    );
+    w.sample("fusebox_events_published_total", &[], h.events.published);
+    w.family(
+        "fusebox_events_lagged_total",
+        "counter",
+        "Events lost by slow subscribers.",
+    );
+    w.sample("fusebox_events_lagged_total", &[], h.events.lagged);
+    w.family(
+        "fusebox_events_subscribers",
+        "gauge",
+        "Live event subscribers.",
+    );
+    w.sample("fusebox_events_subscribers", &[], h.events.subscribers);
+    if let Some(rss) = h.process.resident_memory_bytes {
+        w.family(
+            "fusebox_process_resident_memory_bytes",
+            "gauge",
+            "Resident memory.",
+        );
+        w.sample("fusebox_process_resident_memory_bytes", &[], rss);
+    }
+    w.family(
+        "fusebox_uptime_seconds",
+        "gauge",
+        "Time since the registry was created.",
+    );
+    w.sample("fusebox_uptime_seconds", &[], h.process.uptime_seconds);
+    // EXTENSION POINT (policies branch): `fusebox_bulkhead_*` families.
 }
