@@ -152,7 +152,11 @@ impl RequestRecord {
 #[derive(Default)]
 pub(super) struct Requests {
     by_id: HashMap<Arc<str>, Arc<RequestRecord>>,
+    /// Every record inserted and not yet dropped, oldest first, replaced
+    /// ones included (they are `stale`); compacted when the stale ones
+    /// outnumber the live, so it holds at most about twice the cap.
     order: VecDeque<Arc<RequestRecord>>,
+    stale: usize,
 }
 
 impl Requests {
@@ -164,24 +168,37 @@ impl Requests {
         self.by_id.len()
     }
 
+    fn is_live(&self, record: &Arc<RequestRecord>) -> bool {
+        self.by_id
+            .get(&record.id)
+            .is_some_and(|r| Arc::ptr_eq(r, record))
+    }
+
     /// Adds `record` (replacing one with the same id), dropping the oldest
     /// records until at most `cap` are held.
     pub(super) fn insert(&mut self, record: Arc<RequestRecord>, cap: usize) {
-        self.by_id
-            .insert(Arc::clone(&record.id), Arc::clone(&record));
+        if self
+            .by_id
+            .insert(Arc::clone(&record.id), Arc::clone(&record))
+            .is_some()
+        {
+            self.stale += 1;
+        }
         self.order.push_back(record);
-        // A replaced record stays in `order` until it comes to the front;
-        // `order` holds at most `cap` entries, so it stays bounded too.
-        while self.order.len() > cap {
-            if let Some(old) = self.order.pop_front() {
-                if self
-                    .by_id
-                    .get(&old.id)
-                    .is_some_and(|r| Arc::ptr_eq(r, &old))
-                {
-                    self.by_id.remove(&old.id);
-                }
+        while self.by_id.len() > cap {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if self.is_live(&old) {
+                self.by_id.remove(&old.id);
+            } else {
+                self.stale -= 1;
             }
+        }
+        if self.stale > self.by_id.len() {
+            let order = std::mem::take(&mut self.order);
+            self.order = order.into_iter().filter(|r| self.is_live(r)).collect();
+            self.stale = 0;
         }
     }
 }
