@@ -3,6 +3,13 @@
 //! (live, finished, bounded), sampling (random and by id hash), bounded
 //! series with an overflow entry, recording on drop and on cancellation.
 //! Time is tokio's paused clock: every duration below is exact.
+// Sums of a few latencies: far below 2^52, exact in f64.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::float_cmp
+)]
 
 use std::time::Duration as StdDuration;
 
