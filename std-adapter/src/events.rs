@@ -161,8 +161,19 @@ impl Event {
     }
 }
 
-/// The publishing side: cheap to share, never blocks; see the
-/// [module docs](self).
+/// The publishing side: never blocks; see the [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::Instant;
+/// use fusebox_std::events::{Component, Event, Events};
+///
+/// let events = Events::new(8);
+/// let mut sub = events.subscribe();
+/// events.publish(Event::Rejected { name: "api".into(), component: Component::Limiter, at: Instant::ZERO });
+/// assert_eq!(sub.try_recv().unwrap().name(), "api");
+/// ```
 pub struct Events {
     tx: broadcast::Sender<Event>,
     capacity: usize,
@@ -301,6 +312,22 @@ impl fmt::Debug for Events {
 }
 
 /// The receiving side of [`Events`]: skips what it lost, counting it.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::Instant;
+/// use fusebox_std::events::{Event, Events};
+///
+/// let events = Events::new(2);
+/// let mut sub = events.subscribe();
+/// for at in 0..5 {
+///     events.publish(Event::Recovered { name: "db".into(), at: Instant::from_micros(at) });
+/// }
+/// let kept: Vec<Event> = std::iter::from_fn(|| sub.try_recv()).collect();
+/// assert_eq!(kept.len(), 2); // the newest two
+/// assert_eq!(sub.missed(), 3);
+/// ```
 #[derive(Debug)]
 pub struct Subscription {
     rx: broadcast::Receiver<Event>,

@@ -71,6 +71,18 @@ use crate::Registry;
 
 /// The report of [`Registry::health`]; see the [module docs](self) for its
 /// JSON shape.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::Registry;
+///
+/// let report = Registry::new().health();
+/// assert!(report.ready && !report.degraded && report.reasons.is_empty());
+/// let json = serde_json::to_value(&report)?;
+/// assert_eq!(json["ready"], true);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct HealthReport {
     /// `false` while a breaker marked required is open (or forced open):

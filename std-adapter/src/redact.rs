@@ -32,6 +32,12 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// What replaces a secret.
+///
+/// ```
+/// use fusebox_std::redact::{redact, MASK};
+///
+/// assert_eq!(redact("?token=t"), format!("?token={MASK}"));
+/// ```
 pub const MASK: &str = "***";
 
 /// `text` with the secrets listed in the [module docs](self) replaced by

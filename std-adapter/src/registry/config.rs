@@ -15,6 +15,15 @@ use crate::tracker::TrackerConfig;
 /// [`RegistryConfig::from_env`]: `FUSEBOX__<TABLE>__<NAME>__<FIELD>`, path
 /// segments separated by `__` and lowercased
 /// (`FUSEBOX__BREAKERS__PAYMENTS__FAILURE_RATE=50`).
+///
+/// ```
+/// use fusebox_std::registry::{RegistryConfig, ENV_PREFIX};
+///
+/// let var = format!("{ENV_PREFIX}LIMITERS__API__RATE");
+/// let config = RegistryConfig::from_env_vars([(var, "7".to_owned())])?;
+/// assert_eq!(config.limiters["api"].rate, Some(7));
+/// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
+/// ```
 pub const ENV_PREFIX: &str = "FUSEBOX__";
 
 /// A registry declared as data; build it with

@@ -40,6 +40,12 @@ impl fmt::Display for Kind {
 }
 
 /// The longest registry name, in bytes.
+///
+/// ```
+/// use fusebox_std::registry::{validate_name, MAX_NAME_LEN};
+///
+/// assert!(validate_name(&"a".repeat(MAX_NAME_LEN)).is_ok());
+/// ```
 pub const MAX_NAME_LEN: usize = 64;
 
 /// Why a name was refused; see [`validate_name`].

@@ -60,10 +60,32 @@ use sources::KeyedSource;
 /// A keyed limiter as the registry builds it: one quota tier, keys hashed
 /// with a secret per-instance seed ([`RandomState`]), since keys usually
 /// come from clients.
+///
+/// ```
+/// use std::sync::Arc;
+/// use fusebox::bucket::{FullPolicy, Quota};
+/// use fusebox_std::registry::{Registry, ServerKeyedLimiter};
+///
+/// let registry = Registry::new();
+/// let limiter: Arc<ServerKeyedLimiter<u64, 512>> =
+///     registry.keyed_limiter("per_user", Quota::per_second(3)?, FullPolicy::Reject)?;
+/// assert_eq!(limiter.available(&42, registry.now()), 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type ServerKeyedLimiter<K, const N: usize> = KeyedLimiter<K, N, 1, RandomState>;
 
 /// A concurrent cache as the registry builds it: keys hashed with a secret
 /// per-instance seed, hits and misses counted.
+///
+/// ```
+/// use std::sync::Arc;
+/// use fusebox_std::registry::{Registry, ServerCache};
+///
+/// let registry = Registry::new();
+/// let cache: Arc<ServerCache<u32, u32, 64, 4>> = registry.concurrent_cache("tokens")?;
+/// assert!(cache.counts_lookups());
+/// # Ok::<(), fusebox_std::RegistryError>(())
+/// ```
 pub type ServerCache<K, V, const SETS: usize, const WAYS: usize> =
     ConcurrentCache<K, V, SETS, WAYS, RandomState>;
 
@@ -72,6 +94,21 @@ pub type ServerCache<K, V, const SETS: usize, const WAYS: usize> =
 /// Share it with an `Arc`. Every method takes `&self`; lookups and
 /// creation take a lock, so get the instances once (at startup, or when a
 /// policy is built) and keep the returned `Arc`s.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use fusebox::bucket::Quota;
+/// use fusebox_std::Registry;
+///
+/// let registry = Arc::new(Registry::new());
+/// let api = registry.limiter("api", Quota::per_second(100)?)?;
+/// let for_metrics = Arc::clone(&registry);
+/// api.try_acquire(registry.now())?;
+/// assert!(for_metrics.to_prometheus().contains("fusebox_limiter_available_tokens{name=\"api\"} 99\n"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Registry {
     clock: Box<dyn Clock + Send + Sync>,
     started: tokio::time::Instant,

@@ -43,6 +43,16 @@ pub struct TrackerConfig {
 impl TrackerConfig {
     /// The longest operation or stage name, in bytes (a stage's full path
     /// included); longer ones are counted under the overflow series.
+    ///
+    /// ```
+    /// use fusebox_std::tracker::OVERFLOW;
+    /// use fusebox_std::{Tracker, TrackerConfig};
+    ///
+    /// let tracker = Tracker::new(TrackerConfig::default())?;
+    /// drop(tracker.track_operation(&"x".repeat(TrackerConfig::MAX_NAME_LEN + 1)));
+    /// assert_eq!(tracker.stats()[OVERFLOW].calls, 1);
+    /// # Ok::<(), fusebox_std::TrackerConfigError>(())
+    /// ```
     pub const MAX_NAME_LEN: usize = 128;
 
     /// Checks every field's range.
@@ -118,10 +128,24 @@ pub struct TrackerConfigError {
 
 impl TrackerConfigError {
     /// The field's name, as in the config file.
+    ///
+    /// ```
+    /// use fusebox_std::TrackerConfig;
+    ///
+    /// let e = TrackerConfig { max_requests: 1 << 20, ..TrackerConfig::default() }.validate().unwrap_err();
+    /// assert_eq!(e.field(), "max_requests");
+    /// ```
     pub fn field(&self) -> &'static str {
         self.field
     }
     /// What is wrong with it (without the field name).
+    ///
+    /// ```
+    /// use fusebox_std::TrackerConfig;
+    ///
+    /// let e = TrackerConfig { max_series: 0, ..TrackerConfig::default() }.validate().unwrap_err();
+    /// assert_eq!(e.message(), "must be 1..=4096, got 0");
+    /// ```
     pub fn message(&self) -> &str {
         &self.message
     }

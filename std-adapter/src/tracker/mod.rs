@@ -193,6 +193,18 @@ pub struct Latency {
 /// Per-operation latency tracker; see the [module docs](self).
 ///
 /// Cheap to clone (one `Arc`); clones share everything.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::{Tracker, TrackerConfig};
+///
+/// let tracker = Tracker::new(TrackerConfig::default())?;
+/// let shared = tracker.clone();
+/// std::thread::spawn(move || drop(shared.track_operation("job"))).join().unwrap();
+/// assert_eq!(tracker.stats()["job"].calls, 1);
+/// # Ok::<(), fusebox_std::TrackerConfigError>(())
+/// ```
 #[derive(Clone)]
 pub struct Tracker {
     inner: Arc<Inner>,
