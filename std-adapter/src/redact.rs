@@ -176,11 +176,14 @@ fn pairs(text: &str) -> Option<String> {
 
 /// Credentials after `Bearer` / `Basic`.
 fn schemes(text: &str) -> Option<String> {
-    let lower = text.to_ascii_lowercase();
     let bytes = text.as_bytes();
     let mut ranges = Vec::new();
-    for scheme in ["bearer", "basic"] {
-        for (at, _) in lower.match_indices(scheme) {
+    for scheme in [&b"bearer"[..], b"basic"] {
+        let found = bytes
+            .windows(scheme.len())
+            .enumerate()
+            .filter(|(_, w)| w.eq_ignore_ascii_case(scheme));
+        for (at, _) in found {
             let word_start = at == 0 || !bytes[at - 1].is_ascii_alphanumeric();
             let after = at + scheme.len();
             let spaces = bytes[after..].iter().take_while(|&&b| b == b' ').count();
