@@ -725,3 +725,26 @@ async fn transitions_reach_tracing_and_the_events() {
         ]
     );
 }
+
+#[test]
+fn builder_settings_meet_the_configuration() {
+    let config = RegistryConfig::from_toml(
+        "[breakers.a]\nconsecutive_failures = 1\n[breakers.b]\nconsecutive_failures = 1\n",
+    )
+    .unwrap();
+    // Without `events_capacity` in the file, the builder's stands.
+    let r = Registry::builder()
+        .events_capacity(32)
+        .build_from_config(&config)
+        .unwrap();
+    assert_eq!(r.events().capacity(), 32);
+    // More entries than the builder allows: named by path.
+    let e = Registry::builder()
+        .max_entries(1)
+        .build_from_config(&config)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "breakers.b: registry full: at most 1 entries of kind breaker"
+    );
+}

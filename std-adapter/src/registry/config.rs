@@ -66,7 +66,7 @@ pub const ENV_PREFIX: &str = "FUSEBOX__";
 /// assert!(registry.health().breakers["payments"].required);
 /// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Circuit breakers by name.
@@ -78,21 +78,10 @@ pub struct RegistryConfig {
     pub keyed_limiters: BTreeMap<String, KeyedLimiterSpec>,
     /// Trackers by name.
     pub trackers: BTreeMap<String, TrackerConfig>,
-    /// Events kept for slow subscribers (default 1024).
-    pub events_capacity: usize,
+    /// Events kept for slow subscribers (default: the builder's, 1024
+    /// unless set there).
+    pub events_capacity: Option<usize>,
     // EXTENSION POINT (policies branch): `bulkheads: BTreeMap<String, BulkheadSpec>`.
-}
-
-impl Default for RegistryConfig {
-    fn default() -> Self {
-        Self {
-            breakers: BTreeMap::new(),
-            limiters: BTreeMap::new(),
-            keyed_limiters: BTreeMap::new(),
-            trackers: BTreeMap::new(),
-            events_capacity: 1024,
-        }
-    }
 }
 
 /// A circuit breaker's settings (see the core's

@@ -246,7 +246,8 @@ impl RegistryBuilder {
 
     /// The registry, with everything `config` declares: breakers, limiters
     /// and trackers built, keyed limiters ready for
-    /// [`Registry::configured_keyed_limiter`].
+    /// [`Registry::configured_keyed_limiter`]. The configuration's
+    /// `events_capacity`, when set, replaces the builder's.
     ///
     /// # Errors
     ///
@@ -256,33 +257,40 @@ impl RegistryBuilder {
     /// use fusebox_std::registry::{Registry, RegistryConfig};
     ///
     /// let config = RegistryConfig::from_toml("[limiters.api]\nrate = 10\n")?;
-    /// let registry = Registry::builder().from_config(&config)?;
+    /// let registry = Registry::builder().build_from_config(&config)?;
     /// assert!(registry.get_limiter("api").is_some());
     /// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
     /// ```
-    #[allow(clippy::wrong_self_convention)]
-    pub fn from_config(self, config: &RegistryConfig) -> Result<Registry, RegistryConfigError> {
+    pub fn build_from_config(
+        mut self,
+        config: &RegistryConfig,
+    ) -> Result<Registry, RegistryConfigError> {
         let built = config.checked()?;
-        let registry = self.events_capacity(config.events_capacity).build();
-        let field = |e: RegistryError| match e {
-            RegistryError::InvalidConfig(f) => f,
-            other => FieldError::new("", other.to_string()),
-        };
+        if let Some(capacity) = config.events_capacity {
+            self.events_capacity = capacity;
+        }
+        let registry = self.build();
         let mut errors = Vec::new();
+        let mut report = |table: &str, name: &str, e: RegistryError| {
+            errors.push(match e {
+                RegistryError::InvalidConfig(f) => f,
+                other => FieldError::new(format!("{table}.{name}"), other.to_string()),
+            });
+        };
         for (name, (breaker, required)) in &built.breakers {
             let made = registry.breaker(name, *breaker);
             if let Err(e) = made.and_then(|_| registry.set_required(name, *required)) {
-                errors.push(field(e));
+                report("breakers", name, e);
             }
         }
         for (name, quota) in &built.limiters {
             if let Err(e) = registry.limiter(name, *quota) {
-                errors.push(field(e));
+                report("limiters", name, e);
             }
         }
         for (name, tracker) in &config.trackers {
             if let Err(e) = registry.tracker(name, *tracker) {
-                errors.push(field(e));
+                report("trackers", name, e);
             }
         }
         registry.write().keyed_specs.extend(
@@ -350,7 +358,7 @@ impl Registry {
     }
 
     /// A registry with everything `config` declares; see
-    /// [`RegistryBuilder::from_config`].
+    /// [`RegistryBuilder::build_from_config`].
     ///
     /// # Errors
     ///
@@ -365,7 +373,7 @@ impl Registry {
     /// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
     /// ```
     pub fn from_config(config: &RegistryConfig) -> Result<Self, RegistryConfigError> {
-        Self::builder().from_config(config)
+        Self::builder().build_from_config(config)
     }
 
     /// The registry's clock now: pass it to the breakers' calls, so that

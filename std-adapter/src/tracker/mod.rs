@@ -78,7 +78,7 @@ use summary::{RequestRecord, Requests};
 /// ```
 pub const OVERFLOW: &str = "__overflow__";
 
-/// The latency histogram of a series: microseconds up to 60 s (2 532
+/// The latency histogram of a series: microseconds up to 60 s (2 533
 /// buckets, about 20 KiB); a longer run is counted in the top bucket (its
 /// exact value still counts in the sum and the maximum).
 pub(crate) type LatencyHistogram = Histogram<{ buckets_for(60_000_000) }>;
