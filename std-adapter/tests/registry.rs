@@ -207,6 +207,18 @@ fn names_are_validated_and_errors_never_show_secrets() {
     );
     let e = r.set_required(secret, true).unwrap_err();
     assert!(!e.to_string().contains("hunter2"), "{e}");
+    // Nor do configuration errors, in Display or Debug.
+    let e = RegistryConfig::from_toml(
+        "[breakers.\"redis://u:hunter2@h\"]\nfailure_rate = \"redis://u:hunter2@h\"\n",
+    )
+    .unwrap_err();
+    let shown = format!("{e} {e:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    let config =
+        RegistryConfig::from_toml("[breakers.\"x?token=t0k\"]\nfailure_rate = 5\n").unwrap();
+    let e = Registry::from_config(&config).unwrap_err();
+    let shown = format!("{e} {e:?}");
+    assert!(!shown.contains("t0k"), "{shown}");
     // Control characters are escaped, not printed.
     let e = r.breaker("a\nb", consecutive(1)).unwrap_err();
     assert!(!e.to_string().contains('\n'));
@@ -746,5 +758,42 @@ fn builder_settings_meet_the_configuration() {
     assert_eq!(
         e.to_string(),
         "breakers.b: registry full: at most 1 entries of kind breaker"
+    );
+}
+
+#[test]
+fn configuration_files_by_extension() {
+    let dir = std::env::temp_dir();
+    let id = std::process::id();
+    let toml = dir.join(format!("fusebox-registry-test-{id}.toml"));
+    let json = dir.join(format!("fusebox-registry-test-{id}.json"));
+    let yaml = dir.join(format!("fusebox-registry-test-{id}.yaml"));
+    std::fs::write(&toml, "[breakers.db]\nconsecutive_failures = 3\n").unwrap();
+    std::fs::write(
+        &json,
+        r#"{"breakers": {"db": {"consecutive_failures": 4}}}"#,
+    )
+    .unwrap();
+    std::fs::write(&yaml, "breakers: {}").unwrap();
+    let from_toml = RegistryConfig::load(&toml);
+    let from_json = RegistryConfig::load(&json);
+    let from_yaml = RegistryConfig::load(&yaml);
+    for path in [&toml, &json, &yaml] {
+        std::fs::remove_file(path).unwrap();
+    }
+    assert_eq!(
+        from_toml.unwrap().breakers["db"].consecutive_failures,
+        Some(3)
+    );
+    assert_eq!(
+        from_json.unwrap().breakers["db"].consecutive_failures,
+        Some(4)
+    );
+    let e = from_yaml.unwrap_err();
+    assert_eq!(e.fields()[0].path(), "(file)");
+    assert!(
+        e.to_string()
+            .ends_with("the extension must be .toml or .json"),
+        "{e}"
     );
 }

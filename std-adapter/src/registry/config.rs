@@ -194,6 +194,43 @@ impl RegistryConfig {
         Self::from_toml_with_env(text, std::iter::empty())
     }
 
+    /// Reads a configuration file, TOML or JSON by its extension (`.toml`,
+    /// `.json`), then lets the process's environment variables override
+    /// its fields (see [`from_env_vars`](Self::from_env_vars)).
+    ///
+    /// # Errors
+    ///
+    /// The file unreadable or of another extension (path `(file)`), else
+    /// as [`from_toml`](Self::from_toml).
+    ///
+    /// ```
+    /// use fusebox_std::registry::RegistryConfig;
+    ///
+    /// let path = std::env::temp_dir().join(format!("fusebox-doc-{}.toml", std::process::id()));
+    /// std::fs::write(&path, "[limiters.api]\nrate = 10\n").unwrap();
+    /// let config = RegistryConfig::load(&path);
+    /// std::fs::remove_file(&path).unwrap();
+    /// assert_eq!(config?.limiters["api"].rate, Some(10));
+    ///
+    /// let missing = RegistryConfig::load("/nonexistent/fusebox.toml").unwrap_err();
+    /// assert_eq!(missing.fields()[0].path(), "(file)");
+    /// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
+    /// ```
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self, RegistryConfigError> {
+        let path = path.as_ref();
+        let file_error = |message: String| one(FieldError::new("(file)", message));
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| file_error(format!("cannot read {}: {e}", path.display())))?;
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => Self::from_toml_with_env(&text, std::env::vars()),
+            Some("json") => Self::from_json_with_env(&text, std::env::vars()),
+            _ => Err(file_error(format!(
+                "{}: the extension must be .toml or .json",
+                path.display()
+            ))),
+        }
+    }
+
     /// Reads a JSON document.
     ///
     /// # Errors

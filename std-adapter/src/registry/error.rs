@@ -139,7 +139,9 @@ pub(crate) fn shown(name: &str) -> String {
 }
 
 /// One invalid setting, named by its path in the configuration
-/// (`breakers.payments.failure_rate`).
+/// (`breakers.payments.failure_rate`). Path and message are
+/// [redacted](crate::redact) when it is made: neither its `Display` nor its
+/// `Debug` shows a secret the configuration held.
 ///
 /// ```
 /// use fusebox_std::registry::FieldError;
@@ -162,9 +164,10 @@ impl FieldError {
     /// assert_eq!(FieldError::new("a.b", "bad").path(), "a.b");
     /// ```
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        let (path, message) = (path.into(), message.into());
         Self {
-            path: path.into(),
-            message: message.into(),
+            path: redact(&path).into_owned(),
+            message: redact(&message).into_owned(),
         }
     }
     /// The field's path, dot-separated.
@@ -191,7 +194,7 @@ impl FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, redact(&self.message))
+        write!(f, "{}: {}", self.path, self.message)
     }
 }
 
