@@ -1,6 +1,6 @@
 //! # fusebox-std
 //!
-//! The std side of [fusebox](fusebox): bookkeeping around the core's
+//! The std side of [fusebox]: bookkeeping around the core's
 //! primitives for tokio servers. Every decision stays in the core; this
 //! crate names, counts, reports and exports.
 //!
