@@ -125,8 +125,9 @@ pub enum Event {
 }
 
 impl Event {
-    /// A [`Event::Failure`] whose message is `error` displayed and passed
-    /// through [`redact`], so no credential reaches a subscriber.
+    /// A [`Event::Failure`] whose message is `error` displayed, passed
+    /// through [`redact`] (so no credential reaches a subscriber) and cut to
+    /// [`MAX_ERROR_CHARS`](Self::MAX_ERROR_CHARS).
     ///
     /// ```
     /// use fusebox::Instant;
@@ -136,12 +137,33 @@ impl Event {
     /// assert!(matches!(e, Event::Failure { ref error, .. } if error == "redis://u:***@h refused"));
     /// ```
     pub fn failure(name: &str, error: &dyn fmt::Display, at: Instant) -> Self {
+        let mut error = redact(&error.to_string()).into_owned();
+        if let Some((cut, _)) = error.char_indices().nth(Self::MAX_ERROR_CHARS) {
+            error.truncate(cut);
+            error.push('…');
+        }
         Self::Failure {
             name: name.into(),
-            error: redact(&error.to_string()).into_owned(),
+            error,
             at,
         }
     }
+
+    /// The longest error message an [`Event::failure`] keeps, in
+    /// characters; a longer one is cut (and ends with `…`), so the channel's
+    /// memory stays bounded.
+    ///
+    /// ```
+    /// use fusebox::Instant;
+    /// use fusebox_std::events::Event;
+    ///
+    /// let long = "x".repeat(10_000);
+    /// match Event::failure("db", &long, Instant::ZERO) {
+    ///     Event::Failure { error, .. } => assert_eq!(error.chars().count(), Event::MAX_ERROR_CHARS + 1),
+    ///     _ => unreachable!(),
+    /// }
+    /// ```
+    pub const MAX_ERROR_CHARS: usize = 512;
 
     /// The name of the primitive the event is about.
     ///

@@ -386,3 +386,38 @@ fn write_events_and_process(w: &mut Writer, h: &HealthReport) {
     w.sample("fusebox_uptime_seconds", &[], h.process.uptime_seconds);
     // EXTENSION POINT (policies branch): `fusebox_bulkhead_*` families.
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{escape_into, seconds};
+
+    #[test]
+    // The decimal must read back as exactly the nearest double.
+    #[allow(clippy::float_cmp)]
+    fn seconds_are_exact_decimals() {
+        let cases = [
+            (0, "0"),
+            (1, "0.000001"),
+            (10, "0.00001"),
+            (1_000, "0.001"),
+            (1_003, "0.001003"),
+            (1_500_000, "1.5"),
+            (60_000_000, "60"),
+            (u64::MAX, "18446744073709.551615"),
+        ];
+        for (micros, text) in cases {
+            assert_eq!(seconds(micros), text);
+            // And they read back as the nearest f64.
+            #[allow(clippy::cast_precision_loss)]
+            let exact = micros as f64 / 1e6;
+            assert_eq!(text.parse::<f64>().unwrap(), exact, "{micros}");
+        }
+    }
+
+    #[test]
+    fn label_values_escape_exactly_three_characters() {
+        let mut out = String::new();
+        escape_into(&mut out, "a\\b\"c\nd\te\u{e9}}{,=");
+        assert_eq!(out, "a\\\\b\\\"c\\nd\te\u{e9}}{,=");
+    }
+}

@@ -398,3 +398,41 @@ fn set_path(root: &mut Value, path: &[String], value: Value) {
     }
     *node = value;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{env_value, set_path};
+    use serde_json::{json, Value};
+
+    #[test]
+    fn environment_values_take_their_natural_type() {
+        assert_eq!(env_value("true"), json!(true));
+        assert_eq!(env_value("false"), json!(false));
+        assert_eq!(env_value("42"), json!(42));
+        assert_eq!(env_value("-3"), json!(-3));
+        assert_eq!(env_value("0.25"), json!(0.25));
+        assert_eq!(env_value("30s"), json!("30s"));
+        assert_eq!(env_value("True"), json!("True"));
+        assert_eq!(env_value("NaN"), json!("NaN"), "no JSON number for NaN");
+    }
+
+    #[test]
+    fn paths_make_their_tables() {
+        let mut root = json!({"breakers": {"a": {"window": 5}}, "events_capacity": 3});
+        let seg = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
+        set_path(&mut root, &seg("breakers.a.failure_rate"), json!(50));
+        set_path(&mut root, &seg("limiters.b.rate"), json!(1));
+        set_path(&mut root, &seg("events_capacity.x"), json!(1)); // a scalar becomes a table
+        assert_eq!(
+            root,
+            json!({
+                "breakers": {"a": {"window": 5, "failure_rate": 50}},
+                "limiters": {"b": {"rate": 1}},
+                "events_capacity": {"x": 1}
+            })
+        );
+        let mut empty = Value::Null;
+        set_path(&mut empty, &[], json!(1));
+        assert_eq!(empty, json!(1));
+    }
+}

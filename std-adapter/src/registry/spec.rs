@@ -256,3 +256,38 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use fusebox::Duration;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("0s", Duration::ZERO),
+            ("7us", Duration::from_micros(7)),
+            ("7µs", Duration::from_micros(7)),
+            ("250ms", Duration::from_millis(250)),
+            (" 30s ", Duration::from_secs(30)),
+            ("30 s", Duration::from_secs(30)),
+            ("5m", Duration::from_secs(300)),
+            ("2h", Duration::from_secs(7_200)),
+        ];
+        for (text, d) in ok {
+            assert_eq!(parse_duration(text), Ok(d), "{text}");
+        }
+        for bad in ["", "s", "30", "1.5s", "-1s", "30sec", "1d", "1 h m"] {
+            assert!(
+                parse_duration(bad)
+                    .unwrap_err()
+                    .starts_with("must be a duration"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_duration("99999999999999999h").unwrap_err(),
+            "duration \"99999999999999999h\" is too long"
+        );
+    }
+}
