@@ -797,3 +797,23 @@ fn configuration_files_by_extension() {
         "{e}"
     );
 }
+
+#[test]
+fn racing_creators_get_one_instance() {
+    let r = Arc::new(Registry::new());
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let r = Arc::clone(&r);
+            std::thread::spawn(move || {
+                let b = r.breaker("db", consecutive(3)).unwrap();
+                let l = r.limiter("api", Quota::per_second(5).unwrap()).unwrap();
+                (b, l)
+            })
+        })
+        .collect();
+    let got: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for (b, l) in &got[1..] {
+        assert!(Arc::ptr_eq(b, &got[0].0));
+        assert!(Arc::ptr_eq(l, &got[0].1));
+    }
+}

@@ -427,3 +427,33 @@ async fn a_repeated_id_does_not_push_others_out() {
     assert!(tracker.execution_summary("a").is_none(), "a is the oldest");
     assert!(tracker.execution_summary("b").is_some());
 }
+
+#[test]
+fn concurrent_runs_are_all_counted_within_the_bounds() {
+    let tracker = Tracker::new(TrackerConfig {
+        max_series: 8,
+        max_requests: 16,
+        ..all()
+    })
+    .unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let tracker = tracker.clone();
+            std::thread::spawn(move || {
+                for i in 0..5_000 {
+                    let op = tracker.track_request(&format!("{t}-{i}"), &format!("op-{}", i % 20));
+                    drop(op.track_stage("s"));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = tracker.stats();
+    assert_eq!(stats.len(), 9, "8 series and the overflow");
+    // Every run and every stage counted once: 20 000 of each.
+    assert_eq!(stats.values().map(|s| s.calls).sum::<u64>(), 40_000);
+    assert_eq!(stats.values().map(|s| s.sampled).sum::<u64>(), 40_000);
+    assert_eq!(tracker.requests_held(), 16);
+}
