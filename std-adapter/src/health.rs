@@ -66,6 +66,7 @@ use fusebox::bucket::KeyedMetrics;
 use fusebox::cache::CacheMetrics;
 use fusebox::Duration;
 
+use crate::redact::redact;
 use crate::tracker::OperationStats;
 use crate::Registry;
 
@@ -88,7 +89,8 @@ pub struct HealthReport {
     /// `false` while a breaker marked required is open (or forced open):
     /// the answer for a readiness probe.
     pub ready: bool,
-    /// `true` while any breaker is not closed.
+    /// `true` while any breaker is not closed or a condition is set
+    /// ([`Registry::set_degraded`]).
     pub degraded: bool,
     /// Why the report is not ready or degraded, one line per cause.
     pub reasons: Vec<String>,
@@ -239,6 +241,48 @@ fn ser_state<S: serde::Serializer>(state: &State, s: S) -> Result<S::Ok, S::Erro
 }
 
 impl Registry {
+    /// Reports `source` (a backend, a dependency) degraded for `reason`
+    /// ([redacted](crate::redact), at most 256 characters kept), or, with
+    /// `None`, no longer degraded. While any condition is set the report is
+    /// `degraded` (still `ready`) and lists it as `"<source>: <reason>"`.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::InvalidName`](crate::RegistryError::InvalidName)
+    /// for a `source` that is not a valid name,
+    /// [`RegistryError::Full`](crate::RegistryError::Full) when the
+    /// registry's entry limit of conditions is reached.
+    ///
+    /// ```
+    /// use fusebox_std::Registry;
+    ///
+    /// let registry = Registry::new();
+    /// registry.set_degraded("redis", Some("connection refused: redis://app:pw@cache:6379"))?;
+    /// let health = registry.health();
+    /// assert!(health.ready && health.degraded);
+    /// assert_eq!(health.reasons, ["redis: connection refused: redis://app:***@cache:6379"]);
+    /// registry.set_degraded("redis", None)?;
+    /// assert!(!registry.health().degraded);
+    /// # Ok::<(), fusebox_std::RegistryError>(())
+    /// ```
+    pub fn set_degraded(
+        &self,
+        source: &str,
+        reason: Option<&str>,
+    ) -> Result<(), crate::RegistryError> {
+        self.set_condition(
+            source,
+            reason.map(|r| {
+                let mut reason = redact(r).into_owned();
+                if let Some((cut, _)) = reason.char_indices().nth(256) {
+                    reason.truncate(cut);
+                    reason.push('…');
+                }
+                reason
+            }),
+        )
+    }
+
     /// The health report: every primitive's state and counters, process
     /// figures, and the `ready`/`degraded` verdicts; see the
     /// [`health`](crate::health) module for the JSON shape.
@@ -318,6 +362,9 @@ impl Registry {
             .iter()
             .map(|(name, t)| (name.to_string(), t.stats()))
             .collect();
+        for (source, reason) in &entries.conditions {
+            reasons.push(format!("{source}: {reason}"));
+        }
         drop(entries);
         HealthReport {
             ready,

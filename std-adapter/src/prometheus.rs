@@ -159,7 +159,7 @@ impl Registry {
         w.family(
             "fusebox_degraded",
             "gauge",
-            "1 while any breaker is not closed.",
+            "1 while any breaker is not closed or a degraded condition is set.",
         );
         w.sample("fusebox_degraded", &[], flag(h.degraded));
 

@@ -235,3 +235,45 @@ async fn no_secret_reaches_the_report() {
     }
     assert!(text.contains("GET https://bob:***@api.example.com/v1?api_key=***"));
 }
+
+#[test]
+fn degraded_conditions_are_reported_bounded_and_redacted() {
+    let r = Registry::builder().max_entries(2).build();
+    r.breaker(
+        "db",
+        Config::builder().consecutive_failures(1).build().unwrap(),
+    )
+    .unwrap()
+    .force_open(r.now());
+    r.set_degraded("redis", Some("timeout talking to redis://u:pw@h?token=abc"))
+        .unwrap();
+    r.set_degraded("dns", Some(&"x".repeat(1_000))).unwrap();
+    let h = r.health();
+    assert!(h.ready && h.degraded);
+    assert_eq!(h.reasons.len(), 3);
+    assert_eq!(h.reasons[0], "breaker db is forced_open");
+    assert_eq!(h.reasons[1], format!("dns: {}…", "x".repeat(256)));
+    assert_eq!(
+        h.reasons[2],
+        "redis: timeout talking to redis://u:***@h?token=***"
+    );
+    // Updating a known source needs no room; a third one does.
+    r.set_degraded("redis", Some("still down")).unwrap();
+    assert!(matches!(
+        r.set_degraded("disk", Some("full")),
+        Err(fusebox_std::RegistryError::Full { limit: 2, .. })
+    ));
+    assert!(matches!(
+        r.set_degraded("not a name", Some("x")),
+        Err(fusebox_std::RegistryError::InvalidName { .. })
+    ));
+    // Clearing, also of an unknown source, is fine.
+    for source in ["redis", "dns", "disk"] {
+        r.set_degraded(source, None).unwrap();
+    }
+    assert_eq!(r.health().reasons, ["breaker db is forced_open"]);
+    r.get_breaker("db").unwrap().force_close(r.now());
+    let h = r.health();
+    assert!(!h.degraded && h.reasons.is_empty());
+    assert!(r.to_prometheus().contains("fusebox_degraded 0\n"));
+}

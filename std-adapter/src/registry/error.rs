@@ -24,6 +24,8 @@ pub enum Kind {
     Cache,
     /// [`Tracker`](crate::Tracker).
     Tracker,
+    /// A degraded condition ([`Registry::set_degraded`](crate::Registry::set_degraded)).
+    Condition,
     // EXTENSION POINT (policies branch): `Bulkhead`.
 }
 
@@ -35,6 +37,7 @@ impl fmt::Display for Kind {
             Self::KeyedLimiter => "keyed limiter",
             Self::Cache => "cache",
             Self::Tracker => "tracker",
+            Self::Condition => "condition",
         })
     }
 }

@@ -125,6 +125,9 @@ pub(crate) struct Entries {
     keyed_specs: BTreeMap<Box<str>, (Quota, FullPolicy)>,
     pub(crate) caches: BTreeMap<Box<str>, CacheEntry>,
     pub(crate) trackers: BTreeMap<Box<str>, Tracker>,
+    /// Degraded conditions reported by name (a backend, a dependency),
+    /// each with its redacted reason.
+    pub(crate) conditions: BTreeMap<Box<str>, String>,
     // EXTENSION POINT (policies branch, bulkheads): add
     // `pub(crate) bulkheads: BTreeMap<Box<str>, BulkheadEntry>` with a
     // get-or-create `Registry::bulkhead(name, config)` like `limiter`
@@ -288,6 +291,28 @@ impl Registry {
     /// ```
     pub fn get_tracker(&self, name: &str) -> Option<Tracker> {
         self.read().trackers.get(name).cloned()
+    }
+
+    /// Sets or clears the condition `source` (see `Registry::set_degraded`).
+    pub(crate) fn set_condition(
+        &self,
+        source: &str,
+        reason: Option<String>,
+    ) -> Result<(), RegistryError> {
+        check(Kind::Condition, source)?;
+        let mut e = self.write();
+        match reason {
+            None => {
+                e.conditions.remove(source);
+            }
+            Some(reason) => {
+                if !e.conditions.contains_key(source) {
+                    self.room(Kind::Condition, e.conditions.len())?;
+                }
+                e.conditions.insert(source.into(), reason);
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Entries> {
