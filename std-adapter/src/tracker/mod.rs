@@ -403,13 +403,15 @@ impl Tracker {
         if path.len() > TrackerConfig::MAX_NAME_LEN || path == OVERFLOW {
             return Arc::clone(&inner.overflow);
         }
-        if let Some(s) = inner
-            .series
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(path)
         {
-            return Arc::clone(s);
+            let map = inner.series.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(s) = map.get(path) {
+                return Arc::clone(s);
+            }
+            // Full: a flood of new names never takes the write lock.
+            if map.len() >= inner.config.max_series {
+                return Arc::clone(&inner.overflow);
+            }
         }
         let mut map = inner.series.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = map.get(path) {
