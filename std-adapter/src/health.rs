@@ -391,8 +391,8 @@ impl Registry {
 
 /// Resident memory from `/proc/self/status` (`VmRSS: <n> kB`).
 ///
-/// `/proc/self/statm` counts pages, and its page size needs `sysconf`
-/// (unsafe FFI, forbidden here); `VmRSS` is the same figure in kB.
+/// `/proc/self/statm` counts pages, and its page size needs `sysconf`, a
+/// foreign call this crate does not make; `VmRSS` is the same figure in kB.
 #[cfg(target_os = "linux")]
 pub(crate) fn resident_memory_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

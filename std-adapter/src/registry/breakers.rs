@@ -6,7 +6,7 @@ use std::sync::Arc;
 use fusebox::breaker::{Config, State, Transition};
 use fusebox::CircuitBreaker;
 
-use super::{check, conflict, not_found, BreakerEntry, Kind, Registry, RegistryError};
+use super::{conflict, not_found, BreakerEntry, Kind, Registry, RegistryError};
 use crate::events::Event;
 
 impl Registry {
@@ -74,26 +74,25 @@ impl Registry {
         name: &str,
         config: Config,
     ) -> Result<Arc<CircuitBreaker>, RegistryError> {
-        check(Kind::Breaker, name)?;
-        let mut e = self.write();
-        if let Some(entry) = e.breakers.get(name) {
-            return if entry.config == config {
-                Ok(Arc::clone(&entry.breaker))
-            } else {
-                Err(conflict(Kind::Breaker, name))
-            };
-        }
-        self.room(Kind::Breaker, e.breakers.len())?;
-        let breaker = Arc::new(CircuitBreaker::new(config));
-        e.breakers.insert(
-            name.into(),
-            BreakerEntry {
-                breaker: Arc::clone(&breaker),
-                config,
-                required: false,
+        self.get_or_insert(
+            Kind::Breaker,
+            name,
+            |e| &mut e.breakers,
+            |entry| {
+                (entry.config == config)
+                    .then(|| Arc::clone(&entry.breaker))
+                    .ok_or_else(|| conflict(Kind::Breaker, name))
             },
-        );
-        Ok(breaker)
+            || {
+                let breaker = Arc::new(CircuitBreaker::new(config));
+                let entry = BreakerEntry {
+                    breaker: Arc::clone(&breaker),
+                    config,
+                    required: false,
+                };
+                Ok((entry, breaker))
+            },
+        )
     }
 
     /// The breaker `name`, if it exists.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use fusebox::cache::{CacheMetrics, ConcurrentCache, LruCache};
 use fusebox::hash::RandomState;
 
-use super::{check, conflict, type_mismatch, CacheEntry, Kind, Registry, RegistryError};
+use super::{conflict, type_mismatch, CacheEntry, Kind, Registry, RegistryError};
 
 /// A concurrent cache as the registry builds it: keys hashed with a secret
 /// per-instance seed, hits and misses counted.
@@ -100,27 +100,29 @@ impl Registry {
         V: Copy + bytemuck::NoUninit + Send + Sync + 'static,
         ServerCache<K, V, SETS, WAYS>: Send + Sync,
     {
-        check(Kind::Cache, name)?;
-        let mut e = self.write();
-        if let Some(entry) = e.caches.get(name) {
-            return entry
-                .any
-                .clone()
-                .and_then(|any| any.downcast().ok())
-                .ok_or_else(|| type_mismatch(Kind::Cache, name));
-        }
-        self.room(Kind::Cache, e.caches.len())?;
-        let mut cache = ServerCache::<K, V, SETS, WAYS>::with_hasher_boxed(RandomState::new());
-        cache.set_lookup_counters(true);
-        let cache: Arc<ServerCache<K, V, SETS, WAYS>> = cache.into();
-        e.caches.insert(
-            name.into(),
-            CacheEntry {
-                source: Arc::clone(&cache) as Arc<dyn CacheSource>,
-                any: Some(Arc::clone(&cache) as Arc<dyn Any + Send + Sync>),
+        self.get_or_insert(
+            Kind::Cache,
+            name,
+            |e| &mut e.caches,
+            |entry| {
+                entry
+                    .any
+                    .clone()
+                    .and_then(|any| any.downcast().ok())
+                    .ok_or_else(|| type_mismatch(Kind::Cache, name))
             },
-        );
-        Ok(cache)
+            || {
+                let mut cache =
+                    ServerCache::<K, V, SETS, WAYS>::with_hasher_boxed(RandomState::new());
+                cache.set_lookup_counters(true);
+                let cache: Arc<ServerCache<K, V, SETS, WAYS>> = cache.into();
+                let entry = CacheEntry {
+                    source: Arc::clone(&cache) as Arc<dyn CacheSource>,
+                    any: Some(Arc::clone(&cache) as Arc<dyn Any + Send + Sync>),
+                };
+                Ok((entry, cache))
+            },
+        )
     }
 
     /// Registers a cache built elsewhere (an `LruCache` behind a `Mutex`, a
@@ -149,24 +151,23 @@ impl Registry {
         name: &str,
         cache: Arc<C>,
     ) -> Result<(), RegistryError> {
-        check(Kind::Cache, name)?;
-        let mut e = self.write();
-        if let Some(entry) = e.caches.get(name) {
-            let same = std::ptr::addr_eq(Arc::as_ptr(&entry.source), Arc::as_ptr(&cache));
-            return if same {
-                Ok(())
-            } else {
-                Err(conflict(Kind::Cache, name))
-            };
-        }
-        self.room(Kind::Cache, e.caches.len())?;
-        e.caches.insert(
-            name.into(),
-            CacheEntry {
-                source: cache,
-                any: None,
+        let ptr = Arc::as_ptr(&cache);
+        self.get_or_insert(
+            Kind::Cache,
+            name,
+            |e| &mut e.caches,
+            |entry| {
+                std::ptr::addr_eq(Arc::as_ptr(&entry.source), ptr)
+                    .then_some(())
+                    .ok_or_else(|| conflict(Kind::Cache, name))
             },
-        );
-        Ok(())
+            || {
+                let entry = CacheEntry {
+                    source: cache,
+                    any: None,
+                };
+                Ok((entry, ()))
+            },
+        )
     }
 }

@@ -9,8 +9,8 @@ use fusebox::hash::RandomState;
 use fusebox::TokenBucket;
 
 use super::{
-    check, conflict, not_found, type_mismatch, FieldError, KeyedEntry, Kind, LimiterEntry,
-    Registry, RegistryError,
+    conflict, not_found, type_mismatch, FieldError, KeyedEntry, Kind, LimiterEntry, Registry,
+    RegistryError,
 };
 
 /// A keyed limiter as the registry builds it: one quota tier, keys hashed
@@ -66,25 +66,24 @@ impl Registry {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn limiter(&self, name: &str, quota: Quota) -> Result<Arc<TokenBucket>, RegistryError> {
-        check(Kind::Limiter, name)?;
-        let mut e = self.write();
-        if let Some(entry) = e.limiters.get(name) {
-            return if entry.quota == quota {
-                Ok(Arc::clone(&entry.bucket))
-            } else {
-                Err(conflict(Kind::Limiter, name))
-            };
-        }
-        self.room(Kind::Limiter, e.limiters.len())?;
-        let bucket = Arc::new(TokenBucket::new(quota));
-        e.limiters.insert(
-            name.into(),
-            LimiterEntry {
-                bucket: Arc::clone(&bucket),
-                quota,
+        self.get_or_insert(
+            Kind::Limiter,
+            name,
+            |e| &mut e.limiters,
+            |entry| {
+                (entry.quota == quota)
+                    .then(|| Arc::clone(&entry.bucket))
+                    .ok_or_else(|| conflict(Kind::Limiter, name))
             },
-        );
-        Ok(bucket)
+            || {
+                let bucket = Arc::new(TokenBucket::new(quota));
+                let entry = LimiterEntry {
+                    bucket: Arc::clone(&bucket),
+                    quota,
+                };
+                Ok((entry, bucket))
+            },
+        )
     }
 
     /// The token bucket `name`, if it exists.
@@ -131,36 +130,37 @@ impl Registry {
     where
         K: Eq + Hash + Clone + Send + Sync + 'static,
     {
-        check(Kind::KeyedLimiter, name)?;
-        let mut e = self.write();
-        if let Some(entry) = e.keyed.get(name) {
-            if entry.quota != quota || entry.policy != policy {
-                return Err(conflict(Kind::KeyedLimiter, name));
-            }
-            return Arc::clone(&entry.any)
-                .downcast()
-                .map_err(|_| type_mismatch(Kind::KeyedLimiter, name));
-        }
-        self.room(Kind::KeyedLimiter, e.keyed.len())?;
-        let limiter: Arc<ServerKeyedLimiter<K, N>> =
-            ServerKeyedLimiter::with_hasher_boxed([quota], policy, RandomState::new())
-                .map_err(|err| {
-                    RegistryError::InvalidConfig(FieldError::new(
-                        format!("keyed_limiters.{name}"),
-                        err.to_string(),
-                    ))
-                })?
-                .into();
-        e.keyed.insert(
-            name.into(),
-            KeyedEntry {
-                any: Arc::clone(&limiter) as Arc<dyn Any + Send + Sync>,
-                source: Arc::clone(&limiter) as Arc<dyn KeyedSource>,
-                quota,
-                policy,
+        self.get_or_insert(
+            Kind::KeyedLimiter,
+            name,
+            |e| &mut e.keyed,
+            |entry| {
+                if entry.quota != quota || entry.policy != policy {
+                    return Err(conflict(Kind::KeyedLimiter, name));
+                }
+                Arc::clone(&entry.any)
+                    .downcast()
+                    .map_err(|_| type_mismatch(Kind::KeyedLimiter, name))
             },
-        );
-        Ok(limiter)
+            || {
+                let limiter: Arc<ServerKeyedLimiter<K, N>> =
+                    ServerKeyedLimiter::with_hasher_boxed([quota], policy, RandomState::new())
+                        .map_err(|err| {
+                            RegistryError::InvalidConfig(FieldError::new(
+                                format!("keyed_limiters.{name}"),
+                                err.to_string(),
+                            ))
+                        })?
+                        .into();
+                let entry = KeyedEntry {
+                    any: Arc::clone(&limiter) as Arc<dyn Any + Send + Sync>,
+                    source: Arc::clone(&limiter) as Arc<dyn KeyedSource>,
+                    quota,
+                    policy,
+                };
+                Ok((entry, limiter))
+            },
+        )
     }
 
     /// The keyed limiter `name` declared in the registry's configuration,

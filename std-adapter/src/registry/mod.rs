@@ -262,24 +262,25 @@ impl Registry {
     /// # Ok::<(), fusebox_std::registry::RegistryError>(())
     /// ```
     pub fn tracker(&self, name: &str, config: TrackerConfig) -> Result<Tracker, RegistryError> {
-        check(Kind::Tracker, name)?;
-        let mut e = self.write();
-        if let Some(tracker) = e.trackers.get(name) {
-            return if *tracker.config() == config {
-                Ok(tracker.clone())
-            } else {
-                Err(conflict(Kind::Tracker, name))
-            };
-        }
-        self.room(Kind::Tracker, e.trackers.len())?;
-        let tracker = Tracker::new(config).map_err(|err| {
-            RegistryError::InvalidConfig(FieldError::new(
-                format!("trackers.{name}.{}", err.field()),
-                err.message(),
-            ))
-        })?;
-        e.trackers.insert(name.into(), tracker.clone());
-        Ok(tracker)
+        self.get_or_insert(
+            Kind::Tracker,
+            name,
+            |e| &mut e.trackers,
+            |tracker| {
+                (*tracker.config() == config)
+                    .then(|| tracker.clone())
+                    .ok_or_else(|| conflict(Kind::Tracker, name))
+            },
+            || {
+                let tracker = Tracker::new(config).map_err(|err| {
+                    RegistryError::InvalidConfig(FieldError::new(
+                        format!("trackers.{name}.{}", err.field()),
+                        err.message(),
+                    ))
+                })?;
+                Ok((tracker.clone(), tracker))
+            },
+        )
     }
 
     /// The tracker `name`, if it exists.
@@ -291,6 +292,29 @@ impl Registry {
     /// ```
     pub fn get_tracker(&self, name: &str) -> Option<Tracker> {
         self.read().trackers.get(name).cloned()
+    }
+
+    /// The one get-or-create: validates `name`, returns what `existing`
+    /// makes of the entry already there (a match, a conflict, a type
+    /// mismatch), or inserts the entry `create` builds if there is room.
+    pub(super) fn get_or_insert<E, T>(
+        &self,
+        kind: Kind,
+        name: &str,
+        table: impl FnOnce(&mut Entries) -> &mut BTreeMap<Box<str>, E>,
+        existing: impl FnOnce(&E) -> Result<T, RegistryError>,
+        create: impl FnOnce() -> Result<(E, T), RegistryError>,
+    ) -> Result<T, RegistryError> {
+        check(kind, name)?;
+        let mut entries = self.write();
+        let map = table(&mut entries);
+        if let Some(entry) = map.get(name) {
+            return existing(entry);
+        }
+        self.room(kind, map.len())?;
+        let (entry, made) = create()?;
+        map.insert(name.into(), entry);
+        Ok(made)
     }
 
     /// Sets or clears the condition `source` (see `Registry::set_degraded`).
