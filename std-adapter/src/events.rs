@@ -2,6 +2,12 @@
 //! by the policies and delivered to any number of subscribers through a
 //! bounded [`tokio::sync::broadcast`] channel.
 //!
+//! Breaker transitions are best reported with
+//! [`Registry::transition`](crate::Registry::transition), which also logs
+//! them to `tracing` and adds [`Event::Recovered`]; the other events are
+//! published directly ([`Events::publish`]), e.g. a policy's rejections
+//! and failures ([`Event::failure`] redacts the error).
+//!
 //! Publishing never blocks and never fails: with no subscriber the event is
 //! only counted; a subscriber that falls more than the channel's capacity
 //! behind loses the oldest events, and the number it lost is counted, on
