@@ -449,3 +449,37 @@ fn hostile_operation_names_are_escaped() {
         assert_eq!(scalars.get(&k), Some(&1.0), "{name}");
     }
 }
+
+mod properties {
+    use super::{all, scrape, strict};
+    use fusebox_std::Registry;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the operation names, the output keeps to the grammar
+        /// and every name reads back exactly (as the tracker stored it:
+        /// redacted, and cut to the overflow series past the length limit).
+        #[test]
+        fn any_operation_names_round_trip(names in proptest::collection::btree_set("\\PC{1,24}", 1..6)) {
+            let r = Registry::new();
+            let http = r.tracker("http", all()).unwrap();
+            for name in &names {
+                drop(http.track_operation(name));
+            }
+            let text = r.to_prometheus();
+            let lines = strict(&text);
+            let stored: std::collections::BTreeSet<String> = http.stats().into_keys().collect();
+            let read: std::collections::BTreeSet<String> = lines
+                .iter()
+                .filter(|(m, _, _)| m == "fusebox_operation_calls_total")
+                .map(|(_, labels, _)| labels.iter().find(|(k, _)| k == "operation").unwrap().1.clone())
+                .collect();
+            prop_assert_eq!(read, stored);
+            // The independent parser reads every line too.
+            let parsed = scrape(&text);
+            prop_assert!(parsed.samples.iter().any(|s| s.metric == "fusebox_ready"));
+        }
+    }
+}

@@ -137,3 +137,60 @@ fn hostile_inputs_do_not_panic() {
     );
     assert_eq!(redact("?token=a&token=b"), "?token=***&token=***");
 }
+
+mod properties {
+    use fusebox_std::redact::redact;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text: no panic (every cut falls on a character boundary),
+        /// and masking again changes nothing.
+        #[test]
+        fn any_text_is_safe_and_idempotent(text in "\\PC{0,64}") {
+            let once = redact(&text).into_owned();
+            let twice = redact(&once).into_owned();
+            prop_assert_eq!(twice, once);
+        }
+
+        /// Text made of the pieces the masks look for, in any order.
+        #[test]
+        fn pieces_in_any_order(parts in proptest::collection::vec(
+            prop_oneof![
+                Just("://"), Just("@"), Just(":"), Just("="), Just("&"), Just("?"),
+                Just("token"), Just("Bearer "), Just("basic "), Just("\u{e9}"), Just(" "),
+                Just("x"), Just("/"),
+            ],
+            0..24,
+        )) {
+            let text: String = parts.concat();
+            let once = redact(&text).into_owned();
+            let twice = redact(&once).into_owned();
+            prop_assert_eq!(twice, once);
+        }
+
+        /// A password in a URL never survives, whatever it is made of.
+        #[test]
+        fn url_passwords_never_survive(
+            user in "[a-z]{0,8}",
+            password in "[A-Za-z0-9!$%^*()+.~-]{6,20}",
+            host in "[a-z]{1,10}(\\.[a-z]{2,5})?",
+            tail in "(/[a-z]{0,5})?(\\?(page|q|lang)=[a-z0-9]{0,5})?",
+        ) {
+            let url = format!("redis://{user}:{password}@{host}{tail}");
+            let out = redact(&url);
+            prop_assert!(!out.contains(&password), "{} -> {}", url, out);
+            prop_assert_eq!(out, format!("redis://{user}:***@{host}{tail}"));
+        }
+
+        /// Nor does a sensitive parameter's value.
+        #[test]
+        fn sensitive_values_never_survive(
+            name in "(token|key|secret|password|api_key|access_token|X-Api-Key)",
+            value in "[A-Za-z0-9._~+/-]{1,24}",
+            before in "((page|q|lang)=[a-z0-9]{1,5}&)?",
+        ) {
+            let url = format!("https://h/p?{before}{name}={value}&page=2");
+            prop_assert_eq!(redact(&url), format!("https://h/p?{before}{name}=***&page=2"));
+        }
+    }
+}
