@@ -1,29 +1,38 @@
 //! # fusebox-std
 //!
-//! The std and tokio adapter of [`fusebox`]: a clock, async call policies
-//! and their bookkeeping around the `no_std` core. Every decision stays in
-//! the core (the breaker's, the token bucket's, the cache's); this crate
-//! reads the clock, waits, counts and logs.
+//! The std and tokio adapter of [`fusebox`]: a clock, async call policies,
+//! and the bookkeeping of a server around the `no_std` core. Every decision
+//! stays in the core (the breaker's, the token bucket's, the cache's, the
+//! histogram's); this crate reads the clock, waits, names, counts, reports
+//! and logs.
 //!
 //! | module | what |
 //! |---|---|
 //! | [`TokioClock`] | the core's `Clock` on `tokio::time::Instant`: paused tokio time drives every policy in tests |
 //! | [`policy`] | [`Breaker`](policy::Breaker), [`Retry`](policy::Retry) with [`RetryBudget`](policy::RetryBudget), [`Limiter`](policy::Limiter) waits, [`Bulkhead`](policy::Bulkhead), [`Fallback`](policy::Fallback) and [`StaleCache`](policy::StaleCache), composed by [`Policy`](policy::Policy) |
 //! | [`CallError`] | why a call through a policy did not return the callee's value |
+//! | [`registry`] | [`Registry`]: named breakers, limiters, keyed limiters, caches and trackers; get-or-create, conflicts are errors; built from TOML, JSON or environment variables ([`RegistryConfig`](registry::RegistryConfig)), validated with field paths |
+//! | [`tracker`] | [`Tracker`]: per-operation and per-stage latency percentiles on the core histogram, request summaries, sampling, bounded memory |
+//! | [`events`] | state changes, rejections, failures and recoveries on a bounded broadcast channel that never blocks |
+//! | [`health`] | [`Registry::health`]: a serialisable report with `ready` and `degraded` |
+//! | [`prometheus`] | [`Registry::to_prometheus`]: the text exposition format 0.0.4 |
+//! | [`redact`] | secrets out of URLs and messages, for logs, errors and reports |
 //!
 //! The clock is read immediately before each core call, never before an
 //! `.await` that precedes it; every wait is a `tokio::time` sleep. Logs go
-//! through `tracing` only, with structured fields.
+//! through `tracing` only, with structured fields. `#![forbid(unsafe_code)]`.
 //!
 //! ## Features
 //!
-//! None yet: tokio (`time`, `sync`), tracing, pin-project-lite and fastrand
-//! are always on. The tower layers, the HTTP endpoints, the Redis backend
-//! and serde arrive behind `tower`, `http`, `redis` and `serde`.
+//! None yet: tokio (`time`, `sync`), tracing, serde, pin-project-lite and
+//! fastrand are always on. The tower layers, the HTTP endpoints and the
+//! Redis backend arrive behind `tower`, `http` and `redis`.
 //!
 //! MSRV: Rust 1.88 (the core keeps its own, lower one).
 //!
-//! ## Example
+//! ## Examples
+//!
+//! A policy around a call:
 //!
 //! ```
 //! use std::sync::Arc;
@@ -45,10 +54,47 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
+//!
+//! A registry built from configuration, with its health report and
+//! Prometheus text:
+//!
+//! ```
+//! use fusebox::breaker::Outcome;
+//! use fusebox::Duration;
+//! use fusebox_std::registry::{Registry, RegistryConfig};
+//!
+//! let config = RegistryConfig::from_toml(r#"
+//!     [breakers.payments]
+//!     consecutive_failures = 3
+//!     open_for = "30s"
+//!     required = true
+//! "#)?;
+//! let registry = Registry::from_config(&config)?;
+//! let payments = registry.get_breaker("payments").unwrap();
+//! for _ in 0..3 {
+//!     let now = registry.now();
+//!     let permit = payments.try_acquire(now)?;
+//!     if let Some(t) = permit.record(Outcome::Failure, now, Duration::from_millis(5)) {
+//!         registry.transition("payments", t); // tracing + events
+//!     }
+//! }
+//! assert!(!registry.health().ready);
+//! assert!(registry.to_prometheus().contains("fusebox_breaker_state{name=\"payments\",state=\"open\"} 1\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
 #![forbid(unsafe_code)]
 
 mod clock;
+pub mod events;
+pub mod health;
 pub mod policy;
+pub mod prometheus;
+pub mod redact;
+pub mod registry;
+pub mod tracker;
 
 pub use clock::TokioClock;
 pub use policy::CallError;
+pub use registry::{Registry, RegistryError};
+pub use tracker::{OperationStats, TrackGuard, Tracker, TrackerConfig, TrackerConfigError};

@@ -1,0 +1,430 @@
+//! Events: state changes, rejections, failures and recoveries, published
+//! by the policies and delivered to any number of subscribers through a
+//! bounded [`tokio::sync::broadcast`] channel.
+//!
+//! Breaker transitions are best reported with
+//! [`Registry::transition`](crate::Registry::transition), which also logs
+//! them to `tracing` and adds [`Event::Recovered`]; the other events are
+//! published directly ([`Events::publish`]), e.g. a policy's rejections
+//! and failures ([`Event::failure`] redacts the error).
+//!
+//! Publishing never blocks and never fails: with no subscriber the event is
+//! only counted; a subscriber that falls more than the channel's capacity
+//! behind loses the oldest events, and the number it lost is counted, on
+//! its [`Subscription::missed`] and in the total [`Events::lagged`].
+//!
+//! # Examples
+//!
+//! ```
+//! use fusebox::breaker::State;
+//! use fusebox::Instant;
+//! use fusebox_std::events::{Event, Events};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let events = Events::new(16);
+//! let mut sub = events.subscribe();
+//! events.publish(Event::StateChange {
+//!     name: "payments".into(),
+//!     from: State::Closed,
+//!     to: State::Open,
+//!     at: Instant::from_secs(3),
+//! });
+//! match sub.recv().await {
+//!     Some(Event::StateChange { name, to, .. }) => assert_eq!((&*name, to), ("payments", State::Open)),
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fusebox::breaker::State;
+use fusebox::Instant;
+use tokio::sync::broadcast;
+
+use crate::redact::redact;
+
+/// Which kind of primitive an event is about.
+///
+/// ```
+/// use fusebox_std::events::Component;
+///
+/// assert_eq!(serde_json::to_string(&Component::KeyedLimiter)?, "\"keyed_limiter\"");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Component {
+    /// A circuit breaker.
+    Breaker,
+    /// A token bucket.
+    Limiter,
+    /// A keyed limiter.
+    KeyedLimiter,
+    /// A bulkhead (the policies' concurrency limit).
+    Bulkhead,
+    /// Anything else (a custom policy).
+    Other,
+}
+
+/// Something that happened to a named primitive.
+///
+/// Serialises with a `"kind"` tag (`state_change`, `rejected`, `failure`,
+/// `recovered`), `at` in microseconds of the registry's clock, and states
+/// as in the core (`"Closed"`, `"Open"`, …).
+///
+/// ```
+/// use fusebox::Instant;
+/// use fusebox_std::events::{Component, Event};
+///
+/// let e = Event::Rejected { name: "api".into(), component: Component::Limiter, at: Instant::from_micros(9) };
+/// assert_eq!(
+///     serde_json::to_value(&e)?,
+///     serde_json::json!({"kind": "rejected", "name": "api", "component": "limiter", "at": 9})
+/// );
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// A breaker changed state.
+    StateChange {
+        /// The breaker.
+        name: Arc<str>,
+        /// State before.
+        from: State,
+        /// State after.
+        to: State,
+        /// When.
+        at: Instant,
+    },
+    /// A call was refused (breaker open, limiter empty, bulkhead full).
+    Rejected {
+        /// The primitive that refused.
+        name: Arc<str>,
+        /// Its kind.
+        component: Component,
+        /// When.
+        at: Instant,
+    },
+    /// A call failed (as classified by the policy).
+    Failure {
+        /// The primitive that saw it.
+        name: Arc<str>,
+        /// The error, already redacted: build it with [`Event::failure`].
+        error: String,
+        /// When.
+        at: Instant,
+    },
+    /// A breaker closed again after being open.
+    Recovered {
+        /// The breaker.
+        name: Arc<str>,
+        /// When.
+        at: Instant,
+    },
+}
+
+impl Event {
+    /// A [`Event::Failure`] whose message is `error` displayed, passed
+    /// through [`redact`] (so no credential reaches a subscriber) and cut to
+    /// [`MAX_ERROR_CHARS`](Self::MAX_ERROR_CHARS).
+    ///
+    /// ```
+    /// use fusebox::Instant;
+    /// use fusebox_std::events::Event;
+    ///
+    /// let e = Event::failure("cache", &"redis://u:pw@h refused", Instant::ZERO);
+    /// assert!(matches!(e, Event::Failure { ref error, .. } if error == "redis://u:***@h refused"));
+    /// ```
+    pub fn failure(name: &str, error: &dyn fmt::Display, at: Instant) -> Self {
+        let mut error = redact(&error.to_string()).into_owned();
+        if let Some((cut, _)) = error.char_indices().nth(Self::MAX_ERROR_CHARS) {
+            error.truncate(cut);
+            error.push('…');
+        }
+        Self::Failure {
+            name: name.into(),
+            error,
+            at,
+        }
+    }
+
+    /// The longest error message an [`Event::failure`] keeps, in
+    /// characters; a longer one is cut (and ends with `…`), so the channel's
+    /// memory stays bounded.
+    ///
+    /// ```
+    /// use fusebox::Instant;
+    /// use fusebox_std::events::Event;
+    ///
+    /// let long = "x".repeat(10_000);
+    /// match Event::failure("db", &long, Instant::ZERO) {
+    ///     Event::Failure { error, .. } => assert_eq!(error.chars().count(), Event::MAX_ERROR_CHARS + 1),
+    ///     _ => unreachable!(),
+    /// }
+    /// ```
+    pub const MAX_ERROR_CHARS: usize = 512;
+
+    /// The name of the primitive the event is about.
+    ///
+    /// ```
+    /// use fusebox::Instant;
+    /// use fusebox_std::events::Event;
+    ///
+    /// assert_eq!(Event::Recovered { name: "db".into(), at: Instant::ZERO }.name(), "db");
+    /// ```
+    pub fn name(&self) -> &str {
+        match self {
+            Self::StateChange { name, .. }
+            | Self::Rejected { name, .. }
+            | Self::Failure { name, .. }
+            | Self::Recovered { name, .. } => name,
+        }
+    }
+}
+
+/// The publishing side: never blocks; see the [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::Instant;
+/// use fusebox_std::events::{Component, Event, Events};
+///
+/// let events = Events::new(8);
+/// let mut sub = events.subscribe();
+/// events.publish(Event::Rejected { name: "api".into(), component: Component::Limiter, at: Instant::ZERO });
+/// assert_eq!(sub.try_recv().unwrap().name(), "api");
+/// ```
+pub struct Events {
+    tx: broadcast::Sender<Event>,
+    capacity: usize,
+    published: AtomicU64,
+    lagged: Arc<AtomicU64>,
+}
+
+impl Events {
+    /// A channel keeping the last `capacity` events for slow subscribers
+    /// (at least 1).
+    ///
+    /// ```
+    /// use fusebox_std::events::Events;
+    ///
+    /// let events = Events::new(0); // rounded up to 1
+    /// assert_eq!(events.capacity(), 1);
+    /// ```
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1).next_power_of_two();
+        let (tx, _) = broadcast::channel(capacity);
+        Self {
+            tx,
+            capacity,
+            published: AtomicU64::new(0),
+            lagged: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// How many events a subscriber may fall behind before losing some:
+    /// the requested capacity rounded up to a power of two, as tokio's
+    /// broadcast channel does.
+    ///
+    /// ```
+    /// use fusebox_std::events::Events;
+    ///
+    /// assert_eq!(Events::new(100).capacity(), 128);
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Sends `event` to every subscriber; returns how many there were.
+    /// Never blocks, never fails.
+    ///
+    /// ```
+    /// use fusebox::Instant;
+    /// use fusebox_std::events::{Event, Events};
+    ///
+    /// let events = Events::new(4);
+    /// assert_eq!(events.publish(Event::Recovered { name: "db".into(), at: Instant::ZERO }), 0);
+    /// let _sub = events.subscribe();
+    /// assert_eq!(events.publish(Event::Recovered { name: "db".into(), at: Instant::ZERO }), 1);
+    /// assert_eq!(events.published(), 2);
+    /// ```
+    pub fn publish(&self, event: Event) -> usize {
+        self.published.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(event).unwrap_or(0)
+    }
+
+    /// A new subscriber, receiving events published from now on.
+    ///
+    /// ```
+    /// use fusebox_std::events::Events;
+    ///
+    /// let events = Events::new(4);
+    /// let sub = events.subscribe();
+    /// assert_eq!((events.subscribers(), sub.missed()), (1, 0));
+    /// ```
+    pub fn subscribe(&self) -> Subscription {
+        Subscription {
+            rx: self.tx.subscribe(),
+            missed: 0,
+            lagged: Arc::clone(&self.lagged),
+        }
+    }
+
+    /// Events published so far (delivered or not).
+    ///
+    /// ```
+    /// use fusebox_std::events::Events;
+    ///
+    /// assert_eq!(Events::new(1).published(), 0);
+    /// ```
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Events lost by slow subscribers, all subscribers together (counted
+    /// when a subscriber finds out, on its next receive).
+    ///
+    /// ```
+    /// use fusebox::Instant;
+    /// use fusebox_std::events::{Event, Events};
+    ///
+    /// let events = Events::new(1);
+    /// let mut sub = events.subscribe();
+    /// for _ in 0..3 {
+    ///     events.publish(Event::Recovered { name: "db".into(), at: Instant::ZERO });
+    /// }
+    /// assert!(sub.try_recv().is_some()); // the newest; two were lost
+    /// assert_eq!((sub.missed(), events.lagged()), (2, 2));
+    /// ```
+    pub fn lagged(&self) -> u64 {
+        self.lagged.load(Ordering::Relaxed)
+    }
+
+    /// Live subscribers.
+    ///
+    /// ```
+    /// use fusebox_std::events::Events;
+    ///
+    /// let events = Events::new(1);
+    /// drop(events.subscribe());
+    /// assert_eq!(events.subscribers(), 0);
+    /// ```
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}
+
+impl Default for Events {
+    /// [`Events::new`] with a capacity of 1024.
+    fn default() -> Self {
+        Self::new(1024)
+    }
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Events")
+            .field("published", &self.published())
+            .field("lagged", &self.lagged())
+            .field("subscribers", &self.subscribers())
+            .finish()
+    }
+}
+
+/// The receiving side of [`Events`]: skips what it lost, counting it.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::Instant;
+/// use fusebox_std::events::{Event, Events};
+///
+/// let events = Events::new(2);
+/// let mut sub = events.subscribe();
+/// for at in 0..5 {
+///     events.publish(Event::Recovered { name: "db".into(), at: Instant::from_micros(at) });
+/// }
+/// let kept: Vec<Event> = std::iter::from_fn(|| sub.try_recv()).collect();
+/// assert_eq!(kept.len(), 2); // the newest two
+/// assert_eq!(sub.missed(), 3);
+/// ```
+#[derive(Debug)]
+pub struct Subscription {
+    rx: broadcast::Receiver<Event>,
+    missed: u64,
+    lagged: Arc<AtomicU64>,
+}
+
+impl Subscription {
+    /// The next event, waiting for one; `None` once the [`Events`] is
+    /// dropped and everything sent was received.
+    ///
+    /// # Cancellation
+    ///
+    /// Cancel-safe: dropping the future loses no event.
+    ///
+    /// ```
+    /// use fusebox_std::events::Events;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let events = Events::new(4);
+    /// let mut sub = events.subscribe();
+    /// drop(events);
+    /// assert_eq!(sub.recv().await, None);
+    /// # }
+    /// ```
+    pub async fn recv(&mut self) -> Option<Event> {
+        loop {
+            match self.rx.recv().await {
+                Ok(event) => return Some(event),
+                Err(broadcast::error::RecvError::Lagged(n)) => self.count_lost(n),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next event if one is waiting, without blocking.
+    ///
+    /// ```
+    /// use fusebox_std::events::Events;
+    ///
+    /// let events = Events::new(4);
+    /// let mut sub = events.subscribe();
+    /// assert_eq!(sub.try_recv(), None);
+    /// ```
+    pub fn try_recv(&mut self) -> Option<Event> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(event) => return Some(event),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => self.count_lost(n),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Events this subscriber lost by falling behind.
+    ///
+    /// ```
+    /// use fusebox_std::events::Events;
+    ///
+    /// assert_eq!(Events::new(4).subscribe().missed(), 0);
+    /// ```
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
+
+    fn count_lost(&mut self, n: u64) {
+        self.missed += n;
+        self.lagged.fetch_add(n, Ordering::Relaxed);
+        tracing::debug!(lost = n, total = self.missed, "event subscriber lagged");
+    }
+}

@@ -1,0 +1,206 @@
+//! Secrets out of logs, errors and [`health()`](crate::Registry::health):
+//! [`redact`] masks credentials in URLs and free text, [`Redacted`] does it
+//! when displayed.
+//!
+//! What is masked (each replaced by [`MASK`]):
+//!
+//! * the password of a URL's user info (`redis://user:pass@host` →
+//!   `redis://user:***@host`), or the whole user info when it has no
+//!   password part (`https://ghp_token@host` → `https://***@host`);
+//! * the value of a `name=value` pair (a query parameter, a form field, a
+//!   `key=value` in a message) whose name is `token`, `key`, `secret`,
+//!   `password`, `passwd`, `pwd`, `auth`, `apikey`, `signature` or `sig`,
+//!   or ends with `_token`, `-token`, `_key`, `-key`, `_secret`,
+//!   `-secret` or `password` (any case);
+//! * the credentials after `Bearer` or `Basic` (any case).
+//!
+//! It is a filter for text that should never have carried a secret, not a
+//! parser of every format: pass credentials separately from what you log.
+//!
+//! # Examples
+//!
+//! ```
+//! use fusebox_std::redact::redact;
+//!
+//! assert_eq!(redact("redis://app:hunter2@cache:6379/0"), "redis://app:***@cache:6379/0");
+//! assert_eq!(redact("GET /v1?user=7&token=abc123&x=1"), "GET /v1?user=7&token=***&x=1");
+//! assert_eq!(redact("Authorization: Bearer eyJhbGciOi"), "Authorization: Bearer ***");
+//! assert_eq!(redact("nothing to hide"), "nothing to hide");
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// What replaces a secret.
+///
+/// ```
+/// use fusebox_std::redact::{redact, MASK};
+///
+/// assert_eq!(redact("?token=t"), format!("?token={MASK}"));
+/// ```
+pub const MASK: &str = "***";
+
+/// `text` with the secrets listed in the [module docs](self) replaced by
+/// [`MASK`]; borrowed unchanged when there are none.
+///
+/// # Examples
+///
+/// ```
+/// use std::borrow::Cow;
+/// use fusebox_std::redact::redact;
+///
+/// assert!(matches!(redact("plain"), Cow::Borrowed("plain")));
+/// assert_eq!(
+///     redact("connect to redis://:s3cret@10.0.0.1 failed (api_key=XYZ)"),
+///     "connect to redis://:***@10.0.0.1 failed (api_key=***)"
+/// );
+/// ```
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let mut out = Cow::Borrowed(text);
+    for pass in [userinfo as fn(&str) -> Option<String>, pairs, schemes] {
+        if let Some(changed) = pass(&out) {
+            out = Cow::Owned(changed);
+        }
+    }
+    out
+}
+
+/// Displays its value through [`redact`]: for `tracing` fields and error
+/// messages built from text that may hold a URL.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::redact::Redacted;
+///
+/// let url = "redis://default:pw@db:6379";
+/// assert_eq!(Redacted(url).to_string(), "redis://default:***@db:6379");
+/// // tracing::warn!(url = %Redacted(url), "redis unreachable");
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Redacted<T>(pub T);
+
+impl<T: fmt::Display> fmt::Display for Redacted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(&self.0.to_string()))
+    }
+}
+
+/// Bytes that end a URL's authority, a value or a token.
+fn is_end(b: u8, extra: &[u8]) -> bool {
+    b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'<' | b'>') || extra.contains(&b)
+}
+
+/// Replaces `text[range]` pieces with the mask; `None` if there are none.
+fn splice(text: &str, ranges: &[(usize, usize)]) -> Option<String> {
+    if ranges.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for &(start, end) in ranges {
+        out.push_str(&text[at..start]);
+        out.push_str(MASK);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    Some(out)
+}
+
+/// URL user info: the password, or the whole user info without one.
+fn userinfo(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut ranges = Vec::new();
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let start = from + found + 3;
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| is_end(b, b"/?#"))
+            .map_or(bytes.len(), |p| start + p);
+        if let Some(at) = text[start..end].rfind('@') {
+            let info = &text[start..start + at];
+            let secret_from = info.find(':').map_or(start, |colon| start + colon + 1);
+            if secret_from < start + at {
+                ranges.push((secret_from, start + at));
+            }
+        }
+        from = end;
+    }
+    splice(text, &ranges)
+}
+
+fn sensitive(name: &str) -> bool {
+    const EXACT: [&str; 10] = [
+        "token",
+        "key",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "auth",
+        "apikey",
+        "signature",
+        "sig",
+    ];
+    const SUFFIX: [&str; 7] = [
+        "_token", "-token", "_key", "-key", "_secret", "-secret", "password",
+    ];
+    let name = name.to_ascii_lowercase();
+    EXACT.contains(&name.as_str()) || SUFFIX.iter().any(|s| name.ends_with(s))
+}
+
+/// `name=value` pairs with a sensitive name.
+fn pairs(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut ranges = Vec::new();
+    for (eq, _) in text.match_indices('=') {
+        let name_start = bytes[..eq]
+            .iter()
+            .rposition(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')))
+            .map_or(0, |p| p + 1);
+        if name_start == eq || !sensitive(&text[name_start..eq]) {
+            continue;
+        }
+        let start = eq + 1;
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| is_end(b, b"&#,;)"))
+            .map_or(bytes.len(), |p| start + p);
+        if end > start && ranges.last().is_none_or(|&(_, last)| last <= start) {
+            ranges.push((start, end));
+        }
+    }
+    splice(text, &ranges)
+}
+
+/// Credentials after `Bearer` / `Basic`.
+fn schemes(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut ranges = Vec::new();
+    for scheme in [&b"bearer"[..], b"basic"] {
+        let found = bytes
+            .windows(scheme.len())
+            .enumerate()
+            .filter(|(_, w)| w.eq_ignore_ascii_case(scheme));
+        for (at, _) in found {
+            let word_start = at == 0 || !bytes[at - 1].is_ascii_alphanumeric();
+            let after = at + scheme.len();
+            let spaces = bytes[after..].iter().take_while(|&&b| b == b' ').count();
+            if !word_start || spaces == 0 {
+                continue;
+            }
+            let start = after + spaces;
+            let end = bytes[start..]
+                .iter()
+                .position(|&b| is_end(b, b","))
+                .map_or(bytes.len(), |p| start + p);
+            if end > start {
+                ranges.push((start, end));
+            }
+        }
+    }
+    ranges.sort_unstable();
+    ranges.dedup_by(|later, earlier| later.0 < earlier.1);
+    splice(text, &ranges)
+}

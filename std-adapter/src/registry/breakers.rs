@@ -1,0 +1,139 @@
+//! Breakers in the registry: get-or-create, the required marker, and
+//! reporting their transitions.
+
+use std::sync::Arc;
+
+use fusebox::breaker::{Config, State, Transition};
+use fusebox::CircuitBreaker;
+
+use super::{conflict, not_found, BreakerEntry, Kind, Registry, RegistryError};
+use crate::events::Event;
+
+impl Registry {
+    /// Reports a breaker's state change: a `tracing` event with structured
+    /// fields (`breaker`, `from`, `to`, `failures`, `at` in µs; `warn`
+    /// when it opens, `info` otherwise), an [`Event::StateChange`], and an
+    /// [`Event::Recovered`] when it closes again. Policies call this with
+    /// every [`Transition`] the core returns.
+    ///
+    /// ```
+    /// use fusebox::breaker::{Config, Outcome, State};
+    /// use fusebox::Duration;
+    /// use fusebox_std::events::Event;
+    /// use fusebox_std::Registry;
+    ///
+    /// let registry = Registry::new();
+    /// let breaker = registry.breaker("db", Config::builder().consecutive_failures(1).build()?)?;
+    /// let mut sub = registry.events().subscribe();
+    /// let now = registry.now();
+    /// let permit = breaker.try_acquire(now)?;
+    /// if let Some(t) = permit.record(Outcome::Failure, now, Duration::ZERO) {
+    ///     registry.transition("db", t);
+    /// }
+    /// assert!(matches!(sub.try_recv(), Some(Event::StateChange { to: State::Open, .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn transition(&self, name: &str, t: Transition) {
+        let failures = self.get_breaker(name).map_or(0, |b| b.metrics().failures);
+        let at = t.at.as_micros();
+        if matches!(t.to, State::Open | State::ForcedOpen) {
+            tracing::warn!(breaker = name, from = ?t.from, to = ?t.to, failures, at, "breaker opened");
+        } else {
+            tracing::info!(breaker = name, from = ?t.from, to = ?t.to, failures, at, "breaker state changed");
+        }
+        let name: Arc<str> = name.into();
+        self.events.publish(Event::StateChange {
+            name: Arc::clone(&name),
+            from: t.from,
+            to: t.to,
+            at: t.at,
+        });
+        if t.to == State::Closed && t.from != State::Closed {
+            self.events.publish(Event::Recovered { name, at: t.at });
+        }
+    }
+
+    /// The breaker `name`, created with `config` if it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::InvalidName`], [`RegistryError::Conflict`] if it
+    /// exists with another configuration, [`RegistryError::Full`].
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    /// use fusebox_std::Registry;
+    ///
+    /// let registry = Registry::new();
+    /// let db = registry.breaker("db", Config::builder().consecutive_failures(5).build()?)?;
+    /// assert_eq!(db.config().consecutive_failures(), Some(5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn breaker(
+        &self,
+        name: &str,
+        config: Config,
+    ) -> Result<Arc<CircuitBreaker>, RegistryError> {
+        self.get_or_insert(
+            Kind::Breaker,
+            name,
+            |e| &mut e.breakers,
+            |entry| {
+                (entry.config == config)
+                    .then(|| Arc::clone(&entry.breaker))
+                    .ok_or_else(|| conflict(Kind::Breaker, name))
+            },
+            || {
+                let breaker = Arc::new(CircuitBreaker::new(config));
+                let entry = BreakerEntry {
+                    breaker: Arc::clone(&breaker),
+                    config,
+                    required: false,
+                };
+                Ok((entry, breaker))
+            },
+        )
+    }
+
+    /// The breaker `name`, if it exists.
+    ///
+    /// ```
+    /// use fusebox_std::Registry;
+    ///
+    /// assert!(Registry::new().get_breaker("db").is_none());
+    /// ```
+    pub fn get_breaker(&self, name: &str) -> Option<Arc<CircuitBreaker>> {
+        self.read()
+            .breakers
+            .get(name)
+            .map(|e| Arc::clone(&e.breaker))
+    }
+
+    /// Marks breaker `name` required (or not): while a required breaker is
+    /// open, [`health`](Self::health) reports the service not ready.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::NotFound`] if there is no such breaker.
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    /// use fusebox_std::Registry;
+    ///
+    /// let registry = Registry::new();
+    /// let db = registry.breaker("db", Config::builder().consecutive_failures(1).build()?)?;
+    /// registry.set_required("db", true)?;
+    /// db.force_open(registry.now());
+    /// assert!(!registry.health().ready);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_required(&self, name: &str, required: bool) -> Result<(), RegistryError> {
+        match self.write().breakers.get_mut(name) {
+            Some(entry) => {
+                entry.required = required;
+                Ok(())
+            }
+            None => Err(not_found(Kind::Breaker, name)),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! [`RegistryBuilder`]: clock, event capacity, entry limit, configuration.
+
+use std::sync::RwLock;
+
+use fusebox::Clock;
+
+use super::{Entries, FieldError, Registry, RegistryConfig, RegistryConfigError, RegistryError};
+use crate::events::Events;
+
+/// Builds a [`Registry`].
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::{Instant, StdClock};
+/// use fusebox_std::Registry;
+///
+/// let registry = Registry::builder().clock(StdClock).events_capacity(64).max_entries(16).build();
+/// assert!(registry.now() >= Instant::ZERO);
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct RegistryBuilder {
+    pub(super) clock: Option<Box<dyn Clock + Send + Sync>>,
+    pub(super) events_capacity: usize,
+    pub(super) max_entries: usize,
+}
+
+impl RegistryBuilder {
+    /// The clock breakers are read with ([`Registry::now`]); default:
+    /// tokio's clock from the registry's creation (paused time drives it).
+    /// Use the same clock as the policies that record into the breakers.
+    ///
+    /// ```
+    /// use fusebox::{Clock, Instant};
+    /// use fusebox_std::Registry;
+    ///
+    /// struct Fixed;
+    /// impl Clock for Fixed {
+    ///     fn now(&self) -> Instant { Instant::from_secs(7) }
+    /// }
+    /// assert_eq!(Registry::builder().clock(Fixed).build().now(), Instant::from_secs(7));
+    /// ```
+    pub fn clock(mut self, clock: impl Clock + Send + Sync + 'static) -> Self {
+        self.clock = Some(Box::new(clock));
+        self
+    }
+
+    /// Events kept for slow subscribers (default 1024; see
+    /// [`Events::new`]).
+    ///
+    /// ```
+    /// use fusebox_std::Registry;
+    ///
+    /// assert_eq!(Registry::builder().events_capacity(8).build().events().capacity(), 8);
+    /// ```
+    pub fn events_capacity(mut self, capacity: usize) -> Self {
+        self.events_capacity = capacity;
+        self
+    }
+
+    /// Entries allowed per kind (default 1024).
+    ///
+    /// ```
+    /// use fusebox_std::{Registry, TrackerConfig};
+    ///
+    /// let registry = Registry::builder().max_entries(1).build();
+    /// registry.tracker("a", TrackerConfig::default())?;
+    /// assert!(registry.tracker("b", TrackerConfig::default()).is_err());
+    /// # Ok::<(), fusebox_std::registry::RegistryError>(())
+    /// ```
+    pub fn max_entries(mut self, max: usize) -> Self {
+        self.max_entries = max;
+        self
+    }
+
+    /// The registry, empty.
+    ///
+    /// ```
+    /// use fusebox_std::Registry;
+    ///
+    /// assert!(Registry::builder().build().health().breakers.is_empty());
+    /// ```
+    pub fn build(self) -> Registry {
+        Registry {
+            clock: self
+                .clock
+                .unwrap_or_else(|| Box::new(crate::TokioClock::new())),
+            started: tokio::time::Instant::now(),
+            max_entries: self.max_entries,
+            events: Events::new(self.events_capacity),
+            entries: RwLock::new(Entries::default()),
+        }
+    }
+
+    /// The registry, with everything `config` declares: breakers, limiters
+    /// and trackers built, keyed limiters ready for
+    /// [`Registry::configured_keyed_limiter`]. The configuration's
+    /// `events_capacity`, when set, replaces the builder's.
+    ///
+    /// # Errors
+    ///
+    /// Every invalid setting, each named by its path.
+    ///
+    /// ```
+    /// use fusebox_std::registry::{Registry, RegistryConfig};
+    ///
+    /// let config = RegistryConfig::from_toml("[limiters.api]\nrate = 10\n")?;
+    /// let registry = Registry::builder().build_from_config(&config)?;
+    /// assert!(registry.get_limiter("api").is_some());
+    /// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
+    /// ```
+    pub fn build_from_config(
+        mut self,
+        config: &RegistryConfig,
+    ) -> Result<Registry, RegistryConfigError> {
+        let built = config.checked()?;
+        if let Some(capacity) = config.events_capacity {
+            self.events_capacity = capacity;
+        }
+        let registry = self.build();
+        let mut errors = Vec::new();
+        let mut report = |table: &str, name: &str, e: RegistryError| {
+            errors.push(match e {
+                RegistryError::InvalidConfig(f) => f,
+                other => FieldError::new(format!("{table}.{name}"), other.to_string()),
+            });
+        };
+        for (name, (breaker, required)) in &built.breakers {
+            let made = registry.breaker(name, *breaker);
+            if let Err(e) = made.and_then(|_| registry.set_required(name, *required)) {
+                report("breakers", name, e);
+            }
+        }
+        for (name, quota) in &built.limiters {
+            if let Err(e) = registry.limiter(name, *quota) {
+                report("limiters", name, e);
+            }
+        }
+        for (name, tracker) in &config.trackers {
+            if let Err(e) = registry.tracker(name, *tracker) {
+                report("trackers", name, e);
+            }
+        }
+        registry.write().keyed_specs.extend(
+            built
+                .keyed
+                .into_iter()
+                .map(|(name, spec)| (name.into_boxed_str(), spec)),
+        );
+        if errors.is_empty() {
+            Ok(registry)
+        } else {
+            Err(RegistryConfigError::new(errors))
+        }
+    }
+}

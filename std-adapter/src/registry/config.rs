@@ -1,0 +1,438 @@
+//! [`RegistryConfig`]: a registry declared in TOML, JSON or environment
+//! variables, validated with field paths.
+
+use std::collections::BTreeMap;
+
+use fusebox::breaker::Config;
+use fusebox::bucket::{FullPolicy, Quota};
+use serde_json::{Map, Value};
+
+use super::error::{validate_name, FieldError, RegistryConfigError};
+use super::spec::{BreakerSpec, KeyedLimiterSpec, QuotaSpec};
+use crate::tracker::TrackerConfig;
+
+/// The prefix of the environment variables read by
+/// [`RegistryConfig::from_env`]: `FUSEBOX__<TABLE>__<NAME>__<FIELD>`, path
+/// segments separated by `__` and lowercased
+/// (`FUSEBOX__BREAKERS__PAYMENTS__FAILURE_RATE=50`).
+///
+/// ```
+/// use fusebox_std::registry::{RegistryConfig, ENV_PREFIX};
+///
+/// let var = format!("{ENV_PREFIX}LIMITERS__API__RATE");
+/// let config = RegistryConfig::from_env_vars([(var, "7".to_owned())])?;
+/// assert_eq!(config.limiters["api"].rate, Some(7));
+/// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
+/// ```
+pub const ENV_PREFIX: &str = "FUSEBOX__";
+
+/// A registry declared as data; build it with
+/// [`Registry::from_config`](super::Registry::from_config).
+///
+/// Unknown fields are errors, numbers are range-checked at startup, and
+/// every error names its path (`breakers.payments.failure_rate: must be
+/// 1..=100, got 300`). Durations are strings: a whole number and a unit,
+/// `us`, `ms`, `s`, `m` or `h` (`"250ms"`, `"30s"`).
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::registry::{Registry, RegistryConfig};
+///
+/// let config = RegistryConfig::from_toml(r#"
+///     events_capacity = 256
+///
+///     [breakers.payments]
+///     failure_rate = 50
+///     window = 20
+///     minimum_calls = 10
+///     open_for = "30s"
+///     max_open_for = "5m"
+///     required = true
+///
+///     [limiters.api]
+///     rate = 100
+///     period = "1s"
+///     burst = 20
+///
+///     [keyed_limiters.per_client]
+///     rate = 10
+///     overflow = { rate = 1000 }
+///
+///     [trackers.http]
+///     sample_rate = 0.25
+/// "#)?;
+/// let registry = Registry::from_config(&config)?;
+/// assert!(registry.health().breakers["payments"].required);
+/// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Circuit breakers by name.
+    pub breakers: BTreeMap<String, BreakerSpec>,
+    /// Token buckets by name.
+    pub limiters: BTreeMap<String, QuotaSpec>,
+    /// Keyed limiters by name (built on first use, see
+    /// [`Registry::configured_keyed_limiter`](super::Registry::configured_keyed_limiter)).
+    pub keyed_limiters: BTreeMap<String, KeyedLimiterSpec>,
+    /// Trackers by name.
+    pub trackers: BTreeMap<String, TrackerConfig>,
+    /// Events kept for slow subscribers (default: the builder's, 1024
+    /// unless set there).
+    pub events_capacity: Option<usize>,
+    // EXTENSION POINT (policies branch): `bulkheads: BTreeMap<String, BulkheadSpec>`.
+}
+
+/// A validated configuration, ready to build.
+pub(crate) struct Validated {
+    pub(crate) breakers: BTreeMap<String, (Config, bool)>,
+    pub(crate) limiters: BTreeMap<String, Quota>,
+    pub(crate) keyed: BTreeMap<String, (Quota, FullPolicy)>,
+}
+
+impl RegistryConfig {
+    /// Reads a TOML document.
+    ///
+    /// # Errors
+    ///
+    /// A syntax error, or a value of the wrong type or an unknown field,
+    /// named by its path. Ranges are checked when the registry is built.
+    ///
+    /// ```
+    /// use fusebox_std::registry::RegistryConfig;
+    ///
+    /// let err = RegistryConfig::from_toml("[limiters.api]\nrate = \"many\"\n").unwrap_err();
+    /// assert_eq!(err.fields()[0].path(), "limiters.api.rate");
+    /// ```
+    pub fn from_toml(text: &str) -> Result<Self, RegistryConfigError> {
+        Self::from_toml_with_env(text, std::iter::empty())
+    }
+
+    /// Reads a configuration file, TOML or JSON by its extension (`.toml`,
+    /// `.json`), then lets the process's environment variables override
+    /// its fields (see [`from_env_vars`](Self::from_env_vars)).
+    ///
+    /// # Errors
+    ///
+    /// The file unreadable or of another extension (path `(file)`), else
+    /// as [`from_toml`](Self::from_toml).
+    ///
+    /// ```
+    /// use fusebox_std::registry::RegistryConfig;
+    ///
+    /// let path = std::env::temp_dir().join(format!("fusebox-doc-{}.toml", std::process::id()));
+    /// std::fs::write(&path, "[limiters.api]\nrate = 10\n").unwrap();
+    /// let config = RegistryConfig::load(&path);
+    /// std::fs::remove_file(&path).unwrap();
+    /// assert_eq!(config?.limiters["api"].rate, Some(10));
+    ///
+    /// let missing = RegistryConfig::load("/nonexistent/fusebox.toml").unwrap_err();
+    /// assert_eq!(missing.fields()[0].path(), "(file)");
+    /// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
+    /// ```
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self, RegistryConfigError> {
+        let path = path.as_ref();
+        let file_error = |message: String| one(FieldError::new("(file)", message));
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| file_error(format!("cannot read {}: {e}", path.display())))?;
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => Self::from_toml_with_env(&text, std::env::vars()),
+            Some("json") => Self::from_json_with_env(&text, std::env::vars()),
+            _ => Err(file_error(format!(
+                "{}: the extension must be .toml or .json",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Reads a JSON document.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_toml`](Self::from_toml).
+    ///
+    /// ```
+    /// use fusebox_std::registry::RegistryConfig;
+    ///
+    /// let config = RegistryConfig::from_json(r#"{"limiters": {"api": {"rate": 5}}}"#)?;
+    /// assert_eq!(config.limiters["api"].rate, Some(5));
+    /// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
+    /// ```
+    pub fn from_json(text: &str) -> Result<Self, RegistryConfigError> {
+        Self::from_json_with_env(text, std::iter::empty())
+    }
+
+    /// Reads the process's environment variables starting with
+    /// [`ENV_PREFIX`].
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env_vars`](Self::from_env_vars).
+    ///
+    /// ```
+    /// use fusebox_std::registry::RegistryConfig;
+    ///
+    /// let config = RegistryConfig::from_env()?; // whatever FUSEBOX__* says
+    /// # drop(config);
+    /// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
+    /// ```
+    pub fn from_env() -> Result<Self, RegistryConfigError> {
+        Self::from_env_vars(std::env::vars())
+    }
+
+    /// Reads `vars` as environment variables: those starting with
+    /// [`ENV_PREFIX`] set the field at their lowercased `__`-separated
+    /// path; values `true`/`false` are booleans, numbers are numbers,
+    /// anything else a string.
+    ///
+    /// # Errors
+    ///
+    /// A value of the wrong type or an unknown field, named by its path.
+    ///
+    /// ```
+    /// use fusebox_std::registry::RegistryConfig;
+    ///
+    /// let config = RegistryConfig::from_env_vars([
+    ///     ("FUSEBOX__BREAKERS__PAYMENTS__FAILURE_RATE".to_owned(), "50".to_owned()),
+    ///     ("FUSEBOX__BREAKERS__PAYMENTS__REQUIRED".to_owned(), "true".to_owned()),
+    ///     ("HOME".to_owned(), "/root".to_owned()),
+    /// ])?;
+    /// assert_eq!(config.breakers["payments"].failure_rate, Some(50));
+    /// assert!(config.breakers["payments"].required);
+    /// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
+    /// ```
+    pub fn from_env_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, RegistryConfigError> {
+        Self::from_value(Value::Object(Map::new()), vars)
+    }
+
+    /// Reads a TOML document, then lets environment variables (as in
+    /// [`from_env_vars`](Self::from_env_vars)) override its fields.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_toml`](Self::from_toml).
+    ///
+    /// ```
+    /// use fusebox_std::registry::RegistryConfig;
+    ///
+    /// let config = RegistryConfig::from_toml_with_env(
+    ///     "[limiters.api]\nrate = 10\n",
+    ///     [("FUSEBOX__LIMITERS__API__RATE".to_owned(), "20".to_owned())],
+    /// )?;
+    /// assert_eq!(config.limiters["api"].rate, Some(20));
+    /// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
+    /// ```
+    pub fn from_toml_with_env(
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, RegistryConfigError> {
+        let value: Value = toml::from_str(text)
+            .map_err(|e| one(FieldError::new("(toml)", e.to_string().trim_end())))?;
+        Self::from_value(value, vars)
+    }
+
+    /// Reads a JSON document, then lets environment variables override its
+    /// fields.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_toml`](Self::from_toml).
+    ///
+    /// ```
+    /// use fusebox_std::registry::RegistryConfig;
+    ///
+    /// let config = RegistryConfig::from_json_with_env(
+    ///     "{}",
+    ///     [("FUSEBOX__TRACKERS__HTTP__SAMPLE_RATE".to_owned(), "0.5".to_owned())],
+    /// )?;
+    /// assert_eq!(config.trackers["http"].sample_rate, 0.5);
+    /// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
+    /// ```
+    pub fn from_json_with_env(
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, RegistryConfigError> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| one(FieldError::new("(json)", e.to_string())))?;
+        Self::from_value(value, vars)
+    }
+
+    fn from_value(
+        mut value: Value,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, RegistryConfigError> {
+        for (key, raw) in vars {
+            let Some(path) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+            set_path(&mut value, &segments, env_value(&raw));
+        }
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            one(FieldError::new(path, e.into_inner().to_string()))
+        })
+    }
+
+    /// Checks every name and value without building anything.
+    ///
+    /// # Errors
+    ///
+    /// Every invalid setting, each named by its path.
+    ///
+    /// ```
+    /// use fusebox_std::registry::RegistryConfig;
+    ///
+    /// let config = RegistryConfig::from_toml("[breakers.a]\nfailure_rate = 300\n[limiters.b]\nburst = 0\n")?;
+    /// let err = config.validate().unwrap_err();
+    /// assert_eq!(err.to_string(), "breakers.a.failure_rate: must be 1..=100, got 300; limiters.b.rate: required; limiters.b.burst: must be 1..=4294967295, got 0");
+    /// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
+    /// ```
+    pub fn validate(&self) -> Result<(), RegistryConfigError> {
+        self.checked().map(drop)
+    }
+
+    pub(crate) fn checked(&self) -> Result<Validated, RegistryConfigError> {
+        let mut errors = Vec::new();
+        let mut out = Validated {
+            breakers: BTreeMap::new(),
+            limiters: BTreeMap::new(),
+            keyed: BTreeMap::new(),
+        };
+        let names = [
+            ("breakers", self.breakers.keys().collect::<Vec<_>>()),
+            ("limiters", self.limiters.keys().collect()),
+            ("keyed_limiters", self.keyed_limiters.keys().collect()),
+            ("trackers", self.trackers.keys().collect()),
+        ];
+        for (table, keys) in names {
+            for name in keys {
+                if let Err(e) = validate_name(name) {
+                    errors.push(FieldError::new(
+                        format!("{table}.{}", super::error::shown(name)),
+                        format!("invalid name: {e}"),
+                    ));
+                }
+            }
+        }
+        for (name, spec) in &self.breakers {
+            let path = format!("breakers.{name}");
+            if let Some(config) = spec.build(&path, &mut errors) {
+                out.breakers.insert(name.clone(), (config, spec.required));
+            }
+        }
+        for (name, spec) in &self.limiters {
+            if let Some(quota) = spec.build(&format!("limiters.{name}"), &mut errors) {
+                out.limiters.insert(name.clone(), quota);
+            }
+        }
+        for (name, spec) in &self.keyed_limiters {
+            let path = format!("keyed_limiters.{name}");
+            let quota = QuotaSpec {
+                rate: spec.rate,
+                period: spec.period.clone(),
+                burst: spec.burst,
+            }
+            .build(&path, &mut errors);
+            let policy = match &spec.overflow {
+                None => Some(FullPolicy::Reject),
+                Some(o) => o
+                    .build(&format!("{path}.overflow"), &mut errors)
+                    .map(FullPolicy::Overflow),
+            };
+            if let (Some(quota), Some(policy)) = (quota, policy) {
+                out.keyed.insert(name.clone(), (quota, policy));
+            }
+        }
+        for (name, tracker) in &self.trackers {
+            if let Err(e) = tracker.validate() {
+                errors.push(FieldError::new(
+                    format!("trackers.{name}.{}", e.field()),
+                    e.message(),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(RegistryConfigError::new(errors))
+        }
+    }
+}
+
+fn one(e: FieldError) -> RegistryConfigError {
+    RegistryConfigError::new(vec![e])
+}
+
+fn env_value(raw: &str) -> Value {
+    match raw {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => raw
+            .parse::<u64>()
+            .map(Value::from)
+            .or_else(|_| raw.parse::<i64>().map(Value::from))
+            .ok()
+            .or_else(|| {
+                raw.parse::<f64>()
+                    .ok()
+                    .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
+            })
+            .unwrap_or_else(|| Value::String(raw.to_owned())),
+    }
+}
+
+fn set_path(root: &mut Value, path: &[String], value: Value) {
+    let mut node = root;
+    for segment in path {
+        if !node.is_object() {
+            *node = Value::Object(Map::new());
+        }
+        let Value::Object(map) = node else {
+            return;
+        };
+        node = map.entry(segment.clone()).or_insert(Value::Null);
+    }
+    *node = value;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{env_value, set_path};
+    use serde_json::{json, Value};
+
+    #[test]
+    fn environment_values_take_their_natural_type() {
+        assert_eq!(env_value("true"), json!(true));
+        assert_eq!(env_value("false"), json!(false));
+        assert_eq!(env_value("42"), json!(42));
+        assert_eq!(env_value("-3"), json!(-3));
+        assert_eq!(env_value("0.25"), json!(0.25));
+        assert_eq!(env_value("30s"), json!("30s"));
+        assert_eq!(env_value("True"), json!("True"));
+        assert_eq!(env_value("NaN"), json!("NaN"), "no JSON number for NaN");
+    }
+
+    #[test]
+    fn paths_make_their_tables() {
+        let mut root = json!({"breakers": {"a": {"window": 5}}, "events_capacity": 3});
+        let seg = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
+        set_path(&mut root, &seg("breakers.a.failure_rate"), json!(50));
+        set_path(&mut root, &seg("limiters.b.rate"), json!(1));
+        set_path(&mut root, &seg("events_capacity.x"), json!(1)); // a scalar becomes a table
+        assert_eq!(
+            root,
+            json!({
+                "breakers": {"a": {"window": 5, "failure_rate": 50}},
+                "limiters": {"b": {"rate": 1}},
+                "events_capacity": {"x": 1}
+            })
+        );
+        let mut empty = Value::Null;
+        set_path(&mut empty, &[], json!(1));
+        assert_eq!(empty, json!(1));
+    }
+}

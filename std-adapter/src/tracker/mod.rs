@@ -1,0 +1,447 @@
+//! [`Tracker`]: per-operation latency percentiles, nested stages, request
+//! summaries and sampling, in bounded memory.
+//!
+//! Every operation and every stage is a *series*, named by its path
+//! (`"checkout"`, `"checkout/db"`, `"checkout/db/query"`): a core
+//! [`Histogram`] of sampled latencies in microseconds plus exact call and
+//! error counters. A [`TrackGuard`] times one run and records it when it is
+//! dropped — at the end of a scope, or when the future holding it is
+//! cancelled.
+//!
+//! # Bounds
+//!
+//! * names are [redacted](crate::redact) before use, so a name built from
+//!   a URL never shows its credentials (and all its variants share one
+//!   series);
+//! * at most [`TrackerConfig::max_series`] series; calls under any further
+//!   name (or a name longer than [`TrackerConfig::MAX_NAME_LEN`]) are
+//!   counted under the one [`OVERFLOW`] series, so names chosen by clients
+//!   never grow memory;
+//! * at most [`TrackerConfig::max_requests`] request summaries, the oldest
+//!   dropped first, each with at most
+//!   [`TrackerConfig::max_stages_per_request`] stage timings.
+//!
+//! # Sampling
+//!
+//! Calls and errors are always counted; only a sampled run's latency is
+//! recorded (`sample_rate`, default 10 %). [`Tracker::track_operation`]
+//! draws at random; [`Tracker::track_request`] decides from a hash of the
+//! request id (fixed seed), so every stage of a request, and every service
+//! seeing the same id, makes the same choice. Stages inherit their
+//! operation's choice.
+//!
+//! # Examples
+//!
+//! ```
+//! use fusebox_std::{Tracker, TrackerConfig};
+//!
+//! let tracker = Tracker::new(TrackerConfig { sample_rate: 1.0, ..TrackerConfig::default() })?;
+//! {
+//!     let op = tracker.track_operation("checkout");
+//!     let _db = op.track_stage("db");
+//! } // both recorded here
+//! let stats = tracker.stats();
+//! assert_eq!(stats["checkout"].calls, 1);
+//! assert_eq!(stats["checkout/db"].calls, 1);
+//! # Ok::<(), fusebox_std::TrackerConfigError>(())
+//! ```
+
+mod config;
+mod guard;
+mod summary;
+
+pub use config::{TrackerConfig, TrackerConfigError};
+pub use guard::TrackGuard;
+pub use summary::{ExecutionSummary, StageTiming};
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use fusebox::histogram::{buckets_for, Histogram};
+
+use crate::redact::redact;
+use summary::{RequestRecord, Requests};
+
+/// The series that counts every call under a name the tracker had no room
+/// for (see the [module docs](self#bounds)).
+///
+/// ```
+/// use fusebox_std::{tracker::OVERFLOW, Tracker, TrackerConfig};
+///
+/// let tracker = Tracker::new(TrackerConfig { max_series: 1, ..TrackerConfig::default() })?;
+/// drop(tracker.track_operation("a"));
+/// drop(tracker.track_operation("b")); // no room: counted as overflow
+/// assert_eq!(tracker.stats()[OVERFLOW].calls, 1);
+/// # Ok::<(), fusebox_std::TrackerConfigError>(())
+/// ```
+pub const OVERFLOW: &str = "__overflow__";
+
+/// The latency histogram of a series: microseconds up to 60 s (2 533
+/// buckets, about 20 KiB); a longer run is counted in the top bucket (its
+/// exact value still counts in the sum and the maximum).
+pub(crate) type LatencyHistogram = Histogram<{ buckets_for(60_000_000) }>;
+
+/// One operation or stage: sampled latencies and exact counters.
+pub(crate) struct Series {
+    pub(crate) latency: Box<LatencyHistogram>,
+    calls: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Series {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            latency: LatencyHistogram::new_boxed(),
+            calls: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    fn stats(&self) -> OperationStats {
+        let h = &self.latency;
+        let pct = |q| h.percentile(q).ok().flatten().unwrap_or(0);
+        let latency = h.max().map(|max| Latency {
+            p50: pct(50.0),
+            p95: pct(95.0),
+            p99: pct(99.0),
+            p999: pct(99.9),
+            max,
+            mean: h.mean().unwrap_or(0.0),
+        });
+        OperationStats {
+            calls: self.calls(),
+            errors: self.errors(),
+            sampled: h.count(),
+            latency_us: latency,
+        }
+    }
+}
+
+/// What a tracker knows about one operation or stage.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::{Tracker, TrackerConfig};
+///
+/// let tracker = Tracker::new(TrackerConfig { sample_rate: 0.0, ..TrackerConfig::default() })?;
+/// let mut op = tracker.track_operation("login");
+/// op.fail();
+/// drop(op);
+/// let stats = tracker.stats()["login"];
+/// assert_eq!((stats.calls, stats.errors, stats.sampled), (1, 1, 0));
+/// assert_eq!(stats.latency_us, None); // nothing sampled
+/// # Ok::<(), fusebox_std::TrackerConfigError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct OperationStats {
+    /// Runs finished (sampled or not).
+    pub calls: u64,
+    /// Runs marked failed ([`TrackGuard::fail`]).
+    pub errors: u64,
+    /// Runs whose latency was recorded.
+    pub sampled: u64,
+    /// Percentiles of the sampled latencies, `None` before the first.
+    pub latency_us: Option<Latency>,
+}
+
+/// Sampled latency in microseconds: nearest-rank percentiles within 0.39 %
+/// (the core [`Histogram`]'s bound), the exact maximum and mean.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::{Tracker, TrackerConfig};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tracker = Tracker::new(TrackerConfig { sample_rate: 1.0, ..TrackerConfig::default() })?;
+/// let op = tracker.track_operation("render");
+/// tokio::time::sleep(std::time::Duration::from_millis(5)).await; // paused: exact
+/// drop(op);
+/// let latency = tracker.stats()["render"].latency_us.unwrap();
+/// assert_eq!((latency.p50, latency.max), (5_000, 5_000));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 95th percentile.
+    pub p95: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// Per-operation latency tracker; see the [module docs](self).
+///
+/// Cheap to clone (one `Arc`); clones share everything.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::{Tracker, TrackerConfig};
+///
+/// let tracker = Tracker::new(TrackerConfig::default())?;
+/// let shared = tracker.clone();
+/// std::thread::spawn(move || drop(shared.track_operation("job"))).join().unwrap();
+/// assert_eq!(tracker.stats()["job"].calls, 1);
+/// # Ok::<(), fusebox_std::TrackerConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct Tracker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: TrackerConfig,
+    /// `sample_rate` as a threshold on a uniform `u64`: sampled when
+    /// below; `None` samples everything.
+    threshold: Option<u64>,
+    series: RwLock<HashMap<Box<str>, Arc<Series>>>,
+    overflow: Arc<Series>,
+    requests: Mutex<Requests>,
+}
+
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tracker {
+    /// A tracker with `config`.
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerConfigError`] if a field is out of range
+    /// ([`TrackerConfig::validate`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox_std::{Tracker, TrackerConfig};
+    ///
+    /// let tracker = Tracker::new(TrackerConfig::default())?;
+    /// assert_eq!(tracker.config().sample_rate, 0.1);
+    /// # Ok::<(), fusebox_std::TrackerConfigError>(())
+    /// ```
+    pub fn new(config: TrackerConfig) -> Result<Self, TrackerConfigError> {
+        config.validate()?;
+        // `sample_rate` is in 0..=1: the product fits u64 unless it is 1.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let threshold =
+            (config.sample_rate < 1.0).then(|| (config.sample_rate * 2f64.powi(64)) as u64);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                threshold,
+                series: RwLock::new(HashMap::new()),
+                overflow: Series::new(),
+                requests: Mutex::new(Requests::default()),
+            }),
+        })
+    }
+
+    /// The configuration.
+    ///
+    /// ```
+    /// use fusebox_std::{Tracker, TrackerConfig};
+    ///
+    /// let tracker = Tracker::new(TrackerConfig { max_series: 8, ..TrackerConfig::default() })?;
+    /// assert_eq!(tracker.config().max_series, 8);
+    /// # Ok::<(), fusebox_std::TrackerConfigError>(())
+    /// ```
+    pub fn config(&self) -> &TrackerConfig {
+        &self.inner.config
+    }
+
+    /// Starts timing one run of `operation`, sampled at random. Recorded
+    /// when the guard is dropped.
+    ///
+    /// ```
+    /// use fusebox_std::{Tracker, TrackerConfig};
+    ///
+    /// let tracker = Tracker::new(TrackerConfig::default())?;
+    /// drop(tracker.track_operation("search"));
+    /// assert_eq!(tracker.stats()["search"].calls, 1);
+    /// # Ok::<(), fusebox_std::TrackerConfigError>(())
+    /// ```
+    pub fn track_operation(&self, operation: &str) -> TrackGuard {
+        let sampled = self.inner.sample(fastrand::u64(..));
+        TrackGuard::start(self.clone(), redact(operation).into(), sampled, None)
+    }
+
+    /// Starts timing one run of `operation` for request `request_id`,
+    /// sampled by the id's hash, and (if sampled) keeps an
+    /// [`ExecutionSummary`] of it and its stages, readable with
+    /// [`execution_summary`](Self::execution_summary) while it runs and
+    /// after, until `max_requests` newer requests push it out. An id
+    /// longer than [`TrackerConfig::MAX_NAME_LEN`] bytes gets no summary.
+    ///
+    /// ```
+    /// use fusebox_std::{Tracker, TrackerConfig};
+    ///
+    /// let tracker = Tracker::new(TrackerConfig { sample_rate: 1.0, ..TrackerConfig::default() })?;
+    /// let op = tracker.track_request("req-42", "checkout");
+    /// drop(op.track_stage("db"));
+    /// let running = tracker.execution_summary("req-42").unwrap();
+    /// assert_eq!(running.total, None); // still running
+    /// assert_eq!(running.stages[0].stage, "checkout/db");
+    /// drop(op);
+    /// assert!(tracker.execution_summary("req-42").unwrap().total.is_some());
+    /// # Ok::<(), fusebox_std::TrackerConfigError>(())
+    /// ```
+    pub fn track_request(&self, request_id: &str, operation: &str) -> TrackGuard {
+        let sampled = self
+            .inner
+            .sample(fusebox::hash::FixedState::new().hash_one(request_id));
+        let operation = redact(operation);
+        let record = (sampled && request_id.len() <= TrackerConfig::MAX_NAME_LEN)
+            .then(|| self.inner.open_request(request_id, &operation))
+            .flatten();
+        TrackGuard::start(self.clone(), operation.into(), sampled, record)
+    }
+
+    /// The summary of request `request_id`, if it was sampled and is still
+    /// held.
+    ///
+    /// ```
+    /// use fusebox_std::{Tracker, TrackerConfig};
+    ///
+    /// let tracker = Tracker::new(TrackerConfig { sample_rate: 1.0, ..TrackerConfig::default() })?;
+    /// assert!(tracker.execution_summary("nobody").is_none());
+    /// # Ok::<(), fusebox_std::TrackerConfigError>(())
+    /// ```
+    pub fn execution_summary(&self, request_id: &str) -> Option<ExecutionSummary> {
+        let requests = self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        requests.get(request_id).map(|record| record.summary())
+    }
+
+    /// Request summaries currently held.
+    ///
+    /// ```
+    /// use fusebox_std::{Tracker, TrackerConfig};
+    ///
+    /// let tracker = Tracker::new(TrackerConfig { sample_rate: 1.0, max_requests: 2, ..TrackerConfig::default() })?;
+    /// for id in ["a", "b", "c"] {
+    ///     drop(tracker.track_request(id, "op"));
+    /// }
+    /// assert_eq!(tracker.requests_held(), 2);
+    /// assert!(tracker.execution_summary("a").is_none()); // the oldest went first
+    /// # Ok::<(), fusebox_std::TrackerConfigError>(())
+    /// ```
+    pub fn requests_held(&self) -> usize {
+        self.inner
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Every series by path (operations and stages), the
+    /// [`OVERFLOW`] series included once it has counted a call.
+    ///
+    /// ```
+    /// use fusebox_std::{Tracker, TrackerConfig};
+    ///
+    /// let tracker = Tracker::new(TrackerConfig::default())?;
+    /// assert!(tracker.stats().is_empty());
+    /// # Ok::<(), fusebox_std::TrackerConfigError>(())
+    /// ```
+    pub fn stats(&self) -> BTreeMap<String, OperationStats> {
+        let mut out = BTreeMap::new();
+        self.for_each_series(|name, series| {
+            out.insert(name.to_owned(), series.stats());
+        });
+        out
+    }
+
+    /// Calls `f` with every series in name order (for the exporters).
+    pub(crate) fn for_each_series(&self, mut f: impl FnMut(&str, &Series)) {
+        let series = self
+            .inner
+            .series
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut named: Vec<(&str, &Series)> = series.iter().map(|(k, v)| (&**k, &**v)).collect();
+        if self.inner.overflow.calls() != 0 {
+            named.push((OVERFLOW, &self.inner.overflow));
+        }
+        named.sort_unstable_by_key(|(name, _)| *name);
+        for (name, s) in named {
+            f(name, s);
+        }
+    }
+
+    /// The series for `path`, created if there is room, else the overflow.
+    fn series(&self, path: &str) -> Arc<Series> {
+        let inner = &*self.inner;
+        if path.len() > TrackerConfig::MAX_NAME_LEN || path == OVERFLOW {
+            return Arc::clone(&inner.overflow);
+        }
+        {
+            let map = inner.series.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(s) = map.get(path) {
+                return Arc::clone(s);
+            }
+            // Full: a flood of new names never takes the write lock.
+            if map.len() >= inner.config.max_series {
+                return Arc::clone(&inner.overflow);
+            }
+        }
+        let mut map = inner.series.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = map.get(path) {
+            return Arc::clone(s);
+        }
+        if map.len() >= inner.config.max_series {
+            return Arc::clone(&inner.overflow);
+        }
+        Arc::clone(map.entry(path.into()).or_insert_with(Series::new))
+    }
+}
+
+impl Inner {
+    fn sample(&self, draw: u64) -> bool {
+        self.threshold.is_none_or(|t| draw < t)
+    }
+
+    fn open_request(&self, id: &str, operation: &str) -> Option<Arc<RequestRecord>> {
+        let cap = self.config.max_requests;
+        (cap > 0).then(|| {
+            let record = Arc::new(RequestRecord::new(
+                id,
+                operation,
+                self.config.max_stages_per_request,
+            ));
+            self.requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(Arc::clone(&record), cap);
+            record
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! Per-request execution summaries, held in a FIFO of bounded length.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use fusebox::Duration;
+
+/// One request's run: total and per-stage durations (seed 001's
+/// `get_execution_summary`), from [`Tracker::execution_summary`](super::Tracker::execution_summary).
+///
+/// Durations serialise as microseconds.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::Duration;
+/// use fusebox_std::{Tracker, TrackerConfig};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tracker = Tracker::new(TrackerConfig { sample_rate: 1.0, ..TrackerConfig::default() })?;
+/// let op = tracker.track_request("req-1", "checkout");
+/// for _ in 0..2 {
+///     let _db = op.track_stage("db");
+///     tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+/// }
+/// drop(op);
+/// let summary = tracker.execution_summary("req-1").unwrap();
+/// assert_eq!(summary.total, Some(Duration::from_millis(6)));
+/// assert_eq!(summary.stages.len(), 2);
+/// assert_eq!(summary.stage_total("checkout/db"), Duration::from_millis(6));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ExecutionSummary {
+    /// The request (correlation) id.
+    pub request_id: String,
+    /// The operation it ran.
+    pub operation: String,
+    /// The whole run, `None` while it is still going.
+    #[serde(rename = "total_us")]
+    pub total: Option<Duration>,
+    /// Whether the operation was marked failed.
+    pub failed: bool,
+    /// Stages in the order they finished.
+    pub stages: Vec<StageTiming>,
+    /// Stages that finished when `max_stages_per_request` were held.
+    pub dropped_stages: u64,
+}
+
+impl ExecutionSummary {
+    /// The time spent in stage `path` over all its runs in this request.
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    /// use fusebox_std::tracker::{ExecutionSummary, StageTiming};
+    ///
+    /// let stage = |ms| StageTiming { stage: "op/db".into(), duration: Duration::from_millis(ms), failed: false };
+    /// let summary = ExecutionSummary {
+    ///     request_id: "r".into(),
+    ///     operation: "op".into(),
+    ///     total: None,
+    ///     failed: false,
+    ///     stages: vec![stage(2), stage(3)],
+    ///     dropped_stages: 0,
+    /// };
+    /// assert_eq!(summary.stage_total("op/db"), Duration::from_millis(5));
+    /// assert_eq!(summary.stage_total("op/cache"), Duration::ZERO);
+    /// ```
+    pub fn stage_total(&self, path: &str) -> Duration {
+        self.stages
+            .iter()
+            .filter(|s| s.stage == path)
+            .fold(Duration::ZERO, |sum, s| sum.saturating_add(s.duration))
+    }
+}
+
+/// One stage run within an [`ExecutionSummary`].
+///
+/// ```
+/// use fusebox::Duration;
+/// use fusebox_std::tracker::StageTiming;
+///
+/// let t = StageTiming { stage: "checkout/db".into(), duration: Duration::from_micros(7), failed: false };
+/// assert_eq!(serde_json::to_value(&t)?, serde_json::json!({"stage": "checkout/db", "duration_us": 7, "failed": false}));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StageTiming {
+    /// The stage's full path (`operation/stage/sub-stage`).
+    pub stage: String,
+    /// How long it took.
+    #[serde(rename = "duration_us")]
+    pub duration: Duration,
+    /// Whether it was marked failed.
+    pub failed: bool,
+}
+
+/// A live or finished request, shared by its guards and the table.
+pub(crate) struct RequestRecord {
+    id: Arc<str>,
+    max_stages: usize,
+    summary: Mutex<ExecutionSummary>,
+}
+
+impl RequestRecord {
+    pub(super) fn new(id: &str, operation: &str, max_stages: usize) -> Self {
+        Self {
+            id: id.into(),
+            max_stages,
+            summary: Mutex::new(ExecutionSummary {
+                request_id: id.to_owned(),
+                operation: operation.to_owned(),
+                total: None,
+                failed: false,
+                stages: Vec::new(),
+                dropped_stages: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ExecutionSummary> {
+        self.summary.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn summary(&self) -> ExecutionSummary {
+        self.lock().clone()
+    }
+
+    pub(super) fn stage(&self, path: &str, duration: Duration, failed: bool) {
+        let mut s = self.lock();
+        if s.stages.len() < self.max_stages {
+            s.stages.push(StageTiming {
+                stage: path.to_owned(),
+                duration,
+                failed,
+            });
+        } else {
+            s.dropped_stages += 1;
+        }
+    }
+
+    pub(super) fn finish(&self, total: Duration, failed: bool) {
+        let mut s = self.lock();
+        s.total = Some(total);
+        s.failed = failed;
+    }
+}
+
+/// Request records by id, oldest first.
+#[derive(Default)]
+pub(super) struct Requests {
+    by_id: HashMap<Arc<str>, Arc<RequestRecord>>,
+    /// Every record inserted and not yet dropped, oldest first, replaced
+    /// ones included (they are `stale`); compacted when the stale ones
+    /// outnumber the live, so it holds at most about twice the cap.
+    order: VecDeque<Arc<RequestRecord>>,
+    stale: usize,
+}
+
+impl Requests {
+    pub(super) fn get(&self, id: &str) -> Option<&Arc<RequestRecord>> {
+        self.by_id.get(id)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn is_live(&self, record: &Arc<RequestRecord>) -> bool {
+        self.by_id
+            .get(&record.id)
+            .is_some_and(|r| Arc::ptr_eq(r, record))
+    }
+
+    /// Adds `record` (replacing one with the same id), dropping the oldest
+    /// records until at most `cap` are held.
+    pub(super) fn insert(&mut self, record: Arc<RequestRecord>, cap: usize) {
+        if self
+            .by_id
+            .insert(Arc::clone(&record.id), Arc::clone(&record))
+            .is_some()
+        {
+            self.stale += 1;
+        }
+        self.order.push_back(record);
+        while self.by_id.len() > cap {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if self.is_live(&old) {
+                self.by_id.remove(&old.id);
+            } else {
+                self.stale -= 1;
+            }
+        }
+        if self.stale > self.by_id.len() {
+            let order = std::mem::take(&mut self.order);
+            self.order = order.into_iter().filter(|r| self.is_live(r)).collect();
+            self.stale = 0;
+        }
+    }
+}

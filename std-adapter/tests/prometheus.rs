@@ -1,0 +1,485 @@
+//! `to_prometheus()`: parsed back with an independent parser
+//! (`prometheus-parse`) and every value checked against what was recorded;
+//! every line checked against the text format's grammar by a strict
+//! reader written here from the format's specification; hostile names
+//! escaped and recovered exactly.
+// One scenario per test, with every expected sample spelled out; counts
+// far below 2^52 (exact in f64).
+#![allow(
+    clippy::too_many_lines,
+    clippy::many_single_char_names,
+    clippy::cast_precision_loss,
+    clippy::float_cmp
+)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
+use std::time::Duration as StdDuration;
+
+use fusebox::breaker::{Config, Outcome};
+use fusebox::bucket::{FullPolicy, Quota};
+use fusebox::histogram::{buckets_for, Histogram};
+use fusebox::Duration;
+use fusebox_std::prometheus::CONTENT_TYPE;
+use fusebox_std::{Registry, TrackerConfig};
+use prometheus_parse::{Scrape, Value};
+use tokio::time::sleep;
+
+fn all() -> TrackerConfig {
+    TrackerConfig {
+        sample_rate: 1.0,
+        ..TrackerConfig::default()
+    }
+}
+
+fn scrape(text: &str) -> Scrape {
+    Scrape::parse(std::io::BufReader::new(text.as_bytes()).lines()).unwrap()
+}
+
+type Key = (String, BTreeSet<(String, String)>);
+/// Scalar samples, and histograms' `(le, cumulative count)` lists.
+type Indexed = (BTreeMap<Key, f64>, BTreeMap<Key, Vec<(f64, f64)>>);
+/// A sample line: metric name, labels, value.
+type Line = (String, Vec<(String, String)>, f64);
+
+fn key(metric: &str, labels: &[(&str, &str)]) -> Key {
+    let labels = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    (metric.to_owned(), labels)
+}
+
+/// Every scalar sample by (metric, labels), and every histogram's buckets.
+fn index(s: &Scrape) -> Indexed {
+    let (mut scalars, mut histograms) = (BTreeMap::new(), BTreeMap::new());
+    for sample in &s.samples {
+        let labels = sample
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let k = (sample.metric.clone(), labels);
+        let old = match &sample.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => {
+                scalars.insert(k, *v).is_some()
+            }
+            Value::Histogram(h) => histograms
+                .insert(k, h.iter().map(|b| (b.less_than, b.count)).collect())
+                .is_some(),
+            Value::Summary(_) => panic!("no summaries are written"),
+        };
+        assert!(!old, "duplicate sample {sample:?}");
+    }
+    (scalars, histograms)
+}
+
+/// One sample line, read strictly per the text format 0.0.4: a metric
+/// name, optional `{label="value",...}` with `\\`, `\"` and `\n` the only
+/// escapes, one space, a float (or `+Inf`, `-Inf`, `NaN`).
+fn strict_line(line: &str) -> Line {
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.chars().enumerate().all(|(i, c)| {
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+            })
+    };
+    let end = line.find(['{', ' ']).expect("a value");
+    let name = &line[..end];
+    assert!(name_ok(name), "bad metric name in {line:?}");
+    let mut rest = &line[end..];
+    let mut labels = Vec::new();
+    if let Some(r) = rest.strip_prefix('{') {
+        let mut chars = r.char_indices().peekable();
+        loop {
+            let start = chars.peek().unwrap().0;
+            let eq = r[start..].find('=').unwrap() + start;
+            let key = &r[start..eq];
+            assert!(name_ok(key), "bad label name in {line:?}");
+            assert_eq!(&r[eq + 1..eq + 2], "\"", "{line:?}");
+            while chars.next_if(|&(i, _)| i <= eq + 1).is_some() {}
+            let mut value = String::new();
+            loop {
+                let (_, c) = chars.next().expect("closing quote");
+                match c {
+                    '"' => break,
+                    '\\' => match chars.next().unwrap().1 {
+                        '\\' => value.push('\\'),
+                        '"' => value.push('"'),
+                        'n' => value.push('\n'),
+                        other => panic!("bad escape \\{other} in {line:?}"),
+                    },
+                    '\n' => panic!("raw newline in {line:?}"),
+                    c => value.push(c),
+                }
+            }
+            labels.push((key.to_owned(), value));
+            match chars.next().unwrap() {
+                (_, ',') => {}
+                (i, '}') => {
+                    rest = &r[i + 1..];
+                    break;
+                }
+                (_, c) => panic!("unexpected {c:?} in {line:?}"),
+            }
+        }
+    }
+    let value = rest
+        .strip_prefix(' ')
+        .unwrap_or_else(|| panic!("one space in {line:?}"));
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        v => v
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+    };
+    (name.to_owned(), labels, value)
+}
+
+/// Checks every line of `text`: comments are HELP then TYPE of a family,
+/// samples belong to the family announced last, counters end in `_total`.
+fn strict(text: &str) -> Vec<Line> {
+    assert!(text.ends_with('\n'));
+    let mut family: Option<(String, String)> = None;
+    let mut seen = BTreeSet::new();
+    let mut samples = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if let Some(help) = line.strip_prefix("# HELP ") {
+            let name = help.split(' ').next().unwrap();
+            let ty = lines[i + 1]
+                .strip_prefix(&format!("# TYPE {name} "))
+                .expect("TYPE after HELP");
+            assert!(["counter", "gauge", "histogram"].contains(&ty), "{ty}");
+            if ty == "counter" {
+                assert!(name.ends_with("_total"), "{name}");
+            }
+            assert!(seen.insert(name.to_owned()), "family {name} twice");
+            family = Some((name.to_owned(), ty.to_owned()));
+            i += 2;
+            continue;
+        }
+        let sample = strict_line(line);
+        let (fam, ty) = family.as_ref().expect("a family first");
+        let allowed: Vec<String> = if ty == "histogram" {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .map(|s| format!("{fam}{s}"))
+                .collect()
+        } else {
+            vec![fam.clone()]
+        };
+        assert!(allowed.contains(&sample.0), "{} under {fam}", sample.0);
+        samples.push(sample);
+        i += 1;
+    }
+    samples
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_value_parses_back() {
+    assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    let r = Registry::new();
+    let b = r
+        .breaker(
+            "payments",
+            Config::builder().consecutive_failures(2).build().unwrap(),
+        )
+        .unwrap();
+    r.set_required("payments", true).unwrap();
+    r.breaker(
+        "search",
+        Config::builder().consecutive_failures(9).build().unwrap(),
+    )
+    .unwrap();
+    let now = r.now();
+    for outcome in [
+        Outcome::Success,
+        Outcome::Failure,
+        Outcome::Ignored,
+        Outcome::Failure,
+    ] {
+        let _ = b
+            .try_acquire(now)
+            .unwrap()
+            .record(outcome, now, Duration::ZERO);
+    }
+    assert!(b.try_acquire(now).is_err());
+    assert!(b.try_acquire(now).is_err());
+
+    let api = r
+        .limiter(
+            "api",
+            Quota::per_second(50).unwrap().with_burst(20).unwrap(),
+        )
+        .unwrap();
+    api.try_acquire_n(15, now).unwrap();
+    let k = r
+        .keyed_limiter::<u8, 16>("per_ip", Quota::per_minute(1).unwrap(), FullPolicy::Reject)
+        .unwrap();
+    k.try_acquire(&1, now).unwrap();
+    assert!(k.try_acquire(&1, now).is_err());
+    let c = r.concurrent_cache::<u8, u8, 4, 2>("c").unwrap();
+    c.insert(1, 1).unwrap();
+    c.get(&1);
+    c.get(&2);
+
+    let http = r.tracker("http", all()).unwrap();
+    let reference: Histogram<{ buckets_for(60_000_000) }> = Histogram::new();
+    for (ms, fail) in [(1, false), (2, true), (2, false), (5, false), (250, false)] {
+        let mut op = http.track_operation("checkout");
+        sleep(StdDuration::from_millis(ms)).await;
+        if fail {
+            op.fail();
+        }
+        drop(op);
+        reference.record(ms * 1_000);
+    }
+    drop(http.track_operation("checkout").track_stage("db"));
+
+    let text = r.to_prometheus();
+    let lines = strict(&text);
+    let (scalars, histograms) = index(&scrape(&text));
+
+    let mut expected: BTreeMap<Key, f64> = BTreeMap::new();
+    let mut put = |m: &str, labels: &[(&str, &str)], v: f64| {
+        assert!(expected.insert(key(m, labels), v).is_none(), "{m}");
+    };
+    put("fusebox_ready", &[], 0.0); // payments is required and open
+    put("fusebox_degraded", &[], 1.0);
+    for (name, open) in [("payments", true), ("search", false)] {
+        for (state, v) in [
+            ("closed", !open),
+            ("open", open),
+            ("half_open", false),
+            ("forced_open", false),
+        ] {
+            put(
+                "fusebox_breaker_state",
+                &[("name", name), ("state", state)],
+                f64::from(u8::from(v)),
+            );
+        }
+    }
+    put("fusebox_breaker_required", &[("name", "payments")], 1.0);
+    put("fusebox_breaker_required", &[("name", "search")], 0.0);
+    let breaker_counts = [
+        ("successes", 1.0, 0.0),
+        ("failures", 2.0, 0.0),
+        ("slow_calls", 0.0, 0.0),
+        ("rejected", 2.0, 0.0),
+        ("trips", 1.0, 0.0),
+        ("abandoned", 0.0, 0.0),
+        ("ignored", 1.0, 0.0),
+    ];
+    for (what, payments, search) in breaker_counts {
+        let m = format!("fusebox_breaker_{what}_total");
+        put(&m, &[("name", "payments")], payments);
+        put(&m, &[("name", "search")], search);
+    }
+    // 15 of 20 taken 260 ms ago (1+2+2+5+250) at 50/s: 5 + 13 = 18.
+    put("fusebox_limiter_available_tokens", &[("name", "api")], 18.0);
+    put("fusebox_limiter_burst_tokens", &[("name", "api")], 20.0);
+    put(
+        "fusebox_limiter_rate_tokens_per_second",
+        &[("name", "api")],
+        50.0,
+    );
+    for (what, v) in [
+        ("allowed", 1.0),
+        ("limited", 1.0),
+        ("evictions", 0.0),
+        ("table_full", 0.0),
+    ] {
+        put(
+            &format!("fusebox_keyed_limiter_{what}_total"),
+            &[("name", "per_ip")],
+            v,
+        );
+    }
+    put("fusebox_keyed_limiter_keys", &[("name", "per_ip")], 1.0);
+    let cache_counts = [
+        ("hits", 1.0),
+        ("misses", 1.0),
+        ("inserts", 1.0),
+        ("evictions", 0.0),
+        ("expirations", 0.0),
+        ("contended", 0.0),
+    ];
+    for (what, v) in cache_counts {
+        put(&format!("fusebox_cache_{what}_total"), &[("name", "c")], v);
+    }
+    let op = [("tracker", "http"), ("operation", "checkout")];
+    let stage = [("tracker", "http"), ("operation", "checkout/db")];
+    put("fusebox_operation_calls_total", &op, 6.0);
+    put("fusebox_operation_errors_total", &op, 1.0);
+    put("fusebox_operation_calls_total", &stage, 1.0);
+    put("fusebox_operation_errors_total", &stage, 0.0);
+    // _sum and _count: the parser files them as untyped samples.
+    put("fusebox_operation_duration_seconds_sum", &op, 0.26);
+    put("fusebox_operation_duration_seconds_count", &op, 6.0);
+    put("fusebox_operation_duration_seconds_sum", &stage, 0.0);
+    put("fusebox_operation_duration_seconds_count", &stage, 1.0);
+    put("fusebox_events_published_total", &[], 0.0);
+    put("fusebox_events_lagged_total", &[], 0.0);
+    put("fusebox_events_subscribers", &[], 0.0);
+    put("fusebox_uptime_seconds", &[], 0.26);
+
+    // The strict reader reads the same scalar samples.
+    for (name, labels, value) in lines.iter().filter(|l| !l.0.ends_with("_bucket")) {
+        let k = (name.clone(), labels.iter().cloned().collect());
+        assert_eq!(scalars.get(&k), Some(value), "{k:?}");
+    }
+    let mut got = scalars;
+    let rss = got.remove(&key("fusebox_process_resident_memory_bytes", &[]));
+    assert_eq!(rss.is_some(), cfg!(target_os = "linux"));
+    if let Some(rss) = rss {
+        assert!(rss > f64::from(1 << 20), "{rss}");
+    }
+    for (k, v) in &expected {
+        assert_eq!(got.get(k), Some(v), "{k:?}");
+    }
+    assert_eq!(got, expected, "no other sample");
+
+    // The histograms: cumulative counts at the core buckets' upper bounds
+    // (in seconds), then +Inf.
+    let mut want: Vec<(f64, f64)> = Vec::new();
+    let mut total = 0;
+    // The sixth run of "checkout", the one around the "db" stage, took no time.
+    reference.record(0);
+    for bucket in reference.buckets() {
+        total += bucket.count;
+        want.push((bucket.high as f64 / 1e6, total as f64));
+    }
+    want.push((f64::INFINITY, total as f64));
+    assert_eq!(
+        histograms[&key("fusebox_operation_duration_seconds", &op)],
+        want
+    );
+    assert_eq!(
+        histograms[&key("fusebox_operation_duration_seconds", &stage)],
+        [(0.0, 1.0), (f64::INFINITY, 1.0)]
+    );
+    assert_eq!(histograms.len(), 2);
+
+    // The strict reader agrees on the number of samples.
+    let bucket_lines = lines.iter().filter(|l| l.0.ends_with("_bucket")).count();
+    assert_eq!(bucket_lines, want.len() + 2);
+    assert_eq!(
+        lines.len() - bucket_lines,
+        expected.len() + usize::from(rss.is_some())
+    );
+}
+
+#[test]
+fn an_empty_registry_still_reports_its_status() {
+    let text = Registry::new().to_prometheus();
+    let names: Vec<String> = strict(&text).into_iter().map(|l| l.0).collect();
+    let mut want = vec![
+        "fusebox_ready",
+        "fusebox_degraded",
+        "fusebox_events_published_total",
+        "fusebox_events_lagged_total",
+        "fusebox_events_subscribers",
+    ];
+    if cfg!(target_os = "linux") {
+        want.push("fusebox_process_resident_memory_bytes");
+    }
+    want.push("fusebox_uptime_seconds");
+    assert_eq!(names, want);
+}
+
+#[test]
+fn hostile_operation_names_are_escaped() {
+    let r = Registry::new();
+    let http = r.tracker("http", all()).unwrap();
+    let hostile = [
+        "quote\"d",
+        "back\\slash",
+        "new\nline",
+        "all \\\" \n three",
+        "braces} {and, commas=equals",
+        "# HELP fake 1\nfusebox_ready 0",
+        "caf\u{e9} \u{1F600}",
+        "trailing backslash \\",
+    ];
+    for name in hostile {
+        drop(http.track_operation(name));
+    }
+    let text = r.to_prometheus();
+    // No name breaks out of its line: the forged sample is not there.
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("fusebox_ready "))
+            .count(),
+        1
+    );
+    assert!(text.lines().all(|l| !l.starts_with("# HELP fake")));
+
+    // The strict reader recovers each name exactly, in every family.
+    let lines = strict(&text);
+    for name in hostile {
+        let hits = lines
+            .iter()
+            .filter(|(_, labels, _)| labels.iter().any(|(k, v)| k == "operation" && v == name))
+            .count();
+        // calls, errors, 1 bucket + +Inf (an instant run), _sum, _count.
+        assert_eq!(hits, 6, "{name:?}");
+    }
+
+    // The independent parser does not unescape, but reads names without
+    // `,` `=` `}` in their escaped form, as the format spells them.
+    let (scalars, _) = index(&scrape(&text));
+    let escaped = [
+        "quote\\\"d",
+        "back\\\\slash",
+        "new\\nline",
+        "all \\\\\\\" \\n three",
+        "caf\u{e9} \u{1F600}",
+    ];
+    for name in escaped {
+        let k = key(
+            "fusebox_operation_calls_total",
+            &[("tracker", "http"), ("operation", name)],
+        );
+        assert_eq!(scalars.get(&k), Some(&1.0), "{name}");
+    }
+}
+
+mod properties {
+    use super::{all, scrape, strict};
+    use fusebox_std::Registry;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the operation names, the output keeps to the grammar
+        /// and every name reads back exactly (as the tracker stored it:
+        /// redacted, and cut to the overflow series past the length limit).
+        #[test]
+        fn any_operation_names_round_trip(names in proptest::collection::btree_set("\\PC{1,24}", 1..6)) {
+            let r = Registry::new();
+            let http = r.tracker("http", all()).unwrap();
+            for name in &names {
+                drop(http.track_operation(name));
+            }
+            let text = r.to_prometheus();
+            let lines = strict(&text);
+            let stored: std::collections::BTreeSet<String> = http.stats().into_keys().collect();
+            let read: std::collections::BTreeSet<String> = lines
+                .iter()
+                .filter(|(m, _, _)| m == "fusebox_operation_calls_total")
+                .map(|(_, labels, _)| labels.iter().find(|(k, _)| k == "operation").unwrap().1.clone())
+                .collect();
+            prop_assert_eq!(read, stored);
+            // The independent parser reads every line too.
+            let parsed = scrape(&text);
+            prop_assert!(parsed.samples.iter().any(|s| s.metric == "fusebox_ready"));
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! `redact`: every kind of secret listed in its docs is masked, nothing else
+//! is touched, and hostile inputs neither panic nor leak.
+
+use fusebox_std::redact::{redact, Redacted, MASK};
+
+#[test]
+fn url_passwords_are_masked() {
+    let cases = [
+        (
+            "redis://user:pass@host:6379/0",
+            "redis://user:***@host:6379/0",
+        ),
+        ("redis://:pass@host", "redis://:***@host"),
+        ("rediss://default:p%40ss@host", "rediss://default:***@host"),
+        ("https://ghp_abc@github.com/x", "https://***@github.com/x"),
+        (
+            "postgres://u:p@db/app?sslmode=require",
+            "postgres://u:***@db/app?sslmode=require",
+        ),
+        (
+            "two: redis://a:b@h1 and redis://c:d@h2",
+            "two: redis://a:***@h1 and redis://c:***@h2",
+        ),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(redact(input), expected, "{input}");
+    }
+}
+
+#[test]
+fn url_without_credentials_is_unchanged() {
+    for input in [
+        "redis://host:6379",
+        "https://example.com/a@b", // '@' in the path, not the authority
+        "mailto:someone@example.com",
+        "",
+    ] {
+        assert_eq!(redact(input), input);
+    }
+}
+
+#[test]
+fn sensitive_parameters_are_masked() {
+    let cases = [
+        ("/cb?token=abc", "/cb?token=***"),
+        ("/cb?a=1&key=K&b=2", "/cb?a=1&key=***&b=2"),
+        ("/x?secret=s#frag", "/x?secret=***#frag"),
+        ("/x?password=p&user=u", "/x?password=***&user=u"),
+        (
+            "/x?access_token=t&api_key=k",
+            "/x?access_token=***&api_key=***",
+        ),
+        ("/x?X-Api-Key=k", "/x?X-Api-Key=***"),
+        ("/x?TOKEN=UP", "/x?TOKEN=***"),
+        (
+            "login failed password=hunter2 user=bob",
+            "login failed password=*** user=bob",
+        ),
+        ("/x?client_secret=s;more", "/x?client_secret=***;more"),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(redact(input), expected, "{input}");
+    }
+}
+
+#[test]
+fn harmless_parameters_are_kept() {
+    for input in [
+        "/search?q=keyboard&page=2",
+        "/x?monkey=1", // ends with "key" but not "_key"/"-key"
+        "/x?tokens=5", // not "token"
+        "/x?token=",   // nothing to mask
+        "a == b",
+    ] {
+        assert_eq!(redact(input), input);
+    }
+}
+
+#[test]
+fn bearer_and_basic_credentials_are_masked() {
+    assert_eq!(
+        redact("Authorization: Bearer eyJ.abc.def"),
+        "Authorization: Bearer ***"
+    );
+    assert_eq!(
+        redact("authorization: bearer t0k, next"),
+        "authorization: bearer ***, next"
+    );
+    assert_eq!(
+        redact("Authorization: Basic dXNlcjpwYXNz"),
+        "Authorization: Basic ***"
+    );
+    // Not a scheme: a word that merely contains it.
+    assert_eq!(redact("unbearer x"), "unbearer x");
+    assert_eq!(redact("Bearer"), "Bearer");
+}
+
+#[test]
+fn everything_at_once() {
+    let line = "GET redis://u:pw@h/0?token=t1 Bearer b1 password=p1";
+    let out = redact(line);
+    for secret in ["pw@", "t1", "b1", "p1"] {
+        assert!(!out.contains(secret), "{secret} leaked in {out}");
+    }
+    assert_eq!(out.matches(MASK).count(), 4);
+}
+
+#[test]
+fn redacted_displays_masked() {
+    let url = String::from("redis://a:b@c");
+    assert_eq!(format!("{}", Redacted(&url)), "redis://a:***@c");
+    assert_eq!(format!("{}", Redacted(42)), "42");
+}
+
+#[test]
+fn hostile_inputs_do_not_panic() {
+    for input in [
+        "://",
+        "://@",
+        "x://:@",
+        "=",
+        "==token=",
+        "token=\u{e9}t\u{e9}",
+        "Bearer \u{1F600}",
+        "redis://\u{e9}:\u{e9}@\u{e9}",
+        "?token=a&token=b",
+        "@@@://@@@",
+    ] {
+        // No panic on any byte position, and masking is idempotent.
+        let once = redact(input).into_owned();
+        assert_eq!(redact(&once), once, "{input}");
+    }
+    assert_eq!(redact("token=\u{e9}t\u{e9}"), "token=***");
+    assert_eq!(
+        redact("redis://\u{e9}:\u{e9}@\u{e9}"),
+        "redis://\u{e9}:***@\u{e9}"
+    );
+    assert_eq!(redact("?token=a&token=b"), "?token=***&token=***");
+}
+
+mod properties {
+    use fusebox_std::redact::redact;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text: no panic (every cut falls on a character boundary),
+        /// and masking again changes nothing.
+        #[test]
+        fn any_text_is_safe_and_idempotent(text in "\\PC{0,64}") {
+            let once = redact(&text).into_owned();
+            let twice = redact(&once).into_owned();
+            prop_assert_eq!(twice, once);
+        }
+
+        /// Text made of the pieces the masks look for, in any order.
+        #[test]
+        fn pieces_in_any_order(parts in proptest::collection::vec(
+            prop_oneof![
+                Just("://"), Just("@"), Just(":"), Just("="), Just("&"), Just("?"),
+                Just("token"), Just("Bearer "), Just("basic "), Just("\u{e9}"), Just(" "),
+                Just("x"), Just("/"),
+            ],
+            0..24,
+        )) {
+            let text: String = parts.concat();
+            let once = redact(&text).into_owned();
+            let twice = redact(&once).into_owned();
+            prop_assert_eq!(twice, once);
+        }
+
+        /// A password in a URL never survives, whatever it is made of.
+        #[test]
+        fn url_passwords_never_survive(
+            user in "[a-z]{0,8}",
+            password in "[A-Za-z0-9!$%^*()+.~-]{6,20}",
+            host in "[a-z]{1,10}(\\.[a-z]{2,5})?",
+            tail in "(/[a-z]{0,5})?(\\?(page|q|lang)=[a-z0-9]{0,5})?",
+        ) {
+            let url = format!("redis://{user}:{password}@{host}{tail}");
+            let out = redact(&url);
+            prop_assert!(!out.contains(&password), "{} -> {}", url, out);
+            prop_assert_eq!(out, format!("redis://{user}:***@{host}{tail}"));
+        }
+
+        /// Nor does a sensitive parameter's value.
+        #[test]
+        fn sensitive_values_never_survive(
+            name in "(token|key|secret|password|api_key|access_token|X-Api-Key)",
+            value in "[A-Za-z0-9._~+/-]{1,24}",
+            before in "((page|q|lang)=[a-z0-9]{1,5}&)?",
+        ) {
+            let url = format!("https://h/p?{before}{name}={value}&page=2");
+            prop_assert_eq!(redact(&url), format!("https://h/p?{before}{name}=***&page=2"));
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! The tracker's documented contract: percentiles within the core
+//! histogram's 1/256 bound, stages and their totals, request summaries
+//! (live, finished, bounded), sampling (random and by id hash), bounded
+//! series with an overflow entry, recording on drop and on cancellation.
+//! Time is tokio's paused clock: every duration below is exact.
+// Sums of a few latencies: far below 2^52, exact in f64.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::float_cmp
+)]
+
+use std::time::Duration as StdDuration;
+
+use fusebox::Duration;
+use fusebox_std::tracker::OVERFLOW;
+use fusebox_std::{Tracker, TrackerConfig};
+use tokio::time::sleep;
+
+fn all() -> TrackerConfig {
+    TrackerConfig {
+        sample_rate: 1.0,
+        ..TrackerConfig::default()
+    }
+}
+
+/// Within the histogram's documented relative error of `exact`.
+fn close(got: u64, exact: u64) -> bool {
+    got.abs_diff(exact) <= exact / 256
+}
+
+#[tokio::test(start_paused = true)]
+async fn percentiles_follow_the_recorded_latencies() {
+    let tracker = Tracker::new(all()).unwrap();
+    // 1 ms, 2 ms, ..., 100 ms, in shuffled order.
+    for i in 0..100u64 {
+        let ms = (i * 37) % 100 + 1;
+        let op = tracker.track_operation("render");
+        sleep(StdDuration::from_millis(ms)).await;
+        drop(op);
+    }
+    let stats = tracker.stats()["render"];
+    assert_eq!((stats.calls, stats.errors, stats.sampled), (100, 0, 100));
+    let l = stats.latency_us.unwrap();
+    // Nearest rank: p50 is the 50th smallest (50 ms), p95 the 95th, p99 the
+    // 99th, p99.9 the 100th.
+    assert!(close(l.p50, 50_000), "p50 {}", l.p50);
+    assert!(close(l.p95, 95_000), "p95 {}", l.p95);
+    assert!(close(l.p99, 99_000), "p99 {}", l.p99);
+    assert!(close(l.p999, 100_000), "p999 {}", l.p999);
+    assert_eq!(l.max, 100_000);
+    assert!((l.mean - 50_500.0).abs() < 1e-6, "mean {}", l.mean);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stages_nest_and_are_totalled_per_stage() {
+    let tracker = Tracker::new(all()).unwrap();
+    let op = tracker.track_operation("checkout");
+    for ms in [3, 4] {
+        let db = op.track_stage("db");
+        let query = db.track_stage("query");
+        sleep(StdDuration::from_millis(ms)).await;
+        drop(query);
+        sleep(StdDuration::from_millis(1)).await;
+        drop(db);
+    }
+    {
+        let _pay = op.track_stage("payment");
+        sleep(StdDuration::from_millis(10)).await;
+    }
+    drop(op);
+
+    let stats = tracker.stats();
+    assert_eq!(
+        stats.keys().collect::<Vec<_>>(),
+        [
+            "checkout",
+            "checkout/db",
+            "checkout/db/query",
+            "checkout/payment"
+        ]
+    );
+    let total = |path: &str| {
+        let s = stats[path];
+        let l = s.latency_us.unwrap();
+        (s.calls, (l.mean * s.sampled as f64).round() as u64, l.max)
+    };
+    assert_eq!(total("checkout/db/query"), (2, 7_000, 4_000));
+    assert_eq!(total("checkout/db"), (2, 9_000, 5_000));
+    assert_eq!(total("checkout/payment"), (1, 10_000, 10_000));
+    assert_eq!(total("checkout"), (1, 19_000, 19_000));
+}
+
+#[tokio::test]
+async fn errors_are_counted_whether_sampled_or_not() {
+    let tracker = Tracker::new(TrackerConfig {
+        sample_rate: 0.0,
+        ..TrackerConfig::default()
+    })
+    .unwrap();
+    for i in 0..10 {
+        let mut op = tracker.track_operation("send");
+        assert!(!op.is_sampled());
+        if i % 3 == 0 {
+            op.fail();
+        }
+        let _ = op.check(if i == 1 { Err(()) } else { Ok(()) });
+    }
+    let s = tracker.stats()["send"];
+    assert_eq!(
+        (s.calls, s.errors, s.sampled, s.latency_us),
+        (10, 5, 0, None)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn execution_summary_while_running_and_after() {
+    let tracker = Tracker::new(all()).unwrap();
+    let op = tracker.track_request("req-7", "checkout");
+    {
+        let _cart = op.track_stage("cart");
+        sleep(StdDuration::from_millis(2)).await;
+    }
+    let running = tracker.execution_summary("req-7").unwrap();
+    assert_eq!(running.request_id, "req-7");
+    assert_eq!(running.operation, "checkout");
+    assert_eq!(running.total, None);
+    assert_eq!(running.stages.len(), 1);
+    assert_eq!(running.stages[0].stage, "checkout/cart");
+    assert_eq!(running.stages[0].duration, Duration::from_millis(2));
+
+    for ms in [5, 6] {
+        let db = op.track_stage("db");
+        let mut q = db.track_stage("query");
+        sleep(StdDuration::from_millis(ms)).await;
+        if ms == 6 {
+            q.fail();
+        }
+    }
+    drop(op);
+
+    let done = tracker.execution_summary("req-7").unwrap();
+    assert_eq!(done.total, Some(Duration::from_millis(13)));
+    assert!(!done.failed);
+    let stages: Vec<(&str, u64, bool)> = done
+        .stages
+        .iter()
+        .map(|s| (s.stage.as_str(), s.duration.as_millis(), s.failed))
+        .collect();
+    // Children finish before their parents.
+    assert_eq!(
+        stages,
+        [
+            ("checkout/cart", 2, false),
+            ("checkout/db/query", 5, false),
+            ("checkout/db", 5, false),
+            ("checkout/db/query", 6, true),
+            ("checkout/db", 6, false),
+        ]
+    );
+    assert_eq!(done.stage_total("checkout/db"), Duration::from_millis(11));
+    assert_eq!(done.dropped_stages, 0);
+
+    let json = serde_json::to_value(&done).unwrap();
+    assert_eq!(json["total_us"], 13_000);
+    assert_eq!(json["stages"][0]["duration_us"], 2_000);
+}
+
+#[tokio::test]
+async fn request_summaries_are_bounded_oldest_first() {
+    let tracker = Tracker::new(TrackerConfig {
+        max_requests: 3,
+        ..all()
+    })
+    .unwrap();
+    for id in ["a", "b", "c", "d", "e"] {
+        drop(tracker.track_request(id, "op"));
+    }
+    assert_eq!(tracker.requests_held(), 3);
+    assert!(tracker.execution_summary("a").is_none());
+    assert!(tracker.execution_summary("b").is_none());
+    for id in ["c", "d", "e"] {
+        assert!(tracker.execution_summary(id).is_some(), "{id}");
+    }
+    // An id seen again replaces its summary; the cap still holds.
+    let mut again = tracker.track_request("c", "other");
+    again.fail();
+    drop(again);
+    assert_eq!(tracker.execution_summary("c").unwrap().operation, "other");
+    assert!(tracker.execution_summary("c").unwrap().failed);
+    for id in ["f", "g"] {
+        drop(tracker.track_request(id, "op"));
+    }
+    assert!(tracker.requests_held() <= 3);
+    assert!(
+        tracker.execution_summary("c").is_some(),
+        "the newest c is kept"
+    );
+    // A flood of ids never holds more than the cap.
+    for i in 0..10_000 {
+        drop(tracker.track_request(&format!("flood-{i}"), "op"));
+    }
+    assert_eq!(tracker.requests_held(), 3);
+}
+
+#[tokio::test]
+async fn stages_per_request_are_bounded() {
+    let tracker = Tracker::new(TrackerConfig {
+        max_stages_per_request: 2,
+        ..all()
+    })
+    .unwrap();
+    let op = tracker.track_request("r", "op");
+    for _ in 0..5 {
+        drop(op.track_stage("s"));
+    }
+    drop(op);
+    let s = tracker.execution_summary("r").unwrap();
+    assert_eq!((s.stages.len(), s.dropped_stages), (2, 3));
+    // The stage series still counts every run.
+    assert_eq!(tracker.stats()["op/s"].calls, 5);
+}
+
+#[tokio::test]
+async fn summaries_off_or_id_too_long() {
+    let long = "x".repeat(TrackerConfig::MAX_NAME_LEN + 1);
+    let tracker = Tracker::new(all()).unwrap();
+    drop(tracker.track_request(&long, "op"));
+    assert!(tracker.execution_summary(&long).is_none());
+    assert_eq!(tracker.stats()["op"].calls, 1);
+
+    let off = Tracker::new(TrackerConfig {
+        max_requests: 0,
+        ..all()
+    })
+    .unwrap();
+    drop(off.track_request("r", "op"));
+    assert_eq!(off.requests_held(), 0);
+    assert_eq!(off.stats()["op"].sampled, 1);
+}
+
+#[tokio::test]
+async fn sampling_by_request_id_is_deterministic() {
+    let half = TrackerConfig {
+        sample_rate: 0.5,
+        ..TrackerConfig::default()
+    };
+    let (a, b) = (Tracker::new(half).unwrap(), Tracker::new(half).unwrap());
+    let mut sampled = 0;
+    for i in 0..2_000 {
+        let id = format!("req-{i}");
+        let ga = a.track_request(&id, "op");
+        let gb = b.track_request(&id, "other");
+        assert_eq!(ga.is_sampled(), gb.is_sampled(), "{id}");
+        // Stages inherit the request's decision.
+        assert_eq!(ga.track_stage("s").is_sampled(), ga.is_sampled());
+        // The same id decides the same way every time.
+        assert_eq!(a.track_request(&id, "op").is_sampled(), ga.is_sampled());
+        sampled += usize::from(ga.is_sampled());
+    }
+    // A hash spreads ids evenly: 50 % of 2 000, well within 6 standard
+    // deviations (22 each).
+    assert!((870..=1_130).contains(&sampled), "{sampled}");
+    // Only sampled requests keep a summary.
+    assert_eq!(a.requests_held(), sampled.min(1024));
+}
+
+#[tokio::test]
+async fn random_sampling_follows_the_rate() {
+    let tracker = Tracker::new(TrackerConfig::default()).unwrap();
+    assert_eq!(tracker.config().sample_rate, 0.1);
+    for _ in 0..20_000 {
+        drop(tracker.track_operation("op"));
+    }
+    let s = tracker.stats()["op"];
+    assert_eq!(s.calls, 20_000);
+    // 10 % of 20 000 = 2 000, standard deviation 42.
+    assert!((1_750..=2_250).contains(&s.sampled), "{}", s.sampled);
+    assert!(Tracker::new(all())
+        .unwrap()
+        .track_operation("x")
+        .is_sampled());
+}
+
+#[tokio::test]
+async fn series_are_bounded_with_an_overflow_entry() {
+    let tracker = Tracker::new(TrackerConfig {
+        max_series: 4,
+        ..all()
+    })
+    .unwrap();
+    for i in 0..1_000 {
+        drop(tracker.track_operation(&format!("user-{i}")));
+    }
+    let stats = tracker.stats();
+    assert_eq!(stats.len(), 5, "4 series + overflow");
+    assert_eq!(stats[OVERFLOW].calls, 996);
+    assert_eq!(stats.values().map(|s| s.calls).sum::<u64>(), 1_000);
+    // Known names keep their own series; stages need room too.
+    drop(tracker.track_operation("user-0").track_stage("db"));
+    let stats = tracker.stats();
+    assert_eq!(stats["user-0"].calls, 2);
+    assert_eq!(stats[OVERFLOW].calls, 997);
+    // A name too long is overflow even when there is room.
+    let roomy = Tracker::new(all()).unwrap();
+    drop(roomy.track_operation(&"n".repeat(TrackerConfig::MAX_NAME_LEN + 1)));
+    assert_eq!(roomy.stats().keys().collect::<Vec<_>>(), [OVERFLOW]);
+    // Nobody can name a series "__overflow__" by hand and escape the cap.
+    drop(roomy.track_operation(OVERFLOW));
+    assert_eq!(roomy.stats()[OVERFLOW].calls, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_future_still_records() {
+    let tracker = Tracker::new(all()).unwrap();
+    let t = tracker.clone();
+    let work = async move {
+        let _op = t.track_operation("slow");
+        sleep(StdDuration::from_secs(10)).await;
+    };
+    let out = tokio::time::timeout(StdDuration::from_millis(50), work).await;
+    assert!(out.is_err(), "timed out");
+    let s = tracker.stats()["slow"];
+    assert_eq!(s.calls, 1);
+    assert_eq!(s.latency_us.unwrap().max, 50_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_guard_can_cross_tasks() {
+    let tracker = Tracker::new(all()).unwrap();
+    let op = tracker.track_operation("spawned");
+    let handle = tokio::spawn(async move {
+        sleep(StdDuration::from_millis(7)).await;
+        drop(op);
+    });
+    handle.await.unwrap();
+    assert_eq!(tracker.stats()["spawned"].latency_us.unwrap().max, 7_000);
+}
+
+#[tokio::test]
+async fn names_are_redacted_before_use() {
+    let tracker = Tracker::new(all()).unwrap();
+    drop(tracker.track_operation("GET /cb?token=abc"));
+    drop(tracker.track_operation("GET /cb?token=xyz"));
+    drop(
+        tracker
+            .track_operation("GET /cb?token=abc")
+            .track_stage("redis://u:pw@h"),
+    );
+    let stats = tracker.stats();
+    assert_eq!(stats["GET /cb?token=***"].calls, 3);
+    assert_eq!(stats["GET /cb?token=***/redis://u:***@h"].calls, 1);
+    assert!(stats
+        .keys()
+        .all(|k| !k.contains("abc") && !k.contains("xyz") && !k.contains("pw")));
+}
+
+#[test]
+fn invalid_configs_are_refused() {
+    let bad = [
+        (
+            TrackerConfig {
+                sample_rate: f64::NAN,
+                ..TrackerConfig::default()
+            },
+            "sample_rate",
+        ),
+        (
+            TrackerConfig {
+                sample_rate: -0.1,
+                ..TrackerConfig::default()
+            },
+            "sample_rate",
+        ),
+        (
+            TrackerConfig {
+                max_series: 0,
+                ..TrackerConfig::default()
+            },
+            "max_series",
+        ),
+        (
+            TrackerConfig {
+                max_series: 4097,
+                ..TrackerConfig::default()
+            },
+            "max_series",
+        ),
+        (
+            TrackerConfig {
+                max_requests: 65_537,
+                ..TrackerConfig::default()
+            },
+            "max_requests",
+        ),
+        (
+            TrackerConfig {
+                max_stages_per_request: 1025,
+                ..TrackerConfig::default()
+            },
+            "max_stages_per_request",
+        ),
+    ];
+    for (config, field) in bad {
+        assert_eq!(Tracker::new(config).unwrap_err().field(), field);
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_id_does_not_push_others_out() {
+    let tracker = Tracker::new(TrackerConfig {
+        max_requests: 3,
+        ..all()
+    })
+    .unwrap();
+    drop(tracker.track_request("a", "op"));
+    drop(tracker.track_request("b", "op"));
+    for _ in 0..1_000 {
+        drop(tracker.track_request("c", "op"));
+    }
+    assert_eq!(tracker.requests_held(), 3);
+    for id in ["a", "b", "c"] {
+        assert!(tracker.execution_summary(id).is_some(), "{id}");
+    }
+    drop(tracker.track_request("d", "op"));
+    assert!(tracker.execution_summary("a").is_none(), "a is the oldest");
+    assert!(tracker.execution_summary("b").is_some());
+}
+
+#[test]
+fn concurrent_runs_are_all_counted_within_the_bounds() {
+    let tracker = Tracker::new(TrackerConfig {
+        max_series: 8,
+        max_requests: 16,
+        ..all()
+    })
+    .unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let tracker = tracker.clone();
+            std::thread::spawn(move || {
+                for i in 0..5_000 {
+                    let op = tracker.track_request(&format!("{t}-{i}"), &format!("op-{}", i % 20));
+                    drop(op.track_stage("s"));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = tracker.stats();
+    assert_eq!(stats.len(), 9, "8 series and the overflow");
+    // Every run and every stage counted once: 20 000 of each.
+    assert_eq!(stats.values().map(|s| s.calls).sum::<u64>(), 40_000);
+    assert_eq!(stats.values().map(|s| s.sampled).sum::<u64>(), 40_000);
+    assert_eq!(tracker.requests_held(), 16);
+}
