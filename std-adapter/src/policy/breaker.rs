@@ -52,7 +52,13 @@ struct Shared<C> {
     clock: TokioClock,
     timeout: Option<Duration>,
     classifier: C,
+    on_transition: Option<TransitionHook>,
 }
+
+/// Called with the breaker's name for every state change a call through the
+/// policy causes (instead of the policy's own `tracing` event); see
+/// [`BreakerBuilder::on_transition`].
+pub type TransitionHook = Arc<dyn Fn(&str, Transition) + Send + Sync>;
 
 impl<C> Clone for Breaker<C> {
     fn clone(&self) -> Self {
@@ -85,13 +91,23 @@ impl<C> std::fmt::Debug for Breaker<C> {
 /// assert_eq!(breaker.timeout(), Some(Duration::from_millis(800)));
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
-#[derive(Debug)]
 pub struct BreakerBuilder<C = DefaultClassifier> {
     breaker: Arc<CircuitBreaker>,
     name: Arc<str>,
     clock: Option<TokioClock>,
     timeout: Option<Duration>,
     classifier: C,
+    on_transition: Option<TransitionHook>,
+}
+
+impl<C> std::fmt::Debug for BreakerBuilder<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BreakerBuilder")
+            .field("name", &self.name)
+            .field("timeout", &self.timeout)
+            .field("on_transition", &self.on_transition.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl BreakerBuilder {
@@ -118,6 +134,7 @@ impl BreakerBuilder {
             clock: self.clock,
             timeout: self.timeout,
             classifier,
+            on_transition: self.on_transition,
         }
     }
 }
@@ -159,6 +176,34 @@ impl<C> BreakerBuilder<C> {
         self
     }
 
+    /// Hands every state change a call causes to `hook` (with the
+    /// breaker's name) instead of logging it: a [`Registry`](crate::Registry)
+    /// publishes it as an event and logs it
+    /// ([`Registry::breaker_policy`](crate::Registry::breaker_policy) sets
+    /// this up).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use fusebox::breaker::{CircuitBreaker, Config, State};
+    /// use fusebox_std::policy::Breaker;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = Breaker::builder("search", core)
+    ///     .on_transition(Arc::new(move |name: &str, t| log.lock().unwrap().push((name.to_owned(), t.to))))
+    ///     .build();
+    /// let _ = breaker.call(async { Err::<(), _>("down") }).await;
+    /// assert_eq!(*seen.lock().unwrap(), [("search".to_owned(), State::Open)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn on_transition(mut self, hook: TransitionHook) -> Self {
+        self.on_transition = Some(hook);
+        self
+    }
+
     /// The breaker.
     ///
     /// ```
@@ -178,6 +223,7 @@ impl<C> BreakerBuilder<C> {
                 clock: self.clock.unwrap_or_default(),
                 timeout: self.timeout,
                 classifier: self.classifier,
+                on_transition: self.on_transition,
             }),
         }
     }
@@ -202,6 +248,7 @@ impl Breaker {
             clock: None,
             timeout: None,
             classifier: DefaultClassifier,
+            on_transition: None,
         }
     }
 
@@ -488,7 +535,7 @@ where
                 }
                 Ok(permit) => {
                     if let Some(t) = permit.transition() {
-                        log_transition(&shared.name, t);
+                        shared.transition(t);
                     }
                     if let Some(timeout) = *this.timeout {
                         let at = shared.clock.to_tokio(now) + timeout;
@@ -536,7 +583,17 @@ fn record<C>(
     elapsed: fusebox::Duration,
 ) {
     if let Some(t) = permit.record(outcome, now, elapsed) {
-        log_transition(&shared.name, t);
+        shared.transition(t);
+    }
+}
+
+impl<C> Shared<C> {
+    /// A transition this policy caused: to the hook, or logged.
+    fn transition(&self, t: Transition) {
+        match &self.on_transition {
+            Some(hook) => hook(&self.name, t),
+            None => log_transition(&self.name, t),
+        }
     }
 }
 

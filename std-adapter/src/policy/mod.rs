@@ -23,7 +23,8 @@ mod retry;
 pub use backoff::{
     Backoff, BackoffError, ExponentialBackoff, ExponentialBackoffMaker, Jitter, MakeBackoff,
 };
-pub use breaker::{Breaker, BreakerBuilder, BreakerCall};
+pub(crate) use breaker::log_transition;
+pub use breaker::{Breaker, BreakerBuilder, BreakerCall, TransitionHook};
 pub use budget::{BudgetError, RetryBudget};
 pub use bulkhead::{Bulkhead, BulkheadMetrics, BulkheadPermit, BulkheadRejection, Overflow};
 pub use classify::{Classify, DefaultClassifier};

@@ -53,6 +53,56 @@ impl Registry {
         }
     }
 
+    /// A [`Breaker`](crate::policy::Breaker) policy over the breaker `name`
+    /// (created with `config` if it does not exist, as
+    /// [`breaker`](Self::breaker)), reading the registry's clock, whose
+    /// state changes are published as events and logged by the registry
+    /// ([`transition`](Self::transition)) while the registry lives.
+    ///
+    /// A registry built with a custom clock (`RegistryBuilder::clock`)
+    /// still gives its policies a tokio clock started with the registry:
+    /// give such a registry's breakers your own policies with the same
+    /// clock instead.
+    ///
+    /// # Errors
+    ///
+    /// As [`breaker`](Self::breaker).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{Config, State};
+    /// use fusebox_std::events::Event;
+    /// use fusebox_std::Registry;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let registry = Arc::new(Registry::builder().build());
+    /// let mut events = registry.events().subscribe();
+    /// let payments = registry.breaker_policy("payments", Config::builder().consecutive_failures(1).build()?)?;
+    /// let _ = payments.call(async { Err::<(), _>("declined upstream") }).await;
+    /// assert!(matches!(events.try_recv(), Some(Event::StateChange { to: State::Open, .. })));
+    /// assert!(!registry.health().breakers.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn breaker_policy(
+        self: &Arc<Self>,
+        name: &str,
+        config: Config,
+    ) -> Result<crate::policy::Breaker, RegistryError> {
+        let core = self.breaker(name, config)?;
+        let registry = Arc::downgrade(self);
+        Ok(crate::policy::Breaker::builder(name, core)
+            .clock(self.tokio_clock)
+            .on_transition(Arc::new(move |name: &str, t| {
+                if let Some(registry) = registry.upgrade() {
+                    registry.transition(name, t);
+                } else {
+                    crate::policy::log_transition(name, t);
+                }
+            }))
+            .build())
+    }
+
     /// The breaker `name`, created with `config` if it does not exist.
     ///
     /// # Errors

@@ -81,10 +81,10 @@ impl RegistryBuilder {
     /// assert!(Registry::builder().build().health().breakers.is_empty());
     /// ```
     pub fn build(self) -> Registry {
+        let tokio_clock = crate::TokioClock::new();
         Registry {
-            clock: self
-                .clock
-                .unwrap_or_else(|| Box::new(crate::TokioClock::new())),
+            clock: self.clock.unwrap_or_else(|| Box::new(tokio_clock)),
+            tokio_clock,
             started: tokio::time::Instant::now(),
             max_entries: self.max_entries,
             events: Events::new(self.events_capacity),

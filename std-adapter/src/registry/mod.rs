@@ -82,6 +82,9 @@ use limiters::KeyedSource;
 /// ```
 pub struct Registry {
     clock: Box<dyn Clock + Send + Sync>,
+    /// The tokio clock policies built by the registry read: the registry's
+    /// own clock unless the builder was given another.
+    tokio_clock: crate::TokioClock,
     started: tokio::time::Instant,
     max_entries: usize,
     events: Events,
