@@ -104,7 +104,3 @@ pub use time::EmbassyClock;
 pub use time::StdClock;
 pub use time::{Clock, Duration, Instant};
 
-// The README's examples are a server user's: they need the `std` feature.
-#[cfg(all(doctest, feature = "std"))]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

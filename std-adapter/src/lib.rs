@@ -98,3 +98,9 @@ pub use clock::TokioClock;
 pub use policy::CallError;
 pub use registry::{Registry, RegistryError};
 pub use tracker::{OperationStats, TrackGuard, Tracker, TrackerConfig, TrackerConfigError};
+
+// The README's examples, core and adapter alike, compile and run as this
+// crate's doctests (it depends on the core with `std` and `serde`).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
