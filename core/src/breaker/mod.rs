@@ -485,12 +485,7 @@ mod tests;
 // The documented sizes, checked by every build, the thumb targets included.
 #[cfg(not(loom))]
 const _: () = assert!(
-    core::mem::size_of::<CircuitBreaker>()
-        == if cfg!(fusebox_wide_words) {
-            248
-        } else {
-            208
-        }
+    core::mem::size_of::<CircuitBreaker>() == if cfg!(fusebox_wide_words) { 248 } else { 208 }
 );
 
 // The state word and the counters never share a cache line (see the struct).

@@ -119,6 +119,7 @@ mod split;
 mod state;
 #[cfg(all(test, not(loom)))]
 mod tests;
+mod tiers;
 
 use core::cell::UnsafeCell;
 use core::fmt;
@@ -132,11 +133,12 @@ use self::packed as design;
 #[cfg(not(fusebox_wide_words))]
 use self::split as design;
 use self::state::{EMPTY, FP_SHIFT, LOCKED};
+use self::tiers::{Refused, Tiers};
 use super::gcra::Params;
 use super::{InsufficientCapacity, Quota, QuotaError, RateLimited, TokenBucket};
 use crate::hash::FixedState;
 use crate::sync::{AtomicU32, Counter, Ordering, TableLock, TatWord};
-use crate::Instant;
+use crate::{Duration, Instant};
 
 /// Slots searched for a key, from its home slot.
 pub const PROBE: usize = 16;
@@ -175,6 +177,10 @@ pub enum KeyedError {
         /// The tier asked for.
         tier: usize,
     },
+    /// The quota given to [`set_quota`](KeyedLimiter::set_quota) does not
+    /// fit the slots' bucket word (see
+    /// [`with_tiers`](KeyedLimiter::with_tiers)); nothing was changed.
+    Quota(QuotaError),
 }
 
 impl fmt::Display for KeyedError {
@@ -184,6 +190,7 @@ impl fmt::Display for KeyedError {
             Self::InsufficientCapacity(e) => e.fmt(f),
             Self::TableFull => f.write_str("keyed limiter full: no idle slot for a new key"),
             Self::TierOutOfRange { tier } => write!(f, "no quota tier {tier} in this limiter"),
+            Self::Quota(e) => e.fmt(f),
         }
     }
 }
@@ -191,6 +198,11 @@ impl core::error::Error for KeyedError {}
 impl From<RateLimited> for KeyedError {
     fn from(e: RateLimited) -> Self {
         Self::RateLimited(e)
+    }
+}
+impl From<QuotaError> for KeyedError {
+    fn from(e: QuotaError) -> Self {
+        Self::Quota(e)
     }
 }
 
@@ -276,9 +288,8 @@ pub(crate) struct Slot<K> {
 /// ```
 pub struct KeyedLimiter<K, const N: usize, const TIERS: usize = 1, S = FixedState> {
     slots: [Slot<K>; N],
-    tiers: [Quota; TIERS],
-    /// The GCRA parameters of each tier for the slots' bucket words.
-    params: [Params; TIERS],
+    /// Each tier's quota, changeable at run time (see the `tiers` module).
+    tiers: Tiers<TIERS>,
     overflow: Option<TokenBucket>,
     hasher: S,
     tier_of: Option<fn(&K) -> usize>,
@@ -527,8 +538,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
             for i in 0..N {
                 slots.add(i).write(design::empty());
             }
-            addr_of_mut!((*this).tiers).write(tiers);
-            addr_of_mut!((*this).params).write(params);
+            addr_of_mut!((*this).tiers).write(Tiers::new(&tiers, &params));
             addr_of_mut!((*this).overflow).write(match policy {
                 FullPolicy::Reject => None,
                 FullPolicy::Overflow(q) => Some(TokenBucket::new(q)),
@@ -589,9 +599,129 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         self.tier_of = Some(tier_of);
     }
 
-    /// The quota of `tier`.
-    pub fn quota(&self, tier: usize) -> Option<&Quota> {
-        self.tiers.get(tier)
+    /// The quota of `tier` in force (by value: it can change, see
+    /// [`set_quota`](Self::set_quota)); `None` if the limiter has no such
+    /// tier.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    ///
+    /// let limiter: KeyedLimiter<u32, 8, 2> =
+    ///     KeyedLimiter::with_tiers([Quota::per_second(1)?, Quota::per_second(9)?], FullPolicy::Reject)?;
+    /// assert_eq!(limiter.quota(1), Some(Quota::per_second(9)?));
+    /// assert_eq!(limiter.quota(2), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn quota(&self, tier: usize) -> Option<Quota> {
+        (tier < TIERS).then(|| self.tiers.quota(tier))
+    }
+
+    /// Changes the quota of `tier` at `now` and returns the one it
+    /// replaces. Callable on a shared limiter; concurrent decisions never
+    /// wait for it, and each one is decided wholly under the old quota or
+    /// wholly under the new.
+    ///
+    /// Every key of the tier keeps its bucket's state, carried over at
+    /// `now` exactly as [`TokenBucket::set_quota`] documents: the tokens
+    /// available at `now` stay available (fractions included, rounded
+    /// toward fewer; clamped to the new burst), so raising the limit
+    /// grants no new burst and lowering it limits a key at once; the new
+    /// rate refills from `now` on; a key that `now` reads as overdrawn
+    /// stays overdrawn for the same time. A key not in the table starts
+    /// with the new quota's full burst, as a new key always does (an
+    /// evicted key was idle, its bucket full, when it left). Keys of other
+    /// tiers and the overflow bucket (see
+    /// [`set_overflow_quota`](Self::set_overflow_quota)) are unaffected.
+    ///
+    /// Changes take the table's lock (with insertions and evictions: a
+    /// `std` mutex per table, the critical section without `std`) and
+    /// convert every key of the tier before returning: linear in `N`.
+    /// Decisions on the tier's keys that race with a change convert their
+    /// key themselves (see the `tiers` module).
+    ///
+    /// # Errors
+    ///
+    /// [`KeyedError::TierOutOfRange`] if `tier >= TIERS`;
+    /// [`KeyedError::Quota`] if `quota` does not fit the slots' bucket
+    /// word (as in [`with_tiers`](Self::with_tiers)). Nothing changes then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let limiter: Arc<KeyedLimiter<u32, 64, 2>> = Arc::new(KeyedLimiter::with_tiers(
+    ///     [Quota::per_second(10)?, Quota::per_second(100)?],
+    ///     FullPolicy::Reject,
+    /// )?);
+    /// let now = Instant::from_secs(1);
+    /// limiter.try_acquire_n(&7, 8, now)?; // tier 0: 2 left
+    ///
+    /// // An operator raises tier 0 while requests keep flowing.
+    /// let shared = Arc::clone(&limiter);
+    /// let old = std::thread::spawn(move || shared.set_quota(0, Quota::per_second(50)?, now))
+    ///     .join()
+    ///     .unwrap()?;
+    /// assert_eq!(old, Quota::per_second(10)?);
+    /// assert_eq!(limiter.available(&7, now), 2, "no new burst");
+    /// assert_eq!(limiter.available(&7, now + Duration::from_millis(20)), 3, "the new rate");
+    /// assert_eq!(limiter.available(&8, now), 50, "a new key: the new burst");
+    /// assert_eq!(
+    ///     limiter.set_quota(2, Quota::per_second(1)?, now),
+    ///     Err(KeyedError::TierOutOfRange { tier: 2 })
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// ```
+    ///
+    /// [`TokenBucket::set_quota`]: super::TokenBucket::set_quota
+    pub fn set_quota(&self, tier: usize, quota: Quota, now: Instant) -> Result<Quota, KeyedError> {
+        if tier >= TIERS {
+            return Err(KeyedError::TierOutOfRange { tier });
+        }
+        let params = design::params(&quota).map_err(KeyedError::Quota)?;
+        Ok(self.lock.with(|| {
+            let replaced = self.tiers.publish(tier, &quota, &params, now.as_micros());
+            for slot in &self.slots {
+                self.sweep(slot, tier);
+            }
+            replaced
+        }))
+    }
+
+    /// The overflow bucket's quota in force, `None` under
+    /// [`FullPolicy::Reject`].
+    pub fn overflow_quota(&self) -> Option<Quota> {
+        self.overflow.as_ref().map(TokenBucket::quota)
+    }
+
+    /// Changes the quota of the shared overflow bucket at `now`, as
+    /// [`TokenBucket::set_quota`] does (the bucket's state carries over the
+    /// same way), and returns the one it replaces; `None` (and nothing
+    /// changes) under [`FullPolicy::Reject`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::Instant;
+    ///
+    /// let limiter: KeyedLimiter<u32, 8> =
+    ///     KeyedLimiter::new(Quota::per_second(1)?, FullPolicy::Overflow(Quota::per_second(5)?))?;
+    /// let old = limiter.set_overflow_quota(Quota::per_second(20)?, Instant::from_secs(1));
+    /// assert_eq!(old, Some(Quota::per_second(5)?));
+    /// assert_eq!(limiter.overflow_quota(), Some(Quota::per_second(20)?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// [`TokenBucket::set_quota`]: super::TokenBucket::set_quota
+    pub fn set_overflow_quota(&self, quota: Quota, now: Instant) -> Option<Quota> {
+        self.overflow
+            .as_ref()
+            .map(|bucket| bucket.set_quota(quota, now))
     }
 
     /// Takes one token for `key` at `now`; a new key gets the tier of the
@@ -687,9 +817,8 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
             // the key. Under the lock no eviction runs and no pin is needed.
             let found = self.lock.with(|| {
                 self.find_locked(key, fp, home).map(|i| {
-                    let slot = &self.slots[i];
-                    let params = self.params_of(slot.state.load(Ordering::Acquire));
-                    params.available(Self::tat_locked(slot), now.as_micros()) as u32
+                    let (params, tat) = self.tat_locked(&self.slots[i]);
+                    params.available(tat, now.as_micros()) as u32
                 })
             });
             if let Some(available) = found {
@@ -699,10 +828,12 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         // Absent: its bucket would start from its fingerprint's eviction
         // mark, read lock-free. An eviction raises the mark before the key
         // leaves its slot, so a key not found has its mark visible.
-        let Some(params) = self.params.get(self.tier_of.map_or(0, |f| f(key))) else {
+        let tier = self.tier_of.map_or(0, |f| f(key));
+        if tier >= TIERS {
             return 0;
-        };
-        let start = marks::start(params, self.marks.get(fp), now.as_micros());
+        }
+        let params = self.tiers.params(tier);
+        let start = marks::start(&params, self.marks.get(fp), now.as_micros());
         params.available(start, now.as_micros()) as u32
     }
 
@@ -753,25 +884,15 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         KeyedError::TierOutOfRange { tier }
     }
 
-    /// The quota of a live slot's state.
+    /// The tier of a live slot's state.
     #[inline]
-    fn quota_of(&self, state: u32) -> &Quota {
+    fn tier_of_state(state: u32) -> usize {
         if TIERS == 1 {
-            &self.tiers[0]
+            0
         } else {
             // Always in range (a key's tier is checked before it is
-            // inserted); `min` spares the bounds check.
-            &self.tiers[state::tier(state).min(TIERS - 1)]
-        }
-    }
-
-    /// The bucket-word parameters of a live slot's state.
-    #[inline]
-    fn params_of(&self, state: u32) -> &Params {
-        if TIERS == 1 {
-            &self.params[0]
-        } else {
-            &self.params[state::tier(state).min(TIERS - 1)]
+            // inserted); `min` spares the bounds checks.
+            state::tier(state).min(TIERS - 1)
         }
     }
 
@@ -805,11 +926,18 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     }
 }
 
-fn over_capacity(n: u32, quota: &Quota) -> KeyedError {
-    KeyedError::InsufficientCapacity(InsufficientCapacity {
-        requested: n,
-        burst: quota.burst(),
-    })
+/// A refused decision on `n` tokens, as the caller's error.
+#[cold]
+fn refusal(n: u32, refused: Refused) -> KeyedError {
+    match refused {
+        Refused::Wait(wait) => KeyedError::RateLimited(RateLimited {
+            retry_after: Duration::from_micros(wait),
+        }),
+        Refused::Never(burst) => KeyedError::InsufficientCapacity(InsufficientCapacity {
+            requested: n,
+            burst,
+        }),
+    }
 }
 
 impl<K, const N: usize, const TIERS: usize, S> Drop for KeyedLimiter<K, N, TIERS, S> {
@@ -829,7 +957,10 @@ impl<K, const N: usize, const TIERS: usize, S> fmt::Debug for KeyedLimiter<K, N,
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedLimiter")
             .field("slots", &N)
-            .field("tiers", &self.tiers)
+            .field(
+                "tiers",
+                &core::array::from_fn::<_, TIERS, _>(|tier| self.tiers.quota(tier)),
+            )
             .field("keys", &self.keys.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }

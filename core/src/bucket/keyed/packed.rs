@@ -4,13 +4,15 @@
 //! and unpin in one CAS).
 //!
 //! ```text
-//!  63                    16 15     10 9           0
-//! [tat 48                 ][pins 6  ][allowed 10  ]   u64::MAX: locked
+//!  63                    16 15     10  9   8          0
+//! [tat 48                 ][pins 6  ][tag][allowed 9  ]   u64::MAX: locked
 //! ```
 //!
 //! * *tat*: the GCRA arrival time, wrapped modulo 2^48 (see the `gcra`
 //!   module for what the narrower word bounds: [`TAT_BITS`]). `0` is
 //!   `FRESH` as everywhere.
+//! * *tag*: the parity of the tier's quota generation the word was written
+//!   under (see the `tiers` module); every write of *tat* writes it too.
 //! * *pins*: callers pinned on the slot (at most [`MAX_PINS`], so the
 //!   field is never all ones outside [`LOCKED`]). While one is pinned the
 //!   word is not `LOCKED`, and only a `LOCKED` word's key is rewritten, so
@@ -37,22 +39,27 @@ use core::mem::ManuallyDrop;
 
 use super::insert::{Evicted, Idle};
 use super::state::{self, EMPTY, FP_SHIFT, LOCKED as STATE_LOCKED};
-use super::{over_capacity, KeyedError, KeyedLimiter, Slot};
+use super::{refusal, KeyedError, KeyedLimiter, Slot};
 use crate::bucket::gcra::Params;
-use crate::bucket::{Quota, QuotaError, RateLimited};
+use crate::bucket::{Quota, QuotaError};
 use crate::sync::{Ordering, TatWord};
-use crate::{Duration, Instant};
+use crate::Instant;
 
 /// Width of the arrival time in the bucket word.
 pub(super) const TAT_BITS: u32 = 48;
 const TAT_SHIFT: u32 = 64 - TAT_BITS;
-const ALLOWED_BITS: u32 = 10;
+/// The arrival time's values: `2^48 - 1`.
+pub(super) const MASK: u64 = (1 << TAT_BITS) - 1;
+const ALLOWED_BITS: u32 = 9;
 const ALLOWED_MASK: u64 = (1 << ALLOWED_BITS) - 1;
+/// The quota generation's tag.
+const TAG: u64 = 1 << ALLOWED_BITS;
+const PIN_SHIFT: u32 = ALLOWED_BITS + 1;
 /// One pinned caller.
-const PIN: u64 = 1 << ALLOWED_BITS;
-const PINS_MASK: u64 = ((1 << TAT_SHIFT) - 1) & !ALLOWED_MASK;
+const PIN: u64 = 1 << PIN_SHIFT;
+const PINS_MASK: u64 = ((1 << TAT_SHIFT) - 1) & !(ALLOWED_MASK | TAG);
 /// Most callers pinned on one slot at once (all ones is `LOCKED`'s).
-pub(super) const MAX_PINS: u64 = (PINS_MASK >> ALLOWED_BITS) - 1;
+pub(super) const MAX_PINS: u64 = (PINS_MASK >> PIN_SHIFT) - 1;
 /// Empty, or being rewritten under the table's lock.
 pub(super) const LOCKED: u64 = u64::MAX;
 
@@ -77,8 +84,30 @@ const fn tat(word: u64) -> u64 {
     word >> TAT_SHIFT
 }
 
-const fn with_tat(word: u64, tat: u64) -> u64 {
-    tat << TAT_SHIFT | (word & !(u64::MAX << TAT_SHIFT))
+/// The tag of a word (see the `tiers` module).
+const fn tag(word: u64) -> usize {
+    ((word & TAG) >> ALLOWED_BITS) as usize
+}
+
+/// `word` with arrival time `tat` written under tag `tag`.
+const fn with_tat(word: u64, tat: u64, tag: usize) -> u64 {
+    tat << TAT_SHIFT | (word & !(u64::MAX << TAT_SHIFT) & !TAG) | (tag as u64) << ALLOWED_BITS
+}
+
+/// The drain, in `new`'s units, that carries a drain of `ahead` under
+/// `old` over to `new` ([`Params::carried`]).
+pub(super) fn carried(new: &Params, old: &Params, ahead: u64) -> u64 {
+    new.carried(old, ahead)
+}
+
+/// An arrival time as stored: never `FRESH` (one unit later instead, which
+/// only admits less).
+pub(super) const fn arrival(tat: u64) -> u64 {
+    if tat == crate::bucket::gcra::FRESH {
+        1
+    } else {
+        tat
+    }
 }
 
 /// Admissions pending in a word (0 if `LOCKED`).
@@ -176,7 +205,7 @@ where
     fn pin_slow<'s>(&self, slot: &'s Slot<K>) -> Option<Pinned<'s>> {
         let mut word = slot.tat.load(Ordering::Acquire);
         loop {
-            if word == LOCKED || (word & PINS_MASK) >> ALLOWED_BITS >= MAX_PINS {
+            if word == LOCKED || (word & PINS_MASK) >> PIN_SHIFT >= MAX_PINS {
                 // No key, a key being rewritten, or `MAX_PINS` callers on
                 // this one: the last take the locked path.
                 return None;
@@ -226,17 +255,14 @@ where
         now: Instant,
     ) -> Option<Result<(), KeyedError>> {
         let (pin, state) = self.pin_key(slot, fp, key)?;
-        let quota = self.quota_of(state);
-        if n > quota.burst() {
-            return Some(Err(over_capacity(n, quota)));
-        }
-        let params = self.params_of(state);
+        let tier = Self::tier_of_state(state);
         let now = now.as_micros();
         let mut current = pin.current;
         loop {
-            match params.decide(tat(current), now, n) {
-                Ok(new) => {
-                    let next = with_tat(current, new).wrapping_add(UNPIN_ADMITTED);
+            // The tier's generation is loaded after the word (see `tiers`).
+            match self.tiers.decide(tier, tat(current), tag(current), now, n) {
+                Ok((new, tag)) => {
+                    let next = with_tat(current, new, tag).wrapping_add(UNPIN_ADMITTED);
                     match slot.tat.compare_exchange_weak(
                         current,
                         next,
@@ -251,11 +277,9 @@ where
                         Err(actual) => current = actual,
                     }
                 }
-                Err(wait) => {
+                Err(refused) => {
                     drop(pin); // unpins
-                    return Some(Err(KeyedError::RateLimited(RateLimited {
-                        retry_after: Duration::from_micros(wait),
-                    })));
+                    return Some(Err(refusal(n, refused)));
                 }
             }
         }
@@ -270,9 +294,12 @@ where
         now: Instant,
     ) -> Option<u32> {
         let (pin, state) = self.pin_key(slot, fp, key)?;
-        let tat = tat(slot.tat.load(Ordering::Acquire));
+        let word = slot.tat.load(Ordering::Acquire);
         drop(pin);
-        Some(self.params_of(state).available(tat, now.as_micros()) as u32)
+        let (params, tat, _) = self
+            .tiers
+            .state(Self::tier_of_state(state), tat(word), tag(word));
+        Some(params.available(tat, now.as_micros()) as u32)
     }
 
     /// Whether `slot` shows fingerprint `fp` with every pin taken (so it
@@ -281,12 +308,15 @@ where
         let word = slot.tat.load(Ordering::Relaxed);
         slot.state.load(Ordering::Relaxed) >> FP_SHIFT == fp
             && word != LOCKED
-            && (word & PINS_MASK) >> ALLOWED_BITS >= MAX_PINS
+            && (word & PINS_MASK) >> PIN_SHIFT >= MAX_PINS
     }
 
-    /// Under the lock: the arrival time of a live slot.
-    pub(super) fn tat_locked(slot: &Slot<K>) -> u64 {
-        tat(slot.tat.load(Ordering::Acquire))
+    /// Under the lock: the parameters and arrival time of a live slot.
+    pub(super) fn tat_locked(&self, slot: &Slot<K>) -> (Params, u64) {
+        let tier = Self::tier_of_state(slot.state.load(Ordering::Acquire));
+        let word = slot.tat.load(Ordering::Acquire);
+        let (params, tat, _) = self.tiers.state(tier, tat(word), tag(word));
+        (params, tat)
     }
 
     /// Admissions counted on `slot` and not yet folded.
@@ -299,23 +329,17 @@ where
     /// admission globally.
     pub(super) fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
         let slot = &self.slots[i];
-        let state = slot.state.load(Ordering::Acquire);
-        let quota = self.quota_of(state);
-        if n > quota.burst() {
-            return Err(over_capacity(n, quota));
-        }
-        let params = self.params_of(state);
+        let tier = Self::tier_of_state(slot.state.load(Ordering::Acquire));
         let now = now.as_micros();
         let mut current = slot.tat.load(Ordering::Acquire);
         loop {
-            let new = params.decide(tat(current), now, n).map_err(|wait| {
-                KeyedError::RateLimited(RateLimited {
-                    retry_after: Duration::from_micros(wait),
-                })
-            })?;
+            let (new, tag) = self
+                .tiers
+                .decide(tier, tat(current), tag(current), now, n)
+                .map_err(|refused| refusal(n, refused))?;
             match slot.tat.compare_exchange_weak(
                 current,
-                with_tat(current, new),
+                with_tat(current, new, tag),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -337,14 +361,14 @@ where
         if word == LOCKED || word & PINS_MASK != 0 {
             return None;
         }
-        if self.params_of(state).drained(tat(word), now.as_micros()) != 0 {
+        // Under the lock every word is current (see `tiers`).
+        let (params, tat, _) = self
+            .tiers
+            .state(Self::tier_of_state(state), tat(word), tag(word));
+        if params.drained(tat, now.as_micros()) != 0 {
             return None; // busy: keep it
         }
-        Some(Idle {
-            state,
-            word,
-            tat: tat(word),
-        })
+        Some(Idle { state, word, tat })
     }
 
     /// Under the lock: locks `slot` if its word is still as `idle` read it
@@ -369,8 +393,9 @@ where
     }
 
     /// Under the lock: writes `key` into a slot whose state and word are
-    /// LOCKED, with a bucket at arrival time `start`, and publishes it.
-    pub(super) fn fill(slot: &Slot<K>, key: K, fp: u32, tier: usize, start: u64) {
+    /// LOCKED, with a bucket at arrival time `start` under tag `tag`, and
+    /// publishes it.
+    pub(super) fn fill(slot: &Slot<K>, key: K, fp: u32, tier: usize, (start, tag): (u64, usize)) {
         // SAFETY: the word is LOCKED and we hold the table's lock: nobody
         // is pinned and no other writer exists; any previous key was moved
         // out or never written.
@@ -381,7 +406,33 @@ where
         // Publishes the key and the state to the next caller's pin: the
         // bucket, nobody pinned, nothing counted (never LOCKED: the low
         // fields are zero).
-        slot.tat.store(with_tat(0, start), Ordering::Release);
+        slot.tat.store(with_tat(0, start, tag), Ordering::Release);
+    }
+
+    /// Under the lock, after a change of `tier`'s quota: converts `slot`
+    /// if it holds a key of `tier` written under the previous quota (one
+    /// CAS, retried if a decision moved the word first).
+    pub(super) fn sweep(&self, slot: &Slot<K>, tier: usize) {
+        let state = slot.state.load(Ordering::Acquire);
+        if state == EMPTY || state == STATE_LOCKED || Self::tier_of_state(state) != tier {
+            return;
+        }
+        let mut word = slot.tat.load(Ordering::Acquire);
+        loop {
+            let (_, new, current) = self.tiers.state(tier, tat(word), tag(word));
+            if word == LOCKED || tag(word) == current {
+                return;
+            }
+            match slot.tat.compare_exchange_weak(
+                word,
+                with_tat(word, new, current),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => word = actual,
+            }
+        }
     }
 }
 
@@ -404,7 +455,7 @@ where
     pub(super) fn callers(slot: &Slot<K>) -> u64 {
         match slot.tat.load(Ordering::Relaxed) {
             LOCKED => 0,
-            word => (word & PINS_MASK) >> ALLOWED_BITS,
+            word => (word & PINS_MASK) >> PIN_SHIFT,
         }
     }
 }
