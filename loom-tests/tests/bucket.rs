@@ -1413,3 +1413,103 @@ fn keyed_charge_and_unpin_exact() {
         assert_eq!(limiter.metrics(), metrics(5, 1, 1, 0, 1));
     });
 }
+
+// ---------------------------------------------------------------------------
+// KeyedLimiter::set_quota: a tier's quota changed while decisions go on
+// ---------------------------------------------------------------------------
+
+/// Key 1 of a one-tier, two-slot limiter under `quota(burst)`, charged
+/// `taken` tokens at `T0`; then two threads take one token each at `T0`
+/// while a third changes the tier to `quota(to)` at `T0`. Returns the
+/// results of the two takes and the quota the change replaced.
+fn race_keyed_change(
+    burst: u32,
+    taken: u32,
+    to: u32,
+) -> (Arc<Keyed<2, 1>>, Vec<Result<(), KeyedError>>) {
+    let limiter: Arc<Keyed<2, 1>> = Arc::new(
+        KeyedLimiter::new(quota(burst), FullPolicy::Reject).expect("quota within the keyed range"),
+    );
+    limiter.try_acquire_n(&1, taken, at(T0)).unwrap();
+    let take = || {
+        let l = limiter.clone();
+        thread::spawn(move || l.try_acquire(&1, at(T0)))
+    };
+    let (a, b) = (take(), take());
+    let l = limiter.clone();
+    let change = thread::spawn(move || l.set_quota(0, quota(to), at(T0)));
+    let results = vec![a.join().unwrap(), b.join().unwrap()];
+    assert_eq!(change.join().unwrap(), Ok(quota(burst)));
+    assert_eq!(limiter.quota(0), Some(quota(to)));
+    for r in &results {
+        assert!(*r == Ok(()) || *r == Err(LIMITED_1S), "{results:?}");
+    }
+    (limiter, results)
+}
+
+/// (kr1) A raise (burst 2 → 3, same rate) races two decisions on a key
+/// with one token left at `T0`: the raise grants no token, so exactly one
+/// is admitted (never more than the larger quota allows from that state),
+/// the key is empty at `T0` and refills to the new burst at the new rate.
+#[test]
+fn keyed_requota_raising_races_two_decisions() {
+    check("keyed_requota_raising_races_two_decisions", 3, || {
+        let (limiter, results) = race_keyed_change(2, 1, 3);
+        let admitted = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(admitted, 1, "{results:?}");
+        assert_eq!(limiter.available(&1, at(T0)), 0);
+        assert_eq!(limiter.available(&1, at(T0 + T)), 1);
+        assert_eq!(limiter.available(&1, at(T0 + 3 * T)), 3);
+        assert_eq!(limiter.metrics(), metrics(2, 1, 0, 0, 1));
+    });
+}
+
+/// (kr2) A cut (burst 3 → 1) races two decisions on a key with two tokens
+/// left at `T0`: one or two admitted (two only if a decision came before
+/// the cut), never more than the larger quota allows (2); the key is empty
+/// at `T0` either way, and then holds at most the new burst.
+#[test]
+fn keyed_requota_lowering_races_two_decisions() {
+    check("keyed_requota_lowering_races_two_decisions", 3, || {
+        let (limiter, results) = race_keyed_change(3, 1, 1);
+        let admitted = results.iter().filter(|r| r.is_ok()).count();
+        assert!((1..=2).contains(&admitted), "{results:?}");
+        assert_eq!(limiter.available(&1, at(T0)), 0);
+        assert_eq!(limiter.available(&1, at(T0 + 5 * T)), 1);
+        assert_eq!(limiter.metrics().allowed, 1 + admitted as u64);
+    });
+}
+
+/// (kr3) Two changes in a row (burst 2 → 4 → 1) race two decisions of one
+/// thread on a key with one token left at `T0`, so a decision can load its
+/// word under the first quota and read that quota's slot while the second
+/// change rewrites it: never acted on. Whatever the interleaving, at most
+/// the one token left at `T0` is admitted then, and one more a whole
+/// interval later (the rate is one per `T` under every quota).
+#[test]
+fn keyed_requota_two_changes_race_decisions() {
+    check("keyed_requota_two_changes_race_decisions", 3, || {
+        let limiter: Arc<Keyed<2, 1>> = Arc::new(
+            KeyedLimiter::new(quota(2), FullPolicy::Reject).expect("quota within the keyed range"),
+        );
+        limiter.try_acquire(&1, at(T0)).unwrap();
+        let l = limiter.clone();
+        let decider =
+            thread::spawn(move || [l.try_acquire(&1, at(T0)), l.try_acquire(&1, at(T0 + T))]);
+        let l = limiter.clone();
+        let changer = thread::spawn(move || {
+            l.set_quota(0, quota(4), at(T0)).unwrap();
+            l.set_quota(0, quota(1), at(T0)).unwrap();
+        });
+        let got = decider.join().unwrap();
+        changer.join().unwrap();
+        for r in &got {
+            assert!(*r == Ok(()) || *r == Err(LIMITED_1S), "{got:?}");
+        }
+        // The first finds the token left (the changes keep it: 1 ≤ every
+        // burst), the second one interval's refill.
+        assert_eq!(got, [Ok(()), Ok(())]);
+        assert_eq!(limiter.available(&1, at(T0 + T)), 0);
+        assert_eq!(limiter.quota(0), Some(quota(1)));
+    });
+}

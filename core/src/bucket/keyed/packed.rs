@@ -42,7 +42,7 @@ use super::state::{self, EMPTY, FP_SHIFT, LOCKED as STATE_LOCKED};
 use super::{refusal, KeyedError, KeyedLimiter, Slot};
 use crate::bucket::gcra::Params;
 use crate::bucket::{Quota, QuotaError};
-use crate::sync::{Ordering, TatWord};
+use crate::sync::{fence, Ordering, TatWord};
 use crate::Instant;
 
 /// Width of the arrival time in the bucket word.
@@ -92,6 +92,22 @@ const fn tag(word: u64) -> usize {
 /// `word` with arrival time `tat` written under tag `tag`.
 const fn with_tat(word: u64, tat: u64, tag: usize) -> u64 {
     tat << TAT_SHIFT | (word & !(u64::MAX << TAT_SHIFT) & !TAG) | (tag as u64) << ALLOWED_BITS
+}
+
+/// A refusal decided on `word`: `Ok` if its arrival time and tag have not
+/// moved since (so the quota read was the word's, see `tiers`), else `Err`
+/// with the word now. Pins and counts may have moved: they decide nothing.
+#[cold]
+#[inline(never)]
+fn confirm(slot: &TatWord, word: u64) -> Result<(), u64> {
+    fence(Ordering::Acquire);
+    let now = slot.load(Ordering::Acquire);
+    let state = |w: u64| (tat(w), tag(w));
+    if now != LOCKED && state(now) == state(word) {
+        Ok(())
+    } else {
+        Err(now)
+    }
 }
 
 /// The drain, in `new`'s units, that carries a drain of `ahead` under
@@ -277,10 +293,13 @@ where
                         Err(actual) => current = actual,
                     }
                 }
-                Err(refused) => {
-                    drop(pin); // unpins
-                    return Some(Err(refusal(n, refused)));
-                }
+                Err(refused) => match confirm(&slot.tat, current) {
+                    Ok(()) => {
+                        drop(pin); // unpins
+                        return Some(Err(refusal(n, refused)));
+                    }
+                    Err(moved) => current = moved,
+                },
             }
         }
     }
@@ -333,10 +352,16 @@ where
         let now = now.as_micros();
         let mut current = slot.tat.load(Ordering::Acquire);
         loop {
-            let (new, tag) = self
-                .tiers
-                .decide(tier, tat(current), tag(current), now, n)
-                .map_err(|refused| refusal(n, refused))?;
+            let (new, tag) = match self.tiers.decide(tier, tat(current), tag(current), now, n) {
+                Ok(decided) => decided,
+                Err(refused) => match confirm(&slot.tat, current) {
+                    Ok(()) => return Err(refusal(n, refused)),
+                    Err(moved) => {
+                        current = moved;
+                        continue;
+                    }
+                },
+            };
             match slot.tat.compare_exchange_weak(
                 current,
                 with_tat(current, new, tag),

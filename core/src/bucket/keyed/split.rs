@@ -32,7 +32,7 @@ use super::state::{self, EMPTY, FP_SHIFT, LOCKED};
 use super::{refusal, KeyedError, KeyedLimiter, Slot};
 use crate::bucket::gcra::{self, Params};
 use crate::bucket::{Quota, QuotaError};
-use crate::sync::{AtomicU32, Ordering, Tat, TatWord};
+use crate::sync::{fence, AtomicU32, Ordering, Tat, TatWord};
 use crate::Instant;
 
 /// Pending admissions moved to the global counter by the next caller.
@@ -190,10 +190,20 @@ where
         loop {
             let (tat, tag) = split(word);
             // The tier's generation is loaded after the word (see `tiers`).
-            let (new, tag) = self
-                .tiers
-                .decide(tier, tat, tag, micros, n)
-                .map_err(|refused| refusal(n, refused))?;
+            let (new, tag) = match self.tiers.decide(tier, tat, tag, micros, n) {
+                Ok(decided) => decided,
+                Err(refused) => {
+                    // Confirmed on the word (see `tiers`): a refusal
+                    // decided on a word that has moved since is retried.
+                    fence(Ordering::Acquire);
+                    let again = slot.tat.load(Ordering::Acquire);
+                    if again == word {
+                        return Err(refusal(n, refused));
+                    }
+                    word = again;
+                    continue;
+                }
+            };
             let new = (arrival(new) | tag as u64) as Tat;
             match slot
                 .tat

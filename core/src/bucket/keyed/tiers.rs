@@ -20,6 +20,11 @@
 //!   charges it also writes the converted state with the new tag. A refusal
 //!   writes nothing; the next use converts again, to the same state.
 //!
+//! A refusal is *confirmed* (on the cold path): after an acquire fence the
+//! word is loaded again, and the decision is made again if its arrival time
+//! or tag moved meanwhile (as the token bucket's refusals are; see below
+//! for why).
+//!
 //! Whoever wrote a word tagged with generation `g` had seen `g` published,
 //! so a caller that loads the word before the generation never sees a tag
 //! newer than its generation.
@@ -55,14 +60,19 @@
 //!
 //! # Stale readers
 //!
-//! A quota slot is rewritten only by the change after next: by then the
-//! sweep of the change in between has moved every word tagged with it. A
-//! decision that read a slot while it was rewritten therefore decided on
-//! a word that has moved since, and its CAS fails; a refusal so decided
-//! (it writes nothing) can only be a spurious refusal of a decision that
-//! overlapped two changes. As for the token bucket (`tagged`), the word
-//! would have to come back to the very value the decision loaded for its
-//! CAS to succeed.
+//! One tag bit cannot tell generation `g` from `g + 2`: a decision that
+//! loads a word, stalls while two changes complete, then loads the
+//! generation takes the word for a current one, and a quota slot is
+//! rewritten by the change after next, possibly while a stalled decision
+//! reads it. Either way the sweep of the change in between has moved the
+//! word since the decision loaded it, so the decision's CAS fails, and its
+//! refusal's confirmation sees the word move (the loom model
+//! `keyed_requota_two_changes_race_decisions` found such a refusal before
+//! refusals were confirmed). Only a word that comes back to the very value
+//! the decision loaded (tag and arrival time) passes; it then reads the
+//! same under the quota in force, unless the quotas differ and the
+//! arrival time came back after wrapping, as for the token bucket
+//! (`tagged`).
 
 use super::design;
 use crate::bucket::gcra::Params;
