@@ -19,8 +19,13 @@
 //! the 64-bit bucket word instead (layout in the `packed` module):
 //!
 //! ```text
-//! [tat 48][pins 6][allowed 10]   u64::MAX: empty or locked
+//! [tat 48][pins 6][tag 1][allowed 9]   u64::MAX: empty or locked
 //! ```
+//!
+//! (On Cortex-M the bucket word is the arrival time in half units, its
+//! lowest bit the tag.) The *tag* names the quota generation of the key's
+//! tier the word was written under, so that a tier's quota can change
+//! while decisions go on (see [Quota changes](#quota-changes)).
 //!
 //! # Concurrency
 //!
@@ -38,8 +43,11 @@
 //!   charges belong together: no request is ever charged to another key's
 //!   bucket. (Pinning is what makes reading an arbitrary `K` safe while an
 //!   insert may rewrite the slot, so two is the floor for `K: Eq`.)
+//!   Besides these a call loads its tier's quota generation (one load,
+//!   after the bucket word), and a refusal loads the bucket word again to
+//!   confirm it.
 //! * Admissions are counted in the slot and moved into the global counter
-//!   in batches (512 with 64-bit atomics, 2 048 on Cortex-M): by the caller
+//!   in batches (256 with 64-bit atomics, 2 048 on Cortex-M): by the caller
 //!   that finds a batch complete (one extra CAS and add), and by the
 //!   eviction of the key (its remainder). [`KeyedLimiter::metrics`] adds
 //!   the slots' pending counts, so it is exact whenever no call is in
@@ -73,6 +81,20 @@
 //!   [`FullPolicy`] decides: reject, or charge a shared overflow bucket.
 //!   Never an unlimited pass.
 //!
+//! # Quota changes
+//!
+//! [`KeyedLimiter::set_quota`] changes a tier's quota under `&self`. Each
+//! tier has a quota *generation* and two quota slots; every bucket word
+//! carries the parity of the generation it was written under (its *tag*).
+//! A change writes the slot not in force, publishes it by bumping the
+//! generation, then *sweeps* the table under the table's lock, converting
+//! each of the tier's words by one CAS. A decision racing with the change
+//! that finds a word of the previous generation converts it itself, in
+//! the CAS that charges it. The conversion is the token bucket's (tokens
+//! available at the change's `now` kept, no new burst), and a pure
+//! function of the word, so the sweep and every racing decision agree.
+//! Details in the `tiers` module.
+//!
 //! # Eviction
 //!
 //! A key is evicted only when idle: its bucket full again at the evicting
@@ -102,8 +124,9 @@
 //! left idle for close to a multiple of 2^48 scaled units (8.9 years at
 //! scale 1, 78 hours at scale 1 000, 71.6 minutes at scale 65 536) may
 //! read as partly drained and then admits *less* for at most its burst
-//! span plus that tolerance, never more. (Cortex-M: the 32-bit word's
-//! range, ~1.05 s of tolerance, in the `gcra` module.)
+//! span plus that tolerance, never more. (Cortex-M: the bucket word holds
+//! half units, like the token bucket's: ~1.05 s of tolerance, and the wrap
+//! at 2^31 scaled units, 35.8 min at scale 1; see the `gcra` module.)
 //!
 //! The hasher (a type parameter, `S`) and heap construction are described
 //! on [`KeyedLimiter`] itself.
@@ -227,8 +250,9 @@ pub(crate) struct Slot<K> {
     /// `[fingerprint 12][tier 2][readers 6][allowed 12]`, `0` empty,
     /// `u32::MAX` locked; see the `state` module.
     state: AtomicU32,
-    /// The bucket: `[tat 48][pins 6][allowed 10]` with 64-bit atomics (see
-    /// the `packed` module), the bare arrival time on Cortex-M.
+    /// The bucket: `[tat 48][pins 6][tag 1][allowed 9]` with 64-bit atomics
+    /// (see the `packed` module), the arrival time in half units with the
+    /// tag as its lowest bit on Cortex-M (the `split` module).
     tat: TatWord,
     /// Initialised iff `state` is neither `EMPTY` nor `LOCKED`; written and
     /// moved out only while the slot is locked (under the table's lock),
@@ -241,7 +265,8 @@ pub(crate) struct Slot<K> {
 ///
 /// `TIERS` quotas (1..=4): a key gets the tier given at insertion (by
 /// [`try_acquire_tier`](Self::try_acquire_tier) or the tier function) and
-/// keeps it while it stays in the table.
+/// keeps it while it stays in the table. A tier's quota can change at run
+/// time, under `&self`: [`set_quota`](Self::set_quota).
 ///
 /// # Hashing
 ///

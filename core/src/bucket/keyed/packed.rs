@@ -19,7 +19,8 @@
 //!   a pinned caller may read the key.
 //! * *allowed*: admissions counted on the slot, not yet in the global
 //!   counter. The charging CAS writes `tat'`, `pins - 1`, `allowed + 1` at
-//!   once on admission; a refusal only unpins (`fetch_sub`). A caller that
+//!   once on admission; a refusal (confirmed by a second load of the word,
+//!   see `tiers`) only unpins (`fetch_sub`). A caller that
 //!   finds the field at [`FOLD_AT`] or more moves it into the global
 //!   counter before pinning; only pinned callers add to it, so it never
 //!   exceeds `FOLD_AT - 1 + MAX_PINS` and never carries into *pins*.
