@@ -77,6 +77,9 @@ fn quota(burst: u32) -> Quota {
 fn check(name: &str, bound: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(bound);
+    // Atomic operations per execution, not interleavings: the keyed models'
+    // sequential checks read each tier's quota too.
+    builder.max_branches = 10_000;
     let iterations = std::sync::Arc::new(AtomicUsize::new(0));
     let seen = iterations.clone();
     let start = std::time::Instant::now();
