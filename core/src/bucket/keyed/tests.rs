@@ -6,7 +6,7 @@
 extern crate std;
 
 use super::*;
-use crate::Duration;
+use crate::{Duration, Instant};
 
 const T0: Instant = Instant::from_secs(100);
 
