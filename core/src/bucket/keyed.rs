@@ -135,7 +135,6 @@
 
 mod acquire;
 mod build;
-mod error;
 mod insert;
 mod marks;
 #[cfg(fusebox_wide_words)]
@@ -152,7 +151,6 @@ use core::cell::UnsafeCell;
 use core::fmt;
 use core::mem::MaybeUninit;
 
-pub use self::error::KeyedError;
 use self::marks::Marks;
 #[cfg(fusebox_wide_words)]
 use self::packed as design;
@@ -160,7 +158,7 @@ use self::packed as design;
 use self::split as design;
 use self::state::{EMPTY, LOCKED};
 use self::tiers::{Refused, Tiers};
-use super::{InsufficientCapacity, Quota, RateLimited, TokenBucket};
+use super::{InsufficientCapacity, Quota, QuotaError, RateLimited, TokenBucket};
 use crate::hash::FixedState;
 use crate::sync::{AtomicU32, Counter, Ordering, TableLock, TatWord};
 use crate::Duration;
@@ -179,6 +177,56 @@ pub enum FullPolicy {
     Reject,
     /// Charge it to one bucket shared by all keys that found no slot.
     Overflow(Quota),
+}
+
+/// Why a keyed request was refused.
+///
+/// Non-exhaustive: match the variants you handle and keep a `_` arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum KeyedError {
+    /// The key's bucket (or the overflow bucket) is empty for now.
+    RateLimited(RateLimited),
+    /// More tokens than the key's burst were requested at once.
+    InsufficientCapacity(InsufficientCapacity),
+    /// No slot for a new key and the policy is [`FullPolicy::Reject`].
+    TableFull,
+    /// The tier asked for (by [`try_acquire_tier`](KeyedLimiter::try_acquire_tier),
+    /// or returned by the [tier function](KeyedLimiter::with_tier_fn) for a
+    /// new key) is not below the limiter's `TIERS`: a caller's bug, never
+    /// clamped to another tier. Nothing was charged or inserted.
+    TierOutOfRange {
+        /// The tier asked for.
+        tier: usize,
+    },
+    /// The quota given to [`set_quota`](KeyedLimiter::set_quota) does not
+    /// fit the slots' bucket word (see
+    /// [`with_tiers`](KeyedLimiter::with_tiers)); nothing was changed.
+    Quota(QuotaError),
+}
+
+impl fmt::Display for KeyedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RateLimited(e) => e.fmt(f),
+            Self::InsufficientCapacity(e) => e.fmt(f),
+            Self::TableFull => f.write_str("keyed limiter full: no idle slot for a new key"),
+            Self::TierOutOfRange { tier } => write!(f, "no quota tier {tier} in this limiter"),
+            Self::Quota(e) => e.fmt(f),
+        }
+    }
+}
+impl core::error::Error for KeyedError {}
+impl From<RateLimited> for KeyedError {
+    fn from(e: RateLimited) -> Self {
+        Self::RateLimited(e)
+    }
+}
+impl From<QuotaError> for KeyedError {
+    fn from(e: QuotaError) -> Self {
+        Self::Quota(e)
+    }
 }
 
 /// Counters of a [`KeyedLimiter`].

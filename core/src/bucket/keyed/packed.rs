@@ -9,7 +9,7 @@
 //! ```
 //!
 //! * *tat*: the GCRA arrival time, wrapped modulo 2^48 (see the `gcra`
-//!   module for what the narrower word bounds: [`TAT_BITS`]). `0` is
+//!   module for what the narrower word bounds: [`TAT_BITS`](self::word::TAT_BITS)). `0` is
 //!   `FRESH` as everywhere.
 //! * *tag*: the parity of the tier's quota generation the word was written
 //!   under (see the `tiers` module); every write of *tat* writes it too.
@@ -36,118 +36,21 @@
 //! slots, and reads it again once pinned for the tier, which cannot change
 //! while it is pinned.
 
+mod word;
+
 use core::mem::ManuallyDrop;
 
+pub(super) use self::word::{arrival, carried, params, FOLD_AT, LOCKED, MASK, MAX_PINS};
+use self::word::{
+    confirm, pending, tag, tat, with_tat, ALLOWED_MASK, PIN, PINS_MASK, PIN_SHIFT, SLOW,
+    UNPIN_ADMITTED,
+};
 use super::insert::{Evicted, Idle};
 use super::state::{self, EMPTY, FP_SHIFT, LOCKED as STATE_LOCKED};
 use super::{refusal, KeyedError, KeyedLimiter, Slot};
 use crate::bucket::gcra::Params;
-use crate::bucket::{Quota, QuotaError};
-use crate::sync::{fence, Ordering, TatWord};
+use crate::sync::{Ordering, TatWord};
 use crate::Instant;
-
-/// Width of the arrival time in the bucket word.
-pub(super) const TAT_BITS: u32 = 48;
-const TAT_SHIFT: u32 = 64 - TAT_BITS;
-/// The arrival time's values: `2^48 - 1`.
-pub(super) const MASK: u64 = (1 << TAT_BITS) - 1;
-const ALLOWED_BITS: u32 = 9;
-const ALLOWED_MASK: u64 = (1 << ALLOWED_BITS) - 1;
-/// The quota generation's tag.
-const TAG: u64 = 1 << ALLOWED_BITS;
-const PIN_SHIFT: u32 = ALLOWED_BITS + 1;
-/// One pinned caller.
-const PIN: u64 = 1 << PIN_SHIFT;
-const PINS_MASK: u64 = ((1 << TAT_SHIFT) - 1) & !(ALLOWED_MASK | TAG);
-/// Most callers pinned on one slot at once (all ones is `LOCKED`'s).
-pub(super) const MAX_PINS: u64 = (PINS_MASK >> PIN_SHIFT) - 1;
-/// Empty, or being rewritten under the table's lock.
-pub(super) const LOCKED: u64 = u64::MAX;
-
-/// Pending admissions moved to the global counter by the next caller.
-/// Small under loom so that the models reach the fold.
-#[cfg(not(loom))]
-pub(super) const FOLD_AT: u64 = 1 << (ALLOWED_BITS - 1);
-#[cfg(loom)]
-pub(super) const FOLD_AT: u64 = 2;
-const _: () = assert!(FOLD_AT - 1 + MAX_PINS <= ALLOWED_MASK);
-const _: () = assert!(FOLD_AT.is_power_of_two());
-
-/// Bits that send a pin to its slow path: a batch to fold, half the pins'
-/// room taken, or `LOCKED`. One `test` on the fast path.
-const SLOW: u64 = (ALLOWED_MASK & !(FOLD_AT - 1)) | (PINS_MASK & !(PINS_MASK >> 1));
-
-/// Added by an admitting charge besides the new arrival time: one pin
-/// less, one admission more.
-const UNPIN_ADMITTED: u64 = 1u64.wrapping_sub(PIN);
-
-const fn tat(word: u64) -> u64 {
-    word >> TAT_SHIFT
-}
-
-/// The tag of a word (see the `tiers` module).
-const fn tag(word: u64) -> usize {
-    ((word & TAG) >> ALLOWED_BITS) as usize
-}
-
-/// `word` with arrival time `tat` written under tag `tag`.
-const fn with_tat(word: u64, tat: u64, tag: usize) -> u64 {
-    tat << TAT_SHIFT | (word & !(u64::MAX << TAT_SHIFT) & !TAG) | (tag as u64) << ALLOWED_BITS
-}
-
-/// A refusal decided on `word`: `Ok` if its arrival time and tag have not
-/// moved since (so the quota read was the word's, see `tiers`), else `Err`
-/// with the word now. Pins and counts may have moved: they decide nothing.
-#[cold]
-#[inline(never)]
-fn confirm(slot: &TatWord, word: u64) -> Result<(), u64> {
-    fence(Ordering::Acquire);
-    let now = slot.load(Ordering::Acquire);
-    let state = |w: u64| (tat(w), tag(w));
-    if now != LOCKED && state(now) == state(word) {
-        Ok(())
-    } else {
-        Err(now)
-    }
-}
-
-/// The drain, in `new`'s units, that carries a drain of `ahead` under
-/// `old` over to `new` ([`Params::carried`]).
-pub(super) fn carried(new: &Params, old: &Params, ahead: u64) -> u64 {
-    new.carried(old, ahead)
-}
-
-/// An arrival time as stored: never `FRESH` (one unit later instead, which
-/// only admits less).
-pub(super) const fn arrival(tat: u64) -> u64 {
-    if tat == crate::bucket::gcra::FRESH {
-        1
-    } else {
-        tat
-    }
-}
-
-/// Admissions pending in a word (0 if `LOCKED`).
-const fn pending(word: u64) -> u64 {
-    if word == LOCKED {
-        0
-    } else {
-        word & ALLOWED_MASK
-    }
-}
-
-/// The 48-bit GCRA parameters of `quota`.
-pub(super) const fn params(quota: &Quota) -> Result<Params, QuotaError> {
-    match Params::new(
-        quota.tokens(),
-        quota.period().as_micros(),
-        quota.burst(),
-        TAT_BITS,
-    ) {
-        Ok(p) => Ok(p),
-        Err(_) => Err(QuotaError::TooLong),
-    }
-}
 
 /// An empty slot.
 pub(super) fn empty<K>() -> Slot<K> {

@@ -21,9 +21,13 @@
 //! lock-free `available` may read it as absent) or evicted with a new mark
 //! if idle again.
 
+mod word;
+
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 
+use self::word::split;
+pub(super) use self::word::{arrival, carried, params, MASK};
 use super::insert::{Evicted, Idle};
 use super::state::registration::{
     pending, READER, READERS_MASK, SLOW, UNREGISTER, UNREGISTER_ADMITTED,
@@ -31,65 +35,12 @@ use super::state::registration::{
 use super::state::{self, EMPTY, FP_SHIFT, LOCKED};
 use super::{refusal, KeyedError, KeyedLimiter, Slot};
 use crate::bucket::gcra::{self, Params};
-use crate::bucket::{Quota, QuotaError};
 use crate::sync::{fence, AtomicU32, Ordering, Tat, TatWord};
 use crate::Instant;
 
 /// Pending admissions moved to the global counter by the next caller.
 #[cfg(test)]
 pub(super) const FOLD_AT: u64 = state::FOLD_AT as u64;
-
-/// The arrival time's values: the whole 32-bit word.
-pub(super) const MASK: u64 = u32::MAX as u64;
-
-/// The GCRA parameters of `quota` in the word's half units (every valid
-/// quota fits: it fits the token bucket's word, which is the same). The
-/// same signature as the 64-bit protocol's, which can refuse.
-#[allow(clippy::unnecessary_wraps)]
-pub(super) const fn params(quota: &Quota) -> Result<Params, QuotaError> {
-    let p = quota.params();
-    Ok(Params {
-        scale: 2 * p.scale,
-        interval: 2 * p.interval,
-        capacity: 2 * p.capacity,
-        horizon: 2 * p.horizon,
-        mask: MASK,
-    })
-}
-
-/// Half-unit parameters in whole scaled units.
-const fn whole(p: &Params) -> Params {
-    Params {
-        scale: p.scale / 2,
-        interval: p.interval / 2,
-        capacity: p.capacity / 2,
-        horizon: p.horizon / 2,
-        mask: MASK / 2,
-    }
-}
-
-/// The drain, in `new`'s half units, that carries a drain of `ahead` (even)
-/// under `old` over to `new` ([`Params::carried`], in whole units, so that
-/// it stays even).
-pub(super) fn carried(new: &Params, old: &Params, ahead: u64) -> u64 {
-    2 * whole(new).carried(&whole(old), ahead / 2)
-}
-
-/// An arrival time as stored: even, and never `FRESH` (one unit later
-/// instead, which only admits less).
-pub(super) const fn arrival(tat: u64) -> u64 {
-    if tat & !1 == gcra::FRESH {
-        2
-    } else {
-        tat & !1
-    }
-}
-
-/// A bucket word's arrival time and tag.
-fn split(word: Tat) -> (u64, usize) {
-    let word = u64::from(word);
-    (word & !1, (word & 1) as usize)
-}
 
 /// An empty slot.
 pub(super) fn empty<K>() -> Slot<K> {
