@@ -1421,6 +1421,11 @@ fn keyed_charge_and_unpin_exact() {
 // KeyedLimiter::set_quota: a tier's quota changed while decisions go on
 // ---------------------------------------------------------------------------
 
+/// Preemption bound of the `set_quota` models: 3 on the 64-bit layout
+/// (~10 s each), 2 on the 32-bit one (`--cfg fusebox_narrow_words`), whose
+/// three read-modify-writes per call take a bound of 3 past a minute.
+const REQUOTA_BOUND: usize = if cfg!(fusebox_narrow_words) { 2 } else { 3 };
+
 /// Key 1 of a one-tier, two-slot limiter under `quota(burst)`, charged
 /// `taken` tokens at `T0`; then two threads take one token each at `T0`
 /// while a third changes the tier to `quota(to)` at `T0`. Returns the
@@ -1456,7 +1461,7 @@ fn race_keyed_change(
 /// the key is empty at `T0` and refills to the new burst at the new rate.
 #[test]
 fn keyed_requota_raising_races_two_decisions() {
-    check("keyed_requota_raising_races_two_decisions", 3, || {
+    check("keyed_requota_raising_races_two_decisions", REQUOTA_BOUND, || {
         let (limiter, results) = race_keyed_change(2, 1, 3);
         let admitted = results.iter().filter(|r| r.is_ok()).count();
         assert_eq!(admitted, 1, "{results:?}");
@@ -1473,7 +1478,7 @@ fn keyed_requota_raising_races_two_decisions() {
 /// at `T0` either way, and then holds at most the new burst.
 #[test]
 fn keyed_requota_lowering_races_two_decisions() {
-    check("keyed_requota_lowering_races_two_decisions", 3, || {
+    check("keyed_requota_lowering_races_two_decisions", REQUOTA_BOUND, || {
         let (limiter, results) = race_keyed_change(3, 1, 1);
         let admitted = results.iter().filter(|r| r.is_ok()).count();
         assert!((1..=2).contains(&admitted), "{results:?}");
@@ -1491,7 +1496,7 @@ fn keyed_requota_lowering_races_two_decisions() {
 /// interval later (the rate is one per `T` under every quota).
 #[test]
 fn keyed_requota_two_changes_race_decisions() {
-    check("keyed_requota_two_changes_race_decisions", 3, || {
+    check("keyed_requota_two_changes_race_decisions", REQUOTA_BOUND, || {
         let limiter: Arc<Keyed<2, 1>> = Arc::new(
             KeyedLimiter::new(quota(2), FullPolicy::Reject).expect("quota within the keyed range"),
         );
