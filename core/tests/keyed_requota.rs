@@ -4,7 +4,7 @@
 //! bucket untouched, eviction judged under the new quota, and an
 //! independent model of the documented contract over long random
 //! histories, past the 32-bit word's wrap, with changes interleaved.
-#![cfg(not(miri))]
+//! Under Miri the scenario tests run (small), the model tests do not.
 
 use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota, QuotaError};
 use fusebox::{Duration, Instant};
@@ -94,7 +94,7 @@ fn changes_back_and_forth_keep_the_state() {
     for key in 0..20 {
         l.try_acquire_tier(&key, (key % 2) as usize, T0).unwrap();
     }
-    for i in 0..101 {
+    for i in 0..if cfg!(miri) { 5 } else { 101 } {
         let quota = if i % 2 == 0 { q(8, 6) } else { q(4, 4) };
         l.set_quota(0, quota, T0).unwrap();
     }
@@ -179,10 +179,11 @@ fn a_change_racing_decisions_never_admits_more_than_the_larger_quota() {
     let threads: Vec<_> = (0..3)
         .map(|_| {
             let l = Arc::clone(&l);
-            std::thread::spawn(move || (0..2_000).filter(|_| l.try_acquire(&1, T0).is_ok()).count())
+            let calls = if cfg!(miri) { 20 } else { 2_000 };
+            std::thread::spawn(move || (0..calls).filter(|_| l.try_acquire(&1, T0).is_ok()).count())
         })
         .collect();
-    for i in 0..200 {
+    for i in 0..if cfg!(miri) { 6 } else { 200 } {
         l.set_quota(0, if i % 2 == 0 { large } else { small }, T0)
             .unwrap();
     }
@@ -390,6 +391,7 @@ fn compare(tiers: [Quota; 2], start: u64, ops: &[(u64, Op)]) -> Result<u64, Test
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
+    #[cfg_attr(miri, ignore = "long random histories: native runs only")]
     /// Six keys in two tiers, decisions, probes and tier changes on
     /// monotonic time, for up to ~1 h 45 min (every gap between a key's
     /// uses well inside the 32-bit word's wrap, as documented): the
@@ -406,6 +408,7 @@ proptest! {
 
 /// One long fixed-seed history runs well past the 32-bit word's range.
 #[test]
+#[cfg_attr(miri, ignore = "a long history: native runs only")]
 fn a_long_history_crosses_the_word_range() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let ops = prop::collection::vec((1_500_000u64..2_500_000, op()), 4_000..4_001)

@@ -1461,15 +1461,19 @@ fn race_keyed_change(
 /// the key is empty at `T0` and refills to the new burst at the new rate.
 #[test]
 fn keyed_requota_raising_races_two_decisions() {
-    check("keyed_requota_raising_races_two_decisions", REQUOTA_BOUND, || {
-        let (limiter, results) = race_keyed_change(2, 1, 3);
-        let admitted = results.iter().filter(|r| r.is_ok()).count();
-        assert_eq!(admitted, 1, "{results:?}");
-        assert_eq!(limiter.available(&1, at(T0)), 0);
-        assert_eq!(limiter.available(&1, at(T0 + T)), 1);
-        assert_eq!(limiter.available(&1, at(T0 + 3 * T)), 3);
-        assert_eq!(limiter.metrics(), metrics(2, 1, 0, 0, 1));
-    });
+    check(
+        "keyed_requota_raising_races_two_decisions",
+        REQUOTA_BOUND,
+        || {
+            let (limiter, results) = race_keyed_change(2, 1, 3);
+            let admitted = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(admitted, 1, "{results:?}");
+            assert_eq!(limiter.available(&1, at(T0)), 0);
+            assert_eq!(limiter.available(&1, at(T0 + T)), 1);
+            assert_eq!(limiter.available(&1, at(T0 + 3 * T)), 3);
+            assert_eq!(limiter.metrics(), metrics(2, 1, 0, 0, 1));
+        },
+    );
 }
 
 /// (kr2) A cut (burst 3 → 1) races two decisions on a key with two tokens
@@ -1478,14 +1482,18 @@ fn keyed_requota_raising_races_two_decisions() {
 /// at `T0` either way, and then holds at most the new burst.
 #[test]
 fn keyed_requota_lowering_races_two_decisions() {
-    check("keyed_requota_lowering_races_two_decisions", REQUOTA_BOUND, || {
-        let (limiter, results) = race_keyed_change(3, 1, 1);
-        let admitted = results.iter().filter(|r| r.is_ok()).count();
-        assert!((1..=2).contains(&admitted), "{results:?}");
-        assert_eq!(limiter.available(&1, at(T0)), 0);
-        assert_eq!(limiter.available(&1, at(T0 + 5 * T)), 1);
-        assert_eq!(limiter.metrics().allowed, 1 + admitted as u64);
-    });
+    check(
+        "keyed_requota_lowering_races_two_decisions",
+        REQUOTA_BOUND,
+        || {
+            let (limiter, results) = race_keyed_change(3, 1, 1);
+            let admitted = results.iter().filter(|r| r.is_ok()).count();
+            assert!((1..=2).contains(&admitted), "{results:?}");
+            assert_eq!(limiter.available(&1, at(T0)), 0);
+            assert_eq!(limiter.available(&1, at(T0 + 5 * T)), 1);
+            assert_eq!(limiter.metrics().allowed, 1 + admitted as u64);
+        },
+    );
 }
 
 /// (kr3) Two changes in a row (burst 2 → 4 → 1) race two decisions of one
@@ -1496,28 +1504,33 @@ fn keyed_requota_lowering_races_two_decisions() {
 /// interval later (the rate is one per `T` under every quota).
 #[test]
 fn keyed_requota_two_changes_race_decisions() {
-    check("keyed_requota_two_changes_race_decisions", REQUOTA_BOUND, || {
-        let limiter: Arc<Keyed<2, 1>> = Arc::new(
-            KeyedLimiter::new(quota(2), FullPolicy::Reject).expect("quota within the keyed range"),
-        );
-        limiter.try_acquire(&1, at(T0)).unwrap();
-        let l = limiter.clone();
-        let decider =
-            thread::spawn(move || [l.try_acquire(&1, at(T0)), l.try_acquire(&1, at(T0 + T))]);
-        let l = limiter.clone();
-        let changer = thread::spawn(move || {
-            l.set_quota(0, quota(4), at(T0)).unwrap();
-            l.set_quota(0, quota(1), at(T0)).unwrap();
-        });
-        let got = decider.join().unwrap();
-        changer.join().unwrap();
-        for r in &got {
-            assert!(*r == Ok(()) || *r == Err(LIMITED_1S), "{got:?}");
-        }
-        // The first finds the token left (the changes keep it: 1 ≤ every
-        // burst), the second one interval's refill.
-        assert_eq!(got, [Ok(()), Ok(())]);
-        assert_eq!(limiter.available(&1, at(T0 + T)), 0);
-        assert_eq!(limiter.quota(0), Some(quota(1)));
-    });
+    check(
+        "keyed_requota_two_changes_race_decisions",
+        REQUOTA_BOUND,
+        || {
+            let limiter: Arc<Keyed<2, 1>> = Arc::new(
+                KeyedLimiter::new(quota(2), FullPolicy::Reject)
+                    .expect("quota within the keyed range"),
+            );
+            limiter.try_acquire(&1, at(T0)).unwrap();
+            let l = limiter.clone();
+            let decider =
+                thread::spawn(move || [l.try_acquire(&1, at(T0)), l.try_acquire(&1, at(T0 + T))]);
+            let l = limiter.clone();
+            let changer = thread::spawn(move || {
+                l.set_quota(0, quota(4), at(T0)).unwrap();
+                l.set_quota(0, quota(1), at(T0)).unwrap();
+            });
+            let got = decider.join().unwrap();
+            changer.join().unwrap();
+            for r in &got {
+                assert!(*r == Ok(()) || *r == Err(LIMITED_1S), "{got:?}");
+            }
+            // The first finds the token left (the changes keep it: 1 ≤ every
+            // burst), the second one interval's refill.
+            assert_eq!(got, [Ok(()), Ok(())]);
+            assert_eq!(limiter.available(&1, at(T0 + T)), 0);
+            assert_eq!(limiter.quota(0), Some(quota(1)));
+        },
+    );
 }
