@@ -134,9 +134,11 @@ fn errors_change_nothing() {
 fn eviction_is_judged_under_the_new_quota() {
     // One slot: a new key may only evict key 1 once it is idle.
     let l: KeyedLimiter<u32, 1> = KeyedLimiter::new(q(1, 5), FullPolicy::Reject).unwrap();
-    l.try_acquire_n(&1, 5, T0).unwrap(); // full again at T0 + 5 s (old quota)
-    l.set_quota(0, q(1, 10), T0 + ms(1_000)).unwrap(); // 1 left: full at + 10 s
-                                                       // Full under the old quota, not under the new: not idle, kept.
+    // Drained at T0: full again at T0 + 5 s under the old quota; at the
+    // change 1 token is left, so under the new one full at T0 + 10 s.
+    l.try_acquire_n(&1, 5, T0).unwrap();
+    l.set_quota(0, q(1, 10), T0 + ms(1_000)).unwrap();
+    // Full under the old quota, not under the new: not idle, kept.
     assert_eq!(
         l.try_acquire(&2, T0 + ms(6_000)),
         Err(KeyedError::TableFull)

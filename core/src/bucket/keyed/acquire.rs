@@ -19,8 +19,9 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// # Errors
     ///
     /// [`KeyedError::RateLimited`], or [`KeyedError::TableFull`] under
-    /// [`FullPolicy::Reject`]; [`KeyedError::TierOutOfRange`] if the tier
-    /// function puts a new key in a tier the limiter does not have.
+    /// [`FullPolicy::Reject`](super::FullPolicy::Reject);
+    /// [`KeyedError::TierOutOfRange`] if the tier function puts a new key
+    /// in a tier the limiter does not have.
     #[inline]
     pub fn try_acquire(&self, key: &K, now: Instant) -> Result<(), KeyedError> {
         self.acquire(key, 1, None, now)

@@ -249,8 +249,9 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     }
 
     /// Picks the tier of a new key with `tier_of`. A tier out of range
-    /// refuses that key with [`KeyedError::TierOutOfRange`] (it is never
-    /// clamped to another tier).
+    /// refuses that key with
+    /// [`KeyedError::TierOutOfRange`](super::KeyedError::TierOutOfRange)
+    /// (it is never clamped to another tier).
     ///
     /// # Examples
     ///

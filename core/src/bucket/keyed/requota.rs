@@ -20,8 +20,8 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// ```
     /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
     ///
-    /// let limiter: KeyedLimiter<u32, 8, 2> =
-    ///     KeyedLimiter::with_tiers([Quota::per_second(1)?, Quota::per_second(9)?], FullPolicy::Reject)?;
+    /// let tiers = [Quota::per_second(1)?, Quota::per_second(9)?];
+    /// let limiter: KeyedLimiter<u32, 8, 2> = KeyedLimiter::with_tiers(tiers, FullPolicy::Reject)?;
     /// assert_eq!(limiter.quota(1), Some(Quota::per_second(9)?));
     /// assert_eq!(limiter.quota(2), None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -105,7 +105,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     }
 
     /// The overflow bucket's quota in force, `None` under
-    /// [`FullPolicy::Reject`].
+    /// [`FullPolicy::Reject`](super::FullPolicy::Reject).
     pub fn overflow_quota(&self) -> Option<Quota> {
         self.overflow.as_ref().map(TokenBucket::quota)
     }
@@ -113,7 +113,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// Changes the quota of the shared overflow bucket at `now`, as
     /// [`TokenBucket::set_quota`] does (the bucket's state carries over the
     /// same way), and returns the one it replaces; `None` (and nothing
-    /// changes) under [`FullPolicy::Reject`].
+    /// changes) under [`FullPolicy::Reject`](super::FullPolicy::Reject).
     ///
     /// # Examples
     ///
