@@ -87,6 +87,21 @@ fn lowering_the_quota_limits_the_key_at_once() {
 }
 
 #[test]
+fn a_stale_change_never_forgives_a_debt() {
+    // Drained at T0 + 1 s (full again at T0 + 3 s); the change is stamped
+    // T0, where the bucket reads 1 s overdrawn: it stays 1 s overdrawn
+    // under the new quota (full at T0 + 1.2 s at 10/s, burst 2), rather
+    // than reading empty at T0 (full by T0 + 1 s).
+    let l: KeyedLimiter<u32, 16> = KeyedLimiter::new(q(1, 2), FullPolicy::Reject).unwrap();
+    l.try_acquire_n(&1, 2, T0 + ms(1_000)).unwrap();
+    l.set_quota(0, q(10, 2), T0).unwrap();
+    assert_eq!(l.available(&1, T0 + ms(1_000)), 0);
+    assert!(limited(l.try_acquire(&1, T0 + ms(1_099))));
+    l.try_acquire(&1, T0 + ms(1_100)).unwrap();
+    assert_eq!(l.available(&1, T0 + ms(1_300)), 2);
+}
+
+#[test]
 fn changes_back_and_forth_keep_the_state() {
     // Many changes in a row, each converting every key of the tier.
     let l: KeyedLimiter<u32, 64, 2> =

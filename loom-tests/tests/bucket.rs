@@ -26,6 +26,13 @@
 //!   word); (f) checks that a pin blocks an eviction and never leaks, (g)
 //!   that charges which unpin and count in one CAS stay exact contended.
 //!
+//! `keyed_requota_*` (kr1–kr3): `KeyedLimiter::set_quota` racing
+//! decisions on one key (a raise, a cut, two changes in a row): never more
+//! admitted than the larger quota allows from the key's state, and a
+//! decision stalled across two changes never acts on the quota it read
+//! (kr3 found unconfirmed refusals doing so). Preemption bound 3 on the
+//! 64-bit layout, 2 on the 32-bit one (`REQUOTA_BOUND`).
+//!
 //! `keyed_eviction_races_stale_return_of_evicted_key` (c6) checks that an
 //! evicted key returning on a staler clock than the evicting caller's is
 //! never admitted early (issue 10, 2b: insertions start from the

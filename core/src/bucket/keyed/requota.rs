@@ -49,7 +49,8 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     ///
     /// Changes take the table's lock (with insertions and evictions: a
     /// `std` mutex per table, the critical section without `std`) and
-    /// convert every key of the tier before returning: linear in `N`.
+    /// convert every key of the tier before returning: linear in `N` (on
+    /// firmware without `std`, that long with interrupts off).
     /// Decisions on the tier's keys that race with a change convert their
     /// key themselves (see the `tiers` module).
     ///
