@@ -1,5 +1,11 @@
 //! [`KeyedLimiter`]: one GCRA bucket per key, in fixed storage.
 //!
+//! Files: `build` (constructors), `acquire` (requests, lock-free lookup),
+//! `insert` (the locked path: insertion, eviction), `marks` (eviction
+//! marks), `requota` and `tiers` (quota changes), `state` (the state
+//! word), `packed` or `split` (the slot protocol with 64-bit atomics or
+//! on Cortex-M, each with its bucket `word`), `tests` (white-box).
+//!
 //! # Table
 //!
 //! `N` slots, open addressing: a key lives in one of the [`PROBE`]

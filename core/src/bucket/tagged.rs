@@ -20,6 +20,9 @@
 //! was written under. `FRESH` (0: tag 0, the slot a bucket starts with) is
 //! a bucket never used, full at any time; nothing writes it again.
 //!
+//! That kernel is the `rule` module's [`Rule`]; this one holds the word,
+//! the slots and the protocol below.
+//!
 //! Half units cost one bit of range: the quota must fit a `W − 1`-bit
 //! arrival time ([`fits`]).
 //!
