@@ -107,6 +107,19 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
 
     /// The overflow bucket's quota in force, `None` under
     /// [`FullPolicy::Reject`](super::FullPolicy::Reject).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    ///
+    /// let shared: KeyedLimiter<u32, 8> =
+    ///     KeyedLimiter::new(Quota::per_second(1)?, FullPolicy::Overflow(Quota::per_second(5)?))?;
+    /// assert_eq!(shared.overflow_quota(), Some(Quota::per_second(5)?));
+    /// let strict: KeyedLimiter<u32, 8> = KeyedLimiter::new(Quota::per_second(1)?, FullPolicy::Reject)?;
+    /// assert_eq!(strict.overflow_quota(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn overflow_quota(&self) -> Option<Quota> {
         self.overflow.as_ref().map(TokenBucket::quota)
     }
