@@ -61,7 +61,7 @@ impl RetryAfter for KeyedError {
         match self {
             Self::RateLimited(e) => e.retry_after(),
             Self::InsufficientCapacity(e) => e.retry_after(),
-            Self::TableFull | Self::TierOutOfRange { .. } => None,
+            Self::TableFull | Self::TierOutOfRange { .. } | Self::Quota(_) => None,
         }
     }
 }

@@ -26,6 +26,13 @@
 //!   word); (f) checks that a pin blocks an eviction and never leaks, (g)
 //!   that charges which unpin and count in one CAS stay exact contended.
 //!
+//! `keyed_requota_*` (kr1–kr3): `KeyedLimiter::set_quota` racing
+//! decisions on one key (a raise, a cut, two changes in a row): never more
+//! admitted than the larger quota allows from the key's state, and a
+//! decision stalled across two changes never acts on the quota it read
+//! (kr3 found unconfirmed refusals doing so). Preemption bound 3 on the
+//! 64-bit layout, 2 on the 32-bit one (`REQUOTA_BOUND`).
+//!
 //! `keyed_eviction_races_stale_return_of_evicted_key` (c6) checks that an
 //! evicted key returning on a staler clock than the evicting caller's is
 //! never admitted early (issue 10, 2b: insertions start from the
@@ -77,6 +84,9 @@ fn quota(burst: u32) -> Quota {
 fn check(name: &str, bound: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(bound);
+    // Atomic operations per execution, not interleavings: the keyed models'
+    // sequential checks read each tier's quota too.
+    builder.max_branches = 10_000;
     let iterations = std::sync::Arc::new(AtomicUsize::new(0));
     let seen = iterations.clone();
     let start = std::time::Instant::now();
@@ -1412,4 +1422,122 @@ fn keyed_charge_and_unpin_exact() {
         limiter.try_acquire(&2, at(T0 + 10 * T)).unwrap();
         assert_eq!(limiter.metrics(), metrics(5, 1, 1, 0, 1));
     });
+}
+
+// ---------------------------------------------------------------------------
+// KeyedLimiter::set_quota: a tier's quota changed while decisions go on
+// ---------------------------------------------------------------------------
+
+/// Preemption bound of the `set_quota` models: 3 on the 64-bit layout
+/// (~10 s each), 2 on the 32-bit one (`--cfg fusebox_narrow_words`), whose
+/// three read-modify-writes per call take a bound of 3 past a minute.
+const REQUOTA_BOUND: usize = if cfg!(fusebox_narrow_words) { 2 } else { 3 };
+
+/// Key 1 of a one-tier, two-slot limiter under `quota(burst)`, charged
+/// `taken` tokens at `T0`; then two threads take one token each at `T0`
+/// while a third changes the tier to `quota(to)` at `T0`. Returns the
+/// results of the two takes and the quota the change replaced.
+fn race_keyed_change(
+    burst: u32,
+    taken: u32,
+    to: u32,
+) -> (Arc<Keyed<2, 1>>, Vec<Result<(), KeyedError>>) {
+    let limiter: Arc<Keyed<2, 1>> = Arc::new(
+        KeyedLimiter::new(quota(burst), FullPolicy::Reject).expect("quota within the keyed range"),
+    );
+    limiter.try_acquire_n(&1, taken, at(T0)).unwrap();
+    let take = || {
+        let l = limiter.clone();
+        thread::spawn(move || l.try_acquire(&1, at(T0)))
+    };
+    let (a, b) = (take(), take());
+    let l = limiter.clone();
+    let change = thread::spawn(move || l.set_quota(0, quota(to), at(T0)));
+    let results = vec![a.join().unwrap(), b.join().unwrap()];
+    assert_eq!(change.join().unwrap(), Ok(quota(burst)));
+    assert_eq!(limiter.quota(0), Some(quota(to)));
+    for r in &results {
+        assert!(*r == Ok(()) || *r == Err(LIMITED_1S), "{results:?}");
+    }
+    (limiter, results)
+}
+
+/// (kr1) A raise (burst 2 → 3, same rate) races two decisions on a key
+/// with one token left at `T0`: the raise grants no token, so exactly one
+/// is admitted (never more than the larger quota allows from that state),
+/// the key is empty at `T0` and refills to the new burst at the new rate.
+#[test]
+fn keyed_requota_raising_races_two_decisions() {
+    check(
+        "keyed_requota_raising_races_two_decisions",
+        REQUOTA_BOUND,
+        || {
+            let (limiter, results) = race_keyed_change(2, 1, 3);
+            let admitted = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(admitted, 1, "{results:?}");
+            assert_eq!(limiter.available(&1, at(T0)), 0);
+            assert_eq!(limiter.available(&1, at(T0 + T)), 1);
+            assert_eq!(limiter.available(&1, at(T0 + 3 * T)), 3);
+            assert_eq!(limiter.metrics(), metrics(2, 1, 0, 0, 1));
+        },
+    );
+}
+
+/// (kr2) A cut (burst 3 → 1) races two decisions on a key with two tokens
+/// left at `T0`: one or two admitted (two only if a decision came before
+/// the cut), never more than the larger quota allows (2); the key is empty
+/// at `T0` either way, and then holds at most the new burst.
+#[test]
+fn keyed_requota_lowering_races_two_decisions() {
+    check(
+        "keyed_requota_lowering_races_two_decisions",
+        REQUOTA_BOUND,
+        || {
+            let (limiter, results) = race_keyed_change(3, 1, 1);
+            let admitted = results.iter().filter(|r| r.is_ok()).count();
+            assert!((1..=2).contains(&admitted), "{results:?}");
+            assert_eq!(limiter.available(&1, at(T0)), 0);
+            assert_eq!(limiter.available(&1, at(T0 + 5 * T)), 1);
+            assert_eq!(limiter.metrics().allowed, 1 + admitted as u64);
+        },
+    );
+}
+
+/// (kr3) Two changes in a row (burst 2 → 4 → 1) race two decisions of one
+/// thread on a key with one token left at `T0`, so a decision can load its
+/// word under the first quota and read that quota's slot while the second
+/// change rewrites it: never acted on. Whatever the interleaving, at most
+/// the one token left at `T0` is admitted then, and one more a whole
+/// interval later (the rate is one per `T` under every quota).
+#[test]
+fn keyed_requota_two_changes_race_decisions() {
+    check(
+        "keyed_requota_two_changes_race_decisions",
+        REQUOTA_BOUND,
+        || {
+            let limiter: Arc<Keyed<2, 1>> = Arc::new(
+                KeyedLimiter::new(quota(2), FullPolicy::Reject)
+                    .expect("quota within the keyed range"),
+            );
+            limiter.try_acquire(&1, at(T0)).unwrap();
+            let l = limiter.clone();
+            let decider =
+                thread::spawn(move || [l.try_acquire(&1, at(T0)), l.try_acquire(&1, at(T0 + T))]);
+            let l = limiter.clone();
+            let changer = thread::spawn(move || {
+                l.set_quota(0, quota(4), at(T0)).unwrap();
+                l.set_quota(0, quota(1), at(T0)).unwrap();
+            });
+            let got = decider.join().unwrap();
+            changer.join().unwrap();
+            for r in &got {
+                assert!(*r == Ok(()) || *r == Err(LIMITED_1S), "{got:?}");
+            }
+            // The first finds the token left (the changes keep it: 1 ≤ every
+            // burst), the second one interval's refill.
+            assert_eq!(got, [Ok(()), Ok(())]);
+            assert_eq!(limiter.available(&1, at(T0 + T)), 0);
+            assert_eq!(limiter.quota(0), Some(quota(1)));
+        },
+    );
 }

@@ -334,7 +334,7 @@ fn a_registry_from_a_toml_file() {
     let again = r
         .keyed_limiter::<String, 256>(
             "per_client",
-            *q,
+            q,
             FullPolicy::Overflow(Quota::per_second(1000).unwrap()),
         )
         .unwrap();

@@ -1,5 +1,11 @@
 //! [`KeyedLimiter`]: one GCRA bucket per key, in fixed storage.
 //!
+//! Files: `build` (constructors), `acquire` (requests, lock-free lookup),
+//! `insert` (the locked path: insertion, eviction), `marks` (eviction
+//! marks), `requota` and `tiers` (quota changes), `state` (the state
+//! word), `packed` or `split` (the slot protocol with 64-bit atomics or
+//! on Cortex-M, each with its bucket `word`), `tests` (white-box).
+//!
 //! # Table
 //!
 //! `N` slots, open addressing: a key lives in one of the [`PROBE`]
@@ -19,8 +25,13 @@
 //! the 64-bit bucket word instead (layout in the `packed` module):
 //!
 //! ```text
-//! [tat 48][pins 6][allowed 10]   u64::MAX: empty or locked
+//! [tat 48][pins 6][tag 1][allowed 9]   u64::MAX: empty or locked
 //! ```
+//!
+//! (On Cortex-M the bucket word is the arrival time in half units, its
+//! lowest bit the tag.) The *tag* names the quota generation of the key's
+//! tier the word was written under, so that a tier's quota can change
+//! while decisions go on (see [Quota changes](#quota-changes)).
 //!
 //! # Concurrency
 //!
@@ -38,8 +49,11 @@
 //!   charges belong together: no request is ever charged to another key's
 //!   bucket. (Pinning is what makes reading an arbitrary `K` safe while an
 //!   insert may rewrite the slot, so two is the floor for `K: Eq`.)
+//!   Besides these a call loads its tier's quota generation (one load,
+//!   after the bucket word), and a refusal loads the bucket word again to
+//!   confirm it.
 //! * Admissions are counted in the slot and moved into the global counter
-//!   in batches (512 with 64-bit atomics, 2 048 on Cortex-M): by the caller
+//!   in batches (256 with 64-bit atomics, 2 048 on Cortex-M): by the caller
 //!   that finds a batch complete (one extra CAS and add), and by the
 //!   eviction of the key (its remainder). [`KeyedLimiter::metrics`] adds
 //!   the slots' pending counts, so it is exact whenever no call is in
@@ -73,6 +87,20 @@
 //!   [`FullPolicy`] decides: reject, or charge a shared overflow bucket.
 //!   Never an unlimited pass.
 //!
+//! # Quota changes
+//!
+//! [`KeyedLimiter::set_quota`] changes a tier's quota under `&self`. Each
+//! tier has a quota *generation* and two quota slots; every bucket word
+//! carries the parity of the generation it was written under (its *tag*).
+//! A change writes the slot not in force, publishes it by bumping the
+//! generation, then *sweeps* the table under the table's lock, converting
+//! each of the tier's words by one CAS. A decision racing with the change
+//! that finds a word of the previous generation converts it itself, in
+//! the CAS that charges it. The conversion is the token bucket's (tokens
+//! available at the change's `now` kept, no new burst), and a pure
+//! function of the word, so the sweep and every racing decision agree.
+//! Details in the `tiers` module.
+//!
 //! # Eviction
 //!
 //! A key is evicted only when idle: its bucket full again at the evicting
@@ -102,41 +130,44 @@
 //! left idle for close to a multiple of 2^48 scaled units (8.9 years at
 //! scale 1, 78 hours at scale 1 000, 71.6 minutes at scale 65 536) may
 //! read as partly drained and then admits *less* for at most its burst
-//! span plus that tolerance, never more. (Cortex-M: the 32-bit word's
-//! range, ~1.05 s of tolerance, in the `gcra` module.)
+//! span plus that tolerance, never more. (Cortex-M: the bucket word holds
+//! half units, like the token bucket's: ~1.05 s of tolerance, and the wrap
+//! at 2^31 scaled units, 35.8 min at scale 1; see the `gcra` module.)
 //!
 //! The hasher (a type parameter, `S`) and heap construction are described
 //! on [`KeyedLimiter`] itself.
 //!
 //! [`TokenBucket`]: super::TokenBucket
 
+mod acquire;
+mod build;
 mod insert;
 mod marks;
 #[cfg(fusebox_wide_words)]
 mod packed;
+mod requota;
 #[cfg(not(fusebox_wide_words))]
 mod split;
 mod state;
 #[cfg(all(test, not(loom)))]
 mod tests;
+mod tiers;
 
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::hash::{BuildHasher, Hash};
 use core::mem::MaybeUninit;
-use core::ptr::addr_of_mut;
 
 use self::marks::Marks;
 #[cfg(fusebox_wide_words)]
 use self::packed as design;
 #[cfg(not(fusebox_wide_words))]
 use self::split as design;
-use self::state::{EMPTY, FP_SHIFT, LOCKED};
-use super::gcra::Params;
+use self::state::{EMPTY, LOCKED};
+use self::tiers::{Refused, Tiers};
 use super::{InsufficientCapacity, Quota, QuotaError, RateLimited, TokenBucket};
 use crate::hash::FixedState;
 use crate::sync::{AtomicU32, Counter, Ordering, TableLock, TatWord};
-use crate::Instant;
+use crate::Duration;
 
 /// Slots searched for a key, from its home slot.
 pub const PROBE: usize = 16;
@@ -175,6 +206,10 @@ pub enum KeyedError {
         /// The tier asked for.
         tier: usize,
     },
+    /// The quota given to [`set_quota`](KeyedLimiter::set_quota) does not
+    /// fit the slots' bucket word (see
+    /// [`with_tiers`](KeyedLimiter::with_tiers)); nothing was changed.
+    Quota(QuotaError),
 }
 
 impl fmt::Display for KeyedError {
@@ -184,6 +219,7 @@ impl fmt::Display for KeyedError {
             Self::InsufficientCapacity(e) => e.fmt(f),
             Self::TableFull => f.write_str("keyed limiter full: no idle slot for a new key"),
             Self::TierOutOfRange { tier } => write!(f, "no quota tier {tier} in this limiter"),
+            Self::Quota(e) => e.fmt(f),
         }
     }
 }
@@ -191,6 +227,11 @@ impl core::error::Error for KeyedError {}
 impl From<RateLimited> for KeyedError {
     fn from(e: RateLimited) -> Self {
         Self::RateLimited(e)
+    }
+}
+impl From<QuotaError> for KeyedError {
+    fn from(e: QuotaError) -> Self {
+        Self::Quota(e)
     }
 }
 
@@ -215,8 +256,9 @@ pub(crate) struct Slot<K> {
     /// `[fingerprint 12][tier 2][readers 6][allowed 12]`, `0` empty,
     /// `u32::MAX` locked; see the `state` module.
     state: AtomicU32,
-    /// The bucket: `[tat 48][pins 6][allowed 10]` with 64-bit atomics (see
-    /// the `packed` module), the bare arrival time on Cortex-M.
+    /// The bucket: `[tat 48][pins 6][tag 1][allowed 9]` with 64-bit atomics
+    /// (see the `packed` module), the arrival time in half units with the
+    /// tag as its lowest bit on Cortex-M (the `split` module).
     tat: TatWord,
     /// Initialised iff `state` is neither `EMPTY` nor `LOCKED`; written and
     /// moved out only while the slot is locked (under the table's lock),
@@ -229,7 +271,8 @@ pub(crate) struct Slot<K> {
 ///
 /// `TIERS` quotas (1..=4): a key gets the tier given at insertion (by
 /// [`try_acquire_tier`](Self::try_acquire_tier) or the tier function) and
-/// keeps it while it stays in the table.
+/// keeps it while it stays in the table. A tier's quota can change at run
+/// time, under `&self`: [`set_quota`](Self::set_quota).
 ///
 /// # Hashing
 ///
@@ -276,9 +319,8 @@ pub(crate) struct Slot<K> {
 /// ```
 pub struct KeyedLimiter<K, const N: usize, const TIERS: usize = 1, S = FixedState> {
     slots: [Slot<K>; N],
-    tiers: [Quota; TIERS],
-    /// The GCRA parameters of each tier for the slots' bucket words.
-    params: [Params; TIERS],
+    /// Each tier's quota, changeable at run time (see the `tiers` module).
+    tiers: Tiers<TIERS>,
     overflow: Option<TokenBucket>,
     hasher: S,
     tier_of: Option<fn(&K) -> usize>,
@@ -309,507 +351,18 @@ unsafe impl<K: Send, const N: usize, const TIERS: usize, S: Send> Send
 {
 }
 
-/// Constructors with the default hasher, [`FixedState`] (fixed public seed).
-impl<K: Eq + Hash + Clone, const N: usize> KeyedLimiter<K, N, 1> {
-    /// One quota for every key, hashed with the fixed default seed (for
-    /// keys from clients see [`with_hasher`](KeyedLimiter::with_hasher)).
-    ///
-    /// # Errors
-    ///
-    /// As [`with_tiers`](KeyedLimiter::with_tiers).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
-    /// use fusebox::Instant;
-    ///
-    /// let limiter: KeyedLimiter<u8, 16> =
-    ///     KeyedLimiter::new(Quota::per_second(1)?, FullPolicy::Reject)?;
-    /// limiter.try_acquire(&3, Instant::from_secs(1))?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn new(quota: Quota, policy: FullPolicy) -> Result<Self, QuotaError> {
-        Self::with_tiers([quota], policy)
+/// A refused decision on `n` tokens, as the caller's error.
+#[cold]
+fn refusal(n: u32, refused: Refused) -> KeyedError {
+    match refused {
+        Refused::Wait(wait) => KeyedError::RateLimited(RateLimited {
+            retry_after: Duration::from_micros(wait),
+        }),
+        Refused::Never(burst) => KeyedError::InsufficientCapacity(InsufficientCapacity {
+            requested: n,
+            burst,
+        }),
     }
-
-    /// [`new`](Self::new), built in place on the heap (feature `alloc`):
-    /// for tables larger than the stack (see [Large
-    /// tables](KeyedLimiter#large-tables)).
-    ///
-    /// # Errors
-    ///
-    /// As [`with_tiers`](KeyedLimiter::with_tiers).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
-    ///
-    /// // 24 MiB: far beyond any thread's stack.
-    /// let big = KeyedLimiter::<u64, { 1 << 20 }>::new_boxed(Quota::per_second(5)?, FullPolicy::Reject)?;
-    /// assert_eq!(big.metrics().keys, 0);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(feature = "alloc")]
-    pub fn new_boxed(
-        quota: Quota,
-        policy: FullPolicy,
-    ) -> Result<alloc::boxed::Box<Self>, QuotaError> {
-        Self::with_hasher_boxed([quota], policy, FixedState::new())
-    }
-}
-
-/// Constructors with the default hasher, [`FixedState`] (fixed public seed).
-impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N, TIERS> {
-    /// A limiter with one quota per tier, hashing with the fixed default
-    /// seed: for keys an attacker cannot choose (see
-    /// [`with_hasher`](Self::with_hasher) otherwise). `N == 0` or a tier
-    /// count outside `1..=4` fails to compile.
-    ///
-    /// # Errors
-    ///
-    /// [`QuotaError::TooLong`] if a tier's `burst × period / tokens` does
-    /// not fit the slots' bucket word. Where the target has 64-bit atomics
-    /// the arrival time shares its word with the slot's bookkeeping and has
-    /// 48 bits: `burst × T` must stay below 2^46 scaled units (`T` the
-    /// emission interval in units of `1/scale` µs, see [`Quota`]), i.e.
-    /// a burst span under 814 days at scale 1, 19.5 hours at scale 1 000,
-    /// 17.9 minutes at the largest scale (65 536). On Cortex-M every valid
-    /// [`Quota`] fits.
-    ///
-    /// # Examples
-    ///
-    /// See [`KeyedLimiter`].
-    pub fn with_tiers(tiers: [Quota; TIERS], policy: FullPolicy) -> Result<Self, QuotaError> {
-        Self::with_hasher(tiers, policy, FixedState::new())
-    }
-
-    /// Uses `seed` for the key hash: pick a secret one (e.g. from a
-    /// hardware RNG) if keys come from untrusted clients. Moves the table:
-    /// for a large one, pass `FixedState::with_seed(seed)` to
-    /// `with_hasher_boxed` instead.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
-    ///
-    /// let limiter: KeyedLimiter<u32, 8> =
-    ///     KeyedLimiter::new(Quota::per_second(1)?, FullPolicy::Reject)?.with_seed(0x5eed);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[must_use]
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.hasher = FixedState::with_seed(seed);
-        self
-    }
-}
-
-impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
-    KeyedLimiter<K, N, TIERS, S>
-{
-    const CHECKS: () = {
-        assert!(N > 0, "a KeyedLimiter needs at least one slot");
-        assert!(N <= (u32::MAX as usize), "too many slots");
-        assert!(
-            TIERS > 0 && TIERS <= MAX_TIERS,
-            "a KeyedLimiter has 1 to 4 quota tiers"
-        );
-    };
-
-    /// A limiter with one quota per tier, hashing keys with `hasher`. With
-    /// the `std` feature, `RandomState` is the one for keys that clients
-    /// choose: a per-instance secret seed, at the speed of the default.
-    ///
-    /// # Errors
-    ///
-    /// As [`with_tiers`](KeyedLimiter::with_tiers).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
-    /// use fusebox::Instant;
-    /// # #[cfg(feature = "std")] {
-    /// use fusebox::hash::RandomState;
-    ///
-    /// let per_client: KeyedLimiter<u64, 1024, 1, RandomState> =
-    ///     KeyedLimiter::with_hasher([Quota::per_second(10)?], FullPolicy::Reject, RandomState::new())?;
-    /// per_client.try_acquire(&42, Instant::from_secs(1))?;
-    /// # }
-    /// // Any BuildHasher works, e.g. std's SipHash.
-    /// let sip: KeyedLimiter<&str, 64, 1, std::hash::RandomState> =
-    ///     KeyedLimiter::with_hasher([Quota::per_second(1)?], FullPolicy::Reject, Default::default())?;
-    /// sip.try_acquire(&"alice", Instant::from_secs(1))?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn with_hasher(
-        tiers: [Quota; TIERS],
-        policy: FullPolicy,
-        hasher: S,
-    ) -> Result<Self, QuotaError> {
-        let params = Self::params_of_tiers(&tiers)?;
-        let mut this = MaybeUninit::<Self>::uninit();
-        // SAFETY: `this` is valid for writes and aligned; `init` writes
-        // every field, so it is initialised afterwards.
-        unsafe {
-            Self::init(this.as_mut_ptr(), tiers, params, policy, hasher);
-            Ok(this.assume_init())
-        }
-    }
-
-    /// [`with_hasher`](Self::with_hasher), built in place on the heap
-    /// (feature `alloc`): no table-sized value ever passes through the
-    /// stack, so a table of any size can be built on any thread (see
-    /// [Large tables](KeyedLimiter#large-tables)).
-    ///
-    /// # Errors
-    ///
-    /// As [`with_tiers`](KeyedLimiter::with_tiers).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
-    /// use fusebox::hash::FixedState;
-    ///
-    /// let big = KeyedLimiter::<u64, 131_072, 2>::with_hasher_boxed(
-    ///     [Quota::per_second(10)?, Quota::per_second(100)?],
-    ///     FullPolicy::Reject,
-    ///     FixedState::with_seed(0x5eed), // or `RandomState::new()` with `std`
-    /// )?;
-    /// assert_eq!(big.quota(1).map(|q| q.burst()), Some(100));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[cfg(feature = "alloc")]
-    pub fn with_hasher_boxed(
-        tiers: [Quota; TIERS],
-        policy: FullPolicy,
-        hasher: S,
-    ) -> Result<alloc::boxed::Box<Self>, QuotaError> {
-        let params = Self::params_of_tiers(&tiers)?;
-        // SAFETY: `init` writes every field of the allocation it is given.
-        Ok(unsafe {
-            crate::boxed::new_in_place(|this| Self::init(this, tiers, params, policy, hasher))
-        })
-    }
-
-    /// Each tier's parameters for the slots' bucket words.
-    fn params_of_tiers(tiers: &[Quota; TIERS]) -> Result<[Params; TIERS], QuotaError> {
-        let () = Self::CHECKS;
-        let mut params = [*tiers[0].params(); TIERS];
-        for (p, quota) in params.iter_mut().zip(tiers) {
-            *p = design::params(quota)?;
-        }
-        Ok(params)
-    }
-
-    /// Writes an empty limiter into `this`, field by field and slot by
-    /// slot, so that nothing of the table's size is ever on the stack.
-    ///
-    /// # Safety
-    ///
-    /// * `this` is valid for writes of `Self` and aligned; whatever it
-    ///   holds is overwritten, not dropped.
-    unsafe fn init(
-        this: *mut Self,
-        tiers: [Quota; TIERS],
-        params: [Params; TIERS],
-        policy: FullPolicy,
-        hasher: S,
-    ) {
-        // SAFETY: (the caller's contract) every place below lies inside
-        // `*this` and is written once, without reading or dropping what
-        // was there; an array of `N` slots has room for `N` writes.
-        unsafe {
-            let slots = addr_of_mut!((*this).slots).cast::<Slot<K>>();
-            for i in 0..N {
-                slots.add(i).write(design::empty());
-            }
-            addr_of_mut!((*this).tiers).write(tiers);
-            addr_of_mut!((*this).params).write(params);
-            addr_of_mut!((*this).overflow).write(match policy {
-                FullPolicy::Reject => None,
-                FullPolicy::Overflow(q) => Some(TokenBucket::new(q)),
-            });
-            addr_of_mut!((*this).hasher).write(hasher);
-            addr_of_mut!((*this).tier_of).write(None);
-            addr_of_mut!((*this).keys).write(AtomicU32::new(0));
-            addr_of_mut!((*this).lock).write(TableLock::new());
-            addr_of_mut!((*this).marks).write(Marks::new());
-            addr_of_mut!((*this).allowed).write(Counter::new());
-            addr_of_mut!((*this).limited).write(Counter::new());
-            addr_of_mut!((*this).evictions).write(Counter::new());
-            addr_of_mut!((*this).table_full).write(Counter::new());
-        }
-    }
-
-    /// Picks the tier of a new key with `tier_of`. A tier out of range
-    /// refuses that key with [`KeyedError::TierOutOfRange`] (it is never
-    /// clamped to another tier).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
-    /// use fusebox::Instant;
-    ///
-    /// let limiter: KeyedLimiter<u32, 64, 2> =
-    ///     KeyedLimiter::with_tiers([Quota::per_second(1)?, Quota::per_second(50)?], FullPolicy::Reject)?
-    ///         .with_tier_fn(|id| usize::from(*id < 100)); // ids below 100 are premium
-    /// assert_eq!(limiter.available(&7, Instant::from_secs(1)), 50);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[must_use]
-    pub fn with_tier_fn(mut self, tier_of: fn(&K) -> usize) -> Self {
-        self.tier_of = Some(tier_of);
-        self
-    }
-
-    /// [`with_tier_fn`](Self::with_tier_fn) in place, for a boxed table.
-    /// Keys already in the table keep their tier.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
-    /// use fusebox::Instant;
-    ///
-    /// // Typically on a table from `with_hasher_boxed` (feature `alloc`).
-    /// let mut limiter = KeyedLimiter::<u32, 4096, 2>::with_tiers(
-    ///     [Quota::per_second(1)?, Quota::per_second(50)?],
-    ///     FullPolicy::Reject,
-    /// )?;
-    /// limiter.set_tier_fn(|id| usize::from(*id < 100));
-    /// assert_eq!(limiter.available(&7, Instant::from_secs(1)), 50);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn set_tier_fn(&mut self, tier_of: fn(&K) -> usize) {
-        self.tier_of = Some(tier_of);
-    }
-
-    /// The quota of `tier`.
-    pub fn quota(&self, tier: usize) -> Option<&Quota> {
-        self.tiers.get(tier)
-    }
-
-    /// Takes one token for `key` at `now`; a new key gets the tier of the
-    /// tier function (or 0).
-    ///
-    /// # Errors
-    ///
-    /// [`KeyedError::RateLimited`], or [`KeyedError::TableFull`] under
-    /// [`FullPolicy::Reject`]; [`KeyedError::TierOutOfRange`] if the tier
-    /// function puts a new key in a tier the limiter does not have.
-    #[inline]
-    pub fn try_acquire(&self, key: &K, now: Instant) -> Result<(), KeyedError> {
-        self.acquire(key, 1, None, now)
-    }
-
-    /// Takes one token for `key`, inserting it in `tier` if new.
-    ///
-    /// # Errors
-    ///
-    /// As [`try_acquire`](Self::try_acquire), and
-    /// [`KeyedError::TierOutOfRange`] if `tier >= TIERS`, whether or not
-    /// the key is already in the table (checked first: nothing is charged).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
-    /// use fusebox::Instant;
-    ///
-    /// let limiter: KeyedLimiter<u32, 8, 2> =
-    ///     KeyedLimiter::with_tiers([Quota::per_second(1)?, Quota::per_second(9)?], FullPolicy::Reject)?;
-    /// let now = Instant::from_secs(1);
-    /// limiter.try_acquire_tier(&1, 1, now)?;
-    /// assert_eq!(limiter.try_acquire_tier(&2, 2, now), Err(KeyedError::TierOutOfRange { tier: 2 }));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[inline]
-    pub fn try_acquire_tier(&self, key: &K, tier: usize, now: Instant) -> Result<(), KeyedError> {
-        if tier >= TIERS {
-            return Err(self.out_of_range(tier));
-        }
-        self.acquire(key, 1, Some(tier), now)
-    }
-
-    /// Takes `n` tokens for `key`, all or none.
-    ///
-    /// # Errors
-    ///
-    /// As [`try_acquire`](Self::try_acquire), plus
-    /// [`KeyedError::InsufficientCapacity`] if `n` exceeds the key's burst.
-    #[inline]
-    pub fn try_acquire_n(&self, key: &K, n: u32, now: Instant) -> Result<(), KeyedError> {
-        self.acquire(key, n, None, now)
-    }
-
-    /// Whole tokens available to `key` at `now`. A key not in the table
-    /// reads what it would start with if inserted now: the full burst of
-    /// its tier, or less for a caller whose `now` is behind a recent
-    /// eviction (see the module docs); 0 if the tier function puts it in a
-    /// tier the limiter does not have.
-    ///
-    /// Takes no lock for a key that is absent or has room for another
-    /// caller: only a key with every pin taken (62 callers at once, 63 on
-    /// Cortex-M, or a key sharing its fingerprint so crowded) is looked up
-    /// under the table's lock, like its charges.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
-    /// use fusebox::Instant;
-    ///
-    /// let limiter: KeyedLimiter<u32, 8> =
-    ///     KeyedLimiter::new(Quota::per_second(4)?, FullPolicy::Reject)?;
-    /// let now = Instant::from_secs(1);
-    /// limiter.try_acquire_n(&1, 3, now)?;
-    /// assert_eq!(limiter.available(&1, now), 1);
-    /// assert_eq!(limiter.available(&2, now), 4); // absent: a full bucket
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn available(&self, key: &K, now: Instant) -> u32 {
-        let (fp, home) = self.locate(key);
-        let mut crowded = false;
-        for i in Self::window(home) {
-            let slot = &self.slots[i];
-            if let Some(available) = self.available_if(slot, fp, key, now) {
-                return available;
-            }
-            crowded |= Self::crowded(slot, fp);
-        }
-        if crowded {
-            // A slot with this fingerprint had no room to pin: it may hold
-            // the key. Under the lock no eviction runs and no pin is needed.
-            let found = self.lock.with(|| {
-                self.find_locked(key, fp, home).map(|i| {
-                    let slot = &self.slots[i];
-                    let params = self.params_of(slot.state.load(Ordering::Acquire));
-                    params.available(Self::tat_locked(slot), now.as_micros()) as u32
-                })
-            });
-            if let Some(available) = found {
-                return available;
-            }
-        }
-        // Absent: its bucket would start from its fingerprint's eviction
-        // mark, read lock-free. An eviction raises the mark before the key
-        // leaves its slot, so a key not found has its mark visible.
-        let Some(params) = self.params.get(self.tier_of.map_or(0, |f| f(key))) else {
-            return 0;
-        };
-        let start = marks::start(params, self.marks.get(fp), now.as_micros());
-        params.available(start, now.as_micros()) as u32
-    }
-
-    /// The counters. Admissions are partly counted per slot (see the module
-    /// docs), so this reads every slot, and is exact whenever no call is in
-    /// flight.
-    pub fn metrics(&self) -> KeyedMetrics {
-        let pending = self.slots.iter().map(Self::slot_pending).sum::<u64>();
-        KeyedMetrics {
-            allowed: self.allowed.get().wrapping_add(pending),
-            limited: self.limited.get(),
-            evictions: self.evictions.get(),
-            table_full: self.table_full.get(),
-            keys: u64::from(self.keys.load(Ordering::Relaxed)),
-        }
-    }
-
-    /// The lock-free path, for a key already in the table; the rest is out
-    /// of line.
-    #[inline]
-    fn acquire(
-        &self,
-        key: &K,
-        n: u32,
-        tier: Option<usize>,
-        now: Instant,
-    ) -> Result<(), KeyedError> {
-        let (fp, home) = self.locate(key);
-        for i in Self::window(home) {
-            if let Some(result) = self.charge_if(&self.slots[i], fp, key, n, now) {
-                if result.is_err() {
-                    self.refused();
-                }
-                return result;
-            }
-        }
-        self.acquire_slow(key, n, tier, fp, home, now)
-    }
-
-    #[cold]
-    fn refused(&self) {
-        self.limited.incr();
-    }
-
-    #[cold]
-    fn out_of_range(&self, tier: usize) -> KeyedError {
-        self.limited.incr();
-        KeyedError::TierOutOfRange { tier }
-    }
-
-    /// The quota of a live slot's state.
-    #[inline]
-    fn quota_of(&self, state: u32) -> &Quota {
-        if TIERS == 1 {
-            &self.tiers[0]
-        } else {
-            // Always in range (a key's tier is checked before it is
-            // inserted); `min` spares the bounds check.
-            &self.tiers[state::tier(state).min(TIERS - 1)]
-        }
-    }
-
-    /// The bucket-word parameters of a live slot's state.
-    #[inline]
-    fn params_of(&self, state: u32) -> &Params {
-        if TIERS == 1 {
-            &self.params[0]
-        } else {
-            &self.params[state::tier(state).min(TIERS - 1)]
-        }
-    }
-
-    /// The key's fingerprint (never that of EMPTY or LOCKED) from the high
-    /// bits of its hash, and its home slot from the low bits.
-    #[inline]
-    fn locate(&self, key: &K) -> (u32, usize) {
-        let hash = self.hasher.hash_one(key);
-        let fp = ((hash >> (32 + FP_SHIFT)) as u32).clamp(1, state::FP_MAX);
-        let home = if N.is_power_of_two() {
-            hash as usize & (N - 1)
-        } else {
-            // Multiply-shift range reduction: no division.
-            ((u64::from(hash as u32) * N as u64) >> 32) as usize
-        };
-        (fp, home)
-    }
-
-    #[inline]
-    fn window(home: usize) -> impl Iterator<Item = usize> {
-        (0..PROBE.min(N)).map(move |i| {
-            let j = home + i;
-            if N.is_power_of_two() {
-                j & (N - 1)
-            } else if j >= N {
-                j - N
-            } else {
-                j
-            }
-        })
-    }
-}
-
-fn over_capacity(n: u32, quota: &Quota) -> KeyedError {
-    KeyedError::InsufficientCapacity(InsufficientCapacity {
-        requested: n,
-        burst: quota.burst(),
-    })
 }
 
 impl<K, const N: usize, const TIERS: usize, S> Drop for KeyedLimiter<K, N, TIERS, S> {
@@ -829,7 +382,10 @@ impl<K, const N: usize, const TIERS: usize, S> fmt::Debug for KeyedLimiter<K, N,
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedLimiter")
             .field("slots", &N)
-            .field("tiers", &self.tiers)
+            .field(
+                "tiers",
+                &core::array::from_fn::<_, TIERS, _>(|tier| self.tiers.quota(tier)),
+            )
             .field("keys", &self.keys.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }

@@ -50,10 +50,9 @@ mod tagged;
 pub use keyed::{FullPolicy, KeyedError, KeyedLimiter, KeyedMetrics, MAX_TIERS, PROBE};
 pub use quota::{Quota, QuotaError};
 
-use core::borrow::Borrow;
 use core::fmt;
 
-use crate::sync::{const_fn_unless_loom, Ordering, TatWord};
+use crate::sync::const_fn_unless_loom;
 use crate::{Duration, Instant};
 use tagged::{Refusal, Tagged};
 
@@ -307,71 +306,12 @@ impl fmt::Debug for TokenBucket {
     }
 }
 
-/// The arrival-time word, widened to the kernel's `u64` (the keyed
-/// limiter's 32-bit slots).
-#[inline]
-#[cfg_attr(fusebox_wide_words, allow(dead_code))]
-pub(crate) fn load(tat: &TatWord) -> u64 {
-    widen(tat.load(Ordering::Acquire))
-}
-
+/// A word value widened to the kernel's `u64` (the keyed limiter's tier
+/// parameters, stored in `TatWord`s).
 #[inline]
 #[allow(clippy::useless_conversion)] // u32 -> u64 on Cortex-M, u64 -> u64 elsewhere
 fn widen<T: Into<u64>>(word: T) -> u64 {
     word.into()
-}
-
-/// One GCRA decision on a bucket's state, for the keyed limiter: its slots'
-/// plain words (under a quota kept beside them) and its overflow
-/// [`TokenBucket`] (whose state carries its own quota: `quota` is ignored).
-/// `n <= quota.burst()` is the caller's to check.
-#[inline]
-pub(crate) fn take<S: Take + ?Sized>(
-    state: &S,
-    quota: impl Borrow<Quota>,
-    n: u32,
-    now: Instant,
-) -> Result<(), RateLimited> {
-    state.take(quota.borrow(), n, now)
-}
-
-/// A state [`take`] decides on.
-pub(crate) trait Take {
-    /// See [`take`].
-    fn take(&self, quota: &Quota, n: u32, now: Instant) -> Result<(), RateLimited>;
-}
-
-impl Take for TatWord {
-    /// A load, then a CAS from exactly the state the decision was made on
-    /// (so concurrent callers can never both spend the same token).
-    #[inline]
-    fn take(&self, quota: &Quota, n: u32, now: Instant) -> Result<(), RateLimited> {
-        let params = quota.params();
-        let now = now.as_micros();
-        let mut current = self.load(Ordering::Acquire);
-        loop {
-            let new = params
-                .decide(widen(current), now, n)
-                .map_err(|wait| RateLimited {
-                    retry_after: Duration::from_micros(wait),
-                })?;
-            match self.compare_exchange_weak(current, new as _, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return Ok(()),
-                Err(actual) => current = actual,
-            }
-        }
-    }
-}
-
-impl Take for Tagged {
-    #[inline]
-    fn take(&self, _: &Quota, n: u32, now: Instant) -> Result<(), RateLimited> {
-        if n == 0 {
-            return Ok(());
-        }
-        self.take(n, now, Refusal::limited)
-    }
 }
 
 impl Refusal {

@@ -248,7 +248,7 @@ where
     ) -> Result<(), LimitError> {
         let largest = (0..TIERS)
             .filter_map(|tier| self.limiter.quota(tier))
-            .map(fusebox::bucket::Quota::burst)
+            .map(|quota| quota.burst())
             .max()
             .unwrap_or(0);
         if n > largest {

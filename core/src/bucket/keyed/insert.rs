@@ -15,7 +15,7 @@ use core::hash::{BuildHasher, Hash};
 use super::marks;
 use super::state::{EMPTY, FP_SHIFT, LOCKED};
 use super::{KeyedError, KeyedLimiter};
-use crate::bucket::{take, InsufficientCapacity};
+use crate::bucket::AcquireError;
 use crate::sync::Ordering;
 use crate::Instant;
 
@@ -55,13 +55,12 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         let result = match charged {
             Some(result) => result,
             None => match &self.overflow {
-                Some(bucket) if n > bucket.quota().burst() => {
-                    Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
-                        requested: n,
-                        burst: bucket.quota().burst(),
-                    }))
-                }
-                Some(bucket) => take(&bucket.tat, bucket.quota(), n, now).map_err(Into::into),
+                // One decision under the bucket's quota in force (which
+                // `set_overflow_quota` may change meanwhile).
+                Some(bucket) => bucket.try_acquire_n(n, now).map_err(|e| match e {
+                    AcquireError::InsufficientCapacity(e) => KeyedError::InsufficientCapacity(e),
+                    AcquireError::RateLimited(e) => KeyedError::RateLimited(e),
+                }),
                 None => Err(KeyedError::TableFull),
             },
         };
@@ -162,7 +161,8 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// Under the lock: raises the eviction mark of a key (with `state`)
     /// whose idle bucket stands at `tat`, if it leaves one (see `marks`).
     fn leave_mark(&self, state: u32, tat: u64, now: Instant) {
-        if let Some(mark) = marks::left_by(self.params_of(state), tat, now.as_micros()) {
+        let params = self.tiers.params(Self::tier_of_state(state));
+        if let Some(mark) = marks::left_by(&params, tat, now.as_micros()) {
             // SAFETY: under the table's lock (our caller's), the marks' only
             // writer.
             unsafe { self.marks.raise(state >> FP_SHIFT, mark) };
@@ -170,11 +170,14 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     }
 
     /// The arrival time a key with fingerprint `fp` starts from in `tier`
-    /// if inserted at `now`: full, unless its fingerprint's eviction mark
-    /// says otherwise (see `marks`). Called under the lock, so no mark
-    /// changes meanwhile.
-    pub(super) fn start(&self, fp: u32, tier: usize, now: Instant) -> u64 {
-        marks::start(&self.params[tier], self.marks.get(fp), now.as_micros())
+    /// if inserted at `now`, under the tier's quota in force, and that
+    /// quota's tag: full, unless its fingerprint's eviction mark says
+    /// otherwise (see `marks`). Called under the lock, so no mark and no
+    /// quota changes meanwhile.
+    pub(super) fn start(&self, fp: u32, tier: usize, now: Instant) -> (u64, usize) {
+        let params = self.tiers.params(tier);
+        let start = marks::start(&params, self.marks.get(fp), now.as_micros());
+        (start, self.tiers.tag(tier))
     }
 }
 

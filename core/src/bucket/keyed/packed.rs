@@ -4,20 +4,23 @@
 //! and unpin in one CAS).
 //!
 //! ```text
-//!  63                    16 15     10 9           0
-//! [tat 48                 ][pins 6  ][allowed 10  ]   u64::MAX: locked
+//!  63                    16 15     10  9   8          0
+//! [tat 48                 ][pins 6  ][tag][allowed 9  ]   u64::MAX: locked
 //! ```
 //!
 //! * *tat*: the GCRA arrival time, wrapped modulo 2^48 (see the `gcra`
-//!   module for what the narrower word bounds: [`TAT_BITS`]). `0` is
+//!   module for what the narrower word bounds: [`TAT_BITS`](self::word::TAT_BITS)). `0` is
 //!   `FRESH` as everywhere.
+//! * *tag*: the parity of the tier's quota generation the word was written
+//!   under (see the `tiers` module); every write of *tat* writes it too.
 //! * *pins*: callers pinned on the slot (at most [`MAX_PINS`], so the
 //!   field is never all ones outside [`LOCKED`]). While one is pinned the
 //!   word is not `LOCKED`, and only a `LOCKED` word's key is rewritten, so
 //!   a pinned caller may read the key.
 //! * *allowed*: admissions counted on the slot, not yet in the global
 //!   counter. The charging CAS writes `tat'`, `pins - 1`, `allowed + 1` at
-//!   once on admission; a refusal only unpins (`fetch_sub`). A caller that
+//!   once on admission; a refusal (confirmed by a second load of the word,
+//!   see `tiers`) only unpins (`fetch_sub`). A caller that
 //!   finds the field at [`FOLD_AT`] or more moves it into the global
 //!   counter before pinning; only pinned callers add to it, so it never
 //!   exceeds `FOLD_AT - 1 + MAX_PINS` and never carries into *pins*.
@@ -33,75 +36,21 @@
 //! slots, and reads it again once pinned for the tier, which cannot change
 //! while it is pinned.
 
+mod word;
+
 use core::mem::ManuallyDrop;
 
+pub(super) use self::word::{arrival, carried, params, FOLD_AT, LOCKED, MASK, MAX_PINS};
+use self::word::{
+    confirm, pending, tag, tat, with_tat, ALLOWED_MASK, PIN, PINS_MASK, PIN_SHIFT, SLOW,
+    UNPIN_ADMITTED,
+};
 use super::insert::{Evicted, Idle};
 use super::state::{self, EMPTY, FP_SHIFT, LOCKED as STATE_LOCKED};
-use super::{over_capacity, KeyedError, KeyedLimiter, Slot};
+use super::{refusal, KeyedError, KeyedLimiter, Slot};
 use crate::bucket::gcra::Params;
-use crate::bucket::{Quota, QuotaError, RateLimited};
 use crate::sync::{Ordering, TatWord};
-use crate::{Duration, Instant};
-
-/// Width of the arrival time in the bucket word.
-pub(super) const TAT_BITS: u32 = 48;
-const TAT_SHIFT: u32 = 64 - TAT_BITS;
-const ALLOWED_BITS: u32 = 10;
-const ALLOWED_MASK: u64 = (1 << ALLOWED_BITS) - 1;
-/// One pinned caller.
-const PIN: u64 = 1 << ALLOWED_BITS;
-const PINS_MASK: u64 = ((1 << TAT_SHIFT) - 1) & !ALLOWED_MASK;
-/// Most callers pinned on one slot at once (all ones is `LOCKED`'s).
-pub(super) const MAX_PINS: u64 = (PINS_MASK >> ALLOWED_BITS) - 1;
-/// Empty, or being rewritten under the table's lock.
-pub(super) const LOCKED: u64 = u64::MAX;
-
-/// Pending admissions moved to the global counter by the next caller.
-/// Small under loom so that the models reach the fold.
-#[cfg(not(loom))]
-pub(super) const FOLD_AT: u64 = 1 << (ALLOWED_BITS - 1);
-#[cfg(loom)]
-pub(super) const FOLD_AT: u64 = 2;
-const _: () = assert!(FOLD_AT - 1 + MAX_PINS <= ALLOWED_MASK);
-const _: () = assert!(FOLD_AT.is_power_of_two());
-
-/// Bits that send a pin to its slow path: a batch to fold, half the pins'
-/// room taken, or `LOCKED`. One `test` on the fast path.
-const SLOW: u64 = (ALLOWED_MASK & !(FOLD_AT - 1)) | (PINS_MASK & !(PINS_MASK >> 1));
-
-/// Added by an admitting charge besides the new arrival time: one pin
-/// less, one admission more.
-const UNPIN_ADMITTED: u64 = 1u64.wrapping_sub(PIN);
-
-const fn tat(word: u64) -> u64 {
-    word >> TAT_SHIFT
-}
-
-const fn with_tat(word: u64, tat: u64) -> u64 {
-    tat << TAT_SHIFT | (word & !(u64::MAX << TAT_SHIFT))
-}
-
-/// Admissions pending in a word (0 if `LOCKED`).
-const fn pending(word: u64) -> u64 {
-    if word == LOCKED {
-        0
-    } else {
-        word & ALLOWED_MASK
-    }
-}
-
-/// The 48-bit GCRA parameters of `quota`.
-pub(super) const fn params(quota: &Quota) -> Result<Params, QuotaError> {
-    match Params::new(
-        quota.tokens(),
-        quota.period().as_micros(),
-        quota.burst(),
-        TAT_BITS,
-    ) {
-        Ok(p) => Ok(p),
-        Err(_) => Err(QuotaError::TooLong),
-    }
-}
+use crate::Instant;
 
 /// An empty slot.
 pub(super) fn empty<K>() -> Slot<K> {
@@ -176,7 +125,7 @@ where
     fn pin_slow<'s>(&self, slot: &'s Slot<K>) -> Option<Pinned<'s>> {
         let mut word = slot.tat.load(Ordering::Acquire);
         loop {
-            if word == LOCKED || (word & PINS_MASK) >> ALLOWED_BITS >= MAX_PINS {
+            if word == LOCKED || (word & PINS_MASK) >> PIN_SHIFT >= MAX_PINS {
                 // No key, a key being rewritten, or `MAX_PINS` callers on
                 // this one: the last take the locked path.
                 return None;
@@ -226,17 +175,14 @@ where
         now: Instant,
     ) -> Option<Result<(), KeyedError>> {
         let (pin, state) = self.pin_key(slot, fp, key)?;
-        let quota = self.quota_of(state);
-        if n > quota.burst() {
-            return Some(Err(over_capacity(n, quota)));
-        }
-        let params = self.params_of(state);
+        let tier = Self::tier_of_state(state);
         let now = now.as_micros();
         let mut current = pin.current;
         loop {
-            match params.decide(tat(current), now, n) {
-                Ok(new) => {
-                    let next = with_tat(current, new).wrapping_add(UNPIN_ADMITTED);
+            // The tier's generation is loaded after the word (see `tiers`).
+            match self.tiers.decide(tier, tat(current), tag(current), now, n) {
+                Ok((new, tag)) => {
+                    let next = with_tat(current, new, tag).wrapping_add(UNPIN_ADMITTED);
                     match slot.tat.compare_exchange_weak(
                         current,
                         next,
@@ -251,12 +197,13 @@ where
                         Err(actual) => current = actual,
                     }
                 }
-                Err(wait) => {
-                    drop(pin); // unpins
-                    return Some(Err(KeyedError::RateLimited(RateLimited {
-                        retry_after: Duration::from_micros(wait),
-                    })));
-                }
+                Err(refused) => match confirm(&slot.tat, current) {
+                    Ok(()) => {
+                        drop(pin); // unpins
+                        return Some(Err(refusal(n, refused)));
+                    }
+                    Err(moved) => current = moved,
+                },
             }
         }
     }
@@ -270,9 +217,12 @@ where
         now: Instant,
     ) -> Option<u32> {
         let (pin, state) = self.pin_key(slot, fp, key)?;
-        let tat = tat(slot.tat.load(Ordering::Acquire));
+        let word = slot.tat.load(Ordering::Acquire);
         drop(pin);
-        Some(self.params_of(state).available(tat, now.as_micros()) as u32)
+        let (params, tat, _) = self
+            .tiers
+            .state(Self::tier_of_state(state), tat(word), tag(word));
+        Some(params.available(tat, now.as_micros()) as u32)
     }
 
     /// Whether `slot` shows fingerprint `fp` with every pin taken (so it
@@ -281,12 +231,15 @@ where
         let word = slot.tat.load(Ordering::Relaxed);
         slot.state.load(Ordering::Relaxed) >> FP_SHIFT == fp
             && word != LOCKED
-            && (word & PINS_MASK) >> ALLOWED_BITS >= MAX_PINS
+            && (word & PINS_MASK) >> PIN_SHIFT >= MAX_PINS
     }
 
-    /// Under the lock: the arrival time of a live slot.
-    pub(super) fn tat_locked(slot: &Slot<K>) -> u64 {
-        tat(slot.tat.load(Ordering::Acquire))
+    /// Under the lock: the parameters and arrival time of a live slot.
+    pub(super) fn tat_locked(&self, slot: &Slot<K>) -> (Params, u64) {
+        let tier = Self::tier_of_state(slot.state.load(Ordering::Acquire));
+        let word = slot.tat.load(Ordering::Acquire);
+        let (params, tat, _) = self.tiers.state(tier, tat(word), tag(word));
+        (params, tat)
     }
 
     /// Admissions counted on `slot` and not yet folded.
@@ -299,23 +252,23 @@ where
     /// admission globally.
     pub(super) fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
         let slot = &self.slots[i];
-        let state = slot.state.load(Ordering::Acquire);
-        let quota = self.quota_of(state);
-        if n > quota.burst() {
-            return Err(over_capacity(n, quota));
-        }
-        let params = self.params_of(state);
+        let tier = Self::tier_of_state(slot.state.load(Ordering::Acquire));
         let now = now.as_micros();
         let mut current = slot.tat.load(Ordering::Acquire);
         loop {
-            let new = params.decide(tat(current), now, n).map_err(|wait| {
-                KeyedError::RateLimited(RateLimited {
-                    retry_after: Duration::from_micros(wait),
-                })
-            })?;
+            let (new, tag) = match self.tiers.decide(tier, tat(current), tag(current), now, n) {
+                Ok(decided) => decided,
+                Err(refused) => match confirm(&slot.tat, current) {
+                    Ok(()) => return Err(refusal(n, refused)),
+                    Err(moved) => {
+                        current = moved;
+                        continue;
+                    }
+                },
+            };
             match slot.tat.compare_exchange_weak(
                 current,
-                with_tat(current, new),
+                with_tat(current, new, tag),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -337,14 +290,14 @@ where
         if word == LOCKED || word & PINS_MASK != 0 {
             return None;
         }
-        if self.params_of(state).drained(tat(word), now.as_micros()) != 0 {
+        // Under the lock every word is current (see `tiers`).
+        let (params, tat, _) = self
+            .tiers
+            .state(Self::tier_of_state(state), tat(word), tag(word));
+        if params.drained(tat, now.as_micros()) != 0 {
             return None; // busy: keep it
         }
-        Some(Idle {
-            state,
-            word,
-            tat: tat(word),
-        })
+        Some(Idle { state, word, tat })
     }
 
     /// Under the lock: locks `slot` if its word is still as `idle` read it
@@ -369,8 +322,9 @@ where
     }
 
     /// Under the lock: writes `key` into a slot whose state and word are
-    /// LOCKED, with a bucket at arrival time `start`, and publishes it.
-    pub(super) fn fill(slot: &Slot<K>, key: K, fp: u32, tier: usize, start: u64) {
+    /// LOCKED, with a bucket at arrival time `start` under tag `tag`, and
+    /// publishes it.
+    pub(super) fn fill(slot: &Slot<K>, key: K, fp: u32, tier: usize, (start, tag): (u64, usize)) {
         // SAFETY: the word is LOCKED and we hold the table's lock: nobody
         // is pinned and no other writer exists; any previous key was moved
         // out or never written.
@@ -381,7 +335,33 @@ where
         // Publishes the key and the state to the next caller's pin: the
         // bucket, nobody pinned, nothing counted (never LOCKED: the low
         // fields are zero).
-        slot.tat.store(with_tat(0, start), Ordering::Release);
+        slot.tat.store(with_tat(0, start, tag), Ordering::Release);
+    }
+
+    /// Under the lock, after a change of `tier`'s quota: converts `slot`
+    /// if it holds a key of `tier` written under the previous quota (one
+    /// CAS, retried if a decision moved the word first).
+    pub(super) fn sweep(&self, slot: &Slot<K>, tier: usize) {
+        let state = slot.state.load(Ordering::Acquire);
+        if state == EMPTY || state == STATE_LOCKED || Self::tier_of_state(state) != tier {
+            return;
+        }
+        let mut word = slot.tat.load(Ordering::Acquire);
+        loop {
+            let (_, new, current) = self.tiers.state(tier, tat(word), tag(word));
+            if word == LOCKED || tag(word) == current {
+                return;
+            }
+            match slot.tat.compare_exchange_weak(
+                word,
+                with_tat(word, new, current),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => word = actual,
+            }
+        }
     }
 }
 
@@ -404,7 +384,7 @@ where
     pub(super) fn callers(slot: &Slot<K>) -> u64 {
         match slot.tat.load(Ordering::Relaxed) {
             LOCKED => 0,
-            word => (word & PINS_MASK) >> ALLOWED_BITS,
+            word => (word & PINS_MASK) >> PIN_SHIFT,
         }
     }
 }

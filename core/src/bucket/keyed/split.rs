@@ -3,6 +3,13 @@
 //! the `state` module), charges the 32-bit bucket word, and unregisters:
 //! three read-modify-writes per call.
 //!
+//! The bucket word is in *half units*, like the token bucket's (`tagged`):
+//! the slots' parameters are twice the quota's scale, interval, capacity
+//! and horizon, so every arrival time is even, and the word's lowest bit
+//! is the tag of the tier's quota generation it was written under (see
+//! the `tiers` module). So it wraps at 2^31 scaled units (35.8 min at
+//! scale 1), with the same ~1.05 s backward tolerance as a token bucket.
+//!
 //! An eviction reads the state word (nobody registered) and the bucket
 //! (idle), raises the key's eviction mark, then locks the state word by a
 //! CAS from the value it read. A registration changes that value, and a
@@ -14,31 +21,26 @@
 //! lock-free `available` may read it as absent) or evicted with a new mark
 //! if idle again.
 
+mod word;
+
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 
+use self::word::split;
+pub(super) use self::word::{arrival, carried, params, MASK};
 use super::insert::{Evicted, Idle};
 use super::state::registration::{
     pending, READER, READERS_MASK, SLOW, UNREGISTER, UNREGISTER_ADMITTED,
 };
 use super::state::{self, EMPTY, FP_SHIFT, LOCKED};
-use super::{over_capacity, KeyedError, KeyedLimiter, Slot};
+use super::{refusal, KeyedError, KeyedLimiter, Slot};
 use crate::bucket::gcra::{self, Params};
-use crate::bucket::{load, take, Quota, QuotaError};
-use crate::sync::{AtomicU32, Ordering, TatWord};
+use crate::sync::{fence, AtomicU32, Ordering, Tat, TatWord};
 use crate::Instant;
 
 /// Pending admissions moved to the global counter by the next caller.
 #[cfg(test)]
 pub(super) const FOLD_AT: u64 = state::FOLD_AT as u64;
-
-/// The GCRA parameters of `quota` (the bucket word is the quota's own: it
-/// always fits). The same signature as the 64-bit protocol's, which can
-/// refuse.
-#[allow(clippy::unnecessary_wraps)]
-pub(super) const fn params(quota: &Quota) -> Result<Params, QuotaError> {
-    Ok(*quota.params())
-}
 
 /// An empty slot.
 pub(super) fn empty<K>() -> Slot<K> {
@@ -71,15 +73,11 @@ where
         if unsafe { (*slot.key.get()).assume_init_ref() } != key {
             return None;
         }
-        let quota = self.quota_of(guard.state);
-        if n > quota.burst() {
-            return Some(Err(over_capacity(n, quota)));
-        }
-        let result = take(&slot.tat, quota, n, now);
+        let result = self.charge(slot, Self::tier_of_state(guard.state), n, now);
         if result.is_ok() {
             guard.release = UNREGISTER_ADMITTED;
         }
-        Some(result.map_err(KeyedError::from))
+        Some(result)
     }
 
     /// Whole tokens of `slot`'s bucket at `now` if it holds `key`.
@@ -95,8 +93,9 @@ where
         if unsafe { (*slot.key.get()).assume_init_ref() } != key {
             return None;
         }
-        let tat = load(&slot.tat);
-        Some(self.params_of(guard.state).available(tat, now.as_micros()) as u32)
+        let (tat, tag) = split(slot.tat.load(Ordering::Acquire));
+        let (params, tat, _) = self.tiers.state(Self::tier_of_state(guard.state), tat, tag);
+        Some(params.available(tat, now.as_micros()) as u32)
     }
 
     /// Whether `slot` shows fingerprint `fp` with every registration taken
@@ -106,9 +105,12 @@ where
         state >> FP_SHIFT == fp && state & READERS_MASK == READERS_MASK
     }
 
-    /// Under the lock: the arrival time of a live slot.
-    pub(super) fn tat_locked(slot: &Slot<K>) -> u64 {
-        load(&slot.tat)
+    /// Under the lock: the parameters and arrival time of a live slot.
+    pub(super) fn tat_locked(&self, slot: &Slot<K>) -> (Params, u64) {
+        let tier = Self::tier_of_state(slot.state.load(Ordering::Acquire));
+        let (tat, tag) = split(slot.tat.load(Ordering::Acquire));
+        let (params, tat, _) = self.tiers.state(tier, tat, tag);
+        (params, tat)
     }
 
     /// Admissions counted on `slot` and not yet folded.
@@ -121,11 +123,73 @@ where
     /// the caller counts the admission globally.
     pub(super) fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
         let slot = &self.slots[i];
-        let quota = self.quota_of(slot.state.load(Ordering::Acquire));
-        if n > quota.burst() {
-            return Err(over_capacity(n, quota));
+        self.charge(
+            slot,
+            Self::tier_of_state(slot.state.load(Ordering::Acquire)),
+            n,
+            now,
+        )
+    }
+
+    /// One GCRA decision on `slot`'s bucket word under `tier`'s quota: a
+    /// load, then a CAS from exactly the word decided on, which also
+    /// converts a word written under the previous quota (see `tiers`).
+    #[inline]
+    fn charge(&self, slot: &Slot<K>, tier: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
+        let micros = now.as_micros();
+        let mut word = slot.tat.load(Ordering::Acquire);
+        loop {
+            let (tat, tag) = split(word);
+            // The tier's generation is loaded after the word (see `tiers`).
+            let (new, tag) = match self.tiers.decide(tier, tat, tag, micros, n) {
+                Ok(decided) => decided,
+                Err(refused) => {
+                    // Confirmed on the word (see `tiers`): a refusal
+                    // decided on a word that has moved since is retried.
+                    fence(Ordering::Acquire);
+                    let again = slot.tat.load(Ordering::Acquire);
+                    if again == word {
+                        return Err(refusal(n, refused));
+                    }
+                    word = again;
+                    continue;
+                }
+            };
+            let new = (arrival(new) | tag as u64) as Tat;
+            match slot
+                .tat
+                .compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(actual) => word = actual,
+            }
         }
-        take(&slot.tat, quota, n, now).map_err(KeyedError::from)
+    }
+
+    /// Under the lock, after a change of `tier`'s quota: converts `slot`
+    /// if it holds a key of `tier` written under the previous quota (one
+    /// CAS, retried if a decision moved the word first).
+    pub(super) fn sweep(&self, slot: &Slot<K>, tier: usize) {
+        let state = slot.state.load(Ordering::Acquire);
+        if state == EMPTY || state == LOCKED || Self::tier_of_state(state) != tier {
+            return;
+        }
+        let mut word = slot.tat.load(Ordering::Acquire);
+        loop {
+            let (tat, tag) = split(word);
+            let (_, new, current) = self.tiers.state(tier, tat, tag);
+            if tag == current {
+                return;
+            }
+            let new = (arrival(new) | current as u64) as Tat;
+            match slot
+                .tat
+                .compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(actual) => word = actual,
+            }
+        }
     }
 
     /// Under the lock: the live key of `slot` if nobody is registered and
@@ -136,8 +200,9 @@ where
         if state == EMPTY || state == LOCKED || state & READERS_MASK != 0 {
             return None;
         }
-        let tat = load(&slot.tat);
-        if self.params_of(state).drained(tat, now.as_micros()) != 0 {
+        // Under the lock every word is current (see `tiers`).
+        let (params, tat) = self.tat_locked(slot);
+        if params.drained(tat, now.as_micros()) != 0 {
             return None; // busy: keep it
         }
         Some(Idle {
@@ -163,8 +228,8 @@ where
             .ok()?;
         // Final while locked: a charge needs a registration (or the lock,
         // which we hold). Re-read for the ABA of the module docs.
-        let tat = load(&slot.tat);
-        if tat != idle.tat && self.params_of(idle.state).drained(tat, now.as_micros()) != 0 {
+        let (params, tat) = self.tat_locked(slot);
+        if tat != idle.tat && params.drained(tat, now.as_micros()) != 0 {
             slot.state.store(idle.state, Ordering::Release); // busy: keep it
             return None;
         }
@@ -176,13 +241,19 @@ where
     }
 
     /// Under the lock: writes `key` into a LOCKED slot, with a bucket at
-    /// arrival time `start`, and publishes it.
-    pub(super) fn fill(slot: &Slot<K>, key: K, fp: u32, tier: usize, start: u64) {
+    /// arrival time `start` under tag `tag`, and publishes it.
+    pub(super) fn fill(slot: &Slot<K>, key: K, fp: u32, tier: usize, (start, tag): (u64, usize)) {
         // SAFETY: the slot is LOCKED and we hold the table's lock: no
         // caller is registered and no other writer exists; any previous
         // key was moved out or never written.
         unsafe { (*slot.key.get()).write(key) };
-        slot.tat.store(start as _, Ordering::Relaxed);
+        let start = if start == gcra::FRESH {
+            start
+        } else {
+            arrival(start)
+        };
+        slot.tat
+            .store((start | tag as u64) as Tat, Ordering::Relaxed);
         slot.state.store(state::live(fp, tier), Ordering::Release);
     }
 

@@ -6,7 +6,7 @@
 extern crate std;
 
 use super::*;
-use crate::Duration;
+use crate::{Duration, Instant};
 
 const T0: Instant = Instant::from_secs(100);
 
@@ -241,5 +241,59 @@ fn constructions_in_place_start_empty() {
         let one = KeyedLimiter::<u8, 4>::new_boxed(per_sec(1), FullPolicy::Reject).unwrap();
         one.try_acquire(&1, T0).unwrap();
         assert_eq!(one.metrics().keys, 1);
+    }
+}
+
+/// A word the sweep has not reached (a decision racing a change) is
+/// converted by the decision itself, to the state the sweep gives it.
+#[test]
+fn a_decision_converts_a_word_the_sweep_has_not_reached() {
+    let cases = [
+        (per_sec(10), per_sec(100)),
+        (per_sec(100), per_sec(3)),
+        (
+            per_sec(7),
+            Quota::per_second(2).unwrap().with_burst(20).unwrap(),
+        ),
+    ];
+    for (old, new) in cases {
+        let swept: KeyedLimiter<u32, 8> = KeyedLimiter::new(old, FullPolicy::Reject).unwrap();
+        let lazy: KeyedLimiter<u32, 8> = KeyedLimiter::new(old, FullPolicy::Reject).unwrap();
+        for l in [&swept, &lazy] {
+            l.try_acquire_n(&1, old.burst() - 1, T0).unwrap();
+            l.try_acquire(&2, T0).unwrap();
+        }
+        let at = T0 + Duration::from_millis(30);
+        swept.set_quota(0, new, at).unwrap();
+        // Published, not swept: every word still has the old tag.
+        let params = design::params(&new).unwrap();
+        lazy.lock
+            .with(|| lazy.tiers.publish(0, &new, &params, at.as_micros()));
+        for ms in [30, 31, 45, 100, 250, 1_000] {
+            let now = T0 + Duration::from_millis(ms);
+            assert_eq!(lazy.available(&1, now), swept.available(&1, now), "{ms} ms");
+        }
+        // Decisions, refused or admitted, agree; an admission writes the
+        // converted word with the new tag, which the sweep then leaves.
+        for ms in [30, 40, 60, 90, 200, 200, 200, 700] {
+            let now = T0 + Duration::from_millis(ms);
+            for key in [1, 2] {
+                assert_eq!(
+                    lazy.try_acquire(&key, now),
+                    swept.try_acquire(&key, now),
+                    "{ms} ms"
+                );
+            }
+        }
+        let words = |l: &KeyedLimiter<u32, 8>| {
+            l.slots
+                .iter()
+                .map(|s| s.tat.load(Ordering::Relaxed))
+                .collect::<std::vec::Vec<_>>()
+        };
+        assert_eq!(words(&lazy), words(&swept));
+        lazy.lock
+            .with(|| lazy.slots.iter().for_each(|s| lazy.sweep(s, 0)));
+        assert_eq!(words(&lazy), words(&swept));
     }
 }
