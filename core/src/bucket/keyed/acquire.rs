@@ -129,11 +129,16 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
 
     /// The counters. Admissions are partly counted per slot (see the module
     /// docs), so this reads every slot, and is exact whenever no call is in
-    /// flight.
+    /// flight. The sum of the two parts saturates at `u64::MAX` rather than
+    /// wrap.
     pub fn metrics(&self) -> KeyedMetrics {
-        let pending = self.slots.iter().map(Self::slot_pending).sum::<u64>();
+        let pending = self
+            .slots
+            .iter()
+            .map(Self::slot_pending)
+            .fold(0u64, u64::saturating_add);
         KeyedMetrics {
-            allowed: self.allowed.get().wrapping_add(pending),
+            allowed: self.allowed.get().saturating_add(pending),
             limited: self.limited.get(),
             evictions: self.evictions.get(),
             table_full: self.table_full.get(),
