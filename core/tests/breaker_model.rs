@@ -346,6 +346,7 @@ impl Model {
         Rejected {
             state,
             retry_after: retry_after.map(us),
+            transition: None,
         }
     }
 

@@ -53,26 +53,40 @@
 //! # Ok::<(), fusebox::breaker::ConfigError>(())
 //! ```
 
+mod acquire;
 mod config;
+mod config_error;
+#[cfg(feature = "time-window")]
+mod config_time;
 mod generation;
+mod half_open;
 mod merge;
 mod permit;
 mod record;
 #[cfg(feature = "serde")]
 mod ser;
 mod snapshot;
+#[cfg(feature = "time-window")]
+mod timed;
 mod window;
 pub(crate) mod word;
 
-pub use config::{Config, ConfigBuilder, ConfigError, MAX_WINDOW};
+pub use config::{Config, ConfigBuilder, MAX_WINDOW};
+pub use config_error::ConfigError;
 pub use merge::{Decision, MergeError};
 pub use permit::{OwnedPermit, Permit};
 pub use snapshot::{Snapshot, SnapshotError};
+#[cfg(feature = "time-window")]
+pub use timed::TIME_BUCKET_CAP;
 
-use crate::sync::{const_fn_unless_loom, AtomicU32, Counter, Epoch, EpochWord, Ordering};
+#[cfg(loom)]
+use crate::sync::Epoch;
+use crate::sync::{const_fn_unless_loom, AtomicU32, Counter, EpochWord, Ordering};
 use crate::{Duration, Instant};
-use generation::{full_gen, low};
-use permit::Ticket;
+#[cfg(loom)]
+use generation::low;
+#[cfg(feature = "time-window")]
+use timed::TimeWindow;
 use window::{Cursor, Window};
 use word::{Kind, Word};
 
@@ -132,6 +146,10 @@ pub struct Rejected {
     /// When the breaker will let a trial through; `None` when that depends on
     /// other calls finishing (half-open) or on an operator (forced open).
     pub retry_after: Option<Duration>,
+    /// The HalfOpen → Open transition this call made by finding the
+    /// half-open timeout ([`ConfigBuilder::max_half_open`]) passed, if it
+    /// did (exactly one caller per timeout gets it).
+    pub transition: Option<Transition>,
 }
 
 impl core::fmt::Display for Rejected {
@@ -202,13 +220,17 @@ struct Counters {
 ///
 /// # Size
 ///
-/// The state word, the epoch (the full generation) and the merged fleet
-/// version (8 bytes each where the target has 64-bit atomics, 4 on 32-bit
-/// microcontrollers), the sliding window (64
-/// tagged 16-bit slots plus a publication counter), seven statistics counters
-/// (8 bytes each where the target has 64-bit atomics, 4 bytes on 32-bit
-/// microcontrollers) and the 32-byte [`Config`]: 248 bytes on x86-64, 208 on
-/// Cortex-M (alignment padding included).
+/// The state word and the half-open timeout stamp (4 bytes each), the epoch
+/// (the full generation) and the merged fleet version (8 bytes each where
+/// the target has 64-bit atomics, 4 on 32-bit microcontrollers), the
+/// count-based sliding window (64 tagged 16-bit slots plus a publication
+/// counter), seven statistics counters (8 bytes each where the target has
+/// 64-bit atomics, 4 bytes on 32-bit microcontrollers) and the 40-byte
+/// [`Config`]: 256 bytes on x86-64, 216 on Cortex-M (alignment padding
+/// included). The `time-window` feature adds the time window (16 buckets
+/// of 8 bytes, or 4 on Cortex-M, its `newest` interval and a publication
+/// counter) and 8 bytes of configuration: 408 bytes on x86-64, 296 on
+/// Cortex-M, whatever the configuration asks for.
 #[derive(Debug)]
 // `repr(C)` keeps this order: the state word (read on every call, written
 // only on transitions) sits more than a cache line away from the counters
@@ -218,6 +240,9 @@ struct Counters {
 pub struct CircuitBreaker {
     /// The packed state word; see the `word` module for its layout.
     state: AtomicU32,
+    /// When the installed half-open generation times out (see
+    /// `half_open`); fills what would be padding before the 64-bit epoch.
+    half_open_stamp: AtomicU32,
     /// The full number of the latest generation, or one behind it while its
     /// installer has not yet published it (see the module docs).
     epoch: EpochWord,
@@ -226,6 +251,10 @@ pub struct CircuitBreaker {
     merged: EpochWord,
     config: Config,
     window: Window,
+    /// The time-based window (see `timed`), used when the configuration
+    /// asks for one.
+    #[cfg(feature = "time-window")]
+    timed: TimeWindow,
     counters: Counters,
 }
 
@@ -235,9 +264,12 @@ impl CircuitBreaker {
         pub fn new(config: Config) -> Self {
             Self {
                 state: AtomicU32::new(Word::closed(0, 0, Cursor::EMPTY).0),
+                half_open_stamp: AtomicU32::new(0),
                 epoch: EpochWord::new(0),
                 merged: EpochWord::new(0),
                 window: Window::new(),
+                #[cfg(feature = "time-window")]
+                timed: TimeWindow::new(),
                 counters: Counters {
                     successes: Counter::new(),
                     failures: Counter::new(),
@@ -273,114 +305,6 @@ impl CircuitBreaker {
         &self.config
     }
 
-    /// Asks to make a call at `now`.
-    ///
-    /// Closed: always permitted (two atomic loads, no write). Open: rejected
-    /// until the open time has passed; the first caller after that moves the
-    /// breaker to half-open and gets the first trial permit (exactly one
-    /// caller wins; see [`Permit::transition`]). A `now` earlier than the
-    /// trip (a clock read before another thread tripped it) reads as open,
-    /// back to `max(open time, ~1.05 s)` before the trip: a stale clock
-    /// never lets a trial through early. Half-open: permitted while fewer
-    /// than `half_open_permits` trials are in flight.
-    ///
-    /// # Errors
-    ///
-    /// [`Rejected`] with the rejecting state and, when open, the time until
-    /// a trial will be let through.
-    #[inline]
-    pub fn try_acquire(&self, now: Instant) -> Result<Permit<'_>, Rejected> {
-        // The epoch first: it is then at most the word's full generation.
-        let epoch = self.epoch.load(Ordering::Acquire);
-        let cur = self.load();
-        if cur.kind() == Kind::Closed {
-            return Ok(self.permit(Ticket {
-                gen: full_gen(epoch, cur),
-                half_open: false,
-                transition: None,
-            }));
-        }
-        self.acquire_slow(epoch, cur, now)
-    }
-
-    /// `try_acquire` away from Closed: rejections, half-open trials and the
-    /// Open → HalfOpen transition (a CAS loop that may end up Closed again).
-    #[inline(never)]
-    fn acquire_slow(
-        &self,
-        mut epoch: Epoch,
-        mut cur: Word,
-        now: Instant,
-    ) -> Result<Permit<'_>, Rejected> {
-        loop {
-            let (gen, new, transition) = match cur.kind() {
-                Kind::Closed => {
-                    return Ok(self.permit(Ticket {
-                        gen: full_gen(epoch, cur),
-                        half_open: false,
-                        transition: None,
-                    }))
-                }
-                Kind::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
-                Kind::Open => {
-                    let open_for = self.config.open_duration(cur.streak());
-                    if let Some(left) = word::remaining(cur, open_for, now) {
-                        return Err(self.reject(State::Open, Some(left)));
-                    }
-                    let gen = self.draw(cur);
-                    let t = Transition {
-                        from: State::Open,
-                        to: State::HalfOpen,
-                        at: now,
-                    };
-                    (gen, Word::half_open(low(gen), cur.streak(), 1, 0), Some(t))
-                }
-                Kind::HalfOpen => {
-                    if cur.in_flight() >= u32::from(self.config.half_open_permits) {
-                        return Err(self.reject(State::HalfOpen, None));
-                    }
-                    let next = Word::half_open(
-                        cur.gen(),
-                        cur.streak(),
-                        cur.in_flight() + 1,
-                        cur.successes(),
-                    );
-                    (full_gen(epoch, cur), next, None)
-                }
-            };
-            if self.cas(cur, new).is_ok() {
-                if transition.is_some() {
-                    self.publish(gen);
-                }
-                return Ok(self.permit(Ticket {
-                    gen,
-                    half_open: true,
-                    transition,
-                }));
-            }
-            epoch = self.epoch.load(Ordering::Acquire);
-            cur = self.load();
-        }
-    }
-
-    /// The state as the next [`try_acquire`](Self::try_acquire) at `now`
-    /// would see it: an open breaker whose time has passed reads as
-    /// half-open. Changes nothing.
-    pub fn state(&self, now: Instant) -> State {
-        let cur = self.load();
-        match cur.kind() {
-            Kind::Open => {
-                let open_for = self.config.open_duration(cur.streak());
-                if word::remaining(cur, open_for, now).is_some() {
-                    State::Open
-                } else {
-                    State::HalfOpen
-                }
-            }
-            kind => state_of(kind),
-        }
-    }
-
     /// The counters.
     pub fn metrics(&self) -> Metrics {
         let c = &self.counters;
@@ -402,8 +326,10 @@ impl CircuitBreaker {
     /// Returns the transition, or `None` if it was already forced open.
     pub fn force_open(&self, now: Instant) -> Option<Transition> {
         let forced = Word::forced_open(0);
-        self.install(|cur| (cur.kind() != Kind::ForcedOpen).then_some(forced))
-            .map(|prev| transition(prev.kind(), Kind::ForcedOpen, now))
+        self.install(now, |cur| {
+            (cur.kind() != Kind::ForcedOpen).then_some(forced)
+        })
+        .map(|prev| transition(prev.kind(), Kind::ForcedOpen, now))
     }
 
     /// Closes the breaker (from any state but closed), clearing the
@@ -412,7 +338,7 @@ impl CircuitBreaker {
     /// Returns the transition, or `None` if it was already closed.
     pub fn force_close(&self, now: Instant) -> Option<Transition> {
         let closed = Word::closed(0, 0, Cursor::EMPTY);
-        self.install(|cur| (cur.kind() != Kind::Closed).then_some(closed))
+        self.install(now, |cur| (cur.kind() != Kind::Closed).then_some(closed))
             .map(|prev| transition(prev.kind(), Kind::Closed, now))
     }
 
@@ -421,7 +347,7 @@ impl CircuitBreaker {
     /// Returns the transition if the state changed.
     pub fn reset(&self, now: Instant) -> Option<Transition> {
         let closed = Word::closed(0, 0, Cursor::EMPTY);
-        let prev = self.install(|_| Some(closed)).unwrap_or(closed);
+        let prev = self.install(now, |_| Some(closed)).unwrap_or(closed);
         let c = &self.counters;
         for counter in [
             &c.successes,
@@ -453,7 +379,11 @@ impl CircuitBreaker {
     #[cold]
     fn reject(&self, state: State, retry_after: Option<Duration>) -> Rejected {
         self.counters.rejected.incr();
-        Rejected { state, retry_after }
+        Rejected {
+            state,
+            retry_after,
+            transition: None,
+        }
     }
 }
 
@@ -486,10 +416,11 @@ mod tests;
 #[cfg(not(loom))]
 const _: () = assert!(
     core::mem::size_of::<CircuitBreaker>()
-        == if cfg!(fusebox_wide_words) {
-            248
-        } else {
-            208
+        == match (cfg!(fusebox_wide_words), cfg!(feature = "time-window")) {
+            (true, false) => 256,
+            (false, false) => 216,
+            (true, true) => 408,
+            (false, true) => 296,
         }
 );
 

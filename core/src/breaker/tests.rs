@@ -689,9 +689,22 @@ fn extreme_instants_never_panic() {
 #[test]
 fn size_is_as_documented() {
     let size = core::mem::size_of::<CircuitBreaker>();
-    assert_eq!(core::mem::size_of::<Config>(), 32);
-    // State word + padding + 8-byte epoch and merged version, the window (132 bytes, padded to
-    // 136 before the 8-byte counters), six counters, the config.
+    let timed = cfg!(feature = "time-window");
+    assert_eq!(core::mem::size_of::<Config>(), if timed { 48 } else { 40 });
+    // State word + half-open stamp, 8-byte epoch and merged version, the window (132 bytes,
+    // padded to 136 before the 8-byte counters), the time window with the feature (8-byte
+    // `newest`, 4-byte publication counter + padding, 16 8-byte buckets), seven counters,
+    // the config.
     #[cfg(fusebox_wide_words)]
-    assert_eq!(size, 4 + 4 + 8 + 8 + 136 + 7 * 8 + 32);
+    assert_eq!(
+        size,
+        4 + 4
+            + 8
+            + 8
+            + 136
+            + if timed { 8 + 8 + 16 * 8 } else { 0 }
+            + 7 * 8
+            + 40
+            + if timed { 8 } else { 0 }
+    );
 }

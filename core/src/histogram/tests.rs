@@ -111,7 +111,10 @@ fn single_value() {
             // 32-bit extremes words: a code of 25 bits below the leading
             // one, rounded outwards (see `extremes.rs`).
             let (min, max) = (h.min().unwrap(), h.max().unwrap());
-            assert!(min <= v && v <= max && max - min <= v >> 25, "{v}: [{min}, {max}]");
+            assert!(
+                min <= v && v <= max && max - min <= v >> 25,
+                "{v}: [{min}, {max}]"
+            );
         }
         #[allow(clippy::cast_precision_loss)]
         let mean = v as f64;
