@@ -77,7 +77,7 @@ pub struct ConfigBuilder {
     half_open_permits: u8,
     close_after: Option<u8>,
     window_set: bool,
-    max_half_open: Option<Duration>,
+    pub(super) max_half_open: Option<Duration>,
     pub(super) time_window: Option<(Duration, u8)>,
     pub(super) failure_count: Option<u32>,
 }
@@ -164,15 +164,6 @@ impl Config {
     /// Successful trials needed to close from half-open.
     pub const fn close_after(&self) -> u8 {
         self.close_after
-    }
-    /// Longest time the breaker stays half-open without a decision, if
-    /// limited ([`ConfigBuilder::max_half_open`]).
-    pub const fn max_half_open(&self) -> Option<Duration> {
-        if self.max_half_open.is_zero() {
-            None
-        } else {
-            Some(self.max_half_open)
-        }
     }
     /// Whether any rate policy needs a window (count- or time-based): a
     /// closed success is then recorded out of line.
@@ -262,42 +253,6 @@ impl ConfigBuilder {
     /// half-open permits).
     pub const fn close_after(mut self, successes: u8) -> Self {
         self.close_after = Some(successes);
-        self
-    }
-    /// Reopen a half-open breaker whose trials have not decided within
-    /// `max` of entering half-open (Resilience4j's
-    /// `maxWaitDurationInHalfOpenState`): 1.024 ms ticks up to
-    /// [`Config::MAX_HALF_OPEN`]. See [`CircuitBreaker`](super::CircuitBreaker)'s
-    /// "Half-open timeout".
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State};
-    /// use fusebox::{Duration, Instant};
-    ///
-    /// let config = Config::builder()
-    ///     .consecutive_failures(1)
-    ///     .open_for(Duration::from_secs(1))
-    ///     .max_half_open(Duration::from_secs(5))
-    ///     .build()?;
-    /// let breaker = CircuitBreaker::new(config);
-    /// let t0 = Instant::from_secs(10);
-    /// breaker.try_acquire(t0).unwrap().record(Outcome::Failure, t0, Duration::ZERO);
-    /// let t1 = t0 + Duration::from_secs(2);
-    /// let trial = breaker.try_acquire(t1).expect("half-open trial");
-    /// // The trial hangs; 5 s later the next caller finds the timeout passed.
-    /// let t2 = t1 + Duration::from_secs(6);
-    /// assert_eq!(breaker.state(t2), State::Open);
-    /// let rejected = breaker.try_acquire(t2).unwrap_err();
-    /// assert_eq!(rejected.transition.map(|t| (t.from, t.to)), Some((State::HalfOpen, State::Open)));
-    /// // The late trial decides nothing.
-    /// assert_eq!(trial.record(Outcome::Success, t2, Duration::ZERO), None);
-    /// assert_eq!(breaker.state(t2), State::Open);
-    /// # Ok::<(), fusebox::breaker::ConfigError>(())
-    /// ```
-    pub const fn max_half_open(mut self, max: Duration) -> Self {
-        self.max_half_open = Some(max);
         self
     }
 

@@ -7,7 +7,7 @@ use super::half_open::MAX_HALF_OPEN;
 use super::word::{MAX_CLOSE_AFTER, MAX_CONSECUTIVE, MAX_HALF_OPEN_PERMITS, MAX_OPEN_FOR};
 use crate::Duration;
 
-/// Why a [`ConfigBuilder`] refused to build.
+/// Why a [`ConfigBuilder`](super::ConfigBuilder) refused to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -15,7 +15,7 @@ pub enum ConfigError {
     /// Neither `consecutive_failures`, `failure_rate` nor `slow_call` was set:
     /// the breaker could never open.
     NoTripCondition,
-    /// `consecutive_failures` was 0 or above [`Config::MAX_CONSECUTIVE_FAILURES`].
+    /// `consecutive_failures` was 0 or above [`Config::MAX_CONSECUTIVE_FAILURES`](super::Config::MAX_CONSECUTIVE_FAILURES).
     ConsecutiveFailuresOutOfRange(u32),
     /// `failure_rate` was not in `1..=100`.
     FailureRateOutOfRange(u8),
@@ -32,10 +32,10 @@ pub enum ConfigError {
         /// The window it must fit in.
         window: u8,
     },
-    /// `open_for` was zero or longer than [`Config::MAX_OPEN_FOR`].
+    /// `open_for` was zero or longer than [`Config::MAX_OPEN_FOR`](super::Config::MAX_OPEN_FOR).
     OpenForOutOfRange(Duration),
     /// `max_open_for` was shorter than `open_for`, longer than
-    /// [`Config::MAX_OPEN_FOR`], or more than `open_for · 2¹⁵` (the open
+    /// [`Config::MAX_OPEN_FOR`](super::Config::MAX_OPEN_FOR), or more than `open_for · 2¹⁵` (the open
     /// time doubles at most 15 times: the re-opening streak is 4 bits).
     MaxOpenForOutOfRange(Duration),
     /// `half_open_permits` was not in `1..=63`.

@@ -26,6 +26,7 @@
 //!   asks for a whole multiple of 2²⁴ ticks (≈ 4 h 46 min) past its
 //!   deadline may read "not expired" for up to two more timeouts plus ~1 s.
 
+use super::config::{Config, ConfigBuilder};
 use super::generation::low;
 use super::word::{
     self, Kind, Word, BACKWARD_TOLERANCE_TICKS, MAX_STREAK, TICK_MICROS, TICK_SHIFT,
@@ -59,6 +60,57 @@ fn passed(stamp: u32, max: Duration, now: Instant) -> bool {
     let max_ticks = (max.as_micros() >> TICK_SHIFT) as u32 + 2;
     let stale = max_ticks.max(BACKWARD_TOLERANCE_TICKS);
     remaining == 0 || remaining > max_ticks + stale
+}
+
+impl ConfigBuilder {
+    /// Reopen a half-open breaker whose trials have not decided within
+    /// `max` of entering half-open (Resilience4j's
+    /// `maxWaitDurationInHalfOpenState`): 1.024 ms ticks up to
+    /// [`Config::MAX_HALF_OPEN`]. See [`CircuitBreaker`](super::CircuitBreaker)'s
+    /// "Half-open timeout".
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let config = Config::builder()
+    ///     .consecutive_failures(1)
+    ///     .open_for(Duration::from_secs(1))
+    ///     .max_half_open(Duration::from_secs(5))
+    ///     .build()?;
+    /// let breaker = CircuitBreaker::new(config);
+    /// let t0 = Instant::from_secs(10);
+    /// breaker.try_acquire(t0).unwrap().record(Outcome::Failure, t0, Duration::ZERO);
+    /// let t1 = t0 + Duration::from_secs(2);
+    /// let trial = breaker.try_acquire(t1).expect("half-open trial");
+    /// // The trial hangs; 5 s later the next caller finds the timeout passed.
+    /// let t2 = t1 + Duration::from_secs(6);
+    /// assert_eq!(breaker.state(t2), State::Open);
+    /// let rejected = breaker.try_acquire(t2).unwrap_err();
+    /// assert_eq!(rejected.transition.map(|t| (t.from, t.to)), Some((State::HalfOpen, State::Open)));
+    /// // The late trial decides nothing.
+    /// assert_eq!(trial.record(Outcome::Success, t2, Duration::ZERO), None);
+    /// assert_eq!(breaker.state(t2), State::Open);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
+    pub const fn max_half_open(mut self, max: Duration) -> Self {
+        self.max_half_open = Some(max);
+        self
+    }
+}
+
+impl Config {
+    /// Longest time the breaker stays half-open without a decision, if
+    /// limited ([`ConfigBuilder::max_half_open`]).
+    pub const fn max_half_open(&self) -> Option<Duration> {
+        if self.max_half_open.is_zero() {
+            None
+        } else {
+            Some(self.max_half_open)
+        }
+    }
 }
 
 impl CircuitBreaker {

@@ -61,6 +61,7 @@ mod config_time;
 mod generation;
 mod half_open;
 mod merge;
+mod metrics;
 mod permit;
 mod record;
 #[cfg(feature = "serde")]
@@ -74,6 +75,7 @@ pub(crate) mod word;
 pub use config::{Config, ConfigBuilder, MAX_WINDOW};
 pub use config_error::ConfigError;
 pub use merge::{Decision, MergeError};
+pub use metrics::Metrics;
 pub use permit::{OwnedPermit, Permit};
 pub use snapshot::{Snapshot, SnapshotError};
 #[cfg(feature = "time-window")]
@@ -85,6 +87,7 @@ use crate::sync::{const_fn_unless_loom, AtomicU32, Counter, EpochWord, Ordering}
 use crate::{Duration, Instant};
 #[cfg(loom)]
 use generation::low;
+use metrics::Counters;
 #[cfg(feature = "time-window")]
 use timed::TimeWindow;
 use window::{Cursor, Window};
@@ -164,59 +167,74 @@ impl core::fmt::Display for Rejected {
 
 impl core::error::Error for Rejected {}
 
-/// Counters since creation (or the last [`CircuitBreaker::reset`]).
-///
-/// Read with `Relaxed` loads: each field is exact, the fields together are
-/// not one atomic snapshot.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Metrics {
-    /// Calls recorded as [`Outcome::Success`].
-    pub successes: u64,
-    /// Calls recorded as [`Outcome::Failure`].
-    pub failures: u64,
-    /// Recorded calls (of either outcome) at or above the slow threshold.
-    pub slow_calls: u64,
-    /// Calls rejected by [`CircuitBreaker::try_acquire`].
-    pub rejected: u64,
-    /// Times the breaker opened (from closed or half-open; not forced).
-    pub trips: u64,
-    /// Permits dropped without a recorded outcome.
-    pub abandoned: u64,
-    /// Calls recorded as [`Outcome::Ignored`].
-    #[cfg_attr(feature = "serde", serde(default))]
-    pub ignored: u64,
-}
-
-impl Metrics {
-    /// Permitted calls that have finished: successes, failures, ignored
-    /// calls and abandoned permits.
-    ///
-    /// Saturates at `u64::MAX` (a restored snapshot may hold any values).
-    pub const fn calls(&self) -> u64 {
-        self.successes
-            .saturating_add(self.failures)
-            .saturating_add(self.ignored)
-            .saturating_add(self.abandoned)
-    }
-}
-
-#[derive(Debug)]
-struct Counters {
-    successes: Counter,
-    failures: Counter,
-    slow_calls: Counter,
-    rejected: Counter,
-    trips: Counter,
-    abandoned: Counter,
-    ignored: Counter,
-}
-
 /// A lock-free circuit breaker: `no_std`, allocation-free, time passed in.
 ///
 /// `Sync`: share it by reference (or in a `static`, [`CircuitBreaker::new`]
 /// is `const`) between threads and interrupt handlers.
+///
+/// # Time window
+///
+/// With the `time-window` feature, `ConfigBuilder::time_window` makes the
+/// rate policies and `failure_count` count over time (Resilience4j's
+/// `TIME_BASED` window): a ring of `buckets` per-interval buckets,
+/// `interval = ⌊total / buckets⌋`, one atomic word each, reset by the first
+/// writer of a new interval, so old buckets expire without a sweeper.
+///
+/// * **Granularity.** A closed record at `now` is counted in interval
+///   `⌊now / interval⌋`; it counts while the newest interval the window has
+///   reached (by any record, in any generation) is fewer than `buckets`
+///   intervals later: for between `total − interval` and `total`, as in
+///   Resilience4j, whose oldest bucket also expires whole. Every record
+///   with a rate policy evaluates the window (failures, slow calls, and
+///   successes, which may complete `minimum_calls`); with `failure_count`
+///   alone, successes are not counted at all and stay on the
+///   consecutive-success fast path.
+/// * **Stale clocks.** A record whose `now` is earlier than the newest
+///   interval reached is counted in that newest interval: it counts at
+///   least as long as it would have, and never resets or expires a newer
+///   bucket. An old clock never erases newer failures.
+/// * **Saturation.** Each bucket counts at most `TIME_BUCKET_CAP` calls,
+///   failures and slow calls (65 535 where the target has 64-bit atomics,
+///   255 on Cortex-M) per interval and stops there, never wrapping. Calls
+///   saturate first, so a saturated bucket over-states its rates (it errs
+///   toward opening); `failure_count` ≤ 255 is always reachable. Choose
+///   intervals so that a bucket sees fewer calls than that.
+/// * **Generations.** Entering Closed (a closing trial, `force_close`,
+///   `reset`, `restore`, a merged Closed decision) empties the time window
+///   before the compare-and-swap that installs the Closed word, so a new
+///   closed generation starts empty. A record that checked its generation
+///   and then stalled across a whole Open → HalfOpen → Closed cycle before
+///   writing its bucket can still land its one outcome in the new window.
+/// * **Snapshots and merges.** A snapshot carries the count-based window
+///   only (a time-window breaker's has `window_calls` 0); `restore` empties
+///   the time window. A merge keeps the local window (unless it closes the
+///   breaker, which empties it).
+/// * **Combinations.** A breaker has one window:
+///   [`ConfigError::TimeWindowConflict`] for a time window with a
+///   count-based `window` or with `consecutive_failures`.
+/// * **Cost.** The count-based paths are unchanged but for one
+///   predictable branch on the configuration (none without the feature). A
+///   time-window record costs a 64-bit division (a library call on
+///   Cortex-M), one or two CASes, one RMW and up to 16 loads; the first
+///   record of a new interval also empties the buckets it skips.
+///
+/// # Half-open timeout
+///
+/// [`ConfigBuilder::max_half_open`] bounds how long trials may leave the
+/// breaker half-open (Resilience4j's `maxWaitDurationInHalfOpenState`).
+/// The core reads no clock, so the timeout is noticed by the next call
+/// that looks: from `entry + max_half_open` (rounded up to a 1.024 ms
+/// tick), [`state`](Self::state) reads Open (changing nothing), and the
+/// next [`try_acquire`](Self::try_acquire) or current trial record reopens
+/// the breaker as a failed trial would (streak + 1, a fresh open time from
+/// that call's `now`, counted in [`Metrics::trips`]) and returns the
+/// HalfOpen → Open transition: in [`Rejected::transition`] from
+/// `try_acquire`, from `record` otherwise (the late trial's outcome is
+/// counted but decides nothing). Exactly one caller gets the transition.
+/// A `now` up to `max(max_half_open, ~1.05 s)` earlier than the entry
+/// never times out. A restored or merged HalfOpen state is entered at the
+/// `now` of that call, so a snapshot never resurrects an expired half-open
+/// state for more than one more timeout.
 ///
 /// # Size
 ///
@@ -303,20 +321,6 @@ impl CircuitBreaker {
     /// The configuration.
     pub const fn config(&self) -> &Config {
         &self.config
-    }
-
-    /// The counters.
-    pub fn metrics(&self) -> Metrics {
-        let c = &self.counters;
-        Metrics {
-            successes: c.successes.get(),
-            failures: c.failures.get(),
-            slow_calls: c.slow_calls.get(),
-            rejected: c.rejected.get(),
-            trips: c.trips.get(),
-            abandoned: c.abandoned.get(),
-            ignored: c.ignored.get(),
-        }
     }
 
     /// Opens the breaker until [`force_close`](Self::force_close) or
