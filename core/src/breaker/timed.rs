@@ -327,3 +327,108 @@ impl CircuitBreaker {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const CAP: u32 = TIME_BUCKET_CAP;
+
+    fn failures(w: &TimeWindow, j: u64, size: u8) -> u32 {
+        #[allow(clippy::unnecessary_cast)]
+        w.tally((j as Epoch) & SPACE, u32::from(size)).failures
+    }
+
+    #[test]
+    fn counts_saturate_and_never_wrap() {
+        let w = TimeWindow::new();
+        let n = CAP + 10;
+        let mut last = Counts::default();
+        for _ in 0..n {
+            last = w.record(7, 2, true, true);
+        }
+        assert_eq!((last.calls, last.failures, last.slow), (CAP, CAP, CAP));
+        // Calls saturate first: the failure rate is over-stated, never under.
+        let w = TimeWindow::new();
+        for _ in 0..n {
+            w.record(7, 2, false, false);
+        }
+        let c = w.record(7, 2, true, false);
+        assert_eq!((c.calls, c.failures), (CAP, 1));
+    }
+
+    #[test]
+    fn the_oldest_bucket_expires_whole() {
+        let w = TimeWindow::new();
+        for j in 10..14 {
+            w.record(j, 4, true, false);
+        }
+        assert_eq!(failures(&w, 13, 4), 4);
+        assert_eq!(w.record(14, 4, false, false).failures, 3);
+        assert_eq!(failures(&w, 16, 4), 1);
+        assert_eq!(failures(&w, 17, 4), 0);
+        assert_eq!(failures(&w, 1_000, 4), 0);
+    }
+
+    #[test]
+    fn a_stale_interval_is_counted_in_the_newest() {
+        let w = TimeWindow::new();
+        w.record(100, 4, true, false);
+        // Fifty intervals stale: counted at 100, and as long as 100 is.
+        assert_eq!(w.record(50, 4, true, false).failures, 2);
+        assert_eq!(failures(&w, 103, 4), 2);
+        assert_eq!(failures(&w, 104, 4), 0);
+    }
+
+    #[test]
+    fn the_newest_interval_wraps_cleanly() {
+        // Across the wrap of the interval counter (31 bits on Cortex-M).
+        #[allow(clippy::unnecessary_cast)]
+        let top = SPACE as u64;
+        let w = TimeWindow::new();
+        for k in 0..8u64 {
+            let c = w.record(top - 3 + k, 4, true, false);
+            assert_eq!(c.failures, (k + 1).min(4) as u32, "step {k}");
+        }
+        assert_eq!(failures(&w, top + 7, 4), 1);
+        assert_eq!(failures(&w, top + 8, 4), 0);
+    }
+
+    #[test]
+    fn sparse_activity_never_revives_an_old_bucket() {
+        // A failure in slot 0, then records in every interval but slot 0's,
+        // for two whole tag ranges: the old failure must never alias back.
+        let w = TimeWindow::new();
+        w.record(0, 4, true, false);
+        let range = if cfg!(miri) { 64 } else { 2u64 << F };
+        for j in 1..range {
+            if j % 4 != 0 {
+                let c = w.record(j, 4, false, false);
+                assert!(j < 4 || c.failures == 0, "interval {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_jump_of_whole_tag_ranges_empties_the_window() {
+        for k in [1u64, 2, 5] {
+            let w = TimeWindow::new();
+            w.record(3, 4, true, false);
+            let far = 3 + (k << F);
+            assert_eq!(w.record(far, 4, false, false).failures, 0, "k {k}");
+            assert_eq!(failures(&w, far + 1, 4), 0);
+        }
+    }
+
+    #[test]
+    fn clear_empties_every_bucket_but_keeps_time() {
+        let w = TimeWindow::new();
+        w.record(40, 16, true, true);
+        w.clear(16);
+        assert_eq!(w.tally(40, 16), Counts::default());
+        // A stale record after the clear still lands in the newest interval.
+        assert_eq!(w.record(1, 16, true, false).failures, 1);
+        assert_eq!(failures(&w, 55, 16), 1);
+        assert_eq!(failures(&w, 56, 16), 0);
+    }
+}
