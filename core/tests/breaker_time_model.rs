@@ -229,9 +229,8 @@ impl Model {
             Phase::Closed => State::Closed,
             Phase::Forced => State::ForcedOpen,
             Phase::Open { deadline, .. } if now < deadline => State::Open,
-            Phase::Open { .. } => State::HalfOpen,
             Phase::HalfOpen { .. } if self.timed_out(now) => State::Open,
-            Phase::HalfOpen { .. } => State::HalfOpen,
+            Phase::Open { .. } | Phase::HalfOpen { .. } => State::HalfOpen,
         }
     }
 
@@ -327,7 +326,7 @@ impl Model {
 
     fn record(
         &mut self,
-        p: MPermit,
+        permit: MPermit,
         outcome: Outcome,
         now: u64,
         elapsed: u64,
@@ -335,7 +334,7 @@ impl Model {
         let s = self.s;
         if outcome == Outcome::Ignored {
             self.m.ignored += 1;
-            self.release(p);
+            self.release(permit);
             return None;
         }
         let failure = outcome == Outcome::Failure;
@@ -348,10 +347,10 @@ impl Model {
         if slow {
             self.m.slow_calls += 1;
         }
-        if !self.current(p) {
+        if !self.current(permit) {
             return None;
         }
-        if p.trial {
+        if permit.trial {
             if self.timed_out(now) {
                 return Some(self.reopen(now));
             }
@@ -470,6 +469,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Runs `ops` against the breaker and the model, comparing every answer.
+#[allow(clippy::too_many_lines)] // one match arm per operation
 fn run(spec: Spec, ops: &[Op], start: u64) {
     let breaker = CircuitBreaker::new(spec.config());
     let mut model = Model {

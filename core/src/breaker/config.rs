@@ -291,40 +291,9 @@ impl ConfigBuilder {
         if self.window == 0 || self.window > MAX_WINDOW {
             return Err(ConfigError::WindowOutOfRange(self.window));
         }
-        // (interval µs, buckets, failure count); all 0 for a count window.
-        let (time_interval, time_buckets, failure_count) = match self.time_window {
-            None => {
-                if self.failure_count.is_some() {
-                    return Err(ConfigError::FailureCountNeedsTimeWindow);
-                }
-                (0, 0, 0)
-            }
-            Some((total, buckets)) => {
-                if self.window_set || self.consecutive_failures.is_some() {
-                    return Err(ConfigError::TimeWindowConflict);
-                }
-                let interval = if buckets == 0 {
-                    0
-                } else {
-                    total.as_micros() / buckets as u64
-                };
-                if buckets == 0
-                    || buckets > 16
-                    || !buckets.is_power_of_two()
-                    || interval < 1_000
-                    || interval > u32::MAX as u64
-                {
-                    return Err(ConfigError::TimeWindowOutOfRange { total, buckets });
-                }
-                let count = match self.failure_count {
-                    None => 0,
-                    Some(n) if n == 0 || n > 255 => {
-                        return Err(ConfigError::FailureCountOutOfRange(n))
-                    }
-                    Some(n) => n as u8,
-                };
-                (interval as u32, buckets, count)
-            }
+        let (time_interval, time_buckets, failure_count) = match self.time_settings() {
+            Ok(t) => t,
+            Err(e) => return Err(e),
         };
         let minimum_calls = match self.minimum_calls {
             None if time_buckets != 0 => DEFAULT_TIME_MINIMUM_CALLS,
@@ -392,5 +361,44 @@ impl ConfigBuilder {
             #[cfg(feature = "time-window")]
             failure_count,
         })
+    }
+
+    /// The time window's settings: (interval µs, buckets, failure count),
+    /// all 0 for a count-based window.
+    const fn time_settings(&self) -> Result<(u32, u8, u8), ConfigError> {
+        match self.time_window {
+            None => {
+                if self.failure_count.is_some() {
+                    return Err(ConfigError::FailureCountNeedsTimeWindow);
+                }
+                Ok((0, 0, 0))
+            }
+            Some((total, buckets)) => {
+                if self.window_set || self.consecutive_failures.is_some() {
+                    return Err(ConfigError::TimeWindowConflict);
+                }
+                let interval = if buckets == 0 {
+                    0
+                } else {
+                    total.as_micros() / buckets as u64
+                };
+                if buckets == 0
+                    || buckets > 16
+                    || !buckets.is_power_of_two()
+                    || interval < 1_000
+                    || interval > u32::MAX as u64
+                {
+                    return Err(ConfigError::TimeWindowOutOfRange { total, buckets });
+                }
+                let count = match self.failure_count {
+                    None => 0,
+                    Some(n) if n == 0 || n > 255 => {
+                        return Err(ConfigError::FailureCountOutOfRange(n))
+                    }
+                    Some(n) => n as u8,
+                };
+                Ok((interval as u32, buckets, count))
+            }
+        }
     }
 }

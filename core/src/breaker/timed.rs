@@ -249,29 +249,29 @@ impl TimeWindow {
     /// every bucket write published before this call.
     pub(crate) fn tally(&self, at: Epoch, size: u32) -> Counts {
         self.written.fetch_add(0, Ordering::AcqRel);
-        let n = self.newest.load(Ordering::Acquire);
-        let mut c = Counts::default();
-        if n == 0 {
-            return c;
+        let stored = self.newest.load(Ordering::Acquire);
+        let mut counts = Counts::default();
+        if stored == 0 {
+            return counts;
         }
-        let cur = n >> 1;
+        let cur = stored >> 1;
         let d = at.wrapping_sub(cur) & SPACE;
         let r = if d < SPACE_HALF { at } else { cur };
         #[allow(clippy::useless_conversion)]
         if r.wrapping_sub(cur) & SPACE >= Epoch::from(size) {
-            return c; // nothing recorded for a whole window
+            return counts; // nothing recorded for a whole window
         }
         let want = tag(r);
         for cell in self.buckets.iter().take(size as usize) {
             let v = cell.load(Ordering::Relaxed);
             let age = want.wrapping_sub(v >> TAG_SHIFT) & FIELD;
             if v & COUNTS != 0 && age < BucketInt::from(size as u8) {
-                c.calls += field(v, 0);
-                c.failures += field(v, FAILURES_SHIFT);
-                c.slow += field(v, SLOW_SHIFT);
+                counts.calls += field(v, 0);
+                counts.failures += field(v, FAILURES_SHIFT);
+                counts.slow += field(v, SLOW_SHIFT);
             }
         }
-        c
+        counts
     }
 
     /// Empties every bucket (a new closed generation starts with an empty
