@@ -1,4 +1,3 @@
-#![cfg(all(feature = "time-window", not(miri)))]
 //! Model-based tests of the time-based window and the half-open timeout,
 //! against a sequential reference model written from the documented
 //! contract (`ConfigBuilder::time_window`, `failure_count`, `max_half_open`,
@@ -33,6 +32,7 @@
 //! microseconds and the 26-bit deadline range), and stale clocks: up to
 //! 10 min while closed (rule 1: an old clock never expires newer
 //! failures), up to ~1 s otherwise (the documented tolerance).
+#![cfg(all(feature = "time-window", not(miri)))]
 
 use fusebox::breaker::TIME_BUCKET_CAP;
 use fusebox::{

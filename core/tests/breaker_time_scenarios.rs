@@ -1,4 +1,3 @@
-#![cfg(feature = "time-window")]
 //! Scenarios re-expressed from Resilience4j's own suites: its TIME_BASED
 //! sliding window (`SlidingTimeWindowMetricsTest`: counts, expiry of the
 //! oldest bucket, a quiet period clearing the window) and its
@@ -13,6 +12,7 @@
 //! five one-second buckets become four buckets of 1.25 s over the same 5 s
 //! (fusebox's bucket counts are powers of two), so its numbers shift where
 //! a bucket boundary moved.
+#![cfg(feature = "time-window")]
 
 use fusebox::breaker::ConfigBuilder;
 use fusebox::{CircuitBreaker, Config, ConfigError, Duration, Instant, Outcome, State};

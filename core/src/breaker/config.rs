@@ -181,6 +181,7 @@ impl Config {
     }
     /// Whether the breaker keeps a time-based window.
     #[cfg(not(feature = "time-window"))]
+    #[allow(clippy::unused_self)] // its twin with the feature reads it
     pub(crate) const fn timed(&self) -> bool {
         false
     }

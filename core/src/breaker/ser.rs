@@ -21,10 +21,12 @@ pub(crate) struct ConfigRepr {
     max_half_open: Duration,
     /// µs per time-window bucket; 0 (or absent): count-based window.
     #[serde(default)]
+    #[cfg_attr(not(feature = "time-window"), allow(dead_code))]
     time_interval: u32,
     #[serde(default)]
     time_buckets: u8,
     #[serde(default)]
+    #[cfg_attr(not(feature = "time-window"), allow(dead_code))]
     failure_count: u8,
 }
 
@@ -61,6 +63,7 @@ impl TryFrom<ConfigRepr> for Config {
 
 /// The time-window settings of `r` (a time window was serialised).
 #[cfg(feature = "time-window")]
+#[allow(clippy::unnecessary_wraps)] // its twin without the feature fails
 fn time_window(
     b: super::ConfigBuilder,
     r: &ConfigRepr,

@@ -57,6 +57,10 @@
 //! the window stops expiring until time has advanced as far again (never
 //! fails open; a breaker idle that long may then trip on old failures).
 
+// `BucketInt` and `Epoch` are `u64` or `u32` by target: some casts and
+// conversions below are no-ops on one of them.
+#![allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+
 use super::generation::low;
 use super::word::Word;
 use super::{CircuitBreaker, Transition};
