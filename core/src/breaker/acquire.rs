@@ -78,14 +78,13 @@ impl CircuitBreaker {
                     (gen, Word::half_open(low(gen), cur.streak(), 1, 0), Some(t))
                 }
                 Kind::HalfOpen => {
-                    if self.half_open_expired(cur, now) {
-                        match self.time_out_half_open(cur, now) {
-                            Ok(t) => return Err(self.reject_timed_out(now, t)),
-                            Err(actual) => {
-                                epoch = self.epoch.load(Ordering::Acquire);
-                                cur = actual;
-                                continue;
-                            }
+                    match self.acquire_timed_out(cur, now) {
+                        None => {}
+                        Some(Ok(rejected)) => return Err(rejected),
+                        Some(Err(actual)) => {
+                            epoch = self.epoch.load(Ordering::Acquire);
+                            cur = actual;
+                            continue;
                         }
                     }
                     if cur.in_flight() >= u32::from(self.config.half_open_permits) {
@@ -137,17 +136,25 @@ impl CircuitBreaker {
         }
     }
 
-    /// The rejection of the caller whose `try_acquire` timed the half-open
-    /// state out: open again, for the new open time.
-    #[cold]
-    fn reject_timed_out(&self, now: Instant, t: Transition) -> Rejected {
-        let cur = self.load();
-        let retry_after = match cur.kind() {
-            Kind::Open => word::remaining(cur, self.config.open_duration(cur.streak()), now),
-            _ => None,
-        };
-        let mut rejected = self.reject(State::Open, retry_after);
-        rejected.transition = Some(t);
-        rejected
+    /// The half-open timeout as `try_acquire` meets it (out of line: one
+    /// call on the half-open path): `None` if `cur` has not timed out;
+    /// else the rejection of the caller that reopened it (open again, for
+    /// the new open time, with the transition), or the word that replaced
+    /// `cur` first.
+    #[inline(never)]
+    fn acquire_timed_out(&self, cur: Word, now: Instant) -> Option<Result<Rejected, Word>> {
+        if !self.half_open_expired(cur, now) {
+            return None;
+        }
+        Some(self.time_out_half_open(cur, now).map(|t| {
+            let open = self.load();
+            let retry_after = match open.kind() {
+                Kind::Open => word::remaining(open, self.config.open_duration(open.streak()), now),
+                _ => None,
+            };
+            let mut rejected = self.reject(State::Open, retry_after);
+            rejected.transition = Some(t);
+            rejected
+        }))
     }
 }

@@ -91,7 +91,7 @@ impl CircuitBreaker {
     /// `now`: a HalfOpen word's timeout stamp; a Closed word's empty time
     /// window (a failed CAS leaves it emptied: only racing a transition
     /// into Closed, whose window would be empty anyway, or a reset).
-    #[inline]
+    #[inline(never)] // one copy for every `install_gen` instance
     pub(super) fn prepare(&self, new: Word, gen: Epoch, now: Instant) {
         match new.kind() {
             Kind::HalfOpen => self.stamp_half_open(gen, now),

@@ -116,7 +116,7 @@ impl Config {
 impl CircuitBreaker {
     /// Stamps the half-open generation `gen` about to be installed at `now`
     /// (before the CAS that installs it). No-op without a timeout.
-    #[inline]
+    #[inline(never)] // two callers, off the closed path: one copy in firmware
     pub(super) fn stamp_half_open(&self, gen: Epoch, now: Instant) {
         let max = self.config.max_half_open;
         if !max.is_zero() {
@@ -128,6 +128,7 @@ impl CircuitBreaker {
     /// Whether the installed HalfOpen word `cur` has outlived
     /// `max_half_open` at `now`. A stamp left by another generation is
     /// replaced with one from `now` (the timeout restarts).
+    #[inline(never)]
     pub(super) fn half_open_expired(&self, cur: Word, now: Instant) -> bool {
         let max = self.config.max_half_open;
         if max.is_zero() {
