@@ -45,34 +45,34 @@ layer "clippy (host, all targets; firmware targets with every feature)"
 cargo clippy --workspace --all-targets -- -D warnings
 # The benchmark suite is built, never run, here (benches/report.sh runs it).
 cargo bench -p fusebox-benches --no-run
-cargo clippy -p fusebox --all-targets --features serde,std,time-window -- -D warnings
-# The workspace build enables `time-window` (benches); the core without it:
+cargo clippy -p fusebox --all-targets --features serde,std,time-window,half-open-timeout -- -D warnings
+# The workspace build enables `time-window` (benches); the core without:
 cargo clippy -p fusebox --all-targets -- -D warnings
 for t in "${THUMBS[@]}"; do
-    cargo clippy -p fusebox --target "$t" --features defmt,serde,embassy-time,time-window -- -D warnings
+    cargo clippy -p fusebox --target "$t" --features defmt,serde,embassy-time,time-window,half-open-timeout -- -D warnings
 done
 done_layer
 
 layer "unit, doc and property tests"
 cargo test --workspace
-cargo test -p fusebox --features serde,std,time-window
+cargo test -p fusebox --features serde,std,time-window,half-open-timeout
 # A server binary with nothing but `features = ["std"]` links and runs.
 cargo run -q -p fusebox-std-link
 # The core's unit tests again on the 32-bit (Cortex-M) word layouts, on
 # the host (`build.rs` turns `fusebox_wide_words` off).
 RUSTFLAGS="--cfg fusebox_narrow_words" CARGO_TARGET_DIR=target/narrow \
-    cargo test -p fusebox --lib --features time-window
+    cargo test -p fusebox --lib --features time-window,half-open-timeout
 done_layer
 
 layer "no_std builds: Cortex-M0 (no CAS) and Cortex-M4F, without and with features"
 for t in "${THUMBS[@]}"; do
     cargo build -p fusebox --target "$t" --no-default-features
-    cargo build -p fusebox --target "$t" --features defmt,serde,embassy-time,time-window
+    cargo build -p fusebox --target "$t" --features defmt,serde,embassy-time,time-window,half-open-timeout
 done
 # A sysroot holding only `core`: any `std` or `alloc` anywhere in the
 # dependency graph fails this build.
 CARGO_TARGET_DIR=target/core-only cargo "+$NIGHTLY" build -p fusebox \
-    --target thumbv7em-none-eabihf -Zbuild-std=core --features serde,time-window
+    --target thumbv7em-none-eabihf -Zbuild-std=core --features serde,time-window,half-open-timeout
 done_layer
 
 layer "firmware under QEMU (Cortex-M4F and M0): embedded-example/run.sh"

@@ -32,7 +32,7 @@
 //! microseconds and the 26-bit deadline range), and stale clocks: up to
 //! 10 min while closed (rule 1: an old clock never expires newer
 //! failures), up to ~1 s otherwise (the documented tolerance).
-#![cfg(all(feature = "time-window", not(miri)))]
+#![cfg(all(feature = "time-window", feature = "half-open-timeout", not(miri)))]
 
 use fusebox::breaker::TIME_BUCKET_CAP;
 use fusebox::{

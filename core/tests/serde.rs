@@ -93,6 +93,7 @@ fn cache_metrics_and_displaced_round_trip() {
     }
 }
 
+#[cfg(feature = "half-open-timeout")]
 #[test]
 fn max_half_open_round_trips_and_is_optional_on_the_wire() {
     let config = Config::builder()
@@ -138,6 +139,15 @@ fn a_time_window_config_round_trips() {
     value["time_buckets"] = 3.into();
     let err = serde_json::from_value::<Config>(value).unwrap_err();
     assert!(err.to_string().contains("time_window"), "{err}");
+}
+
+#[cfg(not(feature = "half-open-timeout"))]
+#[test]
+fn a_half_open_timeout_needs_the_feature() {
+    let mut value = serde_json::to_value(config()).unwrap();
+    value["max_half_open"] = 5_000_000.into();
+    let err = serde_json::from_value::<Config>(value).unwrap_err();
+    assert!(err.to_string().contains("half-open-timeout"), "{err}");
 }
 
 #[cfg(not(feature = "time-window"))]

@@ -69,6 +69,7 @@ impl CircuitBreaker {
                         return Err(self.reject(State::Open, Some(left)));
                     }
                     let gen = self.draw(cur);
+                    #[cfg(feature = "half-open-timeout")]
                     self.stamp_half_open(gen, now);
                     let t = Transition {
                         from: State::Open,
@@ -78,6 +79,7 @@ impl CircuitBreaker {
                     (gen, Word::half_open(low(gen), cur.streak(), 1, 0), Some(t))
                 }
                 Kind::HalfOpen => {
+                    #[cfg(feature = "half-open-timeout")]
                     match self.acquire_timed_out(cur, now) {
                         None => {}
                         Some(Ok(rejected)) => return Err(rejected),
@@ -117,12 +119,13 @@ impl CircuitBreaker {
     /// The state as the next [`try_acquire`](Self::try_acquire) at `now`
     /// would see it: an open breaker whose time has passed reads as
     /// half-open, a half-open one whose timeout
-    /// ([`ConfigBuilder::max_half_open`](super::ConfigBuilder::max_half_open))
+    /// (`ConfigBuilder::max_half_open`, feature `half-open-timeout`)
     /// has passed reads as open. Changes nothing (but may restart a
     /// half-open stamp left by another generation; see the type's docs).
     pub fn state(&self, now: Instant) -> State {
         let cur = self.load();
         match cur.kind() {
+            #[cfg(feature = "half-open-timeout")]
             Kind::HalfOpen if self.half_open_expired(cur, now) => State::Open,
             Kind::Open => {
                 let open_for = self.config.open_duration(cur.streak());
@@ -141,6 +144,7 @@ impl CircuitBreaker {
     /// else the rejection of the caller that reopened it (open again, for
     /// the new open time, with the transition), or the word that replaced
     /// `cur` first.
+    #[cfg(feature = "half-open-timeout")]
     #[inline(never)]
     fn acquire_timed_out(&self, cur: Word, now: Instant) -> Option<Result<Rejected, Word>> {
         if !self.half_open_expired(cur, now) {

@@ -1,7 +1,6 @@
 //! Breaker configuration: a `const` builder that validates everything.
 
 use super::config_error::ConfigError;
-use super::half_open::MAX_HALF_OPEN;
 use super::word::{
     MAX_CLOSE_AFTER, MAX_CONSECUTIVE, MAX_HALF_OPEN_PERMITS, MAX_OPEN_FOR, MAX_STREAK,
 };
@@ -51,6 +50,7 @@ pub struct Config {
     pub(crate) open_for: Duration,
     pub(crate) max_open_for: Duration,
     /// Zero: no half-open timeout.
+    #[cfg(feature = "half-open-timeout")]
     pub(crate) max_half_open: Duration,
     /// The time window's interval in µs (0: the window is count-based).
     #[cfg(feature = "time-window")]
@@ -67,7 +67,7 @@ pub struct Config {
 #[derive(Clone, Copy, Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct ConfigBuilder {
-    consecutive_failures: Option<u32>,
+    pub(super) consecutive_failures: Option<u32>,
     failure_rate: Option<u8>,
     slow: Option<(Duration, u8)>,
     window: u8,
@@ -76,7 +76,7 @@ pub struct ConfigBuilder {
     max_open_for: Option<Duration>,
     half_open_permits: u8,
     close_after: Option<u8>,
-    window_set: bool,
+    pub(super) window_set: bool,
     pub(super) max_half_open: Option<Duration>,
     pub(super) time_window: Option<(Duration, u8)>,
     pub(super) failure_count: Option<u32>,
@@ -93,7 +93,7 @@ impl Config {
     pub const MAX_OPEN_FOR: Duration = MAX_OPEN_FOR;
     /// The longest `max_half_open`: 2²² ticks of 1.024 ms, about 71 min
     /// 35 s (a quarter of the wrapped half-open deadline's range).
-    pub const MAX_HALF_OPEN: Duration = MAX_HALF_OPEN;
+    pub const MAX_HALF_OPEN: Duration = super::word::MAX_HALF_OPEN;
 
     /// A builder with these defaults: no trip condition (you must choose
     /// one), `window` 64 calls, `minimum_calls` equal to the window,
@@ -307,15 +307,14 @@ impl ConfigBuilder {
             }
             Some(m) => m,
         };
-        let max_half_open = match self.max_half_open {
-            None => Duration::ZERO,
-            Some(m) if m.is_zero() || m.as_micros() > MAX_HALF_OPEN.as_micros() => {
-                return Err(ConfigError::MaxHalfOpenOutOfRange(m))
-            }
-            Some(m) => m,
+        let max_half_open = match self.half_open_timeout() {
+            Ok(m) => m,
+            Err(e) => return Err(e),
         };
         #[cfg(not(feature = "time-window"))]
         let _ = (time_interval, failure_count);
+        #[cfg(not(feature = "half-open-timeout"))]
+        let _ = max_half_open;
         if self.open_for.is_zero() || self.open_for.as_micros() > MAX_OPEN_FOR.as_micros() {
             return Err(ConfigError::OpenForOutOfRange(self.open_for));
         }
@@ -354,6 +353,7 @@ impl ConfigBuilder {
             slow_threshold,
             open_for: self.open_for,
             max_open_for,
+            #[cfg(feature = "half-open-timeout")]
             max_half_open,
             #[cfg(feature = "time-window")]
             time_interval,
@@ -362,44 +362,5 @@ impl ConfigBuilder {
             #[cfg(feature = "time-window")]
             failure_count,
         })
-    }
-
-    /// The time window's settings: (interval µs, buckets, failure count),
-    /// all 0 for a count-based window.
-    const fn time_settings(&self) -> Result<(u32, u8, u8), ConfigError> {
-        match self.time_window {
-            None => {
-                if self.failure_count.is_some() {
-                    return Err(ConfigError::FailureCountNeedsTimeWindow);
-                }
-                Ok((0, 0, 0))
-            }
-            Some((total, buckets)) => {
-                if self.window_set || self.consecutive_failures.is_some() {
-                    return Err(ConfigError::TimeWindowConflict);
-                }
-                let interval = if buckets == 0 {
-                    0
-                } else {
-                    total.as_micros() / buckets as u64
-                };
-                if buckets == 0
-                    || buckets > 16
-                    || !buckets.is_power_of_two()
-                    || interval < 1_000
-                    || interval > u32::MAX as u64
-                {
-                    return Err(ConfigError::TimeWindowOutOfRange { total, buckets });
-                }
-                let count = match self.failure_count {
-                    None => 0,
-                    Some(n) if n == 0 || n > 255 => {
-                        return Err(ConfigError::FailureCountOutOfRange(n))
-                    }
-                    Some(n) => n as u8,
-                };
-                Ok((interval as u32, buckets, count))
-            }
-        }
     }
 }

@@ -3,8 +3,9 @@
 use core::fmt;
 
 use super::config::MAX_WINDOW;
-use super::half_open::MAX_HALF_OPEN;
-use super::word::{MAX_CLOSE_AFTER, MAX_CONSECUTIVE, MAX_HALF_OPEN_PERMITS, MAX_OPEN_FOR};
+use super::word::{
+    MAX_CLOSE_AFTER, MAX_CONSECUTIVE, MAX_HALF_OPEN, MAX_HALF_OPEN_PERMITS, MAX_OPEN_FOR,
+};
 use crate::Duration;
 
 /// Why a [`ConfigBuilder`](super::ConfigBuilder) refused to build.
@@ -42,9 +43,8 @@ pub enum ConfigError {
     HalfOpenPermitsOutOfRange(u8),
     /// `close_after` was not in `1..=63`.
     CloseAfterOutOfRange(u8),
-    /// `max_half_open` was zero or longer than [`Config::MAX_HALF_OPEN`].
-    ///
-    /// [`Config::MAX_HALF_OPEN`]: super::Config::MAX_HALF_OPEN
+    /// `max_half_open` was zero or longer than `Config::MAX_HALF_OPEN`
+    /// (about 71 min 35 s).
     MaxHalfOpenOutOfRange(Duration),
     /// `time_window`'s bucket count was not a power of two in `1..=16`, or
     /// its interval (`total / buckets`) was under 1 ms or above 2³² µs
@@ -63,9 +63,12 @@ pub enum ConfigError {
     FailureCountOutOfRange(u32),
     /// `failure_count` was set without `time_window`.
     FailureCountNeedsTimeWindow,
-    /// A deserialised configuration asks for a time window, but this build
-    /// of `fusebox` lacks the `time-window` feature.
-    TimeWindowUnavailable,
+    /// A deserialised configuration asks for a time window or a half-open
+    /// timeout, but this build of `fusebox` lacks the feature it needs.
+    Unavailable {
+        /// The cargo feature of `fusebox` it needs.
+        feature: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -127,8 +130,8 @@ impl fmt::Display for ConfigError {
             Self::FailureCountNeedsTimeWindow => {
                 f.write_str("failure_count needs a time_window")
             }
-            Self::TimeWindowUnavailable => {
-                f.write_str("time windows need the `time-window` feature of fusebox")
+            Self::Unavailable { feature } => {
+                write!(f, "this configuration needs the `{feature}` feature of fusebox")
             }
         }
     }

@@ -91,9 +91,21 @@ impl CircuitBreaker {
     /// `now`: a HalfOpen word's timeout stamp; a Closed word's empty time
     /// window (a failed CAS leaves it emptied: only racing a transition
     /// into Closed, whose window would be empty anyway, or a reset).
-    #[inline(never)] // one copy for every `install_gen` instance
+    // One copy for every `install_gen` instance; nothing at all without the
+    // features.
+    #[cfg_attr(
+        any(feature = "time-window", feature = "half-open-timeout"),
+        inline(never)
+    )]
+    #[cfg_attr(
+        not(any(feature = "time-window", feature = "half-open-timeout")),
+        allow(clippy::unused_self)
+    )]
     pub(super) fn prepare(&self, new: Word, gen: Epoch, now: Instant) {
+        #[cfg(not(feature = "half-open-timeout"))]
+        let _ = (gen, now);
         match new.kind() {
+            #[cfg(feature = "half-open-timeout")]
             Kind::HalfOpen => self.stamp_half_open(gen, now),
             #[cfg(feature = "time-window")]
             Kind::Closed if self.config.timed() => self.timed.clear(self.config.time_buckets),

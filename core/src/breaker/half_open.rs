@@ -1,4 +1,5 @@
-//! The half-open timeout ([`ConfigBuilder::max_half_open`]): a second
+//! The half-open timeout (feature `half-open-timeout`,
+//! [`ConfigBuilder::max_half_open`]): a second
 //! 32-bit word remembers when the installed half-open generation must have
 //! decided.
 //!
@@ -38,11 +39,6 @@ use crate::{Duration, Instant};
 const DEADLINE_BITS: u32 = 24;
 const DEADLINE_MASK: u32 = (1 << DEADLINE_BITS) - 1;
 const GEN_BITS_MASK: u32 = 0xFF;
-
-/// Longest `max_half_open`: 2²² ticks (≈ 71 min 35 s), so that "not yet"
-/// (up to two timeouts before the deadline) and "expired" never overlap in
-/// the 2²⁴-tick wrapped range.
-pub(crate) const MAX_HALF_OPEN: Duration = Duration::from_micros((1 << 22) << TICK_SHIFT);
 
 /// The stamp of a half-open generation `gen` entered at `now`.
 const fn stamp(gen: u32, now: Instant, max: Duration) -> u32 {
@@ -166,6 +162,7 @@ impl CircuitBreaker {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use super::super::word::MAX_HALF_OPEN;
     use super::*;
 
     const MAX: Duration = Duration::from_secs(5);

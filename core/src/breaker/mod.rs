@@ -55,10 +55,12 @@
 
 mod acquire;
 mod config;
+mod config_check;
 mod config_error;
 #[cfg(feature = "time-window")]
 mod config_time;
 mod generation;
+#[cfg(feature = "half-open-timeout")]
 mod half_open;
 mod merge;
 mod metrics;
@@ -150,8 +152,9 @@ pub struct Rejected {
     /// other calls finishing (half-open) or on an operator (forced open).
     pub retry_after: Option<Duration>,
     /// The HalfOpen → Open transition this call made by finding the
-    /// half-open timeout ([`ConfigBuilder::max_half_open`]) passed, if it
-    /// did (exactly one caller per timeout gets it).
+    /// half-open timeout (`ConfigBuilder::max_half_open`, feature
+    /// `half-open-timeout`) passed, if it did (exactly one caller per
+    /// timeout gets it). Always `None` without that feature.
     pub transition: Option<Transition>,
 }
 
@@ -220,7 +223,8 @@ impl core::error::Error for Rejected {}
 ///
 /// # Half-open timeout
 ///
-/// [`ConfigBuilder::max_half_open`] bounds how long trials may leave the
+/// With the `half-open-timeout` feature, `ConfigBuilder::max_half_open`
+/// bounds how long trials may leave the
 /// breaker half-open (Resilience4j's `maxWaitDurationInHalfOpenState`).
 /// The core reads no clock, so the timeout is noticed by the next call
 /// that looks: from `entry + max_half_open` (rounded up to a 1.024 ms
@@ -238,17 +242,19 @@ impl core::error::Error for Rejected {}
 ///
 /// # Size
 ///
-/// The state word and the half-open timeout stamp (4 bytes each), the epoch
-/// (the full generation) and the merged fleet version (8 bytes each where
-/// the target has 64-bit atomics, 4 on 32-bit microcontrollers), the
-/// count-based sliding window (64 tagged 16-bit slots plus a publication
-/// counter), seven statistics counters (8 bytes each where the target has
-/// 64-bit atomics, 4 bytes on 32-bit microcontrollers) and the 40-byte
-/// [`Config`]: 256 bytes on x86-64, 216 on Cortex-M (alignment padding
-/// included). The `time-window` feature adds the time window (16 buckets
-/// of 8 bytes, or 4 on Cortex-M, its `newest` interval and a publication
-/// counter) and 8 bytes of configuration: 408 bytes on x86-64, 296 on
-/// Cortex-M, whatever the configuration asks for.
+/// The state word, the epoch (the full generation) and the merged fleet
+/// version (8 bytes each where the target has 64-bit atomics, 4 on 32-bit
+/// microcontrollers), the count-based sliding window (64 tagged 16-bit
+/// slots plus a publication counter), seven statistics counters (8 bytes
+/// each where the target has 64-bit atomics, 4 bytes on 32-bit
+/// microcontrollers) and the 32-byte [`Config`]: 248 bytes on x86-64, 208
+/// on Cortex-M (alignment padding included). The `half-open-timeout`
+/// feature adds 8 bytes (the 4-byte stamp, on x86-64 in what was padding,
+/// and 8 bytes of configuration: 256 and 216). The `time-window` feature
+/// adds the time window (16 buckets of 8 bytes, or 4 on Cortex-M, its
+/// `newest` interval and a publication counter) and 8 bytes of
+/// configuration: 152 bytes on x86-64, 80 on Cortex-M, whatever the
+/// configuration asks for (both features: 408 and 296).
 #[derive(Debug)]
 // `repr(C)` keeps this order: the state word (read on every call, written
 // only on transitions) sits more than a cache line away from the counters
@@ -260,6 +266,7 @@ pub struct CircuitBreaker {
     state: AtomicU32,
     /// When the installed half-open generation times out (see
     /// `half_open`); fills what would be padding before the 64-bit epoch.
+    #[cfg(feature = "half-open-timeout")]
     half_open_stamp: AtomicU32,
     /// The full number of the latest generation, or one behind it while its
     /// installer has not yet published it (see the module docs).
@@ -282,6 +289,7 @@ impl CircuitBreaker {
         pub fn new(config: Config) -> Self {
             Self {
                 state: AtomicU32::new(Word::closed(0, 0, Cursor::EMPTY).0),
+                #[cfg(feature = "half-open-timeout")]
                 half_open_stamp: AtomicU32::new(0),
                 epoch: EpochWord::new(0),
                 merged: EpochWord::new(0),
@@ -420,12 +428,21 @@ mod tests;
 #[cfg(not(loom))]
 const _: () = assert!(
     core::mem::size_of::<CircuitBreaker>()
-        == match (cfg!(fusebox_wide_words), cfg!(feature = "time-window")) {
-            (true, false) => 256,
-            (false, false) => 216,
-            (true, true) => 408,
-            (false, true) => 296,
-        }
+        == if cfg!(fusebox_wide_words) { 248 } else { 208 }
+            + if cfg!(feature = "half-open-timeout") {
+                8
+            } else {
+                0
+            }
+            + if cfg!(feature = "time-window") {
+                if cfg!(fusebox_wide_words) {
+                    152
+                } else {
+                    80
+                }
+            } else {
+                0
+            }
 );
 
 // The state word and the counters never share a cache line (see the struct).

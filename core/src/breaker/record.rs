@@ -231,6 +231,7 @@ impl CircuitBreaker {
             if !cur.owns(low(gen), true) {
                 return None;
             }
+            #[cfg(feature = "half-open-timeout")]
             if self.half_open_expired(cur, now) {
                 // Too late to decide: the timeout reopens it instead.
                 match self.time_out_half_open(cur, now) {

@@ -41,7 +41,7 @@ impl TryFrom<ConfigRepr> for Config {
             .half_open_permits(r.half_open_permits)
             .close_after(r.close_after);
         if !r.max_half_open.is_zero() {
-            b = b.max_half_open(r.max_half_open);
+            b = max_half_open(b, r.max_half_open)?;
         }
         if r.time_buckets == 0 {
             b = b.window(r.window);
@@ -83,5 +83,28 @@ fn time_window(
     _: super::ConfigBuilder,
     _: &ConfigRepr,
 ) -> Result<super::ConfigBuilder, ConfigError> {
-    Err(ConfigError::TimeWindowUnavailable)
+    Err(ConfigError::Unavailable {
+        feature: "time-window",
+    })
+}
+
+/// The half-open timeout of a serialised config.
+#[cfg(feature = "half-open-timeout")]
+#[allow(clippy::unnecessary_wraps)] // its twin without the feature fails
+fn max_half_open(
+    b: super::ConfigBuilder,
+    max: Duration,
+) -> Result<super::ConfigBuilder, ConfigError> {
+    Ok(b.max_half_open(max))
+}
+
+/// A half-open timeout was serialised, and this build cannot keep one.
+#[cfg(not(feature = "half-open-timeout"))]
+fn max_half_open(
+    _: super::ConfigBuilder,
+    _: Duration,
+) -> Result<super::ConfigBuilder, ConfigError> {
+    Err(ConfigError::Unavailable {
+        feature: "half-open-timeout",
+    })
 }

@@ -690,21 +690,16 @@ fn extreme_instants_never_panic() {
 fn size_is_as_documented() {
     let size = core::mem::size_of::<CircuitBreaker>();
     let timed = cfg!(feature = "time-window");
-    assert_eq!(core::mem::size_of::<Config>(), if timed { 48 } else { 40 });
-    // State word + half-open stamp, 8-byte epoch and merged version, the window (132 bytes,
-    // padded to 136 before the 8-byte counters), the time window with the feature (8-byte
-    // `newest`, 4-byte publication counter + padding, 16 8-byte buckets), seven counters,
-    // the config.
+    let timeout = cfg!(feature = "half-open-timeout");
+    let config = 32 + if timed { 8 } else { 0 } + if timeout { 8 } else { 0 };
+    assert_eq!(core::mem::size_of::<Config>(), config);
+    // State word (+ the half-open stamp, in what is padding otherwise), 8-byte epoch and
+    // merged version, the window (132 bytes, padded to 136 before the 8-byte counters), the
+    // time window with its feature (8-byte `newest`, 4-byte publication counter + padding,
+    // 16 8-byte buckets), seven counters, the config.
     #[cfg(fusebox_wide_words)]
     assert_eq!(
         size,
-        4 + 4
-            + 8
-            + 8
-            + 136
-            + if timed { 8 + 8 + 16 * 8 } else { 0 }
-            + 7 * 8
-            + 40
-            + if timed { 8 } else { 0 }
+        4 + 4 + 8 + 8 + 136 + if timed { 8 + 8 + 16 * 8 } else { 0 } + 7 * 8 + config
     );
 }
