@@ -46,7 +46,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The benchmark suite is built, never run, here (benches/report.sh runs it).
 cargo bench -p fusebox-benches --no-run
 cargo clippy -p fusebox --all-targets --features serde,std,time-window,half-open-timeout -- -D warnings
-# The workspace build enables `time-window` (benches); the core without:
+# The workspace build enables both new features (benches, loom-tests);
+# the core without them:
 cargo clippy -p fusebox --all-targets -- -D warnings
 for t in "${THUMBS[@]}"; do
     cargo clippy -p fusebox --target "$t" --features defmt,serde,embassy-time,time-window,half-open-timeout -- -D warnings
@@ -55,7 +56,11 @@ done_layer
 
 layer "unit, doc and property tests"
 cargo test --workspace
+cargo test -p fusebox --features serde,std
+# The workspace build enables both (benches, loom-tests); the core with each:
 cargo test -p fusebox --features serde,std,time-window,half-open-timeout
+cargo test -p fusebox --features time-window --test breaker_time_scenarios --test serde
+cargo test -p fusebox --features half-open-timeout --test breaker_half_open_timeout --test serde
 # A server binary with nothing but `features = ["std"]` links and runs.
 cargo run -q -p fusebox-std-link
 # The core's unit tests again on the 32-bit (Cortex-M) word layouts, on
