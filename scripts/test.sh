@@ -59,8 +59,8 @@ cargo test --workspace
 cargo test -p fusebox --features serde,std
 # The workspace build enables both (benches, loom-tests); the core with each:
 cargo test -p fusebox --features serde,std,time-window,half-open-timeout
-cargo test -p fusebox --features time-window --test breaker_time_scenarios --test serde
-cargo test -p fusebox --features half-open-timeout --test breaker_half_open_timeout --test serde
+cargo test -p fusebox --features time-window,serde --test breaker_time_scenarios --test serde
+cargo test -p fusebox --features half-open-timeout,serde --test breaker_half_open_timeout --test serde
 # A server binary with nothing but `features = ["std"]` links and runs.
 cargo run -q -p fusebox-std-link
 # The core's unit tests again on the 32-bit (Cortex-M) word layouts, on
