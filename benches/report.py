@@ -34,6 +34,8 @@ TABLES = [
     ("breaker", "Circuit breaker (pre-read `now`)", ("floor", "fetch_add"), [
         ("fusebox_closed", "fusebox closed: `try_acquire` + `record(Success)` (consecutive-failures config)", None, None),
         ("fusebox_closed_failure_rate", "fusebox closed, failure-rate config (window of 20)", None, None),
+        ("fusebox_closed_time_window", "fusebox closed, `failure_count(5)` over a 60 s time window (4 buckets)", None, None),
+        ("fusebox_closed_time_window_rate", "fusebox closed, failure-rate config over a 60 s time window (4 buckets)", None, None),
         ("failsafe_closed", "failsafe closed: `is_call_permitted` + `on_success`", "fusebox_closed", None),
         ("fusebox_open_reject", "fusebox open: rejection", None, None),
         ("failsafe_open_reject", "failsafe open: `is_call_permitted` = false", "fusebox_open_reject", None)]),

@@ -45,32 +45,39 @@ layer "clippy (host, all targets; firmware targets with every feature)"
 cargo clippy --workspace --all-targets -- -D warnings
 # The benchmark suite is built, never run, here (benches/report.sh runs it).
 cargo bench -p fusebox-benches --no-run
-cargo clippy -p fusebox --all-targets --features serde,std -- -D warnings
+cargo clippy -p fusebox --all-targets --features serde,std,time-window,half-open-timeout -- -D warnings
+# The workspace build enables both new features (benches, loom-tests);
+# the core without them:
+cargo clippy -p fusebox --all-targets -- -D warnings
 for t in "${THUMBS[@]}"; do
-    cargo clippy -p fusebox --target "$t" --features defmt,serde,embassy-time -- -D warnings
+    cargo clippy -p fusebox --target "$t" --features defmt,serde,embassy-time,time-window,half-open-timeout -- -D warnings
 done
 done_layer
 
 layer "unit, doc and property tests"
 cargo test --workspace
 cargo test -p fusebox --features serde,std
+# The workspace build enables both (benches, loom-tests); the core with each:
+cargo test -p fusebox --features serde,std,time-window,half-open-timeout
+cargo test -p fusebox --features time-window,serde --test breaker_time_scenarios --test serde
+cargo test -p fusebox --features half-open-timeout,serde --test breaker_half_open_timeout --test serde
 # A server binary with nothing but `features = ["std"]` links and runs.
 cargo run -q -p fusebox-std-link
 # The core's unit tests again on the 32-bit (Cortex-M) word layouts, on
 # the host (`build.rs` turns `fusebox_wide_words` off).
 RUSTFLAGS="--cfg fusebox_narrow_words" CARGO_TARGET_DIR=target/narrow \
-    cargo test -p fusebox --lib
+    cargo test -p fusebox --lib --features time-window,half-open-timeout
 done_layer
 
 layer "no_std builds: Cortex-M0 (no CAS) and Cortex-M4F, without and with features"
 for t in "${THUMBS[@]}"; do
     cargo build -p fusebox --target "$t" --no-default-features
-    cargo build -p fusebox --target "$t" --features defmt,serde,embassy-time
+    cargo build -p fusebox --target "$t" --features defmt,serde,embassy-time,time-window,half-open-timeout
 done
 # A sysroot holding only `core`: any `std` or `alloc` anywhere in the
 # dependency graph fails this build.
 CARGO_TARGET_DIR=target/core-only cargo "+$NIGHTLY" build -p fusebox \
-    --target thumbv7em-none-eabihf -Zbuild-std=core --features serde
+    --target thumbv7em-none-eabihf -Zbuild-std=core --features serde,time-window,half-open-timeout
 done_layer
 
 layer "firmware under QEMU (Cortex-M4F and M0): embedded-example/run.sh"

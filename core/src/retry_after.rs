@@ -94,11 +94,13 @@ mod tests {
         let open = Rejected {
             state: State::Open,
             retry_after: Some(Duration::from_secs(2)),
+            transition: None,
         };
         assert_eq!(RetryAfter::retry_after(&open), Some(Duration::from_secs(2)));
         let trials_busy = Rejected {
             state: State::HalfOpen,
             retry_after: None,
+            transition: None,
         };
         assert_eq!(RetryAfter::retry_after(&trials_busy), None);
     }

@@ -378,6 +378,7 @@ impl Model {
         Rejected {
             state,
             retry_after: retry_after.map(us),
+            transition: None,
         }
     }
 

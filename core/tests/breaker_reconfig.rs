@@ -362,3 +362,55 @@ fn changes_racing_calls_from_many_threads() {
     assert_eq!(m.calls() + m.rejected, (threads * calls) as u64);
     assert_eq!(b.config(), a);
 }
+
+/// With a time window, `failure_count` and the rates are live; the window's
+/// length and buckets are not.
+#[cfg(feature = "time-window")]
+#[test]
+fn a_time_windows_count_is_live_and_its_shape_fixed() {
+    let counted = |n, total_secs| {
+        Config::builder()
+            .time_window(Duration::from_secs(total_secs), 4)
+            .failure_count(n)
+            .build()
+            .unwrap()
+    };
+    let b = CircuitBreaker::new(counted(5, 60));
+    let now = Instant::from_secs(100);
+    for _ in 0..3 {
+        assert_eq!(fail(&b, now), None);
+    }
+    assert_eq!(b.set_config(counted(4, 60)), Ok(counted(5, 60)));
+    assert!(fail(&b, now).is_some(), "the fourth failure within 60 s");
+    assert_eq!(
+        b.set_config(counted(4, 120)),
+        Err(ReconfigureError::TimeWindow)
+    );
+    assert_eq!(b.config(), counted(4, 60));
+}
+
+/// The half-open timeout is fixed at construction.
+#[cfg(feature = "half-open-timeout")]
+#[test]
+fn the_half_open_timeout_is_fixed() {
+    let with = |ms_| {
+        Config::builder()
+            .consecutive_failures(1)
+            .max_half_open(ms(ms_))
+            .build()
+            .unwrap()
+    };
+    let b = CircuitBreaker::new(with(500));
+    assert_eq!(
+        b.set_config(with(900)),
+        Err(ReconfigureError::HalfOpenTimeout)
+    );
+    let mut same = with(500);
+    same = Config::builder()
+        .consecutive_failures(3)
+        .max_half_open(same.max_half_open().unwrap())
+        .build()
+        .unwrap();
+    assert!(b.set_config(same).is_ok());
+    assert_eq!(b.config(), same);
+}

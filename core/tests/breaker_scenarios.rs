@@ -138,7 +138,8 @@ fn forced_open_rejects_and_counts() {
         r,
         Rejected {
             state: State::ForcedOpen,
-            retry_after: None
+            retry_after: None,
+            transition: None,
         }
     );
     assert_eq!(b.metrics().rejected, 1);
@@ -174,7 +175,8 @@ fn half_open_rejects_beyond_its_permits() {
         rejected(&b, t),
         Rejected {
             state: State::HalfOpen,
-            retry_after: None
+            retry_after: None,
+            transition: None,
         }
     );
     assert_eq!(b.metrics().rejected, before + 1);

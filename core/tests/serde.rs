@@ -92,3 +92,71 @@ fn cache_metrics_and_displaced_round_trip() {
         assert_eq!(back, displaced);
     }
 }
+
+#[cfg(feature = "half-open-timeout")]
+#[test]
+fn max_half_open_round_trips_and_is_optional_on_the_wire() {
+    let config = Config::builder()
+        .consecutive_failures(3)
+        .max_half_open(Duration::from_secs(9))
+        .build()
+        .unwrap();
+    let json = serde_json::to_string(&config).unwrap();
+    assert_eq!(serde_json::from_str::<Config>(&json).unwrap(), config);
+    // A config written before the field existed reads as "no timeout".
+    let mut value = serde_json::to_value(config).unwrap();
+    let fields = value.as_object_mut().unwrap();
+    for new in [
+        "max_half_open",
+        "time_interval",
+        "time_buckets",
+        "failure_count",
+    ] {
+        fields.remove(new);
+    }
+    let old: Config = serde_json::from_value(value).unwrap();
+    assert_eq!(old.max_half_open(), None);
+    let mut value = serde_json::to_value(config).unwrap();
+    value["max_half_open"] =
+        serde_json::to_value(Config::MAX_HALF_OPEN + Config::MAX_HALF_OPEN).unwrap();
+    let err = serde_json::from_value::<Config>(value).unwrap_err();
+    assert!(err.to_string().contains("max_half_open"), "{err}");
+}
+
+#[cfg(feature = "time-window")]
+#[test]
+fn a_time_window_config_round_trips() {
+    let config = Config::builder()
+        .time_window(Duration::from_secs(60), 4)
+        .failure_count(5)
+        .failure_rate(50)
+        .minimum_calls(20)
+        .build()
+        .unwrap();
+    let json = serde_json::to_string(&config).unwrap();
+    assert_eq!(serde_json::from_str::<Config>(&json).unwrap(), config);
+    let mut value = serde_json::to_value(config).unwrap();
+    value["time_buckets"] = 3.into();
+    let err = serde_json::from_value::<Config>(value).unwrap_err();
+    assert!(err.to_string().contains("time_window"), "{err}");
+}
+
+#[cfg(not(feature = "half-open-timeout"))]
+#[test]
+fn a_half_open_timeout_needs_the_feature() {
+    let mut value = serde_json::to_value(config()).unwrap();
+    value["max_half_open"] = 5_000_000.into();
+    let err = serde_json::from_value::<Config>(value).unwrap_err();
+    assert!(err.to_string().contains("half-open-timeout"), "{err}");
+}
+
+#[cfg(not(feature = "time-window"))]
+#[test]
+fn a_time_window_config_needs_the_feature() {
+    let mut value = serde_json::to_value(config()).unwrap();
+    value["consecutive_failures"] = 0.into();
+    value["time_interval"] = 15_000_000.into();
+    value["time_buckets"] = 4.into();
+    let err = serde_json::from_value::<Config>(value).unwrap_err();
+    assert!(err.to_string().contains("time-window"), "{err}");
+}

@@ -31,6 +31,33 @@ fn failure_rate() -> CircuitBreaker {
     )
 }
 
+/// A time window of 60 s in 4 buckets, `failure_count(5)`: a closed
+/// success takes the consecutive policy's fast path.
+fn time_window_count() -> CircuitBreaker {
+    CircuitBreaker::new(
+        Config::builder()
+            .time_window(Duration::from_secs(60), 4)
+            .failure_count(5)
+            .open_for(Duration::from_secs(3_600))
+            .build()
+            .expect("config"),
+    )
+}
+
+/// A time window of 60 s in 4 buckets with `failure_rate(50)`: every
+/// closed success is counted in its bucket and the window tallied.
+fn time_window_rate() -> CircuitBreaker {
+    CircuitBreaker::new(
+        Config::builder()
+            .time_window(Duration::from_secs(60), 4)
+            .failure_rate(50)
+            .minimum_calls(10)
+            .open_for(Duration::from_secs(3_600))
+            .build()
+            .expect("config"),
+    )
+}
+
 /// One closed-path call. The transition is consumed the way a caller does,
 /// by branching on it: `black_box` of the whole 16-byte `Option<Transition>`
 /// would add a stack spill and copy that no caller pays.
@@ -56,6 +83,8 @@ pub fn bench(c: &mut Criterion) {
     let now = Instant::from_secs(1);
     let fb = consecutive();
     let fb_rate = failure_rate();
+    let fb_tw = time_window_count();
+    let fb_tw_rate = time_window_rate();
     let fs = failsafe::Config::new().build();
     let mut g = c.benchmark_group("breaker");
     g.bench_function("fusebox_closed", |b| {
@@ -63,6 +92,12 @@ pub fn bench(c: &mut Criterion) {
     });
     g.bench_function("fusebox_closed_failure_rate", |b| {
         b.iter_custom(|n| timed(n, || closed_call(black_box(&fb_rate), now)));
+    });
+    g.bench_function("fusebox_closed_time_window", |b| {
+        b.iter_custom(|n| timed(n, || closed_call(black_box(&fb_tw), now)));
+    });
+    g.bench_function("fusebox_closed_time_window_rate", |b| {
+        b.iter_custom(|n| timed(n, || closed_call(black_box(&fb_tw_rate), now)));
     });
     g.bench_function("failsafe_closed", |b| {
         b.iter_custom(|n| {

@@ -1,7 +1,6 @@
 //! Breaker configuration: a `const` builder that validates everything.
 
-use core::fmt;
-
+use super::config_error::ConfigError;
 use super::live::{MAX_SLOW_THRESHOLD_MICROS, OPEN_UNIT_MICROS};
 use super::word::{
     MAX_CLOSE_AFTER, MAX_CONSECUTIVE, MAX_HALF_OPEN_PERMITS, MAX_OPEN_FOR, MAX_STREAK,
@@ -10,6 +9,9 @@ use crate::Duration;
 
 /// The largest count-based window, in calls.
 pub const MAX_WINDOW: u8 = 64;
+/// `minimum_calls` when a time window is set and no minimum is given
+/// (Resilience4j's default).
+const DEFAULT_TIME_MINIMUM_CALLS: u8 = 100;
 
 /// A validated circuit-breaker configuration.
 ///
@@ -48,114 +50,37 @@ pub struct Config {
     pub(crate) slow_threshold: Duration,
     pub(crate) open_for: Duration,
     pub(crate) max_open_for: Duration,
+    /// Zero: no half-open timeout.
+    #[cfg(feature = "half-open-timeout")]
+    pub(crate) max_half_open: Duration,
+    /// The time window's interval in µs (0: the window is count-based).
+    #[cfg(feature = "time-window")]
+    pub(crate) time_interval: u32,
+    /// The time window's number of buckets (0: count-based).
+    #[cfg(feature = "time-window")]
+    pub(crate) time_buckets: u8,
+    /// Failures within the time window that open the breaker (0: off).
+    #[cfg(feature = "time-window")]
+    pub(crate) failure_count: u8,
 }
-
-/// Why a [`ConfigBuilder`] refused to build.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// Neither `consecutive_failures`, `failure_rate` nor `slow_call` was set:
-    /// the breaker could never open.
-    NoTripCondition,
-    /// `consecutive_failures` was 0 or above [`Config::MAX_CONSECUTIVE_FAILURES`].
-    ConsecutiveFailuresOutOfRange(u32),
-    /// `failure_rate` was not in `1..=100`.
-    FailureRateOutOfRange(u8),
-    /// The slow-call rate was not in `1..=100`.
-    SlowRateOutOfRange(u8),
-    /// The slow-call threshold was zero: every call would be slow.
-    ZeroSlowThreshold,
-    /// The slow-call threshold was longer than
-    /// [`Config::MAX_SLOW_THRESHOLD`] (~71.6 min).
-    SlowThresholdTooLong(Duration),
-    /// `window` was not in `1..=64`.
-    WindowOutOfRange(u8),
-    /// `minimum_calls` was 0 or larger than the window.
-    MinimumCallsOutOfRange {
-        /// The requested minimum.
-        minimum_calls: u8,
-        /// The window it must fit in.
-        window: u8,
-    },
-    /// `open_for` was zero or longer than [`Config::MAX_OPEN_FOR`].
-    OpenForOutOfRange(Duration),
-    /// `max_open_for` was shorter than `open_for`, longer than
-    /// [`Config::MAX_OPEN_FOR`], or more than `open_for · 2¹⁵` (the open
-    /// time doubles at most 15 times: the re-opening streak is 4 bits).
-    MaxOpenForOutOfRange(Duration),
-    /// `half_open_permits` was not in `1..=63`.
-    HalfOpenPermitsOutOfRange(u8),
-    /// `close_after` was not in `1..=63`.
-    CloseAfterOutOfRange(u8),
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Self::NoTripCondition => f.write_str(
-                "no trip condition: set consecutive_failures, failure_rate or slow_call",
-            ),
-            Self::ConsecutiveFailuresOutOfRange(n) => write!(
-                f,
-                "consecutive_failures must be in 1..={MAX_CONSECUTIVE}, got {n}"
-            ),
-            Self::FailureRateOutOfRange(p) => {
-                write!(f, "failure_rate must be a percentage in 1..=100, got {p}")
-            }
-            Self::SlowRateOutOfRange(p) => {
-                write!(f, "slow-call rate must be a percentage in 1..=100, got {p}")
-            }
-            Self::ZeroSlowThreshold => f.write_str("slow-call threshold must be above zero"),
-            Self::SlowThresholdTooLong(d) => write!(
-                f,
-                "slow-call threshold must be at most {:?}, got {d:?}",
-                Config::MAX_SLOW_THRESHOLD
-            ),
-            Self::WindowOutOfRange(w) => {
-                write!(f, "window must be in 1..={MAX_WINDOW} calls, got {w}")
-            }
-            Self::MinimumCallsOutOfRange {
-                minimum_calls,
-                window,
-            } => write!(
-                f,
-                "minimum_calls must be in 1..=window ({window}), got {minimum_calls}"
-            ),
-            Self::OpenForOutOfRange(d) => write!(
-                f,
-                "open_for must be above zero and at most {MAX_OPEN_FOR:?}, got {d:?}"
-            ),
-            Self::MaxOpenForOutOfRange(d) => write!(
-                f,
-                "max_open_for must be at least open_for, at most open_for * 2^15 and at most {MAX_OPEN_FOR:?}, got {d:?}"
-            ),
-            Self::HalfOpenPermitsOutOfRange(n) => write!(
-                f,
-                "half_open_permits must be in 1..={MAX_HALF_OPEN_PERMITS}, got {n}"
-            ),
-            Self::CloseAfterOutOfRange(n) => {
-                write!(f, "close_after must be in 1..={MAX_CLOSE_AFTER}, got {n}")
-            }
-        }
-    }
-}
-
-impl core::error::Error for ConfigError {}
 
 /// Builds a [`Config`]; see [`Config::builder`] for the defaults.
 #[derive(Clone, Copy, Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct ConfigBuilder {
-    consecutive_failures: Option<u32>,
+    pub(super) consecutive_failures: Option<u32>,
     failure_rate: Option<u8>,
-    slow: Option<(Duration, u8)>,
+    pub(super) slow: Option<(Duration, u8)>,
     window: u8,
     minimum_calls: Option<u8>,
     open_for: Duration,
     max_open_for: Option<Duration>,
     half_open_permits: u8,
     close_after: Option<u8>,
+    pub(super) window_set: bool,
+    pub(super) max_half_open: Option<Duration>,
+    pub(super) time_window: Option<(Duration, u8)>,
+    pub(super) failure_count: Option<u32>,
 }
 
 impl Config {
@@ -171,6 +96,9 @@ impl Config {
     /// 32-bit word of the live configuration; see
     /// [`CircuitBreaker::set_config`](super::CircuitBreaker::set_config)).
     pub const MAX_SLOW_THRESHOLD: Duration = Duration::from_micros(MAX_SLOW_THRESHOLD_MICROS);
+    /// The longest `max_half_open`: 2²² ticks of 1.024 ms, about 71 min
+    /// 35 s (a quarter of the wrapped half-open deadline's range).
+    pub const MAX_HALF_OPEN: Duration = super::word::MAX_HALF_OPEN;
 
     /// A builder with these defaults: no trip condition (you must choose
     /// one), `window` 64 calls, `minimum_calls` equal to the window,
@@ -187,6 +115,10 @@ impl Config {
             max_open_for: None,
             half_open_permits: 1,
             close_after: None,
+            window_set: false,
+            max_half_open: None,
+            time_window: None,
+            failure_count: None,
         }
     }
 
@@ -238,9 +170,25 @@ impl Config {
     pub const fn close_after(&self) -> u8 {
         self.close_after
     }
-    /// Whether any rate policy needs the sliding window.
+    /// Whether any rate policy needs a window (count- or time-based): a
+    /// closed success is then recorded out of line.
     pub(crate) const fn uses_window(&self) -> bool {
         self.failure_rate != 0 || self.slow_rate != 0
+    }
+    /// Whether the rate policies use the count-based sliding window.
+    pub(crate) const fn uses_count_window(&self) -> bool {
+        self.uses_window() && !self.timed()
+    }
+    /// Whether the breaker keeps a time-based window.
+    #[cfg(feature = "time-window")]
+    pub(crate) const fn timed(&self) -> bool {
+        self.time_buckets != 0
+    }
+    /// Whether the breaker keeps a time-based window.
+    #[cfg(not(feature = "time-window"))]
+    #[allow(clippy::unused_self)] // its twin with the feature reads it
+    pub(crate) const fn timed(&self) -> bool {
+        false
     }
     /// Open time after `streak` consecutive re-openings from half-open:
     /// `open_for · 2^streak`, capped at `max_open_for`.
@@ -290,6 +238,7 @@ impl ConfigBuilder {
     /// recorded calls.
     pub const fn window(mut self, calls: u8) -> Self {
         self.window = calls;
+        self.window_set = true;
         self
     }
     /// Calls the window must hold before a rate is evaluated (1..=window).
@@ -328,7 +277,10 @@ impl ConfigBuilder {
     /// A [`ConfigError`] naming the first setting that is zero, out of
     /// range, or contradicts another.
     pub const fn build(self) -> Result<Config, ConfigError> {
-        if self.consecutive_failures.is_none() && self.failure_rate.is_none() && self.slow.is_none()
+        if self.consecutive_failures.is_none()
+            && self.failure_rate.is_none()
+            && self.slow.is_none()
+            && self.failure_count.is_none()
         {
             return Err(ConfigError::NoTripCondition);
         }
@@ -344,21 +296,21 @@ impl ConfigBuilder {
             Some(p) if p == 0 || p > 100 => return Err(ConfigError::FailureRateOutOfRange(p)),
             Some(p) => p,
         };
-        let (slow_threshold, slow_rate) = match self.slow {
-            None => (Duration::MAX, 0),
-            Some((t, _)) if t.is_zero() => return Err(ConfigError::ZeroSlowThreshold),
-            Some((t, _)) if t.as_micros() > MAX_SLOW_THRESHOLD_MICROS => {
-                return Err(ConfigError::SlowThresholdTooLong(t))
-            }
-            Some((_, p)) if p == 0 || p > 100 => return Err(ConfigError::SlowRateOutOfRange(p)),
-            Some(s) => s,
+        let (slow_threshold, slow_rate) = match self.slow_settings() {
+            Ok(s) => s,
+            Err(e) => return Err(e),
         };
         if self.window == 0 || self.window > MAX_WINDOW {
             return Err(ConfigError::WindowOutOfRange(self.window));
         }
+        let (time_interval, time_buckets, failure_count) = match self.time_settings() {
+            Ok(t) => t,
+            Err(e) => return Err(e),
+        };
         let minimum_calls = match self.minimum_calls {
+            None if time_buckets != 0 => DEFAULT_TIME_MINIMUM_CALLS,
             None => self.window,
-            Some(m) if m == 0 || m > self.window => {
+            Some(m) if m == 0 || (time_buckets == 0 && m > self.window) => {
                 return Err(ConfigError::MinimumCallsOutOfRange {
                     minimum_calls: m,
                     window: self.window,
@@ -366,6 +318,14 @@ impl ConfigBuilder {
             }
             Some(m) => m,
         };
+        let max_half_open = match self.half_open_timeout() {
+            Ok(m) => m,
+            Err(e) => return Err(e),
+        };
+        #[cfg(not(feature = "time-window"))]
+        let _ = (time_interval, failure_count);
+        #[cfg(not(feature = "half-open-timeout"))]
+        let _ = max_half_open;
         if self.open_for.is_zero() || self.open_for.as_micros() > MAX_OPEN_FOR.as_micros() {
             return Err(ConfigError::OpenForOutOfRange(self.open_for));
         }
@@ -404,6 +364,14 @@ impl ConfigBuilder {
             slow_threshold,
             open_for,
             max_open_for,
+            #[cfg(feature = "half-open-timeout")]
+            max_half_open,
+            #[cfg(feature = "time-window")]
+            time_interval,
+            #[cfg(feature = "time-window")]
+            time_buckets,
+            #[cfg(feature = "time-window")]
+            failure_count,
         })
     }
 }

@@ -4,6 +4,7 @@
 use super::word::{self, Kind, Word};
 use super::CircuitBreaker;
 use crate::sync::{Epoch, Ordering};
+use crate::Instant;
 
 impl CircuitBreaker {
     /// The epoch once it names `cur`'s generation (or, for an Open word, the
@@ -51,13 +52,20 @@ impl CircuitBreaker {
     /// Installs the word `make` returns for the current one, with a fresh
     /// generation patched in when the word carries one, by CAS; `None` from
     /// `make` leaves the state alone. Returns the word it replaced, if it
-    /// installed one, and the generation drawn for it.
-    pub(super) fn install_gen(&self, make: impl Fn(Word) -> Option<Word>) -> Option<(Word, Epoch)> {
+    /// installed one, and the generation drawn for it. A HalfOpen word is
+    /// stamped for the half-open timeout at `now`, and a Closed one gets an
+    /// empty time window, before the CAS (see [`prepare`](Self::prepare)).
+    pub(super) fn install_gen(
+        &self,
+        now: Instant,
+        make: impl Fn(Word) -> Option<Word>,
+    ) -> Option<(Word, Epoch)> {
         let mut cur = self.load();
         loop {
             let new = make(cur)?;
             let gen = self.draw(cur);
             let new = new.with_gen(low(gen));
+            self.prepare(new, gen, now);
             match self.cas(cur, new) {
                 Ok(()) => {
                     if new.kind() != Kind::Open {
@@ -71,8 +79,38 @@ impl CircuitBreaker {
     }
 
     /// [`install_gen`](Self::install_gen), returning the replaced word.
-    pub(super) fn install(&self, make: impl Fn(Word) -> Option<Word>) -> Option<Word> {
-        self.install_gen(make).map(|(prev, _)| prev)
+    pub(super) fn install(
+        &self,
+        now: Instant,
+        make: impl Fn(Word) -> Option<Word>,
+    ) -> Option<Word> {
+        self.install_gen(now, make).map(|(prev, _)| prev)
+    }
+
+    /// What must precede the CAS installing `new` (of generation `gen`) at
+    /// `now`: a HalfOpen word's timeout stamp; a Closed word's empty time
+    /// window (a failed CAS leaves it emptied: only racing a transition
+    /// into Closed, whose window would be empty anyway, or a reset).
+    // One copy for every `install_gen` instance; nothing at all without the
+    // features.
+    #[cfg_attr(
+        any(feature = "time-window", feature = "half-open-timeout"),
+        inline(never)
+    )]
+    #[cfg_attr(
+        not(any(feature = "time-window", feature = "half-open-timeout")),
+        allow(clippy::unused_self)
+    )]
+    pub(super) fn prepare(&self, new: Word, gen: Epoch, now: Instant) {
+        #[cfg(not(feature = "half-open-timeout"))]
+        let _ = (gen, now);
+        match new.kind() {
+            #[cfg(feature = "half-open-timeout")]
+            Kind::HalfOpen => self.stamp_half_open(gen, now),
+            #[cfg(feature = "time-window")]
+            Kind::Closed if self.config.timed() => self.timed.clear(self.config.time_buckets),
+            _ => {}
+        }
     }
 
     /// Whether a permit of full generation `gen` still owns the installed

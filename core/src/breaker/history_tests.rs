@@ -2,7 +2,9 @@
 //! tens of thousands through every path, the epoch driven past its wrap, and
 //! stale clocks. Each names the bug it would have caught.
 
+use super::generation::low;
 use super::*;
+use crate::sync::Epoch;
 extern crate std;
 
 const T0: Instant = Instant::from_secs(1_000);

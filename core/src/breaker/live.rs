@@ -5,8 +5,8 @@
 //! # Layout
 //!
 //! ```text
-//! trip:   [minimum_calls 7][slow_rate 7][failure_rate 7][consecutive_failures 8]
-//! trial:  [close_after 6][half_open_permits 6]
+//! trip:   [minimum_calls 8][slow_rate 7][failure_rate 7][consecutive_failures 8]
+//! trial:  [failure_count 8][close_after 6][half_open_permits 6]
 //! slow_threshold: µs (u32)     open_for, max_open_for, open_bound: 8 µs units (u32)
 //! ```
 //!
@@ -27,7 +27,9 @@
 //!
 //! The window's size and whether it is kept at all (some rate policy on)
 //! are fixed at construction: its slots are laid out for them (see
-//! `window`). Everything else may change: a lowered threshold applies from
+//! `window`). So are the time window's interval and bucket count, and the
+//! half-open timeout (features `time-window`, `half-open-timeout`), kept in
+//! plain fields. Everything else may change: a lowered threshold applies from
 //! the next outcome (a closed breaker already at or past it trips on its
 //! next failure, a half-open one with enough successes closes on its next
 //! success); a breaker open at the change keeps its deadline and the new
@@ -54,13 +56,14 @@ pub(crate) const OPEN_UNIT_MICROS: u64 = 8;
 pub(crate) const MAX_SLOW_THRESHOLD_MICROS: u64 = u32::MAX as u64 - 1;
 const NO_SLOW_THRESHOLD: u32 = u32::MAX;
 
-const RATE_BITS: u32 = 7;
-const SEVEN: u32 = (1 << RATE_BITS) - 1;
+const SEVEN: u32 = 0x7F;
 const SIX: u32 = 0x3F;
 const FAILURE_RATE_SHIFT: u32 = 8;
 const SLOW_RATE_SHIFT: u32 = 15;
 const MINIMUM_SHIFT: u32 = 22;
 const CLOSE_AFTER_SHIFT: u32 = 6;
+#[cfg(feature = "time-window")]
+const FAILURE_COUNT_SHIFT: u32 = 12;
 
 #[derive(Debug)]
 pub(crate) struct LiveConfig {
@@ -68,9 +71,18 @@ pub(crate) struct LiveConfig {
     window: u8,
     /// Whether the window is kept: some rate policy on (fixed).
     windowed: bool,
-    /// `[minimum_calls 7][slow_rate 7][failure_rate 7][consecutive 8]`.
+    /// The time window's interval in µs (0: count-based; fixed).
+    #[cfg(feature = "time-window")]
+    pub(crate) time_interval: u32,
+    /// The time window's buckets (0: count-based; fixed).
+    #[cfg(feature = "time-window")]
+    pub(crate) time_buckets: u8,
+    /// The half-open timeout (zero: none; fixed).
+    #[cfg(feature = "half-open-timeout")]
+    pub(crate) max_half_open: Duration,
+    /// `[minimum_calls 8][slow_rate 7][failure_rate 7][consecutive 8]`.
     trip: AtomicU32,
-    /// `[close_after 6][half_open_permits 6]`.
+    /// `[failure_count 8][close_after 6][half_open_permits 6]`.
     trial: AtomicU32,
     /// µs.
     slow_threshold: AtomicU32,
@@ -91,7 +103,10 @@ const fn trip_word(c: &Config) -> u32 {
 }
 
 const fn trial_word(c: &Config) -> u32 {
-    c.half_open_permits as u32 | (c.close_after as u32) << CLOSE_AFTER_SHIFT
+    let word = c.half_open_permits as u32 | (c.close_after as u32) << CLOSE_AFTER_SHIFT;
+    #[cfg(feature = "time-window")]
+    let word = word | (c.failure_count as u32) << FAILURE_COUNT_SHIFT;
+    word
 }
 
 const fn slow_word(d: Duration) -> u32 {
@@ -118,6 +133,12 @@ impl LiveConfig {
             Self {
                 window: c.window,
                 windowed: c.uses_window(),
+                #[cfg(feature = "time-window")]
+                time_interval: c.time_interval,
+                #[cfg(feature = "time-window")]
+                time_buckets: c.time_buckets,
+                #[cfg(feature = "half-open-timeout")]
+                max_half_open: c.max_half_open,
                 trip: AtomicU32::new(trip_word(&c)),
                 trial: AtomicU32::new(trial_word(&c)),
                 slow_threshold: AtomicU32::new(slow_word(c.slow_threshold)),
@@ -136,14 +157,50 @@ impl LiveConfig {
             consecutive_failures: (trip & 0xFF) as u16,
             failure_rate: ((trip >> FAILURE_RATE_SHIFT) & SEVEN) as u8,
             slow_rate: ((trip >> SLOW_RATE_SHIFT) & SEVEN) as u8,
-            minimum_calls: ((trip >> MINIMUM_SHIFT) & SEVEN) as u8,
+            minimum_calls: ((trip >> MINIMUM_SHIFT) & 0xFF) as u8,
             half_open_permits: (trial & SIX) as u8,
             close_after: ((trial >> CLOSE_AFTER_SHIFT) & SIX) as u8,
             window: self.window,
             slow_threshold: self.slow_threshold(),
             open_for: from_units(self.open_for.load(Relaxed)),
             max_open_for: from_units(self.max_open_for.load(Relaxed)),
+            #[cfg(feature = "half-open-timeout")]
+            max_half_open: self.max_half_open,
+            #[cfg(feature = "time-window")]
+            time_interval: self.time_interval,
+            #[cfg(feature = "time-window")]
+            time_buckets: self.time_buckets,
+            #[cfg(feature = "time-window")]
+            failure_count: ((trial >> FAILURE_COUNT_SHIFT) & 0xFF) as u8,
         }
+    }
+
+    /// Whether the rate policies use the count-based sliding window.
+    #[inline]
+    pub(crate) const fn uses_count_window(&self) -> bool {
+        self.windowed && !self.timed()
+    }
+
+    /// Whether the breaker keeps a time-based window (fixed).
+    #[cfg(feature = "time-window")]
+    #[inline]
+    pub(crate) const fn timed(&self) -> bool {
+        self.time_buckets != 0
+    }
+
+    /// Whether the breaker keeps a time-based window.
+    #[cfg(not(feature = "time-window"))]
+    #[allow(clippy::unused_self)] // its twin with the feature reads it
+    #[inline]
+    pub(crate) const fn timed(&self) -> bool {
+        false
+    }
+
+    /// Failures within the time window that open the breaker (0: off).
+    #[cfg(feature = "time-window")]
+    #[inline]
+    pub(crate) fn failure_count(&self) -> u32 {
+        (self.trial.load(Relaxed) >> FAILURE_COUNT_SHIFT) & 0xFF
     }
 
     /// Whether the sliding window is kept (fixed at construction).
@@ -175,7 +232,7 @@ impl LiveConfig {
             consecutive_failures: w & 0xFF,
             failure_rate: ((w >> FAILURE_RATE_SHIFT) & SEVEN) as u8,
             slow_rate: ((w >> SLOW_RATE_SHIFT) & SEVEN) as u8,
-            minimum_calls: (w >> MINIMUM_SHIFT) & SEVEN,
+            minimum_calls: (w >> MINIMUM_SHIFT) & 0xFF,
         }
     }
 
@@ -225,6 +282,14 @@ impl LiveConfig {
         if new.uses_window() != self.windowed {
             return Err(ReconfigureError::WindowPolicy);
         }
+        #[cfg(feature = "time-window")]
+        if (new.time_interval, new.time_buckets) != (self.time_interval, self.time_buckets) {
+            return Err(ReconfigureError::TimeWindow);
+        }
+        #[cfg(feature = "half-open-timeout")]
+        if new.max_half_open != self.max_half_open {
+            return Err(ReconfigureError::HalfOpenTimeout);
+        }
         // The bound first: a deadline set under the new, longer open times
         // must never be read against the old, shorter bound.
         self.open_bound.fetch_max(
@@ -269,6 +334,12 @@ pub enum ReconfigureError {
     /// off and one is on, or the reverse): the window is kept only by a
     /// breaker built with a rate policy.
     WindowPolicy,
+    /// The time window's length or bucket count differs (feature
+    /// `time-window`): its buckets are laid out for them.
+    TimeWindow,
+    /// The half-open timeout differs (feature `half-open-timeout`): it is
+    /// fixed at construction.
+    HalfOpenTimeout,
 }
 
 impl core::fmt::Display for ReconfigureError {
@@ -281,6 +352,10 @@ impl core::fmt::Display for ReconfigureError {
             Self::WindowPolicy => f.write_str(
                 "rate policies (failure rate, slow calls) cannot be turned on or off on a live breaker",
             ),
+            Self::TimeWindow => {
+                f.write_str("the time window's length and buckets are fixed at construction")
+            }
+            Self::HalfOpenTimeout => f.write_str("the half-open timeout is fixed at construction"),
         }
     }
 }

@@ -162,7 +162,7 @@ impl CircuitBreaker {
                 Err(actual) => seen = actual,
             }
         }
-        let prev = self.install(|cur| {
+        let prev = self.install(now, |cur| {
             let same = cur.kind() == target.kind();
             // Already there: only an open breaker takes the new deadline.
             (!same || (cur.kind() == Kind::Open && cur != target)).then_some(target)
@@ -201,7 +201,7 @@ impl CircuitBreaker {
     /// ```
     pub fn trip(&self, now: Instant) -> Option<Transition> {
         let open = Word::open(0, word::deadline_after(now, self.config.open_duration(0)));
-        let prev = self.install(|cur| (cur.kind() != Kind::Open).then_some(open))?;
+        let prev = self.install(now, |cur| (cur.kind() != Kind::Open).then_some(open))?;
         if matches!(prev.kind(), Kind::Closed | Kind::HalfOpen) {
             self.counters.trips.incr();
         }

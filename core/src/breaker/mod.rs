@@ -53,29 +53,48 @@
 //! # Ok::<(), fusebox::breaker::ConfigError>(())
 //! ```
 
+mod acquire;
 mod config;
+mod config_check;
+mod config_error;
+#[cfg(feature = "time-window")]
+mod config_time;
 mod generation;
+#[cfg(feature = "half-open-timeout")]
+mod half_open;
 mod live;
 mod merge;
+mod metrics;
 mod permit;
 mod record;
 #[cfg(feature = "serde")]
 mod ser;
 mod snapshot;
+#[cfg(feature = "time-window")]
+mod timed;
 mod window;
 pub(crate) mod word;
 
-pub use config::{Config, ConfigBuilder, ConfigError, MAX_WINDOW};
+pub use config::{Config, ConfigBuilder, MAX_WINDOW};
+pub use config_error::ConfigError;
 pub use live::ReconfigureError;
 pub use merge::{Decision, MergeError};
+pub use metrics::Metrics;
 pub use permit::{OwnedPermit, Permit};
 pub use snapshot::{Snapshot, SnapshotError};
+#[cfg(feature = "time-window")]
+pub use timed::TIME_BUCKET_CAP;
 
-use crate::sync::{const_fn_unless_loom, AtomicU32, Counter, Epoch, EpochWord, Ordering};
+#[cfg(loom)]
+use crate::sync::Epoch;
+use crate::sync::{const_fn_unless_loom, AtomicU32, Counter, EpochWord, Ordering};
 use crate::{Duration, Instant};
-use generation::{full_gen, low};
+#[cfg(loom)]
+use generation::low;
 use live::LiveConfig;
-use permit::Ticket;
+use metrics::Counters;
+#[cfg(feature = "time-window")]
+use timed::TimeWindow;
 use window::{Cursor, Window};
 use word::{Kind, Word};
 
@@ -135,6 +154,11 @@ pub struct Rejected {
     /// When the breaker will let a trial through; `None` when that depends on
     /// other calls finishing (half-open) or on an operator (forced open).
     pub retry_after: Option<Duration>,
+    /// The HalfOpen → Open transition this call made by finding the
+    /// half-open timeout (`ConfigBuilder::max_half_open`, feature
+    /// `half-open-timeout`) passed, if it did (exactly one caller per
+    /// timeout gets it). Always `None` without that feature.
+    pub transition: Option<Transition>,
 }
 
 impl core::fmt::Display for Rejected {
@@ -149,70 +173,91 @@ impl core::fmt::Display for Rejected {
 
 impl core::error::Error for Rejected {}
 
-/// Counters since creation (or the last [`CircuitBreaker::reset`]).
-///
-/// Read with `Relaxed` loads: each field is exact, the fields together are
-/// not one atomic snapshot.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Metrics {
-    /// Calls recorded as [`Outcome::Success`].
-    pub successes: u64,
-    /// Calls recorded as [`Outcome::Failure`].
-    pub failures: u64,
-    /// Recorded calls (of either outcome) at or above the slow threshold.
-    pub slow_calls: u64,
-    /// Calls rejected by [`CircuitBreaker::try_acquire`].
-    pub rejected: u64,
-    /// Times the breaker opened (from closed or half-open; not forced).
-    pub trips: u64,
-    /// Permits dropped without a recorded outcome.
-    pub abandoned: u64,
-    /// Calls recorded as [`Outcome::Ignored`].
-    #[cfg_attr(feature = "serde", serde(default))]
-    pub ignored: u64,
-}
-
-impl Metrics {
-    /// Permitted calls that have finished: successes, failures, ignored
-    /// calls and abandoned permits.
-    ///
-    /// Saturates at `u64::MAX` (a restored snapshot may hold any values).
-    pub const fn calls(&self) -> u64 {
-        self.successes
-            .saturating_add(self.failures)
-            .saturating_add(self.ignored)
-            .saturating_add(self.abandoned)
-    }
-}
-
-#[derive(Debug)]
-struct Counters {
-    successes: Counter,
-    failures: Counter,
-    slow_calls: Counter,
-    rejected: Counter,
-    trips: Counter,
-    abandoned: Counter,
-    ignored: Counter,
-}
-
 /// A lock-free circuit breaker: `no_std`, allocation-free, time passed in.
 ///
 /// `Sync`: share it by reference (or in a `static`, [`CircuitBreaker::new`]
 /// is `const`) between threads and interrupt handlers.
 ///
+/// # Time window
+///
+/// With the `time-window` feature, `ConfigBuilder::time_window` makes the
+/// rate policies and `failure_count` count over time (Resilience4j's
+/// `TIME_BASED` window): a ring of `buckets` per-interval buckets,
+/// `interval = ⌊total / buckets⌋`, one atomic word each, reset by the first
+/// writer of a new interval, so old buckets expire without a sweeper.
+///
+/// * **Granularity.** A closed record at `now` is counted in interval
+///   `⌊now / interval⌋`; it counts while the newest interval the window has
+///   reached (by any record, in any generation) is fewer than `buckets`
+///   intervals later: for between `total − interval` and `total`, as in
+///   Resilience4j, whose oldest bucket also expires whole. Every record
+///   with a rate policy evaluates the window (failures, slow calls, and
+///   successes, which may complete `minimum_calls`); with `failure_count`
+///   alone, successes are not counted at all and stay on the
+///   consecutive-success fast path.
+/// * **Stale clocks.** A record whose `now` is earlier than the newest
+///   interval reached is counted in that newest interval: it counts at
+///   least as long as it would have, and never resets or expires a newer
+///   bucket. An old clock never erases newer failures.
+/// * **Saturation.** Each bucket counts at most `TIME_BUCKET_CAP` calls,
+///   failures and slow calls (65 535 where the target has 64-bit atomics,
+///   255 on Cortex-M) per interval and stops there, never wrapping. Calls
+///   saturate first, so a saturated bucket over-states its rates (it errs
+///   toward opening); `failure_count` ≤ 255 is always reachable. Choose
+///   intervals so that a bucket sees fewer calls than that.
+/// * **Generations.** Entering Closed (a closing trial, `force_close`,
+///   `reset`, `restore`, a merged Closed decision) empties the time window
+///   before the compare-and-swap that installs the Closed word, so a new
+///   closed generation starts empty. A record that checked its generation
+///   and then stalled across a whole Open → HalfOpen → Closed cycle before
+///   writing its bucket can still land its one outcome in the new window.
+/// * **Snapshots and merges.** A snapshot carries the count-based window
+///   only (a time-window breaker's has `window_calls` 0); `restore` empties
+///   the time window. A merge keeps the local window (unless it closes the
+///   breaker, which empties it).
+/// * **Combinations.** A breaker has one window:
+///   [`ConfigError::TimeWindowConflict`] for a time window with a
+///   count-based `window` or with `consecutive_failures`.
+/// * **Cost.** The count-based paths are unchanged but for one
+///   predictable branch on the configuration (none without the feature). A
+///   time-window record costs a 64-bit division (a library call on
+///   Cortex-M), one or two CASes, one RMW and up to 16 loads; the first
+///   record of a new interval also empties the buckets it skips.
+///
+/// # Half-open timeout
+///
+/// With the `half-open-timeout` feature, `ConfigBuilder::max_half_open`
+/// bounds how long trials may leave the
+/// breaker half-open (Resilience4j's `maxWaitDurationInHalfOpenState`).
+/// The core reads no clock, so the timeout is noticed by the next call
+/// that looks: from `entry + max_half_open` (rounded up to a 1.024 ms
+/// tick), [`state`](Self::state) reads Open (changing nothing), and the
+/// next [`try_acquire`](Self::try_acquire) or current trial record reopens
+/// the breaker as a failed trial would (streak + 1, a fresh open time from
+/// that call's `now`, counted in [`Metrics::trips`]) and returns the
+/// HalfOpen → Open transition: in [`Rejected::transition`] from
+/// `try_acquire`, from `record` otherwise (the late trial's outcome is
+/// counted but decides nothing). Exactly one caller gets the transition.
+/// A `now` up to `max(max_half_open, ~1.05 s)` earlier than the entry
+/// never times out. A restored or merged HalfOpen state is entered at the
+/// `now` of that call, so a snapshot never resurrects an expired half-open
+/// state for more than one more timeout.
+///
 /// # Size
 ///
 /// The state word, the epoch (the full generation) and the merged fleet
 /// version (8 bytes each where the target has 64-bit atomics, 4 on 32-bit
-/// microcontrollers), the sliding window (64
-/// tagged 16-bit slots plus a publication counter), seven statistics counters
-/// (8 bytes each where the target has 64-bit atomics, 4 bytes on 32-bit
-/// microcontrollers) and the configuration in six 32-bit words plus two
-/// bytes (so [`set_config`](Self::set_config) can change it under `&self`):
-/// 240 bytes on x86-64, 200 on Cortex-M (alignment padding included).
+/// microcontrollers), the count-based sliding window (64 tagged 16-bit
+/// slots plus a publication counter), seven statistics counters (8 bytes
+/// each where the target has 64-bit atomics, 4 bytes on 32-bit
+/// microcontrollers) and the configuration in atomic words (so
+/// [`set_config`](Self::set_config) can change it under `&self`): 240 bytes
+/// on x86-64, 200 on Cortex-M (alignment padding included). The
+/// `half-open-timeout` feature adds the 4-byte half-open stamp and the
+/// timeout's configuration word; the `time-window` feature adds the time
+/// window (16 buckets of 8 bytes, or 4 on Cortex-M, its `newest` interval
+/// and a publication counter) and its configuration (the sizes are checked
+/// at compile time below).
 #[derive(Debug)]
 // `repr(C)` keeps this order: the state word (read on every call, written
 // only on transitions) sits more than a cache line away from the counters
@@ -222,6 +267,10 @@ struct Counters {
 pub struct CircuitBreaker {
     /// The packed state word; see the `word` module for its layout.
     state: AtomicU32,
+    /// When the installed half-open generation times out (see
+    /// `half_open`); fills what would be padding before the 64-bit epoch.
+    #[cfg(feature = "half-open-timeout")]
+    half_open_stamp: AtomicU32,
     /// The full number of the latest generation, or one behind it while its
     /// installer has not yet published it (see the module docs).
     epoch: EpochWord,
@@ -231,6 +280,10 @@ pub struct CircuitBreaker {
     /// The configuration, in atomic words (see `live`).
     config: LiveConfig,
     window: Window,
+    /// The time-based window (see `timed`), used when the configuration
+    /// asks for one.
+    #[cfg(feature = "time-window")]
+    timed: TimeWindow,
     counters: Counters,
 }
 
@@ -240,9 +293,13 @@ impl CircuitBreaker {
         pub fn new(config: Config) -> Self {
             Self {
                 state: AtomicU32::new(Word::closed(0, 0, Cursor::EMPTY).0),
+                #[cfg(feature = "half-open-timeout")]
+                half_open_stamp: AtomicU32::new(0),
                 epoch: EpochWord::new(0),
                 merged: EpochWord::new(0),
                 window: Window::new(),
+                #[cfg(feature = "time-window")]
+                timed: TimeWindow::new(),
                 counters: Counters {
                     successes: Counter::new(),
                     failures: Counter::new(),
@@ -353,128 +410,6 @@ impl CircuitBreaker {
         crate::sync::critical(|| self.config.store(&config))
     }
 
-    /// Asks to make a call at `now`.
-    ///
-    /// Closed: always permitted (two atomic loads, no write). Open: rejected
-    /// until the open time has passed; the first caller after that moves the
-    /// breaker to half-open and gets the first trial permit (exactly one
-    /// caller wins; see [`Permit::transition`]). A `now` earlier than the
-    /// trip (a clock read before another thread tripped it) reads as open,
-    /// back to `max(open time, ~1.05 s)` before the trip: a stale clock
-    /// never lets a trial through early. Half-open: permitted while fewer
-    /// than `half_open_permits` trials are in flight.
-    ///
-    /// # Errors
-    ///
-    /// [`Rejected`] with the rejecting state and, when open, the time until
-    /// a trial will be let through.
-    #[inline]
-    pub fn try_acquire(&self, now: Instant) -> Result<Permit<'_>, Rejected> {
-        // The epoch first: it is then at most the word's full generation.
-        let epoch = self.epoch.load(Ordering::Acquire);
-        let cur = self.load();
-        if cur.kind() == Kind::Closed {
-            return Ok(self.permit(Ticket {
-                gen: full_gen(epoch, cur),
-                half_open: false,
-                transition: None,
-            }));
-        }
-        self.acquire_slow(epoch, cur, now)
-    }
-
-    /// `try_acquire` away from Closed: rejections, half-open trials and the
-    /// Open → HalfOpen transition (a CAS loop that may end up Closed again).
-    #[inline(never)]
-    fn acquire_slow(
-        &self,
-        mut epoch: Epoch,
-        mut cur: Word,
-        now: Instant,
-    ) -> Result<Permit<'_>, Rejected> {
-        loop {
-            let (gen, new, transition) = match cur.kind() {
-                Kind::Closed => {
-                    return Ok(self.permit(Ticket {
-                        gen: full_gen(epoch, cur),
-                        half_open: false,
-                        transition: None,
-                    }))
-                }
-                Kind::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
-                Kind::Open => {
-                    let bound = self.config.open_bound(cur.streak());
-                    if let Some(left) = word::remaining(cur, bound, now) {
-                        return Err(self.reject(State::Open, Some(left)));
-                    }
-                    let gen = self.draw(cur);
-                    let t = Transition {
-                        from: State::Open,
-                        to: State::HalfOpen,
-                        at: now,
-                    };
-                    (gen, Word::half_open(low(gen), cur.streak(), 1, 0), Some(t))
-                }
-                Kind::HalfOpen => {
-                    if cur.in_flight() >= self.config.trial().0 {
-                        return Err(self.reject(State::HalfOpen, None));
-                    }
-                    let next = Word::half_open(
-                        cur.gen(),
-                        cur.streak(),
-                        cur.in_flight() + 1,
-                        cur.successes(),
-                    );
-                    (full_gen(epoch, cur), next, None)
-                }
-            };
-            if self.cas(cur, new).is_ok() {
-                if transition.is_some() {
-                    self.publish(gen);
-                }
-                return Ok(self.permit(Ticket {
-                    gen,
-                    half_open: true,
-                    transition,
-                }));
-            }
-            epoch = self.epoch.load(Ordering::Acquire);
-            cur = self.load();
-        }
-    }
-
-    /// The state as the next [`try_acquire`](Self::try_acquire) at `now`
-    /// would see it: an open breaker whose time has passed reads as
-    /// half-open. Changes nothing.
-    pub fn state(&self, now: Instant) -> State {
-        let cur = self.load();
-        match cur.kind() {
-            Kind::Open => {
-                let bound = self.config.open_bound(cur.streak());
-                if word::remaining(cur, bound, now).is_some() {
-                    State::Open
-                } else {
-                    State::HalfOpen
-                }
-            }
-            kind => state_of(kind),
-        }
-    }
-
-    /// The counters.
-    pub fn metrics(&self) -> Metrics {
-        let c = &self.counters;
-        Metrics {
-            successes: c.successes.get(),
-            failures: c.failures.get(),
-            slow_calls: c.slow_calls.get(),
-            rejected: c.rejected.get(),
-            trips: c.trips.get(),
-            abandoned: c.abandoned.get(),
-            ignored: c.ignored.get(),
-        }
-    }
-
     /// Opens the breaker until [`force_close`](Self::force_close) or
     /// [`reset`](Self::reset). Outstanding permits become stale: their
     /// records are counted but change no state.
@@ -482,8 +417,10 @@ impl CircuitBreaker {
     /// Returns the transition, or `None` if it was already forced open.
     pub fn force_open(&self, now: Instant) -> Option<Transition> {
         let forced = Word::forced_open(0);
-        self.install(|cur| (cur.kind() != Kind::ForcedOpen).then_some(forced))
-            .map(|prev| transition(prev.kind(), Kind::ForcedOpen, now))
+        self.install(now, |cur| {
+            (cur.kind() != Kind::ForcedOpen).then_some(forced)
+        })
+        .map(|prev| transition(prev.kind(), Kind::ForcedOpen, now))
     }
 
     /// Closes the breaker (from any state but closed), clearing the
@@ -492,7 +429,7 @@ impl CircuitBreaker {
     /// Returns the transition, or `None` if it was already closed.
     pub fn force_close(&self, now: Instant) -> Option<Transition> {
         let closed = Word::closed(0, 0, Cursor::EMPTY);
-        self.install(|cur| (cur.kind() != Kind::Closed).then_some(closed))
+        self.install(now, |cur| (cur.kind() != Kind::Closed).then_some(closed))
             .map(|prev| transition(prev.kind(), Kind::Closed, now))
     }
 
@@ -501,7 +438,7 @@ impl CircuitBreaker {
     /// Returns the transition if the state changed.
     pub fn reset(&self, now: Instant) -> Option<Transition> {
         let closed = Word::closed(0, 0, Cursor::EMPTY);
-        let prev = self.install(|_| Some(closed)).unwrap_or(closed);
+        let prev = self.install(now, |_| Some(closed)).unwrap_or(closed);
         let c = &self.counters;
         for counter in [
             &c.successes,
@@ -533,7 +470,11 @@ impl CircuitBreaker {
     #[cold]
     fn reject(&self, state: State, retry_after: Option<Duration>) -> Rejected {
         self.counters.rejected.incr();
-        Rejected { state, retry_after }
+        Rejected {
+            state,
+            retry_after,
+            transition: None,
+        }
     }
 }
 
@@ -564,9 +505,29 @@ mod tests;
 
 // The documented sizes, checked by every build, the thumb targets included.
 #[cfg(not(loom))]
-const _: () = assert!(
-    core::mem::size_of::<CircuitBreaker>() == if cfg!(fusebox_wide_words) { 240 } else { 200 }
-);
+const _: () = {
+    let (wide, timed, timeout) = (
+        cfg!(fusebox_wide_words),
+        cfg!(feature = "time-window"),
+        cfg!(feature = "half-open-timeout"),
+    );
+    // Base; the half-open stamp and the timeout's setting; the time
+    // window's buckets, `newest`, counter and settings.
+    let expected = if wide { 240 } else { 200 }
+        + if timeout { 16 } else { 0 }
+        + if timed {
+            if wide {
+                152
+            } else {
+                76
+            }
+        } else {
+            0
+        }
+        - if timed && timeout { 8 } else { 0 }
+        + if timed && timeout && !wide { 4 } else { 0 };
+    assert!(core::mem::size_of::<CircuitBreaker>() == expected);
+};
 
 // The state word and the counters never share a cache line (see the struct).
 #[cfg(not(loom))]

@@ -86,10 +86,13 @@ impl CircuitBreaker {
             return None; // a stale permit: counted, changes no state
         }
         if half_open {
-            self.record_trial(cur, gen, failure || slow, now)
-        } else {
-            self.record_closed(cur, gen, failure, slow, now)
+            return self.record_trial(cur, gen, failure || slow, now);
         }
+        #[cfg(feature = "time-window")]
+        if self.config.timed() {
+            return self.record_timed(cur, gen, failure, slow, now);
+        }
+        self.record_closed(cur, gen, failure, slow, now)
     }
 
     /// A record of generation `gen`, which `cur` was installed as. Inside
@@ -234,6 +237,17 @@ impl CircuitBreaker {
             if !cur.owns(low(gen), true) {
                 return None;
             }
+            #[cfg(feature = "half-open-timeout")]
+            if self.half_open_expired(cur, now) {
+                // Too late to decide: the timeout reopens it instead.
+                match self.time_out_half_open(cur, now) {
+                    Ok(t) => return Some(t),
+                    Err(actual) => {
+                        cur = actual;
+                        continue;
+                    }
+                }
+            }
             let (new, to) = if failed {
                 let streak = (cur.streak() + 1).min(MAX_STREAK);
                 let open_for = self.config.open_duration(streak);
@@ -249,6 +263,9 @@ impl CircuitBreaker {
                 let next = Word::half_open(cur.gen(), cur.streak(), in_flight, cur.successes() + 1);
                 (next, None)
             };
+            if to == Some(Kind::Closed) {
+                self.prepare(new, closed_gen, now);
+            }
             match self.cas(cur, new) {
                 Ok(()) => {
                     match to {

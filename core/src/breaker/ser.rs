@@ -17,6 +17,17 @@ pub(crate) struct ConfigRepr {
     slow_threshold: Duration,
     open_for: Duration,
     max_open_for: Duration,
+    #[serde(default)]
+    max_half_open: Duration,
+    /// µs per time-window bucket; 0 (or absent): count-based window.
+    #[serde(default)]
+    #[cfg_attr(not(feature = "time-window"), allow(dead_code))]
+    time_interval: u32,
+    #[serde(default)]
+    time_buckets: u8,
+    #[serde(default)]
+    #[cfg_attr(not(feature = "time-window"), allow(dead_code))]
+    failure_count: u8,
 }
 
 impl TryFrom<ConfigRepr> for Config {
@@ -24,12 +35,19 @@ impl TryFrom<ConfigRepr> for Config {
 
     fn try_from(r: ConfigRepr) -> Result<Self, ConfigError> {
         let mut b = Config::builder()
-            .window(r.window)
             .minimum_calls(r.minimum_calls)
             .open_for(r.open_for)
             .max_open_for(r.max_open_for)
             .half_open_permits(r.half_open_permits)
             .close_after(r.close_after);
+        if !r.max_half_open.is_zero() {
+            b = max_half_open(b, r.max_half_open)?;
+        }
+        if r.time_buckets == 0 {
+            b = b.window(r.window);
+        } else {
+            b = time_window(b, &r)?;
+        }
         if r.consecutive_failures != 0 {
             b = b.consecutive_failures(u32::from(r.consecutive_failures));
         }
@@ -41,4 +59,52 @@ impl TryFrom<ConfigRepr> for Config {
         }
         b.build()
     }
+}
+
+/// The time-window settings of `r` (a time window was serialised).
+#[cfg(feature = "time-window")]
+#[allow(clippy::unnecessary_wraps)] // its twin without the feature fails
+fn time_window(
+    b: super::ConfigBuilder,
+    r: &ConfigRepr,
+) -> Result<super::ConfigBuilder, ConfigError> {
+    let total = Duration::from_micros(u64::from(r.time_interval) * u64::from(r.time_buckets));
+    let b = b.time_window(total, r.time_buckets);
+    Ok(if r.failure_count != 0 {
+        b.failure_count(u32::from(r.failure_count))
+    } else {
+        b
+    })
+}
+
+/// A time window was serialised, and this build cannot keep one.
+#[cfg(not(feature = "time-window"))]
+fn time_window(
+    _: super::ConfigBuilder,
+    _: &ConfigRepr,
+) -> Result<super::ConfigBuilder, ConfigError> {
+    Err(ConfigError::Unavailable {
+        feature: "time-window",
+    })
+}
+
+/// The half-open timeout of a serialised config.
+#[cfg(feature = "half-open-timeout")]
+#[allow(clippy::unnecessary_wraps)] // its twin without the feature fails
+fn max_half_open(
+    b: super::ConfigBuilder,
+    max: Duration,
+) -> Result<super::ConfigBuilder, ConfigError> {
+    Ok(b.max_half_open(max))
+}
+
+/// A half-open timeout was serialised, and this build cannot keep one.
+#[cfg(not(feature = "half-open-timeout"))]
+fn max_half_open(
+    _: super::ConfigBuilder,
+    _: Duration,
+) -> Result<super::ConfigBuilder, ConfigError> {
+    Err(ConfigError::Unavailable {
+        feature: "half-open-timeout",
+    })
 }

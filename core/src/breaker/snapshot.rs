@@ -128,7 +128,7 @@ impl CircuitBreaker {
                 }
                 Kind::ForcedOpen => (0, 0, 0, None),
             };
-        let window = if cur.kind() == Kind::Closed && self.config.uses_window() {
+        let window = if cur.kind() == Kind::Closed && self.config.uses_count_window() {
             self.window
                 .outcomes(cur.gen(), self.config.window(), cur.cursor())
         } else {
@@ -184,7 +184,7 @@ impl CircuitBreaker {
             failures: s.window_failures.checked_shr(drop).unwrap_or(0),
             slow: s.window_slow.checked_shr(drop).unwrap_or(0),
         };
-        let windowed = cfg.uses_window();
+        let windowed = cfg.uses_count_window();
         let new = match s.state {
             State::Closed => {
                 let threshold = cfg.consecutive_failures;
@@ -230,10 +230,10 @@ impl CircuitBreaker {
         // Installed by CAS with a fresh generation: permits issued before
         // become stale, and the window's slots are written after, as the
         // new generation's first claims.
-        let installed = self.install_gen(|_| Some(new));
+        let installed = self.install_gen(now, |_| Some(new));
         if let (Some((_, gen)), Kind::Closed, true) = (installed, new.kind(), windowed) {
             let size = u32::from(cfg.window);
-            let low = super::low(gen);
+            let low = super::generation::low(gen);
             self.window.restore(low, cfg.window, outcomes, |claim| {
                 let cur = self.load();
                 cur.owns(low, false) && cur.cursor().still_holds(claim, size)

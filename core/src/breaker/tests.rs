@@ -688,14 +688,30 @@ fn extreme_instants_never_panic() {
 
 #[test]
 fn size_is_as_documented() {
-    let size = core::mem::size_of::<CircuitBreaker>();
-    assert_eq!(core::mem::size_of::<Config>(), 32);
-    // State word + padding + 8-byte epoch and merged version, the live
-    // config (window size and flag, six 32-bit words: 26 bytes, padded to
-    // 28), the window (132 bytes), seven counters.
-    #[cfg(fusebox_wide_words)]
-    assert_eq!(size, 4 + 4 + 8 + 8 + 28 + 132 + 7 * 8);
-    // Cortex-M: 32-bit state, epoch, merged version and counters.
-    #[cfg(not(fusebox_wide_words))]
-    assert_eq!(size, 4 + 4 + 4 + 28 + 132 + 7 * 4);
+    let timed = cfg!(feature = "time-window");
+    let timeout = cfg!(feature = "half-open-timeout");
+    let config = 32 + if timed { 8 } else { 0 } + if timeout { 8 } else { 0 };
+    assert_eq!(core::mem::size_of::<Config>(), config);
+    // The breaker: state word + padding, 8-byte epoch and merged version,
+    // the live config (window size and flag, six 32-bit words: 26 bytes,
+    // padded to 28), the window (132 bytes), seven counters; the features'
+    // parts are checked by the compile-time assertion beside the struct.
+    #[cfg(all(
+        fusebox_wide_words,
+        not(feature = "time-window"),
+        not(feature = "half-open-timeout")
+    ))]
+    assert_eq!(
+        core::mem::size_of::<CircuitBreaker>(),
+        4 + 4 + 8 + 8 + 28 + 132 + 7 * 8
+    );
+    #[cfg(all(
+        not(fusebox_wide_words),
+        not(feature = "time-window"),
+        not(feature = "half-open-timeout")
+    ))]
+    assert_eq!(
+        core::mem::size_of::<CircuitBreaker>(),
+        4 + 4 + 4 + 28 + 132 + 7 * 4
+    );
 }

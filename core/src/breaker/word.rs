@@ -66,6 +66,11 @@ pub(crate) const MAX_OPEN_FOR: Duration = Duration::from_micros((1 << 24) << TIC
 /// fails open.
 pub(crate) const BACKWARD_TOLERANCE_TICKS: u32 = 1 << 10;
 
+/// Longest `max_half_open`: 2²² ticks (≈ 71 min 35 s), so that "not yet"
+/// (up to two timeouts before the deadline) and "expired" never overlap in
+/// the half-open stamp's 2²⁴-tick wrapped range (see `half_open`).
+pub(crate) const MAX_HALF_OPEN: Duration = Duration::from_micros((1 << 22) << TICK_SHIFT);
+
 pub(crate) const MAX_CONSECUTIVE: u32 = FAILURES_MASK;
 pub(crate) const MAX_HALF_OPEN_PERMITS: u8 = SIX_BITS as u8;
 pub(crate) const MAX_CLOSE_AFTER: u8 = SIX_BITS as u8;

@@ -121,6 +121,20 @@ pub(crate) const TAT_BITS: u32 = 64;
 #[cfg(not(fusebox_wide_words))]
 pub(crate) const TAT_BITS: u32 = 32;
 
+/// A time-window bucket of the breaker (feature `time-window`): 64-bit
+/// (four 16-bit fields) where the target has native 64-bit atomics, 32-bit
+/// (four 8-bit fields) on Cortex-M.
+#[cfg(all(feature = "time-window", fusebox_wide_words))]
+pub(crate) type BucketWord = imp::AtomicU64;
+#[cfg(all(feature = "time-window", not(fusebox_wide_words)))]
+pub(crate) type BucketWord = imp::AtomicU32;
+/// The value type of [`BucketWord`].
+#[cfg(all(feature = "time-window", fusebox_wide_words))]
+pub(crate) type BucketInt = u64;
+/// The value type of [`BucketWord`].
+#[cfg(all(feature = "time-window", not(fusebox_wide_words)))]
+pub(crate) type BucketInt = u32;
+
 /// The word holding a breaker's full generation number (its epoch): 64-bit
 /// where the target has native 64-bit atomics (it never wraps), 32-bit on
 /// Cortex-M (wraps after 2³² transitions).

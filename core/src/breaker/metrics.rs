@@ -1,0 +1,69 @@
+//! [`Metrics`]: the breaker's statistics counters, and reading them.
+
+use super::CircuitBreaker;
+use crate::sync::Counter;
+
+/// Counters since creation (or the last [`CircuitBreaker::reset`](super::CircuitBreaker::reset)).
+///
+/// Read with `Relaxed` loads: each field is exact, the fields together are
+/// not one atomic snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Metrics {
+    /// Calls recorded as [`Outcome::Success`](super::Outcome::Success).
+    pub successes: u64,
+    /// Calls recorded as [`Outcome::Failure`](super::Outcome::Failure).
+    pub failures: u64,
+    /// Recorded calls (of either outcome) at or above the slow threshold.
+    pub slow_calls: u64,
+    /// Calls rejected by [`CircuitBreaker::try_acquire`](super::CircuitBreaker::try_acquire).
+    pub rejected: u64,
+    /// Times the breaker opened (from closed or half-open; not forced).
+    pub trips: u64,
+    /// Permits dropped without a recorded outcome.
+    pub abandoned: u64,
+    /// Calls recorded as [`Outcome::Ignored`](super::Outcome::Ignored).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub ignored: u64,
+}
+
+impl Metrics {
+    /// Permitted calls that have finished: successes, failures, ignored
+    /// calls and abandoned permits.
+    ///
+    /// Saturates at `u64::MAX` (a restored snapshot may hold any values).
+    pub const fn calls(&self) -> u64 {
+        self.successes
+            .saturating_add(self.failures)
+            .saturating_add(self.ignored)
+            .saturating_add(self.abandoned)
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Counters {
+    pub(super) successes: Counter,
+    pub(super) failures: Counter,
+    pub(super) slow_calls: Counter,
+    pub(super) rejected: Counter,
+    pub(super) trips: Counter,
+    pub(super) abandoned: Counter,
+    pub(super) ignored: Counter,
+}
+
+impl CircuitBreaker {
+    /// The counters.
+    pub fn metrics(&self) -> Metrics {
+        let c = &self.counters;
+        Metrics {
+            successes: c.successes.get(),
+            failures: c.failures.get(),
+            slow_calls: c.slow_calls.get(),
+            rejected: c.rejected.get(),
+            trips: c.trips.get(),
+            abandoned: c.abandoned.get(),
+            ignored: c.ignored.get(),
+        }
+    }
+}
