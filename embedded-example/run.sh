@@ -26,8 +26,10 @@ else
 fi
 
 # Cumulative feature sets of the `size` bin.
-SETS=("" breaker breaker,bucket breaker,bucket,lru breaker,bucket,lru,histogram)
-NAMES=("empty firmware" "+ CircuitBreaker" "+ TokenBucket" "+ LruCache<u32,u32,32>" "+ Histogram<1024>")
+SETS=("" breaker breaker,bucket breaker,bucket,lru breaker,bucket,lru,histogram
+    breaker,bucket,lru,histogram,half-open-timeout breaker,bucket,lru,histogram,half-open-timeout,time-window)
+NAMES=("empty firmware" "+ CircuitBreaker" "+ TokenBucket" "+ LruCache<u32,u32,32>" "+ Histogram<1024>"
+    "+ feature half-open-timeout (max_half_open)" "+ feature time-window (3 failures in 8 s)")
 for t in "${TARGETS[@]}"; do
     printf '\n--> sizes on %s (flash = .text+.rodata, RAM = .data+.bss)\n' "$t"
     echo "| $t | flash B | RAM B | flash delta |"

@@ -93,7 +93,7 @@ fi
     cd embedded-example
     cargo fmt -- --check
     for t in "${THUMBS[@]}"; do
-        cargo clippy -q --release --target "$t" --bins --features breaker,bucket,lru,histogram -- -D warnings
+        cargo clippy -q --release --target "$t" --bins --features breaker,bucket,lru,histogram,half-open-timeout,time-window -- -D warnings
     done
 )
 embedded-example/run.sh

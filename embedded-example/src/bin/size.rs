@@ -18,16 +18,23 @@ fn main() -> ! {
     {
         use fusebox::breaker::{Config, Outcome};
         use fusebox::{CircuitBreaker, Duration};
-        static B: CircuitBreaker = CircuitBreaker::new(
-            match Config::builder()
-                .consecutive_failures(3)
-                .open_for(Duration::from_millis(50))
-                .build()
-            {
+        const fn config() -> Config {
+            let builder = Config::builder().open_for(Duration::from_millis(50));
+            #[cfg(not(feature = "time-window"))]
+            let builder = builder.consecutive_failures(3);
+            // "3 failures in 8 s", four 2-second buckets.
+            #[cfg(feature = "time-window")]
+            let builder = builder
+                .time_window(Duration::from_secs(8), 4)
+                .failure_count(3);
+            #[cfg(feature = "half-open-timeout")]
+            let builder = builder.max_half_open(Duration::from_millis(200));
+            match builder.build() {
                 Ok(c) => c,
                 Err(_) => panic!("config"),
-            },
-        );
+            }
+        }
+        static B: CircuitBreaker = CircuitBreaker::new(config());
         if let Ok(p) = black_box(&B).try_acquire(now) {
             let o = if black_box(true) {
                 Outcome::Success
