@@ -10,6 +10,7 @@
 //! | [`TokioClock`] | the core's `Clock` on `tokio::time::Instant`: paused tokio time drives every policy in tests |
 //! | [`policy`] | [`Breaker`](policy::Breaker), [`Retry`](policy::Retry) with [`RetryBudget`](policy::RetryBudget), [`Limiter`](policy::Limiter) waits, [`Bulkhead`](policy::Bulkhead), [`Fallback`](policy::Fallback) and [`StaleCache`](policy::StaleCache), composed by [`Policy`](policy::Policy) |
 //! | [`CallError`] | why a call through a policy did not return the callee's value |
+//! | [`monitor`] | [`HealthMonitor`]: HTTP, TCP and custom health checks on staggered intervals, healthy/degraded/unhealthy thresholds, alerts, recovery actions, a serializable status |
 //!
 //! The clock is read immediately before each core call, never before an
 //! `.await` that precedes it; every wait is a `tokio::time` sleep. Logs go
@@ -17,9 +18,14 @@
 //!
 //! ## Features
 //!
-//! None yet: tokio (`time`, `sync`), tracing, pin-project-lite and fastrand
-//! are always on. The tower layers, the HTTP endpoints, the Redis backend
-//! and serde arrive behind `tower`, `http`, `redis` and `serde`.
+//! | feature | default | what |
+//! |---|---|---|
+//! | `serde` | on | `Serialize` for the monitor's [`Status`](monitor::Status) and events |
+//!
+//! tokio (`time`, `sync`, `rt`, `net`), tracing, pin-project-lite,
+//! fastrand and hyper's HTTP/1 client (hyper-util's legacy client, no TLS)
+//! are always on. The tower layers, the HTTP endpoints and the Redis
+//! backend arrive behind `tower`, `http` and `redis`.
 //!
 //! MSRV: Rust 1.88 (the core keeps its own, lower one).
 //!
@@ -48,7 +54,9 @@
 #![forbid(unsafe_code)]
 
 mod clock;
+pub mod monitor;
 pub mod policy;
 
 pub use clock::TokioClock;
+pub use monitor::{HealthMonitor, MonitorHandle};
 pub use policy::CallError;
