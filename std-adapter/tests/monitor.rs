@@ -63,6 +63,38 @@ fn health_changes(events: &[MonitorEvent]) -> Vec<(Duration, Health)> {
         .collect()
 }
 
+/// Recovery attempts: (at, action, attempt, escalated).
+fn attempts(events: &[MonitorEvent]) -> Vec<(Duration, String, u32, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            MonitorEvent::RecoveryAttempted {
+                at,
+                action,
+                attempt,
+                escalated,
+                ..
+            } => Some((*at, action.to_string(), *attempt, *escalated)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A check failing while `failing` is set.
+fn switchable(failing: &Arc<AtomicBool>) -> impl HealthCheck {
+    let flag = Arc::clone(failing);
+    FnCheck::new(move || {
+        let fail = flag.load(SeqCst);
+        async move {
+            if fail {
+                Err(CheckError::other("down"))
+            } else {
+                Ok(None)
+            }
+        }
+    })
+}
+
 #[tokio::test(start_paused = true)]
 async fn staggered_first_runs_then_fixed_intervals() {
     let start = Instant::now();
@@ -253,17 +285,7 @@ async fn alerts_are_raised_and_cleared_once_per_crossing() {
 #[tokio::test(start_paused = true)]
 async fn recovery_runs_with_cooldown_backoff_escalation_and_resets_on_health() {
     let failing = Arc::new(AtomicBool::new(true));
-    let flag = Arc::clone(&failing);
-    let check = FnCheck::new(move || {
-        let fail = flag.load(SeqCst);
-        async move {
-            if fail {
-                Err(CheckError::other("down"))
-            } else {
-                Ok(None)
-            }
-        }
-    });
+    let check = switchable(&failing);
     let rule = RecoveryRule::new(
         2,
         RecoveryAction::new("reconnect", || async {
@@ -284,21 +306,6 @@ async fn recovery_runs_with_cooldown_backoff_escalation_and_resets_on_health() {
         )
         .spawn();
     let mut events = monitor.subscribe();
-    let attempts = |events: &[MonitorEvent]| -> Vec<(Duration, String, u32, bool)> {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                MonitorEvent::RecoveryAttempted {
-                    at,
-                    action,
-                    attempt,
-                    escalated,
-                    ..
-                } => Some((*at, action.to_string(), *attempt, *escalated)),
-                _ => None,
-            })
-            .collect()
-    };
     sleep(ms(59_500)).await;
     // Failures at 0 s, 1 s, …: the second (1 s) starts the episode. Waits
     // after attempts 1, 2, 3: 10 s, 20 s, 40 s capped at 25 s.
@@ -357,7 +364,6 @@ async fn recovery_runs_with_cooldown_backoff_escalation_and_resets_on_health() {
     );
 
     // A new episode starts from the first cooldown again.
-    failing.store(false, SeqCst);
     failing.store(true, SeqCst);
     sleep(secs(13)).await; // fails at 90 s, 91 s (trigger), …
     assert_eq!(

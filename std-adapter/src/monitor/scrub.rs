@@ -51,7 +51,8 @@ fn mask_params(text: &str) -> String {
             name_start = i + c.len_utf8();
         } else if c == '=' {
             let name = text[name_start..i].to_ascii_lowercase();
-            if SECRET_NAMES.iter().any(|s| name.ends_with(s)) {
+            let masked = text[i + 1..].starts_with(MASK); // scrubbed before
+            if !masked && SECRET_NAMES.iter().any(|s| name.ends_with(s)) {
                 out.push_str(MASK);
                 while let Some(&(_, v)) = chars.peek() {
                     if matches!(v, '&' | '#' | ';') || is_text_boundary(v) {
