@@ -94,9 +94,29 @@ async fn until_health(events: &mut Events, to: Health) {
     .unwrap_or_else(|_| panic!("no change to {to:?} within 3 s"));
 }
 
+/// Waits (at most 2 s) until the runtime has `tasks` alive tasks.
+async fn until_alive_tasks(tasks: usize) {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    tokio::time::timeout(Duration::from_secs(2), async {
+        while metrics.num_alive_tasks() != tasks {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "{} tasks alive, expected {tasks}",
+            metrics.num_alive_tasks()
+        )
+    });
+}
+
 #[tokio::test]
 async fn http_check_follows_a_failing_server_to_unhealthy_and_back() {
     let server = serve().await;
+    let before = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
     let check = HttpCheck::new(&format!("http://{}/health", server.addr)).unwrap();
     let monitor = HealthMonitor::new()
         .check(
@@ -139,6 +159,8 @@ async fn http_check_follows_a_failing_server_to_unhealthy_and_back() {
     until_health(&mut events, Health::Healthy).await;
     assert_eq!(monitor.health(), Health::Healthy);
     monitor.stop().await;
+    // No client connection task (nor server connection task) outlives it.
+    until_alive_tasks(before).await;
 }
 
 #[tokio::test]

@@ -180,8 +180,10 @@ impl From<std::io::Error> for CheckError {
     }
 }
 
-/// One run of a check, as the monitor saw it: when it ended relative to
-/// the monitor's start is kept by the monitor; this is the result.
+/// The typed result of one run of a check: its verdict, its latency as
+/// measured by the monitor (tokio time, so exact under paused time) and
+/// its redacted detail. [`probe`] makes one; the monitor keeps the last in
+/// [`CheckStatus::last`](super::CheckStatus::last).
 ///
 /// ```
 /// use fusebox_std::monitor::{probe, FnCheck};
