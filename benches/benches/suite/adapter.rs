@@ -11,7 +11,9 @@
 //! timing loop: the rows measure the breakers, not a scheduler. The calls
 //! run inside an entered current-thread tokio runtime (entered once,
 //! outside the loop) so that anything needing tokio's context finds it.
-//! Two `TokioClock` reads alone are a row too: the clock floor inside
+//! The owned-permit form of the baseline (an `Arc` clone per call, as
+//! `Breaker::call`'s `'static` future needs) and two `TokioClock` reads
+//! alone are rows too: the clock floor inside
 //! every other fusebox row. One control row drives `Breaker::call` through `Runtime::block_on` per
 //! call, to show what a real executor adds per call.
 use std::future::{ready, Future};
@@ -122,6 +124,17 @@ pub fn bench(c: &mut Criterion) {
             timed(n, || {
                 let start = clock.now();
                 let permit = black_box(&*core).try_acquire(start).expect("closed");
+                let end = clock.now();
+                black_box(permit.record(Outcome::Success, end, end - start).is_some());
+            })
+        });
+    });
+    g.bench_function("core_owned_acquire_record_tokio_clock", |b| {
+        b.iter_custom(|n| {
+            timed(n, || {
+                let start = clock.now();
+                let permit = CircuitBreaker::try_acquire_owned(Arc::clone(black_box(&core)), start)
+                    .expect("closed");
                 let end = clock.now();
                 black_box(permit.record(Outcome::Success, end, end - start).is_some());
             })
