@@ -432,9 +432,12 @@ async fn status_and_errors_carry_no_secret() {
             .message(),
         "GET http://10.1.2.3/health?api_key=[redacted]&x=1 refused"
     );
-    let json = serde_json::to_string(&status).unwrap();
-    assert!(!json.contains("hunter2") && !json.contains("k9"), "{json}");
-    assert!(json.contains(r#""health":"degraded""#), "{json}");
+    #[cfg(feature = "serde")]
+    {
+        let json = serde_json::to_string(&status).unwrap();
+        assert!(!json.contains("hunter2") && !json.contains("k9"), "{json}");
+        assert!(json.contains(r#""health":"degraded""#), "{json}");
+    }
     monitor.stop().await;
 }
 
