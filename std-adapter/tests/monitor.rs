@@ -469,3 +469,55 @@ async fn stop_and_drop_end_every_task() {
     tokio::task::yield_now().await; // aborted tasks are reaped when polled
     assert_eq!(metrics.num_alive_tasks(), before);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_check_or_action_fails_its_run_and_the_monitor_goes_on() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&runs);
+    let check = FnCheck::new(move || {
+        let run = seen.fetch_add(1, SeqCst);
+        assert!(run != 1, "closure panics on run 1");
+        async move {
+            assert!(run != 2, "future panics on run 2");
+            Ok(None)
+        }
+    });
+    let rule = RecoveryRule::new(
+        1,
+        RecoveryAction::new("explode", || async {
+            panic!("token=abc in a panic");
+            #[allow(unreachable_code)]
+            Ok::<(), String>(())
+        }),
+    );
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("fragile", check)
+                .interval(secs(1))
+                .recovery(rule),
+        )
+        .spawn();
+    let mut events = monitor.subscribe();
+    sleep(ms(3_500)).await; // runs at 0, 1 (closure panics), 2 (future panics), 3
+    let status = monitor.status();
+    let check = &status.checks[0];
+    assert_eq!(
+        (check.runs, check.failed_runs, check.health),
+        (4, 2, Health::Degraded)
+    );
+    let recovery = check.recovery.as_ref().unwrap();
+    assert_eq!(recovery.primary.attempts, 1); // at 1 s; the next would be at 31 s
+    assert_eq!(
+        recovery.primary.last_error.as_deref(),
+        Some("action panicked: token=[redacted] in a panic")
+    );
+    let errors: Vec<_> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            MonitorEvent::HealthChanged { at, to, .. } => Some(format!("{at:?} {to:?}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors, ["0ns Healthy", "1s Degraded"]);
+    monitor.stop().await;
+}

@@ -11,6 +11,9 @@
 //! | [`MonitorEvent`], [`Events`] | health changes, alert edges, recovery attempts on a bounded broadcast that never blocks the monitor |
 //! | [`Status`], [`CheckStatus`], [`RecoveryStatus`] | snapshots (serde with the `serde` feature) |
 //!
+//! A check or recovery action that panics fails that run (its error says
+//! so); the monitor's tasks keep going.
+//!
 //! Secrets never leave a check: URL user info (`user:password@`) and the
 //! values of `token=`, `key=` and `password=` query parameters are removed
 //! from targets, details and error messages before they are stored,
@@ -47,6 +50,7 @@ mod alert;
 mod check;
 mod custom;
 mod event;
+mod guard;
 mod http;
 mod recovery;
 mod runner;

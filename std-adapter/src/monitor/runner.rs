@@ -12,11 +12,12 @@ use tokio::time::Instant;
 use super::alert::Window;
 use super::check::{timed, DynCheck};
 use super::event::Bus;
+use super::guard::unwind_safe;
 use super::scrub::scrub;
 use super::state::Streaks;
 use super::{
-    ActionStats, AlertKind, CheckSpec, Events, Health, MonitorEvent, Probe, RecoveryRule,
-    RecoveryStatus, Thresholds,
+    ActionStats, AlertKind, CheckError, CheckSpec, Events, Health, MonitorEvent, Probe,
+    RecoveryRule, RecoveryStatus, Thresholds,
 };
 
 /// Runs health checks in the background and keeps their verdicts.
@@ -558,7 +559,12 @@ async fn check_loop(
     let mut signal = Signal::default();
     loop {
         tokio::time::sleep_until(next).await;
-        let probe = timed(check.run(), timeout).await;
+        let run = async {
+            unwind_safe(|| check.run()).await.unwrap_or_else(|panic| {
+                Err(CheckError::other(format_args!("check panicked: {panic}")))
+            })
+        };
+        let probe = timed(run, timeout).await;
         tracing::debug!(
             check = %shared.cells[index].name,
             passed = probe.passed(),
@@ -603,7 +609,9 @@ async fn recovery_loop(
             attempt += 1;
             let (action, escalated) = rule.pick(attempt);
             let at = shared.since(Instant::now());
-            let result = action.run().await;
+            let result = unwind_safe(|| action.run())
+                .await
+                .unwrap_or_else(|panic| Err(scrub(&format!("action panicked: {panic}"))));
             let delay = rule.delay_after(attempt);
             let next_at = shared.since(Instant::now()) + delay;
             if let Some(r) = cell.lock().recovery.as_mut() {
