@@ -398,8 +398,11 @@ async fn a_lagging_receiver_loses_the_oldest_events_and_is_counted() {
     );
     let status = monitor.status();
     assert_eq!((status.lagged_events, status.lagged_receivers), (3, 1));
+    let reader = monitor.reader();
     monitor.stop().await;
+    // A reader keeps the last state readable but not the subscriptions open.
     assert!(events.recv().await.is_none());
+    assert_eq!(reader.status().checks[0].runs, 5);
 }
 
 #[tokio::test(start_paused = true)]

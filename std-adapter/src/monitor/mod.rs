@@ -9,7 +9,7 @@
 //! | [`CheckSpec`] | a named check with its interval, timeout, thresholds, alerts, recovery |
 //! | [`HealthMonitor`] → [`MonitorHandle`] | spawned tasks (staggered, `tokio::time`), stopped by drop or [`MonitorHandle::stop`] |
 //! | [`MonitorEvent`], [`Events`] | health changes, alert edges, recovery attempts on a bounded broadcast that never blocks the monitor |
-//! | [`Status`], [`CheckStatus`], [`RecoveryStatus`] | snapshots (serde with the `serde` feature) |
+//! | [`Status`], [`CheckStatus`], [`RecoveryStatus`], [`StatusReader`] | snapshots (serde with the `serde` feature), readable from anywhere |
 //!
 //! A check or recovery action that panics fails that run (its error says
 //! so); the monitor's tasks keep going.
@@ -65,7 +65,7 @@ pub use custom::FnCheck;
 pub use event::{Events, MonitorEvent};
 pub use http::HttpCheck;
 pub use recovery::{ActionStats, RecoveryAction, RecoveryRule, RecoveryStatus};
-pub use runner::{CheckStatus, HealthMonitor, MonitorHandle, Status};
+pub use runner::{CheckStatus, HealthMonitor, MonitorHandle, Status, StatusReader};
 pub use spec::CheckSpec;
 pub use state::{Health, Thresholds};
 pub use tcp::TcpCheck;

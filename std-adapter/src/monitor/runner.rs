@@ -170,23 +170,23 @@ impl HealthMonitor {
         let shared = Arc::new(Shared {
             started,
             cells,
-            bus,
+            lag: Arc::clone(&bus.lag),
         });
         let mut tasks = JoinSet::new();
         for (index, (check, first, recovery)) in runs.into_iter().enumerate() {
             let (tx, rx) = watch::channel(Signal::default());
             tasks.spawn_on(
-                check_loop(Arc::clone(&shared), index, check, first, tx),
+                check_loop(Arc::clone(&shared), bus.clone(), index, check, first, tx),
                 &runtime,
             );
             if let Some(rule) = recovery {
                 tasks.spawn_on(
-                    recovery_loop(Arc::clone(&shared), index, rule, rx),
+                    recovery_loop(Arc::clone(&shared), bus.clone(), index, rule, rx),
                     &runtime,
                 );
             }
         }
-        Ok(MonitorHandle { shared, tasks })
+        Ok(MonitorHandle { shared, bus, tasks })
     }
 }
 
@@ -219,6 +219,7 @@ fn stats_for(name: &str) -> ActionStats {
 #[derive(Debug)]
 pub struct MonitorHandle {
     shared: Arc<Shared>,
+    bus: Bus,
     tasks: JoinSet<()>,
 }
 
@@ -250,6 +251,27 @@ impl MonitorHandle {
         self.shared.status().health
     }
 
+    /// A cheap, cloneable reader of the monitor's status, for whatever
+    /// serves it (a `/health` handler, a registry's report) while the
+    /// handle stays with its owner. A reader does not keep the monitor
+    /// running; once the monitor stopped it reads the last state.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{Health, HealthMonitor, StatusReader};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let handle = HealthMonitor::new().spawn();
+    /// let reader: StatusReader = handle.reader();
+    /// let served = std::thread::spawn(move || reader.health()).join().unwrap();
+    /// assert_eq!(served, Health::Healthy);
+    /// # });
+    /// ```
+    pub fn reader(&self) -> StatusReader {
+        StatusReader {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// A new subscription to the monitor's events (those sent from now
     /// on).
     ///
@@ -263,7 +285,7 @@ impl MonitorHandle {
     /// # });
     /// ```
     pub fn subscribe(&self) -> Events {
-        self.shared.bus.subscribe()
+        self.bus.subscribe()
     }
 
     /// Aborts every task and waits until all have ended; subscriptions
@@ -278,6 +300,52 @@ impl MonitorHandle {
     /// ```
     pub async fn stop(mut self) {
         self.tasks.shutdown().await;
+    }
+}
+
+/// Reads a monitor's status without owning it ([`MonitorHandle::reader`]).
+///
+/// ```
+/// use fusebox_std::monitor::HealthMonitor;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let handle = HealthMonitor::new().spawn();
+/// let reader = handle.reader();
+/// handle.stop().await;
+/// assert!(reader.status().checks.is_empty()); // the last state
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct StatusReader {
+    shared: Arc<Shared>,
+}
+
+impl StatusReader {
+    /// As [`MonitorHandle::status`].
+    ///
+    /// ```
+    /// use fusebox_std::monitor::HealthMonitor;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let handle = HealthMonitor::new().spawn();
+    /// assert_eq!(handle.reader().status().lagged_events, 0);
+    /// # });
+    /// ```
+    pub fn status(&self) -> Status {
+        self.shared.status()
+    }
+
+    /// As [`MonitorHandle::health`].
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{Health, HealthMonitor};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// assert_eq!(HealthMonitor::new().spawn().reader().health(), Health::Healthy);
+    /// # });
+    /// ```
+    pub fn health(&self) -> Health {
+        self.shared.status().health
     }
 }
 
@@ -364,7 +432,9 @@ pub struct CheckStatus {
 struct Shared {
     started: Instant,
     cells: Vec<Cell>,
-    bus: Bus,
+    /// The bus's lag counters (the bus itself lives in the tasks and the
+    /// handle, so a [`StatusReader`] never keeps subscriptions open).
+    lag: Arc<super::event::Lag>,
 }
 
 #[derive(Debug)]
@@ -450,8 +520,8 @@ impl Shared {
             health,
             uptime: self.since(Instant::now()),
             checks,
-            lagged_events: self.bus.lag.events.load(Relaxed),
-            lagged_receivers: self.bus.lag.receivers.load(Relaxed),
+            lagged_events: self.lag.events.load(Relaxed),
+            lagged_receivers: self.lag.receivers.load(Relaxed),
         }
     }
 
@@ -502,53 +572,55 @@ impl Shared {
         s.last_run_at = Some(at);
         events
     }
+}
 
-    fn publish(&self, event: MonitorEvent) {
-        match &event {
-            MonitorEvent::HealthChanged {
-                check, from, to, ..
-            } => {
-                if *to > Health::Unknown {
-                    tracing::warn!(check = %check, from = ?from, to = ?to, "health changed");
-                } else {
-                    tracing::info!(check = %check, from = ?from, to = ?to, "health changed");
-                }
-            }
-            MonitorEvent::AlertRaised {
-                check,
-                kind,
-                success_rate,
-                mean_latency,
-                ..
-            } => {
-                tracing::warn!(check = %check, kind = ?kind, success_rate, mean_latency_us = mean_latency.as_micros(), "alert raised");
-            }
-            MonitorEvent::AlertCleared {
-                check,
-                kind,
-                success_rate,
-                mean_latency,
-                ..
-            } => {
-                tracing::info!(check = %check, kind = ?kind, success_rate, mean_latency_us = mean_latency.as_micros(), "alert cleared");
-            }
-            MonitorEvent::RecoveryAttempted {
-                check,
-                action,
-                attempt,
-                escalated,
-                error,
-                ..
-            } => {
-                tracing::warn!(check = %check, action = %action, attempt, escalated, error = ?error, "recovery attempted");
+/// Logs `event` and sends it.
+fn publish(bus: &Bus, event: MonitorEvent) {
+    match &event {
+        MonitorEvent::HealthChanged {
+            check, from, to, ..
+        } => {
+            if *to > Health::Unknown {
+                tracing::warn!(check = %check, from = ?from, to = ?to, "health changed");
+            } else {
+                tracing::info!(check = %check, from = ?from, to = ?to, "health changed");
             }
         }
-        self.bus.send(event);
+        MonitorEvent::AlertRaised {
+            check,
+            kind,
+            success_rate,
+            mean_latency,
+            ..
+        } => {
+            tracing::warn!(check = %check, kind = ?kind, success_rate, mean_latency_us = mean_latency.as_micros(), "alert raised");
+        }
+        MonitorEvent::AlertCleared {
+            check,
+            kind,
+            success_rate,
+            mean_latency,
+            ..
+        } => {
+            tracing::info!(check = %check, kind = ?kind, success_rate, mean_latency_us = mean_latency.as_micros(), "alert cleared");
+        }
+        MonitorEvent::RecoveryAttempted {
+            check,
+            action,
+            attempt,
+            escalated,
+            error,
+            ..
+        } => {
+            tracing::warn!(check = %check, action = %action, attempt, escalated, error = ?error, "recovery attempted");
+        }
     }
+    bus.send(event);
 }
 
 async fn check_loop(
     shared: Arc<Shared>,
+    bus: Bus,
     index: usize,
     check: Arc<dyn DynCheck>,
     first: Instant,
@@ -573,7 +645,7 @@ async fn check_loop(
             "check ran"
         );
         for event in shared.record(index, probe, &mut signal) {
-            shared.publish(event);
+            publish(&bus, event);
         }
         signal_tx.send_replace(signal);
         next += interval;
@@ -586,6 +658,7 @@ async fn check_loop(
 
 async fn recovery_loop(
     shared: Arc<Shared>,
+    bus: Bus,
     index: usize,
     rule: RecoveryRule,
     mut signal: watch::Receiver<Signal>,
@@ -629,14 +702,17 @@ async fn recovery_loop(
                     Err(e) => stats.last_error = Some(e.clone()),
                 }
             }
-            shared.publish(MonitorEvent::RecoveryAttempted {
-                check: Arc::clone(&cell.name),
-                action: action.shared_name(),
-                attempt,
-                escalated,
-                error: result.err(),
-                at,
-            });
+            publish(
+                &bus,
+                MonitorEvent::RecoveryAttempted {
+                    check: Arc::clone(&cell.name),
+                    action: action.shared_name(),
+                    attempt,
+                    escalated,
+                    error: result.err(),
+                    at,
+                },
+            );
             tokio::time::sleep(delay).await;
             if signal.borrow().healthy_epoch != epoch {
                 if let Some(r) = cell.lock().recovery.as_mut() {
