@@ -57,6 +57,8 @@ mod runner;
 mod scrub;
 mod spec;
 mod state;
+mod status;
+mod tasks;
 mod tcp;
 
 pub use alert::{AlertKind, AlertThresholds};
@@ -65,7 +67,8 @@ pub use custom::FnCheck;
 pub use event::{Events, MonitorEvent};
 pub use http::HttpCheck;
 pub use recovery::{ActionStats, RecoveryAction, RecoveryRule, RecoveryStatus};
-pub use runner::{CheckStatus, HealthMonitor, MonitorHandle, Status, StatusReader};
+pub use runner::{HealthMonitor, MonitorHandle};
 pub use spec::CheckSpec;
 pub use state::{Health, Thresholds};
+pub use status::{CheckStatus, Status, StatusReader};
 pub use tcp::TcpCheck;
