@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fusebox_std::monitor::{
-    AlertKind, AlertThresholds, CheckError, CheckSpec, ErrorKind, Events, FnCheck, Health,
-    HealthCheck, HealthMonitor, MonitorEvent, RecoveryAction, RecoveryRule, Thresholds,
+    AlertKind, AlertThresholds, CheckError, CheckSpec, ErrorKind, FnCheck, Health, HealthCheck,
+    HealthMonitor, MonitorEvent, RecoveryAction, RecoveryRule, Subscription, Thresholds,
 };
 use tokio::time::{sleep, Instant};
 
@@ -49,7 +49,7 @@ fn recording(start: Instant, log: &Arc<Mutex<Vec<Duration>>>) -> impl HealthChec
     })
 }
 
-fn drain(events: &mut Events) -> Vec<MonitorEvent> {
+fn drain(events: &mut Subscription) -> Vec<MonitorEvent> {
     std::iter::from_fn(|| events.try_recv()).collect()
 }
 
@@ -398,6 +398,7 @@ async fn a_lagging_receiver_loses_the_oldest_events_and_is_counted() {
     );
     let status = monitor.status();
     assert_eq!((status.lagged_events, status.lagged_receivers), (3, 1));
+    assert_eq!(events.missed(), 3);
     let reader = monitor.reader();
     monitor.stop().await;
     // A reader keeps the last state readable but not the subscriptions open.

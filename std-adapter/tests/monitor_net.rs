@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fusebox_std::monitor::{
-    probe, CheckSpec, ErrorKind, Events, Health, HealthMonitor, HttpCheck, MonitorEvent, TcpCheck,
-    Thresholds,
+    probe, CheckSpec, ErrorKind, Health, HealthMonitor, HttpCheck, MonitorEvent, Subscription,
+    TcpCheck, Thresholds,
 };
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -80,7 +80,7 @@ async fn serve() -> Server {
 }
 
 /// Waits (at most 3 s) for the health of `check` to become `to`.
-async fn until_health(events: &mut Events, to: Health) {
+async fn until_health(events: &mut Subscription, to: Health) {
     tokio::time::timeout(Duration::from_secs(3), async {
         loop {
             if let Some(MonitorEvent::HealthChanged { to: now, .. }) = events.recv().await {

@@ -1,5 +1,5 @@
 //! [`MonitorEvent`]s on a bounded broadcast channel that never blocks the
-//! monitor, and [`Events`], a receiver that counts what it missed.
+//! monitor, and [`Subscription`], a receiver that counts what it missed.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -105,7 +105,7 @@ impl MonitorEvent {
 
 /// The monitor's sending side: a bounded `tokio::sync::broadcast`. Sending
 /// never waits; a receiver that falls more than the capacity behind loses
-/// the oldest events, which its [`Events`] counts.
+/// the oldest events, which its [`Subscription`] counts.
 #[derive(Clone, Debug)]
 pub(crate) struct Bus {
     tx: broadcast::Sender<MonitorEvent>,
@@ -135,10 +135,11 @@ impl Bus {
         let _ = self.tx.send(event);
     }
 
-    pub(crate) fn subscribe(&self) -> Events {
-        Events {
+    pub(crate) fn subscribe(&self) -> Subscription {
+        Subscription {
             rx: self.tx.subscribe(),
             lag: Arc::clone(&self.lag),
+            missed: 0,
         }
     }
 }
@@ -168,12 +169,13 @@ impl Bus {
 /// # });
 /// ```
 #[derive(Debug)]
-pub struct Events {
+pub struct Subscription {
     rx: broadcast::Receiver<MonitorEvent>,
     lag: Arc<Lag>,
+    missed: u64,
 }
 
-impl Events {
+impl Subscription {
     /// The next event; `None` once the monitor has stopped and every sent
     /// event was received. Lost events are skipped and counted.
     ///
@@ -232,7 +234,22 @@ impl Events {
         self.rx
     }
 
-    fn lagged(&self, n: u64) {
+    /// Events this subscription lost by falling behind.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::HealthMonitor;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let monitor = HealthMonitor::new().spawn();
+    /// assert_eq!(monitor.subscribe().missed(), 0);
+    /// # });
+    /// ```
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
+
+    fn lagged(&mut self, n: u64) {
+        self.missed += n;
         self.lag.events.fetch_add(n, Relaxed);
         self.lag.receivers.fetch_add(1, Relaxed);
         tracing::warn!(lost = n, "monitor event receiver lagged");

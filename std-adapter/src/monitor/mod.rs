@@ -8,7 +8,7 @@
 //! | [`HealthCheck`] | the async check trait; [`HttpCheck`] (hyper GET, status range), [`TcpCheck`] (connect), [`FnCheck`] (any async closure); [`probe`] runs one once |
 //! | [`CheckSpec`] | a named check with its interval, timeout, thresholds, alerts, recovery |
 //! | [`HealthMonitor`] → [`MonitorHandle`] | spawned tasks (staggered, `tokio::time`), stopped by drop or [`MonitorHandle::stop`] |
-//! | [`MonitorEvent`], [`Events`] | health changes, alert edges, recovery attempts on a bounded broadcast that never blocks the monitor |
+//! | [`MonitorEvent`], [`Subscription`] | health changes, alert edges, recovery attempts on a bounded broadcast that never blocks the monitor |
 //! | [`Status`], [`CheckStatus`], [`RecoveryStatus`], [`StatusReader`] | snapshots (serde with the `serde` feature), readable from anywhere |
 //!
 //! A check or recovery action that panics fails that run (its error says
@@ -64,7 +64,7 @@ mod tcp;
 pub use alert::{AlertKind, AlertThresholds};
 pub use check::{probe, CheckError, ErrorKind, HealthCheck, Probe};
 pub use custom::FnCheck;
-pub use event::{Events, MonitorEvent};
+pub use event::{MonitorEvent, Subscription};
 pub use http::HttpCheck;
 pub use recovery::{ActionStats, RecoveryAction, RecoveryRule, RecoveryStatus};
 pub use runner::{HealthMonitor, MonitorHandle};

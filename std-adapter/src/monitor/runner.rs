@@ -12,7 +12,7 @@ use super::event::Bus;
 use super::scrub::scrub;
 use super::state::Streaks;
 use super::tasks::{check_loop, recovery_loop, Cell, CheckState, Shared, Signal};
-use super::{ActionStats, CheckSpec, Events, Health, RecoveryStatus, Status, StatusReader};
+use super::{ActionStats, CheckSpec, Health, RecoveryStatus, Status, StatusReader, Subscription};
 
 /// Runs health checks in the background and keeps their verdicts.
 ///
@@ -278,7 +278,7 @@ impl MonitorHandle {
     /// assert!(events.try_recv().is_none());
     /// # });
     /// ```
-    pub fn subscribe(&self) -> Events {
+    pub fn subscribe(&self) -> Subscription {
         self.bus.subscribe()
     }
 
