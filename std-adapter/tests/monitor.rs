@@ -441,6 +441,16 @@ async fn status_and_errors_carry_no_secret() {
         let json = serde_json::to_string(&status).unwrap();
         assert!(!json.contains("hunter2") && !json.contains("k9"), "{json}");
         assert!(json.contains(r#""health":"degraded""#), "{json}");
+        // Durations are whole microseconds in `…_us` fields.
+        assert!(json.contains(r#""uptime_us":1000000,"#), "{json}");
+        assert!(
+            json.contains(r#""interval_us":10000000,"timeout_us":10000000,"#),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""latency_us":0"#) && json.contains(r#""last_run_at_us":0"#),
+            "{json}"
+        );
     }
     monitor.stop().await;
 }
@@ -524,4 +534,20 @@ async fn a_panicking_check_or_action_fails_its_run_and_the_monitor_goes_on() {
         .collect();
     assert_eq!(errors, ["0ns Healthy", "1s Degraded"]);
     monitor.stop().await;
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn events_serialize_tagged_with_microseconds() {
+    let event = MonitorEvent::AlertRaised {
+        check: "api".into(),
+        kind: AlertKind::ResponseTime,
+        success_rate: 100.0,
+        mean_latency: ms(150),
+        at: secs(3),
+    };
+    assert_eq!(
+        serde_json::to_string(&event).unwrap(),
+        r#"{"event":"alert_raised","check":"api","kind":"response_time","success_rate":100.0,"mean_latency_us":150000,"at_us":3000000}"#
+    );
 }

@@ -35,6 +35,10 @@ pub struct AlertThresholds {
     window: usize,
     min_samples: usize,
     min_success_rate: Option<u8>,
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "max_response_time_us", serialize_with = "super::ser::opt_us")
+    )]
     max_response_time: Option<Duration>,
 }
 

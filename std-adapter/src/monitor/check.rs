@@ -205,6 +205,10 @@ pub struct Probe {
     /// The check's verdict: its redacted error, if any.
     pub error: Option<CheckError>,
     /// From the start of the run to its result (the timeout when it fired).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "latency_us", serialize_with = "super::ser::us")
+    )]
     pub latency: Duration,
     /// The check's redacted note when it passed.
     pub detail: Option<String>,

@@ -35,6 +35,10 @@ pub enum MonitorEvent {
         /// The state after.
         to: Health,
         /// When (since the monitor started).
+        #[cfg_attr(
+            feature = "serde",
+            serde(rename = "at_us", serialize_with = "super::ser::us")
+        )]
         at: Duration,
     },
     /// An alert rule was broken ([`AlertThresholds`](super::AlertThresholds)).
@@ -46,8 +50,16 @@ pub enum MonitorEvent {
         /// The window's success rate, in percent.
         success_rate: f64,
         /// The window's mean response time.
+        #[cfg_attr(
+            feature = "serde",
+            serde(rename = "mean_latency_us", serialize_with = "super::ser::us")
+        )]
         mean_latency: Duration,
         /// When (since the monitor started).
+        #[cfg_attr(
+            feature = "serde",
+            serde(rename = "at_us", serialize_with = "super::ser::us")
+        )]
         at: Duration,
     },
     /// A broken alert rule holds again.
@@ -59,8 +71,16 @@ pub enum MonitorEvent {
         /// The window's success rate, in percent.
         success_rate: f64,
         /// The window's mean response time.
+        #[cfg_attr(
+            feature = "serde",
+            serde(rename = "mean_latency_us", serialize_with = "super::ser::us")
+        )]
         mean_latency: Duration,
         /// When (since the monitor started).
+        #[cfg_attr(
+            feature = "serde",
+            serde(rename = "at_us", serialize_with = "super::ser::us")
+        )]
         at: Duration,
     },
     /// A recovery action ran ([`RecoveryRule`](super::RecoveryRule)).
@@ -76,6 +96,10 @@ pub enum MonitorEvent {
         /// The action's redacted error, if it failed.
         error: Option<String>,
         /// When the attempt started (since the monitor started).
+        #[cfg_attr(
+            feature = "serde",
+            serde(rename = "at_us", serialize_with = "super::ser::us")
+        )]
         at: Duration,
     },
 }

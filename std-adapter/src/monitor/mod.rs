@@ -11,6 +11,10 @@
 //! | [`MonitorEvent`], [`Subscription`] | health changes, alert edges, recovery attempts on a bounded broadcast that never blocks the monitor |
 //! | [`Status`], [`CheckStatus`], [`RecoveryStatus`], [`StatusReader`] | snapshots (serde with the `serde` feature), readable from anywhere |
 //!
+//! With the `serde` feature, [`Status`] and [`MonitorEvent`] serialize
+//! with durations as whole microseconds in fields named `…_us`
+//! (`latency_us`, `at_us`), as the registry's health report does.
+//!
 //! A check or recovery action that panics fails that run (its error says
 //! so); the monitor's tasks keep going.
 //!
@@ -55,6 +59,8 @@ mod http;
 mod recovery;
 mod runner;
 mod scrub;
+#[cfg(feature = "serde")]
+mod ser;
 mod spec;
 mod state;
 mod status;

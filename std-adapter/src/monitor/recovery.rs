@@ -267,6 +267,10 @@ pub struct ActionStats {
     /// Its last error, redacted.
     pub last_error: Option<String>,
     /// When its last attempt started (since the monitor started).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "last_attempt_at_us", serialize_with = "super::ser::opt_us")
+    )]
     pub last_attempt_at: Option<Duration>,
 }
 
@@ -288,6 +292,10 @@ pub struct RecoveryStatus {
     /// Whether the current (or last) episode reached the escalation action.
     pub escalated: bool,
     /// When the next attempt may start, while an episode is running.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "next_attempt_at_us", serialize_with = "super::ser::opt_us")
+    )]
     pub next_attempt_at: Option<Duration>,
     /// The primary action's statistics.
     pub primary: ActionStats,

@@ -71,6 +71,10 @@ pub struct Status {
     /// counts at most as degraded); healthy with no check.
     pub health: Health,
     /// Time since the monitor was spawned.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "uptime_us", serialize_with = "super::ser::us")
+    )]
     pub uptime: Duration,
     /// Every check, in the order added.
     pub checks: Vec<CheckStatus>,
@@ -106,8 +110,16 @@ pub struct CheckStatus {
     /// Whether it bounds the monitor's health.
     pub critical: bool,
     /// Its interval.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "interval_us", serialize_with = "super::ser::us")
+    )]
     pub interval: Duration,
     /// Its timeout.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "timeout_us", serialize_with = "super::ser::us")
+    )]
     pub timeout: Duration,
     /// Failed runs in a row.
     pub consecutive_failures: u32,
@@ -120,10 +132,18 @@ pub struct CheckStatus {
     /// Success rate of the alert window, in percent (100 before any run).
     pub success_rate: f64,
     /// Mean latency of the alert window.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "mean_latency_us", serialize_with = "super::ser::us")
+    )]
     pub mean_latency: Duration,
     /// The last run's result.
     pub last: Option<Probe>,
     /// When the last run ended.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "last_run_at_us", serialize_with = "super::ser::opt_us")
+    )]
     pub last_run_at: Option<Duration>,
     /// Alerts raised and not cleared.
     pub alerts: Vec<AlertKind>,
