@@ -47,6 +47,16 @@ pub trait HealthCheck: Send + Sync + 'static {
     /// # Errors
     ///
     /// A [`CheckError`] when the dependency is unhealthy.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{HealthCheck, TcpCheck};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let check = TcpCheck::new(listener.local_addr().unwrap().to_string());
+    /// assert_eq!(check.check().await, Ok(None)); // no timing, no timeout: see `probe`
+    /// # });
+    /// ```
     fn check(&self) -> impl Future<Output = Result<Option<String>, CheckError>> + Send;
 
     /// What is checked, for the status snapshot (an address or URL); the
