@@ -77,6 +77,15 @@ for kind in ["get", "put"]:
     TABLES.append((f"lru_{kind}", f"Single-owner LRU, 4 096 entries: {kind} (Zipf stream)", ("floor", "fetch_add"), [
         ("fusebox", "fusebox `LruCache<u64, u64, 4096>`", None, None),
         ("lru_rs", "`lru::LruCache`", "fusebox", None)]))
+TABLES.append(("adapter", "Std adapter: one call on an immediately ready future (one no-op-waker poll, inside an entered current-thread tokio runtime)", ("adapter", "core_acquire_record_tokio_clock"), [
+    ("tokio_clock_two_reads", "two `TokioClock::now()` reads (the clock cost inside every fusebox row here)", None, None),
+    ("core_acquire_record_tokio_clock", "baseline: core `try_acquire` + `record(Success)` with two `TokioClock` reads", None, None),
+    ("core_owned_acquire_record_tokio_clock", "the same with the owned permit (`try_acquire_owned(Arc::clone(..))`, as `Breaker::call` uses)", None, None),
+    ("fusebox_std_breaker_call", "fusebox-std `Breaker::call`", None, None),
+    ("fusebox_std_policy_call", "fusebox-std `Policy::call`: breaker + retry (3 attempts), no waits", None, None),
+    ("failsafe_futures_call", "failsafe `futures::CircuitBreaker::call`", "fusebox_std_breaker_call", None),
+    ("tower_resilience_call", "tower-resilience `CircuitBreaker` service: `poll_ready` + `call` (boxed future)", "fusebox_std_breaker_call", None),
+    ("fusebox_std_breaker_call_tokio_block_on", "control: `Breaker::call` driven by `Runtime::block_on` per call (executor cost)", None, None)]))
 TABLES.append(("histogram", "Histogram record (latencies 1 µs … 0.5 s)", ("floor", "fetch_add"), [
     ("fusebox_record", "fusebox `Histogram` (`&self`, lock-free)", None, None),
     ("hdrhistogram_record", "`hdrhistogram::Histogram::record` (`&mut self`, 3 sig. figures)", "fusebox_record", None),
@@ -96,7 +105,7 @@ w = out.append
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
 cpus = sum(1 for l in open("/proc/cpuinfo") if l.startswith("processor"))
 lock = open(os.path.join(ROOT, "Cargo.lock")).read()
-peers = ["criterion", "governor", "failsafe", "lru", "quick_cache", "moka", "hdrhistogram", "core_affinity"]
+peers = ["criterion", "governor", "failsafe", "lru", "quick_cache", "moka", "hdrhistogram", "core_affinity", "tower-resilience"]
 vers = {p: re.search(rf'name = "{p}"\nversion = "([^"]+)"', lock).group(1) for p in peers}
 rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
 w("# fusebox benchmarks\n")
@@ -160,6 +169,17 @@ checks = [
     ("LruCache put faster than lru-rs", ratio(("lru_put", "lru_rs"), ("lru_put", "fusebox")), lambda v: v > 1, "lru_rs ÷ fusebox"),
 ]
 for name, v, ok, how in checks:
+    w(target(name, v, v is not None and ok(v), how))
+w("\n## Issue 12 targets (std adapter)\n")
+w("| target | measured | verdict | how |\n|---|---:|---|---|")
+def diff(a, b):
+    return t(*a) - t(*b) if t(*a) and t(*b) else None
+checks12 = [
+    ("`Breaker::call` adds ≤ 50 ns over the core's acquire + record with two clock reads", diff(("adapter", "fusebox_std_breaker_call"), ("adapter", "core_acquire_record_tokio_clock")), lambda v: v <= 50, "fusebox_std_breaker_call − core_acquire_record_tokio_clock (ns)"),
+    ("`Breaker::call` ≥ 3 × faster than failsafe's futures API", ratio(("adapter", "failsafe_futures_call"), ("adapter", "fusebox_std_breaker_call")), lambda v: v >= 3, "failsafe_futures_call ÷ fusebox_std_breaker_call"),
+    ("`Breaker::call` ≥ 3 × faster than tower-resilience", ratio(("adapter", "tower_resilience_call"), ("adapter", "fusebox_std_breaker_call")), lambda v: v >= 3, "tower_resilience_call ÷ fusebox_std_breaker_call"),
+]
+for name, v, ok, how in checks12:
     w(target(name, v, v is not None and ok(v), how))
 adm = ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in notes.items() if k.startswith("admitted."))
 w(f"\nFraction admitted in the limiter runs: {adm}.\n")

@@ -17,6 +17,7 @@
 //! | [`health`] | [`Registry::health`]: a serialisable report with `ready` and `degraded` |
 //! | [`prometheus`] | [`Registry::to_prometheus`]: the text exposition format 0.0.4 |
 //! | [`redact`] | secrets out of URLs and messages, for logs, errors and reports |
+//! | [`monitor`] | [`HealthMonitor`]: HTTP, TCP and custom health checks on staggered intervals, healthy/degraded/unhealthy thresholds, alerts, recovery actions, a serializable status |
 //!
 //! The clock is read immediately before each core call, never before an
 //! `.await` that precedes it; every wait is a `tokio::time` sleep. Logs go
@@ -24,9 +25,15 @@
 //!
 //! ## Features
 //!
-//! None yet: tokio (`time`, `sync`), tracing, serde, pin-project-lite and
-//! fastrand are always on. The tower layers, the HTTP endpoints and the
-//! Redis backend arrive behind `tower`, `http` and `redis`.
+//! | feature | default | what |
+//! |---|---|---|
+//! | `serde` | on | `Serialize` for the monitor's [`Status`](monitor::Status) and events |
+//!
+//! Always on: tokio (`time`, `sync`, `rt`, `net`), tracing, serde,
+//! pin-project-lite, fastrand and hyper's HTTP/1 client (hyper-util's
+//! legacy client, no TLS; the health monitor's HTTP check) are always on.
+//! The tower layers, the HTTP endpoints and the Redis backend arrive behind
+//! `tower`, `http` and `redis`.
 //!
 //! MSRV: Rust 1.88 (the core keeps its own, lower one).
 //!
@@ -88,6 +95,7 @@
 mod clock;
 pub mod events;
 pub mod health;
+pub mod monitor;
 pub mod policy;
 pub mod prometheus;
 pub mod redact;
@@ -95,6 +103,7 @@ pub mod registry;
 pub mod tracker;
 
 pub use clock::TokioClock;
+pub use monitor::{HealthMonitor, MonitorHandle};
 pub use policy::CallError;
 pub use registry::{Registry, RegistryError};
 pub use tracker::{OperationStats, TrackGuard, Tracker, TrackerConfig, TrackerConfigError};

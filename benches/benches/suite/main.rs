@@ -5,6 +5,7 @@
     reason = "criterion's macros generate undocumented items"
 )]
 
+mod adapter;
 mod breaker;
 mod bucket;
 mod cache;
@@ -17,6 +18,7 @@ criterion::criterion_group!(
     breaker::bench,
     bucket::bench,
     cache::bench,
-    histogram::bench
+    histogram::bench,
+    adapter::bench
 );
 criterion::criterion_main!(suite);

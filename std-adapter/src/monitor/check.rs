@@ -1,0 +1,306 @@
+//! The [`HealthCheck`] trait, its error and the [`Probe`] the monitor makes
+//! of one run.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use super::scrub::scrub;
+
+/// One health check: an async probe of a dependency.
+///
+/// `check` resolves to `Ok(detail)` when the dependency is healthy (an
+/// optional short note such as `"status 200"`) or to a [`CheckError`].
+/// The monitor times every run itself (the latency of a [`Probe`]), bounds
+/// it with the check's timeout, and redacts the detail before storing it.
+/// Built in: [`HttpCheck`](super::HttpCheck), [`TcpCheck`](super::TcpCheck)
+/// and [`FnCheck`](super::FnCheck) (any async closure).
+///
+/// # Cancellation
+///
+/// A run that exceeds its timeout, or is running when the monitor stops,
+/// is dropped at its current await point: keep `check` cancel-safe.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::monitor::{probe, CheckError, HealthCheck};
+/// use std::time::Duration;
+///
+/// struct Disk;
+/// impl HealthCheck for Disk {
+///     async fn check(&self) -> Result<Option<String>, CheckError> {
+///         Ok(Some("42% used".into()))
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let result = probe(&Disk, Duration::from_secs(1)).await;
+/// assert!(result.passed());
+/// assert_eq!(result.detail.as_deref(), Some("42% used"));
+/// # });
+/// ```
+pub trait HealthCheck: Send + Sync + 'static {
+    /// Runs the check once.
+    ///
+    /// # Errors
+    ///
+    /// A [`CheckError`] when the dependency is unhealthy.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{HealthCheck, TcpCheck};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let check = TcpCheck::new(listener.local_addr().unwrap().to_string());
+    /// assert_eq!(check.check().await, Ok(None)); // no timing, no timeout: see `probe`
+    /// # });
+    /// ```
+    fn check(&self) -> impl Future<Output = Result<Option<String>, CheckError>> + Send;
+
+    /// What is checked, for the status snapshot (an address or URL); the
+    /// monitor redacts it. `None` by default.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{HealthCheck, TcpCheck};
+    ///
+    /// let check = TcpCheck::new("127.0.0.1:5432");
+    /// assert_eq!(check.target().as_deref(), Some("tcp://127.0.0.1:5432"));
+    /// ```
+    fn target(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Why a check failed: a kind and a message, redacted when the error is
+/// built (so no secret reaches a status, a log or an event).
+///
+/// ```
+/// use fusebox_std::monitor::{CheckError, ErrorKind};
+///
+/// let e = CheckError::new(ErrorKind::Connect, "refused: http://app:s3cret@db:80/?token=t");
+/// assert_eq!(e.to_string(), "refused: http://db:80/?token=[redacted]");
+/// assert_eq!(e.kind(), ErrorKind::Connect);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct CheckError {
+    kind: ErrorKind,
+    message: String,
+}
+
+/// The class of a [`CheckError`].
+///
+/// ```
+/// use fusebox_std::monitor::ErrorKind;
+///
+/// assert_ne!(ErrorKind::Timeout, ErrorKind::Status);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The run exceeded the check's timeout.
+    Timeout,
+    /// The dependency could not be reached (connect refused, DNS, reset).
+    Connect,
+    /// The dependency answered, with a status outside the expected range.
+    Status,
+    /// The check is misconfigured (an invalid URL).
+    Config,
+    /// Anything else (custom checks).
+    Other,
+}
+
+impl CheckError {
+    /// An error of `kind` with `message`, redacted.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{CheckError, ErrorKind};
+    ///
+    /// let e = CheckError::new(ErrorKind::Other, "queue depth 10 000");
+    /// assert_eq!(e.message(), "queue depth 10 000");
+    /// ```
+    pub fn new(kind: ErrorKind, message: impl fmt::Display) -> Self {
+        Self {
+            kind,
+            message: scrub(&message.to_string()),
+        }
+    }
+
+    /// An [`ErrorKind::Other`] error; handy in custom checks
+    /// (`.map_err(CheckError::other)`).
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{CheckError, ErrorKind};
+    ///
+    /// let e = CheckError::other("stale replica");
+    /// assert_eq!(e.kind(), ErrorKind::Other);
+    /// ```
+    pub fn other(message: impl fmt::Display) -> Self {
+        Self::new(ErrorKind::Other, message)
+    }
+
+    /// The error's class.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{CheckError, ErrorKind};
+    ///
+    /// assert_eq!(CheckError::new(ErrorKind::Status, "503").kind(), ErrorKind::Status);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The redacted message.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::CheckError;
+    ///
+    /// assert_eq!(CheckError::other("password=x").message(), "password=[redacted]");
+    /// ```
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CheckError {}
+
+impl From<std::io::Error> for CheckError {
+    fn from(e: std::io::Error) -> Self {
+        use std::io::ErrorKind as Io;
+        let kind = match e.kind() {
+            Io::TimedOut => ErrorKind::Timeout,
+            Io::ConnectionRefused
+            | Io::ConnectionReset
+            | Io::ConnectionAborted
+            | Io::NotConnected
+            | Io::AddrNotAvailable => ErrorKind::Connect,
+            _ => ErrorKind::Other,
+        };
+        Self::new(kind, e)
+    }
+}
+
+/// The typed result of one run of a check: its verdict, its latency as
+/// measured by the monitor (tokio time, so exact under paused time) and
+/// its redacted detail. [`probe`] makes one; the monitor keeps the last in
+/// [`CheckStatus::last`](super::CheckStatus::last).
+///
+/// ```
+/// use fusebox_std::monitor::{probe, FnCheck};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let slow = FnCheck::new(|| async {
+///     tokio::time::sleep(Duration::from_secs(3)).await;
+///     Ok(None)
+/// });
+/// let result = probe(&slow, Duration::from_secs(1)).await;
+/// assert!(!result.passed());
+/// assert_eq!(result.latency, Duration::from_secs(1)); // stopped at the timeout
+/// # });
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Probe {
+    /// The check's verdict: its redacted error, if any.
+    pub error: Option<CheckError>,
+    /// From the start of the run to its result (the timeout when it fired).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "latency_us", serialize_with = "super::ser::us")
+    )]
+    pub latency: Duration,
+    /// The check's redacted note when it passed.
+    pub detail: Option<String>,
+}
+
+impl Probe {
+    /// Whether the check passed.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::Probe;
+    /// use std::time::Duration;
+    ///
+    /// let ok = Probe { error: None, latency: Duration::from_millis(3), detail: None };
+    /// assert!(ok.passed());
+    /// ```
+    pub fn passed(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// Runs `check` once under `timeout` and times it with tokio's clock
+/// (paused time in tests): what the monitor does on every tick.
+///
+/// ```
+/// use fusebox_std::monitor::{probe, CheckError, ErrorKind, FnCheck};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let down = FnCheck::new(|| async { Err(CheckError::other("down")) });
+/// let result = probe(&down, Duration::from_secs(1)).await;
+/// assert_eq!(result.error.map(|e| e.kind()), Some(ErrorKind::Other));
+/// # });
+/// ```
+pub async fn probe<C: HealthCheck>(check: &C, timeout: Duration) -> Probe {
+    timed(check.check(), timeout).await
+}
+
+/// `run` under `timeout`, timed.
+pub(crate) async fn timed(
+    run: impl Future<Output = Result<Option<String>, CheckError>>,
+    timeout: Duration,
+) -> Probe {
+    let start = tokio::time::Instant::now();
+    let result = tokio::time::timeout(timeout, run).await;
+    let latency = start.elapsed();
+    match result {
+        Ok(Ok(detail)) => Probe {
+            error: None,
+            latency,
+            detail: detail.map(|d| scrub(&d)),
+        },
+        Ok(Err(error)) => Probe {
+            error: Some(error),
+            latency,
+            detail: None,
+        },
+        Err(_) => Probe {
+            error: Some(CheckError::new(
+                ErrorKind::Timeout,
+                format_args!("no result within {timeout:?}"),
+            )),
+            latency,
+            detail: None,
+        },
+    }
+}
+
+/// A boxed future of a check run.
+pub(crate) type BoxedRun<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<String>, CheckError>> + Send + 'a>>;
+
+/// [`HealthCheck`] made object-safe, so the monitor can hold many kinds.
+pub(crate) trait DynCheck: Send + Sync + 'static {
+    fn run(&self) -> BoxedRun<'_>;
+    fn describe(&self) -> Option<String>;
+}
+
+impl<C: HealthCheck> DynCheck for C {
+    fn run(&self) -> BoxedRun<'_> {
+        Box::pin(self.check())
+    }
+    fn describe(&self) -> Option<String> {
+        self.target()
+    }
+}

@@ -1,0 +1,238 @@
+//! [`HttpCheck`]: a GET expecting a status range, through hyper's client.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+
+use http::header::{HeaderValue, AUTHORIZATION};
+use http::uri::{Authority, Uri};
+use http_body_util::Empty;
+use hyper::body::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::scrub::scrub;
+use super::{CheckError, ErrorKind, HealthCheck};
+
+/// Healthy when a `GET` of the URL answers with a status in the expected
+/// range (default `200..=299`). Plain `http://` only (no TLS stack); the
+/// body is not read. User info in the URL (`http://user:password@host/`)
+/// is sent as HTTP Basic authorization, never shown: the status, logs and
+/// errors carry the URL without it, and with `token=`/`key=`/`password=`
+/// query values masked.
+///
+/// Every run opens a fresh connection (no idle pool), so a run measures
+/// what a new client would meet and leaves no connection task behind.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use fusebox_std::monitor::{probe, HttpCheck};
+///
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// let check = HttpCheck::new("http://ops:s3cret@127.0.0.1:8080/healthz?token=abc")?
+///     .expect_status(200..=204);
+/// assert_eq!(check.url(), "http://127.0.0.1:8080/healthz?token=[redacted]");
+/// let result = probe(&check, Duration::from_secs(2)).await;
+/// println!("{} in {:?}", result.passed(), result.latency);
+/// # Ok(()) }
+/// ```
+pub struct HttpCheck {
+    uri: Uri,
+    authorization: Option<HeaderValue>,
+    shown: String,
+    expect: RangeInclusive<u16>,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl HttpCheck {
+    /// A check of `url` (which must be `http://` with a host).
+    ///
+    /// # Errors
+    ///
+    /// An [`ErrorKind::Config`] error when `url` does not parse, is not
+    /// `http://` or has no host; its message is redacted.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{ErrorKind, HttpCheck};
+    ///
+    /// assert!(HttpCheck::new("http://127.0.0.1:9/").is_ok());
+    /// let e = HttpCheck::new("https://u:pw@example.com/").err().unwrap();
+    /// assert_eq!(e.kind(), ErrorKind::Config);
+    /// assert!(!e.to_string().contains("pw"));
+    /// ```
+    pub fn new(url: &str) -> Result<Self, CheckError> {
+        let shown = scrub(url);
+        let bad = |why: &str| CheckError::new(ErrorKind::Config, format_args!("{why}: {shown}"));
+        let uri: Uri = url.parse().map_err(|_| bad("invalid URL"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad("only http:// URLs are supported"));
+        }
+        let authority = uri.authority().ok_or_else(|| bad("URL without a host"))?;
+        let (uri, authorization) = match authority.as_str().rsplit_once('@') {
+            None => (uri.clone(), None),
+            Some((user_info, host)) => {
+                let host: Authority = host.parse().map_err(|_| bad("invalid host"))?;
+                let mut parts = uri.clone().into_parts();
+                parts.authority = Some(host);
+                let uri = Uri::from_parts(parts).map_err(|_| bad("invalid URL"))?;
+                let mut value =
+                    HeaderValue::try_from(format!("Basic {}", base64(user_info.as_bytes())))
+                        .map_err(|_| bad("invalid user info"))?;
+                value.set_sensitive(true);
+                (uri, Some(value))
+            }
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build_http();
+        Ok(Self {
+            uri,
+            authorization,
+            shown,
+            expect: 200..=299,
+            client,
+        })
+    }
+
+    /// Expects a status in `range` instead of `200..=299`.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::HttpCheck;
+    ///
+    /// let check = HttpCheck::new("http://127.0.0.1:9/")?.expect_status(200..=399);
+    /// assert_eq!(check.expected(), &(200..=399));
+    /// # Ok::<(), fusebox_std::monitor::CheckError>(())
+    /// ```
+    #[must_use]
+    pub fn expect_status(mut self, range: RangeInclusive<u16>) -> Self {
+        self.expect = range;
+        self
+    }
+
+    /// The accepted status range.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::HttpCheck;
+    ///
+    /// assert_eq!(HttpCheck::new("http://127.0.0.1:9/")?.expected(), &(200..=299));
+    /// # Ok::<(), fusebox_std::monitor::CheckError>(())
+    /// ```
+    pub fn expected(&self) -> &RangeInclusive<u16> {
+        &self.expect
+    }
+
+    /// The URL as shown: user info removed, secret query values masked.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::HttpCheck;
+    ///
+    /// let check = HttpCheck::new("http://u:p@127.0.0.1:9/?key=k")?;
+    /// assert_eq!(check.url(), "http://127.0.0.1:9/?key=[redacted]");
+    /// # Ok::<(), fusebox_std::monitor::CheckError>(())
+    /// ```
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+}
+
+impl fmt::Debug for HttpCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpCheck")
+            .field("url", &self.shown)
+            .field("expect", &self.expect)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HealthCheck for HttpCheck {
+    async fn check(&self) -> Result<Option<String>, CheckError> {
+        let mut request = http::Request::get(self.uri.clone());
+        if let Some(auth) = &self.authorization {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
+        let request = request
+            .body(Empty::new())
+            .map_err(|e| CheckError::new(ErrorKind::Config, e))?;
+        let response = self.client.request(request).await.map_err(|e| {
+            let kind = if e.is_connect() {
+                ErrorKind::Connect
+            } else {
+                ErrorKind::Other
+            };
+            CheckError::new(kind, format_args!("GET {}: {}", self.shown, chain(&e)))
+        })?;
+        let status = response.status().as_u16();
+        if self.expect.contains(&status) {
+            Ok(Some(format!("status {status}")))
+        } else {
+            Err(CheckError::new(
+                ErrorKind::Status,
+                format_args!(
+                    "GET {}: status {status}, expected {}..={}",
+                    self.shown,
+                    self.expect.start(),
+                    self.expect.end()
+                ),
+            ))
+        }
+    }
+
+    fn target(&self) -> Option<String> {
+        Some(self.shown.clone())
+    }
+}
+
+/// `e` and its sources, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Standard base64 with padding (RFC 4648), for Basic authorization.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (plain, coded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("Aladdin:open sesame", "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), coded);
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! [`RecoveryRule`]: actions run when a check keeps failing, with a
+//! cooldown, exponential backoff and escalation.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::scrub::scrub;
+
+type BoxedAction = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// A named async action (reconnect, clear a cache, restart a worker). Its
+/// error is redacted before it is stored, logged or sent.
+///
+/// ```
+/// use fusebox_std::monitor::RecoveryAction;
+///
+/// let action = RecoveryAction::new("reconnect", || async { Ok::<(), std::io::Error>(()) });
+/// assert_eq!(action.name(), "reconnect");
+/// ```
+#[derive(Clone)]
+pub struct RecoveryAction {
+    name: Arc<str>,
+    run: Arc<dyn Fn() -> BoxedAction + Send + Sync>,
+}
+
+impl RecoveryAction {
+    /// An action named `name` running the future `make` returns.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::RecoveryAction;
+    ///
+    /// let flush = RecoveryAction::new("flush-cache", || async { Err::<(), _>("cache://u:pw@c unreachable") });
+    /// # drop(flush);
+    /// ```
+    pub fn new<F, Fut, E>(name: impl Into<Arc<str>>, make: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        Self {
+            name: name.into(),
+            run: Arc::new(move || {
+                let fut = make();
+                Box::pin(async move { fut.await.map_err(|e| scrub(&e.to_string())) })
+            }),
+        }
+    }
+
+    /// The action's name.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::RecoveryAction;
+    ///
+    /// assert_eq!(RecoveryAction::new("noop", || async { Ok::<(), String>(()) }).name(), "noop");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn shared_name(&self) -> Arc<str> {
+        Arc::clone(&self.name)
+    }
+
+    pub(crate) fn run(&self) -> BoxedAction {
+        (self.run)()
+    }
+}
+
+impl fmt::Debug for RecoveryAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecoveryAction")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When and how a check's recovery actions run.
+///
+/// # Schedule
+///
+/// An *episode* starts when the check's failure streak reaches
+/// `after_failures`: attempt 1 runs at once (the instant of that failing
+/// result). After attempt *k* ends, the next may start `cooldown × factor^(k−1)`
+/// later (capped at `max_backoff`): with the defaults (30 s, ×2, 10 min)
+/// the attempts start at 0, 30 s, 90 s, 210 s, … after the trigger when
+/// they take no time. Before each further attempt the monitor looks at the
+/// check: if it became [`Healthy`](super::Health::Healthy) since the
+/// episode began, the episode is over (the backoff resets), otherwise the
+/// next attempt runs, whether or not the check ran in between.
+///
+/// Attempts `1..=escalate_after` run the primary action; later attempts
+/// run the escalation action, if one is set (else the primary again).
+/// Every attempt counts in [`ActionStats`]; a failing action does not
+/// change the schedule (the check's health decides, not the action's
+/// result).
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::monitor::{RecoveryAction, RecoveryRule};
+///
+/// let rule = RecoveryRule::new(3, RecoveryAction::new("reconnect", || async { Ok::<(), String>(()) }))
+///     .cooldown(Duration::from_secs(10))
+///     .backoff(3, Duration::from_secs(120))
+///     .escalate(2, RecoveryAction::new("restart", || async { Ok::<(), String>(()) }));
+/// assert_eq!(rule.delay_after(1), Duration::from_secs(10));
+/// assert_eq!(rule.delay_after(2), Duration::from_secs(30));
+/// assert_eq!(rule.delay_after(4), Duration::from_secs(120)); // 270 s capped
+/// ```
+#[derive(Clone, Debug)]
+pub struct RecoveryRule {
+    pub(crate) after_failures: u32,
+    pub(crate) primary: RecoveryAction,
+    pub(crate) escalation: Option<(u32, RecoveryAction)>,
+    cooldown: Duration,
+    factor: u32,
+    max_backoff: Duration,
+}
+
+impl RecoveryRule {
+    /// Runs `action` once the check failed `after_failures` times in a row
+    /// (at least 1).
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{RecoveryAction, RecoveryRule};
+    ///
+    /// let rule = RecoveryRule::new(0, RecoveryAction::new("a", || async { Ok::<(), String>(()) }));
+    /// assert_eq!(rule.after_failures(), 1);
+    /// ```
+    pub fn new(after_failures: u32, action: RecoveryAction) -> Self {
+        Self {
+            after_failures: after_failures.max(1),
+            primary: action,
+            escalation: None,
+            cooldown: Duration::from_secs(30),
+            factor: 2,
+            max_backoff: Duration::from_secs(600),
+        }
+    }
+
+    /// The wait after the first attempt of an episode (default 30 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::monitor::{RecoveryAction, RecoveryRule};
+    ///
+    /// let rule = RecoveryRule::new(1, RecoveryAction::new("a", || async { Ok::<(), String>(()) }))
+    ///     .cooldown(Duration::from_secs(5));
+    /// assert_eq!(rule.delay_after(1), Duration::from_secs(5));
+    /// ```
+    #[must_use]
+    pub fn cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// Each wait is `factor` times the previous one (at least 1; default
+    /// 2), up to `max` (default 10 min).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::monitor::{RecoveryAction, RecoveryRule};
+    ///
+    /// let rule = RecoveryRule::new(1, RecoveryAction::new("a", || async { Ok::<(), String>(()) }))
+    ///     .cooldown(Duration::from_secs(1))
+    ///     .backoff(1, Duration::from_secs(60)); // a fixed 1 s cooldown
+    /// assert_eq!(rule.delay_after(9), Duration::from_secs(1));
+    /// ```
+    #[must_use]
+    pub fn backoff(mut self, factor: u32, max: Duration) -> Self {
+        self.factor = factor.max(1);
+        self.max_backoff = max;
+        self
+    }
+
+    /// After `after_attempts` attempts of the primary action in one episode
+    /// (at least 1), run `action` instead.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{RecoveryAction, RecoveryRule};
+    ///
+    /// let ok = || async { Ok::<(), String>(()) };
+    /// let rule = RecoveryRule::new(2, RecoveryAction::new("reconnect", ok))
+    ///     .escalate(3, RecoveryAction::new("failover", ok));
+    /// assert_eq!(rule.action_for(3).name(), "reconnect");
+    /// assert_eq!(rule.action_for(4).name(), "failover");
+    /// ```
+    #[must_use]
+    pub fn escalate(mut self, after_attempts: u32, action: RecoveryAction) -> Self {
+        self.escalation = Some((after_attempts.max(1), action));
+        self
+    }
+
+    /// The failure streak that starts an episode.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{RecoveryAction, RecoveryRule};
+    ///
+    /// let rule = RecoveryRule::new(4, RecoveryAction::new("a", || async { Ok::<(), String>(()) }));
+    /// assert_eq!(rule.after_failures(), 4);
+    /// ```
+    pub const fn after_failures(&self) -> u32 {
+        self.after_failures
+    }
+
+    /// The wait after attempt `attempt` (from 1) of an episode:
+    /// `cooldown × factor^(attempt−1)`, capped at the backoff maximum.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::monitor::{RecoveryAction, RecoveryRule};
+    ///
+    /// let rule = RecoveryRule::new(1, RecoveryAction::new("a", || async { Ok::<(), String>(()) }));
+    /// assert_eq!(rule.delay_after(3), Duration::from_secs(120));
+    /// assert_eq!(rule.delay_after(40), Duration::from_secs(600));
+    /// ```
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1);
+        let growth = self.factor.checked_pow(exp).unwrap_or(u32::MAX);
+        self.cooldown
+            .checked_mul(growth)
+            .unwrap_or(Duration::MAX)
+            .min(self.max_backoff.max(self.cooldown))
+    }
+
+    /// The action attempt `attempt` (from 1) of an episode runs, and
+    /// whether it is the escalation.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{RecoveryAction, RecoveryRule};
+    ///
+    /// let rule = RecoveryRule::new(1, RecoveryAction::new("only", || async { Ok::<(), String>(()) }));
+    /// assert_eq!(rule.action_for(100).name(), "only");
+    /// ```
+    pub fn action_for(&self, attempt: u32) -> &RecoveryAction {
+        self.pick(attempt).0
+    }
+
+    pub(crate) fn pick(&self, attempt: u32) -> (&RecoveryAction, bool) {
+        match &self.escalation {
+            Some((after, action)) if attempt > *after => (action, true),
+            _ => (&self.primary, false),
+        }
+    }
+}
+
+/// What one recovery action did, in a [`Status`](super::Status).
+///
+/// ```
+/// use fusebox_std::monitor::ActionStats;
+///
+/// let stats = ActionStats::default();
+/// assert_eq!(stats.attempts, 0);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ActionStats {
+    /// The action's name.
+    pub name: String,
+    /// Times it ran.
+    pub attempts: u64,
+    /// Times it returned `Ok`.
+    pub successes: u64,
+    /// Its last error, redacted.
+    pub last_error: Option<String>,
+    /// When its last attempt started (since the monitor started).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "last_attempt_at_us", serialize_with = "super::ser::opt_us")
+    )]
+    pub last_attempt_at: Option<Duration>,
+}
+
+/// The recovery side of a check's status.
+///
+/// ```
+/// use fusebox_std::monitor::RecoveryStatus;
+///
+/// let status = RecoveryStatus::default();
+/// assert!(!status.escalated);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct RecoveryStatus {
+    /// Episodes begun.
+    pub episodes: u64,
+    /// Attempts in the current (or last) episode.
+    pub episode_attempts: u32,
+    /// Whether the current (or last) episode reached the escalation action.
+    pub escalated: bool,
+    /// When the next attempt may start, while an episode is running.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "next_attempt_at_us", serialize_with = "super::ser::opt_us")
+    )]
+    pub next_attempt_at: Option<Duration>,
+    /// The primary action's statistics.
+    pub primary: ActionStats,
+    /// The escalation action's statistics, if one is set.
+    pub escalation: Option<ActionStats>,
+}

@@ -1,0 +1,152 @@
+//! [`Status`] snapshots and the [`StatusReader`] that takes them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::tasks::Shared;
+use super::{AlertKind, Health, Probe, RecoveryStatus};
+
+/// Reads a monitor's status without owning it ([`MonitorHandle::reader`](super::MonitorHandle::reader)).
+///
+/// ```
+/// use fusebox_std::monitor::HealthMonitor;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let handle = HealthMonitor::new().spawn();
+/// let reader = handle.reader();
+/// handle.stop().await;
+/// assert!(reader.status().checks.is_empty()); // the last state
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct StatusReader {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl StatusReader {
+    /// As [`MonitorHandle::status`](super::MonitorHandle::status).
+    ///
+    /// ```
+    /// use fusebox_std::monitor::HealthMonitor;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let handle = HealthMonitor::new().spawn();
+    /// assert_eq!(handle.reader().status().lagged_events, 0);
+    /// # });
+    /// ```
+    pub fn status(&self) -> Status {
+        self.shared.status()
+    }
+
+    /// As [`MonitorHandle::health`](super::MonitorHandle::health).
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{Health, HealthMonitor};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// assert_eq!(HealthMonitor::new().spawn().reader().health(), Health::Healthy);
+    /// # });
+    /// ```
+    pub fn health(&self) -> Health {
+        self.shared.status().health
+    }
+}
+
+/// Snapshot of a monitor ([`MonitorHandle::status`](super::MonitorHandle::status)); serializable with the
+/// `serde` feature. Every string in it is redacted. Times are since the
+/// monitor was spawned.
+///
+/// ```
+/// use fusebox_std::monitor::HealthMonitor;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let status = HealthMonitor::new().spawn().status();
+/// assert_eq!(status.lagged_events, 0);
+/// # });
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Status {
+    /// The worst health of the critical checks (a non-critical check
+    /// counts at most as degraded); healthy with no check.
+    pub health: Health,
+    /// Time since the monitor was spawned.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "uptime_us", serialize_with = "super::ser::us")
+    )]
+    pub uptime: Duration,
+    /// Every check, in the order added.
+    pub checks: Vec<CheckStatus>,
+    /// Events lost by receivers that fell behind.
+    pub lagged_events: u64,
+    /// Times a receiver found it had fallen behind.
+    pub lagged_receivers: u64,
+}
+
+/// One check in a [`Status`].
+///
+/// ```
+/// use fusebox_std::monitor::{CheckSpec, HealthMonitor, TcpCheck, Health};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
+/// let handle = HealthMonitor::new()
+///     .check(CheckSpec::new("db", TcpCheck::new("127.0.0.1:5432")))
+///     .spawn();
+/// let check = &handle.status().checks[0];
+/// assert_eq!((check.name.as_str(), check.health), ("db", Health::Unknown)); // not run yet
+/// assert_eq!(check.target.as_deref(), Some("tcp://127.0.0.1:5432"));
+/// # });
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct CheckStatus {
+    /// The check's name.
+    pub name: String,
+    /// What it checks, redacted.
+    pub target: Option<String>,
+    /// Its health.
+    pub health: Health,
+    /// Whether it bounds the monitor's health.
+    pub critical: bool,
+    /// Its interval.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "interval_us", serialize_with = "super::ser::us")
+    )]
+    pub interval: Duration,
+    /// Its timeout.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "timeout_us", serialize_with = "super::ser::us")
+    )]
+    pub timeout: Duration,
+    /// Failed runs in a row.
+    pub consecutive_failures: u32,
+    /// Passed runs in a row.
+    pub consecutive_successes: u32,
+    /// Runs so far.
+    pub runs: u64,
+    /// Failed runs so far.
+    pub failed_runs: u64,
+    /// Success rate of the alert window, in percent (100 before any run).
+    pub success_rate: f64,
+    /// Mean latency of the alert window.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "mean_latency_us", serialize_with = "super::ser::us")
+    )]
+    pub mean_latency: Duration,
+    /// The last run's result.
+    pub last: Option<Probe>,
+    /// When the last run ended.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "last_run_at_us", serialize_with = "super::ser::opt_us")
+    )]
+    pub last_run_at: Option<Duration>,
+    /// Alerts raised and not cleared.
+    pub alerts: Vec<AlertKind>,
+    /// Recovery statistics, if the check has a rule.
+    pub recovery: Option<RecoveryStatus>,
+}

@@ -1,0 +1,316 @@
+//! The monitor's tasks: one per check (run, record, publish) and one per
+//! recovery rule, and the shared state they keep for [`Status`] snapshots.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::alert::Window;
+use super::check::{timed, DynCheck};
+use super::event::{Bus, Lag};
+use super::guard::unwind_safe;
+use super::scrub::scrub;
+use super::state::Streaks;
+use super::{
+    CheckError, CheckStatus, Health, MonitorEvent, Probe, RecoveryRule, RecoveryStatus, Status,
+    Thresholds,
+};
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) started: Instant,
+    pub(crate) cells: Vec<Cell>,
+    /// The bus's lag counters (the bus itself lives in the tasks and the
+    /// handle, so a [`StatusReader`] never keeps subscriptions open).
+    pub(crate) lag: Arc<Lag>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Cell {
+    pub(crate) name: Arc<str>,
+    pub(crate) target: Option<String>,
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) thresholds: Thresholds,
+    pub(crate) critical: bool,
+    pub(crate) state: Mutex<CheckState>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CheckState {
+    pub(crate) streaks: Streaks,
+    pub(crate) window: Window,
+    pub(crate) runs: u64,
+    pub(crate) failed_runs: u64,
+    pub(crate) last: Option<Probe>,
+    pub(crate) last_run_at: Option<Duration>,
+    pub(crate) recovery: Option<RecoveryStatus>,
+}
+
+/// What a check task tells its recovery task after every run.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Signal {
+    pub(crate) failures: u32,
+    /// Bumped each time the check becomes healthy.
+    pub(crate) healthy_epoch: u64,
+}
+
+impl Cell {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, CheckState> {
+        // The state stays consistent across a panic (plain field writes).
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Shared {
+    pub(crate) fn since(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.started)
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        let checks: Vec<CheckStatus> = self
+            .cells
+            .iter()
+            .map(|cell| {
+                let s = cell.lock();
+                CheckStatus {
+                    name: cell.name.to_string(),
+                    target: cell.target.clone(),
+                    health: s.streaks.health,
+                    critical: cell.critical,
+                    interval: cell.interval,
+                    timeout: cell.timeout,
+                    consecutive_failures: s.streaks.failures,
+                    consecutive_successes: s.streaks.successes,
+                    runs: s.runs,
+                    failed_runs: s.failed_runs,
+                    success_rate: s.window.success_rate(),
+                    mean_latency: s.window.mean_latency(),
+                    last: s.last.clone(),
+                    last_run_at: s.last_run_at,
+                    alerts: s.window.active(),
+                    recovery: s.recovery.clone(),
+                }
+            })
+            .collect();
+        let health = checks
+            .iter()
+            .map(|c| {
+                if c.critical {
+                    c.health
+                } else {
+                    c.health.min(Health::Degraded)
+                }
+            })
+            .max()
+            .unwrap_or(Health::Healthy);
+        Status {
+            health,
+            uptime: self.since(Instant::now()),
+            checks,
+            lagged_events: self.lag.events.load(Relaxed),
+            lagged_receivers: self.lag.receivers.load(Relaxed),
+        }
+    }
+
+    /// Records one run; returns the events it causes and the new signal.
+    fn record(&self, index: usize, probe: Probe, signal: &mut Signal) -> Vec<MonitorEvent> {
+        let cell = &self.cells[index];
+        let at = self.since(Instant::now());
+        let mut events = Vec::new();
+        let mut s = cell.lock();
+        let passed = probe.passed();
+        s.runs += 1;
+        s.failed_runs += u64::from(!passed);
+        let from = s.streaks.health;
+        if let Some(to) = s.streaks.record(passed, &cell.thresholds) {
+            if to == Health::Healthy {
+                signal.healthy_epoch += 1;
+            }
+            events.push(MonitorEvent::HealthChanged {
+                check: Arc::clone(&cell.name),
+                from,
+                to,
+                at,
+            });
+        }
+        signal.failures = s.streaks.failures;
+        for edge in s.window.push(passed, probe.latency) {
+            let (check, kind) = (Arc::clone(&cell.name), edge.kind);
+            let (success_rate, mean_latency) = (s.window.success_rate(), s.window.mean_latency());
+            events.push(if edge.raised {
+                MonitorEvent::AlertRaised {
+                    check,
+                    kind,
+                    success_rate,
+                    mean_latency,
+                    at,
+                }
+            } else {
+                MonitorEvent::AlertCleared {
+                    check,
+                    kind,
+                    success_rate,
+                    mean_latency,
+                    at,
+                }
+            });
+        }
+        s.last = Some(probe);
+        s.last_run_at = Some(at);
+        events
+    }
+}
+
+/// Logs `event` and sends it.
+fn publish(bus: &Bus, event: MonitorEvent) {
+    match &event {
+        MonitorEvent::HealthChanged {
+            check, from, to, ..
+        } => {
+            if *to > Health::Unknown {
+                tracing::warn!(check = %check, from = ?from, to = ?to, "health changed");
+            } else {
+                tracing::info!(check = %check, from = ?from, to = ?to, "health changed");
+            }
+        }
+        MonitorEvent::AlertRaised {
+            check,
+            kind,
+            success_rate,
+            mean_latency,
+            ..
+        } => {
+            tracing::warn!(check = %check, kind = ?kind, success_rate, mean_latency_us = mean_latency.as_micros(), "alert raised");
+        }
+        MonitorEvent::AlertCleared {
+            check,
+            kind,
+            success_rate,
+            mean_latency,
+            ..
+        } => {
+            tracing::info!(check = %check, kind = ?kind, success_rate, mean_latency_us = mean_latency.as_micros(), "alert cleared");
+        }
+        MonitorEvent::RecoveryAttempted {
+            check,
+            action,
+            attempt,
+            escalated,
+            error,
+            ..
+        } => {
+            tracing::warn!(check = %check, action = %action, attempt, escalated, error = ?error, "recovery attempted");
+        }
+    }
+    bus.send(event);
+}
+
+pub(crate) async fn check_loop(
+    shared: Arc<Shared>,
+    bus: Bus,
+    index: usize,
+    check: Arc<dyn DynCheck>,
+    first: Instant,
+    signal_tx: watch::Sender<Signal>,
+) {
+    let (interval, timeout) = (shared.cells[index].interval, shared.cells[index].timeout);
+    let mut next = first;
+    let mut signal = Signal::default();
+    loop {
+        tokio::time::sleep_until(next).await;
+        let run = async {
+            unwind_safe(|| check.run()).await.unwrap_or_else(|panic| {
+                Err(CheckError::other(format_args!("check panicked: {panic}")))
+            })
+        };
+        let probe = timed(run, timeout).await;
+        tracing::debug!(
+            check = %shared.cells[index].name,
+            passed = probe.passed(),
+            latency_us = probe.latency.as_micros(),
+            error = probe.error.as_ref().map(super::CheckError::message),
+            "check ran"
+        );
+        for event in shared.record(index, probe, &mut signal) {
+            publish(&bus, event);
+        }
+        signal_tx.send_replace(signal);
+        next += interval;
+        let now = Instant::now();
+        if next < now {
+            next = now;
+        }
+    }
+}
+
+pub(crate) async fn recovery_loop(
+    shared: Arc<Shared>,
+    bus: Bus,
+    index: usize,
+    rule: RecoveryRule,
+    mut signal: watch::Receiver<Signal>,
+) {
+    let cell = &shared.cells[index];
+    loop {
+        let Ok(epoch) = signal
+            .wait_for(|s| s.failures >= rule.after_failures)
+            .await
+            .map(|s| s.healthy_epoch)
+        else {
+            return; // the check task ended
+        };
+        if let Some(r) = cell.lock().recovery.as_mut() {
+            r.episodes += 1;
+            r.episode_attempts = 0;
+            r.escalated = false;
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (action, escalated) = rule.pick(attempt);
+            let at = shared.since(Instant::now());
+            let result = unwind_safe(|| action.run())
+                .await
+                .unwrap_or_else(|panic| Err(scrub(&format!("action panicked: {panic}"))));
+            let delay = rule.delay_after(attempt);
+            let next_at = shared.since(Instant::now()) + delay;
+            if let Some(r) = cell.lock().recovery.as_mut() {
+                r.episode_attempts = attempt;
+                r.escalated |= escalated;
+                r.next_attempt_at = Some(next_at);
+                let stats = match (&mut r.escalation, escalated) {
+                    (Some(stats), true) => stats,
+                    _ => &mut r.primary,
+                };
+                stats.attempts += 1;
+                stats.last_attempt_at = Some(at);
+                match &result {
+                    Ok(()) => stats.successes += 1,
+                    Err(e) => stats.last_error = Some(e.clone()),
+                }
+            }
+            publish(
+                &bus,
+                MonitorEvent::RecoveryAttempted {
+                    check: Arc::clone(&cell.name),
+                    action: action.shared_name(),
+                    attempt,
+                    escalated,
+                    error: result.err(),
+                    at,
+                },
+            );
+            tokio::time::sleep(delay).await;
+            if signal.borrow().healthy_epoch != epoch {
+                if let Some(r) = cell.lock().recovery.as_mut() {
+                    r.next_attempt_at = None;
+                }
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! [`TcpCheck`]: a TCP connect.
+
+use super::{CheckError, HealthCheck};
+
+/// Healthy when a TCP connection to the address opens (it is closed at
+/// once). The address is anything `tokio::net::TcpStream::connect` takes
+/// as a string (`"10.0.0.5:5432"`, `"db.internal:5432"`).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::monitor::{probe, TcpCheck};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let check = TcpCheck::new(listener.local_addr()?.to_string());
+/// assert!(probe(&check, Duration::from_secs(1)).await.passed());
+/// # Ok::<(), std::io::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct TcpCheck {
+    addr: String,
+}
+
+impl TcpCheck {
+    /// A check connecting to `addr`.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::TcpCheck;
+    ///
+    /// let check = TcpCheck::new("127.0.0.1:6379");
+    /// assert_eq!(check.addr(), "127.0.0.1:6379");
+    /// ```
+    pub fn new(addr: impl Into<String>) -> Self {
+        Self { addr: addr.into() }
+    }
+
+    /// The address connected to.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::TcpCheck;
+    ///
+    /// assert_eq!(TcpCheck::new("[::1]:80").addr(), "[::1]:80");
+    /// ```
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+impl HealthCheck for TcpCheck {
+    async fn check(&self) -> Result<Option<String>, CheckError> {
+        let stream = tokio::net::TcpStream::connect(self.addr.as_str()).await?;
+        drop(stream);
+        Ok(None)
+    }
+
+    fn target(&self) -> Option<String> {
+        Some(format!("tcp://{}", self.addr))
+    }
+}

@@ -1,0 +1,553 @@
+//! The health monitor on paused tokio time: exact schedules (staggered
+//! starts, intervals, timeouts), the health state machine through its
+//! events, alert edges, the recovery schedule (cooldown, backoff,
+//! escalation, reset), lag counting, redaction and task cleanup.
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fusebox_std::monitor::{
+    AlertKind, AlertThresholds, CheckError, CheckSpec, ErrorKind, FnCheck, Health, HealthCheck,
+    HealthMonitor, MonitorEvent, RecoveryAction, RecoveryRule, Subscription, Thresholds,
+};
+use tokio::time::{sleep, Instant};
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+const fn ms(m: u64) -> Duration {
+    Duration::from_millis(m)
+}
+
+/// A check that passes or fails following `script` ('p' / 'f'), one
+/// letter per run, repeating the last letter; each run first sleeps the
+/// matching entry of `delays` (0 if missing).
+fn scripted(script: &'static str, delays: Vec<Duration>) -> impl HealthCheck {
+    let next = Arc::new(AtomicUsize::new(0));
+    FnCheck::new(move || {
+        let i = next.fetch_add(1, SeqCst);
+        let pass = script.as_bytes()[i.min(script.len() - 1)] == b'p';
+        let delay = delays.get(i).copied().unwrap_or_default();
+        async move {
+            sleep(delay).await;
+            if pass {
+                Ok(None)
+            } else {
+                Err(CheckError::other(format_args!("run {i} failed")))
+            }
+        }
+    })
+}
+
+/// A passing check recording the instant (since `start`) of each run.
+fn recording(start: Instant, log: &Arc<Mutex<Vec<Duration>>>) -> impl HealthCheck {
+    let log = Arc::clone(log);
+    FnCheck::new(move || {
+        log.lock().unwrap().push(start.elapsed());
+        async { Ok(None) }
+    })
+}
+
+fn drain(events: &mut Subscription) -> Vec<MonitorEvent> {
+    std::iter::from_fn(|| events.try_recv()).collect()
+}
+
+fn health_changes(events: &[MonitorEvent]) -> Vec<(Duration, Health)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            MonitorEvent::HealthChanged { at, to, .. } => Some((*at, *to)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Recovery attempts: (at, action, attempt, escalated).
+fn attempts(events: &[MonitorEvent]) -> Vec<(Duration, String, u32, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            MonitorEvent::RecoveryAttempted {
+                at,
+                action,
+                attempt,
+                escalated,
+                ..
+            } => Some((*at, action.to_string(), *attempt, *escalated)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A check failing while `failing` is set.
+fn switchable(failing: &Arc<AtomicBool>) -> impl HealthCheck {
+    let flag = Arc::clone(failing);
+    FnCheck::new(move || {
+        let fail = flag.load(SeqCst);
+        async move {
+            if fail {
+                Err(CheckError::other("down"))
+            } else {
+                Ok(None)
+            }
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn staggered_first_runs_then_fixed_intervals() {
+    let start = Instant::now();
+    let logs: Vec<_> = (0..3).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+    let monitor = HealthMonitor::new()
+        .check(CheckSpec::new("a", recording(start, &logs[0])).interval(secs(3)))
+        .check(CheckSpec::new("b", recording(start, &logs[1])).interval(secs(3)))
+        .check(CheckSpec::new("c", recording(start, &logs[2])).interval(secs(6)))
+        .spawn();
+    sleep(ms(10_500)).await;
+    let runs = |i: usize| logs[i].lock().unwrap().clone();
+    // Check i of n first runs interval_i × i / n after spawn.
+    assert_eq!(runs(0), [secs(0), secs(3), secs(6), secs(9)]);
+    assert_eq!(runs(1), [secs(1), secs(4), secs(7), secs(10)]);
+    assert_eq!(runs(2), [secs(4), secs(10)]);
+    let status = monitor.status();
+    assert_eq!(status.health, Health::Healthy);
+    assert_eq!(status.checks[2].runs, 2);
+    assert_eq!(status.checks[2].last_run_at, Some(secs(10)));
+    monitor.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_run_fails_at_its_timeout_and_the_schedule_keeps_its_rate() {
+    let start = Instant::now();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&log);
+    let slow = FnCheck::new(move || {
+        seen.lock().unwrap().push(start.elapsed());
+        async {
+            sleep(secs(5)).await;
+            Ok(None)
+        }
+    });
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("slow", slow)
+                .interval(secs(3))
+                .timeout(secs(2)),
+        )
+        .spawn();
+    let mut events = monitor.subscribe();
+    sleep(ms(7_500)).await;
+    assert_eq!(*log.lock().unwrap(), [secs(0), secs(3), secs(6)]);
+    let status = monitor.status();
+    let check = &status.checks[0];
+    let last = check.last.as_ref().unwrap();
+    assert_eq!(last.latency, secs(2));
+    assert_eq!(
+        last.error.as_ref().map(CheckError::kind),
+        Some(ErrorKind::Timeout)
+    );
+    assert_eq!(check.last_run_at, Some(secs(5)));
+    assert_eq!((check.runs, check.consecutive_failures), (2, 2));
+    // Unknown → Degraded when the first run timed out, at 2 s.
+    assert_eq!(
+        health_changes(&drain(&mut events)),
+        [(secs(2), Health::Degraded)]
+    );
+    // An overrunning run (timeout past the interval) is followed at once.
+    let monitor2 = HealthMonitor::new()
+        .check(
+            CheckSpec::new("overrun", scripted("f", vec![secs(9); 9]))
+                .interval(secs(1))
+                .timeout(ms(2_500)),
+        )
+        .spawn();
+    sleep(ms(5_100)).await;
+    assert_eq!(monitor2.status().checks[0].runs, 2); // ended at +2.5 s and +5 s
+    monitor.stop().await;
+    monitor2.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn consecutive_counts_drive_the_documented_state_machine() {
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("db", scripted("pfffppfpp", vec![]))
+                .interval(secs(1))
+                .thresholds(
+                    Thresholds::new()
+                        .degraded_after(1)
+                        .unhealthy_after(3)
+                        .healthy_after(2),
+                ),
+        )
+        .spawn();
+    let mut events = monitor.subscribe();
+    sleep(ms(9_500)).await;
+    assert_eq!(
+        health_changes(&drain(&mut events)),
+        [
+            (secs(0), Health::Healthy),   // p: first pass
+            (secs(1), Health::Degraded),  // f
+            (secs(3), Health::Unhealthy), // f f f
+            (secs(4), Health::Degraded),  // p out of unhealthy
+            (secs(5), Health::Healthy),   // p p
+            (secs(6), Health::Degraded),  // f
+            (secs(8), Health::Healthy),   // p p
+        ]
+    );
+    monitor.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn overall_health_is_the_worst_critical_check() {
+    let monitor = HealthMonitor::new()
+        .check(CheckSpec::new("ok", scripted("p", vec![])))
+        .check(
+            CheckSpec::new("optional", scripted("f", vec![]))
+                .thresholds(Thresholds::new().unhealthy_after(1))
+                .critical(false),
+        )
+        .spawn();
+    sleep(secs(6)).await;
+    let status = monitor.status();
+    assert_eq!(status.checks[1].health, Health::Unhealthy);
+    assert_eq!(status.health, Health::Degraded);
+    drop(monitor);
+    let monitor = HealthMonitor::new()
+        .check(CheckSpec::new("ok", scripted("p", vec![])))
+        .check(
+            CheckSpec::new("core", scripted("f", vec![]))
+                .thresholds(Thresholds::new().unhealthy_after(1)),
+        )
+        .spawn();
+    assert_eq!(monitor.health(), Health::Unknown); // nothing ran yet
+    sleep(secs(6)).await;
+    assert_eq!(monitor.health(), Health::Unhealthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn alerts_are_raised_and_cleared_once_per_crossing() {
+    // Runs at 0..=9 s; latencies 0 except runs 4 and 5 (300 ms each).
+    let mut delays = vec![Duration::ZERO; 10];
+    delays[4] = ms(300);
+    delays[5] = ms(300);
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("api", scripted("ppffpppppp", delays))
+                .interval(secs(1))
+                .alerts(
+                    AlertThresholds::new()
+                        .window(4)
+                        .min_samples(4)
+                        .min_success_rate(75)
+                        .max_response_time(ms(100)),
+                ),
+        )
+        .spawn();
+    let mut events = monitor.subscribe();
+    sleep(ms(9_900)).await;
+    let alerts: Vec<_> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            MonitorEvent::AlertRaised {
+                at,
+                kind,
+                success_rate,
+                ..
+            } => Some((at, kind, true, success_rate)),
+            MonitorEvent::AlertCleared {
+                at,
+                kind,
+                success_rate,
+                ..
+            } => Some((at, kind, false, success_rate)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            // window p p f f at run 3: 50 % < 75 %
+            (secs(3), AlertKind::SuccessRate, true, 50.0),
+            // run 4 (300 ms): window p f f p, mean 75 ms; run 5: f f p p, mean 150 ms
+            (secs(5) + ms(300), AlertKind::ResponseTime, true, 50.0),
+            // run 6: f p p p = 75 %: cleared
+            (secs(6), AlertKind::SuccessRate, false, 75.0),
+            // run 8: p p p p, latencies 0 0 0 0 after the slow runs leave the window
+            (secs(8), AlertKind::ResponseTime, false, 100.0),
+        ]
+    );
+    assert!(monitor.status().checks[0].alerts.is_empty());
+    monitor.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_runs_with_cooldown_backoff_escalation_and_resets_on_health() {
+    let failing = Arc::new(AtomicBool::new(true));
+    let check = switchable(&failing);
+    let rule = RecoveryRule::new(
+        2,
+        RecoveryAction::new("reconnect", || async {
+            Err::<(), _>("dial redis://cache:pw1@10.0.0.9:6379?password=pw2 refused")
+        }),
+    )
+    .cooldown(secs(10))
+    .backoff(2, secs(25))
+    .escalate(
+        2,
+        RecoveryAction::new("restart", || async { Ok::<(), String>(()) }),
+    );
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("cache", check)
+                .interval(secs(1))
+                .recovery(rule),
+        )
+        .spawn();
+    let mut events = monitor.subscribe();
+    sleep(ms(59_500)).await;
+    // Failures at 0 s, 1 s, …: the second (1 s) starts the episode. Waits
+    // after attempts 1, 2, 3: 10 s, 20 s, 40 s capped at 25 s.
+    assert_eq!(
+        attempts(&drain(&mut events)),
+        [
+            (secs(1), "reconnect".into(), 1, false),
+            (secs(11), "reconnect".into(), 2, false),
+            (secs(31), "restart".into(), 3, true),
+            (secs(56), "restart".into(), 4, true),
+        ]
+    );
+    let recovery = monitor.status().checks[0].recovery.clone().unwrap();
+    assert_eq!(
+        (
+            recovery.episodes,
+            recovery.episode_attempts,
+            recovery.escalated
+        ),
+        (1, 4, true)
+    );
+    assert_eq!(recovery.next_attempt_at, Some(secs(81)));
+    assert_eq!(
+        (recovery.primary.attempts, recovery.primary.successes),
+        (2, 0)
+    );
+    assert_eq!(recovery.primary.last_attempt_at, Some(secs(11)));
+    assert_eq!(
+        recovery.primary.last_error.as_deref(),
+        Some("dial redis://10.0.0.9:6379?password=[redacted] refused")
+    );
+    let escalation = recovery.escalation.unwrap();
+    assert_eq!(
+        (
+            escalation.name.as_str(),
+            escalation.attempts,
+            escalation.successes
+        ),
+        ("restart", 2, 2)
+    );
+
+    // Healthy again at 61 s (passes at 60 s and 61 s): at 81 s the episode
+    // ends without an attempt.
+    failing.store(false, SeqCst);
+    sleep(secs(30)).await; // now 89.5 s
+    let events_now = drain(&mut events);
+    assert!(attempts(&events_now).is_empty());
+    assert!(health_changes(&events_now).contains(&(secs(61), Health::Healthy)));
+    assert_eq!(
+        monitor.status().checks[0]
+            .recovery
+            .as_ref()
+            .unwrap()
+            .next_attempt_at,
+        None
+    );
+
+    // A new episode starts from the first cooldown again.
+    failing.store(true, SeqCst);
+    sleep(secs(13)).await; // fails at 90 s, 91 s (trigger), …
+    assert_eq!(
+        attempts(&drain(&mut events)),
+        [
+            (secs(91), "reconnect".into(), 1, false),
+            (secs(101), "reconnect".into(), 2, false)
+        ]
+    );
+    let recovery = monitor.status().checks[0].recovery.clone().unwrap();
+    assert_eq!((recovery.episodes, recovery.escalated), (2, false));
+    monitor.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lagging_receiver_loses_the_oldest_events_and_is_counted() {
+    // Every run flips the health: one event per run.
+    let monitor = HealthMonitor::new()
+        .event_capacity(2)
+        .check(
+            CheckSpec::new("flappy", scripted("pfpfp", vec![]))
+                .interval(secs(1))
+                .thresholds(Thresholds::new().unhealthy_after(1).healthy_after(1)),
+        )
+        .spawn();
+    let mut events = monitor.subscribe();
+    sleep(ms(4_500)).await; // 5 events sent, nobody received
+    let first = events.recv().await.unwrap();
+    assert!(matches!(first, MonitorEvent::HealthChanged { at, .. } if at == secs(3)));
+    assert!(
+        matches!(events.recv().await, Some(MonitorEvent::HealthChanged { at, .. }) if at == secs(4))
+    );
+    let status = monitor.status();
+    assert_eq!((status.lagged_events, status.lagged_receivers), (3, 1));
+    assert_eq!(events.missed(), 3);
+    let reader = monitor.reader();
+    monitor.stop().await;
+    // A reader keeps the last state readable but not the subscriptions open.
+    assert!(events.recv().await.is_none());
+    assert_eq!(reader.status().checks[0].runs, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_and_errors_carry_no_secret() {
+    let check = FnCheck::new(|| async {
+        Err(CheckError::new(
+            ErrorKind::Connect,
+            "GET http://svc:hunter2@10.1.2.3/health?api_key=k9&x=1 refused",
+        ))
+    })
+    .with_target("http://svc:hunter2@10.1.2.3/health?api_key=k9&x=1");
+    let monitor = HealthMonitor::new()
+        .check(CheckSpec::new("svc", check))
+        .spawn();
+    sleep(secs(1)).await;
+    let status = monitor.status();
+    let check = &status.checks[0];
+    assert_eq!(
+        check.target.as_deref(),
+        Some("http://10.1.2.3/health?api_key=[redacted]&x=1")
+    );
+    assert_eq!(
+        check
+            .last
+            .as_ref()
+            .unwrap()
+            .error
+            .as_ref()
+            .unwrap()
+            .message(),
+        "GET http://10.1.2.3/health?api_key=[redacted]&x=1 refused"
+    );
+    #[cfg(feature = "serde")]
+    {
+        let json = serde_json::to_string(&status).unwrap();
+        assert!(!json.contains("hunter2") && !json.contains("k9"), "{json}");
+        assert!(json.contains(r#""health":"degraded""#), "{json}");
+        // Durations are whole microseconds in `…_us` fields.
+        assert!(json.contains(r#""uptime_us":1000000,"#), "{json}");
+        assert!(
+            json.contains(r#""interval_us":10000000,"timeout_us":10000000,"#),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""latency_us":0"#) && json.contains(r#""last_run_at_us":0"#),
+            "{json}"
+        );
+    }
+    monitor.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_and_drop_end_every_task() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let action = || RecoveryAction::new("noop", || async { Ok::<(), String>(()) });
+    let spawn = || {
+        HealthMonitor::new()
+            .check(
+                CheckSpec::new("a", scripted("f", vec![secs(3)]))
+                    .interval(secs(1))
+                    .recovery(RecoveryRule::new(1, action())),
+            )
+            .check(CheckSpec::new("b", scripted("p", vec![])).interval(secs(2)))
+            .spawn()
+    };
+    let monitor = spawn();
+    sleep(ms(2_500)).await; // a run of "a" is in flight
+    assert_eq!(metrics.num_alive_tasks(), before + 3);
+    monitor.stop().await;
+    assert_eq!(metrics.num_alive_tasks(), before);
+
+    let monitor = spawn();
+    sleep(ms(2_500)).await;
+    assert_eq!(metrics.num_alive_tasks(), before + 3);
+    drop(monitor);
+    tokio::task::yield_now().await; // aborted tasks are reaped when polled
+    assert_eq!(metrics.num_alive_tasks(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_check_or_action_fails_its_run_and_the_monitor_goes_on() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&runs);
+    let check = FnCheck::new(move || {
+        let run = seen.fetch_add(1, SeqCst);
+        assert!(run != 1, "closure panics on run 1");
+        async move {
+            assert!(run != 2, "future panics on run 2");
+            Ok(None)
+        }
+    });
+    let rule = RecoveryRule::new(
+        1,
+        RecoveryAction::new("explode", || async {
+            panic!("token=abc in a panic");
+            #[allow(unreachable_code)]
+            Ok::<(), String>(())
+        }),
+    );
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("fragile", check)
+                .interval(secs(1))
+                .recovery(rule),
+        )
+        .spawn();
+    let mut events = monitor.subscribe();
+    sleep(ms(3_500)).await; // runs at 0, 1 (closure panics), 2 (future panics), 3
+    let status = monitor.status();
+    let check = &status.checks[0];
+    assert_eq!(
+        (check.runs, check.failed_runs, check.health),
+        (4, 2, Health::Degraded)
+    );
+    let recovery = check.recovery.as_ref().unwrap();
+    assert_eq!(recovery.primary.attempts, 1); // at 1 s; the next would be at 31 s
+    assert_eq!(
+        recovery.primary.last_error.as_deref(),
+        Some("action panicked: token=[redacted] in a panic")
+    );
+    let errors: Vec<_> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            MonitorEvent::HealthChanged { at, to, .. } => Some(format!("{at:?} {to:?}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors, ["0ns Healthy", "1s Degraded"]);
+    monitor.stop().await;
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn events_serialize_tagged_with_microseconds() {
+    let event = MonitorEvent::AlertRaised {
+        check: "api".into(),
+        kind: AlertKind::ResponseTime,
+        success_rate: 100.0,
+        mean_latency: ms(150),
+        at: secs(3),
+    };
+    assert_eq!(
+        serde_json::to_string(&event).unwrap(),
+        r#"{"event":"alert_raised","check":"api","kind":"response_time","success_rate":100.0,"mean_latency_us":150000,"at_us":3000000}"#
+    );
+}
