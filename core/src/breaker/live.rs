@@ -42,6 +42,7 @@
 //! the longer one look expired early (or a stale clock read it as expired).
 
 use super::config::Config;
+use super::reconfigure::ReconfigureError;
 use super::word::MAX_OPEN_FOR;
 use crate::sync::{
     const_fn_unless_loom, AtomicU32,
@@ -315,52 +316,6 @@ pub(crate) struct Trip {
     pub(crate) slow_rate: u8,
     pub(crate) minimum_calls: u32,
 }
-
-/// Why [`CircuitBreaker::set_config`](super::CircuitBreaker::set_config)
-/// refused a configuration. The breaker is left unchanged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[non_exhaustive]
-pub enum ReconfigureError {
-    /// The sliding window's size differs: its slots are laid out for the
-    /// size the breaker was built with.
-    WindowSize {
-        /// The breaker's window, in calls.
-        current: u8,
-        /// The requested window.
-        requested: u8,
-    },
-    /// The change turns the sliding window on or off (every rate policy was
-    /// off and one is on, or the reverse): the window is kept only by a
-    /// breaker built with a rate policy.
-    WindowPolicy,
-    /// The time window's length or bucket count differs (feature
-    /// `time-window`): its buckets are laid out for them.
-    TimeWindow,
-    /// The half-open timeout differs (feature `half-open-timeout`): it is
-    /// fixed at construction.
-    HalfOpenTimeout,
-}
-
-impl core::fmt::Display for ReconfigureError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match *self {
-            Self::WindowSize { current, requested } => write!(
-                f,
-                "the window size is fixed at construction ({current} calls), got {requested}"
-            ),
-            Self::WindowPolicy => f.write_str(
-                "rate policies (failure rate, slow calls) cannot be turned on or off on a live breaker",
-            ),
-            Self::TimeWindow => {
-                f.write_str("the time window's length and buckets are fixed at construction")
-            }
-            Self::HalfOpenTimeout => f.write_str("the half-open timeout is fixed at construction"),
-        }
-    }
-}
-
-impl core::error::Error for ReconfigureError {}
 
 // Every field of a valid Config fits its bits.
 const _: () = {

@@ -65,7 +65,9 @@ mod half_open;
 mod live;
 mod merge;
 mod metrics;
+mod outcome;
 mod permit;
+mod reconfigure;
 mod record;
 #[cfg(feature = "serde")]
 mod ser;
@@ -77,10 +79,11 @@ pub(crate) mod word;
 
 pub use config::{Config, ConfigBuilder, MAX_WINDOW};
 pub use config_error::ConfigError;
-pub use live::ReconfigureError;
 pub use merge::{Decision, MergeError};
 pub use metrics::Metrics;
+pub use outcome::{Outcome, Rejected, State, Transition};
 pub use permit::{OwnedPermit, Permit};
+pub use reconfigure::ReconfigureError;
 pub use snapshot::{Snapshot, SnapshotError};
 #[cfg(feature = "time-window")]
 pub use timed::TIME_BUCKET_CAP;
@@ -97,81 +100,6 @@ use metrics::Counters;
 use timed::TimeWindow;
 use window::{Cursor, Window};
 use word::{Kind, Word};
-
-/// The state a breaker reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum State {
-    /// Calls pass; outcomes are counted.
-    Closed,
-    /// Calls are rejected until the open time has passed.
-    Open,
-    /// A limited number of trial calls pass; their outcomes decide.
-    HalfOpen,
-    /// Opened by [`CircuitBreaker::force_open`]; stays open until
-    /// [`CircuitBreaker::force_close`] or [`CircuitBreaker::reset`].
-    ForcedOpen,
-}
-
-/// How a permitted call ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum Outcome {
-    /// The call succeeded (it may still count as slow).
-    Success,
-    /// The call failed and counts toward opening the breaker.
-    Failure,
-    /// The call's result says nothing about the dependency (a classifier's
-    /// "not its fault", e.g. a 4xx caused by the caller): counted in
-    /// [`Metrics::ignored`], it changes no state. A half-open trial recorded
-    /// as ignored frees its slot without deciding.
-    Ignored,
-}
-
-/// A state change, returned to the caller that caused it so it can log it
-/// (defmt, tracing) without callbacks or allocation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Transition {
-    /// State before.
-    pub from: State,
-    /// State after.
-    pub to: State,
-    /// The `now` of the call that made it.
-    pub at: Instant,
-}
-
-/// A call was not permitted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Rejected {
-    /// The state that rejected it: `Open`, `HalfOpen` (all trial permits in
-    /// use) or `ForcedOpen`.
-    pub state: State,
-    /// When the breaker will let a trial through; `None` when that depends on
-    /// other calls finishing (half-open) or on an operator (forced open).
-    pub retry_after: Option<Duration>,
-    /// The HalfOpen → Open transition this call made by finding the
-    /// half-open timeout (`ConfigBuilder::max_half_open`, feature
-    /// `half-open-timeout`) passed, if it did (exactly one caller per
-    /// timeout gets it). Always `None` without that feature.
-    pub transition: Option<Transition>,
-}
-
-impl core::fmt::Display for Rejected {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "circuit breaker {:?}: call not permitted", self.state)?;
-        if let Some(after) = self.retry_after {
-            write!(f, ", retry after {after:?}")?;
-        }
-        Ok(())
-    }
-}
-
-impl core::error::Error for Rejected {}
 
 /// A lock-free circuit breaker: `no_std`, allocation-free, time passed in.
 ///
@@ -328,86 +256,6 @@ impl CircuitBreaker {
             Ordering::Relaxed,
         );
         breaker
-    }
-
-    /// The configuration: as built, or as last set by
-    /// [`set_config`](Self::set_config).
-    ///
-    /// ```
-    /// use fusebox::breaker::{CircuitBreaker, Config};
-    ///
-    /// let config = Config::builder().consecutive_failures(3).build()?;
-    /// assert_eq!(CircuitBreaker::new(config).config(), config);
-    /// # Ok::<(), fusebox::breaker::ConfigError>(())
-    /// ```
-    pub fn config(&self) -> Config {
-        self.config.load()
-    }
-
-    /// Replaces the thresholds and open times of a breaker in use, keeping
-    /// its state, window and counters; returns the previous configuration.
-    ///
-    /// Takes `&self`: a breaker shared through `Arc` or a `static` can be
-    /// retuned while calls go on, none of them waiting. What changes, and
-    /// when:
-    ///
-    /// * Thresholds (`consecutive_failures`, `failure_rate`, `slow_call`,
-    ///   `minimum_calls`) apply from the next recorded outcome: a closed
-    ///   breaker already at or past a lowered threshold trips on its next
-    ///   failure (or, for a rate, the next outcome that is evaluated).
-    /// * `half_open_permits` and `close_after` apply to the next trial
-    ///   taken and the next success recorded: a half-open breaker with
-    ///   enough successes for a lowered `close_after` closes on its next.
-    /// * `open_for` and `max_open_for` apply from the next opening; a
-    ///   breaker open at the change keeps its deadline, also when the new
-    ///   open time is shorter.
-    /// * A call racing the change sees either the old or the new value of
-    ///   each group above (thresholds together, half-open limits together,
-    ///   each open time and the slow threshold on its own).
-    ///
-    /// Changes are serialised with each other by a critical section
-    /// ([`critical-section`](https://docs.rs/critical-section), which a
-    /// server gets from the `std` feature); calls never take it. This never
-    /// slows the closed path: a call reads the words it read before, now
-    /// with `Relaxed` atomic loads (the same instruction on x86-64 and Arm).
-    ///
-    /// # Errors
-    ///
-    /// [`ReconfigureError`] when `config` changes the sliding window's size,
-    /// or turns every rate policy on or off (the window is laid out at
-    /// construction). The breaker is then unchanged.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State};
-    /// use fusebox::{Duration, Instant};
-    ///
-    /// let breaker = Arc::new(CircuitBreaker::new(
-    ///     Config::builder().consecutive_failures(5).build()?,
-    /// ));
-    /// let now = Instant::ZERO;
-    /// for _ in 0..2 {
-    ///     breaker.try_acquire(now)?.record(Outcome::Failure, now, Duration::ZERO);
-    /// }
-    /// // Two failures in a row so far; an operator lowers the threshold to 3.
-    /// let old = breaker.set_config(
-    ///     Config::builder()
-    ///         .consecutive_failures(3)
-    ///         .open_for(Duration::from_secs(5))
-    ///         .build()?,
-    /// )?;
-    /// assert_eq!(old.consecutive_failures(), Some(5));
-    /// breaker.try_acquire(now)?.record(Outcome::Failure, now, Duration::ZERO);
-    /// assert_eq!(breaker.state(now), State::Open); // the third in a row trips
-    /// let retry_after = breaker.try_acquire(now).unwrap_err().retry_after.unwrap();
-    /// assert!(retry_after >= Duration::from_secs(5)); // the new open time (to a 1.024 ms tick)
-    /// assert!(retry_after < Duration::from_secs(6));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn set_config(&self, config: Config) -> Result<Config, ReconfigureError> {
-        crate::sync::critical(|| self.config.store(&config))
     }
 
     /// Opens the breaker until [`force_close`](Self::force_close) or
