@@ -53,6 +53,7 @@
 //!             }
 //!         }
 //!     },
+//!     "bulkheads": {},
 //!     "events": { "published": 0, "lagged": 0, "subscribers": 0, "capacity": 1024 }
 //! }));
 //! # Ok(())
@@ -108,7 +109,32 @@ pub struct HealthReport {
     pub trackers: BTreeMap<String, BTreeMap<String, OperationStats>>,
     /// The event channel.
     pub events: EventsReport,
-    // EXTENSION POINT (policies branch): `bulkheads: BTreeMap<String, BulkheadReport>`.
+    /// Bulkheads by name.
+    pub bulkheads: BTreeMap<String, BulkheadReport>,
+}
+
+/// One bulkhead: its slots and its figures now.
+///
+/// ```
+/// use fusebox_std::policy::Overflow;
+/// use fusebox_std::Registry;
+///
+/// let registry = Registry::new();
+/// registry.bulkhead("search", 8, Overflow::Reject)?;
+/// let json = serde_json::to_value(&registry.health().bulkheads["search"])?;
+/// assert_eq!(json, serde_json::json!({"max_concurrent": 8, "in_use": 0, "queued": 0, "rejected": 0}));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BulkheadReport {
+    /// Slots in all.
+    pub max_concurrent: usize,
+    /// Slots held now.
+    pub in_use: usize,
+    /// Calls waiting for a slot now.
+    pub queued: usize,
+    /// Calls refused since creation.
+    pub rejected: u64,
 }
 
 /// Process figures.
@@ -362,6 +388,20 @@ impl Registry {
             .iter()
             .map(|(name, t)| (name.to_string(), t.stats()))
             .collect();
+        let bulkheads = entries
+            .bulkheads
+            .iter()
+            .map(|(name, e)| {
+                let m = e.bulkhead.metrics();
+                let report = BulkheadReport {
+                    max_concurrent: e.max_concurrent,
+                    in_use: m.in_use,
+                    queued: m.queued,
+                    rejected: m.rejected,
+                };
+                (name.to_string(), report)
+            })
+            .collect();
         for (source, reason) in &entries.conditions {
             reasons.push(format!("{source}: {reason}"));
         }
@@ -379,6 +419,7 @@ impl Registry {
             keyed_limiters,
             caches,
             trackers,
+            bulkheads,
             events: EventsReport {
                 published: self.events().published(),
                 lagged: self.events().lagged(),

@@ -384,7 +384,39 @@ fn write_events_and_process(w: &mut Writer, h: &HealthReport) {
         "Time since the registry was created.",
     );
     w.sample("fusebox_uptime_seconds", &[], h.process.uptime_seconds);
-    // EXTENSION POINT (policies branch): `fusebox_bulkhead_*` families.
+    write_bulkheads(w, h);
+}
+
+fn write_bulkheads(w: &mut Writer, h: &HealthReport) {
+    let bulkheads: Vec<_> = h.bulkheads.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    w.each(
+        "fusebox_bulkhead_max_concurrent",
+        "gauge",
+        "Bulkhead slots in all.",
+        &bulkheads,
+        |b| b.max_concurrent as u64,
+    );
+    w.each(
+        "fusebox_bulkhead_in_use",
+        "gauge",
+        "Bulkhead slots held now.",
+        &bulkheads,
+        |b| b.in_use as u64,
+    );
+    w.each(
+        "fusebox_bulkhead_queued",
+        "gauge",
+        "Calls waiting for a bulkhead slot now.",
+        &bulkheads,
+        |b| b.queued as u64,
+    );
+    w.each(
+        "fusebox_bulkhead_rejected_total",
+        "counter",
+        "Calls refused by a bulkhead.",
+        &bulkheads,
+        |b| b.rejected,
+    );
 }
 
 #[cfg(test)]

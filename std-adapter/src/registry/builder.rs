@@ -136,6 +136,11 @@ impl RegistryBuilder {
                 report("limiters", name, e);
             }
         }
+        for (name, (slots, overflow)) in &built.bulkheads {
+            if let Err(e) = registry.bulkhead(name, *slots, *overflow) {
+                report("bulkheads", name, e);
+            }
+        }
         for (name, tracker) in &config.trackers {
             if let Err(e) = registry.tracker(name, *tracker) {
                 report("trackers", name, e);

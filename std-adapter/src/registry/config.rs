@@ -81,7 +81,8 @@ pub struct RegistryConfig {
     /// Events kept for slow subscribers (default: the builder's, 1024
     /// unless set there).
     pub events_capacity: Option<usize>,
-    // EXTENSION POINT (policies branch): `bulkheads: BTreeMap<String, BulkheadSpec>`.
+    /// Bulkheads by name.
+    pub bulkheads: BTreeMap<String, super::BulkheadSpec>,
 }
 
 /// A validated configuration, ready to build.
@@ -89,6 +90,7 @@ pub(crate) struct Validated {
     pub(crate) breakers: BTreeMap<String, (Config, bool)>,
     pub(crate) limiters: BTreeMap<String, Quota>,
     pub(crate) keyed: BTreeMap<String, (Quota, FullPolicy)>,
+    pub(crate) bulkheads: BTreeMap<String, (usize, crate::policy::Overflow)>,
 }
 
 impl RegistryConfig {
@@ -301,12 +303,14 @@ impl RegistryConfig {
             breakers: BTreeMap::new(),
             limiters: BTreeMap::new(),
             keyed: BTreeMap::new(),
+            bulkheads: BTreeMap::new(),
         };
         let names = [
             ("breakers", self.breakers.keys().collect::<Vec<_>>()),
             ("limiters", self.limiters.keys().collect()),
             ("keyed_limiters", self.keyed_limiters.keys().collect()),
             ("trackers", self.trackers.keys().collect()),
+            ("bulkheads", self.bulkheads.keys().collect()),
         ];
         for (table, keys) in names {
             for name in keys {
@@ -345,6 +349,11 @@ impl RegistryConfig {
             };
             if let (Some(quota), Some(policy)) = (quota, policy) {
                 out.keyed.insert(name.clone(), (quota, policy));
+            }
+        }
+        for (name, spec) in &self.bulkheads {
+            if let Some(settings) = spec.build(&format!("bulkheads.{name}"), &mut errors) {
+                out.bulkheads.insert(name.clone(), settings);
             }
         }
         for (name, tracker) in &self.trackers {

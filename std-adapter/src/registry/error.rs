@@ -26,7 +26,8 @@ pub enum Kind {
     Tracker,
     /// A degraded condition ([`Registry::set_degraded`](crate::Registry::set_degraded)).
     Condition,
-    // EXTENSION POINT (policies branch): `Bulkhead`.
+    /// [`Bulkhead`](crate::policy::Bulkhead).
+    Bulkhead,
 }
 
 impl fmt::Display for Kind {
@@ -38,6 +39,7 @@ impl fmt::Display for Kind {
             Self::Cache => "cache",
             Self::Tracker => "tracker",
             Self::Condition => "condition",
+            Self::Bulkhead => "bulkhead",
         })
     }
 }

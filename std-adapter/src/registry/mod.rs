@@ -32,6 +32,7 @@
 
 mod breakers;
 mod builder;
+mod bulkheads;
 mod caches;
 mod config;
 mod error;
@@ -39,6 +40,7 @@ mod limiters;
 mod spec;
 
 pub use builder::RegistryBuilder;
+pub use bulkheads::BulkheadSpec;
 pub use caches::{CacheSource, ServerCache};
 pub use config::{RegistryConfig, ENV_PREFIX};
 pub use error::{
@@ -130,12 +132,7 @@ pub(crate) struct Entries {
     /// Degraded conditions reported by name (a backend, a dependency),
     /// each with its redacted reason.
     pub(crate) conditions: BTreeMap<Box<str>, String>,
-    // EXTENSION POINT (policies branch, bulkheads): add
-    // `pub(crate) bulkheads: BTreeMap<Box<str>, BulkheadEntry>` with a
-    // get-or-create `Registry::bulkhead(name, config)` like `limiter`
-    // below, a `Kind::Bulkhead`, a `bulkheads` table in `RegistryConfig`,
-    // and their rows in `health.rs` (`HealthReport::bulkheads`) and
-    // `prometheus.rs` (`fusebox_bulkhead_*`).
+    pub(crate) bulkheads: BTreeMap<Box<str>, bulkheads::BulkheadEntry>,
 }
 
 impl Default for Registry {

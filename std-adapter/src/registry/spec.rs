@@ -234,7 +234,7 @@ impl QuotaSpec {
 }
 
 /// `"250ms"`, `"30s"`, …: a whole number and a unit.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
