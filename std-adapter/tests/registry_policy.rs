@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fusebox::breaker::{Config, State};
-use fusebox_std::events::Event;
+use fusebox_std::events::{Component, Event};
 use fusebox_std::Registry;
 
 fn config() -> Config {
@@ -28,12 +28,32 @@ async fn a_policys_transitions_reach_events_and_health() {
     for _ in 0..2 {
         let _ = policy.call(async { Err::<(), _>("upstream 503") }).await;
     }
-    match events.try_recv() {
-        Some(Event::StateChange { name, from, to, .. }) => {
-            assert_eq!((&*name, from, to), ("payments", State::Closed, State::Open));
-        }
-        other => panic!("expected the trip, got {other:?}"),
+    // Two failures, the second tripping the breaker; then a rejection.
+    let _ = policy.call(async { Ok::<_, &str>(0) }).await;
+    let mut seen = Vec::new();
+    while let Some(event) = events.try_recv() {
+        seen.push(event);
     }
+    assert!(
+        matches!(
+            seen.as_slice(),
+            [
+                Event::Failure { .. },
+                Event::StateChange {
+                    from: State::Closed,
+                    to: State::Open,
+                    ..
+                },
+                Event::Failure { .. },
+                Event::Rejected {
+                    component: Component::Breaker,
+                    ..
+                },
+            ]
+        ),
+        "{seen:?}"
+    );
+    assert!(seen.iter().all(|e| e.name() == "payments"));
     let health = registry.health();
     assert!(!health.ready, "a required breaker is open");
     assert_eq!(health.breakers["payments"].state, State::Open);

@@ -52,13 +52,31 @@ struct Shared<C> {
     clock: TokioClock,
     timeout: Option<Duration>,
     classifier: C,
-    on_transition: Option<TransitionHook>,
+    observer: Option<Arc<dyn BreakerObserver>>,
 }
 
-/// Called with the breaker's name for every state change a call through the
-/// policy causes (instead of the policy's own `tracing` event); see
-/// [`BreakerBuilder::on_transition`].
-pub type TransitionHook = Arc<dyn Fn(&str, Transition) + Send + Sync>;
+/// Told what calls through a [`Breaker`] do, with the breaker's name: a
+/// [`Registry`](crate::Registry) publishes it as events
+/// ([`Registry::breaker_policy`](crate::Registry::breaker_policy)); see
+/// [`BreakerBuilder::observer`]. Called on the calling task: keep it short
+/// and never block.
+pub trait BreakerObserver: Send + Sync {
+    /// A state change a call caused (instead of the policy's own `tracing`
+    /// event, so an observer that logs does not log twice).
+    fn transition(&self, name: &str, t: Transition);
+
+    /// A call refused at `at`: the breaker open, or its half-open trials
+    /// all taken. Default: nothing.
+    fn rejected(&self, name: &str, at: Instant) {
+        let _ = (name, at);
+    }
+
+    /// A call recorded as a failure at `at`; `timed_out` when the policy's
+    /// timeout ended it. Default: nothing.
+    fn failure(&self, name: &str, at: Instant, timed_out: bool) {
+        let _ = (name, at, timed_out);
+    }
+}
 
 impl<C> Clone for Breaker<C> {
     fn clone(&self) -> Self {
@@ -97,7 +115,7 @@ pub struct BreakerBuilder<C = DefaultClassifier> {
     clock: Option<TokioClock>,
     timeout: Option<Duration>,
     classifier: C,
-    on_transition: Option<TransitionHook>,
+    observer: Option<Arc<dyn BreakerObserver>>,
 }
 
 impl<C> std::fmt::Debug for BreakerBuilder<C> {
@@ -105,7 +123,7 @@ impl<C> std::fmt::Debug for BreakerBuilder<C> {
         f.debug_struct("BreakerBuilder")
             .field("name", &self.name)
             .field("timeout", &self.timeout)
-            .field("on_transition", &self.on_transition.is_some())
+            .field("observer", &self.observer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -134,7 +152,7 @@ impl BreakerBuilder {
             clock: self.clock,
             timeout: self.timeout,
             classifier,
-            on_transition: self.on_transition,
+            observer: self.observer,
         }
     }
 }
@@ -176,31 +194,40 @@ impl<C> BreakerBuilder<C> {
         self
     }
 
-    /// Hands every state change a call causes to `hook` (with the
-    /// breaker's name) instead of logging it: a [`Registry`](crate::Registry)
-    /// publishes it as an event and logs it
-    /// ([`Registry::breaker_policy`](crate::Registry::breaker_policy) sets
-    /// this up).
+    /// Tells `observer` of every state change, rejection and failure a
+    /// call causes (state changes then go to it instead of the policy's own
+    /// `tracing` event). [`Registry::breaker_policy`](crate::Registry::breaker_policy)
+    /// sets this up with the registry's events.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
-    /// use fusebox::breaker::{CircuitBreaker, Config, State};
-    /// use fusebox_std::policy::Breaker;
+    /// use fusebox::breaker::{CircuitBreaker, Config, State, Transition};
+    /// use fusebox::Instant;
+    /// use fusebox_std::policy::{Breaker, BreakerObserver};
+    ///
+    /// #[derive(Default)]
+    /// struct Seen(Mutex<Vec<String>>);
+    /// impl BreakerObserver for Seen {
+    ///     fn transition(&self, name: &str, t: Transition) {
+    ///         self.0.lock().unwrap().push(format!("{name}: {:?}", t.to));
+    ///     }
+    ///     fn rejected(&self, name: &str, _at: Instant) {
+    ///         self.0.lock().unwrap().push(format!("{name}: rejected"));
+    ///     }
+    /// }
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-    /// let seen = Arc::new(Mutex::new(Vec::new()));
-    /// let log = Arc::clone(&seen);
+    /// let seen = Arc::new(Seen::default());
     /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
-    /// let breaker = Breaker::builder("search", core)
-    ///     .on_transition(Arc::new(move |name: &str, t| log.lock().unwrap().push((name.to_owned(), t.to))))
-    ///     .build();
+    /// let breaker = Breaker::builder("search", core).observer(seen.clone()).build();
     /// let _ = breaker.call(async { Err::<(), _>("down") }).await;
-    /// assert_eq!(*seen.lock().unwrap(), [("search".to_owned(), State::Open)]);
+    /// let _ = breaker.call(async { Ok::<(), &str>(()) }).await;
+    /// assert_eq!(*seen.0.lock().unwrap(), ["search: Open", "search: rejected"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn on_transition(mut self, hook: TransitionHook) -> Self {
-        self.on_transition = Some(hook);
+    pub fn observer(mut self, observer: Arc<dyn BreakerObserver>) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -223,7 +250,7 @@ impl<C> BreakerBuilder<C> {
                 clock: self.clock.unwrap_or_default(),
                 timeout: self.timeout,
                 classifier: self.classifier,
-                on_transition: self.on_transition,
+                observer: self.observer,
             }),
         }
     }
@@ -248,7 +275,7 @@ impl Breaker {
             clock: None,
             timeout: None,
             classifier: DefaultClassifier,
-            on_transition: None,
+            observer: None,
         }
     }
 
@@ -529,6 +556,9 @@ where
                 Err(rejected) => {
                     *this.stage = Stage::Done;
                     tracing::debug!(breaker = %shared.name, state = ?rejected.state, "call rejected");
+                    if let Some(observer) = &shared.observer {
+                        observer.rejected(&shared.name, now);
+                    }
                     return Poll::Ready(Err(CallError::Open {
                         retry_after: rejected.retry_after.map(Into::into),
                     }));
@@ -567,10 +597,18 @@ where
         let Some(result) = result else {
             record(shared, permit, Outcome::Failure, now, elapsed);
             tracing::debug!(breaker = %shared.name, "call timed out");
+            if let Some(observer) = &shared.observer {
+                observer.failure(&shared.name, now, true);
+            }
             return Poll::Ready(Err(CallError::Timeout));
         };
         let verdict = shared.classifier.classify(&result);
         record(shared, permit, verdict, now, elapsed);
+        if verdict == Outcome::Failure {
+            if let Some(observer) = &shared.observer {
+                observer.failure(&shared.name, now, false);
+            }
+        }
         Poll::Ready(result.map_err(CallError::Inner))
     }
 }
@@ -588,10 +626,10 @@ fn record<C>(
 }
 
 impl<C> Shared<C> {
-    /// A transition this policy caused: to the hook, or logged.
+    /// A transition this policy caused: to the observer, or logged.
     fn transition(&self, t: Transition) {
-        match &self.on_transition {
-            Some(hook) => hook(&self.name, t),
+        match &self.observer {
+            Some(observer) => observer.transition(&self.name, t),
             None => log_transition(&self.name, t),
         }
     }

@@ -24,7 +24,7 @@ pub use backoff::{
     Backoff, BackoffError, ExponentialBackoff, ExponentialBackoffMaker, Jitter, MakeBackoff,
 };
 pub(crate) use breaker::log_transition;
-pub use breaker::{Breaker, BreakerBuilder, BreakerCall, TransitionHook};
+pub use breaker::{Breaker, BreakerBuilder, BreakerCall, BreakerObserver};
 pub use budget::{BudgetError, RetryBudget};
 pub use bulkhead::{Bulkhead, BulkheadMetrics, BulkheadPermit, BulkheadRejection, Overflow};
 pub use classify::{Classify, DefaultClassifier};

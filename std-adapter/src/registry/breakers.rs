@@ -7,7 +7,7 @@ use fusebox::breaker::{Config, State, Transition};
 use fusebox::CircuitBreaker;
 
 use super::{conflict, not_found, BreakerEntry, Kind, Registry, RegistryError};
-use crate::events::Event;
+use crate::events::{Component, Event};
 
 impl Registry {
     /// Reports a breaker's state change: a `tracing` event with structured
@@ -57,7 +57,9 @@ impl Registry {
     /// (created with `config` if it does not exist, as
     /// [`breaker`](Self::breaker)), reading the registry's clock, whose
     /// state changes are published as events and logged by the registry
-    /// ([`transition`](Self::transition)) while the registry lives.
+    /// ([`transition`](Self::transition)), and whose rejections and
+    /// failures are published as [`Event::Rejected`] and [`Event::Failure`],
+    /// while the registry lives.
     ///
     /// A registry built with a custom clock (`RegistryBuilder::clock`)
     /// still gives its policies a tokio clock started with the registry:
@@ -90,16 +92,9 @@ impl Registry {
         config: Config,
     ) -> Result<crate::policy::Breaker, RegistryError> {
         let core = self.breaker(name, config)?;
-        let registry = Arc::downgrade(self);
         Ok(crate::policy::Breaker::builder(name, core)
             .clock(self.tokio_clock)
-            .on_transition(Arc::new(move |name: &str, t| {
-                if let Some(registry) = registry.upgrade() {
-                    registry.transition(name, t);
-                } else {
-                    crate::policy::log_transition(name, t);
-                }
-            }))
+            .observer(Arc::new(Observer(Arc::downgrade(self))))
             .build())
     }
 
@@ -184,6 +179,36 @@ impl Registry {
                 Ok(())
             }
             None => Err(not_found(Kind::Breaker, name)),
+        }
+    }
+}
+
+/// A registry's breaker policies report to it through this (a weak
+/// reference: a policy never keeps its registry alive).
+struct Observer(std::sync::Weak<Registry>);
+
+impl crate::policy::BreakerObserver for Observer {
+    fn transition(&self, name: &str, t: Transition) {
+        match self.0.upgrade() {
+            Some(registry) => registry.transition(name, t),
+            None => crate::policy::log_transition(name, t),
+        }
+    }
+
+    fn rejected(&self, name: &str, at: fusebox::Instant) {
+        if let Some(registry) = self.0.upgrade() {
+            registry.events().publish(Event::Rejected {
+                name: name.into(),
+                component: Component::Breaker,
+                at,
+            });
+        }
+    }
+
+    fn failure(&self, name: &str, at: fusebox::Instant, timed_out: bool) {
+        if let Some(registry) = self.0.upgrade() {
+            let what = if timed_out { "timed out" } else { "failed" };
+            registry.events().publish(Event::failure(name, &what, at));
         }
     }
 }
