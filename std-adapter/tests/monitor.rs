@@ -335,7 +335,7 @@ async fn recovery_runs_with_cooldown_backoff_escalation_and_resets_on_health() {
     assert_eq!(recovery.primary.last_attempt_at, Some(secs(11)));
     assert_eq!(
         recovery.primary.last_error.as_deref(),
-        Some("dial redis://10.0.0.9:6379?password=[redacted] refused")
+        Some("dial redis://cache:***@10.0.0.9:6379?password=*** refused")
     );
     let escalation = recovery.escalation.unwrap();
     assert_eq!(
@@ -423,7 +423,7 @@ async fn status_and_errors_carry_no_secret() {
     let check = &status.checks[0];
     assert_eq!(
         check.target.as_deref(),
-        Some("http://10.1.2.3/health?api_key=[redacted]&x=1")
+        Some("http://svc:***@10.1.2.3/health?api_key=***&x=1")
     );
     assert_eq!(
         check
@@ -434,7 +434,7 @@ async fn status_and_errors_carry_no_secret() {
             .as_ref()
             .unwrap()
             .message(),
-        "GET http://10.1.2.3/health?api_key=[redacted]&x=1 refused"
+        "GET http://svc:***@10.1.2.3/health?api_key=***&x=1 refused"
     );
     #[cfg(feature = "serde")]
     {
@@ -523,7 +523,7 @@ async fn a_panicking_check_or_action_fails_its_run_and_the_monitor_goes_on() {
     assert_eq!(recovery.primary.attempts, 1); // at 1 s; the next would be at 31 s
     assert_eq!(
         recovery.primary.last_error.as_deref(),
-        Some("action panicked: token=[redacted] in a panic")
+        Some("action panicked: token=*** in a panic")
     );
     let errors: Vec<_> = drain(&mut events)
         .into_iter()

@@ -171,7 +171,7 @@ async fn http_credentials_are_sent_as_basic_auth_and_never_shown() {
         server.addr
     );
     let check = HttpCheck::new(&url).unwrap();
-    let shown = format!("http://{}/health?token=[redacted]&v=1", server.addr);
+    let shown = format!("http://monitor:***@{}/health?token=***&v=1", server.addr);
     assert_eq!(check.url(), shown);
     assert!(!format!("{check:?}").contains("s3cret"));
     let result = probe(&check, Duration::from_secs(2)).await;
@@ -207,22 +207,22 @@ async fn http_credentials_are_sent_as_basic_auth_and_never_shown() {
         .clone()
         .unwrap();
     assert_eq!(error.kind(), ErrorKind::Connect);
+    let message = error.message();
     assert!(
-        error
-            .message()
-            .starts_with(&format!("GET http://{closed}/health?password=[redacted]: ")),
+        message.starts_with("GET http://")
+            && message.contains(&format!("{closed}/health?password=***")),
         "{error}"
     );
     assert_eq!(status.checks[0].target.as_deref(), Some(shown.as_str()));
     #[cfg(feature = "serde")]
     {
         let json = serde_json::to_string(&status).unwrap();
-        for secret in ["s3cret", "t0k3n", "p4ss", "monitor:"] {
+        for secret in ["s3cret", "t0k3n", "p4ss"] {
             assert!(!json.contains(secret), "{secret} in {json}");
         }
     }
     let debug = format!("{status:?}");
-    for secret in ["s3cret", "t0k3n", "p4ss", "monitor:"] {
+    for secret in ["s3cret", "t0k3n", "p4ss"] {
         assert!(!debug.contains(secret), "{secret} in {debug}");
     }
     monitor.stop().await;

@@ -80,7 +80,7 @@ pub trait HealthCheck: Send + Sync + 'static {
 /// use fusebox_std::monitor::{CheckError, ErrorKind};
 ///
 /// let e = CheckError::new(ErrorKind::Connect, "refused: http://app:s3cret@db:80/?token=t");
-/// assert_eq!(e.to_string(), "refused: http://db:80/?token=[redacted]");
+/// assert_eq!(e.to_string(), "refused: http://app:***@db:80/?token=***");
 /// assert_eq!(e.kind(), ErrorKind::Connect);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,7 +159,7 @@ impl CheckError {
     /// ```
     /// use fusebox_std::monitor::CheckError;
     ///
-    /// assert_eq!(CheckError::other("password=x").message(), "password=[redacted]");
+    /// assert_eq!(CheckError::other("password=x").message(), "password=***");
     /// ```
     pub fn message(&self) -> &str {
         &self.message

@@ -33,7 +33,7 @@ use super::{CheckError, ErrorKind, HealthCheck};
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 /// let check = HttpCheck::new("http://ops:s3cret@127.0.0.1:8080/healthz?token=abc")?
 ///     .expect_status(200..=204);
-/// assert_eq!(check.url(), "http://127.0.0.1:8080/healthz?token=[redacted]");
+/// assert_eq!(check.url(), "http://127.0.0.1:8080/healthz?token=***");
 /// let result = probe(&check, Duration::from_secs(2)).await;
 /// println!("{} in {:?}", result.passed(), result.latency);
 /// # Ok(()) }
@@ -123,13 +123,13 @@ impl HttpCheck {
         &self.expect
     }
 
-    /// The URL as shown: user info removed, secret query values masked.
+    /// The URL as shown: its password and secret query values masked.
     ///
     /// ```
     /// use fusebox_std::monitor::HttpCheck;
     ///
     /// let check = HttpCheck::new("http://u:p@127.0.0.1:9/?key=k")?;
-    /// assert_eq!(check.url(), "http://127.0.0.1:9/?key=[redacted]");
+    /// assert_eq!(check.url(), "http://u:***@127.0.0.1:9/?key=***");
     /// # Ok::<(), fusebox_std::monitor::CheckError>(())
     /// ```
     pub fn url(&self) -> &str {
