@@ -111,6 +111,12 @@ pub struct HealthReport {
     pub events: EventsReport,
     /// Bulkheads by name.
     pub bulkheads: BTreeMap<String, BulkheadReport>,
+    /// The attached health monitor's status
+    /// ([`Registry::attach_monitor`]), if any: every check with its
+    /// recovery statistics. An unhealthy monitor makes the report not
+    /// ready; a degraded one, degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<crate::monitor::Status>,
 }
 
 /// One bulkhead: its slots and its figures now.
@@ -405,6 +411,20 @@ impl Registry {
         for (source, reason) in &entries.conditions {
             reasons.push(format!("{source}: {reason}"));
         }
+        let monitor = entries
+            .monitor
+            .as_ref()
+            .map(crate::monitor::StatusReader::status);
+        if let Some(status) = &monitor {
+            match status.health {
+                crate::monitor::Health::Unhealthy => {
+                    ready = false;
+                    reasons.push("monitor is unhealthy".into());
+                }
+                crate::monitor::Health::Degraded => reasons.push("monitor is degraded".into()),
+                _ => {}
+            }
+        }
         drop(entries);
         HealthReport {
             ready,
@@ -420,6 +440,7 @@ impl Registry {
             caches,
             trackers,
             bulkheads,
+            monitor,
             events: EventsReport {
                 published: self.events().published(),
                 lagged: self.events().lagged(),

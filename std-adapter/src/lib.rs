@@ -25,11 +25,7 @@
 //!
 //! ## Features
 //!
-//! | feature | default | what |
-//! |---|---|---|
-//! | `serde` | on | `Serialize` for the monitor's [`Status`](monitor::Status) and events |
-//!
-//! Always on: tokio (`time`, `sync`, `rt`, `net`), tracing, serde,
+//! None yet; always on: tokio (`time`, `sync`, `rt`, `net`), tracing, serde,
 //! pin-project-lite, fastrand and hyper's HTTP/1 client (hyper-util's
 //! legacy client, no TLS; the health monitor's HTTP check) are always on.
 //! The tower layers, the HTTP endpoints and the Redis backend arrive behind

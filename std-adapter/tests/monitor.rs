@@ -436,7 +436,6 @@ async fn status_and_errors_carry_no_secret() {
             .message(),
         "GET http://svc:***@10.1.2.3/health?api_key=***&x=1 refused"
     );
-    #[cfg(feature = "serde")]
     {
         let json = serde_json::to_string(&status).unwrap();
         assert!(!json.contains("hunter2") && !json.contains("k9"), "{json}");
@@ -535,8 +534,6 @@ async fn a_panicking_check_or_action_fails_its_run_and_the_monitor_goes_on() {
     assert_eq!(errors, ["0ns Healthy", "1s Degraded"]);
     monitor.stop().await;
 }
-
-#[cfg(feature = "serde")]
 #[test]
 fn events_serialize_tagged_with_microseconds() {
     let event = MonitorEvent::AlertRaised {

@@ -214,7 +214,6 @@ async fn http_credentials_are_sent_as_basic_auth_and_never_shown() {
         "{error}"
     );
     assert_eq!(status.checks[0].target.as_deref(), Some(shown.as_str()));
-    #[cfg(feature = "serde")]
     {
         let json = serde_json::to_string(&status).unwrap();
         for secret in ["s3cret", "t0k3n", "p4ss"] {

@@ -29,16 +29,12 @@ use std::time::Duration;
 ///     .max_response_time(Duration::from_millis(300));
 /// assert_eq!(alerts.window_len(), 20);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct AlertThresholds {
     window: usize,
     min_samples: usize,
     min_success_rate: Option<u8>,
-    #[cfg_attr(
-        feature = "serde",
-        serde(rename = "max_response_time_us", serialize_with = "super::ser::opt_us")
-    )]
+    #[serde(rename = "max_response_time_us", serialize_with = "super::ser::opt_us")]
     max_response_time: Option<Duration>,
 }
 
@@ -141,9 +137,8 @@ impl AlertThresholds {
 ///
 /// assert_ne!(AlertKind::SuccessRate, AlertKind::ResponseTime);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     /// The window's success rate fell below `min_success_rate`.
     SuccessRate,

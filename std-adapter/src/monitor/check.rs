@@ -83,8 +83,7 @@ pub trait HealthCheck: Send + Sync + 'static {
 /// assert_eq!(e.to_string(), "refused: http://app:***@db:80/?token=***");
 /// assert_eq!(e.kind(), ErrorKind::Connect);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct CheckError {
     kind: ErrorKind,
     message: String,
@@ -97,9 +96,8 @@ pub struct CheckError {
 ///
 /// assert_ne!(ErrorKind::Timeout, ErrorKind::Status);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The run exceeded the check's timeout.
@@ -209,16 +207,12 @@ impl From<std::io::Error> for CheckError {
 /// assert_eq!(result.latency, Duration::from_secs(1)); // stopped at the timeout
 /// # });
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Probe {
     /// The check's verdict: its redacted error, if any.
     pub error: Option<CheckError>,
     /// From the start of the run to its result (the timeout when it fired).
-    #[cfg_attr(
-        feature = "serde",
-        serde(rename = "latency_us", serialize_with = "super::ser::us")
-    )]
+    #[serde(rename = "latency_us", serialize_with = "super::ser::us")]
     pub latency: Duration,
     /// The check's redacted note when it passed.
     pub detail: Option<String>,

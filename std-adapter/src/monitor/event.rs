@@ -21,9 +21,8 @@ use super::{AlertKind, Health};
 /// };
 /// assert_eq!(e.check(), "db");
 /// ```
-#[derive(Clone, Debug, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(tag = "event", rename_all = "snake_case"))]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum MonitorEvent {
     /// A check's [`Health`] changed.
@@ -35,10 +34,7 @@ pub enum MonitorEvent {
         /// The state after.
         to: Health,
         /// When (since the monitor started).
-        #[cfg_attr(
-            feature = "serde",
-            serde(rename = "at_us", serialize_with = "super::ser::us")
-        )]
+        #[serde(rename = "at_us", serialize_with = "super::ser::us")]
         at: Duration,
     },
     /// An alert rule was broken ([`AlertThresholds`](super::AlertThresholds)).
@@ -50,16 +46,10 @@ pub enum MonitorEvent {
         /// The window's success rate, in percent.
         success_rate: f64,
         /// The window's mean response time.
-        #[cfg_attr(
-            feature = "serde",
-            serde(rename = "mean_latency_us", serialize_with = "super::ser::us")
-        )]
+        #[serde(rename = "mean_latency_us", serialize_with = "super::ser::us")]
         mean_latency: Duration,
         /// When (since the monitor started).
-        #[cfg_attr(
-            feature = "serde",
-            serde(rename = "at_us", serialize_with = "super::ser::us")
-        )]
+        #[serde(rename = "at_us", serialize_with = "super::ser::us")]
         at: Duration,
     },
     /// A broken alert rule holds again.
@@ -71,16 +61,10 @@ pub enum MonitorEvent {
         /// The window's success rate, in percent.
         success_rate: f64,
         /// The window's mean response time.
-        #[cfg_attr(
-            feature = "serde",
-            serde(rename = "mean_latency_us", serialize_with = "super::ser::us")
-        )]
+        #[serde(rename = "mean_latency_us", serialize_with = "super::ser::us")]
         mean_latency: Duration,
         /// When (since the monitor started).
-        #[cfg_attr(
-            feature = "serde",
-            serde(rename = "at_us", serialize_with = "super::ser::us")
-        )]
+        #[serde(rename = "at_us", serialize_with = "super::ser::us")]
         at: Duration,
     },
     /// A recovery action ran ([`RecoveryRule`](super::RecoveryRule)).
@@ -96,10 +80,7 @@ pub enum MonitorEvent {
         /// The action's redacted error, if it failed.
         error: Option<String>,
         /// When the attempt started (since the monitor started).
-        #[cfg_attr(
-            feature = "serde",
-            serde(rename = "at_us", serialize_with = "super::ser::us")
-        )]
+        #[serde(rename = "at_us", serialize_with = "super::ser::us")]
         at: Duration,
     },
 }

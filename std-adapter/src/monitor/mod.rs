@@ -59,7 +59,6 @@ mod http;
 mod recovery;
 mod runner;
 mod scrub;
-#[cfg(feature = "serde")]
 mod ser;
 mod spec;
 mod state;

@@ -255,8 +255,7 @@ impl RecoveryRule {
 /// let stats = ActionStats::default();
 /// assert_eq!(stats.attempts, 0);
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ActionStats {
     /// The action's name.
     pub name: String,
@@ -267,10 +266,7 @@ pub struct ActionStats {
     /// Its last error, redacted.
     pub last_error: Option<String>,
     /// When its last attempt started (since the monitor started).
-    #[cfg_attr(
-        feature = "serde",
-        serde(rename = "last_attempt_at_us", serialize_with = "super::ser::opt_us")
-    )]
+    #[serde(rename = "last_attempt_at_us", serialize_with = "super::ser::opt_us")]
     pub last_attempt_at: Option<Duration>,
 }
 
@@ -282,8 +278,7 @@ pub struct ActionStats {
 /// let status = RecoveryStatus::default();
 /// assert!(!status.escalated);
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RecoveryStatus {
     /// Episodes begun.
     pub episodes: u64,
@@ -292,10 +287,7 @@ pub struct RecoveryStatus {
     /// Whether the current (or last) episode reached the escalation action.
     pub escalated: bool,
     /// When the next attempt may start, while an episode is running.
-    #[cfg_attr(
-        feature = "serde",
-        serde(rename = "next_attempt_at_us", serialize_with = "super::ser::opt_us")
-    )]
+    #[serde(rename = "next_attempt_at_us", serialize_with = "super::ser::opt_us")]
     pub next_attempt_at: Option<Duration>,
     /// The primary action's statistics.
     pub primary: ActionStats,

@@ -9,9 +9,8 @@
 /// assert!(Health::Healthy < Health::Degraded && Health::Degraded < Health::Unhealthy);
 /// assert_eq!(Health::Unknown.max(Health::Degraded), Health::Degraded);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Health {
     /// Passing.
     Healthy,
@@ -56,8 +55,7 @@ pub enum Health {
 /// assert_eq!((t.degraded(), t.unhealthy(), t.healthy()), (2, 5, 3));
 /// assert_eq!(Thresholds::new().degraded_after(9).degraded(), 3); // ≤ unhealthy_after
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Thresholds {
     degraded: u32,
     unhealthy: u32,

@@ -64,17 +64,13 @@ impl StatusReader {
 /// assert_eq!(status.lagged_events, 0);
 /// # });
 /// ```
-#[derive(Clone, Debug, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Status {
     /// The worst health of the critical checks (a non-critical check
     /// counts at most as degraded); healthy with no check.
     pub health: Health,
     /// Time since the monitor was spawned.
-    #[cfg_attr(
-        feature = "serde",
-        serde(rename = "uptime_us", serialize_with = "super::ser::us")
-    )]
+    #[serde(rename = "uptime_us", serialize_with = "super::ser::us")]
     pub uptime: Duration,
     /// Every check, in the order added.
     pub checks: Vec<CheckStatus>,
@@ -98,8 +94,7 @@ pub struct Status {
 /// assert_eq!(check.target.as_deref(), Some("tcp://127.0.0.1:5432"));
 /// # });
 /// ```
-#[derive(Clone, Debug, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct CheckStatus {
     /// The check's name.
     pub name: String,
@@ -110,16 +105,10 @@ pub struct CheckStatus {
     /// Whether it bounds the monitor's health.
     pub critical: bool,
     /// Its interval.
-    #[cfg_attr(
-        feature = "serde",
-        serde(rename = "interval_us", serialize_with = "super::ser::us")
-    )]
+    #[serde(rename = "interval_us", serialize_with = "super::ser::us")]
     pub interval: Duration,
     /// Its timeout.
-    #[cfg_attr(
-        feature = "serde",
-        serde(rename = "timeout_us", serialize_with = "super::ser::us")
-    )]
+    #[serde(rename = "timeout_us", serialize_with = "super::ser::us")]
     pub timeout: Duration,
     /// Failed runs in a row.
     pub consecutive_failures: u32,
@@ -132,18 +121,12 @@ pub struct CheckStatus {
     /// Success rate of the alert window, in percent (100 before any run).
     pub success_rate: f64,
     /// Mean latency of the alert window.
-    #[cfg_attr(
-        feature = "serde",
-        serde(rename = "mean_latency_us", serialize_with = "super::ser::us")
-    )]
+    #[serde(rename = "mean_latency_us", serialize_with = "super::ser::us")]
     pub mean_latency: Duration,
     /// The last run's result.
     pub last: Option<Probe>,
     /// When the last run ended.
-    #[cfg_attr(
-        feature = "serde",
-        serde(rename = "last_run_at_us", serialize_with = "super::ser::opt_us")
-    )]
+    #[serde(rename = "last_run_at_us", serialize_with = "super::ser::opt_us")]
     pub last_run_at: Option<Duration>,
     /// Alerts raised and not cleared.
     pub alerts: Vec<AlertKind>,

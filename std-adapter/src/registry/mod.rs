@@ -37,6 +37,7 @@ mod caches;
 mod config;
 mod error;
 mod limiters;
+mod monitor;
 mod spec;
 
 pub use builder::RegistryBuilder;
@@ -133,6 +134,8 @@ pub(crate) struct Entries {
     /// each with its redacted reason.
     pub(crate) conditions: BTreeMap<Box<str>, String>,
     pub(crate) bulkheads: BTreeMap<Box<str>, bulkheads::BulkheadEntry>,
+    /// The health monitor whose status the report carries.
+    pub(crate) monitor: Option<crate::monitor::StatusReader>,
 }
 
 impl Default for Registry {
