@@ -394,20 +394,7 @@ impl Registry {
             .iter()
             .map(|(name, t)| (name.to_string(), t.stats()))
             .collect();
-        let bulkheads = entries
-            .bulkheads
-            .iter()
-            .map(|(name, e)| {
-                let m = e.bulkhead.metrics();
-                let report = BulkheadReport {
-                    max_concurrent: e.max_concurrent,
-                    in_use: m.in_use,
-                    queued: m.queued,
-                    rejected: m.rejected,
-                };
-                (name.to_string(), report)
-            })
-            .collect();
+        let bulkheads = bulkhead_reports(&entries);
         for (source, reason) in &entries.conditions {
             reasons.push(format!("{source}: {reason}"));
         }
@@ -415,16 +402,7 @@ impl Registry {
             .monitor
             .as_ref()
             .map(crate::monitor::StatusReader::status);
-        if let Some(status) = &monitor {
-            match status.health {
-                crate::monitor::Health::Unhealthy => {
-                    ready = false;
-                    reasons.push("monitor is unhealthy".into());
-                }
-                crate::monitor::Health::Degraded => reasons.push("monitor is degraded".into()),
-                _ => {}
-            }
-        }
+        ready &= monitor_verdict(monitor.as_ref(), &mut reasons);
         drop(entries);
         HealthReport {
             ready,
@@ -467,4 +445,37 @@ pub(crate) fn resident_memory_bytes() -> Option<u64> {
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn resident_memory_bytes() -> Option<u64> {
     None
+}
+
+fn bulkhead_reports(entries: &crate::registry::Entries) -> BTreeMap<String, BulkheadReport> {
+    entries
+        .bulkheads
+        .iter()
+        .map(|(name, e)| {
+            let m = e.bulkhead.metrics();
+            let report = BulkheadReport {
+                max_concurrent: e.max_concurrent,
+                in_use: m.in_use,
+                queued: m.queued,
+                rejected: m.rejected,
+            };
+            (name.to_string(), report)
+        })
+        .collect()
+}
+
+/// The attached monitor's part of the verdict: `false` (not ready) when it
+/// is unhealthy; a reason when it is unhealthy or degraded.
+fn monitor_verdict(status: Option<&crate::monitor::Status>, reasons: &mut Vec<String>) -> bool {
+    match status.map(|s| s.health) {
+        Some(crate::monitor::Health::Unhealthy) => {
+            reasons.push("monitor is unhealthy".into());
+            false
+        }
+        Some(crate::monitor::Health::Degraded) => {
+            reasons.push("monitor is degraded".into());
+            true
+        }
+        _ => true,
+    }
 }
