@@ -317,6 +317,20 @@ pub(crate) struct Trip {
     pub(crate) minimum_calls: u32,
 }
 
+impl Trip {
+    /// The rate rule, for a window of `calls` holding `failures` and `slow`
+    /// calls (count-based or time-based): at least `minimum_calls`, and a
+    /// rate at or above its percentage.
+    #[inline]
+    pub(crate) fn rates_trip(&self, calls: u32, failures: u32, slow: u32) -> bool {
+        let over = |count: u32, percent: u8| {
+            percent != 0 && u64::from(count) * 100 >= u64::from(percent) * u64::from(calls)
+        };
+        calls >= self.minimum_calls
+            && (over(failures, self.failure_rate) || over(slow, self.slow_rate))
+    }
+}
+
 // Every field of a valid Config fits its bits.
 const _: () = {
     assert!(super::word::MAX_CONSECUTIVE <= 0xFF);

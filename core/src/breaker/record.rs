@@ -191,12 +191,7 @@ impl CircuitBreaker {
             }
             let calls = cur.cursor().calls(size);
             let t = self.window.tally(low(gen), cfg.window(), cur.cursor());
-            let over =
-                |count: u32, percent: u8| percent != 0 && count * 100 >= u32::from(percent) * calls;
-            let rule = cfg.trip();
-            let trip = calls >= rule.minimum_calls
-                && (over(t.failures, rule.failure_rate) || over(t.slow, rule.slow_rate));
-            if !trip {
+            if !cfg.trip().rates_trip(calls, t.failures, t.slow) {
                 return None;
             }
             match self.trip_closed(cur, gen, now) {

@@ -313,12 +313,8 @@ impl CircuitBreaker {
         // `time_interval` ≥ 1 000 µs: validated by the builder.
         let interval = now.as_micros() / u64::from(cfg.time_interval.max(1));
         let c = self.timed.record(interval, cfg.time_buckets, failure, slow);
-        let over = |count: u32, percent: u8| {
-            percent != 0 && u64::from(count) * 100 >= u64::from(percent) * u64::from(c.calls)
-        };
         let counted = failure_count != 0 && c.failures >= failure_count;
-        let rated = c.calls >= rule.minimum_calls
-            && (over(c.failures, rule.failure_rate) || over(c.slow, rule.slow_rate));
+        let rated = rule.rates_trip(c.calls, c.failures, c.slow);
         if !(counted || rated) {
             return None;
         }
