@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use super::scrub::scrub;
+use crate::redact::redact;
 
 /// One health check: an async probe of a dependency.
 ///
@@ -124,7 +124,7 @@ impl CheckError {
     pub fn new(kind: ErrorKind, message: impl fmt::Display) -> Self {
         Self {
             kind,
-            message: scrub(&message.to_string()),
+            message: redact(&message.to_string()).into_owned(),
         }
     }
 
@@ -262,7 +262,7 @@ pub(crate) async fn timed(
         Ok(Ok(detail)) => Probe {
             error: None,
             latency,
-            detail: detail.map(|d| scrub(&d)),
+            detail: detail.map(|d| redact(&d).into_owned()),
         },
         Ok(Err(error)) => Probe {
             error: Some(error),

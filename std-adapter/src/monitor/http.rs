@@ -11,8 +11,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::scrub::scrub;
 use super::{CheckError, ErrorKind, HealthCheck};
+use crate::redact::redact;
 
 /// Healthy when a `GET` of the URL answers with a status in the expected
 /// range (default `200..=299`). Plain `http://` only (no TLS stack); the
@@ -63,7 +63,7 @@ impl HttpCheck {
     /// assert!(!e.to_string().contains("pw"));
     /// ```
     pub fn new(url: &str) -> Result<Self, CheckError> {
-        let shown = scrub(url);
+        let shown = redact(url).into_owned();
         let bad = |why: &str| CheckError::new(ErrorKind::Config, format_args!("{why}: {shown}"));
         let uri: Uri = url.parse().map_err(|_| bad("invalid URL"))?;
         if uri.scheme_str() != Some("http") {

@@ -58,7 +58,6 @@ mod guard;
 mod http;
 mod recovery;
 mod runner;
-mod scrub;
 mod ser;
 mod spec;
 mod state;

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::scrub::scrub;
+use crate::redact::redact;
 
 type BoxedAction = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
@@ -45,7 +45,7 @@ impl RecoveryAction {
             name: name.into(),
             run: Arc::new(move || {
                 let fut = make();
-                Box::pin(async move { fut.await.map_err(|e| scrub(&e.to_string())) })
+                Box::pin(async move { fut.await.map_err(|e| redact(&e.to_string()).into_owned()) })
             }),
         }
     }

@@ -9,10 +9,10 @@ use tokio::time::Instant;
 
 use super::alert::Window;
 use super::event::Bus;
-use super::scrub::scrub;
 use super::state::Streaks;
 use super::tasks::{check_loop, recovery_loop, Cell, CheckState, Shared, Signal};
 use super::{ActionStats, CheckSpec, Health, RecoveryStatus, Status, StatusReader, Subscription};
+use crate::redact::redact;
 
 /// Runs health checks in the background and keeps their verdicts.
 ///
@@ -144,7 +144,7 @@ impl HealthMonitor {
             });
             cells.push(Cell {
                 name: Arc::clone(&spec.name),
-                target: spec.check.describe().map(|t| scrub(&t)),
+                target: spec.check.describe().map(|t| redact(&t).into_owned()),
                 interval: spec.interval,
                 timeout: spec.timeout.unwrap_or(spec.interval),
                 thresholds: spec.thresholds,

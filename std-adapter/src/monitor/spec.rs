@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::check::DynCheck;
-use super::scrub::scrub;
 use super::{AlertThresholds, HealthCheck, RecoveryRule, Thresholds};
+use crate::redact::redact;
 
 /// A named check with its interval, timeout, health thresholds, alert
 /// rules and recovery rule.
@@ -166,7 +166,10 @@ impl fmt::Debug for CheckSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CheckSpec")
             .field("name", &self.name)
-            .field("target", &self.check.describe().map(|t| scrub(&t)))
+            .field(
+                "target",
+                &self.check.describe().map(|t| redact(&t).into_owned()),
+            )
             .field("interval", &self.interval)
             .field("timeout", &self.timeout)
             .field("thresholds", &self.thresholds)

@@ -12,12 +12,12 @@ use super::alert::Window;
 use super::check::{timed, DynCheck};
 use super::event::{Bus, Lag};
 use super::guard::unwind_safe;
-use super::scrub::scrub;
 use super::state::Streaks;
 use super::{
     CheckError, CheckStatus, Health, MonitorEvent, Probe, RecoveryRule, RecoveryStatus, Status,
     Thresholds,
 };
+use crate::redact::redact;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -273,9 +273,9 @@ pub(crate) async fn recovery_loop(
             attempt += 1;
             let (action, escalated) = rule.pick(attempt);
             let at = shared.since(Instant::now());
-            let result = unwind_safe(|| action.run())
-                .await
-                .unwrap_or_else(|panic| Err(scrub(&format!("action panicked: {panic}"))));
+            let result = unwind_safe(|| action.run()).await.unwrap_or_else(|panic| {
+                Err(redact(&format!("action panicked: {panic}")).into_owned())
+            });
             let delay = rule.delay_after(attempt);
             let next_at = shared.since(Instant::now()) + delay;
             if let Some(r) = cell.lock().recovery.as_mut() {
