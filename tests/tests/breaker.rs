@@ -138,6 +138,68 @@ async fn measured_duration_feeds_slow_call_detection() {
     assert_eq!(breaker.state(), State::Open, "two slow calls of two");
 }
 
+/// `Breaker::call` skips the clock when nothing needs the time; a slow-call
+/// rule switched on by `set_config` must still be measured from the next
+/// call on, and a trip must be stamped with the time the call ended.
+#[tokio::test(start_paused = true)]
+async fn a_slow_rule_set_live_is_measured_and_trips_are_stamped_at_the_end() {
+    let plain = Config::builder()
+        .consecutive_failures(3)
+        .window(2)
+        .failure_rate(100)
+        .minimum_calls(2)
+        .build()
+        .unwrap();
+    let core = Arc::new(CircuitBreaker::new(plain));
+    let seen = Arc::new(Trips::default());
+    let breaker = Breaker::builder("live", Arc::clone(&core))
+        .observer(seen.clone())
+        .build();
+    assert!(!core.measures_duration());
+    let slow = |ms| {
+        breaker.call(async move {
+            sleep(Duration::from_millis(ms)).await;
+            Ok::<(), &str>(())
+        })
+    };
+    slow(80).await.unwrap();
+    assert_eq!(breaker.metrics().slow_calls, 0, "no slow rule yet");
+    let with_slow = Config::builder()
+        .consecutive_failures(3)
+        .window(2)
+        .failure_rate(100)
+        .slow_call(fusebox::Duration::from_millis(50), 100)
+        .minimum_calls(2)
+        .build()
+        .unwrap();
+    core.set_config(with_slow).unwrap();
+    assert!(core.measures_duration());
+    slow(80).await.unwrap();
+    slow(60).await.unwrap();
+    assert_eq!(
+        breaker.metrics().slow_calls,
+        2,
+        "measured from the change on"
+    );
+    assert_eq!(breaker.state(), State::Open);
+    let at = *seen.0.lock().unwrap();
+    assert_eq!(
+        at.map(|at| breaker.clock().to_tokio(at)),
+        Some(Instant::now()),
+        "stamped when the call ended"
+    );
+}
+
+/// The time of the last transition a breaker's calls caused.
+#[derive(Default)]
+struct Trips(std::sync::Mutex<Option<fusebox::Instant>>);
+
+impl fusebox_std::policy::BreakerObserver for Trips {
+    fn transition(&self, _: &str, t: fusebox::breaker::Transition) {
+        *self.0.lock().unwrap() = Some(t.at);
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn every_permit_is_recorded_exactly_once() {
     let breaker = Breaker::builder("once", core_breaker(10, OPEN_FOR))
@@ -211,8 +273,7 @@ async fn into_inner_before_polling_asks_for_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn transitions_are_traced_with_structured_fields() {
-    let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    let capture = Capture::global();
     let breaker = Breaker::new("checkout", core_breaker(1, OPEN_FOR));
     open_then_wait(&breaker).await;
     breaker.call(async { Ok::<(), &str>(()) }).await.unwrap();

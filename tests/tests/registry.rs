@@ -606,6 +606,24 @@ type Logged = (tracing::Level, Vec<(String, String)>);
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<Logged>>>);
 
+impl Capture {
+    /// The process-wide capture, installed once as the global default
+    /// subscriber (a per-test `set_default` one loses events when another
+    /// test thread registers the same callsite without a subscriber);
+    /// tests tell their events apart by a breaker name of their own.
+    fn global() -> Capture {
+        static GLOBAL: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+        GLOBAL
+            .get_or_init(|| {
+                let capture = Capture::default();
+                tracing::subscriber::set_global_default(capture.clone())
+                    .expect("no other global subscriber in the test binary");
+                capture
+            })
+            .clone()
+    }
+}
+
 struct Fields(Vec<(String, String)>);
 
 impl tracing::field::Visit for Fields {
@@ -643,12 +661,11 @@ impl tracing::Subscriber for Capture {
 
 #[tokio::test(start_paused = true)]
 async fn transitions_reach_tracing_and_the_events() {
-    let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    let capture = Capture::global();
     let r = Registry::new();
     let db = r
         .breaker(
-            "db",
+            "db_traced",
             Config::builder()
                 .consecutive_failures(2)
                 .open_for(Duration::from_secs(1))
@@ -665,20 +682,20 @@ async fn transitions_reach_tracing_and_the_events() {
             .unwrap()
             .record(Outcome::Failure, now, Duration::ZERO)
         {
-            r.transition("db", t);
+            r.transition("db_traced", t);
         }
     }
     // The core rounds the open time up to its 1.024 ms tick.
     tokio::time::sleep(StdDuration::from_millis(1_002)).await;
     let now = r.now();
     let trial = db.try_acquire(now).unwrap();
-    r.transition("db", trial.transition().unwrap());
+    r.transition("db_traced", trial.transition().unwrap());
     let closed = trial.record(Outcome::Success, now, Duration::ZERO).unwrap();
-    r.transition("db", closed);
+    r.transition("db_traced", closed);
 
     let events: Vec<Event> = std::iter::from_fn(|| sub.try_recv()).collect();
     let change = |from, to, ms| Event::StateChange {
-        name: "db".into(),
+        name: "db_traced".into(),
         from,
         to,
         at: Instant::from_millis(ms),
@@ -690,7 +707,7 @@ async fn transitions_reach_tracing_and_the_events() {
             change(State::Open, State::HalfOpen, 1_002),
             change(State::HalfOpen, State::Closed, 1_002),
             Event::Recovered {
-                name: "db".into(),
+                name: "db_traced".into(),
                 at: Instant::from_millis(1_002)
             },
         ]
@@ -706,7 +723,7 @@ async fn transitions_reach_tracing_and_the_events() {
     };
     let rows: Vec<(tracing::Level, String, String, String, String, String)> = logged
         .iter()
-        .filter(|(_, f)| field(f, "breaker") == "db")
+        .filter(|(_, f)| field(f, "breaker") == "db_traced")
         .map(|(level, f)| {
             (
                 *level,
@@ -725,7 +742,7 @@ async fn transitions_reach_tracing_and_the_events() {
             to.to_owned(),
             "2".to_owned(),
             at.to_owned(),
-            "db".to_owned(),
+            "db_traced".to_owned(),
         )
     };
     assert_eq!(

@@ -31,6 +31,31 @@ impl CircuitBreaker {
     /// call timed the half-open state out).
     #[inline]
     pub fn try_acquire(&self, now: Instant) -> Result<Permit<'_>, Rejected> {
+        self.try_acquire_with(|| now)
+    }
+
+    /// [`try_acquire`](Self::try_acquire), reading the clock only if the
+    /// answer depends on the time: never on the closed path, so a caller
+    /// whose clock read costs more than the breaker (an OS clock, ~20 ns)
+    /// pays for it only when the breaker is open or half-open.
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+    /// let permit = breaker.try_acquire_with(|| unreachable!("closed: no clock read"))?;
+    /// permit.record(Outcome::Failure, Instant::from_secs(1), Duration::ZERO);
+    /// let rejected = breaker.try_acquire_with(|| Instant::from_secs(2)).unwrap_err();
+    /// assert_eq!(rejected.state, State::Open);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`], as from `try_acquire`.
+    #[inline]
+    pub fn try_acquire_with(&self, now: impl FnOnce() -> Instant) -> Result<Permit<'_>, Rejected> {
         // The epoch first: it is then at most the word's full generation.
         let epoch = self.epoch.load(Ordering::Acquire);
         let cur = self.load();
@@ -41,7 +66,7 @@ impl CircuitBreaker {
                 transition: None,
             }));
         }
-        self.acquire_slow(epoch, cur, now)
+        self.acquire_slow(epoch, cur, now())
     }
 
     /// `try_acquire` away from Closed: rejections, half-open trials and the

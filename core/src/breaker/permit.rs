@@ -82,7 +82,22 @@ impl CircuitBreaker {
         breaker: B,
         now: Instant,
     ) -> Result<OwnedPermit<B>, Rejected> {
-        let permit = breaker.try_acquire(now)?;
+        Self::try_acquire_owned_with(breaker, || now)
+    }
+
+    /// [`try_acquire_owned`](Self::try_acquire_owned), reading the clock
+    /// only if the answer depends on the time, as
+    /// [`try_acquire_with`](Self::try_acquire_with).
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`], as from `try_acquire`.
+    #[inline]
+    pub fn try_acquire_owned_with<B: Deref<Target = CircuitBreaker>>(
+        breaker: B,
+        now: impl FnOnce() -> Instant,
+    ) -> Result<OwnedPermit<B>, Rejected> {
+        let permit = breaker.try_acquire_with(now)?;
         let ticket = permit.ticket;
         core::mem::forget(permit); // its ticket moves to the owned permit
         Ok(OwnedPermit {
@@ -101,6 +116,43 @@ impl Permit<'_> {
     /// counted in the metrics but cannot change the new state.
     #[inline]
     pub fn record(self, outcome: Outcome, now: Instant, elapsed: Duration) -> Option<Transition> {
+        let this = core::mem::ManuallyDrop::new(self);
+        let t = this.ticket;
+        this.breaker
+            .record(t.gen, t.half_open, outcome, || now, elapsed)
+    }
+
+    /// [`record`](Self::record), reading the clock only if the record
+    /// needs the time: a success on a closed breaker without a failure
+    /// streak or a rate window never calls `now`. Pass
+    /// [`Duration::ZERO`] as `elapsed` when
+    /// [`CircuitBreaker::measures_duration`] is false (no slow-call rule)
+    /// and skip timing the call altogether.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+    /// let reads = Cell::new(0);
+    /// let clock = || { reads.set(reads.get() + 1); Instant::from_secs(5) };
+    /// let permit = breaker.try_acquire_with(clock)?;
+    /// assert_eq!(permit.record_with(Outcome::Success, Duration::ZERO, clock), None);
+    /// assert_eq!(reads.get(), 0, "the closed success path reads no clock");
+    /// let permit = breaker.try_acquire_with(clock)?;
+    /// let opened = permit.record_with(Outcome::Failure, Duration::ZERO, clock);
+    /// assert_eq!(opened.map(|t| (t.to, t.at)), Some((State::Open, Instant::from_secs(5))));
+    /// assert_eq!(reads.get(), 1, "a trip needs the time");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn record_with(
+        self,
+        outcome: Outcome,
+        elapsed: Duration,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<Transition> {
         let this = core::mem::ManuallyDrop::new(self);
         let t = this.ticket;
         this.breaker
@@ -133,6 +185,21 @@ impl<B: Deref<Target = CircuitBreaker>> OwnedPermit<B> {
         outcome: Outcome,
         now: Instant,
         elapsed: Duration,
+    ) -> Option<Transition> {
+        self.live = false;
+        let t = self.ticket;
+        self.breaker
+            .record(t.gen, t.half_open, outcome, || now, elapsed)
+    }
+
+    /// Records how the call went, reading the clock only if needed, as
+    /// [`Permit::record_with`].
+    #[inline]
+    pub fn record_with(
+        mut self,
+        outcome: Outcome,
+        elapsed: Duration,
+        now: impl FnOnce() -> Instant,
     ) -> Option<Transition> {
         self.live = false;
         let t = self.ticket;

@@ -19,6 +19,29 @@ impl CircuitBreaker {
         self.config.load()
     }
 
+    /// Whether a call's duration can change a decision: true when a
+    /// slow-call rule is configured (now, as [`set_config`](Self::set_config)
+    /// may change it). When false, a caller may skip timing its calls and
+    /// record [`Duration::ZERO`](crate::Duration::ZERO) (one relaxed load).
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox::Duration;
+    ///
+    /// let plain = CircuitBreaker::new(Config::builder().consecutive_failures(3).build()?);
+    /// assert!(!plain.measures_duration());
+    /// let slow = Config::builder()
+    ///     .slow_call(Duration::from_millis(200), 50)
+    ///     .window(20)
+    ///     .build()?;
+    /// assert!(CircuitBreaker::new(slow).measures_duration());
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
+    #[inline]
+    pub fn measures_duration(&self) -> bool {
+        self.config.trip().slow_rate != 0
+    }
+
     /// Replaces the thresholds and open times of a breaker in use, keeping
     /// its state, window and counters; returns the previous configuration.
     ///

@@ -9,16 +9,17 @@ use crate::sync::Epoch;
 use crate::{Duration, Instant};
 
 impl CircuitBreaker {
-    /// Records an outcome. The consecutive policy's success on a breaker
-    /// with no failure streak is the hot path: one counter RMW and one load,
-    /// no state write; everything else goes out of line.
+    /// Records an outcome, reading `now` only when it matters. The
+    /// consecutive policy's success on a breaker with no failure streak is
+    /// the hot path: one counter RMW and one load, no state write, no clock;
+    /// everything else goes out of line.
     #[inline]
     pub(super) fn record(
         &self,
         gen: Epoch,
         half_open: bool,
         outcome: Outcome,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
         elapsed: Duration,
     ) -> Option<Transition> {
         if outcome == Outcome::Success && !half_open && !self.config.uses_window() {
@@ -29,8 +30,9 @@ impl CircuitBreaker {
             if cur == Word::closed(low(gen), 0, Cursor::EMPTY) {
                 return None; // still closed, no streak to reset: nothing to write
             }
-            return self.settle(cur, gen, false, false, false, now);
+            return self.settle(cur, gen, false, false, false, now());
         }
+        let now = now();
         if outcome == Outcome::Success && !half_open && elapsed < self.config.slow_threshold() {
             // A fast closed success under a rate policy: counted here; its
             // claim returns early in `record_window` in the steady state.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use fusebox::breaker::{Metrics, Outcome, OwnedPermit, State, Transition};
+use fusebox::breaker::{Metrics, Outcome, Permit, State, Transition};
 use fusebox::{CircuitBreaker, Clock, Instant};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -298,10 +298,22 @@ impl Breaker {
 impl<C> Breaker<C> {
     /// Calls `future` if the breaker permits, and records how it went.
     ///
-    /// The permit is asked for on the first poll (with the clock read right
-    /// then), the duration is measured from there to completion and fed to
-    /// the core's slow-call detection, and the classifier decides the
-    /// outcome. See [`BreakerCall`] for timeouts and cancellation.
+    /// The permit is asked for on the first poll, the duration is measured
+    /// from there to completion and fed to the core's slow-call detection,
+    /// and the classifier decides the outcome. See [`BreakerCall`] for
+    /// timeouts and cancellation.
+    ///
+    /// The future borrows the breaker (no reference count is touched per
+    /// call); to move a call into a spawned task, move a clone of the
+    /// breaker into it: `tokio::spawn(async move { b.call(f).await })`.
+    ///
+    /// The clock is read only when something needs the time: at the start
+    /// if the core has a slow-call rule or a timeout is set (and then again
+    /// at the end, for the duration), and whenever the core's decision
+    /// depends on it (open or half-open, a trip). A call on a closed breaker
+    /// with neither reads no clock: its cost is the core's two atomic
+    /// operations. A slow-call rule enabled by `set_config` applies from
+    /// the next call.
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -315,7 +327,7 @@ impl<C> Breaker<C> {
     /// # Ok::<(), fusebox_std::CallError<std::io::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn call<F>(&self, future: F) -> BreakerCall<F, C> {
+    pub fn call<F>(&self, future: F) -> BreakerCall<'_, F, C> {
         self.call_with_timeout(future, self.shared.timeout)
     }
 
@@ -324,11 +336,11 @@ impl<C> Breaker<C> {
         &self,
         future: F,
         timeout: Option<Duration>,
-    ) -> BreakerCall<F, C> {
+    ) -> BreakerCall<'_, F, C> {
         BreakerCall {
             future,
             sleep: None,
-            shared: Arc::clone(&self.shared),
+            shared: &self.shared,
             timeout,
             stage: Stage::Start,
         }
@@ -472,27 +484,29 @@ pin_project! {
     /// # }).unwrap();
     /// ```
     #[must_use = "futures do nothing unless you .await or poll them"]
-    pub struct BreakerCall<F, C> {
+    pub struct BreakerCall<'a, F, C> {
         #[pin]
         future: F,
         #[pin]
         sleep: Option<Sleep>,
-        shared: Arc<Shared<C>>,
+        shared: &'a Shared<C>,
         timeout: Option<Duration>,
-        stage: Stage,
+        stage: Stage<'a>,
     }
 }
 
-enum Stage {
+enum Stage<'a> {
     Start,
     Running {
-        permit: OwnedPermit<Arc<CircuitBreaker>>,
-        started: Instant,
+        permit: Permit<'a>,
+        /// When the call started, if its duration is measured (a slow-call
+        /// rule or a timeout); `None` skips both clock reads.
+        started: Option<Instant>,
     },
     Done,
 }
 
-impl<F, C> BreakerCall<F, C> {
+impl<F, C> BreakerCall<'_, F, C> {
     /// The inner future.
     ///
     /// ```
@@ -540,7 +554,7 @@ impl<F, C> BreakerCall<F, C> {
     }
 }
 
-impl<F, C, T, E> Future for BreakerCall<F, C>
+impl<'a, F, C, T, E> Future for BreakerCall<'a, F, C>
 where
     F: Future<Output = Result<T, E>>,
     C: Classify<T, E>,
@@ -549,15 +563,24 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let shared = &**this.shared;
+        let shared: &'a Shared<C> = this.shared;
+        let clock = shared.clock;
         if matches!(this.stage, Stage::Start) {
-            let now = shared.clock.now();
-            match CircuitBreaker::try_acquire_owned(Arc::clone(&shared.breaker), now) {
+            // The clock is read only when something needs it: the duration
+            // (a slow-call rule, or the timeout's deadline), or the core
+            // (an open or half-open breaker). A closed breaker without a
+            // slow-call rule decides with no clock read at all.
+            let measured = this.timeout.is_some() || shared.breaker.measures_duration();
+            let mut now = measured.then(|| clock.now());
+            let acquired = shared
+                .breaker
+                .try_acquire_with(|| *now.get_or_insert_with(|| clock.now()));
+            match acquired {
                 Err(rejected) => {
                     *this.stage = Stage::Done;
                     tracing::debug!(breaker = %shared.name, state = ?rejected.state, "call rejected");
                     if let Some(observer) = &shared.observer {
-                        observer.rejected(&shared.name, now);
+                        observer.rejected(&shared.name, now.unwrap_or_else(|| clock.now()));
                     }
                     return Poll::Ready(Err(CallError::Open {
                         retry_after: rejected.retry_after.map(Into::into),
@@ -567,14 +590,12 @@ where
                     if let Some(t) = permit.transition() {
                         shared.transition(t);
                     }
-                    if let Some(timeout) = *this.timeout {
-                        let at = shared.clock.to_tokio(now) + timeout;
+                    let started = if measured { now } else { None };
+                    if let (Some(timeout), Some(start)) = (*this.timeout, started) {
+                        let at = clock.to_tokio(start) + timeout;
                         this.sleep.set(Some(tokio::time::sleep_until(at)));
                     }
-                    *this.stage = Stage::Running {
-                        permit,
-                        started: now,
-                    };
+                    *this.stage = Stage::Running { permit, started };
                 }
             }
         }
@@ -592,40 +613,48 @@ where
         let Stage::Running { permit, started } = std::mem::replace(this.stage, Stage::Done) else {
             unreachable!("checked above");
         };
-        let now = shared.clock.now();
-        let elapsed = now - started;
+        let mut end = started.map(|_| clock.now());
+        let elapsed = match (started, end) {
+            (Some(start), Some(end)) => end - start,
+            _ => fusebox::Duration::ZERO,
+        };
         let Some(result) = result else {
-            record(shared, permit, Outcome::Failure, now, elapsed);
+            shared.record(permit, Outcome::Failure, elapsed, &mut end);
             tracing::debug!(breaker = %shared.name, "call timed out");
             if let Some(observer) = &shared.observer {
-                observer.failure(&shared.name, now, true);
+                observer.failure(&shared.name, end.unwrap_or_else(|| clock.now()), true);
             }
             return Poll::Ready(Err(CallError::Timeout));
         };
         let verdict = shared.classifier.classify(&result);
-        record(shared, permit, verdict, now, elapsed);
+        shared.record(permit, verdict, elapsed, &mut end);
         if verdict == Outcome::Failure {
             if let Some(observer) = &shared.observer {
-                observer.failure(&shared.name, now, false);
+                observer.failure(&shared.name, end.unwrap_or_else(|| clock.now()), false);
             }
         }
         Poll::Ready(result.map_err(CallError::Inner))
     }
 }
 
-fn record<C>(
-    shared: &Shared<C>,
-    permit: OwnedPermit<Arc<CircuitBreaker>>,
-    outcome: Outcome,
-    now: Instant,
-    elapsed: fusebox::Duration,
-) {
-    if let Some(t) = permit.record(outcome, now, elapsed) {
-        shared.transition(t);
-    }
-}
-
 impl<C> Shared<C> {
+    /// Records `permit`, reading the clock into `end` only if the core
+    /// needs the time (and it was not read yet).
+    fn record(
+        &self,
+        permit: Permit<'_>,
+        outcome: Outcome,
+        elapsed: fusebox::Duration,
+        end: &mut Option<Instant>,
+    ) {
+        let clock = self.clock;
+        if let Some(t) =
+            permit.record_with(outcome, elapsed, || *end.get_or_insert_with(|| clock.now()))
+        {
+            self.transition(t);
+        }
+    }
+
     /// A transition this policy caused: to the observer, or logged.
     fn transition(&self, t: Transition) {
         match &self.observer {

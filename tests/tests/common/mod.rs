@@ -67,6 +67,24 @@ impl tracing::Subscriber for Capture {
 }
 
 impl Capture {
+    /// The process-wide capture, installed once as the global default
+    /// subscriber. A per-test `set_default` subscriber loses events when
+    /// another test thread registers the same callsite while it has no
+    /// subscriber (tracing caches the callsite's interest as "never"); a
+    /// global one sees every event. Tests tell their events apart by a
+    /// field with a name unique to the test (e.g. the breaker's name).
+    pub fn global() -> Capture {
+        static GLOBAL: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+        GLOBAL
+            .get_or_init(|| {
+                let capture = Capture::default();
+                tracing::subscriber::set_global_default(capture.clone())
+                    .expect("no other global subscriber in the test binary");
+                capture
+            })
+            .clone()
+    }
+
     /// The events that have a field `name` equal to `value`.
     pub fn with(&self, name: &str, value: &str) -> Vec<Event> {
         self.0
