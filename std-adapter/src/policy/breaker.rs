@@ -514,7 +514,8 @@ impl<F, C> BreakerCall<'_, F, C> {
     /// # use std::sync::Arc;
     /// # use fusebox::breaker::{CircuitBreaker, Config};
     /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
-    /// let call = Breaker::new("api", core).call(std::future::ready(Ok::<u8, ()>(1)));
+    /// let breaker = Breaker::new("api", core);
+    /// let call = breaker.call(std::future::ready(Ok::<u8, ()>(1)));
     /// assert!(call.get_ref().clone().into_inner().is_ok());
     /// ```
     pub fn get_ref(&self) -> &F {
@@ -528,7 +529,8 @@ impl<F, C> BreakerCall<'_, F, C> {
     /// # use std::sync::Arc;
     /// # use fusebox::breaker::{CircuitBreaker, Config};
     /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(3).build().unwrap()));
-    /// let mut call = Breaker::new("api", core).call(std::future::ready(Ok::<u8, ()>(1)));
+    /// let breaker = Breaker::new("api", core);
+    /// let mut call = breaker.call(std::future::ready(Ok::<u8, ()>(1)));
     /// *call.get_mut() = std::future::ready(Ok(2));
     /// assert_eq!(call.into_inner().into_inner(), Ok(2));
     /// ```

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::CallError;
+use crate::events::RejectionReporter;
 
 /// Why a bulkhead refused a call.
 ///
@@ -118,6 +119,7 @@ pub struct BulkheadMetrics {
 #[derive(Clone, Debug)]
 pub struct Bulkhead {
     shared: Arc<Shared>,
+    reporter: Option<RejectionReporter>,
 }
 
 #[derive(Debug)]
@@ -167,7 +169,34 @@ impl Bulkhead {
                 queued: AtomicUsize::new(0),
                 rejected: AtomicU64::new(0),
             }),
+            reporter: None,
         }
+    }
+
+    /// Reports every refusal (full, queue full, queue timeout) to
+    /// `reporter` as an [`Event::Rejected`](crate::events::Event::Rejected).
+    /// Clones made afterwards report too; the returned bulkhead shares its
+    /// slots with `self`'s other clones.
+    ///
+    /// ```
+    /// use fusebox_std::events::{Component, Events, RejectionReporter};
+    /// use fusebox_std::policy::{Bulkhead, Overflow};
+    /// use fusebox_std::TokioClock;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let events = Events::new(8);
+    /// let bulkhead = Bulkhead::new(1, Overflow::Reject)
+    ///     .reporting_to(RejectionReporter::new("db", Component::Bulkhead, &events, TokioClock::new()));
+    /// let _held = bulkhead.try_acquire()?;
+    /// assert!(bulkhead.try_acquire().is_err());
+    /// assert_eq!(events.published(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn reporting_to(mut self, reporter: RejectionReporter) -> Self {
+        self.reporter = Some(reporter);
+        self
     }
 
     /// The overflow rule.
@@ -306,6 +335,9 @@ impl Bulkhead {
     fn reject(&self, why: BulkheadRejection) -> BulkheadRejection {
         self.shared.rejected.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(reason = %why, "bulkhead rejected a call");
+        if let Some(reporter) = &self.reporter {
+            reporter.report();
+        }
         why
     }
 }

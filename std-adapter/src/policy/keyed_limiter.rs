@@ -12,6 +12,7 @@ use tokio::sync::Mutex as Gate;
 
 use super::limiter::{enter, wait_for, Refused};
 use super::LimitError;
+use crate::events::RejectionReporter;
 use crate::TokioClock;
 
 /// Waits for a core [`fusebox::KeyedLimiter`]'s per-key tokens.
@@ -48,6 +49,7 @@ pub struct KeyedLimiter<K, const N: usize, const TIERS: usize = 1, S = FixedStat
     limiter: Arc<fusebox::KeyedLimiter<K, N, TIERS, S>>,
     clock: TokioClock,
     gates: Mutex<HashMap<K, Arc<Gate<()>>>>,
+    reporter: Option<RejectionReporter>,
 }
 
 impl<K, const N: usize, const TIERS: usize, S> fmt::Debug for KeyedLimiter<K, N, TIERS, S> {
@@ -105,7 +107,35 @@ where
             limiter,
             clock,
             gates: Mutex::new(HashMap::new()),
+            reporter: None,
         }
+    }
+
+    /// Reports every refusal (a wait past the deadline, a request no tier
+    /// can grant, a full table) to `reporter` as an
+    /// [`Event::Rejected`](crate::events::Event::Rejected). The key is not
+    /// reported: it may be personal data.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::events::{Component, Events, RejectionReporter};
+    /// use fusebox_std::{policy::KeyedLimiter, TokioClock};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let (events, clock) = (Events::new(8), TokioClock::new());
+    /// let core: fusebox::KeyedLimiter<u64, 64> = fusebox::KeyedLimiter::new(Quota::per_second(1)?, FullPolicy::Reject)?;
+    /// let limiter = KeyedLimiter::with_clock(Arc::new(core), clock)
+    ///     .reporting_to(RejectionReporter::new("per_user", Component::KeyedLimiter, &events, clock));
+    /// assert!(limiter.until_n_ready(&7, 2).await.is_err()); // more than the burst
+    /// assert_eq!(events.published(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn reporting_to(mut self, reporter: RejectionReporter) -> Self {
+        self.reporter = Some(reporter);
+        self
     }
 
     /// The core limiter.
@@ -241,6 +271,19 @@ where
     /// # }).unwrap();
     /// ```
     pub async fn until_n_ready_by(
+        &self,
+        key: &K,
+        n: u32,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), LimitError> {
+        let result = self.wait_n(key, n, deadline).await;
+        if let (Err(_), Some(reporter)) = (&result, &self.reporter) {
+            reporter.report();
+        }
+        result
+    }
+
+    async fn wait_n(
         &self,
         key: &K,
         n: u32,

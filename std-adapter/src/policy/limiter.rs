@@ -9,6 +9,7 @@ use fusebox::bucket::{AcquireError, TokenBucket};
 use fusebox::{Clock, Instant};
 use tokio::sync::Mutex as Gate;
 
+use crate::events::RejectionReporter;
 use crate::TokioClock;
 
 /// Why a wait for tokens ended without them.
@@ -115,6 +116,7 @@ pub struct Limiter {
     bucket: Arc<TokenBucket>,
     clock: TokioClock,
     gate: Gate<()>,
+    reporter: Option<RejectionReporter>,
 }
 
 impl fmt::Debug for Limiter {
@@ -162,7 +164,33 @@ impl Limiter {
             bucket,
             clock,
             gate: Gate::new(()),
+            reporter: None,
         }
+    }
+
+    /// Reports every refusal (a wait past the deadline, a request larger
+    /// than the burst) to `reporter` as an
+    /// [`Event::Rejected`](crate::events::Event::Rejected).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox_std::events::{Component, Events, RejectionReporter};
+    /// use fusebox_std::{policy::Limiter, TokioClock};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let (events, clock) = (Events::new(8), TokioClock::new());
+    /// let limiter = Limiter::with_clock(Arc::new(TokenBucket::new(Quota::per_second(1)?)), clock)
+    ///     .reporting_to(RejectionReporter::new("api", Component::Limiter, &events, clock));
+    /// assert!(limiter.until_n_ready(2).await.is_err()); // more than the burst
+    /// assert_eq!(events.published(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn reporting_to(mut self, reporter: RejectionReporter) -> Self {
+        self.reporter = Some(reporter);
+        self
     }
 
     /// The core bucket.
@@ -277,6 +305,18 @@ impl Limiter {
     /// # }).unwrap();
     /// ```
     pub async fn until_n_ready_by(
+        &self,
+        n: u32,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), LimitError> {
+        let result = self.wait_n(n, deadline).await;
+        if let (Err(_), Some(reporter)) = (&result, &self.reporter) {
+            reporter.report();
+        }
+        result
+    }
+
+    async fn wait_n(
         &self,
         n: u32,
         deadline: Option<tokio::time::Instant>,

@@ -1,6 +1,7 @@
 //! Bulkheads in the registry.
 
 use super::{conflict, FieldError, Kind, Registry, RegistryError};
+use crate::events::Component;
 use crate::policy::{Bulkhead, Overflow};
 
 /// The most slots or queued calls a configured bulkhead may declare.
@@ -139,7 +140,8 @@ impl Registry {
                     .ok_or_else(|| conflict(Kind::Bulkhead, name))
             },
             || {
-                let bulkhead = Bulkhead::new(max_concurrent, overflow);
+                let bulkhead = Bulkhead::new(max_concurrent, overflow)
+                    .reporting_to(self.reporter(name, Component::Bulkhead));
                 let entry = BulkheadEntry {
                     bulkhead: bulkhead.clone(),
                     max_concurrent,

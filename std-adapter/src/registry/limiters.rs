@@ -8,6 +8,8 @@ use fusebox::bucket::{FullPolicy, KeyedLimiter, KeyedMetrics, Quota};
 use fusebox::hash::RandomState;
 use fusebox::TokenBucket;
 
+use crate::events::Component;
+
 use super::{
     conflict, not_found, type_mismatch, FieldError, KeyedEntry, Kind, LimiterEntry, Registry,
     RegistryError,
@@ -83,6 +85,85 @@ impl Registry {
                 };
                 Ok((entry, bucket))
             },
+        )
+    }
+
+    /// A [`Limiter`](crate::policy::Limiter) (async waits) on the token
+    /// bucket `name`, created with `quota` if it does not exist (as
+    /// [`limiter`](Self::limiter)), reading the registry's tokio clock; its
+    /// refusals are published as [`Event::Rejected`](crate::events::Event::Rejected)
+    /// with [`Component::Limiter`].
+    ///
+    /// # Errors
+    ///
+    /// As [`limiter`](Self::limiter).
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::events::{Component, Event};
+    /// use fusebox_std::Registry;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let registry = Registry::new();
+    /// let mut events = registry.events().subscribe();
+    /// let api = registry.limiter_policy("api", Quota::per_second(1)?)?;
+    /// api.until_ready().await?;
+    /// let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(10);
+    /// assert!(api.until_n_ready_by(1, Some(soon)).await.is_err());
+    /// assert!(matches!(events.try_recv(), Some(Event::Rejected { component: Component::Limiter, .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn limiter_policy(
+        &self,
+        name: &str,
+        quota: Quota,
+    ) -> Result<crate::policy::Limiter, RegistryError> {
+        let bucket = self.limiter(name, quota)?;
+        Ok(crate::policy::Limiter::with_clock(bucket, self.tokio_clock)
+            .reporting_to(self.reporter(name, Component::Limiter)))
+    }
+
+    /// A [`KeyedLimiter`](crate::policy::KeyedLimiter) (async waits per
+    /// key) on the keyed limiter `name`, created if it does not exist (as
+    /// [`keyed_limiter`](Self::keyed_limiter)), reading the registry's
+    /// tokio clock; its refusals are published as
+    /// [`Event::Rejected`](crate::events::Event::Rejected) with
+    /// [`Component::KeyedLimiter`] (without the key).
+    ///
+    /// # Errors
+    ///
+    /// As [`keyed_limiter`](Self::keyed_limiter).
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::events::{Component, Event};
+    /// use fusebox_std::Registry;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let registry = Registry::new();
+    /// let mut events = registry.events().subscribe();
+    /// let per_user = registry.keyed_limiter_policy::<u64, 256>("per_user", Quota::per_second(1)?, FullPolicy::Reject)?;
+    /// per_user.until_ready(&7).await?;
+    /// let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(10);
+    /// assert!(per_user.until_n_ready_by(&7, 1, Some(soon)).await.is_err());
+    /// assert!(matches!(events.try_recv(), Some(Event::Rejected { component: Component::KeyedLimiter, .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn keyed_limiter_policy<K, const N: usize>(
+        &self,
+        name: &str,
+        quota: Quota,
+        policy: FullPolicy,
+    ) -> Result<crate::policy::KeyedLimiter<K, N, 1, RandomState>, RegistryError>
+    where
+        K: Eq + Hash + Clone + Send + Sync + 'static,
+    {
+        let limiter = self.keyed_limiter::<K, N>(name, quota, policy)?;
+        Ok(
+            crate::policy::KeyedLimiter::with_clock(limiter, self.tokio_clock)
+                .reporting_to(self.reporter(name, Component::KeyedLimiter)),
         )
     }
 

@@ -58,7 +58,7 @@ use fusebox::breaker::Config;
 use fusebox::bucket::{FullPolicy, Quota};
 use fusebox::{CircuitBreaker, Clock, Instant, TokenBucket};
 
-use crate::events::Events;
+use crate::events::{Component, Events, RejectionReporter};
 use crate::tracker::{Tracker, TrackerConfig};
 use error::shown;
 use limiters::KeyedSource;
@@ -205,6 +205,12 @@ impl Registry {
     /// ```
     pub fn from_config(config: &RegistryConfig) -> Result<Self, RegistryConfigError> {
         Self::builder().build_from_config(config)
+    }
+
+    /// A reporter publishing `name`'s refusals on the registry's events,
+    /// stamped with the clock its policies read.
+    pub(crate) fn reporter(&self, name: &str, component: Component) -> RejectionReporter {
+        RejectionReporter::new(name, component, &self.events, self.tokio_clock)
     }
 
     /// The registry's clock now: pass it to the breakers' calls, so that

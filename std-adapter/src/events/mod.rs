@@ -47,6 +47,9 @@ use tokio::sync::broadcast;
 
 use crate::redact::redact;
 
+mod reporter;
+pub use reporter::RejectionReporter;
+
 /// Which kind of primitive an event is about.
 ///
 /// ```
@@ -202,10 +205,14 @@ impl Event {
 /// events.publish(Event::Rejected { name: "api".into(), component: Component::Limiter, at: Instant::ZERO });
 /// assert_eq!(sub.try_recv().unwrap().name(), "api");
 /// ```
+///
+/// A clone is another handle on the same channel and counters (what a
+/// [`RejectionReporter`] keeps).
+#[derive(Clone)]
 pub struct Events {
     tx: broadcast::Sender<Event>,
     capacity: usize,
-    published: AtomicU64,
+    published: Arc<AtomicU64>,
     lagged: Arc<AtomicU64>,
 }
 
@@ -225,7 +232,7 @@ impl Events {
         Self {
             tx,
             capacity,
-            published: AtomicU64::new(0),
+            published: Arc::new(AtomicU64::new(0)),
             lagged: Arc::new(AtomicU64::new(0)),
         }
     }
