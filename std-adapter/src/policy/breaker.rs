@@ -630,10 +630,10 @@ where
         };
         let verdict = shared.classifier.classify(&result);
         shared.record(permit, verdict, elapsed, &mut end);
-        if verdict == Outcome::Failure {
-            if let Some(observer) = &shared.observer {
-                observer.failure(&shared.name, end.unwrap_or_else(|| clock.now()), false);
-            }
+        if verdict == Outcome::Failure
+            && let Some(observer) = &shared.observer
+        {
+            observer.failure(&shared.name, end.unwrap_or_else(|| clock.now()), false);
         }
         Poll::Ready(result.map_err(CallError::Inner))
     }

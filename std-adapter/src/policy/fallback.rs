@@ -290,16 +290,15 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        if !self.fresh_for.is_zero() {
-            if let Some((value, age)) = self.lookup(&key, self.clock.now()) {
-                if age < self.fresh_for {
-                    return Ok(Served {
-                        value,
-                        source: Source::Cached,
-                        age,
-                    });
-                }
-            }
+        if !self.fresh_for.is_zero()
+            && let Some((value, age)) = self.lookup(&key, self.clock.now())
+            && age < self.fresh_for
+        {
+            return Ok(Served {
+                value,
+                source: Source::Cached,
+                age,
+            });
         }
         match fetch().await {
             Ok(value) => {
