@@ -80,7 +80,8 @@ for kind in ["get", "put"]:
 TABLES.append(("adapter", "Std adapter: one call on an immediately ready future (one no-op-waker poll, inside an entered current-thread tokio runtime)", ("adapter", "core_acquire_record_tokio_clock"), [
     ("tokio_clock_two_reads", "two `TokioClock::now()` reads (the clock cost inside every fusebox row here)", None, None),
     ("core_acquire_record_tokio_clock", "baseline: core `try_acquire` + `record(Success)` with two `TokioClock` reads", None, None),
-    ("core_owned_acquire_record_tokio_clock", "the same with the owned permit (`try_acquire_owned(Arc::clone(..))`, as `Breaker::call` uses)", None, None),
+    ("core_owned_acquire_record_tokio_clock", "the same with the owned permit (`try_acquire_owned(Arc::clone(..))`, as a tower response future holds it)", None, None),
+    ("core_acquire_record_lazy_clock", "core `try_acquire_with` + `record_with`: the clock read only when the decision needs it (none here), as `Breaker::call` does without a slow-call rule or timeout", None, None),
     ("fusebox_std_breaker_call", "fusebox-std `Breaker::call`", None, None),
     ("fusebox_std_policy_call", "fusebox-std `Policy::call`: breaker + retry (3 attempts), no waits", None, None),
     ("failsafe_futures_call", "failsafe `futures::CircuitBreaker::call`", "fusebox_std_breaker_call", None),

@@ -11,11 +11,13 @@
 //! timing loop: the rows measure the breakers, not a scheduler. The calls
 //! run inside an entered current-thread tokio runtime (entered once,
 //! outside the loop) so that anything needing tokio's context finds it.
-//! The owned-permit form of the baseline (an `Arc` clone per call, as
-//! `Breaker::call`'s `'static` future needs) and two `TokioClock` reads
-//! alone are rows too: the clock floor inside
-//! every other fusebox row. One control row drives `Breaker::call` through `Runtime::block_on` per
-//! call, to show what a real executor adds per call.
+//! The owned-permit form of the baseline (an `Arc` clone per call, as a
+//! tower response future needs), the lazy-clock form (`try_acquire_with` +
+//! `record_with`: no clock read on the closed path, what `Breaker::call`
+//! does when no slow-call rule or timeout needs the duration) and two
+//! `TokioClock` reads alone are rows too. One control row drives
+//! `Breaker::call` through `Runtime::block_on` per call, to show what a
+//! real executor adds per call.
 use std::future::{ready, Future};
 use std::hint::black_box;
 use std::pin::pin;
@@ -81,6 +83,55 @@ fn timed(iters: u64, mut f: impl FnMut()) -> std::time::Duration {
     t.elapsed()
 }
 
+/// The rows without a future: the clock reads and the core's calls.
+fn baselines(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    clock: TokioClock,
+    core: &Arc<CircuitBreaker>,
+) {
+    g.bench_function("tokio_clock_two_reads", |b| {
+        b.iter_custom(|n| {
+            timed(n, || {
+                let _ = black_box(black_box(&clock).now());
+                let _ = black_box(black_box(&clock).now());
+            })
+        });
+    });
+    g.bench_function("core_acquire_record_tokio_clock", |b| {
+        b.iter_custom(|n| {
+            timed(n, || {
+                let start = clock.now();
+                let permit = black_box(&**core).try_acquire(start).expect("closed");
+                let end = clock.now();
+                black_box(permit.record(Outcome::Success, end, end - start).is_some());
+            })
+        });
+    });
+    g.bench_function("core_owned_acquire_record_tokio_clock", |b| {
+        b.iter_custom(|n| {
+            timed(n, || {
+                let start = clock.now();
+                let permit = CircuitBreaker::try_acquire_owned(Arc::clone(black_box(core)), start)
+                    .expect("closed");
+                let end = clock.now();
+                black_box(permit.record(Outcome::Success, end, end - start).is_some());
+            })
+        });
+    });
+    g.bench_function("core_acquire_record_lazy_clock", |b| {
+        b.iter_custom(|n| {
+            timed(n, || {
+                let permit = black_box(&**core)
+                    .try_acquire_with(|| clock.now())
+                    .expect("closed");
+                let t =
+                    permit.record_with(Outcome::Success, fusebox::Duration::ZERO, || clock.now());
+                black_box(t.is_some());
+            })
+        });
+    });
+}
+
 pub fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -111,35 +162,7 @@ pub fn bench(c: &mut Criterion) {
         .layer_fn(Echo);
 
     let mut g = c.benchmark_group("adapter");
-    g.bench_function("tokio_clock_two_reads", |b| {
-        b.iter_custom(|n| {
-            timed(n, || {
-                let _ = black_box(black_box(&clock).now());
-                let _ = black_box(black_box(&clock).now());
-            })
-        });
-    });
-    g.bench_function("core_acquire_record_tokio_clock", |b| {
-        b.iter_custom(|n| {
-            timed(n, || {
-                let start = clock.now();
-                let permit = black_box(&*core).try_acquire(start).expect("closed");
-                let end = clock.now();
-                black_box(permit.record(Outcome::Success, end, end - start).is_some());
-            })
-        });
-    });
-    g.bench_function("core_owned_acquire_record_tokio_clock", |b| {
-        b.iter_custom(|n| {
-            timed(n, || {
-                let start = clock.now();
-                let permit = CircuitBreaker::try_acquire_owned(Arc::clone(black_box(&core)), start)
-                    .expect("closed");
-                let end = clock.now();
-                black_box(permit.record(Outcome::Success, end, end - start).is_some());
-            })
-        });
-    });
+    baselines(&mut g, clock, &core);
     g.bench_function("fusebox_std_breaker_call", |b| {
         b.iter_custom(|n| {
             timed(n, || {
