@@ -204,9 +204,10 @@ impl Protected {
             .failure_rate(50)
             .window(40)
             .minimum_calls(20)
-            .open_for(fusebox::Duration::from_millis(250))
-            .max_open_for(fusebox::Duration::from_secs(2))
-            .half_open_permits(5)
+            .open_for(fusebox::Duration::from_millis(200))
+            .max_open_for(fusebox::Duration::from_secs(1))
+            .half_open_permits(3)
+            .close_after(2)
             .build()?;
         let breaker: Breaker = registry.breaker_policy(BREAKER, breaker_config)?;
         let quota = Quota::per_second(rate)?.with_burst(rate / 10 + 1)?;

@@ -33,13 +33,27 @@ pub fn count(n: u64) -> String {
     out
 }
 
-/// Microseconds as milliseconds, `12.3 ms`.
+/// Microseconds as milliseconds, `12.3 ms`, or as microseconds under one
+/// millisecond, `42 µs`.
 fn millis(us: u64) -> String {
-    format!("{:.1} ms", us as f64 / 1000.0)
+    if us < 1_000 {
+        format!("{us} µs")
+    } else {
+        format!("{:.1} ms", us as f64 / 1000.0)
+    }
 }
 
 fn percentile(latency: Option<Latency>, pick: fn(&Latency) -> u64) -> String {
     latency.map_or_else(|| "–".to_owned(), |l| millis(pick(&l)))
+}
+
+/// `n calls`, or `1 call`.
+fn calls(n: u64) -> String {
+    if n == 1 {
+        "1 call".to_owned()
+    } else {
+        format!("{} calls", count(n))
+    }
 }
 
 /// The rows: a label, then the unprotected and the protected figure.
@@ -61,7 +75,7 @@ pub fn rows(c: &Comparison) -> Vec<[String; 3]> {
     );
     push("served from stale cache", both(&|r| count(r.from_cache)));
     push("retries spent", both(&|r| count(r.retries)));
-    push("refused locally (breaker/limit)", both(&|r| count(r.refused_locally)));
+    push("short-circuited (breaker/limit)", both(&|r| count(r.refused_locally)));
     rows
 }
 
@@ -92,17 +106,22 @@ pub fn verdict(c: &Comparison) -> Vec<String> {
         let times = if po == 0 {
             "all".to_owned()
         } else {
-            format!("{:.1}×", uo as f64 / po as f64)
+            let ratio = uo as f64 / po as f64;
+            if ratio >= 10.0 {
+                format!("{}×", count(ratio.round() as u64))
+            } else {
+                format!("{ratio:.1}×")
+            }
         };
         lines.push(format!(
-            "During the outage the protected clients sent {} calls to the failing upstream instead of {} ({times} fewer).",
-            count(po),
+            "During the outage the protected clients sent {} to the failing upstream instead of {} ({times} fewer).",
+            calls(po),
             count(uo)
         ));
     } else {
         lines.push(format!(
-            "During the outage the protected clients sent {} calls, the unprotected ones {}: no saving this time.",
-            count(po),
+            "During the outage the protected clients sent {}, the unprotected ones {}: no saving this time.",
+            calls(po),
             count(uo)
         ));
     }
@@ -188,7 +207,7 @@ mod tests {
             assert!(text.contains(label), "{label:?} missing:\n{text}");
         }
         let outage = text.lines().find(|l| l.contains(OUTAGE_ROW)).unwrap();
-        let cells: Vec<_> = outage.split('│').map(str::trim).collect();
+        let cells: Vec<_> = outage.split(['│', '┆']).map(str::trim).collect();
         assert_eq!(cells[2..4], ["9 000", "300"], "{outage}");
         assert!(text.contains("61.0 %") && text.contains("96.5 %"));
         assert!(text.contains("250.5 ms") && text.contains("1000.0 ms"));
@@ -198,7 +217,7 @@ mod tests {
     #[test]
     fn the_verdict_uses_the_figures() {
         let lines = verdict(&comparison());
-        assert!(lines[0].contains("300 calls") && lines[0].contains("9 000") && lines[0].contains("30.0×"));
+        assert!(lines[0].contains("300 calls") && lines[0].contains("9 000") && lines[0].contains("30×"));
         assert!(lines[1].contains("96.5 %") && lines[1].contains("61.0 %") && lines[1].contains("1 234"));
         let mut even = comparison();
         even.protected.upstream.during_outage = 9_000;

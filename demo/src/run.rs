@@ -23,7 +23,7 @@ use crate::upstream::{Upstream, UpstreamCounts};
 const GRACE: Duration = Duration::from_secs(3);
 
 /// How many items the clients ask for (the hot ones far more often).
-pub const KEYS: u32 = 2_000;
+pub const KEYS: u32 = 500;
 
 /// The tracker holding the client-seen latencies (one operation per mode).
 pub const TRACKER: &str = "clients";
