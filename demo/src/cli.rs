@@ -67,9 +67,16 @@ mod tests {
     #[test]
     fn defaults_and_flags() {
         let args = Args::try_parse_from(["storm"]).unwrap();
-        assert_eq!((args.clients, args.seed, args.duration()), (300, None, DEFAULT_DURATION));
-        let args = Args::try_parse_from(["storm", "--short", "--seed", "7", "--clients", "50"]).unwrap();
-        assert_eq!((args.clients, args.seed, args.duration()), (50, Some(7), SHORT_DURATION));
+        assert_eq!(
+            (args.clients, args.seed, args.duration()),
+            (300, None, DEFAULT_DURATION)
+        );
+        let args =
+            Args::try_parse_from(["storm", "--short", "--seed", "7", "--clients", "50"]).unwrap();
+        assert_eq!(
+            (args.clients, args.seed, args.duration()),
+            (50, Some(7), SHORT_DURATION)
+        );
         let args = Args::try_parse_from(["storm", "--duration", "2.5"]).unwrap();
         assert_eq!(args.duration(), Duration::from_millis(2_500));
     }

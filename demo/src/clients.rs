@@ -86,7 +86,11 @@ impl Http {
         let uri: http::Uri = format!("{}{key}", self.base)
             .parse()
             .map_err(|_| FetchError::Transport)?;
-        let response = self.client.get(uri).await.map_err(|_| FetchError::Transport)?;
+        let response = self
+            .client
+            .get(uri)
+            .await
+            .map_err(|_| FetchError::Transport)?;
         let status = response.status();
         let body = response
             .into_body()
@@ -218,8 +222,12 @@ impl Protected {
             .deadline(Duration::from_millis(1_500))
             .budget(Arc::new(budget))
             .backoff(
-                ExponentialBackoffMaker::new(Duration::from_millis(50), 2.0, Duration::from_millis(400))?
-                    .with_jitter(Jitter::Full),
+                ExponentialBackoffMaker::new(
+                    Duration::from_millis(50),
+                    2.0,
+                    Duration::from_millis(400),
+                )?
+                .with_jitter(Jitter::Full),
             )
             .build();
         let policy = Policy::builder()
@@ -228,9 +236,17 @@ impl Protected {
             .breaker(breaker)
             .timeout(ATTEMPT_TIMEOUT)
             .build();
-        let cache = Arc::new(ItemCache::with_clock(Duration::ZERO, Duration::from_secs(60), clock));
+        let cache = Arc::new(ItemCache::with_clock(
+            Duration::ZERO,
+            Duration::from_secs(60),
+            clock,
+        ));
         registry.register_cache(CACHE, Arc::new(CacheReport(Arc::clone(&cache))))?;
-        Ok(Self { http, policy, cache })
+        Ok(Self {
+            http,
+            policy,
+            cache,
+        })
     }
 
     async fn fetch(&self, key: u32, counters: &ClientCounters) -> bool {
@@ -248,7 +264,10 @@ impl Protected {
             .cache
             .get_or_fetch(key, || async {
                 let result = call.await;
-                if matches!(result, Err(CallError::Open { .. } | CallError::RateLimited(_))) {
+                if matches!(
+                    result,
+                    Err(CallError::Open { .. } | CallError::RateLimited(_))
+                ) {
                     counters.refused_locally.fetch_add(1, Relaxed);
                 }
                 result

@@ -2,6 +2,7 @@
 //! terminal, or one plain line per phase of the story otherwise (CI logs,
 //! pipes), so no escape code ever lands in a file.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use fusebox::breaker::State;
@@ -37,7 +38,7 @@ impl Snapshot {
         let ok = if self.requests == 0 {
             100.0
         } else {
-            self.ok as f64 * 100.0 / self.requests as f64
+            crate::report::percent(self.ok, self.requests)
         };
         let mut line = format!(
             "{:<13} {:>7} req  {:>5.1}% ok  upstream {:>7} ({:>6} in outage)",
@@ -48,11 +49,12 @@ impl Snapshot {
             self.upstream.during_outage,
         );
         if let Some(state) = self.breaker {
-            line.push_str(&format!(
+            let _ = write!(
+                line,
                 "  breaker {:<9}  cache {:>6}",
                 state_label(state),
                 self.from_cache
-            ));
+            );
         }
         line
     }
@@ -92,19 +94,11 @@ impl Live {
 
     /// Shows `s`: redraws the bar, or prints a line when a new phase began.
     pub fn update(&mut self, s: &Snapshot) {
-        match &self.bar {
-            Some(bar) => {
-                bar.set_position(u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX));
-                bar.set_message(s.line());
-            }
-            None => {
-                let new_phase = self
-                    .printed
-                    .is_none_or(|(phase, at)| phase != s.phase && s.elapsed > at);
-                if new_phase {
-                    self.print(s);
-                }
-            }
+        if let Some(bar) = &self.bar {
+            bar.set_position(u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX));
+            bar.set_message(s.line());
+        } else if self.printed.is_none_or(|(phase, _)| phase != s.phase) {
+            self.print(s);
         }
     }
 
@@ -153,7 +147,13 @@ mod tests {
     #[test]
     fn the_live_line_shows_the_figures() {
         let line = snapshot().line();
-        for part in ["OUTAGE", "1000 req", "95.0% ok", "upstream    1200", "40 in outage"] {
+        for part in [
+            "OUTAGE",
+            "1000 req",
+            "95.0% ok",
+            "upstream    1200",
+            "40 in outage",
+        ] {
             assert!(line.contains(part), "{part:?} in {line:?}");
         }
         assert!(line.contains("breaker OPEN") && line.contains("cache    300"));

@@ -20,12 +20,27 @@ pub struct Comparison {
     pub protected: RunResult,
 }
 
+/// `part` as a percentage of `whole` (0 when `whole` is 0).
+pub fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        ratio(part, whole) * 100.0
+    }
+}
+
+/// `a / b` in floating point (counts here stay far below 2^52: exact).
+#[allow(clippy::cast_precision_loss)]
+fn ratio(a: u64, b: u64) -> f64 {
+    a as f64 / b as f64
+}
+
 /// `n` with thin groups of three digits: `12 345`.
 pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(c);
@@ -39,7 +54,7 @@ fn millis(us: u64) -> String {
     if us < 1_000 {
         format!("{us} µs")
     } else {
-        format!("{:.1} ms", us as f64 / 1000.0)
+        format!("{:.1} ms", ratio(us, 1_000))
     }
 }
 
@@ -58,16 +73,23 @@ fn calls(n: u64) -> String {
 
 /// The rows: a label, then the unprotected and the protected figure.
 pub fn rows(c: &Comparison) -> Vec<[String; 3]> {
-    let both = |f: &dyn Fn(&RunResult) -> String| -> [String; 2] { [f(&c.unprotected), f(&c.protected)] };
+    let both =
+        |f: &dyn Fn(&RunResult) -> String| -> [String; 2] { [f(&c.unprotected), f(&c.protected)] };
     let mut rows = Vec::new();
     let mut push = |label: &str, [u, p]: [String; 2]| rows.push([label.to_owned(), u, p]);
     push("requests (client-side)", both(&|r| count(r.requests)));
-    push("success rate seen by clients", both(&|r| format!("{:.1} %", r.success_rate())));
+    push(
+        "success rate seen by clients",
+        both(&|r| format!("{:.1} %", r.success_rate())),
+    );
     push("latency p50", both(&|r| percentile(r.latency, |l| l.p50)));
     push("latency p95", both(&|r| percentile(r.latency, |l| l.p95)));
     push("latency p99", both(&|r| percentile(r.latency, |l| l.p99)));
     push("upstream calls (all)", both(&|r| count(r.upstream.total)));
-    push("upstream calls while failing", both(&|r| count(r.upstream.while_failing)));
+    push(
+        "upstream calls while failing",
+        both(&|r| count(r.upstream.while_failing)),
+    );
     push(OUTAGE_ROW, both(&|r| count(r.upstream.during_outage)));
     push(
         "breaker trips",
@@ -75,7 +97,10 @@ pub fn rows(c: &Comparison) -> Vec<[String; 3]> {
     );
     push("served from stale cache", both(&|r| count(r.from_cache)));
     push("retries spent", both(&|r| count(r.retries)));
-    push("short-circuited (breaker/limit)", both(&|r| count(r.refused_locally)));
+    push(
+        "short-circuited (breaker/limit)",
+        both(&|r| count(r.refused_locally)),
+    );
     rows
 }
 
@@ -106,11 +131,11 @@ pub fn verdict(c: &Comparison) -> Vec<String> {
         let times = if po == 0 {
             "all".to_owned()
         } else {
-            let ratio = uo as f64 / po as f64;
-            if ratio >= 10.0 {
-                format!("{}×", count(ratio.round() as u64))
+            let times = ratio(uo, po);
+            if times >= 10.0 {
+                format!("{}×", count((uo + po / 2) / po))
             } else {
-                format!("{ratio:.1}×")
+                format!("{times:.1}×")
             }
         };
         lines.push(format!(
@@ -192,7 +217,10 @@ mod tests {
     fn the_table_has_both_columns_and_every_row() {
         let text = table(&comparison()).to_string();
         let header = text.lines().nth(1).unwrap();
-        assert!(header.contains("unprotected") && header.contains("protected"), "{text}");
+        assert!(
+            header.contains("unprotected") && header.contains("protected"),
+            "{text}"
+        );
         for label in [
             "requests",
             "success rate seen by clients",
@@ -217,8 +245,16 @@ mod tests {
     #[test]
     fn the_verdict_uses_the_figures() {
         let lines = verdict(&comparison());
-        assert!(lines[0].contains("300 calls") && lines[0].contains("9 000") && lines[0].contains("30×"));
-        assert!(lines[1].contains("96.5 %") && lines[1].contains("61.0 %") && lines[1].contains("1 234"));
+        assert!(
+            lines[0].contains("300 calls")
+                && lines[0].contains("9 000")
+                && lines[0].contains("30×")
+        );
+        assert!(
+            lines[1].contains("96.5 %")
+                && lines[1].contains("61.0 %")
+                && lines[1].contains("1 234")
+        );
         let mut even = comparison();
         even.protected.upstream.during_outage = 9_000;
         assert!(verdict(&even)[0].contains("no saving"));

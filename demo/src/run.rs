@@ -104,16 +104,14 @@ pub struct RunResult {
 impl RunResult {
     /// Share of the requests the clients got an answer for, in percent.
     pub fn success_rate(&self) -> f64 {
-        if self.requests == 0 {
-            0.0
-        } else {
-            self.ok as f64 * 100.0 / self.requests as f64
-        }
+        crate::report::percent(self.ok, self.requests)
     }
 }
 
 /// The key a client asks for next: skewed towards small keys (a cube of a
 /// uniform draw), so a few hundred items take most of the traffic.
+// `x` is in `0..1`, so the product is in `0..KEYS`: no sign, no overflow.
+#[allow(clippy::cast_sign_loss)]
 pub fn pick_key(rng: &mut fastrand::Rng) -> u32 {
     let x = rng.f64();
     ((x * x * x) * f64::from(KEYS)) as u32

@@ -216,7 +216,10 @@ impl Scenario {
                 };
                 let slow = 120.0 * (1.0 - done) + 12.0;
                 Conditions {
-                    latency: (Duration::from_millis(5), Duration::from_secs_f64(slow / 1000.0)),
+                    latency: (
+                        Duration::from_millis(5),
+                        Duration::from_secs_f64(slow / 1000.0),
+                    ),
                     error_rate: self.recovery_error_rate * (1.0 - done) + 0.01 * done,
                     capacity: 0.2 + 0.8 * done,
                     ..healthy
@@ -261,7 +264,7 @@ mod tests {
                 assert!(pair[0].start < pair[0].end, "seed {seed}: {pair:?}");
             }
             let outage = s.outage();
-            let len = outage.end - outage.start;
+            let len = outage.end.saturating_sub(outage.start);
             assert!(len >= Duration::from_millis(2_200) && len <= Duration::from_millis(2_800));
         }
     }
@@ -284,7 +287,7 @@ mod tests {
         let s = Scenario::new(3, TEN_S);
         let r = s.phases()[5];
         let early = s.conditions(r.start);
-        let late = s.conditions(r.end - Duration::from_millis(1));
+        let late = s.conditions(r.end.saturating_sub(Duration::from_millis(1)));
         assert!(early.error_rate > 0.5 && late.error_rate < 0.05);
         assert!(early.capacity < 0.25 && late.capacity > 0.95);
         assert!(early.latency.1 > late.latency.1);

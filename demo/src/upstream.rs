@@ -99,7 +99,11 @@ impl Upstream {
     /// # Errors
     ///
     /// The bind's error.
-    pub async fn start(scenario: Arc<Scenario>, seed: u64, capacity_rps: u32) -> std::io::Result<Self> {
+    pub async fn start(
+        scenario: Arc<Scenario>,
+        seed: u64,
+        capacity_rps: u32,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
@@ -114,7 +118,11 @@ impl Upstream {
             }),
         });
         let server = tokio::spawn(serve(listener, Arc::clone(&state)));
-        Ok(Self { addr, state, server })
+        Ok(Self {
+            addr,
+            state,
+            server,
+        })
     }
 
     /// Where it listens.
@@ -189,12 +197,18 @@ async fn handle(
     let (status, body) = match answer {
         Answer::Unavailable => {
             c.unavailable.fetch_add(1, Relaxed);
-            (StatusCode::SERVICE_UNAVAILABLE, Bytes::from_static(b"unavailable"))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Bytes::from_static(b"unavailable"),
+            )
         }
         Answer::Error(after) => {
             tokio::time::sleep(after).await;
             c.errors.fetch_add(1, Relaxed);
-            (StatusCode::INTERNAL_SERVER_ERROR, Bytes::from_static(b"internal error"))
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Bytes::from_static(b"internal error"),
+            )
         }
         Answer::Ok(after) => {
             tokio::time::sleep(after).await;
@@ -226,7 +240,7 @@ impl State {
             return Answer::Unavailable;
         }
         let (low, high) = conditions.latency;
-        let mut latency = low + (high - low).mul_f64(dice.rng.f64());
+        let mut latency = low + high.saturating_sub(low).mul_f64(dice.rng.f64());
         if dice.rng.f64() < conditions.tail_chance {
             latency *= conditions.tail_factor;
         }

@@ -38,13 +38,24 @@ fn short_storm_prints_both_columns_and_the_protected_run_spares_the_outage() {
         "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         output.status
     );
-    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
 
     // Not a terminal: plain progress lines, no escape codes.
-    assert!(!stdout.contains('\u{1b}'), "escape codes in piped output:\n{stdout}");
+    assert!(
+        !stdout.contains('\u{1b}'),
+        "escape codes in piped output:\n{stdout}"
+    );
     assert!(stdout.contains("seed 1"), "{stdout}");
-    assert!(stdout.lines().any(|l| l.trim_start().starts_with("unprotected") && l.contains("OUTAGE")));
-    assert!(stdout.lines().any(|l| l.trim_start().starts_with("protected") && l.contains("breaker")));
+    assert!(stdout
+        .lines()
+        .any(|l| l.trim_start().starts_with("unprotected") && l.contains("OUTAGE")));
+    assert!(stdout
+        .lines()
+        .any(|l| l.trim_start().starts_with("protected") && l.contains("breaker")));
 
     let header = stdout
         .lines()
@@ -72,11 +83,17 @@ fn short_storm_prints_both_columns_and_the_protected_run_spares_the_outage() {
 
     let outage = row(&stdout, "upstream calls during outage");
     let (unprotected, protected) = (number(outage[1]), number(outage[2]));
-    assert!(unprotected > 0, "the unprotected clients never met the outage:\n{stdout}");
+    assert!(
+        unprotected > 0,
+        "the unprotected clients never met the outage:\n{stdout}"
+    );
     assert!(
         protected < unprotected,
         "protected {protected} >= unprotected {unprotected} during the outage:\n{stdout}"
     );
     let requests = row(&stdout, "requests");
-    assert!(number(requests[1]) > 0 && number(requests[2]) > 0, "{stdout}");
+    assert!(
+        number(requests[1]) > 0 && number(requests[2]) > 0,
+        "{stdout}"
+    );
 }
