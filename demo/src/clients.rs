@@ -193,7 +193,8 @@ pub const CACHE: &str = "upstream_items";
 
 impl Protected {
     /// The protected caller of `http`, sending at most `rate` calls per
-    /// second, built through `registry` whose clock is `clock`.
+    /// second, built through `registry` whose clock is `clock`; `seed`
+    /// seeds the backoff's jitter.
     ///
     /// # Errors
     ///
@@ -201,6 +202,7 @@ impl Protected {
     pub fn new(
         http: Http,
         rate: u32,
+        seed: u64,
         registry: &Arc<Registry>,
         clock: TokioClock,
     ) -> Result<Self, Box<dyn std::error::Error>> {
@@ -208,6 +210,7 @@ impl Protected {
             .failure_rate(50)
             .window(40)
             .minimum_calls(20)
+            .slow_call(fusebox::Duration::from_millis(250), 60)
             .open_for(fusebox::Duration::from_millis(200))
             .max_open_for(fusebox::Duration::from_secs(1))
             .half_open_permits(3)
@@ -227,7 +230,8 @@ impl Protected {
                     2.0,
                     Duration::from_millis(400),
                 )?
-                .with_jitter(Jitter::Full),
+                .with_jitter(Jitter::Full)
+                .with_rng(fastrand::Rng::with_seed(seed)),
             )
             .build();
         let policy = Policy::builder()

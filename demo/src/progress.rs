@@ -108,6 +108,8 @@ impl Live {
             Some(bar) => {
                 bar.set_message(s.line());
                 bar.finish();
+                // The bar leaves the cursor at the end of its line.
+                println!();
             }
             None => self.print(s),
         }

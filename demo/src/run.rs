@@ -149,6 +149,7 @@ pub async fn run(
         Mode::Protected => Caller::Protected(Arc::new(Protected::new(
             http,
             settings.rate_limit(),
+            settings.seed,
             registry,
             clock,
         )?)),
