@@ -184,7 +184,7 @@ impl CacheSource for CacheReport {
     }
 }
 
-/// Names of the protected caller's pieces in the registry.
+/// The breaker's name in the registry.
 pub const BREAKER: &str = "upstream";
 /// The rate limit's name in the registry.
 pub const LIMITER: &str = "upstream";

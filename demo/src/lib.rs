@@ -84,6 +84,8 @@ pub async fn storm(
     };
     println!();
     println!("{}", report::table(&comparison));
+    println!("{}", report::LEGEND);
+    println!();
     for line in report::verdict(&comparison) {
         println!("{line}");
     }

@@ -122,6 +122,10 @@ pub fn table(c: &Comparison) -> Table {
     table
 }
 
+/// What the less obvious rows mean.
+pub const LEGEND: &str = "while failing: during the error burst, the outage and the slow recovery; \
+short-circuited: answered without a call (breaker open or rate limit), from the cache or as an error";
+
 /// The verdict in a few lines, from the same figures.
 pub fn verdict(c: &Comparison) -> Vec<String> {
     let (u, p) = (&c.unprotected, &c.protected);
