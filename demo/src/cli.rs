@@ -1,0 +1,96 @@
+//! The command line (clap).
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The most clients: each holds a connection at both ends, and the
+/// default open-file limit is 1 024.
+pub const MAX_CLIENTS: u32 = 450;
+
+/// A storm against a flaky HTTP upstream, unprotected and then through
+/// fusebox-std (rate limit, circuit breaker, retries under a budget, a
+/// stale-on-error cache), compared side by side.
+#[derive(Clone, Debug, Parser, PartialEq)]
+#[command(name = "storm", version, about, long_about = None)]
+pub struct Args {
+    /// Seeds the story, the upstream's dice and the clients' choices (a
+    /// random one, printed, when absent).
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Concurrent clients (tokio tasks).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CLIENTS)))]
+    pub clients: u32,
+
+    /// Length of each run's story, in seconds (1 to 60).
+    #[arg(long, value_name = "SECONDS", conflicts_with = "short", value_parser = seconds)]
+    pub duration: Option<Duration>,
+
+    /// A story of a few seconds per run, for CI.
+    #[arg(long)]
+    pub short: bool,
+}
+
+/// Each run's story by default.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+
+/// Each run's story with `--short`.
+pub const SHORT_DURATION: Duration = Duration::from_secs(3);
+
+impl Args {
+    /// The length of each run.
+    pub fn duration(&self) -> Duration {
+        match (self.duration, self.short) {
+            (Some(d), _) => d,
+            (None, true) => SHORT_DURATION,
+            (None, false) => DEFAULT_DURATION,
+        }
+    }
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if (1.0..=60.0).contains(&secs) {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(format!("must be 1 to 60 seconds, got {secs}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_flags() {
+        let args = Args::try_parse_from(["storm"]).unwrap();
+        assert_eq!(
+            (args.clients, args.seed, args.duration()),
+            (300, None, DEFAULT_DURATION)
+        );
+        let args =
+            Args::try_parse_from(["storm", "--short", "--seed", "7", "--clients", "50"]).unwrap();
+        assert_eq!(
+            (args.clients, args.seed, args.duration()),
+            (50, Some(7), SHORT_DURATION)
+        );
+        let args = Args::try_parse_from(["storm", "--duration", "2.5"]).unwrap();
+        assert_eq!(args.duration(), Duration::from_millis(2_500));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for bad in [
+            &["storm", "--clients", "0"][..],
+            &["storm", "--clients", "100000"],
+            &["storm", "--duration", "0.5"],
+            &["storm", "--duration", "soon"],
+            &["storm", "--short", "--duration", "5"],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+}
