@@ -63,6 +63,9 @@ cargo test -p fusebox --features time-window,serde --test breaker_time_scenarios
 cargo test -p fusebox --features half-open-timeout,serde --test breaker_half_open_timeout --test serde
 # A server binary with nothing but `features = ["std"]` links and runs.
 cargo run -q -p fusebox-std-link
+# The README's first command, once, on a short storm: it must exit 0 and
+# print its table.
+cargo run -q --release -p fusebox-demo -- --short --seed 1
 # The core's unit tests again on the 32-bit (Cortex-M) word layouts, on
 # the host (`build.rs` turns `fusebox_wide_words` off).
 RUSTFLAGS="--cfg fusebox_narrow_words" CARGO_TARGET_DIR=target/narrow \

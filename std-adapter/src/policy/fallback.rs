@@ -172,6 +172,33 @@ pub struct StaleCache<K, V, const N: usize> {
     clock: TokioClock,
 }
 
+/// A stale cache's counters in the registry's reports
+/// ([`Registry::register_cache`](crate::Registry::register_cache)).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use fusebox_std::{policy::StaleCache, Registry};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let registry = Registry::new();
+/// let prices: Arc<StaleCache<u32, u64, 64>> = Arc::new(StaleCache::new(Duration::from_secs(1), Duration::from_secs(60)));
+/// registry.register_cache("prices", Arc::clone(&prices))?;
+/// prices.get_or_fetch(7, || async { Ok::<_, ()>(100) }).await.unwrap();
+/// prices.get_or_fetch(7, || async { Ok::<_, ()>(101) }).await.unwrap(); // fresh: from the cache
+/// let report = &registry.health().caches["prices"];
+/// assert_eq!((report.metrics.inserts, report.metrics.hits), (1, 1));
+/// # Ok::<(), fusebox_std::registry::RegistryError>(())
+/// # }).unwrap();
+/// ```
+impl<K: Hash + Eq + Clone + Send, V: Clone + Send, const N: usize> crate::registry::CacheSource
+    for StaleCache<K, V, N>
+{
+    fn cache_metrics(&self) -> fusebox::cache::CacheMetrics {
+        self.metrics()
+    }
+}
+
 impl<K, V, const N: usize> std::fmt::Debug for StaleCache<K, V, N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StaleCache")

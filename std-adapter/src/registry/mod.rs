@@ -213,6 +213,25 @@ impl Registry {
         RejectionReporter::new(name, component, &self.events, self.tokio_clock)
     }
 
+    /// The tokio clock the policies the registry builds read
+    /// ([`breaker_policy`](Self::breaker_policy),
+    /// [`limiter_policy`](Self::limiter_policy), …): give it to the other
+    /// adapters you build around the registry's primitives, so that every
+    /// one of them reads the same time scale.
+    ///
+    /// ```
+    /// use fusebox::Clock;
+    /// use fusebox_std::Registry;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let registry = Registry::new();
+    /// assert_eq!(registry.tokio_clock().now(), registry.now());
+    /// # });
+    /// ```
+    pub fn tokio_clock(&self) -> crate::TokioClock {
+        self.tokio_clock
+    }
+
     /// The registry's clock now: pass it to the breakers' calls, so that
     /// [`health`](Self::health) reads them on the same time scale.
     ///
