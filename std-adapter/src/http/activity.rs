@@ -175,7 +175,9 @@ mod tests {
     fn fail(registry: &Registry, name: &str, now: Instant) {
         let breaker = registry.get_breaker(name).unwrap();
         let permit = breaker.try_acquire(now).unwrap();
-        let t = permit.record(Outcome::Failure, now, Duration::ZERO).unwrap();
+        let t = permit
+            .record(Outcome::Failure, now, Duration::ZERO)
+            .unwrap();
         registry.transition(name, t);
     }
 
