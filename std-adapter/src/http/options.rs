@@ -278,7 +278,6 @@ impl HttpOptionsBuilder {
         let options = self.options;
         match options.token.as_deref() {
             None if options.admin => return Err(HttpConfigError::AdminWithoutToken),
-            None => {}
             Some(t) if t.len() < MIN_TOKEN_LEN => {
                 return Err(HttpConfigError::InvalidToken {
                     reason: "shorter than 16 bytes",
@@ -294,7 +293,7 @@ impl HttpOptionsBuilder {
                     reason: "only visible ASCII is allowed",
                 })
             }
-            Some(_) => {}
+            None | Some(_) => {}
         }
         Ok(options)
     }
