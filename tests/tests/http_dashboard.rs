@@ -307,3 +307,35 @@ async fn the_dashboard_renders_breakers_and_shows_a_trip() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protected_dashboard_asks_for_the_token_and_uses_the_fragment() {
+    const TOKEN: &str = "dashboard-token-5d1e8b7a";
+    let registry = registry();
+    let options = HttpOptions::builder().bearer_token(TOKEN).build().unwrap();
+    let server = serve(router(Arc::clone(&registry), options)).await;
+    let url = server.url("/dashboard");
+
+    let locked = dom(&url).await;
+    assert!(
+        locked.contains(">token required<"),
+        "status pill asks for the token"
+    );
+    assert!(
+        !locked.contains("data-breaker="),
+        "no data without the token"
+    );
+    let auth = &locked[locked.find("id=\"auth\"").expect("the token form")..];
+    assert!(
+        !auth[..auth.find('>').unwrap()].contains("hidden"),
+        "the token form is shown"
+    );
+
+    // The fragment never reaches the server; the page sends it as a bearer token.
+    let unlocked = dom(&format!("{url}#token={TOKEN}")).await;
+    shows_breaker(&unlocked, "payments", "closed", "Closed");
+    assert!(
+        !unlocked.contains(TOKEN),
+        "the token is not left in the page"
+    );
+}
