@@ -9,6 +9,7 @@ use axum::response::Response;
 
 use super::error::HttpError;
 use super::AppState;
+use crate::redact::Redacted;
 
 /// Lets the request through when the options hold no token, or when its
 /// `Authorization` header carries that token; answers
@@ -21,7 +22,7 @@ pub(super) async fn require_token(
     if let Some(expected) = state.options.token() {
         if !authorized(expected, request.headers()) {
             tracing::debug!(
-                path = request.uri().path(),
+                path = %Redacted(request.uri().path()),
                 "request refused: bearer token missing or wrong"
             );
             return Err(HttpError::Unauthorized);

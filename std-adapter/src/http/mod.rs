@@ -38,6 +38,10 @@
 //! tracked operation. The timelines and the token buckets' rejections
 //! come from the registry's [events](crate::events), gathered as the data
 //! is read (see `activity.rs`): they start when the router is built.
+//! The router is one more event subscriber (`fusebox_events_subscribers`);
+//! when nobody reads the dashboard for longer than the channel's capacity
+//! of events, the events it then skips are counted in
+//! `fusebox_events_lagged_total` and in the data's `missed_events`.
 //!
 //! # Examples
 //!
