@@ -2,7 +2,9 @@
 //! `/ops/dashboard` from a real server (nested under a prefix, so the
 //! page's relative data URL is exercised), runs its script, and the
 //! rendered DOM must show every breaker's name and state; after a breaker
-//! trips, a second load must show it Open. A screenshot is written to
+//! trips, a second load must show it Open, and a page left open must show
+//! a trip by its own polling. A protected page asks for the token and
+//! takes it from the URL fragment. A screenshot is written to
 //! `target/dashboard.png` (or `$FUSEBOX_DASHBOARD_PNG`), and copied to
 //! `docs/dashboard.png` when `FUSEBOX_UPDATE_SCREENSHOT=1`.
 //!
@@ -338,4 +340,42 @@ async fn a_protected_dashboard_asks_for_the_token_and_uses_the_fragment() {
         !unlocked.contains(TOKEN),
         "the token is not left in the page"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_page_follows_a_trip_by_polling() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    let registry = registry();
+    let polls = Arc::new(AtomicUsize::new(0));
+    // The second poll of the page's data finds `search` freshly tripped.
+    let trip_on_second_poll = {
+        let registry = Arc::clone(&registry);
+        let polls = Arc::clone(&polls);
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let registry = Arc::clone(&registry);
+            let polls = Arc::clone(&polls);
+            async move {
+                if request.uri().path().ends_with("/dashboard/data")
+                    && polls.fetch_add(1, SeqCst) == 1
+                {
+                    trip(&registry, "search");
+                }
+                next.run(request).await
+            }
+        }
+    };
+    let app = router(Arc::clone(&registry), HttpOptions::default())
+        .layer(axum::middleware::from_fn(trip_on_second_poll));
+    let server = serve(app).await;
+
+    // One load, never reloaded: only the page's own polling can show it.
+    let page = browse(&server.url("/dashboard"), &["--dump-dom".to_owned()], 4000).await;
+    assert!(
+        polls.load(SeqCst) >= 2,
+        "the page polled {} times",
+        polls.load(SeqCst)
+    );
+    shows_breaker(&page, "search", "open", "Open");
+    shows_breaker(&page, "inventory", "closed", "Closed");
 }
