@@ -26,8 +26,9 @@ use fusebox_std::http::{router, HttpOptions};
 use fusebox_std::{Registry, TrackerConfig};
 use http_common::{serve, Server};
 
-/// The longest a single browser run may take.
-const BROWSER_DEADLINE: Duration = Duration::from_secs(20);
+/// The longest a single browser run may take before it counts as hung
+/// (a run takes 1 to 3 s here; the margin is for a cold, loaded machine).
+const BROWSER_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The browser: `$FUSEBOX_CHROMIUM`, else the first of `chromium`,
 /// `chromium-browser`, `google-chrome` on `PATH`.
@@ -241,7 +242,6 @@ fn screenshot_path() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_renders_breakers_and_shows_a_trip() {
-    let started = Instant::now();
     let registry = registry();
     let server: Server = serve(axum::Router::new().nest(
         "/ops",
@@ -303,11 +303,6 @@ async fn the_dashboard_renders_breakers_and_shows_a_trip() {
         std::fs::create_dir_all(docs.parent().unwrap()).expect("docs directory");
         std::fs::copy(&png, &docs).expect("copy the screenshot to docs/");
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "took {:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
