@@ -35,6 +35,12 @@ if ! rustup "+$NIGHTLY" component list --installed 2>/dev/null | grep -q '^miri'
     rustup "+$NIGHTLY" component add miri rust-src
 fi
 rustup "+$NIGHTLY" component add rust-src >/dev/null
+# The dashboard test (tests/tests/http_dashboard.rs) drives a real
+# headless browser; it fails, never skips, without one.
+if ! command -v chromium >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update && apt-get install -y chromium
+fi
 done_layer
 
 layer "fmt"
@@ -43,6 +49,8 @@ done_layer
 
 layer "clippy (host, all targets; firmware targets with every feature)"
 cargo clippy --workspace --all-targets -- -D warnings
+# fusebox-tests enables fusebox-std's `http` feature, so the workspace
+# runs above and below cover the HTTP endpoints (feature unification).
 # The benchmark suite is built, never run, here (benches/report.sh runs it).
 cargo bench -p fusebox-benches --no-run
 cargo clippy -p fusebox --all-targets --features serde,std,time-window,half-open-timeout -- -D warnings

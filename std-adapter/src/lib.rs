@@ -91,6 +91,8 @@
 mod clock;
 pub mod events;
 pub mod health;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod monitor;
 pub mod policy;
 pub mod prometheus;

@@ -60,7 +60,7 @@ use fusebox::{CircuitBreaker, Clock, Instant, TokenBucket};
 
 use crate::events::{Component, Events, RejectionReporter};
 use crate::tracker::{Tracker, TrackerConfig};
-use error::shown;
+pub(crate) use error::shown;
 use limiters::KeyedSource;
 
 /// Named resilience primitives; see the [module docs](self).

@@ -1,0 +1,296 @@
+//! What the dashboard shows over time, which no single health report has:
+//! each breaker's recent states (a timeline) and the rejections counted
+//! per primitive, gathered from the registry's [events](crate::events).
+//!
+//! No task runs in the background: every read of the dashboard's data
+//! first drains the event subscription the router took when it was built
+//! (the channel keeps the newest events up to its capacity between two
+//! reads; what a slow reader lost is counted as `missed_events`), then
+//! compares each breaker's state now with the last one it recorded and
+//! records the difference as an *observed* change (a breaker moves from
+//! open to half-open when it is next read, without an event; a breaker
+//! driven without [`Registry::transition`](crate::Registry::transition)
+//! publishes none).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+
+use fusebox::breaker::State;
+use fusebox::Instant;
+
+use crate::events::{Component, Event, Subscription};
+use crate::health::{state_name, HealthReport};
+use crate::Registry;
+
+/// Changes kept per breaker; older ones are dropped first.
+pub(super) const MAX_CHANGES: usize = 64;
+
+/// Names counted per component; rejections of further names are ignored
+/// (the registry bounds its own entries the same way).
+const MAX_NAMES: usize = 1024;
+
+/// A breaker entered `state` at `at_us` (registry clock, µs).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub(super) struct Change {
+    pub(super) at_us: u64,
+    pub(super) state: &'static str,
+    /// Seen by comparing states, not reported by an event.
+    pub(super) observed: bool,
+}
+
+/// The dashboard's view of the activity, serialised into its data.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub(super) struct ActivityView {
+    /// Per breaker, its changes in order, the last one its state now.
+    pub(super) timelines: BTreeMap<String, Vec<Change>>,
+    /// Per component (`breaker`, `limiter`, `keyed_limiter`, `bulkhead`,
+    /// `other`), per name, rejections published since the router was built.
+    pub(super) rejections: BTreeMap<&'static str, BTreeMap<String, u64>>,
+    /// Events the subscription lost by falling behind.
+    pub(super) missed_events: u64,
+}
+
+pub(super) struct Activity {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    events: Subscription,
+    timelines: BTreeMap<String, VecDeque<Change>>,
+    rejections: BTreeMap<&'static str, BTreeMap<String, u64>>,
+}
+
+impl Activity {
+    /// Subscribes to `registry`'s events from now on.
+    pub(super) fn new(registry: &Registry) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                events: registry.events().subscribe(),
+                timelines: BTreeMap::new(),
+                rejections: BTreeMap::new(),
+            }),
+        }
+    }
+
+    /// Drains the events, records what `report` (read at `now`) shows
+    /// changed, and returns a copy of everything kept.
+    pub(super) fn update(&self, report: &HealthReport, now: Instant) -> ActivityView {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(event) = inner.events.try_recv() {
+            inner.apply(&event, report);
+        }
+        for (name, breaker) in &report.breakers {
+            inner.record(name, breaker.state, now.as_micros(), true);
+        }
+        ActivityView {
+            timelines: inner
+                .timelines
+                .iter()
+                .map(|(name, t)| (name.clone(), t.iter().cloned().collect()))
+                .collect(),
+            rejections: inner.rejections.clone(),
+            missed_events: inner.events.missed(),
+        }
+    }
+}
+
+impl Inner {
+    fn apply(&mut self, event: &Event, report: &HealthReport) {
+        match event {
+            // Only breakers the registry holds get a timeline: event names
+            // are not trusted to be bounded.
+            Event::StateChange { name, to, at, .. } if report.breakers.contains_key(&**name) => {
+                self.record(name, *to, at.as_micros(), false);
+            }
+            Event::Rejected {
+                name, component, ..
+            } => {
+                let names = self
+                    .rejections
+                    .entry(component_name(*component))
+                    .or_default();
+                if let Some(n) = names.get_mut(&**name) {
+                    *n += 1;
+                } else if names.len() < MAX_NAMES {
+                    names.insert(name.to_string(), 1);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Appends `state` to `name`'s timeline unless it is already its last
+    /// state; times never go backwards.
+    fn record(&mut self, name: &str, state: State, at_us: u64, observed: bool) {
+        let state = state_name(state);
+        if !self.timelines.contains_key(name) {
+            self.timelines.insert(name.to_owned(), VecDeque::new());
+        }
+        let Some(timeline) = self.timelines.get_mut(name) else {
+            return;
+        };
+        let last = timeline.back();
+        if last.is_some_and(|c| c.state == state) {
+            return;
+        }
+        let at_us = last.map_or(at_us, |c| c.at_us.max(at_us));
+        if timeline.len() == MAX_CHANGES {
+            timeline.pop_front();
+        }
+        timeline.push_back(Change {
+            at_us,
+            state,
+            observed,
+        });
+    }
+}
+
+fn component_name(component: Component) -> &'static str {
+    match component {
+        Component::Breaker => "breaker",
+        Component::Limiter => "limiter",
+        Component::KeyedLimiter => "keyed_limiter",
+        Component::Bulkhead => "bulkhead",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fusebox::breaker::{Config, Outcome};
+    use fusebox::Duration;
+
+    fn registry() -> Registry {
+        let registry = Registry::new();
+        let config = Config::builder()
+            .consecutive_failures(1)
+            .open_for(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        registry.breaker("db", config).unwrap();
+        registry
+    }
+
+    fn fail(registry: &Registry, name: &str, now: Instant) {
+        let breaker = registry.get_breaker(name).unwrap();
+        let permit = breaker.try_acquire(now).unwrap();
+        let t = permit
+            .record(Outcome::Failure, now, Duration::ZERO)
+            .unwrap();
+        registry.transition(name, t);
+    }
+
+    fn states(view: &ActivityView, name: &str) -> Vec<(u64, &'static str, bool)> {
+        view.timelines[name]
+            .iter()
+            .map(|c| (c.at_us, c.state, c.observed))
+            .collect()
+    }
+
+    #[test]
+    fn events_give_exact_times_and_reads_fill_in_the_rest() {
+        let registry = registry();
+        let activity = Activity::new(&registry);
+        let t0 = Instant::from_secs(1);
+        let view = activity.update(&registry.health(), t0);
+        assert_eq!(states(&view, "db"), [(1_000_000, "closed", true)]);
+
+        fail(&registry, "db", Instant::from_secs(2));
+        let view = activity.update(&registry.health(), Instant::from_secs(3));
+        assert_eq!(
+            states(&view, "db"),
+            [(1_000_000, "closed", true), (2_000_000, "open", false)]
+        );
+        // The same state read again adds nothing.
+        assert_eq!(
+            activity.update(&registry.health(), Instant::from_secs(4)),
+            view
+        );
+    }
+
+    #[test]
+    fn changes_without_events_are_observed_when_read() {
+        let registry = registry();
+        let activity = Activity::new(&registry);
+        activity.update(&registry.health(), Instant::from_secs(1));
+        registry
+            .get_breaker("db")
+            .unwrap()
+            .force_open(registry.now());
+        let view = activity.update(&registry.health(), Instant::from_secs(9));
+        assert_eq!(
+            view.timelines["db"][1],
+            Change {
+                at_us: 9_000_000,
+                state: "forced_open",
+                observed: true
+            }
+        );
+    }
+
+    #[test]
+    fn timelines_are_bounded_and_unknown_breakers_ignored() {
+        let registry = registry();
+        let activity = Activity::new(&registry);
+        for i in 0..(MAX_CHANGES as u64 + 10) {
+            let to = if i % 2 == 0 {
+                State::Open
+            } else {
+                State::Closed
+            };
+            for name in ["db", "ghost"] {
+                registry.events().publish(Event::StateChange {
+                    name: name.into(),
+                    from: State::Closed,
+                    to,
+                    at: Instant::from_micros(i),
+                });
+            }
+        }
+        let view = activity.update(&registry.health(), Instant::from_secs(1));
+        assert_eq!(view.timelines["db"].len(), MAX_CHANGES);
+        assert!(!view.timelines.contains_key("ghost"));
+        let times: Vec<u64> = view.timelines["db"].iter().map(|c| c.at_us).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    }
+
+    #[test]
+    fn rejections_are_counted_per_component_and_name() {
+        let registry = registry();
+        let activity = Activity::new(&registry);
+        for (name, component) in [
+            ("api", Component::Limiter),
+            ("api", Component::Limiter),
+            ("db", Component::Breaker),
+        ] {
+            registry.events().publish(Event::Rejected {
+                name: name.into(),
+                component,
+                at: Instant::ZERO,
+            });
+        }
+        let view = activity.update(&registry.health(), Instant::ZERO);
+        assert_eq!(view.rejections["limiter"]["api"], 2);
+        assert_eq!(view.rejections["breaker"]["db"], 1);
+        assert_eq!(view.missed_events, 0);
+    }
+
+    #[test]
+    fn a_reader_that_falls_behind_counts_what_it_missed() {
+        let registry = Registry::builder().events_capacity(2).build();
+        let activity = Activity::new(&registry);
+        for _ in 0..5 {
+            registry.events().publish(Event::Rejected {
+                name: "api".into(),
+                component: Component::Limiter,
+                at: Instant::ZERO,
+            });
+        }
+        let view = activity.update(&registry.health(), Instant::ZERO);
+        assert_eq!(
+            (view.rejections["limiter"]["api"], view.missed_events),
+            (2, 3)
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! The admin route, `POST admin/breakers/{name}/{action}`: force a
+//! breaker open or closed, or reset it. Served only when the options allow
+//! it, and then always behind the bearer token.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use fusebox::CircuitBreaker;
+
+use super::error::HttpError;
+use super::probes::no_store;
+use super::AppState;
+use crate::health::state_name;
+
+/// What an admin request does to a breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    ForceOpen,
+    ForceClose,
+    Reset,
+}
+
+impl Action {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "force-open" => Some(Self::ForceOpen),
+            "force-close" => Some(Self::ForceClose),
+            "reset" => Some(Self::Reset),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::ForceOpen => "force-open",
+            Self::ForceClose => "force-close",
+            Self::Reset => "reset",
+        }
+    }
+
+    fn apply(
+        self,
+        breaker: &CircuitBreaker,
+        now: fusebox::Instant,
+    ) -> Option<fusebox::breaker::Transition> {
+        match self {
+            Self::ForceOpen => breaker.force_open(now),
+            Self::ForceClose => breaker.force_close(now),
+            Self::Reset => breaker.reset(now),
+        }
+    }
+}
+
+/// Applies the action and answers
+/// `{"name", "action", "changed", "state"}` (the state after it); an
+/// actual change is reported like any other
+/// ([`Registry::transition`](crate::Registry::transition): log and
+/// event) and logged at `warn` as an admin action.
+pub(super) async fn breaker_action(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, HttpError> {
+    // axum's own rejection text may quote the path: never shown.
+    let Path((name, action)) = path.map_err(|_| HttpError::BadPath)?;
+    let breaker = state
+        .registry
+        .get_breaker(&name)
+        .ok_or_else(|| HttpError::unknown_breaker(&name))?;
+    let action = Action::parse(&action).ok_or_else(|| HttpError::unknown_action(&action))?;
+    let now = state.registry.now();
+    let transition = action.apply(&breaker, now);
+    tracing::warn!(
+        breaker = name.as_str(),
+        action = action.name(),
+        changed = transition.is_some(),
+        "admin action on breaker"
+    );
+    if let Some(t) = transition {
+        state.registry.transition(&name, t);
+    }
+    let body = serde_json::json!({
+        "name": name,
+        "action": action.name(),
+        "changed": transition.is_some(),
+        "state": state_name(breaker.state(now)),
+    });
+    Ok(no_store(Json(body).into_response()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use fusebox::breaker::{Config, State};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use crate::events::Event;
+    use crate::http::{router, HttpOptions};
+    use crate::Registry;
+
+    const TOKEN: &str = "admin-token-0123456789";
+
+    async fn post(registry: &Arc<Registry>, path: &str) -> (u16, serde_json::Value) {
+        let options = HttpOptions::builder()
+            .bearer_token(TOKEN)
+            .admin(true)
+            .build()
+            .unwrap();
+        let request = Request::post(path)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = router(Arc::clone(registry), options)
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[test]
+    fn actions_parse_from_their_names() {
+        for a in [
+            super::Action::ForceOpen,
+            super::Action::ForceClose,
+            super::Action::Reset,
+        ] {
+            assert_eq!(super::Action::parse(a.name()), Some(a));
+        }
+        assert_eq!(super::Action::parse("force_open"), None);
+    }
+
+    #[tokio::test]
+    async fn force_open_then_reset_reports_and_publishes() {
+        let registry = Arc::new(Registry::new());
+        registry
+            .breaker(
+                "db",
+                Config::builder().consecutive_failures(3).build().unwrap(),
+            )
+            .unwrap();
+        let mut events = registry.events().subscribe();
+        let (code, body) = post(&registry, "/admin/breakers/db/force-open").await;
+        assert_eq!(code, 200);
+        assert_eq!(
+            body,
+            serde_json::json!({"name": "db", "action": "force-open", "changed": true, "state": "forced_open"})
+        );
+        assert!(matches!(
+            events.try_recv(),
+            Some(Event::StateChange {
+                to: State::ForcedOpen,
+                ..
+            })
+        ));
+        let (_, again) = post(&registry, "/admin/breakers/db/force-open").await;
+        assert_eq!(again["changed"], false);
+        let (_, reset) = post(&registry, "/admin/breakers/db/reset").await;
+        assert_eq!(
+            (reset["changed"].clone(), reset["state"].clone()),
+            (true.into(), "closed".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_breakers_and_actions_are_typed_404s() {
+        let registry = Arc::new(Registry::new());
+        registry
+            .breaker(
+                "db",
+                Config::builder().consecutive_failures(3).build().unwrap(),
+            )
+            .unwrap();
+        let (code, body) = post(&registry, "/admin/breakers/nope/reset").await;
+        assert_eq!(
+            (code, body["error"].as_str()),
+            (404, Some("unknown_breaker"))
+        );
+        let (code, body) = post(&registry, "/admin/breakers/db/explode").await;
+        assert_eq!(
+            (code, body["error"].as_str()),
+            (404, Some("unknown_action"))
+        );
+        let (code, body) = post(&registry, "/admin/breakers/%FF%FE/reset").await;
+        assert_eq!((code, body["error"].as_str()), (400, Some("bad_path")));
+    }
+}

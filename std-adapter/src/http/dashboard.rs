@@ -1,0 +1,138 @@
+//! `/dashboard`: one self-contained HTML page (`dashboard.html`, embedded
+//! with `include_str!`: no build step, no CDN, no external font), and
+//! `/dashboard/data`, the JSON it polls every second.
+//!
+//! The page holds no data and no secret, so it is served without the
+//! token; its data is protected like `/health`. When the data answers 401
+//! the page asks for the token (kept in the tab's `sessionStorage`), or
+//! takes it from the URL fragment (`…/dashboard#token=…`: a fragment never
+//! reaches the server or its logs). It builds every element with
+//! `textContent`, never `innerHTML`, and fetches `dashboard/data` by a
+//! relative URL, so it works under any prefix.
+
+use axum::extract::State;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::activity::ActivityView;
+use super::probes::no_store;
+use super::AppState;
+use crate::health::HealthReport;
+
+/// The page, as served.
+pub(super) const PAGE: &str = include_str!("dashboard.html");
+
+/// Everything the page may load: itself, its inline script and style, and
+/// its data from the same origin.
+const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+style-src 'unsafe-inline'; connect-src 'self'; img-src data:; \
+base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// `/dashboard/data`: `{"now_us", "health", "timelines", "rejections",
+/// "missed_events"}`.
+#[derive(serde::Serialize)]
+struct Data {
+    /// The registry's clock now (µs), the time scale of the timelines.
+    now_us: u64,
+    health: HealthReport,
+    #[serde(flatten)]
+    activity: ActivityView,
+}
+
+/// The page with headers that keep it to itself.
+pub(super) async fn page() -> Response {
+    let headers = [
+        (CONTENT_TYPE, "text/html; charset=utf-8"),
+        (CACHE_CONTROL, "no-store"),
+        (CONTENT_SECURITY_POLICY, CSP),
+        (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (X_FRAME_OPTIONS, "DENY"),
+        (REFERRER_POLICY, "no-referrer"),
+    ];
+    (headers, PAGE).into_response()
+}
+
+/// The page's data: the health report and the activity, read together.
+pub(super) async fn data(State(state): State<AppState>) -> Response {
+    let health = state.registry.health();
+    let now = state.registry.now();
+    let activity = state.activity.update(&health, now);
+    let data = Data {
+        now_us: now.as_micros(),
+        health,
+        activity,
+    };
+    no_store(Json(data).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use fusebox::breaker::Config;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::PAGE;
+    use crate::http::{router, HttpOptions};
+    use crate::Registry;
+
+    #[test]
+    fn the_page_loads_nothing_from_elsewhere() {
+        for outside in ["http://", "https://", "//", "@import", "url("] {
+            // `//` starts comments in the script: only look at attributes.
+            let needle = format!("=\"{outside}");
+            assert!(!PAGE.contains(&needle), "{needle}");
+        }
+        assert!(!PAGE.contains("<link"));
+        assert!(!PAGE.contains("src="));
+        assert!(!PAGE.contains("innerHTML"));
+        assert!(PAGE.contains("'dashboard/data'"), "relative data URL");
+    }
+
+    #[tokio::test]
+    async fn data_carries_health_and_timelines() {
+        let registry = Arc::new(Registry::new());
+        let db = registry
+            .breaker(
+                "db",
+                Config::builder().consecutive_failures(1).build().unwrap(),
+            )
+            .unwrap();
+        let app = router(Arc::clone(&registry), HttpOptions::default());
+        db.force_open(registry.now());
+        let response = app
+            .oneshot(Request::get("/dashboard/data").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["health"]["breakers"]["db"]["state"], "forced_open");
+        assert_eq!(json["timelines"]["db"][0]["state"], "forced_open");
+        assert_eq!(json["missed_events"], 0);
+        assert!(json["now_us"].is_u64());
+    }
+
+    #[tokio::test]
+    async fn the_page_is_html_with_a_strict_policy() {
+        let response = router(Arc::new(Registry::new()), HttpOptions::default())
+            .oneshot(Request::get("/dashboard").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let headers = response.headers();
+        assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+        assert!(headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none'"));
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, PAGE.as_bytes());
+    }
+}

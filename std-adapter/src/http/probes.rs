@@ -1,0 +1,153 @@
+//! The probes and reports: `/livez` and `/readyz` (status only),
+//! `/health` (the whole report) and `/metrics` (Prometheus text).
+
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::AppState;
+
+/// The `Content-Type` of `/metrics`: the Prometheus text format 0.0.4,
+/// exactly as scrapers expect it.
+///
+/// ```
+/// assert_eq!(fusebox_std::http::METRICS_CONTENT_TYPE, "text/plain; version=0.0.4");
+/// ```
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// The answers are about now: no cache may keep them.
+pub(super) fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `{"status": <yes or no>}` with 200 or 503.
+fn status(ok: bool, yes: &'static str, no: &'static str) -> Response {
+    let (code, text) = if ok {
+        (StatusCode::OK, yes)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, no)
+    };
+    no_store((code, Json(serde_json::json!({ "status": text }))).into_response())
+}
+
+/// `/livez`: 200 `{"status":"alive"}`, or 503 `{"status":"dead"}` while
+/// the configured liveness check fails.
+pub(super) async fn livez(State(state): State<AppState>) -> Response {
+    status(state.options.alive(&state.registry), "alive", "dead")
+}
+
+/// `/readyz`: 200 `{"status":"ready"}`, or 503 `{"status":"not_ready"}`
+/// while the report is not ready (a required breaker open, the monitor
+/// unhealthy). Nothing else is revealed.
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
+    status(state.registry.health().ready, "ready", "not_ready")
+}
+
+/// `/health`: the [`HealthReport`](crate::health::HealthReport) as JSON,
+/// with 200 when ready and 503 when not.
+pub(super) async fn health(State(state): State<AppState>) -> Response {
+    let report = state.registry.health();
+    let code = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    no_store((code, Json(report)).into_response())
+}
+
+/// `/metrics`: [`Registry::to_prometheus`](crate::Registry::to_prometheus).
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.registry.to_prometheus();
+    no_store(([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use fusebox::breaker::Config;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use crate::http::{router, HttpOptions};
+    use crate::Registry;
+
+    async fn get(
+        registry: &Arc<Registry>,
+        options: HttpOptions,
+        path: &str,
+    ) -> (u16, String, String) {
+        let response = router(Arc::clone(registry), options)
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let kind = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, kind, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_required_breakers() {
+        let registry = Arc::new(Registry::new());
+        let db = registry
+            .breaker(
+                "db",
+                Config::builder().consecutive_failures(1).build().unwrap(),
+            )
+            .unwrap();
+        registry.set_required("db", true).unwrap();
+        let ready = get(&registry, HttpOptions::default(), "/readyz").await;
+        assert_eq!((ready.0, ready.2.as_str()), (200, r#"{"status":"ready"}"#));
+        db.force_open(registry.now());
+        let ready = get(&registry, HttpOptions::default(), "/readyz").await;
+        assert_eq!(
+            (ready.0, ready.2.as_str()),
+            (503, r#"{"status":"not_ready"}"#)
+        );
+        let health = get(&registry, HttpOptions::default(), "/health").await;
+        assert_eq!(health.0, 503);
+        assert!(
+            health.2.contains(r#""state":"forced_open""#),
+            "{}",
+            health.2
+        );
+    }
+
+    #[tokio::test]
+    async fn liveness_follows_the_configured_check() {
+        let registry = Arc::new(Registry::new());
+        assert_eq!(
+            get(&registry, HttpOptions::default(), "/livez").await.0,
+            200
+        );
+        let dead = HttpOptions::builder().liveness(|_| false).build().unwrap();
+        let (code, _, body) = get(&registry, dead, "/livez").await;
+        assert_eq!((code, body.as_str()), (503, r#"{"status":"dead"}"#));
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text() {
+        let registry = Arc::new(Registry::new());
+        registry
+            .breaker(
+                "db",
+                Config::builder().consecutive_failures(1).build().unwrap(),
+            )
+            .unwrap();
+        let (code, kind, body) = get(&registry, HttpOptions::default(), "/metrics").await;
+        assert_eq!((code, kind.as_str()), (200, super::METRICS_CONTENT_TYPE));
+        assert!(body.starts_with("# HELP fusebox_ready "), "{body}");
+        assert!(body.contains("fusebox_breaker_state{name=\"db\",state=\"closed\"} 1\n"));
+    }
+}

@@ -1,0 +1,358 @@
+//! The HTTP endpoints (`fusebox_std::http`, feature `http`) on a real
+//! server on loopback, called over real HTTP/1: status codes, content
+//! types, JSON shapes, Prometheus text, prefix mounting, the bearer token
+//! and the admin actions, on and off.
+
+mod http_common;
+
+use std::io::BufRead;
+use std::sync::Arc;
+
+use fusebox::breaker::Config;
+use fusebox::bucket::Quota;
+use fusebox_std::http::{router, HttpConfigError, HttpOptions, METRICS_CONTENT_TYPE};
+use fusebox_std::{Registry, TrackerConfig};
+use http_common::{call, get, get_with, serve, Server};
+use hyper::{Method, StatusCode};
+
+const TOKEN: &str = "integration-token-7f3a9c2e";
+
+/// A registry with two breakers (`payments` required), a token bucket, a
+/// cache and a tracked operation.
+fn registry() -> Arc<Registry> {
+    let registry = Arc::new(Registry::new());
+    let config = Config::builder().consecutive_failures(2).build().unwrap();
+    registry.breaker("payments", config).unwrap();
+    registry.breaker("inventory", config).unwrap();
+    registry.set_required("payments", true).unwrap();
+    registry
+        .limiter("api", Quota::per_second(50).unwrap())
+        .unwrap();
+    let cache = registry
+        .concurrent_cache::<u32, u32, 16, 2>("sessions")
+        .unwrap();
+    cache.get(&1);
+    let tracker = registry
+        .tracker(
+            "http",
+            TrackerConfig {
+                sample_rate: 1.0,
+                ..TrackerConfig::default()
+            },
+        )
+        .unwrap();
+    drop(tracker.track_operation("checkout"));
+    registry
+}
+
+async fn serve_under(prefix: &str, registry: &Arc<Registry>, options: HttpOptions) -> Server {
+    let endpoints = router(Arc::clone(registry), options);
+    if prefix == "/" {
+        serve(endpoints).await
+    } else {
+        serve(axum::Router::new().nest(prefix, endpoints)).await
+    }
+}
+
+fn protected() -> HttpOptions {
+    HttpOptions::builder().bearer_token(TOKEN).build().unwrap()
+}
+
+fn with_admin() -> HttpOptions {
+    HttpOptions::builder()
+        .bearer_token(TOKEN)
+        .admin(true)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn open_setup_serves_every_route_under_a_prefix() {
+    let registry = registry();
+    let server = serve_under("/ops", &registry, HttpOptions::default()).await;
+
+    for (path, body) in [
+        ("/ops/livez", r#"{"status":"alive"}"#),
+        ("/ops/readyz", r#"{"status":"ready"}"#),
+    ] {
+        let r = get(&server.url(path)).await;
+        assert_eq!(
+            (r.status, r.content_type(), r.body.as_str()),
+            (StatusCode::OK, "application/json", body)
+        );
+    }
+
+    let health = get(&server.url("/ops/health")).await;
+    assert_eq!(
+        (health.status, health.content_type()),
+        (StatusCode::OK, "application/json")
+    );
+    assert_eq!(health.headers["cache-control"], "no-store");
+    let json = health.json();
+    assert_eq!(json["ready"], true);
+    assert_eq!(json["breakers"]["payments"]["state"], "closed");
+    assert_eq!(json["breakers"]["payments"]["required"], true);
+    assert_eq!(json["limiters"]["api"]["burst"], 50);
+    assert_eq!(json["caches"]["sessions"]["misses"], 1);
+    assert_eq!(json["trackers"]["http"]["checkout"]["calls"], 1);
+
+    let metrics = get(&server.url("/ops/metrics")).await;
+    assert_eq!(
+        (metrics.status, metrics.content_type()),
+        (StatusCode::OK, METRICS_CONTENT_TYPE)
+    );
+    assert_eq!(METRICS_CONTENT_TYPE, "text/plain; version=0.0.4");
+    let scrape =
+        prometheus_parse::Scrape::parse(std::io::BufReader::new(metrics.body.as_bytes()).lines())
+            .unwrap();
+    let open = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "fusebox_breaker_state"
+                && s.labels.get("name") == Some("inventory")
+                && s.labels.get("state") == Some("closed")
+        })
+        .expect("a state sample for inventory");
+    assert_eq!(open.value, prometheus_parse::Value::Gauge(1.0));
+    assert!(scrape
+        .samples
+        .iter()
+        .any(|s| s.metric == "fusebox_operation_duration_seconds_count"));
+
+    let page = get(&server.url("/ops/dashboard")).await;
+    assert_eq!(
+        (page.status, page.content_type()),
+        (StatusCode::OK, "text/html; charset=utf-8")
+    );
+    assert!(page.body.contains("'dashboard/data'"));
+
+    let data = get(&server.url("/ops/dashboard/data")).await;
+    assert_eq!(data.status, StatusCode::OK);
+    let data = data.json();
+    assert_eq!(data["health"]["breakers"]["inventory"]["state"], "closed");
+    assert_eq!(data["timelines"]["inventory"][0]["state"], "closed");
+    assert!(data["now_us"].is_u64() && data["rejections"].is_object());
+
+    // Only under the prefix.
+    assert_eq!(
+        get(&server.url("/health")).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn readiness_shows_status_only_and_follows_required_breakers() {
+    let registry = registry();
+    let server = serve_under("/", &registry, HttpOptions::default()).await;
+    registry
+        .get_breaker("inventory")
+        .unwrap()
+        .force_open(registry.now());
+    // Not required: degraded, still ready.
+    assert_eq!(get(&server.url("/readyz")).await.status, StatusCode::OK);
+
+    registry
+        .get_breaker("payments")
+        .unwrap()
+        .force_open(registry.now());
+    let ready = get(&server.url("/readyz")).await;
+    assert_eq!(
+        (ready.status, ready.body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not_ready"}"#)
+    );
+    let health = get(&server.url("/health")).await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        health.json()["reasons"][0],
+        "breaker inventory is forced_open"
+    );
+    assert_eq!(get(&server.url("/livez")).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_token_protects_details_but_not_probes_or_the_page() {
+    let registry = registry();
+    let server = serve_under("/internal", &registry, protected()).await;
+    for path in [
+        "/internal/health",
+        "/internal/metrics",
+        "/internal/dashboard/data",
+    ] {
+        let url = server.url(path);
+        for auth in [
+            None,
+            Some("Bearer wrong-token-wrong-token"),
+            Some("Basic aW50ZWdyYXRpb24="),
+            Some(TOKEN),
+        ] {
+            let r = call(Method::GET, &url, auth).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path} with {auth:?}");
+            assert_eq!(r.headers["www-authenticate"], "Bearer realm=\"fusebox\"");
+            assert_eq!(r.json()["error"], "unauthorized");
+            assert!(
+                !r.body.contains("wrong-token") && !r.body.contains(TOKEN),
+                "{}",
+                r.body
+            );
+        }
+        let ok = get_with(&url, TOKEN).await;
+        assert_eq!(ok.status, StatusCode::OK, "{path}");
+    }
+    let lowercase = call(
+        Method::GET,
+        &server.url("/internal/health"),
+        Some(&format!("bearer {TOKEN}")),
+    )
+    .await;
+    assert_eq!(lowercase.status, StatusCode::OK);
+    for path in ["/internal/livez", "/internal/readyz", "/internal/dashboard"] {
+        let r = get(&server.url(path)).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(
+            !r.body.contains("payments"),
+            "{path} reveals only status: {}",
+            r.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn admin_routes_are_off_by_default() {
+    let registry = registry();
+    for options in [HttpOptions::default(), protected()] {
+        let server = serve_under("/", &registry, options).await;
+        let r = call(
+            Method::POST,
+            &server.url("/admin/breakers/payments/force-open"),
+            Some(&format!("Bearer {TOKEN}")),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(
+        registry.health().breakers["payments"].state,
+        fusebox::breaker::State::Closed
+    );
+}
+
+#[test]
+fn admin_without_a_token_is_refused_at_configuration() {
+    assert_eq!(
+        HttpOptions::builder().admin(true).build().unwrap_err(),
+        HttpConfigError::AdminWithoutToken
+    );
+    let env = |name: &str| (name == fusebox_std::http::ADMIN_VAR).then(|| "true".to_owned());
+    assert_eq!(
+        HttpOptions::from_vars(env).unwrap_err(),
+        HttpConfigError::AdminWithoutToken
+    );
+}
+
+#[tokio::test]
+async fn admin_actions_need_the_token_and_drive_the_breaker() {
+    let registry = registry();
+    let mut events = registry.events().subscribe();
+    let server = serve_under("/ops", &registry, with_admin()).await;
+    let url =
+        |name: &str, action: &str| server.url(&format!("/ops/admin/breakers/{name}/{action}"));
+    let bearer = format!("Bearer {TOKEN}");
+
+    for auth in [None, Some("Bearer not-the-token-at-all")] {
+        let r = call(Method::POST, &url("payments", "force-open"), auth).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        get_with(&server.url("/ops/readyz"), TOKEN).await.status,
+        StatusCode::OK
+    );
+
+    let r = call(Method::POST, &url("payments", "force-open"), Some(&bearer)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"name": "payments", "action": "force-open", "changed": true, "state": "forced_open"})
+    );
+    assert_eq!(
+        get(&server.url("/ops/readyz")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(matches!(
+        events.try_recv(),
+        Some(fusebox_std::events::Event::StateChange { .. })
+    ));
+
+    let r = call(Method::POST, &url("payments", "force-close"), Some(&bearer)).await;
+    assert_eq!(
+        (r.json()["changed"].clone(), r.json()["state"].clone()),
+        (true.into(), "closed".into())
+    );
+    let r = call(Method::POST, &url("payments", "reset"), Some(&bearer)).await;
+    assert_eq!(r.json()["state"], "closed");
+    assert_eq!(get(&server.url("/ops/readyz")).await.status, StatusCode::OK);
+
+    // The timeline saw it all.
+    let data = get_with(&server.url("/ops/dashboard/data"), TOKEN)
+        .await
+        .json();
+    let states: Vec<&str> = data["timelines"]["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["forced_open", "closed"]);
+
+    let unknown = call(Method::POST, &url("nope", "reset"), Some(&bearer)).await;
+    assert_eq!(
+        (unknown.status, unknown.json()["error"].clone()),
+        (StatusCode::NOT_FOUND, "unknown_breaker".into())
+    );
+    let action = call(Method::POST, &url("payments", "melt"), Some(&bearer)).await;
+    assert_eq!(
+        (action.status, action.json()["error"].clone()),
+        (StatusCode::NOT_FOUND, "unknown_action".into())
+    );
+    let get_admin = call(Method::GET, &url("payments", "reset"), Some(&bearer)).await;
+    assert_eq!(get_admin.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn error_bodies_never_carry_secrets() {
+    let registry = registry();
+    let server = serve_under("/", &registry, with_admin()).await;
+    let bearer = format!("Bearer {TOKEN}");
+    // A name that carries a credential: redacted before it is shown.
+    let r = call(
+        Method::POST,
+        &server.url("/admin/breakers/db%3Ftoken%3Dhunter2/reset"),
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["message"], "no breaker named \"db?token=***\"");
+    let r = call(
+        Method::POST,
+        &server.url("/admin/breakers/redis:%2F%2Fu:pw-secret@h/reset"),
+        Some(&bearer),
+    )
+    .await;
+    assert!(!r.body.contains("pw-secret"), "{}", r.body);
+    // A path that cannot be decoded is refused without echoing it.
+    let r = call(
+        Method::POST,
+        &server.url("/admin/breakers/%FFsecret%FE/reset"),
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(!r.body.contains("secret"), "{}", r.body);
+    // A wrong token is never echoed, nor the right one.
+    let r = call(
+        Method::GET,
+        &server.url("/health"),
+        Some("Bearer guess-guess-guess-guess"),
+    )
+    .await;
+    assert!(!r.body.contains("guess") && !r.body.contains(TOKEN));
+}
