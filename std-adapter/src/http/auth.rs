@@ -19,14 +19,14 @@ pub(super) async fn require_token(
     request: Request,
     next: Next,
 ) -> Result<Response, HttpError> {
-    if let Some(expected) = state.options.token() {
-        if !authorized(expected, request.headers()) {
-            tracing::debug!(
-                path = %Redacted(request.uri().path()),
-                "request refused: bearer token missing or wrong"
-            );
-            return Err(HttpError::Unauthorized);
-        }
+    if let Some(expected) = state.options.token()
+        && !authorized(expected, request.headers())
+    {
+        tracing::debug!(
+            path = %Redacted(request.uri().path()),
+            "request refused: bearer token missing or wrong"
+        );
+        return Err(HttpError::Unauthorized);
     }
     Ok(next.run(request).await)
 }
