@@ -225,6 +225,13 @@ impl Registry {
         self.clock.now()
     }
 
+    /// The tokio clock the registry's policies and layers read (the
+    /// registry's own unless its builder was given another clock).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn tokio_clock(&self) -> crate::TokioClock {
+        self.tokio_clock
+    }
+
     /// Time since the registry was created (tokio's clock).
     pub(crate) fn uptime(&self) -> std::time::Duration {
         self.started.elapsed()

@@ -1,0 +1,31 @@
+//! Tower middleware (feature `tower`): [`CircuitBreakerLayer`] and
+//! [`RateLimitLayer`] for HTTP services (axum, tonic, hyper), on
+//! `tower-layer`/`tower-service` 0.3 and `http` 1.
+//!
+//! Both layers are thin: the decision is the core's ([`fusebox::CircuitBreaker`],
+//! [`fusebox::TokenBucket`], [`fusebox::bucket::KeyedLimiter`]), behind an
+//! `Arc` that **every clone of a layer's services shares** (a server clones
+//! its service per connection or request; a limit per clone would be no
+//! limit). Time is a [`TokioClock`](crate::TokioClock) read right before
+//! each core call, so paused tokio time drives them in tests.
+//!
+//! Refusals become HTTP responses through a responder you may replace; the
+//! defaults are `503` (breaker) and `429` (limiter) with a small JSON body,
+//! a delta-seconds `Retry-After` rounded up (never earlier than the core
+//! says), and the limiter's quota in the `RateLimit-Policy` and `RateLimit`
+//! fields of draft-ietf-httpapi-ratelimit-headers (revision 11, May 2026;
+//! the syntax of revision 10): `RateLimit-Policy: "api";q=100;w=60` and
+//! `RateLimit: "api";r=50;t=30`, optionally with the legacy
+//! `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`breaker`] | [`CircuitBreakerLayer`]: owned permits held by the response future, an HTTP classifier (`5xx` fails, `4xx` ignored), `503` |
+//! | [`rate_limit`] | [`RateLimitLayer`]: one [`TokenBucket`](fusebox::TokenBucket), or a [`KeyedLimiter`](fusebox::bucket::KeyedLimiter) keyed by a function of the request head; `429`, `400` for a bad key |
+
+pub mod breaker;
+mod headers;
+pub mod rate_limit;
+
+pub use breaker::{CircuitBreakerLayer, CircuitBreakerService};
+pub use rate_limit::{RateLimitLayer, RateLimitService};
