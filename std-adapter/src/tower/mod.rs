@@ -26,6 +26,8 @@
 pub mod breaker;
 mod headers;
 pub mod rate_limit;
+#[cfg(test)]
+mod test_service;
 
 pub use breaker::{CircuitBreakerLayer, CircuitBreakerService};
 pub use rate_limit::{RateLimitLayer, RateLimitService};

@@ -46,3 +46,6 @@ impl<C> Shared<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -38,3 +38,6 @@ pub(crate) struct Shared<L> {
     /// Whether they also carry `X-RateLimit-Limit/Remaining/Reset`.
     pub(crate) legacy: bool,
 }
+
+#[cfg(test)]
+mod tests;
