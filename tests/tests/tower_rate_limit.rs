@@ -18,6 +18,9 @@ use fusebox_std::tower::RateLimitLayer;
 use fusebox_std::Registry;
 use tower_common::{get, get_from, serve};
 
+/// A header as raw bytes.
+type Header<'a> = (&'a str, &'a [u8]);
+
 fn app() -> Router {
     Router::new().route("/", route(|| async { "hello" }))
 }
@@ -164,7 +167,7 @@ async fn bad_keys_get_400_and_are_never_stored() {
     );
     let addr = serve(app().layer(layer)).await;
     let huge = vec![b'k'; 16 * 1024];
-    let cases: [(&[(&str, &[u8])], &str); 3] = [
+    let cases: [(&[Header], &str); 3] = [
         (&[], "missing"),
         (&[("x-api-key", b"caf\xe9-\xff")], "not_utf8"),
         (&[("x-api-key", &huge)], "too_long"),

@@ -32,7 +32,7 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
 pub(crate) fn quota_qw(quota: &Quota) -> (u64, u64) {
     let tokens = u64::from(quota.tokens());
     let period = quota.period().as_micros().max(1);
-    if period % MICROS_PER_SEC == 0 {
+    if period.is_multiple_of(MICROS_PER_SEC) {
         return (tokens, period / MICROS_PER_SEC);
     }
     let window = period.div_ceil(MICROS_PER_SEC);

@@ -159,7 +159,7 @@ where
                         tracing::debug!(policy = %shared.name, reason = %error, "request refused: no usable key");
                     }
                     _ => {
-                        tracing::warn!(policy = %shared.name, "request refused: keyed limiter full")
+                        tracing::warn!(policy = %shared.name, "request refused: keyed limiter full");
                     }
                 }
                 (refusal, None)
