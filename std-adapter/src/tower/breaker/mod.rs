@@ -1,5 +1,5 @@
 //! [`CircuitBreakerLayer`]: a tower layer that puts one core
-//! [`CircuitBreaker`](fusebox::CircuitBreaker) in front of an HTTP service.
+//! [`CircuitBreaker`] in front of an HTTP service.
 //!
 //! Files as in tower's own middleware: `layer` (configuration), `service`
 //! (the decision, on `call`), `future` (holds the permit until the response

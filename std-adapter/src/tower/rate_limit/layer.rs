@@ -163,7 +163,7 @@ impl RateLimitLayer<Single> {
     /// use fusebox_std::Registry;
     ///
     /// let registry = Registry::new();
-    /// let layer = RateLimitLayer::keyed_from_registry::<String, 4096>(
+    /// let layer = RateLimitLayer::keyed_from_registry::<String, 4096, _>(
     ///     &registry, "per_api_key", Quota::per_minute(600)?, FullPolicy::Reject, key::header("x-api-key", 64))?;
     /// assert_eq!(registry.health().keyed_limiters["per_api_key"].keys, 0);
     /// # drop(layer);
