@@ -4,6 +4,7 @@
 //! health, Prometheus and events; and both layers satisfy tonic's server
 //! bounds (checked by the compiler).
 
+mod common;
 mod tower_common;
 
 use std::convert::Infallible;
@@ -81,6 +82,29 @@ async fn client_errors_do_not_open_it() {
         (20, 0, 1, 0)
     );
     assert_eq!(breaker.state(fusebox::Instant::ZERO), State::Closed);
+}
+
+#[tokio::test]
+async fn transitions_and_rejections_are_logged_with_structured_fields() {
+    let capture = common::Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let breaker = Arc::new(CircuitBreaker::new(config(1)));
+    let addr = serve(app().layer(CircuitBreakerLayer::new("ledger", breaker))).await;
+    assert_eq!(get(addr, "/status/503", &[]).await.status, 503);
+    assert_eq!(get(addr, "/status/200", &[]).await.status, 503);
+    let events = capture.with("breaker", "ledger");
+    assert_eq!(events.len(), 2, "{events:?}");
+    let (opened, rejected) = (&events[0], &events[1]);
+    assert_eq!(common::field(opened, "level"), Some("WARN"));
+    assert_eq!(common::field(opened, "from"), Some("Closed"));
+    assert_eq!(common::field(opened, "to"), Some("Open"));
+    assert_eq!(common::field(rejected, "state"), Some("Open"));
+    let wait: u64 = common::field(rejected, "retry_after_ms")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((59_000..=61_000).contains(&wait), "{wait}");
+    assert!(events.iter().all(|e| common::field(e, "message").is_some()));
 }
 
 #[tokio::test]

@@ -7,11 +7,12 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use fusebox::bucket::{KeyedError, KeyedLimiter, Quota};
-use fusebox::{Duration, Instant, TokenBucket};
+use fusebox::{Clock, Duration, Instant, TokenBucket};
 use http::request::Parts;
 
 use super::{BadKey, KeyError, Refusal};
 use crate::tower::headers::{ceil_secs, quota_qw, Quoted};
+use crate::TokioClock;
 
 /// What the service learns from a limit for one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,8 +27,9 @@ pub enum Check {
 
 /// One decision per request, on the request head.
 pub trait Limit: Send + Sync + 'static {
-    /// Charges the request with head `head` at `now`.
-    fn check(&self, head: &Parts, now: Instant) -> Check;
+    /// Charges the request with head `head`, reading `clock` right before
+    /// the core call (after the key function, which is user code).
+    fn check(&self, head: &Parts, clock: &TokioClock) -> Check;
 }
 
 /// One [`TokenBucket`] for every request through the layer (and every
@@ -84,7 +86,8 @@ impl Single {
 }
 
 impl Limit for Single {
-    fn check(&self, _head: &Parts, now: Instant) -> Check {
+    fn check(&self, _head: &Parts, clock: &TokioClock) -> Check {
+        let now = clock.now();
         match self.bucket.try_acquire(now) {
             Ok(()) => Check::Admitted(self.quoted(now)),
             Err(limited) => Check::Limited(limited.retry_after, self.quoted(now)),
@@ -216,7 +219,7 @@ where
     F: Fn(&Parts) -> Result<K, KeyError> + Send + Sync + 'static,
     KeyedLimiter<K, N, 1, S>: Send + Sync,
 {
-    fn check(&self, head: &Parts, now: Instant) -> Check {
+    fn check(&self, head: &Parts, clock: &TokioClock) -> Check {
         let key = match (self.key)(head) {
             Ok(key) => key,
             Err(error) => match &self.bad_key {
@@ -228,6 +231,7 @@ where
             },
         };
         let quota = self.limiter.quota(0);
+        let now = clock.now();
         match self.limiter.try_acquire(&key, now) {
             Ok(()) => Check::Admitted(self.quoted(quota, &key, now)),
             Err(KeyedError::RateLimited(limited)) => {

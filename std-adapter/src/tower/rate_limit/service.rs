@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use fusebox::Clock;
 use http::{Request, Response};
 use tower_service::Service;
 
@@ -133,8 +132,7 @@ where
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let shared = &*self.shared;
         let (head, body) = request.into_parts();
-        let now = shared.clock.now();
-        let check = shared.limit.check(&head, now);
+        let check = shared.limit.check(&head, &shared.clock);
         let (refusal, quoted) = match check {
             Check::Admitted(quoted) => {
                 let stamp = shared.headers.then(|| Stamp {
