@@ -1,15 +1,12 @@
 //! [`CircuitBreakerLayer`]: the configuration of the breaker middleware.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
-use fusebox::breaker::{Config, Transition};
-use fusebox::{CircuitBreaker, Instant};
+use fusebox::CircuitBreaker;
 use tower_layer::Layer;
 
 use super::{CircuitBreakerService, HttpClassifier, JsonBreakerResponse, Shared};
-use crate::events::{Component, Event};
 use crate::policy::BreakerObserver;
-use crate::registry::{Registry, RegistryError};
 use crate::TokioClock;
 
 /// A tower [`Layer`] that guards an HTTP service with one core
@@ -99,53 +96,23 @@ impl CircuitBreakerLayer {
     /// # Ok::<(), fusebox::breaker::ConfigError>(())
     /// ```
     pub fn new(name: impl Into<Arc<str>>, breaker: Arc<CircuitBreaker>) -> Self {
+        Self::with_clock_and_observer(name, breaker, TokioClock::new(), None)
+    }
+
+    pub(super) fn with_clock_and_observer(
+        name: impl Into<Arc<str>>,
+        breaker: Arc<CircuitBreaker>,
+        clock: TokioClock,
+        observer: Option<Arc<dyn BreakerObserver>>,
+    ) -> Self {
         Self {
             breaker,
             name: name.into(),
-            clock: TokioClock::new(),
+            clock,
             classifier: HttpClassifier,
             responder: JsonBreakerResponse,
-            observer: None,
+            observer,
         }
-    }
-
-    /// A layer over the registry's breaker `name` (created with `config` if
-    /// it does not exist): read on the registry's clock, so it shows in
-    /// [`Registry::health`] and [`Registry::to_prometheus`], with its state
-    /// changes logged and published by the registry
-    /// ([`Registry::transition`]) and its rejections and failures published
-    /// as events, while the registry lives.
-    ///
-    /// # Errors
-    ///
-    /// As [`Registry::breaker`].
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use fusebox::breaker::Config;
-    /// use fusebox_std::tower::CircuitBreakerLayer;
-    /// use fusebox_std::Registry;
-    ///
-    /// let registry = Arc::new(Registry::new());
-    /// let layer = CircuitBreakerLayer::from_registry(&registry, "billing", Config::builder().consecutive_failures(3).build()?)?;
-    /// assert!(Arc::ptr_eq(layer.breaker(), &registry.get_breaker("billing").unwrap()));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn from_registry(
-        registry: &Arc<Registry>,
-        name: &str,
-        config: Config,
-    ) -> Result<Self, RegistryError> {
-        // The registry's policy carries the registry's tokio clock.
-        let policy = registry.breaker_policy(name, config)?;
-        Ok(Self {
-            breaker: Arc::clone(policy.core()),
-            name: name.into(),
-            clock: policy.clock(),
-            classifier: HttpClassifier,
-            responder: JsonBreakerResponse,
-            observer: Some(Arc::new(RegistryObserver(Arc::downgrade(registry)))),
-        })
     }
 }
 
@@ -310,36 +277,5 @@ impl<S, C: Clone, R: Clone> Layer<S> for CircuitBreakerLayer<C, R> {
             observer: self.observer.clone(),
         };
         CircuitBreakerService::new(inner, Arc::new(shared), Arc::new(self.responder.clone()))
-    }
-}
-
-/// A layer built by [`CircuitBreakerLayer::from_registry`] reports to its
-/// registry through this (a weak reference: it never keeps it alive).
-struct RegistryObserver(Weak<Registry>);
-
-impl BreakerObserver for RegistryObserver {
-    fn transition(&self, name: &str, t: Transition) {
-        match self.0.upgrade() {
-            Some(registry) => registry.transition(name, t),
-            None => crate::policy::log_transition(name, t),
-        }
-    }
-
-    fn rejected(&self, name: &str, at: Instant) {
-        if let Some(registry) = self.0.upgrade() {
-            registry.events().publish(Event::Rejected {
-                name: name.into(),
-                component: Component::Breaker,
-                at,
-            });
-        }
-    }
-
-    fn failure(&self, name: &str, at: Instant, _timed_out: bool) {
-        if let Some(registry) = self.0.upgrade() {
-            registry
-                .events()
-                .publish(Event::failure(name, &"failed", at));
-        }
     }
 }

@@ -4,12 +4,13 @@
 //! Files as in tower's own middleware: `layer` (configuration), `service`
 //! (the decision, on `call`), `future` (holds the permit until the response
 //! is complete), `error` (the rejection and its response), `classify` (how
-//! a response counts).
+//! a response counts), `registry` (layers over a registry's breakers).
 
 mod classify;
 mod error;
 mod future;
 mod layer;
+mod registry;
 mod service;
 
 pub use classify::HttpClassifier;

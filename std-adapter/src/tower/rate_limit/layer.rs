@@ -1,16 +1,13 @@
 //! [`RateLimitLayer`]: the configuration of the rate-limit middleware.
 
-use std::hash::Hash;
 use std::sync::Arc;
 
-use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
-use fusebox::hash::RandomState;
+use fusebox::bucket::KeyedLimiter;
 use fusebox::TokenBucket;
 use http::request::Parts;
 use tower_layer::Layer;
 
 use super::{BadKey, JsonRateLimitResponse, KeyError, Keyed, RateLimitService, Shared, Single};
-use crate::registry::{Registry, RegistryError, ServerKeyedLimiter};
 use crate::tower::headers::sf_string;
 use crate::TokioClock;
 
@@ -85,7 +82,7 @@ impl<L: std::fmt::Debug, R> std::fmt::Debug for RateLimitLayer<L, R> {
 }
 
 impl<L> RateLimitLayer<L> {
-    fn with_limit(name: impl Into<Arc<str>>, limit: L, clock: TokioClock) -> Self {
+    pub(super) fn with_limit(name: impl Into<Arc<str>>, limit: L, clock: TokioClock) -> Self {
         Self {
             limit,
             name: name.into(),
@@ -114,79 +111,6 @@ impl RateLimitLayer<Single> {
     pub fn new(name: impl Into<Arc<str>>, bucket: Arc<TokenBucket>) -> Self {
         Self::with_limit(name, Single::new(bucket), TokioClock::new())
     }
-
-    /// The registry's token bucket `name` (created with `quota` if it does
-    /// not exist), read on the registry's clock: it shows in
-    /// [`Registry::health`] and [`Registry::to_prometheus`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Registry::limiter`].
-    ///
-    /// ```
-    /// use fusebox::bucket::Quota;
-    /// use fusebox_std::tower::RateLimitLayer;
-    /// use fusebox_std::Registry;
-    ///
-    /// let registry = Registry::new();
-    /// let layer = RateLimitLayer::from_registry(&registry, "api", Quota::per_second(50)?)?;
-    /// assert!(registry.to_prometheus().contains("fusebox_limiter_available_tokens{name=\"api\"} 50\n"));
-    /// # drop(layer);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn from_registry(
-        registry: &Registry,
-        name: &str,
-        quota: Quota,
-    ) -> Result<Self, RegistryError> {
-        let bucket = registry.limiter(name, quota)?;
-        Ok(Self::with_limit(
-            name,
-            Single::new(bucket),
-            registry.tokio_clock(),
-        ))
-    }
-
-    /// The registry's keyed limiter `name` (keys `K`, `N` slots, a secret
-    /// hash seed; created with `quota` and `policy` if it does not exist),
-    /// read on the registry's clock, keyed by `key`: it shows in
-    /// [`Registry::health`] and [`Registry::to_prometheus`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Registry::keyed_limiter`].
-    ///
-    /// ```
-    /// use fusebox::bucket::{FullPolicy, Quota};
-    /// use fusebox_std::tower::rate_limit::key;
-    /// use fusebox_std::tower::RateLimitLayer;
-    /// use fusebox_std::Registry;
-    ///
-    /// let registry = Registry::new();
-    /// let layer = RateLimitLayer::keyed_from_registry::<String, 4096, _>(
-    ///     &registry, "per_api_key", Quota::per_minute(600)?, FullPolicy::Reject, key::header("x-api-key", 64))?;
-    /// assert_eq!(registry.health().keyed_limiters["per_api_key"].keys, 0);
-    /// # drop(layer);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn keyed_from_registry<K, const N: usize, F>(
-        registry: &Registry,
-        name: &str,
-        quota: Quota,
-        policy: FullPolicy,
-        key: F,
-    ) -> Result<RateLimitLayer<Keyed<K, N, RandomState, F>>, RegistryError>
-    where
-        K: Eq + Hash + Clone + Send + Sync + 'static,
-        F: Fn(&Parts) -> Result<K, KeyError>,
-    {
-        let limiter: Arc<ServerKeyedLimiter<K, N>> = registry.keyed_limiter(name, quota, policy)?;
-        Ok(RateLimitLayer::with_limit(
-            name,
-            Keyed::new(limiter, key),
-            registry.tokio_clock(),
-        ))
-    }
 }
 
 impl<K, const N: usize, S, F> RateLimitLayer<Keyed<K, N, S, F>>
@@ -202,15 +126,14 @@ where
     /// stores a copy of each.
     ///
     /// For keys that clients choose, build the limiter with a secret hash
-    /// seed ([`ServerKeyedLimiter`], or
+    /// seed ([`ServerKeyedLimiter`](crate::registry::ServerKeyedLimiter), or
     /// [`keyed_from_registry`](RateLimitLayer::keyed_from_registry)).
     ///
     /// ```
     /// use std::net::{IpAddr, SocketAddr};
     /// use std::sync::Arc;
-    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
-    /// use fusebox::hash::RandomState;
-    /// use fusebox_std::tower::rate_limit::KeyError;
+    /// use fusebox::bucket::KeyedLimiter;
+    ///     /// use fusebox_std::tower::rate_limit::KeyError;
     /// use fusebox_std::tower::RateLimitLayer;
     ///
     /// // Per client IP, as the server saw it (axum puts `ConnectInfo<SocketAddr>` in the
@@ -239,7 +162,7 @@ impl<K, const N: usize, S, F, R> RateLimitLayer<Keyed<K, N, S, F>, R> {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::bucket::KeyedLimiter;
     /// use fusebox_std::tower::rate_limit::{key, BadKey};
     /// use fusebox_std::tower::RateLimitLayer;
     ///

@@ -4,7 +4,8 @@
 //!
 //! Files as in tower's own middleware: `layer` (configuration), `service`
 //! (the decision, on `call`), `future` (stamps the quota on the response),
-//! `error` (refusals and their responses); `limit` holds the two kinds of
+//! `error` (refusals and their responses), `registry` (layers over a
+//! registry's limiters); `limit` holds the two kinds of
 //! limit, [`key`] the usual key functions.
 
 mod error;
@@ -12,6 +13,7 @@ mod future;
 pub mod key;
 mod layer;
 mod limit;
+mod registry;
 mod service;
 
 pub use error::{
