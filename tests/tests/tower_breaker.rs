@@ -173,12 +173,14 @@ async fn a_registry_breaker_shows_in_health_prometheus_and_events() {
     assert_eq!(seen, ["state Open", "failure", "rejected"]);
 }
 
-/// tonic's server takes both layers: its bounds (a `Service<Request<Body>>`
+/// tonic's server takes both layers (its bounds — a `Service<Request<Body>>`
 /// that is `Clone + Send + 'static`, a `Send` future, errors into
-/// `BoxError`, a `Send` body) are checked by the compiler here, with the
-/// rejections answered as gRPC statuses.
+/// `BoxError`, a `Send` body — are checked by the compiler here) and serves
+/// gRPC over HTTP/2 through them, refusals answered as gRPC statuses.
 #[tokio::test]
-async fn tonic_serves_through_both_layers() {
+async fn tonic_serves_grpc_through_both_layers() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
     use tonic::body::Body;
 
     let breaker = Arc::new(CircuitBreaker::new(config(5)));
@@ -197,24 +199,44 @@ async fn tonic_serves_through_both_layers() {
         CircuitBreakerLayer::new("grpc", Arc::clone(&breaker)).responder(grpc_unavailable);
     let limit_layer = RateLimitLayer::new(
         "grpc",
-        Arc::new(TokenBucket::new(Quota::per_second(100).unwrap())),
+        Arc::new(TokenBucket::new(Quota::per_hour(1).unwrap())),
     )
     .responder(grpc_exhausted);
-    let echo = tower::service_fn(|_: http::Request<Body>| async {
-        Ok::<_, Infallible>(http::Response::new(Body::empty()))
+    // A unary handler that answers "OK" in trailers-only form.
+    let ok = tower::service_fn(|_: http::Request<Body>| async {
+        Ok::<_, Infallible>(tonic::Status::ok("").into_http::<Body>())
     });
-    let addr = "127.0.0.1:0".parse().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let server = tonic::transport::Server::builder()
         .layer(limit_layer)
         .layer(breaker_layer)
-        .serve(addr, echo);
+        .serve_with_incoming(ok, tonic::transport::server::TcpIncoming::from(listener));
     let running = tokio::spawn(server);
-    tokio::task::yield_now().await;
-    assert!(!running.is_finished(), "the server is up");
-    running.abort();
 
-    // The same responders, called directly: gRPC statuses on HTTP 200.
-    let refused = grpc_unavailable(&BreakerRejection::new("grpc", State::Open, None));
-    assert_eq!(refused.status(), 200);
-    assert_eq!(refused.headers()["grpc-status"], "14");
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut client, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let call = || {
+        http::Request::post(format!("http://{addr}/echo.Echo/Say"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let first = client.send_request(call()).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["grpc-status"], "0");
+    assert_eq!(first.headers()["ratelimit"], "\"grpc\";r=0;t=3600");
+    drop(first.into_body().collect().await);
+    let second = client.send_request(call()).await.unwrap();
+    assert_eq!(second.headers()["grpc-status"], "8", "RESOURCE_EXHAUSTED");
+    assert_eq!(second.headers()["ratelimit"], "\"grpc\";r=0;t=3600");
+    assert_eq!(breaker.metrics().successes, 1);
+    running.abort();
 }
