@@ -22,6 +22,41 @@
 //! |---|---|
 //! | [`breaker`] | [`CircuitBreakerLayer`]: owned permits held by the response future, an HTTP classifier (`5xx` fails, `4xx` ignored), `503` |
 //! | [`rate_limit`] | [`RateLimitLayer`]: one [`TokenBucket`](fusebox::TokenBucket), or a [`KeyedLimiter`](fusebox::bucket::KeyedLimiter) keyed by a function of the request head; `429`, `400` for a bad key |
+//!
+//! # Examples
+//!
+//! With axum, `Router::new().route(..).layer(limit).layer(breaker)`; here
+//! by hand, around a plain service:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::sync::Arc;
+//! use fusebox::breaker::{CircuitBreaker, Config};
+//! use fusebox::bucket::Quota;
+//! use fusebox::TokenBucket;
+//! use fusebox_std::tower::{CircuitBreakerLayer, RateLimitLayer};
+//! use tower_layer::Layer;
+//! use tower_service::Service;
+//!
+//! # #[derive(Clone)] struct Hello;
+//! # impl Service<http::Request<()>> for Hello {
+//! #     type Response = http::Response<String>;
+//! #     type Error = Infallible;
+//! #     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+//! #     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> { std::task::Poll::Ready(Ok(())) }
+//! #     fn call(&mut self, _: http::Request<()>) -> Self::Future { std::future::ready(Ok(http::Response::new("hello".into()))) }
+//! # }
+//! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+//! let limit = RateLimitLayer::new("api", Arc::new(TokenBucket::new(Quota::per_minute(100)?)));
+//! let breaker = CircuitBreakerLayer::new("backend", Arc::new(CircuitBreaker::new(
+//!     Config::builder().failure_rate(50).window(20).build()?,
+//! )));
+//! let mut service = limit.layer(breaker.layer(Hello));
+//! let response = service.call(http::Request::new(())).await?;
+//! assert_eq!(response.headers()["ratelimit"], "\"api\";r=99;t=1");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
 
 pub mod breaker;
 mod headers;

@@ -12,7 +12,10 @@ use crate::policy::Classify;
 /// without deciding), anything else a success.
 ///
 /// Any [`Classify<http::Response<B>, E>`](Classify) can replace it, such as a
-/// closure over `&Result<http::Response<B>, E>`.
+/// closure over `&Result<http::Response<B>, E>`. gRPC answers errors with
+/// HTTP 200 and a `grpc-status` (in the headers of a trailers-only
+/// response, else in trailers): a gRPC service classifies on that header
+/// instead.
 ///
 /// # Examples
 ///

@@ -16,6 +16,14 @@ use http::request::Parts;
 use super::KeyError;
 
 /// Bound on a header value [`forwarded_ip`] reads (bytes).
+///
+/// ```
+/// use fusebox_std::tower::rate_limit::{key, KeyError};
+///
+/// let long = format!("203.0.113.9{}", ", 10.0.0.1".repeat(200)); // 2 011 bytes
+/// let (head, ()) = http::Request::builder().header("x-forwarded-for", &long).body(()).unwrap().into_parts();
+/// assert_eq!(key::forwarded_ip()(&head), Err(KeyError::TooLong { len: long.len(), max: key::MAX_FORWARDED_LEN }));
+/// ```
 pub const MAX_FORWARDED_LEN: usize = 1024;
 
 /// The value of header `name`, as a `String` of at most `max_len` bytes.

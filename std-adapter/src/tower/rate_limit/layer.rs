@@ -132,8 +132,9 @@ where
     /// ```
     /// use std::net::{IpAddr, SocketAddr};
     /// use std::sync::Arc;
-    /// use fusebox::bucket::KeyedLimiter;
-    ///     /// use fusebox_std::tower::rate_limit::KeyError;
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::hash::RandomState;
+    /// use fusebox_std::tower::rate_limit::KeyError;
     /// use fusebox_std::tower::RateLimitLayer;
     ///
     /// // Per client IP, as the server saw it (axum puts `ConnectInfo<SocketAddr>` in the
@@ -162,7 +163,7 @@ impl<K, const N: usize, S, F, R> RateLimitLayer<Keyed<K, N, S, F>, R> {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use fusebox::bucket::KeyedLimiter;
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
     /// use fusebox_std::tower::rate_limit::{key, BadKey};
     /// use fusebox_std::tower::RateLimitLayer;
     ///
