@@ -1,6 +1,6 @@
 //! The HTTP side of a rejection, shared by both layers: delta-seconds
 //! `Retry-After`, the IETF `RateLimit-Policy` and `RateLimit` fields
-//! (draft-ietf-httpapi-ratelimit-headers-10/-11, Structured Field syntax),
+//! (draft-ietf-httpapi-ratelimit-headers-10, Structured Field syntax),
 //! the legacy `X-RateLimit-*` trio, and small JSON bodies.
 
 use fusebox::bucket::Quota;

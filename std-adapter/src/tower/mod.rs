@@ -13,10 +13,18 @@
 //! defaults are `503` (breaker) and `429` (limiter) with a small JSON body,
 //! a delta-seconds `Retry-After` rounded up (never earlier than the core
 //! says), and the limiter's quota in the `RateLimit-Policy` and `RateLimit`
-//! fields of draft-ietf-httpapi-ratelimit-headers (revision 11, May 2026;
-//! the syntax of revision 10): `RateLimit-Policy: "api";q=100;w=60` and
-//! `RateLimit: "api";r=50;t=30`, optionally with the legacy
+//! fields of draft-ietf-httpapi-ratelimit-headers-10 (September 2025; the
+//! `RateLimit-Policy`/`RateLimit` pair in Structured Field syntax that
+//! replaced the `RateLimit-Limit/-Remaining/-Reset` trio of revisions ≤ 06;
+//! revision 11 appeared in May 2026): `RateLimit-Policy: "api";q=100;w=60`
+//! and `RateLimit: "api";r=50;t=30`, optionally with the legacy
 //! `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
+//!
+//! How a token bucket maps onto them: `q` and `w` are the quota's refill
+//! rate (its tokens per period; a period of a fraction of a second is
+//! stretched to whole seconds with `q` scaled down, never advertising a
+//! higher rate), `r` the whole tokens left (at most the burst), `t` the
+//! seconds until the bucket is full again, rounded up.
 //!
 //! | module | what |
 //! |---|---|

@@ -25,7 +25,7 @@ use crate::TokioClock;
 ///
 /// Every admitted response, and every `429`, carries the policy and the
 /// quota left in the fields of draft-ietf-httpapi-ratelimit-headers
-/// (revision 11; see the [module docs](crate::tower)):
+/// (revision 10; see the [module docs](crate::tower)):
 /// `RateLimit-Policy: "name";q=<tokens>;w=<period s>` and
 /// `RateLimit: "name";r=<remaining>;t=<seconds until full>`, with the
 /// legacy `X-RateLimit-*` trio on request
