@@ -28,8 +28,9 @@ pub enum Check {
 /// One decision per request, on the request head.
 pub trait Limit: Send + Sync + 'static {
     /// Charges the request with head `head`, reading `clock` right before
-    /// the core call (after the key function, which is user code).
-    fn check(&self, head: &Parts, clock: &TokioClock) -> Check;
+    /// the core call (after the key function, which is user code); `name`
+    /// is the policy's, for the logs.
+    fn check(&self, head: &Parts, clock: &TokioClock, name: &str) -> Check;
 }
 
 /// One [`TokenBucket`] for every request through the layer (and every
@@ -86,7 +87,7 @@ impl Single {
 }
 
 impl Limit for Single {
-    fn check(&self, _head: &Parts, clock: &TokioClock) -> Check {
+    fn check(&self, _head: &Parts, clock: &TokioClock, _name: &str) -> Check {
         let now = clock.now();
         match self.bucket.try_acquire(now) {
             Ok(()) => Check::Admitted(self.quoted(now)),
@@ -219,13 +220,13 @@ where
     F: Fn(&Parts) -> Result<K, KeyError> + Send + Sync + 'static,
     KeyedLimiter<K, N, 1, S>: Send + Sync,
 {
-    fn check(&self, head: &Parts, clock: &TokioClock) -> Check {
+    fn check(&self, head: &Parts, clock: &TokioClock, name: &str) -> Check {
         let key = match (self.key)(head) {
             Ok(key) => key,
             Err(error) => match &self.bad_key {
                 BadKey::Reject => return Check::Refused(Refusal::BadKey(error)),
                 BadKey::Default(key) => {
-                    tracing::debug!(reason = %error, "request key unusable: charged to the default key");
+                    tracing::debug!(policy = %name, reason = %error, "request key unusable: charged to the default key");
                     key.clone()
                 }
             },

@@ -132,7 +132,7 @@ where
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let shared = &*self.shared;
         let (head, body) = request.into_parts();
-        let check = shared.limit.check(&head, &shared.clock);
+        let check = shared.limit.check(&head, &shared.clock, &shared.name);
         let (refusal, quoted) = match check {
             Check::Admitted(quoted) => {
                 let stamp = shared.headers.then(|| Stamp {
