@@ -127,7 +127,7 @@ pub struct ClientCounters {
 #[derive(Clone, Debug)]
 pub enum Caller {
     /// Timeout and three tries 100 ms apart, as people write it.
-    Naive(Http),
+    Naive(Box<Http>),
     /// Through fusebox-std.
     Protected(Arc<Protected>),
 }

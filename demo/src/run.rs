@@ -145,7 +145,7 @@ pub async fn run(
         Upstream::start(Arc::clone(scenario), settings.seed, settings.capacity_rps()).await?;
     let http = Http::new(upstream.addr(), settings.clients as usize);
     let caller = match mode {
-        Mode::Unprotected => Caller::Naive(http),
+        Mode::Unprotected => Caller::Naive(Box::new(http)),
         Mode::Protected => Caller::Protected(Arc::new(Protected::new(
             http,
             settings.rate_limit(),

@@ -98,6 +98,8 @@ pub mod policy;
 pub mod prometheus;
 pub mod redact;
 pub mod registry;
+#[cfg(feature = "tower")]
+pub mod tower;
 pub mod tracker;
 
 pub use clock::TokioClock;

@@ -1,0 +1,45 @@
+//! [`HttpClassifier`]: how an HTTP response counts for the breaker.
+
+use fusebox::breaker::Outcome;
+use http::Response;
+
+use crate::policy::Classify;
+
+/// The default classifier of [`CircuitBreakerLayer`](super::CircuitBreakerLayer):
+/// a `5xx` response or an error of the inner service is a failure, a `4xx`
+/// is [`Outcome::Ignored`] (the client's fault, not the dependency's: it
+/// changes no state, and a half-open trial so classified frees its slot
+/// without deciding), anything else a success.
+///
+/// Any [`Classify<http::Response<B>, E>`](Classify) can replace it, such as a
+/// closure over `&Result<http::Response<B>, E>`. gRPC answers errors with
+/// HTTP 200 and a `grpc-status` (in the headers of a trailers-only
+/// response, else in trailers): a gRPC service classifies on that header
+/// instead.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::Outcome;
+/// use fusebox_std::policy::Classify;
+/// use fusebox_std::tower::breaker::HttpClassifier;
+///
+/// let status = |code: u16| Ok::<_, ()>(http::Response::builder().status(code).body(()).unwrap());
+/// assert_eq!(HttpClassifier.classify(&status(200)), Outcome::Success);
+/// assert_eq!(HttpClassifier.classify(&status(404)), Outcome::Ignored);
+/// assert_eq!(HttpClassifier.classify(&status(502)), Outcome::Failure);
+/// assert_eq!(HttpClassifier.classify(&Err::<http::Response<()>, _>(())), Outcome::Failure);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpClassifier;
+
+impl<B, E> Classify<Response<B>, E> for HttpClassifier {
+    fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
+        match result {
+            Ok(response) if response.status().is_server_error() => Outcome::Failure,
+            Ok(response) if response.status().is_client_error() => Outcome::Ignored,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}

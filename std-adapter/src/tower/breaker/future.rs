@@ -1,0 +1,178 @@
+//! [`ResponseFuture`]: holds the breaker's permit until the response is
+//! complete.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use fusebox::breaker::{Outcome, OwnedPermit};
+use fusebox::{CircuitBreaker, Clock, Instant};
+use pin_project_lite::pin_project;
+
+use super::Shared;
+use crate::policy::Classify;
+
+pin_project! {
+    /// The response future of a
+    /// [`CircuitBreakerService`](super::CircuitBreakerService).
+    ///
+    /// An admitted request's future owns its permit (the core's
+    /// [`OwnedPermit`]) and records it once, when the inner future
+    /// completes: the classifier's outcome at the clock's now, with the
+    /// time since the permit was taken. A refused request's future is
+    /// ready at once with the responder's answer.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping it before it completes (a client that disconnects, a
+    /// timeout around it) drops the inner future and *abandons* the
+    /// permit: neither success nor failure (counted in the core's
+    /// `Metrics::abandoned`), and a half-open trial frees its slot without
+    /// deciding, so a cancelled probe never keeps the breaker half-open.
+    ///
+    /// # Panics
+    ///
+    /// Polling it again after it returned `Ready` panics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    /// use tower_layer::Layer;
+    /// use tower_service::Service;
+    ///
+    /// #[derive(Clone)]
+    /// struct Hang;
+    /// impl Service<http::Request<()>> for Hang {
+    ///     type Response = http::Response<String>;
+    ///     type Error = Infallible;
+    ///     type Future = std::future::Pending<Result<Self::Response, Infallible>>;
+    ///     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+    ///         std::task::Poll::Ready(Ok(()))
+    ///     }
+    ///     fn call(&mut self, _: http::Request<()>) -> Self::Future { std::future::pending() }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let mut service = CircuitBreakerLayer::new("slow", Arc::clone(&core)).layer(Hang);
+    /// let call = service.call(http::Request::new(()));
+    /// assert!(tokio::time::timeout(std::time::Duration::from_secs(1), call).await.is_err());
+    /// assert_eq!(core.metrics().abandoned, 1); // the timeout dropped it: no failure recorded
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[must_use = "futures do nothing unless you .await or poll them"]
+    pub struct ResponseFuture<F, C>
+    where
+        F: Future,
+    {
+        #[pin]
+        inner: Option<F>,
+        rejected: Option<F::Output>,
+        permit: Option<OwnedPermit<Arc<CircuitBreaker>>>,
+        started: Instant,
+        shared: Arc<Shared<C>>,
+    }
+}
+
+impl<F: Future, C> ResponseFuture<F, C> {
+    pub(super) fn admitted(
+        inner: F,
+        permit: OwnedPermit<Arc<CircuitBreaker>>,
+        started: Instant,
+        shared: Arc<Shared<C>>,
+    ) -> Self {
+        Self {
+            inner: Some(inner),
+            rejected: None,
+            permit: Some(permit),
+            started,
+            shared,
+        }
+    }
+
+    pub(super) fn rejected(output: F::Output, shared: Arc<Shared<C>>) -> Self {
+        Self {
+            inner: None,
+            rejected: Some(output),
+            permit: None,
+            started: Instant::ZERO,
+            shared,
+        }
+    }
+
+    /// Whether this request holds a half-open trial permit (`false` for a
+    /// refused or completed one).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    /// use tower_layer::Layer;
+    /// use tower_service::Service;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let mut service = CircuitBreakerLayer::new("db", core)
+    ///     .layer(tower_test_service());
+    /// assert!(!service.call(http::Request::new(())).is_trial()); // closed: not a trial
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// # fn tower_test_service() -> impl Service<http::Request<()>, Response = http::Response<String>, Error = std::convert::Infallible> {
+    /// #     struct S;
+    /// #     impl Service<http::Request<()>> for S {
+    /// #         type Response = http::Response<String>;
+    /// #         type Error = std::convert::Infallible;
+    /// #         type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+    /// #         fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> { std::task::Poll::Ready(Ok(())) }
+    /// #         fn call(&mut self, _: http::Request<()>) -> Self::Future { std::future::ready(Ok(http::Response::new(String::new()))) }
+    /// #     }
+    /// #     S
+    /// # }
+    /// ```
+    pub fn is_trial(&self) -> bool {
+        self.permit.as_ref().is_some_and(OwnedPermit::is_trial)
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(output) = this.rejected.take() {
+            return Poll::Ready(output);
+        }
+        let inner = this
+            .inner
+            .as_mut()
+            .as_pin_mut()
+            .expect("ResponseFuture polled after completion");
+        let result = ready!(inner.poll(cx));
+        this.inner.set(None);
+        if let Some(permit) = this.permit.take() {
+            let shared = &**this.shared;
+            let now = shared.clock.now();
+            let outcome = shared.classifier.classify(&result);
+            let elapsed = now.saturating_duration_since(*this.started);
+            if let Some(t) = permit.record(outcome, now, elapsed) {
+                shared.transition(t);
+            }
+            if outcome == Outcome::Failure
+                && let Some(observer) = &shared.observer
+            {
+                observer.failure(&shared.name, now, false);
+            }
+        }
+        Poll::Ready(result)
+    }
+}

@@ -1,0 +1,281 @@
+//! [`CircuitBreakerLayer`]: the configuration of the breaker middleware.
+
+use std::sync::Arc;
+
+use fusebox::CircuitBreaker;
+use tower_layer::Layer;
+
+use super::{CircuitBreakerService, HttpClassifier, JsonBreakerResponse, Shared};
+use crate::policy::BreakerObserver;
+use crate::TokioClock;
+
+/// A tower [`Layer`] that guards an HTTP service with one core
+/// [`CircuitBreaker`].
+///
+/// Every service it makes, and every clone of those (axum clones a
+/// service per request), shares the **same** breaker: the `Arc` given
+/// here. Each request asks the core for an owned permit
+/// ([`CircuitBreaker::try_acquire_owned`]) with the [`TokioClock`] read
+/// right before; the response future holds it until the response is
+/// complete and records it through the classifier (default
+/// [`HttpClassifier`]: `5xx` and inner errors fail, `4xx` are ignored). A
+/// refused request gets the responder's answer (default
+/// [`JsonBreakerResponse`]: `503`, `Retry-After`, a JSON body) without
+/// reaching the inner service.
+///
+/// Transitions are logged with `tracing` (fields `breaker`, `from`, `to`,
+/// `at_us`) or given to the observer; rejections are logged at `debug`
+/// (fields `breaker`, `state`, `retry_after_ms`).
+///
+/// # Examples
+///
+/// ```
+/// use std::convert::Infallible;
+/// use std::sync::Arc;
+/// use fusebox::breaker::{CircuitBreaker, Config};
+/// use fusebox_std::tower::CircuitBreakerLayer;
+/// use tower_layer::Layer;
+/// use tower_service::Service;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+/// let layer = CircuitBreakerLayer::new("upstream", Arc::clone(&core));
+/// let failing = tower_service_fn(|_req| http::Response::builder().status(502).body(String::new()).unwrap());
+/// let mut service = layer.layer(failing);
+/// let first = service.call(http::Request::new(())).await?;
+/// assert_eq!(first.status(), 502); // recorded as a failure: the breaker opens
+/// let second = service.clone().call(http::Request::new(())).await?;
+/// assert_eq!(second.status(), 503); // a clone shares the open breaker
+/// assert_eq!(core.metrics().rejected, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// # #[derive(Clone)]
+/// # struct Fn1<F>(F);
+/// # fn tower_service_fn<F: Fn(http::Request<()>) -> http::Response<String>>(f: F) -> Fn1<F> { Fn1(f) }
+/// # impl<F: Fn(http::Request<()>) -> http::Response<String>> Service<http::Request<()>> for Fn1<F> {
+/// #     type Response = http::Response<String>;
+/// #     type Error = Infallible;
+/// #     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+/// #     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> { std::task::Poll::Ready(Ok(())) }
+/// #     fn call(&mut self, req: http::Request<()>) -> Self::Future { std::future::ready(Ok((self.0)(req))) }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct CircuitBreakerLayer<C = HttpClassifier, R = JsonBreakerResponse> {
+    breaker: Arc<CircuitBreaker>,
+    name: Arc<str>,
+    clock: TokioClock,
+    classifier: C,
+    responder: R,
+    observer: Option<Arc<dyn BreakerObserver>>,
+}
+
+impl<C, R> std::fmt::Debug for CircuitBreakerLayer<C, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreakerLayer")
+            .field("name", &self.name)
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CircuitBreakerLayer {
+    /// A layer over `breaker`, named `name` in logs and responses, with the
+    /// default classifier and responder and a new [`TokioClock`] (give the
+    /// same clock to every adapter of this breaker with
+    /// [`with_clock`](Self::with_clock)).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    ///
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?));
+    /// let layer = CircuitBreakerLayer::new("inventory", core);
+    /// assert_eq!(layer.name(), "inventory");
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
+    pub fn new(name: impl Into<Arc<str>>, breaker: Arc<CircuitBreaker>) -> Self {
+        Self::with_clock_and_observer(name, breaker, TokioClock::new(), None)
+    }
+
+    pub(super) fn with_clock_and_observer(
+        name: impl Into<Arc<str>>,
+        breaker: Arc<CircuitBreaker>,
+        clock: TokioClock,
+        observer: Option<Arc<dyn BreakerObserver>>,
+    ) -> Self {
+        Self {
+            breaker,
+            name: name.into(),
+            clock,
+            classifier: HttpClassifier,
+            responder: JsonBreakerResponse,
+            observer,
+        }
+    }
+}
+
+impl<C, R> CircuitBreakerLayer<C, R> {
+    /// Uses `classifier` (any [`Classify`](crate::policy::Classify) over
+    /// `Result<http::Response<B>, E>`) instead of [`HttpClassifier`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    ///
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?));
+    /// // Only 503 and 504 from upstream count against it.
+    /// let layer = CircuitBreakerLayer::new("cdn", core).classifier(
+    ///     |r: &Result<http::Response<String>, std::convert::Infallible>| match r {
+    ///         Ok(resp) if matches!(resp.status().as_u16(), 503 | 504) => Outcome::Failure,
+    ///         _ => Outcome::Success,
+    ///     },
+    /// );
+    /// # drop(layer);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
+    pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2, R> {
+        CircuitBreakerLayer {
+            breaker: self.breaker,
+            name: self.name,
+            clock: self.clock,
+            classifier,
+            responder: self.responder,
+            observer: self.observer,
+        }
+    }
+
+    /// Answers refused requests with `responder` (a
+    /// [`BreakerResponder`](super::BreakerResponder), such as a closure)
+    /// instead of [`JsonBreakerResponse`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::breaker::BreakerRejection;
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    ///
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?));
+    /// let layer = CircuitBreakerLayer::new("cdn", core)
+    ///     .responder(|_: &BreakerRejection| http::Response::builder().status(502).body(String::new()).unwrap());
+    /// # drop(layer);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
+    pub fn responder<R2>(self, responder: R2) -> CircuitBreakerLayer<C, R2> {
+        CircuitBreakerLayer {
+            breaker: self.breaker,
+            name: self.name,
+            clock: self.clock,
+            classifier: self.classifier,
+            responder,
+            observer: self.observer,
+        }
+    }
+
+    /// Reads time with `clock`: the one every other adapter of this breaker
+    /// uses (a core breaker is read through one origin for its whole life).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    /// use fusebox_std::TokioClock;
+    ///
+    /// let clock = TokioClock::new();
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?));
+    /// let layer = CircuitBreakerLayer::new("cdn", core).with_clock(clock);
+    /// assert_eq!(layer.clock(), clock);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn with_clock(mut self, clock: TokioClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Tells `observer` of every transition, rejection and failure (the
+    /// transitions then go to it instead of the layer's own `tracing`
+    /// event).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config, Transition};
+    /// use fusebox_std::policy::BreakerObserver;
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    ///
+    /// struct Pager;
+    /// impl BreakerObserver for Pager {
+    ///     fn transition(&self, name: &str, t: Transition) { eprintln!("{name}: {:?}", t.to) }
+    /// }
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?));
+    /// let layer = CircuitBreakerLayer::new("cdn", core).observer(Arc::new(Pager));
+    /// # drop(layer);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn observer(mut self, observer: Arc<dyn BreakerObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The name given at construction.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build().unwrap()));
+    /// assert_eq!(CircuitBreakerLayer::new("cdn", core).name(), "cdn");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The core breaker every service of this layer shares.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build().unwrap()));
+    /// let layer = CircuitBreakerLayer::new("cdn", Arc::clone(&core));
+    /// assert!(Arc::ptr_eq(layer.breaker(), &core));
+    /// ```
+    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.breaker
+    }
+
+    /// The clock the breaker is read with.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox::Clock;
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build().unwrap()));
+    /// let layer = CircuitBreakerLayer::new("cdn", core);
+    /// assert_eq!(layer.clock().now(), fusebox::Instant::ZERO);
+    /// # });
+    /// ```
+    pub fn clock(&self) -> TokioClock {
+        self.clock
+    }
+}
+
+impl<S, C: Clone, R: Clone> Layer<S> for CircuitBreakerLayer<C, R> {
+    type Service = CircuitBreakerService<S, C, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let shared = Shared {
+            breaker: Arc::clone(&self.breaker),
+            name: Arc::clone(&self.name),
+            clock: self.clock,
+            classifier: self.classifier.clone(),
+            observer: self.observer.clone(),
+        };
+        CircuitBreakerService::new(inner, Arc::new(shared), Arc::new(self.responder.clone()))
+    }
+}

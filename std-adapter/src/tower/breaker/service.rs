@@ -1,0 +1,178 @@
+//! [`CircuitBreakerService`]: asks the breaker on every `call`.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use fusebox::{CircuitBreaker, Clock};
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::{BreakerRejection, BreakerResponder, ResponseFuture, Shared};
+use crate::policy::Classify;
+
+/// The service of a [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
+///
+/// Cheap to clone (the inner service and two `Arc`s); every clone shares
+/// the layer's one breaker.
+///
+/// `poll_ready` is the inner service's: the breaker is asked in `call`,
+/// with the clock read right before, so a permit is only ever taken for a
+/// request that exists (a permit taken in `poll_ready` would be abandoned
+/// by every clone dropped between readiness and call).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use fusebox::breaker::{CircuitBreaker, Config};
+/// use fusebox_std::tower::{CircuitBreakerLayer, CircuitBreakerService};
+/// use tower_layer::Layer;
+///
+/// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?));
+/// let service: CircuitBreakerService<&str> = CircuitBreakerLayer::new("db", core).layer("inner");
+/// assert_eq!(*service.get_ref(), "inner");
+/// # Ok::<(), fusebox::breaker::ConfigError>(())
+/// ```
+pub struct CircuitBreakerService<S, C = super::HttpClassifier, R = super::JsonBreakerResponse> {
+    inner: S,
+    shared: Arc<Shared<C>>,
+    responder: Arc<R>,
+}
+
+impl<S: Clone, C, R> Clone for CircuitBreakerService<S, C, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+            responder: Arc::clone(&self.responder),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, C, R> std::fmt::Debug for CircuitBreakerService<S, C, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreakerService")
+            .field("inner", &self.inner)
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, R> CircuitBreakerService<S, C, R> {
+    pub(super) fn new(inner: S, shared: Arc<Shared<C>>, responder: Arc<R>) -> Self {
+        Self {
+            inner,
+            shared,
+            responder,
+        }
+    }
+
+    /// The inner service.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    /// use tower_layer::Layer;
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build().unwrap()));
+    /// assert_eq!(*CircuitBreakerLayer::new("db", core).layer(7).get_ref(), 7);
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    /// use tower_layer::Layer;
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build().unwrap()));
+    /// let mut service = CircuitBreakerLayer::new("db", core).layer(7);
+    /// *service.get_mut() += 1;
+    /// assert_eq!(service.into_inner(), 8);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    /// use tower_layer::Layer;
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build().unwrap()));
+    /// assert_eq!(CircuitBreakerLayer::new("db", core).layer("svc").into_inner(), "svc");
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The breaker all clones share.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    /// use tower_layer::Layer;
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build().unwrap()));
+    /// let service = CircuitBreakerLayer::new("db", Arc::clone(&core)).layer(());
+    /// assert!(Arc::ptr_eq(service.clone().breaker(), &core));
+    /// ```
+    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.shared.breaker
+    }
+}
+
+impl<S, C, R, ReqB, ResB> Service<Request<ReqB>> for CircuitBreakerService<S, C, R>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    C: Classify<Response<ResB>, S::Error>,
+    R: BreakerResponder<ResB>,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        let shared = &self.shared;
+        let now = shared.clock.now();
+        match CircuitBreaker::try_acquire_owned(Arc::clone(&shared.breaker), now) {
+            Ok(permit) => {
+                if let Some(t) = permit.transition() {
+                    shared.transition(t);
+                }
+                let future = self.inner.call(request);
+                ResponseFuture::admitted(future, permit, now, Arc::clone(shared))
+            }
+            Err(rejected) => {
+                if let Some(t) = rejected.transition {
+                    shared.transition(t);
+                }
+                let retry_after_ms = rejected.retry_after.map(|d| d.as_micros() / 1_000);
+                tracing::debug!(
+                    breaker = %shared.name,
+                    state = ?rejected.state,
+                    retry_after_ms,
+                    "request rejected by circuit breaker"
+                );
+                if let Some(observer) = &shared.observer {
+                    observer.rejected(&shared.name, now);
+                }
+                let rejection = BreakerRejection {
+                    name: Arc::clone(&shared.name),
+                    state: rejected.state,
+                    retry_after: rejected.retry_after,
+                };
+                ResponseFuture::rejected(Ok(self.responder.respond(&rejection)), Arc::clone(shared))
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Tower middleware (feature `tower`): [`CircuitBreakerLayer`] and
+//! [`RateLimitLayer`] for HTTP services (axum, tonic, hyper), on
+//! `tower-layer`/`tower-service` 0.3 and `http` 1.
+//!
+//! Both layers are thin: the decision is the core's ([`fusebox::CircuitBreaker`],
+//! [`fusebox::TokenBucket`], [`fusebox::bucket::KeyedLimiter`]), behind an
+//! `Arc` that **every clone of a layer's services shares** (a server clones
+//! its service per connection or request; a limit per clone would be no
+//! limit). Time is a [`TokioClock`](crate::TokioClock) read right before
+//! each core call, so paused tokio time drives them in tests.
+//!
+//! Refusals become HTTP responses through a responder you may replace; the
+//! defaults are `503` (breaker) and `429` (limiter) with a small JSON body,
+//! a delta-seconds `Retry-After` rounded up (never earlier than the core
+//! says), and the limiter's quota in the `RateLimit-Policy` and `RateLimit`
+//! fields of draft-ietf-httpapi-ratelimit-headers-10 (September 2025; the
+//! `RateLimit-Policy`/`RateLimit` pair in Structured Field syntax that
+//! replaced the `RateLimit-Limit/-Remaining/-Reset` trio of revisions ≤ 06;
+//! revision 11 appeared in May 2026): `RateLimit-Policy: "api";q=100;w=60`
+//! and `RateLimit: "api";r=50;t=30`, optionally with the legacy
+//! `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
+//!
+//! How a token bucket maps onto them: `q` and `w` are the quota's refill
+//! rate (its tokens per period; a period of a fraction of a second is
+//! stretched to whole seconds with `q` scaled down, never advertising a
+//! higher rate), `r` the whole tokens left (at most the burst), `t` the
+//! seconds until the bucket is full again, rounded up.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`breaker`] | [`CircuitBreakerLayer`]: owned permits held by the response future, an HTTP classifier (`5xx` fails, `4xx` ignored), `503` |
+//! | [`rate_limit`] | [`RateLimitLayer`]: one [`TokenBucket`](fusebox::TokenBucket), or a [`KeyedLimiter`](fusebox::bucket::KeyedLimiter) keyed by a function of the request head; `429`, `400` for a bad key |
+//!
+//! # Examples
+//!
+//! With axum, `Router::new().route(..).layer(limit).layer(breaker)`; here
+//! by hand, around a plain service:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::sync::Arc;
+//! use fusebox::breaker::{CircuitBreaker, Config};
+//! use fusebox::bucket::Quota;
+//! use fusebox::TokenBucket;
+//! use fusebox_std::tower::{CircuitBreakerLayer, RateLimitLayer};
+//! use tower_layer::Layer;
+//! use tower_service::Service;
+//!
+//! # #[derive(Clone)] struct Hello;
+//! # impl Service<http::Request<()>> for Hello {
+//! #     type Response = http::Response<String>;
+//! #     type Error = Infallible;
+//! #     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+//! #     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> { std::task::Poll::Ready(Ok(())) }
+//! #     fn call(&mut self, _: http::Request<()>) -> Self::Future { std::future::ready(Ok(http::Response::new("hello".into()))) }
+//! # }
+//! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+//! let limit = RateLimitLayer::new("api", Arc::new(TokenBucket::new(Quota::per_minute(100)?)));
+//! let breaker = CircuitBreakerLayer::new("backend", Arc::new(CircuitBreaker::new(
+//!     Config::builder().failure_rate(50).window(20).build()?,
+//! )));
+//! let mut service = limit.layer(breaker.layer(Hello));
+//! let response = service.call(http::Request::new(())).await?;
+//! assert_eq!(response.headers()["ratelimit"], "\"api\";r=99;t=1");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+pub mod breaker;
+mod headers;
+pub mod rate_limit;
+#[cfg(test)]
+mod test_service;
+
+pub use breaker::{CircuitBreakerLayer, CircuitBreakerService};
+pub use rate_limit::{RateLimitLayer, RateLimitService};

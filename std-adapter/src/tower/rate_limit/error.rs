@@ -1,0 +1,254 @@
+//! Why a request was refused ([`Refusal`], [`KeyError`]), what to do with
+//! a request that has no usable key ([`BadKey`]), and how a refusal becomes
+//! a response ([`RateLimitResponder`], default [`JsonRateLimitResponse`]).
+
+use std::fmt;
+use std::sync::Arc;
+
+use fusebox::Duration;
+use http::{Response, StatusCode};
+
+use crate::tower::headers;
+
+/// Why a key function could not make a key of a request.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::tower::rate_limit::KeyError;
+///
+/// let e = KeyError::TooLong { len: 10_000, max: 256 };
+/// assert_eq!(e.to_string(), "key of 10000 bytes, more than 256");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// What the key is made of is absent (no such header, no client address).
+    Missing,
+    /// A header value is not UTF-8 (visible ASCII and `obs-text` bytes).
+    NotUtf8,
+    /// The value is longer than the key function's bound.
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// The value does not parse as the key type (an IP address, say).
+    Invalid,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing => f.write_str("no key in the request"),
+            Self::NotUtf8 => f.write_str("key is not UTF-8"),
+            Self::TooLong { len, max } => write!(f, "key of {len} bytes, more than {max}"),
+            Self::Invalid => f.write_str("key does not parse"),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+impl KeyError {
+    /// A short machine-readable code: `missing`, `not_utf8`, `too_long`,
+    /// `invalid` (the default response's `reason`).
+    ///
+    /// ```
+    /// use fusebox_std::tower::rate_limit::KeyError;
+    ///
+    /// assert_eq!(KeyError::NotUtf8.code(), "not_utf8");
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::NotUtf8 => "not_utf8",
+            Self::TooLong { .. } => "too_long",
+            Self::Invalid => "invalid",
+        }
+    }
+}
+
+/// What a keyed [`RateLimitLayer`](super::RateLimitLayer) does with a
+/// request its key function fails on.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::tower::rate_limit::BadKey;
+///
+/// // Requests without an API key share one bucket, "anonymous".
+/// let policy: BadKey<String> = BadKey::Default("anonymous".to_owned());
+/// assert_ne!(policy, BadKey::Reject);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum BadKey<K> {
+    /// Refuse it ([`Refusal::BadKey`]; the default response is `400 Bad
+    /// Request`). The default.
+    #[default]
+    Reject,
+    /// Charge it to this key's bucket, shared by every such request.
+    Default(K),
+}
+
+/// Why the limiter refused a request.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::Duration;
+/// use fusebox_std::tower::rate_limit::Refusal;
+///
+/// let r = Refusal::Limited { retry_after: Duration::from_millis(200) };
+/// assert!(matches!(r, Refusal::Limited { .. }));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Out of tokens; one is back after `retry_after` (the core's exact
+    /// wait).
+    Limited {
+        /// The core's wait.
+        retry_after: Duration,
+    },
+    /// A keyed limiter had no slot for a new key (its table is full of busy
+    /// keys under `FullPolicy::Reject`), or could not charge it at all.
+    Unavailable,
+    /// The key function failed and the layer is set to
+    /// [`BadKey::Reject`].
+    BadKey(KeyError),
+}
+
+/// A refused request, handed to the [`RateLimitResponder`].
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::Duration;
+/// use fusebox_std::tower::rate_limit::{RateLimitRejection, Refusal};
+///
+/// let r = RateLimitRejection::new("api", Refusal::Limited { retry_after: Duration::from_micros(2_000_001) });
+/// assert_eq!(r.retry_after_secs(), Some(3));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimitRejection {
+    /// The layer's policy name.
+    pub name: Arc<str>,
+    /// Why.
+    pub refusal: Refusal,
+}
+
+impl RateLimitRejection {
+    /// A rejection by the policy `name`.
+    ///
+    /// ```
+    /// use fusebox_std::tower::rate_limit::{RateLimitRejection, Refusal};
+    ///
+    /// assert_eq!(&*RateLimitRejection::new("api", Refusal::Unavailable).name, "api");
+    /// ```
+    pub fn new(name: impl Into<Arc<str>>, refusal: Refusal) -> Self {
+        Self {
+            name: name.into(),
+            refusal,
+        }
+    }
+
+    /// The wait of a [`Refusal::Limited`] in whole seconds, rounded up
+    /// (a delta-seconds `Retry-After`): never earlier than the core said.
+    ///
+    /// ```
+    /// use fusebox_std::tower::rate_limit::{KeyError, RateLimitRejection, Refusal};
+    ///
+    /// assert_eq!(RateLimitRejection::new("api", Refusal::BadKey(KeyError::Missing)).retry_after_secs(), None);
+    /// ```
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self.refusal {
+            Refusal::Limited { retry_after } => Some(headers::ceil_secs(retry_after)),
+            _ => None,
+        }
+    }
+}
+
+/// Turns a [`RateLimitRejection`] into the response the client gets.
+///
+/// Implemented by [`JsonRateLimitResponse`] (the default) and by every
+/// `Fn(&RateLimitRejection) -> http::Response<B>`. The layer adds the
+/// `RateLimit` fields to what it returns for a [`Refusal::Limited`]
+/// (unless turned off).
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::Duration;
+/// use fusebox_std::tower::rate_limit::{RateLimitRejection, RateLimitResponder, Refusal};
+///
+/// let teapot = |_: &RateLimitRejection| http::Response::builder().status(418).body(String::new()).unwrap();
+/// let r = RateLimitRejection::new("api", Refusal::Limited { retry_after: Duration::from_secs(1) });
+/// assert_eq!(teapot.respond(&r).status(), 418);
+/// ```
+pub trait RateLimitResponder<B>: Send + Sync + 'static {
+    /// The response for `rejection`.
+    fn respond(&self, rejection: &RateLimitRejection) -> Response<B>;
+}
+
+impl<B, F> RateLimitResponder<B> for F
+where
+    F: Fn(&RateLimitRejection) -> Response<B> + Send + Sync + 'static,
+{
+    fn respond(&self, rejection: &RateLimitRejection) -> Response<B> {
+        self(rejection)
+    }
+}
+
+/// The default responses, each with a small JSON body:
+///
+/// * [`Refusal::Limited`]: `429 Too Many Requests`, delta-seconds
+///   `Retry-After` rounded up,
+///   `{"error":"rate_limited","policy":"api","retry_after":3}`;
+/// * [`Refusal::BadKey`]: `400 Bad Request`,
+///   `{"error":"bad_key","policy":"api","reason":"too_long"}`;
+/// * [`Refusal::Unavailable`]: `503 Service Unavailable`,
+///   `{"error":"limiter_full","policy":"api"}`.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::Duration;
+/// use fusebox_std::tower::rate_limit::{JsonRateLimitResponse, RateLimitRejection, RateLimitResponder, Refusal};
+///
+/// let r = RateLimitRejection::new("api", Refusal::Limited { retry_after: Duration::from_millis(2_500) });
+/// let response: http::Response<String> = JsonRateLimitResponse.respond(&r);
+/// assert_eq!(response.status(), 429);
+/// assert_eq!(response.headers()["retry-after"], "3");
+/// assert_eq!(response.body(), r#"{"error":"rate_limited","policy":"api","retry_after":3}"#);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JsonRateLimitResponse;
+
+impl<B: From<String>> RateLimitResponder<B> for JsonRateLimitResponse {
+    fn respond(&self, rejection: &RateLimitRejection) -> Response<B> {
+        let policy = &*rejection.name;
+        match rejection.refusal {
+            Refusal::Limited { retry_after } => {
+                let body = serde_json::json!({
+                    "error": "rate_limited",
+                    "policy": policy,
+                    "retry_after": headers::ceil_secs(retry_after),
+                });
+                let mut response = headers::json(StatusCode::TOO_MANY_REQUESTS, &body);
+                headers::insert_retry_after(response.headers_mut(), retry_after);
+                response
+            }
+            Refusal::BadKey(e) => {
+                let body =
+                    serde_json::json!({"error": "bad_key", "policy": policy, "reason": e.code()});
+                headers::json(StatusCode::BAD_REQUEST, &body)
+            }
+            Refusal::Unavailable => {
+                let body = serde_json::json!({"error": "limiter_full", "policy": policy});
+                headers::json(StatusCode::SERVICE_UNAVAILABLE, &body)
+            }
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! [`RateLimitLayer`]: the configuration of the rate-limit middleware.
+
+use std::sync::Arc;
+
+use fusebox::bucket::KeyedLimiter;
+use fusebox::TokenBucket;
+use http::request::Parts;
+use tower_layer::Layer;
+
+use super::{BadKey, JsonRateLimitResponse, KeyError, Keyed, RateLimitService, Shared, Single};
+use crate::tower::headers::sf_string;
+use crate::TokioClock;
+
+/// A tower [`Layer`] that charges each request to a core limit and answers
+/// the ones over it at once (default `429`, see
+/// [`JsonRateLimitResponse`]).
+///
+/// The limit is [`Single`] (one [`TokenBucket`], [`new`](Self::new)) or
+/// [`Keyed`] (a [`KeyedLimiter`] and a key function over the request head,
+/// [`keyed`](Self::keyed)). Either way it sits behind an `Arc` that every
+/// service of this layer, and every clone of those, **shares**: unlike
+/// tower's own `RateLimit`, whose clones each get their own limit, a
+/// server that clones its service per request or connection admits
+/// exactly the quota.
+///
+/// Every admitted response, and every `429`, carries the policy and the
+/// quota left in the fields of draft-ietf-httpapi-ratelimit-headers
+/// (revision 10; see the [module docs](crate::tower)):
+/// `RateLimit-Policy: "name";q=<tokens>;w=<period s>` and
+/// `RateLimit: "name";r=<remaining>;t=<seconds until full>`, with the
+/// legacy `X-RateLimit-*` trio on request
+/// ([`legacy_headers`](Self::legacy_headers)).
+///
+/// # Examples
+///
+/// ```
+/// use std::convert::Infallible;
+/// use std::sync::Arc;
+/// use fusebox::bucket::Quota;
+/// use fusebox::TokenBucket;
+/// use fusebox_std::tower::RateLimitLayer;
+/// use tower_layer::Layer;
+/// use tower_service::Service;
+///
+/// # #[derive(Clone)] struct Ok200;
+/// # impl Service<http::Request<()>> for Ok200 {
+/// #     type Response = http::Response<String>;
+/// #     type Error = Infallible;
+/// #     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+/// #     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> { std::task::Poll::Ready(Ok(())) }
+/// #     fn call(&mut self, _: http::Request<()>) -> Self::Future { std::future::ready(Ok(http::Response::new(String::new()))) }
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let bucket = Arc::new(TokenBucket::new(Quota::per_second(1)?));
+/// let service = RateLimitLayer::new("api", bucket).layer(Ok200);
+/// assert_eq!(service.clone().call(http::Request::new(())).await?.status(), 200);
+/// let refused = service.clone().call(http::Request::new(())).await?; // another clone, the same bucket
+/// assert_eq!(refused.status(), 429);
+/// assert_eq!(refused.headers()["retry-after"], "1");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct RateLimitLayer<L, R = JsonRateLimitResponse> {
+    limit: L,
+    name: Arc<str>,
+    clock: TokioClock,
+    headers: bool,
+    legacy: bool,
+    responder: R,
+}
+
+impl<L: std::fmt::Debug, R> std::fmt::Debug for RateLimitLayer<L, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("name", &self.name)
+            .field("limit", &self.limit)
+            .field("headers", &self.headers)
+            .field("legacy", &self.legacy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L> RateLimitLayer<L> {
+    pub(super) fn with_limit(name: impl Into<Arc<str>>, limit: L, clock: TokioClock) -> Self {
+        Self {
+            limit,
+            name: name.into(),
+            clock,
+            headers: true,
+            legacy: false,
+            responder: JsonRateLimitResponse,
+        }
+    }
+}
+
+impl RateLimitLayer<Single> {
+    /// One bucket for every request, named `name` in the `RateLimit`
+    /// fields and logs, read with a new [`TokioClock`] (share one with
+    /// [`with_clock`](Self::with_clock) if other adapters read this bucket).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::{bucket::Quota, TokenBucket};
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// let layer = RateLimitLayer::new("api", Arc::new(TokenBucket::new(Quota::per_minute(100)?)));
+    /// assert_eq!(layer.name(), "api");
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
+    pub fn new(name: impl Into<Arc<str>>, bucket: Arc<TokenBucket>) -> Self {
+        Self::with_limit(name, Single::new(bucket), TokioClock::new())
+    }
+}
+
+impl<K, const N: usize, S, F> RateLimitLayer<Keyed<K, N, S, F>>
+where
+    F: Fn(&Parts) -> Result<K, KeyError>,
+{
+    /// A bucket per key: `key` makes a key of each request head (see the
+    /// [`key`](super::key) functions), `limiter` (one quota tier) holds the
+    /// buckets. A request whose key function fails is refused with
+    /// [`Refusal::BadKey`](super::Refusal::BadKey) (`400` by default) unless
+    /// [`on_bad_key`](Self::on_bad_key) says otherwise. Key functions must
+    /// bound their keys (the [`key`](super::key) ones do): the limiter
+    /// stores a copy of each.
+    ///
+    /// For keys that clients choose, build the limiter with a secret hash
+    /// seed ([`ServerKeyedLimiter`](crate::registry::ServerKeyedLimiter), or
+    /// [`keyed_from_registry`](RateLimitLayer::keyed_from_registry)).
+    ///
+    /// ```
+    /// use std::net::{IpAddr, SocketAddr};
+    /// use std::sync::Arc;
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::hash::RandomState;
+    /// use fusebox_std::tower::rate_limit::KeyError;
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// // Per client IP, as the server saw it (axum puts `ConnectInfo<SocketAddr>` in the
+    /// // extensions; a plain `SocketAddr` here).
+    /// let limiter = KeyedLimiter::<IpAddr, 4096, 1, RandomState>::with_hasher_boxed(
+    ///     [Quota::per_second(10)?], FullPolicy::Reject, RandomState::new())?;
+    /// let layer = RateLimitLayer::keyed("per_ip", Arc::from(limiter), |head: &http::request::Parts| {
+    ///     head.extensions.get::<SocketAddr>().map(|peer| peer.ip()).ok_or(KeyError::Missing)
+    /// });
+    /// # drop(layer);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn keyed(
+        name: impl Into<Arc<str>>,
+        limiter: Arc<KeyedLimiter<K, N, 1, S>>,
+        key: F,
+    ) -> Self {
+        Self::with_limit(name, Keyed::new(limiter, key), TokioClock::new())
+    }
+}
+
+impl<K, const N: usize, S, F, R> RateLimitLayer<Keyed<K, N, S, F>, R> {
+    /// What a request whose key function fails gets: refused
+    /// ([`BadKey::Reject`], the default) or charged to one default key
+    /// ([`BadKey::Default`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox_std::tower::rate_limit::{key, BadKey};
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// let limiter = Arc::new(KeyedLimiter::<String, 64>::new(Quota::per_second(5)?, FullPolicy::Reject)?);
+    /// let layer = RateLimitLayer::keyed("per_key", limiter, key::header("x-api-key", 64))
+    ///     .on_bad_key(BadKey::Default("anonymous".to_owned()));
+    /// assert_eq!(*layer.limit().bad_key(), BadKey::Default("anonymous".to_owned()));
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
+    #[must_use]
+    pub fn on_bad_key(mut self, bad_key: BadKey<K>) -> Self {
+        self.limit.set_bad_key(bad_key);
+        self
+    }
+}
+
+impl<L, R> RateLimitLayer<L, R> {
+    /// Answers refused requests with `responder` (a
+    /// [`RateLimitResponder`](super::RateLimitResponder), such as a
+    /// closure) instead of [`JsonRateLimitResponse`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::{bucket::Quota, TokenBucket};
+    /// use fusebox_std::tower::rate_limit::RateLimitRejection;
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// let bucket = Arc::new(TokenBucket::new(Quota::per_second(5)?));
+    /// let layer = RateLimitLayer::new("api", bucket)
+    ///     .responder(|_: &RateLimitRejection| http::Response::builder().status(503).body(String::new()).unwrap());
+    /// # drop(layer);
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
+    pub fn responder<R2>(self, responder: R2) -> RateLimitLayer<L, R2> {
+        RateLimitLayer {
+            limit: self.limit,
+            name: self.name,
+            clock: self.clock,
+            headers: self.headers,
+            legacy: self.legacy,
+            responder,
+        }
+    }
+
+    /// Reads time with `clock`, the one every other adapter of this limit
+    /// uses.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::{bucket::Quota, TokenBucket};
+    /// use fusebox_std::tower::RateLimitLayer;
+    /// use fusebox_std::TokioClock;
+    ///
+    /// let clock = TokioClock::new();
+    /// let layer = RateLimitLayer::new("api", Arc::new(TokenBucket::new(Quota::per_second(5)?))).with_clock(clock);
+    /// assert_eq!(layer.clock(), clock);
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
+    #[must_use]
+    pub fn with_clock(mut self, clock: TokioClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Whether responses carry `RateLimit-Policy` and `RateLimit` (default
+    /// `true`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::{bucket::Quota, TokenBucket};
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// let layer = RateLimitLayer::new("api", Arc::new(TokenBucket::new(Quota::per_second(5)?))).rate_limit_headers(false);
+    /// # drop(layer);
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
+    #[must_use]
+    pub fn rate_limit_headers(mut self, on: bool) -> Self {
+        self.headers = on;
+        self
+    }
+
+    /// Whether responses that carry the `RateLimit` fields also carry the
+    /// legacy `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
+    /// `X-RateLimit-Reset` (delta seconds) with the same values (default
+    /// `false`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::{bucket::Quota, TokenBucket};
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// let layer = RateLimitLayer::new("api", Arc::new(TokenBucket::new(Quota::per_second(5)?))).legacy_headers(true);
+    /// # drop(layer);
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
+    #[must_use]
+    pub fn legacy_headers(mut self, on: bool) -> Self {
+        self.legacy = on;
+        self
+    }
+
+    /// The policy name.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::{bucket::Quota, TokenBucket};
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// assert_eq!(RateLimitLayer::new("api", Arc::new(TokenBucket::new(Quota::per_second(5)?))).name(), "api");
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The limit every service of this layer shares.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::{bucket::Quota, TokenBucket};
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// let layer = RateLimitLayer::new("api", Arc::new(TokenBucket::new(Quota::per_second(5)?)));
+    /// assert_eq!(layer.limit().bucket().quota().tokens(), 5);
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
+    pub fn limit(&self) -> &L {
+        &self.limit
+    }
+
+    /// The clock the limit is read with.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::{bucket::Quota, Clock, Instant, TokenBucket};
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let layer = RateLimitLayer::new("api", Arc::new(TokenBucket::new(Quota::per_second(5)?)));
+    /// assert_eq!(layer.clock().now(), Instant::ZERO);
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn clock(&self) -> TokioClock {
+        self.clock
+    }
+}
+
+impl<Svc, L: Clone, R: Clone> Layer<Svc> for RateLimitLayer<L, R> {
+    type Service = RateLimitService<Svc, L, R>;
+
+    fn layer(&self, inner: Svc) -> Self::Service {
+        let shared = Shared {
+            limit: self.limit.clone(),
+            name: Arc::clone(&self.name),
+            sf_name: sf_string(&self.name).into(),
+            clock: self.clock,
+            headers: self.headers,
+            legacy: self.legacy,
+        };
+        RateLimitService::new(inner, Arc::new(shared), Arc::new(self.responder.clone()))
+    }
+}

@@ -1,0 +1,244 @@
+//! The two kinds of limit a [`RateLimitLayer`](super::RateLimitLayer)
+//! enforces: [`Single`] (one token bucket for every request) and [`Keyed`]
+//! (a keyed limiter and a key function). `Limit`, the trait the service
+//! asks, is sealed: it lives in this private module.
+
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+
+use fusebox::bucket::{KeyedError, KeyedLimiter, Quota};
+use fusebox::{Clock, Duration, Instant, TokenBucket};
+use http::request::Parts;
+
+use super::{BadKey, KeyError, Refusal};
+use crate::tower::headers::{ceil_secs, quota_qw, Quoted};
+use crate::TokioClock;
+
+/// What the service learns from a limit for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// Admitted; the quota as it stands after the admission.
+    Admitted(Quoted),
+    /// Out of tokens for `retry_after`; the quota as it stands.
+    Limited(Duration, Quoted),
+    /// Refused for another reason (no quota to report).
+    Refused(Refusal),
+}
+
+/// One decision per request, on the request head.
+pub trait Limit: Send + Sync + 'static {
+    /// Charges the request with head `head`, reading `clock` right before
+    /// the core call (after the key function, which is user code); `name`
+    /// is the policy's, for the logs.
+    fn check(&self, head: &Parts, clock: &TokioClock, name: &str) -> Check;
+}
+
+/// One [`TokenBucket`] for every request through the layer (and every
+/// clone of its services).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use fusebox::bucket::Quota;
+/// use fusebox::TokenBucket;
+/// use fusebox_std::tower::rate_limit::Single;
+/// use fusebox_std::tower::RateLimitLayer;
+///
+/// let layer: RateLimitLayer<Single> = RateLimitLayer::new("api", Arc::new(TokenBucket::new(Quota::per_second(5)?)));
+/// assert_eq!(layer.limit().bucket().quota().tokens(), 5);
+/// # Ok::<(), fusebox::bucket::QuotaError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Single {
+    bucket: Arc<TokenBucket>,
+}
+
+impl Single {
+    pub(super) fn new(bucket: Arc<TokenBucket>) -> Self {
+        Self { bucket }
+    }
+
+    /// The shared bucket.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::bucket::Quota;
+    /// use fusebox::TokenBucket;
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// let bucket = Arc::new(TokenBucket::new(Quota::per_second(5)?));
+    /// assert!(Arc::ptr_eq(RateLimitLayer::new("api", Arc::clone(&bucket)).limit().bucket(), &bucket));
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
+    pub fn bucket(&self) -> &Arc<TokenBucket> {
+        &self.bucket
+    }
+
+    fn quoted(&self, now: Instant) -> Quoted {
+        let (limit, window) = quota_qw(&self.bucket.quota());
+        Quoted {
+            limit,
+            window,
+            remaining: u64::from(self.bucket.available(now)),
+            reset: ceil_secs(self.bucket.snapshot(now).until_full),
+        }
+    }
+}
+
+impl Limit for Single {
+    fn check(&self, _head: &Parts, clock: &TokioClock, _name: &str) -> Check {
+        let now = clock.now();
+        match self.bucket.try_acquire(now) {
+            Ok(()) => Check::Admitted(self.quoted(now)),
+            Err(limited) => Check::Limited(limited.retry_after, self.quoted(now)),
+        }
+    }
+}
+
+/// A [`KeyedLimiter`] (one quota tier) and the function that makes a key
+/// of each request's head: a bucket per client IP, API key or route.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+/// use fusebox_std::tower::rate_limit::key;
+/// use fusebox_std::tower::RateLimitLayer;
+///
+/// let per_key: KeyedLimiter<String, 1024> = KeyedLimiter::new(Quota::per_minute(60)?, FullPolicy::Reject)?;
+/// let layer = RateLimitLayer::keyed("per_api_key", Arc::new(per_key), key::header("x-api-key", 64));
+/// assert_eq!(layer.limit().limiter().metrics().keys, 0);
+/// # Ok::<(), fusebox::bucket::QuotaError>(())
+/// ```
+pub struct Keyed<K, const N: usize, S, F> {
+    limiter: Arc<KeyedLimiter<K, N, 1, S>>,
+    key: F,
+    bad_key: BadKey<K>,
+}
+
+impl<K: Clone, const N: usize, S, F: Clone> Clone for Keyed<K, N, S, F> {
+    fn clone(&self) -> Self {
+        Self {
+            limiter: Arc::clone(&self.limiter),
+            key: self.key.clone(),
+            bad_key: self.bad_key.clone(),
+        }
+    }
+}
+
+impl<K, const N: usize, S, F> std::fmt::Debug for Keyed<K, N, S, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyed")
+            .field("limiter", &self.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, const N: usize, S, F> Keyed<K, N, S, F> {
+    pub(super) fn new(limiter: Arc<KeyedLimiter<K, N, 1, S>>, key: F) -> Self {
+        Self {
+            limiter,
+            key,
+            bad_key: BadKey::Reject,
+        }
+    }
+
+    pub(super) fn set_bad_key(&mut self, bad_key: BadKey<K>) {
+        self.bad_key = bad_key;
+    }
+
+    /// The shared keyed limiter.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox_std::tower::rate_limit::key;
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// let limiter = Arc::new(KeyedLimiter::<String, 64>::new(Quota::per_second(1)?, FullPolicy::Reject)?);
+    /// let layer = RateLimitLayer::keyed("per_route", Arc::clone(&limiter), key::path(128));
+    /// assert!(Arc::ptr_eq(layer.limit().limiter(), &limiter));
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
+    pub fn limiter(&self) -> &Arc<KeyedLimiter<K, N, 1, S>> {
+        &self.limiter
+    }
+
+    /// What a request whose key function fails gets.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox_std::tower::rate_limit::{key, BadKey};
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// let limiter = Arc::new(KeyedLimiter::<String, 64>::new(Quota::per_second(1)?, FullPolicy::Reject)?);
+    /// let layer = RateLimitLayer::keyed("per_route", limiter, key::path(128));
+    /// assert_eq!(*layer.limit().bad_key(), BadKey::Reject);
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
+    pub fn bad_key(&self) -> &BadKey<K> {
+        &self.bad_key
+    }
+}
+
+impl<K, const N: usize, S, F> Keyed<K, N, S, F>
+where
+    K: Eq + Hash + Clone,
+    S: BuildHasher,
+{
+    /// The key's quota after a decision. `t` is an upper bound: the
+    /// limiter reports whole tokens, so the time to refill is counted from
+    /// the whole tokens left (at most one refill interval late).
+    fn quoted(&self, quota: Option<Quota>, key: &K, now: Instant) -> Quoted {
+        let available = self.limiter.available(key, now);
+        let Some(quota) = quota else {
+            return Quoted {
+                limit: 0,
+                window: 0,
+                remaining: u64::from(available),
+                reset: 0,
+            };
+        };
+        let (limit, window) = quota_qw(&quota);
+        let missing = u64::from(quota.burst().saturating_sub(available));
+        Quoted {
+            limit,
+            window,
+            remaining: u64::from(available),
+            reset: ceil_secs(quota.replenish_interval().saturating_mul(missing)),
+        }
+    }
+}
+
+impl<K, const N: usize, S, F> Limit for Keyed<K, N, S, F>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    S: BuildHasher + Send + Sync + 'static,
+    F: Fn(&Parts) -> Result<K, KeyError> + Send + Sync + 'static,
+    KeyedLimiter<K, N, 1, S>: Send + Sync,
+{
+    fn check(&self, head: &Parts, clock: &TokioClock, name: &str) -> Check {
+        let key = match (self.key)(head) {
+            Ok(key) => key,
+            Err(error) => match &self.bad_key {
+                BadKey::Reject => return Check::Refused(Refusal::BadKey(error)),
+                BadKey::Default(key) => {
+                    tracing::debug!(policy = %name, reason = %error, "request key unusable: charged to the default key");
+                    key.clone()
+                }
+            },
+        };
+        let quota = self.limiter.quota(0);
+        let now = clock.now();
+        match self.limiter.try_acquire(&key, now) {
+            Ok(()) => Check::Admitted(self.quoted(quota, &key, now)),
+            Err(KeyedError::RateLimited(limited)) => {
+                Check::Limited(limited.retry_after, self.quoted(quota, &key, now))
+            }
+            Err(_) => Check::Refused(Refusal::Unavailable),
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! [`RateLimitLayer`]: a tower layer that charges every request to one
+//! core [`TokenBucket`](fusebox::TokenBucket), or to a key's bucket in a
+//! core [`KeyedLimiter`](fusebox::bucket::KeyedLimiter).
+//!
+//! Files as in tower's own middleware: `layer` (configuration), `service`
+//! (the decision, on `call`), `future` (stamps the quota on the response),
+//! `error` (refusals and their responses), `registry` (layers over a
+//! registry's limiters); `limit` holds the two kinds of
+//! limit, [`key`] the usual key functions.
+
+mod error;
+mod future;
+pub mod key;
+mod layer;
+mod limit;
+mod registry;
+mod service;
+
+pub use error::{
+    BadKey, JsonRateLimitResponse, KeyError, RateLimitRejection, RateLimitResponder, Refusal,
+};
+pub use future::ResponseFuture;
+pub use layer::RateLimitLayer;
+pub use limit::{Keyed, Single};
+pub use service::RateLimitService;
+
+use std::sync::Arc;
+
+use crate::TokioClock;
+
+/// What every clone of a layer's service shares.
+pub(crate) struct Shared<L> {
+    pub(crate) limit: L,
+    pub(crate) name: Arc<str>,
+    /// `name` as a Structured Field String, for the `RateLimit` fields.
+    pub(crate) sf_name: Arc<str>,
+    pub(crate) clock: TokioClock,
+    /// Whether responses carry `RateLimit-Policy` and `RateLimit`.
+    pub(crate) headers: bool,
+    /// Whether they also carry `X-RateLimit-Limit/Remaining/Reset`.
+    pub(crate) legacy: bool,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,225 @@
+//! `RateLimitLayer` under a real axum server, over real HTTP: one limit for
+//! every connection (axum clones the service per request), the exact
+//! fields, per-key buckets (API key, client IP), and bad keys sent as raw
+//! bytes.
+
+mod tower_common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use axum::routing::get as route;
+use axum::Router;
+use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+use fusebox::TokenBucket;
+use fusebox_std::tower::rate_limit::{key, BadKey, KeyError};
+use fusebox_std::tower::RateLimitLayer;
+use fusebox_std::Registry;
+use tower_common::{get, get_from, serve};
+
+/// A header as raw bytes.
+type Header<'a> = (&'a str, &'a [u8]);
+
+fn app() -> Router {
+    Router::new().route("/", route(|| async { "hello" }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clones_share_one_limit_across_many_connections() {
+    // tower's RateLimit gives every clone its own limit (tower#794): with
+    // axum, which clones per request, a 5/s limit let 1 500 through
+    // (axum#3682). Here 200 requests on 200 connections from 40 clients
+    // at once get exactly the quota.
+    let bucket = Arc::new(TokenBucket::new(Quota::per_hour(50).unwrap()));
+    let addr = serve(app().layer(RateLimitLayer::new("api", Arc::clone(&bucket)))).await;
+    let clients = (0..40).map(|_| {
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..5 {
+                statuses.push(get(addr, "/", &[]).await.status);
+            }
+            statuses
+        })
+    });
+    let mut statuses = Vec::new();
+    for client in clients {
+        statuses.extend(client.await.unwrap());
+    }
+    assert_eq!(statuses.len(), 200);
+    assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 50);
+    assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 150);
+    assert_eq!(bucket.available(fusebox::Instant::ZERO), 0);
+}
+
+#[tokio::test]
+async fn admitted_and_refused_responses_carry_exact_fields() {
+    let layer = RateLimitLayer::new(
+        "api",
+        Arc::new(TokenBucket::new(Quota::per_hour(5).unwrap())),
+    )
+    .legacy_headers(true);
+    let addr = serve(app().layer(layer)).await;
+    let first = get(addr, "/", &[]).await;
+    assert_eq!((first.status, first.body.as_str()), (200, "hello"));
+    assert_eq!(first.header("ratelimit-policy"), Some("\"api\";q=5;w=3600"));
+    // One token every 720 s; the test takes far less than a second.
+    assert_eq!(first.header("ratelimit"), Some("\"api\";r=4;t=720"));
+    assert_eq!(first.header("x-ratelimit-limit"), Some("5"));
+    assert_eq!(first.header("x-ratelimit-remaining"), Some("4"));
+    assert_eq!(first.header("x-ratelimit-reset"), Some("720"));
+    for _ in 0..4 {
+        assert_eq!(get(addr, "/", &[]).await.status, 200);
+    }
+    let refused = get(addr, "/", &[]).await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(
+        refused.header("retry-after"),
+        Some("720"),
+        "rounded up, never early"
+    );
+    assert_eq!(refused.header("content-type"), Some("application/json"));
+    assert_eq!(refused.header("ratelimit"), Some("\"api\";r=0;t=3600"));
+    assert_eq!(refused.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(
+        refused.json(),
+        serde_json::json!({"error": "rate_limited", "policy": "api", "retry_after": 720})
+    );
+}
+
+#[tokio::test]
+async fn api_keys_have_independent_limits() {
+    let limiter = Arc::new(
+        KeyedLimiter::<String, 256>::new(Quota::per_hour(2).unwrap(), FullPolicy::Reject).unwrap(),
+    );
+    let layer = RateLimitLayer::keyed(
+        "per_key",
+        Arc::clone(&limiter),
+        key::header("x-api-key", 64),
+    );
+    let addr = serve(app().layer(layer)).await;
+    let status = |k: &'static str| async move {
+        get(addr, "/", &[("x-api-key", k.as_bytes())]).await.status
+    };
+    assert_eq!(
+        [
+            status("alice").await,
+            status("alice").await,
+            status("alice").await
+        ],
+        [200, 200, 429]
+    );
+    assert_eq!(
+        [
+            status("bob").await,
+            status("bob").await,
+            status("bob").await
+        ],
+        [200, 200, 429]
+    );
+    let carol = get(addr, "/", &[("x-api-key", b"carol")]).await;
+    assert_eq!(carol.header("ratelimit"), Some("\"per_key\";r=1;t=1800"));
+    assert_eq!(limiter.metrics().keys, 3);
+}
+
+#[tokio::test]
+async fn client_ips_have_independent_limits() {
+    let limiter = Arc::new(
+        KeyedLimiter::<IpAddr, 256>::new(Quota::per_hour(1).unwrap(), FullPolicy::Reject).unwrap(),
+    );
+    let layer = RateLimitLayer::keyed(
+        "per_ip",
+        Arc::clone(&limiter),
+        |head: &http::request::Parts| {
+            let peer = head
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .ok_or(KeyError::Missing)?;
+            Ok(peer.0.ip())
+        },
+    );
+    let addr = serve(app().layer(layer)).await;
+    for last in 1..=3 {
+        let from = Ipv4Addr::new(127, 0, 0, last);
+        assert_eq!(
+            get_from(addr, from, "/", &[]).await.status,
+            200,
+            "first from {from}"
+        );
+        assert_eq!(
+            get_from(addr, from, "/", &[]).await.status,
+            429,
+            "second from {from}"
+        );
+    }
+    assert_eq!(limiter.metrics().keys, 3);
+}
+
+#[tokio::test]
+async fn bad_keys_get_400_and_are_never_stored() {
+    let limiter = Arc::new(
+        KeyedLimiter::<String, 256>::new(Quota::per_hour(2).unwrap(), FullPolicy::Reject).unwrap(),
+    );
+    let layer = RateLimitLayer::keyed(
+        "per_key",
+        Arc::clone(&limiter),
+        key::header("x-api-key", 64),
+    );
+    let addr = serve(app().layer(layer)).await;
+    let huge = vec![b'k'; 16 * 1024];
+    let cases: [(&[Header], &str); 3] = [
+        (&[], "missing"),
+        (&[("x-api-key", b"caf\xe9-\xff")], "not_utf8"),
+        (&[("x-api-key", &huge)], "too_long"),
+    ];
+    for (headers, reason) in cases {
+        let reply = get(addr, "/", headers).await;
+        assert_eq!(reply.status, 400, "{reason}");
+        assert_eq!(
+            reply.json(),
+            serde_json::json!({"error": "bad_key", "policy": "per_key", "reason": reason})
+        );
+    }
+    assert_eq!(limiter.metrics().keys, 0);
+}
+
+#[tokio::test]
+async fn bad_keys_can_share_a_default_key() {
+    let limiter = Arc::new(
+        KeyedLimiter::<String, 256>::new(Quota::per_hour(2).unwrap(), FullPolicy::Reject).unwrap(),
+    );
+    let layer = RateLimitLayer::keyed(
+        "per_key",
+        Arc::clone(&limiter),
+        key::header("x-api-key", 64),
+    )
+    .on_bad_key(BadKey::Default("anonymous".to_owned()));
+    let addr = serve(app().layer(layer)).await;
+    assert_eq!(get(addr, "/", &[]).await.status, 200);
+    assert_eq!(
+        get(addr, "/", &[("x-api-key", b"\xff\xfe")]).await.status,
+        200
+    );
+    assert_eq!(
+        get(addr, "/", &[("x-api-key", &[b'k'; 4096])]).await.status,
+        429
+    );
+    assert_eq!(get(addr, "/", &[("x-api-key", b"dave")]).await.status, 200);
+    assert_eq!(limiter.metrics().keys, 2, "anonymous and dave");
+}
+
+#[tokio::test]
+async fn a_registry_limiter_shows_in_prometheus() {
+    let registry = Arc::new(Registry::new());
+    let layer =
+        RateLimitLayer::from_registry(&registry, "api", Quota::per_hour(10).unwrap()).unwrap();
+    let addr = serve(app().layer(layer)).await;
+    for _ in 0..3 {
+        assert_eq!(get(addr, "/", &[]).await.status, 200);
+    }
+    let text = registry.to_prometheus();
+    assert!(
+        text.contains("fusebox_limiter_available_tokens{name=\"api\"} 7\n"),
+        "{text}"
+    );
+}
