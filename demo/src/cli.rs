@@ -30,6 +30,12 @@ pub struct Args {
     /// A story of a few seconds per run, for CI.
     #[arg(long)]
     pub short: bool,
+
+    /// Serves the live dashboard (and /health, /metrics) on this local
+    /// address while the storm runs, and after it until Ctrl-C (default
+    /// 127.0.0.1 on a free port; the URL is printed).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
+    pub serve: Option<std::net::SocketAddr>,
 }
 
 /// Each run's story by default.
@@ -79,6 +85,11 @@ mod tests {
         );
         let args = Args::try_parse_from(["storm", "--duration", "2.5"]).unwrap();
         assert_eq!(args.duration(), Duration::from_millis(2_500));
+        assert_eq!(args.serve, None);
+        let args = Args::try_parse_from(["storm", "--serve"]).unwrap();
+        assert_eq!(args.serve, Some("127.0.0.1:0".parse().unwrap()));
+        let args = Args::try_parse_from(["storm", "--serve", "127.0.0.1:8080", "--short"]).unwrap();
+        assert_eq!(args.serve, Some("127.0.0.1:8080".parse().unwrap()));
     }
 
     #[test]
@@ -89,6 +100,7 @@ mod tests {
             &["storm", "--duration", "0.5"],
             &["storm", "--duration", "soon"],
             &["storm", "--short", "--duration", "5"],
+            &["storm", "--serve", "localhost"],
         ] {
             assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
         }

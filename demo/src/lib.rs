@@ -30,6 +30,7 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod serve;
 pub mod upstream;
 
 use std::error::Error;

@@ -17,11 +17,26 @@ async fn main() -> ExitCode {
     // One clock for the registry and every piece built beside it.
     let clock = TokioClock::new();
     let registry = Arc::new(Registry::builder().clock(clock).build());
-    // The seam for a dashboard: a server given `Arc::clone(&registry)`,
-    // spawned here, shows the storm's health and Prometheus figures live.
+    let dashboard = match args.serve {
+        Some(addr) => match fusebox_demo::serve::dashboard(addr, Arc::clone(&registry)).await {
+            Ok(url) => {
+                println!("dashboard: {url}");
+                true
+            }
+            Err(e) => {
+                eprintln!("storm: cannot serve the dashboard on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => false,
+    };
     match fusebox_demo::storm(&args, &registry, clock).await {
         Ok(_) => {
             println!("done in {:.1} s", started.elapsed().as_secs_f64());
+            if dashboard {
+                println!("the dashboard stays up; Ctrl-C to stop");
+                let _ = tokio::signal::ctrl_c().await;
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
