@@ -145,3 +145,43 @@ proptest! {
         }
     }
 }
+
+/// A clock closure that panics inside `record_with` must not leak the
+/// permit: the unwind abandons it, so a half-open trial's slot is freed
+/// and the breaker can decide later (found by review: the first version
+/// disarmed the permit before calling `now`).
+#[test]
+fn a_panicking_clock_in_record_with_abandons_the_trial() {
+    let config = Config::builder()
+        .consecutive_failures(1)
+        .open_for(Duration::from_secs(1))
+        .half_open_permits(1)
+        .build()
+        .unwrap();
+    let t0 = Instant::from_secs(10);
+    let later = Instant::from_secs(12);
+    for owned in [false, true] {
+        let breaker = Arc::new(CircuitBreaker::new(config));
+        let p = breaker.try_acquire(t0).unwrap();
+        assert!(p.record(Outcome::Failure, t0, Duration::ZERO).is_some());
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if owned {
+                let trial = CircuitBreaker::try_acquire_owned(Arc::clone(&breaker), later).unwrap();
+                trial.record_with(Outcome::Success, Duration::ZERO, || panic!("clock failed"))
+            } else {
+                let trial = breaker.try_acquire(later).unwrap();
+                trial.record_with(Outcome::Success, Duration::ZERO, || panic!("clock failed"))
+            }
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(breaker.metrics().abandoned, 1, "owned: {owned}");
+        assert_eq!(breaker.state(later), State::HalfOpen);
+        let trial = breaker.try_acquire(later).expect("the slot was freed");
+        assert_eq!(
+            trial
+                .record(Outcome::Success, later, Duration::ZERO)
+                .map(|t| t.to),
+            Some(State::Closed)
+        );
+    }
+}

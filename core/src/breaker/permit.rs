@@ -116,10 +116,7 @@ impl Permit<'_> {
     /// counted in the metrics but cannot change the new state.
     #[inline]
     pub fn record(self, outcome: Outcome, now: Instant, elapsed: Duration) -> Option<Transition> {
-        let this = core::mem::ManuallyDrop::new(self);
-        let t = this.ticket;
-        this.breaker
-            .record(t.gen, t.half_open, outcome, || now, elapsed)
+        self.record_with(outcome, elapsed, || now)
     }
 
     /// [`record`](Self::record), reading the clock only if the record
@@ -153,10 +150,15 @@ impl Permit<'_> {
         elapsed: Duration,
         now: impl FnOnce() -> Instant,
     ) -> Option<Transition> {
-        let this = core::mem::ManuallyDrop::new(self);
-        let t = this.ticket;
-        this.breaker
-            .record(t.gen, t.half_open, outcome, now, elapsed)
+        let t = self.ticket;
+        // The permit stays armed while `now` may run: if it panics, the
+        // unwind drops the permit, which abandons it (a half-open slot is
+        // freed) — `now` runs before any state change a trial makes.
+        let transition = self
+            .breaker
+            .record(t.gen, t.half_open, outcome, now, elapsed);
+        core::mem::forget(self); // recorded: nothing left to abandon
+        transition
     }
 
     /// The Open → HalfOpen transition that issuing this permit caused, if it
@@ -180,16 +182,8 @@ impl Drop for Permit<'_> {
 impl<B: Deref<Target = CircuitBreaker>> OwnedPermit<B> {
     /// Records how the call went, as [`Permit::record`].
     #[inline]
-    pub fn record(
-        mut self,
-        outcome: Outcome,
-        now: Instant,
-        elapsed: Duration,
-    ) -> Option<Transition> {
-        self.live = false;
-        let t = self.ticket;
-        self.breaker
-            .record(t.gen, t.half_open, outcome, || now, elapsed)
+    pub fn record(self, outcome: Outcome, now: Instant, elapsed: Duration) -> Option<Transition> {
+        self.record_with(outcome, elapsed, || now)
     }
 
     /// Records how the call went, reading the clock only if needed, as
@@ -201,10 +195,14 @@ impl<B: Deref<Target = CircuitBreaker>> OwnedPermit<B> {
         elapsed: Duration,
         now: impl FnOnce() -> Instant,
     ) -> Option<Transition> {
-        self.live = false;
         let t = self.ticket;
-        self.breaker
-            .record(t.gen, t.half_open, outcome, now, elapsed)
+        // Still live while `now` may run: a panic there abandons the permit
+        // on unwind (see `Permit::record_with`).
+        let transition = self
+            .breaker
+            .record(t.gen, t.half_open, outcome, now, elapsed);
+        self.live = false;
+        transition
     }
 
     /// The Open → HalfOpen transition that issuing this permit caused, if it
