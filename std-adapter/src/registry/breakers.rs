@@ -61,11 +61,6 @@ impl Registry {
     /// failures are published as [`Event::Rejected`] and [`Event::Failure`],
     /// while the registry lives.
     ///
-    /// A registry built with a custom clock (`RegistryBuilder::clock`)
-    /// still gives its policies a tokio clock started with the registry:
-    /// give such a registry's breakers your own policies with the same
-    /// clock instead.
-    ///
     /// # Errors
     ///
     /// As [`breaker`](Self::breaker).

@@ -2,8 +2,6 @@
 
 use std::sync::RwLock;
 
-use fusebox::Clock;
-
 use super::{Entries, FieldError, Registry, RegistryConfig, RegistryConfigError, RegistryError};
 use crate::events::Events;
 
@@ -12,36 +10,47 @@ use crate::events::Events;
 /// # Examples
 ///
 /// ```
-/// use fusebox::{Instant, StdClock};
+/// use fusebox::Instant;
 /// use fusebox_std::Registry;
 ///
-/// let registry = Registry::builder().clock(StdClock).events_capacity(64).max_entries(16).build();
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let registry = Registry::builder().events_capacity(64).max_entries(16).build();
 /// assert!(registry.now() >= Instant::ZERO);
+/// # });
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct RegistryBuilder {
-    pub(super) clock: Option<Box<dyn Clock + Send + Sync>>,
+    pub(super) clock: Option<crate::TokioClock>,
     pub(super) events_capacity: usize,
     pub(super) max_entries: usize,
 }
 
 impl RegistryBuilder {
-    /// The clock breakers are read with ([`Registry::now`]); default:
-    /// tokio's clock from the registry's creation (paused time drives it).
-    /// Use the same clock as the policies that record into the breakers.
+    /// The clock of the registry and of everything it builds
+    /// ([`Registry::now`], the health report, the policies and layers it
+    /// makes, the events' times); default: a [`TokioClock`](crate::TokioClock)
+    /// started at `build` (paused tokio time drives it). Give it the clock
+    /// of the adapters you build beside the registry around the same core
+    /// structures, so that every reader shares one time scale (a core
+    /// structure read through two origins misjudges its deadlines). It is
+    /// a `TokioClock` on purpose: the registry's policies sleep on tokio's
+    /// timer, and a second clock of another origin (a `StdClock`, say)
+    /// would make the health report and the layers disagree about time.
     ///
     /// ```
-    /// use fusebox::{Clock, Instant};
-    /// use fusebox_std::Registry;
+    /// use fusebox::Clock;
+    /// use fusebox_std::{Registry, TokioClock};
     ///
-    /// struct Fixed;
-    /// impl Clock for Fixed {
-    ///     fn now(&self) -> Instant { Instant::from_secs(7) }
-    /// }
-    /// assert_eq!(Registry::builder().clock(Fixed).build().now(), Instant::from_secs(7));
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let clock = TokioClock::new();
+    /// tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    /// let registry = Registry::builder().clock(clock).build();
+    /// assert_eq!(registry.now(), clock.now());
+    /// assert_eq!(registry.tokio_clock(), clock);
+    /// # });
     /// ```
-    pub fn clock(mut self, clock: impl Clock + Send + Sync + 'static) -> Self {
-        self.clock = Some(Box::new(clock));
+    pub fn clock(mut self, clock: crate::TokioClock) -> Self {
+        self.clock = Some(clock);
         self
     }
 
@@ -81,10 +90,8 @@ impl RegistryBuilder {
     /// assert!(Registry::builder().build().health().breakers.is_empty());
     /// ```
     pub fn build(self) -> Registry {
-        let tokio_clock = crate::TokioClock::new();
         Registry {
-            clock: self.clock.unwrap_or_else(|| Box::new(tokio_clock)),
-            tokio_clock,
+            tokio_clock: self.clock.unwrap_or_default(),
             started: tokio::time::Instant::now(),
             max_entries: self.max_entries,
             events: Events::new(self.events_capacity),

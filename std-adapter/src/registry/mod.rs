@@ -84,9 +84,8 @@ use limiters::KeyedSource;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Registry {
-    clock: Box<dyn Clock + Send + Sync>,
-    /// The tokio clock policies built by the registry read: the registry's
-    /// own clock unless the builder was given another.
+    /// The one clock of the registry and of the policies and layers it
+    /// builds (`RegistryBuilder::clock`, or one started at `build`).
     tokio_clock: crate::TokioClock,
     started: tokio::time::Instant,
     max_entries: usize,
@@ -247,7 +246,7 @@ impl Registry {
     /// # }
     /// ```
     pub fn now(&self) -> Instant {
-        self.clock.now()
+        self.tokio_clock.now()
     }
 
     /// Time since the registry was created (tokio's clock).
