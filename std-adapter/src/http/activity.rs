@@ -60,6 +60,10 @@ struct Inner {
     rejections: BTreeMap<&'static str, BTreeMap<String, u64>>,
 }
 
+/// The most events one dashboard read takes from the channel (its
+/// default capacity, twice).
+const MAX_DRAIN: usize = 2_048;
+
 impl Activity {
     /// Subscribes to `registry`'s events from now on.
     pub(super) fn new(registry: &Registry) -> Self {
@@ -76,7 +80,13 @@ impl Activity {
     /// changed, and returns a copy of everything kept.
     pub(super) fn update(&self, report: &HealthReport, now: Instant) -> ActivityView {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(event) = inner.events.try_recv() {
+        // At most one channel's worth per read: under a publishing storm a
+        // drain "until empty" could spin as fast as events arrive; what
+        // is left waits for the next read (or is counted as missed).
+        for _ in 0..MAX_DRAIN {
+            let Some(event) = inner.events.try_recv() else {
+                break;
+            };
             inner.apply(&event, report);
         }
         for (name, breaker) in &report.breakers {
