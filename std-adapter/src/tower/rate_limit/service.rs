@@ -155,20 +155,20 @@ where
                 (Refusal::Limited { retry_after }, quoted)
             }
             Check::Refused(refusal) => {
-                match refusal {
-                    Refusal::BadKey(error) => {
-                        tracing::debug!(policy = %shared.name, reason = %error, "request refused: no usable key");
-                    }
-                    _ => {
-                        tracing::debug!(policy = %shared.name, "request refused: keyed limiter full");
-                        if let Some(refused) = shared.full_warn.hit(shared.clock.now()) {
-                            tracing::warn!(
-                                policy = %shared.name,
-                                refused,
-                                "requests refused: keyed limiter full ({refused} since the last such warning, at most one every {} s)",
-                                WarnThrottle::INTERVAL.as_micros() / 1_000_000,
-                            );
-                        }
+                if let Refusal::BadKey(error) = refusal {
+                    tracing::debug!(policy = %shared.name, reason = %error, "request refused: no usable key");
+                } else {
+                    // A client can cause this on every request (new keys
+                    // into a table full of busy ones): `debug` each time,
+                    // `warn` at most once per interval.
+                    tracing::debug!(policy = %shared.name, "request refused: keyed limiter full");
+                    if let Some(refused) = shared.full_warn.hit(shared.clock.now()) {
+                        tracing::warn!(
+                            policy = %shared.name,
+                            refused,
+                            "requests refused: keyed limiter full ({refused} since the last such warning, at most one every {} s)",
+                            WarnThrottle::INTERVAL.as_micros() / 1_000_000,
+                        );
                     }
                 }
                 (refusal, None)
