@@ -4,6 +4,7 @@
 //! proxy), stacked policies, refusals on the registry's events, and bad
 //! keys sent as raw bytes.
 
+mod common;
 mod tower_common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -346,4 +347,40 @@ async fn stacked_limits_list_both_policies_on_the_inner_429() {
         refused.json(),
         serde_json::json!({"error": "rate_limited", "policy": "per_key", "retry_after": 3600})
     );
+}
+
+#[tokio::test]
+async fn a_flood_into_a_full_table_warns_once() {
+    // An attacker who fills the keyed table then gets a 503 per new key;
+    // each used to log a WARN. Now: one WARN (per 10 s), a DEBUG each.
+    let capture = common::Capture::global();
+    let limiter = Arc::new(
+        KeyedLimiter::<String, 1>::new(Quota::per_hour(5).unwrap(), FullPolicy::Reject).unwrap(),
+    );
+    let layer = RateLimitLayer::keyed("flooded", limiter, key::header("x-api-key", 64));
+    let addr = serve(app().layer(layer)).await;
+    assert_eq!(get(addr, "/", &[("x-api-key", b"first")]).await.status, 200);
+    for i in 0..40 {
+        let key = format!("attacker-{i}");
+        assert_eq!(
+            get(addr, "/", &[("x-api-key", key.as_bytes())])
+                .await
+                .status,
+            503
+        );
+    }
+    let events = capture.with("policy", "flooded");
+    let level = |l: &str| {
+        events
+            .iter()
+            .filter(|e| common::field(e, "level") == Some(l))
+            .count()
+    };
+    assert_eq!(level("WARN"), 1, "{events:?}");
+    assert_eq!(level("DEBUG"), 40, "{events:?}");
+    let warn = events
+        .iter()
+        .find(|e| common::field(e, "level") == Some("WARN"))
+        .unwrap();
+    assert_eq!(common::field(warn, "refused"), Some("1"));
 }

@@ -31,7 +31,22 @@ use crate::TokioClock;
 /// `RateLimit-Policy: "name";q=<tokens>;w=<period s>` and
 /// `RateLimit: "name";r=<remaining>;t=<seconds until full>`, with the
 /// legacy `X-RateLimit-*` trio on request
-/// ([`legacy_headers`](Self::legacy_headers)).
+/// ([`legacy_headers`](Self::legacy_headers)). A `429` says `r=0`, and a
+/// `t` no earlier than its `Retry-After`.
+///
+/// Layers stack: both fields are Lists with a member per policy, so each
+/// layer adds its member to those already on the response (a global limit
+/// around a per-key one lists both, the refusing one with `r=0`), in one
+/// field line. The legacy trio and `Retry-After` hold one policy only: a
+/// layer sets them on its own refusals, and on a response it let through
+/// only where they are absent (the innermost policy's stay).
+///
+/// A [`Keyed`] limit under
+/// [`FullPolicy::Overflow`](fusebox::bucket::FullPolicy::Overflow) charges
+/// a key that finds no slot to the shared overflow bucket, whose state the
+/// core does not expose: such a response (admitted or `429`) carries no
+/// `RateLimit` fields for this policy rather than the per-key quota the
+/// key does not have.
 ///
 /// # Examples
 ///
