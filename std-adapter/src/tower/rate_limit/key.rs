@@ -6,7 +6,10 @@
 //! these cover the usual ones. A client IP as the server saw it lives in
 //! the framework's extensions (axum's `ConnectInfo<SocketAddr>`): key on it
 //! with a closure, as the examples of
-//! [`RateLimitLayer::keyed`](super::RateLimitLayer::keyed) do.
+//! [`RateLimitLayer::keyed`](super::RateLimitLayer::keyed) do; behind
+//! proxies that append to `X-Forwarded-For`, key on the entry the nearest
+//! of them wrote with [`forwarded_ip`] (never on the leftmost one, which
+//! the client writes).
 
 use std::net::IpAddr;
 

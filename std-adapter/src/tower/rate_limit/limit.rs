@@ -102,6 +102,12 @@ impl Limit for Single {
 /// A [`KeyedLimiter`] (one quota tier) and the function that makes a key
 /// of each request's head: a bucket per client IP, API key or route.
 ///
+/// Under [`FullPolicy::Overflow`](fusebox::bucket::FullPolicy::Overflow),
+/// a request whose key found no slot is charged to the limiter's shared
+/// overflow bucket; its response carries no `RateLimit` fields for this
+/// policy (the per-key quota would be a bucket the key does not have, and
+/// the core does not expose the overflow bucket's state).
+///
 /// # Examples
 ///
 /// ```
@@ -195,18 +201,19 @@ where
     /// The key's quota after a decision at `now` (`admitted` or not), or
     /// `None` if the request was not charged to the key's own bucket.
     ///
-    /// Under [`FullPolicy::Overflow`](fusebox::bucket::FullPolicy::Overflow) a new key that finds no slot is
-    /// charged to the one overflow bucket every such key shares; the
-    /// per-key policy's fields would then describe a bucket that does not
-    /// exist (a key with no slot reads its full burst) and tell the client
-    /// it has a whole burst left, even on a `429`. The core exposes the
-    /// overflow bucket's quota but not its state, so such a response
-    /// carries **no** `RateLimit` fields rather than wrong ones. It is
-    /// recognised at the decision's own `now`: after an admission a key
-    /// with a slot has less than its burst (it was just charged), and
-    /// after a refusal it has no whole token; a key that reads otherwise
-    /// was charged to (or refused by) the overflow bucket. Under
-    /// [`FullPolicy::Reject`](fusebox::bucket::FullPolicy::Reject) every charge is the key's own.
+    /// Under [`FullPolicy::Overflow`](fusebox::bucket::FullPolicy::Overflow)
+    /// a new key that finds no slot is charged to the one overflow bucket
+    /// every such key shares; the per-key policy's fields would then
+    /// describe a bucket that does not exist (a key with no slot reads its
+    /// full burst) and tell the client it has a whole burst left, even on a
+    /// `429`. The core exposes the overflow bucket's quota but not its
+    /// state, so such a response carries **no** `RateLimit` fields rather
+    /// than wrong ones. It is recognised at the decision's own `now`: after
+    /// an admission a key with a slot has less than its burst (it was just
+    /// charged), and after a refusal it has no whole token; a key that
+    /// reads otherwise was charged to (or refused by) the overflow bucket.
+    /// Under [`FullPolicy::Reject`](fusebox::bucket::FullPolicy::Reject)
+    /// every charge is the key's own.
     ///
     /// `t` is an upper bound: the limiter reports whole tokens, so the time
     /// to refill is counted from the whole tokens left (at most one refill
