@@ -1,8 +1,10 @@
 //! `RateLimitLayer` under a real axum server, over real HTTP: one limit for
 //! every connection (axum clones the service per request), the exact
-//! fields, per-key buckets (API key, client IP), and bad keys sent as raw
-//! bytes.
+//! fields, per-key buckets (API key, client IP, `X-Forwarded-For` behind a
+//! proxy), stacked policies, refusals on the registry's events, and bad
+//! keys sent as raw bytes.
 
+mod common;
 mod tower_common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -13,6 +15,7 @@ use axum::routing::get as route;
 use axum::Router;
 use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
 use fusebox::TokenBucket;
+use fusebox_std::events::{Component, Event};
 use fusebox_std::tower::rate_limit::{key, BadKey, KeyError};
 use fusebox_std::tower::RateLimitLayer;
 use fusebox_std::Registry;
@@ -222,4 +225,162 @@ async fn a_registry_limiter_shows_in_prometheus() {
         text.contains("fusebox_limiter_available_tokens{name=\"api\"} 7\n"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_registry_limiter_publishes_every_refusal() {
+    let registry = Arc::new(Registry::new());
+    let mut events = registry.events().subscribe();
+    let layer =
+        RateLimitLayer::from_registry(&registry, "api", Quota::per_hour(1).unwrap()).unwrap();
+    let addr = serve(app().layer(layer)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(get(addr, "/", &[]).await.status);
+    }
+    assert_eq!(statuses, [200, 429, 429, 429, 429]);
+    let mut rejected = 0;
+    while let Some(event) = events.try_recv() {
+        if let Event::Rejected {
+            name, component, ..
+        } = event
+        {
+            assert_eq!((&*name, component), ("api", Component::Limiter));
+            rejected += 1;
+        }
+    }
+    assert_eq!(rejected, 4);
+}
+
+#[tokio::test]
+async fn a_registry_keyed_limiter_publishes_every_refusal() {
+    let registry = Arc::new(Registry::new());
+    let mut events = registry.events().subscribe();
+    let layer = RateLimitLayer::keyed_from_registry::<String, 64, _>(
+        &registry,
+        "per_key",
+        Quota::per_hour(1).unwrap(),
+        FullPolicy::Reject,
+        key::header("X-Api-Key", 64),
+    )
+    .unwrap();
+    let addr = serve(app().layer(layer)).await;
+    let statuses = [
+        get(addr, "/", &[("x-api-key", b"alice")]).await.status,
+        get(addr, "/", &[("X-API-KEY", b"alice")]).await.status,
+        get(addr, "/", &[]).await.status,
+    ];
+    assert_eq!(statuses, [200, 429, 400]);
+    let mut rejected = Vec::new();
+    while let Some(event) = events.try_recv() {
+        if let Event::Rejected {
+            name, component, ..
+        } = event
+        {
+            rejected.push((name.to_string(), component));
+        }
+    }
+    assert_eq!(
+        rejected,
+        vec![("per_key".to_owned(), Component::KeyedLimiter); 2]
+    );
+}
+
+#[tokio::test]
+async fn forwarded_for_keys_on_the_entry_the_trusted_proxy_appended() {
+    // Behind one proxy that appends the peer it saw (nginx's
+    // `$proxy_add_x_forwarded_for`): whatever the client puts on the left,
+    // the rightmost entry is the proxy's. Keyed on the leftmost, each of
+    // these 50 requests had a fresh bucket.
+    let limiter = Arc::new(
+        KeyedLimiter::<IpAddr, 256>::new(Quota::per_hour(1).unwrap(), FullPolicy::Reject).unwrap(),
+    );
+    let layer = RateLimitLayer::keyed("per_ip", Arc::clone(&limiter), key::forwarded_ip(1));
+    let addr = serve(app().layer(layer)).await;
+    let mut admitted = 0;
+    for i in 0..50 {
+        let forwarded = format!("10.9.0.{i}, 203.0.113.7");
+        let reply = get(addr, "/", &[("x-forwarded-for", forwarded.as_bytes())]).await;
+        if reply.status == 200 {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 1);
+    assert_eq!(limiter.metrics().keys, 1);
+    // Another client behind the same proxy has its own bucket.
+    let other = get(addr, "/", &[("x-forwarded-for", b"203.0.113.8")]).await;
+    assert_eq!(other.status, 200);
+}
+
+#[tokio::test]
+async fn stacked_limits_list_both_policies_on_the_inner_429() {
+    let global = RateLimitLayer::new(
+        "global",
+        Arc::new(TokenBucket::new(Quota::per_hour(100).unwrap())),
+    );
+    let per_key = RateLimitLayer::keyed(
+        "per_key",
+        Arc::new(
+            KeyedLimiter::<String, 256>::new(Quota::per_hour(1).unwrap(), FullPolicy::Reject)
+                .unwrap(),
+        ),
+        key::header("x-api-key", 64),
+    );
+    // The last layer added is the outermost.
+    let addr = serve(app().layer(per_key).layer(global)).await;
+    let first = get(addr, "/", &[("x-api-key", b"alice")]).await;
+    assert_eq!(first.status, 200);
+    let refused = get(addr, "/", &[("x-api-key", b"alice")]).await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(
+        refused.header("ratelimit-policy"),
+        Some("\"per_key\";q=1;w=3600, \"global\";q=100;w=3600")
+    );
+    // The refusing policy says r=0; the global one has 98 of 100 left (one
+    // token every 36 s; the test takes far less than a second).
+    assert_eq!(
+        refused.header("ratelimit"),
+        Some("\"per_key\";r=0;t=3600, \"global\";r=98;t=72")
+    );
+    assert_eq!(refused.header("retry-after"), Some("3600"));
+    assert_eq!(
+        refused.json(),
+        serde_json::json!({"error": "rate_limited", "policy": "per_key", "retry_after": 3600})
+    );
+}
+
+#[tokio::test]
+async fn a_flood_into_a_full_table_warns_once() {
+    // An attacker who fills the keyed table then gets a 503 per new key;
+    // each used to log a WARN. Now: one WARN (per 10 s), a DEBUG each.
+    let capture = common::Capture::global();
+    let limiter = Arc::new(
+        KeyedLimiter::<String, 1>::new(Quota::per_hour(5).unwrap(), FullPolicy::Reject).unwrap(),
+    );
+    let layer = RateLimitLayer::keyed("flooded", limiter, key::header("x-api-key", 64));
+    let addr = serve(app().layer(layer)).await;
+    assert_eq!(get(addr, "/", &[("x-api-key", b"first")]).await.status, 200);
+    for i in 0..40 {
+        let key = format!("attacker-{i}");
+        assert_eq!(
+            get(addr, "/", &[("x-api-key", key.as_bytes())])
+                .await
+                .status,
+            503
+        );
+    }
+    let events = capture.with("policy", "flooded");
+    let level = |l: &str| {
+        events
+            .iter()
+            .filter(|e| common::field(e, "level") == Some(l))
+            .count()
+    };
+    assert_eq!(level("WARN"), 1, "{events:?}");
+    assert_eq!(level("DEBUG"), 40, "{events:?}");
+    let warn = events
+        .iter()
+        .find(|e| common::field(e, "level") == Some("WARN"))
+        .unwrap();
+    assert_eq!(common::field(warn, "refused"), Some("1"));
 }

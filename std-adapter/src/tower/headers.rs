@@ -74,22 +74,86 @@ pub struct Quoted {
     pub(crate) reset: u64,
 }
 
-/// Sets `RateLimit-Policy` and `RateLimit` for the policy `sf_name`
-/// (already a Structured Field String), and the legacy trio if asked.
-pub(crate) fn insert_rate_limit(headers: &mut HeaderMap, sf_name: &str, q: &Quoted, legacy: bool) {
+impl Quoted {
+    /// The quota as a refusal after `retry_after` reports it: no units
+    /// left (`r=0`: the request was just refused), and the bucket full no
+    /// sooner than the client may retry (`t` at least `Retry-After`), so
+    /// the fields never contradict the `429` they come with.
+    pub(crate) fn refused(self, retry_after: Duration) -> Self {
+        Self {
+            remaining: 0,
+            reset: self.reset.max(ceil_secs(retry_after)),
+            ..self
+        }
+    }
+}
+
+/// Adds this policy's members to `RateLimit-Policy` and `RateLimit` for
+/// the policy `sf_name` (already a Structured Field String), and the
+/// legacy trio if asked.
+///
+/// Both fields are Structured Field Lists with one member per policy
+/// (draft-ietf-httpapi-ratelimit-headers), so layers stack: the member is
+/// joined to whatever the response already carries (another layer's, or
+/// the inner service's), never replacing it. The legacy trio has room for
+/// one policy only: it is set only where absent, unless `own` (the
+/// response is this layer's own refusal, whose figures are the ones that
+/// matter to the client).
+pub(crate) fn add_rate_limit(
+    headers: &mut HeaderMap,
+    sf_name: &str,
+    q: &Quoted,
+    legacy: bool,
+    own: bool,
+) {
     let policy = format!("{sf_name};q={};w={}", q.limit, q.window);
     let current = format!("{sf_name};r={};t={}", q.remaining, q.reset);
-    // Both are printable ASCII by construction (`sf_string`, digits).
-    if let Ok(v) = HeaderValue::from_str(&policy) {
-        headers.insert(RATELIMIT_POLICY.clone(), v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&current) {
-        headers.insert(RATELIMIT.clone(), v);
-    }
+    join_member(headers, &RATELIMIT_POLICY, &policy);
+    join_member(headers, &RATELIMIT, &current);
     if legacy {
-        headers.insert(X_LIMIT.clone(), HeaderValue::from(q.limit));
-        headers.insert(X_REMAINING.clone(), HeaderValue::from(q.remaining));
-        headers.insert(X_RESET.clone(), HeaderValue::from(q.reset));
+        for (name, value) in [
+            (&X_LIMIT, q.limit),
+            (&X_REMAINING, q.remaining),
+            (&X_RESET, q.reset),
+        ] {
+            if own || !headers.contains_key(name) {
+                headers.insert(name.clone(), HeaderValue::from(value));
+            }
+        }
+    }
+}
+
+/// Adds `member` to the List field `name`: the field's lines, if any, are
+/// joined with `", "` (as RFC 9110 § 5.3 combines them) and `member`
+/// appended, in one field line, so that a client reading only the first
+/// line still sees every policy. `member` is printable ASCII by
+/// construction (`sf_string`, digits); a field line that cannot be joined
+/// (never, for values a `HeaderValue` holds) gets `member` as a line of
+/// its own.
+fn join_member(headers: &mut HeaderMap, name: &HeaderName, member: &str) {
+    let Ok(value) = HeaderValue::from_str(member) else {
+        return;
+    };
+    let mut joined: Vec<u8> = Vec::new();
+    for line in headers.get_all(name) {
+        let line = line.as_bytes().trim_ascii();
+        if !line.is_empty() {
+            joined.extend_from_slice(line);
+            joined.extend_from_slice(b", ");
+        }
+    }
+    if joined.is_empty() {
+        headers.insert(name.clone(), value);
+        return;
+    }
+    joined.extend_from_slice(member.as_bytes());
+    match HeaderValue::from_bytes(&joined) {
+        Ok(joined) => {
+            headers.insert(name.clone(), joined);
+        }
+        Err(_) => {
+            headers.append(name.clone(), value);
+        }
     }
 }
 
@@ -151,14 +215,56 @@ mod tests {
             remaining: 50,
             reset: 30,
         };
-        insert_rate_limit(&mut h, "\"api\"", &q, true);
+        add_rate_limit(&mut h, "\"api\"", &q, true, true);
         assert_eq!(h[&RATELIMIT_POLICY], "\"api\";q=100;w=60");
         assert_eq!(h[&RATELIMIT], "\"api\";r=50;t=30");
         assert_eq!(h["x-ratelimit-limit"], "100");
         assert_eq!(h["x-ratelimit-remaining"], "50");
         assert_eq!(h["x-ratelimit-reset"], "30");
         let mut plain = HeaderMap::new();
-        insert_rate_limit(&mut plain, "\"api\"", &q, false);
+        add_rate_limit(&mut plain, "\"api\"", &q, false, true);
         assert_eq!(plain.len(), 2);
+    }
+
+    #[test]
+    fn stacked_policies_join_their_members_and_keep_the_inner_legacy_trio() {
+        let inner = Quoted {
+            limit: 1,
+            window: 3600,
+            remaining: 0,
+            reset: 3600,
+        };
+        let outer = Quoted {
+            limit: 100,
+            window: 3600,
+            remaining: 98,
+            reset: 72,
+        };
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from(3600));
+        add_rate_limit(&mut h, "\"per_key\"", &inner, true, true);
+        add_rate_limit(&mut h, "\"global\"", &outer, true, false);
+        assert_eq!(
+            h[&RATELIMIT_POLICY],
+            "\"per_key\";q=1;w=3600, \"global\";q=100;w=3600"
+        );
+        assert_eq!(
+            h[&RATELIMIT],
+            "\"per_key\";r=0;t=3600, \"global\";r=98;t=72"
+        );
+        assert_eq!(h.get_all(&RATELIMIT).iter().count(), 1, "one field line");
+        assert_eq!(h["x-ratelimit-limit"], "1");
+        assert_eq!(h["x-ratelimit-remaining"], "0");
+        assert_eq!(h["x-ratelimit-reset"], "3600");
+        assert_eq!(h[RETRY_AFTER], "3600");
+        // Lines already split (another middleware's `append`) are joined.
+        let mut split = HeaderMap::new();
+        split.append(&RATELIMIT, HeaderValue::from_static("\"a\";r=1;t=1"));
+        split.append(&RATELIMIT, HeaderValue::from_static("\"b\";r=2;t=2"));
+        add_rate_limit(&mut split, "\"c\"", &outer, false, false);
+        assert_eq!(
+            split[&RATELIMIT],
+            "\"a\";r=1;t=1, \"b\";r=2;t=2, \"c\";r=98;t=72"
+        );
     }
 }

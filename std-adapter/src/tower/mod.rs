@@ -23,8 +23,11 @@
 //! How a token bucket maps onto them: `q` and `w` are the quota's refill
 //! rate (its tokens per period; a period of a fraction of a second is
 //! stretched to whole seconds with `q` scaled down, never advertising a
-//! higher rate), `r` the whole tokens left (at most the burst), `t` the
-//! seconds until the bucket is full again, rounded up.
+//! higher rate), `r` the whole tokens left (at most the burst; 0 on a
+//! `429`), `t` the seconds until the bucket is full again, rounded up
+//! (never less than a `429`'s `Retry-After`). Both fields are Structured
+//! Field Lists: stacked rate-limit layers each add their policy's member,
+//! `RateLimit: "per_key";r=0;t=3600, "global";r=98;t=72`.
 //!
 //! | module | what |
 //! |---|---|

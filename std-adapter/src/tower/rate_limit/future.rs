@@ -9,7 +9,7 @@ use std::task::{ready, Context, Poll};
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::tower::headers::{insert_rate_limit, Quoted};
+use crate::tower::headers::{add_rate_limit, Quoted};
 
 /// The quota fields to stamp on an admitted response.
 #[derive(Clone, Debug)]
@@ -117,11 +117,13 @@ where
         let mut result = ready!(inner.poll(cx));
         this.inner.set(None);
         if let (Ok(response), Some(stamp)) = (&mut result, this.stamp.take()) {
-            insert_rate_limit(
+            // Not this layer's response: its fields join the inner ones.
+            add_rate_limit(
                 response.headers_mut(),
                 &stamp.sf_name,
                 &stamp.quoted,
                 stamp.legacy,
+                false,
             );
         }
         Poll::Ready(result)

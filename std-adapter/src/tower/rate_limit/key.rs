@@ -6,7 +6,10 @@
 //! these cover the usual ones. A client IP as the server saw it lives in
 //! the framework's extensions (axum's `ConnectInfo<SocketAddr>`): key on it
 //! with a closure, as the examples of
-//! [`RateLimitLayer::keyed`](super::RateLimitLayer::keyed) do.
+//! [`RateLimitLayer::keyed`](super::RateLimitLayer::keyed) do; behind
+//! proxies that append to `X-Forwarded-For`, key on the entry the nearest
+//! of them wrote with [`forwarded_ip`] (never on the leftmost one, which
+//! the client writes).
 
 use std::net::IpAddr;
 
@@ -15,18 +18,22 @@ use http::request::Parts;
 
 use super::KeyError;
 
-/// Bound on a header value [`forwarded_ip`] reads (bytes).
+/// Bound on the `X-Forwarded-For` field [`forwarded_ip`] reads (bytes,
+/// all its lines together).
 ///
 /// ```
 /// use fusebox_std::tower::rate_limit::{key, KeyError};
 ///
-/// let long = format!("203.0.113.9{}", ", 10.0.0.1".repeat(200)); // 2 011 bytes
+/// let long = format!("{}203.0.113.9", "10.0.0.1, ".repeat(200)); // 2 011 bytes
 /// let (head, ()) = http::Request::builder().header("x-forwarded-for", &long).body(()).unwrap().into_parts();
-/// assert_eq!(key::forwarded_ip()(&head), Err(KeyError::TooLong { len: long.len(), max: key::MAX_FORWARDED_LEN }));
+/// assert_eq!(key::forwarded_ip(1)(&head), Err(KeyError::TooLong { len: long.len(), max: key::MAX_FORWARDED_LEN }));
 /// ```
 pub const MAX_FORWARDED_LEN: usize = 1024;
 
 /// The value of header `name`, as a `String` of at most `max_len` bytes.
+///
+/// `name` is matched case-insensitively, as HTTP field names are
+/// (`"X-Api-Key"` and `"x-api-key"` are the same key function).
 ///
 /// Fails with [`KeyError::Missing`] without the header,
 /// [`KeyError::NotUtf8`] if its value is not UTF-8, and
@@ -35,24 +42,29 @@ pub const MAX_FORWARDED_LEN: usize = 1024;
 ///
 /// # Panics
 ///
-/// If `name` is not a valid header name (a constant in your code).
+/// If `name` is not a valid header name (empty, or with a character a
+/// field name cannot have, such as a space or a colon): a constant in your
+/// code, so this fails the first time the layer is built, never on a
+/// request.
 ///
 /// # Examples
 ///
 /// ```
 /// use fusebox_std::tower::rate_limit::{key, KeyError};
 ///
-/// let api_key = key::header("x-api-key", 8);
+/// let api_key = key::header("X-Api-Key", 8);
 /// let (head, ()) = http::Request::builder().header("x-api-key", "k-123").body(()).unwrap().into_parts();
 /// assert_eq!(api_key(&head), Ok("k-123".to_owned()));
-/// let (head, ()) = http::Request::builder().header("x-api-key", "far-too-long").body(()).unwrap().into_parts();
+/// let (head, ()) = http::Request::builder().header("X-API-KEY", "far-too-long").body(()).unwrap().into_parts();
 /// assert_eq!(api_key(&head), Err(KeyError::TooLong { len: 12, max: 8 }));
 /// ```
 pub fn header(
-    name: &'static str,
+    name: &str,
     max_len: usize,
 ) -> impl Fn(&Parts) -> Result<String, KeyError> + Clone + Send + Sync + 'static {
-    let name = HeaderName::from_static(name);
+    // `from_bytes` lowercases; `from_static` would panic on any capital.
+    let name = HeaderName::from_bytes(name.as_bytes())
+        .unwrap_or_else(|_| panic!("key::header: {name:?} is not a valid header name"));
     move |head: &Parts| bounded(head, &name, max_len).map(str::to_owned)
 }
 
@@ -82,12 +94,44 @@ pub fn path(
     }
 }
 
-/// The first address of `X-Forwarded-For`, for a server behind a proxy
-/// that sets it (trust it only then: clients can send any value).
+/// The client address that the `trusted_proxies`-th proxy from the
+/// server recorded in `X-Forwarded-For`: the entry `trusted_proxies`
+/// places from the right (`1`: the rightmost).
 ///
-/// Fails with [`KeyError::Missing`], [`KeyError::NotUtf8`],
-/// [`KeyError::TooLong`] past [`MAX_FORWARDED_LEN`] bytes, or
-/// [`KeyError::Invalid`] if the first entry is not an IP address.
+/// A proxy that *appends* to `X-Forwarded-For` (nginx with
+/// `$proxy_add_x_forwarded_for`, HAProxy's `option forwardfor`, AWS ALB,
+/// most CDNs) writes the address of the peer it saw after whatever the
+/// request already carried, so every entry left of the ones your own
+/// proxies wrote is the client's to choose. Keying on the leftmost entry
+/// would give a client a fresh bucket per request; keying on the entry
+/// your nearest trusted proxy appended cannot be forged.
+///
+/// * One proxy (or load balancer) in front of the server, that appends:
+///   `forwarded_ip(1)`.
+/// * A CDN in front of that proxy, both appending: `forwarded_ip(2)` (the
+///   CDN's entry, the client's address; the proxy's entry is the CDN's
+///   edge).
+/// * A proxy that *replaces* the field with the peer address: still `1`.
+///
+/// Count only proxies that **always** append (or replace), and make sure
+/// the server cannot be reached around them: a client that talks to the
+/// server directly writes every entry, and this key is then just as forged
+/// as the leftmost one (key on the peer address instead, as
+/// [`RateLimitLayer::keyed`](super::RateLimitLayer::keyed) shows).
+/// Several `X-Forwarded-For` lines are read as one list, in order (RFC
+/// 9110 § 5.3; HAProxy adds a line of its own).
+///
+/// Fails with [`KeyError::Missing`] without the field or with fewer than
+/// `trusted_proxies` entries (a request that did not come through every
+/// trusted proxy), [`KeyError::TooLong`] past [`MAX_FORWARDED_LEN`] bytes,
+/// [`KeyError::NotUtf8`] if the chosen entry is not UTF-8, or
+/// [`KeyError::Invalid`] if it is not an IP address (with a port, say).
+///
+/// # Panics
+///
+/// If `trusted_proxies` is 0 (with no trusted proxy the field is the
+/// client's own: key on the peer address instead). A constant in your
+/// code: this fails when the layer is built, never on a request.
 ///
 /// # Examples
 ///
@@ -95,18 +139,50 @@ pub fn path(
 /// use std::net::IpAddr;
 /// use fusebox_std::tower::rate_limit::{key, KeyError};
 ///
-/// let ip = key::forwarded_ip();
-/// let (head, ()) = http::Request::builder().header("x-forwarded-for", "203.0.113.9, 10.0.0.1").body(()).unwrap().into_parts();
+/// // Behind one appending proxy: the client sent "10.9.0.1", the proxy
+/// // appended the address it saw.
+/// let ip = key::forwarded_ip(1);
+/// let (head, ()) = http::Request::builder().header("x-forwarded-for", "10.9.0.1, 203.0.113.9").body(()).unwrap().into_parts();
 /// assert_eq!(ip(&head), Ok("203.0.113.9".parse::<IpAddr>().unwrap()));
 /// let (head, ()) = http::Request::builder().header("x-forwarded-for", "nobody").body(()).unwrap().into_parts();
 /// assert_eq!(ip(&head), Err(KeyError::Invalid));
+/// // Behind a CDN and a proxy, a request with one entry skipped one of them.
+/// let (head, ()) = http::Request::builder().header("x-forwarded-for", "203.0.113.9").body(()).unwrap().into_parts();
+/// assert_eq!(key::forwarded_ip(2)(&head), Err(KeyError::Missing));
 /// ```
-pub fn forwarded_ip() -> impl Fn(&Parts) -> Result<IpAddr, KeyError> + Clone + Send + Sync + 'static
-{
-    |head: &Parts| {
-        let value = bounded(head, "x-forwarded-for", MAX_FORWARDED_LEN)?;
-        let first = value.split(',').next().unwrap_or_default().trim();
-        first.parse().map_err(|_| KeyError::Invalid)
+pub fn forwarded_ip(
+    trusted_proxies: usize,
+) -> impl Fn(&Parts) -> Result<IpAddr, KeyError> + Clone + Send + Sync + 'static {
+    assert!(
+        trusted_proxies > 0,
+        "key::forwarded_ip(0): with no trusted proxy X-Forwarded-For is the client's own"
+    );
+    move |head: &Parts| {
+        let lines = head.headers.get_all("x-forwarded-for");
+        let mut len = 0;
+        for line in &lines {
+            len += line.as_bytes().len();
+            if len > MAX_FORWARDED_LEN {
+                // The sum of the lines so far: a lower bound of the total.
+                return Err(KeyError::TooLong {
+                    len,
+                    max: MAX_FORWARDED_LEN,
+                });
+            }
+        }
+        // Only the chosen entry is decoded: what the client wrote left of
+        // it cannot change the result.
+        let mut skip = trusted_proxies - 1;
+        for line in lines.iter().rev() {
+            for entry in line.as_bytes().rsplit(|&b| b == b',') {
+                if skip == 0 {
+                    let entry = std::str::from_utf8(entry).map_err(|_| KeyError::NotUtf8)?;
+                    return entry.trim().parse().map_err(|_| KeyError::Invalid);
+                }
+                skip -= 1;
+            }
+        }
+        Err(KeyError::Missing)
     }
 }
 
@@ -160,17 +236,61 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_ip_parses_the_first_entry_only() {
-        let ip = forwarded_ip();
+    fn header_names_are_case_insensitive() {
+        // `HeaderName::from_static` panics on capitals: this did.
+        let api_key = header("X-Api-Key", 16);
+        assert_eq!(api_key(&head("x-api-key", b"k-1")), Ok("k-1".into()));
         assert_eq!(
-            ip(&head("x-forwarded-for", b" ::1 ,10.0.0.1")),
-            Ok("::1".parse().unwrap())
+            header("AUTHORIZATION", 16)(&head("authorization", b"t")),
+            Ok("t".into())
         );
-        assert_eq!(ip(&head("x-forwarded-for", b"")), Err(KeyError::Invalid));
+    }
+
+    #[test]
+    #[should_panic(expected = "not a valid header name")]
+    fn an_invalid_header_name_panics_when_built() {
+        let _ = header("x api key", 16);
+    }
+
+    #[test]
+    #[should_panic(expected = "no trusted proxy")]
+    fn forwarded_ip_needs_a_trusted_proxy() {
+        let _ = forwarded_ip(0);
+    }
+
+    #[test]
+    fn forwarded_ip_counts_trusted_proxies_from_the_right() {
+        let ip = |n: usize, value: &[u8]| forwarded_ip(n)(&head("x-forwarded-for", value));
+        let chain = b"6.6.6.6, 198.51.100.7 ,203.0.113.9";
+        assert_eq!(ip(1, chain), Ok("203.0.113.9".parse().unwrap()));
+        assert_eq!(ip(2, chain), Ok("198.51.100.7".parse().unwrap()));
+        assert_eq!(ip(3, chain), Ok("6.6.6.6".parse().unwrap()));
+        assert_eq!(ip(4, chain), Err(KeyError::Missing));
+        assert_eq!(ip(1, b" ::1 "), Ok("::1".parse().unwrap()));
+        assert_eq!(ip(1, b"1.2.3.4, "), Err(KeyError::Invalid));
+        assert_eq!(ip(1, b""), Err(KeyError::Invalid));
+        assert_eq!(ip(1, b"1.2.3.4:80"), Err(KeyError::Invalid));
+        assert_eq!(
+            forwarded_ip(1)(&http::Request::new(()).into_parts().0),
+            Err(KeyError::Missing)
+        );
         let long = vec![b'1'; MAX_FORWARDED_LEN + 1];
-        assert!(matches!(
-            ip(&head("x-forwarded-for", &long)),
-            Err(KeyError::TooLong { .. })
-        ));
+        assert!(matches!(ip(1, &long), Err(KeyError::TooLong { .. })));
+        assert_eq!(
+            ip(1, b"\xff, 203.0.113.9"),
+            Ok("203.0.113.9".parse().unwrap())
+        );
+        assert_eq!(ip(2, b"\xff, 203.0.113.9"), Err(KeyError::NotUtf8));
+    }
+
+    #[test]
+    fn forwarded_ip_reads_several_lines_as_one_list() {
+        // HAProxy adds a line of its own after the client's.
+        let mut head = head("x-forwarded-for", b"6.6.6.6, 7.7.7.7");
+        head.headers
+            .append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        assert_eq!(forwarded_ip(1)(&head), Ok("203.0.113.9".parse().unwrap()));
+        assert_eq!(forwarded_ip(2)(&head), Ok("7.7.7.7".parse().unwrap()));
+        assert_eq!(forwarded_ip(3)(&head), Ok("6.6.6.6".parse().unwrap()));
     }
 }

@@ -7,7 +7,9 @@ use fusebox::TokenBucket;
 use http::request::Parts;
 use tower_layer::Layer;
 
+use super::service::WarnThrottle;
 use super::{BadKey, JsonRateLimitResponse, KeyError, Keyed, RateLimitService, Shared, Single};
+use crate::events::RejectionReporter;
 use crate::tower::headers::sf_string;
 use crate::TokioClock;
 
@@ -29,7 +31,22 @@ use crate::TokioClock;
 /// `RateLimit-Policy: "name";q=<tokens>;w=<period s>` and
 /// `RateLimit: "name";r=<remaining>;t=<seconds until full>`, with the
 /// legacy `X-RateLimit-*` trio on request
-/// ([`legacy_headers`](Self::legacy_headers)).
+/// ([`legacy_headers`](Self::legacy_headers)). A `429` says `r=0`, and a
+/// `t` no earlier than its `Retry-After`.
+///
+/// Layers stack: both fields are Lists with a member per policy, so each
+/// layer adds its member to those already on the response (a global limit
+/// around a per-key one lists both, the refusing one with `r=0`), in one
+/// field line. The legacy trio and `Retry-After` hold one policy only: a
+/// layer sets them on its own refusals, and on a response it let through
+/// only where they are absent (the innermost policy's stay).
+///
+/// A [`Keyed`] limit under
+/// [`FullPolicy::Overflow`](fusebox::bucket::FullPolicy::Overflow) charges
+/// a key that finds no slot to the shared overflow bucket, whose state the
+/// core does not expose: such a response (admitted or `429`) carries no
+/// `RateLimit` fields for this policy rather than the per-key quota the
+/// key does not have.
 ///
 /// # Examples
 ///
@@ -67,6 +84,8 @@ pub struct RateLimitLayer<L, R = JsonRateLimitResponse> {
     clock: TokioClock,
     headers: bool,
     legacy: bool,
+    reporter: Option<RejectionReporter>,
+    pub(super) full_warn: Arc<WarnThrottle>,
     responder: R,
 }
 
@@ -77,6 +96,7 @@ impl<L: std::fmt::Debug, R> std::fmt::Debug for RateLimitLayer<L, R> {
             .field("limit", &self.limit)
             .field("headers", &self.headers)
             .field("legacy", &self.legacy)
+            .field("reporter", &self.reporter)
             .finish_non_exhaustive()
     }
 }
@@ -89,6 +109,8 @@ impl<L> RateLimitLayer<L> {
             clock,
             headers: true,
             legacy: false,
+            reporter: None,
+            full_warn: Arc::default(),
             responder: JsonRateLimitResponse,
         }
     }
@@ -204,8 +226,73 @@ impl<L, R> RateLimitLayer<L, R> {
             clock: self.clock,
             headers: self.headers,
             legacy: self.legacy,
+            reporter: self.reporter,
+            full_warn: self.full_warn,
             responder,
         }
+    }
+
+    /// Publishes every refusal (out of tokens, no usable key, a full keyed
+    /// table) to `reporter`, as an
+    /// [`Event::Rejected`](crate::events::Event::Rejected) on its events
+    /// channel. [`from_registry`](RateLimitLayer::from_registry) and
+    /// [`keyed_from_registry`](RateLimitLayer::keyed_from_registry) report
+    /// to their registry's own events (the dashboard's activity) without
+    /// being asked; a layer built otherwise reports nowhere until given one.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::{bucket::Quota, TokenBucket};
+    /// use fusebox_std::events::{Component, Event, Events, RejectionReporter};
+    /// use fusebox_std::tower::RateLimitLayer;
+    /// use fusebox_std::TokioClock;
+    /// use tower_layer::Layer;
+    /// use tower_service::Service;
+    ///
+    /// # #[derive(Clone)] struct Ok200;
+    /// # impl Service<http::Request<()>> for Ok200 {
+    /// #     type Response = http::Response<String>;
+    /// #     type Error = std::convert::Infallible;
+    /// #     type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+    /// #     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> { std::task::Poll::Ready(Ok(())) }
+    /// #     fn call(&mut self, _: http::Request<()>) -> Self::Future { std::future::ready(Ok(http::Response::new(String::new()))) }
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let events = Events::new(16);
+    /// let mut seen = events.subscribe();
+    /// let clock = TokioClock::new();
+    /// let mut service = RateLimitLayer::new("api", Arc::new(TokenBucket::new(Quota::per_hour(1)?)))
+    ///     .reporting_to(RejectionReporter::new("api", Component::Limiter, &events, clock))
+    ///     .layer(Ok200);
+    /// assert_eq!(service.call(http::Request::new(())).await?.status(), 200);
+    /// assert_eq!(service.call(http::Request::new(())).await?.status(), 429);
+    /// assert!(matches!(seen.try_recv(), Some(Event::Rejected { component: Component::Limiter, .. })));
+    /// assert_eq!(events.published(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn reporting_to(mut self, reporter: RejectionReporter) -> Self {
+        self.reporter = Some(reporter);
+        self
+    }
+
+    /// Where refusals are published, if anywhere (see
+    /// [`reporting_to`](Self::reporting_to)).
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::events::Component;
+    /// use fusebox_std::tower::RateLimitLayer;
+    /// use fusebox_std::Registry;
+    ///
+    /// let registry = Registry::new();
+    /// let layer = RateLimitLayer::from_registry(&registry, "api", Quota::per_second(50)?)?;
+    /// assert_eq!(layer.reporter().map(|r| (r.name(), r.component())), Some(("api", Component::Limiter)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reporter(&self) -> Option<&RejectionReporter> {
+        self.reporter.as_ref()
     }
 
     /// Reads time with `clock`, the one every other adapter of this limit
@@ -324,6 +411,8 @@ impl<Svc, L: Clone, R: Clone> Layer<Svc> for RateLimitLayer<L, R> {
             clock: self.clock,
             headers: self.headers,
             legacy: self.legacy,
+            reporter: self.reporter.clone(),
+            full_warn: Arc::clone(&self.full_warn),
         };
         RateLimitService::new(inner, Arc::new(shared), Arc::new(self.responder.clone()))
     }

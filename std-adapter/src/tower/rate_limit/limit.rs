@@ -17,10 +17,13 @@ use crate::TokioClock;
 /// What the service learns from a limit for one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Check {
-    /// Admitted; the quota as it stands after the admission.
-    Admitted(Quoted),
-    /// Out of tokens for `retry_after`; the quota as it stands.
-    Limited(Duration, Quoted),
+    /// Admitted; the quota as it stands after the admission, or `None`
+    /// when the request was charged to something the policy's fields do
+    /// not describe (a keyed limiter's overflow bucket).
+    Admitted(Option<Quoted>),
+    /// Out of tokens for `retry_after`; the quota as it stands (`None` as
+    /// for `Admitted`).
+    Limited(Duration, Option<Quoted>),
     /// Refused for another reason (no quota to report).
     Refused(Refusal),
 }
@@ -90,14 +93,20 @@ impl Limit for Single {
     fn check(&self, _head: &Parts, clock: &TokioClock, _name: &str) -> Check {
         let now = clock.now();
         match self.bucket.try_acquire(now) {
-            Ok(()) => Check::Admitted(self.quoted(now)),
-            Err(limited) => Check::Limited(limited.retry_after, self.quoted(now)),
+            Ok(()) => Check::Admitted(Some(self.quoted(now))),
+            Err(limited) => Check::Limited(limited.retry_after, Some(self.quoted(now))),
         }
     }
 }
 
 /// A [`KeyedLimiter`] (one quota tier) and the function that makes a key
 /// of each request's head: a bucket per client IP, API key or route.
+///
+/// Under [`FullPolicy::Overflow`](fusebox::bucket::FullPolicy::Overflow),
+/// a request whose key found no slot is charged to the limiter's shared
+/// overflow bucket; its response carries no `RateLimit` fields for this
+/// policy (the per-key quota would be a bucket the key does not have, and
+/// the core does not expose the overflow bucket's state).
 ///
 /// # Examples
 ///
@@ -189,27 +198,51 @@ where
     K: Eq + Hash + Clone,
     S: BuildHasher,
 {
-    /// The key's quota after a decision. `t` is an upper bound: the
-    /// limiter reports whole tokens, so the time to refill is counted from
-    /// the whole tokens left (at most one refill interval late).
-    fn quoted(&self, quota: Option<Quota>, key: &K, now: Instant) -> Quoted {
+    /// The key's quota after a decision at `now` (`admitted` or not), or
+    /// `None` if the request was not charged to the key's own bucket.
+    ///
+    /// Under [`FullPolicy::Overflow`](fusebox::bucket::FullPolicy::Overflow)
+    /// a new key that finds no slot is charged to the one overflow bucket
+    /// every such key shares; the per-key policy's fields would then
+    /// describe a bucket that does not exist (a key with no slot reads its
+    /// full burst) and tell the client it has a whole burst left, even on a
+    /// `429`. The core exposes the overflow bucket's quota but not its
+    /// state, so such a response carries **no** `RateLimit` fields rather
+    /// than wrong ones. It is recognised at the decision's own `now`: after
+    /// an admission a key with a slot has less than its burst (it was just
+    /// charged), and after a refusal it has no whole token; a key that
+    /// reads otherwise was charged to (or refused by) the overflow bucket.
+    /// Under [`FullPolicy::Reject`](fusebox::bucket::FullPolicy::Reject)
+    /// every charge is the key's own.
+    ///
+    /// `t` is an upper bound: the limiter reports whole tokens, so the time
+    /// to refill is counted from the whole tokens left (at most one refill
+    /// interval late).
+    fn quoted(
+        &self,
+        quota: Option<Quota>,
+        key: &K,
+        admitted: bool,
+        now: Instant,
+    ) -> Option<Quoted> {
+        let quota = quota?;
         let available = self.limiter.available(key, now);
-        let Some(quota) = quota else {
-            return Quoted {
-                limit: 0,
-                window: 0,
-                remaining: u64::from(available),
-                reset: 0,
-            };
+        let own_bucket = if admitted {
+            available < quota.burst()
+        } else {
+            available == 0
         };
+        if !own_bucket && self.limiter.overflow_quota().is_some() {
+            return None;
+        }
         let (limit, window) = quota_qw(&quota);
         let missing = u64::from(quota.burst().saturating_sub(available));
-        Quoted {
+        Some(Quoted {
             limit,
             window,
             remaining: u64::from(available),
             reset: ceil_secs(quota.replenish_interval().saturating_mul(missing)),
-        }
+        })
     }
 }
 
@@ -234,9 +267,9 @@ where
         let quota = self.limiter.quota(0);
         let now = clock.now();
         match self.limiter.try_acquire(&key, now) {
-            Ok(()) => Check::Admitted(self.quoted(quota, &key, now)),
+            Ok(()) => Check::Admitted(self.quoted(quota, &key, true, now)),
             Err(KeyedError::RateLimited(limited)) => {
-                Check::Limited(limited.retry_after, self.quoted(quota, &key, now))
+                Check::Limited(limited.retry_after, self.quoted(quota, &key, false, now))
             }
             Err(_) => Check::Refused(Refusal::Unavailable),
         }

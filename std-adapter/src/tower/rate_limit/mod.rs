@@ -26,6 +26,7 @@ pub use service::RateLimitService;
 
 use std::sync::Arc;
 
+use crate::events::RejectionReporter;
 use crate::TokioClock;
 
 /// What every clone of a layer's service shares.
@@ -39,6 +40,11 @@ pub(crate) struct Shared<L> {
     pub(crate) headers: bool,
     /// Whether they also carry `X-RateLimit-Limit/Remaining/Reset`.
     pub(crate) legacy: bool,
+    /// Where refusals are published, if anywhere.
+    pub(crate) reporter: Option<RejectionReporter>,
+    /// The warning for a full keyed table, shared by every service of the
+    /// layer.
+    pub(crate) full_warn: Arc<service::WarnThrottle>,
 }
 
 #[cfg(test)]

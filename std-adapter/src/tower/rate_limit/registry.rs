@@ -9,12 +9,15 @@ use fusebox::hash::RandomState;
 use http::request::Parts;
 
 use super::{KeyError, Keyed, RateLimitLayer, Single};
+use crate::events::Component;
 use crate::registry::{Registry, RegistryError, ServerKeyedLimiter};
 
 impl RateLimitLayer<Single> {
     /// The registry's token bucket `name` (created with `quota` if it does
     /// not exist), read on the registry's clock: it shows in
-    /// [`Registry::health`] and [`Registry::to_prometheus`].
+    /// [`Registry::health`] and [`Registry::to_prometheus`], and each
+    /// refusal is an [`Event::Rejected`](crate::events::Event::Rejected)
+    /// ([`Component::Limiter`]) on [`Registry::events`].
     ///
     /// # Errors
     ///
@@ -37,17 +40,19 @@ impl RateLimitLayer<Single> {
         quota: Quota,
     ) -> Result<Self, RegistryError> {
         let bucket = registry.limiter(name, quota)?;
-        Ok(Self::with_limit(
-            name,
-            Single::new(bucket),
-            registry.tokio_clock(),
-        ))
+        Ok(
+            Self::with_limit(name, Single::new(bucket), registry.tokio_clock())
+                .reporting_to(registry.reporter(name, Component::Limiter)),
+        )
     }
 
     /// The registry's keyed limiter `name` (keys `K`, `N` slots, a secret
     /// hash seed; created with `quota` and `policy` if it does not exist),
     /// read on the registry's clock, keyed by `key`: it shows in
-    /// [`Registry::health`] and [`Registry::to_prometheus`].
+    /// [`Registry::health`] and [`Registry::to_prometheus`], and each
+    /// refusal (limited, bad key, table full) is an
+    /// [`Event::Rejected`](crate::events::Event::Rejected)
+    /// ([`Component::KeyedLimiter`]) on [`Registry::events`].
     ///
     /// # Errors
     ///
@@ -78,10 +83,9 @@ impl RateLimitLayer<Single> {
         F: Fn(&Parts) -> Result<K, KeyError>,
     {
         let limiter: Arc<ServerKeyedLimiter<K, N>> = registry.keyed_limiter(name, quota, policy)?;
-        Ok(RateLimitLayer::with_limit(
-            name,
-            Keyed::new(limiter, key),
-            registry.tokio_clock(),
-        ))
+        Ok(
+            RateLimitLayer::with_limit(name, Keyed::new(limiter, key), registry.tokio_clock())
+                .reporting_to(registry.reporter(name, Component::KeyedLimiter)),
+        )
     }
 }

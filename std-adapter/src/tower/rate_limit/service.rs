@@ -1,15 +1,17 @@
 //! [`RateLimitService`]: charges the limit on every `call`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use fusebox::{Clock, Duration, Instant};
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::future::Stamp;
 use super::limit::{Check, Limit};
 use super::{RateLimitRejection, RateLimitResponder, Refusal, ResponseFuture, Shared};
-use crate::tower::headers::insert_rate_limit;
+use crate::tower::headers::add_rate_limit;
 
 /// The service of a [`RateLimitLayer`](super::RateLimitLayer).
 ///
@@ -135,7 +137,7 @@ where
         let check = shared.limit.check(&head, &shared.clock, &shared.name);
         let (refusal, quoted) = match check {
             Check::Admitted(quoted) => {
-                let stamp = shared.headers.then(|| Stamp {
+                let stamp = quoted.filter(|_| shared.headers).map(|quoted| Stamp {
                     sf_name: Arc::clone(&shared.sf_name),
                     quoted,
                     legacy: shared.legacy,
@@ -149,33 +151,115 @@ where
                     retry_after_ms = retry_after.as_micros() / 1_000,
                     "request rate limited"
                 );
-                (Refusal::Limited { retry_after }, Some(quoted))
+                let quoted = quoted.map(|q| q.refused(retry_after));
+                (Refusal::Limited { retry_after }, quoted)
             }
             Check::Refused(refusal) => {
-                match refusal {
-                    Refusal::BadKey(error) => {
-                        tracing::debug!(policy = %shared.name, reason = %error, "request refused: no usable key");
-                    }
-                    _ => {
-                        tracing::warn!(policy = %shared.name, "request refused: keyed limiter full");
+                if let Refusal::BadKey(error) = refusal {
+                    tracing::debug!(policy = %shared.name, reason = %error, "request refused: no usable key");
+                } else {
+                    // A client can cause this on every request (new keys
+                    // into a table full of busy ones): `debug` each time,
+                    // `warn` at most once per interval.
+                    tracing::debug!(policy = %shared.name, "request refused: keyed limiter full");
+                    if let Some(refused) = shared.full_warn.hit(shared.clock.now()) {
+                        tracing::warn!(
+                            policy = %shared.name,
+                            refused,
+                            "requests refused: keyed limiter full ({refused} since the last such warning, at most one every {} s)",
+                            WarnThrottle::INTERVAL.as_micros() / 1_000_000,
+                        );
                     }
                 }
                 (refusal, None)
             }
         };
+        if let Some(reporter) = &shared.reporter {
+            reporter.report();
+        }
         let rejection = RateLimitRejection {
             name: Arc::clone(&shared.name),
             refusal,
         };
         let mut response = self.responder.respond(&rejection);
         if let (true, Some(quoted)) = (shared.headers, quoted) {
-            insert_rate_limit(
+            add_rate_limit(
                 response.headers_mut(),
                 &shared.sf_name,
                 &quoted,
                 shared.legacy,
+                true,
             );
         }
         ResponseFuture::refused(Ok(response))
+    }
+}
+
+/// At most one warning per [`INTERVAL`](Self::INTERVAL) for a condition a
+/// client can cause on every request (a keyed limiter's table full of busy
+/// keys): each occurrence is counted, and the first one after the interval
+/// gets the warning, with the count since the previous one. Two atomics,
+/// no lock: the hot path of an attacker's flood is one `fetch_add` and one
+/// load.
+#[derive(Debug, Default)]
+pub(crate) struct WarnThrottle {
+    /// The clock's microseconds at the last warning, plus one (0: never).
+    last: AtomicU64,
+    /// Occurrences since the last warning.
+    since: AtomicU64,
+}
+
+impl WarnThrottle {
+    /// The least time between two warnings.
+    pub(crate) const INTERVAL: Duration = Duration::from_secs(10);
+
+    /// Counts one occurrence at `now`; `Some(n)` if it is to be warned
+    /// about, `n` being the occurrences since the last warning, this one
+    /// included.
+    pub(crate) fn hit(&self, now: Instant) -> Option<u64> {
+        self.since.fetch_add(1, Ordering::Relaxed);
+        let stamp = now.as_micros().saturating_add(1);
+        let last = self.last.load(Ordering::Relaxed);
+        if last != 0 && stamp < last.saturating_add(Self::INTERVAL.as_micros()) {
+            return None;
+        }
+        // One caller wins the interval; the others count and go on.
+        self.last
+            .compare_exchange(last, stamp, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()?;
+        Some(self.since.swap(0, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration as StdDuration;
+
+    use super::WarnThrottle;
+    use crate::TokioClock;
+    use fusebox::Clock;
+
+    #[tokio::test(start_paused = true)]
+    async fn one_warning_per_interval_with_the_count_since_the_last() {
+        let clock = TokioClock::new();
+        let throttle = WarnThrottle::default();
+        assert_eq!(
+            throttle.hit(clock.now()),
+            Some(1),
+            "the first warns at once"
+        );
+        for _ in 0..999 {
+            assert_eq!(throttle.hit(clock.now()), None);
+        }
+        tokio::time::advance(StdDuration::from_millis(9_999)).await;
+        assert_eq!(throttle.hit(clock.now()), None, "not before 10 s");
+        tokio::time::advance(StdDuration::from_millis(1)).await;
+        assert_eq!(throttle.hit(clock.now()), Some(1_001));
+        tokio::time::advance(StdDuration::from_secs(60)).await;
+        assert_eq!(
+            throttle.hit(clock.now()),
+            Some(1),
+            "a quiet minute: one, at once"
+        );
     }
 }

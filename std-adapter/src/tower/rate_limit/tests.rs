@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
-use fusebox::TokenBucket;
+use fusebox::{Clock, TokenBucket};
 use http::Request;
 use tower_layer::Layer;
 
@@ -189,4 +189,187 @@ async fn a_full_table_refuses_new_keys_with_503() {
     assert_eq!(full.body(), r#"{"error":"limiter_full","policy":"tiny"}"#);
     let rejection = RateLimitRejection::new("tiny", Refusal::Unavailable);
     assert_eq!(rejection.retry_after_secs(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn overflow_charges_never_advertise_the_per_key_quota() {
+    // One slot: "first" holds it, every other key is charged to the shared
+    // overflow bucket (1 an hour). Such a key has no bucket of its own, so
+    // it read the per-key burst: a 429 said `r=10;t=0` with `Retry-After:
+    // 3600`.
+    let limiter: Arc<KeyedLimiter<String, 1>> = Arc::new(
+        KeyedLimiter::new(
+            Quota::per_hour(10).unwrap(),
+            FullPolicy::Overflow(Quota::per_hour(1).unwrap()),
+        )
+        .unwrap(),
+    );
+    let service = RateLimitLayer::keyed("per_key", limiter, key::header("x-api-key", 32))
+        .legacy_headers(true)
+        .layer(Scripted);
+    let first = send(&mut service.clone(), with_key(b"first"))
+        .await
+        .unwrap();
+    assert_eq!(first.headers()["ratelimit"], "\"per_key\";r=9;t=360");
+    let overflow = send(&mut service.clone(), with_key(b"second"))
+        .await
+        .unwrap();
+    assert_eq!(overflow.status(), 200);
+    for field in ["ratelimit", "ratelimit-policy", "x-ratelimit-remaining"] {
+        assert!(
+            !overflow.headers().contains_key(field),
+            "{field} on an overflow charge"
+        );
+    }
+    let refused = send(&mut service.clone(), with_key(b"third"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "3600");
+    for field in ["ratelimit", "ratelimit-policy", "x-ratelimit-remaining"] {
+        assert!(
+            !refused.headers().contains_key(field),
+            "{field} on an overflow 429"
+        );
+    }
+    // The key with a slot still gets its own fields.
+    let first = send(&mut service.clone(), with_key(b"first"))
+        .await
+        .unwrap();
+    assert_eq!(first.headers()["ratelimit"], "\"per_key\";r=8;t=720");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_never_carries_units_left_nor_a_reset_before_retry_after() {
+    // A per-key bucket refused on its own: r=0 and t >= Retry-After, for
+    // every 429 of a flood that straddles refills.
+    let limiter = per_key(Quota::per_second(2));
+    let mut service =
+        RateLimitLayer::keyed("per_key", limiter, key::header("x-api-key", 32)).layer(Scripted);
+    let mut refused = 0;
+    for _ in 0..40 {
+        let response = send(&mut service, with_key(b"k")).await.unwrap();
+        if response.status() == 429 {
+            refused += 1;
+            let wait: u64 = response.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let fields = response.headers()["ratelimit"].to_str().unwrap();
+            let (r, t) = fields
+                .strip_prefix("\"per_key\";r=")
+                .and_then(|rest| rest.split_once(";t="))
+                .unwrap();
+            assert_eq!(r, "0", "{fields}");
+            assert!(
+                t.parse::<u64>().unwrap() >= wait,
+                "{fields} with Retry-After {wait}"
+            );
+        }
+        tokio::time::advance(StdDuration::from_millis(150)).await;
+    }
+    assert!(refused > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stacked_layers_list_every_policy() {
+    // A global limit around a per-key one: each response lists both
+    // policies; the outer layer used to replace the inner's fields, even
+    // on the inner's 429.
+    let global = RateLimitLayer::new("global", bucket(Quota::per_hour(100))).legacy_headers(true);
+    let per_key = RateLimitLayer::keyed(
+        "per_key",
+        per_key(Quota::per_hour(1)),
+        key::header("x-api-key", 32),
+    )
+    .legacy_headers(true);
+    let mut service = global.layer(per_key.layer(Scripted));
+    let ok = send(&mut service, with_key(b"k")).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        ok.headers()["ratelimit-policy"],
+        "\"per_key\";q=1;w=3600, \"global\";q=100;w=3600"
+    );
+    assert_eq!(
+        ok.headers()["ratelimit"],
+        "\"per_key\";r=0;t=3600, \"global\";r=99;t=36"
+    );
+    let refused = send(&mut service, with_key(b"k")).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        refused.headers()["ratelimit-policy"],
+        "\"per_key\";q=1;w=3600, \"global\";q=100;w=3600"
+    );
+    assert_eq!(
+        refused.headers()["ratelimit"],
+        "\"per_key\";r=0;t=3600, \"global\";r=98;t=72"
+    );
+    // The refusing layer's figures, not the outer one's.
+    assert_eq!(refused.headers()["retry-after"], "3600");
+    assert_eq!(refused.headers()["x-ratelimit-limit"], "1");
+    assert_eq!(refused.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(refused.headers()["x-ratelimit-reset"], "3600");
+    assert_eq!(refused.headers().get_all("ratelimit").iter().count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_refusal_is_reported() {
+    use crate::events::{Component, Event, Events, RejectionReporter};
+
+    let events = Events::new(64);
+    let mut seen = events.subscribe();
+    let limiter: Arc<KeyedLimiter<String, 1>> =
+        Arc::new(KeyedLimiter::new(Quota::per_hour(1).unwrap(), FullPolicy::Reject).unwrap());
+    let reporter = RejectionReporter::new(
+        "per_key",
+        Component::KeyedLimiter,
+        &events,
+        crate::TokioClock::new(),
+    );
+    let mut service = RateLimitLayer::keyed("per_key", limiter, key::header("x-api-key", 32))
+        .reporting_to(reporter)
+        .layer(Scripted);
+    let statuses = [
+        send(&mut service, with_key(b"a")).await.unwrap().status(), // admitted
+        send(&mut service, with_key(b"a")).await.unwrap().status(), // limited
+        send(&mut service, get("/200")).await.unwrap().status(),    // bad key
+        send(&mut service, with_key(b"b")).await.unwrap().status(), // table full
+    ];
+    assert_eq!(statuses, [200, 429, 400, 503]);
+    assert_eq!(events.published(), 3);
+    for _ in 0..3 {
+        assert!(matches!(
+            seen.try_recv(),
+            Some(Event::Rejected { ref name, component: Component::KeyedLimiter, .. }) if &**name == "per_key"
+        ));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_table_warns_once_per_interval() {
+    let limiter: Arc<KeyedLimiter<String, 1>> =
+        Arc::new(KeyedLimiter::new(Quota::per_hour(5).unwrap(), FullPolicy::Reject).unwrap());
+    let layer = RateLimitLayer::keyed("tiny", limiter, key::header("x-api-key", 32));
+    let throttle = Arc::clone(&layer.full_warn);
+    let clock = layer.clock();
+    let service = layer.layer(Scripted);
+    assert_eq!(
+        send(&mut service.clone(), with_key(b"first"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for i in 0..100 {
+        let key = format!("new-{i}");
+        let response = send(&mut service.clone(), with_key(key.as_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+    }
+    // The first refusal warned; the 99 after it wait for the next one.
+    assert_eq!(throttle.hit(clock.now()), None);
+    tokio::time::advance(StdDuration::from_secs(10)).await;
+    assert_eq!(throttle.hit(clock.now()), Some(101));
 }
