@@ -10,7 +10,7 @@ cargo build -q --release -p fusebox-benches --example hot
 target_dir=${CARGO_TARGET_DIR:-target}
 paths=("$@")
 [ ${#paths[@]} -gt 0 ] || paths=(fetch_add breaker breaker_rate bucket keyed keyed_governor cc_get cc_get_quiet qc_get \
-    lru_get lrurs_get lru_put lrurs_put histogram)
+    lru_get lrurs_get lru_put lrurs_put histogram std_breaker_call failsafe_call)
 ir() {
     valgrind --tool=callgrind --callgrind-out-file=/dev/null "$target_dir/release/examples/hot" "$1" "$2" 2>&1 |
         grep -o 'Collected : [0-9]*' | grep -o '[0-9]*$'

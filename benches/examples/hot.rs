@@ -122,6 +122,7 @@ fn main() {
             let h: Box<Histogram> = Box::new(Histogram::new());
             (0..n).for_each(|i| h.record(black_box(z(i) >> 44)));
         }
+        "std_breaker_call" | "failsafe_call" => adapter_call(what, n),
         other => panic!("unknown hot path {other}"),
     }
 }
@@ -132,5 +133,39 @@ fn breaker(config: Result<Config, fusebox::breaker::ConfigError>, n: u64, now: I
     for _ in 0..n {
         let p = black_box(&b).try_acquire(now).expect("closed");
         black_box(p.record(Outcome::Success, now, Duration::ZERO).is_some());
+    }
+}
+
+/// `n` calls on a ready future, each polled once with a no-op waker:
+/// fusebox-std's `Breaker::call` or failsafe's futures API.
+fn adapter_call(what: &str, n: u64) {
+    use failsafe::futures::CircuitBreaker as _;
+    use std::future::{ready, Future};
+
+    use std::task::{Context, Poll, Waker};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let _entered = rt.enter();
+    let mut cx = Context::from_waker(Waker::noop());
+    if what == "std_breaker_call" {
+        let core = std::sync::Arc::new(CircuitBreaker::new(
+            Config::builder()
+                .consecutive_failures(5)
+                .build()
+                .expect("config"),
+        ));
+        let breaker = fusebox_std::policy::Breaker::new("hot", core);
+        for _ in 0..n {
+            let call = std::pin::pin!(black_box(&breaker).call(ready(Ok::<u64, ()>(1))));
+            black_box(matches!(call.poll(&mut cx), Poll::Ready(Ok(1))));
+        }
+    } else {
+        let fs = failsafe::Config::new().build();
+        for _ in 0..n {
+            let call = std::pin::pin!(black_box(&fs).call(ready(Ok::<u64, ()>(1))));
+            black_box(matches!(call.poll(&mut cx), Poll::Ready(Ok(1))));
+        }
     }
 }

@@ -566,80 +566,104 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let shared: &'a Shared<C> = this.shared;
-        let clock = shared.clock;
-        if matches!(this.stage, Stage::Start) {
-            // The clock is read only when something needs it: the duration
-            // (a slow-call rule, or the timeout's deadline), or the core
-            // (an open or half-open breaker). A closed breaker without a
-            // slow-call rule decides with no clock read at all.
+        let (permit, started) = if matches!(this.stage, Stage::Start) {
+            *this.stage = Stage::Done; // `Running` again below if still pending
+                                       // The clock is read only when something needs it: the
+                                       // duration (a slow-call rule, or the timeout's deadline), or
+                                       // the core (an open or half-open breaker). A closed breaker
+                                       // without a slow-call rule decides with no clock read.
+            let clock = &shared.clock;
             let measured = this.timeout.is_some() || shared.breaker.measures_duration();
             let mut now = measured.then(|| clock.now());
             let acquired = shared
                 .breaker
                 .try_acquire_with(|| *now.get_or_insert_with(|| clock.now()));
-            match acquired {
-                Err(rejected) => {
-                    *this.stage = Stage::Done;
-                    tracing::debug!(breaker = %shared.name, state = ?rejected.state, "call rejected");
-                    if let Some(observer) = &shared.observer {
-                        observer.rejected(&shared.name, now.unwrap_or_else(|| clock.now()));
-                    }
-                    return Poll::Ready(Err(CallError::Open {
-                        retry_after: rejected.retry_after.map(Into::into),
-                    }));
-                }
-                Ok(permit) => {
-                    if let Some(t) = permit.transition() {
-                        shared.transition(t);
-                    }
-                    let started = if measured { now } else { None };
-                    if let (Some(timeout), Some(start)) = (*this.timeout, started) {
-                        let at = clock.to_tokio(start) + timeout;
-                        this.sleep.set(Some(tokio::time::sleep_until(at)));
-                    }
-                    *this.stage = Stage::Running { permit, started };
-                }
+            let permit = match acquired {
+                Ok(permit) => permit,
+                Err(rejected) => return Poll::Ready(Err(shared.rejected(&rejected, now))),
+            };
+            if let Some(t) = permit.transition() {
+                shared.transition(t);
             }
-        }
-        assert!(
-            matches!(this.stage, Stage::Running { .. }),
-            "BreakerCall polled after completion"
-        );
+            let started = if measured { now } else { None };
+            if let (Some(timeout), Some(start)) = (*this.timeout, started) {
+                let at = clock.to_tokio(start) + timeout;
+                this.sleep.set(Some(tokio::time::sleep_until(at)));
+            }
+            (permit, started)
+        } else {
+            match std::mem::replace(this.stage, Stage::Done) {
+                Stage::Running { permit, started } => (permit, started),
+                _ => panic!("BreakerCall polled after completion"),
+            }
+        };
+        // The stage stays `Done` unless the call is still pending: a future
+        // ready at its first poll never stores its permit.
         let result = match this.future.poll(cx) {
             Poll::Ready(result) => Some(result),
             Poll::Pending => match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
                 Some(Poll::Ready(())) => None,
-                _ => return Poll::Pending,
+                _ => {
+                    *this.stage = Stage::Running { permit, started };
+                    return Poll::Pending;
+                }
             },
         };
-        let Stage::Running { permit, started } = std::mem::replace(this.stage, Stage::Done) else {
-            unreachable!("checked above");
-        };
-        let mut end = started.map(|_| clock.now());
+        Poll::Ready(shared.finish(permit, started, result))
+    }
+}
+
+impl<C> Shared<C> {
+    /// A refused call: logged, told to the observer, as the caller sees it.
+    #[cold]
+    fn rejected<E>(
+        &self,
+        rejected: &fusebox::breaker::Rejected,
+        now: Option<Instant>,
+    ) -> CallError<E> {
+        tracing::debug!(breaker = %self.name, state = ?rejected.state, "call rejected");
+        if let Some(observer) = &self.observer {
+            observer.rejected(&self.name, now.unwrap_or_else(|| self.clock.now()));
+        }
+        CallError::Open {
+            retry_after: rejected.retry_after.map(Into::into),
+        }
+    }
+
+    /// Records a finished call (`None`: timed out) and returns its result.
+    #[inline]
+    fn finish<T, E>(
+        &self,
+        permit: Permit<'_>,
+        started: Option<Instant>,
+        result: Option<Result<T, E>>,
+    ) -> Result<T, CallError<E>>
+    where
+        C: Classify<T, E>,
+    {
+        let mut end = started.map(|_| self.clock.now());
         let elapsed = match (started, end) {
             (Some(start), Some(end)) => end - start,
             _ => fusebox::Duration::ZERO,
         };
         let Some(result) = result else {
-            shared.record(permit, Outcome::Failure, elapsed, &mut end);
-            tracing::debug!(breaker = %shared.name, "call timed out");
-            if let Some(observer) = &shared.observer {
-                observer.failure(&shared.name, end.unwrap_or_else(|| clock.now()), true);
+            self.record(permit, Outcome::Failure, elapsed, &mut end);
+            tracing::debug!(breaker = %self.name, "call timed out");
+            if let Some(observer) = &self.observer {
+                observer.failure(&self.name, end.unwrap_or_else(|| self.clock.now()), true);
             }
-            return Poll::Ready(Err(CallError::Timeout));
+            return Err(CallError::Timeout);
         };
-        let verdict = shared.classifier.classify(&result);
-        shared.record(permit, verdict, elapsed, &mut end);
+        let verdict = self.classifier.classify(&result);
+        self.record(permit, verdict, elapsed, &mut end);
         if verdict == Outcome::Failure
-            && let Some(observer) = &shared.observer
+            && let Some(observer) = &self.observer
         {
-            observer.failure(&shared.name, end.unwrap_or_else(|| clock.now()), false);
+            observer.failure(&self.name, end.unwrap_or_else(|| self.clock.now()), false);
         }
-        Poll::Ready(result.map_err(CallError::Inner))
+        result.map_err(CallError::Inner)
     }
-}
 
-impl<C> Shared<C> {
     /// Records `permit`, reading the clock into `end` only if the core
     /// needs the time (and it was not read yet).
     fn record(
