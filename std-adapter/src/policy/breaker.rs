@@ -601,13 +601,14 @@ where
         // ready at its first poll never stores its permit.
         let result = match this.future.poll(cx) {
             Poll::Ready(result) => Some(result),
-            Poll::Pending => match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
-                Some(Poll::Ready(())) => None,
-                _ => {
+            Poll::Pending => {
+                if let Some(Poll::Ready(())) = this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                    None // timed out
+                } else {
                     *this.stage = Stage::Running { permit, started };
                     return Poll::Pending;
                 }
-            },
+            }
         };
         Poll::Ready(shared.finish(permit, started, result))
     }
