@@ -24,6 +24,10 @@ const LEN: usize = 1 << 16;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map_or("breaker", String::as_str);
+    if let "std_breaker_call" | "failsafe_call" = what {
+        let n = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
+        return adapter_call(what, n);
+    }
     let n: u64 = args
         .get(2)
         .and_then(|s| s.parse().ok())
@@ -122,7 +126,6 @@ fn main() {
             let h: Box<Histogram> = Box::new(Histogram::new());
             (0..n).for_each(|i| h.record(black_box(z(i) >> 44)));
         }
-        "std_breaker_call" | "failsafe_call" => adapter_call(what, n),
         other => panic!("unknown hot path {other}"),
     }
 }
