@@ -21,6 +21,7 @@ use fusebox_benches::{uniform_keys, zipf_keys};
 
 const LEN: usize = 1 << 16;
 
+#[allow(clippy::too_many_lines, reason = "one match arm per hot path")]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map_or("breaker", String::as_str);
