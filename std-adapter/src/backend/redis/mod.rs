@@ -1,0 +1,11 @@
+//! The Redis backend: [`RedisBackend`] (a connection and the GCRA
+//! script) and [`RedisLimiter`] (waits, timeouts and degradation on it).
+
+mod connection;
+mod degrade;
+mod limiter;
+mod script;
+
+pub use self::connection::{RedisBackend, RedisConfig};
+pub use self::degrade::Degrade;
+pub use self::limiter::{RedisLimiter, RedisLimiterBuilder, RedisLimiterMetrics};
