@@ -218,6 +218,8 @@ impl RedisBackend {
     /// in microseconds is passed to the script as its optional last
     /// argument. For deterministic tests and replays (the differential
     /// test against the core bucket uses it); the limiter never sends it.
+    /// Keys written this way live a day longer than their refill time
+    /// (expiry runs on Redis's real clock, not on `now`).
     ///
     /// # Errors
     ///

@@ -7,7 +7,10 @@
 --           emission interval is `interval / scale` microseconds (scaled
 --           units of 1/scale us, exactly as the core's `gcra` kernel)
 -- ARGV[3 + 3R]  optional: "now" in microseconds, for deterministic tests
---           only; production never sends it and uses Redis TIME.
+--           only; production never sends it and uses Redis TIME. Expiry
+--           runs on Redis's real clock, so under a given "now" every key
+--           lives one day longer than its refill time (it must not vanish
+--           while the test's clock stands still).
 --
 -- State per rule key: the string "g1:<tat_us>:<frac>:<scale>:<interval>",
 -- the theoretical arrival time tat = tat_us * scale + frac scaled units
@@ -15,8 +18,11 @@
 --
 -- Arithmetic: Lua numbers are doubles; every value kept or computed here
 -- is an integer below 2^53 (the caller keeps capacity = interval * burst
--- below 2^52, Redis TIME in microseconds is ~2^50.6 until the year 2255),
--- and absolute time is never multiplied by the scale: only the distance
+-- below 2^52, Redis TIME in microseconds is ~2^50.6), and absolute times
+-- stay below 2^53: now + burst * T (in us) < 2^53, i.e. until the year
+-- 2255 less the rule's refill time (2112 for the longest rule allowed);
+-- past that the script refuses with an error rather than guess.
+-- Absolute time is never multiplied by the scale: only the distance
 -- tat - now is, after a range check. Divisions are corrected to exact
 -- integer floors.
 --
@@ -51,8 +57,10 @@ local n = int(ARGV[1])
 local rules = int(ARGV[2])
 if n == nil or rules == nil or rules < 1 or rules ~= #KEYS then return bad('bad n or rule count') end
 local now
+local linger = 0
 local at = ARGV[3 + 3 * rules]
 if at ~= nil then
+  linger = 86400000
   now = int(at)
   if now == nil then return bad('bad now') end
 else
@@ -71,6 +79,9 @@ for i = 1, rules do
   end
   local capacity = interval * burst
   local tolerance = SKEW_US * scale
+  if now + cdiv(capacity, scale) + SKEW_US > MAX then
+    return bad('time out of range for rule ' .. i)
+  end
   local ahead = 0
   local broken = false
   local raw = redis.pcall('GET', KEYS[i])
@@ -135,6 +146,7 @@ for i = 1, rules do
       .. fmt(r.scale) .. ':' .. fmt(r.interval)
     local ttl = cdiv(cdiv(ahead, r.scale), 1000)
     if ttl < 1 then ttl = 1 end
+    ttl = ttl + linger
     if r.broken then redis.call('DEL', KEYS[i]) end
     redis.call('SET', KEYS[i], value, 'PX', fmt(ttl))
   end
