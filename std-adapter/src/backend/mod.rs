@@ -35,7 +35,7 @@ pub use self::memory::MemoryBackend;
 pub use self::redis::{
     Degrade, RedisBackend, RedisConfig, RedisLimiter, RedisLimiterBuilder, RedisLimiterMetrics,
 };
-pub use self::rules::{Decision, Rule, Rules, Source, MAX_CAPACITY, MAX_RULES};
+pub use self::rules::{Decision, Rule, Rules, Source, MAX_CAPACITY, MAX_REFILL, MAX_RULES};
 
 /// Where rate-limit state lives.
 ///

@@ -12,6 +12,9 @@ use crate::registry::validate_name;
 /// The largest `burst · T` in scaled units a rule may have (2^52): the
 /// Redis script computes in Lua numbers (doubles), exact below 2^53.
 pub const MAX_CAPACITY: u64 = 1 << 52;
+/// The longest time a rule's bucket takes to refill from empty, `burst ·
+/// T`: 2^47 µs (4.46 years). Stored states further ahead are corrupt.
+pub const MAX_REFILL: std::time::Duration = std::time::Duration::from_micros(1 << 47);
 /// The finest time scale (as the core's kernel): 1/65 536 µs.
 const MAX_SCALE: u64 = 1 << 16;
 
@@ -68,8 +71,8 @@ impl Rule {
     /// # Errors
     ///
     /// [`BackendError::InvalidRule`] for a bad name, or a quota whose
-    /// `burst · T` exceeds [`MAX_CAPACITY`] scaled units (e.g. a burst of
-    /// more than 52 000 at one token per day).
+    /// `burst · T` exceeds [`MAX_CAPACITY`] scaled units or [`MAX_REFILL`]
+    /// (e.g. a burst of more than 1 628 at one token per day).
     pub fn new(name: &str, quota: Quota) -> Result<Self, BackendError> {
         if validate_name(name).is_err() {
             return Err(BackendError::InvalidRule(
@@ -85,15 +88,16 @@ impl Rule {
             let t = (u128::from(period) * u128::from(MAX_SCALE)).div_ceil(u128::from(tokens));
             (MAX_SCALE, u64::try_from(t).unwrap_or(u64::MAX))
         };
+        let max_refill = MAX_REFILL.as_micros() as u64;
         match interval.checked_mul(u64::from(quota.burst())) {
-            Some(capacity) if capacity <= MAX_CAPACITY => Ok(Self {
+            Some(capacity) if capacity <= MAX_CAPACITY && capacity.div_ceil(scale) <= max_refill => Ok(Self {
                 name: name.into(),
                 quota,
                 scale,
                 interval,
             }),
             _ => Err(BackendError::InvalidRule(
-                "burst × period / tokens is too long for the Redis script (2^52 scaled units)",
+                "burst × period / tokens is too long for the Redis script (2^52 scaled units, 4.46 years)",
             )),
         }
     }

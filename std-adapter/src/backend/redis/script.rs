@@ -5,7 +5,7 @@
 //! argument layout and the state it keeps; in short, per rule the script
 //! receives the same `scale`, `interval` and `burst` the core kernel
 //! derives from the quota ([`Rule`](super::super::Rule)), and stores
-//! `tat = tat_us · scale + frac` as `g1:<tat_us>:<frac>:<scale>:<interval>`
+//! `tat = tat_us · scale + frac` as `g1:<tat_us>:<frac>:<scale>:<interval>:<burst>`
 //! with `PX` = the time until the bucket is full.
 //!
 //! Time: Redis `TIME`, unless the optional last argument `now` (µs) is

@@ -12,15 +12,15 @@
 --           lives one day longer than its refill time (it must not vanish
 --           while the test's clock stands still).
 --
--- State per rule key: the string "g1:<tat_us>:<frac>:<scale>:<interval>",
+-- State per rule key: "g1:<tat_us>:<frac>:<scale>:<interval>:<burst>",
 -- the theoretical arrival time tat = tat_us * scale + frac scaled units
 -- (0 <= frac < scale), written with PX = time until the bucket is full.
 --
 -- Arithmetic: Lua numbers are doubles; every value kept or computed here
 -- is an integer below 2^53 (the caller keeps capacity = interval * burst
--- below 2^52, Redis TIME in microseconds is ~2^50.6), and absolute times
+-- at most 2^52 scaled units and burst * T at most 2^47 us, Redis TIME in microseconds is ~2^50.6), and absolute times
 -- stay below 2^53: now + burst * T (in us) < 2^53, i.e. until the year
--- 2255 less the rule's refill time (2112 for the longest rule allowed);
+-- 2250 (2255 less the longest refill time allowed, 2^47 us = 4.46 years);
 -- past that the script refuses with an error rather than guess.
 -- Absolute time is never multiplied by the scale: only the distance
 -- tat - now is, after a range check. Divisions are corrected to exact
@@ -33,6 +33,7 @@
 
 local MAX = 9007199254740991 -- 2^53 - 1
 local SKEW_US = 60000000     -- a Redis clock going back this far still only denies
+local MAX_DRAIN_US = 140737488355328 -- 2^47 us: the longest burst * T the caller sends
 
 local function bad(msg)
   return redis.error_reply('ERR fusebox gcra: ' .. msg)
@@ -74,7 +75,8 @@ for i = 1, rules do
   local base = 3 + 3 * (i - 1)
   local scale, interval, burst = int(ARGV[base]), int(ARGV[base + 1]), int(ARGV[base + 2])
   if scale == nil or interval == nil or burst == nil or scale < 1 or scale > 65536
-     or interval < 1 or burst < 1 or interval * burst > 4503599627370496 then
+     or interval < 1 or burst < 1 or interval * burst > 4503599627370496
+     or cdiv(interval * burst, scale) > MAX_DRAIN_US then
     return bad('bad rule ' .. i)
   end
   local capacity = interval * burst
@@ -88,25 +90,22 @@ for i = 1, rules do
   if type(raw) == 'table' then
     broken = true -- wrong type (or any other error reading it)
   elseif raw then
-    local a, b, c, d = string.match(raw, '^g1:(%d+):(%d+):(%d+):(%d+)$')
-    local tat, frac, s, iv = int(a), int(b), int(c), int(d)
-    if tat == nil or frac == nil or s == nil or iv == nil or s < 1 or s > 65536
+    local a, b, c, d, e = string.match(raw, '^g1:(%d+):(%d+):(%d+):(%d+):(%d+)$')
+    local tat, frac, s, iv, bu = int(a), int(b), int(c), int(d), int(e)
+    if tat == nil or frac == nil or s == nil or iv == nil or bu == nil or s < 1 or s > 65536
        or iv < 1 or frac >= s then
       broken = true
     elseif tat >= now then
       local dt = tat - now
-      if s == scale and iv == interval then
-        if dt > idiv(capacity + tolerance, scale) then
-          broken = true
-        else
-          ahead = dt * scale + frac
-          if ahead > capacity + tolerance then broken = true end
-        end
-      elseif dt > 140737488355328 then -- 2^47 us (4.5 years): no quota drains that long
-        broken = true
+      if dt > MAX_DRAIN_US + SKEW_US then
+        broken = true -- no rule drains longer than 2^47 us (4.46 years)
+      elseif s == scale and iv == interval and bu == burst
+             and dt <= idiv(capacity + tolerance, scale) then
+        ahead = dt * scale + frac -- the same quota: exact, as the core
       else
-        -- The quota changed: the drain carries over as time, clamped to
-        -- the new capacity.
+        -- The quota changed (or its burst was lowered): the drain carries
+        -- over as time, clamped to this rule's capacity; nothing is
+        -- forgiven beyond what the new bucket holds.
         local us = dt
         if frac > 0 then us = us + 1 end
         local full_us = cdiv(capacity, scale)
@@ -119,7 +118,8 @@ for i = 1, rules do
     corrupt = corrupt + 1
     ahead = capacity
   end
-  state[i] = { scale = scale, interval = interval, capacity = capacity, ahead = ahead, broken = broken }
+  state[i] = { scale = scale, interval = interval, burst = burst, capacity = capacity,
+    ahead = ahead, broken = broken }
 end
 
 local allowed = 1
@@ -143,7 +143,7 @@ for i = 1, rules do
     -- tat = now * scale + ahead, split so that now is never scaled.
     local whole = idiv(ahead, r.scale)
     local value = 'g1:' .. fmt(now + whole) .. ':' .. fmt(ahead - whole * r.scale) .. ':'
-      .. fmt(r.scale) .. ':' .. fmt(r.interval)
+      .. fmt(r.scale) .. ':' .. fmt(r.interval) .. ':' .. fmt(r.burst)
     local ttl = cdiv(cdiv(ahead, r.scale), 1000)
     if ttl < 1 then ttl = 1 end
     ttl = ttl + linger
