@@ -74,8 +74,11 @@ impl Group {
 pub struct MemoryBackend {
     clock: TokioClock,
     max_keys: usize,
-    groups: Mutex<HashMap<(Box<str>, Box<str>), Group>>,
+    groups: Mutex<HashMap<GroupId, Group>>,
 }
+
+/// (limiter, key).
+type GroupId = (Box<str>, Box<str>);
 
 impl std::fmt::Debug for MemoryBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
