@@ -62,9 +62,9 @@ impl Group {
 /// for _ in 0..10 {
 ///     assert!(backend.decide("api", "k", &rules, 1).await?.allowed);
 /// }
-/// let d = backend.decide("api", "k", &rules, 3).await?; // 10/s has none left
+/// let d = backend.decide("api", "k", &rules, 2).await?; // 10/s has none left
 /// assert!(!d.allowed);
-/// assert_eq!(d.retry_after, std::time::Duration::from_millis(300));
+/// assert_eq!((d.retry_after, d.rule), (std::time::Duration::from_millis(200), 0));
 /// tokio::time::advance(std::time::Duration::from_secs(1)).await;
 /// assert!(backend.decide("api", "k", &rules, 2).await?.allowed);
 /// assert!(!backend.decide("api", "k", &rules, 1).await?.allowed, "12/min is spent");
