@@ -71,27 +71,12 @@ async fn redis_limit_eight_instances_never_admit_more_than_the_quota_over_any_wi
         admitted.extend(a);
         asked += n;
     }
-    // Each decision happened within [sent, received]. For every start s_i,
-    // the admissions certainly inside [s_i, r] are at most burst + rate·(r - s_i).
-    admitted.sort();
-    let bound = |span: Duration| {
-        u64::from(burst) + (u128::from(rate) * span.as_micros() / 1_000_000) as u64
-    };
-    for (i, &(from, _)) in admitted.iter().enumerate() {
-        let mut ends: Vec<Duration> = admitted[i..].iter().map(|&(_, r)| r).collect();
-        ends.sort();
-        for (m, &end) in ends.iter().enumerate() {
-            // Every end is after its own start, so after `from`.
-            let span = end.saturating_sub(from);
-            assert!(
-                (m as u64 + 1) <= bound(span),
-                "{} admissions within {span:?}",
-                m + 1
-            );
-        }
-    }
+    // Each decision happened within [sent, received]: no window holds
+    // more than burst + rate·T.
+    common::assert_window_bound(&mut admitted, burst.into(), rate.into(), 0);
     let total = start.elapsed();
-    assert!(admitted.len() as u64 <= bound(total));
+    let bound = u64::from(burst) + (u128::from(rate) * total.as_micros() / 1_000_000) as u64;
+    assert!(admitted.len() as u64 <= bound);
     // And the limit is used, not just refused: at least the burst plus
     // most of the rate over the run.
     assert!(

@@ -17,6 +17,7 @@
 //! | [`MemoryBackend`] | core token buckets per (limiter, key), bounded |
 //! | [`RedisBackend`] | GCRA in one Lua script, one round trip per decision, Redis `TIME` |
 //! | [`RedisLimiter`] | waits and `try_acquire` on Redis, with a per-command timeout and a [`Degrade`] policy |
+//! | [`LeasedLimiter`] | tokens leased from Redis in batches, spent in process (bounded over-admission) |
 //! | [`storage_keys`] | `<prefix>:{<limiter>:<key>}:<rule>`, escaped |
 //!
 //! Feature `redis`.
@@ -33,7 +34,8 @@ use std::time::Duration;
 pub use self::key::{escape, storage_keys, KeyPrefix, MAX_KEY_LEN, MAX_PREFIX_LEN};
 pub use self::memory::MemoryBackend;
 pub use self::redis::{
-    Degrade, RedisBackend, RedisConfig, RedisLimiter, RedisLimiterBuilder, RedisLimiterMetrics,
+    Degrade, LeasedLimiter, RedisBackend, RedisConfig, RedisLimiter, RedisLimiterBuilder,
+    RedisLimiterMetrics,
 };
 pub use self::rules::{Decision, Rule, Rules, Source, MAX_CAPACITY, MAX_REFILL, MAX_RULES};
 

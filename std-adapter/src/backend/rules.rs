@@ -246,6 +246,9 @@ pub enum Source {
     FailOpen,
     /// The `FailClosed` policy refused without a decision (Redis is down).
     FailClosed,
+    /// Spent from tokens leased from Redis earlier
+    /// ([`LeasedLimiter`](super::LeasedLimiter)).
+    Lease,
 }
 
 /// One decision over a request's rules.
