@@ -200,6 +200,53 @@ async fn redis_limit_keys_expire_when_the_bucket_would_be_full() {
     assert!((17_000..=17_280).contains(&day), "{day}");
 }
 
+/// `calls` of one command in `INFO commandstats`.
+async fn calls(backend: &RedisBackend, command: &str) -> u64 {
+    let mut conn = backend.connection();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn redis_limit_one_round_trip_per_decision() {
+    let server = RedisServer::start();
+    let backend = connect(&server).await;
+    let rules = Rules::new([
+        Rule::new("per_second", Quota::per_second(1_000).unwrap()).unwrap(),
+        Rule::new("per_minute", Quota::per_minute(5_000).unwrap()).unwrap(),
+        Rule::new(
+            "per_day",
+            Quota::new(100_000, fusebox::Duration::from_secs(86_400)).unwrap(),
+        )
+        .unwrap(),
+    ])
+    .unwrap();
+    backend.decide("trips", "warm", &rules, 1).await.unwrap(); // loads the script
+    let before = calls(&backend, "evalsha").await;
+    let loads = calls(&backend, "script|load").await;
+    assert_eq!(loads, 1, "NOSCRIPT on the first call, then SCRIPT LOAD");
+    for i in 0..100 {
+        backend
+            .decide("trips", &format!("k{}", i % 7), &rules, 1)
+            .await
+            .unwrap();
+    }
+    // 100 decisions over three rules: 100 EVALSHA, no reload, no EVAL.
+    // (The script's own GET and SET are counted in commandstats as well;
+    // what the client sends is one EVALSHA per decision.)
+    assert_eq!(calls(&backend, "evalsha").await - before, 100);
+    assert_eq!(calls(&backend, "script|load").await, loads);
+    assert_eq!(calls(&backend, "eval").await, 0);
+}
+
 #[tokio::test]
 async fn redis_limit_survives_script_flush() {
     let server = RedisServer::start();
