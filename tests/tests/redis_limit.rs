@@ -313,3 +313,47 @@ async fn redis_limit_registry_sees_no_condition_while_redis_answers() {
     assert!(limiter.try_acquire("k").await.unwrap().allowed);
     assert!(!registry.health().degraded);
 }
+
+#[tokio::test]
+async fn redis_limit_until_ready_sleeps_the_named_wait_and_honours_deadlines() {
+    let server = RedisServer::start();
+    let rules = Rules::single(
+        "per_second",
+        Quota::per_second(10).unwrap().with_burst(1).unwrap(),
+    )
+    .unwrap();
+    let limiter = RedisLimiter::builder("waits", rules, connect(&server).await)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    limiter.until_ready("").await.unwrap(); // a limiter without keys: key ""
+    let d = limiter.until_ready("").await.unwrap();
+    assert!(d.allowed);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(99) && waited < Duration::from_millis(400),
+        "{waited:?}"
+    );
+    let soon = Instant::now() + Duration::from_millis(20);
+    match limiter.until_n_ready_by("", 1, Some(soon)).await {
+        Err(BackendError::DeadlineExceeded { retry_after }) => {
+            assert!(
+                retry_after > Duration::from_millis(20)
+                    && retry_after <= Duration::from_millis(100)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        limiter.until_n_ready_by("", 2, None).await,
+        Err(BackendError::InsufficientCapacity {
+            requested: 2,
+            burst: 1
+        })
+    );
+    let long_key = "k".repeat(300);
+    assert!(matches!(
+        limiter.try_acquire(&long_key).await,
+        Err(BackendError::InvalidKey(_))
+    ));
+}

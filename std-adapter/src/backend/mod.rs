@@ -20,6 +20,31 @@
 //! | [`LeasedLimiter`] | tokens leased from Redis in batches, spent in process (bounded over-admission) |
 //! | [`storage_keys`] | `<prefix>:{<limiter>:<key>}:<rule>`, escaped |
 //!
+//! # Guarantees and limits
+//!
+//! * **Exactness.** The Lua script keeps the core kernel's scaled-time
+//!   arithmetic (`scale`, emission interval, capacity, waits rounded up to
+//!   a µs) in Lua numbers, every value an integer below 2^53: rules refill
+//!   within [`MAX_REFILL`] (2^47 µs, 4.46 years) with `burst · T` at most
+//!   [`MAX_CAPACITY`] scaled units, and Redis `TIME` in µs stays in range
+//!   until about 2250. Rates from one per day to ten million per second
+//!   decide exactly as the core bucket.
+//! * **One round trip** (`EVALSHA`) per decision, all rules of a request
+//!   in one atomic script under one hash tag (one Cluster slot).
+//! * **Expiry.** Each rule's key expires (`PX`) when its bucket would be
+//!   full again, so idle keys cost no memory.
+//! * **Outages.** A [`RedisLimiter`] never waits on Redis longer than the
+//!   command timeout; while Redis is out its [`Degrade`] policy decides.
+//!   Redis restarted without persistence forgets its buckets: each key may
+//!   admit one extra burst after the restart. `Local` admits, per
+//!   instance, the quota divided by the expected instance count.
+//! * **Corrupt values** (wrong type, garbage, absurd numbers, an older
+//!   layout) are replaced by a *drained* bucket: the request is refused
+//!   and the rule refills from empty, never opens wide.
+//! * **Leasing** ([`LeasedLimiter`]) trades exactness for round trips:
+//!   over any interval `T` the fleet admits at most
+//!   `burst + rate · T + instances × lease`.
+//!
 //! Feature `redis`.
 
 mod key;
