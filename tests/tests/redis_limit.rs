@@ -273,7 +273,8 @@ async fn redis_limit_survives_script_flush() {
 
 #[tokio::test]
 async fn redis_limit_wrong_password_is_a_clear_error_without_the_secret() {
-    let server = RedisServer::start_with(&[
+    let capture = common::Capture::global();
+    let mut server = RedisServer::start_with(&[
         "--user",
         "app",
         "on",
@@ -290,12 +291,40 @@ async fn redis_limit_wrong_password_is_a_clear_error_without_the_secret() {
     assert!(matches!(err, BackendError::Auth(_)), "{err:?}");
     assert!(text.starts_with("redis refused the credentials"), "{text}");
     assert!(!text.contains("wrong-staple-9f3") && !format!("{err:?}").contains("wrong-staple-9f3"));
-    let backend = RedisBackend::connect(RedisConfig::new(url("right-horse-battery")))
+
+    // The right password works, and appears nowhere: not in Debug, not in
+    // the health report or the logs of an outage.
+    let config = RedisConfig::new(url("right-horse-battery")).timeout(Duration::from_millis(100));
+    assert!(!format!("{config:?}").contains("right-horse-battery"));
+    let backend = RedisBackend::connect(config)
         .await
         .expect("the right password");
     assert!(!format!("{backend:?}").contains("right-horse-battery"));
+    let registry = Arc::new(fusebox_std::Registry::new());
     let rules = Rules::single("per_second", Quota::per_second(1).unwrap()).unwrap();
-    assert!(backend.decide("acl", "k", &rules, 1).await.unwrap().allowed);
+    let limiter = RedisLimiter::builder("acl_secret", rules, backend)
+        .registry(Arc::clone(&registry))
+        .build()
+        .unwrap();
+    assert_eq!(
+        limiter.try_acquire("k").await.unwrap().source,
+        Source::Redis
+    );
+    server.kill();
+    assert_eq!(
+        limiter.try_acquire("k").await.unwrap().source,
+        Source::FailClosed
+    );
+    let health = serde_json::to_string(&registry.health()).unwrap();
+    assert!(
+        health.contains("redis_acl_secret") && !health.contains("right-horse-battery"),
+        "{health}"
+    );
+    let logs = format!("{:?}", capture.with("limiter", "acl_secret"));
+    assert!(
+        logs.contains("degraded") && !logs.contains("right-horse-battery"),
+        "{logs}"
+    );
 }
 
 #[tokio::test]
