@@ -91,6 +91,13 @@ async fn redis_limit_corrupt_values_are_replaced_by_a_drained_bucket() {
     tokio::time::sleep(Duration::from_millis(1_010)).await;
     let d = limiter.try_acquire_n("victim", 10).await.unwrap();
     assert_eq!((d.allowed, d.corrupt), (true, 0));
+    // Counted in the limiter's Prometheus text.
+    let text = limiter.to_prometheus();
+    let line = format!(
+        "fusebox_redis_limiter_corrupt_values_total{{name=\"corrupt_case\"}} {}\n",
+        hostile.len()
+    );
+    assert!(text.contains(&line), "{text}");
     // Logged once, whatever the count.
     let warnings = capture.with("limiter", "corrupt_case");
     assert_eq!(warnings.len(), 1, "{warnings:?}");

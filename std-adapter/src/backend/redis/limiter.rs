@@ -1,38 +1,17 @@
 //! [`RedisLimiter`]: a fleet-wide limiter on [`RedisBackend`] that keeps
 //! deciding when Redis is unreachable or slow ([`Degrade`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::degrade::{Backoff, Outage};
+use super::metrics::{Counters, RedisLimiterMetrics};
 use super::{Degrade, RedisBackend};
 use crate::backend::{Backend, BackendError, Decision, MemoryBackend, Rules, Source};
 use crate::Registry;
-
-/// Counters of a [`RedisLimiter`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RedisLimiterMetrics {
-    /// Decisions made by the Redis script.
-    pub redis_decisions: u64,
-    /// Decisions made by the [`Degrade`] policy while Redis was out.
-    pub degraded_decisions: u64,
-    /// Faults: timeouts, lost connections, refused credentials.
-    pub faults: u64,
-    /// Corrupt stored values the script found and replaced.
-    pub corrupt_values: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    redis: AtomicU64,
-    degraded: AtomicU64,
-    faults: AtomicU64,
-    corrupt: AtomicU64,
-}
 
 /// A distributed rate limiter: every instance of a fleet that uses the
 /// same Redis, prefix, limiter name and key shares one limit.
@@ -213,13 +192,20 @@ impl RedisLimiter {
 
     /// Its counters.
     pub fn metrics(&self) -> RedisLimiterMetrics {
-        let c = &self.counters;
-        RedisLimiterMetrics {
-            redis_decisions: c.redis.load(Ordering::Relaxed),
-            degraded_decisions: c.degraded.load(Ordering::Relaxed),
-            faults: c.faults.load(Ordering::Relaxed),
-            corrupt_values: c.corrupt.load(Ordering::Relaxed),
-        }
+        self.counters.snapshot()
+    }
+
+    /// Its counters and state in the Prometheus text format 0.0.4, to
+    /// append to [`Registry::to_prometheus`].
+    ///
+    /// ```no_run
+    /// # async fn run(limiter: fusebox_std::backend::RedisLimiter) {
+    /// let text = limiter.to_prometheus();
+    /// assert!(text.contains("fusebox_redis_limiter_faults_total{name=\"api\"} 0\n"));
+    /// # }
+    /// ```
+    pub fn to_prometheus(&self) -> String {
+        self.metrics().to_prometheus(&self.name, self.is_degraded())
     }
 
     /// Takes one token of `key` (`""` for a limiter without keys), or

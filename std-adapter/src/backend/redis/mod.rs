@@ -5,9 +5,11 @@ mod connection;
 mod degrade;
 mod lease;
 mod limiter;
+mod metrics;
 mod script;
 
 pub use self::connection::{RedisBackend, RedisConfig};
 pub use self::degrade::Degrade;
 pub use self::lease::LeasedLimiter;
-pub use self::limiter::{RedisLimiter, RedisLimiterBuilder, RedisLimiterMetrics};
+pub use self::limiter::{RedisLimiter, RedisLimiterBuilder};
+pub use self::metrics::RedisLimiterMetrics;
