@@ -1,6 +1,7 @@
 //! [`RedisConfig`] and [`RedisBackend`]: one multiplexed connection
 //! (the `redis` crate's `ConnectionManager`, which reconnects in the
-//! background with exponential backoff) and a per-command timeout.
+//! background with exponential backoff, or a Cluster connection) and a
+//! per-command timeout.
 
 use std::fmt;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::super::{Backend, BackendError, Decision, KeyPrefix, Rules};
+use super::cluster::{self, Inner, RedisConnection};
 use super::script;
 use crate::redact::redact;
 
@@ -33,6 +35,8 @@ use crate::redact::redact;
 #[derive(Clone)]
 pub struct RedisConfig {
     url: String,
+    /// Cluster seed nodes (empty: standalone at `url`).
+    nodes: Vec<String>,
     prefix: KeyPrefix,
     timeout: Duration,
     connect_timeout: Duration,
@@ -44,6 +48,10 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &redact(&self.url))
+            .field(
+                "nodes",
+                &self.nodes.iter().map(|n| redact(n)).collect::<Vec<_>>(),
+            )
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
@@ -62,12 +70,31 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            nodes: Vec::new(),
             prefix: KeyPrefix::default(),
             timeout: Self::DEFAULT_TIMEOUT,
             connect_timeout: Duration::from_secs(1),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(2),
         }
+    }
+
+    /// A Redis Cluster reached through any of `nodes` (URLs with the same
+    /// credentials); otherwise as [`new`](Self::new). Every rule of one
+    /// request lives in one slot (the keys share a hash tag), so the script
+    /// stays atomic on the Cluster.
+    ///
+    /// ```
+    /// use fusebox_std::backend::RedisConfig;
+    ///
+    /// let config = RedisConfig::cluster(["redis://:pw@10.0.0.1:7000", "redis://:pw@10.0.0.2:7000"]);
+    /// assert!(!format!("{config:?}").contains(":pw@"));
+    /// ```
+    pub fn cluster<S: Into<String>>(nodes: impl IntoIterator<Item = S>) -> Self {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        let mut config = Self::new(nodes.first().cloned().unwrap_or_default());
+        config.nodes = nodes;
+        config
     }
 
     /// The key prefix (a tenant's namespace).
@@ -143,7 +170,7 @@ impl RedisConfig {
 /// ```
 #[derive(Clone)]
 pub struct RedisBackend {
-    manager: ConnectionManager,
+    conn: RedisConnection,
     prefix: KeyPrefix,
     timeout: Duration,
 }
@@ -167,6 +194,14 @@ impl RedisBackend {
     /// server, [`BackendError::Timeout`] after the connect timeout; no
     /// message carries the URL's password.
     pub async fn connect(config: RedisConfig) -> Result<Self, BackendError> {
+        if !config.nodes.is_empty() {
+            let backoff = (config.reconnect_min, config.reconnect_max);
+            return Ok(Self {
+                conn: cluster::connect(&config.nodes, config.connect_timeout, backoff).await?,
+                prefix: config.prefix,
+                timeout: config.timeout,
+            });
+        }
         let client = redis::Client::open(config.url.as_str()).map_err(|e| fault(&e))?;
         // The first connection is not retried: a wrong password or a
         // server that is down is reported now, clearly.
@@ -188,17 +223,24 @@ impl RedisBackend {
     }
 
     /// Connects on first use, and from then on in the background: for a
-    /// service that must start while Redis is down.
+    /// service that must start while Redis is down (standalone only: a
+    /// Cluster configuration connects to its nodes at once).
     ///
     /// # Errors
     ///
-    /// [`BackendError::Unavailable`] for a URL that cannot be parsed.
+    /// [`BackendError::Unavailable`] for a URL that cannot be parsed, or
+    /// for a Cluster configuration.
     pub fn connect_lazy(config: RedisConfig) -> Result<Self, BackendError> {
+        if !config.nodes.is_empty() {
+            return Err(BackendError::Unavailable(
+                "a cluster connects with RedisBackend::connect".into(),
+            ));
+        }
         let client = redis::Client::open(config.url.as_str()).map_err(|e| fault(&e))?;
         let manager = ConnectionManager::new_lazy_with_config(client, config.manager_config())
             .map_err(|e| fault(&e))?;
         Ok(Self {
-            manager,
+            conn: RedisConnection(Inner::Single(manager)),
             prefix: config.prefix,
             timeout: config.timeout,
         })
@@ -236,8 +278,8 @@ impl RedisBackend {
     }
 
     /// A clone of the connection, for raw commands next to the limiter.
-    pub fn connection(&self) -> ConnectionManager {
-        self.manager.clone()
+    pub fn connection(&self) -> RedisConnection {
+        self.conn.clone()
     }
 
     async fn run(
@@ -251,7 +293,7 @@ impl RedisBackend {
         super::super::check_capacity(rules, n)?;
         let keys = super::super::storage_keys(&self.prefix, limiter, key, rules)?;
         let invocation = script::invocation(&keys, rules, n, now);
-        let mut conn = self.manager.clone();
+        let mut conn = self.conn.clone();
         match tokio::time::timeout(self.timeout, script::run(&invocation, &mut conn)).await {
             Err(_) => Err(BackendError::Timeout(self.timeout)),
             Ok(Err(e)) if e.is_timeout() => Err(BackendError::Timeout(self.timeout)),

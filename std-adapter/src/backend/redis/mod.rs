@@ -1,6 +1,7 @@
 //! The Redis backend: [`RedisBackend`] (a connection and the GCRA
 //! script) and [`RedisLimiter`] (waits, timeouts and degradation on it).
 
+mod cluster;
 mod connection;
 mod degrade;
 mod lease;
@@ -8,6 +9,7 @@ mod limiter;
 mod metrics;
 mod script;
 
+pub use self::cluster::RedisConnection;
 pub use self::connection::{RedisBackend, RedisConfig};
 pub use self::degrade::Degrade;
 pub use self::lease::LeasedLimiter;

@@ -51,7 +51,7 @@ pub(super) fn invocation(
 /// Runs it (EVALSHA, reloading on NOSCRIPT).
 pub(super) async fn run(
     invocation: &ScriptInvocation<'static>,
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut super::RedisConnection,
 ) -> redis::RedisResult<Vec<i64>> {
     invocation.invoke_async(conn).await
 }
