@@ -6,7 +6,9 @@
 //! sends it (production calls never do). Each case replays one random
 //! schedule against a core bucket at the same instants and against the
 //! script under a fresh key, and compares every decision: allowed or not,
-//! the wait, the tokens left and the time until full.
+//! the wait, the tokens left and the time until full. A second property
+//! checks multi-rule requests against the contract written on core
+//! buckets: all or none, the longest wait, the fewest tokens left.
 
 mod common;
 
@@ -151,6 +153,90 @@ fn redis_limit_script_decides_as_the_core_bucket_on_random_schedules() {
                         )))
                     }
                 }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// The contract of a multi-rule request, on core buckets: admitted iff
+/// every bucket has `n` tokens at `now`, then taken from each; refused
+/// with the longest wait among the buckets that lack them, taking none.
+fn core_all_or_none(buckets: &[TokenBucket], n: u32, now: u64) -> (bool, Duration, u64) {
+    let at = Instant::from_micros(now);
+    let allowed = buckets.iter().all(|b| b.available(at) >= n);
+    let mut wait = Duration::ZERO;
+    for b in buckets {
+        if allowed {
+            b.try_acquire_n(n, at).expect("available");
+        } else if b.available(at) < n {
+            match b.try_acquire_n(n, at) {
+                Err(AcquireError::RateLimited(l)) => wait = wait.max(l.retry_after.into()),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let remaining = buckets
+        .iter()
+        .map(|b| u64::from(b.available(at)))
+        .min()
+        .unwrap();
+    (allowed, wait, remaining)
+}
+
+#[test]
+fn redis_limit_multi_rule_script_is_all_or_none_over_core_buckets() {
+    let server = RedisServer::start();
+    let rt = runtime();
+    let backend = connect(&rt, &server);
+    let mut runner = TestRunner::new(Config {
+        cases: 32,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let case = std::cell::Cell::new(0u32);
+    let rules = proptest::collection::vec(quota(), 2..4);
+    runner
+        .run(&(rules, schedule()), |(quotas, steps)| {
+            case.set(case.get() + 1);
+            let key = format!("multi{}", case.get());
+            let names = ["a", "b", "c"];
+            let rules = Rules::new(
+                quotas
+                    .iter()
+                    .zip(names)
+                    .map(|(q, name)| Rule::new(name, *q).unwrap()),
+            )
+            .unwrap();
+            let buckets: Vec<TokenBucket> = quotas.iter().map(|q| TokenBucket::new(*q)).collect();
+            let burst = rules.min_burst();
+            let fill = quotas
+                .iter()
+                .map(|q| {
+                    u128::from(q.burst()) * u128::from(q.period().as_micros())
+                        / u128::from(q.tokens())
+                })
+                .min()
+                .unwrap()
+                + 1;
+            let mut now = T0;
+            for (i, (step, raw_n)) in steps.into_iter().enumerate() {
+                now += (fill * u128::from(step) / 1_000) as u64;
+                if now - T0 > HORIZON {
+                    break;
+                }
+                let n = raw_n % (burst + 1);
+                let (allowed, wait, remaining) = core_all_or_none(&buckets, n, now);
+                let d = rt
+                    .block_on(backend.decide_at("multi", &key, &rules, n, now))
+                    .unwrap();
+                let context = format!("{quotas:?}, step {i}, n {n}, t+{}", now - T0);
+                prop_assert_eq!(
+                    (d.allowed, d.retry_after, d.remaining),
+                    (allowed, wait, remaining),
+                    "{}",
+                    context
+                );
             }
             Ok(())
         })
