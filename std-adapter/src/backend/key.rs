@@ -68,7 +68,14 @@ impl Default for KeyPrefix {
     }
 }
 
-/// `key` escaped as in the [module docs](self).
+/// `key` escaped: every byte outside `A–Z a–z 0–9 . _ ~ @ -` becomes
+/// `%XX`, so the result holds no `{`, `}` or `:` and distinct keys stay
+/// distinct.
+///
+/// ```
+/// assert_eq!(fusebox_std::backend::escape("a:b{c}")?, "a%3Ab%7Bc%7D");
+/// # Ok::<(), fusebox_std::backend::BackendError>(())
+/// ```
 ///
 /// # Errors
 ///
