@@ -259,7 +259,10 @@ impl RedisLimiter {
     ///
     /// # Cancellation
     ///
-    /// Dropping the future while it sleeps takes no token.
+    /// Dropping the future while it sleeps takes no token. Dropping it
+    /// while a decision is in flight may take the tokens in Redis without
+    /// admitting the caller (the script runs to its end on the server):
+    /// it can only admit less, never more.
     ///
     /// # Errors
     ///
