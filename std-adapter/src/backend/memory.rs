@@ -219,3 +219,84 @@ impl Backend for MemoryBackend {
         self.decide_now(limiter, key, rules, n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Rule;
+    use fusebox::bucket::Quota;
+
+    fn rules(per_second: u32) -> Rules {
+        Rules::single("per_second", Quota::per_second(per_second).unwrap()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_table_evicts_idle_keys_and_refuses_when_none_is_idle() {
+        let backend = MemoryBackend::new(2);
+        let r = rules(1);
+        assert!(backend.decide_now("l", "a", &r, 1).unwrap().allowed);
+        assert!(backend.decide_now("l", "b", &r, 1).unwrap().allowed);
+        // Both drained: no room for a third key, and no silent pass.
+        assert_eq!(
+            backend.decide_now("l", "c", &r, 1),
+            Err(BackendError::TableFull)
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // Both full again: idle, evicted for the newcomer.
+        assert!(backend.decide_now("l", "c", &r, 1).unwrap().allowed);
+        assert_eq!(backend.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_quota_keeps_the_tokens_available() {
+        let backend = MemoryBackend::new(8);
+        assert!(backend.decide_now("l", "k", &rules(10), 8).unwrap().allowed);
+        // Raised to 100/s: the 2 tokens left carry over, no free burst.
+        let d = backend.decide_now("l", "k", &rules(100), 3).unwrap();
+        assert_eq!(
+            (d.allowed, d.retry_after),
+            (false, Duration::from_millis(10))
+        );
+        assert!(
+            backend
+                .decide_now("l", "k", &rules(100), 2)
+                .unwrap()
+                .allowed
+        );
+        // Other rule names: a new group.
+        let other = Rules::single("per_minute", Quota::per_minute(5).unwrap()).unwrap();
+        assert!(backend.decide_now("l", "k", &other, 5).unwrap().allowed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_multi_rule_request_takes_nothing() {
+        let backend = MemoryBackend::new(8);
+        let both = Rules::new([
+            Rule::new("per_second", Quota::per_second(10).unwrap()).unwrap(),
+            Rule::new("per_minute", Quota::per_minute(3).unwrap()).unwrap(),
+        ])
+        .unwrap();
+        assert!(backend.decide_now("l", "k", &both, 3).unwrap().allowed);
+        let d = backend.decide_now("l", "k", &both, 1).unwrap();
+        assert_eq!(
+            (d.allowed, d.rule, d.retry_after),
+            (false, 1, Duration::from_secs(20))
+        );
+        let per_second_left = {
+            let groups = backend.groups.lock().unwrap();
+            let group = &groups[&(Box::<str>::from("l"), Box::<str>::from("k"))];
+            group.buckets[0].available(backend.clock.now())
+        };
+        assert_eq!(per_second_left, 7, "the refusal took no per_second token");
+        tokio::time::advance(Duration::from_secs(20)).await;
+        let d = backend.decide_now("l", "k", &both, 1).unwrap();
+        assert_eq!((d.allowed, d.remaining), (true, 0));
+        assert_eq!(
+            backend.decide_now("l", "k", &both, 4),
+            Err(BackendError::InsufficientCapacity {
+                requested: 4,
+                burst: 3
+            })
+        );
+    }
+}
