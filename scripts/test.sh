@@ -41,6 +41,12 @@ if ! command -v chromium >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update && apt-get install -y chromium
 fi
+# The Redis tests (tests/tests/redis_limit*.rs) start their own
+# redis-server instances (and a 3-node Cluster with redis-cli).
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update && apt-get install -y redis-server redis-tools
+fi
 done_layer
 
 layer "fmt"

@@ -26,7 +26,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map_or("breaker", String::as_str);
     if let "std_breaker_call" | "failsafe_call" = what {
-        let n = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
+        let n = args
+            .get(2)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10_000_000);
         return adapter_call(what, n);
     }
     let n: u64 = args

@@ -93,6 +93,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "redis")]
+pub mod backend;
 mod clock;
 pub mod events;
 pub mod health;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test file uses some of them
 
+pub mod redis_server;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -103,4 +105,34 @@ pub fn field<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
         .iter()
         .find(|(n, _)| n == name)
         .map(|(_, v)| v.as_str())
+}
+
+/// Checks a GCRA bound on admissions timed from outside: each admission
+/// happened somewhere in its `(sent, received)` span, so for every start
+/// `s_i` the admissions certainly inside `[s_i, r]` number at most
+/// `burst + ⌊rate · (r − s_i)⌋ + extra` (`rate` per second). Returns the
+/// largest count seen in any window.
+pub fn assert_window_bound(
+    admitted: &mut [(Duration, Duration)],
+    burst: u64,
+    rate: u64,
+    extra: u64,
+) {
+    admitted.sort();
+    let bound =
+        |span: Duration| burst + extra + (u128::from(rate) * span.as_micros() / 1_000_000) as u64;
+    for (i, &(from, _)) in admitted.iter().enumerate() {
+        let mut ends: Vec<Duration> = admitted[i..].iter().map(|&(_, r)| r).collect();
+        ends.sort();
+        for (m, &end) in ends.iter().enumerate() {
+            // Every end is after its own start, so after `from`.
+            let span = end.saturating_sub(from);
+            assert!(
+                (m as u64) < bound(span),
+                "{} admissions within {span:?}, bound {}",
+                m + 1,
+                bound(span)
+            );
+        }
+    }
 }

@@ -1,0 +1,151 @@
+//! Storage keys: `<prefix>:{<limiter>:<key>}:<rule>`, the user's key
+//! escaped and length-limited, inside the braces of Redis's hash tag.
+//!
+//! Every rule of one request lives under the same hash tag, so a Redis
+//! Cluster keeps them in one slot and the script may touch them all
+//! atomically (the CROSSSLOT rule). The user's key is percent-escaped:
+//! every byte outside `A–Z a–z 0–9 . _ ~ @ -` becomes `%XX`, so a key can
+//! hold neither `{`, `}` (which would move the hash tag) nor `:` (which
+//! would make two different (limiter, key) pairs collide); escaping is
+//! injective, so distinct keys stay distinct.
+
+use std::fmt::Write as _;
+
+use super::BackendError;
+use crate::registry::validate_name;
+
+/// The longest user key accepted, in bytes (before escaping).
+pub const MAX_KEY_LEN: usize = 256;
+/// The longest key prefix, in bytes.
+pub const MAX_PREFIX_LEN: usize = 64;
+
+/// A validated key prefix (a tenant's namespace), e.g. `fusebox`.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::backend::KeyPrefix;
+///
+/// assert_eq!(KeyPrefix::new("tenant-a:fusebox")?.as_str(), "tenant-a:fusebox");
+/// assert!(KeyPrefix::new("a{b}").is_err());
+/// # Ok::<(), fusebox_std::backend::BackendError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyPrefix(Box<str>);
+
+impl KeyPrefix {
+    /// A prefix of 1 to [`MAX_PREFIX_LEN`] printable ASCII bytes without
+    /// braces or spaces.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::InvalidKey`] otherwise.
+    pub fn new(prefix: &str) -> Result<Self, BackendError> {
+        let ok = !prefix.is_empty()
+            && prefix.len() <= MAX_PREFIX_LEN
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}');
+        if ok {
+            Ok(Self(prefix.into()))
+        } else {
+            Err(BackendError::InvalidKey(
+                "a key prefix is 1 to 64 printable ASCII bytes without braces",
+            ))
+        }
+    }
+
+    /// The prefix.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for KeyPrefix {
+    /// `fusebox`.
+    fn default() -> Self {
+        Self("fusebox".into())
+    }
+}
+
+/// `key` escaped: every byte outside `A–Z a–z 0–9 . _ ~ @ -` becomes
+/// `%XX`, so the result holds no `{`, `}` or `:` and distinct keys stay
+/// distinct.
+///
+/// ```
+/// assert_eq!(fusebox_std::backend::escape("a:b{c}")?, "a%3Ab%7Bc%7D");
+/// # Ok::<(), fusebox_std::backend::BackendError>(())
+/// ```
+///
+/// # Errors
+///
+/// [`BackendError::InvalidKey`] for a key longer than [`MAX_KEY_LEN`].
+pub fn escape(key: &str) -> Result<String, BackendError> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(BackendError::InvalidKey(
+            "a limiter key is at most 256 bytes",
+        ));
+    }
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'@' | b'-') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    Ok(out)
+}
+
+/// The storage keys of `rules` for `key` of `limiter`, in rule order.
+///
+/// # Errors
+///
+/// [`BackendError::InvalidKey`] for a bad limiter name or key.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::bucket::Quota;
+/// use fusebox_std::backend::{storage_keys, KeyPrefix, Rules};
+///
+/// let rules = Rules::single("per_second", Quota::per_second(10)?)?;
+/// let keys = storage_keys(&KeyPrefix::default(), "payments", "user:42}", &rules)?;
+/// assert_eq!(keys, ["fusebox:{payments:user%3A42%7D}:per_second"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn storage_keys(
+    prefix: &KeyPrefix,
+    limiter: &str,
+    key: &str,
+    rules: &super::Rules,
+) -> Result<Vec<String>, BackendError> {
+    if validate_name(limiter).is_err() {
+        return Err(BackendError::InvalidKey(
+            "a limiter name must be a registry name",
+        ));
+    }
+    let escaped = escape(key)?;
+    Ok(rules
+        .iter()
+        .map(|r| format!("{}:{{{limiter}:{escaped}}}:{}", prefix.as_str(), r.name()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_is_injective_and_keeps_the_hash_tag_closed() {
+        let keys = ["a:b", "a%3Ab", "{x}", "", "é", "a b"];
+        let escaped: Vec<String> = keys.iter().map(|k| escape(k).unwrap()).collect();
+        for (i, e) in escaped.iter().enumerate() {
+            assert!(!e.contains(['{', '}', ':', ' ']), "{e}");
+            assert!(escaped[..i].iter().all(|o| o != e), "{e} collides");
+        }
+        assert_eq!(escaped[1], "a%253Ab");
+        assert!(escape(&"k".repeat(MAX_KEY_LEN + 1)).is_err());
+        assert!(escape(&"k".repeat(MAX_KEY_LEN)).is_ok());
+    }
+}

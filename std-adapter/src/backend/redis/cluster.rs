@@ -1,0 +1,97 @@
+//! [`RedisConnection`]: a standalone server's connection manager or a
+//! Redis Cluster connection, one type for the script and for raw commands.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+use super::super::BackendError;
+use super::connection::fault;
+
+/// A connection to Redis: standalone (through the `redis` crate's
+/// `ConnectionManager`, which reconnects in the background) or Cluster
+/// (which follows slot moves and reconnects to nodes itself). Cheap to
+/// clone: clones share the connection. A `redis::aio::ConnectionLike`, so
+/// raw commands can run on it next to the limiter.
+///
+/// # Examples
+///
+/// ```no_run
+/// use fusebox_std::backend::{RedisBackend, RedisConfig};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let backend = RedisBackend::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
+/// let mut conn = backend.connection();
+/// let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisConnection(pub(super) Inner);
+
+#[derive(Clone)]
+pub(super) enum Inner {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Inner::Single(_) => "RedisConnection::Single",
+            Inner::Cluster(_) => "RedisConnection::Cluster",
+        })
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match &mut self.0 {
+            Inner::Single(c) => c.req_packed_command(cmd),
+            Inner::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &mut self.0 {
+            Inner::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.0 {
+            Inner::Single(c) => c.get_db(),
+            Inner::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Connects to a Cluster through any of `nodes` (URLs with the same
+/// credentials), within `timeout`.
+pub(super) async fn connect(
+    nodes: &[String],
+    timeout: Duration,
+    backoff: (Duration, Duration),
+) -> Result<RedisConnection, BackendError> {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let client = ClusterClient::builder(nodes.iter().map(String::as_str))
+        .connection_timeout(timeout)
+        .response_timeout(timeout)
+        .min_retry_wait(millis(backoff.0).max(1))
+        .max_retry_wait(millis(backoff.1).max(1))
+        .build()
+        .map_err(|e| fault(&e))?;
+    match tokio::time::timeout(timeout, client.get_async_connection()).await {
+        Err(_) => Err(BackendError::Timeout(timeout)),
+        Ok(Err(e)) => Err(fault(&e)),
+        Ok(Ok(conn)) => Ok(RedisConnection(Inner::Cluster(conn))),
+    }
+}

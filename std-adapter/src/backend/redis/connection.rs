@@ -1,0 +1,331 @@
+//! [`RedisConfig`] and [`RedisBackend`]: one multiplexed connection
+//! (the `redis` crate's `ConnectionManager`, which reconnects in the
+//! background with exponential backoff, or a Cluster connection) and a
+//! per-command timeout.
+
+use std::fmt;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::super::{Backend, BackendError, Decision, KeyPrefix, Rules};
+use super::cluster::{self, Inner, RedisConnection};
+use super::script;
+use crate::redact::redact;
+
+/// How to reach Redis and how long to wait for it.
+///
+/// The URL carries the credentials and TLS (`redis://user:password@host:port/db`,
+/// `rediss://` with the `redis` crate's TLS features); it is never shown:
+/// `Debug` and every error redact it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::backend::{KeyPrefix, RedisConfig};
+///
+/// let config = RedisConfig::new("redis://app:s3cret@127.0.0.1:6379/0")
+///     .prefix(KeyPrefix::new("tenant_a")?)
+///     .timeout(Duration::from_millis(3));
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// assert_eq!(config.command_timeout(), Duration::from_millis(3));
+/// # Ok::<(), fusebox_std::backend::BackendError>(())
+/// ```
+#[derive(Clone)]
+pub struct RedisConfig {
+    url: String,
+    /// Cluster seed nodes (empty: standalone at `url`).
+    nodes: Vec<String>,
+    prefix: KeyPrefix,
+    timeout: Duration,
+    connect_timeout: Duration,
+    reconnect_min: Duration,
+    reconnect_max: Duration,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact(&self.url))
+            .field(
+                "nodes",
+                &self.nodes.iter().map(|n| redact(n)).collect::<Vec<_>>(),
+            )
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reconnect", &(self.reconnect_min, self.reconnect_max))
+            .finish()
+    }
+}
+
+impl RedisConfig {
+    /// The default per-command timeout: 5 ms (loopback or same-zone Redis
+    /// answers in well under a millisecond).
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5);
+
+    /// Redis at `url`; prefix `fusebox`, a 5 ms command timeout, 1 s to
+    /// connect, reconnection backoff from 50 ms to 2 s.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            nodes: Vec::new(),
+            prefix: KeyPrefix::default(),
+            timeout: Self::DEFAULT_TIMEOUT,
+            connect_timeout: Duration::from_secs(1),
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_secs(2),
+        }
+    }
+
+    /// A Redis Cluster reached through any of `nodes` (URLs with the same
+    /// credentials); otherwise as [`new`](Self::new). Every rule of one
+    /// request lives in one slot (the keys share a hash tag), so the script
+    /// stays atomic on the Cluster.
+    ///
+    /// ```
+    /// use fusebox_std::backend::RedisConfig;
+    ///
+    /// let config = RedisConfig::cluster(["redis://:pw@10.0.0.1:7000", "redis://:pw@10.0.0.2:7000"]);
+    /// assert!(!format!("{config:?}").contains(":pw@"));
+    /// ```
+    pub fn cluster<S: Into<String>>(nodes: impl IntoIterator<Item = S>) -> Self {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        let mut config = Self::new(nodes.first().cloned().unwrap_or_default());
+        config.nodes = nodes;
+        config
+    }
+
+    /// The key prefix (a tenant's namespace).
+    #[must_use]
+    pub fn prefix(mut self, prefix: KeyPrefix) -> Self {
+        self.prefix = prefix;
+        self
+    }
+
+    /// The per-command timeout: no decision waits longer for Redis.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long [`RedisBackend::connect`] waits for the first connection.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The reconnection backoff: from `min`, doubling (with jitter), up
+    /// to `max`.
+    #[must_use]
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.reconnect_min = min;
+        self.reconnect_max = max.max(min);
+        self
+    }
+
+    /// The per-command timeout.
+    pub fn command_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn manager_config(&self) -> ConnectionManagerConfig {
+        let min_ms = u64::try_from(self.reconnect_min.as_millis()).unwrap_or(u64::MAX);
+        ConnectionManagerConfig::new()
+            .set_min_delay(Duration::from_millis(min_ms.max(1)))
+            .set_max_delay(self.reconnect_max)
+            .set_exponent_base(2.0)
+            .set_number_of_retries(usize::MAX >> 1)
+            .set_connection_timeout(Some(self.connect_timeout.min(self.reconnect_max)))
+            // A dead connection is found within the connect timeout; the
+            // (shorter) command timeout is applied per decision instead, so a
+            // brief stall does not tear the connection down.
+            .set_response_timeout(Some(self.connect_timeout))
+    }
+}
+
+/// Rate-limit state in Redis, shared by every instance that uses the same
+/// server and prefix.
+///
+/// Each decision is one `EVALSHA` of the GCRA script (reloaded by the
+/// `redis` crate on `NOSCRIPT`, as after a restart, `SCRIPT FLUSH` or a
+/// failover), bounded by the per-command timeout. Cheap to clone: clones
+/// share the connection.
+///
+/// # Examples
+///
+/// ```no_run
+/// use fusebox::bucket::Quota;
+/// use fusebox_std::backend::{Backend, RedisBackend, RedisConfig, Rules};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let backend = RedisBackend::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
+/// let rules = Rules::single("per_second", Quota::per_second(100)?)?;
+/// let decision = backend.decide("api", "user-42", &rules, 1).await?;
+/// println!("allowed: {}, {} left", decision.allowed, decision.remaining);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisBackend {
+    conn: RedisConnection,
+    prefix: KeyPrefix,
+    timeout: Duration,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBackend {
+    /// Connects (and authenticates) now.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Auth`] for refused credentials,
+    /// [`BackendError::Unavailable`] for a bad URL or an unreachable
+    /// server, [`BackendError::Timeout`] after the connect timeout; no
+    /// message carries the URL's password.
+    pub async fn connect(config: RedisConfig) -> Result<Self, BackendError> {
+        if !config.nodes.is_empty() {
+            let backoff = (config.reconnect_min, config.reconnect_max);
+            return Ok(Self {
+                conn: cluster::connect(&config.nodes, config.connect_timeout, backoff).await?,
+                prefix: config.prefix,
+                timeout: config.timeout,
+            });
+        }
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| fault(&e))?;
+        // The first connection is not retried: a wrong password or a
+        // server that is down is reported now, clearly.
+        let first = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.connect_timeout));
+        match tokio::time::timeout(
+            config.connect_timeout,
+            ConnectionManager::new_with_config(client.clone(), first),
+        )
+        .await
+        {
+            Err(_) => return Err(BackendError::Timeout(config.connect_timeout)),
+            Ok(Err(e)) => return Err(fault(&e)),
+            Ok(Ok(_)) => {}
+        }
+        Self::connect_lazy(config)
+    }
+
+    /// Connects on first use, and from then on in the background: for a
+    /// service that must start while Redis is down (standalone only: a
+    /// Cluster configuration connects to its nodes at once).
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Unavailable`] for a URL that cannot be parsed, or
+    /// for a Cluster configuration.
+    pub fn connect_lazy(config: RedisConfig) -> Result<Self, BackendError> {
+        if !config.nodes.is_empty() {
+            return Err(BackendError::Unavailable(
+                "a cluster connects with RedisBackend::connect".into(),
+            ));
+        }
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| fault(&e))?;
+        let manager = ConnectionManager::new_lazy_with_config(client, config.manager_config())
+            .map_err(|e| fault(&e))?;
+        Ok(Self {
+            conn: RedisConnection(Inner::Single(manager)),
+            prefix: config.prefix,
+            timeout: config.timeout,
+        })
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &KeyPrefix {
+        &self.prefix
+    }
+
+    /// The per-command timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// [`Backend::decide`] at a given time instead of Redis `TIME`: `now`
+    /// in microseconds is passed to the script as its optional last
+    /// argument. For deterministic tests and replays (the differential
+    /// test against the core bucket uses it); the limiter never sends it.
+    /// Keys written this way live a day longer than their refill time
+    /// (expiry runs on Redis's real clock, not on `now`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Backend::decide`].
+    pub async fn decide_at(
+        &self,
+        limiter: &str,
+        key: &str,
+        rules: &Rules,
+        n: u32,
+        now_micros: u64,
+    ) -> Result<Decision, BackendError> {
+        self.run(limiter, key, rules, n, Some(now_micros)).await
+    }
+
+    /// A clone of the connection, for raw commands next to the limiter.
+    pub fn connection(&self) -> RedisConnection {
+        self.conn.clone()
+    }
+
+    async fn run(
+        &self,
+        limiter: &str,
+        key: &str,
+        rules: &Rules,
+        n: u32,
+        now: Option<u64>,
+    ) -> Result<Decision, BackendError> {
+        super::super::check_capacity(rules, n)?;
+        let keys = super::super::storage_keys(&self.prefix, limiter, key, rules)?;
+        let invocation = script::invocation(&keys, rules, n, now);
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, script::run(&invocation, &mut conn)).await {
+            Err(_) => Err(BackendError::Timeout(self.timeout)),
+            Ok(Err(e)) if e.is_timeout() => Err(BackendError::Timeout(self.timeout)),
+            Ok(Err(e)) => Err(fault(&e)),
+            Ok(Ok(reply)) => script::decision(&reply),
+        }
+    }
+}
+
+impl Backend for RedisBackend {
+    async fn decide(
+        &self,
+        limiter: &str,
+        key: &str,
+        rules: &Rules,
+        n: u32,
+    ) -> Result<Decision, BackendError> {
+        self.run(limiter, key, rules, n, None).await
+    }
+}
+
+/// A redis error as a backend error, its message redacted.
+pub(super) fn fault(e: &redis::RedisError) -> BackendError {
+    let text = redact(&e.to_string()).into_owned();
+    let auth = matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
+        || text.contains("WRONGPASS")
+        || text.contains("NOAUTH");
+    if auth {
+        BackendError::Auth(text)
+    } else if e.is_timeout() {
+        BackendError::Unavailable(format!("timed out: {text}"))
+    } else {
+        BackendError::Unavailable(text)
+    }
+}

@@ -1,0 +1,146 @@
+//! [`Degrade`]: what a [`RedisLimiter`](super::RedisLimiter) decides while
+//! Redis is unreachable or slow, and the bookkeeping of an outage (when to
+//! probe Redis again, the health condition).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// What a [`RedisLimiter`](super::RedisLimiter) decides while Redis does
+/// not answer within the command timeout.
+///
+/// Whatever the policy, a degraded limiter never waits on Redis for more
+/// than one probe at a time: the other requests are decided at once, and
+/// one request per probe interval (backing off from the minimum to the
+/// maximum of the limiter's probe backoff) tries Redis again. The first
+/// probe that succeeds ends the outage.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::backend::Degrade;
+///
+/// // Eight instances share the limit: each keeps an eighth locally.
+/// let policy = Degrade::Local { instances: 8 };
+/// assert_ne!(policy, Degrade::FailOpen);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Degrade {
+    /// Admit every request: availability over protection. The outage is
+    /// still reported (health degraded, a warning, a metric): never a
+    /// silent loss of protection.
+    FailOpen,
+    /// Refuse every request, naming the time until the next probe as the
+    /// wait: protection over availability.
+    FailClosed,
+    /// Decide in process, on core token buckets holding the quota divided
+    /// by `instances` (the expected number of instances sharing the
+    /// limit): the fleet as a whole keeps roughly its limit. Over an
+    /// outage the fleet admits at most what `instances` separate buckets
+    /// of that share admit, plus, at the switch, what Redis had already
+    /// admitted in the same window.
+    Local {
+        /// Expected instances sharing the limit (at least 1).
+        instances: u32,
+    },
+}
+
+/// One limiter's outage state (under its mutex).
+#[derive(Debug)]
+pub(super) struct Outage {
+    pub(super) degraded: bool,
+    pub(super) next_probe: Instant,
+    pub(super) backoff: Duration,
+}
+
+/// The probe backoff bounds.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Backoff {
+    pub(super) min: Duration,
+    pub(super) max: Duration,
+}
+
+impl Outage {
+    pub(super) fn new(now: Instant) -> Self {
+        Self {
+            degraded: false,
+            next_probe: now,
+            backoff: Duration::ZERO,
+        }
+    }
+
+    /// Whether this request should ask Redis; a degraded limiter lets one
+    /// request through per probe interval (and books the next probe now,
+    /// so concurrent requests do not all probe).
+    pub(super) fn should_ask(&mut self, now: Instant) -> bool {
+        if !self.degraded {
+            return true;
+        }
+        if now >= self.next_probe {
+            self.next_probe = now + self.backoff;
+            return true;
+        }
+        false
+    }
+
+    /// A fault: true if it starts an outage.
+    pub(super) fn failed(&mut self, now: Instant, bounds: Backoff) -> bool {
+        let started = !self.degraded;
+        self.backoff = if started {
+            bounds.min
+        } else {
+            (self.backoff * 2).clamp(bounds.min, bounds.max)
+        };
+        self.degraded = true;
+        self.next_probe = now + self.backoff;
+        started
+    }
+
+    /// A success: true if it ends an outage.
+    pub(super) fn succeeded(&mut self) -> bool {
+        let ended = self.degraded;
+        self.degraded = false;
+        self.backoff = Duration::ZERO;
+        ended
+    }
+
+    /// Time until the next probe.
+    pub(super) fn until_probe(&self, now: Instant) -> Duration {
+        self.next_probe.saturating_duration_since(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_probe_per_interval_with_backoff() {
+        let t0 = Instant::now();
+        let bounds = Backoff {
+            min: Duration::from_millis(10),
+            max: Duration::from_millis(40),
+        };
+        let mut o = Outage::new(t0);
+        assert!(o.should_ask(t0));
+        assert!(o.failed(t0, bounds));
+        assert!(!o.should_ask(t0 + Duration::from_millis(9)));
+        assert!(o.should_ask(t0 + Duration::from_millis(10)));
+        assert!(
+            !o.should_ask(t0 + Duration::from_millis(10)),
+            "one probe at a time"
+        );
+        assert!(!o.failed(t0 + Duration::from_millis(10), bounds));
+        assert_eq!(
+            o.until_probe(t0 + Duration::from_millis(10)),
+            Duration::from_millis(20)
+        );
+        o.failed(t0, bounds);
+        o.failed(t0, bounds);
+        assert_eq!(o.backoff, Duration::from_millis(40), "capped");
+        assert!(o.succeeded());
+        assert!(!o.succeeded());
+        assert!(o.should_ask(t0));
+    }
+}

@@ -1,0 +1,363 @@
+//! [`RedisLimiter`]: a fleet-wide limiter on [`RedisBackend`] that keeps
+//! deciding when Redis is unreachable or slow ([`Degrade`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::degrade::{Backoff, Outage};
+use super::metrics::{Counters, RedisLimiterMetrics};
+use super::{Degrade, RedisBackend};
+use crate::backend::{Backend, BackendError, Decision, MemoryBackend, Rules, Source};
+use crate::Registry;
+
+/// A distributed rate limiter: every instance of a fleet that uses the
+/// same Redis, prefix, limiter name and key shares one limit.
+///
+/// Each decision is one round trip to Redis (the GCRA script) bounded by
+/// the backend's command timeout. On a fault (timeout, lost connection)
+/// the limiter is *degraded*: it decides by its [`Degrade`] policy at once,
+/// registers the health condition `redis_<name>` in the
+/// [`Registry`] given to the builder (so `health()` reports `degraded`),
+/// logs one warning, and lets one request per probe interval try Redis
+/// again (the connection manager reconnects in the background, with
+/// backoff). The first probe that Redis answers ends the outage: the
+/// condition is cleared and Redis decides again. No request waits on
+/// Redis longer than the command timeout, nothing is queued.
+///
+/// Corrupt values under its keys are replaced by the script with a
+/// drained bucket (never a full one): counted in
+/// [`metrics`](Self::metrics), logged once per limiter.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use fusebox::bucket::Quota;
+/// use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rule, Rules};
+/// use fusebox_std::Registry;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let registry = Arc::new(Registry::new());
+/// let backend = RedisBackend::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
+/// let rules = Rules::new([
+///     Rule::new("per_second", Quota::per_second(10)?)?,
+///     Rule::new("per_minute", Quota::per_minute(500)?)?,
+/// ])?;
+/// let limiter = RedisLimiter::builder("api", rules, backend)
+///     .degrade(Degrade::Local { instances: 8 })
+///     .registry(Arc::clone(&registry))
+///     .build()?;
+/// let decision = limiter.try_acquire("user-42").await?;
+/// if !decision.allowed {
+///     println!("429, Retry-After: {:?}", decision.retry_after);
+/// }
+/// limiter.until_ready("batch-job").await?; // sleeps the named waits
+/// # Ok(()) }
+/// ```
+pub struct RedisLimiter {
+    name: Box<str>,
+    condition: String,
+    rules: Rules,
+    backend: RedisBackend,
+    policy: Degrade,
+    local: Option<(MemoryBackend, Rules)>,
+    outage: Mutex<Outage>,
+    backoff: Backoff,
+    registry: Option<Arc<Registry>>,
+    counters: Counters,
+    corrupt_logged: AtomicBool,
+}
+
+impl std::fmt::Debug for RedisLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLimiter")
+            .field("name", &self.name)
+            .field("rules", &self.rules)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RedisLimiter`]; see [`RedisLimiter::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct RedisLimiterBuilder {
+    name: String,
+    rules: Rules,
+    backend: RedisBackend,
+    policy: Degrade,
+    backoff: Backoff,
+    local_keys: usize,
+    registry: Option<Arc<Registry>>,
+}
+
+impl RedisLimiterBuilder {
+    /// The policy while Redis is out (default [`Degrade::FailClosed`]).
+    pub fn degrade(mut self, policy: Degrade) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How often a degraded limiter tries Redis again: from `min`,
+    /// doubling, up to `max` (default 50 ms to 1 s).
+    pub fn probe_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.backoff = Backoff {
+            min,
+            max: max.max(min),
+        };
+        self
+    }
+
+    /// The most keys the `Local` policy keeps in process (default 10 000).
+    pub fn local_keys(mut self, keys: usize) -> Self {
+        self.local_keys = keys;
+        self
+    }
+
+    /// Reports outages in `registry`'s health as the condition
+    /// `redis_<name>`.
+    pub fn registry(mut self, registry: Arc<Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The limiter.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::InvalidKey`] for a name that is not a registry name;
+    /// [`BackendError::InvalidRule`] if the `Local` policy cannot divide a
+    /// quota.
+    pub fn build(self) -> Result<RedisLimiter, BackendError> {
+        crate::registry::validate_name(&self.name)
+            .map_err(|_| BackendError::InvalidKey("a limiter name must be a registry name"))?;
+        let local = match self.policy {
+            Degrade::Local { instances } => Some((
+                MemoryBackend::new(self.local_keys),
+                self.rules.divided(instances)?,
+            )),
+            _ => None,
+        };
+        Ok(RedisLimiter {
+            condition: format!("redis_{}", self.name.trim_end_matches('_')),
+            name: self.name.into(),
+            rules: self.rules,
+            backend: self.backend,
+            policy: self.policy,
+            local,
+            outage: Mutex::new(Outage::new(Instant::now())),
+            backoff: self.backoff,
+            registry: self.registry,
+            counters: Counters::default(),
+            corrupt_logged: AtomicBool::new(false),
+        })
+    }
+}
+
+impl RedisLimiter {
+    /// A builder for the limiter `name` (a registry name, part of every
+    /// storage key) checking `rules` on `backend`.
+    pub fn builder(name: &str, rules: Rules, backend: RedisBackend) -> RedisLimiterBuilder {
+        RedisLimiterBuilder {
+            name: name.into(),
+            rules,
+            backend,
+            policy: Degrade::FailClosed,
+            backoff: Backoff {
+                min: Duration::from_millis(50),
+                max: Duration::from_secs(1),
+            },
+            local_keys: 10_000,
+            registry: None,
+        }
+    }
+
+    /// The limiter's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its rules.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Whether it is degraded (Redis out) now.
+    pub fn is_degraded(&self) -> bool {
+        self.outage().degraded
+    }
+
+    /// Its counters.
+    pub fn metrics(&self) -> RedisLimiterMetrics {
+        self.counters.snapshot()
+    }
+
+    /// Its counters and state in the Prometheus text format 0.0.4, to
+    /// append to [`Registry::to_prometheus`].
+    ///
+    /// ```no_run
+    /// # async fn run(limiter: fusebox_std::backend::RedisLimiter) {
+    /// let text = limiter.to_prometheus();
+    /// assert!(text.contains("fusebox_redis_limiter_faults_total{name=\"api\"} 0\n"));
+    /// # }
+    /// ```
+    pub fn to_prometheus(&self) -> String {
+        self.metrics().to_prometheus(&self.name, self.is_degraded())
+    }
+
+    /// Takes one token of `key` (`""` for a limiter without keys), or
+    /// says how long to wait.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire_n`](Self::try_acquire_n).
+    pub async fn try_acquire(&self, key: &str) -> Result<Decision, BackendError> {
+        self.try_acquire_n(key, 1).await
+    }
+
+    /// Takes `n` tokens of `key` from every rule, all or none. A refusal is
+    /// an `Ok` decision with `allowed == false`.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::InsufficientCapacity`] if `n` exceeds a burst,
+    /// [`BackendError::InvalidKey`] for a key too long; never a Redis
+    /// fault (the [`Degrade`] policy decides instead), except a
+    /// [`BackendError::TableFull`] from the `Local` policy.
+    pub async fn try_acquire_n(&self, key: &str, n: u32) -> Result<Decision, BackendError> {
+        crate::backend::check_capacity(&self.rules, n)?;
+        crate::backend::escape(key)?;
+        if self.outage().should_ask(Instant::now()) {
+            match self.backend.decide(&self.name, key, &self.rules, n).await {
+                Ok(decision) => {
+                    self.answered(&decision);
+                    return Ok(decision);
+                }
+                Err(e) if e.is_fault() => self.failed(&e),
+                Err(e) => return Err(e),
+            }
+        }
+        self.counters.degraded.fetch_add(1, Ordering::Relaxed);
+        self.fallback(key, n)
+    }
+
+    /// Waits until one token of `key` is taken.
+    ///
+    /// # Errors
+    ///
+    /// As [`until_n_ready_by`](Self::until_n_ready_by).
+    pub async fn until_ready(&self, key: &str) -> Result<Decision, BackendError> {
+        self.until_n_ready_by(key, 1, None).await
+    }
+
+    /// Waits until `n` tokens of `key` are taken, sleeping the wait each
+    /// refusal names; gives up at once when that wait would end after
+    /// `deadline`.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future while it sleeps takes no token. Dropping it
+    /// while a decision is in flight may take the tokens in Redis without
+    /// admitting the caller (the script runs to its end on the server):
+    /// it can only admit less, never more.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::DeadlineExceeded`], or as
+    /// [`try_acquire_n`](Self::try_acquire_n).
+    pub async fn until_n_ready_by(
+        &self,
+        key: &str,
+        n: u32,
+        deadline: Option<Instant>,
+    ) -> Result<Decision, BackendError> {
+        loop {
+            let decision = self.try_acquire_n(key, n).await?;
+            if decision.allowed {
+                return Ok(decision);
+            }
+            // Never spin: a refusal names at least a millisecond.
+            let wait = decision.retry_after.max(Duration::from_millis(1));
+            let wake = Instant::now() + wait;
+            if deadline.is_some_and(|d| wake > d) {
+                return Err(BackendError::DeadlineExceeded {
+                    retry_after: decision.retry_after,
+                });
+            }
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+
+    fn outage(&self) -> std::sync::MutexGuard<'_, Outage> {
+        self.outage.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn answered(&self, decision: &Decision) {
+        self.counters.redis.fetch_add(1, Ordering::Relaxed);
+        if decision.corrupt > 0 {
+            self.counters
+                .corrupt
+                .fetch_add(u64::from(decision.corrupt), Ordering::Relaxed);
+            if !self.corrupt_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    limiter = %self.name,
+                    corrupt = decision.corrupt,
+                    "corrupt rate-limit state in redis replaced by a drained bucket"
+                );
+            }
+        }
+        if self.outage().succeeded() {
+            tracing::info!(limiter = %self.name, "redis answers again: limiter no longer degraded");
+            self.set_condition(None);
+        }
+    }
+
+    fn failed(&self, e: &BackendError) {
+        self.counters.faults.fetch_add(1, Ordering::Relaxed);
+        let started = self.outage().failed(Instant::now(), self.backoff);
+        if started {
+            tracing::warn!(
+                limiter = %self.name,
+                policy = ?self.policy,
+                error = %e,
+                "redis unreachable or slow: limiter degraded"
+            );
+            self.set_condition(Some(&e.to_string()));
+        } else {
+            tracing::debug!(limiter = %self.name, error = %e, "redis probe failed");
+        }
+    }
+
+    fn set_condition(&self, reason: Option<&str>) {
+        if let Some(registry) = &self.registry
+            && let Err(e) = registry.set_degraded(&self.condition, reason)
+        {
+            tracing::warn!(limiter = %self.name, error = %e, "cannot report the redis condition");
+        }
+    }
+
+    fn fallback(&self, key: &str, n: u32) -> Result<Decision, BackendError> {
+        let refused = |allowed: bool, source: Source, retry_after: Duration| Decision {
+            allowed,
+            retry_after,
+            remaining: 0,
+            reset: retry_after,
+            rule: 0,
+            source,
+            corrupt: 0,
+        };
+        match (&self.policy, &self.local) {
+            (Degrade::FailOpen, _) => Ok(refused(true, Source::FailOpen, Duration::ZERO)),
+            (Degrade::Local { .. }, Some((memory, rules))) => {
+                memory.decide_now(&self.name, key, rules, n)
+            }
+            _ => {
+                let wait = self.outage().until_probe(Instant::now());
+                Ok(refused(false, Source::FailClosed, wait))
+            }
+        }
+    }
+}

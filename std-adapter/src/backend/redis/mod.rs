@@ -1,0 +1,17 @@
+//! The Redis backend: [`RedisBackend`] (a connection and the GCRA
+//! script) and [`RedisLimiter`] (waits, timeouts and degradation on it).
+
+mod cluster;
+mod connection;
+mod degrade;
+mod lease;
+mod limiter;
+mod metrics;
+mod script;
+
+pub use self::cluster::RedisConnection;
+pub use self::connection::{RedisBackend, RedisConfig};
+pub use self::degrade::Degrade;
+pub use self::lease::LeasedLimiter;
+pub use self::limiter::{RedisLimiter, RedisLimiterBuilder};
+pub use self::metrics::RedisLimiterMetrics;

@@ -1,0 +1,174 @@
+//! Corrupt or hostile values under a limiter's keys: the script replaces
+//! them by a drained bucket (never a full one), the limiter counts them
+//! and logs once; nothing panics, nothing opens wide.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis_server::RedisServer;
+use common::Capture;
+use fusebox::bucket::Quota;
+use fusebox_std::backend::{
+    storage_keys, Backend, KeyPrefix, RedisBackend, RedisConfig, RedisLimiter, Rule, Rules, Source,
+};
+
+async fn connect(server: &RedisServer) -> RedisBackend {
+    RedisBackend::connect(RedisConfig::new(server.url()).timeout(Duration::from_secs(2)))
+        .await
+        .unwrap()
+}
+
+/// Writes a hostile value with raw commands.
+async fn plant(backend: &RedisBackend, key: &str, how: &[&str]) {
+    let mut conn = backend.connection();
+    let _: () = redis::cmd("DEL")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut cmd = redis::cmd(how[0]);
+    cmd.arg(key);
+    for arg in &how[1..] {
+        cmd.arg(*arg);
+    }
+    let _: redis::Value = cmd.query_async(&mut conn).await.unwrap();
+}
+
+#[tokio::test]
+async fn redis_limit_corrupt_values_are_replaced_by_a_drained_bucket() {
+    let capture = Capture::global();
+    let server = RedisServer::start();
+    let backend = connect(&server).await;
+    let rules = Rules::single("per_second", Quota::per_second(10).unwrap()).unwrap();
+    let limiter = RedisLimiter::builder("corrupt_case", rules.clone(), backend.clone())
+        .build()
+        .unwrap();
+    let hostile: &[&[&str]] = &[
+        &["SET", "hello world"],
+        &["SET", ""],
+        &["LPUSH", "a", "b"],
+        &["HSET", "tat", "1"],
+        &["SADD", "x"],
+        &["SET", "g1:99999999999999999999:0:1:100000:10"], // past 2^53
+        &["SET", "g1:9999999999999999:0:1:100000:10"],     // absurd future
+        &["SET", "g1:1:7:1:100000:10"],                    // frac >= scale
+        &["SET", "g1:-5:0:1:100000:10"],
+        &["SET", "g1:1e300:0:1:100000:10"],
+        &["SET", "g1:1:0:0:100000:10"],             // scale zero
+        &["SET", "v0:1800000000000000"],            // an older layout
+        &["SET", "g1:1800000000000000:0:1:100000"], // one field short
+    ];
+    let key = &storage_keys(backend.prefix(), "corrupt_case", "victim", &rules).unwrap()[0];
+    for (i, how) in hostile.iter().enumerate() {
+        plant(&backend, key, how).await;
+        let d = limiter.try_acquire("victim").await.unwrap();
+        assert_eq!(
+            (d.allowed, d.source, d.corrupt),
+            (false, Source::Redis, 1),
+            "{how:?}: {d:?}"
+        );
+        assert!(
+            d.retry_after <= Duration::from_millis(100),
+            "{how:?}: refills from empty, {d:?}"
+        );
+        let mut conn = backend.connection();
+        let value: String = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(value.starts_with("g1:"), "{how:?} replaced by {value}");
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!((1..=1_000).contains(&pttl), "{how:?}: {pttl}");
+        assert_eq!(limiter.metrics().corrupt_values, i as u64 + 1);
+    }
+    // The replaced state is a working bucket: full again after a second.
+    tokio::time::sleep(Duration::from_millis(1_010)).await;
+    let d = limiter.try_acquire_n("victim", 10).await.unwrap();
+    assert_eq!((d.allowed, d.corrupt), (true, 0));
+    // Counted in the limiter's Prometheus text.
+    let text = limiter.to_prometheus();
+    let line = format!(
+        "fusebox_redis_limiter_corrupt_values_total{{name=\"corrupt_case\"}} {}\n",
+        hostile.len()
+    );
+    assert!(text.contains(&line), "{text}");
+    // Logged once, whatever the count.
+    let warnings = capture.with("limiter", "corrupt_case");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(!limiter.is_degraded());
+}
+
+#[tokio::test]
+async fn redis_limit_corrupt_rule_blocks_a_multi_rule_request_without_consuming_the_others() {
+    let server = RedisServer::start();
+    let backend = connect(&server).await;
+    let rules = Rules::new([
+        Rule::new("per_second", Quota::per_second(10).unwrap()).unwrap(),
+        Rule::new("per_hour", Quota::per_hour(100).unwrap()).unwrap(),
+    ])
+    .unwrap();
+    let keys = storage_keys(&KeyPrefix::default(), "multi", "u", &rules).unwrap();
+    plant(&backend, &keys[1], &["SET", "garbage"]).await;
+    let d = backend.decide("multi", "u", &rules, 1).await.unwrap();
+    assert_eq!((d.allowed, d.rule, d.corrupt), (false, 1, 1));
+    // per_second took nothing: its key was never written.
+    let mut conn = backend.connection();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
+}
+
+#[tokio::test]
+async fn redis_limit_changed_quota_carries_the_drain_over_without_corruption() {
+    let server = RedisServer::start();
+    let backend = connect(&server).await;
+    let t0 = 1_800_000_000_000_000;
+    let old = Rules::single("per_second", Quota::per_second(10).unwrap()).unwrap();
+    assert!(
+        backend
+            .decide_at("requota", "u", &old, 10, t0)
+            .await
+            .unwrap()
+            .allowed
+    );
+    // Raised to 100/s: the old drain (1 s) carries over as time, clamped
+    // to the new bucket (full in 1 s as well): nothing is forgiven.
+    let raised = Rules::single("per_second", Quota::per_second(100).unwrap()).unwrap();
+    let d = backend
+        .decide_at("requota", "u", &raised, 1, t0)
+        .await
+        .unwrap();
+    assert_eq!((d.allowed, d.corrupt), (false, 0));
+    assert_eq!(d.retry_after, Duration::from_millis(10));
+    // The same rate with a smaller burst: clamped, not corrupt.
+    let small = Rules::single(
+        "per_second",
+        Quota::per_second(10).unwrap().with_burst(2).unwrap(),
+    )
+    .unwrap();
+    let d = backend
+        .decide_at("requota", "u", &small, 1, t0 + 10_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (d.allowed, d.corrupt, d.retry_after),
+        (false, 0, Duration::from_millis(100))
+    );
+    // Lowered to 1/min, burst 1: the drain is clamped to the new capacity.
+    let lowered = Rules::single("per_second", Quota::per_minute(1).unwrap()).unwrap();
+    let d = backend
+        .decide_at("requota", "u", &lowered, 1, t0)
+        .await
+        .unwrap();
+    assert_eq!((d.allowed, d.corrupt), (false, 0));
+    assert!(d.retry_after <= Duration::from_secs(60));
+}
