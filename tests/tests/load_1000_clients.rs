@@ -280,7 +280,7 @@ fn app(registry: &Arc<Registry>) -> Router {
         .merge(router(Arc::clone(registry), HttpOptions::default()))
 }
 
-async fn serve(app: Router) -> SocketAddr {
+fn serve(app: Router) -> SocketAddr {
     let socket = TcpSocket::new_v4().expect("socket");
     socket
         .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -341,9 +341,8 @@ async fn scrape(addr: SocketAddr) -> BTreeMap<String, f64> {
         if name != Some(POLICY) && name != Some(BREAKER) {
             continue;
         }
-        let value = match s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
-            _ => continue,
+        let (Value::Counter(value) | Value::Gauge(value) | Value::Untyped(value)) = s.value else {
+            continue;
         };
         out.insert(s.metric, value);
     }
@@ -425,11 +424,14 @@ fn open_files() -> usize {
         .count()
 }
 
+/// A count or size, far below 2^53, as a float for the summary.
+#[allow(clippy::cast_precision_loss)]
+fn float(n: u64) -> f64 {
+    n as f64
+}
+
 fn mib(bytes: u64) -> f64 {
-    // Memory sizes far below 2^53.
-    #[allow(clippy::cast_precision_loss)]
-    let m = bytes as f64 / f64::from(1 << 20);
-    m
+    float(bytes) / f64::from(1 << 20)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,7 +448,7 @@ async fn a_thousand_connections_are_all_answered_within_the_limit() {
     let rss_start = rss();
 
     let registry = Arc::new(Registry::new());
-    let addr = serve(app(&registry)).await;
+    let addr = serve(app(&registry));
     let mut clients = Vec::with_capacity(CONNECTIONS);
     for wave in (0..CONNECTIONS).collect::<Vec<_>>().chunks(CONNECT_WAVE) {
         let connects: Vec<_> = wave
@@ -505,7 +507,7 @@ async fn a_thousand_connections_are_all_answered_within_the_limit() {
          per measured request)",
         elapsed.as_secs_f64(),
         tally.total(),
-        tally.total() as f64 / elapsed.as_secs_f64(),
+        float(tally.total()) / elapsed.as_secs_f64(),
         tally.statuses,
         mib(rss_start),
         mib(rss_warm),
