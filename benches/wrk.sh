@@ -31,7 +31,7 @@ THREADS=${WRK_THREADS:-2}
 CONNECTIONS=${WRK_CONNECTIONS:-64}
 DURATION=${WRK_DURATION:-10s}
 ROUNDS=${WRK_ROUNDS:-5}
-MODES="bare fusebox governor"
+MODES=${WRK_MODES:-"bare fusebox governor fusebox-no-fields fusebox-limit fusebox-breaker"}
 
 if ! command -v wrk >/dev/null; then
     SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
@@ -54,10 +54,11 @@ trap 'stop; rm -rf "$OUT"' EXIT
 
 # Starts the server in mode $1 on a free loopback port; sets PORT.
 start() {
-    "$SERVER" --mode "$1" --port 0 >"$OUT/server.out" &
+    local log="$OUT/server.$1.$round.out"
+    "$SERVER" --mode "$1" --port 0 >"$log" &
     SERVER_PID=$!
     for _ in $(seq 100); do
-        PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$OUT/server.out")
+        PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$log" 2>/dev/null)
         [ -n "$PORT" ] && return 0
         sleep 0.1
     done

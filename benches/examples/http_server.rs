@@ -15,6 +15,12 @@
 //!   header into a `String` (its own `KeyExtractor`), one token every
 //!   nanosecond with a burst of `u32::MAX`, no headers (its default).
 //!
+//! and, to see where fusebox's cost lies, parts of `fusebox`:
+//! * `fusebox-no-fields`: the same without the `RateLimit` fields
+//!   (`rate_limit_headers(false)`), as tower_governor answers by default;
+//! * `fusebox-limit`: the keyed `RateLimitLayer` alone;
+//! * `fusebox-breaker`: the `CircuitBreakerLayer` alone.
+//!
 //! A request without the header is refused in both limited modes, so a
 //! run that forgot it shows up as non-2xx answers in wrk's output.
 //!
@@ -52,24 +58,38 @@ impl KeyExtractor for ApiKey {
     }
 }
 
-fn app(mode: &str) -> Result<Router, Box<dyn std::error::Error>> {
+type Error = Box<dyn std::error::Error>;
+
+/// The breaker of the `fusebox` modes, from `registry`.
+fn breaker(registry: &Arc<Registry>) -> Result<CircuitBreakerLayer, Error> {
+    let config = Config::builder().failure_rate(50).window(20).build()?;
+    Ok(CircuitBreakerLayer::from_registry(
+        registry, "backend", config,
+    )?)
+}
+
+fn app(mode: &str) -> Result<Router, Error> {
     let bare = Router::new().route("/", get(|| async { "ok" }));
+    let registry = Arc::new(Registry::new());
+    let quota = Quota::per_second(1_000_000_000)?.with_burst(1_000_000_000)?;
+    // The keyed limit of the `fusebox` modes, from the registry.
+    let limit = || {
+        RateLimitLayer::keyed_from_registry::<String, 1024, _>(
+            &registry,
+            "per_api_key",
+            quota,
+            FullPolicy::Reject,
+            key::header("x-api-key", 64),
+        )
+    };
     Ok(match mode {
         "bare" => bare,
-        "fusebox" => {
-            let registry = Arc::new(Registry::new());
-            let quota = Quota::per_second(1_000_000_000)?.with_burst(1_000_000_000)?;
-            let limit = RateLimitLayer::keyed_from_registry::<String, 1024, _>(
-                &registry,
-                "per_api_key",
-                quota,
-                FullPolicy::Reject,
-                key::header("x-api-key", 64),
-            )?;
-            let config = Config::builder().failure_rate(50).window(20).build()?;
-            let breaker = CircuitBreakerLayer::from_registry(&registry, "backend", config)?;
-            bare.layer(breaker).layer(limit)
-        }
+        "fusebox" => bare.layer(breaker(&registry)?).layer(limit()?),
+        "fusebox-no-fields" => bare
+            .layer(breaker(&registry)?)
+            .layer(limit()?.rate_limit_headers(false)),
+        "fusebox-limit" => bare.layer(limit()?),
+        "fusebox-breaker" => bare.layer(breaker(&registry)?),
         "governor" => {
             let config = GovernorConfigBuilder::default()
                 .key_extractor(ApiKey)
@@ -79,7 +99,7 @@ fn app(mode: &str) -> Result<Router, Box<dyn std::error::Error>> {
                 .ok_or("governor config")?;
             bare.layer(GovernorLayer::new(Arc::new(config)))
         }
-        other => return Err(format!("unknown mode {other:?}: bare, fusebox or governor").into()),
+        other => return Err(format!("unknown mode {other:?} (see the example's docs)").into()),
     })
 }
 
