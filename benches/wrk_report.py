@@ -70,6 +70,9 @@ LABEL = {
     "bare": "bare axum",
     "fusebox": "axum + fusebox `CircuitBreakerLayer` + keyed `RateLimitLayer`",
     "governor": "axum + tower_governor `GovernorLayer` (keyed)",
+    "fusebox-no-fields": "breakdown: fusebox without the `RateLimit` fields (`rate_limit_headers(false)`)",
+    "fusebox-limit": "breakdown: fusebox keyed `RateLimitLayer` alone (with the fields)",
+    "fusebox-breaker": "breakdown: fusebox `CircuitBreakerLayer` alone",
 }
 
 o = []
@@ -102,6 +105,19 @@ errors = sum(r["socket_errors"] for rs in runs.values() for r in rs)
 if errors:
     w(f"\nwrk counted {errors} socket errors over all runs.")
 w("")
+def added(m):
+    return med[m]["cpu"] - med["bare"]["cpu"] if m in med else None
+
+
+parts = [(m, what) for m, what in [
+    ("fusebox", "fusebox, both layers"), ("fusebox-breaker", "breaker alone"),
+    ("fusebox-limit", "keyed limiter alone, with the fields"),
+    ("fusebox-no-fields", "both layers without the fields"), ("governor", "tower_governor")] if m in med]
+w("Server CPU added per request over bare axum (median minus median; on this shared machine single "
+  "runs of one mode vary by a microsecond or more, so read these as rough): " + "; ".join(f"{what} {added(m):+.2f} µs" for m, what in parts)
+  + (f"; the `RateLimit` fields alone (fusebox − fusebox-no-fields) "
+     f"{med['fusebox']['cpu'] - med['fusebox-no-fields']['cpu']:+.2f} µs" if "fusebox-no-fields" in med else "")
+  + ".\n")
 cost = 1 - med["fusebox"]["rps"] / med["bare"]["rps"]
 vs = med["fusebox"]["rps"] / med["governor"]["rps"]
 cpu_cost = 1 - med["bare"]["cpu"] / med["fusebox"]["cpu"]
