@@ -187,6 +187,11 @@ w(f"\nFraction admitted in the limiter runs: {adm}.\n")
 analysis = os.path.join(ROOT, "benches/analysis.md")
 if os.path.exists(analysis):
     w(open(analysis).read())
+# benches/wrk.sh's section (HTTP under wrk), kept between the markers
+# wrk.sh replaces in place, so neither script clobbers the other's numbers.
+wrk_md = os.path.join(ROOT, "benches/wrk.md")
+if os.path.exists(wrk_md):
+    w("<!-- wrk:begin -->\n" + open(wrk_md).read() + "\n<!-- wrk:end -->\n")
 w("## Sizes (`cargo run --release -p fusebox-benches --bin sizes`)\n")
 w(open(sizes_path).read())
 print("\n".join(out))
