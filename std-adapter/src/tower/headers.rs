@@ -106,10 +106,16 @@ pub(crate) fn add_rate_limit(
     legacy: bool,
     own: bool,
 ) {
-    let policy = format!("{sf_name};q={};w={}", q.limit, q.window);
-    let current = format!("{sf_name};r={};t={}", q.remaining, q.reset);
-    join_member(headers, &RATELIMIT_POLICY, &policy);
-    join_member(headers, &RATELIMIT, &current);
+    join_member(
+        headers,
+        &RATELIMIT_POLICY,
+        member(sf_name, "q", q.limit, "w", q.window),
+    );
+    join_member(
+        headers,
+        &RATELIMIT,
+        member(sf_name, "r", q.remaining, "t", q.reset),
+    );
     if legacy {
         for (name, value) in [
             (&X_LIMIT, q.limit),
@@ -130,8 +136,16 @@ pub(crate) fn add_rate_limit(
 /// construction (`sf_string`, digits); a field line that cannot be joined
 /// (never, for values a `HeaderValue` holds) gets `member` as a line of
 /// its own.
-fn join_member(headers: &mut HeaderMap, name: &HeaderName, member: &str) {
-    let Ok(value) = HeaderValue::from_str(member) else {
+fn join_member(headers: &mut HeaderMap, name: &HeaderName, member: Vec<u8>) {
+    if !headers.contains_key(name) {
+        // The usual case, one policy: the member's buffer becomes the
+        // value without a copy.
+        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(member)) {
+            headers.insert(name.clone(), value);
+        }
+        return;
+    }
+    let Ok(value) = HeaderValue::from_bytes(&member) else {
         return;
     };
     let mut joined: Vec<u8> = Vec::new();
@@ -146,7 +160,7 @@ fn join_member(headers: &mut HeaderMap, name: &HeaderName, member: &str) {
         headers.insert(name.clone(), value);
         return;
     }
-    joined.extend_from_slice(member.as_bytes());
+    joined.extend_from_slice(&member);
     match HeaderValue::from_bytes(&joined) {
         Ok(joined) => {
             headers.insert(name.clone(), joined);
@@ -155,6 +169,16 @@ fn join_member(headers: &mut HeaderMap, name: &HeaderName, member: &str) {
             headers.append(name.clone(), value);
         }
     }
+}
+
+/// One policy's member, `sf_name;a=x;b=y`, in one buffer of the right
+/// size (no intermediate `String`).
+fn member(sf_name: &str, a: &str, x: u64, b: &str, y: u64) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(sf_name.len() + a.len() + b.len() + 2 * 20 + 4);
+    // Writing to a `Vec` cannot fail.
+    let _ = write!(out, "{sf_name};{a}={x};{b}={y}");
+    out
 }
 
 /// Sets `Retry-After` to `wait` in delta-seconds, rounded up.
