@@ -56,10 +56,25 @@ pub const MASK: &str = "***";
 /// );
 /// ```
 pub fn redact(text: &str) -> Cow<'_, str> {
+    // A mask can change what an earlier pass sees: a masked value no longer
+    // holds the `/` that ended a URL's authority, say. So the passes repeat
+    // until a round changes nothing, which makes `redact` idempotent. Every
+    // change replaces a secret with the mask, so a round or two suffices;
+    // the cap only bounds the work on hostile text.
+    const MAX_ROUNDS: usize = 8;
     let mut out = Cow::Borrowed(text);
-    for pass in [userinfo as fn(&str) -> Option<String>, pairs, schemes] {
-        if let Some(changed) = pass(&out) {
-            out = Cow::Owned(changed);
+    for _ in 0..MAX_ROUNDS {
+        let mut changed = false;
+        for pass in [userinfo as fn(&str) -> Option<String>, pairs, schemes] {
+            if let Some(next) = pass(&out)
+                && next != *out
+            {
+                out = Cow::Owned(next);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
         }
     }
     out

@@ -125,6 +125,8 @@ fn hostile_inputs_do_not_panic() {
         "redis://\u{e9}:\u{e9}@\u{e9}",
         "?token=a&token=b",
         "@@@://@@@",
+        // Masking the value `://` removes the `/` that ended the authority.
+        "://@token=://&@",
     ] {
         // No panic on any byte position, and masking is idempotent.
         let once = redact(input).into_owned();
