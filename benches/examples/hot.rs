@@ -16,7 +16,7 @@ use fusebox::breaker::Outcome;
 use fusebox::bucket::{FullPolicy, Quota};
 use fusebox::hash::RandomState;
 use fusebox::{CircuitBreaker, ConcurrentCache, Duration, Histogram, Instant, KeyedLimiter};
-use fusebox::{LruCache, TokenBucket};
+use fusebox::{Clock, LruCache, TokenBucket};
 use fusebox_benches::{uniform_keys, zipf_keys};
 
 const LEN: usize = 1 << 16;
@@ -25,7 +25,7 @@ const LEN: usize = 1 << 16;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map_or("breaker", String::as_str);
-    if let "std_breaker_call" | "failsafe_call" = what {
+    if let "std_breaker_call" | "std_core_lazy" | "failsafe_call" = what {
         let n = args
             .get(2)
             .and_then(|s| s.parse().ok())
@@ -167,6 +167,23 @@ fn adapter_call(what: &str, n: u64) {
         for _ in 0..n {
             let call = std::pin::pin!(black_box(&breaker).call(ready(Ok::<u64, ()>(1))));
             black_box(matches!(call.poll(&mut cx), Poll::Ready(Ok(1))));
+        }
+    } else if what == "std_core_lazy" {
+        // What `Breaker::call` does besides being a future: the core's
+        // lazily clocked acquire and record.
+        let core = CircuitBreaker::new(
+            Config::builder()
+                .consecutive_failures(5)
+                .build()
+                .expect("config"),
+        );
+        let clock = fusebox_std::TokioClock::new();
+        for _ in 0..n {
+            let permit = black_box(&core)
+                .try_acquire_with(|| clock.now())
+                .expect("closed");
+            let t = permit.record_with(Outcome::Success, fusebox::Duration::ZERO, || clock.now());
+            black_box(t.is_some());
         }
     } else {
         let fs = failsafe::Config::new().build();

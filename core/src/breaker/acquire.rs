@@ -6,7 +6,7 @@
 use super::generation::{full_gen, low};
 use super::permit::{Permit, Ticket};
 use super::word::{self, Kind, Word};
-use super::{state_of, CircuitBreaker, Rejected, State, Transition};
+use super::{state_of, CircuitBreaker, Rejected, State};
 use crate::sync::{Epoch, Ordering};
 use crate::Instant;
 
@@ -60,11 +60,7 @@ impl CircuitBreaker {
         let epoch = self.epoch.load(Ordering::Acquire);
         let cur = self.load();
         if cur.kind() == Kind::Closed {
-            return Ok(self.permit(Ticket {
-                gen: full_gen(epoch, cur),
-                half_open: false,
-                transition: None,
-            }));
+            return Ok(self.permit(Ticket::closed(full_gen(epoch, cur))));
         }
         self.acquire_slow(epoch, cur, now())
     }
@@ -79,14 +75,8 @@ impl CircuitBreaker {
         now: Instant,
     ) -> Result<Permit<'_>, Rejected> {
         loop {
-            let (gen, new, transition) = match cur.kind() {
-                Kind::Closed => {
-                    return Ok(self.permit(Ticket {
-                        gen: full_gen(epoch, cur),
-                        half_open: false,
-                        transition: None,
-                    }))
-                }
+            let (gen, new, opened_trial) = match cur.kind() {
+                Kind::Closed => return Ok(self.permit(Ticket::closed(full_gen(epoch, cur)))),
                 Kind::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
                 Kind::Open => {
                     let bound = self.config.open_bound(cur.streak());
@@ -96,12 +86,9 @@ impl CircuitBreaker {
                     let gen = self.draw(cur);
                     #[cfg(feature = "half-open-timeout")]
                     self.stamp_half_open(gen, now);
-                    let t = Transition {
-                        from: State::Open,
-                        to: State::HalfOpen,
-                        at: now,
-                    };
-                    (gen, Word::half_open(low(gen), cur.streak(), 1, 0), Some(t))
+                    // The Open → HalfOpen transition, at `now` (the permit's
+                    // `transition()`).
+                    (gen, Word::half_open(low(gen), cur.streak(), 1, 0), true)
                 }
                 Kind::HalfOpen => {
                     #[cfg(feature = "half-open-timeout")]
@@ -123,17 +110,18 @@ impl CircuitBreaker {
                         cur.in_flight() + 1,
                         cur.successes(),
                     );
-                    (full_gen(epoch, cur), next, None)
+                    (full_gen(epoch, cur), next, false)
                 }
             };
             if self.cas(cur, new).is_ok() {
-                if transition.is_some() {
+                if opened_trial {
                     self.publish(gen);
                 }
                 return Ok(self.permit(Ticket {
                     gen,
                     half_open: true,
-                    transition,
+                    opened_trial,
+                    at: now,
                 }));
             }
             epoch = self.epoch.load(Ordering::Acquire);

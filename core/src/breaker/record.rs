@@ -13,7 +13,9 @@ impl CircuitBreaker {
     /// consecutive policy's success on a breaker with no failure streak is
     /// the hot path: one counter RMW and one load, no state write, no clock;
     /// everything else goes out of line.
-    #[inline]
+    // See `Permit::record_with`: the hot path must reach the caller.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub(super) fn record(
         &self,
         gen: Epoch,

@@ -339,10 +339,9 @@ impl<C> Breaker<C> {
     ) -> BreakerCall<'_, F, C> {
         BreakerCall {
             future,
-            sleep: None,
+            stage: Stage::Start,
             shared: &self.shared,
             timeout,
-            stage: Stage::Start,
         }
     }
 
@@ -488,22 +487,31 @@ pin_project! {
         #[pin]
         future: F,
         #[pin]
-        sleep: Option<Sleep>,
+        stage: Stage<'a>,
         shared: &'a Shared<C>,
         timeout: Option<Duration>,
-        stage: Stage<'a>,
     }
 }
 
-enum Stage<'a> {
-    Start,
-    Running {
-        permit: Permit<'a>,
-        /// When the call started, if its duration is measured (a slow-call
-        /// rule or a timeout); `None` skips both clock reads.
-        started: Option<Instant>,
-    },
-    Done,
+pin_project! {
+    /// Where a call is. Only a call still pending after its first poll
+    /// holds anything (its permit and timer), so a call ready at once
+    /// leaves `Done` behind and its drop checks one tag.
+    #[project = StageProj]
+    #[project_replace = StageOwned]
+    enum Stage<'a> {
+        Start,
+        Running {
+            permit: Permit<'a>,
+            // When the call started, if its duration is measured (a
+            // slow-call rule or a timeout); `None` skips both clock reads.
+            started: Option<Instant>,
+            // The timeout, if one is set.
+            #[pin]
+            sleep: Option<Sleep>,
+        },
+        Done,
+    }
 }
 
 impl<F, C> BreakerCall<'_, F, C> {
@@ -566,51 +574,122 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let shared: &'a Shared<C> = this.shared;
-        let (permit, started) = if matches!(this.stage, Stage::Start) {
-            *this.stage = Stage::Done; // `Running` again below if still pending
-                                       // The clock is read only when something needs it: the
-                                       // duration (a slow-call rule, or the timeout's deadline), or
-                                       // the core (an open or half-open breaker). A closed breaker
-                                       // without a slow-call rule decides with no clock read.
-            let clock = &shared.clock;
-            let measured = this.timeout.is_some() || shared.breaker.measures_duration();
-            let mut now = measured.then(|| clock.now());
-            let acquired = shared
-                .breaker
-                .try_acquire_with(|| *now.get_or_insert_with(|| clock.now()));
-            let permit = match acquired {
-                Ok(permit) => permit,
-                Err(rejected) => return Poll::Ready(Err(shared.rejected(&rejected, now))),
-            };
-            if let Some(t) = permit.transition() {
-                shared.transition(t);
-            }
-            let started = if measured { now } else { None };
-            if let (Some(timeout), Some(start)) = (*this.timeout, started) {
-                let at = clock.to_tokio(start) + timeout;
-                this.sleep.set(Some(tokio::time::sleep_until(at)));
-            }
-            (permit, started)
-        } else {
-            match std::mem::replace(this.stage, Stage::Done) {
-                Stage::Running { permit, started } => (permit, started),
-                _ => panic!("BreakerCall polled after completion"),
-            }
+        if !matches!(*this.stage, Stage::Start) {
+            return later_poll(this.future, this.stage, shared, cx);
+        }
+        // The first poll. The stage stays `Done` unless the call is still
+        // pending: a future ready now never stores its permit (the common
+        // path is straight-line, the permit never leaves this frame).
+        this.stage.set(Stage::Done);
+        // The clock is read only when something needs it: the duration (a
+        // slow-call rule, or the timeout's deadline), or the core (an open
+        // or half-open breaker). A closed breaker without a slow-call rule
+        // decides with no clock read.
+        let clock = &shared.clock;
+        let measured = this.timeout.is_some() || shared.breaker.measures_duration();
+        let mut now = measured.then(|| clock.now());
+        let acquired = shared
+            .breaker
+            .try_acquire_with(|| *now.get_or_insert_with(|| clock.now()));
+        let permit = match acquired {
+            Ok(permit) => permit,
+            Err(rejected) => return Poll::Ready(Err(shared.rejected(&rejected, now))),
         };
-        // The stage stays `Done` unless the call is still pending: a future
-        // ready at its first poll never stores its permit.
-        let result = match this.future.poll(cx) {
-            Poll::Ready(result) => Some(result),
-            Poll::Pending => {
-                if let Some(Poll::Ready(())) = this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
-                    None // timed out
-                } else {
-                    *this.stage = Stage::Running { permit, started };
-                    return Poll::Pending;
-                }
-            }
-        };
-        Poll::Ready(shared.finish(permit, started, result))
+        if let Some(t) = permit.transition() {
+            shared.transition(t);
+        }
+        let started = if measured { now } else { None };
+        match this.future.poll(cx) {
+            Poll::Ready(result) => Poll::Ready(shared.finish(permit, started, Some(result))),
+            Poll::Pending => first_pending(this.stage, shared, permit, started, *this.timeout, cx),
+        }
+    }
+}
+
+/// The first poll found the call pending: stores the permit and arms the
+/// timeout (it runs from the start, so a call ready at its first poll never
+/// builds a timer). Out of line, so the ready path stays short.
+#[inline(never)]
+fn first_pending<'a, C, T, E>(
+    mut stage: Pin<&mut Stage<'a>>,
+    shared: &'a Shared<C>,
+    permit: Permit<'a>,
+    started: Option<Instant>,
+    timeout: Option<Duration>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, CallError<E>>>
+where
+    C: Classify<T, E>,
+{
+    let sleep = match (timeout, started) {
+        (Some(timeout), Some(start)) => Some(tokio::time::sleep_until(
+            shared.clock.to_tokio(start) + timeout,
+        )),
+        _ => None,
+    };
+    stage.set(Stage::Running {
+        permit,
+        started,
+        sleep,
+    });
+    poll_timer(stage, shared, cx)
+}
+
+/// A poll after the first: the permit was stored by a first poll that
+/// found the call pending.
+#[inline(never)]
+fn later_poll<'a, F, C, T, E>(
+    future: Pin<&mut F>,
+    stage: Pin<&mut Stage<'a>>,
+    shared: &'a Shared<C>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, CallError<E>>>
+where
+    F: Future<Output = Result<T, E>>,
+    C: Classify<T, E>,
+{
+    assert!(
+        matches!(*stage, Stage::Running { .. }),
+        "BreakerCall polled after completion"
+    );
+    match future.poll(cx) {
+        Poll::Ready(result) => match stage.project_replace(Stage::Done) {
+            StageOwned::Running {
+                permit, started, ..
+            } => Poll::Ready(shared.finish(permit, started, Some(result))),
+            _ => unreachable!("checked above"),
+        },
+        Poll::Pending => poll_timer(stage, shared, cx),
+    }
+}
+
+/// Polls a running call's timer: when it fires, the call is recorded as a
+/// timed-out failure (the inner future is not polled again).
+fn poll_timer<'a, C, T, E>(
+    mut stage: Pin<&mut Stage<'a>>,
+    shared: &'a Shared<C>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, CallError<E>>>
+where
+    C: Classify<T, E>,
+{
+    let fired = match stage.as_mut().project() {
+        StageProj::Running { sleep, .. } => {
+            matches!(
+                sleep.as_pin_mut().map(|sleep| sleep.poll(cx)),
+                Some(Poll::Ready(()))
+            )
+        }
+        _ => false,
+    };
+    if !fired {
+        return Poll::Pending;
+    }
+    match stage.project_replace(Stage::Done) {
+        StageOwned::Running {
+            permit, started, ..
+        } => Poll::Ready(shared.finish(permit, started, None)),
+        _ => unreachable!("a timer fires only while running"),
     }
 }
 
@@ -632,7 +711,10 @@ impl<C> Shared<C> {
     }
 
     /// Records a finished call (`None`: timed out) and returns its result.
-    #[inline]
+    // The ready path: inlined, the permit stays in registers
+    // (benches/instr.sh std_breaker_call).
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     fn finish<T, E>(
         &self,
         permit: Permit<'_>,
@@ -667,6 +749,10 @@ impl<C> Shared<C> {
 
     /// Records `permit`, reading the clock into `end` only if the core
     /// needs the time (and it was not read yet).
+    // The ready path: inlined, the permit stays in registers
+    // (benches/instr.sh std_breaker_call).
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     fn record(
         &self,
         permit: Permit<'_>,
