@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes BENCHMARKS.md from criterion's JSON (target/criterion/*/*/new/),
-the suite's notes file and the sizes bin's output.
+the suite's notes file and the sizes bin's output, with the sections
+benches/wrk.sh and benches/redis.sh wrote (benches/wrk.md, benches/redis.md).
 
     report.py NOTES SIZES SETTINGS > BENCHMARKS.md
 """
@@ -192,6 +193,10 @@ if os.path.exists(analysis):
 wrk_md = os.path.join(ROOT, "benches/wrk.md")
 if os.path.exists(wrk_md):
     w("<!-- wrk:begin -->\n" + open(wrk_md).read() + "\n<!-- wrk:end -->\n")
+# benches/redis.sh's section (the Redis backend), kept the same way.
+redis_md = os.path.join(ROOT, "benches/redis.md")
+if os.path.exists(redis_md):
+    w("<!-- redis:begin -->\n" + open(redis_md).read() + "\n<!-- redis:end -->\n")
 w("## Sizes (`cargo run --release -p fusebox-benches --bin sizes`)\n")
 w(open(sizes_path).read())
 print("\n".join(out))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite with short settings and writes BENCHMARKS.md at
 # the repository root. About 4 minutes on 2 cores. The HTTP section that
-# benches/wrk.sh writes (benches/wrk.md) is kept, between its markers.
+# benches/wrk.sh writes (benches/wrk.md) and the Redis section of
+# benches/redis.sh (benches/redis.md) are kept, between their markers.
 #
 #   ./benches/report.sh [extra criterion arguments, e.g. a filter]
 set -euo pipefail
