@@ -8,7 +8,7 @@ use http::request::Parts;
 use tower_layer::Layer;
 
 use super::service::WarnThrottle;
-use super::{BadKey, JsonRateLimitResponse, KeyError, Keyed, RateLimitService, Shared, Single};
+use super::{BadKey, Common, JsonRateLimitResponse, KeyError, Keyed, RateLimitService, Single};
 use crate::events::RejectionReporter;
 use crate::tower::headers::sf_string;
 use crate::TokioClock;
@@ -79,7 +79,7 @@ use crate::TokioClock;
 /// ```
 #[derive(Clone)]
 pub struct RateLimitLayer<L, R = JsonRateLimitResponse> {
-    limit: L,
+    pub(super) limit: L,
     name: Arc<str>,
     clock: TokioClock,
     headers: bool,
@@ -404,7 +404,7 @@ impl<Svc, L: Clone, R: Clone> Layer<Svc> for RateLimitLayer<L, R> {
     type Service = RateLimitService<Svc, L, R>;
 
     fn layer(&self, inner: Svc) -> Self::Service {
-        let shared = Shared {
+        let shared = Common {
             limit: self.limit.clone(),
             name: Arc::clone(&self.name),
             sf_name: sf_string(&self.name).into(),
