@@ -19,11 +19,12 @@ use crate::TokioClock;
 ///
 /// The limit is [`Single`] (one [`TokenBucket`], [`new`](Self::new)) or
 /// [`Keyed`] (a [`KeyedLimiter`] and a key function over the request head,
-/// [`keyed`](Self::keyed)). Either way it sits behind an `Arc` that every
-/// service of this layer, and every clone of those, **shares**: unlike
-/// tower's own `RateLimit`, whose clones each get their own limit, a
-/// server that clones its service per request or connection admits
-/// exactly the quota.
+/// [`keyed`](Self::keyed)); with feature `redis`, also `Shared` (a
+/// `RedisLimiter`'s decision, one quota for a fleet, `shared`). Either
+/// way it sits behind an `Arc` that every service of this layer, and
+/// every clone of those, **shares**: unlike tower's own `RateLimit`,
+/// whose clones each get their own limit, a server that clones its
+/// service per request or connection admits exactly the quota.
 ///
 /// Every admitted response, and every `429`, carries the policy and the
 /// quota left in the fields of draft-ietf-httpapi-ratelimit-headers
