@@ -18,7 +18,7 @@
 //! | [`prometheus`] | [`Registry::to_prometheus`]: the text exposition format 0.0.4 |
 //! | [`redact`] | secrets out of URLs and messages, for logs, errors and reports |
 //! | [`monitor`] | [`HealthMonitor`]: HTTP, TCP and custom health checks on staggered intervals, healthy/degraded/unhealthy thresholds, alerts, recovery actions, a serializable status |
-//! | `tower` (feature `tower`) | `CircuitBreakerLayer` and `RateLimitLayer` (single or keyed) for axum, tonic and hyper: clones share one breaker and one limit, 503/429 with `Retry-After` and the IETF `RateLimit`/`RateLimit-Policy` fields |
+//! | `tower` (feature `tower`) | `CircuitBreakerLayer` and `RateLimitLayer` (single, keyed, or shared through Redis with feature `redis`) for axum, tonic and hyper: clones share one breaker and one limit, 503/429 with `Retry-After` and the IETF `RateLimit`/`RateLimit-Policy` fields |
 //! | `http` (feature `http`) | an axum `Router`: `/health`, `/readyz`, `/livez`, `/metrics` and a live, offline `/dashboard`; bearer-token protection, opt-in admin actions |
 //!
 //! The clock is read immediately before each core call, never before an

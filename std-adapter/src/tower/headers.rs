@@ -111,6 +111,18 @@ pub(crate) fn add_rate_limit(
         &RATELIMIT_POLICY,
         member(sf_name, "q", q.limit, "w", q.window),
     );
+    add_service_limit(headers, sf_name, q, legacy, own);
+}
+
+/// The `RateLimit` member of the policy `sf_name`, and the legacy trio if
+/// asked (see [`add_rate_limit`]).
+pub(crate) fn add_service_limit(
+    headers: &mut HeaderMap,
+    sf_name: &str,
+    q: &Quoted,
+    legacy: bool,
+    own: bool,
+) {
     join_member(
         headers,
         &RATELIMIT,
@@ -129,25 +141,27 @@ pub(crate) fn add_rate_limit(
     }
 }
 
-/// Adds `member` to the List field `name`: the field's lines, if any, are
-/// joined with `", "` (as RFC 9110 § 5.3 combines them) and `member`
-/// appended, in one field line, so that a client reading only the first
-/// line still sees every policy. `member` is printable ASCII by
-/// construction (`sf_string`, digits); a field line that cannot be joined
-/// (never, for values a `HeaderValue` holds) gets `member` as a line of
-/// its own.
+/// Adds `member` to the List field `name` (see [`join_value`]).
+/// `member` is printable ASCII by construction (`sf_string`, digits).
 fn join_member(headers: &mut HeaderMap, name: &HeaderName, member: Vec<u8>) {
+    // The member's buffer becomes the value without a copy.
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(member)) {
+        join_value(headers, name, value);
+    }
+}
+
+/// Adds `value` (one or more List members) to the List field `name`: the
+/// field's lines, if any, are joined with `", "` (as RFC 9110 § 5.3
+/// combines them) and `value` appended, in one field line, so that a
+/// client reading only the first line still sees every policy. A field
+/// line that cannot be joined (never, for values a `HeaderValue` holds)
+/// gets `value` as a line of its own.
+pub(crate) fn join_value(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue) {
     if !headers.contains_key(name) {
-        // The usual case, one policy: the member's buffer becomes the
-        // value without a copy.
-        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(member)) {
-            headers.insert(name.clone(), value);
-        }
+        // The usual case, one policy.
+        headers.insert(name.clone(), value);
         return;
     }
-    let Ok(value) = HeaderValue::from_bytes(&member) else {
-        return;
-    };
     let mut joined: Vec<u8> = Vec::new();
     for line in headers.get_all(name) {
         let line = line.as_bytes().trim_ascii();
@@ -160,7 +174,7 @@ fn join_member(headers: &mut HeaderMap, name: &HeaderName, member: Vec<u8>) {
         headers.insert(name.clone(), value);
         return;
     }
-    joined.extend_from_slice(&member);
+    joined.extend_from_slice(value.as_bytes());
     match HeaderValue::from_bytes(&joined) {
         Ok(joined) => {
             headers.insert(name.clone(), joined);
@@ -173,7 +187,7 @@ fn join_member(headers: &mut HeaderMap, name: &HeaderName, member: Vec<u8>) {
 
 /// One policy's member, `sf_name;a=x;b=y`, in one buffer of the right
 /// size (no intermediate `String`).
-fn member(sf_name: &str, a: &str, x: u64, b: &str, y: u64) -> Vec<u8> {
+pub(crate) fn member(sf_name: &str, a: &str, x: u64, b: &str, y: u64) -> Vec<u8> {
     use std::io::Write as _;
     let mut out = Vec::with_capacity(sf_name.len() + a.len() + b.len() + 2 * 20 + 4);
     // Writing to a `Vec` cannot fail.

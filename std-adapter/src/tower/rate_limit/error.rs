@@ -118,6 +118,14 @@ pub enum Refusal {
     /// The key function failed and the layer is set to
     /// [`BadKey::Reject`].
     BadKey(KeyError),
+    /// A `Shared` limit's backend (Redis, feature `redis`) is out and its
+    /// limiter degrades with `Degrade::FailClosed`: no decision was made,
+    /// and the limiter asks Redis again in `retry_after`. Not the client's
+    /// fault, so the default response is `503`, not `429`.
+    FailClosed {
+        /// The time until the limiter's next probe of Redis.
+        retry_after: Duration,
+    },
 }
 
 /// A refused request, handed to the [`RateLimitResponder`].
@@ -154,8 +162,9 @@ impl RateLimitRejection {
         }
     }
 
-    /// The wait of a [`Refusal::Limited`] in whole seconds, rounded up
-    /// (a delta-seconds `Retry-After`): never earlier than the core said.
+    /// The wait of a [`Refusal::Limited`] (or [`Refusal::FailClosed`]) in
+    /// whole seconds, rounded up (a delta-seconds `Retry-After`): never
+    /// earlier than the limiter said.
     ///
     /// ```
     /// use fusebox_std::tower::rate_limit::{KeyError, RateLimitRejection, Refusal};
@@ -164,7 +173,9 @@ impl RateLimitRejection {
     /// ```
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self.refusal {
-            Refusal::Limited { retry_after } => Some(headers::ceil_secs(retry_after)),
+            Refusal::Limited { retry_after } | Refusal::FailClosed { retry_after } => {
+                Some(headers::ceil_secs(retry_after))
+            }
             _ => None,
         }
     }
@@ -209,7 +220,10 @@ where
 /// * [`Refusal::BadKey`]: `400 Bad Request`,
 ///   `{"error":"bad_key","policy":"api","reason":"too_long"}`;
 /// * [`Refusal::Unavailable`]: `503 Service Unavailable`,
-///   `{"error":"limiter_full","policy":"api"}`.
+///   `{"error":"limiter_full","policy":"api"}`;
+/// * [`Refusal::FailClosed`]: `503 Service Unavailable`, delta-seconds
+///   `Retry-After` rounded up (the limiter's next probe of Redis),
+///   `{"error":"limiter_unavailable","policy":"api","retry_after":1}`.
 ///
 /// # Examples
 ///
@@ -248,6 +262,16 @@ impl<B: From<String>> RateLimitResponder<B> for JsonRateLimitResponse {
             Refusal::Unavailable => {
                 let body = serde_json::json!({"error": "limiter_full", "policy": policy});
                 headers::json(StatusCode::SERVICE_UNAVAILABLE, &body)
+            }
+            Refusal::FailClosed { retry_after } => {
+                let body = serde_json::json!({
+                    "error": "limiter_unavailable",
+                    "policy": policy,
+                    "retry_after": headers::ceil_secs(retry_after),
+                });
+                let mut response = headers::json(StatusCode::SERVICE_UNAVAILABLE, &body);
+                headers::insert_retry_after(response.headers_mut(), retry_after);
+                response
             }
         }
     }

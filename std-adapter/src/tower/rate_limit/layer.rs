@@ -8,7 +8,7 @@ use http::request::Parts;
 use tower_layer::Layer;
 
 use super::service::WarnThrottle;
-use super::{BadKey, JsonRateLimitResponse, KeyError, Keyed, RateLimitService, Shared, Single};
+use super::{BadKey, Common, JsonRateLimitResponse, KeyError, Keyed, RateLimitService, Single};
 use crate::events::RejectionReporter;
 use crate::tower::headers::sf_string;
 use crate::TokioClock;
@@ -19,11 +19,12 @@ use crate::TokioClock;
 ///
 /// The limit is [`Single`] (one [`TokenBucket`], [`new`](Self::new)) or
 /// [`Keyed`] (a [`KeyedLimiter`] and a key function over the request head,
-/// [`keyed`](Self::keyed)). Either way it sits behind an `Arc` that every
-/// service of this layer, and every clone of those, **shares**: unlike
-/// tower's own `RateLimit`, whose clones each get their own limit, a
-/// server that clones its service per request or connection admits
-/// exactly the quota.
+/// [`keyed`](Self::keyed)); with feature `redis`, also `Shared` (a
+/// `RedisLimiter`'s decision, one quota for a fleet, `shared`). Either
+/// way it sits behind an `Arc` that every service of this layer, and
+/// every clone of those, **shares**: unlike tower's own `RateLimit`,
+/// whose clones each get their own limit, a server that clones its
+/// service per request or connection admits exactly the quota.
 ///
 /// Every admitted response, and every `429`, carries the policy and the
 /// quota left in the fields of draft-ietf-httpapi-ratelimit-headers
@@ -79,7 +80,7 @@ use crate::TokioClock;
 /// ```
 #[derive(Clone)]
 pub struct RateLimitLayer<L, R = JsonRateLimitResponse> {
-    limit: L,
+    pub(super) limit: L,
     name: Arc<str>,
     clock: TokioClock,
     headers: bool,
@@ -404,7 +405,7 @@ impl<Svc, L: Clone, R: Clone> Layer<Svc> for RateLimitLayer<L, R> {
     type Service = RateLimitService<Svc, L, R>;
 
     fn layer(&self, inner: Svc) -> Self::Service {
-        let shared = Shared {
+        let shared = Common {
             limit: self.limit.clone(),
             name: Arc::clone(&self.name),
             sf_name: sf_string(&self.name).into(),

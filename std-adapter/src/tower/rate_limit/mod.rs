@@ -5,8 +5,10 @@
 //! Files as in tower's own middleware: `layer` (configuration), `service`
 //! (the decision, on `call`), `future` (stamps the quota on the response),
 //! `error` (refusals and their responses), `registry` (layers over a
-//! registry's limiters); `limit` holds the two kinds of
-//! limit, [`key`] the usual key functions.
+//! registry's limiters); `limit` holds the two in-process kinds of
+//! limit, [`key`] the usual key functions. With feature `redis`, `shared`
+//! adds a third kind, `Shared`: a `RedisLimiter`'s decision, shared by a
+//! fleet, awaited in its own response future (`SharedResponseFuture`).
 
 mod error;
 mod future;
@@ -15,6 +17,8 @@ mod layer;
 mod limit;
 mod registry;
 mod service;
+#[cfg(feature = "redis")]
+mod shared;
 
 pub use error::{
     BadKey, JsonRateLimitResponse, KeyError, RateLimitRejection, RateLimitResponder, Refusal,
@@ -23,6 +27,8 @@ pub use future::ResponseFuture;
 pub use layer::RateLimitLayer;
 pub use limit::{Keyed, Single};
 pub use service::RateLimitService;
+#[cfg(feature = "redis")]
+pub use shared::{Shared, SharedResponseFuture};
 
 use std::sync::Arc;
 
@@ -30,7 +36,7 @@ use crate::events::RejectionReporter;
 use crate::TokioClock;
 
 /// What every clone of a layer's service shares.
-pub(crate) struct Shared<L> {
+pub(crate) struct Common<L> {
     pub(crate) limit: L,
     pub(crate) name: Arc<str>,
     /// `name` as a Structured Field String, for the `RateLimit` fields.

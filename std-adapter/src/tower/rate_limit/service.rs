@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use super::future::Stamp;
 use super::limit::{Check, Limit};
-use super::{RateLimitRejection, RateLimitResponder, Refusal, ResponseFuture, Shared};
+use super::{Common, RateLimitRejection, RateLimitResponder, Refusal, ResponseFuture};
 use crate::tower::headers::add_rate_limit;
 
 /// The service of a [`RateLimitLayer`](super::RateLimitLayer).
@@ -22,6 +22,9 @@ use crate::tower::headers::add_rate_limit;
 /// `poll_ready` is the inner service's: the limit is charged in `call`,
 /// with the clock read right before, and a request over the limit is
 /// answered at once (this layer refuses; it never makes a request wait).
+/// A `Shared` limit (feature `redis`) decides in Redis, after `call`
+/// returns: its docs say how the readiness `poll_ready` reserved is
+/// carried over that round trip.
 ///
 /// # Examples
 ///
@@ -39,9 +42,9 @@ use crate::tower::headers::add_rate_limit;
 /// # Ok::<(), fusebox::bucket::QuotaError>(())
 /// ```
 pub struct RateLimitService<S, L, R = super::JsonRateLimitResponse> {
-    inner: S,
-    shared: Arc<Shared<L>>,
-    responder: Arc<R>,
+    pub(super) inner: S,
+    pub(super) shared: Arc<Common<L>>,
+    pub(super) responder: Arc<R>,
 }
 
 impl<S: Clone, L, R> Clone for RateLimitService<S, L, R> {
@@ -64,7 +67,7 @@ impl<S: std::fmt::Debug, L, R> std::fmt::Debug for RateLimitService<S, L, R> {
 }
 
 impl<S, L, R> RateLimitService<S, L, R> {
-    pub(super) fn new(inner: S, shared: Arc<Shared<L>>, responder: Arc<R>) -> Self {
+    pub(super) fn new(inner: S, shared: Arc<Common<L>>, responder: Arc<R>) -> Self {
         Self {
             inner,
             shared,
@@ -145,43 +148,13 @@ where
                 let future = self.inner.call(Request::from_parts(head, body));
                 return ResponseFuture::admitted(future, stamp);
             }
-            Check::Limited(retry_after, quoted) => {
-                tracing::debug!(
-                    policy = %shared.name,
-                    retry_after_ms = retry_after.as_micros() / 1_000,
-                    "request rate limited"
-                );
-                let quoted = quoted.map(|q| q.refused(retry_after));
-                (Refusal::Limited { retry_after }, quoted)
-            }
-            Check::Refused(refusal) => {
-                if let Refusal::BadKey(error) = refusal {
-                    tracing::debug!(policy = %shared.name, reason = %error, "request refused: no usable key");
-                } else {
-                    // A client can cause this on every request (new keys
-                    // into a table full of busy ones): `debug` each time,
-                    // `warn` at most once per interval.
-                    tracing::debug!(policy = %shared.name, "request refused: keyed limiter full");
-                    if let Some(refused) = shared.full_warn.hit(shared.clock.now()) {
-                        tracing::warn!(
-                            policy = %shared.name,
-                            refused,
-                            "requests refused: keyed limiter full ({refused} since the last such warning, at most one every {} s)",
-                            WarnThrottle::INTERVAL.as_micros() / 1_000_000,
-                        );
-                    }
-                }
-                (refusal, None)
-            }
+            Check::Limited(retry_after, quoted) => (
+                Refusal::Limited { retry_after },
+                quoted.map(|q| q.refused(retry_after)),
+            ),
+            Check::Refused(refusal) => (refusal, None),
         };
-        if let Some(reporter) = &shared.reporter {
-            reporter.report();
-        }
-        let rejection = RateLimitRejection {
-            name: Arc::clone(&shared.name),
-            refusal,
-        };
-        let mut response = self.responder.respond(&rejection);
+        let mut response = shared.refuse(&*self.responder, refusal);
         if let (true, Some(quoted)) = (shared.headers, quoted) {
             add_rate_limit(
                 response.headers_mut(),
@@ -192,6 +165,54 @@ where
             );
         }
         ResponseFuture::refused(Ok(response))
+    }
+}
+
+impl<L> Common<L> {
+    /// Logs `refusal`, publishes it to the reporter (if any) and has
+    /// `responder` answer it; the caller adds the quota fields.
+    pub(super) fn refuse<B, R: RateLimitResponder<B>>(
+        &self,
+        responder: &R,
+        refusal: Refusal,
+    ) -> Response<B> {
+        match refusal {
+            Refusal::Limited { retry_after } => tracing::debug!(
+                policy = %self.name,
+                retry_after_ms = retry_after.as_micros() / 1_000,
+                "request rate limited"
+            ),
+            Refusal::BadKey(error) => {
+                tracing::debug!(policy = %self.name, reason = %error, "request refused: no usable key");
+            }
+            Refusal::FailClosed { retry_after } => tracing::debug!(
+                policy = %self.name,
+                retry_after_ms = retry_after.as_micros() / 1_000,
+                "request refused: the shared limit's backend is out (fail closed)"
+            ),
+            Refusal::Unavailable => {
+                // A client can cause this on every request (new keys
+                // into a table full of busy ones): `debug` each time,
+                // `warn` at most once per interval.
+                tracing::debug!(policy = %self.name, "request refused: keyed limiter full");
+                if let Some(refused) = self.full_warn.hit(self.clock.now()) {
+                    tracing::warn!(
+                        policy = %self.name,
+                        refused,
+                        "requests refused: keyed limiter full ({refused} since the last such warning, at most one every {} s)",
+                        WarnThrottle::INTERVAL.as_micros() / 1_000_000,
+                    );
+                }
+            }
+        }
+        if let Some(reporter) = &self.reporter {
+            reporter.report();
+        }
+        let rejection = RateLimitRejection {
+            name: Arc::clone(&self.name),
+            refusal,
+        };
+        responder.respond(&rejection)
     }
 }
 

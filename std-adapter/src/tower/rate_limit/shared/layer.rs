@@ -1,0 +1,75 @@
+//! [`RateLimitLayer::shared`]: a layer over a [`Shared`] limit.
+
+use std::sync::Arc;
+
+use http::request::Parts;
+
+use super::fields::Fields;
+use super::Shared;
+use crate::backend::RedisLimiter;
+use crate::tower::rate_limit::{BadKey, KeyError, RateLimitLayer};
+use crate::TokioClock;
+
+impl<K, F> RateLimitLayer<Shared<K, F>>
+where
+    F: Fn(&Parts) -> Result<K, KeyError>,
+{
+    /// A limit decided by `limiter` in Redis, per key: `key` makes a key
+    /// of each request head (see the [`key`](crate::tower::rate_limit::key) functions). The
+    /// layer's name, in its fields and logs, is the limiter's; its
+    /// `RateLimit-Policy` lists one member per rule, `"<limiter>.<rule>"`.
+    /// A request whose key function fails is refused with
+    /// [`Refusal::BadKey`](crate::tower::rate_limit::Refusal::BadKey) (`400` by default) unless
+    /// [`on_bad_key`](RateLimitLayer::on_bad_key) says otherwise. See
+    /// [`Shared`] for how readiness, outages and the fields work.
+    ///
+    /// ```no_run
+    /// # async fn run(backend: fusebox_std::backend::RedisBackend) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{RedisLimiter, Rules};
+    /// use fusebox_std::tower::rate_limit::KeyError;
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// // One fleet-wide limit for every request: one constant key.
+    /// let limiter = RedisLimiter::builder("global", Rules::single("per_second", Quota::per_second(1_000)?)?, backend)
+    ///     .build()?;
+    /// let layer = RateLimitLayer::shared(Arc::new(limiter), |_: &http::request::Parts| Ok::<_, KeyError>(""));
+    /// assert_eq!(layer.name(), "global");
+    /// # Ok(()) }
+    /// ```
+    pub fn shared(limiter: Arc<RedisLimiter>, key: F) -> Self {
+        let name: Arc<str> = limiter.name().into();
+        let fields = Arc::new(Fields::new(&limiter));
+        let limit = Shared {
+            limiter,
+            key,
+            bad_key: BadKey::Reject,
+            fields,
+        };
+        Self::with_limit(name, limit, TokioClock::new())
+    }
+}
+
+impl<K, F, R> RateLimitLayer<Shared<K, F>, R> {
+    /// What a request whose key function fails (or whose key is longer
+    /// than [`MAX_KEY_LEN`](crate::backend::MAX_KEY_LEN)) gets: refused ([`BadKey::Reject`], the
+    /// default) or charged to one default key ([`BadKey::Default`]).
+    ///
+    /// ```no_run
+    /// # async fn run(limiter: fusebox_std::backend::RedisLimiter) {
+    /// use std::sync::Arc;
+    /// use fusebox_std::tower::rate_limit::{key, BadKey};
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// let layer = RateLimitLayer::shared(Arc::new(limiter), key::header("x-api-key", 64))
+    ///     .on_bad_key(BadKey::Default("anonymous".to_owned()));
+    /// assert_eq!(*layer.limit().bad_key(), BadKey::Default("anonymous".to_owned()));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn on_bad_key(mut self, bad_key: BadKey<K>) -> Self {
+        self.limit.bad_key = bad_key;
+        self
+    }
+}
