@@ -30,10 +30,10 @@ pub use breaker::{Breaker, BreakerBuilder, BreakerCall, BreakerObserver};
 pub use budget::{BudgetError, RetryBudget};
 pub use bulkhead::{Bulkhead, BulkheadMetrics, BulkheadPermit, BulkheadRejection, Overflow};
 pub use classify::{Classify, DefaultClassifier};
-pub use error::CallError;
+pub use error::{CallError, LimitError};
 pub use fallback::{Fallback, Served, Source, StaleCache};
 pub use keyed_limiter::KeyedLimiter;
-pub use limiter::{LimitError, Limiter};
+pub use limiter::Limiter;
 pub use retry::{
     HonorRetryAfter, OnCallError, Retry, RetryAll, RetryBuilder, RetryError, RetryPredicate, Stop,
 };

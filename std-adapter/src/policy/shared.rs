@@ -10,7 +10,8 @@ use fusebox::bucket::{Quota, TokenBucket};
 use tokio::sync::Mutex as Gate;
 use tokio::time::Instant;
 
-use super::limiter::{enter, LimitError, Limiter, Source};
+use super::limiter::{enter, Limiter, Source};
+use super::LimitError;
 use crate::backend::{BackendError, Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules};
 use crate::TokioClock;
 
