@@ -187,8 +187,7 @@ pub enum LimitError {
     },
     /// A shared limit's backend refused the request itself (a key or rule
     /// it cannot store). Never a Redis outage: a shared limiter's
-    /// [`Degrade`](crate::backend::Degrade) policy decides while Redis is
-    /// out (feature `redis`).
+    /// `Degrade` policy decides while Redis is out (feature `redis`).
     Invalid(&'static str),
 }
 
