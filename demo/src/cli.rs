@@ -36,6 +36,21 @@ pub struct Args {
     /// 127.0.0.1 on a free port; the URL is printed).
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
     pub serve: Option<std::net::SocketAddr>,
+
+    /// Shares the protected clients' rate limit through the Redis at this
+    /// URL (`redis://[user:password@]host:port[/db]`): every storm given
+    /// the same URL, limit and client count draws from one limit (start
+    /// two in two terminals). Without it the limit is in process. While
+    /// Redis does not answer within 50 ms, each process keeps the whole
+    /// limit to itself. The URL is only ever shown redacted.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// The protected clients' rate limit in calls per second, for all of
+    /// them together (and, with --redis, for every process sharing it);
+    /// default 12 per client.
+    #[arg(long, value_name = "CALLS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit: Option<u32>,
 }
 
 /// Each run's story by default.
@@ -90,6 +105,22 @@ mod tests {
         assert_eq!(args.serve, Some("127.0.0.1:0".parse().unwrap()));
         let args = Args::try_parse_from(["storm", "--serve", "127.0.0.1:8080", "--short"]).unwrap();
         assert_eq!(args.serve, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!((args.redis, args.rate_limit), (None, None));
+        let args = Args::try_parse_from([
+            "storm",
+            "--redis",
+            "redis://app:pw@127.0.0.1:6379/0",
+            "--rate-limit",
+            "150",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.redis.as_deref(),
+            Some("redis://app:pw@127.0.0.1:6379/0")
+        );
+        assert_eq!(args.rate_limit, Some(150));
+        let shown = fusebox_std::redact::Redacted(args.redis.unwrap()).to_string();
+        assert_eq!(shown, "redis://app:***@127.0.0.1:6379/0");
     }
 
     #[test]
@@ -101,6 +132,8 @@ mod tests {
             &["storm", "--duration", "soon"],
             &["storm", "--short", "--duration", "5"],
             &["storm", "--serve", "localhost"],
+            &["storm", "--rate-limit", "0"],
+            &["storm", "--redis"],
         ] {
             assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
         }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fusebox::breaker::Config;
 use fusebox::bucket::Quota;
+use fusebox_std::backend::{Degrade, RedisBackend, RedisLimiter, RedisLimiterMetrics, Rules};
 use fusebox_std::policy::{
     Breaker, ExponentialBackoffMaker, Jitter, Limiter, Policy, Retry, RetryBudget, Source,
     StaleCache,
@@ -167,11 +168,13 @@ async fn naive(http: &Http, key: u32, counters: &ClientCounters) -> Result<Bytes
 /// The protected caller: a [`Policy`] (retry with budget → rate limit →
 /// breaker → timeout) inside a stale-on-error [`StaleCache`], every piece
 /// registered in the [`Registry`] (breaker, limiter, cache) so its health
-/// report and Prometheus text show them.
+/// report and Prometheus text show them. The rate limit is in process, or
+/// shared through Redis by every storm given the same Redis.
 #[derive(Debug)]
 pub struct Protected {
     http: Http,
     policy: Policy,
+    limiter: Arc<Limiter>,
     cache: Arc<ItemCache>,
 }
 
@@ -193,8 +196,11 @@ pub const CACHE: &str = "upstream_items";
 
 impl Protected {
     /// The protected caller of `http`, sending at most `rate` calls per
-    /// second, built through `registry` whose clock is `clock`; `seed`
-    /// seeds the backoff's jitter.
+    /// second (with a burst of a tenth of it), built through `registry`
+    /// whose clock is `clock`; `seed` seeds the backoff's jitter. With
+    /// `redis`, the rate limit is the one every process using that Redis
+    /// shares (limiter [`LIMITER`]), each keeping the whole limit to itself
+    /// while Redis is out.
     ///
     /// # Errors
     ///
@@ -205,6 +211,7 @@ impl Protected {
         seed: u64,
         registry: &Arc<Registry>,
         clock: TokioClock,
+        redis: Option<&RedisBackend>,
     ) -> Result<Self, Box<dyn std::error::Error>> {
         let breaker_config = Config::builder()
             .failure_rate(50)
@@ -218,7 +225,17 @@ impl Protected {
             .build()?;
         let breaker: Breaker = registry.breaker_policy(BREAKER, breaker_config)?;
         let quota = Quota::per_second(rate)?.with_burst(rate / 10 + 1)?;
-        let bucket = registry.limiter(LIMITER, quota)?;
+        let limiter = Arc::new(match redis {
+            None => Limiter::with_clock(registry.limiter(LIMITER, quota)?, clock),
+            Some(backend) => {
+                let rules = Rules::single(Limiter::SHARED_RULE, quota)?;
+                let shared = RedisLimiter::builder(LIMITER, rules, backend.clone())
+                    .degrade(Degrade::Local { instances: 1 })
+                    .registry(Arc::clone(registry))
+                    .build()?;
+                registry.redis_limiter_policy(Arc::new(shared))?
+            }
+        });
         let budget = RetryBudget::with_clock(Duration::from_secs(1), 20, 10, clock)?;
         let retry = Retry::builder()
             .max_attempts(3)
@@ -236,7 +253,7 @@ impl Protected {
             .build();
         let policy = Policy::builder()
             .retry(retry)
-            .limiter(Arc::new(Limiter::with_clock(bucket, clock)))
+            .limiter(Arc::clone(&limiter))
             .breaker(breaker)
             .timeout(ATTEMPT_TIMEOUT)
             .build();
@@ -249,8 +266,15 @@ impl Protected {
         Ok(Self {
             http,
             policy,
+            limiter,
             cache,
         })
+    }
+
+    /// The counters of the rate limit shared through Redis (`None` for
+    /// one in process).
+    pub fn shared_limit(&self) -> Option<RedisLimiterMetrics> {
+        self.limiter.redis_limiter().map(|l| l.metrics())
     }
 
     async fn fetch(&self, key: u32, counters: &ClientCounters) -> bool {

@@ -5,7 +5,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 use fusebox_std::tracker::Latency;
 
-use crate::run::{Mode, RunResult};
+use crate::run::{Mode, RunResult, SharedUse};
 
 /// The row of the upstream calls during the outage (the integration test
 /// reads it).
@@ -168,6 +168,27 @@ pub fn verdict(c: &Comparison) -> Vec<String> {
     lines
 }
 
+/// The start of [`shared_line`] (the integration test looks for it).
+pub const SHARED_LINE: &str = "shared rate limit:";
+
+/// What this process took from the rate limit shared through Redis, and
+/// when (Unix time in seconds, to add up several processes' figures):
+/// `shared rate limit: 1 234 calls admitted here from 1714000000.123 s to 1714000004.567 s (unix); 0 decided without Redis`.
+pub fn shared_line(shared: &SharedUse) -> String {
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    };
+    format!(
+        "{SHARED_LINE} {} admitted here from {:.3} s to {:.3} s (unix); {} decided without Redis",
+        calls(shared.admitted),
+        unix(shared.from),
+        unix(shared.to),
+        count(shared.without_redis)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -199,6 +220,7 @@ mod tests {
                 ..UpstreamCounts::default()
             },
             wall: Duration::from_secs(10),
+            shared: None,
         }
     }
 
@@ -244,6 +266,21 @@ mod tests {
         assert!(text.contains("61.0 %") && text.contains("96.5 %"));
         assert!(text.contains("250.5 ms") && text.contains("1000.0 ms"));
         assert!(text.contains("– (none)"));
+    }
+
+    #[test]
+    fn the_shared_line_names_the_calls_and_the_window() {
+        let at = |ms| std::time::UNIX_EPOCH + Duration::from_millis(ms);
+        let line = shared_line(&SharedUse {
+            admitted: 1_234,
+            without_redis: 0,
+            from: at(1_714_000_000_123),
+            to: at(1_714_000_004_567),
+        });
+        assert_eq!(
+            line,
+            "shared rate limit: 1 234 calls admitted here from 1714000000.123 s to 1714000004.567 s (unix); 0 decided without Redis"
+        );
     }
 
     #[test]

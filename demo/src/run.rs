@@ -5,9 +5,10 @@
 use std::error::Error;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use fusebox::breaker::State;
+use fusebox_std::backend::RedisBackend;
 use fusebox_std::tracker::Latency;
 use fusebox_std::{Registry, TokioClock, TrackerConfig};
 use tokio::task::JoinSet;
@@ -61,6 +62,9 @@ pub struct Settings {
     pub clients: u32,
     /// Redraw a live bar in place (a terminal) or print plain lines.
     pub tty: bool,
+    /// The protected caller's rate limit in calls per second (`None`: 12
+    /// per client).
+    pub rate: Option<u32>,
 }
 
 impl Settings {
@@ -70,10 +74,19 @@ impl Settings {
         self.clients.saturating_mul(15)
     }
 
-    /// The protected caller's rate limit: 12 calls per second per client,
-    /// under the upstream's capacity, above the normal load.
+    /// The protected caller's rate limit: [`rate`](Self::rate), by default
+    /// 12 calls per second per client, under the upstream's capacity,
+    /// above the normal load.
     pub const fn rate_limit(&self) -> u32 {
-        self.clients.saturating_mul(12)
+        match self.rate {
+            Some(rate) => rate,
+            None => self.clients.saturating_mul(12),
+        }
+    }
+
+    /// The rate limit's burst: a tenth of a second's calls, plus one.
+    pub const fn rate_burst(&self) -> u32 {
+        self.rate_limit() / 10 + 1
     }
 }
 
@@ -102,6 +115,25 @@ pub struct RunResult {
     pub upstream: UpstreamCounts,
     /// Wall time of the run.
     pub wall: Duration,
+    /// What this process took from a rate limit shared through Redis
+    /// (protected run with `--redis` only).
+    pub shared: Option<SharedUse>,
+}
+
+/// What one process's protected run took from the rate limit it shares
+/// with other processes through Redis: with the window's wall-clock ends,
+/// so that the runs of several processes can be added up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedUse {
+    /// Calls the shared limit admitted to this run's clients.
+    pub admitted: u64,
+    /// Decisions made without Redis (it did not answer in time): this
+    /// process's own share of the limit decided them.
+    pub without_redis: u64,
+    /// When the run's clients started (wall clock).
+    pub from: SystemTime,
+    /// When the last of them stopped (wall clock).
+    pub to: SystemTime,
 }
 
 impl RunResult {
@@ -121,7 +153,8 @@ pub fn pick_key(rng: &mut fastrand::Rng) -> u32 {
 }
 
 /// Plays `scenario` once with `mode`'s caller; the protected caller's
-/// pieces are built through `registry` (whose clock is `clock`).
+/// pieces are built through `registry` (whose clock is `clock`), its rate
+/// limit shared through `redis` when given.
 ///
 /// # Errors
 ///
@@ -132,6 +165,7 @@ pub async fn run(
     scenario: &Arc<Scenario>,
     registry: &Arc<Registry>,
     clock: TokioClock,
+    redis: Option<&RedisBackend>,
 ) -> Result<RunResult, Box<dyn Error>> {
     let tracker = registry.tracker(
         TRACKER,
@@ -144,16 +178,8 @@ pub async fn run(
     let upstream =
         Upstream::start(Arc::clone(scenario), settings.seed, settings.capacity_rps()).await?;
     let http = Http::new(upstream.addr(), settings.clients as usize);
-    let caller = match mode {
-        Mode::Unprotected => Caller::Naive(Box::new(http)),
-        Mode::Protected => Caller::Protected(Arc::new(Protected::new(
-            http,
-            settings.rate_limit(),
-            settings.seed,
-            registry,
-            clock,
-        )?)),
-    };
+    let caller = caller(mode, http, settings, registry, clock, redis)?;
+    let from = SystemTime::now();
     let counters = Arc::new(ClientCounters::default());
     let started = upstream.started();
     let duration = scenario.duration();
@@ -202,8 +228,18 @@ pub async fn run(
             }
         }
     }
+    let to = SystemTime::now();
     let last = snapshot();
     live.finish(&last);
+    let shared = match &caller {
+        Caller::Protected(p) => p.shared_limit().map(|m| SharedUse {
+            admitted: m.admitted,
+            without_redis: m.degraded_decisions,
+            from,
+            to,
+        }),
+        Caller::Naive(_) => None,
+    };
 
     let latency = tracker
         .stats()
@@ -225,6 +261,29 @@ pub async fn run(
         breaker_trips,
         upstream: last.upstream,
         wall: Instant::now() - started,
+        shared,
+    })
+}
+
+/// `mode`'s caller of `http`.
+fn caller(
+    mode: Mode,
+    http: Http,
+    settings: Settings,
+    registry: &Arc<Registry>,
+    clock: TokioClock,
+    redis: Option<&RedisBackend>,
+) -> Result<Caller, Box<dyn Error>> {
+    Ok(match mode {
+        Mode::Unprotected => Caller::Naive(Box::new(http)),
+        Mode::Protected => Caller::Protected(Arc::new(Protected::new(
+            http,
+            settings.rate_limit(),
+            settings.seed,
+            registry,
+            clock,
+            redis,
+        )?)),
     })
 }
 

@@ -90,8 +90,9 @@ pub struct HealthReport {
     /// `false` while a breaker marked required is open (or forced open):
     /// the answer for a readiness probe.
     pub ready: bool,
-    /// `true` while any breaker is not closed or a condition is set
-    /// ([`Registry::set_degraded`]).
+    /// `true` while any breaker is not closed, a condition is set
+    /// ([`Registry::set_degraded`]) or a registered Redis limiter is
+    /// degraded (feature `redis`).
     pub degraded: bool,
     /// Why the report is not ready or degraded, one line per cause.
     pub reasons: Vec<String>,
@@ -398,6 +399,8 @@ impl Registry {
         for (source, reason) in &entries.conditions {
             reasons.push(format!("{source}: {reason}"));
         }
+        #[cfg(feature = "redis")]
+        crate::registry::redis::degraded_reasons(&entries, &mut reasons);
         let monitor = entries
             .monitor
             .as_ref()

@@ -31,6 +31,7 @@
 //! |---|---|
 //! | `tower` | the `tower` module: tower-layer and tower-service 0.3 |
 //! | `http` | the `http` module: axum 0.8 (HTTP/1, JSON) |
+//! | `redis` | the `backend` module (redis 1.x): rate limits shared by a fleet, which `policy::Limiter` (so `Policy`) waits on and the registry reports |
 //!
 //! Always on: tokio (`time`, `sync`, `rt`, `net`), tracing, serde,
 //! pin-project-lite, fastrand and hyper's HTTP/1 client (hyper-util's

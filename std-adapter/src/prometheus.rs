@@ -17,6 +17,9 @@
 //! | `fusebox_events_{published,lagged}_total` | counter | |
 //! | `fusebox_events_subscribers` | gauge | |
 //! | `fusebox_process_resident_memory_bytes` (Linux), `fusebox_uptime_seconds` | gauge | |
+//! | `fusebox_redis_limiter_decisions_total` (feature `redis`) | counter | `name`, `source` (`redis`, `degraded`) |
+//! | `fusebox_redis_limiter_{admitted,faults,corrupt_values}_total` | counter | `name` |
+//! | `fusebox_redis_limiter_degraded` | gauge (0/1) | `name` |
 //!
 //! The latency histogram's `le` bounds are the upper bounds of the core
 //! [`Histogram`](fusebox::Histogram)'s non-empty buckets (exact, in
@@ -168,6 +171,8 @@ impl Registry {
         write_keyed_and_caches(&mut w, &h);
         self.write_operations(&mut w);
         write_events_and_process(&mut w, &h);
+        #[cfg(feature = "redis")]
+        self.write_redis_limiters(&mut w.out);
         w.out
     }
 

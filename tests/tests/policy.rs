@@ -216,7 +216,10 @@ fn rig() -> Rig {
 
 impl Rig {
     fn tokens(&self) -> u32 {
-        self.limiter.bucket().available(self.limiter.clock().now())
+        self.limiter
+            .bucket()
+            .expect("a bucket in process")
+            .available(self.limiter.clock().now())
     }
     fn assert_bulkhead_empty(&self) {
         let m = self.bulkhead.metrics();

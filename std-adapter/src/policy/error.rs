@@ -1,11 +1,10 @@
 //! [`CallError`]: why a call through a policy did not return the callee's
-//! value.
+//! value; [`LimitError`]: why a rate-limit wait ended without tokens.
 
 use std::fmt;
 use std::time::Duration;
 
 use super::bulkhead::BulkheadRejection;
-use super::limiter::LimitError;
 
 /// Why a call made through a policy layer did not return the callee's `Ok`.
 ///
@@ -147,6 +146,70 @@ impl<E> fusebox::RetryAfter for CallError<E> {
         }
     }
 }
+
+/// Why a wait for tokens ended without them.
+///
+/// Non-exhaustive: match the variants you handle and keep a `_` arm.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::LimitError;
+///
+/// let e = LimitError::DeadlineExceeded { retry_after: Duration::from_secs(3) };
+/// assert_eq!(e.to_string(), "the rate limit admits no call before the deadline (retry after 3s)");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitError {
+    /// More tokens than the burst were asked for: no wait could help.
+    InsufficientCapacity {
+        /// Tokens asked for.
+        requested: u32,
+        /// The bucket's burst.
+        burst: u32,
+    },
+    /// The tokens would come back only after the caller's deadline.
+    DeadlineExceeded {
+        /// The wait the bucket named, from the moment it was asked; zero
+        /// if the deadline passed while the caller was still queued
+        /// behind other waiters.
+        retry_after: Duration,
+    },
+    /// A keyed limiter had no slot for a new key (under
+    /// `FullPolicy::Reject`).
+    TableFull,
+    /// A keyed limiter's tier function named a tier it does not have.
+    TierOutOfRange {
+        /// The tier named.
+        tier: usize,
+    },
+    /// A shared limit's backend refused the request itself (a key or rule
+    /// it cannot store). Never a Redis outage: a shared limiter's
+    /// `Degrade` policy decides while Redis is out (feature `redis`).
+    Invalid(&'static str),
+}
+
+impl fmt::Display for LimitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InsufficientCapacity { requested, burst } => write!(
+                f,
+                "{requested} tokens requested, more than the burst of {burst}"
+            ),
+            Self::DeadlineExceeded { retry_after } => write!(
+                f,
+                "the rate limit admits no call before the deadline (retry after {retry_after:?})"
+            ),
+            Self::TableFull => f.write_str("keyed limiter full: no idle slot for a new key"),
+            Self::TierOutOfRange { tier } => write!(f, "no quota tier {tier} in this limiter"),
+            Self::Invalid(why) => write!(f, "the shared rate limit refused the request: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for LimitError {}
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
-//! [`Limiter`]: wait until the core's token bucket admits, sleeping
-//! exactly the wait it names; the waiting loop [`KeyedLimiter`](super::KeyedLimiter) shares.
+//! [`Limiter`]: wait until the core's token bucket (or, with the feature
+//! `redis`, a limit shared through Redis) admits, sleeping exactly the
+//! wait it names; the waiting loop [`KeyedLimiter`](super::KeyedLimiter) shares.
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,74 +10,33 @@ use fusebox::bucket::{AcquireError, TokenBucket};
 use fusebox::{Clock, Instant};
 use tokio::sync::Mutex as Gate;
 
+use super::error::LimitError;
 use crate::events::RejectionReporter;
 use crate::TokioClock;
 
-/// Why a wait for tokens ended without them.
-///
-/// Non-exhaustive: match the variants you handle and keep a `_` arm.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use fusebox_std::policy::LimitError;
-///
-/// let e = LimitError::DeadlineExceeded { retry_after: Duration::from_secs(3) };
-/// assert_eq!(e.to_string(), "the rate limit admits no call before the deadline (retry after 3s)");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum LimitError {
-    /// More tokens than the burst were asked for: no wait could help.
-    InsufficientCapacity {
-        /// Tokens asked for.
-        requested: u32,
-        /// The bucket's burst.
-        burst: u32,
-    },
-    /// The tokens would come back only after the caller's deadline.
-    DeadlineExceeded {
-        /// The wait the bucket named, from the moment it was asked; zero
-        /// if the deadline passed while the caller was still queued
-        /// behind other waiters.
-        retry_after: Duration,
-    },
-    /// A keyed limiter had no slot for a new key (under
-    /// `FullPolicy::Reject`).
-    TableFull,
-    /// A keyed limiter's tier function named a tier it does not have.
-    TierOutOfRange {
-        /// The tier named.
-        tier: usize,
-    },
-}
-
-impl fmt::Display for LimitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::InsufficientCapacity { requested, burst } => write!(
-                f,
-                "{requested} tokens requested, more than the burst of {burst}"
-            ),
-            Self::DeadlineExceeded { retry_after } => write!(
-                f,
-                "the rate limit admits no call before the deadline (retry after {retry_after:?})"
-            ),
-            Self::TableFull => f.write_str("keyed limiter full: no idle slot for a new key"),
-            Self::TierOutOfRange { tier } => write!(f, "no quota tier {tier} in this limiter"),
-        }
-    }
-}
-
-impl std::error::Error for LimitError {}
-
-/// Waits for a core [`TokenBucket`]'s tokens.
+/// Waits for a core [`TokenBucket`]'s tokens, or for a limit shared by a
+/// fleet through Redis.
 ///
 /// Every decision is the core's: a waiter asks the bucket, and when it is
 /// refused sleeps exactly the `retry_after` the refusal names (on tokio's
 /// clock; tokio's timer rounds a sleep *up* to its 1 ms resolution, never
 /// down), then asks again.
+///
+/// # Backends
+///
+/// [`Limiter::new`] and [`Limiter::with_clock`] wait on a core bucket in
+/// this process. With the feature `redis`, `Limiter::shared` waits on a
+/// `backend::RedisLimiter` instead (one limit for every process that uses
+/// the same Redis, prefix and name), and `Limiter::connect` picks either
+/// from an optional Redis configuration. The waiting API is the same:
+/// [`until_ready`](Self::until_ready), [`until_n_ready`](Self::until_n_ready),
+/// [`until_n_ready_by`](Self::until_n_ready_by),
+/// [`reporting_to`](Self::reporting_to); so is everything built on it
+/// ([`Policy`](super::Policy)). On Redis, each decision is one round trip
+/// (bounded by the command timeout), a refusal's wait is the one the GCRA
+/// script names, and a Redis fault is met by the `RedisLimiter`'s
+/// `Degrade` policy: a wait never ends later than its deadline plus one
+/// command timeout.
 ///
 /// # Order
 ///
@@ -87,12 +47,21 @@ impl std::error::Error for LimitError {}
 /// the queue behind it instead: that is the price of fairness). Callers
 /// that use the core bucket directly, without waiting, bypass the gate.
 ///
+/// On Redis the gate orders this process's waiters only: while none of
+/// them waits, a caller asks Redis at once (concurrent callers do not
+/// queue behind each other's round trips); a refused caller joins the
+/// queue, and callers arriving while it is not empty queue behind it.
+/// Other processes are not in the queue.
+///
 /// # Cancellation
 ///
 /// The futures of [`until_ready`](Self::until_ready) and
 /// [`until_n_ready`](Self::until_n_ready) take tokens only in the poll in
 /// which they complete: dropping one while it waits (for the gate or for
-/// tokens) takes no token and frees the gate for the next waiter.
+/// tokens) takes no token and frees the gate for the next waiter. On
+/// Redis, dropping one while a decision is in flight may take the tokens
+/// in Redis without admitting the caller (the script runs to its end on
+/// the server): it can only admit less, never more.
 ///
 /// # Examples
 ///
@@ -113,18 +82,30 @@ impl std::error::Error for LimitError {}
 /// # }).unwrap();
 /// ```
 pub struct Limiter {
-    bucket: Arc<TokenBucket>,
-    clock: TokioClock,
-    gate: Gate<()>,
-    reporter: Option<RejectionReporter>,
+    pub(super) source: Source,
+    pub(super) clock: TokioClock,
+    pub(super) gate: Gate<()>,
+    pub(super) reporter: Option<RejectionReporter>,
+}
+
+/// Where a [`Limiter`]'s tokens come from.
+pub(super) enum Source {
+    /// A core bucket in this process.
+    Local(Arc<TokenBucket>),
+    /// A limit shared through Redis.
+    #[cfg(feature = "redis")]
+    Shared(super::shared::Shared),
 }
 
 impl fmt::Debug for Limiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Limiter")
-            .field("bucket", &self.bucket)
-            .field("clock", &self.clock)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("Limiter");
+        match &self.source {
+            Source::Local(bucket) => d.field("bucket", bucket),
+            #[cfg(feature = "redis")]
+            Source::Shared(shared) => d.field("shared", shared.limiter()),
+        };
+        d.field("clock", &self.clock).finish_non_exhaustive()
     }
 }
 
@@ -161,7 +142,7 @@ impl Limiter {
     /// ```
     pub fn with_clock(bucket: Arc<TokenBucket>, clock: TokioClock) -> Self {
         Self {
-            bucket,
+            source: Source::Local(bucket),
             clock,
             gate: Gate::new(()),
             reporter: None,
@@ -193,7 +174,12 @@ impl Limiter {
         self
     }
 
-    /// The core bucket.
+    /// The core bucket; `None` for a limiter shared through Redis
+    /// (`Limiter::redis_limiter` returns that one).
+    ///
+    /// Before the Redis backend this returned `&Arc<TokenBucket>`: a
+    /// limiter built with [`new`](Self::new) or [`with_clock`](Self::with_clock)
+    /// always has `Some`.
     ///
     /// ```
     /// use fusebox::Clock;
@@ -203,12 +189,17 @@ impl Limiter {
     /// use fusebox_std::policy::Limiter;
     /// let limiter = Limiter::new(Arc::new(TokenBucket::new(Quota::per_second(5)?)));
     /// limiter.until_n_ready(2).await?;
-    /// assert_eq!(limiter.bucket().available(limiter.clock().now()), 3);
+    /// let bucket = limiter.bucket().expect("a limiter in process");
+    /// assert_eq!(bucket.available(limiter.clock().now()), 3);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn bucket(&self) -> &Arc<TokenBucket> {
-        &self.bucket
+    pub fn bucket(&self) -> Option<&Arc<TokenBucket>> {
+        match &self.source {
+            Source::Local(bucket) => Some(bucket),
+            #[cfg(feature = "redis")]
+            Source::Shared(_) => None,
+        }
     }
 
     /// The clock.
@@ -232,8 +223,8 @@ impl Limiter {
     ///
     /// # Errors
     ///
-    /// None in practice (a bucket's burst is at least one); the type is
-    /// [`until_n_ready`](Self::until_n_ready)'s.
+    /// None in practice on a core bucket (its burst is at least one); the
+    /// type is [`until_n_ready`](Self::until_n_ready)'s.
     ///
     /// ```
     /// use std::time::Duration;
@@ -259,7 +250,9 @@ impl Limiter {
     /// # Errors
     ///
     /// [`LimitError::InsufficientCapacity`] at once, without waiting, if `n`
-    /// exceeds the burst.
+    /// exceeds the burst (the smallest burst of a shared limit's rules);
+    /// [`LimitError::TableFull`] from a shared limit's `Local` degradation
+    /// policy with no room for the key.
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -281,12 +274,13 @@ impl Limiter {
 
     /// [`until_n_ready`](Self::until_n_ready) that gives up at once when
     /// the bucket's wait would end after `deadline` (or the gate is not
-    /// reached by then): it never sleeps past the deadline.
+    /// reached by then): it never sleeps past the deadline. On Redis the
+    /// last decision may end up to one command timeout after it.
     ///
     /// # Errors
     ///
-    /// [`LimitError::DeadlineExceeded`] with the bucket's wait, or
-    /// [`LimitError::InsufficientCapacity`].
+    /// [`LimitError::DeadlineExceeded`] with the bucket's wait, or as
+    /// [`until_n_ready`](Self::until_n_ready).
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -309,19 +303,25 @@ impl Limiter {
         n: u32,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<(), LimitError> {
-        let result = self.wait_n(n, deadline).await;
+        let result = match &self.source {
+            Source::Local(bucket) => self.wait_n(bucket, n, deadline).await,
+            #[cfg(feature = "redis")]
+            Source::Shared(shared) => shared.wait(&self.gate, n, deadline).await,
+        };
         if let (Err(_), Some(reporter)) = (&result, &self.reporter) {
             reporter.report();
         }
         result
     }
 
+    /// The wait on a core bucket.
     async fn wait_n(
         &self,
+        bucket: &TokenBucket,
         n: u32,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<(), LimitError> {
-        let burst = self.bucket.quota().burst();
+        let burst = bucket.quota().burst();
         if n > burst {
             return Err(LimitError::InsufficientCapacity {
                 requested: n,
@@ -330,7 +330,7 @@ impl Limiter {
         }
         let _turn = enter(&self.gate, deadline).await?;
         wait_for(self.clock, deadline, |now| {
-            self.bucket.try_acquire_n(n, now).map_err(|e| match e {
+            bucket.try_acquire_n(n, now).map_err(|e| match e {
                 AcquireError::RateLimited(limited) => Refused::Wait(limited.retry_after),
                 AcquireError::InsufficientCapacity(e) => {
                     Refused::Never(LimitError::InsufficientCapacity {

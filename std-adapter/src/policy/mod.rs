@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | circuit breaker (+ timeout, classifier) | [`Breaker`] | [`fusebox::CircuitBreaker`] |
 //! | retries | [`Retry`], [`RetryBudget`], [`ExponentialBackoffMaker`] | — (a windowed counter) |
-//! | rate-limit waits | [`Limiter`], [`KeyedLimiter`] | [`fusebox::TokenBucket`], [`fusebox::KeyedLimiter`] |
+//! | rate-limit waits | [`Limiter`], [`KeyedLimiter`] | [`fusebox::TokenBucket`], [`fusebox::KeyedLimiter`]; or a limit shared through Redis (feature `redis`) |
 //! | concurrency | [`Bulkhead`] | — (a tokio semaphore) |
 //! | fallbacks | [`Fallback`], [`StaleCache`] | [`fusebox::LruCache`] |
 
@@ -19,6 +19,8 @@ mod fallback;
 mod keyed_limiter;
 mod limiter;
 mod retry;
+#[cfg(feature = "redis")]
+mod shared;
 
 pub use backoff::{
     Backoff, BackoffError, ExponentialBackoff, ExponentialBackoffMaker, Jitter, MakeBackoff,
@@ -28,10 +30,10 @@ pub use breaker::{Breaker, BreakerBuilder, BreakerCall, BreakerObserver};
 pub use budget::{BudgetError, RetryBudget};
 pub use bulkhead::{Bulkhead, BulkheadMetrics, BulkheadPermit, BulkheadRejection, Overflow};
 pub use classify::{Classify, DefaultClassifier};
-pub use error::CallError;
+pub use error::{CallError, LimitError};
 pub use fallback::{Fallback, Served, Source, StaleCache};
 pub use keyed_limiter::KeyedLimiter;
-pub use limiter::{LimitError, Limiter};
+pub use limiter::Limiter;
 pub use retry::{
     HonorRetryAfter, OnCallError, Retry, RetryAll, RetryBuilder, RetryError, RetryPredicate, Stop,
 };

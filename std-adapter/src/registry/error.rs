@@ -28,6 +28,9 @@ pub enum Kind {
     Condition,
     /// [`Bulkhead`](crate::policy::Bulkhead).
     Bulkhead,
+    /// A rate limiter shared through Redis (`backend::RedisLimiter`,
+    /// feature `redis`).
+    RedisLimiter,
 }
 
 impl fmt::Display for Kind {
@@ -40,6 +43,7 @@ impl fmt::Display for Kind {
             Self::Tracker => "tracker",
             Self::Condition => "condition",
             Self::Bulkhead => "bulkhead",
+            Self::RedisLimiter => "redis limiter",
         })
     }
 }

@@ -38,6 +38,8 @@ mod config;
 mod error;
 mod limiters;
 mod monitor;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 mod spec;
 
 pub use builder::RegistryBuilder;
@@ -135,6 +137,10 @@ pub(crate) struct Entries {
     pub(crate) bulkheads: BTreeMap<Box<str>, bulkheads::BulkheadEntry>,
     /// The health monitor whose status the report carries.
     pub(crate) monitor: Option<crate::monitor::StatusReader>,
+    /// Rate limiters shared through Redis, for the reports (weak: a
+    /// limiter may hold its registry).
+    #[cfg(feature = "redis")]
+    pub(crate) redis_limiters: BTreeMap<Box<str>, std::sync::Weak<crate::backend::RedisLimiter>>,
 }
 
 impl Default for Registry {

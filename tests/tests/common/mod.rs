@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test file uses some of them
 
 pub mod redis_server;
+pub mod shared_limit;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -190,13 +190,20 @@ impl RedisLimiter {
         self.outage().degraded
     }
 
+    /// The health condition it sets while degraded (`redis_<name>`).
+    pub(crate) fn condition(&self) -> &str {
+        &self.condition
+    }
+
     /// Its counters.
     pub fn metrics(&self) -> RedisLimiterMetrics {
         self.counters.snapshot()
     }
 
-    /// Its counters and state in the Prometheus text format 0.0.4, to
-    /// append to [`Registry::to_prometheus`].
+    /// Its counters and state in the Prometheus text format 0.0.4, for a
+    /// limiter outside a registry: one registered with
+    /// [`Registry::register_redis_limiter`] is in
+    /// [`Registry::to_prometheus`] already.
     ///
     /// ```no_run
     /// # async fn run(limiter: fusebox_std::backend::RedisLimiter) {
@@ -228,6 +235,15 @@ impl RedisLimiter {
     /// fault (the [`Degrade`] policy decides instead), except a
     /// [`BackendError::TableFull`] from the `Local` policy.
     pub async fn try_acquire_n(&self, key: &str, n: u32) -> Result<Decision, BackendError> {
+        let decision = self.decide(key, n).await?;
+        if decision.allowed {
+            self.counters.admitted.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(decision)
+    }
+
+    /// [`try_acquire_n`](Self::try_acquire_n) without counting admissions.
+    async fn decide(&self, key: &str, n: u32) -> Result<Decision, BackendError> {
         crate::backend::check_capacity(&self.rules, n)?;
         crate::backend::escape(key)?;
         if self.outage().should_ask(Instant::now()) {

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// let m = RedisLimiterMetrics::default();
 /// let text = m.to_prometheus("api", false);
 /// assert!(text.contains("fusebox_redis_limiter_decisions_total{name=\"api\",source=\"redis\"} 0\n"));
+/// assert!(text.contains("fusebox_redis_limiter_admitted_total{name=\"api\"} 0\n"));
 /// assert!(text.contains("fusebox_redis_limiter_degraded{name=\"api\"} 0\n"));
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,6 +29,9 @@ pub struct RedisLimiterMetrics {
     pub faults: u64,
     /// Corrupt stored values the script found and replaced.
     pub corrupt_values: u64,
+    /// Requests admitted, by Redis or by the degradation policy (a request
+    /// of `n` tokens counts once).
+    pub admitted: u64,
 }
 
 impl RedisLimiterMetrics {
@@ -36,41 +40,67 @@ impl RedisLimiterMetrics {
     /// name, so it needs no escaping).
     pub fn to_prometheus(&self, name: &str, degraded: bool) -> String {
         let mut out = String::new();
+        Self::write_prometheus(&mut out, &[(name, *self, degraded)]);
+        out
+    }
+
+    /// The families of several limiters (`(name, counters, degraded)`),
+    /// each family's HELP and TYPE once, as the text format requires.
+    pub(crate) fn write_prometheus(out: &mut String, limiters: &[(&str, Self, bool)]) {
+        if limiters.is_empty() {
+            return;
+        }
+        let decisions = "fusebox_redis_limiter_decisions_total";
         let _ = writeln!(
             out,
-            "# HELP fusebox_redis_limiter_decisions_total Rate-limit decisions, by where they were made.\n\
-             # TYPE fusebox_redis_limiter_decisions_total counter\n\
-             fusebox_redis_limiter_decisions_total{{name=\"{name}\",source=\"redis\"}} {}\n\
-             fusebox_redis_limiter_decisions_total{{name=\"{name}\",source=\"degraded\"}} {}",
-            self.redis_decisions, self.degraded_decisions
+            "# HELP {decisions} Rate-limit decisions, by where they were made.\n\
+             # TYPE {decisions} counter"
         );
-        for (metric, help, value) in [
+        for (name, m, _) in limiters {
+            let _ = writeln!(
+                out,
+                "{decisions}{{name=\"{name}\",source=\"redis\"}} {}\n\
+                 {decisions}{{name=\"{name}\",source=\"degraded\"}} {}",
+                m.redis_decisions, m.degraded_decisions
+            );
+        }
+        let counters: [Counter; 3] = [
+            (
+                "fusebox_redis_limiter_admitted_total",
+                "Requests admitted, by Redis or by the degradation policy.",
+                |m| m.admitted,
+            ),
             (
                 "fusebox_redis_limiter_faults_total",
                 "Redis timeouts, lost connections and refused credentials.",
-                self.faults,
+                |m| m.faults,
             ),
             (
                 "fusebox_redis_limiter_corrupt_values_total",
                 "Corrupt stored values replaced by a drained bucket.",
-                self.corrupt_values,
+                |m| m.corrupt_values,
             ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {metric} {help}\n# TYPE {metric} counter\n{metric}{{name=\"{name}\"}} {value}"
-            );
+        ];
+        for (metric, help, get) in counters {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+            for (name, m, _) in limiters {
+                let _ = writeln!(out, "{metric}{{name=\"{name}\"}} {}", get(m));
+            }
         }
+        let gauge = "fusebox_redis_limiter_degraded";
         let _ = writeln!(
             out,
-            "# HELP fusebox_redis_limiter_degraded 1 while Redis is out and the degradation policy decides.\n\
-             # TYPE fusebox_redis_limiter_degraded gauge\n\
-             fusebox_redis_limiter_degraded{{name=\"{name}\"}} {}",
-            u8::from(degraded)
+            "# HELP {gauge} 1 while Redis is out and the degradation policy decides.\n\
+             # TYPE {gauge} gauge"
         );
-        out
+        for (name, _, degraded) in limiters {
+            let _ = writeln!(out, "{gauge}{{name=\"{name}\"}} {}", u8::from(*degraded));
+        }
     }
 }
+
+/// A counter family: name, help, reader.
+type Counter = (&'static str, &'static str, fn(&RedisLimiterMetrics) -> u64);
 
 /// The live counters.
 #[derive(Debug, Default)]
@@ -79,6 +109,7 @@ pub(super) struct Counters {
     pub(super) degraded: AtomicU64,
     pub(super) faults: AtomicU64,
     pub(super) corrupt: AtomicU64,
+    pub(super) admitted: AtomicU64,
 }
 
 impl Counters {
@@ -88,6 +119,7 @@ impl Counters {
             degraded_decisions: self.degraded.load(Ordering::Relaxed),
             faults: self.faults.load(Ordering::Relaxed),
             corrupt_values: self.corrupt.load(Ordering::Relaxed),
+            admitted: self.admitted.load(Ordering::Relaxed),
         }
     }
 }
