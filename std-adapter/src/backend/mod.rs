@@ -41,6 +41,11 @@
 //! * **Corrupt values** (wrong type, garbage, absurd numbers, an older
 //!   layout) are replaced by a *drained* bucket: the request is refused
 //!   and the rule refills from empty, never opens wide.
+//! * **Secrets and TLS.** Passwords and ACL users travel in the URL,
+//!   TLS as `rediss://` (rustls; a private CA and client certificates
+//!   through [`RedisConfig`]); no password or client key appears in
+//!   `Debug`, errors, logs, metrics or health. A refused certificate
+//!   either way is a [`BackendError::Tls`].
 //! * **Leasing** ([`LeasedLimiter`]) trades exactness for round trips:
 //!   over any interval `T` the fleet admits at most
 //!   `burst + rate · T + instances × lease`.
@@ -138,6 +143,11 @@ pub enum BackendError {
     Unavailable(String),
     /// Redis refused the credentials (redacted message).
     Auth(String),
+    /// TLS failed (redacted message): a server certificate that does not
+    /// chain to the trusted roots or does not name the host, a client
+    /// certificate the server refused, a failed handshake, or certificates
+    /// in the configuration that cannot be read.
+    Tls(String),
     /// The script answered something it never answers (redacted message).
     Protocol(String),
 }
@@ -149,7 +159,11 @@ impl BackendError {
     pub fn is_fault(&self) -> bool {
         matches!(
             self,
-            Self::Timeout(_) | Self::Unavailable(_) | Self::Auth(_) | Self::Protocol(_)
+            Self::Timeout(_)
+                | Self::Unavailable(_)
+                | Self::Auth(_)
+                | Self::Tls(_)
+                | Self::Protocol(_)
         )
     }
 }
@@ -171,6 +185,7 @@ impl fmt::Display for BackendError {
             Self::Timeout(after) => write!(f, "redis did not answer within {after:?}"),
             Self::Unavailable(why) => write!(f, "redis unavailable: {why}"),
             Self::Auth(why) => write!(f, "redis refused the credentials: {why}"),
+            Self::Tls(why) => write!(f, "redis TLS failed: {why}"),
             Self::Protocol(why) => write!(f, "unexpected reply from redis: {why}"),
         }
     }

@@ -1,6 +1,8 @@
 //! A private `redis-server` for one test: a free loopback port, a
 //! temporary directory, no persistence; killed (and its directory
 //! removed) on drop. No shared global server, no leftover process.
+//! [`RedisServer::start_tls`] serves TLS only (`rediss://`), with PEM
+//! files the test made.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,6 +16,21 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     extra: Vec<String>,
+    /// TLS only: `--port 0 --tls-port <port>` and the files in `dir`.
+    tls: bool,
+}
+
+/// The PEM texts of a TLS server: its certificate chain and key, and the
+/// CA that client certificates must chain to.
+pub struct TlsPem<'a> {
+    /// The server's certificate (chain).
+    pub cert: &'a str,
+    /// The server's private key.
+    pub key: &'a str,
+    /// The CA for client certificates (`--tls-ca-cert-file`).
+    pub ca: &'a str,
+    /// Whether clients must present a certificate (`--tls-auth-clients`).
+    pub auth_clients: bool,
 }
 
 impl RedisServer {
@@ -25,25 +42,53 @@ impl RedisServer {
     /// A fresh server with extra `redis-server` arguments (e.g. an ACL
     /// user, one token per argument: `["--user", "app", "on", ">pw", "~*", "+@all"]`).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::new(extra, None)
+    }
+
+    /// A fresh server that speaks TLS only, on a free port; `extra` as in
+    /// [`start_with`](Self::start_with). The PEM files live in the
+    /// server's temporary directory.
+    pub fn start_tls(pem: &TlsPem<'_>, extra: &[&str]) -> Self {
+        Self::new(extra, Some(pem))
+    }
+
+    fn new(extra: &[&str], tls: Option<&TlsPem<'_>>) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
             .port();
         let dir = std::env::temp_dir().join(format!("fusebox-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temporary directory for redis-server");
+        let mut extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        if let Some(pem) = tls {
+            for (flag, name, text) in [
+                ("--tls-cert-file", "server.crt", pem.cert),
+                ("--tls-key-file", "server.key", pem.key),
+                ("--tls-ca-cert-file", "ca.crt", pem.ca),
+            ] {
+                let path = dir.join(name);
+                std::fs::write(&path, text).expect("a PEM file for redis-server");
+                extra.push(flag.to_owned());
+                extra.push(path.display().to_string());
+            }
+            let auth = if pem.auth_clients { "yes" } else { "no" };
+            extra.extend(["--tls-auth-clients".to_owned(), auth.to_owned()]);
+        }
         let mut server = Self {
             child: None,
             port,
             dir,
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            extra,
+            tls: tls.is_some(),
         };
         server.restart();
         server
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The port.
@@ -74,8 +119,15 @@ impl RedisServer {
     /// and waits until it answers `PING`.
     pub fn restart(&mut self) {
         self.kill();
+        let port = self.port.to_string();
+        let ports: &[&str] = if self.tls {
+            &["--port", "0", "--tls-port", &port]
+        } else {
+            &["--port", &port]
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(ports)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -107,11 +159,16 @@ impl RedisServer {
         );
     }
 
-    /// Any reply to `PING` (`+PONG`, or `-NOAUTH` with a password set).
+    /// Any reply to `PING` (`+PONG`, or `-NOAUTH` with a password set);
+    /// for a TLS server, an accepted connection (a plain `PING` gets no
+    /// reply there, and the server listens only once it is set up).
     fn answers_ping(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
+        if self.tls {
+            return true;
+        }
         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
         let mut reply = [0u8; 1];
         stream.write_all(b"PING\r\n").is_ok() && stream.read(&mut reply).is_ok_and(|n| n == 1)
@@ -137,19 +194,47 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts `n` nodes (at least 3) and waits for `cluster_state:ok`.
     pub fn start(n: usize) -> Self {
-        let nodes: Vec<RedisServer> = (0..n)
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
-            })
-            .collect();
+        Self::new(n, None)
+    }
+
+    /// [`start`](Self::start) with TLS only, between clients and nodes and
+    /// on the cluster bus (`--tls-cluster yes`).
+    pub fn start_tls(n: usize, pem: &TlsPem<'_>) -> Self {
+        Self::new(n, Some(pem))
+    }
+
+    fn new(n: usize, tls: Option<&TlsPem<'_>>) -> Self {
+        let mut args = vec![
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+        ];
+        if tls.is_some() {
+            args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+        }
+        let nodes: Vec<RedisServer> = (0..n).map(|_| RedisServer::new(&args, tls)).collect();
+        // redis-cli speaks TLS too, trusting the nodes' CA (with a client
+        // certificate when the nodes ask for one: the server's own).
+        let cli_tls: Vec<String> = match tls {
+            None => Vec::new(),
+            Some(pem) => {
+                let dir = &nodes[0].dir;
+                let mut a = vec!["--tls".to_owned(), "--cacert".to_owned()];
+                a.push(dir.join("ca.crt").display().to_string());
+                if pem.auth_clients {
+                    a.push("--cert".to_owned());
+                    a.push(dir.join("server.crt").display().to_string());
+                    a.push("--key".to_owned());
+                    a.push(dir.join("server.key").display().to_string());
+                }
+                a
+            }
+        };
         let output = Command::new("redis-cli")
+            .args(&cli_tls)
             .arg("--cluster")
             .arg("create")
             .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())))
@@ -165,6 +250,7 @@ impl RedisCluster {
         for node in &nodes {
             loop {
                 let info = Command::new("redis-cli")
+                    .args(&cli_tls)
                     .args(["-p", &node.port().to_string(), "cluster", "info"])
                     .output()
                     .expect("redis-cli");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, Pipeline, RedisFuture, TlsCertificates, Value};
 
 use super::super::BackendError;
 use super::connection::fault;
@@ -75,20 +75,24 @@ impl ConnectionLike for RedisConnection {
 }
 
 /// Connects to a Cluster through any of `nodes` (URLs with the same
-/// credentials), within `timeout`.
+/// credentials; `rediss://` for TLS, with `certificates` if given), within
+/// `timeout`.
 pub(super) async fn connect(
     nodes: &[String],
+    certificates: Option<TlsCertificates>,
     timeout: Duration,
     backoff: (Duration, Duration),
 ) -> Result<RedisConnection, BackendError> {
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let client = ClusterClient::builder(nodes.iter().map(String::as_str))
+    let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
         .connection_timeout(timeout)
         .response_timeout(timeout)
         .min_retry_wait(millis(backoff.0).max(1))
-        .max_retry_wait(millis(backoff.1).max(1))
-        .build()
-        .map_err(|e| fault(&e))?;
+        .max_retry_wait(millis(backoff.1).max(1));
+    if let Some(certificates) = certificates {
+        builder = builder.certs(certificates);
+    }
+    let client = builder.build().map_err(|e| fault(&e))?;
     match tokio::time::timeout(timeout, client.get_async_connection()).await {
         Err(_) => Err(BackendError::Timeout(timeout)),
         Ok(Err(e)) => Err(fault(&e)),

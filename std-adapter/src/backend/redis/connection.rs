@@ -11,13 +11,28 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::super::{Backend, BackendError, Decision, KeyPrefix, Rules};
 use super::cluster::{self, Inner, RedisConnection};
 use super::script;
+use super::tls::{self, Tls};
 use crate::redact::redact;
 
 /// How to reach Redis and how long to wait for it.
 ///
 /// The URL carries the credentials and TLS (`redis://user:password@host:port/db`,
-/// `rediss://` with the `redis` crate's TLS features); it is never shown:
-/// `Debug` and every error redact it.
+/// `rediss://` for TLS on rustls); it is never shown: `Debug` and every
+/// error redact it. A `rediss://` server is checked against the system's
+/// roots, or against a private CA given to
+/// [`tls_root_cert_pem`](Self::tls_root_cert_pem); a client certificate
+/// for mutual TLS goes to [`tls_client_cert_pem`](Self::tls_client_cert_pem).
+///
+/// # TLS
+///
+/// TLS runs on rustls, built with its ring provider. Before the first
+/// `rediss://` connection fusebox installs ring as rustls's process-wide
+/// default provider, unless the application installed one already: to use
+/// another (aws-lc-rs, a FIPS build), install it before connecting. The
+/// server's certificate must name the URL's host (an IP address too, as a
+/// SAN) and chain to a trusted root; `rediss://…/#insecure` (no checks) is
+/// refused, as the `redis` crate's `tls-rustls-insecure` feature is not
+/// enabled.
 ///
 /// # Examples
 ///
@@ -42,6 +57,8 @@ pub struct RedisConfig {
     connect_timeout: Duration,
     reconnect_min: Duration,
     reconnect_max: Duration,
+    /// Roots and client certificate for `rediss://` (see `tls.rs`).
+    pub(super) tls: Tls,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -56,6 +73,7 @@ impl fmt::Debug for RedisConfig {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("reconnect", &(self.reconnect_min, self.reconnect_max))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -76,6 +94,7 @@ impl RedisConfig {
             connect_timeout: Duration::from_secs(1),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(2),
+            tls: Tls::default(),
         }
     }
 
@@ -130,6 +149,16 @@ impl RedisConfig {
     /// The per-command timeout.
     pub fn command_timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// A standalone client for `url`, with the TLS certificates if any.
+    fn client(&self) -> Result<redis::Client, BackendError> {
+        let url = self.url.as_str();
+        match tls::prepare([url], &self.tls)? {
+            None => redis::Client::open(url),
+            Some(certificates) => redis::Client::build_with_tls(url, certificates),
+        }
+        .map_err(|e| fault(&e))
     }
 
     fn manager_config(&self) -> ConnectionManagerConfig {
@@ -190,19 +219,28 @@ impl RedisBackend {
     /// # Errors
     ///
     /// [`BackendError::Auth`] for refused credentials,
+    /// [`BackendError::Tls`] for a certificate refused either way (or
+    /// certificates that cannot be read, or given for a `redis://` URL),
     /// [`BackendError::Unavailable`] for a bad URL or an unreachable
     /// server, [`BackendError::Timeout`] after the connect timeout; no
-    /// message carries the URL's password.
+    /// message carries the URL's password or the client key.
     pub async fn connect(config: RedisConfig) -> Result<Self, BackendError> {
         if !config.nodes.is_empty() {
+            let certificates = tls::prepare(config.nodes.iter().map(String::as_str), &config.tls)?;
             let backoff = (config.reconnect_min, config.reconnect_max);
             return Ok(Self {
-                conn: cluster::connect(&config.nodes, config.connect_timeout, backoff).await?,
+                conn: cluster::connect(
+                    &config.nodes,
+                    certificates,
+                    config.connect_timeout,
+                    backoff,
+                )
+                .await?,
                 prefix: config.prefix,
                 timeout: config.timeout,
             });
         }
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| fault(&e))?;
+        let client = config.client()?;
         // The first connection is not retried: a wrong password or a
         // server that is down is reported now, clearly.
         let first = ConnectionManagerConfig::new()
@@ -229,14 +267,15 @@ impl RedisBackend {
     /// # Errors
     ///
     /// [`BackendError::Unavailable`] for a URL that cannot be parsed, or
-    /// for a Cluster configuration.
+    /// for a Cluster configuration; [`BackendError::Tls`] for certificates
+    /// that cannot be read (a server's certificate is checked on first use).
     pub fn connect_lazy(config: RedisConfig) -> Result<Self, BackendError> {
         if !config.nodes.is_empty() {
             return Err(BackendError::Unavailable(
                 "a cluster connects with RedisBackend::connect".into(),
             ));
         }
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| fault(&e))?;
+        let client = config.client()?;
         let manager = ConnectionManager::new_lazy_with_config(client, config.manager_config())
             .map_err(|e| fault(&e))?;
         Ok(Self {
@@ -323,6 +362,8 @@ pub(super) fn fault(e: &redis::RedisError) -> BackendError {
         || text.contains("NOAUTH");
     if auth {
         BackendError::Auth(text)
+    } else if tls::is_tls_error(e) {
+        BackendError::Tls(text)
     } else if e.is_timeout() {
         BackendError::Unavailable(format!("timed out: {text}"))
     } else {

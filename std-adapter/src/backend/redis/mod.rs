@@ -8,6 +8,7 @@ mod lease;
 mod limiter;
 mod metrics;
 mod script;
+mod tls;
 
 pub use self::cluster::RedisConnection;
 pub use self::connection::{RedisBackend, RedisConfig};

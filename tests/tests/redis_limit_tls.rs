@@ -1,0 +1,382 @@
+//! The Redis backend over TLS (`rediss://`) against a real redis-server
+//! serving TLS only, with a CA and certificates made at run time: a
+//! private CA trusted through the configuration, a wrong CA refused with
+//! a typed error, mutual TLS, and no secret (URL password, client key) in
+//! errors, `Debug`, logs or health.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis_server::{RedisCluster, RedisServer, TlsPem};
+use fusebox::bucket::Quota;
+use fusebox_std::backend::{
+    Backend, BackendError, Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules, Source,
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// A CA made for one test: its certificate and its issuer.
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        Self {
+            pem,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf certificate and its key (PEM) for `names`, for `usage`.
+    fn issue(&self, names: &[&str], usage: &[ExtendedKeyUsagePurpose]) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "fusebox test");
+        params.extended_key_usages = usage.to_vec();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// A server certificate's usages: Redis also presents it as a client
+/// certificate, to the other nodes on the cluster bus (always mutual TLS)
+/// and to a primary when replicating.
+const SERVER: &[ExtendedKeyUsagePurpose] = &[
+    ExtendedKeyUsagePurpose::ServerAuth,
+    ExtendedKeyUsagePurpose::ClientAuth,
+];
+
+/// A TLS-only server with a certificate for `127.0.0.1` from `ca`.
+fn tls_server(ca: &Ca, auth_clients: bool, extra: &[&str]) -> RedisServer {
+    tls_server_named(ca, &["127.0.0.1", "localhost"], auth_clients, extra)
+}
+
+/// A TLS-only server with a certificate for `names` from `ca`.
+fn tls_server_named(ca: &Ca, names: &[&str], auth_clients: bool, extra: &[&str]) -> RedisServer {
+    let (cert, key) = ca.issue(names, SERVER);
+    RedisServer::start_tls(
+        &TlsPem {
+            cert: &cert,
+            key: &key,
+            ca: &ca.pem,
+            auth_clients,
+        },
+        extra,
+    )
+}
+
+/// A generous command timeout (two shared cores, TLS handshakes).
+fn config(url: String) -> RedisConfig {
+    RedisConfig::new(url)
+        .timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(5))
+}
+
+fn rules(burst: u32) -> Rules {
+    Rules::single(
+        "per_minute",
+        Quota::per_minute(burst).unwrap().with_burst(burst).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn redis_limit_tls_decides_over_rediss_with_a_private_ca() {
+    let ca = Ca::new("fusebox test CA");
+    let server = tls_server(&ca, false, &[]);
+    assert!(server.url().starts_with("rediss://"));
+    let backend = RedisBackend::connect(config(server.url()).tls_root_cert_pem(ca.pem.clone()))
+        .await
+        .expect("a TLS connection trusting the test CA");
+
+    // Raw commands run on the same TLS connection.
+    let mut conn = backend.connection();
+    let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    assert_eq!(pong, "PONG");
+
+    let rules = rules(3);
+    for left in [2, 1, 0] {
+        let d = backend.decide("tls", "user-1", &rules, 1).await.unwrap();
+        assert!(d.allowed && d.remaining == left, "{d:?}");
+        assert_eq!(d.source, Source::Redis);
+    }
+    assert!(
+        !backend
+            .decide("tls", "user-1", &rules, 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+
+    // A limiter over a lazily connected backend: the first use connects.
+    let lazy =
+        RedisBackend::connect_lazy(config(server.url()).tls_root_cert_pem(ca.pem.clone())).unwrap();
+    let limiter = RedisLimiter::builder("tls", rules, lazy)
+        .degrade(Degrade::FailClosed)
+        .build()
+        .unwrap();
+    let d = limiter.try_acquire("user-1").await.unwrap();
+    assert_eq!((d.allowed, d.source), (false, Source::Redis), "{d:?}");
+    let d = limiter.try_acquire("user-2").await.unwrap();
+    assert_eq!((d.allowed, d.source), (true, Source::Redis), "{d:?}");
+    assert_eq!(limiter.metrics().faults, 0);
+}
+
+#[tokio::test]
+async fn redis_limit_tls_wrong_ca_is_a_tls_error_without_the_password() {
+    let password = "tls-horse-battery-7c1";
+    let ca = Ca::new("fusebox server CA");
+    let user = format!(">{password}");
+    let server = tls_server(
+        &ca,
+        false,
+        &["--user", "app", "on", &user, "~*", "&*", "+@all"],
+    );
+    let url = format!("rediss://app:{password}@127.0.0.1:{}", server.port());
+
+    // Trusting another CA, and trusting only the system's roots: both
+    // refuse the server's certificate, before any password is sent.
+    let other = Ca::new("fusebox other CA");
+    for config in [
+        config(url.clone()).tls_root_cert_pem(other.pem.clone()),
+        config(url.clone()),
+    ] {
+        assert!(!format!("{config:?}").contains(password));
+        let err = RedisBackend::connect(config).await.unwrap_err();
+        let (text, debug) = (err.to_string(), format!("{err:?}"));
+        assert!(matches!(err, BackendError::Tls(_)), "{debug}");
+        assert!(err.is_fault());
+        assert!(text.starts_with("redis TLS failed: "), "{text}");
+        assert!(text.contains("certificate"), "{text}");
+        assert!(
+            !text.contains(password) && !debug.contains(password),
+            "{debug}"
+        );
+    }
+
+    // The right CA, but a certificate for another name.
+    let elsewhere = tls_server_named(&ca, &["redis.internal"], false, &[]);
+    let err = RedisBackend::connect(config(elsewhere.url()).tls_root_cert_pem(ca.pem.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BackendError::Tls(m) if m.contains("not valid for name")),
+        "{err:?}"
+    );
+
+    // `#insecure` (no certificate check) is not built in: still refused.
+    let err = RedisBackend::connect(config(format!("{url}/#insecure")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Tls(_)), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains(password), "{err:?}");
+
+    // A lazily connected limiter degrades (its connection manager keeps
+    // retrying the handshake in the background, so a decision meets the
+    // command timeout), and neither health nor the logs show the password.
+    let capture = common::Capture::global();
+    let registry = Arc::new(fusebox_std::Registry::new());
+    let lazy = config(url)
+        .tls_root_cert_pem(other.pem.clone())
+        .timeout(Duration::from_millis(200));
+    let backend = RedisBackend::connect_lazy(lazy).unwrap();
+    assert!(!format!("{backend:?}").contains(password));
+    let limiter = RedisLimiter::builder("tls_wrong_ca", rules(5), backend)
+        .registry(Arc::clone(&registry))
+        .build()
+        .unwrap();
+    let d = limiter.try_acquire("k").await.unwrap();
+    assert_eq!(d.source, Source::FailClosed, "{d:?}");
+    assert_eq!(limiter.metrics().faults, 1);
+    let health = serde_json::to_string(&registry.health()).unwrap();
+    assert!(
+        health.contains("redis_tls_wrong_ca") && !health.contains(password),
+        "{health}"
+    );
+    let logs = format!("{:?}", capture.with("limiter", "tls_wrong_ca"));
+    assert!(
+        logs.contains("degraded") && !logs.contains(password),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn redis_limit_tls_password_in_a_rediss_url_never_shows() {
+    let ca = Ca::new("fusebox test CA");
+    let server = tls_server(
+        &ca,
+        false,
+        &[
+            "--user",
+            "app",
+            "on",
+            ">right-tls-staple",
+            "~*",
+            "&*",
+            "+@all",
+        ],
+    );
+    let url = |password: &str| format!("rediss://app:{password}@127.0.0.1:{}", server.port());
+
+    // Over TLS the wrong password is still an `Auth` error, redacted.
+    let err =
+        RedisBackend::connect(config(url("wrong-tls-staple")).tls_root_cert_pem(ca.pem.clone()))
+            .await
+            .unwrap_err();
+    assert!(matches!(err, BackendError::Auth(_)), "{err:?}");
+    for text in [err.to_string(), format!("{err:?}")] {
+        assert!(!text.contains("wrong-tls-staple"), "{text}");
+    }
+
+    let config = config(url("right-tls-staple")).tls_root_cert_pem(ca.pem.clone());
+    assert!(!format!("{config:?}").contains("right-tls-staple"));
+    let backend = RedisBackend::connect(config)
+        .await
+        .expect("the right password");
+    assert!(!format!("{backend:?}").contains("right-tls-staple"));
+    let d = backend.decide("tls_acl", "k", &rules(1), 1).await.unwrap();
+    assert!(d.allowed && d.source == Source::Redis, "{d:?}");
+}
+
+#[tokio::test]
+async fn redis_limit_tls_mutual_tls_presents_the_client_certificate() {
+    let ca = Ca::new("fusebox mTLS CA");
+    let server = tls_server(&ca, true, &[]);
+    let (cert, key) = ca.issue(&["fusebox-client"], &[ExtendedKeyUsagePurpose::ClientAuth]);
+    let key_body = key
+        .lines()
+        .nth(1)
+        .expect("a base64 line of the key")
+        .to_owned();
+
+    // With the client certificate: decisions.
+    let config_mtls = config(server.url())
+        .tls_root_cert_pem(ca.pem.clone())
+        .tls_client_cert_pem(cert.clone(), key.clone());
+    assert!(!format!("{config_mtls:?}").contains(&key_body));
+    let backend = RedisBackend::connect(config_mtls)
+        .await
+        .expect("mutual TLS");
+    let d = backend.decide("mtls", "k", &rules(2), 2).await.unwrap();
+    assert!(d.allowed && d.source == Source::Redis, "{d:?}");
+
+    // Without one: the server ends the handshake, a TLS error.
+    let err = RedisBackend::connect(config(server.url()).tls_root_cert_pem(ca.pem.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Tls(_)), "{err:?}");
+
+    // A certificate from another CA is refused by the server.
+    let stranger = Ca::new("fusebox stranger CA");
+    let (cert2, key2) = stranger.issue(&["stranger"], &[ExtendedKeyUsagePurpose::ClientAuth]);
+    let err = RedisBackend::connect(
+        config(server.url())
+            .tls_root_cert_pem(ca.pem.clone())
+            .tls_client_cert_pem(cert2, key2),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, BackendError::Tls(_)), "{err:?}");
+
+    // A key that cannot be read is named, never quoted.
+    let broken = key.replace("PRIVATE KEY", "PRIVATE KEZ");
+    let err = RedisBackend::connect(
+        config(server.url())
+            .tls_root_cert_pem(ca.pem.clone())
+            .tls_client_cert_pem(cert, broken),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, BackendError::Tls(_)), "{err:?}");
+    let text = format!("{err} {err:?}");
+    assert!(
+        text.contains("client key") && !text.contains(&key_body),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn redis_limit_tls_certificates_that_cannot_be_used_are_refused_at_connect() {
+    let ca = Ca::new("fusebox test CA");
+    let tls = |url: &str| config(url.to_owned()).tls_root_cert_pem(ca.pem.clone());
+    // Certificates with a redis:// URL: no silent plain-text connection.
+    let err = RedisBackend::connect_lazy(tls("redis://127.0.0.1:1")).unwrap_err();
+    assert!(
+        matches!(&err, BackendError::Tls(m) if m.contains("rediss://")),
+        "{err:?}"
+    );
+    // A root PEM with no certificate in it.
+    let err = RedisBackend::connect_lazy(
+        config("rediss://127.0.0.1:1".into()).tls_root_cert_pem("not a certificate"),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, BackendError::Tls(m) if m.contains("root certificate")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_limit_tls_cluster_decides_over_rediss_with_a_private_ca() {
+    let ca = Ca::new("fusebox cluster CA");
+    let (cert, key) = ca.issue(&["127.0.0.1"], SERVER);
+    let cluster = RedisCluster::start_tls(
+        3,
+        &TlsPem {
+            cert: &cert,
+            key: &key,
+            ca: &ca.pem,
+            auth_clients: false,
+        },
+    );
+    let urls = cluster.urls();
+    assert!(urls.iter().all(|u| u.starts_with("rediss://")), "{urls:?}");
+    let cluster_config = || {
+        RedisConfig::cluster(urls.clone())
+            .timeout(Duration::from_secs(2))
+            .connect_timeout(Duration::from_secs(5))
+    };
+    let backend = RedisBackend::connect(cluster_config().tls_root_cert_pem(ca.pem.clone()))
+        .await
+        .expect("a TLS connection to the cluster");
+    let rules = rules(2);
+    // Keys on every node (30 users spread over the slots).
+    for user in 0..30 {
+        let key = format!("user-{user}");
+        for _ in 0..2 {
+            let d = backend
+                .decide("tls_cluster", &key, &rules, 1)
+                .await
+                .unwrap();
+            assert_eq!((d.allowed, d.source), (true, Source::Redis), "{key}");
+        }
+        assert!(
+            !backend
+                .decide("tls_cluster", &key, &rules, 1)
+                .await
+                .unwrap()
+                .allowed
+        );
+    }
+    // Without the CA, the nodes' certificates are refused.
+    let err = RedisBackend::connect(cluster_config()).await.unwrap_err();
+    assert!(
+        matches!(&err, BackendError::Tls(m) if m.contains("UnknownIssuer")),
+        "{err:?}"
+    );
+}
