@@ -8,15 +8,18 @@
 #   governor  + tower_governor's GovernorLayer keyed by the same header,
 #             quota never reached (the peer)
 #
-# Each run: `wrk -t2 -c64 -d10s --latency -H 'x-api-key: bench'` (2 wrk
-# threads, 64 keep-alive connections, 10 s), after a 1 s warm-up run
-# against the same server process. The modes are interleaved for ROUNDS
-# rounds and the table shows each mode's median. wrk and the server share
-# this machine's cores (2 here, nothing pinned): the numbers are what
-# client and server reach together, so a layer's cost appears as a
-# fraction of that, and background load (other builds) moves all modes.
-# The server's own CPU time per request (from /proc/PID/stat around the
-# measured run) is reported too: it moves much less with background load.
+# Each run: `wrk -c64 -d10s --latency -H 'x-api-key: bench'` (64
+# keep-alive connections, 10 s), after a 1 s warm-up run against the same
+# server process. The modes are interleaved for ROUNDS rounds and the
+# table shows each mode's median.
+#
+# Pinned (the default where there are 2 CPUs or more, WRK_PIN=0 to turn
+# off): the server runs on CPU 0 with one tokio worker, wrk on CPU 1 with
+# one thread, so the server is the bottleneck and a layer's cost is the
+# server's, not the load generator's (unpinned, wrk and the server share
+# the cores and a bigger response costs wrk's parser as much as the
+# server). The server's own CPU time per request (from /proc/PID/stat
+# around the measured run) is reported too.
 #
 # Writes benches/wrk.md and puts it into BENCHMARKS.md between the
 # `<!-- wrk:begin -->` and `<!-- wrk:end -->` markers (report.sh keeps the
@@ -27,11 +30,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-THREADS=${WRK_THREADS:-2}
+PIN=${WRK_PIN:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
+THREADS=${WRK_THREADS:-$([ "$PIN" = 1 ] && echo 1 || echo 2)}
 CONNECTIONS=${WRK_CONNECTIONS:-64}
 DURATION=${WRK_DURATION:-10s}
 ROUNDS=${WRK_ROUNDS:-5}
-MODES=${WRK_MODES:-"bare fusebox governor fusebox-no-fields fusebox-limit fusebox-breaker"}
+MODES=${WRK_MODES:-"bare fusebox governor governor-headers fusebox-no-fields fusebox-limit fusebox-breaker"}
+if [ "$PIN" = 1 ]; then
+    SERVER_CPU=(taskset -c 0)
+    SERVER_ARGS=(--workers 1)
+    CLIENT_CPU=(taskset -c 1)
+else
+    SERVER_CPU=()
+    SERVER_ARGS=()
+    CLIENT_CPU=()
+fi
 
 if ! command -v wrk >/dev/null; then
     SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
@@ -55,7 +68,7 @@ trap 'stop; rm -rf "$OUT"' EXIT
 # Starts the server in mode $1 on a free loopback port; sets PORT.
 start() {
     local log="$OUT/server.$1.$round.out"
-    "$SERVER" --mode "$1" --port 0 >"$log" &
+    "${SERVER_CPU[@]}" "$SERVER" --mode "$1" --port 0 "${SERVER_ARGS[@]}" >"$log" &
     SERVER_PID=$!
     for _ in $(seq 100); do
         PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$log" 2>/dev/null)
@@ -72,14 +85,15 @@ cpu_ticks() {
 }
 
 getconf CLK_TCK >"$OUT/clk_tck"
+echo "$PIN" >"$OUT/pinned"
 cat /proc/loadavg >"$OUT/loadavg-before"
 for round in $(seq "$ROUNDS"); do
     for mode in $MODES; do
         start "$mode"
         URL="http://127.0.0.1:$PORT/"
-        wrk -t"$THREADS" -c"$CONNECTIONS" -d1s -H 'x-api-key: bench' "$URL" >/dev/null
+        "${CLIENT_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d1s -H 'x-api-key: bench' "$URL" >/dev/null
         before=$(cpu_ticks)
-        wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H 'x-api-key: bench' "$URL" \
+        "${CLIENT_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H 'x-api-key: bench' "$URL" \
             >"$OUT/$mode.$round.txt"
         echo $(($(cpu_ticks) - before)) >"$OUT/$mode.$round.cpu"
         stop

@@ -13,7 +13,10 @@
 //!   them; the quota is 10^9 tokens a second with a burst of 10^9;
 //! * `governor`: tower_governor's `GovernorLayer`, keyed by the same
 //!   header into a `String` (its own `KeyExtractor`), one token every
-//!   nanosecond with a burst of `u32::MAX`, no headers (its default).
+//!   nanosecond with a burst of `u32::MAX`, no headers (its default);
+//! * `governor-headers`: the same with `use_headers()`, its
+//!   `x-ratelimit-limit` and `x-ratelimit-remaining` on every response:
+//!   the like-for-like peer of `fusebox`, which sends its fields.
 //!
 //! and, to see where fusebox's cost lies, parts of `fusebox`:
 //! * `fusebox-no-fields`: the same without the `RateLimit` fields
@@ -26,7 +29,7 @@
 //!
 //! It prints `listening on 127.0.0.1:PORT` once bound (port `0` picks a
 //! free one) and serves until killed, on tokio's multi-thread runtime
-//! with one worker per CPU.
+//! with one worker per CPU, or `--workers N`.
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -99,6 +102,16 @@ fn app(mode: &str) -> Result<Router, Error> {
                 .ok_or("governor config")?;
             bare.layer(GovernorLayer::new(Arc::new(config)))
         }
+        "governor-headers" => {
+            let config = GovernorConfigBuilder::default()
+                .key_extractor(ApiKey)
+                .per_nanosecond(1)
+                .burst_size(u32::MAX)
+                .use_headers()
+                .finish()
+                .ok_or("governor config")?;
+            bare.layer(GovernorLayer::new(Arc::new(config)))
+        }
         other => return Err(format!("unknown mode {other:?} (see the example's docs)").into()),
     })
 }
@@ -106,16 +119,22 @@ fn app(mode: &str) -> Result<Router, Error> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut mode = String::from("bare");
     let mut port = 0_u16;
+    let mut workers: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--mode" => mode = args.next().ok_or("--mode needs a value")?,
             "--port" => port = args.next().ok_or("--port needs a value")?.parse()?,
+            "--workers" => workers = Some(args.next().ok_or("--workers needs a value")?.parse()?),
             _ => return Err(format!("unknown argument {arg:?}").into()),
         }
     }
     let app = app(&mode)?;
-    tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        runtime.worker_threads(n);
+    }
+    runtime
         .enable_all()
         .build()?
         .block_on(async move {
