@@ -134,14 +134,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(n) = workers {
         runtime.worker_threads(n);
     }
-    runtime
-        .enable_all()
-        .build()?
-        .block_on(async move {
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            println!("listening on {}", listener.local_addr()?);
-            axum::serve(listener, app).await?;
-            Ok(())
-        })
+    runtime.enable_all().build()?.block_on(async move {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        println!("listening on {}", listener.local_addr()?);
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
 }

@@ -5,7 +5,9 @@
 
 use fusebox::bucket::Quota;
 use fusebox::Duration;
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use std::sync::OnceLock;
+
+use http::header::{Entry, HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 
 const MICROS_PER_SEC: u64 = 1_000_000;
@@ -101,17 +103,59 @@ impl Quoted {
 /// matter to the client).
 pub(crate) fn add_rate_limit(
     headers: &mut HeaderMap,
-    sf_name: &str,
+    policy: &PolicyFields,
     q: &Quoted,
     legacy: bool,
     own: bool,
 ) {
-    join_member(
+    join_value(
         headers,
         &RATELIMIT_POLICY,
-        member(sf_name, "q", q.limit, "w", q.window),
+        policy.policy_member(q.limit, q.window),
     );
-    add_service_limit(headers, sf_name, q, legacy, own);
+    add_service_limit(headers, &policy.sf_name, q, legacy, own);
+}
+
+/// A policy's name as the fields spell it, with its `RateLimit-Policy`
+/// member kept once built: every key of a keyed layer shares one quota,
+/// so after the first response that member costs a reference count, not
+/// a format and an allocation (a layer whose tiers differ builds the other
+/// tiers' members each time).
+#[derive(Debug)]
+pub(crate) struct PolicyFields {
+    /// The name as a Structured Field String.
+    pub(crate) sf_name: Box<str>,
+    /// The first `RateLimit-Policy` member built, with its `(q, w)`.
+    policy: OnceLock<((u64, u64), HeaderValue)>,
+}
+
+impl PolicyFields {
+    /// The fields of the policy called `name`.
+    pub(crate) fn new(name: &str) -> Self {
+        Self {
+            sf_name: sf_string(name),
+            policy: OnceLock::new(),
+        }
+    }
+
+    /// The `RateLimit-Policy` member `sf_name;q=..;w=..`.
+    fn policy_member(&self, q: u64, w: u64) -> HeaderValue {
+        if let Some((kept, value)) = self.policy.get()
+            && *kept == (q, w)
+        {
+            return value.clone();
+        }
+        let value = member_value(member(&self.sf_name, "q", q, "w", w));
+        let _ = self.policy.set(((q, w), value.clone()));
+        value
+    }
+}
+
+/// A member as a header value, without a copy. `member` is printable
+/// ASCII by construction (`sf_string`, digits), so the check passes.
+fn member_value(member: Vec<u8>) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(member))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The `RateLimit` member of the policy `sf_name`, and the legacy trio if
@@ -142,12 +186,8 @@ pub(crate) fn add_service_limit(
 }
 
 /// Adds `member` to the List field `name` (see [`join_value`]).
-/// `member` is printable ASCII by construction (`sf_string`, digits).
 fn join_member(headers: &mut HeaderMap, name: &HeaderName, member: Vec<u8>) {
-    // The member's buffer becomes the value without a copy.
-    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(member)) {
-        join_value(headers, name, value);
-    }
+    join_value(headers, name, member_value(member));
 }
 
 /// Adds `value` (one or more List members) to the List field `name`: the
@@ -157,13 +197,17 @@ fn join_member(headers: &mut HeaderMap, name: &HeaderName, member: Vec<u8>) {
 /// line that cannot be joined (never, for values a `HeaderValue` holds)
 /// gets `value` as a line of its own.
 pub(crate) fn join_value(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue) {
-    if !headers.contains_key(name) {
-        // The usual case, one policy.
-        headers.insert(name.clone(), value);
-        return;
-    }
+    // One hash of the name, whether the field is there or not.
+    let mut lines = match headers.entry(name) {
+        Entry::Vacant(vacant) => {
+            // The usual case, one policy.
+            vacant.insert(value);
+            return;
+        }
+        Entry::Occupied(lines) => lines,
+    };
     let mut joined: Vec<u8> = Vec::new();
-    for line in headers.get_all(name) {
+    for line in lines.iter() {
         let line = line.as_bytes().trim_ascii();
         if !line.is_empty() {
             joined.extend_from_slice(line);
@@ -171,27 +215,39 @@ pub(crate) fn join_value(headers: &mut HeaderMap, name: &HeaderName, value: Head
         }
     }
     if joined.is_empty() {
-        headers.insert(name.clone(), value);
+        lines.insert(value);
         return;
     }
     joined.extend_from_slice(value.as_bytes());
     match HeaderValue::from_bytes(&joined) {
         Ok(joined) => {
-            headers.insert(name.clone(), joined);
+            lines.insert(joined);
         }
-        Err(_) => {
-            headers.append(name.clone(), value);
-        }
+        Err(_) => lines.append(value),
     }
 }
 
 /// One policy's member, `sf_name;a=x;b=y`, in one buffer of the right
 /// size (no intermediate `String`).
 pub(crate) fn member(sf_name: &str, a: &str, x: u64, b: &str, y: u64) -> Vec<u8> {
-    use std::io::Write as _;
-    let mut out = Vec::with_capacity(sf_name.len() + a.len() + b.len() + 2 * 20 + 4);
-    // Writing to a `Vec` cannot fail.
-    let _ = write!(out, "{sf_name};{a}={x};{b}={y}");
+    // `itoa`, not `write!`: the formatting machinery cost about a
+    // thousand instructions a member, on every response.
+    let (mut xb, mut yb) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (x, y) = (xb.format(x).as_bytes(), yb.format(y).as_bytes());
+    let mut out = Vec::with_capacity(sf_name.len() + a.len() + b.len() + x.len() + y.len() + 4);
+    for piece in [
+        sf_name.as_bytes(),
+        b";",
+        a.as_bytes(),
+        b"=",
+        x,
+        b";",
+        b.as_bytes(),
+        b"=",
+        y,
+    ] {
+        out.extend_from_slice(piece);
+    }
     out
 }
 
@@ -253,15 +309,38 @@ mod tests {
             remaining: 50,
             reset: 30,
         };
-        add_rate_limit(&mut h, "\"api\"", &q, true, true);
+        add_rate_limit(&mut h, &PolicyFields::new("api"), &q, true, true);
         assert_eq!(h[&RATELIMIT_POLICY], "\"api\";q=100;w=60");
         assert_eq!(h[&RATELIMIT], "\"api\";r=50;t=30");
         assert_eq!(h["x-ratelimit-limit"], "100");
         assert_eq!(h["x-ratelimit-remaining"], "50");
         assert_eq!(h["x-ratelimit-reset"], "30");
         let mut plain = HeaderMap::new();
-        add_rate_limit(&mut plain, "\"api\"", &q, false, true);
+        add_rate_limit(&mut plain, &PolicyFields::new("api"), &q, false, true);
         assert_eq!(plain.len(), 2);
+    }
+
+    #[test]
+    fn the_kept_policy_member_is_only_used_for_its_own_quota() {
+        let fields = PolicyFields::new("tiers");
+        let quoted = |limit, window| Quoted {
+            limit,
+            window,
+            remaining: 1,
+            reset: 1,
+        };
+        for (limit, window) in [(10, 1), (10, 1), (500, 60), (10, 1), (500, 60)] {
+            let mut h = HeaderMap::new();
+            add_rate_limit(&mut h, &fields, &quoted(limit, window), false, false);
+            assert_eq!(
+                h[&RATELIMIT_POLICY],
+                format!("\"tiers\";q={limit};w={window}").as_str()
+            );
+        }
+        assert_eq!(
+            member("\"n\"", "r", u64::MAX, "t", 0),
+            format!("\"n\";r={};t=0", u64::MAX).into_bytes()
+        );
     }
 
     #[test]
@@ -280,8 +359,8 @@ mod tests {
         };
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, HeaderValue::from(3600));
-        add_rate_limit(&mut h, "\"per_key\"", &inner, true, true);
-        add_rate_limit(&mut h, "\"global\"", &outer, true, false);
+        add_rate_limit(&mut h, &PolicyFields::new("per_key"), &inner, true, true);
+        add_rate_limit(&mut h, &PolicyFields::new("global"), &outer, true, false);
         assert_eq!(
             h[&RATELIMIT_POLICY],
             "\"per_key\";q=1;w=3600, \"global\";q=100;w=3600"
@@ -299,7 +378,7 @@ mod tests {
         let mut split = HeaderMap::new();
         split.append(&RATELIMIT, HeaderValue::from_static("\"a\";r=1;t=1"));
         split.append(&RATELIMIT, HeaderValue::from_static("\"b\";r=2;t=2"));
-        add_rate_limit(&mut split, "\"c\"", &outer, false, false);
+        add_rate_limit(&mut split, &PolicyFields::new("c"), &outer, false, false);
         assert_eq!(
             split[&RATELIMIT],
             "\"a\";r=1;t=1, \"b\";r=2;t=2, \"c\";r=98;t=72"

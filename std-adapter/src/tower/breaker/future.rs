@@ -75,7 +75,7 @@ pin_project! {
         inner: Option<F>,
         rejected: Option<F::Output>,
         permit: Option<OwnedPermit<Arc<CircuitBreaker>>>,
-        started: Instant,
+        started: Option<Instant>,
         shared: Arc<Shared<C>>,
     }
 }
@@ -84,7 +84,7 @@ impl<F: Future, C> ResponseFuture<F, C> {
     pub(super) fn admitted(
         inner: F,
         permit: OwnedPermit<Arc<CircuitBreaker>>,
-        started: Instant,
+        started: Option<Instant>,
         shared: Arc<Shared<C>>,
     ) -> Self {
         Self {
@@ -101,7 +101,7 @@ impl<F: Future, C> ResponseFuture<F, C> {
             inner: None,
             rejected: Some(output),
             permit: None,
-            started: Instant::ZERO,
+            started: None,
             shared,
         }
     }
@@ -161,16 +161,24 @@ where
         this.inner.set(None);
         if let Some(permit) = this.permit.take() {
             let shared = &**this.shared;
-            let now = shared.clock.now();
+            let clock = shared.clock;
+            // The end is read if the duration is measured, or if the core
+            // or the observer needs the time.
+            let mut end = this.started.map(|_| clock.now());
+            let elapsed = match (*this.started, end) {
+                (Some(start), Some(end)) => end.saturating_duration_since(start),
+                _ => fusebox::Duration::ZERO,
+            };
             let outcome = shared.classifier.classify(&result);
-            let elapsed = now.saturating_duration_since(*this.started);
-            if let Some(t) = permit.record(outcome, now, elapsed) {
+            if let Some(t) =
+                permit.record_with(outcome, elapsed, || *end.get_or_insert_with(|| clock.now()))
+            {
                 shared.transition(t);
             }
             if outcome == Outcome::Failure
                 && let Some(observer) = &shared.observer
             {
-                observer.failure(&shared.name, now, false);
+                observer.failure(&shared.name, end.unwrap_or_else(|| clock.now()), false);
             }
         }
         Poll::Ready(result)

@@ -143,14 +143,23 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let shared = &self.shared;
-        let now = shared.clock.now();
-        match CircuitBreaker::try_acquire_owned(Arc::clone(&shared.breaker), now) {
+        // The clock is read only when something needs the time: a
+        // slow-call rule (the duration), or the core's decision (an open or
+        // half-open breaker). A closed breaker without one reads none.
+        let clock = shared.clock;
+        let measured = shared.breaker.measures_duration();
+        let mut now = measured.then(|| clock.now());
+        let acquired = CircuitBreaker::try_acquire_owned_with(Arc::clone(&shared.breaker), || {
+            *now.get_or_insert_with(|| clock.now())
+        });
+        match acquired {
             Ok(permit) => {
                 if let Some(t) = permit.transition() {
                     shared.transition(t);
                 }
                 let future = self.inner.call(request);
-                ResponseFuture::admitted(future, permit, now, Arc::clone(shared))
+                let started = if measured { now } else { None };
+                ResponseFuture::admitted(future, permit, started, Arc::clone(shared))
             }
             Err(rejected) => {
                 if let Some(t) = rejected.transition {
@@ -164,7 +173,7 @@ where
                     "request rejected by circuit breaker"
                 );
                 if let Some(observer) = &shared.observer {
-                    observer.rejected(&shared.name, now);
+                    observer.rejected(&shared.name, now.unwrap_or_else(|| clock.now()));
                 }
                 let rejection = BreakerRejection {
                     name: Arc::clone(&shared.name),

@@ -9,12 +9,12 @@ use std::task::{ready, Context, Poll};
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::tower::headers::{add_rate_limit, Quoted};
+use crate::tower::headers::{add_rate_limit, PolicyFields, Quoted};
 
 /// The quota fields to stamp on an admitted response.
 #[derive(Clone, Debug)]
 pub(super) struct Stamp {
-    pub(super) sf_name: Arc<str>,
+    pub(super) fields: Arc<PolicyFields>,
     pub(super) quoted: Quoted,
     pub(super) legacy: bool,
 }
@@ -120,7 +120,7 @@ where
             // Not this layer's response: its fields join the inner ones.
             add_rate_limit(
                 response.headers_mut(),
-                &stamp.sf_name,
+                &stamp.fields,
                 &stamp.quoted,
                 stamp.legacy,
                 false,

@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use super::service::WarnThrottle;
 use super::{BadKey, Common, JsonRateLimitResponse, KeyError, Keyed, RateLimitService, Single};
 use crate::events::RejectionReporter;
-use crate::tower::headers::sf_string;
+use crate::tower::headers::PolicyFields;
 use crate::TokioClock;
 
 /// A tower [`Layer`] that charges each request to a core limit and answers
@@ -408,7 +408,7 @@ impl<Svc, L: Clone, R: Clone> Layer<Svc> for RateLimitLayer<L, R> {
         let shared = Common {
             limit: self.limit.clone(),
             name: Arc::clone(&self.name),
-            sf_name: sf_string(&self.name).into(),
+            fields: Arc::new(PolicyFields::new(&self.name)),
             clock: self.clock,
             headers: self.headers,
             legacy: self.legacy,

@@ -33,14 +33,15 @@ pub use shared::{Shared, SharedResponseFuture};
 use std::sync::Arc;
 
 use crate::events::RejectionReporter;
+use crate::tower::headers::PolicyFields;
 use crate::TokioClock;
 
 /// What every clone of a layer's service shares.
 pub(crate) struct Common<L> {
     pub(crate) limit: L,
     pub(crate) name: Arc<str>,
-    /// `name` as a Structured Field String, for the `RateLimit` fields.
-    pub(crate) sf_name: Arc<str>,
+    /// `name` as the `RateLimit` fields spell it, and its policy member.
+    pub(crate) fields: Arc<PolicyFields>,
     pub(crate) clock: TokioClock,
     /// Whether responses carry `RateLimit-Policy` and `RateLimit`.
     pub(crate) headers: bool,

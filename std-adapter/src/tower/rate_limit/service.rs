@@ -141,7 +141,7 @@ where
         let (refusal, quoted) = match check {
             Check::Admitted(quoted) => {
                 let stamp = quoted.filter(|_| shared.headers).map(|quoted| Stamp {
-                    sf_name: Arc::clone(&shared.sf_name),
+                    fields: Arc::clone(&shared.fields),
                     quoted,
                     legacy: shared.legacy,
                 });
@@ -158,7 +158,7 @@ where
         if let (true, Some(quoted)) = (shared.headers, quoted) {
             add_rate_limit(
                 response.headers_mut(),
-                &shared.sf_name,
+                &shared.fields,
                 &quoted,
                 shared.legacy,
                 true,
