@@ -34,12 +34,14 @@ fn samples(seed: u64, n: usize, lo: u64, hi: u64) -> Vec<u64> {
 fn exact(all: &[u64], q: f64) -> u64 {
     let mut sorted = all.to_vec();
     sorted.sort_unstable();
+    #[allow(clippy::cast_precision_loss)] // a few hundred samples
     let n = sorted.len() as f64;
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let k = ((q * n / 100.0).ceil() as usize).max(1);
     sorted[k - 1]
 }
 
+#[allow(clippy::cast_precision_loss)] // latencies far below 2⁵²
 fn within(reported: Option<u64>, exact: u64) -> bool {
     reported.is_some_and(|r| r.abs_diff(exact) as f64 <= exact as f64 * RELATIVE_ERROR)
 }
