@@ -213,9 +213,10 @@ impl FleetPercentiles {
         for (series, value) in local {
             let key = self.key(&series)?;
             if let Some(value) = value {
+                // Not MULTI (a Cluster connection may refuse it): a push
+                // whose PEXPIRE is lost is expired by the next one.
                 let mut pipe = redis::pipe();
-                pipe.atomic()
-                    .hset(&key, self.config.instance.as_str(), value)
+                pipe.hset(&key, self.config.instance.as_str(), value)
                     .ignore()
                     .pexpire(&key, i64::try_from(ttl_ms).unwrap_or(i64::MAX))
                     .ignore();
