@@ -45,6 +45,8 @@ pub(super) enum Corrupt {
     Future,
     /// The core refused the bucket list or its totals.
     Merge,
+    /// More fields in the hash than [`super::MAX_INSTANCES`].
+    TooManyInstances,
 }
 
 /// One decoded value.

@@ -254,7 +254,7 @@ impl FleetPercentiles {
         let mut instances = 0;
         let mut stale = Vec::new();
         if fields.len() > MAX_INSTANCES {
-            self.refuse(key, Corrupt::TooManyBuckets, fields.len() - MAX_INSTANCES);
+            self.refuse(key, Corrupt::TooManyInstances, fields.len() - MAX_INSTANCES);
         }
         for (field, value) in fields.into_iter().take(MAX_INSTANCES) {
             let entry = match codec::decode(&value) {
