@@ -211,7 +211,8 @@ impl FleetPercentiles {
         let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX);
         let mut out = BTreeMap::new();
         for (series, value) in local {
-            let key = self.key(&series)?;
+            // Tracker paths are at most 128 bytes, within the key limit.
+            let Ok(key) = self.key(&series) else { continue };
             if let Some(value) = value {
                 // Not MULTI (a Cluster connection may refuse it): a push
                 // whose PEXPIRE is lost is expired by the next one.
