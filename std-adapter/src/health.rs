@@ -118,6 +118,13 @@ pub struct HealthReport {
     /// ready; a degraded one, degraded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub monitor: Option<crate::monitor::Status>,
+    /// Fleet-wide percentiles per tracker name, merged from every
+    /// instance's histograms through Redis (feature `redis`,
+    /// [`Registry::register_fleet_percentiles`]); absent when none is
+    /// registered.
+    #[cfg(feature = "redis")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fleet: BTreeMap<String, crate::backend::FleetReport>,
 }
 
 /// One bulkhead: its slots and its figures now.
@@ -401,6 +408,8 @@ impl Registry {
         }
         #[cfg(feature = "redis")]
         crate::registry::redis::degraded_reasons(&entries, &mut reasons);
+        #[cfg(feature = "redis")]
+        let fleet = crate::registry::fleet::fleet_reports(&entries, &mut reasons);
         let monitor = entries
             .monitor
             .as_ref()
@@ -422,6 +431,8 @@ impl Registry {
             trackers,
             bulkheads,
             monitor,
+            #[cfg(feature = "redis")]
+            fleet,
             events: EventsReport {
                 published: self.events().published(),
                 lagged: self.events().lagged(),

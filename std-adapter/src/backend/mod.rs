@@ -64,8 +64,8 @@ use std::time::Duration;
 pub use self::key::{escape, storage_keys, KeyPrefix, MAX_KEY_LEN, MAX_PREFIX_LEN};
 pub use self::memory::MemoryBackend;
 pub use self::redis::{
-    Degrade, LeasedLimiter, RedisBackend, RedisConfig, RedisConnection, RedisLimiter,
-    RedisLimiterBuilder, RedisLimiterMetrics,
+    Degrade, FleetConfig, FleetPercentiles, FleetReport, FleetSeries, LeasedLimiter, RedisBackend,
+    RedisConfig, RedisConnection, RedisLimiter, RedisLimiterBuilder, RedisLimiterMetrics,
 };
 pub use self::rules::{Decision, Rule, Rules, Source, MAX_CAPACITY, MAX_REFILL, MAX_RULES};
 

@@ -36,6 +36,8 @@ mod bulkheads;
 mod caches;
 mod config;
 mod error;
+#[cfg(feature = "redis")]
+pub(crate) mod fleet;
 mod limiters;
 mod monitor;
 #[cfg(feature = "redis")]
@@ -141,6 +143,9 @@ pub(crate) struct Entries {
     /// limiter may hold its registry).
     #[cfg(feature = "redis")]
     pub(crate) redis_limiters: BTreeMap<Box<str>, std::sync::Weak<crate::backend::RedisLimiter>>,
+    /// Fleet percentiles by tracker name (weak, as the limiters).
+    #[cfg(feature = "redis")]
+    pub(crate) fleet: BTreeMap<Box<str>, std::sync::Weak<crate::backend::FleetPercentiles>>,
 }
 
 impl Default for Registry {

@@ -4,6 +4,7 @@
 mod cluster;
 mod connection;
 mod degrade;
+mod fleet;
 mod lease;
 mod limiter;
 mod metrics;
@@ -13,6 +14,7 @@ mod tls;
 pub use self::cluster::RedisConnection;
 pub use self::connection::{RedisBackend, RedisConfig};
 pub use self::degrade::Degrade;
+pub use self::fleet::{FleetConfig, FleetPercentiles, FleetReport, FleetSeries};
 pub use self::lease::LeasedLimiter;
 pub use self::limiter::{RedisLimiter, RedisLimiterBuilder};
 pub use self::metrics::RedisLimiterMetrics;

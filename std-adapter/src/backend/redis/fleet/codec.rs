@@ -1,0 +1,184 @@
+//! The wire format of one instance's histogram in a fleet hash, and its
+//! validation.
+//!
+//! A value is ASCII:
+//!
+//! ```text
+//! v1;<written_ms>;<sum>;<min>;<max>;<low>:<high>:<count>,<low>:<high>:<count>,…
+//! ```
+//!
+//! `written_ms` is Redis `TIME` in milliseconds when the instance wrote
+//! it; `sum`, `min`, `max` are the core histogram's [`Totals`]; each
+//! triple is one non-empty [`Bucket`] of [`Histogram::buckets`], in
+//! increasing order. Decoding is strict and bounded: anything else is
+//! [`Corrupt`].
+//!
+//! [`Histogram::buckets`]: fusebox::histogram::Histogram::buckets
+
+use std::fmt::Write as _;
+
+use fusebox::histogram::{Bucket, Totals, MAX_BUCKETS};
+
+use crate::tracker::LatencyHistogram;
+
+/// The format's version tag.
+pub(super) const VERSION: &str = "v1";
+/// The longest value accepted, in bytes: every bucket of the latency
+/// histogram at full width (2 534 × ~ 40 bytes) fits.
+pub(super) const MAX_VALUE_LEN: usize = 128 * 1024;
+/// The largest count accepted in one bucket, and for a whole value: far
+/// more samples than an instance's histogram holds in practice, small
+/// enough that a sum over [`super::MAX_INSTANCES`] instances cannot
+/// overflow.
+pub(super) const MAX_COUNT: u64 = 1 << 40;
+
+/// Why a value was refused (for the log line; never the value itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Corrupt {
+    TooLong,
+    NotUtf8,
+    Version,
+    Malformed,
+    TooManyBuckets,
+    AbsurdCount,
+    /// Written further in the future than clock skew explains.
+    Future,
+    /// The core refused the bucket list or its totals.
+    Merge,
+    /// More fields in the hash than [`super::MAX_INSTANCES`].
+    TooManyInstances,
+}
+
+/// One decoded value.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Entry {
+    pub(super) written_ms: u64,
+    pub(super) totals: Totals,
+    pub(super) buckets: Vec<Bucket>,
+}
+
+#[cfg(test)]
+impl Entry {
+    /// The samples the entry holds.
+    pub(super) fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.count).sum()
+    }
+}
+
+/// `histogram` encoded with time `now_ms`; `None` if it is empty.
+pub(super) fn encode(histogram: &LatencyHistogram, now_ms: u64) -> Option<String> {
+    // Buckets first, totals second: the extremes then cover the list.
+    let buckets: Vec<Bucket> = histogram.buckets().collect();
+    let totals = histogram.totals()?;
+    if buckets.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(32 + buckets.len() * 24);
+    let _ = write!(
+        out,
+        "{VERSION};{now_ms};{};{};{};",
+        totals.sum, totals.min, totals.max
+    );
+    for (i, b) in buckets.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{}:{}:{}", b.low, b.high, b.count);
+    }
+    Some(out)
+}
+
+/// Decodes `raw`, bounded: at most [`MAX_VALUE_LEN`] bytes, at most
+/// [`MAX_BUCKETS`] + 1 buckets, counts from 1 to [`MAX_COUNT`] in all.
+/// Bucket bounds and order are checked by the core when merging.
+pub(super) fn decode(raw: &[u8]) -> Result<Entry, Corrupt> {
+    if raw.len() > MAX_VALUE_LEN {
+        return Err(Corrupt::TooLong);
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| Corrupt::NotUtf8)?;
+    let mut parts = text.splitn(6, ';');
+    if parts.next() != Some(VERSION) {
+        return Err(Corrupt::Version);
+    }
+    let mut number = || -> Result<u64, Corrupt> { int(parts.next().ok_or(Corrupt::Malformed)?) };
+    let written_ms = number()?;
+    let (sum, min, max) = (number()?, number()?, number()?);
+    let list = parts.next().ok_or(Corrupt::Malformed)?;
+    let mut buckets = Vec::new();
+    let mut total = 0u64;
+    for item in list.split(',') {
+        if buckets.len() > MAX_BUCKETS {
+            return Err(Corrupt::TooManyBuckets);
+        }
+        let mut f = item.split(':');
+        let mut field = || int(f.next().ok_or(Corrupt::Malformed)?);
+        let (low, high, count) = (field()?, field()?, field()?);
+        if f.next().is_some() {
+            return Err(Corrupt::Malformed);
+        }
+        total = total.saturating_add(count);
+        if count == 0 || total > MAX_COUNT {
+            return Err(Corrupt::AbsurdCount);
+        }
+        buckets.push(Bucket { low, high, count });
+    }
+    Ok(Entry {
+        written_ms,
+        totals: Totals { sum, min, max },
+        buckets,
+    })
+}
+
+/// A decimal `u64`: digits only (no sign, no spaces), at most 20 of them.
+fn int(s: &str) -> Result<u64, Corrupt> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Corrupt::Malformed);
+    }
+    s.parse().map_err(|_| Corrupt::Malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let h = LatencyHistogram::new_boxed();
+        assert_eq!(encode(&h, 5), None);
+        for v in [3, 3, 1_000, 1_007, 61_000_000] {
+            h.record(v);
+        }
+        let text = encode(&h, 42).unwrap();
+        let entry = decode(text.as_bytes()).unwrap();
+        assert_eq!(entry.written_ms, 42);
+        assert_eq!(entry.count(), 5);
+        let back = LatencyHistogram::new_boxed();
+        back.merge_buckets_with_totals(entry.buckets, entry.totals)
+            .unwrap();
+        for q in [50.0, 95.0, 99.0] {
+            assert_eq!(back.percentile(q), h.percentile(q));
+        }
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        let cases: [(&[u8], Corrupt); 9] = [
+            (b"", Corrupt::Version),
+            (b"v2;1;1;1;1;1:1:1", Corrupt::Version),
+            (b"v1;1;1;1;1", Corrupt::Malformed),
+            (b"v1;1;1;1;1;1:1", Corrupt::Malformed),
+            (b"v1;1;1;1;1;1:1:1:1", Corrupt::Malformed),
+            (b"v1;-1;1;1;1;1:1:1", Corrupt::Malformed),
+            (b"v1;1;1;1;1;1:1:0", Corrupt::AbsurdCount),
+            (b"v1;1;1;1;1;1:1:99999999999999999", Corrupt::AbsurdCount),
+            (b"v1;1;1;1;1;\xff", Corrupt::NotUtf8),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(decode(raw), Err(want), "{raw:?}");
+        }
+        let huge = vec![b'7'; MAX_VALUE_LEN + 1];
+        assert_eq!(decode(&huge), Err(Corrupt::TooLong));
+        let many = format!("v1;1;1;1;1;{}", vec!["1:1:1"; MAX_BUCKETS + 2].join(","));
+        assert_eq!(decode(many.as_bytes()), Err(Corrupt::TooManyBuckets));
+    }
+}

@@ -1,0 +1,313 @@
+//! [`FleetPercentiles`]: every instance pushes its tracker's latency
+//! histograms to Redis; each reads everyone's back, merges them with the
+//! core's [`merge_buckets_with_totals`] and reports fleet p50/p95/p99 in
+//! [`Registry::health`](crate::Registry::health) next to its local ones.
+//!
+//! # Keys and values
+//!
+//! One Redis hash per tracked series, `<prefix>:{hist:<tracker>:<series>}`
+//! (both names [escaped](crate::backend::escape), so one hash tag holds
+//! one series: Cluster-safe, one `HGETALL` per series). The field is the
+//! instance id; the value is the instance's non-empty buckets with its
+//! totals and the Redis `TIME` it was written at (format in `codec.rs`).
+//! Every push sets the field and `PEXPIRE`s the hash to the `ttl`. A field
+//! older than the `ttl` (its instance stopped pushing) is ignored and
+//! deleted; `HEXPIRE` would do this per field but needs Redis 7.4.
+//!
+//! # Faults
+//!
+//! A value that does not decode, is too large, claims absurd counts, is
+//! written in the future or that the core refuses to merge is skipped and
+//! counted ([`FleetReport::corrupt`]); the first is logged, the others
+//! only at debug level; the value itself never is. While Redis fails the
+//! report keeps the last merged figures marked `available: false`,
+//! `stale: true`, with the (redacted) error; [`spawn`](FleetPercentiles::spawn)'s
+//! task retries every interval. The local percentiles are unaffected.
+//!
+//! [`merge_buckets_with_totals`]: fusebox::histogram::Histogram::merge_buckets_with_totals
+
+mod codec;
+mod report;
+
+pub use report::{FleetConfig, FleetReport, FleetSeries};
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use redis::Value;
+
+use super::super::{escape, BackendError, KeyPrefix};
+use super::connection::fault;
+use super::{RedisBackend, RedisConnection};
+use crate::tracker::{LatencyHistogram, Tracker};
+use codec::Corrupt;
+
+/// The most instances merged per series; further fields count as corrupt.
+pub const MAX_INSTANCES: usize = 1024;
+
+/// Fleet-wide percentiles of one [`Tracker`] through Redis; see the
+/// [module docs](self).
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use fusebox_std::backend::{FleetConfig, FleetPercentiles, RedisBackend, RedisConfig};
+/// use fusebox_std::{Registry, TrackerConfig};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let registry = Registry::new();
+/// let http = registry.tracker("http", TrackerConfig::default())?;
+/// let backend = RedisBackend::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
+/// let fleet = Arc::new(FleetPercentiles::new("http", http, &backend, FleetConfig::new("pod-a")?));
+/// registry.register_fleet_percentiles(&fleet)?;
+/// let _task = fleet.spawn(); // pushes and merges every interval
+/// let report = &registry.health().fleet["http"];
+/// println!("fleet p99 of checkout: {:?}", report.series.get("checkout").and_then(|s| s.p99));
+/// # Ok(()) }
+/// ```
+pub struct FleetPercentiles {
+    name: Box<str>,
+    tracker: Tracker,
+    conn: RedisConnection,
+    prefix: KeyPrefix,
+    timeout: Duration,
+    config: FleetConfig,
+    state: Mutex<State>,
+    corrupt: AtomicU64,
+    faults: AtomicU64,
+    warned_corrupt: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    synced: bool,
+    error: Option<String>,
+    series: BTreeMap<String, FleetSeries>,
+}
+
+impl std::fmt::Debug for FleetPercentiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetPercentiles")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FleetPercentiles {
+    /// Fleet percentiles of `tracker`, published under `name` (the
+    /// tracker's registry name) through `backend`'s connection, prefix
+    /// and per-command timeout. Nothing is sent until
+    /// [`sync`](Self::sync) or [`spawn`](Self::spawn).
+    pub fn new(name: &str, tracker: Tracker, backend: &RedisBackend, config: FleetConfig) -> Self {
+        Self {
+            name: name.into(),
+            tracker,
+            conn: backend.connection(),
+            prefix: backend.prefix().clone(),
+            timeout: backend.timeout(),
+            config,
+            state: Mutex::new(State::default()),
+            corrupt: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
+            warned_corrupt: AtomicBool::new(false),
+        }
+    }
+
+    /// The tracker's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The hash of `series`: `<prefix>:{hist:<name>:<series>}`, escaped.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::InvalidKey`] for a name longer than
+    /// [`MAX_KEY_LEN`](crate::backend::MAX_KEY_LEN).
+    pub fn key(&self, series: &str) -> Result<String, BackendError> {
+        Ok(format!(
+            "{}:{{hist:{}:{}}}",
+            self.prefix.as_str(),
+            escape(&self.name)?,
+            escape(series)?
+        ))
+    }
+
+    /// One round: pushes every non-empty local series, then reads and
+    /// merges every instance's, updating the [`report`](Self::report).
+    ///
+    /// # Errors
+    ///
+    /// The first Redis fault ([`BackendError::Timeout`] after the
+    /// backend's per-command timeout); the report is then marked stale.
+    pub async fn sync(&self) -> Result<(), BackendError> {
+        let result = self.round().await;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(series) => {
+                if state.error.take().is_some() {
+                    tracing::info!(fleet = %self.name, "fleet percentiles available again");
+                }
+                state.synced = true;
+                state.series = series;
+                Ok(())
+            }
+            Err(e) => {
+                self.faults.fetch_add(1, Ordering::Relaxed);
+                if state.error.is_none() {
+                    tracing::warn!(fleet = %self.name, error = %e, "fleet percentiles unavailable");
+                }
+                state.error = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs [`sync`](Self::sync) every [`FleetConfig::interval`] on a
+    /// tokio task, which ends once every other `Arc` of `self` is dropped
+    /// (or when the handle is aborted). A failed round is retried at the
+    /// next tick.
+    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let mut tick = tokio::time::interval(self.config.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::spawn(async move {
+            loop {
+                tick.tick().await;
+                let Some(fleet) = weak.upgrade() else { return };
+                let _ = fleet.sync().await;
+            }
+        })
+    }
+
+    /// The report now (what [`Registry::health`](crate::Registry::health)
+    /// shows under `fleet.<name>`).
+    pub fn report(&self) -> FleetReport {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        FleetReport {
+            available: state.synced && state.error.is_none(),
+            stale: state.error.is_some(),
+            error: state.error.clone(),
+            corrupt: self.corrupt.load(Ordering::Relaxed),
+            faults: self.faults.load(Ordering::Relaxed),
+            series: state.series.clone(),
+        }
+    }
+
+    async fn round(&self) -> Result<BTreeMap<String, FleetSeries>, BackendError> {
+        let mut conn = self.conn.clone();
+        let (secs, micros): (u64, u64) = self
+            .timed(redis::cmd("TIME").query_async(&mut conn))
+            .await?;
+        let now_ms = secs.saturating_mul(1_000) + micros / 1_000;
+        let mut local = Vec::new();
+        self.tracker.for_each_series(|name, s| {
+            local.push((name.to_owned(), codec::encode(&s.latency, now_ms)));
+        });
+        let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut out = BTreeMap::new();
+        for (series, value) in local {
+            // Tracker paths are at most 128 bytes, within the key limit.
+            let Ok(key) = self.key(&series) else { continue };
+            if let Some(value) = value {
+                // Not MULTI (a Cluster connection may refuse it): a push
+                // whose PEXPIRE is lost is expired by the next one.
+                let mut pipe = redis::pipe();
+                pipe.hset(&key, self.config.instance.as_str(), value)
+                    .ignore()
+                    .pexpire(&key, i64::try_from(ttl_ms).unwrap_or(i64::MAX))
+                    .ignore();
+                let () = self.timed(pipe.query_async(&mut conn)).await?;
+            }
+            let fields: HashMap<Vec<u8>, Vec<u8>> = self
+                .timed(redis::cmd("HGETALL").arg(&key).query_async(&mut conn))
+                .await?;
+            let (merged, stale) = self.merge(&key, fields, now_ms, ttl_ms);
+            if !stale.is_empty() {
+                let _: Value = self
+                    .timed(
+                        redis::cmd("HDEL")
+                            .arg(&key)
+                            .arg(stale)
+                            .query_async(&mut conn),
+                    )
+                    .await?;
+            }
+            out.insert(series, merged);
+        }
+        Ok(out)
+    }
+
+    /// Merges the fields of one hash; returns the series and the fields
+    /// that expired.
+    fn merge(
+        &self,
+        key: &str,
+        fields: HashMap<Vec<u8>, Vec<u8>>,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> (FleetSeries, Vec<Vec<u8>>) {
+        let acc = LatencyHistogram::new_boxed();
+        let mut instances = 0;
+        let mut stale = Vec::new();
+        if fields.len() > MAX_INSTANCES {
+            self.refuse(key, Corrupt::TooManyInstances, fields.len() - MAX_INSTANCES);
+        }
+        for (field, value) in fields.into_iter().take(MAX_INSTANCES) {
+            let entry = match codec::decode(&value) {
+                Ok(entry) => entry,
+                Err(why) => {
+                    self.refuse(key, why, 1);
+                    continue;
+                }
+            };
+            if entry.written_ms.saturating_add(ttl_ms) < now_ms {
+                stale.push(field);
+            } else if entry.written_ms > now_ms.saturating_add(ttl_ms) {
+                self.refuse(key, Corrupt::Future, 1);
+            } else if acc
+                .merge_buckets_with_totals(entry.buckets, entry.totals)
+                .is_err()
+            {
+                self.refuse(key, Corrupt::Merge, 1);
+            } else {
+                instances += 1;
+            }
+        }
+        let pct = |q| acc.percentile(q).ok().flatten();
+        let series = FleetSeries {
+            instances,
+            count: acc.count(),
+            p50: pct(50.0),
+            p95: pct(95.0),
+            p99: pct(99.0),
+        };
+        (series, stale)
+    }
+
+    fn refuse(&self, key: &str, why: Corrupt, n: usize) {
+        self.corrupt.fetch_add(n as u64, Ordering::Relaxed);
+        if self.warned_corrupt.swap(true, Ordering::Relaxed) {
+            tracing::debug!(fleet = %self.name, key, reason = ?why, "corrupt fleet histogram skipped");
+        } else {
+            tracing::warn!(fleet = %self.name, key, reason = ?why, "corrupt fleet histogram skipped (logged once)");
+        }
+    }
+
+    /// `op` within the per-command timeout, its error redacted.
+    async fn timed<T>(
+        &self,
+        op: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, BackendError> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Err(_) => Err(BackendError::Timeout(self.timeout)),
+            Ok(Err(e)) if e.is_timeout() => Err(BackendError::Timeout(self.timeout)),
+            Ok(Err(e)) => Err(fault(&e)),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+}
