@@ -172,3 +172,42 @@ async fn redis_limit_changed_quota_carries_the_drain_over_without_corruption() {
     assert_eq!((d.allowed, d.corrupt), (false, 0));
     assert!(d.retry_after <= Duration::from_secs(60));
 }
+
+#[tokio::test]
+async fn redis_limit_values_of_earlier_script_versions_are_read_as_they_were_meant() {
+    // The stored layout is the one every earlier version wrote
+    // (`g1:<tat_us>:<frac>:<scale>:<interval>:<burst>`): values written by
+    // an older instance during a rolling upgrade are neither corrupt nor
+    // forgiven. 10/s: scale 1, interval 100 000 µs, burst 10.
+    let server = RedisServer::start();
+    let backend = connect(&server).await;
+    let rules = Rules::single("per_second", Quota::per_second(10).unwrap()).unwrap();
+    let t0: u64 = 1_800_000_000_000_000;
+    let drained = t0 + 1_000_000;
+    for (i, value) in [
+        format!("g1:{drained}:0:1:100000:10"),
+        // The same quota spelled another way: read by the full parse.
+        format!("g1:{drained}:0:001:0100000:10"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let user = format!("old{i}");
+        let key = &storage_keys(backend.prefix(), "compat", &user, &rules).unwrap()[0];
+        plant(&backend, key, &["SET", value]).await;
+        let d = backend
+            .decide_at("compat", &user, &rules, 1, t0)
+            .await
+            .unwrap();
+        assert_eq!(
+            (d.allowed, d.corrupt, d.retry_after, d.remaining),
+            (false, 0, Duration::from_millis(100), 0),
+            "{value}"
+        );
+        let d = backend
+            .decide_at("compat", &user, &rules, 3, t0 + 300_000)
+            .await
+            .unwrap();
+        assert_eq!((d.allowed, d.corrupt, d.remaining), (true, 0, 0), "{value}");
+    }
+}

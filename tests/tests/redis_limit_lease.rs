@@ -133,7 +133,14 @@ async fn redis_limit_lease_takes_what_is_left_when_less_than_a_lease() {
     assert_eq!((d.allowed, d.source), (false, Source::Redis));
     assert_eq!(
         leased.limiter().metrics().redis_decisions,
-        5,
-        "lease, lease, short lease, retry, refusal"
+        4,
+        "lease, lease, the 2 left in one round trip, refusal"
     );
+    // The refusal is remembered until its wait passes: no round trip.
+    for _ in 0..10 {
+        let again = leased.try_acquire().await.unwrap();
+        assert_eq!((again.allowed, again.source), (false, Source::Lease));
+        assert!(again.retry_after <= d.retry_after && again.retry_after > Duration::ZERO);
+    }
+    assert_eq!(leased.limiter().metrics().redis_decisions, 4);
 }

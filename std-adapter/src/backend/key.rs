@@ -81,12 +81,14 @@ impl Default for KeyPrefix {
 ///
 /// [`BackendError::InvalidKey`] for a key longer than [`MAX_KEY_LEN`].
 pub fn escape(key: &str) -> Result<String, BackendError> {
-    if key.len() > MAX_KEY_LEN {
-        return Err(BackendError::InvalidKey(
-            "a limiter key is at most 256 bytes",
-        ));
-    }
     let mut out = String::with_capacity(key.len());
+    escape_into(&mut out, key)?;
+    Ok(out)
+}
+
+/// [`escape`] appended to `out` (no allocation of its own).
+fn escape_into(out: &mut String, key: &str) -> Result<(), BackendError> {
+    check_key(key)?;
     for b in key.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'@' | b'-') {
             out.push(char::from(b));
@@ -94,7 +96,43 @@ pub fn escape(key: &str) -> Result<String, BackendError> {
             let _ = write!(out, "%{b:02X}");
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The only way a key fails to escape: its length.
+pub(crate) fn check_key(key: &str) -> Result<(), BackendError> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(BackendError::InvalidKey(
+            "a limiter key is at most 256 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// `<prefix>:{<limiter>:<escaped key>}:`, the storage keys' common part,
+/// in one allocation with room for the longest rule name: a rule's key
+/// is this followed by the rule's name.
+pub(crate) fn key_base(
+    prefix: &KeyPrefix,
+    limiter: &str,
+    key: &str,
+    rules: &super::Rules,
+) -> Result<String, BackendError> {
+    if validate_name(limiter).is_err() {
+        return Err(BackendError::InvalidKey(
+            "a limiter name must be a registry name",
+        ));
+    }
+    let longest = rules.iter().map(|r| r.name().len()).max().unwrap_or(0);
+    let mut base =
+        String::with_capacity(prefix.as_str().len() + limiter.len() + 3 * key.len() + 5 + longest);
+    base.push_str(prefix.as_str());
+    base.push_str(":{");
+    base.push_str(limiter);
+    base.push(':');
+    escape_into(&mut base, key)?;
+    base.push_str("}:");
+    Ok(base)
 }
 
 /// The storage keys of `rules` for `key` of `limiter`, in rule order.
@@ -120,15 +158,10 @@ pub fn storage_keys(
     key: &str,
     rules: &super::Rules,
 ) -> Result<Vec<String>, BackendError> {
-    if validate_name(limiter).is_err() {
-        return Err(BackendError::InvalidKey(
-            "a limiter name must be a registry name",
-        ));
-    }
-    let escaped = escape(key)?;
+    let base = key_base(prefix, limiter, key, rules)?;
     Ok(rules
         .iter()
-        .map(|r| format!("{}:{{{limiter}:{escaped}}}:{}", prefix.as_str(), r.name()))
+        .map(|r| format!("{base}{}", r.name()))
         .collect())
 }
 

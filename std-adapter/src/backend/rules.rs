@@ -47,6 +47,9 @@ pub struct Rule {
     pub(crate) scale: u64,
     /// Emission interval in scaled units.
     pub(crate) interval: u64,
+    /// `<scale>:<interval>:<burst>`, the rule as the Redis script takes it
+    /// (and stores it), formatted once.
+    pub(crate) spec: Box<str>,
 }
 
 impl fmt::Debug for Rule {
@@ -95,6 +98,7 @@ impl Rule {
                 quota,
                 scale,
                 interval,
+                spec: format!("{scale}:{interval}:{}", quota.burst()).into(),
             }),
             _ => Err(BackendError::InvalidRule(
                 "burst × period / tokens is too long for the Redis script (2^52 scaled units, 4.46 years)",

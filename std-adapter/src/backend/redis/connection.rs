@@ -179,9 +179,9 @@ impl RedisConfig {
 /// Rate-limit state in Redis, shared by every instance that uses the same
 /// server and prefix.
 ///
-/// Each decision is one `EVALSHA` of the GCRA script (reloaded by the
-/// `redis` crate on `NOSCRIPT`, as after a restart, `SCRIPT FLUSH` or a
-/// failover), bounded by the per-command timeout. Cheap to clone: clones
+/// Each decision is one `EVALSHA` of the GCRA script (reloaded on
+/// `NOSCRIPT`, as after a restart, `SCRIPT FLUSH` or a failover), bounded
+/// by the per-command timeout. Cheap to clone: clones
 /// share the connection.
 ///
 /// # Examples
@@ -313,7 +313,9 @@ impl RedisBackend {
         n: u32,
         now_micros: u64,
     ) -> Result<Decision, BackendError> {
-        self.run(limiter, key, rules, n, Some(now_micros)).await
+        self.run(limiter, key, rules, (n, n), Some(now_micros))
+            .await
+            .map(|(d, _)| d)
     }
 
     /// A clone of the connection, for raw commands next to the limiter.
@@ -321,19 +323,21 @@ impl RedisBackend {
         self.conn.clone()
     }
 
-    async fn run(
+    /// One script call: at most `most` tokens, at least `fewest` (equal
+    /// for a decision); the decision and the tokens taken.
+    pub(super) async fn run(
         &self,
         limiter: &str,
         key: &str,
         rules: &Rules,
-        n: u32,
+        (most, fewest): (u32, u32),
         now: Option<u64>,
-    ) -> Result<Decision, BackendError> {
-        super::super::check_capacity(rules, n)?;
-        let keys = super::super::storage_keys(&self.prefix, limiter, key, rules)?;
-        let invocation = script::invocation(&keys, rules, n, now);
+    ) -> Result<(Decision, u32), BackendError> {
+        super::super::check_capacity(rules, most)?;
+        let mut base = super::super::key::key_base(&self.prefix, limiter, key, rules)?;
+        let cmd = script::command(&mut base, rules, most, fewest, now);
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, script::run(&invocation, &mut conn)).await {
+        match tokio::time::timeout(self.timeout, script::run(&cmd, &mut conn)).await {
             Err(_) => Err(BackendError::Timeout(self.timeout)),
             Ok(Err(e)) if e.is_timeout() => Err(BackendError::Timeout(self.timeout)),
             Ok(Err(e)) => Err(fault(&e)),
@@ -350,7 +354,9 @@ impl Backend for RedisBackend {
         rules: &Rules,
         n: u32,
     ) -> Result<Decision, BackendError> {
-        self.run(limiter, key, rules, n, None).await
+        self.run(limiter, key, rules, (n, n), None)
+            .await
+            .map(|(d, _)| d)
     }
 }
 

@@ -2,23 +2,29 @@
 //! in process, for request rates where one round trip per decision costs
 //! too much.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use fusebox::bucket::TokenBucket;
 use fusebox::Clock;
-use tokio::sync::Mutex;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::RedisLimiter;
 use crate::backend::{BackendError, Decision, Source};
 use crate::TokioClock;
 
-/// What this instance holds.
+/// What this instance holds (under a short, synchronous lock).
 #[derive(Debug)]
 struct Lease {
     /// Leased tokens not yet spent.
     tokens: u32,
     /// When the unspent ones are given up.
-    expires: tokio::time::Instant,
+    expires: Instant,
+    /// A task is taking a new lease.
+    refilling: bool,
+    /// Redis refused `n` tokens: until when, and the request's size.
+    refused: Option<(Instant, u32, Decision)>,
 }
 
 /// A [`RedisLimiter`] key whose tokens are taken from Redis `lease` at a
@@ -27,8 +33,12 @@ struct Lease {
 /// A request is admitted locally while this instance holds enough leased
 /// tokens *and* a local core [`TokenBucket`] on the first rule's quota
 /// admits it (so one instance never spends faster than the whole fleet
-/// may); otherwise one round trip takes a new lease (or, when Redis has
-/// fewer tokens than a lease, exactly what the request needs). Unspent
+/// may); otherwise one round trip takes a new lease: `lease` tokens, or
+/// when Redis holds fewer, all it holds if that covers the request. One
+/// task refills at a time, without holding any lock across the round
+/// trip: the others spend what is left or wait for its result. A refusal
+/// from Redis is remembered until its `retry_after` passes: requests as
+/// large meanwhile are refused locally, without a round trip. Unspent
 /// tokens are given up after `lease_ttl`.
 ///
 /// # Over-admission bound
@@ -64,6 +74,18 @@ pub struct LeasedLimiter {
     pace: TokenBucket,
     clock: TokioClock,
     held: Mutex<Lease>,
+    refilled: Notify,
+}
+
+/// Ends a refill however its task ends (a dropped future included):
+/// clears the flag and wakes the waiters.
+struct Refill<'a>(&'a LeasedLimiter);
+
+impl Drop for Refill<'_> {
+    fn drop(&mut self) {
+        self.0.held().refilling = false;
+        self.0.refilled.notify_waiters();
+    }
 }
 
 impl LeasedLimiter {
@@ -104,8 +126,11 @@ impl LeasedLimiter {
             clock: TokioClock::new(),
             held: Mutex::new(Lease {
                 tokens: 0,
-                expires: tokio::time::Instant::now(),
+                expires: Instant::now(),
+                refilling: false,
+                refused: None,
             }),
+            refilled: Notify::new(),
         })
     }
 
@@ -134,70 +159,104 @@ impl LeasedLimiter {
     ///
     /// As [`RedisLimiter::try_acquire_n`].
     pub async fn try_acquire_n(&self, n: u32) -> Result<Decision, BackendError> {
-        let mut held = self.held.lock().await;
-        let now = tokio::time::Instant::now();
-        if now >= held.expires {
-            held.tokens = 0;
-        }
-        if held.tokens < n {
-            let d = self
-                .limiter
-                .try_acquire_n(&self.key, self.lease.max(n))
-                .await?;
-            let d = if !d.allowed && d.source == Source::Redis && d.remaining >= u64::from(n) {
-                // Fewer tokens than a lease: take what is there, at least n.
-                let take = u32::try_from(d.remaining)
-                    .unwrap_or(u32::MAX)
-                    .min(self.lease);
-                let again = self.limiter.try_acquire_n(&self.key, take).await?;
-                if again.allowed && again.source == Source::Redis {
-                    self.credit(&mut held, take, now);
-                    again
-                } else {
-                    return Ok(again);
+        loop {
+            let waiting = {
+                let mut held = self.held();
+                let now = Instant::now();
+                if now >= held.expires {
+                    held.tokens = 0;
                 }
-            } else if d.allowed && d.source == Source::Redis {
-                self.credit(&mut held, self.lease.max(n), now);
-                d
-            } else {
-                // Refused, or decided by the degradation policy: no lease.
-                return Ok(d);
+                if held.tokens >= n {
+                    return Ok(self.spend(&mut held, n, now));
+                }
+                match held.refused {
+                    Some((until, refused, decision)) if now < until && n >= refused => {
+                        let wait = until - now;
+                        return Ok(Decision {
+                            retry_after: wait,
+                            reset: decision.reset.saturating_sub(decision.retry_after) + wait,
+                            remaining: u64::from(held.tokens),
+                            source: Source::Lease,
+                            ..decision
+                        });
+                    }
+                    Some((until, ..)) if now >= until => held.refused = None,
+                    _ => {}
+                }
+                if held.refilling {
+                    // Registered before the lock is released: no wake-up is lost.
+                    let mut notified = Box::pin(self.refilled.notified());
+                    notified.as_mut().enable();
+                    Some(notified)
+                } else {
+                    held.refilling = true;
+                    None
+                }
             };
-            if held.tokens < n {
-                return Ok(d);
+            match waiting {
+                Some(notified) => notified.await,
+                None => return self.refill(n).await,
             }
         }
-        // Spent from the lease, paced by the local core bucket.
+    }
+
+    /// Takes a new lease (this task alone), then spends `n` from it.
+    async fn refill(&self, n: u32) -> Result<Decision, BackendError> {
+        let _refill = Refill(self);
+        let (d, taken) = self.limiter.lease(&self.key, self.lease.max(n), n).await?;
+        let now = Instant::now();
+        let mut held = self.held();
+        match d.source {
+            Source::Redis if d.allowed => {
+                held.tokens = held.tokens.saturating_add(taken);
+                held.expires = now + self.ttl;
+                held.refused = None;
+                if held.tokens >= n {
+                    return Ok(self.spend(&mut held, n, now));
+                }
+                Ok(d)
+            }
+            Source::Redis => {
+                held.refused = Some((now + d.retry_after, n, d));
+                Ok(d)
+            }
+            // Decided by the degradation policy: no lease.
+            _ => Ok(d),
+        }
+    }
+
+    /// Spends `n` held tokens, paced by the local core bucket.
+    fn spend(&self, held: &mut Lease, n: u32, now: Instant) -> Decision {
+        let reset = held.expires.saturating_duration_since(now);
         match self.pace.try_acquire_n(n, self.clock.now()) {
             Ok(()) => {
                 held.tokens -= n;
-                Ok(Decision {
+                Decision {
                     allowed: true,
                     retry_after: Duration::ZERO,
                     remaining: u64::from(held.tokens),
-                    reset: held.expires.saturating_duration_since(now),
+                    reset,
                     rule: 0,
                     source: Source::Lease,
                     corrupt: 0,
-                })
+                }
             }
-            Err(e) => Ok(Decision {
+            Err(e) => Decision {
                 allowed: false,
                 retry_after: match e {
                     fusebox::bucket::AcquireError::RateLimited(l) => l.retry_after.into(),
                     _ => self.ttl,
                 },
                 remaining: u64::from(held.tokens),
-                reset: held.expires.saturating_duration_since(now),
+                reset,
                 rule: 0,
                 source: Source::Lease,
                 corrupt: 0,
-            }),
+            },
         }
     }
 
-    fn credit(&self, held: &mut Lease, tokens: u32, now: tokio::time::Instant) {
-        held.tokens = held.tokens.saturating_add(tokens);
-        held.expires = now + self.ttl;
+    fn held(&self) -> std::sync::MutexGuard<'_, Lease> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

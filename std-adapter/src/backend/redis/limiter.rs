@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::degrade::{Backoff, Outage};
 use super::metrics::{Counters, RedisLimiterMetrics};
 use super::{Degrade, RedisBackend};
-use crate::backend::{Backend, BackendError, Decision, MemoryBackend, Rules, Source};
+use crate::backend::{BackendError, Decision, MemoryBackend, Rules, Source};
 use crate::Registry;
 
 /// A distributed rate limiter: every instance of a fleet that uses the
@@ -65,6 +65,9 @@ pub struct RedisLimiter {
     policy: Degrade,
     local: Option<(MemoryBackend, Rules)>,
     outage: Mutex<Outage>,
+    /// `outage.degraded`, readable without the lock (written under it):
+    /// while Redis answers, a decision takes no lock at all.
+    degraded: AtomicBool,
     backoff: Backoff,
     registry: Option<Arc<Registry>>,
     counters: Counters,
@@ -149,6 +152,7 @@ impl RedisLimiterBuilder {
             policy: self.policy,
             local,
             outage: Mutex::new(Outage::new(Instant::now())),
+            degraded: AtomicBool::new(false),
             backoff: self.backoff,
             registry: self.registry,
             counters: Counters::default(),
@@ -187,7 +191,7 @@ impl RedisLimiter {
 
     /// Whether it is degraded (Redis out) now.
     pub fn is_degraded(&self) -> bool {
-        self.outage().degraded
+        self.degraded.load(Ordering::Acquire)
     }
 
     /// The health condition it sets while degraded (`redis_<name>`).
@@ -244,20 +248,50 @@ impl RedisLimiter {
 
     /// [`try_acquire_n`](Self::try_acquire_n) without counting admissions.
     async fn decide(&self, key: &str, n: u32) -> Result<Decision, BackendError> {
-        crate::backend::check_capacity(&self.rules, n)?;
-        crate::backend::escape(key)?;
-        if self.outage().should_ask(Instant::now()) {
-            match self.backend.decide(&self.name, key, &self.rules, n).await {
-                Ok(decision) => {
+        self.take(key, (n, n)).await.map(|(d, _)| d)
+    }
+
+    /// A lease for [`LeasedLimiter`](super::LeasedLimiter): at most `most`
+    /// tokens of `key`, as many as Redis holds if that is at least
+    /// `fewest`, in one round trip; the decision and the tokens taken (a
+    /// decision of the [`Degrade`] policy takes none). Counted as one
+    /// admission when allowed.
+    pub(super) async fn lease(
+        &self,
+        key: &str,
+        most: u32,
+        fewest: u32,
+    ) -> Result<(Decision, u32), BackendError> {
+        let (decision, taken) = self.take(key, (most, fewest.min(most))).await?;
+        if decision.allowed {
+            self.counters.admitted.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((decision, taken))
+    }
+
+    async fn take(
+        &self,
+        key: &str,
+        (most, fewest): (u32, u32),
+    ) -> Result<(Decision, u32), BackendError> {
+        crate::backend::check_capacity(&self.rules, most)?;
+        crate::backend::key::check_key(key)?;
+        if !self.is_degraded() || self.outage().should_ask(Instant::now()) {
+            match self
+                .backend
+                .run(&self.name, key, &self.rules, (most, fewest), None)
+                .await
+            {
+                Ok((decision, taken)) => {
                     self.answered(&decision);
-                    return Ok(decision);
+                    return Ok((decision, taken));
                 }
                 Err(e) if e.is_fault() => self.failed(&e),
                 Err(e) => return Err(e),
             }
         }
         self.counters.degraded.fetch_add(1, Ordering::Relaxed);
-        self.fallback(key, n)
+        self.fallback(key, fewest).map(|d| (d, 0))
     }
 
     /// Waits until one token of `key` is taken.
@@ -325,7 +359,7 @@ impl RedisLimiter {
                 );
             }
         }
-        if self.outage().succeeded() {
+        if self.is_degraded() && self.succeeded() {
             tracing::info!(limiter = %self.name, "redis answers again: limiter no longer degraded");
             self.set_condition(None);
         }
@@ -333,7 +367,12 @@ impl RedisLimiter {
 
     fn failed(&self, e: &BackendError) {
         self.counters.faults.fetch_add(1, Ordering::Relaxed);
-        let started = self.outage().failed(Instant::now(), self.backoff);
+        let started = {
+            let mut outage = self.outage();
+            let started = outage.failed(Instant::now(), self.backoff);
+            self.degraded.store(true, Ordering::Release);
+            started
+        };
         if started {
             tracing::warn!(
                 limiter = %self.name,
@@ -345,6 +384,14 @@ impl RedisLimiter {
         } else {
             tracing::debug!(limiter = %self.name, error = %e, "redis probe failed");
         }
+    }
+
+    /// The outage ends (true if this call ended it).
+    fn succeeded(&self) -> bool {
+        let mut outage = self.outage();
+        let ended = outage.succeeded();
+        self.degraded.store(false, Ordering::Release);
+        ended
     }
 
     fn set_condition(&self, reason: Option<&str>) {

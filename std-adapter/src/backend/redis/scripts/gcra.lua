@@ -1,12 +1,17 @@
 -- fusebox GCRA: one decision over several rules of one key, atomically.
 --
 -- KEYS[i]   the state key of rule i (all under one {hash tag})
--- ARGV[1]   n, the tokens asked for (0 <= n)
--- ARGV[2]   R, the number of rules (= #KEYS)
--- ARGV[3 + 3(i-1) ..]  rule i: scale, interval, burst, where the rule's
---           emission interval is `interval / scale` microseconds (scaled
---           units of 1/scale us, exactly as the core's `gcra` kernel)
--- ARGV[3 + 3R]  optional: "now" in microseconds, for deterministic tests
+-- ARGV[1]   n, the most tokens to take (0 <= n)
+-- ARGV[2]   m, the fewest (0 <= m <= n). m = n: exactly n tokens or none
+--           (a decision). m < n (a lease): as many as every rule holds,
+--           at most n, if that is at least m; refused otherwise, with the
+--           wait for m tokens.
+-- ARGV[3]   R, the number of rules (= #KEYS)
+-- ARGV[3 + i]  rule i as "<scale>:<interval>:<burst>" (decimal digits):
+--           the rule's emission interval is `interval / scale`
+--           microseconds (scaled units of 1/scale us, exactly as the
+--           core's `gcra` kernel). The client formats it once per rule.
+-- ARGV[4 + R]  optional: "now" in microseconds, for deterministic tests
 --           only; production never sends it and uses Redis TIME. Expiry
 --           runs on Redis's real clock, so under a given "now" every key
 --           lives one day longer than its refill time (it must not vanish
@@ -15,153 +20,200 @@
 -- State per rule key: "g1:<tat_us>:<frac>:<scale>:<interval>:<burst>",
 -- the theoretical arrival time tat = tat_us * scale + frac scaled units
 -- (0 <= frac < scale), written with PX = time until the bucket is full.
+-- (The layout of every earlier version of this script: instances of
+-- either version share state during a rolling upgrade.) The fast path
+-- matches the value against the rule's own "<scale>:<interval>:<burst>"
+-- text; any other value takes the full parse below.
 --
 -- Arithmetic: Lua numbers are doubles; every value kept or computed here
 -- is an integer below 2^53 (the caller keeps capacity = interval * burst
--- at most 2^52 scaled units and burst * T at most 2^47 us, Redis TIME in microseconds is ~2^50.6), and absolute times
--- stay below 2^53: now + burst * T (in us) < 2^53, i.e. until the year
--- 2250 (2255 less the longest refill time allowed, 2^47 us = 4.46 years);
--- past that the script refuses with an error rather than guess.
--- Absolute time is never multiplied by the scale: only the distance
--- tat - now is, after a range check. Divisions are corrected to exact
--- integer floors.
+-- at most 2^52 scaled units and burst * T at most 2^47 us, Redis TIME in
+-- microseconds is ~2^50.6), and absolute times stay below 2^53: now +
+-- burst * T (in us) < 2^53, i.e. until the year 2250 (2255 less the
+-- longest refill time allowed, 2^47 us = 4.46 years); past that the
+-- script refuses with an error rather than guess. Absolute time is never
+-- multiplied by the scale: only the distance tat - now is, after a range
+-- check. Divisions are corrected to exact integer floors. Numbers are
+-- written with string.format('%d'), exact for integers below 2^53 (Lua
+-- 5.1's tostring is not: it prints 14 significant digits).
 --
 -- Reply: { allowed (0/1), retry_after_us, remaining, reset_us, rule (0-based
--- index of the binding rule), corrupt (how many keys held a bad value) }.
+-- index of the binding rule), corrupt (how many keys held a bad value),
+-- taken (tokens taken: n, or fewer for a lease; 0 when refused) }.
 -- A corrupt value (wrong type, unparseable, out of range) is replaced by a
 -- drained bucket: the request is denied and the rule refills from empty.
+--
+-- Cost: one TIME, one GET and at most one SET per rule; no table per
+-- rule, one string.format per write.
 
 local MAX = 9007199254740991 -- 2^53 - 1
 local SKEW_US = 60000000     -- a Redis clock going back this far still only denies
 local MAX_DRAIN_US = 140737488355328 -- 2^47 us: the longest burst * T the caller sends
+local match = string.match
 
-local function bad(msg)
-  return redis.error_reply('ERR fusebox gcra: ' .. msg)
+-- floor(a / b) for integers 0 <= a < 2^53, 0 < b, exactly: the remainder
+-- of the double division corrected into [0, b), the quotient then exact.
+local function idiv(a, b)
+  local r = a % b
+  if r < 0 then r = r + b elseif r >= b then r = r - b end
+  return (a - r) / b
 end
 
+-- A count from the caller: an integer in [0, 2^53), or nil.
 local function int(s)
   local v = tonumber(s)
-  if v == nil or v ~= v or v < 0 or v > MAX or v ~= math.floor(v) then return nil end
+  if v == nil or v ~= v or v < 0 or v > MAX or v % 1 ~= 0 then return nil end
   return v
 end
 
--- floor(a / b) for integers 0 <= a < 2^53, 0 < b, exactly.
-local function idiv(a, b)
-  local q = math.floor(a / b)
-  if q * b > a then q = q - 1 elseif (q + 1) * b <= a then q = q + 1 end
-  return q
+local rules = #KEYS
+local n, m = int(ARGV[1]), int(ARGV[2])
+if n == nil or m == nil or m > n or rules < 1 or #ARGV < 2 + rules or #ARGV > 3 + rules then
+  return redis.error_reply('ERR fusebox gcra: bad n, m or rule count')
 end
-local function cdiv(a, b) return idiv(a + b - 1, b) end
-local function fmt(v) return string.format('%.0f', v) end
-
-local n = int(ARGV[1])
-local rules = int(ARGV[2])
-if n == nil or rules == nil or rules < 1 or rules ~= #KEYS then return bad('bad n or rule count') end
 local now
 local linger = 0
-local at = ARGV[3 + 3 * rules]
+local at = ARGV[3 + rules]
 if at ~= nil then
   linger = 86400000
   now = int(at)
-  if now == nil then return bad('bad now') end
+  if now == nil then return redis.error_reply('ERR fusebox gcra: bad now') end
 else
   local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  now = t[1] * 1000000 + t[2]
 end
 
-local state = {}
+-- Per rule: { scale, interval, capacity, ahead, broken (0/1), spec }.
+local st = {}
 local corrupt = 0
 for i = 1, rules do
-  local base = 3 + 3 * (i - 1)
-  local scale, interval, burst = int(ARGV[base]), int(ARGV[base + 1]), int(ARGV[base + 2])
-  if scale == nil or interval == nil or burst == nil or scale < 1 or scale > 65536
-     or interval < 1 or burst < 1 or interval * burst > 4503599627370496
-     or cdiv(interval * burst, scale) > MAX_DRAIN_US then
-    return bad('bad rule ' .. i)
-  end
+  local spec = ARGV[2 + i]
+  local s1, s2, s3 = match(spec, '^(%d+):(%d+):(%d+)$')
+  if s1 == nil then return redis.error_reply('ERR fusebox gcra: bad rule ' .. i) end
+  local scale, interval, burst = s1 + 0, s2 + 0, s3 + 0 -- digits only: integers
   local capacity = interval * burst
-  local tolerance = SKEW_US * scale
-  if now + cdiv(capacity, scale) + SKEW_US > MAX then
-    return bad('time out of range for rule ' .. i)
+  if scale < 1 or scale > 65536 or interval < 1 or burst < 1
+     or capacity > 4503599627370496 then
+    return redis.error_reply('ERR fusebox gcra: bad rule ' .. i)
+  end
+  local full_us = idiv(capacity + scale - 1, scale)
+  if full_us > MAX_DRAIN_US then return redis.error_reply('ERR fusebox gcra: bad rule ' .. i) end
+  if now + full_us + SKEW_US > MAX then
+    return redis.error_reply('ERR fusebox gcra: time out of range for rule ' .. i)
   end
   local ahead = 0
-  local broken = false
+  local broken = 0
   local raw = redis.pcall('GET', KEYS[i])
   if type(raw) == 'table' then
-    broken = true -- wrong type (or any other error reading it)
+    broken = 1 -- wrong type (or any other error reading it)
   elseif raw then
-    local a, b, c, d, e = string.match(raw, '^g1:(%d+):(%d+):(%d+):(%d+):(%d+)$')
-    local tat, frac, s, iv, bu = int(a), int(b), int(c), int(d), int(e)
-    if tat == nil or frac == nil or s == nil or iv == nil or bu == nil or s < 1 or s > 65536
-       or iv < 1 or frac >= s then
-      broken = true
-    elseif tat >= now then
-      local dt = tat - now
-      if dt > MAX_DRAIN_US + SKEW_US then
-        broken = true -- no rule drains longer than 2^47 us (4.46 years)
-      elseif s == scale and iv == interval and bu == burst
-             and dt <= idiv(capacity + tolerance, scale) then
-        ahead = dt * scale + frac -- the same quota: exact, as the core
-      else
-        -- The quota changed (or its burst was lowered): the drain carries
-        -- over as time, clamped to this rule's capacity; nothing is
-        -- forgiven beyond what the new bucket holds.
-        local us = dt
-        if frac > 0 then us = us + 1 end
-        local full_us = cdiv(capacity, scale)
-        if us > full_us then us = full_us end
-        ahead = math.min(us * scale, capacity)
+    -- The same quota (the common case): only tat and frac to read.
+    local a, b = match(raw, '^g1:(%d+):(%d+):' .. spec .. '$')
+    if a then
+      local tat, frac = a + 0, b + 0
+      if tat > MAX or frac >= scale then
+        broken = 1
+      elseif tat >= now then
+        local dt = tat - now
+        if dt > MAX_DRAIN_US + SKEW_US then
+          broken = 1 -- no rule drains longer than 2^47 us (4.46 years)
+        elseif dt <= idiv(capacity, scale) + SKEW_US then
+          ahead = dt * scale + frac -- exact, as the core
+        else
+          ahead = capacity -- a clock gone back further than the skew allowed
+        end
+      end
+    else
+      local c, d, e, f, g = match(raw, '^g1:(%d+):(%d+):(%d+):(%d+):(%d+)$')
+      local tat, frac, s, iv, bu = int(c), int(d), int(e), int(f), int(g)
+      if tat == nil or frac == nil or s == nil or iv == nil or bu == nil or s < 1 or s > 65536
+         or iv < 1 or frac >= s then
+        broken = 1
+      elseif tat >= now then
+        local dt = tat - now
+        if dt > MAX_DRAIN_US + SKEW_US then
+          broken = 1
+        elseif s == scale and iv == interval and bu == burst then
+          -- the same quota, written another way (not by this script)
+          if dt <= idiv(capacity, scale) + SKEW_US then
+            ahead = dt * scale + frac
+          else
+            ahead = capacity
+          end
+        else
+          -- The quota changed (or its burst was lowered): the drain carries
+          -- over as time, clamped to this rule's capacity; nothing is
+          -- forgiven beyond what the new bucket holds.
+          local us = dt
+          if frac > 0 then us = us + 1 end
+          if us > full_us then us = full_us end
+          ahead = us * scale
+          if ahead > capacity then ahead = capacity end
+        end
       end
     end
   end
-  if broken then
+  if broken == 1 then
     corrupt = corrupt + 1
     ahead = capacity
   end
-  state[i] = { scale = scale, interval = interval, burst = burst, capacity = capacity,
-    ahead = ahead, broken = broken }
+  st[i] = { scale, interval, capacity, ahead, broken, spec }
+end
+
+if m < n then
+  -- A lease: as many as every rule holds, at most n.
+  local take = n
+  for i = 1, rules do
+    local r = st[i]
+    local capacity, ahead = r[3], r[4]
+    local left = 0
+    if ahead < capacity then left = idiv(capacity - ahead, r[2]) end
+    if left < take then take = left end
+  end
+  if take >= m then n = take else n = m end
 end
 
 local allowed = 1
 local retry = 0
 for i = 1, rules do
-  local r = state[i]
-  r.needed = r.ahead + n * r.interval
-  if r.needed > r.capacity then
+  local r = st[i]
+  local scale, capacity = r[1], r[3]
+  local needed = r[4] + n * r[2]
+  if needed > capacity then
     allowed = 0
-    local wait = cdiv(r.needed - r.capacity, r.scale)
+    local wait = idiv(needed - capacity + scale - 1, scale)
     if wait > retry then retry = wait end
   end
 end
 
 local binding, remaining, reset, found = 0, MAX, 0, false
 for i = 1, rules do
-  local r = state[i]
-  local ahead = r.ahead
-  if allowed == 1 then ahead = r.needed end
-  if (allowed == 1 and n > 0) or r.broken then
+  local r = st[i]
+  local scale, interval, capacity, ahead = r[1], r[2], r[3], r[4]
+  local needed = ahead + n * interval
+  if allowed == 1 then ahead = needed end
+  local until_full = idiv(ahead + scale - 1, scale)
+  if (allowed == 1 and n > 0) or r[5] == 1 then
     -- tat = now * scale + ahead, split so that now is never scaled.
-    local whole = idiv(ahead, r.scale)
-    local value = 'g1:' .. fmt(now + whole) .. ':' .. fmt(ahead - whole * r.scale) .. ':'
-      .. fmt(r.scale) .. ':' .. fmt(r.interval) .. ':' .. fmt(r.burst)
-    local ttl = cdiv(cdiv(ahead, r.scale), 1000)
+    local whole = idiv(ahead, scale)
+    local ttl = idiv(until_full + 999, 1000)
     if ttl < 1 then ttl = 1 end
-    ttl = ttl + linger
-    if r.broken then redis.call('DEL', KEYS[i]) end
-    redis.call('SET', KEYS[i], value, 'PX', fmt(ttl))
+    redis.call('SET', KEYS[i],
+      string.format('g1:%d:%d:%s', now + whole, ahead - whole * scale, r[6]),
+      'PX', ttl + linger)
   end
   local left = 0
-  if ahead < r.capacity then left = idiv(r.capacity - ahead, r.interval) end
-  local until_full = cdiv(ahead, r.scale)
+  if ahead < capacity then left = idiv(capacity - ahead, interval) end
   if allowed == 1 then
     -- binding: the rule with the fewest tokens left
     if left < remaining then binding, remaining, reset = i - 1, left, until_full end
   else
     -- binding: the (first) rule with the longest wait
     if left < remaining then remaining = left end
-    if not found and r.needed > r.capacity and cdiv(r.needed - r.capacity, r.scale) == retry then
+    if not found and needed > capacity and idiv(needed - capacity + scale - 1, scale) == retry then
       binding, reset, found = i - 1, until_full, true
     end
   end
 end
-return { allowed, retry, remaining, reset, binding, corrupt }
+if allowed == 0 then n = 0 end
+return { allowed, retry, remaining, reset, binding, corrupt, n }
