@@ -109,6 +109,7 @@ fn limit_error(e: &BackendError) -> LimitError {
         BackendError::Timeout(_)
         | BackendError::Unavailable(_)
         | BackendError::Auth(_)
+        | BackendError::Tls(_)
         | BackendError::Protocol(_) => LimitError::Invalid("the redis backend failed"),
     }
 }
