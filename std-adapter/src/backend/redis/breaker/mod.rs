@@ -357,9 +357,17 @@ impl FleetBreaker {
         };
         let result = inner.policy.call(future).await;
         if let Some(version) = held {
+            // Shared asynchronously: a success counts toward the fleet's
+            // `close_after`; a failure reopened the local breaker, which
+            // the task publishes. The slot is given back either way.
+            let succeeded = result.is_ok();
+            let needed = inner.policy.core().config().close_after();
             let inner = Arc::clone(inner);
             let value = format!("{version}:{token}");
             tokio::spawn(async move {
+                if succeeded {
+                    let _ = inner.invoke(Op::Close(version, needed)).await;
+                }
                 let _ = inner.invoke(Op::Release(&value)).await;
             });
         }

@@ -30,8 +30,9 @@ pub(super) enum Op<'a> {
     /// instance) only once enough instances tripped), reopen a half-open
     /// one.
     Trip(Option<(u32, u64, &'a str)>),
-    /// A trial succeeded: close the half-open decision of this version.
-    Close(u64),
+    /// A trial succeeded in the half-open decision of this version: close
+    /// it once this many trials succeeded fleet-wide.
+    Close(u64, u8),
     ForceOpen,
     ForceClose,
     /// A fleet trial token (slot TTL ms, token).
@@ -45,6 +46,7 @@ pub(super) enum Op<'a> {
 pub(super) struct Keys {
     pub(super) decision: String,
     pub(super) verdicts: String,
+    pub(super) successes: String,
     pub(super) slots: Vec<String>,
 }
 
@@ -54,6 +56,7 @@ impl Keys {
         Self {
             decision: format!("{base}:decision"),
             verdicts: format!("{base}:verdicts"),
+            successes: format!("{base}:trial:ok"),
             slots: (1..=permits.max(1))
                 .map(|i| format!("{base}:trial:{i}"))
                 .collect(),
@@ -91,7 +94,9 @@ pub(super) async fn run(
     timeout: Duration,
 ) -> Result<Reply, BackendError> {
     let mut inv = BREAKER.prepare_invoke();
-    inv.key(&keys.decision).key(&keys.verdicts);
+    inv.key(&keys.decision)
+        .key(&keys.verdicts)
+        .key(&keys.successes);
     if matches!(op, Op::Trial(..) | Op::Release(_)) {
         for slot in &keys.slots {
             inv.key(slot);
@@ -100,7 +105,7 @@ pub(super) async fn run(
     let name = match op {
         Op::Sync => "sync",
         Op::Trip(_) => "trip",
-        Op::Close(_) => "close",
+        Op::Close(..) => "close",
         Op::ForceOpen => "force_open",
         Op::ForceClose => "force_close",
         Op::Trial(..) => "trial",
@@ -123,8 +128,8 @@ pub(super) async fn run(
         Op::Trip(Some((min, window_ms, instance))) => {
             inv.arg(min).arg(window_ms).arg(instance);
         }
-        Op::Close(version) => {
-            inv.arg(version);
+        Op::Close(version, needed) => {
+            inv.arg(version).arg(needed);
         }
         Op::Trial(ttl_ms, token) => {
             inv.arg(ttl_ms).arg(token);

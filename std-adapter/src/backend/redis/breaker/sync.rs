@@ -66,7 +66,7 @@ impl Inner {
             Op::Trip(self.quorum.as_ref().map(|q| (q.min, q.window_ms, &*self.instance)))
         } else if let (true, Some(d)) = (local_closed, fleet) {
             if matches!(d.state, State::Open | State::HalfOpen) {
-                Op::Close(d.version)
+                Op::Close(d.version, 1)
             } else {
                 Op::Sync
             }

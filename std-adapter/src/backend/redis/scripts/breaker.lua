@@ -7,7 +7,9 @@
 --                     for o, 0 otherwise; streak 0..15 (0 for c and f).
 -- KEYS[2]  verdicts   <prefix>:{breaker:<name>}:verdicts, a zset of
 --                     instance -> trip time (quorum mode)
--- KEYS[3..] trial slots <prefix>:{breaker:<name>}:trial:<i>
+-- KEYS[3]  successes  <prefix>:{breaker:<name>}:trial:ok, '<version>:<n>':
+--                     successful trials of the half-open decision <version>
+-- KEYS[4..] trial slots <prefix>:{breaker:<name>}:trial:<i>, '<version>:<token>'
 --
 -- ARGV[1] op: sync | trip | close | force_open | force_close | trial | release
 -- ARGV[2] the version the caller knows (its newest merged decision)
@@ -18,9 +20,10 @@
 --         written when the stored decision is missing, corrupt or older
 --         than the caller's known version (the store lost data)
 -- ARGV[8] op argument: trip: quorum min instances (0 = off);
---         close: the version being closed; trial: slot TTL ms;
+--         close: the half-open version a trial succeeded in; trial: slot TTL ms;
 --         release: the token
--- ARGV[9] trip: quorum window ms; trial/release: token
+-- ARGV[9] trip: quorum window ms; close: successes needed fleet-wide
+--         (close_after); trial/release: token
 -- ARGV[10] trip: instance id
 --
 -- Reply: {version, state (0 c, 1 o, 2 h, 3 f), open_until_us, streak,
@@ -114,7 +117,16 @@ if op == 'trip' then
     end
   end
 elseif op == 'close' then
-  if (s == 'h' or expired()) and v == tonumber(ARGV[8]) then store(v + 1, 'c', 0, 0) end
+  if (s == 'h' or expired()) and v == tonumber(ARGV[8]) then
+    local need = tonumber(ARGV[9]) or 1
+    local n = 1
+    if need > 1 then
+      local pv, pc = string.match(redis.call('GET', KEYS[3]) or '', '^(%d+):(%d+)$')
+      if pv and tonumber(pv) == v and tonumber(pc) then n = tonumber(pc) + 1 end
+      redis.call('SET', KEYS[3], string.format('%.0f:%d', v, n), 'PX', 3600000)
+    end
+    if n >= need then store(v + 1, 'c', 0, 0) end
+  end
 elseif op == 'force_open' then
   store(v + 1, 'f', 0, 0)
 elseif op == 'force_close' then
@@ -126,7 +138,7 @@ elseif op == 'trial' then
     if expired() then store(v + 1, 'h', 0, streak) end
     if s == 'h' then
       local prefix = string.format('%.0f:', v)
-      for i = 3, #KEYS do
+      for i = 4, #KEYS do
         local cur = redis.call('GET', KEYS[i])
         if not cur or string.sub(cur, 1, #prefix) ~= prefix then
           redis.call('SET', KEYS[i], prefix .. ARGV[9], 'PX', tonumber(ARGV[8]) or 10000)
@@ -137,7 +149,7 @@ elseif op == 'trial' then
     end
   end
 elseif op == 'release' then
-  for i = 3, #KEYS do
+  for i = 4, #KEYS do
     if redis.call('GET', KEYS[i]) == ARGV[9] then redis.call('DEL', KEYS[i]) end
   end
 end
