@@ -83,7 +83,10 @@ async fn redis_breaker_trip_on_a_is_open_on_b_and_c_within_the_sync_interval() {
     let a = instance(&url, "payments", open_for).await;
     let b = instance(&url, "payments", open_for).await;
     let c = instance(&url, "payments", open_for).await;
-    assert_eq!((a.state(), b.state(), c.state()), (State::Closed, State::Closed, State::Closed));
+    assert_eq!(
+        (a.state(), b.state(), c.state()),
+        (State::Closed, State::Closed, State::Closed)
+    );
     fail_twice(&a).await;
     assert_eq!(a.state(), State::Open);
     let limit = SYNC + Duration::from_millis(300); // scheduling slack on a shared machine
@@ -92,9 +95,21 @@ async fn redis_breaker_trip_on_a_is_open_on_b_and_c_within_the_sync_interval() {
     eprintln!("seen open on B after {tb:?}, on C after {tc:?} (sync interval {SYNC:?})");
     // B's calls are refused with A's remaining open time, not B's own.
     let refused = b.call(async { Ok::<(), ()>(()) }).await.unwrap_err();
-    let CallError::Open { retry_after: Some(left) } = refused else { panic!("{refused:?}") };
-    assert!(left > Duration::from_secs(25) && left <= open_for, "{left:?}");
-    assert_eq!(b.metrics().successes + b.metrics().failures, 0, "B made no call");
+    let CallError::Open {
+        retry_after: Some(left),
+    } = refused
+    else {
+        panic!("{refused:?}")
+    };
+    assert!(
+        left > Duration::from_secs(25) && left <= open_for,
+        "{left:?}"
+    );
+    assert_eq!(
+        b.metrics().successes + b.metrics().failures,
+        0,
+        "B made no call"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +124,10 @@ async fn redis_breaker_restarted_instance_stays_open_until_its_time_is_up() {
     // A new process: a fresh core breaker, loaded from Redis.
     let restarted = instance(&url, "ledger", open_for).await;
     assert_eq!(restarted.state(), State::Open);
-    let refused = restarted.call(async { Ok::<(), ()>(()) }).await.unwrap_err();
+    let refused = restarted
+        .call(async { Ok::<(), ()>(()) })
+        .await
+        .unwrap_err();
     assert!(refused.is_open());
     // ... and only until its time is up: then a trial closes it.
     tokio::time::sleep(open_for + Duration::from_millis(50)).await;
@@ -137,14 +155,28 @@ async fn redis_breaker_force_open_and_close_apply_fleet_wide_also_from_redis_cli
     let mut conn = raw(&url).await;
     let key = a.decision_key().to_owned();
     assert_eq!(key, "fusebox:{breaker:search}:decision");
-    let stored: String = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
+    let stored: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let version: u64 = stored.split(':').nth(1).unwrap().parse().unwrap();
     let forced = format!("fb1:{}:f:0:0", version + 1);
-    let _: () = redis::cmd("SET").arg(&key).arg(&forced).query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&forced)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     until_state(&a, State::ForcedOpen, Duration::from_secs(2)).await;
     until_state(&b, State::ForcedOpen, Duration::from_secs(2)).await;
     let closed = format!("fb1:{}:c:0:0", version + 2);
-    let _: () = redis::cmd("SET").arg(&key).arg(&closed).query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&closed)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     until_state(&a, State::Closed, Duration::from_secs(2)).await;
     until_state(&b, State::Closed, Duration::from_secs(2)).await;
 }
@@ -165,36 +197,84 @@ async fn redis_breaker_corrupt_and_hostile_values_are_rejected_counted_and_repla
         "fb1:5:o:1:99",
         "fb1:99999999999999999999:c:0:0",
     ] {
-        let _: () = redis::cmd("SET").arg(&key).arg(garbage).query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(garbage)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         let before = a.fleet_metrics().corrupt;
         a.sync().await.unwrap();
         assert_eq!(a.fleet_metrics().corrupt, before + 1, "{garbage}");
-        assert_eq!(a.state(), State::Closed, "{garbage}: replaced by the local state");
-        let stored: String = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
-        assert!(stored.starts_with("fb1:") && stored.ends_with(":c:0:0"), "{garbage} -> {stored}");
+        assert_eq!(
+            a.state(),
+            State::Closed,
+            "{garbage}: replaced by the local state"
+        );
+        let stored: String = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            stored.starts_with("fb1:") && stored.ends_with(":c:0:0"),
+            "{garbage} -> {stored}"
+        );
     }
     // A wrong type under the key: an error, never a panic; the breaker
     // keeps deciding locally.
-    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.unwrap();
-    let _: () = redis::cmd("HSET").arg(&key).arg("v").arg(1).query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("v")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(a.sync().await.is_err());
     assert!(a.is_degraded());
     a.call(async { Ok::<(), ()>(()) }).await.unwrap();
-    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     a.sync().await.unwrap();
     assert!(!a.is_degraded());
 
     // A forged far-future deadline is cut to the maximum open time.
-    let stored: String = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
+    let stored: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let version: u64 = stored.split(':').nth(1).unwrap().parse().unwrap();
     let forged = format!("fb1:{}:o:8000000000000000:0", version + 1);
-    let _: () = redis::cmd("SET").arg(&key).arg(&forged).query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&forged)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     a.sync().await.unwrap();
     assert_eq!(a.state(), State::Open);
     let refused = a.call(async { Ok::<(), ()>(()) }).await.unwrap_err();
-    let CallError::Open { retry_after: Some(left) } = refused else { panic!("{refused:?}") };
+    let CallError::Open {
+        retry_after: Some(left),
+    } = refused
+    else {
+        panic!("{refused:?}")
+    };
     assert!(left <= open_for + Duration::from_millis(2), "{left:?}");
-    let stored: String = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
+    let stored: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let until: u64 = stored.split(':').nth(3).unwrap().parse().unwrap();
     assert!(until < 8_000_000_000_000_000, "{stored}");
 }
@@ -218,7 +298,11 @@ async fn redis_breaker_redis_down_decides_locally_and_merges_on_reconnect() {
     server.restart();
     until_state(&b, State::Open, Duration::from_secs(5)).await;
     assert!(!a.is_degraded());
-    assert_eq!(a.state(), State::Open, "an open breaker is never closed by the merge");
+    assert_eq!(
+        a.state(),
+        State::Open,
+        "an open breaker is never closed by the merge"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,7 +318,11 @@ async fn redis_breaker_sigkilled_redis_with_aof_keeps_an_open_breaker_open() {
     server.restart();
     let mut conn = raw(&url).await;
     let key = "fusebox:{breaker:mail}:decision";
-    let stored: String = redis::cmd("GET").arg(key).query_async(&mut conn).await.unwrap();
+    let stored: String = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(stored.contains(":o:"), "{stored}");
     // A fresh instance (a fresh core) loads it: still open.
     let b = instance(&url, "mail", open_for).await;
@@ -294,12 +382,16 @@ async fn redis_breaker_at_most_half_open_permits_trials_when_eight_instances_rac
 }
 
 async fn quorum_instance(url: &str, id: &str) -> FleetBreaker {
-    FleetBreaker::builder("profile", core(Duration::from_secs(30), 1), backend(url).await)
-        .sync_interval(SYNC)
-        .quorum(3, Duration::from_secs(10))
-        .instance_id(id)
-        .build()
-        .await
+    FleetBreaker::builder(
+        "profile",
+        core(Duration::from_secs(30), 1),
+        backend(url).await,
+    )
+    .sync_interval(SYNC)
+    .quorum(3, Duration::from_secs(10))
+    .instance_id(id)
+    .build()
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,10 +403,18 @@ async fn redis_breaker_quorum_one_failing_instance_does_not_open_the_others_thre
         fleet.push(quorum_instance(&url, id).await);
     }
     fail_twice(&fleet[0]).await;
-    assert_eq!(fleet[0].state(), State::Open, "the bad node protects itself");
+    assert_eq!(
+        fleet[0].state(),
+        State::Open,
+        "the bad node protects itself"
+    );
     tokio::time::sleep(SYNC * 4).await;
     for b in &fleet[1..] {
-        assert_eq!(b.state(), State::Closed, "one instance does not trip the fleet");
+        assert_eq!(
+            b.state(),
+            State::Closed,
+            "one instance does not trip the fleet"
+        );
     }
     fail_twice(&fleet[1]).await;
     tokio::time::sleep(SYNC * 4).await;

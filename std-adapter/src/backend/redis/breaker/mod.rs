@@ -285,7 +285,9 @@ impl BreakerObserver for Hook {
         self.notify.notify_one();
         match &self.user {
             Some(user) => user.transition(name, t),
-            None => tracing::info!(breaker = %name, from = ?t.from, to = ?t.to, "circuit breaker transition"),
+            None => {
+                tracing::info!(breaker = %name, from = ?t.from, to = ?t.to, "circuit breaker transition");
+            }
         }
     }
 
@@ -343,7 +345,9 @@ impl FleetBreaker {
         }
         let seq = inner.tokens.fetch_add(1, Ordering::Relaxed);
         let token = format!("{}:{seq}", inner.instance);
-        let ttl = u64::try_from(inner.trial_ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ttl = u64::try_from(inner.trial_ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let held = match inner.invoke(Op::Trial(ttl, &token)).await {
             Ok(reply) if reply.flags & GRANTED != 0 => {
                 (reply.decision.state == State::HalfOpen).then_some(reply.decision.version)

@@ -13,7 +13,6 @@ use super::script::{self, Local, Op, Reply, CHANGED, CORRUPT, REPOPULATED};
 use super::Inner;
 use crate::backend::BackendError;
 
-
 impl Inner {
     /// The caller's side of an invocation, read at `now`.
     pub(super) fn local(&self) -> Local {
@@ -60,10 +59,17 @@ impl Inner {
         let _one = self.sync_lock.lock().await;
         let trips = self.policy.core().metrics().trips;
         let seen = self.trips_published.load(Ordering::Acquire);
-        let fleet = *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fleet = *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let local_closed = self.policy.state() == State::Closed;
         let op = if trips != seen {
-            Op::Trip(self.quorum.as_ref().map(|q| (q.min, q.window_ms, &*self.instance)))
+            Op::Trip(
+                self.quorum
+                    .as_ref()
+                    .map(|q| (q.min, q.window_ms, &*self.instance)),
+            )
         } else if let (true, Some(d)) = (local_closed, fleet) {
             if matches!(d.state, State::Open | State::HalfOpen) {
                 Op::Close(d.version, 1)
@@ -103,12 +109,16 @@ impl Inner {
         let core = self.policy.core();
         // A local trip made while the script ran must not be undone by a
         // decision that predates it: publish it first (next sync, at once).
-        if core.metrics().trips != trips_before && matches!(d.state, State::Closed | State::HalfOpen)
+        if core.metrics().trips != trips_before
+            && matches!(d.state, State::Closed | State::HalfOpen)
         {
             self.notify.notify_one();
             return;
         }
-        *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(d);
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(d);
         let now = self.policy.clock().now();
         match core.merge(&d, now) {
             Ok(Some(t)) => {
