@@ -113,6 +113,40 @@ async fn redis_breaker_trip_on_a_is_open_on_b_and_c_within_the_sync_interval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_pubsub_notification_beats_the_sync_interval() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let slow_sync = Duration::from_secs(5);
+    let mut fleet = Vec::new();
+    for _ in 0..3 {
+        let b = FleetBreaker::builder(
+            "notify",
+            core(Duration::from_secs(30), 1),
+            backend(&url).await,
+        )
+        .sync_interval(slow_sync)
+        .notifications(url.clone())
+        .build()
+        .await;
+        fleet.push(b);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await; // subscribed
+    fail_twice(&fleet[0]).await;
+    let limit = Duration::from_millis(500);
+    let tb = until_state(&fleet[1], State::Open, limit).await;
+    let tc = until_state(&fleet[2], State::Open, limit).await;
+    eprintln!("notified: open on B after {tb:?}, on C after {tc:?} (sync interval {slow_sync:?})");
+    // The subscription survives a Redis restart (with its data lost: the
+    // open instances repopulate it).
+    server.kill();
+    server.restart();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    fleet[1].force_close().await.unwrap();
+    until_state(&fleet[0], State::Closed, Duration::from_secs(2)).await;
+    until_state(&fleet[2], State::Closed, Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_breaker_restarted_instance_stays_open_until_its_time_is_up() {
     let server = RedisServer::start();
     let url = server.url();

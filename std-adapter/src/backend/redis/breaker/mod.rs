@@ -44,6 +44,7 @@
 //!
 //! Feature `redis`.
 
+mod notify;
 mod script;
 mod sync;
 
@@ -116,16 +117,16 @@ pub(super) struct Inner {
     syncs: AtomicU64,
     published: AtomicU64,
     tokens: AtomicU64,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    task: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(task) = self
+        for task in self
             .task
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+            .drain(..)
         {
             task.abort();
         }
@@ -158,6 +159,7 @@ pub struct FleetBreakerBuilder {
     instance: Option<String>,
     trial_ttl: Option<Duration>,
     observer: Option<Arc<dyn BreakerObserver>>,
+    notifications: Option<String>,
 }
 
 impl std::fmt::Debug for FleetBreakerBuilder {
@@ -209,6 +211,31 @@ impl FleetBreakerBuilder {
         self
     }
 
+    /// Subscribes to the breaker's `…:events` channel on the standalone
+    /// server at `url` (the backend's URL; a RESP3 connection of its own),
+    /// so a change anywhere in the fleet is applied here within one round
+    /// trip instead of one sync interval. Without it, reconciliation every
+    /// sync interval alone shares decisions.
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = "redis://127.0.0.1:6379";
+    /// let backend = RedisBackend::connect(RedisConfig::new(url)).await?;
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend)
+    ///     .notifications(url)
+    ///     .build()
+    ///     .await;
+    /// # Ok(()) }
+    /// ```
+    pub fn notifications(mut self, url: impl Into<String>) -> Self {
+        self.notifications = Some(url.into());
+        self
+    }
+
     /// Also tells `observer` what calls do.
     pub fn observer(mut self, observer: Arc<dyn BreakerObserver>) -> Self {
         self.observer = Some(observer);
@@ -257,19 +284,31 @@ impl FleetBreakerBuilder {
             syncs: AtomicU64::new(0),
             published: AtomicU64::new(0),
             tokens: AtomicU64::new(0),
-            task: Mutex::new(None),
+            task: Mutex::new(Vec::new()),
         });
         let _ = inner.reconcile().await;
-        let task = sync::spawn(
+        let mut tasks = Vec::new();
+        if let Some(url) = self.notifications {
+            let base = &inner.keys.decision;
+            let channel = format!("{}:events", base.strip_suffix(":decision").unwrap_or(base));
+            tasks.push(notify::spawn(
+                url,
+                channel,
+                Arc::downgrade(&inner),
+                Arc::clone(&notify),
+                self.backend.timeout().max(Duration::from_secs(1)),
+            ));
+        }
+        tasks.push(sync::spawn(
             Arc::downgrade(&inner),
             notify,
             self.sync_interval,
             self.sync_interval * 8,
-        );
+        ));
         *inner
             .task
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tasks;
         FleetBreaker { inner }
     }
 }
@@ -323,6 +362,7 @@ impl FleetBreaker {
             instance: None,
             trial_ttl: None,
             observer: None,
+            notifications: None,
         }
     }
 
