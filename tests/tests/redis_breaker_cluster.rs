@@ -34,6 +34,38 @@ async fn instance(cluster: &RedisCluster, open_for: Duration) -> FleetBreaker {
         .await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_cluster_notifications_reach_every_instance() {
+    let cluster = RedisCluster::start(3);
+    let urls = cluster.urls();
+    let mut fleet = Vec::new();
+    for i in 0..3 {
+        let backend = RedisBackend::connect(
+            RedisConfig::cluster(urls.clone())
+                .timeout(Duration::from_secs(2))
+                .connect_timeout(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+        let core = Arc::new(CircuitBreaker::new(
+            Config::builder().consecutive_failures(1).build().unwrap(),
+        ));
+        // Each instance listens on a different node: a script's PUBLISH
+        // reaches every node of the cluster.
+        fleet.push(
+            FleetBreaker::builder("notify", core, backend)
+                .sync_interval(Duration::from_secs(10))
+                .notifications(urls[i].clone())
+                .build()
+                .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // subscribed
+    let _ = fleet[0].call(async { Err::<(), _>("down") }).await;
+    until_state(&fleet[1], State::Open, Duration::from_secs(1)).await;
+    until_state(&fleet[2], State::Open, Duration::from_secs(1)).await;
+}
+
 async fn until_state(b: &FleetBreaker, state: State, limit: Duration) {
     let start = Instant::now();
     while b.state() != state {

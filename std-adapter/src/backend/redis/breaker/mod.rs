@@ -211,8 +211,10 @@ impl FleetBreakerBuilder {
         self
     }
 
-    /// Subscribes to the breaker's `…:events` channel on the standalone
-    /// server at `url` (the backend's URL; a RESP3 connection of its own),
+    /// Subscribes to the breaker's `…:events` channel on the server at
+    /// `url` (the backend's URL, or any one node of a Cluster: the script's
+    /// `PUBLISH` reaches every node; a RESP3 connection of its own, without
+    /// the backend's TLS settings),
     /// so a change anywhere in the fleet is applied here within one round
     /// trip instead of one sync interval. Without it, reconciliation every
     /// sync interval alone shares decisions.
