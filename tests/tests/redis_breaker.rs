@@ -43,6 +43,7 @@ async fn instance(url: &str, name: &str, open_for: Duration) -> FleetBreaker {
         .sync_interval(SYNC)
         .build()
         .await
+        .expect("fleet breaker")
 }
 
 async fn fail_twice(b: &FleetBreaker) {
@@ -127,7 +128,8 @@ async fn redis_breaker_pubsub_notification_beats_the_sync_interval() {
         .sync_interval(slow_sync)
         .notifications(url.clone())
         .build()
-        .await;
+        .await
+        .expect("fleet breaker");
         fleet.push(b);
     }
     tokio::time::sleep(Duration::from_millis(200)).await; // subscribed
@@ -374,7 +376,8 @@ async fn redis_breaker_at_most_half_open_permits_trials_when_eight_instances_rac
         let b = FleetBreaker::builder("catalog", core(open_for, permits), backend(&url).await)
             .sync_interval(SYNC)
             .build()
-            .await;
+            .await
+            .expect("fleet breaker");
         fleet.push(b);
     }
     fail_twice(&fleet[0]).await;
@@ -426,6 +429,7 @@ async fn quorum_instance(url: &str, id: &str) -> FleetBreaker {
     .instance_id(id)
     .build()
     .await
+    .expect("fleet breaker")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,4 +461,21 @@ async fn redis_breaker_quorum_one_failing_instance_does_not_open_the_others_thre
     until_state(&fleet[3], State::Open, SYNC + Duration::from_millis(300)).await;
 
     // Without quorum, any instance's trip opens all (the other tests).
+}
+
+#[tokio::test]
+async fn redis_breaker_name_must_be_a_registry_name() {
+    let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1")).unwrap();
+    for name in ["a}b", "pay:ments", "", "9lives"] {
+        let built = FleetBreaker::builder(name, core(Duration::from_secs(1), 1), backend.clone())
+            .build()
+            .await;
+        assert!(
+            matches!(
+                built,
+                Err(fusebox_std::backend::BackendError::InvalidKey(_))
+            ),
+            "{name:?}"
+        );
+    }
 }

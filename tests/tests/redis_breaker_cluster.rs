@@ -32,6 +32,7 @@ async fn instance(cluster: &RedisCluster, open_for: Duration) -> FleetBreaker {
         .sync_interval(SYNC)
         .build()
         .await
+        .expect("fleet breaker")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +58,8 @@ async fn redis_breaker_cluster_notifications_reach_every_instance() {
                 .sync_interval(Duration::from_secs(10))
                 .notifications(urls[i].clone())
                 .build()
-                .await,
+                .await
+                .expect("fleet breaker"),
         );
     }
     tokio::time::sleep(Duration::from_millis(300)).await; // subscribed

@@ -81,7 +81,7 @@ use crate::CallError;
 /// let breaker = FleetBreaker::builder("payments", core, backend)
 ///     .sync_interval(Duration::from_millis(200))
 ///     .build()
-///     .await;
+///     .await?;
 /// let charged = breaker.call(async { Ok::<_, std::io::Error>(42) }).await?;
 /// assert_eq!(charged, 42);
 /// # Ok(()) }
@@ -230,7 +230,7 @@ impl FleetBreakerBuilder {
     /// let breaker = FleetBreaker::builder("payments", core, backend)
     ///     .notifications(url)
     ///     .build()
-    ///     .await;
+    ///     .await?;
     /// # Ok(()) }
     /// ```
     pub fn notifications(mut self, url: impl Into<String>) -> Self {
@@ -249,7 +249,18 @@ impl FleetBreakerBuilder {
     /// Redis does not answer, the breaker starts degraded, on local state.
     ///
     /// Must be called within a tokio runtime.
-    pub async fn build(self) -> FleetBreaker {
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::InvalidKey`] for a name that is not a registry name
+    /// ([`validate_name`](crate::registry::validate_name)): it becomes part
+    /// of the Redis keys and their hash tag.
+    pub async fn build(self) -> Result<FleetBreaker, BackendError> {
+        if crate::registry::validate_name(&self.name).is_err() {
+            return Err(BackendError::InvalidKey(
+                "a breaker name must be a registry name",
+            ));
+        }
         let notify = Arc::new(Notify::new());
         let hook = Hook {
             notify: Arc::clone(&notify),
@@ -311,7 +322,7 @@ impl FleetBreakerBuilder {
             .task
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = tasks;
-        FleetBreaker { inner }
+        Ok(FleetBreaker { inner })
     }
 }
 
@@ -346,8 +357,8 @@ impl BreakerObserver for Hook {
 }
 
 impl FleetBreaker {
-    /// A builder for the breaker `name` (a registry name: letters, digits,
-    /// `_ . -`) over the local `core` breaker, sharing its decision through
+    /// A builder for the breaker `name` (a registry name: an ASCII letter,
+    /// then letters, digits and single `_`) over the local `core` breaker, sharing its decision through
     /// `backend`.
     pub fn builder(
         name: impl Into<Arc<str>>,
