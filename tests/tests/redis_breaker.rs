@@ -479,3 +479,35 @@ async fn redis_breaker_name_must_be_a_registry_name() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_slow_redis_never_delays_a_closed_call() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = instance(&url, "slowpath", Duration::from_secs(30)).await;
+    server.signal("STOP"); // accepts connections, answers nothing
+    let start = Instant::now();
+    for _ in 0..100 {
+        a.call(async { Ok::<(), ()>(()) }).await.unwrap();
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(a.sync().await.is_err(), "the command timeout ends the sync");
+    assert!(a.is_degraded());
+    // Local trips still protect the instance.
+    fail_twice(&a).await;
+    assert_eq!(a.state(), State::Open);
+    server.signal("CONT");
+    a.sync().await.unwrap();
+    assert!(!a.is_degraded());
+    assert_eq!(a.state(), State::Open);
+    let b = instance(&url, "slowpath", Duration::from_secs(30)).await;
+    assert_eq!(
+        b.state(),
+        State::Open,
+        "the trip made while Redis was slow is shared"
+    );
+}
