@@ -1,48 +1,5 @@
-//! [`FleetBreaker`]: a circuit breaker whose *decision* a whole fleet
-//! shares through Redis, while every call is decided by the local core
-//! breaker.
-//!
-//! Only decisions travel. The shared decision is one string under
-//! `<prefix>:{breaker:<name>}:decision`:
-//!
-//! ```text
-//! fb1:<version>:<state>:<open_until_us>:<streak>
-//! ```
-//!
-//! with `state` one of `c` (closed), `o` (open), `h` (half-open), `f`
-//! (forced open), `open_until_us` a Redis `TIME` in µs (only for `o`, `0`
-//! otherwise) and `streak` the re-opening streak (0..=15). It is changed
-//! only by `scripts/breaker.lua`, which compares and sets on the version
-//! and reads Redis `TIME`, so a transition happens once fleet-wide, and
-//! which `PUBLISH`es the new version on `<prefix>:{breaker:<name>}:events`.
-//! The fleet's decision is applied to the local breaker with the core's
-//! [`CircuitBreaker::merge`] (stale versions rejected, forged open times
-//! capped at the configured maximum open time).
-//!
-//! * **Fast path.** A closed breaker's call never touches the network: it
-//!   is the core's two atomic loads. Local transitions wake the background
-//!   task, which publishes them; it also reconciles every sync interval.
-//! * **Half-open.** When the fleet's open time is up, each trial call first
-//!   takes one of `half_open_permits` fleet-wide slots (`SET … PX` in the
-//!   script, `<prefix>:{breaker:<name>}:trial:<i>`), so at most that many
-//!   trials run across the fleet; their result closes or reopens it for all.
-//! * **Quorum.** With [`FleetBreakerBuilder::quorum`], a local trip opens
-//!   the fleet only once `min_instances` distinct instances tripped within
-//!   the window (`…:verdicts`, a sorted set); a lone bad instance still
-//!   protects itself locally.
-//! * **Faults.** While Redis fails, calls are decided on local state alone
-//!   (local trips still protect the instance), [`FleetBreaker::is_degraded`]
-//!   is true, and the task retries with backoff. On reconnect a local trip
-//!   made meanwhile is published (no trip lost), a newer fleet version is
-//!   merged, and a lost or corrupt stored value is repopulated from the
-//!   local state (corrupt values are counted and logged once).
-//! * **Operators.** `force_open`/`force_close` apply fleet-wide; from
-//!   `redis-cli`, write a newer version, e.g. after `GET
-//!   fusebox:{breaker:payments}:decision` returned `fb1:7:c:0:0`, run
-//!   `SET fusebox:{breaker:payments}:decision fb1:8:f:0:0` (forced open) or
-//!   `fb1:8:c:0:0` (closed); instances apply it within one sync interval.
-//!
-//! Feature `redis`.
+//! [`FleetBreaker`]: a circuit breaker whose decision a fleet shares
+//! through Redis (see the type's docs).
 
 mod builder;
 mod notify;
@@ -65,8 +22,56 @@ use super::{RedisBackend, RedisConnection};
 use crate::policy::Breaker;
 use crate::CallError;
 
-/// A circuit breaker shared by a fleet through Redis; see the
-/// [module docs](self). Cheap to clone; the background task stops when the
+/// A circuit breaker whose *decision* a whole fleet
+/// shares through Redis, while every call is decided by the local core
+/// breaker.
+///
+/// Only decisions travel. The shared decision is one string under
+/// `<prefix>:{breaker:<name>}:decision`:
+///
+/// ```text
+/// fb1:<version>:<state>:<open_until_us>:<streak>
+/// ```
+///
+/// with `state` one of `c` (closed), `o` (open), `h` (half-open), `f`
+/// (forced open), `open_until_us` a Redis `TIME` in µs (only for `o`, `0`
+/// otherwise) and `streak` the re-opening streak (0..=15). It is changed
+/// only by `scripts/breaker.lua`, which compares and sets on the version
+/// and reads Redis `TIME`, so a transition happens once fleet-wide, and
+/// which `PUBLISH`es the new version on `<prefix>:{breaker:<name>}:events`.
+/// The fleet's decision is applied to the local breaker with the core's
+/// [`CircuitBreaker::merge`] (stale versions rejected, forged open times
+/// capped at the configured maximum open time).
+///
+/// * **Fast path.** A closed breaker's call never touches the network: it
+///   is the core's two atomic loads. Local transitions wake the background
+///   task, which publishes them; it also reconciles every sync interval
+///   (the backstop). With [`FleetBreakerBuilder::notifications`] every
+///   instance subscribes to `…:events` and applies a change within one
+///   round trip.
+/// * **Half-open.** When the fleet's open time is up, each trial call first
+///   takes one of `half_open_permits` fleet-wide slots (`SET … PX` in the
+///   script, `<prefix>:{breaker:<name>}:trial:<i>`), so at most that many
+///   trials run across the fleet; their result closes or reopens it for all.
+/// * **Quorum.** With [`FleetBreakerBuilder::quorum`], a local trip opens
+///   the fleet only once `min_instances` distinct instances tripped within
+///   the window (`…:verdicts`, a sorted set); a lone bad instance still
+///   protects itself locally.
+/// * **Faults.** While Redis fails, calls are decided on local state alone
+///   (local trips still protect the instance), [`FleetBreaker::is_degraded`]
+///   is true, and the task retries with backoff. On reconnect a local trip
+///   made meanwhile is published (no trip lost), a newer fleet version is
+///   merged, and a lost or corrupt stored value is repopulated from the
+///   local state (corrupt values are counted and logged once).
+/// * **Operators.** `force_open`/`force_close` apply fleet-wide; from
+///   `redis-cli`, write a newer version, e.g. after `GET
+///   fusebox:{breaker:payments}:decision` returned `fb1:7:c:0:0`, run
+///   `SET fusebox:{breaker:payments}:decision fb1:8:f:0:0` (forced open) or
+///   `fb1:8:c:0:0` (closed); instances apply it within one sync interval.
+///
+/// Feature `redis`.
+///
+/// Cheap to clone; the background task stops when the
 /// last clone drops.
 ///
 /// # Examples
