@@ -68,6 +68,15 @@ async fn until_state(b: &FleetBreaker, state: State, limit: Duration) -> Duratio
     start.elapsed()
 }
 
+/// Syncs, retrying while the connection manager reconnects.
+async fn sync_ok(b: &FleetBreaker) {
+    let start = Instant::now();
+    while let Err(e) = b.sync().await {
+        assert!(start.elapsed() < Duration::from_secs(5), "{e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
         .unwrap()
@@ -339,6 +348,24 @@ async fn redis_breaker_redis_down_decides_locally_and_merges_on_reconnect() {
         State::Open,
         "an open breaker is never closed by the merge"
     );
+    // Redis loses its data again; closed instances (fresh ones) reach it
+    // first: their closed state never closes the open instances, whose open
+    // decision repopulates the store and reaches them.
+    server.kill();
+    server.restart();
+    let fresh = instance(&url, "orders", open_for).await;
+    let c = instance(&url, "orders", open_for).await;
+    c.sync().await.unwrap();
+    sync_ok(&b).await;
+    assert_eq!(
+        b.state(),
+        State::Open,
+        "never closed by a repopulated closed state"
+    );
+    sync_ok(&a).await;
+    assert_eq!(a.state(), State::Open);
+    until_state(&c, State::Open, Duration::from_secs(2)).await;
+    until_state(&fresh, State::Open, Duration::from_secs(2)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,11 +20,23 @@ impl Inner {
         let core = self.policy.core();
         let snap = core.snapshot(now);
         let config = core.config();
+        // The fleet's decision as held here: the local state if the last
+        // decision applied was not Closed (a local-only trip, e.g. below a
+        // quorum, is not the fleet's and is published by `Trip` instead).
+        let held = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|d| d.state);
+        let state = match held {
+            Some(State::Open | State::ForcedOpen | State::HalfOpen) => core.state(now),
+            _ => State::Closed,
+        };
         Local {
             known: core.merged_version(),
             open_for: config.open_for().into(),
             max_open_for: config.max_open_for().into(),
-            state: core.state(now),
+            state,
             remaining: snap.open_remaining.map(Into::into).unwrap_or_default(),
             streak: snap.reopen_streak,
         }

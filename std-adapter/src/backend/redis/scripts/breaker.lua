@@ -16,9 +16,10 @@
 -- ARGV[3] open_for_us   ARGV[4] max_open_for_us (open time = min(open_for *
 --         2^streak, max_open_for); a stored deadline further away than
 --         max_open_for is cut to it)
--- ARGV[5..7] the caller's local state (c|o|h|f), open remaining µs, streak:
---         written when the stored decision is missing, corrupt or older
---         than the caller's known version (the store lost data)
+-- ARGV[5..7] the fleet decision as the caller holds it (c|o|h|f; its
+--         local state if that came from the fleet, else c), open remaining
+--         µs, streak: written when the stored decision is missing, corrupt
+--         or older than the caller's known version (the store lost data)
 -- ARGV[8] op argument: trip: quorum min instances (0 = off);
 --         close: the half-open version a trial succeeded in; trial: slot TTL ms;
 --         release: the token
@@ -76,10 +77,14 @@ if raw and type(raw) == 'string' and #raw <= 64 then
     end
   end
 end
-if not valid or v < known then
+local ls = ARGV[5]
+-- Lost: missing, corrupt, rolled back, or rebuilt closed (below) by an
+-- instance that had not seen this caller's open decision.
+if not valid or v < known or (v == known and s == 'c' and (ls == 'o' or ls == 'f')) then
   if raw and not valid then flags = flags + 1 end
-  -- Missing, corrupt or rolled back: the caller's local state repopulates it.
-  local ls = ARGV[5]
+  -- The caller's state repopulates it: an open one as a newer version (every
+  -- instance adopts it), a closed one at the known version only (so it never
+  -- closes an instance that saw an open decision of that version).
   local lr = tonumber(ARGV[6]) or 0
   local lk = tonumber(ARGV[7]) or 0
   if lk < 0 or lk > 15 then lk = 0 end
@@ -90,7 +95,7 @@ if not valid or v < known then
     store(base + 1, 'o', now + lr, lk)
   elseif ls == 'f' then store(base + 1, 'f', 0, 0)
   elseif ls == 'h' then store(base + 1, 'h', 0, lk)
-  else store(base + 1, 'c', 0, 0) end
+  else store(base, 'c', 0, 0) end
   flags = flags + 4
 end
 
