@@ -67,6 +67,7 @@ pub use self::redis::{
     Degrade, FleetConfig, FleetPercentiles, FleetReport, FleetSeries, LeasedLimiter, RedisBackend,
     RedisConfig, RedisConnection, RedisLimiter, RedisLimiterBuilder, RedisLimiterMetrics,
 };
+pub use self::redis::{FleetBreaker, FleetBreakerBuilder, FleetBreakerMetrics};
 pub use self::rules::{Decision, Rule, Rules, Source, MAX_CAPACITY, MAX_REFILL, MAX_RULES};
 
 /// Where rate-limit state lives.

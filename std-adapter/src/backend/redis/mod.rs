@@ -1,6 +1,7 @@
 //! The Redis backend: [`RedisBackend`] (a connection and the GCRA
 //! script) and [`RedisLimiter`] (waits, timeouts and degradation on it).
 
+mod breaker;
 mod cluster;
 mod connection;
 mod degrade;
@@ -11,6 +12,7 @@ mod metrics;
 mod script;
 mod tls;
 
+pub use self::breaker::{FleetBreaker, FleetBreakerBuilder, FleetBreakerMetrics};
 pub use self::cluster::RedisConnection;
 pub use self::connection::{RedisBackend, RedisConfig};
 pub use self::degrade::Degrade;

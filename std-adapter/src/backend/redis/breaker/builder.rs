@@ -1,0 +1,239 @@
+//! [`FleetBreakerBuilder`]: options, loading the stored decision, and the
+//! observer hook that wakes the background task on local transitions.
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fusebox::breaker::Transition;
+use fusebox::{CircuitBreaker, Instant};
+use tokio::sync::Notify;
+
+use super::script::Keys;
+use super::{notify, sync, FleetBreaker, Inner, Quorum};
+use crate::backend::{BackendError, RedisBackend};
+use crate::policy::{Breaker, BreakerObserver};
+
+/// Builds a [`FleetBreaker`]; see [`FleetBreaker::builder`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct FleetBreakerBuilder {
+    name: Arc<str>,
+    core: Arc<CircuitBreaker>,
+    backend: RedisBackend,
+    sync_interval: Duration,
+    timeout: Option<Duration>,
+    quorum: Option<Quorum>,
+    instance: Option<String>,
+    trial_ttl: Option<Duration>,
+    observer: Option<Arc<dyn BreakerObserver>>,
+    notifications: Option<String>,
+}
+
+impl std::fmt::Debug for FleetBreakerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetBreakerBuilder")
+            .field("name", &self.name)
+            .field("sync_interval", &self.sync_interval)
+            .field("quorum", &self.quorum)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FleetBreakerBuilder {
+    pub(super) fn new(name: Arc<str>, core: Arc<CircuitBreaker>, backend: RedisBackend) -> Self {
+        Self {
+            name,
+            core,
+            backend,
+            sync_interval: Duration::from_secs(1),
+            timeout: None,
+            quorum: None,
+            instance: None,
+            trial_ttl: None,
+            observer: None,
+            notifications: None,
+        }
+    }
+
+    /// How often the decision is reconciled with Redis (default 1 s): a
+    /// trip anywhere is seen everywhere within this interval.
+    pub fn sync_interval(mut self, interval: Duration) -> Self {
+        self.sync_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// A timeout for every call (see [`crate::policy::BreakerBuilder::timeout`]).
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Quorum mode: the fleet opens only once `min_instances` distinct
+    /// instances tripped within `window`; without it any instance's trip
+    /// opens all.
+    pub fn quorum(mut self, min_instances: u32, window: Duration) -> Self {
+        self.quorum = Some(Quorum {
+            min: min_instances.max(1),
+            window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1),
+        });
+        self
+    }
+
+    /// This instance's id in quorum verdicts and trial tokens (default: a
+    /// random one). Keep secrets out of it.
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance = Some(id.into());
+        self
+    }
+
+    /// How long a fleet trial slot is held if its holder vanishes
+    /// (default: the breaker's `open_for`, at least 1 s).
+    pub fn trial_ttl(mut self, ttl: Duration) -> Self {
+        self.trial_ttl = Some(ttl);
+        self
+    }
+
+    /// Subscribes to the breaker's `…:events` channel on the server at
+    /// `url` (the backend's URL, or any one node of a Cluster: the script's
+    /// `PUBLISH` reaches every node; a RESP3 connection of its own, without
+    /// the backend's TLS settings),
+    /// so a change anywhere in the fleet is applied here within one round
+    /// trip instead of one sync interval. Without it, reconciliation every
+    /// sync interval alone shares decisions.
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = "redis://127.0.0.1:6379";
+    /// let backend = RedisBackend::connect(RedisConfig::new(url)).await?;
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend)
+    ///     .notifications(url)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn notifications(mut self, url: impl Into<String>) -> Self {
+        self.notifications = Some(url.into());
+        self
+    }
+
+    /// Also tells `observer` what calls do.
+    pub fn observer(mut self, observer: Arc<dyn BreakerObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Loads the stored decision (an open breaker stays open after a
+    /// restart until its time is up) and starts the background task. If
+    /// Redis does not answer, the breaker starts degraded, on local state.
+    ///
+    /// Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::InvalidKey`] for a name that is not a registry name
+    /// ([`validate_name`](crate::registry::validate_name)): it becomes part
+    /// of the Redis keys and their hash tag.
+    pub async fn build(self) -> Result<FleetBreaker, BackendError> {
+        if crate::registry::validate_name(&self.name).is_err() {
+            return Err(BackendError::InvalidKey(
+                "a breaker name must be a registry name",
+            ));
+        }
+        let notify = Arc::new(Notify::new());
+        let hook = Hook {
+            notify: Arc::clone(&notify),
+            user: self.observer,
+        };
+        let mut policy = Breaker::builder(Arc::clone(&self.name), Arc::clone(&self.core))
+            .observer(Arc::new(hook));
+        if let Some(timeout) = self.timeout {
+            policy = policy.timeout(timeout);
+        }
+        let permits = self.core.config().half_open_permits();
+        let open_for: Duration = self.core.config().open_for().into();
+        let instance = self
+            .instance
+            .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..)));
+        let inner = Arc::new(Inner {
+            policy: policy.build(),
+            conn: self.backend.connection(),
+            timeout: self.backend.timeout(),
+            keys: Keys::new(self.backend.prefix().as_str(), &self.name, permits),
+            quorum: self.quorum,
+            instance: instance.into(),
+            trial_ttl: self
+                .trial_ttl
+                .unwrap_or_else(|| open_for.max(Duration::from_secs(1))),
+            notify: Arc::clone(&notify),
+            sync_lock: tokio::sync::Mutex::new(()),
+            last: Mutex::new(None),
+            trips_published: AtomicU64::new(self.core.metrics().trips),
+            degraded: AtomicBool::new(false),
+            corrupt_logged: AtomicBool::new(false),
+            corrupt: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            tokens: AtomicU64::new(0),
+            task: Mutex::new(Vec::new()),
+        });
+        let _ = inner.reconcile().await;
+        let mut tasks = Vec::new();
+        if let Some(url) = self.notifications {
+            let base = &inner.keys.decision;
+            let channel = format!("{}:events", base.strip_suffix(":decision").unwrap_or(base));
+            tasks.push(notify::spawn(
+                url,
+                channel,
+                Arc::downgrade(&inner),
+                Arc::clone(&notify),
+                self.backend.timeout().max(Duration::from_secs(1)),
+            ));
+        }
+        tasks.push(sync::spawn(
+            Arc::downgrade(&inner),
+            notify,
+            self.sync_interval,
+            self.sync_interval * 8,
+        ));
+        *inner
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tasks;
+        Ok(FleetBreaker { inner })
+    }
+}
+
+/// Wakes the background task on every local transition.
+struct Hook {
+    notify: Arc<Notify>,
+    user: Option<Arc<dyn BreakerObserver>>,
+}
+
+impl BreakerObserver for Hook {
+    fn transition(&self, name: &str, t: Transition) {
+        self.notify.notify_one();
+        match &self.user {
+            Some(user) => user.transition(name, t),
+            None => {
+                tracing::info!(breaker = %name, from = ?t.from, to = ?t.to, "circuit breaker transition");
+            }
+        }
+    }
+
+    fn rejected(&self, name: &str, at: Instant) {
+        if let Some(user) = &self.user {
+            user.rejected(name, at);
+        }
+    }
+
+    fn failure(&self, name: &str, at: Instant, timed_out: bool) {
+        if let Some(user) = &self.user {
+            user.failure(name, at, timed_out);
+        }
+    }
+}

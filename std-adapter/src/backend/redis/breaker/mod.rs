@@ -1,0 +1,323 @@
+//! [`FleetBreaker`]: a circuit breaker whose decision a fleet shares
+//! through Redis (see the type's docs).
+
+mod builder;
+mod notify;
+mod script;
+mod sync;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fusebox::breaker::{Decision, Metrics, State};
+use fusebox::{CircuitBreaker, Instant};
+use tokio::sync::Notify;
+
+pub use self::builder::FleetBreakerBuilder;
+use self::script::{Keys, Op, GRANTED};
+use super::super::BackendError;
+use super::{RedisBackend, RedisConnection};
+use crate::policy::Breaker;
+use crate::CallError;
+
+/// A circuit breaker whose *decision* a whole fleet
+/// shares through Redis, while every call is decided by the local core
+/// breaker.
+///
+/// Only decisions travel. The shared decision is one string under
+/// `<prefix>:{breaker:<name>}:decision`:
+///
+/// ```text
+/// fb1:<version>:<state>:<open_until_us>:<streak>
+/// ```
+///
+/// with `state` one of `c` (closed), `o` (open), `h` (half-open), `f`
+/// (forced open), `open_until_us` a Redis `TIME` in µs (only for `o`, `0`
+/// otherwise) and `streak` the re-opening streak (0..=15). It is changed
+/// only by `scripts/breaker.lua`, which compares and sets on the version
+/// and reads Redis `TIME`, so a transition happens once fleet-wide, and
+/// which `PUBLISH`es the new version on `<prefix>:{breaker:<name>}:events`.
+/// The fleet's decision is applied to the local breaker with the core's
+/// [`CircuitBreaker::merge`] (stale versions rejected, forged open times
+/// capped at the configured maximum open time).
+///
+/// * **Fast path.** A closed breaker's call never touches the network: it
+///   is the core's two atomic loads. Local transitions wake the background
+///   task, which publishes them; it also reconciles every sync interval
+///   (the backstop). With [`FleetBreakerBuilder::notifications`] every
+///   instance subscribes to `…:events` and applies a change within one
+///   round trip.
+/// * **Half-open.** When the fleet's open time is up, each trial call first
+///   takes one of `half_open_permits` fleet-wide slots (`SET … PX` in the
+///   script, `<prefix>:{breaker:<name>}:trial:<i>`), so at most that many
+///   trials run across the fleet; their result closes or reopens it for all.
+/// * **Quorum.** With [`FleetBreakerBuilder::quorum`], a local trip opens
+///   the fleet only once `min_instances` distinct instances tripped within
+///   the window (`…:verdicts`, a sorted set); a lone bad instance still
+///   protects itself locally.
+/// * **Faults.** While Redis fails, calls are decided on local state alone
+///   (local trips still protect the instance), [`FleetBreaker::is_degraded`]
+///   is true, and the task retries with backoff. On reconnect a local trip
+///   made meanwhile is published (no trip lost), a newer fleet version is
+///   merged, and a lost or corrupt stored value is repopulated from the
+///   local state (corrupt values are counted and logged once).
+/// * **Operators.** `force_open`/`force_close` apply fleet-wide; from
+///   `redis-cli`, write a newer version, e.g. after `GET
+///   fusebox:{breaker:payments}:decision` returned `fb1:7:c:0:0`, run
+///   `SET fusebox:{breaker:payments}:decision fb1:8:f:0:0` (forced open) or
+///   `fb1:8:c:0:0` (closed); instances apply it within one sync interval.
+///
+/// Feature `redis`.
+///
+/// Cheap to clone; the background task stops when the
+/// last clone drops.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use fusebox::breaker::{CircuitBreaker, Config};
+/// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let backend = RedisBackend::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
+/// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?));
+/// let breaker = FleetBreaker::builder("payments", core, backend)
+///     .sync_interval(Duration::from_millis(200))
+///     .build()
+///     .await?;
+/// let charged = breaker.call(async { Ok::<_, std::io::Error>(42) }).await?;
+/// assert_eq!(charged, 42);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct FleetBreaker {
+    inner: Arc<Inner>,
+}
+
+/// Quorum mode's parameters.
+#[derive(Clone, Copy, Debug)]
+struct Quorum {
+    min: u32,
+    window_ms: u64,
+}
+
+pub(super) struct Inner {
+    policy: Breaker,
+    conn: RedisConnection,
+    timeout: Duration,
+    keys: Keys,
+    quorum: Option<Quorum>,
+    instance: Arc<str>,
+    trial_ttl: Duration,
+    notify: Arc<Notify>,
+    sync_lock: tokio::sync::Mutex<()>,
+    last: Mutex<Option<Decision>>,
+    trips_published: AtomicU64,
+    degraded: AtomicBool,
+    corrupt_logged: AtomicBool,
+    corrupt: AtomicU64,
+    errors: AtomicU64,
+    syncs: AtomicU64,
+    published: AtomicU64,
+    tokens: AtomicU64,
+    task: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in self
+            .task
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+/// Counters of a [`FleetBreaker`]'s traffic with Redis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FleetBreakerMetrics {
+    /// Reconciliations that reached Redis.
+    pub syncs: u64,
+    /// Commands that failed (timeouts, connection errors).
+    pub errors: u64,
+    /// Corrupt or hostile stored decisions rejected and replaced.
+    pub corrupt: u64,
+    /// Changes of the shared decision this instance made.
+    pub published: u64,
+}
+
+impl FleetBreaker {
+    /// A builder for the breaker `name` (a registry name: an ASCII letter,
+    /// then letters, digits and single `_`) over the local `core` breaker, sharing its decision through
+    /// `backend`.
+    pub fn builder(
+        name: impl Into<Arc<str>>,
+        core: Arc<CircuitBreaker>,
+        backend: RedisBackend,
+    ) -> FleetBreakerBuilder {
+        FleetBreakerBuilder::new(name.into(), core, backend)
+    }
+
+    /// Calls `future` if the breaker permits, like
+    /// [`Breaker::call`](crate::policy::Breaker::call). Closed: no network.
+    /// Half-open: the call first takes a fleet-wide trial slot (one script
+    /// call); without one it is refused with [`CallError::Open`]. While
+    /// degraded, trials are decided locally.
+    ///
+    /// # Errors
+    ///
+    /// As [`Breaker::call`](crate::policy::Breaker::call).
+    pub async fn call<F, T, E>(&self, future: F) -> Result<T, CallError<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        let inner = &self.inner;
+        if inner.policy.state() != State::HalfOpen || self.is_degraded() {
+            return inner.policy.call(future).await;
+        }
+        let seq = inner.tokens.fetch_add(1, Ordering::Relaxed);
+        let token = format!("{}:{seq}", inner.instance);
+        let ttl = u64::try_from(inner.trial_ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let held = match inner.invoke(Op::Trial(ttl, &token)).await {
+            Ok(reply) if reply.flags & GRANTED != 0 => {
+                (reply.decision.state == State::HalfOpen).then_some(reply.decision.version)
+            }
+            Ok(reply) => {
+                return Err(CallError::Open {
+                    retry_after: reply.decision.open_remaining.map(Into::into),
+                });
+            }
+            Err(_) => None,
+        };
+        let result = inner.policy.call(future).await;
+        if let Some(version) = held {
+            // Shared asynchronously: a success counts toward the fleet's
+            // `close_after`; a failure reopened the local breaker, which
+            // the task publishes. The slot is given back either way.
+            let succeeded = result.is_ok();
+            let needed = inner.policy.core().config().close_after();
+            let inner = Arc::clone(inner);
+            let value = format!("{version}:{token}");
+            tokio::spawn(async move {
+                if succeeded {
+                    let _ = inner.invoke(Op::Close(version, needed)).await;
+                }
+                let _ = inner.invoke(Op::Release(&value)).await;
+            });
+        }
+        result
+    }
+
+    /// The state a call made now would see (local, no network).
+    pub fn state(&self) -> State {
+        self.inner.policy.state()
+    }
+
+    /// The local core breaker.
+    pub fn core(&self) -> &Arc<CircuitBreaker> {
+        self.inner.policy.core()
+    }
+
+    /// The local policy (every call's decision is the core's).
+    pub fn policy(&self) -> &Breaker {
+        &self.inner.policy
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        self.inner.policy.name()
+    }
+
+    /// The Redis key of the shared decision.
+    pub fn decision_key(&self) -> &str {
+        &self.inner.keys.decision
+    }
+
+    /// Whether Redis failed the last command (calls then decide on local
+    /// state alone).
+    pub fn is_degraded(&self) -> bool {
+        self.inner.degraded.load(Ordering::Acquire)
+    }
+
+    /// The counters.
+    pub fn fleet_metrics(&self) -> FleetBreakerMetrics {
+        FleetBreakerMetrics {
+            syncs: self.inner.syncs.load(Ordering::Relaxed),
+            errors: self.inner.errors.load(Ordering::Relaxed),
+            corrupt: self.inner.corrupt.load(Ordering::Relaxed),
+            published: self.inner.published.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The local core breaker's counters.
+    pub fn metrics(&self) -> Metrics {
+        self.core().metrics()
+    }
+
+    /// Reconciles with Redis now (the background task does it every sync
+    /// interval and after every local transition).
+    ///
+    /// # Errors
+    ///
+    /// The backend's error; the breaker is then degraded.
+    pub async fn sync(&self) -> Result<State, BackendError> {
+        self.inner.reconcile().await.map(|r| r.decision.state)
+    }
+
+    /// Forces the breaker open fleet-wide (until [`force_close`](Self::force_close)).
+    ///
+    /// # Errors
+    ///
+    /// The backend's error: the breaker is then forced open locally only.
+    pub async fn force_open(&self) -> Result<(), BackendError> {
+        let r = self.inner.invoke(Op::ForceOpen).await.map(drop);
+        if r.is_err() {
+            self.core().force_open(self.policy().clock_now());
+        }
+        r
+    }
+
+    /// Closes the breaker fleet-wide.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error: the breaker is then closed locally only.
+    pub async fn force_close(&self) -> Result<(), BackendError> {
+        let r = self.inner.invoke(Op::ForceClose).await.map(drop);
+        if r.is_err() {
+            self.core().force_close(self.policy().clock_now());
+        }
+        r
+    }
+}
+
+impl std::fmt::Debug for FleetBreaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetBreaker")
+            .field("name", &self.name())
+            .field("degraded", &self.is_degraded())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The policy's clock, read now.
+trait ClockNow {
+    fn clock_now(&self) -> Instant;
+}
+
+impl ClockNow for Breaker {
+    fn clock_now(&self) -> Instant {
+        use fusebox::Clock;
+        self.clock().now()
+    }
+}

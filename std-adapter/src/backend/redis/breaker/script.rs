@@ -1,0 +1,219 @@
+//! The fleet breaker's script (`scripts/breaker.lua`): its keys, its
+//! arguments and its reply, validated before anything is merged.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use fusebox::breaker::{Decision, State};
+use redis::Script;
+
+use super::super::super::BackendError;
+use super::super::RedisConnection;
+
+/// The script's source (see its header for keys, arguments and reply).
+pub(super) const BREAKER_LUA: &str = include_str!("../scripts/breaker.lua");
+
+static BREAKER: LazyLock<Script> = LazyLock::new(|| Script::new(BREAKER_LUA));
+
+/// Flag bits of the reply.
+pub(super) const CORRUPT: i64 = 1;
+pub(super) const GRANTED: i64 = 2;
+pub(super) const REPOPULATED: i64 = 4;
+pub(super) const CHANGED: i64 = 8;
+
+/// One operation on the shared decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Op<'a> {
+    /// Read it (repopulating a lost or corrupt one).
+    Sync,
+    /// A local trip: open a closed fleet (with `quorum` = (min, window ms,
+    /// instance) only once enough instances tripped), reopen a half-open
+    /// one.
+    Trip(Option<(u32, u64, &'a str)>),
+    /// A trial succeeded in the half-open decision of this version: close
+    /// it once this many trials succeeded fleet-wide.
+    Close(u64, u8),
+    ForceOpen,
+    ForceClose,
+    /// A fleet trial token (slot TTL ms, token).
+    Trial(u64, &'a str),
+    /// Gives a token back.
+    Release(&'a str),
+}
+
+/// The keys of one named breaker, under one hash tag.
+#[derive(Clone, Debug)]
+pub(super) struct Keys {
+    pub(super) decision: String,
+    pub(super) verdicts: String,
+    pub(super) successes: String,
+    pub(super) slots: Vec<String>,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str, name: &str, permits: u8) -> Self {
+        let base = format!("{prefix}:{{breaker:{name}}}");
+        Self {
+            decision: format!("{base}:decision"),
+            verdicts: format!("{base}:verdicts"),
+            successes: format!("{base}:trial:ok"),
+            slots: (1..=permits.max(1))
+                .map(|i| format!("{base}:trial:{i}"))
+                .collect(),
+        }
+    }
+}
+
+/// The caller's side of every invocation.
+pub(super) struct Local {
+    pub(super) known: u64,
+    pub(super) open_for: Duration,
+    pub(super) max_open_for: Duration,
+    pub(super) state: State,
+    pub(super) remaining: Duration,
+    pub(super) streak: u8,
+}
+
+/// A validated reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Reply {
+    pub(super) decision: Decision,
+    pub(super) flags: i64,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Runs `op` (EVALSHA, reloading on NOSCRIPT) within `timeout`.
+pub(super) async fn run(
+    conn: &mut RedisConnection,
+    keys: &Keys,
+    local: &Local,
+    op: Op<'_>,
+    timeout: Duration,
+) -> Result<Reply, BackendError> {
+    let mut inv = BREAKER.prepare_invoke();
+    inv.key(&keys.decision)
+        .key(&keys.verdicts)
+        .key(&keys.successes);
+    if matches!(op, Op::Trial(..) | Op::Release(_)) {
+        for slot in &keys.slots {
+            inv.key(slot);
+        }
+    }
+    let name = match op {
+        Op::Sync => "sync",
+        Op::Trip(_) => "trip",
+        Op::Close(..) => "close",
+        Op::ForceOpen => "force_open",
+        Op::ForceClose => "force_close",
+        Op::Trial(..) => "trial",
+        Op::Release(_) => "release",
+    };
+    let state = match local.state {
+        State::Closed => "c",
+        State::Open => "o",
+        State::HalfOpen => "h",
+        State::ForcedOpen => "f",
+    };
+    inv.arg(name)
+        .arg(local.known)
+        .arg(micros(local.open_for).max(1))
+        .arg(micros(local.max_open_for).max(1))
+        .arg(state)
+        .arg(micros(local.remaining))
+        .arg(local.streak);
+    match op {
+        Op::Trip(Some((min, window_ms, instance))) => {
+            inv.arg(min).arg(window_ms).arg(instance);
+        }
+        Op::Close(version, needed) => {
+            inv.arg(version).arg(needed);
+        }
+        Op::Trial(ttl_ms, token) => {
+            inv.arg(ttl_ms).arg(token);
+        }
+        Op::Release(token) => {
+            inv.arg(0).arg(token);
+        }
+        Op::Trip(None) | Op::Sync | Op::ForceOpen | Op::ForceClose => {}
+    }
+    let reply: Vec<i64> = match tokio::time::timeout(timeout, inv.invoke_async(conn)).await {
+        Err(_) => return Err(BackendError::Timeout(timeout)),
+        Ok(Err(e)) if e.is_timeout() => return Err(BackendError::Timeout(timeout)),
+        Ok(Err(e)) => return Err(super::super::connection::fault(&e)),
+        Ok(Ok(reply)) => reply,
+    };
+    parse(&reply, local.max_open_for)
+}
+
+/// The reply as a decision, every field checked; an open deadline is
+/// relative to the script's own `TIME` and capped at `max_open_for`.
+pub(super) fn parse(reply: &[i64], max_open_for: Duration) -> Result<Reply, BackendError> {
+    let bad = || BackendError::Protocol("malformed breaker script reply".into());
+    let &[version, state, until, streak, now, flags] = reply else {
+        return Err(bad());
+    };
+    let (Ok(version), Ok(streak)) = (u64::try_from(version), u8::try_from(streak)) else {
+        return Err(bad());
+    };
+    if streak > 15 || until < 0 || now < 0 || flags < 0 {
+        return Err(bad());
+    }
+    let (state, open_remaining) = match state {
+        0 => (State::Closed, None),
+        1 => {
+            let left = until.saturating_sub(now).max(0).unsigned_abs();
+            let left = Duration::from_micros(left).min(max_open_for);
+            (State::Open, Some(left.into()))
+        }
+        2 => (State::HalfOpen, None),
+        3 => (State::ForcedOpen, None),
+        _ => return Err(bad()),
+    };
+    let reopen_streak = if matches!(state, State::Open | State::HalfOpen) {
+        streak
+    } else {
+        0
+    };
+    Ok(Reply {
+        decision: Decision {
+            version,
+            state,
+            open_remaining,
+            reopen_streak,
+        },
+        flags,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_validated() {
+        let max = Duration::from_secs(60);
+        assert!(parse(&[1, 0, 0, 0, 5], max).is_err());
+        assert!(parse(&[-1, 0, 0, 0, 5, 0], max).is_err());
+        assert!(parse(&[1, 9, 0, 0, 5, 0], max).is_err());
+        assert!(parse(&[1, 1, 0, 16, 5, 0], max).is_err());
+        let open = parse(&[3, 1, 1_000_000_000_000, 2, 5, 8], max).unwrap();
+        assert_eq!(open.decision.state, State::Open);
+        assert_eq!(open.decision.open_remaining, Some(max.into()));
+        assert_eq!(open.decision.reopen_streak, 2);
+        let expired = parse(&[3, 1, 4, 0, 5, 0], max).unwrap();
+        assert_eq!(
+            expired.decision.open_remaining,
+            Some(fusebox::Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let keys = Keys::new("fusebox", "payments", 2);
+        assert_eq!(keys.decision, "fusebox:{breaker:payments}:decision");
+        assert_eq!(keys.slots[1], "fusebox:{breaker:payments}:trial:2");
+    }
+}

@@ -1,0 +1,187 @@
+//! Reconciliation: publishing local trips and closes, applying the fleet's
+//! decision with the core's merge, and the background task that does it
+//! every sync interval (and at once after a local transition).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use fusebox::breaker::{MergeError, State};
+use fusebox::Clock;
+
+use super::script::{self, Local, Op, Reply, CHANGED, CORRUPT, REPOPULATED};
+use super::Inner;
+use crate::backend::BackendError;
+
+impl Inner {
+    /// The caller's side of an invocation, read at `now`.
+    pub(super) fn local(&self) -> Local {
+        let now = self.policy.clock().now();
+        let core = self.policy.core();
+        let snap = core.snapshot(now);
+        let config = core.config();
+        // The fleet's decision as held here: the local state if the last
+        // decision applied was not Closed (a local-only trip, e.g. below a
+        // quorum, is not the fleet's and is published by `Trip` instead).
+        let held = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|d| d.state);
+        let state = match held {
+            Some(State::Open | State::ForcedOpen | State::HalfOpen) => core.state(now),
+            _ => State::Closed,
+        };
+        Local {
+            known: core.merged_version(),
+            open_for: config.open_for().into(),
+            max_open_for: config.max_open_for().into(),
+            state,
+            remaining: snap.open_remaining.map(Into::into).unwrap_or_default(),
+            streak: snap.reopen_streak,
+        }
+    }
+
+    /// Runs `op` and applies its reply; errors mark the breaker degraded.
+    pub(super) async fn invoke(&self, op: Op<'_>) -> Result<Reply, BackendError> {
+        let local = self.local();
+        let trips = self.policy.core().metrics().trips;
+        let mut conn = self.conn.clone();
+        match script::run(&mut conn, &self.keys, &local, op, self.timeout).await {
+            Ok(reply) => {
+                self.recovered();
+                if reply.flags & CHANGED != 0 {
+                    self.published.fetch_add(1, Ordering::Relaxed);
+                }
+                self.apply(&reply, trips);
+                Ok(reply)
+            }
+            Err(e) => {
+                self.failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// One reconciliation: a local trip since the last one is published
+    /// (so no trip is lost), a local close of the fleet's open or half-open
+    /// decision is published, otherwise the decision is read; the reply is
+    /// merged.
+    pub(super) async fn reconcile(&self) -> Result<Reply, BackendError> {
+        let _one = self.sync_lock.lock().await;
+        let trips = self.policy.core().metrics().trips;
+        let seen = self.trips_published.load(Ordering::Acquire);
+        let fleet = *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let local_closed = self.policy.state() == State::Closed;
+        let op = if trips != seen {
+            Op::Trip(
+                self.quorum
+                    .as_ref()
+                    .map(|q| (q.min, q.window_ms, &*self.instance)),
+            )
+        } else if let (true, Some(d)) = (local_closed, fleet) {
+            if matches!(d.state, State::Open | State::HalfOpen) {
+                Op::Close(d.version, 1)
+            } else {
+                Op::Sync
+            }
+        } else {
+            Op::Sync
+        };
+        let reply = self.invoke(op).await?;
+        if matches!(op, Op::Trip(_)) {
+            self.trips_published.store(trips, Ordering::Release);
+        }
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(reply)
+    }
+
+    /// Applies the fleet's decision to the local breaker.
+    fn apply(&self, reply: &Reply, trips_before: u64) {
+        if reply.flags & CORRUPT != 0 {
+            self.corrupt.fetch_add(1, Ordering::Relaxed);
+            if !self.corrupt_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    breaker = %self.policy.name(),
+                    "corrupt or out-of-range shared breaker decision replaced"
+                );
+            }
+        }
+        if reply.flags & REPOPULATED != 0 {
+            tracing::info!(
+                breaker = %self.policy.name(),
+                version = reply.decision.version,
+                "shared breaker decision repopulated from the local state"
+            );
+        }
+        let d = reply.decision;
+        let core = self.policy.core();
+        // A local trip made while the script ran must not be undone by a
+        // decision that predates it: publish it first (next sync, at once).
+        if core.metrics().trips != trips_before
+            && matches!(d.state, State::Closed | State::HalfOpen)
+        {
+            self.notify.notify_one();
+            return;
+        }
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(d);
+        let now = self.policy.clock().now();
+        match core.merge(&d, now) {
+            Ok(Some(t)) => {
+                tracing::info!(breaker = %self.policy.name(), from = ?t.from, to = ?t.to, version = d.version, "fleet decision applied");
+            }
+            Ok(None) | Err(MergeError::Stale { .. }) => {}
+            Err(MergeError::Busy) => self.notify.notify_one(),
+            Err(e) => {
+                tracing::warn!(breaker = %self.policy.name(), error = %e, "fleet decision not merged");
+            }
+        }
+    }
+
+    fn failed(&self, e: &BackendError) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if !self.degraded.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                breaker = %self.policy.name(),
+                error = %e,
+                "fleet breaker degraded: deciding on local state until Redis answers"
+            );
+        }
+    }
+
+    fn recovered(&self) {
+        if self.degraded.swap(false, Ordering::AcqRel) {
+            tracing::info!(breaker = %self.policy.name(), "fleet breaker reconnected");
+        }
+    }
+}
+
+/// The background task: reconcile every `interval`, at once when notified,
+/// backing off (up to `max_backoff`) while Redis fails. Ends when the last
+/// handle drops.
+pub(super) fn spawn(
+    inner: Weak<Inner>,
+    notify: Arc<tokio::sync::Notify>,
+    interval: Duration,
+    max_backoff: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut delay = interval;
+        loop {
+            // Woken early by a local transition (a permit is kept if
+            // none was waiting, so no wake-up is lost).
+            let _ = tokio::time::timeout(delay, notify.notified()).await;
+            let Some(inner) = inner.upgrade() else { break };
+            delay = match inner.reconcile().await {
+                Ok(_) => interval,
+                Err(_) => (delay * 2).min(max_backoff.max(interval)),
+            };
+        }
+    })
+}

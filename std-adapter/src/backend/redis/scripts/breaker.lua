@@ -1,0 +1,168 @@
+-- fusebox fleet circuit breaker: the shared decision, changed atomically.
+--
+-- KEYS[1]  decision   <prefix>:{breaker:<name>}:decision, a string
+--                     "fb1:<version>:<state>:<open_until_us>:<streak>",
+--                     state c (closed), o (open), h (half-open),
+--                     f (forced open); open_until_us (Redis TIME) only
+--                     for o, 0 otherwise; streak 0..15 (0 for c and f).
+-- KEYS[2]  verdicts   <prefix>:{breaker:<name>}:verdicts, a zset of
+--                     instance -> trip time (quorum mode)
+-- KEYS[3]  successes  <prefix>:{breaker:<name>}:trial:ok, '<version>:<n>':
+--                     successful trials of the half-open decision <version>
+-- KEYS[4..] trial slots <prefix>:{breaker:<name>}:trial:<i>, '<version>:<token>'
+--
+-- ARGV[1] op: sync | trip | close | force_open | force_close | trial | release
+-- ARGV[2] the version the caller knows (its newest merged decision)
+-- ARGV[3] open_for_us   ARGV[4] max_open_for_us (open time = min(open_for *
+--         2^streak, max_open_for); a stored deadline further away than
+--         max_open_for is cut to it)
+-- ARGV[5..7] the fleet decision as the caller holds it (c|o|h|f; its
+--         local state if that came from the fleet, else c), open remaining
+--         µs, streak: written when the stored decision is missing, corrupt
+--         or older than the caller's known version (the store lost data)
+-- ARGV[8] op argument: trip: quorum min instances (0 = off);
+--         close: the half-open version a trial succeeded in; trial: slot TTL ms;
+--         release: the token
+-- ARGV[9] trip: quorum window ms; close: successes needed fleet-wide
+--         (close_after); trial/release: token
+-- ARGV[10] trip: instance id
+--
+-- Reply: {version, state (0 c, 1 o, 2 h, 3 f), open_until_us, streak,
+--         now_us, flags}; flags: 1 corrupt value replaced, 2 trial granted,
+--         4 store repopulated from the caller, 8 decision changed.
+local key = KEYS[1]
+local op = ARGV[1]
+local known = tonumber(ARGV[2]) or 0
+local open_for = tonumber(ARGV[3]) or 1000000
+local max_open = tonumber(ARGV[4]) or open_for
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local LIMIT = 9007199254740000
+local flags = 0
+
+local function open_time(streak)
+  local d = open_for
+  for _ = 1, streak do
+    d = d * 2
+    if d >= max_open then return max_open end
+  end
+  if d > max_open then return max_open end
+  return d
+end
+
+-- Parse and validate the stored decision field by field.
+local v, s, untl, streak
+local changed = false
+local function store(nv, ns, nu, nk)
+  v, s, untl, streak = nv, ns, nu, nk
+  redis.call('SET', key, string.format('fb1:%.0f:%s:%.0f:%d', v, s, untl, streak))
+  changed = true
+end
+local raw = redis.call('GET', key)
+local valid = false
+if raw and type(raw) == 'string' and #raw <= 64 then
+  local a, b, c, d = string.match(raw, '^fb1:(%d+):([cohf]):(%d+):(%d+)$')
+  a, c, d = tonumber(a), tonumber(c), tonumber(d)
+  if a and c and d and a <= LIMIT and c <= LIMIT and d <= 15 then
+    if (b == 'c' or b == 'f') and c == 0 and d == 0 then valid = true
+    elseif b == 'h' and c == 0 then valid = true
+    elseif b == 'o' then valid = true end
+  end
+  if valid then
+    v, s, untl, streak = a, b, c, d
+    if s == 'o' and untl > now + max_open then
+      -- A forged far-future deadline: bounded by the maximum open time.
+      flags = flags + 1
+      store(v + 1, 'o', now + max_open, streak)
+    end
+  end
+end
+local ls = ARGV[5]
+-- Lost: missing, corrupt, rolled back, or rebuilt closed (below) by an
+-- instance that had not seen this caller's open decision.
+if not valid or v < known or (v == known and s == 'c' and (ls == 'o' or ls == 'f')) then
+  if raw and not valid then flags = flags + 1 end
+  -- The caller's state repopulates it: an open one as a newer version (every
+  -- instance adopts it), a closed one at the known version only (so it never
+  -- closes an instance that saw an open decision of that version).
+  local lr = tonumber(ARGV[6]) or 0
+  local lk = tonumber(ARGV[7]) or 0
+  if lk < 0 or lk > 15 then lk = 0 end
+  local base = known
+  if valid and v > base then base = v end
+  if ls == 'o' then
+    if lr > open_time(lk) then lr = open_time(lk) end
+    store(base + 1, 'o', now + lr, lk)
+  elseif ls == 'f' then store(base + 1, 'f', 0, 0)
+  elseif ls == 'h' then store(base + 1, 'h', 0, lk)
+  else store(base, 'c', 0, 0) end
+  flags = flags + 4
+end
+
+local function expired() return s == 'o' and untl <= now end
+
+if op == 'trip' then
+  local quorum = tonumber(ARGV[8]) or 0
+  local go = true
+  if quorum > 0 and s == 'c' then
+    local window = (tonumber(ARGV[9]) or 10000) * 1000
+    redis.call('ZADD', KEYS[2], now, ARGV[10])
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+    redis.call('PEXPIRE', KEYS[2], math.floor(window / 1000) + 1)
+    go = redis.call('ZCARD', KEYS[2]) >= quorum
+  end
+  if go then
+    if s == 'c' then
+      store(v + 1, 'o', now + open_time(0), 0)
+      if quorum > 0 then redis.call('DEL', KEYS[2]) end
+    elseif s == 'h' or expired() then
+      local k = streak + 1
+      if k > 15 then k = 15 end
+      store(v + 1, 'o', now + open_time(k), k)
+    end
+  end
+elseif op == 'close' then
+  if (s == 'h' or expired()) and v == tonumber(ARGV[8]) then
+    local need = tonumber(ARGV[9]) or 1
+    local n = 1
+    if need > 1 then
+      local pv, pc = string.match(redis.call('GET', KEYS[3]) or '', '^(%d+):(%d+)$')
+      if pv and tonumber(pv) == v and tonumber(pc) then n = tonumber(pc) + 1 end
+      redis.call('SET', KEYS[3], string.format('%.0f:%d', v, n), 'PX', 3600000)
+    end
+    if n >= need then store(v + 1, 'c', 0, 0) end
+  end
+elseif op == 'force_open' then
+  store(v + 1, 'f', 0, 0)
+elseif op == 'force_close' then
+  store(v + 1, 'c', 0, 0)
+elseif op == 'trial' then
+  if s == 'c' then
+    flags = flags + 2
+  else
+    if expired() then store(v + 1, 'h', 0, streak) end
+    if s == 'h' then
+      local prefix = string.format('%.0f:', v)
+      for i = 4, #KEYS do
+        local cur = redis.call('GET', KEYS[i])
+        if not cur or string.sub(cur, 1, #prefix) ~= prefix then
+          redis.call('SET', KEYS[i], prefix .. ARGV[9], 'PX', tonumber(ARGV[8]) or 10000)
+          flags = flags + 2
+          break
+        end
+      end
+    end
+  end
+elseif op == 'release' then
+  for i = 4, #KEYS do
+    if redis.call('GET', KEYS[i]) == ARGV[9] then redis.call('DEL', KEYS[i]) end
+  end
+end
+
+if changed then
+  flags = flags + 8
+  redis.call('PUBLISH', (string.gsub(key, ':decision$', ':events')), string.format('%.0f', v))
+end
+local code = 0
+if s == 'o' then code = 1 elseif s == 'h' then code = 2 elseif s == 'f' then code = 3 end
+return {v, code, untl, streak, now, flags}
