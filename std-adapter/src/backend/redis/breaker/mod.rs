@@ -223,6 +223,17 @@ impl FleetBreaker {
         self.inner.policy.state()
     }
 
+    /// The fleet's decision as last applied here (`None` before the first
+    /// reconciliation reached Redis); compare with [`state`](Self::state),
+    /// the local one.
+    pub fn fleet_state(&self) -> Option<State> {
+        self.inner
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|d| d.state)
+    }
+
     /// The local core breaker.
     pub fn core(&self) -> &Arc<CircuitBreaker> {
         self.inner.policy.core()
