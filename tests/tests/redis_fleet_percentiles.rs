@@ -220,6 +220,64 @@ async fn redis_fleet_percentiles_corrupt_fields_are_skipped_counted_and_the_rest
         assert!(within(got, exact(&both, q)), "p{q}");
     }
     assert!(report.available);
+    // Deleted, not read again every round.
+    let left: usize = redis::cmd("HLEN")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 2, "only the two live instances' fields remain");
+    fleet[0].fleet.sync().await.unwrap();
+    let again = fleet[0].registry.health().fleet["http"].corrupt;
+    assert_eq!(again, report.corrupt, "nothing new to count");
+}
+
+/// The fields read per series at most (the documented `MAX_INSTANCES`).
+const CAP: usize = 1024;
+
+#[tokio::test(start_paused = true)]
+async fn redis_fleet_percentiles_a_hash_of_too_many_fields_is_read_only_that_far() {
+    let server = RedisServer::start();
+    let sets = sets();
+    let fleet = three(&server.url(), &sets, Duration::from_secs(60)).await;
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = fleet[0].fleet.key(OP).unwrap();
+    // A flood of junk fields, far beyond the per-series cap.
+    let flood = CAP * 3;
+    let mut pipe = redis::pipe();
+    for i in 0..flood {
+        pipe.hset(&key, format!("junk-{i}"), "x").ignore();
+    }
+    let () = pipe.query_async(&mut conn).await.unwrap();
+    fleet[0].fleet.sync().await.unwrap();
+    let report = fleet[0].registry.health().fleet["http"].clone();
+    assert!(report.available);
+    // Every junk field is counted: those read as corrupt, the rest as
+    // beyond the cap; at most the cap of them was read and deleted.
+    assert!(report.corrupt >= flood as u64, "{}", report.corrupt);
+    let left: usize = redis::cmd("HLEN")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left >= flood - CAP, "{left}");
+    // Round after round the flood drains and the fleet merges again.
+    for _ in 0..4 {
+        fleet[0].fleet.sync().await.unwrap();
+    }
+    for i in &fleet[1..] {
+        i.fleet.sync().await.unwrap();
+    }
+    fleet[0].fleet.sync().await.unwrap();
+    let left: usize = redis::cmd("HLEN")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 3, "only the three instances' fields remain");
+    let merged = &fleet[0].registry.health().fleet["http"].series[OP];
+    assert_eq!(merged.instances, 3);
 }
 
 #[tokio::test(start_paused = true)]

@@ -380,3 +380,53 @@ async fn redis_limit_tls_cluster_decides_over_rediss_with_a_private_ca() {
         "{err:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_notifications_reach_a_rediss_server_with_a_private_ca() {
+    use fusebox::breaker::{CircuitBreaker, Config, State};
+    use fusebox_std::backend::FleetBreaker;
+
+    let ca = Ca::new("fusebox notifications CA");
+    let server = tls_server(&ca, false, &[]);
+    let tls = config(server.url()).tls_root_cert_pem(ca.pem.clone());
+    let core = || {
+        Arc::new(CircuitBreaker::new(
+            Config::builder().consecutive_failures(1).build().unwrap(),
+        ))
+    };
+    // Reconciliation alone would take 60 s: only the subscription, over
+    // TLS with the private CA, can show A's trip on B in time.
+    let mut fleet = Vec::new();
+    for _ in 0..2 {
+        let backend = RedisBackend::connect(tls.clone()).await.expect("TLS");
+        let breaker = FleetBreaker::builder("tls_orders", core(), backend)
+            .sync_interval(Duration::from_secs(60))
+            .notifications_with(tls.clone())
+            .build()
+            .await
+            .expect("fleet breaker");
+        fleet.push(breaker);
+    }
+    // Let B's subscription settle before A trips.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = fleet[0].call(async { Err::<(), _>("down") }).await;
+    assert_eq!(fleet[0].state(), State::Open);
+    let start = tokio::time::Instant::now();
+    while fleet[1].state() != State::Open {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "B never heard of A's trip over the TLS subscription"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A plain client for a TLS-only server cannot subscribe (backstop
+    // only); a certificate that cannot be used is refused at build.
+    let bad = config(server.url()).tls_root_cert_pem("not a certificate");
+    let backend = RedisBackend::connect(tls.clone()).await.unwrap();
+    let err = FleetBreaker::builder("tls_orders", core(), backend)
+        .notifications_with(bad)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Tls(_)), "{err:?}");
+}

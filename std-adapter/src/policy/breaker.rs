@@ -437,6 +437,72 @@ impl<C> Breaker<C> {
     pub fn timeout(&self) -> Option<Duration> {
         self.shared.timeout
     }
+
+    /// [`call`](Self::call), also telling what the core recorded (the
+    /// fleet breaker shares a half-open trial's result only if it really
+    /// succeeded). Cancelled, it abandons the permit as `call` does.
+    #[cfg(feature = "redis")]
+    pub(crate) async fn call_recorded<F, T, E>(
+        &self,
+        future: F,
+    ) -> (Result<T, CallError<E>>, Recorded)
+    where
+        F: Future<Output = Result<T, E>>,
+        C: Classify<T, E>,
+    {
+        let shared = &*self.shared;
+        let start = shared.clock.now();
+        let permit = match shared.breaker.try_acquire(start) {
+            Ok(permit) => permit,
+            Err(rejected) => {
+                return (
+                    Err(shared.rejected(&rejected, Some(start))),
+                    Recorded::Refused,
+                );
+            }
+        };
+        if let Some(t) = permit.transition() {
+            shared.transition(t);
+        }
+        let deadline = shared
+            .timeout
+            .and_then(|t| shared.clock.to_tokio(start).checked_add(t));
+        let result = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, future).await.ok(),
+            None => Some(future.await),
+        };
+        let verdict = result
+            .as_ref()
+            .map_or(Outcome::Failure, |r| shared.classifier.classify(r));
+        let end = shared.clock.now();
+        // The core counts a slow success as a failure (a slow trial fails).
+        let slow = shared
+            .breaker
+            .config()
+            .slow_call()
+            .is_some_and(|(threshold, _)| end - start >= threshold);
+        let recorded = match verdict {
+            Outcome::Success if !slow => Recorded::Success,
+            Outcome::Success | Outcome::Failure => Recorded::Failure,
+            Outcome::Ignored => Recorded::Undecided,
+        };
+        let result = shared.finish_as(permit, Some(start), Some(end), result, verdict);
+        (result, recorded)
+    }
+}
+
+/// What [`Breaker::call_recorded`] recorded.
+#[cfg(feature = "redis")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// A success within the slow-call threshold.
+    Success,
+    /// A failure, a timeout or a slow success.
+    Failure,
+    /// An ignored outcome: neither.
+    Undecided,
+    /// The breaker refused the call.
+    Refused,
 }
 
 pin_project! {
@@ -621,10 +687,13 @@ fn first_pending<'a, C, T, E>(
 where
     C: Classify<T, E>,
 {
+    // A deadline past tokio's range never fires: no timer.
     let sleep = match (timeout, started) {
-        (Some(timeout), Some(start)) => Some(tokio::time::sleep_until(
-            shared.clock.to_tokio(start) + timeout,
-        )),
+        (Some(timeout), Some(start)) => shared
+            .clock
+            .to_tokio(start)
+            .checked_add(timeout)
+            .map(tokio::time::sleep_until),
         _ => None,
     };
     stage.set(Stage::Running {
@@ -724,7 +793,26 @@ impl<C> Shared<C> {
     where
         C: Classify<T, E>,
     {
-        let mut end = started.map(|_| self.clock.now());
+        let end = started.map(|_| self.clock.now());
+        let verdict = match &result {
+            Some(result) => self.classifier.classify(result),
+            None => Outcome::Failure,
+        };
+        self.finish_as(permit, started, end, result, verdict)
+    }
+
+    /// [`finish`](Self::finish) with the end time (`Some` if `started`
+    /// is) and the classifier's verdict (a failure if timed out) known.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn finish_as<T, E>(
+        &self,
+        permit: Permit<'_>,
+        started: Option<Instant>,
+        mut end: Option<Instant>,
+        result: Option<Result<T, E>>,
+        verdict: Outcome,
+    ) -> Result<T, CallError<E>> {
         let elapsed = match (started, end) {
             (Some(start), Some(end)) => end - start,
             _ => fusebox::Duration::ZERO,
@@ -737,7 +825,6 @@ impl<C> Shared<C> {
             }
             return Err(CallError::Timeout);
         };
-        let verdict = self.classifier.classify(&result);
         self.record(permit, verdict, elapsed, &mut end);
         if verdict == Outcome::Failure
             && let Some(observer) = &self.observer
@@ -834,6 +921,59 @@ mod tests {
         );
         assert_eq!(b.metrics().failures, 1);
         assert_eq!(b.state(), State::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_largest_timeout_never_fires_nor_overflows() {
+        let b = Breaker::builder("t", Arc::clone(breaker(1).core()))
+            .timeout(Duration::MAX)
+            .build();
+        let call = b.call(std::future::pending::<Result<(), ()>>());
+        assert!(tokio::time::timeout(Duration::from_secs(3600), call)
+            .await
+            .is_err());
+        assert_eq!(b.metrics().abandoned, 1);
+    }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test(start_paused = true)]
+    async fn call_recorded_reports_what_the_core_recorded() {
+        let config = Config::builder()
+            .consecutive_failures(100)
+            .slow_call(fusebox::Duration::from_millis(50), 100)
+            .window(4)
+            .build()
+            .unwrap();
+        let b = Breaker::builder("t", Arc::new(CircuitBreaker::new(config)))
+            .timeout(Duration::from_secs(1))
+            .build();
+        let after = |ms: u64, ok: bool| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            if ok {
+                Ok(())
+            } else {
+                Err(())
+            }
+        };
+        assert_eq!(b.call_recorded(after(10, true)).await.1, Recorded::Success);
+        // A success past the slow-call threshold is recorded as a failure.
+        let (slow, recorded) = b.call_recorded(after(60, true)).await;
+        assert!(slow.is_ok(), "the caller still gets its value");
+        assert_eq!(recorded, Recorded::Failure);
+        assert_eq!(b.metrics().slow_calls, 1);
+        assert_eq!(b.call_recorded(after(1, false)).await.1, Recorded::Failure);
+        let (timed_out, recorded) = b.call_recorded(after(5_000, true)).await;
+        assert!(matches!(timed_out, Err(CallError::Timeout)));
+        assert_eq!(recorded, Recorded::Failure);
+        b.core().force_open(b.clock().now());
+        assert_eq!(b.call_recorded(after(1, true)).await.1, Recorded::Refused);
+        // Cancelled: the permit is abandoned.
+        b.core().force_close(b.clock().now());
+        let hung = b.call_recorded(std::future::pending::<Result<(), ()>>());
+        assert!(tokio::time::timeout(Duration::from_millis(10), hung)
+            .await
+            .is_err());
+        assert_eq!(b.metrics().abandoned, 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -26,6 +26,8 @@ pub use backoff::{
     Backoff, BackoffError, ExponentialBackoff, ExponentialBackoffMaker, Jitter, MakeBackoff,
 };
 pub(crate) use breaker::log_transition;
+#[cfg(feature = "redis")]
+pub(crate) use breaker::Recorded;
 pub use breaker::{Breaker, BreakerBuilder, BreakerCall, BreakerObserver};
 pub use budget::{BudgetError, RetryBudget};
 pub use bulkhead::{Bulkhead, BulkheadMetrics, BulkheadPermit, BulkheadRejection, Overflow};

@@ -151,9 +151,20 @@ impl RedisConfig {
         self.timeout
     }
 
-    /// A standalone client for `url`, with the TLS certificates if any.
+    /// A standalone client for the configured URL, with the TLS
+    /// certificates if any.
     fn client(&self) -> Result<redis::Client, BackendError> {
-        let url = self.url.as_str();
+        self.client_for(&self.url)
+    }
+
+    /// The URL (a Cluster's first seed node).
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A standalone client for `url` (e.g. one node of this Cluster, or
+    /// the URL with options added) with this config's TLS certificates.
+    pub(super) fn client_for(&self, url: &str) -> Result<redis::Client, BackendError> {
         match tls::prepare([url], &self.tls)? {
             None => redis::Client::open(url),
             Some(certificates) => redis::Client::build_with_tls(url, certificates),

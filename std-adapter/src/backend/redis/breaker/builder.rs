@@ -9,9 +9,10 @@ use fusebox::breaker::Transition;
 use fusebox::{CircuitBreaker, Instant};
 use tokio::sync::Notify;
 
+use super::super::connection::fault;
 use super::script::Keys;
 use super::{notify, sync, FleetBreaker, Inner, Quorum};
-use crate::backend::{BackendError, RedisBackend};
+use crate::backend::{BackendError, RedisBackend, RedisConfig};
 use crate::policy::{Breaker, BreakerObserver};
 
 /// Builds a [`FleetBreaker`]; see [`FleetBreaker::builder`].
@@ -26,7 +27,7 @@ pub struct FleetBreakerBuilder {
     instance: Option<String>,
     trial_ttl: Option<Duration>,
     observer: Option<Arc<dyn BreakerObserver>>,
-    notifications: Option<String>,
+    notifications: Option<(String, Option<RedisConfig>)>,
 }
 
 impl std::fmt::Debug for FleetBreakerBuilder {
@@ -38,6 +39,9 @@ impl std::fmt::Debug for FleetBreakerBuilder {
             .finish_non_exhaustive()
     }
 }
+
+/// The longest quorum window, in ms (Redis expiry arithmetic stays exact).
+const MAX_WINDOW_MS: u64 = 1 << 40;
 
 impl FleetBreakerBuilder {
     pub(super) fn new(name: Arc<str>, core: Arc<CircuitBreaker>, backend: RedisBackend) -> Self {
@@ -69,12 +73,14 @@ impl FleetBreakerBuilder {
     }
 
     /// Quorum mode: the fleet opens only once `min_instances` distinct
-    /// instances tripped within `window`; without it any instance's trip
-    /// opens all.
+    /// instances tripped within `window` (at most about 35 years); without
+    /// it any instance's trip opens all.
     pub fn quorum(mut self, min_instances: u32, window: Duration) -> Self {
         self.quorum = Some(Quorum {
             min: min_instances.max(1),
-            window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1),
+            window_ms: u64::try_from(window.as_millis())
+                .unwrap_or(u64::MAX)
+                .clamp(1, MAX_WINDOW_MS),
         });
         self
     }
@@ -87,7 +93,9 @@ impl FleetBreakerBuilder {
     }
 
     /// How long a fleet trial slot is held if its holder vanishes
-    /// (default: the breaker's `open_for`, at least 1 s).
+    /// (default: the breaker's `open_for`, at least 1 s, and at least the
+    /// timeout plus 1 s). A trial that outlives it (no timeout, a hung
+    /// call) may be joined by another one: set a timeout.
     pub fn trial_ttl(mut self, ttl: Duration) -> Self {
         self.trial_ttl = Some(ttl);
         self
@@ -95,8 +103,9 @@ impl FleetBreakerBuilder {
 
     /// Subscribes to the breaker's `…:events` channel on the server at
     /// `url` (the backend's URL, or any one node of a Cluster: the script's
-    /// `PUBLISH` reaches every node; a RESP3 connection of its own, without
-    /// the backend's TLS settings),
+    /// `PUBLISH` reaches every node; a RESP3 connection of its own; for a
+    /// `rediss://` server with a private CA or a client certificate use
+    /// [`notifications_with`](Self::notifications_with)),
     /// so a change anywhere in the fleet is applied here within one round
     /// trip instead of one sync interval. Without it, reconciliation every
     /// sync interval alone shares decisions.
@@ -116,7 +125,30 @@ impl FleetBreakerBuilder {
     /// # Ok(()) }
     /// ```
     pub fn notifications(mut self, url: impl Into<String>) -> Self {
-        self.notifications = Some(url.into());
+        self.notifications = Some((url.into(), None));
+        self
+    }
+
+    /// [`notifications`](Self::notifications) through the server `config`
+    /// names (its URL, or a Cluster's first seed node), with its TLS
+    /// settings: the backend's own config fits.
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use fusebox::breaker::{CircuitBreaker, Config};
+    /// # use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    /// # async fn run(ca_pem: String) -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = RedisConfig::new("rediss://redis.internal:6380").tls_root_cert_pem(ca_pem);
+    /// let backend = RedisBackend::connect(config.clone()).await?;
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend)
+    ///     .notifications_with(config)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn notifications_with(mut self, config: RedisConfig) -> Self {
+        self.notifications = Some((config.url().to_owned(), Some(config)));
         self
     }
 
@@ -153,6 +185,18 @@ impl FleetBreakerBuilder {
         if let Some(timeout) = self.timeout {
             policy = policy.timeout(timeout);
         }
+        // The subscription's client, checked now (a bad URL or
+        // certificate is an error here, not a silent backstop).
+        let notifications = match &self.notifications {
+            None => None,
+            Some((url, config)) => {
+                let url = notify::resp3(url);
+                Some(match config {
+                    Some(config) => config.client_for(&url)?,
+                    None => redis::Client::open(url.as_str()).map_err(|e| fault(&e))?,
+                })
+            }
+        };
         let permits = self.core.config().half_open_permits();
         let open_for: Duration = self.core.config().open_for().into();
         let instance = self
@@ -165,9 +209,14 @@ impl FleetBreakerBuilder {
             keys: Keys::new(self.backend.prefix().as_str(), &self.name, permits),
             quorum: self.quorum,
             instance: instance.into(),
-            trial_ttl: self
-                .trial_ttl
-                .unwrap_or_else(|| open_for.max(Duration::from_secs(1))),
+            trial_ttl: self.trial_ttl.unwrap_or_else(|| {
+                // Outlives a trial cut by the timeout, so no second trial
+                // starts while the first still runs.
+                let trial = self
+                    .timeout
+                    .map_or(Duration::ZERO, |t| t.saturating_add(Duration::from_secs(1)));
+                open_for.max(trial).max(Duration::from_secs(1))
+            }),
             notify: Arc::clone(&notify),
             sync_lock: tokio::sync::Mutex::new(()),
             last: Mutex::new(None),
@@ -183,11 +232,11 @@ impl FleetBreakerBuilder {
         });
         let _ = inner.reconcile().await;
         let mut tasks = Vec::new();
-        if let Some(url) = self.notifications {
+        if let Some(client) = notifications {
             let base = &inner.keys.decision;
             let channel = format!("{}:events", base.strip_suffix(":decision").unwrap_or(base));
             tasks.push(notify::spawn(
-                url,
+                client,
                 channel,
                 Arc::downgrade(&inner),
                 Arc::clone(&notify),
@@ -198,7 +247,7 @@ impl FleetBreakerBuilder {
             Arc::downgrade(&inner),
             notify,
             self.sync_interval,
-            self.sync_interval * 8,
+            self.sync_interval.saturating_mul(8),
         ));
         *inner
             .task

@@ -19,7 +19,7 @@ pub use self::builder::FleetBreakerBuilder;
 use self::script::{Keys, Op, GRANTED};
 use super::super::BackendError;
 use super::{RedisBackend, RedisConnection};
-use crate::policy::Breaker;
+use crate::policy::{Breaker, Recorded};
 use crate::CallError;
 
 /// A circuit breaker whose *decision* a whole fleet
@@ -53,6 +53,11 @@ use crate::CallError;
 ///   takes one of `half_open_permits` fleet-wide slots (`SET … PX` in the
 ///   script, `<prefix>:{breaker:<name>}:trial:<i>`), so at most that many
 ///   trials run across the fleet; their result closes or reopens it for all.
+///   Only a trial the core recorded as a success counts toward closing (a
+///   slow success is a failure; an ignored outcome is neither), and a
+///   cancelled trial gives its slot back at once (the slot's TTL, by
+///   default the timeout plus 1 s and at least `open_for`, frees it if
+///   the instance dies).
 /// * **Quorum.** With [`FleetBreakerBuilder::quorum`], a local trip opens
 ///   the fleet only once `min_instances` distinct instances tripped within
 ///   the window (`…:verdicts`, a sorted set); a lone bad instance still
@@ -62,7 +67,9 @@ use crate::CallError;
 ///   is true, and the task retries with backoff. On reconnect a local trip
 ///   made meanwhile is published (no trip lost), a newer fleet version is
 ///   merged, and a lost or corrupt stored value is repopulated from the
-///   local state (corrupt values are counted and logged once).
+///   local state (corrupt values, including keys of another type, are
+///   counted, logged once and replaced, never an error that would leave
+///   the breaker degraded).
 /// * **Operators.** `force_open`/`force_close` apply fleet-wide; from
 ///   `redis-cli`, write a newer version, e.g. after `GET
 ///   fusebox:{breaker:payments}:decision` returned `fb1:7:c:0:0`, run
@@ -140,6 +147,16 @@ impl Drop for Inner {
     }
 }
 
+impl Inner {
+    /// The trial slot's TTL in ms, within what `SET … PX` accepts.
+    fn trial_ttl_ms(&self) -> u64 {
+        const MAX_MS: u64 = 1 << 40; // about 35 years
+        u64::try_from(self.trial_ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_MS)
+    }
+}
+
 /// Counters of a [`FleetBreaker`]'s traffic with Redis.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -185,35 +202,26 @@ impl FleetBreaker {
         }
         let seq = inner.tokens.fetch_add(1, Ordering::Relaxed);
         let token = format!("{}:{seq}", inner.instance);
-        let ttl = u64::try_from(inner.trial_ttl.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let held = match inner.invoke(Op::Trial(ttl, &token)).await {
-            Ok(reply) if reply.flags & GRANTED != 0 => {
-                (reply.decision.state == State::HalfOpen).then_some(reply.decision.version)
-            }
+        let mut slot = match inner.invoke(Op::Trial(inner.trial_ttl_ms(), &token)).await {
+            Ok(reply) if reply.flags & GRANTED != 0 => (reply.decision.state == State::HalfOpen)
+                .then(|| Slot::new(inner, reply.decision.version, &token)),
             Ok(reply) => {
                 return Err(CallError::Open {
                     retry_after: reply.decision.open_remaining.map(Into::into),
                 });
             }
+            // Redis failed: degraded, the trial is decided locally.
             Err(_) => None,
         };
-        let result = inner.policy.call(future).await;
-        if let Some(version) = held {
-            // Shared asynchronously: a success counts toward the fleet's
-            // `close_after`; a failure reopened the local breaker, which
-            // the task publishes. The slot is given back either way.
-            let succeeded = result.is_ok();
-            let needed = inner.policy.core().config().close_after();
-            let inner = Arc::clone(inner);
-            let value = format!("{version}:{token}");
-            tokio::spawn(async move {
-                if succeeded {
-                    let _ = inner.invoke(Op::Close(version, needed)).await;
-                }
-                let _ = inner.invoke(Op::Release(&value)).await;
-            });
+        // The slot goes back however this ends (completed or cancelled);
+        // only a trial the core recorded as a success counts toward the
+        // fleet's `close_after` (a failure reopened the local breaker,
+        // which the task publishes).
+        let (result, recorded) = inner.policy.call_recorded(future).await;
+        if let Some(slot) = &mut slot
+            && recorded == Recorded::Success
+        {
+            slot.succeeded = true;
         }
         result
     }
@@ -309,6 +317,46 @@ impl FleetBreaker {
             self.core().force_close(self.policy().clock_now());
         }
         r
+    }
+}
+
+/// A fleet trial slot held by a running trial; dropping it (the trial
+/// completed or was cancelled) gives it back in a spawned task, after
+/// counting the trial's success if it succeeded.
+struct Slot {
+    inner: Arc<Inner>,
+    version: u64,
+    value: String,
+    succeeded: bool,
+}
+
+impl Slot {
+    fn new(inner: &Arc<Inner>, version: u64, token: &str) -> Self {
+        Self {
+            inner: Arc::clone(inner),
+            version,
+            value: format!("{version}:{token}"),
+            succeeded: false,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // no runtime left: the slot's TTL frees it
+        };
+        let inner = Arc::clone(&self.inner);
+        let value = std::mem::take(&mut self.value);
+        let close = self
+            .succeeded
+            .then(|| (self.version, inner.policy.core().config().close_after()));
+        runtime.spawn(async move {
+            if let Some((version, needed)) = close {
+                let _ = inner.invoke(Op::Close(version, needed)).await;
+            }
+            let _ = inner.invoke(Op::Release(&value)).await;
+        });
     }
 }
 

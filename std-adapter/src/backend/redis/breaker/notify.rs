@@ -14,7 +14,7 @@ use super::Inner;
 use crate::redact::redact;
 
 /// `url` with RESP3 asked for (push messages on a multiplexed connection).
-fn resp3(url: &str) -> String {
+pub(super) fn resp3(url: &str) -> String {
     if url.contains("protocol=") {
         url.to_owned()
     } else if url.contains('?') {
@@ -24,10 +24,10 @@ fn resp3(url: &str) -> String {
     }
 }
 
-/// Subscribes to `channel` on the server at `url` and wakes `notify` on
-/// every message, until `inner` is gone.
+/// Subscribes to `channel` with `client` (RESP3, see [`resp3`]) and
+/// wakes `notify` on every message, until `inner` is gone.
 pub(super) fn spawn(
-    url: String,
+    client: redis::Client,
     channel: String,
     inner: Weak<Inner>,
     notify: Arc<Notify>,
@@ -39,7 +39,7 @@ pub(super) fn spawn(
             if inner.strong_count() == 0 {
                 return;
             }
-            match listen(&url, &channel, &inner, &notify, timeout).await {
+            match listen(&client, &channel, &inner, &notify, timeout).await {
                 Ok(()) => backoff = Duration::from_millis(50),
                 Err(e) => {
                     tracing::debug!(
@@ -56,14 +56,13 @@ pub(super) fn spawn(
 }
 
 async fn listen(
-    url: &str,
+    client: &redis::Client,
     channel: &str,
     inner: &Weak<Inner>,
     notify: &Notify,
     timeout: Duration,
 ) -> redis::RedisResult<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let client = redis::Client::open(resp3(url))?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))

@@ -84,7 +84,12 @@ impl Inner {
             )
         } else if let (true, Some(d)) = (local_closed, fleet) {
             if matches!(d.state, State::Open | State::HalfOpen) {
-                Op::Close(d.version, 1)
+                // Closed here by trials decided locally (while degraded):
+                // evidence as strong as `close_after` fleet trials, counted
+                // as one (the script accepts it only for a half-open or
+                // expired open decision of that version).
+                let needed = self.policy.core().config().close_after();
+                Op::Close(d.version, needed)
             } else {
                 Op::Sync
             }
@@ -127,12 +132,22 @@ impl Inner {
             self.notify.notify_one();
             return;
         }
-        *self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(d);
         let now = self.policy.clock().now();
-        match core.merge(&d, now) {
+        // `last` is the fleet's decision as held here: set only once the
+        // local breaker holds it (merged now, or before: same version).
+        let merged = core.merge(&d, now);
+        let held = match merged {
+            Ok(_) => true,
+            Err(MergeError::Stale { version, merged }) => version == merged,
+            Err(_) => false,
+        };
+        if held {
+            *self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(d);
+        }
+        match merged {
             Ok(Some(t)) => {
                 tracing::info!(breaker = %self.policy.name(), from = ?t.from, to = ?t.to, version = d.version, "fleet decision applied");
             }
@@ -180,7 +195,7 @@ pub(super) fn spawn(
             let Some(inner) = inner.upgrade() else { break };
             delay = match inner.reconcile().await {
                 Ok(_) => interval,
-                Err(_) => (delay * 2).min(max_backoff.max(interval)),
+                Err(_) => delay.saturating_mul(2).min(max_backoff.max(interval)),
             };
         }
     })

@@ -12,13 +12,14 @@
 //! totals and the Redis `TIME` it was written at (format in `codec.rs`).
 //! Every push sets the field and `PEXPIRE`s the hash to the `ttl`. A field
 //! older than the `ttl` (its instance stopped pushing) is ignored and
-//! deleted; `HEXPIRE` would do this per field but needs Redis 7.4.
+//! deleted; `HEXPIRE` would do this per field but needs Redis 7.4. A hash
+//! of more than [`MAX_INSTANCES`] fields is read only that far (`HSCAN`).
 //!
 //! # Faults
 //!
 //! A value that does not decode, is too large, claims absurd counts, is
-//! written in the future or that the core refuses to merge is skipped and
-//! counted ([`FleetReport::corrupt`]); the first is logged, the others
+//! written in the future or that the core refuses to merge is skipped,
+//! deleted and counted ([`FleetReport::corrupt`]); the first is logged, the others
 //! only at debug level; the value itself never is. While Redis fails the
 //! report keeps the last merged figures marked `available: false`,
 //! `stale: true`, with the (redacted) error; [`spawn`](FleetPercentiles::spawn)'s
@@ -43,6 +44,9 @@ use super::connection::fault;
 use super::{RedisBackend, RedisConnection};
 use crate::tracker::{LatencyHistogram, Tracker};
 use codec::Corrupt;
+
+/// One hash field and its value, as read.
+type Field = (Vec<u8>, Vec<u8>);
 
 /// The most instances merged per series; further fields count as corrupt.
 pub const MAX_INSTANCES: usize = 1024;
@@ -208,7 +212,10 @@ impl FleetPercentiles {
         self.tracker.for_each_series(|name, s| {
             local.push((name.to_owned(), codec::encode(&s.latency, now_ms)));
         });
-        let ttl_ms = u64::try_from(self.config.ttl.as_millis()).unwrap_or(u64::MAX);
+        // Within what `PEXPIRE` accepts (about 35 years).
+        let ttl_ms = u64::try_from(self.config.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .clamp(1, 1 << 40);
         let mut out = BTreeMap::new();
         for (series, value) in local {
             // Tracker paths are at most 128 bytes, within the key limit.
@@ -223,9 +230,7 @@ impl FleetPercentiles {
                     .ignore();
                 let () = self.timed(pipe.query_async(&mut conn)).await?;
             }
-            let fields: HashMap<Vec<u8>, Vec<u8>> = self
-                .timed(redis::cmd("HGETALL").arg(&key).query_async(&mut conn))
-                .await?;
+            let fields = self.read_fields(&mut conn, &key).await?;
             let (merged, stale) = self.merge(&key, fields, now_ms, ttl_ms);
             if !stale.is_empty() {
                 let _: Value = self
@@ -242,8 +247,54 @@ impl FleetPercentiles {
         Ok(out)
     }
 
+    /// The fields of one hash: all of them (`HGETALL`) unless it holds
+    /// more than [`MAX_INSTANCES`] (hostile or a runaway fleet); then only
+    /// that many (`HSCAN`, so the reply stays bounded), the rest counted
+    /// as corrupt.
+    async fn read_fields(
+        &self,
+        conn: &mut RedisConnection,
+        key: &str,
+    ) -> Result<HashMap<Vec<u8>, Vec<u8>>, BackendError> {
+        let len: usize = self
+            .timed(redis::cmd("HLEN").arg(key).query_async(conn))
+            .await?;
+        if len <= MAX_INSTANCES {
+            return self
+                .timed(redis::cmd("HGETALL").arg(key).query_async(conn))
+                .await;
+        }
+        let mut fields = HashMap::with_capacity(MAX_INSTANCES);
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<Field>) = self
+                .timed(
+                    redis::cmd("HSCAN")
+                        .arg(key)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(256)
+                        .query_async(conn),
+                )
+                .await?;
+            let room = MAX_INSTANCES - fields.len();
+            fields.extend(page.into_iter().take(room));
+            cursor = next;
+            if cursor == 0 || fields.len() >= MAX_INSTANCES {
+                break;
+            }
+        }
+        self.refuse(
+            key,
+            Corrupt::TooManyInstances,
+            len.saturating_sub(fields.len()),
+        );
+        Ok(fields)
+    }
+
     /// Merges the fields of one hash; returns the series and the fields
-    /// that expired.
+    /// to delete: expired ones and corrupt ones (replaced by the writer's
+    /// next push, if it is a live instance).
     fn merge(
         &self,
         key: &str,
@@ -254,14 +305,12 @@ impl FleetPercentiles {
         let acc = LatencyHistogram::new_boxed();
         let mut instances = 0;
         let mut stale = Vec::new();
-        if fields.len() > MAX_INSTANCES {
-            self.refuse(key, Corrupt::TooManyInstances, fields.len() - MAX_INSTANCES);
-        }
-        for (field, value) in fields.into_iter().take(MAX_INSTANCES) {
+        for (field, value) in fields {
             let entry = match codec::decode(&value) {
                 Ok(entry) => entry,
                 Err(why) => {
                     self.refuse(key, why, 1);
+                    stale.push(field);
                     continue;
                 }
             };
@@ -269,11 +318,13 @@ impl FleetPercentiles {
                 stale.push(field);
             } else if entry.written_ms > now_ms.saturating_add(ttl_ms) {
                 self.refuse(key, Corrupt::Future, 1);
+                stale.push(field);
             } else if acc
                 .merge_buckets_with_totals(entry.buckets, entry.totals)
                 .is_err()
             {
                 self.refuse(key, Corrupt::Merge, 1);
+                stale.push(field);
             } else {
                 instances += 1;
             }

@@ -50,6 +50,20 @@ local function open_time(streak)
   return d
 end
 
+-- A GET that survives a key of another type (written by a careless or
+-- hostile hand): the key is deleted and read as missing, and the reply
+-- says a corrupt value was replaced, so no instance is stuck on an error.
+local wrong = false
+local function get(k)
+  local r = redis.pcall('GET', k)
+  if type(r) == 'table' and r.err then
+    redis.call('DEL', k)
+    wrong = true
+    return false
+  end
+  return r
+end
+
 -- Parse and validate the stored decision field by field.
 local v, s, untl, streak
 local changed = false
@@ -58,7 +72,7 @@ local function store(nv, ns, nu, nk)
   redis.call('SET', key, string.format('fb1:%.0f:%s:%.0f:%d', v, s, untl, streak))
   changed = true
 end
-local raw = redis.call('GET', key)
+local raw = get(key)
 local valid = false
 if raw and type(raw) == 'string' and #raw <= 64 then
   local a, b, c, d = string.match(raw, '^fb1:(%d+):([cohf]):(%d+):(%d+)$')
@@ -72,7 +86,7 @@ if raw and type(raw) == 'string' and #raw <= 64 then
     v, s, untl, streak = a, b, c, d
     if s == 'o' and untl > now + max_open then
       -- A forged far-future deadline: bounded by the maximum open time.
-      flags = flags + 1
+      wrong = true
       store(v + 1, 'o', now + max_open, streak)
     end
   end
@@ -81,7 +95,7 @@ local ls = ARGV[5]
 -- Lost: missing, corrupt, rolled back, or rebuilt closed (below) by an
 -- instance that had not seen this caller's open decision.
 if not valid or v < known or (v == known and s == 'c' and (ls == 'o' or ls == 'f')) then
-  if raw and not valid then flags = flags + 1 end
+  if raw and not valid then wrong = true end
   -- The caller's state repopulates it: an open one as a newer version (every
   -- instance adopts it), a closed one at the known version only (so it never
   -- closes an instance that saw an open decision of that version).
@@ -106,7 +120,12 @@ if op == 'trip' then
   local go = true
   if quorum > 0 and s == 'c' then
     local window = (tonumber(ARGV[9]) or 10000) * 1000
-    redis.call('ZADD', KEYS[2], now, ARGV[10])
+    if type(redis.pcall('ZADD', KEYS[2], now, ARGV[10])) == 'table' then
+      -- Not a sorted set: replaced by one.
+      redis.call('DEL', KEYS[2])
+      redis.call('ZADD', KEYS[2], now, ARGV[10])
+      wrong = true
+    end
     redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
     redis.call('PEXPIRE', KEYS[2], math.floor(window / 1000) + 1)
     go = redis.call('ZCARD', KEYS[2]) >= quorum
@@ -126,7 +145,7 @@ elseif op == 'close' then
     local need = tonumber(ARGV[9]) or 1
     local n = 1
     if need > 1 then
-      local pv, pc = string.match(redis.call('GET', KEYS[3]) or '', '^(%d+):(%d+)$')
+      local pv, pc = string.match(get(KEYS[3]) or '', '^(%d+):(%d+)$')
       if pv and tonumber(pv) == v and tonumber(pc) then n = tonumber(pc) + 1 end
       redis.call('SET', KEYS[3], string.format('%.0f:%d', v, n), 'PX', 3600000)
     end
@@ -144,7 +163,7 @@ elseif op == 'trial' then
     if s == 'h' then
       local prefix = string.format('%.0f:', v)
       for i = 4, #KEYS do
-        local cur = redis.call('GET', KEYS[i])
+        local cur = get(KEYS[i])
         if not cur or string.sub(cur, 1, #prefix) ~= prefix then
           redis.call('SET', KEYS[i], prefix .. ARGV[9], 'PX', tonumber(ARGV[8]) or 10000)
           flags = flags + 2
@@ -155,10 +174,11 @@ elseif op == 'trial' then
   end
 elseif op == 'release' then
   for i = 4, #KEYS do
-    if redis.call('GET', KEYS[i]) == ARGV[9] then redis.call('DEL', KEYS[i]) end
+    if get(KEYS[i]) == ARGV[9] then redis.call('DEL', KEYS[i]) end
   end
 end
 
+if wrong then flags = flags + 1 end
 if changed then
   flags = flags + 8
   redis.call('PUBLISH', (string.gsub(key, ':decision$', ':events')), string.format('%.0f', v))

@@ -1,0 +1,260 @@
+//! The fleet breaker's half-open trials and hostile stored state, against
+//! a real redis-server: only a trial the core recorded as a success closes
+//! the fleet (a slow success is a failure), a cancelled trial gives its
+//! fleet slot back, keys of the wrong type are replaced rather than fatal,
+//! and extreme settings never panic.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis_server::RedisServer;
+use fusebox::breaker::{CircuitBreaker, Config, State};
+use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+use tokio::time::Instant;
+
+const SYNC: Duration = Duration::from_millis(100);
+const OPEN_FOR: Duration = Duration::from_millis(300);
+
+async fn backend(url: &str) -> RedisBackend {
+    RedisBackend::connect(
+        RedisConfig::new(url)
+            .timeout(Duration::from_millis(500))
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200)),
+    )
+    .await
+    .expect("connect")
+}
+
+/// Two failures trip it; one trial at a time; a success slower than 50 ms
+/// counts as a failure.
+fn slow_aware_core() -> Arc<CircuitBreaker> {
+    Arc::new(CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(2)
+            .slow_call(Duration::from_millis(50).into(), 100)
+            .window(4)
+            .open_for(OPEN_FOR.into())
+            .half_open_permits(1)
+            .build()
+            .unwrap(),
+    ))
+}
+
+async fn instance(url: &str, name: &str) -> FleetBreaker {
+    FleetBreaker::builder(name, slow_aware_core(), backend(url).await)
+        .sync_interval(SYNC)
+        .trial_ttl(Duration::from_secs(60))
+        .build()
+        .await
+        .expect("fleet breaker")
+}
+
+async fn until_state(b: &FleetBreaker, state: State, limit: Duration) {
+    let start = Instant::now();
+    while b.state() != state {
+        assert!(
+            start.elapsed() < limit,
+            "{} still {:?}, wanted {state:?}",
+            b.name(),
+            b.state()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn get(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<String> {
+    redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
+}
+
+async fn trip(b: &FleetBreaker) {
+    for _ in 0..2 {
+        let _ = b.call(async { Err::<(), _>("down") }).await;
+    }
+    assert_eq!(b.state(), State::Open);
+}
+
+/// The key of fleet trial slot 1 (beside the decision key).
+fn slot_key(b: &FleetBreaker) -> String {
+    b.decision_key().replace(":decision", ":trial:1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_slow_successful_trial_reopens_the_fleet_and_never_closes_it() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = instance(&url, "ledger").await;
+    let b = instance(&url, "ledger").await;
+    trip(&a).await;
+    until_state(&b, State::Open, Duration::from_secs(2)).await;
+    until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+    // The trial returns Ok, but after 120 ms: the core records a failure.
+    let slow = a
+        .call(async {
+            tokio::time::sleep(Duration::from_millis(120)).await;
+            Ok::<_, ()>("late")
+        })
+        .await;
+    assert_eq!(slow.ok(), Some("late"), "the caller still gets its value");
+    assert_eq!(a.state(), State::Open, "a slow trial reopens locally");
+    // Give the spawned slot hand-back and the background task time to act.
+    tokio::time::sleep(SYNC * 4).await;
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
+    let mut conn = raw(&url).await;
+    let stored = get(&mut conn, a.decision_key()).await.unwrap();
+    assert!(
+        stored.contains(":o:"),
+        "fleet decision {stored} must be open"
+    );
+    assert_eq!(b.fleet_state(), Some(State::Open));
+    assert_ne!(
+        b.state(),
+        State::Closed,
+        "B must not be closed by a failed trial"
+    );
+    assert_eq!(get(&mut conn, &slot_key(&a)).await, None, "slot given back");
+    // A fast trial afterwards closes the fleet, on B too.
+    until_state(&a, State::HalfOpen, Duration::from_secs(3)).await;
+    a.call(async { Ok::<_, ()>(()) }).await.unwrap();
+    until_state(&b, State::Closed, Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_cancelled_trial_gives_its_fleet_slot_back() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = instance(&url, "search").await;
+    let b = instance(&url, "search").await;
+    trip(&a).await;
+    until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+    // A's trial hangs and its caller gives up: the slot (60 s TTL) must
+    // come back at once, not when its TTL runs out.
+    let hung = a.call(std::future::pending::<Result<(), ()>>());
+    assert!(tokio::time::timeout(Duration::from_millis(100), hung)
+        .await
+        .is_err());
+    let mut conn = raw(&url).await;
+    let start = Instant::now();
+    while get(&mut conn, &slot_key(&a)).await.is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "the cancelled trial still holds the fleet slot"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        a.metrics().abandoned,
+        1,
+        "abandoned, neither success nor failure"
+    );
+    // So B can run the trial, and its success closes the fleet.
+    until_state(&b, State::HalfOpen, Duration::from_secs(2)).await;
+    b.call(async { Ok::<_, ()>(()) })
+        .await
+        .expect("B's trial is granted the freed slot");
+    until_state(&a, State::Closed, Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_keys_of_the_wrong_type_are_replaced_never_fatal() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let name = "billing";
+    let base = format!("fusebox:{{breaker:{name}}}");
+    let mut conn = raw(&url).await;
+    // Every key the script touches, written with the wrong type.
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(format!("{base}:decision"))
+        .arg("f")
+        .arg("v")
+        .ignore()
+        .cmd("SET")
+        .arg(format!("{base}:verdicts"))
+        .arg("x")
+        .ignore()
+        .cmd("RPUSH")
+        .arg(format!("{base}:trial:ok"))
+        .arg("x")
+        .ignore()
+        .cmd("SADD")
+        .arg(format!("{base}:trial:1"))
+        .arg("x")
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let build = |quorum: bool| {
+        let url = url.clone();
+        async move {
+            let mut builder = FleetBreaker::builder(name, slow_aware_core(), backend(&url).await)
+                .sync_interval(SYNC)
+                .trial_ttl(Duration::from_secs(60));
+            if quorum {
+                builder = builder.quorum(1, Duration::from_secs(10));
+            }
+            builder.build().await.expect("fleet breaker")
+        }
+    };
+    let a = build(true).await;
+    a.sync()
+        .await
+        .expect("a hash under the decision key is not an error");
+    assert!(!a.is_degraded());
+    assert!(a.fleet_metrics().corrupt >= 1, "counted");
+    let stored = get(&mut conn, a.decision_key()).await.unwrap();
+    assert!(
+        stored.starts_with("fb1:"),
+        "replaced by a valid decision: {stored}"
+    );
+    // Quorum trip over a string under `verdicts`; then a trial over a set
+    // under the slot key, and a success count over a list.
+    trip(&a).await;
+    let b = build(false).await;
+    until_state(&b, State::Open, Duration::from_secs(2)).await;
+    assert!(!a.is_degraded(), "the quorum trip went through");
+    until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+    a.call(async { Ok::<_, ()>(()) })
+        .await
+        .expect("the trial slot is granted");
+    until_state(&b, State::Closed, Duration::from_secs(2)).await;
+    assert!(!a.is_degraded() && !b.is_degraded());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_extreme_settings_never_panic() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = FleetBreaker::builder("extreme", slow_aware_core(), backend(&url).await)
+        .sync_interval(Duration::MAX)
+        .trial_ttl(Duration::MAX)
+        .call_timeout(Duration::MAX)
+        .quorum(1, Duration::MAX)
+        .build()
+        .await
+        .expect("fleet breaker");
+    // A pending call under the largest timeout: no timer overflow.
+    let pending = a.call(std::future::pending::<Result<(), ()>>());
+    assert!(tokio::time::timeout(Duration::from_millis(20), pending)
+        .await
+        .is_err());
+    // A trip (quorum window at its cap) and a trial (slot TTL at its cap).
+    trip(&a).await;
+    a.sync()
+        .await
+        .expect("a quorum trip with the largest window");
+    until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+    let trial = a.call(async { Ok::<_, ()>(1) }).await;
+    assert!(matches!(trial, Ok(1)), "{trial:?}");
+    assert!(!a.is_degraded());
+}
