@@ -486,7 +486,17 @@ impl<C> Breaker<C> {
             Outcome::Success | Outcome::Failure => Recorded::Failure,
             Outcome::Ignored => Recorded::Undecided,
         };
-        let result = shared.finish_as(permit, Some(start), Some(end), result, verdict);
+        let mut end = Some(end);
+        shared.record(permit, verdict, end.unwrap_or(start) - start, &mut end);
+        let at = end.unwrap_or(start);
+        let timed_out = result.is_none();
+        if timed_out {
+            tracing::debug!(breaker = %shared.name, "call timed out");
+        }
+        if let (Outcome::Failure, Some(observer)) = (verdict, &shared.observer) {
+            observer.failure(&shared.name, at, timed_out);
+        }
+        let result = result.map_or(Err(CallError::Timeout), |r| r.map_err(CallError::Inner));
         (result, recorded)
     }
 }
@@ -793,26 +803,7 @@ impl<C> Shared<C> {
     where
         C: Classify<T, E>,
     {
-        let end = started.map(|_| self.clock.now());
-        let verdict = match &result {
-            Some(result) => self.classifier.classify(result),
-            None => Outcome::Failure,
-        };
-        self.finish_as(permit, started, end, result, verdict)
-    }
-
-    /// [`finish`](Self::finish) with the end time (`Some` if `started`
-    /// is) and the classifier's verdict (a failure if timed out) known.
-    #[allow(clippy::inline_always)]
-    #[inline(always)]
-    fn finish_as<T, E>(
-        &self,
-        permit: Permit<'_>,
-        started: Option<Instant>,
-        mut end: Option<Instant>,
-        result: Option<Result<T, E>>,
-        verdict: Outcome,
-    ) -> Result<T, CallError<E>> {
+        let mut end = started.map(|_| self.clock.now());
         let elapsed = match (started, end) {
             (Some(start), Some(end)) => end - start,
             _ => fusebox::Duration::ZERO,
@@ -825,6 +816,7 @@ impl<C> Shared<C> {
             }
             return Err(CallError::Timeout);
         };
+        let verdict = self.classifier.classify(&result);
         self.record(permit, verdict, elapsed, &mut end);
         if verdict == Outcome::Failure
             && let Some(observer) = &self.observer
