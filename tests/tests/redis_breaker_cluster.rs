@@ -51,8 +51,8 @@ async fn redis_breaker_cluster_notifications_reach_every_instance() {
         let core = Arc::new(CircuitBreaker::new(
             Config::builder().consecutive_failures(1).build().unwrap(),
         ));
-        // Each instance listens on a different node: a script's PUBLISH
-        // reaches every node of the cluster.
+        // Each instance is given a different node as its seed: the
+        // subscription is sharded, routed to the shard owning the slot.
         fleet.push(
             FleetBreaker::builder("notify", core, backend)
                 .sync_interval(Duration::from_secs(10))
@@ -63,6 +63,32 @@ async fn redis_breaker_cluster_notifications_reach_every_instance() {
         );
     }
     tokio::time::sleep(Duration::from_millis(300)).await; // subscribed
+                                                          // Sharded pub/sub: all three subscribers sit on the owning shard's
+                                                          // `SSUBSCRIBE` list, none on a classic channel of any node.
+    let channel = fleet[0].decision_key().replace(":decision", ":events");
+    let (mut sharded, mut classic) = (0, 0);
+    for url in &urls {
+        let mut node = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let shard: (String, i64) = redis::cmd("PUBSUB")
+            .arg("SHARDNUMSUB")
+            .arg(&channel)
+            .query_async(&mut node)
+            .await
+            .unwrap();
+        let plain: (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut node)
+            .await
+            .unwrap();
+        sharded += shard.1;
+        classic += plain.1;
+    }
+    assert_eq!((sharded, classic), (3, 0));
     let _ = fleet[0].call(async { Err::<(), _>("down") }).await;
     until_state(&fleet[1], State::Open, Duration::from_secs(1)).await;
     until_state(&fleet[2], State::Open, Duration::from_secs(1)).await;

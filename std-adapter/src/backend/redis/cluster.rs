@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, TlsCertificates, Value};
+use redis::{Cmd, Pipeline, PushInfo, RedisFuture, TlsCertificates, Value};
 
 use super::super::BackendError;
 use super::connection::fault;
@@ -98,4 +98,30 @@ pub(super) async fn connect(
         Ok(Err(e)) => Err(fault(&e)),
         Ok(Ok(conn)) => Ok(RedisConnection(Inner::Cluster(conn))),
     }
+}
+
+impl RedisConnection {
+    /// Whether this is a Cluster connection.
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self.0, Inner::Cluster(_))
+    }
+}
+
+/// A RESP3 connection to the Cluster through any of `nodes` that sends
+/// its push messages (sharded pub/sub) to `pushes`.
+pub(super) async fn subscriber(
+    nodes: &[String],
+    certificates: Option<TlsCertificates>,
+    timeout: Duration,
+    pushes: tokio::sync::mpsc::UnboundedSender<PushInfo>,
+) -> redis::RedisResult<ClusterConnection> {
+    let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
+        .connection_timeout(timeout)
+        .response_timeout(timeout)
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(pushes);
+    if let Some(certificates) = certificates {
+        builder = builder.certs(certificates);
+    }
+    builder.build()?.get_async_connection().await
 }

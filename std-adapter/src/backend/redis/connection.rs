@@ -162,6 +162,11 @@ impl RedisConfig {
         &self.url
     }
 
+    /// A Cluster's seed nodes (empty: standalone).
+    pub(super) fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
     /// A standalone client for `url` (e.g. one node of this Cluster, or
     /// the URL with options added) with this config's TLS certificates.
     pub(super) fn client_for(&self, url: &str) -> Result<redis::Client, BackendError> {

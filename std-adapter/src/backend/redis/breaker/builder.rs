@@ -10,8 +10,10 @@ use fusebox::{CircuitBreaker, Instant};
 use tokio::sync::Notify;
 
 use super::super::connection::fault;
+use super::super::tls;
+use super::notify::{self, Subscriber};
 use super::script::Keys;
-use super::{notify, sync, FleetBreaker, Inner, Quorum};
+use super::{sync, FleetBreaker, Inner, Quorum};
 use crate::backend::{BackendError, RedisBackend, RedisConfig};
 use crate::policy::{Breaker, BreakerObserver};
 
@@ -102,8 +104,9 @@ impl FleetBreakerBuilder {
     }
 
     /// Subscribes to the breaker's `…:events` channel on the server at
-    /// `url` (the backend's URL, or any one node of a Cluster: the script's
-    /// `PUBLISH` reaches every node; a RESP3 connection of its own; for a
+    /// `url` (the backend's URL; for a Cluster backend any one node, as the
+    /// seed of a Cluster connection that `SSUBSCRIBE`s on the shard owning
+    /// the breaker's hash tag; a RESP3 connection of its own; for a
     /// `rediss://` server with a private CA or a client certificate use
     /// [`notifications_with`](Self::notifications_with)),
     /// so a change anywhere in the fleet is applied here within one round
@@ -187,15 +190,10 @@ impl FleetBreakerBuilder {
         }
         // The subscription's client, checked now (a bad URL or
         // certificate is an error here, not a silent backstop).
+        let sharded = self.backend.connection().is_cluster();
         let notifications = match &self.notifications {
             None => None,
-            Some((url, config)) => {
-                let url = notify::resp3(url);
-                Some(match config {
-                    Some(config) => config.client_for(&url)?,
-                    None => redis::Client::open(url.as_str()).map_err(|e| fault(&e))?,
-                })
-            }
+            Some((url, config)) => Some(subscriber(url, config.as_ref(), sharded)?),
         };
         let permits = self.core.config().half_open_permits();
         let open_for: Duration = self.core.config().open_for().into();
@@ -207,6 +205,7 @@ impl FleetBreakerBuilder {
             conn: self.backend.connection(),
             timeout: self.backend.timeout(),
             keys: Keys::new(self.backend.prefix().as_str(), &self.name, permits),
+            sharded,
             quorum: self.quorum,
             instance: instance.into(),
             trial_ttl: self.trial_ttl.unwrap_or_else(|| {
@@ -232,11 +231,11 @@ impl FleetBreakerBuilder {
         });
         let _ = inner.reconcile().await;
         let mut tasks = Vec::new();
-        if let Some(client) = notifications {
+        if let Some(subscriber) = notifications {
             let base = &inner.keys.decision;
             let channel = format!("{}:events", base.strip_suffix(":decision").unwrap_or(base));
             tasks.push(notify::spawn(
-                client,
+                subscriber,
                 channel,
                 Arc::downgrade(&inner),
                 Arc::clone(&notify),
@@ -255,6 +254,36 @@ impl FleetBreakerBuilder {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = tasks;
         Ok(FleetBreaker { inner })
     }
+}
+
+/// The subscription for notifications at `url` (with `config`'s TLS
+/// settings if given): `SSUBSCRIBE` through the Cluster if the backend is
+/// one, else `SUBSCRIBE` on that server.
+fn subscriber(
+    url: &str,
+    config: Option<&RedisConfig>,
+    cluster: bool,
+) -> Result<Subscriber, BackendError> {
+    if cluster {
+        let nodes = match config {
+            Some(config) if !config.nodes().is_empty() => config.nodes().to_vec(),
+            _ => vec![url.to_owned()],
+        };
+        let certificates = match config {
+            Some(config) => tls::prepare(nodes.iter().map(String::as_str), &config.tls)?,
+            None => None,
+        };
+        return Ok(Subscriber::Cluster {
+            nodes,
+            certificates,
+        });
+    }
+    let url = notify::resp3(url);
+    let client = match config {
+        Some(config) => config.client_for(&url)?,
+        None => redis::Client::open(url.as_str()).map_err(|e| fault(&e))?,
+    };
+    Ok(Subscriber::Single(client))
 }
 
 /// Wakes the background task on every local transition.

@@ -38,7 +38,8 @@ use crate::CallError;
 /// otherwise) and `streak` the re-opening streak (0..=15). It is changed
 /// only by `scripts/breaker.lua`, which compares and sets on the version
 /// and reads Redis `TIME`, so a transition happens once fleet-wide, and
-/// which `PUBLISH`es the new version on `<prefix>:{breaker:<name>}:events`.
+/// which publishes the new version on `<prefix>:{breaker:<name>}:events`
+/// (`PUBLISH`; on a Cluster `SPUBLISH`, sharded pub/sub).
 /// The fleet's decision is applied to the local breaker with the core's
 /// [`CircuitBreaker::merge`] (stale versions rejected, forged open times
 /// capped at the configured maximum open time).
@@ -117,6 +118,8 @@ pub(super) struct Inner {
     conn: RedisConnection,
     timeout: Duration,
     keys: Keys,
+    /// A Cluster: the script `SPUBLISH`es (sharded pub/sub).
+    sharded: bool,
     quorum: Option<Quorum>,
     instance: Arc<str>,
     trial_ttl: Duration,

@@ -1,17 +1,34 @@
 //! Pub/sub notification: a RESP3 connection subscribed to the breaker's
 //! `…:events` channel wakes the reconciliation task as soon as any
 //! instance changes the decision, so the periodic reconciliation is only
-//! the backstop. Reconnects with backoff; a reconnect reconciles at once
-//! (messages sent while it was away are lost, the decision is not).
+//! the backstop. On a Cluster the script `SPUBLISH`es and the subscriber
+//! `SSUBSCRIBE`s (sharded pub/sub: the message stays on the shard that
+//! owns the breaker's hash tag instead of being broadcast to every node).
+//! Reconnects with backoff; a reconnect reconciles at once (messages sent
+//! while it was away are lost, the decision is not).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use redis::{AsyncConnectionConfig, PushKind};
+use redis::{AsyncConnectionConfig, PushInfo, PushKind, TlsCertificates};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::sync::Notify;
 
+use super::super::cluster;
 use super::Inner;
 use crate::redact::redact;
+
+/// Where the subscription is made.
+pub(super) enum Subscriber {
+    /// A standalone server: `SUBSCRIBE` (the client asks for RESP3).
+    Single(redis::Client),
+    /// A Cluster, through any of its nodes: `SSUBSCRIBE`, routed to the
+    /// shard that owns the channel's slot.
+    Cluster {
+        nodes: Vec<String>,
+        certificates: Option<TlsCertificates>,
+    },
+}
 
 /// `url` with RESP3 asked for (push messages on a multiplexed connection).
 pub(super) fn resp3(url: &str) -> String {
@@ -27,7 +44,7 @@ pub(super) fn resp3(url: &str) -> String {
 /// Subscribes to `channel` with `client` (RESP3, see [`resp3`]) and
 /// wakes `notify` on every message, until `inner` is gone.
 pub(super) fn spawn(
-    client: redis::Client,
+    subscriber: Subscriber,
     channel: String,
     inner: Weak<Inner>,
     notify: Arc<Notify>,
@@ -39,7 +56,7 @@ pub(super) fn spawn(
             if inner.strong_count() == 0 {
                 return;
             }
-            match listen(&client, &channel, &inner, &notify, timeout).await {
+            match listen(&subscriber, &channel, &inner, &notify, timeout).await {
                 Ok(()) => backoff = Duration::from_millis(50),
                 Err(e) => {
                     tracing::debug!(
@@ -56,22 +73,43 @@ pub(super) fn spawn(
 }
 
 async fn listen(
-    client: &redis::Client,
+    subscriber: &Subscriber,
     channel: &str,
     inner: &Weak<Inner>,
     notify: &Notify,
     timeout: Duration,
 ) -> redis::RedisResult<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
-        .set_push_sender(tx);
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
-    conn.subscribe(channel).await?;
-    // Subscribed: whatever was missed meanwhile is picked up now.
+    let (tx, rx) = unbounded_channel();
+    match subscriber {
+        Subscriber::Single(client) => {
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_push_sender(tx);
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            conn.subscribe(channel).await?;
+            wake_on_messages(rx, inner, notify).await
+        }
+        Subscriber::Cluster {
+            nodes,
+            certificates,
+        } => {
+            let mut conn = cluster::subscriber(nodes, certificates.clone(), timeout, tx).await?;
+            conn.ssubscribe(channel).await?;
+            wake_on_messages(rx, inner, notify).await
+        }
+    }
+}
+
+/// Wakes `notify` now (whatever was missed while unsubscribed is picked
+/// up) and on every message, until the connection or `inner` is gone.
+async fn wake_on_messages(
+    mut rx: UnboundedReceiver<PushInfo>,
+    inner: &Weak<Inner>,
+    notify: &Notify,
+) -> redis::RedisResult<()> {
     notify.notify_one();
     while let Some(push) = rx.recv().await {
         if inner.strong_count() == 0 {

@@ -92,6 +92,7 @@ pub(super) async fn run(
     local: &Local,
     op: Op<'_>,
     timeout: Duration,
+    sharded: bool,
 ) -> Result<Reply, BackendError> {
     let mut inv = BREAKER.prepare_invoke();
     inv.key(&keys.decision)
@@ -124,21 +125,25 @@ pub(super) async fn run(
         .arg(state)
         .arg(micros(local.remaining))
         .arg(local.streak);
+    // ARGV[8..=10], the op's own (unused ones empty), then ARGV[11].
     match op {
         Op::Trip(Some((min, window_ms, instance))) => {
             inv.arg(min).arg(window_ms).arg(instance);
         }
         Op::Close(version, needed) => {
-            inv.arg(version).arg(needed);
+            inv.arg(version).arg(needed).arg("");
         }
         Op::Trial(ttl_ms, token) => {
-            inv.arg(ttl_ms).arg(token);
+            inv.arg(ttl_ms).arg(token).arg("");
         }
         Op::Release(token) => {
-            inv.arg(0).arg(token);
+            inv.arg(0).arg(token).arg("");
         }
-        Op::Trip(None) | Op::Sync | Op::ForceOpen | Op::ForceClose => {}
+        Op::Trip(None) | Op::Sync | Op::ForceOpen | Op::ForceClose => {
+            inv.arg(0).arg("").arg("");
+        }
     }
+    inv.arg(if sharded { "s" } else { "p" });
     let reply: Vec<i64> = match tokio::time::timeout(timeout, inv.invoke_async(conn)).await {
         Err(_) => return Err(BackendError::Timeout(timeout)),
         Ok(Err(e)) if e.is_timeout() => return Err(BackendError::Timeout(timeout)),

@@ -47,7 +47,16 @@ impl Inner {
         let local = self.local();
         let trips = self.policy.core().metrics().trips;
         let mut conn = self.conn.clone();
-        match script::run(&mut conn, &self.keys, &local, op, self.timeout).await {
+        match script::run(
+            &mut conn,
+            &self.keys,
+            &local,
+            op,
+            self.timeout,
+            self.sharded,
+        )
+        .await
+        {
             Ok(reply) => {
                 self.recovered();
                 if reply.flags & CHANGED != 0 {

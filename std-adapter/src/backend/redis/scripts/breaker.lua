@@ -26,6 +26,7 @@
 -- ARGV[9] trip: quorum window ms; close: successes needed fleet-wide
 --         (close_after); trial/release: token
 -- ARGV[10] trip: instance id
+-- ARGV[11] s: SPUBLISH (a Cluster's sharded pub/sub), else PUBLISH
 --
 -- Reply: {version, state (0 c, 1 o, 2 h, 3 f), open_until_us, streak,
 --         now_us, flags}; flags: 1 corrupt value replaced, 2 trial granted,
@@ -181,7 +182,9 @@ end
 if wrong then flags = flags + 1 end
 if changed then
   flags = flags + 8
-  redis.call('PUBLISH', (string.gsub(key, ':decision$', ':events')), string.format('%.0f', v))
+  local publish = 'PUBLISH'
+  if ARGV[11] == 's' then publish = 'SPUBLISH' end
+  redis.call(publish, (string.gsub(key, ':decision$', ':events')), string.format('%.0f', v))
 end
 local code = 0
 if s == 'o' then code = 1 elseif s == 'h' then code = 2 elseif s == 'f' then code = 3 end
