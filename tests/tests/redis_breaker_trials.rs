@@ -258,3 +258,45 @@ async fn redis_breaker_extreme_settings_never_panic() {
     assert!(matches!(trial, Ok(1)), "{trial:?}");
     assert!(!a.is_degraded());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_quorum_an_instance_restarted_on_one_host_counts_once() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let quorum = |id: Option<&str>| {
+        let (url, id) = (url.clone(), id.map(str::to_owned));
+        async move {
+            let mut builder =
+                FleetBreaker::builder("profile", slow_aware_core(), backend(&url).await)
+                    .sync_interval(SYNC)
+                    .quorum(3, Duration::from_secs(30));
+            if let Some(id) = id {
+                builder = builder.instance_id(id);
+            }
+            builder.build().await.expect("fleet breaker")
+        }
+    };
+    let observer = quorum(Some("observer")).await;
+    // One bad instance crash-loops: three processes in a row on one host,
+    // each with the default id, each tripping before it dies.
+    for _ in 0..3 {
+        let restarted = quorum(None).await;
+        trip(&restarted).await;
+        restarted.sync().await.unwrap();
+    }
+    observer.sync().await.unwrap();
+    assert_eq!(
+        observer.fleet_state(),
+        Some(State::Closed),
+        "one host is one vote"
+    );
+    assert_eq!(observer.state(), State::Closed);
+    // Two more hosts trip: three distinct instances, the fleet opens.
+    for id in ["host-b", "host-c"] {
+        let other = quorum(Some(id)).await;
+        trip(&other).await;
+        other.sync().await.unwrap();
+    }
+    observer.sync().await.unwrap();
+    assert_eq!(observer.state(), State::Open);
+}

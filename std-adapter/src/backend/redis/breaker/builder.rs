@@ -87,8 +87,12 @@ impl FleetBreakerBuilder {
         self
     }
 
-    /// This instance's id in quorum verdicts and trial tokens (default: a
-    /// random one). Keep secrets out of it.
+    /// This instance's id in quorum verdicts (default: the host name, so
+    /// an instance that crash-loops on one host counts once toward a
+    /// quorum, not once per restart; a random id if the host name is
+    /// unknown). Give each instance its own id when several run on one
+    /// host and should count separately. Keep secrets out of it; at most
+    /// 128 bytes are used.
     pub fn instance_id(mut self, id: impl Into<String>) -> Self {
         self.instance = Some(id.into());
         self
@@ -197,9 +201,8 @@ impl FleetBreakerBuilder {
         };
         let permits = self.core.config().half_open_permits();
         let open_for: Duration = self.core.config().open_for().into();
-        let instance = self
-            .instance
-            .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..)));
+        let instance = self.instance.unwrap_or_else(default_instance_id);
+        let instance = truncate(&instance, 128).to_owned();
         let inner = Arc::new(Inner {
             policy: policy.build(),
             conn: self.backend.connection(),
@@ -208,6 +211,7 @@ impl FleetBreakerBuilder {
             sharded,
             quorum: self.quorum,
             instance: instance.into(),
+            nonce: fastrand::u64(..),
             trial_ttl: self.trial_ttl.unwrap_or_else(|| {
                 // Outlives a trial cut by the timeout, so no second trial
                 // starts while the first still runs.
@@ -284,6 +288,25 @@ fn subscriber(
         None => redis::Client::open(url.as_str()).map_err(|e| fault(&e))?,
     };
     Ok(Subscriber::Single(client))
+}
+
+/// The host name (`HOSTNAME`, else `/etc/hostname`), or a random id.
+fn default_instance_id() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..)))
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Wakes the background task on every local transition.

@@ -122,6 +122,8 @@ pub(super) struct Inner {
     sharded: bool,
     quorum: Option<Quorum>,
     instance: Arc<str>,
+    /// A random number of this process's, in trial tokens.
+    nonce: u64,
     trial_ttl: Duration,
     notify: Arc<Notify>,
     sync_lock: tokio::sync::Mutex<()>,
@@ -203,8 +205,10 @@ impl FleetBreaker {
         if inner.policy.state() != State::HalfOpen || self.is_degraded() {
             return inner.policy.call(future).await;
         }
+        // Unique per process (instances may share an id), so one trial
+        // never gives back another's slot.
         let seq = inner.tokens.fetch_add(1, Ordering::Relaxed);
-        let token = format!("{}:{seq}", inner.instance);
+        let token = format!("{}:{:016x}:{seq}", inner.instance, inner.nonce);
         let mut slot = match inner.invoke(Op::Trial(inner.trial_ttl_ms(), &token)).await {
             Ok(reply) if reply.flags & GRANTED != 0 => (reply.decision.state == State::HalfOpen)
                 .then(|| Slot::new(inner, reply.decision.version, &token)),
