@@ -88,6 +88,11 @@ TABLES.append(("adapter", "Std adapter: one call on an immediately ready future 
     ("failsafe_futures_call", "failsafe `futures::CircuitBreaker::call`", "fusebox_std_breaker_call", None),
     ("tower_resilience_call", "tower-resilience `CircuitBreaker` service: `poll_ready` + `call` (boxed future)", "fusebox_std_breaker_call", None),
     ("fusebox_std_breaker_call_tokio_block_on", "control: `Breaker::call` driven by `Runtime::block_on` per call (executor cost)", None, None)]))
+TABLES.append(("tracker", "Performance tracker: one timed operation (`Tracker::track_operation`, guard dropped) against the core histogram it records into", ("tracker", "core_histogram_record"), [
+    ("core_histogram_record", "core `Histogram::record` (the tracker's size, up to 60 s)", None, None),
+    ("core_histogram_timed_by_hand", "the same timed by hand: two `std::time::Instant` reads + record", None, None),
+    ("tracker_operation", "fusebox-std `Tracker::track_operation`, every call recorded (`sample_rate` 1.0)", None, None),
+    ("tracker_operation_sampled_10pct", "the same at the default 10 % sampling", None, None)]))
 TABLES.append(("histogram", "Histogram record (latencies 1 µs … 0.5 s)", ("floor", "fetch_add"), [
     ("fusebox_record", "fusebox `Histogram` (`&self`, lock-free)", None, None),
     ("hdrhistogram_record", "`hdrhistogram::Histogram::record` (`&mut self`, 3 sig. figures)", "fusebox_record", None),

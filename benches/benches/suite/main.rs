@@ -11,6 +11,7 @@ mod bucket;
 mod cache;
 mod floor;
 mod histogram;
+mod tracker;
 
 criterion::criterion_group!(
     suite,
@@ -19,6 +20,7 @@ criterion::criterion_group!(
     bucket::bench,
     cache::bench,
     histogram::bench,
-    adapter::bench
+    adapter::bench,
+    tracker::bench
 );
 criterion::criterion_main!(suite);
