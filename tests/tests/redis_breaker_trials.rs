@@ -42,6 +42,45 @@ fn slow_aware_core() -> Arc<CircuitBreaker> {
     ))
 }
 
+/// Two failures trip it, no slow-call rule; `permits` trials at a time,
+/// closing after `close_after` successes.
+fn core_with(permits: u8, close_after: u8) -> Arc<CircuitBreaker> {
+    Arc::new(CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(2)
+            .open_for(OPEN_FOR.into())
+            .half_open_permits(permits)
+            .close_after(close_after)
+            .build()
+            .unwrap(),
+    ))
+}
+
+/// Instances `a` and `b` in quorum mode (2 of them must trip to open the
+/// fleet), so a trip reported late can never reopen a fleet that a wrong
+/// close closed: the tests below see every wrong close.
+async fn quorum_pair(
+    url: &str,
+    name: &str,
+    core: fn() -> Arc<CircuitBreaker>,
+) -> [FleetBreaker; 2] {
+    let one = |id: &'static str| {
+        let url = url.to_owned();
+        let name = name.to_owned();
+        async move {
+            FleetBreaker::builder(name, core(), backend(&url).await)
+                .sync_interval(SYNC)
+                .trial_ttl(Duration::from_secs(60))
+                .quorum(2, Duration::from_secs(30))
+                .instance_id(id)
+                .build()
+                .await
+                .expect("fleet breaker")
+        }
+    };
+    [one("a").await, one("b").await]
+}
+
 async fn instance(url: &str, name: &str) -> FleetBreaker {
     FleetBreaker::builder(name, slow_aware_core(), backend(url).await)
         .sync_interval(SYNC)
@@ -92,10 +131,10 @@ fn slot_key(b: &FleetBreaker) -> String {
 async fn redis_breaker_a_slow_successful_trial_reopens_the_fleet_and_never_closes_it() {
     let server = RedisServer::start();
     let url = server.url();
-    let a = instance(&url, "ledger").await;
-    let b = instance(&url, "ledger").await;
+    let [a, b] = quorum_pair(&url, "ledger", slow_aware_core).await;
     trip(&a).await;
-    until_state(&b, State::Open, Duration::from_secs(2)).await;
+    trip(&b).await;
+    a.sync().await.unwrap();
     until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
     // The trial returns Ok, but after 120 ms: the core records a failure.
     let slow = a
@@ -127,6 +166,95 @@ async fn redis_breaker_a_slow_successful_trial_reopens_the_fleet_and_never_close
     until_state(&a, State::HalfOpen, Duration::from_secs(3)).await;
     a.call(async { Ok::<_, ()>(()) }).await.unwrap();
     until_state(&b, State::Closed, Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_success_after_a_failed_trial_never_closes_the_fleet() {
+    let server = RedisServer::start();
+    let url = server.url();
+    // Two trials at a time, one success closes: A takes both fleet slots;
+    // the first fails, the second (a stale permit by then) succeeds.
+    let [a, b] = quorum_pair(&url, "orders", || core_with(2, 1)).await;
+    trip(&a).await;
+    trip(&b).await;
+    a.sync().await.unwrap();
+    until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+    let after = |ms: u64, ok: bool| async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        if ok {
+            Ok(())
+        } else {
+            Err(())
+        }
+    };
+    // Meanwhile Redis holds writes and a reconciliation holds A's sync
+    // lock, so the failure's reopen cannot be published before the
+    // success is counted: a close that did not wait for it would reach
+    // Redis first.
+    let mut conn = raw(&url).await;
+    let hold = async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(300)
+            .arg("WRITE")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        a.sync().await
+    };
+    let (failed, succeeded, held) =
+        tokio::join!(a.call(after(30, false)), a.call(after(60, true)), hold);
+    assert!(failed.is_err() && succeeded.is_ok(), "both ran as trials");
+    held.unwrap();
+    tokio::time::sleep(SYNC * 4).await;
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
+    let stored = get(&mut conn, a.decision_key()).await.unwrap();
+    assert!(
+        stored.contains(":o:"),
+        "fleet decision {stored} must be open"
+    );
+    assert_ne!(a.state(), State::Closed);
+    assert_ne!(b.state(), State::Closed);
+    for i in 1..=2 {
+        let slot = a
+            .decision_key()
+            .replace(":decision", &format!(":trial:{i}"));
+        assert_eq!(get(&mut conn, &slot).await, None, "slot {i} given back");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_trial_cancelled_while_its_slot_is_granted_gives_it_back() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = instance(&url, "refunds").await;
+    trip(&a).await;
+    until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+    // Redis holds writes for 300 ms: the grant is decided after the caller
+    // gave up (50 ms), so the caller never sees it.
+    let mut conn = raw(&url).await;
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(300)
+        .arg("WRITE")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let call = a.call(async { Ok::<_, ()>(()) });
+    assert!(tokio::time::timeout(Duration::from_millis(50), call)
+        .await
+        .is_err());
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    while get(&mut conn, &slot_key(&a)).await.is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "a slot granted to a cancelled caller is held until its 60 s TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,6 +153,14 @@ impl Drop for Inner {
 }
 
 impl Inner {
+    /// Whether the local breaker is not open and every local trip has
+    /// been published (so a success may count toward closing the fleet).
+    fn holds_no_unpublished_trip(&self) -> bool {
+        let trips = self.policy.core().metrics().trips;
+        trips == self.trips_published.load(Ordering::Acquire)
+            && !matches!(self.policy.state(), State::Open | State::ForcedOpen)
+    }
+
     /// The trial slot's TTL in ms, within what `SET … PX` accepts.
     fn trial_ttl_ms(&self) -> u64 {
         const MAX_MS: u64 = 1 << 40; // about 35 years
@@ -205,31 +213,34 @@ impl FleetBreaker {
         if inner.policy.state() != State::HalfOpen || self.is_degraded() {
             return inner.policy.call(future).await;
         }
-        // Unique per process (instances may share an id), so one trial
-        // never gives back another's slot.
-        let seq = inner.tokens.fetch_add(1, Ordering::Relaxed);
-        let token = format!("{}:{:016x}:{seq}", inner.instance, inner.nonce);
-        let mut slot = match inner.invoke(Op::Trial(inner.trial_ttl_ms(), &token)).await {
-            Ok(reply) if reply.flags & GRANTED != 0 => (reply.decision.state == State::HalfOpen)
-                .then(|| Slot::new(inner, reply.decision.version, &token)),
+        // Armed before the request, so a grant whose caller is cancelled
+        // (or whose reply times out) is given back too.
+        let mut slot = Slot::new(inner);
+        match inner
+            .invoke(Op::Trial(inner.trial_ttl_ms(), &slot.token))
+            .await
+        {
+            Ok(reply) if reply.flags & GRANTED != 0 => {
+                if reply.decision.state == State::HalfOpen {
+                    slot.version = Some(reply.decision.version);
+                } else {
+                    slot.armed = false; // closed meanwhile: no slot taken
+                }
+            }
             Ok(reply) => {
+                slot.armed = false;
                 return Err(CallError::Open {
                     retry_after: reply.decision.open_remaining.map(Into::into),
                 });
             }
-            // Redis failed: degraded, the trial is decided locally.
-            Err(_) => None,
-        };
-        // The slot goes back however this ends (completed or cancelled);
-        // only a trial the core recorded as a success counts toward the
-        // fleet's `close_after` (a failure reopened the local breaker,
-        // which the task publishes).
-        let (result, recorded) = inner.policy.call_recorded(future).await;
-        if let Some(slot) = &mut slot
-            && recorded == Recorded::Success
-        {
-            slot.succeeded = true;
+            // Redis failed: degraded, the trial is decided locally (a slot
+            // granted before the failure is still given back).
+            Err(_) => {}
         }
+        // Only a trial the core recorded as a success counts toward the
+        // fleet's `close_after`; see `Slot` for the order of what follows.
+        let (result, recorded) = inner.policy.call_recorded(future).await;
+        slot.succeeded = recorded == Recorded::Success;
         result
     }
 
@@ -327,22 +338,33 @@ impl FleetBreaker {
     }
 }
 
-/// A fleet trial slot held by a running trial; dropping it (the trial
-/// completed or was cancelled) gives it back in a spawned task, after
-/// counting the trial's success if it succeeded.
+/// A fleet trial slot asked for or held by a trial. Dropped (the trial
+/// completed or was cancelled), a spawned task gives it back by its
+/// token, after:
+///
+/// * a success: counting it toward closing the fleet, unless the local
+///   breaker reopened meanwhile or has a trip not yet published (another
+///   trial failed): a close never overtakes a reopen;
+/// * anything else: a reconciliation, so a failed trial's reopen is
+///   published before its slot can go to another trial.
 struct Slot {
     inner: Arc<Inner>,
-    version: u64,
-    value: String,
+    /// Unique per process (instances may share an id).
+    token: String,
+    /// The half-open decision the slot was granted in.
+    version: Option<u64>,
+    armed: bool,
     succeeded: bool,
 }
 
 impl Slot {
-    fn new(inner: &Arc<Inner>, version: u64, token: &str) -> Self {
+    fn new(inner: &Arc<Inner>) -> Self {
+        let seq = inner.tokens.fetch_add(1, Ordering::Relaxed);
         Self {
             inner: Arc::clone(inner),
-            version,
-            value: format!("{version}:{token}"),
+            token: format!("{}:{:016x}:{seq}", inner.instance, inner.nonce),
+            version: None,
+            armed: true,
             succeeded: false,
         }
     }
@@ -350,19 +372,30 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return; // no runtime left: the slot's TTL frees it
         };
         let inner = Arc::clone(&self.inner);
-        let value = std::mem::take(&mut self.value);
-        let close = self
-            .succeeded
-            .then(|| (self.version, inner.policy.core().config().close_after()));
+        let token = std::mem::take(&mut self.token);
+        let (version, succeeded) = (self.version, self.succeeded);
         runtime.spawn(async move {
-            if let Some((version, needed)) = close {
-                let _ = inner.invoke(Op::Close(version, needed)).await;
+            match (version, succeeded) {
+                (Some(version), true) => {
+                    let needed = inner.policy.core().config().close_after();
+                    let _one = inner.sync_lock.lock().await;
+                    if inner.holds_no_unpublished_trip() {
+                        let _ = inner.invoke(Op::Close(version, needed)).await;
+                    }
+                }
+                (Some(_), false) => {
+                    let _ = inner.reconcile().await;
+                }
+                (None, _) => {}
             }
-            let _ = inner.invoke(Op::Release(&value)).await;
+            let _ = inner.invoke(Op::Release(&token)).await;
         });
     }
 }

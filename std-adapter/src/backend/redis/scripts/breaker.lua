@@ -22,9 +22,10 @@
 --         or older than the caller's known version (the store lost data)
 -- ARGV[8] op argument: trip: quorum min instances (0 = off);
 --         close: the half-open version a trial succeeded in; trial: slot TTL ms;
---         release: the token
+--         release: unused
 -- ARGV[9] trip: quorum window ms; close: successes needed fleet-wide
---         (close_after); trial/release: token
+--         (close_after); trial/release: token (a slot holds
+--         '<version>:<token>'; release matches the token)
 -- ARGV[10] trip: instance id
 -- ARGV[11] s: SPUBLISH (a Cluster's sharded pub/sub), else PUBLISH
 --
@@ -174,8 +175,14 @@ elseif op == 'trial' then
     end
   end
 elseif op == 'release' then
+  -- By token alone (unique per process): the caller may not have seen
+  -- the grant (cancelled, or its reply timed out).
+  local suffix = ':' .. ARGV[9]
   for i = 4, #KEYS do
-    if get(KEYS[i]) == ARGV[9] then redis.call('DEL', KEYS[i]) end
+    local cur = get(KEYS[i])
+    if cur and #ARGV[9] > 0 and string.sub(cur, -#suffix) == suffix then
+      redis.call('DEL', KEYS[i])
+    end
   end
 end
 
