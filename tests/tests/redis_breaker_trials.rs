@@ -428,3 +428,91 @@ async fn redis_breaker_quorum_an_instance_restarted_on_one_host_counts_once() {
     observer.sync().await.unwrap();
     assert_eq!(observer.state(), State::Open);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_forged_version_near_the_limit_is_replaced() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = instance(&url, "limits").await;
+    let b = instance(&url, "limits").await;
+    let mut conn = raw(&url).await;
+    // Valid in form, but 2^53 − 992 versions past anything seen: left in
+    // place, the next transition would write past the largest version
+    // the script accepts, and every read after would be corrupt.
+    let () = redis::cmd("SET")
+        .arg(a.decision_key())
+        .arg("fb1:9007199254740000:c:0:0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let before = a.fleet_metrics().corrupt;
+    a.sync().await.unwrap();
+    assert_eq!(a.fleet_metrics().corrupt, before + 1);
+    let stored = get(&mut conn, a.decision_key()).await.unwrap();
+    let version: u64 = stored.split(':').nth(1).unwrap().parse().unwrap();
+    assert!(version < 1 << 32, "{stored}");
+    // Sharing works on: A's trip opens B, and nothing more is corrupt.
+    trip(&a).await;
+    until_state(&b, State::Open, Duration::from_secs(2)).await;
+    let settled = (a.fleet_metrics().corrupt, b.fleet_metrics().corrupt);
+    tokio::time::sleep(SYNC * 3).await;
+    assert_eq!(
+        (a.fleet_metrics().corrupt, b.fleet_metrics().corrupt),
+        settled
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_forged_trial_keys_neither_block_nor_close_the_fleet() {
+    let server = RedisServer::start();
+    let url = server.url();
+    // One trial at a time, two successes close.
+    let one = || async {
+        FleetBreaker::builder("payouts", core_with(1, 2), backend(&url).await)
+            .sync_interval(SYNC)
+            .trial_ttl(Duration::from_secs(60))
+            .build()
+            .await
+            .expect("fleet breaker")
+    };
+    let (a, b) = (one().await, one().await);
+    trip(&a).await;
+    until_state(&b, State::Open, Duration::from_secs(2)).await;
+    let mut conn = raw(&url).await;
+    let stored = get(&mut conn, a.decision_key()).await.unwrap();
+    let open: u64 = stored.split(':').nth(1).unwrap().parse().unwrap();
+    // The half-open decision will be version open + 1: forge its only
+    // slot (no TTL: it would never expire) and a success count far past
+    // `close_after`.
+    let half_open = open + 1;
+    let () = redis::pipe()
+        .cmd("SET")
+        .arg(slot_key(&a))
+        .arg(format!("{half_open}:forged"))
+        .ignore()
+        .cmd("SET")
+        .arg(a.decision_key().replace(":decision", ":trial:ok"))
+        .arg(format!("{half_open}:999999"))
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+    a.call(async { Ok::<_, ()>(()) })
+        .await
+        .expect("the forged slot does not block the trial");
+    tokio::time::sleep(SYNC * 2).await;
+    b.sync().await.unwrap();
+    let stored = get(&mut conn, a.decision_key()).await.unwrap();
+    assert!(
+        stored.contains(":h:"),
+        "one success of two: still half-open, {stored}"
+    );
+    assert_ne!(b.state(), State::Closed);
+    assert!(a.fleet_metrics().corrupt >= 2, "both forgeries counted");
+    // The second success closes it, everywhere.
+    a.call(async { Ok::<_, ()>(()) })
+        .await
+        .expect("second trial");
+    until_state(&b, State::Closed, Duration::from_secs(2)).await;
+}

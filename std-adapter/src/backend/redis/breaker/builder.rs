@@ -100,8 +100,8 @@ impl FleetBreakerBuilder {
 
     /// How long a fleet trial slot is held if its holder vanishes
     /// (default: the breaker's `open_for`, at least 1 s, and at least the
-    /// timeout plus 1 s). A trial that outlives it (no timeout, a hung
-    /// call) may be joined by another one: set a timeout.
+    /// timeout plus 1 s; at most a day). A trial that outlives it (no
+    /// timeout, a hung call) may be joined by another one: set a timeout.
     pub fn trial_ttl(mut self, ttl: Duration) -> Self {
         self.trial_ttl = Some(ttl);
         self
@@ -224,6 +224,7 @@ impl FleetBreakerBuilder {
             sync_lock: tokio::sync::Mutex::new(()),
             last: Mutex::new(None),
             trips_published: AtomicU64::new(self.core.metrics().trips),
+            close_reported: AtomicU64::new(u64::MAX),
             degraded: AtomicBool::new(false),
             corrupt_logged: AtomicBool::new(false),
             corrupt: AtomicU64::new(0),

@@ -129,6 +129,8 @@ pub(super) struct Inner {
     sync_lock: tokio::sync::Mutex<()>,
     last: Mutex<Option<Decision>>,
     trips_published: AtomicU64,
+    /// The decision version a local close was last reported for.
+    close_reported: AtomicU64,
     degraded: AtomicBool,
     corrupt_logged: AtomicBool,
     corrupt: AtomicU64,
@@ -161,9 +163,10 @@ impl Inner {
             && !matches!(self.policy.state(), State::Open | State::ForcedOpen)
     }
 
-    /// The trial slot's TTL in ms, within what `SET … PX` accepts.
+    /// The trial slot's TTL in ms, at most a day (the script takes a
+    /// longer-lived slot for a forged one).
     fn trial_ttl_ms(&self) -> u64 {
-        const MAX_MS: u64 = 1 << 40; // about 35 years
+        const MAX_MS: u64 = 86_400_000;
         u64::try_from(self.trial_ttl.as_millis())
             .unwrap_or(u64::MAX)
             .clamp(1, MAX_MS)

@@ -92,11 +92,13 @@ impl Inner {
                     .map(|q| (q.min, q.window_ms, &*self.instance)),
             )
         } else if let (true, Some(d)) = (local_closed, fleet) {
-            if matches!(d.state, State::Open | State::HalfOpen) {
+            if matches!(d.state, State::Open | State::HalfOpen)
+                && self.close_reported.load(Ordering::Acquire) != d.version
+            {
                 // Closed here by trials decided locally (while degraded):
-                // evidence as strong as `close_after` fleet trials, counted
-                // as one (the script accepts it only for a half-open or
-                // expired open decision of that version).
+                // counted as one trial success, once per decision version
+                // (the script accepts it only for a half-open or expired
+                // open decision of that version).
                 let needed = self.policy.core().config().close_after();
                 Op::Close(d.version, needed)
             } else {
@@ -106,8 +108,10 @@ impl Inner {
             Op::Sync
         };
         let reply = self.invoke(op).await?;
-        if matches!(op, Op::Trip(_)) {
-            self.trips_published.store(trips, Ordering::Release);
+        match op {
+            Op::Trip(_) => self.trips_published.store(trips, Ordering::Release),
+            Op::Close(version, _) => self.close_reported.store(version, Ordering::Release),
+            _ => {}
         }
         self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(reply)

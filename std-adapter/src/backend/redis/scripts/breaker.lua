@@ -40,6 +40,7 @@ local max_open = tonumber(ARGV[4]) or open_for
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local LIMIT = 9007199254740000
+local JUMP = 4294967296
 local flags = 0
 
 local function open_time(streak)
@@ -79,7 +80,9 @@ local valid = false
 if raw and type(raw) == 'string' and #raw <= 64 then
   local a, b, c, d = string.match(raw, '^fb1:(%d+):([cohf]):(%d+):(%d+)$')
   a, c, d = tonumber(a), tonumber(c), tonumber(d)
-  if a and c and d and a <= LIMIT and c <= LIMIT and d <= 15 then
+  -- A version more than 2^32 past the caller's is forged (no history
+  -- makes that many changes unseen): honest versions stay far below LIMIT.
+  if a and c and d and a <= LIMIT and a <= known + JUMP and c <= LIMIT and d <= 15 then
     if (b == 'c' or b == 'f') and c == 0 and d == 0 then valid = true
     elseif b == 'h' and c == 0 then valid = true
     elseif b == 'o' then valid = true end
@@ -148,7 +151,9 @@ elseif op == 'close' then
     local n = 1
     if need > 1 then
       local pv, pc = string.match(get(KEYS[3]) or '', '^(%d+):(%d+)$')
-      if pv and tonumber(pv) == v and tonumber(pc) then n = tonumber(pc) + 1 end
+      if pv and tonumber(pv) == v and tonumber(pc) then
+        if tonumber(pc) < need then n = tonumber(pc) + 1 else wrong = true end
+      end
       redis.call('SET', KEYS[3], string.format('%.0f:%d', v, n), 'PX', 3600000)
     end
     if n >= need then store(v + 1, 'c', 0, 0) end
@@ -166,7 +171,18 @@ elseif op == 'trial' then
       local prefix = string.format('%.0f:', v)
       for i = 4, #KEYS do
         local cur = get(KEYS[i])
-        if not cur or string.sub(cur, 1, #prefix) ~= prefix then
+        local free = not cur or string.sub(cur, 1, #prefix) ~= prefix
+        if not free then
+          -- A slot no trial set (no TTL, or over a day, the longest a
+          -- trial TTL is) is forged: taken over, so it cannot block the
+          -- half-open fleet.
+          local left = redis.call('PTTL', KEYS[i])
+          if left < 0 or left > 86400000 then
+            free = true
+            wrong = true
+          end
+        end
+        if free then
           redis.call('SET', KEYS[i], prefix .. ARGV[9], 'PX', tonumber(ARGV[8]) or 10000)
           flags = flags + 2
           break
