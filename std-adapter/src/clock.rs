@@ -136,9 +136,26 @@ impl Clock for TokioClock {
     }
 }
 
+/// The longest span this crate adds to an instant: about 30 years, as
+/// tokio's own `sleep` clamps (longer spans overflow the instant on some
+/// platforms: 100 years on FreeBSD, 1000 on macOS).
+pub(crate) const FAR: std::time::Duration = std::time::Duration::from_secs(86_400 * 365 * 30);
+
 /// An instant about 30 years after `from` (tokio's own "far future").
 pub(crate) fn far_future(from: tokio::time::Instant) -> tokio::time::Instant {
-    from + std::time::Duration::from_secs(86_400 * 365 * 30)
+    from + FAR
+}
+
+/// `from + d`, with `d` clamped to [`FAR`]: a wait or deadline longer than
+/// ~30 years (`Duration::MAX`, `u64::MAX` seconds) means "never" and is
+/// the far future, never a panic on overflow. Every instant built from
+/// a caller's duration (a builder, a config, a server's Retry-After)
+/// goes through here.
+pub(crate) fn saturating_add(
+    from: tokio::time::Instant,
+    d: std::time::Duration,
+) -> tokio::time::Instant {
+    from + d.min(FAR)
 }
 
 #[cfg(test)]
@@ -165,5 +182,19 @@ mod tests {
         let clock = TokioClock::with_origin(start + std::time::Duration::from_secs(1));
         assert_eq!(clock.now(), Instant::ZERO);
         assert!(clock.to_tokio(Instant::MAX) > start);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_span_past_thirty_years_is_the_far_future() {
+        let now = tokio::time::Instant::now();
+        let d = std::time::Duration::from_millis(5);
+        assert_eq!(saturating_add(now, d), now + d);
+        for huge in [
+            FAR + std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(u64::MAX),
+            std::time::Duration::MAX,
+        ] {
+            assert_eq!(saturating_add(now, huge), far_future(now));
+        }
     }
 }

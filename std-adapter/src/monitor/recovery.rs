@@ -141,7 +141,9 @@ impl RecoveryRule {
         }
     }
 
-    /// The wait after the first attempt of an episode (default 30 s).
+    /// The wait after the first attempt of an episode (default 30 s). Any
+    /// duration is safe: the waits saturate at `Duration::MAX` (no further
+    /// attempt), and so does the status's `next_attempt_at`.
     ///
     /// ```
     /// use std::time::Duration;

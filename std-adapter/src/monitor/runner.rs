@@ -2,6 +2,7 @@
 //! rule), keeps their state for [`Status`] snapshots and sends events.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -136,7 +137,7 @@ impl HealthMonitor {
         let mut runs = Vec::with_capacity(self.specs.len());
         for (i, spec) in self.specs.into_iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
-            let first = started + spec.interval * i / n;
+            let first = crate::clock::saturating_add(started, stagger(spec.interval, i, n));
             let recovery = spec.recovery.as_ref().map(|rule| RecoveryStatus {
                 primary: stats_for(rule.primary.name()),
                 escalation: rule.escalation.as_ref().map(|(_, a)| stats_for(a.name())),
@@ -189,6 +190,15 @@ fn stats_for(name: &str) -> ActionStats {
         name: name.to_owned(),
         ..ActionStats::default()
     }
+}
+
+/// Check `i` of `n`'s first start after spawn: `interval × i / n` (below
+/// `interval`, as `i < n`), computed without overflowing for a huge
+/// interval (`Duration::MAX`: `interval × i` would not fit).
+fn stagger(interval: Duration, i: u32, n: u32) -> Duration {
+    interval
+        .checked_mul(i)
+        .map_or_else(|| interval / n * i, |d| d / n)
 }
 
 /// The running monitor. Dropping it aborts every task of the monitor (at
@@ -294,5 +304,20 @@ impl MonitorHandle {
     /// ```
     pub async fn stop(mut self) {
         self.tasks.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stagger_of_a_huge_interval_does_not_overflow() {
+        let second = Duration::from_secs(1);
+        assert_eq!(stagger(second, 0, 3), Duration::ZERO);
+        assert_eq!(stagger(second * 3, 2, 3), second * 2);
+        assert_eq!(stagger(Duration::MAX, 0, 2), Duration::ZERO);
+        assert_eq!(stagger(Duration::MAX, 1, 2), Duration::MAX / 2);
+        assert!(stagger(Duration::MAX, 2, 3) < Duration::MAX);
     }
 }

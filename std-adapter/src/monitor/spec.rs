@@ -58,7 +58,9 @@ impl CheckSpec {
         }
     }
 
-    /// Time between the starts of two runs (at least 1 ms).
+    /// Time between the starts of two runs (at least 1 ms). Any longer one
+    /// is safe: a run (or a staggered first run) more than ~30 years away
+    /// (`Duration::MAX`) is put ~30 years ahead, never a panic.
     ///
     /// ```
     /// use std::time::Duration;

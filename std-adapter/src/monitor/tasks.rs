@@ -239,7 +239,9 @@ pub(crate) async fn check_loop(
             publish(&bus, event);
         }
         signal_tx.send_replace(signal);
-        next += interval;
+        // An interval over ~30 years (`Duration::MAX`) puts the next run
+        // in the far future (~30 years): never a panic.
+        next = crate::clock::saturating_add(next, interval);
         let now = Instant::now();
         if next < now {
             next = now;
@@ -277,7 +279,8 @@ pub(crate) async fn recovery_loop(
                 Err(redact(&format!("action panicked: {panic}")).into_owned())
             });
             let delay = rule.delay_after(attempt);
-            let next_at = shared.since(Instant::now()) + delay;
+            // Saturating: a cooldown of `Duration::MAX` is "never again".
+            let next_at = shared.since(Instant::now()).saturating_add(delay);
             if let Some(r) = cell.lock().recovery.as_mut() {
                 r.episode_attempts = attempt;
                 r.escalated |= escalated;

@@ -332,7 +332,8 @@ impl<B, P> RetryBuilder<B, P> {
     }
 
     /// The overall deadline, from the start of the call: no attempt starts
-    /// at or after it.
+    /// at or after it. One longer than ~30 years (`Duration::MAX`) is no
+    /// deadline at all.
     ///
     /// ```
     /// use std::time::Duration;
@@ -537,7 +538,11 @@ impl<B: MakeBackoff, P> Retry<B, P> {
         F: FnMut(Option<Instant>) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let deadline = self.deadline.map(|d| Instant::now() + d);
+        // A deadline beyond the far future (`Duration::MAX`) is none.
+        let deadline = self
+            .deadline
+            .filter(|d| *d <= crate::clock::FAR)
+            .map(|d| Instant::now() + d);
         if let Some(budget) = &self.budget {
             budget.deposit();
         }
@@ -585,7 +590,9 @@ impl<B: MakeBackoff, P> Retry<B, P> {
         let wait = predicate
             .retry_after(error)
             .map_or(delay, |after| after.max(delay));
-        let wake = Instant::now() + wait;
+        // A wait longer than ~30 years (`Duration::MAX` from a backoff or a
+        // predicate) sleeps until the far future: never a panic.
+        let wake = crate::clock::saturating_add(Instant::now(), wait);
         if deadline.is_some_and(|d| wake >= d) {
             return Err(Stop::Deadline);
         }

@@ -70,7 +70,8 @@ impl Shared {
                 return Ok(());
             }
             // Never spin: a refusal names at least a millisecond.
-            let at = Instant::now() + decision.retry_after.max(Duration::from_millis(1));
+            let wait = decision.retry_after.max(Duration::from_millis(1));
+            let at = crate::clock::saturating_add(Instant::now(), wait);
             if deadline.is_some_and(|d| at > d) {
                 return Err(LimitError::DeadlineExceeded {
                     retry_after: decision.retry_after,

@@ -83,12 +83,11 @@ pub(super) async fn connect(
     timeout: Duration,
     backoff: (Duration, Duration),
 ) -> Result<RedisConnection, BackendError> {
-    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
         .connection_timeout(timeout)
         .response_timeout(timeout)
-        .min_retry_wait(millis(backoff.0).max(1))
-        .max_retry_wait(millis(backoff.1).max(1));
+        .min_retry_wait(retry_wait_ms(backoff.0))
+        .max_retry_wait(retry_wait_ms(backoff.1));
     if let Some(certificates) = certificates {
         builder = builder.certs(certificates);
     }
@@ -124,4 +123,28 @@ pub(super) async fn subscriber(
         builder = builder.certs(certificates);
     }
     builder.build()?.get_async_connection().await
+}
+
+/// A retry wait for the Cluster client, in milliseconds: at least 1, at
+/// most ~30 years. The client computes `min + 1` and samples `min..max`
+/// unchecked: `u64::MAX` (from `Duration::MAX`) overflowed, or left an
+/// empty range, and panicked its retry.
+fn retry_wait_ms(d: Duration) -> u64 {
+    u64::try_from(d.min(crate::clock::FAR).as_millis()).map_or(1, |ms| ms.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_wait_ms;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_waits_are_clamped_for_the_cluster_client() {
+        assert_eq!(retry_wait_ms(Duration::ZERO), 1);
+        assert_eq!(retry_wait_ms(Duration::from_millis(50)), 50);
+        let far = retry_wait_ms(Duration::MAX);
+        assert_eq!(far, 86_400 * 365 * 30 * 1_000);
+        assert!(far.checked_add(1).is_some());
+        assert_eq!(retry_wait_ms(Duration::from_secs(u64::MAX)), far);
+    }
 }

@@ -138,7 +138,8 @@ impl RedisConfig {
     }
 
     /// The reconnection backoff: from `min`, doubling (with jitter), up
-    /// to `max`.
+    /// to `max`. Any durations are safe; a Cluster's retry waits are
+    /// clamped to 1 ms ..= ~30 years (its client panicked on `Duration::MAX`).
     #[must_use]
     pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.reconnect_min = min;

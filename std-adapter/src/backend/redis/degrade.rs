@@ -54,7 +54,9 @@ pub(super) struct Outage {
     pub(super) backoff: Duration,
 }
 
-/// The probe backoff bounds.
+/// The probe backoff bounds. Any `Duration` is safe here: the doubling
+/// saturates, and a next probe more than ~30 years away is clamped to the
+/// far future (no probe for ~30 years), never a panic.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Backoff {
     pub(super) min: Duration,
@@ -78,7 +80,7 @@ impl Outage {
             return true;
         }
         if now >= self.next_probe {
-            self.next_probe = now + self.backoff;
+            self.next_probe = crate::clock::saturating_add(now, self.backoff);
             return true;
         }
         false
@@ -90,10 +92,10 @@ impl Outage {
         self.backoff = if started {
             bounds.min
         } else {
-            (self.backoff * 2).clamp(bounds.min, bounds.max)
+            self.backoff.saturating_mul(2).clamp(bounds.min, bounds.max)
         };
         self.degraded = true;
-        self.next_probe = now + self.backoff;
+        self.next_probe = crate::clock::saturating_add(now, self.backoff);
         started
     }
 
@@ -142,5 +144,33 @@ mod tests {
         assert!(o.succeeded());
         assert!(!o.succeeded());
         assert!(o.should_ask(t0));
+    }
+
+    #[test]
+    fn huge_bounds_saturate_instead_of_panicking() {
+        let t0 = Instant::now();
+        let far = crate::clock::far_future(t0);
+        // `Duration::MAX` overflowed `now + backoff`; a max above half of
+        // it overflowed `backoff * 2`.
+        for bounds in [
+            Backoff {
+                min: Duration::MAX,
+                max: Duration::MAX,
+            },
+            Backoff {
+                min: Duration::MAX / 2 + Duration::from_secs(1),
+                max: Duration::MAX,
+            },
+        ] {
+            let mut o = Outage::new(t0);
+            assert!(o.failed(t0, bounds));
+            assert_eq!(o.next_probe, far);
+            assert!(!o.should_ask(t0 + Duration::from_secs(3_600)));
+            assert!(!o.failed(t0, bounds), "doubling saturates");
+            assert_eq!(o.backoff, Duration::MAX);
+            assert_eq!(o.until_probe(t0), far - t0);
+            assert!(o.should_ask(far));
+            assert_eq!(o.next_probe, crate::clock::far_future(far));
+        }
     }
 }

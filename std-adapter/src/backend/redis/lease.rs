@@ -90,7 +90,8 @@ impl Drop for Refill<'_> {
 
 impl LeasedLimiter {
     /// Leases of `lease` tokens of `key` in `limiter`, given up after
-    /// `lease_ttl` unspent.
+    /// `lease_ttl` unspent. A `lease_ttl` longer than ~30 years
+    /// (`Duration::MAX`) is clamped to that: no panic.
     ///
     /// # Errors
     ///
@@ -174,7 +175,10 @@ impl LeasedLimiter {
                         let wait = until - now;
                         return Ok(Decision {
                             retry_after: wait,
-                            reset: decision.reset.saturating_sub(decision.retry_after) + wait,
+                            reset: decision
+                                .reset
+                                .saturating_sub(decision.retry_after)
+                                .saturating_add(wait),
                             remaining: u64::from(held.tokens),
                             source: Source::Lease,
                             ..decision
@@ -209,7 +213,7 @@ impl LeasedLimiter {
         match d.source {
             Source::Redis if d.allowed => {
                 held.tokens = held.tokens.saturating_add(taken);
-                held.expires = now + self.ttl;
+                held.expires = crate::clock::saturating_add(now, self.ttl);
                 held.refused = None;
                 if held.tokens >= n {
                     return Ok(self.spend(&mut held, n, now));
@@ -217,7 +221,7 @@ impl LeasedLimiter {
                 Ok(d)
             }
             Source::Redis => {
-                held.refused = Some((now + d.retry_after, n, d));
+                held.refused = Some((crate::clock::saturating_add(now, d.retry_after), n, d));
                 Ok(d)
             }
             // Decided by the degradation policy: no lease.

@@ -105,7 +105,10 @@ impl RedisLimiterBuilder {
     }
 
     /// How often a degraded limiter tries Redis again: from `min`,
-    /// doubling, up to `max` (default 50 ms to 1 s).
+    /// doubling, up to `max` (default 50 ms to 1 s). Any durations are
+    /// accepted: the doubling saturates, and a probe interval longer than
+    /// ~30 years (`Duration::MAX`) is clamped to that: no probe for ~30
+    /// years (`FailClosed` names that as its wait), never a panic.
     pub fn probe_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.backoff = Backoff {
             min,
@@ -331,7 +334,7 @@ impl RedisLimiter {
             }
             // Never spin: a refusal names at least a millisecond.
             let wait = decision.retry_after.max(Duration::from_millis(1));
-            let wake = Instant::now() + wait;
+            let wake = crate::clock::saturating_add(Instant::now(), wait);
             if deadline.is_some_and(|d| wake > d) {
                 return Err(BackendError::DeadlineExceeded {
                     retry_after: decision.retry_after,

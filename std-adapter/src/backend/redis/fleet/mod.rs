@@ -177,7 +177,9 @@ impl FleetPercentiles {
     /// next tick.
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
-        let mut tick = tokio::time::interval(self.config.interval);
+        // tokio's `Interval` adds its period to an instant unchecked: one
+        // of `Duration::MAX` panicked on the first tick. ~30 years is never.
+        let mut tick = tokio::time::interval(self.config.interval.min(crate::clock::FAR));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::spawn(async move {
             loop {
@@ -207,15 +209,12 @@ impl FleetPercentiles {
         let (secs, micros): (u64, u64) = self
             .timed(redis::cmd("TIME").query_async(&mut conn))
             .await?;
-        let now_ms = secs.saturating_mul(1_000) + micros / 1_000;
+        let now_ms = redis_time_ms(secs, micros);
         let mut local = Vec::new();
         self.tracker.for_each_series(|name, s| {
             local.push((name.to_owned(), codec::encode(&s.latency, now_ms)));
         });
-        // Within what `PEXPIRE` accepts (about 35 years).
-        let ttl_ms = u64::try_from(self.config.ttl.as_millis())
-            .unwrap_or(u64::MAX)
-            .clamp(1, 1 << 40);
+        let ttl_ms = redis_ttl_ms(self.config.ttl);
         let mut out = BTreeMap::new();
         for (series, value) in local {
             // Tracker paths are at most 128 bytes, within the key limit.
@@ -360,5 +359,39 @@ impl FleetPercentiles {
             Ok(Err(e)) => Err(fault(&e)),
             Ok(Ok(v)) => Ok(v),
         }
+    }
+}
+
+/// The longest `PEXPIRE` sent: 100 years. Redis refuses an expiry that
+/// overflows its clock (`invalid expire time`), which a `ttl` of
+/// `Duration::MAX` would ask for on every push.
+const MAX_TTL_MS: u64 = 100 * 365 * 86_400 * 1_000;
+
+/// `ttl` in whole milliseconds, at most [`MAX_TTL_MS`].
+fn redis_ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).map_or(MAX_TTL_MS, |ms| ms.min(MAX_TTL_MS))
+}
+
+/// A Redis `TIME` reply in milliseconds, saturating: a reply from a
+/// broken server or proxy (`u64::MAX` seconds) must not overflow.
+fn redis_time_ms(secs: u64, micros: u64) -> u64 {
+    secs.saturating_mul(1_000).saturating_add(micros / 1_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_times_and_ttls_saturate() {
+        assert_eq!(redis_time_ms(1_700_000_000, 123_456), 1_700_000_000_123);
+        assert_eq!(redis_time_ms(u64::MAX / 1_000, 999_999), u64::MAX);
+        assert_eq!(redis_time_ms(u64::MAX, u64::MAX), u64::MAX);
+        assert_eq!(redis_ttl_ms(Duration::from_secs(30)), 30_000);
+        assert_eq!(redis_ttl_ms(Duration::MAX), MAX_TTL_MS);
+        assert_eq!(
+            redis_ttl_ms(Duration::from_secs(u64::MAX / 1_000)),
+            MAX_TTL_MS
+        );
     }
 }

@@ -49,8 +49,9 @@ impl FleetConfig {
         })
     }
 
-    /// Pushes every `interval` (at least 1 ms); the expiry follows (3
-    /// intervals) unless set with [`ttl`](Self::ttl).
+    /// Pushes every `interval` (at least 1 ms; one over ~30 years, such as
+    /// `Duration::MAX`, pushes once, then every ~30 years); the expiry
+    /// follows (3 intervals, saturating) unless set with [`ttl`](Self::ttl).
     #[must_use]
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval.max(Duration::from_millis(1));
@@ -61,7 +62,9 @@ impl FleetConfig {
     }
 
     /// An instance's histograms count until `ttl` (at least 1 ms) after
-    /// its last push.
+    /// its last push. Redis is asked to keep them at most 100 years (a
+    /// longer `ttl`, up to `Duration::MAX`, is clamped to that: Redis
+    /// refuses an expiry past its clock's range).
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl.max(Duration::from_millis(1));
