@@ -232,6 +232,33 @@ async fn redis_fleet_percentiles_corrupt_fields_are_skipped_counted_and_the_rest
     assert_eq!(again, report.corrupt, "nothing new to count");
 }
 
+#[tokio::test(start_paused = true)]
+async fn redis_fleet_percentiles_a_key_of_another_type_is_replaced_not_fatal() {
+    let server = RedisServer::start();
+    let sets = sets();
+    let fleet = three(&server.url(), &sets, Duration::from_secs(60)).await;
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = fleet[0].fleet.key(OP).unwrap();
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg("not a hash")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    fleet[0].fleet.sync().await.expect("replaced, not an error");
+    for i in &fleet[1..] {
+        i.fleet.sync().await.unwrap();
+    }
+    fleet[0].fleet.sync().await.unwrap();
+    let report = fleet[0].registry.health().fleet["http"].clone();
+    assert!(report.available);
+    assert_eq!(report.corrupt, 1);
+    let merged = &report.series[OP];
+    let all: Vec<u64> = sets.iter().flatten().copied().collect();
+    assert_eq!((merged.instances, merged.count), (3, all.len() as u64));
+}
+
 /// The fields read per series at most (the documented `MAX_INSTANCES`).
 const CAP: usize = 1024;
 

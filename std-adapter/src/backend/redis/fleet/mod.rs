@@ -45,6 +45,11 @@ use super::{RedisBackend, RedisConnection};
 use crate::tracker::{LatencyHistogram, Tracker};
 use codec::Corrupt;
 
+/// Whether Redis refused a command for the key's type (`WRONGTYPE`).
+fn is_wrong_type(e: &BackendError) -> bool {
+    matches!(e, BackendError::Unavailable(text) if text.contains("WRONGTYPE"))
+}
+
 /// One hash field and its value, as read.
 type Field = (Vec<u8>, Vec<u8>);
 
@@ -219,31 +224,56 @@ impl FleetPercentiles {
         for (series, value) in local {
             // Tracker paths are at most 128 bytes, within the key limit.
             let Ok(key) = self.key(&series) else { continue };
-            if let Some(value) = value {
-                // Not MULTI (a Cluster connection may refuse it): a push
-                // whose PEXPIRE is lost is expired by the next one.
-                let mut pipe = redis::pipe();
-                pipe.hset(&key, self.config.instance.as_str(), value)
-                    .ignore()
-                    .pexpire(&key, i64::try_from(ttl_ms).unwrap_or(i64::MAX))
-                    .ignore();
-                let () = self.timed(pipe.query_async(&mut conn)).await?;
-            }
-            let fields = self.read_fields(&mut conn, &key).await?;
-            let (merged, stale) = self.merge(&key, fields, now_ms, ttl_ms);
-            if !stale.is_empty() {
-                let _: Value = self
-                    .timed(
-                        redis::cmd("HDEL")
-                            .arg(&key)
-                            .arg(stale)
-                            .query_async(&mut conn),
-                    )
-                    .await?;
-            }
+            let merged = match self
+                .series(&mut conn, &key, value.as_deref(), now_ms, ttl_ms)
+                .await
+            {
+                // Another type under the key (a careless or hostile
+                // write): replaced, counted, and the series merged anew.
+                Err(e) if is_wrong_type(&e) => {
+                    self.refuse(&key, Corrupt::Malformed, 1);
+                    let _: Value = self
+                        .timed(redis::cmd("DEL").arg(&key).query_async(&mut conn))
+                        .await?;
+                    self.series(&mut conn, &key, value.as_deref(), now_ms, ttl_ms)
+                        .await?
+                }
+                merged => merged?,
+            };
             out.insert(series, merged);
         }
         Ok(out)
+    }
+
+    /// One series: pushes this instance's `value` (if any) to `key`, reads
+    /// every instance's back, merges them and deletes the expired and
+    /// corrupt fields.
+    async fn series(
+        &self,
+        conn: &mut RedisConnection,
+        key: &str,
+        value: Option<&str>,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<FleetSeries, BackendError> {
+        if let Some(value) = value {
+            // Not MULTI (a Cluster connection may refuse it): a push
+            // whose PEXPIRE is lost is expired by the next one.
+            let mut pipe = redis::pipe();
+            pipe.hset(key, self.config.instance.as_str(), value)
+                .ignore()
+                .pexpire(key, i64::try_from(ttl_ms).unwrap_or(i64::MAX))
+                .ignore();
+            let () = self.timed(pipe.query_async(conn)).await?;
+        }
+        let fields = self.read_fields(conn, key).await?;
+        let (merged, stale) = self.merge(key, fields, now_ms, ttl_ms);
+        if !stale.is_empty() {
+            let _: Value = self
+                .timed(redis::cmd("HDEL").arg(key).arg(stale).query_async(conn))
+                .await?;
+        }
+        Ok(merged)
     }
 
     /// The fields of one hash: all of them (`HGETALL`) unless it holds
