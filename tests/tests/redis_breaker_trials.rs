@@ -516,3 +516,39 @@ async fn redis_breaker_forged_trial_keys_neither_block_nor_close_the_fleet() {
         .expect("second trial");
     until_state(&b, State::Closed, Duration::from_secs(2)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_quorum_a_lone_trip_is_not_closed_by_a_newer_fleet_version() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let one = |id: &'static str| {
+        let url = url.clone();
+        async move {
+            FleetBreaker::builder("avatars", slow_aware_core(), backend(&url).await)
+                .sync_interval(Duration::from_secs(10))
+                .quorum(3, Duration::from_secs(30))
+                .instance_id(id)
+                .build()
+                .await
+                .expect("fleet breaker")
+        }
+    };
+    let (a, b) = (one("a").await, one("b").await);
+    // The fleet moves on (an operator's close on B) while A, which has
+    // not synced since, trips alone: below the quorum the fleet stays
+    // closed, and its newer closed decision must not close A at once.
+    b.force_close().await.unwrap();
+    trip(&a).await;
+    a.sync().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        a.state(),
+        State::Open,
+        "a lone bad instance protects itself"
+    );
+    assert_eq!(b.state(), State::Closed, "and only itself");
+    // Once its own open time is up it follows the fleet again.
+    until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+    a.sync().await.unwrap();
+    assert_eq!(a.fleet_state(), Some(State::Closed));
+}

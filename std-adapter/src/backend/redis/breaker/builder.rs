@@ -225,6 +225,7 @@ impl FleetBreakerBuilder {
             last: Mutex::new(None),
             trips_published: AtomicU64::new(self.core.metrics().trips),
             close_reported: AtomicU64::new(u64::MAX),
+            local_only: AtomicBool::new(false),
             degraded: AtomicBool::new(false),
             corrupt_logged: AtomicBool::new(false),
             corrupt: AtomicU64::new(0),

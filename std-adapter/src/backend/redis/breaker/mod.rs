@@ -131,6 +131,8 @@ pub(super) struct Inner {
     trips_published: AtomicU64,
     /// The decision version a local close was last reported for.
     close_reported: AtomicU64,
+    /// The local breaker is open by a trip the fleet did not take up.
+    local_only: AtomicBool,
     degraded: AtomicBool,
     corrupt_logged: AtomicBool,
     corrupt: AtomicU64,

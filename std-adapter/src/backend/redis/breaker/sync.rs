@@ -62,7 +62,7 @@ impl Inner {
                 if reply.flags & CHANGED != 0 {
                     self.published.fetch_add(1, Ordering::Relaxed);
                 }
-                self.apply(&reply, trips);
+                self.apply(&reply, trips, op);
                 Ok(reply)
             }
             Err(e) => {
@@ -118,7 +118,7 @@ impl Inner {
     }
 
     /// Applies the fleet's decision to the local breaker.
-    fn apply(&self, reply: &Reply, trips_before: u64) {
+    fn apply(&self, reply: &Reply, trips_before: u64, op: Op<'_>) {
         if reply.flags & CORRUPT != 0 {
             self.corrupt.fetch_add(1, Ordering::Relaxed);
             if !self.corrupt_logged.swap(true, Ordering::Relaxed) {
@@ -144,6 +144,18 @@ impl Inner {
         {
             self.notify.notify_one();
             return;
+        }
+        // A trip the fleet did not take up (below the quorum) protects this
+        // instance alone until its own open time is up: a closed fleet
+        // decision, however new, does not close it before.
+        if matches!(op, Op::Trip(_)) && d.state == State::Closed {
+            self.local_only.store(true, Ordering::Release);
+        }
+        if self.local_only.load(Ordering::Acquire) {
+            if d.state == State::Closed && self.policy.state() == State::Open {
+                return;
+            }
+            self.local_only.store(false, Ordering::Release);
         }
         let now = self.policy.clock().now();
         // `last` is the fleet's decision as held here: set only once the
