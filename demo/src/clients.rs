@@ -206,7 +206,7 @@ impl Protected {
     /// `redis`, the rate limit is the one every process using that Redis
     /// shares (limiter [`LIMITER`]), each keeping the whole limit to itself
     /// while Redis is out, and so is the breaker (fleet breaker
-    /// [`BREAKER`], see [`fleet_breaker`](crate::fleet::fleet_breaker)): a
+    /// [`BREAKER`], see [`fleet_breaker`]): a
     /// trip in any process opens it in all.
     ///
     /// # Errors
