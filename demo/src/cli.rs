@@ -37,14 +37,22 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
     pub serve: Option<std::net::SocketAddr>,
 
-    /// Shares the protected clients' rate limit through the Redis at this
-    /// URL (`redis://[user:password@]host:port[/db]`): every storm given
-    /// the same URL, limit and client count draws from one limit (start
-    /// two in two terminals). Without it the limit is in process. While
-    /// Redis does not answer within 50 ms, each process keeps the whole
-    /// limit to itself. The URL is only ever shown redacted.
+    /// Shares the protected clients' rate limit and circuit breaker
+    /// through the Redis at this URL (`redis://[user:password@]host:port[/db]`):
+    /// every storm given the same URL, limit and client count draws from
+    /// one limit, and a trip in any of them opens the breaker in all (start
+    /// two in two terminals). Without it both are in process. While Redis
+    /// does not answer within 50 ms, each process keeps the whole limit to
+    /// itself and decides on its own breaker. The URL is only ever shown
+    /// redacted.
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
+
+    /// A story without a storm: the upstream stays healthy (no failure, no
+    /// shed call) the whole run. With --redis, next to a stormy storm, its
+    /// breaker still opens whenever the other one's trips.
+    #[arg(long)]
+    pub calm: bool,
 
     /// The protected clients' rate limit in calls per second, for all of
     /// them together (and, with --redis, for every process sharing it);
@@ -119,6 +127,8 @@ mod tests {
             Some("redis://app:pw@127.0.0.1:6379/0")
         );
         assert_eq!(args.rate_limit, Some(150));
+        assert!(!args.calm);
+        assert!(Args::try_parse_from(["storm", "--calm"]).unwrap().calm);
         let shown = fusebox_std::redact::Redacted(args.redis.unwrap()).to_string();
         assert_eq!(shown, "redis://app:***@127.0.0.1:6379/0");
     }

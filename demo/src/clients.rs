@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fusebox::breaker::Config;
+use fusebox::breaker::{Config, Metrics, State};
 use fusebox::bucket::Quota;
-use fusebox_std::backend::{Degrade, RedisBackend, RedisLimiter, RedisLimiterMetrics, Rules};
+use fusebox_std::backend::{Degrade, FleetBreaker, RedisLimiter, RedisLimiterMetrics, Rules};
 use fusebox_std::policy::{
     Breaker, ExponentialBackoffMaker, Jitter, Limiter, Policy, Retry, RetryBudget, Source,
     StaleCache,
@@ -21,6 +21,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+
+use crate::fleet::{fleet_breaker, SharedRedis};
 
 /// The per-attempt timeout, the same for both callers.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -168,14 +170,17 @@ async fn naive(http: &Http, key: u32, counters: &ClientCounters) -> Result<Bytes
 /// The protected caller: a [`Policy`] (retry with budget → rate limit →
 /// breaker → timeout) inside a stale-on-error [`StaleCache`], every piece
 /// registered in the [`Registry`] (breaker, limiter, cache) so its health
-/// report and Prometheus text show them. The rate limit is in process, or
-/// shared through Redis by every storm given the same Redis.
+/// report and Prometheus text show them. The rate limit and the breaker
+/// are in process, or shared through Redis by every storm given the same
+/// Redis.
 #[derive(Debug)]
 pub struct Protected {
     http: Http,
     policy: Policy,
     limiter: Arc<Limiter>,
     cache: Arc<ItemCache>,
+    breaker: Breaker,
+    fleet: Option<FleetBreaker>,
 }
 
 /// The stale cache as the registry sees it (its hits, misses, inserts).
@@ -200,18 +205,21 @@ impl Protected {
     /// whose clock is `clock`; `seed` seeds the backoff's jitter. With
     /// `redis`, the rate limit is the one every process using that Redis
     /// shares (limiter [`LIMITER`]), each keeping the whole limit to itself
-    /// while Redis is out.
+    /// while Redis is out, and so is the breaker (fleet breaker
+    /// [`BREAKER`], see [`fleet_breaker`]): a
+    /// trip in any process opens it in all.
     ///
     /// # Errors
     ///
-    /// A registry or configuration error (a bug in the demo).
-    pub fn new(
+    /// A registry or configuration error (a bug in the demo), or a fleet
+    /// breaker that cannot be built.
+    pub async fn new(
         http: Http,
         rate: u32,
         seed: u64,
         registry: &Arc<Registry>,
         clock: TokioClock,
-        redis: Option<&RedisBackend>,
+        redis: Option<&SharedRedis>,
     ) -> Result<Self, Box<dyn std::error::Error>> {
         let breaker_config = Config::builder()
             .failure_rate(50)
@@ -223,13 +231,19 @@ impl Protected {
             .half_open_permits(3)
             .close_after(2)
             .build()?;
-        let breaker: Breaker = registry.breaker_policy(BREAKER, breaker_config)?;
+        let (breaker, fleet): (Breaker, _) = match redis {
+            None => (registry.breaker_policy(BREAKER, breaker_config)?, None),
+            Some(redis) => {
+                let fleet = fleet_breaker(registry, breaker_config, redis).await?;
+                (fleet.policy().clone(), Some(fleet))
+            }
+        };
         let quota = Quota::per_second(rate)?.with_burst(rate / 10 + 1)?;
         let limiter = Arc::new(match redis {
             None => Limiter::with_clock(registry.limiter(LIMITER, quota)?, clock),
-            Some(backend) => {
+            Some(redis) => {
                 let rules = Rules::single(Limiter::SHARED_RULE, quota)?;
-                let shared = RedisLimiter::builder(LIMITER, rules, backend.clone())
+                let shared = RedisLimiter::builder(LIMITER, rules, redis.backend().clone())
                     .degrade(Degrade::Local { instances: 1 })
                     .registry(Arc::clone(registry))
                     .build()?;
@@ -254,7 +268,7 @@ impl Protected {
         let policy = Policy::builder()
             .retry(retry)
             .limiter(Arc::clone(&limiter))
-            .breaker(breaker)
+            .breaker(breaker.clone())
             .timeout(ATTEMPT_TIMEOUT)
             .build();
         let cache = Arc::new(ItemCache::with_clock(
@@ -268,6 +282,8 @@ impl Protected {
             policy,
             limiter,
             cache,
+            breaker,
+            fleet,
         })
     }
 
@@ -275,6 +291,22 @@ impl Protected {
     /// one in process).
     pub fn shared_limit(&self) -> Option<RedisLimiterMetrics> {
         self.limiter.redis_limiter().map(|l| l.metrics())
+    }
+
+    /// The breaker's state here, as the next call would see it.
+    pub fn breaker_state(&self) -> State {
+        self.breaker.state()
+    }
+
+    /// The counters of the breaker here (this process's calls only, also
+    /// when it is shared).
+    pub fn breaker_metrics(&self) -> Metrics {
+        self.breaker.metrics()
+    }
+
+    /// The breaker shared through Redis (`None` for one in process).
+    pub fn fleet(&self) -> Option<&FleetBreaker> {
+        self.fleet.as_ref()
     }
 
     async fn fetch(&self, key: u32, counters: &ClientCounters) -> bool {

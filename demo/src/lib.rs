@@ -14,6 +14,7 @@
 //! | [`scenario`] | the upstream's story, a pure function of the seed |
 //! | [`upstream`] | the HTTP server playing it and counting what reaches it |
 //! | [`clients`] | the naive caller and the protected one |
+//! | [`fleet`] | `--redis`: the connection, the shared breaker, what each storm did to it |
 //! | [`run`] | one run: upstream, clients, live progress, results |
 //! | [`progress`] | the live bar (terminal) or plain lines (pipe) |
 //! | [`report`] | the side-by-side table and the verdict |
@@ -22,14 +23,18 @@
 //! in: whoever calls it keeps an `Arc` of it and may serve the registry's
 //! health and Prometheus figures while the storm runs.
 //!
-//! With `--redis URL` the protected clients' rate limit lives in Redis:
-//! several storms started against the same Redis (with the same limit)
-//! share it, and each prints what it took from it and when.
+//! With `--redis URL` the protected clients' rate limit and circuit
+//! breaker live in Redis: several storms started against the same Redis
+//! (with the same limit) share both, and each prints what it took from the
+//! limit and when, and what it did to the breaker and what the others did
+//! to it. `--calm` keeps a storm's upstream healthy: next to a stormy
+//! storm, its breaker still opens, without a single failure of its own.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod clients;
+pub mod fleet;
 pub mod progress;
 pub mod report;
 pub mod run;
@@ -40,13 +45,12 @@ pub mod upstream;
 use std::error::Error;
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::time::Duration;
 
-use fusebox_std::backend::{RedisBackend, RedisConfig};
 use fusebox_std::redact::Redacted;
 use fusebox_std::{Registry, TokioClock};
 
 use cli::Args;
+use fleet::SharedRedis;
 use report::Comparison;
 use run::{Mode, Settings};
 use scenario::Scenario;
@@ -74,9 +78,13 @@ pub async fn storm(
     };
     let redis = match &args.redis {
         None => None,
-        Some(url) => Some(connect(url).await?),
+        Some(url) => Some(SharedRedis::connect(url).await?),
     };
-    let scenario = Arc::new(Scenario::new(seed, settings.duration));
+    let scenario = Arc::new(if args.calm {
+        Scenario::calm(settings.duration)
+    } else {
+        Scenario::new(seed, settings.duration)
+    });
     println!(
         "storm: {} clients, {:.1} s per run, seed {seed} (replay with --seed {seed})",
         settings.clients,
@@ -87,14 +95,21 @@ pub async fn storm(
         .iter()
         .map(|p| format!("{} {:.1}s", p.kind.label(), p.start.as_secs_f64()))
         .collect();
-    println!("story: {}", story.join(" → "));
+    let calm = if args.calm { " (calm: no storm)" } else { "" };
+    println!("story: {}{calm}", story.join(" → "));
     let (rate, burst) = (settings.rate_limit(), settings.rate_burst());
     match &args.redis {
         None => println!("rate limit: {rate} calls/s (burst {burst}), in this process"),
-        Some(url) => println!(
-            "rate limit: {rate} calls/s (burst {burst}), shared through {} by every storm using it",
-            Redacted(url)
-        ),
+        Some(url) => {
+            println!(
+                "rate limit: {rate} calls/s (burst {burst}), shared through {} by every storm using it",
+                Redacted(url)
+            );
+            println!(
+                "breaker: `{}`, shared through the same Redis: a trip in any storm opens it in all",
+                clients::BREAKER
+            );
+        }
     }
     println!();
     let redis = redis.as_ref();
@@ -122,16 +137,11 @@ pub async fn storm(
     if let Some(shared) = &comparison.protected.shared {
         println!("{}", report::shared_line(shared));
     }
+    if let Some(breaker) = &comparison.protected.fleet {
+        println!("{}", fleet::fleet_line(breaker));
+        if let Some(line) = fleet::fleet_verdict(breaker) {
+            println!("{line}");
+        }
+    }
     Ok(comparison)
-}
-
-/// The Redis at `url`, connected now (a wrong address or password is
-/// reported at once, redacted), with a 50 ms command timeout: loopback
-/// Redis answers in well under a millisecond, but the storm's clients
-/// keep the cores busy.
-async fn connect(url: &str) -> Result<RedisBackend, Box<dyn Error>> {
-    let config = RedisConfig::new(url).timeout(Duration::from_millis(50));
-    RedisBackend::connect(config)
-        .await
-        .map_err(|e| format!("cannot reach Redis at {}: {e}", Redacted(url)).into())
 }

@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub upstream: UpstreamCounts,
     /// The breaker's state (protected run only).
     pub breaker: Option<State>,
+    /// The fleet's decision on it as last applied here (`--redis` only).
+    pub fleet: Option<State>,
 }
 
 impl Snapshot {
@@ -49,12 +51,11 @@ impl Snapshot {
             self.upstream.during_outage,
         );
         if let Some(state) = self.breaker {
-            let _ = write!(
-                line,
-                "  breaker {:<9}  cache {:>6}",
-                state_label(state),
-                self.from_cache
-            );
+            let _ = write!(line, "  breaker {:<9}", state_label(state));
+            if let Some(fleet) = self.fleet {
+                let _ = write!(line, " fleet {:<9}", state_label(fleet));
+            }
+            let _ = write!(line, "  cache {:>6}", self.from_cache);
         }
         line
     }
@@ -143,6 +144,7 @@ mod tests {
                 ..UpstreamCounts::default()
             },
             breaker: Some(State::Open),
+            fleet: None,
         }
     }
 
@@ -159,6 +161,19 @@ mod tests {
             assert!(line.contains(part), "{part:?} in {line:?}");
         }
         assert!(line.contains("breaker OPEN") && line.contains("cache    300"));
+        assert!(!line.contains("fleet"));
+        let shared = Snapshot {
+            breaker: Some(State::HalfOpen),
+            fleet: Some(State::Open),
+            ..snapshot()
+        };
+        assert!(
+            shared
+                .line()
+                .contains("breaker half-open fleet OPEN       cache"),
+            "{}",
+            shared.line()
+        );
         let plain = Snapshot {
             breaker: None,
             ..snapshot()

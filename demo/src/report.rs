@@ -131,7 +131,11 @@ pub fn verdict(c: &Comparison) -> Vec<String> {
     let (u, p) = (&c.unprotected, &c.protected);
     let mut lines = Vec::new();
     let (uo, po) = (u.upstream.during_outage, p.upstream.during_outage);
-    if po < uo {
+    if uo == 0 && po == 0 {
+        lines.push(
+            "No call reached the upstream during an outage (a calm story has none).".to_owned(),
+        );
+    } else if po < uo {
         let times = if po == 0 {
             "all".to_owned()
         } else {
@@ -221,6 +225,7 @@ mod tests {
             },
             wall: Duration::from_secs(10),
             shared: None,
+            fleet: None,
         }
     }
 
@@ -299,5 +304,9 @@ mod tests {
         let mut even = comparison();
         even.protected.upstream.during_outage = 9_000;
         assert!(verdict(&even)[0].contains("no saving"));
+        let mut calm = comparison();
+        calm.unprotected.upstream.during_outage = 0;
+        calm.protected.upstream.during_outage = 0;
+        assert!(verdict(&calm)[0].contains("calm story"));
     }
 }

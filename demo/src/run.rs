@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fusebox::breaker::State;
-use fusebox_std::backend::RedisBackend;
+use fusebox_std::backend::FleetBreaker;
 use fusebox_std::tracker::Latency;
 use fusebox_std::{Registry, TokioClock, TrackerConfig};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::clients::{Caller, ClientCounters, Http, Protected, BREAKER};
+use crate::clients::{Caller, ClientCounters, Http, Protected};
+use crate::fleet::{FleetUse, SharedRedis};
 use crate::progress::{Live, Snapshot};
 use crate::scenario::Scenario;
 use crate::upstream::{Upstream, UpstreamCounts};
@@ -118,6 +119,9 @@ pub struct RunResult {
     /// What this process took from a rate limit shared through Redis
     /// (protected run with `--redis` only).
     pub shared: Option<SharedUse>,
+    /// What this process did to the breaker it shares through Redis, and
+    /// saw of it (protected run with `--redis` only).
+    pub fleet: Option<FleetUse>,
 }
 
 /// What one process's protected run took from the rate limit it shares
@@ -154,7 +158,7 @@ pub fn pick_key(rng: &mut fastrand::Rng) -> u32 {
 
 /// Plays `scenario` once with `mode`'s caller; the protected caller's
 /// pieces are built through `registry` (whose clock is `clock`), its rate
-/// limit shared through `redis` when given.
+/// limit and breaker shared through `redis` when given.
 ///
 /// # Errors
 ///
@@ -165,7 +169,7 @@ pub async fn run(
     scenario: &Arc<Scenario>,
     registry: &Arc<Registry>,
     clock: TokioClock,
-    redis: Option<&RedisBackend>,
+    redis: Option<&SharedRedis>,
 ) -> Result<RunResult, Box<dyn Error>> {
     let tracker = registry.tracker(
         TRACKER,
@@ -178,7 +182,11 @@ pub async fn run(
     let upstream =
         Upstream::start(Arc::clone(scenario), settings.seed, settings.capacity_rps()).await?;
     let http = Http::new(upstream.addr(), settings.clients as usize);
-    let caller = caller(mode, http, settings, registry, clock, redis)?;
+    let caller = caller(mode, http, settings, registry, clock, redis).await?;
+    let protected = match &caller {
+        Caller::Protected(p) => Some(Arc::clone(p)),
+        Caller::Naive(_) => None,
+    };
     let from = SystemTime::now();
     let counters = Arc::new(ClientCounters::default());
     let started = upstream.started();
@@ -211,10 +219,11 @@ pub async fn run(
         ok: counters.ok.load(Relaxed),
         from_cache: counters.from_cache.load(Relaxed),
         upstream: upstream.counts(),
-        breaker: (mode == Mode::Protected)
-            .then(|| registry.get_breaker(BREAKER))
-            .flatten()
-            .map(|b| b.state(registry.now())),
+        breaker: protected.as_ref().map(|p| p.breaker_state()),
+        fleet: protected
+            .as_ref()
+            .and_then(|p| p.fleet())
+            .and_then(FleetBreaker::fleet_state),
     };
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -231,24 +240,22 @@ pub async fn run(
     let to = SystemTime::now();
     let last = snapshot();
     live.finish(&last);
-    let shared = match &caller {
-        Caller::Protected(p) => p.shared_limit().map(|m| SharedUse {
+    let shared = protected
+        .as_ref()
+        .and_then(|p| p.shared_limit())
+        .map(|m| SharedUse {
             admitted: m.admitted,
             without_redis: m.degraded_decisions,
             from,
             to,
-        }),
-        Caller::Naive(_) => None,
-    };
+        });
+    let fleet = protected.as_ref().and_then(|p| p.fleet().map(FleetUse::of));
 
     let latency = tracker
         .stats()
         .get(mode.name())
         .and_then(|stats| stats.latency_us);
-    let breaker_trips = (mode == Mode::Protected)
-        .then(|| registry.get_breaker(BREAKER))
-        .flatten()
-        .map(|b| b.metrics().trips);
+    let breaker_trips = protected.as_ref().map(|p| p.breaker_metrics().trips);
     Ok(RunResult {
         mode,
         requests: counters.requests.load(Relaxed),
@@ -262,28 +269,32 @@ pub async fn run(
         upstream: last.upstream,
         wall: Instant::now() - started,
         shared,
+        fleet,
     })
 }
 
 /// `mode`'s caller of `http`.
-fn caller(
+async fn caller(
     mode: Mode,
     http: Http,
     settings: Settings,
     registry: &Arc<Registry>,
     clock: TokioClock,
-    redis: Option<&RedisBackend>,
+    redis: Option<&SharedRedis>,
 ) -> Result<Caller, Box<dyn Error>> {
     Ok(match mode {
         Mode::Unprotected => Caller::Naive(Box::new(http)),
-        Mode::Protected => Caller::Protected(Arc::new(Protected::new(
-            http,
-            settings.rate_limit(),
-            settings.seed,
-            registry,
-            clock,
-            redis,
-        )?)),
+        Mode::Protected => Caller::Protected(Arc::new(
+            Protected::new(
+                http,
+                settings.rate_limit(),
+                settings.seed,
+                registry,
+                clock,
+                redis,
+            )
+            .await?,
+        )),
     })
 }
 

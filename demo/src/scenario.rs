@@ -12,6 +12,11 @@
 //! and picks how slow the spike is, how many calls the burst fails and how
 //! bad the recovery starts. Everything here is a pure function of the seed
 //! and the duration: the same `--seed` tells the same story.
+//!
+//! A [calm](Scenario::calm) story (`--calm`) is one healthy phase in which
+//! the upstream never fails and never sheds load: next to a stormy storm
+//! sharing its breaker through Redis, every refusal of its breaker is the
+//! other process's doing.
 
 use std::fmt;
 use std::time::Duration;
@@ -110,9 +115,32 @@ pub struct Scenario {
     spike_max: Duration,
     burst_error_rate: f64,
     recovery_error_rate: f64,
+    calm: bool,
 }
 
 impl Scenario {
+    /// A story without a storm: one healthy phase over `duration` in which
+    /// no call fails, none takes more than 12 ms and none is shed.
+    pub fn calm(duration: Duration) -> Self {
+        Self {
+            duration,
+            phases: vec![Phase {
+                kind: PhaseKind::Healthy,
+                start: Duration::ZERO,
+                end: duration,
+            }],
+            spike_max: Duration::ZERO,
+            burst_error_rate: 0.0,
+            recovery_error_rate: 0.0,
+            calm: true,
+        }
+    }
+
+    /// Whether this is a [calm](Self::calm) story.
+    pub const fn is_calm(&self) -> bool {
+        self.calm
+    }
+
     /// The story told by `seed` over `duration`.
     pub fn new(seed: u64, duration: Duration) -> Self {
         let mut rng = fastrand::Rng::with_seed(seed);
@@ -140,6 +168,7 @@ impl Scenario {
             spike_max: Duration::from_millis(rng.u64(250..=450)),
             burst_error_rate: f64::from(rng.u32(50..=70)) / 100.0,
             recovery_error_rate: f64::from(rng.u32(60..=80)) / 100.0,
+            calm: false,
         }
     }
 
@@ -188,6 +217,15 @@ impl Scenario {
             down: false,
             capacity: 1.0,
         };
+        if self.calm {
+            return Conditions {
+                tail_chance: 0.0,
+                tail_factor: 1,
+                error_rate: 0.0,
+                capacity: f64::INFINITY,
+                ..healthy
+            };
+        }
         match phase.kind {
             PhaseKind::Healthy => healthy,
             PhaseKind::LatencySpike => Conditions {
@@ -291,6 +329,20 @@ mod tests {
         assert!(early.error_rate > 0.5 && late.error_rate < 0.05);
         assert!(early.capacity < 0.25 && late.capacity > 0.95);
         assert!(early.latency.1 > late.latency.1);
+    }
+
+    #[test]
+    fn a_calm_story_never_fails() {
+        let s = Scenario::calm(TEN_S);
+        assert!(s.is_calm() && !Scenario::new(1, TEN_S).is_calm());
+        assert_eq!(s.phases().len(), 1);
+        assert_eq!(s.outage().start, TEN_S, "no outage");
+        for ms in (0..=12_000).step_by(250) {
+            let c = s.conditions(Duration::from_millis(ms));
+            assert_eq!(c.kind, PhaseKind::Healthy);
+            assert!(!c.down && c.error_rate <= 0.0 && c.tail_chance <= 0.0);
+            assert!(c.latency.1 <= Duration::from_millis(12) && c.capacity.is_infinite());
+        }
     }
 
     #[test]

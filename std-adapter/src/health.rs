@@ -59,6 +59,28 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! With feature `redis`, two more maps appear once something is
+//! registered in them: `fleet` (fleet-wide percentiles per tracker,
+//! `Registry::register_fleet_percentiles`) and `fleet_breakers`
+//! (`Registry::register_fleet_breaker`), each breaker's local state next
+//! to the fleet's decision as last applied here (`null` before the first
+//! reconciliation), whether Redis is out, its Redis counters and the local
+//! breaker's counters (`FleetBreakerReport`):
+//!
+//! ```text
+//! "fleet_breakers": {
+//!     "upstream": {
+//!         "state": "open", "fleet_state": "open", "degraded": false,
+//!         "redis": { "syncs": 42, "errors": 0, "corrupt": 0, "published": 1 },
+//!         "successes": 120, "failures": 0, "slow_calls": 0, "rejected": 35,
+//!         "trips": 0, "abandoned": 0, "ignored": 0
+//!     }
+//! }
+//! ```
+//!
+//! (Here another instance tripped it: this one failed no call and
+//! published no trip, yet refuses calls.)
 
 use std::collections::BTreeMap;
 
@@ -70,6 +92,9 @@ use fusebox::Duration;
 use crate::redact::redact;
 use crate::tracker::OperationStats;
 use crate::Registry;
+
+#[cfg(feature = "redis")]
+pub use crate::registry::fleet_breaker::FleetBreakerReport;
 
 /// The report of [`Registry::health`]; see the [module docs](self) for its
 /// JSON shape.
@@ -91,8 +116,9 @@ pub struct HealthReport {
     /// the answer for a readiness probe.
     pub ready: bool,
     /// `true` while any breaker is not closed, a condition is set
-    /// ([`Registry::set_degraded`]) or a registered Redis limiter is
-    /// degraded (feature `redis`).
+    /// ([`Registry::set_degraded`]), or (feature `redis`) a registered
+    /// Redis limiter is degraded, fleet percentiles are stale, or a fleet
+    /// breaker is not closed here or cut off from Redis.
     pub degraded: bool,
     /// Why the report is not ready or degraded, one line per cause.
     pub reasons: Vec<String>,
@@ -125,6 +151,14 @@ pub struct HealthReport {
     #[cfg(feature = "redis")]
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub fleet: BTreeMap<String, crate::backend::FleetReport>,
+    /// Breakers whose decision a fleet shares through Redis, by name: the
+    /// local state next to the fleet's (feature `redis`,
+    /// [`Registry::register_fleet_breaker`]); absent when none is
+    /// registered. A fleet breaker not closed here, or cut off from Redis,
+    /// makes the report `degraded`.
+    #[cfg(feature = "redis")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fleet_breakers: BTreeMap<String, FleetBreakerReport>,
 }
 
 /// One bulkhead: its slots and its figures now.
@@ -276,7 +310,7 @@ pub(crate) fn state_name(state: State) -> &'static str {
 
 // `serialize_with` passes a reference.
 #[allow(clippy::trivially_copy_pass_by_ref)]
-fn ser_state<S: serde::Serializer>(state: &State, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_state<S: serde::Serializer>(state: &State, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(state_name(*state))
 }
 
@@ -407,9 +441,7 @@ impl Registry {
             reasons.push(format!("{source}: {reason}"));
         }
         #[cfg(feature = "redis")]
-        crate::registry::redis::degraded_reasons(&entries, &mut reasons);
-        #[cfg(feature = "redis")]
-        let fleet = crate::registry::fleet::fleet_reports(&entries, &mut reasons);
+        let (fleet, fleet_breakers) = crate::registry::fleet::redis_reports(&entries, &mut reasons);
         let monitor = entries
             .monitor
             .as_ref()
@@ -433,6 +465,8 @@ impl Registry {
             monitor,
             #[cfg(feature = "redis")]
             fleet,
+            #[cfg(feature = "redis")]
+            fleet_breakers,
             events: EventsReport {
                 published: self.events().published(),
                 lagged: self.events().lagged(),

@@ -20,6 +20,9 @@
 //! | `fusebox_redis_limiter_decisions_total` (feature `redis`) | counter | `name`, `source` (`redis`, `degraded`) |
 //! | `fusebox_redis_limiter_{admitted,faults,corrupt_values}_total` | counter | `name` |
 //! | `fusebox_redis_limiter_degraded` | gauge (0/1) | `name` |
+//! | `fusebox_fleet_breaker_state` (feature `redis`) | gauge, 1 for the current state, 0 for the others (all 0 for `fleet` before the first reconciliation) | `name`, `scope` (`local`: what a call here sees; `fleet`: the fleet's decision as last applied here), `state` |
+//! | `fusebox_fleet_breaker_{syncs,errors,corrupt,published}_total` (its traffic with Redis), `fusebox_fleet_breaker_{trips,failures,rejected}_total` (this instance's calls) | counter | `name` |
+//! | `fusebox_fleet_breaker_degraded` | gauge (0/1) | `name` |
 //!
 //! The latency histogram's `le` bounds are the upper bounds of the core
 //! [`Histogram`](fusebox::Histogram)'s non-empty buckets (exact, in
@@ -173,6 +176,8 @@ impl Registry {
         write_events_and_process(&mut w, &h);
         #[cfg(feature = "redis")]
         self.write_redis_limiters(&mut w.out);
+        #[cfg(feature = "redis")]
+        crate::registry::fleet_breaker::write_prometheus(&mut w.out, &h.fleet_breakers);
         w.out
     }
 

@@ -4,7 +4,8 @@
 //! rendered DOM must show every breaker's name and state; after a breaker
 //! trips, a second load must show it Open, and a page left open must show
 //! a trip by its own polling. A protected page asks for the token and
-//! takes it from the URL fragment. A screenshot is written to
+//! takes it from the URL fragment. A fleet breaker (on a real
+//! redis-server) shows its local state next to the fleet's. A screenshot is written to
 //! `target/dashboard.png` (or `$FUSEBOX_DASHBOARD_PNG`), and copied to
 //! `docs/dashboard.png` when `FUSEBOX_UPDATE_SCREENSHOT=1`.
 //!
@@ -12,127 +13,23 @@
 //! says how to install it (`apt-get install -y chromium`, or set
 //! `FUSEBOX_CHROMIUM` to a Chromium or Chrome binary).
 
+mod common;
 mod http_common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fusebox::breaker::{Config, Outcome};
+use common::core_breaker;
+use common::redis_server::RedisServer;
+use fusebox::breaker::{Config, Outcome, State};
 use fusebox::bucket::{FullPolicy, Quota};
+use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
 use fusebox_std::events::{Component, Event};
 use fusebox_std::http::{router, HttpOptions};
 use fusebox_std::{Registry, TrackerConfig};
+use http_common::browser::{browse, dom, row};
 use http_common::{serve, Server};
-
-/// The longest a single browser run may take before it counts as hung
-/// (a run takes 1 to 3 s here; the margin is for a cold, loaded machine).
-const BROWSER_DEADLINE: Duration = Duration::from_secs(60);
-
-/// The browser: `$FUSEBOX_CHROMIUM`, else the first of `chromium`,
-/// `chromium-browser`, `google-chrome` on `PATH`.
-fn chromium() -> PathBuf {
-    if let Some(path) = std::env::var_os("FUSEBOX_CHROMIUM") {
-        return PathBuf::from(path);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser", "google-chrome"] {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    panic!(
-        "chromium not found on PATH: this test needs a headless browser. \
-         Install it with `apt-get install -y chromium` (Debian), or set \
-         FUSEBOX_CHROMIUM to a Chromium/Chrome binary."
-    );
-}
-
-/// Runs the browser headless on `url` with `args` (output mode), letting
-/// the page's script run for `budget_ms` of virtual time; returns stdout.
-async fn browse(url: &str, args: &[String], budget_ms: u32) -> String {
-    let binary = chromium();
-    let profile = tempdir();
-    let mut command = Command::new(&binary);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox", // tests run as root in CI containers
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--hide-scrollbars",
-            "--window-size=1280,1000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--virtual-time-budget={budget_ms}"))
-        .args(args)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let output = tokio::task::spawn_blocking(move || {
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let id = child.id();
-        let started = Instant::now();
-        let waiter = std::thread::spawn(move || child.wait_with_output());
-        while !waiter.is_finished() {
-            if started.elapsed() > BROWSER_DEADLINE {
-                // Our own child, by its id.
-                let _ = Command::new("kill").arg("-9").arg(id.to_string()).status();
-                panic!("chromium did not finish within {BROWSER_DEADLINE:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        waiter
-            .join()
-            .expect("waiter thread")
-            .expect("chromium output")
-    })
-    .await
-    .expect("browser task");
-    let _ = std::fs::remove_dir_all(&profile);
-    assert!(
-        output.status.success(),
-        "chromium failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// A fresh directory for one browser profile.
-fn tempdir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "chromium-profile-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).expect("profile directory");
-    dir
-}
-
-/// The rendered DOM of `url` after its script ran.
-async fn dom(url: &str) -> String {
-    browse(url, &["--dump-dom".to_owned()], 2500).await
-}
-
-/// The `<tr>` element whose `attr` is `value`, as serialised.
-fn row<'a>(dom: &'a str, attr: &str, value: &str) -> &'a str {
-    let needle = format!("{attr}=\"{value}\"");
-    let start = dom
-        .find(&needle)
-        .unwrap_or_else(|| panic!("no row with {needle} in the page:\n{dom}"));
-    let end = dom[start..].find("</tr>").map_or(dom.len(), |e| start + e);
-    &dom[start..end]
-}
 
 /// Asserts the page shows breaker `name` in `state`, labelled `label`.
 fn shows_breaker(dom: &str, name: &str, state: &str, label: &str) {
@@ -373,4 +270,83 @@ async fn an_open_page_follows_a_trip_by_polling() {
     );
     shows_breaker(&page, "search", "open", "Open");
     shows_breaker(&page, "inventory", "closed", "Closed");
+}
+
+/// A fleet breaker `payments` on the Redis at `url`.
+async fn instance(url: &str) -> FleetBreaker {
+    let backend = RedisBackend::connect(RedisConfig::new(url).timeout(Duration::from_millis(500)))
+        .await
+        .expect("connect");
+    FleetBreaker::builder(
+        "payments",
+        core_breaker(2, Duration::from_secs(600)),
+        backend,
+    )
+    .sync_interval(Duration::from_millis(50))
+    .build()
+    .await
+    .expect("fleet breaker")
+}
+
+/// The cells of `row` whose text is `text`.
+fn cells(row: &str, text: &str) -> usize {
+    row.matches(&format!(">{text}<")).count()
+}
+
+/// Instance B's page lists its fleet breaker with its local state next
+/// to the fleet's decision, closed at first; after instance A trips the
+/// shared breaker on a real redis-server, B's page shows both open (B
+/// failed nothing), with a timeline, and the report degraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_fleet_state_next_to_the_local_one() {
+    let redis = RedisServer::start();
+    let a = instance(&redis.url()).await;
+    let b = instance(&redis.url()).await;
+    let registry = Arc::new(Registry::new());
+    registry.register_fleet_breaker(&b).unwrap();
+    let server = serve(router(Arc::clone(&registry), HttpOptions::default())).await;
+    let url = server.url("/dashboard");
+
+    let before = dom(&url).await;
+    let payments = row(&before, "data-breaker", "payments");
+    for attr in [
+        "data-state=\"closed\"",
+        "data-fleet-state=\"closed\"",
+        "data-degraded=\"false\"",
+    ] {
+        assert!(payments.contains(attr), "{attr}: {payments}");
+    }
+    assert!(payments.contains(">payments (fleet)<"), "{payments}");
+    assert_eq!(cells(payments, "Closed"), 2, "local and fleet: {payments}");
+    assert!(before.contains(">ready<"), "status pill");
+
+    for _ in 0..2 {
+        let _ = a.call(async { Err::<(), _>("down") }).await;
+    }
+    let start = tokio::time::Instant::now();
+    while b.state() != State::Open {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "A's trip never reached B"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let after = dom(&url).await;
+    let payments = row(&after, "data-breaker", "payments");
+    for attr in ["data-state=\"open\"", "data-fleet-state=\"open\""] {
+        assert!(payments.contains(attr), "{attr}: {payments}");
+    }
+    assert_eq!(cells(payments, "Open"), 2, "local and fleet: {payments}");
+    assert!(payments.contains("<svg"), "a timeline: {payments}");
+    // B failed nothing itself: its failures cell reads 0.
+    assert_eq!(b.metrics().failures, 0);
+    assert!(
+        after.contains(">degraded<"),
+        "a fleet breaker open: degraded"
+    );
+    assert!(
+        after.contains("fleet breaker payments is open"),
+        "the reason is listed"
+    );
 }

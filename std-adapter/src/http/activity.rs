@@ -92,6 +92,12 @@ impl Activity {
         for (name, breaker) in &report.breakers {
             inner.record(name, breaker.state, now.as_micros(), true);
         }
+        // Fleet breakers run on their own clock and publish no events:
+        // their timeline is their local state as each read finds it.
+        #[cfg(feature = "redis")]
+        for (name, breaker) in &report.fleet_breakers {
+            inner.record(name, breaker.state, now.as_micros(), true);
+        }
         ActivityView {
             timelines: inner
                 .timelines

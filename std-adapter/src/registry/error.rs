@@ -31,6 +31,9 @@ pub enum Kind {
     /// A rate limiter shared through Redis (`backend::RedisLimiter`,
     /// feature `redis`).
     RedisLimiter,
+    /// A circuit breaker whose decision a fleet shares through Redis
+    /// (`backend::FleetBreaker`, feature `redis`).
+    FleetBreaker,
 }
 
 impl fmt::Display for Kind {
@@ -44,6 +47,7 @@ impl fmt::Display for Kind {
             Self::Condition => "condition",
             Self::Bulkhead => "bulkhead",
             Self::RedisLimiter => "redis limiter",
+            Self::FleetBreaker => "fleet breaker",
         })
     }
 }

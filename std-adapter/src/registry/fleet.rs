@@ -70,3 +70,18 @@ pub(crate) fn fleet_reports(
     }
     out
 }
+
+/// The Redis parts of the health report: a reason per degraded Redis
+/// limiter, then the fleet percentiles and the fleet breakers (with their
+/// reasons).
+pub(crate) fn redis_reports(
+    entries: &Entries,
+    reasons: &mut Vec<String>,
+) -> (
+    std::collections::BTreeMap<String, FleetReport>,
+    std::collections::BTreeMap<String, super::fleet_breaker::FleetBreakerReport>,
+) {
+    super::redis::degraded_reasons(entries, reasons);
+    let fleet = fleet_reports(entries, reasons);
+    (fleet, super::fleet_breaker::reports(entries, reasons))
+}

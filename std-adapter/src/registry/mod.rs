@@ -38,6 +38,8 @@ mod config;
 mod error;
 #[cfg(feature = "redis")]
 pub(crate) mod fleet;
+#[cfg(feature = "redis")]
+pub(crate) mod fleet_breaker;
 mod limiters;
 mod monitor;
 #[cfg(feature = "redis")]
@@ -146,6 +148,10 @@ pub(crate) struct Entries {
     /// Fleet percentiles by tracker name (weak, as the limiters).
     #[cfg(feature = "redis")]
     pub(crate) fleet: BTreeMap<Box<str>, std::sync::Weak<crate::backend::FleetPercentiles>>,
+    /// Breakers whose decision a fleet shares through Redis (held: a
+    /// fleet breaker holds no registry).
+    #[cfg(feature = "redis")]
+    pub(crate) fleet_breakers: BTreeMap<Box<str>, crate::backend::FleetBreaker>,
 }
 
 impl Default for Registry {

@@ -2,6 +2,8 @@
 //! loopback port, and a plain hyper client.
 #![allow(dead_code)] // each test file uses some of them
 
+pub mod browser;
+
 use std::net::SocketAddr;
 
 use http_body_util::{BodyExt, Empty};
