@@ -68,6 +68,7 @@ pub use self::redis::{
     RedisConfig, RedisConnection, RedisLimiter, RedisLimiterBuilder, RedisLimiterMetrics,
 };
 pub use self::redis::{FleetBreaker, FleetBreakerBuilder, FleetBreakerMetrics};
+pub use self::redis::{MAX_INSTANCES, MAX_INSTANCE_LEN};
 pub use self::rules::{Decision, Rule, Rules, Source, MAX_CAPACITY, MAX_REFILL, MAX_RULES};
 
 /// Where rate-limit state lives.

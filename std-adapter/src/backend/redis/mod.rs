@@ -16,7 +16,9 @@ pub use self::breaker::{FleetBreaker, FleetBreakerBuilder, FleetBreakerMetrics};
 pub use self::cluster::RedisConnection;
 pub use self::connection::{RedisBackend, RedisConfig};
 pub use self::degrade::Degrade;
-pub use self::fleet::{FleetConfig, FleetPercentiles, FleetReport, FleetSeries};
+pub use self::fleet::{
+    FleetConfig, FleetPercentiles, FleetReport, FleetSeries, MAX_INSTANCES, MAX_INSTANCE_LEN,
+};
 pub use self::lease::LeasedLimiter;
 pub use self::limiter::{RedisLimiter, RedisLimiterBuilder};
 pub use self::metrics::RedisLimiterMetrics;

@@ -30,7 +30,7 @@
 mod codec;
 mod report;
 
-pub use report::{FleetConfig, FleetReport, FleetSeries};
+pub use report::{FleetConfig, FleetReport, FleetSeries, MAX_INSTANCE_LEN};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,8 +56,11 @@ type Field = (Vec<u8>, Vec<u8>);
 /// The most instances merged per series; further fields count as corrupt.
 pub const MAX_INSTANCES: usize = 1024;
 
-/// Fleet-wide percentiles of one [`Tracker`] through Redis; see the
-/// [module docs](self).
+/// Fleet-wide percentiles of one [`Tracker`] through Redis: each instance
+/// pushes its histograms to one hash per series
+/// (`<prefix>:{hist:<tracker>:<series>}`, a field per instance, expiring
+/// with the `ttl`), reads everyone's back and merges them; corrupt fields
+/// are skipped, deleted and counted, at most [`MAX_INSTANCES`] are read.
 ///
 /// # Examples
 ///
