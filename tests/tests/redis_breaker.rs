@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::fleet::{backend, raw, until_state};
 use common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
@@ -28,16 +29,6 @@ fn core(open_for: Duration, permits: u8) -> Arc<CircuitBreaker> {
     ))
 }
 
-async fn backend(url: &str) -> RedisBackend {
-    RedisBackend::connect(
-        RedisConfig::new(url)
-            .timeout(Duration::from_millis(500))
-            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200)),
-    )
-    .await
-    .expect("connect")
-}
-
 async fn instance(url: &str, name: &str, open_for: Duration) -> FleetBreaker {
     FleetBreaker::builder(name, core(open_for, 1), backend(url).await)
         .sync_interval(SYNC)
@@ -52,22 +43,6 @@ async fn fail_twice(b: &FleetBreaker) {
     }
 }
 
-/// Waits (polling every 5 ms, at most `limit`) until `b` reads `state`;
-/// returns how long it took.
-async fn until_state(b: &FleetBreaker, state: State, limit: Duration) -> Duration {
-    let start = Instant::now();
-    while b.state() != state {
-        assert!(
-            start.elapsed() < limit,
-            "{} still {:?} after {limit:?}, wanted {state:?}",
-            b.name(),
-            b.state()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    start.elapsed()
-}
-
 /// Syncs, retrying while the connection manager reconnects.
 async fn sync_ok(b: &FleetBreaker) {
     let start = Instant::now();
@@ -75,14 +50,6 @@ async fn sync_ok(b: &FleetBreaker) {
         assert!(start.elapsed() < Duration::from_secs(5), "{e}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

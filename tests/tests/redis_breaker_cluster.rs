@@ -6,10 +6,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::fleet::until_state;
 use common::redis_server::RedisCluster;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
-use tokio::time::Instant;
 
 const SYNC: Duration = Duration::from_millis(100);
 
@@ -92,18 +92,6 @@ async fn redis_breaker_cluster_notifications_reach_every_instance() {
     let _ = fleet[0].call(async { Err::<(), _>("down") }).await;
     until_state(&fleet[1], State::Open, Duration::from_secs(1)).await;
     until_state(&fleet[2], State::Open, Duration::from_secs(1)).await;
-}
-
-async fn until_state(b: &FleetBreaker, state: State, limit: Duration) {
-    let start = Instant::now();
-    while b.state() != state {
-        assert!(
-            start.elapsed() < limit,
-            "still {:?} after {limit:?}, wanted {state:?}",
-            b.state()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

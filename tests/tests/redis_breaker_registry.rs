@@ -10,24 +10,15 @@ mod common;
 use std::time::Duration;
 
 use common::core_breaker;
+use common::fleet::backend;
 use common::redis_server::RedisServer;
 use fusebox::breaker::State;
-use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+use fusebox_std::backend::FleetBreaker;
 use fusebox_std::{CallError, Registry, RegistryError};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 const SYNC: Duration = Duration::from_millis(50);
-
-async fn backend(url: &str) -> RedisBackend {
-    RedisBackend::connect(
-        RedisConfig::new(url)
-            .timeout(Duration::from_millis(500))
-            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200)),
-    )
-    .await
-    .expect("connect")
-}
 
 /// A fleet breaker `payments` (two failures open it for 30 s) registered
 /// in `registry`.

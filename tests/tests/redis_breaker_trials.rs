@@ -9,23 +9,14 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::fleet::{backend, raw, until_state};
 use common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
-use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+use fusebox_std::backend::FleetBreaker;
 use tokio::time::Instant;
 
 const SYNC: Duration = Duration::from_millis(100);
 const OPEN_FOR: Duration = Duration::from_millis(300);
-
-async fn backend(url: &str) -> RedisBackend {
-    RedisBackend::connect(
-        RedisConfig::new(url)
-            .timeout(Duration::from_millis(500))
-            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200)),
-    )
-    .await
-    .expect("connect")
-}
 
 /// Two failures trip it; one trial at a time; a success slower than 50 ms
 /// counts as a failure.
@@ -88,27 +79,6 @@ async fn instance(url: &str, name: &str) -> FleetBreaker {
         .build()
         .await
         .expect("fleet breaker")
-}
-
-async fn until_state(b: &FleetBreaker, state: State, limit: Duration) {
-    let start = Instant::now();
-    while b.state() != state {
-        assert!(
-            start.elapsed() < limit,
-            "{} still {:?}, wanted {state:?}",
-            b.name(),
-            b.state()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
 }
 
 async fn get(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<String> {

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test file uses some of them
 
+pub mod fleet;
 pub mod redis_server;
 pub mod shared_limit;
 
