@@ -522,3 +522,33 @@ async fn redis_breaker_quorum_a_lone_trip_is_not_closed_by_a_newer_fleet_version
     a.sync().await.unwrap();
     assert_eq!(a.fleet_state(), Some(State::Closed));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_force_close_that_failed_stays_local() {
+    // Persisted (AOF), so the open decision survives the restart below.
+    let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let url = server.url();
+    let a = instance(&url, "exports").await;
+    let b = instance(&url, "exports").await;
+    trip(&a).await;
+    until_state(&b, State::Open, Duration::from_secs(2)).await;
+    // Redis is down: the force close fails and, as documented, closes A
+    // alone; the fleet's open time runs out meanwhile.
+    server.kill();
+    assert!(a.force_close().await.is_err());
+    assert_eq!(a.state(), State::Closed);
+    tokio::time::sleep(OPEN_FOR * 2).await;
+    server.restart();
+    // Back: A's local close is not sent as a trial's success, so the
+    // expired open decision stays until a fleet trial decides.
+    for _ in 0..10 {
+        tokio::time::sleep(SYNC).await;
+        let _ = a.sync().await;
+        let _ = b.sync().await;
+    }
+    assert!(!a.is_degraded() && !b.is_degraded());
+    let mut conn = raw(&url).await;
+    let stored = get(&mut conn, a.decision_key()).await.unwrap();
+    assert!(stored.contains(":o:"), "{stored}");
+    assert_ne!(b.state(), State::Closed, "B closed without a trial");
+}

@@ -320,7 +320,9 @@ impl FleetBreaker {
     ///
     /// # Errors
     ///
-    /// The backend's error: the breaker is then forced open locally only.
+    /// The backend's error: the breaker is then forced open locally only
+    /// (a newer fleet decision replaces it; a command that timed out may
+    /// still have reached Redis).
     pub async fn force_open(&self) -> Result<(), BackendError> {
         let r = self.inner.invoke(Op::ForceOpen).await.map(drop);
         if r.is_err() {
@@ -333,11 +335,25 @@ impl FleetBreaker {
     ///
     /// # Errors
     ///
-    /// The backend's error: the breaker is then closed locally only.
+    /// The backend's error: the breaker is then closed locally only, and
+    /// that local close is never reported to the fleet as a trial's
+    /// success (a command that timed out may still have reached Redis).
     pub async fn force_close(&self) -> Result<(), BackendError> {
         let r = self.inner.invoke(Op::ForceClose).await.map(drop);
         if r.is_err() {
             self.core().force_close(self.policy().clock_now());
+            // Closed here only: never reported to the fleet later as if
+            // trials had closed it.
+            let held = *self
+                .inner
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(d) = held {
+                self.inner
+                    .close_reported
+                    .store(d.version, Ordering::Release);
+            }
         }
         r
     }
