@@ -6,7 +6,8 @@
 //!
 //! Modes:
 //! * `bare`: axum alone;
-//! * `fusebox`: a `CircuitBreakerLayer` inside a keyed `RateLimitLayer`
+//! * `fusebox`: a `CircuitBreakerLayer` inside a keyed `RateLimitLayer`,
+//!   added in one `Router::layer((limit, breaker))` call
 //!   (keyed by the `x-api-key` header, a `String` key, the default `429`
 //!   responder and `RateLimit` fields on every response), both built from
 //!   a `fusebox_std::Registry` as a server with `/metrics` would build
@@ -21,6 +22,11 @@
 //! and, to see where fusebox's cost lies, parts of `fusebox`:
 //! * `fusebox-no-fields`: the same without the `RateLimit` fields
 //!   (`rate_limit_headers(false)`), as tower_governor answers by default;
+//! * `fusebox-two-calls`: the same layers added in two `Router::layer`
+//!   calls, which makes axum box the route twice;
+//! * `identity`: `tower_layer::Identity` (a layer that does nothing) in
+//!   one `Router::layer` call: the floor every layered mode pays, axum
+//!   boxing the layered route's service and future on every request;
 //! * `fusebox-limit`: the keyed `RateLimitLayer` alone;
 //! * `fusebox-breaker`: the `CircuitBreakerLayer` alone.
 //!
@@ -87,11 +93,20 @@ fn app(mode: &str) -> Result<Router, Error> {
     };
     Ok(match mode {
         "bare" => bare,
-        "fusebox" => bare.layer(breaker(&registry)?).layer(limit()?),
-        "fusebox-no-fields" => bare
-            .layer(breaker(&registry)?)
-            .layer(limit()?.rate_limit_headers(false)),
+        // Both layers in one `Router::layer` (a tuple: outer first), as
+        // axum's docs advise for several middleware: each `Router::layer`
+        // call boxes the route again (an allocation for the service
+        // clone and one for the future, on every request).
+        "fusebox" => bare.layer((limit()?, breaker(&registry)?)),
+        "fusebox-no-fields" => {
+            bare.layer((limit()?.rate_limit_headers(false), breaker(&registry)?))
+        }
+        // The same two layers in two `Router::layer` calls.
+        "fusebox-two-calls" => bare.layer(breaker(&registry)?).layer(limit()?),
         "fusebox-limit" => bare.layer(limit()?),
+        // A layer that does nothing, added the same way: what one
+        // `Router::layer` call costs on its own (every layered mode pays it).
+        "identity" => bare.layer(tower_layer::Identity::new()),
         "fusebox-breaker" => bare.layer(breaker(&registry)?),
         "governor" => {
             let config = GovernorConfigBuilder::default()

@@ -24,7 +24,38 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// in a tier the limiter does not have.
     #[inline]
     pub fn try_acquire(&self, key: &K, now: Instant) -> Result<(), KeyedError> {
-        self.acquire(key, 1, None, now)
+        self.acquire::<false>(key, 1, None, now).map(drop)
+    }
+
+    /// Takes one token for `key` at `now`, as
+    /// [`try_acquire`](Self::try_acquire), and tells how many whole tokens
+    /// the key's bucket holds right after: what `available(key, now)`
+    /// would read then, without a second lookup (a response's "remaining"
+    /// quota, say). `None` if the key had no slot and was charged to the
+    /// overflow bucket of [`FullPolicy::Overflow`](super::FullPolicy::Overflow),
+    /// which the key shares with every other such key.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire`](Self::try_acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::Instant;
+    ///
+    /// let limiter: KeyedLimiter<u32, 8> =
+    ///     KeyedLimiter::new(Quota::per_second(3)?, FullPolicy::Reject)?;
+    /// let now = Instant::from_secs(1);
+    /// assert_eq!(limiter.try_acquire_left(&7, now)?, Some(2)); // inserted, charged
+    /// assert_eq!(limiter.try_acquire_left(&7, now)?, Some(1)); // found, charged
+    /// assert_eq!(limiter.available(&7, now), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn try_acquire_left(&self, key: &K, now: Instant) -> Result<Option<u32>, KeyedError> {
+        self.acquire::<true>(key, 1, None, now)
     }
 
     /// Takes one token for `key`, inserting it in `tier` if new.
@@ -53,7 +84,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         if tier >= TIERS {
             return Err(self.out_of_range(tier));
         }
-        self.acquire(key, 1, Some(tier), now)
+        self.acquire::<false>(key, 1, Some(tier), now).map(drop)
     }
 
     /// Takes `n` tokens for `key`, all or none.
@@ -64,7 +95,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// [`KeyedError::InsufficientCapacity`] if `n` exceeds the key's burst.
     #[inline]
     pub fn try_acquire_n(&self, key: &K, n: u32, now: Instant) -> Result<(), KeyedError> {
-        self.acquire(key, n, None, now)
+        self.acquire::<false>(key, n, None, now).map(drop)
     }
 
     /// Whole tokens available to `key` at `now`. A key not in the table
@@ -147,22 +178,24 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     }
 
     /// The lock-free path, for a key already in the table; the rest is out
-    /// of line.
+    /// of line. Admitted: `Some(tokens left)` if the key's own bucket was
+    /// charged (the count only if `LEFT`, else 0), `None` for the overflow
+    /// bucket.
     #[inline]
-    pub(super) fn acquire(
+    pub(super) fn acquire<const LEFT: bool>(
         &self,
         key: &K,
         n: u32,
         tier: Option<usize>,
         now: Instant,
-    ) -> Result<(), KeyedError> {
+    ) -> Result<Option<u32>, KeyedError> {
         let (fp, home) = self.locate(key);
         for i in Self::window(home) {
-            if let Some(result) = self.charge_if(&self.slots[i], fp, key, n, now) {
+            if let Some(result) = self.charge_if::<LEFT>(&self.slots[i], fp, key, n, now) {
                 if result.is_err() {
                     self.refused();
                 }
-                return result;
+                return result.map(Some);
             }
         }
         self.acquire_slow(key, n, tier, fp, home, now)

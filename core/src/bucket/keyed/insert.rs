@@ -25,7 +25,8 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// Not found lock-free: inserts the key (or finds it inserted
     /// meanwhile, or busy with the most callers a slot can pin or register),
     /// or uses the [`FullPolicy`](super::FullPolicy). Counts the outcome
-    /// globally.
+    /// globally. Admitted: `Some(tokens left)` in the key's own bucket,
+    /// `None` if charged to the overflow bucket.
     #[cold]
     #[inline(never)]
     pub(super) fn acquire_slow(
@@ -36,7 +37,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         fp: u32,
         home: usize,
         now: Instant,
-    ) -> Result<(), KeyedError> {
+    ) -> Result<Option<u32>, KeyedError> {
         // User code (the tier function) before the lock.
         let tier = tier.unwrap_or_else(|| self.tier_of.map_or(0, |f| f(key)));
         if tier >= TIERS {
@@ -53,19 +54,24 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
             Some(self.charge_locked(i, n, now))
         });
         let result = match charged {
-            Some(result) => result,
+            Some(result) => result.map(Some),
             None => match &self.overflow {
                 // One decision under the bucket's quota in force (which
                 // `set_overflow_quota` may change meanwhile).
-                Some(bucket) => bucket.try_acquire_n(n, now).map_err(|e| match e {
-                    AcquireError::InsufficientCapacity(e) => KeyedError::InsufficientCapacity(e),
-                    AcquireError::RateLimited(e) => KeyedError::RateLimited(e),
-                }),
+                Some(bucket) => bucket
+                    .try_acquire_n(n, now)
+                    .map(|()| None)
+                    .map_err(|e| match e {
+                        AcquireError::InsufficientCapacity(e) => {
+                            KeyedError::InsufficientCapacity(e)
+                        }
+                        AcquireError::RateLimited(e) => KeyedError::RateLimited(e),
+                    }),
                 None => Err(KeyedError::TableFull),
             },
         };
         match result {
-            Ok(()) => self.allowed.incr(),
+            Ok(_) => self.allowed.incr(),
             Err(KeyedError::TableFull) => {
                 self.limited.incr();
                 self.table_full.incr();

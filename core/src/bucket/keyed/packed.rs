@@ -165,15 +165,17 @@ where
 
     /// Charges `slot` if it holds `key`; `None` if it does not. The
     /// admitting CAS also unpins and counts the admission in the slot.
+    /// Admitted: the whole tokens left in the word written if `LEFT`
+    /// (else 0, and nothing more is read).
     #[inline]
-    pub(super) fn charge_if(
+    pub(super) fn charge_if<const LEFT: bool>(
         &self,
         slot: &Slot<K>,
         fp: u32,
         key: &K,
         n: u32,
         now: Instant,
-    ) -> Option<Result<(), KeyedError>> {
+    ) -> Option<Result<u32, KeyedError>> {
         let (pin, state) = self.pin_key(slot, fp, key)?;
         let tier = Self::tier_of_state(state);
         let now = now.as_micros();
@@ -192,7 +194,7 @@ where
                         Ok(_) => {
                             // The CAS released the pin.
                             let _ = ManuallyDrop::new(pin);
-                            return Some(Ok(()));
+                            return Some(Ok(if LEFT { self.left(tier, next, now) } else { 0 }));
                         }
                         Err(actual) => current = actual,
                     }
@@ -206,6 +208,13 @@ where
                 },
             }
         }
+    }
+
+    /// Whole tokens at `now` (µs) of a bucket word of `tier` just written.
+    #[inline]
+    fn left(&self, tier: usize, word: u64, now: u64) -> u32 {
+        let (params, tat, _) = self.tiers.state(tier, tat(word), tag(word));
+        params.available(tat, now) as u32
     }
 
     /// Whole tokens of `slot`'s bucket at `now` if it holds `key`.
@@ -250,7 +259,8 @@ where
     /// Under the lock: charges live slot `i` without pinning
     /// (so this works with `MAX_PINS` callers pinned); the caller counts the
     /// admission globally.
-    pub(super) fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
+    /// Admitted: the whole tokens left in the word written.
+    pub(super) fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<u32, KeyedError> {
         let slot = &self.slots[i];
         let tier = Self::tier_of_state(slot.state.load(Ordering::Acquire));
         let now = now.as_micros();
@@ -266,13 +276,12 @@ where
                     }
                 },
             };
-            match slot.tat.compare_exchange_weak(
-                current,
-                with_tat(current, new, tag),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Ok(()),
+            let next = with_tat(current, new, tag);
+            match slot
+                .tat
+                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(self.left(tier, next, now)),
                 Err(actual) => current = actual,
             }
         }

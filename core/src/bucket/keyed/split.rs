@@ -59,21 +59,21 @@ where
     /// Charges `slot` if it holds `key`; `None` if it does not. An admission
     /// is counted in the slot as the caller unregisters.
     #[inline]
-    pub(super) fn charge_if(
+    pub(super) fn charge_if<const LEFT: bool>(
         &self,
         slot: &Slot<K>,
         fp: u32,
         key: &K,
         n: u32,
         now: Instant,
-    ) -> Option<Result<(), KeyedError>> {
+    ) -> Option<Result<u32, KeyedError>> {
         let mut guard = self.register(slot, fp)?;
         // SAFETY: registered, so the key is initialised and cannot be
         // replaced until the guard drops.
         if unsafe { (*slot.key.get()).assume_init_ref() } != key {
             return None;
         }
-        let result = self.charge(slot, Self::tier_of_state(guard.state), n, now);
+        let result = self.charge::<LEFT>(slot, Self::tier_of_state(guard.state), n, now);
         if result.is_ok() {
             guard.release = UNREGISTER_ADMITTED;
         }
@@ -121,9 +121,9 @@ where
     /// Under the lock: charges live slot `i` without
     /// registering (so this works with `MAX_READERS` callers registered);
     /// the caller counts the admission globally.
-    pub(super) fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
+    pub(super) fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<u32, KeyedError> {
         let slot = &self.slots[i];
-        self.charge(
+        self.charge::<true>(
             slot,
             Self::tier_of_state(slot.state.load(Ordering::Acquire)),
             n,
@@ -134,8 +134,16 @@ where
     /// One GCRA decision on `slot`'s bucket word under `tier`'s quota: a
     /// load, then a CAS from exactly the word decided on, which also
     /// converts a word written under the previous quota (see `tiers`).
+    /// Admitted: the whole tokens left in the word written if `LEFT`
+    /// (else 0).
     #[inline]
-    fn charge(&self, slot: &Slot<K>, tier: usize, n: u32, now: Instant) -> Result<(), KeyedError> {
+    fn charge<const LEFT: bool>(
+        &self,
+        slot: &Slot<K>,
+        tier: usize,
+        n: u32,
+        now: Instant,
+    ) -> Result<u32, KeyedError> {
         let micros = now.as_micros();
         let mut word = slot.tat.load(Ordering::Acquire);
         loop {
@@ -160,7 +168,12 @@ where
                 .tat
                 .compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Ok(()),
+                Ok(_) if LEFT => {
+                    let (tat, tag) = split(new);
+                    let (params, tat, _) = self.tiers.state(tier, tat, tag);
+                    return Ok(params.available(tat, micros) as u32);
+                }
+                Ok(_) => return Ok(0),
                 Err(actual) => word = actual,
             }
         }

@@ -297,3 +297,87 @@ fn a_decision_converts_a_word_the_sweep_has_not_reached() {
         assert_eq!(words(&lazy), words(&swept));
     }
 }
+
+/// `try_acquire_left` against the documented contract: admitted into the
+/// key's own bucket, it reads exactly what `available` reads right after
+/// (on every path: lock-free, inserted, found under the lock with every
+/// pin taken, across a quota change and time wrapping the narrow words
+/// past 2^31 units); charged to the overflow bucket, `None`; refused, the
+/// same error as `try_acquire`.
+#[test]
+fn tokens_left_after_an_admission_are_what_available_reads() {
+    type L = KeyedLimiter<u32, 4>;
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for policy in [FullPolicy::Reject, FullPolicy::Overflow(per_sec(50))] {
+        let l: KeyedLimiter<u32, 8> =
+            KeyedLimiter::new(Quota::new(7, Duration::from_millis(1_300)).unwrap(), policy)
+                .expect("quota within the keyed range");
+        let twin: KeyedLimiter<u32, 8> =
+            KeyedLimiter::new(Quota::new(7, Duration::from_millis(1_300)).unwrap(), policy)
+                .expect("quota within the keyed range");
+        let (mut now, mut own, mut overflow, mut refused) = (T0, 0, 0, 0);
+        // ~60 h of simulated time: past the narrow words' 35.8-minute wrap.
+        // Miri checks the memory accesses, not the statistics: fewer steps.
+        let steps: u32 = if cfg!(miri) { 300 } else { 40_000 };
+        for step in 0..steps {
+            if step == steps / 2 {
+                let at = now;
+                l.set_quota(0, per_sec(11), at).unwrap();
+                twin.set_quota(0, per_sec(11), at).unwrap();
+            }
+            // Mostly a burst (refusals), now and then a jump of up to
+            // 10 min (refills, evictions, wrapping).
+            now += Duration::from_micros(if next() % 50 == 0 {
+                next() % 600_000_000
+            } else {
+                next() % 2_000
+            });
+            // Few keys most of the time (found lock-free), bursts of many
+            // (insertions, evictions, a full table).
+            let key = if next() % 8 == 0 {
+                (next() % 64) as u32
+            } else {
+                (next() % 3) as u32
+            };
+            let expected = twin.try_acquire(&key, now);
+            match l.try_acquire_left(&key, now) {
+                Ok(Some(left)) => {
+                    assert_eq!(expected, Ok(()));
+                    assert_eq!(left, l.available(&key, now), "step {step}, key {key}");
+                    own += 1;
+                }
+                Ok(None) => {
+                    assert_eq!(expected, Ok(()));
+                    assert!(matches!(policy, FullPolicy::Overflow(_)));
+                    overflow += 1;
+                }
+                Err(e) => {
+                    assert_eq!(expected, Err(e));
+                    refused += 1;
+                }
+            }
+        }
+        assert!(own > steps / 4 && refused > steps / 100, "{own} {refused}");
+        assert_eq!(overflow > 0, matches!(policy, FullPolicy::Overflow(_)));
+        assert_eq!(l.metrics(), twin.metrics());
+    }
+    // Found under the lock, with every pin (registration) taken.
+    let l: L = KeyedLimiter::new(per_sec(100), FullPolicy::Reject).unwrap();
+    assert_eq!(l.try_acquire_left(&1, T0), Ok(Some(99)));
+    let (fp, home) = l.locate(&1);
+    let i = L::window(home)
+        .find(|&i| l.slots[i].state.load(Ordering::Relaxed) >> state::FP_SHIFT == fp)
+        .unwrap();
+    let guards: std::vec::Vec<_> = (0..L::MAX_CALLERS)
+        .map(|_| l.hold(&l.slots[i], fp, &1).unwrap())
+        .collect();
+    assert_eq!(l.try_acquire_left(&1, T0), Ok(Some(98)));
+    drop(guards);
+    assert_eq!(l.available(&1, T0), 98);
+}

@@ -198,8 +198,8 @@ where
     K: Eq + Hash + Clone,
     S: BuildHasher,
 {
-    /// The key's quota after a decision at `now` (`admitted` or not), or
-    /// `None` if the request was not charged to the key's own bucket.
+    /// The key's quota after a refusal at `now`, or `None` if the refusal
+    /// was not the key's own bucket's.
     ///
     /// Under [`FullPolicy::Overflow`](fusebox::bucket::FullPolicy::Overflow)
     /// a new key that finds no slot is charged to the one overflow bucket
@@ -208,41 +208,36 @@ where
     /// full burst) and tell the client it has a whole burst left, even on a
     /// `429`. The core exposes the overflow bucket's quota but not its
     /// state, so such a response carries **no** `RateLimit` fields rather
-    /// than wrong ones. It is recognised at the decision's own `now`: after
-    /// an admission a key with a slot has less than its burst (it was just
-    /// charged), and after a refusal it has no whole token; a key that
-    /// reads otherwise was charged to (or refused by) the overflow bucket.
-    /// Under [`FullPolicy::Reject`](fusebox::bucket::FullPolicy::Reject)
-    /// every charge is the key's own.
-    ///
-    /// `t` is an upper bound: the limiter reports whole tokens, so the time
-    /// to refill is counted from the whole tokens left (at most one refill
-    /// interval late).
-    fn quoted(
-        &self,
-        quota: Option<Quota>,
-        key: &K,
-        admitted: bool,
-        now: Instant,
-    ) -> Option<Quoted> {
+    /// than wrong ones. An admission says itself which bucket it charged
+    /// ([`KeyedLimiter::try_acquire_left`]); a refusal is recognised at the
+    /// decision's own `now`: refused by its own bucket, a key has no whole
+    /// token left, and a key that reads otherwise was refused by the
+    /// overflow bucket. Under
+    /// [`FullPolicy::Reject`](fusebox::bucket::FullPolicy::Reject) every
+    /// refusal is the key's own.
+    fn quoted(&self, quota: Option<Quota>, key: &K, now: Instant) -> Option<Quoted> {
         let quota = quota?;
         let available = self.limiter.available(key, now);
-        let own_bucket = if admitted {
-            available < quota.burst()
-        } else {
-            available == 0
-        };
-        if !own_bucket && self.limiter.overflow_quota().is_some() {
+        if available != 0 && self.limiter.overflow_quota().is_some() {
             return None;
         }
-        let (limit, window) = quota_qw(&quota);
-        let missing = u64::from(quota.burst().saturating_sub(available));
-        Some(Quoted {
-            limit,
-            window,
-            remaining: u64::from(available),
-            reset: ceil_secs(quota.replenish_interval().saturating_mul(missing)),
-        })
+        Some(quote(&quota, available))
+    }
+}
+
+/// The fields of a key with `available` whole tokens left under `quota`.
+///
+/// `t` is an upper bound: the limiter reports whole tokens, so the time to
+/// refill is counted from the whole tokens left (at most one refill
+/// interval late).
+fn quote(quota: &Quota, available: u32) -> Quoted {
+    let (limit, window) = quota_qw(quota);
+    let missing = u64::from(quota.burst().saturating_sub(available));
+    Quoted {
+        limit,
+        window,
+        remaining: u64::from(available),
+        reset: ceil_secs(quota.replenish_interval().saturating_mul(missing)),
     }
 }
 
@@ -266,10 +261,11 @@ where
         };
         let quota = self.limiter.quota(0);
         let now = clock.now();
-        match self.limiter.try_acquire(&key, now) {
-            Ok(()) => Check::Admitted(self.quoted(quota, &key, true, now)),
+        match self.limiter.try_acquire_left(&key, now) {
+            // The tokens left come with the admission: one lookup.
+            Ok(left) => Check::Admitted(quota.zip(left).map(|(quota, left)| quote(&quota, left))),
             Err(KeyedError::RateLimited(limited)) => {
-                Check::Limited(limited.retry_after, self.quoted(quota, &key, false, now))
+                Check::Limited(limited.retry_after, self.quoted(quota, &key, now))
             }
             Err(_) => Check::Refused(Refusal::Unavailable),
         }
