@@ -193,7 +193,12 @@ fn bounded(head: &Parts, name: impl AsHeaderName, max_len: usize) -> Result<&str
     if len > max_len {
         return Err(KeyError::TooLong { len, max: max_len });
     }
-    std::str::from_utf8(value.as_bytes()).map_err(|_| KeyError::NotUtf8)
+    // Visible ASCII (the usual key) is checked in one pass; anything else
+    // (obs-text) is UTF-8 or refused.
+    value
+        .to_str()
+        .or_else(|_| std::str::from_utf8(value.as_bytes()))
+        .map_err(|_| KeyError::NotUtf8)
 }
 
 #[cfg(test)]
