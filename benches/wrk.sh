@@ -3,10 +3,15 @@
 # same axum server three ways (benches/examples/http_server.rs):
 #
 #   bare      axum alone, `GET /` answering `ok`
-#   fusebox   + CircuitBreakerLayer inside a keyed RateLimitLayer (key: the
-#             x-api-key header), built from a Registry, quota never reached
+#   fusebox   + a keyed RateLimitLayer (key: the x-api-key header) and a
+#             CircuitBreakerLayer inside it, in one Router::layer call,
+#             built from a Registry, quota never reached
 #   governor  + tower_governor's GovernorLayer keyed by the same header,
-#             quota never reached (the peer)
+#             quota never reached (the peer); governor-headers with its
+#             x-ratelimit-* headers
+#   identity  + a layer that does nothing: the floor of one Router::layer
+#
+# and breakdowns of fusebox (see the example's docs).
 #
 # Each run: `wrk -c64 -d10s --latency -H 'x-api-key: bench'` (64
 # keep-alive connections, 10 s), after a 1 s warm-up run against the same
@@ -35,7 +40,7 @@ THREADS=${WRK_THREADS:-$([ "$PIN" = 1 ] && echo 1 || echo 2)}
 CONNECTIONS=${WRK_CONNECTIONS:-64}
 DURATION=${WRK_DURATION:-10s}
 ROUNDS=${WRK_ROUNDS:-5}
-MODES=${WRK_MODES:-"bare fusebox governor governor-headers fusebox-no-fields fusebox-limit fusebox-breaker"}
+MODES=${WRK_MODES:-"bare fusebox governor governor-headers identity fusebox-no-fields fusebox-limit fusebox-breaker"}
 if [ "$PIN" = 1 ]; then
     SERVER_CPU=(taskset -c 0)
     SERVER_ARGS=(--workers 1)

@@ -68,7 +68,9 @@ rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).s
 load = [open(os.path.join(out_dir, f"loadavg-{w}")).read().split()[0] for w in ("before", "after")]
 LABEL = {
     "bare": "bare axum",
-    "fusebox": "axum + fusebox `CircuitBreakerLayer` + keyed `RateLimitLayer` (with its `RateLimit` fields, its default)",
+    "fusebox": "axum + fusebox keyed `RateLimitLayer` + `CircuitBreakerLayer` in one `Router::layer` call (with its `RateLimit` fields, its default)",
+    "fusebox-two-calls": "the same fusebox layers in two `Router::layer` calls",
+    "identity": "floor: a layer that does nothing (`tower_layer::Identity`), one `Router::layer` call",
     "governor": "axum + tower_governor `GovernorLayer` (keyed), no headers (its default)",
     "governor-headers": "axum + tower_governor `GovernorLayer` (keyed) with `use_headers()`",
     "fusebox-no-fields": "breakdown: fusebox without the `RateLimit` fields (`rate_limit_headers(false)`)",
@@ -122,7 +124,9 @@ def added(m):
 parts = [(m, what) for m, what in [
     ("fusebox", "fusebox, both layers"), ("fusebox-breaker", "breaker alone"),
     ("fusebox-limit", "keyed limiter alone, with the fields"),
-    ("fusebox-no-fields", "both layers without the fields"), ("governor", "tower_governor")] if m in med]
+    ("fusebox-no-fields", "both layers without the fields"), ("governor", "tower_governor"),
+    ("governor-headers", "tower_governor with headers"),
+    ("identity", "a do-nothing layer (what axum's `Router::layer` costs)")] if m in med]
 w("Server CPU added per request over bare axum (median minus median; on this shared machine single "
   "runs of one mode vary by a microsecond or more, so read these as rough): " + "; ".join(f"{what} {added(m):+.2f} µs" for m, what in parts)
   + (f"; the `RateLimit` fields alone (fusebox − fusebox-no-fields) "

@@ -70,6 +70,7 @@
 //! ```
 
 pub mod breaker;
+mod future_state;
 mod headers;
 pub mod rate_limit;
 #[cfg(test)]

@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 
 use super::Shared;
 use crate::policy::Classify;
+use crate::tower::future_state::{Output, State};
 
 pin_project! {
     /// The response future of a
@@ -72,8 +73,7 @@ pin_project! {
         F: Future,
     {
         #[pin]
-        inner: Option<F>,
-        rejected: Option<F::Output>,
+        state: State<F>,
         permit: Option<OwnedPermit<Arc<CircuitBreaker>>>,
         started: Option<Instant>,
         shared: Arc<Shared<C>>,
@@ -88,8 +88,7 @@ impl<F: Future, C> ResponseFuture<F, C> {
         shared: Arc<Shared<C>>,
     ) -> Self {
         Self {
-            inner: Some(inner),
-            rejected: None,
+            state: State::Inner { future: inner },
             permit: Some(permit),
             started,
             shared,
@@ -98,8 +97,7 @@ impl<F: Future, C> ResponseFuture<F, C> {
 
     pub(super) fn rejected(output: F::Output, shared: Arc<Shared<C>>) -> Self {
         Self {
-            inner: None,
-            rejected: Some(output),
+            state: State::given(output),
             permit: None,
             started: None,
             shared,
@@ -148,17 +146,12 @@ where
     type Output = Result<T, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if let Some(output) = this.rejected.take() {
-            return Poll::Ready(output);
-        }
-        let inner = this
-            .inner
-            .as_mut()
-            .as_pin_mut()
-            .expect("ResponseFuture polled after completion");
-        let result = ready!(inner.poll(cx));
-        this.inner.set(None);
+        let this = self.project();
+        // The inner future is dropped before the record.
+        let result = match ready!(this.state.poll_output(cx)) {
+            Output::Inner(result) => result,
+            Output::Given(output) => return Poll::Ready(output),
+        };
         if let Some(permit) = this.permit.take() {
             let shared = &**this.shared;
             let clock = shared.clock;

@@ -9,6 +9,7 @@ use std::task::{ready, Context, Poll};
 use http::Response;
 use pin_project_lite::pin_project;
 
+use crate::tower::future_state::{Output, State};
 use crate::tower::headers::{add_rate_limit, PolicyFields, Quoted};
 
 /// The quota fields to stamp on an admitted response.
@@ -74,8 +75,7 @@ pin_project! {
         F: Future,
     {
         #[pin]
-        inner: Option<F>,
-        refused: Option<F::Output>,
+        state: State<F>,
         stamp: Option<Stamp>,
     }
 }
@@ -83,16 +83,14 @@ pin_project! {
 impl<F: Future> ResponseFuture<F> {
     pub(super) fn admitted(inner: F, stamp: Option<Stamp>) -> Self {
         Self {
-            inner: Some(inner),
-            refused: None,
+            state: State::Inner { future: inner },
             stamp,
         }
     }
 
     pub(super) fn refused(output: F::Output) -> Self {
         Self {
-            inner: None,
-            refused: Some(output),
+            state: State::given(output),
             stamp: None,
         }
     }
@@ -105,17 +103,11 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if let Some(output) = this.refused.take() {
-            return Poll::Ready(output);
-        }
-        let inner = this
-            .inner
-            .as_mut()
-            .as_pin_mut()
-            .expect("ResponseFuture polled after completion");
-        let mut result = ready!(inner.poll(cx));
-        this.inner.set(None);
+        let this = self.project();
+        let mut result = match ready!(this.state.poll_output(cx)) {
+            Output::Inner(result) => result,
+            Output::Given(output) => return Poll::Ready(output),
+        };
         if let (Ok(response), Some(stamp)) = (&mut result, this.stamp.take()) {
             // Not this layer's response: its fields join the inner ones.
             add_rate_limit(
