@@ -32,8 +32,10 @@ pub enum Check {
 pub trait Limit: Send + Sync + 'static {
     /// Charges the request with head `head`, reading `clock` right before
     /// the core call (after the key function, which is user code); `name`
-    /// is the policy's, for the logs.
-    fn check(&self, head: &Parts, clock: &TokioClock, name: &str) -> Check;
+    /// is the policy's, for the logs. The quota is reported (`Quoted`)
+    /// only if `fields` (the layer sends the fields): otherwise it is not
+    /// even read.
+    fn check(&self, head: &Parts, clock: &TokioClock, name: &str, fields: bool) -> Check;
 }
 
 /// One [`TokenBucket`] for every request through the layer (and every
@@ -90,11 +92,11 @@ impl Single {
 }
 
 impl Limit for Single {
-    fn check(&self, _head: &Parts, clock: &TokioClock, _name: &str) -> Check {
+    fn check(&self, _head: &Parts, clock: &TokioClock, _name: &str, fields: bool) -> Check {
         let now = clock.now();
         match self.bucket.try_acquire(now) {
-            Ok(()) => Check::Admitted(Some(self.quoted(now))),
-            Err(limited) => Check::Limited(limited.retry_after, Some(self.quoted(now))),
+            Ok(()) => Check::Admitted(fields.then(|| self.quoted(now))),
+            Err(limited) => Check::Limited(limited.retry_after, fields.then(|| self.quoted(now))),
         }
     }
 }
@@ -248,7 +250,7 @@ where
     F: Fn(&Parts) -> Result<K, KeyError> + Send + Sync + 'static,
     KeyedLimiter<K, N, 1, S>: Send + Sync,
 {
-    fn check(&self, head: &Parts, clock: &TokioClock, name: &str) -> Check {
+    fn check(&self, head: &Parts, clock: &TokioClock, name: &str, fields: bool) -> Check {
         let key = match (self.key)(head) {
             Ok(key) => key,
             Err(error) => match &self.bad_key {
@@ -259,7 +261,7 @@ where
                 }
             },
         };
-        let quota = self.limiter.quota(0);
+        let quota = if fields { self.limiter.quota(0) } else { None };
         let now = clock.now();
         match self.limiter.try_acquire_left(&key, now) {
             // The tokens left come with the admission: one lookup.

@@ -137,10 +137,12 @@ where
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let shared = &*self.shared;
         let (head, body) = request.into_parts();
-        let check = shared.limit.check(&head, &shared.clock, &shared.name);
+        let check = shared
+            .limit
+            .check(&head, &shared.clock, &shared.name, shared.headers);
         let (refusal, quoted) = match check {
             Check::Admitted(quoted) => {
-                let stamp = quoted.filter(|_| shared.headers).map(|quoted| Stamp {
+                let stamp = quoted.map(|quoted| Stamp {
                     fields: Arc::clone(&shared.fields),
                     quoted,
                     legacy: shared.legacy,
@@ -155,7 +157,7 @@ where
             Check::Refused(refusal) => (refusal, None),
         };
         let mut response = shared.refuse(&*self.responder, refusal);
-        if let (true, Some(quoted)) = (shared.headers, quoted) {
+        if let Some(quoted) = quoted {
             add_rate_limit(
                 response.headers_mut(),
                 &shared.fields,
