@@ -71,8 +71,10 @@ done_layer
 layer "unit, doc and property tests"
 cargo test --workspace
 cargo test -p fusebox --features serde,std
-# The workspace build enables both (benches, loom-tests); the core with each:
-cargo test -p fusebox --features serde,std,time-window,half-open-timeout
+# The workspace run above already tested the core with both new features
+# (benches, loom-tests enable them; fusebox-std adds serde and std: the set
+# alloc, serde, std, time-window, half-open-timeout), and the clippy layer
+# built that set without the workspace's unification. The core with each:
 cargo test -p fusebox --features time-window,serde --test breaker_time_scenarios --test serde
 cargo test -p fusebox --features half-open-timeout,serde --test breaker_half_open_timeout --test serde
 # A server binary with nothing but `features = ["std"]` links and runs.
