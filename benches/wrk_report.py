@@ -120,6 +120,10 @@ for m in modes:
     each = ", ".join(f"{x['rps']:,.0f}" for x in runs[m])
     w(f"| {LABEL.get(m, m)} | {r['rps']:,.0f} | {paired(m, 'bare'):.3f} | {lat(r['p50'])} | "
       f"{lat(r['p99'])} | {r['cpu']:.2f} µs | {r['cpu'] / med['bare']['cpu']:.3f} | {each} |")
+spread = {m: (min(x["rps"] for x in rs), max(x["rps"] for x in rs)) for m, rs in runs.items()}
+w("\nRound-to-round spread of one server (min … max requests/s): " + "; ".join(
+    f"{m} {lo:,.0f} … {hi:,.0f} ({100 * (hi - lo) / med[m]['rps']:.0f} % of its median)" for m, (lo, hi) in spread.items())
+  + ". A difference between modes smaller than that is not resolved by this table.")
 errors = sum(r["socket_errors"] for rs in runs.values() for r in rs)
 if errors:
     w(f"\nwrk counted {errors} socket errors over all runs.")
