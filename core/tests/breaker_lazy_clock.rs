@@ -4,9 +4,7 @@
 //! rejections, same transitions, same counters); and they read the clock
 //! only when the decision depends on it, never for a closed acquire nor
 //! for a success on a closed breaker with no failure streak and no rate
-//! window, nor for a fast success whose claim on a rate window cannot be
-//! followed by a trip (before the minimum of calls, or once the window
-//! has filled). Histories run long enough to open and close the breakers many
+//! window. Histories run long enough to open and close the breakers many
 //! times, with stale (backwards) clock readings mixed in.
 
 use std::cell::Cell;
@@ -66,24 +64,6 @@ fn closed_success_without_window(config: &Config, state: State, outcome: Option<
         && config.slow_call().is_none()
 }
 
-/// Whether the contract lets a fast closed success on a rate window skip
-/// the clock: `claims` calls of this closed generation are in the window
-/// already, and this one neither completes the minimum of calls nor comes
-/// after it in the window's first lap (where the tally may trip).
-fn windowed_success_without_clock(
-    config: &Config,
-    state: State,
-    outcome: Option<Outcome>,
-    elapsed: Duration,
-    claims: u32,
-) -> bool {
-    state == State::Closed
-        && outcome == Some(Outcome::Success)
-        && (config.failure_rate().is_some() || config.slow_call().is_some())
-        && !matches!(config.slow_call(), Some((threshold, _)) if elapsed >= threshold)
-        && (claims + 1 < u32::from(config.minimum_calls()) || claims >= u32::from(config.window()))
-}
-
 // proptest reads the working directory (its regression files): not
 // under Miri's isolation; the panic test below runs there too.
 #[cfg(not(miri))]
@@ -103,7 +83,6 @@ proptest! {
         let reads = &reads;
         let clock = |t: Instant| move || { reads.set(reads.get() + 1); t };
         let mut streak = false; // a failure since the last closed success
-        let mut claims = 0u32; // calls in this closed generation's window
         for (i, op) in ops.into_iter().enumerate() {
             match op {
                 Op::Tick(ms) => {
@@ -149,12 +128,6 @@ proptest! {
                             if skip {
                                 prop_assert_eq!(reads.get(), before, "a clean closed success read the clock");
                             }
-                            if !trial && windowed_success_without_clock(&config, state, Some(outcome), elapsed, claims) {
-                                prop_assert_eq!(reads.get(), before, "a quiet windowed success read the clock");
-                            }
-                            if !trial && state == State::Closed && outcome != Outcome::Ignored {
-                                claims += 1;
-                            }
                             if !trial && state == State::Closed {
                                 match outcome {
                                     Outcome::Success => streak = false,
@@ -162,9 +135,8 @@ proptest! {
                                     Outcome::Ignored => {}
                                 }
                             }
-                            if ra.is_some() || ta.is_some() {
+                            if ra.is_some() {
                                 streak = false; // a transition starts a new generation
-                                claims = 0;
                             }
                         }
                         (a, b) => prop_assert!(false, "eager {:?} but lazy {:?}", a.is_ok(), b.is_ok()),
@@ -218,10 +190,9 @@ fn a_panicking_clock_in_record_with_abandons_the_trial() {
 }
 
 /// A clock closure that panics when a closed success needs the time (on a
-/// rate window, the claim that completes the minimum of calls; without
-/// one, the success that ends a failure streak) changes nothing: the
-/// clock is read before any state change, and the call counts as
-/// abandoned, not as a success.
+/// rate window, before its claim; without one, the success that ends a
+/// failure streak) changes nothing: the clock is read before any state
+/// change, and the call counts as abandoned, not as a success.
 #[test]
 fn a_panicking_clock_on_a_closed_success_changes_nothing() {
     let t0 = Instant::from_secs(10);

@@ -151,11 +151,9 @@ impl Permit<'_> {
 
     /// [`record`](Self::record), reading the clock only if the record
     /// needs the time: a success on a closed breaker without a failure
-    /// streak never calls `now`, nor does a fast success on a rate window
-    /// (count-based) once the window is full or before the success that
-    /// completes its minimum of calls. `now` runs before the record changes
-    /// any state; if it panics, the permit is abandoned and the call counts
-    /// as abandoned only. Pass
+    /// streak or a rate window never calls `now`. `now` runs before the
+    /// record changes any state; if it panics, the permit is abandoned and
+    /// the call counts as abandoned only. Pass
     /// [`Duration::ZERO`] as `elapsed` when
     /// [`CircuitBreaker::measures_duration`] is false (no slow-call rule)
     /// and skip timing the call altogether.

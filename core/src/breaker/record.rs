@@ -24,8 +24,6 @@ impl CircuitBreaker {
         now: impl FnOnce() -> Instant,
         elapsed: Duration,
     ) -> Option<Transition> {
-        // A closed success is counted after the clock may have been read:
-        // if `now` panics, the call counts as abandoned only.
         if outcome == Outcome::Success && !half_open && !self.config.uses_window() {
             let cur = self.load();
             // Even a stale permit's success changes nothing in a clean
@@ -35,40 +33,20 @@ impl CircuitBreaker {
                 self.counters.successes.incr();
                 return None;
             }
+            // Counted after the clock is read: if `now` panics, the call
+            // counts as abandoned only.
             let transition = self.settle(cur, gen, false, false, false, now());
             self.counters.successes.incr();
             return transition;
         }
+        let now = now();
         if outcome == Outcome::Success && !half_open && elapsed < self.config.slow_threshold() {
-            // A fast closed success under a rate policy: its claim returns
-            // early in `record_closed` in the steady state, without the time.
-            let transition = self.settle_fast_success(self.load(), gen, now);
+            // A fast closed success under a rate policy: counted here; its
+            // claim returns early in `record_window` in the steady state.
             self.counters.successes.incr();
-            return transition;
+            return self.settle(self.load(), gen, false, false, false, now);
         }
-        self.record_counted(gen, half_open, outcome, now(), elapsed)
-    }
-
-    /// Applies a fast closed success (counted) to the state word `cur`,
-    /// reading `now` only if the record may trip: one that completes the
-    /// window's minimum of calls (a time window always reads it). The
-    /// clock is read before any state change, as for every record (see
-    /// `Permit::record_with`).
-    #[inline(never)]
-    fn settle_fast_success(
-        &self,
-        cur: Word,
-        gen: Epoch,
-        now: impl FnOnce() -> Instant,
-    ) -> Option<Transition> {
-        if !self.owns(cur, gen, false) {
-            return None; // a stale permit: counted, changes no state
-        }
-        #[cfg(feature = "time-window")]
-        if self.config.timed() {
-            return self.record_timed(cur, gen, false, false, now());
-        }
-        self.record_closed(cur, gen, false, false, OnFirstNeed::new(now))
+        self.record_counted(gen, half_open, outcome, now, elapsed)
     }
 
     /// Every record but the hot path: counts the outcome, then settles it.
@@ -128,34 +106,21 @@ impl CircuitBreaker {
 
     /// A record of generation `gen`, which `cur` was installed as. Inside
     /// the CAS loops below a changed word is judged by its low bits only.
-    ///
-    /// `now` is read only before a state change that may need it: a
-    /// consecutive-failure trip, or a window claim that is not quiet (a
-    /// failure, a slow call, or the claim completing the minimum of calls;
-    /// the tally after it may trip).
     pub(super) fn record_closed(
         &self,
         mut cur: Word,
         gen: Epoch,
         failure: bool,
         slow: bool,
-        mut now: impl RecordTime,
+        now: Instant,
     ) -> Option<Transition> {
         let cfg = &self.config;
         let windowed = cfg.uses_window();
         let trip = cfg.trip();
         let threshold = trip.consecutive_failures;
-        let size = u32::from(cfg.window());
-        // Whether a claim of `claim` (the cursor before it) needs no tally:
-        // nothing in it can raise a rate past the minimum of calls.
-        let quiet = |claim: Cursor| {
-            let first_lap = !claim.full && claim.count < size;
-            let completes_minimum = first_lap && claim.count + 1 >= trip.minimum_calls;
-            !(failure || slow || completes_minimum)
-        };
         // One CAS updates the failure count and, with a window, claims this
         // record's slot; it fails for a stale generation.
-        let (claimed, quiet) = loop {
+        let claimed = loop {
             if !cur.owns(low(gen), false) {
                 return None;
             }
@@ -168,7 +133,7 @@ impl CircuitBreaker {
                 0
             };
             if threshold != 0 && failures >= threshold {
-                match self.trip_closed(cur, gen, now.read()) {
+                match self.trip_closed(cur, gen, now) {
                     Ok(t) => return Some(t),
                     Err(actual) => {
                         cur = actual;
@@ -185,20 +150,18 @@ impl CircuitBreaker {
             if new == cur {
                 return None; // nothing to write: the closed fast path
             }
-            let quiet = !windowed || quiet(cur.cursor());
-            if !quiet {
-                // The tally after this claim may trip: the time is read
-                // before the claim changes anything.
-                let _ = now.read();
-            }
             match self.cas(cur, new) {
-                Ok(()) => break (cur.cursor(), quiet),
+                Ok(()) => break cur.cursor(),
                 Err(actual) => cur = actual,
             }
         };
         if !windowed {
             return None;
         }
+        let size = u32::from(cfg.window());
+        let first_lap = !claimed.full && claimed.count < size;
+        let completes_minimum = first_lap && claimed.count + 1 >= trip.minimum_calls;
+        let quiet = !(failure || slow || completes_minimum);
         if quiet && self.window.holds_fast_success(cfg.window(), claimed.count) {
             return None; // the steady state: nothing to write, nothing to tally
         }
@@ -207,7 +170,6 @@ impl CircuitBreaker {
 
     /// The sliding-window part of a closed record: write the claimed slot,
     /// then tally and maybe trip (see the `window` module for who tallies).
-    /// `now` was read before the claim unless `quiet`.
     #[inline(never)]
     pub(super) fn record_window(
         &self,
@@ -216,7 +178,7 @@ impl CircuitBreaker {
         failure: bool,
         slow: bool,
         quiet: bool,
-        mut now: impl RecordTime,
+        now: Instant,
     ) -> Option<Transition> {
         let cfg = &self.config;
         let size = u32::from(cfg.window());
@@ -241,7 +203,7 @@ impl CircuitBreaker {
             if !cfg.trip().rates_trip(calls, t.failures, t.slow) {
                 return None;
             }
-            match self.trip_closed(cur, gen, now.read()) {
+            match self.trip_closed(cur, gen, now) {
                 Ok(t) => return Some(t),
                 Err(actual) => cur = actual,
             }
@@ -346,44 +308,5 @@ impl CircuitBreaker {
                 Err(actual) => cur = actual,
             }
         }
-    }
-}
-
-/// The time of a record: known ([`Instant`]), or read at the first need
-/// ([`OnFirstNeed`]).
-pub(super) trait RecordTime {
-    /// The time (the first call may read a clock; later ones return it).
-    fn read(&mut self) -> Instant;
-}
-
-impl RecordTime for Instant {
-    #[inline]
-    fn read(&mut self) -> Instant {
-        *self
-    }
-}
-
-/// A clock read at the first need, then kept.
-pub(super) struct OnFirstNeed<F> {
-    clock: Option<F>,
-    at: Instant,
-}
-
-impl<F: FnOnce() -> Instant> OnFirstNeed<F> {
-    fn new(clock: F) -> Self {
-        Self {
-            clock: Some(clock),
-            at: Instant::ZERO,
-        }
-    }
-}
-
-impl<F: FnOnce() -> Instant> RecordTime for OnFirstNeed<F> {
-    #[inline]
-    fn read(&mut self) -> Instant {
-        if let Some(clock) = self.clock.take() {
-            self.at = clock();
-        }
-        self.at
     }
 }
