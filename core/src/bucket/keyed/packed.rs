@@ -210,7 +210,8 @@ where
         }
     }
 
-    /// Whole tokens at `now` (µs) of a bucket word of `tier` just written.
+    /// Whole tokens at `now` (µs) of a bucket word of `tier` (just written,
+    /// or read by `available`).
     #[inline]
     fn left(&self, tier: usize, word: u64, now: u64) -> u32 {
         let (params, tat, _) = self.tiers.state(tier, tat(word), tag(word));
@@ -228,10 +229,7 @@ where
         let (pin, state) = self.pin_key(slot, fp, key)?;
         let word = slot.tat.load(Ordering::Acquire);
         drop(pin);
-        let (params, tat, _) = self
-            .tiers
-            .state(Self::tier_of_state(state), tat(word), tag(word));
-        Some(params.available(tat, now.as_micros()) as u32)
+        Some(self.left(Self::tier_of_state(state), word, now.as_micros()))
     }
 
     /// Whether `slot` shows fingerprint `fp` with every pin taken (so it

@@ -93,9 +93,17 @@ where
         if unsafe { (*slot.key.get()).assume_init_ref() } != key {
             return None;
         }
-        let (tat, tag) = split(slot.tat.load(Ordering::Acquire));
-        let (params, tat, _) = self.tiers.state(Self::tier_of_state(guard.state), tat, tag);
-        Some(params.available(tat, now.as_micros()) as u32)
+        let word = slot.tat.load(Ordering::Acquire);
+        Some(self.left(Self::tier_of_state(guard.state), word, now.as_micros()))
+    }
+
+    /// Whole tokens at `now` (µs) of a bucket word of `tier` (just written,
+    /// or read by `available`).
+    #[inline]
+    fn left(&self, tier: usize, word: Tat, now: u64) -> u32 {
+        let (tat, tag) = split(word);
+        let (params, tat, _) = self.tiers.state(tier, tat, tag);
+        params.available(tat, now) as u32
     }
 
     /// Whether `slot` shows fingerprint `fp` with every registration taken
@@ -168,12 +176,13 @@ where
                 .tat
                 .compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) if LEFT => {
-                    let (tat, tag) = split(new);
-                    let (params, tat, _) = self.tiers.state(tier, tat, tag);
-                    return Ok(params.available(tat, micros) as u32);
+                Ok(_) => {
+                    return Ok(if LEFT {
+                        self.left(tier, new, micros)
+                    } else {
+                        0
+                    })
                 }
-                Ok(_) => return Ok(0),
                 Err(actual) => word = actual,
             }
         }
