@@ -1,54 +1,68 @@
-//! A minimal axum server for `benches/wrk.sh`: one `GET /` answering `ok`,
-//! bare or behind a rate limiter set so high it never limits, to measure
-//! what the middleware costs per request.
+//! A minimal axum server for `benches/wrk.sh` and `benches/http_instr.sh`:
+//! one `GET /` answering `ok`, bare or behind rate limiters set so high
+//! they never limit, to measure what the middleware costs per request.
 //!
 //!     cargo run --release -p fusebox-benches --example http_server -- --mode fusebox --port 0
 //!
 //! Modes:
 //! * `bare`: axum alone;
-//! * `fusebox`: a `CircuitBreakerLayer` inside a keyed `RateLimitLayer`,
-//!   added in one `Router::layer((limit, breaker))` call
-//!   (keyed by the `x-api-key` header, a `String` key, the default `429`
-//!   responder and `RateLimit` fields on every response), both built from
-//!   a `fusebox_std::Registry` as a server with `/metrics` would build
-//!   them; the quota is 10^9 tokens a second with a burst of 10^9;
+//! * `fusebox`: a keyed `RateLimitLayer` and a `CircuitBreakerLayer`
+//!   inside it (keyed by the `x-api-key` header, a `String` key, the
+//!   default `429` responder and `RateLimit` fields on every response),
+//!   both built from a `fusebox_std::Registry` as a server with
+//!   `/metrics` would build them; the quota is 10^9 tokens a second with
+//!   a burst of 10^9;
 //! * `governor`: tower_governor's `GovernorLayer`, keyed by the same
 //!   header into a `String` (its own `KeyExtractor`), one token every
 //!   nanosecond with a burst of `u32::MAX`, no headers (its default);
 //! * `governor-headers`: the same with `use_headers()`, its
 //!   `x-ratelimit-limit` and `x-ratelimit-remaining` on every response:
-//!   the like-for-like peer of `fusebox`, which sends its fields.
+//!   the like-for-like peer of `fusebox`, which sends its fields;
 //!
-//! and, to see where fusebox's cost lies, parts of `fusebox`:
-//! * `fusebox-no-fields`: the same without the `RateLimit` fields
+//! parts of `fusebox`, to see where its cost lies:
+//! * `fusebox-no-fields`: both layers without the `RateLimit` fields
 //!   (`rate_limit_headers(false)`), as tower_governor answers by default;
-//! * `fusebox-two-calls`: the same layers added in two `Router::layer`
-//!   calls, which makes axum box the route twice;
-//! * `identity`: `tower_layer::Identity` (a layer that does nothing) in
-//!   one `Router::layer` call: the floor every layered mode pays, axum
-//!   boxing the layered route's service and future on every request;
 //! * `fusebox-limit`: the keyed `RateLimitLayer` alone;
-//! * `fusebox-breaker`: the `CircuitBreakerLayer` alone.
+//! * `fusebox-limit-no-fields`: the same without its fields: the
+//!   like-for-like peer of `governor`;
+//! * `fusebox-breaker`: the `CircuitBreakerLayer` alone;
 //!
-//! A request without the header is refused in both limited modes, so a
-//! run that forgot it shows up as non-2xx answers in wrk's output.
+//! and `identity`, `tower_layer::Identity` (a layer that does nothing).
+//!
+//! Where the layers go:
+//! * `MODE`: in one `Router::layer` call (a tuple, outer first), as the
+//!   README shows and tower_governor's docs do. axum then boxes the
+//!   route's service clone and its future on every request (the
+//!   `identity` mode is that floor alone, paid by every layer added this
+//!   way, whosever it is); `fusebox-two-calls` adds the two layers in two
+//!   `Router::layer` calls, which boxes twice;
+//! * `MODE-outer`: around the whole `Router`, `Layer::layer(&layers,
+//!   router)`, as axum's docs show middleware that runs before routing: no
+//!   boxing, so the difference from `bare` is the layers' own cost.
+//!
+//! A request without the header is refused in the limited modes, so a run
+//! that forgot it shows up as non-2xx answers in wrk's output.
 //!
 //! It prints `listening on 127.0.0.1:PORT` once bound (port `0` picks a
 //! free one) and serves until killed, on tokio's multi-thread runtime
 //! with one worker per CPU, or `--workers N`.
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::Request;
 use axum::routing::get;
-use axum::Router;
+use axum::{Router, ServiceExt};
 use fusebox::breaker::Config;
 use fusebox::bucket::{FullPolicy, Quota};
 use fusebox_std::tower::rate_limit::key;
 use fusebox_std::tower::{CircuitBreakerLayer, RateLimitLayer};
 use fusebox_std::Registry;
+use tokio::net::TcpListener;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::KeyExtractor;
 use tower_governor::{GovernorError, GovernorLayer};
+use tower_layer::Layer;
 
 /// The `x-api-key` header as a `String`, as `key::header` makes it.
 #[derive(Clone, Copy, Debug)]
@@ -77,58 +91,103 @@ fn breaker(registry: &Arc<Registry>) -> Result<CircuitBreakerLayer, Error> {
     )?)
 }
 
-fn app(mode: &str) -> Result<Router, Error> {
+/// Binds `$layer` to the layers of `$mode` and evaluates `$body` with it
+/// (each mode's layers are of another type, so one function cannot
+/// return them all).
+macro_rules! with_layers {
+    ($mode:expr, |$layer:ident| $body:expr) => {{
+        let registry = Arc::new(Registry::new());
+        let quota = Quota::per_second(1_000_000_000)?.with_burst(1_000_000_000)?;
+        // The keyed limit of the `fusebox` modes, from the registry.
+        let limit = || {
+            RateLimitLayer::keyed_from_registry::<String, 1024, _>(
+                &registry,
+                "per_api_key",
+                quota,
+                FullPolicy::Reject,
+                key::header("x-api-key", 64),
+            )
+        };
+        // tower_governor keyed like fusebox, one token a nanosecond.
+        let mut governor = GovernorConfigBuilder::default().key_extractor(ApiKey);
+        governor.per_nanosecond(1).burst_size(u32::MAX);
+        match $mode {
+            "fusebox" => {
+                let $layer = (limit()?, breaker(&registry)?);
+                $body
+            }
+            "fusebox-no-fields" => {
+                let $layer = (limit()?.rate_limit_headers(false), breaker(&registry)?);
+                $body
+            }
+            "fusebox-limit" => {
+                let $layer = limit()?;
+                $body
+            }
+            "fusebox-limit-no-fields" => {
+                let $layer = limit()?.rate_limit_headers(false);
+                $body
+            }
+            "fusebox-breaker" => {
+                let $layer = breaker(&registry)?;
+                $body
+            }
+            "identity" => {
+                let $layer = tower_layer::Identity::new();
+                $body
+            }
+            "governor" => {
+                let config = governor.finish().ok_or("governor config")?;
+                let $layer = GovernorLayer::new(Arc::new(config));
+                $body
+            }
+            "governor-headers" => {
+                let config = governor.use_headers().finish().ok_or("governor config")?;
+                let $layer = GovernorLayer::new(Arc::new(config));
+                $body
+            }
+            other => return Err(format!("unknown mode {other:?} (see the example's docs)").into()),
+        }
+    }};
+}
+
+/// Serves `mode` on `listener`, its layers in one `Router::layer` call.
+async fn serve_in_router(listener: TcpListener, mode: &str) -> Result<(), Error> {
     let bare = Router::new().route("/", get(|| async { "ok" }));
-    let registry = Arc::new(Registry::new());
-    let quota = Quota::per_second(1_000_000_000)?.with_burst(1_000_000_000)?;
-    // The keyed limit of the `fusebox` modes, from the registry.
-    let limit = || {
-        RateLimitLayer::keyed_from_registry::<String, 1024, _>(
-            &registry,
-            "per_api_key",
-            quota,
-            FullPolicy::Reject,
-            key::header("x-api-key", 64),
-        )
-    };
-    Ok(match mode {
-        "bare" => bare,
-        // Both layers in one `Router::layer` (a tuple: outer first), as
-        // axum's docs advise for several middleware: each `Router::layer`
-        // call boxes the route again (an allocation for the service
-        // clone and one for the future, on every request).
-        "fusebox" => bare.layer((limit()?, breaker(&registry)?)),
-        "fusebox-no-fields" => {
-            bare.layer((limit()?.rate_limit_headers(false), breaker(&registry)?))
+    // `axum::serve` finalises the router (`with_state(())`) once.
+    match mode {
+        "bare" => axum::serve(listener, bare).await?,
+        "fusebox-two-calls" => {
+            let registry = Arc::new(Registry::new());
+            let quota = Quota::per_second(1_000_000_000)?.with_burst(1_000_000_000)?;
+            let limit = RateLimitLayer::keyed_from_registry::<String, 1024, _>(
+                &registry,
+                "per_api_key",
+                quota,
+                FullPolicy::Reject,
+                key::header("x-api-key", 64),
+            )?;
+            axum::serve(listener, bare.layer(breaker(&registry)?).layer(limit)).await?
         }
-        // The same two layers in two `Router::layer` calls.
-        "fusebox-two-calls" => bare.layer(breaker(&registry)?).layer(limit()?),
-        "fusebox-limit" => bare.layer(limit()?),
-        // A layer that does nothing, added the same way: what one
-        // `Router::layer` call costs on its own (every layered mode pays it).
-        "identity" => bare.layer(tower_layer::Identity::new()),
-        "fusebox-breaker" => bare.layer(breaker(&registry)?),
-        "governor" => {
-            let config = GovernorConfigBuilder::default()
-                .key_extractor(ApiKey)
-                .per_nanosecond(1)
-                .burst_size(u32::MAX)
-                .finish()
-                .ok_or("governor config")?;
-            bare.layer(GovernorLayer::new(Arc::new(config)))
-        }
-        "governor-headers" => {
-            let config = GovernorConfigBuilder::default()
-                .key_extractor(ApiKey)
-                .per_nanosecond(1)
-                .burst_size(u32::MAX)
-                .use_headers()
-                .finish()
-                .ok_or("governor config")?;
-            bare.layer(GovernorLayer::new(Arc::new(config)))
-        }
-        other => return Err(format!("unknown mode {other:?} (see the example's docs)").into()),
-    })
+        mode => with_layers!(mode, |layer| axum::serve(listener, bare.layer(layer))
+            .await?),
+    }
+    Ok(())
+}
+
+/// Serves `mode` on `listener`, its layers around the whole router.
+async fn serve_around_router(listener: TcpListener, mode: &str) -> Result<(), Error> {
+    // Finalised before it is wrapped: a `Router` called as a plain
+    // service would turn its handlers into routes again on every request.
+    let bare: Router = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .with_state(());
+    with_layers!(mode, |layer| axum::serve(
+        listener,
+        ServiceExt::<Request>::into_make_service(layer.layer(bare))
+    )
+    .await?);
+    Ok(())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -144,16 +203,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => return Err(format!("unknown argument {arg:?}").into()),
         }
     }
-    let app = app(&mode)?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = workers {
         runtime.worker_threads(n);
     }
     runtime.enable_all().build()?.block_on(async move {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let listener = TcpListener::bind(addr).await?;
         println!("listening on {}", listener.local_addr()?);
-        axum::serve(listener, app).await?;
-        Ok(())
+        match mode.strip_suffix("-outer") {
+            Some(mode) => serve_around_router(listener, mode).await,
+            None => serve_in_router(listener, &mode).await,
+        }
     })
 }

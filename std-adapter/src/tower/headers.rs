@@ -74,6 +74,11 @@ pub struct Quoted {
     pub(crate) remaining: u64,
     /// `t`: seconds until the bucket is full again (rounded up).
     pub(crate) reset: u64,
+    /// Whether this is the quota of a request that found its bucket full
+    /// (`r` is the burst − 1): what a client under its limit is told on
+    /// almost every response, so its member is built once and kept
+    /// ([`PolicyFields`]).
+    pub(crate) full: bool,
 }
 
 impl Quoted {
@@ -85,8 +90,15 @@ impl Quoted {
         Self {
             remaining: 0,
             reset: self.reset.max(ceil_secs(retry_after)),
+            full: false,
             ..self
         }
+    }
+
+    /// The same figures (whatever `full` says).
+    fn same_figures(&self, other: &Self) -> bool {
+        (self.limit, self.window, self.remaining, self.reset)
+            == (other.limit, other.window, other.remaining, other.reset)
     }
 }
 
@@ -113,20 +125,29 @@ pub(crate) fn add_rate_limit(
         &RATELIMIT_POLICY,
         policy.policy_member(q.limit, q.window),
     );
-    add_service_limit(headers, &policy.sf_name, q, legacy, own);
+    join_value(headers, &RATELIMIT, policy.limit_member(q));
+    add_legacy(headers, q, legacy, own);
 }
 
-/// A policy's name as the fields spell it, with its `RateLimit-Policy`
-/// member kept once built: every key of a keyed layer shares one quota,
-/// so after the first response that member costs a reference count, not
-/// a format and an allocation (a layer whose tiers differ builds the other
-/// tiers' members each time).
+/// A policy's name as the fields spell it, with two members kept once
+/// built, so that on most responses they cost a reference count, not a
+/// format, a validation and an allocation (benches/analysis.md, "HTTP"):
+///
+/// * its `RateLimit-Policy` member: every key of a keyed layer shares one
+///   quota (a layer whose tiers differ builds the other tiers' members
+///   each time);
+/// * the `RateLimit` member of a request that found its bucket full
+///   ([`Quoted::full`]): a client under its limit is told the same
+///   `r=burst-1;t=..` every time. Any other quota left is built each time.
 #[derive(Debug)]
 pub(crate) struct PolicyFields {
     /// The name as a Structured Field String.
     pub(crate) sf_name: Box<str>,
     /// The first `RateLimit-Policy` member built, with its `(q, w)`.
     policy: OnceLock<((u64, u64), HeaderValue)>,
+    /// The first `RateLimit` member built for a full bucket, with its
+    /// figures.
+    full: OnceLock<(Quoted, HeaderValue)>,
 }
 
 impl PolicyFields {
@@ -135,7 +156,22 @@ impl PolicyFields {
         Self {
             sf_name: sf_string(name),
             policy: OnceLock::new(),
+            full: OnceLock::new(),
         }
+    }
+
+    /// The `RateLimit` member `sf_name;r=..;t=..` of `q`.
+    fn limit_member(&self, q: &Quoted) -> HeaderValue {
+        if let Some((kept, value)) = self.full.get()
+            && kept.same_figures(q)
+        {
+            return value.clone();
+        }
+        let value = member_value(member(&self.sf_name, "r", q.remaining, "t", q.reset));
+        if q.full {
+            let _ = self.full.set((*q, value.clone()));
+        }
+        value
     }
 
     /// The `RateLimit-Policy` member `sf_name;q=..;w=..`.
@@ -153,25 +189,13 @@ impl PolicyFields {
 
 /// A member as a header value, without a copy. `member` is printable
 /// ASCII by construction (`sf_string`, digits), so the check passes.
-fn member_value(member: Vec<u8>) -> HeaderValue {
+pub(crate) fn member_value(member: Vec<u8>) -> HeaderValue {
     HeaderValue::from_maybe_shared(bytes::Bytes::from(member))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The `RateLimit` member of the policy `sf_name`, and the legacy trio if
-/// asked (see [`add_rate_limit`]).
-pub(crate) fn add_service_limit(
-    headers: &mut HeaderMap,
-    sf_name: &str,
-    q: &Quoted,
-    legacy: bool,
-    own: bool,
-) {
-    join_member(
-        headers,
-        &RATELIMIT,
-        member(sf_name, "r", q.remaining, "t", q.reset),
-    );
+/// The legacy trio, if asked (see [`add_rate_limit`]).
+pub(crate) fn add_legacy(headers: &mut HeaderMap, q: &Quoted, legacy: bool, own: bool) {
     if legacy {
         for (name, value) in [
             (&X_LIMIT, q.limit),
@@ -183,11 +207,6 @@ pub(crate) fn add_service_limit(
             }
         }
     }
-}
-
-/// Adds `member` to the List field `name` (see [`join_value`]).
-fn join_member(headers: &mut HeaderMap, name: &HeaderName, member: Vec<u8>) {
-    join_value(headers, name, member_value(member));
 }
 
 /// Adds `value` (one or more List members) to the List field `name`: the
@@ -308,6 +327,7 @@ mod tests {
             window: 60,
             remaining: 50,
             reset: 30,
+            full: false,
         };
         add_rate_limit(&mut h, &PolicyFields::new("api"), &q, true, true);
         assert_eq!(h[&RATELIMIT_POLICY], "\"api\";q=100;w=60");
@@ -328,6 +348,7 @@ mod tests {
             window,
             remaining: 1,
             reset: 1,
+            full: false,
         };
         for (limit, window) in [(10, 1), (10, 1), (500, 60), (10, 1), (500, 60)] {
             let mut h = HeaderMap::new();
@@ -344,18 +365,54 @@ mod tests {
     }
 
     #[test]
+    fn the_kept_full_bucket_member_is_only_used_for_its_own_figures() {
+        let fields = PolicyFields::new("k");
+        // (r, t, found the bucket full): the first full one is kept; a
+        // later full one with other figures (a new quota) and every
+        // other quota left are built, never answered with the kept one.
+        for (remaining, reset, full) in [
+            (9, 1, true),
+            (9, 1, true),
+            (3, 1, false),
+            (9, 1, false),
+            (0, 2, false),
+            (99, 1, true),
+            (9, 2, true),
+            (9, 1, true),
+        ] {
+            let mut h = HeaderMap::new();
+            let q = Quoted {
+                limit: 10,
+                window: 1,
+                remaining,
+                reset,
+                full,
+            };
+            add_rate_limit(&mut h, &fields, &q, false, false);
+            assert_eq!(
+                h[&RATELIMIT],
+                format!("\"k\";r={remaining};t={reset}").as_str()
+            );
+        }
+        let kept = fields.full.get().expect("the first full member is kept");
+        assert_eq!((kept.0.remaining, kept.0.reset), (9, 1));
+    }
+
+    #[test]
     fn stacked_policies_join_their_members_and_keep_the_inner_legacy_trio() {
         let inner = Quoted {
             limit: 1,
             window: 3600,
             remaining: 0,
             reset: 3600,
+            full: false,
         };
         let outer = Quoted {
             limit: 100,
             window: 3600,
             remaining: 98,
             reset: 72,
+            full: false,
         };
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, HeaderValue::from(3600));

@@ -81,12 +81,16 @@ impl Single {
     }
 
     fn quoted(&self, now: Instant) -> Quoted {
-        let (limit, window) = quota_qw(&self.bucket.quota());
+        let quota = self.bucket.quota();
+        let (limit, window) = quota_qw(&quota);
+        let available = self.bucket.available(now);
         Quoted {
             limit,
             window,
-            remaining: u64::from(self.bucket.available(now)),
+            remaining: u64::from(available),
             reset: ceil_secs(self.bucket.snapshot(now).until_full),
+            // One token short of the burst: full before this request.
+            full: available.checked_add(1) == Some(quota.burst()),
         }
     }
 }
@@ -240,6 +244,7 @@ fn quote(quota: &Quota, available: u32) -> Quoted {
         window,
         remaining: u64::from(available),
         reset: ceil_secs(quota.replenish_interval().saturating_mul(missing)),
+        full: missing == 1,
     }
 }
 
@@ -271,5 +276,39 @@ where
             }
             Err(_) => Check::Refused(Refusal::Unavailable),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_token_short_of_the_burst_is_a_full_bucket() {
+        let quota = Quota::per_second(10).unwrap().with_burst(4).unwrap();
+        let full: Vec<bool> = (0..=4).map(|left| quote(&quota, left).full).collect();
+        assert_eq!(full, [false, false, false, true, false]);
+        let q = quote(&quota, 3);
+        assert_eq!((q.remaining, q.reset), (3, 1));
+        assert!(
+            !q.refused(Duration::from_secs(1)).full,
+            "a refusal never is"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_single_bucket_is_full_before_its_first_request_only() {
+        let clock = TokioClock::new();
+        let quota = Quota::per_second(1).unwrap().with_burst(3).unwrap();
+        let single = Single::new(Arc::new(TokenBucket::new(quota)));
+        let (head, ()) = http::Request::new(()).into_parts();
+        let full = |check| match check {
+            Check::Admitted(Some(q)) => (q.remaining, q.full),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(full(single.check(&head, &clock, "s", true)), (2, true));
+        assert_eq!(full(single.check(&head, &clock, "s", true)), (1, false));
+        tokio::time::advance(std::time::Duration::from_secs(5)).await;
+        assert_eq!(full(single.check(&head, &clock, "s", true)), (2, true));
     }
 }

@@ -9,7 +9,8 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::backend::{Decision, RedisLimiter};
 use crate::tower::headers::{
-    add_service_limit, join_value, member, quota_qw, sf_string, Quoted, RATELIMIT_POLICY,
+    add_legacy, join_value, member, member_value, quota_qw, sf_string, Quoted, RATELIMIT,
+    RATELIMIT_POLICY,
 };
 
 /// The `RateLimit` fields of a limiter's rules, built once per layer.
@@ -74,6 +75,7 @@ impl Stamp {
                 window: *window,
                 remaining: d.remaining,
                 reset: ceil_secs(d.reset),
+                full: false,
             },
             legacy,
         })
@@ -86,7 +88,10 @@ impl Stamp {
             return;
         };
         join_value(headers, &RATELIMIT_POLICY, self.fields.policy.clone());
-        add_service_limit(headers, sf_name, &self.quoted, self.legacy, own);
+        let q = &self.quoted;
+        let limit = member_value(member(sf_name, "r", q.remaining, "t", q.reset));
+        join_value(headers, &RATELIMIT, limit);
+        add_legacy(headers, q, self.legacy, own);
     }
 }
 
