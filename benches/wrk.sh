@@ -1,46 +1,60 @@
 #!/usr/bin/env bash
 # HTTP throughput and latency of the tower layers under wrk, against the
-# same axum server three ways (benches/examples/http_server.rs):
+# same axum server several ways (benches/examples/http_server.rs; its docs
+# list the modes):
 #
 #   bare      axum alone, `GET /` answering `ok`
 #   fusebox   + a keyed RateLimitLayer (key: the x-api-key header) and a
-#             CircuitBreakerLayer inside it, in one Router::layer call,
-#             built from a Registry, quota never reached
+#             CircuitBreakerLayer inside it, built from a Registry, quota
+#             never reached
 #   governor  + tower_governor's GovernorLayer keyed by the same header,
 #             quota never reached (the peer); governor-headers with its
 #             x-ratelimit-* headers
-#   identity  + a layer that does nothing: the floor of one Router::layer
 #
-# and breakdowns of fusebox (see the example's docs).
+# each either in one `Router::layer` call (MODE) or around the whole
+# router (MODE-outer: no per-request boxing by axum, so the layers' own
+# cost).
 #
-# Each run: `wrk -c64 -d10s --latency -H 'x-api-key: bench'` (64
-# keep-alive connections, 10 s), after a 1 s warm-up run against the same
-# server process. The modes are interleaved for ROUNDS rounds and the
-# table shows each mode's median.
+# Two measurements:
 #
-# Pinned (the default where there are 2 CPUs or more, WRK_PIN=0 to turn
-# off): the server runs on CPU 0 with one tokio worker, wrk on CPU 1 with
-# one thread, so the server is the bottleneck and a layer's cost is the
-# server's, not the load generator's (unpinned, wrk and the server share
-# the cores and a bigger response costs wrk's parser as much as the
-# server). The server's own CPU time per request (from /proc/PID/stat
-# around the measured run) is reported too.
+# 1. Solo: each mode's server alone, `wrk -c64 -d10s --latency -H
+#    'x-api-key: bench'` after a 1 s warm-up, modes interleaved for ROUNDS
+#    rounds: requests/s and latency (medians). The server runs on CPU 0
+#    with one tokio worker, wrk on CPU 1 with one thread (WRK_PIN=0: not
+#    pinned). On this VM these drift ±10 % between runs (the host takes
+#    the CPU from the guest: `steal` in /proc/stat), more than the
+#    differences being measured, so the ratios come from 2.
+# 2. Duet (Bulej et al., "Duet Benchmarking", 2020): two servers at the
+#    same time on CPU 0, each loaded by its own wrk on CPU 1, for
+#    DUET_ROUNDS rounds per pair, alternating which starts first. Both go
+#    through the same interference, so their ratio holds where single
+#    runs drift. Both servers are put in one CPU cgroup capped at half of
+#    CPU 0 (where the cgroup file system is writable, as root), so they,
+#    not the clients, are the bottleneck, and share it fairly. Each
+#    server's cost per request is its CPU time (the sum over its threads
+#    of /proc/PID/task/*/schedstat, ns, steal excluded) over the requests
+#    wrk completed; the pair's ratio is that cost's, and the requests/s
+#    ratio is shown next to it. `bare:bare` is the control: what the
+#    method reads for no difference.
 #
 # Writes benches/wrk.md and puts it into BENCHMARKS.md between the
 # `<!-- wrk:begin -->` and `<!-- wrk:end -->` markers (report.sh keeps the
-# same block when it rewrites BENCHMARKS.md). About 3 minutes.
+# same block when it rewrites BENCHMARKS.md). About 10 minutes.
 #
-#   ./benches/wrk.sh                 # WRK_ROUNDS=5 WRK_DURATION=10s
-#   WRK_ROUNDS=1 WRK_DURATION=3s ./benches/wrk.sh   # a quick look
+#   ./benches/wrk.sh                 # WRK_ROUNDS=3 WRK_DURATION=6s DUET_ROUNDS=8
+#   WRK_ROUNDS=1 DUET_ROUNDS=2 WRK_DURATION=3s ./benches/wrk.sh   # a quick look
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PIN=${WRK_PIN:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
 THREADS=${WRK_THREADS:-$([ "$PIN" = 1 ] && echo 1 || echo 2)}
 CONNECTIONS=${WRK_CONNECTIONS:-64}
-DURATION=${WRK_DURATION:-10s}
-ROUNDS=${WRK_ROUNDS:-5}
-MODES=${WRK_MODES:-"bare fusebox governor governor-headers identity fusebox-no-fields fusebox-limit fusebox-breaker"}
+DURATION=${WRK_DURATION:-6s}
+ROUNDS=${WRK_ROUNDS:-3}
+MODES=${WRK_MODES:-"bare fusebox-outer governor-outer governor-headers-outer fusebox governor governor-headers identity"}
+DUET_ROUNDS=${DUET_ROUNDS:-8}
+DUET_DURATION=${DUET_DURATION:-5s}
+PAIRS=${DUET_PAIRS:-"bare:bare bare:fusebox-outer bare:fusebox governor-headers-outer:fusebox-outer governor-outer:fusebox-limit-no-fields-outer governor-outer:fusebox-no-fields-outer bare:fusebox-no-fields-outer bare:identity"}
 if [ "$PIN" = 1 ]; then
     SERVER_CPU=(taskset -c 0)
     SERVER_ARGS=(--workers 1)
@@ -73,6 +87,7 @@ trap 'stop; rm -rf "$OUT"' EXIT
 # Starts the server in mode $1 on a free loopback port; sets PORT.
 start() {
     local log="$OUT/server.$1.$round.out"
+    rm -f "$log"
     "${SERVER_CPU[@]}" "$SERVER" --mode "$1" --port 0 "${SERVER_ARGS[@]}" >"$log" &
     SERVER_PID=$!
     for _ in $(seq 100); do
@@ -107,6 +122,82 @@ for round in $(seq "$ROUNDS"); do
 done
 cat /proc/loadavg >"$OUT/loadavg-after"
 
+# --- Duets -------------------------------------------------------------
+# The CPU cgroup both servers of a duet share (cgroup v1 `cpu` or v2).
+CGROUP=
+make_cgroup() {
+    local v1=/sys/fs/cgroup/cpu v2=/sys/fs/cgroup
+    [ "$PIN" = 1 ] || return 0
+    if [ -w "$v1" ] && [ -e "$v1/cpu.cfs_quota_us" ]; then
+        CGROUP="$v1/fusebox-wrk-$$"
+        mkdir -p "$CGROUP"
+        echo 100000 >"$CGROUP/cpu.cfs_period_us"
+        echo 50000 >"$CGROUP/cpu.cfs_quota_us"
+    elif [ -w "$v2" ] && grep -qw cpu "$v2/cgroup.controllers" 2>/dev/null; then
+        grep -qw cpu "$v2/cgroup.subtree_control" || echo +cpu >"$v2/cgroup.subtree_control"
+        CGROUP="$v2/fusebox-wrk-$$"
+        mkdir -p "$CGROUP"
+        echo "50000 100000" >"$CGROUP/cpu.max"
+    fi
+}
+drop_cgroup() {
+    [ -z "$CGROUP" ] || rmdir "$CGROUP" 2>/dev/null || true
+}
+# A process's CPU time so far, ns: the sum over its threads.
+cpu_ns() {
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s }'
+}
+# Starts a duet server in mode $1 (side $2: a or b); sets PID_$2, PORT_$2.
+start_side() {
+    local log="$OUT/duet.$2.out" port=
+    rm -f "$log"
+    "${SERVER_CPU[@]}" "$SERVER" --mode "$1" --port 0 "${SERVER_ARGS[@]}" >"$log" &
+    eval "PID_$2=$!"
+    for _ in $(seq 100); do
+        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$log" 2>/dev/null)
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    [ -n "$port" ] || { echo "server ($1) did not start" >&2; exit 1; }
+    eval "PORT_$2=$port"
+    [ -z "$CGROUP" ] || eval "echo \$PID_$2" >"$CGROUP/cgroup.procs"
+}
+stop_duet() {
+    for pid in ${PID_a:-} ${PID_b:-}; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    PID_a= PID_b=
+}
+trap 'stop; stop_duet; drop_cgroup; rm -rf "$OUT"' EXIT
+make_cgroup
+echo "${CGROUP:+capped}" >"$OUT/duet-capped"
+for pair in $PAIRS; do
+    for round in $(seq "$DUET_ROUNDS"); do
+        # Alternate which server starts first (and gets the first wrk).
+        if [ $((round % 2)) = 1 ]; then a=${pair%%:*} b=${pair##*:}; else a=${pair##*:} b=${pair%%:*}; fi
+        start_side "$a" a
+        start_side "$b" b
+        # Warm both up at once.
+        "${CLIENT_CPU[@]}" wrk -t1 -c"$CONNECTIONS" -d1s -H 'x-api-key: bench' "http://127.0.0.1:$PORT_a/" >/dev/null &
+        wa=$!
+        "${CLIENT_CPU[@]}" wrk -t1 -c"$CONNECTIONS" -d1s -H 'x-api-key: bench' "http://127.0.0.1:$PORT_b/" >/dev/null
+        wait "$wa"
+        ca=$(cpu_ns "$PID_a") cb=$(cpu_ns "$PID_b")
+        steal=$(awk '/^cpu0 /{ print $9 }' /proc/stat)
+        "${CLIENT_CPU[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DUET_DURATION" -H 'x-api-key: bench' "http://127.0.0.1:$PORT_a/" >"$OUT/duet.$pair.$round.a.txt" &
+        wa=$!
+        "${CLIENT_CPU[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DUET_DURATION" -H 'x-api-key: bench' "http://127.0.0.1:$PORT_b/" >"$OUT/duet.$pair.$round.b.txt"
+        wait "$wa"
+        echo "$a $b $(($(cpu_ns "$PID_a") - ca)) $(($(cpu_ns "$PID_b") - cb)) $(($(awk '/^cpu0 /{ print $9 }' /proc/stat) - steal))" \
+            >"$OUT/duet.$pair.$round.cpu"
+        stop_duet
+        echo "duet $pair, round $round: $(cat "$OUT/duet.$pair.$round.cpu")"
+    done
+done
+drop_cgroup
+
 python3 benches/wrk_report.py "$OUT" "$MODES" "$ROUNDS" \
-    "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency -H 'x-api-key: bench'"
+    "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency -H 'x-api-key: bench'" \
+    "$PAIRS" "$DUET_ROUNDS" "wrk -t1 -c$CONNECTIONS -d$DUET_DURATION -H 'x-api-key: bench'"
 echo "wrote benches/wrk.md and its block in BENCHMARKS.md"

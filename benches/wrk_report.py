@@ -2,16 +2,21 @@
 """Writes benches/wrk.md from wrk's outputs and puts it into BENCHMARKS.md
 between the wrk markers (see benches/wrk.sh).
 
-    wrk_report.py OUTDIR "bare fusebox governor" ROUNDS "wrk command line"
+    wrk_report.py OUTDIR "bare fusebox governor" ROUNDS "wrk command line" \
+        "bare:fusebox ..." DUET_ROUNDS "duet wrk command line"
 
 OUTDIR holds MODE.ROUND.txt (wrk --latency output), MODE.ROUND.cpu (the
-server's CPU clock ticks during that run), clk_tck and loadavg-before/-after.
+server's CPU clock ticks during that run), clk_tck and loadavg-before/-after
+(the solo runs); duet.A:B.ROUND.{a,b}.txt (wrk output of each side) and
+duet.A:B.ROUND.cpu ("mode_a mode_b cpu_ns_a cpu_ns_b steal_ticks_cpu0"),
+and duet-capped (the duets' CPU cgroup cap).
 """
 import datetime, os, re, statistics, subprocess, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- wrk:begin -->", "<!-- wrk:end -->"
 out_dir, modes, rounds, command = sys.argv[1], sys.argv[2].split(), int(sys.argv[3]), sys.argv[4]
+pairs, duet_rounds, duet_command = sys.argv[5].split(), int(sys.argv[6]), sys.argv[7]
 
 UNIT = {"us": 1.0, "ms": 1e3, "s": 1e6}
 
@@ -31,7 +36,8 @@ def parse(path):
             r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)) else 0,
     }
     for q in ("50", "99"):
-        run[f"p{q}"] = micros(re.search(rf"^\s+{q}%\s+(\S+)$", text, re.M).group(1))
+        if m := re.search(rf"^\s+{q}%\s+(\S+)$", text, re.M):
+            run[f"p{q}"] = micros(m.group(1))
     return run
 
 
@@ -75,6 +81,12 @@ rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).s
 load = [open(os.path.join(out_dir, f"loadavg-{w}")).read().split()[0] for w in ("before", "after")]
 LABEL = {
     "bare": "bare axum",
+    "fusebox-outer": "axum + fusebox keyed `RateLimitLayer` + `CircuitBreakerLayer` around the router (with its `RateLimit` fields, its default)",
+    "governor-outer": "axum + tower_governor `GovernorLayer` (keyed) around the router, no headers (its default)",
+    "governor-headers-outer": "axum + tower_governor `GovernorLayer` (keyed) around the router, with `use_headers()`",
+    "fusebox-no-fields-outer": "fusebox around the router without the `RateLimit` fields",
+    "fusebox-limit-no-fields-outer": "fusebox keyed `RateLimitLayer` alone around the router, without its fields",
+    "identity-outer": "a layer that does nothing, around the router",
     "fusebox": "axum + fusebox keyed `RateLimitLayer` + `CircuitBreakerLayer` in one `Router::layer` call (with its `RateLimit` fields, its default)",
     "fusebox-two-calls": "the same fusebox layers in two `Router::layer` calls",
     "identity": "floor: a layer that does nothing (`tower_layer::Identity`), one `Router::layer` call",
@@ -93,7 +105,10 @@ w(f"* date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
   f"machine: {cpu}, {os.cpu_count()} logical CPUs, load average {load[0]} before and {load[1]} after")
 w(f"* {wrk_version}; {rustc}; release profile; axum {version('axum')}, hyper {version('hyper')}, "
   f"tokio {version('tokio')}, tower_governor {version('tower_governor')} (governor {version('governor')})")
-w(f"* each run: `{command}` after a 1 s warm-up; modes interleaved, {rounds} rounds; the table shows medians, and ratios as the median over rounds of the ratio within a round (the machine drifts more between rounds than within one)")
+w("### Solo runs: requests/s and latency\n")
+w(f"* each run: `{command}` after a 1 s warm-up; modes interleaved, {rounds} rounds; the table shows medians, "
+  "and ratios to bare as the median over rounds of the ratio within a round. Single runs on this VM drift by "
+  "more than the layers cost (see the spread below): the duets further down measure the costs")
 PINNED = open(os.path.join(out_dir, "pinned")).read().strip() == "1"
 if PINNED:
     w("* the server (benches/examples/http_server.rs): `GET /` answering `ok`, **pinned to CPU 0 with one tokio "
@@ -128,35 +143,71 @@ errors = sum(r["socket_errors"] for rs in runs.values() for r in rs)
 if errors:
     w(f"\nwrk counted {errors} socket errors over all runs.")
 w("")
-def added(m):
-    return med[m]["cpu"] - med["bare"]["cpu"] if m in med else None
+# --- Duets ---------------------------------------------------------------
+def duet(pair, r):
+    base = os.path.join(out_dir, f"duet.{pair}.{r}")
+    mode_a, mode_b, ns_a, ns_b, steal = open(base + ".cpu").read().split()
+    side = {mode_a: parse(base + ".a.txt"), mode_b: parse(base + ".b.txt")}
+    side[mode_a]["ns"], side[mode_b]["ns"] = int(ns_a), int(ns_b)
+    if mode_a == mode_b:  # the control: a is the first listed
+        first, second = parse(base + ".a.txt"), parse(base + ".b.txt")
+        first["ns"], second["ns"] = int(ns_a), int(ns_b)
+    else:
+        first, second = side[pair.split(":")[0]], side[pair.split(":")[1]]
+    bad = first["non2xx"] + second["non2xx"]
+    if bad:
+        sys.exit(f"duet {pair} round {r}: {bad} non-2xx answers, the run measures nothing")
+    cost = lambda x: x["ns"] / x["requests"]
+    return {"cost": cost(second) / cost(first), "rps": second["rps"] / first["rps"],
+            "steal": int(steal), "us": (cost(first) / 1e3, cost(second) / 1e3)}
 
 
-parts = [(m, what) for m, what in [
-    ("fusebox", "fusebox, both layers"), ("fusebox-breaker", "breaker alone"),
-    ("fusebox-limit", "keyed limiter alone, with the fields"),
-    ("fusebox-no-fields", "both layers without the fields"), ("governor", "tower_governor"),
-    ("governor-headers", "tower_governor with headers"),
-    ("identity", "a do-nothing layer (what axum's `Router::layer` costs)")] if m in med]
-w("Server CPU added per request over bare axum (median minus median; on this shared machine single "
-  "runs of one mode vary by a microsecond or more, so read these as rough): " + "; ".join(f"{what} {added(m):+.2f} µs" for m, what in parts)
-  + (f"; the `RateLimit` fields alone (fusebox − fusebox-no-fields) "
-     f"{med['fusebox']['cpu'] - med['fusebox-no-fields']['cpu']:+.2f} µs" if "fusebox-no-fields" in med else "")
-  + ".\n")
-cost = 1 - paired("fusebox", "bare")
-cpu_cost = 1 - med["bare"]["cpu"] / med["fusebox"]["cpu"]
-w("| issue 13 target | measured | verdict | how |\n|---|---:|---|---|")
-w(f"| fusebox's layers cost ≤ 5 % of bare throughput | {100 * cost:.1f} % | {'met' if cost <= 0.05 else '**missed**'} "
-  "| 1 − fusebox ÷ bare, requests/s: median over rounds of the ratio within a round |")
-w(f"| … by server CPU per request | {100 * cpu_cost:.1f} % | {'met' if cpu_cost <= 0.05 else '**missed**'} "
-  "| 1 − bare ÷ fusebox, median CPU/request |")
-for ours, peer, what in [("fusebox", "governor-headers", "both with rate-limit headers"),
-                         ("fusebox-no-fields", "governor", "both without headers"),
-                         ("fusebox", "governor", "fusebox with its fields, governor without")]:
-    if ours in med and peer in med:
-        vs = paired(ours, peer)
-        w(f"| fusebox faster than tower_governor ({what}) | {vs:.3f} × | {'met' if vs > 1 else '**missed**'} "
-          f"| {ours} ÷ {peer}, requests/s: median over rounds of the ratio within a round |")
+duets = {p: [duet(p, r) for r in range(1, duet_rounds + 1)] for p in pairs}
+capped = open(os.path.join(out_dir, "duet-capped")).read().strip() == "capped"
+w("### Duets: each layer's cost against bare axum and against tower_governor, measured side by side\n")
+w(f"* each round: two servers at once on CPU 0 (one tokio worker each{', both in one CPU cgroup capped at 50 % of the CPU so that they, not the clients, are the bottleneck' if capped else ', **not capped** (no writable CPU cgroup): the clients may be the bottleneck'}), "
+  f"each loaded by its own `{duet_command}` on CPU 1 after a 1 s warm-up; {duet_rounds} rounds per pair, "
+  "alternating which server starts first")
+w("* *cost ratio*: B's CPU time per request over A's, each server's CPU time being the sum of its threads' "
+  "run time (`/proc/PID/task/*/schedstat`, ns, time stolen by the host excluded) over the requests its wrk "
+  "completed; both servers go through the same interference at the same time, so the ratio holds where "
+  "solo runs drift (Bulej et al., \"Duet Benchmarking\", 2020). Requests/s B ÷ A is shown too: with the CPU "
+  "shared fairly it is the inverse of the cost ratio")
+w("* `bare` against `bare` is the control: what the method reads for no difference\n")
+w("| A | B | cost per request B ÷ A (median) | per round | requests/s B ÷ A (median) | CPU µs/request A, B (median) | CPU 0 steal, ticks/round (median) |")
+w("|---|---|---:|---|---:|---:|---:|")
+med_cost = {}
+for p in pairs:
+    a, b = p.split(":")
+    ds = duets[p]
+    med_cost[p] = statistics.median(d["cost"] for d in ds)
+    each = ", ".join(f"{d['cost']:.3f}" for d in ds)
+    us_a = statistics.median(d["us"][0] for d in ds)
+    us_b = statistics.median(d["us"][1] for d in ds)
+    w(f"| {a} | {b} | {med_cost[p]:.3f} | {each} | {statistics.median(d['rps'] for d in ds):.3f} | "
+      f"{us_a:.2f}, {us_b:.2f} | {statistics.median(d['steal'] for d in ds):.0f} |")
+w("")
+w("| issue 13 target | measured | verdict | rounds that agree | how |\n|---|---:|---|---:|---|")
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+for pair, what in [("bare:fusebox-outer", "around the router"),
+                   ("bare:fusebox", "in one `Router::layer` call, axum's per-request boxing included")]:
+    if pair in duets:
+        loss = 1 - 1 / med_cost[pair]
+        agree = sum(1 - 1 / d["cost"] <= 0.05 for d in duets[pair])
+        w(f"| fusebox's layers cost ≤ 5 % of bare throughput ({what}) | {100 * loss:.1f} % | {verdict(loss <= 0.05)} "
+          f"| {agree} of {duet_rounds} | 1 − bare's cost per request ÷ fusebox's (median ratio of the duet) |")
+for pair, what in [("governor-headers-outer:fusebox-outer", "both with rate-limit headers; fusebox with its breaker too"),
+                   ("governor-outer:fusebox-limit-no-fields-outer", "limiters alone, neither with headers"),
+                   ("governor-outer:fusebox-no-fields-outer", "no headers; fusebox with its breaker too")]:
+    if pair in duets:
+        agree = sum(d["cost"] < 1 for d in duets[pair])
+        w(f"| fusebox faster than tower_governor ({what}) | {med_cost[pair]:.3f} × its cost | {verdict(med_cost[pair] < 1)} "
+          f"| {agree} of {duet_rounds} | fusebox's cost per request ÷ tower_governor's (median ratio of the duet) |")
 w("")
 section = "\n".join(o)
 open(os.path.join(ROOT, "benches/wrk.md"), "w").write(section)

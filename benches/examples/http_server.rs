@@ -167,7 +167,7 @@ async fn serve_in_router(listener: TcpListener, mode: &str) -> Result<(), Error>
                 FullPolicy::Reject,
                 key::header("x-api-key", 64),
             )?;
-            axum::serve(listener, bare.layer(breaker(&registry)?).layer(limit)).await?
+            axum::serve(listener, bare.layer(breaker(&registry)?).layer(limit)).await?;
         }
         mode => with_layers!(mode, |layer| axum::serve(listener, bare.layer(layer))
             .await?),
