@@ -31,6 +31,7 @@ def parse(path):
     run = {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
         "requests": int(re.search(r"(\d+) requests in", text).group(1)),
+        "seconds": float(re.search(r"requests in ([\d.]+)s", text).group(1)),
         "non2xx": int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", text)) else 0,
         "socket_errors": sum(map(int, m.groups())) if (m := re.search(
             r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)) else 0,
@@ -48,6 +49,7 @@ def run(mode, r):
     x = parse(os.path.join(out_dir, f"{mode}.{r}.txt"))
     ticks = int(open(os.path.join(out_dir, f"{mode}.{r}.cpu")).read())
     x["cpu"] = ticks / CLK_TCK * 1e6 / x["requests"]  # server CPU µs per request
+    x["busy"] = ticks / CLK_TCK / x["seconds"]  # share of the run the server was on a CPU
     return x
 
 
@@ -55,7 +57,7 @@ runs = {m: [run(m, r) for r in range(1, rounds + 1)] for m in modes}
 bad = [f"{m}: {sum(r['non2xx'] for r in rs)} non-2xx answers" for m, rs in runs.items() if any(r["non2xx"] for r in rs)]
 if bad:
     sys.exit("the limiter refused requests, the runs measure nothing: " + "; ".join(bad))
-med = {m: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "cpu")} for m, rs in runs.items()}
+med = {m: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "cpu", "busy")} for m, rs in runs.items()}
 
 
 def paired(a, b):
@@ -105,6 +107,13 @@ w(f"* date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
   f"machine: {cpu}, {os.cpu_count()} logical CPUs, load average {load[0]} before and {load[1]} after")
 w(f"* {wrk_version}; {rustc}; release profile; axum {version('axum')}, hyper {version('hyper')}, "
   f"tokio {version('tokio')}, tower_governor {version('tower_governor')} (governor {version('governor')})")
+w("* both limiters keyed by the `x-api-key` header into a `String`, quotas never reached (fusebox: 10^9/s, "
+  "burst 10^9; governor: one token per ns, burst 2^32 − 1), every answer a 200 (checked: a non-2xx answer "
+  "fails the script); fusebox adds the `RateLimit-Policy` and `RateLimit` fields to every response (its "
+  "default), tower_governor adds none by default and `x-ratelimit-limit` / `x-ratelimit-remaining` with "
+  "`use_headers()`; like is compared with like: fusebox with its fields against governor with its "
+  "headers, and fusebox without fields against governor without")
+w("")
 w("### Solo runs: requests/s and latency\n")
 w(f"* each run: `{command}` after a 1 s warm-up; modes interleaved, {rounds} rounds; the table shows medians, "
   "and ratios to bare as the median over rounds of the ratio within a round. Single runs on this VM drift by "
@@ -112,29 +121,23 @@ w(f"* each run: `{command}` after a 1 s warm-up; modes interleaved, {rounds} rou
 PINNED = open(os.path.join(out_dir, "pinned")).read().strip() == "1"
 if PINNED:
     w("* the server (benches/examples/http_server.rs): `GET /` answering `ok`, **pinned to CPU 0 with one tokio "
-      "worker**; wrk pinned to CPU 1 with one thread: the server is the bottleneck, so requests/s measure "
-      "the server's cost per request (a load generator sharing the server's cores would make a bigger "
-      "response cost the client's parser too)")
+      "worker**; wrk pinned to CPU 1 with one thread. *Server busy* is the share of the run the server was "
+      "on its CPU: near 100 % it is the bottleneck; lower, the client (or the host taking CPU 0 away) "
+      "limits the rate too, which is why the duets below cap the servers")
 else:
     w("* the server (benches/examples/http_server.rs): `GET /` answering `ok` on tokio's multi-thread runtime "
       "(a worker per CPU); wrk runs on the **same** cores, nothing pinned, so client and server compete and "
       "a layer's cost shows as a share of what both reach together")
-w("* both limiters keyed by the `x-api-key` header into a `String`, quotas never reached (fusebox: 10^9/s, "
-  "burst 10^9; governor: one token per ns, burst 2^32 − 1), every answer a 200 (checked: a non-2xx answer "
-  "fails the script); fusebox adds the `RateLimit-Policy` and `RateLimit` fields to every response (its "
-  "default), tower_governor adds none by default and `x-ratelimit-limit` / `x-ratelimit-remaining` with "
-  "`use_headers()`; like is compared with like: fusebox with its fields against governor with its "
-  "headers, and fusebox without fields against governor without")
 w("* *server CPU/request*: the server process's user + system time during the measured run "
   "(`/proc/PID/stat`, 1/CLK_TCK resolution) over the requests wrk completed; less moved by other "
   "processes than throughput is, it is the cost a layer adds where the server has the CPU to itself\n")
-w("| server | requests/s | ÷ bare (paired) | p50 latency | p99 latency | server CPU/request | ÷ bare | requests/s per round |")
-w("|---|---:|---:|---:|---:|---:|---:|---|")
+w("| server | requests/s | ÷ bare (paired) | p50 latency | p99 latency | server CPU/request | ÷ bare | server busy | requests/s per round |")
+w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
 for m in modes:
     r = med[m]
     each = ", ".join(f"{x['rps']:,.0f}" for x in runs[m])
     w(f"| {LABEL.get(m, m)} | {r['rps']:,.0f} | {paired(m, 'bare'):.3f} | {lat(r['p50'])} | "
-      f"{lat(r['p99'])} | {r['cpu']:.2f} µs | {r['cpu'] / med['bare']['cpu']:.3f} | {each} |")
+      f"{lat(r['p99'])} | {r['cpu']:.2f} µs | {r['cpu'] / med['bare']['cpu']:.3f} | {100 * r['busy']:.0f} % | {each} |")
 spread = {m: (min(x["rps"] for x in rs), max(x["rps"] for x in rs)) for m, rs in runs.items()}
 w("\nRound-to-round spread of one server (min … max requests/s): " + "; ".join(
     f"{m} {lo:,.0f} … {hi:,.0f} ({100 * (hi - lo) / med[m]['rps']:.0f} % of its median)" for m, (lo, hi) in spread.items())
