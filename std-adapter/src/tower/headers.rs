@@ -5,7 +5,8 @@
 
 use fusebox::bucket::Quota;
 use fusebox::Duration;
-use std::sync::OnceLock;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use http::header::{Entry, HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
@@ -129,6 +130,39 @@ pub(crate) fn add_rate_limit(
     add_legacy(headers, q, legacy, own);
 }
 
+/// The two members of a policy's fields, built when a request is
+/// admitted and added to its response (with the legacy trio, if asked)
+/// when it is ready: the response future holds no reference to the
+/// layer.
+#[derive(Clone, Debug)]
+pub(crate) struct Members {
+    policy: HeaderValue,
+    limit: HeaderValue,
+    /// The figures, for the legacy trio.
+    quoted: Quoted,
+    legacy: bool,
+}
+
+impl Members {
+    /// `q`'s members under `policy`.
+    pub(crate) fn new(policy: &PolicyFields, q: Quoted, legacy: bool) -> Self {
+        Self {
+            policy: policy.policy_member(q.limit, q.window),
+            limit: policy.limit_member(&q),
+            quoted: q,
+            legacy,
+        }
+    }
+
+    /// Adds them to an admitted response's `headers` (joined to any the
+    /// response carries, never replacing the legacy trio).
+    pub(crate) fn apply(self, headers: &mut HeaderMap) {
+        join_value(headers, &RATELIMIT_POLICY, self.policy);
+        join_value(headers, &RATELIMIT, self.limit);
+        add_legacy(headers, &self.quoted, self.legacy, false);
+    }
+}
+
 /// A policy's name as the fields spell it, with two members kept once
 /// built, so that on most responses they cost a reference count, not a
 /// format, a validation and an allocation (benches/analysis.md, "HTTP"):
@@ -161,30 +195,57 @@ impl PolicyFields {
     }
 
     /// The `RateLimit` member `sf_name;r=..;t=..` of `q`.
-    fn limit_member(&self, q: &Quoted) -> HeaderValue {
+    pub(crate) fn limit_member(&self, q: &Quoted) -> HeaderValue {
         if let Some((kept, value)) = self.full.get()
             && kept.same_figures(q)
         {
             return value.clone();
         }
-        let value = member_value(member(&self.sf_name, "r", q.remaining, "t", q.reset));
-        if q.full {
-            let _ = self.full.set((*q, value.clone()));
+        let member = member(&self.sf_name, "r", q.remaining, "t", q.reset);
+        if !q.full || self.full.get().is_some() {
+            return member_value(member);
         }
+        let value = interned(member);
+        let _ = self.full.set((*q, value.clone()));
         value
     }
 
     /// The `RateLimit-Policy` member `sf_name;q=..;w=..`.
-    fn policy_member(&self, q: u64, w: u64) -> HeaderValue {
+    pub(crate) fn policy_member(&self, q: u64, w: u64) -> HeaderValue {
         if let Some((kept, value)) = self.policy.get()
             && *kept == (q, w)
         {
             return value.clone();
         }
-        let value = member_value(member(&self.sf_name, "q", q, "w", w));
+        let member = member(&self.sf_name, "q", q, "w", w);
+        if self.policy.get().is_some() {
+            // Another tier's quota (or a changed one): built each time.
+            return member_value(member);
+        }
+        let value = interned(member);
         let _ = self.policy.set(((q, w), value.clone()));
         value
     }
+}
+
+/// `member` as a header value whose clones are copies of a pointer: its
+/// bytes are kept for the life of the process, once per distinct member
+/// (a reference-counted value costs two atomic read-modify-writes a
+/// response, a clone and a drop). Only the members a [`PolicyFields`]
+/// keeps come here, so what is kept is bounded by the distinct policy
+/// names and quotas ever configured, a few dozen bytes each.
+fn interned(member: Vec<u8>) -> HeaderValue {
+    static KEPT: Mutex<BTreeSet<&'static [u8]>> = Mutex::new(BTreeSet::new());
+    let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+    let bytes: &'static [u8] = if let Some(bytes) = kept.get(member.as_slice()) {
+        bytes
+    } else {
+        let bytes: &'static [u8] = Box::leak(member.into_boxed_slice());
+        kept.insert(bytes);
+        bytes
+    };
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_static(bytes))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// A member as a header value, without a copy. `member` is printable
@@ -217,14 +278,19 @@ pub(crate) fn add_legacy(headers: &mut HeaderMap, q: &Quoted, legacy: bool, own:
 /// gets `value` as a line of its own.
 pub(crate) fn join_value(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue) {
     // One hash of the name, whether the field is there or not.
-    let mut lines = match headers.entry(name) {
+    match headers.entry(name) {
+        // The usual case, one policy.
         Entry::Vacant(vacant) => {
-            // The usual case, one policy.
             vacant.insert(value);
-            return;
         }
-        Entry::Occupied(lines) => lines,
-    };
+        Entry::Occupied(lines) => join_lines(lines, value),
+    }
+}
+
+/// `value` joined to the field lines already there (see [`join_value`]).
+#[cold]
+#[inline(never)]
+fn join_lines(mut lines: http::header::OccupiedEntry<'_, HeaderValue>, value: HeaderValue) {
     let mut joined: Vec<u8> = Vec::new();
     for line in lines.iter() {
         let line = line.as_bytes().trim_ascii();
@@ -396,6 +462,54 @@ mod tests {
         }
         let kept = fields.full.get().expect("the first full member is kept");
         assert_eq!((kept.0.remaining, kept.0.reset), (9, 1));
+    }
+
+    #[test]
+    fn kept_members_are_interned_once_per_distinct_value() {
+        let a = interned(b"\"i\";q=1;w=1".to_vec());
+        let b = interned(b"\"i\";q=1;w=1".to_vec());
+        let c = interned(b"\"i\";q=2;w=1".to_vec());
+        assert_eq!(a, "\"i\";q=1;w=1");
+        assert_eq!(
+            a.as_bytes().as_ptr(),
+            b.as_bytes().as_ptr(),
+            "one copy kept"
+        );
+        assert_ne!(a.as_bytes().as_ptr(), c.as_bytes().as_ptr());
+        // Two layers of one policy and quota share what they keep.
+        let (one, two) = (PolicyFields::new("i"), PolicyFields::new("i"));
+        let full = Quoted {
+            limit: 1,
+            window: 1,
+            remaining: 0,
+            reset: 1,
+            full: true,
+        };
+        let (m1, m2) = (
+            Members::new(&one, full, false),
+            Members::new(&two, full, false),
+        );
+        assert_eq!(m1.policy.as_bytes().as_ptr(), a.as_bytes().as_ptr());
+        assert_eq!(m1.limit.as_bytes().as_ptr(), m2.limit.as_bytes().as_ptr());
+    }
+
+    #[test]
+    fn members_join_the_inner_fields_and_keep_its_legacy_trio() {
+        let q = Quoted {
+            limit: 100,
+            window: 60,
+            remaining: 99,
+            reset: 1,
+            full: true,
+        };
+        let mut h = HeaderMap::new();
+        h.insert(&RATELIMIT, HeaderValue::from_static("\"inner\";r=0;t=9"));
+        h.insert(&X_REMAINING, HeaderValue::from_static("0"));
+        Members::new(&PolicyFields::new("outer"), q, true).apply(&mut h);
+        assert_eq!(h[&RATELIMIT], "\"inner\";r=0;t=9, \"outer\";r=99;t=1");
+        assert_eq!(h[&RATELIMIT_POLICY], "\"outer\";q=100;w=60");
+        assert_eq!(h[&X_REMAINING], "0", "the inner trio is kept");
+        assert_eq!(h[&X_LIMIT], "100", "absent members of the trio are added");
     }
 
     #[test]

@@ -163,17 +163,38 @@ where
                 _ => fusebox::Duration::ZERO,
             };
             let outcome = shared.classifier.classify(&result);
-            if let Some(t) =
-                permit.record_with(outcome, elapsed, || *end.get_or_insert_with(|| clock.now()))
-            {
-                shared.transition(t);
-            }
-            if outcome == Outcome::Failure
-                && let Some(observer) = &shared.observer
-            {
-                observer.failure(&shared.name, end.unwrap_or_else(|| clock.now()), false);
+            let transition =
+                permit.record_with(outcome, elapsed, || *end.get_or_insert_with(|| clock.now()));
+            if transition.is_some() || outcome == Outcome::Failure {
+                report(shared, transition, outcome, end);
             }
         }
         Poll::Ready(result)
+    }
+}
+
+/// Reports what a record did: its transition, and a failure to the
+/// observer. Out of line: a success that changes nothing (the usual
+/// response) runs none of it, and its code stays off the hot path's
+/// instruction-cache lines.
+#[cold]
+#[inline(never)]
+fn report<C>(
+    shared: &Shared<C>,
+    transition: Option<fusebox::breaker::Transition>,
+    outcome: Outcome,
+    end: Option<Instant>,
+) {
+    if let Some(t) = transition {
+        shared.transition(t);
+    }
+    if outcome == Outcome::Failure
+        && let Some(observer) = &shared.observer
+    {
+        observer.failure(
+            &shared.name,
+            end.unwrap_or_else(|| shared.clock.now()),
+            false,
+        );
     }
 }

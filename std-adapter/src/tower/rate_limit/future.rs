@@ -3,22 +3,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::Response;
 use pin_project_lite::pin_project;
 
 use crate::tower::future_state::{Output, State};
-use crate::tower::headers::{add_rate_limit, PolicyFields, Quoted};
-
-/// The quota fields to stamp on an admitted response.
-#[derive(Clone, Debug)]
-pub(super) struct Stamp {
-    pub(super) fields: Arc<PolicyFields>,
-    pub(super) quoted: Quoted,
-    pub(super) legacy: bool,
-}
+use crate::tower::headers::Members;
 
 pin_project! {
     /// The response future of a
@@ -76,12 +67,12 @@ pin_project! {
     {
         #[pin]
         state: State<F>,
-        stamp: Option<Stamp>,
+        stamp: Option<Members>,
     }
 }
 
 impl<F: Future> ResponseFuture<F> {
-    pub(super) fn admitted(inner: F, stamp: Option<Stamp>) -> Self {
+    pub(super) fn admitted(inner: F, stamp: Option<Members>) -> Self {
         Self {
             state: State::Inner { future: inner },
             stamp,
@@ -110,13 +101,7 @@ where
         };
         if let (Ok(response), Some(stamp)) = (&mut result, this.stamp.take()) {
             // Not this layer's response: its fields join the inner ones.
-            add_rate_limit(
-                response.headers_mut(),
-                &stamp.fields,
-                &stamp.quoted,
-                stamp.legacy,
-                false,
-            );
+            stamp.apply(response.headers_mut());
         }
         Poll::Ready(result)
     }

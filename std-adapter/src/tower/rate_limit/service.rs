@@ -8,10 +8,9 @@ use fusebox::{Clock, Duration, Instant};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::future::Stamp;
 use super::limit::{Check, Limit};
 use super::{Common, RateLimitRejection, RateLimitResponder, Refusal, ResponseFuture};
-use crate::tower::headers::add_rate_limit;
+use crate::tower::headers::{add_rate_limit, Members};
 
 /// The service of a [`RateLimitLayer`](super::RateLimitLayer).
 ///
@@ -142,11 +141,7 @@ where
             .check(&head, &shared.clock, &shared.name, shared.headers);
         let (refusal, quoted) = match check {
             Check::Admitted(quoted) => {
-                let stamp = quoted.map(|quoted| Stamp {
-                    fields: Arc::clone(&shared.fields),
-                    quoted,
-                    legacy: shared.legacy,
-                });
+                let stamp = quoted.map(|q| Members::new(&shared.fields, q, shared.legacy));
                 let future = self.inner.call(Request::from_parts(head, body));
                 return ResponseFuture::admitted(future, stamp);
             }
