@@ -30,6 +30,31 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         (tier < TIERS).then(|| self.tiers.quota(tier))
     }
 
+    /// A number that changes whenever `tier`'s quota is replaced; `None`
+    /// if the limiter has no such tier. One atomic load, where
+    /// [`quota`](Self::quota) reads and re-derives the whole quota: for a
+    /// caller that keeps something derived from the quota and needs to
+    /// know when to derive it again. Two equal readings saw the same
+    /// quota unless a multiple of 2^32 replacements came in between (the
+    /// number wraps).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::Instant;
+    ///
+    /// let limiter: KeyedLimiter<u32, 8> = KeyedLimiter::new(Quota::per_second(1)?, FullPolicy::Reject)?;
+    /// let before = limiter.quota_version(0);
+    /// limiter.set_quota(0, Quota::per_second(2)?, Instant::ZERO)?;
+    /// assert_ne!(limiter.quota_version(0), before);
+    /// assert_eq!(limiter.quota_version(1), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn quota_version(&self, tier: usize) -> Option<u32> {
+        (tier < TIERS).then(|| self.tiers.generation(tier))
+    }
+
     /// Changes the quota of `tier` at `now` and returns the one it
     /// replaces. Callable on a shared limiter; concurrent decisions never
     /// wait for it, and each one is decided wholly under the old quota or

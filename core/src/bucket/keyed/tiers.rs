@@ -284,6 +284,11 @@ impl<const TIERS: usize> Tiers<TIERS> {
         self.current(tier)
     }
 
+    /// `tier`'s generation: it changes with every quota published.
+    pub(super) fn generation(&self, tier: usize) -> u32 {
+        self.generation[tier].load(Ordering::Acquire)
+    }
+
     /// The quota in force in `tier`.
     pub(super) fn quota(&self, tier: usize) -> Quota {
         loop {

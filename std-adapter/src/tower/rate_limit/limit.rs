@@ -6,10 +6,11 @@
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
-use fusebox::bucket::{KeyedError, KeyedLimiter, Quota};
+use fusebox::bucket::{KeyedError, KeyedLimiter};
 use fusebox::{Clock, Duration, Instant, TokenBucket};
 use http::request::Parts;
 
+use super::quote_cache::{Base, QuoteCache};
 use super::{BadKey, KeyError, Refusal};
 use crate::tower::headers::{ceil_secs, quota_qw, Quoted};
 use crate::TokioClock;
@@ -131,6 +132,8 @@ pub struct Keyed<K, const N: usize, S, F> {
     limiter: Arc<KeyedLimiter<K, N, 1, S>>,
     key: F,
     bad_key: BadKey<K>,
+    /// What the fields derive from the quota, shared by every clone.
+    quotes: Arc<QuoteCache>,
 }
 
 impl<K: Clone, const N: usize, S, F: Clone> Clone for Keyed<K, N, S, F> {
@@ -139,6 +142,7 @@ impl<K: Clone, const N: usize, S, F: Clone> Clone for Keyed<K, N, S, F> {
             limiter: Arc::clone(&self.limiter),
             key: self.key.clone(),
             bad_key: self.bad_key.clone(),
+            quotes: Arc::clone(&self.quotes),
         }
     }
 }
@@ -157,6 +161,7 @@ impl<K, const N: usize, S, F> Keyed<K, N, S, F> {
             limiter,
             key,
             bad_key: BadKey::Reject,
+            quotes: Arc::new(QuoteCache::new()),
         }
     }
 
@@ -239,39 +244,44 @@ where
     /// fields are sent).
     #[cold]
     #[inline(never)]
-    fn refused(&self, error: KeyedError, quota: Option<Quota>, key: &K, now: Instant) -> Check {
+    fn refused(&self, error: KeyedError, base: Option<Base>, key: &K, now: Instant) -> Check {
         match error {
             KeyedError::RateLimited(limited) => {
-                Check::Limited(limited.retry_after, self.quoted(quota, key, now))
+                Check::Limited(limited.retry_after, self.quoted(base, key, now))
             }
             _ => Check::Refused(Refusal::Unavailable),
         }
     }
 
-    fn quoted(&self, quota: Option<Quota>, key: &K, now: Instant) -> Option<Quoted> {
-        let quota = quota?;
+    fn quoted(&self, base: Option<Base>, key: &K, now: Instant) -> Option<Quoted> {
+        let base = base?;
         let available = self.limiter.available(key, now);
         if available != 0 && self.limiter.overflow_quota().is_some() {
             return None;
         }
-        Some(quote(&quota, available))
+        Some(base.quote(available))
     }
-}
 
-/// The fields of a key with `available` whole tokens left under `quota`.
-///
-/// `t` is an upper bound: the limiter reports whole tokens, so the time to
-/// refill is counted from the whole tokens left (at most one refill
-/// interval late).
-fn quote(quota: &Quota, available: u32) -> Quoted {
-    let (limit, window) = quota_qw(quota);
-    let missing = u64::from(quota.burst().saturating_sub(available));
-    Quoted {
-        limit,
-        window,
-        remaining: u64::from(available),
-        reset: ceil_secs(quota.replenish_interval().saturating_mul(missing)),
-        full: missing == 1,
+    /// The quota's figures: kept, while the quota is the one they were
+    /// derived from (one load to know), else derived.
+    #[inline]
+    fn base(&self) -> Option<Base> {
+        let version = self.limiter.quota_version(0)?;
+        match self.quotes.get(version) {
+            Some(base) => Some(base),
+            None => self.derive_base(version),
+        }
+    }
+
+    /// The figures of the quota in force, kept if it is still `version`'s.
+    #[cold]
+    #[inline(never)]
+    fn derive_base(&self, version: u32) -> Option<Base> {
+        let base = Base::of(&self.limiter.quota(0)?);
+        if self.limiter.quota_version(0) == Some(version) {
+            self.quotes.put(version, base);
+        }
+        Some(base)
     }
 }
 
@@ -295,12 +305,12 @@ where
                 Err(refused) => return refused,
             },
         };
-        let quota = if fields { self.limiter.quota(0) } else { None };
+        let base = if fields { self.base() } else { None };
         let now = clock.now();
         match self.limiter.try_acquire_left(&key, now) {
             // The tokens left come with the admission: one lookup.
-            Ok(left) => Check::Admitted(quota.zip(left).map(|(quota, left)| quote(&quota, left))),
-            Err(error) => self.refused(error, quota, &key, now),
+            Ok(left) => Check::Admitted(base.zip(left).map(|(base, left)| base.quote(left))),
+            Err(error) => self.refused(error, base, &key, now),
         }
     }
 }
@@ -308,13 +318,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fusebox::bucket::Quota;
 
     #[test]
     fn only_one_token_short_of_the_burst_is_a_full_bucket() {
         let quota = Quota::per_second(10).unwrap().with_burst(4).unwrap();
-        let full: Vec<bool> = (0..=4).map(|left| quote(&quota, left).full).collect();
+        let full: Vec<bool> = (0..=4)
+            .map(|left| Base::of(&quota).quote(left).full)
+            .collect();
         assert_eq!(full, [false, false, false, true, false]);
-        let q = quote(&quota, 3);
+        let q = Base::of(&quota).quote(3);
         assert_eq!((q.remaining, q.reset), (3, 1));
         assert!(
             !q.refused(Duration::from_secs(1)).full,

@@ -15,6 +15,7 @@ mod future;
 pub mod key;
 mod layer;
 mod limit;
+mod quote_cache;
 mod registry;
 mod service;
 #[cfg(feature = "redis")]

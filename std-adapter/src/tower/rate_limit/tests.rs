@@ -373,3 +373,64 @@ async fn a_full_table_warns_once_per_interval() {
     tokio::time::advance(StdDuration::from_secs(10)).await;
     assert_eq!(throttle.hit(clock.now()), Some(101));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_fields_follow_a_quota_changed_at_run_time() {
+    let limiter = per_key(Quota::per_minute(60));
+    let service = RateLimitLayer::keyed(
+        "per_key",
+        Arc::clone(&limiter),
+        key::header("x-api-key", 32),
+    )
+    .layer(Scripted);
+    let fields = |response: &http::Response<String>| {
+        let h = response.headers();
+        (
+            h["ratelimit-policy"].to_str().unwrap().to_owned(),
+            h["ratelimit"].to_str().unwrap().to_owned(),
+        )
+    };
+    // Twice under the first quota (the second from what the layer kept),
+    // twice under each later one, the last back to the first's figures.
+    let expected = [
+        ("\"per_key\";q=60;w=60", "\"per_key\";r=59;t=1"),
+        ("\"per_key\";q=60;w=60", "\"per_key\";r=59;t=1"),
+    ];
+    for (i, key) in ["a", "b"].into_iter().enumerate() {
+        let response = send(&mut service.clone(), with_key(key.as_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(
+            fields(&response),
+            (expected[i].0.into(), expected[i].1.into())
+        );
+    }
+    let clock = crate::TokioClock::new();
+    // New keys each time: a key's bucket carries over to a new quota.
+    for (quota, keys, policy, limit) in [
+        (
+            Quota::per_second(10),
+            ["c", "d"],
+            "\"per_key\";q=10;w=1",
+            "\"per_key\";r=9;t=1",
+        ),
+        (
+            Quota::per_minute(60),
+            ["e", "f"],
+            "\"per_key\";q=60;w=60",
+            "\"per_key\";r=59;t=1",
+        ),
+    ] {
+        limiter.set_quota(0, quota.unwrap(), clock.now()).unwrap();
+        for key in keys {
+            let response = send(&mut service.clone(), with_key(key.as_bytes()))
+                .await
+                .unwrap();
+            assert_eq!(
+                fields(&response),
+                (policy.to_owned(), limit.to_owned()),
+                "key {key}"
+            );
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! [`QuoteCache`]: what a keyed limit's `RateLimit` fields derive from its
+//! quota, kept between requests.
+//!
+//! Deriving them reads the quota back from the limiter (which re-derives
+//! its GCRA parameters) and divides: a handful of 64-bit divisions that
+//! cost a server about 1.5 % of its throughput on the minimal axum
+//! benchmark (benches/analysis.md, "HTTP"). The limiter's
+//! [`quota_version`](fusebox::bucket::KeyedLimiter::quota_version) says
+//! with one load whether the quota is still the one they were derived
+//! from; if so, they are read from here instead.
+//!
+//! The cache is a sequence lock over atomics: readers never write, so
+//! they never contend; one writer at a time (the others skip the write,
+//! it is only a cache), and a reader that overlaps a write misses and
+//! derives the figures itself.
+
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+use fusebox::bucket::Quota;
+use fusebox::Duration;
+
+use crate::tower::headers::{ceil_secs, quota_qw, Quoted};
+
+/// The figures of one quota that every quote under it shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Base {
+    burst: u32,
+    /// `q` and `w` of `RateLimit-Policy`.
+    limit: u64,
+    window: u64,
+    /// One token's refill time, µs.
+    interval: u64,
+}
+
+impl Base {
+    /// `quota`'s figures.
+    pub(super) fn of(quota: &Quota) -> Self {
+        let (limit, window) = quota_qw(quota);
+        Self {
+            burst: quota.burst(),
+            limit,
+            window,
+            interval: quota.replenish_interval().as_micros(),
+        }
+    }
+
+    /// The fields of a key with `available` whole tokens left.
+    ///
+    /// `t` is an upper bound: the limiter reports whole tokens, so the time
+    /// to refill is counted from the whole tokens left (at most one refill
+    /// interval late).
+    pub(super) fn quote(&self, available: u32) -> Quoted {
+        let missing = u64::from(self.burst.saturating_sub(available));
+        Quoted {
+            limit: self.limit,
+            window: self.window,
+            remaining: u64::from(available),
+            reset: ceil_secs(Duration::from_micros(self.interval.saturating_mul(missing))),
+            full: missing == 1,
+        }
+    }
+}
+
+/// One [`Base`] and the quota version it was derived under.
+#[derive(Debug)]
+pub(super) struct QuoteCache {
+    /// Even: the slot is stable; odd: a writer is in it.
+    seq: AtomicU32,
+    /// The quota version plus one; `0`: nothing kept yet.
+    version: AtomicU64,
+    burst: AtomicU32,
+    limit: AtomicU64,
+    window: AtomicU64,
+    interval: AtomicU64,
+}
+
+impl QuoteCache {
+    pub(super) const fn new() -> Self {
+        Self {
+            seq: AtomicU32::new(0),
+            version: AtomicU64::new(0),
+            burst: AtomicU32::new(0),
+            limit: AtomicU64::new(0),
+            window: AtomicU64::new(0),
+            interval: AtomicU64::new(0),
+        }
+    }
+
+    /// The base kept for quota `version`, if that is the one kept and no
+    /// write overlapped this read.
+    #[inline]
+    pub(super) fn get(&self, version: u32) -> Option<Base> {
+        let before = self.seq.load(Ordering::Acquire);
+        if before & 1 != 0 {
+            return None;
+        }
+        let kept = self.version.load(Ordering::Relaxed);
+        let base = Base {
+            burst: self.burst.load(Ordering::Relaxed),
+            limit: self.limit.load(Ordering::Relaxed),
+            window: self.window.load(Ordering::Relaxed),
+            interval: self.interval.load(Ordering::Relaxed),
+        };
+        // The loads above happen before the sequence is read again: a
+        // write that began meanwhile changed it.
+        fence(Ordering::Acquire);
+        let stable = self.seq.load(Ordering::Relaxed) == before;
+        (stable && kept == u64::from(version) + 1).then_some(base)
+    }
+
+    /// Keeps `base` as quota `version`'s, unless another writer is at it
+    /// (then that one's is kept: either is right for its own version).
+    pub(super) fn put(&self, version: u32, base: Base) {
+        let before = self.seq.load(Ordering::Relaxed);
+        if before & 1 != 0
+            || self
+                .seq
+                .compare_exchange(
+                    before,
+                    before.wrapping_add(1),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return;
+        }
+        // The odd sequence is visible before any of the stores below.
+        fence(Ordering::Release);
+        self.version
+            .store(u64::from(version) + 1, Ordering::Relaxed);
+        self.burst.store(base.burst, Ordering::Relaxed);
+        self.limit.store(base.limit, Ordering::Relaxed);
+        self.window.store(base.window, Ordering::Relaxed);
+        self.interval.store(base.interval, Ordering::Relaxed);
+        self.seq.store(before.wrapping_add(2), Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A base whose every field is derived from `n`: a torn read mixes two.
+    fn base(n: u32) -> Base {
+        Base {
+            burst: n,
+            limit: u64::from(n) * 3,
+            window: u64::from(n) * 5,
+            interval: u64::from(n) * 7,
+        }
+    }
+
+    #[test]
+    fn a_base_is_kept_for_its_own_version_only() {
+        let cache = QuoteCache::new();
+        assert_eq!(cache.get(0), None, "nothing kept yet, even for version 0");
+        cache.put(0, base(1));
+        assert_eq!(cache.get(0), Some(base(1)));
+        assert_eq!(cache.get(1), None);
+        cache.put(u32::MAX, base(2));
+        assert_eq!(cache.get(u32::MAX), Some(base(2)), "the last version too");
+        assert_eq!(cache.get(0), None);
+    }
+
+    #[test]
+    fn readers_never_see_a_torn_base() {
+        let cache = Arc::new(QuoteCache::new());
+        let done = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let (cache, done) = (Arc::clone(&cache), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    let mut n = w;
+                    while !done.load(Ordering::Relaxed) {
+                        n = (n + 1) % 8;
+                        cache.put(n, base(n));
+                    }
+                })
+            })
+            .collect();
+        let mut hits = 0_u32;
+        for _ in 0..100_000 {
+            for version in 0..8 {
+                if let Some(seen) = cache.get(version) {
+                    assert_eq!(seen, base(version), "a torn or misfiled base");
+                    hits += 1;
+                }
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        assert!(
+            hits > 0,
+            "the readers never found a base: the test saw nothing"
+        );
+    }
+
+    #[test]
+    fn quotes_match_the_quota_they_come_from() {
+        let quota = Quota::per_second(10).unwrap().with_burst(4).unwrap();
+        let base = Base::of(&quota);
+        let full: Vec<bool> = (0..=4).map(|left| base.quote(left).full).collect();
+        assert_eq!(full, [false, false, false, true, false]);
+        let q = base.quote(1);
+        // 3 tokens short at 100 ms each: full in 300 ms, rounded up to 1 s.
+        assert_eq!((q.limit, q.window, q.remaining, q.reset), (10, 1, 1, 1));
+        let slow = Base::of(&Quota::per_minute(6).unwrap());
+        assert_eq!(slow.quote(0).reset, 60, "6 tokens short at 10 s each");
+    }
+}
