@@ -238,3 +238,47 @@ mod widths {
         }
     }
 }
+
+#[test]
+fn tokens_left_without_a_division_match_the_division() {
+    // Whole-interval and scaled quotas, narrow and wide words, every
+    // distance ahead around the fast path's edges and across the
+    // capacity, the tolerance and the wrap.
+    for (tokens, period, burst, bits) in [
+        (1, 1_000_000, 1, 64),
+        (10, 1_000_000, 4, 64),
+        (1_000_000_000, 1_000_000, 1_000_000_000, 64),
+        (3, 7, 5, 48),
+        (7, 3_000_000, 9, 48),
+        (1, 60_000_000, 2, 32),
+    ] {
+        let p = params(tokens, period, burst, bits);
+        let now = 5_000_000_u64;
+        let scaled = p.scaled(now);
+        let aheads = [
+            0,
+            1,
+            2,
+            p.interval - 1,
+            p.interval,
+            p.interval + 1,
+            2 * p.interval,
+            p.capacity - 1,
+            p.capacity,
+            p.capacity + 1,
+            p.horizon,
+            p.horizon + 1,
+            p.mask / 2,
+            p.mask,
+        ];
+        for ahead in aheads {
+            let tat = Params::not_fresh(scaled.wrapping_add(ahead) & p.mask);
+            assert_eq!(
+                p.available_of(tat, now, burst),
+                p.available(tat, now),
+                "{tokens}/{period} µs, burst {burst}, {bits} bits, {ahead} ahead"
+            );
+        }
+        assert_eq!(p.available_of(FRESH, now, burst), u64::from(burst));
+    }
+}

@@ -214,8 +214,7 @@ where
     /// or read by `available`).
     #[inline]
     fn left(&self, tier: usize, word: u64, now: u64) -> u32 {
-        let (params, tat, _) = self.tiers.state(tier, tat(word), tag(word));
-        params.available(tat, now) as u32
+        self.tiers.available(tier, tat(word), tag(word), now) as u32
     }
 
     /// Whole tokens of `slot`'s bucket at `now` if it holds `key`.

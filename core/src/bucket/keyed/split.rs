@@ -102,8 +102,7 @@ where
     #[inline]
     fn left(&self, tier: usize, word: Tat, now: u64) -> u32 {
         let (tat, tag) = split(word);
-        let (params, tat, _) = self.tiers.state(tier, tat, tag);
-        params.available(tat, now) as u32
+        self.tiers.available(tier, tat, tag, now) as u32
     }
 
     /// Whether `slot` shows fingerprint `fp` with every registration taken

@@ -234,6 +234,21 @@ impl<const TIERS: usize> Tiers<TIERS> {
         }
     }
 
+    /// Whole tokens of a word of `tier` (`tat` under `tag`) at `micros`,
+    /// under the quota in force.
+    #[inline]
+    pub(super) fn available(&self, tier: usize, tat: u64, tag: usize, micros: u64) -> u64 {
+        let current = self.current(tier);
+        let rule = &self.rules[tier][current];
+        let params = rule.params();
+        let tat = if tag == current {
+            tat
+        } else {
+            self.convert(tier, current, &params, tat)
+        };
+        params.available_of(tat, micros, rule.burst())
+    }
+
     /// `tat`, written under the slot other than `current`, converted to
     /// `params` (`current`'s) at the change's `now`.
     #[cold]
