@@ -232,8 +232,10 @@ impl PolicyFields {
 /// bytes are kept for the life of the process, once per distinct member
 /// (a reference-counted value costs two atomic read-modify-writes a
 /// response, a clone and a drop). Only the members a [`PolicyFields`]
-/// keeps come here, so what is kept is bounded by the distinct policy
-/// names and quotas ever configured, a few dozen bytes each.
+/// keeps come here: at most two per layer built (its first policy member
+/// and its first full-bucket member), a few dozen bytes each, and one
+/// copy of equal bytes however many layers keep them. Nothing a client
+/// sends reaches it.
 fn interned(member: Vec<u8>) -> HeaderValue {
     static KEPT: Mutex<BTreeSet<&'static [u8]>> = Mutex::new(BTreeSet::new());
     let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);

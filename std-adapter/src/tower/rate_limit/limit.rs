@@ -209,6 +209,33 @@ where
     K: Eq + Hash + Clone,
     S: BuildHasher,
 {
+    /// What a request whose key function failed with `error` is charged
+    /// to: the default key, or a refusal.
+    #[cold]
+    #[inline(never)]
+    fn charge_bad_key(&self, error: KeyError, name: &str) -> Result<K, Check> {
+        match &self.bad_key {
+            BadKey::Reject => Err(Check::Refused(Refusal::BadKey(error))),
+            BadKey::Default(key) => {
+                tracing::debug!(policy = %name, reason = %error, "request key unusable: charged to the default key");
+                Ok(key.clone())
+            }
+        }
+    }
+
+    /// A refusal of `key` at `now`, with its quota if `base` (the fields
+    /// are sent).
+    #[cold]
+    #[inline(never)]
+    fn refused(&self, error: KeyedError, base: Option<Base>, key: &K, now: Instant) -> Check {
+        match error {
+            KeyedError::RateLimited(limited) => {
+                Check::Limited(limited.retry_after, self.quoted(base, key, now))
+            }
+            _ => Check::Refused(Refusal::Unavailable),
+        }
+    }
+
     /// The key's quota after a refusal at `now`, or `None` if the refusal
     /// was not the key's own bucket's.
     ///
@@ -226,33 +253,6 @@ where
     /// overflow bucket. Under
     /// [`FullPolicy::Reject`](fusebox::bucket::FullPolicy::Reject) every
     /// refusal is the key's own.
-    /// What a request whose key function failed with `error` is charged
-    /// to: the default key, or a refusal.
-    #[cold]
-    #[inline(never)]
-    fn charge_bad_key(&self, error: KeyError, name: &str) -> Result<K, Check> {
-        match &self.bad_key {
-            BadKey::Reject => Err(Check::Refused(Refusal::BadKey(error))),
-            BadKey::Default(key) => {
-                tracing::debug!(policy = %name, reason = %error, "request key unusable: charged to the default key");
-                Ok(key.clone())
-            }
-        }
-    }
-
-    /// A refusal of `key` at `now`, with its quota if `quota` (the
-    /// fields are sent).
-    #[cold]
-    #[inline(never)]
-    fn refused(&self, error: KeyedError, base: Option<Base>, key: &K, now: Instant) -> Check {
-        match error {
-            KeyedError::RateLimited(limited) => {
-                Check::Limited(limited.retry_after, self.quoted(base, key, now))
-            }
-            _ => Check::Refused(Refusal::Unavailable),
-        }
-    }
-
     fn quoted(&self, base: Option<Base>, key: &K, now: Instant) -> Option<Quoted> {
         let base = base?;
         let available = self.limiter.available(key, now);
@@ -333,6 +333,22 @@ mod tests {
             !q.refused(Duration::from_secs(1)).full,
             "a refusal never is"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_quota_figures_are_kept_after_the_first_response() {
+        use fusebox::bucket::FullPolicy;
+        let clock = TokioClock::new();
+        let quota = Quota::per_minute(60).unwrap();
+        let limiter = Arc::new(KeyedLimiter::<String, 8>::new(quota, FullPolicy::Reject).unwrap());
+        let keyed = Keyed::new(Arc::clone(&limiter), |_: &Parts| Ok("k".to_owned()));
+        let (head, ()) = http::Request::new(()).into_parts();
+        let version = limiter.quota_version(0).unwrap();
+        assert_eq!(keyed.quotes.get(version), None, "nothing before a response");
+        let _ = keyed.check(&head, &clock, "k", false);
+        assert_eq!(keyed.quotes.get(version), None, "nor without fields");
+        let _ = keyed.check(&head, &clock, "k", true);
+        assert_eq!(keyed.quotes.get(version), Some(Base::of(&quota)));
     }
 
     #[tokio::test(start_paused = true)]

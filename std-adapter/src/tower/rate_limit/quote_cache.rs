@@ -115,10 +115,13 @@ impl QuoteCache {
         if before & 1 != 0
             || self
                 .seq
+                // Acquire: this writer's stores come after the previous
+                // writer's (whose even sequence it read), or a reader
+                // could find this version with the previous figures.
                 .compare_exchange(
                     before,
                     before.wrapping_add(1),
-                    Ordering::Relaxed,
+                    Ordering::Acquire,
                     Ordering::Relaxed,
                 )
                 .is_err()
@@ -182,8 +185,10 @@ mod tests {
                 })
             })
             .collect();
-        let mut hits = 0_u32;
-        for _ in 0..100_000 {
+        // Read until many reads have found a base (the writers may start
+        // late on a loaded machine), for at most a minute.
+        let (mut hits, start) = (0_u32, std::time::Instant::now());
+        while hits < 100_000 && start.elapsed() < std::time::Duration::from_secs(60) {
             for version in 0..8 {
                 if let Some(seen) = cache.get(version) {
                     assert_eq!(seen, base(version), "a torn or misfiled base");
