@@ -121,13 +121,7 @@ pub(crate) fn add_rate_limit(
     legacy: bool,
     own: bool,
 ) {
-    join_value(
-        headers,
-        &RATELIMIT_POLICY,
-        policy.policy_member(q.limit, q.window),
-    );
-    join_value(headers, &RATELIMIT, policy.limit_member(q));
-    add_legacy(headers, q, legacy, own);
+    Members::new(policy, *q, legacy).apply(headers, own);
 }
 
 /// The two members of a policy's fields, built when a request is
@@ -154,12 +148,13 @@ impl Members {
         }
     }
 
-    /// Adds them to an admitted response's `headers` (joined to any the
-    /// response carries, never replacing the legacy trio).
-    pub(crate) fn apply(self, headers: &mut HeaderMap) {
+    /// Adds them to `headers`, joined to any the response carries; the
+    /// legacy trio replaces one already there only if `own` (see
+    /// [`add_rate_limit`]).
+    pub(crate) fn apply(self, headers: &mut HeaderMap, own: bool) {
         join_value(headers, &RATELIMIT_POLICY, self.policy);
         join_value(headers, &RATELIMIT, self.limit);
-        add_legacy(headers, &self.quoted, self.legacy, false);
+        add_legacy(headers, &self.quoted, self.legacy, own);
     }
 }
 
@@ -507,7 +502,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&RATELIMIT, HeaderValue::from_static("\"inner\";r=0;t=9"));
         h.insert(&X_REMAINING, HeaderValue::from_static("0"));
-        Members::new(&PolicyFields::new("outer"), q, true).apply(&mut h);
+        Members::new(&PolicyFields::new("outer"), q, true).apply(&mut h, false);
         assert_eq!(h[&RATELIMIT], "\"inner\";r=0;t=9, \"outer\";r=99;t=1");
         assert_eq!(h[&RATELIMIT_POLICY], "\"outer\";q=100;w=60");
         assert_eq!(h[&X_REMAINING], "0", "the inner trio is kept");

@@ -101,7 +101,7 @@ where
         };
         if let (Ok(response), Some(stamp)) = (&mut result, this.stamp.take()) {
             // Not this layer's response: its fields join the inner ones.
-            stamp.apply(response.headers_mut());
+            stamp.apply(response.headers_mut(), false);
         }
         Poll::Ready(result)
     }
