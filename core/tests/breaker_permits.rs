@@ -141,3 +141,65 @@ fn an_ignored_trial_frees_its_slot_without_deciding() {
         Some(State::Open)
     );
 }
+
+/// A pointer that leads to the breaker through a struct around it, as the
+/// tower layer's response future holds one.
+struct Around {
+    breaker: CircuitBreaker,
+    name: &'static str,
+}
+
+struct Via(Arc<Around>);
+
+impl std::ops::Deref for Via {
+    type Target = CircuitBreaker;
+
+    fn deref(&self) -> &CircuitBreaker {
+        &self.0.breaker
+    }
+}
+
+#[test]
+fn an_owned_trial_recorded_in_place_is_spent_and_keeps_its_pointer() {
+    let around = Arc::new(Around {
+        breaker: CircuitBreaker::new(
+            Config::builder()
+                .consecutive_failures(1)
+                .open_for(Duration::from_secs(1))
+                .half_open_permits(1)
+                .build()
+                .unwrap(),
+        ),
+        name: "db",
+    });
+    let mut p = CircuitBreaker::try_acquire_owned(Via(Arc::clone(&around)), T0).unwrap();
+    let opened = p.record_in_place_with(Outcome::Failure, MS, || T0);
+    assert_eq!(opened.map(|t| t.to), Some(State::Open));
+    assert_eq!(p.breaker().0.name, "db", "the pointer is still there");
+    drop(p);
+    assert_eq!(around.breaker.metrics().abandoned, 0);
+
+    // A half-open trial: recorded in place, it closes the breaker once;
+    // recorded again or dropped, it neither counts nor frees a slot twice.
+    let later = T0 + Duration::from_secs(2);
+    let mut trial = CircuitBreaker::try_acquire_owned(Via(Arc::clone(&around)), later).unwrap();
+    assert!(trial.is_trial());
+    let closed = trial.record_in_place_with(Outcome::Success, MS, || later);
+    assert_eq!(closed.map(|t| t.to), Some(State::Closed));
+    let reads = std::cell::Cell::new(0);
+    let again = trial.record_in_place_with(Outcome::Failure, MS, || {
+        reads.set(reads.get() + 1);
+        later
+    });
+    assert_eq!(again, None, "a spent permit records nothing");
+    assert_eq!(reads.get(), 0, "nor reads the clock");
+    drop(trial);
+    let m = around.breaker.metrics();
+    assert_eq!((m.failures, m.successes, m.abandoned), (1, 1, 0));
+    assert_eq!(around.breaker.state(later), State::Closed);
+    assert_eq!(
+        Arc::strong_count(&around),
+        1,
+        "every permit let go of its pointer"
+    );
+}

@@ -235,6 +235,44 @@ impl<B: Deref<Target = CircuitBreaker>> OwnedPermit<B> {
         elapsed: Duration,
         now: impl FnOnce() -> Instant,
     ) -> Option<Transition> {
+        self.record_in_place_with(outcome, elapsed, now)
+    }
+
+    /// [`record_with`](Self::record_with) through `&mut self`: the permit
+    /// keeps its pointer, so that what it points into (a struct that holds
+    /// the breaker with its name and observer, say) is still at hand after
+    /// the record, without a second pointer for it. The permit is spent:
+    /// recording it again returns `None` and counts nothing, and dropping
+    /// it abandons nothing.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let breaker = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let mut permit = CircuitBreaker::try_acquire_owned(Arc::clone(&breaker), Instant::ZERO)?;
+    /// let opened = permit.record_in_place_with(Outcome::Failure, Duration::ZERO, || Instant::from_secs(1));
+    /// assert_eq!(opened.map(|t| t.to), Some(State::Open));
+    /// assert_eq!(permit.breaker().state(Instant::from_secs(1)), State::Open, "still at hand");
+    /// assert_eq!(permit.record_in_place_with(Outcome::Success, Duration::ZERO, || Instant::ZERO), None);
+    /// drop(permit);
+    /// let m = breaker.metrics();
+    /// assert_eq!((m.failures, m.successes, m.abandoned), (1, 0, 0), "recorded once, abandoned never");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    // Inlined for the reason `record_with` is.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    pub fn record_in_place_with(
+        &mut self,
+        outcome: Outcome,
+        elapsed: Duration,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<Transition> {
+        if !self.live {
+            return None;
+        }
         let t = self.ticket;
         // Still live while `now` may run: a panic there abandons the permit
         // on unwind (see `Permit::record_with`).

@@ -3,14 +3,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use fusebox::breaker::{Outcome, OwnedPermit};
-use fusebox::{CircuitBreaker, Clock, Instant};
+use fusebox::{Clock, Instant};
 use pin_project_lite::pin_project;
 
-use super::Shared;
+use super::{Held, Shared};
 use crate::policy::Classify;
 use crate::tower::future_state::{Output, State};
 
@@ -68,39 +67,37 @@ pin_project! {
     /// # }).unwrap();
     /// ```
     #[must_use = "futures do nothing unless you .await or poll them"]
-    pub struct ResponseFuture<F, C>
+    pub struct ResponseFuture<F, C, R>
     where
         F: Future,
     {
         #[pin]
         state: State<F>,
-        permit: Option<OwnedPermit<Arc<CircuitBreaker>>>,
+        // The permit's pointer is the service's shared state: one `Arc`.
+        // `None` once recorded, and for a refused request.
+        permit: Option<OwnedPermit<Held<C, R>>>,
         started: Option<Instant>,
-        shared: Arc<Shared<C>>,
     }
 }
 
-impl<F: Future, C> ResponseFuture<F, C> {
+impl<F: Future, C, R> ResponseFuture<F, C, R> {
     pub(super) fn admitted(
         inner: F,
-        permit: OwnedPermit<Arc<CircuitBreaker>>,
+        permit: OwnedPermit<Held<C, R>>,
         started: Option<Instant>,
-        shared: Arc<Shared<C>>,
     ) -> Self {
         Self {
             state: State::Inner { future: inner },
             permit: Some(permit),
             started,
-            shared,
         }
     }
 
-    pub(super) fn rejected(output: F::Output, shared: Arc<Shared<C>>) -> Self {
+    pub(super) fn rejected(output: F::Output) -> Self {
         Self {
             state: State::given(output),
             permit: None,
             started: None,
-            shared,
         }
     }
 
@@ -138,7 +135,7 @@ impl<F: Future, C> ResponseFuture<F, C> {
     }
 }
 
-impl<F, C, T, E> Future for ResponseFuture<F, C>
+impl<F, C, R, T, E> Future for ResponseFuture<F, C, R>
 where
     F: Future<Output = Result<T, E>>,
     C: Classify<T, E>,
@@ -152,8 +149,8 @@ where
             Output::Inner(result) => result,
             Output::Given(output) => return Poll::Ready(output),
         };
-        if let Some(permit) = this.permit.take() {
-            let shared = &**this.shared;
+        if let Some(permit) = this.permit.as_mut() {
+            let shared = &permit.breaker().0;
             let clock = shared.clock;
             // The end is read if the duration is measured, or if the core
             // or the observer needs the time.
@@ -163,11 +160,12 @@ where
                 _ => fusebox::Duration::ZERO,
             };
             let outcome = shared.classifier.classify(&result);
-            let transition =
-                permit.record_with(outcome, elapsed, || *end.get_or_insert_with(|| clock.now()));
+            let transition = permit
+                .record_in_place_with(outcome, elapsed, || *end.get_or_insert_with(|| clock.now()));
             if transition.is_some() || outcome == Outcome::Failure {
-                report(shared, transition, outcome, end);
+                report(&permit.breaker().0, transition, outcome, end);
             }
+            *this.permit = None;
         }
         Poll::Ready(result)
     }
@@ -179,8 +177,8 @@ where
 /// instruction-cache lines.
 #[cold]
 #[inline(never)]
-fn report<C>(
-    shared: &Shared<C>,
+fn report<C, R>(
+    shared: &Shared<C, R>,
     transition: Option<fusebox::breaker::Transition>,
     outcome: Outcome,
     end: Option<Instant>,

@@ -275,7 +275,8 @@ impl<S, C: Clone, R: Clone> Layer<S> for CircuitBreakerLayer<C, R> {
             clock: self.clock,
             classifier: self.classifier.clone(),
             observer: self.observer.clone(),
+            responder: self.responder.clone(),
         };
-        CircuitBreakerService::new(inner, Arc::new(shared), Arc::new(self.responder.clone()))
+        CircuitBreakerService::new(inner, Arc::new(shared))
     }
 }

@@ -28,16 +28,19 @@ use crate::policy::BreakerObserver;
 use crate::TokioClock;
 
 /// What every clone of a layer's service shares: one breaker, its clock,
-/// its name, the classifier and the observer.
-pub(crate) struct Shared<C> {
+/// its name, the classifier, the observer and the responder. One `Arc` of
+/// it per service (cloned per request by hyper and axum) and per admitted
+/// response future (inside its permit, see [`Held`]).
+pub(crate) struct Shared<C, R> {
     pub(crate) breaker: Arc<CircuitBreaker>,
     pub(crate) name: Arc<str>,
     pub(crate) clock: TokioClock,
     pub(crate) classifier: C,
     pub(crate) observer: Option<Arc<dyn BreakerObserver>>,
+    pub(crate) responder: R,
 }
 
-impl<C> Shared<C> {
+impl<C, R> Shared<C, R> {
     /// Reports a transition: to the observer if there is one, else as a
     /// `tracing` event.
     pub(crate) fn transition(&self, t: Transition) {
@@ -45,6 +48,25 @@ impl<C> Shared<C> {
             Some(observer) => observer.transition(&self.name, t),
             None => crate::policy::log_transition(&self.name, t),
         }
+    }
+}
+
+/// The pointer an admitted response future's permit holds: the service's
+/// [`Shared`], which leads to the breaker, so that the future needs no
+/// second `Arc` (two atomic operations fewer per request).
+pub(crate) struct Held<C, R>(pub(crate) Arc<Shared<C, R>>);
+
+impl<C, R> std::ops::Deref for Held<C, R> {
+    type Target = CircuitBreaker;
+
+    fn deref(&self) -> &CircuitBreaker {
+        &self.0.breaker
+    }
+}
+
+impl<C, R> std::fmt::Debug for Held<C, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Held").field(&self.0.name).finish()
     }
 }
 

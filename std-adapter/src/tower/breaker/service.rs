@@ -7,7 +7,7 @@ use fusebox::{CircuitBreaker, Clock};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::{BreakerRejection, BreakerResponder, ResponseFuture, Shared};
+use super::{BreakerRejection, BreakerResponder, Held, ResponseFuture, Shared};
 use crate::policy::Classify;
 
 /// The service of a [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
@@ -35,8 +35,7 @@ use crate::policy::Classify;
 /// ```
 pub struct CircuitBreakerService<S, C = super::HttpClassifier, R = super::JsonBreakerResponse> {
     inner: S,
-    shared: Arc<Shared<C>>,
-    responder: Arc<R>,
+    shared: Arc<Shared<C, R>>,
 }
 
 impl<S: Clone, C, R> Clone for CircuitBreakerService<S, C, R> {
@@ -44,7 +43,6 @@ impl<S: Clone, C, R> Clone for CircuitBreakerService<S, C, R> {
         Self {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
-            responder: Arc::clone(&self.responder),
         }
     }
 }
@@ -59,12 +57,8 @@ impl<S: std::fmt::Debug, C, R> std::fmt::Debug for CircuitBreakerService<S, C, R
 }
 
 impl<S, C, R> CircuitBreakerService<S, C, R> {
-    pub(super) fn new(inner: S, shared: Arc<Shared<C>>, responder: Arc<R>) -> Self {
-        Self {
-            inner,
-            shared,
-            responder,
-        }
+    pub(super) fn new(inner: S, shared: Arc<Shared<C, R>>) -> Self {
+        Self { inner, shared }
     }
 
     /// The inner service.
@@ -135,7 +129,7 @@ where
 {
     type Response = Response<ResB>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, C>;
+    type Future = ResponseFuture<S::Future, C, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -149,7 +143,7 @@ where
         let clock = shared.clock;
         let measured = shared.breaker.measures_duration();
         let mut now = measured.then(|| clock.now());
-        let acquired = CircuitBreaker::try_acquire_owned_with(Arc::clone(&shared.breaker), || {
+        let acquired = CircuitBreaker::try_acquire_owned_with(Held(Arc::clone(shared)), || {
             *now.get_or_insert_with(|| clock.now())
         });
         match acquired {
@@ -159,7 +153,7 @@ where
                 }
                 let future = self.inner.call(request);
                 let started = if measured { now } else { None };
-                ResponseFuture::admitted(future, permit, started, Arc::clone(shared))
+                ResponseFuture::admitted(future, permit, started)
             }
             Err(rejected) => {
                 if let Some(t) = rejected.transition {
@@ -180,7 +174,7 @@ where
                     state: rejected.state,
                     retry_after: rejected.retry_after,
                 };
-                ResponseFuture::rejected(Ok(self.responder.respond(&rejection)), Arc::clone(shared))
+                ResponseFuture::rejected(Ok(shared.responder.respond(&rejection)))
             }
         }
     }

@@ -414,7 +414,8 @@ impl<Svc, L: Clone, R: Clone> Layer<Svc> for RateLimitLayer<L, R> {
             legacy: self.legacy,
             reporter: self.reporter.clone(),
             full_warn: Arc::clone(&self.full_warn),
+            responder: self.responder.clone(),
         };
-        RateLimitService::new(inner, Arc::new(shared), Arc::new(self.responder.clone()))
+        RateLimitService::new(inner, Arc::new(shared))
     }
 }

@@ -37,8 +37,9 @@ use crate::events::RejectionReporter;
 use crate::tower::headers::PolicyFields;
 use crate::TokioClock;
 
-/// What every clone of a layer's service shares.
-pub(crate) struct Common<L> {
+/// What every clone of a layer's service shares (one `Arc` of it per
+/// service, cloned per request by hyper and axum).
+pub(crate) struct Common<L, R> {
     pub(crate) limit: L,
     pub(crate) name: Arc<str>,
     /// `name` as the `RateLimit` fields spell it, and its policy member.
@@ -53,6 +54,8 @@ pub(crate) struct Common<L> {
     /// The warning for a full keyed table, shared by every service of the
     /// layer.
     pub(crate) full_warn: Arc<service::WarnThrottle>,
+    /// What refused requests are answered with.
+    pub(crate) responder: R,
 }
 
 #[cfg(test)]

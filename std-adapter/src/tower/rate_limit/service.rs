@@ -42,8 +42,7 @@ use crate::tower::headers::{add_rate_limit, Members};
 /// ```
 pub struct RateLimitService<S, L, R = super::JsonRateLimitResponse> {
     pub(super) inner: S,
-    pub(super) shared: Arc<Common<L>>,
-    pub(super) responder: Arc<R>,
+    pub(super) shared: Arc<Common<L, R>>,
 }
 
 impl<S: Clone, L, R> Clone for RateLimitService<S, L, R> {
@@ -51,7 +50,6 @@ impl<S: Clone, L, R> Clone for RateLimitService<S, L, R> {
         Self {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
-            responder: Arc::clone(&self.responder),
         }
     }
 }
@@ -66,12 +64,8 @@ impl<S: std::fmt::Debug, L, R> std::fmt::Debug for RateLimitService<S, L, R> {
 }
 
 impl<S, L, R> RateLimitService<S, L, R> {
-    pub(super) fn new(inner: S, shared: Arc<Common<L>>, responder: Arc<R>) -> Self {
-        Self {
-            inner,
-            shared,
-            responder,
-        }
+    pub(super) fn new(inner: S, shared: Arc<Common<L, R>>) -> Self {
+        Self { inner, shared }
     }
 
     /// The inner service.
@@ -151,7 +145,7 @@ where
             ),
             Check::Refused(refusal) => (refusal, None),
         };
-        let mut response = shared.refuse(&*self.responder, refusal);
+        let mut response = shared.refuse(refusal);
         if let Some(quoted) = quoted {
             add_rate_limit(
                 response.headers_mut(),
@@ -165,14 +159,13 @@ where
     }
 }
 
-impl<L> Common<L> {
-    /// Logs `refusal`, publishes it to the reporter (if any) and has
-    /// `responder` answer it; the caller adds the quota fields.
-    pub(super) fn refuse<B, R: RateLimitResponder<B>>(
-        &self,
-        responder: &R,
-        refusal: Refusal,
-    ) -> Response<B> {
+impl<L, R> Common<L, R> {
+    /// Logs `refusal`, publishes it to the reporter (if any) and has the
+    /// responder answer it; the caller adds the quota fields.
+    pub(super) fn refuse<B>(&self, refusal: Refusal) -> Response<B>
+    where
+        R: RateLimitResponder<B>,
+    {
         match refusal {
             Refusal::Limited { retry_after } => tracing::debug!(
                 policy = %self.name,
@@ -209,7 +202,7 @@ impl<L> Common<L> {
             name: Arc::clone(&self.name),
             refusal,
         };
-        responder.respond(&rejection)
+        self.responder.respond(&rejection)
     }
 }
 

@@ -65,8 +65,7 @@ pin_project! {
     {
         #[pin]
         state: State<S, ReqB>,
-        common: Arc<Common<L>>,
-        responder: Arc<R>,
+        common: Arc<Common<L, R>>,
     }
 }
 
@@ -104,8 +103,7 @@ where
         decision: Deciding,
         ready: S,
         request: Request<ReqB>,
-        common: Arc<Common<L>>,
-        responder: Arc<R>,
+        common: Arc<Common<L, R>>,
     ) -> Self {
         Self {
             state: State::Deciding {
@@ -114,21 +112,15 @@ where
                 request: Some(request),
             },
             common,
-            responder,
         }
     }
 
-    pub(super) fn refused(
-        response: S::Response,
-        common: Arc<Common<L>>,
-        responder: Arc<R>,
-    ) -> Self {
+    pub(super) fn refused(response: S::Response, common: Arc<Common<L, R>>) -> Self {
         Self {
             state: State::Refused {
                 response: Some(response),
             },
             common,
-            responder,
         }
     }
 }
@@ -163,7 +155,7 @@ where
                             // Release the ready service (and the request)
                             // before answering.
                             this.state.set(State::Done);
-                            let mut response = this.common.refuse(&**this.responder, refusal);
+                            let mut response = this.common.refuse(refusal);
                             if let Some(stamp) = stamp {
                                 stamp.apply(response.headers_mut(), true);
                             }

@@ -214,7 +214,7 @@ fn bounded(key: &impl fmt::Display) -> Result<String, KeyError> {
     Ok(key)
 }
 
-impl<K, F> Common<Shared<K, F>> {
+impl<K, F, R> Common<Shared<K, F>, R> {
     /// What the limiter's answer becomes.
     pub(super) fn outcome(&self, result: Result<Decision, BackendError>) -> Outcome {
         let stamp = |d: &Decision| {

@@ -38,12 +38,8 @@ where
             Err(error) => {
                 // No round trip; the ready inner service stays in place,
                 // unused.
-                let response = shared.refuse(&*self.responder, Refusal::BadKey(error));
-                return SharedResponseFuture::refused(
-                    response,
-                    Arc::clone(shared),
-                    Arc::clone(&self.responder),
-                );
+                let response = shared.refuse(Refusal::BadKey(error));
+                return SharedResponseFuture::refused(response, Arc::clone(shared));
             }
         };
         let decision = shared.limit.decide(key);
@@ -57,7 +53,6 @@ where
             ready,
             Request::from_parts(head, body),
             Arc::clone(shared),
-            Arc::clone(&self.responder),
         )
     }
 }
