@@ -197,6 +197,19 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
+# What the method reads for no difference: the control's widest round.
+noise = max((abs(d["cost"] - 1) for d in duets.get("bare:bare", [])), default=0.0)
+
+
+def race(ratio):
+    """fusebox's cost ÷ the peer's: a win or a loss only beyond the control's spread."""
+    if ratio < 1 - noise:
+        return "met"
+    if ratio > 1 + noise:
+        return "**missed**"
+    return f"**tie** (within the control's ±{100 * noise:.1f} %)"
+
+
 for pair, what in [("bare:fusebox-outer", "around the router"),
                    ("bare:fusebox", "in one `Router::layer` call, axum's per-request boxing included")]:
     if pair in duets:
@@ -205,11 +218,12 @@ for pair, what in [("bare:fusebox-outer", "around the router"),
         w(f"| fusebox's layers cost ≤ 5 % of bare throughput ({what}) | {100 * loss:.1f} % | {verdict(loss <= 0.05)} "
           f"| {agree} of {duet_rounds} | 1 − bare's cost per request ÷ fusebox's (median ratio of the duet) |")
 for pair, what in [("governor-headers-outer:fusebox-outer", "both with rate-limit headers; fusebox with its breaker too"),
+                   ("governor-headers-outer:fusebox-limit-outer", "limiters alone, both with rate-limit headers"),
                    ("governor-outer:fusebox-limit-no-fields-outer", "limiters alone, neither with headers"),
                    ("governor-outer:fusebox-no-fields-outer", "no headers; fusebox with its breaker too")]:
     if pair in duets:
         agree = sum(d["cost"] < 1 for d in duets[pair])
-        w(f"| fusebox faster than tower_governor ({what}) | {med_cost[pair]:.3f} × its cost | {verdict(med_cost[pair] < 1)} "
+        w(f"| fusebox faster than tower_governor ({what}) | {med_cost[pair]:.3f} × its cost | {race(med_cost[pair])} "
           f"| {agree} of {duet_rounds} | fusebox's cost per request ÷ tower_governor's (median ratio of the duet) |")
 w("")
 section = "\n".join(o)
