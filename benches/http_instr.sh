@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODES=("$@")
-[ ${#MODES[@]} -gt 0 ] || MODES=(bare identity fusebox fusebox-two-calls governor governor-headers identity-outer static-fields-outer fusebox-outer fusebox-no-fields-outer fusebox-limit-outer fusebox-limit-no-fields-outer fusebox-breaker-outer governor-outer governor-headers-outer)
+[ ${#MODES[@]} -gt 0 ] || MODES=(bare identity fusebox fusebox-two-calls governor governor-headers bare-outer identity-outer static-fields-outer fusebox-outer fusebox-no-fields-outer fusebox-limit-outer fusebox-limit-no-fields-outer fusebox-breaker-outer governor-outer governor-headers-outer)
 for tool in valgrind callgrind_control wrk; do
     command -v "$tool" >/dev/null || {
         echo "needs $tool (apt-get install -y valgrind wrk)" >&2

@@ -203,3 +203,33 @@ fn an_owned_trial_recorded_in_place_is_spent_and_keeps_its_pointer() {
         "every permit let go of its pointer"
     );
 }
+
+#[test]
+fn a_clock_that_panics_in_an_in_place_record_leaves_the_permit_to_be_abandoned() {
+    let breaker = consecutive(1, 1);
+    let p = CircuitBreaker::try_acquire_owned(Arc::clone(&breaker), T0).unwrap();
+    assert!(p.record(Outcome::Failure, T0, MS).is_some());
+    let later = T0 + Duration::from_secs(2);
+    let mut trial = CircuitBreaker::try_acquire_owned(Arc::clone(&breaker), later).unwrap();
+    // A half-open trial's failure needs the time, so `now` runs.
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        trial.record_in_place_with(Outcome::Failure, MS, || panic!("clock"))
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(
+        breaker.metrics().abandoned,
+        0,
+        "still live, not yet dropped"
+    );
+    drop(trial);
+    let m = breaker.metrics();
+    assert_eq!(
+        (m.failures, m.abandoned),
+        (1, 1),
+        "counted as abandoned only"
+    );
+    assert!(
+        breaker.try_acquire(later).is_ok(),
+        "the trial's slot was freed"
+    );
+}

@@ -87,7 +87,8 @@ pub struct Permit<'a> {
 pub struct OwnedPermit<B: Deref<Target = CircuitBreaker>> {
     breaker: B,
     ticket: Ticket,
-    /// Cleared by `record`, so that `Drop` does not abandon it as well.
+    /// Cleared by `record_in_place_with` (which every record goes
+    /// through), so that `Drop` does not abandon it as well.
     live: bool,
 }
 
@@ -243,7 +244,8 @@ impl<B: Deref<Target = CircuitBreaker>> OwnedPermit<B> {
     /// the breaker with its name and observer, say) is still at hand after
     /// the record, without a second pointer for it. The permit is spent:
     /// recording it again returns `None` and counts nothing, and dropping
-    /// it abandons nothing.
+    /// it abandons nothing. If `now` panics, the permit stays live (nothing
+    /// was recorded): dropped, it is abandoned, as `record_with`'s is.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -274,8 +276,8 @@ impl<B: Deref<Target = CircuitBreaker>> OwnedPermit<B> {
             return None;
         }
         let t = self.ticket;
-        // Still live while `now` may run: a panic there abandons the permit
-        // on unwind (see `Permit::record_with`).
+        // Still live while `now` may run: after a panic there, the permit's
+        // drop abandons it (on unwind for `record_with`, which owns it).
         let transition = self
             .breaker
             .record(t.gen, t.half_open, outcome, now, elapsed);

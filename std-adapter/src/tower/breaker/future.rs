@@ -67,7 +67,7 @@ pin_project! {
     /// # }).unwrap();
     /// ```
     #[must_use = "futures do nothing unless you .await or poll them"]
-    pub struct ResponseFuture<F, C, R>
+    pub struct ResponseFuture<F, C = super::HttpClassifier, R = super::JsonBreakerResponse>
     where
         F: Future,
     {
@@ -149,6 +149,9 @@ where
             Output::Inner(result) => result,
             Output::Given(output) => return Poll::Ready(output),
         };
+        // The permit stays in the future while it is recorded: if the
+        // classifier or the clock panics, it is abandoned when the future
+        // is dropped (a half-open trial's slot is freed then).
         if let Some(permit) = this.permit.as_mut() {
             let shared = &permit.breaker().0;
             let clock = shared.clock;

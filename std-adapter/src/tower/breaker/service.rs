@@ -12,7 +12,7 @@ use crate::policy::Classify;
 
 /// The service of a [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
 ///
-/// Cheap to clone (the inner service and two `Arc`s); every clone shares
+/// Cheap to clone (the inner service and one `Arc`); every clone shares
 /// the layer's one breaker.
 ///
 /// `poll_ready` is the inner service's: the breaker is asked in `call`,

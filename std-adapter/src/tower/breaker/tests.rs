@@ -172,3 +172,12 @@ async fn forced_open_refuses_without_retry_after() {
         .body()
         .contains(r#""retry_after":null,"state":"forced_open""#));
 }
+
+#[test]
+fn the_response_future_is_send() {
+    fn send_future<T: std::future::Future + Send>(_: &T) {}
+    fn check(service: &mut super::CircuitBreakerService<Scripted>) {
+        send_future(&service.call(get("/")));
+    }
+    let _ = check;
+}

@@ -14,7 +14,7 @@ use crate::tower::headers::{add_rate_limit, Members};
 
 /// The service of a [`RateLimitLayer`](super::RateLimitLayer).
 ///
-/// Cheap to clone (the inner service and two `Arc`s); every clone charges
+/// Cheap to clone (the inner service and one `Arc`); every clone charges
 /// the layer's one limit, so a server that clones its service per request
 /// or connection still admits exactly the quota.
 ///
