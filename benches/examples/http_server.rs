@@ -60,33 +60,15 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::routing::get;
 use axum::{Router, ServiceExt};
-use fusebox::breaker::Config;
-use fusebox::bucket::{FullPolicy, Quota};
-use fusebox_std::tower::rate_limit::key;
-use fusebox_std::tower::{CircuitBreakerLayer, RateLimitLayer};
 use fusebox_std::Registry;
 use tokio::net::TcpListener;
 use tower_governor::governor::GovernorConfigBuilder;
-use tower_governor::key_extractor::KeyExtractor;
-use tower_governor::{GovernorError, GovernorLayer};
+use tower_governor::GovernorLayer;
 use tower_layer::Layer;
 
-/// The `x-api-key` header as a `String`, as `key::header` makes it.
-#[derive(Clone, Copy, Debug)]
-struct ApiKey;
-
-impl KeyExtractor for ApiKey {
-    type Key = String;
-
-    fn extract<T>(&self, req: &http::Request<T>) -> Result<String, GovernorError> {
-        req.headers()
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| v.len() <= 64)
-            .map(str::to_owned)
-            .ok_or(GovernorError::UnableToExtractKey)
-    }
-}
+#[path = "peer/mod.rs"]
+mod peer;
+use peer::{fusebox_breaker, fusebox_limit, ApiKey};
 
 /// The `static-fields` mode: a layer that only adds `RateLimit-Policy`
 /// and `RateLimit` with fixed values as long as fusebox's in this server
@@ -163,31 +145,14 @@ where
 
 type Error = Box<dyn std::error::Error>;
 
-/// The breaker of the `fusebox` modes, from `registry`.
-fn breaker(registry: &Arc<Registry>) -> Result<CircuitBreakerLayer, Error> {
-    let config = Config::builder().failure_rate(50).window(20).build()?;
-    Ok(CircuitBreakerLayer::from_registry(
-        registry, "backend", config,
-    )?)
-}
-
 /// Binds `$layer` to the layers of `$mode` and evaluates `$body` with it
 /// (each mode's layers are of another type, so one function cannot
 /// return them all).
 macro_rules! with_layers {
     ($mode:expr, |$layer:ident| $body:expr) => {{
         let registry = Arc::new(Registry::new());
-        let quota = Quota::per_second(1_000_000_000)?.with_burst(1_000_000_000)?;
-        // The keyed limit of the `fusebox` modes, from the registry.
-        let limit = || {
-            RateLimitLayer::keyed_from_registry::<String, 1024, _>(
-                &registry,
-                "per_api_key",
-                quota,
-                FullPolicy::Reject,
-                key::header("x-api-key", 64),
-            )
-        };
+        let limit = || fusebox_limit(&registry);
+        let breaker = fusebox_breaker;
         // tower_governor keyed like fusebox, one token a nanosecond.
         let mut governor = GovernorConfigBuilder::default().key_extractor(ApiKey);
         governor.per_nanosecond(1).burst_size(u32::MAX);
@@ -243,15 +208,12 @@ async fn serve_in_router(listener: TcpListener, mode: &str) -> Result<(), Error>
         "bare" => axum::serve(listener, bare).await?,
         "fusebox-two-calls" => {
             let registry = Arc::new(Registry::new());
-            let quota = Quota::per_second(1_000_000_000)?.with_burst(1_000_000_000)?;
-            let limit = RateLimitLayer::keyed_from_registry::<String, 1024, _>(
-                &registry,
-                "per_api_key",
-                quota,
-                FullPolicy::Reject,
-                key::header("x-api-key", 64),
-            )?;
-            axum::serve(listener, bare.layer(breaker(&registry)?).layer(limit)).await?;
+            let limit = fusebox_limit(&registry)?;
+            axum::serve(
+                listener,
+                bare.layer(fusebox_breaker(&registry)?).layer(limit),
+            )
+            .await?;
         }
         mode => with_layers!(mode, |layer| axum::serve(listener, bare.layer(layer))
             .await?),

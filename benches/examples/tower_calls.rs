@@ -24,14 +24,9 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
-use fusebox::breaker::Config;
-use fusebox::bucket::{FullPolicy, Quota};
-use fusebox_std::tower::rate_limit::key;
-use fusebox_std::tower::{CircuitBreakerLayer, RateLimitLayer};
 use fusebox_std::Registry;
 use tower_governor::governor::GovernorConfigBuilder;
-use tower_governor::key_extractor::KeyExtractor;
-use tower_governor::{GovernorError, GovernorLayer};
+use tower_governor::GovernorLayer;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -39,22 +34,9 @@ const CALLS: u32 = 100_000;
 const REPS: usize = 11;
 const ROUNDS: usize = 3;
 
-/// The `x-api-key` header as a `String`, as `key::header` makes it.
-#[derive(Clone, Copy, Debug)]
-struct ApiKey;
-
-impl KeyExtractor for ApiKey {
-    type Key = String;
-
-    fn extract<T>(&self, req: &http::Request<T>) -> Result<String, GovernorError> {
-        req.headers()
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| v.len() <= 64)
-            .map(str::to_owned)
-            .ok_or(GovernorError::UnableToExtractKey)
-    }
-}
+#[path = "peer/mod.rs"]
+mod peer;
+use peer::{fusebox_breaker, fusebox_limit, ApiKey};
 
 struct Noop;
 
@@ -98,16 +80,8 @@ type Error = Box<dyn std::error::Error>;
 /// Times `mode` once.
 fn run(mode: &str) -> Result<f64, Error> {
     let registry = Arc::new(Registry::new());
-    let quota = Quota::per_second(1_000_000_000)?.with_burst(1_000_000_000)?;
-    let limit = RateLimitLayer::keyed_from_registry::<String, 1024, _>(
-        &registry,
-        "per_api_key",
-        quota,
-        FullPolicy::Reject,
-        key::header("x-api-key", 64),
-    )?;
-    let config = Config::builder().failure_rate(50).window(20).build()?;
-    let breaker = CircuitBreakerLayer::from_registry(&registry, "backend", config)?;
+    let limit = fusebox_limit(&registry)?;
+    let breaker = fusebox_breaker(&registry)?;
     let mut governor = GovernorConfigBuilder::default().key_extractor(ApiKey);
     governor.per_nanosecond(1).burst_size(u32::MAX);
     let governor = Arc::new(governor.use_headers().finish().ok_or("governor config")?);
