@@ -5,7 +5,10 @@
 //! `SSUBSCRIBE`s (sharded pub/sub: the message stays on the shard that
 //! owns the breaker's hash tag instead of being broadcast to every node).
 //! Reconnects with backoff; a reconnect reconciles at once (messages sent
-//! while it was away are lost, the decision is not).
+//! while it was away are lost, the decision is not). A subscription the
+//! server ends by itself (a Cluster sends `sunsubscribe` when the
+//! channel's slot moves to another shard; the client then forgets the
+//! channel and would never subscribe again) is made again the same way.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -90,7 +93,7 @@ async fn listen(
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
             conn.subscribe(channel).await?;
-            wake_on_messages(rx, inner, notify).await
+            wake_on_messages(rx, || inner.strong_count() != 0, notify).await
         }
         Subscriber::Cluster {
             nodes,
@@ -98,26 +101,35 @@ async fn listen(
         } => {
             let mut conn = cluster::subscriber(nodes, certificates.clone(), timeout, tx).await?;
             conn.ssubscribe(channel).await?;
-            wake_on_messages(rx, inner, notify).await
+            wake_on_messages(rx, || inner.strong_count() != 0, notify).await
         }
     }
 }
 
 /// Wakes `notify` now (whatever was missed while unsubscribed is picked
-/// up) and on every message, until the connection or `inner` is gone.
+/// up) and on every message, until the connection or the subscription
+/// ends (an error: the caller subscribes again) or the breaker is gone
+/// (`alive` says no: `Ok`).
 async fn wake_on_messages(
     mut rx: UnboundedReceiver<PushInfo>,
-    inner: &Weak<Inner>,
+    alive: impl Fn() -> bool,
     notify: &Notify,
 ) -> redis::RedisResult<()> {
     notify.notify_one();
     while let Some(push) = rx.recv().await {
-        if inner.strong_count() == 0 {
+        if !alive() {
             return Ok(());
         }
         match push.kind {
             PushKind::Message | PushKind::SMessage => notify.notify_one(),
             PushKind::Disconnection => break,
+            // Never asked for here: the server ended the subscription.
+            PushKind::Unsubscribe | PushKind::SUnsubscribe => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "notification subscription ended by the server",
+                )));
+            }
             _ => {}
         }
     }
@@ -125,4 +137,62 @@ async fn wake_on_messages(
         redis::ErrorKind::Io,
         "notification connection closed",
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wake_on_messages;
+    use redis::{PushInfo, PushKind};
+    use tokio::sync::mpsc::unbounded_channel;
+    use tokio::sync::Notify;
+
+    fn push(kind: PushKind) -> PushInfo {
+        PushInfo {
+            kind,
+            data: Vec::new(),
+        }
+    }
+
+    /// A subscription the server ends (a Cluster's `sunsubscribe` when the
+    /// slot moves) is an error, so that `spawn` subscribes again; before,
+    /// it was ignored and the connection stayed up, deaf.
+    #[tokio::test]
+    async fn a_subscription_the_server_ends_is_made_again() {
+        for ended in [PushKind::SUnsubscribe, PushKind::Unsubscribe] {
+            let (tx, rx) = unbounded_channel();
+            tx.send(push(PushKind::SMessage)).unwrap();
+            tx.send(push(ended.clone())).unwrap();
+            tx.send(push(PushKind::Message)).unwrap();
+            let notify = Notify::new();
+            // The sender stays open: only the push can end the listening.
+            let outcome = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                wake_on_messages(rx, || true, &notify),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{ended:?} left the connection listening, deaf"));
+            assert!(outcome.is_err(), "{ended:?} must end the listening");
+            drop(tx);
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_wake_and_a_closed_connection_or_a_gone_breaker_ends() {
+        let (tx, rx) = unbounded_channel();
+        tx.send(push(PushKind::Message)).unwrap();
+        tx.send(push(PushKind::Disconnection)).unwrap();
+        let notify = Notify::new();
+        assert!(wake_on_messages(rx, || true, &notify).await.is_err());
+        // Woken (at the start and by the message): a permit is stored.
+        tokio::time::timeout(std::time::Duration::from_secs(1), notify.notified())
+            .await
+            .expect("woken");
+
+        let (tx, rx) = unbounded_channel();
+        tx.send(push(PushKind::SUnsubscribe)).unwrap();
+        assert!(
+            wake_on_messages(rx, || false, &notify).await.is_ok(),
+            "a breaker gone ends quietly, whatever comes"
+        );
+    }
 }
