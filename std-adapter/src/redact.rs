@@ -9,7 +9,8 @@
 //!   password part (`https://ghp_token@host` → `https://***@host`);
 //! * the value of a `name=value` pair (a query parameter, a form field, a
 //!   `key=value` in a message) whose name is `token`, `key`, `secret`,
-//!   `password`, `passwd`, `pwd`, `auth`, `apikey`, `signature` or `sig`,
+//!   `password`, `pass` (the password of a `redis+unix://` URL),
+//!   `passwd`, `pwd`, `auth`, `apikey`, `signature` or `sig`,
 //!   or ends with `_token`, `-token`, `_key`, `-key`, `_secret`,
 //!   `-secret` or `password` (any case);
 //! * the credentials after `Bearer` or `Basic` (any case).
@@ -146,11 +147,12 @@ fn userinfo(text: &str) -> Option<String> {
 }
 
 fn sensitive(name: &str) -> bool {
-    const EXACT: [&str; 10] = [
+    const EXACT: [&str; 11] = [
         "token",
         "key",
         "secret",
         "password",
+        "pass",
         "passwd",
         "pwd",
         "auth",

@@ -57,6 +57,15 @@ fn sensitive_parameters_are_masked() {
             "login failed password=*** user=bob",
         ),
         ("/x?client_secret=s;more", "/x?client_secret=***;more"),
+        // The redis crate reads a Unix socket URL's password from `pass`.
+        (
+            "redis+unix:///run/redis.sock?db=0&pass=hunter2",
+            "redis+unix:///run/redis.sock?db=0&pass=***",
+        ),
+        (
+            "unix:///tmp/r.sock?pass=p&user=u",
+            "unix:///tmp/r.sock?pass=***&user=u",
+        ),
     ];
     for (input, expected) in cases {
         assert_eq!(redact(input), expected, "{input}");

@@ -45,6 +45,9 @@ use crate::redact::redact;
 ///     .timeout(Duration::from_millis(3));
 /// assert!(!format!("{config:?}").contains("s3cret"));
 /// assert_eq!(config.command_timeout(), Duration::from_millis(3));
+/// // A Unix socket's password (`pass=`) is never shown either.
+/// let socket = RedisConfig::new("redis+unix:///run/redis.sock?pass=s3cret");
+/// assert!(!format!("{socket:?}").contains("s3cret"));
 /// # Ok::<(), fusebox_std::backend::BackendError>(())
 /// ```
 #[derive(Clone)]
