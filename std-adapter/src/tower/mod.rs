@@ -36,8 +36,13 @@
 //!
 //! # Examples
 //!
-//! With axum, `Router::new().route(..).layer(limit).layer(breaker)`; here
-//! by hand, around a plain service:
+//! The limit goes outside the breaker, so that a refused request never
+//! reaches the breaker (nor takes a half-open trial): with axum,
+//! `Router::new().route(..).layer((limit, breaker))` (a tuple's first
+//! layer is the outermost; in separate calls the last one is,
+//! `.layer(breaker).layer(limit)`). The other way round is safe too: the
+//! breaker's [`HttpClassifier`](breaker::HttpClassifier) ignores the
+//! limit's refusals. Here by hand, around a plain service:
 //!
 //! ```
 //! use std::convert::Infallible;

@@ -4,12 +4,20 @@ use fusebox::breaker::Outcome;
 use http::Response;
 
 use crate::policy::Classify;
+use crate::tower::rate_limit::RateLimitRejection;
 
 /// The default classifier of [`CircuitBreakerLayer`](super::CircuitBreakerLayer):
 /// a `5xx` response or an error of the inner service is a failure, a `4xx`
 /// is [`Outcome::Ignored`] (the client's fault, not the dependency's: it
 /// changes no state, and a half-open trial so classified frees its slot
 /// without deciding), anything else a success.
+///
+/// A refusal of a [`RateLimitLayer`](crate::tower::RateLimitLayer) inside
+/// the breaker (it carries its
+/// [`RateLimitRejection`] in the response's extensions) is ignored too,
+/// whatever its status: the limit's own `503`s (a full keyed table, which
+/// a client sending new keys causes at will; a Redis outage under
+/// fail-closed) say nothing of the service behind it.
 ///
 /// Any [`Classify<http::Response<B>, E>`](Classify) can replace it, such as a
 /// closure over `&Result<http::Response<B>, E>`. gRPC answers errors with
@@ -29,6 +37,12 @@ use crate::policy::Classify;
 /// assert_eq!(HttpClassifier.classify(&status(404)), Outcome::Ignored);
 /// assert_eq!(HttpClassifier.classify(&status(502)), Outcome::Failure);
 /// assert_eq!(HttpClassifier.classify(&Err::<http::Response<()>, _>(())), Outcome::Failure);
+///
+/// // A rate limit's own refusal, even a 503, is not the service's failure.
+/// use fusebox_std::tower::rate_limit::{RateLimitRejection, Refusal};
+/// let mut full = status(503);
+/// full.as_mut().unwrap().extensions_mut().insert(RateLimitRejection::new("api", Refusal::Unavailable));
+/// assert_eq!(HttpClassifier.classify(&full), Outcome::Ignored);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HttpClassifier;
@@ -36,6 +50,9 @@ pub struct HttpClassifier;
 impl<B, E> Classify<Response<B>, E> for HttpClassifier {
     fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
         match result {
+            Ok(response) if response.extensions().get::<RateLimitRejection>().is_some() => {
+                Outcome::Ignored
+            }
             Ok(response) if response.status().is_server_error() => Outcome::Failure,
             Ok(response) if response.status().is_client_error() => Outcome::Ignored,
             Ok(_) => Outcome::Success,

@@ -181,3 +181,54 @@ fn the_response_future_is_send() {
     }
     let _ = check;
 }
+
+/// A breaker around a keyed limit: the limit's own `503`s (a table full of
+/// busy keys, which a client sending new keys causes at will) are not the
+/// service's failures, so they never open the breaker and cut off the
+/// clients the limit admits (found by a hostile review: they did).
+#[tokio::test(start_paused = true)]
+async fn a_limit_inside_never_opens_the_breaker_with_its_own_refusals() {
+    use crate::tower::rate_limit::{key, RateLimitRejection, Refusal};
+    use crate::tower::RateLimitLayer;
+    use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+
+    let limiter = Arc::new(
+        KeyedLimiter::<String, 4>::new(Quota::per_hour(10).unwrap(), FullPolicy::Reject).unwrap(),
+    );
+    let breaker = core(3);
+    let limit = RateLimitLayer::keyed("per_key", limiter, key::header("x-api-key", 64));
+    let mut service =
+        CircuitBreakerLayer::new("backend", Arc::clone(&breaker)).layer(limit.layer(Scripted));
+    let with_key = |key: &str| {
+        let mut request = get("/200");
+        request
+            .headers_mut()
+            .insert("x-api-key", key.parse().unwrap());
+        request
+    };
+    assert_eq!(
+        send(&mut service, with_key("good")).await.unwrap().status(),
+        200
+    );
+    let mut refused = 0;
+    for i in 0..50 {
+        let response = send(&mut service, with_key(&format!("attacker-{i}")))
+            .await
+            .unwrap();
+        if response.status() == 503 {
+            let rejection = response.extensions().get::<RateLimitRejection>();
+            assert_eq!(rejection.map(|r| r.refusal), Some(Refusal::Unavailable));
+            refused += 1;
+        }
+    }
+    assert!(refused >= 40, "the table filled: {refused} refused");
+    assert_eq!(
+        breaker.state(Clock::now(&crate::TokioClock::new())),
+        State::Closed
+    );
+    assert_eq!(breaker.metrics().ignored, refused);
+    assert_eq!(
+        send(&mut service, with_key("good")).await.unwrap().status(),
+        200
+    );
+}

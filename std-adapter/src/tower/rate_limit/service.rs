@@ -161,7 +161,8 @@ where
 
 impl<L, R> Common<L, R> {
     /// Logs `refusal`, publishes it to the reporter (if any) and has the
-    /// responder answer it; the caller adds the quota fields.
+    /// responder answer it, the [`RateLimitRejection`] in the answer's
+    /// extensions; the caller adds the quota fields.
     pub(super) fn refuse<B>(&self, refusal: Refusal) -> Response<B>
     where
         R: RateLimitResponder<B>,
@@ -202,7 +203,14 @@ impl<L, R> Common<L, R> {
             name: Arc::clone(&self.name),
             refusal,
         };
-        self.responder.respond(&rejection)
+        let mut response = self.responder.respond(&rejection);
+        // Marks it as this layer's own answer, not the service's: a
+        // breaker around the limit (`HttpClassifier`) ignores it, so that
+        // the limit's `503`s (a full keyed table, which a client sending
+        // new keys causes at will; Redis out under fail-closed) never open
+        // the breaker of a healthy service.
+        response.extensions_mut().insert(rejection);
+        response
     }
 }
 
