@@ -28,19 +28,31 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
 }
 
 /// A quota as the draft's policy parameters: `q` units per window `w`
-/// seconds. A period of whole seconds is given as it is; any other is
-/// stretched to the next whole second and `q` scaled down with it
-/// (rounded down, at least 1), so the advertised rate is never above the
-/// real one.
+/// seconds, where `q` is the bucket's burst and `w` the time it takes to
+/// refill it at the quota's rate. So `r` (the tokens left, at most the
+/// burst) is never more than `q`, and `t` (the time until the bucket is
+/// full) never more than `w`: the two fields never contradict each other,
+/// whatever the burst. A burst equal to the quota's tokens (the default)
+/// gives the quota as it is (`per_minute(100)`: `q=100;w=60`); 1 a minute
+/// with a burst of 10 gives `q=10;w=600`. A window of a fraction of a
+/// second is stretched to the next whole second and `q` scaled with it at
+/// the quota's rate (rounded down, at least 1), so the advertised rate is
+/// never above the real one, and `q` stays at least the burst.
 pub(crate) fn quota_qw(quota: &Quota) -> (u64, u64) {
-    let tokens = u64::from(quota.tokens());
-    let period = quota.period().as_micros().max(1);
-    if period.is_multiple_of(MICROS_PER_SEC) {
-        return (tokens, period / MICROS_PER_SEC);
+    let tokens = u128::from(quota.tokens().max(1));
+    let burst = u128::from(quota.burst());
+    let period = u128::from(quota.period().as_micros().max(1));
+    let micros = u128::from(MICROS_PER_SEC);
+    let to_u64 = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
+    // The time to refill the whole burst, in microseconds.
+    let burst_period = burst.saturating_mul(period);
+    if burst_period.is_multiple_of(tokens) && (burst_period / tokens).is_multiple_of(micros) {
+        return (to_u64(burst), to_u64(burst_period / tokens / micros).max(1));
     }
-    let window = period.div_ceil(MICROS_PER_SEC);
-    let q = u128::from(tokens) * u128::from(window * MICROS_PER_SEC) / u128::from(period);
-    (u64::try_from(q).unwrap_or(u64::MAX).max(1), window)
+    let window = burst_period.div_ceil(tokens).div_ceil(micros).max(1);
+    // The quota's rate over the stretched window: at least the burst.
+    let q = tokens.saturating_mul(window.saturating_mul(micros)) / period;
+    (to_u64(q).max(1), to_u64(window))
 }
 
 /// A policy name as a Structured Field String: printable ASCII with `"`
@@ -373,6 +385,49 @@ mod tests {
         // 10 per 1.5 s is advertised as 13 per 2 s: never a higher rate.
         assert_eq!(q(Quota::new(10, Duration::from_millis(1_500))), (13, 2));
         assert_eq!(q(Quota::new(1, Duration::from_millis(1_500))), (1, 2));
+        // A burst above the tokens per period: the burst over its refill.
+        let burst = |quota: Result<Quota, _>, b| quota.unwrap().with_burst(b).unwrap();
+        assert_eq!(quota_qw(&burst(Quota::per_minute(1), 10)), (10, 600));
+        // 10 refilled at 3/s take 3.33 s: 12 per 4 s, at least the burst.
+        assert_eq!(quota_qw(&burst(Quota::per_second(3), 10)), (12, 4));
+        // A burst below: the rate, over at least a second.
+        assert_eq!(quota_qw(&burst(Quota::per_second(10), 4)), (10, 1));
+        assert_eq!(quota_qw(&burst(Quota::per_hour(100), 1)), (1, 36));
+        // The longest refill a quota takes (its state word's range).
+        let extreme = (0..32)
+            .map(|shift| u32::MAX >> shift)
+            .find_map(|b| Quota::per_hour(1).unwrap().with_burst(b).ok())
+            .expect("some burst fits");
+        let (q, w) = quota_qw(&extreme);
+        assert_eq!(q, u64::from(extreme.burst()));
+        assert_eq!(w, u64::from(extreme.burst()) * 3_600, "no overflow");
+    }
+
+    /// Whatever the quota, `q` is at least the burst (so `r` never exceeds
+    /// it) and the advertised rate never exceeds the real one.
+    #[test]
+    fn the_policy_is_never_above_the_quota_nor_below_the_burst() {
+        for tokens in [1_u32, 2, 3, 7, 10, 100, 1_000_000] {
+            for period_ms in [1_u64, 7, 100, 999, 1_000, 1_500, 60_000, 3_600_000] {
+                for burst in [1_u32, 2, 5, 10, 99, 1_000, 1 << 20] {
+                    let Ok(quota) = Quota::new(tokens, Duration::from_millis(period_ms))
+                        .and_then(|q| q.with_burst(burst))
+                    else {
+                        continue;
+                    };
+                    let (q, w) = quota_qw(&quota);
+                    let at = (tokens, period_ms, burst, q, w);
+                    assert!(q >= u64::from(burst) && w >= 1, "{at:?}");
+                    // q / w <= tokens / period, in whole numbers.
+                    assert!(
+                        u128::from(q) * u128::from(period_ms)
+                            <= u128::from(tokens) * u128::from(w) * 1_000
+                            || q == 1,
+                        "a higher rate advertised: {at:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

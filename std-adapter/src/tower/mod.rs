@@ -20,12 +20,14 @@
 //! and `RateLimit: "api";r=50;t=30`, optionally with the legacy
 //! `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
 //!
-//! How a token bucket maps onto them: `q` and `w` are the quota's refill
-//! rate (its tokens per period; a period of a fraction of a second is
-//! stretched to whole seconds with `q` scaled down, never advertising a
-//! higher rate), `r` the whole tokens left (at most the burst; 0 on a
-//! `429`), `t` the seconds until the bucket is full again, rounded up
-//! (never less than a `429`'s `Retry-After`). Both fields are Structured
+//! How a token bucket maps onto them: `q` is the burst and `w` the time
+//! to refill it at the quota's rate (with the default burst, the quota as
+//! it is: `per_minute(100)` is `q=100;w=60`; a window of a fraction of a
+//! second is stretched to whole seconds with `q` scaled at the quota's
+//! rate, never advertising a higher one), `r` the whole tokens left (at
+//! most the burst, so never more than `q`; 0 on a `429`), `t` the seconds
+//! until the bucket is full again, rounded up (never less than a `429`'s
+//! `Retry-After`). Both fields are Structured
 //! Field Lists: stacked rate-limit layers each add their policy's member,
 //! `RateLimit: "per_key";r=0;t=3600, "global";r=98;t=72`.
 //!
