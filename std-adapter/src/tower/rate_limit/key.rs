@@ -18,15 +18,23 @@ use http::request::Parts;
 
 use super::KeyError;
 
-/// Bound on the `X-Forwarded-For` field [`forwarded_ip`] reads (bytes,
-/// all its lines together).
+/// Bound on what [`forwarded_ip`] reads of `X-Forwarded-For` (bytes):
+/// the entries from the right up to the chosen one, separators included.
+/// What lies left of the chosen entry is never read, so a client padding
+/// the field (the part it writes) changes nothing; an entry your proxies
+/// wrote is never this long.
 ///
 /// ```
+/// use std::net::IpAddr;
 /// use fusebox_std::tower::rate_limit::{key, KeyError};
 ///
-/// let long = format!("{}203.0.113.9", "10.0.0.1, ".repeat(200)); // 2 011 bytes
-/// let (head, ()) = http::Request::builder().header("x-forwarded-for", &long).body(()).unwrap().into_parts();
-/// assert_eq!(key::forwarded_ip(1)(&head), Err(KeyError::TooLong { len: long.len(), max: key::MAX_FORWARDED_LEN }));
+/// // The client's own 2 000 bytes are left of the entry the proxy wrote.
+/// let padded = format!("{}, 203.0.113.9", "1".repeat(2_000));
+/// let (head, ()) = http::Request::builder().header("x-forwarded-for", &padded).body(()).unwrap().into_parts();
+/// assert_eq!(key::forwarded_ip(1)(&head), Ok("203.0.113.9".parse::<IpAddr>().unwrap()));
+/// // The entry that counts, past the bound.
+/// let (head, ()) = http::Request::builder().header("x-forwarded-for", &padded).body(()).unwrap().into_parts();
+/// assert!(matches!(key::forwarded_ip(2)(&head), Err(KeyError::TooLong { max: key::MAX_FORWARDED_LEN, .. })));
 /// ```
 pub const MAX_FORWARDED_LEN: usize = 1024;
 
@@ -123,7 +131,8 @@ pub fn path(
 ///
 /// Fails with [`KeyError::Missing`] without the field or with fewer than
 /// `trusted_proxies` entries (a request that did not come through every
-/// trusted proxy), [`KeyError::TooLong`] past [`MAX_FORWARDED_LEN`] bytes,
+/// trusted proxy), [`KeyError::TooLong`] if what it reads (the entries
+/// from the right up to the chosen one) passes [`MAX_FORWARDED_LEN`] bytes,
 /// [`KeyError::NotUtf8`] if the chosen entry is not UTF-8, or
 /// [`KeyError::Invalid`] if it is not an IP address (with a port, say).
 ///
@@ -159,22 +168,20 @@ pub fn forwarded_ip(
     );
     move |head: &Parts| {
         let lines = head.headers.get_all("x-forwarded-for");
-        let mut len = 0;
-        for line in &lines {
-            len += line.as_bytes().len();
-            if len > MAX_FORWARDED_LEN {
-                // The sum of the lines so far: a lower bound of the total.
-                return Err(KeyError::TooLong {
-                    len,
-                    max: MAX_FORWARDED_LEN,
-                });
-            }
-        }
-        // Only the chosen entry is decoded: what the client wrote left of
-        // it cannot change the result.
+        // Read from the right, up to the chosen entry, which alone is
+        // decoded: what the client wrote left of it is never read, so it
+        // cannot change the result (nor its length the bound).
         let mut skip = trusted_proxies - 1;
+        let mut len = 0;
         for line in lines.iter().rev() {
             for entry in line.as_bytes().rsplit(|&b| b == b',') {
+                len += entry.len() + 1;
+                if len > MAX_FORWARDED_LEN {
+                    return Err(KeyError::TooLong {
+                        len,
+                        max: MAX_FORWARDED_LEN,
+                    });
+                }
                 if skip == 0 {
                     let entry = std::str::from_utf8(entry).map_err(|_| KeyError::NotUtf8)?;
                     return entry.trim().parse().map_err(|_| KeyError::Invalid);
@@ -297,5 +304,38 @@ mod tests {
         assert_eq!(forwarded_ip(1)(&head), Ok("203.0.113.9".parse().unwrap()));
         assert_eq!(forwarded_ip(2)(&head), Ok("7.7.7.7".parse().unwrap()));
         assert_eq!(forwarded_ip(3)(&head), Ok("6.6.6.6".parse().unwrap()));
+    }
+
+    /// Whatever the client writes left of the trusted entries, in one line
+    /// or in lines of its own, the key is the same (found by a hostile
+    /// review: 1 100 bytes of padding made it `TooLong`).
+    #[test]
+    fn forwarded_ip_ignores_what_it_does_not_read() {
+        let ip = "203.0.113.9".parse().unwrap();
+        let pad = "1".repeat(MAX_FORWARDED_LEN * 4);
+        let padded = head("x-forwarded-for", format!("{pad}, 203.0.113.9").as_bytes());
+        assert_eq!(forwarded_ip(1)(&padded), Ok(ip));
+        let mut lines = head("x-forwarded-for", pad.as_bytes());
+        lines
+            .headers
+            .append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        assert_eq!(forwarded_ip(1)(&lines), Ok(ip));
+        // What it reads is still bounded: the chosen entry itself.
+        assert!(matches!(
+            forwarded_ip(2)(&padded),
+            Err(KeyError::TooLong {
+                max: MAX_FORWARDED_LEN,
+                ..
+            })
+        ));
+        let many = format!("{}203.0.113.9", "10.0.0.1, ".repeat(200));
+        assert!(matches!(
+            forwarded_ip(150)(&head("x-forwarded-for", many.as_bytes())),
+            Err(KeyError::TooLong { .. })
+        ));
+        assert_eq!(
+            forwarded_ip(100)(&head("x-forwarded-for", many.as_bytes())),
+            Ok("10.0.0.1".parse().unwrap())
+        );
     }
 }

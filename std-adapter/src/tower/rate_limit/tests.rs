@@ -484,3 +484,35 @@ async fn the_units_left_never_exceed_the_advertised_quota() {
     let keyed = RateLimitLayer::keyed("per_key", Arc::new(table), key::header("x-api-key", 64));
     spend_the_burst(keyed.layer(Scripted)).await;
 }
+
+/// A client behind the proxy cannot leave its address's bucket by padding
+/// `X-Forwarded-For` (the part it writes) into a bad key charged to a
+/// shared default.
+#[tokio::test(start_paused = true)]
+async fn padding_x_forwarded_for_never_escapes_the_address_bucket() {
+    use std::net::{IpAddr, Ipv4Addr};
+    let table = KeyedLimiter::<IpAddr, 64>::new(Quota::per_hour(1).unwrap(), FullPolicy::Reject);
+    let mut service =
+        RateLimitLayer::keyed("per_ip", Arc::new(table.unwrap()), key::forwarded_ip(1))
+            .on_bad_key(BadKey::Default(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
+            .layer(Scripted);
+    let via_proxy = |client_wrote: &str| {
+        let mut request = get("/200");
+        let field = format!("{client_wrote}203.0.113.9");
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", field.parse().unwrap());
+        request
+    };
+    assert_eq!(
+        send(&mut service, via_proxy("")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        send(&mut service, via_proxy("")).await.unwrap().status(),
+        429
+    );
+    let padding = format!("{}, ", "1".repeat(1_100));
+    let padded = send(&mut service, via_proxy(&padding)).await.unwrap();
+    assert_eq!(padded.status(), 429, "a request past the address's limit");
+}
