@@ -29,7 +29,8 @@ use crate::TokioClock;
 /// Every admitted response, and every `429`, carries the policy and the
 /// quota left in the fields of draft-ietf-httpapi-ratelimit-headers
 /// (revision 10; see the [module docs](crate::tower)):
-/// `RateLimit-Policy: "name";q=<tokens>;w=<period s>` and
+/// `RateLimit-Policy: "name";q=<burst>;w=<s to refill it>` (the quota
+/// as it is with the default burst) and
 /// `RateLimit: "name";r=<remaining>;t=<seconds until full>`, with the
 /// legacy `X-RateLimit-*` trio on request
 /// ([`legacy_headers`](Self::legacy_headers)). A `429` says `r=0`, and a
