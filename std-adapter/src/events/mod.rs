@@ -217,17 +217,25 @@ pub struct Events {
 }
 
 impl Events {
+    /// The most events kept for slow subscribers: a larger capacity is
+    /// this one (the channel allocates every slot at once, so a capacity
+    /// read from a configuration must not be able to take the process's
+    /// memory, nor overflow the power of two it is rounded up to).
+    pub const MAX_CAPACITY: usize = 1 << 20;
+
     /// A channel keeping the last `capacity` events for slow subscribers
-    /// (at least 1).
+    /// (rounded up to a power of two, at least 1, at most
+    /// [`MAX_CAPACITY`](Self::MAX_CAPACITY)).
     ///
     /// ```
     /// use fusebox_std::events::Events;
     ///
     /// let events = Events::new(0); // rounded up to 1
     /// assert_eq!(events.capacity(), 1);
+    /// assert_eq!(Events::new(usize::MAX).capacity(), Events::MAX_CAPACITY);
     /// ```
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1).next_power_of_two();
+        let capacity = capacity.clamp(1, Self::MAX_CAPACITY).next_power_of_two();
         let (tx, _) = broadcast::channel(capacity);
         Self {
             tx,

@@ -54,8 +54,8 @@ impl RegistryBuilder {
         self
     }
 
-    /// Events kept for slow subscribers (default 1024; see
-    /// [`Events::new`]).
+    /// Events kept for slow subscribers (default 1024; at most
+    /// [`Events::MAX_CAPACITY`]; see [`Events::new`]).
     ///
     /// ```
     /// use fusebox_std::Registry;

@@ -79,7 +79,8 @@ pub struct RegistryConfig {
     /// Trackers by name.
     pub trackers: BTreeMap<String, TrackerConfig>,
     /// Events kept for slow subscribers (default: the builder's, 1024
-    /// unless set there).
+    /// unless set there); 1 to
+    /// [`Events::MAX_CAPACITY`](crate::events::Events::MAX_CAPACITY).
     pub events_capacity: Option<usize>,
     /// Bulkheads by name.
     pub bulkheads: BTreeMap<String, super::BulkheadSpec>,
@@ -356,6 +357,17 @@ impl RegistryConfig {
                 out.bulkheads.insert(name.clone(), settings);
             }
         }
+        if let Some(capacity) = self.events_capacity
+            && !(1..=crate::events::Events::MAX_CAPACITY).contains(&capacity)
+        {
+            errors.push(FieldError::new(
+                "events_capacity".to_owned(),
+                format!(
+                    "must be 1 to {} events, not {capacity}",
+                    crate::events::Events::MAX_CAPACITY
+                ),
+            ));
+        }
         for (name, tracker) in &self.trackers {
             if let Err(e) = tracker.validate() {
                 errors.push(FieldError::new(
@@ -443,5 +455,31 @@ mod tests {
         let mut empty = Value::Null;
         set_path(&mut empty, &[], json!(1));
         assert_eq!(empty, json!(1));
+    }
+
+    /// A capacity the events channel cannot hold is a typed error on its
+    /// path, never a panic in the channel (found by a hostile review:
+    /// `i64::MAX` overflowed its power of two; 2^40 slots aborted the
+    /// process allocating them).
+    #[test]
+    fn an_events_capacity_out_of_range_is_refused() {
+        use crate::events::Events;
+        use crate::registry::RegistryConfig;
+        use crate::Registry;
+        for capacity in [0, Events::MAX_CAPACITY + 1, 1 << 40, i64::MAX as usize] {
+            let config =
+                RegistryConfig::from_toml(&format!("events_capacity = {capacity}\n")).unwrap();
+            let built = std::panic::catch_unwind(|| Registry::from_config(&config).map(|_| ()));
+            let err = built
+                .unwrap_or_else(|_| panic!("{capacity}: a panic"))
+                .expect_err("refused");
+            assert_eq!(err.fields()[0].path(), "events_capacity", "{capacity}");
+        }
+        let config = RegistryConfig::from_toml("events_capacity = 1048576\n").unwrap();
+        let registry = Registry::from_config(&config).unwrap();
+        assert_eq!(registry.events().capacity(), Events::MAX_CAPACITY);
+        // The builder, infallible, keeps the bound.
+        let registry = Registry::builder().events_capacity(usize::MAX).build();
+        assert_eq!(registry.events().capacity(), Events::MAX_CAPACITY);
     }
 }
