@@ -109,6 +109,29 @@ pub(crate) fn check_key(key: &str) -> Result<(), BackendError> {
     Ok(())
 }
 
+/// Limiter names whose keys are other state's: a fleet breaker keeps its
+/// decision in `<prefix>:{breaker:<name>}:decision` (and `:verdicts`), the
+/// fleet percentiles in `<prefix>:{hist:<tracker>:<series>}`, so a limiter
+/// called `breaker` with a rule `decision` would read and overwrite a
+/// breaker's decision for the key `<name>`.
+pub const RESERVED_LIMITER_NAMES: [&str; 2] = ["breaker", "hist"];
+
+/// `name` is a registry name and not a [reserved](RESERVED_LIMITER_NAMES)
+/// one.
+pub(crate) fn check_limiter_name(name: &str) -> Result<(), BackendError> {
+    if validate_name(name).is_err() {
+        return Err(BackendError::InvalidKey(
+            "a limiter name must be a registry name",
+        ));
+    }
+    if RESERVED_LIMITER_NAMES.contains(&name) {
+        return Err(BackendError::InvalidKey(
+            "a limiter cannot be named `breaker` or `hist` (the fleet breakers' and percentiles' keys)",
+        ));
+    }
+    Ok(())
+}
+
 /// `<prefix>:{<limiter>:<escaped key>}:`, the storage keys' common part,
 /// in one allocation with room for the longest rule name: a rule's key
 /// is this followed by the rule's name.
@@ -118,11 +141,7 @@ pub(crate) fn key_base(
     key: &str,
     rules: &super::Rules,
 ) -> Result<String, BackendError> {
-    if validate_name(limiter).is_err() {
-        return Err(BackendError::InvalidKey(
-            "a limiter name must be a registry name",
-        ));
-    }
+    check_limiter_name(limiter)?;
     let longest = rules.iter().map(|r| r.name().len()).max().unwrap_or(0);
     let mut base =
         String::with_capacity(prefix.as_str().len() + limiter.len() + 3 * key.len() + 5 + longest);
@@ -139,7 +158,8 @@ pub(crate) fn key_base(
 ///
 /// # Errors
 ///
-/// [`BackendError::InvalidKey`] for a bad limiter name or key.
+/// [`BackendError::InvalidKey`] for a bad limiter name (one of the
+/// [reserved](RESERVED_LIMITER_NAMES) ones included) or key.
 ///
 /// # Examples
 ///
@@ -168,6 +188,24 @@ pub fn storage_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A limiter's keys are never a fleet breaker's (found by a hostile
+    /// review: `breaker` with a rule `decision` and the key `payments` was
+    /// `fusebox:{breaker:payments}:decision`).
+    #[test]
+    fn reserved_limiter_names_are_refused() {
+        let rules =
+            super::super::Rules::single("decision", fusebox::bucket::Quota::per_second(1).unwrap())
+                .unwrap();
+        for name in RESERVED_LIMITER_NAMES {
+            assert!(matches!(
+                storage_keys(&KeyPrefix::default(), name, "payments", &rules),
+                Err(BackendError::InvalidKey(_))
+            ));
+        }
+        let keys = storage_keys(&KeyPrefix::default(), "breakers", "payments", &rules).unwrap();
+        assert_eq!(keys, ["fusebox:{breakers:payments}:decision"]);
+    }
 
     #[test]
     fn escaping_is_injective_and_keeps_the_hash_tag_closed() {

@@ -61,7 +61,9 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-pub use self::key::{escape, storage_keys, KeyPrefix, MAX_KEY_LEN, MAX_PREFIX_LEN};
+pub use self::key::{
+    escape, storage_keys, KeyPrefix, MAX_KEY_LEN, MAX_PREFIX_LEN, RESERVED_LIMITER_NAMES,
+};
 pub use self::memory::MemoryBackend;
 pub use self::redis::{
     Degrade, FleetConfig, FleetPercentiles, FleetReport, FleetSeries, LeasedLimiter, RedisBackend,

@@ -134,12 +134,12 @@ impl RedisLimiterBuilder {
     ///
     /// # Errors
     ///
-    /// [`BackendError::InvalidKey`] for a name that is not a registry name;
+    /// [`BackendError::InvalidKey`] for a name that is not a registry name,
+    /// or is [reserved](crate::backend::RESERVED_LIMITER_NAMES);
     /// [`BackendError::InvalidRule`] if the `Local` policy cannot divide a
     /// quota.
     pub fn build(self) -> Result<RedisLimiter, BackendError> {
-        crate::registry::validate_name(&self.name)
-            .map_err(|_| BackendError::InvalidKey("a limiter name must be a registry name"))?;
+        crate::backend::key::check_limiter_name(&self.name)?;
         let local = match self.policy {
             Degrade::Local { instances } => Some((
                 MemoryBackend::new(self.local_keys),
