@@ -146,7 +146,9 @@ fn userinfo(text: &str) -> Option<String> {
     splice(text, &ranges)
 }
 
-fn sensitive(name: &str) -> bool {
+/// Whether a parameter called `name` holds a secret (the names the
+/// [module docs](self) list).
+pub(crate) fn sensitive(name: &str) -> bool {
     const EXACT: [&str; 11] = [
         "token",
         "key",
