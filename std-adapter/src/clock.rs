@@ -136,6 +136,19 @@ impl Clock for TokioClock {
     }
 }
 
+/// tokio's timer resolution: a sleep ends on the first millisecond tick at
+/// or after its instant, so up to this much after it (also on paused
+/// time).
+pub(crate) const TIMER_TICK: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Whether a sleep until `wake` ends before `deadline` whatever tokio's
+/// rounding to its tick ([`TIMER_TICK`]): a wait that would end within the
+/// last tick before a deadline is given up, never overrun.
+pub(crate) fn ends_before(wake: tokio::time::Instant, deadline: tokio::time::Instant) -> bool {
+    wake.checked_add(TIMER_TICK)
+        .is_some_and(|end| end <= deadline)
+}
+
 /// The longest span this crate adds to an instant: about 30 years, as
 /// tokio's own `sleep` clamps (longer spans overflow the instant on some
 /// platforms: 100 years on FreeBSD, 1000 on macOS).

@@ -274,7 +274,9 @@ impl Limiter {
 
     /// [`until_n_ready`](Self::until_n_ready) that gives up at once when
     /// the bucket's wait would end after `deadline` (or the gate is not
-    /// reached by then): it never sleeps past the deadline. On Redis the
+    /// reached by then): it never sleeps past the deadline (a wait ending
+    /// within 1 ms of it is given up: tokio rounds every sleep up to its
+    /// 1 ms tick). On Redis the
     /// last decision may end up to one command timeout after it.
     ///
     /// # Errors
@@ -383,7 +385,8 @@ pub(super) async fn wait_for(
             Err(Refused::Never(e)) => return Err(e),
             Err(Refused::Wait(wait)) => {
                 let wake = clock.to_tokio(now + wait);
-                if deadline.is_some_and(|d| wake > d) {
+                // Counting tokio's rounding of the sleep up to its tick.
+                if deadline.is_some_and(|d| !crate::clock::ends_before(wake, d)) {
                     return Err(LimitError::DeadlineExceeded {
                         retry_after: wait.into(),
                     });
@@ -406,5 +409,25 @@ mod tests {
         let start = tokio::time::Instant::now();
         limiter.until_n_ready(2).await.unwrap();
         assert_eq!(tokio::time::Instant::now(), start);
+    }
+
+    /// A token wait never ends past its deadline, counting tokio's rounding
+    /// of the sleep up to its 1 ms tick (found by a hostile review: a
+    /// 333.33 ms wait ended at 334 ms against a 333.5 ms deadline, `Ok`).
+    #[tokio::test(start_paused = true)]
+    async fn a_token_wait_never_ends_past_its_deadline() {
+        use std::sync::Arc;
+        use std::time::Duration as StdDuration;
+        let quota = Quota::per_second(3).unwrap().with_burst(1).unwrap();
+        for (deadline_us, admitted) in [(333_500, false), (334_400, true), (500_000, true)] {
+            let limiter = super::Limiter::new(Arc::new(fusebox::TokenBucket::new(quota)));
+            let start = tokio::time::Instant::now();
+            limiter.until_ready().await.unwrap();
+            let deadline = start + StdDuration::from_micros(deadline_us);
+            let got = limiter.until_n_ready_by(1, Some(deadline)).await;
+            let ended = tokio::time::Instant::now();
+            assert!(ended <= deadline, "{got:?} at {:?}", ended - start);
+            assert_eq!(got.is_ok(), admitted, "{deadline_us} µs: {got:?}");
+        }
     }
 }

@@ -235,9 +235,10 @@ impl<E: std::error::Error + 'static> std::error::Error for RetryError<E> {
 /// Before each retry, in this order: the predicate must accept the error;
 /// attempts must be left; the wait is `max(backoff, Retry-After)`; the
 /// retry must start *before* the deadline (else it stops at once, without
-/// sleeping: it never sleeps past the deadline); the budget must grant it.
-/// Every first attempt is deposited in the budget. All waits are
-/// `tokio::time` sleeps (rounded up by tokio to its 1 ms resolution).
+/// sleeping: it never sleeps past the deadline; a wait ending within 1 ms
+/// of it counts as past, since tokio rounds every sleep up to its 1 ms
+/// tick); the budget must grant it. Every first attempt is deposited in
+/// the budget. All waits are `tokio::time` sleeps.
 ///
 /// # Cancellation
 ///
@@ -568,6 +569,16 @@ impl<B: MakeBackoff, P> Retry<B, P> {
             };
             tracing::debug!(attempts, "retrying");
             tokio::time::sleep_until(wake).await;
+            // A busy runtime can wake the sleep late: no attempt starts at
+            // or after the deadline all the same.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                tracing::debug!(attempts, stop = ?Stop::Deadline, "retry stopped");
+                return Err(RetryError {
+                    error,
+                    attempts,
+                    stop: Stop::Deadline,
+                });
+            }
         }
     }
 
@@ -593,7 +604,9 @@ impl<B: MakeBackoff, P> Retry<B, P> {
         // A wait longer than ~30 years (`Duration::MAX` from a backoff or a
         // predicate) sleeps until the far future: never a panic.
         let wake = crate::clock::saturating_add(Instant::now(), wait);
-        if deadline.is_some_and(|d| wake >= d) {
+        // Started before the deadline, counting tokio's rounding of the
+        // sleep up to its 1 ms tick.
+        if deadline.is_some_and(|d| !crate::clock::ends_before(wake, d)) {
             return Err(Stop::Deadline);
         }
         if self.budget.as_ref().is_some_and(|b| !b.try_withdraw()) {
@@ -655,5 +668,48 @@ mod tests {
         );
         let source = std::error::Error::source(&e).unwrap();
         assert_eq!(source.to_string(), "token=abc");
+    }
+
+    /// tokio rounds a sleep up to its 1 ms tick: a wait ending within the
+    /// last millisecond before the deadline would start the attempt after
+    /// it (found by a hostile review: 2.2 ms waited, the attempt started at
+    /// 3 ms against a 2.5 ms deadline).
+    #[tokio::test(start_paused = true)]
+    async fn no_attempt_starts_after_the_deadline_whatever_the_tick() {
+        use crate::policy::{ExponentialBackoffMaker, Jitter};
+        let pause = |us| {
+            ExponentialBackoffMaker::new(Duration::from_micros(us), 1.0, Duration::from_micros(us))
+                .unwrap()
+                .with_jitter(Jitter::None)
+        };
+        for (wait_us, deadline_us, attempts) in [
+            (2_200, 2_500, 1),
+            (1_000, 2_000, 2),
+            (1_000, 1_999, 1),
+            (2_200, 3_200, 2),
+        ] {
+            let retry = Retry::builder()
+                .max_attempts(2)
+                .backoff(pause(wait_us))
+                .deadline(Duration::from_micros(deadline_us))
+                .build();
+            let start = Instant::now();
+            let mut starts = Vec::new();
+            let e = retry
+                .call(|| {
+                    starts.push(start.elapsed());
+                    async { Err::<(), _>("down") }
+                })
+                .await
+                .unwrap_err();
+            let at = (wait_us, deadline_us, &starts);
+            assert!(
+                starts
+                    .iter()
+                    .all(|s| *s < Duration::from_micros(deadline_us)),
+                "{at:?}"
+            );
+            assert_eq!(e.attempts, attempts, "{at:?}");
+        }
     }
 }

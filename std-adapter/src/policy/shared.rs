@@ -72,7 +72,8 @@ impl Shared {
             // Never spin: a refusal names at least a millisecond.
             let wait = decision.retry_after.max(Duration::from_millis(1));
             let at = crate::clock::saturating_add(Instant::now(), wait);
-            if deadline.is_some_and(|d| at > d) {
+            // Counting tokio's rounding of the sleep up to its tick.
+            if deadline.is_some_and(|d| !crate::clock::ends_before(at, d)) {
                 return Err(LimitError::DeadlineExceeded {
                     retry_after: decision.retry_after,
                 });

@@ -335,7 +335,8 @@ impl RedisLimiter {
             // Never spin: a refusal names at least a millisecond.
             let wait = decision.retry_after.max(Duration::from_millis(1));
             let wake = crate::clock::saturating_add(Instant::now(), wait);
-            if deadline.is_some_and(|d| wake > d) {
+            // Counting tokio's rounding of the sleep up to its tick.
+            if deadline.is_some_and(|d| !crate::clock::ends_before(wake, d)) {
                 return Err(BackendError::DeadlineExceeded {
                     retry_after: decision.retry_after,
                 });
