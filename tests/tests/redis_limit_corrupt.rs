@@ -87,16 +87,34 @@ async fn redis_limit_corrupt_values_are_replaced_by_a_drained_bucket() {
         assert!((1..=1_000).contains(&pttl), "{how:?}: {pttl}");
         assert_eq!(limiter.metrics().corrupt_values, i as u64 + 1);
     }
+    // Ahead of now by more than the rule ever drains (plus its 60 s of
+    // clock skew), yet under the 4.46-year bound: forged, or a Redis clock
+    // gone back. Counted and replaced as well; left in place it refused
+    // the key until the clock caught up (found by a hostile review).
+    let mut conn = backend.connection();
+    let (secs, _): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    for ahead_s in [3_600, 86_400, 86_400 * 365] {
+        let forged = format!("g1:{}:0:1:100000:10", (secs + ahead_s) * 1_000_000);
+        plant(&backend, key, &["SET", &forged]).await;
+        let d = limiter.try_acquire("victim").await.unwrap();
+        assert_eq!((d.allowed, d.corrupt), (false, 1), "{forged}: {d:?}");
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!((1..=1_000).contains(&pttl), "{forged}: {pttl}");
+    }
+    let counted = hostile.len() + 3;
+    assert_eq!(limiter.metrics().corrupt_values, counted as u64);
     // The replaced state is a working bucket: full again after a second.
     tokio::time::sleep(Duration::from_millis(1_010)).await;
     let d = limiter.try_acquire_n("victim", 10).await.unwrap();
     assert_eq!((d.allowed, d.corrupt), (true, 0));
     // Counted in the limiter's Prometheus text.
     let text = limiter.to_prometheus();
-    let line = format!(
-        "fusebox_redis_limiter_corrupt_values_total{{name=\"corrupt_case\"}} {}\n",
-        hostile.len()
-    );
+    let line =
+        format!("fusebox_redis_limiter_corrupt_values_total{{name=\"corrupt_case\"}} {counted}\n");
     assert!(text.contains(&line), "{text}");
     // Logged once, whatever the count.
     let warnings = capture.with("limiter", "corrupt_case");

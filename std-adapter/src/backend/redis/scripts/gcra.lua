@@ -120,7 +120,12 @@ for i = 1, rules do
         elseif dt <= idiv(capacity, scale) + SKEW_US then
           ahead = dt * scale + frac -- exact, as the core
         else
-          ahead = capacity -- a clock gone back further than the skew allowed
+          -- Further ahead than this rule ever drains (plus the skew): a
+          -- forged value, or a Redis clock gone back further than the
+          -- skew allowed. Counted and replaced by a bucket drained from
+          -- now, which refills in the rule's time; left in place, it
+          -- would refuse the key until the clock caught up (years).
+          broken = 1
         end
       end
     else
@@ -138,7 +143,7 @@ for i = 1, rules do
           if dt <= idiv(capacity, scale) + SKEW_US then
             ahead = dt * scale + frac
           else
-            ahead = capacity
+            broken = 1 -- as above: further ahead than the rule drains
           end
         else
           -- The quota changed (or its burst was lowered): the drain carries
