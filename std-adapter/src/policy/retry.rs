@@ -184,6 +184,10 @@ pub enum Stop {
     Deadline,
     /// The retry budget had no retry left.
     Budget,
+    /// The error named a Retry-After longer than
+    /// [`max_retry_after`](RetryBuilder::max_retry_after): the caller is
+    /// told now, instead of being parked that long.
+    RetryAfterTooLong,
 }
 
 /// The last error, with how many attempts were made and why retrying
@@ -217,6 +221,7 @@ impl<E> fmt::Display for RetryError<E> {
             Stop::Exhausted => "all attempts failed",
             Stop::Deadline => "the deadline leaves no time for another attempt",
             Stop::Budget => "the retry budget is spent",
+            Stop::RetryAfterTooLong => "the error asks for a longer wait than allowed",
         };
         write!(f, "gave up after {} attempts: {why}", self.attempts)
     }
@@ -233,7 +238,9 @@ impl<E: std::error::Error + 'static> std::error::Error for RetryError<E> {
 /// an overall deadline and a shared [`RetryBudget`].
 ///
 /// Before each retry, in this order: the predicate must accept the error;
-/// attempts must be left; the wait is `max(backoff, Retry-After)`; the
+/// attempts must be left; a Retry-After must be at most
+/// [`max_retry_after`](RetryBuilder::max_retry_after) (60 s by default);
+/// the wait is `max(backoff, Retry-After)`; the
 /// retry must start *before* the deadline (else it stops at once, without
 /// sleeping: it never sleeps past the deadline; a wait ending within 1 ms
 /// of it counts as past, since tokio rounds every sleep up to its 1 ms
@@ -276,6 +283,7 @@ pub struct Retry<B = ExponentialBackoffMaker, P = RetryAll> {
     max_attempts: u32,
     backoff: B,
     deadline: Option<Duration>,
+    max_retry_after: Duration,
     budget: Option<Arc<RetryBudget>>,
     predicate: P,
 }
@@ -297,9 +305,15 @@ pub struct RetryBuilder<B = ExponentialBackoffMaker, P = RetryAll> {
 }
 
 impl Retry {
+    /// The longest Retry-After honoured by default (60 s; see
+    /// [`RetryBuilder::max_retry_after`]).
+    pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
     /// A builder with these defaults: 3 attempts; exponential backoff from
     /// 100 ms, factor 2, capped at 10 s, full jitter from an unseeded RNG;
-    /// no deadline; no budget; every error retried.
+    /// no deadline; a Retry-After of at most 60 s honoured
+    /// ([`max_retry_after`](RetryBuilder::max_retry_after)); no budget;
+    /// every error retried.
     ///
     /// ```
     /// use fusebox_std::policy::Retry;
@@ -312,6 +326,7 @@ impl Retry {
                 max_attempts: 3,
                 backoff: ExponentialBackoffMaker::default(),
                 deadline: None,
+                max_retry_after: Self::MAX_RETRY_AFTER,
                 budget: None,
                 predicate: RetryAll,
             },
@@ -355,6 +370,36 @@ impl<B, P> RetryBuilder<B, P> {
     /// ```
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.retry.deadline = Some(deadline);
+        self
+    }
+
+    /// The longest Retry-After (a server's, or a breaker's or limiter's
+    /// wait through the policy) the retry sleeps; an error naming a longer
+    /// one stops it at once with [`Stop::RetryAfterTooLong`] (default
+    /// [`Retry::MAX_RETRY_AFTER`], 60 s), so that no server can park the
+    /// caller for hours (or, with `u64::MAX` seconds, 30 years). The
+    /// backoff's own waits are not limited by it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::{Retry, Stop};
+    ///
+    /// struct Unavailable;
+    /// impl fusebox::RetryAfter for Unavailable {
+    ///     fn retry_after(&self) -> Option<fusebox::Duration> {
+    ///         Some(fusebox::Duration::from_secs(3_600)) // "come back in an hour"
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let retry = Retry::builder().honor_retry_after().max_retry_after(Duration::from_secs(30)).build();
+    /// let start = tokio::time::Instant::now();
+    /// let e = retry.call(|| async { Err::<(), _>(Unavailable) }).await.unwrap_err();
+    /// assert_eq!((e.attempts, e.stop), (1, Stop::RetryAfterTooLong));
+    /// assert_eq!(start.elapsed(), Duration::ZERO);
+    /// # });
+    /// ```
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.retry.max_retry_after = max;
         self
     }
 
@@ -450,6 +495,7 @@ impl<B, P> RetryBuilder<B, P> {
                 max_attempts: r.max_attempts,
                 backoff: backoff(r.backoff),
                 deadline: r.deadline,
+                max_retry_after: r.max_retry_after,
                 budget: r.budget,
                 predicate: predicate(r.predicate),
             },
@@ -598,9 +644,11 @@ impl<B: MakeBackoff, P> Retry<B, P> {
             return Err(Stop::Exhausted);
         }
         let delay = backoff.next_delay();
-        let wait = predicate
-            .retry_after(error)
-            .map_or(delay, |after| after.max(delay));
+        let after = predicate.retry_after(error);
+        if after.is_some_and(|after| after > self.max_retry_after) {
+            return Err(Stop::RetryAfterTooLong);
+        }
+        let wait = after.map_or(delay, |after| after.max(delay));
         // A wait longer than ~30 years (`Duration::MAX` from a backoff or a
         // predicate) sleeps until the far future: never a panic.
         let wake = crate::clock::saturating_add(Instant::now(), wait);
@@ -711,5 +759,46 @@ mod tests {
             );
             assert_eq!(e.attempts, attempts, "{at:?}");
         }
+    }
+
+    /// A server's Retry-After of any size parked the caller up to 30 years
+    /// (found by a hostile review); past `max_retry_after` the retry stops
+    /// at once, and the cap itself is honoured to the tick.
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_past_the_cap_stops_at_once() {
+        let honour = |max: Duration| {
+            Retry::builder()
+                .max_attempts(2)
+                .retry_if(HonorRetryAfter(RetryAll))
+                .max_retry_after(max)
+                .build()
+        };
+        for server_ms in [60_001, 3_600_000, u64::MAX / 1_000] {
+            let start = Instant::now();
+            let e = Retry::builder()
+                .max_attempts(2)
+                .honor_retry_after()
+                .build()
+                .call(|| async move { Err::<(), _>(After(server_ms)) })
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (e.attempts, e.stop),
+                (1, Stop::RetryAfterTooLong),
+                "{server_ms}"
+            );
+            assert_eq!(start.elapsed(), Duration::ZERO);
+        }
+        let start = Instant::now();
+        let e = honour(Duration::from_secs(5))
+            .call(|| async { Err::<(), _>(After(5_000)) })
+            .await
+            .unwrap_err();
+        assert_eq!((e.attempts, e.stop), (2, Stop::Exhausted));
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(5),
+            "at the cap: waited"
+        );
     }
 }
