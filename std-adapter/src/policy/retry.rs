@@ -239,12 +239,14 @@ impl<E: std::error::Error + 'static> std::error::Error for RetryError<E> {
 ///
 /// Before each retry, in this order: the predicate must accept the error;
 /// attempts must be left; a Retry-After must be at most
-/// [`max_retry_after`](RetryBuilder::max_retry_after) (60 s by default);
+/// [`max_retry_after`](RetryBuilder::max_retry_after) (by default 60 s
+/// without a deadline, the deadline's bound with one);
 /// the wait is `max(backoff, Retry-After)`; the
 /// retry must start *before* the deadline (else it stops at once, without
-/// sleeping: it never sleeps past the deadline; a wait ending within 1 ms
-/// of it counts as past, since tokio rounds every sleep up to its 1 ms
-/// tick); the budget must grant it. Every first attempt is deposited in
+/// sleeping: its timer never sleeps past the deadline; a wait ending
+/// within 1 ms of it counts as past, since tokio rounds every sleep up to
+/// its 1 ms tick; a runtime too busy to wake it on time can still start
+/// it late); the budget must grant it. Every first attempt is deposited in
 /// the budget. All waits are `tokio::time` sleeps.
 ///
 /// # Cancellation
@@ -283,7 +285,9 @@ pub struct Retry<B = ExponentialBackoffMaker, P = RetryAll> {
     max_attempts: u32,
     backoff: B,
     deadline: Option<Duration>,
-    max_retry_after: Duration,
+    /// `None`: [`Retry::MAX_RETRY_AFTER`] without a deadline, the deadline
+    /// alone with one.
+    max_retry_after: Option<Duration>,
     budget: Option<Arc<RetryBudget>>,
     predicate: P,
 }
@@ -311,9 +315,9 @@ impl Retry {
 
     /// A builder with these defaults: 3 attempts; exponential backoff from
     /// 100 ms, factor 2, capped at 10 s, full jitter from an unseeded RNG;
-    /// no deadline; a Retry-After of at most 60 s honoured
-    /// ([`max_retry_after`](RetryBuilder::max_retry_after)); no budget;
-    /// every error retried.
+    /// no deadline; a Retry-After of at most 60 s honoured when there is
+    /// no deadline ([`max_retry_after`](RetryBuilder::max_retry_after));
+    /// no budget; every error retried.
     ///
     /// ```
     /// use fusebox_std::policy::Retry;
@@ -326,7 +330,7 @@ impl Retry {
                 max_attempts: 3,
                 backoff: ExponentialBackoffMaker::default(),
                 deadline: None,
-                max_retry_after: Self::MAX_RETRY_AFTER,
+                max_retry_after: None,
                 budget: None,
                 predicate: RetryAll,
             },
@@ -373,12 +377,15 @@ impl<B, P> RetryBuilder<B, P> {
         self
     }
 
-    /// The longest Retry-After (a server's, or a breaker's or limiter's
-    /// wait through the policy) the retry sleeps; an error naming a longer
-    /// one stops it at once with [`Stop::RetryAfterTooLong`] (default
-    /// [`Retry::MAX_RETRY_AFTER`], 60 s), so that no server can park the
-    /// caller for hours (or, with `u64::MAX` seconds, 30 years). The
-    /// backoff's own waits are not limited by it.
+    /// The longest Retry-After (the one an error names through
+    /// [`HonorRetryAfter`], or any predicate's) the retry sleeps; an error
+    /// naming a longer one stops it at once with
+    /// [`Stop::RetryAfterTooLong`], so that no server can park the caller
+    /// for hours (or, with `u64::MAX` seconds, 30 years). By default: with
+    /// a [`deadline`](Self::deadline), the deadline alone bounds it (a
+    /// Retry-After ending after it stops with [`Stop::Deadline`]); without
+    /// one, [`Retry::MAX_RETRY_AFTER`] (60 s). The backoff's own waits are
+    /// not limited by it.
     ///
     /// ```
     /// use std::time::Duration;
@@ -399,7 +406,7 @@ impl<B, P> RetryBuilder<B, P> {
     /// # });
     /// ```
     pub fn max_retry_after(mut self, max: Duration) -> Self {
-        self.retry.max_retry_after = max;
+        self.retry.max_retry_after = Some(max);
         self
     }
 
@@ -615,16 +622,6 @@ impl<B: MakeBackoff, P> Retry<B, P> {
             };
             tracing::debug!(attempts, "retrying");
             tokio::time::sleep_until(wake).await;
-            // A busy runtime can wake the sleep late: no attempt starts at
-            // or after the deadline all the same.
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                tracing::debug!(attempts, stop = ?Stop::Deadline, "retry stopped");
-                return Err(RetryError {
-                    error,
-                    attempts,
-                    stop: Stop::Deadline,
-                });
-            }
         }
     }
 
@@ -645,7 +642,12 @@ impl<B: MakeBackoff, P> Retry<B, P> {
         }
         let delay = backoff.next_delay();
         let after = predicate.retry_after(error);
-        if after.is_some_and(|after| after > self.max_retry_after) {
+        let cap = match (self.max_retry_after, deadline) {
+            (Some(cap), _) => Some(cap),
+            (None, None) => Some(Retry::MAX_RETRY_AFTER),
+            (None, Some(_)) => None, // the deadline bounds it
+        };
+        if after.is_some_and(|after| cap.is_some_and(|cap| after > cap)) {
             return Err(Stop::RetryAfterTooLong);
         }
         let wait = after.map_or(delay, |after| after.max(delay));
@@ -800,5 +802,30 @@ mod tests {
             Duration::from_secs(5),
             "at the cap: waited"
         );
+        // An explicit deadline bounds it instead of the default cap.
+        let start = Instant::now();
+        let e = Retry::builder()
+            .max_attempts(2)
+            .honor_retry_after()
+            .deadline(Duration::from_secs(300))
+            .build()
+            .call(|| async { Err::<(), _>(After(90_000)) })
+            .await
+            .unwrap_err();
+        assert_eq!((e.attempts, e.stop), (2, Stop::Exhausted));
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(90),
+            "within the deadline"
+        );
+        let e = Retry::builder()
+            .max_attempts(2)
+            .honor_retry_after()
+            .deadline(Duration::from_secs(60))
+            .build()
+            .call(|| async { Err::<(), _>(After(90_000)) })
+            .await
+            .unwrap_err();
+        assert_eq!((e.attempts, e.stop), (1, Stop::Deadline));
     }
 }

@@ -79,8 +79,9 @@ pub struct RegistryConfig {
     /// Trackers by name.
     pub trackers: BTreeMap<String, TrackerConfig>,
     /// Events kept for slow subscribers (default: the builder's, 1024
-    /// unless set there); 1 to
-    /// [`Events::MAX_CAPACITY`](crate::events::Events::MAX_CAPACITY).
+    /// unless set there); at most
+    /// [`Events::MAX_CAPACITY`](crate::events::Events::MAX_CAPACITY), 0
+    /// read as 1, as [`Events::new`](crate::events::Events::new) does.
     pub events_capacity: Option<usize>,
     /// Bulkheads by name.
     pub bulkheads: BTreeMap<String, super::BulkheadSpec>,
@@ -358,12 +359,12 @@ impl RegistryConfig {
             }
         }
         if let Some(capacity) = self.events_capacity
-            && !(1..=crate::events::Events::MAX_CAPACITY).contains(&capacity)
+            && capacity > crate::events::Events::MAX_CAPACITY
         {
             errors.push(FieldError::new(
                 "events_capacity".to_owned(),
                 format!(
-                    "must be 1 to {} events, not {capacity}",
+                    "must be at most {} events, not {capacity}",
                     crate::events::Events::MAX_CAPACITY
                 ),
             ));
@@ -466,7 +467,7 @@ mod tests {
         use crate::events::Events;
         use crate::registry::RegistryConfig;
         use crate::Registry;
-        for capacity in [0, Events::MAX_CAPACITY + 1, 1 << 40, i64::MAX as usize] {
+        for capacity in [Events::MAX_CAPACITY + 1, 1 << 40, i64::MAX as usize] {
             let config =
                 RegistryConfig::from_toml(&format!("events_capacity = {capacity}\n")).unwrap();
             let built = std::panic::catch_unwind(|| Registry::from_config(&config).map(|_| ()));
@@ -478,6 +479,12 @@ mod tests {
         let config = RegistryConfig::from_toml("events_capacity = 1048576\n").unwrap();
         let registry = Registry::from_config(&config).unwrap();
         assert_eq!(registry.events().capacity(), Events::MAX_CAPACITY);
+        // 0 is read as 1, in a configuration as in code.
+        let config = RegistryConfig::from_toml("events_capacity = 0\n").unwrap();
+        assert_eq!(
+            Registry::from_config(&config).unwrap().events().capacity(),
+            1
+        );
         // The builder, infallible, keeps the bound.
         let registry = Registry::builder().events_capacity(usize::MAX).build();
         assert_eq!(registry.events().capacity(), Events::MAX_CAPACITY);

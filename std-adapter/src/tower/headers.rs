@@ -30,9 +30,11 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
 /// A quota as the draft's policy parameters: `q` units per window `w`
 /// seconds, where `q` is the bucket's burst and `w` the time it takes to
 /// refill it at the quota's rate. So `r` (the tokens left, at most the
-/// burst) is never more than `q`, and `t` (the time until the bucket is
-/// full) never more than `w`: the two fields never contradict each other,
-/// whatever the burst. A burst equal to the quota's tokens (the default)
+/// burst) is never more than `q`, whatever the burst, and `t` (the time
+/// until the bucket is full) not more than `w` either, but for a quota of
+/// over 65 536 tokens per period (in lowest terms), whose interval the
+/// core rounds up: its bucket takes up to a second longer to refill than
+/// the quota says, and `t` tells that truth. A burst equal to the quota's tokens (the default)
 /// gives the quota as it is (`per_minute(100)`: `q=100;w=60`); 1 a minute
 /// with a burst of 10 gives `q=10;w=600`. A window of a fraction of a
 /// second is stretched to the next whole second and `q` scaled with it at
