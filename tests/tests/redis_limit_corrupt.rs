@@ -189,6 +189,28 @@ async fn redis_limit_changed_quota_carries_the_drain_over_without_corruption() {
         .unwrap();
     assert_eq!((d.allowed, d.corrupt), (false, 0));
     assert!(d.retry_after <= Duration::from_secs(60));
+    // Spent under 10 an hour, then 10 a second: refused at once (the drain
+    // carried over, clamped to the new bucket's second), and admitted a
+    // second later. The carried-over state is written back on the refusal:
+    // read again as it was, the hour's drain refused the key until it ran
+    // out (found by a review of the fix for far-ahead states).
+    let hourly = Rules::single("per_hour", Quota::per_hour(10).unwrap()).unwrap();
+    let fast = Rules::single("per_hour", Quota::per_second(10).unwrap()).unwrap();
+    assert!(
+        backend
+            .decide_at("raise", "u", &hourly, 10, t0)
+            .await
+            .unwrap()
+            .allowed
+    );
+    let d = backend.decide_at("raise", "u", &fast, 1, t0).await.unwrap();
+    assert_eq!((d.allowed, d.corrupt), (false, 0));
+    assert!(d.retry_after <= Duration::from_millis(100), "{d:?}");
+    let d = backend
+        .decide_at("raise", "u", &fast, 1, t0 + 1_100_000)
+        .await
+        .unwrap();
+    assert_eq!((d.allowed, d.corrupt), (true, 0), "{d:?}");
 }
 
 #[tokio::test]

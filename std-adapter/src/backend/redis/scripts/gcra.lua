@@ -83,7 +83,7 @@ else
   now = t[1] * 1000000 + t[2]
 end
 
--- Per rule: { scale, interval, capacity, ahead, broken (0/1), spec }.
+-- Per rule: { scale, interval, capacity, ahead, broken (0/1), spec, rewrite (0/1) }.
 local st = {}
 local corrupt = 0
 for i = 1, rules do
@@ -103,6 +103,7 @@ for i = 1, rules do
   end
   local ahead = 0
   local broken = 0
+  local rewrite = 0 -- 1: the state is written back even on a refusal
   local raw = redis.pcall('GET', KEYS[i])
   if type(raw) == 'table' then
     broken = 1 -- wrong type (or any other error reading it)
@@ -154,6 +155,11 @@ for i = 1, rules do
           if us > full_us then us = full_us end
           ahead = us * scale
           if ahead > capacity then ahead = capacity end
+          -- Written back under this rule, refused or not: left as it was,
+          -- the old drain (an hour, for a raised per-hour quota) would be
+          -- read again on every request and refuse the key until it ran
+          -- out, however fast this rule refills.
+          rewrite = 1
         end
       end
     end
@@ -162,7 +168,7 @@ for i = 1, rules do
     corrupt = corrupt + 1
     ahead = capacity
   end
-  st[i] = { scale, interval, capacity, ahead, broken, spec }
+  st[i] = { scale, interval, capacity, ahead, broken, spec, rewrite }
 end
 
 if m < n then
@@ -198,7 +204,7 @@ for i = 1, rules do
   local needed = ahead + n * interval
   if allowed == 1 then ahead = needed end
   local until_full = idiv(ahead + scale - 1, scale)
-  if (allowed == 1 and n > 0) or r[5] == 1 then
+  if (allowed == 1 and n > 0) or r[5] == 1 or r[7] == 1 then
     -- tat = now * scale + ahead, split so that now is never scaled.
     local whole = idiv(ahead, scale)
     local ttl = idiv(until_full + 999, 1000)
