@@ -802,30 +802,22 @@ mod tests {
             Duration::from_secs(5),
             "at the cap: waited"
         );
-        // An explicit deadline bounds it instead of the default cap.
-        let start = Instant::now();
-        let e = Retry::builder()
-            .max_attempts(2)
-            .honor_retry_after()
-            .deadline(Duration::from_secs(300))
-            .build()
-            .call(|| async { Err::<(), _>(After(90_000)) })
-            .await
-            .unwrap_err();
-        assert_eq!((e.attempts, e.stop), (2, Stop::Exhausted));
-        assert_eq!(
-            start.elapsed(),
-            Duration::from_secs(90),
-            "within the deadline"
-        );
-        let e = Retry::builder()
-            .max_attempts(2)
-            .honor_retry_after()
-            .deadline(Duration::from_secs(60))
-            .build()
-            .call(|| async { Err::<(), _>(After(90_000)) })
-            .await
-            .unwrap_err();
-        assert_eq!((e.attempts, e.stop), (1, Stop::Deadline));
+        // An explicit deadline bounds it instead of the default cap: a
+        // server's 90 s is waited within 300 s, and stops a 60 s one.
+        for (deadline_s, attempts, stop, waited_s) in
+            [(300, 2, Stop::Exhausted, 90), (60, 1, Stop::Deadline, 0)]
+        {
+            let start = Instant::now();
+            let e = Retry::builder()
+                .max_attempts(2)
+                .honor_retry_after()
+                .deadline(Duration::from_secs(deadline_s))
+                .build()
+                .call(|| async { Err::<(), _>(After(90_000)) })
+                .await
+                .unwrap_err();
+            assert_eq!((e.attempts, e.stop), (attempts, stop), "{deadline_s} s");
+            assert_eq!(start.elapsed(), Duration::from_secs(waited_s));
+        }
     }
 }

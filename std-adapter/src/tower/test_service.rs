@@ -46,6 +46,14 @@ pub(crate) fn get(path: &str) -> Request<()> {
         .expect("valid request")
 }
 
+/// A request for `/200` with the API key `value` in `x-api-key`.
+pub(crate) fn with_key(value: &[u8]) -> Request<()> {
+    let mut request = get("/200");
+    let value = http::HeaderValue::from_bytes(value).expect("a header value");
+    request.headers_mut().insert("x-api-key", value);
+    request
+}
+
 /// Calls `service` as a server would: ready, then call.
 pub(crate) async fn send<S>(
     service: &mut S,

@@ -10,17 +10,10 @@ use http::Request;
 use tower_layer::Layer;
 
 use super::{key, BadKey, RateLimitLayer, RateLimitRejection, Refusal};
-use crate::tower::test_service::{get, send, Scripted};
+use crate::tower::test_service::{get, send, with_key, Scripted};
 
 fn bucket(quota: Result<Quota, fusebox::bucket::QuotaError>) -> Arc<TokenBucket> {
     Arc::new(TokenBucket::new(quota.expect("valid quota")))
-}
-
-fn with_key(value: &[u8]) -> Request<()> {
-    let mut request = get("/200");
-    let value = http::HeaderValue::from_bytes(value).expect("a header value");
-    request.headers_mut().insert("x-api-key", value);
-    request
 }
 
 #[tokio::test(start_paused = true)]
