@@ -89,8 +89,23 @@ async fn retry_a_wait_of_duration_max_stops_at_the_deadline_or_waits_for_the_far
         .unwrap_err();
     assert_eq!((e.attempts, e.stop), (1, Stop::Deadline));
     assert_eq!(start.elapsed(), Duration::ZERO, "stopped at once");
-    // A predicate's Retry-After of `Duration::MAX`, no deadline: it waits.
+    // A predicate's Retry-After of `Duration::MAX`, no deadline: past the
+    // default cap on a Retry-After (60 s), it stops at once.
     let retry = Retry::builder().max_attempts(2).retry_if(Forever).build();
+    let start = Instant::now();
+    let e = retry
+        .call(|| async { Err::<(), _>("down") })
+        .await
+        .unwrap_err();
+    assert_eq!((e.attempts, e.stop), (1, Stop::RetryAfterTooLong));
+    assert_eq!(start.elapsed(), Duration::ZERO, "stopped at once");
+    // With the cap lifted to `Duration::MAX`: it waits for the far future,
+    // never a panic on the overflow.
+    let retry = Retry::builder()
+        .max_attempts(2)
+        .retry_if(Forever)
+        .max_retry_after(Duration::MAX)
+        .build();
     let calls = AtomicUsize::new(0);
     let waiting = retry.call(|| {
         calls.fetch_add(1, SeqCst);
