@@ -154,9 +154,17 @@ async fn a_wait_past_the_deadline_fails_at_once() {
         })
     );
     assert_eq!(Instant::now(), start, "no sleep at all");
-    // A deadline at the refill instant is enough.
+    // A deadline at the refill instant is not enough: tokio ends a sleep
+    // on its 1 ms tick, at the instant or up to a tick after it, so a wait
+    // ending within the last tick before the deadline is given up (it
+    // could end past it). One tick later is enough.
     let exact = start + Duration::from_millis(500);
-    limiter.until_n_ready_by(1, Some(exact)).await.unwrap();
+    assert!(matches!(
+        limiter.until_n_ready_by(1, Some(exact)).await,
+        Err(LimitError::DeadlineExceeded { .. })
+    ));
+    let tick_later = exact + Duration::from_millis(1);
+    limiter.until_n_ready_by(1, Some(tick_later)).await.unwrap();
     assert_eq!(Instant::now(), exact);
 }
 
