@@ -11,6 +11,12 @@
 # move the count), counters dumped; instructions ÷ requests.
 #
 #   ./benches/http_instr.sh [mode ...]     # default: the modes below
+#   SIM=1 ./benches/http_instr.sh [mode ...]
+#
+# SIM=1 adds callgrind's cache and branch simulation (the host's cache
+# geometry): first-level instruction and data misses and mispredicted
+# branches per request (benches/analysis.md, "Simulated caches and
+# branches per request").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODES=("$@")
@@ -26,11 +32,18 @@ SERVER=${CARGO_TARGET_DIR:-target}/release/examples/http_server
 OUT=$(mktemp -d)
 PID=
 trap '[ -z "$PID" ] || kill "$PID" 2>/dev/null; rm -rf "$OUT"' EXIT
-echo "| mode | requests | instructions/request | over bare |"
-echo "|---|---:|---:|---:|"
+SIM_ARGS=()
+if [ -n "${SIM:-}" ]; then
+    SIM_ARGS=(--cache-sim=yes --branch-sim=yes)
+    echo "| mode | requests | instructions/request | over bare | I1 misses | D1 read misses | D1 write misses | mispredicted conditional | mispredicted indirect |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+else
+    echo "| mode | requests | instructions/request | over bare |"
+    echo "|---|---:|---:|---:|"
+fi
 bare=
 for mode in "${MODES[@]}"; do
-    valgrind --tool=callgrind --callgrind-out-file="$OUT/$mode.%p" \
+    valgrind --tool=callgrind "${SIM_ARGS[@]}" --callgrind-out-file="$OUT/$mode.%p" \
         "$SERVER" --mode "$mode" --port 0 --workers 1 >"$OUT/$mode.log" 2>&1 &
     PID=$!
     port=
@@ -59,5 +72,12 @@ for mode in "${MODES[@]}"; do
     per=$((total / requests))
     [ -n "$bare" ] || { [ "$mode" != bare ] || bare=$per; }
     over=$([ -n "$bare" ] && echo "+$((per - bare))" || echo "")
-    echo "| $mode | $requests | $per | $over |"
+    if [ -n "${SIM:-}" ]; then
+        # events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw Bc Bcm Bi Bim
+        sim=$(sed -n 's/^summary: *//p' "$dump" | head -1 |
+            awk -v r="$requests" '{printf "%.1f | %.1f | %.1f | %.1f | %.1f", $4/r, $5/r, $6/r, $11/r, $13/r}')
+        echo "| $mode | $requests | $per | $over | $sim |"
+    else
+        echo "| $mode | $requests | $per | $over |"
+    fi
 done
