@@ -1,0 +1,105 @@
+use super::*;
+use fusebox::breaker::Config;
+use std::task::Context;
+
+fn breaker(n: u32) -> Breaker {
+    let config = Config::builder()
+        .consecutive_failures(n)
+        .open_for(fusebox::Duration::from_secs(1))
+        .build()
+        .unwrap();
+    Breaker::new("test", Arc::new(CircuitBreaker::new(config)))
+}
+
+#[tokio::test(start_paused = true)]
+async fn not_polled_asks_nothing() {
+    let b = breaker(1);
+    let call = b.call(async { Ok::<(), ()>(()) });
+    drop(call);
+    assert_eq!(b.metrics(), Metrics::default());
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_counts_as_failure_and_opens() {
+    let b = Breaker::builder("t", Arc::clone(breaker(1).core()))
+        .timeout(Duration::from_millis(100))
+        .build();
+    let start = tokio::time::Instant::now();
+    let r = b
+        .call(async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok::<(), ()>(())
+        })
+        .await;
+    assert!(matches!(r, Err(CallError::Timeout)));
+    assert_eq!(
+        tokio::time::Instant::now(),
+        start + Duration::from_millis(100)
+    );
+    assert_eq!(b.metrics().failures, 1);
+    assert_eq!(b.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_largest_timeout_never_fires_nor_overflows() {
+    let b = Breaker::builder("t", Arc::clone(breaker(1).core()))
+        .timeout(Duration::MAX)
+        .build();
+    let call = b.call(std::future::pending::<Result<(), ()>>());
+    assert!(tokio::time::timeout(Duration::from_secs(3600), call)
+        .await
+        .is_err());
+    assert_eq!(b.metrics().abandoned, 1);
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(start_paused = true)]
+async fn call_recorded_reports_what_the_core_recorded() {
+    let config = Config::builder()
+        .consecutive_failures(100)
+        .slow_call(fusebox::Duration::from_millis(50), 100)
+        .window(4)
+        .build()
+        .unwrap();
+    let b = Breaker::builder("t", Arc::new(CircuitBreaker::new(config)))
+        .timeout(Duration::from_secs(1))
+        .build();
+    let after = |ms: u64, ok: bool| async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        if ok {
+            Ok(())
+        } else {
+            Err(())
+        }
+    };
+    assert_eq!(b.call_recorded(after(10, true)).await.1, Recorded::Success);
+    // A success past the slow-call threshold is recorded as a failure.
+    let (slow, recorded) = b.call_recorded(after(60, true)).await;
+    assert!(slow.is_ok(), "the caller still gets its value");
+    assert_eq!(recorded, Recorded::Failure);
+    assert_eq!(b.metrics().slow_calls, 1);
+    assert_eq!(b.call_recorded(after(1, false)).await.1, Recorded::Failure);
+    let (timed_out, recorded) = b.call_recorded(after(5_000, true)).await;
+    assert!(matches!(timed_out, Err(CallError::Timeout)));
+    assert_eq!(recorded, Recorded::Failure);
+    b.core().force_open(b.clock().now());
+    assert_eq!(b.call_recorded(after(1, true)).await.1, Recorded::Refused);
+    // Cancelled: the permit is abandoned.
+    b.core().force_close(b.clock().now());
+    let hung = b.call_recorded(std::future::pending::<Result<(), ()>>());
+    assert!(tokio::time::timeout(Duration::from_millis(10), hung)
+        .await
+        .is_err());
+    assert_eq!(b.metrics().abandoned, 1);
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "polled after completion")]
+async fn polled_after_completion_panics() {
+    let b = breaker(1);
+    let mut call = std::pin::pin!(b.call(async { Ok::<(), ()>(()) }));
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    assert!(call.as_mut().poll(&mut cx).is_ready());
+    let _ = call.as_mut().poll(&mut cx);
+}
