@@ -1,0 +1,153 @@
+use super::*;
+use crate::policy::CallError;
+use crate::policy::LimitError;
+
+struct After(u64);
+impl fusebox::RetryAfter for After {
+    fn retry_after(&self) -> Option<fusebox::Duration> {
+        Some(fusebox::Duration::from_millis(self.0))
+    }
+}
+
+#[test]
+fn policy_refusals_are_never_retried() {
+    let p = OnCallError(RetryAll);
+    assert!(p.should_retry(&CallError::Inner(())));
+    assert!(p.should_retry(&CallError::<()>::Timeout));
+    assert!(!p.should_retry(&CallError::<()>::Open { retry_after: None }));
+    let limited = CallError::<()>::RateLimited(LimitError::DeadlineExceeded {
+        retry_after: Duration::from_secs(1),
+    });
+    assert!(!p.should_retry(&limited));
+    assert_eq!(
+        p.retry_after(&limited),
+        None,
+        "the limit's wait is not a server's"
+    );
+}
+
+#[test]
+fn the_callee_retry_after_passes_through_the_policy() {
+    let p = OnCallError(HonorRetryAfter(|_: &After| true));
+    assert_eq!(
+        p.retry_after(&CallError::Inner(After(1_500))),
+        Some(Duration::from_millis(1_500))
+    );
+    assert_eq!(p.retry_after(&CallError::<After>::Timeout), None);
+}
+
+#[test]
+fn retry_error_shows_the_reason_and_sources_the_error() {
+    let e = RetryError {
+        error: std::io::Error::other("token=abc"),
+        attempts: 2,
+        stop: Stop::Budget,
+    };
+    assert_eq!(
+        e.to_string(),
+        "gave up after 2 attempts: the retry budget is spent"
+    );
+    let source = std::error::Error::source(&e).unwrap();
+    assert_eq!(source.to_string(), "token=abc");
+}
+
+/// tokio rounds a sleep up to its 1 ms tick: a wait ending within the
+/// last millisecond before the deadline would start the attempt after
+/// it (found by a hostile review: 2.2 ms waited, the attempt started at
+/// 3 ms against a 2.5 ms deadline).
+#[tokio::test(start_paused = true)]
+async fn no_attempt_starts_after_the_deadline_whatever_the_tick() {
+    use crate::policy::{ExponentialBackoffMaker, Jitter};
+    let pause = |us| {
+        ExponentialBackoffMaker::new(Duration::from_micros(us), 1.0, Duration::from_micros(us))
+            .unwrap()
+            .with_jitter(Jitter::None)
+    };
+    for (wait_us, deadline_us, attempts) in [
+        (2_200, 2_500, 1),
+        (1_000, 2_000, 2),
+        (1_000, 1_999, 1),
+        (2_200, 3_200, 2),
+    ] {
+        let retry = Retry::builder()
+            .max_attempts(2)
+            .backoff(pause(wait_us))
+            .deadline(Duration::from_micros(deadline_us))
+            .build();
+        let start = Instant::now();
+        let mut starts = Vec::new();
+        let e = retry
+            .call(|| {
+                starts.push(start.elapsed());
+                async { Err::<(), _>("down") }
+            })
+            .await
+            .unwrap_err();
+        let at = (wait_us, deadline_us, &starts);
+        assert!(
+            starts
+                .iter()
+                .all(|s| *s < Duration::from_micros(deadline_us)),
+            "{at:?}"
+        );
+        assert_eq!(e.attempts, attempts, "{at:?}");
+    }
+}
+
+/// A server's Retry-After of any size parked the caller up to 30 years
+/// (found by a hostile review); past `max_retry_after` the retry stops
+/// at once, and the cap itself is honoured to the tick.
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_past_the_cap_stops_at_once() {
+    let honour = |max: Duration| {
+        Retry::builder()
+            .max_attempts(2)
+            .retry_if(HonorRetryAfter(RetryAll))
+            .max_retry_after(max)
+            .build()
+    };
+    for server_ms in [60_001, 3_600_000, u64::MAX / 1_000] {
+        let start = Instant::now();
+        let e = Retry::builder()
+            .max_attempts(2)
+            .honor_retry_after()
+            .build()
+            .call(|| async move { Err::<(), _>(After(server_ms)) })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.attempts, e.stop),
+            (1, Stop::RetryAfterTooLong),
+            "{server_ms}"
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+    let start = Instant::now();
+    let e = honour(Duration::from_secs(5))
+        .call(|| async { Err::<(), _>(After(5_000)) })
+        .await
+        .unwrap_err();
+    assert_eq!((e.attempts, e.stop), (2, Stop::Exhausted));
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(5),
+        "at the cap: waited"
+    );
+    // An explicit deadline bounds it instead of the default cap: a
+    // server's 90 s is waited within 300 s, and stops a 60 s one.
+    for (deadline_s, attempts, stop, waited_s) in
+        [(300, 2, Stop::Exhausted, 90), (60, 1, Stop::Deadline, 0)]
+    {
+        let start = Instant::now();
+        let e = Retry::builder()
+            .max_attempts(2)
+            .honor_retry_after()
+            .deadline(Duration::from_secs(deadline_s))
+            .build()
+            .call(|| async { Err::<(), _>(After(90_000)) })
+            .await
+            .unwrap_err();
+        assert_eq!((e.attempts, e.stop), (attempts, stop), "{deadline_s} s");
+        assert_eq!(start.elapsed(), Duration::from_secs(waited_s));
+    }
+}
