@@ -125,9 +125,10 @@ impl Quoted {
 /// (draft-ietf-httpapi-ratelimit-headers), so layers stack: the member is
 /// joined to whatever the response already carries (another layer's, or
 /// the inner service's), never replacing it. The legacy trio has room for
-/// one policy only: it is set only where absent, unless `own` (the
-/// response is this layer's own refusal, whose figures are the ones that
-/// matter to the client).
+/// one policy only: it is set only if none of its three fields is there
+/// (a partial trio is an inner policy's, never completed with this one's
+/// figures), unless `own` (the response is this layer's own refusal,
+/// whose figures are the ones that matter to the client).
 pub(crate) fn add_rate_limit(
     headers: &mut HeaderMap,
     policy: &PolicyFields,
@@ -268,16 +269,21 @@ pub(crate) fn member_value(member: Vec<u8>) -> HeaderValue {
 
 /// The legacy trio, if asked (see [`add_rate_limit`]).
 pub(crate) fn add_legacy(headers: &mut HeaderMap, q: &Quoted, legacy: bool, own: bool) {
-    if legacy {
-        for (name, value) in [
-            (&X_LIMIT, q.limit),
-            (&X_REMAINING, q.remaining),
-            (&X_RESET, q.reset),
-        ] {
-            if own || !headers.contains_key(name) {
-                headers.insert(name.clone(), HeaderValue::from(value));
-            }
-        }
+    if !legacy {
+        return;
+    }
+    let trio = [
+        (&X_LIMIT, q.limit),
+        (&X_REMAINING, q.remaining),
+        (&X_RESET, q.reset),
+    ];
+    // One policy's three, or none: an inner policy's partial trio stays
+    // as it is rather than gain this policy's figures.
+    if !own && trio.iter().any(|(name, _)| headers.contains_key(*name)) {
+        return;
+    }
+    for (name, value) in trio {
+        headers.insert(name.clone(), HeaderValue::from(value));
     }
 }
 
@@ -563,7 +569,10 @@ mod tests {
         assert_eq!(h[&RATELIMIT], "\"inner\";r=0;t=9, \"outer\";r=99;t=1");
         assert_eq!(h[&RATELIMIT_POLICY], "\"outer\";q=100;w=60");
         assert_eq!(h[&X_REMAINING], "0", "the inner trio is kept");
-        assert_eq!(h[&X_LIMIT], "100", "absent members of the trio are added");
+        assert!(
+            !h.contains_key(&X_LIMIT) && !h.contains_key(&X_RESET),
+            "a partial inner trio is never completed with another policy's figures"
+        );
     }
 
     #[test]

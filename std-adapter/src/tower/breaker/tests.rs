@@ -221,3 +221,366 @@ async fn a_limit_inside_never_opens_the_breaker_with_its_own_refusals() {
     let good = send(&mut service, with_key(b"good")).await.unwrap();
     assert_eq!(good.status(), 200, "the client the limit admits is served");
 }
+
+// ---------------------------------------------------------------------
+// Hostile review (tower layers): models written from the documented
+// contract, not from the code.
+// ---------------------------------------------------------------------
+
+fn half_open_core(trials: u8) -> Arc<CircuitBreaker> {
+    Arc::new(CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(1)
+            .open_for(Duration::from_secs(30))
+            .half_open_permits(trials)
+            .build()
+            .expect("valid config"),
+    ))
+}
+
+/// Opens `service`'s breaker with one failure and waits out its
+/// `Retry-After`, so that the next call is a half-open trial.
+async fn open_then_wait<S>(service: &mut S)
+where
+    S: Service<http::Request<()>, Response = http::Response<String>, Error = &'static str>,
+{
+    assert_eq!(send(service, get("/502")).await.unwrap().status(), 502);
+    let open = send(service, get("/200")).await.unwrap();
+    assert_eq!(open.status(), 503);
+    let wait: u64 = open.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    tokio::time::advance(StdDuration::from_secs(wait)).await;
+}
+
+/// However many response futures are made and dropped (polled or not),
+/// no more trials run at once than configured; a trial of an earlier
+/// half-open phase, dropped in a later one, frees no slot of the later
+/// one.
+#[tokio::test(start_paused = true)]
+async fn made_and_dropped_futures_never_admit_more_trials_than_configured() {
+    let breaker = half_open_core(2);
+    let layer = CircuitBreakerLayer::new("probe", Arc::clone(&breaker));
+    let clock = layer.clock();
+    let mut service = layer.layer(Scripted);
+    open_then_wait(&mut service).await;
+
+    // Phase one: two trials, one hangs, one fails (reopens).
+    let old_trial = service.call(get("/hang"));
+    assert!(old_trial.is_trial());
+    let mut refused_now = Vec::new();
+    for _ in 0..50 {
+        let f = service.call(get("/hang"));
+        if f.is_trial() {
+            refused_now.push(f);
+        }
+    }
+    assert_eq!(refused_now.len(), 1, "two slots in all");
+    // A trial polled once (pending) then dropped frees its slot.
+    let mut polled = refused_now.pop().unwrap();
+    assert!(futures_poll_once(&mut polled).await.is_none());
+    drop(polled);
+    assert!(service.call(get("/hang")).is_trial(), "the freed slot");
+    let failing = service.call(get("/502"));
+    assert!(failing.is_trial());
+    assert_eq!(failing.await.unwrap().status(), 502);
+    assert_eq!(breaker.state(clock.now()), State::Open);
+
+    // Phase two: two new trials hold the two slots.
+    tokio::time::advance(StdDuration::from_secs(31)).await;
+    let t1 = service.call(get("/hang"));
+    let t2 = service.call(get("/hang"));
+    assert!(t1.is_trial() && t2.is_trial());
+    drop(old_trial); // a phase-one trial: frees nothing of phase two
+    let mut extra = 0;
+    for _ in 0..50 {
+        extra += u32::from(service.call(get("/hang")).is_trial());
+    }
+    assert_eq!(extra, 0, "more than two trials at once");
+    drop((t1, t2));
+}
+
+/// Polls `future` once with a no-op waker: `Some` if it was ready.
+async fn futures_poll_once<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut *future).poll(cx) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+/// A classifier that panics on a half-open trial's response leaves the
+/// breaker consistent: the trial is abandoned when its future is dropped
+/// (its slot freed, nothing decided), and the next request is a trial.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_classifier_abandons_the_trial() {
+    use fusebox::breaker::Outcome;
+    use std::panic::AssertUnwindSafe;
+
+    let breaker = half_open_core(1);
+    let layer = CircuitBreakerLayer::new("fragile", Arc::clone(&breaker)).classifier(
+        |r: &Result<http::Response<String>, &str>| match r {
+            Ok(resp) if resp.status() == 418 => panic!("classifier bug"),
+            Ok(resp) if resp.status().is_server_error() => Outcome::Failure,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        },
+    );
+    let clock = layer.clock();
+    let mut service = layer.layer(Scripted);
+    open_then_wait(&mut service).await;
+    let mut trial = service.call(get("/418"));
+    assert!(trial.is_trial());
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let panicked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let _ = std::pin::Pin::new(&mut trial).poll(&mut cx);
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(breaker.state(clock.now()), State::HalfOpen);
+    // Polled again after the panic: a panic, and nothing recorded.
+    let again = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let _ = std::pin::Pin::new(&mut trial).poll(&mut cx);
+    }));
+    assert!(again.is_err());
+    let m = breaker.metrics();
+    assert_eq!((m.successes, m.failures), (0, 1), "only the first 502");
+    drop(trial);
+    assert_eq!(breaker.metrics().abandoned, 1);
+    let next = service.call(get("/200"));
+    assert!(next.is_trial(), "the slot is free again");
+    assert_eq!(next.await.unwrap().status(), 200);
+    assert_eq!(breaker.state(clock.now()), State::Closed);
+}
+
+/// A completed future polled again panics (documented) and records
+/// nothing a second time.
+#[tokio::test(start_paused = true)]
+async fn a_completed_future_polled_again_records_nothing_more() {
+    use std::future::Future;
+    use std::panic::AssertUnwindSafe;
+
+    let breaker = core(5);
+    let mut service = CircuitBreakerLayer::new("db", Arc::clone(&breaker)).layer(Scripted);
+    let mut future = service.call(get("/502"));
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let first = std::pin::Pin::new(&mut future).poll(&mut cx);
+    assert!(matches!(first, std::task::Poll::Ready(Ok(_))));
+    for _ in 0..3 {
+        let again = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let _ = std::pin::Pin::new(&mut future).poll(&mut cx);
+        }));
+        assert!(again.is_err());
+    }
+    drop(future);
+    let m = breaker.metrics();
+    assert_eq!((m.failures, m.abandoned, m.calls()), (1, 0, 1));
+}
+
+/// An inner service whose `poll_ready` fails takes no permit (the breaker
+/// is asked in `call` only) and leaves the breaker as it was.
+#[tokio::test(start_paused = true)]
+async fn an_inner_poll_ready_error_takes_no_trial() {
+    #[derive(Clone)]
+    struct NotReady;
+    impl Service<http::Request<()>> for NotReady {
+        type Response = http::Response<String>;
+        type Error = &'static str;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Err("overloaded"))
+        }
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            unreachable!("never ready")
+        }
+    }
+    let breaker = half_open_core(1);
+    let layer = CircuitBreakerLayer::new("gate", Arc::clone(&breaker));
+    let clock = layer.clock();
+    let mut scripted = layer.clone().layer(Scripted);
+    open_then_wait(&mut scripted).await;
+    let mut gated = layer.layer(NotReady);
+    for _ in 0..10 {
+        let ready = std::future::poll_fn(|cx| gated.poll_ready(cx)).await;
+        assert_eq!(ready, Err("overloaded"));
+    }
+    assert_eq!(breaker.metrics().calls(), 1, "nothing taken");
+    let _ = clock;
+    assert!(
+        scripted.call(get("/200")).is_trial(),
+        "the one slot is free"
+    );
+}
+
+/// `Retry-After` is never 0 nor before the core lets a trial through,
+/// however close to the end of the open period the refusal comes: a
+/// client refused at `w` that comes back at `w + Retry-After` is let
+/// through (and not a whole second later than it could have been).
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_never_zero_nor_early() {
+    for open_ms in [1_u64, 999, 1_000, 1_001, 1_500, 30_000] {
+        let breaker = Arc::new(CircuitBreaker::new(
+            Config::builder()
+                .consecutive_failures(1)
+                .open_for(Duration::from_millis(open_ms))
+                .half_open_permits(1)
+                .build()
+                .unwrap(),
+        ));
+        let mut service = CircuitBreakerLayer::new("edge", Arc::clone(&breaker)).layer(Scripted);
+        assert_eq!(send(&mut service, get("/502")).await.unwrap().status(), 502);
+        // Coarse steps, then 100 µs ones over the last 5 ms.
+        let coarse = StdDuration::from_micros(open_ms * 1_000 / 7 + 1);
+        let fine_from = StdDuration::from_millis(open_ms.saturating_sub(5));
+        let mut waited = StdDuration::ZERO;
+        let mut refusals = Vec::new();
+        let trial_at = loop {
+            let response = service.call(get("/hang"));
+            if response.is_trial() {
+                break waited;
+            }
+            let response = response.await.unwrap();
+            assert_eq!(response.status(), 503);
+            let secs: u64 = response.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            refusals.push((waited, secs));
+            let step = if waited + coarse < fine_from {
+                coarse
+            } else {
+                StdDuration::from_micros(100)
+            };
+            tokio::time::advance(step).await;
+            waited += step;
+            assert!(
+                waited < StdDuration::from_millis(open_ms + 10),
+                "never let through"
+            );
+        };
+        for (at, secs) in refusals {
+            assert!(secs >= 1, "Retry-After: 0 at {at:?} ({open_ms} ms open)");
+            let back = at + StdDuration::from_secs(secs);
+            // The trial was found within 100 µs of when it became possible.
+            assert!(
+                back + StdDuration::from_micros(100) >= trial_at,
+                "Retry-After {secs} s at {at:?}: back at {back:?}, trial only at {trial_at:?}"
+            );
+            assert!(
+                back < trial_at + StdDuration::from_secs(1) + StdDuration::from_millis(3),
+                "Retry-After {secs} s at {at:?}: a second late (trial at {trial_at:?})"
+            );
+        }
+    }
+}
+
+/// On a multi-threaded runtime, clones racing for half-open trials (each
+/// made, held across a yield and dropped) never hold more trials at once
+/// than configured.
+#[test]
+fn racing_clones_never_hold_more_trials_than_configured() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_time()
+        .build()
+        .unwrap();
+    let (most, trials) = runtime.block_on(async {
+        let breaker = Arc::new(CircuitBreaker::new(
+            Config::builder()
+                .consecutive_failures(1)
+                .open_for(Duration::from_millis(1))
+                .half_open_permits(2)
+                .build()
+                .unwrap(),
+        ));
+        let service = CircuitBreakerLayer::new("race", breaker).layer(Scripted);
+        assert_eq!(
+            send(&mut service.clone(), get("/502"))
+                .await
+                .unwrap()
+                .status(),
+            502
+        );
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+        let live = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let trials = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (mut service, live, most, trials) = (
+                service.clone(),
+                Arc::clone(&live),
+                Arc::clone(&most),
+                Arc::clone(&trials),
+            );
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..2_000 {
+                    let future = service.call(get("/hang"));
+                    if future.is_trial() {
+                        let now = live.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        trials.fetch_add(1, Ordering::Relaxed);
+                        tokio::task::yield_now().await;
+                        live.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    drop(future);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        (most.load(Ordering::SeqCst), trials.load(Ordering::Relaxed))
+    });
+    assert!(trials > 2, "the race ran: {trials} trials");
+    assert!(most <= 2, "{most} trials at once");
+}
+
+/// An inner service whose `call` panics on a half-open trial leaves the
+/// trial's slot free (the permit taken for it is abandoned by the unwind).
+#[tokio::test(start_paused = true)]
+async fn an_inner_call_that_panics_frees_the_trial() {
+    #[derive(Clone)]
+    struct Panics;
+    impl Service<http::Request<()>> for Panics {
+        type Response = http::Response<String>;
+        type Error = &'static str;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            panic!("inner bug")
+        }
+    }
+    let breaker = half_open_core(1);
+    let layer = CircuitBreakerLayer::new("bug", Arc::clone(&breaker));
+    let clock = layer.clock();
+    let mut scripted = layer.clone().layer(Scripted);
+    open_then_wait(&mut scripted).await;
+    let mut panicking = layer.layer(Panics);
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drop(panicking.call(get("/")));
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(breaker.metrics().abandoned, 1);
+    assert_eq!(breaker.state(clock.now()), State::HalfOpen);
+    let trial = scripted.call(get("/200"));
+    assert!(trial.is_trial(), "the slot is free");
+    assert_eq!(trial.await.unwrap().status(), 200);
+    assert_eq!(breaker.state(clock.now()), State::Closed);
+}

@@ -41,7 +41,8 @@ use crate::TokioClock;
 /// around a per-key one lists both, the refusing one with `r=0`), in one
 /// field line. The legacy trio and `Retry-After` hold one policy only: a
 /// layer sets them on its own refusals, and on a response it let through
-/// only where they are absent (the innermost policy's stay).
+/// only if none of them is there (the innermost policy's stay, and a
+/// trio is never completed with another policy's figures).
 ///
 /// A [`Keyed`] limit under
 /// [`FullPolicy::Overflow`](fusebox::bucket::FullPolicy::Overflow) charges

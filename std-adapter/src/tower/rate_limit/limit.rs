@@ -229,9 +229,10 @@ where
     #[inline(never)]
     fn refused(&self, error: KeyedError, base: Option<Base>, key: &K, now: Instant) -> Check {
         match error {
-            KeyedError::RateLimited(limited) => {
-                Check::Limited(limited.retry_after, self.quoted(base, key, now))
-            }
+            KeyedError::RateLimited(limited) => Check::Limited(
+                limited.retry_after,
+                self.quoted(base, key, now, limited.retry_after),
+            ),
             _ => Check::Refused(Refusal::Unavailable),
         }
     }
@@ -253,13 +254,18 @@ where
     /// overflow bucket. Under
     /// [`FullPolicy::Reject`](fusebox::bucket::FullPolicy::Reject) every
     /// refusal is the key's own.
-    fn quoted(&self, base: Option<Base>, key: &K, now: Instant) -> Option<Quoted> {
+    fn quoted(
+        &self,
+        base: Option<Base>,
+        key: &K,
+        now: Instant,
+        retry_after: Duration,
+    ) -> Option<Quoted> {
         let base = base?;
-        let available = self.limiter.available(key, now);
-        if available != 0 && self.limiter.overflow_quota().is_some() {
+        if self.limiter.overflow_quota().is_some() && self.limiter.available(key, now) != 0 {
             return None;
         }
-        Some(base.quote(available))
+        Some(base.refused(retry_after))
     }
 
     /// The quota's figures: kept, while the quota is the one they were

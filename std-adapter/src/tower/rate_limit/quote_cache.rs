@@ -59,6 +59,26 @@ impl Base {
             full: missing == 1,
         }
     }
+
+    /// The fields of a key its own bucket refused, `retry_after` before
+    /// its next token: none left, and full again `burst − 1` refill
+    /// intervals after that token (a GCRA bucket that admits one token
+    /// again is exactly that far from full). Exact, where counting from
+    /// the whole tokens left ([`quote`](Self::quote)) could say up to one
+    /// interval more: an hour for a quota of one an hour. Never early: the
+    /// interval and `retry_after` are both rounded up.
+    pub(super) fn refused(&self, retry_after: Duration) -> Quoted {
+        let rest = self
+            .interval
+            .saturating_mul(u64::from(self.burst.saturating_sub(1)));
+        Quoted {
+            limit: self.limit,
+            window: self.window,
+            remaining: 0,
+            reset: ceil_secs(retry_after.saturating_add(Duration::from_micros(rest))),
+            full: false,
+        }
+    }
 }
 
 /// One [`Base`] and the quota version it was derived under.

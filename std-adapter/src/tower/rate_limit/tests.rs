@@ -509,3 +509,318 @@ async fn padding_x_forwarded_for_never_escapes_the_address_bucket() {
     let padded = send(&mut service, via_proxy(&padding)).await.unwrap();
     assert_eq!(padded.status(), 429, "a request past the address's limit");
 }
+
+// ---------------------------------------------------------------------
+// Hostile review (tower layers): models written from the documented
+// contract, not from the code.
+// ---------------------------------------------------------------------
+
+/// The `(r, t)` of `policy`'s member in the `RateLimit` field.
+fn member_rt(response: &http::Response<String>, policy: &str) -> (u64, u64) {
+    let field = response.headers()["ratelimit"].to_str().unwrap();
+    let prefix = format!("\"{policy}\";r=");
+    let member = field
+        .split(", ")
+        .find_map(|m| m.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {policy} member in {field}"));
+    let (r, t) = member.split_once(";t=").unwrap();
+    (r.parse().unwrap(), t.parse().unwrap())
+}
+
+fn retry_after(response: &http::Response<String>) -> u64 {
+    response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The contract (module docs): `t` is the seconds until the bucket is
+/// full again, rounded up. A key used once at 0 (1 an hour) and refused at
+/// 3 599 s is full again one second later, as `Retry-After: 1` says; the
+/// single bucket says `t=1`, the keyed one must too (a client reading
+/// `r=0;t=3600` backs off for an hour instead of a second).
+#[tokio::test(start_paused = true)]
+async fn a_keyed_429_reports_the_real_time_until_full() {
+    let single = RateLimitLayer::new("single", bucket(Quota::per_hour(1))).layer(Scripted);
+    let keyed = RateLimitLayer::keyed(
+        "per_key",
+        per_key(Quota::per_hour(1)),
+        key::header("x-api-key", 32),
+    )
+    .layer(Scripted);
+    let (mut single, mut keyed) = (single, keyed);
+    assert_eq!(
+        send(&mut single, with_key(b"k")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        send(&mut keyed, with_key(b"k")).await.unwrap().status(),
+        200
+    );
+    tokio::time::advance(StdDuration::from_secs(3_599)).await;
+    let s = send(&mut single, with_key(b"k")).await.unwrap();
+    let k = send(&mut keyed, with_key(b"k")).await.unwrap();
+    assert_eq!((s.status().as_u16(), k.status().as_u16()), (429, 429));
+    assert_eq!((retry_after(&s), retry_after(&k)), (1, 1));
+    assert_eq!(member_rt(&s, "single"), (0, 1), "the single bucket");
+    assert_eq!(member_rt(&k, "per_key"), (0, 1), "the keyed bucket");
+}
+
+/// The same for an admitted request: 1 an hour with a burst of 2, one
+/// token spent at 0 and another at 1 800 s leaves half a token, full
+/// again 5 400 s later (the single bucket says so); the keyed one said
+/// 7 200.
+#[tokio::test(start_paused = true)]
+#[ignore = "review finding (open): a keyed admission's t counts whole tokens only (up to one interval late); needs the key's time until full from the core"]
+async fn a_keyed_admission_reports_the_real_time_until_full() {
+    let quota = || Quota::per_hour(1).unwrap().with_burst(2).unwrap();
+    let mut single =
+        RateLimitLayer::new("single", Arc::new(TokenBucket::new(quota()))).layer(Scripted);
+    let table = KeyedLimiter::<String, 8>::new(quota(), FullPolicy::Reject).unwrap();
+    let mut keyed = RateLimitLayer::keyed("per_key", Arc::new(table), key::header("x-api-key", 32))
+        .layer(Scripted);
+    send(&mut single, with_key(b"k")).await.unwrap();
+    send(&mut keyed, with_key(b"k")).await.unwrap();
+    tokio::time::advance(StdDuration::from_secs(1_800)).await;
+    let s = send(&mut single, with_key(b"k")).await.unwrap();
+    let k = send(&mut keyed, with_key(b"k")).await.unwrap();
+    assert_eq!((s.status().as_u16(), k.status().as_u16()), (200, 200));
+    assert_eq!(member_rt(&s, "single"), (0, 5_400));
+    assert_eq!(member_rt(&k, "per_key"), (0, 5_400));
+}
+
+/// The legacy trio has room for one policy: an outer layer that finds an
+/// inner service's partial trio must not complete it with its own figures
+/// (the client would read one policy's limit with another's remaining).
+#[tokio::test(start_paused = true)]
+async fn the_legacy_trio_never_mixes_two_policies() {
+    #[derive(Clone)]
+    struct OwnRemaining;
+    impl tower_service::Service<Request<()>> for OwnRemaining {
+        type Response = http::Response<String>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            let mut response = http::Response::new(String::new());
+            // The application's own quota: none left, back in 900 s.
+            let h = response.headers_mut();
+            h.insert("x-ratelimit-remaining", http::HeaderValue::from_static("0"));
+            h.insert("x-ratelimit-reset", http::HeaderValue::from_static("900"));
+            std::future::ready(Ok(response))
+        }
+    }
+    let mut service = RateLimitLayer::new("api", bucket(Quota::per_hour(100)))
+        .legacy_headers(true)
+        .layer(OwnRemaining);
+    let response = send(&mut service, get("/")).await.unwrap();
+    let h = response.headers();
+    let trio = (
+        h.get("x-ratelimit-limit").map(|v| v.to_str().unwrap()),
+        h["x-ratelimit-remaining"].to_str().unwrap(),
+        h["x-ratelimit-reset"].to_str().unwrap(),
+    );
+    // Either the inner's (partial) trio as it was, or the layer's whole.
+    assert!(
+        trio == (None, "0", "900") || trio == (Some("100"), "99", "36"),
+        "a trio of two policies: {trio:?}"
+    );
+}
+
+/// However long the bucket sat idle (ten years of paused time), a burst
+/// admits at most the configured burst, single or keyed.
+#[tokio::test(start_paused = true)]
+async fn a_long_idle_never_admits_more_than_the_burst() {
+    let quota = || Quota::per_second(5).unwrap().with_burst(3).unwrap();
+    let mut single =
+        RateLimitLayer::new("single", Arc::new(TokenBucket::new(quota()))).layer(Scripted);
+    let table = KeyedLimiter::<String, 8>::new(quota(), FullPolicy::Reject).unwrap();
+    let mut keyed = RateLimitLayer::keyed("per_key", Arc::new(table), key::header("x-api-key", 32))
+        .layer(Scripted);
+    for idle in [0_u64, 1, 3_600, 86_400 * 365 * 10] {
+        tokio::time::advance(StdDuration::from_secs(idle)).await;
+        let (mut s, mut k) = (0, 0);
+        for _ in 0..20 {
+            s += u32::from(send(&mut single, with_key(b"k")).await.unwrap().status() == 200);
+            k += u32::from(send(&mut keyed, with_key(b"k")).await.unwrap().status() == 200);
+        }
+        assert_eq!((s, k), (3, 3), "after {idle} s idle");
+    }
+}
+
+/// Many distinct keys filling a small table never let a known key past
+/// its limit, and never refuse a key that has its own slot.
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_new_keys_never_frees_a_known_key_from_its_limit() {
+    let limiter: Arc<KeyedLimiter<String, 8>> =
+        Arc::new(KeyedLimiter::new(Quota::per_hour(2).unwrap(), FullPolicy::Reject).unwrap());
+    let service =
+        RateLimitLayer::keyed("per_key", limiter, key::header("x-api-key", 4096)).layer(Scripted);
+    let mut victim = 0;
+    for i in 0..2_000 {
+        // Keys that differ only in case, in padding, or are very long.
+        let key = match i % 4 {
+            0 => format!("K{i}"),
+            1 => format!("k{i}"),
+            2 => format!("{}{i}", "x".repeat(4_000)),
+            _ => format!("k{i} "),
+        };
+        let _ = send(&mut service.clone(), with_key(key.as_bytes())).await;
+        if i % 100 == 0 {
+            let r = send(&mut service.clone(), with_key(b"victim"))
+                .await
+                .unwrap();
+            victim += u32::from(r.status() == 200);
+        }
+    }
+    assert!(victim <= 2, "{victim} admitted on a quota of 2 an hour");
+}
+
+/// Many threads and many clones at once never admit more than the quota
+/// (100 an hour on real time: a test of a few seconds refills at most one
+/// more).
+#[test]
+fn concurrent_clones_never_admit_beyond_the_quota() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_time()
+        .build()
+        .unwrap();
+    let admitted = runtime.block_on(async {
+        let single = RateLimitLayer::new("api", bucket(Quota::per_hour(100))).layer(Scripted);
+        let limiter = per_key(Quota::per_hour(100));
+        let keyed =
+            RateLimitLayer::keyed("per_key", limiter, key::header("x-api-key", 32)).layer(Scripted);
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (single, keyed) = (single.clone(), keyed.clone());
+            tasks.push(tokio::spawn(async move {
+                let (mut s, mut k) = (0_u32, 0_u32);
+                for _ in 0..500 {
+                    let a = send(&mut single.clone(), get("/200")).await.unwrap();
+                    s += u32::from(a.status() == 200);
+                    let b = send(&mut keyed.clone(), with_key(b"k")).await.unwrap();
+                    k += u32::from(b.status() == 200);
+                }
+                (s, k)
+            }));
+        }
+        let mut total = (0, 0);
+        for task in tasks {
+            let (s, k) = task.await.unwrap();
+            total = (total.0 + s, total.1 + k);
+        }
+        total
+    });
+    assert!(admitted.0 >= 100 && admitted.0 <= 101, "{admitted:?}");
+    assert!(admitted.1 >= 100 && admitted.1 <= 101, "{admitted:?}");
+}
+
+/// For a spread of quotas, single and keyed, on requests at pseudo-random
+/// times: `Retry-After` is at least 1 and a client that waits exactly it
+/// is admitted; `r <= q`; `t` is never short (the bucket is full `t`
+/// seconds later); every parameter is a Structured Field Integer (at most
+/// 15 digits).
+#[tokio::test(start_paused = true)]
+async fn retry_after_and_reset_are_never_early_for_any_quota() {
+    let quotas = [
+        Quota::per_second(1),
+        Quota::per_second(7),
+        Quota::new(10, fusebox::Duration::from_millis(1_500)),
+        Quota::new(3, fusebox::Duration::from_millis(7)),
+        Quota::new(7, fusebox::Duration::from_secs(3)),
+        Quota::per_minute(100).and_then(|q| q.with_burst(7)),
+        Quota::per_hour(1).and_then(|q| q.with_burst(3)),
+        Quota::new(1, fusebox::Duration::from_secs(1 << 30)),
+    ];
+    let sf_integer = |v: u64| v <= 999_999_999_999_999;
+    let mut rng = fastrand::Rng::with_seed(7);
+    for quota in quotas {
+        let quota = quota.unwrap();
+        let single = Arc::new(TokenBucket::new(quota));
+        let layer = RateLimitLayer::new("s", Arc::clone(&single));
+        let clock = layer.clock();
+        let mut single_svc = layer.layer(Scripted);
+        // A keyed table's range is narrower: the longest quota is single
+        // only (its keyed side is charged to a quota of one a second).
+        let table =
+            KeyedLimiter::<String, 8>::new(quota, FullPolicy::Reject).unwrap_or_else(|_| {
+                assert_eq!(quota.period(), fusebox::Duration::from_secs(1 << 30));
+                KeyedLimiter::new(Quota::per_second(1).unwrap(), FullPolicy::Reject).unwrap()
+            });
+        let table = Arc::new(table);
+        let keyed_burst = table.quota(0).unwrap().burst();
+        let mut keyed_svc =
+            RateLimitLayer::keyed("k", Arc::clone(&table), key::header("x-api-key", 8))
+                .with_clock(clock)
+                .layer(Scripted);
+        let period = quota.period().as_micros().min(10_000_000);
+        for _ in 0..60 {
+            let gap = rng.u64(0..=period / u64::from(quota.burst()).max(1) / 2);
+            tokio::time::advance(StdDuration::from_micros(gap)).await;
+            for (name, keyed) in [("s", false), ("k", true)] {
+                let response = if keyed {
+                    send(&mut keyed_svc, with_key(b"a")).await.unwrap()
+                } else {
+                    send(&mut single_svc, with_key(b"a")).await.unwrap()
+                };
+                let (q, w, r, t) = figures(&response);
+                let at = format!("{quota:?} {name} q={q} w={w} r={r} t={t}");
+                assert!([q, w, r, t].into_iter().all(sf_integer), "{at}");
+                assert!(r <= q, "{at}");
+                let later = clock.now() + fusebox::Duration::from_secs(t);
+                let full = if keyed {
+                    table.available(&"a".to_owned(), later)
+                } else {
+                    single.available(later)
+                };
+                let burst = if keyed { keyed_burst } else { quota.burst() };
+                assert_eq!(full, burst, "not full t s later: {at}");
+                if response.status() == 429 {
+                    let wait = retry_after(&response);
+                    assert!(wait >= 1 && sf_integer(wait), "{at}");
+                    assert!(t >= wait, "{at} Retry-After {wait}");
+                    tokio::time::advance(StdDuration::from_secs(wait)).await;
+                    let again = if keyed {
+                        send(&mut keyed_svc, with_key(b"a")).await.unwrap()
+                    } else {
+                        send(&mut single_svc, with_key(b"a")).await.unwrap()
+                    };
+                    assert_eq!(again.status(), 200, "{at}: early Retry-After {wait}");
+                }
+            }
+        }
+    }
+}
+
+/// A table filled by many new keys is not refusing forever: once their
+/// buckets are full again, a newcomer gets a slot; meanwhile the keys
+/// that hold slots are served within their limits.
+#[tokio::test(start_paused = true)]
+async fn a_full_table_takes_newcomers_once_its_keys_are_idle() {
+    let limiter: Arc<KeyedLimiter<String, 8>> =
+        Arc::new(KeyedLimiter::new(Quota::per_second(1).unwrap(), FullPolicy::Reject).unwrap());
+    let mut service =
+        RateLimitLayer::keyed("per_key", limiter, key::header("x-api-key", 64)).layer(Scripted);
+    let mut full = 0;
+    for i in 0..64 {
+        let r = send(&mut service, with_key(format!("flood-{i}").as_bytes()))
+            .await
+            .unwrap();
+        full += u32::from(r.status() == 503);
+    }
+    assert!(full > 0, "the table filled");
+    let newcomer = send(&mut service, with_key(b"newcomer")).await.unwrap();
+    assert_eq!(newcomer.status(), 503);
+    tokio::time::advance(StdDuration::from_secs(2)).await;
+    let newcomer = send(&mut service, with_key(b"newcomer")).await.unwrap();
+    assert_eq!(newcomer.status(), 200, "idle keys make room");
+    let again = send(&mut service, with_key(b"newcomer")).await.unwrap();
+    assert_eq!(again.status(), 429, "and the newcomer is limited");
+}
