@@ -357,6 +357,25 @@ impl Registry {
         )
     }
 
+    /// The report's `ready` verdict alone, as [`health`](Self::health)
+    /// decides it (no required breaker open, the monitor not unhealthy),
+    /// without building the rest of the report: the unauthenticated
+    /// readiness probe answers with this, so that its cost does not grow
+    /// with the trackers' series, whose percentiles the report computes.
+    pub(crate) fn is_ready(&self) -> bool {
+        let now = self.now();
+        let entries = self.read();
+        let breakers = entries
+            .breakers
+            .values()
+            .all(|e| !blocks_readiness(e.required, e.breaker.state(now)));
+        let monitor = entries
+            .monitor
+            .as_ref()
+            .map(crate::monitor::StatusReader::health);
+        breakers && monitor != Some(crate::monitor::Health::Unhealthy)
+    }
+
     /// The health report: every primitive's state and counters, process
     /// figures, and the `ready`/`degraded` verdicts; see the
     /// [`health`](crate::health) module for the JSON shape.
@@ -376,6 +395,8 @@ impl Registry {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn health(&self) -> HealthReport {
+        #[cfg(test)]
+        REPORTS_BUILT.with(|built| built.set(built.get() + 1));
         let now = self.now();
         let entries = self.read();
         let mut reasons = Vec::new();
@@ -386,8 +407,7 @@ impl Registry {
             .map(|(name, e)| {
                 let state = e.breaker.state(now);
                 if state != State::Closed {
-                    let open = matches!(state, State::Open | State::ForcedOpen);
-                    let blocks = e.required && open;
+                    let blocks = blocks_readiness(e.required, state);
                     ready &= !blocks;
                     reasons.push(format!(
                         "breaker {name} is {}{}",
@@ -475,6 +495,19 @@ impl Registry {
             },
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Full reports built on this thread: a test asks whether a handler
+    /// built one (the `/readyz` probe must not).
+    pub(crate) static REPORTS_BUILT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether a breaker in `state` makes the report not ready: a required
+/// breaker that is open or forced open.
+fn blocks_readiness(required: bool, state: State) -> bool {
+    required && matches!(state, State::Open | State::ForcedOpen)
 }
 
 /// Resident memory from `/proc/self/status` (`VmRSS: <n> kB`).

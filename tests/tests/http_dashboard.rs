@@ -234,6 +234,26 @@ async fn a_protected_dashboard_asks_for_the_token_and_uses_the_fragment() {
     );
 }
 
+/// A token may hold any visible ASCII, `%` included. Given raw in the
+/// fragment, `decodeURIComponent` threw a `URIError` at the top of the
+/// script: the page never polled, stayed at "loading…" and did not even
+/// show the token form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_with_a_percent_sign_in_the_fragment_still_works() {
+    const TOKEN: &str = "100%-of-the-token-5d1e";
+    let registry = registry();
+    let options = HttpOptions::builder().bearer_token(TOKEN).build().unwrap();
+    let server = serve(router(Arc::clone(&registry), options)).await;
+    let url = server.url("/dashboard");
+
+    let unlocked = dom(&format!("{url}#token={TOKEN}")).await;
+    shows_breaker(&unlocked, "payments", "closed", "Closed");
+    // Encoded, as a URL should carry it, it works too.
+    let encoded = TOKEN.replace('%', "%25");
+    let unlocked = dom(&format!("{url}#token={encoded}")).await;
+    shows_breaker(&unlocked, "payments", "closed", "Closed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_page_follows_a_trip_by_polling() {
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};

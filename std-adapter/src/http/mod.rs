@@ -75,6 +75,8 @@ mod admin;
 mod auth;
 mod dashboard;
 mod error;
+#[cfg(test)]
+mod hostile_tests;
 mod options;
 mod probes;
 

@@ -17,6 +17,9 @@ impl Registry {
     ///
     /// # Errors
     ///
+    /// [`RegistryError::InvalidName`] for a name that is not a valid
+    /// registry name ([`validate_name`](super::validate_name)): it is shown
+    /// in the report (and its reasons) as every other name;
     /// [`RegistryError::Full`] when the registry's entry limit is reached.
     ///
     /// ```no_run
@@ -38,6 +41,7 @@ impl Registry {
         &self,
         fleet: &Arc<FleetPercentiles>,
     ) -> Result<(), RegistryError> {
+        super::check(super::Kind::Tracker, fleet.name())?;
         let mut entries = self.write();
         entries.fleet.retain(|_, f| f.strong_count() > 0);
         if !entries.fleet.contains_key(fleet.name()) {
@@ -84,4 +88,37 @@ pub(crate) fn redis_reports(
     super::redis::degraded_reasons(entries, reasons);
     let fleet = fleet_reports(entries, reasons);
     (fleet, super::fleet_breaker::reports(entries, reasons))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::backend::{FleetConfig, FleetPercentiles, RedisBackend, RedisConfig};
+    use crate::{Registry, RegistryError, TrackerConfig};
+
+    /// Every other name the report shows is validated; a fleet's was
+    /// taken as it came, so a name holding a URL with its password
+    /// (`"redis://app:pw@cache"`) reached `/health`'s `fleet` map and,
+    /// when stale, its `reasons`, unredacted.
+    #[tokio::test]
+    async fn fleet_names_are_validated_like_every_other_name() {
+        let registry = Registry::new();
+        let tracker = registry.tracker("http", TrackerConfig::default()).unwrap();
+        let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1")).unwrap();
+        let config = FleetConfig::new("pod-a").unwrap();
+        let bad = Arc::new(FleetPercentiles::new(
+            "redis://app:pw@cache",
+            tracker.clone(),
+            &backend,
+            config.clone(),
+        ));
+        let err = registry.register_fleet_percentiles(&bad).unwrap_err();
+        assert!(matches!(err, RegistryError::InvalidName { .. }), "{err}");
+        assert!(!err.to_string().contains("pw"), "{err}");
+        assert!(registry.health().fleet.is_empty());
+        let good = Arc::new(FleetPercentiles::new("http", tracker, &backend, config));
+        registry.register_fleet_percentiles(&good).unwrap();
+        assert!(registry.health().fleet.contains_key("http"));
+    }
 }
