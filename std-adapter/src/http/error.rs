@@ -131,6 +131,7 @@ impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
         let mut response = (self.status(), Json(body)).into_response();
+        response.extensions_mut().insert(self.refused());
         if self == Self::Unauthorized {
             response.headers_mut().insert(
                 WWW_AUTHENTICATE,

@@ -87,3 +87,62 @@ async fn readyz_follows_an_unhealthy_monitor() {
     let (code, body) = send(app, Method::GET, "/readyz").await;
     assert_eq!((code, body.as_str()), (503, r#"{"status":"not_ready"}"#));
 }
+
+/// A refused request is counted by reason in `/metrics`, not only logged:
+/// a client guessing tokens or probing breaker names shows up there.
+#[tokio::test(flavor = "current_thread")]
+async fn refusals_are_counted_in_the_metrics() {
+    const TOKEN: &str = "a-token-of-twenty-chars";
+    let registry = Arc::new(Registry::new());
+    let options = HttpOptions::builder()
+        .bearer_token(TOKEN)
+        .admin(true)
+        .build()
+        .unwrap();
+    let app = router(Arc::clone(&registry), options);
+    let call = |method: Method, uri: &str, token: Option<&str>| {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        app.clone().oneshot(request.body(Body::empty()).unwrap())
+    };
+    let metrics = || async {
+        let response = call(Method::GET, "/metrics", Some(TOKEN)).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    };
+    let count = |text: &str, reason: &str| -> u64 {
+        let prefix = format!("fusebox_http_refused_total{{reason=\"{reason}\"}} ");
+        let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap();
+        line[prefix.len()..].parse().unwrap()
+    };
+    let before = metrics().await;
+    for reason in [
+        "unauthorized",
+        "unknown_breaker",
+        "unknown_action",
+        "bad_path",
+    ] {
+        assert_eq!(count(&before, reason), 0, "{reason}");
+    }
+    for token in [None, Some("wrong"), Some("a-token-of-twenty-char")] {
+        let status = call(Method::GET, "/health", token).await.unwrap().status();
+        assert_eq!(status, 401);
+    }
+    let status = call(Method::POST, "/admin/breakers/nope/reset", Some(TOKEN))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+    let status = call(Method::POST, "/admin/breakers/%ff/reset", Some(TOKEN))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 400);
+    let after = metrics().await;
+    assert_eq!(count(&after, "unauthorized"), 3);
+    assert_eq!(count(&after, "unknown_breaker"), 1);
+    assert_eq!(count(&after, "bad_path"), 1);
+    assert!(!after.contains(TOKEN) && !after.contains("nope"));
+}

@@ -7,7 +7,7 @@
 //! | `GET livez` | never | 200 `{"status":"alive"}`, 503 `{"status":"dead"}` ([`HttpOptionsBuilder::liveness`]) |
 //! | `GET readyz` | never | 200 `{"status":"ready"}`, 503 `{"status":"not_ready"}` (the report's `ready`) |
 //! | `GET health` | token | the [`HealthReport`](crate::health::HealthReport) JSON, 200 when ready, 503 when not |
-//! | `GET metrics` | token | [`Registry::to_prometheus`], `Content-Type: text/plain; version=0.0.4` |
+//! | `GET metrics` | token | [`Registry::to_prometheus`] and `fusebox_http_refused_total{reason}` (below), `Content-Type: text/plain; version=0.0.4` |
 //! | `GET dashboard` | never (holds no data) | the dashboard page, HTML |
 //! | `GET dashboard/data` | token | `{"now_us", "health", "timelines", "rejections", "missed_events"}` |
 //! | `POST admin/breakers/{name}/{action}` | token, only if [`admin`](HttpOptionsBuilder::admin) | `{"name", "action", "changed", "state"}`; `action` is `force-open`, `force-close` or `reset` |
@@ -22,7 +22,12 @@
 //! route does not exist (404).
 //!
 //! Errors are [`HttpError`]s: a JSON `{"error", "message"}` body that
-//! never carries a token and shows names [redacted](crate::redact).
+//! never carries a token and shows names [redacted](crate::redact). Each
+//! one the protected routes answer is counted in `/metrics` as
+//! `fusebox_http_refused_total{reason}`, `reason` being its
+//! [`code`](HttpError::code) (`unauthorized`, `unknown_breaker`,
+//! `unknown_action`, `bad_path`): a client guessing tokens or probing
+//! names shows up there.
 //!
 //! Every route is relative: nest the router under any prefix
 //! (`Router::nest("/ops", …)`); the dashboard fetches its data by a
@@ -79,6 +84,7 @@ mod error;
 mod hostile_tests;
 mod options;
 mod probes;
+mod refusals;
 
 pub use error::HttpError;
 pub use options::{
@@ -99,6 +105,7 @@ struct AppState {
     registry: Arc<Registry>,
     options: Arc<HttpOptions>,
     activity: Arc<activity::Activity>,
+    refusals: Arc<refusals::Refusals>,
 }
 
 /// The endpoints in two routers, for adding your own layers: `public`
@@ -181,6 +188,7 @@ pub fn routes(registry: Arc<Registry>, options: HttpOptions) -> Routes {
         activity: Arc::new(activity::Activity::new(&registry)),
         registry,
         options: Arc::new(options),
+        refusals: Arc::default(),
     };
     let public = Router::new()
         .route("/livez", get(probes::livez))
@@ -201,6 +209,10 @@ pub fn routes(registry: Arc<Registry>, options: HttpOptions) -> Routes {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
+        ))
+        .route_layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            refusals::count_refusals,
         ))
         .with_state(state);
     Routes { public, protected }

@@ -63,7 +63,8 @@ pub(super) async fn health(State(state): State<AppState>) -> Response {
 
 /// `/metrics`: [`Registry::to_prometheus`](crate::Registry::to_prometheus).
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
-    let text = state.registry.to_prometheus();
+    let mut text = state.registry.to_prometheus();
+    state.refusals.write_prometheus(&mut text);
     no_store(([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
 }
 
