@@ -204,6 +204,17 @@ impl Params {
         self.capacity.saturating_sub(ahead) / self.interval
     }
 
+    /// Microseconds until a bucket at `tat` is full again at `now_micros`,
+    /// rounded up (0: full): never early.
+    pub(crate) const fn until_full(&self, tat: u64, now_micros: u64) -> u64 {
+        let ahead = self.ahead(tat, self.scaled(now_micros));
+        if self.scale == 1 {
+            ahead
+        } else {
+            ahead.div_ceil(self.scale)
+        }
+    }
+
     /// [`available`](Self::available), given the quota's `burst` (which
     /// is `capacity / interval`): without a division when the bucket is
     /// full or one token short, the usual state of a key under its limit

@@ -235,6 +235,40 @@ impl From<QuotaError> for KeyedError {
     }
 }
 
+/// What a key's bucket holds right after an admission
+/// ([`KeyedLimiter::try_acquire_left`]).
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::bucket::{FullPolicy, KeyedLeft, KeyedLimiter, Quota};
+/// use fusebox::{Duration, Instant};
+///
+/// let limiter: KeyedLimiter<u32, 8> =
+///     KeyedLimiter::new(Quota::per_second(2)?.with_burst(4)?, FullPolicy::Reject)?;
+/// let left = limiter.try_acquire_left(&7, Instant::from_secs(1))?;
+/// assert_eq!(left, Some(KeyedLeft { tokens: 3, until_full: Duration::from_millis(500) }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct KeyedLeft {
+    /// Whole tokens left.
+    pub tokens: u32,
+    /// Time until the bucket is full again, rounded up to a microsecond
+    /// (never early): exact, where counting from the whole tokens left
+    /// could be up to one refill interval late.
+    pub until_full: Duration,
+}
+
+impl KeyedLeft {
+    /// What the paths that do not report it return.
+    pub(crate) const NOTHING: Self = Self {
+        tokens: 0,
+        until_full: Duration::ZERO,
+    };
+}
+
 /// Counters of a [`KeyedLimiter`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -47,7 +47,7 @@ mod keyed;
 mod quota;
 mod tagged;
 
-pub use keyed::{FullPolicy, KeyedError, KeyedLimiter, KeyedMetrics, MAX_TIERS, PROBE};
+pub use keyed::{FullPolicy, KeyedError, KeyedLeft, KeyedLimiter, KeyedMetrics, MAX_TIERS, PROBE};
 pub use quota::{Quota, QuotaError};
 
 use core::fmt;

@@ -6,7 +6,7 @@
 use core::hash::{BuildHasher, Hash};
 
 use super::state::{self, FP_SHIFT};
-use super::{marks, KeyedError, KeyedLimiter, KeyedMetrics, PROBE};
+use super::{marks, KeyedError, KeyedLeft, KeyedLimiter, KeyedMetrics, PROBE};
 use crate::sync::Ordering;
 use crate::Instant;
 
@@ -28,12 +28,14 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     }
 
     /// Takes one token for `key` at `now`, as
-    /// [`try_acquire`](Self::try_acquire), and tells how many whole tokens
-    /// the key's bucket holds right after: what `available(key, now)`
-    /// would read then, without a second lookup (a response's "remaining"
-    /// quota, say). `None` if the key had no slot and was charged to the
-    /// overflow bucket of [`FullPolicy::Overflow`](super::FullPolicy::Overflow),
-    /// which the key shares with every other such key.
+    /// [`try_acquire`](Self::try_acquire), and tells what the key's bucket
+    /// holds right after ([`KeyedLeft`]): its whole tokens, what
+    /// `available(key, now)` would read then, and the exact time until it
+    /// is full again, without a second lookup (a response's "remaining"
+    /// quota and its reset, say). `None` if the key had no slot and was
+    /// charged to the overflow bucket of
+    /// [`FullPolicy::Overflow`](super::FullPolicy::Overflow), which the key
+    /// shares with every other such key.
     ///
     /// # Errors
     ///
@@ -48,13 +50,15 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// let limiter: KeyedLimiter<u32, 8> =
     ///     KeyedLimiter::new(Quota::per_second(3)?, FullPolicy::Reject)?;
     /// let now = Instant::from_secs(1);
-    /// assert_eq!(limiter.try_acquire_left(&7, now)?, Some(2)); // inserted, charged
-    /// assert_eq!(limiter.try_acquire_left(&7, now)?, Some(1)); // found, charged
+    /// let left = limiter.try_acquire_left(&7, now)?.unwrap(); // inserted, charged
+    /// assert_eq!(left.tokens, 2);
+    /// let left = limiter.try_acquire_left(&7, now)?.unwrap(); // found, charged
+    /// assert_eq!((left.tokens, left.until_full.as_micros()), (1, 666_667)); // 2/3 s, rounded up
     /// assert_eq!(limiter.available(&7, now), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn try_acquire_left(&self, key: &K, now: Instant) -> Result<Option<u32>, KeyedError> {
+    pub fn try_acquire_left(&self, key: &K, now: Instant) -> Result<Option<KeyedLeft>, KeyedError> {
         self.acquire::<true>(key, 1, None, now)
     }
 
@@ -178,8 +182,8 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     }
 
     /// The lock-free path, for a key already in the table; the rest is out
-    /// of line. Admitted: `Some(tokens left)` if the key's own bucket was
-    /// charged (the count only if `LEFT`, else 0), `None` for the overflow
+    /// of line. Admitted: `Some(what is left)` if the key's own bucket was
+    /// charged (only if `LEFT`, else [`KeyedLeft::NOTHING`]), `None` for the overflow
     /// bucket.
     #[inline]
     pub(super) fn acquire<const LEFT: bool>(
@@ -188,7 +192,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         n: u32,
         tier: Option<usize>,
         now: Instant,
-    ) -> Result<Option<u32>, KeyedError> {
+    ) -> Result<Option<KeyedLeft>, KeyedError> {
         let (fp, home) = self.locate(key);
         for i in Self::window(home) {
             if let Some(result) = self.charge_if::<LEFT>(&self.slots[i], fp, key, n, now) {

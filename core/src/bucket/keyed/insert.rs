@@ -14,7 +14,7 @@ use core::hash::{BuildHasher, Hash};
 
 use super::marks;
 use super::state::{EMPTY, FP_SHIFT, LOCKED};
-use super::{KeyedError, KeyedLimiter};
+use super::{KeyedError, KeyedLeft, KeyedLimiter};
 use crate::bucket::AcquireError;
 use crate::sync::Ordering;
 use crate::Instant;
@@ -25,7 +25,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// Not found lock-free: inserts the key (or finds it inserted
     /// meanwhile, or busy with the most callers a slot can pin or register),
     /// or uses the [`FullPolicy`](super::FullPolicy). Counts the outcome
-    /// globally. Admitted: `Some(tokens left)` in the key's own bucket,
+    /// globally. Admitted: `Some(what is left)` in the key's own bucket,
     /// `None` if charged to the overflow bucket.
     #[cold]
     #[inline(never)]
@@ -37,7 +37,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         fp: u32,
         home: usize,
         now: Instant,
-    ) -> Result<Option<u32>, KeyedError> {
+    ) -> Result<Option<KeyedLeft>, KeyedError> {
         // User code (the tier function) before the lock.
         let tier = tier.unwrap_or_else(|| self.tier_of.map_or(0, |f| f(key)));
         if tier >= TIERS {

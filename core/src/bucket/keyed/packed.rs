@@ -47,7 +47,7 @@ use self::word::{
 };
 use super::insert::{Evicted, Idle};
 use super::state::{self, EMPTY, FP_SHIFT, LOCKED as STATE_LOCKED};
-use super::{refusal, KeyedError, KeyedLimiter, Slot};
+use super::{refusal, KeyedError, KeyedLeft, KeyedLimiter, Slot};
 use crate::bucket::gcra::Params;
 use crate::sync::{Ordering, TatWord};
 use crate::Instant;
@@ -165,7 +165,7 @@ where
 
     /// Charges `slot` if it holds `key`; `None` if it does not. The
     /// admitting CAS also unpins and counts the admission in the slot.
-    /// Admitted: the whole tokens left in the word written if `LEFT`
+    /// Admitted: what the word written holds if `LEFT`
     /// (else 0, and nothing more is read).
     #[inline]
     pub(super) fn charge_if<const LEFT: bool>(
@@ -175,7 +175,7 @@ where
         key: &K,
         n: u32,
         now: Instant,
-    ) -> Option<Result<u32, KeyedError>> {
+    ) -> Option<Result<KeyedLeft, KeyedError>> {
         let (pin, state) = self.pin_key(slot, fp, key)?;
         let tier = Self::tier_of_state(state);
         let now = now.as_micros();
@@ -194,7 +194,11 @@ where
                         Ok(_) => {
                             // The CAS released the pin.
                             let _ = ManuallyDrop::new(pin);
-                            return Some(Ok(if LEFT { self.left(tier, next, now) } else { 0 }));
+                            return Some(Ok(if LEFT {
+                                self.left_quote(tier, next, now)
+                            } else {
+                                KeyedLeft::NOTHING
+                            }));
                         }
                         Err(actual) => current = actual,
                     }
@@ -210,11 +214,17 @@ where
         }
     }
 
-    /// Whole tokens at `now` (µs) of a bucket word of `tier` (just written,
-    /// or read by `available`).
+    /// Whole tokens at `now` (µs) of a bucket word of `tier` (read by
+    /// `available`).
     #[inline]
     fn left(&self, tier: usize, word: u64, now: u64) -> u32 {
         self.tiers.available(tier, tat(word), tag(word), now) as u32
+    }
+
+    /// What a bucket word of `tier` just written holds at `now` (µs).
+    #[inline]
+    fn left_quote(&self, tier: usize, word: u64, now: u64) -> KeyedLeft {
+        self.tiers.left(tier, tat(word), tag(word), now)
     }
 
     /// Whole tokens of `slot`'s bucket at `now` if it holds `key`.
@@ -256,8 +266,13 @@ where
     /// Under the lock: charges live slot `i` without pinning
     /// (so this works with `MAX_PINS` callers pinned); the caller counts the
     /// admission globally.
-    /// Admitted: the whole tokens left in the word written.
-    pub(super) fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<u32, KeyedError> {
+    /// Admitted: what the word written holds.
+    pub(super) fn charge_locked(
+        &self,
+        i: usize,
+        n: u32,
+        now: Instant,
+    ) -> Result<KeyedLeft, KeyedError> {
         let slot = &self.slots[i];
         let tier = Self::tier_of_state(slot.state.load(Ordering::Acquire));
         let now = now.as_micros();
@@ -278,7 +293,7 @@ where
                 .tat
                 .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Ok(self.left(tier, next, now)),
+                Ok(_) => return Ok(self.left_quote(tier, next, now)),
                 Err(actual) => current = actual,
             }
         }

@@ -33,7 +33,7 @@ use super::state::registration::{
     pending, READER, READERS_MASK, SLOW, UNREGISTER, UNREGISTER_ADMITTED,
 };
 use super::state::{self, EMPTY, FP_SHIFT, LOCKED};
-use super::{refusal, KeyedError, KeyedLimiter, Slot};
+use super::{refusal, KeyedError, KeyedLeft, KeyedLimiter, Slot};
 use crate::bucket::gcra::{self, Params};
 use crate::sync::{fence, AtomicU32, Ordering, Tat, TatWord};
 use crate::Instant;
@@ -66,7 +66,7 @@ where
         key: &K,
         n: u32,
         now: Instant,
-    ) -> Option<Result<u32, KeyedError>> {
+    ) -> Option<Result<KeyedLeft, KeyedError>> {
         let mut guard = self.register(slot, fp)?;
         // SAFETY: registered, so the key is initialised and cannot be
         // replaced until the guard drops.
@@ -128,7 +128,12 @@ where
     /// Under the lock: charges live slot `i` without
     /// registering (so this works with `MAX_READERS` callers registered);
     /// the caller counts the admission globally.
-    pub(super) fn charge_locked(&self, i: usize, n: u32, now: Instant) -> Result<u32, KeyedError> {
+    pub(super) fn charge_locked(
+        &self,
+        i: usize,
+        n: u32,
+        now: Instant,
+    ) -> Result<KeyedLeft, KeyedError> {
         let slot = &self.slots[i];
         self.charge::<true>(
             slot,
@@ -141,7 +146,7 @@ where
     /// One GCRA decision on `slot`'s bucket word under `tier`'s quota: a
     /// load, then a CAS from exactly the word decided on, which also
     /// converts a word written under the previous quota (see `tiers`).
-    /// Admitted: the whole tokens left in the word written if `LEFT`
+    /// Admitted: what the word written holds if `LEFT`
     /// (else 0).
     #[inline]
     fn charge<const LEFT: bool>(
@@ -150,7 +155,7 @@ where
         tier: usize,
         n: u32,
         now: Instant,
-    ) -> Result<u32, KeyedError> {
+    ) -> Result<KeyedLeft, KeyedError> {
         let micros = now.as_micros();
         let mut word = slot.tat.load(Ordering::Acquire);
         loop {
@@ -177,9 +182,10 @@ where
             {
                 Ok(_) => {
                     return Ok(if LEFT {
-                        self.left(tier, new, micros)
+                        let (tat, tag) = split(new);
+                        self.tiers.left(tier, tat, tag, micros)
                     } else {
-                        0
+                        KeyedLeft::NOTHING
                     })
                 }
                 Err(actual) => word = actual,

@@ -349,7 +349,20 @@ fn tokens_left_after_an_admission_are_what_available_reads() {
             match l.try_acquire_left(&key, now) {
                 Ok(Some(left)) => {
                     assert_eq!(expected, Ok(()));
-                    assert_eq!(left, l.available(&key, now), "step {step}, key {key}");
+                    assert_eq!(
+                        left.tokens,
+                        l.available(&key, now),
+                        "step {step}, key {key}"
+                    );
+                    // Full again exactly `until_full` later (to the µs,
+                    // rounded up), by what `available` reads then.
+                    let burst = l.quota(0).unwrap().burst();
+                    let full = now + left.until_full;
+                    assert_eq!(l.available(&key, full), burst, "step {step}, key {key}");
+                    if left.until_full > Duration::ZERO {
+                        let before = full - Duration::from_micros(1);
+                        assert!(l.available(&key, before) < burst, "step {step}, key {key}");
+                    }
                     own += 1;
                 }
                 Ok(None) => {
@@ -369,7 +382,9 @@ fn tokens_left_after_an_admission_are_what_available_reads() {
     }
     // Found under the lock, with every pin (registration) taken.
     let l: L = KeyedLimiter::new(per_sec(100), FullPolicy::Reject).unwrap();
-    assert_eq!(l.try_acquire_left(&1, T0), Ok(Some(99)));
+    let ten_ms = Duration::from_millis(10);
+    let left = |tokens, until_full| Ok(Some(KeyedLeft { tokens, until_full }));
+    assert_eq!(l.try_acquire_left(&1, T0), left(99, ten_ms));
     let (fp, home) = l.locate(&1);
     let i = L::window(home)
         .find(|&i| l.slots[i].state.load(Ordering::Relaxed) >> state::FP_SHIFT == fp)
@@ -377,7 +392,10 @@ fn tokens_left_after_an_admission_are_what_available_reads() {
     let guards: std::vec::Vec<_> = (0..L::MAX_CALLERS)
         .map(|_| l.hold(&l.slots[i], fp, &1).unwrap())
         .collect();
-    assert_eq!(l.try_acquire_left(&1, T0), Ok(Some(98)));
+    assert_eq!(
+        l.try_acquire_left(&1, T0),
+        left(98, Duration::from_millis(20))
+    );
     drop(guards);
     assert_eq!(l.available(&1, T0), 98);
 }

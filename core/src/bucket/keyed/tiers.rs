@@ -74,7 +74,7 @@
 //! arrival time came back after wrapping, as for the token bucket
 //! (`tagged`).
 
-use super::design;
+use super::{design, KeyedLeft};
 use crate::bucket::gcra::Params;
 use crate::bucket::{widen, Quota};
 use crate::sync::{fence, AtomicU32, Ordering, Tat, TatWord};
@@ -247,6 +247,24 @@ impl<const TIERS: usize> Tiers<TIERS> {
             self.convert(tier, current, &params, tat)
         };
         params.available_of(tat, micros, rule.burst())
+    }
+
+    /// What a word of `tier` holds at `micros` under the quota in force:
+    /// its whole tokens and its time until full ([`available`](Self::available)
+    /// and the exact time, from one read of the rule).
+    pub(super) fn left(&self, tier: usize, tat: u64, tag: usize, micros: u64) -> KeyedLeft {
+        let current = self.current(tier);
+        let rule = &self.rules[tier][current];
+        let params = rule.params();
+        let tat = if tag == current {
+            tat
+        } else {
+            self.convert(tier, current, &params, tat)
+        };
+        KeyedLeft {
+            tokens: params.available_of(tat, micros, rule.burst()) as u32,
+            until_full: Duration::from_micros(params.until_full(tat, micros)),
+        }
     }
 
     /// `tat`, written under the slot other than `current`, converted to

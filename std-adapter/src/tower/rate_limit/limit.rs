@@ -324,16 +324,20 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fusebox::bucket::Quota;
+    use fusebox::bucket::{KeyedLeft, Quota};
 
     #[test]
     fn only_one_token_short_of_the_burst_is_a_full_bucket() {
         let quota = Quota::per_second(10).unwrap().with_burst(4).unwrap();
+        let left = |tokens: u32| KeyedLeft {
+            tokens,
+            until_full: Duration::from_millis(100 * u64::from(4 - tokens)),
+        };
         let full: Vec<bool> = (0..=4)
-            .map(|left| Base::of(&quota).quote(left).full)
+            .map(|tokens| Base::of(&quota).quote(left(tokens)).full)
             .collect();
         assert_eq!(full, [false, false, false, true, false]);
-        let q = Base::of(&quota).quote(3);
+        let q = Base::of(&quota).quote(left(3));
         assert_eq!((q.remaining, q.reset), (3, 1));
         assert!(
             !q.refused(Duration::from_secs(1)).full,

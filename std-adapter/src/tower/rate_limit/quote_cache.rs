@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
-use fusebox::bucket::Quota;
+use fusebox::bucket::{KeyedLeft, Quota};
 use fusebox::Duration;
 
 use crate::tower::headers::{ceil_secs, quota_qw, Quoted};
@@ -44,18 +44,15 @@ impl Base {
         }
     }
 
-    /// The fields of a key with `available` whole tokens left.
-    ///
-    /// `t` is an upper bound: the limiter reports whole tokens, so the time
-    /// to refill is counted from the whole tokens left (at most one refill
-    /// interval late).
-    pub(super) fn quote(&self, available: u32) -> Quoted {
-        let missing = u64::from(self.burst.saturating_sub(available));
+    /// The fields of a key whose admission `left` it so: its whole
+    /// tokens, and its exact time until full (rounded up to a second).
+    pub(super) fn quote(&self, left: KeyedLeft) -> Quoted {
+        let missing = self.burst.saturating_sub(left.tokens);
         Quoted {
             limit: self.limit,
             window: self.window,
-            remaining: u64::from(available),
-            reset: ceil_secs(Duration::from_micros(self.interval.saturating_mul(missing))),
+            remaining: u64::from(left.tokens),
+            reset: ceil_secs(left.until_full),
             full: missing == 1,
         }
     }
@@ -63,10 +60,12 @@ impl Base {
     /// The fields of a key its own bucket refused, `retry_after` before
     /// its next token: none left, and full again `burst − 1` refill
     /// intervals after that token (a GCRA bucket that admits one token
-    /// again is exactly that far from full). Exact, where counting from
-    /// the whole tokens left ([`quote`](Self::quote)) could say up to one
-    /// interval more: an hour for a quota of one an hour. Never early: the
-    /// interval and `retry_after` are both rounded up.
+    /// again is exactly that far from full), where counting from the whole
+    /// tokens left could say up to one interval more: an hour for a quota
+    /// of one an hour. Never early: the interval and `retry_after` are both
+    /// rounded up to the microsecond, so the sum can be a few microseconds
+    /// late, which reads one second more where the exact time is a whole
+    /// number of seconds.
     pub(super) fn refused(&self, retry_after: Duration) -> Quoted {
         let rest = self
             .interval
@@ -230,12 +229,36 @@ mod tests {
     fn quotes_match_the_quota_they_come_from() {
         let quota = Quota::per_second(10).unwrap().with_burst(4).unwrap();
         let base = Base::of(&quota);
-        let full: Vec<bool> = (0..=4).map(|left| base.quote(left).full).collect();
+        let left = |tokens, ms| KeyedLeft {
+            tokens,
+            until_full: Duration::from_millis(ms),
+        };
+        let full: Vec<bool> = (0..=4_u32)
+            .map(|tokens| base.quote(left(tokens, 100 * u64::from(4 - tokens))).full)
+            .collect();
         assert_eq!(full, [false, false, false, true, false]);
-        let q = base.quote(1);
-        // 3 tokens short at 100 ms each: full in 300 ms, rounded up to 1 s.
+        // Full in 250 ms, rounded up to 1 s.
+        let q = base.quote(left(1, 250));
         assert_eq!((q.limit, q.window, q.remaining, q.reset), (10, 1, 1, 1));
         let slow = Base::of(&Quota::per_minute(6).unwrap());
-        assert_eq!(slow.quote(0).reset, 60, "6 tokens short at 10 s each");
+        assert_eq!(
+            slow.quote(left(0, 55_000)).reset,
+            55,
+            "the time the limiter reports, not the whole tokens' 60 s"
+        );
+    }
+
+    #[test]
+    fn a_refused_key_is_full_burst_minus_one_intervals_after_its_next_token() {
+        let hourly = Base::of(&Quota::per_hour(1).unwrap());
+        let q = hourly.refused(Duration::from_secs(1));
+        assert_eq!((q.remaining, q.reset, q.full), (0, 1, false));
+        let two = Base::of(&Quota::per_hour(1).unwrap().with_burst(2).unwrap());
+        assert_eq!(two.refused(Duration::from_secs(1)).reset, 3_601);
+        // Rounded up, never early: 3 per second (T = 333 334 µs once
+        // rounded up), the next token in 333 333 µs, two more intervals:
+        // 1 000 001 µs, a hair past the exact second, reads 2 s.
+        let thirds = Base::of(&Quota::per_second(3).unwrap());
+        assert_eq!(thirds.refused(Duration::from_micros(333_333)).reset, 2);
     }
 }

@@ -572,7 +572,6 @@ async fn a_keyed_429_reports_the_real_time_until_full() {
 /// again 5 400 s later (the single bucket says so); the keyed one said
 /// 7 200.
 #[tokio::test(start_paused = true)]
-#[ignore = "review finding (open): a keyed admission's t counts whole tokens only (up to one interval late); needs the key's time until full from the core"]
 async fn a_keyed_admission_reports_the_real_time_until_full() {
     let quota = || Quota::per_hour(1).unwrap().with_burst(2).unwrap();
     let mut single =
