@@ -362,6 +362,7 @@ impl Registry {
     /// without building the rest of the report: the unauthenticated
     /// readiness probe answers with this, so that its cost does not grow
     /// with the trackers' series, whose percentiles the report computes.
+    #[cfg(feature = "http")]
     pub(crate) fn is_ready(&self) -> bool {
         let now = self.now();
         let entries = self.read();

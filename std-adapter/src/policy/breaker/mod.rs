@@ -1,7 +1,6 @@
 //! [`Breaker`]: async calls through the core's [`CircuitBreaker`], with a
 //! classifier, an optional timeout and tracing of every transition.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -238,7 +237,7 @@ impl<C> Breaker<C> {
         future: F,
     ) -> (Result<T, CallError<E>>, Recorded)
     where
-        F: Future<Output = Result<T, E>>,
+        F: std::future::Future<Output = Result<T, E>>,
         C: Classify<T, E>,
     {
         let shared = &*self.shared;
