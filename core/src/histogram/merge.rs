@@ -107,10 +107,15 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
     /// ```
     pub fn merge(&self, other: &Self) {
         let mut offsets = 0u64;
-        for (mine, theirs) in self.cells.iter().zip(&other.cells) {
+        for (i, (mine, theirs)) in self.cells.iter().zip(&other.cells).enumerate() {
             let (n, off) = theirs.get();
             if n != 0 {
-                mine.add_count(n);
+                // Values a saturated count cannot hold still add their
+                // bucket's lowest value to the sum.
+                let lost = mine.add_count(n);
+                if lost != 0 {
+                    offsets = offsets.wrapping_add(bounds(i).0.wrapping_mul(lost));
+                }
             }
             offsets = offsets.wrapping_add(off);
         }

@@ -150,7 +150,9 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
     /// `sum / count` whenever the sum cannot have wrapped (`count · max <
     /// 2⁶⁴`); otherwise estimated from the buckets, each value taken as its
     /// bucket's midpoint (within [`RELATIVE_ERROR`](super::RELATIVE_ERROR))
-    /// and clamped values as `max`.
+    /// and clamped values as `max`. Past a bucket's
+    /// [`BUCKET_CAPACITY`](super::BUCKET_CAPACITY) the count stops while
+    /// the sum stays exact, so the mean then reads high.
     ///
     /// ```
     /// use fusebox::histogram::Histogram;

@@ -57,8 +57,12 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
         let (i, off) = locate(value);
         match self.cells.get(i) {
             Some(cell) => {
-                cell.add_count(n);
-                self.spill.add(off.wrapping_mul(n));
+                // Values the saturated count cannot hold still add their
+                // bucket's lowest value (`value - off`) to the sum.
+                let lost = cell.add_count(n);
+                let low = value - off;
+                self.spill
+                    .add(off.wrapping_mul(n).wrapping_add(low.wrapping_mul(lost)));
             }
             None => self.record_clamped(value, n),
         }
@@ -70,12 +74,17 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
     #[inline(never)]
     fn record_clamped(&self, value: u64, n: u64) {
         let top = BUCKETS - 1;
-        if let Some(cell) = self.cells.get(top) {
-            cell.add_count(n);
-        }
-        self.clamped.add(n);
         let low = bucket(top).0;
-        self.spill.add(value.wrapping_sub(low).wrapping_mul(n));
+        // Values the saturated top bucket cannot count still add their
+        // whole value (its lowest plus the offset) to the sum.
+        let lost = self.cells.get(top).map_or(0, |cell| cell.add_count(n));
+        self.clamped.add(n);
+        self.spill.add(
+            value
+                .wrapping_sub(low)
+                .wrapping_mul(n)
+                .wrapping_add(low.wrapping_mul(lost)),
+        );
     }
 
     /// Empties the histogram. Not atomic as a whole: a value recorded
