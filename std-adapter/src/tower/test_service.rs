@@ -65,3 +65,26 @@ where
     std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
     service.call(request).await
 }
+
+/// An inner service whose `poll_ready` answers `ready` and whose `call`
+/// answers `call(request)` at once (a panic in `call` unwinds from the
+/// layer's `call`).
+#[derive(Clone, Debug)]
+pub(crate) struct FnInner {
+    pub(crate) ready: Result<(), &'static str>,
+    pub(crate) call: fn(Request<()>) -> Response<String>,
+}
+
+impl Service<Request<()>> for FnInner {
+    type Response = Response<String>;
+    type Error = &'static str;
+    type Future = std::future::Ready<Result<Response<String>, &'static str>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(self.ready)
+    }
+
+    fn call(&mut self, request: Request<()>) -> Self::Future {
+        std::future::ready(Ok((self.call)(request)))
+    }
+}

@@ -238,31 +238,18 @@ impl<const TIERS: usize> Tiers<TIERS> {
     /// under the quota in force.
     #[inline]
     pub(super) fn available(&self, tier: usize, tat: u64, tag: usize, micros: u64) -> u64 {
-        let current = self.current(tier);
-        let rule = &self.rules[tier][current];
-        let params = rule.params();
-        let tat = if tag == current {
-            tat
-        } else {
-            self.convert(tier, current, &params, tat)
-        };
-        params.available_of(tat, micros, rule.burst())
+        let (params, tat, current) = self.state(tier, tat, tag);
+        params.available_of(tat, micros, self.rules[tier][current].burst())
     }
 
     /// What a word of `tier` holds at `micros` under the quota in force:
     /// its whole tokens and its time until full ([`available`](Self::available)
     /// and the exact time, from one read of the rule).
+    #[inline]
     pub(super) fn left(&self, tier: usize, tat: u64, tag: usize, micros: u64) -> KeyedLeft {
-        let current = self.current(tier);
-        let rule = &self.rules[tier][current];
-        let params = rule.params();
-        let tat = if tag == current {
-            tat
-        } else {
-            self.convert(tier, current, &params, tat)
-        };
+        let (params, tat, current) = self.state(tier, tat, tag);
         KeyedLeft {
-            tokens: params.available_of(tat, micros, rule.burst()) as u32,
+            tokens: params.available_of(tat, micros, self.rules[tier][current].burst()) as u32,
             until_full: Duration::from_micros(params.until_full(tat, micros)),
         }
     }
@@ -280,6 +267,7 @@ impl<const TIERS: usize> Tiers<TIERS> {
     /// The state of a word of `tier` (`tat` under `tag`, loaded before
     /// this call) under the quota in force: its parameters and arrival
     /// time (converted if need be), and the tag it would be written with.
+    #[inline]
     pub(super) fn state(&self, tier: usize, tat: u64, tag: usize) -> (Params, u64, usize) {
         let current = self.current(tier);
         let params = self.rules[tier][current].params();

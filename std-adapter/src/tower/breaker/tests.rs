@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::CircuitBreakerLayer;
-use crate::tower::test_service::{get, send, with_key, Scripted};
+use crate::tower::test_service::{get, send, with_key, FnInner, Scripted};
 
 fn core(failures: u32) -> Arc<CircuitBreaker> {
     Arc::new(CircuitBreaker::new(
@@ -386,34 +386,20 @@ async fn a_completed_future_polled_again_records_nothing_more() {
 /// is asked in `call` only) and leaves the breaker as it was.
 #[tokio::test(start_paused = true)]
 async fn an_inner_poll_ready_error_takes_no_trial() {
-    #[derive(Clone)]
-    struct NotReady;
-    impl Service<http::Request<()>> for NotReady {
-        type Response = http::Response<String>;
-        type Error = &'static str;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Err("overloaded"))
-        }
-        fn call(&mut self, _: http::Request<()>) -> Self::Future {
-            unreachable!("never ready")
-        }
-    }
+    let not_ready = FnInner {
+        ready: Err("overloaded"),
+        call: |_| unreachable!("never ready"),
+    };
     let breaker = half_open_core(1);
     let layer = CircuitBreakerLayer::new("gate", Arc::clone(&breaker));
-    let clock = layer.clock();
     let mut scripted = layer.clone().layer(Scripted);
     open_then_wait(&mut scripted).await;
-    let mut gated = layer.layer(NotReady);
+    let mut gated = layer.layer(not_ready);
     for _ in 0..10 {
         let ready = std::future::poll_fn(|cx| gated.poll_ready(cx)).await;
         assert_eq!(ready, Err("overloaded"));
     }
     assert_eq!(breaker.metrics().calls(), 1, "nothing taken");
-    let _ = clock;
     assert!(
         scripted.call(get("/200")).is_trial(),
         "the one slot is free"
@@ -551,28 +537,16 @@ fn racing_clones_never_hold_more_trials_than_configured() {
 /// trial's slot free (the permit taken for it is abandoned by the unwind).
 #[tokio::test(start_paused = true)]
 async fn an_inner_call_that_panics_frees_the_trial() {
-    #[derive(Clone)]
-    struct Panics;
-    impl Service<http::Request<()>> for Panics {
-        type Response = http::Response<String>;
-        type Error = &'static str;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, _: http::Request<()>) -> Self::Future {
-            panic!("inner bug")
-        }
-    }
+    let panics = FnInner {
+        ready: Ok(()),
+        call: |_| panic!("inner bug"),
+    };
     let breaker = half_open_core(1);
     let layer = CircuitBreakerLayer::new("bug", Arc::clone(&breaker));
     let clock = layer.clock();
     let mut scripted = layer.clone().layer(Scripted);
     open_then_wait(&mut scripted).await;
-    let mut panicking = layer.layer(Panics);
+    let mut panicking = layer.layer(panics);
     let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         drop(panicking.call(get("/")));
     }));

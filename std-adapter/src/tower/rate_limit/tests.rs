@@ -10,7 +10,7 @@ use http::Request;
 use tower_layer::Layer;
 
 use super::{key, BadKey, RateLimitLayer, RateLimitRejection, Refusal};
-use crate::tower::test_service::{get, send, with_key, Scripted};
+use crate::tower::test_service::{get, send, with_key, FnInner, Scripted};
 
 fn bucket(quota: Result<Quota, fusebox::bucket::QuotaError>) -> Arc<TokenBucket> {
     Arc::new(TokenBucket::new(quota.expect("valid quota")))
@@ -594,30 +594,20 @@ async fn a_keyed_admission_reports_the_real_time_until_full() {
 /// (the client would read one policy's limit with another's remaining).
 #[tokio::test(start_paused = true)]
 async fn the_legacy_trio_never_mixes_two_policies() {
-    #[derive(Clone)]
-    struct OwnRemaining;
-    impl tower_service::Service<Request<()>> for OwnRemaining {
-        type Response = http::Response<String>;
-        type Error = std::convert::Infallible;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, _: Request<()>) -> Self::Future {
+    // The application's own quota: none left, back in 900 s.
+    let own_remaining = FnInner {
+        ready: Ok(()),
+        call: |_| {
             let mut response = http::Response::new(String::new());
-            // The application's own quota: none left, back in 900 s.
             let h = response.headers_mut();
             h.insert("x-ratelimit-remaining", http::HeaderValue::from_static("0"));
             h.insert("x-ratelimit-reset", http::HeaderValue::from_static("900"));
-            std::future::ready(Ok(response))
-        }
-    }
+            response
+        },
+    };
     let mut service = RateLimitLayer::new("api", bucket(Quota::per_hour(100)))
         .legacy_headers(true)
-        .layer(OwnRemaining);
+        .layer(own_remaining);
     let response = send(&mut service, get("/")).await.unwrap();
     let h = response.headers();
     let trio = (
