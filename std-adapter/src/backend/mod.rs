@@ -134,6 +134,8 @@ pub enum BackendError {
     InvalidRule(&'static str),
     /// A limiter name, key or prefix that cannot be stored.
     InvalidKey(&'static str),
+    /// A configuration that cannot work (e.g. a zero timeout).
+    InvalidConfig(&'static str),
     /// The memory backend's table is full of keys that are not idle.
     TableFull,
     /// A wait would end after the caller's deadline.
@@ -181,6 +183,7 @@ impl fmt::Display for BackendError {
             ),
             Self::InvalidRule(why) => write!(f, "invalid rule: {why}"),
             Self::InvalidKey(why) => write!(f, "invalid key: {why}"),
+            Self::InvalidConfig(why) => write!(f, "invalid redis configuration: {why}"),
             Self::TableFull => f.write_str("memory backend full: no idle key to evict"),
             Self::DeadlineExceeded { retry_after } => write!(
                 f,

@@ -107,7 +107,9 @@ fn limit_error(e: &BackendError) -> LimitError {
             LimitError::DeadlineExceeded { retry_after }
         }
         BackendError::TableFull => LimitError::TableFull,
-        BackendError::InvalidKey(why) | BackendError::InvalidRule(why) => LimitError::Invalid(why),
+        BackendError::InvalidKey(why)
+        | BackendError::InvalidRule(why)
+        | BackendError::InvalidConfig(why) => LimitError::Invalid(why),
         BackendError::Timeout(_)
         | BackendError::Unavailable(_)
         | BackendError::Auth(_)

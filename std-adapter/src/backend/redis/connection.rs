@@ -126,7 +126,8 @@ impl RedisConfig {
         self
     }
 
-    /// The per-command timeout: no decision waits longer for Redis.
+    /// The per-command timeout: no decision waits longer for Redis (above
+    /// zero: [`RedisBackend::connect`] refuses a zero timeout).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -153,6 +154,23 @@ impl RedisConfig {
     /// The per-command timeout.
     pub fn command_timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// A zero timeout never sees a reply (the timer fires before any
+    /// round trip): every decision would be degraded, or no connection
+    /// ever made.
+    fn check(&self) -> Result<(), BackendError> {
+        if self.timeout.is_zero() {
+            return Err(BackendError::InvalidConfig(
+                "the command timeout must be above zero",
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(BackendError::InvalidConfig(
+                "the connect timeout must be above zero",
+            ));
+        }
+        Ok(())
     }
 
     /// A standalone client for the configured URL, with the TLS
@@ -238,13 +256,15 @@ impl RedisBackend {
     ///
     /// # Errors
     ///
-    /// [`BackendError::Auth`] for refused credentials,
+    /// [`BackendError::InvalidConfig`] for a zero command or connect
+    /// timeout, [`BackendError::Auth`] for refused credentials,
     /// [`BackendError::Tls`] for a certificate refused either way (or
     /// certificates that cannot be read, or given for a `redis://` URL),
     /// [`BackendError::Unavailable`] for a bad URL or an unreachable
     /// server, [`BackendError::Timeout`] after the connect timeout; no
     /// message carries the URL's password or the client key.
     pub async fn connect(config: RedisConfig) -> Result<Self, BackendError> {
+        config.check()?;
         if !config.nodes.is_empty() {
             let certificates = tls::prepare(config.nodes.iter().map(String::as_str), &config.tls)?;
             let backoff = (config.reconnect_min, config.reconnect_max);
@@ -286,10 +306,12 @@ impl RedisBackend {
     ///
     /// # Errors
     ///
-    /// [`BackendError::Unavailable`] for a URL that cannot be parsed, or
+    /// [`BackendError::InvalidConfig`] for a zero command or connect
+    /// timeout; [`BackendError::Unavailable`] for a URL that cannot be parsed, or
     /// for a Cluster configuration; [`BackendError::Tls`] for certificates
     /// that cannot be read (a server's certificate is checked on first use).
     pub fn connect_lazy(config: RedisConfig) -> Result<Self, BackendError> {
+        config.check()?;
         if !config.nodes.is_empty() {
             return Err(BackendError::Unavailable(
                 "a cluster connects with RedisBackend::connect".into(),

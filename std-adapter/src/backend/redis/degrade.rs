@@ -39,7 +39,8 @@ pub enum Degrade {
     /// limit): the fleet as a whole keeps roughly its limit. Over an
     /// outage the fleet admits at most what `instances` separate buckets
     /// of that share admit, plus, at the switch, what Redis had already
-    /// admitted in the same window.
+    /// admitted in the same window. A request larger than the share's
+    /// burst (yet within the quota's) is refused until the next probe.
     Local {
         /// Expected instances sharing the limit (at least 1).
         instances: u32,

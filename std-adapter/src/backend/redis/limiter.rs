@@ -72,6 +72,8 @@ pub struct RedisLimiter {
     registry: Option<Arc<Registry>>,
     counters: Counters,
     corrupt_logged: AtomicBool,
+    /// Redis answered this limiter once (see `answered`).
+    answered_once: AtomicBool,
 }
 
 impl std::fmt::Debug for RedisLimiter {
@@ -160,6 +162,7 @@ impl RedisLimiterBuilder {
             registry: self.registry,
             counters: Counters::default(),
             corrupt_logged: AtomicBool::new(false),
+            answered_once: AtomicBool::new(false),
         })
     }
 }
@@ -365,7 +368,17 @@ impl RedisLimiter {
         }
         if self.is_degraded() && self.succeeded() {
             tracing::info!(limiter = %self.name, "redis answers again: limiter no longer degraded");
-            self.set_condition(None);
+        } else if !self.answered_once.load(Ordering::Relaxed)
+            && !self.answered_once.swap(true, Ordering::Relaxed)
+        {
+            // The first answer: a condition of this name left by a limiter
+            // dropped while degraded (one replaced on a quota change, say)
+            // is cleared, or health would say Redis is out forever. Under
+            // the outage's lock, as every change of the condition.
+            let _outage = self.outage();
+            if !self.is_degraded() {
+                self.set_condition(None);
+            }
         }
     }
 
@@ -375,6 +388,11 @@ impl RedisLimiter {
             let mut outage = self.outage();
             let started = outage.failed(Instant::now(), self.backoff);
             self.degraded.store(true, Ordering::Release);
+            // Set under the outage's lock, so that a success ending the
+            // outage meanwhile cannot clear it after this; and again on
+            // every failed probe, so that a condition cleared by another
+            // limiter of the name (one dropped while degraded) comes back.
+            self.set_condition(Some(&e.to_string()));
             started
         };
         if started {
@@ -384,7 +402,6 @@ impl RedisLimiter {
                 error = %e,
                 "redis unreachable or slow: limiter degraded"
             );
-            self.set_condition(Some(&e.to_string()));
         } else {
             tracing::debug!(limiter = %self.name, error = %e, "redis probe failed");
         }
@@ -395,6 +412,10 @@ impl RedisLimiter {
         let mut outage = self.outage();
         let ended = outage.succeeded();
         self.degraded.store(false, Ordering::Release);
+        if ended {
+            // Under the lock: a failure after this sets it again after this.
+            self.set_condition(None);
+        }
         ended
     }
 
@@ -418,6 +439,14 @@ impl RedisLimiter {
         };
         match (&self.policy, &self.local) {
             (Degrade::FailOpen, _) => Ok(refused(true, Source::FailOpen, Duration::ZERO)),
+            // More than the local share's burst, yet within the quota
+            // (checked before): no local decision can admit it, Redis may;
+            // refused until the next probe, as `FailClosed` would (an
+            // `InsufficientCapacity` would tell the caller no wait helps).
+            (Degrade::Local { .. }, Some((_, rules))) if n > rules.min_burst() => {
+                let wait = self.outage().until_probe(Instant::now());
+                Ok(refused(false, Source::Local, wait))
+            }
             (Degrade::Local { .. }, Some((memory, rules))) => {
                 memory.decide_now(&self.name, key, rules, n)
             }

@@ -1,0 +1,169 @@
+//! The Redis backend's degradation, as a hostile operator drives it:
+//! a limiter replaced while Redis was out (a quota changed, a config
+//! reload) must not leave its health condition behind once Redis is back;
+//! the `Local` policy refuses (and names a wait) a request that the
+//! configured quota admits but its local share cannot, instead of failing
+//! it as if no wait could ever help; a zero timeout, with which no
+//! decision could ever reach Redis, is refused when the backend is made.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis_server::RedisServer;
+use fusebox::bucket::Quota;
+use fusebox_std::backend::{
+    BackendError, Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules, Source,
+};
+use fusebox_std::Registry;
+use tokio::time::Instant;
+
+fn config(server: &RedisServer) -> RedisConfig {
+    RedisConfig::new(server.url())
+        .timeout(Duration::from_millis(50))
+        .connect_timeout(Duration::from_millis(500))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+fn per_second(tokens: u32) -> Rules {
+    Rules::single("per_second", Quota::per_second(tokens).unwrap()).unwrap()
+}
+
+/// Requests until Redis decides again (at most 5 s).
+async fn until_redis(limiter: &RedisLimiter) {
+    let start = Instant::now();
+    while limiter.try_acquire("k").await.unwrap().source != Source::Redis {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "redis decisions did not resume"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The limiter is rebuilt (its quota doubled) while Redis is out, the old
+/// one dropped; Redis comes back and the new limiter decides there. Its
+/// health must be clean again: the old limiter's `redis_api` condition
+/// stayed set forever (the new limiter, never degraded itself, never
+/// cleared it), so `health()` said `degraded` with a stale reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limiter_dropped_while_degraded_leaves_no_stale_health_condition() {
+    let mut server = RedisServer::start();
+    let registry = Arc::new(Registry::new());
+    let backend = RedisBackend::connect(config(&server)).await.unwrap();
+    let build = |rules: Rules| {
+        RedisLimiter::builder("api", rules, backend.clone())
+            .degrade(Degrade::Local { instances: 2 })
+            .probe_backoff(Duration::from_millis(20), Duration::from_millis(200))
+            .registry(Arc::clone(&registry))
+            .build()
+            .unwrap()
+    };
+    let old = build(per_second(20));
+    assert_eq!(old.try_acquire("k").await.unwrap().source, Source::Redis);
+    server.kill();
+    assert_eq!(old.try_acquire("k").await.unwrap().source, Source::Local);
+    assert!(registry.health().degraded);
+    drop(old);
+
+    server.restart();
+    let new = build(per_second(40));
+    until_redis(&new).await;
+    assert!(!new.is_degraded());
+    let health = registry.health();
+    assert!(!health.degraded, "stale: {:?}", health.reasons);
+
+    // And the new limiter still reports an outage of its own.
+    server.kill();
+    assert_eq!(new.try_acquire("k").await.unwrap().source, Source::Local);
+    assert!(registry.health().degraded);
+    server.restart();
+    until_redis(&new).await;
+    assert!(
+        !registry.health().degraded,
+        "{:?}",
+        registry.health().reasons
+    );
+}
+
+/// 20/s with a burst of 20 among 4 instances: a local share of burst 5.
+/// Ten tokens are a valid request (Redis admits them); while Redis is out
+/// the `Local` policy cannot admit them, and must say so as a refusal
+/// with a wait, like every other degraded decision. It failed with
+/// `InsufficientCapacity { requested: 10, burst: 5 }` — the error that
+/// means "no wait could help", a burst the operator never configured —
+/// so `until_n_ready_by` gave up at once on a brief outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_fallback_refuses_a_request_larger_than_its_share_instead_of_failing() {
+    let mut server = RedisServer::start();
+    let backend = RedisBackend::connect(config(&server)).await.unwrap();
+    let limiter = RedisLimiter::builder("share", per_second(20), backend)
+        .degrade(Degrade::Local { instances: 4 })
+        .probe_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let d = limiter.try_acquire_n("k", 10).await.unwrap();
+    assert_eq!((d.allowed, d.source), (true, Source::Redis));
+    server.kill();
+    for _ in 0..3 {
+        let d = limiter
+            .try_acquire_n("k", 10)
+            .await
+            .expect("a refusal, not an error");
+        assert!(!d.allowed, "{d:?}");
+        assert!(d.retry_after > Duration::ZERO, "{d:?}");
+    }
+    // Beyond the configured burst it is still the error it always was.
+    assert!(matches!(
+        limiter.try_acquire_n("k", 21).await,
+        Err(BackendError::InsufficientCapacity {
+            requested: 21,
+            burst: 20
+        })
+    ));
+    // A waiter rides the outage out: Redis back, the wait ends admitted.
+    let waiter = async {
+        limiter
+            .until_n_ready_by("k", 10, Some(Instant::now() + Duration::from_secs(5)))
+            .await
+    };
+    let restart = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server.restart();
+    };
+    let (waited, ()) = tokio::join!(waiter, restart);
+    let d = waited.expect("admitted once Redis is back");
+    assert_eq!((d.allowed, d.source), (true, Source::Redis));
+}
+
+/// A zero command timeout can never see a reply (the timer fires before
+/// any round trip): every decision was degraded for the process's life
+/// and a fleet breaker never synced. A zero connect timeout never
+/// connects. Both are refused when the backend is made, with a typed
+/// error that is not a fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_timeouts_are_rejected_at_construction() {
+    let server = RedisServer::start();
+    for config in [
+        config(&server).timeout(Duration::ZERO),
+        config(&server).connect_timeout(Duration::ZERO),
+    ] {
+        let connected = RedisBackend::connect(config.clone()).await;
+        assert!(
+            matches!(connected, Err(BackendError::InvalidConfig(_))),
+            "{config:?}: {:?}",
+            connected.map(drop)
+        );
+        let lazy = RedisBackend::connect_lazy(config.clone());
+        assert!(
+            matches!(lazy, Err(BackendError::InvalidConfig(_))),
+            "{config:?}: {:?}",
+            lazy.map(drop)
+        );
+        assert!(!BackendError::InvalidConfig("x").is_fault());
+    }
+    // The smallest non-zero timeouts are accepted.
+    let tiny = config(&server).timeout(Duration::from_micros(1));
+    assert!(RedisBackend::connect_lazy(tiny).is_ok());
+}
