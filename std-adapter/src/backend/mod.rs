@@ -7,7 +7,12 @@
 //! limiter) and [`Rules`] — several named quotas checked at once: admitted
 //! only if every rule admits, and a refused request takes no token from
 //! any. The limits travel with every call, so changing a quota needs no
-//! migration. Both backends decide exactly as the core
+//! migration; the flip side is that a fleet must agree on them. Processes
+//! that send *different* rules for one limiter name share each key's
+//! state, and each call reads it under its own rule (a state written under
+//! another quota is carried over, capped at this rule's refill time), so
+//! the looser rule shortens the stricter one's waits: roll a quota change
+//! out quickly, or under a new limiter name. Both backends decide exactly as the core
 //! [`TokenBucket`](fusebox::bucket::TokenBucket) does on the same schedule
 //! (the Redis script is checked against it by a differential test).
 //!
