@@ -45,6 +45,17 @@ impl Default for AlertThresholds {
 }
 
 impl AlertThresholds {
+    /// The longest window, in runs: the window is held (and allocated at
+    /// spawn), so a length from a configuration must not be able to take
+    /// the process's memory.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::AlertThresholds;
+    ///
+    /// assert_eq!(AlertThresholds::new().window(usize::MAX).window_len(), AlertThresholds::MAX_WINDOW);
+    /// ```
+    pub const MAX_WINDOW: usize = 1 << 16;
+
     /// A window of 10, 5 samples minimum, no rule.
     ///
     /// ```
@@ -61,7 +72,8 @@ impl AlertThresholds {
         }
     }
 
-    /// How many recent runs the rules look at (at least 1).
+    /// How many recent runs the rules look at (at least 1, at most
+    /// [`MAX_WINDOW`](Self::MAX_WINDOW): a larger one is that).
     ///
     /// ```
     /// use fusebox_std::monitor::AlertThresholds;
@@ -70,7 +82,7 @@ impl AlertThresholds {
     /// ```
     #[must_use]
     pub fn window(mut self, runs: usize) -> Self {
-        self.window = runs.max(1);
+        self.window = runs.clamp(1, Self::MAX_WINDOW);
         self.min_samples = self.min_samples.min(self.window);
         self
     }

@@ -128,7 +128,10 @@ pub(crate) struct Lag {
 
 impl Bus {
     pub(crate) fn new(capacity: usize) -> Self {
-        let (tx, _) = broadcast::channel(capacity.max(1));
+        // Bounded as `Events::new` bounds its own: tokio allocates every
+        // slot at once and panics above `usize::MAX / 2`.
+        let capacity = capacity.clamp(1, crate::events::Events::MAX_CAPACITY);
+        let (tx, _) = broadcast::channel(capacity);
         Self {
             tx,
             lag: Arc::default(),

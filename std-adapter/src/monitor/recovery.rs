@@ -141,9 +141,11 @@ impl RecoveryRule {
         }
     }
 
-    /// The wait after the first attempt of an episode (default 30 s). Any
-    /// duration is safe: the waits saturate at `Duration::MAX` (no further
-    /// attempt), and so does the status's `next_attempt_at`.
+    /// The wait after the first attempt of an episode (default 30 s, at
+    /// least 1 ms, as a check's interval: a zero cooldown would run the
+    /// action in a loop that never waits). Any longer duration is safe:
+    /// the waits saturate at `Duration::MAX` (no further attempt), and so
+    /// does the status's `next_attempt_at`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -155,7 +157,7 @@ impl RecoveryRule {
     /// ```
     #[must_use]
     pub fn cooldown(mut self, cooldown: Duration) -> Self {
-        self.cooldown = cooldown;
+        self.cooldown = cooldown.max(Duration::from_millis(1));
         self
     }
 

@@ -82,7 +82,9 @@ impl HealthMonitor {
     }
 
     /// How many events the broadcast channel holds for a slow receiver
-    /// (at least 1; default 64). Sending never waits: a receiver further
+    /// (at least 1, at most
+    /// [`Events::MAX_CAPACITY`](crate::events::Events::MAX_CAPACITY), a
+    /// larger one is that; default 64). Sending never waits: a receiver further
     /// behind loses the oldest events, counted in
     /// [`Status::lagged_events`].
     ///

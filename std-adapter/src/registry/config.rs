@@ -7,8 +7,9 @@ use fusebox::breaker::Config;
 use fusebox::bucket::{FullPolicy, Quota};
 use serde_json::{Map, Value};
 
-use super::error::{validate_name, FieldError, RegistryConfigError};
+use super::error::{shown, validate_name, FieldError, RegistryConfigError};
 use super::spec::{BreakerSpec, KeyedLimiterSpec, QuotaSpec};
+use super::strict_json::{escaped, Strict};
 use crate::tracker::TrackerConfig;
 
 /// The prefix of the environment variables read by
@@ -192,7 +193,9 @@ impl RegistryConfig {
     ///
     /// # Errors
     ///
-    /// A value of the wrong type or an unknown field, named by its path.
+    /// A value of the wrong type or an unknown field, named by its path
+    /// (a variable's path deeper than any field is refused before its
+    /// tables are made).
     ///
     /// ```
     /// use fusebox_std::registry::RegistryConfig;
@@ -259,7 +262,7 @@ impl RegistryConfig {
         text: &str,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, RegistryConfigError> {
-        let value: Value = serde_json::from_str(text)
+        let Strict(value) = serde_json::from_str(text)
             .map_err(|e| one(FieldError::new("(json)", e.to_string())))?;
         Self::from_value(value, vars)
     }
@@ -273,11 +276,24 @@ impl RegistryConfig {
                 continue;
             };
             let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+            if segments.len() > MAX_ENV_DEPTH {
+                // Deeper than any field: an unknown one. Refused here, as
+                // the tables it would make are dropped recursively.
+                return Err(one(FieldError::new(
+                    escaped(&segments[..MAX_ENV_DEPTH].join(".")),
+                    format!("unknown field: {} levels deep", segments.len()),
+                )));
+            }
             set_path(&mut value, &segments, env_value(&raw));
         }
         serde_path_to_error::deserialize(value).map_err(|e| {
+            // Both hold keys (and values) of the document: shown escaped
+            // and cut, as names are.
             let path = e.path().to_string();
-            one(FieldError::new(path, e.into_inner().to_string()))
+            one(FieldError::new(
+                escaped(&path),
+                escaped(&e.into_inner().to_string()),
+            ))
         })
     }
 
@@ -318,25 +334,25 @@ impl RegistryConfig {
             for name in keys {
                 if let Err(e) = validate_name(name) {
                     errors.push(FieldError::new(
-                        format!("{table}.{}", super::error::shown(name)),
+                        format!("{table}.{}", shown(name)),
                         format!("invalid name: {e}"),
                     ));
                 }
             }
         }
         for (name, spec) in &self.breakers {
-            let path = format!("breakers.{name}");
+            let path = format!("breakers.{}", shown(name));
             if let Some(config) = spec.build(&path, &mut errors) {
                 out.breakers.insert(name.clone(), (config, spec.required));
             }
         }
         for (name, spec) in &self.limiters {
-            if let Some(quota) = spec.build(&format!("limiters.{name}"), &mut errors) {
+            if let Some(quota) = spec.build(&format!("limiters.{}", shown(name)), &mut errors) {
                 out.limiters.insert(name.clone(), quota);
             }
         }
         for (name, spec) in &self.keyed_limiters {
-            let path = format!("keyed_limiters.{name}");
+            let path = format!("keyed_limiters.{}", shown(name));
             let quota = QuotaSpec {
                 rate: spec.rate,
                 period: spec.period.clone(),
@@ -354,7 +370,7 @@ impl RegistryConfig {
             }
         }
         for (name, spec) in &self.bulkheads {
-            if let Some(settings) = spec.build(&format!("bulkheads.{name}"), &mut errors) {
+            if let Some(settings) = spec.build(&format!("bulkheads.{}", shown(name)), &mut errors) {
                 out.bulkheads.insert(name.clone(), settings);
             }
         }
@@ -372,7 +388,7 @@ impl RegistryConfig {
         for (name, tracker) in &self.trackers {
             if let Err(e) = tracker.validate() {
                 errors.push(FieldError::new(
-                    format!("trackers.{name}.{}", e.field()),
+                    format!("trackers.{}.{}", shown(name), e.field()),
                     e.message(),
                 ));
             }
@@ -384,6 +400,11 @@ impl RegistryConfig {
         }
     }
 }
+
+/// The most `__`-separated segments an environment variable's path may
+/// have: deeper than any field (`keyed_limiters.<name>.overflow.rate` is
+/// 4), with room to spare.
+const MAX_ENV_DEPTH: usize = 8;
 
 fn one(e: FieldError) -> RegistryConfigError {
     RegistryConfigError::new(vec![e])

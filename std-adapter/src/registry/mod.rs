@@ -45,6 +45,7 @@ mod monitor;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 mod spec;
+mod strict_json;
 
 pub use builder::RegistryBuilder;
 pub use bulkheads::BulkheadSpec;

@@ -250,9 +250,11 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
         (Ok(n), Some(per)) => n
             .checked_mul(per)
             .map(Duration::from_micros)
-            .ok_or_else(|| format!("duration \"{text}\" is too long")),
+            .ok_or_else(|| format!("duration \"{}\" is too long", super::error::shown(text))),
+        // The text is the document's: shown escaped and cut, as names are.
         _ => Err(format!(
-            "must be a duration such as \"30s\" (units: us, ms, s, m, h), got \"{text}\""
+            "must be a duration such as \"30s\" (units: us, ms, s, m, h), got \"{}\"",
+            super::error::shown(text)
         )),
     }
 }

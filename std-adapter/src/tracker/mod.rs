@@ -296,7 +296,9 @@ impl Tracker {
     /// [`ExecutionSummary`] of it and its stages, readable with
     /// [`execution_summary`](Self::execution_summary) while it runs and
     /// after, until `max_requests` newer requests push it out. An id
-    /// longer than [`TrackerConfig::MAX_NAME_LEN`] bytes gets no summary.
+    /// longer than [`TrackerConfig::MAX_NAME_LEN`] bytes gets no summary;
+    /// an operation or stage name (its full path) longer than that shows
+    /// in the summary as [`OVERFLOW`], the series it is counted under.
     ///
     /// ```
     /// use fusebox_std::{Tracker, TrackerConfig};

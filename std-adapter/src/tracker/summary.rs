@@ -5,6 +5,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use fusebox::Duration;
 
+use super::{TrackerConfig, OVERFLOW};
+
 /// One request's run: total and per-stage durations (seed 001's
 /// `get_execution_summary`), from [`Tracker::execution_summary`](super::Tracker::execution_summary).
 ///
@@ -111,7 +113,7 @@ impl RequestRecord {
             max_stages,
             summary: Mutex::new(ExecutionSummary {
                 request_id: id.to_owned(),
-                operation: operation.to_owned(),
+                operation: bounded(operation).to_owned(),
                 total: None,
                 failed: false,
                 stages: Vec::new(),
@@ -132,7 +134,7 @@ impl RequestRecord {
         let mut s = self.lock();
         if s.stages.len() < self.max_stages {
             s.stages.push(StageTiming {
-                stage: path.to_owned(),
+                stage: bounded(path).to_owned(),
                 duration,
                 failed,
             });
@@ -145,6 +147,18 @@ impl RequestRecord {
         let mut s = self.lock();
         s.total = Some(total);
         s.failed = failed;
+    }
+}
+
+/// A name as a summary keeps it: one longer than
+/// [`TrackerConfig::MAX_NAME_LEN`] is shown as [`OVERFLOW`], the series
+/// it was counted under, so a summary holds no name of a client's choosing
+/// at any length.
+fn bounded(name: &str) -> &str {
+    if name.len() > TrackerConfig::MAX_NAME_LEN {
+        OVERFLOW
+    } else {
+        name
     }
 }
 

@@ -1,0 +1,231 @@
+//! A hostile review of the observability parts: the tracker, the events
+//! channel, the health monitor, the Prometheus text and the registry's
+//! configuration, with inputs a careless or hostile user would give.
+use std::sync::Arc;
+use std::time::Duration;
+
+use fusebox_std::monitor::{
+    AlertThresholds, CheckError, CheckSpec, FnCheck, HealthMonitor, RecoveryAction, RecoveryRule,
+};
+use fusebox_std::registry::RegistryConfig;
+use fusebox_std::tracker::OVERFLOW;
+use fusebox_std::{Tracker, TrackerConfig};
+
+/// A monitor's event capacity is a plain `usize`: one the broadcast
+/// channel cannot hold must not panic `try_spawn` (documented to fail
+/// only outside a runtime), as `Events::new` bounds its own.
+#[tokio::test(start_paused = true)]
+async fn a_huge_monitor_event_capacity_does_not_panic() {
+    let spawned = std::panic::catch_unwind(|| {
+        HealthMonitor::new()
+            .event_capacity(usize::MAX)
+            .try_spawn()
+            .map(|_| ())
+    });
+    assert!(matches!(spawned, Ok(Ok(()))), "a panic: {spawned:?}");
+}
+
+/// An alert window of `usize::MAX` runs is accepted by the builder
+/// ("at least 1"): spawning must not panic preallocating it.
+#[tokio::test(start_paused = true)]
+async fn a_huge_alert_window_does_not_panic_at_spawn() {
+    let spawned = std::panic::catch_unwind(|| {
+        HealthMonitor::new()
+            .check(
+                CheckSpec::new("c", FnCheck::new(|| async { Ok(None) })).alerts(
+                    AlertThresholds::new()
+                        .window(usize::MAX)
+                        .min_success_rate(50),
+                ),
+            )
+            .try_spawn()
+            .map(|_| ())
+    });
+    assert!(matches!(spawned, Ok(Ok(()))), "a panic: {spawned:?}");
+}
+
+/// A recovery cooldown of zero ("any duration is safe") must not turn the
+/// recovery task into a loop that never waits: on paused time, many
+/// attempts at one instant mean the task never lets the clock move (and
+/// on real time, that it burns a core running the action).
+#[tokio::test(start_paused = true)]
+async fn a_zero_recovery_cooldown_does_not_spin() {
+    let at_once = Arc::new(tokio::sync::Notify::new());
+    let seen = Arc::new(std::sync::Mutex::new((None, 0_usize)));
+    let action = {
+        let (at_once, seen) = (Arc::clone(&at_once), Arc::clone(&seen));
+        RecoveryAction::new("spin", move || {
+            let (at_once, seen) = (Arc::clone(&at_once), Arc::clone(&seen));
+            async move {
+                let now = tokio::time::Instant::now();
+                let mut s = seen.lock().unwrap();
+                if s.0 == Some(now) {
+                    s.1 += 1;
+                } else {
+                    *s = (Some(now), 1);
+                }
+                if s.1 == 100 {
+                    at_once.notify_one();
+                }
+                Err::<(), _>("still down")
+            }
+        })
+    };
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new(
+                "down",
+                FnCheck::new(|| async { Err(CheckError::other("no")) }),
+            )
+            .interval(Duration::from_secs(1))
+            .recovery(RecoveryRule::new(1, action).cooldown(Duration::ZERO)),
+        )
+        .spawn();
+    tokio::select! {
+        () = at_once.notified() => panic!("100 recovery attempts at one instant"),
+        () = tokio::time::sleep(Duration::from_millis(50)) => {}
+    }
+    monitor.stop().await;
+}
+
+/// Request summaries keep at most `max_requests` records, and a request id
+/// longer than `MAX_NAME_LEN` gets none; the operation and stage names a
+/// summary keeps must be bounded too, or a client-chosen name is held
+/// `max_requests × max_stages_per_request` times at any length.
+#[test]
+fn request_summaries_do_not_keep_unbounded_names() {
+    let tracker = Tracker::new(TrackerConfig {
+        sample_rate: 1.0,
+        ..TrackerConfig::default()
+    })
+    .unwrap();
+    let long = "x".repeat(100_000);
+    let op = tracker.track_request("req", &long);
+    drop(op.track_stage(&long));
+    let short = tracker.track_request("req2", "op");
+    drop(short.track_stage(&long));
+    drop(short);
+    drop(op);
+    for id in ["req", "req2"] {
+        let summary = tracker.execution_summary(id).unwrap();
+        assert!(
+            summary.operation.len() <= TrackerConfig::MAX_NAME_LEN,
+            "{id}: operation of {} bytes",
+            summary.operation.len()
+        );
+        for stage in &summary.stages {
+            assert!(
+                stage.stage.len() <= TrackerConfig::MAX_NAME_LEN,
+                "{id}: stage of {} bytes",
+                stage.stage.len()
+            );
+        }
+    }
+    // The series agree: the long names went to the overflow series.
+    assert_eq!(tracker.stats()[OVERFLOW].calls, 3);
+}
+
+/// Names in a configuration error are shown escaped and cut (as the
+/// invalid-name error does), never raw: a name's newline must not forge a
+/// log line, whichever of its fields is wrong.
+#[test]
+fn config_errors_never_show_a_raw_name() {
+    let name = format!("evil\nFAKE LOG LINE {}", "y".repeat(10_000));
+    for table in ["breakers", "trackers"] {
+        let field = if table == "breakers" {
+            "failure_rate = 300"
+        } else {
+            "sample_rate = 2.0"
+        };
+        let toml = format!("[{table}.{name:?}]\n{field}\n");
+        let config = RegistryConfig::from_toml(&toml).unwrap();
+        let err = config.validate().unwrap_err();
+        for f in err.fields() {
+            assert!(!f.path().contains('\n'), "{table}: a raw newline in a path");
+            assert!(
+                f.path().len() < 1_000,
+                "{table}: a path of {} bytes",
+                f.path().len()
+            );
+        }
+    }
+    // Errors from reading the document: an unknown key, a wrong value,
+    // under the name or in a field's place.
+    let documents = [
+        format!("[breakers.{name:?}]\nbogus = 1\n"),
+        format!("[breakers.a]\n{name:?} = 1\n"),
+        format!("{name:?} = 1\n"),
+        format!("[limiters.a]\nperiod = {name:?}\n"),
+        format!("[limiters.a]\nrate = {name:?}\n"),
+    ];
+    for (i, toml) in documents.iter().enumerate() {
+        let err = RegistryConfig::from_toml(toml)
+            .and_then(|c| c.validate())
+            .unwrap_err();
+        for f in err.fields() {
+            assert!(
+                !f.path().contains('\n'),
+                "document {i}: a raw newline in a path"
+            );
+            assert!(
+                !f.message().contains('\n'),
+                "document {i}: a raw newline in a message"
+            );
+            assert!(
+                f.path().len() + f.message().len() < 2_000,
+                "an error of {} bytes",
+                f.to_string().len()
+            );
+        }
+    }
+}
+
+/// An environment variable's name sets a path, one table per `__`
+/// segment: a name of many segments must be refused (or read) without
+/// overflowing the stack, building or dropping the nested tables.
+#[test]
+fn a_deeply_nested_environment_path_does_not_overflow_the_stack() {
+    let key = format!("FUSEBOX__BREAKERS__A{}", "__X".repeat(40_000));
+    let read = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || RegistryConfig::from_env_vars([(key, "1".to_owned())]).is_err())
+        .unwrap()
+        .join();
+    assert!(matches!(read, Ok(true)));
+}
+
+/// A deeply nested TOML or JSON document is a typed error, not a stack
+/// overflow.
+#[test]
+fn a_deeply_nested_document_is_an_error() {
+    let read = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            let toml = format!("x = {}1{}\n", "[".repeat(50_000), "]".repeat(50_000));
+            let json = format!("{{\"x\": {}1{}}}", "[".repeat(50_000), "]".repeat(50_000));
+            let inline = format!("x = {}1{}\n", "{a=".repeat(50_000), "}".repeat(50_000));
+            (
+                RegistryConfig::from_toml(&toml).is_err(),
+                RegistryConfig::from_json(&json).is_err(),
+                RegistryConfig::from_toml(&inline).is_err(),
+            )
+        })
+        .unwrap()
+        .join();
+    assert!(matches!(read, Ok((true, true, true))));
+}
+
+/// A key given twice is an error in a JSON document as it is in TOML
+/// (which refuses it), never a silent "the last one wins".
+#[test]
+fn a_duplicate_key_is_refused_in_json_as_in_toml() {
+    assert!(RegistryConfig::from_toml("[limiters.api]\nrate = 1\nrate = 1000\n").is_err());
+    for json in [
+        r#"{"limiters": {"api": {"rate": 1, "rate": 1000}}}"#,
+        r#"{"limiters": {"api": {"rate": 1}}, "limiters": {"api": {"rate": 1000}}}"#,
+        r#"{"events_capacity": 1, "events_capacity": 2}"#,
+    ] {
+        let read = RegistryConfig::from_json(json);
+        assert!(read.is_err(), "{json}: {read:?}");
+    }
+}
