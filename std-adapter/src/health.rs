@@ -89,7 +89,7 @@ use fusebox::bucket::KeyedMetrics;
 use fusebox::cache::CacheMetrics;
 use fusebox::Duration;
 
-use crate::redact::redact;
+use crate::redact::redact_cut;
 use crate::tracker::OperationStats;
 use crate::Registry;
 
@@ -344,17 +344,7 @@ impl Registry {
         source: &str,
         reason: Option<&str>,
     ) -> Result<(), crate::RegistryError> {
-        self.set_condition(
-            source,
-            reason.map(|r| {
-                let mut reason = redact(r).into_owned();
-                if let Some((cut, _)) = reason.char_indices().nth(256) {
-                    reason.truncate(cut);
-                    reason.push('…');
-                }
-                reason
-            }),
-        )
+        self.set_condition(source, reason.map(|r| redact_cut(r, 256)))
     }
 
     /// The report's `ready` verdict alone, as [`health`](Self::health)

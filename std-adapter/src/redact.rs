@@ -146,6 +146,18 @@ fn userinfo(text: &str) -> Option<String> {
     splice(text, &ranges)
 }
 
+/// `text` [redacted](redact) and cut to `max_chars` characters (then
+/// ending with `…`): what a report or event keeps of a message it does not
+/// control.
+pub(crate) fn redact_cut(text: &str, max_chars: usize) -> String {
+    let mut out = redact(text).into_owned();
+    if let Some((cut, _)) = out.char_indices().nth(max_chars) {
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
 /// Whether a parameter called `name` holds a secret (the names the
 /// [module docs](self) list).
 pub(crate) fn sensitive(name: &str) -> bool {

@@ -45,7 +45,7 @@ use fusebox::breaker::State;
 use fusebox::Instant;
 use tokio::sync::broadcast;
 
-use crate::redact::redact;
+use crate::redact::redact_cut;
 
 mod reporter;
 pub use reporter::RejectionReporter;
@@ -135,7 +135,7 @@ pub enum Event {
 
 impl Event {
     /// A [`Event::Failure`] whose message is `error` displayed, passed
-    /// through [`redact`] (so no credential reaches a subscriber) and cut to
+    /// through [`redact`](crate::redact::redact) (so no credential reaches a subscriber) and cut to
     /// [`MAX_ERROR_CHARS`](Self::MAX_ERROR_CHARS).
     ///
     /// ```
@@ -146,11 +146,7 @@ impl Event {
     /// assert!(matches!(e, Event::Failure { ref error, .. } if error == "redis://u:***@h refused"));
     /// ```
     pub fn failure(name: &str, error: &dyn fmt::Display, at: Instant) -> Self {
-        let mut error = redact(&error.to_string()).into_owned();
-        if let Some((cut, _)) = error.char_indices().nth(Self::MAX_ERROR_CHARS) {
-            error.truncate(cut);
-            error.push('…');
-        }
+        let error = redact_cut(&error.to_string(), Self::MAX_ERROR_CHARS);
         Self::Failure {
             name: name.into(),
             error,

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::redact::redact;
+use crate::redact::redact_cut;
 
 /// One health check: an async probe of a dependency.
 ///
@@ -113,7 +113,8 @@ pub enum ErrorKind {
 }
 
 impl CheckError {
-    /// An error of `kind` with `message`, redacted.
+    /// An error of `kind` with `message`, [redacted](crate::redact) and
+    /// cut to [`MAX_MESSAGE_CHARS`](Self::MAX_MESSAGE_CHARS).
     ///
     /// ```
     /// use fusebox_std::monitor::{CheckError, ErrorKind};
@@ -124,9 +125,20 @@ impl CheckError {
     pub fn new(kind: ErrorKind, message: impl fmt::Display) -> Self {
         Self {
             kind,
-            message: redact(&message.to_string()).into_owned(),
+            message: redact_cut(&message.to_string(), Self::MAX_MESSAGE_CHARS),
         }
     }
+
+    /// The longest message (and probe detail) kept, in characters: a
+    /// check's text may come from the server it probes.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::CheckError;
+    ///
+    /// let e = CheckError::other("x".repeat(10_000));
+    /// assert_eq!(e.message().chars().count(), CheckError::MAX_MESSAGE_CHARS + 1);
+    /// ```
+    pub const MAX_MESSAGE_CHARS: usize = 512;
 
     /// An [`ErrorKind::Other`] error; handy in custom checks
     /// (`.map_err(CheckError::other)`).
@@ -262,7 +274,7 @@ pub(crate) async fn timed(
         Ok(Ok(detail)) => Probe {
             error: None,
             latency,
-            detail: detail.map(|d| redact(&d).into_owned()),
+            detail: detail.map(|d| redact_cut(&d, CheckError::MAX_MESSAGE_CHARS)),
         },
         Ok(Err(error)) => Probe {
             error: Some(error),
