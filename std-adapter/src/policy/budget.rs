@@ -37,23 +37,29 @@ impl fmt::Display for BudgetError {
 
 impl std::error::Error for BudgetError {}
 
-/// A retry budget: within any window, the retries admitted are at most
+/// A retry budget: a retry is admitted only if, in the window at that
+/// moment, the retries admitted (this one included) are at most
 /// `floor + ⌊percent × first attempts / 100⌋`, counting the first attempts
 /// (deposits) and retries (withdrawals) made in that window.
 ///
 /// So when a dependency fails, a fleet of callers sharing a budget adds at
-/// most `percent` % to the load (plus the floor), instead of multiplying it
-/// by the number of attempts.
+/// most about `percent` % to the load (plus the floor), instead of
+/// multiplying it by the number of attempts.
 ///
 /// # The window
 ///
 /// Time is cut into 10 slots of `window / 10`; the window at `now` is the
 /// slot holding `now` and the nine before it (so it spans between 90 % and
-/// 100 % of `window`). The bound above holds for every such window, exactly
-/// and whatever the concurrency: a withdrawal is decided and counted under
-/// one lock, with the window's deposits it was decided on. A `now` earlier
-/// than one already seen reads as that latest slot (a stale clock never
-/// reopens an old window).
+/// 100 % of `window`). The bound above holds at every retry, exactly and
+/// whatever the concurrency: a withdrawal is decided and counted under
+/// one lock, with the window's deposits it was decided on. A retry stays
+/// in the windows after it when the first attempts that bought it have
+/// left them, so a window's retries are bounded by its first attempts
+/// *and those of the nine slots before it*: at most `floor +
+/// ⌊percent × first attempts of those 19 slots / 100⌋` (first attempts at
+/// a steady rate: twice the percentage, at a window's start, at worst). A
+/// `now` earlier than one already seen reads as that latest slot (a stale
+/// clock never reopens an old window).
 ///
 /// # Why a windowed counter and not the core's `TokenBucket`
 ///
@@ -384,5 +390,55 @@ mod tests {
         // nothing is written into an old slot.
         assert!(b.try_withdraw_at(Instant::from_secs(1)));
         assert!(!b.try_withdraw_at(Instant::from_secs(100)));
+    }
+
+    /// The docs' bounds, from a model of the docs: at every retry, the
+    /// window then; for every window, its first attempts and those of the
+    /// nine slots before it. Found by a hostile review: the docs claimed
+    /// every window's own first attempts bound its retries, yet 10 first
+    /// attempts at 0 s buy 10 retries at 9 s, which the window 9..=18 s
+    /// holds with no first attempt.
+    #[test]
+    fn every_window_holds_its_bound() {
+        let (percent, floor) = (100u64, 1u64);
+        let b = budget(100, 1);
+        let (mut deposits, mut withdrawals) = ([0u64; 40], [0u64; 40]);
+        let sum =
+            |counts: &[u64; 40], from: usize, to: usize| -> u64 { counts[from..=to].iter().sum() };
+        let mut rng = fastrand::Rng::with_seed(5);
+        for slot in 0..40usize {
+            for _ in 0..rng.usize(0..6) {
+                if rng.bool() {
+                    b.deposit_at(Instant::from_secs(slot as u64));
+                    deposits[slot] += 1;
+                } else if b.try_withdraw_at(Instant::from_secs(slot as u64)) {
+                    withdrawals[slot] += 1;
+                    // At the retry: the window then, this retry included.
+                    let from = slot.saturating_sub(9);
+                    let (d, w) = (sum(&deposits, from, slot), sum(&withdrawals, from, slot));
+                    assert!(w <= floor + percent * d / 100, "slot {slot}: {w} for {d}");
+                }
+            }
+        }
+        // 10 first attempts at 0 s buy 10 retries at 9 s (and the floor's).
+        let b = budget(100, 0);
+        for _ in 0..10 {
+            b.deposit_at(Instant::from_secs(0));
+        }
+        let granted = (0..20)
+            .filter(|_| b.try_withdraw_at(Instant::from_secs(9)))
+            .count();
+        assert_eq!(granted, 10);
+        // The window 9..=18 s holds them with no first attempt of its own:
+        // only the 19 slots 0..=18 bound it.
+        assert_eq!(b.remaining_at(Instant::from_secs(18)), 0);
+        for end in 9..40 {
+            let w: u64 = sum(&withdrawals, end - 9, end);
+            let d19: u64 = sum(&deposits, end.saturating_sub(18), end);
+            assert!(
+                w <= floor + percent * d19 / 100,
+                "window ending at slot {end}: {w} retries for {d19} first attempts in 19 slots"
+            );
+        }
     }
 }

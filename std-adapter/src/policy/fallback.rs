@@ -6,6 +6,7 @@ use std::hash::Hash;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use fusebox::hash::RandomState;
 use fusebox::{Clock, Instant, LruCache};
 
 use crate::TokioClock;
@@ -135,7 +136,9 @@ pub struct Served<V> {
 
 /// Cache-first and stale-on-error answers from the core's [`LruCache`]
 /// (exact LRU of `N` entries, behind a `std::sync::Mutex` held only for a
-/// lookup or an insert, never across an `.await`).
+/// lookup or an insert, never across an `.await`). Keys are hashed with a
+/// per-cache secret seed ([`fusebox::hash::RandomState`]): keys chosen by
+/// clients (ids, URLs) cannot be made to share one chain of the index.
 ///
 /// For a key:
 ///
@@ -166,11 +169,15 @@ pub struct Served<V> {
 /// # }).unwrap();
 /// ```
 pub struct StaleCache<K, V, const N: usize> {
-    cache: Mutex<Box<LruCache<K, (V, Instant), N>>>,
+    /// Hashed with a per-cache secret seed: keys come from requests.
+    cache: Mutex<Box<Entries<K, V, N>>>,
     fresh_for: Duration,
     max_stale: Duration,
     clock: TokioClock,
 }
+
+/// A [`StaleCache`]'s entries: each value with when it was fetched.
+type Entries<K, V, const N: usize> = LruCache<K, (V, Instant), N, RandomState>;
 
 /// A stale cache's counters in the registry's reports
 /// ([`Registry::register_cache`](crate::Registry::register_cache)).
@@ -243,7 +250,7 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
     /// ```
     pub fn with_clock(fresh_for: Duration, max_stale: Duration, clock: TokioClock) -> Self {
         Self {
-            cache: Mutex::new(LruCache::new_boxed()),
+            cache: Mutex::new(LruCache::with_hasher_boxed(RandomState::new())),
             fresh_for,
             max_stale,
             clock,
@@ -359,9 +366,73 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
         Some((value.clone(), (now - *stored).into()))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Box<LruCache<K, (V, Instant), N>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<Entries<K, V, N>>> {
         // The core cache is consistent after every call; a panic in
         // `V::clone` elsewhere cannot leave it half-updated.
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+
+    thread_local! {
+        static COMPARISONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// A key hashed as its `u64` (so its hash is computable offline) whose
+    /// comparisons are counted: a lookup's chain walk, without a clock.
+    #[derive(Clone, Debug)]
+    struct Key(u64);
+    impl PartialEq for Key {
+        fn eq(&self, other: &Self) -> bool {
+            COMPARISONS.with(|c| c.set(c.get() + 1));
+            self.0 == other.0
+        }
+    }
+    impl Eq for Key {}
+    impl Hash for Key {
+        fn hash<H: Hasher>(&self, state: &mut H) {
+            self.0.hash(state);
+        }
+    }
+
+    /// A stale cache is a server's (keys from requests: user ids, URLs):
+    /// keys chosen offline against the core's public default seed must
+    /// not all land in one bucket's chain, turning every lookup (under
+    /// the cache's mutex) into a walk of every entry. Found by a hostile
+    /// review: `StaleCache` hashed with `FixedState::new()`, 64 chosen keys
+    /// made a miss compare 64 keys.
+    #[tokio::test(start_paused = true)]
+    async fn chosen_keys_do_not_collide() {
+        const N: usize = 64;
+        // The core's bucket of a hash, for 2 N buckets (`cache/lru/index.rs`,
+        // as anyone reading the source knows).
+        let bucket = |hash: u64| ((hash >> 32) * (2 * N as u64)) >> 32;
+        let public = fusebox::hash::FixedState::new();
+        let target = bucket(public.hash_one(0u64));
+        let keys: Vec<u64> = (1u64..)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .filter(|&k| bucket(public.hash_one(k)) == target)
+            .take(N + 1)
+            .collect();
+        let cache: StaleCache<Key, u8, N> =
+            StaleCache::new(Duration::ZERO, Duration::from_secs(60));
+        for &k in &keys[..N] {
+            cache
+                .get_or_fetch(Key(k), || async { Ok::<_, ()>(1) })
+                .await
+                .unwrap();
+        }
+        COMPARISONS.with(|c| c.set(0));
+        assert_eq!(cache.peek(&Key(keys[N])), None);
+        let compared = COMPARISONS.with(Cell::get);
+        assert!(
+            compared < 8,
+            "a miss compared {compared} keys: the chosen keys share one chain"
+        );
     }
 }

@@ -301,7 +301,7 @@ where
             });
         }
         let queue = Queue::join(self, key);
-        let _turn = enter(&queue.gate, deadline).await?;
+        let _turn = enter(queue.gate(), deadline).await?;
         wait_for(self.clock, deadline, |now| {
             self.limiter
                 .try_acquire_n(key, n, now)
@@ -328,7 +328,9 @@ where
 struct Queue<'a, K: Eq + Hash> {
     gates: &'a Mutex<HashMap<K, Arc<Gate<()>>>>,
     key: &'a K,
-    gate: Arc<Gate<()>>,
+    /// `None` only once dropped: the reference is let go under the map's
+    /// lock (see `drop`).
+    gate: Option<Arc<Gate<()>>>,
 }
 
 impl<'a, K: Eq + Hash + Clone> Queue<'a, K> {
@@ -345,16 +347,30 @@ impl<'a, K: Eq + Hash + Clone> Queue<'a, K> {
         Self {
             gates: &limiter.gates,
             key,
-            gate,
+            gate: Some(gate),
         }
+    }
+
+    /// The key's gate.
+    fn gate(&self) -> &Gate<()> {
+        self.gate
+            .as_deref()
+            .expect("a queue place holds its gate until dropped")
     }
 }
 
 impl<K: Eq + Hash> Drop for Queue<'_, K> {
     fn drop(&mut self) {
         let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
-        // The map's reference and ours: nobody else is queued on this key.
-        if Arc::strong_count(&self.gate) == 2 {
+        // Our reference goes under the lock: of two waiters leaving at once,
+        // the second sees the first gone (released after the unlock, both
+        // could see the other and neither remove the key).
+        drop(self.gate.take());
+        // Only the map's reference left: nobody else is queued on this key.
+        if gates
+            .get(self.key)
+            .is_some_and(|gate| Arc::strong_count(gate) == 1)
+        {
             gates.remove(self.key);
         }
     }
@@ -380,5 +396,32 @@ mod tests {
             })
         );
         assert_eq!(limiter.waiting_keys(), 0);
+    }
+
+    /// Two waiters of one key leaving at once, on two threads: the last
+    /// one out removes the key's gate. Found by a hostile review: each
+    /// checked the gate's reference count under the map's lock but let go
+    /// of its own reference after unlocking, so both could see the other
+    /// still there and neither removed the key (a gate left in the map for
+    /// ever, `waiting_keys` wrong, the map growing with every such key).
+    #[test]
+    fn waiters_leaving_together_remove_their_key() {
+        let core: fusebox::KeyedLimiter<u32, 16> =
+            fusebox::KeyedLimiter::new(Quota::per_second(1).unwrap(), FullPolicy::Reject).unwrap();
+        let limiter = KeyedLimiter::new(Arc::new(core));
+        for round in 0..20_000u32 {
+            let barrier = std::sync::Barrier::new(2);
+            std::thread::scope(|s| {
+                let a = Queue::join(&limiter, &round);
+                let b = Queue::join(&limiter, &round);
+                s.spawn(|| {
+                    barrier.wait();
+                    drop(a);
+                });
+                barrier.wait();
+                drop(b);
+            });
+            assert_eq!(limiter.waiting_keys(), 0, "round {round}");
+        }
     }
 }

@@ -16,6 +16,8 @@ mod bulkhead;
 mod classify;
 mod error;
 mod fallback;
+#[cfg(test)]
+mod hostile_tests;
 mod keyed_limiter;
 mod limiter;
 mod retry;

@@ -37,9 +37,10 @@ impl<B, P> RetryBuilder<B, P> {
         self
     }
 
-    /// The overall deadline, from the start of the call: no attempt starts
-    /// at or after it. One longer than ~30 years (`Duration::MAX`) is no
-    /// deadline at all.
+    /// The overall deadline, from the start of the call: no retry starts
+    /// at or after it (the first attempt always starts, even with a zero
+    /// deadline: there is no error to return without it). One longer than
+    /// ~30 years (`Duration::MAX`) is no deadline at all.
     ///
     /// ```
     /// use std::time::Duration;

@@ -151,3 +151,22 @@ async fn a_retry_after_past_the_cap_stops_at_once() {
         assert_eq!(start.elapsed(), Duration::from_secs(waited_s));
     }
 }
+
+/// A zero deadline: the first attempt is made (the docs say so), and no
+/// retry, whatever the attempts left.
+#[tokio::test(start_paused = true)]
+async fn a_zero_deadline_makes_the_first_attempt_only() {
+    let retry = Retry::builder()
+        .max_attempts(u32::MAX)
+        .deadline(Duration::ZERO)
+        .build();
+    let mut calls = 0;
+    let e = retry
+        .call(|| {
+            calls += 1;
+            async { Err::<(), _>("down") }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!((calls, e.attempts, e.stop), (1, 1, Stop::Deadline));
+}

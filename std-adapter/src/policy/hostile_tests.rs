@@ -1,0 +1,228 @@
+//! Hostile callers of the composed [`Policy`]: futures dropped after every
+//! number of polls, closures that panic, tasks racing on one bulkhead.
+//! Every check is an invariant of the docs, never a timing.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use fusebox::breaker::{CircuitBreaker, Config, State};
+use fusebox::bucket::{Quota, TokenBucket};
+
+use super::*;
+
+fn poll_once<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    f.poll(&mut cx)
+}
+
+struct Rig {
+    bulkhead: Bulkhead,
+    breaker: Breaker,
+    budget: Arc<RetryBudget>,
+    policy: Policy,
+}
+
+/// Every layer: one slot (a queue of one), 4 attempts 10 ms apart within
+/// a budget, 100 tokens a second (burst 1), a breaker opening on two
+/// failures for 50 ms with one half-open trial, a 20 ms timeout.
+fn rig() -> Rig {
+    let bulkhead = Bulkhead::new(
+        1,
+        Overflow::Queue {
+            max_queued: 1,
+            max_wait: Duration::from_secs(1),
+        },
+    );
+    let config = Config::builder()
+        .consecutive_failures(2)
+        .open_for(fusebox::Duration::from_millis(50))
+        .half_open_permits(1)
+        .build()
+        .unwrap();
+    let breaker = Breaker::new("rig", Arc::new(CircuitBreaker::new(config)));
+    let budget = Arc::new(RetryBudget::new(Duration::from_secs(10), 100, 2).unwrap());
+    let backoff =
+        ExponentialBackoffMaker::new(Duration::from_millis(10), 1.0, Duration::from_millis(10))
+            .unwrap()
+            .with_jitter(Jitter::None);
+    let limiter = Limiter::new(Arc::new(TokenBucket::new(
+        Quota::per_second(100).unwrap().with_burst(1).unwrap(),
+    )));
+    let policy = Policy::builder()
+        .bulkhead(bulkhead.clone())
+        .retry(
+            Retry::builder()
+                .max_attempts(4)
+                .backoff(backoff)
+                .budget(Arc::clone(&budget))
+                .deadline(Duration::from_secs(1))
+                .build(),
+        )
+        .limiter(Arc::new(limiter))
+        .breaker(breaker.clone())
+        .timeout(Duration::from_millis(20))
+        .build();
+    Rig {
+        bulkhead,
+        breaker,
+        budget,
+        policy,
+    }
+}
+
+/// Dropped after every number of polls (time moving 1 ms between them):
+/// the slot and the queue place come back, no breaker permit is left
+/// outstanding (a half-open trial is free again), and the budget is never
+/// charged for more retries than were started or granted.
+#[tokio::test(start_paused = true)]
+async fn dropped_after_any_number_of_polls_leaks_nothing() {
+    for polls in 0..120 {
+        let rig = rig();
+        let made = AtomicUsize::new(0);
+        {
+            let mut call = Box::pin(rig.policy.call(|| {
+                let n = made.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    if n.is_multiple_of(2) {
+                        tokio::time::sleep(Duration::from_millis(30)).await; // timed out
+                    }
+                    Err::<(), _>("down")
+                }
+            }));
+            for _ in 0..polls {
+                if poll_once(call.as_mut()).is_ready() {
+                    break;
+                }
+                tokio::time::advance(Duration::from_millis(1)).await;
+            }
+        }
+        let m = rig.bulkhead.metrics();
+        assert_eq!((m.in_use, m.queued), (0, 0), "{polls} polls");
+        let b = rig.breaker.metrics();
+        let made = made.load(Ordering::Relaxed) as u64;
+        // Every permit given was settled: recorded or abandoned.
+        assert_eq!(b.calls(), made, "{polls} polls: {b:?}");
+        // Retries withdrawn: at most one per attempt made (the last one
+        // granted and then dropped in its backoff included). The first
+        // poll deposits the call's first attempt (the slot is free).
+        let allowed = 2 + u64::from(polls > 0);
+        let spent = allowed - rig.budget.remaining_at(rig.budget_now());
+        assert!(
+            spent <= made,
+            "{polls} polls: {spent} retries for {made} attempts"
+        );
+        // Whatever the breaker's state, a half-open trial is never held.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            rig.breaker.call(async { Ok::<(), ()>(()) }).await.is_ok(),
+            "{polls} polls: {:?}",
+            rig.breaker.state()
+        );
+        assert_eq!(rig.breaker.state(), State::Closed);
+    }
+}
+
+impl Rig {
+    fn budget_now(&self) -> fusebox::Instant {
+        fusebox::Clock::now(&self.breaker.clock())
+    }
+}
+
+/// A closure that panics while building its future, or a future that
+/// panics while running (a half-open trial among them): the task dies,
+/// the slot comes back, the permit is abandoned (the trial is free
+/// again), and the next call goes through.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_call_leaks_nothing() {
+    let rig = Arc::new(rig());
+    // Open the breaker, then let it go half-open.
+    let _ = rig.policy.call(|| async { Err::<(), _>("down") }).await;
+    assert_eq!(rig.breaker.state(), State::Open);
+    tokio::time::advance(Duration::from_millis(60)).await;
+    assert_eq!(rig.breaker.state(), State::HalfOpen);
+    for in_future in [false, true] {
+        let task = tokio::spawn({
+            let rig = Arc::clone(&rig);
+            async move {
+                rig.policy
+                    .call(move || {
+                        assert!(in_future, "make panics");
+                        async {
+                            tokio::task::yield_now().await;
+                            panic!("the call panics");
+                            #[allow(unreachable_code)]
+                            Ok::<(), &str>(())
+                        }
+                    })
+                    .await
+            }
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        let m = rig.bulkhead.metrics();
+        assert_eq!((m.in_use, m.queued), (0, 0));
+        assert_eq!(rig.breaker.state(), State::HalfOpen, "undecided");
+    }
+    assert_eq!(rig.breaker.metrics().abandoned, 2);
+    rig.policy
+        .call(|| async { Ok::<(), &str>(()) })
+        .await
+        .unwrap();
+    assert_eq!(rig.breaker.state(), State::Closed);
+}
+
+/// Tasks on every worker racing for one bulkhead, many of them dropped by
+/// tiny outer timeouts while queued or inside: never more inside than its
+/// slots, and every slot and queue place back at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_tasks_never_exceed_the_slots() {
+    const SLOTS: usize = 3;
+    let bulkhead = Bulkhead::new(
+        SLOTS,
+        Overflow::Queue {
+            max_queued: 4,
+            max_wait: Duration::from_millis(2),
+        },
+    );
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..400u64 {
+        let (bulkhead, inside, most) = (bulkhead.clone(), Arc::clone(&inside), Arc::clone(&most));
+        tasks.push(tokio::spawn(async move {
+            let call = bulkhead.call(async {
+                let _inside = Inside::enter(&inside, &most);
+                tokio::task::yield_now().await;
+                Ok::<(), ()>(())
+            });
+            let _ = tokio::time::timeout(Duration::from_micros(i % 7 * 100), call).await;
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(most.load(Ordering::SeqCst) <= SLOTS);
+    let m = bulkhead.metrics();
+    assert_eq!((m.in_use, m.queued), (0, 0));
+}
+
+/// One call inside the bulkhead, counted out however it ends (a call
+/// dropped by its timeout included).
+struct Inside<'a>(&'a AtomicUsize);
+
+impl<'a> Inside<'a> {
+    fn enter(inside: &'a AtomicUsize, most: &AtomicUsize) -> Self {
+        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+        most.fetch_max(now, Ordering::SeqCst);
+        Self(inside)
+    }
+}
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
