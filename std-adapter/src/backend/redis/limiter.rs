@@ -72,8 +72,6 @@ pub struct RedisLimiter {
     registry: Option<Arc<Registry>>,
     counters: Counters,
     corrupt_logged: AtomicBool,
-    /// Redis answered this limiter once (see `answered`).
-    answered_once: AtomicBool,
 }
 
 impl std::fmt::Debug for RedisLimiter {
@@ -149,8 +147,17 @@ impl RedisLimiterBuilder {
             )),
             _ => None,
         };
+        let condition = format!("redis_{}", self.name.trim_end_matches('_'));
+        if let Some(registry) = &self.registry {
+            // A condition of this name left by a limiter dropped while
+            // degraded (one replaced on a quota change, say) is not this
+            // one's: cleared, or health would say Redis is out forever. A
+            // live degraded limiter of the name sets it again at its next
+            // failed probe, and the registry reports it meanwhile.
+            let _ = registry.set_degraded(&condition, None);
+        }
         Ok(RedisLimiter {
-            condition: format!("redis_{}", self.name.trim_end_matches('_')),
+            condition,
             name: self.name.into(),
             rules: self.rules,
             backend: self.backend,
@@ -162,7 +169,6 @@ impl RedisLimiterBuilder {
             registry: self.registry,
             counters: Counters::default(),
             corrupt_logged: AtomicBool::new(false),
-            answered_once: AtomicBool::new(false),
         })
     }
 }
@@ -368,17 +374,6 @@ impl RedisLimiter {
         }
         if self.is_degraded() && self.succeeded() {
             tracing::info!(limiter = %self.name, "redis answers again: limiter no longer degraded");
-        } else if !self.answered_once.load(Ordering::Relaxed)
-            && !self.answered_once.swap(true, Ordering::Relaxed)
-        {
-            // The first answer: a condition of this name left by a limiter
-            // dropped while degraded (one replaced on a quota change, say)
-            // is cleared, or health would say Redis is out forever. Under
-            // the outage's lock, as every change of the condition.
-            let _outage = self.outage();
-            if !self.is_degraded() {
-                self.set_condition(None);
-            }
         }
     }
 
