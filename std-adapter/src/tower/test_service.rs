@@ -88,3 +88,12 @@ impl Service<Request<()>> for FnInner {
         std::future::ready(Ok((self.call)(request)))
     }
 }
+
+/// The `Retry-After` of `response`, in seconds.
+pub(crate) fn retry_after(response: &Response<String>) -> u64 {
+    response.headers()["retry-after"]
+        .to_str()
+        .expect("an ASCII Retry-After")
+        .parse()
+        .expect("delta seconds")
+}

@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::CircuitBreakerLayer;
-use crate::tower::test_service::{get, send, with_key, FnInner, Scripted};
+use crate::tower::test_service::{get, retry_after, send, with_key, FnInner, Scripted};
 
 fn core(failures: u32) -> Arc<CircuitBreaker> {
     Arc::new(CircuitBreaker::new(
@@ -115,11 +115,7 @@ async fn a_cancelled_half_open_trial_frees_its_slot_without_deciding() {
     // The core's deadline is rounded up to its tick: wait out the whole
     // Retry-After it gave.
     let open = send(&mut service, get("/200")).await.unwrap();
-    let wait: u64 = open.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let wait = retry_after(&open);
     assert!((30..=31).contains(&wait), "{wait}");
     tokio::time::advance(StdDuration::from_secs(wait)).await;
 
@@ -247,11 +243,7 @@ where
     assert_eq!(send(service, get("/502")).await.unwrap().status(), 502);
     let open = send(service, get("/200")).await.unwrap();
     assert_eq!(open.status(), 503);
-    let wait: u64 = open.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let wait = retry_after(&open);
     tokio::time::advance(StdDuration::from_secs(wait)).await;
 }
 
@@ -435,11 +427,7 @@ async fn retry_after_is_never_zero_nor_early() {
             }
             let response = response.await.unwrap();
             assert_eq!(response.status(), 503);
-            let secs: u64 = response.headers()["retry-after"]
-                .to_str()
-                .unwrap()
-                .parse()
-                .unwrap();
+            let secs = retry_after(&response);
             refusals.push((waited, secs));
             let step = if waited + coarse < fine_from {
                 coarse

@@ -10,7 +10,7 @@ use http::Request;
 use tower_layer::Layer;
 
 use super::{key, BadKey, RateLimitLayer, RateLimitRejection, Refusal};
-use crate::tower::test_service::{get, send, with_key, FnInner, Scripted};
+use crate::tower::test_service::{get, retry_after, send, with_key, FnInner, Scripted};
 
 fn bucket(quota: Result<Quota, fusebox::bucket::QuotaError>) -> Arc<TokenBucket> {
     Arc::new(TokenBucket::new(quota.expect("valid quota")))
@@ -244,11 +244,7 @@ async fn a_429_never_carries_units_left_nor_a_reset_before_retry_after() {
         let response = send(&mut service, with_key(b"k")).await.unwrap();
         if response.status() == 429 {
             refused += 1;
-            let wait: u64 = response.headers()["retry-after"]
-                .to_str()
-                .unwrap()
-                .parse()
-                .unwrap();
+            let wait = retry_after(&response);
             let fields = response.headers()["ratelimit"].to_str().unwrap();
             let (r, t) = fields
                 .strip_prefix("\"per_key\";r=")
@@ -525,14 +521,6 @@ fn member_rt(response: &http::Response<String>, policy: &str) -> (u64, u64) {
         .unwrap_or_else(|| panic!("no {policy} member in {field}"));
     let (r, t) = member.split_once(";t=").unwrap();
     (r.parse().unwrap(), t.parse().unwrap())
-}
-
-fn retry_after(response: &http::Response<String>) -> u64 {
-    response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// The contract (module docs): `t` is the seconds until the bucket is
