@@ -31,7 +31,7 @@ fn hold(
 
 #[tokio::test(start_paused = true)]
 async fn saturated_bulkhead_rejects_at_once() {
-    let bulkhead = Bulkhead::new(2, Overflow::Reject);
+    let bulkhead = Bulkhead::new(2, Overflow::Reject).unwrap();
     let release = Arc::new(Notify::new());
     let a = hold(&bulkhead, &release);
     let b = hold(&bulkhead, &release);
@@ -72,7 +72,8 @@ async fn queued_call_times_out_at_exactly_max_wait() {
             max_queued: 4,
             max_wait: Duration::from_millis(250),
         },
-    );
+    )
+    .unwrap();
     let release = Arc::new(Notify::new());
     let holder = hold(&bulkhead, &release);
     tokio::task::yield_now().await;
@@ -96,7 +97,8 @@ async fn queued_calls_are_served_in_order_when_slots_free() {
             max_queued: 2,
             max_wait: Duration::from_secs(10),
         },
-    );
+    )
+    .unwrap();
     let start = Instant::now();
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
     let calls: Vec<_> = (0..3)
@@ -135,7 +137,8 @@ async fn cancellation_returns_slots_and_queue_places() {
             max_queued: 1,
             max_wait: Duration::from_secs(10),
         },
-    );
+    )
+    .unwrap();
     let release = Arc::new(Notify::new());
     let running = hold(&bulkhead, &release);
     let queued = hold(&bulkhead, &release);

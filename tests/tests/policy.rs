@@ -156,7 +156,7 @@ async fn each_attempt_takes_a_token_and_a_wait_past_the_deadline_stops() {
 
 #[tokio::test(start_paused = true)]
 async fn the_bulkhead_slot_is_held_across_attempts_and_backoffs() {
-    let bulkhead = Bulkhead::new(1, Overflow::Reject);
+    let bulkhead = Bulkhead::new(1, Overflow::Reject).unwrap();
     let policy = Arc::new(
         Policy::builder()
             .bulkhead(bulkhead.clone())
@@ -195,7 +195,8 @@ fn rig() -> Rig {
             max_queued: 1,
             max_wait: Duration::from_secs(60),
         },
-    );
+    )
+    .unwrap();
     let limiter = limiter(1);
     let breaker = Breaker::new("rig", core_breaker(1, Duration::from_secs(1)));
     let policy = Arc::new(

@@ -64,6 +64,37 @@ fn other_settings_under_the_same_name_are_a_conflict() {
     ));
 }
 
+/// A bulkhead that would refuse every call is refused by name, not
+/// registered (found by a hostile review: zero slots were accepted).
+#[test]
+fn settings_that_refuse_everything_are_invalid_config() {
+    let registry = Registry::new();
+    let err = registry.bulkhead("db", 0, Overflow::Reject).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bulkheads.db: a bulkhead needs at least one slot"
+    );
+    assert!(registry.health().bulkheads.is_empty());
+    // The name stays free for a valid bulkhead.
+    assert_eq!(
+        registry
+            .bulkhead("db", 1, Overflow::Reject)
+            .unwrap()
+            .max_concurrent(),
+        1
+    );
+}
+
+/// `max_queued = 0` in a file means what its docs say: refuse at once.
+#[test]
+fn a_file_queue_of_no_places_refuses_at_once() {
+    let config =
+        RegistryConfig::from_toml("[bulkheads.db]\nmax_concurrent = 1\nmax_queued = 0\n").unwrap();
+    let registry = Registry::from_config(&config).unwrap();
+    let db = registry.bulkhead("db", 1, Overflow::Reject).unwrap();
+    assert_eq!(db.overflow(), Overflow::Reject);
+}
+
 #[test]
 fn a_configuration_file_declares_bulkheads_and_names_bad_fields() {
     let config = RegistryConfig::from_toml(
@@ -103,6 +134,11 @@ fn a_configuration_file_declares_bulkheads_and_names_bad_fields() {
 
         [bulkheads.missing]
         max_queued = 3
+
+        [bulkheads.no_wait]
+        max_concurrent = 1
+        max_queued = 3
+        max_wait = "0s"
         "#,
     )
     .unwrap();
@@ -111,6 +147,7 @@ fn a_configuration_file_declares_bulkheads_and_names_bad_fields() {
         "bulkheads.zero.max_concurrent",
         "bulkheads.wait_alone.max_wait",
         "bulkheads.missing.max_concurrent",
+        "bulkheads.no_wait.max_wait",
     ] {
         assert!(message.contains(field), "{field} not named in: {message}");
     }

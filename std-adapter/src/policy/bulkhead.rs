@@ -46,6 +46,44 @@ impl fmt::Display for BulkheadRejection {
 
 impl std::error::Error for BulkheadRejection {}
 
+/// Why [`Bulkhead::new`] refused a setting.
+///
+/// Non-exhaustive: match the variants you handle and keep a `_` arm.
+///
+/// ```
+/// use fusebox_std::policy::BulkheadError;
+///
+/// assert_eq!(BulkheadError::NoSlots.to_string(), "a bulkhead needs at least one slot");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BulkheadError {
+    /// `max_concurrent` was 0: every call would be refused.
+    NoSlots,
+    /// [`Overflow::Queue`] with `max_queued` 0: no call could queue (that
+    /// is [`Overflow::Reject`]).
+    NoQueuePlaces,
+    /// [`Overflow::Queue`] with a zero `max_wait`: every queued call would
+    /// time out at once (that is [`Overflow::Reject`]).
+    NoQueueWait,
+}
+
+impl fmt::Display for BulkheadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NoSlots => "a bulkhead needs at least one slot",
+            Self::NoQueuePlaces => {
+                "a queueing bulkhead needs at least one queue place (or Overflow::Reject)"
+            }
+            Self::NoQueueWait => {
+                "a queueing bulkhead needs a maximum wait above zero (or Overflow::Reject)"
+            }
+        })
+    }
+}
+
+impl std::error::Error for BulkheadError {}
+
 /// What a bulkhead does with a call when every slot is in use.
 ///
 /// # Examples
@@ -54,8 +92,9 @@ impl std::error::Error for BulkheadRejection {}
 /// use std::time::Duration;
 /// use fusebox_std::policy::{Bulkhead, Overflow};
 ///
-/// let bulkhead = Bulkhead::new(8, Overflow::Queue { max_queued: 32, max_wait: Duration::from_millis(50) });
+/// let bulkhead = Bulkhead::new(8, Overflow::Queue { max_queued: 32, max_wait: Duration::from_millis(50) })?;
 /// assert_eq!(bulkhead.overflow(), Overflow::Queue { max_queued: 32, max_wait: Duration::from_millis(50) });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Overflow {
@@ -76,10 +115,10 @@ pub enum Overflow {
 /// ```
 /// use fusebox_std::policy::{Bulkhead, BulkheadMetrics, Overflow};
 ///
-/// let bulkhead = Bulkhead::new(4, Overflow::Reject);
+/// let bulkhead = Bulkhead::new(4, Overflow::Reject)?;
 /// let _slot = bulkhead.try_acquire()?;
 /// assert_eq!(bulkhead.metrics(), BulkheadMetrics { in_use: 1, queued: 0, rejected: 0 });
-/// # Ok::<(), fusebox_std::policy::BulkheadRejection>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BulkheadMetrics {
@@ -107,14 +146,15 @@ pub struct BulkheadMetrics {
 /// use fusebox_std::CallError;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-/// let bulkhead = Bulkhead::new(1, Overflow::Reject);
+/// let bulkhead = Bulkhead::new(1, Overflow::Reject)?;
 /// let held = bulkhead.try_acquire().unwrap();
 /// let refused = bulkhead.call(async { Ok::<_, ()>(1) }).await;
 /// assert!(matches!(refused, Err(CallError::Bulkhead(BulkheadRejection::Full))));
 /// drop(held);
 /// assert_eq!(bulkhead.call(async { Ok::<_, ()>(1) }).await.unwrap(), 1);
 /// assert_eq!(bulkhead.metrics().rejected, 1);
-/// # });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
 /// ```
 #[derive(Clone, Debug)]
 pub struct Bulkhead {
@@ -136,12 +176,12 @@ struct Shared {
 /// ```
 /// use fusebox_std::policy::{Bulkhead, Overflow};
 ///
-/// let bulkhead = Bulkhead::new(1, Overflow::Reject);
+/// let bulkhead = Bulkhead::new(1, Overflow::Reject)?;
 /// let permit = bulkhead.try_acquire()?;
 /// assert!(bulkhead.try_acquire().is_err());
 /// drop(permit);
 /// assert!(bulkhead.try_acquire().is_ok());
-/// # Ok::<(), fusebox_std::policy::BulkheadRejection>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 #[must_use = "the slot is returned as soon as the permit is dropped"]
@@ -153,15 +193,37 @@ impl Bulkhead {
     /// A bulkhead of `max_concurrent` slots (at most
     /// [`Semaphore::MAX_PERMITS`]; a larger number is clamped to it).
     ///
-    /// ```
-    /// use fusebox_std::policy::{Bulkhead, Overflow};
+    /// # Errors
     ///
-    /// let bulkhead = Bulkhead::new(16, Overflow::Reject);
-    /// assert_eq!(bulkhead.max_concurrent(), 16);
+    /// [`BulkheadError`] for a setting that would refuse every call that
+    /// does not find a free slot *and* every one that does, or queue calls
+    /// only to refuse them at once: no slots, a queue of no places, a queue
+    /// with no wait.
+    ///
     /// ```
-    pub fn new(max_concurrent: usize, overflow: Overflow) -> Self {
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::{Bulkhead, BulkheadError, Overflow};
+    ///
+    /// let bulkhead = Bulkhead::new(16, Overflow::Reject)?;
+    /// assert_eq!(bulkhead.max_concurrent(), 16);
+    /// assert_eq!(Bulkhead::new(0, Overflow::Reject).unwrap_err(), BulkheadError::NoSlots);
+    /// let no_wait = Overflow::Queue { max_queued: 8, max_wait: Duration::ZERO };
+    /// assert_eq!(Bulkhead::new(4, no_wait).unwrap_err(), BulkheadError::NoQueueWait);
+    /// # Ok::<(), BulkheadError>(())
+    /// ```
+    pub fn new(max_concurrent: usize, overflow: Overflow) -> Result<Self, BulkheadError> {
+        if max_concurrent == 0 {
+            return Err(BulkheadError::NoSlots);
+        }
+        match overflow {
+            Overflow::Queue { max_queued: 0, .. } => return Err(BulkheadError::NoQueuePlaces),
+            Overflow::Queue { max_wait, .. } if max_wait.is_zero() => {
+                return Err(BulkheadError::NoQueueWait)
+            }
+            _ => {}
+        }
         let max_concurrent = max_concurrent.min(Semaphore::MAX_PERMITS);
-        Self {
+        Ok(Self {
             shared: Arc::new(Shared {
                 slots: Arc::new(Semaphore::new(max_concurrent)),
                 max_concurrent,
@@ -170,7 +232,7 @@ impl Bulkhead {
                 rejected: AtomicU64::new(0),
             }),
             reporter: None,
-        }
+        })
     }
 
     /// Reports every refusal (full, queue full, queue timeout) to
@@ -185,7 +247,7 @@ impl Bulkhead {
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
     /// let events = Events::new(8);
-    /// let bulkhead = Bulkhead::new(1, Overflow::Reject)
+    /// let bulkhead = Bulkhead::new(1, Overflow::Reject)?
     ///     .reporting_to(RejectionReporter::new("db", Component::Bulkhead, &events, TokioClock::new()));
     /// let _held = bulkhead.try_acquire()?;
     /// assert!(bulkhead.try_acquire().is_err());
@@ -204,7 +266,8 @@ impl Bulkhead {
     /// ```
     /// use fusebox_std::policy::{Bulkhead, Overflow};
     ///
-    /// assert_eq!(Bulkhead::new(2, Overflow::Reject).overflow(), Overflow::Reject);
+    /// assert_eq!(Bulkhead::new(2, Overflow::Reject)?.overflow(), Overflow::Reject);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn overflow(&self) -> Overflow {
         self.shared.overflow
@@ -215,7 +278,8 @@ impl Bulkhead {
     /// ```
     /// use fusebox_std::policy::{Bulkhead, Overflow};
     ///
-    /// assert_eq!(Bulkhead::new(3, Overflow::Reject).max_concurrent(), 3);
+    /// assert_eq!(Bulkhead::new(3, Overflow::Reject)?.max_concurrent(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn max_concurrent(&self) -> usize {
         self.shared.max_concurrent
@@ -226,12 +290,12 @@ impl Bulkhead {
     /// ```
     /// use fusebox_std::policy::{Bulkhead, Overflow};
     ///
-    /// let bulkhead = Bulkhead::new(1, Overflow::Reject);
+    /// let bulkhead = Bulkhead::new(1, Overflow::Reject)?;
     /// let _held = bulkhead.try_acquire()?;
     /// let _ = bulkhead.try_acquire();
     /// let m = bulkhead.metrics();
     /// assert_eq!((m.in_use, m.rejected), (1, 1));
-    /// # Ok::<(), fusebox_std::policy::BulkheadRejection>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn metrics(&self) -> BulkheadMetrics {
         let s = &self.shared;
@@ -253,10 +317,10 @@ impl Bulkhead {
     /// use fusebox_std::policy::{Bulkhead, BulkheadRejection, Overflow};
     ///
     /// // Even a queueing bulkhead refuses at once here.
-    /// let bulkhead = Bulkhead::new(1, Overflow::Queue { max_queued: 8, max_wait: Duration::from_secs(1) });
+    /// let bulkhead = Bulkhead::new(1, Overflow::Queue { max_queued: 8, max_wait: Duration::from_secs(1) })?;
     /// let _held = bulkhead.try_acquire()?;
     /// assert_eq!(bulkhead.try_acquire().unwrap_err(), BulkheadRejection::Full);
-    /// # Ok::<(), BulkheadRejection>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_acquire(&self) -> Result<BulkheadPermit, BulkheadRejection> {
         Arc::clone(&self.shared.slots)
@@ -276,10 +340,10 @@ impl Bulkhead {
     /// use fusebox_std::policy::{Bulkhead, BulkheadRejection, Overflow};
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-    /// let bulkhead = Bulkhead::new(1, Overflow::Queue { max_queued: 1, max_wait: Duration::from_millis(10) });
+    /// let bulkhead = Bulkhead::new(1, Overflow::Queue { max_queued: 1, max_wait: Duration::from_millis(10) })?;
     /// let _held = bulkhead.acquire().await?;
     /// assert_eq!(bulkhead.acquire().await.unwrap_err(), BulkheadRejection::QueueTimeout);
-    /// # Ok::<(), BulkheadRejection>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
     pub async fn acquire(&self) -> Result<BulkheadPermit, BulkheadRejection> {
@@ -317,11 +381,11 @@ impl Bulkhead {
     /// use fusebox_std::policy::{Bulkhead, Overflow};
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-    /// let bulkhead = Bulkhead::new(2, Overflow::Reject);
+    /// let bulkhead = Bulkhead::new(2, Overflow::Reject)?;
     /// let value = bulkhead.call(async { Ok::<_, std::io::Error>(21 * 2) }).await?;
     /// assert_eq!(value, 42);
     /// assert_eq!(bulkhead.metrics().in_use, 0, "the slot is back");
-    /// # Ok::<(), fusebox_std::CallError<std::io::Error>>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
     pub async fn call<F, T, E>(&self, future: F) -> Result<T, CallError<E>>
@@ -374,7 +438,8 @@ mod tests {
                 max_queued: 2,
                 max_wait: Duration::from_secs(1),
             },
-        );
+        )
+        .unwrap();
         let held = bulkhead.acquire().await.unwrap();
         let a = tokio::spawn({
             let b = bulkhead.clone();
@@ -399,8 +464,38 @@ mod tests {
 
     #[test]
     fn too_many_slots_are_clamped_not_a_panic() {
-        let bulkhead = Bulkhead::new(usize::MAX, Overflow::Reject);
+        let bulkhead = Bulkhead::new(usize::MAX, Overflow::Reject).unwrap();
         assert_eq!(bulkhead.max_concurrent(), Semaphore::MAX_PERMITS);
         assert_eq!(bulkhead.metrics().in_use, 0);
+    }
+
+    /// Found by a hostile review: `Bulkhead::new(0, _)` was accepted and
+    /// refused every call, and a queue of no places or no wait refused
+    /// every queued call, each without a word at construction.
+    #[test]
+    fn settings_that_refuse_everything_are_rejected_at_construction() {
+        let queue = |max_queued, max_wait| Overflow::Queue {
+            max_queued,
+            max_wait,
+        };
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            Bulkhead::new(0, Overflow::Reject).unwrap_err(),
+            BulkheadError::NoSlots
+        );
+        assert_eq!(
+            Bulkhead::new(0, queue(4, second)).unwrap_err(),
+            BulkheadError::NoSlots
+        );
+        assert_eq!(
+            Bulkhead::new(1, queue(0, second)).unwrap_err(),
+            BulkheadError::NoQueuePlaces
+        );
+        assert_eq!(
+            Bulkhead::new(1, queue(4, Duration::ZERO)).unwrap_err(),
+            BulkheadError::NoQueueWait
+        );
+        let smallest = Bulkhead::new(1, queue(1, Duration::from_nanos(1))).unwrap();
+        assert_eq!(smallest.max_concurrent(), 1);
     }
 }

@@ -36,7 +36,8 @@ fn rig() -> Rig {
             max_queued: 1,
             max_wait: Duration::from_secs(1),
         },
-    );
+    )
+    .unwrap();
     let config = Config::builder()
         .consecutive_failures(2)
         .open_for(fusebox::Duration::from_millis(50))
@@ -186,7 +187,8 @@ async fn racing_tasks_never_exceed_the_slots() {
             max_queued: 4,
             max_wait: Duration::from_millis(2),
         },
-    );
+    )
+    .unwrap();
     let inside = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();

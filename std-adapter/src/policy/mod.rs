@@ -32,7 +32,9 @@ pub(crate) use breaker::log_transition;
 pub(crate) use breaker::Recorded;
 pub use breaker::{Breaker, BreakerBuilder, BreakerCall, BreakerObserver};
 pub use budget::{BudgetError, RetryBudget};
-pub use bulkhead::{Bulkhead, BulkheadMetrics, BulkheadPermit, BulkheadRejection, Overflow};
+pub use bulkhead::{
+    Bulkhead, BulkheadError, BulkheadMetrics, BulkheadPermit, BulkheadRejection, Overflow,
+};
 pub use classify::{Classify, DefaultClassifier};
 pub use error::{CallError, LimitError};
 pub use fallback::{Fallback, Served, Source, StaleCache};
@@ -92,7 +94,7 @@ use std::time::Duration;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
 /// let policy = Policy::builder()
-///     .bulkhead(Bulkhead::new(64, Overflow::Reject))
+///     .bulkhead(Bulkhead::new(64, Overflow::Reject)?)
 ///     .retry(Retry::builder().max_attempts(3).deadline(Duration::from_secs(2)).build())
 ///     .limiter(Arc::new(Limiter::new(Arc::new(TokenBucket::new(Quota::per_second(100)?)))))
 ///     .breaker(Breaker::new("inventory", Arc::new(CircuitBreaker::new(
@@ -160,8 +162,9 @@ impl<C, B, P> PolicyBuilder<C, B, P> {
     /// ```
     /// use fusebox_std::policy::{Bulkhead, Overflow, Policy};
     ///
-    /// let policy = Policy::builder().bulkhead(Bulkhead::new(32, Overflow::Reject)).build();
+    /// let policy = Policy::builder().bulkhead(Bulkhead::new(32, Overflow::Reject)?).build();
     /// # drop(policy);
+    /// # Ok::<(), fusebox_std::policy::BulkheadError>(())
     /// ```
     pub fn bulkhead(mut self, bulkhead: Bulkhead) -> Self {
         self.policy.bulkhead = Some(bulkhead);

@@ -30,9 +30,11 @@ const MAX_SLOTS: u64 = 1 << 20;
 pub struct BulkheadSpec {
     /// Calls in flight at once (required, 1..=1048576).
     pub max_concurrent: Option<u64>,
-    /// Calls that may wait for a slot (0..=1048576; absent: refuse at once).
+    /// Calls that may wait for a slot (0..=1048576; absent or 0: refuse at
+    /// once).
     pub max_queued: Option<u64>,
-    /// The longest a call waits (default `"1s"`; only with `max_queued`).
+    /// The longest a call waits (above zero, default `"1s"`; only with
+    /// `max_queued`).
     pub max_wait: Option<String>,
 }
 
@@ -75,15 +77,23 @@ impl BulkheadSpec {
             Some(q) => {
                 let wait = match self.max_wait.as_deref().map(super::spec::parse_duration) {
                     None => std::time::Duration::from_secs(1),
+                    Some(Ok(d)) if d.as_micros() == 0 => {
+                        at("max_wait", "must be above zero".into());
+                        std::time::Duration::ZERO
+                    }
                     Some(Ok(d)) => std::time::Duration::from_micros(d.as_micros()),
                     Some(Err(e)) => {
                         at("max_wait", e);
                         std::time::Duration::ZERO
                     }
                 };
-                Overflow::Queue {
-                    max_queued: usize::try_from(q).unwrap_or(usize::MAX),
-                    max_wait: wait,
+                if q == 0 {
+                    Overflow::Reject
+                } else {
+                    Overflow::Queue {
+                        max_queued: usize::try_from(q).unwrap_or(usize::MAX),
+                        max_wait: wait,
+                    }
                 }
             }
         };
@@ -141,6 +151,12 @@ impl Registry {
             },
             || {
                 let bulkhead = Bulkhead::new(max_concurrent, overflow)
+                    .map_err(|e| {
+                        RegistryError::InvalidConfig(FieldError::new(
+                            format!("bulkheads.{name}"),
+                            e.to_string(),
+                        ))
+                    })?
                     .reporting_to(self.reporter(name, Component::Bulkhead));
                 let entry = BulkheadEntry {
                     bulkhead: bulkhead.clone(),
