@@ -168,6 +168,50 @@ async fn a_slow_run_fails_at_its_timeout_and_the_schedule_keeps_its_rate() {
     monitor2.stop().await;
 }
 
+/// A zero timeout is raised to 1 ms, like a zero interval: a check that
+/// answers within it passes instead of timing out on its first pending
+/// poll (found by a hostile review: every such check failed).
+#[tokio::test(start_paused = true)]
+async fn a_zero_timeout_is_one_millisecond_not_a_failure_of_every_run() {
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("quick", scripted("p", vec![Duration::from_micros(500); 9]))
+                .interval(secs(1))
+                .timeout(Duration::ZERO),
+        )
+        .check(
+            CheckSpec::new("slow", scripted("p", vec![ms(2); 9]))
+                .interval(secs(1))
+                .timeout(Duration::ZERO),
+        )
+        .spawn();
+    sleep(ms(2_500)).await;
+    let status = monitor.status();
+    let by_name = |name: &str| {
+        status
+            .checks
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .clone()
+    };
+    let quick = by_name("quick");
+    // Two or three runs each, by where the stagger put the first.
+    assert!(quick.runs >= 2, "{quick:?}");
+    assert_eq!(quick.failed_runs, 0, "{quick:?}");
+    let slow = by_name("slow");
+    assert!(slow.runs >= 2, "{slow:?}");
+    assert_eq!(slow.failed_runs, slow.runs, "{slow:?}");
+    assert_eq!(slow.timeout, ms(1));
+    let last = slow.last.as_ref().unwrap();
+    assert_eq!(last.latency, ms(1));
+    assert_eq!(
+        last.error.as_ref().map(CheckError::kind),
+        Some(ErrorKind::Timeout)
+    );
+    monitor.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn consecutive_counts_drive_the_documented_state_machine() {
     let monitor = HealthMonitor::new()

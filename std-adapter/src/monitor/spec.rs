@@ -8,6 +8,9 @@ use super::check::DynCheck;
 use super::{AlertThresholds, HealthCheck, RecoveryRule, Thresholds};
 use crate::redact::redact;
 
+/// The shortest interval and timeout a check is given.
+const MIN_PERIOD: Duration = Duration::from_millis(1);
+
 /// A named check with its interval, timeout, health thresholds, alert
 /// rules and recovery rule.
 ///
@@ -71,12 +74,15 @@ impl CheckSpec {
     /// ```
     #[must_use]
     pub fn interval(mut self, interval: Duration) -> Self {
-        self.interval = interval.max(Duration::from_millis(1));
+        self.interval = interval.max(MIN_PERIOD);
         self
     }
 
     /// How long one run may take before it counts as a failure
-    /// ([`ErrorKind::Timeout`](super::ErrorKind::Timeout)).
+    /// ([`ErrorKind::Timeout`](super::ErrorKind::Timeout)); at least 1 ms,
+    /// as for [`interval`](Self::interval) (a zero timeout would fail every
+    /// check that does not finish on its first poll, whatever its target's
+    /// health).
     ///
     /// ```
     /// use std::time::Duration;
@@ -87,7 +93,7 @@ impl CheckSpec {
     /// ```
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.timeout = Some(timeout.max(MIN_PERIOD));
         self
     }
 
