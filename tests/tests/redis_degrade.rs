@@ -1,10 +1,12 @@
 //! The Redis backend's degradation, as a hostile operator drives it:
-//! a limiter replaced while Redis was out (a quota changed, a config
-//! reload) must not leave its health condition behind once Redis is back;
-//! the `Local` policy refuses (and names a wait) a request that the
-//! configured quota admits but its local share cannot, instead of failing
-//! it as if no wait could ever help; a zero timeout, with which no
-//! decision could ever reach Redis, is refused when the backend is made.
+//! a limiter dropped or replaced while Redis was out (a quota changed, a
+//! config reload) must not leave its health condition behind; requests
+//! failing together when Redis stops do not push the first probe to the
+//! maximum backoff; the `Local` policy refuses (and names a wait) a
+//! request that the configured quota admits but its local share cannot,
+//! instead of failing it as if no wait could ever help; a zero timeout,
+//! with which no decision could ever reach Redis, is refused when the
+//! backend is made.
 
 mod common;
 
@@ -43,7 +45,7 @@ async fn until_redis(limiter: &RedisLimiter) {
 }
 
 /// The limiter is rebuilt (its quota doubled) while Redis is out, the old
-/// one dropped; Redis comes back and the new limiter decides there. Its
+/// one dropped (its condition goes with it); Redis comes back and the new limiter decides there. Its
 /// health must be clean again: the old limiter's `redis_api` condition
 /// stayed set forever (the new limiter, never degraded itself, never
 /// cleared it), so `health()` said `degraded` with a stale reason.
@@ -66,6 +68,10 @@ async fn a_limiter_dropped_while_degraded_leaves_no_stale_health_condition() {
     assert_eq!(old.try_acquire("k").await.unwrap().source, Source::Local);
     assert!(registry.health().degraded);
     drop(old);
+    // Dropped and not (yet) replaced: no limiter of the name is degraded,
+    // and health says so (the condition stayed until a rebuild).
+    let health = registry.health();
+    assert!(!health.degraded, "stale after drop: {:?}", health.reasons);
 
     server.restart();
     let new = build(per_second(40));
@@ -85,6 +91,46 @@ async fn a_limiter_dropped_while_degraded_leaves_no_stale_health_condition() {
         "{:?}",
         registry.health().reasons
     );
+}
+
+/// Every request in flight when Redis stops answering times out at about
+/// the same moment; only the first starts the outage. Each of the others
+/// used to double the probe backoff, so a burst of them took it straight
+/// to its maximum and the limiter stayed degraded that long after Redis
+/// was back (here a minute). Now the first probe is due after the minimum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_failing_together_do_not_push_the_first_probe_to_the_maximum() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::connect(config(&server)).await.unwrap();
+    let limiter = Arc::new(
+        RedisLimiter::builder("burst", per_second(1_000), backend)
+            .degrade(Degrade::Local { instances: 1 })
+            .probe_backoff(Duration::from_millis(50), Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    assert_eq!(
+        limiter.try_acquire("k").await.unwrap().source,
+        Source::Redis
+    );
+    // Stopped, not killed: every request sent now waits for its 50 ms
+    // command timeout, so all of them are in flight before any fails.
+    server.signal("STOP");
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let limiter = Arc::clone(&limiter);
+        burst.spawn(async move { limiter.try_acquire("k").await.unwrap().source });
+    }
+    while let Some(source) = burst.join_next().await {
+        assert_eq!(source.unwrap(), Source::Local);
+    }
+    let faults = limiter.metrics().faults;
+    // Ten doublings from 50 ms would put the first probe 25 s away.
+    assert!(faults >= 10, "only {faults} requests failed together");
+
+    server.signal("CONT");
+    // Within 5 s (probes at 50, 150, 350 ms... after the outage began).
+    until_redis(&limiter).await;
 }
 
 /// 20/s with a burst of 20 among 4 instances: a local share of burst 5.

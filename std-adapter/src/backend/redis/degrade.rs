@@ -87,14 +87,22 @@ impl Outage {
         false
     }
 
-    /// A fault: true if it starts an outage.
-    pub(super) fn failed(&mut self, now: Instant, bounds: Backoff) -> bool {
+    /// A fault: true if it starts an outage. `probe`: the request was let
+    /// through by [`should_ask`](Self::should_ask) during the outage. Only
+    /// a failed probe doubles the backoff and books the next probe; a
+    /// request sent before the outage was seen that fails late changes
+    /// nothing (a burst of those, one per request in flight when Redis
+    /// went, took the backoff straight to its maximum, and the first probe
+    /// waited that long instead of the minimum).
+    pub(super) fn failed(&mut self, now: Instant, bounds: Backoff, probe: bool) -> bool {
         let started = !self.degraded;
-        self.backoff = if started {
-            bounds.min
+        if started {
+            self.backoff = bounds.min;
+        } else if probe {
+            self.backoff = self.backoff.saturating_mul(2).clamp(bounds.min, bounds.max);
         } else {
-            self.backoff.saturating_mul(2).clamp(bounds.min, bounds.max)
-        };
+            return false;
+        }
         self.degraded = true;
         self.next_probe = crate::clock::saturating_add(now, self.backoff);
         started
@@ -127,24 +135,47 @@ mod tests {
         };
         let mut o = Outage::new(t0);
         assert!(o.should_ask(t0));
-        assert!(o.failed(t0, bounds));
+        assert!(o.failed(t0, bounds, false));
         assert!(!o.should_ask(t0 + Duration::from_millis(9)));
         assert!(o.should_ask(t0 + Duration::from_millis(10)));
         assert!(
             !o.should_ask(t0 + Duration::from_millis(10)),
             "one probe at a time"
         );
-        assert!(!o.failed(t0 + Duration::from_millis(10), bounds));
+        assert!(!o.failed(t0 + Duration::from_millis(10), bounds, true));
         assert_eq!(
             o.until_probe(t0 + Duration::from_millis(10)),
             Duration::from_millis(20)
         );
-        o.failed(t0, bounds);
-        o.failed(t0, bounds);
+        o.failed(t0, bounds, true);
+        o.failed(t0, bounds, true);
         assert_eq!(o.backoff, Duration::from_millis(40), "capped");
         assert!(o.succeeded());
         assert!(!o.succeeded());
         assert!(o.should_ask(t0));
+    }
+
+    /// Requests in flight when Redis went fail one after another; only the
+    /// first counts (it starts the outage): the first probe is due after
+    /// the minimum backoff, not the maximum.
+    #[test]
+    fn late_failures_of_requests_sent_before_the_outage_do_not_back_off() {
+        let t0 = Instant::now();
+        let bounds = Backoff {
+            min: Duration::from_millis(10),
+            max: Duration::from_secs(5),
+        };
+        let mut o = Outage::new(t0);
+        assert!(o.failed(t0, bounds, false));
+        for i in 1..=20 {
+            assert!(!o.failed(t0 + Duration::from_millis(i / 4), bounds, false));
+        }
+        assert_eq!(o.backoff, bounds.min);
+        assert_eq!(o.next_probe, t0 + bounds.min);
+        assert!(o.should_ask(t0 + bounds.min));
+        // That probe fails: now the backoff doubles.
+        assert!(!o.failed(t0 + bounds.min, bounds, true));
+        assert_eq!(o.until_probe(t0 + bounds.min), Duration::from_millis(20));
     }
 
     #[test]
@@ -164,10 +195,10 @@ mod tests {
             },
         ] {
             let mut o = Outage::new(t0);
-            assert!(o.failed(t0, bounds));
+            assert!(o.failed(t0, bounds, false));
             assert_eq!(o.next_probe, far);
             assert!(!o.should_ask(t0 + Duration::from_secs(3_600)));
-            assert!(!o.failed(t0, bounds), "doubling saturates");
+            assert!(!o.failed(t0, bounds, true), "doubling saturates");
             assert_eq!(o.backoff, Duration::MAX);
             assert_eq!(o.until_probe(t0), far - t0);
             assert!(o.should_ask(far));

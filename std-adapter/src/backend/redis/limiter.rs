@@ -173,6 +173,18 @@ impl RedisLimiterBuilder {
     }
 }
 
+/// A limiter dropped while degraded takes its health condition with it:
+/// nothing would clear it otherwise until a limiter of the same name is
+/// built, and health would say Redis is out for as long. A live degraded
+/// limiter of the same name sets it again at its next failed probe.
+impl Drop for RedisLimiter {
+    fn drop(&mut self) {
+        if self.degraded.load(Ordering::Acquire) {
+            self.set_condition(None);
+        }
+    }
+}
+
 impl RedisLimiter {
     /// A builder for the limiter `name` (a registry name, part of every
     /// storage key) checking `rules` on `backend`.
@@ -288,7 +300,13 @@ impl RedisLimiter {
     ) -> Result<(Decision, u32), BackendError> {
         crate::backend::check_capacity(&self.rules, most)?;
         crate::backend::key::check_key(key)?;
-        if !self.is_degraded() || self.outage().should_ask(Instant::now()) {
+        // `Some(probe)`: ask Redis, as the outage's probe or not.
+        let ask = if !self.is_degraded() {
+            Some(false)
+        } else {
+            self.outage().should_ask(Instant::now()).then_some(true)
+        };
+        if let Some(probe) = ask {
             match self
                 .backend
                 .run(&self.name, key, &self.rules, (most, fewest), None)
@@ -298,7 +316,7 @@ impl RedisLimiter {
                     self.answered(&decision);
                     return Ok((decision, taken));
                 }
-                Err(e) if e.is_fault() => self.failed(&e),
+                Err(e) if e.is_fault() => self.failed(&e, probe),
                 Err(e) => return Err(e),
             }
         }
@@ -377,11 +395,11 @@ impl RedisLimiter {
         }
     }
 
-    fn failed(&self, e: &BackendError) {
+    fn failed(&self, e: &BackendError, probe: bool) {
         self.counters.faults.fetch_add(1, Ordering::Relaxed);
         let started = {
             let mut outage = self.outage();
-            let started = outage.failed(Instant::now(), self.backoff);
+            let started = outage.failed(Instant::now(), self.backoff, probe);
             self.degraded.store(true, Ordering::Release);
             // Set under the outage's lock, so that a success ending the
             // outage meanwhile cannot clear it after this; and again on
