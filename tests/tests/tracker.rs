@@ -401,6 +401,15 @@ fn invalid_configs_are_refused() {
             },
             "max_stages_per_request",
         ),
+        // Each within its range, together about 12 GB of stage timings.
+        (
+            TrackerConfig {
+                max_requests: 65_536,
+                max_stages_per_request: 1024,
+                ..TrackerConfig::default()
+            },
+            "max_stages_per_request",
+        ),
     ];
     for (config, field) in bad {
         assert_eq!(Tracker::new(config).unwrap_err().field(), field);

@@ -37,6 +37,8 @@ pub struct TrackerConfig {
     /// Stage timings kept per request summary, in `0..=1024` (default
     /// 64); more are counted in
     /// [`ExecutionSummary::dropped_stages`](super::ExecutionSummary::dropped_stages).
+    /// `max_requests × max_stages_per_request` is at most
+    /// [`MAX_STAGES_HELD`](Self::MAX_STAGES_HELD).
     pub max_stages_per_request: usize,
 }
 
@@ -55,11 +57,32 @@ impl TrackerConfig {
     /// ```
     pub const MAX_NAME_LEN: usize = 128;
 
+    /// The most stage timings all request summaries may hold together
+    /// (`max_requests × max_stages_per_request`): with names of up to
+    /// [`MAX_NAME_LEN`](Self::MAX_NAME_LEN) bytes, at most about 200 MB
+    /// (each field at its own maximum would allow about 12 GB).
+    ///
+    /// ```
+    /// use fusebox_std::TrackerConfig;
+    ///
+    /// let most = TrackerConfig { max_requests: 65_536, max_stages_per_request: 16, ..TrackerConfig::default() };
+    /// assert!(most.validate().is_ok());
+    /// let e = TrackerConfig { max_stages_per_request: 17, ..most }.validate().unwrap_err();
+    /// assert_eq!(e.field(), "max_stages_per_request");
+    /// assert_eq!(
+    ///     e.message(),
+    ///     "max_requests × max_stages_per_request must be at most 1048576, got 1114112"
+    /// );
+    /// ```
+    pub const MAX_STAGES_HELD: usize = 1 << 20;
+
     /// Checks every field's range.
     ///
     /// # Errors
     ///
-    /// A [`TrackerConfigError`] naming the first field out of range.
+    /// A [`TrackerConfigError`] naming the first field out of range, or
+    /// `max_stages_per_request` when the two summary bounds together
+    /// exceed [`MAX_STAGES_HELD`](Self::MAX_STAGES_HELD).
     ///
     /// # Examples
     ///
@@ -94,6 +117,16 @@ impl TrackerConfig {
                     message: format!("must be {low}..={high}, got {value}"),
                 });
             }
+        }
+        let held = self.max_requests * self.max_stages_per_request;
+        if held > Self::MAX_STAGES_HELD {
+            return Err(TrackerConfigError {
+                field: "max_stages_per_request",
+                message: format!(
+                    "max_requests × max_stages_per_request must be at most {}, got {held}",
+                    Self::MAX_STAGES_HELD
+                ),
+            });
         }
         Ok(())
     }
