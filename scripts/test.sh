@@ -130,6 +130,9 @@ layer "loom models, with Miri on the core's tests beside them"
 # output kept in a log that is printed when it ends (and on failure).
 miri_log=target/miri-layer.log
 mkdir -p target
+# In its own process group (job control on for the launch), so that a
+# failing loom run stops Miri too instead of leaving it running.
+set -m
 (
     set -e
     # Unit and integration tests; the doctests are the API's examples,
@@ -146,6 +149,8 @@ mkdir -p target
         --target powerpc-unknown-linux-gnu --lib bucket
 ) >"$miri_log" 2>&1 &
 miri_pid=$!
+set +m
+trap 'kill -- -"$miri_pid" 2>/dev/null || true' EXIT
 # Every model sets its preemption bound in code. Release without debug
 # info: the models are run, never debugged, here.
 loom() {
@@ -157,7 +162,7 @@ loom "--cfg loom" target/loom
 # three-RMW slot protocol, 32-bit bucket words, counters, generations and
 # time-window buckets. Not again: the cache's models (no width choice in
 # its code) and the breaker's 3-thread, 2-permit half-open model (a2,
-# most of a run's time), whose slot protocol is the same code at both
+# about 40 % of a run's time), whose slot protocol is the same code at both
 # widths; every other breaker model runs at both.
 loom "--cfg loom --cfg fusebox_narrow_words" target/loom-narrow \
     --test breaker --test breaker_reconfig --test breaker_time --test bucket --test histogram \
@@ -167,6 +172,8 @@ if ! wait "$miri_pid"; then
     printf '\nMiri failed (its output above)\n'
     exit 1
 fi
-grep -E '^    \[|^test result' "$miri_log"
+trap - EXIT
+grep -E '^    \[|^test result' "$miri_log" || true
 done_layer
+
 printf '\nfusebox test layers: %d passed, 0 failed in %ss\n' "$passed" $((SECONDS - start))
