@@ -127,12 +127,20 @@ done_layer
 layer "loom models, with Miri on the core's tests beside them"
 # Miri interprets one test at a time and a loom binary often ends on one
 # long model, so each leaves a core idle: they run side by side, Miri's
-# output kept in a log that is printed when it ends (and on failure).
+# output kept in a log that is printed when both end (whole on failure:
+# a Miri failure is reported after the loom runs).
 miri_log=target/miri-layer.log
 mkdir -p target
-# In its own process group (job control on for the launch), so that a
-# failing loom run stops Miri too instead of leaving it running.
-set -m
+# A failing loom run stops Miri (the whole tree under its subshell) on
+# the way out; all of it stays in this script's process group, so that
+# whatever kills the script's group kills Miri too.
+kill_tree() {
+    local child
+    for child in $(pgrep -P "$1" || true); do
+        kill_tree "$child"
+    done
+    kill "$1" 2>/dev/null || true
+}
 (
     set -e
     # Unit and integration tests; the doctests are the API's examples,
@@ -147,10 +155,9 @@ set -m
     # without 64-bit atomics; Miri builds that target's sysroot itself.
     step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox \
         --target powerpc-unknown-linux-gnu --lib bucket
-) >"$miri_log" 2>&1 &
+) </dev/null >"$miri_log" 2>&1 &
 miri_pid=$!
-set +m
-trap 'kill -- -"$miri_pid" 2>/dev/null || true' EXIT
+trap 'kill_tree "$miri_pid"' EXIT
 # Every model sets its preemption bound in code. Release without debug
 # info: the models are run, never debugged, here.
 loom() {
@@ -168,6 +175,7 @@ loom "--cfg loom --cfg fusebox_narrow_words" target/loom-narrow \
     --test breaker --test breaker_reconfig --test breaker_time --test bucket --test histogram \
     -- --skip a2_half_open_in_flight_bounded_two_permits
 if ! wait "$miri_pid"; then
+    trap - EXIT
     cat "$miri_log"
     printf '\nMiri failed (its output above)\n'
     exit 1

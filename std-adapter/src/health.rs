@@ -344,7 +344,7 @@ impl Registry {
         source: &str,
         reason: Option<&str>,
     ) -> Result<(), crate::RegistryError> {
-        self.set_condition(source, reason.map(|r| redact_cut(r, 256)))
+        self.set_condition(source, reason.map(|r| redact_cut(r, 256)), None)
     }
 
     /// The report's `ready` verdict alone, as [`health`](Self::health)
@@ -448,9 +448,7 @@ impl Registry {
             .map(|(name, t)| (name.to_string(), t.stats()))
             .collect();
         let bulkheads = bulkhead_reports(&entries);
-        for (source, reason) in &entries.conditions {
-            reasons.push(format!("{source}: {reason}"));
-        }
+        condition_reasons(&entries, &mut reasons);
         #[cfg(feature = "redis")]
         let (fleet, fleet_breakers) = crate::registry::fleet::redis_reports(&entries, &mut reasons);
         let monitor = entries
@@ -517,6 +515,15 @@ pub(crate) fn resident_memory_bytes() -> Option<u64> {
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn resident_memory_bytes() -> Option<u64> {
     None
+}
+
+/// A reason per live degraded condition (see `Registry::set_degraded`).
+fn condition_reasons(entries: &crate::registry::Entries, reasons: &mut Vec<String>) {
+    for (source, condition) in &entries.conditions {
+        if condition.is_live() {
+            reasons.push(format!("{source}: {}", condition.reason));
+        }
+    }
 }
 
 fn bulkhead_reports(entries: &crate::registry::Entries) -> BTreeMap<String, BulkheadReport> {

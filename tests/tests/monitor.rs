@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fusebox_std::monitor::{
-    AlertKind, AlertThresholds, CheckError, CheckSpec, ErrorKind, FnCheck, Health, HealthCheck,
-    HealthMonitor, MonitorEvent, RecoveryAction, RecoveryRule, Subscription, Thresholds,
+    probe, AlertKind, AlertThresholds, CheckError, CheckSpec, ErrorKind, FnCheck, Health,
+    HealthCheck, HealthMonitor, MonitorEvent, RecoveryAction, RecoveryRule, Subscription,
+    Thresholds,
 };
 use tokio::time::{sleep, Instant};
 
@@ -203,6 +204,9 @@ async fn a_zero_timeout_is_one_millisecond_not_a_failure_of_every_run() {
     assert!(slow.runs >= 2, "{slow:?}");
     assert_eq!(slow.failed_runs, slow.runs, "{slow:?}");
     assert_eq!(slow.timeout, ms(1));
+    // `probe`, what the monitor runs on every tick, raises it the same way.
+    let quick = scripted("p", vec![Duration::from_micros(500)]);
+    assert_eq!(probe(&quick, Duration::ZERO).await.error, None);
     let last = slow.last.as_ref().unwrap();
     assert_eq!(last.latency, ms(1));
     assert_eq!(

@@ -93,6 +93,38 @@ async fn a_limiter_dropped_while_degraded_leaves_no_stale_health_condition() {
     );
 }
 
+/// Building a limiter of a name does not clear the condition of a live,
+/// degraded limiter of the same name (it did: the builder cleared any
+/// condition of its name, taking it for a dropped limiter's, and health
+/// read clean while the first limiter was still out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_limiter_of_a_name_keeps_a_live_degraded_ones_condition() {
+    let mut server = RedisServer::start();
+    let registry = Arc::new(Registry::new());
+    let backend = RedisBackend::connect(config(&server)).await.unwrap();
+    let build = || {
+        RedisLimiter::builder("api", per_second(20), backend.clone())
+            .degrade(Degrade::Local { instances: 2 })
+            .probe_backoff(Duration::from_secs(60), Duration::from_secs(60))
+            .registry(Arc::clone(&registry))
+            .build()
+            .unwrap()
+    };
+    let first = build();
+    server.kill();
+    assert_eq!(first.try_acquire("k").await.unwrap().source, Source::Local);
+    assert!(registry.health().degraded);
+    let second = build();
+    assert!(first.is_degraded() && !second.is_degraded());
+    let health = registry.health();
+    assert!(health.degraded, "the live limiter's outage vanished");
+    assert!(health.reasons[0].starts_with("redis_api: "), "{health:?}");
+    // Dropped, its condition goes with it.
+    drop(first);
+    assert!(!registry.health().degraded);
+    drop(second);
+}
+
 /// Every request in flight when Redis stops answering times out at about
 /// the same moment; only the first starts the outage. Each of the others
 /// used to double the probe backoff, so a burst of them took it straight

@@ -139,6 +139,11 @@ fn a_configuration_file_declares_bulkheads_and_names_bad_fields() {
         max_concurrent = 1
         max_queued = 3
         max_wait = "0s"
+
+        [bulkheads.wait_without_places]
+        max_concurrent = 1
+        max_queued = 0
+        max_wait = "5s"
         "#,
     )
     .unwrap();
@@ -148,6 +153,7 @@ fn a_configuration_file_declares_bulkheads_and_names_bad_fields() {
         "bulkheads.wait_alone.max_wait",
         "bulkheads.missing.max_concurrent",
         "bulkheads.no_wait.max_wait",
+        "bulkheads.wait_without_places.max_wait",
     ] {
         assert!(message.contains(field), "{field} not named in: {message}");
     }

@@ -245,7 +245,8 @@ impl Probe {
     }
 }
 
-/// Runs `check` once under `timeout` and times it with tokio's clock
+/// Runs `check` once under `timeout` (at least 1 ms, as in a
+/// [`CheckSpec`](super::CheckSpec)) and times it with tokio's clock
 /// (paused time in tests): what the monitor does on every tick.
 ///
 /// ```
@@ -259,7 +260,7 @@ impl Probe {
 /// # });
 /// ```
 pub async fn probe<C: HealthCheck>(check: &C, timeout: Duration) -> Probe {
-    timed(check.check(), timeout).await
+    timed(check.check(), timeout.max(super::spec::MIN_PERIOD)).await
 }
 
 /// `run` under `timeout`, timed.

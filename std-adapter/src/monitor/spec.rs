@@ -9,7 +9,7 @@ use super::{AlertThresholds, HealthCheck, RecoveryRule, Thresholds};
 use crate::redact::redact;
 
 /// The shortest interval and timeout a check is given.
-const MIN_PERIOD: Duration = Duration::from_millis(1);
+pub(crate) const MIN_PERIOD: Duration = Duration::from_millis(1);
 
 /// A named check with its interval, timeout, health thresholds, alert
 /// rules and recovery rule.

@@ -153,7 +153,8 @@ impl fmt::Debug for RetryBudget {
 impl RetryBudget {
     /// A budget admitting `floor + percent % of first attempts` retries per
     /// `window` (rounded down to a multiple of 10 µs), read with a new
-    /// [`TokioClock`].
+    /// [`TokioClock`]. `percent` and `floor` both 0 admit no retry at all
+    /// (retries off).
     ///
     /// # Errors
     ///

@@ -103,9 +103,9 @@ pub enum Overflow {
     /// Queue it (first come, first served) if fewer than `max_queued`
     /// calls are queued, for at most `max_wait`.
     Queue {
-        /// The most calls queued at once.
+        /// The most calls queued at once (at least 1).
         max_queued: usize,
-        /// The longest a call waits for a slot.
+        /// The longest a call waits for a slot (above zero).
         max_wait: Duration,
     },
 }

@@ -33,8 +33,8 @@ pub struct BulkheadSpec {
     /// Calls that may wait for a slot (0..=1048576; absent or 0: refuse at
     /// once).
     pub max_queued: Option<u64>,
-    /// The longest a call waits (above zero, default `"1s"`; only with
-    /// `max_queued`).
+    /// The longest a call waits (at least `"1us"`, default `"1s"`; only
+    /// with a `max_queued` of 1 or more).
     pub max_wait: Option<String>,
 }
 
@@ -64,9 +64,9 @@ impl BulkheadSpec {
             Some(n) => n,
         };
         let overflow = match self.max_queued {
-            None => {
+            None | Some(0) => {
                 if self.max_wait.is_some() {
-                    at("max_wait", "only with max_queued".into());
+                    at("max_wait", "only with max_queued of 1 or more".into());
                 }
                 Overflow::Reject
             }
@@ -78,7 +78,7 @@ impl BulkheadSpec {
                 let wait = match self.max_wait.as_deref().map(super::spec::parse_duration) {
                     None => std::time::Duration::from_secs(1),
                     Some(Ok(d)) if d.as_micros() == 0 => {
-                        at("max_wait", "must be above zero".into());
+                        at("max_wait", "must be at least 1us".into());
                         std::time::Duration::ZERO
                     }
                     Some(Ok(d)) => std::time::Duration::from_micros(d.as_micros()),
@@ -87,13 +87,9 @@ impl BulkheadSpec {
                         std::time::Duration::ZERO
                     }
                 };
-                if q == 0 {
-                    Overflow::Reject
-                } else {
-                    Overflow::Queue {
-                        max_queued: usize::try_from(q).unwrap_or(usize::MAX),
-                        max_wait: wait,
-                    }
+                Overflow::Queue {
+                    max_queued: usize::try_from(q).unwrap_or(usize::MAX),
+                    max_wait: wait,
                 }
             }
         };
@@ -118,7 +114,10 @@ impl Registry {
     /// # Errors
     ///
     /// [`RegistryError::InvalidName`], [`RegistryError::Conflict`] if it
-    /// exists with other settings, [`RegistryError::Full`].
+    /// exists with other settings, [`RegistryError::Full`],
+    /// [`RegistryError::InvalidConfig`] for settings
+    /// [`Bulkhead::new`] refuses (no slots, a queue of no places or no
+    /// wait).
     ///
     /// ```
     /// use fusebox_std::policy::Overflow;

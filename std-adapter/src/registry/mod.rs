@@ -59,7 +59,7 @@ pub use spec::{BreakerSpec, KeyedLimiterSpec, QuotaSpec};
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use fusebox::breaker::Config;
 use fusebox::bucket::{FullPolicy, Quota};
@@ -126,6 +126,22 @@ pub(crate) struct CacheEntry {
     any: Option<Arc<dyn Any + Send + Sync>>,
 }
 
+/// A degraded condition in the report.
+pub(crate) struct Condition {
+    /// Redacted.
+    pub(crate) reason: String,
+    /// The component that set it, if any: the condition ends with it.
+    owner: Option<Weak<()>>,
+}
+
+impl Condition {
+    /// Whether it is still reported: set by the user, or by a component
+    /// that still exists.
+    pub(crate) fn is_live(&self) -> bool {
+        self.owner.as_ref().is_none_or(|o| o.strong_count() > 0)
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Entries {
     pub(crate) breakers: BTreeMap<Box<str>, BreakerEntry>,
@@ -138,7 +154,7 @@ pub(crate) struct Entries {
     pub(crate) trackers: BTreeMap<Box<str>, Tracker>,
     /// Degraded conditions reported by name (a backend, a dependency),
     /// each with its redacted reason.
-    pub(crate) conditions: BTreeMap<Box<str>, String>,
+    pub(crate) conditions: BTreeMap<Box<str>, Condition>,
     pub(crate) bulkheads: BTreeMap<Box<str>, bulkheads::BulkheadEntry>,
     /// The health monitor whose status the report carries.
     pub(crate) monitor: Option<crate::monitor::StatusReader>,
@@ -362,13 +378,19 @@ impl Registry {
     }
 
     /// Sets or clears the condition `source` (see `Registry::set_degraded`).
+    /// With an `owner`, the condition lasts no longer than it: once every
+    /// strong reference is gone it is no longer reported (and its entry is
+    /// removed at the next change), so a component dropped while degraded
+    /// leaves nothing behind, without taking any lock when it is dropped.
     pub(crate) fn set_condition(
         &self,
         source: &str,
         reason: Option<String>,
+        owner: Option<&Arc<()>>,
     ) -> Result<(), RegistryError> {
         check(Kind::Condition, source)?;
         let mut e = self.write();
+        e.conditions.retain(|_, c| c.is_live());
         match reason {
             None => {
                 e.conditions.remove(source);
@@ -377,7 +399,9 @@ impl Registry {
                 if !e.conditions.contains_key(source) {
                     self.room(Kind::Condition, e.conditions.len())?;
                 }
-                e.conditions.insert(source.into(), reason);
+                let owner = owner.map(Arc::downgrade);
+                e.conditions
+                    .insert(source.into(), Condition { reason, owner });
             }
         }
         Ok(())

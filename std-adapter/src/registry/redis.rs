@@ -145,7 +145,11 @@ fn live(entries: &Entries) -> Vec<Arc<RedisLimiter>> {
 /// already (by the limiter itself, with its fault).
 pub(crate) fn degraded_reasons(entries: &Entries, reasons: &mut Vec<String>) {
     for limiter in live(entries) {
-        if limiter.is_degraded() && !entries.conditions.contains_key(limiter.condition()) {
+        let reported = entries
+            .conditions
+            .get(limiter.condition())
+            .is_some_and(super::Condition::is_live);
+        if limiter.is_degraded() && !reported {
             reasons.push(format!(
                 "{}: redis limiter {} is degraded",
                 limiter.condition(),

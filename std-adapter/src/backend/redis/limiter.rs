@@ -60,6 +60,10 @@ use crate::Registry;
 pub struct RedisLimiter {
     name: Box<str>,
     condition: String,
+    /// The owner of its health condition: a limiter dropped while
+    /// degraded (replaced on a quota change, say) leaves no condition
+    /// behind, and its drop takes no lock.
+    alive: Arc<()>,
     rules: Rules,
     backend: RedisBackend,
     policy: Degrade,
@@ -148,16 +152,9 @@ impl RedisLimiterBuilder {
             _ => None,
         };
         let condition = format!("redis_{}", self.name.trim_end_matches('_'));
-        if let Some(registry) = &self.registry {
-            // A condition of this name left by a limiter dropped while
-            // degraded (one replaced on a quota change, say) is not this
-            // one's: cleared, or health would say Redis is out forever. A
-            // live degraded limiter of the name sets it again at its next
-            // failed probe, and the registry reports it meanwhile.
-            let _ = registry.set_degraded(&condition, None);
-        }
         Ok(RedisLimiter {
             condition,
+            alive: Arc::new(()),
             name: self.name.into(),
             rules: self.rules,
             backend: self.backend,
@@ -170,18 +167,6 @@ impl RedisLimiterBuilder {
             counters: Counters::default(),
             corrupt_logged: AtomicBool::new(false),
         })
-    }
-}
-
-/// A limiter dropped while degraded takes its health condition with it:
-/// nothing would clear it otherwise until a limiter of the same name is
-/// built, and health would say Redis is out for as long. A live degraded
-/// limiter of the same name sets it again at its next failed probe.
-impl Drop for RedisLimiter {
-    fn drop(&mut self) {
-        if self.degraded.load(Ordering::Acquire) {
-            self.set_condition(None);
-        }
     }
 }
 
@@ -301,10 +286,10 @@ impl RedisLimiter {
         crate::backend::check_capacity(&self.rules, most)?;
         crate::backend::key::check_key(key)?;
         // `Some(probe)`: ask Redis, as the outage's probe or not.
-        let ask = if !self.is_degraded() {
-            Some(false)
-        } else {
+        let ask = if self.is_degraded() {
             self.outage().should_ask(Instant::now()).then_some(true)
+        } else {
+            Some(false)
         };
         if let Some(probe) = ask {
             match self
@@ -403,8 +388,9 @@ impl RedisLimiter {
             self.degraded.store(true, Ordering::Release);
             // Set under the outage's lock, so that a success ending the
             // outage meanwhile cannot clear it after this; and again on
-            // every failed probe, so that a condition cleared by another
-            // limiter of the name (one dropped while degraded) comes back.
+            // every failed request, so that a condition cleared by another
+            // limiter of the name, or set by one since dropped, comes back
+            // as this one's.
             self.set_condition(Some(&e.to_string()));
             started
         };
@@ -434,7 +420,11 @@ impl RedisLimiter {
 
     fn set_condition(&self, reason: Option<&str>) {
         if let Some(registry) = &self.registry
-            && let Err(e) = registry.set_degraded(&self.condition, reason)
+            && let Err(e) = registry.set_condition(
+                &self.condition,
+                reason.map(|r| crate::redact::redact_cut(r, 256)),
+                Some(&self.alive),
+            )
         {
             tracing::warn!(limiter = %self.name, error = %e, "cannot report the redis condition");
         }
