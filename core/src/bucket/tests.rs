@@ -377,7 +377,9 @@ fn many_changes_keep_deciding_exactly() {
     // Each change flips the slot; decisions in between stay exact.
     let b = bucket(2, Duration::from_secs(1), 2);
     let mut now = T0;
-    for i in 0..1_000u32 {
+    // Miri checks the memory accesses of a change, not the arithmetic.
+    let changes: u32 = if cfg!(miri) { 60 } else { 1_000 };
+    for i in 0..changes {
         let burst = 1 + i % 3;
         b.set_quota(quota(2, Duration::from_secs(1), burst), now);
         assert_eq!(b.quota().burst(), burst);

@@ -58,6 +58,10 @@ fn nothing_writes_fresh_again() {
 /// two quotas' values must decide without panicking (its result is
 /// discarded by the failing CAS or re-read).
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "plain integer arithmetic on every quota pair (no atomics, no unsafe): run natively"
+)]
 fn a_mix_of_two_slots_never_panics() {
     let rules = quotas().map(|q| Rule::of(&q));
     let words = [
