@@ -26,11 +26,15 @@ use crate::health::HealthReport;
 /// The page, as served.
 pub(super) const PAGE: &str = include_str!("dashboard.html");
 
-/// Everything the page may load: itself, its inline script and style, and
-/// its data from the same origin.
-const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; \
-style-src 'unsafe-inline'; connect-src 'self'; img-src data:; \
-base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// Everything the page may load: its one inline script and its one
+/// inline style, each by its SHA-256 (no `'unsafe-inline'`: a script or
+/// style injected into the page would not run), and its data from the
+/// same origin. A test recomputes both hashes from [`PAGE`]: editing the
+/// page means updating them (the test prints the new values).
+const CSP: &str = "default-src 'none'; \
+script-src 'sha256-kW9khyeGtcSEg0sPenGWsz90mLl+EYXDkLwZgkcnolU='; \
+style-src 'sha256-Nju9eLvEsPCHKgi0ZscEP79PFYXrOuGBJaV5w0GfyZY='; \
+connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// `/dashboard/data`: `{"now_us", "health", "timelines", "rejections",
 /// "missed_events"}`.
@@ -79,7 +83,7 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    use super::PAGE;
+    use super::{CSP, PAGE};
     use crate::http::{router, HttpOptions};
     use crate::Registry;
 
@@ -94,6 +98,49 @@ mod tests {
         assert!(!PAGE.contains("src="));
         assert!(!PAGE.contains("innerHTML"));
         assert!(PAGE.contains("'dashboard/data'"), "relative data URL");
+    }
+
+    /// The text between the page's one `open` tag and the next `close`.
+    fn only_element<'a>(open: &str, close: &str) -> &'a str {
+        assert_eq!(PAGE.matches(open).count(), 1, "one {open} element");
+        let start = PAGE.find(open).unwrap() + open.len();
+        let end = start + PAGE[start..].find(close).unwrap();
+        &PAGE[start..end]
+    }
+
+    #[test]
+    fn the_policy_allows_exactly_the_pages_script_and_style() {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let source = |text: &str| {
+            let digest = sha2::Sha256::digest(text.as_bytes());
+            format!(
+                "'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            )
+        };
+        let script = source(only_element("<script>", "</script>"));
+        let style = source(only_element("<style>", "</style>"));
+        assert!(
+            CSP.contains(&format!("script-src {script};")),
+            "the page's script changed: its source is {script}"
+        );
+        assert!(
+            CSP.contains(&format!("style-src {style};")),
+            "the page's style changed: its source is {style}"
+        );
+        assert!(!CSP.contains("unsafe"), "{CSP}");
+        // Inline attributes would need 'unsafe-hashes': the page has none.
+        assert!(!PAGE.contains(" style="), "a style attribute");
+        for handler in [
+            " onclick=",
+            " onload=",
+            " onsubmit=",
+            " onerror=",
+            "javascript:",
+        ] {
+            assert!(!PAGE.contains(handler), "{handler}");
+        }
     }
 
     #[tokio::test]
@@ -132,6 +179,7 @@ mod tests {
             .to_str()
             .unwrap()
             .starts_with("default-src 'none'"));
+        assert_eq!(headers["content-security-policy"], CSP);
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body, PAGE.as_bytes());
     }
