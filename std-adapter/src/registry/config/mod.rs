@@ -10,22 +10,10 @@ use serde_json::{Map, Value};
 use super::error::{shown, validate_name, FieldError, RegistryConfigError};
 use super::spec::{BreakerSpec, KeyedLimiterSpec, QuotaSpec};
 use super::strict_json::{escaped, Strict};
-use crate::tracker::TrackerConfig;
 
-/// The prefix of the environment variables read by
-/// [`RegistryConfig::from_env`]: `FUSEBOX__<TABLE>__<NAME>__<FIELD>`, path
-/// segments separated by `__` and lowercased
-/// (`FUSEBOX__BREAKERS__PAYMENTS__FAILURE_RATE=50`).
-///
-/// ```
-/// use fusebox_std::registry::{RegistryConfig, ENV_PREFIX};
-///
-/// let var = format!("{ENV_PREFIX}LIMITERS__API__RATE");
-/// let config = RegistryConfig::from_env_vars([(var, "7".to_owned())])?;
-/// assert_eq!(config.limiters["api"].rate, Some(7));
-/// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
-/// ```
-pub const ENV_PREFIX: &str = "FUSEBOX__";
+mod env;
+use crate::tracker::TrackerConfig;
+pub use env::ENV_PREFIX;
 
 /// A registry declared as data; build it with
 /// [`Registry::from_config`](super::Registry::from_config).
@@ -271,21 +259,7 @@ impl RegistryConfig {
         mut value: Value,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, RegistryConfigError> {
-        for (key, raw) in vars {
-            let Some(path) = key.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
-            if segments.len() > MAX_ENV_DEPTH {
-                // Deeper than any field: an unknown one. Refused here, as
-                // the tables it would make are dropped recursively.
-                return Err(one(FieldError::new(
-                    escaped(&segments[..MAX_ENV_DEPTH].join(".")),
-                    format!("unknown field: {} levels deep", segments.len()),
-                )));
-            }
-            set_path(&mut value, &segments, env_value(&raw));
-        }
+        env::apply(&mut value, vars)?;
         serde_path_to_error::deserialize(value).map_err(|e| {
             // Both hold keys (and values) of the document: shown escaped
             // and cut, as names are.
@@ -401,84 +375,12 @@ impl RegistryConfig {
     }
 }
 
-/// The most `__`-separated segments an environment variable's path may
-/// have: deeper than any field (`keyed_limiters.<name>.overflow.rate` is
-/// 4), with room to spare.
-const MAX_ENV_DEPTH: usize = 8;
-
 fn one(e: FieldError) -> RegistryConfigError {
     RegistryConfigError::new(vec![e])
 }
 
-fn env_value(raw: &str) -> Value {
-    match raw {
-        "true" => Value::Bool(true),
-        "false" => Value::Bool(false),
-        _ => raw
-            .parse::<u64>()
-            .map(Value::from)
-            .or_else(|_| raw.parse::<i64>().map(Value::from))
-            .ok()
-            .or_else(|| {
-                raw.parse::<f64>()
-                    .ok()
-                    .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
-            })
-            .unwrap_or_else(|| Value::String(raw.to_owned())),
-    }
-}
-
-fn set_path(root: &mut Value, path: &[String], value: Value) {
-    let mut node = root;
-    for segment in path {
-        if !node.is_object() {
-            *node = Value::Object(Map::new());
-        }
-        let Value::Object(map) = node else {
-            return;
-        };
-        node = map.entry(segment.clone()).or_insert(Value::Null);
-    }
-    *node = value;
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{env_value, set_path};
-    use serde_json::{json, Value};
-
-    #[test]
-    fn environment_values_take_their_natural_type() {
-        assert_eq!(env_value("true"), json!(true));
-        assert_eq!(env_value("false"), json!(false));
-        assert_eq!(env_value("42"), json!(42));
-        assert_eq!(env_value("-3"), json!(-3));
-        assert_eq!(env_value("0.25"), json!(0.25));
-        assert_eq!(env_value("30s"), json!("30s"));
-        assert_eq!(env_value("True"), json!("True"));
-        assert_eq!(env_value("NaN"), json!("NaN"), "no JSON number for NaN");
-    }
-
-    #[test]
-    fn paths_make_their_tables() {
-        let mut root = json!({"breakers": {"a": {"window": 5}}, "events_capacity": 3});
-        let seg = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
-        set_path(&mut root, &seg("breakers.a.failure_rate"), json!(50));
-        set_path(&mut root, &seg("limiters.b.rate"), json!(1));
-        set_path(&mut root, &seg("events_capacity.x"), json!(1)); // a scalar becomes a table
-        assert_eq!(
-            root,
-            json!({
-                "breakers": {"a": {"window": 5, "failure_rate": 50}},
-                "limiters": {"b": {"rate": 1}},
-                "events_capacity": {"x": 1}
-            })
-        );
-        let mut empty = Value::Null;
-        set_path(&mut empty, &[], json!(1));
-        assert_eq!(empty, json!(1));
-    }
-
     /// A capacity the events channel cannot hold is a typed error on its
     /// path, never a panic in the channel (found by a hostile review:
     /// `i64::MAX` overflowed its power of two; 2^40 slots aborted the
