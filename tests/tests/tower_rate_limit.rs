@@ -170,8 +170,12 @@ async fn bad_keys_get_400_and_are_never_stored() {
     );
     let addr = serve(app().layer(layer)).await;
     let huge = vec![b'k'; 16 * 1024];
-    let cases: [(&[Header], &str); 3] = [
+    // An empty value (or one of spaces, which hyper strips) is no key
+    // either: it was a bucket of its own.
+    let cases: [(&[Header], &str); 5] = [
         (&[], "missing"),
+        (&[("x-api-key", b"")], "missing"),
+        (&[("x-api-key", b"   ")], "missing"),
         (&[("x-api-key", b"caf\xe9-\xff")], "not_utf8"),
         (&[("x-api-key", &huge)], "too_long"),
     ];
@@ -207,6 +211,10 @@ async fn bad_keys_can_share_a_default_key() {
         get(addr, "/", &[("x-api-key", &[b'k'; 4096])]).await.status,
         429
     );
+    // An empty key is the default one, not a fresh bucket.
+    for empty in [&b""[..], b" \t "] {
+        assert_eq!(get(addr, "/", &[("x-api-key", empty)]).await.status, 429);
+    }
     assert_eq!(get(addr, "/", &[("x-api-key", b"dave")]).await.status, 200);
     assert_eq!(limiter.metrics().keys, 2, "anonymous and dave");
 }

@@ -43,8 +43,14 @@ pub const MAX_FORWARDED_LEN: usize = 1024;
 /// `name` is matched case-insensitively, as HTTP field names are
 /// (`"X-Api-Key"` and `"x-api-key"` are the same key function).
 ///
-/// Fails with [`KeyError::Missing`] without the header,
-/// [`KeyError::NotUtf8`] if its value is not UTF-8, and
+/// The key is the value without leading and trailing spaces and tabs
+/// (which RFC 9110 § 5.5 excludes from a field value; hyper strips them
+/// from what it parses, a `HeaderValue` built in code may keep them).
+///
+/// Fails with [`KeyError::Missing`] without the header or with an empty
+/// value (an empty key would be a bucket of its own, next to the
+/// [default key](super::BadKey::Default) that a request without a key is
+/// charged to), [`KeyError::NotUtf8`] if its value is not UTF-8, and
 /// [`KeyError::TooLong`] past `max_len` (checked before anything is
 /// copied). With several values the first one is the key.
 ///
@@ -65,6 +71,8 @@ pub const MAX_FORWARDED_LEN: usize = 1024;
 /// assert_eq!(api_key(&head), Ok("k-123".to_owned()));
 /// let (head, ()) = http::Request::builder().header("X-API-KEY", "far-too-long").body(()).unwrap().into_parts();
 /// assert_eq!(api_key(&head), Err(KeyError::TooLong { len: 12, max: 8 }));
+/// let (head, ()) = http::Request::builder().header("x-api-key", "").body(()).unwrap().into_parts();
+/// assert_eq!(api_key(&head), Err(KeyError::Missing));
 /// ```
 pub fn header(
     name: &str,
@@ -193,7 +201,8 @@ pub fn forwarded_ip(
     }
 }
 
-/// The first value of header `name`, checked for length, then UTF-8.
+/// The first value of header `name`, checked for length, then UTF-8,
+/// without surrounding spaces and tabs; an empty one is missing.
 fn bounded(head: &Parts, name: impl AsHeaderName, max_len: usize) -> Result<&str, KeyError> {
     let value = head.headers.get(name).ok_or(KeyError::Missing)?;
     let len = value.as_bytes().len();
@@ -202,10 +211,15 @@ fn bounded(head: &Parts, name: impl AsHeaderName, max_len: usize) -> Result<&str
     }
     // Visible ASCII (the usual key) is checked in one pass; anything else
     // (obs-text) is UTF-8 or refused.
-    value
+    let value = value
         .to_str()
         .or_else(|_| std::str::from_utf8(value.as_bytes()))
-        .map_err(|_| KeyError::NotUtf8)
+        .map_err(|_| KeyError::NotUtf8)?
+        .trim_matches([' ', '\t']);
+    if value.is_empty() {
+        return Err(KeyError::Missing);
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -245,6 +259,19 @@ mod tests {
             api_key(&head("x-api-key", b"0123456789abcdef")),
             Ok("0123456789abcdef".into())
         );
+    }
+
+    /// An empty key was a bucket of its own: a client charged to the
+    /// default key got a fresh one by sending the header empty (found by
+    /// a hostile review).
+    #[test]
+    fn an_empty_value_is_a_missing_key() {
+        let api_key = header("x-api-key", 16);
+        for empty in [&b""[..], b" ", b"\t \t"] {
+            assert_eq!(api_key(&head("x-api-key", empty)), Err(KeyError::Missing));
+        }
+        assert_eq!(api_key(&head("x-api-key", b" k-1\t")), Ok("k-1".into()));
+        assert_eq!(api_key(&head("x-api-key", b"k 1")), Ok("k 1".into()));
     }
 
     #[test]
