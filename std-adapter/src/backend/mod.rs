@@ -9,10 +9,14 @@
 //! any. The limits travel with every call, so changing a quota needs no
 //! migration; the flip side is that a fleet must agree on them. Processes
 //! that send *different* rules for one limiter name share each key's
-//! state, and each call reads it under its own rule (a state written under
-//! another quota is carried over, capped at this rule's refill time), so
-//! the looser rule shortens the stricter one's waits: roll a quota change
-//! out quickly, or under a new limiter name. Both backends decide exactly as the core
+//! state, and each call reads it under its own rule: a state written under
+//! another quota is read as time, capped at this rule's refill time (so a
+//! raised quota applies at once), and what the cap cut off still binds
+//! every other quota, so no quota gains from another's cap: while several
+//! quotas are live on one name, each admits no more than it would alone,
+//! and a key gets at most what they would give together. Roll a quota
+//! change out quickly, or under a new limiter name. Both backends decide
+//! exactly as the core
 //! [`TokenBucket`](fusebox::bucket::TokenBucket) does on the same schedule
 //! (the Redis script is checked against it by a differential test).
 //!

@@ -8,7 +8,10 @@
 //! ([`Rule`](super::super::Rule)), as the text `<scale>:<interval>:<burst>`
 //! formatted once per rule, and stores `tat = tat_us · scale + frac` as
 //! `g1:<tat_us>:<frac>:<scale>:<interval>:<burst>` with `PX` = the time
-//! until the bucket is full.
+//! until the bucket is full (followed by `:h<hold_us>` after another
+//! quota's longer drain was clamped to this rule's bucket: the time every
+//! other quota still reads, so that two quotas on one key never forgive
+//! each other's drain).
 //!
 //! The command is written straight into one buffer: the storage keys from
 //! one base `<prefix>:{<limiter>:<key>}:` (escaped once), the counts and

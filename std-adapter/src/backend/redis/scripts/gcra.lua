@@ -25,6 +25,18 @@
 -- matches the value against the rule's own "<scale>:<interval>:<burst>"
 -- text; any other value takes the full parse below.
 --
+-- Another quota's state (the quota changed, or two quotas share the
+-- name) is read as absolute time, clamped to this rule's bucket, and
+-- written back under this rule even on a refusal, so that a raised quota
+-- is not refused for the rest of the old one's drain. What the clamp cut
+-- off is kept as a hold, ":h<hold_us>" after the burst (the key then lives
+-- until the hold passes): any other quota reads the later of tat and the
+-- hold, so a quota never gains from another's clamp (without it, two
+-- quotas alternating on one key forgave each other's drain and admitted
+-- without bound at one instant). The rule that wrote the hold ignores it.
+-- An instance of an earlier version reads a value with a hold as corrupt
+-- (a drained bucket: it refuses, never forgives).
+--
 -- Arithmetic: Lua numbers are doubles; every value kept or computed here
 -- is an integer below 2^53 (the caller keeps capacity = interval * burst
 -- at most 2^52 scaled units and burst * T at most 2^47 us, Redis TIME in
@@ -83,7 +95,8 @@ else
   now = t[1] * 1000000 + t[2]
 end
 
--- Per rule: { scale, interval, capacity, ahead, broken (0/1), spec, rewrite (0/1) }.
+-- Per rule: { scale, interval, capacity, ahead, broken (0/1), spec, rewrite (0/1),
+-- hold (0: none) }.
 local st = {}
 local corrupt = 0
 for i = 1, rules do
@@ -104,21 +117,43 @@ for i = 1, rules do
   local ahead = 0
   local broken = 0
   local rewrite = 0 -- 1: the state is written back even on a refusal
+  local hold = 0    -- a time no other quota may read as past (see the header)
   local raw = redis.pcall('GET', KEYS[i])
   if type(raw) == 'table' then
     broken = 1 -- wrong type (or any other error reading it)
   elseif raw then
-    -- The same quota (the common case): only tat and frac to read.
+    -- The same quota and no hold (the common case): only tat and frac to
+    -- read.
     local a, b = match(raw, '^g1:(%d+):(%d+):' .. spec .. '$')
+    local own, tat, frac = true, nil, nil
     if a then
-      local tat, frac = a + 0, b + 0
-      if tat > MAX or frac >= scale then
+      tat, frac = a + 0, b + 0
+      if tat > MAX or frac >= scale then broken = 1 end
+    else
+      local c, d, e, f, g = match(raw, '^g1:(%d+):(%d+):(%d+):(%d+):(%d+)$')
+      local h = nil
+      if c == nil then
+        c, d, e, f, g, h = match(raw, '^g1:(%d+):(%d+):(%d+):(%d+):(%d+):h(%d+)$')
+      end
+      tat, frac = int(c), int(d)
+      local s, iv, bu = int(e), int(f), int(g)
+      if h ~= nil then hold = int(h) end
+      if tat == nil or frac == nil or s == nil or iv == nil or bu == nil or hold == nil
+         or s < 1 or s > 65536 or iv < 1 or frac >= s
+         or hold > now + MAX_DRAIN_US + SKEW_US then
         broken = 1
-      elseif tat >= now then
+      else
+        -- the same quota, written another way (or with a hold)
+        own = s == scale and iv == interval and bu == burst
+      end
+    end
+    if broken == 1 then
+      hold = 0
+    elseif own then
+      -- A hold is another quota's: this one reads its own time.
+      if tat >= now then
         local dt = tat - now
-        if dt > MAX_DRAIN_US + SKEW_US then
-          broken = 1 -- no rule drains longer than 2^47 us (4.46 years)
-        elseif dt <= idiv(capacity, scale) + SKEW_US then
+        if dt <= idiv(capacity, scale) + SKEW_US then
           ahead = dt * scale + frac -- exact, as the core
         else
           -- Further ahead than this rule ever drains (plus the skew): a
@@ -127,33 +162,31 @@ for i = 1, rules do
           -- now, which refills in the rule's time; left in place, it
           -- would refuse the key until the clock caught up (years).
           broken = 1
+          hold = 0
         end
       end
     else
-      local c, d, e, f, g = match(raw, '^g1:(%d+):(%d+):(%d+):(%d+):(%d+)$')
-      local tat, frac, s, iv, bu = int(c), int(d), int(e), int(f), int(g)
-      if tat == nil or frac == nil or s == nil or iv == nil or bu == nil or s < 1 or s > 65536
-         or iv < 1 or frac >= s then
-        broken = 1
-      elseif tat >= now then
-        local dt = tat - now
+      -- Another quota's state (the quota changed, or two quotas share
+      -- the name): its time, or the hold it carries if that is later,
+      -- read as absolute time.
+      local us = tat
+      if frac > 0 then us = us + 1 end
+      if hold > us then us = hold end
+      if us >= now then
+        local dt = us - now
         if dt > MAX_DRAIN_US + SKEW_US then
-          broken = 1
-        elseif s == scale and iv == interval and bu == burst then
-          -- the same quota, written another way (not by this script)
-          if dt <= idiv(capacity, scale) + SKEW_US then
-            ahead = dt * scale + frac
-          else
-            broken = 1 -- as above: further ahead than the rule drains
-          end
+          broken = 1 -- no rule drains longer than 2^47 us (4.46 years)
+          hold = 0
         else
-          -- The quota changed (or its burst was lowered): the drain carries
-          -- over as time, clamped to this rule's capacity; nothing is
-          -- forgiven beyond what the new bucket holds.
-          local us = dt
-          if frac > 0 then us = us + 1 end
-          if us > full_us then us = full_us end
-          ahead = us * scale
+          if dt > full_us then
+            -- Longer than this rule's bucket: clamped to it (nothing is
+            -- forgiven beyond what the new bucket holds), and the time
+            -- kept as a hold, so that the quota that drained it still
+            -- reads it (no quota gains from another's clamp).
+            hold = us
+            dt = full_us
+          end
+          ahead = dt * scale
           if ahead > capacity then ahead = capacity end
           -- Written back under this rule, refused or not: left as it was,
           -- the old drain (an hour, for a raised per-hour quota) would be
@@ -168,7 +201,8 @@ for i = 1, rules do
     corrupt = corrupt + 1
     ahead = capacity
   end
-  st[i] = { scale, interval, capacity, ahead, broken, spec, rewrite }
+  if hold <= now then hold = 0 end
+  st[i] = { scale, interval, capacity, ahead, broken, spec, rewrite, hold }
 end
 
 if m < n then
@@ -207,11 +241,19 @@ for i = 1, rules do
   if (allowed == 1 and n > 0) or r[5] == 1 or r[7] == 1 then
     -- tat = now * scale + ahead, split so that now is never scaled.
     local whole = idiv(ahead, scale)
-    local ttl = idiv(until_full + 999, 1000)
+    local tat, hold = now + whole, r[8]
+    local value
+    local live = until_full
+    if hold > tat then
+      -- The hold outlives this rule's drain: kept, and the key with it.
+      value = string.format('g1:%d:%d:%s:h%d', tat, ahead - whole * scale, r[6], hold)
+      live = hold - now
+    else
+      value = string.format('g1:%d:%d:%s', tat, ahead - whole * scale, r[6])
+    end
+    local ttl = idiv(live + 999, 1000)
     if ttl < 1 then ttl = 1 end
-    redis.call('SET', KEYS[i],
-      string.format('g1:%d:%d:%s', now + whole, ahead - whole * scale, r[6]),
-      'PX', ttl + linger)
+    redis.call('SET', KEYS[i], value, 'PX', ttl + linger)
   end
   local left = 0
   if ahead < capacity then left = idiv(capacity - ahead, interval) end
