@@ -3,16 +3,18 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::ConnectionLike;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, PushInfo, RedisFuture, TlsCertificates, Value};
 
 use super::super::BackendError;
 use super::connection::fault;
+use super::standalone::Standalone;
 
 /// A connection to Redis: standalone (through the `redis` crate's
-/// `ConnectionManager`, which reconnects in the background) or Cluster
+/// `ConnectionManager`, which reconnects in the background, replaced by a
+/// new one when the connection falls silent for the connect timeout) or Cluster
 /// (which follows slot moves and reconnects to nodes itself). Cheap to
 /// clone: clones share the connection. A `redis::aio::ConnectionLike`, so
 /// raw commands can run on it next to the limiter.
@@ -33,7 +35,7 @@ pub struct RedisConnection(pub(super) Inner);
 
 #[derive(Clone)]
 pub(super) enum Inner {
-    Single(ConnectionManager),
+    Single(Standalone),
     Cluster(ClusterConnection),
 }
 

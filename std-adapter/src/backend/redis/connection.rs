@@ -11,6 +11,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::super::{Backend, BackendError, Decision, KeyPrefix, Rules};
 use super::cluster::{self, Inner, RedisConnection};
 use super::script;
+use super::standalone::Standalone;
 use super::tls::{self, Tls};
 use crate::redact::redact;
 
@@ -207,9 +208,9 @@ impl RedisConfig {
             .set_exponent_base(2.0)
             .set_number_of_retries(usize::MAX >> 1)
             .set_connection_timeout(Some(self.connect_timeout.min(self.reconnect_max)))
-            // A dead connection is found within the connect timeout; the
-            // (shorter) command timeout is applied per decision instead, so a
-            // brief stall does not tear the connection down.
+            // The (shorter) command timeout is applied per decision, so a
+            // brief stall does not tear the connection down; a connection
+            // silent for the connect timeout is replaced (`Standalone`).
             .set_response_timeout(Some(self.connect_timeout))
     }
 }
@@ -318,10 +319,10 @@ impl RedisBackend {
             ));
         }
         let client = config.client()?;
-        let manager = ConnectionManager::new_lazy_with_config(client, config.manager_config())
+        let standalone = Standalone::new(client, config.manager_config(), config.connect_timeout)
             .map_err(|e| fault(&e))?;
         Ok(Self {
-            conn: RedisConnection(Inner::Single(manager)),
+            conn: RedisConnection(Inner::Single(standalone)),
             prefix: config.prefix,
             timeout: config.timeout,
         })

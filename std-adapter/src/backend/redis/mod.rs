@@ -10,6 +10,7 @@ mod lease;
 mod limiter;
 mod metrics;
 mod script;
+mod standalone;
 mod tls;
 
 pub use self::breaker::{FleetBreaker, FleetBreakerBuilder, FleetBreakerMetrics};

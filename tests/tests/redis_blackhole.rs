@@ -1,0 +1,195 @@
+//! A connection to Redis that falls silent (no reply, no reset: an expired
+//! NAT or load-balancer entry, a partition) while new connections to the
+//! same address work: the limiter degrades at once and recovers by itself
+//! on a new connection, and raw commands on the backend's connection do
+//! too (found by a hostile review: the silent connection was reused until
+//! the kernel gave up on it, about 15 minutes).
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis_server::RedisServer;
+use fusebox::bucket::Quota;
+use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules, Source};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A loopback TCP proxy to `upstream` whose [`silence`](Self::silence)
+/// makes every connection opened so far swallow all bytes both ways
+/// without closing, while later connections pass.
+struct SilencingProxy {
+    port: u16,
+    generation: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SilencingProxy {
+    async fn start(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let generation = Arc::new(AtomicU64::new(0));
+        let shared = Arc::clone(&generation);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let born = shared.load(Ordering::SeqCst);
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                for (from, to) in [
+                    (
+                        Box::new(client_read) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(server_write) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                    ),
+                    (Box::new(server_read), Box::new(client_write)),
+                ] {
+                    tokio::spawn(pump(from, to, born, Arc::clone(&shared)));
+                }
+            }
+        });
+        Self {
+            port,
+            generation,
+            task,
+        }
+    }
+
+    /// Every connection open now goes silent.
+    fn silence(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for SilencingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to` while the proxy's generation is still `born`;
+/// after that reads and drops, never closing `to`.
+async fn pump(
+    mut from: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    mut to: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    born: u64,
+    generation: Arc<AtomicU64>,
+) {
+    let mut buf = vec![0_u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if generation.load(Ordering::SeqCst) == born && to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    // Silent, not closed: no FIN reaches the other side.
+    std::future::pending::<()>().await;
+    drop(to);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_replaced_and_the_limiter_recovers() {
+    let server = RedisServer::start();
+    let proxy = SilencingProxy::start(server.port()).await;
+    let connect_timeout = Duration::from_millis(300);
+    let backend = RedisBackend::connect(
+        RedisConfig::new(format!("redis://127.0.0.1:{}", proxy.port))
+            .timeout(Duration::from_millis(50))
+            .connect_timeout(connect_timeout)
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let limiter = RedisLimiter::builder(
+        "silenced",
+        Rules::single("per_second", Quota::per_second(1_000).unwrap()).unwrap(),
+        backend.clone(),
+    )
+    .degrade(Degrade::FailOpen)
+    .probe_backoff(Duration::from_millis(20), Duration::from_millis(200))
+    .build()
+    .unwrap();
+    assert_eq!(
+        limiter.try_acquire("k").await.unwrap().source,
+        Source::Redis
+    );
+    proxy.silence();
+    let start = tokio::time::Instant::now();
+    let d = limiter.try_acquire("k").await.unwrap();
+    assert_eq!(d.source, Source::FailOpen);
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "degraded at once"
+    );
+    // Back on Redis after about the connect timeout of silence and a
+    // probe: well within 5 s (never, before).
+    let recovered = loop {
+        if limiter.try_acquire("k").await.unwrap().source == Source::Redis {
+            break start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still degraded after 5 s; {:?}",
+            limiter.metrics()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(recovered >= connect_timeout, "{recovered:?}");
+    // Raw commands share the replaced connection.
+    let mut conn = backend.connection();
+    let pong: String = tokio::time::timeout(
+        Duration::from_secs(2),
+        redis::cmd("PING").query_async(&mut conn),
+    )
+    .await
+    .expect("a raw command on the new connection")
+    .unwrap();
+    assert_eq!(pong, "PONG");
+}
+
+/// A server that answers slowly but answers is never torn down: each
+/// answer ends the silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_server_that_answers_keeps_its_connection() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::connect(
+        RedisConfig::new(server.url())
+            .timeout(Duration::from_millis(50))
+            .connect_timeout(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let mut conn = backend.connection();
+    let id = |mut conn: fusebox_std::backend::RedisConnection| async move {
+        let id: i64 = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        id
+    };
+    let before = id(conn.clone()).await;
+    // For 1 s, every other command times out (a 100 ms sleep on the
+    // server under a 50 ms timeout) and every other one answers.
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        let slow = tokio::time::timeout(
+            Duration::from_millis(50),
+            redis::cmd("EVAL")
+                .arg("local t = redis.call('TIME'); local s = t[1] * 1000000 + t[2]; repeat local n = redis.call('TIME'); until (n[1] * 1000000 + n[2]) - s > 100000; return 1")
+                .arg(0)
+                .query_async::<i64>(&mut conn),
+        )
+        .await;
+        assert!(slow.is_err(), "the slow script timed out");
+        // Waits for the slow script to finish, then answers.
+        let _: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    }
+    assert_eq!(id(conn).await, before, "the same connection throughout");
+}
