@@ -60,7 +60,8 @@ impl Standalone {
     }
 
     /// How many times the manager was replaced.
-    pub(super) fn replaced(&self) -> u64 {
+    #[cfg(test)]
+    fn replaced(&self) -> u64 {
         self.0.replaced.load(Ordering::Relaxed)
     }
 
@@ -118,7 +119,7 @@ impl Shared {
             }
             // Cannot happen for a client that made the first manager.
             Err(e) => {
-                tracing::debug!(error = %crate::redact::redact(&e.to_string()), "Redis connection not replaced")
+                tracing::debug!(error = %crate::redact::redact(&e.to_string()), "Redis connection not replaced");
             }
         }
     }
