@@ -6,7 +6,8 @@
 //! request that the configured quota admits but its local share cannot,
 //! instead of failing it as if no wait could ever help; a zero timeout,
 //! with which no decision could ever reach Redis, is refused when the
-//! backend is made.
+//! backend is made, as is a `Local` fallback for no instance; every
+//! limiter reports its own outage, whatever its name's length or ending.
 
 mod common;
 
@@ -244,4 +245,69 @@ async fn zero_timeouts_are_rejected_at_construction() {
     // The smallest non-zero timeouts are accepted.
     let tiny = config(&server).timeout(Duration::from_micros(1));
     assert!(RedisBackend::connect_lazy(tiny).is_ok());
+}
+
+/// Every limiter reports its own outage under `redis_<name>`: a name near
+/// the 64-byte limit (whose condition is longer) and two names that differ
+/// by a trailing underscore (found by a hostile review: the first never
+/// reached the report, the other two shared one condition).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_limiter_reports_its_own_outage_whatever_its_name() {
+    let mut server = RedisServer::start();
+    let registry = Arc::new(Registry::new());
+    let backend = RedisBackend::connect(config(&server)).await.unwrap();
+    let long = "a".repeat(fusebox_std::registry::MAX_NAME_LEN);
+    let names = [long.as_str(), "api", "api_"];
+    let limiters: Vec<RedisLimiter> = names
+        .iter()
+        .map(|name| {
+            RedisLimiter::builder(*name, per_second(10), backend.clone())
+                .degrade(Degrade::FailOpen)
+                .registry(Arc::clone(&registry))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for limiter in &limiters {
+        assert_eq!(
+            limiter.try_acquire("k").await.unwrap().source,
+            Source::Redis
+        );
+    }
+    server.kill();
+    for limiter in &limiters {
+        let d = limiter.try_acquire("k").await.unwrap();
+        assert_eq!(d.source, Source::FailOpen);
+    }
+    let health = registry.health();
+    assert!(health.degraded, "{health:?}");
+    let mut sources: Vec<&str> = health
+        .reasons
+        .iter()
+        .map(|r| r.split(": ").next().unwrap())
+        .collect();
+    sources.sort_unstable();
+    let mut expected: Vec<String> = names.iter().map(|n| format!("redis_{n}")).collect();
+    expected.sort_unstable();
+    assert_eq!(sources, expected, "{:?}", health.reasons);
+}
+
+/// `Local { instances: 0 }` is refused when the limiter is built: read as
+/// one, it handed one instance the whole fleet's quota.
+#[tokio::test]
+async fn a_local_fallback_for_no_instance_is_refused() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::connect(config(&server)).await.unwrap();
+    let built = RedisLimiter::builder("zero", per_second(10), backend.clone())
+        .degrade(Degrade::Local { instances: 0 })
+        .build();
+    assert!(
+        matches!(built, Err(BackendError::InvalidConfig(_))),
+        "{:?}",
+        built.map(drop)
+    );
+    assert!(RedisLimiter::builder("one", per_second(10), backend)
+        .degrade(Degrade::Local { instances: 1 })
+        .build()
+        .is_ok());
 }

@@ -141,9 +141,16 @@ impl RedisLimiterBuilder {
     /// [`BackendError::InvalidKey`] for a name that is not a registry name,
     /// or is [reserved](crate::backend::RESERVED_LIMITER_NAMES);
     /// [`BackendError::InvalidRule`] if the `Local` policy cannot divide a
-    /// quota.
+    /// quota, [`BackendError::InvalidConfig`] for `Local { instances: 0 }`.
     pub fn build(self) -> Result<RedisLimiter, BackendError> {
         crate::backend::key::check_limiter_name(&self.name)?;
+        if self.policy == (Degrade::Local { instances: 0 }) {
+            // Read as one, it would hand one instance the whole fleet's
+            // quota (found by a hostile review).
+            return Err(BackendError::InvalidConfig(
+                "Degrade::Local needs at least one instance",
+            ));
+        }
         let local = match self.policy {
             Degrade::Local { instances } => Some((
                 MemoryBackend::new(self.local_keys),
@@ -151,7 +158,9 @@ impl RedisLimiterBuilder {
             )),
             _ => None,
         };
-        let condition = format!("redis_{}", self.name.trim_end_matches('_'));
+        // The name as it is: `api` and `api_` are two limiters, with two
+        // conditions (found by a hostile review: both were `redis_api`).
+        let condition = format!("redis_{}", self.name);
         Ok(RedisLimiter {
             condition,
             alive: Arc::new(()),
@@ -420,7 +429,7 @@ impl RedisLimiter {
 
     fn set_condition(&self, reason: Option<&str>) {
         if let Some(registry) = &self.registry
-            && let Err(e) = registry.set_condition(
+            && let Err(e) = registry.put_condition(
                 &self.condition,
                 reason.map(|r| crate::redact::redact_cut(r, 256)),
                 Some(&self.alive),
