@@ -136,13 +136,33 @@ impl CircuitBreaker {
     /// has passed reads as open. Changes nothing (but may restart a
     /// half-open stamp left by another generation; see the type's docs).
     pub fn state(&self, now: Instant) -> State {
+        self.state_with(|| now)
+    }
+
+    /// [`state`](Self::state), reading the clock only if the answer
+    /// depends on the time (an open breaker, or a half-open one with a
+    /// timeout): a server asking on every request whether to wait for its
+    /// service at all pays no clock read while the breaker is closed.
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, State};
+    /// use fusebox::Instant;
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+    /// assert_eq!(breaker.state_with(|| unreachable!("closed: no clock read")), State::Closed);
+    /// breaker.force_open(Instant::from_secs(1));
+    /// assert_eq!(breaker.state_with(|| Instant::from_secs(2)), State::ForcedOpen);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn state_with(&self, now: impl FnOnce() -> Instant) -> State {
         let cur = self.load();
         match cur.kind() {
             #[cfg(feature = "half-open-timeout")]
-            Kind::HalfOpen if self.half_open_expired(cur, now) => State::Open,
+            Kind::HalfOpen if self.half_open_expired(cur, now()) => State::Open,
             Kind::Open => {
                 let bound = self.config.open_bound(cur.streak());
-                if word::remaining(cur, bound, now).is_some() {
+                if word::remaining(cur, bound, now()).is_some() {
                     State::Open
                 } else {
                     State::HalfOpen

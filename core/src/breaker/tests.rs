@@ -100,6 +100,33 @@ fn state_reports_half_open_once_the_open_time_passed_without_changing_it() {
 }
 
 #[test]
+fn state_with_reads_the_clock_only_when_the_answer_needs_it() {
+    let b = breaker(consecutive(1));
+    assert_eq!(
+        b.state_with(|| panic!("closed: no clock read")),
+        State::Closed
+    );
+    let reopen = trip(&b, T0);
+    let mut reads = 0;
+    let mut at = |t: Instant| {
+        reads += 1;
+        t
+    };
+    assert_eq!(
+        b.state_with(|| at(reopen - Duration::from_micros(1))),
+        State::Open
+    );
+    assert_eq!(b.state_with(|| at(reopen)), State::HalfOpen);
+    assert_eq!(reads, 2);
+    assert_eq!(b.state(reopen), b.state_with(|| reopen));
+    b.force_open(reopen);
+    assert_eq!(
+        b.state_with(|| panic!("forced open: no clock read")),
+        State::ForcedOpen
+    );
+}
+
+#[test]
 fn half_open_admits_at_most_its_permits() {
     let b = breaker(consecutive(1).half_open_permits(2).close_after(2));
     let reopen = trip(&b, T0);

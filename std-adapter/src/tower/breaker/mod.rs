@@ -71,4 +71,6 @@ impl<C, R> std::fmt::Debug for Held<C, R> {
 }
 
 #[cfg(test)]
+mod readiness_tests;
+#[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use fusebox::breaker::State;
 use fusebox::{CircuitBreaker, Clock};
 use http::{Request, Response};
 use tower_service::Service;
@@ -15,10 +16,20 @@ use crate::policy::Classify;
 /// Cheap to clone (the inner service and one `Arc`); every clone shares
 /// the layer's one breaker.
 ///
-/// `poll_ready` is the inner service's: the breaker is asked in `call`,
-/// with the clock read right before, so a permit is only ever taken for a
-/// request that exists (a permit taken in `poll_ready` would be abandoned
-/// by every clone dropped between readiness and call).
+/// The breaker is asked in `call`, with the clock read right before, so a
+/// permit is only ever taken for a request that exists (a permit taken in
+/// `poll_ready` would be abandoned by every clone dropped between
+/// readiness and call).
+///
+/// `poll_ready` is the inner service's while the breaker lets calls
+/// through. While it is open (or forced open), `poll_ready` is ready at
+/// once without asking the inner service, and the `call` that follows is
+/// rejected whatever the breaker says by then (the inner service was not
+/// made ready for it): a failing dependency that also holds the inner
+/// service's readiness back (a full `Buffer` or `ConcurrencyLimit` in
+/// front of a hung backend) cannot keep the breaker's fast rejections
+/// waiting. If the breaker let a trial through between the two, that
+/// permit is dropped unused (counted as abandoned).
 ///
 /// # Examples
 ///
@@ -36,14 +47,15 @@ use crate::policy::Classify;
 pub struct CircuitBreakerService<S, C = super::HttpClassifier, R = super::JsonBreakerResponse> {
     inner: S,
     shared: Arc<Shared<C, R>>,
+    /// `poll_ready` saw the breaker refusing and left the inner service
+    /// unpolled: the next `call` is rejected.
+    bypassed: bool,
 }
 
 impl<S: Clone, C, R> Clone for CircuitBreakerService<S, C, R> {
     fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
-        }
+        // Readiness is not cloned (tower's rule): a clone starts unpolled.
+        Self::new(self.inner.clone(), Arc::clone(&self.shared))
     }
 }
 
@@ -58,7 +70,11 @@ impl<S: std::fmt::Debug, C, R> std::fmt::Debug for CircuitBreakerService<S, C, R
 
 impl<S, C, R> CircuitBreakerService<S, C, R> {
     pub(super) fn new(inner: S, shared: Arc<Shared<C, R>>) -> Self {
-        Self { inner, shared }
+        Self {
+            inner,
+            shared,
+            bypassed: false,
+        }
     }
 
     /// The inner service.
@@ -132,10 +148,24 @@ where
     type Future = ResponseFuture<S::Future, C, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        // No clock read while closed (one load).
+        let clock = self.shared.clock;
+        match self.shared.breaker.state_with(|| clock.now()) {
+            State::Open | State::ForcedOpen => {
+                self.bypassed = true;
+                Poll::Ready(Ok(()))
+            }
+            State::Closed | State::HalfOpen => {
+                self.bypassed = false;
+                self.inner.poll_ready(cx)
+            }
+        }
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        if std::mem::take(&mut self.bypassed) {
+            return bypassed(&self.shared);
+        }
         let shared = &self.shared;
         // The clock is read only when something needs the time: a
         // slow-call rule (the duration), or the core's decision (an open or
@@ -155,27 +185,71 @@ where
                 let started = if measured { now } else { None };
                 ResponseFuture::admitted(future, permit, started)
             }
-            Err(rejected) => {
-                if let Some(t) = rejected.transition {
-                    shared.transition(t);
-                }
-                let retry_after_ms = rejected.retry_after.map(|d| d.as_micros() / 1_000);
-                tracing::debug!(
-                    breaker = %shared.name,
-                    state = ?rejected.state,
-                    retry_after_ms,
-                    "request rejected by circuit breaker"
-                );
-                if let Some(observer) = &shared.observer {
-                    observer.rejected(&shared.name, now.unwrap_or_else(|| clock.now()));
-                }
-                let rejection = BreakerRejection {
-                    name: Arc::clone(&shared.name),
-                    state: rejected.state,
-                    retry_after: rejected.retry_after,
-                };
-                ResponseFuture::rejected(Ok(shared.responder.respond(&rejection)))
-            }
+            Err(rejected) => reject(shared, &rejected, now),
         }
     }
+}
+
+/// The answer to a `call` whose `poll_ready` saw the breaker refusing and
+/// left the inner service unpolled: the breaker's rejection, or, if it
+/// let a call through since, a rejection in the state it is in now (the
+/// permit dropped unused).
+#[cold]
+#[inline(never)]
+fn bypassed<F, C, R, B, E>(shared: &Arc<Shared<C, R>>) -> ResponseFuture<F, C, R>
+where
+    F: std::future::Future<Output = Result<Response<B>, E>>,
+    R: BreakerResponder<B>,
+{
+    let clock = shared.clock;
+    let now = clock.now();
+    match CircuitBreaker::try_acquire_owned_with(Held(Arc::clone(shared)), || now) {
+        Err(rejected) => reject(shared, &rejected, Some(now)),
+        Ok(permit) => {
+            if let Some(t) = permit.transition() {
+                shared.transition(t);
+            }
+            let state = shared.breaker.state(now);
+            drop(permit);
+            let rejected = fusebox::breaker::Rejected {
+                state,
+                retry_after: None,
+                transition: None,
+            };
+            reject(shared, &rejected, Some(now))
+        }
+    }
+}
+
+/// Logs `rejected`, tells the observer and has the responder answer it.
+#[cold]
+#[inline(never)]
+fn reject<F, C, R, B, E>(
+    shared: &Arc<Shared<C, R>>,
+    rejected: &fusebox::breaker::Rejected,
+    now: Option<fusebox::Instant>,
+) -> ResponseFuture<F, C, R>
+where
+    F: std::future::Future<Output = Result<Response<B>, E>>,
+    R: BreakerResponder<B>,
+{
+    if let Some(t) = rejected.transition {
+        shared.transition(t);
+    }
+    let retry_after_ms = rejected.retry_after.map(|d| d.as_micros() / 1_000);
+    tracing::debug!(
+        breaker = %shared.name,
+        state = ?rejected.state,
+        retry_after_ms,
+        "request rejected by circuit breaker"
+    );
+    if let Some(observer) = &shared.observer {
+        observer.rejected(&shared.name, now.unwrap_or_else(|| shared.clock.now()));
+    }
+    let rejection = BreakerRejection {
+        name: Arc::clone(&shared.name),
+        state: rejected.state,
+        retry_after: rejected.retry_after,
+    };
+    ResponseFuture::rejected(Ok(shared.responder.respond(&rejection)))
 }
