@@ -128,7 +128,9 @@ impl HttpOptions {
     }
 
     /// Options from the process environment: the token from [`TOKEN_VAR`]
-    /// (unset or empty: none), admin actions from [`ADMIN_VAR`].
+    /// (unset or empty: none; surrounding whitespace, such as the newline
+    /// a secret file ends with, is not part of it), admin actions from
+    /// [`ADMIN_VAR`].
     ///
     /// # Errors
     ///
@@ -162,7 +164,10 @@ impl HttpOptions {
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, HttpConfigError> {
         let mut builder = Self::builder();
         if let Some(token) = var(TOKEN_VAR).filter(|t| !t.is_empty()) {
-            builder = builder.bearer_token(token);
+            // A secret read from a file often ends in a newline: surrounding
+            // whitespace is not part of it. A value of whitespace alone
+            // stays an error (too short), never "no token".
+            builder = builder.bearer_token(token.trim_ascii());
         }
         let admin = match var(ADMIN_VAR).as_deref().map(str::trim) {
             None | Some("" | "false" | "0") => false,
@@ -329,6 +334,28 @@ mod tests {
         .unwrap();
         assert_eq!(o.token(), Some("abcdefghijklmnopqrstuvwxyz"));
         assert!(o.admin_enabled());
+    }
+
+    /// A token from a secret file keeps its newline in the variable: it
+    /// was refused as invalid (found by a hostile review). Whitespace
+    /// alone is still refused, never read as "no token".
+    #[test]
+    fn environment_token_loses_surrounding_whitespace_only() {
+        let o =
+            HttpOptions::from_vars(vars(&[(TOKEN_VAR, " abcdefghijklmnopqrstuvwxyz\n")])).unwrap();
+        assert_eq!(o.token(), Some("abcdefghijklmnopqrstuvwxyz"));
+        let blanks: [&'static [(&str, &str)]; 3] = [
+            &[(TOKEN_VAR, " ")],
+            &[(TOKEN_VAR, "\n")],
+            &[(TOKEN_VAR, " \t\r\n ")],
+        ];
+        for blank in blanks {
+            let err = HttpOptions::from_vars(vars(blank)).unwrap_err();
+            assert!(
+                matches!(err, HttpConfigError::InvalidToken { .. }),
+                "{blank:?}: {err:?}"
+            );
+        }
     }
 
     #[test]
