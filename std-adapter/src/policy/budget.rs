@@ -344,6 +344,26 @@ impl RetryBudget {
         now.as_micros() / self.slot_micros
     }
 
+    /// Asks for a retry now: the instant it was granted at (for a
+    /// [`refund`](Self::refund)), or `None`.
+    pub(crate) fn withdraw(&self) -> Option<Instant> {
+        let now = self.clock.now();
+        self.try_withdraw_at(now).then_some(now)
+    }
+
+    /// Gives back a retry granted at `at` that never ran (its caller was
+    /// cancelled in the backoff): counted out of the slot it was taken
+    /// from, if that slot is still in the ring (otherwise it has left the
+    /// window already).
+    pub(crate) fn refund(&self, at: Instant) {
+        let index = self.index(at);
+        let mut ring = self.lock();
+        let slot = &mut ring.slots[(index % SLOTS as u64) as usize];
+        if slot.index == index {
+            slot.withdrawals = slot.withdrawals.saturating_sub(1);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Ring> {
         // The ring is plain counters: a panic elsewhere cannot leave it
         // half-written in a way that matters.

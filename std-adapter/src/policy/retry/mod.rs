@@ -198,8 +198,8 @@ impl<B: MakeBackoff, P> Retry<B, P> {
                 Err(error) => error,
             };
             let next = self.next_wait(predicate, &error, attempts, deadline, &mut backoff);
-            let wake = match next {
-                Ok(wake) => wake,
+            let (wake, granted) = match next {
+                Ok(next) => next,
                 Err(stop) => {
                     tracing::debug!(attempts, ?stop, "retry stopped");
                     return Err(RetryError {
@@ -210,7 +210,15 @@ impl<B: MakeBackoff, P> Retry<B, P> {
                 }
             };
             tracing::debug!(attempts, "retrying");
+            // Cancelled in the backoff, the retry never runs: its budget
+            // is given back (found by a hostile review: callers with
+            // short timeouts drained a shared budget without a retry).
+            let refund = granted.map(|at| Refund {
+                budget: self.budget.as_deref(),
+                at,
+            });
             tokio::time::sleep_until(wake).await;
+            std::mem::forget(refund);
         }
     }
 
@@ -222,7 +230,7 @@ impl<B: MakeBackoff, P> Retry<B, P> {
         attempts: u32,
         deadline: Option<Instant>,
         backoff: &mut B::Backoff,
-    ) -> Result<Instant, Stop> {
+    ) -> Result<(Instant, Option<fusebox::Instant>), Stop> {
         if !predicate.should_retry(error) {
             return Err(Stop::NotRetryable);
         }
@@ -248,9 +256,26 @@ impl<B: MakeBackoff, P> Retry<B, P> {
         if deadline.is_some_and(|d| !crate::clock::ends_before(wake, d)) {
             return Err(Stop::Deadline);
         }
-        if self.budget.as_ref().is_some_and(|b| !b.try_withdraw()) {
-            return Err(Stop::Budget);
+        let granted = match &self.budget {
+            None => None,
+            Some(budget) => Some(budget.withdraw().ok_or(Stop::Budget)?),
+        };
+        Ok((wake, granted))
+    }
+}
+
+/// A retry granted by the budget and not started yet: given back if
+/// dropped (the caller cancelled in the backoff); forgotten once the
+/// retry starts.
+struct Refund<'a> {
+    budget: Option<&'a RetryBudget>,
+    at: fusebox::Instant,
+}
+
+impl Drop for Refund<'_> {
+    fn drop(&mut self) {
+        if let Some(budget) = self.budget {
+            budget.refund(self.at);
         }
-        Ok(wake)
     }
 }

@@ -170,3 +170,50 @@ async fn a_zero_deadline_makes_the_first_attempt_only() {
         .unwrap_err();
     assert_eq!((calls, e.attempts, e.stop), (1, 1, Stop::Deadline));
 }
+
+/// A caller cancelled in the backoff never runs its retry: the budget
+/// gets it back (found by a hostile review: five callers with a 50 ms
+/// timeout and a 100 ms backoff spent the whole floor of five without a
+/// single retry).
+#[tokio::test(start_paused = true)]
+async fn a_retry_cancelled_in_its_backoff_gives_its_budget_back() {
+    let budget = Arc::new(RetryBudget::new(Duration::from_secs(10), 0, 5).unwrap());
+    let backoff =
+        ExponentialBackoffMaker::new(Duration::from_millis(100), 1.0, Duration::from_millis(100))
+            .unwrap()
+            .with_jitter(crate::policy::Jitter::None);
+    let retry = Retry::builder()
+        .max_attempts(3)
+        .backoff(backoff)
+        .budget(Arc::clone(&budget))
+        .build();
+    let mut attempts = 0;
+    for _ in 0..5 {
+        let call = retry.call(|| {
+            attempts += 1;
+            async { Err::<(), _>("down") }
+        });
+        let cut = tokio::time::timeout(Duration::from_millis(50), call).await;
+        assert!(cut.is_err(), "cancelled in the backoff");
+    }
+    assert_eq!(attempts, 5, "no retry ran");
+    assert_eq!(
+        budget.remaining_at(fusebox::Clock::now(&crate::TokioClock::new())),
+        5,
+        "the floor is whole"
+    );
+    // A retry that runs keeps its withdrawal.
+    let mut attempts = 0;
+    let e = retry
+        .call(|| {
+            attempts += 1;
+            async { Err::<(), _>("down") }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!((attempts, e.stop), (3, Stop::Exhausted));
+    assert_eq!(
+        budget.remaining_at(fusebox::Clock::now(&crate::TokioClock::new())),
+        3
+    );
+}
