@@ -76,8 +76,11 @@ impl<F> FnCheck<F> {
 
 impl<F> fmt::Debug for FnCheck<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Redacted as the monitor's status shows it: a target may hold
+        // credentials (found by a hostile review).
+        let target = self.target.as_deref().map(crate::redact::redact);
         f.debug_struct("FnCheck")
-            .field("target", &self.target)
+            .field("target", &target)
             .finish_non_exhaustive()
     }
 }
@@ -93,5 +96,19 @@ where
 
     fn target(&self) -> Option<String> {
         self.target.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FnCheck;
+
+    #[test]
+    fn debug_redacts_the_target() {
+        let check =
+            FnCheck::new(|| async { Ok(None) }).with_target("postgres://app:hunter2@db:5432/app");
+        let shown = format!("{check:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("db:5432"), "{shown}");
     }
 }

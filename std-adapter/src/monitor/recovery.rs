@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::redact::redact;
+use crate::redact::redact_cut;
 
 type BoxedAction = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
@@ -45,7 +45,14 @@ impl RecoveryAction {
             name: name.into(),
             run: Arc::new(move || {
                 let fut = make();
-                Box::pin(async move { fut.await.map_err(|e| redact(&e.to_string()).into_owned()) })
+                // Redacted and cut as a check's error is: it is kept in the
+                // status, published and logged (found by a hostile review:
+                // a 1 MiB error was kept whole).
+                Box::pin(async move {
+                    fut.await.map_err(|e| {
+                        redact_cut(&e.to_string(), super::CheckError::MAX_MESSAGE_CHARS)
+                    })
+                })
             }),
         }
     }
@@ -297,4 +304,27 @@ pub struct RecoveryStatus {
     pub primary: ActionStats,
     /// The escalation action's statistics, if one is set.
     pub escalation: Option<ActionStats>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecoveryAction;
+    use crate::monitor::CheckError;
+
+    /// An action's error is kept in the status, published and logged: it
+    /// is redacted and cut as a check's is (found by a hostile review: a
+    /// 1 MiB error was kept whole).
+    #[tokio::test]
+    async fn an_action_error_is_redacted_and_cut() {
+        let huge = RecoveryAction::new("restart", || async {
+            Err::<(), _>(format!("redis://app:hunter2@db {}", "x".repeat(1 << 20)))
+        });
+        let error = huge.run().await.unwrap_err();
+        assert!(!error.contains("hunter2"), "{}", &error[..40]);
+        assert_eq!(
+            error.chars().count(),
+            CheckError::MAX_MESSAGE_CHARS + 1,
+            "cut, with its mark"
+        );
+    }
 }

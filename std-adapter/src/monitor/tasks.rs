@@ -17,7 +17,7 @@ use super::{
     CheckError, CheckStatus, Health, MonitorEvent, Probe, RecoveryRule, RecoveryStatus, Status,
     Thresholds,
 };
-use crate::redact::redact;
+use crate::redact::redact_cut;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -272,11 +272,16 @@ pub(crate) async fn recovery_loop(
         }
         let mut attempt = 0;
         loop {
-            attempt += 1;
+            // Saturating: a check failing for ever with a 1 ms cooldown
+            // reaches 2^32 attempts in 50 days.
+            attempt = u32::saturating_add(attempt, 1);
             let (action, escalated) = rule.pick(attempt);
             let at = shared.since(Instant::now());
             let result = unwind_safe(|| action.run()).await.unwrap_or_else(|panic| {
-                Err(redact(&format!("action panicked: {panic}")).into_owned())
+                Err(redact_cut(
+                    &format!("action panicked: {panic}"),
+                    super::CheckError::MAX_MESSAGE_CHARS,
+                ))
             });
             let delay = rule.delay_after(attempt);
             // Saturating: a cooldown of `Duration::MAX` is "never again".
