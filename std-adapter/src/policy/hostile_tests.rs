@@ -230,3 +230,28 @@ impl Drop for Inside<'_> {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// A zero timeout is raised to 1 ms: it failed every call not ready on its
+/// first poll, and opened the breaker of a healthy service (found by a
+/// hostile review).
+#[tokio::test(start_paused = true)]
+async fn a_zero_timeout_does_not_fail_a_call_that_yields() {
+    let core = Arc::new(CircuitBreaker::new(
+        Config::builder().consecutive_failures(1).build().unwrap(),
+    ));
+    let breaker = Breaker::builder("zero", Arc::clone(&core))
+        .timeout(Duration::ZERO)
+        .build();
+    assert_eq!(breaker.timeout(), Some(Duration::from_millis(1)));
+    let yields = || async {
+        tokio::task::yield_now().await;
+        Ok::<_, ()>(())
+    };
+    assert!(breaker.call(yields()).await.is_ok());
+    let policy = Policy::builder()
+        .breaker(breaker.clone())
+        .timeout(Duration::ZERO)
+        .build();
+    assert!(policy.call(yields).await.is_ok());
+    assert_eq!(breaker.state(), State::Closed);
+}

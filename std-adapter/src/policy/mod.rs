@@ -48,6 +48,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+/// The shortest timeout a call is given (tokio's timer tick): see
+/// [`PolicyBuilder::timeout`] and [`BreakerBuilder::timeout`].
+pub(crate) const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
 /// Bulkhead, retries, rate limit, circuit breaker and timeout around one
 /// call, each optional, in one fixed order (outermost first):
 ///
@@ -194,7 +198,9 @@ impl<C, B, P> PolicyBuilder<C, B, P> {
     }
 
     /// A timeout per attempt (overrides the breaker's own timeout; counted
-    /// as a failure by the breaker).
+    /// as a failure by the breaker). At least 1 ms (tokio's timer tick): a
+    /// zero timeout would fail every call not ready on its first poll, and
+    /// open the breaker of a healthy service.
     ///
     /// ```
     /// use std::time::Duration;
@@ -210,7 +216,7 @@ impl<C, B, P> PolicyBuilder<C, B, P> {
     /// # });
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.policy.timeout = Some(timeout);
+        self.policy.timeout = Some(timeout.max(MIN_TIMEOUT));
         self
     }
 

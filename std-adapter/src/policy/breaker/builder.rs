@@ -74,6 +74,9 @@ impl BreakerBuilder {
 impl<C> BreakerBuilder<C> {
     /// A timeout for every call, counted as a failure when it fires; the
     /// call is then dropped and [`CallError::Timeout`](crate::CallError::Timeout) returned.
+    /// At least 1 ms (tokio's timer tick): a zero timeout would fail every
+    /// call not ready on its first poll, and open the breaker of a healthy
+    /// service (found by a hostile review).
     ///
     /// ```
     /// use std::time::Duration;
@@ -85,7 +88,7 @@ impl<C> BreakerBuilder<C> {
     /// assert_eq!(breaker.timeout(), Some(Duration::from_secs(1)));
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.timeout = Some(timeout.max(crate::policy::MIN_TIMEOUT));
         self
     }
 
