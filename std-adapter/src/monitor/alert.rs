@@ -33,6 +33,10 @@ use std::time::Duration;
 pub struct AlertThresholds {
     window: usize,
     min_samples: usize,
+    /// `min_samples` as given: `min_samples` is it, at most the window,
+    /// whatever the order the two are set in (found by a hostile review).
+    #[serde(skip)]
+    min_samples_wanted: usize,
     min_success_rate: Option<u8>,
     #[serde(rename = "max_response_time_us", serialize_with = "super::ser::opt_us")]
     max_response_time: Option<Duration>,
@@ -67,6 +71,7 @@ impl AlertThresholds {
         Self {
             window: 10,
             min_samples: 5,
+            min_samples_wanted: 5,
             min_success_rate: None,
             max_response_time: None,
         }
@@ -83,7 +88,7 @@ impl AlertThresholds {
     #[must_use]
     pub fn window(mut self, runs: usize) -> Self {
         self.window = runs.clamp(1, Self::MAX_WINDOW);
-        self.min_samples = self.min_samples.min(self.window);
+        self.min_samples = self.min_samples_wanted.min(self.window);
         self
     }
 
@@ -95,10 +100,15 @@ impl AlertThresholds {
     ///
     /// let a = AlertThresholds::new().window(4).min_samples(9);
     /// assert_eq!(a.window_len(), 4); // min_samples clamped to 4
+    /// // In either order.
+    /// let json = |a: AlertThresholds| serde_json::to_value(a).unwrap()["min_samples"].clone();
+    /// assert_eq!(json(AlertThresholds::new().min_samples(20).window(50)), 20);
+    /// assert_eq!(json(AlertThresholds::new().window(50).min_samples(20)), 20);
     /// ```
     #[must_use]
     pub fn min_samples(mut self, runs: usize) -> Self {
-        self.min_samples = runs.clamp(1, self.window);
+        self.min_samples_wanted = runs.max(1);
+        self.min_samples = self.min_samples_wanted.min(self.window);
         self
     }
 

@@ -54,12 +54,20 @@ pub enum Health {
 /// let t = Thresholds::new().degraded_after(2).unhealthy_after(5).healthy_after(3);
 /// assert_eq!((t.degraded(), t.unhealthy(), t.healthy()), (2, 5, 3));
 /// assert_eq!(Thresholds::new().degraded_after(9).degraded(), 3); // ≤ unhealthy_after
+/// // In either order.
+/// assert_eq!(Thresholds::new().degraded_after(5).unhealthy_after(10).degraded(), 5);
+/// assert_eq!(Thresholds::new().unhealthy_after(10).degraded_after(5).degraded(), 5);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Thresholds {
     degraded: u32,
     unhealthy: u32,
     healthy: u32,
+    /// `degraded_after` as given: `degraded` is it, at most `unhealthy`,
+    /// whatever the order the two are set in (found by a hostile review:
+    /// setting `degraded_after(5)` before `unhealthy_after(10)` kept 3).
+    #[serde(skip)]
+    degraded_wanted: u32,
 }
 
 impl Default for Thresholds {
@@ -81,6 +89,7 @@ impl Thresholds {
             degraded: 1,
             unhealthy: 3,
             healthy: 2,
+            degraded_wanted: 1,
         }
     }
 
@@ -93,7 +102,8 @@ impl Thresholds {
     /// ```
     #[must_use]
     pub fn degraded_after(mut self, failures: u32) -> Self {
-        self.degraded = failures.clamp(1, self.unhealthy);
+        self.degraded_wanted = failures.max(1);
+        self.degraded = self.degraded_wanted.min(self.unhealthy);
         self
     }
 
@@ -107,7 +117,7 @@ impl Thresholds {
     #[must_use]
     pub fn unhealthy_after(mut self, failures: u32) -> Self {
         self.unhealthy = failures.max(1);
-        self.degraded = self.degraded.min(self.unhealthy);
+        self.degraded = self.degraded_wanted.min(self.unhealthy);
         self
     }
 
