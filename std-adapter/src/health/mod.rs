@@ -320,7 +320,9 @@ fn bulkhead_reports(entries: &crate::registry::Entries) -> BTreeMap<String, Bulk
         .map(|(name, e)| {
             let m = e.bulkhead.metrics();
             let report = BulkheadReport {
-                max_concurrent: e.max_concurrent,
+                // The slots it has (a request past tokio's semaphore limit
+                // is cut to it), not the number asked for.
+                max_concurrent: e.bulkhead.max_concurrent(),
                 in_use: m.in_use,
                 queued: m.queued,
                 rejected: m.rejected,

@@ -167,3 +167,34 @@ impl Registry {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::Overflow;
+    use crate::Registry;
+
+    /// The report shows the slots the bulkhead has: a request past tokio's
+    /// semaphore limit is cut to it (found by a hostile review: the report
+    /// and `/metrics` showed the number asked for). Asking again with the
+    /// same number is the same bulkhead.
+    #[test]
+    fn the_report_shows_the_slots_the_bulkhead_has() {
+        let registry = Registry::new();
+        let huge = registry
+            .bulkhead("huge", usize::MAX, Overflow::Reject)
+            .unwrap();
+        let slots = huge.max_concurrent();
+        assert!(slots < usize::MAX);
+        assert_eq!(registry.health().bulkheads["huge"].max_concurrent, slots);
+        assert!(registry
+            .bulkhead("huge", usize::MAX, Overflow::Reject)
+            .is_ok());
+        let text = registry.to_prometheus();
+        assert!(
+            text.contains(&format!(
+                "fusebox_bulkhead_max_concurrent{{name=\"huge\"}} {slots}\n"
+            )),
+            "{text}"
+        );
+    }
+}
