@@ -275,7 +275,7 @@ impl Protected {
             Duration::ZERO,
             Duration::from_secs(60),
             clock,
-        ));
+        )?);
         registry.register_cache(CACHE, Arc::new(CacheReport(Arc::clone(&cache))))?;
         Ok(Self {
             http,

@@ -34,7 +34,8 @@ async fn fallback_on_any_error_or_only_an_open_breaker() {
 #[tokio::test(start_paused = true)]
 async fn stale_value_is_served_while_the_breaker_is_open() {
     let breaker = Breaker::new("prices", core_breaker(1, Duration::from_secs(30)));
-    let cache: StaleCache<&str, u32, 16> = StaleCache::new(Duration::ZERO, Duration::from_secs(60));
+    let cache: StaleCache<&str, u32, 16> =
+        StaleCache::new(Duration::ZERO, Duration::from_secs(60)).unwrap();
     let fetched = cache
         .get_or_fetch("eur", || breaker.call(async { Ok::<_, &str>(108) }))
         .await
@@ -79,7 +80,8 @@ async fn stale_value_is_served_while_the_breaker_is_open() {
 
 #[tokio::test(start_paused = true)]
 async fn staleness_is_bounded_by_max_stale() {
-    let cache: StaleCache<u8, &str, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(10));
+    let cache: StaleCache<u8, &str, 4> =
+        StaleCache::new(Duration::ZERO, Duration::from_secs(10)).unwrap();
     cache
         .get_or_fetch(1, || async { Ok::<_, ()>("v1") })
         .await
@@ -107,7 +109,7 @@ async fn cache_first_skips_the_call_while_fresh() {
         async move { Ok::<_, ()>(n) }
     };
     let cache: StaleCache<u8, u32, 4> =
-        StaleCache::new(Duration::from_secs(5), Duration::from_secs(60));
+        StaleCache::new(Duration::from_secs(5), Duration::from_secs(60)).unwrap();
     assert_eq!(cache.get_or_fetch(1, fetch).await.unwrap().value, 1);
     sleep(Duration::from_millis(4_999)).await;
     let hit = cache.get_or_fetch(1, fetch).await.unwrap();
@@ -121,7 +123,8 @@ async fn cache_first_skips_the_call_while_fresh() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_fetch_caches_nothing() {
-    let cache: StaleCache<u8, u32, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(60));
+    let cache: StaleCache<u8, u32, 4> =
+        StaleCache::new(Duration::ZERO, Duration::from_secs(60)).unwrap();
     let slow = cache.get_or_fetch(1, || async {
         sleep(Duration::from_secs(1)).await;
         Ok::<_, ()>(5)

@@ -140,9 +140,10 @@ impl CircuitBreaker {
     }
 
     /// [`state`](Self::state), reading the clock only if the answer
-    /// depends on the time (an open breaker, or a half-open one with a
-    /// timeout): a server asking on every request whether to wait for its
-    /// service at all pays no clock read while the breaker is closed.
+    /// depends on the time (an open breaker, or a half-open one with
+    /// feature `half-open-timeout`): a server asking on every request
+    /// whether to wait for its service at all pays no clock read while the
+    /// breaker is closed.
     ///
     /// ```
     /// use fusebox::breaker::{CircuitBreaker, Config, State};
@@ -159,7 +160,13 @@ impl CircuitBreaker {
         let cur = self.load();
         match cur.kind() {
             #[cfg(feature = "half-open-timeout")]
-            Kind::HalfOpen if self.half_open_expired(cur, now()) => State::Open,
+            Kind::HalfOpen => {
+                if self.half_open_expired(cur, now()) {
+                    State::Open
+                } else {
+                    State::HalfOpen
+                }
+            }
             Kind::Open => {
                 let bound = self.config.open_bound(cur.streak());
                 if word::remaining(cur, bound, now()).is_some() {

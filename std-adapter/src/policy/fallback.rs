@@ -94,7 +94,7 @@ impl<F> Fallback<F> {
 /// use fusebox_std::policy::{Source, StaleCache};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-/// let cache: StaleCache<u8, u8, 8> = StaleCache::new(Duration::from_secs(1), Duration::from_secs(9));
+/// let cache: StaleCache<u8, u8, 8> = StaleCache::new(Duration::from_secs(1), Duration::from_secs(9)).unwrap();
 /// let first = cache.get_or_fetch(1, || async { Ok::<_, ()>(10) }).await?;
 /// let second = cache.get_or_fetch(1, || async { Ok::<_, ()>(11) }).await?;
 /// assert_eq!((first.source, second.source), (Source::Fetched, Source::Cached));
@@ -118,7 +118,7 @@ pub enum Source {
 /// use fusebox_std::policy::{Served, Source, StaleCache};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-/// let cache: StaleCache<u8, &str, 8> = StaleCache::new(Duration::ZERO, Duration::from_secs(60));
+/// let cache: StaleCache<u8, &str, 8> = StaleCache::new(Duration::ZERO, Duration::from_secs(60)).unwrap();
 /// let served: Served<&str> = cache.get_or_fetch(1, || async { Ok::<_, ()>("v") }).await?;
 /// assert_eq!(served, Served { value: "v", source: Source::Fetched, age: Duration::ZERO });
 /// # Ok::<(), ()>(())
@@ -159,7 +159,7 @@ pub struct Served<V> {
 /// use fusebox_std::policy::{Source, StaleCache};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-/// let prices: StaleCache<&str, u32, 128> = StaleCache::new(Duration::ZERO, Duration::from_secs(60));
+/// let prices: StaleCache<&str, u32, 128> = StaleCache::new(Duration::ZERO, Duration::from_secs(60)).unwrap();
 /// let fresh = prices.get_or_fetch("AAPL", || async { Ok::<_, &str>(190) }).await?;
 /// assert_eq!(fresh.source, Source::Fetched);
 /// tokio::time::sleep(Duration::from_secs(5)).await;
@@ -176,6 +176,39 @@ pub struct StaleCache<K, V, const N: usize> {
     clock: TokioClock,
 }
 
+/// Why a [`StaleCache`] cannot be made (found by a hostile review: both
+/// were accepted, and the cache then kept nothing, or dropped fresh values).
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{StaleCache, StaleCacheError};
+///
+/// let none = StaleCache::<u8, u8, 4>::new(Duration::ZERO, Duration::ZERO);
+/// assert_eq!(none.unwrap_err(), StaleCacheError::NoStaleWindow);
+/// let short = StaleCache::<u8, u8, 4>::new(Duration::from_secs(10), Duration::from_secs(5));
+/// assert_eq!(short.unwrap_err(), StaleCacheError::StaleBeforeFresh);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StaleCacheError {
+    /// `max_stale` is zero: no value would ever be kept.
+    NoStaleWindow,
+    /// `max_stale` is shorter than `fresh_for`: values would expire while
+    /// still fresh.
+    StaleBeforeFresh,
+}
+
+impl std::fmt::Display for StaleCacheError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NoStaleWindow => "max_stale must be above zero",
+            Self::StaleBeforeFresh => "max_stale must be at least fresh_for",
+        })
+    }
+}
+
+impl std::error::Error for StaleCacheError {}
+
 /// A [`StaleCache`]'s entries: each value with when it was fetched.
 type Entries<K, V, const N: usize> = LruCache<K, (V, Instant), N, RandomState>;
 
@@ -189,7 +222,7 @@ type Entries<K, V, const N: usize> = LruCache<K, (V, Instant), N, RandomState>;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
 /// let registry = Registry::new();
-/// let prices: Arc<StaleCache<u32, u64, 64>> = Arc::new(StaleCache::new(Duration::from_secs(1), Duration::from_secs(60)));
+/// let prices: Arc<StaleCache<u32, u64, 64>> = Arc::new(StaleCache::new(Duration::from_secs(1), Duration::from_secs(60)).unwrap());
 /// registry.register_cache("prices", Arc::clone(&prices))?;
 /// prices.get_or_fetch(7, || async { Ok::<_, ()>(100) }).await.unwrap();
 /// prices.get_or_fetch(7, || async { Ok::<_, ()>(101) }).await.unwrap(); // fresh: from the cache
@@ -226,11 +259,18 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
     /// // Stale-on-error only (no cache-first), values up to 30 s old.
-    /// let cache: StaleCache<String, Vec<u8>, 1_024> = StaleCache::new(Duration::ZERO, Duration::from_secs(30));
+    /// let cache: StaleCache<String, Vec<u8>, 1_024> = StaleCache::new(Duration::ZERO, Duration::from_secs(30)).unwrap();
     /// assert_eq!(cache.peek(&"k".to_owned()), None);
     /// # });
     /// ```
-    pub fn new(fresh_for: Duration, max_stale: Duration) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// [`StaleCacheError::NoStaleWindow`] for a zero `max_stale` (no value
+    /// would ever be kept), [`StaleCacheError::StaleBeforeFresh`] for a
+    /// `max_stale` shorter than `fresh_for` (values would expire while
+    /// still fresh).
+    pub fn new(fresh_for: Duration, max_stale: Duration) -> Result<Self, StaleCacheError> {
         Self::with_clock(fresh_for, max_stale, TokioClock::new())
     }
 
@@ -242,19 +282,33 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
     /// let cache: StaleCache<u8, u8, 4> =
-    ///     StaleCache::with_clock(Duration::ZERO, Duration::from_secs(5), TokioClock::new());
+    ///     StaleCache::with_clock(Duration::ZERO, Duration::from_secs(5), TokioClock::new()).unwrap();
     /// cache.get_or_fetch(1, || async { Ok::<_, ()>(1) }).await?;
     /// assert!(cache.peek(&1).is_some());
     /// # Ok::<(), ()>(())
     /// # }).unwrap();
     /// ```
-    pub fn with_clock(fresh_for: Duration, max_stale: Duration, clock: TokioClock) -> Self {
-        Self {
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn with_clock(
+        fresh_for: Duration,
+        max_stale: Duration,
+        clock: TokioClock,
+    ) -> Result<Self, StaleCacheError> {
+        if max_stale.is_zero() {
+            return Err(StaleCacheError::NoStaleWindow);
+        }
+        if max_stale < fresh_for {
+            return Err(StaleCacheError::StaleBeforeFresh);
+        }
+        Ok(Self {
             cache: Mutex::new(LruCache::with_hasher_boxed(RandomState::new())),
             fresh_for,
             max_stale,
             clock,
-        }
+        })
     }
 
     /// The cached value of `key` and its age, if younger than `max_stale`.
@@ -264,7 +318,7 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
     /// use fusebox_std::policy::StaleCache;
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-    /// let cache: StaleCache<u8, u8, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(5));
+    /// let cache: StaleCache<u8, u8, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(5)).unwrap();
     /// cache.get_or_fetch(1, || async { Ok::<_, ()>(9) }).await?;
     /// tokio::time::sleep(Duration::from_secs(2)).await;
     /// assert_eq!(cache.peek(&1), Some((9, Duration::from_secs(2))));
@@ -285,7 +339,7 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
     /// use fusebox_std::policy::StaleCache;
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-    /// let cache: StaleCache<u8, u8, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(5));
+    /// let cache: StaleCache<u8, u8, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(5)).unwrap();
     /// cache.get_or_fetch(1, || async { Ok::<_, ()>(9) }).await?;
     /// assert_eq!(cache.metrics().inserts, 1);
     /// # Ok::<(), ()>(())
@@ -311,7 +365,7 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
     /// use fusebox_std::policy::{Source, StaleCache};
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-    /// let cache: StaleCache<u8, u8, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(5));
+    /// let cache: StaleCache<u8, u8, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(5)).unwrap();
     /// assert_eq!(cache.get_or_fetch(1, || async { Err::<u8, _>("down") }).await, Err("down"));
     /// cache.get_or_fetch(1, || async { Ok::<_, &str>(3) }).await?;
     /// let stale = cache.get_or_fetch(1, || async { Err::<u8, _>("down") }).await?;
@@ -420,7 +474,7 @@ mod tests {
             .take(N + 1)
             .collect();
         let cache: StaleCache<Key, u8, N> =
-            StaleCache::new(Duration::ZERO, Duration::from_secs(60));
+            StaleCache::new(Duration::ZERO, Duration::from_secs(60)).unwrap();
         for &k in &keys[..N] {
             cache
                 .get_or_fetch(Key(k), || async { Ok::<_, ()>(1) })

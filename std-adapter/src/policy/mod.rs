@@ -37,7 +37,7 @@ pub use bulkhead::{
 };
 pub use classify::{Classify, DefaultClassifier};
 pub use error::{CallError, LimitError};
-pub use fallback::{Fallback, Served, Source, StaleCache};
+pub use fallback::{Fallback, Served, Source, StaleCache, StaleCacheError};
 pub use keyed_limiter::KeyedLimiter;
 pub use limiter::Limiter;
 pub use retry::{
