@@ -261,7 +261,7 @@ async fn every_limiter_reports_its_own_outage_whatever_its_name() {
     let limiters: Vec<RedisLimiter> = names
         .iter()
         .map(|name| {
-            RedisLimiter::builder(*name, per_second(10), backend.clone())
+            RedisLimiter::builder(name, per_second(10), backend.clone())
                 .degrade(Degrade::FailOpen)
                 .registry(Arc::clone(&registry))
                 .build()
