@@ -193,3 +193,72 @@ async fn a_slow_server_that_answers_keeps_its_connection() {
     }
     assert_eq!(id(conn).await, before, "the same connection throughout");
 }
+
+/// Copies `from` to `to`, each read `delay` late.
+async fn delayed(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    let mut buf = vec![0_u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        tokio::time::sleep(delay).await;
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A server that answers every command, each later than the per-command
+/// timeout: every decision is given up on, yet the connection is kept
+/// (a liveness PING given the connect timeout is answered). Found by a
+/// hostile review: the first version reconnected every connect timeout,
+/// more load on a server that is already slow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_answering_after_the_timeout_is_not_reconnected() {
+    let server = RedisServer::start();
+    let upstream = server.port();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&accepted);
+    let proxy = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let server = TcpStream::connect(("127.0.0.1", upstream)).await.unwrap();
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            let delay = Duration::from_millis(15);
+            tokio::spawn(delayed(client_read, server_write, delay));
+            tokio::spawn(delayed(server_read, client_write, delay));
+        }
+    });
+    let backend = RedisBackend::connect_lazy(
+        RedisConfig::new(format!("redis://127.0.0.1:{port}"))
+            .timeout(Duration::from_millis(10))
+            .connect_timeout(Duration::from_millis(200)),
+    )
+    .unwrap();
+    let rules = Rules::single("per_second", Quota::per_second(1_000).unwrap()).unwrap();
+    let start = tokio::time::Instant::now();
+    let mut in_time = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        in_time += u32::from(
+            fusebox_std::backend::Backend::decide(&backend, "slow", "k", &rules, 1)
+                .await
+                .is_ok(),
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(in_time, 0, "every decision took longer than the timeout");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one connection throughout"
+    );
+    proxy.abort();
+}

@@ -8,12 +8,17 @@
 //! it, about 15 minutes, and a command cut short by the per-command
 //! timeout never reaches the manager's own response timeout. So every
 //! command is watched: one given up on (its future dropped, or failed for
-//! want of an answer) starts a silence, any answer ends it, and a command
-//! given up on once the silence has lasted the connect timeout swaps in a
-//! new manager (which connects lazily, with the configured backoff). A
-//! slow server that still answers now and then is never torn down.
+//! want of an answer) starts a silence, any answer ends it. Once the
+//! silence has lasted the connect timeout, the next command starts a
+//! liveness probe beside it: a `PING` given the whole connect timeout.
+//! Only a `PING` left unanswered that long swaps in a new manager (which
+//! connects lazily, with the configured backoff): a slow server that
+//! answers after the per-command timeout is never torn down, and a server
+//! that refuses connections is left to the manager's own reconnection and
+//! its backoff. Nothing but flags is touched when a command is dropped
+//! (which may happen outside any runtime).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -32,17 +37,21 @@ struct Shared {
     client: redis::Client,
     config: ConnectionManagerConfig,
     /// How long the connection may stay silent while commands are given
-    /// up on.
+    /// up on, and how long the liveness probe waits for its `PING`.
     silence: Duration,
     /// When the first command given up on since the last answer was.
     unanswered_since: Mutex<Option<Instant>>,
-    /// Managers replaced so far.
+    /// The silence has lasted: the next command starts a probe.
+    suspect: AtomicBool,
+    /// A probe is running (one at a time).
+    probing: AtomicBool,
+    /// Managers replaced so far (the manager's generation).
     replaced: AtomicU64,
 }
 
 impl Standalone {
     /// A lazy manager of `client` (it connects on first use), replaced
-    /// after `silence` without an answer.
+    /// when a liveness probe finds it silent for `silence`.
     pub(super) fn new(
         client: redis::Client,
         config: ConnectionManagerConfig,
@@ -55,6 +64,8 @@ impl Standalone {
             config,
             silence,
             unanswered_since: Mutex::new(None),
+            suspect: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
             replaced: AtomicU64::new(0),
         })))
     }
@@ -65,16 +76,52 @@ impl Standalone {
         self.0.replaced.load(Ordering::Relaxed)
     }
 
+    /// The manager for a command, after starting a liveness probe if the
+    /// silence has lasted (called in the command's future, so inside the
+    /// runtime).
     fn manager(&self) -> ConnectionManager {
-        self.0
-            .manager
+        if self.0.suspect.swap(false, Ordering::Relaxed)
+            && tokio::runtime::Handle::try_current().is_ok()
+            && !self.0.probing.swap(true, Ordering::Relaxed)
+        {
+            tokio::spawn(probe(Arc::clone(&self.0)));
+        }
+        self.0.current()
+    }
+}
+
+/// Pings the current manager with the whole silence to answer in: no
+/// answer replaces it (if no one replaced it meanwhile); an answer, or an
+/// error of the manager's own (which reconnects by itself), ends the
+/// silence.
+async fn probe(shared: Arc<Shared>) {
+    let generation = shared.replaced.load(Ordering::Relaxed);
+    let mut manager = shared.current();
+    let ping = redis::cmd("PING");
+    let answer =
+        tokio::time::timeout(shared.silence, ping.query_async::<Value>(&mut manager)).await;
+    // No answer: our timeout, or the manager's own response timeout (the
+    // same length) firing first.
+    let unanswered = match &answer {
+        Err(_) => true,
+        Ok(Err(e)) => e.is_timeout(),
+        Ok(Ok(_)) => false,
+    };
+    if unanswered && shared.replaced.load(Ordering::Relaxed) == generation {
+        shared.replace();
+    }
+    shared.answered();
+    shared.probing.store(false, Ordering::Relaxed);
+}
+
+impl Shared {
+    fn current(&self) -> ConnectionManager {
+        self.manager
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
-}
 
-impl Shared {
     fn answered(&self) {
         let mut since = self
             .unanswered_since
@@ -83,27 +130,21 @@ impl Shared {
         *since = None;
     }
 
+    /// A command given up on: only flags (it may run in a `Drop` outside
+    /// any runtime).
     fn given_up(&self) {
         let now = Instant::now();
-        let silent_long_enough = {
-            let mut since = self
-                .unanswered_since
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match *since {
-                None => {
-                    *since = Some(now);
-                    false
-                }
-                Some(first) if now.duration_since(first) >= self.silence => {
-                    *since = None;
-                    true
-                }
-                Some(_) => false,
+        let mut since = self
+            .unanswered_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match *since {
+            None => *since = Some(now),
+            Some(first) if now.duration_since(first) >= self.silence => {
+                *since = None;
+                self.suspect.store(true, Ordering::Relaxed);
             }
-        };
-        if silent_long_enough {
-            self.replace();
+            Some(_) => {}
         }
     }
 
@@ -114,7 +155,7 @@ impl Shared {
                 self.replaced.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     silence_ms = self.silence.as_millis(),
-                    "Redis answered nothing for the connect timeout: reconnecting on a new connection"
+                    "Redis answered no PING within the connect timeout: reconnecting on a new connection"
                 );
             }
             // Cannot happen for a client that made the first manager.
@@ -156,8 +197,8 @@ impl Drop for Watch<'_> {
 
 impl ConnectionLike for Standalone {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let mut manager = self.manager();
         Box::pin(async move {
+            let mut manager = self.manager();
             let watch = Watch {
                 shared: &self.0,
                 done: false,
@@ -174,8 +215,8 @@ impl ConnectionLike for Standalone {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let mut manager = self.manager();
         Box::pin(async move {
+            let mut manager = self.manager();
             let watch = Watch {
                 shared: &self.0,
                 done: false,
@@ -187,7 +228,7 @@ impl ConnectionLike for Standalone {
     }
 
     fn get_db(&self) -> i64 {
-        self.manager().get_db()
+        self.0.current().get_db()
     }
 }
 
@@ -203,18 +244,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_manager_is_replaced_only_after_the_silence_has_lasted() {
+    async fn a_silence_is_suspected_only_once_it_has_lasted() {
         let conn = standalone(Duration::from_secs(1));
+        let suspect = || conn.0.suspect.load(Ordering::Relaxed);
         conn.0.given_up();
         tokio::time::advance(Duration::from_millis(999)).await;
         conn.0.given_up();
-        assert_eq!(conn.replaced(), 0, "silent for 999 ms");
+        assert!(!suspect(), "silent for 999 ms");
         tokio::time::advance(Duration::from_millis(1)).await;
         conn.0.given_up();
-        assert_eq!(conn.replaced(), 1, "silent for 1 s");
+        assert!(suspect(), "silent for 1 s");
+        conn.0.suspect.store(false, Ordering::Relaxed);
         // A new silence starts with the next command given up on.
         conn.0.given_up();
-        assert_eq!(conn.replaced(), 1);
+        assert!(!suspect());
         // An answer ends a silence.
         tokio::time::advance(Duration::from_millis(900)).await;
         conn.0.answered();
@@ -222,7 +265,12 @@ mod tests {
         conn.0.given_up();
         tokio::time::advance(Duration::from_millis(900)).await;
         conn.0.given_up();
-        assert_eq!(conn.replaced(), 1, "answered 1.8 s ago, silent for 0.9 s");
+        assert!(!suspect(), "answered 1.8 s ago, silent for 0.9 s");
+        assert_eq!(
+            conn.replaced(),
+            0,
+            "flags only: no replacement outside a probe"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -242,5 +290,27 @@ mod tests {
         }
         .end::<()>(&Ok(()));
         assert_eq!(*conn.0.unanswered_since.lock().unwrap(), None);
+    }
+
+    /// Dropping a command outside any runtime once the silence has lasted
+    /// touches flags only (found by a hostile review: the replacement ran
+    /// in the drop, and its `tokio::spawn` panicked there).
+    #[test]
+    fn a_command_dropped_outside_a_runtime_never_panics() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conn = rt.block_on(async { standalone(Duration::from_millis(1)) });
+        for _ in 0..3 {
+            conn.0.given_up();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        drop(Watch {
+            shared: &conn.0,
+            done: false,
+        });
+        assert!(conn.0.suspect.load(Ordering::Relaxed));
+        assert_eq!(conn.replaced(), 0);
     }
 }
