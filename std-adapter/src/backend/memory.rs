@@ -11,28 +11,58 @@ use fusebox::Clock;
 use super::{check_capacity, Backend, BackendError, Decision, Rules, Source};
 use crate::TokioClock;
 
-/// One (limiter, key): a core bucket per rule name, as Redis keeps a key
-/// per rule name, whatever rule set a call sends with it.
+/// One (limiter, key): a core bucket per rule name and quota, shared by
+/// every rule set that names the rule with that quota (as Redis keeps a
+/// key per rule name), least recently used first.
 #[derive(Default)]
 struct Group {
     buckets: Vec<(Box<str>, TokenBucket)>,
 }
 
 impl Group {
-    /// The bucket of each rule of `rules`, in rule order: made full for a
-    /// name not seen before, its quota changed in place for one whose
-    /// quota differs (the tokens available carry over).
+    /// The most buckets one (limiter, key) keeps: past it, the least
+    /// recently used goes (only a caller cycling through that many quotas
+    /// for one rule name gets there).
+    const MAX_BUCKETS: usize = 32;
+}
+
+// One call's rules never evict each other.
+const _: () = assert!(Group::MAX_BUCKETS >= super::MAX_RULES);
+
+impl Group {
+    /// The bucket of each rule of `rules`, in rule order. A rule whose
+    /// name was seen with another quota starts from a copy of that
+    /// quota's bucket, moved to its own quota (the tokens available carry
+    /// over: no free burst); from then on each quota keeps its own
+    /// bucket, so two quotas alternating on one name never hand each
+    /// other tokens (found by a hostile review: one bucket changed back
+    /// and forth let 100 an hour admit 1 290 in two minutes next to 10 a
+    /// second). A name not seen before starts full.
     fn buckets(&mut self, rules: &Rules, now: fusebox::Instant) -> Vec<&TokenBucket> {
         for rule in rules.iter() {
-            match self.buckets.iter().find(|(name, _)| **name == *rule.name()) {
-                Some((_, bucket)) => {
-                    if bucket.quota() != rule.quota() {
-                        bucket.set_quota(rule.quota(), now);
+            let (name, quota) = (rule.name(), rule.quota());
+            let found = self
+                .buckets
+                .iter()
+                .position(|(n, b)| **n == *name && b.quota() == quota);
+            let entry = match found {
+                Some(i) => self.buckets.remove(i),
+                None => {
+                    let bucket = TokenBucket::new(quota);
+                    if let Some((_, last)) = self.buckets.iter().rev().find(|(n, _)| **n == *name) {
+                        let copy = TokenBucket::new(last.quota());
+                        copy.restore(&last.snapshot(now), now);
+                        copy.set_quota(quota, now);
+                        (name.into(), copy)
+                    } else {
+                        (name.into(), bucket)
                     }
                 }
-                None => self
-                    .buckets
-                    .push((rule.name().into(), TokenBucket::new(rule.quota()))),
+            };
+            // Most recently used last.
+            self.buckets.push(entry);
+            if self.buckets.len() > Self::MAX_BUCKETS {
+                self.buckets.remove(0);
             }
         }
         rules
@@ -40,7 +70,8 @@ impl Group {
             .filter_map(|rule| {
                 self.buckets
                     .iter()
-                    .find(|(name, _)| **name == *rule.name())
+                    .rev()
+                    .find(|(n, b)| **n == *rule.name() && b.quota() == rule.quota())
                     .map(|(_, bucket)| bucket)
             })
             .collect()
@@ -56,15 +87,17 @@ impl Group {
 /// Rate-limit state in this process: the default backend, and the one the
 /// `Local` degradation policy falls back on.
 ///
-/// Each (limiter, key) holds one core [`TokenBucket`] per rule name, shared
-/// by every rule set that names it (as Redis keeps one key per rule name):
-/// a call checking `per_second` and one checking `per_second` and
-/// `per_day` take from the same `per_second` bucket. A decision
+/// Each (limiter, key) holds one core [`TokenBucket`] per rule name (and
+/// quota), shared by every rule set that names it (as Redis keeps one key
+/// per rule name): a call checking `per_second` and one checking
+/// `per_second` and `per_day` take from the same `per_second` bucket. A decision
 /// over several rules is made under one lock: every rule is read at the
 /// same `now` (the [`TokioClock`] read right before), and the tokens are
 /// taken only if every bucket has them, so a refused request takes none.
-/// Quotas changed between calls are applied with
-/// [`TokenBucket::set_quota`] (the tokens available carry over).
+/// A quota changed between calls starts from the old quota's bucket moved
+/// to it with [`TokenBucket::set_quota`] (the tokens available carry
+/// over), and keeps a bucket of its own: while several quotas are live
+/// on one rule name, each admits no more than it would alone.
 ///
 /// At most `max_keys` (limiter, key) pairs are kept; a new one evicts the
 /// idle ones (all buckets full: forgetting them changes nothing), and when
@@ -342,5 +375,32 @@ mod tests {
         let d = backend.decide_now("l", "k", &both, 1).unwrap();
         assert_eq!((d.allowed, d.rule), (false, 0));
         assert_eq!(backend.len(), 1);
+    }
+
+    /// Two quotas alternating on one rule name: each keeps its own bucket
+    /// (found by a hostile review: one bucket moved back and forth let the
+    /// hourly quota take what the fast one had refilled, 1 290 in two
+    /// minutes under 100 an hour).
+    #[tokio::test(start_paused = true)]
+    async fn quotas_alternating_on_one_rule_name_each_keep_their_own_rate() {
+        let backend = MemoryBackend::new(16);
+        let hourly = Rules::single("per_second", Quota::per_hour(100).unwrap()).unwrap();
+        let fast = rules(10);
+        let (mut by_hourly, mut by_fast) = (0_u32, 0_u32);
+        for _ in 0..120 {
+            while backend.decide_now("l", "u", &hourly, 1).unwrap().allowed {
+                by_hourly += 1;
+                assert!(by_hourly < 100_000);
+            }
+            by_fast += u32::from(backend.decide_now("l", "u", &fast, 1).unwrap().allowed);
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        // Its burst, and two minutes of its rate.
+        assert!(by_hourly <= 100 + 4, "hourly {by_hourly}");
+        assert!(by_hourly >= 100, "hourly {by_hourly}");
+        // The fast one started from the hourly bucket (drained: no free
+        // burst), then one a second as asked.
+        assert!(by_fast <= 120, "fast {by_fast}");
+        assert!(by_fast >= 110, "fast {by_fast}");
     }
 }
