@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use fusebox::bucket::TokenBucket;
+use fusebox::bucket::{Quota, TokenBucket};
 use fusebox::Clock;
 
 use super::{check_capacity, Backend, BackendError, Decision, Rules, Source};
@@ -45,19 +45,10 @@ impl Group {
                 .buckets
                 .iter()
                 .position(|(n, b)| **n == *name && b.quota() == quota);
-            let entry = match found {
-                Some(i) => self.buckets.remove(i),
-                None => {
-                    let bucket = TokenBucket::new(quota);
-                    if let Some((_, last)) = self.buckets.iter().rev().find(|(n, _)| **n == *name) {
-                        let copy = TokenBucket::new(last.quota());
-                        copy.restore(&last.snapshot(now), now);
-                        copy.set_quota(quota, now);
-                        (name.into(), copy)
-                    } else {
-                        (name.into(), bucket)
-                    }
-                }
+            let entry = if let Some(i) = found {
+                self.buckets.remove(i)
+            } else {
+                (name.into(), self.first_bucket(name, quota, now))
             };
             // Most recently used last.
             self.buckets.push(entry);
@@ -75,6 +66,20 @@ impl Group {
                     .map(|(_, bucket)| bucket)
             })
             .collect()
+    }
+
+    /// A new bucket of `quota` for the rule `name`: full, or moved from
+    /// the last bucket of that name.
+    fn first_bucket(&self, name: &str, quota: Quota, now: fusebox::Instant) -> TokenBucket {
+        match self.buckets.iter().rev().find(|(n, _)| **n == *name) {
+            None => TokenBucket::new(quota),
+            Some((_, last)) => {
+                let copy = TokenBucket::new(last.quota());
+                copy.restore(&last.snapshot(now), now);
+                copy.set_quota(quota, now);
+                copy
+            }
+        }
     }
 
     fn idle(&self, now: fusebox::Instant) -> bool {

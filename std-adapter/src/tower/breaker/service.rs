@@ -29,7 +29,11 @@ use crate::policy::Classify;
 /// service's readiness back (a full `Buffer` or `ConcurrencyLimit` in
 /// front of a hung backend) cannot keep the breaker's fast rejections
 /// waiting. If the breaker let a trial through between the two, that
-/// permit is dropped unused (counted as abandoned).
+/// permit is dropped unused (counted as abandoned). A caller already
+/// waiting on the inner service's readiness when the breaker opens is not
+/// woken by it: it waits for the inner service (a server's request
+/// timeout bounds it); every caller that asks after the breaker opened
+/// is answered at once.
 ///
 /// # Examples
 ///
