@@ -20,9 +20,10 @@ struct Group {
 }
 
 impl Group {
-    /// The most buckets one (limiter, key) keeps: past it, the least
-    /// recently used goes (only a caller cycling through that many quotas
-    /// for one rule name gets there).
+    /// The buckets one (limiter, key) keeps before full ones are
+    /// forgotten, least recently used first. Drained ones are kept
+    /// whatever their number: it is bounded by the rule names and quotas
+    /// the application sends, which no client chooses.
     const MAX_BUCKETS: usize = 32;
 }
 
@@ -52,8 +53,22 @@ impl Group {
             };
             // Most recently used last.
             self.buckets.push(entry);
-            if self.buckets.len() > Self::MAX_BUCKETS {
-                self.buckets.remove(0);
+        }
+        // Past the bound, the least recently used full buckets go (made
+        // again, a full bucket gives nothing it would not have): a drained
+        // one is never forgotten (found by a hostile review: evicting it
+        // let 1 an hour admit twice at one instant), nor one this call
+        // uses.
+        while self.buckets.len() > Self::MAX_BUCKETS {
+            let spare = self.buckets.iter().position(|(n, b)| {
+                b.available(now) >= b.quota().burst()
+                    && !rules
+                        .iter()
+                        .any(|r| *r.name() == **n && r.quota() == b.quota())
+            });
+            match spare {
+                Some(i) => drop(self.buckets.remove(i)),
+                None => break,
             }
         }
         rules
@@ -407,5 +422,46 @@ mod tests {
         // burst), then one a second as asked.
         assert!(by_fast <= 120, "fast {by_fast}");
         assert!(by_fast >= 110, "fast {by_fast}");
+    }
+
+    /// Past 32 buckets for one key, only full ones are forgotten: a
+    /// drained one evicted came back full, or seeded from a refilled one
+    /// (found by a hostile review).
+    #[tokio::test(start_paused = true)]
+    async fn a_drained_bucket_is_never_forgotten() {
+        let backend = MemoryBackend::new(16);
+        let hourly = Rules::single("a", Quota::per_hour(1).unwrap()).unwrap();
+        assert!(backend.decide_now("l", "k", &hourly, 1).unwrap().allowed);
+        for i in 0..40 {
+            let other = Rules::single(&format!("b{i}"), Quota::per_second(10).unwrap()).unwrap();
+            assert!(backend.decide_now("l", "k", &other, 1).unwrap().allowed);
+        }
+        assert!(
+            !backend.decide_now("l", "k", &hourly, 1).unwrap().allowed,
+            "twice at one instant"
+        );
+        for i in 1..=40 {
+            let _ = backend.decide_now(
+                "l",
+                "k",
+                &Rules::single("a", Quota::per_second(i).unwrap()).unwrap(),
+                1,
+            );
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            !backend.decide_now("l", "k", &hourly, 1).unwrap().allowed,
+            "twice in a second"
+        );
+        // Once everything is full again, the table shrinks back.
+        tokio::time::advance(Duration::from_secs(3_600)).await;
+        assert!(backend.decide_now("l", "k", &hourly, 1).unwrap().allowed);
+        let groups = backend.groups.lock().unwrap();
+        let group = &groups[&(Box::<str>::from("l"), Box::<str>::from("k"))];
+        assert!(
+            group.buckets.len() <= Group::MAX_BUCKETS,
+            "{}",
+            group.buckets.len()
+        );
     }
 }
