@@ -89,9 +89,7 @@ async fn run(seed: u64, names: usize, steps: usize) -> Result<(), String> {
         let n = rng.u32(1..=3);
         let d = match backend.decide("l", &format!("k{key}"), &rules, n).await {
             Ok(d) => d,
-            Err(BackendError::InsufficientCapacity { .. }) | Err(BackendError::TableFull) => {
-                continue
-            }
+            Err(BackendError::InsufficientCapacity { .. } | BackendError::TableFull) => continue,
             Err(e) => return Err(format!("step {step}: {e:?}")),
         };
         if backend.len() > max_keys {
@@ -116,12 +114,13 @@ async fn run(seed: u64, names: usize, steps: usize) -> Result<(), String> {
             if m.level < need {
                 return Err(format!(
                     "seed {seed} step {step} t={}ms: key k{key} rule {name} quota {:?}/{:?} burst {}: \
-                     admitted {n} with {} tokens in the model",
+                     admitted {n} with {}/{} tokens in the model",
                     now_us / 1000,
                     qs[*q].tokens(),
                     qs[*q].period(),
                     qs[*q].burst(),
-                    m.level as f64 / m.unit as f64
+                    m.level,
+                    m.unit
                 ));
             }
             m.level -= need;
