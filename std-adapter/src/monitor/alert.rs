@@ -29,7 +29,7 @@ use std::time::Duration;
 ///     .max_response_time(Duration::from_millis(300));
 /// assert_eq!(alerts.window_len(), 20);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct AlertThresholds {
     window: usize,
     min_samples: usize,
@@ -41,6 +41,24 @@ pub struct AlertThresholds {
     #[serde(rename = "max_response_time_us", serialize_with = "super::ser::opt_us")]
     max_response_time: Option<Duration>,
 }
+
+/// Equal when they act alike (their effective values, as serialised),
+/// whatever each builder was first given.
+impl PartialEq for AlertThresholds {
+    fn eq(&self, other: &Self) -> bool {
+        let key = |a: &Self| {
+            (
+                a.window,
+                a.min_samples,
+                a.min_success_rate,
+                a.max_response_time,
+            )
+        };
+        key(self) == key(other)
+    }
+}
+
+impl Eq for AlertThresholds {}
 
 impl Default for AlertThresholds {
     fn default() -> Self {
@@ -104,6 +122,8 @@ impl AlertThresholds {
     /// let json = |a: AlertThresholds| serde_json::to_value(a).unwrap()["min_samples"].clone();
     /// assert_eq!(json(AlertThresholds::new().min_samples(20).window(50)), 20);
     /// assert_eq!(json(AlertThresholds::new().window(50).min_samples(20)), 20);
+    /// // Equal when they act alike.
+    /// assert_eq!(AlertThresholds::new().window(4).min_samples(9), AlertThresholds::new().window(4).min_samples(4));
     /// ```
     #[must_use]
     pub fn min_samples(mut self, runs: usize) -> Self {

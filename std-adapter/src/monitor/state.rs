@@ -57,8 +57,10 @@ pub enum Health {
 /// // In either order.
 /// assert_eq!(Thresholds::new().degraded_after(5).unhealthy_after(10).degraded(), 5);
 /// assert_eq!(Thresholds::new().unhealthy_after(10).degraded_after(5).degraded(), 5);
+/// // Equal when they act alike.
+/// assert_eq!(Thresholds::new().degraded_after(5), Thresholds::new().degraded_after(3));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct Thresholds {
     degraded: u32,
     unhealthy: u32,
@@ -69,6 +71,17 @@ pub struct Thresholds {
     #[serde(skip)]
     degraded_wanted: u32,
 }
+
+/// Equal when they act alike (their effective values, as serialised),
+/// whatever each builder was first given.
+impl PartialEq for Thresholds {
+    fn eq(&self, other: &Self) -> bool {
+        (self.degraded, self.unhealthy, self.healthy)
+            == (other.degraded, other.unhealthy, other.healthy)
+    }
+}
+
+impl Eq for Thresholds {}
 
 impl Default for Thresholds {
     fn default() -> Self {

@@ -304,6 +304,12 @@ impl RetryBudget {
     /// # }).unwrap();
     /// ```
     pub fn try_withdraw_at(&self, now: Instant) -> bool {
+        self.withdraw_at(now).is_some()
+    }
+
+    /// A retry at `now`: the number of the slot it was counted in (the
+    /// latest one, for a stale `now`), or `None`.
+    fn withdraw_at(&self, now: Instant) -> Option<u64> {
         let mut ring = self.lock();
         let (slot, deposits, withdrawals) = ring.current(self.index(now));
         // withdrawals + 1 <= floor + percent · deposits / 100, in integers.
@@ -311,9 +317,9 @@ impl RetryBudget {
             u128::from(self.floor) * 100 + u128::from(self.percent) * u128::from(deposits);
         if (u128::from(withdrawals) + 1) * 100 <= allowed {
             slot.withdrawals = slot.withdrawals.saturating_add(1);
-            true
+            Some(slot.index)
         } else {
-            false
+            None
         }
     }
 
@@ -344,19 +350,18 @@ impl RetryBudget {
         now.as_micros() / self.slot_micros
     }
 
-    /// Asks for a retry now: the instant it was granted at (for a
+    /// Asks for a retry now: the slot it was counted in (for a
     /// [`refund`](Self::refund)), or `None`.
-    pub(crate) fn withdraw(&self) -> Option<Instant> {
-        let now = self.clock.now();
-        self.try_withdraw_at(now).then_some(now)
+    pub(crate) fn withdraw(&self) -> Option<u64> {
+        self.withdraw_at(self.clock.now())
     }
 
-    /// Gives back a retry granted at `at` that never ran (its caller was
-    /// cancelled in the backoff): counted out of the slot it was taken
-    /// from, if that slot is still in the ring (otherwise it has left the
-    /// window already).
-    pub(crate) fn refund(&self, at: Instant) {
-        let index = self.index(at);
+    /// Gives back a retry counted in slot `index` that never ran (its
+    /// caller was cancelled in the backoff), if that slot is still in the
+    /// ring (otherwise it has left the window already). The slot number
+    /// is the one the withdrawal used, not the caller's `now`, which may
+    /// be stale (found by a hostile review).
+    pub(crate) fn refund(&self, index: u64) {
         let mut ring = self.lock();
         let slot = &mut ring.slots[(index % SLOTS as u64) as usize];
         if slot.index == index {

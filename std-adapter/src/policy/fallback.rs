@@ -185,13 +185,15 @@ pub struct StaleCache<K, V, const N: usize> {
 ///
 /// let none = StaleCache::<u8, u8, 4>::new(Duration::ZERO, Duration::ZERO);
 /// assert_eq!(none.unwrap_err(), StaleCacheError::NoStaleWindow);
+/// let under_a_microsecond = StaleCache::<u8, u8, 4>::new(Duration::ZERO, Duration::from_nanos(500));
+/// assert_eq!(under_a_microsecond.unwrap_err(), StaleCacheError::NoStaleWindow);
 /// let short = StaleCache::<u8, u8, 4>::new(Duration::from_secs(10), Duration::from_secs(5));
 /// assert_eq!(short.unwrap_err(), StaleCacheError::StaleBeforeFresh);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StaleCacheError {
-    /// `max_stale` is zero: no value would ever be kept.
+    /// `max_stale` is under a microsecond: no value would ever be kept.
     NoStaleWindow,
     /// `max_stale` is shorter than `fresh_for`: values would expire while
     /// still fresh.
@@ -201,7 +203,7 @@ pub enum StaleCacheError {
 impl std::fmt::Display for StaleCacheError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::NoStaleWindow => "max_stale must be above zero",
+            Self::NoStaleWindow => "max_stale must be at least a microsecond",
             Self::StaleBeforeFresh => "max_stale must be at least fresh_for",
         })
     }
@@ -266,7 +268,8 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
     ///
     /// # Errors
     ///
-    /// [`StaleCacheError::NoStaleWindow`] for a zero `max_stale` (no value
+    /// [`StaleCacheError::NoStaleWindow`] for a `max_stale` under a
+    /// microsecond (no value
     /// would ever be kept), [`StaleCacheError::StaleBeforeFresh`] for a
     /// `max_stale` shorter than `fresh_for` (values would expire while
     /// still fresh).
@@ -297,7 +300,8 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
         max_stale: Duration,
         clock: TokioClock,
     ) -> Result<Self, StaleCacheError> {
-        if max_stale.is_zero() {
+        // Ages are kept in whole microseconds: under one is none.
+        if max_stale.as_micros() == 0 {
             return Err(StaleCacheError::NoStaleWindow);
         }
         if max_stale < fresh_for {

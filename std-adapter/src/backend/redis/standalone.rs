@@ -84,7 +84,11 @@ impl Standalone {
             && tokio::runtime::Handle::try_current().is_ok()
             && !self.0.probing.swap(true, Ordering::Relaxed)
         {
-            tokio::spawn(probe(Arc::clone(&self.0)));
+            // Moved into the task: however it ends (done, panicked, or
+            // dropped unpolled with its runtime) the flag is cleared
+            // (found by a hostile review: a probe cut by a runtime's
+            // shutdown left probing on for good).
+            tokio::spawn(probe(Probing(Arc::clone(&self.0))));
         }
         self.0.current()
     }
@@ -94,7 +98,8 @@ impl Standalone {
 /// answer replaces it (if no one replaced it meanwhile); an answer, or an
 /// error of the manager's own (which reconnects by itself), ends the
 /// silence.
-async fn probe(shared: Arc<Shared>) {
+async fn probe(probing: Probing) {
+    let shared = &probing.0;
     let generation = shared.replaced.load(Ordering::Relaxed);
     let mut manager = shared.current();
     let ping = redis::cmd("PING");
@@ -111,7 +116,15 @@ async fn probe(shared: Arc<Shared>) {
         shared.replace();
     }
     shared.answered();
-    shared.probing.store(false, Ordering::Relaxed);
+}
+
+/// A running probe: lets the next silence probe again when dropped.
+struct Probing(Arc<Shared>);
+
+impl Drop for Probing {
+    fn drop(&mut self) {
+        self.0.probing.store(false, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -312,5 +325,22 @@ mod tests {
         });
         assert!(conn.0.suspect.load(Ordering::Relaxed));
         assert_eq!(conn.replaced(), 0);
+    }
+
+    /// A probe cut by its runtime's shutdown lets the next silence probe
+    /// again (found by a hostile review: probing stayed on for good).
+    #[test]
+    fn a_probe_cut_by_a_runtime_shutdown_does_not_stop_probing() {
+        let first = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conn = first.block_on(async { standalone(Duration::from_millis(50)) });
+        first.block_on(async {
+            conn.0.suspect.store(true, Ordering::Relaxed);
+            let _ = conn.manager(); // spawns the probe, never polled
+        });
+        drop(first);
+        assert!(!conn.0.probing.load(Ordering::Relaxed), "probing stuck");
     }
 }

@@ -213,9 +213,9 @@ impl<B: MakeBackoff, P> Retry<B, P> {
             // Cancelled in the backoff, the retry never runs: its budget
             // is given back (found by a hostile review: callers with
             // short timeouts drained a shared budget without a retry).
-            let refund = granted.map(|at| Refund {
+            let refund = granted.map(|slot| Refund {
                 budget: self.budget.as_deref(),
-                at,
+                slot,
             });
             tokio::time::sleep_until(wake).await;
             std::mem::forget(refund);
@@ -230,7 +230,7 @@ impl<B: MakeBackoff, P> Retry<B, P> {
         attempts: u32,
         deadline: Option<Instant>,
         backoff: &mut B::Backoff,
-    ) -> Result<(Instant, Option<fusebox::Instant>), Stop> {
+    ) -> Result<(Instant, Option<u64>), Stop> {
         if !predicate.should_retry(error) {
             return Err(Stop::NotRetryable);
         }
@@ -269,13 +269,14 @@ impl<B: MakeBackoff, P> Retry<B, P> {
 /// retry starts.
 struct Refund<'a> {
     budget: Option<&'a RetryBudget>,
-    at: fusebox::Instant,
+    /// The budget slot the retry was counted in.
+    slot: u64,
 }
 
 impl Drop for Refund<'_> {
     fn drop(&mut self) {
         if let Some(budget) = self.budget {
-            budget.refund(self.at);
+            budget.refund(self.slot);
         }
     }
 }
