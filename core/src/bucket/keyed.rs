@@ -114,7 +114,12 @@
 //! calls whose `now`s lie within `Δ` of each other, evictions included. A
 //! new key sharing the mark starts equally drained, which only a caller
 //! behind the mark (at most the evicting caller's `now`) notices: it may
-//! wait up to its own lag, and never gets more. (Under
+//! wait up to its own lag, and never gets more. Such a caller's admission
+//! is charged from the mark, so the debt it leaves (at most its lag) is
+//! also seen by later callers with a current `now`, until it refills: a
+//! stale clock can cost waits, never admissions (a model review with
+//! clocks up to 1 s behind found waits up to that lag longer than an
+//! ideal per-key bucket's, and no admission beyond it). (Under
 //! [`FullPolicy::Overflow`] a key that finds no slot is charged to the
 //! shared bucket instead of its own, as documented there.)
 //!
