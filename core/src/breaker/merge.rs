@@ -22,6 +22,14 @@ pub struct Decision {
     /// serialises the fleet's decisions (e.g. a counter in the shared
     /// store); a breaker applies each version at most once and never an
     /// older one after a newer.
+    ///
+    /// Versions are kept in 63 bits (31 on Cortex-M) and compared modulo
+    /// that width, so a counter may wrap: a version is newer than the one
+    /// merged last if it is ahead of it by less than half the range (2⁶²,
+    /// or 2³⁰ on Cortex-M). A version further ahead, such as a forged
+    /// `u64::MAX` on a fresh breaker, reads as older and is refused with
+    /// [`MergeError::Stale`]. (fusebox's Redis script refuses any version
+    /// more than 2³² past the caller's before it gets here.)
     pub version: u64,
     /// The decided state.
     pub state: State,

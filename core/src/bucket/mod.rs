@@ -255,7 +255,12 @@ impl TokenBucket {
     ///   date the change of *rate* back to `now`, so a raised rate refills
     ///   over the staleness too (see the [module docs](self) for the bound
     ///   this keeps). On Cortex-M, as for decisions, a `now` more than
-    ///   ~1.05 s stale may read a drained bucket as full.
+    ///   ~1.05 s stale may read a drained bucket as full;
+    /// * the state is dated at `now`, even a full bucket's: a later
+    ///   decision whose `now` is behind the change by more than the new
+    ///   burst's span reads the bucket as drained by that lag (it waits;
+    ///   it is never given more), where [`reset`](Self::reset) reads full
+    ///   either way.
     ///
     /// Changes (with [`reset`](Self::reset) and [`restore`](Self::restore))
     /// are serialised by the critical section: the target's
