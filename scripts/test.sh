@@ -5,7 +5,7 @@
 #   ./scripts/test.sh
 #
 # Layers: format; clippy (host and firmware targets, the benchmarks
-# included); unit, doc, property and integration tests and the storm demo;
+# included) and rustdoc (broken links fail); unit, doc, property and integration tests and the storm demo;
 # no_std builds (Cortex-M0 and M4, and a core-only sysroot proving nothing
 # pulls in `alloc`); the firmware under QEMU; loom models and Miri (side by
 # side). Each command prints its wall time.
@@ -59,7 +59,7 @@ layer "fmt"
 step cargo fmt --all -- --check
 done_layer
 
-layer "clippy (host, all targets; firmware targets with every feature)"
+layer "clippy (host, all targets; firmware targets with every feature) and rustdoc"
 step cargo clippy --workspace --all-targets -- -D warnings
 # fusebox-tests enables fusebox-std's `http` feature, so the workspace
 # runs above and below cover the HTTP endpoints (feature unification).
@@ -72,6 +72,8 @@ step cargo clippy -p fusebox --all-targets -- -D warnings
 for t in "${THUMBS[@]}"; do
     step cargo clippy -p fusebox --target "$t" --features defmt,serde,embassy-time,time-window,half-open-timeout -- -D warnings
 done
+# The libraries' docs: a broken intra-doc link is an error.
+step env RUSTDOCFLAGS="-D warnings" cargo doc -p fusebox -p fusebox-std --no-deps --all-features
 done_layer
 
 layer "unit, doc and property tests"

@@ -3,6 +3,8 @@
 //! was refused ([`Rejected`]).
 
 use crate::{Duration, Instant};
+#[cfg(doc)]
+use super::{CircuitBreaker, Metrics};
 
 /// The state a breaker reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
