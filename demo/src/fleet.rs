@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use fusebox::breaker::{Config, State};
 use fusebox::CircuitBreaker;
+use fusebox_std::backend::redacted_url;
 use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
-use fusebox_std::redact::Redacted;
 use fusebox_std::Registry;
 
 use crate::clients::BREAKER;
@@ -44,7 +44,7 @@ impl SharedRedis {
         let config = RedisConfig::new(url).timeout(Duration::from_millis(50));
         let backend = RedisBackend::connect(config)
             .await
-            .map_err(|e| format!("cannot reach Redis at {}: {e}", Redacted(url)))?;
+            .map_err(|e| format!("cannot reach Redis at {}: {e}", redacted_url(url)))?;
         Ok(Self {
             backend,
             url: url.into(),
@@ -60,7 +60,7 @@ impl SharedRedis {
 impl std::fmt::Debug for SharedRedis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedRedis")
-            .field("url", &Redacted(&*self.url).to_string())
+            .field("url", &redacted_url(&self.url))
             .finish_non_exhaustive()
     }
 }

@@ -46,7 +46,7 @@ use std::error::Error;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use fusebox_std::redact::Redacted;
+use fusebox_std::backend::redacted_url;
 use fusebox_std::{Registry, TokioClock};
 
 use cli::Args;
@@ -103,7 +103,7 @@ pub async fn storm(
         Some(url) => {
             println!(
                 "rate limit: {rate} calls/s (burst {burst}), shared through {} by every storm using it",
-                Redacted(url)
+                redacted_url(url)
             );
             println!(
                 "breaker: `{}`, shared through the same Redis: a trip in any storm opens it in all",

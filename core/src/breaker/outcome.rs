@@ -2,9 +2,9 @@
 //! ended ([`Outcome`]), the [`Transition`] a caller caused, and why a call
 //! was refused ([`Rejected`]).
 
-use crate::{Duration, Instant};
 #[cfg(doc)]
 use super::{CircuitBreaker, Metrics};
+use crate::{Duration, Instant};
 
 /// The state a breaker reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -75,8 +75,9 @@ pub use self::key::{
 };
 pub use self::memory::MemoryBackend;
 pub use self::redis::{
-    Degrade, FleetConfig, FleetPercentiles, FleetReport, FleetSeries, LeasedLimiter, RedisBackend,
-    RedisConfig, RedisConnection, RedisLimiter, RedisLimiterBuilder, RedisLimiterMetrics,
+    redacted_url, Degrade, FleetConfig, FleetPercentiles, FleetReport, FleetSeries, LeasedLimiter,
+    RedisBackend, RedisConfig, RedisConnection, RedisLimiter, RedisLimiterBuilder,
+    RedisLimiterMetrics,
 };
 pub use self::redis::{FleetBreaker, FleetBreakerBuilder, FleetBreakerMetrics};
 pub use self::redis::{MAX_INSTANCES, MAX_INSTANCE_LEN};

@@ -403,11 +403,25 @@ impl Backend for RedisBackend {
     }
 }
 
-/// `url` as `Debug` shows it: parsed as the redis crate parses it, with
-/// the password and every sensitive query value (`pass`, `password`, …)
-/// masked wherever they are and whatever they contain (a space, a quote:
-/// a text filter stops at those); a URL that does not parse is not shown
-/// (the redis crate refuses it too, but the text may hold a password).
+/// `url` as [`RedisConfig`]'s `Debug` shows it, for a message or a log
+/// line: parsed as the redis crate parses it, with the password and every
+/// sensitive query value (`pass`, `password`, …) masked wherever they are
+/// and whatever they contain (a space, a quote: a text filter such as
+/// [`redact`](crate::redact::redact) stops at those); a URL that does not
+/// parse is not shown (the redis crate refuses it too, but the text may
+/// hold a password).
+///
+/// ```
+/// use fusebox_std::backend::redacted_url;
+///
+/// assert_eq!(redacted_url("redis://app:s3cret@127.0.0.1:6379/0"), "redis://app:***@127.0.0.1:6379/0");
+/// assert!(!redacted_url("redis://:pa ss@127.0.0.1:6379").contains("pa"));
+/// assert_eq!(redacted_url("redis://u:pa/ss@host"), "(not a URL; not shown)");
+/// ```
+pub fn redacted_url(url: &str) -> String {
+    shown_url(url)
+}
+
 fn shown_url(url: &str) -> String {
     use crate::redact::{sensitive, MASK};
     let Ok(mut parsed) = url::Url::parse(url) else {

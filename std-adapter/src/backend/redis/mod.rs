@@ -15,7 +15,7 @@ mod tls;
 
 pub use self::breaker::{FleetBreaker, FleetBreakerBuilder, FleetBreakerMetrics};
 pub use self::cluster::RedisConnection;
-pub use self::connection::{RedisBackend, RedisConfig};
+pub use self::connection::{redacted_url, RedisBackend, RedisConfig};
 pub use self::degrade::Degrade;
 pub use self::fleet::{
     FleetConfig, FleetPercentiles, FleetReport, FleetSeries, MAX_INSTANCES, MAX_INSTANCE_LEN,
