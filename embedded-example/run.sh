@@ -9,6 +9,9 @@ start=$SECONDS
 failed=()
 TARGETS=(thumbv7em-none-eabihf thumbv6m-none-eabi)
 LLVM_BIN=$(echo "$(rustc --print sysroot)"/lib/rustlib/*/bin)
+# Where cargo puts the ELFs read below (a CARGO_TARGET_DIR elsewhere moved
+# them, and a stale local target/ was then read instead).
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 for t in "${TARGETS[@]}"; do
     printf '\n--> scenario on %s\n' "$t"
@@ -16,7 +19,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 printf '\n--> no portable-atomic lock fallback on thumbv7em\n'
-elf=target/thumbv7em-none-eabihf/release/scenario
+elf=$TARGET_DIR/thumbv7em-none-eabihf/release/scenario
 if [ ! -f "$elf" ]; then
     failed+=("nm: $elf missing")
 elif "$LLVM_BIN/llvm-nm" "$elf" | grep -i portable_atomic | grep -Ei 'fallback|lock'; then
@@ -42,7 +45,7 @@ for t in "${TARGETS[@]}"; do
             failed+=("size $t [$feats]")
             continue
         fi
-        read -r flash ram < <("$LLVM_BIN/llvm-size" -A "target/$t/release/size" |
+        read -r flash ram < <("$LLVM_BIN/llvm-size" -A "$TARGET_DIR/$t/release/size" |
             awk '$1==".text"||$1==".rodata"{f+=$2} $1==".data"||$1==".bss"||$1==".uninit"{r+=$2} END{print f, r}')
         # A missing llvm-size must fail the size check, not skip it.
         if ! [[ "$flash" =~ ^[0-9]+$ && "$ram" =~ ^[0-9]+$ && $flash -gt 0 ]]; then
