@@ -10,8 +10,29 @@ use clap::Parser;
 use fusebox_demo::cli::Args;
 use fusebox_std::{Registry, TokioClock};
 
+/// Ends the process quietly when its reader goes away (`storm | head`):
+/// Rust ignores `SIGPIPE`, so `println!` panics on a closed pipe (found by
+/// a hostile review: a panic and a backtrace). Other panics report as
+/// usual.
+fn quiet_on_closed_stdout() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let args = Args::parse();
     let started = Instant::now();
     // One clock for the registry and every piece built beside it.
