@@ -386,3 +386,17 @@ async fn redis_limit_until_ready_sleeps_the_named_wait_and_honours_deadlines() {
         Err(BackendError::InvalidKey(_))
     ));
 }
+
+/// A server that wants a password, given none, accepts the connection and
+/// refuses every command: `connect` says so at once (found by a hostile
+/// review: the storm demo ran on, every decision without Redis).
+#[tokio::test]
+async fn redis_limit_a_missing_password_is_refused_at_connect() {
+    let server = RedisServer::start_with(&["--requirepass", "s3cret-pw"]);
+    let err = RedisBackend::connect(RedisConfig::new(server.url()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Auth(_)), "{err:?}");
+    let with = format!("redis://:s3cret-pw@127.0.0.1:{}", server.port());
+    assert!(RedisBackend::connect(RedisConfig::new(with)).await.is_ok());
+}

@@ -296,7 +296,22 @@ impl RedisBackend {
         {
             Err(_) => return Err(BackendError::Timeout(config.connect_timeout)),
             Ok(Err(e)) => return Err(fault(&e)),
-            Ok(Ok(_)) => {}
+            Ok(Ok(mut first)) => {
+                // A server that wants a password given none connects, then
+                // refuses every command (NOAUTH): asked once now, so that is
+                // reported at once too (found by a hostile review).
+                let ping = redis::cmd("PING");
+                match tokio::time::timeout(
+                    config.connect_timeout,
+                    ping.query_async::<redis::Value>(&mut first),
+                )
+                .await
+                {
+                    Err(_) => return Err(BackendError::Timeout(config.connect_timeout)),
+                    Ok(Err(e)) => return Err(fault(&e)),
+                    Ok(Ok(_)) => {}
+                }
+            }
         }
         Self::connect_lazy(config)
     }
