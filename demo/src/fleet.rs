@@ -168,6 +168,17 @@ pub fn fleet_verdict(f: &FleetUse) -> Option<String> {
              another storm tripped the breaker they share.",
             count(f.refused)
         ))
+    } else if f.trips > 0 && f.published == 0 {
+        // Redis never took a change from here (it was out, or refused
+        // every command): the trips stayed in this process (found by a
+        // hostile review: the sentence said they reached every storm).
+        Some(format!(
+            "This storm tripped its breaker {} time{}, but Redis took none of the changes \
+             ({} Redis errors): the other storms did not see them.",
+            count(f.trips),
+            if f.trips == 1 { "" } else { "s" },
+            count(f.errors)
+        ))
     } else if f.trips > 0 {
         Some(format!(
             "This storm tripped the shared breaker {} time{}: each trip opened it for every \
@@ -220,6 +231,19 @@ mod tests {
             ..refused_only()
         };
         assert!(fleet_verdict(&stormy).unwrap().contains("1 time:"));
+        // Trips Redis never took did not reach the other storms.
+        let cut_off = FleetUse {
+            trips: 5,
+            published: 0,
+            errors: 14,
+            ..stormy
+        };
+        let said = fleet_verdict(&cut_off).unwrap();
+        assert!(
+            said.contains("Redis took none") && said.contains("14 Redis errors"),
+            "{said}"
+        );
+        assert!(!said.contains("every storm"), "{said}");
         let quiet = FleetUse {
             refused: 0,
             ..refused_only()
