@@ -161,6 +161,12 @@ def duet(pair, r):
     bad = first["non2xx"] + second["non2xx"]
     if bad:
         sys.exit(f"duet {pair} round {r}: {bad} non-2xx answers, the run measures nothing")
+    # A request cut by a socket error costs CPU without being counted:
+    # it would raise that side's cost per request (a hostile review
+    # noticed the duets never looked).
+    errors = first["socket_errors"] + second["socket_errors"]
+    if errors:
+        sys.exit(f"duet {pair} round {r}: {errors} wrk socket errors, the costs are not comparable")
     cost = lambda x: x["ns"] / x["requests"]
     return {"cost": cost(second) / cost(first), "rps": second["rps"] / first["rps"],
             "steal": int(steal), "us": (cost(first) / 1e3, cost(second) / 1e3)}
