@@ -71,16 +71,10 @@ impl Group {
                 None => break,
             }
         }
-        rules
-            .iter()
-            .filter_map(|rule| {
-                self.buckets
-                    .iter()
-                    .rev()
-                    .find(|(n, b)| **n == *rule.name() && b.quota() == rule.quota())
-                    .map(|(_, bucket)| bucket)
-            })
-            .collect()
+        // Each rule's bucket was moved to the end, in rule order (names are
+        // distinct), and none of them is evicted: they are the last ones.
+        let first = self.buckets.len() - rules.len();
+        self.buckets[first..].iter().map(|(_, b)| b).collect()
     }
 
     /// A new bucket of `quota` for the rule `name`: full, or moved from

@@ -179,6 +179,22 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// `command`'s result, its answer (or its want of one) recorded.
+    async fn watched<T>(
+        &self,
+        command: impl std::future::Future<Output = RedisResult<T>>,
+    ) -> RedisResult<T> {
+        let watch = Watch {
+            shared: self,
+            done: false,
+        };
+        let result = command.await;
+        watch.end(&result);
+        result
+    }
+}
+
 /// Watches one command: dropped before its answer, it was given up on.
 struct Watch<'a> {
     shared: &'a Shared,
@@ -212,13 +228,7 @@ impl ConnectionLike for Standalone {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let mut manager = self.manager();
-            let watch = Watch {
-                shared: &self.0,
-                done: false,
-            };
-            let result = manager.req_packed_command(cmd).await;
-            watch.end(&result);
-            result
+            self.0.watched(manager.req_packed_command(cmd)).await
         })
     }
 
@@ -230,13 +240,8 @@ impl ConnectionLike for Standalone {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             let mut manager = self.manager();
-            let watch = Watch {
-                shared: &self.0,
-                done: false,
-            };
-            let result = manager.req_packed_commands(pipeline, offset, count).await;
-            watch.end(&result);
-            result
+            let command = manager.req_packed_commands(pipeline, offset, count);
+            self.0.watched(command).await
         })
     }
 
