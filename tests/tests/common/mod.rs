@@ -4,6 +4,7 @@
 pub mod fleet;
 pub mod redis_server;
 pub mod shared_limit;
+pub mod silencing_proxy;
 
 use std::future::Future;
 use std::pin::Pin;

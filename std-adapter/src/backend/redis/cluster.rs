@@ -3,19 +3,20 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionLike;
-use redis::cluster::ClusterClient;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, PushInfo, RedisFuture, TlsCertificates, Value};
 
 use super::super::BackendError;
 use super::connection::fault;
-use super::standalone::Standalone;
+use super::watched::Watched;
 
 /// A connection to Redis: standalone (through the `redis` crate's
-/// `ConnectionManager`, which reconnects in the background, replaced by a
-/// new one when the connection falls silent for the connect timeout) or Cluster
-/// (which follows slot moves and reconnects to nodes itself). Cheap to
+/// `ConnectionManager`, which reconnects in the background) or Cluster
+/// (which follows slot moves and reconnects to nodes itself); either is
+/// replaced by a new one when it falls silent for the connect timeout
+/// (no answer, and no reset either: an expired NAT entry, a partition). Cheap to
 /// clone: clones share the connection. A `redis::aio::ConnectionLike`, so
 /// raw commands can run on it next to the limiter.
 ///
@@ -35,8 +36,8 @@ pub struct RedisConnection(pub(super) Inner);
 
 #[derive(Clone)]
 pub(super) enum Inner {
-    Single(Standalone),
-    Cluster(ClusterConnection),
+    Single(Watched<ConnectionManager>),
+    Cluster(Watched<ClusterConnection>),
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -76,15 +77,16 @@ impl ConnectionLike for RedisConnection {
     }
 }
 
-/// Connects to a Cluster through any of `nodes` (URLs with the same
-/// credentials; `rediss://` for TLS, with `certificates` if given), within
-/// `timeout`.
-pub(super) async fn connect(
+/// A Cluster client for `nodes` (URLs with the same credentials;
+/// `rediss://` for TLS, with `certificates` if given), with `timeout` to
+/// connect and to answer, and the configuration its lazy connections take
+/// (the same timeouts).
+fn client(
     nodes: &[String],
     certificates: Option<TlsCertificates>,
     timeout: Duration,
     backoff: (Duration, Duration),
-) -> Result<RedisConnection, BackendError> {
+) -> Result<(ClusterClient, ClusterConfig), BackendError> {
     let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
         .connection_timeout(timeout)
         .response_timeout(timeout)
@@ -94,11 +96,43 @@ pub(super) async fn connect(
         builder = builder.certs(certificates);
     }
     let client = builder.build().map_err(|e| fault(&e))?;
+    let config = ClusterConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout);
+    Ok((client, config))
+}
+
+/// Connects to a Cluster through any of `nodes` (see [`client`]) within
+/// `timeout`: a connection replaced when it falls silent for `timeout`.
+pub(super) async fn connect(
+    nodes: &[String],
+    certificates: Option<TlsCertificates>,
+    timeout: Duration,
+    backoff: (Duration, Duration),
+) -> Result<RedisConnection, BackendError> {
+    let (client, config) = client(nodes, certificates, timeout, backoff)?;
     match tokio::time::timeout(timeout, client.get_async_connection()).await {
         Err(_) => Err(BackendError::Timeout(timeout)),
         Ok(Err(e)) => Err(fault(&e)),
-        Ok(Ok(conn)) => Ok(RedisConnection(Inner::Cluster(conn))),
+        Ok(Ok(first)) => Ok(RedisConnection(Inner::Cluster(Watched::with_first(
+            first,
+            (client, config),
+            timeout,
+        )))),
     }
+}
+
+/// A Cluster connection through any of `nodes` (see [`client`]) that
+/// connects in the background: no node need be up yet.
+pub(super) fn connect_lazy(
+    nodes: &[String],
+    certificates: Option<TlsCertificates>,
+    timeout: Duration,
+    backoff: (Duration, Duration),
+) -> Result<RedisConnection, BackendError> {
+    let maker = client(nodes, certificates, timeout, backoff)?;
+    let watched = Watched::new(maker, timeout).map_err(|e| fault(&e))?;
+    Ok(RedisConnection(Inner::Cluster(watched)))
 }
 
 impl RedisConnection {

@@ -11,8 +11,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::super::{Backend, BackendError, Decision, KeyPrefix, Rules};
 use super::cluster::{self, Inner, RedisConnection};
 use super::script;
-use super::standalone::Standalone;
 use super::tls::{self, Tls};
+use super::watched::Watched;
 use crate::redact::redact;
 
 /// How to reach Redis and how long to wait for it.
@@ -210,7 +210,7 @@ impl RedisConfig {
             .set_connection_timeout(Some(self.connect_timeout.min(self.reconnect_max)))
             // The (shorter) command timeout is applied per decision, so a
             // brief stall does not tear the connection down; a connection
-            // silent for the connect timeout is replaced (`Standalone`).
+            // silent for the connect timeout is replaced (`Watched`).
             .set_response_timeout(Some(self.connect_timeout))
     }
 }
@@ -317,27 +317,28 @@ impl RedisBackend {
     }
 
     /// Connects on first use, and from then on in the background: for a
-    /// service that must start while Redis is down (standalone only: a
-    /// Cluster configuration connects to its nodes at once).
+    /// service that must start while Redis is down (a standalone server,
+    /// or a Cluster, whose nodes are then dialled in the background).
     ///
     /// # Errors
     ///
     /// [`BackendError::InvalidConfig`] for a zero command or connect
-    /// timeout; [`BackendError::Unavailable`] for a URL that cannot be parsed, or
-    /// for a Cluster configuration; [`BackendError::Tls`] for certificates
-    /// that cannot be read (a server's certificate is checked on first use).
+    /// timeout; [`BackendError::Unavailable`] for a URL that cannot be
+    /// parsed; [`BackendError::Tls`] for certificates that cannot be read
+    /// (a server's certificate is checked on first use).
     pub fn connect_lazy(config: RedisConfig) -> Result<Self, BackendError> {
         config.check()?;
-        if !config.nodes.is_empty() {
-            return Err(BackendError::Unavailable(
-                "a cluster connects with RedisBackend::connect".into(),
-            ));
-        }
-        let client = config.client()?;
-        let standalone = Standalone::new(client, config.manager_config(), config.connect_timeout)
-            .map_err(|e| fault(&e))?;
+        let conn = if config.nodes.is_empty() {
+            let maker = (config.client()?, config.manager_config());
+            let watched = Watched::new(maker, config.connect_timeout).map_err(|e| fault(&e))?;
+            RedisConnection(Inner::Single(watched))
+        } else {
+            let certificates = tls::prepare(config.nodes.iter().map(String::as_str), &config.tls)?;
+            let backoff = (config.reconnect_min, config.reconnect_max);
+            cluster::connect_lazy(&config.nodes, certificates, config.connect_timeout, backoff)?
+        };
         Ok(Self {
-            conn: RedisConnection(Inner::Single(standalone)),
+            conn,
             prefix: config.prefix,
             timeout: config.timeout,
         })

@@ -10,8 +10,8 @@ mod lease;
 mod limiter;
 mod metrics;
 mod script;
-mod standalone;
 mod tls;
+mod watched;
 
 pub use self::breaker::{FleetBreaker, FleetBreakerBuilder, FleetBreakerMetrics};
 pub use self::cluster::RedisConnection;

@@ -1,41 +1,105 @@
-//! [`Standalone`]: a standalone server's `ConnectionManager`, replaced by
-//! a fresh one when the connection falls silent.
+//! [`Watched`]: a Redis connection (a standalone server's
+//! `ConnectionManager`, or a Cluster connection) replaced by a fresh one
+//! when it falls silent.
 //!
-//! The `redis` crate's manager reconnects when the socket is reset or
-//! closed, not when it goes quiet: a peer that vanished without a reset
-//! (an expired NAT or load-balancer entry, a partition) leaves every
-//! command waiting on the same dead socket until the kernel gives up on
-//! it, about 15 minutes, and a command cut short by the per-command
-//! timeout never reaches the manager's own response timeout. So every
-//! command is watched: one given up on (its future dropped, or failed for
-//! want of an answer) starts a silence, any answer ends it. Once the
-//! silence has lasted the connect timeout, the next command starts a
-//! liveness probe beside it: a `PING` given the whole connect timeout.
-//! Only a `PING` left unanswered that long swaps in a new manager (which
-//! connects lazily, with the configured backoff): a slow server that
-//! answers after the per-command timeout is never torn down, and a server
-//! that refuses connections is left to the manager's own reconnection and
-//! its backoff. Nothing but flags is touched when a command is dropped
-//! (which may happen outside any runtime).
+//! Neither of the `redis` crate's connections reconnects when its socket
+//! goes quiet: the manager reconnects on a reset or a close, the Cluster
+//! connection on a dropped node connection, and a command that times out
+//! is only retried on the same socket. A peer that vanished without a
+//! reset (an expired NAT or load-balancer entry, a partition) leaves
+//! every command waiting on the same dead socket until the kernel gives
+//! up on it, about 15 minutes, and a command cut short by the
+//! per-command timeout never reaches the connection's own response
+//! timeout. So every command is watched: one given up on (its future
+//! dropped, or failed for want of an answer) starts a silence, and an
+//! answer ends it (on a Cluster, only an answered probe does: one node's
+//! answer says nothing of another's socket). Once the silence has lasted
+//! the connect timeout, the next
+//! command starts a liveness probe beside it: a `PING` (on a Cluster, to
+//! every primary) given the whole connect timeout. Only a probe left
+//! unanswered that long swaps in a new connection (which connects
+//! lazily: the manager with the configured backoff, the Cluster
+//! connection in the background): a slow server that answers after the
+//! per-command timeout is never torn down, and a server that refuses
+//! connections is left to the connection's own reconnection and its
+//! backoff. Nothing but flags is touched when a command is dropped (which
+//! may happen outside any runtime).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::time::Instant;
 
-/// A standalone connection, cheap to clone: clones share the manager and
-/// see its replacement.
-#[derive(Clone)]
-pub(super) struct Standalone(Arc<Shared>);
+/// A connection that can be made anew, lazily, and probed for liveness.
+pub(super) trait Renewable: ConnectionLike + Clone + Send + Sync + 'static {
+    /// What a new connection is made of.
+    type Maker: Send + Sync + 'static;
 
-struct Shared {
-    manager: RwLock<ConnectionManager>,
+    /// Whether any answer shows the connection alive. Not on a Cluster:
+    /// one node's answer says nothing of another's socket, so there only
+    /// an answered probe ends a silence.
+    const ANSWER_ENDS_SILENCE: bool;
+
+    /// A new connection, connecting in the background or on first use.
+    fn renew(maker: &Self::Maker) -> RedisResult<Self>;
+
+    /// A `PING` that reaches every server commands go to.
+    fn ping(&mut self) -> RedisFuture<'_, Value>;
+}
+
+impl Renewable for ConnectionManager {
+    type Maker = (redis::Client, ConnectionManagerConfig);
+    const ANSWER_ENDS_SILENCE: bool = true;
+
+    fn renew((client, config): &Self::Maker) -> RedisResult<Self> {
+        Self::new_lazy_with_config(client.clone(), config.clone())
+    }
+
+    fn ping(&mut self) -> RedisFuture<'_, Value> {
+        Box::pin(async move { redis::cmd("PING").query_async(self).await })
+    }
+}
+
+impl Renewable for ClusterConnection {
+    type Maker = (ClusterClient, ClusterConfig);
+    const ANSWER_ENDS_SILENCE: bool = false;
+
+    fn renew((client, config): &Self::Maker) -> RedisResult<Self> {
+        Ok(client.get_pending_async_connection_with_config(config.clone()))
+    }
+
+    /// To every primary: a silent one fails the probe (the Cluster
+    /// connection keeps one socket per node, and one node's may be the
+    /// silent one).
+    fn ping(&mut self) -> RedisFuture<'_, Value> {
+        let every_primary = RoutingInfo::MultiNode((
+            MultipleNodeRoutingInfo::AllMasters,
+            Some(ResponsePolicy::AllSucceeded),
+        ));
+        Box::pin(self.route_command(redis::cmd("PING"), every_primary))
+    }
+}
+
+/// A watched connection, cheap to clone: clones share the connection and
+/// see its replacement.
+pub(super) struct Watched<C: Renewable>(Arc<Shared<C>>);
+
+impl<C: Renewable> Clone for Watched<C> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+struct Shared<C: Renewable> {
+    connection: RwLock<C>,
     /// What a replacement is made of.
-    client: redis::Client,
-    config: ConnectionManagerConfig,
+    maker: C::Maker,
     /// How long the connection may stay silent while commands are given
     /// up on, and how long the liveness probe waits for its `PING`.
     silence: Duration,
@@ -45,41 +109,42 @@ struct Shared {
     suspect: AtomicBool,
     /// A probe is running (one at a time).
     probing: AtomicBool,
-    /// Managers replaced so far (the manager's generation).
+    /// Connections replaced so far (the connection's generation).
     replaced: AtomicU64,
 }
 
-impl Standalone {
-    /// A lazy manager of `client` (it connects on first use), replaced
-    /// when a liveness probe finds it silent for `silence`.
-    pub(super) fn new(
-        client: redis::Client,
-        config: ConnectionManagerConfig,
-        silence: Duration,
-    ) -> RedisResult<Self> {
-        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
-        Ok(Self(Arc::new(Shared {
-            manager: RwLock::new(manager),
-            client,
-            config,
+impl<C: Renewable> Watched<C> {
+    /// A new lazy connection from `maker` (see [`Renewable::renew`]),
+    /// replaced when a liveness probe finds it silent for `silence`.
+    pub(super) fn new(maker: C::Maker, silence: Duration) -> RedisResult<Self> {
+        let first = C::renew(&maker)?;
+        Ok(Self::with_first(first, maker, silence))
+    }
+
+    /// `first` (already connected), replaced by one from `maker` when a
+    /// liveness probe finds it silent for `silence`.
+    pub(super) fn with_first(first: C, maker: C::Maker, silence: Duration) -> Self {
+        Self(Arc::new(Shared {
+            connection: RwLock::new(first),
+            maker,
             silence,
             unanswered_since: Mutex::new(None),
             suspect: AtomicBool::new(false),
             probing: AtomicBool::new(false),
             replaced: AtomicU64::new(0),
-        })))
+        }))
     }
 
-    /// How many times the manager was replaced.
+    /// How many times the connection was replaced.
     #[cfg(test)]
     fn replaced(&self) -> u64 {
         self.0.replaced.load(Ordering::Relaxed)
     }
 
-    /// The manager for a command, after starting a liveness probe if the
-    /// silence has lasted (called in the command's future, so inside the
-    /// runtime).
-    fn manager(&self) -> ConnectionManager {
+    /// The connection for a command, after starting a liveness probe if
+    /// the silence has lasted (called in the command's future, so inside
+    /// the runtime).
+    fn connection(&self) -> C {
         if self.0.suspect.swap(false, Ordering::Relaxed)
             && tokio::runtime::Handle::try_current().is_ok()
             && !self.0.probing.swap(true, Ordering::Relaxed)
@@ -94,19 +159,17 @@ impl Standalone {
     }
 }
 
-/// Pings the current manager with the whole silence to answer in: no
+/// Pings the current connection with the whole silence to answer in: no
 /// answer replaces it (if no one replaced it meanwhile); an answer, or an
-/// error of the manager's own (which reconnects by itself), ends the
+/// error of the connection's own (which reconnects by itself), ends the
 /// silence.
-async fn probe(probing: Probing) {
+async fn probe<C: Renewable>(probing: Probing<C>) {
     let shared = &probing.0;
     let generation = shared.replaced.load(Ordering::Relaxed);
-    let mut manager = shared.current();
-    let ping = redis::cmd("PING");
-    let answer =
-        tokio::time::timeout(shared.silence, ping.query_async::<Value>(&mut manager)).await;
-    // No answer: our timeout, or the manager's own response timeout (the
-    // same length) firing first.
+    let mut connection = shared.current();
+    let answer = tokio::time::timeout(shared.silence, connection.ping()).await;
+    // No answer: our timeout, or the connection's own response timeout
+    // (the same length) firing first.
     let unanswered = match &answer {
         Err(_) => true,
         Ok(Err(e)) => e.is_timeout(),
@@ -119,17 +182,17 @@ async fn probe(probing: Probing) {
 }
 
 /// A running probe: lets the next silence probe again when dropped.
-struct Probing(Arc<Shared>);
+struct Probing<C: Renewable>(Arc<Shared<C>>);
 
-impl Drop for Probing {
+impl<C: Renewable> Drop for Probing<C> {
     fn drop(&mut self) {
         self.0.probing.store(false, Ordering::Relaxed);
     }
 }
 
-impl Shared {
-    fn current(&self) -> ConnectionManager {
-        self.manager
+impl<C: Renewable> Shared<C> {
+    fn current(&self) -> C {
+        self.connection
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -162,16 +225,19 @@ impl Shared {
     }
 
     fn replace(&self) {
-        match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
+        match C::renew(&self.maker) {
             Ok(fresh) => {
-                *self.manager.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+                *self
+                    .connection
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = fresh;
                 self.replaced.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     silence_ms = self.silence.as_millis(),
                     "Redis answered no PING within the connect timeout: reconnecting on a new connection"
                 );
             }
-            // Cannot happen for a client that made the first manager.
+            // Cannot happen for a client that made the first connection.
             Err(e) => {
                 tracing::debug!(error = %crate::redact::redact(&e.to_string()), "Redis connection not replaced");
             }
@@ -179,7 +245,7 @@ impl Shared {
     }
 }
 
-impl Shared {
+impl<C: Renewable> Shared<C> {
     /// `command`'s result, its answer (or its want of one) recorded.
     async fn watched<T>(
         &self,
@@ -196,12 +262,12 @@ impl Shared {
 }
 
 /// Watches one command: dropped before its answer, it was given up on.
-struct Watch<'a> {
-    shared: &'a Shared,
+struct Watch<'a, C: Renewable> {
+    shared: &'a Shared<C>,
     done: bool,
 }
 
-impl Watch<'_> {
+impl<C: Renewable> Watch<'_, C> {
     /// Records how the command ended: an answer (a reply, or an error
     /// the server sent), or none (the connection's own timeout, or an
     /// error of the connection).
@@ -211,12 +277,13 @@ impl Watch<'_> {
             Err(e) if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() => {
                 self.shared.given_up();
             }
-            _ => self.shared.answered(),
+            _ if C::ANSWER_ENDS_SILENCE => self.shared.answered(),
+            _ => {}
         }
     }
 }
 
-impl Drop for Watch<'_> {
+impl<C: Renewable> Drop for Watch<'_, C> {
     fn drop(&mut self) {
         if !self.done {
             self.shared.given_up();
@@ -224,11 +291,11 @@ impl Drop for Watch<'_> {
     }
 }
 
-impl ConnectionLike for Standalone {
+impl<C: Renewable> ConnectionLike for Watched<C> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let mut manager = self.manager();
-            self.0.watched(manager.req_packed_command(cmd)).await
+            let mut connection = self.connection();
+            self.0.watched(connection.req_packed_command(cmd)).await
         })
     }
 
@@ -239,8 +306,8 @@ impl ConnectionLike for Standalone {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let mut manager = self.manager();
-            let command = manager.req_packed_commands(pipeline, offset, count);
+            let mut connection = self.connection();
+            let command = connection.req_packed_commands(pipeline, offset, count);
             self.0.watched(command).await
         })
     }
@@ -254,11 +321,11 @@ impl ConnectionLike for Standalone {
 mod tests {
     use super::*;
 
-    fn standalone(silence: Duration) -> Standalone {
+    fn standalone(silence: Duration) -> Watched<ConnectionManager> {
         // Nothing listens on port 1; the manager is lazy, so nothing is
         // dialled until a command runs.
         let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
-        Standalone::new(client, ConnectionManagerConfig::new(), silence).unwrap()
+        Watched::new((client, ConnectionManagerConfig::new()), silence).unwrap()
     }
 
     #[tokio::test(start_paused = true)]
@@ -295,7 +362,7 @@ mod tests {
     async fn a_dropped_command_counts_as_given_up() {
         let conn = standalone(Duration::from_secs(1));
         {
-            let _watch = Watch {
+            let _watch: Watch<'_, ConnectionManager> = Watch {
                 shared: &conn.0,
                 done: false,
             };
@@ -308,6 +375,30 @@ mod tests {
         }
         .end::<()>(&Ok(()));
         assert_eq!(*conn.0.unanswered_since.lock().unwrap(), None);
+    }
+
+    /// On a Cluster an answer may come from a node other than the silent
+    /// one: it does not end the silence (found by this module's Cluster
+    /// test: the other nodes' answers kept a silent node's socket in use).
+    #[tokio::test(start_paused = true)]
+    async fn on_a_cluster_only_a_probe_ends_a_silence() {
+        let client = ClusterClient::new(vec!["redis://127.0.0.1:1"]).unwrap();
+        let conn: Watched<ClusterConnection> =
+            Watched::new((client, ClusterConfig::new()), Duration::from_secs(1)).unwrap();
+        conn.0.given_up();
+        Watch {
+            shared: &conn.0,
+            done: false,
+        }
+        .end::<()>(&Ok(()));
+        assert_eq!(
+            *conn.0.unanswered_since.lock().unwrap(),
+            Some(Instant::now()),
+            "an answer from some node"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        conn.0.given_up();
+        assert!(conn.0.suspect.load(Ordering::Relaxed));
     }
 
     /// Dropping a command outside any runtime once the silence has lasted
@@ -343,7 +434,7 @@ mod tests {
         let conn = first.block_on(async { standalone(Duration::from_millis(50)) });
         first.block_on(async {
             conn.0.suspect.store(true, Ordering::Relaxed);
-            let _ = conn.manager(); // spawns the probe, never polled
+            let _ = conn.connection(); // spawns the probe, never polled
         });
         drop(first);
         assert!(!conn.0.probing.load(Ordering::Relaxed), "probing stuck");
