@@ -39,7 +39,7 @@ fn announce_through(cluster: &RedisCluster, proxy: u16) {
         ("cluster-announce-bus-port", bus.as_str()),
         ("cluster-announce-port", proxy.as_str()),
     ] {
-        assert_eq!(cli(node, &["config", "set", name, &value]).trim(), "OK");
+        assert_eq!(cli(node, &["config", "set", name, value]).trim(), "OK");
     }
     let start = std::time::Instant::now();
     while !cluster.nodes.iter().all(|n| {
