@@ -247,6 +247,9 @@ impl ConfigBuilder {
         self
     }
     /// How long the breaker stays open before letting trial calls through.
+    /// The open deadline is kept in ticks of 1.024 ms, rounded up: the
+    /// breaker opens for at least `duration` and at most one tick more
+    /// (1 s opens for 1 000.448 ms).
     pub const fn open_for(mut self, duration: Duration) -> Self {
         self.open_for = duration;
         self

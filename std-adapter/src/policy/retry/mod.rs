@@ -41,7 +41,12 @@ pub use predicate::{HonorRetryAfter, OnCallError, RetryAll, RetryPredicate};
 /// # Cancellation
 ///
 /// Dropping the future of [`call`](Self::call) drops the attempt in flight
-/// or the sleep; a retry already granted by the budget stays counted.
+/// or the sleep. A retry granted by the budget and cancelled in its
+/// backoff, before its attempt started, is given back to the budget (to
+/// the window slot it was counted in, if that slot is still in the
+/// window): callers with short timeouts do not drain a shared budget with
+/// retries never sent. One cancelled after its attempt started stays
+/// counted.
 ///
 /// # Examples
 ///
