@@ -3,6 +3,7 @@
 
 mod breaker;
 mod cluster;
+mod config;
 mod connection;
 mod degrade;
 mod fleet;
@@ -15,7 +16,8 @@ mod watched;
 
 pub use self::breaker::{FleetBreaker, FleetBreakerBuilder, FleetBreakerMetrics};
 pub use self::cluster::RedisConnection;
-pub use self::connection::{redacted_url, RedisBackend, RedisConfig};
+pub use self::config::{redacted_url, RedisConfig};
+pub use self::connection::RedisBackend;
 pub use self::degrade::Degrade;
 pub use self::fleet::{
     FleetConfig, FleetPercentiles, FleetReport, FleetSeries, MAX_INSTANCES, MAX_INSTANCE_LEN,

@@ -16,7 +16,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::super::BackendError;
-use super::connection::{fault, RedisConfig};
+use super::config::RedisConfig;
+use super::connection::fault;
 use crate::redact::MASK;
 
 /// The PEM texts given to a [`RedisConfig`]; empty: the system's roots, no

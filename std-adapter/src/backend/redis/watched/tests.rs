@@ -1,0 +1,122 @@
+//! The watched connection's flags and probe, without a server.
+
+use super::*;
+
+fn standalone(silence: Duration) -> Watched<ConnectionManager> {
+    // Nothing listens on port 1; the manager is lazy, so nothing is
+    // dialled until a command runs.
+    let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
+    Watched::new((client, ConnectionManagerConfig::new()), silence).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silence_is_suspected_only_once_it_has_lasted() {
+    let conn = standalone(Duration::from_secs(1));
+    let suspect = || conn.0.suspect.load(Ordering::Relaxed);
+    conn.0.given_up();
+    tokio::time::advance(Duration::from_millis(999)).await;
+    conn.0.given_up();
+    assert!(!suspect(), "silent for 999 ms");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    conn.0.given_up();
+    assert!(suspect(), "silent for 1 s");
+    conn.0.suspect.store(false, Ordering::Relaxed);
+    // A new silence starts with the next command given up on.
+    conn.0.given_up();
+    assert!(!suspect());
+    // An answer ends a silence.
+    tokio::time::advance(Duration::from_millis(900)).await;
+    conn.0.answered();
+    tokio::time::advance(Duration::from_millis(900)).await;
+    conn.0.given_up();
+    tokio::time::advance(Duration::from_millis(900)).await;
+    conn.0.given_up();
+    assert!(!suspect(), "answered 1.8 s ago, silent for 0.9 s");
+    assert_eq!(
+        conn.replaced(),
+        0,
+        "flags only: no replacement outside a probe"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_command_counts_as_given_up() {
+    let conn = standalone(Duration::from_secs(1));
+    {
+        let _watch: Watch<'_, ConnectionManager> = Watch {
+            shared: &conn.0,
+            done: false,
+        };
+    }
+    let since = *conn.0.unanswered_since.lock().unwrap();
+    assert_eq!(since, Some(Instant::now()));
+    Watch {
+        shared: &conn.0,
+        done: false,
+    }
+    .end::<()>(&Ok(()));
+    assert_eq!(*conn.0.unanswered_since.lock().unwrap(), None);
+}
+
+/// On a Cluster an answer may come from a node other than the silent
+/// one: it does not end the silence (found by this module's Cluster
+/// test: the other nodes' answers kept a silent node's socket in use).
+#[tokio::test(start_paused = true)]
+async fn on_a_cluster_only_a_probe_ends_a_silence() {
+    let client = ClusterClient::new(vec!["redis://127.0.0.1:1"]).unwrap();
+    let conn: Watched<ClusterConnection> =
+        Watched::new((client, ClusterConfig::new()), Duration::from_secs(1)).unwrap();
+    conn.0.given_up();
+    Watch {
+        shared: &conn.0,
+        done: false,
+    }
+    .end::<()>(&Ok(()));
+    assert_eq!(
+        *conn.0.unanswered_since.lock().unwrap(),
+        Some(Instant::now()),
+        "an answer from some node"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    conn.0.given_up();
+    assert!(conn.0.suspect.load(Ordering::Relaxed));
+}
+
+/// Dropping a command outside any runtime once the silence has lasted
+/// touches flags only (found by a hostile review: the replacement ran
+/// in the drop, and its `tokio::spawn` panicked there).
+#[test]
+fn a_command_dropped_outside_a_runtime_never_panics() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let conn = rt.block_on(async { standalone(Duration::from_millis(1)) });
+    for _ in 0..3 {
+        conn.0.given_up();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    drop(Watch {
+        shared: &conn.0,
+        done: false,
+    });
+    assert!(conn.0.suspect.load(Ordering::Relaxed));
+    assert_eq!(conn.replaced(), 0);
+}
+
+/// A probe cut by its runtime's shutdown lets the next silence probe
+/// again (found by a hostile review: probing stayed on for good).
+#[test]
+fn a_probe_cut_by_a_runtime_shutdown_does_not_stop_probing() {
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let conn = first.block_on(async { standalone(Duration::from_millis(50)) });
+    first.block_on(async {
+        conn.0.suspect.store(true, Ordering::Relaxed);
+        let _ = conn.connection(); // spawns the probe, never polled
+    });
+    drop(first);
+    assert!(!conn.0.probing.load(Ordering::Relaxed), "probing stuck");
+}
