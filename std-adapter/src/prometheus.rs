@@ -11,6 +11,7 @@
 //! | `fusebox_limiter_rate_tokens_per_second` | gauge | `name` |
 //! | `fusebox_keyed_limiter_{allowed,limited,evictions,table_full}_total` | counter | `name` |
 //! | `fusebox_keyed_limiter_keys` | gauge | `name` |
+//! | `fusebox_keyed_limiter_bad_keys_total` (feature `tower`) | counter | `name`, `reason` (`missing`, `not_utf8`, `too_long`, `invalid`) |
 //! | `fusebox_cache_{hits,misses,inserts,evictions,expirations,contended}_total` | counter | `name` |
 //! | `fusebox_operation_{calls,errors}_total` | counter | `tracker`, `operation` |
 //! | `fusebox_operation_duration_seconds` | histogram (sampled runs) | `tracker`, `operation`, `le` |
@@ -339,6 +340,20 @@ fn write_keyed_and_caches(w: &mut Writer, h: &HealthReport) {
         &keyed,
         |k| k.keys,
     );
+    #[cfg(feature = "tower")]
+    if !h.bad_keys.is_empty() {
+        let name = "fusebox_keyed_limiter_bad_keys_total";
+        w.family(
+            name,
+            "counter",
+            "Requests a keyed rate-limit layer found no usable key in (refused, or charged to the default key).",
+        );
+        for (label, bad) in &h.bad_keys {
+            for (reason, count) in bad.by_reason() {
+                w.sample(name, &[("name", label), ("reason", reason)], count);
+            }
+        }
+    }
 
     let caches: Vec<_> = h
         .caches

@@ -115,6 +115,29 @@ fn use_api(registry: &Registry) {
     }
 }
 
+/// Two requests without an API key through a keyed layer the registry
+/// built (`per_key`): refused, and counted.
+async fn keyless(registry: &Registry) {
+    use tower::ServiceExt;
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "ok" }))
+        .layer(
+            fusebox_std::tower::RateLimitLayer::keyed_from_registry::<String, 64, _>(
+                registry,
+                "per_key",
+                Quota::per_second(10).unwrap(),
+                FullPolicy::Reject,
+                fusebox_std::tower::rate_limit::key::header("x-api-key", 64),
+            )
+            .unwrap(),
+        );
+    for _ in 0..2 {
+        let request = http::Request::new(axum::body::Body::empty());
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 400);
+    }
+}
+
 /// Two failures through the core, reported to the registry: `name` opens.
 fn trip(registry: &Registry, name: &str) {
     let breaker = registry.get_breaker(name).unwrap();
@@ -149,6 +172,7 @@ async fn the_dashboard_renders_breakers_and_shows_a_trip() {
     // After the router is built: it counts the events it sees.
     use_api(&registry);
     checkouts(&registry).await;
+    keyless(&registry).await;
 
     let before = dom(&url).await;
     for name in ["payments", "inventory", "search"] {
@@ -162,6 +186,10 @@ async fn the_dashboard_renders_breakers_and_shows_a_trip() {
     assert!(
         row(&before, "data-limiter", "per_user").contains(">2<"),
         "per_user: 2 limited"
+    );
+    assert!(
+        row(&before, "data-limiter", "per_key").contains("2 without a usable key"),
+        "per_key: 2 requests without a key"
     );
     assert!(row(&before, "data-cache", "sessions").contains("50.0 %"));
     let op = row(&before, "data-operation", "http/checkout");

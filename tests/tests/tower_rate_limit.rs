@@ -168,6 +168,7 @@ async fn bad_keys_get_400_and_are_never_stored() {
         Arc::clone(&limiter),
         key::header("x-api-key", 64),
     );
+    let layer_clone = layer.clone();
     let addr = serve(app().layer(layer)).await;
     let huge = vec![b'k'; 16 * 1024];
     // An empty value (or one of spaces, which hyper strips) is no key
@@ -188,6 +189,17 @@ async fn bad_keys_get_400_and_are_never_stored() {
         );
     }
     assert_eq!(limiter.metrics().keys, 0);
+    // Counted, by reason, in one set shared by every clone of the layer.
+    let bad = layer_clone.limit().bad_keys();
+    assert_eq!(
+        bad.by_reason(),
+        [
+            ("missing", 3),
+            ("not_utf8", 1),
+            ("too_long", 1),
+            ("invalid", 0)
+        ]
+    );
 }
 
 #[tokio::test]
@@ -201,6 +213,7 @@ async fn bad_keys_can_share_a_default_key() {
         key::header("x-api-key", 64),
     )
     .on_bad_key(BadKey::Default("anonymous".to_owned()));
+    let layer_clone = layer.clone();
     let addr = serve(app().layer(layer)).await;
     assert_eq!(get(addr, "/", &[]).await.status, 200);
     assert_eq!(
@@ -217,6 +230,18 @@ async fn bad_keys_can_share_a_default_key() {
     }
     assert_eq!(get(addr, "/", &[("x-api-key", b"dave")]).await.status, 200);
     assert_eq!(limiter.metrics().keys, 2, "anonymous and dave");
+    // Charged to the default key, yet counted: a client sending no key
+    // shows in the counts, not only in debug logs.
+    let bad = layer_clone.limit().bad_keys();
+    assert_eq!(
+        bad.by_reason(),
+        [
+            ("missing", 3),
+            ("not_utf8", 1),
+            ("too_long", 1),
+            ("invalid", 0)
+        ]
+    );
 }
 
 #[tokio::test]
@@ -233,6 +258,65 @@ async fn a_registry_limiter_shows_in_prometheus() {
         text.contains("fusebox_limiter_available_tokens{name=\"api\"} 7\n"),
         "{text}"
     );
+}
+
+/// Requests without a usable key reach the registry's health report and
+/// Prometheus text, by reason, summed over every layer the registry built
+/// for the name (two here: two routers).
+#[tokio::test]
+async fn a_registry_keyed_limiter_counts_bad_keys_in_health_and_prometheus() {
+    let registry = Arc::new(Registry::new());
+    let layer = || {
+        RateLimitLayer::keyed_from_registry::<String, 64, _>(
+            &registry,
+            "per_key",
+            Quota::per_hour(100).unwrap(),
+            FullPolicy::Reject,
+            key::header("x-api-key", 16),
+        )
+        .unwrap()
+    };
+    let first = serve(app().layer(layer())).await;
+    let second = serve(app().layer(layer())).await;
+    assert_eq!(get(first, "/", &[]).await.status, 400);
+    assert_eq!(get(second, "/", &[]).await.status, 400);
+    assert_eq!(
+        get(first, "/", &[("x-api-key", &[b'k'; 17])]).await.status,
+        400
+    );
+    assert_eq!(
+        get(second, "/", &[("x-api-key", b"\xff")]).await.status,
+        400
+    );
+    assert_eq!(
+        get(first, "/", &[("x-api-key", b"alice")]).await.status,
+        200
+    );
+    let bad = registry.health().bad_keys["per_key"];
+    assert_eq!(
+        bad.by_reason(),
+        [
+            ("missing", 2),
+            ("not_utf8", 1),
+            ("too_long", 1),
+            ("invalid", 0)
+        ]
+    );
+    let text = registry.to_prometheus();
+    for (reason, n) in [
+        ("missing", 2),
+        ("not_utf8", 1),
+        ("too_long", 1),
+        ("invalid", 0),
+    ] {
+        let line = format!(
+            "fusebox_keyed_limiter_bad_keys_total{{name=\"per_key\",reason=\"{reason}\"}} {n}\n"
+        );
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+    assert!(text.contains("# TYPE fusebox_keyed_limiter_bad_keys_total counter\n"));
+    let json = serde_json::to_value(registry.health()).unwrap();
+    assert_eq!(json["bad_keys"]["per_key"]["missing"], 2);
 }
 
 #[tokio::test]

@@ -201,20 +201,9 @@ impl Registry {
                 (name.to_string(), report)
             })
             .collect();
-        let limiters = entries
-            .limiters
-            .iter()
-            .map(|(name, e)| {
-                let quota = e.bucket.quota();
-                let report = LimiterReport {
-                    tokens: quota.tokens(),
-                    period: quota.period(),
-                    burst: quota.burst(),
-                    available: e.bucket.available(now),
-                };
-                (name.to_string(), report)
-            })
-            .collect();
+        let limiters = limiter_reports(&entries, now);
+        #[cfg(feature = "tower")]
+        let bad_keys = entries_bad_keys(&entries);
         let keyed_limiters = entries
             .keyed
             .iter()
@@ -255,6 +244,8 @@ impl Registry {
             breakers,
             limiters,
             keyed_limiters,
+            #[cfg(feature = "tower")]
+            bad_keys,
             caches,
             trackers,
             bulkheads,
@@ -311,6 +302,39 @@ fn condition_reasons(entries: &crate::registry::Entries, reasons: &mut Vec<Strin
             reasons.push(format!("{source}: {}", condition.reason));
         }
     }
+}
+
+/// The token buckets' reports.
+fn limiter_reports(
+    entries: &crate::registry::Entries,
+    now: fusebox::Instant,
+) -> BTreeMap<String, LimiterReport> {
+    entries
+        .limiters
+        .iter()
+        .map(|(name, e)| {
+            let quota = e.bucket.quota();
+            let report = LimiterReport {
+                tokens: quota.tokens(),
+                period: quota.period(),
+                burst: quota.burst(),
+                available: e.bucket.available(now),
+            };
+            (name.to_string(), report)
+        })
+        .collect()
+}
+
+/// The keyed layers' requests without a usable key, by limiter name.
+#[cfg(feature = "tower")]
+fn entries_bad_keys(
+    entries: &crate::registry::Entries,
+) -> BTreeMap<String, crate::tower::rate_limit::BadKeys> {
+    entries
+        .bad_keys
+        .iter()
+        .map(|(name, counter)| (name.to_string(), counter.read()))
+        .collect()
 }
 
 fn bulkhead_reports(entries: &crate::registry::Entries) -> BTreeMap<String, BulkheadReport> {

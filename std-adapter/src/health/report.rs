@@ -49,6 +49,15 @@ pub struct HealthReport {
     pub limiters: BTreeMap<String, LimiterReport>,
     /// Keyed limiters by name.
     pub keyed_limiters: BTreeMap<String, KeyedMetrics>,
+    /// Requests the keyed rate-limit layers built over the registry
+    /// ([`RateLimitLayer::keyed_from_registry`](crate::tower::RateLimitLayer::keyed_from_registry))
+    /// found no usable key in, by the limiter's name and reason (feature
+    /// `tower`): refused or charged to the default key, see
+    /// [`BadKeys`](crate::tower::rate_limit::BadKeys). Absent from the
+    /// JSON while no such layer was built.
+    #[cfg(feature = "tower")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub bad_keys: BTreeMap<String, crate::tower::rate_limit::BadKeys>,
     /// Caches by name.
     pub caches: BTreeMap<String, CacheReport>,
     /// Per tracker, per operation or stage path (redacted).

@@ -158,6 +158,10 @@ pub(crate) struct Entries {
     pub(crate) bulkheads: BTreeMap<Box<str>, bulkheads::BulkheadEntry>,
     /// The health monitor whose status the report carries.
     pub(crate) monitor: Option<crate::monitor::StatusReader>,
+    /// Requests without a usable key, per keyed limiter name, counted by
+    /// the layers built over the registry.
+    #[cfg(feature = "tower")]
+    pub(crate) bad_keys: BTreeMap<Box<str>, Arc<crate::tower::rate_limit::BadKeyCounter>>,
     /// Rate limiters shared through Redis, for the reports (weak: a
     /// limiter may hold its registry).
     #[cfg(feature = "redis")]
@@ -419,6 +423,16 @@ impl Registry {
             }
         }
         Ok(())
+    }
+
+    /// The counter of requests without a usable key of the keyed limiter
+    /// `name`'s layers (one per name, made on first use).
+    #[cfg(feature = "tower")]
+    pub(crate) fn bad_key_counter(
+        &self,
+        name: &str,
+    ) -> Arc<crate::tower::rate_limit::BadKeyCounter> {
+        Arc::clone(self.write().bad_keys.entry(name.into()).or_default())
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Entries> {

@@ -11,7 +11,7 @@ use fusebox::{Clock, Duration, Instant, TokenBucket};
 use http::request::Parts;
 
 use super::quote_cache::{Base, QuoteCache};
-use super::{BadKey, KeyError, Refusal};
+use super::{BadKey, BadKeyCounter, BadKeys, KeyError, Refusal};
 use crate::tower::headers::{ceil_secs, quota_qw, Quoted};
 use crate::TokioClock;
 
@@ -132,6 +132,8 @@ pub struct Keyed<K, const N: usize, S, F> {
     limiter: Arc<KeyedLimiter<K, N, 1, S>>,
     key: F,
     bad_key: BadKey<K>,
+    /// Requests without a usable key, by reason.
+    bad_keys: Arc<BadKeyCounter>,
     /// What the fields derive from the quota, shared by every clone.
     quotes: Arc<QuoteCache>,
 }
@@ -142,6 +144,7 @@ impl<K: Clone, const N: usize, S, F: Clone> Clone for Keyed<K, N, S, F> {
             limiter: Arc::clone(&self.limiter),
             key: self.key.clone(),
             bad_key: self.bad_key.clone(),
+            bad_keys: Arc::clone(&self.bad_keys),
             quotes: Arc::clone(&self.quotes),
         }
     }
@@ -161,12 +164,38 @@ impl<K, const N: usize, S, F> Keyed<K, N, S, F> {
             limiter,
             key,
             bad_key: BadKey::Reject,
+            bad_keys: Arc::default(),
             quotes: Arc::new(QuoteCache::new()),
         }
     }
 
     pub(super) fn set_bad_key(&mut self, bad_key: BadKey<K>) {
         self.bad_key = bad_key;
+    }
+
+    /// Counts its requests without a usable key into `counter` (a
+    /// registry's, shared by every layer it builds for one name).
+    pub(super) fn counting_bad_keys_in(mut self, counter: Arc<BadKeyCounter>) -> Self {
+        self.bad_keys = counter;
+        self
+    }
+
+    /// The requests found without a usable key so far, refused or charged
+    /// to the default key (see [`BadKeys`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox_std::tower::rate_limit::key;
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// let per_key: KeyedLimiter<String, 64> = KeyedLimiter::new(Quota::per_minute(60)?, FullPolicy::Reject)?;
+    /// let layer = RateLimitLayer::keyed("per_api_key", Arc::new(per_key), key::header("x-api-key", 64));
+    /// assert_eq!(layer.limit().bad_keys().total(), 0);
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
+    pub fn bad_keys(&self) -> BadKeys {
+        self.bad_keys.read()
     }
 
     /// The shared keyed limiter.
@@ -214,6 +243,7 @@ where
     #[cold]
     #[inline(never)]
     fn charge_bad_key(&self, error: KeyError, name: &str) -> Result<K, Check> {
+        self.bad_keys.count(&error);
         match &self.bad_key {
             BadKey::Reject => Err(Check::Refused(Refusal::BadKey(error))),
             BadKey::Default(key) => {

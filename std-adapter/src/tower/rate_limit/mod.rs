@@ -10,6 +10,7 @@
 //! adds a third kind, `Shared`: a `RedisLimiter`'s decision, shared by a
 //! fleet, awaited in its own response future (`SharedResponseFuture`).
 
+mod bad_keys;
 mod error;
 mod future;
 pub mod key;
@@ -21,6 +22,8 @@ mod service;
 #[cfg(feature = "redis")]
 mod shared;
 
+pub(crate) use bad_keys::BadKeyCounter;
+pub use bad_keys::BadKeys;
 pub use error::{
     BadKey, JsonRateLimitResponse, KeyError, RateLimitRejection, RateLimitResponder, Refusal,
 };

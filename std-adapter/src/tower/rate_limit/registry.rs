@@ -83,9 +83,11 @@ impl RateLimitLayer<Single> {
         F: Fn(&Parts) -> Result<K, KeyError>,
     {
         let limiter: Arc<ServerKeyedLimiter<K, N>> = registry.keyed_limiter(name, quota, policy)?;
-        Ok(
-            RateLimitLayer::with_limit(name, Keyed::new(limiter, key), registry.tokio_clock())
-                .reporting_to(registry.reporter(name, Component::KeyedLimiter)),
+        Ok(RateLimitLayer::with_limit(
+            name,
+            Keyed::new(limiter, key).counting_bad_keys_in(registry.bad_key_counter(name)),
+            registry.tokio_clock(),
         )
+        .reporting_to(registry.reporter(name, Component::KeyedLimiter)))
     }
 }

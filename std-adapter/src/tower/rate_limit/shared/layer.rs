@@ -45,6 +45,7 @@ where
             limiter,
             key,
             bad_key: BadKey::Reject,
+            bad_keys: Arc::default(),
             fields,
         };
         Self::with_limit(name, limit, TokioClock::new())

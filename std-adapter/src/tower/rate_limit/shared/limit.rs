@@ -10,7 +10,7 @@ use http::request::Parts;
 
 use super::fields::{to_core, Fields, Stamp};
 use crate::backend::{BackendError, Decision, RedisLimiter, Source, MAX_KEY_LEN};
-use crate::tower::rate_limit::{BadKey, Common, KeyError, Refusal};
+use crate::tower::rate_limit::{BadKey, BadKeyCounter, BadKeys, Common, KeyError, Refusal};
 
 /// A limit kept in Redis by a [`RedisLimiter`] (its [`Rules`], its
 /// command timeout, its [`Degrade`] policy), keyed by a function of the
@@ -106,6 +106,8 @@ pub struct Shared<K, F> {
     pub(super) limiter: Arc<RedisLimiter>,
     pub(super) key: F,
     pub(super) bad_key: BadKey<K>,
+    /// Requests without a usable key, by reason.
+    pub(super) bad_keys: Arc<BadKeyCounter>,
     pub(super) fields: Arc<Fields>,
 }
 
@@ -115,6 +117,7 @@ impl<K: Clone, F: Clone> Clone for Shared<K, F> {
             limiter: Arc::clone(&self.limiter),
             key: self.key.clone(),
             bad_key: self.bad_key.clone(),
+            bad_keys: Arc::clone(&self.bad_keys),
             fields: Arc::clone(&self.fields),
         }
     }
@@ -174,6 +177,24 @@ impl<K, F> Shared<K, F> {
         &self.bad_key
     }
 
+    /// The requests found without a usable key so far (or with one
+    /// longer than [`MAX_KEY_LEN`]), refused or charged to the default
+    /// key (see [`BadKeys`]).
+    ///
+    /// ```no_run
+    /// # async fn run(limiter: fusebox_std::backend::RedisLimiter) {
+    /// use std::sync::Arc;
+    /// use fusebox_std::tower::rate_limit::key;
+    /// use fusebox_std::tower::RateLimitLayer;
+    ///
+    /// let layer = RateLimitLayer::shared(Arc::new(limiter), key::path(128));
+    /// assert_eq!(layer.limit().bad_keys().total(), 0);
+    /// # }
+    /// ```
+    pub fn bad_keys(&self) -> BadKeys {
+        self.bad_keys.read()
+    }
+
     /// The decision for `key`, as a future that owns what it needs.
     pub(super) fn decide(&self, key: String) -> Deciding {
         let limiter = Arc::clone(&self.limiter);
@@ -192,6 +213,7 @@ where
             Ok(key) => return Ok(key),
             Err(error) => error,
         };
+        self.bad_keys.count(&error);
         match &self.bad_key {
             BadKey::Reject => Err(error),
             BadKey::Default(key) => {

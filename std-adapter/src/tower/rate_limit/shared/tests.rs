@@ -237,9 +237,12 @@ async fn bad_keys_are_refused_or_defaulted_before_any_round_trip() {
         (0, 0, 0)
     );
 
-    let mut defaulted = layer
-        .on_bad_key(BadKey::Default("anonymous".to_owned()))
-        .layer(Strict::new().0);
+    let bad = layer.limit().bad_keys();
+    assert_eq!((bad.missing, bad.too_long, bad.total()), (1, 1, 2));
+
+    let defaulting = layer.on_bad_key(BadKey::Default("anonymous".to_owned()));
+    let counted = defaulting.clone();
+    let mut defaulted = defaulting.layer(Strict::new().0);
     assert_eq!(
         send(&mut defaulted, Request::new(()))
             .await
@@ -248,6 +251,7 @@ async fn bad_keys_are_refused_or_defaulted_before_any_round_trip() {
         200
     );
     assert_eq!(limiter.metrics().degraded_decisions, 1, "charged");
+    assert_eq!(counted.limit().bad_keys().missing, 2, "and counted");
 }
 
 #[tokio::test]
