@@ -96,10 +96,10 @@ fn r4j_count_window_long_random_history_matches_model() {
             .minimum_calls(minimum)
             .build()
             .unwrap();
-        let b = CircuitBreaker::new(cfg);
-        let mut model: std::collections::VecDeque<bool> = Default::default();
+        let breaker = CircuitBreaker::new(cfg);
+        let mut model = std::collections::VecDeque::<bool>::default();
         let mut seed: u64 = 0x9E37_79B9_7F4A_7C15 ^ u64::from(window);
-        let mut t = Instant::from_secs(1);
+        let mut now = Instant::from_secs(1);
         let mut trips = 0u64;
         let steps = 400_000;
         for step in 0..steps {
@@ -110,10 +110,10 @@ fn r4j_count_window_long_random_history_matches_model() {
             // and frequent trips occur.
             let p = if (step / 5_000) % 2 == 0 { 20 } else { 70 };
             let fail = (seed >> 33) % 100 < p;
-            t += Duration::from_micros(1 + (seed >> 60));
+            now += Duration::from_micros(1 + (seed >> 60));
             let got = call(
-                &b,
-                t,
+                &breaker,
+                now,
                 if fail {
                     Outcome::Failure
                 } else {
@@ -124,17 +124,17 @@ fn r4j_count_window_long_random_history_matches_model() {
             if model.len() > usize::from(window) {
                 model.pop_front();
             }
-            let n = model.len() as u64;
-            let f = model.iter().filter(|&&x| x).count() as u64;
-            let want = n >= u64::from(minimum) && f * 100 >= u64::from(rate) * n;
+            let calls = model.len() as u64;
+            let failed = model.iter().filter(|&&x| x).count() as u64;
+            let want = calls >= u64::from(minimum) && failed * 100 >= u64::from(rate) * calls;
             assert_eq!(
                 got == Some(State::Open),
                 want,
-                "window {window}/{minimum}/{rate}% step {step}: {f} failures of {n}, got {got:?}"
+                "window {window}/{minimum}/{rate}% step {step}: {failed} failures of {calls}, got {got:?}"
             );
             if want {
                 trips += 1;
-                b.reset(t);
+                breaker.reset(now);
                 model.clear();
             }
         }
@@ -376,7 +376,7 @@ fn trial_permits_held_across_many_half_open_cycles_stay_stale() {
     step(&mut t);
     // 10 trial permits of the first half-open generation, held.
     let mut held: Vec<_> = (0..10).map(|_| b.try_acquire(t).unwrap()).collect();
-    assert!(held.iter().all(|p| p.is_trial()));
+    assert!(held.iter().all(fusebox::breaker::Permit::is_trial));
     // One more trial fails: reopen.
     let p = b.try_acquire(t).unwrap();
     assert_eq!(

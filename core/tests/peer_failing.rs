@@ -4,6 +4,9 @@
 //! each test fails on the product code at the commit it was written
 //! against, and each names the documented sentence it contradicts.
 
+// Means are compared in f64 on purpose.
+#![allow(clippy::cast_precision_loss)]
+
 use fusebox::histogram::{Histogram, BUCKET_CAPACITY};
 
 /// hdrhistogram `total_count_exceeds_bucket_type`, via `record_n`.

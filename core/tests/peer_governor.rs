@@ -526,3 +526,86 @@ fn keyed_bound_over_long_history() {
     assert!(n >= 7 * secs && n <= 7 * secs + 3 + 1, "{n} in {secs} s");
     assert_eq!(l.metrics().allowed, n);
 }
+
+/// governor has no snapshots; fusebox's `restore` documents: "An
+/// `until_full` beyond an empty bucket is clamped to empty, so a hostile
+/// snapshot can only ever *deny* tokens." Driven with `Duration::MAX` and
+/// instants at both ends of time.
+#[test]
+fn hostile_snapshot_only_denies_at_any_instant() {
+    use fusebox::bucket::BucketSnapshot;
+    let q = per_sec(4);
+    let span = burst_span(q);
+    for now in [
+        Instant::ZERO,
+        Instant::from_secs(1),
+        Instant::from_micros(1 << 62),
+        Instant::MAX - span - Duration::from_secs(1),
+        Instant::MAX,
+    ] {
+        for until_full in [
+            Duration::MAX,
+            Duration::from_micros(u64::MAX / 2),
+            span + ms(1),
+        ] {
+            let b = TokenBucket::new(q);
+            b.restore(&BucketSnapshot { until_full }, now);
+            assert_eq!(b.available(now), 0, "{now:?} {until_full:?}");
+            assert!(denied(b.try_acquire(now)), "{now:?} {until_full:?}");
+            let snap = b.snapshot(now);
+            assert!(
+                snap.until_full <= span,
+                "{now:?}: clamped to empty, got {snap:?}"
+            );
+            if let Some(full) = now.checked_add(span) {
+                assert_eq!(
+                    b.available(full),
+                    4,
+                    "{now:?} {until_full:?}: refills from empty"
+                );
+            }
+        }
+    }
+}
+
+/// A snapshot round trip moved across time, at instants near `u64::MAX`:
+/// the state is relative to the `now` it was taken at.
+#[test]
+fn snapshot_round_trip_moves_with_now() {
+    let q = per_sec(10).with_burst(5).unwrap();
+    for (taken, restored) in [
+        (Instant::from_secs(5), Instant::MAX - Duration::from_secs(5)),
+        (Instant::MAX - Duration::from_secs(5), Instant::from_secs(5)),
+        (
+            Instant::from_micros(1 << 63),
+            Instant::from_micros((1 << 63) - 1),
+        ),
+    ] {
+        let a = TokenBucket::new(q);
+        a.try_acquire_n(3, taken).unwrap();
+        let snap = a.snapshot(taken);
+        assert_eq!(snap.until_full, ms(300));
+        let b = TokenBucket::new(q);
+        b.restore(&snap, restored);
+        assert_eq!(b.available(restored), 2, "{taken:?} -> {restored:?}");
+        assert_eq!(b.available(restored + ms(300)), 5);
+        assert!(b.try_acquire_n(3, restored).is_err());
+    }
+}
+
+/// `set_quota` with a stale `now` far behind the last admission (a backward
+/// jump within the documented ±2.2 years): "a bucket that `now` reads as
+/// overdrawn ... stays overdrawn for the same time (rounded up): a stale
+/// `now` never turns a debt into tokens".
+#[test]
+fn set_quota_with_stale_now_keeps_the_debt() {
+    let b = TokenBucket::new(per_sec(2));
+    let t = Instant::from_secs(86_400 * 400);
+    b.try_acquire_n(2, t).unwrap(); // full again at t + 1 s
+    let stale = t - Duration::from_secs(86_400 * 365);
+    b.set_quota(per_sec(1_000), stale);
+    assert_eq!(b.available(t), 0, "debt kept at the current time");
+    assert!(denied(b.try_acquire(t)));
+    // Raised rate dated back to `stale`: by t + 1 s the old debt is paid.
+    assert!(b.available(t + Duration::from_secs(1)) >= 1);
+}

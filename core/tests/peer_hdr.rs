@@ -7,6 +7,9 @@
 //! `sum` are exact (the sum modulo 2⁶⁴)", `record_n` saturating at
 //! `BUCKET_CAPACITY` while "the sum adds `value · n` modulo 2⁶⁴".
 
+// Quantiles and error bounds are compared in f64 on purpose.
+#![allow(clippy::cast_precision_loss, clippy::cast_sign_loss)]
+
 use fusebox::histogram::{Histogram, BUCKET_CAPACITY, MAX_BUCKETS, RELATIVE_ERROR};
 
 fn nearest_rank(sorted: &[u64], q: f64) -> u64 {

@@ -190,32 +190,32 @@ fn lcg(s: &mut u64) -> u64 {
 #[test]
 fn lru_all_keys_colliding_match_model() {
     const N: usize = 48;
-    let mut c: LruCache<u32, u32, N, OneBucket> = LruCache::with_hasher(OneBucket);
-    let mut m: Model<N> = Model(VecDeque::new());
-    let mut s = 7;
+    let mut cache: LruCache<u32, u32, N, OneBucket> = LruCache::with_hasher(OneBucket);
+    let mut model: Model<N> = Model(VecDeque::new());
+    let mut seed = 7;
     for step in 0..300_000u32 {
-        let k = (lcg(&mut s) % 80) as u32;
-        match lcg(&mut s) % 10 {
-            0..=3 => assert_eq!(c.get(&k).copied(), m.get(k), "step {step} get {k}"),
+        let k = (lcg(&mut seed) % 80) as u32;
+        match lcg(&mut seed) % 10 {
+            0..=3 => assert_eq!(cache.get(&k).copied(), model.get(k), "step {step} get {k}"),
             4..=7 => {
-                let got = c.put(k, step).map(|d| match d {
+                let got = cache.put(k, step).map(|d| match d {
                     Displaced::Replaced(k, v) | Displaced::Evicted(k, v) => (k, v),
                     Displaced::Expired(..) => panic!("put never returns Expired"),
                 });
-                assert_eq!(got, m.put(k, step), "step {step} put {k}");
+                assert_eq!(got, model.put(k, step), "step {step} put {k}");
             }
-            8 => assert_eq!(c.remove(&k), m.remove(k), "step {step} remove {k}"),
+            8 => assert_eq!(cache.remove(&k), model.remove(k), "step {step} remove {k}"),
             _ => assert_eq!(
-                c.peek(&k).copied(),
-                m.0.iter().find(|e| e.0 == k).map(|e| e.1)
+                cache.peek(&k).copied(),
+                model.0.iter().find(|e| e.0 == k).map(|e| e.1)
             ),
         }
-        assert_eq!(c.len(), m.0.len());
+        assert_eq!(cache.len(), model.0.len());
         if step % 10_000 == 0 {
-            let order: Vec<_> = c.iter().map(|(k, v)| (*k, *v)).collect();
+            let order: Vec<_> = cache.iter().map(|(k, v)| (*k, *v)).collect();
             assert_eq!(
                 order,
-                m.0.iter().copied().collect::<Vec<_>>(),
+                model.0.iter().copied().collect::<Vec<_>>(),
                 "step {step}"
             );
         }
@@ -343,7 +343,7 @@ fn concurrent_cache_insert_then_get() {
         assert_eq!(c.get(&i), Some(i * 3));
     }
     let present = (99_000..100_000u64).filter(|k| c.get(k).is_some()).count();
-    assert!(present <= 32 && present >= 2, "{present}");
+    assert!((2..=32).contains(&present), "{present}");
     let m = c.metrics();
     assert_eq!(m.inserts, 100_000);
     assert_eq!(
