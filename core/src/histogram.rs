@@ -46,7 +46,8 @@
 //!
 //! # Accuracy
 //!
-//! Counts and `sum` are exact (the sum modulo 2⁶⁴), and so are `min` and
+//! Counts are exact up to [`BUCKET_CAPACITY`] values a bucket, `sum` is
+//! exact modulo 2⁶⁴ (past a bucket's capacity too), and so are `min` and
 //! `max` on targets with 64-bit atomics (see [`Histogram::min`] for 32-bit
 //! microcontrollers). A percentile (nearest rank, see
 //! [`Histogram::percentile`]) is the midpoint of the bucket holding the

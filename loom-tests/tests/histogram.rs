@@ -25,7 +25,11 @@
 //! * (b) a bucket-list merge (CAS) racing a record (`fetch_add`) on the
 //!   same word: neither is lost, sum and extremes exact;
 //! * (c) two merges racing past the bucket capacity: the count saturates,
-//!   never wraps.
+//!   never wraps;
+//! * (d) two records racing into a full bucket, both past its capacity:
+//!   exactly one of them sees its `fetch_add` wrap the count and hands
+//!   what the count lost to the spill, so the sum is exact once joined
+//!   (with 64-bit words, the second also carries the offsets out).
 #![cfg(loom)]
 
 use std::collections::BTreeSet;
@@ -184,5 +188,30 @@ fn c_merges_racing_past_the_capacity_saturate() {
         merger.join().unwrap();
         assert_eq!(h.count(), BUCKET_CAPACITY);
         assert_eq!(h.buckets().count(), 1);
+    });
+}
+
+#[test]
+fn d_records_racing_into_a_full_bucket_keep_the_sum_exact() {
+    // 2^26 + 2^19 − 1 sits 2^19 − 1 above LOW: with the count's carry,
+    // two such offsets carry out of a 20-bit field.
+    let v = LOW + (1 << 19) - 1;
+    run(3, move || {
+        // Built on a thread with a stack for its 2 561 loom atomics.
+        let h = thread::Builder::new()
+            .stack_size(16 << 20)
+            .spawn(|| Arc::new(Wide::new()))
+            .unwrap()
+            .join()
+            .unwrap();
+        h.record_n(v, BUCKET_CAPACITY);
+        let other = {
+            let h = h.clone();
+            thread::spawn(move || h.record(v))
+        };
+        h.record(v);
+        other.join().unwrap();
+        assert_eq!(h.sum(), v.wrapping_mul(BUCKET_CAPACITY + 2));
+        assert_eq!(h.count(), 1, "the count wrapped once, then counted one");
     });
 }

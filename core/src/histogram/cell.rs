@@ -57,8 +57,9 @@ const fn to_u64(x: CounterInt) -> u64 {
 /// The most values one bucket counts: 2⁴⁴ − 1 with native 64-bit atomics,
 /// 2³² − 1 on Cortex-M. Merges and [`record_n`](super::Histogram::record_n)
 /// saturate there; [`record`](super::Histogram::record) cannot check in its
-/// one `fetch_add` and wraps the bucket (its count, and its share of the
-/// sum), which takes 2⁴⁴ values in one bucket (2³² on Cortex-M).
+/// one `fetch_add` and wraps the bucket's count, which takes 2⁴⁴ values in
+/// one bucket (2³² on Cortex-M). The sum stays exact (modulo 2⁶⁴) either
+/// way: what a count cannot hold goes to the spill.
 ///
 /// ```
 /// use fusebox::histogram::BUCKET_CAPACITY;
@@ -78,13 +79,18 @@ impl Cell {
         }
     }
 
-    /// Counts one value `off` above the bucket's lowest. Returns what the
-    /// caller must add to the spill sum: 0, except on an offset carry
-    /// ([`CARRY`]) or for an offset too wide for the field (`off`).
+    /// Counts one value `off` above the bucket's lowest, `low`. Returns
+    /// what the caller must add to the spill sum: 0, except on an offset
+    /// carry ([`CARRY`]), for an offset too wide for the field (`off`), or
+    /// when this value wraps the count (see [`wrapped`]).
     #[inline]
-    pub(super) fn record(&self, off: u64) -> u64 {
+    pub(super) fn record(&self, off: u64, low: u64) -> u64 {
         if off >> OFFSET_BITS != 0 {
-            self.0.fetch_add(1, Relaxed);
+            let old = self.0.fetch_add(1, Relaxed);
+            let (_, carried) = old.overflowing_add(1);
+            if old & COUNT_MASK == COUNT_MASK {
+                return off.wrapping_add(wrapped(low, carried));
+            }
             return off;
         }
         // `off` fits OFFSET_BITS; with no offset field it is 0 (and so is
@@ -92,8 +98,12 @@ impl Cell {
         let add = (off as CounterInt).checked_shl(COUNT_BITS).unwrap_or(0) | 1;
         let old = self.0.fetch_add(add, Relaxed);
         // The offsets are the word's top bits: they carried out exactly
-        // when the whole addition did (short of a count wrap, see CAPACITY).
-        if OFFSET_BITS != 0 && old.overflowing_add(add).1 {
+        // when the whole addition did.
+        let (_, carried) = old.overflowing_add(add);
+        if old & COUNT_MASK == COUNT_MASK {
+            return wrapped(low, carried);
+        }
+        if OFFSET_BITS != 0 && carried {
             CARRY
         } else {
             0
@@ -138,6 +148,25 @@ impl Cell {
     }
 }
 
+/// What the spill must get back from a record whose `+1` wrapped its
+/// bucket's count (the one record that moved it from [`CAPACITY`] to 0;
+/// exactly one per wrap, however many record at once): the `CAPACITY + 1`
+/// values the count no longer holds, at the bucket's lowest value `low`;
+/// less the 1 that the count's carry added to the offsets above it (none
+/// on a word with no offset field); plus [`CARRY`] if the whole word
+/// carried out (`carried`). The count wraps; the sum stays exact modulo
+/// 2⁶⁴.
+#[cold]
+#[inline(never)]
+fn wrapped(low: u64, carried: bool) -> u64 {
+    let lost = (CAPACITY + 1).wrapping_mul(low);
+    if OFFSET_BITS == 0 {
+        return lost;
+    }
+    let carry = if carried { CARRY } else { 0 };
+    lost.wrapping_sub(1).wrapping_add(carry)
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -161,7 +190,7 @@ mod tests {
         for k in 0..5_000u64 {
             let off = (k * 7_919) % (1 << 19);
             exact += off;
-            spill += c.record(off);
+            spill += c.record(off, 0);
         }
         let (n, offsets) = c.get();
         assert_eq!(n, 5_000);
@@ -170,14 +199,14 @@ mod tests {
             assert!(spill > 0 && offsets > 0);
         }
         // An offset too wide for the field is handed back whole.
-        assert_eq!(c.record(1 << 40), 1 << 40);
+        assert_eq!(c.record(1 << 40, 0), 1 << 40);
         assert_eq!(c.count(), 5_001);
     }
 
     #[test]
     fn add_count_saturates() {
         let c = Cell::new();
-        c.record(3);
+        c.record(3, 0);
         assert_eq!(c.add_count(CAPACITY), 1);
         assert_eq!(c.count(), CAPACITY);
         assert_eq!(c.add_count(5), 5);

@@ -147,12 +147,14 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
 
     /// The arithmetic mean, or `None` if empty.
     ///
-    /// `sum / count` whenever the sum cannot have wrapped (`count · max <
-    /// 2⁶⁴`); otherwise estimated from the buckets, each value taken as its
-    /// bucket's midpoint (within [`RELATIVE_ERROR`](super::RELATIVE_ERROR))
-    /// and clamped values as `max`. Past a bucket's
-    /// [`BUCKET_CAPACITY`](super::BUCKET_CAPACITY) the count stops while
-    /// the sum stays exact, so the mean then reads high.
+    /// `sum / count` whenever that is exact: the sum cannot have wrapped
+    /// (`count · max < 2⁶⁴`), no bucket is full (at
+    /// [`BUCKET_CAPACITY`](super::BUCKET_CAPACITY) a count stops, or
+    /// wraps, while the sum goes on, so the sum also holds values no count
+    /// does), and the quotient lies in `[min, max]`. Otherwise estimated
+    /// from the buckets, each value taken as its bucket's midpoint (within
+    /// [`RELATIVE_ERROR`](super::RELATIVE_ERROR)) and clamped values as
+    /// `max`. Never outside `[min, max]`.
     ///
     /// ```
     /// use fusebox::histogram::Histogram;
@@ -168,12 +170,18 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
     #[allow(clippy::cast_precision_loss)]
     pub fn mean(&self) -> Option<f64> {
         let (min, max) = self.extremes.get()?;
-        let n = self.count();
+        let (n, full) = self.cells.iter().fold((0_u64, false), |(n, full), cell| {
+            let c = cell.count();
+            (n.saturating_add(c), full || c == super::BUCKET_CAPACITY)
+        });
         if n == 0 {
             return None;
         }
-        if n.checked_mul(max).is_some() {
-            return Some(self.sum() as f64 / n as f64);
+        if !full && n.checked_mul(max).is_some() {
+            let mean = self.sum() as f64 / n as f64;
+            if (min as f64..=max as f64).contains(&mean) {
+                return Some(mean);
+            }
         }
         let mut total = 0.0;
         for (i, cell) in self.cells.iter().enumerate() {
@@ -185,7 +193,7 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
             }
             total += c as f64 * midpoint(i).max(min).min(max) as f64;
         }
-        Some(total / n as f64)
+        Some((total / n as f64).clamp(min as f64, max as f64))
     }
 
     /// The `q`-th percentile, `q` in `0.0..=100.0`; `Ok(None)` if empty.

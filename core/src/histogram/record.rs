@@ -10,7 +10,8 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
     /// (their `fetch_max` only on a new minimum or maximum); see the
     /// [module docs](super) for the rarer extra RMWs. Never panics, never
     /// allocates. A bucket that already counts
-    /// [`BUCKET_CAPACITY`](super::BUCKET_CAPACITY) values wraps to 0.
+    /// [`BUCKET_CAPACITY`](super::BUCKET_CAPACITY) values wraps its count
+    /// to 0; the sum stays exact (modulo 2⁶⁴).
     ///
     /// ```
     /// use fusebox::histogram::Histogram;
@@ -25,7 +26,7 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
         let (i, off) = locate(value);
         match self.cells.get(i) {
             Some(cell) => {
-                let spill = cell.record(off);
+                let spill = cell.record(off, value - off);
                 if spill != 0 {
                     self.spill.add(spill);
                 }
