@@ -6,6 +6,8 @@
 //! Node 0 announces a [`HangProxy`]'s port to clients, so every client
 //! connection to it (existing and new) goes through the proxy.
 
+#![allow(clippy::cast_precision_loss)]
+
 mod common;
 
 use std::process::Command;
