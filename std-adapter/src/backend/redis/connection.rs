@@ -124,11 +124,20 @@ impl RedisBackend {
     /// # Errors
     ///
     /// [`BackendError::InvalidConfig`] for a zero command or connect
-    /// timeout; [`BackendError::Unavailable`] for a URL that cannot be
+    /// timeout, or when called outside a Tokio runtime;
+    /// [`BackendError::Unavailable`] for a URL that cannot be
     /// parsed; [`BackendError::Tls`] for certificates that cannot be read
     /// (a server's certificate is checked on first use).
     pub fn connect_lazy(config: RedisConfig) -> Result<Self, BackendError> {
         config.check()?;
+        // Both lazy connections spawn on the current Tokio runtime (the
+        // Cluster one at once): outside one, an error, not a panic (found
+        // by a hostile review).
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(BackendError::InvalidConfig(
+                "connect_lazy must be called within a Tokio runtime",
+            ));
+        }
         let conn = if config.nodes.is_empty() {
             let maker = (config.client()?, config.manager_config());
             let watched = Watched::new(maker, config.connect_timeout).map_err(|e| fault(&e))?;
