@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::redis_server::RedisCluster;
@@ -19,47 +18,11 @@ use common::silencing_proxy::SilencingProxy;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules, Source};
 
-/// `redis-cli -p port args…`'s output.
-fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Makes node 0 announce `proxy` as its client port, and waits until every
-/// node's slot map says so.
-fn announce_through(cluster: &RedisCluster, proxy: u16) {
-    let node = cluster.nodes[0].port();
-    let bus = (node + 10_000).to_string();
-    let proxy = proxy.to_string();
-    for (name, value) in [
-        ("cluster-announce-bus-port", bus.as_str()),
-        ("cluster-announce-port", proxy.as_str()),
-    ] {
-        assert_eq!(cli(node, &["config", "set", name, value]).trim(), "OK");
-    }
-    let start = std::time::Instant::now();
-    while !cluster.nodes.iter().all(|n| {
-        cli(n.port(), &["cluster", "slots"])
-            .lines()
-            .any(|l| l.trim() == proxy)
-    }) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the proxy's port not announced within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_cluster_node_connection_is_replaced_and_the_limiter_recovers() {
     let cluster = RedisCluster::start(3);
     let proxy = SilencingProxy::start(cluster.nodes[0].port()).await;
-    announce_through(&cluster, proxy.port());
+    cluster.announce_client_port(0, proxy.port());
     let connect_timeout = Duration::from_millis(300);
     let backend = RedisBackend::connect(
         RedisConfig::cluster(cluster.urls())

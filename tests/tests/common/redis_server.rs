@@ -271,4 +271,61 @@ impl RedisCluster {
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }
+
+    /// Makes node `node` announce `port` as its client port (a proxy in
+    /// front of it: clients following the slot map then reach it through
+    /// the proxy), and waits until every node's slot map says so.
+    pub fn announce_client_port(&self, node: usize, port: u16) {
+        let real = self.nodes[node].port();
+        let bus = (real + 10_000).to_string();
+        let port = port.to_string();
+        for (name, value) in [
+            ("cluster-announce-bus-port", bus.as_str()),
+            ("cluster-announce-port", port.as_str()),
+        ] {
+            assert_eq!(cli(real, &["config", "set", name, value]).trim(), "OK");
+        }
+        let start = Instant::now();
+        while !self.nodes.iter().all(|n| {
+            cli(n.port(), &["cluster", "slots"])
+                .lines()
+                .any(|l| l.trim() == port)
+        }) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "port {port} not announced within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The index of the node that serves `key`'s slot.
+    pub fn owner(&self, key: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| !cli(n.port(), &["exists", key]).contains("MOVED"))
+            .expect("an owner")
+    }
+}
+
+/// `redis-cli -p port args…`'s standard output (plain TCP).
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli (Debian package redis-tools)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The connections `port`'s server accepted so far (`INFO stats`; each
+/// call of this adds one).
+pub fn connections_received(port: u16) -> u64 {
+    cli(port, &["info", "stats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .expect("total_connections_received")
+        .trim()
+        .parse()
+        .unwrap()
 }

@@ -16,14 +16,18 @@
 //! answer says nothing of another's socket). Once the silence has lasted
 //! the connect timeout, the next
 //! command starts a liveness probe beside it: a `PING` (on a Cluster, to
-//! every primary) given the whole connect timeout. Only a probe left
-//! unanswered that long swaps in a new connection (which connects
-//! lazily: the manager with the configured backoff, the Cluster
-//! connection in the background): a slow server that answers after the
-//! per-command timeout is never torn down, and a server that refuses
-//! connections is left to the connection's own reconnection and its
-//! backoff. Nothing but flags is touched when a command is dropped (which
-//! may happen outside any runtime).
+//! every primary) given the whole connect timeout. A probe left
+//! unanswered that long makes a new connection and pings it too (twice
+//! the connect timeout to connect and answer): only one that answers
+//! replaces the silent one. One that does not is dropped and the old one
+//! kept, and the next probe waits for a silence twice as long, up to 16
+//! connect timeouts: a server (or a Cluster node) hung for good, whose
+//! new connections hang too, is neither redialled by every command nor
+//! left without its old socket's place in the slot map. A slow server
+//! that answers after the per-command timeout is never torn down, and a
+//! server that refuses connections is left to the connection's own
+//! reconnection and its backoff. Nothing but flags is touched when a
+//! command is dropped (which may happen outside any runtime).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -35,6 +39,12 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::time::Instant;
+
+/// At most `silence · 2⁴` between probes while fresh connections do not
+/// answer either: a node hung for good gets one trial connection every
+/// 16 connect timeouts (16 s by default), and a server back after such an
+/// outage is used again within that.
+const MAX_BACKOFF_SHIFT: u32 = 4;
 
 /// A connection that can be made anew, lazily, and probed for liveness.
 pub(super) trait Renewable: ConnectionLike + Clone + Send + Sync + 'static {
@@ -112,7 +122,7 @@ struct Shared<C: Renewable> {
     /// Connections replaced so far (the connection's generation).
     replaced: AtomicU64,
     /// Probes in a row whose fresh connection did not answer either: the
-    /// next silence must last `silence * 2^failed` (at most 64 times),
+    /// next silence must last `silence * 2^failed` (at most 16 times),
     /// so a node that hangs for good is not redialled every two
     /// silences.
     failed: AtomicU32,
@@ -196,7 +206,7 @@ async fn probe<C: Renewable>(probing: Probing<C>) {
         match C::renew(&shared.maker) {
             Ok(mut fresh) => {
                 let answered = matches!(
-                    tokio::time::timeout(shared.silence * 2, fresh.ping()).await,
+                    tokio::time::timeout(shared.silence.saturating_mul(2), fresh.ping()).await,
                     Ok(Ok(_))
                 );
                 if answered && shared.replaced.load(Ordering::Relaxed) == generation {
@@ -206,7 +216,7 @@ async fn probe<C: Renewable>(probing: Probing<C>) {
                     let _ = shared
                         .failed
                         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
-                            Some(f.saturating_add(1).min(6))
+                            Some(f.saturating_add(1).min(MAX_BACKOFF_SHIFT))
                         });
                     tracing::debug!(
                         "Redis silent, and a new connection did not answer either: kept"
@@ -256,15 +266,20 @@ impl<C: Renewable> Shared<C> {
             .unwrap_or_else(PoisonError::into_inner);
         match *since {
             None => *since = Some(now),
-            Some(first)
-                if now.duration_since(first)
-                    >= self.silence * (1 << self.failed.load(Ordering::Relaxed)) =>
-            {
+            Some(first) if now.duration_since(first) >= self.silence_after_failures() => {
                 *since = None;
                 self.suspect.store(true, Ordering::Relaxed);
             }
             Some(_) => {}
         }
+    }
+
+    /// How long a silence must last before a probe: the connect timeout,
+    /// doubled for each probe in a row whose fresh connection did not
+    /// answer either (saturating: any `Duration` is safe here).
+    fn silence_after_failures(&self) -> Duration {
+        let failed = self.failed.load(Ordering::Relaxed).min(MAX_BACKOFF_SHIFT);
+        self.silence.saturating_mul(1 << failed)
     }
 
     fn replace_with(&self, fresh: C) {

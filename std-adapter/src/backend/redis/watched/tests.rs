@@ -120,3 +120,34 @@ fn a_probe_cut_by_a_runtime_shutdown_does_not_stop_probing() {
     drop(first);
     assert!(!conn.0.probing.load(Ordering::Relaxed), "probing stuck");
 }
+
+/// Each probe in a row whose fresh connection did not answer doubles the
+/// silence the next probe waits for, up to 16 connect timeouts, without
+/// overflowing on any `Duration` (found by a hostile review: a node hung
+/// for good was redialled every two silences).
+#[tokio::test(start_paused = true)]
+async fn failed_trials_back_the_probes_off() {
+    let conn = standalone(Duration::from_secs(1));
+    let suspect_after = |failed: u32| {
+        conn.0.failed.store(failed, Ordering::Relaxed);
+        conn.0.silence_after_failures()
+    };
+    assert_eq!(suspect_after(0), Duration::from_secs(1));
+    assert_eq!(suspect_after(1), Duration::from_secs(2));
+    assert_eq!(suspect_after(4), Duration::from_secs(16));
+    assert_eq!(suspect_after(40), Duration::from_secs(16), "capped");
+    conn.0.failed.store(2, Ordering::Relaxed);
+    conn.0.given_up();
+    tokio::time::advance(Duration::from_millis(3_999)).await;
+    conn.0.given_up();
+    assert!(
+        !conn.0.suspect.load(Ordering::Relaxed),
+        "silent 3.999 s of 4"
+    );
+    tokio::time::advance(Duration::from_millis(1)).await;
+    conn.0.given_up();
+    assert!(conn.0.suspect.load(Ordering::Relaxed), "silent 4 s");
+    let huge = standalone(Duration::MAX);
+    huge.0.failed.store(4, Ordering::Relaxed);
+    assert_eq!(huge.0.silence_after_failures(), Duration::MAX);
+}
