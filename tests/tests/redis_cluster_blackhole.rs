@@ -20,6 +20,7 @@ use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_cluster_node_connection_is_replaced_and_the_limiter_recovers() {
+    let replacements = common::messages_containing("reconnecting on a new connection");
     let cluster = RedisCluster::start(3);
     let proxy = SilencingProxy::start(cluster.nodes[0].port()).await;
     cluster.announce_client_port(0, proxy.port());
@@ -75,6 +76,11 @@ async fn a_silent_cluster_node_connection_is_replaced_and_the_limiter_recovers()
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(recovered >= connect_timeout, "{recovered:?}");
+    assert_eq!(
+        common::messages_containing("reconnecting on a new connection") - replacements,
+        1,
+        "one replacement, logged"
+    );
     // Raw commands share the replaced connection: a key on every node.
     let mut conn = backend.connection();
     for key in &keys {

@@ -129,45 +129,10 @@ async fn pump(
     drop(writer);
 }
 
-/// Counts the watched connection's "reconnecting on a new connection"
-/// warnings (one per replacement), process-wide.
-static REPLACED: AtomicU64 = AtomicU64::new(0);
-
-struct Count;
-struct Message(bool);
-impl tracing::field::Visit for Message {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message"
-            && format!("{value:?}").contains("reconnecting on a new connection")
-        {
-            self.0 = true;
-        }
-    }
-}
-impl tracing::Subscriber for Count {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut m = Message(false);
-        event.record(&mut m);
-        if m.0 {
-            REPLACED.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
+/// The watched connection's replacements so far, process-wide (one
+/// warning each).
 fn replaced() -> u64 {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| tracing::subscriber::set_global_default(Count).unwrap());
-    REPLACED.load(Ordering::SeqCst)
+    common::messages_containing("reconnecting on a new connection") as u64
 }
 
 struct Tally {

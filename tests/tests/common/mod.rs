@@ -102,6 +102,16 @@ impl Capture {
     }
 }
 
+/// How many events so far (on the [global](Capture::global) capture,
+/// installed by the first call) have a message containing `text`.
+pub fn messages_containing(text: &str) -> usize {
+    let events = Capture::global().0.lock().unwrap().clone();
+    events
+        .iter()
+        .filter(|event| field(event, "message").is_some_and(|m| m.contains(text)))
+        .count()
+}
+
 /// The value of field `name` in `event`.
 pub fn field<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
     event
