@@ -27,7 +27,7 @@ fn index(v: u64) -> usize {
     if v < 256 {
         return v as usize;
     }
-    let h = 63 - v.leading_zeros();
+    let h = v.ilog2();
     (((h - 7) as u64) * 128 + (v >> (h - 7))) as usize
 }
 
