@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use super::layout::{bucket, midpoint};
+use super::layout::{bounds, bucket, midpoint};
 use super::Histogram;
 
 /// The 1-based rank of the `q`-th percentile of `n` samples (nearest rank):
@@ -151,7 +151,10 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
     /// (`count · max < 2⁶⁴`), no bucket is full (at
     /// [`BUCKET_CAPACITY`](super::BUCKET_CAPACITY) a count stops, or
     /// wraps, while the sum goes on, so the sum also holds values no count
-    /// does), and the quotient lies in `[min, max]`. Otherwise estimated
+    /// does), the sum lies between what the counted values sum to at the
+    /// least and at the most given their buckets (a count that wrapped is
+    /// not full, but its lost values are in the sum), and the quotient
+    /// lies in `[min, max]`. Otherwise estimated
     /// from the buckets, each value taken as its bucket's midpoint (within
     /// [`RELATIVE_ERROR`](super::RELATIVE_ERROR)) and clamped values as
     /// `max`. Never outside `[min, max]`.
@@ -170,15 +173,34 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
     #[allow(clippy::cast_precision_loss)]
     pub fn mean(&self) -> Option<f64> {
         let (min, max) = self.extremes.get()?;
-        let (n, full) = self.cells.iter().fold((0_u64, false), |(n, full), cell| {
-            let c = cell.count();
-            (n.saturating_add(c), full || c == super::BUCKET_CAPACITY)
-        });
+        // The count, whether a bucket is full, and what the counted values
+        // sum to at the least and at the most (each value somewhere in its
+        // bucket, a clamped one in `CLAMPED_LOW..=max`), exactly.
+        let (mut n, mut full) = (0_u64, false);
+        let (mut least, mut most) = (0_u128, 0_u128);
+        for (i, cell) in self.cells.iter().enumerate() {
+            let mut c = cell.count();
+            n = n.saturating_add(c);
+            full |= c == super::BUCKET_CAPACITY;
+            if i == BUCKETS - 1 {
+                let clamped = self.clamped.get().min(c);
+                least += u128::from(clamped) * u128::from(Self::CLAMPED_LOW);
+                most += u128::from(clamped) * u128::from(max);
+                c -= clamped;
+            }
+            let (low, high) = bounds(i);
+            least += u128::from(c) * u128::from(low);
+            most += u128::from(c) * u128::from(high);
+        }
         if n == 0 {
             return None;
         }
-        if !full && n.checked_mul(max).is_some() {
-            let mean = self.sum() as f64 / n as f64;
+        // A sum outside those bounds holds values no count does: a count
+        // that wrapped (a `record` on a full bucket, here or in a merged
+        // histogram) is no longer full, yet the sum kept what it dropped.
+        let sum = u128::from(self.sum());
+        if !full && n.checked_mul(max).is_some() && (least..=most).contains(&sum) {
+            let mean = sum as f64 / n as f64;
             if (min as f64..=max as f64).contains(&mean) {
                 return Some(mean);
             }
