@@ -151,3 +151,35 @@ async fn failed_trials_back_the_probes_off() {
     huge.0.failed.store(4, Ordering::Relaxed);
     assert_eq!(huge.0.silence_after_failures(), Duration::MAX);
 }
+
+/// Review (session 15): the backoff is for "probes in a row whose fresh
+/// connection did not answer either". A standalone server hung for a
+/// while (its new connections hang too: four failed trials, 16 connect
+/// timeouts) that then answers again on the old connection ends that
+/// row: its commands are answered. But `failed` is reset only by a
+/// probe, and an answered command ends the silence before any probe
+/// runs: the backoff stays at 16x for good, so the next silence (a NAT
+/// entry expiring hours later) fails commands for 16 connect timeouts
+/// before a probe, instead of one.
+#[tokio::test(start_paused = true)]
+async fn an_answer_on_the_old_connection_ends_the_backoff() {
+    let conn = standalone(Duration::from_secs(1));
+    conn.0.failed.store(MAX_BACKOFF_SHIFT, Ordering::Relaxed);
+    // The server is back: a command on the old connection is answered.
+    Watch {
+        shared: &conn.0,
+        done: false,
+    }
+    .end::<()>(&Ok(()));
+    // Much later, a new silence.
+    tokio::time::advance(Duration::from_secs(3_600)).await;
+    conn.0.given_up();
+    tokio::time::advance(Duration::from_secs(1)).await;
+    conn.0.given_up();
+    assert!(
+        conn.0.suspect.load(Ordering::Relaxed),
+        "silent for one connect timeout after the server answered again \
+         (backoff still {}x)",
+        1u32 << conn.0.failed.load(Ordering::Relaxed)
+    );
+}
