@@ -327,7 +327,15 @@ impl<C: Renewable> Watch<'_, C> {
             Err(e) if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() => {
                 self.shared.given_up();
             }
-            _ if C::ANSWER_ENDS_SILENCE => self.shared.answered(),
+            _ if C::ANSWER_ENDS_SILENCE => {
+                // The connection answers: a run of failed trials, if any,
+                // is over (else a server back on its old socket after a
+                // hang keeps the longest backoff for the next silence).
+                self.shared.answered();
+                if self.shared.failed.load(Ordering::Relaxed) != 0 {
+                    self.shared.failed.store(0, Ordering::Relaxed);
+                }
+            }
             _ => {}
         }
     }
