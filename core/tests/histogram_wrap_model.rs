@@ -22,6 +22,19 @@ use fusebox::histogram::{buckets_for, Bucket, Histogram, BUCKET_CAPACITY, RELATI
 
 const CAP: u64 = BUCKET_CAPACITY;
 
+/// Cortex-M words (or a host built with `--cfg fusebox_narrow_words`):
+/// `min`/`max` exact only below 2³¹, and the clamped counter, a
+/// statistics counter, wraps at 2³².
+const NARROW: bool = !cfg!(target_has_atomic = "64") || cfg!(fusebox_narrow_words);
+
+fn add_clamped(clamped: &mut u64, wrapped: &mut bool, n: u64) {
+    *clamped += n;
+    if NARROW && *clamped >= 1 << 32 {
+        *clamped %= 1 << 32;
+        *wrapped = true;
+    }
+}
+
 /// The module docs' layout: `v < 256` → `v`; else `(h − 7)·128 + (v >> (h − 7))`.
 fn index(v: u64) -> usize {
     if v < 256 {
@@ -69,6 +82,9 @@ struct Model<const B: usize> {
     /// The sum holds values no count does (a wrapped count, directly or
     /// through a merge): `sum / count` is then not the mean of anything.
     inexact: bool,
+    /// Cortex-M: the clamped counter wrapped (then `buckets()` and the
+    /// mean's estimate take clamped values for the top bucket's own).
+    clamped_wrapped: bool,
 }
 
 impl<const B: usize> Model<B> {
@@ -81,6 +97,7 @@ impl<const B: usize> Model<B> {
             sum: 0,
             extremes: None,
             inexact: false,
+            clamped_wrapped: false,
         }
     }
 
@@ -104,7 +121,7 @@ impl<const B: usize> Model<B> {
         self.add_sum(u128::from(v));
         let i = index(v);
         if i >= B {
-            self.clamped += 1;
+            add_clamped(&mut self.clamped, &mut self.clamped_wrapped, 1);
             self.counts[B - 1] = (self.counts[B - 1] + 1).min(CAP);
             return;
         }
@@ -126,7 +143,7 @@ impl<const B: usize> Model<B> {
         self.add_sum(u128::from(v) * u128::from(n));
         let i = index(v).min(B - 1);
         if index(v) >= B {
-            self.clamped += n;
+            add_clamped(&mut self.clamped, &mut self.clamped_wrapped, n);
         }
         self.counts[i] = self.counts[i].saturating_add(n).min(CAP);
     }
@@ -135,12 +152,13 @@ impl<const B: usize> Model<B> {
         for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
             *mine = (*mine + theirs).min(CAP);
         }
-        self.clamped += other.clamped;
+        add_clamped(&mut self.clamped, &mut self.clamped_wrapped, other.clamped);
         self.add_sum(other.sum);
         if let Some((lo, hi)) = other.extremes {
             self.extremes(lo, hi);
         }
         self.inexact |= other.inexact;
+        self.clamped_wrapped |= other.clamped_wrapped;
     }
 
     /// `buckets()` as documented: the top bucket's clamped values (as many
@@ -176,7 +194,7 @@ impl<const B: usize> Model<B> {
         };
         for b in other.buckets() {
             if b.low > Self::MAX_VALUE {
-                self.clamped += b.count;
+                add_clamped(&mut self.clamped, &mut self.clamped_wrapped, b.count);
                 self.counts[B - 1] = (self.counts[B - 1] + b.count).min(CAP);
             } else {
                 let i = index(b.low);
@@ -186,6 +204,7 @@ impl<const B: usize> Model<B> {
         self.add_sum(other.sum);
         self.extremes(lo, hi);
         self.inexact |= other.inexact;
+        self.clamped_wrapped |= other.clamped_wrapped;
     }
 
     fn count(&self) -> u64 {
@@ -220,8 +239,16 @@ impl<const B: usize> Model<B> {
             lo += c * u128::from(low);
             hi += c * u128::from(low + (width - 1));
         }
-        let (lo, hi) = (lo as f64 / n as f64, hi as f64 / n as f64);
-        Some(Err((lo.max(min as f64), hi.min(max as f64))))
+        let (min, max) = (min as f64, max as f64);
+        let lo = (lo as f64 / n as f64).clamp(min, max);
+        let hi = (hi as f64 / n as f64).clamp(min, max);
+        // With a clamped counter that wrapped (Cortex-M, 2³² clamped
+        // values) the bounds may cross: then only `[min, max]` holds.
+        Some(Err(if lo <= hi && !self.clamped_wrapped {
+            (lo, hi)
+        } else {
+            (min, max)
+        }))
     }
 
     /// Nearest rank, as `percentile` documents it (for `q` whose rank has
@@ -328,10 +355,16 @@ fn value(rng: &mut Rng, max_value: u64) -> u64 {
     ];
     let v = VALUES[rng.below(VALUES.len() as u64) as usize];
     // Now and then, a value right at the top of the range.
-    if rng.below(8) == 0 {
-        return max_value - rng.below(2);
+    let v = if rng.below(8) == 0 {
+        max_value - rng.below(2)
+    } else {
+        v
+    };
+    if NARROW {
+        v.min((1 << 31) - 1)
+    } else {
+        v
     }
-    v
 }
 
 fn run<const B: usize>(seed: u64, steps: usize) {
@@ -383,9 +416,17 @@ fn run<const B: usize>(seed: u64, steps: usize) {
             }
             7 => {
                 if let Some(totals) = other.totals() {
-                    h.merge_buckets_with_totals(other.buckets(), totals)
-                        .unwrap();
-                    m.merge_list_with_totals(&mo);
+                    match h.merge_buckets_with_totals(other.buckets(), totals) {
+                        Ok(()) => m.merge_list_with_totals(&mo),
+                        // Cortex-M: once 2³² clamped values wrapped the
+                        // clamped counter, `buckets()` lists them as the
+                        // top bucket's in-range values, below `min`
+                        // (pre-existing; noted in the review report).
+                        Err(e) => assert!(
+                            NARROW && mo.clamped < mo.counts[B - 1],
+                            "{name}: round trip refused: {e:?}"
+                        ),
+                    }
                 }
             }
             _ => {
