@@ -215,3 +215,35 @@ fn d_records_racing_into_a_full_bucket_keep_the_sum_exact() {
         assert_eq!(h.count(), 1, "the count wrapped once, then counted one");
     });
 }
+
+/// Review (session 15): a saturating `record_n` (its CAS loop) racing two
+/// records that fill, then wrap, the bucket: whichever order, the CAS
+/// never adds onto a word the wrap changed under it, the one record that
+/// wraps the count hands what it lost to the spill, and the sum is exact
+/// once joined, whichever order.
+#[test]
+fn e_a_saturating_record_n_racing_a_wrapping_record_keeps_the_sum_exact() {
+    let v = LOW + (1 << 19) - 1;
+    run(2, move || {
+        let h = thread::Builder::new()
+            .stack_size(16 << 20)
+            .spawn(|| Arc::new(Wide::new()))
+            .unwrap()
+            .join()
+            .unwrap();
+        h.record_n(v, BUCKET_CAPACITY - 1);
+        let other = {
+            let h = h.clone();
+            thread::spawn(move || h.record_n(v, 3))
+        };
+        h.record(v);
+        h.record(v);
+        other.join().unwrap();
+        assert_eq!(h.sum(), v.wrapping_mul(BUCKET_CAPACITY - 1 + 2 + 3));
+        let n = h.count();
+        assert!(
+            [0, 1, 3].contains(&n),
+            "count {n}: saturated then wrapped, or wrapped then counted 3"
+        );
+    });
+}

@@ -476,3 +476,76 @@ async fn a_flood_into_a_full_table_warns_once() {
         .unwrap();
     assert_eq!(common::field(warn, "refused"), Some("1"));
 }
+
+/// Review (session 15): the exposition with bad keys counted for two
+/// keyed limiters (one refusing, one charging the default key) next to
+/// every other family a registry writes: it parses, each family has one
+/// `# TYPE` and its samples in one block after it, and each request
+/// without a usable key is counted once, under its limiter and reason.
+#[tokio::test]
+async fn review_bad_keys_exposition_is_valid_and_counts_each_request_once() {
+    let registry = Arc::new(Registry::new());
+    let keyed = |name: &str| {
+        RateLimitLayer::keyed_from_registry::<String, 64, _>(
+            &registry,
+            name,
+            Quota::per_hour(100).unwrap(),
+            FullPolicy::Reject,
+            key::header("x-api-key", 16),
+        )
+        .unwrap()
+    };
+    let _plain = RateLimitLayer::from_registry(&registry, "plain", Quota::per_hour(5).unwrap())
+        .unwrap();
+    let refusing = serve(app().layer(keyed("refusing"))).await;
+    let defaulting = serve(
+        app().layer(keyed("defaulting").on_bad_key(BadKey::Default("anonymous".to_owned()))),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get(refusing, "/", &[]).await.status, 400);
+        assert_eq!(get(defaulting, "/", &[]).await.status, 200);
+    }
+    assert_eq!(
+        get(defaulting, "/", &[("x-api-key", &[b'k'; 17])]).await.status,
+        200
+    );
+    let text = registry.to_prometheus();
+    prometheus_parse::Scrape::parse(std::io::BufRead::lines(text.as_bytes()))
+        .expect("valid exposition");
+    let mut typed = Vec::new();
+    let mut seen_blocks: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let family = rest.split(' ').next().unwrap().to_owned();
+            assert!(!typed.contains(&family), "{family} typed twice");
+            typed.push(family);
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let family = typed
+                .iter()
+                .rev()
+                .find(|f| name.starts_with(f.as_str()))
+                .unwrap_or_else(|| panic!("{line}: sample before its TYPE"));
+            if seen_blocks.last() != Some(family) {
+                assert!(
+                    !seen_blocks.contains(family),
+                    "{family}: samples in two blocks"
+                );
+                seen_blocks.push(family.clone());
+            }
+        }
+    }
+    for (name, reason, n) in [
+        ("refusing", "missing", 3),
+        ("defaulting", "missing", 3),
+        ("defaulting", "too_long", 1),
+        ("refusing", "too_long", 0),
+    ] {
+        let line = format!(
+            "fusebox_keyed_limiter_bad_keys_total{{name=\"{name}\",reason=\"{reason}\"}} {n}\n"
+        );
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+    assert!(!text.contains("name=\"plain\",reason"), "only keyed layers");
+}
