@@ -495,19 +495,20 @@ async fn review_bad_keys_exposition_is_valid_and_counts_each_request_once() {
         )
         .unwrap()
     };
-    let _plain = RateLimitLayer::from_registry(&registry, "plain", Quota::per_hour(5).unwrap())
-        .unwrap();
+    let _plain =
+        RateLimitLayer::from_registry(&registry, "plain", Quota::per_hour(5).unwrap()).unwrap();
     let refusing = serve(app().layer(keyed("refusing"))).await;
-    let defaulting = serve(
-        app().layer(keyed("defaulting").on_bad_key(BadKey::Default("anonymous".to_owned()))),
-    )
-    .await;
+    let defaulting =
+        serve(app().layer(keyed("defaulting").on_bad_key(BadKey::Default("anonymous".to_owned()))))
+            .await;
     for _ in 0..3 {
         assert_eq!(get(refusing, "/", &[]).await.status, 400);
         assert_eq!(get(defaulting, "/", &[]).await.status, 200);
     }
     assert_eq!(
-        get(defaulting, "/", &[("x-api-key", &[b'k'; 17])]).await.status,
+        get(defaulting, "/", &[("x-api-key", &[b'k'; 17])])
+            .await
+            .status,
         200
     );
     let text = registry.to_prometheus();
