@@ -180,6 +180,10 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
         let (mut least, mut most) = (0_u128, 0_u128);
         for (i, cell) in self.cells.iter().enumerate() {
             let mut c = cell.count();
+            if c == 0 {
+                // Most buckets: no 128-bit products (libcalls on Cortex-M).
+                continue;
+            }
             n = n.saturating_add(c);
             full |= c == super::BUCKET_CAPACITY;
             if i == BUCKETS - 1 {
