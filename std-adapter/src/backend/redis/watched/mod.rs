@@ -43,7 +43,8 @@ use tokio::time::Instant;
 /// At most `silence · 2⁴` between probes while fresh connections do not
 /// answer either: a node hung for good gets one trial connection every
 /// 16 connect timeouts (16 s by default), and a server back after such an
-/// outage is used again within that.
+/// outage is used again within about that (plus a probe's `PING` and a
+/// fresh connection's: about 18 s by default).
 const MAX_BACKOFF_SHIFT: u32 = 4;
 
 /// A connection that can be made anew, lazily, and probed for liveness.
