@@ -46,5 +46,9 @@ pub fn bench(c: &mut Criterion) {
         b.iter(|| drop(black_box(sampled.track_operation("search"))));
     });
     g.finish();
-    assert!(every.stats()["search"].calls > 0, "the tracker recorded");
+    // Absent when a filter (`cargo bench -- histogram`) left the tracker's
+    // benchmarks out; present and counted whenever they ran.
+    if let Some(search) = every.stats().get("search") {
+        assert!(search.calls > 0, "the tracker recorded");
+    }
 }
