@@ -125,14 +125,14 @@ impl RedisConfig {
     }
 
     /// The per-command timeout: no decision waits longer for Redis (above
-    /// zero: [`RedisBackend::connect`] refuses a zero timeout).
+    /// zero: [`RedisBackend::connect`](super::RedisBackend::connect) refuses a zero timeout).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// How long [`RedisBackend::connect`] waits for the first connection.
+    /// How long [`RedisBackend::connect`](super::RedisBackend::connect) waits for the first connection.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;

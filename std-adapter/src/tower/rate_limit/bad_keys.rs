@@ -13,7 +13,7 @@ use super::KeyError;
 /// [`Registry`](crate::Registry) builds for one name
 /// ([`RateLimitLayer::keyed_from_registry`](super::RateLimitLayer::keyed_from_registry))
 /// count into the registry's, which its health report
-/// ([`HealthReport::bad_keys`](crate::HealthReport::bad_keys)) and
+/// ([`HealthReport::bad_keys`](crate::health::HealthReport::bad_keys)) and
 /// Prometheus text (`fusebox_keyed_limiter_bad_keys_total{name,reason}`)
 /// show. A client sending no key, or a hostile one, shows there, and not
 /// only in debug logs.
