@@ -6,6 +6,11 @@
 //! (the `bucket` module docs, `gcra` docs, `KeyedLimiter` docs), not from
 //! its implementation.
 
+// Long histories of the public, safe API: native runs only (Miri runs
+// the unit tests and the shorter integration tests, which take the same
+// unsafe paths).
+#![cfg(not(miri))]
+
 use fusebox::bucket::{
     AcquireError, FullPolicy, InsufficientCapacity, KeyedError, KeyedLimiter, Quota, RateLimited,
     TokenBucket,

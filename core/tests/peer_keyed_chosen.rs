@@ -9,6 +9,11 @@
 //! each other, evictions included", "a stale clock can cost waits, never
 //! admissions", [`FullPolicy`] "Never an unlimited pass".
 
+// Long histories of the public, safe API: native runs only (Miri runs
+// the unit tests and the shorter integration tests, which take the same
+// unsafe paths).
+#![cfg(not(miri))]
+
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
