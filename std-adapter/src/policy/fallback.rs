@@ -150,7 +150,16 @@ pub struct Served<V> {
 ///
 /// Staleness is bounded: a value is stored with a time to live of
 /// `max_stale` (the core cache never returns it afterwards), so no answer is
-/// ever older than `max_stale` (an age strictly below it).
+/// ever older than `max_stale` (an age strictly below it). A value's age
+/// counts from when its fetch *completed*: data the upstream read at the
+/// fetch's start can be older by the fetch's own duration.
+///
+/// Callers are not coalesced: concurrent callers of a key that is not
+/// fresh each make their own call (16 callers, 16 upstream calls), unlike
+/// a cache whose loader runs once per key (moka's `get_with`). When
+/// several succeed, the last to complete is the value kept, even if it
+/// started first. Put a [`Bulkhead`](super::Bulkhead) or a limiter in
+/// front where a herd on one key would hurt the upstream.
 ///
 /// # Examples
 ///

@@ -244,7 +244,9 @@ where
     }
 
     /// [`until_n_ready`](Self::until_n_ready), giving up at once when the
-    /// wait would end after `deadline`.
+    /// wait would end after `deadline`: it never sleeps past the deadline
+    /// (a wait ending within 1 ms of it is given up: tokio rounds every
+    /// sleep up to its 1 ms tick), as [`Limiter`](super::Limiter)'s.
     ///
     /// # Errors
     ///
