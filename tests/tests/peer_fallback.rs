@@ -19,7 +19,7 @@ use common::{core_breaker, poll_once};
 use fusebox::bucket::{FullPolicy, Quota};
 use fusebox_std::events::{Component, Event};
 use fusebox_std::policy::{
-    Breaker, Fallback, KeyedLimiter, LimitError, Source, StaleCache, StaleCacheError,
+    Breaker, Fallback, KeyedLimiter, LimitError, Served, Source, StaleCache, StaleCacheError,
 };
 use fusebox_std::{CallError, Registry, TokioClock};
 use tokio::time::{advance, sleep, Instant};
@@ -32,6 +32,18 @@ const US: Duration = Duration::from_micros(1);
 
 /// `Fallback::new` is `const`: a fallback can be a `static`.
 static ZERO_ON_ANY_ERROR: Fallback<fn(&&str) -> Option<u32>> = Fallback::new(|_| Some(0));
+
+/// `cache.get_or_fetch(key, …)` of a call that succeeds with `value`.
+async fn fetched<K: std::hash::Hash + Eq + Clone, V: Clone, const N: usize>(
+    cache: &StaleCache<K, V, N>,
+    key: K,
+    value: V,
+) -> Served<V> {
+    cache
+        .get_or_fetch(key, || async { Ok::<_, ()>(value) })
+        .await
+        .unwrap()
+}
 
 #[tokio::test(start_paused = true)]
 async fn a_static_fallback_serves_every_caller() {
@@ -264,10 +276,7 @@ async fn cache_first_ends_exactly_at_fresh_for() {
     // moka: an entry is expired once now >= inserted + ttl.
     let cache: StaleCache<u8, u32, 4> =
         StaleCache::new(Duration::from_secs(1), Duration::from_secs(5)).unwrap();
-    let first = cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(1) })
-        .await
-        .unwrap();
+    let first = fetched(&cache, 1, 1).await;
     assert_eq!((first.source, first.age), (Source::Fetched, Duration::ZERO));
     advance(Duration::from_micros(999_999)).await;
     let calls = AtomicU32::new(0);
@@ -284,10 +293,7 @@ async fn cache_first_ends_exactly_at_fresh_for() {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 0, "no call while fresh");
     advance(US).await;
-    let refetched = cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(2) })
-        .await
-        .unwrap();
+    let refetched = fetched(&cache, 1, 2).await;
     assert_eq!(
         (refetched.value, refetched.source, refetched.age),
         (2, Source::Fetched, Duration::ZERO),
@@ -326,10 +332,7 @@ async fn staleness_ends_exactly_at_max_stale() {
 #[tokio::test(start_paused = true)]
 async fn a_one_microsecond_window_serves_stale_only_at_age_zero() {
     let cache: StaleCache<u8, u32, 4> = StaleCache::new(Duration::ZERO, US).unwrap();
-    cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(1) })
-        .await
-        .unwrap();
+    fetched(&cache, 1, 1).await;
     let stale = cache.get_or_fetch(1, || async { Err(()) }).await.unwrap();
     assert_eq!((stale.source, stale.age), (Source::Stale, Duration::ZERO));
     advance(US).await;
@@ -345,10 +348,7 @@ async fn a_failure_neither_refreshes_nor_evicts_the_stale_value() {
     // not make it younger; the bound counts from the last success.
     let cache: StaleCache<u8, u32, 4> =
         StaleCache::new(Duration::ZERO, Duration::from_secs(10)).unwrap();
-    cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(1) })
-        .await
-        .unwrap();
+    fetched(&cache, 1, 1).await;
     let inserts = cache.metrics().inserts;
     for age in [3, 6, 9] {
         sleep(Duration::from_secs(3)).await;
@@ -370,15 +370,9 @@ async fn a_failure_neither_refreshes_nor_evicts_the_stale_value() {
 async fn a_success_restarts_the_age() {
     let cache: StaleCache<u8, u32, 4> =
         StaleCache::new(Duration::ZERO, Duration::from_secs(5)).unwrap();
-    cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(1) })
-        .await
-        .unwrap();
+    fetched(&cache, 1, 1).await;
     sleep(Duration::from_secs(4)).await;
-    let again = cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(2) })
-        .await
-        .unwrap();
+    let again = fetched(&cache, 1, 2).await;
     assert_eq!(
         (again.value, again.source, again.age),
         (2, Source::Fetched, Duration::ZERO)
@@ -408,24 +402,12 @@ async fn keys_evicted_while_stale_are_not_served() {
     // evicted key's stale value is gone too.
     let cache: StaleCache<u8, u32, 2> =
         StaleCache::new(Duration::from_secs(10), Duration::from_secs(60)).unwrap();
-    cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(1) })
-        .await
-        .unwrap();
-    cache
-        .get_or_fetch(2, || async { Ok::<_, ()>(2) })
-        .await
-        .unwrap();
+    fetched(&cache, 1, 1).await;
+    fetched(&cache, 2, 2).await;
     // A fresh hit on 1 makes 2 the least recently used.
-    let hit = cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(9) })
-        .await
-        .unwrap();
+    let hit = fetched(&cache, 1, 9).await;
     assert_eq!(hit.source, Source::Cached);
-    cache
-        .get_or_fetch(3, || async { Ok::<_, ()>(3) })
-        .await
-        .unwrap();
+    fetched(&cache, 3, 3).await;
     sleep(Duration::from_secs(20)).await;
     assert_eq!(
         cache.get_or_fetch(2, || async { Err::<u32, _>(()) }).await,
@@ -442,16 +424,10 @@ async fn huge_windows_survive_a_century() {
     // Hostile: `Duration::MAX` windows (a TTL conversion that overflows or
     // truncates would drop the value or expire it at once).
     let cache: StaleCache<u8, u32, 4> = StaleCache::new(Duration::MAX, Duration::MAX).unwrap();
-    cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(1) })
-        .await
-        .unwrap();
+    fetched(&cache, 1, 1).await;
     let century = Duration::from_secs(100 * 365 * 86_400);
     advance(century).await;
-    let cached = cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(2) })
-        .await
-        .unwrap();
+    let cached = fetched(&cache, 1, 2).await;
     assert_eq!(
         (cached.value, cached.source, cached.age),
         (1, Source::Cached, century)
@@ -462,10 +438,7 @@ async fn huge_windows_survive_a_century() {
 #[tokio::test(start_paused = true)]
 async fn stale_only_with_a_huge_max_stale() {
     let cache: StaleCache<u8, u32, 4> = StaleCache::new(Duration::ZERO, Duration::MAX).unwrap();
-    cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(1) })
-        .await
-        .unwrap();
+    fetched(&cache, 1, 1).await;
     let decade = Duration::from_secs(10 * 365 * 86_400);
     advance(decade).await;
     let stale = cache.get_or_fetch(1, || async { Err(()) }).await.unwrap();
@@ -482,10 +455,7 @@ async fn a_clock_made_long_before_the_cache_still_ages_from_the_fetch() {
     advance(Duration::from_secs(5 * 365 * 86_400)).await;
     let cache: StaleCache<u8, u32, 4> =
         StaleCache::with_clock(Duration::from_secs(1), Duration::from_secs(5), clock).unwrap();
-    let first = cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(1) })
-        .await
-        .unwrap();
+    let first = fetched(&cache, 1, 1).await;
     assert_eq!((first.source, first.age), (Source::Fetched, Duration::ZERO));
     advance(Duration::from_secs(2)).await;
     let stale = cache.get_or_fetch(1, || async { Err(()) }).await.unwrap();
@@ -504,14 +474,8 @@ async fn a_value_fetched_at_clock_zero_is_cached() {
         TokioClock::new(),
     )
     .unwrap();
-    cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(1) })
-        .await
-        .unwrap();
-    let cached = cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(2) })
-        .await
-        .unwrap();
+    fetched(&cache, 1, 1).await;
+    let cached = fetched(&cache, 1, 2).await;
     assert_eq!(
         (cached.value, cached.source, cached.age),
         (1, Source::Cached, Duration::ZERO)
@@ -522,10 +486,7 @@ async fn a_value_fetched_at_clock_zero_is_cached() {
 async fn fresh_for_equal_to_max_stale_leaves_no_stale_window() {
     let cache: StaleCache<u8, u32, 4> =
         StaleCache::new(Duration::from_secs(5), Duration::from_secs(5)).unwrap();
-    cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(1) })
-        .await
-        .unwrap();
+    fetched(&cache, 1, 1).await;
     advance(Duration::from_micros(4_999_999)).await;
     let cached = cache.get_or_fetch(1, || async { Err(()) }).await.unwrap();
     assert_eq!(
@@ -545,20 +506,11 @@ async fn a_sub_microsecond_fresh_for_is_fresh_only_at_age_zero() {
     // younger than it, an age of one microsecond is not.
     let cache: StaleCache<u8, u32, 4> =
         StaleCache::new(Duration::from_nanos(500), Duration::from_secs(5)).unwrap();
-    cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(1) })
-        .await
-        .unwrap();
-    let cached = cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(2) })
-        .await
-        .unwrap();
+    fetched(&cache, 1, 1).await;
+    let cached = fetched(&cache, 1, 2).await;
     assert_eq!((cached.value, cached.source), (1, Source::Cached));
     advance(US).await;
-    let fetched = cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(2) })
-        .await
-        .unwrap();
+    let fetched = fetched(&cache, 1, 2).await;
     assert_eq!((fetched.value, fetched.source), (2, Source::Fetched));
 }
 
@@ -571,10 +523,7 @@ async fn a_refresh_dropped_midway_keeps_the_old_value_and_its_age() {
     // "Dropping the future drops the fetch; nothing is cached."
     let cache: StaleCache<u8, u32, 4> =
         StaleCache::new(Duration::ZERO, Duration::from_secs(10)).unwrap();
-    cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(1) })
-        .await
-        .unwrap();
+    fetched(&cache, 1, 1).await;
     sleep(Duration::from_secs(2)).await;
     let refresh = cache.get_or_fetch(1, || async {
         sleep(Duration::from_secs(5)).await;
@@ -610,10 +559,7 @@ async fn a_panicking_fetch_leaves_the_cache_usable() {
     // across an `.await`", so a fetch that panics poisons nothing.
     let cache: Arc<StaleCache<u8, u32, 4>> =
         Arc::new(StaleCache::new(Duration::ZERO, Duration::from_secs(10)).unwrap());
-    cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(1) })
-        .await
-        .unwrap();
+    fetched(&cache, 1, 1).await;
     let joined = tokio::spawn({
         let cache = Arc::clone(&cache);
         async move {
@@ -630,10 +576,7 @@ async fn a_panicking_fetch_leaves_the_cache_usable() {
     assert!(joined.unwrap_err().is_panic());
     let stale = cache.get_or_fetch(1, || async { Err(()) }).await.unwrap();
     assert_eq!((stale.value, stale.source), (1, Source::Stale));
-    let other = cache
-        .get_or_fetch(2, || async { Ok::<_, ()>(2) })
-        .await
-        .unwrap();
+    let other = fetched(&cache, 2, 2).await;
     assert_eq!(other.source, Source::Fetched);
 }
 
@@ -653,10 +596,7 @@ async fn a_panicking_fetch_closure_leaves_the_cache_usable() {
     })
     .await;
     assert!(joined.unwrap_err().is_panic());
-    let fetched = cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(1) })
-        .await
-        .unwrap();
+    let fetched = fetched(&cache, 1, 1).await;
     assert_eq!(fetched.source, Source::Fetched);
 }
 
@@ -667,10 +607,7 @@ async fn a_thundering_herd_on_a_stale_key_calls_once_per_caller() {
     // calls. 16 callers, 16 upstream calls, all answered.
     let cache: Arc<StaleCache<u8, u32, 4>> =
         Arc::new(StaleCache::new(Duration::from_secs(1), Duration::from_secs(60)).unwrap());
-    cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(0) })
-        .await
-        .unwrap();
+    fetched(&cache, 1, 0).await;
     sleep(Duration::from_secs(2)).await; // stale now
     let upstream = Arc::new(AtomicU32::new(0));
     let herd: Vec<_> = (0..16)
@@ -693,10 +630,7 @@ async fn a_thundering_herd_on_a_stale_key_calls_once_per_caller() {
     }
     assert_eq!(upstream.load(Ordering::SeqCst), 16);
     // Once one of them has landed, the next caller is served from the cache.
-    let after = cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(99) })
-        .await
-        .unwrap();
+    let after = fetched(&cache, 1, 99).await;
     assert_eq!(after.source, Source::Cached);
 }
 
@@ -704,10 +638,7 @@ async fn a_thundering_herd_on_a_stale_key_calls_once_per_caller() {
 async fn a_herd_against_a_failing_upstream_is_all_served_stale() {
     let cache: Arc<StaleCache<u8, u32, 4>> =
         Arc::new(StaleCache::new(Duration::ZERO, Duration::from_secs(60)).unwrap());
-    cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(7) })
-        .await
-        .unwrap();
+    fetched(&cache, 1, 7).await;
     sleep(Duration::from_secs(5)).await;
     let herd: Vec<_> = (0..16)
         .map(|_| {
@@ -753,10 +684,7 @@ async fn a_slow_fetch_landing_last_overwrites_a_newer_value() {
     });
     tokio::task::yield_now().await;
     sleep(Duration::from_secs(1)).await;
-    let fast = cache
-        .get_or_fetch(1, || async { Ok::<_, ()>(2) })
-        .await
-        .unwrap();
+    let fast = fetched(&cache, 1, 2).await;
     assert_eq!((fast.value, fast.source), (2, Source::Fetched));
     let slow = slow.await.unwrap().unwrap();
     assert_eq!(
