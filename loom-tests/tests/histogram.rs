@@ -58,6 +58,17 @@ const CARRY: u64 = 1 << 20;
 /// The first histogram holding that bucket (its top bucket).
 type Wide = Histogram<{ buckets_for(LOW) }>;
 
+/// A `Wide` histogram, built on a thread with a stack for its 2 561 loom
+/// atomics (a model thread's stack is too small for them).
+fn wide() -> Arc<Wide> {
+    thread::Builder::new()
+        .stack_size(16 << 20)
+        .spawn(|| Arc::new(Wide::new()))
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
 #[test]
 fn a_records_carrying_out_of_the_offset_field_vs_a_reader() {
     let (a, b, c) = (
@@ -68,13 +79,7 @@ fn a_records_carrying_out_of_the_offset_field_vs_a_reader() {
     let seen = StdArc::new(StdMutex::new(BTreeSet::new()));
     let seen_in_model = seen.clone();
     run(3, move || {
-        // Built on a thread with a stack for its 2 561 loom atomics.
-        let h = thread::Builder::new()
-            .stack_size(16 << 20)
-            .spawn(|| Arc::new(Wide::new()))
-            .unwrap()
-            .join()
-            .unwrap();
+        let h = wide();
         h.record(a); // offsets a: no carry yet
         let writers: Vec<_> = [b, c]
             .into_iter()
@@ -197,13 +202,7 @@ fn d_records_racing_into_a_full_bucket_keep_the_sum_exact() {
     // two such offsets carry out of a 20-bit field.
     let v = LOW + (1 << 19) - 1;
     run(3, move || {
-        // Built on a thread with a stack for its 2 561 loom atomics.
-        let h = thread::Builder::new()
-            .stack_size(16 << 20)
-            .spawn(|| Arc::new(Wide::new()))
-            .unwrap()
-            .join()
-            .unwrap();
+        let h = wide();
         h.record_n(v, BUCKET_CAPACITY);
         let other = {
             let h = h.clone();
@@ -225,12 +224,7 @@ fn d_records_racing_into_a_full_bucket_keep_the_sum_exact() {
 fn e_a_saturating_record_n_racing_a_wrapping_record_keeps_the_sum_exact() {
     let v = LOW + (1 << 19) - 1;
     run(2, move || {
-        let h = thread::Builder::new()
-            .stack_size(16 << 20)
-            .spawn(|| Arc::new(Wide::new()))
-            .unwrap()
-            .join()
-            .unwrap();
+        let h = wide();
         h.record_n(v, BUCKET_CAPACITY - 1);
         let other = {
             let h = h.clone();

@@ -25,14 +25,7 @@ async fn a_silent_cluster_node_connection_is_replaced_and_the_limiter_recovers()
     let proxy = SilencingProxy::start(cluster.nodes[0].port()).await;
     cluster.announce_client_port(0, proxy.port());
     let connect_timeout = Duration::from_millis(300);
-    let backend = RedisBackend::connect(
-        RedisConfig::cluster(cluster.urls())
-            .timeout(Duration::from_millis(50))
-            .connect_timeout(connect_timeout)
-            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200)),
-    )
-    .await
-    .unwrap();
+    let backend = common::redis_server::cluster_backend(&cluster, connect_timeout).await;
     let limiter = RedisLimiter::builder(
         "silenced",
         Rules::single("per_second", Quota::per_second(1_000_000).unwrap()).unwrap(),

@@ -196,14 +196,7 @@ async fn a_node_hung_for_good_does_not_churn_or_degrade_the_healthy_nodes() {
     let proxy = HangProxy::start(cluster.nodes[0].port()).await;
     cluster.announce_client_port(0, proxy.port);
     let connect_timeout = Duration::from_millis(300);
-    let backend = RedisBackend::connect(
-        RedisConfig::cluster(cluster.urls())
-            .timeout(Duration::from_millis(50))
-            .connect_timeout(connect_timeout)
-            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200)),
-    )
-    .await
-    .unwrap();
+    let backend = common::redis_server::cluster_backend(&cluster, connect_timeout).await;
     let healthy = keys_on(&cluster, 0, false, 6);
     let hung_keys = keys_on(&cluster, 0, true, 2);
     let before = tally(&backend, &healthy, Duration::from_millis(300)).await;
@@ -280,14 +273,7 @@ async fn a_slow_node_that_answers_within_the_connect_timeout_is_not_torn_down() 
     let cluster = RedisCluster::start(3);
     let proxy = HangProxy::start(cluster.nodes[0].port()).await;
     cluster.announce_client_port(0, proxy.port);
-    let backend = RedisBackend::connect(
-        RedisConfig::cluster(cluster.urls())
-            .timeout(Duration::from_millis(50))
-            .connect_timeout(Duration::from_millis(300))
-            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200)),
-    )
-    .await
-    .unwrap();
+    let backend = common::redis_server::cluster_backend(&cluster, Duration::from_millis(300)).await;
     proxy.slow_down(Duration::from_millis(200));
     let slow = keys_on(&cluster, 0, true, 4);
     let healthy = keys_on(&cluster, 0, false, 4);

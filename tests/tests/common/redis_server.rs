@@ -308,6 +308,22 @@ impl RedisCluster {
     }
 }
 
+/// A backend on `cluster` as the silence tests use it: a 50 ms command
+/// timeout, `connect_timeout`, and a 20–200 ms reconnection backoff.
+pub async fn cluster_backend(
+    cluster: &RedisCluster,
+    connect_timeout: Duration,
+) -> fusebox_std::backend::RedisBackend {
+    fusebox_std::backend::RedisBackend::connect(
+        fusebox_std::backend::RedisConfig::cluster(cluster.urls())
+            .timeout(Duration::from_millis(50))
+            .connect_timeout(connect_timeout)
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200)),
+    )
+    .await
+    .unwrap()
+}
+
 /// `redis-cli -p port args…`'s standard output (plain TCP).
 pub fn cli(port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
