@@ -208,9 +208,12 @@ impl TokenBucket {
 
     /// Refills the bucket completely: full for any `now` within years of
     /// its last admission, either way (on Cortex-M within about half the
-    /// arrival-time word's range: 17.9 min at one token per whole µs,
-    /// 0.5 s at the largest 32-bit scale); a bucket never used stays full
-    /// at any time.
+    /// arrival-time word's range less the burst span: `2³⁰ / scale` µs
+    /// less `burst × period / tokens` and 0.52 s, the scale being `tokens
+    /// / gcd(tokens, period in µs)`: 17.9 min at scale 1 with a short
+    /// burst, 0.5 s at the largest 32-bit scale, 1 023);
+    /// a bucket never used stays full at any time. For a refill dated by
+    /// your clock, [`restore`](Self::restore) a zero `until_full` at `now`.
     ///
     /// A change of state like [`set_quota`](Self::set_quota): it takes the
     /// critical section (the target's `critical-section` implementation;

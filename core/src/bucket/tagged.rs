@@ -274,16 +274,26 @@ impl Tagged {
     }
 
     /// Refills the bucket: its arrival time moves back from its last
-    /// admission's earliest instant (`capacity` before it) by half the
-    /// range that reads as full, so that it reads full for any `now`
-    /// within that half of the last admission, either way (years on 64
-    /// bits; ±17.9 min at scale 1 on 32, ±0.5 s at scale 1 023). Still a
-    /// time: the next decision moves the word forward (by about half its
-    /// range), like any other. A bucket never used stays `FRESH`. Callers
+    /// admission's earliest instant (`capacity` before it) by half of
+    /// what reads as full from every instant of that admission's possible
+    /// span (the word less the horizon and the capacity), so that it
+    /// reads full for any `now` within that half of the last admission,
+    /// either way: years on 64 bits; on 32, `2³⁰ − capacity − tolerance/2`
+    /// scaled units (±17.9 min at scale 1 with a short burst span, ±0.5 s
+    /// at scale 1 023). Still a time: the next decision moves the word
+    /// forward, like any other. A bucket never used stays `FRESH`. Callers
     /// serialise changes.
+    ///
+    /// (Leaving the capacity out of the half, as this did, put a bucket
+    /// whose burst span is over a third of the 32-bit word, such as 28 at
+    /// 22 a minute, back *inside* the horizon: reset at the instant of an
+    /// admission, it read 5 tokens of 28.)
     pub(super) fn reset(&self) {
         self.republish(None, true, |rule, word, _| {
-            let back = (Tat::MAX - horizon(rule.capacity, rule.scale)) / 4 * 2; // even
+            let full = Tat::MAX
+                .saturating_sub(horizon(rule.capacity, rule.scale))
+                .saturating_sub(rule.capacity);
+            let back = full / 4 * 2; // even
             let reset = self.reset[slot(word)].load(Ordering::Relaxed);
             (word != FRESH as Tat && word != reset).then(|| {
                 word.wrapping_sub(rule.offset)

@@ -419,6 +419,27 @@ fn reset_refills_around_the_last_admission() {
     assert_eq!(fresh.available(Instant::MAX), 3);
 }
 
+/// A burst span over a third of the 32-bit word (28 at 22 a minute:
+/// 840 000 000 of the 2³⁰ scaled units a Cortex-M quota may span): `reset`
+/// refills it at the admission's instant and as far either way as its
+/// docs say (`2³⁰ − capacity − tolerance/2` scaled units there, 6.5 s at
+/// scale 11; years on 64 bits). It read 5 tokens of 28 at that instant on
+/// 32 bits.
+#[test]
+fn reset_refills_a_long_burst_span() {
+    let b = bucket(22, Duration::from_secs(60), 28);
+    b.try_acquire(T0).unwrap();
+    b.reset();
+    assert_eq!(b.available(T0), 28);
+    let range = Duration::from_micros(((1 << 30) - 840_000_000 - 11 * (1 << 19)) / 11);
+    assert_eq!(b.available(T0 + range), 28);
+    assert_eq!(b.available(T0 - range), 28);
+    b.try_acquire_n(28, T0).unwrap();
+    b.reset();
+    assert_eq!(b.available(T0 + range), 28);
+    assert_eq!(b.available(T0 - range), 28);
+}
+
 #[test]
 fn resetting_again_changes_nothing() {
     let b = bucket(1, Duration::from_secs(10), 3);
