@@ -20,6 +20,18 @@
 //! µs, which is a large share of a very short interval (at `u32::MAX`
 //! tokens a second, 4.6 % fewer tokens), and negligible above a few µs.
 //!
+//! On 32 bits the backward tolerance is ~1.05 s of scaled units, so it
+//! grows with the scale, and an exact scale can leave no room for the
+//! burst: 541 a second with a burst of 541 is scale 541, a capacity of
+//! 541 000 000 units and a tolerance of 567 279 616, over 2³⁰ together.
+//! `Quota` then takes the largest power-of-two scale that fits, `T`
+//! rounded up likewise: each token's interval grows by less than
+//! `1/scale` µs (there, scale 512: 1 848.4297 µs for 1 848.4288). It
+//! refuses (`TooLong`) a quota whose coarser `T` would be under 64 units,
+//! rounded by more than 1/64: a burst so large at a rate so fast that no
+//! scale leaves it both room and resolution (a billion a second with a
+//! burst of a billion).
+//!
 //! # Wrapped state
 //!
 //! `tat` is stored modulo 2^BITS (64 where the target has 64-bit atomics,
@@ -42,8 +54,9 @@
 //! written under, so its ranges are those of a word one bit narrower —
 //! on 64 bits a horizon of 2^62 scaled units (≥ 2.2 years both ways) and
 //! `capacity < 2^61`; on 32 bits `capacity + ~1.05 s` below 2^30 scaled
-//! units (so scales below 1 024), with the wrap at 2^31. [`Quota`] refuses
-//! what does not fit ([`QuotaError::TooLong`]).
+//! units (a coarser scale where the exact one leaves no room, as above),
+//! with the wrap at 2^31. [`Quota`] refuses what does not fit
+//! ([`QuotaError::TooLong`]).
 //!
 //! [`Quota`]: super::Quota
 //! [`QuotaError::TooLong`]: super::QuotaError::TooLong
@@ -113,23 +126,38 @@ const fn gcd(mut a: u64, mut b: u64) -> u64 {
 impl Params {
     /// Parameters for `tokens` per `period_micros`, `burst`, in a word of
     /// `bits` (32 or 64). All inputs are non-zero (checked by `Quota`).
+    /// (The 48-bit keyed slot's and the tests' constructor: `Quota` itself
+    /// goes through [`with_max_scale`](Self::with_max_scale).)
+    #[cfg(any(fusebox_wide_words, test))]
     pub(crate) const fn new(
         tokens: u32,
         period_micros: u64,
         burst: u32,
         bits: u32,
     ) -> Result<Self, Unrepresentable> {
+        Self::with_max_scale(tokens, period_micros, burst, bits, MAX_SCALE)
+    }
+
+    /// As [`new`](Self::new), with scales above `max_scale` (at most
+    /// [`MAX_SCALE`], at least 1) clamped to it and `T` rounded up.
+    pub(crate) const fn with_max_scale(
+        tokens: u32,
+        period_micros: u64,
+        burst: u32,
+        bits: u32,
+        max_scale: u64,
+    ) -> Result<Self, Unrepresentable> {
         let tokens = tokens as u64;
         let g = gcd(tokens, period_micros);
-        let (scale, interval) = if tokens / g <= MAX_SCALE {
+        let (scale, interval) = if tokens / g <= max_scale {
             (tokens / g, period_micros / g)
         } else {
-            // T = period · MAX_SCALE / tokens, rounded up (admits less).
-            let t = (period_micros as u128 * MAX_SCALE as u128).div_ceil(tokens as u128);
+            // T = period · max_scale / tokens, rounded up (admits less).
+            let t = (period_micros as u128 * max_scale as u128).div_ceil(tokens as u128);
             if t > u64::MAX as u128 {
                 return Err(Unrepresentable::TooLong);
             }
-            (MAX_SCALE, t as u64)
+            (max_scale, t as u64)
         };
         let Some(capacity) = interval.checked_mul(burst as u64) else {
             return Err(Unrepresentable::TooLong);

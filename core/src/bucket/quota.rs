@@ -2,10 +2,15 @@
 
 use core::fmt;
 
-use super::gcra::Params;
+use super::gcra::{Params, MAX_SCALE};
 use super::tagged;
 use crate::sync::TAT_BITS;
 use crate::Duration;
+
+/// The shortest emission interval, in scaled units, of a quota given a
+/// coarser scale on 32 bits: its rounding up is then under 1/64 of the
+/// interval (1.6 % fewer tokens at worst).
+const MIN_COARSE_INTERVAL: u64 = 64;
 
 /// How many tokens a bucket refills per period, and how many it holds.
 ///
@@ -134,15 +139,28 @@ impl Quota {
         if burst == 0 {
             return Err(QuotaError::ZeroBurst);
         }
-        match Params::new(tokens, period.as_micros(), burst, TAT_BITS) {
-            Ok(params) if !tagged::fits(params.scale, params.capacity) => Err(QuotaError::TooLong),
-            Ok(params) => Ok(Self {
-                tokens,
-                period,
-                burst,
-                params,
-            }),
-            Err(_) => Err(QuotaError::TooLong),
+        // On 32 bits an exact scale may leave no room for the backward
+        // tolerance, which grows with it: coarser power-of-two scales are
+        // tried, `T` rounded up (admits less; see `gcra`), as long as the
+        // rounding stays under 1/64 of the interval. 64 bits never needs
+        // that: its tolerance is half the word whatever the scale.
+        let mut max_scale = MAX_SCALE;
+        loop {
+            match Params::with_max_scale(tokens, period.as_micros(), burst, TAT_BITS, max_scale) {
+                Ok(params)
+                    if tagged::fits(params.scale, params.capacity)
+                        && (max_scale == MAX_SCALE || params.interval >= MIN_COARSE_INTERVAL) =>
+                {
+                    return Ok(Self {
+                        tokens,
+                        period,
+                        burst,
+                        params,
+                    })
+                }
+                _ if TAT_BITS == 32 && max_scale > 1 => max_scale /= 2,
+                _ => return Err(QuotaError::TooLong),
+            }
         }
     }
 

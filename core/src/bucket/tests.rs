@@ -440,6 +440,48 @@ fn reset_refills_a_long_burst_span() {
     assert_eq!(b.available(T0 - range), 28);
 }
 
+/// Rates whose exact scale leaves a 32-bit word no room for their burst
+/// beside the ~1.05 s tolerance (541 a second is scale 541) take a coarser
+/// scale there (the `gcra` docs), where they were refused: over 10 s of
+/// greedy calls, at most their rate, and less by under 1/scale µs a
+/// token. 64 bits keeps them exact.
+#[test]
+fn awkward_rates_fit_every_word() {
+    for tokens in [541, 999, 1_031, 65_521] {
+        let quota = Quota::per_second(tokens).unwrap();
+        let b = TokenBucket::new(quota);
+        let keyed = KeyedLimiter::<u32, 4>::new(quota, FullPolicy::Reject).unwrap();
+        let mut now = T0;
+        b.try_acquire_n(tokens, now).unwrap();
+        keyed.try_acquire_n(&7, tokens, now).unwrap();
+        let (mut admitted, mut admitted_keyed) = (0u32, 0u32);
+        for _ in 0..100_000 {
+            now += Duration::from_micros(100);
+            while b.try_acquire(now).is_ok() {
+                admitted += 1;
+            }
+            while keyed.try_acquire(&7, now).is_ok() {
+                admitted_keyed += 1;
+            }
+        }
+        for got in [admitted, admitted_keyed] {
+            if crate::sync::TAT_BITS == 64 {
+                assert_eq!(got, 10 * tokens);
+            } else {
+                assert!(got <= 10 * tokens, "{tokens}/s: {got} in 10 s");
+                assert!(
+                    got >= 10 * tokens - 10 * tokens / 1_000,
+                    "{tokens}/s: {got} in 10 s"
+                );
+            }
+        }
+    }
+    // No scale gives a billion a second a burst of a billion both room
+    // and resolution on 32 bits.
+    let huge = Quota::per_second(1_000_000_000);
+    assert_eq!(huge.is_err(), crate::sync::TAT_BITS == 32);
+}
+
 #[test]
 fn resetting_again_changes_nothing() {
     let b = bucket(1, Duration::from_secs(10), 3);
