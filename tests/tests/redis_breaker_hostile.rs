@@ -1,0 +1,93 @@
+//! The fleet breaker (`FleetBreaker`) used carelessly, against a real
+//! redis-server: local operations on its core that must not leak to the
+//! fleet as decisions nobody made.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fleet::{backend, raw, until_state};
+use common::redis_server::RedisServer;
+use fusebox::breaker::{CircuitBreaker, Config, State};
+use fusebox::Clock;
+use fusebox_std::backend::FleetBreaker;
+
+const SYNC: Duration = Duration::from_millis(50);
+
+/// Two failures trip it; open 300 ms.
+fn core() -> Arc<CircuitBreaker> {
+    Arc::new(CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(2)
+            .open_for(Duration::from_millis(300).into())
+            .build()
+            .unwrap(),
+    ))
+}
+
+async fn instance(url: &str, name: &str) -> FleetBreaker {
+    FleetBreaker::builder(name, core(), backend(url).await)
+        .sync_interval(SYNC)
+        .build()
+        .await
+        .expect("fleet breaker")
+}
+
+async fn trip(b: &FleetBreaker) {
+    for _ in 0..2 {
+        let _ = b.call(async { Err::<(), _>("down") }).await;
+    }
+    assert_eq!(b.state(), State::Open);
+}
+
+async fn stored(url: &str, key: &str) -> String {
+    let mut conn = raw(url).await;
+    redis::cmd("GET")
+        .arg(key)
+        .query_async::<Option<String>>(&mut conn)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// Resetting the local core (an operator clearing one instance's
+/// counters, documented by the core as "closed, zero counters") is no
+/// trip: the fleet stays closed. Before, the trip counter going back to
+/// zero read as "a local trip not yet published", and the next
+/// reconciliation opened the breaker on every instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_local_reset_never_opens_the_fleet() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = instance(&url, "ledger").await;
+    let b = instance(&url, "ledger").await;
+    // A tripped once, long ago; the fleet was closed again since.
+    trip(&a).await;
+    until_state(&b, State::Open, Duration::from_secs(2)).await;
+    b.force_close().await.unwrap();
+    until_state(&a, State::Closed, Duration::from_secs(2)).await;
+    a.sync().await.unwrap();
+    let closed = stored(&url, a.decision_key()).await;
+    assert!(closed.contains(":c:"), "{closed}");
+
+    // An operator resets A's local breaker.
+    let now = a.policy().clock().now();
+    assert!(a.core().reset(now).is_none(), "already closed");
+    for _ in 0..5 {
+        a.sync().await.unwrap();
+        b.sync().await.unwrap();
+    }
+    tokio::time::sleep(SYNC * 4).await;
+    assert_eq!(
+        stored(&url, a.decision_key()).await,
+        closed,
+        "the shared decision is unchanged"
+    );
+    assert_eq!((a.state(), b.state()), (State::Closed, State::Closed));
+    assert_eq!(a.metrics().trips, 0);
+
+    // A real trip after the reset is still published.
+    trip(&a).await;
+    until_state(&b, State::Open, Duration::from_secs(2)).await;
+}
