@@ -161,7 +161,7 @@ impl Inner {
     /// been published (so a success may count toward closing the fleet).
     fn holds_no_unpublished_trip(&self) -> bool {
         let trips = self.policy.core().metrics().trips;
-        trips == self.trips_published.load(Ordering::Acquire)
+        !unpublished(trips, self.trips_published.load(Ordering::Acquire))
             && !matches!(self.policy.state(), State::Open | State::ForcedOpen)
     }
 
@@ -172,6 +172,19 @@ impl Inner {
         u64::try_from(self.trial_ttl.as_millis())
             .unwrap_or(u64::MAX)
             .clamp(1, MAX_MS)
+    }
+}
+
+/// Whether the core's trip counter, now `trips`, counts a trip not yet
+/// published, the counter having read `published` when the last trip was.
+/// A counter that went back was zeroed by the core's
+/// [`reset`](CircuitBreaker::reset) (which is no trip): only the trips
+/// counted since then are unpublished.
+fn unpublished(trips: u64, published: u64) -> bool {
+    if trips < published {
+        trips > 0
+    } else {
+        trips != published
     }
 }
 
@@ -265,7 +278,9 @@ impl FleetBreaker {
             .map(|d| d.state)
     }
 
-    /// The local core breaker.
+    /// The local core breaker. Its [`reset`](CircuitBreaker::reset) is
+    /// local (this instance's state and counters; no trip is published);
+    /// trips counted after it are published as any other.
     pub fn core(&self) -> &Arc<CircuitBreaker> {
         self.inner.policy.core()
     }

@@ -85,7 +85,7 @@ impl Inner {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let local_closed = self.policy.state() == State::Closed;
-        let op = if trips != seen {
+        let op = if super::unpublished(trips, seen) {
             Op::Trip(
                 self.quorum
                     .as_ref()
@@ -110,8 +110,13 @@ impl Inner {
         let reply = self.invoke(op).await?;
         match op {
             Op::Trip(_) => self.trips_published.store(trips, Ordering::Release),
-            Op::Close(version, _) => self.close_reported.store(version, Ordering::Release),
+            // The counter went back (a reset) with no trip since: the
+            // count to compare with from now on.
+            _ if trips < seen => self.trips_published.store(trips, Ordering::Release),
             _ => {}
+        }
+        if let Op::Close(version, _) = op {
+            self.close_reported.store(version, Ordering::Release);
         }
         self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(reply)
@@ -139,7 +144,7 @@ impl Inner {
         let core = self.policy.core();
         // A local trip made while the script ran must not be undone by a
         // decision that predates it: publish it first (next sync, at once).
-        if core.metrics().trips != trips_before
+        if super::unpublished(core.metrics().trips, trips_before)
             && matches!(d.state, State::Closed | State::HalfOpen)
         {
             self.notify.notify_one();
