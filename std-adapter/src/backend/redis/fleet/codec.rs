@@ -160,6 +160,56 @@ mod tests {
         }
     }
 
+    /// A histogram with `count` values in every bucket (the clamped top
+    /// one included), built through the core's own merge.
+    fn full(count: u64) -> Box<LatencyHistogram> {
+        let shape = LatencyHistogram::new_boxed();
+        let mut value = 0u64;
+        loop {
+            shape.record(value);
+            let high = shape.buckets().last().map_or(u64::MAX, |b| b.high);
+            if high == u64::MAX {
+                break;
+            }
+            value = high + 1;
+        }
+        let buckets: Vec<Bucket> = shape.buckets().map(|b| Bucket { count, ..b }).collect();
+        let totals = Totals {
+            sum: u64::MAX,
+            min: 0,
+            max: value,
+        };
+        let h = LatencyHistogram::new_boxed();
+        h.merge_buckets_with_totals(buckets, totals).unwrap();
+        h
+    }
+
+    /// Whatever an instance's histogram holds, however long it ran, its
+    /// own value decodes: the core keeps up to `BUCKET_CAPACITY` values
+    /// per bucket. Before, a total above 2⁴⁰ (a year at 35 000 sampled
+    /// calls a second) was refused as an absurd count, so a busy,
+    /// long-running instance dropped out of the fleet figures and was
+    /// counted corrupt on every round.
+    #[test]
+    fn a_long_running_instance_is_never_refused() {
+        use fusebox::histogram::BUCKET_CAPACITY;
+        for count in [1, (1 << 40) + 1, BUCKET_CAPACITY] {
+            let h = full(count);
+            let text = encode(&h, 42).unwrap();
+            assert!(text.len() <= MAX_VALUE_LEN, "{}", text.len());
+            let entry = decode(text.as_bytes()).expect("its own value decodes");
+            assert_eq!(entry.count(), h.count());
+            let back = LatencyHistogram::new_boxed();
+            back.merge_buckets_with_totals(entry.buckets, entry.totals)
+                .unwrap();
+            assert_eq!(back.count(), h.count());
+            assert_eq!(back.percentile(99.0), h.percentile(99.0));
+        }
+        // A count no histogram holds is still refused.
+        let over = format!("v1;1;1;1;1;1:1:{}", BUCKET_CAPACITY + 1);
+        assert_eq!(decode(over.as_bytes()), Err(Corrupt::AbsurdCount));
+    }
+
     #[test]
     fn refuses_garbage() {
         let cases: [(&[u8], Corrupt); 9] = [
