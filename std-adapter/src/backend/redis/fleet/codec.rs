@@ -17,7 +17,7 @@
 
 use std::fmt::Write as _;
 
-use fusebox::histogram::{Bucket, Totals, MAX_BUCKETS};
+use fusebox::histogram::{Bucket, Totals, BUCKET_CAPACITY, MAX_BUCKETS};
 
 use crate::tracker::LatencyHistogram;
 
@@ -26,11 +26,13 @@ pub(super) const VERSION: &str = "v1";
 /// The longest value accepted, in bytes: every bucket of the latency
 /// histogram at full width (2 534 × ~ 40 bytes) fits.
 pub(super) const MAX_VALUE_LEN: usize = 128 * 1024;
-/// The largest count accepted in one bucket, and for a whole value: far
-/// more samples than an instance's histogram holds in practice, small
-/// enough that a sum over [`super::MAX_INSTANCES`] instances cannot
-/// overflow.
-pub(super) const MAX_COUNT: u64 = 1 << 40;
+/// The largest count accepted in one bucket: the most a bucket of the
+/// core's histogram holds, so an instance's own value is never refused
+/// however long it ran. (A whole value then holds at most
+/// `(MAX_BUCKETS + 1) · BUCKET_CAPACITY` < 2⁵⁶ samples; merged, the
+/// core's buckets saturate at that capacity, so no sum over
+/// [`super::MAX_INSTANCES`] instances overflows.)
+pub(super) const MAX_COUNT: u64 = BUCKET_CAPACITY;
 
 /// Why a value was refused (for the log line; never the value itself).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +91,7 @@ pub(super) fn encode(histogram: &LatencyHistogram, now_ms: u64) -> Option<String
 }
 
 /// Decodes `raw`, bounded: at most [`MAX_VALUE_LEN`] bytes, at most
-/// [`MAX_BUCKETS`] + 1 buckets, counts from 1 to [`MAX_COUNT`] in all.
+/// [`MAX_BUCKETS`] + 1 buckets, each counting 1 to [`MAX_COUNT`] values.
 /// Bucket bounds and order are checked by the core when merging.
 pub(super) fn decode(raw: &[u8]) -> Result<Entry, Corrupt> {
     if raw.len() > MAX_VALUE_LEN {
@@ -105,7 +107,6 @@ pub(super) fn decode(raw: &[u8]) -> Result<Entry, Corrupt> {
     let (sum, min, max) = (number()?, number()?, number()?);
     let list = parts.next().ok_or(Corrupt::Malformed)?;
     let mut buckets = Vec::new();
-    let mut total = 0u64;
     for item in list.split(',') {
         if buckets.len() > MAX_BUCKETS {
             return Err(Corrupt::TooManyBuckets);
@@ -116,8 +117,7 @@ pub(super) fn decode(raw: &[u8]) -> Result<Entry, Corrupt> {
         if f.next().is_some() {
             return Err(Corrupt::Malformed);
         }
-        total = total.saturating_add(count);
-        if count == 0 || total > MAX_COUNT {
+        if count == 0 || count > MAX_COUNT {
             return Err(Corrupt::AbsurdCount);
         }
         buckets.push(Bucket { low, high, count });
@@ -192,7 +192,6 @@ mod tests {
     /// counted corrupt on every round.
     #[test]
     fn a_long_running_instance_is_never_refused() {
-        use fusebox::histogram::BUCKET_CAPACITY;
         for count in [1, (1 << 40) + 1, BUCKET_CAPACITY] {
             let h = full(count);
             let text = encode(&h, 42).unwrap();
