@@ -91,3 +91,45 @@ async fn redis_breaker_a_local_reset_never_opens_the_fleet() {
     trip(&a).await;
     until_state(&b, State::Open, Duration::from_secs(2)).await;
 }
+
+/// Closing the local core by hand (its `reset` or `force_close`) while the
+/// fleet waits for a trial is no trial's success: the fleet stays open
+/// until a trial closes it. Before, the next reconciliation reported the
+/// local close as a trial decided locally, and the script closed the
+/// fleet's expired open decision for every instance, no call having
+/// succeeded anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_local_reset_or_force_close_never_closes_the_fleet() {
+    let server = RedisServer::start();
+    let url = server.url();
+    for (round, name) in ["invoices", "receipts"].into_iter().enumerate() {
+        let a = instance(&url, name).await;
+        let b = instance(&url, name).await;
+        trip(&a).await;
+        until_state(&b, State::Open, Duration::from_secs(2)).await;
+        // The fleet's open time runs out: both wait for a trial.
+        until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+        until_state(&b, State::HalfOpen, Duration::from_secs(2)).await;
+        let open = stored(&url, a.decision_key()).await;
+        assert!(open.contains(":o:"), "{open}");
+        let now = a.policy().clock().now();
+        if round == 0 {
+            a.core().reset(now).expect("half-open -> closed");
+        } else {
+            a.core().force_close(now).expect("half-open -> closed");
+        }
+        for _ in 0..5 {
+            a.sync().await.unwrap();
+            b.sync().await.unwrap();
+        }
+        tokio::time::sleep(SYNC * 4).await;
+        let after = stored(&url, a.decision_key()).await;
+        assert!(after.contains(":o:"), "{name}: no trial closed it: {after}");
+        assert_eq!(b.state(), State::HalfOpen, "{name}");
+        // A trial on B still decides for everyone.
+        b.call(async { Ok::<_, ()>(()) }).await.expect("B's trial");
+        until_state(&b, State::Closed, Duration::from_secs(2)).await;
+        let closed = stored(&url, a.decision_key()).await;
+        assert!(closed.contains(":c:"), "{name}: {closed}");
+    }
+}
