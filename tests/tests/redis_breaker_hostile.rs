@@ -133,3 +133,27 @@ async fn redis_breaker_a_local_reset_or_force_close_never_closes_the_fleet() {
         assert!(closed.contains(":c:"), "{name}: {closed}");
     }
 }
+
+/// The other side of the test above: a trial decided locally while Redis
+/// was out still closes the fleet once Redis is back (the local close
+/// was a trial's, counted by the observer hook).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_trial_decided_while_degraded_still_closes_the_fleet() {
+    let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let url = server.url();
+    let a = instance(&url, "refunds").await;
+    let b = instance(&url, "refunds").await;
+    trip(&a).await;
+    until_state(&b, State::Open, Duration::from_secs(2)).await;
+    server.kill();
+    until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+    a.call(async { Ok::<_, ()>(()) })
+        .await
+        .expect("a local trial while degraded");
+    assert!(a.is_degraded());
+    assert_eq!(a.state(), State::Closed);
+    server.restart();
+    until_state(&b, State::Closed, Duration::from_secs(5)).await;
+    let closed = stored(&url, a.decision_key()).await;
+    assert!(closed.contains(":c:"), "{closed}");
+}

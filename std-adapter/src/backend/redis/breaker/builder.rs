@@ -1,11 +1,11 @@
 //! [`FleetBreakerBuilder`]: options, loading the stored decision, and the
 //! observer hook that wakes the background task on local transitions.
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fusebox::breaker::Transition;
+use fusebox::breaker::{State, Transition};
 use fusebox::{CircuitBreaker, Instant};
 use tokio::sync::Notify;
 
@@ -183,8 +183,10 @@ impl FleetBreakerBuilder {
             ));
         }
         let notify = Arc::new(Notify::new());
+        let trial_closes = Arc::new(AtomicU64::new(0));
         let hook = Hook {
             notify: Arc::clone(&notify),
+            trial_closes: Arc::clone(&trial_closes),
             user: self.observer,
         };
         let mut policy = Breaker::builder(Arc::clone(&self.name), Arc::clone(&self.core))
@@ -225,6 +227,8 @@ impl FleetBreakerBuilder {
             last: Mutex::new(None),
             trips_published: AtomicU64::new(self.core.metrics().trips),
             close_reported: AtomicU64::new(u64::MAX),
+            trial_closes,
+            trial_closes_reported: AtomicU64::new(0),
             local_only: AtomicBool::new(false),
             degraded: AtomicBool::new(false),
             corrupt_logged: AtomicBool::new(false),
@@ -311,14 +315,19 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Wakes the background task on every local transition.
+/// Wakes the background task on every local transition, and counts the
+/// closes made by the local breaker's own trials.
 struct Hook {
     notify: Arc<Notify>,
+    trial_closes: Arc<AtomicU64>,
     user: Option<Arc<dyn BreakerObserver>>,
 }
 
 impl BreakerObserver for Hook {
     fn transition(&self, name: &str, t: Transition) {
+        if (t.from, t.to) == (State::HalfOpen, State::Closed) {
+            self.trial_closes.fetch_add(1, Ordering::AcqRel);
+        }
         self.notify.notify_one();
         match &self.user {
             Some(user) => user.transition(name, t),

@@ -131,6 +131,14 @@ pub(super) struct Inner {
     trips_published: AtomicU64,
     /// The decision version a local close was last reported for.
     close_reported: AtomicU64,
+    /// Closes of the local breaker by its own trials (half-open to closed
+    /// through the policy), counted by the observer hook: only these are
+    /// reported to the fleet as a trial's success, never a `reset` or
+    /// `force_close` of the core.
+    trial_closes: Arc<AtomicU64>,
+    /// `trial_closes` as last reported or found to have nothing to
+    /// report (written under `sync_lock`).
+    trial_closes_reported: AtomicU64,
     /// The local breaker is open by a trip the fleet did not take up.
     local_only: AtomicBool,
     degraded: AtomicBool,

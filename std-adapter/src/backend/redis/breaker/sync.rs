@@ -85,6 +85,8 @@ impl Inner {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let local_closed = self.policy.state() == State::Closed;
+        let closes = self.trial_closes.load(Ordering::Acquire);
+        let trial_closed = closes != self.trial_closes_reported.load(Ordering::Acquire);
         let op = if super::unpublished(trips, seen) {
             Op::Trip(
                 self.quorum
@@ -94,11 +96,13 @@ impl Inner {
         } else if let (true, Some(d)) = (local_closed, fleet) {
             if matches!(d.state, State::Open | State::HalfOpen)
                 && self.close_reported.load(Ordering::Acquire) != d.version
+                && trial_closed
             {
                 // Closed here by trials decided locally (while degraded):
                 // counted as one trial success, once per decision version
                 // (the script accepts it only for a half-open or expired
-                // open decision of that version).
+                // open decision of that version). Closed by hand (the
+                // core's `reset` or `force_close`): not reported.
                 let needed = self.policy.core().config().close_after();
                 Op::Close(d.version, needed)
             } else {
@@ -107,6 +111,11 @@ impl Inner {
         } else {
             Op::Sync
         };
+        if matches!(op, Op::Sync) {
+            // A trial's close with nothing left to report (the breaker
+            // left closed, or the fleet's decision is closed).
+            self.trial_closes_reported.store(closes, Ordering::Release);
+        }
         let reply = self.invoke(op).await?;
         match op {
             Op::Trip(_) => self.trips_published.store(trips, Ordering::Release),
@@ -117,6 +126,7 @@ impl Inner {
         }
         if let Op::Close(version, _) = op {
             self.close_reported.store(version, Ordering::Release);
+            self.trial_closes_reported.store(closes, Ordering::Release);
         }
         self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(reply)
