@@ -159,9 +159,12 @@ impl RedisServer {
         );
     }
 
-    /// Any reply to `PING` (`+PONG`, or `-NOAUTH` with a password set);
-    /// for a TLS server, an accepted connection (a plain `PING` gets no
-    /// reply there, and the server listens only once it is set up).
+    /// Any reply to `PING` (`+PONG`, or `-NOAUTH` with a password set)
+    /// but `-LOADING` (a restarted server still reading its AOF or RDB
+    /// refuses every command with it: `BusyLoading` in the test right
+    /// after); for a TLS server, an accepted connection (a plain `PING`
+    /// gets no reply there, and the server listens only once it is set
+    /// up).
     fn answers_ping(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
@@ -170,8 +173,11 @@ impl RedisServer {
             return true;
         }
         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-        let mut reply = [0u8; 1];
-        stream.write_all(b"PING\r\n").is_ok() && stream.read(&mut reply).is_ok_and(|n| n == 1)
+        let mut reply = [0u8; 8];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream
+                .read(&mut reply)
+                .is_ok_and(|n| n >= 2 && !reply[..n].starts_with(b"-L"))
     }
 }
 
