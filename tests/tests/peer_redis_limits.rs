@@ -840,3 +840,167 @@ async fn a_stalled_redis_gives_each_instance_its_share_and_keeps_its_state() {
     );
     assert!(4 + local + after <= 10 + 2 * 5);
 }
+
+/// An exact token bucket in units of 1/period of a token: the model of
+/// one (key, rule name, quota) as if it were alone, full at its first use.
+struct Alone {
+    level: u128,
+    cap: u128,
+    per_us: u128,
+    unit: u128,
+    at: u128,
+}
+
+impl Alone {
+    fn new(q: Quota, at: u64) -> Self {
+        let unit = u128::from(q.period().as_micros());
+        Self {
+            level: u128::from(q.burst()) * unit,
+            cap: u128::from(q.burst()) * unit,
+            per_us: u128::from(q.tokens()),
+            unit,
+            at: u128::from(at),
+        }
+    }
+
+    /// Pays `n` tokens at `now` if it has them.
+    fn pay(&mut self, n: u32, now: u64) -> bool {
+        let now = u128::from(now);
+        self.level = (self.level + (now - self.at) * self.per_us).min(self.cap);
+        self.at = now;
+        let need = u128::from(n) * self.unit;
+        let paid = self.level >= need;
+        if paid {
+            self.level -= need;
+        }
+        paid
+    }
+}
+
+/// The documented rule of quota changes on Redis ("while several quotas
+/// are live on one name, each admits no more than it would alone"), the
+/// scenario of redis_rate and redis-cell users changing a limit at run
+/// time, on random histories: a few rule names on a key, each call
+/// picking a quota for each name (raised, lowered, alternating, several
+/// at once), at random instants. Every admission is paid for by every
+/// (name, quota)'s own bucket, full at its first use.
+#[test]
+fn changed_and_alternating_quotas_on_redis_never_admit_more_than_each_alone() {
+    use std::collections::HashMap;
+    let server = RedisServer::start();
+    let redis = OnRedis::new(&server);
+    let qs = [
+        Quota::per_second(10).unwrap(),
+        Quota::per_second(100).unwrap(),
+        Quota::per_minute(6).unwrap(),
+        Quota::new(2, fusebox::Duration::from_millis(100)).unwrap(),
+        Quota::per_hour(100).unwrap(),
+        Quota::per_hour(1).unwrap(),
+        Quota::new(4, fusebox::Duration::from_secs(1))
+            .unwrap()
+            .with_burst(8)
+            .unwrap(),
+        Quota::per_second(3).unwrap().with_burst(1).unwrap(),
+    ];
+    let mut failures = Vec::new();
+    for seed in 0..12u64 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let names = if seed % 2 == 0 { 1 } else { 3 };
+        let mut model: HashMap<(usize, usize, usize), Alone> = HashMap::new();
+        let mut now = T0;
+        'history: for step in 0..1_500 {
+            now += match rng.u32(0..10) {
+                0..=4 => 0,
+                5..=8 => rng.u64(1..300_000),
+                _ => rng.u64(1..120) * SEC,
+            };
+            let key = rng.usize(0..2);
+            let mut picked: Vec<(usize, usize)> = Vec::new();
+            for name in 0..names {
+                if picked.is_empty() || rng.bool() {
+                    picked.push((name, rng.usize(0..qs.len())));
+                }
+            }
+            let rules = Rules::new(
+                picked
+                    .iter()
+                    .map(|&(name, q)| Rule::new(&format!("r{name}"), qs[q]).unwrap()),
+            )
+            .unwrap();
+            let n = rng.u32(1..=3);
+            let d = match redis.decide(&format!("s{seed}k{key}"), &rules, n, now) {
+                Ok(d) => d,
+                Err(BackendError::InsufficientCapacity { .. }) => continue,
+                Err(e) => panic!("seed {seed} step {step}: {e:?}"),
+            };
+            assert_eq!(d.corrupt, 0, "seed {seed} step {step}: {d:?}");
+            if !d.allowed {
+                continue;
+            }
+            for &(name, q) in &picked {
+                let alone = model
+                    .entry((key, name, q))
+                    .or_insert_with(|| Alone::new(qs[q], now));
+                if !alone.pay(n, now) {
+                    failures.push(format!(
+                        "seed {seed} step {step} t+{} µs: k{key} r{name} {:?}: admitted {n}, \
+                         more than it would alone",
+                        now - T0,
+                        qs[q]
+                    ));
+                    break 'history;
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The `Backend` contract names "a bad key" among the errors of
+/// `decide`, whatever the backend: a key longer than `MAX_KEY_LEN`, a
+/// limiter name that is no registry name or is reserved. An application
+/// developed on the memory backend meets the same refusals as on Redis
+/// (redis_rate's and redis-cell's suites run one key set on every store).
+#[test]
+fn bad_keys_and_limiter_names_are_refused_alike_by_both_backends() {
+    use fusebox_std::backend::MAX_KEY_LEN;
+    let server = RedisServer::start();
+    let redis = OnRedis::new(&server);
+    let memory = OnMemory::new();
+    let rules = Rules::single("per_second", Quota::per_second(10).unwrap()).unwrap();
+    let long = "k".repeat(MAX_KEY_LEN + 1);
+    let longest = "k".repeat(MAX_KEY_LEN);
+    for (limiter, key, n, ok) in [
+        ("peer", longest.as_str(), 1, true),
+        ("peer", "", 1, true),
+        ("peer", "a:b{c}", 1, true),
+        ("peer", long.as_str(), 1, false),
+        ("breaker", "k", 1, false),
+        ("hist", "k", 1, false),
+        ("a b", "k", 1, false),
+        ("", "k", 1, false),
+        // Too many tokens is the first error named.
+        ("a b", long.as_str(), 11, false),
+    ] {
+        let on_redis = redis
+            .rt
+            .block_on(redis.backend.decide_at(limiter, key, &rules, n, T0));
+        let on_memory = memory
+            .rt
+            .block_on(memory.backend.decide(limiter, key, &rules, n));
+        assert_eq!(
+            on_redis.is_ok(),
+            ok,
+            "redis {limiter:?} {}: {on_redis:?}",
+            key.len()
+        );
+        match (on_redis, on_memory) {
+            (Ok(r), Ok(m)) => assert_eq!(said(&r), said(&m)),
+            (Err(r), Err(m)) => assert_eq!(r, m, "{limiter:?} {}", key.len()),
+            (r, m) => panic!(
+                "{limiter:?} key of {}: redis {r:?}, memory {m:?}",
+                key.len()
+            ),
+        }
+    }
+}
