@@ -113,6 +113,12 @@ impl Group {
 /// over), and keeps a bucket of its own: while several quotas are live
 /// on one rule name, each admits no more than it would alone.
 ///
+/// Limiter names and keys are checked as [`RedisBackend`](super::RedisBackend)
+/// checks them ([`BackendError::InvalidKey`] for a limiter name that is
+/// no registry name or is [reserved](super::RESERVED_LIMITER_NAMES), or a
+/// key longer than [`MAX_KEY_LEN`](super::MAX_KEY_LEN) bytes), so that
+/// code tried on this backend meets the same refusals on Redis.
+///
 /// At most `max_keys` (limiter, key) pairs are kept; a new one evicts the
 /// idle ones (all buckets full: forgetting them changes nothing), and when
 /// none is idle the request fails with [`BackendError::TableFull`]: never
@@ -201,7 +207,15 @@ impl MemoryBackend {
         rules: &Rules,
         n: u32,
     ) -> Result<Decision, BackendError> {
+        // The errors of the Redis backend, in its order: a limiter name
+        // or key Redis cannot store is refused here too (found by
+        // re-expressing redis_rate's and redis-cell's suites on both
+        // backends: a 1 MB key was kept, and counted against `max_keys`
+        // only, so an application tried on this backend met
+        // `InvalidKey` first in production).
         check_capacity(rules, n)?;
+        super::key::check_limiter_name(limiter)?;
+        super::key::check_key(key)?;
         // A poisoned lock only means another decision panicked mid-way;
         // the buckets themselves are always consistent.
         let mut groups = self
