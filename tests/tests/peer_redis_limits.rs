@@ -1004,3 +1004,47 @@ fn bad_keys_and_limiter_names_are_refused_alike_by_both_backends() {
         }
     }
 }
+
+/// A step of a quota change: rules, n, at, Redis's (allowed, remaining)
+/// and the memory backend's.
+type Change = (Rules, u32, u64, (bool, u64), (bool, u64));
+
+/// redis_rate and redis-cell keep only a time per key, so a changed limit
+/// reads it under the new one; so does fusebox's Redis script ("a state
+/// written under another quota is read as time, capped at this rule's
+/// refill time"), while the memory backend moves the tokens available
+/// over (the core's `set_quota`). The two backends part ways here, each
+/// as documented: raised from 10/s to 100/s with 2 tokens left, Redis
+/// reads 0.8 s of drain (20 left), memory 2 tokens; lowered from 100/s
+/// to 10/s with 50 left, Redis reads 0.5 s (5 left), memory its burst.
+#[test]
+fn a_changed_quota_carries_time_on_redis_and_tokens_in_memory() {
+    let server = RedisServer::start();
+    let redis = OnRedis::new(&server);
+    let memory = OnMemory::new();
+    let q = |per_second| Rules::single("r", Quota::per_second(per_second).unwrap()).unwrap();
+    // (rules, n, at, Redis's (allowed, remaining), memory's)
+    let raised: [Change; 4] = [
+        (q(10), 8, 0, (true, 2), (true, 2)),
+        (q(100), 0, 0, (true, 20), (true, 2)),
+        (q(100), 3, 0, (true, 17), (false, 2)),
+        (q(100), 0, 10_000, (true, 18), (true, 3)),
+    ];
+    let lowered: [Change; 3] = [
+        (q(100), 50, 20 * SEC, (true, 50), (true, 50)),
+        (q(10), 0, 20 * SEC, (true, 5), (true, 10)),
+        (q(10), 6, 20 * SEC, (false, 5), (true, 4)),
+    ];
+    for (key, steps) in [("raised", &raised[..]), ("lowered", &lowered[..])] {
+        for (i, (rules, n, at, on_redis, on_memory)) in steps.iter().enumerate() {
+            let r = redis.decide(key, rules, *n, T0 + at).unwrap();
+            let m = memory.decide(key, rules, *n, *at).unwrap();
+            assert_eq!((r.allowed, r.remaining), *on_redis, "{key} {i} redis {r:?}");
+            assert_eq!(
+                (m.allowed, m.remaining),
+                *on_memory,
+                "{key} {i} memory {m:?}"
+            );
+        }
+    }
+}

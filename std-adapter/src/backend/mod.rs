@@ -7,18 +7,28 @@
 //! limiter) and [`Rules`] — several named quotas checked at once: admitted
 //! only if every rule admits, and a refused request takes no token from
 //! any. The limits travel with every call, so changing a quota needs no
-//! migration; the flip side is that a fleet must agree on them. Processes
-//! that send *different* rules for one limiter name share each key's
-//! state, and each call reads it under its own rule: a state written under
-//! another quota is read as time, capped at this rule's refill time (so a
-//! raised quota applies at once), and what the cap cut off still binds
-//! every other quota, so no quota gains from another's cap: while several
-//! quotas are live on one name, each admits no more than it would alone,
-//! and a key gets at most what they would give together. Roll a quota
-//! change out quickly, or under a new limiter name. Both backends decide
-//! exactly as the core
+//! migration; the flip side is that a fleet must agree on them. On Redis,
+//! processes that send *different* rules for one limiter name share each
+//! key's state, and each call reads it under its own rule: a state written
+//! under another quota is read as time, capped at this rule's refill time
+//! (so a raised quota applies at once), and what the cap cut off still
+//! binds every other quota, so no quota gains from another's cap. The
+//! memory backend instead moves the tokens available over to the new
+//! quota (the core's
+//! [`set_quota`](fusebox::bucket::TokenBucket::set_quota)) and keeps a
+//! bucket per quota. On both, while several quotas are live on one name,
+//! each admits no more than it would alone, and a key gets at most what
+//! they would give together. Roll a quota change out quickly, or under a
+//! new limiter name.
+//!
+//! Under unchanged quotas both backends decide exactly as the core
 //! [`TokenBucket`](fusebox::bucket::TokenBucket) does on the same schedule
-//! (the Redis script is checked against it by a differential test).
+//! (the Redis script is checked against it, and the memory backend
+//! against the script, by differential tests). Across a quota change they
+//! differ as said above: raised from 10/s to 100/s with 2 tokens left,
+//! Redis reads the 0.8 s of drain and has 20 left, the memory backend 2;
+//! lowered from 100/s to 10/s with 50 left, Redis has 5, the memory
+//! backend its burst of 10.
 //!
 //! | item | what |
 //! |---|---|
