@@ -1048,3 +1048,41 @@ fn a_changed_quota_carries_time_on_redis_and_tokens_in_memory() {
         }
     }
 }
+
+/// throttled's and redis-cell's "clock goes backwards" cases, for Redis
+/// `TIME` after a failover to a server whose clock is behind: a state
+/// ahead of the clock by less than the skew allowance (60 s) plus the
+/// refill only refuses, nothing is given; one further ahead is an absurd
+/// value, counted as corrupt and replaced by a drained bucket that
+/// refills in the rule's own time (never years of refusals).
+#[test]
+fn a_redis_clock_gone_back_only_refuses_and_never_opens_wide() {
+    let server = RedisServer::start();
+    let redis = OnRedis::new(&server);
+    let rules = Rules::single("per_second", Quota::per_second(10).unwrap()).unwrap();
+    let t = T0 + 3_600 * SEC;
+    assert!(redis.decide("back", &rules, 10, t).unwrap().allowed);
+    // 30 s back: 31 s of drain to wait out, nothing corrupt.
+    let d = redis.decide("back", &rules, 1, t - 30 * SEC).unwrap();
+    assert_eq!(said(&d), (false, 30_100_000, 0, 31 * SEC, 0));
+    assert_eq!(d.corrupt, 0);
+    // The clock catches up: the token due at t + 0.1 s, not before.
+    assert!(!redis.decide("back", &rules, 1, t + 99_999).unwrap().allowed);
+    assert!(
+        redis
+            .decide("back", &rules, 1, t + 100_000)
+            .unwrap()
+            .allowed
+    );
+    // Two minutes back: further than any drain plus the skew.
+    let back = t - 120 * SEC;
+    let d = redis.decide("back", &rules, 1, back).unwrap();
+    assert_eq!((d.allowed, d.corrupt), (false, 1), "{d:?}");
+    assert_eq!(d.retry_after, Duration::from_millis(100));
+    let (mut admitted, mut at) = (0, back + SEC);
+    while redis.decide("back", &rules, 1, at).unwrap().allowed {
+        admitted += 1;
+        at += 1;
+    }
+    assert_eq!(admitted, 10, "a full bucket a refill later, no more");
+}
