@@ -92,10 +92,12 @@ step cargo run -q -p fusebox-std-link
 # `--release`: that build of its dependencies alone took 4.5 minutes of a
 # 37-minute run here, and proves nothing the tests do not).
 step cargo run -q -p fusebox-demo -- --short --seed 1
-# The core's unit tests again on the 32-bit (Cortex-M) word layouts, on
-# the host (`build.rs` turns `fusebox_wide_words` off).
+# The core's unit and integration tests (models, peers' scenarios, long
+# histories) again on the 32-bit (Cortex-M) word layouts, on the host
+# (`build.rs` turns `fusebox_wide_words` off; the tests read the same cfg
+# for the ranges the docs narrow there).
 step env RUSTFLAGS="--cfg fusebox_narrow_words" CARGO_TARGET_DIR=target/narrow \
-    cargo test -p fusebox --lib --features time-window,half-open-timeout
+    cargo test -p fusebox --tests --features time-window,half-open-timeout
 done_layer
 
 layer "no_std builds: Cortex-M0 (no CAS) and Cortex-M4F, without and with features"

@@ -14,6 +14,8 @@
 //!    and stale permits never are) at `now` goes to interval
 //!    `max(⌊now / L⌋, newest)`, `L = ⌊total / buckets⌋`, and `newest`
 //!    becomes that interval (`newest` is never reset).
+//!    With 32-bit words (Cortex-M) `newest` keeps 31 bits: an interval
+//!    more than 2³⁰ past it reads as stale, counted in `newest`.
 //! 2. The window at `newest` holds the events whose interval is less than
 //!    `buckets` intervals before it, each interval's counts capped at
 //!    [`TIME_BUCKET_CAP`]. It opens when its failures reach `failure_count`,
@@ -38,6 +40,10 @@ use fusebox::breaker::TIME_BUCKET_CAP;
 use fusebox::breaker::{Config, Metrics, Outcome, Permit, State, Transition};
 use fusebox::{CircuitBreaker, Duration, Instant};
 use proptest::prelude::*;
+
+/// Whether this build keeps the breaker's words 32 bits wide (Cortex-M, or
+/// a host built with `--cfg fusebox_narrow_words`).
+const NARROW: bool = !cfg!(target_has_atomic = "64") || cfg!(fusebox_narrow_words);
 
 const TICK: u64 = 1024;
 const MS: u64 = 1_000;
@@ -387,7 +393,21 @@ impl Model {
         if !(failure || slow || rates) {
             return None;
         }
-        let j = (now / (s.total() / u64::from(s.buckets))).max(self.newest.unwrap_or(0));
+        let i = now / (s.total() / u64::from(s.buckets));
+        let j = match self.newest {
+            None => i,
+            // With 32-bit words `newest` keeps 31 bits of interval: an
+            // interval more than 2³⁰ past it reads as stale (the docs' "on
+            // Cortex-M ... reads as stale, so the window stops expiring until
+            // time has advanced as far again"). The model counts in
+            // intervals as the window sees them, congruent to the real ones
+            // modulo 2³¹.
+            Some(newest) if NARROW => match i.wrapping_sub(newest) & ((1 << 31) - 1) {
+                d @ 1..=0x4000_0000 => newest + d,
+                _ => newest,
+            },
+            Some(newest) => i.max(newest),
+        };
         self.newest = Some(j);
         self.events.push((j, failure, slow));
         let b = u64::from(s.buckets);

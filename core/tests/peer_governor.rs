@@ -12,10 +12,22 @@
 #![cfg(not(miri))]
 
 use fusebox::bucket::{
-    AcquireError, FullPolicy, InsufficientCapacity, KeyedError, KeyedLimiter, Quota, RateLimited,
-    TokenBucket,
+    AcquireError, FullPolicy, InsufficientCapacity, KeyedError, KeyedLimiter, Quota, QuotaError,
+    RateLimited, TokenBucket,
 };
 use fusebox::{Duration, Instant};
+
+/// Whether this build keeps arrival times in 32-bit words (Cortex-M, or a
+/// host built with `--cfg fusebox_narrow_words`): the crate docs narrow the
+/// ranges there (a `now` at most ~1.05 s stale, burst spans under 2³⁰
+/// scaled units).
+const NARROW: bool = !cfg!(target_has_atomic = "64") || cfg!(fusebox_narrow_words);
+
+/// How far back a stale `now` may be and still only deny: years with
+/// 64-bit words (50.9 days for a keyed slot at scale 1), ~1.05 s with 32.
+fn within_tolerance(back: Duration) -> bool {
+    !NARROW || back < Duration::from_micros(1 << 20)
+}
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -184,6 +196,14 @@ fn governor_actual_threadsafety() {
 /// can be asked for in one request.
 #[test]
 fn governor_large_quotas() {
+    if NARROW {
+        // A burst of a billion tokens cannot span 2³⁰ scaled units at a
+        // resolution finer than 1/64 of its interval: refused, typed.
+        for tokens in [1_000_000_001, u32::MAX] {
+            assert_eq!(Quota::per_second(tokens), Err(QuotaError::TooLong));
+        }
+        return;
+    }
     let q = per_sec(1_000_000_001);
     let b = TokenBucket::new(q);
     let t = Instant::from_secs(2);
@@ -261,7 +281,10 @@ fn stale_clock_only_denies_token_bucket() {
         Duration::from_secs(1),
         Duration::from_secs(3_600),
         Duration::from_secs(86_400 * 365 * 2),
-    ] {
+    ]
+    .into_iter()
+    .filter(|&back| within_tolerance(back))
+    {
         let stale = t - back;
         assert_eq!(b.available(stale), 0, "{back:?} back");
         assert!(denied(b.try_acquire(stale)), "{back:?} back");
@@ -280,15 +303,22 @@ fn stale_clock_only_denies_token_bucket() {
 #[test]
 fn token_bucket_near_instant_max() {
     let quotas = [
-        per_sec(1),
-        per_sec(3),
-        per_sec(7).with_burst(2).unwrap(),
-        per_sec(1_000_000),
-        per_sec(10_000_000),
-        per_sec(1_000_000_001),
-        Quota::per_hour(1).unwrap(),
+        Quota::per_second(1),
+        Quota::per_second(3),
+        per_sec(7).with_burst(2),
+        Quota::per_second(1_000_000),
+        Quota::per_second(10_000_000),
+        Quota::per_second(1_000_000_001),
+        Quota::per_hour(1),
     ];
     for q in quotas {
+        // With 32-bit words the last two are out of range (a burst span
+        // over 2³⁰ scaled units), refused as such.
+        let Ok(q) = q else {
+            assert!(NARROW, "{q:?}");
+            assert_eq!(q, Err(QuotaError::TooLong));
+            continue;
+        };
         let span = burst_span(q);
         for base in [
             Instant::MAX - span - Duration::from_secs(10),
@@ -449,7 +479,10 @@ fn keyed_stale_clock_only_denies() {
         Duration::from_secs(1),
         Duration::from_secs(86_400),
         Duration::from_secs(50 * 86_400),
-    ] {
+    ]
+    .into_iter()
+    .filter(|&back| within_tolerance(back))
+    {
         let stale = t - back;
         assert_eq!(l.available(&7, stale), 0, "{back:?} back");
         assert!(
@@ -607,7 +640,12 @@ fn set_quota_with_stale_now_keeps_the_debt() {
     let b = TokenBucket::new(per_sec(2));
     let t = Instant::from_secs(86_400 * 400);
     b.try_acquire_n(2, t).unwrap(); // full again at t + 1 s
-    let stale = t - Duration::from_secs(86_400 * 365);
+    let back = if NARROW {
+        ms(900)
+    } else {
+        Duration::from_secs(86_400 * 365)
+    };
+    let stale = t - back;
     b.set_quota(per_sec(1_000), stale);
     assert_eq!(b.available(t), 0, "debt kept at the current time");
     assert!(denied(b.try_acquire(t)));
