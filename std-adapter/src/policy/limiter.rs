@@ -430,4 +430,53 @@ mod tests {
             assert_eq!(got.is_ok(), admitted, "{deadline_us} µs: {got:?}");
         }
     }
+
+    /// A waiter queued behind another gives up no later than its deadline,
+    /// as a token wait does: tokio's timer ends a wait on the first 1 ms
+    /// tick at or after its instant. Found by a hostile review: queued
+    /// with a deadline 500.5 ms away behind a waiter sleeping for a token,
+    /// a caller of either limiter returned `DeadlineExceeded` at 501 ms.
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_waiter_never_ends_past_its_deadline() {
+        use fusebox::bucket::FullPolicy;
+        use std::time::Duration as StdDuration;
+        let quota = Quota::per_second(1).unwrap().with_burst(1).unwrap();
+        for deadline_us in [500_500, 500_000, 999_999, 1_500] {
+            let limiter = Arc::new(Limiter::new(Arc::new(TokenBucket::new(quota))));
+            limiter.until_ready().await.unwrap();
+            let ahead = Arc::clone(&limiter);
+            let holder = tokio::spawn(async move { ahead.until_ready().await });
+            tokio::task::yield_now().await; // it holds the gate, asleep
+            let start = tokio::time::Instant::now();
+            let deadline = start + StdDuration::from_micros(deadline_us);
+            let got = limiter.until_n_ready_by(1, Some(deadline)).await;
+            let ended = tokio::time::Instant::now();
+            assert!(got.is_err(), "{deadline_us} µs: {got:?}");
+            assert!(
+                ended <= deadline,
+                "{deadline_us} µs: ended at {:?}",
+                ended - start
+            );
+            holder.await.unwrap().unwrap();
+
+            let core: fusebox::KeyedLimiter<u8, 4> =
+                fusebox::KeyedLimiter::new(quota, FullPolicy::Reject).unwrap();
+            let keyed = Arc::new(super::super::KeyedLimiter::new(Arc::new(core)));
+            keyed.until_ready(&1).await.unwrap();
+            let ahead = Arc::clone(&keyed);
+            let holder = tokio::spawn(async move { ahead.until_ready(&1).await });
+            tokio::task::yield_now().await;
+            let start = tokio::time::Instant::now();
+            let deadline = start + StdDuration::from_micros(deadline_us);
+            let got = keyed.until_n_ready_by(&1, 1, Some(deadline)).await;
+            let ended = tokio::time::Instant::now();
+            assert!(got.is_err(), "keyed, {deadline_us} µs: {got:?}");
+            assert!(
+                ended <= deadline,
+                "keyed, {deadline_us} µs: ended at {:?}",
+                ended - start
+            );
+            holder.await.unwrap().unwrap();
+        }
+    }
 }
