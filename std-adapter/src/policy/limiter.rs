@@ -273,10 +273,11 @@ impl Limiter {
     }
 
     /// [`until_n_ready`](Self::until_n_ready) that gives up at once when
-    /// the bucket's wait would end after `deadline` (or the gate is not
-    /// reached by then): it never sleeps past the deadline (a wait ending
-    /// within 1 ms of it is given up: tokio rounds every sleep up to its
-    /// 1 ms tick). On Redis the
+    /// the bucket's wait would end after `deadline` (or the gate, behind
+    /// earlier waiters, is not reached by then): it never sleeps past the
+    /// deadline, in the queue or for tokens (a wait ending within 1 ms of
+    /// it is given up: tokio rounds every sleep up to its 1 ms tick). On
+    /// Redis the
     /// last decision may end up to one command timeout after it.
     ///
     /// # Errors
@@ -356,18 +357,25 @@ pub(super) enum Refused {
     Never(LimitError),
 }
 
-/// Takes the gate, giving up at `deadline`.
+/// Takes the gate, giving up by `deadline`: the give-up timer is set one
+/// tick ([`TIMER_TICK`](crate::clock::TIMER_TICK)) before it, since tokio
+/// ends a sleep on the first tick at or after its instant (found by a
+/// hostile review: a waiter queued with a deadline 500.5 ms away gave up
+/// at 501 ms). A free gate is taken even at or past the deadline.
 pub(super) async fn enter(
     gate: &Gate<()>,
     deadline: Option<tokio::time::Instant>,
 ) -> Result<tokio::sync::MutexGuard<'_, ()>, LimitError> {
     match deadline {
         None => Ok(gate.lock().await),
-        Some(at) => tokio::time::timeout_at(at, gate.lock()).await.map_err(|_| {
-            LimitError::DeadlineExceeded {
-                retry_after: Duration::ZERO,
-            }
-        }),
+        Some(at) => {
+            let give_up = at.checked_sub(crate::clock::TIMER_TICK).unwrap_or(at);
+            tokio::time::timeout_at(give_up, gate.lock())
+                .await
+                .map_err(|_| LimitError::DeadlineExceeded {
+                    retry_after: Duration::ZERO,
+                })
+        }
     }
 }
 
