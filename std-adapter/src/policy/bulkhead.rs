@@ -101,11 +101,15 @@ pub enum Overflow {
     /// Refuse it at once ([`BulkheadRejection::Full`]).
     Reject,
     /// Queue it (first come, first served) if fewer than `max_queued`
-    /// calls are queued, for at most `max_wait`.
+    /// calls are queued, for at most `max_wait` (give or take tokio's
+    /// 1 ms timer tick, see `max_wait`).
     Queue {
         /// The most calls queued at once (at least 1).
         max_queued: usize,
-        /// The longest a call waits for a slot (above zero).
+        /// The longest a call waits for a slot (above zero). The wait is a
+        /// `tokio::time` timeout, which ends on the timer's first 1 ms
+        /// tick at or after `max_wait`: up to 1 ms later (a 100 µs
+        /// `max_wait` gives up after 1 ms), never earlier.
         max_wait: Duration,
     },
 }

@@ -70,3 +70,24 @@ fn settings_that_refuse_everything_are_rejected_at_construction() {
     let smallest = Bulkhead::new(1, queue(1, Duration::from_nanos(1))).unwrap();
     assert_eq!(smallest.max_concurrent(), 1);
 }
+
+/// A `max_wait` under tokio's 1 ms tick gives up on that tick, as its
+/// docs say (they claimed "at most `max_wait`"; found by a hostile review).
+#[tokio::test(start_paused = true)]
+async fn a_sub_millisecond_max_wait_ends_on_the_first_tick() {
+    let bulkhead = Bulkhead::new(
+        1,
+        Overflow::Queue {
+            max_queued: 1,
+            max_wait: Duration::from_micros(100),
+        },
+    )
+    .unwrap();
+    let _held = bulkhead.acquire().await.unwrap();
+    let start = tokio::time::Instant::now();
+    assert_eq!(
+        bulkhead.acquire().await.unwrap_err(),
+        BulkheadRejection::QueueTimeout
+    );
+    assert_eq!(start.elapsed(), Duration::from_millis(1));
+}
