@@ -17,6 +17,8 @@ mod classify;
 mod error;
 mod fallback;
 #[cfg(test)]
+mod history_tests;
+#[cfg(test)]
 mod hostile_tests;
 mod keyed_limiter;
 mod limiter;
