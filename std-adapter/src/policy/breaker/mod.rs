@@ -137,6 +137,14 @@ impl<C> Breaker<C> {
 
     /// The state a call made now would see.
     ///
+    /// A read only: it never moves the breaker. An open breaker whose open
+    /// time has passed reads as half-open, but stays open in the core
+    /// until a call comes; the core knows that open deadline modulo
+    /// ≈ 19 h 5 min, so a breaker given no *call* for a whole multiple of
+    /// that after its deadline reads (and refuses) as open again, for at
+    /// most two open times plus ~1 s, however often its state was read
+    /// meanwhile (a health report polling an unused breaker shows this).
+    ///
     /// ```
     /// use fusebox::breaker::State;
     /// use fusebox_std::policy::Breaker;
