@@ -135,3 +135,76 @@ async fn a_cancelled_fetch_caches_nothing() {
     assert_eq!(cache.peek(&1), None);
     assert_eq!(cache.metrics().inserts, 0);
 }
+
+/// A `StaleCache` read through a clock that went backwards (here: its
+/// `TokioClock` read in a second paused runtime, whose virtual now is
+/// about the first one's start, an hour behind the value stored there).
+/// The value reads as zero old (never an underflow or a panic), so it is
+/// fresh; it is never served past its fetch instant plus `max_stale` on
+/// that clock; a fetch made behind it replaces it with its own instant.
+#[test]
+fn a_clock_behind_a_stored_value_reads_it_as_new_and_still_expires_it() {
+    use fusebox::{Clock, Instant};
+    use fusebox_std::TokioClock;
+    let paused = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    };
+    let (cache, clock) = paused().block_on(async {
+        let clock = TokioClock::new();
+        let cache: StaleCache<&str, u32, 4> =
+            StaleCache::with_clock(Duration::from_secs(10), Duration::from_secs(60), clock)
+                .unwrap();
+        sleep(Duration::from_secs(3_600)).await;
+        let served = cache.get_or_fetch("k", || async { Ok::<_, ()>(1) }).await;
+        assert_eq!(served.unwrap().source, Source::Fetched);
+        (cache, clock)
+    });
+    paused().block_on(async {
+        let behind = clock.now();
+        assert!(behind < Instant::from_secs(60), "{behind:?}");
+        assert_eq!(cache.peek(&"k"), Some((1, Duration::ZERO)));
+        let calls = AtomicU32::new(0);
+        let fetch = || {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async { Err::<u32, _>("down") }
+        };
+        let served = cache.get_or_fetch("k", fetch).await.unwrap();
+        assert_eq!(
+            (served.value, served.source, served.age),
+            (1, Source::Cached, Duration::ZERO)
+        );
+        assert_eq!(calls.load(Ordering::Relaxed), 0);
+        // Served (stale) until 3 600 s + 60 s on the clock, not after.
+        tokio::time::advance(Duration::from(Instant::from_secs(3_659) - behind)).await;
+        let served = cache.get_or_fetch("k", fetch).await.unwrap();
+        assert_eq!(
+            (served.source, served.age),
+            (Source::Stale, Duration::from_secs(59))
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(cache.get_or_fetch("k", fetch).await.unwrap_err(), "down");
+    });
+    // A fetch made behind a stored value replaces it, dated at its own now.
+    let cache2: StaleCache<&str, u32, 4> = paused().block_on(async {
+        let clock = TokioClock::new();
+        let cache = StaleCache::with_clock(Duration::ZERO, Duration::from_secs(60), clock).unwrap();
+        sleep(Duration::from_secs(3_600)).await;
+        cache
+            .get_or_fetch("k", || async { Ok::<_, ()>(1) })
+            .await
+            .unwrap();
+        cache
+    });
+    paused().block_on(async {
+        let served = cache2.get_or_fetch("k", || async { Ok::<_, ()>(2) }).await;
+        assert_eq!(served.unwrap().source, Source::Fetched);
+        sleep(Duration::from_secs(59)).await;
+        assert_eq!(cache2.peek(&"k").map(|(v, _)| v), Some(2));
+        sleep(Duration::from_secs(2)).await;
+        assert_eq!(cache2.peek(&"k"), None, "60 s after its own fetch");
+    });
+}
