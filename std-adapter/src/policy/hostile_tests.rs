@@ -255,3 +255,54 @@ async fn a_zero_timeout_does_not_fail_a_call_that_yields() {
     assert!(policy.call(yields).await.is_ok());
     assert_eq!(breaker.state(), State::Closed);
 }
+
+/// Four waiters on each limiter (two on one key of a keyed limiter, two on
+/// the plain one; for more tokens and for fewer), dropped together after
+/// every number of polls with time moving between them: no key is left
+/// queued, no gate is left held, and the tokens they did not get are
+/// still there for the next caller.
+#[tokio::test(start_paused = true)]
+async fn limiter_waiters_dropped_together_after_any_poll_leak_nothing() {
+    let quota = Quota::per_second(10).unwrap().with_burst(2).unwrap();
+    for polls in 0..120u32 {
+        let bucket = Arc::new(TokenBucket::new(quota));
+        let limiter = Limiter::new(Arc::clone(&bucket));
+        let core: fusebox::KeyedLimiter<u8, 4> =
+            fusebox::KeyedLimiter::new(quota, fusebox::bucket::FullPolicy::Reject).unwrap();
+        let keyed = KeyedLimiter::new(Arc::new(core));
+        limiter.until_n_ready(2).await.unwrap();
+        keyed.until_n_ready(&7, 2).await.unwrap();
+        let mut admitted = 0;
+        {
+            let mut waiters: [Pin<Box<dyn Future<Output = Result<(), LimitError>>>>; 4] = [
+                Box::pin(limiter.until_n_ready(2)),
+                Box::pin(limiter.until_n_ready(1)),
+                Box::pin(keyed.until_n_ready(&7, 2)),
+                Box::pin(keyed.until_n_ready(&7, 1)),
+            ];
+            let mut done = [false; 4];
+            for i in 0..polls {
+                for (w, done) in waiters.iter_mut().zip(&mut done) {
+                    if !*done && poll_once(w.as_mut()).is_ready() {
+                        *done = true;
+                        admitted += 1;
+                    }
+                }
+                let step = if i % 3 == 0 { 1_000 } else { 37_000 };
+                tokio::time::advance(Duration::from_micros(step)).await;
+            }
+        }
+        assert_eq!(keyed.waiting_keys(), 0, "{polls} polls");
+        // Nothing holds a gate, and a dropped waiter took no token: the
+        // next callers are served at once once the bucket refilled.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let start = tokio::time::Instant::now();
+        limiter.until_n_ready(2).await.unwrap();
+        keyed.until_n_ready(&7, 2).await.unwrap();
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "{polls} polls, {admitted} admitted"
+        );
+    }
+}
