@@ -256,6 +256,9 @@ async fn a_zero_timeout_does_not_fail_a_call_that_yields() {
     assert_eq!(breaker.state(), State::Closed);
 }
 
+/// A limiter waiter, boxed.
+type Waiter<'a> = Pin<Box<dyn Future<Output = Result<(), LimitError>> + 'a>>;
+
 /// Four waiters on each limiter (two on one key of a keyed limiter, two on
 /// the plain one; for more tokens and for fewer), dropped together after
 /// every number of polls with time moving between them: no key is left
@@ -274,7 +277,7 @@ async fn limiter_waiters_dropped_together_after_any_poll_leak_nothing() {
         keyed.until_n_ready(&7, 2).await.unwrap();
         let mut admitted = 0;
         {
-            let mut waiters: [Pin<Box<dyn Future<Output = Result<(), LimitError>>>>; 4] = [
+            let mut waiters: [Waiter<'_>; 4] = [
                 Box::pin(limiter.until_n_ready(2)),
                 Box::pin(limiter.until_n_ready(1)),
                 Box::pin(keyed.until_n_ready(&7, 2)),

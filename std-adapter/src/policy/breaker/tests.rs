@@ -138,10 +138,9 @@ async fn a_read_does_not_move_an_unused_breaker_past_the_wrap() {
                 continue;
             };
             // Before the next whole period after the deadline.
-            let before_wrap = period
-                - Duration::from_nanos(
-                    u64::try_from(after.as_nanos() % period.as_nanos()).unwrap(),
-                );
+            let into_period = after.as_nanos() % period.as_nanos();
+            let before_wrap =
+                period.saturating_sub(Duration::from_nanos(u64::try_from(into_period).unwrap()));
             let window = 2 * open + Duration::from_secs(1);
             let slack = Duration::from_millis(10);
             if before_wrap + slack < window && before_wrap > slack {
