@@ -309,3 +309,72 @@ async fn limiter_waiters_dropped_together_after_any_poll_leak_nothing() {
         );
     }
 }
+
+/// Two adapters on one core structure, built two minutes apart. With a
+/// new clock each (`new`), the later one reads the earlier one's time as
+/// its future, as their docs now say: a breaker opened through one lets a
+/// trial through the other at once (and closes), a bucket makes the later
+/// limiter's callers wait out the gap, and a keyed limiter at the largest
+/// scale admits four bursts at one instant. With one clock shared, none
+/// of it happens. Found by a hostile review (a careless user wrapping a
+/// shared `Arc` twice).
+#[tokio::test(start_paused = true)]
+async fn adapters_of_one_core_structure_must_share_a_clock() {
+    let gap = Duration::from_secs(120);
+    let config = Config::builder()
+        .consecutive_failures(1)
+        .open_for(fusebox::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let quota = Quota::per_second(65_537).unwrap().with_burst(4).unwrap();
+    for shared in [false, true] {
+        let clock = crate::TokioClock::new();
+        let clock_then = |shared: bool| {
+            if shared {
+                clock
+            } else {
+                crate::TokioClock::new()
+            }
+        };
+        let core = Arc::new(CircuitBreaker::new(config));
+        let bucket = Arc::new(TokenBucket::new(Quota::per_second(10).unwrap()));
+        let keyed_core: Arc<fusebox::KeyedLimiter<u8, 4>> = Arc::new(
+            fusebox::KeyedLimiter::new(quota, fusebox::bucket::FullPolicy::Reject).unwrap(),
+        );
+        let first = (
+            Breaker::builder("a", Arc::clone(&core))
+                .clock(clock)
+                .build(),
+            Limiter::with_clock(Arc::clone(&bucket), clock),
+            KeyedLimiter::with_clock(Arc::clone(&keyed_core), clock),
+        );
+        tokio::time::advance(gap).await;
+        let later = clock_then(shared);
+        let second = (
+            Breaker::builder("b", core).clock(later).build(),
+            Limiter::with_clock(bucket, later),
+            KeyedLimiter::with_clock(keyed_core, later),
+        );
+
+        let _ = first.0.call(async { Err::<(), ()>(()) }).await;
+        let trial = second.0.call(async { Ok::<(), ()>(()) }).await;
+        assert_eq!(trial.is_ok(), !shared, "shared {shared}: {trial:?}");
+
+        let start = tokio::time::Instant::now();
+        first.1.until_n_ready(10).await.unwrap();
+        second.1.until_ready().await.unwrap();
+        let waited = start.elapsed();
+        assert_eq!(waited >= gap, !shared, "shared {shared}: {waited:?}");
+
+        let start = tokio::time::Instant::now();
+        for _ in 0..2 {
+            first.2.until_n_ready(&1, 4).await.unwrap();
+            second.2.until_n_ready(&1, 4).await.unwrap();
+        }
+        let instant = start.elapsed() == Duration::ZERO;
+        assert_eq!(
+            instant, !shared,
+            "shared {shared}: 16 tokens of burst 4 at once"
+        );
+    }
+}

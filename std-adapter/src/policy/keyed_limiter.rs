@@ -66,7 +66,16 @@ where
     K: Eq + Hash + Clone,
     S: BuildHasher,
 {
-    /// A waiter on `limiter`, with a new [`TokioClock`].
+    /// A waiter on `limiter`, with a new [`TokioClock`]: wrap each core
+    /// limiter once and share the waiter, or give every adapter of it one
+    /// clock with [`with_clock`](Self::with_clock). A second
+    /// `KeyedLimiter::new` on the same core, made later, has a later zero
+    /// and reads the first one's admissions as in its future: a key then
+    /// waits that gap out, or, once the gap passes the core's backward
+    /// tolerance (2^42 scaled units: 67 s at the largest scale, see
+    /// [`fusebox::KeyedLimiter`]), reads as full and admits more than its
+    /// quota (built two minutes apart at 65 537 a second, burst 4: 16
+    /// tokens at one instant).
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {

@@ -110,7 +110,13 @@ impl fmt::Debug for Limiter {
 }
 
 impl Limiter {
-    /// A limiter on `bucket`, with a new [`TokioClock`].
+    /// A limiter on `bucket`, with a new [`TokioClock`]: wrap each bucket
+    /// once and share the `Limiter` (an `Arc<Limiter>`), or give every
+    /// adapter of the bucket one clock with [`with_clock`](Self::with_clock).
+    /// A second `Limiter::new` on the same bucket, made later, has a later
+    /// zero and reads the first one's admissions as in its future: its
+    /// callers wait that gap out (built two minutes apart, two minutes for
+    /// its first token).
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {

@@ -177,6 +177,15 @@ impl Breaker {
     /// A builder for a breaker named `name` (a label for logs and metrics;
     /// keep secrets out of it) over `breaker`.
     ///
+    /// Every adapter of one core breaker must read it through one clock
+    /// (see [`TokioClock`]'s origin). Without [`clock`](BreakerBuilder::clock)
+    /// each adapter gets a new clock whose zero is its own creation, so a
+    /// second adapter built later on the same `Arc` reads a trip made
+    /// through the first as long past and lets a trial through at once:
+    /// built two minutes apart, a breaker just opened through one was
+    /// closed again through the other by the next call (it fails open).
+    /// Clone the [`Breaker`] instead, or give every builder one clock.
+    ///
     /// ```
     /// use fusebox_std::policy::Breaker;
     /// # use std::sync::Arc;
@@ -196,7 +205,10 @@ impl Breaker {
         }
     }
 
-    /// A breaker with the default classifier, no timeout and a new clock.
+    /// A breaker with the default classifier, no timeout and a new clock:
+    /// wrap each core breaker once and clone the result (see
+    /// [`builder`](Self::builder) for what a second adapter on the same
+    /// `Arc` with its own clock does).
     ///
     /// ```
     /// # use std::sync::Arc;
