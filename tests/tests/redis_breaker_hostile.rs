@@ -157,3 +157,94 @@ async fn redis_breaker_a_trial_decided_while_degraded_still_closes_the_fleet() {
     let closed = stored(&url, a.decision_key()).await;
     assert!(closed.contains(":c:"), "{closed}");
 }
+
+/// Restoring a snapshot into the local core after `build` (an operator
+/// carrying one instance's counters over a restart) is no trip while it
+/// leaves the breaker closed, whichever way it moves the trip counter.
+/// Before, a restored counter *ahead* of the one last published read as
+/// a local trip not yet published (and one behind it, but above zero, as
+/// trips since a reset): the next reconciliation opened the breaker on
+/// every instance, though none had tripped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_restored_closed_snapshot_never_opens_the_fleet() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = instance(&url, "payouts").await;
+    let b = instance(&url, "payouts").await;
+    a.sync().await.unwrap();
+    let closed = stored(&url, a.decision_key()).await;
+    assert!(closed.contains(":c:"), "{closed}");
+    for trips in [7, 3] {
+        let now = a.policy().clock().now();
+        let mut snapshot = a.core().snapshot(now);
+        assert_eq!(snapshot.state, State::Closed);
+        snapshot.metrics.trips = trips;
+        a.core().restore(&snapshot, now).expect("a valid snapshot");
+        assert_eq!(a.metrics().trips, trips);
+        for _ in 0..5 {
+            a.sync().await.unwrap();
+            b.sync().await.unwrap();
+        }
+        tokio::time::sleep(SYNC * 4).await;
+        assert_eq!(
+            stored(&url, a.decision_key()).await,
+            closed,
+            "restored to {trips} trips: the shared decision is unchanged"
+        );
+        assert_eq!((a.state(), b.state()), (State::Closed, State::Closed));
+    }
+    // A real trip after the restores is still published.
+    trip(&a).await;
+    until_state(&b, State::Open, Duration::from_secs(2)).await;
+}
+
+/// An operator writes a decision with the version the instances already
+/// hold but another state (`fb1:<v>:f:0:0` over `fb1:<v>:c:0:0`). The
+/// instances do not apply it (they hold that version), and their report
+/// must say so: `fleet_state` is the decision applied here. Before,
+/// `fleet_state` (and health) said "forced open" while every call passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_rewritten_decision_of_the_same_version_is_not_reported_as_applied() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = instance(&url, "ledgers").await;
+    a.sync().await.unwrap();
+    let closed = stored(&url, a.decision_key()).await;
+    let forced = closed.replace(":c:", ":f:");
+    assert_ne!(closed, forced, "{closed}");
+    let mut conn = raw(&url).await;
+    let () = redis::cmd("SET")
+        .arg(a.decision_key())
+        .arg(&forced)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        a.sync().await.unwrap();
+    }
+    a.call(async { Ok::<_, ()>(()) })
+        .await
+        .expect("the call passes");
+    assert_eq!(a.state(), State::Closed);
+    assert_eq!(
+        a.fleet_state(),
+        Some(State::Closed),
+        "the decision applied here, not the one stored"
+    );
+    // The documented way: a newer version is applied.
+    let newer = {
+        let version: u64 = forced.split(':').nth(1).unwrap().parse().unwrap();
+        format!("fb1:{}:f:0:0", version + 1)
+    };
+    let () = redis::cmd("SET")
+        .arg(a.decision_key())
+        .arg(&newer)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    a.sync().await.unwrap();
+    assert_eq!(
+        (a.state(), a.fleet_state()),
+        (State::ForcedOpen, Some(State::ForcedOpen))
+    );
+}
