@@ -311,3 +311,41 @@ async fn a_local_fallback_for_no_instance_is_refused() {
         .build()
         .is_ok());
 }
+
+/// A peek (`n = 0`) takes nothing, so every policy answers it as Redis
+/// would, admitted, also while Redis is out: `FailClosed` protects by
+/// refusing tokens, and a peek asks for none. It reports no tokens left
+/// (`remaining: 0`): a request for one would be refused. Before, the
+/// `FailClosed` policy refused the peek with a wait, so a caller peeking
+/// before a batch (or `until_n_ready_by(_, 0, _)`) waited out the outage
+/// for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_admits_a_peek_that_takes_nothing() {
+    let mut server = RedisServer::start();
+    let backend = RedisBackend::connect(config(&server)).await.unwrap();
+    let limiter = RedisLimiter::builder("peek", per_second(5), backend)
+        .degrade(Degrade::FailClosed)
+        .probe_backoff(Duration::from_secs(30), Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let d = limiter.try_acquire_n("k", 0).await.unwrap();
+    assert_eq!((d.allowed, d.source, d.remaining), (true, Source::Redis, 5));
+    server.kill();
+    // The outage starts (the first request's fault), then the policy decides.
+    let _ = limiter.try_acquire("k").await.unwrap();
+    assert!(limiter.is_degraded());
+    let one = limiter.try_acquire("k").await.unwrap();
+    assert_eq!((one.allowed, one.source), (false, Source::FailClosed));
+    assert!(one.retry_after > Duration::ZERO);
+    let peek = limiter.try_acquire_n("k", 0).await.unwrap();
+    assert_eq!(
+        (peek.allowed, peek.source, peek.remaining, peek.retry_after),
+        (true, Source::FailClosed, 0, Duration::ZERO),
+        "{peek:?}"
+    );
+    let waited = limiter
+        .until_n_ready_by("k", 0, Some(Instant::now() + Duration::from_secs(1)))
+        .await
+        .expect("a peek never waits");
+    assert!(waited.allowed);
+}
