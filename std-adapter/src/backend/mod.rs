@@ -54,6 +54,9 @@
 //!   full again, so idle keys cost no memory.
 //! * **Outages.** A [`RedisLimiter`] never waits on Redis longer than the
 //!   command timeout; while Redis is out its [`Degrade`] policy decides.
+//!   A command that timed out in a Redis stall was already sent: the
+//!   script still runs when Redis resumes and takes the tokens the caller
+//!   never got (admitting less, never more).
 //!   Redis restarted without persistence forgets its buckets: each key may
 //!   admit one extra burst after the restart. `Local` admits, per
 //!   instance, the quota divided by the expected instance count.

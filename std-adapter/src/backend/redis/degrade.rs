@@ -31,8 +31,10 @@ pub enum Degrade {
     /// still reported (health degraded, a warning, a metric): never a
     /// silent loss of protection.
     FailOpen,
-    /// Refuse every request, naming the time until the next probe as the
-    /// wait: protection over availability.
+    /// Refuse every request that takes tokens, naming the time until the
+    /// next probe as the wait: protection over availability. A peek
+    /// (`n = 0`, taking nothing) is admitted, as Redis admits it, with
+    /// `remaining: 0` and no wait.
     FailClosed,
     /// Decide in process, on core token buckets holding the quota divided
     /// by `instances` (the expected number of instances sharing the

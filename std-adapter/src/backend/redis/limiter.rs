@@ -26,6 +26,10 @@ use crate::Registry;
 /// backoff). The first probe that Redis answers ends the outage: the
 /// condition is cleared and Redis decides again. No request waits on
 /// Redis longer than the command timeout, nothing is queued.
+/// A request whose command timed out in a Redis stall (not a lost
+/// connection) was already sent: when Redis resumes, the script still
+/// runs and takes its tokens, though the caller was decided by the
+/// [`Degrade`] policy; this can only admit less, never more.
 ///
 /// Corrupt values under its keys are replaced by the script with a
 /// drained bucket (never a full one): counted in
@@ -462,6 +466,9 @@ impl RedisLimiter {
             (Degrade::Local { .. }, Some((memory, rules))) => {
                 memory.decide_now(&self.name, key, rules, n)
             }
+            // A peek takes nothing: admitted, as Redis admits it, with no
+            // token known to be left (a request for one is refused).
+            _ if n == 0 => Ok(refused(true, Source::FailClosed, Duration::ZERO)),
             _ => {
                 let wait = self.outage().until_probe(Instant::now());
                 Ok(refused(false, Source::FailClosed, wait))
