@@ -66,7 +66,8 @@ use crate::CallError;
 /// * **Faults.** While Redis fails, calls are decided on local state alone
 ///   (local trips still protect the instance), [`FleetBreaker::is_degraded`]
 ///   is true, and the task retries with backoff. On reconnect a local trip
-///   made meanwhile is published (no trip lost), a newer fleet version is
+///   made meanwhile is published (no trip lost) unless a local trial has
+///   closed the breaker again since, a newer fleet version is
 ///   merged, and a lost or corrupt stored value is repopulated from the
 ///   local state (corrupt values, including keys of another type, are
 ///   counted, logged once and replaced, never an error that would leave
@@ -169,8 +170,9 @@ impl Inner {
     /// been published (so a success may count toward closing the fleet).
     fn holds_no_unpublished_trip(&self) -> bool {
         let trips = self.policy.core().metrics().trips;
-        !unpublished(trips, self.trips_published.load(Ordering::Acquire))
-            && !matches!(self.policy.state(), State::Open | State::ForcedOpen)
+        let state = self.policy.state();
+        !unpublished(trips, self.trips_published.load(Ordering::Acquire), state)
+            && !matches!(state, State::Open | State::ForcedOpen)
     }
 
     /// The trial slot's TTL in ms, at most a day (the script takes a
@@ -184,16 +186,21 @@ impl Inner {
 }
 
 /// Whether the core's trip counter, now `trips`, counts a trip not yet
-/// published, the counter having read `published` when the last trip was.
+/// published, the counter having read `published` when the last trip was,
+/// and the local breaker now in `state` (read after `trips`).
 /// A counter that went back was zeroed by the core's
 /// [`reset`](CircuitBreaker::reset) (which is no trip): only the trips
-/// counted since then are unpublished.
-fn unpublished(trips: u64, published: u64) -> bool {
-    if trips < published {
+/// counted since then are unpublished. A trip leaves the breaker open
+/// (half-open once its time is up): a counter moved while it is neither
+/// was moved by the core's [`restore`](CircuitBreaker::restore) of a
+/// closed or forced-open snapshot, which is no trip either.
+fn unpublished(trips: u64, published: u64, state: State) -> bool {
+    let moved = if trips < published {
         trips > 0
     } else {
         trips != published
-    }
+    };
+    moved && matches!(state, State::Open | State::HalfOpen)
 }
 
 /// Counters of a [`FleetBreaker`]'s traffic with Redis.
@@ -288,7 +295,11 @@ impl FleetBreaker {
 
     /// The local core breaker. Its [`reset`](CircuitBreaker::reset) is
     /// local (this instance's state and counters; no trip is published);
-    /// trips counted after it are published as any other.
+    /// trips counted after it are published as any other. Its
+    /// [`restore`](CircuitBreaker::restore) publishes a trip only if it
+    /// leaves the breaker open or half-open with the trip counter moved
+    /// (the fleet then opens as for a local trip); a restored closed or
+    /// forced-open state publishes nothing, whatever its counters.
     pub fn core(&self) -> &Arc<CircuitBreaker> {
         self.inner.policy.core()
     }

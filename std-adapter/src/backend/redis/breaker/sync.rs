@@ -79,15 +79,17 @@ impl Inner {
     pub(super) async fn reconcile(&self) -> Result<Reply, BackendError> {
         let _one = self.sync_lock.lock().await;
         let trips = self.policy.core().metrics().trips;
+        // Read after `trips`: a trip between the two reads is seen next time.
+        let state = self.policy.state();
         let seen = self.trips_published.load(Ordering::Acquire);
         let fleet = *self
             .last
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let local_closed = self.policy.state() == State::Closed;
+        let local_closed = state == State::Closed;
         let closes = self.trial_closes.load(Ordering::Acquire);
         let trial_closed = closes != self.trial_closes_reported.load(Ordering::Acquire);
-        let op = if super::unpublished(trips, seen) {
+        let op = if super::unpublished(trips, seen, state) {
             Op::Trip(
                 self.quorum
                     .as_ref()
@@ -117,13 +119,10 @@ impl Inner {
             self.trial_closes_reported.store(closes, Ordering::Release);
         }
         let reply = self.invoke(op).await?;
-        match op {
-            Op::Trip(_) => self.trips_published.store(trips, Ordering::Release),
-            // The counter went back (a reset) with no trip since: the
-            // count to compare with from now on.
-            _ if trips < seen => self.trips_published.store(trips, Ordering::Release),
-            _ => {}
-        }
+        // Published, or no trip: the counter went back (a reset) with no
+        // trip since, or moved with the breaker neither open nor half-open
+        // (a restore). The count to compare with from now on.
+        self.trips_published.store(trips, Ordering::Release);
         if let Op::Close(version, _) = op {
             self.close_reported.store(version, Ordering::Release);
             self.trial_closes_reported.store(closes, Ordering::Release);
@@ -154,7 +153,7 @@ impl Inner {
         let core = self.policy.core();
         // A local trip made while the script ran must not be undone by a
         // decision that predates it: publish it first (next sync, at once).
-        if super::unpublished(core.metrics().trips, trips_before)
+        if super::unpublished(core.metrics().trips, trips_before, self.policy.state())
             && matches!(d.state, State::Closed | State::HalfOpen)
         {
             self.notify.notify_one();
