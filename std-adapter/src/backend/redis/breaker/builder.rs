@@ -232,6 +232,7 @@ impl FleetBreakerBuilder {
             local_only: AtomicBool::new(false),
             degraded: AtomicBool::new(false),
             corrupt_logged: AtomicBool::new(false),
+            conflict_logged: AtomicBool::new(false),
             corrupt: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             syncs: AtomicU64::new(0),

@@ -77,6 +77,12 @@ use crate::CallError;
 ///   fusebox:{breaker:payments}:decision` returned `fb1:7:c:0:0`, run
 ///   `SET fusebox:{breaker:payments}:decision fb1:8:f:0:0` (forced open) or
 ///   `fb1:8:c:0:0` (closed); instances apply it within one sync interval.
+///   A value written with the version instances already hold (`fb1:7:f:0:0`
+///   over `fb1:7:c:0:0`) is not applied by them: they hold that version,
+///   their calls and [`fleet_state`](FleetBreaker::fleet_state) keep the
+///   decision they applied, and a warning is logged once; an instance
+///   that has not seen that version yet (one started since) does apply
+///   it. Always write a newer version.
 ///
 /// Feature `redis`.
 ///
@@ -144,6 +150,8 @@ pub(super) struct Inner {
     local_only: AtomicBool,
     degraded: AtomicBool,
     corrupt_logged: AtomicBool,
+    /// A stored decision of the held version but another state was logged.
+    conflict_logged: AtomicBool,
     corrupt: AtomicU64,
     errors: AtomicU64,
     syncs: AtomicU64,
@@ -284,7 +292,8 @@ impl FleetBreaker {
 
     /// The fleet's decision as last applied here (`None` before the first
     /// reconciliation reached Redis); compare with [`state`](Self::state),
-    /// the local one.
+    /// the local one. A stored decision that was not applied (one
+    /// rewritten by hand without a new version) is not shown.
     pub fn fleet_state(&self) -> Option<State> {
         self.inner
             .last

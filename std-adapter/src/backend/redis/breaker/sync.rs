@@ -181,10 +181,27 @@ impl Inner {
             Err(_) => false,
         };
         if held {
-            *self
+            let mut last = self
                 .last
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(d);
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match *last {
+                // The version held here, stored again with another state
+                // (by hand: every change takes a new version): not
+                // applied, so not reported as the fleet's decision here.
+                Some(held) if held.version == d.version && held.state != d.state => {
+                    if !self.conflict_logged.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            breaker = %self.policy.name(),
+                            version = d.version,
+                            stored = ?d.state,
+                            applied = ?held.state,
+                            "shared breaker decision rewritten without a new version: not applied (write a newer version)"
+                        );
+                    }
+                }
+                _ => *last = Some(d),
+            }
         }
         match merged {
             Ok(Some(t)) => {
