@@ -7,13 +7,19 @@
 //!
 //! One Redis hash per tracked series, `<prefix>:{hist:<tracker>:<series>}`
 //! (both names [escaped](crate::backend::escape), so one hash tag holds
-//! one series: Cluster-safe, one `HGETALL` per series). The field is the
+//! one series: Cluster-safe, one read per series). The field is the
 //! instance id; the value is the instance's non-empty buckets with its
 //! totals and the Redis `TIME` it was written at (format in `codec.rs`).
 //! Every push sets the field and `PEXPIRE`s the hash to the `ttl`. A field
 //! older than the `ttl` (its instance stopped pushing) is ignored and
 //! deleted; `HEXPIRE` would do this per field but needs Redis 7.4. A hash
-//! of more than [`MAX_INSTANCES`] fields is read only that far (`HSCAN`).
+//! is read by one script call (`scripts/fleet_read.lua`; one key, so
+//! Cluster-safe), atomic and bounded: at most [`MAX_INSTANCES`] fields
+//! (`HSCAN` inside the script), no name or value over 128 KiB sent (such
+//! fields are deleted there and counted). Deleting a stale or corrupt
+//! field is a compare-and-delete (`scripts/fleet_delete.lua`, on the
+//! SHA-1 of the value read): a fresh value its instance pushed after the
+//! read stays.
 //!
 //! # Faults
 //!
@@ -34,10 +40,10 @@ pub use report::{FleetConfig, FleetReport, FleetSeries, MAX_INSTANCE_LEN};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::Value;
+use redis::{Script, Value};
 
 use super::super::{escape, BackendError, KeyPrefix};
 use super::connection::fault;
@@ -50,8 +56,17 @@ fn is_wrong_type(e: &BackendError) -> bool {
     matches!(e, BackendError::Unavailable(text) if text.contains("WRONGTYPE"))
 }
 
-/// One hash field and its value, as read.
-type Field = (Vec<u8>, Vec<u8>);
+/// The read script (`scripts/fleet_read.lua`).
+static READ: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../scripts/fleet_read.lua")));
+/// The compare-and-delete script (`scripts/fleet_delete.lua`).
+static DELETE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../scripts/fleet_delete.lua")));
+
+/// The digest the delete script compares a field's value with.
+fn digest(value: &[u8]) -> String {
+    sha1_smol::Sha1::from(value).hexdigest()
+}
 
 /// The most instances merged per series; further fields count as corrupt.
 pub const MAX_INSTANCES: usize = 1024;
@@ -272,68 +287,62 @@ impl FleetPercentiles {
         let fields = self.read_fields(conn, key).await?;
         let (merged, stale) = self.merge(key, fields, now_ms, ttl_ms);
         if !stale.is_empty() {
-            let _: Value = self
-                .timed(redis::cmd("HDEL").arg(key).arg(stale).query_async(conn))
-                .await?;
+            // Compare-and-delete: a field its instance pushed again since
+            // the read (a fresh value) is kept.
+            let mut invocation = DELETE.prepare_invoke();
+            invocation.key(key);
+            for (field, digest) in &stale {
+                invocation.arg(field.as_slice()).arg(digest.as_str());
+            }
+            let _: Value = self.timed(invocation.invoke_async(conn)).await?;
         }
         Ok(merged)
     }
 
-    /// The fields of one hash: all of them (`HGETALL`) unless it holds
-    /// more than [`MAX_INSTANCES`] (hostile or a runaway fleet); then only
-    /// that many (`HSCAN`, so the reply stays bounded), the rest counted
-    /// as corrupt.
+    /// The fields of one hash, bounded, in one atomic script call
+    /// (`scripts/fleet_read.lua`): at most [`MAX_INSTANCES`] of them (a
+    /// larger hash, hostile or a runaway fleet, is read only that far, the
+    /// rest counted as corrupt), none larger than
+    /// [`MAX_VALUE_LEN`](codec::MAX_VALUE_LEN) (those are deleted by the
+    /// script, never sent, and counted).
     async fn read_fields(
         &self,
         conn: &mut RedisConnection,
         key: &str,
     ) -> Result<HashMap<Vec<u8>, Vec<u8>>, BackendError> {
-        let len: usize = self
-            .timed(redis::cmd("HLEN").arg(key).query_async(conn))
-            .await?;
-        if len <= MAX_INSTANCES {
-            return self
-                .timed(redis::cmd("HGETALL").arg(key).query_async(conn))
-                .await;
+        let mut invocation = READ.prepare_invoke();
+        invocation
+            .key(key)
+            .arg(MAX_INSTANCES)
+            .arg(codec::MAX_VALUE_LEN);
+        let (len, flat, deleted): (usize, Vec<Vec<u8>>, usize) =
+            self.timed(invocation.invoke_async(conn)).await?;
+        if deleted > 0 {
+            self.refuse(key, Corrupt::TooLong, deleted);
         }
-        let mut fields = HashMap::with_capacity(MAX_INSTANCES);
-        let mut cursor = 0u64;
-        loop {
-            let (next, page): (u64, Vec<Field>) = self
-                .timed(
-                    redis::cmd("HSCAN")
-                        .arg(key)
-                        .arg(cursor)
-                        .arg("COUNT")
-                        .arg(256)
-                        .query_async(conn),
-                )
-                .await?;
-            let room = MAX_INSTANCES - fields.len();
-            fields.extend(page.into_iter().take(room));
-            cursor = next;
-            if cursor == 0 || fields.len() >= MAX_INSTANCES {
-                break;
-            }
+        let mut fields = HashMap::with_capacity(flat.len() / 2);
+        let mut flat = flat.into_iter();
+        while let (Some(field), Some(value)) = (flat.next(), flat.next()) {
+            fields.insert(field, value);
         }
-        self.refuse(
-            key,
-            Corrupt::TooManyInstances,
-            len.saturating_sub(fields.len()),
-        );
+        let beyond = len.saturating_sub(fields.len() + deleted);
+        if beyond > 0 {
+            self.refuse(key, Corrupt::TooManyInstances, beyond);
+        }
         Ok(fields)
     }
 
     /// Merges the fields of one hash; returns the series and the fields
-    /// to delete: expired ones and corrupt ones (replaced by the writer's
-    /// next push, if it is a live instance).
+    /// to delete, with the digest of the value read: expired ones and
+    /// corrupt ones (replaced by the writer's next push, if it is a live
+    /// instance).
     fn merge(
         &self,
         key: &str,
         fields: HashMap<Vec<u8>, Vec<u8>>,
         now_ms: u64,
         ttl_ms: u64,
-    ) -> (FleetSeries, Vec<Vec<u8>>) {
+    ) -> (FleetSeries, Vec<(Vec<u8>, String)>) {
         let acc = LatencyHistogram::new_boxed();
         let mut instances = 0;
         let mut stale = Vec::new();
@@ -342,21 +351,21 @@ impl FleetPercentiles {
                 Ok(entry) => entry,
                 Err(why) => {
                     self.refuse(key, why, 1);
-                    stale.push(field);
+                    stale.push((field, digest(&value)));
                     continue;
                 }
             };
             if entry.written_ms.saturating_add(ttl_ms) < now_ms {
-                stale.push(field);
+                stale.push((field, digest(&value)));
             } else if entry.written_ms > now_ms.saturating_add(ttl_ms) {
                 self.refuse(key, Corrupt::Future, 1);
-                stale.push(field);
+                stale.push((field, digest(&value)));
             } else if acc
                 .merge_buckets_with_totals(entry.buckets, entry.totals)
                 .is_err()
             {
                 self.refuse(key, Corrupt::Merge, 1);
-                stale.push(field);
+                stale.push((field, digest(&value)));
             } else {
                 instances += 1;
             }
