@@ -184,7 +184,7 @@ async fn redis_fleet_percentiles_corrupt_fields_are_skipped_counted_and_the_rest
     let key = fleet[0].fleet.key(OP).unwrap();
     let hostile: Vec<(&str, String)> = vec![
         ("garbage", "hello world".into()),
-        ("version", format!("v9;{now_ms};1;1;1;1:1:1")),
+        ("version", format!("v9x;{now_ms};1;1;1;1:1:1")),
         ("absurd", format!("v1;{now_ms};1;1;1;1:1:{}", 1u64 << 50)),
         ("huge", "9".repeat(200_000)),
         (

@@ -39,6 +39,7 @@ pub(super) const MAX_COUNT: u64 = BUCKET_CAPACITY;
 pub(super) enum Corrupt {
     TooLong,
     NotUtf8,
+    /// Not `v1` (a newer format is told apart by [`newer`]).
     Version,
     Malformed,
     TooManyBuckets,
@@ -129,6 +130,29 @@ pub(super) fn decode(raw: &[u8]) -> Result<Entry, Corrupt> {
     })
 }
 
+/// The time a value of a *newer* format (`v<N>;<written_ms>;…`, N > 1,
+/// as written by a newer instance in a rolling upgrade) was written, or
+/// `None` for anything else. Every format version keeps that prefix and
+/// [`MAX_VALUE_LEN`], so an older instance can skip a newer value while
+/// it is fresh and delete it once expired, without reading the rest.
+pub(super) fn newer(raw: &[u8]) -> Option<u64> {
+    if raw.len() > MAX_VALUE_LEN {
+        return None;
+    }
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut parts = text.splitn(3, ';');
+    let version = parts.next()?.strip_prefix('v')?;
+    if version.len() > 9 || !version.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if version.parse::<u32>().ok()? <= 1 || version.starts_with('0') {
+        return None;
+    }
+    let written_ms = int(parts.next()?).ok()?;
+    parts.next()?;
+    Some(written_ms)
+}
+
 /// A decimal `u64`: digits only (no sign, no spaces), at most 20 of them.
 fn int(s: &str) -> Result<u64, Corrupt> {
     if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -210,6 +234,30 @@ mod tests {
     }
 
     #[test]
+    fn a_newer_format_is_told_from_garbage() {
+        assert_eq!(newer(b"v2;42;any layout"), Some(42));
+        assert_eq!(newer(b"v17;7;"), Some(7));
+        for not_newer in [
+            &b"v1;42;1;1;1;1:1:1"[..],
+            b"v0;42;x",
+            b"v02;42;x",
+            b"v2;42",
+            b"v2;-1;x",
+            b"v2;soon;x",
+            b"v2x;42;x",
+            b"V2;42;x",
+            b"v;42;x",
+            b"v9999999999;42;x",
+            b"v2;\xff;x",
+        ] {
+            assert_eq!(newer(not_newer), None, "{not_newer:?}");
+        }
+        let mut long = b"v2;42;".to_vec();
+        long.resize(MAX_VALUE_LEN + 1, b'x');
+        assert_eq!(newer(&long), None);
+    }
+
+    #[test]
     fn refuses_garbage() {
         let cases: [(&[u8], Corrupt); 9] = [
             (b"", Corrupt::Version),
@@ -224,6 +272,9 @@ mod tests {
         ];
         for (raw, want) in cases {
             assert_eq!(decode(raw), Err(want), "{raw:?}");
+        }
+        for newer_format in [&b"v2;1;1;1;1;1:1:1"[..], b"v17;42;any layout"] {
+            assert_eq!(decode(newer_format), Err(Corrupt::Version));
         }
         let huge = vec![b'7'; MAX_VALUE_LEN + 1];
         assert_eq!(decode(&huge), Err(Corrupt::TooLong));

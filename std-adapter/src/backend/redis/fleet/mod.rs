@@ -23,7 +23,12 @@
 //!
 //! # Faults
 //!
-//! A value that does not decode, is too large, claims absurd counts, is
+//! A value of a newer format (`v2;<written_ms>;…` and on, written by a
+//! newer instance during a rolling upgrade) is skipped, not merged,
+//! counted per series in [`FleetSeries::newer`] and left in place for the
+//! instances that read it; it is deleted only once expired (and counted
+//! corrupt if written in the future). Any other value that does not
+//! decode, is too large, claims absurd counts, is
 //! written in the future or that the core refuses to merge is skipped,
 //! deleted and counted ([`FleetReport::corrupt`]); the first is logged, the others
 //! only at debug level; the value itself never is. While Redis fails the
@@ -344,12 +349,27 @@ impl FleetPercentiles {
         ttl_ms: u64,
     ) -> (FleetSeries, Vec<(Vec<u8>, String)>) {
         let acc = LatencyHistogram::new_boxed();
-        let mut instances = 0;
+        let (mut instances, mut newer) = (0, 0);
         let mut stale = Vec::new();
         for (field, value) in fields {
-            let entry = match codec::decode(&value) {
-                Ok(entry) => entry,
-                Err(why) => {
+            let decoded = codec::decode(&value);
+            let entry = match (decoded, codec::newer(&value)) {
+                (Ok(entry), _) => entry,
+                // A newer instance's format (a rolling upgrade): skipped
+                // while fresh, left for the instances that read it, and
+                // deleted only once expired (or written in the future).
+                (Err(Corrupt::Version), Some(written_ms)) => {
+                    if written_ms.saturating_add(ttl_ms) < now_ms {
+                        stale.push((field, digest(&value)));
+                    } else if written_ms > now_ms.saturating_add(ttl_ms) {
+                        self.refuse(key, Corrupt::Future, 1);
+                        stale.push((field, digest(&value)));
+                    } else {
+                        newer += 1;
+                    }
+                    continue;
+                }
+                (Err(why), _) => {
                     self.refuse(key, why, 1);
                     stale.push((field, digest(&value)));
                     continue;
@@ -373,6 +393,7 @@ impl FleetPercentiles {
         let pct = |q| acc.percentile(q).ok().flatten();
         let series = FleetSeries {
             instances,
+            newer,
             count: acc.count(),
             p50: pct(50.0),
             p95: pct(95.0),

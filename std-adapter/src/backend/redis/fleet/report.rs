@@ -113,6 +113,9 @@ pub struct FleetReport {
 pub struct FleetSeries {
     /// Instances merged (fresh and valid).
     pub instances: usize,
+    /// Fresh values of a newer format (instances already upgraded, in a
+    /// rolling upgrade): not merged, not deleted, not corrupt.
+    pub newer: usize,
     /// Samples merged.
     pub count: u64,
     /// Fleet median.
