@@ -45,7 +45,7 @@ impl Gate {
         let held = Arc::new(Notify::new());
         let is_held = Arc::new(AtomicBool::new(false));
         let open = Arc::new(Semaphore::new(0));
-        let (r, m, h, ih, o) = (
+        let (count, mark, note, flag, gate_open) = (
             Arc::clone(&received),
             Arc::clone(&marker),
             Arc::clone(&held),
@@ -59,11 +59,11 @@ impl Gate {
                 };
                 let (mut cr, mut cw) = client.into_split();
                 let (mut sr, mut sw) = server.into_split();
-                let (m, h, ih, o) = (
-                    Arc::clone(&m),
-                    Arc::clone(&h),
-                    Arc::clone(&ih),
-                    Arc::clone(&o),
+                let (mark, note, flag, gate_open) = (
+                    Arc::clone(&mark),
+                    Arc::clone(&note),
+                    Arc::clone(&flag),
+                    Arc::clone(&gate_open),
                 );
                 tokio::spawn(async move {
                     let mut buf = vec![0_u8; 64 * 1024];
@@ -73,7 +73,7 @@ impl Gate {
                             Ok(n) => n,
                         };
                         let hit = {
-                            let mut marker = m.lock().unwrap();
+                            let mut marker = mark.lock().unwrap();
                             let hit = marker
                                 .as_ref()
                                 .is_some_and(|mk| buf[..n].windows(mk.len()).any(|w| w == mk));
@@ -83,16 +83,16 @@ impl Gate {
                             hit
                         };
                         if hit {
-                            ih.store(true, Ordering::SeqCst);
-                            h.notify_one();
-                            o.acquire().await.unwrap().forget();
+                            flag.store(true, Ordering::SeqCst);
+                            note.notify_one();
+                            gate_open.acquire().await.unwrap().forget();
                         }
                         if sw.write_all(&buf[..n]).await.is_err() {
                             break;
                         }
                     }
                 });
-                let r = Arc::clone(&r);
+                let count = Arc::clone(&count);
                 tokio::spawn(async move {
                     let mut buf = vec![0_u8; 64 * 1024];
                     loop {
@@ -100,7 +100,7 @@ impl Gate {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
-                        r.fetch_add(n as u64, Ordering::SeqCst);
+                        count.fetch_add(n as u64, Ordering::SeqCst);
                         if cw.write_all(&buf[..n]).await.is_err() {
                             break;
                         }
