@@ -26,6 +26,7 @@ fn nearest_rank(sorted: &[u64], q: f64) -> u64 {
 /// host built with `--cfg fusebox_narrow_words`).
 const NARROW: bool = !cfg!(target_has_atomic = "64") || cfg!(fusebox_narrow_words);
 
+#[derive(Clone, Copy)]
 enum Round {
     Down,
     Up,
