@@ -393,20 +393,20 @@ impl Model {
         if !(failure || slow || rates) {
             return None;
         }
-        let i = now / (s.total() / u64::from(s.buckets));
+        let interval = now / (s.total() / u64::from(s.buckets));
         let j = match self.newest {
-            None => i,
+            None => interval,
             // With 32-bit words `newest` keeps 31 bits of interval: an
             // interval more than 2³⁰ past it reads as stale (the docs' "on
             // Cortex-M ... reads as stale, so the window stops expiring until
             // time has advanced as far again"). The model counts in
             // intervals as the window sees them, congruent to the real ones
             // modulo 2³¹.
-            Some(newest) if NARROW => match i.wrapping_sub(newest) & ((1 << 31) - 1) {
+            Some(newest) if NARROW => match interval.wrapping_sub(newest) & ((1 << 31) - 1) {
                 d @ 1..=0x4000_0000 => newest + d,
                 _ => newest,
             },
-            Some(newest) => i.max(newest),
+            Some(newest) => interval.max(newest),
         };
         self.newest = Some(j);
         self.events.push((j, failure, slow));
