@@ -801,3 +801,32 @@ async fn a_full_table_takes_newcomers_once_its_keys_are_idle() {
     let again = send(&mut service, with_key(b"newcomer")).await.unwrap();
     assert_eq!(again.status(), 429, "and the newcomer is limited");
 }
+
+/// A refusal said `Retry-After: 0` (and `"retry_after":0`) when the wait
+/// it was given was zero. A `Shared` limit failing closed names the time
+/// until its next probe of Redis, and that time saturates to zero for a
+/// request sent before the outage was seen that fails after the probe
+/// came due (`Outage::until_probe`): the client was told to come back at
+/// once, in a loop, to a limiter that refuses. A refusal's wait is at
+/// least a second (found by a hostile review).
+#[test]
+fn a_refusal_never_says_retry_after_zero() {
+    use super::{JsonRateLimitResponse, RateLimitResponder};
+    use crate::tower::breaker::{BreakerRejection, BreakerResponder, JsonBreakerResponse};
+    let zero = fusebox::Duration::ZERO;
+    for refusal in [
+        Refusal::Limited { retry_after: zero },
+        Refusal::FailClosed { retry_after: zero },
+    ] {
+        let rejection = RateLimitRejection::new("api", refusal);
+        assert_eq!(rejection.retry_after_secs(), Some(1), "{refusal:?}");
+        let response: http::Response<String> = JsonRateLimitResponse.respond(&rejection);
+        assert_eq!(response.headers()["retry-after"], "1", "{refusal:?}");
+        let body: serde_json::Value = serde_json::from_str(response.body()).unwrap();
+        assert_eq!(body["retry_after"], 1, "{refusal:?}");
+    }
+    let open = BreakerRejection::new("db", fusebox::breaker::State::Open, Some(zero));
+    assert_eq!(open.retry_after_secs(), Some(1));
+    let response: http::Response<String> = JsonBreakerResponse.respond(&open);
+    assert_eq!(response.headers()["retry-after"], "1");
+}
