@@ -27,6 +27,14 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
     d.as_micros().div_ceil(MICROS_PER_SEC)
 }
 
+/// A refusal's wait in whole seconds: [`ceil_secs`], and at least 1. A
+/// refused client told `0` comes back at once, in a loop; a wait that
+/// rounds to nothing (a `Shared` limit failing closed when its next probe
+/// of Redis is already due) is a second.
+pub(crate) fn retry_secs(d: Duration) -> u64 {
+    ceil_secs(d).max(1)
+}
+
 /// A quota as the draft's policy parameters: `q` units per window `w`
 /// seconds, where `q` is the bucket's burst and `w` the time it takes to
 /// refill it at the quota's rate. So `r` (the tokens left, at most the
@@ -104,7 +112,7 @@ impl Quoted {
     pub(crate) fn refused(self, retry_after: Duration) -> Self {
         Self {
             remaining: 0,
-            reset: self.reset.max(ceil_secs(retry_after)),
+            reset: self.reset.max(retry_secs(retry_after)),
             full: false,
             ..self
         }
@@ -353,9 +361,10 @@ pub(crate) fn member(sf_name: &str, a: &str, x: u64, b: &str, y: u64) -> Vec<u8>
     out
 }
 
-/// Sets `Retry-After` to `wait` in delta-seconds, rounded up.
+/// Sets `Retry-After` to `wait` in delta-seconds, rounded up, at least 1
+/// ([`retry_secs`]).
 pub(crate) fn insert_retry_after(headers: &mut HeaderMap, wait: Duration) {
-    headers.insert(RETRY_AFTER, HeaderValue::from(ceil_secs(wait)));
+    headers.insert(RETRY_AFTER, HeaderValue::from(retry_secs(wait)));
 }
 
 /// A response with `status` and `body` as `application/json`.

@@ -52,7 +52,8 @@ impl BreakerRejection {
 
     /// [`retry_after`](Self::retry_after) in whole seconds, rounded up (the
     /// value of a delta-seconds `Retry-After`), never earlier than the core
-    /// said.
+    /// said, and at least 1 (a refused client told `0` comes straight
+    /// back).
     ///
     /// ```
     /// use fusebox::breaker::State;
@@ -63,7 +64,7 @@ impl BreakerRejection {
     /// assert_eq!(r.retry_after_secs(), Some(30));
     /// ```
     pub fn retry_after_secs(&self) -> Option<u64> {
-        self.retry_after.map(headers::ceil_secs)
+        self.retry_after.map(headers::retry_secs)
     }
 }
 

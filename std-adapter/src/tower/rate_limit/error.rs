@@ -164,7 +164,9 @@ impl RateLimitRejection {
 
     /// The wait of a [`Refusal::Limited`] (or [`Refusal::FailClosed`]) in
     /// whole seconds, rounded up (a delta-seconds `Retry-After`): never
-    /// earlier than the limiter said.
+    /// earlier than the limiter said, and at least 1 (a refused client told
+    /// `0` comes straight back: a `Shared` limit failing closed when its
+    /// next probe of Redis is already due would say so).
     ///
     /// ```
     /// use fusebox_std::tower::rate_limit::{KeyError, RateLimitRejection, Refusal};
@@ -174,7 +176,7 @@ impl RateLimitRejection {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self.refusal {
             Refusal::Limited { retry_after } | Refusal::FailClosed { retry_after } => {
-                Some(headers::ceil_secs(retry_after))
+                Some(headers::retry_secs(retry_after))
             }
             _ => None,
         }
@@ -248,7 +250,7 @@ impl<B: From<String>> RateLimitResponder<B> for JsonRateLimitResponse {
                 let body = serde_json::json!({
                     "error": "rate_limited",
                     "policy": policy,
-                    "retry_after": headers::ceil_secs(retry_after),
+                    "retry_after": headers::retry_secs(retry_after),
                 });
                 let mut response = headers::json(StatusCode::TOO_MANY_REQUESTS, &body);
                 headers::insert_retry_after(response.headers_mut(), retry_after);
@@ -267,7 +269,7 @@ impl<B: From<String>> RateLimitResponder<B> for JsonRateLimitResponse {
                 let body = serde_json::json!({
                     "error": "limiter_unavailable",
                     "policy": policy,
-                    "retry_after": headers::ceil_secs(retry_after),
+                    "retry_after": headers::retry_secs(retry_after),
                 });
                 let mut response = headers::json(StatusCode::SERVICE_UNAVAILABLE, &body);
                 headers::insert_retry_after(response.headers_mut(), retry_after);

@@ -74,7 +74,9 @@ impl Base {
             limit: self.limit,
             window: self.window,
             remaining: 0,
-            reset: ceil_secs(retry_after.saturating_add(Duration::from_micros(rest))),
+            reset: crate::tower::headers::retry_secs(
+                retry_after.saturating_add(Duration::from_micros(rest)),
+            ),
             full: false,
         }
     }
