@@ -248,3 +248,34 @@ fn stacked_policies_join_their_members_and_keep_the_inner_legacy_trio() {
         "\"a\";r=1;t=1, \"b\";r=2;t=2, \"c\";r=98;t=72"
     );
 }
+
+/// A Structured Field Integer has at most 15 digits (RFC 8941 § 3.3.1):
+/// a parser fails the whole field on a longer one, every policy's member
+/// with it. A quota of more than 10^15 tokens a second (over a billion a
+/// microsecond, such as a limit meant to be "unlimited") was advertised as
+/// `q=4294967295000000`, sixteen digits (found by a hostile review).
+#[test]
+fn every_parameter_is_a_structured_field_integer() {
+    const SF_MAX: u64 = 999_999_999_999_999;
+    let mut quotas = Vec::new();
+    for tokens in [u32::MAX, 2_000_000_000, 1_000_000_001, 1_000_000] {
+        for micros in [1_u64, 2, 3, 7, 999_999, 1_000_000] {
+            if let Ok(quota) = Quota::new(tokens, Duration::from_micros(micros)) {
+                quotas.push(quota);
+            }
+        }
+    }
+    assert!(
+        quotas
+            .iter()
+            .any(|q| q.tokens() == u32::MAX && q.period().as_micros() == 1),
+        "the extreme quota builds"
+    );
+    for quota in quotas {
+        let (q, w) = quota_qw(&quota);
+        let at = (quota.tokens(), quota.period(), q, w);
+        assert!(q <= SF_MAX && w <= SF_MAX, "{at:?}");
+        assert!(q >= 1 && w >= 1, "{at:?}");
+        assert!(q >= u64::from(quota.burst()), "{at:?}");
+    }
+}
