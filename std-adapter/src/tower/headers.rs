@@ -13,6 +13,10 @@ use http::{Response, StatusCode};
 
 const MICROS_PER_SEC: u64 = 1_000_000;
 
+/// The largest Structured Field Integer (RFC 8941 § 3.3.1: at most 15
+/// digits; a parser fails the whole field on a longer one).
+const SF_INTEGER_MAX: u64 = 999_999_999_999_999;
+
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
 pub(crate) static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
@@ -47,7 +51,11 @@ pub(crate) fn retry_secs(d: Duration) -> u64 {
 /// with a burst of 10 gives `q=10;w=600`. A window of a fraction of a
 /// second is stretched to the next whole second and `q` scaled with it at
 /// the quota's rate (rounded down, at least 1), so the advertised rate is
-/// never above the real one, and `q` stays at least the burst.
+/// never above the real one, and `q` stays at least the burst. A `q` past
+/// the largest Structured Field Integer (over 10^15 tokens a second) is
+/// that largest one: a lower rate, never a higher one. (`w` cannot pass
+/// it: a quota's refill time fits its state word, microseconds on 63
+/// bits.)
 pub(crate) fn quota_qw(quota: &Quota) -> (u64, u64) {
     let tokens = u128::from(quota.tokens().max(1));
     let burst = u128::from(quota.burst());
@@ -62,7 +70,7 @@ pub(crate) fn quota_qw(quota: &Quota) -> (u64, u64) {
     let window = burst_period.div_ceil(tokens).div_ceil(micros).max(1);
     // The quota's rate over the stretched window: at least the burst.
     let q = tokens.saturating_mul(window.saturating_mul(micros)) / period;
-    (to_u64(q).max(1), to_u64(window))
+    (to_u64(q).clamp(1, SF_INTEGER_MAX), to_u64(window))
 }
 
 /// A policy name as a Structured Field String: printable ASCII with `"`
@@ -338,8 +346,11 @@ fn join_lines(mut lines: http::header::OccupiedEntry<'_, HeaderValue>, value: He
 }
 
 /// One policy's member, `sf_name;a=x;b=y`, in one buffer of the right
-/// size (no intermediate `String`).
+/// size (no intermediate `String`). `x` and `y` past the largest
+/// Structured Field Integer are written as it (a value from Redis, say:
+/// one longer integer would make the whole field unparsable).
 pub(crate) fn member(sf_name: &str, a: &str, x: u64, b: &str, y: u64) -> Vec<u8> {
+    let (x, y) = (x.min(SF_INTEGER_MAX), y.min(SF_INTEGER_MAX));
     // `itoa`, not `write!`: the formatting machinery cost about a
     // thousand instructions a member, on every response.
     let (mut xb, mut yb) = (itoa::Buffer::new(), itoa::Buffer::new());
