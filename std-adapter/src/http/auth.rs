@@ -110,4 +110,23 @@ mod tests {
             assert!(!authorized(TOKEN, &headers(&value)), "{value:?}");
         }
     }
+
+    /// Two `Authorization` fields (a singleton field, RFC 9110 § 11.6.2:
+    /// not a list, so never two credentials) were decided by the first
+    /// alone: a wrong token first was refused, a wrong one second let in,
+    /// so the verdict hung on an order proxies do not agree on (some keep
+    /// the first, some the last, some join them). An ambiguous request
+    /// is refused whatever the order (found by a hostile review).
+    #[test]
+    fn two_authorization_fields_are_refused_in_either_order() {
+        let good = HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap();
+        let bad = HeaderValue::from_static("Bearer not-the-token-at-all");
+        for pair in [[&good, &bad], [&bad, &good], [&good, &good]] {
+            let mut h = HeaderMap::new();
+            for value in pair {
+                h.append(AUTHORIZATION, value.clone());
+            }
+            assert!(!authorized(TOKEN, &h), "{pair:?}");
+        }
+    }
 }
