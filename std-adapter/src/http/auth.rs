@@ -32,9 +32,12 @@ pub(super) async fn require_token(
 }
 
 /// Whether `headers` carry `Authorization: Bearer <expected>` (the scheme
-/// in any case, one or more spaces after it).
+/// in any case, one or more spaces after it), in one field: two are an
+/// ambiguous request (a singleton field, whose copies proxies resolve
+/// differently), refused whatever they hold.
 fn authorized(expected: &str, headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(AUTHORIZATION) else {
+    let mut fields = headers.get_all(AUTHORIZATION).iter();
+    let (Some(value), None) = (fields.next(), fields.next()) else {
         return false;
     };
     let value = value.as_bytes();

@@ -14,7 +14,8 @@
 //!
 //! *token*: with a [bearer token](HttpOptionsBuilder::bearer_token)
 //! configured, the request needs `Authorization: Bearer <token>` (compared
-//! in constant time), else 401 [`HttpError::Unauthorized`]. Without one
+//! in constant time; one `Authorization` field: a request with two is
+//! refused), else 401 [`HttpError::Unauthorized`]. Without one
 //! these routes are open: put them behind your own auth layer with
 //! [`routes`] (its `protected` router), or keep them off the public
 //! network. Admin actions are refused without a token
