@@ -546,3 +546,26 @@ async fn an_inner_call_that_panics_frees_the_trial() {
     assert_eq!(trial.await.unwrap().status(), 200);
     assert_eq!(breaker.state(clock.now()), State::Closed);
 }
+
+/// Two layers over one breaker read two clocks: each `new` started its
+/// own at zero, so a layer built an hour after the first read times an
+/// hour behind the breaker's: the breaker the first layer had just
+/// opened let the second layer's requests through to the failing service
+/// at once. Every layer over one breaker reads one clock (found by a
+/// hostile review).
+#[tokio::test(start_paused = true)]
+async fn layers_built_apart_over_one_breaker_read_one_clock() {
+    let breaker = core(1);
+    let first = CircuitBreakerLayer::new("upstream", Arc::clone(&breaker));
+    tokio::time::advance(StdDuration::from_secs(3_600)).await;
+    let mut a = first.layer(Scripted);
+    assert_eq!(send(&mut a, get("/502")).await.unwrap().status(), 502);
+    let mut b = CircuitBreakerLayer::new("upstream", Arc::clone(&breaker)).layer(Scripted);
+    let refused = send(&mut b, get("/200")).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "30");
+    tokio::time::advance(StdDuration::from_secs(30)).await;
+    let trial = send(&mut b, get("/200")).await.unwrap();
+    assert_eq!(trial.status(), 200, "{:?}", trial.headers());
+    assert_eq!(breaker.state(first.clock().now()), State::Closed);
+}

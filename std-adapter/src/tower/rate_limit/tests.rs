@@ -830,3 +830,33 @@ fn a_refusal_never_says_retry_after_zero() {
     let response: http::Response<String> = JsonBreakerResponse.respond(&open);
     assert_eq!(response.headers()["retry-after"], "1");
 }
+
+/// Two layers over one bucket read two clocks: each `new` started its
+/// own at zero, so a layer built an hour after the first (per connection,
+/// per router, lazily) read times an hour behind the bucket's state and
+/// refused every request for an hour (`Retry-After: 3546`) from a bucket
+/// with 55 tokens left. Every layer over one bucket reads one clock
+/// (found by a hostile review).
+#[tokio::test(start_paused = true)]
+async fn layers_built_apart_over_one_bucket_read_one_clock() {
+    let shared = bucket(Quota::per_minute(60));
+    let first = RateLimitLayer::new("api", Arc::clone(&shared));
+    tokio::time::advance(StdDuration::from_secs(3_600)).await;
+    let mut a = first.layer(Scripted);
+    for _ in 0..5 {
+        assert_eq!(send(&mut a, get("/200")).await.unwrap().status(), 200);
+    }
+    let mut b = RateLimitLayer::new("api", Arc::clone(&shared)).layer(Scripted);
+    let response = send(&mut b, get("/200")).await.unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.headers());
+    assert_eq!(response.headers()["ratelimit"], "\"api\";r=54;t=6");
+    // And a keyed limiter, shared the same way.
+    let per_key = per_key(Quota::per_minute(60));
+    let first = RateLimitLayer::keyed("k", Arc::clone(&per_key), key::header("x-api-key", 8));
+    tokio::time::advance(StdDuration::from_secs(3_600)).await;
+    let mut a = first.layer(Scripted);
+    assert_eq!(send(&mut a, with_key(b"k1")).await.unwrap().status(), 200);
+    let mut b = RateLimitLayer::keyed("k", per_key, key::header("x-api-key", 8)).layer(Scripted);
+    let response = send(&mut b, with_key(b"k1")).await.unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.headers());
+}
