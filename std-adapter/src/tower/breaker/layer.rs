@@ -81,9 +81,12 @@ impl<C, R> std::fmt::Debug for CircuitBreakerLayer<C, R> {
 
 impl CircuitBreakerLayer {
     /// A layer over `breaker`, named `name` in logs and responses, with the
-    /// default classifier and responder and a new [`TokioClock`] (give the
-    /// same clock to every adapter of this breaker with
-    /// [`with_clock`](Self::with_clock)).
+    /// default classifier and responder, reading the [`TokioClock`] of the
+    /// layers already built over this breaker (however long ago), else a
+    /// new one: a breaker keeps its state in its clock's times, so every
+    /// layer over it reads one. Give that clock to the other adapters of
+    /// this breaker (a policy, a registry) with
+    /// [`with_clock`](Self::with_clock).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -96,7 +99,8 @@ impl CircuitBreakerLayer {
     /// # Ok::<(), fusebox::breaker::ConfigError>(())
     /// ```
     pub fn new(name: impl Into<Arc<str>>, breaker: Arc<CircuitBreaker>) -> Self {
-        Self::with_clock_and_observer(name, breaker, TokioClock::new(), None)
+        let clock = crate::tower::clocks::of(&breaker, TokioClock::new());
+        Self::with_clock_and_observer(name, breaker, clock, None)
     }
 
     pub(super) fn with_clock_and_observer(

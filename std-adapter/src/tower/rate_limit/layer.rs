@@ -121,8 +121,11 @@ impl<L> RateLimitLayer<L> {
 
 impl RateLimitLayer<Single> {
     /// One bucket for every request, named `name` in the `RateLimit`
-    /// fields and logs, read with a new [`TokioClock`] (share one with
-    /// [`with_clock`](Self::with_clock) if other adapters read this bucket).
+    /// fields and logs, read with the [`TokioClock`] of the layers already
+    /// built over this bucket (however long ago), else a new one: a bucket
+    /// keeps its state in its clock's times, so every layer over it reads
+    /// one. If other adapters read this bucket (a policy, a registry),
+    /// share theirs with [`with_clock`](Self::with_clock).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -134,12 +137,15 @@ impl RateLimitLayer<Single> {
     /// # Ok::<(), fusebox::bucket::QuotaError>(())
     /// ```
     pub fn new(name: impl Into<Arc<str>>, bucket: Arc<TokenBucket>) -> Self {
-        Self::with_limit(name, Single::new(bucket), TokioClock::new())
+        let clock = crate::tower::clocks::of(&bucket, TokioClock::new());
+        Self::with_limit(name, Single::new(bucket), clock)
     }
 }
 
 impl<K, const N: usize, S, F> RateLimitLayer<Keyed<K, N, S, F>>
 where
+    K: Send + Sync + 'static,
+    S: Send + Sync + 'static,
     F: Fn(&Parts) -> Result<K, KeyError>,
 {
     /// A bucket per key: `key` makes a key of each request head (see the
@@ -148,7 +154,8 @@ where
     /// [`Refusal::BadKey`](super::Refusal::BadKey) (`400` by default) unless
     /// [`on_bad_key`](Self::on_bad_key) says otherwise. Key functions must
     /// bound their keys (the [`key`](super::key) ones do): the limiter
-    /// stores a copy of each.
+    /// stores a copy of each. The clock is chosen as [`new`](RateLimitLayer::new)'s
+    /// (the one of the layers already built over `limiter`).
     ///
     /// For keys that clients choose, build the limiter with a secret hash
     /// seed ([`ServerKeyedLimiter`](crate::registry::ServerKeyedLimiter), or
@@ -177,7 +184,8 @@ where
         limiter: Arc<KeyedLimiter<K, N, 1, S>>,
         key: F,
     ) -> Self {
-        Self::with_limit(name, Keyed::new(limiter, key), TokioClock::new())
+        let clock = crate::tower::clocks::of(&limiter, TokioClock::new());
+        Self::with_limit(name, Keyed::new(limiter, key), clock)
     }
 }
 

@@ -1,0 +1,61 @@
+//! One clock per core: every layer built over one bucket, keyed limiter or
+//! breaker reads the same [`TokioClock`].
+//!
+//! A core keeps its state in the times of the clock that drove it. A
+//! [`TokioClock`] counts from its own origin (the moment it was made, so
+//! that paused tokio time starts at zero in tests): two layers that each
+//! made one, an hour apart, over one `Arc`'d core, read times an hour
+//! apart, and the later one found the bucket an hour in its future (every
+//! request refused for an hour) or the breaker opened in its future (its
+//! requests let through). So the clock of a layer over a core is the one
+//! the first layer over that core (still alive) took.
+//!
+//! The table holds a `Weak` per core, looked up by address at a layer's
+//! construction only (never per request), and drops the entries of cores
+//! gone whenever it is consulted.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use crate::TokioClock;
+
+/// A core (while it lives) and the clock its layers read.
+type Entry = (Weak<dyn Any + Send + Sync>, TokioClock);
+
+/// The cores layers were built over, by address.
+static CLOCKS: Mutex<Option<HashMap<usize, Entry>>> = Mutex::new(None);
+
+/// The clock of the layers over `core`: the one kept for it, or else
+/// `clock`, kept for the next layers over it.
+pub(crate) fn of<T: Any + Send + Sync>(core: &Arc<T>, clock: TokioClock) -> TokioClock {
+    let mut table = CLOCKS.lock().unwrap_or_else(PoisonError::into_inner);
+    let table = table.get_or_insert_with(HashMap::new);
+    // A core gone frees its entry (and its `Weak`'s allocation), and its
+    // address may be another core's now.
+    table.retain(|_, (core, _)| core.strong_count() > 0);
+    let address = Arc::as_ptr(core).cast::<()>().addr();
+    let weak: Weak<T> = Arc::downgrade(core);
+    let (_, kept) = table.entry(address).or_insert((weak, clock));
+    *kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_clock_over_a_live_core_is_kept() {
+        let first = TokioClock::new();
+        tokio::time::advance(std::time::Duration::from_secs(60)).await;
+        let later = TokioClock::new();
+        assert_ne!(first, later);
+        let core = Arc::new(7_u32);
+        assert_eq!(of(&core, first), first);
+        assert_eq!(of(&core, later), first, "kept");
+        assert_eq!(of(&Arc::new(8_u32), later), later, "another core");
+        drop(core);
+        let again = Arc::new(7_u32);
+        assert_eq!(of(&again, later), later, "a new core is not the old one");
+    }
+}
