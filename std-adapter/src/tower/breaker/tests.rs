@@ -572,3 +572,29 @@ async fn layers_built_apart_over_one_breaker_read_one_clock() {
     assert_eq!(trial.status(), 200, "{:?}", trial.headers());
     assert_eq!(breaker.state(first.clock().now()), State::Closed);
 }
+
+/// A breaker the registry made, under a layer built with `new` (not
+/// `from_registry`) an hour after the registry: the layer read its own
+/// clock, an hour behind the registry's, so the breaker it had just
+/// opened was past its open period for the registry, whose health report
+/// and `/readyz` told a breaker the layer kept refusing with as half-open
+/// and ready. A layer over a registry's breaker reads the registry's
+/// clock (found by a hostile review).
+#[tokio::test(start_paused = true)]
+async fn a_new_layer_over_a_registry_breaker_reads_the_registry_clock() {
+    let registry = crate::Registry::new();
+    tokio::time::advance(StdDuration::from_secs(3_600)).await;
+    let config = Config::builder()
+        .consecutive_failures(1)
+        .open_for(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let breaker = registry.breaker("db", config).unwrap();
+    registry.set_required("db", true).unwrap();
+    let mut service = CircuitBreakerLayer::new("db", breaker).layer(Scripted);
+    assert_eq!(send(&mut service, get("/502")).await.unwrap().status(), 502);
+    assert_eq!(send(&mut service, get("/200")).await.unwrap().status(), 503);
+    let health = registry.health();
+    assert_eq!(health.breakers["db"].state, State::Open);
+    assert!(!health.ready && !registry.is_ready());
+}
