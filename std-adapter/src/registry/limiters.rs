@@ -79,6 +79,9 @@ impl Registry {
             },
             || {
                 let bucket = Arc::new(TokenBucket::new(quota));
+                // A tower layer built over it with `new` reads this clock.
+                #[cfg(feature = "tower")]
+                let _ = crate::tower::clocks::of(&bucket, self.tokio_clock);
                 let entry = LimiterEntry {
                     bucket: Arc::clone(&bucket),
                     quota,
@@ -233,6 +236,9 @@ impl Registry {
                             ))
                         })?
                         .into();
+                // A tower layer built over it with `keyed` reads this clock.
+                #[cfg(feature = "tower")]
+                let _ = crate::tower::clocks::of(&limiter, self.tokio_clock);
                 let entry = KeyedEntry {
                     any: Arc::clone(&limiter) as Arc<dyn Any + Send + Sync>,
                     source: Arc::clone(&limiter) as Arc<dyn KeyedSource>,

@@ -77,7 +77,7 @@
 //! ```
 
 pub mod breaker;
-mod clocks;
+pub(crate) mod clocks;
 mod future_state;
 mod headers;
 pub mod rate_limit;

@@ -44,9 +44,6 @@ impl CircuitBreakerLayer {
         let policy = registry.breaker_policy(name, config)?;
         let observer: Arc<dyn BreakerObserver> =
             Arc::new(RegistryObserver(Arc::downgrade(registry)));
-        // The registry reads its breaker on this clock: a later `new`
-        // layer over the same breaker reads it too.
-        let _ = crate::tower::clocks::of(policy.core(), policy.clock());
         Ok(Self::with_clock_and_observer(
             name,
             Arc::clone(policy.core()),

@@ -40,9 +40,6 @@ impl RateLimitLayer<Single> {
         quota: Quota,
     ) -> Result<Self, RegistryError> {
         let bucket = registry.limiter(name, quota)?;
-        // The registry reads its bucket on this clock: a later `new` layer
-        // over the same bucket reads it too.
-        let _ = crate::tower::clocks::of(&bucket, registry.tokio_clock());
         Ok(
             Self::with_limit(name, Single::new(bucket), registry.tokio_clock())
                 .reporting_to(registry.reporter(name, Component::Limiter)),
@@ -86,7 +83,6 @@ impl RateLimitLayer<Single> {
         F: Fn(&Parts) -> Result<K, KeyError>,
     {
         let limiter: Arc<ServerKeyedLimiter<K, N>> = registry.keyed_limiter(name, quota, policy)?;
-        let _ = crate::tower::clocks::of(&limiter, registry.tokio_clock());
         Ok(RateLimitLayer::with_limit(
             name,
             Keyed::new(limiter, key).counting_bad_keys_in(registry.bad_key_counter(name)),
