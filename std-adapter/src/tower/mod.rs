@@ -7,12 +7,13 @@
 //! `Arc` that **every clone of a layer's services shares** (a server clones
 //! its service per connection or request; a limit per clone would be no
 //! limit). Time is a [`TokioClock`](crate::TokioClock) read right before
-//! each core call, so paused tokio time drives them in tests.
+//! each core call, so paused tokio time drives them in tests; every layer
+//! built over one core (and a registry that made it) reads the same one.
 //!
 //! Refusals become HTTP responses through a responder you may replace; the
 //! defaults are `503` (breaker) and `429` (limiter) with a small JSON body,
 //! a delta-seconds `Retry-After` rounded up (never earlier than the core
-//! says), and the limiter's quota in the `RateLimit-Policy` and `RateLimit`
+//! says, and never 0), and the limiter's quota in the `RateLimit-Policy` and `RateLimit`
 //! fields of draft-ietf-httpapi-ratelimit-headers-10 (September 2025; the
 //! `RateLimit-Policy`/`RateLimit` pair in Structured Field syntax that
 //! replaced the `RateLimit-Limit/-Remaining/-Reset` trio of revisions ≤ 06;
