@@ -5,7 +5,7 @@
 
 use super::generation::{full_gen, low};
 use super::permit::{Permit, Ticket};
-use super::word::{self, Kind, Word};
+use super::word::{Kind, Word};
 use super::{state_of, CircuitBreaker, Rejected, State};
 use crate::sync::{Epoch, Ordering};
 use crate::Instant;
@@ -80,7 +80,7 @@ impl CircuitBreaker {
                 Kind::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
                 Kind::Open => {
                     let bound = self.config.open_bound(cur.streak());
-                    if let Some(left) = word::remaining(cur, bound, now) {
+                    if let Some(left) = self.open_remaining(cur, bound, now) {
                         return Err(self.reject(State::Open, Some(left)));
                     }
                     let gen = self.draw(cur);
@@ -169,7 +169,7 @@ impl CircuitBreaker {
             }
             Kind::Open => {
                 let bound = self.config.open_bound(cur.streak());
-                if word::remaining(cur, bound, now()).is_some() {
+                if self.open_remaining(cur, bound, now()).is_some() {
                     State::Open
                 } else {
                     State::HalfOpen
@@ -193,7 +193,7 @@ impl CircuitBreaker {
         Some(self.time_out_half_open(cur, now).map(|t| {
             let open = self.load();
             let retry_after = match open.kind() {
-                Kind::Open => word::remaining(open, self.config.open_bound(open.streak()), now),
+                Kind::Open => self.open_remaining(open, self.config.open_bound(open.streak()), now),
                 _ => None,
             };
             let mut rejected = self.reject(State::Open, retry_after);

@@ -153,7 +153,7 @@ impl CircuitBreaker {
         let _ = self.settled_epoch(cur);
         let streak = (cur.streak() + 1).min(MAX_STREAK);
         let open_for = self.config.open_duration(streak);
-        let open = Word::open(streak, word::deadline_after(now, open_for));
+        let open = self.open_word(streak, word::full_deadline_after(now, open_for));
         self.cas(cur, open)?;
         self.counters.trips.incr();
         Ok(transition(Kind::HalfOpen, Kind::Open, now))

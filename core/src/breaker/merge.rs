@@ -208,7 +208,10 @@ impl CircuitBreaker {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn trip(&self, now: Instant) -> Option<Transition> {
-        let open = Word::open(0, word::deadline_after(now, self.config.open_duration(0)));
+        let open = self.open_word(
+            0,
+            word::full_deadline_after(now, self.config.open_duration(0)),
+        );
         let prev = self.install(now, |cur| (cur.kind() != Kind::Open).then_some(open))?;
         if matches!(prev.kind(), Kind::Closed | Kind::HalfOpen) {
             self.counters.trips.incr();
@@ -241,11 +244,11 @@ impl CircuitBreaker {
                 };
                 let left = left.min(self.config.open_duration(streak));
                 let deadline = if left.is_zero() {
-                    word::now_ticks(now)
+                    word::full_now_ticks(now)
                 } else {
-                    word::deadline_after(now, left)
+                    word::full_deadline_after(now, left)
                 };
-                Word::open(streak, deadline)
+                self.open_word(streak, deadline)
             }
         })
     }

@@ -88,7 +88,6 @@ pub use snapshot::{Snapshot, SnapshotError};
 #[cfg(feature = "time-window")]
 pub use timed::TIME_BUCKET_CAP;
 
-#[cfg(loom)]
 use crate::sync::Epoch;
 use crate::sync::{const_fn_unless_loom, AtomicU32, Counter, EpochWord, Ordering};
 use crate::{Duration, Instant};
@@ -179,8 +178,9 @@ use word::{Kind, Word};
 /// slots plus a publication counter), seven statistics counters (8 bytes
 /// each where the target has 64-bit atomics, 4 bytes on 32-bit
 /// microcontrollers) and the configuration in atomic words (so
-/// [`set_config`](Self::set_config) can change it under `&self`): 240 bytes
-/// on x86-64, 200 on Cortex-M (alignment padding included). The
+/// [`set_config`](Self::set_config) can change it under `&self`), and the
+/// latest open deadline in full ticks: 248 bytes on x86-64, 204 on
+/// Cortex-M (alignment padding included). The
 /// `half-open-timeout` feature adds the 4-byte half-open stamp and the
 /// timeout's configuration word; the `time-window` feature adds the time
 /// window (16 buckets of 8 bytes, or 4 on Cortex-M, its `newest` interval
@@ -205,6 +205,12 @@ pub struct CircuitBreaker {
     /// The newest fleet decision merged: `version << 1 | busy` (see
     /// `merge`).
     merged: EpochWord,
+    /// The latest open deadline any Open word was written with, in full
+    /// 1.024 ms ticks (`u64`; `u32` on Cortex-M, ≈ 50 days): raised with
+    /// `fetch_max` before the CAS that installs the word, and read after
+    /// loading an Open word, whose 26 deadline bits it extends when they
+    /// match (see `word::remaining_in`).
+    open_until: EpochWord,
     /// The configuration, in atomic words (see `live`).
     config: LiveConfig,
     window: Window,
@@ -225,6 +231,7 @@ impl CircuitBreaker {
                 half_open_stamp: AtomicU32::new(0),
                 epoch: EpochWord::new(0),
                 merged: EpochWord::new(0),
+                open_until: EpochWord::new(0),
                 window: Window::new(),
                 #[cfg(feature = "time-window")]
                 timed: TimeWindow::new(),
@@ -307,6 +314,26 @@ impl CircuitBreaker {
         Word(self.state.load(Ordering::Acquire))
     }
 
+    /// The Open word with the full deadline `full` (ticks, from
+    /// `word::full_deadline_after` or `full_now_ticks`), recorded in
+    /// `open_until` first; the caller's CAS publishes it.
+    pub(super) fn open_word(&self, streak: u32, full: Epoch) -> Word {
+        self.open_until.fetch_max(full, Ordering::Relaxed);
+        Word::open(streak, word::wrapped(full))
+    }
+
+    /// Time left until the Open word `cur`'s deadline, or `None` once it
+    /// has passed (`cur` loaded with acquire, so the `open_until` its
+    /// writer raised is visible).
+    pub(super) fn open_remaining(
+        &self,
+        cur: Word,
+        bound: Duration,
+        now: Instant,
+    ) -> Option<Duration> {
+        word::remaining_in(cur, self.open_until.load(Ordering::Relaxed), bound, now)
+    }
+
     #[inline]
     pub(super) fn cas(&self, current: Word, new: Word) -> Result<(), Word> {
         self.state
@@ -359,10 +386,19 @@ const _: () = {
         cfg!(feature = "time-window"),
         cfg!(feature = "half-open-timeout"),
     );
-    // Base; the half-open stamp and the timeout's setting; the time
-    // window's buckets, `newest`, counter and settings.
-    let expected = if wide { 240 } else { 200 }
-        + if timeout { 16 } else { 0 }
+    // Base; the half-open stamp and the timeout's setting (and, on
+    // Cortex-M, padding); the time window's buckets, `newest`, counter and
+    // settings.
+    let expected = if wide { 248 } else { 204 }
+        + if timeout {
+            if wide {
+                16
+            } else {
+                20
+            }
+        } else {
+            0
+        }
         + if timed {
             if wide {
                 152

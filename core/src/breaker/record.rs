@@ -220,7 +220,10 @@ impl CircuitBreaker {
         // The Open word carries no generation: the epoch must name `cur`'s
         // before it goes.
         self.publish(gen);
-        let open = Word::open(0, word::deadline_after(now, self.config.open_duration(0)));
+        let open = self.open_word(
+            0,
+            word::full_deadline_after(now, self.config.open_duration(0)),
+        );
         self.cas(cur, open)?;
         self.counters.trips.incr();
         Ok(transition(Kind::Closed, Kind::Open, now))
@@ -255,8 +258,8 @@ impl CircuitBreaker {
             let (new, to) = if failed {
                 let streak = (cur.streak() + 1).min(MAX_STREAK);
                 let open_for = self.config.open_duration(streak);
-                let deadline = word::deadline_after(now, open_for);
-                (Word::open(streak, deadline), Some(Kind::Open))
+                let deadline = word::full_deadline_after(now, open_for);
+                (self.open_word(streak, deadline), Some(Kind::Open))
             } else if cur.successes() + 1 >= self.config.trial().1 {
                 (
                     Word::closed(low(closed_gen), 0, Cursor::EMPTY),

@@ -121,7 +121,8 @@ impl CircuitBreaker {
                     // A stale `now` reads up to `open_for` more: capped at
                     // what a trip at `now` would leave, so any snapshot
                     // restores.
-                    let left = word::remaining(cur, self.config.open_bound(cur.streak()), now)
+                    let left = self
+                        .open_remaining(cur, self.config.open_bound(cur.streak()), now)
                         .unwrap_or(Duration::ZERO)
                         .min(open_for + Duration::from_micros(TICK_MICROS));
                     (0, 0, cur.streak() as u8, Some(left))
@@ -219,11 +220,11 @@ impl CircuitBreaker {
                 let streak = u32::from(s.reopen_streak);
                 let left = left.min(cfg.open_duration(streak));
                 let deadline = if left.is_zero() {
-                    word::now_ticks(now)
+                    word::full_now_ticks(now)
                 } else {
-                    word::deadline_after(now, left)
+                    word::full_deadline_after(now, left)
                 };
-                Word::open(streak, deadline)
+                self.open_word(streak, deadline)
             }
             State::ForcedOpen => Word::forced_open(0),
         };

@@ -126,6 +126,58 @@ fn state_with_reads_the_clock_only_when_the_answer_needs_it() {
     );
 }
 
+/// An open breaker nobody calls after its deadline reads half-open, and
+/// admits a trial, however long after (here three days, read every 7 s):
+/// its full deadline (`open_until`) extends the state word's 26 bits
+/// (≈ 19 h 5 min). Before, it read open again during the last two open
+/// times before each multiple of that: with a 4 h open time, from 15 h to
+/// 23 h after the trip, refusing every call.
+#[test]
+fn an_unused_breaker_never_reads_open_again_after_its_deadline() {
+    let wrap = Duration::from_micros((1 << 26) * word::TICK_MICROS);
+    for open_for in [Duration::from_secs(30), Duration::from_secs(4 * 3_600)] {
+        let b = breaker(Config::builder().consecutive_failures(1).open_for(open_for));
+        let reopens = trip(&b, T0);
+        assert!(reopens >= T0 + open_for && reopens < T0 + open_for + TICK);
+        assert_eq!(b.state(reopens - MS), State::Open);
+        let mut t = reopens;
+        while t < T0 + Duration::from_secs(3 * 86_400) {
+            assert_eq!(
+                b.state(t),
+                State::HalfOpen,
+                "{open_for:?}: {:?} after",
+                t - T0
+            );
+            t += Duration::from_secs(7);
+        }
+        // A call at the old wrap's worst instants is a trial.
+        for at in [reopens + wrap - open_for, reopens + wrap + wrap - MS] {
+            let b = breaker(Config::builder().consecutive_failures(1).open_for(open_for));
+            let _ = trip(&b, T0);
+            let permit = b.try_acquire(at).expect("a trial, not a refusal");
+            assert_eq!(permit.transition().map(|t| t.to), Some(State::HalfOpen));
+        }
+    }
+}
+
+/// A trip behind the newest deadline recorded (a clock that went back, by
+/// days) cannot raise it: its word is read from its own 26 bits, as before
+/// the full deadline was kept, never against the other trip's.
+#[test]
+fn a_trip_on_a_clock_behind_the_newest_deadline_reads_its_own() {
+    let open_for = Duration::from_secs(30);
+    let b = breaker(Config::builder().consecutive_failures(1).open_for(open_for));
+    let ahead = T0 + Duration::from_secs(5 * 86_400);
+    trip(&b, ahead);
+    b.reset(ahead);
+    let reopens = trip(&b, T0);
+    assert!(reopens >= T0 + open_for && reopens < T0 + open_for + TICK);
+    assert_eq!(b.state(T0), State::Open);
+    assert_eq!(b.state(reopens - MS), State::Open);
+    assert_eq!(b.state(reopens), State::HalfOpen);
+    assert!(b.try_acquire(reopens).is_ok());
+}
+
 #[test]
 fn half_open_admits_at_most_its_permits() {
     let b = breaker(consecutive(1).half_open_permits(2).close_after(2));
@@ -719,7 +771,8 @@ fn size_is_as_documented() {
     let timeout = cfg!(feature = "half-open-timeout");
     let config = 32 + if timed { 8 } else { 0 } + if timeout { 8 } else { 0 };
     assert_eq!(core::mem::size_of::<Config>(), config);
-    // The breaker: state word + padding, 8-byte epoch and merged version,
+    // The breaker: state word + padding, 8-byte epoch, merged version and
+    // open deadline,
     // the live config (window size and flag, six 32-bit words: 26 bytes,
     // padded to 28), the window (132 bytes), seven counters; the features'
     // parts are checked by the compile-time assertion beside the struct.
@@ -730,7 +783,7 @@ fn size_is_as_documented() {
     ))]
     assert_eq!(
         core::mem::size_of::<CircuitBreaker>(),
-        4 + 4 + 8 + 8 + 28 + 132 + 7 * 8
+        4 + 4 + 8 + 8 + 8 + 28 + 132 + 7 * 8
     );
     #[cfg(all(
         not(fusebox_wide_words),
@@ -739,6 +792,6 @@ fn size_is_as_documented() {
     ))]
     assert_eq!(
         core::mem::size_of::<CircuitBreaker>(),
-        4 + 4 + 4 + 28 + 132 + 7 * 4
+        4 + 4 + 4 + 4 + 28 + 132 + 7 * 4
     );
 }

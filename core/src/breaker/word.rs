@@ -26,6 +26,7 @@
 //!   open time doubles with it, up to `max_open_for`. Saturates at 15.
 
 use super::window::Cursor;
+use crate::sync::Epoch;
 use crate::{Duration, Instant};
 
 /// Two-bit state tag in bits 31..30.
@@ -183,16 +184,67 @@ pub(crate) const fn now_ticks(now: Instant) -> u32 {
 }
 
 /// The wrapped deadline `open_for` after `now`, rounded *up* to a tick so
-/// the breaker never re-admits early.
+/// the breaker never re-admits early (the breaker writes the full one,
+/// [`full_deadline_after`]).
+#[cfg(all(test, not(loom)))]
 pub(crate) const fn deadline_after(now: Instant, open_for: Duration) -> u32 {
+    wrapped(full_deadline_after(now, open_for))
+}
+
+/// [`deadline_after`] in full ticks, as wide as an [`Epoch`] (`u64`; `u32`
+/// on Cortex-M, wrapping every ≈ 50 days): the breaker's `open_until`.
+#[allow(clippy::unnecessary_cast)] // `Epoch` is `u64` where it is not `u32`
+pub(crate) const fn full_deadline_after(now: Instant, open_for: Duration) -> Epoch {
     let end = now.as_micros().saturating_add(open_for.as_micros());
-    let ticks = end.div_ceil(TICK_MICROS);
-    (ticks as u32) & DEADLINE_MASK
+    end.div_ceil(TICK_MICROS) as Epoch
+}
+
+/// A full deadline's low 26 bits: the deadline an Open word holds.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) const fn wrapped(full: Epoch) -> u32 {
+    (full as u32) & DEADLINE_MASK
+}
+
+/// `now` in full ticks, as wide as an [`Epoch`] (rounded down).
+#[allow(clippy::unnecessary_cast)]
+pub(crate) const fn full_now_ticks(now: Instant) -> Epoch {
+    (now.as_micros() >> TICK_SHIFT) as Epoch
+}
+
+/// [`remaining`], from `full`, the newest full deadline the breaker
+/// recorded, when it is `word`'s own (its low 26 bits are the word's):
+/// the same rule in a range no idle breaker wraps (`u64` ticks; on
+/// Cortex-M `u32`, ≈ 50 days), so a breaker nobody called since its
+/// deadline no longer reads open again before each multiple of ≈ 19 h.
+/// From the word's 26 bits otherwise (the word was installed by a writer
+/// whose deadline was not the newest: a stale clock's).
+pub(crate) fn remaining_in(
+    word: Word,
+    full: Epoch,
+    open_for: Duration,
+    now: Instant,
+) -> Option<Duration> {
+    if wrapped(full) != word.deadline() {
+        return remaining(word, open_for, now);
+    }
+    let remaining_ticks = full.wrapping_sub(full_now_ticks(now));
+    let open_ticks = (open_for.as_micros() >> TICK_SHIFT) as u32 + 2;
+    let stale = open_ticks.max(BACKWARD_TOLERANCE_TICKS);
+    if remaining_ticks == 0 || remaining_ticks > Epoch::from(open_ticks + stale) {
+        return None;
+    }
+    let sub_tick = now.as_micros() & (TICK_MICROS - 1);
+    #[allow(clippy::useless_conversion)]
+    Some(Duration::from_micros(
+        (u64::from(remaining_ticks) << TICK_SHIFT) - sub_tick,
+    ))
 }
 
 /// Time left until an Open word's deadline, or `None` once it has passed.
 ///
-/// The deadline is only known modulo 2^26 ticks (~19 h 5 min). A remaining
+/// From the word alone (the breaker reads its full deadline first, see
+/// [`remaining_in`]): the deadline is only known modulo 2^26 ticks
+/// (~19 h 5 min). A remaining
 /// distance of at most `open_for + 2 ticks + max(open_for, ~1.05 s)` is
 /// "still open": that covers a `now` up to `max(open_for, ~1.05 s)` earlier
 /// than the trip (a stale clock reads open, never expired). Anything else

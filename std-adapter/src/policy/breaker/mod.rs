@@ -139,14 +139,9 @@ impl<C> Breaker<C> {
     ///
     /// A read only: it never moves the breaker. An open breaker whose open
     /// time has passed reads as half-open, but stays open in the core
-    /// until a call comes; the core knows that open deadline modulo
-    /// ≈ 19 h 5 min, so a breaker given no *call* since its deadline
-    /// reads (and refuses) as open again during the last two open times
-    /// plus ~1 s before each whole multiple of ≈ 19 h 5 min after it,
-    /// however often its state was read meanwhile: with a 30 s open time,
-    /// about a minute in every 19 h; with a 4 h one, from 15 h to 23 h
-    /// after the trip (a health report polling an unused breaker shows
-    /// it). The first call after the deadline ends this for good.
+    /// until a call comes, and keeps reading half-open however long
+    /// nobody calls (the core keeps the open deadline in full 1.024 ms
+    /// ticks beside its state word).
     ///
     /// ```
     /// use fusebox::breaker::State;
