@@ -9,7 +9,8 @@
 //! [`RateLimitLayer::keyed`](super::RateLimitLayer::keyed) do; behind
 //! proxies that append to `X-Forwarded-For`, key on the entry the nearest
 //! of them wrote with [`forwarded_ip`] (never on the leftmost one, which
-//! the client writes).
+//! the client writes). Either way, [`network`] keys an IPv6 client on its
+//! /64, which it owns whole, not on one of its 2⁶⁴ addresses.
 
 use std::net::IpAddr;
 
@@ -201,6 +202,47 @@ pub fn forwarded_ip(
     }
 }
 
+/// The network a client address stands for, as a rate-limit key: an IPv4
+/// address itself, an IPv6 address's /64 (its last 64 bits zeroed), an
+/// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, a dual-stack socket's view
+/// of an IPv4 client) its IPv4 address.
+///
+/// One IPv6 subscriber is handed a whole /64 at least (RFC 6177; SLAAC
+/// needs one), and picks any of its 2⁶⁴ addresses per connection: keyed on
+/// the full address, one client gets a fresh bucket per address and can
+/// fill the limiter's table with its own keys. Keyed on the /64, it gets
+/// one bucket, as an IPv4 client does. Compose it with how you read the
+/// address:
+///
+/// ```
+/// use std::net::{IpAddr, SocketAddr};
+/// use fusebox_std::tower::rate_limit::{key, KeyError};
+///
+/// let per_client = |head: &http::request::Parts| {
+///     head.extensions.get::<SocketAddr>().map(|peer| key::network(peer.ip())).ok_or(KeyError::Missing)
+/// };
+/// let a: IpAddr = "2001:db8:7:1::1".parse()?;
+/// let b: IpAddr = "2001:db8:7:1:f00d::42".parse()?;
+/// assert_eq!(key::network(a), key::network(b));
+/// assert_eq!(key::network(a), "2001:db8:7:1::".parse::<IpAddr>()?);
+/// assert_eq!(key::network("::ffff:203.0.113.9".parse()?), "203.0.113.9".parse::<IpAddr>()?);
+/// // Behind an appending proxy:
+/// let forwarded = key::forwarded_ip(1);
+/// let behind_proxy = move |head: &http::request::Parts| forwarded(head).map(key::network);
+/// # let _ = (per_client, behind_proxy);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
 /// The first value of header `name`, checked for length, then UTF-8,
 /// without surrounding spaces and tabs; an empty one is missing.
 fn bounded(head: &Parts, name: impl AsHeaderName, max_len: usize) -> Result<&str, KeyError> {
@@ -226,6 +268,26 @@ fn bounded(head: &Parts, name: impl AsHeaderName, max_len: usize) -> Result<&str
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    /// Every address of one /64 is one key; neighbouring /64s, the IPv4
+    /// space and IPv4-mapped addresses are each their own.
+    #[test]
+    fn one_key_per_ipv6_slash_64() {
+        let net = |s: &str| network(s.parse().unwrap());
+        let home = net("2001:db8:0:1::");
+        for addr in [
+            "2001:db8:0:1::1",
+            "2001:db8:0:1:ffff:ffff:ffff:ffff",
+            "2001:db8:0:1:a:b:c:d",
+        ] {
+            assert_eq!(net(addr), home, "{addr}");
+        }
+        assert_ne!(net("2001:db8:0:2::1"), home);
+        assert_ne!(net("2001:db8:0:0:ffff:ffff:ffff:ffff"), home);
+        assert_eq!(net("203.0.113.9"), net("::ffff:203.0.113.9"));
+        assert_ne!(net("203.0.113.9"), net("203.0.113.10"));
+        assert_eq!(net("::1"), net("::"), "loopback is in the zero /64");
+    }
 
     fn head(name: &str, value: &[u8]) -> Parts {
         let mut head = http::Request::new(()).into_parts().0;

@@ -166,15 +166,15 @@ where
     /// use std::sync::Arc;
     /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
     /// use fusebox::hash::RandomState;
-    /// use fusebox_std::tower::rate_limit::KeyError;
+    /// use fusebox_std::tower::rate_limit::{key, KeyError};
     /// use fusebox_std::tower::RateLimitLayer;
     ///
-    /// // Per client IP, as the server saw it (axum puts `ConnectInfo<SocketAddr>` in the
-    /// // extensions; a plain `SocketAddr` here).
+    /// // Per client network (an IPv4 address, an IPv6 /64), as the server saw it
+    /// // (axum puts `ConnectInfo<SocketAddr>` in the extensions; a plain `SocketAddr` here).
     /// let limiter = KeyedLimiter::<IpAddr, 4096, 1, RandomState>::with_hasher_boxed(
     ///     [Quota::per_second(10)?], FullPolicy::Reject, RandomState::new())?;
     /// let layer = RateLimitLayer::keyed("per_ip", Arc::from(limiter), |head: &http::request::Parts| {
-    ///     head.extensions.get::<SocketAddr>().map(|peer| peer.ip()).ok_or(KeyError::Missing)
+    ///     head.extensions.get::<SocketAddr>().map(|peer| key::network(peer.ip())).ok_or(KeyError::Missing)
     /// });
     /// # drop(layer);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
