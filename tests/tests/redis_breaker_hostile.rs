@@ -248,3 +248,49 @@ async fn redis_breaker_a_rewritten_decision_of_the_same_version_is_not_reported_
         (State::ForcedOpen, Some(State::ForcedOpen))
     );
 }
+
+/// The fleet opened (A's trip), Redis went out, A's own trial closed it
+/// locally once its open time was up, and Redis came back empty: A's
+/// reconnect repopulates the store from its state (closed, at the version
+/// it knows) and reports its trial's close. The stored decision, the
+/// local breaker and every call agree: closed. Before, that reply (the
+/// held version, another state) was taken for a decision rewritten by
+/// hand: `fleet_state` (and health's `fleet_state`) said open for good,
+/// until the next trip anywhere, with a warning telling the operator to
+/// write a newer version that no one had written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_repopulated_close_of_the_held_version_is_reported_as_applied() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let a = instance(&url, "refunds").await;
+    trip(&a).await;
+    a.sync().await.unwrap();
+    assert_eq!(
+        (a.state(), a.fleet_state()),
+        (State::Open, Some(State::Open))
+    );
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(a.state(), State::HalfOpen);
+    a.call(async { Ok::<_, ()>(()) })
+        .await
+        .expect("a local trial while Redis is out");
+    assert_eq!(a.state(), State::Closed);
+    // Longer than the command timeout (500 ms): no command read before
+    // the trial closed the breaker is still on its way.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.restart();
+    let start = tokio::time::Instant::now();
+    while a.sync().await.is_err() {
+        assert!(start.elapsed() < Duration::from_secs(5), "no reconnect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.sync().await.unwrap();
+    let stored = stored(&url, a.decision_key()).await;
+    assert!(stored.contains(":c:"), "{stored}");
+    assert_eq!(
+        (a.state(), a.fleet_state()),
+        (State::Closed, Some(State::Closed)),
+        "stored {stored}"
+    );
+}
