@@ -187,9 +187,17 @@ impl Inner {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             match *last {
                 // The version held here, stored again with another state
-                // (by hand: every change takes a new version): not
-                // applied, so not reported as the fleet's decision here.
-                Some(held) if held.version == d.version && held.state != d.state => {
+                // that the local breaker does not hold (by hand: every
+                // change takes a new version): not applied, so not
+                // reported as the fleet's decision here. One the local
+                // breaker holds is this instance's own state, written
+                // back at the version it knows (Redis came back empty
+                // after its trial closed it: found by a hostile review).
+                Some(held)
+                    if held.version == d.version
+                        && held.state != d.state
+                        && !holds(self.policy.state(), d.state) =>
+                {
                     if !self.conflict_logged.swap(true, Ordering::Relaxed) {
                         tracing::warn!(
                             breaker = %self.policy.name(),
@@ -230,6 +238,16 @@ impl Inner {
         if self.degraded.swap(false, Ordering::AcqRel) {
             tracing::info!(breaker = %self.policy.name(), "fleet breaker reconnected");
         }
+    }
+}
+
+/// Whether a local breaker in state `local` holds a fleet decision of
+/// state `fleet`: the same state, open and half-open being one (a
+/// decision's open time runs out into half-open locally).
+fn holds(local: State, fleet: State) -> bool {
+    match fleet {
+        State::Open | State::HalfOpen => matches!(local, State::Open | State::HalfOpen),
+        other => local == other,
     }
 }
 
