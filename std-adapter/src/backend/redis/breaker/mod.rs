@@ -82,7 +82,10 @@ use crate::CallError;
 ///   their calls and [`fleet_state`](FleetBreaker::fleet_state) keep the
 ///   decision they applied, and a warning is logged once; an instance
 ///   that has not seen that version yet (one started since) does apply
-///   it. Always write a newer version.
+///   it, and one whose local breaker is already in that state reports it
+///   (Redis lost its data and an instance closed by its own trial wrote
+///   its closed state back at the version it knew). Always write a newer
+///   version.
 ///
 /// Feature `redis`.
 ///
@@ -293,7 +296,8 @@ impl FleetBreaker {
     /// The fleet's decision as last applied here (`None` before the first
     /// reconciliation reached Redis); compare with [`state`](Self::state),
     /// the local one. A stored decision that was not applied (one
-    /// rewritten by hand without a new version) is not shown.
+    /// rewritten by hand without a new version, in a state the local
+    /// breaker is not in) is not shown.
     pub fn fleet_state(&self) -> Option<State> {
         self.inner
             .last
