@@ -168,7 +168,7 @@ fn a_trip_on_a_clock_behind_the_newest_deadline_reads_its_own() {
     let open_for = Duration::from_secs(30);
     let b = breaker(Config::builder().consecutive_failures(1).open_for(open_for));
     let ahead = T0 + Duration::from_secs(5 * 86_400);
-    trip(&b, ahead);
+    let _ = trip(&b, ahead);
     b.reset(ahead);
     let reopens = trip(&b, T0);
     assert!(reopens >= T0 + open_for && reopens < T0 + open_for + TICK);
@@ -176,6 +176,125 @@ fn a_trip_on_a_clock_behind_the_newest_deadline_reads_its_own() {
     assert_eq!(b.state(reopens - MS), State::Open);
     assert_eq!(b.state(reopens), State::HalfOpen);
     assert!(b.try_acquire(reopens).is_ok());
+}
+
+/// Reads `b` every 7 s from `from` for three days (every 1.024 ms
+/// near each multiple of ≈ 19 h 5 min after `from`, where the 26-bit
+/// word alone reads open again) and asserts it half-open throughout.
+fn assert_half_open_for_days(b: &CircuitBreaker, from: Instant, what: &str) {
+    let mut t = from;
+    while t < from + Duration::from_secs(3 * 86_400) {
+        assert_eq!(b.state(t), State::HalfOpen, "{what}: {:?} after", t - from);
+        t += Duration::from_secs(7);
+    }
+    for k in 1..4 {
+        assert_eq!(
+            b.state(from + Duration::from_micros(k * (1 << 26) * word::TICK_MICROS) - MS),
+            State::HalfOpen,
+            "{what}: {k} wraps after"
+        );
+    }
+}
+
+/// The full deadline is the one the word was installed with, whatever
+/// else called: a fleet decision merged with less time left than the
+/// local trip's (the usual case: the fleet tripped first), a `trip` on a
+/// breaker already open (a no-op), a shorter open time set while closed.
+/// Each left `open_until` at another deadline than the word's, and the
+/// breaker fell back to the 26 bits: unused, it read (and refused) open
+/// again from about 14 h after its deadline.
+#[test]
+fn the_full_deadline_is_the_installed_words_after_a_shorter_merge() {
+    let open_for = Duration::from_secs(4 * 3_600);
+    let cfg = || Config::builder().consecutive_failures(1).open_for(open_for);
+    // A fleet decision with 3 h left, merged 1 s after a local trip.
+    let b = breaker(cfg());
+    let _ = trip(&b, T0);
+    let at = T0 + Duration::from_secs(1);
+    let decision = Decision {
+        version: 1,
+        state: State::Open,
+        open_remaining: Some(Duration::from_secs(3 * 3_600)),
+        reopen_streak: 0,
+    };
+    b.merge(&decision, at).unwrap();
+    let left = b.try_acquire(at).unwrap_err().retry_after.unwrap();
+    assert!(left <= Duration::from_secs(3 * 3_600) + TICK);
+    assert_half_open_for_days(&b, at + left, "merged");
+}
+
+#[test]
+fn the_full_deadline_is_the_installed_words_after_a_trip_of_an_open_breaker() {
+    let open_for = Duration::from_secs(4 * 3_600);
+    let cfg = || Config::builder().consecutive_failures(1).open_for(open_for);
+    let b = breaker(cfg());
+    let reopens = trip(&b, T0);
+    assert_eq!(b.trip(T0 + Duration::from_secs(1)), None);
+    assert_half_open_for_days(&b, reopens, "tripped twice");
+}
+
+#[test]
+fn the_full_deadline_is_the_installed_words_after_a_shorter_open_time() {
+    let open_for = Duration::from_secs(4 * 3_600);
+    let cfg = || Config::builder().consecutive_failures(1).open_for(open_for);
+    let b = breaker(cfg());
+    let _ = trip(&b, T0);
+    b.force_close(T0);
+    b.set_config(
+        Config::builder()
+            .consecutive_failures(1)
+            .open_for(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let reopens = trip(&b, T0 + Duration::from_secs(60));
+    assert_half_open_for_days(&b, reopens, "shorter open time");
+}
+
+/// On 32-bit words the full deadline wraps too (2³² ticks, ≈ 50 days):
+/// a device up for longer than that keeps the breaker's fix. `fetch_max`
+/// kept the last deadline before the wrap for good: every later trip read
+/// from its 26 bits alone (open again from ≈ 19 h after the trip).
+#[cfg(not(fusebox_wide_words))]
+#[test]
+fn the_full_deadline_survives_the_32_bit_tick_wrap() {
+    let open_for = Duration::from_secs(30);
+    let wrap = 1u64 << 32; // ticks
+    let cfg = || Config::builder().consecutive_failures(1).open_for(open_for);
+    let before = Instant::from_micros((wrap << word::TICK_SHIFT) - 600_000_000);
+    let b = breaker(cfg());
+    let _ = trip(&b, before);
+    b.force_close(before);
+    let after = Instant::from_micros((wrap << word::TICK_SHIFT) + 3_600_000_000);
+    let reopens = trip(&b, after);
+    assert_half_open_for_days(&b, reopens, "after the wrap");
+}
+
+/// The 32-bit wrap's worst case: a trip whose deadline is the last one
+/// before the wrap plus 2²⁶ ticks (modulo 2³²) matched the kept deadline's
+/// low 26 bits and read as passed at once: a trial admitted right after
+/// the trip, for its whole open time (fails open).
+#[cfg(not(fusebox_wide_words))]
+#[test]
+fn a_trip_past_the_32_bit_tick_wrap_stays_open() {
+    let open_for = Duration::from_secs(30);
+    let wrap = 1u64 << 32; // ticks
+    let cfg = || Config::builder().consecutive_failures(1).open_for(open_for);
+    let before = Instant::from_micros((wrap << word::TICK_SHIFT) - 600_000_000);
+    let old = (before.as_micros() + open_for.as_micros()).div_ceil(word::TICK_MICROS);
+    let b = breaker(cfg());
+    let _ = trip(&b, before);
+    b.force_close(before);
+    let at = Instant::from_micros(((old + (1 << 26)) << word::TICK_SHIFT) - open_for.as_micros());
+    assert_eq!(fail(&b, at).map(|t| t.to), Some(State::Open));
+    assert_eq!(b.state(at + MS), State::Open, "open right after the trip");
+    assert!(
+        b.try_acquire(at + MS).is_err(),
+        "a trial right after the trip"
+    );
+    assert_eq!(b.state(at + open_for - MS), State::Open);
+    assert!(b.try_acquire(at + open_for).is_ok());
 }
 
 #[test]
