@@ -1068,3 +1068,36 @@ fn g2_a_merge_racing_a_local_trip_opens_once() {
         assert_eq!(breaker.state(T0), State::Open);
     });
 }
+
+/// A merged open decision with less time left (0.5 s) than a local trip's
+/// (1 s) races that trip, and a reader: the reader never sees half-open,
+/// and the breaker ends open until the merged deadline, half-open after
+/// it, and still half-open at the instants where the word's 26 deadline
+/// bits alone read open again (just before 2^26 ticks, ≈ 19 h 5 min, after
+/// it): the full deadline is the installed word's whichever wrote last.
+#[test]
+fn g3_a_shorter_merge_racing_a_local_trip_keeps_its_full_deadline() {
+    check(|| {
+        let breaker = leak(CircuitBreaker::new(consecutive(1, 1, 1)));
+        let p = breaker.try_acquire(T0).expect("closed");
+        let short = Decision {
+            version: 1,
+            state: State::Open,
+            open_remaining: Some(Duration::from_millis(500)),
+            reopen_streak: 0,
+        };
+        let ha = thread::spawn(move || breaker.merge(&short, T0).unwrap());
+        let hb = thread::spawn(move || p.record(Outcome::Failure, T0, ELAPSED));
+        let hc = thread::spawn(move || breaker.state(T0 + Duration::from_millis(400)));
+        let _ = (ha.join().unwrap(), hb.join().unwrap());
+        assert_ne!(hc.join().unwrap(), State::HalfOpen);
+        let deadline = T0 + Duration::from_micros(500_000_u64.div_ceil(1_024) * 1_024);
+        let wrap = Duration::from_micros((1 << 26) * 1_024);
+        assert_eq!(breaker.state(deadline - ELAPSED), State::Open);
+        assert_eq!(breaker.state(deadline), State::HalfOpen);
+        assert_eq!(
+            breaker.state(deadline + wrap - Duration::from_millis(300)),
+            State::HalfOpen
+        );
+    });
+}
