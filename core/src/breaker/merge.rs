@@ -145,7 +145,7 @@ impl CircuitBreaker {
         decision: &Decision,
         now: Instant,
     ) -> Result<Option<Transition>, MergeError> {
-        let target = self.decided_word(decision, now)?;
+        let (target, full) = self.decided_word(decision, now)?;
         let version = (decision.version as Epoch) << 1;
         let mut seen = self.merged.load(Ordering::Acquire);
         // Claim the version (and the merge) before touching the state, so
@@ -173,7 +173,12 @@ impl CircuitBreaker {
         let prev = self.install(now, |cur| {
             let same = cur.kind() == target.kind();
             // Already there: only an open breaker takes the new deadline.
-            (!same || (cur.kind() == Kind::Open && cur != target)).then_some(target)
+            // An Open word's full deadline is recorded only when it is
+            // about to be installed.
+            (!same || (cur.kind() == Kind::Open && cur != target)).then(|| match target.kind() {
+                Kind::Open => self.open_word(target.streak(), full),
+                _ => target,
+            })
         });
         self.merged.store(version, Ordering::Release);
         Ok(prev
@@ -208,19 +213,20 @@ impl CircuitBreaker {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn trip(&self, now: Instant) -> Option<Transition> {
-        let open = self.open_word(
-            0,
-            word::full_deadline_after(now, self.config.open_duration(0)),
-        );
-        let prev = self.install(now, |cur| (cur.kind() != Kind::Open).then_some(open))?;
+        let full = word::full_deadline_after(now, self.config.open_duration(0));
+        // Its full deadline is recorded only if it is to be installed.
+        let prev = self.install(now, |cur| {
+            (cur.kind() != Kind::Open).then(|| self.open_word(0, full))
+        })?;
         if matches!(prev.kind(), Kind::Closed | Kind::HalfOpen) {
             self.counters.trips.incr();
         }
         Some(transition(prev.kind(), Kind::Open, now))
     }
 
-    /// The word `decision` stands for at `now`, after validating it.
-    fn decided_word(&self, d: &Decision, now: Instant) -> Result<Word, MergeError> {
+    /// The word `decision` stands for at `now`, after validating it, and
+    /// an Open word's full deadline (for `open_word`, when installed).
+    fn decided_word(&self, d: &Decision, now: Instant) -> Result<(Word, Epoch), MergeError> {
         let streak = u32::from(d.reopen_streak);
         if streak > MAX_STREAK {
             return Err(MergeError::Invalid);
@@ -234,9 +240,9 @@ impl CircuitBreaker {
             return Err(MergeError::Invalid);
         }
         Ok(match d.state {
-            State::Closed => Word::closed(0, 0, super::Cursor::EMPTY),
-            State::HalfOpen => Word::half_open(0, streak, 0, 0),
-            State::ForcedOpen => Word::forced_open(0),
+            State::Closed => (Word::closed(0, 0, super::Cursor::EMPTY), 0),
+            State::HalfOpen => (Word::half_open(0, streak, 0, 0), 0),
+            State::ForcedOpen => (Word::forced_open(0), 0),
             State::Open => {
                 let left = match d.open_remaining {
                     Some(left) if left <= MAX_OPEN_FOR + Duration::from_micros(TICK_MICROS) => left,
@@ -248,7 +254,7 @@ impl CircuitBreaker {
                 } else {
                     word::full_deadline_after(now, left)
                 };
-                self.open_word(streak, deadline)
+                (Word::open(streak, word::wrapped(deadline)), deadline)
             }
         })
     }

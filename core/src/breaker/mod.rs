@@ -179,7 +179,7 @@ use word::{Kind, Word};
 /// each where the target has 64-bit atomics, 4 bytes on 32-bit
 /// microcontrollers) and the configuration in atomic words (so
 /// [`set_config`](Self::set_config) can change it under `&self`), and the
-/// latest open deadline in full ticks: 248 bytes on x86-64, 204 on
+/// last open deadline in full ticks: 248 bytes on x86-64, 204 on
 /// Cortex-M (alignment padding included). The
 /// `half-open-timeout` feature adds the 4-byte half-open stamp and the
 /// timeout's configuration word; the `time-window` feature adds the time
@@ -205,11 +205,14 @@ pub struct CircuitBreaker {
     /// The newest fleet decision merged: `version << 1 | busy` (see
     /// `merge`).
     merged: EpochWord,
-    /// The latest open deadline any Open word was written with, in full
-    /// 1.024 ms ticks (`u64`; `u32` on Cortex-M, ≈ 50 days): raised with
-    /// `fetch_max` before the CAS that installs the word, and read after
-    /// loading an Open word, whose 26 deadline bits it extends when they
-    /// match (see `word::remaining_in`).
+    /// The full deadline (1.024 ms ticks: `u64`; `u32` on Cortex-M,
+    /// wrapping every ≈ 50 days) of the Open word last about to be
+    /// installed: stored (not raised: a later install may have an earlier
+    /// deadline, and on Cortex-M the ticks wrap) just before each CAS that
+    /// installs an Open word, and read after loading one, whose 26
+    /// deadline bits it extends: to the full deadline with those bits
+    /// nearest it (see `word::remaining_in`), exact while it is within
+    /// ≈ 9 h 32 min of the word's (any store racing the install is).
     open_until: EpochWord,
     /// The configuration, in atomic words (see `live`).
     config: LiveConfig,
@@ -316,9 +319,10 @@ impl CircuitBreaker {
 
     /// The Open word with the full deadline `full` (ticks, from
     /// `word::full_deadline_after` or `full_now_ticks`), recorded in
-    /// `open_until` first; the caller's CAS publishes it.
+    /// `open_until` first; the caller's CAS publishes it. Called only
+    /// where that CAS follows (not for a word that will not be installed).
     pub(super) fn open_word(&self, streak: u32, full: Epoch) -> Word {
-        self.open_until.fetch_max(full, Ordering::Relaxed);
+        self.open_until.store(full, Ordering::Relaxed);
         Word::open(streak, word::wrapped(full))
     }
 

@@ -160,9 +160,9 @@ fn an_unused_breaker_never_reads_open_again_after_its_deadline() {
     }
 }
 
-/// A trip behind the newest deadline recorded (a clock that went back, by
-/// days) cannot raise it: its word is read from its own 26 bits, as before
-/// the full deadline was kept, never against the other trip's.
+/// A trip behind the last deadline recorded (a clock that went back, by
+/// days) records its own: its word is never read against the other
+/// trip's.
 #[test]
 fn a_trip_on_a_clock_behind_the_newest_deadline_reads_its_own() {
     let open_for = Duration::from_secs(30);
@@ -269,6 +269,13 @@ fn the_full_deadline_survives_the_32_bit_tick_wrap() {
     let after = Instant::from_micros((wrap << word::TICK_SHIFT) + 3_600_000_000);
     let reopens = trip(&b, after);
     assert_half_open_for_days(&b, reopens, "after the wrap");
+    // A trip whose open time straddles the wrap.
+    let b = breaker(cfg());
+    let at = Instant::from_micros((wrap << word::TICK_SHIFT) - 10_000_000);
+    let reopens = trip(&b, at);
+    assert!(reopens >= at + open_for && reopens < at + open_for + TICK);
+    assert_eq!(b.state(reopens - MS), State::Open);
+    assert_half_open_for_days(&b, reopens, "across the wrap");
 }
 
 /// The 32-bit wrap's worst case: a trip whose deadline is the last one

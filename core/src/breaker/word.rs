@@ -179,6 +179,7 @@ impl Word {
 }
 
 /// `now` in wrapped deadline ticks (rounded down).
+#[cfg(all(test, not(loom)))]
 pub(crate) const fn now_ticks(now: Instant) -> u32 {
     ((now.as_micros() >> TICK_SHIFT) as u32) & DEADLINE_MASK
 }
@@ -211,23 +212,35 @@ pub(crate) const fn full_now_ticks(now: Instant) -> Epoch {
     (now.as_micros() >> TICK_SHIFT) as Epoch
 }
 
-/// [`remaining`], from `full`, the newest full deadline the breaker
-/// recorded, when it is `word`'s own (its low 26 bits are the word's):
-/// the same rule in a range no idle breaker wraps (`u64` ticks; on
+/// [`remaining`] in full ticks: `word`'s deadline extended to the full
+/// one with its low 26 bits nearest `anchor` (the breaker's `open_until`,
+/// the full deadline of the Open word last about to be installed: the
+/// word's own, or a racing install's, a few ticks away), then the same
+/// rule (`0 < deadline − now ≤ open_for + 2 ticks + max(open_for, ~1.05
+/// s)` reads open) in a range no idle breaker wraps (`u64` ticks; on
 /// Cortex-M `u32`, ≈ 50 days), so a breaker nobody called since its
 /// deadline no longer reads open again before each multiple of ≈ 19 h.
-/// From the word's 26 bits otherwise (the word was installed by a writer
-/// whose deadline was not the newest: a stale clock's).
+/// An anchor more than 2²⁵ ticks (≈ 9 h 32 min) from the word's full
+/// deadline would extend it by a multiple of 2²⁶ ticks; an anchor only
+/// moves at an Open install, with the installer's clock, so that takes a
+/// clock that many hours behind (outside the ~1.05 s tolerance).
 pub(crate) fn remaining_in(
     word: Word,
-    full: Epoch,
+    anchor: Epoch,
     open_for: Duration,
     now: Instant,
 ) -> Option<Duration> {
-    if wrapped(full) != word.deadline() {
-        return remaining(word, open_for, now);
-    }
+    const HALF: u32 = 1 << 25;
+    let ahead = word
+        .deadline()
+        .wrapping_sub(wrapped(anchor))
+        .wrapping_add(HALF)
+        & DEADLINE_MASK;
+    let full = anchor
+        .wrapping_add(Epoch::from(ahead))
+        .wrapping_sub(Epoch::from(HALF));
     let remaining_ticks = full.wrapping_sub(full_now_ticks(now));
+    // open_for ≤ MAX_OPEN_FOR = 2^24 ticks: the sum below stays under 2^25 + 5.
     let open_ticks = (open_for.as_micros() >> TICK_SHIFT) as u32 + 2;
     let stale = open_ticks.max(BACKWARD_TOLERANCE_TICKS);
     if remaining_ticks == 0 || remaining_ticks > Epoch::from(open_ticks + stale) {
@@ -242,8 +255,9 @@ pub(crate) fn remaining_in(
 
 /// Time left until an Open word's deadline, or `None` once it has passed.
 ///
-/// From the word alone (the breaker reads its full deadline first, see
-/// [`remaining_in`]): the deadline is only known modulo 2^26 ticks
+/// From the word alone (the breaker reads it in full ticks, see
+/// [`remaining_in`]; this is the rule it extends, kept for the tests): the
+/// deadline is only known modulo 2^26 ticks
 /// (~19 h 5 min). A remaining
 /// distance of at most `open_for + 2 ticks + max(open_for, ~1.05 s)` is
 /// "still open": that covers a `now` up to `max(open_for, ~1.05 s)` earlier
@@ -251,6 +265,7 @@ pub(crate) fn remaining_in(
 /// means the deadline passed. A breaker that nobody asks for a whole
 /// multiple of ~19 h can therefore read as open for at most two more open
 /// periods plus ~1 s (see the crate docs).
+#[cfg(all(test, not(loom)))]
 pub(crate) fn remaining(word: Word, open_for: Duration, now: Instant) -> Option<Duration> {
     let remaining_ticks = word.deadline().wrapping_sub(now_ticks(now)) & DEADLINE_MASK;
     // open_for ≤ MAX_OPEN_FOR = 2^24 ticks: the sum below stays under 2^25 + 5.
