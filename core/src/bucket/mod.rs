@@ -210,8 +210,11 @@ impl TokenBucket {
     /// its last admission, either way (on Cortex-M within about half the
     /// arrival-time word's range less the burst span: `2³⁰ / scale` µs
     /// less `burst × period / tokens` and 0.52 s, the scale being `tokens
-    /// / gcd(tokens, period in µs)`: 17.9 min at scale 1 with a short
-    /// burst, 0.5 s at the largest 32-bit scale, 1 023);
+    /// / gcd(tokens, period in µs)`, or the coarser power of two the quota
+    /// takes where that leaves its burst no room (see the crate docs' word
+    /// table; 541 a second with its burst: scale 512, ±0.57 s): 17.9 min
+    /// at scale 1 with a short burst, 0.5 s at the largest 32-bit scale,
+    /// 1 023);
     /// a bucket never used stays full at any time. For a refill dated by
     /// your clock, [`restore`](Self::restore) a zero `until_full` at `now`.
     ///

@@ -482,6 +482,24 @@ fn awkward_rates_fit_every_word() {
     assert_eq!(huge.is_err(), crate::sync::TAT_BITS == 32);
 }
 
+/// A quota a 32-bit word keeps at a coarser scale (541 a second with its
+/// burst: scale 512, its interval 946 396 units) refills across the range
+/// its docs give at that scale: `(2³⁰ − capacity − 2¹⁹·512) / 512` µs.
+#[test]
+fn reset_refills_a_coarse_quota_as_documented() {
+    let b = TokenBucket::new(Quota::per_second(541).unwrap());
+    b.try_acquire_n(541, T0).unwrap();
+    b.reset();
+    let range = if crate::sync::TAT_BITS == 32 {
+        Duration::from_micros(((1 << 30) - 946_396 * 541 - (1 << 19) * 512) / 512)
+    } else {
+        Duration::from_secs(86_400 * 365)
+    };
+    assert!(range > Duration::from_millis(570));
+    assert_eq!(b.available(T0 + range), 541);
+    assert_eq!(b.available(T0 - range), 541);
+}
+
 #[test]
 fn resetting_again_changes_nothing() {
     let b = bucket(1, Duration::from_secs(10), 3);
