@@ -479,7 +479,12 @@ fn awkward_rates_fit_every_word() {
                 assert_eq!(got, exact);
             } else {
                 assert!(got <= exact, "{tokens}/s: {got} of {exact}");
-                assert!(got >= exact - exact / 1_000, "{tokens}/s: {got} of {exact}");
+                // Each interval is longer by under 1/scale µs: the last
+                // token of a whole second can fall just past it.
+                assert!(
+                    got + 1 + exact / 1_000 >= exact,
+                    "{tokens}/s: {got} of {exact}"
+                );
             }
         }
     }
