@@ -14,9 +14,11 @@ use fusebox::{Clock, Instant};
 ///
 /// The origin is per clock: [`TokioClock::new`] takes tokio's `now` as
 /// [`Instant::ZERO`]. A core structure must be read through one origin
-/// for its whole life, so every adapter type that owns a core structure
-/// owns one clock for it (it is `Copy`); share the clock, not just the
-/// structure, if two adapters wrap the same `Arc`. There is no
+/// for its whole life: every adapter built over an `Arc`'d core without a
+/// clock of its own (a policy's `new`, a tower layer, the registry's) reads
+/// the clock the first such adapter over that core took, for as long as
+/// the core lives; an adapter given a clock (`with_clock`) reads that one,
+/// so give the same one to all of them. There is no
 /// process-wide origin on purpose: tokio's paused clock is per runtime, and
 /// one origin taken in one test runtime could lie after another runtime's
 /// virtual now, which would read as [`Instant::ZERO`] forever.

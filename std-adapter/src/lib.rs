@@ -97,6 +97,7 @@
 #[cfg(feature = "redis")]
 pub mod backend;
 mod clock;
+mod core_clock;
 pub mod events;
 pub mod health;
 #[cfg(feature = "http")]

@@ -378,3 +378,55 @@ async fn adapters_of_one_core_structure_must_share_a_clock() {
         );
     }
 }
+
+/// The same three pairs built with no clock of their own (`new`, a
+/// builder without `clock`), two minutes apart: the later one takes the
+/// earlier one's clock, so none of the above happens. Before, each took a
+/// new clock (the breaker failed open, the limiter waited the gap out, the
+/// keyed limiter admitted four bursts at once).
+#[tokio::test(start_paused = true)]
+async fn adapters_built_without_a_clock_share_their_cores_clock() {
+    let gap = Duration::from_secs(120);
+    let config = Config::builder()
+        .consecutive_failures(1)
+        .open_for(fusebox::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let quota = Quota::per_second(65_537).unwrap().with_burst(4).unwrap();
+    let core = Arc::new(CircuitBreaker::new(config));
+    let bucket = Arc::new(TokenBucket::new(Quota::per_second(10).unwrap()));
+    let keyed_core: Arc<fusebox::KeyedLimiter<u8, 4>> =
+        Arc::new(fusebox::KeyedLimiter::new(quota, fusebox::bucket::FullPolicy::Reject).unwrap());
+    let first = (
+        Breaker::builder("a", Arc::clone(&core)).build(),
+        Limiter::new(Arc::clone(&bucket)),
+        KeyedLimiter::new(Arc::clone(&keyed_core)),
+    );
+    tokio::time::advance(gap).await;
+    let second = (
+        Breaker::builder("b", core).build(),
+        Limiter::new(bucket),
+        KeyedLimiter::new(keyed_core),
+    );
+    assert_eq!(first.0.clock(), second.0.clock());
+
+    let _ = first.0.call(async { Err::<(), ()>(()) }).await;
+    let trial = second.0.call(async { Ok::<(), ()>(()) }).await;
+    assert!(trial.is_err(), "open through the first: {trial:?}");
+
+    let start = tokio::time::Instant::now();
+    first.1.until_n_ready(10).await.unwrap();
+    second.1.until_ready().await.unwrap();
+    assert!(start.elapsed() < gap, "{:?}", start.elapsed());
+
+    let start = tokio::time::Instant::now();
+    for _ in 0..2 {
+        first.2.until_n_ready(&1, 4).await.unwrap();
+        second.2.until_n_ready(&1, 4).await.unwrap();
+    }
+    assert_ne!(
+        start.elapsed(),
+        Duration::ZERO,
+        "16 tokens of burst 4 at once"
+    );
+}

@@ -66,16 +66,16 @@ where
     K: Eq + Hash + Clone,
     S: BuildHasher,
 {
-    /// A waiter on `limiter`, with a new [`TokioClock`]: wrap each core
-    /// limiter once and share the waiter, or give every adapter of it one
-    /// clock with [`with_clock`](Self::with_clock). A second
-    /// `KeyedLimiter::new` on the same core, made later, has a later zero
-    /// and reads the first one's admissions as in its future: a key then
-    /// waits that gap out, or, once the gap passes the core's backward
-    /// tolerance (2^42 scaled units: 67 s at the largest scale, see
-    /// [`fusebox::KeyedLimiter`]), reads as full and admits more than its
-    /// quota (built two minutes apart at 65 537 a second, burst 4: 16
-    /// tokens at one instant).
+    /// A waiter on `limiter`, reading the clock of the adapters already
+    /// over it (another `KeyedLimiter::new`, a keyed tower layer, the
+    /// registry that made it), or a new [`TokioClock`] if there is none.
+    /// Two clocks made at different times read its admissions at different
+    /// times: a key then waits that gap out, or, once the gap passes the
+    /// core's backward tolerance (2^42 scaled units: 67 s at the largest
+    /// scale, see [`fusebox::KeyedLimiter`]), reads as full and admits more
+    /// than its quota (built two minutes apart at 65 537 a second, burst 4:
+    /// 16 tokens at one instant). With [`with_clock`](Self::with_clock),
+    /// give every adapter of it the same one.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
@@ -89,8 +89,13 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn new(limiter: Arc<fusebox::KeyedLimiter<K, N, TIERS, S>>) -> Self {
-        Self::with_clock(limiter, TokioClock::new())
+    pub fn new(limiter: Arc<fusebox::KeyedLimiter<K, N, TIERS, S>>) -> Self
+    where
+        K: Send + Sync + 'static,
+        S: Send + Sync + 'static,
+    {
+        let clock = crate::core_clock::of(&limiter, TokioClock::new());
+        Self::with_clock(limiter, clock)
     }
 
     /// A waiter on `limiter` read through `clock`.

@@ -110,13 +110,13 @@ impl fmt::Debug for Limiter {
 }
 
 impl Limiter {
-    /// A limiter on `bucket`, with a new [`TokioClock`]: wrap each bucket
-    /// once and share the `Limiter` (an `Arc<Limiter>`), or give every
-    /// adapter of the bucket one clock with [`with_clock`](Self::with_clock).
-    /// A second `Limiter::new` on the same bucket, made later, has a later
-    /// zero and reads the first one's admissions as in its future: its
-    /// callers wait that gap out (built two minutes apart, two minutes for
-    /// its first token).
+    /// A limiter on `bucket`, reading the clock of the adapters already
+    /// over it (another `Limiter::new`, a tower layer, the registry that
+    /// made it), or a new [`TokioClock`] if there is none. Two clocks made
+    /// at different times read the bucket's admissions at different times
+    /// (built two minutes apart, two minutes for the later one's first
+    /// token): with [`with_clock`](Self::with_clock), give every adapter of
+    /// the bucket the same one.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
@@ -129,7 +129,8 @@ impl Limiter {
     /// # }).unwrap();
     /// ```
     pub fn new(bucket: Arc<TokenBucket>) -> Self {
-        Self::with_clock(bucket, TokioClock::new())
+        let clock = crate::core_clock::of(&bucket, TokioClock::new());
+        Self::with_clock(bucket, clock)
     }
 
     /// A limiter on `bucket` read through `clock` (share one clock among

@@ -125,9 +125,9 @@ impl Registry {
             },
             || {
                 let breaker = Arc::new(CircuitBreaker::new(config));
-                // A tower layer built over it with `new` reads this clock.
-                #[cfg(feature = "tower")]
-                let _ = crate::tower::clocks::of(&breaker, self.tokio_clock);
+                // An adapter built over it without a clock (a tower layer, a
+                // policy's `new`) reads this clock.
+                let _ = crate::core_clock::of(&breaker, self.tokio_clock);
                 let entry = BreakerEntry {
                     breaker: Arc::clone(&breaker),
                     config,

@@ -79,9 +79,9 @@ impl Registry {
             },
             || {
                 let bucket = Arc::new(TokenBucket::new(quota));
-                // A tower layer built over it with `new` reads this clock.
-                #[cfg(feature = "tower")]
-                let _ = crate::tower::clocks::of(&bucket, self.tokio_clock);
+                // An adapter built over it without a clock (a tower layer, a
+                // policy's `new`) reads this clock.
+                let _ = crate::core_clock::of(&bucket, self.tokio_clock);
                 let entry = LimiterEntry {
                     bucket: Arc::clone(&bucket),
                     quota,
@@ -236,9 +236,9 @@ impl Registry {
                             ))
                         })?
                         .into();
-                // A tower layer built over it with `keyed` reads this clock.
-                #[cfg(feature = "tower")]
-                let _ = crate::tower::clocks::of(&limiter, self.tokio_clock);
+                // An adapter built over it without a clock (a keyed tower layer,
+                // a policy's `new`) reads this clock.
+                let _ = crate::core_clock::of(&limiter, self.tokio_clock);
                 let entry = KeyedEntry {
                     any: Arc::clone(&limiter) as Arc<dyn Any + Send + Sync>,
                     source: Arc::clone(&limiter) as Arc<dyn KeyedSource>,

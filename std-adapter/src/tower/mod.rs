@@ -78,7 +78,6 @@
 //! ```
 
 pub mod breaker;
-pub(crate) mod clocks;
 mod future_state;
 mod headers;
 pub mod rate_limit;

@@ -92,7 +92,8 @@ impl<C> BreakerBuilder<C> {
         self
     }
 
-    /// The clock (default: a new [`TokioClock`] at `build`). Give the same
+    /// The clock (default: the one the adapters already over this core
+    /// breaker read, else a new [`TokioClock`], at `build`). Give the same
     /// clock to every adapter that shares this core breaker.
     ///
     /// ```
@@ -160,11 +161,14 @@ impl<C> BreakerBuilder<C> {
     /// assert_eq!(breaker.state(), State::Closed);
     /// ```
     pub fn build(self) -> Breaker<C> {
+        let clock = self
+            .clock
+            .unwrap_or_else(|| crate::core_clock::of(&self.breaker, TokioClock::new()));
         Breaker {
             shared: Arc::new(Shared {
                 breaker: self.breaker,
                 name: self.name,
-                clock: self.clock.unwrap_or_default(),
+                clock,
                 timeout: self.timeout,
                 classifier: self.classifier,
                 observer: self.observer,
@@ -179,12 +183,12 @@ impl Breaker {
     ///
     /// Every adapter of one core breaker must read it through one clock
     /// (see [`TokioClock`]'s origin). Without [`clock`](BreakerBuilder::clock)
-    /// each adapter gets a new clock whose zero is its own creation, so a
-    /// second adapter built later on the same `Arc` reads a trip made
-    /// through the first as long past and lets a trial through at once:
-    /// built two minutes apart, a breaker just opened through one was
-    /// closed again through the other by the next call (it fails open).
-    /// Clone the [`Breaker`] instead, or give every builder one clock.
+    /// the breaker takes the clock of the adapters already over the same
+    /// `Arc` (another `Breaker`, a tower layer, the registry that made it),
+    /// or a new one if there is none; a clock given to one builder and not
+    /// another is yours to keep the same (two clocks made two minutes
+    /// apart: a breaker just opened through one lets a trial through the
+    /// other at once, failing open).
     ///
     /// ```
     /// use fusebox_std::policy::Breaker;
@@ -205,10 +209,9 @@ impl Breaker {
         }
     }
 
-    /// A breaker with the default classifier, no timeout and a new clock:
-    /// wrap each core breaker once and clone the result (see
-    /// [`builder`](Self::builder) for what a second adapter on the same
-    /// `Arc` with its own clock does).
+    /// A breaker with the default classifier, no timeout and the clock of
+    /// the adapters already over `breaker` (a new one if there is none; see
+    /// [`builder`](Self::builder)).
     ///
     /// ```
     /// # use std::sync::Arc;

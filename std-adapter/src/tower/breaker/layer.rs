@@ -99,7 +99,7 @@ impl CircuitBreakerLayer {
     /// # Ok::<(), fusebox::breaker::ConfigError>(())
     /// ```
     pub fn new(name: impl Into<Arc<str>>, breaker: Arc<CircuitBreaker>) -> Self {
-        let clock = crate::tower::clocks::of(&breaker, TokioClock::new());
+        let clock = crate::core_clock::of(&breaker, TokioClock::new());
         Self::with_clock_and_observer(name, breaker, clock, None)
     }
 

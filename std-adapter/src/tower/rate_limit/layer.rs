@@ -137,7 +137,7 @@ impl RateLimitLayer<Single> {
     /// # Ok::<(), fusebox::bucket::QuotaError>(())
     /// ```
     pub fn new(name: impl Into<Arc<str>>, bucket: Arc<TokenBucket>) -> Self {
-        let clock = crate::tower::clocks::of(&bucket, TokioClock::new());
+        let clock = crate::core_clock::of(&bucket, TokioClock::new());
         Self::with_limit(name, Single::new(bucket), clock)
     }
 }
@@ -184,7 +184,7 @@ where
         limiter: Arc<KeyedLimiter<K, N, 1, S>>,
         key: F,
     ) -> Self {
-        let clock = crate::tower::clocks::of(&limiter, TokioClock::new());
+        let clock = crate::core_clock::of(&limiter, TokioClock::new());
         Self::with_limit(name, Keyed::new(limiter, key), clock)
     }
 }

@@ -1,5 +1,6 @@
-//! One clock per core: every layer built over one bucket, keyed limiter or
-//! breaker reads the same [`TokioClock`].
+//! One clock per core: every adapter built over one bucket, keyed limiter
+//! or breaker without a clock of its own (a tower layer, a policy's `new`,
+//! the registry's) reads the same [`TokioClock`].
 //!
 //! A core keeps its state in the times of the clock that drove it. A
 //! [`TokioClock`] counts from its own origin (the moment it was made, so
@@ -7,11 +8,11 @@
 //! made one, an hour apart, over one `Arc`'d core, read times an hour
 //! apart, and the later one found the bucket an hour in its future (every
 //! request refused for an hour) or the breaker opened in its future (its
-//! requests let through). So the clock of a layer over a core is the one
-//! the first layer over that core (still alive) took.
+//! requests let through). So the clock of an adapter over a core is the
+//! one the first adapter over that core (still alive) took.
 //!
-//! The table holds a `Weak` per core, looked up by address at a layer's
-//! construction only (never per request), and drops the entries of cores
+//! The table holds a `Weak` per core, looked up by address at an
+//! adapter's construction only (never per request), and drops the entries of cores
 //! gone whenever it is consulted.
 
 use std::any::Any;
@@ -26,7 +27,7 @@ type Entry = (Weak<dyn Any + Send + Sync>, TokioClock);
 /// The cores layers were built over, by address.
 static CLOCKS: Mutex<Option<HashMap<usize, Entry>>> = Mutex::new(None);
 
-/// The clock of the layers over `core`: the one kept for it, or else
+/// The clock of the adapters over `core`: the one kept for it, or else
 /// `clock`, kept for the next layers over it.
 pub(crate) fn of<T: Any + Send + Sync>(core: &Arc<T>, clock: TokioClock) -> TokioClock {
     let mut table = CLOCKS.lock().unwrap_or_else(PoisonError::into_inner);
