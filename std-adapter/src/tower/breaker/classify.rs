@@ -21,9 +21,9 @@ use crate::tower::rate_limit::RateLimitRejection;
 ///
 /// Any [`Classify<http::Response<B>, E>`](Classify) can replace it, such as a
 /// closure over `&Result<http::Response<B>, E>`. gRPC answers errors with
-/// HTTP 200 and a `grpc-status` (in the headers of a trailers-only
-/// response, else in trailers): a gRPC service classifies on that header
-/// instead.
+/// HTTP 200 and a `grpc-status`, which this classifier does not read: a
+/// breaker in front of a gRPC service (tonic) takes
+/// [`GrpcClassifier`](super::GrpcClassifier).
 ///
 /// # Examples
 ///

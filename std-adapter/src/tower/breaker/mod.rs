@@ -4,11 +4,13 @@
 //! Files as in tower's own middleware: `layer` (configuration), `service`
 //! (the decision, on `call`), `future` (holds the permit until the response
 //! is complete), `error` (the rejection and its response), `classify` (how
-//! a response counts), `registry` (layers over a registry's breakers).
+//! a response counts), `grpc` (how a gRPC response counts), `registry`
+//! (layers over a registry's breakers).
 
 mod classify;
 mod error;
 mod future;
+mod grpc;
 mod layer;
 mod registry;
 mod service;
@@ -16,6 +18,7 @@ mod service;
 pub use classify::HttpClassifier;
 pub use error::{BreakerRejection, BreakerResponder, JsonBreakerResponse};
 pub use future::ResponseFuture;
+pub use grpc::{GrpcClassifier, GrpcCodeError};
 pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreakerService;
 

@@ -1,0 +1,120 @@
+//! `CircuitBreakerLayer` in front of a real tonic server over HTTP/2: with
+//! `GrpcClassifier`, a service failing with `UNAVAILABLE` opens the
+//! breaker, a client's `NOT_FOUND` or a made-up method's `UNIMPLEMENTED`
+//! does not; the default `HttpClassifier` sees only HTTP 200s.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use fusebox::breaker::{CircuitBreaker, Config, Metrics, State};
+use fusebox_std::policy::Classify;
+use fusebox_std::tower::breaker::{BreakerRejection, GrpcClassifier};
+use fusebox_std::tower::CircuitBreakerLayer;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use tonic::body::Body;
+
+fn breaker() -> Arc<CircuitBreaker> {
+    let config = Config::builder()
+        .consecutive_failures(3)
+        .open_for(fusebox::Duration::from_secs(60))
+        .build()
+        .expect("valid config");
+    Arc::new(CircuitBreaker::new(config))
+}
+
+/// A tonic server whose unary methods answer the status their name says
+/// (`/echo.Echo/Unavailable`, `/echo.Echo/NotFound`, `/echo.Echo/Ok`),
+/// `UNIMPLEMENTED` for any other method, as tonic's router does; the
+/// breaker's own refusal is `UNAVAILABLE` too.
+async fn serve<C>(breaker: &Arc<CircuitBreaker>, classifier: C) -> SocketAddr
+where
+    C: Classify<http::Response<Body>, Infallible> + Clone + Send + Sync + 'static,
+{
+    let layer = CircuitBreakerLayer::new("grpc", Arc::clone(breaker))
+        .classifier(classifier)
+        .responder(|r: &BreakerRejection| {
+            tonic::Status::unavailable(format!("{} is open", r.name)).into_http::<Body>()
+        });
+    let service = tower::service_fn(|request: http::Request<Body>| async move {
+        let status = match request.uri().path() {
+            "/echo.Echo/Ok" => tonic::Status::ok(""),
+            "/echo.Echo/Unavailable" => tonic::Status::unavailable("down"),
+            "/echo.Echo/NotFound" => tonic::Status::not_found("no such user"),
+            _ => tonic::Status::unimplemented("no such method"),
+        };
+        Ok::<_, Infallible>(status.into_http::<Body>())
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tonic::transport::Server::builder()
+        .layer(layer)
+        .serve_with_incoming(
+            service,
+            tonic::transport::server::TcpIncoming::from(listener),
+        );
+    tokio::spawn(server);
+    addr
+}
+
+/// An HTTP/2 gRPC client calling `method` `n` times; the `grpc-status` of
+/// each answer (all HTTP 200).
+async fn call(addr: SocketAddr, method: &str, n: usize) -> Vec<String> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut client, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        let request = http::Request::post(format!("http://{addr}/echo.Echo/{method}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = client.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let status = response.headers()["grpc-status"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        drop(response.into_body().collect().await);
+        statuses.push(status);
+    }
+    statuses
+}
+
+fn counts(m: &Metrics) -> (u64, u64, u64, u64) {
+    (m.successes, m.failures, m.ignored, m.rejected)
+}
+
+#[tokio::test]
+async fn unavailable_opens_the_breaker_client_faults_do_not() {
+    let breaker = breaker();
+    let addr = serve(&breaker, GrpcClassifier::new()).await;
+    assert_eq!(call(addr, "NotFound", 5).await, ["5"; 5]);
+    assert_eq!(call(addr, "NoSuchMethod", 5).await, ["12"; 5]);
+    assert_eq!(call(addr, "Ok", 1).await, ["0"]);
+    assert_eq!(breaker.state(fusebox::Instant::ZERO), State::Closed);
+    assert_eq!(counts(&breaker.metrics()), (1, 0, 10, 0));
+
+    assert_eq!(call(addr, "Unavailable", 3).await, ["14"; 3]);
+    assert_eq!(breaker.metrics().trips, 1);
+    // Open: refused by the breaker, the service never called.
+    assert_eq!(call(addr, "Ok", 2).await, ["14"; 2]);
+    assert_eq!(counts(&breaker.metrics()), (1, 3, 10, 2));
+}
+
+#[tokio::test]
+async fn the_http_classifier_counts_grpc_errors_as_successes() {
+    // Why gRPC needs its own classifier: every answer is an HTTP 200.
+    let breaker = breaker();
+    let addr = serve(&breaker, fusebox_std::tower::breaker::HttpClassifier).await;
+    assert_eq!(call(addr, "Unavailable", 5).await, ["14"; 5]);
+    assert_eq!(counts(&breaker.metrics()), (5, 0, 0, 0));
+    assert_eq!(breaker.metrics().trips, 0);
+}
