@@ -1,16 +1,20 @@
-//! `CircuitBreakerLayer` in front of a real tonic server over HTTP/2: with
+//! Both layers in front of a real tonic server over HTTP/2: with
 //! `GrpcClassifier`, a service failing with `UNAVAILABLE` opens the
 //! breaker, a client's `NOT_FOUND` or a made-up method's `UNIMPLEMENTED`
-//! does not; the default `HttpClassifier` sees only HTTP 200s.
+//! does not (the default `HttpClassifier` sees only HTTP 200s); the gRPC
+//! responders' refusals are statuses tonic itself reads back.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use fusebox::breaker::{CircuitBreaker, Config, Metrics, State};
+use fusebox::bucket::Quota;
+use fusebox::TokenBucket;
 use fusebox_std::policy::Classify;
-use fusebox_std::tower::breaker::{BreakerRejection, GrpcClassifier};
-use fusebox_std::tower::CircuitBreakerLayer;
+use fusebox_std::tower::breaker::{GrpcBreakerResponse, GrpcClassifier};
+use fusebox_std::tower::rate_limit::GrpcRateLimitResponse;
+use fusebox_std::tower::{CircuitBreakerLayer, RateLimitLayer};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use tonic::body::Body;
@@ -26,17 +30,22 @@ fn breaker() -> Arc<CircuitBreaker> {
 
 /// A tonic server whose unary methods answer the status their name says
 /// (`/echo.Echo/Unavailable`, `/echo.Echo/NotFound`, `/echo.Echo/Ok`),
-/// `UNIMPLEMENTED` for any other method, as tonic's router does; the
-/// breaker's own refusal is `UNAVAILABLE` too.
-async fn serve<C>(breaker: &Arc<CircuitBreaker>, classifier: C) -> SocketAddr
+/// `UNIMPLEMENTED` for any other method, as tonic's router does, behind a
+/// breaker answering its refusals with `GrpcBreakerResponse` (and, if
+/// given, a rate limit with `GrpcRateLimitResponse` in front of it).
+async fn serve<C>(
+    breaker: &Arc<CircuitBreaker>,
+    classifier: C,
+    limit: Option<Arc<TokenBucket>>,
+) -> SocketAddr
 where
     C: Classify<http::Response<Body>, Infallible> + Clone + Send + Sync + 'static,
 {
     let layer = CircuitBreakerLayer::new("grpc", Arc::clone(breaker))
         .classifier(classifier)
-        .responder(|r: &BreakerRejection| {
-            tonic::Status::unavailable(format!("{} is open", r.name)).into_http::<Body>()
-        });
+        .responder(GrpcBreakerResponse);
+    let limit =
+        limit.map(|bucket| RateLimitLayer::new("calls", bucket).responder(GrpcRateLimitResponse));
     let service = tower::service_fn(|request: http::Request<Body>| async move {
         let status = match request.uri().path() {
             "/echo.Echo/Ok" => tonic::Status::ok(""),
@@ -49,6 +58,7 @@ where
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tonic::transport::Server::builder()
+        .layer(tower::util::option_layer(limit))
         .layer(layer)
         .serve_with_incoming(
             service,
@@ -61,6 +71,15 @@ where
 /// An HTTP/2 gRPC client calling `method` `n` times; the `grpc-status` of
 /// each answer (all HTTP 200).
 async fn call(addr: SocketAddr, method: &str, n: usize) -> Vec<String> {
+    let answers = answers(addr, method, n).await;
+    answers
+        .iter()
+        .map(|h| h["grpc-status"].to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The headers of `n` answers to `method`.
+async fn answers(addr: SocketAddr, method: &str, n: usize) -> Vec<http::HeaderMap> {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut client, connection) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
@@ -78,12 +97,9 @@ async fn call(addr: SocketAddr, method: &str, n: usize) -> Vec<String> {
             .unwrap();
         let response = client.send_request(request).await.unwrap();
         assert_eq!(response.status(), 200);
-        let status = response.headers()["grpc-status"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let headers = response.headers().clone();
         drop(response.into_body().collect().await);
-        statuses.push(status);
+        statuses.push(headers);
     }
     statuses
 }
@@ -95,7 +111,7 @@ fn counts(m: &Metrics) -> (u64, u64, u64, u64) {
 #[tokio::test]
 async fn unavailable_opens_the_breaker_client_faults_do_not() {
     let breaker = breaker();
-    let addr = serve(&breaker, GrpcClassifier::new()).await;
+    let addr = serve(&breaker, GrpcClassifier::new(), None).await;
     assert_eq!(call(addr, "NotFound", 5).await, ["5"; 5]);
     assert_eq!(call(addr, "NoSuchMethod", 5).await, ["12"; 5]);
     assert_eq!(call(addr, "Ok", 1).await, ["0"]);
@@ -104,16 +120,48 @@ async fn unavailable_opens_the_breaker_client_faults_do_not() {
 
     assert_eq!(call(addr, "Unavailable", 3).await, ["14"; 3]);
     assert_eq!(breaker.metrics().trips, 1);
-    // Open: refused by the breaker, the service never called.
-    assert_eq!(call(addr, "Ok", 2).await, ["14"; 2]);
+    // Open: refused by the breaker, the service never called; tonic reads
+    // the refusal as a status with its message and the wait pushed back.
+    let refused = answers(addr, "Ok", 2).await;
     assert_eq!(counts(&breaker.metrics()), (1, 3, 10, 2));
+    let status = tonic::Status::from_header_map(&refused[1]).expect("a gRPC status");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(status.message(), "circuit breaker grpc is open");
+    let pushback: u64 = refused[1]["grpc-retry-pushback-ms"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((59_000..=60_002).contains(&pushback), "{pushback} ms");
+}
+
+#[tokio::test]
+async fn a_limits_refusal_is_resource_exhausted_and_not_the_services_failure() {
+    let breaker = breaker();
+    let bucket = Arc::new(TokenBucket::new(Quota::per_hour(2).unwrap()));
+    let addr = serve(&breaker, GrpcClassifier::new(), Some(bucket)).await;
+    let answers = answers(addr, "Ok", 5).await;
+    let statuses: Vec<_> = answers.iter().map(|h| &h["grpc-status"]).collect();
+    assert_eq!(statuses, ["0", "0", "8", "8", "8"]);
+    let status = tonic::Status::from_header_map(&answers[2]).expect("a gRPC status");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(status.message(), "rate limit calls exceeded");
+    let pushback: u64 = answers[2]["grpc-retry-pushback-ms"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1_799_000..=1_800_001).contains(&pushback), "{pushback} ms");
+    assert_eq!(answers[2]["ratelimit"], "\"calls\";r=0;t=3600");
+    // The limit sits in front of the breaker: refusals never reach it.
+    assert_eq!(counts(&breaker.metrics()), (2, 0, 0, 0));
 }
 
 #[tokio::test]
 async fn the_http_classifier_counts_grpc_errors_as_successes() {
     // Why gRPC needs its own classifier: every answer is an HTTP 200.
     let breaker = breaker();
-    let addr = serve(&breaker, fusebox_std::tower::breaker::HttpClassifier).await;
+    let addr = serve(&breaker, fusebox_std::tower::breaker::HttpClassifier, None).await;
     assert_eq!(call(addr, "Unavailable", 5).await, ["14"; 5]);
     assert_eq!(counts(&breaker.metrics()), (5, 0, 0, 0));
     assert_eq!(breaker.metrics().trips, 0);

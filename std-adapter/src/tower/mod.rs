@@ -79,6 +79,7 @@
 
 pub mod breaker;
 mod future_state;
+mod grpc;
 mod headers;
 pub mod rate_limit;
 #[cfg(test)]

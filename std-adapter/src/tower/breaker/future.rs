@@ -23,6 +23,11 @@ pin_project! {
     /// time since the permit was taken. A refused request's future is
     /// ready at once with the responder's answer.
     ///
+    /// The response counts when its head arrives: its body is not watched,
+    /// so an error while the body streams, or a gRPC status in its
+    /// trailers, is not counted (tonic answers a unary call's error in the
+    /// head, which [`GrpcClassifier`](super::GrpcClassifier) reads).
+    ///
     /// # Cancellation
     ///
     /// Dropping it before it completes (a client that disconnects, a

@@ -15,6 +15,7 @@ mod layer;
 mod registry;
 mod service;
 
+pub use crate::tower::grpc::GrpcBreakerResponse;
 pub use classify::HttpClassifier;
 pub use error::{BreakerRejection, BreakerResponder, JsonBreakerResponse};
 pub use future::ResponseFuture;

@@ -22,6 +22,7 @@ mod service;
 #[cfg(feature = "redis")]
 mod shared;
 
+pub use crate::tower::grpc::GrpcRateLimitResponse;
 pub(crate) use bad_keys::BadKeyCounter;
 pub use bad_keys::BadKeys;
 pub use error::{
