@@ -15,6 +15,7 @@
 use fusebox::Duration;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::Response;
+use percent_encoding::{AsciiSet, CONTROLS};
 
 use crate::tower::breaker::{BreakerRejection, BreakerResponder};
 use crate::tower::rate_limit::{RateLimitRejection, RateLimitResponder, Refusal};
@@ -49,23 +50,16 @@ fn trailers_only<B: Default>(code: u8, message: &str, wait: Option<Duration>) ->
     response
 }
 
-/// `message` as `grpc-message` carries it: bytes outside printable ASCII,
-/// and `%`, as `%XX` (the UTF-8 bytes of any other character).
+/// What `grpc-message` percent-encodes (gRPC over HTTP/2): every byte
+/// outside printable ASCII (those of non-ASCII characters' UTF-8 included)
+/// and `%`.
+const MESSAGE_ESCAPES: &AsciiSet = &CONTROLS.add(b'%');
+
+/// `message` as `grpc-message` carries it.
 fn percent_encode(message: &str) -> Vec<u8> {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut encoded = Vec::with_capacity(message.len());
-    for &byte in message.as_bytes() {
-        if (0x20..=0x7E).contains(&byte) && byte != b'%' {
-            encoded.push(byte);
-        } else {
-            encoded.extend([
-                b'%',
-                HEX[usize::from(byte >> 4)],
-                HEX[usize::from(byte & 0xF)],
-            ]);
-        }
-    }
-    encoded
+    percent_encoding::percent_encode(message.as_bytes(), MESSAGE_ESCAPES)
+        .collect::<String>()
+        .into_bytes()
 }
 
 /// A [`CircuitBreakerLayer`](super::CircuitBreakerLayer)'s refusal as the
