@@ -18,6 +18,11 @@ use fusebox_std::tower::{CircuitBreakerLayer, RateLimitLayer};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use tonic::body::Body;
+use tower::util::BoxCloneSyncService;
+use tower::ServiceBuilder;
+use tower_common::frames::{FrameBody, Step};
+
+mod tower_common;
 
 fn breaker() -> Arc<CircuitBreaker> {
     let config = Config::builder()
@@ -28,11 +33,57 @@ fn breaker() -> Arc<CircuitBreaker> {
     Arc::new(CircuitBreaker::new(config))
 }
 
-/// A tonic server whose unary methods answer the status their name says
-/// (`/echo.Echo/Unavailable`, `/echo.Echo/NotFound`, `/echo.Echo/Ok`),
-/// `UNIMPLEMENTED` for any other method, as tonic's router does, behind a
-/// breaker answering its refusals with `GrpcBreakerResponse` (and, if
-/// given, a rate limit with `GrpcRateLimitResponse` in front of it).
+/// A gRPC service as tonic serves it.
+type Grpc = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
+
+/// Unary methods answering the status their name says
+/// (`/echo.Echo/Unavailable`, `/echo.Echo/NotFound`, `/echo.Echo/Ok`) in
+/// trailers-only form; streaming ones sending a message, then their
+/// status in trailers (`/echo.Echo/StreamOk`, `/echo.Echo/StreamFails`,
+/// `/echo.Echo/StreamUnfinished` with none); `UNIMPLEMENTED` for any other
+/// method, as tonic's router answers.
+fn methods() -> Grpc {
+    BoxCloneSyncService::new(tower::service_fn(
+        |request: http::Request<Body>| async move {
+            let stream = |steps| {
+                http::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .body(Body::new(FrameBody::new(steps)))
+                    .unwrap()
+            };
+            let status = match request.uri().path() {
+                "/echo.Echo/Ok" => tonic::Status::ok(""),
+                "/echo.Echo/Unavailable" => tonic::Status::unavailable("down"),
+                "/echo.Echo/NotFound" => tonic::Status::not_found("no such user"),
+                "/echo.Echo/StreamOk" => {
+                    return Ok(stream(vec![Step::Data("m"), Step::GrpcStatus("0")]));
+                }
+                "/echo.Echo/StreamFails" => {
+                    return Ok(stream(vec![Step::Data("m"), Step::GrpcStatus("14")]));
+                }
+                "/echo.Echo/StreamUnfinished" => return Ok(stream(vec![Step::Data("m")])),
+                _ => tonic::Status::unimplemented("no such method"),
+            };
+            Ok::<_, Infallible>(status.into_http::<Body>())
+        },
+    ))
+}
+
+/// Serves `service` with tonic on a free loopback port.
+async fn serve_grpc(service: Grpc) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tonic::transport::Server::builder().serve_with_incoming(
+        service,
+        tonic::transport::server::TcpIncoming::from(listener),
+    );
+    tokio::spawn(server);
+    addr
+}
+
+/// [`methods`] behind a breaker answering its refusals with
+/// `GrpcBreakerResponse` (and, if given, a rate limit with
+/// `GrpcRateLimitResponse` in front of it).
 async fn serve<C>(
     breaker: &Arc<CircuitBreaker>,
     classifier: C,
@@ -46,30 +97,15 @@ where
         .responder(GrpcBreakerResponse);
     let limit =
         limit.map(|bucket| RateLimitLayer::new("calls", bucket).responder(GrpcRateLimitResponse));
-    let service = tower::service_fn(|request: http::Request<Body>| async move {
-        let status = match request.uri().path() {
-            "/echo.Echo/Ok" => tonic::Status::ok(""),
-            "/echo.Echo/Unavailable" => tonic::Status::unavailable("down"),
-            "/echo.Echo/NotFound" => tonic::Status::not_found("no such user"),
-            _ => tonic::Status::unimplemented("no such method"),
-        };
-        Ok::<_, Infallible>(status.into_http::<Body>())
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tonic::transport::Server::builder()
-        .layer(tower::util::option_layer(limit))
+    let stack = ServiceBuilder::new()
+        .option_layer(limit)
         .layer(layer)
-        .serve_with_incoming(
-            service,
-            tonic::transport::server::TcpIncoming::from(listener),
-        );
-    tokio::spawn(server);
-    addr
+        .service(methods());
+    serve_grpc(BoxCloneSyncService::new(stack)).await
 }
 
 /// An HTTP/2 gRPC client calling `method` `n` times; the `grpc-status` of
-/// each answer (all HTTP 200).
+/// each answer (all HTTP 200), from its head or its trailers.
 async fn call(addr: SocketAddr, method: &str, n: usize) -> Vec<String> {
     let answers = answers(addr, method, n).await;
     answers
@@ -78,7 +114,7 @@ async fn call(addr: SocketAddr, method: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// The headers of `n` answers to `method`.
+/// The headers of `n` answers to `method`, with their trailers.
 async fn answers(addr: SocketAddr, method: &str, n: usize) -> Vec<http::HeaderMap> {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut client, connection) = hyper::client::conn::http2::handshake(
@@ -97,8 +133,9 @@ async fn answers(addr: SocketAddr, method: &str, n: usize) -> Vec<http::HeaderMa
             .unwrap();
         let response = client.send_request(request).await.unwrap();
         assert_eq!(response.status(), 200);
-        let headers = response.headers().clone();
-        drop(response.into_body().collect().await);
+        let mut headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap();
+        headers.extend(body.trailers().cloned().unwrap_or_default());
         statuses.push(headers);
     }
     statuses
@@ -165,4 +202,49 @@ async fn the_http_classifier_counts_grpc_errors_as_successes() {
     assert_eq!(call(addr, "Unavailable", 5).await, ["14"; 5]);
     assert_eq!(counts(&breaker.metrics()), (5, 0, 0, 0));
     assert_eq!(breaker.metrics().trips, 0);
+}
+
+#[tokio::test]
+async fn recording_at_the_end_of_the_body_reads_a_streams_trailers() {
+    let breaker = breaker();
+    let layer = CircuitBreakerLayer::new("grpc", Arc::clone(&breaker))
+        .classifier(GrpcClassifier::new())
+        .responder(GrpcBreakerResponse)
+        .record_at_end_of_body();
+    let stack = ServiceBuilder::new()
+        .map_response(|r: http::Response<_>| r.map(Body::new))
+        .layer(layer)
+        .service(methods());
+    let addr = serve_grpc(BoxCloneSyncService::new(stack)).await;
+    assert_eq!(call(addr, "StreamOk", 2).await, ["0"; 2]);
+    assert_eq!(
+        call(addr, "NotFound", 1).await,
+        ["5"],
+        "decided by the head"
+    );
+    assert_eq!(counts(&breaker.metrics()), (2, 0, 1, 0));
+    assert_eq!(call(addr, "StreamFails", 2).await, ["14"; 2]);
+    assert_eq!(counts(&breaker.metrics()), (2, 2, 1, 0));
+    assert_eq!(breaker.metrics().trips, 0, "three in a row open it");
+    let unfinished = answers(addr, "StreamUnfinished", 1).await;
+    assert!(!unfinished[0].contains_key("grpc-status"));
+    assert_eq!(
+        counts(&breaker.metrics()),
+        (2, 3, 1, 0),
+        "no status: UNKNOWN"
+    );
+    assert_eq!(breaker.metrics().trips, 1);
+    assert_eq!(
+        call(addr, "StreamOk", 1).await,
+        ["14"],
+        "refused while open"
+    );
+}
+
+#[tokio::test]
+async fn recording_at_the_head_misses_a_streams_failure() {
+    let breaker = breaker();
+    let addr = serve(&breaker, GrpcClassifier::new(), None).await;
+    assert_eq!(call(addr, "StreamFails", 3).await, ["14"; 3]);
+    assert_eq!(counts(&breaker.metrics()), (3, 0, 0, 0));
 }

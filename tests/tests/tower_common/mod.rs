@@ -3,6 +3,8 @@
 //! in the head, a chosen loopback source address).
 #![allow(dead_code)] // each test file uses some of them
 
+pub mod frames;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -154,29 +154,40 @@ where
             Output::Inner(result) => result,
             Output::Given(output) => return Poll::Ready(output),
         };
-        // The permit stays in the future while it is recorded: if the
-        // classifier or the clock panics, it is abandoned when the future
-        // is dropped (a half-open trial's slot is freed then).
-        if let Some(permit) = this.permit.as_mut() {
-            let shared = &permit.breaker().0;
-            let clock = shared.clock;
-            // The end is read if the duration is measured, or if the core
-            // or the observer needs the time.
-            let mut end = this.started.map(|_| clock.now());
-            let elapsed = match (*this.started, end) {
-                (Some(start), Some(end)) => end.saturating_duration_since(start),
-                _ => fusebox::Duration::ZERO,
-            };
-            let outcome = shared.classifier.classify(&result);
-            let transition = permit
-                .record_in_place_with(outcome, elapsed, || *end.get_or_insert_with(|| clock.now()));
-            if transition.is_some() || outcome == Outcome::Failure {
-                report(&permit.breaker().0, transition, outcome, end);
-            }
-            *this.permit = None;
-        }
+        record(this.permit, *this.started, |c| c.classify(&result));
         Poll::Ready(result)
     }
+}
+
+/// Records the permit in `slot`, if there is one, as `classify` counts
+/// it, and empties the slot. The permit stays in the slot while it is
+/// recorded: if the classifier or the clock panics, it is abandoned when
+/// its holder is dropped (a half-open trial's slot is freed then).
+#[inline]
+pub(super) fn record<C, R>(
+    slot: &mut Option<OwnedPermit<Held<C, R>>>,
+    started: Option<Instant>,
+    classify: impl FnOnce(&C) -> Outcome,
+) {
+    let Some(permit) = slot.as_mut() else {
+        return;
+    };
+    let shared = &permit.breaker().0;
+    let clock = shared.clock;
+    // The end is read if the duration is measured, or if the core or the
+    // observer needs the time.
+    let mut end = started.map(|_| clock.now());
+    let elapsed = match (started, end) {
+        (Some(start), Some(end)) => end.saturating_duration_since(start),
+        _ => fusebox::Duration::ZERO,
+    };
+    let outcome = classify(&shared.classifier);
+    let transition =
+        permit.record_in_place_with(outcome, elapsed, || *end.get_or_insert_with(|| clock.now()));
+    if transition.is_some() || outcome == Outcome::Failure {
+        report(&permit.breaker().0, transition, outcome, end);
+    }
+    *slot = None;
 }
 
 /// Reports what a record did: its transition, and a failure to the

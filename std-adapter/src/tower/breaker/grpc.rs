@@ -8,9 +8,9 @@
 //! with `UNAVAILABLE` would count successes and never open.
 
 use fusebox::breaker::Outcome;
-use http::Response;
+use http::{HeaderMap, Response};
 
-use super::HttpClassifier;
+use super::{ClassifyEnd, HttpClassifier};
 use crate::policy::Classify;
 use crate::tower::rate_limit::RateLimitRejection;
 
@@ -119,6 +119,19 @@ impl GrpcClassifier {
     }
 }
 
+impl GrpcClassifier {
+    /// How status `code` counts.
+    const fn outcome(self, code: u32) -> Outcome {
+        if code == 0 {
+            Outcome::Success
+        } else if self.is_failure(code) {
+            Outcome::Failure
+        } else {
+            Outcome::Ignored
+        }
+    }
+}
+
 impl Default for GrpcClassifier {
     fn default() -> Self {
         Self::new()
@@ -138,11 +151,19 @@ impl<B, E> Classify<Response<B>, E> for GrpcClassifier {
         };
         match status {
             None => HttpClassifier.classify(result),
-            Some(value) => match status_code(value.as_bytes()) {
-                0 => Outcome::Success,
-                code if self.is_failure(code) => Outcome::Failure,
-                _ => Outcome::Ignored,
-            },
+            Some(value) => self.outcome(status_code(value.as_bytes())),
+        }
+    }
+}
+
+/// The status in a streaming response's trailers: as in a head; none
+/// at all (a body that ended without its status) counts as `UNKNOWN`, as
+/// a gRPC client reads it.
+impl ClassifyEnd for GrpcClassifier {
+    fn classify_end(&self, trailers: Option<&HeaderMap>) -> Outcome {
+        match trailers.and_then(|t| t.get("grpc-status")) {
+            Some(value) => self.outcome(status_code(value.as_bytes())),
+            None => self.outcome(UNKNOWN),
         }
     }
 }

@@ -151,6 +151,35 @@ impl<C, R> CircuitBreakerLayer<C, R> {
         }
     }
 
+    /// Records each admitted response when its body ends instead of when
+    /// its head arrives: a body that fails counts as a failure, and a
+    /// body's trailers are classified ([`ClassifyEnd`](super::ClassifyEnd):
+    /// a gRPC status in trailers, with
+    /// [`GrpcClassifier`](super::GrpcClassifier)). The head is classified
+    /// first; a head that fails (or is ignored) is recorded at once. The
+    /// response's body becomes a [`RecordedBody`](super::RecordedBody),
+    /// which holds the permit until the end, so a half-open trial decides
+    /// on the whole answer, and a long stream holds its trial for as long
+    /// as it runs. A body dropped before its end abandons its permit.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::breaker::GrpcClassifier;
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    ///
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?));
+    /// // A gRPC service with streaming calls: their status is in trailers.
+    /// let layer = CircuitBreakerLayer::new("search", core)
+    ///     .classifier(GrpcClassifier::new())
+    ///     .record_at_end_of_body();
+    /// # drop(layer);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
+    pub fn record_at_end_of_body(self) -> super::EndOfBodyLayer<C, R> {
+        super::EndOfBodyLayer { layer: self }
+    }
+
     /// Answers refused requests with `responder` (a
     /// [`BreakerResponder`](super::BreakerResponder), such as a closure)
     /// instead of [`JsonBreakerResponse`].

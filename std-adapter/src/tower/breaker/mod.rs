@@ -5,9 +5,12 @@
 //! (the decision, on `call`), `future` (holds the permit until the response
 //! is complete), `error` (the rejection and its response), `classify` (how
 //! a response counts), `grpc` (how a gRPC response counts), `registry`
-//! (layers over a registry's breakers).
+//! (layers over a registry's breakers); `end_of_body` and `body` record a
+//! response when its body ends instead of when its head arrives.
 
+mod body;
 mod classify;
+mod end_of_body;
 mod error;
 mod future;
 mod grpc;
@@ -16,7 +19,9 @@ mod registry;
 mod service;
 
 pub use crate::tower::grpc::GrpcBreakerResponse;
+pub use body::RecordedBody;
 pub use classify::HttpClassifier;
+pub use end_of_body::{ClassifyEnd, EndOfBodyFuture, EndOfBodyLayer, EndOfBodyService};
 pub use error::{BreakerRejection, BreakerResponder, JsonBreakerResponse};
 pub use future::ResponseFuture;
 pub use grpc::{GrpcClassifier, GrpcCodeError};
@@ -74,6 +79,8 @@ impl<C, R> std::fmt::Debug for Held<C, R> {
     }
 }
 
+#[cfg(test)]
+mod end_of_body_tests;
 #[cfg(test)]
 mod readiness_tests;
 #[cfg(test)]

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use fusebox::breaker::State;
-use fusebox::{CircuitBreaker, Clock};
+use fusebox::breaker::{OwnedPermit, State};
+use fusebox::{CircuitBreaker, Clock, Instant};
 use http::{Request, Response};
 use tower_service::Service;
 
@@ -141,17 +141,21 @@ impl<S, C, R> CircuitBreakerService<S, C, R> {
     }
 }
 
-impl<S, C, R, ReqB, ResB> Service<Request<ReqB>> for CircuitBreakerService<S, C, R>
-where
-    S: Service<Request<ReqB>, Response = Response<ResB>>,
-    C: Classify<Response<ResB>, S::Error>,
-    R: BreakerResponder<ResB>,
-{
-    type Response = Response<ResB>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future, C, R>;
+/// An admitted call: the inner service's future, the permit it holds and
+/// when it started (if its duration is measured).
+pub(super) struct Admitted<F, C, R> {
+    pub(super) future: F,
+    pub(super) permit: OwnedPermit<Held<C, R>>,
+    pub(super) started: Option<Instant>,
+}
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+impl<S, C, R> CircuitBreakerService<S, C, R> {
+    /// `poll_ready` in either mode (see [`Service::poll_ready`]).
+    #[inline]
+    pub(super) fn ready<ReqB>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>>
+    where
+        S: Service<ReqB>,
+    {
         // No clock read while closed (one load).
         let clock = self.shared.clock;
         match self.shared.breaker.state_with(|| clock.now()) {
@@ -166,9 +170,19 @@ where
         }
     }
 
-    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+    /// The breaker's decision on `request`, in either mode: admitted (the
+    /// inner service called), or the responder's refusal.
+    #[inline]
+    pub(super) fn admit<ReqB, ResB>(
+        &mut self,
+        request: Request<ReqB>,
+    ) -> Result<Admitted<S::Future, C, R>, Response<ResB>>
+    where
+        S: Service<Request<ReqB>>,
+        R: BreakerResponder<ResB>,
+    {
         if std::mem::take(&mut self.bypassed) {
-            return bypassed(&self.shared);
+            return Err(bypassed(&self.shared));
         }
         let shared = &self.shared;
         // The clock is read only when something needs the time: a
@@ -185,11 +199,35 @@ where
                 if let Some(t) = permit.transition() {
                     shared.transition(t);
                 }
-                let future = self.inner.call(request);
-                let started = if measured { now } else { None };
-                ResponseFuture::admitted(future, permit, started)
+                Ok(Admitted {
+                    future: self.inner.call(request),
+                    permit,
+                    started: if measured { now } else { None },
+                })
             }
-            Err(rejected) => reject(shared, &rejected, now),
+            Err(rejected) => Err(reject(shared, &rejected, now)),
+        }
+    }
+}
+
+impl<S, C, R, ReqB, ResB> Service<Request<ReqB>> for CircuitBreakerService<S, C, R>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    C: Classify<Response<ResB>, S::Error>,
+    R: BreakerResponder<ResB>,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, C, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        match self.admit(request) {
+            Ok(a) => ResponseFuture::admitted(a.future, a.permit, a.started),
+            Err(refusal) => ResponseFuture::rejected(Ok(refusal)),
         }
     }
 }
@@ -200,9 +238,8 @@ where
 /// permit dropped unused).
 #[cold]
 #[inline(never)]
-fn bypassed<F, C, R, B, E>(shared: &Arc<Shared<C, R>>) -> ResponseFuture<F, C, R>
+fn bypassed<C, R, B>(shared: &Arc<Shared<C, R>>) -> Response<B>
 where
-    F: std::future::Future<Output = Result<Response<B>, E>>,
     R: BreakerResponder<B>,
 {
     let clock = shared.clock;
@@ -228,13 +265,12 @@ where
 /// Logs `rejected`, tells the observer and has the responder answer it.
 #[cold]
 #[inline(never)]
-fn reject<F, C, R, B, E>(
+fn reject<C, R, B>(
     shared: &Arc<Shared<C, R>>,
     rejected: &fusebox::breaker::Rejected,
     now: Option<fusebox::Instant>,
-) -> ResponseFuture<F, C, R>
+) -> Response<B>
 where
-    F: std::future::Future<Output = Result<Response<B>, E>>,
     R: BreakerResponder<B>,
 {
     if let Some(t) = rejected.transition {
@@ -255,5 +291,5 @@ where
         state: rejected.state,
         retry_after: rejected.retry_after,
     };
-    ResponseFuture::rejected(Ok(shared.responder.respond(&rejection)))
+    shared.responder.respond(&rejection)
 }

@@ -1,0 +1,152 @@
+//! [`RecordedBody`]: a response body that holds the breaker's permit until
+//! it ends (with [`CircuitBreakerLayer::record_at_end_of_body`](super::CircuitBreakerLayer::record_at_end_of_body)).
+
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use fusebox::breaker::{Outcome, OwnedPermit};
+use fusebox::Instant;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use super::future::record;
+use super::{ClassifyEnd, Held};
+
+pin_project! {
+    /// The body of a response through a breaker that records at the end
+    /// of the body: the inner body, and, while it streams, the permit of
+    /// the request it answers.
+    ///
+    /// The permit is recorded when the body ends: as a failure if the body
+    /// fails, else as [`ClassifyEnd::classify_end`] counts its trailers (or
+    /// their absence), with the time since the request was admitted.
+    /// Dropping the body before its end (a client that hangs up mid-stream)
+    /// *abandons* the permit, as dropping a response future does. A
+    /// refused request's body, and the body of a response whose head
+    /// already decided (a `5xx`, a `grpc-status` in the head), hold none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    /// use http_body_util::BodyExt;
+    /// use tower::{service_fn, Layer, Service};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let layer = CircuitBreakerLayer::new("stream", Arc::clone(&core)).record_at_end_of_body();
+    /// let mut service = layer.layer(service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("chunk")))
+    /// }));
+    /// let response = service.call(http::Request::new(())).await?;
+    /// assert_eq!(core.metrics().successes, 0, "the body has not ended yet");
+    /// let body = response.into_body().collect().await?.to_bytes();
+    /// assert_eq!(&body[..], b"chunk");
+    /// assert_eq!(core.metrics().successes, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub struct RecordedBody<B, C = super::HttpClassifier, R = super::JsonBreakerResponse> {
+        #[pin]
+        inner: B,
+        // `None` once recorded, and for a body that records nothing.
+        permit: Option<OwnedPermit<Held<C, R>>>,
+        started: Option<Instant>,
+    }
+}
+
+impl<B, C, R> RecordedBody<B, C, R> {
+    /// A body that records nothing (a refusal, or a response already
+    /// counted).
+    pub(super) fn unrecorded(inner: B) -> Self {
+        Self {
+            inner,
+            permit: None,
+            started: None,
+        }
+    }
+
+    /// Whether this body still holds its request's permit (it has not
+    /// ended, and its head did not decide).
+    pub fn is_recording(&self) -> bool {
+        self.permit.is_some()
+    }
+
+    /// The inner body.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+}
+
+impl<B: Body, C: ClassifyEnd, R> RecordedBody<B, C, R> {
+    /// `inner` holding `permit` until it ends; recorded at once if it is
+    /// already at its end (hyper polls no frame of such a body).
+    pub(super) fn recording(
+        inner: B,
+        permit: OwnedPermit<Held<C, R>>,
+        started: Option<Instant>,
+    ) -> Self {
+        let mut body = Self {
+            inner,
+            permit: Some(permit),
+            started,
+        };
+        if body.inner.is_end_stream() {
+            record(&mut body.permit, started, |c| c.classify_end(None));
+        }
+        body
+    }
+}
+
+impl<B, C, R> Body for RecordedBody<B, C, R>
+where
+    B: Body,
+    C: ClassifyEnd,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        if this.permit.is_some() {
+            match &frame {
+                Some(Ok(frame)) => {
+                    if let Some(trailers) = frame.trailers_ref() {
+                        record(this.permit, *this.started, |c| {
+                            c.classify_end(Some(trailers))
+                        });
+                    } else if this.inner.is_end_stream() {
+                        // Its last frame: hyper polls no further.
+                        record(this.permit, *this.started, |c| c.classify_end(None));
+                    }
+                }
+                Some(Err(_)) => record(this.permit, *this.started, |_| Outcome::Failure),
+                None => record(this.permit, *this.started, |c| c.classify_end(None)),
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B: std::fmt::Debug, C, R> std::fmt::Debug for RecordedBody<B, C, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordedBody")
+            .field("inner", &self.inner)
+            .field("recording", &self.permit.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,202 @@
+//! Recording at the end of the body
+//! ([`CircuitBreakerLayer::record_at_end_of_body`](super::CircuitBreakerLayer::record_at_end_of_body)):
+//! [`ClassifyEnd`], and the layer, service and future of that mode.
+//!
+//! By default a response counts when its head arrives. A body that fails
+//! while it streams (a proxied upstream that dies mid-response) or a gRPC
+//! status in trailers (a streaming call that fails) is then not counted,
+//! and a half-open trial decides before its answer is whole. In this mode
+//! the response's head is classified as before; a head that counts as a
+//! success hands the permit to the body ([`RecordedBody`]), which records
+//! it when it ends.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use fusebox::breaker::{Outcome, OwnedPermit};
+use fusebox::Instant;
+use http::{HeaderMap, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::future::record;
+use super::{
+    BreakerResponder, CircuitBreakerLayer, CircuitBreakerService, Held, HttpClassifier,
+    RecordedBody,
+};
+use crate::policy::Classify;
+use crate::tower::future_state::{Output, State};
+
+/// How a response whose head counted as a success ends, for a breaker that
+/// records at the end of the body. A body that fails counts as a failure
+/// whatever this says.
+pub trait ClassifyEnd {
+    /// How the body's end counts: `trailers` if it ended with them.
+    fn classify_end(&self, trailers: Option<&HeaderMap>) -> Outcome;
+}
+
+/// An HTTP body that ends is a success: HTTP has no status in trailers.
+///
+/// ```
+/// use fusebox::breaker::Outcome;
+/// use fusebox_std::tower::breaker::{ClassifyEnd, HttpClassifier};
+///
+/// assert_eq!(HttpClassifier.classify_end(None), Outcome::Success);
+/// ```
+impl ClassifyEnd for HttpClassifier {
+    fn classify_end(&self, _: Option<&HeaderMap>) -> Outcome {
+        Outcome::Success
+    }
+}
+
+/// A [`CircuitBreakerLayer`] that records at the end of the body (made by
+/// [`CircuitBreakerLayer::record_at_end_of_body`]); its services are
+/// [`EndOfBodyService`]s.
+#[derive(Clone)]
+pub struct EndOfBodyLayer<C = HttpClassifier, R = super::JsonBreakerResponse> {
+    pub(super) layer: CircuitBreakerLayer<C, R>,
+}
+
+impl<C, R> std::fmt::Debug for EndOfBodyLayer<C, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("EndOfBodyLayer").field(&self.layer).finish()
+    }
+}
+
+impl<C, R> EndOfBodyLayer<C, R> {
+    /// The layer recording when heads arrive, which this one was made of.
+    pub fn get_ref(&self) -> &CircuitBreakerLayer<C, R> {
+        &self.layer
+    }
+}
+
+impl<S, C: Clone, R: Clone> Layer<S> for EndOfBodyLayer<C, R> {
+    type Service = EndOfBodyService<S, C, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        EndOfBodyService {
+            service: self.layer.layer(inner),
+        }
+    }
+}
+
+/// The service of an [`EndOfBodyLayer`]: a [`CircuitBreakerService`] whose
+/// responses' bodies are [`RecordedBody`]s. Clones share one breaker.
+pub struct EndOfBodyService<S, C = HttpClassifier, R = super::JsonBreakerResponse> {
+    service: CircuitBreakerService<S, C, R>,
+}
+
+impl<S: Clone, C, R> Clone for EndOfBodyService<S, C, R> {
+    fn clone(&self) -> Self {
+        Self {
+            service: self.service.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, C, R> std::fmt::Debug for EndOfBodyService<S, C, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("EndOfBodyService")
+            .field(&self.service)
+            .finish()
+    }
+}
+
+impl<S, C, R> EndOfBodyService<S, C, R> {
+    /// The service recording when heads arrive, which this one wraps.
+    pub fn get_ref(&self) -> &CircuitBreakerService<S, C, R> {
+        &self.service
+    }
+}
+
+impl<S, C, R, ReqB, ResB> Service<Request<ReqB>> for EndOfBodyService<S, C, R>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    C: Classify<Response<ResB>, S::Error> + ClassifyEnd,
+    R: BreakerResponder<ResB>,
+    ResB: http_body::Body,
+{
+    type Response = Response<RecordedBody<ResB, C, R>>;
+    type Error = S::Error;
+    type Future = EndOfBodyFuture<S::Future, C, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.service.ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        match self.service.admit(request) {
+            Ok(a) => EndOfBodyFuture {
+                state: State::Inner { future: a.future },
+                permit: Some(a.permit),
+                started: a.started,
+            },
+            Err(refusal) => EndOfBodyFuture {
+                state: State::given(Ok(refusal)),
+                permit: None,
+                started: None,
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of a breaker that records at the end of the
+    /// body: its head is classified when it arrives; a failure (or an
+    /// ignored answer) is recorded then, a success hands the permit to the
+    /// response's [`RecordedBody`]. Dropping it before it completes
+    /// abandons the permit, as [`ResponseFuture`](super::ResponseFuture)
+    /// does.
+    ///
+    /// # Panics
+    ///
+    /// Polling it again after it returned `Ready` panics.
+    #[must_use = "futures do nothing unless you .await or poll them"]
+    pub struct EndOfBodyFuture<F, C, R>
+    where
+        F: Future,
+    {
+        #[pin]
+        state: State<F>,
+        permit: Option<OwnedPermit<Held<C, R>>>,
+        started: Option<Instant>,
+    }
+}
+
+impl<F, C, R, B, E> Future for EndOfBodyFuture<F, C, R>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    C: Classify<Response<B>, E> + ClassifyEnd,
+    B: http_body::Body,
+{
+    type Output = Result<Response<RecordedBody<B, C, R>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = match ready!(this.state.poll_output(cx)) {
+            Output::Inner(result) => result,
+            Output::Given(refusal) => {
+                return Poll::Ready(refusal.map(|r| r.map(RecordedBody::unrecorded)));
+            }
+        };
+        let head = match this.permit.as_ref() {
+            Some(permit) => permit.breaker().0.classifier.classify(&result),
+            None => Outcome::Ignored,
+        };
+        match (result, this.permit.take()) {
+            (Ok(response), Some(permit)) if head == Outcome::Success => {
+                let started = *this.started;
+                Poll::Ready(Ok(
+                    response.map(|body| RecordedBody::recording(body, permit, started))
+                ))
+            }
+            (result, permit) => {
+                *this.permit = permit;
+                record(this.permit, *this.started, |_| head);
+                Poll::Ready(result.map(|r| r.map(RecordedBody::unrecorded)))
+            }
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Recording at the end of the body, on paused tokio time: a response
+//! counts when its body ends (or fails, or is dropped), its trailers are
+//! classified, its head still decides a failure at once, and a half-open
+//! trial is held until the answer is whole.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration as StdDuration;
+
+use bytes::Bytes;
+use fusebox::breaker::{CircuitBreaker, Config, Metrics, Outcome, State};
+use fusebox::{Clock, Duration};
+use http::{HeaderMap, Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{CircuitBreakerLayer, GrpcClassifier, RecordedBody};
+
+/// A body that yields its script, then ends; `end_known` says whether
+/// `is_end_stream` reports the end as soon as the script is used up (as a
+/// body of known length does) or only after a last poll.
+#[derive(Debug)]
+struct ScriptBody {
+    frames: VecDeque<Result<Frame<Bytes>, &'static str>>,
+    end_known: bool,
+}
+
+impl ScriptBody {
+    fn new(end_known: bool) -> Self {
+        Self {
+            frames: VecDeque::new(),
+            end_known,
+        }
+    }
+    fn data(mut self, chunk: &'static str) -> Self {
+        self.frames.push_back(Ok(Frame::data(Bytes::from(chunk))));
+        self
+    }
+    fn trailers(mut self, status: &'static str) -> Self {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", status.parse().unwrap());
+        self.frames.push_back(Ok(Frame::trailers(trailers)));
+        self
+    }
+    fn error(mut self) -> Self {
+        self.frames.push_back(Err("upstream reset"));
+        self
+    }
+}
+
+/// The default responder's JSON refusal.
+impl From<String> for ScriptBody {
+    fn from(json: String) -> Self {
+        let mut body = Self::new(true);
+        body.frames.push_back(Ok(Frame::data(Bytes::from(json))));
+        body
+    }
+}
+
+impl Body for ScriptBody {
+    type Data = Bytes;
+    type Error = &'static str;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, &'static str>>> {
+        Poll::Ready(self.frames.pop_front())
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.end_known && self.frames.is_empty()
+    }
+}
+
+fn core(config: fusebox::breaker::ConfigBuilder) -> Arc<CircuitBreaker> {
+    Arc::new(CircuitBreaker::new(config.build().expect("valid config")))
+}
+
+fn one_failure_opens() -> fusebox::breaker::ConfigBuilder {
+    Config::builder()
+        .consecutive_failures(1)
+        .open_for(Duration::from_secs(30))
+        .half_open_permits(1)
+}
+
+/// A service answering each request with the body `make` builds, after
+/// `delay` of (paused) time, with status `status`.
+#[derive(Clone)]
+struct Answer {
+    status: u16,
+    make: fn() -> ScriptBody,
+}
+
+impl Service<Request<()>> for Answer {
+    type Response = Response<ScriptBody>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<ScriptBody>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<()>) -> Self::Future {
+        let mut response = Response::new((self.make)());
+        *response.status_mut() = http::StatusCode::from_u16(self.status).unwrap();
+        std::future::ready(Ok(response))
+    }
+}
+
+type Recorded<C> = Response<RecordedBody<ScriptBody, C>>;
+
+async fn call<S: Service<Request<()>>>(service: &mut S) -> S::Response
+where
+    S::Error: std::fmt::Debug,
+{
+    std::future::poll_fn(|cx| service.poll_ready(cx))
+        .await
+        .unwrap();
+    service.call(Request::new(())).await.unwrap()
+}
+
+fn counts(m: Metrics) -> (u64, u64, u64, u64, u64) {
+    (m.successes, m.failures, m.ignored, m.abandoned, m.rejected)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_counts_when_the_body_ends_not_before() {
+    let breaker = core(one_failure_opens());
+    let layer = CircuitBreakerLayer::new("s", Arc::clone(&breaker)).record_at_end_of_body();
+    let mut service = layer.layer(Answer {
+        status: 200,
+        make: || ScriptBody::new(false).data("a").data("b"),
+    });
+    let response: Recorded<_> = call(&mut service).await;
+    assert!(response.body().is_recording());
+    assert_eq!(counts(breaker.metrics()), (0, 0, 0, 0, 0));
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ab");
+    assert_eq!(counts(breaker.metrics()), (1, 0, 0, 0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_fails_mid_stream_is_a_failure_and_opens_the_breaker() {
+    let breaker = core(one_failure_opens());
+    let layer = CircuitBreakerLayer::new("s", Arc::clone(&breaker)).record_at_end_of_body();
+    let mut service = layer.layer(Answer {
+        status: 200,
+        make: || ScriptBody::new(false).data("a").error(),
+    });
+    let response = call(&mut service).await;
+    assert_eq!(
+        response.into_body().collect().await.unwrap_err(),
+        "upstream reset"
+    );
+    assert_eq!(counts(breaker.metrics()), (0, 1, 0, 0, 0));
+    let now = crate::TokioClock::new().now();
+    assert_eq!(breaker.state(now), State::Open);
+    // The next request is refused, its body (the responder's) records nothing.
+    let refused = call(&mut service).await;
+    assert_eq!(refused.status(), 503);
+    assert!(!refused.body().is_recording());
+    assert_eq!(counts(breaker.metrics()), (0, 1, 0, 0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_dropped_mid_stream_abandons_its_permit() {
+    let breaker = core(one_failure_opens());
+    let layer = CircuitBreakerLayer::new("s", Arc::clone(&breaker)).record_at_end_of_body();
+    let mut service = layer.layer(Answer {
+        status: 200,
+        make: || ScriptBody::new(false).data("a").data("b"),
+    });
+    let mut body = call(&mut service).await.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "a");
+    drop(body);
+    assert_eq!(counts(breaker.metrics()), (0, 0, 0, 1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_head_is_recorded_at_once_and_its_body_records_nothing() {
+    let breaker = core(one_failure_opens());
+    let layer = CircuitBreakerLayer::new("s", Arc::clone(&breaker)).record_at_end_of_body();
+    let mut service = layer.layer(Answer {
+        status: 502,
+        make: || ScriptBody::new(false).data("bad gateway"),
+    });
+    let response = call(&mut service).await;
+    assert!(!response.body().is_recording());
+    assert_eq!(counts(breaker.metrics()), (0, 1, 0, 0, 0));
+    drop(response);
+    assert_eq!(counts(breaker.metrics()), (0, 1, 0, 0, 0), "not abandoned");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_whose_end_is_known_is_recorded_without_a_last_poll() {
+    // hyper polls no frame of an empty body, and stops after the last
+    // frame of a body that says it has ended.
+    let breaker = core(one_failure_opens());
+    let layer = CircuitBreakerLayer::new("s", Arc::clone(&breaker)).record_at_end_of_body();
+    let mut empty = layer.clone().layer(Answer {
+        status: 204,
+        make: || ScriptBody::new(true),
+    });
+    let response = call(&mut empty).await;
+    assert!(response.body().is_end_stream() && !response.body().is_recording());
+    assert_eq!(counts(breaker.metrics()), (1, 0, 0, 0, 0));
+
+    let mut known = layer.layer(Answer {
+        status: 200,
+        make: || ScriptBody::new(true).data("whole"),
+    });
+    let mut body = call(&mut known).await.into_body();
+    assert!(body.frame().await.unwrap().unwrap().is_data());
+    assert!(body.is_end_stream());
+    assert_eq!(counts(breaker.metrics()), (2, 0, 0, 0, 0));
+    drop(body);
+    assert_eq!(counts(breaker.metrics()), (2, 0, 0, 0, 0));
+}
+
+/// A body, and the successes, failures and ignored after it.
+type Case = (fn() -> ScriptBody, (u64, u64, u64));
+
+#[tokio::test(start_paused = true)]
+async fn grpc_trailers_decide_a_streaming_call() {
+    let breaker = core(Config::builder().consecutive_failures(10));
+    let layer = CircuitBreakerLayer::new("g", Arc::clone(&breaker))
+        .classifier(GrpcClassifier::new())
+        .record_at_end_of_body();
+    let cases: [Case; 4] = [
+        (|| ScriptBody::new(false).data("m").trailers("0"), (1, 0, 0)),
+        (
+            || ScriptBody::new(false).data("m").trailers("14"),
+            (1, 1, 0),
+        ),
+        (|| ScriptBody::new(false).data("m").trailers("5"), (1, 1, 1)),
+        // A stream that ends without its status: UNKNOWN.
+        (|| ScriptBody::new(false).data("m"), (1, 2, 1)),
+    ];
+    for (make, (successes, failures, ignored)) in cases {
+        let mut service = layer.clone().layer(Answer { status: 200, make });
+        let response = call(&mut service).await;
+        let collected = response.into_body().collect().await.unwrap();
+        drop(collected);
+        let m = breaker.metrics();
+        assert_eq!(
+            (m.successes, m.failures, m.ignored),
+            (successes, failures, ignored)
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_half_open_trial_is_held_until_its_body_ends() {
+    let breaker = core(one_failure_opens());
+    let clock = crate::TokioClock::new();
+    let layer = CircuitBreakerLayer::new("s", Arc::clone(&breaker))
+        .with_clock(clock)
+        .record_at_end_of_body();
+    let mut service = layer.layer(Answer {
+        status: 200,
+        make: || ScriptBody::new(false).data("a"),
+    });
+    // Trip it, wait out the open time: the next request is the trial.
+    let permit = breaker.try_acquire(clock.now()).unwrap();
+    let tripped = permit.record(Outcome::Failure, clock.now(), Duration::ZERO);
+    assert!(tripped.is_some());
+    tokio::time::advance(StdDuration::from_secs(31)).await;
+    let trial = call(&mut service).await;
+    assert!(trial.body().is_recording());
+    assert_eq!(breaker.state(clock.now()), State::HalfOpen);
+    // While the trial's body streams, no other request is let through.
+    assert_eq!(call(&mut service).await.status(), 503);
+    drop(trial.into_body().collect().await.unwrap());
+    assert_eq!(breaker.state(clock.now()), State::Closed);
+    assert_eq!(call(&mut service).await.status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_call_is_timed_to_the_end_of_its_body() {
+    let breaker = core(
+        Config::builder()
+            .slow_call(Duration::from_secs(1), 100)
+            .minimum_calls(1),
+    );
+    let layer = CircuitBreakerLayer::new("s", Arc::clone(&breaker)).record_at_end_of_body();
+    let mut service = layer.layer(Answer {
+        status: 200,
+        make: || ScriptBody::new(false).data("a"),
+    });
+    let response = call(&mut service).await;
+    tokio::time::advance(StdDuration::from_secs(2)).await;
+    drop(response.into_body().collect().await.unwrap());
+    let m = breaker.metrics();
+    assert_eq!((m.successes, m.slow_calls), (1, 1));
+}

@@ -1,0 +1,119 @@
+//! `CircuitBreakerLayer::record_at_end_of_body` under a real axum server
+//! over HTTP/1.1: a response whose body fails mid-stream opens the breaker
+//! (the default, recording at the head, counts it a success), and a client
+//! that hangs up mid-stream abandons the permit.
+
+mod tower_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::get as route;
+use axum::Router;
+use fusebox::breaker::{CircuitBreaker, Config, Metrics};
+use fusebox_std::tower::CircuitBreakerLayer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower_common::frames::{FrameBody, Step};
+use tower_common::{get, serve};
+
+fn breaker() -> Arc<CircuitBreaker> {
+    let config = Config::builder()
+        .consecutive_failures(1)
+        .open_for(fusebox::Duration::from_secs(60))
+        .build()
+        .expect("valid config");
+    Arc::new(CircuitBreaker::new(config))
+}
+
+/// `/reset` streams a chunk then fails; `/hang` streams a chunk then
+/// never ends; `/ok` streams two chunks.
+fn app() -> Router {
+    Router::new()
+        .route(
+            "/reset",
+            route(|| async { Body::new(FrameBody::new([Step::Data("partial"), Step::Error])) }),
+        )
+        .route(
+            "/hang",
+            route(|| async { Body::new(FrameBody::new([Step::Data("first"), Step::Hang])) }),
+        )
+        .route(
+            "/ok",
+            route(|| async { Body::new(FrameBody::new([Step::Data("a"), Step::Data("b")])) }),
+        )
+}
+
+/// Sends `path` and reads what arrives until the server closes (hyper
+/// aborts a response whose body fails: the client reads it cut short, here
+/// before its first byte).
+async fn fetch(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&tower_common::request(path, &[]))
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw).await;
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+fn counts(m: Metrics) -> (u64, u64, u64) {
+    (m.successes, m.failures, m.abandoned)
+}
+
+#[tokio::test]
+async fn a_body_failing_mid_stream_opens_the_breaker() {
+    let breaker = breaker();
+    let layer = CircuitBreakerLayer::new("proxy", Arc::clone(&breaker)).record_at_end_of_body();
+    let addr = serve(app().layer(layer)).await;
+    assert_eq!(
+        get(addr, "/ok", &[]).await.body,
+        "1\r\na\r\n1\r\nb\r\n0\r\n\r\n"
+    );
+    assert_eq!(counts(breaker.metrics()), (1, 0, 0));
+    let cut = fetch(addr, "/reset").await;
+    assert!(!cut.ends_with("0\r\n\r\n"), "cut short: {cut:?}");
+    assert_eq!(counts(breaker.metrics()), (1, 1, 0));
+    assert_eq!(get(addr, "/ok", &[]).await.status, 503, "open");
+}
+
+#[tokio::test]
+async fn recording_at_the_head_counts_the_same_answer_a_success() {
+    let breaker = breaker();
+    let addr = serve(app().layer(CircuitBreakerLayer::new("proxy", Arc::clone(&breaker)))).await;
+    let cut = fetch(addr, "/reset").await;
+    assert!(!cut.ends_with("0\r\n\r\n"), "cut short: {cut:?}");
+    assert_eq!(counts(breaker.metrics()), (1, 0, 0));
+}
+
+#[tokio::test]
+async fn a_client_hanging_up_mid_stream_abandons_the_permit() {
+    let breaker = breaker();
+    let layer = CircuitBreakerLayer::new("stream", Arc::clone(&breaker)).record_at_end_of_body();
+    let addr = serve(app().layer(layer)).await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&tower_common::request("/hang", &[]))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("first") {
+        let mut chunk = [0; 512];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert_ne!(n, 0, "the server closed early");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(counts(breaker.metrics()), (0, 0, 0), "still streaming");
+    drop(stream);
+    // hyper notices the closed connection and drops the body.
+    let abandoned = async {
+        while breaker.metrics().abandoned == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), abandoned)
+        .await
+        .expect("the permit is abandoned");
+    assert_eq!(counts(breaker.metrics()), (0, 0, 1));
+}
