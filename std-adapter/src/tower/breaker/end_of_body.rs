@@ -127,14 +127,16 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        match self.service.admit(request) {
-            Ok(a) => EndOfBodyFuture {
-                state: State::Inner { future: a.future },
-                permit: Some(a.permit),
-                started: a.started,
+        match self.service.admit() {
+            Ok((permit, started)) => EndOfBodyFuture {
+                state: State::Inner {
+                    future: self.service.get_mut().call(request),
+                },
+                permit: Some(permit),
+                started,
             },
-            Err(refusal) => EndOfBodyFuture {
-                state: State::given(Ok(refusal)),
+            Err((rejected, now)) => EndOfBodyFuture {
+                state: State::given(Ok(self.service.refuse(&rejected, now))),
                 permit: None,
                 started: None,
             },

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use fusebox::breaker::{OwnedPermit, State};
+use fusebox::breaker::{OwnedPermit, Rejected, State};
 use fusebox::{CircuitBreaker, Clock, Instant};
 use http::{Request, Response};
 use tower_service::Service;
@@ -141,13 +141,11 @@ impl<S, C, R> CircuitBreakerService<S, C, R> {
     }
 }
 
-/// An admitted call: the inner service's future, the permit it holds and
-/// when it started (if its duration is measured).
-pub(super) struct Admitted<F, C, R> {
-    pub(super) future: F,
-    pub(super) permit: OwnedPermit<Held<C, R>>,
-    pub(super) started: Option<Instant>,
-}
+/// The breaker's answer to a call: the permit of an admitted one and when
+/// it started (if its duration is measured), or the rejection to answer
+/// and the time it was read at, if it was.
+pub(super) type Decision<C, R> =
+    Result<(OwnedPermit<Held<C, R>>, Option<Instant>), (Rejected, Option<Instant>)>;
 
 impl<S, C, R> CircuitBreakerService<S, C, R> {
     /// `poll_ready` in either mode (see [`Service::poll_ready`]).
@@ -170,17 +168,11 @@ impl<S, C, R> CircuitBreakerService<S, C, R> {
         }
     }
 
-    /// The breaker's decision on `request`, in either mode: admitted (the
-    /// inner service called), or the responder's refusal.
+    /// The breaker's decision on the next call, in either mode. The caller
+    /// calls the inner service (the permit taken), or answers the
+    /// rejection with [`refuse`]: both build their future in place.
     #[inline]
-    pub(super) fn admit<ReqB, ResB>(
-        &mut self,
-        request: Request<ReqB>,
-    ) -> Result<Admitted<S::Future, C, R>, Response<ResB>>
-    where
-        S: Service<Request<ReqB>>,
-        R: BreakerResponder<ResB>,
-    {
+    pub(super) fn admit(&mut self) -> Decision<C, R> {
         if std::mem::take(&mut self.bypassed) {
             return Err(bypassed(&self.shared));
         }
@@ -199,14 +191,18 @@ impl<S, C, R> CircuitBreakerService<S, C, R> {
                 if let Some(t) = permit.transition() {
                     shared.transition(t);
                 }
-                Ok(Admitted {
-                    future: self.inner.call(request),
-                    permit,
-                    started: if measured { now } else { None },
-                })
+                Ok((permit, if measured { now } else { None }))
             }
-            Err(rejected) => Err(reject(shared, &rejected, now)),
+            Err(rejected) => Err((rejected, now)),
         }
+    }
+
+    /// The responder's answer to `rejected` (see [`reject`]).
+    pub(super) fn refuse<B>(&self, rejected: &Rejected, now: Option<Instant>) -> Response<B>
+    where
+        R: BreakerResponder<B>,
+    {
+        reject(&self.shared, rejected, now)
     }
 }
 
@@ -225,9 +221,11 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        match self.admit(request) {
-            Ok(a) => ResponseFuture::admitted(a.future, a.permit, a.started),
-            Err(refusal) => ResponseFuture::rejected(Ok(refusal)),
+        match self.admit() {
+            Ok((permit, started)) => {
+                ResponseFuture::admitted(self.inner.call(request), permit, started)
+            }
+            Err((rejected, now)) => ResponseFuture::rejected(Ok(self.refuse(&rejected, now))),
         }
     }
 }
@@ -238,26 +236,23 @@ where
 /// permit dropped unused).
 #[cold]
 #[inline(never)]
-fn bypassed<C, R, B>(shared: &Arc<Shared<C, R>>) -> Response<B>
-where
-    R: BreakerResponder<B>,
-{
+fn bypassed<C, R>(shared: &Arc<Shared<C, R>>) -> (Rejected, Option<Instant>) {
     let clock = shared.clock;
     let now = clock.now();
     match CircuitBreaker::try_acquire_owned_with(Held(Arc::clone(shared)), || now) {
-        Err(rejected) => reject(shared, &rejected, Some(now)),
+        Err(rejected) => (rejected, Some(now)),
         Ok(permit) => {
             if let Some(t) = permit.transition() {
                 shared.transition(t);
             }
             let state = shared.breaker.state(now);
             drop(permit);
-            let rejected = fusebox::breaker::Rejected {
+            let rejected = Rejected {
                 state,
                 retry_after: None,
                 transition: None,
             };
-            reject(shared, &rejected, Some(now))
+            (rejected, Some(now))
         }
     }
 }
@@ -267,8 +262,8 @@ where
 #[inline(never)]
 fn reject<C, R, B>(
     shared: &Arc<Shared<C, R>>,
-    rejected: &fusebox::breaker::Rejected,
-    now: Option<fusebox::Instant>,
+    rejected: &Rejected,
+    now: Option<Instant>,
 ) -> Response<B>
 where
     R: BreakerResponder<B>,
