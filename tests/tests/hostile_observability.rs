@@ -229,3 +229,51 @@ fn a_duplicate_key_is_refused_in_json_as_in_toml() {
         assert!(read.is_err(), "{json}: {read:?}");
     }
 }
+
+/// A secret longer than the error's cut (a cloud token used as a Redis
+/// password runs to hundreds or thousands of characters) must be masked
+/// whole: redacted before it is cut, or the cut leaves a URL without its
+/// `@` that no longer reads as one, and the password's first hundreds of
+/// characters go into the error (found by a hostile review).
+#[test]
+fn a_long_secret_is_never_shown_in_a_config_error() {
+    let password = format!("Tok{}", "s3cr3t".repeat(200));
+    let url = format!("rediss://default:{password}@cache.example.com:6380");
+    let var = |key: String, value: &str| [(key, value.to_owned())];
+    let attempts = [
+        (
+            "wrong type, TOML",
+            RegistryConfig::from_toml(&format!("[limiters.api]\nrate = {url:?}\n")),
+        ),
+        (
+            "wrong type, JSON",
+            RegistryConfig::from_json(&format!(
+                r#"{{"limiters": {{"api": {{"rate": {url:?}}}}}}}"#
+            )),
+        ),
+        (
+            "unknown field",
+            RegistryConfig::from_toml(&format!("[limiters.api]\n{url:?} = 1\n")),
+        ),
+        (
+            "wrong type, environment",
+            RegistryConfig::from_env_vars(var("FUSEBOX__LIMITERS__API__RATE".to_owned(), &url)),
+        ),
+        (
+            "unknown field, environment",
+            RegistryConfig::from_env_vars(var(format!("FUSEBOX__LIMITERS__API__{url}"), "1")),
+        ),
+    ];
+    // Any 16 characters of the password, in either case (an environment
+    // path is lowercased).
+    let pieces: Vec<String> = (0..password.len() - 16)
+        .map(|i| password[i..i + 16].to_ascii_lowercase())
+        .collect();
+    for (what, read) in attempts {
+        let err = read.expect_err(what);
+        let shown = format!("{err} {err:?}").to_ascii_lowercase();
+        let leak = pieces.iter().find(|p| shown.contains(p.as_str()));
+        assert!(leak.is_none(), "{what}: the password shows in {shown:?}");
+        assert!(shown.contains("***"), "{what}: masked");
+    }
+}

@@ -83,9 +83,13 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
 /// characters; a longer one is cut (and ends with `…`).
 const MAX_SHOWN: usize = 512;
 
-/// `text` from a document with its control characters escaped (no forged
-/// log line) and cut to [`MAX_SHOWN`] characters.
+/// `text` from a document [redacted](crate::redact), with its control
+/// characters escaped (no forged log line) and cut to [`MAX_SHOWN`]
+/// characters. Redacted first: a cut can leave a URL without the `@` that
+/// ends its user info, and a secret longer than the cut would then be
+/// shown up to it.
 pub(super) fn escaped(text: &str) -> String {
+    let text = crate::redact::redact(text);
     let mut out = String::new();
     for (i, c) in text.chars().enumerate() {
         if i == MAX_SHOWN {
