@@ -277,3 +277,25 @@ fn a_long_secret_is_never_shown_in_a_config_error() {
         assert!(shown.contains("***"), "{what}: masked");
     }
 }
+
+/// A TOML syntax error is shown as serde_json's are, on one line and
+/// bounded: the TOML crate's report quotes the whole offending line (a
+/// line of 100 000 bytes gave an error of 200 000) with its raw control
+/// characters (a bare carriage return rewrites the log line it lands in).
+#[test]
+fn a_toml_syntax_error_is_one_bounded_line() {
+    let documents = [
+        format!("[limiters.api]\nrate = 1 {}\n", "x".repeat(100_000)),
+        "[limiters.api]\nrate = 1\rFAKE LOG LINE\n".to_owned(),
+        "[limiters.api]\nrate = redis://u:hunter2@h\n".to_owned(),
+    ];
+    for toml in &documents {
+        let err = RegistryConfig::from_toml(toml).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.fields()[0].path(), "(toml)");
+        assert!(text.len() < 1_000, "an error of {} bytes", text.len());
+        assert!(!text.contains(char::is_control), "{text:?}");
+        assert!(text.contains("line 2"), "{text:?}");
+        assert!(!text.contains("hunter2"), "{text:?}");
+    }
+}

@@ -225,7 +225,7 @@ impl RegistryConfig {
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, RegistryConfigError> {
         let value: Value = toml::from_str(text)
-            .map_err(|e| one(FieldError::new("(toml)", e.to_string().trim_end())))?;
+            .map_err(|e| one(FieldError::new("(toml)", toml_error(text, &e))))?;
         Self::from_value(value, vars)
     }
 
@@ -373,6 +373,20 @@ impl RegistryConfig {
             Err(RegistryConfigError::new(errors))
         }
     }
+}
+
+/// A TOML syntax error as serde_json words its own, on one bounded line
+/// (`<message> at line L column C`): the TOML crate's report quotes the
+/// whole offending line, at any length and with its control characters.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = escaped(e.message().trim_end());
+    let Some(at) = e.span().map(|s| s.start.min(text.len())) else {
+        return message;
+    };
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("{message} at line {line} column {column}")
 }
 
 fn one(e: FieldError) -> RegistryConfigError {
