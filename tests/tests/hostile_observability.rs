@@ -299,3 +299,43 @@ fn a_toml_syntax_error_is_one_bounded_line() {
         assert!(!text.contains("hunter2"), "{text:?}");
     }
 }
+
+/// Two environment variables that name one field (their paths are
+/// lowercased, so they may differ in case only), or a field and a table
+/// above it, are an error, as a key given twice in a document is: never
+/// a silent "the last one wins", which for variables means whichever the
+/// environment happens to list last.
+#[test]
+fn two_environment_variables_for_one_field_are_refused() {
+    let pairs = [
+        [
+            ("FUSEBOX__LIMITERS__API__RATE", "1"),
+            ("FUSEBOX__limiters__api__rate", "1000"),
+        ],
+        [
+            ("FUSEBOX__LIMITERS__API__RATE", "1"),
+            ("FUSEBOX__LIMITERS__API", "7"),
+        ],
+    ];
+    for pair in pairs {
+        for order in [[0, 1], [1, 0]] {
+            let vars = order.map(|i| (pair[i].0.to_owned(), pair[i].1.to_owned()));
+            let read = RegistryConfig::from_env_vars(vars.clone());
+            let err = read.expect_err(&format!("{vars:?}"));
+            assert!(err.to_string().contains("limiters.api"), "{err}");
+        }
+    }
+    // One variable per field, the document's fields overridden: fine.
+    let config = RegistryConfig::from_toml_with_env(
+        "[limiters.api]\nrate = 5\n",
+        [
+            ("FUSEBOX__LIMITERS__API__RATE".to_owned(), "1".to_owned()),
+            ("FUSEBOX__LIMITERS__API__BURST".to_owned(), "2".to_owned()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        (config.limiters["api"].rate, config.limiters["api"].burst),
+        (Some(1), Some(2))
+    );
+}

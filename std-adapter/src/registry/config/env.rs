@@ -68,11 +68,14 @@ fn set_path(root: &mut Value, path: &[String], value: Value) {
 /// # Errors
 ///
 /// A variable's path deeper than any field, refused before its tables are
-/// made.
+/// made; two variables naming one path (they differ in case only), or a
+/// path and a table above it: which one won would depend on the order the
+/// environment lists them in.
 pub(super) fn apply(
     value: &mut Value,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), RegistryConfigError> {
+    let mut set: Vec<(Vec<String>, Value)> = Vec::new();
     for (key, raw) in vars {
         let Some(path) = key.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -86,7 +89,18 @@ pub(super) fn apply(
                 format!("unknown field: {} levels deep", segments.len()),
             )]));
         }
-        set_path(value, &segments, env_value(&raw));
+        set.push((segments, env_value(&raw)));
+    }
+    // Sorted, a path is followed at once by any path it is a prefix of.
+    set.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(pair) = set.windows(2).find(|w| w[1].0.starts_with(&w[0].0)) {
+        return Err(RegistryConfigError::new(vec![FieldError::new(
+            escaped(&pair[0].0.join(".")),
+            "set by more than one environment variable (their paths are read in lowercase)",
+        )]));
+    }
+    for (segments, raw) in set {
+        set_path(value, &segments, raw);
     }
     Ok(())
 }

@@ -183,7 +183,8 @@ impl RegistryConfig {
     ///
     /// A value of the wrong type or an unknown field, named by its path
     /// (a variable's path deeper than any field is refused before its
-    /// tables are made).
+    /// tables are made); two variables for one path (differing in case
+    /// only) or for a field and a table above it.
     ///
     /// ```
     /// use fusebox_std::registry::RegistryConfig;
