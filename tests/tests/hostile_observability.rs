@@ -7,7 +7,7 @@ use std::time::Duration;
 use fusebox_std::monitor::{
     AlertThresholds, CheckError, CheckSpec, FnCheck, HealthMonitor, RecoveryAction, RecoveryRule,
 };
-use fusebox_std::registry::RegistryConfig;
+use fusebox_std::registry::{FieldError, RegistryConfig};
 use fusebox_std::tracker::OVERFLOW;
 use fusebox_std::{Tracker, TrackerConfig};
 
@@ -338,4 +338,65 @@ fn two_environment_variables_for_one_field_are_refused() {
         (config.limiters["api"].rate, config.limiters["api"].burst),
         (Some(1), Some(2))
     );
+}
+
+/// Reading the process's environment must not panic when some variable,
+/// of this program or any other, is not Unicode (`std::env::vars` panics
+/// then): the variables that are not fusebox's are none of its business,
+/// and one of fusebox's that is not Unicode is an error. Checked in a
+/// child process of this test binary, started with such an environment.
+#[cfg(unix)]
+#[test]
+fn a_variable_that_is_not_unicode_is_no_panic() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    const CHILD: &str = "FUSEBOX_TEST_NOT_UNICODE_CHILD";
+    let bad = OsStr::from_bytes(b"caf\xe9");
+    if std::env::var_os(CHILD).is_some() {
+        let config = std::panic::catch_unwind(RegistryConfig::from_env);
+        let path = std::env::temp_dir().join(format!("fusebox-nu-{}.toml", std::process::id()));
+        std::fs::write(&path, "[limiters.api]\nrate = 10\n").unwrap();
+        let loaded = std::panic::catch_unwind(|| RegistryConfig::load(&path));
+        std::fs::remove_file(&path).unwrap();
+        let (config, loaded) = (config.expect("no panic"), loaded.expect("no panic"));
+        if std::env::var_os("FUSEBOX__LIMITERS__API__PERIOD").is_some() {
+            // fusebox's own variable is not Unicode: an error on its path.
+            for read in [config, loaded] {
+                let err = read.and_then(|c| c.validate()).unwrap_err();
+                let paths: Vec<&str> = err.fields().iter().map(FieldError::path).collect();
+                assert!(paths.contains(&"limiters.api.period"), "{err}");
+            }
+        } else {
+            assert_eq!(config.unwrap(), RegistryConfig::default());
+            assert_eq!(loaded.unwrap().limiters["api"].rate, Some(10));
+        }
+        return;
+    }
+    for var in ["SOME_OTHER_PROGRAM", "FUSEBOX__LIMITERS__API__PERIOD"] {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        // Only the variable under test configures fusebox in the child.
+        for (key, _) in std::env::vars_os() {
+            if key.as_bytes().starts_with(b"FUSEBOX__") {
+                child.env_remove(key);
+            }
+        }
+        let out = child
+            .args(["--exact", "a_variable_that_is_not_unicode_is_no_panic"])
+            .args(["--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env(var, bad)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{var}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("1 passed"),
+            "{var}: the child ran the check: {text}"
+        );
+    }
 }

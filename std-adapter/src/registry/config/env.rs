@@ -26,6 +26,20 @@ pub const ENV_PREFIX: &str = "FUSEBOX__";
 /// 4), with room to spare.
 const MAX_ENV_DEPTH: usize = 8;
 
+/// The process's environment variables, for [`apply`]. Not
+/// `std::env::vars`, which panics when any variable (another program's
+/// included) is not Unicode: those are read lossily, so one of fusebox's
+/// that is not Unicode holds a U+FFFD, which no field, name or duration
+/// accepts, and is refused as an invalid value on its path.
+pub(super) fn process_vars() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().map(|(key, value)| {
+        (
+            key.to_string_lossy().into_owned(),
+            value.to_string_lossy().into_owned(),
+        )
+    })
+}
+
 /// A variable's value as JSON: `true`/`false` a boolean, a number a
 /// number, anything else a string.
 fn env_value(raw: &str) -> Value {

@@ -130,8 +130,8 @@ impl RegistryConfig {
         let text = std::fs::read_to_string(path)
             .map_err(|e| file_error(format!("cannot read {}: {e}", path.display())))?;
         match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") => Self::from_toml_with_env(&text, std::env::vars()),
-            Some("json") => Self::from_json_with_env(&text, std::env::vars()),
+            Some("toml") => Self::from_toml_with_env(&text, env::process_vars()),
+            Some("json") => Self::from_json_with_env(&text, env::process_vars()),
             _ => Err(file_error(format!(
                 "{}: the extension must be .toml or .json",
                 path.display()
@@ -157,7 +157,9 @@ impl RegistryConfig {
     }
 
     /// Reads the process's environment variables starting with
-    /// [`ENV_PREFIX`].
+    /// [`ENV_PREFIX`]. Other variables are ignored, Unicode or not; one of
+    /// these that is not Unicode is read with U+FFFD in place of its bad
+    /// bytes, which no name, number or duration accepts.
     ///
     /// # Errors
     ///
@@ -171,7 +173,7 @@ impl RegistryConfig {
     /// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
     /// ```
     pub fn from_env() -> Result<Self, RegistryConfigError> {
-        Self::from_env_vars(std::env::vars())
+        Self::from_env_vars(env::process_vars())
     }
 
     /// Reads `vars` as environment variables: those starting with
