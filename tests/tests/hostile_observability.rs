@@ -400,3 +400,40 @@ fn a_variable_that_is_not_unicode_is_no_panic() {
         );
     }
 }
+
+/// A keyed limiter's quota is checked at startup against the keyed
+/// limiter's own range (its slots keep a narrower time word than a token
+/// bucket), as every other setting is: a configuration `from_config`
+/// accepts never fails later, at the first `configured_keyed_limiter`.
+#[test]
+fn a_keyed_limiter_out_of_its_range_is_refused_at_startup() {
+    let specs = [
+        "rate = 1\nperiod = \"1000h\"\nburst = 100000",
+        "rate = 1\nperiod = \"100000h\"",
+        "rate = 1\nperiod = \"10000h\"\nburst = 4294967295",
+        "rate = 10\nperiod = \"1s\"\nburst = 20",
+    ];
+    let mut outcomes = Vec::new();
+    for spec in specs {
+        let config = RegistryConfig::from_toml(&format!("[keyed_limiters.k]\n{spec}\n")).unwrap();
+        let Ok(registry) = fusebox_std::Registry::from_config(&config) else {
+            let err = fusebox_std::Registry::from_config(&config).unwrap_err();
+            assert!(
+                err.fields()[0].path().starts_with("keyed_limiters.k"),
+                "{err}"
+            );
+            outcomes.push(false);
+            continue;
+        };
+        let built = registry.configured_keyed_limiter::<u64, 8>("k");
+        assert!(
+            built.is_ok(),
+            "{spec}: accepted at startup, refused at use: {built:?}"
+        );
+        outcomes.push(true);
+    }
+    // A burst of 10^5 at one token per 1000 h spans 3.6·10^14 µs, past
+    // the keyed range (2^46 ≈ 7·10^13 scaled units): refused. An ordinary
+    // quota is built.
+    assert_eq!((outcomes[0], outcomes[3]), (false, true));
+}

@@ -343,7 +343,15 @@ impl RegistryConfig {
                     .map(FullPolicy::Overflow),
             };
             if let (Some(quota), Some(policy)) = (quota, policy) {
-                out.keyed.insert(name.clone(), (quota, policy));
+                // The keyed limiter's slots keep a narrower time word than
+                // a token bucket: its own range, checked now rather than
+                // at the first `configured_keyed_limiter`.
+                match fusebox::KeyedLimiter::<u8, 1>::new(quota, policy) {
+                    Ok(_) => {
+                        out.keyed.insert(name.clone(), (quota, policy));
+                    }
+                    Err(e) => errors.push(FieldError::new(path, e.to_string())),
+                }
             }
         }
         for (name, spec) in &self.bulkheads {
