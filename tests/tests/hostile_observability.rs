@@ -437,3 +437,35 @@ fn a_keyed_limiter_out_of_its_range_is_refused_at_startup() {
     // quota is built.
     assert_eq!((outcomes[0], outcomes[3]), (false, true));
 }
+
+/// The entry limit holds for the keyed limiters a configuration declares
+/// as for every other kind: at startup, with their paths, not at the
+/// first `configured_keyed_limiter` past the limit.
+#[test]
+fn keyed_limiters_past_the_entry_limit_are_refused_at_startup() {
+    let config = RegistryConfig::from_toml(
+        "[keyed_limiters.a]\nrate = 1\n[keyed_limiters.b]\nrate = 1\n[limiters.c]\nrate = 1\n[limiters.d]\nrate = 1\n",
+    )
+    .unwrap();
+    let built = fusebox_std::Registry::builder()
+        .max_entries(1)
+        .build_from_config(&config);
+    let err = match built {
+        Ok(registry) => {
+            let a = registry.configured_keyed_limiter::<u64, 8>("a").map(drop);
+            let b = registry.configured_keyed_limiter::<u64, 8>("b").map(drop);
+            panic!("accepted at startup; at use: a {a:?}, b {b:?}");
+        }
+        Err(err) => err,
+    };
+    let paths: Vec<&str> = err.fields().iter().map(FieldError::path).collect();
+    assert_eq!(paths, ["limiters.d", "keyed_limiters.b"], "{err}");
+    // Within the limit, both are built.
+    let registry = fusebox_std::Registry::builder()
+        .max_entries(2)
+        .build_from_config(&config)
+        .unwrap();
+    for name in ["a", "b"] {
+        registry.configured_keyed_limiter::<u64, 8>(name).unwrap();
+    }
+}

@@ -2,7 +2,9 @@
 
 use std::sync::RwLock;
 
-use super::{Entries, FieldError, Registry, RegistryConfig, RegistryConfigError, RegistryError};
+use super::{
+    Entries, FieldError, Kind, Registry, RegistryConfig, RegistryConfigError, RegistryError,
+};
 use crate::events::Events;
 
 /// Builds a [`Registry`].
@@ -153,12 +155,19 @@ impl RegistryBuilder {
                 report("trackers", name, e);
             }
         }
-        registry.write().keyed_specs.extend(
-            built
-                .keyed
-                .into_iter()
-                .map(|(name, spec)| (name.into_boxed_str(), spec)),
-        );
+        {
+            // Built on first use, but bounded now, as every other kind is:
+            // a declared one past the limit would fail only at its use.
+            let mut entries = registry.write();
+            for (name, spec) in built.keyed {
+                match registry.room(Kind::KeyedLimiter, entries.keyed_specs.len()) {
+                    Ok(()) => {
+                        entries.keyed_specs.insert(name.into_boxed_str(), spec);
+                    }
+                    Err(e) => report("keyed_limiters", &name, e),
+                }
+            }
+        }
         if errors.is_empty() {
             Ok(registry)
         } else {
