@@ -17,6 +17,8 @@
 //!   name (or a name longer than [`TrackerConfig::MAX_NAME_LEN`]) are
 //!   counted under the one [`OVERFLOW`] series, so names chosen by clients
 //!   never grow memory;
+//! * latencies are kept to 60 s: a percentile that falls among longer
+//!   runs reads the maximum (see [`Latency`](Latency#range));
 //! * at most [`TrackerConfig::max_requests`] request summaries, the oldest
 //!   dropped first, each with at most
 //!   [`TrackerConfig::max_stages_per_request`] stage timings.
@@ -80,7 +82,8 @@ pub const OVERFLOW: &str = "__overflow__";
 
 /// The latency histogram of a series: microseconds up to 60 s (2 533
 /// buckets, about 20 KiB); a longer run is counted in the top bucket (its
-/// exact value still counts in the sum and the maximum).
+/// exact value still counts in the sum and the maximum), and a percentile
+/// of rank among such runs reads the maximum ([`Latency`]'s range).
 pub(crate) type LatencyHistogram = Histogram<{ buckets_for(60_000_000) }>;
 
 /// One operation or stage: sampled latencies and exact counters.
@@ -157,6 +160,32 @@ pub struct OperationStats {
 
 /// Sampled latency in microseconds: nearest-rank percentiles within 0.39 %
 /// (the core [`Histogram`]'s bound), the exact maximum and mean.
+///
+/// # Range
+///
+/// The bound holds for runs of up to 60 s (the histogram's range: 60 s
+/// rounded up to the end of its bucket, 60 030 975 µs). Longer runs are
+/// counted and weigh exactly in `max` and `mean`, but a percentile whose
+/// rank falls on one of them is reported as `max`, an upper bound: with
+/// three runs of 90 s and one of 300 s, the median reads 300 s.
+///
+/// ```
+/// use fusebox_std::{Tracker, TrackerConfig};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tracker = Tracker::new(TrackerConfig { sample_rate: 1.0, ..TrackerConfig::default() })?;
+/// for secs in [90, 90, 90, 300] {
+///     let op = tracker.track_operation("export");
+///     tokio::time::advance(std::time::Duration::from_secs(secs)).await;
+///     drop(op);
+/// }
+/// let latency = tracker.stats()["export"].latency_us.unwrap();
+/// assert_eq!((latency.p50, latency.max), (300_000_000, 300_000_000)); // not 90 s
+/// assert_eq!(latency.mean, 142_500_000.0);
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// # Examples
 ///
