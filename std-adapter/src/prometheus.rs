@@ -31,6 +31,17 @@
 //! histogram range count in `+Inf` only. Label values are escaped as the
 //! format requires (`\` → `\\`, `"` → `\"`, newline → `\n`).
 //!
+//! The counters are the primitives' own, so they only grow while the
+//! primitive lives, with two exceptions a scraper sees as a counter reset:
+//! [`CircuitBreaker::reset`](fusebox::CircuitBreaker::reset) (and so the
+//! admin route's `reset`) zeroes a breaker's counters, and
+//! [`restore`](fusebox::CircuitBreaker::restore) replaces them with the
+//! snapshot's. Prometheus's `rate` and `increase` read a drop as a restart
+//! from zero: the calls between the last scrape and a `reset` are lost, as
+//! at a process restart, and a `restore` to a lower non-zero value is
+//! over-counted. Changing a configuration (`set_config`, `set_quota`)
+//! keeps them.
+//!
 //! # Examples
 //!
 //! ```
