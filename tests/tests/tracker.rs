@@ -466,3 +466,128 @@ fn concurrent_runs_are_all_counted_within_the_bounds() {
     assert_eq!(stats.values().map(|s| s.sampled).sum::<u64>(), 40_000);
     assert_eq!(tracker.requests_held(), 16);
 }
+
+/// Runs `micros` (one run each, exactly that long on the paused clock)
+/// under one operation and returns what the tracker reports of them.
+async fn latency_of(micros: &[u64]) -> fusebox_std::tracker::Latency {
+    let tracker = Tracker::new(all()).unwrap();
+    for &us in micros {
+        let op = tracker.track_operation("op");
+        tokio::time::advance(StdDuration::from_micros(us)).await;
+        drop(op);
+    }
+    let stats = tracker.stats()["op"];
+    assert_eq!(
+        (stats.calls, stats.sampled),
+        (micros.len() as u64, micros.len() as u64)
+    );
+    stats.latency_us.unwrap()
+}
+
+/// The reference: the nearest-rank percentile of the recorded runs, as
+/// `Latency` documents it (the `⌈q·n/100⌉`-th smallest, at least the 1st).
+fn nearest_rank(sorted: &[u64], q: f64) -> u64 {
+    let rank = (q * sorted.len() as f64 / 100.0).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Checks `latency` against the exact values of `micros` (all within the
+/// histogram's 60 s): percentiles within 1/256, the exact maximum, the
+/// mean within 1/256 (it is exact, up to f64 rounding).
+fn matches_the_reference(latency: fusebox_std::tracker::Latency, micros: &[u64]) {
+    let mut sorted = micros.to_vec();
+    sorted.sort_unstable();
+    for (what, q, got) in [
+        ("p50", 50.0, latency.p50),
+        ("p95", 95.0, latency.p95),
+        ("p99", 99.0, latency.p99),
+        ("p99.9", 99.9, latency.p999),
+    ] {
+        let exact = nearest_rank(&sorted, q);
+        assert!(close(got, exact), "{what}: {got}, exact {exact}");
+    }
+    assert_eq!(latency.max, *sorted.last().unwrap());
+    let mean = sorted.iter().map(|&v| v as f64).sum::<f64>() / sorted.len() as f64;
+    assert!(
+        (latency.mean - mean).abs() <= mean / 256.0 + 1e-9,
+        "mean {} vs {mean}",
+        latency.mean
+    );
+}
+
+/// Adversarial distributions against the documented contract: all zero,
+/// all equal, one run, two far apart, bimodal, values on every side of
+/// the histogram's bucket edges up to the end of its range.
+#[tokio::test(start_paused = true)]
+async fn percentiles_match_a_reference_on_adversarial_distributions() {
+    let edges: Vec<u64> = [255, 256, 257, 511, 512, 513, 1_023, 1_024, 65_535, 65_536]
+        .into_iter()
+        .chain([
+            (1 << 20) - 1,
+            1 << 20,
+            (1 << 20) + 1,
+            59_999_999,
+            60_000_000,
+        ])
+        .collect();
+    let cases: [Vec<u64>; 6] = [
+        vec![0; 50],
+        vec![12_345; 77],
+        vec![42],
+        vec![1, 1_000_000],
+        (0..1_000)
+            .map(|i| if i % 10 == 0 { 2_000_000 } else { 1_000 })
+            .collect(),
+        edges.iter().copied().cycle().take(300).collect(),
+    ];
+    for micros in &cases {
+        matches_the_reference(latency_of(micros).await, micros);
+    }
+}
+
+/// HdrHistogram's classic percentile scenario, re-expressed: 10 000 runs
+/// of 1 ms and one of 100 s (past the tracker's 60 s range, so only the
+/// maximum and the mean see its exact value). Every percentile below the
+/// last rank reads 1 ms (within the bound); the maximum reads 100 s.
+#[tokio::test(start_paused = true)]
+async fn one_outlier_among_ten_thousand_moves_only_the_maximum() {
+    let mut micros = vec![1_000; 10_000];
+    micros.push(100_000_000);
+    let l = latency_of(&micros).await;
+    // 1 ms is reported as its bucket's midpoint (1 002 µs), within 1/256.
+    for p in [l.p50, l.p95, l.p99, l.p999] {
+        assert!(close(p, 1_000), "{p}");
+    }
+    assert_eq!(l.max, 100_000_000);
+    assert!(
+        (l.mean - 110_000_000.0 / 10_001.0).abs() < 1e-6,
+        "{}",
+        l.mean
+    );
+}
+
+mod reference {
+    use super::{latency_of, matches_the_reference};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Any runs within the histogram's range, drawn on a log scale
+        /// (1 µs to 60 s), match the reference.
+        #[test]
+        fn any_runs_match_the_reference(runs in proptest::collection::vec((0u32..26, any::<u32>()), 1..200)) {
+            let micros: Vec<u64> = runs
+                .iter()
+                .map(|&(bits, r)| (u64::from(r) % (1 << bits)).min(60_000_000))
+                .collect();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let latency = rt.block_on(latency_of(&micros));
+            matches_the_reference(latency, &micros);
+        }
+    }
+}
