@@ -20,6 +20,13 @@ impl<'de> serde::Deserialize<'de> for Strict {
 
 struct StrictVisitor;
 
+/// The one key of the map as which serde_json hands a number to
+/// `deserialize_any` when its `arbitrary_precision` feature is on (features
+/// are unified: any crate of the program may turn it on), for a number
+/// that is not an `i64` or `u64`. serde_json's own `Value` reads such a map
+/// as the number; so does [`Strict`].
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
 impl<'de> serde::de::Visitor<'de> for StrictVisitor {
     type Value = Value;
 
@@ -66,6 +73,13 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
+            if out.is_empty() && key == NUMBER_TOKEN {
+                // A number, as serde_json's `arbitrary_precision` feature
+                // hands it over: read back as serde_json's `Value` does.
+                let text: String = map.next_value()?;
+                let number = text.parse().map_err(serde::de::Error::custom)?;
+                return Ok(Value::Number(number));
+            }
             if out.contains_key(&key) {
                 return Err(serde::de::Error::custom(format_args!(
                     "duplicate key \"{}\"",
@@ -103,4 +117,41 @@ pub(super) fn escaped(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::de::value::{Error, MapDeserializer};
+    use serde::Deserialize;
+    use serde_json::{json, Value};
+
+    use super::Strict;
+
+    /// With serde_json's `arbitrary_precision` feature on (any crate of the
+    /// program may turn it on: features are unified), a number that is not
+    /// an `i64` or `u64` reaches `deserialize_any` as a one-entry map under
+    /// serde_json's private number token; serde_json's own `Value` reads it
+    /// back as a number, and so must `Strict`, or every fraction in a JSON
+    /// configuration (`"sample_rate": 0.5`) is refused as "a map" (seen in a
+    /// program built with the feature). Emulated here, as this workspace
+    /// builds without it.
+    #[test]
+    fn an_arbitrary_precision_number_is_a_number() {
+        for text in ["0.5", "1e3", "-2.25", "18446744073709551616"] {
+            let entries = [("$serde_json::private::Number", text)];
+            let read = Strict::deserialize(MapDeserializer::<_, Error>::new(entries.into_iter()));
+            let Strict(value) = read.unwrap();
+            let expected: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(value, expected, "{text}");
+        }
+        // An ordinary object is still read as one, duplicate keys refused.
+        let entries = [("a", "1"), ("b", "2")];
+        let Strict(value) =
+            Strict::deserialize(MapDeserializer::<_, Error>::new(entries.into_iter())).unwrap();
+        assert_eq!(value, json!({"a": "1", "b": "2"}));
+        let entries = [("a", "1"), ("a", "2")];
+        assert!(
+            Strict::deserialize(MapDeserializer::<_, Error>::new(entries.into_iter())).is_err()
+        );
+    }
 }
