@@ -246,11 +246,14 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => Some(3_600_000_000),
         _ => None,
     };
+    let too_long = || format!("duration \"{}\" is too long", super::error::shown(text));
     match (digits.parse::<u64>(), per_unit) {
         (Ok(n), Some(per)) => n
             .checked_mul(per)
             .map(Duration::from_micros)
-            .ok_or_else(|| format!("duration \"{}\" is too long", super::error::shown(text))),
+            .ok_or_else(too_long),
+        // Digits only, but more than a u64 holds.
+        (Err(e), Some(_)) if *e.kind() == std::num::IntErrorKind::PosOverflow => Err(too_long()),
         // The text is the document's: shown escaped and cut, as names are.
         _ => Err(format!(
             "must be a duration such as \"30s\" (units: us, ms, s, m, h), got \"{}\"",
@@ -290,6 +293,27 @@ mod tests {
         assert_eq!(
             parse_duration("99999999999999999h").unwrap_err(),
             "duration \"99999999999999999h\" is too long"
+        );
+    }
+
+    /// A count too large for any unit is a duration too long, as one that
+    /// overflows only once multiplied by its unit is: not "must be a
+    /// duration", which reads as a malformed value.
+    #[test]
+    fn a_count_past_u64_is_too_long() {
+        for text in [
+            "18446744073709551616us",
+            "99999999999999999999999h",
+            "1000000000000000000000s",
+        ] {
+            assert_eq!(
+                parse_duration(text).unwrap_err(),
+                format!("duration \"{text}\" is too long")
+            );
+        }
+        assert_eq!(
+            parse_duration("18446744073709551615us"),
+            Ok(Duration::from_micros(u64::MAX))
         );
     }
 }
