@@ -483,3 +483,122 @@ mod properties {
         }
     }
 }
+
+/// Every histogram series of a scrape, checked as the format defines one:
+/// `le` strictly increasing and ending at `+Inf`, cumulative counts that
+/// never decrease, the `+Inf` count equal to `_count`, and a `_sum`.
+fn check_histograms(lines: &[Line]) {
+    type Series = BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>>;
+    let (mut buckets, mut counts, mut sums) = (Series::new(), BTreeMap::new(), BTreeMap::new());
+    for (name, labels, value) in lines {
+        let rest: Vec<(String, String)> =
+            labels.iter().filter(|(k, _)| k != "le").cloned().collect();
+        if name.ends_with("_bucket") {
+            let le = &labels.iter().find(|(k, _)| k == "le").expect("le").1;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap()
+            };
+            buckets.entry(rest).or_default().push((le, *value));
+        } else if name.ends_with("_count") {
+            counts.insert(rest, *value);
+        } else if name.ends_with("_sum") {
+            sums.insert(rest, *value);
+        }
+    }
+    assert!(!buckets.is_empty());
+    for (labels, b) in &buckets {
+        for w in b.windows(2) {
+            assert!(w[0].0 < w[1].0 && w[0].1 <= w[1].1, "{labels:?}: {b:?}");
+        }
+        assert_eq!(b.last().unwrap().0, f64::INFINITY, "{labels:?}");
+        assert_eq!(counts.get(labels), Some(&b.last().unwrap().1), "{labels:?}");
+        assert!(sums.contains_key(labels), "{labels:?}");
+    }
+    assert_eq!(counts.len(), buckets.len());
+}
+
+/// Scrapes while a registry keeps working: every scrape keeps to the
+/// grammar with consistent histograms (runs of zero, on bucket edges, and
+/// past the tracker's 60 s range, in `+Inf` only), and no counter or
+/// cumulative bucket ever goes back, across a breaker's trips and a
+/// reconfiguration (`set_config` keeps the counters).
+#[tokio::test(start_paused = true)]
+async fn counters_and_histograms_stay_consistent_across_scrapes() {
+    let r = Registry::new();
+    let b = r
+        .breaker(
+            "b",
+            Config::builder().consecutive_failures(2).build().unwrap(),
+        )
+        .unwrap();
+    let http = r
+        .tracker(
+            "http",
+            TrackerConfig {
+                max_series: 3,
+                ..all()
+            },
+        )
+        .unwrap();
+    let none = r
+        .tracker(
+            "none",
+            TrackerConfig {
+                sample_rate: 0.0,
+                ..TrackerConfig::default()
+            },
+        )
+        .unwrap();
+    let runs = [
+        0,
+        1,
+        255,
+        256,
+        59_999_999,
+        60_000_000,
+        61_000_000,
+        3_600_000_000,
+    ];
+    let mut previous: BTreeMap<(String, Vec<(String, String)>), f64> = BTreeMap::new();
+    for round in 0..6_u64 {
+        for (i, us) in runs.iter().enumerate() {
+            let op = http.track_operation(&format!("op{}", (i as u64 + round) % 5));
+            let stage = op.track_stage("s\"\\\n");
+            tokio::time::advance(StdDuration::from_micros(*us)).await;
+            drop((stage, op));
+            drop(none.track_operation("x"));
+        }
+        let now = r.now();
+        if let Ok(p) = b.try_acquire(now) {
+            let _ = p.record(Outcome::Failure, now, Duration::ZERO);
+        }
+        if round == 3 {
+            b.set_config(Config::builder().consecutive_failures(5).build().unwrap())
+                .unwrap();
+        }
+        let lines = strict(&r.to_prometheus());
+        check_histograms(&lines);
+        let monotone = |name: &str| {
+            ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .any(|s| name.ends_with(s))
+        };
+        let mut now_seen = BTreeMap::new();
+        for (name, labels, value) in lines.into_iter().filter(|l| monotone(&l.0)) {
+            if let Some(before) = previous.get(&(name.clone(), labels.clone())) {
+                assert!(value >= *before, "{name} {labels:?}: {before} then {value}");
+            }
+            now_seen.insert((name, labels), value);
+        }
+        previous = now_seen;
+    }
+    // The breaker tripped and the overflow series counted: both were seen.
+    assert!(previous
+        .keys()
+        .any(|(n, l)| n == "fusebox_breaker_trips_total" && l[0].1 == "b"));
+    assert!(previous
+        .keys()
+        .any(|(_, l)| l.iter().any(|(_, v)| v == fusebox_std::tracker::OVERFLOW)));
+}
