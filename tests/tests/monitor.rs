@@ -502,6 +502,61 @@ async fn status_and_errors_carry_no_secret() {
     monitor.stop().await;
 }
 
+/// `Status` promises "every string in it is redacted" and the module that
+/// secrets are removed before anything is stored, logged or sent: a
+/// check's or an action's name (from a configuration, say) is no
+/// exception (found by a hostile review: both were kept verbatim in the
+/// status, the events and the logs).
+#[tokio::test(start_paused = true)]
+async fn check_and_action_names_are_redacted_in_status_and_events() {
+    let rule = RecoveryRule::new(
+        1,
+        RecoveryAction::new("flush redis://ops:act1on@cache", || async {
+            Ok::<(), String>(())
+        }),
+    )
+    .escalate(
+        1,
+        RecoveryAction::new("restart?token=esc4late", || async { Ok::<(), String>(()) }),
+    );
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("db?password=n4me", scripted("f", vec![]))
+                .interval(secs(1))
+                .recovery(rule.cooldown(secs(1)).backoff(1, secs(1))),
+        )
+        .spawn();
+    let mut events = monitor.subscribe();
+    sleep(ms(1_500)).await; // fails at 0 s and 1 s; attempts at 0 s and 1 s
+    let status = monitor.status();
+    let check = &status.checks[0];
+    assert_eq!(check.name, "db?password=***");
+    let recovery = check.recovery.as_ref().unwrap();
+    assert_eq!(recovery.primary.name, "flush redis://ops:***@cache");
+    assert_eq!(
+        recovery.escalation.as_ref().unwrap().name,
+        "restart?token=***"
+    );
+    let events = drain(&mut events);
+    assert_eq!(
+        attempts(&events),
+        [
+            (secs(0), "flush redis://ops:***@cache".into(), 1, false),
+            (secs(1), "restart?token=***".into(), 2, true),
+        ]
+    );
+    let shown = format!(
+        "{} {} {status:?} {events:?}",
+        serde_json::to_string(&status).unwrap(),
+        serde_json::to_string(&events).unwrap()
+    );
+    for secret in ["n4me", "act1on", "esc4late"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(events.iter().all(|e| e.check() == "db?password=***"));
+    monitor.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn stop_and_drop_end_every_task() {
     let metrics = tokio::runtime::Handle::current().metrics();

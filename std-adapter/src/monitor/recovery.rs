@@ -12,7 +12,8 @@ use crate::redact::redact_cut;
 type BoxedAction = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// A named async action (reconnect, clear a cache, restart a worker). Its
-/// error is redacted before it is stored, logged or sent.
+/// name (kept [redacted](crate::redact)) and its error are redacted
+/// before they are stored, logged or sent.
 ///
 /// ```
 /// use fusebox_std::monitor::RecoveryAction;
@@ -42,7 +43,7 @@ impl RecoveryAction {
         E: fmt::Display,
     {
         Self {
-            name: name.into(),
+            name: super::spec::redacted(name.into()),
             run: Arc::new(move || {
                 let fut = make();
                 // Redacted and cut as a check's error is: it is kept in the

@@ -40,7 +40,8 @@ pub struct CheckSpec {
 
 impl CheckSpec {
     /// `check` under `name` (a label for the status, logs and events; keep
-    /// secrets out of it).
+    /// secrets out of it: it is [redacted](crate::redact) as a target is,
+    /// so `name()` returns it masked).
     ///
     /// ```
     /// use fusebox_std::monitor::{CheckSpec, FnCheck};
@@ -50,7 +51,7 @@ impl CheckSpec {
     /// ```
     pub fn new(name: impl Into<Arc<str>>, check: impl HealthCheck) -> Self {
         Self {
-            name: name.into(),
+            name: redacted(name.into()),
             check: Arc::new(check),
             interval: Duration::from_secs(10),
             timeout: None,
@@ -167,6 +168,17 @@ impl CheckSpec {
     /// ```
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+/// `name` [redacted](crate::redact): a check's or an action's name is
+/// stored, logged and sent as its target is (found by a hostile review:
+/// names were kept verbatim in the status, whose every string is
+/// documented as redacted).
+pub(crate) fn redacted(name: Arc<str>) -> Arc<str> {
+    match redact(&name) {
+        std::borrow::Cow::Borrowed(_) => name,
+        std::borrow::Cow::Owned(masked) => masked.into(),
     }
 }
 
