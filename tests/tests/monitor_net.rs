@@ -227,6 +227,35 @@ async fn http_credentials_are_sent_as_basic_auth_and_never_shown() {
     monitor.stop().await;
 }
 
+/// A token passed as the user with an empty password (`http://TOKEN:@host`,
+/// curl's `-u TOKEN:`) is user info with no password to mask: it must be
+/// hidden whole, as `http://TOKEN@host` is (found by a hostile review: the
+/// token showed in `url()`, the status and every error).
+#[tokio::test]
+async fn a_token_as_user_with_an_empty_password_is_never_shown() {
+    let server = serve().await;
+    let check = HttpCheck::new(&format!("http://ghp_t0k3n:@{}/health", server.addr)).unwrap();
+    assert_eq!(check.url(), format!("http://***@{}/health", server.addr));
+    assert!(!format!("{check:?}").contains("t0k3n"));
+    let result = probe(&check, Duration::from_secs(2)).await;
+    assert!(result.passed(), "{result:?}");
+    // Still sent, as `user:` with an empty password (RFC 7617).
+    assert_eq!(*server.auth.lock().unwrap(), ["Basic Z2hwX3QwazNuOg=="]);
+    // Nor in the error of a URL refused after parsing.
+    let e = HttpCheck::new("https://ghp_t0k3n:@example.com/").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(!e.message().contains("t0k3n"), "{e}");
+    assert!(e.message().contains("example.com"), "{e}");
+    let monitor = HealthMonitor::new()
+        .check(CheckSpec::new("api", check).interval(Duration::from_millis(50)))
+        .spawn();
+    let mut events = monitor.subscribe();
+    until_health(&mut events, Health::Healthy).await;
+    let json = serde_json::to_string(&monitor.status()).unwrap();
+    assert!(!json.contains("t0k3n"), "{json}");
+    monitor.stop().await;
+}
+
 #[tokio::test]
 async fn tcp_check_passes_on_a_bound_port_and_fails_on_a_closed_one() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
