@@ -426,6 +426,57 @@ async fn recovery_runs_with_cooldown_backoff_escalation_and_resets_on_health() {
     monitor.stop().await;
 }
 
+/// A flapping service: healthy again during an episode's backoff, then
+/// failing again. The documented schedule: an episode starts when the
+/// failure streak reaches `after_failures`, attempt 1 at once; one that
+/// became healthy is over, its backoff reset. So the new streak's first
+/// attempt runs at the failing result, not when the old episode's wait
+/// ends (found by a hostile review: it waited out the old backoff, up to
+/// `max_backoff`, before acting on a freshly broken dependency).
+#[tokio::test(start_paused = true)]
+async fn a_new_failure_streak_after_recovery_starts_its_episode_at_once() {
+    // Runs at 0 s, 1 s, …: f f (episode 1, attempt at 1 s), p p (healthy
+    // at 3 s), f f (streak of 2 at 5 s: episode 2), then failing.
+    let rule = RecoveryRule::new(
+        2,
+        RecoveryAction::new("reconnect", || async { Ok::<(), String>(()) }),
+    ); // cooldown 30 s
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("flappy", scripted("ffppff", vec![]))
+                .interval(secs(1))
+                .recovery(rule),
+        )
+        .spawn();
+    let mut events = monitor.subscribe();
+    sleep(ms(5_500)).await;
+    let seen = drain(&mut events);
+    assert!(health_changes(&seen).contains(&(secs(3), Health::Healthy)));
+    assert_eq!(
+        attempts(&seen),
+        [
+            (secs(1), "reconnect".into(), 1, false),
+            (secs(5), "reconnect".into(), 1, false),
+        ]
+    );
+    let recovery = monitor.status().checks[0].recovery.clone().unwrap();
+    assert_eq!(
+        (
+            recovery.episodes,
+            recovery.episode_attempts,
+            recovery.next_attempt_at
+        ),
+        (2, 1, Some(secs(35)))
+    );
+    // The new episode keeps its own schedule: attempt 2 at 5 + 30 s.
+    sleep(secs(30)).await;
+    assert_eq!(
+        attempts(&drain(&mut events)),
+        [(secs(35), "reconnect".into(), 2, false)]
+    );
+    monitor.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lagging_receiver_loses_the_oldest_events_and_is_counted() {
     // Every run flips the health: one event per run.

@@ -98,7 +98,10 @@ impl fmt::Debug for RecoveryAction {
 /// they take no time. Before each further attempt the monitor looks at the
 /// check: if it became [`Healthy`](super::Health::Healthy) since the
 /// episode began, the episode is over (the backoff resets), otherwise the
-/// next attempt runs, whether or not the check ran in between.
+/// next attempt runs, whether or not the check ran in between. A check
+/// that became healthy and then fails `after_failures` times again during
+/// the wait starts a new episode at once, its attempt 1 at that failing
+/// result (the old episode's wait is not served).
 ///
 /// Attempts `1..=escalate_after` run the primary action; later attempts
 /// run the escalation action, if one is set (else the primary again).

@@ -312,7 +312,14 @@ pub(crate) async fn recovery_loop(
                     at,
                 },
             );
-            tokio::time::sleep(delay).await;
+            // The wait, cut short by a new episode: the check became
+            // healthy and then failed `after_failures` times again. That
+            // streak's attempt 1 runs at once, as any episode's (found by
+            // a hostile review: it waited out this episode's backoff).
+            let anew = |s: &Signal| s.healthy_epoch != epoch && s.failures >= rule.after_failures;
+            if let Ok(Err(_)) = tokio::time::timeout(delay, signal.wait_for(anew)).await {
+                return; // the check task ended
+            }
             if signal.borrow().healthy_epoch != epoch {
                 if let Some(r) = cell.lock().recovery.as_mut() {
                     r.next_attempt_at = None;
