@@ -247,6 +247,65 @@ async fn consecutive_counts_drive_the_documented_state_machine() {
     monitor.stop().await;
 }
 
+/// `Health::Unknown` is "not run yet", and the documented state machine
+/// takes a failing first run out of it at once (`Unknown ─fail─► Degraded`,
+/// as `Unknown ─first pass─► Healthy`): `degraded_after` is the tolerance
+/// of a healthy check. A check failing from its start stayed Unknown until
+/// `degraded_after` failures (found by a hostile review), and an Unknown
+/// monitor reads as ready and not degraded in the registry's report.
+#[tokio::test(start_paused = true)]
+async fn a_failing_first_run_leaves_unknown_at_once() {
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("db", scripted("fff", vec![]))
+                .interval(secs(1))
+                .thresholds(Thresholds::new().degraded_after(3).unhealthy_after(3)),
+        )
+        .check(
+            CheckSpec::new("cache", scripted("fppfff", vec![]))
+                .interval(secs(2))
+                .thresholds(Thresholds::new().degraded_after(2).unhealthy_after(4)),
+        )
+        .spawn();
+    let mut events = monitor.subscribe();
+    sleep(ms(1_500)).await; // "db" ran at 0 s and 1 s, "cache" at 1 s
+    let status = monitor.status();
+    assert_eq!(
+        (status.checks[0].health, status.checks[1].health),
+        (Health::Degraded, Health::Degraded)
+    );
+    assert_eq!(status.health, Health::Degraded);
+    let registry = fusebox_std::Registry::new();
+    registry.attach_monitor(monitor.reader());
+    assert!(registry.health().degraded);
+    sleep(secs(10)).await;
+    let changes = |name: &str, events: &[MonitorEvent]| -> Vec<(Duration, Health)> {
+        health_changes(
+            &events
+                .iter()
+                .filter(|e| e.check() == name)
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+    };
+    let seen = drain(&mut events);
+    // Unhealthy at the third failure, not before.
+    assert_eq!(
+        changes("db", &seen),
+        [(secs(0), Health::Degraded), (secs(2), Health::Unhealthy)]
+    );
+    // Once healthy, `degraded_after` failures in a row degrade it.
+    assert_eq!(
+        changes("cache", &seen),
+        [
+            (secs(1), Health::Degraded),
+            (secs(5), Health::Healthy),  // p p (healthy after 2)
+            (secs(9), Health::Degraded), // f f
+        ]
+    );
+    monitor.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn overall_health_is_the_worst_critical_check() {
     let monitor = HealthMonitor::new()

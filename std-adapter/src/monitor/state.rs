@@ -38,8 +38,9 @@ pub enum Health {
 /// * A failure resets the success streak; a pass resets the failure
 ///   streak.
 /// * `failures ≥ unhealthy_after` → Unhealthy (from any state);
-///   otherwise `failures ≥ degraded_after` → Degraded (from Healthy or
-///   Unknown).
+///   otherwise `failures ≥ degraded_after` → Degraded (from Healthy).
+/// * A failure out of Unknown → Degraded at once (a check that ran is
+///   no longer unknown; `degraded_after` is a healthy check's tolerance).
 /// * A pass out of Unknown → Healthy at once; out of Unhealthy →
 ///   Degraded; `successes ≥ healthy_after` → Healthy (from Degraded, or
 ///   straight from Unhealthy when `healthy_after` is 1).
@@ -208,9 +209,10 @@ impl Streaks {
             self.failures = self.failures.saturating_add(1);
             match self.health {
                 _ if self.failures >= t.unhealthy => Health::Unhealthy,
-                Health::Healthy | Health::Unknown if self.failures >= t.degraded => {
-                    Health::Degraded
-                }
+                // Ran, so no longer "not run yet" (found by a hostile
+                // review: it stayed Unknown until `degraded_after`).
+                Health::Unknown => Health::Degraded,
+                Health::Healthy if self.failures >= t.degraded => Health::Degraded,
                 other => other,
             }
         };
@@ -247,5 +249,7 @@ mod tests {
             .unhealthy_after(4)
             .healthy_after(1);
         assert_eq!(run(&t, "pfffffp"), [H, H, D, D, U, U, H]);
+        // A failing first run leaves Unknown at once.
+        assert_eq!(run(&t, "ffffp"), [D, D, D, U, H]);
     }
 }
