@@ -747,6 +747,35 @@ async fn a_panicking_check_or_action_fails_its_run_and_the_monitor_goes_on() {
     assert_eq!(errors, ["0ns Healthy", "1s Degraded"]);
     monitor.stop().await;
 }
+/// `probe` is documented as "what the monitor does on every tick", and
+/// the monitor turns a panicking check into a failed run whose error says
+/// so: `probe` must too, not unwind into its caller (found by a hostile
+/// review: a `/health` handler probing on demand panicked with the check).
+#[tokio::test(start_paused = true)]
+async fn probe_turns_a_panicking_check_into_a_failed_run_as_the_monitor_does() {
+    let in_closure = FnCheck::new(
+        || -> std::future::Ready<Result<Option<String>, CheckError>> {
+            panic!("closure broke, token=abc")
+        },
+    );
+    let in_future = FnCheck::new(|| async {
+        sleep(ms(5)).await;
+        panic!("future broke");
+        #[allow(unreachable_code)]
+        Ok(None)
+    });
+    let result = probe(&in_closure, secs(1)).await;
+    let error = result.error.expect("a failed run");
+    assert_eq!(error.kind(), ErrorKind::Other);
+    assert_eq!(error.message(), "check panicked: closure broke, token=***");
+    let result = probe(&in_future, secs(1)).await;
+    assert_eq!(
+        result.error.as_ref().map(CheckError::message),
+        Some("check panicked: future broke")
+    );
+    assert_eq!(result.latency, ms(5));
+}
+
 #[test]
 fn events_serialize_tagged_with_microseconds() {
     let event = MonitorEvent::AlertRaised {

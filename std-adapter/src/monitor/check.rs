@@ -247,7 +247,9 @@ impl Probe {
 
 /// Runs `check` once under `timeout` (at least 1 ms, as in a
 /// [`CheckSpec`](super::CheckSpec)) and times it with tokio's clock
-/// (paused time in tests): what the monitor does on every tick.
+/// (paused time in tests): what the monitor does on every tick. A check
+/// that panics fails the run ([`ErrorKind::Other`], `check panicked: …`)
+/// instead of unwinding into the caller.
 ///
 /// ```
 /// use fusebox_std::monitor::{probe, CheckError, ErrorKind, FnCheck};
@@ -260,7 +262,24 @@ impl Probe {
 /// # });
 /// ```
 pub async fn probe<C: HealthCheck>(check: &C, timeout: Duration) -> Probe {
-    timed(check.check(), timeout.max(super::spec::MIN_PERIOD)).await
+    timed(
+        guarded(|| check.check()),
+        timeout.max(super::spec::MIN_PERIOD),
+    )
+    .await
+}
+
+/// Calls `make` and awaits its run; a panic in either is a failed run
+/// (found by a hostile review: `probe` let a check's panic unwind into its
+/// caller, though the monitor it stands for fails the run).
+pub(crate) async fn guarded<F, Fut>(make: F) -> Result<Option<String>, CheckError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Option<String>, CheckError>>,
+{
+    super::guard::unwind_safe(make)
+        .await
+        .unwrap_or_else(|panic| Err(CheckError::other(format_args!("check panicked: {panic}"))))
 }
 
 /// `run` under `timeout`, timed.

@@ -9,13 +9,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::alert::Window;
-use super::check::{timed, DynCheck};
+use super::check::{guarded, timed, DynCheck};
 use super::event::{Bus, Lag};
 use super::guard::unwind_safe;
 use super::state::Streaks;
 use super::{
-    CheckError, CheckStatus, Health, MonitorEvent, Probe, RecoveryRule, RecoveryStatus, Status,
-    Thresholds,
+    CheckStatus, Health, MonitorEvent, Probe, RecoveryRule, RecoveryStatus, Status, Thresholds,
 };
 use crate::redact::redact_cut;
 
@@ -222,12 +221,7 @@ pub(crate) async fn check_loop(
     let mut signal = Signal::default();
     loop {
         tokio::time::sleep_until(next).await;
-        let run = async {
-            unwind_safe(|| check.run()).await.unwrap_or_else(|panic| {
-                Err(CheckError::other(format_args!("check panicked: {panic}")))
-            })
-        };
-        let probe = timed(run, timeout).await;
+        let probe = timed(guarded(|| check.run()), timeout).await;
         tracing::debug!(
             check = %shared.cells[index].name,
             passed = probe.passed(),
