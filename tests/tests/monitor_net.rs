@@ -256,6 +256,31 @@ async fn a_token_as_user_with_an_empty_password_is_never_shown() {
     monitor.stop().await;
 }
 
+/// `ErrorKind::Connect` is documented as "the dependency could not be
+/// reached (connect refused, DNS, reset)", as `TcpCheck` maps a reset; an
+/// HTTP server that accepts and resets the connection was an
+/// `ErrorKind::Other` (found by a hostile review).
+#[tokio::test]
+async fn an_http_server_resetting_the_connection_is_a_connect_error() {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0_u8; 1024];
+            let _ = stream.read(&mut buf).await; // the request
+            stream.set_zero_linger().unwrap();
+            drop(stream); // RST
+        }
+    });
+    let check = HttpCheck::new(&format!("http://{addr}/health?token=t0k3n")).unwrap();
+    let result = probe(&check, Duration::from_secs(2)).await;
+    let error = result.error.unwrap();
+    assert_eq!(error.kind(), ErrorKind::Connect, "{error}");
+    assert!(!error.message().contains("t0k3n"), "{error}");
+    server.abort();
+}
+
 #[tokio::test]
 async fn tcp_check_passes_on_a_bound_port_and_fails_on_a_closed_one() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -186,17 +186,24 @@ impl std::error::Error for CheckError {}
 
 impl From<std::io::Error> for CheckError {
     fn from(e: std::io::Error) -> Self {
+        Self::new(ErrorKind::of_io(e.kind()), e)
+    }
+}
+
+impl ErrorKind {
+    /// The class of an I/O error: a timeout, an unreachable peer
+    /// (refused, reset, aborted), or anything else.
+    pub(crate) fn of_io(kind: std::io::ErrorKind) -> Self {
         use std::io::ErrorKind as Io;
-        let kind = match e.kind() {
-            Io::TimedOut => ErrorKind::Timeout,
+        match kind {
+            Io::TimedOut => Self::Timeout,
             Io::ConnectionRefused
             | Io::ConnectionReset
             | Io::ConnectionAborted
             | Io::NotConnected
-            | Io::AddrNotAvailable => ErrorKind::Connect,
-            _ => ErrorKind::Other,
-        };
-        Self::new(kind, e)
+            | Io::AddrNotAvailable => Self::Connect,
+            _ => Self::Other,
+        }
     }
 }
 

@@ -176,7 +176,7 @@ impl HealthCheck for HttpCheck {
             let kind = if e.is_connect() {
                 ErrorKind::Connect
             } else {
-                ErrorKind::Other
+                io_kind(&e)
             };
             CheckError::new(kind, format_args!("GET {}: {}", self.shown, chain(&e)))
         })?;
@@ -225,6 +225,21 @@ fn shown(url: &str) -> String {
         }
         _ => masked,
     }
+}
+
+/// The class of the first I/O error among `e`'s sources (a connection
+/// reset or aborted after it opened is [`ErrorKind::Connect`], as for a
+/// [`TcpCheck`](super::TcpCheck); found by a hostile review: it was
+/// `Other`), else [`ErrorKind::Other`].
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return ErrorKind::of_io(io.kind());
+        }
+        source = s.source();
+    }
+    ErrorKind::Other
 }
 
 /// `e` and its sources, `: `-separated.
