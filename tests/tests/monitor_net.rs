@@ -298,6 +298,23 @@ async fn tcp_check_passes_on_a_bound_port_and_fails_on_a_closed_one() {
     drop(listener);
 }
 
+/// A TCP address that is no address (no port, a port that is no number)
+/// is a misconfigured check, `ErrorKind::Config`, not `Other` (found by a
+/// hostile review); the answer comes before any DNS lookup.
+#[tokio::test]
+async fn a_tcp_check_of_an_invalid_address_is_a_config_error() {
+    for addr in [
+        "localhost",
+        "127.0.0.1",
+        "127.0.0.1:http",
+        "127.0.0.1:99999",
+    ] {
+        let result = probe(&TcpCheck::new(addr), Duration::from_secs(5)).await;
+        let error = result.error.unwrap();
+        assert_eq!(error.kind(), ErrorKind::Config, "{addr}: {error}");
+    }
+}
+
 #[tokio::test]
 async fn a_slow_response_hits_the_timeout() {
     let server = serve().await;

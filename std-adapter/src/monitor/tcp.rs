@@ -1,10 +1,13 @@
 //! [`TcpCheck`]: a TCP connect.
 
-use super::{CheckError, HealthCheck};
+use super::{CheckError, ErrorKind, HealthCheck};
 
 /// Healthy when a TCP connection to the address opens (it is closed at
 /// once). The address is anything `tokio::net::TcpStream::connect` takes
-/// as a string (`"10.0.0.5:5432"`, `"db.internal:5432"`).
+/// as a string (`"10.0.0.5:5432"`, `"db.internal:5432"`). A failure is
+/// [`ErrorKind::Connect`] (refused, reset, unreachable, a failed DNS
+/// lookup), [`ErrorKind::Timeout`], or [`ErrorKind::Config`] for an
+/// address that is none (`"db.internal"` without a port).
 ///
 /// # Examples
 ///
@@ -51,7 +54,21 @@ impl TcpCheck {
 
 impl HealthCheck for TcpCheck {
     async fn check(&self) -> Result<Option<String>, CheckError> {
-        let stream = tokio::net::TcpStream::connect(self.addr.as_str()).await?;
+        let stream = tokio::net::TcpStream::connect(self.addr.as_str())
+            .await
+            .map_err(|e| {
+                // Connecting is all the check does: an address that is no
+                // address is a misconfigured check, a timeout a timeout,
+                // and any other failure (refused, reset, unreachable, DNS)
+                // one to reach the dependency (found by a hostile review:
+                // the first and the last were `Other`).
+                let kind = match e.kind() {
+                    std::io::ErrorKind::InvalidInput => ErrorKind::Config,
+                    std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
+                    _ => ErrorKind::Connect,
+                };
+                CheckError::new(kind, e)
+            })?;
         drop(stream);
         Ok(None)
     }
