@@ -17,26 +17,28 @@ use crate::redact::redact;
 /// Healthy when a `GET` of the URL answers with a status in the expected
 /// range (default `200..=299`). Plain `http://` only (no TLS stack); the
 /// body is not read. User info in the URL (`http://user:password@host/`)
-/// is sent as HTTP Basic authorization, never shown: the status, logs and
-/// errors carry the URL without it, and with `token=`/`key=`/`password=`
-/// query values masked.
+/// is sent as HTTP Basic authorization, its secret never shown: the
+/// status, logs and errors carry the URL with the password masked (the
+/// whole user info when it has no password), and with
+/// `token=`/`key=`/`password=` query values masked.
 ///
 /// Every run opens a fresh connection (no idle pool), so a run measures
 /// what a new client would meet and leaves no connection task behind.
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 /// use fusebox_std::monitor::{probe, HttpCheck};
 ///
-/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let check = HttpCheck::new("http://ops:s3cret@127.0.0.1:8080/healthz?token=abc")?
 ///     .expect_status(200..=204);
-/// assert_eq!(check.url(), "http://127.0.0.1:8080/healthz?token=***");
+/// assert_eq!(check.url(), "http://ops:***@127.0.0.1:8080/healthz?token=***");
 /// let result = probe(&check, Duration::from_secs(2)).await;
 /// println!("{} in {:?}", result.passed(), result.latency);
-/// # Ok(()) }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
 /// ```
 pub struct HttpCheck {
     uri: Uri,
