@@ -776,6 +776,58 @@ async fn probe_turns_a_panicking_check_into_a_failed_run_as_the_monitor_does() {
     assert_eq!(result.latency, ms(5));
 }
 
+/// A run cut off by its timeout is dropped at its await point, and a
+/// check's state may panic when dropped there (a guard asserting it
+/// finished, say). That panic is the check's, as one while it is polled:
+/// the monitor's task must go on running it, not end with the health of
+/// the run before frozen (found by a hostile review: the task died, and
+/// `probe` unwound into its caller).
+#[tokio::test(start_paused = true)]
+async fn a_check_panicking_when_dropped_at_its_timeout_does_not_end_the_monitor() {
+    struct PanicOnDrop;
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            panic!("dropped before it finished, token=abc");
+        }
+    }
+    let stuck = || {
+        FnCheck::new(|| async {
+            let guard = PanicOnDrop;
+            sleep(secs(5)).await;
+            std::mem::forget(guard);
+            Ok(None)
+        })
+    };
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("stuck", stuck())
+                .interval(secs(2))
+                .timeout(secs(1))
+                .thresholds(Thresholds::new().unhealthy_after(2)),
+        )
+        .spawn();
+    sleep(ms(5_500)).await; // runs at 0, 2 and 4 s, each timed out 1 s later
+    let status = monitor.status();
+    let check = &status.checks[0];
+    assert_eq!(
+        (check.runs, check.failed_runs, check.health),
+        (3, 3, Health::Unhealthy)
+    );
+    assert_eq!(
+        check
+            .last
+            .as_ref()
+            .unwrap()
+            .error
+            .as_ref()
+            .map(CheckError::kind),
+        Some(ErrorKind::Timeout)
+    );
+    monitor.stop().await;
+    let result = probe(&stuck(), secs(1)).await;
+    assert_eq!(result.error.map(|e| e.kind()), Some(ErrorKind::Timeout));
+}
+
 #[test]
 fn events_serialize_tagged_with_microseconds() {
     let event = MonitorEvent::AlertRaised {

@@ -5,11 +5,13 @@
 use std::any::Any;
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::pin;
+use std::pin::Pin;
 use std::task::Poll;
 
 /// Calls `make` and awaits its future; a panic in either becomes
 /// `Err(panic message)`. The future is not polled again after it panicked.
+/// A panic while the future is dropped (cut off by a timeout, or after it
+/// panicked) is caught too and logged: the run's result is already known.
 ///
 /// `AssertUnwindSafe` is sound here in the sense that matters: after a
 /// panic nothing of the panicked call is touched again (the future is
@@ -21,15 +23,37 @@ where
     Fut: Future,
 {
     let fut = catch_unwind(AssertUnwindSafe(make)).map_err(|p| message(&*p))?;
-    let mut fut = pin!(fut);
-    poll_fn(
-        |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+    let mut fut = CatchDrop(Some(Box::pin(fut)));
+    poll_fn(|cx| {
+        let Some(fut) = fut.0.as_mut() else {
+            return Poll::Ready(Err("polled after it ended".to_owned()));
+        };
+        match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
             Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(p) => Poll::Ready(Err(message(&*p))),
-        },
-    )
+        }
+    })
     .await
+}
+
+/// Owns a future of user code and drops it inside `catch_unwind` (found by
+/// a hostile review: a check whose state panicked when dropped at its
+/// timeout ended the check's task, its health frozen).
+struct CatchDrop<T>(Option<Pin<Box<T>>>);
+
+impl<T> Drop for CatchDrop<T> {
+    fn drop(&mut self) {
+        let Some(fut) = self.0.take() else { return };
+        if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(fut))) {
+            let panic =
+                crate::redact::redact_cut(&message(&*p), super::CheckError::MAX_MESSAGE_CHARS);
+            tracing::warn!(
+                panic = panic.as_str(),
+                "a check or recovery action panicked when dropped"
+            );
+        }
+    }
 }
 
 fn message(payload: &(dyn Any + Send)) -> String {
