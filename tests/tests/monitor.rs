@@ -842,3 +842,185 @@ fn events_serialize_tagged_with_microseconds() {
         r#"{"event":"alert_raised","check":"api","kind":"response_time","success_rate":100.0,"mean_latency_us":150000,"at_us":3000000}"#
     );
 }
+
+/// The health state machine and the alert rules against a model written
+/// from their docs ([`Thresholds`], [`AlertThresholds`]), over random
+/// scripts of passes, failures and slow runs (some past the timeout) and
+/// random thresholds, windows and rules (zeros included: they are clamped),
+/// on paused time: every event, in order, at its instant.
+mod documented_model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    const TIMEOUT_MS: u64 = 150;
+
+    #[derive(Clone, Debug)]
+    struct Case {
+        /// Per run: passes, and how long it takes (ms).
+        runs: Vec<(bool, u64)>,
+        degraded: u32,
+        unhealthy: u32,
+        healthy: u32,
+        window: usize,
+        min_samples: usize,
+        min_rate: u8,
+        max_mean_ms: u64,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        let run = (any::<bool>(), prop_oneof![Just(0_u64), Just(50), Just(200)]);
+        (
+            proptest::collection::vec(run, 1..25),
+            (0_u32..5, 0_u32..5, 0_u32..4),
+            (0_usize..6, 0_usize..8, 0_u8..=100, 0_u64..160),
+        )
+            .prop_map(|(runs, (degraded, unhealthy, healthy), rules)| Case {
+                runs,
+                degraded,
+                unhealthy,
+                healthy,
+                window: rules.0,
+                min_samples: rules.1,
+                min_rate: rules.2,
+                max_mean_ms: rules.3,
+            })
+    }
+
+    /// The documented contract, one line per event: `"<ms> <what>"`.
+    fn model(c: &Case) -> Vec<String> {
+        // Clamped as documented: all at least 1, degraded_after at most
+        // unhealthy_after, the window at least 1, min_samples 1..=window.
+        let (unhealthy, healthy) = (c.unhealthy.max(1), c.healthy.max(1));
+        let degraded = c.degraded.max(1).min(unhealthy);
+        let window = c.window.max(1);
+        let min_samples = c.min_samples.max(1).min(window);
+        let mut out = Vec::new();
+        let (mut state, mut failures, mut passes) = (Health::Unknown, 0_u32, 0_u32);
+        let mut recent: VecDeque<(bool, u64)> = VecDeque::new();
+        let (mut rate_alert, mut time_alert) = (false, false);
+        for (i, &(pass, took)) in (0_u64..).zip(&c.runs) {
+            // A run past its timeout fails, its latency the timeout.
+            let latency = took.min(TIMEOUT_MS);
+            let passed = pass && took < TIMEOUT_MS;
+            let at = i * 1_000 + latency;
+            let next = if passed {
+                failures = 0;
+                passes += 1;
+                match state {
+                    Health::Unknown | Health::Healthy => Health::Healthy,
+                    _ if passes >= healthy => Health::Healthy,
+                    _ => Health::Degraded,
+                }
+            } else {
+                passes = 0;
+                failures += 1;
+                match state {
+                    _ if failures >= unhealthy => Health::Unhealthy,
+                    Health::Unknown => Health::Degraded,
+                    Health::Healthy if failures >= degraded => Health::Degraded,
+                    other => other,
+                }
+            };
+            if next != state {
+                out.push(format!("{at} health {next:?}"));
+                state = next;
+            }
+            if recent.len() == window {
+                recent.pop_front();
+            }
+            recent.push_back((passed, latency));
+            if recent.len() >= min_samples {
+                let n = recent.len() as u64;
+                let ok = recent.iter().filter(|r| r.0).count() as u64;
+                // ok / n < min_rate %, in integers.
+                let broken = ok * 100 < u64::from(c.min_rate) * n;
+                if broken != rate_alert {
+                    rate_alert = broken;
+                    out.push(format!("{at} rate {broken}"));
+                }
+                let total: u64 = recent.iter().map(|r| r.1).sum();
+                let broken = total > c.max_mean_ms * n;
+                if broken != time_alert {
+                    time_alert = broken;
+                    out.push(format!("{at} time {broken}"));
+                }
+            }
+        }
+        out
+    }
+
+    fn monitored(c: &Case) -> Vec<String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let runs = c.runs.clone();
+            let next = AtomicUsize::new(0);
+            let check = FnCheck::new(move || {
+                let (pass, took) = runs[next.fetch_add(1, SeqCst).min(runs.len() - 1)];
+                async move {
+                    sleep(ms(took)).await;
+                    if pass {
+                        Ok(None)
+                    } else {
+                        Err(CheckError::other("down"))
+                    }
+                }
+            });
+            let thresholds = Thresholds::new()
+                .degraded_after(c.degraded)
+                .unhealthy_after(c.unhealthy)
+                .healthy_after(c.healthy);
+            let alerts = AlertThresholds::new()
+                .window(c.window)
+                .min_samples(c.min_samples)
+                .min_success_rate(c.min_rate)
+                .max_response_time(ms(c.max_mean_ms));
+            let monitor = HealthMonitor::new()
+                .event_capacity(1_000)
+                .check(
+                    CheckSpec::new("c", check)
+                        .interval(secs(1))
+                        .timeout(ms(TIMEOUT_MS))
+                        .thresholds(thresholds)
+                        .alerts(alerts),
+                )
+                .spawn();
+            let mut events = monitor.subscribe();
+            let runs = u64::try_from(c.runs.len()).unwrap();
+            sleep(ms(runs * 1_000 - 500)).await; // every run, and no more
+            let rule = |kind| match kind {
+                AlertKind::SuccessRate => "rate",
+                AlertKind::ResponseTime => "time",
+            };
+            let seen = drain(&mut events)
+                .into_iter()
+                .map(|e| match e {
+                    MonitorEvent::HealthChanged { at, to, .. } => {
+                        format!("{} health {to:?}", at.as_millis())
+                    }
+                    MonitorEvent::AlertRaised { at, kind, .. } => {
+                        format!("{} {} true", at.as_millis(), rule(kind))
+                    }
+                    MonitorEvent::AlertCleared { at, kind, .. } => {
+                        format!("{} {} false", at.as_millis(), rule(kind))
+                    }
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            monitor.stop().await;
+            seen
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn health_and_alerts_follow_the_documented_model(c in case()) {
+            prop_assert_eq!(monitored(&c), model(&c));
+        }
+    }
+}
