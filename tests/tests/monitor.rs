@@ -1024,3 +1024,238 @@ mod documented_model {
         }
     }
 }
+
+/// The recovery schedule against a model written from [`RecoveryRule`]'s
+/// docs, over random flapping scripts and rules on paused time. Runs
+/// record at `k s + 500 ms` and actions take 370 ms, so that no attempt
+/// ever falls at the instant of a result (the docs leave that order open).
+mod recovery_model {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TAKES_MS: u64 = 370;
+
+    #[derive(Clone, Debug)]
+    struct Case {
+        script: Vec<bool>,
+        after: u32,
+        unhealthy: u32,
+        healthy: u32,
+        cooldown_s: u64,
+        factor: u32,
+        max_s: u64,
+        escalate: Option<u32>,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (
+            proptest::collection::vec(prop_oneof![2 => Just(false), 1 => Just(true)], 3..30),
+            (1_u32..4, 1_u32..5, 1_u32..4),
+            (
+                1_u64..5,
+                1_u32..4,
+                1_u64..11,
+                proptest::option::of(1_u32..4),
+            ),
+        )
+            .prop_map(
+                |(script, (after, unhealthy, healthy), (cooldown_s, factor, max_s, escalate))| {
+                    Case {
+                        script,
+                        after,
+                        unhealthy,
+                        healthy,
+                        cooldown_s,
+                        factor,
+                        max_s,
+                        escalate,
+                    }
+                },
+            )
+    }
+
+    fn delay_ms(c: &Case, attempt: u32) -> u64 {
+        let growth = u64::from(c.factor).pow(attempt - 1);
+        (c.cooldown_s * growth).min(c.max_s.max(c.cooldown_s)) * 1_000
+    }
+
+    fn name(c: &Case, attempt: u32) -> (String, bool) {
+        match c.escalate {
+            Some(after) if attempt > after => ("esc".into(), true),
+            _ => ("pri".into(), false),
+        }
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Rec {
+        Idle,
+        Acting { end: u64, k: u32, epoch: u64 },
+        Waiting { until: u64, k: u32, epoch: u64 },
+    }
+
+    /// Attempts: (start ms, action, attempt, escalated).
+    fn model(c: &Case, end: u64) -> Vec<(u64, String, u32, bool)> {
+        let mut out = Vec::new();
+        let (mut state, mut failures, mut passes, mut epoch) =
+            (Health::Unknown, 0_u32, 0_u32, 0_u64);
+        let mut rec = Rec::Idle;
+        let start = |out: &mut Vec<_>, at: u64, k: u32, epoch: u64| {
+            let (n, e) = name(c, k);
+            out.push((at, n, k, e));
+            Rec::Acting {
+                end: at + TAKES_MS,
+                k,
+                epoch,
+            }
+        };
+        let mut i = 0_u64;
+        loop {
+            let record_at = i * 1_000 + 500;
+            let timer = match rec {
+                Rec::Idle => u64::MAX,
+                Rec::Acting { end, .. } => end,
+                Rec::Waiting { until, .. } => until,
+            };
+            let now = record_at.min(timer);
+            if now >= end {
+                return out;
+            }
+            if record_at < timer {
+                let pass = c.script[usize::try_from(i).unwrap().min(c.script.len() - 1)];
+                i += 1;
+                let next = if pass {
+                    failures = 0;
+                    passes += 1;
+                    match state {
+                        Health::Unknown | Health::Healthy => Health::Healthy,
+                        _ if passes >= c.healthy => Health::Healthy,
+                        _ => Health::Degraded,
+                    }
+                } else {
+                    passes = 0;
+                    failures += 1;
+                    if failures >= c.unhealthy {
+                        Health::Unhealthy
+                    } else {
+                        Health::Degraded
+                    }
+                };
+                if next == Health::Healthy && state != Health::Healthy {
+                    epoch += 1;
+                }
+                state = next;
+                // An episode starts when the failure streak reaches
+                // `after_failures`: attempt 1 at once; also while the last
+                // one waits, if its check became healthy since it began.
+                if failures >= c.after {
+                    match rec {
+                        Rec::Idle => rec = start(&mut out, now, 1, epoch),
+                        Rec::Waiting { epoch: e, .. } if e != epoch => {
+                            rec = start(&mut out, now, 1, epoch);
+                        }
+                        _ => {}
+                    }
+                }
+            } else {
+                match rec {
+                    Rec::Acting {
+                        end: at,
+                        k,
+                        epoch: e,
+                    } => {
+                        // The wait after attempt k, unless a new streak
+                        // began while it ran.
+                        rec = if e != epoch && failures >= c.after {
+                            start(&mut out, at, 1, epoch)
+                        } else {
+                            Rec::Waiting {
+                                until: at + delay_ms(c, k),
+                                k,
+                                epoch: e,
+                            }
+                        };
+                    }
+                    Rec::Waiting { until, k, epoch: e } => {
+                        // Healthy since the episode began: it is over.
+                        rec = if e == epoch {
+                            start(&mut out, until, k + 1, e)
+                        } else if failures >= c.after {
+                            start(&mut out, until, 1, epoch)
+                        } else {
+                            Rec::Idle
+                        };
+                    }
+                    Rec::Idle => unreachable!(),
+                }
+            }
+        }
+    }
+
+    fn monitored(c: &Case, end: u64) -> Vec<(u64, String, u32, bool)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let script = c.script.clone();
+            let next = AtomicUsize::new(0);
+            let check = FnCheck::new(move || {
+                let pass = script[next.fetch_add(1, SeqCst).min(script.len() - 1)];
+                async move {
+                    sleep(ms(500)).await;
+                    if pass {
+                        Ok(None)
+                    } else {
+                        Err(CheckError::other("down"))
+                    }
+                }
+            });
+            let action = |n: &'static str| {
+                RecoveryAction::new(n, || async {
+                    sleep(ms(TAKES_MS)).await;
+                    Ok::<(), String>(())
+                })
+            };
+            let mut rule = RecoveryRule::new(c.after, action("pri"))
+                .cooldown(secs(c.cooldown_s))
+                .backoff(c.factor, secs(c.max_s));
+            if let Some(after) = c.escalate {
+                rule = rule.escalate(after, action("esc"));
+            }
+            let monitor = HealthMonitor::new()
+                .event_capacity(1_000)
+                .check(
+                    CheckSpec::new("c", check)
+                        .interval(secs(1))
+                        .timeout(ms(900))
+                        .thresholds(
+                            Thresholds::new()
+                                .unhealthy_after(c.unhealthy)
+                                .healthy_after(c.healthy),
+                        )
+                        .recovery(rule),
+                )
+                .spawn();
+            let mut events = monitor.subscribe();
+            // An attempt is sent once it ended (`at` is its start).
+            sleep(ms(end + TAKES_MS)).await;
+            let seen = attempts(&drain(&mut events))
+                .into_iter()
+                .map(|(at, n, k, e)| (u64::try_from(at.as_millis()).unwrap(), n, k, e))
+                .filter(|a| a.0 < end)
+                .collect();
+            monitor.stop().await;
+            seen
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn recovery_follows_the_documented_schedule(c in case()) {
+            let end = u64::try_from(c.script.len()).unwrap() * 1_000 + 200;
+            prop_assert_eq!(monitored(&c, end), model(&c, end));
+        }
+    }
+}
