@@ -88,6 +88,52 @@ async fn readyz_follows_an_unhealthy_monitor() {
     assert_eq!((code, body.as_str()), (503, r#"{"status":"not_ready"}"#));
 }
 
+/// `/readyz` computes nothing but its verdict, "the same however much the
+/// registry tracks": with a monitor attached, not the monitor's whole
+/// status (every check's strings and probes cloned, every alert window
+/// of up to `AlertThresholds::MAX_WINDOW` runs summed twice), only its
+/// health (found by a hostile review). Counted, not timed, as above.
+#[tokio::test(start_paused = true)]
+async fn readyz_does_not_build_the_monitors_status() {
+    use crate::monitor::{
+        AlertThresholds, CheckError, CheckSpec, FnCheck, HealthMonitor, STATUSES_BUILT,
+    };
+    let built = || STATUSES_BUILT.with(std::cell::Cell::get);
+    let registry = Arc::new(Registry::new());
+    let mut monitor = HealthMonitor::new();
+    for i in 0..4 {
+        monitor = monitor.check(
+            CheckSpec::new(
+                format!("db{i}"),
+                FnCheck::new(|| async { Err::<Option<String>, _>(CheckError::other("refused")) }),
+            )
+            .interval(std::time::Duration::from_secs(1))
+            .alerts(AlertThresholds::new().window(AlertThresholds::MAX_WINDOW)),
+        );
+    }
+    let monitor = monitor.spawn();
+    registry.attach_monitor(monitor.reader());
+    let app = router(Arc::clone(&registry), HttpOptions::default());
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+
+    let before = built();
+    let (code, body) = send(app.clone(), Method::GET, "/readyz").await;
+    assert_eq!((code, body.as_str()), (503, r#"{"status":"not_ready"}"#));
+    assert_eq!(monitor.health(), crate::monitor::Health::Unhealthy);
+    assert_eq!(monitor.reader().health(), crate::monitor::Health::Unhealthy);
+    assert_eq!(
+        built(),
+        before,
+        "the probe or health() built a whole status"
+    );
+    assert!(!registry.health().ready);
+    assert_eq!(
+        built(),
+        before + 1,
+        "the count counts: the report builds one"
+    );
+}
+
 /// A refused request is counted by reason in `/metrics`, not only logged:
 /// a client guessing tokens or probing breaker names shows up there.
 #[tokio::test(flavor = "current_thread")]

@@ -76,3 +76,6 @@ pub use spec::CheckSpec;
 pub use state::{Health, Thresholds};
 pub use status::{CheckStatus, Status, StatusReader};
 pub use tcp::TcpCheck;
+
+#[cfg(test)]
+pub(crate) use tasks::STATUSES_BUILT;

@@ -254,7 +254,7 @@ impl MonitorHandle {
     /// # });
     /// ```
     pub fn health(&self) -> Health {
-        self.shared.status().health
+        self.shared.health()
     }
 
     /// A cheap, cloneable reader of the monitor's status, for whatever

@@ -48,7 +48,7 @@ impl StatusReader {
     /// # });
     /// ```
     pub fn health(&self) -> Health {
-        self.shared.status().health
+        self.shared.health()
     }
 }
 
