@@ -222,7 +222,22 @@ fn stagger(interval: Duration, i: u32, n: u32) -> Duration {
 /// handle.stop().await; // every task has ended here
 /// # });
 /// ```
+///
+/// A handle left unused is a warning: the monitor it stands for would stop
+/// at once.
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// use fusebox_std::monitor::{CheckSpec, HealthMonitor, TcpCheck};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// HealthMonitor::new()
+///     .check(CheckSpec::new("db", TcpCheck::new("127.0.0.1:5432")))
+///     .spawn(); // dropped here: nothing would ever run
+/// # });
+/// ```
 #[derive(Debug)]
+#[must_use = "dropping the handle stops the monitor: keep it while the checks should run"]
 pub struct MonitorHandle {
     shared: Arc<Shared>,
     bus: Bus,
