@@ -31,14 +31,14 @@ use crate::redact::redact;
 /// use std::time::Duration;
 /// use fusebox_std::monitor::{probe, HttpCheck};
 ///
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let check = HttpCheck::new("http://ops:s3cret@127.0.0.1:8080/healthz?token=abc")?
 ///     .expect_status(200..=204);
 /// assert_eq!(check.url(), "http://ops:***@127.0.0.1:8080/healthz?token=***");
+/// # async fn run(check: HttpCheck) { // not run: nothing is sent to :8080
 /// let result = probe(&check, Duration::from_secs(2)).await;
 /// println!("{} in {:?}", result.passed(), result.latency);
+/// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
-/// # }).unwrap();
 /// ```
 pub struct HttpCheck {
     uri: Uri,
