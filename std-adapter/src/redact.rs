@@ -6,7 +6,8 @@
 //!
 //! * the password of a URL's user info (`redis://user:pass@host` →
 //!   `redis://user:***@host`), or the whole user info when it has no
-//!   password part (`https://ghp_token@host` → `https://***@host`);
+//!   password part or an empty one (`https://ghp_token@host` and
+//!   `https://ghp_token:@host` → `https://***@host`);
 //! * the value of a `name=value` pair (a query parameter, a form field, a
 //!   `key=value` in a message) whose name is `token`, `key`, `secret`,
 //!   `password`, `pass` (the password of a `redis+unix://` URL),
@@ -136,7 +137,13 @@ fn userinfo(text: &str) -> Option<String> {
             .map_or(bytes.len(), |p| start + p);
         if let Some(at) = text[start..end].rfind('@') {
             let info = &text[start..start + at];
-            let secret_from = info.find(':').map_or(start, |colon| start + colon + 1);
+            // The password; the whole user info if it has none, or an
+            // empty one (`TOKEN:`, curl's `-u TOKEN:`): the user is the
+            // secret then.
+            let secret_from = match info.find(':') {
+                Some(colon) if colon + 1 < info.len() => start + colon + 1,
+                _ => start,
+            };
             if secret_from < start + at {
                 ranges.push((secret_from, start + at));
             }

@@ -13,6 +13,9 @@ fn url_passwords_are_masked() {
         ("redis://:pass@host", "redis://:***@host"),
         ("rediss://default:p%40ss@host", "rediss://default:***@host"),
         ("https://ghp_abc@github.com/x", "https://***@github.com/x"),
+        // A token as the user with an empty password (curl's `-u TOKEN:`).
+        ("redis://tok3n:@cache:6379", "redis://***@cache:6379"),
+        ("https://ghp_abc:@github.com/x", "https://***@github.com/x"),
         (
             "postgres://u:p@db/app?sslmode=require",
             "postgres://u:***@db/app?sslmode=require",
