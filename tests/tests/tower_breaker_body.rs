@@ -117,3 +117,28 @@ async fn a_client_hanging_up_mid_stream_abandons_the_permit() {
         .expect("the permit is abandoned");
     assert_eq!(counts(breaker.metrics()), (0, 0, 1));
 }
+
+/// Sends `head` (a raw request head) on a new connection and reads the
+/// whole response.
+async fn send(addr: std::net::SocketAddr, head: &str) -> tower_common::Reply {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    tower_common::read_reply(&mut stream).await
+}
+
+#[tokio::test]
+async fn a_head_request_counts_though_its_body_is_never_sent() {
+    // hyper sends no body to a HEAD request (nor with a 204 or 304), and
+    // axum replaces it with an empty one: the body the permit waits in is
+    // dropped unpolled, which must not read as a client hanging up.
+    let breaker = breaker();
+    let layer = CircuitBreakerLayer::new("stream", Arc::clone(&breaker)).record_at_end_of_body();
+    let addr = serve(app().layer(layer)).await;
+    let reply = send(
+        addr,
+        "HEAD /ok HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, ""));
+    assert_eq!(counts(breaker.metrics()), (1, 0, 0));
+}

@@ -23,7 +23,9 @@ pin_project! {
     /// Dropping the body before its end (a client that hangs up mid-stream)
     /// *abandons* the permit, as dropping a response future does. A
     /// refused request's body, and the body of a response whose head
-    /// already decided (a `5xx`, a `grpc-status` in the head), hold none.
+    /// already decided (a `5xx`, a `grpc-status` in the head, an answer
+    /// that has no body: to a `HEAD` request, a `1xx`, `204` or `304`, a
+    /// `2xx` to `CONNECT`), hold none.
     ///
     /// # Examples
     ///

@@ -16,7 +16,7 @@ use std::task::{ready, Context, Poll};
 
 use fusebox::breaker::{Outcome, OwnedPermit};
 use fusebox::Instant;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -127,6 +127,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        let exchange = Exchange::of(&request);
         match self.service.admit() {
             Ok((permit, started)) => EndOfBodyFuture {
                 state: State::Inner {
@@ -134,23 +135,52 @@ where
                 },
                 permit: Some(permit),
                 started,
+                exchange,
             },
             Err((rejected, now)) => EndOfBodyFuture {
                 state: State::given(Ok(self.service.refuse(&rejected, now))),
                 permit: None,
                 started: None,
+                exchange,
             },
         }
+    }
+}
+
+/// What of a request decides how its answer's body is sent.
+#[derive(Clone, Copy, Debug)]
+struct Exchange {
+    head: bool,
+    connect: bool,
+}
+
+impl Exchange {
+    fn of<B>(request: &Request<B>) -> Self {
+        Self {
+            head: request.method() == Method::HEAD,
+            connect: request.method() == Method::CONNECT,
+        }
+    }
+
+    /// Whether an answer with `status` has no body (RFC 9110; hyper
+    /// neither sends nor polls it, axum replaces a `HEAD` answer's).
+    fn bodyless(self, status: StatusCode) -> bool {
+        self.head
+            || self.connect && status.is_success()
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
     }
 }
 
 pin_project! {
     /// The response future of a breaker that records at the end of the
     /// body: its head is classified when it arrives; a failure (or an
-    /// ignored answer) is recorded then, a success hands the permit to the
-    /// response's [`RecordedBody`]. Dropping it before it completes
-    /// abandons the permit, as [`ResponseFuture`](super::ResponseFuture)
-    /// does.
+    /// ignored answer, or an answer without a body: to a `HEAD` request,
+    /// a `1xx`, `204` or `304`, a `2xx` to `CONNECT`) is recorded then, a
+    /// success hands the permit to the response's [`RecordedBody`].
+    /// Dropping it before it completes abandons the permit, as
+    /// [`ResponseFuture`](super::ResponseFuture) does.
     ///
     /// # Panics
     ///
@@ -164,6 +194,7 @@ pin_project! {
         state: State<F>,
         permit: Option<OwnedPermit<Held<C, R>>>,
         started: Option<Instant>,
+        exchange: Exchange,
     }
 }
 
@@ -188,7 +219,9 @@ where
             None => Outcome::Ignored,
         };
         match (result, this.permit.take()) {
-            (Ok(response), Some(permit)) if head == Outcome::Success => {
+            (Ok(response), Some(permit))
+                if head == Outcome::Success && !this.exchange.bodyless(response.status()) =>
+            {
                 let started = *this.started;
                 Poll::Ready(Ok(
                     response.map(|body| RecordedBody::recording(body, permit, started))

@@ -300,3 +300,21 @@ async fn a_slow_call_is_timed_to_the_end_of_its_body() {
     let m = breaker.metrics();
     assert_eq!((m.successes, m.slow_calls), (1, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_that_has_no_body_is_recorded_at_its_head() {
+    // A 304's (or 204's) body is never sent nor polled by hyper, whatever
+    // it says of its end: the permit must not wait in it to be abandoned.
+    let breaker = core(one_failure_opens());
+    let layer = CircuitBreakerLayer::new("s", Arc::clone(&breaker)).record_at_end_of_body();
+    for status in [204, 304] {
+        let mut service = layer.clone().layer(Answer {
+            status,
+            make: || ScriptBody::new(false).data("stale"),
+        });
+        let response = call(&mut service).await;
+        assert!(!response.body().is_recording(), "{status}");
+        drop(response);
+    }
+    assert_eq!(counts(breaker.metrics()), (2, 0, 0, 0, 0));
+}

@@ -160,7 +160,9 @@ impl<C, R> CircuitBreakerLayer<C, R> {
     /// response's body becomes a [`RecordedBody`](super::RecordedBody),
     /// which holds the permit until the end, so a half-open trial decides
     /// on the whole answer, and a long stream holds its trial for as long
-    /// as it runs. A body dropped before its end abandons its permit.
+    /// as it runs. A body dropped before its end abandons its permit. An
+    /// answer that has no body (to a `HEAD` request; a `1xx`, `204` or
+    /// `304`) is recorded when its head arrives.
     ///
     /// ```
     /// use std::sync::Arc;
