@@ -142,3 +142,26 @@ async fn a_head_request_counts_though_its_body_is_never_sent() {
     assert_eq!((reply.status, reply.body.as_str()), (200, ""));
     assert_eq!(counts(breaker.metrics()), (1, 0, 0));
 }
+
+#[tokio::test]
+async fn a_body_of_the_length_its_header_declares_counts_when_whole() {
+    // With a `content-length`, hyper's HTTP/1 writer stops after that many
+    // bytes and drops the body without asking for its end (a streamed
+    // file, or an upstream's answer relayed with its length).
+    let breaker = breaker();
+    let layer = CircuitBreakerLayer::new("files", Arc::clone(&breaker)).record_at_end_of_body();
+    let app = Router::new().route(
+        "/file",
+        route(|| async {
+            let body = Body::new(FrameBody::new([Step::Data("ab"), Step::Data("cd")]));
+            http::Response::builder()
+                .header(http::header::CONTENT_LENGTH, "4")
+                .body(body)
+                .unwrap()
+        }),
+    );
+    let addr = serve(app.layer(layer)).await;
+    let reply = get(addr, "/file", &[]).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "abcd"));
+    assert_eq!(counts(breaker.metrics()), (1, 0, 0));
+}

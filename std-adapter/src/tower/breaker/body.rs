@@ -4,6 +4,7 @@
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use bytes::Buf;
 use fusebox::breaker::{Outcome, OwnedPermit};
 use fusebox::Instant;
 use http_body::{Body, Frame, SizeHint};
@@ -26,6 +27,11 @@ pin_project! {
     /// already decided (a `5xx`, a `grpc-status` in the head, an answer
     /// that has no body: to a `HEAD` request, a `1xx`, `204` or `304`, a
     /// `2xx` to `CONNECT`), hold none.
+    ///
+    /// Over HTTP/1.x, a body of declared length (its exact
+    /// [`size_hint`](Body::size_hint), else the response's
+    /// `content-length`) ends with its last declared byte: hyper writes no
+    /// more and drops the body without polling it again.
     ///
     /// # Examples
     ///
@@ -56,6 +62,8 @@ pin_project! {
         // `None` once recorded, and for a body that records nothing.
         permit: Option<OwnedPermit<Held<C, R>>>,
         started: Option<Instant>,
+        // The bytes left of a declared length over HTTP/1.x (see above).
+        left: Option<u64>,
     }
 }
 
@@ -67,6 +75,7 @@ impl<B, C, R> RecordedBody<B, C, R> {
             inner,
             permit: None,
             started: None,
+            left: None,
         }
     }
 
@@ -83,19 +92,22 @@ impl<B, C, R> RecordedBody<B, C, R> {
 }
 
 impl<B: Body, C: ClassifyEnd, R> RecordedBody<B, C, R> {
-    /// `inner` holding `permit` until it ends; recorded at once if it is
+    /// `inner` holding `permit` until it ends (or, if `left` is given,
+    /// until that many bytes have passed); recorded at once if it is
     /// already at its end (hyper polls no frame of such a body).
     pub(super) fn recording(
         inner: B,
         permit: OwnedPermit<Held<C, R>>,
         started: Option<Instant>,
+        left: Option<u64>,
     ) -> Self {
         let mut body = Self {
             inner,
             permit: Some(permit),
             started,
+            left,
         };
-        if body.inner.is_end_stream() {
+        if body.inner.is_end_stream() || left == Some(0) {
             record(&mut body.permit, started, |c| c.classify_end(None));
         }
         body
@@ -123,9 +135,15 @@ where
                         record(this.permit, *this.started, |c| {
                             c.classify_end(Some(trailers))
                         });
-                    } else if this.inner.is_end_stream() {
-                        // Its last frame: hyper polls no further.
-                        record(this.permit, *this.started, |c| c.classify_end(None));
+                    } else {
+                        if let (Some(left), Some(data)) = (this.left.as_mut(), frame.data_ref()) {
+                            let len = u64::try_from(data.remaining()).unwrap_or(u64::MAX);
+                            *left = left.saturating_sub(len);
+                        }
+                        if this.inner.is_end_stream() || *this.left == Some(0) {
+                            // Its last frame: hyper polls no further.
+                            record(this.permit, *this.started, |c| c.classify_end(None));
+                        }
                     }
                 }
                 Some(Err(_)) => record(this.permit, *this.started, |_| Outcome::Failure),

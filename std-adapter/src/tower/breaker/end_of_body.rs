@@ -16,7 +16,8 @@ use std::task::{ready, Context, Poll};
 
 use fusebox::breaker::{Outcome, OwnedPermit};
 use fusebox::Instant;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -152,6 +153,9 @@ where
 struct Exchange {
     head: bool,
     connect: bool,
+    /// HTTP/1.x: a body of declared length is written up to that length
+    /// only, and dropped then without a last poll.
+    http1: bool,
 }
 
 impl Exchange {
@@ -159,6 +163,7 @@ impl Exchange {
         Self {
             head: request.method() == Method::HEAD,
             connect: request.method() == Method::CONNECT,
+            http1: request.version() < Version::HTTP_2,
         }
     }
 
@@ -170,6 +175,18 @@ impl Exchange {
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED
+    }
+
+    /// The bytes an HTTP/1.x writer sends of `response`'s body, if its
+    /// length is declared: its exact size, else its `content-length`.
+    fn declared_length<B: http_body::Body>(self, response: &Response<B>) -> Option<u64> {
+        if !self.http1 {
+            return None;
+        }
+        response.body().size_hint().exact().or_else(|| {
+            let value = response.headers().get(CONTENT_LENGTH)?.to_str().ok()?;
+            value.trim().parse().ok()
+        })
     }
 }
 
@@ -223,8 +240,9 @@ where
                 if head == Outcome::Success && !this.exchange.bodyless(response.status()) =>
             {
                 let started = *this.started;
+                let left = this.exchange.declared_length(&response);
                 Poll::Ready(Ok(
-                    response.map(|body| RecordedBody::recording(body, permit, started))
+                    response.map(|body| RecordedBody::recording(body, permit, started, left))
                 ))
             }
             (result, permit) => {

@@ -318,3 +318,46 @@ async fn an_answer_that_has_no_body_is_recorded_at_its_head() {
     }
     assert_eq!(counts(breaker.metrics()), (2, 0, 0, 0, 0));
 }
+
+/// A service answering with `content-length: 2` and a body of two bytes
+/// that does not report its end, then grpc-status 14 in trailers.
+fn declared_length_of_two(
+) -> impl Service<Request<()>, Response = Response<ScriptBody>, Error = Infallible> + Clone {
+    tower::service_fn(|_: Request<()>| async {
+        let body = ScriptBody::new(false).data("ab").trailers("14");
+        Ok(Response::builder()
+            .header(http::header::CONTENT_LENGTH, "2")
+            .body(body)
+            .unwrap())
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn over_http1_a_body_ends_with_its_declared_length() {
+    let breaker = core(Config::builder().consecutive_failures(10));
+    let layer = CircuitBreakerLayer::new("g", Arc::clone(&breaker))
+        .classifier(GrpcClassifier::new())
+        .record_at_end_of_body();
+    // HTTP/1.1: hyper writes two bytes and drops the body unpolled (it
+    // could not carry trailers with a content-length anyway).
+    let mut service = layer.clone().layer(declared_length_of_two());
+    let mut body = call(&mut service).await.into_body();
+    assert!(body.frame().await.unwrap().unwrap().is_data());
+    assert!(!body.is_recording());
+    drop(body);
+    let m = breaker.metrics();
+    assert_eq!((m.failures, m.abandoned), (1, 0), "no trailers: UNKNOWN");
+    // HTTP/2: hyper polls to the end, the trailers decide.
+    let mut service = layer.layer(declared_length_of_two());
+    std::future::poll_fn(|cx| service.poll_ready(cx))
+        .await
+        .unwrap();
+    let mut request = Request::new(());
+    *request.version_mut() = http::Version::HTTP_2;
+    let mut body = service.call(request).await.unwrap().into_body();
+    assert!(body.frame().await.unwrap().unwrap().is_data());
+    assert!(body.is_recording(), "the trailers are still to come");
+    drop(body.collect().await.unwrap());
+    let m = breaker.metrics();
+    assert_eq!((m.failures, m.abandoned), (2, 0), "UNAVAILABLE");
+}
