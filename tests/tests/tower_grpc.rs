@@ -15,7 +15,7 @@ use fusebox_std::policy::Classify;
 use fusebox_std::tower::breaker::{GrpcBreakerResponse, GrpcClassifier};
 use fusebox_std::tower::rate_limit::GrpcRateLimitResponse;
 use fusebox_std::tower::{CircuitBreakerLayer, RateLimitLayer};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use tonic::body::Body;
 use tower::util::BoxCloneSyncService;
@@ -62,11 +62,51 @@ fn methods() -> Grpc {
                     return Ok(stream(vec![Step::Data("m"), Step::GrpcStatus("14")]));
                 }
                 "/echo.Echo/StreamUnfinished" => return Ok(stream(vec![Step::Data("m")])),
+                "/echo.Echo/Unary" => {
+                    let ok = tower::service_fn(|_: tonic::Request<()>| async {
+                        Ok::<_, tonic::Status>(tonic::Response::new(()))
+                    });
+                    return Ok(tonic::server::Grpc::new(Unit).unary(ok, request).await);
+                }
                 _ => tonic::Status::unimplemented("no such method"),
             };
             Ok::<_, Infallible>(status.into_http::<Body>())
         },
     ))
+}
+
+/// The codec of an empty message: what tonic's server does with the
+/// frames a client sends, without protobuf.
+#[derive(Clone, Copy)]
+struct Unit;
+
+impl tonic::codec::Codec for Unit {
+    type Encode = ();
+    type Decode = ();
+    type Encoder = Unit;
+    type Decoder = Unit;
+    fn encoder(&mut self) -> Unit {
+        Unit
+    }
+    fn decoder(&mut self) -> Unit {
+        Unit
+    }
+}
+
+impl tonic::codec::Encoder for Unit {
+    type Item = ();
+    type Error = tonic::Status;
+    fn encode(&mut self, (): (), _: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Unit {
+    type Item = ();
+    type Error = tonic::Status;
+    fn decode(&mut self, _: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
+        Ok(Some(()))
+    }
 }
 
 /// Serves `service` with tonic on a free loopback port.
@@ -116,6 +156,16 @@ async fn call(addr: SocketAddr, method: &str, n: usize) -> Vec<String> {
 
 /// The headers of `n` answers to `method`, with their trailers.
 async fn answers(addr: SocketAddr, method: &str, n: usize) -> Vec<http::HeaderMap> {
+    answers_to(addr, method, n, b"").await
+}
+
+/// [`answers`] to requests whose body is `body` (gRPC frames).
+async fn answers_to(
+    addr: SocketAddr,
+    method: &str,
+    n: usize,
+    body: &'static [u8],
+) -> Vec<http::HeaderMap> {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut client, connection) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
@@ -129,7 +179,7 @@ async fn answers(addr: SocketAddr, method: &str, n: usize) -> Vec<http::HeaderMa
         let request = http::Request::post(format!("http://{addr}/echo.Echo/{method}"))
             .header("content-type", "application/grpc")
             .header("te", "trailers")
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(Bytes::from_static(body)))
             .unwrap();
         let response = client.send_request(request).await.unwrap();
         assert_eq!(response.status(), 200);
@@ -247,4 +297,30 @@ async fn recording_at_the_head_misses_a_streams_failure() {
     let addr = serve(&breaker, GrpcClassifier::new(), None).await;
     assert_eq!(call(addr, "StreamFails", 3).await, ["14"; 3]);
     assert_eq!(counts(&breaker.metrics()), (3, 0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_client_sending_malformed_messages_cannot_open_the_breaker() {
+    // A gRPC library answers a request it cannot read with INTERNAL
+    // (tonic: a unary call without its message, a frame cut short, a
+    // compressed-flag without grpc-encoding): any client can send one.
+    let breaker = breaker();
+    let addr = serve(&breaker, GrpcClassifier::new(), None).await;
+    let message = &[0, 0, 0, 0, 0]; // one empty message, uncompressed
+    assert_eq!(
+        answers_to(addr, "Unary", 1, message).await[0]["grpc-status"],
+        "0"
+    );
+    for malformed in [&b""[..], &[0, 0, 0, 0, 9, 1], &[1, 0, 0, 0, 0]] {
+        let answer = &answers_to(addr, "Unary", 1, malformed).await[0];
+        let status = tonic::Status::from_header_map(answer).expect("a gRPC status");
+        assert_eq!(status.code(), tonic::Code::Internal, "{}", status.message());
+    }
+    assert_eq!(call(addr, "Unary", 5).await, ["13"; 5]);
+    assert_eq!(breaker.metrics().trips, 0);
+    assert_eq!(counts(&breaker.metrics()), (1, 0, 8, 0));
+    assert_eq!(
+        answers_to(addr, "Unary", 1, message).await[0]["grpc-status"],
+        "0"
+    );
 }

@@ -18,8 +18,8 @@ use crate::tower::rate_limit::RateLimitRejection;
 const CODES: u32 = 17;
 /// `UNKNOWN`: what a status outside 0..=16, or not a number, stands for.
 const UNKNOWN: u32 = 2;
-/// `UNKNOWN`, `DEADLINE_EXCEEDED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`.
-const DEFAULT_FAILURES: u32 = 1 << 2 | 1 << 4 | 1 << 13 | 1 << 14 | 1 << 15;
+/// `UNKNOWN`, `DEADLINE_EXCEEDED`, `UNAVAILABLE`, `DATA_LOSS`.
+const DEFAULT_FAILURES: u32 = 1 << 2 | 1 << 4 | 1 << 14 | 1 << 15;
 
 /// A breaker classifier for gRPC services (tonic and any other server of
 /// gRPC over HTTP/2), to give
@@ -27,13 +27,20 @@ const DEFAULT_FAILURES: u32 = 1 << 2 | 1 << 4 | 1 << 13 | 1 << 14 | 1 << 15;
 ///
 /// * A `grpc-status` in the response's headers decides: `OK` (0) is a
 ///   success; by default `UNKNOWN` (2), `DEADLINE_EXCEEDED` (4),
-///   `INTERNAL` (13), `UNAVAILABLE` (14) and `DATA_LOSS` (15) are
-///   failures, the status codes `google.rpc.Code` maps to HTTP 5xx; every
-///   other code is [`Outcome::Ignored`], as `4xx` are for
-///   [`HttpClassifier`]: the caller's request was at fault, not the
-///   service. `UNIMPLEMENTED` (12, HTTP 501 in that mapping) is ignored
-///   too: tonic answers it for any method it does not serve, and a client
-///   could open the breaker by calling made-up methods. A code above 16
+///   `UNAVAILABLE` (14) and `DATA_LOSS` (15) are failures, status codes
+///   `google.rpc.Code` maps to HTTP 5xx; every other code is
+///   [`Outcome::Ignored`], as `4xx` are for [`HttpClassifier`]: the
+///   caller's request was at fault, not the service. Two 5xx codes are
+///   ignored too, because gRPC libraries answer them to requests any
+///   client can send, and such a client could open the breaker at will:
+///   `UNIMPLEMENTED` (12, HTTP 501), tonic's answer to any method it does
+///   not serve, and `INTERNAL` (13, HTTP 500), the answer the gRPC
+///   specification prescribes for a request message that does not parse
+///   or a compressed-flag without `grpc-encoding` (tonic also gives it to
+///   a unary call sent without its message, or a frame cut short). A
+///   service that reports its own faults as `INTERNAL` (tonic's
+///   `Status::internal`) and trusts its clients can count it with
+///   [`failure_codes`](Self::failure_codes). A code above 16
 ///   or a value that is not a decimal number counts as `UNKNOWN` (the
 ///   gRPC specification's reading of a status it does not know).
 /// * A response without `grpc-status` in its headers carries it in its
@@ -62,10 +69,13 @@ const DEFAULT_FAILURES: u32 = 1 << 2 | 1 << 4 | 1 << 13 | 1 << 14 | 1 << 15;
 /// assert_eq!(classifier.classify(&grpc("0")), Outcome::Success);
 /// assert_eq!(classifier.classify(&grpc("14")), Outcome::Failure, "UNAVAILABLE");
 /// assert_eq!(classifier.classify(&grpc("5")), Outcome::Ignored, "NOT_FOUND");
+/// assert_eq!(classifier.classify(&grpc("13")), Outcome::Ignored, "INTERNAL");
 ///
-/// // RESOURCE_EXHAUSTED too, for a service whose quota is its own:
+/// // INTERNAL and RESOURCE_EXHAUSTED too, for trusted clients of a
+/// // service whose quota is its own:
 /// let strict = GrpcClassifier::new().failure_codes([2, 4, 8, 13, 14, 15])?;
 /// assert_eq!(strict.classify(&grpc("8")), Outcome::Failure);
+/// assert_eq!(strict.classify(&grpc("13")), Outcome::Failure);
 /// # Ok::<(), fusebox_std::tower::breaker::GrpcCodeError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,9 +222,11 @@ mod tests {
     }
 
     #[test]
-    fn every_code_counts_as_its_http_mapping_says_but_unimplemented() {
-        // google.rpc.Code's HTTP mapping: 5xx fail, 4xx (and 499) ignored.
-        let failures = [2, 4, 13, 14, 15];
+    fn every_code_counts_as_its_http_mapping_says_but_those_clients_cause() {
+        // google.rpc.Code's HTTP mapping: 5xx fail, 4xx (and 499) ignored;
+        // but UNIMPLEMENTED and INTERNAL, a client's made-up method or
+        // malformed message.
+        let failures = [2, 4, 14, 15];
         for code in 0..CODES {
             let expected = match code {
                 0 => Outcome::Success,
