@@ -31,9 +31,25 @@ const RESOURCE_EXHAUSTED: u8 = 8;
 /// `UNAVAILABLE`.
 const UNAVAILABLE: u8 = 14;
 
+/// The largest pushback sent, in ms (about 24.8 days): gRPC clients read
+/// it into a signed 32-bit count (grpc-java takes anything larger as "do
+/// not retry"; a larger one overflows some clients' conversion to a
+/// duration).
+const MAX_PUSHBACK_MS: u64 = i32::MAX as u64;
+
+/// What `grpc-retry-pushback-ms` tells a client with a retry policy.
+#[derive(Clone, Copy, Debug)]
+enum Pushback {
+    /// Retry after this wait (whole milliseconds, rounded up, at most
+    /// [`MAX_PUSHBACK_MS`]).
+    After(Duration),
+    /// Do not retry (a negative pushback).
+    Never,
+}
+
 /// A trailers-only gRPC answer with status `code`, `message` and, if
-/// given, a pushback of `wait` (whole milliseconds, rounded up).
-fn trailers_only<B: Default>(code: u8, message: &str, wait: Option<Duration>) -> Response<B> {
+/// given, a pushback.
+fn trailers_only<B: Default>(code: u8, message: &str, pushback: Option<Pushback>) -> Response<B> {
     let mut response = Response::new(B::default());
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -41,11 +57,15 @@ fn trailers_only<B: Default>(code: u8, message: &str, wait: Option<Duration>) ->
     if let Ok(message) = HeaderValue::from_bytes(&percent_encode(message)) {
         headers.insert(GRPC_MESSAGE, message);
     }
-    if let Some(wait) = wait {
-        headers.insert(
-            GRPC_PUSHBACK,
-            HeaderValue::from(wait.as_micros().div_ceil(1_000)),
-        );
+    match pushback {
+        Some(Pushback::After(wait)) => {
+            let ms = wait.as_micros().div_ceil(1_000).min(MAX_PUSHBACK_MS);
+            headers.insert(GRPC_PUSHBACK, HeaderValue::from(ms));
+        }
+        Some(Pushback::Never) => {
+            headers.insert(GRPC_PUSHBACK, HeaderValue::from_static("-1"));
+        }
+        None => {}
     }
     response
 }
@@ -65,7 +85,9 @@ fn percent_encode(message: &str) -> Vec<u8> {
 /// A [`CircuitBreakerLayer`](super::CircuitBreakerLayer)'s refusal as the
 /// gRPC status `UNAVAILABLE` (14), with the breaker's name and state in
 /// `grpc-message` and the open time left in `grpc-retry-pushback-ms` (see
-/// the module docs). The body is empty: any `B: Default` (tonic's and
+/// the module docs; at most `i32::MAX` ms, what gRPC clients read). A
+/// breaker forced open (an operator's decision, with no time to wait)
+/// answers a pushback of `-1`: "do not retry". The body is empty: any `B: Default` (tonic's and
 /// axum's bodies, `String`).
 ///
 /// # Examples
@@ -94,7 +116,12 @@ impl<B: Default> BreakerResponder<B> for GrpcBreakerResponse {
             fusebox::breaker::State::ForcedOpen => "forced open",
         };
         let message = format!("circuit breaker {} is {state}", rejection.name);
-        trailers_only(UNAVAILABLE, &message, rejection.retry_after)
+        let pushback = match (rejection.state, rejection.retry_after) {
+            (_, Some(wait)) => Some(Pushback::After(wait)),
+            (fusebox::breaker::State::ForcedOpen, None) => Some(Pushback::Never),
+            (_, None) => None,
+        };
+        trailers_only(UNAVAILABLE, &message, pushback)
     }
 }
 
@@ -132,7 +159,7 @@ impl<B: Default> RateLimitResponder<B> for GrpcRateLimitResponse {
             Refusal::Limited { retry_after } => trailers_only(
                 RESOURCE_EXHAUSTED,
                 &format!("rate limit {policy} exceeded"),
-                Some(retry_after),
+                Some(Pushback::After(retry_after)),
             ),
             Refusal::BadKey(e) => {
                 trailers_only(INVALID_ARGUMENT, &format!("rate limit {policy}: {e}"), None)
@@ -145,7 +172,7 @@ impl<B: Default> RateLimitResponder<B> for GrpcRateLimitResponse {
             Refusal::FailClosed { retry_after } => trailers_only(
                 UNAVAILABLE,
                 &format!("rate limit {policy} unavailable"),
-                Some(retry_after),
+                Some(Pushback::After(retry_after)),
             ),
         }
     }
@@ -184,7 +211,8 @@ mod tests {
                 Some("60000"),
             ),
             (State::Open, Some(Duration::ZERO), Some("0")),
-            (State::ForcedOpen, None, None),
+            (State::Open, Some(Duration::MAX), Some("2147483647")),
+            (State::ForcedOpen, None, Some("-1")),
             (State::HalfOpen, None, None),
         ] {
             let r = BreakerRejection::new("db", state, wait);
@@ -241,9 +269,6 @@ mod tests {
             },
         );
         let response: Response<String> = GrpcRateLimitResponse.respond(&r);
-        assert_eq!(
-            response.headers()["grpc-retry-pushback-ms"],
-            (u64::MAX / 1_000 + 1).to_string()
-        );
+        assert_eq!(response.headers()["grpc-retry-pushback-ms"], "2147483647");
     }
 }

@@ -6,11 +6,11 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Buf;
 use fusebox::breaker::{Outcome, OwnedPermit};
-use fusebox::Instant;
+use fusebox::Duration;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::future::record;
+use super::future::record_took;
 use super::{ClassifyEnd, Held};
 
 pin_project! {
@@ -20,11 +20,13 @@ pin_project! {
     ///
     /// The permit is recorded when the body ends: as a failure if the body
     /// fails, else as [`ClassifyEnd::classify_end`] counts its trailers (or
-    /// their absence), with the time since the request was admitted.
+    /// their absence), with the time the service took to answer (to the
+    /// head: the client's reading pace is not the service's latency).
     /// Dropping the body before its end (a client that hangs up mid-stream)
     /// *abandons* the permit, as dropping a response future does. A
     /// refused request's body, and the body of a response whose head
-    /// already decided (a `5xx`, a `grpc-status` in the head, an answer
+    /// already decided (a `5xx`, a `grpc-status` in the head, a half-open
+    /// trial, an answer
     /// that has no body: to a `HEAD` request, a `1xx`, `204` or `304`, a
     /// `2xx` to `CONNECT`), hold none.
     ///
@@ -61,7 +63,8 @@ pin_project! {
         inner: B,
         // `None` once recorded, and for a body that records nothing.
         permit: Option<OwnedPermit<Held<C, R>>>,
-        started: Option<Instant>,
+        // How long the service took to answer (to the head), if measured.
+        took: Option<Duration>,
         // The bytes left of a declared length over HTTP/1.x (see above).
         left: Option<u64>,
     }
@@ -74,7 +77,7 @@ impl<B, C, R> RecordedBody<B, C, R> {
         Self {
             inner,
             permit: None,
-            started: None,
+            took: None,
             left: None,
         }
     }
@@ -98,20 +101,30 @@ impl<B: Body, C: ClassifyEnd, R> RecordedBody<B, C, R> {
     pub(super) fn recording(
         inner: B,
         permit: OwnedPermit<Held<C, R>>,
-        started: Option<Instant>,
+        took: Option<Duration>,
         left: Option<u64>,
     ) -> Self {
         let mut body = Self {
             inner,
             permit: Some(permit),
-            started,
+            took,
             left,
         };
         if body.inner.is_end_stream() || left == Some(0) {
-            record(&mut body.permit, started, |c| c.classify_end(None));
+            end(&mut body.permit, took, |c| c.classify_end(None));
         }
         body
     }
+}
+
+/// Records the permit in `slot` at the body's end: the call took `took`
+/// (to its head; zero if not measured).
+fn end<C, R>(
+    slot: &mut Option<OwnedPermit<Held<C, R>>>,
+    took: Option<Duration>,
+    classify: impl FnOnce(&C) -> Outcome,
+) {
+    record_took(slot, took.unwrap_or(Duration::ZERO), None, classify);
 }
 
 impl<B, C, R> Body for RecordedBody<B, C, R>
@@ -132,9 +145,7 @@ where
             match &frame {
                 Some(Ok(frame)) => {
                     if let Some(trailers) = frame.trailers_ref() {
-                        record(this.permit, *this.started, |c| {
-                            c.classify_end(Some(trailers))
-                        });
+                        end(this.permit, *this.took, |c| c.classify_end(Some(trailers)));
                     } else {
                         if let (Some(left), Some(data)) = (this.left.as_mut(), frame.data_ref()) {
                             let len = u64::try_from(data.remaining()).unwrap_or(u64::MAX);
@@ -142,12 +153,12 @@ where
                         }
                         if this.inner.is_end_stream() || *this.left == Some(0) {
                             // Its last frame: hyper polls no further.
-                            record(this.permit, *this.started, |c| c.classify_end(None));
+                            end(this.permit, *this.took, |c| c.classify_end(None));
                         }
                     }
                 }
-                Some(Err(_)) => record(this.permit, *this.started, |_| Outcome::Failure),
-                None => record(this.permit, *this.started, |c| c.classify_end(None)),
+                Some(Err(_)) => end(this.permit, *this.took, |_| Outcome::Failure),
+                None => end(this.permit, *this.took, |c| c.classify_end(None)),
             }
         }
         Poll::Ready(frame)

@@ -4,18 +4,19 @@
 //!
 //! By default a response counts when its head arrives. A body that fails
 //! while it streams (a proxied upstream that dies mid-response) or a gRPC
-//! status in trailers (a streaming call that fails) is then not counted,
-//! and a half-open trial decides before its answer is whole. In this mode
-//! the response's head is classified as before; a head that counts as a
-//! success hands the permit to the body ([`RecordedBody`]), which records
-//! it when it ends.
+//! status in trailers (a streaming call that fails) is then not counted.
+//! In this mode the response's head is classified as before; a head that
+//! counts as a success hands the permit to the body ([`RecordedBody`]),
+//! which records it when it ends, but for a half-open trial (decided at
+//! its head, so that a client that stops reading cannot hold the breaker
+//! half-open).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use fusebox::breaker::{Outcome, OwnedPermit};
-use fusebox::Instant;
+use fusebox::{Clock, Instant};
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use pin_project_lite::pin_project;
@@ -237,12 +238,19 @@ where
         };
         match (result, this.permit.take()) {
             (Ok(response), Some(permit))
-                if head == Outcome::Success && !this.exchange.bodyless(response.status()) =>
+                if head == Outcome::Success
+                    && !permit.is_trial()
+                    && !this.exchange.bodyless(response.status()) =>
             {
-                let started = *this.started;
+                // Timed to the head: how fast the client reads is not the
+                // service's latency.
+                let took = this.started.map(|start| {
+                    let now = permit.breaker().0.clock.now();
+                    now.saturating_duration_since(start)
+                });
                 let left = this.exchange.declared_length(&response);
                 Poll::Ready(Ok(
-                    response.map(|body| RecordedBody::recording(body, permit, started, left))
+                    response.map(|body| RecordedBody::recording(body, permit, took, left))
                 ))
             }
             (result, permit) => {

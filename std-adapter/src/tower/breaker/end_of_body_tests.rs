@@ -257,7 +257,10 @@ async fn grpc_trailers_decide_a_streaming_call() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_half_open_trial_is_held_until_its_body_ends() {
+async fn a_half_open_trial_decides_at_its_head() {
+    // A client that stops reading would otherwise hold the breaker
+    // half-open, every other request refused, as long as its connection
+    // lives (nothing bounds how long a body is read).
     let breaker = core(one_failure_opens());
     let clock = crate::TokioClock::new();
     let layer = CircuitBreakerLayer::new("s", Arc::clone(&breaker))
@@ -265,7 +268,7 @@ async fn a_half_open_trial_is_held_until_its_body_ends() {
         .record_at_end_of_body();
     let mut service = layer.layer(Answer {
         status: 200,
-        make: || ScriptBody::new(false).data("a"),
+        make: || ScriptBody::new(false).data("a").error(),
     });
     // Trip it, wait out the open time: the next request is the trial.
     let permit = breaker.try_acquire(clock.now()).unwrap();
@@ -273,32 +276,62 @@ async fn a_half_open_trial_is_held_until_its_body_ends() {
     assert!(tripped.is_some());
     tokio::time::advance(StdDuration::from_secs(31)).await;
     let trial = call(&mut service).await;
-    assert!(trial.body().is_recording());
-    assert_eq!(breaker.state(clock.now()), State::HalfOpen);
-    // While the trial's body streams, no other request is let through.
-    assert_eq!(call(&mut service).await.status(), 503);
-    drop(trial.into_body().collect().await.unwrap());
+    assert!(!trial.body().is_recording());
     assert_eq!(breaker.state(clock.now()), State::Closed);
-    assert_eq!(call(&mut service).await.status(), 200);
+    // Its body, unread, holds nothing: the next request goes through.
+    let next = call(&mut service).await;
+    assert_eq!(next.status(), 200);
+    assert!(next.body().is_recording(), "closed: recorded at the end");
+    drop(trial);
+    assert_eq!(counts(breaker.metrics()), (1, 1, 0, 0, 0));
+}
+
+/// A service answering after `delay` of (paused) time.
+#[derive(Clone)]
+struct Late(StdDuration);
+
+impl Service<Request<()>> for Late {
+    type Response = Response<ScriptBody>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response<ScriptBody>, Infallible>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<()>) -> Self::Future {
+        let delay = self.0;
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            Ok(Response::new(ScriptBody::new(false).data("a")))
+        })
+    }
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_slow_call_is_timed_to_the_end_of_its_body() {
+async fn a_slow_call_is_timed_to_its_head_not_to_the_readers_pace() {
     let breaker = core(
         Config::builder()
             .slow_call(Duration::from_secs(1), 100)
             .minimum_calls(1),
     );
     let layer = CircuitBreakerLayer::new("s", Arc::clone(&breaker)).record_at_end_of_body();
-    let mut service = layer.layer(Answer {
-        status: 200,
-        make: || ScriptBody::new(false).data("a"),
-    });
-    let response = call(&mut service).await;
+    // A fast answer read slowly is not a slow call.
+    let mut fast = layer.clone().layer(Late(StdDuration::ZERO));
+    let response = call(&mut fast).await;
     tokio::time::advance(StdDuration::from_secs(2)).await;
     drop(response.into_body().collect().await.unwrap());
     let m = breaker.metrics();
-    assert_eq!((m.successes, m.slow_calls), (1, 1));
+    assert_eq!((m.successes, m.slow_calls), (1, 0));
+    // A slow answer is, read at once.
+    let mut slow = layer.layer(Late(StdDuration::from_secs(2)));
+    let response = call(&mut slow).await;
+    assert_eq!(breaker.metrics().slow_calls, 0, "not before its end");
+    drop(response.into_body().collect().await.unwrap());
+    let m = breaker.metrics();
+    assert_eq!((m.successes, m.slow_calls), (2, 1));
 }
 
 #[tokio::test(start_paused = true)]

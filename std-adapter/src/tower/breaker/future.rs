@@ -160,7 +160,8 @@ where
 }
 
 /// Records the permit in `slot`, if there is one, as `classify` counts
-/// it, and empties the slot. The permit stays in the slot while it is
+/// it, and empties the slot: the call took the time since `started` (read
+/// now), if it is measured. The permit stays in the slot while it is
 /// recorded: if the classifier or the clock panics, it is abandoned when
 /// its holder is dropped (a half-open trial's slot is freed then).
 #[inline]
@@ -169,18 +170,33 @@ pub(super) fn record<C, R>(
     started: Option<Instant>,
     classify: impl FnOnce(&C) -> Outcome,
 ) {
+    let Some(permit) = slot.as_ref() else {
+        return;
+    };
+    // The end is read if the duration is measured, or if the core or the
+    // observer needs the time.
+    let end = started.map(|_| permit.breaker().0.clock.now());
+    let elapsed = match (started, end) {
+        (Some(start), Some(end)) => end.saturating_duration_since(start),
+        _ => fusebox::Duration::ZERO,
+    };
+    record_took(slot, elapsed, end, classify);
+}
+
+/// [`record`] of a call that took `elapsed` (zero if not measured), with
+/// the time `end` if it was read.
+#[inline]
+pub(super) fn record_took<C, R>(
+    slot: &mut Option<OwnedPermit<Held<C, R>>>,
+    elapsed: fusebox::Duration,
+    mut end: Option<Instant>,
+    classify: impl FnOnce(&C) -> Outcome,
+) {
     let Some(permit) = slot.as_mut() else {
         return;
     };
     let shared = &permit.breaker().0;
     let clock = shared.clock;
-    // The end is read if the duration is measured, or if the core or the
-    // observer needs the time.
-    let mut end = started.map(|_| clock.now());
-    let elapsed = match (started, end) {
-        (Some(start), Some(end)) => end.saturating_duration_since(start),
-        _ => fusebox::Duration::ZERO,
-    };
     let outcome = classify(&shared.classifier);
     let transition =
         permit.record_in_place_with(outcome, elapsed, || *end.get_or_insert_with(|| clock.now()));

@@ -44,10 +44,21 @@ const DEFAULT_FAILURES: u32 = 1 << 2 | 1 << 4 | 1 << 14 | 1 << 15;
 ///   or a value that is not a decimal number counts as `UNKNOWN` (the
 ///   gRPC specification's reading of a status it does not know).
 /// * A response without `grpc-status` in its headers carries it in its
-///   trailers, after the body, which this classifier (deciding when the
-///   response's headers arrive) does not see: it counts as a success.
-///   tonic answers a unary handler's error in the headers; an error in
-///   the trailers of a streaming response is not counted.
+///   trailers, after the body. A layer deciding when the response's
+///   headers arrive (the default) does not see them: such a response
+///   counts as a success (tonic answers a unary handler's error in the
+///   headers, but a streaming call's error in trailers). A layer that
+///   [records at the end of the body](super::CircuitBreakerLayer::record_at_end_of_body)
+///   reads them ([`ClassifyEnd`]): the trailers' status counts as above,
+///   and a body that ends without one as `UNKNOWN`. Put such a layer
+///   inside tonic's gRPC-Web translation (`GrpcWebLayer`), never outside:
+///   gRPC-Web carries the status in the body, not in trailers.
+/// * `DEADLINE_EXCEEDED` may be caused by the client, whose `grpc-timeout`
+///   sets the deadline: a server that answers it when the client's
+///   deadline passes (a proxy, or a service passing its deadline on) lets
+///   a client choose it. tonic does not (its timeout drops the call, which
+///   the layer counts as abandoned); elsewhere, leave 4 out of
+///   [`failure_codes`](Self::failure_codes).
 /// * A non-2xx HTTP status (a proxy's answer, not gRPC's), an error of the
 ///   inner service and a rate limit's own refusal count as for
 ///   [`HttpClassifier`].

@@ -158,11 +158,23 @@ impl<C, R> CircuitBreakerLayer<C, R> {
     /// [`GrpcClassifier`](super::GrpcClassifier)). The head is classified
     /// first; a head that fails (or is ignored) is recorded at once. The
     /// response's body becomes a [`RecordedBody`](super::RecordedBody),
-    /// which holds the permit until the end, so a half-open trial decides
-    /// on the whole answer, and a long stream holds its trial for as long
-    /// as it runs. A body dropped before its end abandons its permit. An
-    /// answer that has no body (to a `HEAD` request; a `1xx`, `204` or
-    /// `304`) is recorded when its head arrives.
+    /// which holds the permit until the end. A body dropped before its end
+    /// abandons its permit. Recorded when the head arrives all the same:
+    ///
+    /// * an answer that has no body (to a `HEAD` request; a `1xx`, `204`
+    ///   or `304`);
+    /// * a half-open trial: a client that stopped reading would hold the
+    ///   breaker half-open, every other request refused, for as long as
+    ///   its connection lives (nothing bounds how long a body is read), so
+    ///   a trial decides on its head, its body unwatched.
+    ///
+    /// A slow call (`ConfigBuilder::slow_call`) is timed to the head: how
+    /// fast the client reads is not the service's latency.
+    ///
+    /// The classifier must say how a body's end counts
+    /// ([`ClassifyEnd`](super::ClassifyEnd), implemented by
+    /// [`HttpClassifier`](super::HttpClassifier) and
+    /// [`GrpcClassifier`](super::GrpcClassifier)); a closure does not.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -178,7 +190,10 @@ impl<C, R> CircuitBreakerLayer<C, R> {
     /// # drop(layer);
     /// # Ok::<(), fusebox::breaker::ConfigError>(())
     /// ```
-    pub fn record_at_end_of_body(self) -> super::EndOfBodyLayer<C, R> {
+    pub fn record_at_end_of_body(self) -> super::EndOfBodyLayer<C, R>
+    where
+        C: super::ClassifyEnd,
+    {
         super::EndOfBodyLayer { layer: self }
     }
 
