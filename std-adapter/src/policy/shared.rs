@@ -218,12 +218,27 @@ impl Limiter {
     /// The Redis limiter of a shared limiter; `None` for one on a core
     /// bucket ([`bucket`](Self::bucket) returns that one).
     ///
-    /// ```no_run
-    /// # async fn run(limiter: fusebox_std::policy::Limiter) {
-    /// if let Some(shared) = limiter.redis_limiter() {
-    ///     println!("degraded: {}, {:?}", shared.is_degraded(), shared.metrics());
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig, RedisLimiter, Rules};
+    /// use fusebox_std::policy::Limiter;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let local = Limiter::new(Arc::new(TokenBucket::new(Quota::per_second(5)?)));
+    /// assert!(local.redis_limiter().is_none());
+    ///
+    /// // Connects on first use: nothing here talks to Redis.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let shared = Limiter::shared(Arc::new(RedisLimiter::builder("search", rules, backend).build()?));
+    /// if let Some(redis) = shared.redis_limiter() {
+    ///     println!("degraded: {}, {:?}", redis.is_degraded(), redis.metrics());
+    ///     assert_eq!(redis.name(), "search");
     /// }
-    /// # }
+    /// assert!(shared.redis_limiter().is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
     /// ```
     pub fn redis_limiter(&self) -> Option<&Arc<RedisLimiter>> {
         match &self.source {

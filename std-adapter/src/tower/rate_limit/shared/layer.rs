@@ -23,20 +23,23 @@ where
     /// [`on_bad_key`](RateLimitLayer::on_bad_key) says otherwise. See
     /// [`Shared`] for how readiness, outages and the fields work.
     ///
-    /// ```no_run
-    /// # async fn run(backend: fusebox_std::backend::RedisBackend) -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
     /// use std::sync::Arc;
     /// use fusebox::bucket::Quota;
-    /// use fusebox_std::backend::{RedisLimiter, Rules};
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig, RedisLimiter, Rules};
     /// use fusebox_std::tower::rate_limit::KeyError;
     /// use fusebox_std::tower::RateLimitLayer;
     ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Connects on first use: nothing below talks to Redis.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
     /// // One fleet-wide limit for every request: one constant key.
     /// let limiter = RedisLimiter::builder("global", Rules::single("per_second", Quota::per_second(1_000)?)?, backend)
     ///     .build()?;
     /// let layer = RateLimitLayer::shared(Arc::new(limiter), |_: &http::request::Parts| Ok::<_, KeyError>(""));
     /// assert_eq!(layer.name(), "global");
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
     /// ```
     pub fn shared(limiter: Arc<RedisLimiter>, key: F) -> Self {
         let name: Arc<str> = limiter.name().into();
@@ -57,16 +60,23 @@ impl<K, F, R> RateLimitLayer<Shared<K, F>, R> {
     /// than [`MAX_KEY_LEN`](crate::backend::MAX_KEY_LEN)) gets: refused ([`BadKey::Reject`], the
     /// default) or charged to one default key ([`BadKey::Default`]).
     ///
-    /// ```no_run
-    /// # async fn run(limiter: fusebox_std::backend::RedisLimiter) {
+    /// ```
     /// use std::sync::Arc;
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig, RedisLimiter, Rules};
     /// use fusebox_std::tower::rate_limit::{key, BadKey};
     /// use fusebox_std::tower::RateLimitLayer;
     ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Connects on first use: nothing below talks to Redis.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(100)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend).build()?;
     /// let layer = RateLimitLayer::shared(Arc::new(limiter), key::header("x-api-key", 64))
     ///     .on_bad_key(BadKey::Default("anonymous".to_owned()));
     /// assert_eq!(*layer.limit().bad_key(), BadKey::Default("anonymous".to_owned()));
-    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
     /// ```
     #[must_use]
     pub fn on_bad_key(mut self, bad_key: BadKey<K>) -> Self {

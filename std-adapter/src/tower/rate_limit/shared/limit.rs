@@ -146,16 +146,22 @@ pub(super) type Deciding =
 impl<K, F> Shared<K, F> {
     /// The Redis limiter deciding for this layer.
     ///
-    /// ```no_run
-    /// # async fn run(limiter: fusebox_std::backend::RedisLimiter) {
+    /// ```
     /// use std::sync::Arc;
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig, RedisLimiter, Rules};
     /// use fusebox_std::tower::rate_limit::key;
     /// use fusebox_std::tower::RateLimitLayer;
     ///
-    /// let limiter = Arc::new(limiter);
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Connects on first use: nothing below talks to Redis.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(100)?)?;
+    /// let limiter = Arc::new(RedisLimiter::builder("api", rules, backend).build()?);
     /// let layer = RateLimitLayer::shared(Arc::clone(&limiter), key::path(128));
     /// assert!(Arc::ptr_eq(layer.limit().limiter(), &limiter));
-    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
     /// ```
     pub fn limiter(&self) -> &Arc<RedisLimiter> {
         &self.limiter
@@ -163,15 +169,22 @@ impl<K, F> Shared<K, F> {
 
     /// What a request whose key function fails gets.
     ///
-    /// ```no_run
-    /// # async fn run(limiter: fusebox_std::backend::RedisLimiter) {
+    /// ```
     /// use std::sync::Arc;
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig, RedisLimiter, Rules};
     /// use fusebox_std::tower::rate_limit::{key, BadKey};
     /// use fusebox_std::tower::RateLimitLayer;
     ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Connects on first use: nothing below talks to Redis.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(100)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend).build()?;
     /// let layer = RateLimitLayer::shared(Arc::new(limiter), key::path(128));
     /// assert_eq!(*layer.limit().bad_key(), BadKey::Reject);
-    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
     /// ```
     pub fn bad_key(&self) -> &BadKey<K> {
         &self.bad_key
@@ -181,15 +194,32 @@ impl<K, F> Shared<K, F> {
     /// longer than [`MAX_KEY_LEN`]), refused or charged to the default
     /// key (see [`BadKeys`]).
     ///
-    /// ```no_run
-    /// # async fn run(limiter: fusebox_std::backend::RedisLimiter) {
+    /// ```
     /// use std::sync::Arc;
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig, RedisLimiter, Rules};
     /// use fusebox_std::tower::rate_limit::key;
     /// use fusebox_std::tower::RateLimitLayer;
+    /// use tower::{service_fn, ServiceExt};
+    /// use tower_layer::Layer;
     ///
-    /// let layer = RateLimitLayer::shared(Arc::new(limiter), key::path(128));
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Connects on first use: nothing below talks to Redis.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(100)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend).build()?;
+    /// let layer = RateLimitLayer::shared(Arc::new(limiter), key::header("x-api-key", 64));
     /// assert_eq!(layer.limit().bad_keys().total(), 0);
-    /// # }
+    ///
+    /// let hello = service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// });
+    /// // No x-api-key: refused (400) before any round trip to Redis, and counted.
+    /// let response = layer.clone().layer(hello).oneshot(http::Request::new(())).await?;
+    /// assert_eq!(response.status(), 400);
+    /// assert_eq!(layer.limit().bad_keys().missing, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
     /// ```
     pub fn bad_keys(&self) -> BadKeys {
         self.bad_keys.read()
