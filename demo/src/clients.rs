@@ -3,7 +3,7 @@
 //! (fusebox-std's [`Policy`] with a rate limit, a circuit breaker, retries
 //! under a budget, and a [`StaleCache`] answering when it all fails).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,7 +122,9 @@ pub struct ClientCounters {
     pub attempts: AtomicU64,
     /// HTTP attempts beyond each request's first.
     pub retries: AtomicU64,
-    /// Attempts refused before the wire: breaker open or rate limited.
+    /// Requests answered without a single attempt on the wire: the
+    /// breaker or the rate limit refused the first (a request refused only
+    /// a retry made a call, and is not counted).
     pub refused_locally: AtomicU64,
 }
 
@@ -310,11 +312,11 @@ impl Protected {
     }
 
     async fn fetch(&self, key: u32, counters: &ClientCounters) -> bool {
-        let mut first = true;
+        // Whether an attempt went out: a request whose retry the breaker
+        // refused made a call, and is not short-circuited.
+        let called = AtomicBool::new(false);
         let call = self.policy.call(|| {
-            if first {
-                first = false;
-            } else {
+            if called.swap(true, Relaxed) {
                 counters.retries.fetch_add(1, Relaxed);
             }
             counters.attempts.fetch_add(1, Relaxed);
@@ -324,10 +326,12 @@ impl Protected {
             .cache
             .get_or_fetch(key, || async {
                 let result = call.await;
-                if matches!(
-                    result,
-                    Err(CallError::Open { .. } | CallError::RateLimited(_))
-                ) {
+                if !called.load(Relaxed)
+                    && matches!(
+                        result,
+                        Err(CallError::Open { .. } | CallError::RateLimited(_))
+                    )
+                {
                     counters.refused_locally.fetch_add(1, Relaxed);
                 }
                 result

@@ -106,7 +106,9 @@ pub struct RunResult {
     pub attempts: u64,
     /// Attempts beyond each request's first.
     pub retries: u64,
-    /// Requests whose last attempt the breaker or the rate limit refused.
+    /// Requests answered without a call: the breaker or the rate limit
+    /// refused their first attempt (a request refused only a retry made a
+    /// call, and is not counted).
     pub refused_locally: u64,
     /// Client-seen latency of the requests (µs), from fusebox-std's tracker.
     pub latency: Option<Latency>,
