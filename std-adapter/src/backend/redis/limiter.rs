@@ -231,11 +231,19 @@ impl RedisLimiter {
     /// [`Registry::register_redis_limiter`] is in
     /// [`Registry::to_prometheus`] already.
     ///
-    /// ```no_run
-    /// # async fn run(limiter: fusebox_std::backend::RedisLimiter) {
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig, RedisLimiter, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Connects on first use: nothing here talks to Redis.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(100)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend).build()?;
     /// let text = limiter.to_prometheus();
     /// assert!(text.contains("fusebox_redis_limiter_faults_total{name=\"api\"} 0\n"));
-    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
     /// ```
     pub fn to_prometheus(&self) -> String {
         self.metrics().to_prometheus(&self.name, self.is_degraded())
