@@ -128,6 +128,9 @@ impl Limiter {
     /// every process that uses the same Redis, prefix and limiter name;
     /// see [Backends](Self#backends).
     ///
+    /// This example connects to a Redis server, so the doctests compile
+    /// it without running it.
+    ///
     /// ```no_run
     /// use std::sync::Arc;
     /// use fusebox::bucket::Quota;

@@ -22,6 +22,9 @@ use super::watched::Watched;
 ///
 /// # Examples
 ///
+/// This example connects to a Redis server, so the doctests compile
+/// it without running it.
+///
 /// ```no_run
 /// use fusebox_std::backend::{RedisBackend, RedisConfig};
 ///

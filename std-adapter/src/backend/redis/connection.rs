@@ -26,6 +26,9 @@ use crate::redact::redact;
 ///
 /// # Examples
 ///
+/// This example connects to a Redis server, so the doctests compile
+/// it without running it.
+///
 /// ```no_run
 /// use fusebox::bucket::Quota;
 /// use fusebox_std::backend::{Backend, RedisBackend, RedisConfig, Rules};

@@ -52,6 +52,9 @@ struct Lease {
 ///
 /// # Examples
 ///
+/// This example connects to a Redis server, so the doctests compile
+/// it without running it.
+///
 /// ```no_run
 /// use std::time::Duration;
 /// use fusebox::bucket::Quota;

@@ -37,6 +37,9 @@ use crate::Registry;
 ///
 /// # Examples
 ///
+/// This example connects to a Redis server, so the doctests compile
+/// it without running it.
+///
 /// ```no_run
 /// use std::sync::Arc;
 /// use fusebox::bucket::Quota;

@@ -56,6 +56,9 @@ impl RedisConfig {
     ///
     /// # Examples
     ///
+    /// This example needs a TLS Redis server and its CA file, so the
+    /// doctests compile it without running it.
+    ///
     /// ```no_run
     /// use fusebox_std::backend::{RedisBackend, RedisConfig};
     ///

@@ -117,6 +117,9 @@ impl FleetBreakerBuilder {
     /// trip instead of one sync interval. Without it, reconciliation every
     /// sync interval alone shares decisions.
     ///
+    /// This example connects to a Redis server, so the doctests compile
+    /// it without running it.
+    ///
     /// ```no_run
     /// # use std::sync::Arc;
     /// # use fusebox::breaker::{CircuitBreaker, Config};
@@ -139,6 +142,9 @@ impl FleetBreakerBuilder {
     /// [`notifications`](Self::notifications) through the server `config`
     /// names (its URL, or a Cluster's first seed node), with its TLS
     /// settings: the backend's own config fits.
+    ///
+    /// This example connects to a Redis server, so the doctests compile
+    /// it without running it.
     ///
     /// ```no_run
     /// # use std::sync::Arc;

@@ -94,6 +94,9 @@ use crate::CallError;
 ///
 /// # Examples
 ///
+/// This example connects to a Redis server, so the doctests compile
+/// it without running it.
+///
 /// ```no_run
 /// use std::sync::Arc;
 /// use std::time::Duration;

@@ -84,6 +84,9 @@ pub const MAX_INSTANCES: usize = 1024;
 ///
 /// # Examples
 ///
+/// This example connects to a Redis server, so the doctests compile
+/// it without running it.
+///
 /// ```no_run
 /// use std::sync::Arc;
 /// use fusebox_std::backend::{FleetConfig, FleetPercentiles, RedisBackend, RedisConfig};

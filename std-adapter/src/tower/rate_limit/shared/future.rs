@@ -41,6 +41,9 @@ pin_project! {
     ///
     /// # Examples
     ///
+    /// This example connects to a Redis server, so the doctests compile
+    /// it without running it.
+    ///
     /// ```no_run
     /// # async fn run(limiter: fusebox_std::backend::RedisLimiter) -> Result<(), Box<dyn std::error::Error>> {
     /// use std::sync::Arc;

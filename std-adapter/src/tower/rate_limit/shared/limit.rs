@@ -81,6 +81,9 @@ use crate::tower::rate_limit::{BadKey, BadKeyCounter, BadKeys, Common, KeyError,
 ///
 /// # Examples
 ///
+/// This example connects to a Redis server and serves on a port, so the
+/// doctests compile it without running it.
+///
 /// ```no_run
 /// use std::sync::Arc;
 /// use fusebox::bucket::Quota;
