@@ -14,7 +14,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{AsHeaderName, HeaderName};
+use http::header::{AsHeaderName, HeaderName, InvalidHeaderName};
 use http::request::Parts;
 
 use super::KeyError;
@@ -60,7 +60,8 @@ pub const MAX_FORWARDED_LEN: usize = 1024;
 /// If `name` is not a valid header name (empty, or with a character a
 /// field name cannot have, such as a space or a colon): a constant in your
 /// code, so this fails the first time the layer is built, never on a
-/// request.
+/// request. For a name read at run time, [`try_header`] returns the error
+/// instead.
 ///
 /// # Examples
 ///
@@ -79,10 +80,40 @@ pub fn header(
     name: &str,
     max_len: usize,
 ) -> impl Fn(&Parts) -> Result<String, KeyError> + Clone + Send + Sync + 'static {
+    try_header(name, max_len)
+        .unwrap_or_else(|_| panic!("key::header: {name:?} is not a valid header name"))
+}
+
+/// [`header`] for a header name read at run time (from a configuration
+/// file or the environment): the same key function, or the error `header`
+/// panics on.
+///
+/// # Errors
+///
+/// [`InvalidHeaderName`] if `name` is empty or has a character a field
+/// name cannot have, such as a space or a colon.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::tower::rate_limit::key;
+///
+/// assert!(key::try_header("x api key", 64).is_err()); // a space
+/// let api_key = key::try_header("X-Api-Key", 64)?;
+/// let (head, ()) = http::Request::builder().header("x-api-key", "k-123").body(()).unwrap().into_parts();
+/// assert_eq!(api_key(&head), Ok("k-123".to_owned()));
+/// # Ok::<(), http::header::InvalidHeaderName>(())
+/// ```
+pub fn try_header(
+    name: &str,
+    max_len: usize,
+) -> Result<
+    impl Fn(&Parts) -> Result<String, KeyError> + Clone + Send + Sync + 'static,
+    InvalidHeaderName,
+> {
     // `from_bytes` lowercases; `from_static` would panic on any capital.
-    let name = HeaderName::from_bytes(name.as_bytes())
-        .unwrap_or_else(|_| panic!("key::header: {name:?} is not a valid header name"));
-    move |head: &Parts| bounded(head, &name, max_len).map(str::to_owned)
+    let name = HeaderName::from_bytes(name.as_bytes())?;
+    Ok(move |head: &Parts| bounded(head, &name, max_len).map(str::to_owned))
 }
 
 /// The request path (without the query) as a `String` of at most
@@ -268,6 +299,26 @@ fn bounded(head: &Parts, name: impl AsHeaderName, max_len: usize) -> Result<&str
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    /// A header name read at run time (from a configuration) is checked by
+    /// `try_header` without a panic; `header` panics on the same names.
+    #[test]
+    fn try_header_returns_what_header_panics_on() {
+        for bad in ["", "x api key", "x-api-key:", "caf\u{e9}"] {
+            assert!(try_header(bad, 8).is_err(), "{bad:?}");
+            assert!(
+                std::panic::catch_unwind(|| header(bad, 8)).is_err(),
+                "{bad:?}"
+            );
+        }
+        let key = try_header("X-Api-Key", 8).expect("a valid name");
+        let (head, ()) = http::Request::builder()
+            .header("x-api-key", "k-1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert_eq!(key(&head), Ok("k-1".to_owned()));
+    }
 
     /// Every address of one /64 is one key; neighbouring /64s, the IPv4
     /// space and IPv4-mapped addresses are each their own.
