@@ -22,6 +22,9 @@ use crate::run::state_label;
 /// arrive at once by notification; this is the backstop).
 pub const FLEET_SYNC: Duration = Duration::from_millis(100);
 
+/// The URL schemes the redis crate connects with (TCP, TLS, Unix sockets).
+const REDIS_SCHEMES: [&str; 6] = ["redis", "rediss", "redis+unix", "unix", "valkey", "valkeys"];
+
 /// The Redis the protected clients share their rate limit and breaker
 /// through: the connection, and its URL (the breaker subscribes to its
 /// changes on a connection of its own). `Debug` shows the URL redacted.
@@ -39,8 +42,23 @@ impl SharedRedis {
     ///
     /// # Errors
     ///
-    /// Redis cannot be reached; the message shows the URL redacted.
+    /// A URL without a Redis scheme, or Redis cannot be reached; the
+    /// message shows the URL redacted.
     pub async fn connect(url: &str) -> Result<Self, Box<dyn Error>> {
+        // Checked before connecting: a missing scheme (`127.0.0.1:6379`)
+        // is a slip in the command line, not a Redis that cannot be reached.
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        if !scheme.is_some_and(|scheme| {
+            REDIS_SCHEMES
+                .iter()
+                .any(|known| scheme.eq_ignore_ascii_case(known))
+        }) {
+            return Err(format!(
+                "--redis wants a redis:// or rediss:// URL (redis://[user:password@]host:port[/db]), got {}",
+                redacted_url(url)
+            )
+            .into());
+        }
         let config = RedisConfig::new(url).timeout(Duration::from_millis(50));
         let backend = RedisBackend::connect(config)
             .await
@@ -204,6 +222,25 @@ mod tests {
             version: 17,
             fleet_state: Some(State::Open),
             errors: 0,
+        }
+    }
+
+    /// A URL without the redis scheme (the usual slip: `127.0.0.1:6379`)
+    /// is named as such, not as a Redis that cannot be reached, and a
+    /// password in it is still not shown.
+    #[tokio::test]
+    async fn a_url_without_a_redis_scheme_is_named_as_such() {
+        for url in [
+            "127.0.0.1:6379",
+            "localhost:6379",
+            "http://:hunter2@127.0.0.1:6379",
+        ] {
+            let message = SharedRedis::connect(url).await.unwrap_err().to_string();
+            assert!(
+                message.contains("redis://") && !message.contains("cannot reach"),
+                "{url}: {message}"
+            );
+            assert!(!message.contains("hunter2"), "{message}");
         }
     }
 
