@@ -180,7 +180,8 @@ pub fn path(
 ///
 /// If `trusted_proxies` is 0 (with no trusted proxy the field is the
 /// client's own: key on the peer address instead). A constant in your
-/// code: this fails when the layer is built, never on a request.
+/// code: this fails when the layer is built, never on a request. For a
+/// count read at run time, [`try_forwarded_ip`] returns `None` instead.
 ///
 /// # Examples
 ///
@@ -202,11 +203,34 @@ pub fn path(
 pub fn forwarded_ip(
     trusted_proxies: usize,
 ) -> impl Fn(&Parts) -> Result<IpAddr, KeyError> + Clone + Send + Sync + 'static {
-    assert!(
-        trusted_proxies > 0,
-        "key::forwarded_ip(0): with no trusted proxy X-Forwarded-For is the client's own"
-    );
-    move |head: &Parts| {
+    try_forwarded_ip(trusted_proxies).unwrap_or_else(|| {
+        panic!("key::forwarded_ip(0): with no trusted proxy X-Forwarded-For is the client's own")
+    })
+}
+
+/// [`forwarded_ip`] for a proxy count read at run time (from a
+/// configuration file or the environment): the same key function, or
+/// `None` where `forwarded_ip` panics, for 0 trusted proxies (the field is
+/// then the client's own: key on the peer address instead).
+///
+/// # Examples
+///
+/// ```
+/// use std::net::IpAddr;
+/// use fusebox_std::tower::rate_limit::key;
+///
+/// assert!(key::try_forwarded_ip(0).is_none());
+/// let ip = key::try_forwarded_ip(1).expect("one trusted proxy");
+/// let (head, ()) = http::Request::builder().header("x-forwarded-for", "10.9.0.1, 203.0.113.9").body(()).unwrap().into_parts();
+/// assert_eq!(ip(&head), Ok("203.0.113.9".parse::<IpAddr>().unwrap()));
+/// ```
+pub fn try_forwarded_ip(
+    trusted_proxies: usize,
+) -> Option<impl Fn(&Parts) -> Result<IpAddr, KeyError> + Clone + Send + Sync + 'static> {
+    if trusted_proxies == 0 {
+        return None;
+    }
+    Some(move |head: &Parts| {
         let lines = head.headers.get_all("x-forwarded-for");
         // Read from the right, up to the chosen entry, which alone is
         // decoded: what the client wrote left of it is never read, so it
@@ -230,7 +254,7 @@ pub fn forwarded_ip(
             }
         }
         Err(KeyError::Missing)
-    }
+    })
 }
 
 /// The network a client address stands for, as a rate-limit key: an IPv4
@@ -302,6 +326,21 @@ mod tests {
 
     /// A header name read at run time (from a configuration) is checked by
     /// `try_header` without a panic; `header` panics on the same names.
+    /// A proxy count read at run time is checked by `try_forwarded_ip`
+    /// without a panic; `forwarded_ip` panics on the same count.
+    #[test]
+    fn try_forwarded_ip_returns_none_where_forwarded_ip_panics() {
+        assert!(try_forwarded_ip(0).is_none());
+        assert!(std::panic::catch_unwind(|| forwarded_ip(0)).is_err());
+        let ip = try_forwarded_ip(1).expect("one trusted proxy");
+        let (head, ()) = http::Request::builder()
+            .header("x-forwarded-for", "10.9.0.1, 203.0.113.9")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert_eq!(ip(&head), Ok("203.0.113.9".parse::<IpAddr>().unwrap()));
+    }
+
     #[test]
     fn try_header_returns_what_header_panics_on() {
         for bad in ["", "x api key", "x-api-key:", "caf\u{e9}"] {
