@@ -1,7 +1,7 @@
 //! Scenarios from peer crates' own suites, re-expressed against
 //! fusebox-std's limiter waits, bulkhead, `Policy` cancellation and the
 //! tower `RateLimitLayer`, with expectations from fusebox-std's documented
-//! contract (rustdoc, README, DESIGN.md): tower's `limit/rate`,
+//! contract (rustdoc and README): tower's `limit/rate`,
 //! `limit/concurrency`, `timeout`, `load_shed` and tower#794 (a limit per
 //! clone), governor's waiting (`until_ready`, fairness), Resilience4j's and
 //! Polly's bulkhead specs, tower_governor's headers and error responses,

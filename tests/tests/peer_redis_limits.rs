@@ -1,7 +1,7 @@
 //! Scenarios of the test suites of Redis rate limiters that fusebox's
 //! shared limiter is a peer of, re-expressed against fusebox's documented
 //! contract (the `backend` module's docs, `Decision`, `Degrade`,
-//! `RedisLimiter`, DESIGN.md "Redis: the distributed engine"), on a real
+//! `RedisLimiter`), on a real
 //! redis-server and, where the contract is the same, on the
 //! `MemoryBackend` too, decision for decision:
 //!
