@@ -72,6 +72,11 @@ step cargo clippy -p fusebox --all-targets -- -D warnings
 for t in "${THUMBS[@]}"; do
     step cargo clippy -p fusebox --target "$t" --features defmt,serde,embassy-time,time-window,half-open-timeout -- -D warnings
 done
+# The adapter's features one at a time (the workspace build unifies them:
+# a test needing `http` once compiled only with it on).
+for f in "" tower http redis; do
+    step cargo clippy -p fusebox-std --all-targets --no-default-features --features "$f" -- -D warnings
+done
 # The libraries' docs: a broken intra-doc link is an error.
 step env RUSTDOCFLAGS="-D warnings" cargo doc -p fusebox -p fusebox-std --no-deps --all-features
 done_layer
