@@ -160,3 +160,54 @@ fn a_time_window_config_needs_the_feature() {
     let err = serde_json::from_value::<Config>(value).unwrap_err();
     assert!(err.to_string().contains("time-window"), "{err}");
 }
+
+/// A wire config whose fields the decoded `Config` could not hold: every
+/// setting of the builder is validated, none is dropped on the way in.
+/// `failure_count` or a time interval without time-window buckets (a
+/// hand-edited file that forgot `time_buckets`) is what the builder
+/// refuses as `failure_count` without `time_window` or a window out of
+/// range; in a build without the `time-window` feature it is refused too.
+#[test]
+fn a_time_window_setting_without_its_buckets_is_rejected_not_dropped() {
+    let mut value = serde_json::to_value(config()).unwrap();
+    value["failure_count"] = 5.into();
+    let err = serde_json::from_value::<Config>(value).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("failure_count needs a time_window"),
+        "{err}"
+    );
+
+    // A rate policy over the default window, which a time window could
+    // replace without conflict.
+    let rate = Config::builder().failure_rate(50).build().unwrap();
+    let mut value = serde_json::to_value(rate).unwrap();
+    value["time_interval"] = 15_000_000.into();
+    let err = serde_json::from_value::<Config>(value).unwrap_err();
+    let expected = if cfg!(feature = "time-window") {
+        "time_window needs a power-of-two bucket count"
+    } else {
+        "needs the `time-window` feature"
+    };
+    assert!(err.to_string().contains(expected), "{err}");
+}
+
+/// A time-window config with a count-based `window` beside it: the
+/// builder refuses the pair (`TimeWindowConflict`), so deserialising does.
+#[cfg(feature = "time-window")]
+#[test]
+fn a_time_window_config_with_a_count_window_is_rejected() {
+    let config = Config::builder()
+        .time_window(Duration::from_secs(60), 4)
+        .failure_rate(50)
+        .build()
+        .unwrap();
+    let mut value = serde_json::to_value(config).unwrap();
+    value["window"] = 10.into();
+    let err = serde_json::from_value::<Config>(value).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("time_window cannot be combined with a count-based window"),
+        "{err}"
+    );
+}

@@ -1,7 +1,7 @@
 //! `serde` support for [`Config`]: deserialising goes through the builder,
 //! so a hostile or hand-edited config is validated like any other.
 
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, MAX_WINDOW};
 use crate::Duration;
 
 /// The wire form of [`Config`]; field names match its `Serialize` output.
@@ -21,12 +21,10 @@ pub(crate) struct ConfigRepr {
     max_half_open: Duration,
     /// µs per time-window bucket; 0 (or absent): count-based window.
     #[serde(default)]
-    #[cfg_attr(not(feature = "time-window"), allow(dead_code))]
     time_interval: u32,
     #[serde(default)]
     time_buckets: u8,
     #[serde(default)]
-    #[cfg_attr(not(feature = "time-window"), allow(dead_code))]
     failure_count: u8,
 }
 
@@ -43,10 +41,19 @@ impl TryFrom<ConfigRepr> for Config {
         if !r.max_half_open.is_zero() {
             b = max_half_open(b, r.max_half_open)?;
         }
-        if r.time_buckets == 0 {
+        // Every time-window field goes to the builder, so that one without
+        // the others is refused as the builder refuses it (an interval
+        // without buckets, `failure_count` without a time window, a
+        // count-based window beside one), never dropped.
+        let timed = r.time_buckets != 0 || r.time_interval != 0;
+        if !timed || r.window != MAX_WINDOW {
             b = b.window(r.window);
-        } else {
+        }
+        if timed {
             b = time_window(b, &r)?;
+        } else if r.failure_count != 0 {
+            // Refused by `build`: `FailureCountNeedsTimeWindow`.
+            b.failure_count = Some(u32::from(r.failure_count));
         }
         if r.consecutive_failures != 0 {
             b = b.consecutive_failures(u32::from(r.consecutive_failures));
