@@ -90,6 +90,11 @@ step cargo test -p fusebox --features serde,std
 # built that set without the workspace's unification. The core with each:
 step cargo test -p fusebox --features time-window,serde --test breaker_time_scenarios --test serde
 step cargo test -p fusebox --features half-open-timeout,serde --test breaker_half_open_timeout --test serde
+# `EmbassyClock` on a driver defined by the test, at a tick rate that is
+# not 1 MHz (the common 32 768 Hz RTC; the rates' arithmetic is unit-tested
+# in `time.rs` for all of them). Never mixed into a workspace run: the test
+# is the build's one embassy-time driver.
+step cargo test -p fusebox --features embassy-time,embassy-time/tick-hz-32_768 --test embassy_clock
 # A server binary with nothing but `features = ["std"]` links and runs.
 step cargo run -q -p fusebox-std-link
 # The README's first command, once, on a short storm: it must exit 0 and

@@ -303,10 +303,39 @@ pub struct EmbassyClock;
 
 #[cfg(feature = "embassy-time")]
 impl Clock for EmbassyClock {
+    /// The driver's ticks in whole microseconds (rounded down), at any
+    /// `tick-hz-*` rate and any uptime, saturating at [`Instant::MAX`].
     fn now(&self) -> Instant {
-        Instant(embassy_time::Instant::now().as_micros())
+        let ticks = embassy_time::Instant::now().as_ticks();
+        Instant(ticks_to_micros(ticks, embassy_time::TICK_HZ))
     }
 }
+
+/// `ticks` of a `hz` clock in whole microseconds, rounded down, saturating
+/// at `u64::MAX`: never wrapping, so never going backwards.
+///
+/// Not embassy-time's `Instant::as_micros`, which multiplies the ticks
+/// first and so overflows (panicking with overflow checks, wrapping back
+/// towards zero without) once `ticks · 10⁶ / gcd(hz, 10⁶)` leaves a `u64`:
+/// after 2.2 years of uptime at `tick-hz-16_777_216`, 35.7 years at
+/// `tick-hz-1_048_576`, 1 142 years at `tick-hz-32_768`.
+#[cfg_attr(not(feature = "embassy-time"), allow(dead_code))]
+const fn ticks_to_micros(ticks: u64, hz: u64) -> u64 {
+    const MICROS: u64 = 1_000_000;
+    if hz % MICROS == 0 {
+        // 1 MHz and its multiples: a division, which cannot overflow.
+        return ticks / (hz / MICROS);
+    }
+    let whole = (ticks / hz).saturating_mul(MICROS);
+    // `rem < hz`, and `hz · 10⁶` fits a u64 (checked below).
+    let part = ticks % hz * MICROS / hz;
+    whole.saturating_add(part)
+}
+
+// Every rate embassy-time offers (up to 5.24 GHz) fits the remainder's
+// product in `ticks_to_micros`.
+#[cfg(feature = "embassy-time")]
+const _: () = assert!(embassy_time::TICK_HZ != 0 && embassy_time::TICK_HZ <= u64::MAX / 1_000_000);
 
 #[cfg(all(test, not(loom)))]
 mod tests {
@@ -324,6 +353,49 @@ mod tests {
         assert_eq!(Duration::from_secs(u64::MAX), Duration::MAX);
         assert_eq!(Instant::from_millis(u64::MAX), Instant::MAX);
         assert_eq!(Instant::MAX.checked_add(Duration::from_micros(1)), None);
+    }
+
+    /// The driver's ticks in µs at embassy-time's tick rates (1 Hz to
+    /// 5.24 GHz, the powers of two included) against the exact quotient,
+    /// at every uptime a `u64` of ticks reaches.
+    #[test]
+    fn ticks_convert_exactly_and_saturate() {
+        for hz in [
+            1u64,
+            10,
+            32_768,
+            1_000_000,
+            1_048_576,
+            10_240_000,
+            16_777_216,
+            80_000_000,
+            5_242_880_000,
+        ] {
+            let mut previous = 0;
+            let mut ticks = [
+                0,
+                1,
+                hz - 1,
+                hz,
+                hz + 1,
+                1 << 32,
+                3 * 365 * 86_400 * hz,
+                u64::MAX / 15_625,
+                u64::MAX / 15_625 + 1,
+                u64::MAX / 2,
+                u64::MAX - 1,
+                u64::MAX,
+            ];
+            ticks.sort_unstable();
+            for t in ticks {
+                let exact = u128::from(t) * 1_000_000 / u128::from(hz);
+                let expected = u64::try_from(exact).unwrap_or(u64::MAX);
+                let got = ticks_to_micros(t, hz);
+                assert_eq!(got, expected, "{t} ticks at {hz} Hz");
+                assert!(got >= previous, "{t} ticks at {hz} Hz went back");
+                previous = got;
+            }
+        }
     }
 
     #[test]
