@@ -33,7 +33,14 @@ pub struct Snapshot {
     pub window_failures: u64,
     /// Slow calls in the window; bit 0 is the oldest.
     pub window_slow: u64,
-    /// The counters.
+    /// The counters ([`CircuitBreaker::metrics`]), made possible where they
+    /// are not, so that [`CircuitBreaker::restore`] accepts every snapshot:
+    /// the counters wrap (at 2³² on 32-bit microcontrollers, after about 50
+    /// days at 1 000 calls a second) and are read one by one, which can
+    /// leave more slow calls than recorded ones, or (from restored values)
+    /// a sum past `u64::MAX`. Slow calls are then capped at the recorded
+    /// calls, and successes, failures, ignored, abandoned and rejected
+    /// calls, in that order, at what is left of `u64::MAX`.
     pub metrics: Metrics,
 }
 
@@ -144,7 +151,7 @@ impl CircuitBreaker {
             window_calls: window.calls,
             window_failures: window.failures,
             window_slow: window.slow,
-            metrics: self.metrics(),
+            metrics: restorable(self.metrics()),
         }
     }
 
@@ -251,6 +258,25 @@ impl CircuitBreaker {
         c.ignored.set(m.ignored);
         Ok(())
     }
+}
+
+/// `m` made possible for [`validate_fields`] (see [`Snapshot::metrics`]);
+/// unchanged when it already is.
+fn restorable(mut m: Metrics) -> Metrics {
+    let mut room = u64::MAX;
+    for count in [
+        &mut m.successes,
+        &mut m.failures,
+        &mut m.ignored,
+        &mut m.abandoned,
+        &mut m.rejected,
+    ] {
+        *count = (*count).min(room);
+        room -= *count;
+    }
+    // At most `u64::MAX` together (above).
+    m.slow_calls = m.slow_calls.min(m.successes + m.failures);
+    m
 }
 
 /// The checks of a snapshot that do not depend on the configuration:
