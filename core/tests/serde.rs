@@ -211,3 +211,71 @@ fn a_time_window_config_with_a_count_window_is_rejected() {
         "{err}"
     );
 }
+
+/// `text` as a tool that reads JSON numbers as IEEE doubles writes it back
+/// (JavaScript's `JSON.parse` then `JSON.stringify`: integers print in
+/// full, rounded to 53 bits).
+fn through_doubles(text: &str) -> String {
+    use std::fmt::Write as _;
+
+    let mut out = String::new();
+    let mut digits = String::new();
+    for c in text.chars().chain(core::iter::once(' ')) {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        if !digits.is_empty() {
+            let double: f64 = digits.parse().unwrap();
+            write!(out, "{double}").unwrap();
+            digits.clear();
+        }
+        out.push(c);
+    }
+    out.pop();
+    out
+}
+
+/// A config is written with numbers every common format keeps: none
+/// above 2⁵³ (exact as a double, so JavaScript and other double-based JSON
+/// tools keep it; within TOML's `i64`). A config without a slow-call
+/// policy holds its threshold as `Duration::MAX` (2⁶⁴ − 1 µs), which must
+/// not reach the wire: through doubles it became 18 446 744 073 709 552 000,
+/// which no `u64` reads back, so the config could not be read at all.
+#[test]
+fn a_config_survives_a_tool_that_reads_numbers_as_doubles() {
+    let mut configs = vec![
+        config(),
+        Config::builder().consecutive_failures(5).build().unwrap(),
+        Config::builder()
+            .failure_rate(50)
+            .window(20)
+            .build()
+            .unwrap(),
+        Config::builder()
+            .slow_call(Config::MAX_SLOW_THRESHOLD, 100)
+            .open_for(Config::MAX_OPEN_FOR)
+            .build()
+            .unwrap(),
+    ];
+    #[cfg(feature = "time-window")]
+    configs.push(
+        Config::builder()
+            .time_window(Duration::from_secs(60), 4)
+            .failure_count(5)
+            .build()
+            .unwrap(),
+    );
+    for config in configs.drain(..) {
+        let json = serde_json::to_string(&config).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for (field, number) in value.as_object().unwrap() {
+            let n = number.as_u64().unwrap();
+            assert!(n <= 1 << 53, "{field} = {n} in {json}");
+        }
+        let edited = through_doubles(&json);
+        let back: Config = serde_json::from_str(&edited)
+            .unwrap_or_else(|e| panic!("{e}: {edited} (written as {json})"));
+        assert_eq!(back, config, "{edited}");
+    }
+}

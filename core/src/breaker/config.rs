@@ -47,6 +47,11 @@ pub struct Config {
     pub(crate) minimum_calls: u8,
     pub(crate) half_open_permits: u8,
     pub(crate) close_after: u8,
+    /// `Duration::MAX` without a slow-call policy (written as 0, see `ser`).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "super::ser::slow_threshold")
+    )]
     pub(crate) slow_threshold: Duration,
     pub(crate) open_for: Duration,
     pub(crate) max_open_for: Duration,

@@ -1,6 +1,7 @@
 //! `serde` support for [`Config`]: deserialising goes through the builder,
 //! so a hostile or hand-edited config is validated like any other.
 
+use super::live::MAX_SLOW_THRESHOLD_MICROS;
 use super::{Config, ConfigError, MAX_WINDOW};
 use crate::Duration;
 
@@ -66,6 +67,25 @@ impl TryFrom<ConfigRepr> for Config {
         }
         b.build()
     }
+}
+
+/// How [`Config`] writes its slow-call threshold: as it is, or 0 for none
+/// (held as `Duration::MAX`, whose 2⁶⁴ − 1 µs TOML cannot hold and
+/// double-based JSON tools round to a number no `u64` reads back). Every
+/// number a config is written with is then at most 2³⁴ (`MAX_OPEN_FOR`).
+/// [`ConfigRepr`] ignores the threshold when the slow rate is 0, so the
+/// config reads back unchanged.
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` signature
+pub(crate) fn slow_threshold<S: serde::Serializer>(
+    threshold: &Duration,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let wire = if threshold.as_micros() > MAX_SLOW_THRESHOLD_MICROS {
+        Duration::ZERO
+    } else {
+        *threshold
+    };
+    serde::Serialize::serialize(&wire, s)
 }
 
 /// The time-window settings of `r` (a time window was serialised).
