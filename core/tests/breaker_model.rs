@@ -342,16 +342,10 @@ impl Model {
 
     /// Whether `restore` accepts `s` under the current configuration (the
     /// `SnapshotError` docs): no count at or past a threshold.
-    fn restorable(&self, s: &Snapshot) -> bool {
-        match s.state {
-            State::Closed => {
-                s.consecutive_failures <= 255
-                    && (self.p.consecutive == 0
-                        || u32::from(s.consecutive_failures) < self.p.consecutive)
-            }
-            State::HalfOpen => u32::from(s.half_open_successes) < self.p.close_after,
-            _ => true,
-        }
+    fn restorable(s: &Snapshot) -> bool {
+        // Only a count out of its range is refused: a snapshot of another
+        // configuration is fitted to this one (`restore`'s docs).
+        s.state != State::Closed || s.consecutive_failures <= 255
     }
 
     fn trip(&mut self, reopens: u32, now: u64) {
@@ -617,13 +611,18 @@ impl Model {
     /// expired), earlier permits stale.
     fn restore(&mut self, s: &Snapshot, now: u64) {
         let phase = match s.state {
+            // A count that reaches this configuration's threshold (or
+            // `close_after`) is restored one short of it.
             State::Closed => Phase::Closed {
-                streak: u32::from(s.consecutive_failures),
+                streak: match self.p.consecutive {
+                    0 => u32::from(s.consecutive_failures),
+                    threshold => u32::from(s.consecutive_failures).min(threshold - 1),
+                },
             },
             State::HalfOpen => Phase::HalfOpen {
                 reopens: u32::from(s.reopen_streak),
                 in_flight: 0,
-                successes: u32::from(s.half_open_successes),
+                successes: u32::from(s.half_open_successes).min(self.p.close_after - 1),
             },
             State::Open => {
                 let reopens = u32::from(s.reopen_streak);
@@ -1224,7 +1223,7 @@ impl<'a> Sim<'a> {
             Op::RestoreSaved { idx } => self.restore(self.saved[idx], self.clock)?,
             Op::Migrate { origin } => {
                 let (snap, msnap) = self.snapshots(self.clock)?;
-                if !self.m.restorable(&msnap) {
+                if !Model::restorable(&msnap) {
                     // Not a state a process can start from under this
                     // configuration (a count past a lowered threshold).
                     return Ok((Obs::Nothing, Obs::Nothing, self.clock));
@@ -1303,7 +1302,7 @@ impl<'a> Sim<'a> {
         (snap, msnap): (Snapshot, Snapshot),
         now: u64,
     ) -> Result<(Obs, Obs, u64), TestCaseError> {
-        let want = if self.m.restorable(&msnap) {
+        let want = if Model::restorable(&msnap) {
             self.m.restore(&msnap, now);
             Obs::Restored
         } else {
@@ -2171,23 +2170,23 @@ fn restore_into_another_configuration() {
     );
 
     // A closed snapshot with more failures in a row than `narrow` trips at
-    // is refused, and nothing changes.
+    // is fitted to it (`restore`'s docs): one short of its threshold, so
+    // the next failure trips; a permit issued before is stale.
     let a = CircuitBreaker::new(wide);
     for i in 0..3 {
         fail(&a, i);
     }
     let d = CircuitBreaker::new(narrow);
     let permit = acquire_ok(&d, 0);
-    assert_eq!(fail(&d, 0), None);
-    let before = d.snapshot(at(0));
+    d.restore(&a.snapshot(at(5)), at(5)).unwrap();
+    let threshold = narrow.consecutive_failures().unwrap();
+    assert_eq!(d.snapshot(at(5)).consecutive_failures, threshold - 1);
+    assert_eq!(d.state(at(5)), State::Closed);
+    assert_eq!(permit.record(Outcome::Failure, at(6), Duration::ZERO), None);
     assert_eq!(
-        d.restore(&a.snapshot(at(5)), at(5)),
-        Err(fusebox::breaker::SnapshotError::ConsecutiveFailures(3))
+        d.snapshot(at(6)).consecutive_failures,
+        threshold - 1,
+        "stale"
     );
-    assert_eq!(d.snapshot(at(5)), before);
-    // The permit is still current: its failure is the second in a row.
-    assert_eq!(
-        permit.record(Outcome::Failure, at(6), Duration::ZERO),
-        Some(tr(State::Closed, State::Open, 6))
-    );
+    assert_eq!(fail(&d, 7), Some(tr(State::Closed, State::Open, 7)));
 }

@@ -44,17 +44,15 @@ pub struct Snapshot {
     pub metrics: Metrics,
 }
 
-/// Why [`CircuitBreaker::restore`] refused a snapshot (corrupt, hostile, or
-/// from an incompatible configuration). The breaker is left unchanged.
+/// Why [`CircuitBreaker::restore`] refused a snapshot (corrupt or hostile:
+/// a snapshot of another configuration is fitted, not refused). The
+/// breaker is left unchanged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum SnapshotError {
-    /// `consecutive_failures` reached the trip threshold (the breaker could
-    /// not be closed with that count), or is above 255 (the count's range).
+    /// `consecutive_failures` above 255 (the count's range).
     ConsecutiveFailures(u16),
-    /// `half_open_successes` reached `close_after`.
-    HalfOpenSuccesses(u8),
     /// `reopen_streak` above 15.
     ReopenStreak(u8),
     /// `window_calls` above 64, or outcome bits set beyond it.
@@ -76,9 +74,8 @@ impl fmt::Display for SnapshotError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::ConsecutiveFailures(n) => {
-                write!(f, "{n} consecutive failures reach the trip threshold")
+                write!(f, "{n} consecutive failures, above the count's range (255)")
             }
-            Self::HalfOpenSuccesses(n) => write!(f, "{n} half-open successes reach close_after"),
             Self::ReopenStreak(n) => write!(f, "re-open streak {n} above {MAX_STREAK}"),
             Self::Window => f.write_str("sliding-window data out of range"),
             Self::OpenRemaining => f.write_str("open state without a valid remaining time"),
@@ -159,14 +156,20 @@ impl CircuitBreaker {
     /// relative, so clocks with different origins are fine).
     ///
     /// Trials in flight are not restored; permits issued before the restore
-    /// become stale. A window larger than this breaker's keeps its newest
-    /// outcomes; an open time longer than this configuration allows is
-    /// shortened to it.
+    /// become stale. A snapshot taken under another configuration is
+    /// fitted to this one, never refused for it: a window larger than this
+    /// breaker's keeps its newest outcomes; an open time longer than this
+    /// configuration allows is shortened to it; a closed count of failures
+    /// in a row that reaches this trip threshold is restored one short of
+    /// it (the next failure trips), and half-open successes that reach
+    /// `close_after` one short of that (the next success closes). A service
+    /// restarted with a lower threshold thus keeps its breaker's state
+    /// instead of losing it (a half-open breaker starting closed).
     ///
     /// # Errors
     ///
-    /// [`SnapshotError`] if a field is out of range for this configuration;
-    /// nothing is changed then.
+    /// [`SnapshotError`] if a field is out of its range (corrupt or hostile
+    /// data); nothing is changed then.
     pub fn restore(&self, snapshot: &Snapshot, now: Instant) -> Result<(), SnapshotError> {
         let cfg = &self.config.load();
         let s = snapshot;
@@ -197,12 +200,15 @@ impl CircuitBreaker {
             State::Closed => {
                 let threshold = cfg.consecutive_failures;
                 // The count is kept with the policy off too (up to 255).
-                if (threshold != 0 && s.consecutive_failures >= threshold)
-                    || u32::from(s.consecutive_failures) > word::MAX_CONSECUTIVE
-                {
+                if u32::from(s.consecutive_failures) > word::MAX_CONSECUTIVE {
                     return Err(SnapshotError::ConsecutiveFailures(s.consecutive_failures));
                 }
-                let failures = s.consecutive_failures;
+                // Taken under a higher threshold: one short of this one.
+                let failures = if threshold != 0 {
+                    s.consecutive_failures.min(threshold - 1)
+                } else {
+                    s.consecutive_failures
+                };
                 let cursor = if windowed {
                     Window::restored_cursor(outcomes.calls)
                 } else {
@@ -211,11 +217,10 @@ impl CircuitBreaker {
                 Word::closed(0, u32::from(failures), cursor)
             }
             State::HalfOpen => {
-                if s.half_open_successes >= cfg.close_after {
-                    return Err(SnapshotError::HalfOpenSuccesses(s.half_open_successes));
-                }
+                // Taken under a higher `close_after`: one short of this one.
+                let successes = s.half_open_successes.min(cfg.close_after.saturating_sub(1));
                 let streak = u32::from(s.reopen_streak);
-                Word::half_open(0, streak, 0, u32::from(s.half_open_successes))
+                Word::half_open(0, streak, 0, u32::from(successes))
             }
             State::Open => {
                 // A snapshot's remaining time includes the deadline's

@@ -612,19 +612,10 @@ fn restore_rejects_corrupt_snapshots_and_changes_nothing() {
     let cases = [
         (
             Snapshot {
-                consecutive_failures: 3,
+                consecutive_failures: 256,
                 ..good
             },
-            SnapshotError::ConsecutiveFailures(3),
-        ),
-        (
-            Snapshot {
-                state: State::HalfOpen,
-                consecutive_failures: 0,
-                half_open_successes: 2,
-                ..good
-            },
-            SnapshotError::HalfOpenSuccesses(2),
+            SnapshotError::ConsecutiveFailures(256),
         ),
         (
             Snapshot {
@@ -671,6 +662,51 @@ fn restore_rejects_corrupt_snapshots_and_changes_nothing() {
         assert_eq!(b.restore(&bad, T0), Err(err), "{bad:?}");
         assert_eq!(b.snapshot(T0), good, "unchanged after {err}");
     }
+}
+
+#[test]
+fn a_snapshot_of_a_looser_config_is_fitted_not_refused() {
+    // Taken under a trip threshold of 5 and `close_after` 4, restored
+    // where they are 3 and 2 (a service restarted with a stricter config).
+    let loose = consecutive(5)
+        .close_after(4)
+        .half_open_permits(4)
+        .build()
+        .unwrap();
+    let strict = consecutive(3)
+        .close_after(2)
+        .half_open_permits(4)
+        .build()
+        .unwrap();
+    let a = CircuitBreaker::new(loose);
+    for _ in 0..4 {
+        fail(&a, T0);
+    }
+    let closed = a.snapshot(T0);
+    assert_eq!(closed.consecutive_failures, 4);
+    let b = CircuitBreaker::new(strict);
+    b.restore(&closed, T0).unwrap();
+    assert_eq!(b.snapshot(T0).consecutive_failures, 2, "one short of 3");
+    assert_eq!(b.state(T0), State::Closed);
+    fail(&b, T0);
+    assert_eq!(b.state(T0), State::Open, "the next failure trips");
+
+    let half_open = Snapshot {
+        state: State::HalfOpen,
+        consecutive_failures: 0,
+        half_open_successes: 3,
+        window_calls: 0,
+        window_failures: 0,
+        window_slow: 0,
+        ..closed
+    };
+    let c = CircuitBreaker::new(strict);
+    c.restore(&half_open, T0).unwrap();
+    assert_eq!(c.state(T0), State::HalfOpen, "not closed, not refused");
+    assert_eq!(c.snapshot(T0).half_open_successes, 1, "one short of 2");
+    let trial = c.try_acquire(T0).unwrap();
+    trial.record(Outcome::Success, T0, Duration::ZERO);
+    assert_eq!(c.state(T0), State::Closed, "the next success closes");
 }
 
 #[test]
