@@ -194,7 +194,7 @@ impl RedisConfig {
             None => redis::Client::open(url),
             Some(certificates) => redis::Client::build_with_tls(url, certificates),
         }
-        .map_err(|e| fault(&e))
+        .map_err(|e| setup_fault(&e))
     }
 
     pub(super) fn manager_config(&self) -> ConnectionManagerConfig {
@@ -257,6 +257,20 @@ fn shown_url(url: &str) -> String {
     redact(parsed.as_str()).into_owned()
 }
 
+/// A redis error met before anything is dialled (reading a URL, building
+/// a client): a URL that does not parse is the configuration's error, not
+/// an outage ([`BackendError::is_fault`] is false for it, so no `Degrade`
+/// policy hides it); a TLS setting refused stays a TLS error.
+pub(super) fn setup_fault(e: &redis::RedisError) -> BackendError {
+    if e.kind() == redis::ErrorKind::InvalidClientConfig && !tls::is_tls_error(e) {
+        BackendError::InvalidConfig(
+            "the Redis URL does not parse (redis://, rediss:// or unix:// with a host or path)",
+        )
+    } else {
+        fault(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::RedisConfig;
@@ -293,5 +307,26 @@ mod tests {
             shown.contains("redis://app:***@cache:6379/2?protocol=resp3"),
             "the rest is shown as it is: {shown}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_url_that_does_not_parse_is_a_config_error_not_an_outage() {
+        use crate::backend::{BackendError, RedisBackend};
+        for url in [
+            "127.0.0.1:6379",
+            "http://127.0.0.1:6379",
+            "redis://",
+            "not a url s3cret",
+        ] {
+            for result in [
+                RedisBackend::connect_lazy(RedisConfig::new(url)).map(drop),
+                RedisBackend::connect(RedisConfig::new(url)).await.map(drop),
+            ] {
+                let e = result.expect_err(url);
+                assert!(matches!(e, BackendError::InvalidConfig(_)), "{url}: {e:?}");
+                assert!(!e.is_fault(), "a Degrade policy must not apply to {url}");
+                assert!(!e.to_string().contains("s3cret"));
+            }
+        }
     }
 }

@@ -62,11 +62,11 @@ impl RedisBackend {
     /// # Errors
     ///
     /// [`BackendError::InvalidConfig`] for a zero command or connect
-    /// timeout, [`BackendError::Auth`] for refused credentials,
-    /// [`BackendError::Tls`] for a certificate refused either way (or
-    /// certificates that cannot be read, or given for a `redis://` URL),
-    /// [`BackendError::Unavailable`] for a bad URL or an unreachable
-    /// server, [`BackendError::Timeout`] after the connect timeout; no
+    /// timeout or a URL that does not parse, [`BackendError::Auth`] for
+    /// refused credentials, [`BackendError::Tls`] for a certificate
+    /// refused either way (or certificates that cannot be read, or given
+    /// for a `redis://` URL), [`BackendError::Unavailable`] for an
+    /// unreachable server, [`BackendError::Timeout`] after the connect timeout; no
     /// message carries the URL's password or the client key.
     pub async fn connect(config: RedisConfig) -> Result<Self, BackendError> {
         config.check()?;
@@ -127,9 +127,8 @@ impl RedisBackend {
     /// # Errors
     ///
     /// [`BackendError::InvalidConfig`] for a zero command or connect
-    /// timeout, or when called outside a Tokio runtime;
-    /// [`BackendError::Unavailable`] for a URL that cannot be
-    /// parsed; [`BackendError::Tls`] for certificates that cannot be read
+    /// timeout, a URL that cannot be parsed, or when called outside a
+    /// Tokio runtime; [`BackendError::Tls`] for certificates that cannot be read
     /// (a server's certificate is checked on first use).
     pub fn connect_lazy(config: RedisConfig) -> Result<Self, BackendError> {
         config.check()?;

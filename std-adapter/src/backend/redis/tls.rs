@@ -17,7 +17,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::super::BackendError;
 use super::config::RedisConfig;
-use super::connection::fault;
 use crate::redact::MASK;
 
 /// The PEM texts given to a [`RedisConfig`]; empty: the system's roots, no
@@ -162,7 +161,9 @@ fn check_certificates(pem: &[u8], what: &str) -> Result<(), BackendError> {
 
 /// Whether `url` asks for TLS (`rediss://`).
 pub(super) fn is_tls_url(url: &str) -> Result<bool, BackendError> {
-    let info = url.into_connection_info().map_err(|e| fault(&e))?;
+    let info = url
+        .into_connection_info()
+        .map_err(|e| super::config::setup_fault(&e))?;
     Ok(matches!(info.addr(), ConnectionAddr::TcpTls { .. }))
 }
 
@@ -243,6 +244,7 @@ pub(super) fn is_tls_error(e: &redis::RedisError) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::connection::fault;
     use super::*;
 
     const KEY: &str =
