@@ -9,7 +9,6 @@ mod tower_common;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -133,14 +132,10 @@ async fn a_client_that_hangs_up_abandons_its_permit() {
     started.notified().await;
     drop(stream);
     // hyper notices the closed connection and drops the response future.
-    let abandoned = async {
-        while breaker.metrics().abandoned == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), abandoned)
-        .await
-        .expect("the permit is abandoned");
+    tower_common::eventually("the permit is abandoned", || {
+        breaker.metrics().abandoned == 1
+    })
+    .await;
     let m = breaker.metrics();
     assert_eq!((m.abandoned, m.failures, m.successes), (1, 0, 0));
 }
@@ -214,14 +209,7 @@ async fn tonic_serves_grpc_through_both_layers() {
         .serve_with_incoming(ok, tonic::transport::server::TcpIncoming::from(listener));
     let running = tokio::spawn(server);
 
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut client, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let mut client = tower_common::h2_client(addr).await;
     let call = || {
         http::Request::post(format!("http://{addr}/echo.Echo/Say"))
             .header("content-type", "application/grpc")

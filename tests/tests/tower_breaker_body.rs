@@ -6,7 +6,6 @@
 mod tower_common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::routing::get as route;
@@ -107,14 +106,10 @@ async fn a_client_hanging_up_mid_stream_abandons_the_permit() {
     assert_eq!(counts(breaker.metrics()), (0, 0, 0), "still streaming");
     drop(stream);
     // hyper notices the closed connection and drops the body.
-    let abandoned = async {
-        while breaker.metrics().abandoned == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), abandoned)
-        .await
-        .expect("the permit is abandoned");
+    tower_common::eventually("the permit is abandoned", || {
+        breaker.metrics().abandoned == 1
+    })
+    .await;
     assert_eq!(counts(breaker.metrics()), (0, 0, 1));
 }
 

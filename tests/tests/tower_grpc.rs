@@ -166,14 +166,7 @@ async fn answers_to(
     n: usize,
     body: &'static [u8],
 ) -> Vec<http::HeaderMap> {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut client, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let mut client = tower_common::h2_client(addr).await;
     let mut statuses = Vec::new();
     for _ in 0..n {
         let request = http::Request::post(format!("http://{addr}/echo.Echo/{method}"))

@@ -113,3 +113,38 @@ pub async fn read_reply(stream: &mut TcpStream) -> Reply {
         body,
     }
 }
+
+/// An HTTP/2 connection to `addr` (prior knowledge, as gRPC speaks), its
+/// driver spawned: the handle sends requests with `B` bodies.
+pub async fn h2_client<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (client, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    client
+}
+
+/// Waits until `done` holds, polling every 5 ms; panics naming `what`
+/// after 5 s (a bound on a hang, not a measure of speed).
+pub async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let wait = async {
+        while !done() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+        .await
+        .is_err()
+    {
+        panic!("not within 5 s: {what}");
+    }
+}
