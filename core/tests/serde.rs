@@ -279,3 +279,24 @@ fn a_config_survives_a_tool_that_reads_numbers_as_doubles() {
         assert_eq!(back, config, "{edited}");
     }
 }
+
+/// A quota written by a server (where every rate's own burst fits) and
+/// read by firmware: 100 an hour with a burst of 5 fits a 32-bit word (a
+/// 3-minute span) though the hour-long span of a burst of 100 does not,
+/// and reads back as the same quota on every target. One whose burst does
+/// not fit is refused there, with the validation's message.
+#[test]
+fn a_quota_whose_burst_fits_deserializes_on_every_target() {
+    use fusebox::bucket::Quota;
+    let hour = serde_json::to_string(&Duration::from_secs(3_600)).unwrap();
+    let json = format!(r#"{{"tokens":100,"period":{hour},"burst":5}}"#);
+    let q: Quota = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (q.tokens(), q.period(), q.burst()),
+        (100, Duration::from_secs(3_600), 5)
+    );
+    assert_eq!(serde_json::to_string(&q).unwrap(), json);
+    let narrow = !cfg!(target_has_atomic = "64") || cfg!(fusebox_narrow_words);
+    let too_long = format!(r#"{{"tokens":100,"period":{hour},"burst":100}}"#);
+    assert_eq!(serde_json::from_str::<Quota>(&too_long).is_err(), narrow);
+}

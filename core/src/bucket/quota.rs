@@ -77,9 +77,43 @@ impl Quota {
     /// # Errors
     ///
     /// [`QuotaError`] for zero tokens, a zero period, or an unrepresentable
-    /// range.
+    /// range. The range is that of the burst of `tokens`: a slow rate whose
+    /// own burst spans too long for the target (on Cortex-M, 100 an hour)
+    /// may still fit with a smaller burst, which
+    /// [`new_with_burst`](Self::new_with_burst) builds directly.
     pub const fn new(tokens: u32, period: Duration) -> Result<Self, QuotaError> {
         Self::build(tokens, period, tokens)
+    }
+
+    /// `tokens` per `period`, with a burst of `burst`: the value of
+    /// `Quota::new(tokens, period)?.with_burst(burst)?`, also where the
+    /// rate's own burst of `tokens` would not fit the target but `burst`
+    /// does (on Cortex-M, 100 an hour with a burst of 5: the hour-long
+    /// span of a burst of 100 is refused, the 3 minutes of 5 are not).
+    ///
+    /// # Errors
+    ///
+    /// [`QuotaError`] for zero tokens, a zero period, a zero burst, or an
+    /// unrepresentable range (`burst × period / tokens` too long for this
+    /// target).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox::Duration;
+    ///
+    /// let q = Quota::new_with_burst(100, Duration::from_secs(3_600), 5)?;
+    /// assert_eq!((q.tokens(), q.burst()), (100, 5));
+    /// assert_eq!(q.replenish_interval(), Duration::from_secs(36));
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
+    pub const fn new_with_burst(
+        tokens: u32,
+        period: Duration,
+        burst: u32,
+    ) -> Result<Self, QuotaError> {
+        Self::build(tokens, period, burst)
     }
     /// `tokens` per second, burst `tokens`.
     ///
@@ -208,12 +242,12 @@ mod ser {
     }
 
     impl<'de> serde::Deserialize<'de> for Quota {
-        /// Validated exactly like [`Quota::new`] + [`Quota::with_burst`].
+        /// Validated exactly like [`Quota::new_with_burst`]: a quota whose
+        /// burst fits this target deserializes, even where its rate's own
+        /// burst of `tokens` would not.
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             let r = Repr::deserialize(d)?;
-            Quota::new(r.tokens, r.period)
-                .and_then(|q| q.with_burst(r.burst))
-                .map_err(serde::de::Error::custom)
+            Quota::new_with_burst(r.tokens, r.period, r.burst).map_err(serde::de::Error::custom)
         }
     }
 }

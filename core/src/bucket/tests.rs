@@ -595,3 +595,46 @@ fn set_quota_is_reconfigure_through_a_shared_reference() {
 fn limited(retry_after: Duration) -> AcquireError {
     AcquireError::RateLimited(RateLimited { retry_after })
 }
+
+/// A burst that fits the word at a rate whose own burst (`tokens`) does
+/// not: 100 an hour with a burst of 5 (a 3-minute span), 7 an hour with a
+/// burst of 2 (17.1 min, under the 17.9 min a 32-bit word holds at scale
+/// 1). On Cortex-M `Quota::per_hour(100)` is refused (its burst of 100
+/// spans an hour), so `with_burst` could not reach either: they are built
+/// directly, on every target, equal to what `with_burst` gives where both
+/// work, and limit as any quota does. A burst that does not fit is still
+/// refused.
+#[test]
+fn a_burst_that_fits_is_built_without_the_rates_own_burst() {
+    let hour = Duration::from_secs(3_600);
+    for (tokens, burst) in [(100, 5), (7, 2)] {
+        let q = Quota::new_with_burst(tokens, hour, burst).unwrap();
+        assert_eq!((q.tokens(), q.period(), q.burst()), (tokens, hour, burst));
+        if crate::sync::TAT_BITS == 32 {
+            assert_eq!(Quota::new(tokens, hour), Err(QuotaError::TooLong));
+        } else {
+            assert_eq!(Quota::new(tokens, hour).unwrap().with_burst(burst), Ok(q));
+        }
+        let b = TokenBucket::new(q);
+        b.try_acquire_n(burst, T0).unwrap();
+        let interval = Duration::from_micros(3_600_000_000_u64.div_ceil(u64::from(tokens)));
+        assert_eq!(
+            b.try_acquire(T0),
+            Err(RateLimited {
+                retry_after: interval
+            })
+        );
+        assert_eq!(b.try_acquire(T0 + interval), Ok(()));
+        let keyed = KeyedLimiter::<u32, 4>::new(q, FullPolicy::Reject).unwrap();
+        keyed.try_acquire_n(&1, burst, T0).unwrap();
+        assert!(keyed.try_acquire(&1, T0).is_err());
+    }
+    assert_eq!(
+        Quota::new_with_burst(7, hour, 3).is_err(),
+        crate::sync::TAT_BITS == 32
+    );
+    assert_eq!(
+        Quota::new_with_burst(7, hour, 0),
+        Err(QuotaError::ZeroBurst)
+    );
+}
