@@ -106,6 +106,42 @@ fn a_full_table_can_charge_a_shared_overflow_bucket() {
     assert_eq!(l.metrics().keys, 1);
 }
 
+/// `try_acquire_n` refuses `n` over the key's burst
+/// (`InsufficientCapacity`), whether or not the key finds a slot: a key
+/// charged to a larger overflow bucket does not take more at once than its
+/// own bucket ever could, nor does a tier's burst depend on how full the
+/// table is.
+#[test]
+fn over_the_keys_burst_is_refused_also_when_charged_to_the_overflow() {
+    let overflow = per_sec(10);
+    let l: KeyedLimiter<u32, 1, 2> =
+        KeyedLimiter::with_tiers([per_sec(2), per_sec(4)], FullPolicy::Overflow(overflow))
+            .unwrap()
+            .with_tier_fn(|k| (*k % 2) as usize);
+    // Key 2 (tier 0, burst 2) takes the only slot and stays busy.
+    l.try_acquire(&2, T0).unwrap();
+    let over = |requested, burst| {
+        Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
+            requested,
+            burst,
+        }))
+    };
+    assert_eq!(l.try_acquire_n(&2, 3, T0), over(3, 2), "in the table");
+    // Keys 4 (tier 0) and 5 (tier 1, burst 4) find no slot.
+    assert_eq!(l.try_acquire_n(&4, 3, T0), over(3, 2), "no slot");
+    assert_eq!(l.try_acquire_n(&5, 5, T0), over(5, 4), "no slot");
+    assert_eq!(
+        l.try_acquire_tier(&7, 0, T0),
+        Ok(()),
+        "charged to the overflow"
+    );
+    let m = l.metrics();
+    assert_eq!((m.allowed, m.limited, m.keys), (2, 3, 1), "{m:?}");
+    // Within their bursts they are charged to the overflow bucket.
+    assert_eq!(l.try_acquire_n(&4, 2, T0), Ok(()));
+    assert_eq!(l.try_acquire_n(&5, 4, T0), Ok(()));
+}
+
 #[test]
 fn n_tokens_and_capacity() {
     let l: KeyedLimiter<u8, 4> =

@@ -172,8 +172,11 @@ fn eviction_is_judged_under_the_new_quota() {
 fn the_overflow_bucket_follows_its_own_change_only() {
     let l: KeyedLimiter<u32, 1> =
         KeyedLimiter::new(q(1, 1), FullPolicy::Overflow(q(2, 2))).unwrap();
-    l.try_acquire(&1, T0).unwrap(); // the slot, busy for 1 s
-    l.try_acquire_n(&2, 2, T0).unwrap(); // the overflow bucket, drained
+    // The slot, busy for 1 s; then the overflow bucket, drained (a token
+    // each: one request may not take more than the key's own burst of 1).
+    l.try_acquire(&1, T0).unwrap();
+    l.try_acquire(&2, T0).unwrap();
+    l.try_acquire(&5, T0).unwrap();
     l.set_quota(0, q(100, 100), T0).unwrap();
     assert_eq!(l.overflow_quota(), Some(q(2, 2)), "a tier change only");
     assert_eq!(l.set_overflow_quota(q(10, 10), T0), Some(q(2, 2)));

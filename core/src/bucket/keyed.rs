@@ -186,7 +186,10 @@ pub const MAX_TIERS: usize = 4;
 pub enum FullPolicy {
     /// Refuse the request ([`KeyedError::TableFull`]).
     Reject,
-    /// Charge it to one bucket shared by all keys that found no slot.
+    /// Charge it to one bucket shared by all keys that found no slot. A
+    /// request for more than the key's own burst is still refused
+    /// ([`KeyedError::InsufficientCapacity`], with the key's burst), as it
+    /// is for a key with a slot.
     Overflow(Quota),
 }
 
@@ -199,7 +202,10 @@ pub enum FullPolicy {
 pub enum KeyedError {
     /// The key's bucket (or the overflow bucket) is empty for now.
     RateLimited(RateLimited),
-    /// More tokens than the key's burst were requested at once.
+    /// More tokens than the key's burst were requested at once; or, for a
+    /// key charged to the overflow bucket (no slot), more than that
+    /// bucket's burst, which is then the burst given (a slot freed later
+    /// may still take the request).
     InsufficientCapacity(InsufficientCapacity),
     /// No slot for a new key and the policy is [`FullPolicy::Reject`].
     TableFull,

@@ -15,7 +15,7 @@ use core::hash::{BuildHasher, Hash};
 use super::marks;
 use super::state::{EMPTY, FP_SHIFT, LOCKED};
 use super::{KeyedError, KeyedLeft, KeyedLimiter};
-use crate::bucket::AcquireError;
+use crate::bucket::{AcquireError, InsufficientCapacity, TokenBucket};
 use crate::sync::Ordering;
 use crate::Instant;
 
@@ -56,17 +56,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         let result = match charged {
             Some(result) => result.map(Some),
             None => match &self.overflow {
-                // One decision under the bucket's quota in force (which
-                // `set_overflow_quota` may change meanwhile).
-                Some(bucket) => bucket
-                    .try_acquire_n(n, now)
-                    .map(|()| None)
-                    .map_err(|e| match e {
-                        AcquireError::InsufficientCapacity(e) => {
-                            KeyedError::InsufficientCapacity(e)
-                        }
-                        AcquireError::RateLimited(e) => KeyedError::RateLimited(e),
-                    }),
+                Some(bucket) => self.charge_overflow(bucket, tier, n, now),
                 None => Err(KeyedError::TableFull),
             },
         };
@@ -83,6 +73,36 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         drop(evicted);
         drop(copy);
         result
+    }
+
+    /// Charges a key that found no slot to the overflow `bucket`. More
+    /// than the key's own burst (its tier's in force) is refused as it is
+    /// for a key with a slot: the overflow bucket's burst, larger or not,
+    /// does not change what one request may take. Otherwise one decision
+    /// under the bucket's quota in force (which `set_overflow_quota` may
+    /// change meanwhile).
+    #[cold]
+    fn charge_overflow(
+        &self,
+        bucket: &TokenBucket,
+        tier: usize,
+        n: u32,
+        now: Instant,
+    ) -> Result<Option<KeyedLeft>, KeyedError> {
+        let burst = self.tiers.quota(tier).burst();
+        if n > burst {
+            return Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
+                requested: n,
+                burst,
+            }));
+        }
+        bucket
+            .try_acquire_n(n, now)
+            .map(|()| None)
+            .map_err(|e| match e {
+                AcquireError::InsufficientCapacity(e) => KeyedError::InsufficientCapacity(e),
+                AcquireError::RateLimited(e) => KeyedError::RateLimited(e),
+            })
     }
 
     /// Under the lock: the live slot holding `key`.
