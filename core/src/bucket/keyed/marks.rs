@@ -245,6 +245,29 @@ mod tests {
         assert_eq!(start(&p, NONE, now), FRESH);
     }
 
+    /// The version that names the current copy wraps (after 2^32 raises):
+    /// from `u32::MAX` (odd, copy 1) to 0 (copy 0), every raise still
+    /// publishes the copy it wrote and keeps the other marks.
+    #[test]
+    fn marks_survive_the_versions_wrap() {
+        let m = Marks::new();
+        m.version.store(u32::MAX - 2, Ordering::Relaxed);
+        let mut want = [NONE; MARKS];
+        for (k, mark) in [100u64, 200, 1 << 33, 300, 5 << 40, 400]
+            .into_iter()
+            .enumerate()
+        {
+            let fp = k as u32 * 3;
+            // SAFETY: single-threaded test: the only writer.
+            unsafe { m.raise(fp, mark) };
+            want[index(fp)] = want[index(fp)].max(mark);
+            for j in 0..MARKS as u32 {
+                assert_eq!(m.get(j), want[j as usize], "raise {k}, mark {j}");
+            }
+        }
+        assert_eq!(m.version.load(Ordering::Relaxed), 3, "wrapped");
+    }
+
     #[test]
     fn marks_keep_the_latest_per_fingerprint() {
         let m = Marks::new();

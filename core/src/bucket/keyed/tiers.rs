@@ -343,3 +343,38 @@ pub(super) fn converted(old: &Params, new: &Params, tat: u64, at: u64) -> u64 {
     let drain = design::carried(new, old, ahead);
     design::arrival(new.scaled(at).wrapping_add(drain) & new.mask)
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::bucket::{FullPolicy, KeyedLimiter, Quota};
+    use crate::sync::Ordering;
+    use crate::{Duration, Instant};
+
+    /// A tier's generation wraps after 2^32 changes, from `u32::MAX` (odd:
+    /// slot 1) to 0 (slot 0): the tags' parity runs on, and the key's
+    /// tokens carry over each change as documented (no new burst, clamped
+    /// to the new one, refilled at the new rate), a new key gets the burst.
+    #[test]
+    fn quota_changes_across_the_generations_wrap() {
+        let per_sec = |n| Quota::per_second(n).unwrap();
+        let l: KeyedLimiter<u32, 8> = KeyedLimiter::new(per_sec(10), FullPolicy::Reject).unwrap();
+        // An even generation, as the slot in force (0) and the words' tags.
+        l.tiers.generation[0].store(u32::MAX - 1, Ordering::Relaxed);
+        let now = Instant::from_secs(10);
+        l.try_acquire_n(&1, 8, now).unwrap();
+        // Tokens left: 2, then each change keeps them, clamped.
+        for (i, (tokens, left)) in [(100, 2), (1, 1), (50, 1), (10, 1)].into_iter().enumerate() {
+            assert!(l.set_quota(0, per_sec(tokens), now).is_ok());
+            assert_eq!(l.quota(0), Some(per_sec(tokens)), "change {i}");
+            assert_eq!(l.available(&1, now), left, "change {i}");
+            assert_eq!(l.available(&2, now), tokens, "change {i}");
+        }
+        assert_eq!(l.quota_version(0), Some(2), "wrapped");
+        // 1 of 10 after the change to 1 a second, then 10 a second.
+        assert_eq!(l.available(&1, now + Duration::from_millis(300)), 4);
+        assert!(l
+            .try_acquire_n(&1, 4, now + Duration::from_millis(300))
+            .is_ok());
+        assert!(l.try_acquire(&1, now + Duration::from_millis(300)).is_err());
+    }
+}
