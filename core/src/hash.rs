@@ -23,9 +23,22 @@
 //! **No entropy, or keys you choose yourself** (a firmware without an RNG
 //! at boot, sensor ids): the fixed default. It is a `const` value, so the
 //! structures that are `const`-constructible stay so (an `LruCache` in a
-//! `static`), and it hashes exactly like the random one. Where a hardware
-//! RNG exists, [`FixedState::with_seed`] with a seed read from it at boot
-//! is as good as `RandomState`.
+//! `static`). Where a hardware RNG exists, [`FixedState::with_seed`] with a
+//! seed read from it at boot protects keys of one machine word (integers
+//! up to 64 bits, and `usize`), but not wider ones: see the next section.
+//!
+//! # The two halves of a foldhash seed
+//!
+//! foldhash is keyed by a 64-bit *per-hasher* seed and a *shared* seed of
+//! six words. [`FixedState`] (whatever its [`with_seed`](FixedState::with_seed))
+//! uses foldhash's fixed shared seed, whose words are printed in foldhash's
+//! source. foldhash folds a 128-bit input as `(lo ^ seed) × (hi ^ s0)`, so a
+//! key whose high word is the public `s0` multiplies by zero: every `u128`
+//! (a UUID, an IPv6 address as an integer) or `(u64, u64)` pair of that
+//! form hashes alike under *every* per-hasher seed, and byte strings of 9
+//! to 16 bytes ending in another public word do too. `RandomState` draws
+//! both halves: the shared seed once per process, the per-hasher seed per
+//! instance. (`core/tests/hash_multiword_keys.rs` plays that attacker.)
 //!
 //! Why the default does not switch to random with the `std` feature:
 //! features must be additive, and a default type parameter that changed
@@ -82,6 +95,13 @@ impl FixedState {
     /// Hashes with `seed`; secret if it comes from an RNG (e.g. a hardware
     /// RNG read at boot).
     ///
+    /// The seed keys foldhash's per-hasher half only; the shared half stays
+    /// foldhash's public one. That protects keys of one machine word (`u8`
+    /// to `u64`, `usize`), not `u128`s, tuples of several words or byte
+    /// strings: keys of those chosen with foldhash's public constants
+    /// collide whatever `seed` is (see the [module docs](self)). For such
+    /// keys use `RandomState` (feature `std`) or `std::hash::RandomState`.
+    ///
     /// # Examples
     ///
     /// ```
@@ -124,12 +144,14 @@ impl fmt::Debug for FixedState {
     }
 }
 
-/// foldhash with a per-instance secret seed drawn from the operating
-/// system's randomness (through `std::hash::RandomState`): the hasher for
-/// keys chosen by clients. Requires the `std` feature.
+/// foldhash with secret seeds drawn from the operating system's
+/// randomness (through `std::hash::RandomState`): the hasher for keys
+/// chosen by clients. Requires the `std` feature.
 ///
-/// Every [`new`](Self::new) draws a different seed, so neither another
-/// process nor another table reveals this one's. It hashes at the speed of
+/// Both halves of foldhash's seed are secret (see the [module
+/// docs](self)): the shared one is drawn once per process, the per-hasher
+/// one by every [`new`](Self::new), so neither another process nor
+/// another table reveals this one's. It hashes at the speed of
 /// [`FixedState`] (the seed is drawn once, at construction). foldhash is
 /// not a cryptographic function: the seed defeats the offline search for
 /// colliding keys; an attacker who can probe one table adaptively for
@@ -148,7 +170,7 @@ impl fmt::Debug for FixedState {
 /// ```
 #[cfg(feature = "std")]
 #[derive(Clone)]
-pub struct RandomState(FixedState);
+pub struct RandomState(foldhash::fast::SeedableRandomState);
 
 #[cfg(feature = "std")]
 impl RandomState {
@@ -169,8 +191,18 @@ impl RandomState {
         // std's RandomState keys SipHash with OS randomness (once per
         // thread) and changes the key for every instance; hashing a
         // constant with it yields an unpredictable, per-instance seed.
-        let seed = std::hash::RandomState::new().hash_one(DEFAULT_SEED);
-        Self(FixedState::with_seed(seed))
+        fn random() -> u64 {
+            std::hash::RandomState::new().hash_one(DEFAULT_SEED)
+        }
+        // foldhash's fixed shared seed is public: a secret per-hasher seed
+        // alone leaves wide keys colliding (module docs). One secret shared
+        // seed per process, as foldhash's own RandomState does.
+        static SHARED: std::sync::OnceLock<foldhash::SharedSeed> = std::sync::OnceLock::new();
+        let shared = SHARED.get_or_init(|| foldhash::SharedSeed::from_u64(random()));
+        Self(foldhash::fast::SeedableRandomState::with_seed(
+            random(),
+            shared,
+        ))
     }
 }
 
@@ -188,7 +220,7 @@ impl BuildHasher for RandomState {
 
     #[inline]
     fn build_hasher(&self) -> Hasher {
-        self.0.build_hasher()
+        Hasher(self.0.build_hasher())
     }
 }
 
