@@ -1,6 +1,6 @@
 //! Unit tests of the concurrent cache.
 
-use super::set::{age, demoted, initial_ages, promoted, Set, SET_LOCK, WRITING};
+use super::set::{age, demoted, initial_ages, promoted, Set, OCCUPIED, SET_LOCK, WRITING};
 use super::*;
 use crate::sync::Ordering;
 
@@ -114,6 +114,33 @@ fn writers_give_up_on_a_locked_set_and_readers_still_read() {
     drop(held.0);
     cache.insert(2, 200).unwrap();
     assert_eq!(cache.metrics().contended, 2);
+}
+
+#[test]
+fn slot_versions_wrap_past_30_bits() {
+    // The sequence word is `[version: 30][occupied: 1][writing: 1]`; start
+    // a slot at the last version before the wrap and write it past.
+    let cache: One<2> = ConcurrentCache::new();
+    cache.insert(1, 10).unwrap(); // the first empty way: way 0
+    let last = (u32::MAX >> 2) << 2;
+    cache.sets[0]
+        .seq(0)
+        .store(last | OCCUPIED, Ordering::Relaxed);
+    assert_eq!(cache.get(&1), Some(10));
+    cache.insert(1, 11).unwrap();
+    assert_eq!(
+        cache.sets[0].seq_words()[0],
+        OCCUPIED,
+        "version 0, occupied"
+    );
+    assert_eq!(cache.get(&1), Some(11));
+    assert_eq!(cache.remove(&1), Ok(Some(11)));
+    assert_eq!(cache.sets[0].seq_words()[0], 1 << 2, "version 1, empty");
+    assert_eq!(cache.get(&1), None);
+    cache.insert(2, 20).unwrap();
+    cache.insert(3, 30).unwrap();
+    assert_eq!((cache.get(&2), cache.get(&3)), (Some(20), Some(30)));
+    assert_eq!(cache.sets[0].occupied(), 2);
 }
 
 #[test]
