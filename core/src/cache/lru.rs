@@ -53,9 +53,10 @@
 //! cache reuses the least recently used node in place. The chain walk is
 //! only *expected* O(1): keys chosen to collide (an attacker who knows the
 //! fixed seed) degrade lookups to O(`N`). Use [`LruCache::with_seed`] with a
-//! secret seed, or [`LruCache::with_hasher`] with a keyed hasher
-//! (`fusebox::hash::RandomState` with the `std` feature), if keys come from
-//! untrusted input. [`iter`](LruCache::iter),
+//! secret seed (enough for keys of one machine word only, see
+//! [`FixedState::with_seed`]), or [`LruCache::with_hasher`] with a keyed
+//! hasher (`fusebox::hash::RandomState` with the `std` feature, for any
+//! key type), if keys come from untrusted input. [`iter`](LruCache::iter),
 //! [`clear`](LruCache::clear) and
 //! [`purge_expired`](LruCache::purge_expired) are O(`N`).
 //!

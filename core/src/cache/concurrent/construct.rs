@@ -44,7 +44,9 @@ where
         Self::with_hasher_boxed(FixedState::new())
     }
 
-    /// Uses `seed` for the key hash (pick a secret one for untrusted keys).
+    /// Uses `seed` for the key hash (pick a secret one for untrusted keys;
+    /// it protects keys of one machine word only, see
+    /// [`FixedState::with_seed`]).
     /// Moves the cache: for a large one, pass `FixedState::with_seed(seed)`
     /// to `with_hasher_boxed`.
     ///

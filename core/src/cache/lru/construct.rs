@@ -34,7 +34,12 @@ impl<K, V, const N: usize> LruCache<K, V, N> {
     ///
     /// Choose a secret seed (e.g. from a hardware RNG at boot) when keys
     /// come from untrusted input, so nobody can pick keys that all share
-    /// one bucket. Behaviour is otherwise identical to [`new`](Self::new).
+    /// one bucket. That holds for keys of one machine word (integers up to
+    /// 64 bits); `u128`, multi-word and byte-string keys can still be
+    /// chosen to collide whatever the seed (see
+    /// [`FixedState::with_seed`]): hash those with `RandomState` (feature
+    /// `std`) through [`with_hasher`](LruCache::with_hasher). Behaviour is
+    /// otherwise identical to [`new`](Self::new).
     ///
     /// # Examples
     ///
