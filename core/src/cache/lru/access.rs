@@ -233,7 +233,8 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> LruCache<K, V, N, S> {
         deadline: Option<Instant>,
         now: Option<Instant>,
     ) -> Option<Displaced<K, V>> {
-        Self::count(&mut self.metrics.inserts);
+        // `inserts` counts entries stored: each path counts once nothing
+        // left can panic (`Hash` and `Eq` are the caller's code).
         let b = self.bucket_of(&key);
         let found = self.index.search(&self.entries, b, &key).map(|(i, _)| i);
         let entry = Entry {
@@ -243,6 +244,7 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> LruCache<K, V, N, S> {
         };
         let last = match found {
             Ok(i) => {
+                Self::count(&mut self.metrics.inserts);
                 self.list.promote(i);
                 let old = self.entries[slot::<N>(i)].replace(entry)?;
                 return Some(if now.is_some_and(|now| old.expired(now)) {
@@ -255,6 +257,7 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> LruCache<K, V, N, S> {
             Err(last) => last,
         };
         if self.len() < N {
+            Self::count(&mut self.metrics.inserts);
             let i = self.list.acquire();
             self.entries[slot::<N>(i)] = Some(entry);
             self.index.append(b, last, i);
@@ -266,6 +269,7 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> LruCache<K, V, N, S> {
         // chain.
         let i = self.list.tail;
         let old_b = self.bucket_of(&self.entries[slot::<N>(i)].as_ref()?.key);
+        Self::count(&mut self.metrics.inserts);
         if old_b != b {
             self.index.remove(old_b, i);
             self.index.append(b, last, i);

@@ -1,0 +1,147 @@
+//! `LruCache` with keys whose `Hash` or `Eq` panic, and values whose `Drop`
+//! panics: after the panic is caught the cache is still whole (its
+//! entries, order and length as before the failed call) and its counters
+//! count only what happened — `inserts` is "entries stored"
+//! (`CacheMetrics` docs), so a `put` that panicked before storing anything
+//! is not one.
+
+use std::cell::Cell;
+use std::hash::{Hash, Hasher};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use fusebox::cache::{CacheMetrics, Displaced, LruCache};
+
+thread_local! {
+    /// Panic in `Hash` of the key with this id.
+    static PANIC_HASH: Cell<Option<u32>> = const { Cell::new(None) };
+    /// Panic in `Eq` comparisons involving the key with this id.
+    static PANIC_EQ: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Key(u32);
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        assert!(
+            PANIC_HASH.with(Cell::get) != Some(self.0),
+            "hash of {}",
+            self.0
+        );
+        // Two hashes only: long chains, so `Eq` runs on most lookups.
+        (self.0 & 1).hash(state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        let bad = PANIC_EQ.with(Cell::get);
+        assert!(
+            bad != Some(self.0) && bad != Some(other.0),
+            "eq of {} and {}",
+            self.0,
+            other.0
+        );
+        self.0 == other.0
+    }
+}
+
+impl Eq for Key {}
+
+fn contents<const N: usize>(cache: &LruCache<Key, u32, N>) -> Vec<(u32, u32)> {
+    cache.iter().map(|(k, v)| (k.0, *v)).collect()
+}
+
+fn full_cache() -> LruCache<Key, u32, 4> {
+    let mut cache = LruCache::new();
+    for k in 0..4 {
+        cache.put(Key(k), k * 10);
+    }
+    cache
+}
+
+/// `put` whose key panics while being hashed, or compared, or whose
+/// eviction victim panics while being hashed: nothing stored, nothing
+/// counted, the cache unchanged and usable.
+#[test]
+fn a_put_that_panics_stores_and_counts_nothing() {
+    // (what panics, the key put, the key whose `Hash`, and whose `Eq`, panics)
+    let cases = [
+        ("the new key's Hash", 9, Some(9), None),
+        ("Eq against the new key", 8, None, Some(8)),
+        // A full cache evicts key 0 (least recent) and rehashes it.
+        ("the victim's Hash", 7, Some(0), None),
+    ];
+    for (what, key, bad_hash, bad_eq) in cases {
+        let mut cache = full_cache();
+        let before = (contents(&cache), cache.metrics());
+        PANIC_HASH.with(|c| c.set(bad_hash));
+        PANIC_EQ.with(|c| c.set(bad_eq));
+        let result = catch_unwind(AssertUnwindSafe(|| cache.put(Key(key), 1)));
+        PANIC_HASH.with(|c| c.set(None));
+        PANIC_EQ.with(|c| c.set(None));
+        assert!(result.is_err(), "{what}: expected a panic");
+        assert_eq!((contents(&cache), cache.metrics()), before, "{what}");
+        // Still usable: the same put now succeeds, evicting key 0.
+        assert_eq!(
+            cache.put(Key(key), 1),
+            Some(Displaced::Evicted(Key(0), 0)),
+            "{what}"
+        );
+        assert_eq!(cache.get(&Key(key)), Some(&1), "{what}");
+        assert_eq!(cache.len(), 4, "{what}");
+        let m = cache.metrics();
+        assert_eq!((m.inserts, m.evictions), (5, 1), "{what}");
+    }
+}
+
+/// A lookup whose `Eq` panics counts no hit or miss and moves nothing.
+#[test]
+fn a_get_that_panics_counts_and_promotes_nothing() {
+    let mut cache = full_cache();
+    let before = (contents(&cache), cache.metrics());
+    PANIC_EQ.with(|c| c.set(Some(2)));
+    let result = catch_unwind(AssertUnwindSafe(|| cache.get(&Key(2)).copied()));
+    PANIC_EQ.with(|c| c.set(None));
+    assert!(result.is_err());
+    assert_eq!((contents(&cache), cache.metrics()), before);
+    assert_eq!(cache.get(&Key(2)), Some(&20));
+    assert_eq!(
+        cache.metrics(),
+        CacheMetrics {
+            hits: 1,
+            ..before.1
+        }
+    );
+}
+
+/// A value whose `Drop` panics, dropped by `clear`: the cache is empty
+/// afterwards and works; the other values are dropped exactly once.
+#[test]
+fn clear_with_a_value_whose_drop_panics_leaves_an_empty_working_cache() {
+    thread_local! {
+        static DROPS: Cell<u32> = const { Cell::new(0) };
+    }
+    struct Bomb(bool);
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            DROPS.with(|d| d.set(d.get() + 1));
+            assert!(!self.0, "boom");
+        }
+    }
+    let mut cache: LruCache<u32, Bomb, 4> = LruCache::new();
+    for k in 0..4 {
+        cache.put(k, Bomb(k == 1));
+    }
+    let result = catch_unwind(AssertUnwindSafe(|| cache.clear()));
+    assert!(result.is_err());
+    assert!(cache.is_empty());
+    assert_eq!(cache.iter().count(), 0);
+    for k in 10..14 {
+        assert!(cache.put(k, Bomb(false)).is_none());
+    }
+    assert_eq!(cache.len(), 4);
+    drop(cache);
+    // 4 bombs and 4 duds, each dropped once.
+    assert_eq!(DROPS.with(Cell::get), 8);
+}
