@@ -284,6 +284,10 @@ where
     /// The counters. `hits` and `misses` stay 0 unless
     /// [`with_lookup_counters`](Self::with_lookup_counters) was used (see
     /// [`counts_lookups`](Self::counts_lookups)).
+    ///
+    /// Each counter is one atomic word, incremented without a lock: it
+    /// wraps at 2⁶⁴ where the target has 64-bit atomics, and at 2³² on
+    /// 32-bit microcontrollers (Cortex-M), although the fields are `u64`.
     pub fn metrics(&self) -> CacheMetrics {
         CacheMetrics {
             hits: self.hits.get(),

@@ -117,6 +117,39 @@ fn writers_give_up_on_a_locked_set_and_readers_still_read() {
 }
 
 #[test]
+fn counters_wrap_at_their_word_width() {
+    // 2^64 on 64-bit atomics, 2^32 on Cortex-M (`metrics` docs).
+    let top = if cfg!(fusebox_wide_words) {
+        u64::MAX
+    } else {
+        u64::from(u32::MAX)
+    };
+    let cache: One<1> = ConcurrentCache::new().with_lookup_counters();
+    for counter in [
+        &cache.hits,
+        &cache.misses,
+        &cache.inserts,
+        &cache.evictions,
+        &cache.contended,
+    ] {
+        counter.set(top);
+    }
+    assert_eq!(cache.metrics().inserts, top);
+    cache.insert(1, 10).unwrap(); // inserts wraps
+    cache.insert(2, 20).unwrap(); // evicts 1: evictions wraps
+    assert_eq!(cache.get(&2), Some(20)); // hits wraps
+    assert_eq!(cache.get(&1), None); // misses wraps
+    let held = cache.sets[0].lock().expect("free");
+    assert_eq!(cache.insert(3, 30), Err(Contended)); // contended wraps
+    drop(held.0);
+    let m = cache.metrics();
+    assert_eq!(
+        (m.hits, m.misses, m.inserts, m.evictions, m.contended),
+        (0, 0, 1, 0, 0)
+    );
+}
+
+#[test]
 fn slot_versions_wrap_past_30_bits() {
     // The sequence word is `[version: 30][occupied: 1][writing: 1]`; start
     // a slot at the last version before the wrap and write it past.
