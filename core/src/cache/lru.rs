@@ -60,6 +60,12 @@
 //! [`clear`](LruCache::clear) and
 //! [`purge_expired`](LruCache::purge_expired) are O(`N`).
 //!
+//! A key whose hash changes while it is stored (a `Hash` reading a `Cell`
+//! or a clock: a logic error, as for std's maps) may be missed by lookups
+//! until it is evicted, but it costs no other key its entry, and no
+//! operation hangs or panics: evicting or purging it finds its node by a
+//! scan of every bucket (O(`N`), only then).
+//!
 //! For a power-of-two `N` every node index is masked to `0..N` (a no-op by
 //! the invariants) so the compiler drops the bounds checks; other
 //! capacities keep them.

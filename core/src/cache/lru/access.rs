@@ -266,12 +266,18 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> LruCache<K, V, N, S> {
         // Full: the least recently used node is reused in place: moved to
         // the front of the list and, unless it already is in bucket `b`
         // (then it keeps its place in the chain), to the end of `b`'s
-        // chain.
+        // chain. `old_b` is where its old key hashes *now*: a `Hash` that
+        // changed since the key was stored (a logic error, but not ours to
+        // turn into a lost entry or an endless chain) may have left the
+        // node elsewhere, so "already in `b`" is checked on the chain, and
+        // `remove` finds the node wherever it is.
         let i = self.list.tail;
         let old_b = self.bucket_of(&self.entries[slot::<N>(i)].as_ref()?.key);
         Self::count(&mut self.metrics.inserts);
-        if old_b != b {
+        if old_b != b || !self.index.holds(b, i) {
             self.index.remove(old_b, i);
+            // `last` ended `b`'s chain; if that was `i`, the node before does.
+            let last = if last == i { self.index.last(b) } else { last };
             self.index.append(b, last, i);
         }
         self.list.promote(i);

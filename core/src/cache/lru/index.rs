@@ -141,23 +141,68 @@ impl<const N: usize> Index<N> {
         }
     }
 
-    /// Removes node `i` from bucket `b`'s chain.
+    /// Whether node `i` is in bucket `b`'s chain.
+    pub(super) fn holds(&self, b: usize, i: Idx) -> bool {
+        let mut j = self.first(b);
+        while j != NIL {
+            if j == i {
+                return true;
+            }
+            j = self.chain[slot::<N>(j)];
+        }
+        false
+    }
+
+    /// The last node of bucket `b`'s chain (`NIL` if the bucket is empty).
+    pub(super) fn last(&self, b: usize) -> Idx {
+        let (mut last, mut i) = (NIL, self.first(b));
+        while i != NIL {
+            last = i;
+            i = self.chain[slot::<N>(i)];
+        }
+        last
+    }
+
+    /// Removes node `i` (which must be in some chain) from its chain:
+    /// bucket `b`'s, where its key hashes, or, if that key's hash changed
+    /// since it was stored (a logic error in its `Hash`), whichever chain
+    /// holds it — a scan of every bucket, O(`N`), only then. So each node
+    /// stays in exactly one chain, and every chain ends, whatever the
+    /// keys' `Hash` does.
     pub(super) fn remove(&mut self, b: usize, i: Idx) {
-        let after = core::mem::replace(&mut self.chain[slot::<N>(i)], NIL);
+        if !self.unlink(b, i) {
+            self.unlink_anywhere(i);
+        }
+        self.chain[slot::<N>(i)] = NIL;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unlink_anywhere(&mut self, i: Idx) {
+        for b in 0..Self::BUCKETS {
+            if self.unlink(b, i) {
+                return;
+            }
+        }
+    }
+
+    /// Takes node `i` out of bucket `b`'s chain if it is there.
+    fn unlink(&mut self, b: usize, i: Idx) -> bool {
+        let after = self.chain[slot::<N>(i)];
         let first = &mut self.heads.as_flattened_mut()[b];
         if *first == i {
             *first = after;
-            return;
+            return true;
         }
         let mut j = *first;
         while j != NIL {
             let next = &mut self.chain[slot::<N>(j)];
             if *next == i {
                 *next = after;
-                return;
+                return true;
             }
             j = *next;
         }
-        debug_assert!(false, "node {i} is not in bucket {b}");
+        false
     }
 }
