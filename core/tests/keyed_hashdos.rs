@@ -3,8 +3,10 @@
 //! few tens of thousands of hashes); kept busy, they lock the victim's new
 //! key out of the table: `TableFull` under `FullPolicy::Reject`, the shared
 //! overflow bucket under `FullPolicy::Overflow`. With a per-instance secret
-//! seed (`RandomState`, or `FixedState::with_seed` from an RNG) the same
-//! keys land anywhere and the victim gets its own bucket.
+//! seed (`RandomState`, or, for these one-word keys, `FixedState::with_seed`
+//! from an RNG) the same keys land anywhere and the victim gets its own
+//! bucket. (`FixedState::with_seed` does not protect `u128`, multi-word or
+//! string keys: `hash_multiword_keys.rs`.)
 //!
 //! The offline search needs the home slot of a key: for a power-of-two `N`
 //! it is the hash's low bits (`bucket/keyed.rs`, `locate`), as anyone

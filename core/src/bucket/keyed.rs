@@ -324,8 +324,11 @@ pub(crate) struct Slot<K> {
 /// The hasher is a type parameter, `S` (default [`FixedState`]: foldhash
 /// with a fixed, public seed). **A server whose keys come from clients must
 /// use a secret seed**: [`with_hasher`](Self::with_hasher) with
-/// `RandomState` (feature `std`), or [`FixedState::with_seed`] with a seed
-/// from an RNG. With the public seed
+/// `RandomState` (feature `std`), or, for keys of one machine word
+/// (integers up to 64 bits) only, [`FixedState::with_seed`] with a seed
+/// from an RNG: `u128`, multi-word and string keys (API keys, addresses)
+/// can be chosen to collide whatever that seed, as foldhash's shared seed
+/// stays public there (see [`FixedState::with_seed`]). With the public seed
 /// anyone can compute, offline, [`PROBE`] (16) keys that share a victim's
 /// home slot and keep them busy: the victim's new key then finds no slot
 /// ([`KeyedError::TableFull`] under [`FullPolicy::Reject`], the shared

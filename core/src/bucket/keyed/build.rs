@@ -90,7 +90,11 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     }
 
     /// Uses `seed` for the key hash: pick a secret one (e.g. from a
-    /// hardware RNG) if keys come from untrusted clients. Moves the table:
+    /// hardware RNG) if keys come from untrusted clients. That protects
+    /// keys of one machine word (integers up to 64 bits); `u128`,
+    /// multi-word and string keys can still be chosen to collide whatever
+    /// the seed: hash those with `RandomState` (feature `std`) through
+    /// [`with_hasher`](KeyedLimiter::with_hasher). Moves the table:
     /// for a large one, pass `FixedState::with_seed(seed)` to
     /// `with_hasher_boxed` instead.
     ///
