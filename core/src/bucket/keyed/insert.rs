@@ -89,7 +89,10 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         n: u32,
         now: Instant,
     ) -> Result<Option<KeyedLeft>, KeyedError> {
-        let burst = self.tiers.quota(tier).burst();
+        // Read, not re-derived: this is the path a client filling the
+        // table takes (a quota's derivation divides 128-bit numbers, in
+        // software on Cortex-M0).
+        let burst = self.tiers.burst(tier);
         if n > burst {
             return Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
                 requested: n,

@@ -294,6 +294,12 @@ impl<const TIERS: usize> Tiers<TIERS> {
         }
     }
 
+    /// The burst in force in `tier` (one load, where [`quota`](Self::quota)
+    /// re-derives the whole quota).
+    pub(super) fn burst(&self, tier: usize) -> u32 {
+        self.read(tier, Rule::burst)
+    }
+
     /// The parameters in force in `tier`.
     pub(super) fn params(&self, tier: usize) -> Params {
         self.read(tier, Rule::params)
