@@ -165,7 +165,7 @@ impl Registry {
     /// # Ok::<(), fusebox_std::RegistryError>(())
     /// ```
     pub fn to_prometheus(&self) -> String {
-        let h = self.health();
+        let h = self.report(false);
         let mut w = Writer { out: String::new() };
 
         w.family(
@@ -458,6 +458,27 @@ fn write_bulkheads(w: &mut Writer, h: &HealthReport) {
 #[cfg(test)]
 mod tests {
     use super::{escape_into, seconds};
+
+    #[test]
+    fn a_scrape_computes_no_tracker_percentiles() {
+        // The exposition writes each series' histogram; the health report's
+        // percentiles (p50 to p99.9 of every series) would be discarded.
+        use crate::tracker::STATS_COMPUTED;
+        use crate::{Registry, TrackerConfig};
+        let computed = || STATS_COMPUTED.with(std::cell::Cell::get);
+        let registry = Registry::new();
+        let tracker = registry.tracker("api", TrackerConfig::default()).unwrap();
+        for operation in ["search", "checkout", "login"] {
+            drop(tracker.track_operation(operation));
+        }
+        let before = computed();
+        let text = registry.to_prometheus();
+        assert!(text.contains("search"), "the series are exported");
+        assert_eq!(computed(), before, "no percentile computed by a scrape");
+        let report = registry.health();
+        assert_eq!(report.trackers["api"].len(), 3);
+        assert_eq!(computed(), before + 3, "the report's own");
+    }
 
     #[test]
     // The decimal must read back as exactly the nearest double.

@@ -173,6 +173,14 @@ impl Registry {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn health(&self) -> HealthReport {
+        self.report(true)
+    }
+
+    /// [`health`](Self::health), with the trackers' statistics (their
+    /// percentiles computed from every series' histogram) only if
+    /// `operations`: the Prometheus exposition writes the trackers' own
+    /// histograms and would discard them.
+    pub(crate) fn report(&self, operations: bool) -> HealthReport {
         #[cfg(test)]
         REPORTS_BUILT.with(|built| built.set(built.get() + 1));
         let now = self.now();
@@ -218,11 +226,15 @@ impl Registry {
                 (name.to_string(), CacheReport { metrics, hit_ratio })
             })
             .collect();
-        let trackers = entries
-            .trackers
-            .iter()
-            .map(|(name, t)| (name.to_string(), t.stats()))
-            .collect();
+        let trackers = if operations {
+            entries
+                .trackers
+                .iter()
+                .map(|(name, t)| (name.to_string(), t.stats()))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         let bulkheads = bulkhead_reports(&entries);
         condition_reasons(&entries, &mut reasons);
         #[cfg(feature = "redis")]

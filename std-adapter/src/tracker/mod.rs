@@ -111,6 +111,8 @@ impl Series {
     }
 
     fn stats(&self) -> OperationStats {
+        #[cfg(test)]
+        STATS_COMPUTED.with(|computed| computed.set(computed.get() + 1));
         let h = &self.latency;
         let pct = |q| h.percentile(q).ok().flatten().unwrap_or(0);
         let latency = h.max().map(|max| Latency {
@@ -475,4 +477,11 @@ impl Inner {
             record
         })
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Series statistics (percentiles) computed on this thread: a test asks
+    /// whether a scrape computed any (the Prometheus exposition must not).
+    pub(crate) static STATS_COMPUTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
