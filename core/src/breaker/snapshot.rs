@@ -12,6 +12,15 @@ use crate::{Duration, Instant};
 ///
 /// Half-open trials in flight are not part of it: they belong to the process
 /// that issued them.
+///
+/// Stored with serde (feature `serde`), its numbers must be kept exactly:
+/// the window's bitmaps ([`window_failures`](Self::window_failures),
+/// [`window_slow`](Self::window_slow)) and the counters are whole `u64`s,
+/// above 2⁵³ as soon as a recent call of a window of 54 or more failed. A
+/// store or tool that reads JSON numbers as doubles (JavaScript, some
+/// document stores) rounds them, changing which old calls failed, and TOML
+/// holds none at or above 2⁶³; keep a snapshot in a binary format or as
+/// JSON text stored as it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
