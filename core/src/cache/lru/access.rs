@@ -274,10 +274,16 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> LruCache<K, V, N, S> {
         let i = self.list.tail;
         let old_b = self.bucket_of(&self.entries[slot::<N>(i)].as_ref()?.key);
         Self::count(&mut self.metrics.inserts);
-        if old_b != b || !self.index.holds(b, i) {
+        // In `b`'s chain already (it ends it, or its key hashes there), it
+        // keeps its place; else it leaves its chain for the end of `b`'s
+        // (never after itself: `last` is then not `i`).
+        let in_b = if old_b == b {
+            self.index.holds(b, i)
+        } else {
+            last == i
+        };
+        if !in_b {
             self.index.remove(old_b, i);
-            // `last` ended `b`'s chain; if that was `i`, the node before does.
-            let last = if last == i { self.index.last(b) } else { last };
             self.index.append(b, last, i);
         }
         self.list.promote(i);

@@ -153,16 +153,6 @@ impl<const N: usize> Index<N> {
         false
     }
 
-    /// The last node of bucket `b`'s chain (`NIL` if the bucket is empty).
-    pub(super) fn last(&self, b: usize) -> Idx {
-        let (mut last, mut i) = (NIL, self.first(b));
-        while i != NIL {
-            last = i;
-            i = self.chain[slot::<N>(i)];
-        }
-        last
-    }
-
     /// Removes node `i` (which must be in some chain) from its chain:
     /// bucket `b`'s, where its key hashes, or, if that key's hash changed
     /// since it was stored (a logic error in its `Hash`), whichever chain
@@ -176,13 +166,16 @@ impl<const N: usize> Index<N> {
         self.chain[slot::<N>(i)] = NIL;
     }
 
+    /// Takes node `i` out of whichever chain holds it: the one head or
+    /// link that points at it (each node is in one chain, and a free
+    /// node's link is `NIL`: `remove` clears it, as `Index::EMPTY` does).
     #[cold]
     #[inline(never)]
     fn unlink_anywhere(&mut self, i: Idx) {
-        for b in 0..Self::BUCKETS {
-            if self.unlink(b, i) {
-                return;
-            }
+        let after = self.chain[slot::<N>(i)];
+        let pointers = self.heads.as_flattened_mut().iter_mut();
+        if let Some(p) = pointers.chain(self.chain.iter_mut()).find(|p| **p == i) {
+            *p = after;
         }
     }
 
