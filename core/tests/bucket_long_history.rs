@@ -29,32 +29,8 @@
 use fusebox::bucket::{AcquireError, BucketSnapshot, Quota, TokenBucket};
 use fusebox::{Duration, Instant};
 
-const NARROW: bool = !cfg!(target_has_atomic = "64") || cfg!(fusebox_narrow_words);
-
-/// How far a `now` may be behind the latest one and still only deny: the
-/// 32-bit word's ~1.05 s (2^20 µs); the 64-bit word's is years.
-const STALE: u64 = 1 << 20;
-
-fn gcd(mut a: u128, mut b: u128) -> u128 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+mod common;
+use common::{gcd, scaled, Rng, NARROW, STALE};
 
 /// The quotas a history draws from (those this target can represent), in
 /// three sets whose token counts have a small enough common multiple for
@@ -88,31 +64,7 @@ fn quotas(set: u64) -> Vec<Quota> {
             (1, 1, 1),
         ],
     };
-    set.iter()
-        .filter_map(|&(t, p, b)| {
-            Quota::new(t, Duration::from_micros(p))
-                .ok()?
-                .with_burst(b)
-                .ok()
-        })
-        .collect()
-}
-
-/// The quota's emission interval as the `gcra` module docs define it, in
-/// units of `1/scale` µs: `(scale, T)`, exact (`scale = tokens /
-/// gcd(tokens, period)`) or, for a clamped or coarsened scale, `T` rounded
-/// up. Read from `Quota`'s `Debug`, which shows them.
-fn scaled(q: Quota) -> (u128, u128) {
-    let debug = format!("{q:?}");
-    let field = |name: &str| -> u128 {
-        let at = debug.find(name).expect("Debug shows the field") + name.len();
-        let digits: String = debug[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().unwrap()
-    };
-    (field("scale: "), field("interval: "))
+    common::representable(set)
 }
 
 /// The contract's bucket: exact, unbounded time in units of `1/l` µs.

@@ -20,58 +20,16 @@
 #![cfg(not(miri))]
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 
 use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
-use fusebox::{Duration, Instant};
+use fusebox::Instant;
 
-const NARROW: bool = !cfg!(target_has_atomic = "64") || cfg!(fusebox_narrow_words);
-
-/// A `now` may be this far behind the latest and still only deny (the
-/// 32-bit word's ~1.05 s; 2^42 scaled units on 64 bits, 67 s at the
-/// largest scale).
-const STALE: u64 = 1 << 20;
-
-/// Keys at or above this id hash only their parity.
-const COLLIDE_FROM: u32 = 48;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Key(u32);
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        if self.0 < COLLIDE_FROM {
-            self.0.hash(state);
-        } else {
-            (self.0 % 2).hash(state);
-        }
-    }
-}
+mod common;
+use common::{gcd, scaled, Key, Rng, COLLIDE_FROM, NARROW, STALE};
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // the signature `with_tier_fn` takes
 fn tier_of(key: &Key) -> usize {
     (key.0 / 2) as usize % 2
-}
-
-fn gcd(mut a: u128, mut b: u128) -> u128 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 /// Two sets of quotas, whose token counts have a small enough common
@@ -95,30 +53,7 @@ fn quotas(set: u64) -> Vec<Quota> {
             (7, 1_000, 1),
         ]
     };
-    set.iter()
-        .filter_map(|&(t, p, b)| {
-            Quota::new(t, Duration::from_micros(p))
-                .ok()?
-                .with_burst(b)
-                .ok()
-        })
-        .collect()
-}
-
-/// The quota's emission interval as the `gcra` module docs define it, in
-/// units of `1/scale` µs: `(scale, T)`, exact or, for a clamped or
-/// coarsened scale, `T` rounded up. Read from `Quota`'s `Debug`.
-fn scaled(q: Quota) -> (u128, u128) {
-    let debug = format!("{q:?}");
-    let field = |name: &str| -> u128 {
-        let at = debug.find(name).expect("Debug shows the field") + name.len();
-        let digits: String = debug[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().unwrap()
-    };
-    (field("scale: "), field("interval: "))
+    common::representable(set)
 }
 
 struct Model {

@@ -14,7 +14,6 @@
 #![cfg(not(miri))]
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::thread;
@@ -22,21 +21,8 @@ use std::thread;
 use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
 use fusebox::{Duration, Instant};
 
-/// Keys at or above this id hash only their parity.
-const COLLIDE_FROM: u32 = 48;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Key(u32);
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        if self.0 < COLLIDE_FROM {
-            self.0.hash(state);
-        } else {
-            (self.0 % 2).hash(state);
-        }
-    }
-}
+mod common;
+use common::{Key, Rng, COLLIDE_FROM};
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // the signature `with_tier_fn` takes
 fn tier_of(key: &Key) -> usize {
@@ -56,20 +42,6 @@ fn quota(i: usize) -> Quota {
         .unwrap()
         .with_burst(burst)
         .unwrap()
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 type Admission = (u32, u64, u32);

@@ -1,0 +1,86 @@
+//! Helpers of the core's long-history suites (`bucket_long_history`,
+//! `keyed_long_history`, `keyed_requota_churn`): a seeded generator, the
+//! word-width facts their models state, and the quotas' exact figures.
+#![allow(dead_code)] // each suite uses some of them
+
+use std::hash::{Hash, Hasher};
+
+use fusebox::bucket::Quota;
+use fusebox::Duration;
+
+/// The 32-bit (Cortex-M) word layout, native or emulated.
+pub const NARROW: bool = !cfg!(target_has_atomic = "64") || cfg!(fusebox_narrow_words);
+
+/// How far a `now` may be behind the latest one and still only deny: the
+/// 32-bit word's ~1.05 s (2^20 µs); the 64-bit words' is far longer.
+pub const STALE: u64 = 1 << 20;
+
+pub fn gcd(mut a: u128, mut b: u128) -> u128 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// A seeded xorshift generator: the same history for the same seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// The quotas of `set` (tokens, period in µs, burst) this target can
+/// represent.
+pub fn representable(set: &[(u32, u64, u32)]) -> Vec<Quota> {
+    set.iter()
+        .filter_map(|&(t, p, b)| {
+            Quota::new(t, Duration::from_micros(p))
+                .ok()?
+                .with_burst(b)
+                .ok()
+        })
+        .collect()
+}
+
+/// The quota's emission interval as the `gcra` module docs define it, in
+/// units of `1/scale` µs: `(scale, T)`, exact (`scale = tokens /
+/// gcd(tokens, period)`) or, for a clamped or coarsened scale, `T` rounded
+/// up. Read from `Quota`'s `Debug`, which shows them.
+pub fn scaled(q: Quota) -> (u128, u128) {
+    let debug = format!("{q:?}");
+    let field = |name: &str| -> u128 {
+        let at = debug.find(name).expect("Debug shows the field") + name.len();
+        let digits: String = debug[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap()
+    };
+    (field("scale: "), field("interval: "))
+}
+
+/// Keys at or above this id hash only their parity: two sets of keys
+/// that collide whatever the hasher, for the keyed limiter's suites.
+pub const COLLIDE_FROM: u32 = 48;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Key(pub u32);
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        if self.0 < COLLIDE_FROM {
+            self.0.hash(state);
+        } else {
+            (self.0 % 2).hash(state);
+        }
+    }
+}
