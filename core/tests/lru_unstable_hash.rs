@@ -14,6 +14,9 @@ use std::hash::{BuildHasher, Hash, Hasher};
 
 use fusebox::LruCache;
 
+mod common;
+use common::SplitMix;
+
 /// Hashes to what the key writes (one `u64`).
 #[derive(Clone, Copy, Default)]
 struct PassThrough;
@@ -83,18 +86,6 @@ fn evicting_a_key_whose_hash_changed_keeps_lookups_finite() {
     assert_eq!(cache.get(&Key(0)), None);
     assert_eq!(cache.len(), 1);
     assert_eq!(cache.iter().count(), 1);
-}
-
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 /// Long random histories in which keys 0..8 change hash at random while

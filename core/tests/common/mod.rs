@@ -1,5 +1,6 @@
 //! Helpers of the core's long-history suites (`bucket_long_history`,
-//! `keyed_long_history`, `keyed_requota_churn`): a seeded generator, the
+//! `keyed_long_history`, `keyed_requota_churn`, the caches' contract and
+//! unstable-hash suites): seeded generators, the
 //! word-width facts their models state, and the quotas' exact figures.
 #![allow(dead_code)] // each suite uses some of them
 
@@ -82,5 +83,18 @@ impl Hash for Key {
         } else {
             (self.0 % 2).hash(state);
         }
+    }
+}
+
+/// SplitMix64: a seeded, dependency-free generator.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 }
