@@ -65,7 +65,7 @@ impl HttpCheck {
     /// assert!(!e.to_string().contains("pw"));
     /// ```
     pub fn new(url: &str) -> Result<Self, CheckError> {
-        let shown = shown(url);
+        let shown = redact(url).into_owned();
         let bad = |why: &str| CheckError::new(ErrorKind::Config, format_args!("{why}: {shown}"));
         let uri: Uri = url.parse().map_err(|_| {
             // Not a URL: `redact` may not find where its user info ends
@@ -200,32 +200,6 @@ impl HealthCheck for HttpCheck {
 
     fn target(&self) -> Option<String> {
         Some(self.shown.clone())
-    }
-}
-
-/// `url` as shown: [redacted](redact), and its user info hidden whole when
-/// it has no password to mask (`http://TOKEN:@host`, curl's `-u TOKEN:`),
-/// as `redact` hides `http://TOKEN@host` (found by a hostile review: the
-/// token showed in `url()`, the status and every error).
-fn shown(url: &str) -> String {
-    let masked = redact(url).into_owned();
-    let Some(scheme) = masked.find("://") else {
-        return masked;
-    };
-    let start = scheme + 3;
-    let end = masked[start..]
-        .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
-        .map_or(masked.len(), |p| start + p);
-    match masked[start..end].rfind('@') {
-        Some(at) if masked[start..start + at].ends_with(':') => {
-            format!(
-                "{}{}{}",
-                &masked[..start],
-                crate::redact::MASK,
-                &masked[start + at..]
-            )
-        }
-        _ => masked,
     }
 }
 
