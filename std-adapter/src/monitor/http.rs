@@ -32,7 +32,7 @@ use crate::redact::redact;
 /// use fusebox_std::monitor::{probe, HttpCheck};
 ///
 /// let check = HttpCheck::new("http://ops:s3cret@127.0.0.1:8080/healthz?token=abc")?
-///     .expect_status(200..=204);
+///     .expect_status(200..=204)?;
 /// assert_eq!(check.url(), "http://ops:***@127.0.0.1:8080/healthz?token=***");
 /// # async fn run(check: HttpCheck) { // not run: nothing is sent to :8080
 /// let result = probe(&check, Duration::from_secs(2)).await;
@@ -117,17 +117,35 @@ impl HttpCheck {
 
     /// Expects a status in `range` instead of `200..=299`.
     ///
-    /// ```
-    /// use fusebox_std::monitor::HttpCheck;
+    /// # Errors
     ///
-    /// let check = HttpCheck::new("http://127.0.0.1:9/")?.expect_status(200..=399);
+    /// An [`ErrorKind::Config`] error when `range` is empty (`300..=200`
+    /// would fail every run) or reaches outside the status codes
+    /// `100..=999` (the check is dropped with it).
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{ErrorKind, HttpCheck};
+    ///
+    /// let check = HttpCheck::new("http://127.0.0.1:9/")?.expect_status(200..=399)?;
     /// assert_eq!(check.expected(), &(200..=399));
+    ///
+    /// let inverted = HttpCheck::new("http://127.0.0.1:9/")?.expect_status(300..=200);
+    /// assert_eq!(inverted.unwrap_err().kind(), ErrorKind::Config);
     /// # Ok::<(), fusebox_std::monitor::CheckError>(())
     /// ```
-    #[must_use]
-    pub fn expect_status(mut self, range: RangeInclusive<u16>) -> Self {
+    pub fn expect_status(mut self, range: RangeInclusive<u16>) -> Result<Self, CheckError> {
+        if range.is_empty() || *range.start() < 100 || *range.end() > 999 {
+            return Err(CheckError::new(
+                ErrorKind::Config,
+                format_args!(
+                    "expected status range {}..={} is empty or outside 100..=999",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
         self.expect = range;
-        self
+        Ok(self)
     }
 
     /// The accepted status range.
@@ -248,7 +266,25 @@ fn basic(user_info: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::basic;
+    use super::{basic, HttpCheck};
+    use crate::monitor::ErrorKind;
+
+    /// An empty or out-of-range status range was accepted and failed every
+    /// run (or passed none) in silence.
+    #[test]
+    fn an_empty_or_impossible_status_range_is_a_config_error() {
+        let check = || HttpCheck::new("http://127.0.0.1:9/").unwrap();
+        #[allow(clippy::reversed_empty_ranges)]
+        for range in [300..=200, 0..=99, 200..=1000, 0..=u16::MAX, 1000..=2000] {
+            let shown = format!("{range:?}");
+            let err = check().expect_status(range).expect_err(&shown);
+            assert_eq!(err.kind(), ErrorKind::Config, "{shown}");
+        }
+        for range in [100..=999, 204..=204, 200..=399] {
+            let accepted = check().expect_status(range.clone()).unwrap();
+            assert_eq!(accepted.expected(), &range);
+        }
+    }
 
     /// The password `p@ss` is written `p%40ss` in a URL; it was sent as
     /// `p%40ss` and refused (found by a hostile review).
