@@ -31,7 +31,7 @@
 //! ```
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// What replaces a secret.
 ///
@@ -82,8 +82,11 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     out
 }
 
-/// Displays its value through [`redact`]: for `tracing` fields and error
-/// messages built from text that may hold a URL.
+/// Displays its value through [`redact`], with control characters
+/// escaped (a newline as `\n`): for `tracing` fields and error messages
+/// built from text that may hold a URL, or that comes from outside (a
+/// name, a server's error), so that it can neither show a secret nor
+/// forge a log line.
 ///
 /// # Examples
 ///
@@ -92,6 +95,7 @@ pub fn redact(text: &str) -> Cow<'_, str> {
 ///
 /// let url = "redis://default:pw@db:6379";
 /// assert_eq!(Redacted(url).to_string(), "redis://default:***@db:6379");
+/// assert_eq!(Redacted("db\nlevel=ERROR forged").to_string(), "db\\nlevel=ERROR forged");
 /// // tracing::warn!(url = %Redacted(url), "redis unreachable");
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -99,7 +103,19 @@ pub struct Redacted<T>(pub T);
 
 impl<T: fmt::Display> fmt::Display for Redacted<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redact(&self.0.to_string()))
+        let text = self.0.to_string();
+        let redacted = redact(&text);
+        if !redacted.contains(char::is_control) {
+            return f.write_str(&redacted);
+        }
+        for c in redacted.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_debug())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
     }
 }
 

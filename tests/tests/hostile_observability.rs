@@ -469,3 +469,75 @@ fn keyed_limiters_past_the_entry_limit_are_refused_at_startup() {
         registry.configured_keyed_limiter::<u64, 8>(name).unwrap();
     }
 }
+
+/// A writer the fmt subscriber logs into, shared with the test.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A check name, recovery action name or check error is free text: one
+/// holding a newline wrote a second, forged line into the log (the
+/// monitor logged names with `%`, which `tracing-subscriber`'s fmt layer
+/// writes raw). Every event stays one line, with the newline escaped.
+#[test]
+fn a_name_with_a_newline_cannot_forge_a_log_line() {
+    let buffer = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .without_time()
+        .with_writer({
+            let buffer = buffer.clone();
+            move || buffer.clone()
+        })
+        .finish();
+    let forged = "db\nWARN forged: breaker opened";
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let failing = || FnCheck::new(|| async { Err(CheckError::other("down\nWARN forged")) });
+            let handle = HealthMonitor::new()
+                .check(
+                    CheckSpec::new(forged, failing())
+                        .interval(Duration::from_secs(1))
+                        .recovery(RecoveryRule::new(
+                            1,
+                            RecoveryAction::new(forged, || async {
+                                Err::<(), _>("no\nWARN forged")
+                            }),
+                        )),
+                )
+                .spawn();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            assert!(!handle.status().checks.is_empty());
+        });
+    });
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("health changed"), "{log}");
+    assert!(log.contains("recovery attempted"), "{log}");
+    assert!(log.contains("check ran"), "{log}");
+    for line in log.lines() {
+        assert!(
+            !line.trim_start().starts_with("WARN forged"),
+            "a forged line:\n{log}"
+        );
+    }
+    assert!(
+        log.contains(r"db\nWARN forged"),
+        "the name, escaped:\n{log}"
+    );
+}

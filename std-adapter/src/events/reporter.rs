@@ -1,6 +1,7 @@
 //! [`RejectionReporter`]: how a limiter or a bulkhead tells the events
 //! channel (and `tracing`) that it refused a call.
 
+use crate::redact::Redacted;
 use std::fmt;
 use std::sync::Arc;
 
@@ -122,7 +123,7 @@ impl RejectionReporter {
     /// # });
     /// ```
     pub fn report(&self) {
-        tracing::debug!(name = %self.name, component = ?self.component, "call rejected");
+        tracing::debug!(name = %Redacted(&self.name), component = ?self.component, "call rejected");
         self.events.publish(Event::Rejected {
             name: Arc::clone(&self.name),
             component: self.component,

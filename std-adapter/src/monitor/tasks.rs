@@ -1,6 +1,7 @@
 //! The monitor's tasks: one per check (run, record, publish) and one per
 //! recovery rule, and the shared state they keep for [`Status`] snapshots.
 
+use crate::redact::Redacted;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -190,9 +191,9 @@ fn publish(bus: &Bus, event: MonitorEvent) {
             check, from, to, ..
         } => {
             if *to > Health::Unknown {
-                tracing::warn!(check = %check, from = ?from, to = ?to, "health changed");
+                tracing::warn!(check = %Redacted(&check), from = ?from, to = ?to, "health changed");
             } else {
-                tracing::info!(check = %check, from = ?from, to = ?to, "health changed");
+                tracing::info!(check = %Redacted(&check), from = ?from, to = ?to, "health changed");
             }
         }
         MonitorEvent::AlertRaised {
@@ -202,7 +203,7 @@ fn publish(bus: &Bus, event: MonitorEvent) {
             mean_latency,
             ..
         } => {
-            tracing::warn!(check = %check, kind = ?kind, success_rate, mean_latency_us = mean_latency.as_micros(), "alert raised");
+            tracing::warn!(check = %Redacted(&check), kind = ?kind, success_rate, mean_latency_us = mean_latency.as_micros(), "alert raised");
         }
         MonitorEvent::AlertCleared {
             check,
@@ -211,7 +212,7 @@ fn publish(bus: &Bus, event: MonitorEvent) {
             mean_latency,
             ..
         } => {
-            tracing::info!(check = %check, kind = ?kind, success_rate, mean_latency_us = mean_latency.as_micros(), "alert cleared");
+            tracing::info!(check = %Redacted(&check), kind = ?kind, success_rate, mean_latency_us = mean_latency.as_micros(), "alert cleared");
         }
         MonitorEvent::RecoveryAttempted {
             check,
@@ -221,7 +222,7 @@ fn publish(bus: &Bus, event: MonitorEvent) {
             error,
             ..
         } => {
-            tracing::warn!(check = %check, action = %action, attempt, escalated, error = ?error, "recovery attempted");
+            tracing::warn!(check = %Redacted(&check), action = %Redacted(&action), attempt, escalated, error = ?error, "recovery attempted");
         }
     }
     bus.send(event);
@@ -242,7 +243,7 @@ pub(crate) async fn check_loop(
         tokio::time::sleep_until(next).await;
         let probe = timed(guarded(|| check.run()), timeout).await;
         tracing::debug!(
-            check = %shared.cells[index].name,
+            check = %Redacted(&shared.cells[index].name),
             passed = probe.passed(),
             latency_us = probe.latency.as_micros(),
             error = probe.error.as_ref().map(super::CheckError::message),

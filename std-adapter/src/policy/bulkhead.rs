@@ -1,6 +1,7 @@
 //! [`Bulkhead`]: at most `max_concurrent` calls at once; the rest rejected
 //! at once or queued, up to a bound, for at most a maximum wait.
 
+use crate::redact::Redacted;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -402,7 +403,7 @@ impl Bulkhead {
 
     fn reject(&self, why: BulkheadRejection) -> BulkheadRejection {
         self.shared.rejected.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(reason = %why, "bulkhead rejected a call");
+        tracing::debug!(reason = %Redacted(&why), "bulkhead rejected a call");
         if let Some(reporter) = &self.reporter {
             reporter.report();
         }

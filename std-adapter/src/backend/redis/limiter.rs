@@ -1,6 +1,7 @@
 //! [`RedisLimiter`]: a fleet-wide limiter on [`RedisBackend`] that keeps
 //! deciding when Redis is unreachable or slow ([`Degrade`]).
 
+use crate::redact::Redacted;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -393,14 +394,14 @@ impl RedisLimiter {
                 .fetch_add(u64::from(decision.corrupt), Ordering::Relaxed);
             if !self.corrupt_logged.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
-                    limiter = %self.name,
+                    limiter = %Redacted(&self.name),
                     corrupt = decision.corrupt,
                     "corrupt rate-limit state in redis replaced by a drained bucket"
                 );
             }
         }
         if self.is_degraded() && self.succeeded() {
-            tracing::info!(limiter = %self.name, "redis answers again: limiter no longer degraded");
+            tracing::info!(limiter = %Redacted(&self.name), "redis answers again: limiter no longer degraded");
         }
     }
 
@@ -420,13 +421,13 @@ impl RedisLimiter {
         };
         if started {
             tracing::warn!(
-                limiter = %self.name,
+                limiter = %Redacted(&self.name),
                 policy = ?self.policy,
-                error = %e,
+                error = %Redacted(&e),
                 "redis unreachable or slow: limiter degraded"
             );
         } else {
-            tracing::debug!(limiter = %self.name, error = %e, "redis probe failed");
+            tracing::debug!(limiter = %Redacted(&self.name), error = %Redacted(&e), "redis probe failed");
         }
     }
 
@@ -450,7 +451,7 @@ impl RedisLimiter {
                 Some(&self.alive),
             )
         {
-            tracing::warn!(limiter = %self.name, error = %e, "cannot report the redis condition");
+            tracing::warn!(limiter = %Redacted(&self.name), error = %Redacted(&e), "cannot report the redis condition");
         }
     }
 

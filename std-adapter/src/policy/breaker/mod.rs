@@ -1,6 +1,7 @@
 //! [`Breaker`]: async calls through the core's [`CircuitBreaker`], with a
 //! classifier, an optional timeout and tracing of every transition.
 
+use crate::redact::Redacted;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -287,7 +288,7 @@ impl<C> Breaker<C> {
         let at = end.unwrap_or(start);
         let timed_out = result.is_none();
         if timed_out {
-            tracing::debug!(breaker = %shared.name, "call timed out");
+            tracing::debug!(breaker = %Redacted(&shared.name), "call timed out");
         }
         if let (Outcome::Failure, Some(observer)) = (verdict, &shared.observer) {
             observer.failure(&shared.name, at, timed_out);
@@ -319,7 +320,7 @@ impl<C> Shared<C> {
         rejected: &fusebox::breaker::Rejected,
         now: Option<Instant>,
     ) -> CallError<E> {
-        tracing::debug!(breaker = %self.name, state = ?rejected.state, "call rejected");
+        tracing::debug!(breaker = %Redacted(&self.name), state = ?rejected.state, "call rejected");
         if let Some(observer) = &self.observer {
             observer.rejected(&self.name, now.unwrap_or_else(|| self.clock.now()));
         }
@@ -349,7 +350,7 @@ impl<C> Shared<C> {
         };
         let Some(result) = result else {
             self.record(permit, Outcome::Failure, elapsed, &mut end);
-            tracing::debug!(breaker = %self.name, "call timed out");
+            tracing::debug!(breaker = %Redacted(&self.name), "call timed out");
             if let Some(observer) = &self.observer {
                 observer.failure(&self.name, end.unwrap_or_else(|| self.clock.now()), true);
             }
@@ -400,13 +401,13 @@ pub(crate) fn log_transition(name: &str, t: Transition) {
     let at_us = t.at.as_micros();
     match t.to {
         State::Open | State::ForcedOpen => {
-            tracing::warn!(breaker = %name, from = ?t.from, to = ?t.to, at_us, "circuit breaker opened");
+            tracing::warn!(breaker = %Redacted(&name), from = ?t.from, to = ?t.to, at_us, "circuit breaker opened");
         }
         State::HalfOpen => {
-            tracing::info!(breaker = %name, from = ?t.from, to = ?t.to, at_us, "circuit breaker half-open");
+            tracing::info!(breaker = %Redacted(&name), from = ?t.from, to = ?t.to, at_us, "circuit breaker half-open");
         }
         State::Closed => {
-            tracing::info!(breaker = %name, from = ?t.from, to = ?t.to, at_us, "circuit breaker closed");
+            tracing::info!(breaker = %Redacted(&name), from = ?t.from, to = ?t.to, at_us, "circuit breaker closed");
         }
     }
 }

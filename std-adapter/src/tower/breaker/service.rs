@@ -1,5 +1,6 @@
 //! [`CircuitBreakerService`]: asks the breaker on every `call`.
 
+use crate::redact::Redacted;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -273,7 +274,7 @@ where
     }
     let retry_after_ms = rejected.retry_after.map(|d| d.as_micros() / 1_000);
     tracing::debug!(
-        breaker = %shared.name,
+        breaker = %Redacted(&shared.name),
         state = ?rejected.state,
         retry_after_ms,
         "request rejected by circuit breaker"

@@ -3,6 +3,7 @@
 //! (a keyed limiter and a key function). `Limit`, the trait the service
 //! asks, is sealed: it lives in this private module.
 
+use crate::redact::Redacted;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
@@ -247,7 +248,7 @@ where
         match &self.bad_key {
             BadKey::Reject => Err(Check::Refused(Refusal::BadKey(error))),
             BadKey::Default(key) => {
-                tracing::debug!(policy = %name, reason = %error, "request key unusable: charged to the default key");
+                tracing::debug!(policy = %Redacted(&name), reason = %Redacted(&error), "request key unusable: charged to the default key");
                 Ok(key.clone())
             }
         }

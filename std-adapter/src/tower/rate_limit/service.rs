@@ -1,5 +1,6 @@
 //! [`RateLimitService`]: charges the limit on every `call`.
 
+use crate::redact::Redacted;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -169,15 +170,15 @@ impl<L, R> Common<L, R> {
     {
         match refusal {
             Refusal::Limited { retry_after } => tracing::debug!(
-                policy = %self.name,
+                policy = %Redacted(&self.name),
                 retry_after_ms = retry_after.as_micros() / 1_000,
                 "request rate limited"
             ),
             Refusal::BadKey(error) => {
-                tracing::debug!(policy = %self.name, reason = %error, "request refused: no usable key");
+                tracing::debug!(policy = %Redacted(&self.name), reason = %Redacted(&error), "request refused: no usable key");
             }
             Refusal::FailClosed { retry_after } => tracing::debug!(
-                policy = %self.name,
+                policy = %Redacted(&self.name),
                 retry_after_ms = retry_after.as_micros() / 1_000,
                 "request refused: the shared limit's backend is out (fail closed)"
             ),
@@ -185,10 +186,10 @@ impl<L, R> Common<L, R> {
                 // A client can cause this on every request (new keys
                 // into a table full of busy ones): `debug` each time,
                 // `warn` at most once per interval.
-                tracing::debug!(policy = %self.name, "request refused: keyed limiter full");
+                tracing::debug!(policy = %Redacted(&self.name), "request refused: keyed limiter full");
                 if let Some(refused) = self.full_warn.hit(self.clock.now()) {
                     tracing::warn!(
-                        policy = %self.name,
+                        policy = %Redacted(&self.name),
                         refused,
                         "requests refused: keyed limiter full ({refused} since the last such warning, at most one every {} s)",
                         WarnThrottle::INTERVAL.as_micros() / 1_000_000,

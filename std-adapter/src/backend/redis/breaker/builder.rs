@@ -1,6 +1,7 @@
 //! [`FleetBreakerBuilder`]: options, loading the stored decision, and the
 //! observer hook that wakes the background task on local transitions.
 
+use crate::redact::Redacted;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -339,7 +340,7 @@ impl BreakerObserver for Hook {
         match &self.user {
             Some(user) => user.transition(name, t),
             None => {
-                tracing::info!(breaker = %name, from = ?t.from, to = ?t.to, "circuit breaker transition");
+                tracing::info!(breaker = %Redacted(&name), from = ?t.from, to = ?t.to, "circuit breaker transition");
             }
         }
     }

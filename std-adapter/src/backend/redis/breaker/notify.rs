@@ -10,6 +10,7 @@
 //! channel's slot moves to another shard; the client then forgets the
 //! channel and would never subscribe again) is made again the same way.
 
+use crate::redact::Redacted;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -19,7 +20,6 @@ use tokio::sync::Notify;
 
 use super::super::cluster;
 use super::Inner;
-use crate::redact::redact;
 
 /// Where the subscription is made.
 pub(super) enum Subscriber {
@@ -63,8 +63,8 @@ pub(super) fn spawn(
                 Ok(()) => backoff = Duration::from_millis(50),
                 Err(e) => {
                     tracing::debug!(
-                        channel = %channel,
-                        error = %redact(&e.to_string()),
+                        channel = %Redacted(&channel),
+                        error = %Redacted(&e.to_string()),
                         "breaker notifications unavailable; reconciliation continues"
                     );
                 }

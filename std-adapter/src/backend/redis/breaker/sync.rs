@@ -2,6 +2,7 @@
 //! decision with the core's merge, and the background task that does it
 //! every sync interval (and at once after a local transition).
 
+use crate::redact::Redacted;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -137,14 +138,14 @@ impl Inner {
             self.corrupt.fetch_add(1, Ordering::Relaxed);
             if !self.corrupt_logged.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
-                    breaker = %self.policy.name(),
+                    breaker = %Redacted(&self.policy.name()),
                     "corrupt or out-of-range shared breaker decision replaced"
                 );
             }
         }
         if reply.flags & REPOPULATED != 0 {
             tracing::info!(
-                breaker = %self.policy.name(),
+                breaker = %Redacted(&self.policy.name()),
                 version = reply.decision.version,
                 "shared breaker decision repopulated from the local state"
             );
@@ -200,7 +201,7 @@ impl Inner {
                 {
                     if !self.conflict_logged.swap(true, Ordering::Relaxed) {
                         tracing::warn!(
-                            breaker = %self.policy.name(),
+                            breaker = %Redacted(&self.policy.name()),
                             version = d.version,
                             stored = ?d.state,
                             applied = ?held.state,
@@ -213,12 +214,12 @@ impl Inner {
         }
         match merged {
             Ok(Some(t)) => {
-                tracing::info!(breaker = %self.policy.name(), from = ?t.from, to = ?t.to, version = d.version, "fleet decision applied");
+                tracing::info!(breaker = %Redacted(&self.policy.name()), from = ?t.from, to = ?t.to, version = d.version, "fleet decision applied");
             }
             Ok(None) | Err(MergeError::Stale { .. }) => {}
             Err(MergeError::Busy) => self.notify.notify_one(),
             Err(e) => {
-                tracing::warn!(breaker = %self.policy.name(), error = %e, "fleet decision not merged");
+                tracing::warn!(breaker = %Redacted(&self.policy.name()), error = %Redacted(&e), "fleet decision not merged");
             }
         }
     }
@@ -227,8 +228,8 @@ impl Inner {
         self.errors.fetch_add(1, Ordering::Relaxed);
         if !self.degraded.swap(true, Ordering::AcqRel) {
             tracing::warn!(
-                breaker = %self.policy.name(),
-                error = %e,
+                breaker = %Redacted(&self.policy.name()),
+                error = %Redacted(&e),
                 "fleet breaker degraded: deciding on local state until Redis answers"
             );
         }
@@ -236,7 +237,7 @@ impl Inner {
 
     fn recovered(&self) {
         if self.degraded.swap(false, Ordering::AcqRel) {
-            tracing::info!(breaker = %self.policy.name(), "fleet breaker reconnected");
+            tracing::info!(breaker = %Redacted(&self.policy.name()), "fleet breaker reconnected");
         }
     }
 }

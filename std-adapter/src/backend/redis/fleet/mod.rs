@@ -43,6 +43,7 @@ mod report;
 
 pub use report::{FleetConfig, FleetReport, FleetSeries, MAX_INSTANCE_LEN};
 
+use crate::redact::Redacted;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -185,7 +186,7 @@ impl FleetPercentiles {
         match result {
             Ok(series) => {
                 if state.error.take().is_some() {
-                    tracing::info!(fleet = %self.name, "fleet percentiles available again");
+                    tracing::info!(fleet = %Redacted(&self.name), "fleet percentiles available again");
                 }
                 state.synced = true;
                 state.series = series;
@@ -194,7 +195,7 @@ impl FleetPercentiles {
             Err(e) => {
                 self.faults.fetch_add(1, Ordering::Relaxed);
                 if state.error.is_none() {
-                    tracing::warn!(fleet = %self.name, error = %e, "fleet percentiles unavailable");
+                    tracing::warn!(fleet = %Redacted(&self.name), error = %Redacted(&e), "fleet percentiles unavailable");
                 }
                 state.error = Some(e.to_string());
                 Err(e)
@@ -408,9 +409,9 @@ impl FleetPercentiles {
     fn refuse(&self, key: &str, why: Corrupt, n: usize) {
         self.corrupt.fetch_add(n as u64, Ordering::Relaxed);
         if self.warned_corrupt.swap(true, Ordering::Relaxed) {
-            tracing::debug!(fleet = %self.name, key, reason = ?why, "corrupt fleet histogram skipped");
+            tracing::debug!(fleet = %Redacted(&self.name), key, reason = ?why, "corrupt fleet histogram skipped");
         } else {
-            tracing::warn!(fleet = %self.name, key, reason = ?why, "corrupt fleet histogram skipped (logged once)");
+            tracing::warn!(fleet = %Redacted(&self.name), key, reason = ?why, "corrupt fleet histogram skipped (logged once)");
         }
     }
 

@@ -29,6 +29,7 @@
 //! reconnection and its backoff. Nothing but flags is touched when a
 //! command is dropped (which may happen outside any runtime).
 
+use crate::redact::Redacted;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -225,7 +226,7 @@ async fn probe<C: Renewable>(probing: Probing<C>) {
                 }
             }
             Err(e) => {
-                tracing::debug!(error = %crate::redact::redact(&e.to_string()), "Redis connection not replaced");
+                tracing::debug!(error = %Redacted(&e.to_string()), "Redis connection not replaced");
             }
         }
     }

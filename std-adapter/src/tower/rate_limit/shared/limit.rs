@@ -1,6 +1,7 @@
 //! [`Shared`]: a limit decided by a [`RedisLimiter`], keyed by a
 //! function of the request head; what its decisions become.
 
+use crate::redact::Redacted;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -250,7 +251,7 @@ where
         match &self.bad_key {
             BadKey::Reject => Err(error),
             BadKey::Default(key) => {
-                tracing::debug!(policy = %name, reason = %error, "request key unusable: charged to the default key");
+                tracing::debug!(policy = %Redacted(&name), reason = %Redacted(&error), "request key unusable: charged to the default key");
                 bounded(key)
             }
         }
@@ -306,7 +307,7 @@ impl<K, F, R> Common<Shared<K, F>, R> {
             Err(error) => {
                 // Never expected: the key was checked, one token never
                 // exceeds a burst, and faults go to the degrade policy.
-                tracing::warn!(policy = %self.name, error = %error, "shared rate limit made no decision");
+                tracing::warn!(policy = %Redacted(&self.name), error = %Redacted(&error), "shared rate limit made no decision");
                 Outcome::Refused(Refusal::Unavailable, None)
             }
         }
