@@ -89,6 +89,27 @@ fn a_full_table_of_busy_keys_rejects_never_passes() {
     assert_eq!((m.table_full, m.limited, m.keys), (7, 7, 2));
 }
 
+/// Zero tokens is always granted and touches nothing, as for
+/// `TokenBucket`: it neither inserts a key (which could evict an idle one,
+/// or be refused with `TableFull`) nor counts an admission.
+#[test]
+fn zero_tokens_are_granted_without_inserting_or_counting() {
+    for policy in [FullPolicy::Reject, FullPolicy::Overflow(per_sec(1))] {
+        let l: KeyedLimiter<u32, 2> =
+            KeyedLimiter::new(per_sec(1), policy).expect("quota within the keyed range");
+        l.try_acquire(&1, T0).unwrap();
+        l.try_acquire(&2, T0).unwrap();
+        let before = l.metrics();
+        for k in [1, 2, 3, 4] {
+            assert_eq!(l.try_acquire_n(&k, 0, T0), Ok(()), "key {k}");
+        }
+        let later = T0 + Duration::from_secs(5);
+        assert_eq!(l.try_acquire_n(&5, 0, later), Ok(()));
+        assert_eq!(l.metrics(), before, "{policy:?}");
+        assert_eq!(l.available(&1, T0), 0, "key 1 still present and empty");
+    }
+}
+
 #[test]
 fn a_full_table_can_charge_a_shared_overflow_bucket() {
     let overflow = per_sec(10).with_burst(3).unwrap();

@@ -91,14 +91,37 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         self.acquire::<false>(key, 1, Some(tier), now).map(drop)
     }
 
-    /// Takes `n` tokens for `key`, all or none.
+    /// Takes `n` tokens for `key`, all or none. `n = 0` always succeeds
+    /// and touches nothing (as [`TokenBucket::try_acquire_n`]): the key is
+    /// not inserted, nothing is evicted or counted.
+    ///
+    /// [`TokenBucket::try_acquire_n`]: crate::bucket::TokenBucket::try_acquire_n
     ///
     /// # Errors
     ///
     /// As [`try_acquire`](Self::try_acquire), plus
     /// [`KeyedError::InsufficientCapacity`] if `n` exceeds the key's burst.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
+    /// use fusebox::Instant;
+    ///
+    /// let limiter: KeyedLimiter<u32, 8> =
+    ///     KeyedLimiter::new(Quota::per_second(4)?, FullPolicy::Reject)?;
+    /// let now = Instant::from_secs(1);
+    /// limiter.try_acquire_n(&1, 4, now)?;
+    /// assert!(matches!(limiter.try_acquire_n(&1, 1, now), Err(KeyedError::RateLimited(_))));
+    /// limiter.try_acquire_n(&2, 0, now)?; // nothing taken, nothing inserted
+    /// assert_eq!(limiter.metrics().keys, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn try_acquire_n(&self, key: &K, n: u32, now: Instant) -> Result<(), KeyedError> {
+        if n == 0 {
+            return Ok(());
+        }
         self.acquire::<false>(key, n, None, now).map(drop)
     }
 
