@@ -1259,3 +1259,78 @@ mod recovery_model {
         }
     }
 }
+
+/// Counts its drops: a hung attempt's future must be cancelled, not left.
+struct DropCount(Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// An action that never ends (a reconnect to a host that never answers)
+/// held the recovery task for ever: no later attempt, no escalation,
+/// nothing in the status. It is given up at the rule's timeout, counted
+/// as a failed attempt, and the schedule goes on.
+#[tokio::test(start_paused = true)]
+async fn a_hung_recovery_action_is_given_up_at_its_timeout() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let hang = {
+        let dropped = Arc::clone(&dropped);
+        RecoveryAction::new("reconnect", move || {
+            let guard = DropCount(Arc::clone(&dropped));
+            async move {
+                let _guard = guard;
+                std::future::pending::<Result<(), String>>().await
+            }
+        })
+    };
+    let rule = RecoveryRule::new(1, hang)
+        .timeout(secs(5))
+        .cooldown(secs(10))
+        .backoff(1, secs(10))
+        .escalate(
+            1,
+            RecoveryAction::new("restart", || async { Ok::<(), String>(()) }),
+        );
+    assert_eq!(rule.attempt_timeout(), secs(5));
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("db", scripted("f", vec![]))
+                .interval(secs(1))
+                .recovery(rule),
+        )
+        .spawn();
+    let mut events = monitor.subscribe();
+    sleep(secs(20)).await;
+    let seen = drain(&mut events);
+    let tried = attempts(&seen);
+    assert!(tried.len() >= 2, "{tried:?}");
+    let t0 = tried[0].0;
+    // Attempt 1 starts at the first failure and ends at its timeout (5 s);
+    // attempt 2, the escalation, 10 s after that.
+    assert_eq!(tried[0], (t0, "reconnect".into(), 1, false));
+    assert_eq!(tried[1], (t0 + secs(15), "restart".into(), 2, true));
+    let errors: Vec<_> = seen
+        .iter()
+        .filter_map(|e| match e {
+            MonitorEvent::RecoveryAttempted { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors[0].as_deref(), Some("timed out after 5s"));
+    assert_eq!(errors[1], None);
+    assert_eq!(dropped.load(SeqCst), 1, "the hung attempt was cancelled");
+    let status = monitor.status();
+    let recovery = status.checks[0]
+        .recovery
+        .as_ref()
+        .expect("a recovery status");
+    assert_eq!(recovery.primary.attempts, 1);
+    assert_eq!(recovery.primary.successes, 0);
+    assert_eq!(
+        recovery.primary.last_error.as_deref(),
+        Some("timed out after 5s")
+    );
+}

@@ -129,6 +129,7 @@ pub struct RecoveryRule {
     cooldown: Duration,
     factor: u32,
     max_backoff: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl RecoveryRule {
@@ -149,7 +150,46 @@ impl RecoveryRule {
             cooldown: Duration::from_secs(30),
             factor: 2,
             max_backoff: Duration::from_secs(600),
+            timeout: Self::DEFAULT_TIMEOUT,
         }
+    }
+
+    /// How long an attempt may run before it is given up:
+    /// [`timeout`](Self::timeout)'s default.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// How long one attempt may run (default
+    /// [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT), at least 1 ms). An
+    /// attempt still running then is dropped (its future cancelled) and
+    /// counted as failed with the error `timed out after …`, and the
+    /// schedule goes on: an action that hangs (a reconnect to a host that
+    /// never answers) cannot stop the episode's later attempts or its
+    /// escalation. `Duration::MAX` never gives up.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::monitor::{RecoveryAction, RecoveryRule};
+    ///
+    /// let rule = RecoveryRule::new(1, RecoveryAction::new("a", || async { Ok::<(), String>(()) }))
+    ///     .timeout(Duration::from_secs(5));
+    /// assert_eq!(rule.attempt_timeout(), Duration::from_secs(5));
+    /// ```
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long one attempt may run.
+    ///
+    /// ```
+    /// use fusebox_std::monitor::{RecoveryAction, RecoveryRule};
+    ///
+    /// let rule = RecoveryRule::new(1, RecoveryAction::new("a", || async { Ok::<(), String>(()) }));
+    /// assert_eq!(rule.attempt_timeout(), RecoveryRule::DEFAULT_TIMEOUT);
+    /// ```
+    pub const fn attempt_timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The wait after the first attempt of an episode (default 30 s, at

@@ -291,12 +291,15 @@ pub(crate) async fn recovery_loop(
             attempt = u32::saturating_add(attempt, 1);
             let (action, escalated) = rule.pick(attempt);
             let at = shared.since(Instant::now());
-            let result = unwind_safe(|| action.run()).await.unwrap_or_else(|panic| {
-                Err(redact_cut(
-                    &format!("action panicked: {panic}"),
-                    super::CheckError::MAX_MESSAGE_CHARS,
-                ))
-            });
+            let result =
+                match tokio::time::timeout(rule.timeout, unwind_safe(|| action.run())).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(panic)) => Err(redact_cut(
+                        &format!("action panicked: {panic}"),
+                        super::CheckError::MAX_MESSAGE_CHARS,
+                    )),
+                    Err(_) => Err(format!("timed out after {:?}", rule.timeout)),
+                };
             let delay = rule.delay_after(attempt);
             // Saturating: a cooldown of `Duration::MAX` is "never again".
             let next_at = shared.since(Instant::now()).saturating_add(delay);
