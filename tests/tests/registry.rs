@@ -524,6 +524,28 @@ fn environment_variables_declare_and_override() {
     );
 }
 
+/// Environment variables are read in lowercase: an override of a breaker
+/// the file names `Payments` made a second breaker `payments` and left the
+/// file's at its old setting. It sets the file's entry; a name the file
+/// writes twice in different cases is refused, not guessed.
+#[test]
+fn an_environment_override_reaches_a_name_written_with_capitals() {
+    let file = "[breakers.Payments]\nfailure_rate = 50\nwindow = 20\n";
+    let env = vars(&[("FUSEBOX__BREAKERS__PAYMENTS__FAILURE_RATE", "60")]);
+    let config = RegistryConfig::from_toml_with_env(file, env).unwrap();
+    assert_eq!(config.breakers.keys().collect::<Vec<_>>(), ["Payments"]);
+    let r = Registry::from_config(&config).unwrap();
+    let payments = r.get_breaker("Payments").unwrap();
+    assert_eq!(payments.config().failure_rate(), Some(60));
+    assert_eq!(payments.config().window(), 20);
+    assert!(r.get_breaker("payments").is_none());
+
+    let twice = "[breakers.Payments]\nwindow = 20\n[breakers.PAYMENTS]\nwindow = 30\n";
+    let env = vars(&[("FUSEBOX__BREAKERS__PAYMENTS__FAILURE_RATE", "60")]);
+    let e = RegistryConfig::from_toml_with_env(twice, env).unwrap_err();
+    assert_eq!(e.fields()[0].path(), "breakers.payments", "{e}");
+}
+
 #[test]
 fn publishing_never_blocks_and_lag_is_counted() {
     let r = Registry::builder().events_capacity(4).build();

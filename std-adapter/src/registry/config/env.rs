@@ -61,19 +61,39 @@ fn env_value(raw: &str) -> Value {
 }
 
 /// Sets the field at `path` of `root` to `value`, making the tables on the
-/// way (a scalar on the way becomes a table).
-fn set_path(root: &mut Value, path: &[String], value: Value) {
+/// way (a scalar on the way becomes a table). A segment names the entry
+/// the document already has under any case (`payments` sets the file's
+/// `Payments`: variables are read in lowercase, so an override of a name
+/// written with capitals would otherwise make a second entry and leave the
+/// file's untouched).
+///
+/// # Errors
+///
+/// The path of the segments matched so far when a segment matches more
+/// than one entry differing only in case.
+fn set_path(root: &mut Value, path: &[String], value: Value) -> Result<(), Vec<String>> {
     let mut node = root;
-    for segment in path {
+    for (depth, segment) in path.iter().enumerate() {
         if !node.is_object() {
             *node = Value::Object(Map::new());
         }
         let Value::Object(map) = node else {
-            return;
+            return Ok(());
         };
-        node = map.entry(segment.clone()).or_insert(Value::Null);
+        let key = if map.contains_key(segment) {
+            segment.clone()
+        } else {
+            let mut same = map.keys().filter(|k| k.eq_ignore_ascii_case(segment));
+            match (same.next(), same.next()) {
+                (Some(only), None) => only.clone(),
+                (None, _) => segment.clone(),
+                (Some(_), Some(_)) => return Err(path[..=depth].to_vec()),
+            }
+        };
+        node = map.entry(key).or_insert(Value::Null);
     }
     *node = value;
+    Ok(())
 }
 
 /// Sets, in `value`, the field of every variable of `vars` that starts
@@ -114,7 +134,12 @@ pub(super) fn apply(
         )]));
     }
     for (segments, raw) in set {
-        set_path(value, &segments, raw);
+        set_path(value, &segments, raw).map_err(|ambiguous| {
+            RegistryConfigError::new(vec![FieldError::new(
+                escaped(&ambiguous.join(".")),
+                "matches more than one name that differs only in case",
+            )])
+        })?;
     }
     Ok(())
 }
@@ -140,9 +165,9 @@ mod tests {
     fn paths_make_their_tables() {
         let mut root = json!({"breakers": {"a": {"window": 5}}, "events_capacity": 3});
         let seg = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
-        set_path(&mut root, &seg("breakers.a.failure_rate"), json!(50));
-        set_path(&mut root, &seg("limiters.b.rate"), json!(1));
-        set_path(&mut root, &seg("events_capacity.x"), json!(1)); // a scalar becomes a table
+        set_path(&mut root, &seg("breakers.a.failure_rate"), json!(50)).unwrap();
+        set_path(&mut root, &seg("limiters.b.rate"), json!(1)).unwrap();
+        set_path(&mut root, &seg("events_capacity.x"), json!(1)).unwrap(); // a scalar becomes a table
         assert_eq!(
             root,
             json!({
@@ -152,7 +177,29 @@ mod tests {
             })
         );
         let mut empty = Value::Null;
-        set_path(&mut empty, &[], json!(1));
+        set_path(&mut empty, &[], json!(1)).unwrap();
         assert_eq!(empty, json!(1));
+    }
+
+    /// Variables are read in lowercase: an override of a name the file
+    /// writes with capitals made a second, lowercase entry and left the
+    /// file's untouched.
+    #[test]
+    fn a_segment_sets_the_documents_entry_under_any_case() {
+        let seg = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
+        let mut root = json!({"breakers": {"Payments": {"window": 5}}});
+        set_path(&mut root, &seg("breakers.payments.failure_rate"), json!(50)).unwrap();
+        assert_eq!(
+            root,
+            json!({"breakers": {"Payments": {"window": 5, "failure_rate": 50}}})
+        );
+        let mut twice = json!({"breakers": {"Payments": {}, "PAYMENTS": {}}});
+        assert_eq!(
+            set_path(&mut twice, &seg("breakers.payments.window"), json!(1)),
+            Err(seg("breakers.payments"))
+        );
+        let mut exact = json!({"breakers": {"Payments": {}, "payments": {}}});
+        set_path(&mut exact, &seg("breakers.payments.window"), json!(1)).unwrap();
+        assert_eq!(exact["breakers"]["payments"], json!({"window": 1}));
     }
 }
