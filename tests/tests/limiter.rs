@@ -232,3 +232,35 @@ async fn keyed_typed_errors() {
     assert_eq!(full.until_ready(&2).await, Err(LimitError::TableFull));
     assert_eq!(full.waiting_keys(), 0);
 }
+
+/// Zero tokens are granted at once: a wait for none took a turn behind
+/// the waiters for tokens (here, a second behind), and the keyed one
+/// inserted its key, as the core's `try_acquire_n(key, 0)` did.
+#[tokio::test(start_paused = true)]
+async fn waiting_for_zero_tokens_takes_no_turn() {
+    let single = limiter(1, 1);
+    single.until_ready().await.unwrap(); // empty now
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let queued = waiter(&single, 1, 1, start, &log);
+    tokio::task::yield_now().await; // the waiter holds the turn
+    single.until_n_ready(0).await.unwrap();
+    assert_eq!(ms_since(start), 0, "no turn behind the waiter");
+    queued.await.unwrap().unwrap();
+    assert_eq!(*log.lock().unwrap(), [(1, 1_000)]);
+
+    let core: fusebox::KeyedLimiter<u32, 1> =
+        fusebox::KeyedLimiter::new(Quota::per_second(1).unwrap(), FullPolicy::Reject).unwrap();
+    let keyed = Arc::new(KeyedLimiter::new(Arc::new(core)));
+    keyed.until_ready(&1).await.unwrap(); // the table's one slot
+    let start = Instant::now();
+    let queued = {
+        let keyed = Arc::clone(&keyed);
+        tokio::spawn(async move { keyed.until_ready(&1).await })
+    };
+    tokio::task::yield_now().await;
+    keyed.until_n_ready(&1, 0).await.unwrap();
+    keyed.until_n_ready(&2, 0).await.unwrap(); // a full table: not inserted
+    assert_eq!(ms_since(start), 0);
+    queued.await.unwrap().unwrap();
+}

@@ -228,7 +228,8 @@ where
         self.until_n_ready(key, 1).await
     }
 
-    /// Waits until `n` tokens are taken at once for `key`.
+    /// Waits until `n` tokens are taken at once for `key`; `n = 0` returns
+    /// at once, without a turn behind the key's waiters or inserting it.
     ///
     /// # Errors
     ///
@@ -292,6 +293,11 @@ where
         n: u32,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<(), LimitError> {
+        if n == 0 {
+            // Nothing to take: no turn behind the key's waiters, and the
+            // key is not inserted (as the core's `try_acquire_n(key, 0)`).
+            return Ok(());
+        }
         let result = self.wait_n(key, n, deadline).await;
         if let (Err(_), Some(reporter)) = (&result, &self.reporter) {
             reporter.report();

@@ -252,7 +252,8 @@ impl Limiter {
         self.until_n_ready(1).await
     }
 
-    /// Waits until `n` tokens are taken at once.
+    /// Waits until `n` tokens are taken at once; `n = 0` returns at once,
+    /// without a turn behind earlier waiters.
     ///
     /// # Errors
     ///
@@ -313,6 +314,11 @@ impl Limiter {
         n: u32,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<(), LimitError> {
+        if n == 0 {
+            // Nothing to take: no turn in the queue behind waiters for
+            // tokens (as the core's `try_acquire_n(0)`, always granted).
+            return Ok(());
+        }
         let result = match &self.source {
             Source::Local(bucket) => self.wait_n(bucket, n, deadline).await,
             #[cfg(feature = "redis")]
