@@ -1334,3 +1334,77 @@ async fn a_hung_recovery_action_is_given_up_at_its_timeout() {
         Some("timed out after 5s")
     );
 }
+
+/// A stopped monitor (or one whose tasks died: its runtime shut down)
+/// kept reporting its checks' last health for ever: a registry it was
+/// attached to went on calling a dependency healthy that nobody checked.
+/// Past its schedule a check is stale and reads at least degraded; one
+/// that was unhealthy stays unhealthy (going stale never makes it ready).
+#[tokio::test(start_paused = true)]
+async fn a_stopped_monitors_checks_go_stale_and_never_better_than_degraded() {
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("up", scripted("p", vec![]))
+                .interval(secs(10))
+                .timeout(secs(2)),
+        )
+        .check(
+            CheckSpec::new("down", scripted("f", vec![]))
+                .interval(secs(10))
+                .timeout(secs(2))
+                .thresholds(Thresholds::new().unhealthy_after(1)),
+        )
+        .spawn();
+    let reader = monitor.reader();
+    sleep(secs(25)).await; // "up" runs at 0, 10, 20 s; "down" at 5, 15, 25 s (staggered)
+    let status = reader.status();
+    assert_eq!(
+        status
+            .checks
+            .iter()
+            .map(|c| (c.health, c.stale))
+            .collect::<Vec<_>>(),
+        [(Health::Healthy, false), (Health::Unhealthy, false)]
+    );
+    monitor.stop().await;
+    let stopped = Instant::now();
+    // The last runs ended at 20 s ("up") and 25 s ("down"); each may be
+    // 10 + 2 + 10 s old before it is stale.
+    sleep(secs(7)).await;
+    assert!(reader.status().checks.iter().all(|c| !c.stale), "too soon");
+    assert_eq!(reader.status().checks[0].health, Health::Healthy);
+    sleep(secs(20)).await;
+    let status = reader.status();
+    assert!(stopped.elapsed() > secs(22));
+    assert_eq!(
+        status
+            .checks
+            .iter()
+            .map(|c| (c.name.as_str(), c.health, c.stale))
+            .collect::<Vec<_>>(),
+        [
+            ("up", Health::Degraded, true),
+            ("down", Health::Unhealthy, true)
+        ]
+    );
+    assert_eq!(status.health, Health::Unhealthy);
+    assert_eq!(reader.health(), Health::Unhealthy);
+}
+
+/// A healthy monitor alone, stopped: its overall health falls to degraded
+/// once its check is stale (what `/health` reports), never unhealthy.
+#[tokio::test(start_paused = true)]
+async fn a_stale_healthy_monitor_reads_degraded() {
+    let monitor = HealthMonitor::new()
+        .check(CheckSpec::new("up", scripted("p", vec![])).interval(secs(1)))
+        .spawn();
+    let reader = monitor.reader();
+    sleep(ms(500)).await;
+    assert_eq!(reader.health(), Health::Healthy);
+    drop(monitor); // aborts its tasks
+    sleep(ms(2_500)).await; // 1 + 1 + 1 s allowed after the run at 0 s
+    assert_eq!(reader.health(), Health::Healthy, "not yet");
+    sleep(secs(1)).await;
+    assert_eq!(reader.health(), Health::Degraded);
+    assert!(reader.status().checks[0].stale);
+}

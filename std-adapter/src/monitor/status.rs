@@ -100,8 +100,16 @@ pub struct CheckStatus {
     pub name: String,
     /// What it checks, redacted.
     pub target: Option<String>,
-    /// Its health.
+    /// Its health: at least [`Health::Degraded`] while it is
+    /// [`stale`](Self::stale).
     pub health: Health,
+    /// No run has ended for longer than its schedule allows (one interval
+    /// more than `interval + timeout` since the last, at least 1 s more):
+    /// its task stopped or never ran (the monitor was stopped or dropped,
+    /// its runtime shut down or has no timers). Its health then reads at
+    /// least degraded, so that a monitor nobody runs any more does not go
+    /// on reporting a healthy dependency.
+    pub stale: bool,
     /// Whether it bounds the monitor's health.
     pub critical: bool,
     /// Its interval.

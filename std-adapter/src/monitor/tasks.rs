@@ -63,6 +63,33 @@ impl Cell {
         // The state stays consistent across a panic (plain field writes).
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Whether no run has ended for longer than the schedule allows: runs
+    /// end at most `interval + timeout` apart (a run starts one interval
+    /// after the previous start, or at once after an overrun, and lasts
+    /// at most its timeout), and the first one within `interval + timeout`
+    /// of the start; a check is stale past that by one more interval (at
+    /// least 1 s, room for a busy runtime). Saturating: a check that runs
+    /// every `Duration::MAX` is never stale.
+    pub(crate) fn is_stale(&self, last_run_at: Option<Duration>, now: Duration) -> bool {
+        let allowed = self
+            .interval
+            .saturating_add(self.timeout)
+            .saturating_add(self.interval.max(Duration::from_secs(1)));
+        now.saturating_sub(last_run_at.unwrap_or(Duration::ZERO)) > allowed
+    }
+}
+
+/// A check's health as reported: a stale one (its task stopped, or never
+/// ran: the monitor stopped, its runtime gone or without timers) is never
+/// better than [`Health::Degraded`], and keeps a worse verdict: going stale
+/// never turns an unhealthy check ready.
+fn seen(health: Health, stale: bool) -> Health {
+    if stale {
+        health.max(Health::Degraded)
+    } else {
+        health
+    }
 }
 
 impl Shared {
@@ -73,15 +100,18 @@ impl Shared {
     pub(crate) fn status(&self) -> Status {
         #[cfg(test)]
         STATUSES_BUILT.with(|built| built.set(built.get() + 1));
+        let now = self.since(Instant::now());
         let checks: Vec<CheckStatus> = self
             .cells
             .iter()
             .map(|cell| {
                 let s = cell.lock();
+                let stale = cell.is_stale(s.last_run_at, now);
                 CheckStatus {
                     name: cell.name.to_string(),
                     target: cell.target.clone(),
-                    health: s.streaks.health,
+                    health: seen(s.streaks.health, stale),
+                    stale,
                     critical: cell.critical,
                     interval: cell.interval,
                     timeout: cell.timeout,
@@ -113,11 +143,12 @@ impl Shared {
     /// open to anyone and documented to compute nothing but its verdict,
     /// built the whole status, every alert window summed).
     pub(crate) fn health(&self) -> Health {
-        overall(
-            self.cells
-                .iter()
-                .map(|cell| (cell.lock().streaks.health, cell.critical)),
-        )
+        let now = self.since(Instant::now());
+        overall(self.cells.iter().map(|cell| {
+            let s = cell.lock();
+            let stale = cell.is_stale(s.last_run_at, now);
+            (seen(s.streaks.health, stale), cell.critical)
+        }))
     }
 
     /// Records one run; returns the events it causes and the new signal.
