@@ -541,3 +541,29 @@ fn a_name_with_a_newline_cannot_forge_a_log_line() {
         "the name, escaped:\n{log}"
     );
 }
+
+/// A check whose `target` panics (a user's implementation) panicked
+/// `try_spawn`, documented to fail only outside a runtime. It has no
+/// target, and runs.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_check_target_does_not_panic_the_monitor() {
+    struct Odd;
+    impl fusebox_std::monitor::HealthCheck for Odd {
+        async fn check(&self) -> Result<Option<String>, CheckError> {
+            Ok(None)
+        }
+        fn target(&self) -> Option<String> {
+            panic!("no target")
+        }
+    }
+    let spawned = std::panic::catch_unwind(|| {
+        HealthMonitor::new()
+            .check(CheckSpec::new("odd", Odd))
+            .try_spawn()
+    });
+    let handle = spawned.expect("no panic").expect("a runtime");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let status = handle.status();
+    assert_eq!(status.checks[0].target, None);
+    assert_eq!(status.checks[0].runs, 1);
+}

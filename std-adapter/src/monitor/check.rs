@@ -60,7 +60,7 @@ pub trait HealthCheck: Send + Sync + 'static {
     fn check(&self) -> impl Future<Output = Result<Option<String>, CheckError>> + Send;
 
     /// What is checked, for the status snapshot (an address or URL); the
-    /// monitor redacts it. `None` by default.
+    /// monitor redacts it. `None` by default, and when it panics.
     ///
     /// ```
     /// use fusebox_std::monitor::{HealthCheck, TcpCheck};
@@ -334,6 +334,8 @@ impl<C: HealthCheck> DynCheck for C {
         Box::pin(self.check())
     }
     fn describe(&self) -> Option<String> {
-        self.target()
+        // A user's `target` that panics is no target, not a panic of
+        // `HealthMonitor::try_spawn` (or of a status's `Debug`).
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.target())).unwrap_or(None)
     }
 }
