@@ -225,6 +225,15 @@ for pair, what in [("bare-outer:fusebox-outer", "around the router, against the 
         agree = sum(1 - 1 / d["cost"] <= 0.05 for d in duets[pair])
         w(f"| fusebox's layers cost ≤ 5 % of bare throughput ({what}) | {100 * loss:.1f} % | {verdict(loss <= 0.05)} "
           f"| {agree} of {duet_rounds} | 1 − A's cost per request ÷ fusebox's (median ratio of the duet) |")
+# The same bar for the peer: what tower_governor with its headers costs in
+# the same placement (context for the first rows, not a target).
+if "bare-outer:governor-headers-outer" in duets:
+    pair = "bare-outer:governor-headers-outer"
+    loss = 1 - 1 / med_cost[pair]
+    agree = sum(1 - 1 / d["cost"] <= 0.05 for d in duets[pair])
+    w(f"| (context, not a target: the peer under the same bar) tower_governor with `use_headers()` costs ≤ 5 % of bare throughput "
+      f"(around the router, against the router served the same way) | {100 * loss:.1f} % | {verdict(loss <= 0.05)} "
+      f"| {agree} of {duet_rounds} | 1 − A's cost per request ÷ tower_governor's (median ratio of the duet) |")
 for pair, what in [("governor-headers-outer:fusebox-outer", "both with rate-limit headers; fusebox with its breaker too"),
                    ("governor-headers-outer:fusebox-limit-outer", "limiters alone, both with rate-limit headers"),
                    ("governor-outer:fusebox-limit-no-fields-outer", "limiters alone, neither with headers"),
