@@ -69,7 +69,10 @@ use crate::CallError;
 ///   made meanwhile is published (no trip lost) unless a local trial has
 ///   closed the breaker again since, a newer fleet version is
 ///   merged, and a lost or corrupt stored value is repopulated from the
-///   local state (corrupt values, including keys of another type, are
+///   local state (a decision made since Redis lost its data, numbered
+///   below this instance's version by instances that never saw it, is
+///   kept and renumbered if it holds the breaker more firmly: forced >
+///   open > half-open > closed; corrupt values, including keys of another type, are
 ///   counted, logged once and replaced, never an error that would leave
 ///   the breaker degraded).
 /// * **Operators.** `force_open`/`force_close` apply fleet-wide; from

@@ -109,7 +109,16 @@ if not valid or v < known or (v == known and s == 'c' and (ls == 'o' or ls == 'f
   if lk < 0 or lk > 15 then lk = 0 end
   local base = known
   if valid and v > base then base = v end
-  if ls == 'o' then
+  -- A valid decision below the caller's version was made since the store
+  -- lost its data, by instances that never saw the caller's (a fresh
+  -- one numbers from 0). One that holds the breaker more firmly than the
+  -- caller (forced > open > half-open > closed) is kept, renumbered past
+  -- the caller's version so that every instance adopts it: a closed
+  -- caller never closes the fleet over a trip made since.
+  local rank = {c = 0, h = 1, o = 2, f = 3}
+  if valid and v < known and rank[s] > (rank[ls] or 0) then
+    store(base + 1, s, untl, streak)
+  elseif ls == 'o' then
     if lr > open_time(lk) then lr = open_time(lk) end
     store(base + 1, 'o', now + lr, lk)
   elseif ls == 'f' then store(base + 1, 'f', 0, 0)

@@ -1,0 +1,163 @@
+//! The fleet breaker (`FleetBreaker`) across restarts of Redis that lose
+//! its data (no persistence, or `FLUSHALL`): the shared version counter
+//! starts again from nothing while running instances hold higher ones.
+//! Every instance must converge on the documented behaviour: a trip
+//! anywhere opens all, and a merge never closes an open breaker.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fleet::{backend, raw, until_state};
+use common::redis_server::RedisServer;
+use fusebox::breaker::{CircuitBreaker, Config, State};
+use fusebox_std::backend::FleetBreaker;
+use tokio::time::Instant;
+
+const SYNC: Duration = Duration::from_millis(50);
+
+/// Two failures trip it; open `open_for`.
+fn core(open_for: Duration) -> Arc<CircuitBreaker> {
+    Arc::new(CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(2)
+            .open_for(open_for.into())
+            .build()
+            .unwrap(),
+    ))
+}
+
+async fn instance(url: &str, name: &str, open_for: Duration) -> FleetBreaker {
+    FleetBreaker::builder(name, core(open_for), backend(url).await)
+        .sync_interval(SYNC)
+        .build()
+        .await
+        .expect("fleet breaker")
+}
+
+async fn trip(b: &FleetBreaker) {
+    for _ in 0..2 {
+        let _ = b.call(async { Err::<(), _>("down") }).await;
+    }
+    assert_eq!(b.state(), State::Open);
+}
+
+/// Syncs, retrying while the connection manager reconnects.
+async fn sync_ok(b: &FleetBreaker) {
+    let start = Instant::now();
+    while let Err(e) = b.sync().await {
+        assert!(start.elapsed() < Duration::from_secs(5), "{e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn stored(url: &str, key: &str) -> String {
+    let mut conn = raw(url).await;
+    redis::cmd("GET")
+        .arg(key)
+        .query_async::<Option<String>>(&mut conn)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+async fn flushall(url: &str) {
+    let mut conn = raw(url).await;
+    redis::cmd("FLUSHALL")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// The fleet opened and closed (instances hold version 2), then Redis
+/// restarted empty. The stored breaker was open while it was down: every
+/// instance (and a fresh one) recovers, and the fleet's open decision,
+/// repopulated, ends in a closed fleet through one trial; the versions
+/// go on from the instances' own, none refused as stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_an_open_fleet_survives_a_restart_and_closes_by_a_trial() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let open_for = Duration::from_millis(400);
+    let a = instance(&url, "restart_open", open_for).await;
+    let b = instance(&url, "restart_open", open_for).await;
+    trip(&a).await;
+    sync_ok(&a).await;
+    until_state(&b, State::Open, Duration::from_secs(2)).await;
+    // Restarted empty while open.
+    server.kill();
+    server.restart();
+    sync_ok(&a).await;
+    sync_ok(&b).await;
+    let fresh = instance(&url, "restart_open", open_for).await;
+    for x in [&a, &b, &fresh] {
+        sync_ok(x).await;
+        assert!(
+            matches!(x.state(), State::Open | State::HalfOpen),
+            "{:?}, stored {}",
+            x.state(),
+            stored(&url, a.decision_key()).await
+        );
+    }
+    // Its time runs out: one trial closes the fleet.
+    until_state(&fresh, State::HalfOpen, Duration::from_secs(2)).await;
+    fresh.call(async { Ok::<_, ()>(()) }).await.unwrap();
+    for x in [&a, &b, &fresh] {
+        until_state(x, State::Closed, Duration::from_secs(3)).await;
+    }
+    let stored = stored(&url, a.decision_key()).await;
+    assert!(stored.contains(":c:"), "{stored}");
+}
+
+/// Redis lost its data while the fleet held version 2 (closed); a fresh
+/// instance, started since, numbers its decisions from 0. Its trip must
+/// open the fleet (a trip anywhere opens all) and never be closed again
+/// by an older instance finding a version below its own. Before, the
+/// older instance took the fresh one's open decision (version 1) for a
+/// store rolled back and wrote its own closed state over it at version
+/// 2: the fresh instance merged that and closed before its open time,
+/// and no other instance ever opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_trip_after_redis_lost_its_data_opens_the_older_instances() {
+    for restart in [false, true] {
+        let mut server = RedisServer::start();
+        let url = server.url();
+        let open_for = Duration::from_secs(30);
+        let a = instance(&url, "restart_trip", open_for).await;
+        let b = instance(&url, "restart_trip", open_for).await;
+        trip(&a).await;
+        sync_ok(&a).await;
+        until_state(&b, State::Open, Duration::from_secs(2)).await;
+        a.force_close().await.unwrap();
+        for x in [&a, &b] {
+            until_state(x, State::Closed, Duration::from_secs(2)).await;
+        }
+        if restart {
+            server.kill();
+            server.restart();
+        } else {
+            flushall(&url).await;
+        }
+        let fresh = instance(&url, "restart_trip", open_for).await;
+        trip(&fresh).await;
+        sync_ok(&fresh).await;
+        // The older instances reconcile (every sync interval).
+        tokio::time::sleep(SYNC * 6).await;
+        sync_ok(&a).await;
+        sync_ok(&b).await;
+        sync_ok(&fresh).await;
+        let stored = stored(&url, a.decision_key()).await;
+        assert_eq!(
+            fresh.state(),
+            State::Open,
+            "restart {restart}: a fresh instance's trip was closed by a merge, stored {stored}"
+        );
+        assert_eq!(
+            (a.state(), b.state()),
+            (State::Open, State::Open),
+            "restart {restart}: a trip after Redis lost its data must open all, stored {stored}"
+        );
+        assert!(stored.contains(":o:"), "{stored}");
+    }
+}
