@@ -161,3 +161,78 @@ async fn redis_breaker_a_trip_after_redis_lost_its_data_opens_the_older_instance
         assert!(stored.contains(":o:"), "{stored}");
     }
 }
+
+/// Redis lost its data while the fleet was half-open and a trial was
+/// running on A: the trial's success closes the breaker for all ("their
+/// result closes or reopens it for all"), B included, which has had no
+/// call since. Before, A wrote its closed state back at the version it
+/// held: B, holding that version half-open, took it for a decision
+/// rewritten by hand and stayed half-open (its calls limited to its
+/// trial permits) until a call of its own closed it; and when B reached
+/// Redis first, it wrote back that half-open decision as a new version,
+/// in which A's trial (granted in the old one) no longer counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_trial_that_succeeds_after_redis_lost_its_data_closes_all() {
+    for b_first in [true, false] {
+        let server = RedisServer::start();
+        let url = server.url();
+        let open_for = Duration::from_millis(300);
+        let a = instance(&url, "restart_trial", open_for).await;
+        // B reconciles only when told to: the order is the test's.
+        let b = FleetBreaker::builder("restart_trial", core(open_for), backend(&url).await)
+            .sync_interval(Duration::from_secs(60))
+            .build()
+            .await
+            .expect("fleet breaker");
+        trip(&a).await;
+        sync_ok(&a).await;
+        sync_ok(&b).await;
+        assert_eq!(b.state(), State::Open);
+        until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+        until_state(&b, State::HalfOpen, Duration::from_secs(2)).await;
+        // The trial starts (its slot granted), B sees the half-open
+        // decision it runs in, then Redis loses everything.
+        let (started, go) = (
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        let trial = {
+            let (a, started, go) = (a.clone(), Arc::clone(&started), Arc::clone(&go));
+            tokio::spawn(async move {
+                a.call(async move {
+                    started.notify_one();
+                    go.notified().await;
+                    Ok::<_, ()>(())
+                })
+                .await
+            })
+        };
+        started.notified().await;
+        sync_ok(&b).await;
+        assert_eq!(b.fleet_state(), Some(State::HalfOpen));
+        flushall(&url).await;
+        if b_first {
+            // B writes back the half-open decision it holds.
+            sync_ok(&b).await;
+        }
+        go.notify_one();
+        trial.await.unwrap().expect("the trial succeeds");
+        assert_eq!(a.state(), State::Closed);
+        // A reports its trial's success (at once, from the slot's drop).
+        let start = Instant::now();
+        while b.state() != State::Closed {
+            assert!(
+                start.elapsed() < Duration::from_secs(3),
+                "B first {b_first}: B still {:?} (fleet {:?}), stored {}",
+                b.state(),
+                b.fleet_state(),
+                stored(&url, a.decision_key()).await
+            );
+            tokio::time::sleep(SYNC).await;
+            sync_ok(&b).await;
+        }
+        assert_eq!(a.state(), State::Closed);
+        let stored = stored(&url, a.decision_key()).await;
+        assert!(stored.contains(":c:"), "{stored}");
+    }
+}

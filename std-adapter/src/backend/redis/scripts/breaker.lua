@@ -103,7 +103,11 @@ if not valid or v < known or (v == known and s == 'c' and (ls == 'o' or ls == 'f
   if raw and not valid then wrong = true end
   -- The caller's state repopulates it: an open one as a newer version (every
   -- instance adopts it), a closed one at the known version only (so it never
-  -- closes an instance that saw an open decision of that version).
+  -- closes an instance that saw an open decision of that version), a
+  -- half-open one at the known version too: the decision the caller holds
+  -- (half-open, or open with its time up, which every instance holding it
+  -- reads as the same), so a trial granted in it still closes it, and its
+  -- trial slots, if they survived (a corrupt value), still count.
   local lr = tonumber(ARGV[6]) or 0
   local lk = tonumber(ARGV[7]) or 0
   if lk < 0 or lk > 15 then lk = 0 end
@@ -122,7 +126,14 @@ if not valid or v < known or (v == known and s == 'c' and (ls == 'o' or ls == 'f
     if lr > open_time(lk) then lr = open_time(lk) end
     store(base + 1, 'o', now + lr, lk)
   elseif ls == 'f' then store(base + 1, 'f', 0, 0)
-  elseif ls == 'h' then store(base + 1, 'h', 0, lk)
+  elseif ls == 'h' then store(base, 'h', 0, lk)
+  elseif op == 'close' and tonumber(ARGV[8]) == known then
+    -- A trial of the decision the caller holds (half-open, or open with
+    -- its time up) succeeded and closed it locally: that decision is
+    -- written back, so the close below applies for the whole fleet
+    -- (written closed at that version, the instances still holding it
+    -- half-open would take it for a value rewritten by hand, and stay).
+    store(base, 'h', 0, lk)
   else store(base, 'c', 0, 0) end
   flags = flags + 4
 end
