@@ -236,3 +236,39 @@ async fn redis_breaker_a_trial_that_succeeds_after_redis_lost_its_data_closes_al
         assert!(stored.contains(":c:"), "{stored}");
     }
 }
+
+/// A fleet forced open stays forced open across a restart that lost
+/// Redis's data (an instance that holds it writes it back), a fresh
+/// instance started since adopts it, and one force close from any
+/// instance closes all: no version held anywhere is refused as stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_forced_open_fleet_survives_a_restart_and_closes_on_one_force_close() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let open_for = Duration::from_millis(200);
+    let a = instance(&url, "restart_forced", open_for).await;
+    let b = instance(&url, "restart_forced", open_for).await;
+    a.force_open().await.unwrap();
+    until_state(&b, State::ForcedOpen, Duration::from_secs(2)).await;
+    server.kill();
+    server.restart();
+    let fresh = instance(&url, "restart_forced", open_for).await;
+    sync_ok(&a).await;
+    sync_ok(&b).await;
+    sync_ok(&fresh).await;
+    // Longer than any open time: forced open does not end by itself.
+    tokio::time::sleep(open_for * 3).await;
+    for x in [&a, &b, &fresh] {
+        sync_ok(x).await;
+        assert_eq!(
+            x.state(),
+            State::ForcedOpen,
+            "stored {}",
+            stored(&url, a.decision_key()).await
+        );
+    }
+    fresh.force_close().await.unwrap();
+    for x in [&a, &b, &fresh] {
+        until_state(x, State::Closed, Duration::from_secs(2)).await;
+    }
+}
