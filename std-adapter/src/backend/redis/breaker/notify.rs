@@ -5,7 +5,9 @@
 //! `SSUBSCRIBE`s (sharded pub/sub: the message stays on the shard that
 //! owns the breaker's hash tag instead of being broadcast to every node).
 //! Reconnects with backoff; a reconnect reconciles at once (messages sent
-//! while it was away are lost, the decision is not). A subscription the
+//! while it was away are lost, the decision is not). A standalone
+//! subscription is checked with a `PING` every second, so one that fell
+//! silent is replaced within about the timeout. A subscription the
 //! server ends by itself (a Cluster sends `sunsubscribe` when the
 //! channel's slot moves to another shard; the client then forgets the
 //! channel and would never subscribe again) is made again the same way.
@@ -93,7 +95,16 @@ async fn listen(
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
             conn.subscribe(channel).await?;
-            wake_on_messages(rx, || inner.strong_count() != 0, notify).await
+            // A subscription receives and sends nothing of its own: one
+            // that fell silent (an expired NAT entry, a partition; no
+            // reset) would wait for messages for good, every change then
+            // reaching this instance only at its sync interval (found by
+            // a hostile review). A PING every heartbeat (RESP3 takes
+            // commands while subscribed) finds it out within the timeout.
+            tokio::select! {
+                r = wake_on_messages(rx, || inner.strong_count() != 0, notify) => r,
+                r = heartbeat(conn, timeout) => r,
+            }
         }
         Subscriber::Cluster {
             nodes,
@@ -102,6 +113,32 @@ async fn listen(
             let mut conn = cluster::subscriber(nodes, certificates.clone(), timeout, tx).await?;
             conn.ssubscribe(channel).await?;
             wake_on_messages(rx, || inner.strong_count() != 0, notify).await
+        }
+    }
+}
+
+/// How often a subscribed standalone connection is checked with `PING`.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// `PING`s `conn` every [`HEARTBEAT`]; an error, or no answer within
+/// `timeout`, ends it (the caller subscribes again on a new connection).
+async fn heartbeat(
+    mut conn: redis::aio::MultiplexedConnection,
+    timeout: Duration,
+) -> redis::RedisResult<()> {
+    let ping = redis::cmd("PING");
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        let answer = ping.query_async::<redis::Value>(&mut conn);
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "notification connection silent",
+                )));
+            }
         }
     }
 }
