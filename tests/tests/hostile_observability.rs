@@ -567,3 +567,38 @@ async fn a_panicking_check_target_does_not_panic_the_monitor() {
     assert_eq!(status.checks[0].target, None);
     assert_eq!(status.checks[0].runs, 1);
 }
+
+/// `Registry::transition` (public, and what every registry breaker policy
+/// and layer reports through) logged its name raw (`breaker = name`), the
+/// one free-text field left out of `Redacted`: a name holding a URL showed
+/// its password in the log, where the same transition logged without a
+/// registry (`log_transition`) hid it.
+#[test]
+fn a_registry_transition_logs_its_name_redacted() {
+    use fusebox::breaker::{Config, Outcome};
+    let buffer = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .without_time()
+        .with_writer({
+            let buffer = buffer.clone();
+            move || buffer.clone()
+        })
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let registry = fusebox_std::Registry::new();
+        let config = Config::builder().consecutive_failures(1).build().unwrap();
+        let breaker = registry.breaker("db", config).unwrap();
+        let now = registry.now();
+        let permit = breaker.try_acquire(now).unwrap();
+        let t = permit
+            .record(Outcome::Failure, now, fusebox::Duration::ZERO)
+            .expect("opened");
+        registry.transition("https://ops:s3cret@db.internal/x", t);
+    });
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("breaker opened"), "{log}");
+    assert!(!log.contains("s3cret"), "the password, logged:\n{log}");
+    assert!(log.contains("https://ops:***@db.internal/x"), "{log}");
+}

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use fusebox::breaker::{Config, State, Transition};
 use fusebox::CircuitBreaker;
 
+use crate::redact::Redacted;
+
 use super::{conflict, not_found, BreakerEntry, Kind, Registry, RegistryError};
 use crate::events::{Component, Event};
 
@@ -37,9 +39,9 @@ impl Registry {
         let failures = self.get_breaker(name).map_or(0, |b| b.metrics().failures);
         let at = t.at.as_micros();
         if matches!(t.to, State::Open | State::ForcedOpen) {
-            tracing::warn!(breaker = name, from = ?t.from, to = ?t.to, failures, at, "breaker opened");
+            tracing::warn!(breaker = %Redacted(name), from = ?t.from, to = ?t.to, failures, at, "breaker opened");
         } else {
-            tracing::info!(breaker = name, from = ?t.from, to = ?t.to, failures, at, "breaker state changed");
+            tracing::info!(breaker = %Redacted(name), from = ?t.from, to = ?t.to, failures, at, "breaker state changed");
         }
         let name: Arc<str> = name.into();
         self.events.publish(Event::StateChange {
