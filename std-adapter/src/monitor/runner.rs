@@ -275,7 +275,9 @@ impl MonitorHandle {
     /// A cheap, cloneable reader of the monitor's status, for whatever
     /// serves it (a `/health` handler, a registry's report) while the
     /// handle stays with its owner. A reader does not keep the monitor
-    /// running; once the monitor stopped it reads the last state.
+    /// running; once the monitor stopped it reads the last state, each
+    /// check turning [`stale`](super::CheckStatus::stale) (at least
+    /// degraded) once its schedule is past.
     ///
     /// ```
     /// use fusebox_std::monitor::{Health, HealthMonitor, StatusReader};
