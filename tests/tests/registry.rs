@@ -546,6 +546,18 @@ fn an_environment_override_reaches_a_name_written_with_capitals() {
     assert_eq!(e.fields()[0].path(), "breakers.payments", "{e}");
 }
 
+/// A variable's path is read in lowercase, so `FUSEBOX__BREAKERS__PAYMENTS__…`
+/// names the file's `Payments` as much as its `payments`: with both in the
+/// file it was applied to `payments` in silence (a guess), where a name
+/// the file writes twice in different cases is to be refused.
+#[test]
+fn an_environment_override_of_a_name_written_in_two_cases_is_refused() {
+    let file = "[breakers.Payments]\nwindow = 20\n[breakers.payments]\nwindow = 30\n";
+    let env = vars(&[("FUSEBOX__BREAKERS__PAYMENTS__FAILURE_RATE", "60")]);
+    let e = RegistryConfig::from_toml_with_env(file, env).unwrap_err();
+    assert_eq!(e.fields()[0].path(), "breakers.payments", "{e}");
+}
+
 #[test]
 fn publishing_never_blocks_and_lag_is_counted() {
     let r = Registry::builder().events_capacity(4).build();

@@ -80,15 +80,14 @@ fn set_path(root: &mut Value, path: &[String], value: Value) -> Result<(), Vec<S
         let Value::Object(map) = node else {
             return Ok(());
         };
-        let key = if map.contains_key(segment) {
-            segment.clone()
-        } else {
-            let mut same = map.keys().filter(|k| k.eq_ignore_ascii_case(segment));
-            match (same.next(), same.next()) {
-                (Some(only), None) => only.clone(),
-                (None, _) => segment.clone(),
-                (Some(_), Some(_)) => return Err(path[..=depth].to_vec()),
-            }
+        // The exact name counts as one of the matches: a segment is read
+        // in lowercase, so `payments` names the file's `Payments` as much
+        // as its `payments`, and with both it is refused, not guessed.
+        let mut same = map.keys().filter(|k| k.eq_ignore_ascii_case(segment));
+        let key = match (same.next(), same.next()) {
+            (Some(only), None) => only.clone(),
+            (None, _) => segment.clone(),
+            (Some(_), Some(_)) => return Err(path[..=depth].to_vec()),
         };
         node = map.entry(key).or_insert(Value::Null);
     }
@@ -199,7 +198,9 @@ mod tests {
             Err(seg("breakers.payments"))
         );
         let mut exact = json!({"breakers": {"Payments": {}, "payments": {}}});
-        set_path(&mut exact, &seg("breakers.payments.window"), json!(1)).unwrap();
-        assert_eq!(exact["breakers"]["payments"], json!({"window": 1}));
+        assert_eq!(
+            set_path(&mut exact, &seg("breakers.payments.window"), json!(1)),
+            Err(seg("breakers.payments"))
+        );
     }
 }
