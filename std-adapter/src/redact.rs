@@ -82,11 +82,13 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     out
 }
 
-/// Displays its value through [`redact`], with control characters
-/// escaped (a newline as `\n`): for `tracing` fields and error messages
+/// Displays its value through [`redact`], with control characters and
+/// the characters that move or reorder text (line and paragraph
+/// separators, bidirectional overrides and isolates) escaped (a newline as
+/// `\n`, U+2028 as `\u{2028}`): for `tracing` fields and error messages
 /// built from text that may hold a URL, or that comes from outside (a
 /// name, a server's error), so that it can neither show a secret nor
-/// forge a log line.
+/// forge or disguise a log line. Its `Debug` is the same text, quoted.
 ///
 /// # Examples
 ///
@@ -96,26 +98,50 @@ pub fn redact(text: &str) -> Cow<'_, str> {
 /// let url = "redis://default:pw@db:6379";
 /// assert_eq!(Redacted(url).to_string(), "redis://default:***@db:6379");
 /// assert_eq!(Redacted("db\nlevel=ERROR forged").to_string(), "db\\nlevel=ERROR forged");
+/// assert_eq!(Redacted("a\u{202E}b").to_string(), "a\\u{202e}b");
+/// assert_eq!(format!("{:?}", Redacted(url)), "Redacted(\"redis://default:***@db:6379\")");
 /// // tracing::warn!(url = %Redacted(url), "redis unreachable");
 /// ```
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Redacted<T>(pub T);
+
+/// Whether `c` is escaped by [`Redacted`]: a control character, or one
+/// that breaks a line or reorders what follows on screen.
+fn disguises(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+        )
+        || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
 
 impl<T: fmt::Display> fmt::Display for Redacted<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = self.0.to_string();
         let redacted = redact(&text);
-        if !redacted.contains(char::is_control) {
+        if !redacted.contains(disguises) {
             return f.write_str(&redacted);
         }
         for c in redacted.chars() {
             if c.is_control() {
                 write!(f, "{}", c.escape_debug())?;
+            } else if disguises(c) {
+                write!(f, "{}", c.escape_unicode())?;
             } else {
                 f.write_char(c)?;
             }
         }
         Ok(())
+    }
+}
+
+/// The value's [`Display`](fmt::Display) form, quoted: never the raw value
+/// (a derived `Debug` showed the secret it exists to hide).
+impl<T: fmt::Display> fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redacted(\"{self}\")")
     }
 }
 

@@ -124,6 +124,30 @@ fn redacted_displays_masked() {
     assert_eq!(format!("{}", Redacted(42)), "42");
 }
 
+/// A derived `Debug` showed the raw value (`?Redacted(url)` logged the
+/// password); and only control characters were escaped, so a line
+/// separator or a right-to-left override in a name could still break or
+/// disguise a log line in a viewer.
+#[test]
+fn redacted_debug_is_masked_and_disguising_characters_are_escaped() {
+    let url = "redis://a:b@c";
+    assert_eq!(
+        format!("{:?}", Redacted(url)),
+        r#"Redacted("redis://a:***@c")"#
+    );
+    for (raw, shown) in [
+        ("a\u{2028}b", r"a\u{2028}b"),
+        ("a\u{2029}b", r"a\u{2029}b"),
+        ("user\u{202E}gnp.exe", r"user\u{202e}gnp.exe"),
+        ("a\u{2066}b\u{2069}", r"a\u{2066}b\u{2069}"),
+        ("a\u{200F}b", r"a\u{200f}b"),
+        ("tab\there", r"tab\there"),
+        ("é ü 中 ok", "é ü 中 ok"),
+    ] {
+        assert_eq!(Redacted(raw).to_string(), shown, "{raw:?}");
+    }
+}
+
 #[test]
 fn hostile_inputs_do_not_panic() {
     for input in [
