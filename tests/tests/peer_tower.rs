@@ -902,3 +902,46 @@ async fn a_responder_is_the_open_breakers_fallback() {
     assert_eq!(response.body(), "fallback while ForcedOpen");
     assert_eq!((probe.polls(), probe.calls()), (0, 0));
 }
+
+/// tower-resilience
+/// `half_open_admission_never_exceeds_permitted_calls_under_contention`
+/// ("rejection is synchronous once the shared permit is gone -- no inner
+/// wait needed") behind a saturated inner `ConcurrencyLimit`: the one
+/// trial hangs holding the inner service's only slot. A request the
+/// half-open breaker will refuse (its one trial slot taken) is answered at
+/// once, as while open: it does not wait for the inner service's
+/// readiness, which the hung trial holds back.
+#[tokio::test(start_paused = true)]
+async fn a_full_half_open_breaker_refuses_at_once_behind_a_saturated_inner() {
+    let probe = Probe::new();
+    let core = half_open_after_one_failure(1);
+    let layer = CircuitBreakerLayer::new("db", Arc::clone(&core));
+    let clock = layer.clock();
+    let mut service = layer.layer(ConcurrencyLimit::new(probe.clone(), 1));
+    trip_and_wait(&mut service, &core, clock).await;
+    let mut first = service.clone();
+    let trial = tokio::spawn(async move { send(&mut first, "/gate").await.status() });
+    settle().await;
+    assert_eq!(probe.calls(), 2, "the tripping call and the trial");
+    let mut second = service.clone();
+    let ready = tokio::time::timeout(
+        StdDuration::from_secs(60),
+        ServiceExt::<Request<()>>::ready(&mut second),
+    )
+    .await;
+    assert!(
+        ready.is_ok(),
+        "a refusal waited on the inner service's readiness"
+    );
+    let refused = second.call(req("/")).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(probe.calls(), 2);
+    probe.open(1);
+    assert_eq!(trial.await.unwrap(), 200);
+    assert_eq!(core.state(clock.now()), State::Closed);
+    assert_eq!(
+        send(&mut second, "/").await.status(),
+        200,
+        "ready again once closed"
+    );
+}

@@ -36,6 +36,14 @@ use crate::policy::Classify;
 /// timeout bounds it); every caller that asks after the breaker opened
 /// is answered at once.
 ///
+/// Half-open, `poll_ready` is the inner service's too; if that is not
+/// ready, the breaker is asked at once: with every trial slot taken (a
+/// hung trial holding the inner service's readiness back), the call that
+/// follows is rejected and `poll_ready` is ready without waiting; with a
+/// slot free, the trial is taken then and held (by this service, not its
+/// clones) for the call, so that no caller the breaker refuses waits on
+/// the inner service. A held trial dropped unused is abandoned.
+///
 /// # Examples
 ///
 /// ```
@@ -55,7 +63,14 @@ pub struct CircuitBreakerService<S, C = super::HttpClassifier, R = super::JsonBr
     /// `poll_ready` saw the breaker refusing and left the inner service
     /// unpolled: the next `call` is rejected.
     bypassed: bool,
+    /// The half-open breaker's answer, taken in `poll_ready` when the
+    /// inner service was not ready: the trial the next `call` uses, or
+    /// the rejection it answers.
+    held: Option<HeldDecision<C, R>>,
 }
+
+/// A trial held for the next call, or the rejection it answers.
+type HeldDecision<C, R> = Result<OwnedPermit<Held<C, R>>, (Rejected, Option<Instant>)>;
 
 impl<S: Clone, C, R> Clone for CircuitBreakerService<S, C, R> {
     fn clone(&self) -> Self {
@@ -79,6 +94,7 @@ impl<S, C, R> CircuitBreakerService<S, C, R> {
             inner,
             shared,
             bypassed: false,
+            held: None,
         }
     }
 
@@ -159,12 +175,52 @@ impl<S, C, R> CircuitBreakerService<S, C, R> {
         let clock = self.shared.clock;
         match self.shared.breaker.state_with(|| clock.now()) {
             State::Open | State::ForcedOpen => {
+                self.held = None;
                 self.bypassed = true;
                 Poll::Ready(Ok(()))
             }
-            State::Closed | State::HalfOpen => {
+            State::Closed => {
+                self.held = None;
                 self.bypassed = false;
                 self.inner.poll_ready(cx)
+            }
+            State::HalfOpen => {
+                self.bypassed = false;
+                if matches!(self.held, Some(Err(_))) {
+                    return Poll::Ready(Ok(()));
+                }
+                let poll = self.inner.poll_ready(cx);
+                if poll.is_pending() && self.held.is_none() {
+                    return self.hold();
+                }
+                poll
+            }
+        }
+    }
+
+    /// Half-open, the inner service not ready: asks the breaker now, so
+    /// that a refused caller does not wait for the inner service. A trial
+    /// is held for the call (still pending: the inner service's waker is
+    /// registered); a rejection makes the service ready to answer it.
+    #[cold]
+    #[inline(never)]
+    fn hold<E>(&mut self) -> Poll<Result<(), E>> {
+        let shared = &self.shared;
+        let now = shared.clock.now();
+        match CircuitBreaker::try_acquire_owned_with(Held(Arc::clone(shared)), || now) {
+            Ok(permit) => {
+                if let Some(t) = permit.transition() {
+                    shared.transition(t);
+                }
+                self.held = Some(Ok(permit));
+                Poll::Pending
+            }
+            Err(mut rejected) => {
+                if let Some(t) = rejected.transition.take() {
+                    shared.transition(t);
+                }
+                self.held = Some(Err((rejected, Some(now))));
+                Poll::Ready(Ok(()))
             }
         }
     }
@@ -183,6 +239,11 @@ impl<S, C, R> CircuitBreakerService<S, C, R> {
         // half-open breaker). A closed breaker without one reads none.
         let clock = shared.clock;
         let measured = shared.breaker.measures_duration();
+        match self.held.take() {
+            None => {}
+            Some(Ok(permit)) => return Ok((permit, measured.then(|| clock.now()))),
+            Some(Err(refusal)) => return Err(refusal),
+        }
         let mut now = measured.then(|| clock.now());
         let acquired = CircuitBreaker::try_acquire_owned_with(Held(Arc::clone(shared)), || {
             *now.get_or_insert_with(|| clock.now())
