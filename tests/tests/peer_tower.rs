@@ -28,6 +28,10 @@
 //!   `all_failures_in_half_open_various_permits`, `rapid_state_cycling`,
 //!   `half_open_rejected_calls_no_effect`).
 //!
+//! Three more follow the same peers into what their suites leave open:
+//! the end-of-body mode, and a limit and a breaker stacked either way
+//! round around a half-open trial.
+//!
 //! Where fusebox differs from the peer on purpose (documented in its
 //! rustdoc), the test asserts fusebox's behaviour and its doc comment says
 //! so. Paused tokio time wherever time matters (the layers read a
@@ -944,4 +948,130 @@ async fn a_full_half_open_breaker_refuses_at_once_behind_a_saturated_inner() {
         200,
         "ready again once closed"
     );
+}
+
+/// The same half-open scenario (tower-resilience's contention contract)
+/// in the mode that records at the end of the body, and tower
+/// `limit/concurrency.rs` `response_future_drop_releases_capacity` for its
+/// body: a response whose body is dropped before its end (a client gone
+/// mid-stream) abandons its permit, as a dropped response future does
+/// (the `RecordedBody` docs), and frees the inner slot.
+#[tokio::test(start_paused = true)]
+async fn end_of_body_mode_refuses_at_once_and_a_dropped_body_records_nothing() {
+    use http_body_util::BodyExt;
+    let probe = Probe::new();
+    let core = half_open_after_one_failure(1);
+    let layer = CircuitBreakerLayer::new("db", Arc::clone(&core));
+    let clock = layer.clock();
+    let mut service = layer
+        .record_at_end_of_body()
+        .layer(ConcurrencyLimit::new(probe.clone(), 1));
+    // Closed: a body dropped unread abandons the permit.
+    let response = ServiceExt::<Request<()>>::ready(&mut service)
+        .await
+        .unwrap()
+        .call(req("/"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+    let m = core.metrics();
+    assert_eq!((m.successes, m.failures, m.abandoned), (0, 0, 1));
+    // Trip it, wait, and hang the one trial.
+    let tripped = ServiceExt::<Request<()>>::ready(&mut service)
+        .await
+        .unwrap()
+        .call(req("/500"))
+        .await
+        .unwrap();
+    assert_eq!(tripped.status(), 500);
+    drop(tripped);
+    assert_eq!(core.state(clock.now()), State::Open);
+    tokio::time::advance(StdDuration::from_secs(11)).await;
+    let mut first = service.clone();
+    let trial = tokio::spawn(async move {
+        let response = ServiceExt::<Request<()>>::ready(&mut first)
+            .await
+            .unwrap()
+            .call(req("/gate"))
+            .await
+            .unwrap();
+        let status = response.status();
+        response.into_body().collect().await.unwrap();
+        status
+    });
+    settle().await;
+    let mut second = service.clone();
+    let ready = tokio::time::timeout(
+        StdDuration::from_secs(60),
+        ServiceExt::<Request<()>>::ready(&mut second),
+    )
+    .await;
+    assert!(
+        ready.is_ok(),
+        "a refusal waited on the inner service's readiness"
+    );
+    assert_eq!(second.call(req("/")).await.unwrap().status(), 503);
+    probe.open(1);
+    assert_eq!(trial.await.unwrap(), 200);
+    assert_eq!(core.state(clock.now()), State::Closed);
+}
+
+/// The order the module docs recommend (limit outside the breaker): a
+/// request the limit refuses never reaches the breaker, so it never takes
+/// (nor spends) a half-open trial: once a token is back, the next request
+/// is the trial that closes it.
+#[tokio::test(start_paused = true)]
+async fn a_limit_outside_the_breaker_never_spends_a_trial() {
+    let probe = Probe::new();
+    let core = half_open_after_one_failure(1);
+    let breaker_layer = CircuitBreakerLayer::new("db", Arc::clone(&core));
+    let clock = breaker_layer.clock();
+    let limit = RateLimitLayer::new("api", bucket(Quota::per_second(1).unwrap()));
+    let mut service = limit.layer(breaker_layer.layer(probe.clone()));
+    assert_eq!(send(&mut service, "/500").await.status(), 500);
+    tokio::time::advance(StdDuration::from_secs(11)).await;
+    assert_eq!(core.state(clock.now()), State::HalfOpen);
+    // The one token back goes to the trial, which hangs; the next ones
+    // are refused by the limit.
+    let mut trial_clone = service.clone();
+    let trial = tokio::spawn(async move { send(&mut trial_clone, "/gate").await.status() });
+    settle().await;
+    for _ in 0..3 {
+        assert_eq!(send(&mut service, "/").await.status(), 429);
+    }
+    assert_eq!(
+        core.metrics().rejected,
+        0,
+        "the 429s never reached the breaker"
+    );
+    probe.open(1);
+    assert_eq!(trial.await.unwrap(), 200);
+    assert_eq!(core.state(clock.now()), State::Closed);
+}
+
+/// The other order (the limit inside the breaker), which the module docs
+/// call safe too: the limit's `429` to a half-open trial is ignored by the
+/// breaker's classifier; it frees the trial's slot without deciding, so
+/// the breaker neither reopens nor stays stuck half-open: the next trial,
+/// once a token is back, closes it.
+#[tokio::test(start_paused = true)]
+async fn a_limit_inside_the_breaker_frees_the_trial_it_refuses() {
+    let probe = Probe::new();
+    let core = half_open_after_one_failure(1);
+    let breaker_layer = CircuitBreakerLayer::new("db", Arc::clone(&core));
+    let clock = breaker_layer.clock();
+    let limit = RateLimitLayer::new("api", bucket(Quota::per_minute(1).unwrap()));
+    let mut service = breaker_layer.layer(limit.layer(probe.clone()));
+    assert_eq!(send(&mut service, "/500").await.status(), 500);
+    tokio::time::advance(StdDuration::from_secs(11)).await;
+    assert_eq!(core.state(clock.now()), State::HalfOpen);
+    let refused = send(&mut service, "/").await;
+    assert_eq!(refused.status(), 429, "the limit's, not the breaker's");
+    assert_eq!(core.state(clock.now()), State::HalfOpen);
+    assert_eq!(core.metrics().ignored, 1);
+    tokio::time::advance(StdDuration::from_secs(60)).await;
+    assert_eq!(send(&mut service, "/").await.status(), 200);
+    assert_eq!(core.state(clock.now()), State::Closed);
+    assert_eq!(probe.calls(), 2);
 }
