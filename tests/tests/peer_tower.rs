@@ -26,7 +26,10 @@
 //!   `failure_rate_threshold_trips_after_window_fills_and_then_rejects_without_polling_inner`)
 //!   and `tests/circuitbreaker/half_open.rs` (`partial_success_in_half_open`,
 //!   `all_failures_in_half_open_various_permits`, `rapid_state_cycling`,
-//!   `half_open_rejected_calls_no_effect`).
+//!   `half_open_rejected_calls_no_effect`) and
+//!   `tests/circuitbreaker/concurrency.rs` (`concurrent_calls_open_circuit`,
+//!   `concurrent_success_failure_recording`,
+//!   `state_transition_during_concurrent_calls`).
 //!
 //! Three more follow the same peers into what their suites leave open:
 //! the end-of-body mode, and a limit and a breaker stacked either way
@@ -79,8 +82,8 @@ struct Seen {
 }
 
 /// An inner service that counts its readiness polls and calls: `/500`
-/// answers 500, `/err` fails, `/gate` answers 200 once [`Probe::open`]
-/// lets it, anything else 200 at once.
+/// answers 500, `/err` fails, `/gate` answers 200 (`/gate500` 500) once
+/// [`Probe::open`] lets it, anything else 200 at once.
 #[derive(Clone)]
 struct Probe(Arc<Seen>);
 
@@ -128,9 +131,13 @@ impl<B> Service<Request<B>> for Probe {
             let status = match path.as_str() {
                 "/500" => 500,
                 "/err" => return Err("inner failed"),
-                "/gate" => {
+                "/gate" | "/gate500" => {
                     seen.gate.acquire().await.expect("open gate").forget();
-                    200
+                    if path == "/gate" {
+                        200
+                    } else {
+                        500
+                    }
                 }
                 _ => 200,
             };
@@ -1074,4 +1081,94 @@ async fn a_limit_inside_the_breaker_frees_the_trial_it_refuses() {
     assert_eq!(send(&mut service, "/").await.status(), 200);
     assert_eq!(core.state(clock.now()), State::Closed);
     assert_eq!(probe.calls(), 2);
+}
+
+/// tower-resilience `circuitbreaker/concurrency.rs`
+/// `concurrent_calls_open_circuit`: a hundred clones at once on an open
+/// breaker, on a multi-threaded runtime: every one refused (the peer
+/// accepts "most"), none reaching the inner service, each counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_clones_on_an_open_breaker_are_all_refused() {
+    let probe = Probe::new();
+    let core = half_open_after_one_failure(1);
+    let layer = CircuitBreakerLayer::new("db", Arc::clone(&core));
+    let mut service = layer.layer(probe.clone());
+    assert_eq!(send(&mut service, "/500").await.status(), 500);
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let mut clone = service.clone();
+            tokio::spawn(async move { send(&mut clone, "/").await.status().as_u16() })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 503);
+    }
+    assert_eq!(probe.calls(), 1);
+    assert_eq!(core.metrics().rejected, 100);
+}
+
+/// tower-resilience `concurrent_success_failure_recording`: a hundred
+/// concurrent requests, every other one failing, under a 70 % threshold:
+/// the breaker stays closed and every outcome is counted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_half_failures_under_a_higher_threshold_stay_closed() {
+    let core = breaker(
+        Config::builder()
+            .failure_rate(70)
+            .window(64)
+            .minimum_calls(50),
+    );
+    let layer = CircuitBreakerLayer::new("db", Arc::clone(&core));
+    let clock = layer.clock();
+    let service = layer.layer(Probe::new());
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let mut clone = service.clone();
+            let path = if i % 2 == 0 { "/" } else { "/500" };
+            tokio::spawn(async move { send(&mut clone, path).await.status().as_u16() })
+        })
+        .collect();
+    for task in tasks {
+        assert_ne!(task.await.unwrap(), 503);
+    }
+    assert_eq!(core.state(clock.now()), State::Closed);
+    let m = core.metrics();
+    assert_eq!((m.successes, m.failures, m.rejected), (50, 50, 0));
+}
+
+/// tower-resilience `state_transition_during_concurrent_calls`, with the
+/// requests in flight across the transition: five requests admitted while
+/// closed fail after the first one opened the breaker. It opened once;
+/// their late failures neither trip it again nor push its reopening back
+/// (`Retry-After` unchanged), and it half-opens on time.
+#[tokio::test(start_paused = true)]
+async fn late_failures_of_requests_in_flight_do_not_trip_it_again() {
+    let probe = Probe::new();
+    let core = half_open_after_one_failure(1);
+    let layer = CircuitBreakerLayer::new("db", Arc::clone(&core));
+    let clock = layer.clock();
+    let mut service = layer.layer(probe.clone());
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let mut clone = service.clone();
+            tokio::spawn(async move { send(&mut clone, "/gate500").await.status().as_u16() })
+        })
+        .collect();
+    settle().await;
+    assert_eq!(probe.calls(), 5, "all admitted while closed");
+    assert_eq!(send(&mut service, "/500").await.status(), 500);
+    assert_eq!(core.state(clock.now()), State::Open);
+    let before = header(&send(&mut service, "/").await, "retry-after");
+    tokio::time::advance(StdDuration::from_secs(5)).await;
+    probe.open(5);
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 500, "answered as the service did");
+    }
+    let m = core.metrics();
+    assert_eq!(m.trips, 1);
+    let after = header(&send(&mut service, "/").await, "retry-after");
+    assert_eq!(before.as_deref(), Some("11"));
+    assert_eq!(after.as_deref(), Some("6"), "the same deadline, 5 s later");
+    tokio::time::advance(StdDuration::from_secs(6)).await;
+    assert_eq!(core.state(clock.now()), State::HalfOpen);
 }
