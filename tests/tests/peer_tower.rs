@@ -1172,3 +1172,70 @@ async fn late_failures_of_requests_in_flight_do_not_trip_it_again() {
     tokio::time::advance(StdDuration::from_secs(6)).await;
     assert_eq!(core.state(clock.now()), State::HalfOpen);
 }
+
+/// tower-resilience `half_open_backpressure_waiter_wakes_promptly_when_a_slot_frees`
+/// and `dropped_half_open_probe_future_releases_its_slot_without_recording_a_result`,
+/// for a caller that waits on the inner service in half-open: with two
+/// trials and the inner service's one slot held by the first (hung), the
+/// second caller waits for the inner service holding the second trial; a
+/// third is refused at once. Once the first answers, the waiter is woken
+/// and its trial's success closes the breaker. A waiter dropped instead
+/// gives its trial back unused (abandoned, no outcome).
+#[tokio::test(start_paused = true)]
+async fn a_half_open_waiter_holds_its_trial_and_gives_it_back_if_dropped() {
+    for drop_waiter in [false, true] {
+        let probe = Probe::new();
+        let core = half_open_after_one_failure(2);
+        let layer = CircuitBreakerLayer::new("db", Arc::clone(&core));
+        let clock = layer.clock();
+        let mut service = layer.layer(ConcurrencyLimit::new(probe.clone(), 1));
+        trip_and_wait(&mut service, &core, clock).await;
+        let mut first = service.clone();
+        let trial = tokio::spawn(async move { send(&mut first, "/gate").await.status() });
+        settle().await;
+        let mut waiter = service.clone();
+        assert!(
+            poll_once(&mut waiter).await.is_pending(),
+            "waits on the inner"
+        );
+        let mut third = service.clone();
+        assert_eq!(
+            send(&mut third, "/").await.status(),
+            503,
+            "both trials taken"
+        );
+        // Dropped, as a server drops the clone that answered: its inner
+        // `ConcurrencyLimit` queued for the slot before the breaker was
+        // asked, and a live clone would be granted it (tower's rule: a
+        // service that polled keeps its place until dropped).
+        drop(third);
+        let abandoned = core.metrics().abandoned;
+        if drop_waiter {
+            drop(waiter);
+            assert_eq!(core.metrics().abandoned, abandoned + 1);
+            probe.open(1);
+            assert_eq!(trial.await.unwrap(), 200);
+            assert_eq!(
+                core.state(clock.now()),
+                State::HalfOpen,
+                "one success of two"
+            );
+            let mut next = service.clone();
+            assert_eq!(send(&mut next, "/").await.status(), 200, "the freed trial");
+        } else {
+            let waiting = tokio::spawn(async move { send(&mut waiter, "/").await.status() });
+            settle().await;
+            assert!(!waiting.is_finished());
+            probe.open(1);
+            assert_eq!(trial.await.unwrap(), 200);
+            assert_eq!(waiting.await.unwrap(), 200);
+            assert_eq!(core.metrics().abandoned, abandoned);
+        }
+        assert_eq!(
+            core.state(clock.now()),
+            State::Closed,
+            "drop_waiter {drop_waiter}"
+        );
+        assert_eq!(core.metrics().rejected, 1);
+    }
+}
