@@ -42,7 +42,11 @@ use crate::policy::Classify;
 /// follows is rejected and `poll_ready` is ready without waiting; with a
 /// slot free, the trial is taken then and held (by this service, not its
 /// clones) for the call, so that no caller the breaker refuses waits on
-/// the inner service. A held trial dropped unused is abandoned.
+/// the inner service. A held trial dropped unused is abandoned. (The
+/// inner service was polled first: a refused clone kept alive, rather
+/// than dropped as a server drops the clone that answered, keeps the
+/// place that poll took in the inner service's queue, as any tower
+/// service that polled does.)
 ///
 /// # Examples
 ///
