@@ -14,8 +14,9 @@
 //!    and stale permits never are) at `now` goes to interval
 //!    `max(⌊now / L⌋, newest)`, `L = ⌊total / buckets⌋`, and `newest`
 //!    becomes that interval (`newest` is never reset).
-//!    With 32-bit words (Cortex-M) `newest` keeps 31 bits: an interval
-//!    more than 2³⁰ past it reads as stale, counted in `newest`.
+//!    With 32-bit words (Cortex-M) `newest` keeps 31 bits: an interval up
+//!    to 2²⁰ behind it (modulo 2³¹) reads as stale, counted in `newest`;
+//!    any other reads as later.
 //! 2. The window at `newest` holds the events whose interval is less than
 //!    `buckets` intervals before it, each interval's counts capped at
 //!    [`TIME_BUCKET_CAP`]. It opens when its failures reach `failure_count`,
@@ -397,13 +398,13 @@ impl Model {
         let j = match self.newest {
             None => interval,
             // With 32-bit words `newest` keeps 31 bits of interval: an
-            // interval more than 2³⁰ past it reads as stale (the docs' "on
-            // Cortex-M ... reads as stale, so the window stops expiring until
-            // time has advanced as far again"). The model counts in
-            // intervals as the window sees them, congruent to the real ones
-            // modulo 2³¹.
+            // interval up to 2²⁰ behind it (modulo 2³¹) reads as stale,
+            // counted in `newest`; any other reads as later (the docs' "on
+            // Cortex-M ... a `now` more than 2²⁰ intervals behind the newest
+            // ... reads as later"). The model counts in intervals as the
+            // window sees them, congruent to the real ones modulo 2³¹.
             Some(newest) if NARROW => match interval.wrapping_sub(newest) & ((1 << 31) - 1) {
-                d @ 1..=0x4000_0000 => newest + d,
+                d @ 1..0x7FF0_0000 => newest + d,
                 _ => newest,
             },
             Some(newest) => interval.max(newest),

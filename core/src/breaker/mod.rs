@@ -125,7 +125,8 @@ use word::{Kind, Word};
 /// * **Stale clocks.** A record whose `now` is earlier than the newest
 ///   interval reached is counted in that newest interval: it counts at
 ///   least as long as it would have, and never resets or expires a newer
-///   bucket. An old clock never erases newer failures.
+///   bucket. An old clock never erases newer failures (on Cortex-M, one
+///   at most 2²⁰ intervals behind: see the crate docs' limits).
 /// * **Saturation.** Each bucket counts at most `TIME_BUCKET_CAP` calls,
 ///   failures and slow calls (65 535 where the target has 64-bit atomics,
 ///   255 on Cortex-M) per interval and stops there, never wrapping. Calls

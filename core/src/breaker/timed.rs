@@ -32,7 +32,8 @@
 //! or by the first writer of its new interval (tag older than its own).
 //!
 //! A record whose `now` is *not* later than `newest` (a stale clock, or a
-//! clock within the same interval) is counted in `newest`'s bucket: it
+//! clock within the same interval; on Cortex-M, up to 2²⁰ intervals
+//! behind, see below) is counted in `newest`'s bucket: it
 //! counts at least as long as it would have, and never resets or expires a
 //! newer bucket. A bucket found with a newer tag than the writer's
 //! interval makes it read `newest` again.
@@ -52,10 +53,15 @@
 //! a whole multiple of 2^F intervals (`≥ 256` on Cortex-M, `≥ 65 536`
 //! elsewhere) further, may land its outcome in the new window (one
 //! outcome; it needs two concurrent clocks that many intervals apart). On
-//! Cortex-M, `newest` keeps 31 bits of interval: a later `now` that is
-//! more than 2³⁰ intervals (≥ 12 days at 1 ms) past it reads as stale, so
-//! the window stops expiring until time has advanced as far again (never
-//! fails open; a breaker idle that long may then trip on old failures).
+//! Cortex-M, `newest` keeps 31 bits of interval, so "behind" and "ahead"
+//! share the space: an interval up to 2²⁰ behind `newest` (modulo 2³¹;
+//! ≥ 17 min at 1 ms) reads as a stale clock, any other as later. So a
+//! breaker idle for any time moves its window on, but one idle for within
+//! 2²⁰ intervals short of a whole multiple of 2³¹ (24.8 days at 1 ms)
+//! reads as stale until time passes `newest` again (at most 2²⁰ intervals:
+//! the window stops expiring meanwhile, never fails open), and a clock
+//! more than 2²⁰ intervals behind `newest` reads as later: it moves the
+//! window, emptying it.
 
 // `BucketInt` and `Epoch` are `u64` or `u32` by target: some casts and
 // conversions below are no-ops on one of them.
@@ -88,6 +94,21 @@ pub const TIME_BUCKET_CAP: u32 = FIELD as u32;
 /// Interval numbers as `newest` keeps them: one bit less than its word.
 const SPACE: Epoch = Epoch::MAX >> 1;
 const SPACE_HALF: Epoch = 1 << (Epoch::BITS - 2);
+/// How far (intervals) behind `newest` a record's interval may be and still
+/// read as a stale clock: half the space where it is 63 bits; on Cortex-M
+/// 2²⁰ (≥ 17 min at 1 ms). Beyond it, the interval reads as *later* than
+/// `newest`: with 31 bits, "2³⁰ behind" is also "2³⁰ ahead", and a
+/// breaker left idle for 2³⁰ intervals (12.4 days at 1 ms) read every
+/// later record as stale, writing them all into one bucket that never
+/// expired for up to 12.4 more days (a 10 % failure rate tripped a 50 %
+/// rule after ~1 250 calls, again after every close).
+const STALE: Epoch = if Epoch::BITS > 32 {
+    SPACE_HALF
+} else {
+    1 << 20
+};
+/// The smallest distance `j − newest` (mod the space) that reads as behind.
+const BEHIND: Epoch = SPACE - STALE + 1;
 
 /// Calls, failures and slow calls in the window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -208,7 +229,7 @@ impl TimeWindow {
             if n != 0 {
                 let cur = n >> 1;
                 let d = j.wrapping_sub(cur) & SPACE;
-                if d == 0 || d >= SPACE_HALF {
+                if d == 0 || d >= BEHIND {
                     return cur; // not newer: write to `newest`
                 }
                 #[allow(clippy::useless_conversion)]
@@ -260,7 +281,7 @@ impl TimeWindow {
         }
         let cur = stored >> 1;
         let d = at.wrapping_sub(cur) & SPACE;
-        let r = if d < SPACE_HALF { at } else { cur };
+        let r = if d < BEHIND { at } else { cur };
         #[allow(clippy::useless_conversion)]
         if r.wrapping_sub(cur) & SPACE >= Epoch::from(size) {
             return counts; // nothing recorded for a whole window
@@ -410,6 +431,20 @@ mod tests {
                 assert!(j < 4 || c.failures == 0, "interval {j}");
             }
         }
+    }
+
+    #[test]
+    fn a_jump_past_half_the_interval_space_moves_the_window() {
+        // 2³⁰ + 5 intervals (12.4 days at 1 ms) is half the Cortex-M
+        // space: it read as stale there, and the window never expired.
+        let w = TimeWindow::new();
+        w.record(1_000, 4, true, false);
+        let far = 1_000 + (1 << 30) + 5;
+        assert_eq!(w.record(far, 4, true, false).failures, 1);
+        assert_eq!(failures(&w, far + 4, 4), 0);
+        // A clock 2²⁰ intervals behind is still a stale clock.
+        assert_eq!(w.record(far - (1 << 20), 4, true, false).failures, 2);
+        assert_eq!(failures(&w, far + 3, 4), 2);
     }
 
     #[test]
