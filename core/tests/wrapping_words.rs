@@ -170,6 +170,68 @@ mod half_open_timeout {
             }
         }
     }
+
+    /// The stamp keeps 8 bits of the half-open generation and the state word
+    /// 14: a timeout must still fire after both have wrapped many times (the
+    /// breaker that stopped tripping after ~2 048 generations was this kind
+    /// of bug). 40 000 cycles of trip, held trial, timeout, recovery.
+    #[test]
+    fn the_timeout_fires_in_every_generation_across_the_wraps() {
+        let max = Duration::from_millis(50);
+        let open_for = Duration::from_millis(10);
+        let b = CircuitBreaker::new(
+            Config::builder()
+                .consecutive_failures(1)
+                .open_for(open_for)
+                .half_open_permits(2)
+                .max_half_open(max)
+                .build()
+                .unwrap(),
+        );
+        let mut now = 5 * SEC;
+        for cycle in 0..40_000u32 {
+            let t = at(now);
+            let p = b.try_acquire(t).expect("closed");
+            assert!(p.record(Outcome::Failure, t, Duration::ZERO).is_some());
+            now += 20_000;
+            let entry = at(now);
+            let trial = b.try_acquire(entry).expect("trial");
+            let second = b.try_acquire(entry).expect("second trial");
+            assert!(
+                b.try_acquire(entry).is_err(),
+                "cycle {cycle}: a third trial"
+            );
+            drop(second); // releases its slot, decides nothing
+            assert_eq!(
+                b.state(entry + max - Duration::from_millis(2)),
+                State::HalfOpen
+            );
+            // Past the timeout: reopened, by exactly one caller.
+            let late = entry + max + Duration::from_millis(2);
+            assert_eq!(b.state(late), State::Open, "cycle {cycle}");
+            let r = b.try_acquire(late).expect_err("timed out");
+            assert_eq!(
+                r.transition.map(|t| (t.from, t.to)),
+                Some((State::HalfOpen, State::Open)),
+                "cycle {cycle}"
+            );
+            assert_eq!(trial.record(Outcome::Success, late, Duration::ZERO), None);
+            // Recovers: the next trial after the (doubled) open time closes.
+            now = late.as_micros() + 4 * open_for.as_micros() + 2_000;
+            let next = at(now);
+            let ok = b.try_acquire(next).expect("a new trial");
+            let also = b.try_acquire(next).expect("its second permit");
+            assert!(ok.record(Outcome::Success, next, Duration::ZERO).is_none());
+            assert_eq!(
+                also.record(Outcome::Success, next, Duration::ZERO)
+                    .map(|t| t.to),
+                Some(State::Closed),
+                "cycle {cycle}"
+            );
+            now += 1_000;
+        }
+        assert_eq!(b.metrics().trips, 80_000);
+    }
 }
 
 mod token_bucket {
