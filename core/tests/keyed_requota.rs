@@ -442,3 +442,53 @@ fn a_long_history_crosses_the_word_range() {
     let span = compare([q(1, 5), q(4, 8)], 1 << 40, &ops).unwrap();
     assert!(span > 2 * 36 * 60 * 1_000_000, "{span} µs");
 }
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // the signature `with_tier_fn` takes
+fn parity(key: &u32) -> usize {
+    (*key % 2) as usize
+}
+
+/// Found by the churn test (`keyed_requota_churn.rs`, about 1 run in 500):
+/// a key that spent a token under burst 3 had exactly the 2 tokens of the
+/// burst it was lowered to, so it read *full*, idle; evicted at that
+/// instant and inserted again after the burst went back to 3, it started
+/// with 3 more: 4 tokens at one instant where no quota allows more than 3.
+/// After a change that lowers a tier's burst, its idle keys are held in
+/// the table until the old quota would have refilled its burst; a key
+/// that needs a slot meanwhile finds the table full.
+#[test]
+fn a_key_lowered_to_full_is_not_evicted_to_come_back_with_a_new_burst() {
+    let a = Quota::new(1, Duration::from_micros(1_000))
+        .unwrap()
+        .with_burst(2)
+        .unwrap();
+    let b = Quota::new(4, Duration::from_micros(1_001))
+        .unwrap()
+        .with_burst(3)
+        .unwrap();
+    for seed in 0..200 {
+        let l: KeyedLimiter<u32, 4, 2> = KeyedLimiter::with_tiers([a, b], FullPolicy::Reject)
+            .unwrap()
+            .with_tier_fn(parity)
+            .with_seed(seed);
+        let (long_ago, t) = (Instant::from_secs(10), Instant::from_secs(20));
+        for k in [12, 14, 16] {
+            l.try_acquire(&k, long_ago).unwrap(); // tier 0, idle by `t`
+        }
+        l.try_acquire(&9, t).unwrap(); // tier 1: 2 of 3 left
+        l.set_quota(1, a, t).unwrap(); // 2 of 2: full
+        for k in [20, 22] {
+            let _ = l.try_acquire(&k, t); // may evict idle keys
+        }
+        l.set_quota(1, b, t).unwrap();
+        let more = (0..4).take_while(|_| l.try_acquire(&9, t).is_ok()).count();
+        assert!(more <= 2, "seed {seed}: {} tokens at one instant", 1 + more);
+        // Held until B's burst of 3 would have refilled (3 × 250.25 µs),
+        // then evicted as any idle key.
+        let later = t + Duration::from_micros(751);
+        assert!(
+            l.try_acquire(&24, later).is_ok(),
+            "seed {seed}: an idle key leaves"
+        );
+    }
+}

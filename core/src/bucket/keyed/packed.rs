@@ -312,11 +312,10 @@ where
             return None;
         }
         // Under the lock every word is current (see `tiers`).
-        let (params, tat, _) = self
-            .tiers
-            .state(Self::tier_of_state(state), tat(word), tag(word));
-        if params.drained(tat, now.as_micros()) != 0 {
-            return None; // busy: keep it
+        let tier = Self::tier_of_state(state);
+        let (params, tat, _) = self.tiers.state(tier, tat(word), tag(word));
+        if params.drained(tat, now.as_micros()) != 0 || self.tiers.holds(tier, now.as_micros()) {
+            return None; // busy, or held after a change (see `Tiers::holds`): keep it
         }
         Some(Idle { state, word, tat })
     }

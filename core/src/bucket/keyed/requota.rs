@@ -68,7 +68,15 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// rate refills from `now` on; a key that `now` reads as overdrawn
     /// stays overdrawn for the same time. A key not in the table starts
     /// with the new quota's full burst, as a new key always does (an
-    /// evicted key was idle, its bucket full, when it left). Keys of other
+    /// evicted key was idle, its bucket full, when it left). A change that
+    /// lowers the burst makes every key that had at least the new burst
+    /// full, though it may have spent tokens of the old one at that
+    /// instant: so the tier's idle keys are not evicted until the replaced
+    /// quota would have refilled its whole burst (`burst × period ÷
+    /// tokens` after `now`), lest one come back under a larger quota with
+    /// a second burst; a new key that needs a slot meanwhile finds the
+    /// table full ([`KeyedError::TableFull`], or the overflow bucket).
+    /// Keys of other
     /// tiers and the overflow bucket (see
     /// [`set_overflow_quota`](Self::set_overflow_quota)) are unaffected.
     ///

@@ -229,8 +229,11 @@ where
         }
         // Under the lock every word is current (see `tiers`).
         let (params, tat) = self.tat_locked(slot);
-        if params.drained(tat, now.as_micros()) != 0 {
-            return None; // busy: keep it
+        let held = self
+            .tiers
+            .holds(Self::tier_of_state(state), now.as_micros());
+        if params.drained(tat, now.as_micros()) != 0 || held {
+            return None; // busy, or held after a change (see `Tiers::holds`): keep it
         }
         Some(Idle {
             state,

@@ -58,6 +58,16 @@
 //! bucket's does. A conversion is a pure function of the word and the two
 //! slots, so every caller that converts a word gets the same state.
 //!
+//! # Evictions after a change
+//!
+//! A change that lowers a tier's burst leaves every key that had at least
+//! the new burst full, so idle, whatever it spent of the old burst at the
+//! change's `now`. Evicted then and inserted again once a larger quota is
+//! in force, such a key would start with that quota's whole burst on top
+//! of what it spent. So the change holds the tier's idle keys in the table
+//! (`Tiers::holds`) until the replaced quota would have refilled its
+//! whole burst; by then the larger rate has paid for what was spent.
+//!
 //! # Stale readers
 //!
 //! One tag bit cannot tell generation `g` from `g + 2`: a decision that
@@ -174,6 +184,10 @@ pub(super) struct Tiers<const TIERS: usize> {
     /// Changes published per tier; the parity names the slot in force.
     generation: [AtomicU32; TIERS],
     rules: [[Rule; 2]; TIERS],
+    /// Per tier, the instant (µs, `[low half, high half]`) before which
+    /// its idle keys are not evicted (see [`holds`](Self::holds)). Written
+    /// and read only under the table's lock.
+    held_until: [[AtomicU32; 2]; TIERS],
 }
 
 impl<const TIERS: usize> Tiers<TIERS> {
@@ -188,7 +202,23 @@ impl<const TIERS: usize> Tiers<TIERS> {
                     Rule::new(&quotas[i], &params[i]),
                 ]
             }),
+            held_until: core::array::from_fn(|_| [AtomicU32::new(0), AtomicU32::new(0)]),
         }
+    }
+
+    /// Whether `tier`'s idle keys are held in the table at `micros`: for
+    /// a while after a change that lowered the tier's burst. Such a change
+    /// leaves every key that had at least the new burst *full* (clamped),
+    /// so idle, though it may have spent tokens of the old burst at that
+    /// very instant; evicted, and inserted again under a larger quota, it
+    /// would start with a second burst (found by the churn test: 4 tokens
+    /// at one instant under bursts 3 and 2). Held until the old quota
+    /// would have refilled its whole burst after the change, a key that
+    /// leaves has been granted no more than the GCRA bound (the larger
+    /// burst plus the larger rate over the time since) allows. The caller
+    /// holds the table's lock.
+    pub(super) fn holds(&self, tier: usize, micros: u64) -> bool {
+        micros < join(&self.held_until[tier])
     }
 
     /// The tag of the words written under `tier`'s quota in force (loaded
@@ -330,6 +360,19 @@ impl<const TIERS: usize> Tiers<TIERS> {
     /// table's lock and then sweeps the tier's words.
     pub(super) fn publish(&self, tier: usize, quota: &Quota, params: &Params, at: u64) -> Quota {
         let replaced = self.quota(tier);
+        if quota.burst() < replaced.burst() {
+            // See `holds`: the replaced quota's whole burst, refilled from
+            // empty, rounded up; the latest such end is kept (a later
+            // change with a shorter span must not release it early).
+            let span = (u128::from(replaced.burst()) * u128::from(replaced.period().as_micros()))
+                .div_ceil(u128::from(replaced.tokens()));
+            let until = u64::try_from(u128::from(at) + span).unwrap_or(u64::MAX);
+            if until > join(&self.held_until[tier]) {
+                for (word, half) in self.held_until[tier].iter().zip(halves(until)) {
+                    word.store(half, Ordering::Relaxed);
+                }
+            }
+        }
         let generation = self.generation[tier].load(Ordering::Relaxed);
         // The slot not in force: only stale readers look at it, and the
         // fence makes those that see this see their word moved (see
