@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, raw, until_state};
+use common::fleet::{backend, raw, stored, trip, until_state};
 use common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox::Clock;
@@ -32,23 +32,6 @@ async fn instance(url: &str, name: &str) -> FleetBreaker {
         .build()
         .await
         .expect("fleet breaker")
-}
-
-async fn trip(b: &FleetBreaker) {
-    for _ in 0..2 {
-        let _ = b.call(async { Err::<(), _>("down") }).await;
-    }
-    assert_eq!(b.state(), State::Open);
-}
-
-async fn stored(url: &str, key: &str) -> String {
-    let mut conn = raw(url).await;
-    redis::cmd("GET")
-        .arg(key)
-        .query_async::<Option<String>>(&mut conn)
-        .await
-        .unwrap()
-        .unwrap_or_default()
 }
 
 /// Resetting the local core (an operator clearing one instance's

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, until_state};
+use common::fleet::{backend, trip, until_state};
 use common::redis_server::RedisServer;
 use common::silencing_proxy::SilencingProxy;
 use fusebox::breaker::{CircuitBreaker, Config, State};
@@ -23,13 +23,6 @@ fn core() -> Arc<CircuitBreaker> {
             .build()
             .unwrap(),
     ))
-}
-
-async fn trip(b: &FleetBreaker) {
-    for _ in 0..2 {
-        let _ = b.call(async { Err::<(), _>("down") }).await;
-    }
-    assert_eq!(b.state(), State::Open);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, raw, until_state};
+use common::fleet::{backend, raw, stored, trip, until_state};
 use common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
@@ -36,13 +36,6 @@ async fn instance(url: &str, name: &str, open_for: Duration) -> FleetBreaker {
         .expect("fleet breaker")
 }
 
-async fn trip(b: &FleetBreaker) {
-    for _ in 0..2 {
-        let _ = b.call(async { Err::<(), _>("down") }).await;
-    }
-    assert_eq!(b.state(), State::Open);
-}
-
 /// Syncs, retrying while the connection manager reconnects.
 async fn sync_ok(b: &FleetBreaker) {
     let start = Instant::now();
@@ -50,16 +43,6 @@ async fn sync_ok(b: &FleetBreaker) {
         assert!(start.elapsed() < Duration::from_secs(5), "{e}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn stored(url: &str, key: &str) -> String {
-    let mut conn = raw(url).await;
-    redis::cmd("GET")
-        .arg(key)
-        .query_async::<Option<String>>(&mut conn)
-        .await
-        .unwrap()
-        .unwrap_or_default()
 }
 
 async fn flushall(url: &str) {

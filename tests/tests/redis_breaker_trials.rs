@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, raw, until_state};
+use common::fleet::{backend, raw, trip, until_state};
 use common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
@@ -83,13 +83,6 @@ async fn instance(url: &str, name: &str) -> FleetBreaker {
 
 async fn get(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<String> {
     redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
-}
-
-async fn trip(b: &FleetBreaker) {
-    for _ in 0..2 {
-        let _ = b.call(async { Err::<(), _>("down") }).await;
-    }
-    assert_eq!(b.state(), State::Open);
 }
 
 /// The key of fleet trial slot 1 (beside the decision key).

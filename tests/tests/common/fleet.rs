@@ -43,3 +43,23 @@ pub async fn until_state(b: &FleetBreaker, state: State, limit: Duration) -> Dur
     }
     start.elapsed()
 }
+
+/// Fails two calls through `b` (the tests' breakers open after two
+/// failures in a row) and checks that it opened.
+pub async fn trip(b: &FleetBreaker) {
+    for _ in 0..2 {
+        let _ = b.call(async { Err::<(), _>("down") }).await;
+    }
+    assert_eq!(b.state(), State::Open);
+}
+
+/// The value stored under `key` (empty if there is none).
+pub async fn stored(url: &str, key: &str) -> String {
+    let mut conn = raw(url).await;
+    redis::cmd("GET")
+        .arg(key)
+        .query_async::<Option<String>>(&mut conn)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
