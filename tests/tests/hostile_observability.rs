@@ -485,12 +485,9 @@ impl std::io::Write for LogBuffer {
     }
 }
 
-/// A check name, recovery action name or check error is free text: one
-/// holding a newline wrote a second, forged line into the log (the
-/// monitor logged names with `%`, which `tracing-subscriber`'s fmt layer
-/// writes raw). Every event stays one line, with the newline escaped.
-#[test]
-fn a_name_with_a_newline_cannot_forge_a_log_line() {
+/// What `f` logs at debug level and above, as tracing-subscriber's fmt
+/// layer writes it (no colours, no time).
+fn logged(f: impl FnOnce()) -> String {
     let buffer = LogBuffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::DEBUG)
@@ -501,8 +498,19 @@ fn a_name_with_a_newline_cannot_forge_a_log_line() {
             move || buffer.clone()
         })
         .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = buffer.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+/// A check name, recovery action name or check error is free text: one
+/// holding a newline wrote a second, forged line into the log (the
+/// monitor logged names with `%`, which `tracing-subscriber`'s fmt layer
+/// writes raw). Every event stays one line, with the newline escaped.
+#[test]
+fn a_name_with_a_newline_cannot_forge_a_log_line() {
     let forged = "db\nWARN forged: breaker opened";
-    tracing::subscriber::with_default(subscriber, || {
+    let log = logged(|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
@@ -526,7 +534,6 @@ fn a_name_with_a_newline_cannot_forge_a_log_line() {
             assert!(!handle.status().checks.is_empty());
         });
     });
-    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("health changed"), "{log}");
     assert!(log.contains("recovery attempted"), "{log}");
     assert!(log.contains("check ran"), "{log}");
@@ -576,17 +583,7 @@ async fn a_panicking_check_target_does_not_panic_the_monitor() {
 #[test]
 fn a_registry_transition_logs_its_name_redacted() {
     use fusebox::breaker::{Config, Outcome};
-    let buffer = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .without_time()
-        .with_writer({
-            let buffer = buffer.clone();
-            move || buffer.clone()
-        })
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let log = logged(|| {
         let registry = fusebox_std::Registry::new();
         let config = Config::builder().consecutive_failures(1).build().unwrap();
         let breaker = registry.breaker("db", config).unwrap();
@@ -597,7 +594,6 @@ fn a_registry_transition_logs_its_name_redacted() {
             .expect("opened");
         registry.transition("https://ops:s3cret@db.internal/x", t);
     });
-    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("breaker opened"), "{log}");
     assert!(!log.contains("s3cret"), "the password, logged:\n{log}");
     assert!(log.contains("https://ops:***@db.internal/x"), "{log}");
