@@ -39,7 +39,6 @@
 #![cfg(not(miri))]
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 
@@ -47,23 +46,8 @@ use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
 use fusebox::{Duration, Instant};
 use proptest::prelude::*;
 
-/// Keys at or above this id hash only their parity: each half collides
-/// entirely (fingerprint, home slot, eviction mark) with the others and
-/// with keys 0 or 1, as keys chosen by someone who knows the hasher would.
-const COLLIDE_FROM: u32 = 48;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Key(u32);
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        if self.0 < COLLIDE_FROM {
-            self.0.hash(state);
-        } else {
-            (self.0 % 2).hash(state);
-        }
-    }
-}
+mod common;
+use common::{Key, COLLIDE_FROM};
 
 /// The tiers as exact rates: `(tokens, period µs, burst)`. Tier 0 runs at
 /// scale 1 (T = 1 000 µs), tier 1 at scale 4 (T = 1 001 scaled units, 250.25
