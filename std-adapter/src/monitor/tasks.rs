@@ -71,24 +71,27 @@ impl Cell {
     /// of the start; a check is stale past that by one more interval (at
     /// least 1 s, room for a busy runtime). Saturating: a check that runs
     /// every `Duration::MAX` is never stale.
-    pub(crate) fn is_stale(&self, last_run_at: Option<Duration>, now: Duration) -> bool {
+    fn is_stale(&self, last_run_at: Option<Duration>, now: Duration) -> bool {
         let allowed = self
             .interval
             .saturating_add(self.timeout)
             .saturating_add(self.interval.max(Duration::from_secs(1)));
         now.saturating_sub(last_run_at.unwrap_or(Duration::ZERO)) > allowed
     }
-}
 
-/// A check's health as reported: a stale one (its task stopped, or never
-/// ran: the monitor stopped, its runtime gone or without timers) is never
-/// better than [`Health::Degraded`], and keeps a worse verdict: going stale
-/// never turns an unhealthy check ready.
-fn seen(health: Health, stale: bool) -> Health {
-    if stale {
-        health.max(Health::Degraded)
-    } else {
-        health
+    /// The check's health as reported at `now` (since the start), and
+    /// whether it is stale: a stale check (its task stopped, or never ran:
+    /// the monitor stopped, its runtime gone or without timers) is never
+    /// better than [`Health::Degraded`], and keeps a worse verdict: going
+    /// stale never turns an unhealthy check ready.
+    fn reported(&self, s: &CheckState, now: Duration) -> (Health, bool) {
+        let stale = self.is_stale(s.last_run_at, now);
+        let health = if stale {
+            s.streaks.health.max(Health::Degraded)
+        } else {
+            s.streaks.health
+        };
+        (health, stale)
     }
 }
 
@@ -106,11 +109,11 @@ impl Shared {
             .iter()
             .map(|cell| {
                 let s = cell.lock();
-                let stale = cell.is_stale(s.last_run_at, now);
+                let (health, stale) = cell.reported(&s, now);
                 CheckStatus {
                     name: cell.name.to_string(),
                     target: cell.target.clone(),
-                    health: seen(s.streaks.health, stale),
+                    health,
                     stale,
                     critical: cell.critical,
                     interval: cell.interval,
@@ -144,11 +147,11 @@ impl Shared {
     /// built the whole status, every alert window summed).
     pub(crate) fn health(&self) -> Health {
         let now = self.since(Instant::now());
-        overall(self.cells.iter().map(|cell| {
-            let s = cell.lock();
-            let stale = cell.is_stale(s.last_run_at, now);
-            (seen(s.streaks.health, stale), cell.critical)
-        }))
+        overall(
+            self.cells
+                .iter()
+                .map(|cell| (cell.reported(&cell.lock(), now).0, cell.critical)),
+        )
     }
 
     /// Records one run; returns the events it causes and the new signal.
