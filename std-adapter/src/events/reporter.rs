@@ -1,13 +1,13 @@
 //! [`RejectionReporter`]: how a limiter or a bulkhead tells the events
 //! channel (and `tracing`) that it refused a call.
 
-use crate::redact::Redacted;
 use std::fmt;
 use std::sync::Arc;
 
 use fusebox::Clock;
 
 use super::{Component, Event, Events};
+use crate::redact::Redacted;
 use crate::TokioClock;
 
 /// Publishes a policy's refusals as [`Event::Rejected`] on an [`Events`]

@@ -1,7 +1,6 @@
 //! The monitor's tasks: one per check (run, record, publish) and one per
 //! recovery rule, and the shared state they keep for [`Status`] snapshots.
 
-use crate::redact::Redacted;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -17,7 +16,7 @@ use super::state::Streaks;
 use super::{
     CheckStatus, Health, MonitorEvent, Probe, RecoveryRule, RecoveryStatus, Status, Thresholds,
 };
-use crate::redact::redact_cut;
+use crate::redact::{redact_cut, Redacted};
 
 #[derive(Debug)]
 pub(crate) struct Shared {

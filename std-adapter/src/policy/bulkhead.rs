@@ -1,7 +1,6 @@
 //! [`Bulkhead`]: at most `max_concurrent` calls at once; the rest rejected
 //! at once or queued, up to a bound, for at most a maximum wait.
 
-use crate::redact::Redacted;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -12,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::CallError;
 use crate::events::RejectionReporter;
+use crate::redact::Redacted;
 
 /// Why a bulkhead refused a call.
 ///

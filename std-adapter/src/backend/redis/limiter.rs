@@ -1,7 +1,6 @@
 //! [`RedisLimiter`]: a fleet-wide limiter on [`RedisBackend`] that keeps
 //! deciding when Redis is unreachable or slow ([`Degrade`]).
 
-use crate::redact::Redacted;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -12,6 +11,7 @@ use super::degrade::{Backoff, Outage};
 use super::metrics::{Counters, RedisLimiterMetrics};
 use super::{Degrade, RedisBackend};
 use crate::backend::{BackendError, Decision, MemoryBackend, Rules, Source};
+use crate::redact::Redacted;
 use crate::Registry;
 
 /// A distributed rate limiter: every instance of a fleet that uses the

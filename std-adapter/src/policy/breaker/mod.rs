@@ -1,7 +1,6 @@
 //! [`Breaker`]: async calls through the core's [`CircuitBreaker`], with a
 //! classifier, an optional timeout and tracing of every transition.
 
-use crate::redact::Redacted;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +8,7 @@ use fusebox::breaker::{Metrics, Outcome, Permit, State, Transition};
 use fusebox::{CircuitBreaker, Clock, Instant};
 
 use super::{CallError, Classify, DefaultClassifier};
+use crate::redact::Redacted;
 use crate::TokioClock;
 
 mod builder;

@@ -1,6 +1,5 @@
 //! [`CircuitBreakerService`]: asks the breaker on every `call`.
 
-use crate::redact::Redacted;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -11,6 +10,7 @@ use tower_service::Service;
 
 use super::{BreakerRejection, BreakerResponder, Held, ResponseFuture, Shared};
 use crate::policy::Classify;
+use crate::redact::Redacted;
 
 /// The service of a [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
 ///

@@ -3,7 +3,6 @@
 //! (a keyed limiter and a key function). `Limit`, the trait the service
 //! asks, is sealed: it lives in this private module.
 
-use crate::redact::Redacted;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
@@ -13,6 +12,7 @@ use http::request::Parts;
 
 use super::quote_cache::{Base, QuoteCache};
 use super::{BadKey, BadKeyCounter, BadKeys, KeyError, Refusal};
+use crate::redact::Redacted;
 use crate::tower::headers::{ceil_secs, quota_qw, Quoted};
 use crate::TokioClock;
 

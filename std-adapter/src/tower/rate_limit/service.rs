@@ -1,6 +1,5 @@
 //! [`RateLimitService`]: charges the limit on every `call`.
 
-use crate::redact::Redacted;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,6 +10,7 @@ use tower_service::Service;
 
 use super::limit::{Check, Limit};
 use super::{Common, RateLimitRejection, RateLimitResponder, Refusal, ResponseFuture};
+use crate::redact::Redacted;
 use crate::tower::headers::{add_rate_limit, Members};
 
 /// The service of a [`RateLimitLayer`](super::RateLimitLayer).

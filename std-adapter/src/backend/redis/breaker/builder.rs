@@ -1,7 +1,6 @@
 //! [`FleetBreakerBuilder`]: options, loading the stored decision, and the
 //! observer hook that wakes the background task on local transitions.
 
-use crate::redact::Redacted;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +16,7 @@ use super::script::Keys;
 use super::{sync, FleetBreaker, Inner, Quorum};
 use crate::backend::{BackendError, RedisBackend, RedisConfig};
 use crate::policy::{Breaker, BreakerObserver};
+use crate::redact::Redacted;
 
 /// Builds a [`FleetBreaker`]; see [`FleetBreaker::builder`].
 #[must_use = "a builder does nothing until `build` is called"]

@@ -12,7 +12,6 @@
 //! channel's slot moves to another shard; the client then forgets the
 //! channel and would never subscribe again) is made again the same way.
 
-use crate::redact::Redacted;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -22,6 +21,7 @@ use tokio::sync::Notify;
 
 use super::super::cluster;
 use super::Inner;
+use crate::redact::Redacted;
 
 /// Where the subscription is made.
 pub(super) enum Subscriber {

@@ -2,7 +2,6 @@
 //! decision with the core's merge, and the background task that does it
 //! every sync interval (and at once after a local transition).
 
-use crate::redact::Redacted;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -13,6 +12,7 @@ use fusebox::Clock;
 use super::script::{self, Local, Op, Reply, CHANGED, CORRUPT, REPOPULATED};
 use super::Inner;
 use crate::backend::BackendError;
+use crate::redact::Redacted;
 
 impl Inner {
     /// The caller's side of an invocation, read at `now`.

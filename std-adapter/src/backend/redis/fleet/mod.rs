@@ -43,7 +43,6 @@ mod report;
 
 pub use report::{FleetConfig, FleetReport, FleetSeries, MAX_INSTANCE_LEN};
 
-use crate::redact::Redacted;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -54,6 +53,7 @@ use redis::{Script, Value};
 use super::super::{escape, BackendError, KeyPrefix};
 use super::connection::fault;
 use super::{RedisBackend, RedisConnection};
+use crate::redact::Redacted;
 use crate::tracker::{LatencyHistogram, Tracker};
 use codec::Corrupt;
 

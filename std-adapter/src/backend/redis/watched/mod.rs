@@ -29,7 +29,6 @@
 //! reconnection and its backoff. Nothing but flags is touched when a
 //! command is dropped (which may happen outside any runtime).
 
-use crate::redact::Redacted;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -40,6 +39,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::time::Instant;
+
+use crate::redact::Redacted;
 
 /// At most `silence · 2⁴` between probes while fresh connections do not
 /// answer either: a node hung for good gets one trial connection every

@@ -1,7 +1,6 @@
 //! [`Shared`]: a limit decided by a [`RedisLimiter`], keyed by a
 //! function of the request head; what its decisions become.
 
-use crate::redact::Redacted;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +10,7 @@ use http::request::Parts;
 
 use super::fields::{to_core, Fields, Stamp};
 use crate::backend::{BackendError, Decision, RedisLimiter, Source, MAX_KEY_LEN};
+use crate::redact::Redacted;
 use crate::tower::rate_limit::{BadKey, BadKeyCounter, BadKeys, Common, KeyError, Refusal};
 
 /// A limit kept in Redis by a [`RedisLimiter`] (its [`Rules`], its
