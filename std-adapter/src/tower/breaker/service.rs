@@ -64,17 +64,23 @@ use crate::redact::Redacted;
 pub struct CircuitBreakerService<S, C = super::HttpClassifier, R = super::JsonBreakerResponse> {
     inner: S,
     shared: Arc<Shared<C, R>>,
-    /// `poll_ready` saw the breaker refusing and left the inner service
-    /// unpolled: the next `call` is rejected.
-    bypassed: bool,
-    /// The half-open breaker's answer, taken in `poll_ready` when the
-    /// inner service was not ready: the trial the next `call` uses, or
-    /// the rejection it answers.
-    held: Option<HeldDecision<C, R>>,
+    /// What the last `poll_ready` settled for the next `call`.
+    next: Next<C, R>,
 }
 
-/// A trial held for the next call, or the rejection it answers.
-type HeldDecision<C, R> = Result<OwnedPermit<Held<C, R>>, (Rejected, Option<Instant>)>;
+/// What `poll_ready` settled for the next `call`.
+enum Next<C, R> {
+    /// Nothing: the call asks the breaker.
+    Ask,
+    /// The breaker read open and the inner service was left unpolled: the
+    /// call is rejected (see [`bypassed`]).
+    Bypass,
+    /// Half-open, the inner service not ready: the trial taken for the
+    /// call ([`hold`](CircuitBreakerService::hold)).
+    Trial(OwnedPermit<Held<C, R>>),
+    /// Half-open with every trial taken: the rejection the call answers.
+    Refuse(Rejected, Instant),
+}
 
 impl<S: Clone, C, R> Clone for CircuitBreakerService<S, C, R> {
     fn clone(&self) -> Self {
@@ -97,8 +103,7 @@ impl<S, C, R> CircuitBreakerService<S, C, R> {
         Self {
             inner,
             shared,
-            bypassed: false,
-            held: None,
+            next: Next::Ask,
         }
     }
 
@@ -179,26 +184,25 @@ impl<S, C, R> CircuitBreakerService<S, C, R> {
         let clock = self.shared.clock;
         match self.shared.breaker.state_with(|| clock.now()) {
             State::Open | State::ForcedOpen => {
-                self.held = None;
-                self.bypassed = true;
+                self.next = Next::Bypass;
                 Poll::Ready(Ok(()))
             }
             State::Closed => {
-                self.held = None;
-                self.bypassed = false;
+                self.next = Next::Ask;
                 self.inner.poll_ready(cx)
             }
-            State::HalfOpen => {
-                self.bypassed = false;
-                if matches!(self.held, Some(Err(_))) {
-                    return Poll::Ready(Ok(()));
+            State::HalfOpen => match self.next {
+                Next::Refuse(..) => Poll::Ready(Ok(())),
+                Next::Trial(_) => self.inner.poll_ready(cx),
+                Next::Ask | Next::Bypass => {
+                    self.next = Next::Ask;
+                    let poll = self.inner.poll_ready(cx);
+                    if poll.is_pending() {
+                        return self.hold();
+                    }
+                    poll
                 }
-                let poll = self.inner.poll_ready(cx);
-                if poll.is_pending() && self.held.is_none() {
-                    return self.hold();
-                }
-                poll
-            }
+            },
         }
     }
 
@@ -216,14 +220,14 @@ impl<S, C, R> CircuitBreakerService<S, C, R> {
                 if let Some(t) = permit.transition() {
                     shared.transition(t);
                 }
-                self.held = Some(Ok(permit));
+                self.next = Next::Trial(permit);
                 Poll::Pending
             }
             Err(mut rejected) => {
                 if let Some(t) = rejected.transition.take() {
                     shared.transition(t);
                 }
-                self.held = Some(Err((rejected, Some(now))));
+                self.next = Next::Refuse(rejected, now);
                 Poll::Ready(Ok(()))
             }
         }
@@ -234,19 +238,17 @@ impl<S, C, R> CircuitBreakerService<S, C, R> {
     /// rejection with [`refuse`]: both build their future in place.
     #[inline]
     pub(super) fn admit(&mut self) -> Decision<C, R> {
-        if std::mem::take(&mut self.bypassed) {
-            return Err(bypassed(&self.shared));
-        }
         let shared = &self.shared;
         // The clock is read only when something needs the time: a
         // slow-call rule (the duration), or the core's decision (an open or
         // half-open breaker). A closed breaker without one reads none.
         let clock = shared.clock;
         let measured = shared.breaker.measures_duration();
-        match self.held.take() {
-            None => {}
-            Some(Ok(permit)) => return Ok((permit, measured.then(|| clock.now()))),
-            Some(Err(refusal)) => return Err(refusal),
+        match std::mem::replace(&mut self.next, Next::Ask) {
+            Next::Ask => {}
+            Next::Bypass => return Err(bypassed(shared)),
+            Next::Trial(permit) => return Ok((permit, measured.then(|| clock.now()))),
+            Next::Refuse(rejected, at) => return Err((rejected, Some(at))),
         }
         let mut now = measured.then(|| clock.now());
         let acquired = CircuitBreaker::try_acquire_owned_with(Held(Arc::clone(shared)), || {
