@@ -42,7 +42,7 @@
 #
 # Writes benches/wrk.md and puts it into BENCHMARKS.md between the
 # `<!-- wrk:begin -->` and `<!-- wrk:end -->` markers (report.sh keeps the
-# same block when it rewrites BENCHMARKS.md). About 10 minutes.
+# same block when it rewrites BENCHMARKS.md). About 20 minutes.
 #
 #   ./benches/wrk.sh                 # WRK_ROUNDS=3 WRK_DURATION=6s DUET_ROUNDS=8
 #   WRK_ROUNDS=1 DUET_ROUNDS=2 WRK_DURATION=3s ./benches/wrk.sh   # a quick look
@@ -57,7 +57,11 @@ ROUNDS=${WRK_ROUNDS:-3}
 MODES=${WRK_MODES:-"bare bare-outer fusebox-outer governor-outer governor-headers-outer fusebox governor governor-headers identity"}
 DUET_ROUNDS=${DUET_ROUNDS:-8}
 DUET_DURATION=${DUET_DURATION:-5s}
-PAIRS=${DUET_PAIRS:-"bare:bare bare-outer:fusebox-outer bare-outer:governor-headers-outer bare:fusebox bare:fusebox-outer bare:bare-outer governor-headers-outer:fusebox-outer governor-headers-outer:fusebox-limit-outer governor-outer:fusebox-limit-no-fields-outer governor-outer:fusebox-no-fields-outer bare-outer:fusebox-no-fields-outer bare:identity"}
+PAIRS=${DUET_PAIRS:-"bare:bare bare-outer:fusebox-outer bare-outer:governor-headers-outer bare:fusebox bare:fusebox-outer bare:bare-outer governor-headers-outer:fusebox-outer governor-headers-outer:fusebox-limit-outer governor-outer:fusebox-limit-no-fields-outer governor-outer:fusebox-no-fields-outer bare-outer:fusebox-no-fields-outer bare-outer:governor-outer bare-outer:static-fields-outer bare:identity"}
+case " $MODES " in
+    *" bare "*) ;;
+    *) echo "WRK_MODES must include bare (the solo table's baseline)" >&2; exit 2 ;;
+esac
 if [ "$PIN" = 1 ]; then
     SERVER_CPU=(taskset -c 0)
     SERVER_ARGS=(--workers 1)

@@ -234,6 +234,19 @@ if "bare-outer:governor-headers-outer" in duets:
     w(f"| (context, not a target: the peer under the same bar) tower_governor with `use_headers()` costs ≤ 5 % of bare throughput "
       f"(around the router, against the router served the same way) | {100 * loss:.1f} % | {verdict(loss <= 0.05)} "
       f"| {agree} of {duet_rounds} | 1 − A's cost per request ÷ tower_governor's (median ratio of the duet) |")
+# The floor under that bar: what the cheapest parts of a keyed limit with
+# its two fields cost on their own, whoever builds them (context again):
+# the peer's keyed limiter without headers, and two constant fields added
+# by a layer that does nothing else (`static-fields`). Their sum leaves
+# what a breaker may cost before the layers pass 5 %.
+floor_parts = ["bare-outer:governor-outer", "bare-outer:static-fields-outer"]
+if all(p in duets for p in floor_parts):
+    losses = [1 - 1 / med_cost[p] for p in floor_parts]
+    floor = sum(losses)
+    w(f"| (context, not a target: the floor under the bar) tower_governor keyed without headers ({100 * losses[0]:.1f} %) "
+      f"plus two constant `RateLimit` fields ({100 * losses[1]:.1f} %), no breaker, around the router | "
+      f"{100 * floor:.1f} % | {100 * max(0.0, 0.05 - floor):.1f} % of the 5 % left for a breaker | – | "
+      f"the sum of the two duets' costs against `bare-outer` (median ratios) |")
 for pair, what in [("governor-headers-outer:fusebox-outer", "both with rate-limit headers; fusebox with its breaker too"),
                    ("governor-headers-outer:fusebox-limit-outer", "limiters alone, both with rate-limit headers"),
                    ("governor-outer:fusebox-limit-no-fields-outer", "limiters alone, neither with headers"),
