@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering as StdOrdering};
 
 use fusebox::bucket::{
-    FullPolicy, InsufficientCapacity, KeyedError, KeyedLimiter, Quota, QuotaError, RateLimited,
+    FullPolicy, InsufficientCapacity, KeyedError, KeyedLimiter, Quota, RateLimited,
 };
 use fusebox::{Duration, Instant, RetryAfter};
 
@@ -263,7 +263,7 @@ fn quotas_out_of_the_keyed_range_are_refused() {
         .with_burst(1_000)
         .unwrap();
     let got = KeyedLimiter::<u32, 4>::with_tiers([long], FullPolicy::Reject);
-    assert_eq!(got.err(), Some(QuotaError::TooLong));
+    assert_eq!(got.err(), Some(fusebox::bucket::QuotaError::TooLong));
     // The keyed bench quota fits: 1e9/s, burst 4e9.
     let fast = Quota::per_second(1_000_000_000)
         .unwrap()
@@ -284,7 +284,7 @@ fn new_refuses_a_quota_out_of_range_with_a_typed_error() {
         .with_burst(1_000)
         .unwrap();
     let got = KeyedLimiter::<u32, 4>::new(long, FullPolicy::Reject);
-    assert_eq!(got.err(), Some(QuotaError::TooLong));
+    assert_eq!(got.err(), Some(fusebox::bucket::QuotaError::TooLong));
 }
 
 /// An evicted key must not get a second burst from a caller whose clock is

@@ -32,14 +32,14 @@ pub(crate) use imp::{fence, AtomicU16, AtomicU32, Ordering};
 
 #[cfg(loom)]
 mod imp {
-    #[cfg(not(fusebox_narrow_words))]
+    #[cfg(fusebox_wide_words)]
     pub(crate) use loom::sync::atomic::AtomicU64;
     pub(crate) use loom::sync::atomic::{fence, AtomicU16, AtomicU32, Ordering};
 }
 
 #[cfg(not(loom))]
 mod imp {
-    #[cfg(target_has_atomic = "64")]
+    #[cfg(fusebox_wide_words)]
     pub(crate) use portable_atomic::AtomicU64;
     pub(crate) use portable_atomic::{fence, AtomicU16, AtomicU32, Ordering};
 }
