@@ -393,7 +393,7 @@ impl Registry {
         owner: Option<&Arc<()>>,
     ) -> Result<(), RegistryError> {
         check(Kind::Condition, source)?;
-        self.put_condition(source, reason, owner)
+        self.put_condition(source, reason, owner.map(Arc::downgrade))
     }
 
     /// [`set_condition`](Self::set_condition) of a source fusebox made
@@ -401,11 +401,14 @@ impl Registry {
     /// may take it past [`MAX_NAME_LEN`](crate::registry::MAX_NAME_LEN)
     /// (found by a hostile review: the outage of a limiter with a
     /// 59-byte name never reached the report).
+    /// The owner is given as a `Weak`, so that a task working for the
+    /// component (a limiter's background probe) can report for it without
+    /// ever holding it alive.
     pub(crate) fn put_condition(
         &self,
         source: &str,
         reason: Option<String>,
-        owner: Option<&Arc<()>>,
+        owner: Option<Weak<()>>,
     ) -> Result<(), RegistryError> {
         let mut e = self.write();
         e.conditions.retain(|_, c| c.is_live());
@@ -417,7 +420,6 @@ impl Registry {
                 if !e.conditions.contains_key(source) {
                     self.room(Kind::Condition, e.conditions.len())?;
                 }
-                let owner = owner.map(Arc::downgrade);
                 e.conditions
                     .insert(source.into(), Condition { reason, owner });
             }

@@ -11,9 +11,10 @@ use tokio::time::Instant;
 ///
 /// Whatever the policy, a degraded limiter never waits on Redis for more
 /// than one probe at a time: the other requests are decided at once, and
-/// one request per probe interval (backing off from the minimum to the
-/// maximum of the limiter's probe backoff) tries Redis again. The first
-/// probe that succeeds ends the outage.
+/// once per probe interval (backing off from the minimum to the maximum
+/// of the limiter's probe backoff) a request, or the limiter's background
+/// probe if no request comes first, tries Redis again. The first probe
+/// that succeeds ends the outage, with or without traffic.
 ///
 /// # Examples
 ///

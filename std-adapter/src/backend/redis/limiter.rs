@@ -2,13 +2,14 @@
 //! deciding when Redis is unreachable or slow ([`Degrade`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::degrade::{Backoff, Outage};
 use super::metrics::{Counters, RedisLimiterMetrics};
+use super::probe::ProbeTask;
 use super::{Degrade, RedisBackend};
 use crate::backend::{BackendError, Decision, MemoryBackend, Rules, Source};
 use crate::redact::Redacted;
@@ -22,11 +23,15 @@ use crate::Registry;
 /// the limiter is *degraded*: it decides by its [`Degrade`] policy at once,
 /// registers the health condition `redis_<name>` in the
 /// [`Registry`] given to the builder (so `health()` reports `degraded`),
-/// logs one warning, and lets one request per probe interval try Redis
-/// again (the connection manager reconnects in the background, with
-/// backoff). The first probe that Redis answers ends the outage: the
-/// condition is cleared and Redis decides again. No request waits on
-/// Redis longer than the command timeout, nothing is queued.
+/// logs one warning, and probes Redis once per probe interval (the
+/// connection manager reconnects in the background, with backoff): the
+/// request that comes when a probe is due asks Redis, and so does a
+/// background task, started when the outage begins (on the current Tokio
+/// runtime) and ended with it or with the limiter, so that a limiter
+/// nobody calls recovers too. The first probe that Redis answers ends the
+/// outage: the condition is cleared and Redis decides again. No request
+/// waits on Redis longer than the command timeout, nothing is queued;
+/// while Redis answers there is no task and no extra work.
 /// A request whose command timed out in a Redis stall (not a lost
 /// connection) was already sent: when Redis resumes, the script still
 /// runs and takes its tokens, though the caller was decided by the
@@ -66,12 +71,23 @@ use crate::Registry;
 /// # Ok(()) }
 /// ```
 pub struct RedisLimiter {
-    name: Box<str>,
-    condition: String,
+    shared: Arc<Shared>,
     /// The owner of its health condition: a limiter dropped while
     /// degraded (replaced on a quota change, say) leaves no condition
-    /// behind, and its drop takes no lock.
-    alive: Arc<()>,
+    /// behind, and its drop takes no lock but its probe task's slot (a
+    /// leaf lock: see `ProbeTask`).
+    _alive: Arc<()>,
+}
+
+/// A limiter's state, shared with its background probe task (which holds
+/// it by a `Weak` only: the task never keeps a dropped limiter alive).
+pub(super) struct Shared {
+    name: Box<str>,
+    condition: String,
+    /// `RedisLimiter::_alive`, the owner given with the condition.
+    owner: Weak<()>,
+    /// This state itself, for the probe task.
+    me: Weak<Shared>,
     rules: Rules,
     backend: RedisBackend,
     policy: Degrade,
@@ -84,15 +100,25 @@ pub struct RedisLimiter {
     registry: Option<Arc<Registry>>,
     counters: Counters,
     corrupt_logged: AtomicBool,
+    /// The background probe of an outage (none while Redis answers).
+    probe: ProbeTask,
 }
 
 impl std::fmt::Debug for RedisLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLimiter")
-            .field("name", &self.name)
-            .field("rules", &self.rules)
-            .field("policy", &self.policy)
+            .field("name", &self.shared.name)
+            .field("rules", &self.shared.rules)
+            .field("policy", &self.shared.policy)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisLimiter {
+    /// Ends the background probe at once (it holds the state by a `Weak`
+    /// only, but may sleep until a far probe).
+    fn drop(&mut self) {
+        self.shared.probe.stop();
     }
 }
 
@@ -117,10 +143,13 @@ impl RedisLimiterBuilder {
     }
 
     /// How often a degraded limiter tries Redis again: from `min`,
-    /// doubling, up to `max` (default 50 ms to 1 s). Any durations are
+    /// doubling, up to `max` (default 50 ms to 1 s), by a request or by
+    /// its background probe, whichever comes first. Any durations are
     /// accepted: the doubling saturates, and a probe interval longer than
     /// ~30 years (`Duration::MAX`) is clamped to that: no probe for ~30
-    /// years (`FailClosed` names that as its wait), never a panic.
+    /// years (`FailClosed` names that as its wait), never a panic. A
+    /// zero interval lets every request probe; the background probe
+    /// still waits 10 ms between two of its own.
     pub fn probe_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.backoff = Backoff {
             min,
@@ -169,9 +198,11 @@ impl RedisLimiterBuilder {
         // The name as it is: `api` and `api_` are two limiters, with two
         // conditions (found by a hostile review: both were `redis_api`).
         let condition = format!("redis_{}", self.name);
-        Ok(RedisLimiter {
+        let alive = Arc::new(());
+        let shared = Arc::new_cyclic(|me| Shared {
             condition,
-            alive: Arc::new(()),
+            owner: Arc::downgrade(&alive),
+            me: me.clone(),
             name: self.name.into(),
             rules: self.rules,
             backend: self.backend,
@@ -183,6 +214,11 @@ impl RedisLimiterBuilder {
             registry: self.registry,
             counters: Counters::default(),
             corrupt_logged: AtomicBool::new(false),
+            probe: ProbeTask::default(),
+        });
+        Ok(RedisLimiter {
+            shared,
+            _alive: alive,
         })
     }
 }
@@ -207,27 +243,30 @@ impl RedisLimiter {
 
     /// The limiter's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.shared.name
     }
 
     /// Its rules.
     pub fn rules(&self) -> &Rules {
-        &self.rules
+        &self.shared.rules
     }
 
-    /// Whether it is degraded (Redis out) now.
+    /// Whether it is degraded (Redis out) now. A degraded limiter probes
+    /// Redis in the background too (a task on the Tokio runtime its
+    /// outage began on, following the probe backoff), so this turns back
+    /// to `false` once Redis answers again even if no request comes.
     pub fn is_degraded(&self) -> bool {
-        self.degraded.load(Ordering::Acquire)
+        self.shared.is_degraded()
     }
 
     /// The health condition it sets while degraded (`redis_<name>`).
     pub(crate) fn condition(&self) -> &str {
-        &self.condition
+        &self.shared.condition
     }
 
     /// Its counters.
     pub fn metrics(&self) -> RedisLimiterMetrics {
-        self.counters.snapshot()
+        self.shared.counters.snapshot()
     }
 
     /// Its counters and state in the Prometheus text format 0.0.4, for a
@@ -250,7 +289,8 @@ impl RedisLimiter {
     /// # }).unwrap();
     /// ```
     pub fn to_prometheus(&self) -> String {
-        self.metrics().to_prometheus(&self.name, self.is_degraded())
+        self.metrics()
+            .to_prometheus(&self.shared.name, self.is_degraded())
     }
 
     /// Takes one token of `key` (`""` for a limiter without keys), or
@@ -273,16 +313,14 @@ impl RedisLimiter {
     /// fault (the [`Degrade`] policy decides instead), except a
     /// [`BackendError::TableFull`] from the `Local` policy.
     pub async fn try_acquire_n(&self, key: &str, n: u32) -> Result<Decision, BackendError> {
-        let decision = self.decide(key, n).await?;
+        let (decision, _) = self.shared.take(key, (n, n)).await?;
         if decision.allowed {
-            self.counters.admitted.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .counters
+                .admitted
+                .fetch_add(1, Ordering::Relaxed);
         }
         Ok(decision)
-    }
-
-    /// [`try_acquire_n`](Self::try_acquire_n) without counting admissions.
-    async fn decide(&self, key: &str, n: u32) -> Result<Decision, BackendError> {
-        self.take(key, (n, n)).await.map(|(d, _)| d)
     }
 
     /// A lease for [`LeasedLimiter`](super::LeasedLimiter): at most `most`
@@ -296,42 +334,14 @@ impl RedisLimiter {
         most: u32,
         fewest: u32,
     ) -> Result<(Decision, u32), BackendError> {
-        let (decision, taken) = self.take(key, (most, fewest.min(most))).await?;
+        let (decision, taken) = self.shared.take(key, (most, fewest.min(most))).await?;
         if decision.allowed {
-            self.counters.admitted.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .counters
+                .admitted
+                .fetch_add(1, Ordering::Relaxed);
         }
         Ok((decision, taken))
-    }
-
-    async fn take(
-        &self,
-        key: &str,
-        (most, fewest): (u32, u32),
-    ) -> Result<(Decision, u32), BackendError> {
-        crate::backend::check_capacity(&self.rules, most)?;
-        crate::backend::key::check_key(key)?;
-        // `Some(probe)`: ask Redis, as the outage's probe or not.
-        let ask = if self.is_degraded() {
-            self.outage().should_ask(Instant::now()).then_some(true)
-        } else {
-            Some(false)
-        };
-        if let Some(probe) = ask {
-            match self
-                .backend
-                .run(&self.name, key, &self.rules, (most, fewest), None)
-                .await
-            {
-                Ok((decision, taken)) => {
-                    self.answered(&decision);
-                    return Ok((decision, taken));
-                }
-                Err(e) if e.is_fault() => self.failed(&e, probe),
-                Err(e) => return Err(e),
-            }
-        }
-        self.counters.degraded.fetch_add(1, Ordering::Relaxed);
-        self.fallback(key, fewest).map(|d| (d, 0))
     }
 
     /// Waits until one token of `key` is taken.
@@ -381,6 +391,43 @@ impl RedisLimiter {
             tokio::time::sleep_until(wake).await;
         }
     }
+}
+
+impl Shared {
+    fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::Acquire)
+    }
+
+    async fn take(
+        &self,
+        key: &str,
+        (most, fewest): (u32, u32),
+    ) -> Result<(Decision, u32), BackendError> {
+        crate::backend::check_capacity(&self.rules, most)?;
+        crate::backend::key::check_key(key)?;
+        // `Some(probe)`: ask Redis, as the outage's probe or not.
+        let ask = if self.is_degraded() {
+            self.outage().should_ask(Instant::now()).then_some(true)
+        } else {
+            Some(false)
+        };
+        if let Some(probe) = ask {
+            match self
+                .backend
+                .run(&self.name, key, &self.rules, (most, fewest), None)
+                .await
+            {
+                Ok((decision, taken)) => {
+                    self.answered(&decision);
+                    return Ok((decision, taken));
+                }
+                Err(e) if e.is_fault() => self.failed(&e, probe),
+                Err(e) => return Err(e),
+            }
+        }
+        self.counters.degraded.fetch_add(1, Ordering::Relaxed);
+        self.fallback(key, fewest).map(|d| (d, 0))
+    }
 
     fn outage(&self) -> std::sync::MutexGuard<'_, Outage> {
         self.outage.lock().unwrap_or_else(PoisonError::into_inner)
@@ -388,20 +435,74 @@ impl RedisLimiter {
 
     fn answered(&self, decision: &Decision) {
         self.counters.redis.fetch_add(1, Ordering::Relaxed);
-        if decision.corrupt > 0 {
+        self.corrupt_replaced(decision.corrupt);
+        if self.is_degraded() && self.succeeded() {
+            tracing::info!(limiter = %Redacted(&self.name), "redis answers again: limiter no longer degraded");
+        }
+    }
+
+    /// Counts (and logs once) corrupt values the script replaced.
+    fn corrupt_replaced(&self, corrupt: u32) {
+        if corrupt > 0 {
             self.counters
                 .corrupt
-                .fetch_add(u64::from(decision.corrupt), Ordering::Relaxed);
+                .fetch_add(u64::from(corrupt), Ordering::Relaxed);
             if !self.corrupt_logged.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     limiter = %Redacted(&self.name),
-                    corrupt = decision.corrupt,
+                    corrupt,
                     "corrupt rate-limit state in redis replaced by a drained bucket"
                 );
             }
         }
-        if self.is_degraded() && self.succeeded() {
-            tracing::info!(limiter = %Redacted(&self.name), "redis answers again: limiter no longer degraded");
+    }
+
+    /// When the outage's next probe is due; `None` once Redis answers.
+    pub(super) fn next_probe(&self) -> Option<Instant> {
+        let outage = self.outage();
+        outage.degraded.then_some(outage.next_probe)
+    }
+
+    /// Books the probe due at `now` for the background task (as a request
+    /// would, so that the two share one schedule and one probe at a time):
+    /// `Some(true)` to ask Redis now, `Some(false)` if it is not due (or a
+    /// request took it), `None` once Redis answers.
+    pub(super) fn book_probe(&self, now: Instant) -> Option<bool> {
+        let mut outage = self.outage();
+        outage.degraded.then(|| outage.should_ask(now))
+    }
+
+    /// The background task's probe: a peek (`n = 0`, which writes nothing)
+    /// of the key `""`, through the same script, connection and timeout as
+    /// a request. Not a decision: only its fault, or the outage's end, is
+    /// counted. True once the outage is over.
+    pub(super) async fn probe(&self) -> bool {
+        match self
+            .backend
+            .run(&self.name, "", &self.rules, (0, 0), None)
+            .await
+        {
+            Ok((decision, _)) => {
+                self.corrupt_replaced(decision.corrupt);
+                if self.succeeded() {
+                    tracing::info!(
+                        limiter = %Redacted(&self.name),
+                        probe = "background",
+                        "redis answers again: limiter no longer degraded"
+                    );
+                }
+                true
+            }
+            Err(e) if e.is_fault() => {
+                self.failed(&e, true);
+                false
+            }
+            Err(e) => {
+                // Not a fault (a reply the script should never give): the
+                // outage goes on, the next probe at its booked time.
+                tracing::debug!(limiter = %Redacted(&self.name), error = %Redacted(&e), "redis probe answered with an error");
+                false
+            }
         }
     }
 
@@ -411,6 +512,9 @@ impl RedisLimiter {
             let mut outage = self.outage();
             let started = outage.failed(Instant::now(), self.backoff, probe);
             self.degraded.store(true, Ordering::Release);
+            // Under the lock, as every change of `degraded`: a task runs
+            // while the limiter is degraded, and only then.
+            self.probe.start(&self.me);
             // Set under the outage's lock, so that a success ending the
             // outage meanwhile cannot clear it after this; and again on
             // every failed request, so that a condition cleared by another
@@ -437,18 +541,25 @@ impl RedisLimiter {
         let ended = outage.succeeded();
         self.degraded.store(false, Ordering::Release);
         if ended {
-            // Under the lock: a failure after this sets it again after this.
+            // Under the lock: a failure after this sets it again after this
+            // (and starts a new task).
+            self.probe.stop();
             self.set_condition(None);
         }
         ended
     }
 
     fn set_condition(&self, reason: Option<&str>) {
+        // A limiter dropped (its probe not yet ended) reports nothing: its
+        // condition is gone, and one of its name is another limiter's.
+        if self.owner.strong_count() == 0 {
+            return;
+        }
         if let Some(registry) = &self.registry
             && let Err(e) = registry.put_condition(
                 &self.condition,
                 reason.map(|r| crate::redact::redact_cut(r, 256)),
-                Some(&self.alive),
+                Some(self.owner.clone()),
             )
         {
             tracing::warn!(limiter = %Redacted(&self.name), error = %Redacted(&e), "cannot report the redis condition");
@@ -486,5 +597,47 @@ impl RedisLimiter {
                 Ok(refused(false, Source::FailClosed, wait))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{RedisConfig, Rule};
+    use fusebox::bucket::Quota;
+
+    /// A limiter on a port where nothing listens: every command fails at
+    /// once, so its first request degrades it.
+    fn unreachable(policy: Degrade, backoff: Duration) -> RedisLimiter {
+        let config = RedisConfig::new("redis://127.0.0.1:1").timeout(Duration::from_millis(200));
+        let backend = RedisBackend::connect_lazy(config).unwrap();
+        let rules =
+            Rules::new([Rule::new("per_second", Quota::per_second(5).unwrap()).unwrap()]).unwrap();
+        RedisLimiter::builder("unit", rules, backend)
+            .degrade(policy)
+            .probe_backoff(backoff, backoff)
+            .local_keys(1)
+            .build()
+            .unwrap()
+    }
+
+    /// The probe task runs while the limiter is degraded, one at most,
+    /// and ends with the limiter, however far its next probe.
+    #[tokio::test]
+    async fn the_probe_task_runs_while_degraded_and_ends_with_the_limiter() {
+        let limiter = unreachable(Degrade::FailOpen, Duration::from_secs(3_600));
+        assert!(!limiter.shared.probe.is_running(), "no task while healthy");
+        let _ = limiter.try_acquire("k").await.unwrap();
+        assert!(limiter.is_degraded());
+        assert!(limiter.shared.probe.is_running());
+        let task = limiter.shared.probe.handle().unwrap();
+        let _ = limiter.try_acquire("k").await.unwrap();
+        let again = limiter.shared.probe.handle().unwrap();
+        assert_eq!(task.id(), again.id(), "one task at most");
+        let state = Arc::downgrade(&limiter.shared);
+        drop(limiter);
+        tokio::task::yield_now().await;
+        assert!(task.is_finished(), "the task outlived its limiter");
+        assert_eq!(state.strong_count(), 0);
     }
 }

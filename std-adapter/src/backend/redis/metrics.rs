@@ -20,12 +20,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisLimiterMetrics {
-    /// Decisions made by the Redis script.
+    /// Decisions made by the Redis script (a background probe of a
+    /// degraded limiter is none).
     pub redis_decisions: u64,
     /// Decisions made by the [`Degrade`](super::Degrade) policy while
     /// Redis was out.
     pub degraded_decisions: u64,
-    /// Faults: timeouts, lost connections, refused credentials.
+    /// Faults: timeouts, lost connections, refused credentials (those of
+    /// the background probes of a degraded limiter included).
     pub faults: u64,
     /// Corrupt stored values the script found and replaced.
     pub corrupt_values: u64,

@@ -10,6 +10,7 @@ mod fleet;
 mod lease;
 mod limiter;
 mod metrics;
+mod probe;
 mod script;
 mod tls;
 mod watched;
