@@ -349,3 +349,68 @@ async fn fail_closed_admits_a_peek_that_takes_nothing() {
         .expect("a peek never waits");
     assert!(waited.allowed);
 }
+
+/// A peek (`n = 0`) is what the core's `KeyedLimiter::try_acquire_n(key,
+/// 0)` is: answered, with no side effect. It admits no request (it was
+/// counted in `admitted`, under every policy) and creates no state: no
+/// key in Redis, no entry in the `Local` policy's table (it inserted one,
+/// and a full table refused the peek with `TableFull`). A leased
+/// limiter's peek takes no lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peek_counts_no_admission_and_creates_no_state() {
+    let mut server = RedisServer::start();
+    let backend = RedisBackend::connect(config(&server)).await.unwrap();
+    let mut conn = backend.connection();
+    let build = |name: &str, policy: Degrade| {
+        RedisLimiter::builder(name, per_second(5), backend.clone())
+            .degrade(policy)
+            .probe_backoff(Duration::from_secs(30), Duration::from_secs(30))
+            .local_keys(1)
+            .build()
+            .unwrap()
+    };
+    let local = build("peek_local", Degrade::Local { instances: 1 });
+    let open = build("peek_open", Degrade::FailOpen);
+    let closed = build("peek_closed", Degrade::FailClosed);
+    let leased = fusebox_std::backend::LeasedLimiter::new(
+        build("peek_leased", Degrade::FailClosed),
+        "all",
+        2,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    for limiter in [&local, &open, &closed] {
+        let d = limiter.try_acquire_n("fresh", 0).await.unwrap();
+        assert_eq!((d.allowed, d.source, d.remaining), (true, Source::Redis, 5));
+        assert_eq!(limiter.metrics().admitted, 0, "{}", limiter.name());
+    }
+    let d = leased.try_acquire_n(0).await.unwrap();
+    assert!(d.allowed, "{d:?}");
+    assert_eq!(leased.limiter().metrics().admitted, 0);
+    let keys: i64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    assert_eq!(keys, 0, "a peek wrote a key");
+
+    server.kill();
+    // Each degraded by a request, which is admitted (and counted).
+    for limiter in [&local, &open, &closed] {
+        let d = limiter.try_acquire("k").await.unwrap();
+        assert_ne!(d.source, Source::Redis);
+        assert!(limiter.is_degraded());
+    }
+    // The local table holds one key ("k", not idle): full.
+    let d = local
+        .try_acquire_n("other", 0)
+        .await
+        .expect("a peek is answered, a full table or not");
+    assert_eq!((d.allowed, d.source, d.remaining), (true, Source::Local, 5));
+    assert_eq!(
+        local.try_acquire("other").await,
+        Err(BackendError::TableFull),
+        "the peek inserted its key"
+    );
+    for limiter in [&local, &open, &closed] {
+        let admitted = limiter.metrics().admitted;
+        assert!(limiter.try_acquire_n("k", 0).await.unwrap().allowed);
+        assert_eq!(limiter.metrics().admitted, admitted, "{}", limiter.name());
+    }
+}

@@ -91,6 +91,14 @@ impl Group {
         }
     }
 
+    /// The bucket of rule `name` with `quota`, if kept.
+    fn find(&self, name: &str, quota: Quota) -> Option<&TokenBucket> {
+        self.buckets
+            .iter()
+            .find(|(n, b)| **n == *name && b.quota() == quota)
+            .map(|(_, b)| b)
+    }
+
     fn idle(&self, now: fusebox::Instant) -> bool {
         self.buckets
             .iter()
@@ -123,6 +131,12 @@ impl Group {
 /// idle ones (all buckets full: forgetting them changes nothing), and when
 /// none is idle the request fails with [`BackendError::TableFull`]: never
 /// a silent unlimited pass.
+///
+/// A peek (`n = 0`) is admitted and reports what a request would find,
+/// with no side effect: a pair never seen is not inserted (so a peek never
+/// fails with `TableFull`), nothing is evicted, moved to another quota or
+/// taken, as the core's `KeyedLimiter::try_acquire_n(key, 0)` and as the
+/// Redis script, which writes nothing for it.
 ///
 /// # Examples
 ///
@@ -224,6 +238,9 @@ impl MemoryBackend {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = self.clock.now();
         let id = (Box::<str>::from(limiter), Box::<str>::from(key));
+        if n == 0 {
+            return Ok(peek(groups.get(&id), rules, now));
+        }
         if !groups.contains_key(&id) && groups.len() >= self.max_keys {
             groups.retain(|_, g| !g.idle(now));
             if groups.len() >= self.max_keys {
@@ -233,6 +250,35 @@ impl MemoryBackend {
         let buckets = groups.entry(id).or_default().buckets(rules, now);
         Ok(decide(&buckets, n, now))
     }
+}
+
+/// A peek (`n = 0`) at `group` (`None`: never seen), under the caller's
+/// lock: what a request would find, with nothing inserted, moved, evicted
+/// or taken. A rule without a bucket of its quota is read from the bucket
+/// a request would make for it (full, or moved from its name's last
+/// quota), made here and dropped.
+fn peek(group: Option<&Group>, rules: &Rules, now: fusebox::Instant) -> Decision {
+    let made: Vec<Option<TokenBucket>> = rules
+        .iter()
+        .map(|rule| {
+            let (name, quota) = (rule.name(), rule.quota());
+            match group {
+                Some(g) if g.find(name, quota).is_some() => None,
+                Some(g) => Some(g.first_bucket(name, quota, now)),
+                None => Some(TokenBucket::new(quota)),
+            }
+        })
+        .collect();
+    let buckets: Vec<&TokenBucket> = rules
+        .iter()
+        .zip(&made)
+        .filter_map(|(rule, made)| {
+            made.as_ref()
+                .or_else(|| group.and_then(|g| g.find(rule.name(), rule.quota())))
+        })
+        .collect();
+    // `n = 0` takes nothing from any bucket.
+    decide(&buckets, 0, now)
 }
 
 /// All or none, under the caller's lock.
@@ -313,6 +359,42 @@ mod tests {
         // Both full again: idle, evicted for the newcomer.
         assert!(backend.decide_now("l", "c", &r, 1).unwrap().allowed);
         assert_eq!(backend.len(), 1);
+    }
+
+    /// A peek (`n = 0`) is admitted and reports what a request would find,
+    /// with no side effect (as the core's `KeyedLimiter` and the Redis
+    /// script): it inserted the pair (a full table refused it with
+    /// `TableFull`), and a peek with another quota moved the rule's
+    /// bucket to it.
+    #[tokio::test(start_paused = true)]
+    async fn a_peek_inserts_moves_evicts_and_takes_nothing() {
+        let backend = MemoryBackend::new(1);
+        let d = backend.decide_now("l", "a", &rules(5), 0).unwrap();
+        assert_eq!((d.allowed, d.remaining, d.source), (true, 5, Source::Local));
+        assert!(backend.is_empty(), "a peek inserted its key");
+        assert!(backend.decide_now("l", "a", &rules(5), 3).unwrap().allowed);
+        // The table is full of a drained key: a peek at another is
+        // answered all the same, and inserts nothing.
+        let d = backend.decide_now("l", "b", &rules(5), 0).unwrap();
+        assert_eq!((d.allowed, d.remaining), (true, 5));
+        let d = backend.decide_now("l", "a", &rules(5), 0).unwrap();
+        assert_eq!((d.allowed, d.remaining), (true, 2));
+        // Under another quota: what a request would find (the 2 tokens
+        // carried over), and the 5/s bucket stays the rule's latest.
+        let d = backend.decide_now("l", "a", &rules(10), 0).unwrap();
+        assert_eq!((d.allowed, d.remaining), (true, 2));
+        assert_eq!(backend.len(), 1);
+        let group = backend.groups.lock().unwrap();
+        let buckets = &group[&("l".into(), "a".into())].buckets;
+        assert_eq!(buckets.len(), 1, "a peek made a bucket");
+        assert_eq!(buckets[0].1.quota(), Quota::per_second(5).unwrap());
+        drop(group);
+        let d = backend.decide_now("l", "a", &rules(5), 2).unwrap();
+        assert_eq!((d.allowed, d.remaining), (true, 0), "a peek took tokens");
+        assert_eq!(
+            backend.decide_now("l", "b", &rules(5), 1),
+            Err(BackendError::TableFull)
+        );
     }
 
     #[tokio::test(start_paused = true)]

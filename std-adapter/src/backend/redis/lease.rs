@@ -159,6 +159,11 @@ impl LeasedLimiter {
 
     /// Takes `n` tokens: from the lease held, or from a new one.
     ///
+    /// `n = 0` is a peek, answered from what this instance holds: admitted,
+    /// with the tokens held as `remaining`, and no side effect (no round
+    /// trip, no lease taken, nothing counted), as
+    /// [`RedisLimiter::try_acquire_n`]'s peek.
+    ///
     /// # Errors
     ///
     /// As [`RedisLimiter::try_acquire_n`].

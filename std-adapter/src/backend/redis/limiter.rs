@@ -306,6 +306,14 @@ impl RedisLimiter {
     /// Takes `n` tokens of `key` from every rule, all or none. A refusal is
     /// an `Ok` decision with `allowed == false`.
     ///
+    /// `n = 0` is a peek: always admitted (by Redis, or by the [`Degrade`]
+    /// policy while Redis is out), it takes nothing, creates no state (no
+    /// key in Redis, no entry in the `Local` policy's table, so never a
+    /// [`BackendError::TableFull`]) and is not counted as an admission in
+    /// [`metrics`](Self::metrics); it is counted as a decision where it
+    /// was made, and while degraded it may be the request that probes
+    /// Redis.
+    ///
     /// # Errors
     ///
     /// [`BackendError::InsufficientCapacity`] if `n` exceeds a burst,
@@ -314,7 +322,8 @@ impl RedisLimiter {
     /// [`BackendError::TableFull`] from the `Local` policy.
     pub async fn try_acquire_n(&self, key: &str, n: u32) -> Result<Decision, BackendError> {
         let (decision, _) = self.shared.take(key, (n, n)).await?;
-        if decision.allowed {
+        // A peek admits no request.
+        if decision.allowed && n > 0 {
             self.shared
                 .counters
                 .admitted
@@ -619,6 +628,34 @@ mod tests {
             .local_keys(1)
             .build()
             .unwrap()
+    }
+
+    /// A peek (`n = 0`) admits no request and, under the `Local` policy,
+    /// leaves no state: it counted an admission and inserted its key in
+    /// the local table (a full one refused it with `TableFull`).
+    #[tokio::test]
+    async fn a_peek_counts_no_admission_and_leaves_no_local_state() {
+        let limiter = unreachable(Degrade::Local { instances: 1 }, Duration::from_secs(3_600));
+        let local = || &limiter.shared.local.as_ref().unwrap().0;
+        let d = limiter.try_acquire_n("a", 0).await.unwrap();
+        assert!(limiter.is_degraded());
+        assert_eq!((d.allowed, d.source, d.remaining), (true, Source::Local, 5));
+        assert_eq!(limiter.metrics().admitted, 0);
+        assert!(local().is_empty());
+        assert!(limiter.try_acquire("a").await.unwrap().allowed);
+        assert_eq!(limiter.metrics().admitted, 1);
+        // The table is full (one key, not idle): a peek at another key
+        // is answered, and inserts nothing.
+        let d = limiter.try_acquire_n("b", 0).await.unwrap();
+        assert_eq!((d.allowed, d.source), (true, Source::Local));
+        assert_eq!(limiter.metrics().admitted, 1);
+        assert_eq!(local().len(), 1);
+        for policy in [Degrade::FailOpen, Degrade::FailClosed] {
+            let limiter = unreachable(policy, Duration::from_secs(3_600));
+            assert!(limiter.try_acquire_n("a", 0).await.unwrap().allowed);
+            assert!(limiter.is_degraded());
+            assert_eq!(limiter.metrics().admitted, 0, "{policy:?}");
+        }
     }
 
     /// The probe task runs while the limiter is degraded, one at most,

@@ -32,7 +32,7 @@ pub struct RedisLimiterMetrics {
     /// Corrupt stored values the script found and replaced.
     pub corrupt_values: u64,
     /// Requests admitted, by Redis or by the degradation policy (a request
-    /// of `n` tokens counts once).
+    /// of `n` tokens counts once, a peek of none not at all).
     pub admitted: u64,
 }
 
