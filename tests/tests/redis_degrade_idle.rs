@@ -62,13 +62,23 @@ async fn settled_tasks() -> usize {
 /// Redis stops, one request degrades the limiter, Redis comes back, and
 /// no request is sent: the limiter, the registry's health and the
 /// Prometheus gauge turn clean again within a bounded wait (probes at 20,
-/// 60, 140, 300 ms... after the outage began, at most 200 ms apart).
+/// 60, 140, 300 ms... after the outage began, at most 200 ms apart). The
+/// URL's password shows in none of its logs nor in the health report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_degraded_limiter_recovers_without_any_request() {
     let _ = Capture::global();
-    let mut server = RedisServer::start();
+    let password = "idle-probe-s3cret";
+    let mut server = RedisServer::start_with(&["--requirepass", password]);
+    let url = format!("redis://:{password}@127.0.0.1:{}", server.port());
     let registry = Arc::new(Registry::new());
-    let backend = RedisBackend::connect(config(&server)).await.unwrap();
+    let backend = RedisBackend::connect(
+        RedisConfig::new(url)
+            .timeout(Duration::from_millis(50))
+            .connect_timeout(Duration::from_millis(500))
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
     let limiter = Arc::new(
         RedisLimiter::builder("idle", per_second(20), backend)
             .degrade(Degrade::Local { instances: 2 })
@@ -97,6 +107,8 @@ async fn an_idle_degraded_limiter_recovers_without_any_request() {
     // A while out, then back; from here on, no request at all.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(limiter.is_degraded(), "Redis is still out");
+    let health = serde_json::to_string(&registry.health()).unwrap();
+    assert!(!health.contains(password), "{health}");
     server.restart();
     let back = Instant::now();
     while limiter.is_degraded() || registry.health().degraded {
@@ -117,6 +129,9 @@ async fn an_idle_degraded_limiter_recovers_without_any_request() {
     assert_eq!(after.admitted, before.admitted);
     assert!(after.faults > before.faults, "{before:?} {after:?}");
     assert_eq!(events("idle", "redis answers again"), 1);
+    let logs = format!("{:?}", Capture::global().with("limiter", "idle"));
+    assert!(logs.contains("redis probe failed"), "{logs}");
+    assert!(!logs.contains(password), "{logs}");
 
     // Healthy: no probe task, and requests go to Redis.
     let faults = after.faults;
