@@ -153,7 +153,12 @@ async fn a_limiter_dropped_while_degraded_leaves_no_probe_task() {
     let _ = Capture::global();
     let mut server = RedisServer::start();
     let registry = Arc::new(Registry::new());
-    let backend = RedisBackend::connect(config(&server)).await.unwrap();
+    // A connect timeout longer than the test: the connection's own
+    // liveness probe (a task started after that long a silence) never
+    // runs, so the task count moves with the limiters' tasks only (the
+    // connection manager's reconnection is one task for the whole outage).
+    let config = config(&server).connect_timeout(Duration::from_secs(30));
+    let backend = RedisBackend::connect(config).await.unwrap();
     let build = |name: &str, backoff: Duration| {
         RedisLimiter::builder(name, per_second(20), backend.clone())
             .degrade(Degrade::FailOpen)
