@@ -473,9 +473,8 @@ impl Ending<'_> {
 /// or timed-out attempt, abandoned if dropped), the events say as much
 /// (a failure event per failure, as many "timed out" as timeouts); a
 /// token was taken by every attempt that passed the limiter (each then
-/// called, or refused by the open breaker), and the budget charged for
-/// every retry that started, as retries are never waiting for a token
-/// here (a burst large enough for all).
+/// called, or refused by the open breaker; a burst large enough for all),
+/// and the budget charged for every retry that called the operation.
 #[tokio::test(start_paused = true)]
 async fn a_registry_policy_dropped_after_any_poll_accounts_for_every_attempt() {
     for polls in 0..MAX_POLLS {
@@ -534,7 +533,8 @@ async fn a_registry_policy_dropped_after_any_poll_accounts_for_every_attempt() {
         let passed_the_limiter = made + b.rejected;
         let available = limiter.bucket().unwrap().available(limiter.clock().now());
         assert_eq!(u64::from(10 - available), passed_the_limiter, "{at}");
-        let retries = passed_the_limiter.saturating_sub(1);
+        // A retry the breaker refused never ran: given back.
+        let retries = made.saturating_sub(1);
         assert_eq!(
             budget.remaining_at(fusebox::Instant::ZERO),
             3 - retries,
@@ -836,4 +836,49 @@ fn a_runtime_shut_down_under_parked_calls_leaks_nothing() {
         breaker.call(async { Ok::<(), ()>(()) }).await.unwrap();
         assert_eq!(breaker.state(), State::Closed);
     });
+}
+
+/// A policy's retry, granted by the budget, dropped while it waits for
+/// its rate-limit token (its backoff over, its attempt not admitted) never
+/// ran: the budget gives it back, as it does a retry dropped in its
+/// backoff, so another caller's retry is still granted. Found by this
+/// review: it stayed charged, so callers cut by short timeouts while the
+/// limiter was saturated drained a shared budget with retries never sent.
+#[tokio::test(start_paused = true)]
+async fn a_policy_retry_dropped_while_waiting_for_its_token_is_given_back() {
+    use fusebox_std::policy::Limiter;
+    let bucket = fusebox::TokenBucket::new(Quota::per_second(1).unwrap());
+    let limiter = Arc::new(Limiter::new(Arc::new(bucket)));
+    let budget = Arc::new(RetryBudget::new(Duration::from_secs(10), 0, 1).unwrap());
+    let policy = Policy::builder()
+        .retry(
+            Retry::builder()
+                .max_attempts(2)
+                .backoff(constant_backoff(10))
+                .budget(Arc::clone(&budget))
+                .build(),
+        )
+        .limiter(limiter)
+        .build();
+    let made = AtomicU32::new(0);
+    let failing = || {
+        made.fetch_add(1, SeqCst);
+        async { Err::<(), _>("down") }
+    };
+    // The first attempt takes the token and fails; the retry is granted,
+    // sleeps 10 ms, then waits for the next token (at 1 s): dropped at 500 ms.
+    let out = poll_then_drop(policy.call(failing), 500).await;
+    assert!(out.is_none());
+    assert_eq!(made.load(SeqCst), 1);
+    let latest = fusebox::Instant::ZERO;
+    assert_eq!(
+        budget.remaining_at(latest),
+        1,
+        "a retry never sent is given back"
+    );
+    // Another caller: its retry is granted (and sent).
+    let out = policy.call(failing).await;
+    assert!(matches!(out, Err(CallError::Inner("down"))), "{out:?}");
+    assert_eq!(made.load(SeqCst), 3);
+    assert_eq!(budget.remaining_at(latest), 0);
 }

@@ -357,7 +357,8 @@ impl RetryBudget {
     }
 
     /// Gives back a retry counted in slot `index` that never ran (its
-    /// caller was cancelled in the backoff), if that slot is still in the
+    /// caller was cancelled before its attempt started, or a policy's layer
+    /// refused the attempt), if that slot is still in the
     /// ring (otherwise it has left the window already). The slot number
     /// is the one the withdrawal used, not the caller's `now`, which may
     /// be stale (found by a hostile review).

@@ -107,15 +107,15 @@ async fn dropped_after_any_number_of_polls_leaks_nothing() {
         let made = made.load(Ordering::Relaxed) as u64;
         // Every permit given was settled: recorded or abandoned.
         assert_eq!(b.calls(), made, "{polls} polls: {b:?}");
-        // Retries withdrawn: at most one per attempt made (a retry granted
-        // and then dropped in its backoff is given back; one dropped while
-        // its attempt waits for a bulkhead slot had started, and counts).
-        // The first poll deposits the call's first attempt (the slot is
-        // free).
+        // Retries withdrawn: exactly the retries that called `make` (one
+        // granted and then dropped in its backoff or waiting for its
+        // token, or refused by the breaker, is given back). The first poll
+        // deposits the call's first attempt (the slot is free).
         let allowed = 2 + u64::from(polls > 0);
         let spent = allowed - rig.budget.remaining_at(rig.budget_now());
-        assert!(
-            spent <= made,
+        assert_eq!(
+            spent,
+            made.saturating_sub(1),
             "{polls} polls: {spent} retries for {made} attempts"
         );
         // Whatever the breaker's state, a half-open trial is never held.

@@ -88,6 +88,10 @@ pub(crate) const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 /// Dropping the call's future at any await point returns the bulkhead slot,
 /// takes no rate-limit token it was waiting for, and abandons a breaker
 /// permit without recording an outcome (a half-open trial slot is freed).
+/// A retry the budget granted counts once its attempt calls `make`:
+/// dropped before (in its backoff, or waiting for its token), or refused
+/// by the rate limit or the breaker, it never ran and is given back to
+/// the budget.
 ///
 /// # Examples
 ///
@@ -335,21 +339,26 @@ impl<C, B: MakeBackoff, P> Policy<C, B, P> {
         // admitted; a mutex rather than a `RefCell` keeps the future `Send`.
         let make = Mutex::new(make);
         match &self.retry {
-            None => self.attempt(&make, None).await,
+            None => self.attempt(&make, None, None).await,
             Some(retry) => retry
-                .run(&OnCallError(retry::ByRef(retry.predicate())), |deadline| {
-                    self.attempt(&make, deadline)
-                })
+                .run(
+                    &OnCallError(retry::ByRef(retry.predicate())),
+                    |deadline, granted| self.attempt(&make, deadline, Some(granted)),
+                )
                 .await
                 .map_err(|stopped| stopped.error),
         }
     }
 
-    /// One attempt: rate limit, breaker, timeout, then `make`'s future.
+    /// One attempt: rate limit, breaker, timeout, then `make`'s future. A
+    /// retry's grant starts when `make` is called: dropped before (the
+    /// call cancelled while it waits for a token, or refused by a layer),
+    /// the retry never ran and is given back to the budget.
     async fn attempt<F, Fut, T, E>(
         &self,
         make: &Mutex<F>,
         deadline: Option<tokio::time::Instant>,
+        granted: Option<retry::Granted<'_>>,
     ) -> Result<T, CallError<E>>
     where
         F: FnMut() -> Fut,
@@ -368,6 +377,9 @@ impl<C, B: MakeBackoff, P> Policy<C, B, P> {
                 let mut make = make.lock().unwrap_or_else(PoisonError::into_inner);
                 make()
             };
+            if let Some(granted) = granted {
+                granted.start();
+            }
             future.await
         };
         match (&self.breaker, self.timeout) {

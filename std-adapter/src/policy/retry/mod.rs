@@ -46,7 +46,9 @@ pub use predicate::{HonorRetryAfter, OnCallError, RetryAll, RetryPredicate};
 /// the window slot it was counted in, if that slot is still in the
 /// window): callers with short timeouts do not drain a shared budget with
 /// retries never sent. One cancelled after its attempt started stays
-/// counted.
+/// counted. In a [`Policy`](super::Policy), an attempt starts when every
+/// layer has admitted it: a retry dropped while it waits for a rate-limit
+/// token is given back too.
 ///
 /// # Examples
 ///
@@ -171,19 +173,25 @@ impl<B: MakeBackoff, P> Retry<B, P> {
         Fut: Future<Output = Result<T, E>>,
         P: RetryPredicate<E>,
     {
-        self.run(&self.predicate, |_| attempt()).await
+        self.run(&self.predicate, |_, granted| {
+            granted.start();
+            attempt()
+        })
+        .await
     }
 
-    /// The loop, with another predicate (the policy's) and the deadline
-    /// passed to each attempt (for the rate-limit wait).
-    pub(crate) async fn run<Q, F, Fut, T, E>(
-        &self,
+    /// The loop, with another predicate (the policy's), the deadline
+    /// passed to each attempt (for the rate-limit wait), and the retry's
+    /// grant, for the attempt to [`start`](Granted::start) once it runs
+    /// (dropped before, it is given back to the budget).
+    pub(crate) async fn run<'a, Q, F, Fut, T, E>(
+        &'a self,
         predicate: &Q,
         mut attempt: F,
     ) -> Result<T, RetryError<E>>
     where
         Q: RetryPredicate<E>,
-        F: FnMut(Option<Instant>) -> Fut,
+        F: FnMut(Option<Instant>, Granted<'a>) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         // A deadline beyond the far future (`Duration::MAX`) is none.
@@ -196,14 +204,16 @@ impl<B: MakeBackoff, P> Retry<B, P> {
         }
         let mut backoff = self.backoff.make_backoff();
         let mut attempts = 0;
+        // The first attempt was granted nothing.
+        let mut granted = Granted { refund: None };
         loop {
             attempts += 1;
-            let error = match attempt(deadline).await {
+            let error = match attempt(deadline, granted).await {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
             let next = self.next_wait(predicate, &error, attempts, deadline, &mut backoff);
-            let (wake, granted) = match next {
+            let (wake, slot) = match next {
                 Ok(next) => next,
                 Err(stop) => {
                     tracing::debug!(attempts, ?stop, "retry stopped");
@@ -217,13 +227,12 @@ impl<B: MakeBackoff, P> Retry<B, P> {
             tracing::debug!(attempts, "retrying");
             // Cancelled in the backoff, the retry never runs: its budget
             // is given back (found by a hostile review: callers with
-            // short timeouts drained a shared budget without a retry).
-            let refund = granted.map(|slot| Refund {
-                budget: self.budget.as_deref(),
-                slot,
-            });
+            // short timeouts drained a shared budget without a retry), as
+            // it is if its attempt drops it before it starts.
+            granted = Granted {
+                refund: self.budget.as_deref().zip(slot),
+            };
             tokio::time::sleep_until(wake).await;
-            std::mem::forget(refund);
         }
     }
 
@@ -269,19 +278,27 @@ impl<B: MakeBackoff, P> Retry<B, P> {
     }
 }
 
-/// A retry granted by the budget and not started yet: given back if
-/// dropped (the caller cancelled in the backoff); forgotten once the
-/// retry starts.
-struct Refund<'a> {
-    budget: Option<&'a RetryBudget>,
-    /// The budget slot the retry was counted in.
-    slot: u64,
+/// A retry granted by the budget and not started yet: given back to the
+/// budget if dropped (the caller was cancelled in the backoff, or before
+/// the attempt ran: a policy's attempt waiting for a rate-limit token, or
+/// refused by a layer); counted for good once [`start`](Self::start)ed.
+pub(crate) struct Granted<'a> {
+    /// The budget and the slot the retry was counted in; `None` for a
+    /// first attempt, without a budget, or once started.
+    refund: Option<(&'a RetryBudget, u64)>,
 }
 
-impl Drop for Refund<'_> {
+impl Granted<'_> {
+    /// The attempt runs: the retry stays counted.
+    pub(crate) fn start(mut self) {
+        self.refund = None;
+    }
+}
+
+impl Drop for Granted<'_> {
     fn drop(&mut self) {
-        if let Some(budget) = self.budget {
-            budget.refund(self.slot);
+        if let Some((budget, slot)) = self.refund {
+            budget.refund(slot);
         }
     }
 }
