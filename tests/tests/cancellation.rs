@@ -882,3 +882,36 @@ async fn a_policy_retry_dropped_while_waiting_for_its_token_is_given_back() {
     assert_eq!(made.load(SeqCst), 3);
     assert_eq!(budget.remaining_at(latest), 0);
 }
+
+/// A fallback around a breaker's call (an open breaker or a failure
+/// answered with a default), dropped after every number of polls: the
+/// fallback is asked only for a call that ended in an error, once, and
+/// the breaker's permit is settled as the call's drop or end says.
+#[tokio::test(start_paused = true)]
+async fn a_fallback_dropped_after_any_poll_asks_for_a_value_only_for_an_error() {
+    use fusebox_std::policy::{Breaker, Fallback};
+    for polls in 0..MAX_POLLS {
+        let breaker = Breaker::new("fb", common::core_breaker(1, Duration::from_secs(1)));
+        let asked = AtomicU32::new(0);
+        let fallback = Fallback::new(|_: &CallError<&str>| {
+            asked.fetch_add(1, SeqCst);
+            Some(0)
+        });
+        let out = poll_then_drop(fallback.call(breaker.call(Op::Fails.run())), polls).await;
+        let at = format!("{polls} polls: {out:?}");
+        let m = breaker.metrics();
+        assert_eq!(asked.load(SeqCst), u32::from(out.is_some()), "{at}");
+        assert_eq!(
+            (m.failures, m.abandoned),
+            (
+                u64::from(out.is_some()),
+                u64::from(out.is_none() && polls > 0)
+            ),
+            "{at}"
+        );
+        if let Some(out) = out {
+            assert!(matches!(out, Ok(0)), "{at}");
+            break;
+        }
+    }
+}
