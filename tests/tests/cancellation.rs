@@ -915,3 +915,128 @@ async fn a_fallback_dropped_after_any_poll_asks_for_a_value_only_for_an_error() 
         }
     }
 }
+
+/// Tasks on two workers racing through one composed policy (a queueing
+/// bulkhead, retries within a budget, a limiter, a breaker with two
+/// half-open trials, a timeout), most cut by tiny outer timeouts at
+/// random points, over attempts that succeed, fail or hang: afterwards
+/// the slots are back, every breaker permit was settled once, the budget
+/// was charged for exactly the retries that called the operation, and
+/// both half-open trial slots are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_cancelled_policy_calls_leak_nothing() {
+    use fusebox_std::policy::{Breaker, Bulkhead, Limiter};
+    let bulkhead = Bulkhead::new(
+        3,
+        Overflow::Queue {
+            max_queued: 8,
+            max_wait: 5 * MS,
+        },
+    )
+    .unwrap();
+    let config = Config::builder()
+        .failure_rate(50)
+        .window(10)
+        .minimum_calls(10)
+        .open_for(fusebox::Duration::from_millis(5))
+        .half_open_permits(2)
+        .close_after(2)
+        .build()
+        .unwrap();
+    let breaker = Breaker::new("race", Arc::new(fusebox::CircuitBreaker::new(config)));
+    let quota = Quota::per_second(2_000).unwrap().with_burst(4).unwrap();
+    let limiter = Arc::new(Limiter::new(Arc::new(fusebox::TokenBucket::new(quota))));
+    let budget = Arc::new(RetryBudget::new(Duration::from_secs(3_600), 0, 100_000).unwrap());
+    let policy = Arc::new(
+        Policy::builder()
+            .bulkhead(bulkhead.clone())
+            .retry(
+                Retry::builder()
+                    .max_attempts(3)
+                    .backoff(constant_backoff(1))
+                    .budget(Arc::clone(&budget))
+                    .build(),
+            )
+            .limiter(limiter)
+            .breaker(breaker.clone())
+            .timeout(2 * MS)
+            .build(),
+    );
+    let retries_run = Arc::new(AtomicU32::new(0));
+    let made_total = Arc::new(AtomicU32::new(0));
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut tasks = Vec::new();
+    for _ in 0..600 {
+        let (policy, retries_run, made_total) = (
+            Arc::clone(&policy),
+            Arc::clone(&retries_run),
+            Arc::clone(&made_total),
+        );
+        let (start, cut) = (
+            Duration::from_micros(rng.u64(0..400_000)),
+            Duration::from_micros(rng.u64(0..6_000)),
+        );
+        let mut kinds = rng.u8(..);
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(start).await;
+            let made = AtomicU32::new(0);
+            let call = policy.call(|| {
+                if made.fetch_add(1, SeqCst) > 0 {
+                    retries_run.fetch_add(1, SeqCst);
+                }
+                made_total.fetch_add(1, SeqCst);
+                let kind = kinds % 3;
+                kinds /= 3;
+                async move {
+                    match kind {
+                        0 => Ok::<_, &str>(()),
+                        1 => {
+                            tokio::task::yield_now().await;
+                            Err("down")
+                        }
+                        _ => std::future::pending().await,
+                    }
+                }
+            });
+            let _ = tokio::time::timeout(cut, call).await;
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let m = bulkhead.metrics();
+    assert_eq!((m.in_use, m.queued), (0, 0));
+    let b = breaker.metrics();
+    assert_eq!(b.calls(), u64::from(made_total.load(SeqCst)), "{b:?}");
+    let retries = u64::from(retries_run.load(SeqCst));
+    assert_eq!(
+        budget.remaining_at(breaker.clock().now()),
+        100_000 - retries
+    );
+    // Both trial slots free: open it, let it go half-open, and hold two
+    // trials at once; a third call is refused.
+    breaker.core().force_open(breaker.clock().now());
+    breaker.core().force_close(breaker.clock().now());
+    for _ in 0..10 {
+        let _ = breaker.call(async { Err::<(), _>("trip") }).await;
+    }
+    assert_eq!(breaker.state(), State::Open);
+    tokio::time::sleep(10 * MS).await;
+    let trials = [
+        breaker.call(std::future::pending::<Result<(), ()>>()),
+        breaker.call(std::future::pending::<Result<(), ()>>()),
+    ];
+    let mut trials = trials.map(Box::pin);
+    for trial in &mut trials {
+        assert!(poll_once(trial.as_mut()).is_pending());
+    }
+    let third = breaker.call(async { Ok::<(), ()>(()) }).await;
+    assert!(
+        matches!(third, Err(CallError::Open { retry_after: None })),
+        "{third:?}"
+    );
+    drop(trials);
+    breaker.call(async { Ok::<(), ()>(()) }).await.unwrap();
+    breaker.call(async { Ok::<(), ()>(()) }).await.unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+}
