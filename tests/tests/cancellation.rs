@@ -1013,8 +1013,14 @@ async fn racing_cancelled_policy_calls_leak_nothing() {
         budget.remaining_at(breaker.clock().now()),
         100_000 - retries
     );
-    // Both trial slots free: open it, let it go half-open, and hold two
-    // trials at once; a third call is refused.
+    // Both trial slots free.
+    assert_two_trials_are_free(&breaker).await;
+}
+
+/// Trips `breaker` (a failure rate over 10 calls), lets it go half-open
+/// and holds two trials at once: a third call is refused, and once the
+/// two are dropped, two successes close it.
+async fn assert_two_trials_are_free(breaker: &fusebox_std::policy::Breaker) {
     breaker.core().force_open(breaker.clock().now());
     breaker.core().force_close(breaker.clock().now());
     for _ in 0..10 {
