@@ -5,7 +5,7 @@
 //! promise must hold: every permit settled exactly once (a dropped call
 //! abandoned, never a success, never twice), every slot, queue place,
 //! half-open trial and token back, the retry budget charged only for the
-//! retries that started, the registry's events, health report and
+//! retries that ran, the registry's events, health report and
 //! Prometheus text telling the same story, no task left running.
 
 mod common;
@@ -188,6 +188,10 @@ async fn a_registry_breaker_call_dropped_after_any_poll_settles_its_permit_once(
                 );
                 assert_eq!(seen.rejected, 0, "{at}");
                 assert_eq!(seen.to_half_open, u64::from(half_open && made > 0), "{at}");
+                // A failure opens it, a trial's success closes it; an
+                // abandoned call changes nothing.
+                let closed = if half_open { successes } else { 0 };
+                assert_eq!((seen.to_open, seen.to_closed), (failures, closed), "{at}");
                 let text = registry.to_prometheus();
                 for (family, value) in [
                     ("successes", m.successes),
