@@ -20,6 +20,21 @@ pub fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
     future.poll(&mut Context::from_waker(Waker::noop()))
 }
 
+/// Polls `future` up to `polls` times, advancing paused tokio time by 1 ms
+/// after each pending poll, and drops it: its output if it completed.
+/// The cancellation tests drop every future after k polls this way, for
+/// k = 0, 1, 2, … until it completes.
+pub async fn poll_then_drop<F: Future>(future: F, polls: u32) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    for _ in 0..polls {
+        if let Poll::Ready(output) = poll_once(future.as_mut()) {
+            return Some(output);
+        }
+        tokio::time::advance(Duration::from_millis(1)).await;
+    }
+    None
+}
+
 /// A closed core breaker that opens after `failures` consecutive failures,
 /// for `open_for`, with one half-open trial.
 pub fn core_breaker(failures: u32, open_for: Duration) -> Arc<CircuitBreaker> {
