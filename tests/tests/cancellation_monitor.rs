@@ -45,7 +45,8 @@ impl Drop for Life {
 /// whose recovery action hangs until its own 3 ms timeout: `stop` dropped
 /// after every number of polls still ends every task (the runtime's alive
 /// tasks are back to what they were, every check and action future made
-/// was dropped), and so does a `probe` of the check.
+/// was dropped, its subscriptions end once drained), and so does a
+/// `probe` of the check.
 #[tokio::test(start_paused = true)]
 async fn monitor_stop_and_probe_dropped_after_any_poll_leave_nothing_running() {
     use fusebox_std::monitor::{
@@ -84,6 +85,7 @@ async fn monitor_stop_and_probe_dropped_after_any_poll_leave_nothing_running() {
             )
             .spawn();
         // Let it run a few checks and a recovery attempt first.
+        let mut events = monitor.subscribe();
         for _ in 0..27 {
             tokio::time::advance(MS).await;
         }
@@ -96,6 +98,14 @@ async fn monitor_stop_and_probe_dropped_after_any_poll_leave_nothing_running() {
         let (made, dropped) = (lives.made.load(SeqCst), lives.dropped.load(SeqCst));
         assert!(made >= 3, "{at}: {made} made");
         assert_eq!(dropped, made, "{at}");
+        // The subscription ends once drained: nothing sends any more.
+        let mut sent = 0;
+        while events.try_recv().is_some() {
+            sent += 1;
+        }
+        assert!(sent > 0, "{at}: the check's health changed");
+        let end = poll_once(std::pin::pin!(events.recv()));
+        assert!(matches!(end, Poll::Ready(None)), "{at}: {end:?}");
 
         let probed = poll_then_drop(probe(&FnCheck::new(hung(&lives)), 5 * MS), polls).await;
         let at = format!("probe, {polls} polls: {probed:?}");
