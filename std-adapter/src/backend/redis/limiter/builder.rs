@@ -1,0 +1,136 @@
+//! [`RedisLimiterBuilder`]: a [`RedisLimiter`]'s name, rules, backend and
+//! the policy it decides by while Redis is out.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{RedisLimiter, Shared};
+use crate::backend::redis::degrade::{Backoff, Outage};
+use crate::backend::redis::metrics::Counters;
+use crate::backend::redis::probe::ProbeTask;
+use crate::backend::redis::{Degrade, RedisBackend};
+use crate::backend::{BackendError, MemoryBackend, Rules};
+use crate::Registry;
+
+/// Builds a [`RedisLimiter`]; see [`RedisLimiter::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct RedisLimiterBuilder {
+    name: String,
+    rules: Rules,
+    backend: RedisBackend,
+    policy: Degrade,
+    backoff: Backoff,
+    local_keys: usize,
+    registry: Option<Arc<Registry>>,
+}
+
+impl RedisLimiterBuilder {
+    /// The policy while Redis is out (default [`Degrade::FailClosed`]).
+    pub fn degrade(mut self, policy: Degrade) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How often a degraded limiter tries Redis again: from `min`,
+    /// doubling, up to `max` (default 50 ms to 1 s), by a request or by
+    /// its background probe, whichever comes first. Any durations are
+    /// accepted: the doubling saturates, and a probe interval longer than
+    /// ~30 years (`Duration::MAX`) is clamped to that: no probe for ~30
+    /// years (`FailClosed` names that as its wait), never a panic. A
+    /// zero interval lets every request probe; the background probe
+    /// still waits 10 ms between two of its own.
+    pub fn probe_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.backoff = Backoff {
+            min,
+            max: max.max(min),
+        };
+        self
+    }
+
+    /// The most keys the `Local` policy keeps in process (default 10 000).
+    pub fn local_keys(mut self, keys: usize) -> Self {
+        self.local_keys = keys;
+        self
+    }
+
+    /// Reports outages in `registry`'s health as the condition
+    /// `redis_<name>`.
+    pub fn registry(mut self, registry: Arc<Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The limiter.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::InvalidKey`] for a name that is not a registry name,
+    /// or is [reserved](crate::backend::RESERVED_LIMITER_NAMES);
+    /// [`BackendError::InvalidRule`] if the `Local` policy cannot divide a
+    /// quota, [`BackendError::InvalidConfig`] for `Local { instances: 0 }`.
+    pub fn build(self) -> Result<RedisLimiter, BackendError> {
+        crate::backend::key::check_limiter_name(&self.name)?;
+        if self.policy == (Degrade::Local { instances: 0 }) {
+            // Read as one, it would hand one instance the whole fleet's
+            // quota (found by a hostile review).
+            return Err(BackendError::InvalidConfig(
+                "Degrade::Local needs at least one instance",
+            ));
+        }
+        let local = match self.policy {
+            Degrade::Local { instances } => Some((
+                MemoryBackend::new(self.local_keys),
+                self.rules.divided(instances)?,
+            )),
+            _ => None,
+        };
+        // The name as it is: `api` and `api_` are two limiters, with two
+        // conditions (found by a hostile review: both were `redis_api`).
+        let condition = format!("redis_{}", self.name);
+        let alive = Arc::new(());
+        let shared = Arc::new_cyclic(|me| Shared {
+            condition,
+            owner: Arc::downgrade(&alive),
+            me: me.clone(),
+            name: self.name.into(),
+            rules: self.rules,
+            backend: self.backend,
+            policy: self.policy,
+            local,
+            outage: Mutex::new(Outage::new(Instant::now())),
+            degraded: AtomicBool::new(false),
+            backoff: self.backoff,
+            registry: self.registry,
+            counters: Counters::default(),
+            corrupt_logged: AtomicBool::new(false),
+            probe: ProbeTask::default(),
+        });
+        Ok(RedisLimiter {
+            shared,
+            _alive: alive,
+        })
+    }
+}
+
+impl RedisLimiter {
+    /// A builder for the limiter `name` (a registry name, part of every
+    /// storage key) checking `rules` on `backend`.
+    pub fn builder(name: &str, rules: Rules, backend: RedisBackend) -> RedisLimiterBuilder {
+        RedisLimiterBuilder {
+            name: name.into(),
+            rules,
+            backend,
+            policy: Degrade::FailClosed,
+            backoff: Backoff {
+                min: Duration::from_millis(50),
+                max: Duration::from_secs(1),
+            },
+            local_keys: 10_000,
+            registry: None,
+        }
+    }
+}

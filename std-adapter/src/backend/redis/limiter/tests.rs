@@ -1,0 +1,71 @@
+use super::*;
+use crate::backend::{RedisConfig, Rule};
+use fusebox::bucket::Quota;
+
+/// A limiter on a port where nothing listens: every command fails at
+/// once, so its first request degrades it.
+fn unreachable(policy: Degrade, backoff: Duration) -> RedisLimiter {
+    let config = RedisConfig::new("redis://127.0.0.1:1").timeout(Duration::from_millis(200));
+    let backend = RedisBackend::connect_lazy(config).unwrap();
+    let rules =
+        Rules::new([Rule::new("per_second", Quota::per_second(5).unwrap()).unwrap()]).unwrap();
+    RedisLimiter::builder("unit", rules, backend)
+        .degrade(policy)
+        .probe_backoff(backoff, backoff)
+        .local_keys(1)
+        .build()
+        .unwrap()
+}
+
+/// A peek (`n = 0`) admits no request and, under the `Local` policy,
+/// leaves no state: it counted an admission and inserted its key in
+/// the local table (a full one refused it with `TableFull`).
+#[tokio::test]
+async fn a_peek_counts_no_admission_and_leaves_no_local_state() {
+    let limiter = unreachable(Degrade::Local { instances: 1 }, Duration::from_secs(3_600));
+    let local = || &limiter.shared.local.as_ref().unwrap().0;
+    let d = limiter.try_acquire_n("a", 0).await.unwrap();
+    assert!(limiter.is_degraded());
+    assert_eq!((d.allowed, d.source, d.remaining), (true, Source::Local, 5));
+    assert_eq!(limiter.metrics().admitted, 0);
+    assert!(local().is_empty());
+    assert!(limiter.try_acquire("a").await.unwrap().allowed);
+    assert_eq!(limiter.metrics().admitted, 1);
+    // The table is full (one key, not idle): a peek at another key
+    // is answered, and inserts nothing.
+    let d = limiter.try_acquire_n("b", 0).await.unwrap();
+    assert_eq!((d.allowed, d.source), (true, Source::Local));
+    assert_eq!(limiter.metrics().admitted, 1);
+    assert_eq!(local().len(), 1);
+    for policy in [Degrade::FailOpen, Degrade::FailClosed] {
+        let limiter = unreachable(policy, Duration::from_secs(3_600));
+        assert!(limiter.try_acquire_n("a", 0).await.unwrap().allowed);
+        assert!(limiter.is_degraded());
+        assert_eq!(limiter.metrics().admitted, 0, "{policy:?}");
+    }
+}
+
+/// The probe task runs while the limiter is degraded, one at most,
+/// and ends with the limiter, however far its next probe.
+#[tokio::test]
+async fn the_probe_task_runs_while_degraded_and_ends_with_the_limiter() {
+    let limiter = unreachable(Degrade::FailOpen, Duration::from_secs(3_600));
+    assert!(!limiter.shared.probe.is_running(), "no task while healthy");
+    let _ = limiter.try_acquire("k").await.unwrap();
+    assert!(limiter.is_degraded());
+    assert!(limiter.shared.probe.is_running());
+    let task = limiter.shared.probe.handle().unwrap();
+    let _ = limiter.try_acquire("k").await.unwrap();
+    let again = limiter.shared.probe.handle().unwrap();
+    assert_eq!(task.id(), again.id(), "one task at most");
+    let state = Arc::downgrade(&limiter.shared);
+    drop(limiter);
+    assert_eq!(state.strong_count(), 0, "the task held the limiter");
+    for _ in 0..100 {
+        if task.is_finished() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(task.is_finished(), "the task outlived its limiter");
+}
