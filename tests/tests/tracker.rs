@@ -114,6 +114,35 @@ async fn errors_are_counted_whether_sampled_or_not() {
     );
 }
 
+/// A run that panics counts as failed, as does every stage it was in,
+/// in a thread and in a task; the panic itself goes on unwinding.
+#[tokio::test(start_paused = true)]
+async fn a_run_that_panics_counts_as_failed() {
+    let tracker = Tracker::new(all()).unwrap();
+    let in_thread = tracker.clone();
+    let unwound = std::thread::spawn(move || {
+        let op = in_thread.track_operation("import");
+        let _stage = op.track_stage("parse");
+        panic!("a bad record");
+    })
+    .join();
+    assert!(unwound.is_err());
+    let in_task = tracker.clone();
+    let task = tokio::spawn(async move {
+        let _op = in_task.track_operation("send");
+        sleep(StdDuration::from_millis(3)).await;
+        panic!("lost the connection");
+    });
+    assert!(task.await.unwrap_err().is_panic());
+    // A run that ends well after them is not one.
+    drop(tracker.track_operation("send"));
+    let stats = tracker.stats();
+    let errors = |path: &str| (stats[path].calls, stats[path].errors);
+    assert_eq!(errors("import"), (1, 1));
+    assert_eq!(errors("import/parse"), (1, 1));
+    assert_eq!(errors("send"), (2, 1));
+}
+
 #[tokio::test(start_paused = true)]
 async fn execution_summary_while_running_and_after() {
     let tracker = Tracker::new(all()).unwrap();
