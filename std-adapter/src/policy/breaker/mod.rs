@@ -314,12 +314,18 @@ pub(crate) enum Recorded {
 
 impl<C> Shared<C> {
     /// A refused call: logged, told to the observer, as the caller sees it.
+    /// The transition a refusal can carry (this call found the half-open
+    /// timeout passed and reopened the breaker: `Rejected::transition`) is
+    /// reported first, as every other transition is.
     #[cold]
     fn rejected<E>(
         &self,
         rejected: &fusebox::breaker::Rejected,
         now: Option<Instant>,
     ) -> CallError<E> {
+        if let Some(t) = rejected.transition {
+            self.transition(t);
+        }
         tracing::debug!(breaker = %Redacted(&self.name), state = ?rejected.state, "call rejected");
         if let Some(observer) = &self.observer {
             observer.rejected(&self.name, now.unwrap_or_else(|| self.clock.now()));
