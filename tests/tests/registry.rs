@@ -270,6 +270,7 @@ open_for = "30s"
 max_open_for = "5m"
 half_open_permits = 2
 close_after = 3
+max_half_open = "20s"
 required = true
 
 [breakers.search]
@@ -303,6 +304,7 @@ fn a_registry_from_a_toml_file() {
         (Duration::from_secs(30), Duration::from_secs(300))
     );
     assert_eq!((c.half_open_permits(), c.close_after()), (2, 3));
+    assert_eq!(c.max_half_open(), Some(Duration::from_secs(20)));
     assert_eq!(c.consecutive_failures(), None);
     assert_eq!(
         r.get_breaker("search")
@@ -310,6 +312,12 @@ fn a_registry_from_a_toml_file() {
             .config()
             .consecutive_failures(),
         Some(5)
+    );
+    let search = r.get_breaker("search").unwrap().config();
+    assert_eq!(
+        search.max_half_open(),
+        None,
+        "no half-open timeout unless set"
     );
     let h = r.health();
     assert!(h.breakers["payments"].required);
@@ -427,6 +435,21 @@ fn builder_refusals_name_their_field_too() {
         "[breakers.p]\nconsecutive_failures = 1\nopen_for = \"10s\"\nmax_open_for = \"5s\"",
     );
     assert!(e.starts_with("breakers.p.max_open_for: "), "{e}");
+    // The half-open timeout: above zero, at most `Config::MAX_HALF_OPEN`.
+    for bad in ["0s", "72m"] {
+        let e = toml_error(&format!(
+            "[breakers.p]\nconsecutive_failures = 1\nmax_half_open = \"{bad}\""
+        ));
+        assert!(
+            e.starts_with("breakers.p.max_half_open: max_half_open must be above zero"),
+            "{bad}: {e}"
+        );
+    }
+    let e = toml_error("[breakers.p]\nconsecutive_failures = 1\nmax_half_open = \"soon\"");
+    assert!(
+        e.starts_with("breakers.p.max_half_open: must be a duration"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -485,6 +508,8 @@ fn environment_variables_declare_and_override() {
         ("FUSEBOX__BREAKERS__PAYMENTS__FAILURE_RATE", "60"),
         ("FUSEBOX__BREAKERS__NEW__CONSECUTIVE_FAILURES", "2"),
         ("FUSEBOX__BREAKERS__NEW__OPEN_FOR", "250ms"),
+        ("FUSEBOX__BREAKERS__NEW__MAX_HALF_OPEN", "3s"),
+        ("FUSEBOX__BREAKERS__PAYMENTS__MAX_HALF_OPEN", "45s"),
         ("FUSEBOX__BREAKERS__NEW__REQUIRED", "true"),
         ("FUSEBOX__TRACKERS__HTTP__SAMPLE_RATE", "1"),
         ("FUSEBOX__EVENTS_CAPACITY", "8"),
@@ -504,6 +529,12 @@ fn environment_variables_declare_and_override() {
     );
     let new = r.get_breaker("new").unwrap();
     assert_eq!(new.config().open_for(), Duration::from_millis(250));
+    assert_eq!(new.config().max_half_open(), Some(Duration::from_secs(3)));
+    assert_eq!(
+        r.get_breaker("payments").unwrap().config().max_half_open(),
+        Some(Duration::from_secs(45)),
+        "the file's 20 s overridden"
+    );
     assert!(r.health().breakers["new"].required);
     assert!(r.get_breaker("x").is_none());
     assert_eq!(r.get_tracker("http").unwrap().config().sample_rate, 1.0);

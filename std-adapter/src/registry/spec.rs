@@ -15,8 +15,11 @@ use super::error::FieldError;
 /// ```
 /// use fusebox_std::registry::BreakerSpec;
 ///
-/// let spec: BreakerSpec = serde_json::from_str(r#"{"consecutive_failures": 5, "open_for": "10s"}"#)?;
+/// let spec: BreakerSpec = serde_json::from_str(
+///     r#"{"consecutive_failures": 5, "open_for": "10s", "max_half_open": "30s"}"#,
+/// )?;
 /// assert_eq!(spec.consecutive_failures, Some(5));
+/// assert_eq!(spec.max_half_open.as_deref(), Some("30s"));
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -43,6 +46,16 @@ pub struct BreakerSpec {
     pub half_open_permits: Option<u64>,
     /// Successful trials that close it (1..=63).
     pub close_after: Option<u64>,
+    /// Reopen a half-open breaker whose trials have not decided within
+    /// this long (`"10s"`; above zero, at most
+    /// [`Config::MAX_HALF_OPEN`](fusebox::breaker::Config::MAX_HALF_OPEN),
+    /// about 71 min; see
+    /// [`ConfigBuilder::max_half_open`](fusebox::breaker::ConfigBuilder::max_half_open)).
+    /// Default: none, a half-open breaker waits for its trials however
+    /// long they take (Resilience4j's default), so a trial to an upstream
+    /// that hangs holds it half-open, every other call refused, until
+    /// something else (a timeout around the call) ends that trial.
+    pub max_half_open: Option<String>,
     /// While open, the service is not ready.
     pub required: bool,
 }
@@ -130,6 +143,7 @@ impl BreakerSpec {
         let open_for = duration("open_for", &self.open_for);
         let max_open_for = duration("max_open_for", &self.max_open_for);
         let slow_threshold = duration("slow_call_threshold", &self.slow_call_threshold);
+        let max_half_open = duration("max_half_open", &self.max_half_open);
         match (&self.slow_call_threshold, self.slow_call_rate) {
             (Some(_), None) => at("slow_call_rate", "required with slow_call_threshold".into()),
             (None, Some(_)) => at("slow_call_threshold", "required with slow_call_rate".into()),
@@ -167,12 +181,16 @@ impl BreakerSpec {
         if let Some(n) = self.close_after {
             b = b.close_after(n as u8);
         }
+        if let Some(d) = max_half_open {
+            b = b.max_half_open(d);
+        }
         b.build()
             .map_err(|e| {
                 let field = match e {
                     ConfigError::ZeroSlowThreshold => ".slow_call_threshold",
                     ConfigError::OpenForOutOfRange(_) => ".open_for",
                     ConfigError::MaxOpenForOutOfRange(_) => ".max_open_for",
+                    ConfigError::MaxHalfOpenOutOfRange(_) => ".max_half_open",
                     ConfigError::MinimumCallsOutOfRange { .. } => ".minimum_calls",
                     _ => "",
                 };

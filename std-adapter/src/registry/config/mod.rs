@@ -37,6 +37,7 @@ pub use env::ENV_PREFIX;
 ///     minimum_calls = 10
 ///     open_for = "30s"
 ///     max_open_for = "5m"
+///     max_half_open = "10s"  # a hung trial reopens it after 10 s
 ///     required = true
 ///
 ///     [limiters.api]
@@ -53,6 +54,8 @@ pub use env::ENV_PREFIX;
 /// "#)?;
 /// let registry = Registry::from_config(&config)?;
 /// assert!(registry.health().breakers["payments"].required);
+/// let payments = registry.get_breaker("payments").unwrap();
+/// assert_eq!(payments.config().max_half_open(), Some(fusebox::Duration::from_secs(10)));
 /// # Ok::<(), fusebox_std::registry::RegistryConfigError>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
