@@ -35,7 +35,11 @@
 //!
 //! Always on: tokio (`time`, `sync`, `rt`, `net`), tracing, serde,
 //! pin-project-lite, fastrand and hyper's HTTP/1 client (hyper-util's
-//! legacy client, no TLS; the health monitor's HTTP check).
+//! legacy client, no TLS; the health monitor's HTTP check); and the core
+//! with its features `std`, `serde` and `half-open-timeout`
+//! (`ConfigBuilder::max_half_open`: a half-open breaker whose trial hangs
+//! reopens after that long instead of waiting for ever; see the tower
+//! layer's "A trial that hangs").
 //!
 //! MSRV: Rust 1.88 (the core keeps its own, lower one).
 //!
@@ -118,7 +122,8 @@ pub use registry::{Registry, RegistryError};
 pub use tracker::{OperationStats, TrackGuard, Tracker, TrackerConfig, TrackerConfigError};
 
 // The README's examples, core and adapter alike, compile and run as this
-// crate's doctests (it depends on the core with `std` and `serde`), with
+// crate's doctests (it depends on the core with `std`, `serde` and
+// `half-open-timeout`), with
 // the features `tower` and `http` (on in a workspace test run: the
 // integration tests enable them).
 #[cfg(all(doctest, feature = "tower", feature = "http"))]

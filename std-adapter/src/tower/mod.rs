@@ -34,7 +34,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`breaker`] | [`CircuitBreakerLayer`]: owned permits held by the response future, an HTTP classifier (`5xx` fails, `4xx` ignored), `503` |
+//! | [`breaker`] | [`CircuitBreakerLayer`]: owned permits held by the response future (a hung half-open trial is bounded by the core's `max_half_open`: see the layer's "A trial that hangs"), an HTTP classifier (`5xx` fails, `4xx` ignored), `503` |
 //! | [`rate_limit`] | [`RateLimitLayer`]: one [`TokenBucket`](fusebox::TokenBucket), or a [`KeyedLimiter`](fusebox::bucket::KeyedLimiter) keyed by a function of the request head, or (with feature `redis`) a `Shared` limit decided by a `RedisLimiter` for a whole fleet; `429`, `400` for a bad key, `503` when Redis is out and the limiter fails closed |
 //!
 //! # Examples

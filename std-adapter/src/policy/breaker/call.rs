@@ -26,6 +26,12 @@ pin_project! {
     /// * the timeout fires first: a failure, with the timeout as duration;
     ///   the inner future is not polled again ([`CallError::Timeout`]).
     ///
+    /// Without a timeout, a half-open trial whose future never completes
+    /// holds its trial slot: every other call is refused until the core's
+    /// `max_half_open` passes (if configured: the next call then reopens
+    /// the breaker, reporting the `HalfOpen → Open` transition, and the
+    /// trial's late record decides nothing) or forever (if not).
+    ///
     /// # Cancellation
     ///
     /// Dropping this future before it completes drops the inner future and

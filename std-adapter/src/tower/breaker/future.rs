@@ -21,7 +21,10 @@ pin_project! {
     /// [`OwnedPermit`]) and records it once, when the inner future
     /// completes: the classifier's outcome at the clock's now, with the
     /// time since the permit was taken. A refused request's future is
-    /// ready at once with the responder's answer.
+    /// ready at once with the responder's answer. A half-open trial that
+    /// never completes holds its slot until the breaker's
+    /// `max_half_open` passes, if it has one (see the layer's "A trial
+    /// that hangs"); its record, if it completes later, decides nothing.
     ///
     /// The response counts when its head arrives: its body is not watched,
     /// so an error while the body streams, or a gRPC status in its

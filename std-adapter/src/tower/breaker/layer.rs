@@ -27,6 +27,79 @@ use crate::TokioClock;
 /// `at_us`) or given to the observer; rejections are logged at `debug`
 /// (fields `breaker`, `state`, `retry_after_ms`).
 ///
+/// # A trial that hangs
+///
+/// A half-open trial's permit is held like any other, until its response
+/// is complete. A trial sent to an upstream that never answers (the
+/// failure a breaker is for) therefore keeps its half-open slot for as
+/// long as it hangs: every other request is refused, and the breaker
+/// neither reopens nor closes. By default nothing bounds that (a half-open
+/// breaker waits for its trials, as Resilience4j's does unless
+/// `maxWaitDurationInHalfOpenState` is set). Bound it in the breaker's
+/// configuration with
+/// [`ConfigBuilder::max_half_open`](fusebox::breaker::ConfigBuilder::max_half_open)
+/// (the core's feature `half-open-timeout`, which this crate turns on; in
+/// a [`RegistryConfig`](crate::registry::RegistryConfig),
+/// `max_half_open = "30s"`): once the breaker has been half-open that
+/// long without a decision, the next request (or a trial's record)
+/// reopens it as a failed trial would, with a `HalfOpen → Open`
+/// transition and a fresh open time; trials are let through again when
+/// that has passed, and the hung trial, if it answers at last, decides
+/// nothing. Choose it above the slowest answer a healthy upstream gives.
+/// A timeout layer inside this one also frees the slot, by dropping the
+/// hung response future (the trial is abandoned, without deciding: see
+/// [`ResponseFuture`](super::ResponseFuture)'s cancellation).
+///
+/// ```
+/// use std::future::Future;
+/// use std::pin::Pin;
+/// use std::sync::Arc;
+/// use fusebox::breaker::{CircuitBreaker, Config, State};
+/// use fusebox::{Clock, Duration};
+/// use fusebox_std::tower::CircuitBreakerLayer;
+/// use tower_layer::Layer;
+/// use tower_service::Service;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let config = Config::builder()
+///     .consecutive_failures(1)
+///     .open_for(Duration::from_secs(10))
+///     .max_half_open(Duration::from_secs(30)) // an undecided trial reopens it after 30 s
+///     .build()?;
+/// let core = Arc::new(CircuitBreaker::new(config));
+/// let layer = CircuitBreakerLayer::new("upstream", Arc::clone(&core));
+/// let clock = layer.clock();
+/// let mut service = layer.layer(FailsThenHangs(0));
+/// assert_eq!(service.call(http::Request::new(())).await?.status(), 502); // opens
+/// tokio::time::advance(std::time::Duration::from_secs(11)).await;
+/// let trial = service.call(http::Request::new(())); // half-open: the trial, which hangs
+/// assert_eq!(service.call(http::Request::new(())).await?.status(), 503);
+/// tokio::time::advance(std::time::Duration::from_secs(31)).await;
+/// assert_eq!(core.state(clock.now()), State::Open); // not half-open for ever
+/// assert_eq!(service.call(http::Request::new(())).await?.status(), 503); // reopened it
+/// assert_eq!(core.metrics().trips, 2);
+/// # drop(trial);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// # #[derive(Clone)]
+/// # struct FailsThenHangs(u32);
+/// # type Answer = Pin<Box<dyn Future<Output = Result<http::Response<String>, std::convert::Infallible>> + Send>>;
+/// # impl Service<http::Request<()>> for FailsThenHangs {
+/// #     type Response = http::Response<String>;
+/// #     type Error = std::convert::Infallible;
+/// #     type Future = Answer;
+/// #     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> { std::task::Poll::Ready(Ok(())) }
+/// #     fn call(&mut self, _: http::Request<()>) -> Answer {
+/// #         self.0 += 1;
+/// #         if self.0 == 1 {
+/// #             Box::pin(std::future::ready(Ok(http::Response::builder().status(502).body(String::new()).unwrap())))
+/// #         } else {
+/// #             Box::pin(std::future::pending())
+/// #         }
+/// #     }
+/// # }
+/// ```
+///
 /// # Examples
 ///
 /// ```
