@@ -1,8 +1,9 @@
 //! The fleet breaker's half-open trials and hostile stored state, against
 //! a real redis-server: only a trial the core recorded as a success closes
 //! the fleet (a slow success is a failure), a cancelled trial gives its
-//! fleet slot back, keys of the wrong type are replaced rather than fatal,
-//! and extreme settings never panic.
+//! fleet slot back, a hung trial is outlived by the cores' `max_half_open`,
+//! keys of the wrong type are replaced rather than fatal, and extreme
+//! settings never panic.
 
 mod common;
 
@@ -254,6 +255,97 @@ async fn redis_breaker_a_cancelled_trial_gives_its_fleet_slot_back() {
         .await
         .expect("B's trial is granted the freed slot");
     until_state(&a, State::Closed, Duration::from_secs(2)).await;
+}
+
+/// Two failures trip it; one trial at a time; a half-open period still
+/// undecided after 200 ms reopens it (`max_half_open`).
+fn hang_bounded_core() -> Arc<CircuitBreaker> {
+    Arc::new(CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(2)
+            .open_for(OPEN_FOR.into())
+            .half_open_permits(1)
+            .max_half_open(Duration::from_millis(200).into())
+            .build()
+            .unwrap(),
+    ))
+}
+
+/// A's trial hangs (its caller keeps waiting), holding the fleet's only
+/// trial slot for its 60 s TTL. With `max_half_open` on the cores, B,
+/// half-open by the fleet's decision and refused a slot, reopens the fleet
+/// once its half-open period outlived the timeout; the next half-open
+/// decision has a slot free (slots belong to a decision version), B's
+/// trial closes the fleet, A follows, and A's hung trial, cancelled at
+/// last, changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_hung_trial_reopens_the_fleet_after_max_half_open() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let one = || async {
+        FleetBreaker::builder("inventory", hang_bounded_core(), backend(&url).await)
+            .sync_interval(SYNC)
+            .trial_ttl(Duration::from_secs(60))
+            .build()
+            .await
+            .expect("fleet breaker")
+    };
+    let (a, b) = (one().await, one().await);
+    trip(&a).await;
+    a.sync().await.unwrap();
+    until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+    let hung = tokio::spawn({
+        let a = a.clone();
+        async move { a.call(std::future::pending::<Result<(), ()>>()).await }
+    });
+    let mut conn = raw(&url).await;
+    let start = Instant::now();
+    while get(&mut conn, &slot_key(&a)).await.is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "no trial slot taken"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    b.sync().await.unwrap();
+    assert_eq!(b.fleet_state(), Some(State::HalfOpen));
+    assert!(
+        b.call(async { Ok::<_, ()>(()) })
+            .await
+            .unwrap_err()
+            .is_open(),
+        "the fleet's one slot is A's"
+    );
+    // B's callers keep asking: the fleet reopens, then lets B's trial
+    // through.
+    let start = Instant::now();
+    let mut reopened = false;
+    loop {
+        let stored = get(&mut conn, a.decision_key()).await.unwrap();
+        reopened |= stored.contains(":o:");
+        if b.call(async { Ok::<_, ()>(()) }).await.is_ok() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "still refused; fleet decision {stored}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(reopened, "the hung trial's half-open decision was reopened");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "well before the slot's TTL"
+    );
+    until_state(&b, State::Closed, Duration::from_secs(2)).await;
+    until_state(&a, State::Closed, Duration::from_secs(2)).await;
+    assert!(!hung.is_finished(), "A's trial still hangs");
+    hung.abort();
+    assert!(hung.await.unwrap_err().is_cancelled());
+    tokio::time::sleep(SYNC * 3).await;
+    assert_eq!((a.state(), b.state()), (State::Closed, State::Closed));
+    let stored = get(&mut conn, a.decision_key()).await.unwrap();
+    assert!(stored.contains(":c:"), "fleet decision {stored}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

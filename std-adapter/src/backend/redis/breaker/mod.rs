@@ -58,7 +58,12 @@ use crate::CallError;
 ///   slow success is a failure; an ignored outcome is neither), and a
 ///   cancelled trial gives its slot back at once (the slot's TTL, by
 ///   default the timeout plus 1 s and at least `open_for`, frees it if
-///   the instance dies).
+///   the instance dies). A trial that hangs keeps its slot until then;
+///   with the core's `max_half_open` (`ConfigBuilder::max_half_open`) an
+///   instance whose half-open period outlives it reopens the breaker on
+///   its next call and publishes that as a failed trial, and the next
+///   half-open decision has its slots free (a slot belongs to one
+///   decision version): the hung trial, answering late, decides nothing.
 /// * **Quorum.** With [`FleetBreakerBuilder::quorum`], a local trip opens
 ///   the fleet only once `min_instances` distinct instances tripped within
 ///   the window (`…:verdicts`, a sorted set); a lone bad instance still
