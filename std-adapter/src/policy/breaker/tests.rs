@@ -52,6 +52,50 @@ async fn the_largest_timeout_never_fires_nor_overflows() {
     assert_eq!(b.metrics().abandoned, 1);
 }
 
+/// A refusal can carry a transition: the call that found the half-open
+/// timeout (`max_half_open`) passed reopened the breaker. It is reported
+/// as every other transition is (here to the observer); it was dropped,
+/// so neither the log, a registry's events nor a fleet breaker's publish
+/// hook heard that the breaker reopened.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_that_times_half_open_out_reports_the_transition() {
+    #[derive(Default)]
+    struct Seen(std::sync::Mutex<Vec<(State, State)>>);
+    impl BreakerObserver for Seen {
+        fn transition(&self, _: &str, t: Transition) {
+            self.0.lock().unwrap().push((t.from, t.to));
+        }
+    }
+    let config = Config::builder()
+        .consecutive_failures(1)
+        .open_for(fusebox::Duration::from_secs(1))
+        .max_half_open(fusebox::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let seen = Arc::new(Seen::default());
+    let b = Breaker::builder("t", Arc::new(CircuitBreaker::new(config)))
+        .observer(Arc::clone(&seen) as Arc<dyn BreakerObserver>)
+        .build();
+    let _ = b.call(async { Err::<(), ()>(()) }).await;
+    tokio::time::advance(Duration::from_millis(1_100)).await;
+    // The trial hangs (polled once: it holds its permit).
+    let mut trial = std::pin::pin!(b.call(std::future::pending::<Result<(), ()>>()));
+    assert!(tokio::time::timeout(Duration::ZERO, trial.as_mut())
+        .await
+        .is_err());
+    tokio::time::advance(Duration::from_secs(6)).await;
+    let refused = b.call(async { Ok::<(), ()>(()) }).await;
+    assert!(refused.unwrap_err().is_open());
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        [
+            (State::Closed, State::Open),
+            (State::Open, State::HalfOpen),
+            (State::HalfOpen, State::Open)
+        ]
+    );
+}
+
 #[cfg(feature = "redis")]
 #[tokio::test(start_paused = true)]
 async fn call_recorded_reports_what_the_core_recorded() {
