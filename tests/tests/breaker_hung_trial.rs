@@ -231,6 +231,7 @@ async fn without_max_half_open_a_hung_trial_holds_the_breaker_half_open() {
 /// closed one-failure breaker if it counted) change nothing.
 #[tokio::test(start_paused = true)]
 async fn max_half_open_reopens_behind_a_hung_trial_until_the_upstream_recovers() {
+    use State::{Closed, HalfOpen, Open};
     let upstream = Gate::new();
     let core = core(Some(MAX_HALF_OPEN));
     let seen = Arc::new(Transitions::default());
@@ -249,8 +250,8 @@ async fn max_half_open_reopens_behind_a_hung_trial_until_the_upstream_recovers()
         assert_eq!(upstream.calls(), 1 + cycle, "cycle {cycle}: the trial");
         let refused = send(&mut service.clone(), "/").await;
         assert_eq!(refused_state(&refused), "half_open", "cycle {cycle}");
-        // Not a moment early.
-        tokio::time::advance(StdDuration::from(MAX_HALF_OPEN) - StdDuration::from_millis(1)).await;
+        // Not a moment early (the timeout is 5 s).
+        tokio::time::advance(StdDuration::from_millis(4_999)).await;
         assert_eq!(core.state(clock.now()), State::HalfOpen, "cycle {cycle}");
         past_the_timeout(clock, entered).await;
         assert_eq!(core.state(clock.now()), State::Open, "cycle {cycle}");
@@ -264,11 +265,13 @@ async fn max_half_open_reopens_behind_a_hung_trial_until_the_upstream_recovers()
             "timed out as a failed trial"
         );
         assert_eq!(upstream.calls(), 1 + cycle, "the refusal reached nothing");
-        assert!(!hung.iter().any(|t| t.is_finished()), "still hung");
+        assert!(
+            !hung.iter().any(tokio::task::JoinHandle::is_finished),
+            "still hung"
+        );
         tokio::time::advance(StdDuration::from_secs(11)).await;
         assert_eq!(core.state(clock.now()), State::HalfOpen, "cycle {cycle}");
     }
-    use State::{Closed, HalfOpen, Open};
     let cycle = [(Open, HalfOpen), (HalfOpen, Open)];
     let mut expected = vec![(Closed, Open)];
     expected.extend(cycle.iter().chain(&cycle));
@@ -399,10 +402,13 @@ async fn breaker_call_reopens_behind_a_hung_trial_with_max_half_open() {
             ),
             "{refused:?}"
         );
-        use State::{Closed, HalfOpen, Open};
         assert_eq!(
             seen.seen(),
-            [(Closed, Open), (Open, HalfOpen), (HalfOpen, Open)],
+            [
+                (State::Closed, State::Open),
+                (State::Open, State::HalfOpen),
+                (State::HalfOpen, State::Open)
+            ],
             "the timeout's transition is reported"
         );
         tokio::time::advance(StdDuration::from_secs(11)).await;
