@@ -27,8 +27,8 @@ pin_project! {
     ///   the inner future is not polled again ([`CallError::Timeout`]).
     ///
     /// Without a timeout, a half-open trial whose future never completes
-    /// holds its trial slot: every other call is refused until the core's
-    /// `max_half_open` passes (if configured: the next call then reopens
+    /// holds its trial slot (once every slot is so held, every other call
+    /// is refused) until the core's `max_half_open` passes (if configured: the next call then reopens
     /// the breaker, reporting the `HalfOpen → Open` transition, and the
     /// trial's late record decides nothing) or forever (if not).
     ///

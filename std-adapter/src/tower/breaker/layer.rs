@@ -32,8 +32,8 @@ use crate::TokioClock;
 /// A half-open trial's permit is held like any other, until its response
 /// is complete. A trial sent to an upstream that never answers (the
 /// failure a breaker is for) therefore keeps its half-open slot for as
-/// long as it hangs: every other request is refused, and the breaker
-/// neither reopens nor closes. By default nothing bounds that (a half-open
+/// long as it hangs: once every slot is so held (one, by default), every
+/// other request is refused, and the breaker neither reopens nor closes. By default nothing bounds that (a half-open
 /// breaker waits for its trials, as Resilience4j's does unless
 /// `maxWaitDurationInHalfOpenState` is set). Bound it in the breaker's
 /// configuration with
