@@ -34,27 +34,50 @@ const FLOOR: Duration = Duration::from_millis(10);
 /// dropping the last `Arc`); that is safe because this lock never waits
 /// on another.
 #[derive(Debug, Default)]
-pub(super) struct ProbeTask(Mutex<Option<AbortHandle>>);
+pub(super) struct ProbeTask(Mutex<Slot>);
+
+#[derive(Debug, Default)]
+struct Slot {
+    task: Option<AbortHandle>,
+    /// Set when the limiter is dropped: no task is started after that (a
+    /// probe in flight then, whose failure would start one, is the
+    /// aborted task's own, finishing its poll on another worker).
+    closed: bool,
+}
 
 impl ProbeTask {
-    /// Starts the task for `limiter` unless one runs already, or no Tokio
-    /// runtime is current.
+    /// Starts the task for `limiter` unless one runs already, the limiter
+    /// is dropped ([`close`](Self::close)d), or no Tokio runtime is
+    /// current.
     pub(super) fn start(&self, limiter: &Weak<Shared>) {
         let mut slot = self.slot();
         // A task of a runtime since shut down is finished: replaced.
-        if slot.as_ref().is_some_and(|task| !task.is_finished()) {
+        if slot.closed || slot.task.as_ref().is_some_and(|task| !task.is_finished()) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        *slot = Some(runtime.spawn(run(limiter.clone())).abort_handle());
+        slot.task = Some(runtime.spawn(run(limiter.clone())).abort_handle());
     }
 
     /// Ends the task, if any (at its next await: it holds no lock there,
     /// and a probe cut short changes nothing).
     pub(super) fn stop(&self) {
-        if let Some(task) = self.slot().take() {
+        if let Some(task) = self.slot().task.take() {
+            task.abort();
+        }
+    }
+
+    /// Ends the task for good: the limiter is dropped. A probe the task
+    /// was still running (holding the state) that fails afterwards starts
+    /// no new task (found by a hostile review: it did, and that task slept
+    /// until the next probe, an hour with a long backoff, after its limiter
+    /// was gone).
+    pub(super) fn close(&self) {
+        let mut slot = self.slot();
+        slot.closed = true;
+        if let Some(task) = slot.task.take() {
             task.abort();
         }
     }
@@ -62,16 +85,19 @@ impl ProbeTask {
     /// Whether a task is running (for tests).
     #[cfg(test)]
     pub(super) fn is_running(&self) -> bool {
-        self.slot().as_ref().is_some_and(|task| !task.is_finished())
+        self.slot()
+            .task
+            .as_ref()
+            .is_some_and(|task| !task.is_finished())
     }
 
     /// The task's handle (for tests).
     #[cfg(test)]
     pub(super) fn handle(&self) -> Option<AbortHandle> {
-        self.slot().clone()
+        self.slot().task.clone()
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<AbortHandle>> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -121,9 +121,10 @@ impl std::fmt::Debug for RedisLimiter {
 
 impl Drop for RedisLimiter {
     /// Ends the background probe at once (it holds the state by a `Weak`
-    /// only, but may sleep until a far probe).
+    /// only, but may sleep until a far probe), for good: a probe it was
+    /// running that fails afterwards starts no other.
     fn drop(&mut self) {
-        self.shared.probe.stop();
+        self.shared.probe.close();
     }
 }
 

@@ -69,3 +69,24 @@ async fn the_probe_task_runs_while_degraded_and_ends_with_the_limiter() {
     }
     assert!(task.is_finished(), "the task outlived its limiter");
 }
+
+/// A limiter dropped while its task is in a probe (the task holds the
+/// state across it, and the drop's abort only lands at its next await):
+/// that probe failing afterwards starts no new task. It did (the slot was
+/// empty), and the new task slept until the next probe, here an hour,
+/// after its limiter was gone.
+#[tokio::test]
+async fn a_probe_failing_after_the_drop_starts_no_task() {
+    let limiter = unreachable(Degrade::FailOpen, Duration::from_secs(3_600));
+    let _ = limiter.try_acquire("k").await.unwrap();
+    assert!(limiter.shared.probe.is_running());
+    // What the task holds while it probes.
+    let shared = Arc::clone(&limiter.shared);
+    drop(limiter);
+    assert!(!shared.probe.is_running());
+    assert!(!shared.probe().await, "the port refuses: the probe fails");
+    assert!(
+        !shared.probe.is_running(),
+        "a probe task started for a dropped limiter"
+    );
+}
