@@ -27,10 +27,12 @@ impl Shared {
         outage.degraded.then(|| outage.should_ask(now))
     }
 
-    /// The background task's probe: a peek (`n = 0`, which writes nothing)
-    /// of the key `""`, through the same script, connection and timeout as
-    /// a request. Not a decision: only its fault, or the outage's end, is
-    /// counted. True once the outage is over.
+    /// The background task's probe: a peek (`n = 0`, which takes nothing
+    /// and creates no key; like any request it replaces a corrupt value
+    /// or rewrites another quota's, see `gcra.lua`) of the key `""`,
+    /// through the same script, connection and timeout as a request. Not
+    /// a decision: only its fault, or the outage's end, is counted. True
+    /// once the outage is over.
     pub(in crate::backend::redis) async fn probe(&self) -> bool {
         match self
             .backend
