@@ -12,6 +12,12 @@
 //! whoever comes first), and a failed probe doubles the backoff up to its
 //! maximum. While Redis answers there is no task and the request path
 //! does nothing for it.
+//!
+//! It sleeps on Tokio's clock: under a paused clock, which jumps to the
+//! next timer whenever the runtime is idle, it probes once per backoff
+//! interval of virtual time, as fast as the probes fail
+//! ([`RedisLimiterBuilder::background_probe`](super::RedisLimiterBuilder::background_probe)
+//! turns it off for such tests).
 
 use std::sync::{Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -46,6 +52,15 @@ struct Slot {
 }
 
 impl ProbeTask {
+    /// A slot that never starts a task (the builder's
+    /// `background_probe(false)`).
+    pub(super) fn closed() -> Self {
+        Self(Mutex::new(Slot {
+            task: None,
+            closed: true,
+        }))
+    }
+
     /// Starts the task for `limiter` unless one runs already, the limiter
     /// is dropped ([`close`](Self::close)d), or no Tokio runtime is
     /// current.

@@ -25,6 +25,7 @@ pub struct RedisLimiterBuilder {
     policy: Degrade,
     backoff: Backoff,
     local_keys: usize,
+    background_probe: bool,
     registry: Option<Arc<Registry>>,
 }
 
@@ -48,6 +49,23 @@ impl RedisLimiterBuilder {
             min,
             max: max.max(min),
         };
+        self
+    }
+
+    /// Whether a degraded limiter probes Redis in the background too
+    /// (default `true`): with `false`, only a request that finds a probe
+    /// due asks Redis, so a limiter nobody calls stays degraded until one
+    /// comes.
+    ///
+    /// The background probe sleeps on Tokio's clock. Under a paused clock
+    /// (`#[tokio::test(start_paused = true)]`) that clock jumps to the
+    /// next probe whenever the runtime is idle, waiting on real I/O
+    /// included: a test that pauses time while Redis is down sees a probe
+    /// per backoff interval of *virtual* time, thousands a second of real
+    /// time. Such a test turns the background probe off here, or keeps
+    /// Redis out of paused time.
+    pub fn background_probe(mut self, enabled: bool) -> Self {
+        self.background_probe = enabled;
         self
     }
 
@@ -107,7 +125,11 @@ impl RedisLimiterBuilder {
             registry: self.registry,
             counters: Counters::default(),
             corrupt_logged: AtomicBool::new(false),
-            probe: ProbeTask::default(),
+            probe: if self.background_probe {
+                ProbeTask::default()
+            } else {
+                ProbeTask::closed()
+            },
         });
         Ok(RedisLimiter {
             shared,
@@ -130,6 +152,7 @@ impl RedisLimiter {
                 max: Duration::from_secs(1),
             },
             local_keys: 10_000,
+            background_probe: true,
             registry: None,
         }
     }

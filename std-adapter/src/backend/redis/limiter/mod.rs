@@ -33,7 +33,8 @@ pub use self::builder::RedisLimiterBuilder;
 /// request that comes when a probe is due asks Redis, and so does a
 /// background task, started when the outage begins (on the current Tokio
 /// runtime) and ended with it or with the limiter, so that a limiter
-/// nobody calls recovers too. The first probe that Redis answers ends the
+/// nobody calls recovers too ([`RedisLimiterBuilder::background_probe`]
+/// turns that task off, for tests on a paused Tokio clock). The first probe that Redis answers ends the
 /// outage: the condition is cleared and Redis decides again. No request
 /// waits on Redis longer than the command timeout, nothing is queued;
 /// while Redis answers there is no task and no extra work.

@@ -90,3 +90,27 @@ async fn a_probe_failing_after_the_drop_starts_no_task() {
         "a probe task started for a dropped limiter"
     );
 }
+
+/// `background_probe(false)`: a degraded limiter starts no task (for
+/// tests on a paused clock, where the task would probe at the virtual
+/// rate); requests still probe when one is due.
+#[tokio::test]
+async fn without_the_background_probe_a_degraded_limiter_starts_no_task() {
+    let config = RedisConfig::new("redis://127.0.0.1:1").timeout(Duration::from_millis(200));
+    let backend = RedisBackend::connect_lazy(config).unwrap();
+    let rules =
+        Rules::new([Rule::new("per_second", Quota::per_second(5).unwrap()).unwrap()]).unwrap();
+    let limiter = RedisLimiter::builder("quiet", rules, backend)
+        .degrade(Degrade::FailOpen)
+        .probe_backoff(Duration::ZERO, Duration::ZERO)
+        .background_probe(false)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert!(limiter.try_acquire("k").await.unwrap().allowed);
+        assert!(limiter.is_degraded());
+        assert!(!limiter.shared.probe.is_running());
+    }
+    // Every request probed (a zero backoff): each one a fault.
+    assert_eq!(limiter.metrics().faults, 3);
+}
