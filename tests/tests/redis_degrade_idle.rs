@@ -20,10 +20,7 @@ use fusebox_std::Registry;
 use tokio::time::Instant;
 
 fn config(server: &RedisServer) -> RedisConfig {
-    RedisConfig::new(server.url())
-        .timeout(Duration::from_millis(50))
-        .connect_timeout(Duration::from_millis(500))
-        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+    server.outage_config(Duration::from_millis(50))
 }
 
 fn per_second(tokens: u32) -> Rules {

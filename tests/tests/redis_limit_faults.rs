@@ -21,10 +21,7 @@ const TIMEOUT: Duration = Duration::from_millis(50);
 const SLACK: Duration = Duration::from_millis(150);
 
 fn config(server: &RedisServer) -> RedisConfig {
-    RedisConfig::new(server.url())
-        .timeout(TIMEOUT)
-        .connect_timeout(Duration::from_millis(500))
-        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+    server.outage_config(TIMEOUT)
 }
 
 fn limiter(

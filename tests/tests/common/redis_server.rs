@@ -91,6 +91,16 @@ impl RedisServer {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
+    /// A client configuration for this server that notices an outage
+    /// fast: commands time out after `timeout`, a connection attempt after
+    /// 500 ms, and reconnections back off from 20 ms to 200 ms.
+    pub fn outage_config(&self, timeout: Duration) -> fusebox_std::backend::RedisConfig {
+        fusebox_std::backend::RedisConfig::new(self.url())
+            .timeout(timeout)
+            .connect_timeout(Duration::from_millis(500))
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+    }
+
     /// The port.
     pub fn port(&self) -> u16 {
         self.port
