@@ -258,23 +258,24 @@ impl MemoryBackend {
 /// a request would make for it (full, or moved from its name's last
 /// quota), made here and dropped.
 fn peek(group: Option<&Group>, rules: &Rules, now: fusebox::Instant) -> Decision {
-    let made: Vec<Option<TokenBucket>> = rules
+    // Each rule's kept bucket, or the one a request would make (`Err`).
+    let found: Vec<Result<&TokenBucket, TokenBucket>> = rules
         .iter()
         .map(|rule| {
             let (name, quota) = (rule.name(), rule.quota());
             match group {
-                Some(g) if g.find(name, quota).is_some() => None,
-                Some(g) => Some(g.first_bucket(name, quota, now)),
-                None => Some(TokenBucket::new(quota)),
+                Some(g) => g
+                    .find(name, quota)
+                    .ok_or_else(|| g.first_bucket(name, quota, now)),
+                None => Err(TokenBucket::new(quota)),
             }
         })
         .collect();
-    let buckets: Vec<&TokenBucket> = rules
+    let buckets: Vec<&TokenBucket> = found
         .iter()
-        .zip(&made)
-        .filter_map(|(rule, made)| {
-            made.as_ref()
-                .or_else(|| group.and_then(|g| g.find(rule.name(), rule.quota())))
+        .map(|bucket| match bucket {
+            Ok(kept) => *kept,
+            Err(made) => made,
         })
         .collect();
     // `n = 0` takes nothing from any bucket.
