@@ -74,7 +74,13 @@ async fn quorum_pair(
 }
 
 async fn instance(url: &str, name: &str) -> FleetBreaker {
-    FleetBreaker::builder(name, slow_aware_core(), backend(url).await)
+    instance_of(url, name, slow_aware_core()).await
+}
+
+/// An instance of the fleet breaker `name` over `core` (a trial slot
+/// lasting 60 s).
+async fn instance_of(url: &str, name: &str, core: Arc<CircuitBreaker>) -> FleetBreaker {
+    FleetBreaker::builder(name, core, backend(url).await)
         .sync_interval(SYNC)
         .trial_ttl(Duration::from_secs(60))
         .build()
@@ -282,15 +288,10 @@ fn hang_bounded_core() -> Arc<CircuitBreaker> {
 async fn redis_breaker_a_hung_trial_reopens_the_fleet_after_max_half_open() {
     let server = RedisServer::start();
     let url = server.url();
-    let one = || async {
-        FleetBreaker::builder("inventory", hang_bounded_core(), backend(&url).await)
-            .sync_interval(SYNC)
-            .trial_ttl(Duration::from_secs(60))
-            .build()
-            .await
-            .expect("fleet breaker")
-    };
-    let (a, b) = (one().await, one().await);
+    let (a, b) = (
+        instance_of(&url, "inventory", hang_bounded_core()).await,
+        instance_of(&url, "inventory", hang_bounded_core()).await,
+    );
     trip(&a).await;
     a.sync().await.unwrap();
     until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
@@ -522,15 +523,10 @@ async fn redis_breaker_forged_trial_keys_neither_block_nor_close_the_fleet() {
     let server = RedisServer::start();
     let url = server.url();
     // One trial at a time, two successes close.
-    let one = || async {
-        FleetBreaker::builder("payouts", core_with(1, 2), backend(&url).await)
-            .sync_interval(SYNC)
-            .trial_ttl(Duration::from_secs(60))
-            .build()
-            .await
-            .expect("fleet breaker")
-    };
-    let (a, b) = (one().await, one().await);
+    let (a, b) = (
+        instance_of(&url, "payouts", core_with(1, 2)).await,
+        instance_of(&url, "payouts", core_with(1, 2)).await,
+    );
     trip(&a).await;
     until_state(&b, State::Open, Duration::from_secs(2)).await;
     let mut conn = raw(&url).await;
