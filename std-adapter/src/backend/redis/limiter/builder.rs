@@ -110,10 +110,9 @@ impl RedisLimiterBuilder {
         // conditions (found by a hostile review: both were `redis_api`).
         let condition = format!("redis_{}", self.name);
         let alive = Arc::new(());
-        let shared = Arc::new_cyclic(|me| Shared {
+        let shared = Arc::new(Shared {
             condition,
             owner: Arc::downgrade(&alive),
-            me: me.clone(),
             name: self.name.into(),
             rules: self.rules,
             backend: self.backend,

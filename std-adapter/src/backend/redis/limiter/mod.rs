@@ -92,8 +92,6 @@ pub(super) struct Shared {
     condition: String,
     /// `RedisLimiter::_alive`, the owner given with the condition.
     owner: Weak<()>,
-    /// This state itself, for the probe task.
-    me: Weak<Shared>,
     rules: Rules,
     backend: RedisBackend,
     policy: Degrade,
@@ -297,7 +295,7 @@ impl Shared {
     }
 
     async fn take(
-        &self,
+        self: &Arc<Self>,
         key: &str,
         (most, fewest): (u32, u32),
     ) -> Result<(Decision, u32), BackendError> {

@@ -4,6 +4,7 @@
 //! health condition.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
@@ -33,7 +34,7 @@ impl Shared {
     /// through the same script, connection and timeout as a request. Not
     /// a decision: only its fault, or the outage's end, is counted. True
     /// once the outage is over.
-    pub(in crate::backend::redis) async fn probe(&self) -> bool {
+    pub(in crate::backend::redis) async fn probe(self: &Arc<Self>) -> bool {
         match self
             .backend
             .run(&self.name, "", &self.rules, (0, 0), None)
@@ -64,7 +65,7 @@ impl Shared {
     }
 
     /// A fault: the outage begins (or goes on, for a failed probe).
-    pub(super) fn failed(&self, e: &BackendError, probe: bool) {
+    pub(super) fn failed(self: &Arc<Self>, e: &BackendError, probe: bool) {
         self.counters.faults.fetch_add(1, Ordering::Relaxed);
         let started = {
             let mut outage = self.outage();
@@ -72,7 +73,7 @@ impl Shared {
             self.degraded.store(true, Ordering::Release);
             // Under the lock, as every change of `degraded`: a task runs
             // while the limiter is degraded, and only then.
-            self.probe.start(&self.me);
+            self.probe.start(&Arc::downgrade(self));
             // Set under the outage's lock, so that a success ending the
             // outage meanwhile cannot clear it after this; and again on
             // every failed request, so that a condition cleared by another
