@@ -17,9 +17,12 @@ const MICROS_PER_SEC: u64 = 1_000_000;
 /// digits; a parser fails the whole field on a longer one).
 const SF_INTEGER_MAX: u64 = 999_999_999_999_999;
 
-/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers), for tests
+/// that read it back; the layers name it with [`ListField`].
+#[cfg(test)]
 pub(crate) static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers), as above.
+#[cfg(test)]
 pub(crate) static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 static X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 static X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
@@ -183,8 +186,8 @@ impl Members {
     /// legacy trio replaces one already there only if `own` (see
     /// [`add_rate_limit`]).
     pub(crate) fn apply(self, headers: &mut HeaderMap, own: bool) {
-        join_value(headers, &RATELIMIT_POLICY, self.policy);
-        join_value(headers, &RATELIMIT, self.limit);
+        join_value(headers, ListField::Policy, self.policy);
+        join_value(headers, ListField::Limit, self.limit);
         add_legacy(headers, &self.quoted, self.legacy, own);
     }
 }
@@ -309,39 +312,61 @@ pub(crate) fn add_legacy(headers: &mut HeaderMap, q: &Quoted, legacy: bool, own:
 /// client reading only the first line still sees every policy. A field
 /// line that cannot be joined (never, for values a `HeaderValue` holds)
 /// gets `value` as a line of its own.
-pub(crate) fn join_value(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue) {
-    // One hash of the name, whether the field is there or not.
-    match headers.entry(name) {
-        // The usual case, one policy.
-        Entry::Vacant(vacant) => {
-            vacant.insert(value);
-        }
-        Entry::Occupied(lines) => join_lines(lines, value),
+pub(crate) fn join_value(headers: &mut HeaderMap, name: ListField, value: HeaderValue) {
+    // One hash of the name, and the name moved into the map, not cloned:
+    // `append` is `insert` when the field is not there (the usual case,
+    // one policy), and says whether it was.
+    if headers.append(name.name(), value) {
+        join_lines(headers, name);
     }
 }
 
-/// `value` joined to the field lines already there (see [`join_value`]).
+/// The lines of `name`, `value` last among them, joined in one (see
+/// [`join_value`]).
 #[cold]
 #[inline(never)]
-fn join_lines(mut lines: http::header::OccupiedEntry<'_, HeaderValue>, value: HeaderValue) {
+fn join_lines(headers: &mut HeaderMap, name: ListField) {
+    let Entry::Occupied(mut lines) = headers.entry(name.name()) else {
+        return;
+    };
     let mut joined: Vec<u8> = Vec::new();
     for line in lines.iter() {
         let line = line.as_bytes().trim_ascii();
         if !line.is_empty() {
+            if !joined.is_empty() {
+                joined.extend_from_slice(b", ");
+            }
             joined.extend_from_slice(line);
-            joined.extend_from_slice(b", ");
         }
     }
-    if joined.is_empty() {
-        lines.insert(value);
-        return;
+    // Nothing to join (only empty lines): the last one, `value`, alone.
+    let joined = if joined.is_empty() {
+        lines.iter().next_back().cloned()
+    } else {
+        HeaderValue::from_bytes(&joined).ok()
+    };
+    if let Some(joined) = joined {
+        lines.insert(joined);
     }
-    joined.extend_from_slice(value.as_bytes());
-    match HeaderValue::from_bytes(&joined) {
-        Ok(joined) => {
-            lines.insert(joined);
+}
+
+/// A List field of the draft that [`join_value`] adds members to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ListField {
+    /// `RateLimit-Policy`.
+    Policy,
+    /// `RateLimit`.
+    Limit,
+}
+
+impl ListField {
+    /// The field's name, a constant: moved into a map, it costs no clone
+    /// (a `static`'s name would be cloned by every insert).
+    fn name(self) -> HeaderName {
+        match self {
+            Self::Policy => const { HeaderName::from_static("ratelimit-policy") },
+            Self::Limit => const { HeaderName::from_static("ratelimit") },
         }
-        Err(_) => lines.append(value),
     }
 }
 

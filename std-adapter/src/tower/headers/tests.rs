@@ -250,6 +250,51 @@ fn stacked_policies_join_their_members_and_keep_the_inner_legacy_trio() {
     );
 }
 
+/// Lines another middleware left empty or padded with spaces: the
+/// padding is dropped, an empty line joins nothing (no stray `", "`), and
+/// a field of empty lines only becomes this policy's member alone.
+#[test]
+fn empty_and_padded_lines_join_cleanly() {
+    let mut h = HeaderMap::new();
+    h.append(&RATELIMIT, HeaderValue::from_static(""));
+    h.append(&RATELIMIT, HeaderValue::from_static("  \"a\";r=1;t=1 "));
+    h.append(&RATELIMIT, HeaderValue::from_static(" "));
+    join_value(
+        &mut h,
+        ListField::Limit,
+        HeaderValue::from_static("\"b\";r=2;t=2"),
+    );
+    assert_eq!(h.get_all(&RATELIMIT).iter().count(), 1, "one field line");
+    assert_eq!(h[&RATELIMIT], "\"a\";r=1;t=1, \"b\";r=2;t=2");
+
+    let mut empty = HeaderMap::new();
+    empty.append(&RATELIMIT_POLICY, HeaderValue::from_static(""));
+    empty.append(&RATELIMIT_POLICY, HeaderValue::from_static("\t"));
+    join_value(
+        &mut empty,
+        ListField::Policy,
+        HeaderValue::from_static("\"p\";q=1;w=1"),
+    );
+    assert_eq!(empty.get_all(&RATELIMIT_POLICY).iter().count(), 1);
+    assert_eq!(empty[&RATELIMIT_POLICY], "\"p\";q=1;w=1");
+
+    // Into a map without the field: one line, under the draft's names.
+    let mut fresh = HeaderMap::new();
+    join_value(
+        &mut fresh,
+        ListField::Policy,
+        HeaderValue::from_static("\"p\";q=1;w=1"),
+    );
+    join_value(
+        &mut fresh,
+        ListField::Limit,
+        HeaderValue::from_static("\"p\";r=0;t=1"),
+    );
+    assert_eq!(fresh["ratelimit-policy"], "\"p\";q=1;w=1");
+    assert_eq!(fresh["ratelimit"], "\"p\";r=0;t=1");
+    assert_eq!(fresh.len(), 2);
+}
+
 /// A Structured Field Integer has at most 15 digits (RFC 8941 § 3.3.1):
 /// a parser fails the whole field on a longer one, every policy's member
 /// with it. A quota of more than 10^15 tokens a second (over a billion a

@@ -312,7 +312,7 @@ fn bounded(head: &Parts, name: impl AsHeaderName, max_len: usize) -> Result<&str
         .to_str()
         .or_else(|_| std::str::from_utf8(value.as_bytes()))
         .map_err(|_| KeyError::NotUtf8)?
-        .trim_matches([' ', '\t']);
+        .trim_ascii();
     if value.is_empty() {
         return Err(KeyError::Missing);
     }

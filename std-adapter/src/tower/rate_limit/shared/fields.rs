@@ -9,8 +9,7 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::backend::{Decision, RedisLimiter};
 use crate::tower::headers::{
-    add_legacy, join_value, member, member_value, quota_qw, sf_string, Quoted, RATELIMIT,
-    RATELIMIT_POLICY,
+    add_legacy, join_value, member, member_value, quota_qw, sf_string, ListField, Quoted,
 };
 
 /// The `RateLimit` fields of a limiter's rules, built once per layer.
@@ -87,10 +86,10 @@ impl Stamp {
         let Some((sf_name, _, _)) = self.fields.rules.get(self.rule) else {
             return;
         };
-        join_value(headers, &RATELIMIT_POLICY, self.fields.policy.clone());
+        join_value(headers, ListField::Policy, self.fields.policy.clone());
         let q = &self.quoted;
         let limit = member_value(member(sf_name, "r", q.remaining, "t", q.reset));
-        join_value(headers, &RATELIMIT, limit);
+        join_value(headers, ListField::Limit, limit);
         add_legacy(headers, q, self.legacy, own);
     }
 }
