@@ -105,6 +105,36 @@ use word::{Kind, Word};
 /// `Sync`: share it by reference (or in a `static`, [`CircuitBreaker::new`]
 /// is `const`) between threads and interrupt handlers.
 ///
+/// # Examples
+///
+/// Ask before each call, record how it went; two failures in a row open
+/// the breaker, and after `open_for` it lets a trial through:
+///
+/// ```
+/// use fusebox::breaker::{Config, Outcome, State};
+/// use fusebox::{CircuitBreaker, Duration, Instant};
+///
+/// let breaker = CircuitBreaker::new(
+///     Config::builder().consecutive_failures(2).open_for(Duration::from_secs(5)).build()?,
+/// );
+/// let now = Instant::from_secs(1);
+/// for _ in 0..2 {
+///     let permit = breaker.try_acquire(now)?;
+///     permit.record(Outcome::Failure, now, Duration::from_millis(3));
+/// }
+/// assert_eq!(breaker.state(now), State::Open);
+/// let rejected = breaker.try_acquire(now).unwrap_err(); // skip the call
+/// let wait = rejected.retry_after.unwrap(); // `Some` while open (not half-open, not forced)
+/// assert!(wait >= Duration::from_secs(5));
+///
+/// let later = now + wait;
+/// let trial = breaker.try_acquire(later)?; // half-open: a trial call
+/// assert!(trial.is_trial());
+/// trial.record(Outcome::Success, later, Duration::from_millis(3));
+/// assert_eq!(breaker.state(later), State::Closed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Time window
 ///
 /// With the `time-window` feature, `ConfigBuilder::time_window` makes the

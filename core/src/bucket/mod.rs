@@ -138,6 +138,23 @@ pub struct BucketSnapshot {
 /// word; [`set_quota`](Self::set_quota) changes the quota under `&self`
 /// (through an `Arc`, or in a `static`) without ever making a decision wait.
 ///
+/// # Examples
+///
+/// ```
+/// use fusebox::bucket::Quota;
+/// use fusebox::{Duration, Instant, TokenBucket};
+///
+/// // 10 per second, bursts of up to 10; a `static` works too (`new` is `const`).
+/// let bucket = TokenBucket::new(Quota::per_second(10)?);
+/// let now = Instant::from_secs(1);
+/// for _ in 0..10 {
+///     bucket.try_acquire(now)?;
+/// }
+/// let limited = bucket.try_acquire(now).unwrap_err(); // a 429
+/// assert_eq!(limited.retry_after, Duration::from_millis(100));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Size
 ///
 /// One atomic arrival-time word (8 bytes where the target has 64-bit
