@@ -33,7 +33,7 @@
 //! | `http` | the `http` module: axum 0.8 (HTTP/1, JSON) |
 //! | `redis` | the `backend` module (redis 1.x): rate limits shared by a fleet, which `policy::Limiter` (so `Policy`) waits on and the registry reports |
 //!
-//! Always on: tokio (`time`, `sync`, `rt`, `net`), tracing, serde,
+//! Always on: tokio (`time`, `sync`, `rt`, `net`, `macros`), tracing, serde,
 //! pin-project-lite, fastrand and hyper's HTTP/1 client (hyper-util's
 //! legacy client, no TLS; the health monitor's HTTP check); and the core
 //! with its features `std`, `serde` and `half-open-timeout`

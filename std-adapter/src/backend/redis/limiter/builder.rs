@@ -16,6 +16,39 @@ use crate::backend::{BackendError, MemoryBackend, Rules};
 use crate::Registry;
 
 /// Builds a [`RedisLimiter`]; see [`RedisLimiter::builder`].
+///
+/// # Examples
+///
+/// Every option, on a backend that connects on first use (nothing here
+/// talks to Redis). The builder's [`registry`](Self::registry) reports the
+/// limiter's outages; [`Registry::register_redis_limiter`] adds its
+/// counters to the Prometheus text.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use fusebox::bucket::Quota;
+/// use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules};
+/// use fusebox_std::Registry;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let registry = Arc::new(Registry::new());
+/// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+/// let rules = Rules::single("per_second", Quota::per_second(100)?)?;
+/// let limiter = Arc::new(
+///     RedisLimiter::builder("api", rules, backend)
+///         .degrade(Degrade::Local { instances: 4 }) // Redis out: a quarter of the quota here
+///         .probe_backoff(Duration::from_millis(100), Duration::from_secs(5))
+///         .local_keys(1_000)
+///         .registry(Arc::clone(&registry)) // outages in `health()`
+///         .build()?,
+/// );
+/// registry.register_redis_limiter(&limiter)?; // counters in `to_prometheus()`
+/// assert_eq!(limiter.name(), "api");
+/// assert!(registry.to_prometheus().contains("fusebox_redis_limiter_admitted_total{name=\"api\"} 0\n"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug)]
 #[must_use]
 pub struct RedisLimiterBuilder {
@@ -76,7 +109,9 @@ impl RedisLimiterBuilder {
     }
 
     /// Reports outages in `registry`'s health as the condition
-    /// `redis_<name>`.
+    /// `redis_<name>`. Only that: the limiter's counters reach the
+    /// registry's Prometheus text once it is registered there
+    /// ([`Registry::register_redis_limiter`]).
     pub fn registry(mut self, registry: Arc<Registry>) -> Self {
         self.registry = Some(registry);
         self
