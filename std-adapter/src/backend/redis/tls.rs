@@ -122,7 +122,7 @@ impl Tls {
             // parser's messages could quote the key: not passed on.
             let provider = rustls::crypto::CryptoProvider::get_default()
                 .cloned()
-                .unwrap_or_else(|| std::sync::Arc::new(rustls::crypto::ring::default_provider()));
+                .unwrap_or_else(|| std::sync::Arc::new(ring_provider()));
             PrivateKeyDer::from_pem_slice(key)
                 .ok()
                 .and_then(|der| provider.key_provider.load_private_key(der).ok())
@@ -188,12 +188,24 @@ pub(super) fn prepare<'a>(
     tls.certificates()
 }
 
+/// rustls's provider on *ring*, the one this crate builds rustls with
+/// (aws-lc-rs, rustls's other provider, needs a C toolchain and CMake to
+/// build). rustls 0.23.48 deprecates it for its lack of post-quantum key
+/// exchange; it is still supported and its suites are rustls's defaults.
+/// An application that wants another provider installs it as the process
+/// default before the first `rediss://` connection, and this one is then
+/// never used.
+#[allow(deprecated)] // see above; `cargo update` must not break the build
+fn ring_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
 /// Installs ring's provider as rustls's process default, unless one is
 /// installed (by the application, or by a racing thread: then `Err`, and
 /// that one stays).
 fn install_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = ring_provider().install_default();
     }
 }
 
