@@ -398,3 +398,43 @@ async fn the_dashboard_shows_the_fleet_state_next_to_the_local_one() {
         "the reason is listed"
     );
 }
+
+/// Registry names are ASCII letters, digits and underscores, so
+/// `constructor`, `valueOf` or `toString` are valid names, and also the
+/// names of properties every JavaScript object inherits. The page looked
+/// a limiter's rejections up with `rejections.limiter[name]`, which for
+/// such a name without a rejection is an inherited function, not a
+/// count: its row read `NaN` instead of `0`. The same lookup of the
+/// keyed limiters' bad keys read such a function as a count too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_are_javascript_properties_show_their_own_counts() {
+    let registry = Arc::new(Registry::new());
+    let names = ["constructor", "valueOf", "toString", "hasOwnProperty"];
+    for name in names {
+        registry
+            .limiter(name, Quota::per_second(5).unwrap())
+            .unwrap();
+        registry
+            .breaker(
+                &format!("{name}_b"),
+                Config::builder().consecutive_failures(2).build().unwrap(),
+            )
+            .unwrap();
+    }
+    let server = serve(router(Arc::clone(&registry), HttpOptions::default())).await;
+    // One rejection published for another limiter: `rejections.limiter`
+    // exists, and none of the names above is in it.
+    registry.events().publish(Event::Rejected {
+        name: "other".into(),
+        component: Component::Limiter,
+        at: registry.now(),
+    });
+    let page = dom(&server.url("/dashboard")).await;
+    for name in names {
+        let limiter = row(&page, "data-limiter", name);
+        assert!(
+            !limiter.contains("NaN") && limiter.contains(">0<"),
+            "{name}: {limiter}"
+        );
+    }
+}

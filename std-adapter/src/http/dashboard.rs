@@ -32,7 +32,7 @@ pub(super) const PAGE: &str = include_str!("dashboard.html");
 /// same origin. A test recomputes both hashes from [`PAGE`]: editing the
 /// page means updating them (the test prints the new values).
 const CSP: &str = "default-src 'none'; \
-script-src 'sha256-Kk1YCaAVj+fSoje05WZ5GtIiO6JvosmjW7zaBLrpZH0='; \
+script-src 'sha256-AUieXBYCB0ADQbK8UDrNz9XBnmluYM9SE0WdHyO6hl4='; \
 style-src 'sha256-Nju9eLvEsPCHKgi0ZscEP79PFYXrOuGBJaV5w0GfyZY='; \
 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
