@@ -438,3 +438,57 @@ async fn names_that_are_javascript_properties_show_their_own_counts() {
         );
     }
 }
+
+/// A local breaker and a fleet breaker may share a name (names are
+/// unique per kind). The data kept one timeline per name and recorded
+/// both breakers' states into it on every read, so with the fleet
+/// breaker open and the local one closed, each read appended `closed`
+/// then `open` to `payments`' timeline: the page drew the local breaker
+/// flapping twice a second, and the fleet breaker's row the same false
+/// history. Each breaker now has its own timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_breaker_and_a_local_one_of_one_name_keep_their_own_timelines() {
+    let redis = RedisServer::start();
+    let fleet = instance(&redis.url()).await;
+    for _ in 0..2 {
+        let _ = fleet.call(async { Err::<(), _>("down") }).await;
+    }
+    assert_eq!(fleet.state(), State::Open);
+    let registry = Arc::new(Registry::new());
+    registry
+        .breaker(
+            "payments",
+            Config::builder().consecutive_failures(2).build().unwrap(),
+        )
+        .unwrap();
+    registry.register_fleet_breaker(&fleet).unwrap();
+    let server = serve(router(Arc::clone(&registry), HttpOptions::default())).await;
+
+    let states = |changes: &serde_json::Value| -> Vec<String> {
+        changes
+            .as_array()
+            .map(|a| a.iter().map(|c| c["state"].to_string()).collect())
+            .unwrap_or_default()
+    };
+    let mut data = serde_json::Value::Null;
+    for _ in 0..3 {
+        data = http_common::get(&server.url("/dashboard/data"))
+            .await
+            .json();
+    }
+    assert_eq!(data["health"]["breakers"]["payments"]["state"], "closed");
+    assert_eq!(
+        data["health"]["fleet_breakers"]["payments"]["state"],
+        "open"
+    );
+    assert_eq!(
+        states(&data["timelines"]["payments"]),
+        ["\"closed\""],
+        "the local breaker never changed: {data}"
+    );
+    assert_eq!(
+        states(&data["fleet_timelines"]["payments"]),
+        ["\"open\""],
+        "the fleet breaker was open at every read: {data}"
+    );
+}

@@ -43,6 +43,12 @@ pub(super) struct Change {
 pub(super) struct ActivityView {
     /// Per breaker, its changes in order, the last one its state now.
     pub(super) timelines: BTreeMap<String, Vec<Change>>,
+    /// Per fleet breaker (feature `redis`), its local state's changes as
+    /// each read found them; absent when none is registered. Apart from
+    /// `timelines`: a fleet breaker may have a breaker's name.
+    #[cfg(feature = "redis")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) fleet_timelines: BTreeMap<String, Vec<Change>>,
     /// Per component (`breaker`, `limiter`, `keyed_limiter`, `bulkhead`,
     /// `other`), per name, rejections published since the router was built.
     pub(super) rejections: BTreeMap<&'static str, BTreeMap<String, u64>>,
@@ -54,9 +60,14 @@ pub(super) struct Activity {
     inner: Mutex<Inner>,
 }
 
+/// A timeline per name.
+type Timelines = BTreeMap<String, VecDeque<Change>>;
+
 struct Inner {
     events: Subscription,
-    timelines: BTreeMap<String, VecDeque<Change>>,
+    timelines: Timelines,
+    #[cfg(feature = "redis")]
+    fleet_timelines: Timelines,
     rejections: BTreeMap<&'static str, BTreeMap<String, u64>>,
 }
 
@@ -71,6 +82,8 @@ impl Activity {
             inner: Mutex::new(Inner {
                 events: registry.events().subscribe(),
                 timelines: BTreeMap::new(),
+                #[cfg(feature = "redis")]
+                fleet_timelines: BTreeMap::new(),
                 rejections: BTreeMap::new(),
             }),
         }
@@ -90,20 +103,30 @@ impl Activity {
             inner.apply(&event, report);
         }
         for (name, breaker) in &report.breakers {
-            inner.record(name, breaker.state, now.as_micros(), true);
+            record(
+                &mut inner.timelines,
+                name,
+                breaker.state,
+                now.as_micros(),
+                true,
+            );
         }
         // Fleet breakers run on their own clock and publish no events:
         // their timeline is their local state as each read finds it.
         #[cfg(feature = "redis")]
         for (name, breaker) in &report.fleet_breakers {
-            inner.record(name, breaker.state, now.as_micros(), true);
+            record(
+                &mut inner.fleet_timelines,
+                name,
+                breaker.state,
+                now.as_micros(),
+                true,
+            );
         }
         ActivityView {
-            timelines: inner
-                .timelines
-                .iter()
-                .map(|(name, t)| (name.clone(), t.iter().cloned().collect()))
-                .collect(),
+            timelines: copy(&inner.timelines),
+            #[cfg(feature = "redis")]
+            fleet_timelines: copy(&inner.fleet_timelines),
             rejections: inner.rejections.clone(),
             missed_events: inner.events.missed(),
         }
@@ -116,7 +139,7 @@ impl Inner {
             // Only breakers the registry holds get a timeline: event names
             // are not trusted to be bounded.
             Event::StateChange { name, to, at, .. } if report.breakers.contains_key(&**name) => {
-                self.record(name, *to, at.as_micros(), false);
+                record(&mut self.timelines, name, *to, at.as_micros(), false);
             }
             Event::Rejected {
                 name, component, ..
@@ -134,31 +157,39 @@ impl Inner {
             _ => {}
         }
     }
+}
 
-    /// Appends `state` to `name`'s timeline unless it is already its last
-    /// state; times never go backwards.
-    fn record(&mut self, name: &str, state: State, at_us: u64, observed: bool) {
-        let state = state_name(state);
-        if !self.timelines.contains_key(name) {
-            self.timelines.insert(name.to_owned(), VecDeque::new());
-        }
-        let Some(timeline) = self.timelines.get_mut(name) else {
-            return;
-        };
-        let last = timeline.back();
-        if last.is_some_and(|c| c.state == state) {
-            return;
-        }
-        let at_us = last.map_or(at_us, |c| c.at_us.max(at_us));
-        if timeline.len() == MAX_CHANGES {
-            timeline.pop_front();
-        }
-        timeline.push_back(Change {
-            at_us,
-            state,
-            observed,
-        });
+/// Appends `state` to `name`'s timeline in `timelines` unless it is
+/// already its last state; times never go backwards.
+fn record(timelines: &mut Timelines, name: &str, state: State, at_us: u64, observed: bool) {
+    let state = state_name(state);
+    if !timelines.contains_key(name) {
+        timelines.insert(name.to_owned(), VecDeque::new());
     }
+    let Some(timeline) = timelines.get_mut(name) else {
+        return;
+    };
+    let last = timeline.back();
+    if last.is_some_and(|c| c.state == state) {
+        return;
+    }
+    let at_us = last.map_or(at_us, |c| c.at_us.max(at_us));
+    if timeline.len() == MAX_CHANGES {
+        timeline.pop_front();
+    }
+    timeline.push_back(Change {
+        at_us,
+        state,
+        observed,
+    });
+}
+
+/// The timelines as the view serialises them.
+fn copy(timelines: &Timelines) -> BTreeMap<String, Vec<Change>> {
+    timelines
+        .iter()
+        .map(|(name, t)| (name.clone(), t.iter().cloned().collect()))
+        .collect()
 }
 
 fn component_name(component: Component) -> &'static str {

@@ -32,12 +32,13 @@ pub(super) const PAGE: &str = include_str!("dashboard.html");
 /// same origin. A test recomputes both hashes from [`PAGE`]: editing the
 /// page means updating them (the test prints the new values).
 const CSP: &str = "default-src 'none'; \
-script-src 'sha256-AUieXBYCB0ADQbK8UDrNz9XBnmluYM9SE0WdHyO6hl4='; \
+script-src 'sha256-Ts6AIGSj0SgJWIW9gAISt2mFEUkWP//JXVwxCR7PNMc='; \
 style-src 'sha256-Nju9eLvEsPCHKgi0ZscEP79PFYXrOuGBJaV5w0GfyZY='; \
 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// `/dashboard/data`: `{"now_us", "health", "timelines", "rejections",
-/// "missed_events"}`.
+/// `/dashboard/data`: `{"now_us", "health", "timelines",
+/// "fleet_timelines", "rejections", "missed_events"}` (`fleet_timelines`
+/// with feature `redis`, when a fleet breaker is registered).
 #[derive(serde::Serialize)]
 struct Data {
     /// The registry's clock now (µs), the time scale of the timelines.
