@@ -89,8 +89,14 @@ impl Activity {
         }
     }
 
-    /// Drains the events, records what `report` (read at `now`) shows
-    /// changed, and returns a copy of everything kept.
+    /// Drains the events, records what `report` shows changed, and
+    /// returns a copy of everything kept.
+    ///
+    /// `now` is read just before `report` is built: the report saw the
+    /// breakers at `now` or later, so a state it shows is recorded at
+    /// `now`, and not at all when a change already recorded is later than
+    /// `now` (the report is older than that change: a breaker tripping
+    /// while the report was built, or another reader's newer report).
     pub(super) fn update(&self, report: &HealthReport, now: Instant) -> ActivityView {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         // At most one channel's worth per read: under a publishing storm a
@@ -160,7 +166,8 @@ impl Inner {
 }
 
 /// Appends `state` to `name`'s timeline in `timelines` unless it is
-/// already its last state; times never go backwards.
+/// already its last state, or an observation older than its last change;
+/// times never go backwards.
 fn record(timelines: &mut Timelines, name: &str, state: State, at_us: u64, observed: bool) {
     let state = state_name(state);
     if !timelines.contains_key(name) {
@@ -170,7 +177,7 @@ fn record(timelines: &mut Timelines, name: &str, state: State, at_us: u64, obser
         return;
     };
     let last = timeline.back();
-    if last.is_some_and(|c| c.state == state) {
+    if last.is_some_and(|c| c.state == state || (observed && at_us < c.at_us)) {
         return;
     }
     let at_us = last.map_or(at_us, |c| c.at_us.max(at_us));
@@ -254,6 +261,30 @@ mod tests {
             activity.update(&registry.health(), Instant::from_secs(4)),
             view
         );
+    }
+
+    /// A breaker that trips after the report was read and before the
+    /// events were drained: the event records `open` at the trip, and the
+    /// report, older, still says `closed`. That stale observation was
+    /// recorded after the trip (closed again at the trip's instant, open
+    /// at the next read: a false recovery drawn for a second). An
+    /// observation older than the last change is now known stale, the
+    /// time of an observation being read before its report.
+    #[test]
+    fn a_report_older_than_the_last_change_records_nothing() {
+        let registry = registry();
+        let activity = Activity::new(&registry);
+        activity.update(&registry.health(), Instant::from_secs(1));
+        let observed_at = Instant::from_secs(2);
+        let report = registry.health();
+        fail(&registry, "db", Instant::from_secs(3));
+        let view = activity.update(&report, observed_at);
+        assert_eq!(
+            states(&view, "db"),
+            [(1_000_000, "closed", true), (3_000_000, "open", false)]
+        );
+        let view = activity.update(&registry.health(), Instant::from_secs(4));
+        assert_eq!(view.timelines["db"].len(), 2, "{view:?}");
     }
 
     #[test]

@@ -63,9 +63,14 @@ pub(super) async fn page() -> Response {
 
 /// The page's data: the health report and the activity, read together.
 pub(super) async fn data(State(state): State<AppState>) -> Response {
+    // Read before the report: what the report shows is then never earlier
+    // than this, so one older than a change already recorded is known
+    // stale (`Activity::update`).
+    let observed_at = state.registry.now();
     let health = state.registry.health();
+    let activity = state.activity.update(&health, observed_at);
+    // The time scale the timelines end at: read after the update.
     let now = state.registry.now();
-    let activity = state.activity.update(&health, now);
     let data = Data {
         now_us: now.as_micros(),
         health,
