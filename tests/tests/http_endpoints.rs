@@ -356,3 +356,123 @@ async fn error_bodies_never_carry_secrets() {
     .await;
     assert!(!r.body.contains("guess") && !r.body.contains(TOKEN));
 }
+
+/// Sends `request` as raw bytes on a new connection and returns the
+/// status line and the rest of the answer (the connection is closed).
+async fn raw(server: &Server, request: &[u8]) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (status, rest) = answer.split_once("\r\n").unwrap_or((&answer, ""));
+    (status.to_owned(), rest.to_owned())
+}
+
+/// What a hostile client sends on the wire, under a prefix: no path,
+/// method, header or request-target form reaches a protected route
+/// without the token, and no answer echoes the token tried.
+#[tokio::test]
+async fn hostile_requests_on_the_wire_never_reach_the_details() {
+    let registry = registry();
+    let server = serve_under("/ops", &registry, with_admin()).await;
+    let host = format!("Host: {}\r\nConnection: close\r\n", server.addr);
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    let cases: Vec<(String, &str)> = vec![
+        // Path tricks: nothing is normalised, so nothing is reached.
+        (format!("GET /ops/health HTTP/1.1\r\n{host}\r\n"), "401"),
+        (format!("GET /ops/health/ HTTP/1.1\r\n{host}\r\n"), "404"),
+        (format!("GET /ops//health HTTP/1.1\r\n{host}\r\n"), "404"),
+        (format!("GET /ops/./health HTTP/1.1\r\n{host}\r\n"), "404"),
+        (
+            format!("GET /ops/x/../health HTTP/1.1\r\n{host}\r\n"),
+            "404",
+        ),
+        (format!("GET /ops/%68ealth HTTP/1.1\r\n{host}\r\n"), "404"),
+        (
+            format!("GET /ops/dashboard%2Fdata HTTP/1.1\r\n{host}\r\n"),
+            "404",
+        ),
+        (format!("GET /OPS/health HTTP/1.1\r\n{host}\r\n"), "404"),
+        (
+            format!("GET /ops/metrics?token={TOKEN} HTTP/1.1\r\n{host}\r\n"),
+            "401",
+        ),
+        (
+            format!(
+                "GET http://{}/ops/metrics HTTP/1.1\r\n{host}\r\n",
+                server.addr
+            ),
+            "401",
+        ),
+        // Methods.
+        (format!("HEAD /ops/health HTTP/1.1\r\n{host}\r\n"), "401"),
+        (
+            format!("OPTIONS /ops/metrics HTTP/1.1\r\n{host}\r\n"),
+            "401",
+        ),
+        (
+            format!("POST /ops/dashboard/data HTTP/1.1\r\n{host}Content-Length: 0\r\n\r\n"),
+            "401",
+        ),
+        (
+            format!("GET /ops/admin/breakers/payments/force-open HTTP/1.1\r\n{host}{bearer}\r\n"),
+            "405",
+        ),
+        // Authorization variants.
+        (
+            format!("GET /ops/health HTTP/1.1\r\n{host}{bearer}{bearer}\r\n"),
+            "401",
+        ),
+        (
+            format!(
+                "GET /ops/health HTTP/1.1\r\n{host}Authorization: Bearer wrong\r\n{bearer}\r\n"
+            ),
+            "401",
+        ),
+        (
+            format!(
+                "GET /ops/health HTTP/1.1\r\n{host}Authorization: Bearer {TOKEN}, Bearer x\r\n\r\n"
+            ),
+            "401",
+        ),
+        (
+            format!("GET /ops/health HTTP/1.1\r\n{host}Authorization: Token {TOKEN}\r\n\r\n"),
+            "401",
+        ),
+        (
+            format!(
+                "GET /ops/health HTTP/1.1\r\n{host}Authorization: Bearer {}\r\n\r\n",
+                "x".repeat(60_000)
+            ),
+            "401",
+        ),
+        (
+            format!("GET /ops/health HTTP/1.1\r\n{host}authorization: bearer   {TOKEN}\r\n\r\n"),
+            "200",
+        ),
+    ];
+    for (request, expected) in &cases {
+        let (status, rest) = raw(&server, request.as_bytes()).await;
+        let line = request.lines().next().unwrap();
+        assert!(status.contains(expected), "{line}: {status}");
+        assert!(
+            !rest.contains("wrong") || !status.contains("401"),
+            "{line}: echoed"
+        );
+        if !status.contains("200") {
+            assert!(!rest.contains("payments"), "{line}: {rest}");
+        }
+    }
+    // Bytes that are not UTF-8 in the header.
+    let mut request =
+        format!("GET /ops/health HTTP/1.1\r\n{host}Authorization: Bearer ").into_bytes();
+    request.extend_from_slice(b"\xff\xfe\x80\r\n\r\n");
+    let (status, _) = raw(&server, &request).await;
+    assert!(status.contains("401"), "{status}");
+    assert_eq!(
+        registry.health().breakers["payments"].state,
+        fusebox::breaker::State::Closed
+    );
+}
