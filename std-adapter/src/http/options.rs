@@ -252,10 +252,21 @@ impl HttpOptionsBuilder {
     /// `/livez` answers 503 while `check` returns `false` (by default it
     /// always answers 200: the process serves requests).
     ///
+    /// `check` runs on every `/livez` request, which needs no token: keep
+    /// it cheap (a flag, not [`Registry::health`], which builds the whole
+    /// report). And base it on nothing that only grows with traffic, such
+    /// as the events' `lagged` count: the router's own subscription lags
+    /// while nobody reads the dashboard, counted at the next read, so a
+    /// first look at the dashboard after a busy spell would turn the
+    /// process dead for good (a restart loop under an orchestrator).
+    ///
     /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
     /// use fusebox_std::http::HttpOptions;
     ///
-    /// let options = HttpOptions::builder().liveness(|registry| registry.health().events.lagged < 1_000_000).build()?;
+    /// // Cleared by the service's worker loop if it ever stops.
+    /// static WORKER_RUNNING: AtomicBool = AtomicBool::new(true);
+    /// let options = HttpOptions::builder().liveness(|_| WORKER_RUNNING.load(Ordering::Relaxed)).build()?;
     /// # drop(options);
     /// # Ok::<(), fusebox_std::http::HttpConfigError>(())
     /// ```
