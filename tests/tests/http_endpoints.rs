@@ -476,3 +476,50 @@ async fn hostile_requests_on_the_wire_never_reach_the_details() {
         fusebox::breaker::State::Closed
     );
 }
+
+/// `HttpOptions::from_env` read a variable that is set but not Unicode
+/// as unset: a token variable holding one stray byte (a secret file in
+/// Latin-1, a corrupted mount) left `/health`, `/metrics` and the
+/// dashboard's data open to anyone, without an error. Such a token is
+/// refused, as a token that is not visible ASCII is, and so is such an
+/// admin switch. Checked in a child process of this test binary, started
+/// with that environment.
+#[cfg(unix)]
+#[test]
+fn a_variable_that_is_not_unicode_is_refused_not_read_as_unset() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    const CHILD: &str = "FUSEBOX_TEST_HTTP_NOT_UNICODE_CHILD";
+    const NAME: &str = "a_variable_that_is_not_unicode_is_refused_not_read_as_unset";
+    let bad = OsStr::from_bytes(b"integration-token-\xe9-7f3a9c2e");
+    if let Some(var) = std::env::var_os(CHILD) {
+        let result = HttpOptions::from_env();
+        if var == fusebox_std::http::TOKEN_VAR {
+            assert!(
+                matches!(result, Err(HttpConfigError::InvalidToken { .. })),
+                "{result:?}"
+            );
+        } else {
+            assert_eq!(result.unwrap_err(), HttpConfigError::InvalidAdminFlag);
+        }
+        return;
+    }
+    for var in [fusebox_std::http::TOKEN_VAR, fusebox_std::http::ADMIN_VAR] {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env_remove(fusebox_std::http::TOKEN_VAR)
+            .env_remove(fusebox_std::http::ADMIN_VAR)
+            .env(CHILD, var)
+            .env(var, bad);
+        let out = child.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{var}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("1 passed"), "{var}: the child ran: {text}");
+    }
+}

@@ -135,7 +135,10 @@ impl HttpOptions {
     /// # Errors
     ///
     /// As [`HttpOptionsBuilder::build`], and
-    /// [`HttpConfigError::InvalidAdminFlag`].
+    /// [`HttpConfigError::InvalidAdminFlag`]. A variable that is set but
+    /// not Unicode is an error ([`HttpConfigError::InvalidToken`],
+    /// [`HttpConfigError::InvalidAdminFlag`]), never read as unset: a
+    /// token that cannot be read must not leave the endpoints open.
     ///
     /// ```
     /// use fusebox_std::http::HttpOptions;
@@ -145,7 +148,18 @@ impl HttpOptions {
     /// # Ok::<(), fusebox_std::http::HttpConfigError>(())
     /// ```
     pub fn from_env() -> Result<Self, HttpConfigError> {
-        Self::from_vars(|name| std::env::var(name).ok())
+        let token = env_var(
+            TOKEN_VAR,
+            HttpConfigError::InvalidToken {
+                reason: "only visible ASCII is allowed",
+            },
+        )?;
+        let admin = env_var(ADMIN_VAR, HttpConfigError::InvalidAdminFlag)?;
+        Self::from_vars(|name| match name {
+            TOKEN_VAR => token.clone(),
+            ADMIN_VAR => admin.clone(),
+            _ => None,
+        })
     }
 
     /// Options from variables looked up by `var` (for tests and other
@@ -206,6 +220,16 @@ impl HttpOptions {
     /// The liveness verdict: the configured check's, or `true`.
     pub(super) fn alive(&self, registry: &Registry) -> bool {
         self.liveness.as_ref().is_none_or(|check| check(registry))
+    }
+}
+
+/// The variable `name` (`None` when unset), or `error` when it is set
+/// but not Unicode.
+fn env_var(name: &str, error: HttpConfigError) -> Result<Option<String>, HttpConfigError> {
+    match std::env::var(name) {
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(error),
     }
 }
 
