@@ -492,3 +492,42 @@ async fn a_fleet_breaker_and_a_local_one_of_one_name_keep_their_own_timelines() 
         "the fleet breaker was open at every read: {data}"
     );
 }
+
+/// A page that has no token (or a wrong one) polled its data every
+/// second all the same, each poll refused: a locked tab left open counted
+/// one `unauthorized` refusal a second in `fusebox_http_refused_total`,
+/// the count meant to show a client guessing tokens. A refused page now
+/// waits for a token before it asks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_page_waits_for_a_token_instead_of_polling() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    const TOKEN: &str = "dashboard-token-5d1e8b7a";
+    let registry = registry();
+    let polls = Arc::new(AtomicUsize::new(0));
+    let count_polls = {
+        let polls = Arc::clone(&polls);
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let polls = Arc::clone(&polls);
+            async move {
+                if request.uri().path().ends_with("/dashboard/data") {
+                    polls.fetch_add(1, SeqCst);
+                }
+                next.run(request).await
+            }
+        }
+    };
+    let options = HttpOptions::builder().bearer_token(TOKEN).build().unwrap();
+    let app = router(Arc::clone(&registry), options).layer(axum::middleware::from_fn(count_polls));
+    let server = serve(app).await;
+
+    for url in [
+        server.url("/dashboard"),
+        server.url("/dashboard#token=not-the-token-at-all"),
+    ] {
+        polls.store(0, SeqCst);
+        let page = browse(&url, &["--dump-dom".to_owned()], 4000).await;
+        assert!(page.contains(">token required<"), "{url}: locked");
+        assert_eq!(polls.load(SeqCst), 1, "{url}: polls while locked");
+    }
+}

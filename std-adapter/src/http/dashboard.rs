@@ -4,7 +4,8 @@
 //!
 //! The page holds no data and no secret, so it is served without the
 //! token; its data is protected like `/health`. When the data answers 401
-//! the page asks for the token (kept in the tab's `sessionStorage`), or
+//! the page stops polling and asks for the token (kept in the tab's
+//! `sessionStorage`; a locked tab left open is no stream of refusals), or
 //! takes it from the URL fragment (`…/dashboard#token=…`: a fragment never
 //! reaches the server or its logs). It builds every element with
 //! `textContent`, never `innerHTML`, and fetches `dashboard/data` by a
@@ -32,7 +33,7 @@ pub(super) const PAGE: &str = include_str!("dashboard.html");
 /// same origin. A test recomputes both hashes from [`PAGE`]: editing the
 /// page means updating them (the test prints the new values).
 const CSP: &str = "default-src 'none'; \
-script-src 'sha256-Ts6AIGSj0SgJWIW9gAISt2mFEUkWP//JXVwxCR7PNMc='; \
+script-src 'sha256-F1y34QHNih1yPBeGGOtt8RM+wcStrEUjgv70E+3LugQ='; \
 style-src 'sha256-Nju9eLvEsPCHKgi0ZscEP79PFYXrOuGBJaV5w0GfyZY='; \
 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
