@@ -11,6 +11,8 @@
 //! `textContent`, never `innerHTML`, and fetches `dashboard/data` by a
 //! relative URL, so it works under any prefix.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
@@ -20,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::activity::ActivityView;
-use super::probes::no_store;
+use super::probes::{no_store, off_the_workers};
 use super::AppState;
 use crate::health::HealthReport;
 
@@ -62,22 +64,27 @@ pub(super) async fn page() -> Response {
     (headers, PAGE).into_response()
 }
 
-/// The page's data: the health report and the activity, read together.
+/// The page's data: the health report and the activity, read together
+/// (off the async workers, as `/health`).
 pub(super) async fn data(State(state): State<AppState>) -> Response {
-    // Read before the report: what the report shows is then never earlier
-    // than this, so one older than a change already recorded is known
-    // stale (`Activity::update`).
-    let observed_at = state.registry.now();
-    let health = state.registry.health();
-    let activity = state.activity.update(&health, observed_at);
-    // The time scale the timelines end at: read after the update.
-    let now = state.registry.now();
-    let data = Data {
-        now_us: now.as_micros(),
-        health,
-        activity,
-    };
-    no_store(Json(data).into_response())
+    let builds = Arc::clone(&state.builds);
+    off_the_workers(&builds, move || {
+        // Read before the report: what the report shows is then never
+        // earlier than this, so one older than a change already recorded
+        // is known stale (`Activity::update`).
+        let observed_at = state.registry.now();
+        let health = state.registry.health();
+        let activity = state.activity.update(&health, observed_at);
+        // The time scale the timelines end at: read after the update.
+        let now = state.registry.now();
+        let data = Data {
+            now_us: now.as_micros(),
+            health,
+            activity,
+        };
+        no_store(Json(data).into_response())
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -34,6 +34,14 @@
 //! (`Router::nest("/ops", …)`); the dashboard fetches its data by a
 //! relative URL.
 //!
+//! `health`, `metrics` and `dashboard/data` build their answer on tokio's
+//! blocking pool ([`spawn_blocking`](tokio::task::spawn_blocking)): it
+//! grows with what the registry tracks, and the async workers, serving
+//! the probes and the application, are not held while it is built. As
+//! many are built at once as the machine has cores; further requests wait
+//! their turn without holding a thread. Serve the router on a tokio
+//! runtime (as `axum::serve` does).
+//!
 //! # Dashboard
 //!
 //! The page polls `dashboard/data` every second (a poll, not server-sent
@@ -107,6 +115,8 @@ struct AppState {
     options: Arc<HttpOptions>,
     activity: Arc<activity::Activity>,
     refusals: Arc<refusals::Refusals>,
+    /// Reports being built at once (`probes::off_the_workers`).
+    builds: Arc<tokio::sync::Semaphore>,
 }
 
 /// The endpoints in two routers, for adding your own layers: `public`
@@ -190,6 +200,7 @@ pub fn routes(registry: Arc<Registry>, options: HttpOptions) -> Routes {
         registry,
         options: Arc::new(options),
         refusals: Arc::default(),
+        builds: Arc::new(probes::report_builds()),
     };
     let public = Router::new()
         .route("/livez", get(probes::livez))

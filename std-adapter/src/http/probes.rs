@@ -1,11 +1,15 @@
 //! The probes and reports: `/livez` and `/readyz` (status only),
 //! `/health` (the whole report) and `/metrics` (Prometheus text).
 
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use tokio::sync::Semaphore;
 
 use super::AppState;
 
@@ -23,6 +27,41 @@ pub(super) fn no_store(mut response: Response) -> Response {
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// The permits of the reports built at once: one per core (they are
+/// CPU-bound, and each may be large: the whole registry's text), so that a
+/// crowd of clients does not start as many builds as the blocking pool has
+/// threads.
+pub(super) fn report_builds() -> Semaphore {
+    Semaphore::new(std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
+}
+
+/// `build`'s response, built on tokio's blocking pool once one of
+/// `builds`' permits is free: the reports grow with what the registry
+/// tracks (every series' percentiles, the whole registry's text), and
+/// built on an async worker they would hold it, and every request it
+/// serves (the probes among them), for as long. The permit is held until
+/// the build ends, even when the request is dropped before. A panic in
+/// `build` goes on unwinding here, as it would have in the handler.
+pub(super) async fn off_the_workers(
+    builds: &Arc<Semaphore>,
+    build: impl FnOnce() -> Response + Send + 'static,
+) -> Response {
+    let Ok(permit) = Arc::clone(builds).acquire_owned().await else {
+        // Closed: never, the router's state holds it open.
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let built = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        build()
+    });
+    match built.await {
+        Ok(response) => response,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the runtime is shutting down.
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
 }
 
 /// `{"status": <yes or no>}` with 200 or 503.
@@ -50,22 +89,30 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `/health`: the [`HealthReport`](crate::health::HealthReport) as JSON,
-/// with 200 when ready and 503 when not.
+/// with 200 when ready and 503 when not (built off the async workers).
 pub(super) async fn health(State(state): State<AppState>) -> Response {
-    let report = state.registry.health();
-    let code = if report.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    no_store((code, Json(report)).into_response())
+    let builds = Arc::clone(&state.builds);
+    off_the_workers(&builds, move || {
+        let report = state.registry.health();
+        let code = if report.ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        no_store((code, Json(report)).into_response())
+    })
+    .await
 }
 
 /// `/metrics`: [`Registry::to_prometheus`](crate::Registry::to_prometheus).
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
-    let mut text = state.registry.to_prometheus();
-    state.refusals.write_prometheus(&mut text);
-    no_store(([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
+    let builds = Arc::clone(&state.builds);
+    off_the_workers(&builds, move || {
+        let mut text = state.registry.to_prometheus();
+        state.refusals.write_prometheus(&mut text);
+        no_store(([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -74,6 +121,7 @@ mod tests {
 
     use axum::body::Body;
     use axum::http::Request;
+    use axum::response::IntoResponse;
     use fusebox::breaker::Config;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
@@ -124,6 +172,38 @@ mod tests {
             "{}",
             health.2
         );
+    }
+
+    /// Builds wait for a permit, and hold it until they end: never more
+    /// at once than there are permits, whatever the crowd.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reports_are_built_at_most_as_many_at_once_as_permits() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        use tokio::sync::Semaphore;
+
+        let builds = Arc::new(Semaphore::new(2));
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (builds, now, most) =
+                    (Arc::clone(&builds), Arc::clone(&now), Arc::clone(&most));
+                tokio::spawn(async move {
+                    super::off_the_workers(&builds, move || {
+                        most.fetch_max(now.fetch_add(1, SeqCst) + 1, SeqCst);
+                        // Long enough for the others to be waiting.
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        now.fetch_sub(1, SeqCst);
+                        axum::http::StatusCode::OK.into_response()
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().status(), 200);
+        }
+        assert_eq!(most.load(SeqCst), 2);
+        assert_eq!(builds.available_permits(), 2);
     }
 
     #[tokio::test]
