@@ -598,3 +598,26 @@ fn a_registry_transition_logs_its_name_redacted() {
     assert!(!log.contains("s3cret"), "the password, logged:\n{log}");
     assert!(log.contains("https://ops:***@db.internal/x"), "{log}");
 }
+
+/// A router built without a bearer token says so once, in the log: a
+/// deployment that forgot its `FUSEBOX_HTTP_TOKEN` serves its detailed
+/// report to anyone, and its log is where it can find out. With a token,
+/// nothing is said, and the token itself never is.
+#[test]
+fn a_router_without_a_token_says_its_details_are_open() {
+    use fusebox_std::http::{router, HttpOptions};
+
+    let open = logged(|| {
+        drop(router(
+            Arc::new(fusebox_std::Registry::new()),
+            HttpOptions::default(),
+        ));
+    });
+    assert_eq!(open.matches("no bearer token").count(), 1, "{open}");
+    assert!(open.contains("INFO"), "{open}");
+    let token = "a-secret-token-0123456789";
+    let options = HttpOptions::builder().bearer_token(token).build().unwrap();
+    let guarded = logged(|| drop(router(Arc::new(fusebox_std::Registry::new()), options)));
+    assert!(!guarded.contains("no bearer token"), "{guarded}");
+    assert!(!guarded.contains(token), "{guarded}");
+}

@@ -18,7 +18,8 @@
 //! refused), else 401 [`HttpError::Unauthorized`]. Without one
 //! these routes are open: put them behind your own auth layer with
 //! [`routes`] (its `protected` router), or keep them off the public
-//! network. Admin actions are refused without a token
+//! network (building them without a token logs one `info` line saying
+//! so). Admin actions are refused without a token
 //! ([`HttpConfigError::AdminWithoutToken`]); without `admin(true)` their
 //! route does not exist (404).
 //!
@@ -195,6 +196,14 @@ impl Routes {
 /// # drop(routes);
 /// ```
 pub fn routes(registry: Arc<Registry>, options: HttpOptions) -> Routes {
+    if !options.token_required() {
+        // Intended for a port only operators reach, or behind a layer the
+        // user adds; said once, so that a deployment that forgot its
+        // token can find out from its log.
+        tracing::info!(
+            "fusebox http: no bearer token; health, metrics and dashboard/data answer anyone unless a layer around them asks for credentials"
+        );
+    }
     let state = AppState {
         activity: Arc::new(activity::Activity::new(&registry)),
         registry,
