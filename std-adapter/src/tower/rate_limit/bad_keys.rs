@@ -21,10 +21,12 @@ use super::KeyError;
 /// ```
 /// use std::sync::Arc;
 /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+/// use fusebox::hash::RandomState;
 /// use fusebox_std::tower::rate_limit::key;
 /// use fusebox_std::tower::RateLimitLayer;
 ///
-/// let per_key: KeyedLimiter<String, 64> = KeyedLimiter::new(Quota::per_minute(60)?, FullPolicy::Reject)?;
+/// let per_key = KeyedLimiter::<String, 64, 1, RandomState>::with_hasher(
+///     [Quota::per_minute(60)?], FullPolicy::Reject, RandomState::new())?;
 /// let layer = RateLimitLayer::keyed("per_api_key", Arc::new(per_key), key::header("x-api-key", 64));
 /// let bad = layer.limit().bad_keys();
 /// assert_eq!((bad.missing, bad.total()), (0, 0));

@@ -197,10 +197,12 @@ impl<K, const N: usize, S, F, R> RateLimitLayer<Keyed<K, N, S, F>, R> {
     /// ```
     /// use std::sync::Arc;
     /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::hash::RandomState;
     /// use fusebox_std::tower::rate_limit::{key, BadKey};
     /// use fusebox_std::tower::RateLimitLayer;
     ///
-    /// let limiter = Arc::new(KeyedLimiter::<String, 64>::new(Quota::per_second(5)?, FullPolicy::Reject)?);
+    /// let limiter = Arc::new(KeyedLimiter::<String, 64, 1, RandomState>::with_hasher(
+    ///     [Quota::per_second(5)?], FullPolicy::Reject, RandomState::new())?);
     /// let layer = RateLimitLayer::keyed("per_key", limiter, key::header("x-api-key", 64))
     ///     .on_bad_key(BadKey::Default("anonymous".to_owned()));
     /// assert_eq!(*layer.limit().bad_key(), BadKey::Default("anonymous".to_owned()));

@@ -121,10 +121,13 @@ impl Limit for Single {
 /// ```
 /// use std::sync::Arc;
 /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+/// use fusebox::hash::RandomState;
 /// use fusebox_std::tower::rate_limit::key;
 /// use fusebox_std::tower::RateLimitLayer;
 ///
-/// let per_key: KeyedLimiter<String, 1024> = KeyedLimiter::new(Quota::per_minute(60)?, FullPolicy::Reject)?;
+/// // Clients choose their API keys: hashed with a secret seed.
+/// let per_key = KeyedLimiter::<String, 1024, 1, RandomState>::with_hasher(
+///     [Quota::per_minute(60)?], FullPolicy::Reject, RandomState::new())?;
 /// let layer = RateLimitLayer::keyed("per_api_key", Arc::new(per_key), key::header("x-api-key", 64));
 /// assert_eq!(layer.limit().limiter().metrics().keys, 0);
 /// # Ok::<(), fusebox::bucket::QuotaError>(())
@@ -187,10 +190,12 @@ impl<K, const N: usize, S, F> Keyed<K, N, S, F> {
     /// ```
     /// use std::sync::Arc;
     /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::hash::RandomState;
     /// use fusebox_std::tower::rate_limit::key;
     /// use fusebox_std::tower::RateLimitLayer;
     ///
-    /// let per_key: KeyedLimiter<String, 64> = KeyedLimiter::new(Quota::per_minute(60)?, FullPolicy::Reject)?;
+    /// let per_key = KeyedLimiter::<String, 64, 1, RandomState>::with_hasher(
+    ///     [Quota::per_minute(60)?], FullPolicy::Reject, RandomState::new())?;
     /// let layer = RateLimitLayer::keyed("per_api_key", Arc::new(per_key), key::header("x-api-key", 64));
     /// assert_eq!(layer.limit().bad_keys().total(), 0);
     /// # Ok::<(), fusebox::bucket::QuotaError>(())
@@ -204,10 +209,12 @@ impl<K, const N: usize, S, F> Keyed<K, N, S, F> {
     /// ```
     /// use std::sync::Arc;
     /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::hash::RandomState;
     /// use fusebox_std::tower::rate_limit::key;
     /// use fusebox_std::tower::RateLimitLayer;
     ///
-    /// let limiter = Arc::new(KeyedLimiter::<String, 64>::new(Quota::per_second(1)?, FullPolicy::Reject)?);
+    /// let limiter = Arc::new(KeyedLimiter::<String, 64, 1, RandomState>::with_hasher(
+    ///     [Quota::per_second(1)?], FullPolicy::Reject, RandomState::new())?);
     /// let layer = RateLimitLayer::keyed("per_route", Arc::clone(&limiter), key::path(128));
     /// assert!(Arc::ptr_eq(layer.limit().limiter(), &limiter));
     /// # Ok::<(), fusebox::bucket::QuotaError>(())
@@ -221,10 +228,12 @@ impl<K, const N: usize, S, F> Keyed<K, N, S, F> {
     /// ```
     /// use std::sync::Arc;
     /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::hash::RandomState;
     /// use fusebox_std::tower::rate_limit::{key, BadKey};
     /// use fusebox_std::tower::RateLimitLayer;
     ///
-    /// let limiter = Arc::new(KeyedLimiter::<String, 64>::new(Quota::per_second(1)?, FullPolicy::Reject)?);
+    /// let limiter = Arc::new(KeyedLimiter::<String, 64, 1, RandomState>::with_hasher(
+    ///     [Quota::per_second(1)?], FullPolicy::Reject, RandomState::new())?);
     /// let layer = RateLimitLayer::keyed("per_route", limiter, key::path(128));
     /// assert_eq!(*layer.limit().bad_key(), BadKey::Reject);
     /// # Ok::<(), fusebox::bucket::QuotaError>(())
