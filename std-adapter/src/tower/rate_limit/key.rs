@@ -116,8 +116,23 @@ pub fn try_header(
     Ok(move |head: &Parts| bounded(head, &name, max_len).map(str::to_owned))
 }
 
-/// The request path (without the query) as a `String` of at most
-/// `max_len` bytes: one bucket per route.
+/// The request path (without the query), as the client sent it, as a
+/// `String` of at most `max_len` bytes: one bucket per path.
+///
+/// The path is the client's to write and is not normalised: `/search`,
+/// `/search/`, `//search` and `/%73earch` are four keys, as are `/users/1`
+/// and `/users/2`. A bucket per path is a bucket per *route* only for
+/// routes without parameters, on a router that matches the path as sent
+/// (axum's does: the other spellings are not `/search`). Wherever several
+/// paths reach one handler (a route with a parameter, a file service that
+/// decodes percent-escapes), a client takes a fresh bucket per request by
+/// varying the path, and fills the limiter's table with its keys. For a
+/// bucket per route, key on the route the router matched instead (axum's
+/// `MatchedPath`, in the extensions of a request through a layer added
+/// with `Router::route_layer`).
+///
+/// Fails with [`KeyError::TooLong`] past `max_len` (checked before
+/// anything is copied).
 ///
 /// # Examples
 ///
@@ -126,6 +141,9 @@ pub fn try_header(
 ///
 /// let (head, ()) = http::Request::builder().uri("/search?q=rust").body(()).unwrap().into_parts();
 /// assert_eq!(key::path(64)(&head), Ok("/search".to_owned()));
+/// // Not normalised: another key.
+/// let (head, ()) = http::Request::builder().uri("/%73earch/").body(()).unwrap().into_parts();
+/// assert_eq!(key::path(64)(&head), Ok("/%73earch/".to_owned()));
 /// ```
 pub fn path(
     max_len: usize,
