@@ -187,6 +187,11 @@ pub fn path(
 /// Several `X-Forwarded-For` lines are read as one list, in order (RFC
 /// 9110 § 5.3; HAProxy adds a line of its own).
 ///
+/// The key is the address the proxy wrote, whole: an IPv6 client picks
+/// any address of its /64 for each connection, and so a fresh bucket per
+/// address. Key on its network instead, with [`network`] (the last
+/// example below).
+///
 /// Fails with [`KeyError::Missing`] without the field or with fewer than
 /// `trusted_proxies` entries (a request that did not come through every
 /// trusted proxy), [`KeyError::TooLong`] if what it reads (the entries
@@ -217,6 +222,13 @@ pub fn path(
 /// // Behind a CDN and a proxy, a request with one entry skipped one of them.
 /// let (head, ()) = http::Request::builder().header("x-forwarded-for", "203.0.113.9").body(()).unwrap().into_parts();
 /// assert_eq!(key::forwarded_ip(2)(&head), Err(KeyError::Missing));
+///
+/// // Two addresses of one IPv6 client: two keys, one network.
+/// let per_client = move |head: &http::request::Parts| ip(head).map(key::network);
+/// let (a, ()) = http::Request::builder().header("x-forwarded-for", "2001:db8:7:1::1").body(()).unwrap().into_parts();
+/// let (b, ()) = http::Request::builder().header("x-forwarded-for", "2001:db8:7:1::2").body(()).unwrap().into_parts();
+/// assert_ne!(key::forwarded_ip(1)(&a), key::forwarded_ip(1)(&b));
+/// assert_eq!(per_client(&a), per_client(&b));
 /// ```
 pub fn forwarded_ip(
     trusted_proxies: usize,
