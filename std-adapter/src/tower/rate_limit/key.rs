@@ -12,7 +12,7 @@
 //! the client writes). Either way, [`network`] keys an IPv6 client on its
 //! /64, which it owns whole, not on one of its 2⁶⁴ addresses.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use http::header::{AsHeaderName, HeaderName, InvalidHeaderName};
 use http::request::Parts;
@@ -290,7 +290,12 @@ pub fn try_forwarded_ip(
 /// The network a client address stands for, as a rate-limit key: an IPv4
 /// address itself, an IPv6 address's /64 (its last 64 bits zeroed), an
 /// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, a dual-stack socket's view
-/// of an IPv4 client) its IPv4 address.
+/// of an IPv4 client) its IPv4 address, and so is an address of the
+/// well-known NAT64 prefix (`64:ff9b::a.b.c.d`, RFC 6052: an IPv4 client
+/// as an IPv6-only server behind a NAT64 gateway sees it): every IPv4
+/// client there shares one /64, and keyed on it one of them would drain
+/// the bucket of all. (A NAT64 gateway on a network-specific prefix puts
+/// its clients in one /64 too: key those on the full address.)
 ///
 /// One IPv6 subscriber is handed a whole /64 at least (RFC 6177; SLAAC
 /// needs one), and picks any of its 2⁶⁴ addresses per connection: keyed on
@@ -311,6 +316,7 @@ pub fn try_forwarded_ip(
 /// assert_eq!(key::network(a), key::network(b));
 /// assert_eq!(key::network(a), "2001:db8:7:1::".parse::<IpAddr>()?);
 /// assert_eq!(key::network("::ffff:203.0.113.9".parse()?), "203.0.113.9".parse::<IpAddr>()?);
+/// assert_eq!(key::network("64:ff9b::203.0.113.9".parse()?), "203.0.113.9".parse::<IpAddr>()?);
 /// // Behind an appending proxy:
 /// let forwarded = key::forwarded_ip(1);
 /// let behind_proxy = move |head: &http::request::Parts| forwarded(head).map(key::network);
@@ -321,7 +327,7 @@ pub fn try_forwarded_ip(
 pub fn network(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped().or_else(|| nat64_client(v6)) {
             Some(v4) => IpAddr::V4(v4),
             None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
         },
@@ -349,6 +355,14 @@ fn bounded(head: &Parts, name: impl AsHeaderName, max_len: usize) -> Result<&str
     Ok(value)
 }
 
+/// The IPv4 client of an address of the well-known NAT64 prefix
+/// `64:ff9b::/96` (RFC 6052 § 2.1), its last 32 bits.
+fn nat64_client(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    const WELL_KNOWN: u128 = 0x0064_ff9b << 96;
+    let bits = u128::from(v6);
+    (bits >> 32 == WELL_KNOWN >> 32).then(|| Ipv4Addr::from(bits as u32))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +372,29 @@ mod tests {
     /// `try_header` without a panic; `header` panics on the same names.
     /// A proxy count read at run time is checked by `try_forwarded_ip`
     /// without a panic; `forwarded_ip` panics on the same count.
+    /// IPv4 clients seen through a NAT64 gateway on the well-known
+    /// prefix all sit in one /64 (`64:ff9b::/64`): keyed on it, one client
+    /// drained the bucket of every other (found by a hostile review). Each
+    /// is its IPv4 address now; addresses off the prefix keep their /64.
+    #[test]
+    fn nat64_clients_are_their_ipv4_addresses_not_one_network() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(network(ip("64:ff9b::198.51.100.7")), ip("198.51.100.7"));
+        assert_eq!(network(ip("64:ff9b::203.0.113.9")), ip("203.0.113.9"));
+        assert_ne!(
+            network(ip("64:ff9b::198.51.100.7")),
+            network(ip("64:ff9b::203.0.113.9"))
+        );
+        // Same client as over IPv4 itself, or IPv4-mapped.
+        assert_eq!(
+            network(ip("64:ff9b::198.51.100.7")),
+            network(ip("::ffff:198.51.100.7"))
+        );
+        // The local-use prefix (RFC 8215) and any other address: the /64.
+        assert_eq!(network(ip("64:ff9b:1::c000:207")), ip("64:ff9b:1::"));
+        assert_eq!(network(ip("64:ff9b:0:0:1::c000:207")), ip("64:ff9b::"));
+    }
+
     #[test]
     fn try_forwarded_ip_returns_none_where_forwarded_ip_panics() {
         assert!(try_forwarded_ip(0).is_none());
