@@ -54,6 +54,18 @@ use crate::tower::rate_limit::{BadKey, BadKeyCounter, BadKeys, Common, KeyError,
 /// names a default key. Neither reaches Redis. A limit with no keys uses
 /// one constant key, `|_: &Parts| Ok::<_, KeyError>("")`.
 ///
+/// Redis keeps one key per rule and request key, each expiring once its
+/// bucket would be full again (at most the rule's refill time after the
+/// last request), and unlike [`Keyed`](crate::tower::rate_limit::Keyed)'s
+/// table, nothing bounds how many there are: keyed by what clients choose
+/// (an API key they send, a path), a client sending a fresh key per
+/// request adds one Redis key per request, each kept for up to that
+/// refill time. Key on something a client cannot multiply (an
+/// authenticated identity, [`key::network`](crate::tower::rate_limit::key::network)
+/// of its address), keep the refill times of such rules short, or put a
+/// [`Keyed`](crate::tower::rate_limit::Keyed) limit (bounded, per client)
+/// in front; and give Redis a `maxmemory` with an eviction policy.
+///
 /// # Fields
 ///
 /// `RateLimit-Policy` lists one member per rule, named
