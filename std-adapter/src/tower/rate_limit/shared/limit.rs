@@ -64,7 +64,8 @@ use crate::tower::rate_limit::{BadKey, BadKeyCounter, BadKeys, Common, KeyError,
 /// authenticated identity, [`key::network`](crate::tower::rate_limit::key::network)
 /// of its address), keep the refill times of such rules short, or put a
 /// [`Keyed`](crate::tower::rate_limit::Keyed) limit (bounded, per client)
-/// in front; and give Redis a `maxmemory` with an eviction policy.
+/// in front; and size Redis for it (under a `maxmemory` eviction policy,
+/// an evicted key is a full bucket again).
 ///
 /// # Fields
 ///
