@@ -272,7 +272,7 @@ where
 }
 
 /// `key` rendered, at most [`MAX_KEY_LEN`] bytes.
-fn bounded(key: &impl fmt::Display) -> Result<String, KeyError> {
+pub(super) fn bounded(key: &impl fmt::Display) -> Result<String, KeyError> {
     let key = key.to_string();
     if key.len() > MAX_KEY_LEN {
         return Err(KeyError::TooLong {
