@@ -189,6 +189,7 @@ async fn the_token_protects_details_but_not_probes_or_the_page() {
             let r = call(Method::GET, &url, auth).await;
             assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path} with {auth:?}");
             assert_eq!(r.headers["www-authenticate"], "Bearer realm=\"fusebox\"");
+            assert_eq!(r.headers["x-content-type-options"], "nosniff", "{path}");
             assert_eq!(r.json()["error"], "unauthorized");
             assert!(
                 !r.body.contains("wrong-token") && !r.body.contains(TOKEN),
@@ -198,6 +199,9 @@ async fn the_token_protects_details_but_not_probes_or_the_page() {
         }
         let ok = get_with(&url, TOKEN).await;
         assert_eq!(ok.status, StatusCode::OK, "{path}");
+        // Taken for the type it says, never sniffed (a report carries
+        // names a client may have chosen).
+        assert_eq!(ok.headers["x-content-type-options"], "nosniff", "{path}");
     }
     let lowercase = call(
         Method::GET,
@@ -209,6 +213,7 @@ async fn the_token_protects_details_but_not_probes_or_the_page() {
     for path in ["/internal/livez", "/internal/readyz", "/internal/dashboard"] {
         let r = get(&server.url(path)).await;
         assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(r.headers["x-content-type-options"], "nosniff", "{path}");
         assert!(
             !r.body.contains("payments"),
             "{path} reveals only status: {}",

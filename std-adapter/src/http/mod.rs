@@ -21,7 +21,8 @@
 //! network (building them without a token logs one `info` line saying
 //! so). Admin actions are refused without a token
 //! ([`HttpConfigError::AdminWithoutToken`]); without `admin(true)` their
-//! route does not exist (404).
+//! route does not exist (404). Every answer of these routes, refusals
+//! included, carries `X-Content-Type-Options: nosniff`.
 //!
 //! Errors are [`HttpError`]s: a JSON `{"error", "message"}` body that
 //! never carries a token and shows names [redacted](crate::redact). Each
@@ -215,6 +216,7 @@ pub fn routes(registry: Arc<Registry>, options: HttpOptions) -> Routes {
         .route("/livez", get(probes::livez))
         .route("/readyz", get(probes::readyz))
         .route("/dashboard", get(dashboard::page))
+        .route_layer(axum::middleware::map_response(probes::nosniff))
         .with_state(state.clone());
     let mut protected = Router::new()
         .route("/health", get(probes::health))
@@ -235,6 +237,7 @@ pub fn routes(registry: Arc<Registry>, options: HttpOptions) -> Routes {
             state.clone(),
             refusals::count_refusals,
         ))
+        .route_layer(axum::middleware::map_response(probes::nosniff))
         .with_state(state);
     Routes { public, protected }
 }
