@@ -90,8 +90,7 @@ async fn readyz_follows_an_unhealthy_monitor() {
     assert_eq!((code, body.as_str()), (503, r#"{"status":"not_ready"}"#));
 }
 
-/// `/readyz` computes nothing but its verdict, "the same however much the
-/// registry tracks": with a monitor attached, not the monitor's whole
+/// `/readyz` computes nothing but its verdict: with a monitor attached, not the monitor's whole
 /// status (every check's strings and probes cloned, every alert window
 /// of up to `AlertThresholds::MAX_WINDOW` runs summed twice), only its
 /// health (found by a hostile review). Counted, not timed, as above.

@@ -94,7 +94,8 @@ pub(super) async fn livez(State(state): State<AppState>) -> Response {
 /// `/readyz`: 200 `{"status":"ready"}`, or 503 `{"status":"not_ready"}`
 /// while the report is not ready (a required breaker open, the monitor
 /// unhealthy). Nothing else is revealed, and nothing else is computed:
-/// open to anyone, it costs the same however much the registry tracks.
+/// open to anyone, it reads each breaker's state and the monitor's health,
+/// never the trackers' series, the caches or a report.
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     status(state.registry.is_ready(), "ready", "not_ready")
 }
