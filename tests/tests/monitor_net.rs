@@ -329,3 +329,211 @@ async fn a_slow_response_hits_the_timeout() {
     );
     assert!(started.elapsed() < Duration::from_millis(900));
 }
+
+/// What a hostile server does with one connection, after the request
+/// head: it returns when the client has gone (a read sees the end, or a
+/// write fails).
+type Answer =
+    fn(tokio::net::TcpStream) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A raw TCP server on loopback answering every connection with `answer`;
+/// `open` counts the connections the client has not closed yet.
+struct Hostile {
+    addr: SocketAddr,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn hostile(answer: Answer) -> Hostile {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&open);
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, SeqCst);
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                if read_request_head(&mut stream).await {
+                    answer(stream).await;
+                }
+                counted.fetch_sub(1, SeqCst);
+            });
+        }
+    });
+    Hostile { addr, open, task }
+}
+
+/// Reads up to the end of a request head; `false` if the client left.
+async fn read_request_head(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut buf = [0_u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
+/// Reads until the client closes.
+async fn until_closed(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0_u8; 1024];
+    while let Ok(1..) = stream.read(&mut buf).await {}
+}
+
+/// Writes `bytes` again and again (pausing `pause` between) until the
+/// client has gone.
+async fn write_until_closed(stream: &mut tokio::net::TcpStream, bytes: &[u8], pause: Duration) {
+    use tokio::io::AsyncWriteExt;
+    while stream.write_all(bytes).await.is_ok() {
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// Every hostile answer is bounded by the check's timeout, and the run
+/// leaves nothing behind: the connection is closed (the server sees the
+/// client go) and no task is left running soon after the run ended. A
+/// server flooding informational (`103`) answers kept hyper's connection
+/// task reading, a CPU busy, for seconds after the run timed out (found
+/// by a hostile review: ~4 s and ~60 MB of `103`s on a multi-thread
+/// runtime; the pooled client drove the connection on a task of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_server_is_bounded_by_the_timeout_and_left_closed() {
+    let cases: [(&str, Answer); 13] = [
+        ("never answers", |mut s| {
+            Box::pin(async move { until_closed(&mut s).await })
+        }),
+        ("trickles its status line", |mut s| {
+            Box::pin(async move {
+                write_until_closed(&mut s, b"H", Duration::from_millis(50)).await;
+            })
+        }),
+        ("sends headers for ever, slowly", |mut s| {
+            Box::pin(async move {
+                use tokio::io::AsyncWriteExt;
+                if s.write_all(b"HTTP/1.1 200 OK\r\n").await.is_ok() {
+                    write_until_closed(&mut s, b"X-A: b\r\n", Duration::from_millis(1)).await;
+                }
+            })
+        }),
+        ("sends one enormous header", |mut s| {
+            Box::pin(async move {
+                use tokio::io::AsyncWriteExt;
+                if s.write_all(b"HTTP/1.1 200 OK\r\nX-Big: ").await.is_ok() {
+                    write_until_closed(&mut s, &[b'a'; 4096], Duration::ZERO).await;
+                }
+            })
+        }),
+        ("sends a body for ever", |mut s| {
+            Box::pin(async move {
+                let head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n";
+                write_until_closed(&mut s, head, Duration::ZERO).await;
+            })
+        }),
+        ("never finishes its body", |mut s| {
+            Box::pin(async move {
+                use tokio::io::AsyncWriteExt;
+                let head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nab";
+                if s.write_all(head).await.is_ok() {
+                    until_closed(&mut s).await;
+                }
+            })
+        }),
+        ("answers 100 Continue and nothing more", |mut s| {
+            Box::pin(async move {
+                use tokio::io::AsyncWriteExt;
+                if s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_ok() {
+                    until_closed(&mut s).await;
+                }
+            })
+        }),
+        ("floods informational answers", |mut s| {
+            Box::pin(async move {
+                let early = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n";
+                write_until_closed(&mut s, early, Duration::ZERO).await;
+            })
+        }),
+        ("redirects", |mut s| {
+            Box::pin(async move {
+                use tokio::io::AsyncWriteExt;
+                let head =
+                    b"HTTP/1.1 302 Found\r\nLocation: http://x/\r\nContent-Length: 0\r\n\r\n";
+                if s.write_all(head).await.is_ok() {
+                    until_closed(&mut s).await;
+                }
+            })
+        }),
+        ("speaks HTTP/0.9", |mut s| {
+            Box::pin(async move {
+                use tokio::io::AsyncWriteExt;
+                if s.write_all(b"<html>ok</html>\n").await.is_ok() {
+                    until_closed(&mut s).await;
+                }
+            })
+        }),
+        ("closes mid-answer", |mut s| {
+            Box::pin(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nX-A:").await;
+            })
+        }),
+        ("answers 204 and closes at once", |mut s| {
+            Box::pin(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+            })
+        }),
+        ("answers a status over 999", |mut s| {
+            Box::pin(async move {
+                use tokio::io::AsyncWriteExt;
+                if s.write_all(b"HTTP/1.1 1000 X\r\nContent-Length: 0\r\n\r\n")
+                    .await
+                    .is_ok()
+                {
+                    until_closed(&mut s).await;
+                }
+            })
+        }),
+    ];
+    let metrics = tokio::runtime::Handle::current().metrics();
+    for (what, answer) in cases {
+        let server = hostile(answer).await;
+        let alive = metrics.num_alive_tasks();
+        let check = HttpCheck::new(&format!("http://{}/health", server.addr)).unwrap();
+        let started = std::time::Instant::now();
+        let result = probe(&check, Duration::from_millis(200)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{what}: {result:?}"
+        );
+        // The body is not read: a `2xx` head is a pass, whatever follows.
+        let passes = what.contains("body") || what.contains("204");
+        assert_eq!(result.passed(), passes, "{what}: {result:?}");
+        // The server's connection task is counted in `alive`; it ends
+        // once the client has gone.
+        let left = tokio::time::timeout(Duration::from_millis(500), async {
+            while server.open.load(SeqCst) != 0 || metrics.num_alive_tasks() > alive {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(
+            left.is_ok(),
+            "{what}: {} connection(s) still open, {} tasks alive ({alive} before the run), 500 ms after it",
+            server.open.load(SeqCst),
+            metrics.num_alive_tasks()
+        );
+    }
+}

@@ -2,14 +2,15 @@
 
 use std::fmt;
 use std::ops::RangeInclusive;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use http::header::{HeaderValue, AUTHORIZATION};
-use http::uri::{Authority, Uri};
+use http::header::{HeaderValue, AUTHORIZATION, HOST};
+use http::uri::{Authority, PathAndQuery, Uri};
 use http_body_util::Empty;
 use hyper::body::Bytes;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{CheckError, ErrorKind, HealthCheck};
 use crate::redact::redact;
@@ -23,7 +24,11 @@ use crate::redact::redact;
 /// `token=`/`key=`/`password=` query values masked.
 ///
 /// Every run opens a fresh connection (no idle pool), so a run measures
-/// what a new client would meet and leaves no connection task behind.
+/// what a new client would meet. The connection is driven by the run
+/// itself, not by a task of its own: when the run ends (the answer's head
+/// read, an error, the timeout, the monitor stopping) the connection is
+/// closed with it, whatever the server still sends (an endless body, a
+/// flood of informational answers).
 ///
 /// # Examples
 ///
@@ -41,11 +46,15 @@ use crate::redact::redact;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct HttpCheck {
-    uri: Uri,
+    /// `host:port` to connect to (the port 80 when the URL has none).
+    addr: String,
+    /// The `Host` header: the URL's authority without its user info.
+    host: HeaderValue,
+    /// The request target: the URL's path and query.
+    path: PathAndQuery,
     authorization: Option<HeaderValue>,
     shown: String,
     expect: RangeInclusive<u16>,
-    client: Client<HttpConnector, Empty<Bytes>>,
 }
 
 impl HttpCheck {
@@ -103,15 +112,24 @@ impl HttpCheck {
                 (uri, authorization)
             }
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build_http();
+        let authority = uri.authority().ok_or_else(|| bad("URL without a host"))?;
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad("invalid host"))?;
+        let addr = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
+        let path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         Ok(Self {
-            uri,
+            addr,
+            host,
+            path,
             authorization,
             shown,
             expect: 200..=299,
-            client,
         })
     }
 
@@ -185,21 +203,45 @@ impl fmt::Debug for HttpCheck {
 
 impl HealthCheck for HttpCheck {
     async fn check(&self) -> Result<Option<String>, CheckError> {
-        let mut request = http::Request::get(self.uri.clone());
+        let mut request = http::Request::get(self.path.clone()).header(HOST, self.host.clone());
         if let Some(auth) = &self.authorization {
             request = request.header(AUTHORIZATION, auth.clone());
         }
         let request = request
-            .body(Empty::new())
+            .body(Empty::<Bytes>::new())
             .map_err(|e| CheckError::new(ErrorKind::Config, e))?;
-        let response = self.client.request(request).await.map_err(|e| {
-            let kind = if e.is_connect() {
-                ErrorKind::Connect
-            } else {
-                io_kind(&e)
-            };
-            CheckError::new(kind, format_args!("GET {}: {}", self.shown, chain(&e)))
-        })?;
+        let failed = |kind: ErrorKind, e: &dyn std::error::Error| {
+            CheckError::new(kind, format_args!("GET {}: {}", self.shown, chain(e)))
+        };
+        // A failure to connect (refused, unreachable, a failed DNS
+        // lookup) is one to reach the dependency, as for a `TcpCheck`.
+        let stream = tokio::net::TcpStream::connect(self.addr.as_str())
+            .await
+            .map_err(|e| failed(ErrorKind::Connect, &e))?;
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(Yielding::new(stream));
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| failed(io_kind(&e), &e))?;
+        // The connection is polled here, by this run, never spawned (found
+        // by a hostile review: hyper-util's pooled client drove it on a
+        // task of its own, which went on reading a server's flood of `103`
+        // answers for seconds after the run had timed out). Dropping the
+        // run, at its end or its timeout, closes the socket.
+        let mut connection = Box::pin(connection);
+        let mut send = std::pin::pin!(sender.send_request(request));
+        let response = tokio::select! {
+            biased;
+            response = &mut send => response,
+            _ = connection.as_mut() => {
+                // The connection ended first (an answer read and the
+                // socket closed, or an error): dropped, it has settled
+                // the request with its answer or its error.
+                drop(connection);
+                send.await
+            }
+        }
+        .map_err(|e| failed(io_kind(&e), &e))?;
         let status = response.status().as_u16();
         if self.expect.contains(&status) {
             Ok(Some(format!("status {status}")))
@@ -218,6 +260,68 @@ impl HealthCheck for HttpCheck {
 
     fn target(&self) -> Option<String> {
         Some(self.shown.clone())
+    }
+}
+
+/// A stream that hands its reader at most [`YIELD_EVERY`] bytes in a row
+/// before it answers `Pending` once (waking its task at once), so that a
+/// fast server cannot keep the run in one poll: hyper's client reads and
+/// drops informational (`1xx`) answers in a loop until a final one, and
+/// tokio's cooperative budget counts reads, not bytes (found by a hostile
+/// review: a server flooding `103` answers held the run in a single poll
+/// for seconds, its timeout unable to fire, a runtime worker busy).
+struct Yielding<S> {
+    io: S,
+    read_in_a_row: usize,
+}
+
+/// Bytes read in a row before a [`Yielding`] stream yields: many times a
+/// healthy answer's head.
+const YIELD_EVERY: usize = 16 * 1024;
+
+impl<S> Yielding<S> {
+    fn new(io: S) -> Self {
+        Self {
+            io,
+            read_in_a_row: 0,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Yielding<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.read_in_a_row >= YIELD_EVERY {
+            this.read_in_a_row = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        this.read_in_a_row += buf.filled().len() - before;
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Yielding<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
