@@ -112,7 +112,11 @@ impl HttpCheck {
                 (uri, authorization)
             }
         };
-        let authority = uri.authority().ok_or_else(|| bad("URL without a host"))?;
+        // `http://:80/` parses, with an empty host.
+        let authority = uri
+            .authority()
+            .filter(|a| !a.host().is_empty())
+            .ok_or_else(|| bad("URL without a host"))?;
         let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad("invalid host"))?;
         let addr = format!(
             "{}:{}",
@@ -411,6 +415,23 @@ mod tests {
             "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
             "RFC 7617's example"
         );
+    }
+
+    /// A URL whose authority has a port but no host (`http://:80/`) was
+    /// accepted, documented as a config error, and failed every run with a
+    /// DNS lookup of the empty name (found by a hostile review).
+    #[test]
+    fn a_url_without_a_host_name_is_a_config_error() {
+        for url in [
+            "http://:80/",
+            "http://u:pw@:80/",
+            "http://@:8080",
+            "http:///x",
+        ] {
+            let e = HttpCheck::new(url).expect_err(url);
+            assert_eq!(e.kind(), ErrorKind::Config, "{url}: {e}");
+            assert!(!e.to_string().contains("pw@"), "{e}");
+        }
     }
 
     /// An invalid URL's password never shows in the error, wherever
