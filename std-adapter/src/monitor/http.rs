@@ -74,21 +74,14 @@ impl HttpCheck {
     /// assert!(!e.to_string().contains("pw"));
     /// ```
     pub fn new(url: &str) -> Result<Self, CheckError> {
-        let shown = redact(url).into_owned();
-        let bad = |why: &str| CheckError::new(ErrorKind::Config, format_args!("{why}: {shown}"));
         let uri: Uri = url.parse().map_err(|_| {
-            // Not a URL: `redact` may not find where its user info ends
-            // (it stops at a space or a quote), so everything up to the
-            // last `@` is hidden (found by a hostile review:
-            // `http://admin:hunter2 x@host/` was shown whole).
-            let hidden = match (url.find("://"), url.rfind('@')) {
-                (Some(scheme), Some(at)) if at > scheme => {
-                    format!("{}***{}", &url[..scheme + 3], redact(&url[at..]))
-                }
-                _ => shown.clone(),
-            };
-            CheckError::new(ErrorKind::Config, format_args!("invalid URL: {hidden}"))
+            CheckError::new(
+                ErrorKind::Config,
+                format_args!("invalid URL: {}", shown_url(url, false)),
+            )
         })?;
+        let shown = shown_url(url, true);
+        let bad = |why: &str| CheckError::new(ErrorKind::Config, format_args!("{why}: {shown}"));
         if uri.scheme_str() != Some("http") {
             return Err(bad("only http:// URLs are supported"));
         }
@@ -267,6 +260,28 @@ impl HealthCheck for HttpCheck {
     }
 }
 
+/// `url` as shown in errors, logs and the status: [redacted](redact), and
+/// everything between `://` and its last `@` hidden where `redact` cannot
+/// tell where the user info ends: in a URL that does not `parse` (found
+/// by a hostile review: `http://admin:hunter2 x@host/` was shown whole,
+/// `redact` stopping at the space), and in one with an `@` after its
+/// authority (found by a hostile review: a password holding a `/`, `?` or
+/// `#` not percent-encoded, `http://admin:2024/s3cret@db/`, parses as the
+/// host `admin`, port 2024, and was shown whole; a path with a real `@`
+/// is shown hidden up to it, which hides no secret).
+fn shown_url(url: &str, parsed: bool) -> String {
+    if let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@')) {
+        let start = scheme + 3;
+        let authority_end = url[start..]
+            .find(['/', '?', '#'])
+            .map_or(url.len(), |p| start + p);
+        if at > scheme && (!parsed || at > authority_end) {
+            return format!("{}***{}", &url[..start], redact(&url[at..]));
+        }
+    }
+    redact(url).into_owned()
+}
+
 /// A stream that hands its reader at most [`YIELD_EVERY`] bytes in a row
 /// before it answers `Pending` once (waking its task at once), so that a
 /// fast server cannot keep the run in one poll: hyper's client reads and
@@ -415,6 +430,30 @@ mod tests {
             "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
             "RFC 7617's example"
         );
+    }
+
+    /// A password with a `/`, `?` or `#` not percent-encoded ends the
+    /// authority early: `http://admin:2024/s3cret@db/` is the host
+    /// `admin`, port 2024, and was shown whole.
+    #[test]
+    fn an_at_after_the_authority_never_shows_what_precedes_it() {
+        for url in [
+            "http://admin:2024/s3cret@db.internal/health",
+            "http://admin:2024?s3cret@db.internal/health",
+            "http://admin:2024#s3cret@db.internal/health",
+            "http://admin:2024/s3cret@db.internal/health?token=t0k",
+        ] {
+            let check = HttpCheck::new(url).expect(url);
+            for shown in [check.url().to_owned(), format!("{check:?}")] {
+                assert!(!shown.contains("s3cret"), "{url}: {shown}");
+                assert!(!shown.contains("t0k"), "{url}: {shown}");
+                assert!(shown.contains("@db.internal/health"), "{url}: {shown}");
+            }
+        }
+        for url in ["http://127.0.0.1:9/health?a=1", "http://u:p@127.0.0.1:9/"] {
+            let shown = HttpCheck::new(url).unwrap().url().to_owned();
+            assert_eq!(shown, crate::redact::redact(url), "{url}");
+        }
     }
 
     /// A URL whose authority has a port but no host (`http://:80/`) was
