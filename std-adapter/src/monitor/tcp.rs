@@ -22,7 +22,7 @@ use super::{CheckError, ErrorKind, HealthCheck};
 /// # Ok::<(), std::io::Error>(())
 /// # }).unwrap();
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TcpCheck {
     addr: String,
 }
@@ -52,6 +52,18 @@ impl TcpCheck {
     }
 }
 
+/// Shows the address as the status does, [redacted](crate::redact) as
+/// its target (found by a hostile review: a derived `Debug` showed
+/// `u:s3cret@db:5432` whole, where the status shows `tcp://u:***@db:5432`).
+impl std::fmt::Debug for TcpCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let target = format!("tcp://{}", self.addr);
+        f.debug_struct("TcpCheck")
+            .field("target", &crate::redact::redact(&target))
+            .finish()
+    }
+}
+
 impl HealthCheck for TcpCheck {
     async fn check(&self) -> Result<Option<String>, CheckError> {
         let stream = tokio::net::TcpStream::connect(self.addr.as_str())
@@ -75,5 +87,17 @@ impl HealthCheck for TcpCheck {
 
     fn target(&self) -> Option<String> {
         Some(format!("tcp://{}", self.addr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TcpCheck;
+
+    #[test]
+    fn debug_redacts_the_address() {
+        let shown = format!("{:?}", TcpCheck::new("app:s3cret@db:5432"));
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("db:5432"), "{shown}");
     }
 }
