@@ -1408,3 +1408,48 @@ async fn a_stale_healthy_monitor_reads_degraded() {
     assert_eq!(reader.health(), Health::Degraded);
     assert!(reader.status().checks[0].stale);
 }
+
+/// A run that returns only after its timeout is a timeout, even when the
+/// timer could not cut it: a check that blocks its thread (here
+/// `std::thread::sleep`, 300 ms against a 50 ms timeout) is polled once
+/// and returns `Ok` before the timer is looked at. It was reported passed,
+/// with a latency six times its timeout (found by a hostile review).
+#[test]
+fn a_run_that_blocks_past_its_timeout_is_a_timeout() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let blocking = FnCheck::new(|| async {
+            std::thread::sleep(ms(300));
+            Ok(Some("done".into()))
+        });
+        let result = probe(&blocking, ms(50)).await;
+        assert!(result.latency >= ms(300), "{result:?}");
+        assert_eq!(
+            result.error.as_ref().map(CheckError::kind),
+            Some(ErrorKind::Timeout),
+            "{result:?}"
+        );
+        assert_eq!(result.detail, None);
+
+        let monitor = HealthMonitor::new()
+            .check(
+                CheckSpec::new("blocking", blocking)
+                    .interval(secs(60))
+                    .timeout(ms(50)),
+            )
+            .spawn();
+        let mut events = monitor.subscribe();
+        assert!(matches!(
+            events.recv().await,
+            Some(MonitorEvent::HealthChanged {
+                to: Health::Degraded,
+                ..
+            })
+        ));
+        monitor.stop().await;
+    });
+}
