@@ -402,16 +402,9 @@ async fn write_until_closed(stream: &mut tokio::net::TcpStream, bytes: &[u8], pa
     }
 }
 
-/// Every hostile answer is bounded by the check's timeout, and the run
-/// leaves nothing behind: the connection is closed (the server sees the
-/// client go) and no task is left running soon after the run ended. A
-/// server flooding informational (`103`) answers kept hyper's connection
-/// task reading, a CPU busy, for seconds after the run timed out (found
-/// by a hostile review: ~4 s and ~60 MB of `103`s on a multi-thread
-/// runtime; the pooled client drove the connection on a task of its own).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hostile_server_is_bounded_by_the_timeout_and_left_closed() {
-    let cases: [(&str, Answer); 13] = [
+/// The hostile servers' answers, each named.
+fn hostile_answers() -> [(&'static str, Answer); 13] {
+    [
         ("never answers", |mut s| {
             Box::pin(async move { until_closed(&mut s).await })
         }),
@@ -506,7 +499,19 @@ async fn a_hostile_server_is_bounded_by_the_timeout_and_left_closed() {
                 }
             })
         }),
-    ];
+    ]
+}
+
+/// Every hostile answer is bounded by the check's timeout, and the run
+/// leaves nothing behind: the connection is closed (the server sees the
+/// client go) and no task is left running soon after the run ended. A
+/// server flooding informational (`103`) answers kept hyper's connection
+/// task reading, a CPU busy, for seconds after the run timed out (found
+/// by a hostile review: ~4 s and ~60 MB of `103`s on a multi-thread
+/// runtime; the pooled client drove the connection on a task of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_server_is_bounded_by_the_timeout_and_left_closed() {
+    let cases = hostile_answers();
     let metrics = tokio::runtime::Handle::current().metrics();
     for (what, answer) in cases {
         let server = hostile(answer).await;
@@ -536,4 +541,104 @@ async fn a_hostile_server_is_bounded_by_the_timeout_and_left_closed() {
             metrics.num_alive_tasks()
         );
     }
+}
+
+/// Everything the monitor logs (at every level), sends and reports about
+/// an HTTP check with credentials in its URL, failing and recovered
+/// against, leaves them out.
+#[tokio::test]
+async fn logs_events_and_status_carry_no_secret_of_an_http_check() {
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let server = serve().await;
+    server.status.store(503, SeqCst);
+    let secrets = ["s3cret", "t0k3n", "k3y", "p4ss"];
+    let url = format!(
+        "http://ops:s3cret@{}/health?token=t0k3n&api_key=k3y&password=p4ss",
+        server.addr
+    );
+    let rule = fusebox_std::monitor::RecoveryRule::new(
+        1,
+        fusebox_std::monitor::RecoveryAction::new("restart", || async {
+            Err::<(), _>("restart via http://ops:s3cret@ctl/?token=t0k3n refused")
+        }),
+    );
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("api?token=t0k3n", HttpCheck::new(&url).unwrap())
+                .interval(Duration::from_millis(20))
+                .thresholds(Thresholds::new().unhealthy_after(2))
+                .alerts(
+                    fusebox_std::monitor::AlertThresholds::new()
+                        .window(2)
+                        .min_samples(1)
+                        .min_success_rate(100),
+                )
+                .recovery(rule),
+        )
+        .spawn();
+    let mut events = monitor.subscribe();
+    until_health(&mut events, Health::Unhealthy).await;
+    server.status.store(200, SeqCst);
+    until_health(&mut events, Health::Healthy).await;
+    let status = serde_json::to_string(&monitor.status()).unwrap();
+    monitor.stop().await;
+    let mut sent = Vec::new();
+    while let Some(event) = events.recv().await {
+        sent.push(format!(
+            "{event:?} {}",
+            serde_json::to_string(&event).unwrap()
+        ));
+    }
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("health changed"), "{logs}");
+    assert!(logs.contains("recovery attempted"), "{logs}");
+    for secret in secrets {
+        assert!(!logs.contains(secret), "{secret} in the logs: {logs}");
+        assert!(!status.contains(secret), "{secret} in the status: {status}");
+        for event in &sent {
+            assert!(!event.contains(secret), "{secret} in an event: {event}");
+        }
+    }
+}
+
+/// A listener whose backlog is full answers no SYN: the connect hangs
+/// (the kernel retries for minutes) and the check's timeout bounds it.
+#[tokio::test]
+async fn a_tcp_check_of_a_black_holed_port_times_out() {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap(); // never accepts
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    loop {
+        let connect = tokio::net::TcpStream::connect(addr);
+        match tokio::time::timeout(Duration::from_millis(100), connect).await {
+            Ok(Ok(stream)) => held.push(stream),
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => break, // the backlog is full
+        }
+        assert!(held.len() < 64, "the backlog never filled");
+    }
+    let started = std::time::Instant::now();
+    let result = probe(&TcpCheck::new(addr.to_string()), Duration::from_millis(200)).await;
+    assert_eq!(result.error.map(|e| e.kind()), Some(ErrorKind::Timeout));
+    assert!(started.elapsed() < Duration::from_secs(1));
 }
