@@ -63,7 +63,10 @@ impl HttpCheck {
     /// # Errors
     ///
     /// An [`ErrorKind::Config`] error when `url` does not parse, is not
-    /// `http://` or has no host; its message is redacted.
+    /// `http://`, has no host, or has an `@` after its host (a password
+    /// with a `/`, `?` or `#` not percent-encoded:
+    /// `http://admin:2024/pw@db/` would be the host `admin`, port 2024);
+    /// its message is redacted.
     ///
     /// ```
     /// use fusebox_std::monitor::{ErrorKind, HttpCheck};
@@ -84,6 +87,15 @@ impl HttpCheck {
         let bad = |why: &str| CheckError::new(ErrorKind::Config, format_args!("{why}: {shown}"));
         if uri.scheme_str() != Some("http") {
             return Err(bad("only http:// URLs are supported"));
+        }
+        if at_after_authority(url) {
+            // It would be sent to the wrong host, and its password shown
+            // (found by a hostile review: the URL was accepted, shown
+            // whole, and every run connected to `admin:2024`).
+            return Err(bad(
+                "an `@` after the host: percent-encode `/`, `?` and `#` in user info, \
+                 and `@` elsewhere (`%40`)",
+            ));
         }
         let authority = uri.authority().ok_or_else(|| bad("URL without a host"))?;
         let (uri, authorization) = match authority.as_str().rsplit_once('@') {
@@ -260,24 +272,33 @@ impl HealthCheck for HttpCheck {
     }
 }
 
+/// Whether `url` has an `@` after its authority (which ends at the first
+/// `/`, `?` or `#` after `://`, for `Uri` as for `redact`): user info
+/// whose password holds a `/`, `?` or `#` not percent-encoded
+/// (`http://admin:2024/s3cret@db/` is the host `admin`, port 2024, and a
+/// path), or an `@` not percent-encoded in a path, query or fragment.
+fn at_after_authority(url: &str) -> bool {
+    let Some(scheme) = url.find("://") else {
+        return false;
+    };
+    let start = scheme + 3;
+    url[start..]
+        .find(['/', '?', '#'])
+        .is_some_and(|end| url[start + end..].contains('@'))
+}
+
 /// `url` as shown in errors, logs and the status: [redacted](redact), and
 /// everything between `://` and its last `@` hidden where `redact` cannot
-/// tell where the user info ends: in a URL that does not `parse` (found
-/// by a hostile review: `http://admin:hunter2 x@host/` was shown whole,
-/// `redact` stopping at the space), and in one with an `@` after its
-/// authority (found by a hostile review: a password holding a `/`, `?` or
-/// `#` not percent-encoded, `http://admin:2024/s3cret@db/`, parses as the
-/// host `admin`, port 2024, and was shown whole; a path with a real `@`
-/// is shown hidden up to it, which hides no secret).
+/// tell where the user info ends: in a URL that does not parse (found by
+/// a hostile review: `http://admin:hunter2 x@host/` was shown whole,
+/// `redact` stopping at the space), and in one with an
+/// [`@` after its authority](at_after_authority).
 fn shown_url(url: &str, parsed: bool) -> String {
-    if let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@')) {
-        let start = scheme + 3;
-        let authority_end = url[start..]
-            .find(['/', '?', '#'])
-            .map_or(url.len(), |p| start + p);
-        if at > scheme && (!parsed || at > authority_end) {
-            return format!("{}***{}", &url[..start], redact(&url[at..]));
-        }
+    if let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@'))
+        && at > scheme
+        && (!parsed || at_after_authority(url))
+    {
+        return format!("{}***{}", &url[..scheme + 3], redact(&url[at..]));
     }
     redact(url).into_owned()
 }
@@ -434,23 +455,28 @@ mod tests {
 
     /// A password with a `/`, `?` or `#` not percent-encoded ends the
     /// authority early: `http://admin:2024/s3cret@db/` is the host
-    /// `admin`, port 2024, and was shown whole.
+    /// `admin`, port 2024; it was accepted and shown whole.
     #[test]
-    fn an_at_after_the_authority_never_shows_what_precedes_it() {
+    fn an_at_after_the_authority_is_refused_without_showing_what_precedes_it() {
         for url in [
             "http://admin:2024/s3cret@db.internal/health",
             "http://admin:2024?s3cret@db.internal/health",
             "http://admin:2024#s3cret@db.internal/health",
-            "http://admin:2024/s3cret@db.internal/health?token=t0k",
+            "http://admin/s3cret@db.internal/health?token=t0k",
+            "http://127.0.0.1:9/health?email=ops@example.com",
         ] {
-            let check = HttpCheck::new(url).expect(url);
-            for shown in [check.url().to_owned(), format!("{check:?}")] {
-                assert!(!shown.contains("s3cret"), "{url}: {shown}");
-                assert!(!shown.contains("t0k"), "{url}: {shown}");
-                assert!(shown.contains("@db.internal/health"), "{url}: {shown}");
-            }
+            let e = HttpCheck::new(url).expect_err(url);
+            assert_eq!(e.kind(), ErrorKind::Config, "{url}: {e}");
+            let shown = e.to_string();
+            assert!(shown.contains("`%40`"), "{url}: {shown}");
+            assert!(!shown.contains("s3cret"), "{url}: {shown}");
+            assert!(!shown.contains("t0k"), "{url}: {shown}");
         }
-        for url in ["http://127.0.0.1:9/health?a=1", "http://u:p@127.0.0.1:9/"] {
+        for url in [
+            "http://127.0.0.1:9/health?a=1",
+            "http://u:p@127.0.0.1:9/",
+            "http://127.0.0.1:9/health?email=ops%40example.com",
+        ] {
             let shown = HttpCheck::new(url).unwrap().url().to_owned();
             assert_eq!(shown, crate::redact::redact(url), "{url}");
         }
