@@ -642,3 +642,35 @@ async fn a_tcp_check_of_a_black_holed_port_times_out() {
     assert_eq!(result.error.map(|e| e.kind()), Some(ErrorKind::Timeout));
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+/// Stopping (or dropping) the monitor during an HTTP run closes that
+/// run's connection.
+#[tokio::test]
+async fn stopping_the_monitor_mid_run_closes_the_connection() {
+    for stop in [true, false] {
+        let server = hostile(|mut s| Box::pin(async move { until_closed(&mut s).await })).await;
+        let check = HttpCheck::new(&format!("http://{}/health", server.addr)).unwrap();
+        let monitor = HealthMonitor::new()
+            .check(CheckSpec::new("silent", check).interval(Duration::from_secs(60)))
+            .spawn();
+        tokio::time::timeout(Duration::from_secs(2), async {
+            while server.open.load(SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the run connects");
+        if stop {
+            monitor.stop().await;
+        } else {
+            drop(monitor);
+        }
+        tokio::time::timeout(Duration::from_millis(500), async {
+            while server.open.load(SeqCst) != 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("still open after the monitor stopped (stop: {stop})"));
+    }
+}
