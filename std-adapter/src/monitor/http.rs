@@ -288,17 +288,24 @@ fn at_after_authority(url: &str) -> bool {
 }
 
 /// `url` as shown in errors, logs and the status: [redacted](redact), and
-/// everything between `://` and its last `@` hidden where `redact` cannot
+/// everything before its last `@` (but a `scheme://` before it) hidden
+/// where `redact`, which finds user info only right after a `://`, cannot
 /// tell where the user info ends: in a URL that does not parse (found by
 /// a hostile review: `http://admin:hunter2 x@host/` was shown whole,
-/// `redact` stopping at the space), and in one with an
-/// [`@` after its authority](at_after_authority).
+/// `redact` stopping at the space), in one with no `://` before its `@`
+/// (found by a hostile review: `u:s3cret@host:80`, its `http://`
+/// forgotten, was shown whole in the error refusing it), and in one with
+/// an [`@` after its authority](at_after_authority).
 fn shown_url(url: &str, parsed: bool) -> String {
-    if let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@'))
-        && at > scheme
-        && (!parsed || at_after_authority(url))
-    {
-        return format!("{}***{}", &url[..scheme + 3], redact(&url[at..]));
+    if let Some(at) = url.rfind('@') {
+        let kept = url
+            .find("://")
+            .map(|scheme| scheme + 3)
+            .filter(|&start| start <= at);
+        if !parsed || kept.is_none() || at_after_authority(url) {
+            let kept = &url[..kept.unwrap_or(0)];
+            return format!("{kept}***{}", redact(&url[at..]));
+        }
     }
     redact(url).into_owned()
 }
@@ -479,6 +486,28 @@ mod tests {
         ] {
             let shown = HttpCheck::new(url).unwrap().url().to_owned();
             assert_eq!(shown, crate::redact::redact(url), "{url}");
+        }
+    }
+
+    /// A URL without its `http://` (or with user info before it) is
+    /// refused, its password in the error: `redact` finds user info only
+    /// after a `://` (found by a hostile review: `u:s3cret@host:80` gave
+    /// "only http:// URLs are supported: u:s3cret@host:80").
+    #[test]
+    fn a_url_without_its_scheme_never_shows_its_password() {
+        for url in [
+            "u:s3cret@host:80",
+            "ops:s3cret@db.internal/health",
+            "//u:s3cret@host/",
+            "http:u:s3cret@host",
+            "http:/u:s3cret@host/",
+            "http//u:s3cret@host/",
+            "u:s3cret@[::1]:80",
+            "u:s3cret@http://host/",
+        ] {
+            let e = HttpCheck::new(url).expect_err(url);
+            assert_eq!(e.kind(), ErrorKind::Config, "{url}: {e}");
+            assert!(!e.to_string().contains("s3cret"), "{url}: {e}");
         }
     }
 
