@@ -187,7 +187,9 @@ impl BreakerSpec {
         b.build()
             .map_err(|e| {
                 let field = match e {
-                    ConfigError::ZeroSlowThreshold => ".slow_call_threshold",
+                    ConfigError::ZeroSlowThreshold | ConfigError::SlowThresholdTooLong(_) => {
+                        ".slow_call_threshold"
+                    }
                     ConfigError::OpenForOutOfRange(_) => ".open_for",
                     ConfigError::MaxOpenForOutOfRange(_) => ".max_open_for",
                     ConfigError::MaxHalfOpenOutOfRange(_) => ".max_half_open",
@@ -284,6 +286,21 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
 mod tests {
     use super::parse_duration;
     use fusebox::Duration;
+
+    /// A slow-call threshold over the core's bound was reported on the
+    /// breaker (`breakers.a`), not on the field that holds it (found by a
+    /// hostile review).
+    #[test]
+    fn a_slow_call_threshold_too_long_is_reported_on_its_field() {
+        use crate::registry::RegistryConfig;
+        let config = RegistryConfig::from_toml(
+            "[breakers.a]\nslow_call_rate = 50\nslow_call_threshold = \"3h\"\n",
+        )
+        .unwrap();
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.fields().len(), 1);
+        assert_eq!(err.fields()[0].path(), "breakers.a.slow_call_threshold");
+    }
 
     #[test]
     fn durations() {
