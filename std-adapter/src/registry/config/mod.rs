@@ -232,8 +232,24 @@ impl RegistryConfig {
         text: &str,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, RegistryConfigError> {
-        let value: Value = toml::from_str(text)
+        let table: toml::Table = toml::from_str(text)
             .map_err(|e| one(FieldError::new("(toml)", toml_error(text, &e))))?;
+        let table = toml::Value::Table(table);
+        if let Some((path, number)) = non_finite(&table, String::new()) {
+            // As TOML spells it.
+            let number = match number {
+                n if n.is_nan() => "nan",
+                n if n > 0.0 => "inf",
+                _ => "-inf",
+            };
+            return Err(one(FieldError::new(
+                escaped(&path),
+                format!("must be a finite number, got {number}"),
+            )));
+        }
+        let value: Value = table
+            .try_into()
+            .map_err(|e: toml::de::Error| one(FieldError::new("(toml)", escaped(e.message()))))?;
         Self::from_value(value, vars)
     }
 
@@ -391,6 +407,30 @@ impl RegistryConfig {
     }
 }
 
+/// The path and value of the first float of `value` that is NaN or
+/// infinite (TOML writes them, JSON has no number for them: read into a
+/// JSON value they became null, and an optional field given one was
+/// silently its default). The depth is bounded by the TOML parser's own
+/// recursion limit.
+fn non_finite(value: &toml::Value, path: String) -> Option<(String, f64)> {
+    let at = |key: &dyn std::fmt::Display| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        toml::Value::Float(f) if !f.is_finite() => Some((path, *f)),
+        toml::Value::Table(table) => table.iter().find_map(|(k, v)| non_finite(v, at(k))),
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| non_finite(v, at(&i))),
+        _ => None,
+    }
+}
+
 /// A TOML syntax error as serde_json words its own, on one bounded line
 /// (`<message> at line L column C`): the TOML crate's report quotes the
 /// whole offending line, at any length and with its control characters.
@@ -411,6 +451,57 @@ fn one(e: FieldError) -> RegistryConfigError {
 
 #[cfg(test)]
 mod tests {
+    /// TOML writes `nan` and `inf`, which no JSON number holds: they were
+    /// read as null, so an optional field given one was silently its
+    /// default (`burst = nan` a burst of `rate`, `window = inf` a window
+    /// of 64, `max_queued = -inf` no queue) instead of refused (found by
+    /// a hostile review).
+    #[test]
+    fn a_toml_nan_or_infinity_is_refused_on_its_path() {
+        use crate::registry::RegistryConfig;
+        let cases = [
+            (
+                "[limiters.a]\nrate = 5\nburst = nan\n",
+                "limiters.a.burst",
+                "nan",
+            ),
+            (
+                "[breakers.a]\nfailure_rate = 50\nwindow = inf\n",
+                "breakers.a.window",
+                "inf",
+            ),
+            ("events_capacity = +nan\n", "events_capacity", "nan"),
+            (
+                "[bulkheads.a]\nmax_concurrent = 2\nmax_queued = -inf\n",
+                "bulkheads.a.max_queued",
+                "-inf",
+            ),
+            (
+                "[trackers.a]\nsample_rate = -nan\n",
+                "trackers.a.sample_rate",
+                "nan",
+            ),
+            (
+                "[keyed_limiters.a]\nrate = 1\noverflow = { rate = 1, burst = inf }\n",
+                "keyed_limiters.a.overflow.burst",
+                "inf",
+            ),
+        ];
+        for (text, path, shown) in cases {
+            let err = RegistryConfig::from_toml(text).expect_err(text);
+            assert_eq!(err.fields().len(), 1, "{text}");
+            assert_eq!(err.fields()[0].path(), path, "{text}");
+            assert_eq!(
+                err.fields()[0].message(),
+                format!("must be a finite number, got {shown}"),
+                "{text}"
+            );
+        }
+        // Finite floats are read as before.
+        let config = RegistryConfig::from_toml("[trackers.a]\nsample_rate = 0.5\n").unwrap();
+        assert_eq!(config.trackers["a"].sample_rate.to_bits(), 0.5f64.to_bits());
+    }
+
     /// A capacity the events channel cannot hold is a typed error on its
     /// path, never a panic in the channel (found by a hostile review:
     /// `i64::MAX` overflowed its power of two; 2^40 slots aborted the
