@@ -116,9 +116,12 @@ pub(super) fn apply(
         let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
         if segments.len() > MAX_ENV_DEPTH {
             // Deeper than any field: an unknown one. Refused here, as
-            // the tables it would make are dropped recursively.
+            // the tables it would make are dropped recursively. Shown
+            // whole (`escaped` redacts, then cuts): cut to its first
+            // segments, a URL's user info running past them would lose
+            // the `@` that marks it, its password shown up to the cut.
             return Err(RegistryConfigError::new(vec![FieldError::new(
-                escaped(&segments[..MAX_ENV_DEPTH].join(".")),
+                escaped(&segments.join(".")),
                 format!("unknown field: {} levels deep", segments.len()),
             )]));
         }
@@ -147,6 +150,25 @@ pub(super) fn apply(
 mod tests {
     use super::{env_value, set_path};
     use serde_json::{json, Value};
+
+    /// A path too deep was shown cut to its first segments, then
+    /// redacted: a URL whose user info runs past the cut (`__` splits a
+    /// password as it splits any segment) lost the `@` that marks it, and
+    /// the password's start was shown (found by a hostile review).
+    #[test]
+    fn a_path_too_deep_never_shows_a_password_cut_short() {
+        use crate::registry::RegistryConfig;
+        let var = "FUSEBOX__A__B__C__D__E__F__G__redis://app:hunter__2@cache__X";
+        let err = RegistryConfig::from_env_vars([(var.to_owned(), "1".to_owned())]).unwrap_err();
+        assert_eq!(err.fields().len(), 1);
+        assert!(err.fields()[0].message().starts_with("unknown field"));
+        let shown = err.to_string();
+        assert!(!shown.contains("hunter"), "{shown}");
+        assert!(
+            shown.starts_with("a.b.c.d.e.f.g.redis://app:***@"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn environment_values_take_their_natural_type() {
