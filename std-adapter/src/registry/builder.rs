@@ -108,7 +108,10 @@ impl RegistryBuilder {
     ///
     /// # Errors
     ///
-    /// Every invalid setting, each named by its path.
+    /// Every invalid setting, each named by its path; more entries of a
+    /// kind than [`max_entries`](Self::max_entries), one error for the
+    /// table, on the first entry that does not fit, counting those after
+    /// it.
     ///
     /// ```
     /// use fusebox_std::registry::{Registry, RegistryConfig};
@@ -128,50 +131,135 @@ impl RegistryBuilder {
         }
         let registry = self.build();
         let mut errors = Vec::new();
-        let mut report = |table: &str, name: &str, e: RegistryError| {
-            errors.push(match e {
-                RegistryError::InvalidConfig(f) => f,
-                other => FieldError::new(format!("{table}.{name}"), other.to_string()),
-            });
-        };
-        for (name, (breaker, required)) in &built.breakers {
-            let made = registry.breaker(name, *breaker);
-            if let Err(e) = made.and_then(|_| registry.set_required(name, *required)) {
-                report("breakers", name, e);
-            }
-        }
-        for (name, quota) in &built.limiters {
-            if let Err(e) = registry.limiter(name, *quota) {
-                report("limiters", name, e);
-            }
-        }
-        for (name, (slots, overflow)) in &built.bulkheads {
-            if let Err(e) = registry.bulkhead(name, *slots, *overflow) {
-                report("bulkheads", name, e);
-            }
-        }
-        for (name, tracker) in &config.trackers {
-            if let Err(e) = registry.tracker(name, *tracker) {
-                report("trackers", name, e);
-            }
-        }
+        build_each(
+            "breakers",
+            &built.breakers,
+            &mut errors,
+            |name, (breaker, required)| {
+                registry
+                    .breaker(name, *breaker)
+                    .and_then(|_| registry.set_required(name, *required))
+            },
+        );
+        build_each("limiters", &built.limiters, &mut errors, |name, quota| {
+            registry.limiter(name, *quota).map(drop)
+        });
+        build_each(
+            "bulkheads",
+            &built.bulkheads,
+            &mut errors,
+            |name, (slots, overflow)| registry.bulkhead(name, *slots, *overflow).map(drop),
+        );
+        build_each(
+            "trackers",
+            &config.trackers,
+            &mut errors,
+            |name, tracker| registry.tracker(name, *tracker).map(drop),
+        );
         {
             // Built on first use, but bounded now, as every other kind is:
             // a declared one past the limit would fail only at its use.
             let mut entries = registry.write();
-            for (name, spec) in built.keyed {
-                match registry.room(Kind::KeyedLimiter, entries.keyed_specs.len()) {
-                    Ok(()) => {
-                        entries.keyed_specs.insert(name.into_boxed_str(), spec);
-                    }
-                    Err(e) => report("keyed_limiters", &name, e),
-                }
-            }
+            build_each("keyed_limiters", &built.keyed, &mut errors, |name, spec| {
+                registry.room(Kind::KeyedLimiter, entries.keyed_specs.len())?;
+                entries.keyed_specs.insert(name.into(), *spec);
+                Ok(())
+            });
         }
         if errors.is_empty() {
             Ok(registry)
         } else {
             Err(RegistryConfigError::new(errors))
         }
+    }
+}
+
+/// Makes each entry of a configuration's `table` with `make`, every
+/// failure pushed to `errors` on the entry's path. Past the registry's
+/// limit of entries, one error on the first entry that does not fit,
+/// counting those after it (not one per entry: 100 000 entries over the
+/// limit would make a message of megabytes).
+fn build_each<T>(
+    table: &str,
+    entries: &std::collections::BTreeMap<String, T>,
+    errors: &mut Vec<FieldError>,
+    mut make: impl FnMut(&str, &T) -> Result<(), RegistryError>,
+) {
+    for (i, (name, entry)) in entries.iter().enumerate() {
+        match make(name, entry) {
+            Ok(()) => {}
+            Err(RegistryError::InvalidConfig(f)) => errors.push(f),
+            Err(full @ RegistryError::Full { .. }) => {
+                let rest = entries.len() - i - 1;
+                let more = if rest == 0 {
+                    String::new()
+                } else {
+                    format!(" ({rest} more declared after it)")
+                };
+                errors.push(FieldError::new(
+                    format!("{table}.{name}"),
+                    format!("{full}{more}"),
+                ));
+                return;
+            }
+            Err(other) => errors.push(FieldError::new(
+                format!("{table}.{name}"),
+                other.to_string(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::registry::{Registry, RegistryConfig};
+
+    /// A configuration declaring more entries than the registry holds got
+    /// one error per entry past the limit: 100 000 breakers over the
+    /// default 1024 gave 98 976 errors, a message of about 7 MB in one log
+    /// line (found by a hostile review). One error per table now, on the
+    /// first entry past the limit, counting the rest.
+    #[test]
+    fn entries_past_the_limit_are_one_error_per_table() {
+        use std::fmt::Write as _;
+        let mut text = String::new();
+        for i in 0..5 {
+            write!(
+                text,
+                "[breakers.b{i}]\nconsecutive_failures = 1\n[limiters.l{i}]\nrate = 1\n\
+                 [keyed_limiters.k{i}]\nrate = 1\n[bulkheads.h{i}]\nmax_concurrent = 1\n\
+                 [trackers.t{i}]\n"
+            )
+            .unwrap();
+        }
+        let config = RegistryConfig::from_toml(&text).unwrap();
+        let err = Registry::builder()
+            .max_entries(2)
+            .build_from_config(&config)
+            .unwrap_err();
+        let shown: Vec<String> = err.fields().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "breakers.b2: registry full: at most 2 entries of kind breaker (2 more declared after it)",
+                "limiters.l2: registry full: at most 2 entries of kind limiter (2 more declared after it)",
+                "bulkheads.h2: registry full: at most 2 entries of kind bulkhead (2 more declared after it)",
+                "trackers.t2: registry full: at most 2 entries of kind tracker (2 more declared after it)",
+                "keyed_limiters.k2: registry full: at most 2 entries of kind keyed limiter (2 more declared after it)",
+            ]
+        );
+        // One past the limit reads as before.
+        let config = RegistryConfig::from_toml(
+            "[breakers.a]\nconsecutive_failures = 1\n[breakers.b]\nconsecutive_failures = 1\n",
+        )
+        .unwrap();
+        let err = Registry::builder()
+            .max_entries(1)
+            .build_from_config(&config)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "breakers.b: registry full: at most 1 entries of kind breaker"
+        );
     }
 }
