@@ -130,15 +130,25 @@ impl RegistryConfig {
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self, RegistryConfigError> {
         let path = path.as_ref();
         let file_error = |message: String| one(FieldError::new("(file)", message));
+        // The extension first: a path of another kind (a log, a device
+        // such as `/dev/zero`) is refused before it is read, not read
+        // whole (or forever) to be refused after.
+        let toml = match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => true,
+            Some("json") => false,
+            _ => {
+                return Err(file_error(format!(
+                    "{}: the extension must be .toml or .json",
+                    path.display()
+                )))
+            }
+        };
         let text = std::fs::read_to_string(path)
             .map_err(|e| file_error(format!("cannot read {}: {e}", path.display())))?;
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") => Self::from_toml_with_env(&text, env::process_vars()),
-            Some("json") => Self::from_json_with_env(&text, env::process_vars()),
-            _ => Err(file_error(format!(
-                "{}: the extension must be .toml or .json",
-                path.display()
-            ))),
+        if toml {
+            Self::from_toml_with_env(&text, env::process_vars())
+        } else {
+            Self::from_json_with_env(&text, env::process_vars())
         }
     }
 
@@ -451,6 +461,26 @@ fn one(e: FieldError) -> RegistryConfigError {
 
 #[cfg(test)]
 mod tests {
+    /// A path of another extension was read whole before it was refused:
+    /// `load("/dev/zero")` read until memory ran out, and a file of
+    /// another kind that is not UTF-8 was refused as unreadable rather
+    /// than for its extension (found by a hostile review).
+    #[test]
+    fn a_file_of_another_extension_is_refused_before_it_is_read() {
+        use crate::registry::RegistryConfig;
+        let path = std::env::temp_dir().join(format!("fusebox-cfg-{}.bin", std::process::id()));
+        std::fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
+        let err = RegistryConfig::load(&path).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(err.fields()[0].path(), "(file)");
+        assert!(
+            err.fields()[0]
+                .message()
+                .ends_with("the extension must be .toml or .json"),
+            "{err}"
+        );
+    }
+
     /// TOML writes `nan` and `inf`, which no JSON number holds: they were
     /// read as null, so an optional field given one was silently its
     /// default (`burst = nan` a burst of `rate`, `window = inf` a window
