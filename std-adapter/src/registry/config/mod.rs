@@ -92,8 +92,9 @@ impl RegistryConfig {
     ///
     /// # Errors
     ///
-    /// A syntax error, or a value of the wrong type or an unknown field,
-    /// named by its path. Ranges are checked when the registry is built.
+    /// A syntax error, or a value of the wrong type (a list included: no
+    /// setting is one), a `nan` or `inf`, or an unknown field, named by
+    /// its path. Ranges are checked when the registry is built.
     ///
     /// ```
     /// use fusebox_std::registry::RegistryConfig;
@@ -294,6 +295,12 @@ impl RegistryConfig {
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, RegistryConfigError> {
         env::apply(&mut value, vars)?;
+        if let Some(path) = first_list(&value, String::new()) {
+            return Err(one(FieldError::new(
+                escaped(&path),
+                "invalid type: a list (no setting is one; a table is written with [] in TOML, {} in JSON)",
+            )));
+        }
         serde_path_to_error::deserialize(value).map_err(|e| {
             // Both hold keys (and values) of the document: shown escaped
             // and cut, as names are.
@@ -441,6 +448,31 @@ fn non_finite(value: &toml::Value, path: String) -> Option<(String, f64)> {
     }
 }
 
+/// The path of the first list in `value` (`(root)` for the document
+/// itself). No setting of a [`RegistryConfig`] is a list, but serde reads
+/// a struct from one as well as from a table, field by field in order:
+/// `a = [5, 50]` would be a breaker with `consecutive_failures = 5` and
+/// `failure_rate = 50`, a JSON document `[]` an empty configuration. The
+/// depth is bounded by the parsers' recursion limits (environment
+/// variables make no lists).
+fn first_list(value: &Value, path: String) -> Option<String> {
+    match value {
+        Value::Array(_) if path.is_empty() => Some("(root)".to_owned()),
+        Value::Array(_) => Some(path),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            first_list(
+                v,
+                if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                },
+            )
+        }),
+        _ => None,
+    }
+}
+
 /// A TOML syntax error as serde_json words its own, on one bounded line
 /// (`<message> at line L column C`): the TOML crate's report quotes the
 /// whole offending line, at any length and with its control characters.
@@ -461,6 +493,36 @@ fn one(e: FieldError) -> RegistryConfigError {
 
 #[cfg(test)]
 mod tests {
+    /// serde reads a struct from a list as well as from a table, field
+    /// by field in order: `a = [5, 50]` was a breaker with
+    /// `consecutive_failures = 5` and `failure_rate = 50`, and a JSON
+    /// document `[]` an empty configuration, where no setting is a list
+    /// (found by a hostile review).
+    #[test]
+    fn a_list_is_refused_where_a_table_is_expected() {
+        use crate::registry::RegistryConfig;
+        let toml = [
+            ("[breakers]\na = [5, 50]\n", "breakers.a"),
+            ("[limiters]\napi = [100, \"1s\", 20]\n", "limiters.api"),
+            ("[trackers]\nt = [0.5]\n", "trackers.t"),
+            (
+                "[keyed_limiters.k]\nrate = 1\noverflow = [1]\n",
+                "keyed_limiters.k.overflow",
+            ),
+            ("[bulkheads]\nb = []\n", "bulkheads.b"),
+        ];
+        for (text, path) in toml {
+            let err = RegistryConfig::from_toml(text).expect_err(text);
+            assert_eq!(err.fields().len(), 1, "{text}");
+            assert_eq!(err.fields()[0].path(), path, "{text}");
+            assert!(err.fields()[0].message().contains("a list"), "{err}");
+        }
+        let err = RegistryConfig::from_json("[]").unwrap_err();
+        assert!(err.fields()[0].message().contains("a list"), "{err}");
+        let err = RegistryConfig::from_json(r#"{"breakers": {"a": [5]}}"#).unwrap_err();
+        assert_eq!(err.fields()[0].path(), "breakers.a");
+    }
+
     /// A path of another extension was read whole before it was refused:
     /// `load("/dev/zero")` read until memory ran out, and a file of
     /// another kind that is not UTF-8 was refused as unreadable rather
