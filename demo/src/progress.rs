@@ -71,12 +71,20 @@ pub struct Live {
 }
 
 impl Live {
-    /// A display for a run of `duration`: a bar on a terminal, plain lines
-    /// otherwise.
+    /// A display for a run of `duration`: a bar on a terminal that draws
+    /// one, plain lines otherwise.
+    ///
+    /// indicatif hides its bar on a terminal whose `TERM` is `dumb` or
+    /// unset, so `tty` alone does not make a bar: there the display falls
+    /// back to plain lines (found by a hostile review: under `TERM=dumb`
+    /// the runs showed no progress at all, only blank lines).
     pub fn new(mode: Mode, duration: Duration, tty: bool) -> Self {
-        let bar = tty.then(|| {
+        let target = tty
+            .then(ProgressDrawTarget::stdout)
+            .filter(|target| !target.is_hidden());
+        let bar = target.map(|target| {
             let length = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-            let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stdout());
+            let bar = ProgressBar::with_draw_target(Some(length), target);
             let style = ProgressStyle::with_template(
                 "{prefix:>11.bold} [{bar:20.cyan/blue}] {elapsed:>3} {msg}",
             )
@@ -146,6 +154,18 @@ mod tests {
             breaker: Some(State::Open),
             fleet: None,
         }
+    }
+
+    #[test]
+    fn a_bar_indicatif_would_hide_falls_back_to_plain_lines() {
+        // The test's stdout is a pipe (or a terminal): a bar only where
+        // indicatif draws one, never a hidden bar and no lines at all.
+        let hidden = ProgressDrawTarget::stdout().is_hidden();
+        let live = Live::new(Mode::Protected, Duration::from_secs(3), true);
+        assert_eq!(live.bar.is_some(), !hidden);
+        assert!(Live::new(Mode::Protected, Duration::from_secs(3), false)
+            .bar
+            .is_none());
     }
 
     #[test]
