@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,9 +11,11 @@ use clap::Parser;
 use fusebox_demo::cli::Args;
 use fusebox_std::{Registry, TokioClock};
 
-/// Ends the process quietly when its reader goes away (`storm | head`):
-/// Rust ignores `SIGPIPE`, so `println!` panics on a closed pipe (found by
-/// a hostile review: a panic and a backtrace). Other panics report as
+/// Ends the process when stdout cannot be written: quietly when its
+/// reader goes away (`storm | head`), with a one-line error otherwise
+/// (`storm > /dev/full`: no space left). Rust ignores `SIGPIPE`, so
+/// `println!` panics on a closed pipe or a failed write (found by hostile
+/// reviews: a panic and a backtrace, exit 101). Other panics report as
 /// usual.
 fn quiet_on_closed_stdout() {
     let report = std::panic::take_hook();
@@ -23,8 +26,12 @@ fn quiet_on_closed_stdout() {
             .map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("");
-        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(0);
+        if let Some(cause) = message.strip_prefix("failed printing to stdout: ") {
+            if cause.contains("Broken pipe") {
+                std::process::exit(0);
+            }
+            let _ = writeln!(std::io::stderr(), "storm: cannot write to stdout: {cause}");
+            std::process::exit(1);
         }
         report(info);
     }));
