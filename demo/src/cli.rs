@@ -140,6 +140,12 @@ mod tests {
             "redis://u:pa/ss@127.0.0.1:6379",
             "redis://:pa#ss@127.0.0.1:6379",
             "redis://:pa?ss@127.0.0.1:6379",
+            // A slash too many or too few: no host, and the user info is
+            // read as the path (found by a hostile review: shown whole).
+            "redis:///:pass@127.0.0.1:6379",
+            "redis:/:pass@127.0.0.1:6379",
+            "rediss:///user:pass@127.0.0.1:6379",
+            "redis://127.0.0.1:6379/0#:pass@x",
         ] {
             let shown = fusebox_std::backend::redacted_url(url);
             assert!(!shown.contains("pa"), "{url} shown as {shown}");

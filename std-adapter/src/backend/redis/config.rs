@@ -218,7 +218,8 @@ impl RedisConfig {
 /// and whatever they contain (a space, a quote: a text filter such as
 /// [`redact`](crate::redact::redact) stops at those); a URL that does not
 /// parse is not shown (the redis crate refuses it too, but the text may
-/// hold a password).
+/// hold a password), nor is one with an `@` in its path or fragment
+/// (user info a slash away from its place: `redis:///:pw@host`).
 ///
 /// ```
 /// use fusebox_std::backend::redacted_url;
@@ -236,6 +237,12 @@ fn shown_url(url: &str) -> String {
     let Ok(mut parsed) = url::Url::parse(url) else {
         return "(not a URL; not shown)".to_owned();
     };
+    // An `@` past the authority (a slash too many or too few:
+    // `redis:///:pw@host`) leaves user info in the path or the fragment,
+    // where no parser sees a password: not shown.
+    if parsed.path().contains('@') || parsed.fragment().is_some_and(|f| f.contains('@')) {
+        return "(not a URL; not shown)".to_owned();
+    }
     if parsed.password().is_some() {
         let _ = parsed.set_password(Some(MASK));
     }
