@@ -21,7 +21,9 @@ use fusebox_std::Registry;
 /// The bind's error, or [`io::ErrorKind::InvalidInput`] for an address
 /// that is not a loopback one.
 pub async fn dashboard(addr: SocketAddr, registry: Arc<Registry>) -> io::Result<String> {
-    if !addr.ip().is_loopback() {
+    // An IPv4-mapped loopback (`[::ffff:127.0.0.1]`) is one too (found by
+    // a hostile review: refused as "not loopback").
+    if !addr.ip().to_canonical().is_loopback() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "the demo serves its open dashboard on loopback addresses only",
@@ -48,6 +50,23 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[tokio::test]
+    async fn an_ipv4_mapped_loopback_address_is_served() {
+        let url = dashboard(
+            "[::ffff:127.0.0.1]:0".parse().unwrap(),
+            Arc::new(Registry::new()),
+        )
+        .await
+        .unwrap();
+        assert!(url.starts_with("http://[::ffff:127.0.0.1]:"), "{url}");
+        for refused in ["[::ffff:10.0.0.1]:0", "[::]:0"] {
+            let err = dashboard(refused.parse().unwrap(), Arc::new(Registry::new()))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{refused}");
+        }
     }
 
     #[tokio::test]
