@@ -18,12 +18,12 @@ const MICROS_PER_SEC: u64 = 1_000_000;
 const SF_INTEGER_MAX: u64 = 999_999_999_999_999;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers), for tests
-/// that read it back; the layers name it with [`ListField`].
+/// that read it back: [`ListField`]'s name, the one the layers use.
 #[cfg(test)]
-pub(crate) static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub(crate) static RATELIMIT_POLICY: HeaderName = ListField::Policy.name();
 /// `RateLimit` (draft-ietf-httpapi-ratelimit-headers), as above.
 #[cfg(test)]
-pub(crate) static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub(crate) static RATELIMIT: HeaderName = ListField::Limit.name();
 static X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 static X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 static X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
@@ -362,8 +362,10 @@ pub(crate) enum ListField {
 impl ListField {
     /// The field's name, a constant: moved into a map, it costs no clone
     /// (a `static`'s name would be cloned by every insert).
-    fn name(self) -> HeaderName {
+    const fn name(self) -> HeaderName {
         match self {
+            // `const` blocks: built at compile time even when called at run
+            // time (`from_static` checks every byte where it runs).
             Self::Policy => const { HeaderName::from_static("ratelimit-policy") },
             Self::Limit => const { HeaderName::from_static("ratelimit") },
         }
