@@ -2,7 +2,6 @@
 //! [`TokenBucket`]s in one process, a bounded table.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -172,14 +171,20 @@ impl Group {
 pub struct MemoryBackend {
     clock: TokioClock,
     max_keys: usize,
-    groups: Mutex<HashMap<GroupId, Group>>,
+    table: Mutex<Table>,
+}
+
+/// What the lock guards: the (limiter, key) pairs, and what the last
+/// fruitless sweep of a full table found.
+#[derive(Default)]
+struct Table {
+    groups: HashMap<GroupId, Group>,
     /// The clock's microseconds before which no kept pair can be idle, as
-    /// the last sweep of a full table found (0: no such sweep). Read and
-    /// written under `groups`' lock only: a new pair that finds the table
-    /// full before then is refused without a sweep, so a client sending a
-    /// new key per request costs one lookup each, not one look at every
-    /// pair kept.
-    no_idle_before: AtomicU64,
+    /// the last sweep of a full table found (0: no such sweep): a new pair
+    /// that finds the table full before then is refused without a sweep,
+    /// so a client sending a new key per request costs one lookup each,
+    /// not one look at every pair kept.
+    no_idle_before: u64,
 }
 
 /// (limiter, key).
@@ -213,14 +218,13 @@ impl MemoryBackend {
         Self {
             clock,
             max_keys: max_keys.max(1),
-            groups: Mutex::new(HashMap::new()),
-            no_idle_before: AtomicU64::new(0),
+            table: Mutex::default(),
         }
     }
 
     /// How many (limiter, key) pairs are kept.
     pub fn len(&self) -> usize {
-        self.groups.lock().map_or(0, |g| g.len())
+        self.table.lock().map_or(0, |t| t.groups.len())
     }
 
     /// Whether no pair is kept.
@@ -247,17 +251,21 @@ impl MemoryBackend {
         super::key::check_key(key)?;
         // A poisoned lock only means another decision panicked mid-way;
         // the buckets themselves are always consistent.
-        let mut groups = self
-            .groups
+        let mut table = self
+            .table
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Table {
+            groups,
+            no_idle_before,
+        } = &mut *table;
         let now = self.clock.now();
         let id = (Box::<str>::from(limiter), Box::<str>::from(key));
         if n == 0 {
             return Ok(peek(groups.get(&id), rules, now));
         }
         if !groups.contains_key(&id) && groups.len() >= self.max_keys {
-            if now.as_micros() < self.no_idle_before.load(Ordering::Relaxed) {
+            if now.as_micros() < *no_idle_before {
                 return Err(BackendError::TableFull);
             }
             #[cfg(test)]
@@ -270,7 +278,7 @@ impl MemoryBackend {
             });
             if groups.len() >= self.max_keys {
                 let until = now.saturating_add(soonest).as_micros();
-                self.no_idle_before.store(until, Ordering::Relaxed);
+                *no_idle_before = until;
                 return Err(BackendError::TableFull);
             }
         }
@@ -420,11 +428,11 @@ mod tests {
         let d = backend.decide_now("l", "a", &rules(10), 0).unwrap();
         assert_eq!((d.allowed, d.remaining), (true, 2));
         assert_eq!(backend.len(), 1);
-        let group = backend.groups.lock().unwrap();
-        let buckets = &group[&("l".into(), "a".into())].buckets;
+        let table = backend.table.lock().unwrap();
+        let buckets = &table.groups[&("l".into(), "a".into())].buckets;
         assert_eq!(buckets.len(), 1, "a peek made a bucket");
         assert_eq!(buckets[0].1.quota(), Quota::per_second(5).unwrap());
-        drop(group);
+        drop(table);
         let d = backend.decide_now("l", "a", &rules(5), 2).unwrap();
         assert_eq!((d.allowed, d.remaining), (true, 0), "a peek took tokens");
         assert_eq!(
@@ -469,8 +477,8 @@ mod tests {
             (false, 1, Duration::from_secs(20))
         );
         let per_second_left = {
-            let groups = backend.groups.lock().unwrap();
-            let group = &groups[&(Box::<str>::from("l"), Box::<str>::from("k"))];
+            let table = backend.table.lock().unwrap();
+            let group = &table.groups[&(Box::<str>::from("l"), Box::<str>::from("k"))];
             group.buckets[0].1.available(backend.clock.now())
         };
         assert_eq!(per_second_left, 7, "the refusal took no per_second token");
@@ -582,8 +590,8 @@ mod tests {
         // Once everything is full again, the table shrinks back.
         tokio::time::advance(Duration::from_secs(3_600)).await;
         assert!(backend.decide_now("l", "k", &hourly, 1).unwrap().allowed);
-        let groups = backend.groups.lock().unwrap();
-        let group = &groups[&(Box::<str>::from("l"), Box::<str>::from("k"))];
+        let table = backend.table.lock().unwrap();
+        let group = &table.groups[&(Box::<str>::from("l"), Box::<str>::from("k"))];
         assert!(
             group.buckets.len() <= Group::MAX_BUCKETS,
             "{}",
