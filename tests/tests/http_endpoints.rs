@@ -101,7 +101,10 @@ async fn open_setup_serves_every_route_under_a_prefix() {
         (metrics.status, metrics.content_type()),
         (StatusCode::OK, METRICS_CONTENT_TYPE)
     );
-    assert_eq!(METRICS_CONTENT_TYPE, "text/plain; version=0.0.4");
+    assert_eq!(
+        METRICS_CONTENT_TYPE,
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
     let scrape =
         prometheus_parse::Scrape::parse(std::io::BufReader::new(metrics.body.as_bytes()).lines())
             .unwrap();

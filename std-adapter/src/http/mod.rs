@@ -7,7 +7,7 @@
 //! | `GET livez` | never | 200 `{"status":"alive"}`, 503 `{"status":"dead"}` ([`HttpOptionsBuilder::liveness`]) |
 //! | `GET readyz` | never | 200 `{"status":"ready"}`, 503 `{"status":"not_ready"}` (the report's `ready`) |
 //! | `GET health` | token | the [`HealthReport`](crate::health::HealthReport) JSON, 200 when ready, 503 when not |
-//! | `GET metrics` | token | [`Registry::to_prometheus`] and `fusebox_http_refused_total{reason}` (below), `Content-Type: text/plain; version=0.0.4` |
+//! | `GET metrics` | token | [`Registry::to_prometheus`] and `fusebox_http_refused_total{reason}` (below), `Content-Type: text/plain; version=0.0.4; charset=utf-8` |
 //! | `GET dashboard` | never (holds no data) | the dashboard page, HTML |
 //! | `GET dashboard/data` | token | `{"now_us", "health", "timelines", "fleet_timelines" (feature `redis`, when a fleet breaker is registered), "rejections", "missed_events"}` |
 //! | `POST admin/breakers/{name}/{action}` | token, only if [`admin`](HttpOptionsBuilder::admin) | `{"name", "action", "changed", "state"}`; `action` is `force-open`, `force-close` or `reset` |

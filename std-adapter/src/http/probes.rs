@@ -13,13 +13,17 @@ use tokio::sync::Semaphore;
 
 use super::AppState;
 
-/// The `Content-Type` of `/metrics`: the Prometheus text format 0.0.4,
-/// exactly as scrapers expect it.
+/// The `Content-Type` of `/metrics`: the Prometheus text format 0.0.4
+/// in UTF-8, as Prometheus's own clients send it
+/// ([`prometheus::CONTENT_TYPE`](crate::prometheus::CONTENT_TYPE)). The
+/// charset is said because names and label values may be any Unicode: a
+/// `text/plain` without one is read by a browser in whatever encoding it
+/// guesses.
 ///
 /// ```
-/// assert_eq!(fusebox_std::http::METRICS_CONTENT_TYPE, "text/plain; version=0.0.4");
+/// assert_eq!(fusebox_std::http::METRICS_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
 /// ```
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+pub const METRICS_CONTENT_TYPE: &str = crate::prometheus::CONTENT_TYPE;
 
 /// The answers are about now: no cache may keep them.
 pub(super) fn no_store(mut response: Response) -> Response {
