@@ -531,3 +531,50 @@ async fn a_locked_page_waits_for_a_token_instead_of_polling() {
         assert_eq!(polls.load(SeqCst), 1, "{url}: polls while locked");
     }
 }
+
+/// A token outside visible ASCII (pasted with a stray `€`, or a non-Latin
+/// script) can be no server's token, and a browser will not send it: its
+/// `fetch` threw, the page said "offline" (as if the server were down)
+/// and tried again every second. It now asks for the token again, and
+/// never sends that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_a_browser_cannot_send_asks_for_another_not_offline() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    let registry = registry();
+    let polls = Arc::new(AtomicUsize::new(0));
+    let count_polls = {
+        let polls = Arc::clone(&polls);
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let polls = Arc::clone(&polls);
+            async move {
+                if request.uri().path().ends_with("/dashboard/data") {
+                    polls.fetch_add(1, SeqCst);
+                }
+                next.run(request).await
+            }
+        }
+    };
+    let options = HttpOptions::builder()
+        .bearer_token("dashboard-token-5d1e8b7a")
+        .build()
+        .unwrap();
+    let app = router(Arc::clone(&registry), options).layer(axum::middleware::from_fn(count_polls));
+    let server = serve(app).await;
+
+    // `€` (U+20AC) is outside Latin-1: `fetch` refuses it in a header.
+    let url = server.url("/dashboard#token=dashboard-token-%E2%82%AC-5d1e8b7a");
+    let page = browse(&url, &["--dump-dom".to_owned()], 3000).await;
+    assert!(
+        page.contains(">token required<"),
+        "asks for the token: {page}"
+    );
+    assert!(!page.contains(">offline<"), "not offline");
+    assert!(page.contains("visible ASCII only"), "says why");
+    let auth = &page[page.find("id=\"auth\"").expect("the token form")..];
+    assert!(
+        !auth[..auth.find('>').unwrap()].contains("hidden"),
+        "the token form is shown"
+    );
+    assert_eq!(polls.load(SeqCst), 0, "the token is never sent");
+}
