@@ -79,6 +79,38 @@ pub struct RegistryConfig {
     pub bulkheads: BTreeMap<String, super::BulkheadSpec>,
 }
 
+/// The text of the configuration file at `path`: a regular file (a FIFO
+/// or a device such as `/dev/zero` named `*.toml` would block or never
+/// end), of at most [`RegistryConfig::MAX_FILE_BYTES`], in UTF-8. A
+/// leading byte-order mark, which editors on Windows write and neither
+/// parser accepts, is dropped.
+fn read_config_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_owned());
+    }
+    let max = RegistryConfig::MAX_FILE_BYTES;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 (an invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_owned(),
+        None => text,
+    })
+}
+
 /// A validated configuration, ready to build.
 pub(crate) struct Validated {
     pub(crate) breakers: BTreeMap<String, (Config, bool)>,
@@ -144,14 +176,24 @@ impl RegistryConfig {
                 )))
             }
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| file_error(format!("cannot read {}: {e}", path.display())))?;
+        let text = read_config_file(path)
+            .map_err(|reason| file_error(format!("cannot read {}: {reason}", path.display())))?;
         if toml {
             Self::from_toml_with_env(&text, env::process_vars())
         } else {
             Self::from_json_with_env(&text, env::process_vars())
         }
     }
+
+    /// The largest file [`load`](Self::load) reads: 16 MiB, hundreds of
+    /// times a configuration of thousands of entries. A larger one (a log
+    /// or a dump given by mistake, a file still growing) is refused, not
+    /// read whole into memory.
+    ///
+    /// ```
+    /// assert_eq!(fusebox_std::registry::RegistryConfig::MAX_FILE_BYTES, 16 << 20);
+    /// ```
+    pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
     /// Reads a JSON document.
     ///
@@ -539,6 +581,67 @@ mod tests {
             err.fields()[0]
                 .message()
                 .ends_with("the extension must be .toml or .json"),
+            "{err}"
+        );
+    }
+
+    /// `load` read any file whole: a `*.toml` that was a FIFO blocked
+    /// forever, one that was a link to `/dev/zero` (or a log) filled the
+    /// memory, and a file saved with a byte-order mark (as Windows editors
+    /// do) was refused with "expected value at line 1 column 1". Files
+    /// are now checked to be regular and at most `MAX_FILE_BYTES`, and
+    /// the mark is dropped.
+    #[test]
+    fn load_reads_regular_files_of_bounded_size_and_drops_a_byte_order_mark() {
+        use crate::registry::RegistryConfig;
+        let dir = std::env::temp_dir().join(format!("fusebox-cfg-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bom_json = dir.join("bom.json");
+        std::fs::write(
+            &bom_json,
+            "\u{feff}{\"limiters\": {\"api\": {\"rate\": 5}}}",
+        )
+        .unwrap();
+        let bom_toml = dir.join("bom.toml");
+        std::fs::write(&bom_toml, "\u{feff}[limiters.api]\nrate = 7\n").unwrap();
+        let big = dir.join("big.toml");
+        let line = "# padding padding padding padding padding padding padding padding\n";
+        let lines = usize::try_from(RegistryConfig::MAX_FILE_BYTES).unwrap() / line.len() + 1;
+        std::fs::write(&big, line.repeat(lines)).unwrap();
+        let latin1 = dir.join("latin1.toml");
+        std::fs::write(&latin1, b"[limiters.caf\xe9]\nrate = 1\n").unwrap();
+        let a_dir = dir.join("a-directory.toml");
+        std::fs::create_dir_all(&a_dir).unwrap();
+
+        let json = RegistryConfig::load(&bom_json);
+        let toml = RegistryConfig::load(&bom_toml);
+        let errors = [&big, &latin1, &a_dir].map(|p| RegistryConfig::load(p).unwrap_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        assert_eq!(json.unwrap().limiters["api"].rate, Some(5));
+        assert_eq!(toml.unwrap().limiters["api"].rate, Some(7));
+        let messages = errors.map(|e| e.fields()[0].message().to_owned());
+        assert!(
+            messages[0].ends_with("larger than 16777216 bytes"),
+            "{messages:?}"
+        );
+        assert!(messages[1].contains("not UTF-8"), "{messages:?}");
+        assert!(messages[2].ends_with("not a regular file"), "{messages:?}");
+    }
+
+    /// A device behind a configuration's name is refused unread.
+    #[cfg(unix)]
+    #[test]
+    fn load_refuses_a_device_named_like_a_configuration() {
+        use crate::registry::RegistryConfig;
+        let link =
+            std::env::temp_dir().join(format!("fusebox-cfg-zero-{}.toml", std::process::id()));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let err = RegistryConfig::load(&link).unwrap_err();
+        std::fs::remove_file(&link).unwrap();
+        assert!(
+            err.fields()[0].message().ends_with("not a regular file"),
             "{err}"
         );
     }
