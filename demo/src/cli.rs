@@ -44,8 +44,14 @@ pub struct Args {
     /// two in two terminals). Without it both are in process. While Redis
     /// does not answer within 50 ms, each process keeps the whole limit to
     /// itself and decides on its own breaker. The URL is only ever shown
-    /// redacted.
-    #[arg(long, value_name = "URL")]
+    /// redacted. A URL holding a password is better given in the
+    /// environment: any local user can read a command line (`ps`).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "FUSEBOX_REDIS_URL",
+        hide_env_values = true
+    )]
     pub redis: Option<String>,
 
     /// A story without a storm: the upstream stays healthy (no failure, no

@@ -54,7 +54,7 @@ impl SharedRedis {
                 .any(|known| scheme.eq_ignore_ascii_case(known))
         }) {
             return Err(format!(
-                "--redis wants a redis:// or rediss:// URL (redis://[user:password@]host:port[/db]), got {}",
+                "--redis (or FUSEBOX_REDIS_URL) wants a redis:// or rediss:// URL (redis://[user:password@]host:port[/db]), got {}",
                 redacted_url(url)
             )
             .into());
