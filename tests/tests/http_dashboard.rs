@@ -17,6 +17,7 @@ mod common;
 mod http_common;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -493,17 +494,9 @@ async fn a_fleet_breaker_and_a_local_one_of_one_name_keep_their_own_timelines() 
     );
 }
 
-/// A page that has no token (or a wrong one) polled its data every
-/// second all the same, each poll refused: a locked tab left open counted
-/// one `unauthorized` refusal a second in `fusebox_http_refused_total`,
-/// the count meant to show a client guessing tokens. A refused page now
-/// waits for a token before it asks again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_locked_page_waits_for_a_token_instead_of_polling() {
-    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-
-    const TOKEN: &str = "dashboard-token-5d1e8b7a";
-    let registry = registry();
+/// A server whose token is `token`, counting the page's data polls
+/// that reach it.
+async fn counting_polls(token: &str) -> (Server, Arc<AtomicUsize>) {
     let polls = Arc::new(AtomicUsize::new(0));
     let count_polls = {
         let polls = Arc::clone(&polls);
@@ -517,10 +510,19 @@ async fn a_locked_page_waits_for_a_token_instead_of_polling() {
             }
         }
     };
-    let options = HttpOptions::builder().bearer_token(TOKEN).build().unwrap();
-    let app = router(Arc::clone(&registry), options).layer(axum::middleware::from_fn(count_polls));
-    let server = serve(app).await;
+    let options = HttpOptions::builder().bearer_token(token).build().unwrap();
+    let app = router(registry(), options).layer(axum::middleware::from_fn(count_polls));
+    (serve(app).await, polls)
+}
 
+/// A page that has no token (or a wrong one) polled its data every
+/// second all the same, each poll refused: a locked tab left open counted
+/// one `unauthorized` refusal a second in `fusebox_http_refused_total`,
+/// the count meant to show a client guessing tokens. A refused page now
+/// waits for a token before it asks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_page_waits_for_a_token_instead_of_polling() {
+    let (server, polls) = counting_polls("dashboard-token-5d1e8b7a").await;
     for url in [
         server.url("/dashboard"),
         server.url("/dashboard#token=not-the-token-at-all"),
@@ -539,29 +541,7 @@ async fn a_locked_page_waits_for_a_token_instead_of_polling() {
 /// never sends that one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_a_browser_cannot_send_asks_for_another_not_offline() {
-    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-
-    let registry = registry();
-    let polls = Arc::new(AtomicUsize::new(0));
-    let count_polls = {
-        let polls = Arc::clone(&polls);
-        move |request: axum::extract::Request, next: axum::middleware::Next| {
-            let polls = Arc::clone(&polls);
-            async move {
-                if request.uri().path().ends_with("/dashboard/data") {
-                    polls.fetch_add(1, SeqCst);
-                }
-                next.run(request).await
-            }
-        }
-    };
-    let options = HttpOptions::builder()
-        .bearer_token("dashboard-token-5d1e8b7a")
-        .build()
-        .unwrap();
-    let app = router(Arc::clone(&registry), options).layer(axum::middleware::from_fn(count_polls));
-    let server = serve(app).await;
-
+    let (server, polls) = counting_polls("dashboard-token-5d1e8b7a").await;
     // `€` (U+20AC) is outside Latin-1: `fetch` refuses it in a header.
     let url = server.url("/dashboard#token=dashboard-token-%E2%82%AC-5d1e8b7a");
     let page = browse(&url, &["--dump-dom".to_owned()], 3000).await;
