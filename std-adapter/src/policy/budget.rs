@@ -119,14 +119,7 @@ impl Ring {
     fn current(&mut self, index: u64) -> (&mut Slot, u64, u64) {
         let index = index.max(self.latest);
         self.latest = index;
-        let oldest = index.saturating_sub(SLOTS as u64 - 1);
-        let (mut deposits, mut withdrawals) = (0u64, 0u64);
-        for slot in &self.slots {
-            if (oldest..=index).contains(&slot.index) {
-                deposits = deposits.saturating_add(slot.deposits);
-                withdrawals = withdrawals.saturating_add(slot.withdrawals);
-            }
-        }
+        let (deposits, withdrawals) = self.totals(index);
         let slot = &mut self.slots[(index % SLOTS as u64) as usize];
         if slot.index != index {
             // An older slot number's counts: not in the window (they were
@@ -137,6 +130,21 @@ impl Ring {
             };
         }
         (slot, deposits, withdrawals)
+    }
+
+    /// The window's totals at slot number `index` (the latest one, if
+    /// `index` is older), changing nothing.
+    fn totals(&self, index: u64) -> (u64, u64) {
+        let index = index.max(self.latest);
+        let oldest = index.saturating_sub(SLOTS as u64 - 1);
+        let (mut deposits, mut withdrawals) = (0u64, 0u64);
+        for slot in &self.slots {
+            if (oldest..=index).contains(&slot.index) {
+                deposits = deposits.saturating_add(slot.deposits);
+                withdrawals = withdrawals.saturating_add(slot.withdrawals);
+            }
+        }
+        (deposits, withdrawals)
     }
 }
 
@@ -323,7 +331,10 @@ impl RetryBudget {
         }
     }
 
-    /// Retries the window at `now` would still admit.
+    /// Retries the window at `now` would still admit (the latest window
+    /// seen, for an earlier `now`). A read: a `now` later than the
+    /// budget's moves no window, so a forecast or a report read on
+    /// another clock changes no decision.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -339,8 +350,7 @@ impl RetryBudget {
     /// # }).unwrap();
     /// ```
     pub fn remaining_at(&self, now: Instant) -> u64 {
-        let mut ring = self.lock();
-        let (_, deposits, withdrawals) = ring.current(self.index(now));
+        let (deposits, withdrawals) = self.lock().totals(self.index(now));
         let allowed =
             (u128::from(self.floor) * 100 + u128::from(self.percent) * u128::from(deposits)) / 100;
         u64::try_from(allowed.saturating_sub(u128::from(withdrawals))).unwrap_or(u64::MAX)
@@ -417,6 +427,31 @@ mod tests {
         // nothing is written into an old slot.
         assert!(b.try_withdraw_at(Instant::from_secs(1)));
         assert!(!b.try_withdraw_at(Instant::from_secs(100)));
+    }
+
+    /// `remaining_at` is a read: asked about a later instant (a forecast,
+    /// or a report read on another clock, ahead of the budget's), it moves
+    /// nothing. Found by a hostile review: it advanced the window to that
+    /// instant, so every later deposit and retry read as that slot: the
+    /// first attempts of the window before it were forgotten at once, and
+    /// those made afterwards stayed in one slot (buying retries) until the
+    /// budget's clock reached it.
+    #[test]
+    fn remaining_at_a_later_instant_moves_nothing() {
+        let b = budget(100, 0);
+        b.deposit_at(Instant::from_secs(0));
+        assert_eq!(
+            b.remaining_at(Instant::from_secs(60)),
+            0,
+            "the window then is empty"
+        );
+        // The window at 1 s still holds the first attempt at 0 s.
+        assert_eq!(b.remaining_at(Instant::from_secs(1)), 1);
+        assert!(b.try_withdraw_at(Instant::from_secs(1)));
+        // First attempts at 1 s leave the window at 11 s, as always.
+        b.deposit_at(Instant::from_secs(1));
+        assert_eq!(b.remaining_at(Instant::from_secs(11)), 0);
+        assert!(!b.try_withdraw_at(Instant::from_secs(11)));
     }
 
     /// The docs' bounds, from a model of the docs: at every retry, the
