@@ -374,11 +374,16 @@ pub(super) enum Refused {
 /// tick ([`TIMER_TICK`](crate::clock::TIMER_TICK)) before it, since tokio
 /// ends a sleep on the first tick at or after its instant (found by a
 /// hostile review: a waiter queued with a deadline 500.5 ms away gave up
-/// at 501 ms). A free gate is taken even at or past the deadline.
+/// at 501 ms). A free gate is taken even at or past the deadline, and
+/// without a timer (no waiter is queued then: the gate is fair, so none is
+/// passed).
 pub(super) async fn enter(
     gate: &Gate<()>,
     deadline: Option<tokio::time::Instant>,
 ) -> Result<tokio::sync::MutexGuard<'_, ()>, LimitError> {
+    if let Ok(turn) = gate.try_lock() {
+        return Ok(turn);
+    }
     match deadline {
         None => Ok(gate.lock().await),
         Some(at) => {
@@ -430,6 +435,32 @@ mod tests {
         let start = tokio::time::Instant::now();
         limiter.until_n_ready(2).await.unwrap();
         assert_eq!(tokio::time::Instant::now(), start);
+    }
+
+    /// A waiter with a deadline that finds the gate free and a token ready
+    /// takes it without building a timer, as one without a deadline does:
+    /// on a runtime without timers it is admitted (found by a hostile
+    /// review: every such wait built the gate's give-up timer, which
+    /// panics there, so a `Policy` with a retry deadline and a limiter
+    /// panicked on every call, and built a timer per attempt elsewhere).
+    #[test]
+    fn a_free_gate_is_taken_without_a_timer() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let deadline = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+            let limiter = Limiter::new(Arc::new(TokenBucket::new(Quota::per_second(2).unwrap())));
+            assert_eq!(limiter.until_n_ready_by(2, deadline).await, Ok(()));
+            let core: fusebox::KeyedLimiter<u8, 4> = fusebox::KeyedLimiter::new(
+                Quota::per_second(2).unwrap(),
+                fusebox::bucket::FullPolicy::Reject,
+            )
+            .unwrap();
+            let keyed = super::super::KeyedLimiter::new(Arc::new(core));
+            assert_eq!(keyed.until_n_ready_by(&1, 2, deadline).await, Ok(()));
+            assert_eq!(keyed.waiting_keys(), 0);
+        });
     }
 
     /// A token wait never ends past its deadline, counting tokio's rounding
