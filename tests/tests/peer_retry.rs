@@ -263,7 +263,11 @@ async fn retry_after_at_the_cap_is_honoured() {
         .honor_retry_after()
         .build();
     let (a, s, e, _) = failures(&retry, After(fusebox::Duration::from_secs(60))).await;
-    assert_eq!((a, s, e), (2, Stop::Exhausted, Duration::from_secs(60)));
+    // The Retry-After, then the backoff's 1 ms on top.
+    assert_eq!(
+        (a, s, e),
+        (2, Stop::Exhausted, Duration::from_millis(60_001))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -283,13 +287,16 @@ async fn huge_retry_after_with_a_deadline_stops_with_deadline_at_once() {
         .honor_retry_after()
         .build();
     let (a, s, e, _) = failures(&retry, After(fusebox::Duration::from_secs(120))).await;
-    assert_eq!((a, s, e), (2, Stop::Exhausted, Duration::from_secs(120)));
+    assert_eq!(
+        (a, s, e),
+        (2, Stop::Exhausted, Duration::from_millis(120_001))
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn retry_after_in_the_past_waits_the_backoff() {
     // An HTTP-date in the past parses to a zero Retry-After: the wait is
-    // `max(backoff, Retry-After)`, the backoff.
+    // `Retry-After + backoff`, the backoff.
     let retry = Retry::builder()
         .max_attempts(3)
         .backoff(exact(100, 2.0, 1_000))

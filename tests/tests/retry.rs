@@ -165,8 +165,10 @@ impl fusebox::RetryAfter for Throttled {
 }
 
 #[tokio::test(start_paused = true)]
-async fn retry_after_is_honoured_exactly_never_early() {
-    // Backoff 100 ms; the server says 3 s: the retry is at 3 s, not before.
+async fn retry_after_is_honoured_never_early_then_the_backoff() {
+    // Backoff 100 ms; the server says 3 s: the retry is the backoff after
+    // 3 s (the jitter a real backoff has there spreads the callers told
+    // the same Retry-After), never before.
     let retry = Retry::builder()
         .max_attempts(3)
         .backoff(exponential(100, 1.0, 100))
@@ -174,11 +176,11 @@ async fn retry_after_is_honoured_exactly_never_early() {
         .build();
     let (result, at) = attempts(&retry, 2, || Throttled(Some(3_000))).await;
     assert_eq!(result.unwrap(), 3);
-    assert_eq!(at, ms(&[0, 3_000, 6_000]));
+    assert_eq!(at, ms(&[0, 3_100, 6_200]));
 
-    // A Retry-After shorter than the backoff: the backoff (the larger) wins.
+    // A Retry-After shorter than the backoff: it comes before it too.
     let (_, at) = attempts(&retry, 2, || Throttled(Some(20))).await;
-    assert_eq!(at, ms(&[0, 100, 200]));
+    assert_eq!(at, ms(&[0, 120, 240]));
 
     // No Retry-After: the backoff.
     let (_, at) = attempts(&retry, 2, || Throttled(None)).await;

@@ -148,8 +148,10 @@ impl<B, P> RetryBuilder<B, P> {
         self.map(|b| b, |_| predicate)
     }
 
-    /// Also wait at least what the error's [`fusebox::RetryAfter`] names
-    /// (see [`HonorRetryAfter`]).
+    /// Also wait what the error's [`fusebox::RetryAfter`] names (see
+    /// [`HonorRetryAfter`]), before the backoff's delay: the retry comes
+    /// the delay after the Retry-After, so that callers told the same one
+    /// spread over their jittered delays instead of retrying at once.
     ///
     /// ```
     /// use std::time::Duration;
@@ -169,7 +171,7 @@ impl<B, P> RetryBuilder<B, P> {
     ///     .build();
     /// let start = tokio::time::Instant::now();
     /// let _ = retry.call(|| async { Err::<(), _>(TooManyRequests) }).await;
-    /// assert_eq!(start.elapsed(), Duration::from_secs(2));
+    /// assert_eq!(start.elapsed(), Duration::from_millis(2_010)); // 2 s, then 10 ms
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```

@@ -30,7 +30,10 @@ pub use predicate::{HonorRetryAfter, OnCallError, RetryAll, RetryPredicate};
 /// attempts must be left; a Retry-After must be at most
 /// [`max_retry_after`](RetryBuilder::max_retry_after) (by default 60 s
 /// without a deadline, the deadline's bound with one);
-/// the wait is `max(backoff, Retry-After)`; the
+/// the wait is the backoff's delay, after the Retry-After if there is one
+/// (`Retry-After + backoff`: a Retry-After is a minimum, and the jittered
+/// delay on top of it spreads the callers one overload told the same
+/// Retry-After, who would otherwise all retry at one instant); the
 /// retry must start *before* the deadline (else it stops at once, without
 /// sleeping: its timer never sleeps past the deadline; a wait ending
 /// within 1 ms of it counts as past, since tokio rounds every sleep up to
@@ -261,7 +264,12 @@ impl<B: MakeBackoff, P> Retry<B, P> {
         if after.is_some_and(|after| cap.is_some_and(|cap| after > cap)) {
             return Err(Stop::RetryAfterTooLong);
         }
-        let wait = after.map_or(delay, |after| after.max(delay));
+        // A Retry-After is a minimum, and the backoff's delay comes on
+        // top of it: every caller told the same Retry-After (by one
+        // server, in one overload) would otherwise retry at the same
+        // instant, bringing back the spike it was told to wait out; the
+        // jitter spreads them over the delay after it.
+        let wait = after.map_or(delay, |after| after.saturating_add(delay));
         // A wait longer than ~30 years (`Duration::MAX` from a backoff or a
         // predicate) sleeps until the far future: never a panic.
         let wake = crate::clock::saturating_add(Instant::now(), wait);

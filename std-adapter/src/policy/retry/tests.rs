@@ -128,10 +128,12 @@ async fn a_retry_after_past_the_cap_stops_at_once() {
         .await
         .unwrap_err();
     assert_eq!((e.attempts, e.stop), (2, Stop::Exhausted));
-    assert_eq!(
-        start.elapsed(),
-        Duration::from_secs(5),
-        "at the cap: waited"
+    // At the cap: waited, then the default backoff's first delay (full
+    // jitter, at most 100 ms) on top.
+    let waited = start.elapsed();
+    assert!(
+        (Duration::from_secs(5)..=Duration::from_millis(5_100)).contains(&waited),
+        "at the cap: waited {waited:?}"
     );
     // An explicit deadline bounds it instead of the default cap: a
     // server's 90 s is waited within 300 s, and stops a 60 s one.
@@ -148,7 +150,17 @@ async fn a_retry_after_past_the_cap_stops_at_once() {
             .await
             .unwrap_err();
         assert_eq!((e.attempts, e.stop), (attempts, stop), "{deadline_s} s");
-        assert_eq!(start.elapsed(), Duration::from_secs(waited_s));
+        let waited = start.elapsed();
+        let least = Duration::from_secs(waited_s);
+        let most = if waited_s == 0 {
+            least
+        } else {
+            least + Duration::from_millis(100)
+        };
+        assert!(
+            (least..=most).contains(&waited),
+            "{deadline_s} s: {waited:?}"
+        );
     }
 }
 
@@ -215,5 +227,56 @@ async fn a_retry_cancelled_in_its_backoff_gives_its_budget_back() {
     assert_eq!(
         budget.remaining_at(fusebox::Clock::now(&crate::TokioClock::new())),
         3
+    );
+}
+
+/// Callers told one Retry-After retry spread over the backoff's delay
+/// after it, not all at one instant. The wait was `max(backoff,
+/// Retry-After)`: with a Retry-After longer than the delay (the usual
+/// case: a server shedding load names seconds, a first backoff is 100 ms)
+/// every caller waited exactly the Retry-After, so a fleet refused in one
+/// overload came back in one spike, jitter or not.
+#[tokio::test(start_paused = true)]
+async fn callers_told_one_retry_after_do_not_retry_in_lockstep() {
+    let callers: Vec<_> = (0..64u64)
+        .map(|seed| {
+            let backoff =
+                ExponentialBackoffMaker::default().with_rng(fastrand::Rng::with_seed(seed));
+            Retry::builder()
+                .max_attempts(2)
+                .backoff(backoff)
+                .honor_retry_after()
+                .build()
+        })
+        .collect();
+    let mut retried_at = Vec::new();
+    for retry in &callers {
+        let start = Instant::now();
+        let mut calls = 0;
+        let mut at = None;
+        let _ = retry
+            .call(|| {
+                calls += 1;
+                if calls == 2 {
+                    at = Some(start.elapsed());
+                }
+                async move { Err::<(), _>(After(2_000)) }
+            })
+            .await;
+        retried_at.push(at.expect("retried once"));
+    }
+    let after = Duration::from_secs(2);
+    let most = after + Duration::from_millis(100); // the first delay's ceiling
+    assert!(
+        retried_at.iter().all(|at| (after..=most).contains(at)),
+        "never before the Retry-After: {retried_at:?}"
+    );
+    let mut instants = retried_at.clone();
+    instants.sort();
+    instants.dedup();
+    assert!(
+        instants.len() >= 32,
+        "spread over the delay: {} instants for 64 callers",
+        instants.len()
     );
 }
