@@ -177,3 +177,47 @@ async fn a_fleet_of_retriers_cannot_amplify_an_outage() {
         "{budget_stops} stopped by the budget"
     );
 }
+
+/// A first attempt is deposited when it runs, not when the call starts:
+/// one refused by an open breaker put no load on the callee. Every call
+/// was deposited up front, so an outage's refused calls bought retries
+/// (at 100 %, one each) that the first failures after the breaker closed
+/// spent on the callee just recovering, beyond the share of its real load
+/// the budget allows (found by a hostile review).
+#[tokio::test(start_paused = true)]
+async fn first_attempts_refused_by_an_open_breaker_deposit_nothing() {
+    use fusebox::breaker::{CircuitBreaker, Config};
+    use fusebox_std::policy::{Breaker, Policy};
+    use fusebox_std::CallError;
+
+    let core = Arc::new(CircuitBreaker::new(
+        Config::builder().consecutive_failures(5).build().unwrap(),
+    ));
+    let breaker = Breaker::new("upstream", Arc::clone(&core));
+    let budget = Arc::new(RetryBudget::new(Duration::from_secs(10), 100, 0).unwrap());
+    let policy = Policy::builder()
+        .breaker(breaker.clone())
+        .retry(
+            Retry::builder()
+                .max_attempts(3)
+                .budget(Arc::clone(&budget))
+                .build(),
+        )
+        .build();
+    let now = fusebox::Clock::now(&breaker.clock());
+    core.force_open(now);
+    for _ in 0..10 {
+        let refused = policy.call(|| async { Ok::<(), ()>(()) }).await;
+        assert!(
+            matches!(refused, Err(CallError::Open { .. })),
+            "{refused:?}"
+        );
+    }
+    // No time has passed: the budget's clock reads zero too.
+    assert_eq!(budget.remaining_at(Instant::ZERO), 0, "nothing deposited");
+
+    // Closed again, a call that runs is deposited as before.
+    core.force_close(now);
+    assert!(policy.call(|| async { Ok::<(), ()>(()) }).await.is_ok());
+    assert_eq!(budget.remaining_at(Instant::ZERO), 1);
+}

@@ -39,7 +39,10 @@ pub use predicate::{HonorRetryAfter, OnCallError, RetryAll, RetryPredicate};
 /// within 1 ms of it counts as past, since tokio rounds every sleep up to
 /// its 1 ms tick; a runtime too busy to wake it on time can still start
 /// it late); the budget must grant it. Every first attempt is deposited in
-/// the budget. All waits are `tokio::time` sleeps.
+/// the budget when it starts (in a [`Policy`](super::Policy), once every
+/// layer has admitted it: one refused by an open breaker or the rate limit
+/// puts no load on the callee, and deposits nothing). All waits are
+/// `tokio::time` sleeps.
 ///
 /// # Cancellation
 ///
@@ -202,13 +205,14 @@ impl<B: MakeBackoff, P> Retry<B, P> {
             .deadline
             .filter(|d| *d <= crate::clock::FAR)
             .map(|d| Instant::now() + d);
-        if let Some(budget) = &self.budget {
-            budget.deposit();
-        }
         let mut backoff = self.backoff.make_backoff();
         let mut attempts = 0;
-        // The first attempt was granted nothing.
-        let mut granted = Granted { refund: None };
+        // The first attempt was granted nothing, and is deposited in the
+        // budget once it starts.
+        let mut granted = Granted {
+            refund: None,
+            deposit: self.budget.as_deref(),
+        };
         loop {
             attempts += 1;
             let error = match attempt(deadline, granted).await {
@@ -234,6 +238,7 @@ impl<B: MakeBackoff, P> Retry<B, P> {
             // it is if its attempt drops it before it starts.
             granted = Granted {
                 refund: self.budget.as_deref().zip(slot),
+                deposit: None,
             };
             tokio::time::sleep_until(wake).await;
         }
@@ -286,20 +291,31 @@ impl<B: MakeBackoff, P> Retry<B, P> {
     }
 }
 
-/// A retry granted by the budget and not started yet: given back to the
-/// budget if dropped (the caller was cancelled in the backoff, or before
-/// the attempt ran: a policy's attempt waiting for a rate-limit token, or
-/// refused by a layer); counted for good once [`start`](Self::start)ed.
+/// An attempt not started yet. A retry granted by the budget is given
+/// back to it if dropped (the caller was cancelled in the backoff, or
+/// before the attempt ran: a policy's attempt waiting for a rate-limit
+/// token, or refused by a layer) and counted for good once
+/// [`start`](Self::start)ed; a first attempt is deposited in the budget
+/// once started, never if it does not run (refused by an open breaker or
+/// the rate limit, it put no load on the callee, and its deposit would buy
+/// retries beyond the share of the load the budget allows as soon as the
+/// breaker closes).
 pub(crate) struct Granted<'a> {
     /// The budget and the slot the retry was counted in; `None` for a
     /// first attempt, without a budget, or once started.
     refund: Option<(&'a RetryBudget, u64)>,
+    /// The budget a first attempt is deposited in when it starts.
+    deposit: Option<&'a RetryBudget>,
 }
 
 impl Granted<'_> {
-    /// The attempt runs: the retry stays counted.
+    /// The attempt runs: a retry stays counted, a first attempt is
+    /// deposited.
     pub(crate) fn start(mut self) {
         self.refund = None;
+        if let Some(budget) = self.deposit.take() {
+            budget.deposit();
+        }
     }
 }
 
