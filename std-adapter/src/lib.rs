@@ -22,8 +22,13 @@
 //! | `http` (feature `http`) | an axum `Router`: `/health`, `/readyz`, `/livez`, `/metrics` and a live, offline `/dashboard`; bearer-token protection, opt-in admin actions |
 //!
 //! The clock is read immediately before each core call, never before an
-//! `.await` that precedes it; every wait is a `tokio::time` sleep. Logs go
-//! through `tracing` only, with structured fields. `#![forbid(unsafe_code)]`.
+//! `.await` that precedes it; every wait is a `tokio::time` sleep, so the
+//! runtime needs its timers (`enable_time`, or `enable_all`): without
+//! them, tokio panics wherever something has to wait (a backoff, a token,
+//! a bulkhead queue, a timeout, the health monitor's schedule), while
+//! calls that wait for nothing still work, so such a runtime can pass its
+//! tests and panic under load. Logs go through `tracing` only, with
+//! structured fields. `#![forbid(unsafe_code)]`.
 //!
 //! ## Features
 //!
@@ -34,8 +39,9 @@
 //! | `redis` | the `backend` module (redis 1.x): rate limits shared by a fleet, which `policy::Limiter` (so `Policy`) waits on and the registry reports |
 //!
 //! Always on: tokio (`time`, `sync`, `rt`, `net`, `macros`), tracing, serde,
-//! pin-project-lite, fastrand and hyper's HTTP/1 client (hyper-util's
-//! legacy client, no TLS; the health monitor's HTTP check); and the core
+//! pin-project-lite, fastrand and hyper's HTTP/1 client connection (with
+//! hyper-util's tokio I/O adapter, no TLS; the health monitor's HTTP
+//! check); and the core
 //! with its features `std`, `serde` and `half-open-timeout`
 //! (`ConfigBuilder::max_half_open`: a half-open breaker whose trial hangs
 //! reopens after that long instead of waiting for ever; see the tower
