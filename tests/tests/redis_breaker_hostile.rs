@@ -277,3 +277,64 @@ async fn redis_breaker_a_repopulated_close_of_the_held_version_is_reported_as_ap
         "stored {stored}"
     );
 }
+
+/// A forged version that one instance accepts and another refuses (the
+/// script takes a version more than 2^32 past the caller's for forged:
+/// one instance that has merged a change reads `known + 2^32` as honest,
+/// a fresh one as forged) is replaced once, not fought over. Before, the
+/// fresh instance wrote its own version back, the other read that as a
+/// store that lost its data and wrote the forged version back again, and
+/// so on at every reconciliation of either: each write published (with
+/// notifications, both woke at once and did it again, at Redis's speed),
+/// and every read of the fresh one was counted corrupt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_forged_version_one_instance_accepts_is_not_fought_over() {
+    let server = RedisServer::start();
+    let url = server.url();
+    // Reconciled by hand only: each step below is one script call.
+    let quiet = |url: String| async move {
+        FleetBreaker::builder("ledger", core(), backend(&url).await)
+            .sync_interval(Duration::from_secs(3_600))
+            .build()
+            .await
+            .expect("fleet breaker")
+    };
+    let fresh = quiet(url.clone()).await;
+    let seasoned = quiet(url.clone()).await;
+    seasoned.force_open().await.unwrap();
+    seasoned.force_close().await.unwrap();
+    let known = seasoned.core().merged_version();
+    assert!(known > 0 && fresh.core().merged_version() == 0);
+    let mut conn = raw(&url).await;
+    let () = redis::cmd("SET")
+        .arg(seasoned.decision_key())
+        .arg(format!("fb1:{}:c:0:0", known + (1 << 32)))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    seasoned.sync().await.unwrap();
+    assert_eq!(
+        seasoned.fleet_metrics().corrupt,
+        0,
+        "within 2^32 of its own"
+    );
+    fresh.sync().await.unwrap();
+    assert_eq!(fresh.fleet_metrics().corrupt, 1, "past 2^32 of its own");
+    let replaced = stored(&url, fresh.decision_key()).await;
+    let published = seasoned.fleet_metrics().published + fresh.fleet_metrics().published;
+    for _ in 0..3 {
+        seasoned.sync().await.unwrap();
+        fresh.sync().await.unwrap();
+    }
+    assert_eq!(stored(&url, fresh.decision_key()).await, replaced);
+    assert_eq!(fresh.fleet_metrics().corrupt, 1);
+    assert_eq!(
+        seasoned.fleet_metrics().published + fresh.fleet_metrics().published,
+        published,
+        "no decision written since the replacement"
+    );
+    // The fleet goes on: the fresh instance's trip is shared.
+    trip(&fresh).await;
+    fresh.sync().await.unwrap();
+    assert!(stored(&url, fresh.decision_key()).await.contains(":o:"));
+}

@@ -98,8 +98,13 @@ if raw and type(raw) == 'string' and #raw <= 64 then
 end
 local ls = ARGV[5]
 -- Lost: missing, corrupt, rolled back, or rebuilt closed (below) by an
--- instance that had not seen this caller's open decision.
-if not valid or v < known or (v == known and s == 'c' and (ls == 'o' or ls == 'f')) then
+-- instance that had not seen this caller's open decision. A stored version
+-- more than 2^32 below the caller's is no rollback: the caller's is the
+-- forged one (one it took as honest, being within 2^32 of its own, and
+-- another instance replaced as forged); written back, the two would
+-- replace each other's at every call.
+local rolled_back = valid and v < known and known - v <= JUMP
+if not valid or rolled_back or (v == known and s == 'c' and (ls == 'o' or ls == 'f')) then
   if raw and not valid then wrong = true end
   -- The caller's state repopulates it: an open one as a newer version (every
   -- instance adopts it), a closed one at the known version only (so it never
