@@ -4,14 +4,17 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::fleet::{backend, raw, stored, trip, until_state};
 use common::redis_server::RedisServer;
-use fusebox::breaker::{CircuitBreaker, Config, State};
-use fusebox::Clock;
+use fusebox::breaker::{CircuitBreaker, Config, State, Transition};
+use fusebox::{Clock, Instant};
 use fusebox_std::backend::FleetBreaker;
+use fusebox_std::policy::BreakerObserver;
+use fusebox_std::CallError;
 
 const SYNC: Duration = Duration::from_millis(50);
 
@@ -337,4 +340,66 @@ async fn redis_breaker_a_forged_version_one_instance_accepts_is_not_fought_over(
     trip(&fresh).await;
     fresh.sync().await.unwrap();
     assert!(stored(&url, fresh.decision_key()).await.contains(":o:"));
+}
+
+/// Counts the refusals it is told of.
+#[derive(Default)]
+struct Refusals(AtomicU64);
+
+impl BreakerObserver for Refusals {
+    fn transition(&self, _: &str, _: Transition) {}
+
+    fn rejected(&self, _: &str, _: Instant) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A half-open call refused because the fleet's trial slots are all
+/// taken (by another instance) is told to the observer, as a call refused
+/// by the local breaker is (`BreakerObserver::rejected`: "the breaker
+/// open, or its half-open trials all taken"). Before, the observer given
+/// to the builder ("also tells `observer` what calls do") never heard of
+/// it: a registry's events and a user's counter missed every such refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_call_refused_for_want_of_a_fleet_trial_is_observed() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let refusals = Arc::new(Refusals::default());
+    let b = FleetBreaker::builder("ledger", core(), backend(&url).await)
+        .sync_interval(SYNC)
+        .trial_ttl(Duration::from_secs(60))
+        .observer(Arc::clone(&refusals) as Arc<dyn BreakerObserver>)
+        .build()
+        .await
+        .expect("fleet breaker");
+    trip(&b).await;
+    b.sync().await.unwrap();
+    let stored_open = stored(&url, b.decision_key()).await;
+    let open: u64 = stored_open.split(':').nth(1).unwrap().parse().unwrap();
+    until_state(&b, State::HalfOpen, Duration::from_secs(2)).await;
+    // Another instance holds the only trial slot of the half-open decision
+    // (open + 1), for a minute.
+    let mut conn = raw(&url).await;
+    let () = redis::cmd("SET")
+        .arg(b.decision_key().replace(":decision", ":trial:1"))
+        .arg(format!("{}:elsewhere", open + 1))
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let before = refusals.0.load(Ordering::Relaxed);
+    let called = AtomicU64::new(0);
+    let refused = b
+        .call(async {
+            called.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, ()>(())
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(CallError::Open { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(called.load(Ordering::Relaxed), 0);
+    assert_eq!(refusals.0.load(Ordering::Relaxed), before + 1);
 }

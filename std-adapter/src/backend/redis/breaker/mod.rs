@@ -19,7 +19,8 @@ pub use self::builder::FleetBreakerBuilder;
 use self::script::{Keys, Op, GRANTED};
 use super::super::BackendError;
 use super::{RedisBackend, RedisConnection};
-use crate::policy::{Breaker, Recorded};
+use crate::policy::{Breaker, BreakerObserver, Recorded};
+use crate::redact::Redacted;
 use crate::CallError;
 
 /// A circuit breaker whose *decision* a whole fleet
@@ -136,6 +137,9 @@ struct Quorum {
 
 pub(super) struct Inner {
     policy: Breaker,
+    /// The builder's observer, also told of calls the fleet refuses (the
+    /// policy tells it of the rest).
+    observer: Option<Arc<dyn BreakerObserver>>,
     conn: RedisConnection,
     timeout: Duration,
     keys: Keys,
@@ -254,8 +258,9 @@ impl FleetBreaker {
     /// Calls `future` if the breaker permits, like
     /// [`Breaker::call`](crate::policy::Breaker::call). Closed: no network.
     /// Half-open: the call first takes a fleet-wide trial slot (one script
-    /// call); without one it is refused with [`CallError::Open`]. While
-    /// degraded, trials are decided locally.
+    /// call); without one it is refused with [`CallError::Open`], and the
+    /// builder's [observer](FleetBreakerBuilder::observer) is told of it
+    /// as of any refused call. While degraded, trials are decided locally.
     ///
     /// # Errors
     ///
@@ -284,6 +289,12 @@ impl FleetBreaker {
             }
             Ok(reply) => {
                 slot.armed = false;
+                // Refused as the policy refuses a call when its half-open
+                // trials are all taken: logged and observed the same way.
+                tracing::debug!(breaker = %Redacted(&inner.policy.name()), state = ?reply.decision.state, "call rejected: no fleet trial slot");
+                if let Some(observer) = &inner.observer {
+                    observer.rejected(inner.policy.name(), inner.policy.clock_now());
+                }
                 return Err(CallError::Open {
                     retry_after: reply.decision.open_remaining.map(Into::into),
                 });
