@@ -403,3 +403,45 @@ async fn redis_breaker_a_call_refused_for_want_of_a_fleet_trial_is_observed() {
     assert_eq!(called.load(Ordering::Relaxed), 0);
     assert_eq!(refusals.0.load(Ordering::Relaxed), before + 1);
 }
+
+/// Quorum verdicts written in the future (the script stamps each with
+/// Redis `TIME`, so none honest is) are removed and counted, not counted
+/// toward the quorum. Before, two such members (a score of year 2255) made
+/// one instance's trip open a fleet that needs three, and the next trips
+/// too (the window never dropped them), with nothing counted corrupt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_quorum_verdicts_from_the_future_are_removed_not_counted() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = FleetBreaker::builder("ledger", core(), backend(&url).await)
+        .sync_interval(SYNC)
+        .quorum(3, Duration::from_secs(30))
+        .instance_id("a")
+        .build()
+        .await
+        .expect("fleet breaker");
+    let verdicts = a.decision_key().replace(":decision", ":verdicts");
+    let mut conn = raw(&url).await;
+    let () = redis::cmd("ZADD")
+        .arg(&verdicts)
+        .arg(9_000_000_000_000_000_u64)
+        .arg("forged1")
+        .arg(9_000_000_000_000_000_u64)
+        .arg("forged2")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    trip(&a).await;
+    a.sync().await.unwrap();
+    let decision = stored(&url, a.decision_key()).await;
+    assert!(decision.contains(":c:"), "one trip of three: {decision}");
+    assert_eq!(a.fleet_metrics().corrupt, 1);
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&verdicts)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(members, ["a"]);
+}

@@ -6,7 +6,8 @@
 --                     f (forced open); open_until_us (Redis TIME) only
 --                     for o, 0 otherwise; streak 0..15 (0 for c and f).
 -- KEYS[2]  verdicts   <prefix>:{breaker:<name>}:verdicts, a zset of
---                     instance -> trip time (quorum mode)
+--                     instance -> trip time (quorum mode; a member
+--                     stamped in the future is forged: removed, counted)
 -- KEYS[3]  successes  <prefix>:{breaker:<name>}:trial:ok, '<version>:<n>':
 --                     successful trials of the half-open decision <version>
 -- KEYS[4..] trial slots <prefix>:{breaker:<name>}:trial:<i>, '<version>:<token>'
@@ -41,6 +42,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local LIMIT = 9007199254740000
 local JUMP = 4294967296
+local SKEW = 60000000 -- µs: a Redis clock stepping back this far forges nothing
 local flags = 0
 
 local function open_time(streak)
@@ -157,6 +159,12 @@ if op == 'trip' then
       wrong = true
     end
     redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+    -- Every verdict is stamped with TIME here: one later than now (by
+    -- more than a Redis clock stepping back explains) is forged, and
+    -- would count toward every quorum until its key expired.
+    if redis.call('ZREMRANGEBYSCORE', KEYS[2], string.format('(%.0f', now + SKEW), '+inf') > 0 then
+      wrong = true
+    end
     redis.call('PEXPIRE', KEYS[2], math.floor(window / 1000) + 1)
     go = redis.call('ZCARD', KEYS[2]) >= quorum
   end
