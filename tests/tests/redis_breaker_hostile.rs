@@ -445,3 +445,54 @@ async fn redis_breaker_quorum_verdicts_from_the_future_are_removed_not_counted()
         .unwrap();
     assert_eq!(members, ["a"]);
 }
+
+/// A trip whose script ran but whose reply was lost (Redis stalled past
+/// the command timeout, then resumed) is published again by the next
+/// reconciliation, as it must be (the instance cannot tell it ran). That
+/// repeat is not a second trip: when it comes after the fleet's open time
+/// ran out, it does not reopen the fleet with a longer open time. Before,
+/// the script reopened any expired or half-open decision on a trip, even
+/// one the caller had never seen: the repeat of one trip reopened the
+/// fleet for twice the open time (streak 1), and on every instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_trip_published_twice_reopens_nothing() {
+    let server = RedisServer::start();
+    let url = server.url();
+    // Reconciled at once on a local transition, otherwise by hand.
+    let a = FleetBreaker::builder("ledger", core(), backend(&url).await)
+        .sync_interval(Duration::from_secs(3_600))
+        .build()
+        .await
+        .expect("fleet breaker");
+    // Redis stalls: the trip's script is sent, its reply never comes in
+    // time.
+    server.signal("STOP");
+    trip(&a).await;
+    let start = tokio::time::Instant::now();
+    while !a.is_degraded() {
+        assert!(start.elapsed() < Duration::from_secs(5), "never timed out");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.signal("CONT");
+    // The stalled script runs once Redis resumes: the fleet opens.
+    let start = tokio::time::Instant::now();
+    let opened = loop {
+        let decision = stored(&url, a.decision_key()).await;
+        if decision.contains(":o:") {
+            break decision;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{decision}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(opened.ends_with(":0"), "streak 0: {opened}");
+    // The fleet's open time (300 ms) runs out before the next
+    // reconciliation, which publishes the trip again.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let start = tokio::time::Instant::now();
+    while a.sync().await.is_err() {
+        assert!(start.elapsed() < Duration::from_secs(5), "no reconnect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored(&url, a.decision_key()).await, opened, "not reopened");
+    assert_eq!(a.state(), State::HalfOpen);
+}

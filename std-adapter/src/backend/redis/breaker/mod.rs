@@ -65,6 +65,10 @@ use crate::CallError;
 ///   its next call and publishes that as a failed trial, and the next
 ///   half-open decision has its slots free (a slot belongs to one
 ///   decision version): the hung trial, answering late, decides nothing.
+///   A trip reopens a half-open decision (or one whose open time ran
+///   out) only from an instance that holds it: a trip published again
+///   after its reply was lost, or made before the instance saw the fleet
+///   open, leaves the trials to decide.
 /// * **Quorum.** With [`FleetBreakerBuilder::quorum`], a local trip opens
 ///   the fleet only once `min_instances` distinct instances tripped within
 ///   the window (`…:verdicts`, a sorted set); a lone bad instance still

@@ -28,7 +28,7 @@ pub(super) enum Op<'a> {
     Sync,
     /// A local trip: open a closed fleet (with `quorum` = (min, window ms,
     /// instance) only once enough instances tripped), reopen a half-open
-    /// one.
+    /// one (or one whose open time ran out) that the caller holds.
     Trip(Option<(u32, u64, &'a str)>),
     /// A trial succeeded in the half-open decision of this version: close
     /// it once this many trials succeeded fleet-wide.

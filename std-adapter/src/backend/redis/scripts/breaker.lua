@@ -172,7 +172,13 @@ if op == 'trip' then
     if s == 'c' then
       store(v + 1, 'o', now + open_time(0), 0)
       if quorum > 0 then redis.call('DEL', KEYS[2]) end
-    elseif s == 'h' or expired() then
+    elseif (s == 'h' or expired()) and v <= known then
+      -- A trial failed (or the open time ran out) in a decision the
+      -- caller holds. One it has not seen is no trial of its: the repeat
+      -- of a trip whose reply was lost (the decision it made since ran
+      -- out), or a trip made before the caller saw the fleet open;
+      -- reopened by it, the fleet would stay open twice as long for
+      -- one trip.
       local k = streak + 1
       if k > 15 then k = 15 end
       store(v + 1, 'o', now + open_time(k), k)
