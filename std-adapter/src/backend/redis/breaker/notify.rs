@@ -35,15 +35,28 @@ pub(super) enum Subscriber {
     },
 }
 
-/// `url` with RESP3 asked for (push messages on a multiplexed connection).
+/// `url` with RESP3 asked for (push messages on a multiplexed connection):
+/// its query's `protocol` is `resp3`, whatever it was, its other
+/// parameters kept. The subscription needs RESP3 whatever the URL asks of
+/// the commands' connection: `protocol=resp2` (or `protocol=` in a
+/// password, or a `#` after which the parameter was appended) left it on
+/// RESP2, where it failed at every attempt, logged at debug only. A URL
+/// that does not parse is returned as it is, for the client to refuse.
 pub(super) fn resp3(url: &str) -> String {
-    if url.contains("protocol=") {
-        url.to_owned()
-    } else if url.contains('?') {
-        format!("{url}&protocol=resp3")
-    } else {
-        format!("{url}?protocol=resp3")
-    }
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_owned();
+    };
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(key, _)| key != "protocol")
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect();
+    parsed
+        .query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair("protocol", "resp3");
+    parsed.into()
 }
 
 /// Subscribes to `channel` with `client` (RESP3, see [`resp3`]) and
@@ -178,7 +191,43 @@ async fn wake_on_messages(
 
 #[cfg(test)]
 mod tests {
-    use super::wake_on_messages;
+    use super::{resp3, wake_on_messages};
+
+    /// The subscription asks for RESP3 whatever the URL holds: `protocol=`
+    /// was looked for anywhere in it (a password holding it, or the
+    /// commands' own `protocol=resp2`, kept the subscription on RESP2,
+    /// failing at every attempt), and the parameter was appended after a
+    /// fragment, where no client reads it (noticed by a hostile review).
+    #[test]
+    fn the_subscription_url_asks_for_resp3_whatever_the_url_holds() {
+        for (url, want) in [
+            (
+                "redis://127.0.0.1:6379",
+                "redis://127.0.0.1:6379?protocol=resp3",
+            ),
+            (
+                "redis://h:1/2?protocol=resp2",
+                "redis://h:1/2?protocol=resp3",
+            ),
+            (
+                "redis://:pw%3Fprotocol%3D@h:1/0?db=1&protocol=RESP2",
+                "redis://:pw%3Fprotocol%3D@h:1/0?db=1&protocol=resp3",
+            ),
+            ("redis://h:1/0#frag", "redis://h:1/0?protocol=resp3#frag"),
+            ("rediss://u:p@h:1", "rediss://u:p@h:1?protocol=resp3"),
+        ] {
+            assert_eq!(resp3(url), want, "{url}");
+            let info: redis::ConnectionInfo =
+                redis::IntoConnectionInfo::into_connection_info(resp3(url).as_str()).unwrap();
+            assert_eq!(
+                info.redis_settings().protocol(),
+                redis::ProtocolVersion::RESP3,
+                "{url}"
+            );
+        }
+        assert_eq!(resp3("not a url"), "not a url");
+    }
+
     use redis::{PushInfo, PushKind};
     use tokio::sync::mpsc::unbounded_channel;
     use tokio::sync::Notify;
