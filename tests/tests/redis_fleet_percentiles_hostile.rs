@@ -380,3 +380,33 @@ async fn a_newer_format_is_skipped_not_deleted_and_only_garbage_is_deleted() {
     assert_eq!(json["series"][OP]["instances"], 1);
     assert_eq!(json["series"][OP]["newer"], 1, "{json}");
 }
+
+/// A name too long to be in a key (`FleetPercentiles::new` takes any;
+/// only the registry checks names) failed every series' key, and the
+/// round skipped them all: nothing was pushed or read, and the report
+/// said available, empty (noticed by a hostile review). The round now
+/// fails with the key error, and the report is unavailable, with it.
+#[tokio::test]
+async fn a_name_too_long_for_a_key_fails_the_round_not_reads_as_empty() {
+    let server = RedisServer::start();
+    let (_registry, tracker) = tracker(10).await;
+    let backend = RedisBackend::connect(RedisConfig::new(&server.url()))
+        .await
+        .expect("connect");
+    let name = "h".repeat(fusebox_std::backend::MAX_KEY_LEN + 1);
+    let fleet = FleetPercentiles::new(&name, tracker, &backend, FleetConfig::new("pod-a").unwrap());
+    let err = fleet.sync().await.unwrap_err();
+    assert!(
+        matches!(err, fusebox_std::backend::BackendError::InvalidKey { .. }),
+        "{err}"
+    );
+    let report = fleet.report();
+    assert!(!report.available && report.stale, "{report:?}");
+    assert!(report.error.is_some(), "{report:?}");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut raw(&server.url()).await)
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+}

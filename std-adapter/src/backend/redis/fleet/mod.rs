@@ -179,7 +179,9 @@ impl FleetPercentiles {
     /// # Errors
     ///
     /// The first Redis fault ([`BackendError::Timeout`] after the
-    /// backend's per-command timeout); the report is then marked stale.
+    /// backend's per-command timeout), or [`BackendError::InvalidKey`] for
+    /// a name too long to be in a key (every round, before any command);
+    /// the report is then marked stale.
     pub async fn sync(&self) -> Result<(), BackendError> {
         let result = self.round().await;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -237,6 +239,10 @@ impl FleetPercentiles {
     }
 
     async fn round(&self) -> Result<BTreeMap<String, FleetSeries>, BackendError> {
+        // A name that cannot be in a key fails the round, which the report
+        // shows: every series was skipped, and the empty round read as
+        // available.
+        escape(&self.name)?;
         let mut conn = self.conn.clone();
         let (secs, micros): (u64, u64) = self
             .timed(redis::cmd("TIME").query_async(&mut conn))
