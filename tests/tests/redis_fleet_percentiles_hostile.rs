@@ -390,7 +390,7 @@ async fn a_newer_format_is_skipped_not_deleted_and_only_garbage_is_deleted() {
 async fn a_name_too_long_for_a_key_fails_the_round_not_reads_as_empty() {
     let server = RedisServer::start();
     let (_registry, tracker) = tracker(10).await;
-    let backend = RedisBackend::connect(RedisConfig::new(&server.url()))
+    let backend = RedisBackend::connect(RedisConfig::new(server.url()))
         .await
         .expect("connect");
     let name = "h".repeat(fusebox_std::backend::MAX_KEY_LEN + 1);
