@@ -402,6 +402,9 @@ async fn redis_breaker_a_call_refused_for_want_of_a_fleet_trial_is_observed() {
     );
     assert_eq!(called.load(Ordering::Relaxed), 0);
     assert_eq!(refusals.0.load(Ordering::Relaxed), before + 1);
+    // Counted too: the local breaker let it through, so only the fleet
+    // breaker's own counter (and the registry's rejected total) has it.
+    assert_eq!(b.fleet_metrics().trials_refused, 1);
 }
 
 /// Quorum verdicts written in the future (the script stamps each with

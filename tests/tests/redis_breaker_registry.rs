@@ -106,7 +106,7 @@ async fn redis_breaker_registry_json_shape_field_by_field() {
                 // Open here by A's decision: B failed nothing, tripped
                 // nothing, published nothing, and refused one call.
                 "state": "open", "fleet_state": "open", "degraded": false,
-                "redis": {"syncs": null, "errors": 0, "corrupt": 0, "published": 0},
+                "redis": {"syncs": null, "errors": 0, "corrupt": 0, "published": 0, "trials_refused": 0},
                 "successes": 0, "failures": 0, "slow_calls": 0, "rejected": 1,
                 "trips": 0, "abandoned": 0, "ignored": 0
             }

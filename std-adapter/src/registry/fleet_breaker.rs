@@ -85,11 +85,12 @@ fn ser_fleet_state<S: serde::Serializer>(state: &Option<State>, s: S) -> Result<
 
 fn ser_redis<S: serde::Serializer>(m: &FleetBreakerMetrics, s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct as _;
-    let mut out = s.serialize_struct("FleetBreakerMetrics", 4)?;
+    let mut out = s.serialize_struct("FleetBreakerMetrics", 5)?;
     out.serialize_field("syncs", &m.syncs)?;
     out.serialize_field("errors", &m.errors)?;
     out.serialize_field("corrupt", &m.corrupt)?;
     out.serialize_field("published", &m.published)?;
+    out.serialize_field("trials_refused", &m.trials_refused)?;
     out.end()
 }
 
@@ -255,8 +256,8 @@ pub(crate) fn write_prometheus(out: &mut String, reports: &BTreeMap<String, Flee
         ),
         (
             "fusebox_fleet_breaker_rejected_total",
-            "Calls of this instance refused (by its own trip or the fleet's decision).",
-            |r| r.metrics.rejected,
+            "Calls of this instance refused (by its own trip, the fleet's decision, or for want of a fleet trial slot).",
+            |r| r.metrics.rejected.saturating_add(r.redis.trials_refused),
         ),
     ];
     for (metric, help, get) in counters {
@@ -294,6 +295,7 @@ mod tests {
             redis: FleetBreakerMetrics {
                 syncs: 9,
                 published: 1,
+                trials_refused: 2,
                 ..FleetBreakerMetrics::default()
             },
             metrics: Metrics {
@@ -322,13 +324,13 @@ mod tests {
             serde_json::json!({
                 "a": {
                     "state": "closed", "fleet_state": null, "degraded": true,
-                    "redis": {"syncs": 0, "errors": 2, "corrupt": 0, "published": 0},
+                    "redis": {"syncs": 0, "errors": 2, "corrupt": 0, "published": 0, "trials_refused": 0},
                     "successes": 0, "failures": 0, "slow_calls": 0, "rejected": 0,
                     "trips": 0, "abandoned": 0, "ignored": 0
                 },
                 "b": {
                     "state": "open", "fleet_state": "open", "degraded": false,
-                    "redis": {"syncs": 9, "errors": 0, "corrupt": 0, "published": 1},
+                    "redis": {"syncs": 9, "errors": 0, "corrupt": 0, "published": 1, "trials_refused": 2},
                     "successes": 0, "failures": 0, "slow_calls": 0, "rejected": 3,
                     "trips": 0, "abandoned": 0, "ignored": 0
                 }
@@ -362,7 +364,8 @@ mod tests {
             "fusebox_fleet_breaker_state{name=\"b\",scope=\"fleet\",state=\"open\"} 1\n",
             "fusebox_fleet_breaker_state{name=\"b\",scope=\"fleet\",state=\"closed\"} 0\n",
             "fusebox_fleet_breaker_state{name=\"a\",scope=\"local\",state=\"closed\"} 1\n",
-            "fusebox_fleet_breaker_rejected_total{name=\"b\"} 3\n",
+            // 3 refused by the local breaker, 2 for want of a fleet trial.
+            "fusebox_fleet_breaker_rejected_total{name=\"b\"} 5\n",
             "fusebox_fleet_breaker_errors_total{name=\"a\"} 2\n",
             "fusebox_fleet_breaker_degraded{name=\"a\"} 1\n",
             "fusebox_fleet_breaker_degraded{name=\"b\"} 0\n",

@@ -245,6 +245,7 @@ impl FleetBreakerBuilder {
             errors: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             published: AtomicU64::new(0),
+            trials_refused: AtomicU64::new(0),
             tokens: AtomicU64::new(0),
             task: Mutex::new(Vec::new()),
         });

@@ -178,6 +178,9 @@ pub(super) struct Inner {
     errors: AtomicU64,
     syncs: AtomicU64,
     published: AtomicU64,
+    /// Half-open calls refused for want of a fleet trial slot (after the
+    /// core gave a permit: the core counts no refusal for them).
+    trials_refused: AtomicU64,
     tokens: AtomicU64,
     task: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -245,6 +248,12 @@ pub struct FleetBreakerMetrics {
     pub corrupt: u64,
     /// Changes of the shared decision this instance made.
     pub published: u64,
+    /// Half-open calls of this instance refused because the fleet's trial
+    /// slots were all taken (by other instances' trials). The local
+    /// breaker had let them through, so its
+    /// [`rejected`](fusebox::breaker::Metrics::rejected) does not count
+    /// them; the registry's `fusebox_fleet_breaker_rejected_total` does.
+    pub trials_refused: u64,
 }
 
 impl FleetBreaker {
@@ -296,6 +305,7 @@ impl FleetBreaker {
                 // Refused as the policy refuses a call when its half-open
                 // trials are all taken: logged and observed the same way.
                 tracing::debug!(breaker = %Redacted(&inner.policy.name()), state = ?reply.decision.state, "call rejected: no fleet trial slot");
+                inner.trials_refused.fetch_add(1, Ordering::Relaxed);
                 if let Some(observer) = &inner.observer {
                     observer.rejected(inner.policy.name(), inner.policy.clock_now());
                 }
@@ -371,6 +381,7 @@ impl FleetBreaker {
             errors: self.inner.errors.load(Ordering::Relaxed),
             corrupt: self.inner.corrupt.load(Ordering::Relaxed),
             published: self.inner.published.load(Ordering::Relaxed),
+            trials_refused: self.inner.trials_refused.load(Ordering::Relaxed),
         }
     }
 
