@@ -25,19 +25,29 @@
 //! * `metrics()`: `allowed` and `limited` exact, `keys` the slots ever
 //!   filled (nothing empties a slot), at most `N`.
 //!
+//! The same holds in a table larger than the window when every key hashes
+//! alike (a hasher with one output: one home slot, fingerprint and mark
+//! for all), on tables of 17, 100 and 1 024 slots, for hashes 0, all ones
+//! and a mixed one (with the usual range reductions: a window at the
+//! table's start, one wrapping past its end, one between).
+//!
 //! The model is the `gcra` module docs' kernel on unbounded integers (time
-//! in units of `1/scale` µs, `scale = tokens / gcd(tokens, period)`). 12
-//! histories of 20 000 requests on 1, 4 and 16 slots, 20 keys (half of them
-//! colliding entirely), time running from 0 and from just below a wrap of
-//! the slots' arrival-time word, crossing it many times; the generator
-//! keeps every key's idle time out of the zone the docs leave open next to
-//! a multiple of that wrap (see `keyed_left_model`).
+//! in units of `1/scale` µs, `scale = tokens / gcd(tokens, period)`). 21
+//! histories of 20 000 requests (on 1, 4 and 16 slots, and on the large
+//! tables), 20 keys (half of them colliding entirely), time running from 0
+//! and from just below a wrap of the slots' arrival-time word, crossing it
+//! hundreds of times; the generator keeps every key's idle time out of the
+//! zone the docs leave open next to a multiple of that wrap (see
+//! `keyed_left_model`).
 #![cfg(not(miri))]
 
 mod common;
 
 use common::{gcd, Key, Rng, COLLIDE_FROM, NARROW};
-use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota, RateLimited};
+use std::hash::{BuildHasher, Hasher};
+
+use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota, RateLimited, PROBE};
+use fusebox::hash::FixedState;
 use fusebox::{Duration, Instant};
 
 const STEPS: usize = 20_000;
@@ -110,8 +120,40 @@ fn tier_of(key: &Key) -> usize {
     (key.0 % 2) as usize
 }
 
+/// Returns how many requests found the table full of busy keys.
+fn history<const N: usize>(seed: u64, start: u64, overflow: bool) -> u64 {
+    history_with::<N, _>(seed, start, overflow, FixedState::new(), N)
+}
+
+/// A hasher with one output: every key has the same home slot,
+/// fingerprint and eviction mark, so all of them share one probe window
+/// of `PROBE` slots, however large the table.
+#[derive(Clone, Copy)]
+struct OneHash(u64);
+
+impl BuildHasher for OneHash {
+    type Hasher = OneHash;
+    fn build_hasher(&self) -> OneHash {
+        *self
+    }
+}
+
+impl Hasher for OneHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {}
+}
+
+/// `window`: the slots the keys can use (`N ≤ PROBE`: all of them).
 #[allow(clippy::too_many_lines)] // one history: the model's state and its checks side by side
-fn history<const N: usize>(seed: u64, start: u64, overflow: bool) {
+fn history_with<const N: usize, S: BuildHasher>(
+    seed: u64,
+    start: u64,
+    overflow: bool,
+    hasher: S,
+    window: usize,
+) -> u64 {
     let mut rng = Rng(seed | 1);
     let pick = |rng: &mut Rng| SET[rng.below(SET.len() as u64) as usize];
     let picked = [pick(&mut rng), pick(&mut rng), pick(&mut rng)];
@@ -120,10 +162,10 @@ fn history<const N: usize>(seed: u64, start: u64, overflow: bool) {
     } else {
         FullPolicy::Reject
     };
-    let limiter: KeyedLimiter<Key, N, 2> =
-        KeyedLimiter::with_tiers([Bucket::quota(picked[0]), Bucket::quota(picked[1])], policy)
-            .unwrap()
-            .with_tier_fn(tier_of);
+    let tiers = [Bucket::quota(picked[0]), Bucket::quota(picked[1])];
+    let limiter: KeyedLimiter<Key, N, 2, S> = KeyedLimiter::with_hasher(tiers, policy, hasher)
+        .unwrap()
+        .with_tier_fn(tier_of);
     let tiers = [Bucket::of(picked[0]), Bucket::of(picked[1])];
     let shared = Bucket::of(picked[2]);
     let (mut tat, mut shared_tat) = ([0u128; KEYS.len()], 0u128);
@@ -133,12 +175,12 @@ fn history<const N: usize>(seed: u64, start: u64, overflow: bool) {
     let short = tiers.iter().map(|b| b.t / b.scale + 1).min().unwrap() as u64;
     let wrap = tiers.iter().map(|b| WRAP / b.scale).max().unwrap() as u64;
     let mut now = start;
-    let mut full_seen = 0;
+    let mut full_seen = 0u64;
     for i in 0..STEPS {
         // Mostly short steps, so that keys stay busy and the table fills.
         let jump = match rng.below(100) {
             0..=29 => 0,
-            30..=64 => rng.below(2 * short / N as u64 + 1),
+            30..=64 => rng.below(2 * short / window as u64 + 1),
             65..=94 => rng.below(step / 2 + 1),
             95..=98 => rng.below(4 * step),
             _ => rng.below(3 * wrap),
@@ -159,7 +201,7 @@ fn history<const N: usize>(seed: u64, start: u64, overflow: bool) {
         let busy_others = (0..KEYS.len())
             .filter(|&j| j != k && tiers[j % 2].busy(tat[j], now))
             .count();
-        let no_slot = !own.busy(tat[k], now) && busy_others >= N;
+        let no_slot = !own.busy(tat[k], now) && busy_others >= window;
         let ctx = format!(
             "seed {seed} N {N} step {i} key {} n {n} now {now} {picked:?}",
             key.0
@@ -217,42 +259,64 @@ fn history<const N: usize>(seed: u64, start: u64, overflow: bool) {
         }
         if i % 89 == 0 || i + 1 == STEPS {
             let m = limiter.metrics();
-            let keys = (seen.iter().filter(|&&s| s).count() as u64).min(N as u64);
+            let keys = (seen.iter().filter(|&&s| s).count() as u64).min(window as u64);
             let got = (m.allowed, m.limited, m.table_full, m.keys);
             let want_full = if overflow { m.table_full } else { table_full };
             assert_eq!(got, (allowed, limited, want_full, keys), "{ctx}");
         }
     }
-    assert!(full_seen > 0, "seed {seed} N {N}: the table never filled");
+    full_seen
 }
 
 #[test]
 fn churn_on_one_slot() {
+    let mut full = 0;
     for seed in 1..=3 {
-        history::<1>(seed * 0x9E37_79B9, 0, seed % 2 == 0);
+        full += history::<1>(seed * 0x9E37_79B9, 0, seed % 2 == 0);
     }
+    assert!(full > 0, "the table never filled");
 }
 
 #[test]
 fn churn_on_four_slots() {
+    let mut full = 0;
     for seed in 4..=7 {
-        history::<4>(seed * 0x9E37_79B9, 0, seed % 2 == 0);
+        full += history::<4>(seed * 0x9E37_79B9, 0, seed % 2 == 0);
     }
+    assert!(full > 0, "the table never filled");
 }
 
 #[test]
 fn churn_on_a_whole_probe_window() {
+    let mut full = 0;
     for seed in 8..=9 {
-        history::<16>(seed * 0x9E37_79B9, 0, seed % 2 == 0);
+        full += history::<16>(seed * 0x9E37_79B9, 0, seed % 2 == 0);
     }
+    assert!(full > 0, "the table never filled");
 }
 
 #[test]
 fn churn_across_the_word_wrap() {
     let wrap = if NARROW { 1u64 << 31 } else { 1u64 << 48 };
+    let mut full = 0;
     for seed in 10..=12 {
-        history::<4>(seed * 0x2545_F491, wrap - 5_000, seed % 2 == 0);
+        full += history::<4>(seed * 0x2545_F491, wrap - 5_000, seed % 2 == 0);
     }
+    assert!(full > 0, "the table never filled");
+}
+
+/// Tables larger than the probe window, every key in one window, for
+/// hashes 0, all ones and a mixed one.
+#[test]
+fn churn_in_one_window_of_a_large_table() {
+    let mut full = 0;
+    for (k, hash) in [(13u64, 0u64), (14, u64::MAX), (15, 0x9E37_79B9_7F4A_7C15)] {
+        let seed = k * 0x51_7CC1_B727;
+        full += history_with::<17, _>(seed, 0, k % 2 == 0, OneHash(hash), PROBE);
+        full += history_with::<100, _>(seed + 10, 0, k % 2 == 1, OneHash(hash), PROBE);
+        full += history_with::<1024, _>(seed + 20, 0, k % 2 == 0, OneHash(hash), PROBE);
+    }
+    assert!(full > 0, "the table never filled");
 }
 
 const _: () = assert!(COLLIDE_FROM == 48, "KEYS names the colliding keys by value");
