@@ -16,7 +16,8 @@
 //! `available ≥ 1` and leaves exactly one whole token less (and says so);
 //! a request refused as `RateLimited` found `available = 0`. (`TableFull`
 //! says nothing about the key's own bucket.) 24 histories of 20 000
-//! requests.
+//! requests, and 24 more while the tier's quota changes every ~50
+//! requests (`set_quota`, at `now`s that may be stale).
 #![cfg(not(miri))]
 
 mod common;
@@ -28,7 +29,7 @@ use fusebox::{Duration, Instant};
 const KEYS: [u32; 10] = [0, 1, 2, 3, 48, 49, 50, 51, 52, 53];
 
 /// Returns how many requests were checked and how many of them refused.
-fn history<const N: usize>(seed: u64) -> (u64, u64) {
+fn history<const N: usize>(seed: u64, requota: bool) -> (u64, u64) {
     let mut rng = Rng(seed | 1);
     let set = [
         (3u32, 1_000_000u64, 2u32),
@@ -58,6 +59,14 @@ fn history<const N: usize>(seed: u64) -> (u64, u64) {
         };
         let key = Key(KEYS[rng.below(KEYS.len() as u64) as usize]);
         let at = Instant::from_micros(now);
+        if requota && rng.below(50) == 0 {
+            let (t, p, b) = set[rng.below(set.len() as u64) as usize];
+            let q = Quota::new(t, Duration::from_micros(p))
+                .unwrap()
+                .with_burst(b)
+                .unwrap();
+            limiter.set_quota(0, q, at).unwrap();
+        }
         let before = limiter.available(&key, at);
         let got = limiter.try_acquire_left(&key, at);
         let ctx = format!("seed {seed} N {N} step {i} {key:?} now {now} latest {latest}");
@@ -85,9 +94,31 @@ fn available_agrees_with_the_requests() {
     let (mut checked, mut refused) = (0, 0);
     for s in 1..=8u64 {
         for (c, r) in [
-            history::<1>(s * 0x9E37_79B9),
-            history::<3>(s * 0x2545_F491),
-            history::<16>(s * 0x51_7CC1_B727),
+            history::<1>(s * 0x9E37_79B9, false),
+            history::<3>(s * 0x2545_F491, false),
+            history::<16>(s * 0x51_7CC1_B727, false),
+        ] {
+            checked += c;
+            refused += r;
+        }
+    }
+    assert!(
+        checked > 300_000 && refused > 1_000,
+        "{checked} checked, {refused} refused"
+    );
+}
+
+/// The same while the tier's quota keeps changing (`set_quota`: "the
+/// tokens available at `now` stay available", a lowered burst holds idle
+/// keys in the table), at `now`s that may be stale too.
+#[test]
+fn available_agrees_across_quota_changes() {
+    let (mut checked, mut refused) = (0, 0);
+    for s in 9..=16u64 {
+        for (c, r) in [
+            history::<1>(s * 0x9E37_79B9, true),
+            history::<3>(s * 0x2545_F491, true),
+            history::<16>(s * 0x51_7CC1_B727, true),
         ] {
             checked += c;
             refused += r;
