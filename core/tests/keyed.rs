@@ -110,6 +110,36 @@ fn zero_tokens_are_granted_without_inserting_or_counting() {
     }
 }
 
+/// More tokens than the burst can never be granted: refused with
+/// `InsufficientCapacity` and the burst, touching nothing. An absent key
+/// was inserted first (evicting an idle key, counted in `evictions`), and
+/// on a table of busy keys refused with `TableFull`, which says "try
+/// later" where no later will do (found by contract models of the docs).
+#[test]
+fn more_than_the_burst_for_an_absent_key_inserts_nothing() {
+    use fusebox::bucket::InsufficientCapacity;
+    let over = Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
+        requested: 3,
+        burst: 2,
+    }));
+    for policy in [FullPolicy::Reject, FullPolicy::Overflow(per_sec(10))] {
+        let quota = per_sec(1).with_burst(2).unwrap();
+        let l: KeyedLimiter<u32, 1> = KeyedLimiter::new(quota, policy).expect("keyed range");
+        // An idle key in the only slot: not evicted for a request that
+        // cannot be granted.
+        l.try_acquire(&1, T0).unwrap();
+        let idle = T0 + Duration::from_secs(60);
+        assert_eq!(l.try_acquire_n(&2, 3, idle), over, "{policy:?}");
+        let m = l.metrics();
+        assert_eq!((m.keys, m.evictions), (1, 0), "{policy:?}");
+        assert_eq!(l.available(&1, idle), 2, "key 1 kept");
+        // A busy key in it: the same answer, not `TableFull`.
+        l.try_acquire_n(&1, 2, idle).unwrap();
+        assert_eq!(l.try_acquire_n(&2, 3, idle), over, "{policy:?}");
+        assert_eq!(l.metrics().table_full, 0, "{policy:?}");
+    }
+}
+
 #[test]
 fn a_full_table_can_charge_a_shared_overflow_bucket() {
     let overflow = per_sec(10).with_burst(3).unwrap();

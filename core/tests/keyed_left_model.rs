@@ -30,9 +30,8 @@
 //! each crossing the word's wrap thousands of times (those from 0 and
 //! from a wrap), or ending at `Instant::MAX` itself.
 //!
-//! Where the docs are silent the model states the limiter's choice: a
-//! request for more than the burst inserts a new key (full, in its tier)
-//! although it is refused.
+//! A request for more than the burst is refused and touches nothing, as
+//! `n = 0` does: an absent key is not inserted (`try_acquire_n`'s docs).
 #![cfg(not(miri))]
 
 mod common;
@@ -139,11 +138,7 @@ impl Model {
         let (p, tat) = self.state(key, now, tier_i);
         if u128::from(n) > p.burst {
             self.limited += 1;
-            // The docs do not say whether a request that can never succeed
-            // inserts a new key; the limiter does (full, in its tier).
-            if self.keys[key as usize].is_none() {
-                self.keys[key as usize] = Some((tier_i, 0));
-            }
+            // Never granted: an absent key is not inserted for it.
             return Err(KeyedError::InsufficientCapacity(
                 fusebox::bucket::InsufficientCapacity {
                     requested: n,
@@ -175,7 +170,7 @@ impl Model {
         self.keys.iter().flatten().any(|&(t, tat)| {
             let p = self.tiers[t];
             let n = u128::from(now) * p.scale;
-            // (0: a key inserted full by a refused request, full at any time.)
+            // (0: no arrival time stored yet.)
             tat != 0 && n > tat && {
                 let idle = (n - tat) % WRAP;
                 idle + 2 * (p.cap() + p.tolerance()) >= WRAP

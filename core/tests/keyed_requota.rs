@@ -313,7 +313,8 @@ impl Bucket {
 }
 
 /// The limiter as documented: each key's bucket from its first admission
-/// attempt on, in its tier; a tier change converts every bucket of the
+/// attempt within its burst on (one for more is refused, touching
+/// nothing), in its tier; a tier change converts every bucket of the
 /// tier; a key not seen reads the full burst of its tier.
 struct Model {
     tiers: [Quota; 2],
@@ -373,9 +374,19 @@ fn compare(tiers: [Quota; 2], start: u64, ops: &[(u64, Op)]) -> Result<u64, Test
         match *op {
             Op::Acquire(k, n) => {
                 let tiers = m.tiers;
-                let bucket =
-                    m.keys[k as usize].get_or_insert_with(|| Bucket::full(tiers[tier(k)], now));
-                let want = bucket.acquire(n, now);
+                let quota = tiers[tier(k)];
+                let want = match &mut m.keys[k as usize] {
+                    // Never granted: an absent key is not inserted for it.
+                    None if n > quota.burst() => Err(KeyedError::InsufficientCapacity(
+                        fusebox::bucket::InsufficientCapacity {
+                            requested: n,
+                            burst: quota.burst(),
+                        },
+                    )),
+                    slot => slot
+                        .get_or_insert_with(|| Bucket::full(quota, now))
+                        .acquire(n, now),
+                };
                 m.allowed += u64::from(want.is_ok());
                 prop_assert_eq!(
                     l.try_acquire_n(&k, n, at),

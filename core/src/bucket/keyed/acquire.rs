@@ -100,7 +100,9 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// # Errors
     ///
     /// As [`try_acquire`](Self::try_acquire), plus
-    /// [`KeyedError::InsufficientCapacity`] if `n` exceeds the key's burst.
+    /// [`KeyedError::InsufficientCapacity`] if `n` exceeds the key's burst
+    /// (never granted, so it touches nothing either: an absent key is not
+    /// inserted, and no idle key evicted for it).
     ///
     /// # Examples
     ///

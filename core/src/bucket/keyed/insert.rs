@@ -43,6 +43,21 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         if tier >= TIERS {
             return Err(self.out_of_range(tier));
         }
+        // More than the key's burst (its tier's in force) is never
+        // granted: refused before a slot is taken for it (which could
+        // evict an idle key) or found full (`TableFull` would say "later"),
+        // and before the overflow bucket, whose burst, larger or not, does
+        // not change what one request may take. Read, not re-derived: this
+        // is the path a client filling the table takes (a quota's
+        // derivation divides 128-bit numbers, in software on Cortex-M0).
+        let burst = self.tiers.burst(tier);
+        if n > burst {
+            self.limited.incr();
+            return Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
+                requested: n,
+                burst,
+            }));
+        }
         // The stored copy of the key, cloned at the first need; dropped
         // after the lock if unused, like the evicted key.
         let mut copy = None;
@@ -56,7 +71,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         let result = match charged {
             Some(result) => result.map(Some),
             None => match &self.overflow {
-                Some(bucket) => self.charge_overflow(bucket, tier, n, now),
+                Some(bucket) => Self::charge_overflow(bucket, n, now),
                 None => Err(KeyedError::TableFull),
             },
         };
@@ -75,30 +90,16 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         result
     }
 
-    /// Charges a key that found no slot to the overflow `bucket`. More
-    /// than the key's own burst (its tier's in force) is refused as it is
-    /// for a key with a slot: the overflow bucket's burst, larger or not,
-    /// does not change what one request may take. Otherwise one decision
-    /// under the bucket's quota in force (which `set_overflow_quota` may
-    /// change meanwhile).
+    /// Charges a key that found no slot to the overflow `bucket` (`n` is
+    /// within the key's burst, checked before): one decision under the
+    /// bucket's quota in force (which `set_overflow_quota` may change
+    /// meanwhile).
     #[cold]
     fn charge_overflow(
-        &self,
         bucket: &TokenBucket,
-        tier: usize,
         n: u32,
         now: Instant,
     ) -> Result<Option<KeyedLeft>, KeyedError> {
-        // Read, not re-derived: this is the path a client filling the
-        // table takes (a quota's derivation divides 128-bit numbers, in
-        // software on Cortex-M0).
-        let burst = self.tiers.burst(tier);
-        if n > burst {
-            return Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
-                requested: n,
-                burst,
-            }));
-        }
         bucket
             .try_acquire_n(n, now)
             .map(|()| None)
