@@ -13,7 +13,9 @@
 //!   `password`, `pass` (the password of a `redis+unix://` URL),
 //!   `passwd`, `pwd`, `auth`, `apikey`, `signature` or `sig`,
 //!   or ends with `_token`, `-token`, `_key`, `-key`, `_secret`,
-//!   `-secret` or `password` (any case);
+//!   `-secret` or `password` (any case); a value in quotes
+//!   (`password="a b"`, as logfmt writes one) is masked up to its closing
+//!   quote, which stays;
 //! * the credentials after `Bearer` or `Basic` (any case).
 //!
 //! It is a filter for text that should never have carried a secret, not a
@@ -248,11 +250,18 @@ fn pairs(text: &str) -> Option<String> {
         if name_start == eq || !sensitive(&text[name_start..eq]) {
             continue;
         }
-        let start = eq + 1;
-        let end = bytes[start..]
-            .iter()
-            .position(|&b| is_end(b, b"&#,;)"))
-            .map_or(bytes.len(), |p| start + p);
+        // Quoted (logfmt's `key="a b"`): up to the closing quote, an
+        // escaped one skipped; unclosed, the rest of the text.
+        let (start, end) = if let Some(&quote @ (b'"' | b'\'')) = bytes.get(eq + 1) {
+            (eq + 2, closing(bytes, eq + 2, quote))
+        } else {
+            let start = eq + 1;
+            let end = bytes[start..]
+                .iter()
+                .position(|&b| is_end(b, b"&#,;)"))
+                .map_or(bytes.len(), |p| start + p);
+            (start, end)
+        };
         #[cfg(test)]
         VALUE_BYTES_READ.with(|read| read.set(read.get() + (end - start)));
         if end > start {
@@ -260,6 +269,20 @@ fn pairs(text: &str) -> Option<String> {
         }
     }
     splice(text, &ranges)
+}
+
+/// Where the value quoted by `quote` from `start` ends: its closing quote
+/// (one after a backslash is part of it), or the end of `bytes`.
+fn closing(bytes: &[u8], start: usize, quote: u8) -> usize {
+    let mut i = start;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\\' => i += 2,
+            b if b == quote => return i,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
 }
 
 /// Credentials after `Bearer` / `Basic`.

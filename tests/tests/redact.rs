@@ -75,6 +75,30 @@ fn sensitive_parameters_are_masked() {
     }
 }
 
+/// A value written in quotes, as logfmt (and `tracing`'s `key="value"`
+/// style) writes one holding a space, is the pair's value too: the quotes
+/// stay, what they enclose is masked, an escaped quote inside included. It
+/// was shown whole (the opening quote ended the value before it began).
+#[test]
+fn quoted_parameter_values_are_masked() {
+    let cases = [
+        (
+            "login failed password=\"hunter2\" user=bob",
+            "login failed password=\"***\" user=bob",
+        ),
+        ("auth token='t0k en' next", "auth token='***' next"),
+        (r#"api_key="a\"b c" rest"#, r#"api_key="***" rest"#),
+        // Unclosed: everything after the quote may be the secret.
+        ("password=\"hunter2 user=bob", "password=\"***"),
+        ("password=\"\" user=bob", "password=\"\" user=bob"),
+    ];
+    for (input, expected) in cases {
+        let out = redact(input);
+        assert_eq!(out, expected, "{input}");
+        assert_eq!(redact(&out), out, "idempotent: {input}");
+    }
+}
+
 #[test]
 fn harmless_parameters_are_kept() {
     for input in [
@@ -229,6 +253,19 @@ mod properties {
         ) {
             let url = format!("https://h/p?{before}{name}={value}&page=2");
             prop_assert_eq!(redact(&url), format!("https://h/p?{before}{name}=***&page=2"));
+        }
+
+        /// Nor a quoted one, spaces and the other quote included.
+        #[test]
+        fn quoted_values_never_survive(
+            name in "(token|password|api_key|client_secret)",
+            quote in "[\"']",
+            value in "[A-Za-z0-9 ._~+/=&,;'\"-]{1,24}",
+        ) {
+            let value: String = value.chars().filter(|c| c.to_string() != quote).collect();
+            prop_assume!(!value.is_empty());
+            let line = format!("login failed {name}={quote}{value}{quote} user=bob");
+            prop_assert_eq!(redact(&line), format!("login failed {name}={quote}***{quote} user=bob"));
         }
     }
 }
