@@ -175,9 +175,11 @@ fn userinfo(text: &str) -> Option<String> {
     let mut from = 0;
     while let Some(found) = text[from..].find("://") {
         let start = from + found + 3;
+        // `'` may be part of a user info (RFC 3986's sub-delims), so it
+        // does not end the authority here.
         let end = bytes[start..]
             .iter()
-            .position(|&b| is_end(b, b"/?#"))
+            .position(|&b| b != b'\'' && is_end(b, b"/?#"))
             .map_or(bytes.len(), |p| start + p);
         if let Some(at) = text[start..end].rfind('@') {
             let info = &text[start..start + at];
