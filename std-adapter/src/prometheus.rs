@@ -123,7 +123,7 @@ impl Writer {
 }
 
 /// A label value escaped per the text format.
-fn escape_into(out: &mut String, value: &str) {
+pub(crate) fn escape_into(out: &mut String, value: &str) {
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

@@ -602,3 +602,22 @@ async fn counters_and_histograms_stay_consistent_across_scrapes() {
         .keys()
         .any(|(_, l)| l.iter().any(|(_, v)| v == fusebox_std::tracker::OVERFLOW)));
 }
+
+/// `RedisLimiterMetrics::to_prometheus` is public and takes any name: it
+/// wrote it into the label unescaped (a quote or a newline broke the
+/// text), where every other family escapes its label values.
+#[test]
+fn a_redis_limiter_name_is_escaped_as_every_label_value() {
+    use fusebox_std::backend::RedisLimiterMetrics;
+    let name = "my \"api\" \\ v2\nfusebox_ready 0";
+    let text = RedisLimiterMetrics::default().to_prometheus(name, true);
+    let lines = strict(&text);
+    assert_eq!(lines.len(), 6, "{text}");
+    for (metric, labels, _) in &lines {
+        assert_eq!(labels[0], ("name".to_owned(), name.to_owned()), "{metric}");
+    }
+    assert!(scrape(&text)
+        .samples
+        .iter()
+        .all(|s| s.metric != "fusebox_ready"));
+}

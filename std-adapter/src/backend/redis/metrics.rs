@@ -38,8 +38,8 @@ pub struct RedisLimiterMetrics {
 
 impl RedisLimiterMetrics {
     /// These counters, and whether the limiter is `degraded`, in the
-    /// Prometheus text format 0.0.4 for the limiter `name` (a registry
-    /// name, so it needs no escaping).
+    /// Prometheus text format 0.0.4 for the limiter `name` (escaped as a
+    /// label value).
     pub fn to_prometheus(&self, name: &str, degraded: bool) -> String {
         let mut out = String::new();
         Self::write_prometheus(&mut out, &[(name, *self, degraded)]);
@@ -52,13 +52,22 @@ impl RedisLimiterMetrics {
         if limiters.is_empty() {
             return;
         }
+        // A registry's names need no escaping; `to_prometheus` takes any.
+        let limiters: Vec<(String, Self, bool)> = limiters
+            .iter()
+            .map(|&(name, m, degraded)| {
+                let mut escaped = String::new();
+                crate::prometheus::escape_into(&mut escaped, name);
+                (escaped, m, degraded)
+            })
+            .collect();
         let decisions = "fusebox_redis_limiter_decisions_total";
         let _ = writeln!(
             out,
             "# HELP {decisions} Rate-limit decisions, by where they were made.\n\
              # TYPE {decisions} counter"
         );
-        for (name, m, _) in limiters {
+        for (name, m, _) in &limiters {
             let _ = writeln!(
                 out,
                 "{decisions}{{name=\"{name}\",source=\"redis\"}} {}\n\
@@ -85,7 +94,7 @@ impl RedisLimiterMetrics {
         ];
         for (metric, help, get) in counters {
             let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
-            for (name, m, _) in limiters {
+            for (name, m, _) in &limiters {
                 let _ = writeln!(out, "{metric}{{name=\"{name}\"}} {}", get(m));
             }
         }
@@ -95,7 +104,7 @@ impl RedisLimiterMetrics {
             "# HELP {gauge} 1 while Redis is out and the degradation policy decides.\n\
              # TYPE {gauge} gauge"
         );
-        for (name, _, degraded) in limiters {
+        for (name, _, degraded) in &limiters {
             let _ = writeln!(out, "{gauge}{{name=\"{name}\"}} {}", u8::from(*degraded));
         }
     }
