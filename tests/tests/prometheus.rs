@@ -484,6 +484,74 @@ mod properties {
     }
 }
 
+/// A `le` bound (exact decimal seconds) in microseconds.
+fn le_micros(le: &str) -> u64 {
+    let (whole, frac) = le.split_once('.').unwrap_or((le, ""));
+    assert!(frac.len() <= 6, "{le}");
+    whole.parse::<u64>().unwrap() * 1_000_000 + format!("{frac:0<6}").parse::<u64>().unwrap()
+}
+
+mod le_reference {
+    use super::{all, le_micros, strict};
+    use fusebox_std::Registry;
+    use proptest::prelude::*;
+    use std::time::Duration as StdDuration;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The histogram against the format's own definition, not the core's
+        /// buckets: each `_bucket{le}` counts the runs that took at most
+        /// `le`, `+Inf` and `_count` every run, `_sum` their exact total;
+        /// runs from 0 to past the tracker's 60 s range (66 min).
+        #[test]
+        fn each_bucket_counts_the_runs_at_or_below_its_bound(
+            runs in proptest::collection::vec((0u32..33, any::<u64>()), 1..80),
+        ) {
+            let micros: Vec<u64> = runs.iter().map(|&(bits, r)| r % (1u64 << bits)).collect();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let text = rt.block_on(async {
+                let r = Registry::new();
+                let t = r.tracker("t", all()).unwrap();
+                for &us in &micros {
+                    let op = t.track_operation("op");
+                    tokio::time::advance(StdDuration::from_micros(us)).await;
+                    drop(op);
+                }
+                r.to_prometheus()
+            });
+            let n = micros.len() as f64;
+            let mut buckets = 0;
+            for (name, labels, value) in strict(&text) {
+                let le = labels.iter().find(|(k, _)| k == "le").map(|(_, v)| v.clone());
+                match (name.as_str(), le) {
+                    ("fusebox_operation_duration_seconds_bucket", Some(le)) if le == "+Inf" => {
+                        prop_assert_eq!(value, n);
+                    }
+                    ("fusebox_operation_duration_seconds_bucket", Some(le)) => {
+                        let bound = le_micros(&le);
+                        let at_most = micros.iter().filter(|&&m| m <= bound).count();
+                        prop_assert_eq!(value, at_most as f64, "le {}", le);
+                        buckets += 1;
+                    }
+                    ("fusebox_operation_duration_seconds_count", _) => prop_assert_eq!(value, n),
+                    ("fusebox_operation_duration_seconds_sum", _) => {
+                        let sum: u64 = micros.iter().sum();
+                        prop_assert_eq!(value, sum as f64 / 1e6);
+                    }
+                    _ => {}
+                }
+            }
+            // A bound for every run within the range.
+            prop_assert!(buckets >= usize::from(micros.iter().any(|&m| m <= 60_000_000)));
+        }
+    }
+}
+
 /// Every histogram series of a scrape, checked as the format defines one:
 /// `le` strictly increasing and ending at `+Inf`, cumulative counts that
 /// never decrease, the `+Inf` count equal to `_count`, and a `_sum`.
