@@ -25,9 +25,19 @@
 //! | `fusebox_fleet_breaker_{syncs,errors,corrupt,published}_total` (its traffic with Redis), `fusebox_fleet_breaker_{trips,failures,rejected}_total` (this instance's calls) | counter | `name` |
 //! | `fusebox_fleet_breaker_degraded` | gauge (0/1) | `name` |
 //!
-//! The latency histogram's `le` bounds are the upper bounds of the core
-//! [`Histogram`](fusebox::Histogram)'s non-empty buckets (exact, in
-//! seconds), cumulative, then `+Inf`; runs longer than the tracker's
+//! The latency histogram's `le` bounds are fixed, the same for every
+//! series, instance and scrape ([`LATENCY_BOUNDS_US`]: 50 µs to 60 s, in
+//! seconds), then `+Inf`: a fleet's series add up by `le`, as
+//! `histogram_quantile(0.99, sum by (le) (rate(…_bucket[5m])))` needs (with
+//! each series' own bounds, sums of cumulative counts at different bounds
+//! are not cumulative, and the quantiles wrong), and a series is 20
+//! samples, not one per non-empty core bucket (up to 2 533). Each bound
+//! counts the runs of the core [`Histogram`](fusebox::Histogram)'s
+//! buckets that start at or below it: every run at or below the bound,
+//! and the runs that share its core bucket above it, less than 1/128 of
+//! the bound above it (exact up to 255 µs, where the core's buckets are
+//! 1 µs wide; a run of exactly a bound always counts at it). Runs longer
+//! than the tracker's
 //! histogram range count in `+Inf` only. Label values are escaped as the
 //! format requires (`\` → `\\`, `"` → `\"`, newline → `\n`).
 //!
@@ -135,6 +145,21 @@ pub(crate) fn escape_into(out: &mut String, value: &str) {
 }
 
 /// Microseconds as exact decimal seconds (`1500` → `0.0015`).
+/// The `le` bounds of `fusebox_operation_duration_seconds`, in
+/// microseconds (see the [module docs](self)): 50 µs to 60 s (the
+/// tracker's range) in 1-2.5-5 steps, then 30 s and 60 s.
+///
+/// ```
+/// use fusebox_std::prometheus::LATENCY_BOUNDS_US;
+///
+/// assert_eq!((LATENCY_BOUNDS_US[0], LATENCY_BOUNDS_US[18]), (50, 60_000_000));
+/// assert!(LATENCY_BOUNDS_US.is_sorted());
+/// ```
+pub const LATENCY_BOUNDS_US: [u64; 19] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000,
+];
+
 fn seconds(micros: u64) -> String {
     let (whole, frac) = (micros / 1_000_000, micros % 1_000_000);
     if frac == 0 {
@@ -230,17 +255,22 @@ impl Registry {
             t.for_each_series(|op, s| {
                 let mut total = 0;
                 let bucket = format!("{name}_bucket");
-                for b in s.latency.buckets() {
-                    total += b.count;
-                    if b.high != u64::MAX {
-                        let le = seconds(b.high);
-                        w.sample(
-                            &bucket,
-                            &[("tracker", tracker), ("operation", op), ("le", &le)],
-                            total,
-                        );
+                let mut buckets = s.latency.buckets().peekable();
+                for bound in LATENCY_BOUNDS_US {
+                    // The core's buckets that start at or below the bound:
+                    // every run at or below it, and those sharing its core
+                    // bucket above it.
+                    while let Some(b) = buckets.next_if(|b| b.low <= bound) {
+                        total += b.count;
                     }
+                    let le = seconds(bound);
+                    w.sample(
+                        &bucket,
+                        &[("tracker", tracker), ("operation", op), ("le", &le)],
+                        total,
+                    );
                 }
+                total += buckets.map(|b| b.count).sum::<u64>();
                 let labels = [("tracker", tracker.as_str()), ("operation", op)];
                 w.sample(&bucket, &[labels[0], labels[1], ("le", "+Inf")], total);
                 w.sample(&format!("{name}_sum"), &labels, seconds(s.latency.sum()));

@@ -20,7 +20,7 @@ use fusebox::breaker::{Config, Outcome};
 use fusebox::bucket::{FullPolicy, Quota};
 use fusebox::histogram::{buckets_for, Histogram};
 use fusebox::Duration;
-use fusebox_std::prometheus::CONTENT_TYPE;
+use fusebox_std::prometheus::{CONTENT_TYPE, LATENCY_BOUNDS_US};
 use fusebox_std::{Registry, TrackerConfig};
 use prometheus_parse::{Scrape, Value};
 use tokio::time::sleep;
@@ -345,30 +345,38 @@ async fn every_value_parses_back() {
     }
     assert_eq!(got, expected, "no other sample");
 
-    // The histograms: cumulative counts at the core buckets' upper bounds
-    // (in seconds), then +Inf.
+    // The histograms: cumulative counts at the fixed bounds (in seconds),
+    // each counting the core buckets that start at or below it, then +Inf.
     let mut want: Vec<(f64, f64)> = Vec::new();
-    let mut total = 0;
     // The sixth run of "checkout", the one around the "db" stage, took no time.
     reference.record(0);
-    for bucket in reference.buckets() {
-        total += bucket.count;
-        want.push((bucket.high as f64 / 1e6, total as f64));
+    for bound in LATENCY_BOUNDS_US {
+        let at = reference
+            .buckets()
+            .filter(|b| b.low <= bound)
+            .map(|b| b.count)
+            .sum::<u64>();
+        want.push((bound as f64 / 1e6, at as f64));
     }
-    want.push((f64::INFINITY, total as f64));
+    want.push((f64::INFINITY, reference.count() as f64));
     assert_eq!(
         histograms[&key("fusebox_operation_duration_seconds", &op)],
         want
     );
+    let instant: Vec<(f64, f64)> = LATENCY_BOUNDS_US
+        .iter()
+        .map(|&b| (b as f64 / 1e6, 1.0))
+        .chain([(f64::INFINITY, 1.0)])
+        .collect();
     assert_eq!(
         histograms[&key("fusebox_operation_duration_seconds", &stage)],
-        [(0.0, 1.0), (f64::INFINITY, 1.0)]
+        instant
     );
     assert_eq!(histograms.len(), 2);
 
     // The strict reader agrees on the number of samples.
     let bucket_lines = lines.iter().filter(|l| l.0.ends_with("_bucket")).count();
-    assert_eq!(bucket_lines, want.len() + 2);
+    assert_eq!(bucket_lines, 2 * want.len());
     assert_eq!(
         lines.len() - bucket_lines,
         expected.len() + usize::from(rss.is_some())
@@ -427,8 +435,8 @@ fn hostile_operation_names_are_escaped() {
             .iter()
             .filter(|(_, labels, _)| labels.iter().any(|(k, v)| k == "operation" && v == name))
             .count();
-        // calls, errors, 1 bucket + +Inf (an instant run), _sum, _count.
-        assert_eq!(hits, 6, "{name:?}");
+        // calls, errors, the 19 fixed bounds + +Inf, _sum, _count.
+        assert_eq!(hits, 24, "{name:?}");
     }
 
     // The independent parser does not unescape, but reads names without
@@ -493,6 +501,7 @@ fn le_micros(le: &str) -> u64 {
 
 mod le_reference {
     use super::{all, le_micros, strict};
+    use fusebox_std::prometheus::LATENCY_BOUNDS_US;
     use fusebox_std::Registry;
     use proptest::prelude::*;
     use std::time::Duration as StdDuration;
@@ -501,9 +510,11 @@ mod le_reference {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
         /// The histogram against the format's own definition, not the core's
-        /// buckets: each `_bucket{le}` counts the runs that took at most
-        /// `le`, `+Inf` and `_count` every run, `_sum` their exact total;
-        /// runs from 0 to past the tracker's 60 s range (66 min).
+        /// buckets: each `_bucket{le}`, at the fixed bounds, counts every run
+        /// that took at most `le`, and no run past the core's resolution
+        /// above it (1/128 of `le`); `+Inf` and `_count` every run, `_sum`
+        /// their exact total; runs from 0 to past the tracker's 60 s range
+        /// (66 min).
         #[test]
         fn each_bucket_counts_the_runs_at_or_below_its_bound(
             runs in proptest::collection::vec((0u32..33, any::<u64>()), 1..80),
@@ -534,8 +545,13 @@ mod le_reference {
                     }
                     ("fusebox_operation_duration_seconds_bucket", Some(le)) => {
                         let bound = le_micros(&le);
+                        prop_assert_eq!(bound, LATENCY_BOUNDS_US[buckets], "the fixed bounds, in order");
                         let at_most = micros.iter().filter(|&&m| m <= bound).count();
-                        prop_assert_eq!(value, at_most as f64, "le {}", le);
+                        let within = micros.iter().filter(|&&m| m <= bound + bound / 128).count();
+                        prop_assert!(
+                            (at_most as f64..=within as f64).contains(&value),
+                            "le {}: {} runs at most, {} within the resolution, {}", le, at_most, within, value
+                        );
                         buckets += 1;
                     }
                     ("fusebox_operation_duration_seconds_count", _) => prop_assert_eq!(value, n),
@@ -546,8 +562,8 @@ mod le_reference {
                     _ => {}
                 }
             }
-            // A bound for every run within the range.
-            prop_assert!(buckets >= usize::from(micros.iter().any(|&m| m <= 60_000_000)));
+            // Every fixed bound, whatever the runs.
+            prop_assert_eq!(buckets, LATENCY_BOUNDS_US.len());
         }
     }
 }
@@ -688,4 +704,52 @@ fn a_redis_limiter_name_is_escaped_as_every_label_value() {
         .samples
         .iter()
         .all(|s| s.metric != "fusebox_ready"));
+}
+
+/// Two instances' latency histograms add up by `le`, as a fleet query
+/// does (`histogram_quantile(q, sum by (le) (rate(…_bucket[5m])))`). Each
+/// series had the bounds of its own non-empty core buckets, so two
+/// instances with other latencies had disjoint bounds: their sum by `le`
+/// was not cumulative (a bound only one instance has counts only its
+/// runs), and the quantile was wrong; a series spread over the range had
+/// hundreds of bounds. The bounds are now the same fixed 19 for every
+/// series (noticed by a hostile review).
+#[tokio::test(start_paused = true)]
+async fn two_instances_histograms_add_up_by_le() {
+    async fn instance(micros: &[u64]) -> Vec<(u64, f64)> {
+        let r = Registry::new();
+        let t = r.tracker("http", all()).unwrap();
+        for &us in micros {
+            let op = t.track_operation("checkout");
+            tokio::time::advance(std::time::Duration::from_micros(us)).await;
+            drop(op);
+        }
+        strict(&r.to_prometheus())
+            .into_iter()
+            .filter(|(name, _, _)| name == "fusebox_operation_duration_seconds_bucket")
+            .map(|(_, labels, value)| {
+                let le = &labels.iter().find(|(k, _)| k == "le").unwrap().1;
+                let le = if le == "+Inf" {
+                    u64::MAX
+                } else {
+                    le_micros(le)
+                };
+                (le, value)
+            })
+            .collect()
+    }
+    // Fast instance, slow instance: each over a wide spread.
+    let fast: Vec<u64> = (0..200).map(|i| 300 + i * 17).collect();
+    let slow: Vec<u64> = (0..200).map(|i| 40_000 + i * 9_973).collect();
+    let (a, b) = (instance(&fast).await, instance(&slow).await);
+    let bounds = |s: &[(u64, f64)]| s.iter().map(|(le, _)| *le).collect::<Vec<_>>();
+    assert_eq!(bounds(&a), bounds(&b), "the same bounds");
+    assert_eq!(a.len(), LATENCY_BOUNDS_US.len() + 1);
+    let summed: Vec<f64> = a.iter().zip(&b).map(|((_, x), (_, y))| x + y).collect();
+    assert!(summed.is_sorted(), "cumulative: {summed:?}");
+    assert_eq!(summed.last(), Some(&400.0));
+    // The sum at a bound counts both instances' runs at or below it.
+    let at_5ms = a.iter().zip(&b).find(|((le, _), _)| *le == 5_000).unwrap();
+    let runs = fast.iter().chain(&slow).filter(|&&us| us <= 5_000).count();
+    assert_eq!(at_5ms.0 .1 + at_5ms.1 .1, runs as f64);
 }
