@@ -531,3 +531,59 @@ fn a_variable_that_is_not_unicode_is_refused_not_read_as_unset() {
         assert!(text.contains("1 passed"), "{var}: the child ran: {text}");
     }
 }
+
+/// The dashboard's own event subscription drains only when its data is
+/// read. It was one of the registry's subscribers, and what it skipped
+/// while nobody looked was added to `fusebox_events_lagged_total` at the
+/// next look: the count of events lost by slow subscribers measured how
+/// long nobody had looked at the dashboard, and an alert on it fired at
+/// the first look after a busy spell (noticed by a hostile review). Its
+/// losses are the dashboard's `missed_events` only now.
+#[tokio::test]
+async fn the_dashboards_own_subscription_is_not_a_lagging_subscriber() {
+    use fusebox::Instant;
+    use fusebox_std::events::Event;
+
+    let registry = Arc::new(Registry::builder().events_capacity(4).build());
+    let server = serve_under("/", &registry, HttpOptions::default()).await;
+    assert_eq!(registry.health().events.subscribers, 0);
+    for at in 0..10 {
+        registry.events().publish(Event::Recovered {
+            name: "db".into(),
+            at: Instant::from_micros(at),
+        });
+    }
+    let data = get(&server.url("/dashboard/data")).await;
+    assert_eq!(data.status, StatusCode::OK);
+    let data: serde_json::Value = serde_json::from_str(&data.body).unwrap();
+    assert_eq!(
+        data["missed_events"], 6,
+        "the dashboard kept the newest 4 of 10"
+    );
+    let events = registry.health().events;
+    assert_eq!(
+        (events.published, events.lagged, events.subscribers),
+        (10, 0, 0)
+    );
+    let metrics = get(&server.url("/metrics")).await.body;
+    assert!(
+        metrics.contains("\nfusebox_events_lagged_total 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nfusebox_events_subscribers 0\n"),
+        "{metrics}"
+    );
+
+    // A subscriber of the application's own still counts, and its lag too.
+    let mut sub = registry.events().subscribe();
+    for at in 0..6 {
+        registry.events().publish(Event::Recovered {
+            name: "db".into(),
+            at: Instant::from_micros(at),
+        });
+    }
+    assert!(sub.try_recv().is_some());
+    let events = registry.health().events;
+    assert_eq!((events.lagged, events.subscribers), (2, 1));
+}

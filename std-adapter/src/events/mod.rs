@@ -38,7 +38,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use fusebox::breaker::State;
@@ -210,6 +210,10 @@ pub struct Events {
     capacity: usize,
     published: Arc<AtomicU64>,
     lagged: Arc<AtomicU64>,
+    /// Live subscriptions of this crate's own readers (the dashboard's),
+    /// counted in neither [`subscribers`](Self::subscribers) nor
+    /// [`lagged`](Self::lagged).
+    internal: Arc<AtomicUsize>,
 }
 
 impl Events {
@@ -238,6 +242,7 @@ impl Events {
             capacity,
             published: Arc::new(AtomicU64::new(0)),
             lagged: Arc::new(AtomicU64::new(0)),
+            internal: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -285,7 +290,26 @@ impl Events {
         Subscription {
             rx: self.tx.subscribe(),
             missed: 0,
-            lagged: Arc::clone(&self.lagged),
+            lagged: Some(Arc::clone(&self.lagged)),
+            internal: None,
+        }
+    }
+
+    /// A subscription of this crate's own, read only when someone looks
+    /// (the HTTP dashboard drains its events on each read of its data):
+    /// what it loses between two looks is its own
+    /// [`missed`](Subscription::missed), not the subscribers' lag that
+    /// [`lagged`](Self::lagged) reports (where it was a count of how long
+    /// nobody looked), and it is not among the
+    /// [`subscribers`](Self::subscribers).
+    #[cfg(feature = "http")]
+    pub(crate) fn subscribe_internal(&self) -> Subscription {
+        self.internal.fetch_add(1, Ordering::Relaxed);
+        Subscription {
+            rx: self.tx.subscribe(),
+            missed: 0,
+            lagged: None,
+            internal: Some(Arc::clone(&self.internal)),
         }
     }
 
@@ -329,7 +353,9 @@ impl Events {
     /// assert_eq!(events.subscribers(), 0);
     /// ```
     pub fn subscribers(&self) -> usize {
-        self.tx.receiver_count()
+        self.tx
+            .receiver_count()
+            .saturating_sub(self.internal.load(Ordering::Relaxed))
     }
 }
 
@@ -371,7 +397,18 @@ impl fmt::Debug for Events {
 pub struct Subscription {
     rx: broadcast::Receiver<Event>,
     missed: u64,
-    lagged: Arc<AtomicU64>,
+    /// Where its losses are reported (`None`: its own only).
+    lagged: Option<Arc<AtomicU64>>,
+    /// The count it is in while it lives, if it is an internal one.
+    internal: Option<Arc<AtomicUsize>>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(internal) = &self.internal {
+            internal.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Subscription {
@@ -435,7 +472,9 @@ impl Subscription {
 
     fn count_lost(&mut self, n: u64) {
         self.missed += n;
-        self.lagged.fetch_add(n, Ordering::Relaxed);
+        if let Some(lagged) = &self.lagged {
+            lagged.fetch_add(n, Ordering::Relaxed);
+        }
         tracing::debug!(lost = n, total = self.missed, "event subscriber lagged");
     }
 }

@@ -80,7 +80,7 @@ impl Activity {
     pub(super) fn new(registry: &Registry) -> Self {
         Self {
             inner: Mutex::new(Inner {
-                events: registry.events().subscribe(),
+                events: registry.events().subscribe_internal(),
                 timelines: BTreeMap::new(),
                 #[cfg(feature = "redis")]
                 fleet_timelines: BTreeMap::new(),

@@ -279,9 +279,7 @@ impl HttpOptionsBuilder {
     /// `check` runs on every `/livez` request, which needs no token: keep
     /// it cheap (a flag, not [`Registry::health`], which builds the whole
     /// report). And base it on nothing that only grows with traffic, such
-    /// as the events' `lagged` count: the router's own subscription lags
-    /// while nobody reads the dashboard, counted at the next read, so a
-    /// first look at the dashboard after a busy spell would turn the
+    /// as the events' `lagged` count: one lost event would turn the
     /// process dead for good (a restart loop under an orchestrator).
     ///
     /// ```
