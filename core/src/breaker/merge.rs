@@ -21,7 +21,13 @@ pub struct Decision {
     /// Orders decisions: a larger version is newer. Assigned by whoever
     /// serialises the fleet's decisions (e.g. a counter in the shared
     /// store); a breaker applies each version at most once and never an
-    /// older one after a newer.
+    /// older one after a newer, for as long as it lives: the last version
+    /// merged is not in a [`Snapshot`](super::Snapshot), so a breaker
+    /// restored from one takes any version as newer until it merges one
+    /// (the store that numbers the decisions must not hand a restarted
+    /// instance an old one), and [`reset`](super::CircuitBreaker::reset)
+    /// keeps it (a reset breaker still refuses the versions it merged
+    /// before).
     ///
     /// Versions are kept in 63 bits (31 on Cortex-M) and compared modulo
     /// that width, so a counter may wrap: a version is newer than the one

@@ -323,7 +323,10 @@ impl CircuitBreaker {
     }
 
     /// Returns the breaker to its initial state: closed, empty window (a new
-    /// generation: outstanding permits become stale), zero counters.
+    /// generation: outstanding permits become stale), zero counters. The
+    /// last fleet [`Decision`] version merged is
+    /// kept: a reset breaker still refuses a decision it has already
+    /// applied, or an older one.
     /// Returns the transition if the state changed.
     pub fn reset(&self, now: Instant) -> Option<Transition> {
         let closed = Word::closed(0, 0, Cursor::EMPTY);
