@@ -37,6 +37,15 @@ use crate::tower::future_state::{Output, State};
 pub trait ClassifyEnd {
     /// How the body's end counts: `trailers` if it ended with them.
     fn classify_end(&self, trailers: Option<&HeaderMap>) -> Outcome;
+
+    /// Whether a response with these headers, whose head counted as a
+    /// success, is decided by its head all the same (its body not
+    /// watched): a gRPC trailers-only answer, for
+    /// [`GrpcClassifier`](super::GrpcClassifier). No response, by default.
+    fn decided_at_head(&self, headers: &HeaderMap) -> bool {
+        let _ = headers;
+        false
+    }
 }
 
 /// An HTTP body that ends is a success: HTTP has no status in trailers.
@@ -195,7 +204,8 @@ pin_project! {
     /// The response future of a breaker that records at the end of the
     /// body: its head is classified when it arrives; a failure (or an
     /// ignored answer, or an answer without a body: to a `HEAD` request,
-    /// a `1xx`, `204` or `304`, a `2xx` to `CONNECT`) is recorded then, a
+    /// a `1xx`, `204` or `304`, a `2xx` to `CONNECT`; or one its head
+    /// decides, [`ClassifyEnd::decided_at_head`]) is recorded then, a
     /// success hands the permit to the response's [`RecordedBody`].
     /// Dropping it before it completes abandons the permit, as
     /// [`ResponseFuture`](super::ResponseFuture) does.
@@ -240,7 +250,12 @@ where
             (Ok(response), Some(permit))
                 if head == Outcome::Success
                     && !permit.is_trial()
-                    && !this.exchange.bodyless(response.status()) =>
+                    && !this.exchange.bodyless(response.status())
+                    && !permit
+                        .breaker()
+                        .0
+                        .classifier
+                        .decided_at_head(response.headers()) =>
             {
                 // Timed to the head: how fast the client reads is not the
                 // service's latency.

@@ -394,3 +394,35 @@ async fn over_http1_a_body_ends_with_its_declared_length() {
     let m = breaker.metrics();
     assert_eq!((m.failures, m.abandoned), (2, 0), "UNAVAILABLE");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_grpc_status_in_the_head_decides_even_ok() {
+    // A trailers-only answer (gRPC over HTTP/2: the status in the head,
+    // the body empty, no trailers to come): grpc-go answers a stream that
+    // sends no message with its OK so, and any status in the head ends
+    // the call. Its empty body ending without trailers is not UNKNOWN.
+    let breaker = core(Config::builder().consecutive_failures(10));
+    let layer = CircuitBreakerLayer::new("g", Arc::clone(&breaker))
+        .classifier(GrpcClassifier::new())
+        .record_at_end_of_body();
+    for (i, end_known) in [true, false].into_iter().enumerate() {
+        let mut service =
+            layer
+                .clone()
+                .layer(tower::service_fn(move |_: Request<()>| async move {
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("content-type", "application/grpc")
+                            .header("grpc-status", "0")
+                            .body(ScriptBody::new(end_known))
+                            .unwrap(),
+                    )
+                }));
+        let response = call(&mut service).await;
+        let recording = response.body().is_recording();
+        drop(response.into_body().collect().await.unwrap());
+        assert!(!recording, "end known: {end_known}");
+        let successes = i as u64 + 1;
+        assert_eq!(counts(breaker.metrics()), (successes, 0, 0, 0, 0));
+    }
+}

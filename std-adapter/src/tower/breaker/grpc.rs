@@ -50,7 +50,9 @@ const DEFAULT_FAILURES: u32 = 1 << 2 | 1 << 4 | 1 << 14 | 1 << 15;
 ///   headers, but a streaming call's error in trailers). A layer that
 ///   [records at the end of the body](super::CircuitBreakerLayer::record_at_end_of_body)
 ///   reads them ([`ClassifyEnd`]): the trailers' status counts as above,
-///   and a body that ends without one as `UNKNOWN`. Put such a layer
+///   and a body that ends without one as `UNKNOWN`; a response with
+///   `grpc-status` in its headers (trailers-only, `OK` too) is decided by
+///   them at once, its empty body not watched. Put such a layer
 ///   inside tonic's gRPC-Web translation (`GrpcWebLayer`), never outside:
 ///   gRPC-Web carries the status in the body, not in trailers.
 /// * `DEADLINE_EXCEEDED` may be caused by the client, whose `grpc-timeout`
@@ -179,13 +181,19 @@ impl<B, E> Classify<Response<B>, E> for GrpcClassifier {
 
 /// The status in a streaming response's trailers: as in a head; none
 /// at all (a body that ended without its status) counts as `UNKNOWN`, as
-/// a gRPC client reads it.
+/// a gRPC client reads it. A status in the head (a trailers-only answer,
+/// `OK` included) ends the call: the head decides, the body is not
+/// watched.
 impl ClassifyEnd for GrpcClassifier {
     fn classify_end(&self, trailers: Option<&HeaderMap>) -> Outcome {
         match trailers.and_then(|t| t.get("grpc-status")) {
             Some(value) => self.outcome(status_code(value.as_bytes())),
             None => self.outcome(UNKNOWN),
         }
+    }
+
+    fn decided_at_head(&self, headers: &HeaderMap) -> bool {
+        headers.contains_key("grpc-status")
     }
 }
 

@@ -235,7 +235,9 @@ impl<C, R> CircuitBreakerLayer<C, R> {
     /// abandons its permit. Recorded when the head arrives all the same:
     ///
     /// * an answer that has no body (to a `HEAD` request; a `1xx`, `204`
-    ///   or `304`);
+    ///   or `304`), or whose head ends the call (a gRPC trailers-only
+    ///   answer, `grpc-status` in its headers, with
+    ///   [`GrpcClassifier`](super::GrpcClassifier));
     /// * a half-open trial: a client that stopped reading would hold the
     ///   breaker half-open, every other request refused, for as long as
     ///   its connection lives (nothing bounds how long a body is read), so
