@@ -17,6 +17,7 @@ use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::Response;
 use percent_encoding::{AsciiSet, CONTROLS};
 
+use crate::redact::redact;
 use crate::tower::breaker::{BreakerRejection, BreakerResponder};
 use crate::tower::rate_limit::{RateLimitRejection, RateLimitResponder, Refusal};
 
@@ -83,8 +84,8 @@ fn percent_encode(message: &str) -> Vec<u8> {
 }
 
 /// A [`CircuitBreakerLayer`](super::CircuitBreakerLayer)'s refusal as the
-/// gRPC status `UNAVAILABLE` (14), with the breaker's name and state in
-/// `grpc-message` and the open time left in `grpc-retry-pushback-ms` (see
+/// gRPC status `UNAVAILABLE` (14), with the breaker's name
+/// ([redacted](crate::redact)) and state in `grpc-message` and the open time left in `grpc-retry-pushback-ms` (see
 /// the module docs; at most `i32::MAX` ms, what gRPC clients read). A
 /// breaker forced open (an operator's decision, with no time to wait)
 /// answers a pushback of `-1`: "do not retry". The body is empty: any `B: Default` (tonic's and
@@ -115,7 +116,7 @@ impl<B: Default> BreakerResponder<B> for GrpcBreakerResponse {
             fusebox::breaker::State::HalfOpen => "half-open, its trials taken",
             fusebox::breaker::State::ForcedOpen => "forced open",
         };
-        let message = format!("circuit breaker {} is {state}", rejection.name);
+        let message = format!("circuit breaker {} is {state}", redact(&rejection.name));
         let pushback = match (rejection.state, rejection.retry_after) {
             (_, Some(wait)) => Some(Pushback::After(wait)),
             (fusebox::breaker::State::ForcedOpen, None) => Some(Pushback::Never),

@@ -7,6 +7,7 @@ use fusebox::breaker::State;
 use fusebox::Duration;
 use http::{Response, StatusCode};
 
+use crate::redact::redact;
 use crate::tower::headers;
 
 /// A request the breaker refused, handed to the [`BreakerResponder`].
@@ -104,7 +105,9 @@ where
 /// `Retry-After` when the core knows when a trial is let through (rounded
 /// up), and a small JSON body:
 /// `{"error":"circuit_open","breaker":"payments","state":"open","retry_after":30}`
-/// (`retry_after` is `null` when unknown).
+/// (`retry_after` is `null` when unknown). The name is
+/// [redacted](crate::redact), as in the logs: every refused client reads
+/// it.
 ///
 /// # Examples
 ///
@@ -132,7 +135,7 @@ impl<B: From<String>> BreakerResponder<B> for JsonBreakerResponse {
         };
         let body = serde_json::json!({
             "error": "circuit_open",
-            "breaker": &*rejection.name,
+            "breaker": redact(&rejection.name),
             "state": state,
             "retry_after": rejection.retry_after_secs(),
         });

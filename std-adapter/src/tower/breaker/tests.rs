@@ -169,6 +169,34 @@ async fn forced_open_refuses_without_retry_after() {
         .contains(r#""retry_after":null,"state":"forced_open""#));
 }
 
+/// A breaker named after its upstream's URL: its refusals go to every
+/// client, so they show the name as the logs do, redacted.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_never_shows_a_secret_in_the_breakers_name() {
+    use super::GrpcBreakerResponse;
+    let name = "https://bob:hunter2@api.example.com/v1?api_key=K3Y";
+    let breaker = core(5);
+    let layer = CircuitBreakerLayer::new(name, Arc::clone(&breaker));
+    breaker.force_open(layer.clock().now());
+    let json = send(&mut layer.clone().layer(Scripted), get("/200"))
+        .await
+        .unwrap();
+    let grpc = send(
+        &mut layer.responder(GrpcBreakerResponse).layer(Scripted),
+        get("/200"),
+    )
+    .await
+    .unwrap();
+    let message = grpc.headers()["grpc-message"].to_str().unwrap();
+    for shown in [json.body().as_str(), message] {
+        for secret in ["hunter2", "K3Y"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("https://bob:***@api.example.com/v1?api_key=***"));
+    }
+    assert_eq!(breaker.metrics().rejected, 2);
+}
+
 #[test]
 fn the_response_future_is_send() {
     fn send_future<T: std::future::Future + Send>(_: &T) {}
