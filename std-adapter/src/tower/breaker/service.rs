@@ -42,7 +42,8 @@ use crate::redact::Redacted;
 /// follows is rejected and `poll_ready` is ready without waiting; with a
 /// slot free, the trial is taken then and held (by this service, not its
 /// clones) for the call, so that no caller the breaker refuses waits on
-/// the inner service. A held trial dropped unused is abandoned. (The
+/// the inner service. A held trial dropped unused, or when the inner
+/// service's readiness then fails, is abandoned. (The
 /// inner service was polled first: a refused clone kept alive, rather
 /// than dropped as a server drops the clone that answered, keeps the
 /// place that poll took in the inner service's queue, as any tower
@@ -193,7 +194,15 @@ impl<S, C, R> CircuitBreakerService<S, C, R> {
             }
             State::HalfOpen => match self.next {
                 Next::Refuse(..) => Poll::Ready(Ok(())),
-                Next::Trial(_) => self.inner.poll_ready(cx),
+                Next::Trial(_) => {
+                    let poll = self.inner.poll_ready(cx);
+                    if let Poll::Ready(Err(_)) = poll {
+                        // No call is to come for that readiness: the
+                        // trial is given back (abandoned).
+                        self.next = Next::Ask;
+                    }
+                    poll
+                }
                 Next::Ask | Next::Bypass => {
                     self.next = Next::Ask;
                     let poll = self.inner.poll_ready(cx);

@@ -426,6 +426,52 @@ async fn an_inner_poll_ready_error_takes_no_trial() {
     );
 }
 
+/// Half-open, an inner service not ready has the breaker take a trial for
+/// the call to come (see the service's docs); if its readiness then fails
+/// (a reconnecting client whose connection is refused, whose service is
+/// kept and polled again), there is no call to come: the trial is given
+/// back, not held by a service that reported an error.
+#[tokio::test(start_paused = true)]
+async fn a_readiness_error_after_a_wait_gives_the_trial_back() {
+    #[derive(Clone)]
+    struct Connecting(u8);
+    impl Service<http::Request<()>> for Connecting {
+        type Response = http::Response<String>;
+        type Error = &'static str;
+        type Future = std::future::Ready<Result<http::Response<String>, &'static str>>;
+        fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> Poll<Result<(), &'static str>> {
+            self.0 += 1;
+            if self.0 % 2 == 1 {
+                Poll::Pending
+            } else {
+                Poll::Ready(Err("connection refused"))
+            }
+        }
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            unreachable!("never ready")
+        }
+    }
+    use std::task::Poll;
+    let breaker = half_open_core(1);
+    let layer = CircuitBreakerLayer::new("gate", Arc::clone(&breaker));
+    let clock = layer.clock();
+    let mut scripted = layer.clone().layer(Scripted);
+    open_then_wait(&mut scripted).await;
+    let mut connecting = layer.layer(Connecting(0));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(connecting.poll_ready(&mut cx).is_pending(), "connecting");
+    assert_eq!(
+        connecting.poll_ready(&mut cx),
+        Poll::Ready(Err("connection refused"))
+    );
+    let m = breaker.metrics();
+    assert_eq!((m.abandoned, m.rejected), (1, 1), "the trial given back");
+    let trial = scripted.call(get("/200"));
+    assert!(trial.is_trial(), "the one slot is free");
+    assert_eq!(trial.await.unwrap().status(), 200);
+    assert_eq!(breaker.state(clock.now()), State::Closed);
+}
+
 /// `Retry-After` is never 0 nor before the core lets a trial through,
 /// however close to the end of the open period the refusal comes: a
 /// client refused at `w` that comes back at `w + Retry-After` is let
