@@ -14,10 +14,18 @@ use super::RegistryConfig;
 /// parser accepts, is dropped.
 pub(super) fn read_config_file(path: &std::path::Path) -> Result<String, String> {
     use std::io::Read as _;
+    let not_regular = || "not a regular file".to_owned();
+    // Checked before the open too: opening a FIFO waits for a writer.
+    if !std::fs::metadata(path)
+        .map_err(|e| e.to_string())?
+        .is_file()
+    {
+        return Err(not_regular());
+    }
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".to_owned());
+    // And after: the name may have been given another file in between.
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err(not_regular());
     }
     let max = RegistryConfig::MAX_FILE_BYTES;
     let mut bytes = Vec::new();

@@ -192,3 +192,37 @@ fn an_events_capacity_out_of_range_is_refused() {
     let registry = Registry::builder().events_capacity(usize::MAX).build();
     assert_eq!(registry.events().capacity(), Events::MAX_CAPACITY);
 }
+
+/// A FIFO named like a configuration is refused unopened: opening one
+/// for reading waits for a writer, so the check after the open came too
+/// late and `load` blocked until some process wrote to it (the case
+/// 3044b6a meant to refuse). The watchdog only unblocks a failing run.
+#[cfg(unix)]
+#[test]
+fn load_refuses_a_fifo_without_waiting_for_a_writer() {
+    use crate::registry::RegistryConfig;
+    let fifo = std::env::temp_dir().join(format!("fusebox-cfg-fifo-{}.toml", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    let loader = std::thread::spawn(move || tx.send(RegistryConfig::load(&path)).unwrap());
+    let loaded = rx.recv_timeout(std::time::Duration::from_secs(30));
+    if loaded.is_err() {
+        // Blocked in the open: a writer lets it go on, to fail below.
+        drop(std::fs::OpenOptions::new().write(true).open(&fifo));
+    }
+    loader.join().unwrap();
+    std::fs::remove_file(&fifo).unwrap();
+    let err = loaded
+        .expect("load waited for a writer on the FIFO")
+        .unwrap_err();
+    assert!(
+        err.fields()[0].message().ends_with("not a regular file"),
+        "{err}"
+    );
+}
