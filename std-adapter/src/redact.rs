@@ -257,11 +257,17 @@ fn pairs(text: &str) -> Option<String> {
         let (start, end) = if let Some(&quote @ (b'"' | b'\'')) = bytes.get(eq + 1) {
             (eq + 2, closing(bytes, eq + 2, quote))
         } else {
+            // `'` may be part of a value (a URL's query holds it as it
+            // is, and a `redis+unix://` URL's password is `pass`): it
+            // ends one only where the value ends anyway (`'token=t' x`).
             let start = eq + 1;
-            let end = bytes[start..]
+            let mut end = bytes[start..]
                 .iter()
-                .position(|&b| is_end(b, b"&#,;)"))
+                .position(|&b| b != b'\'' && is_end(b, b"&#,;)"))
                 .map_or(bytes.len(), |p| start + p);
+            if end > start && bytes[end - 1] == b'\'' {
+                end -= 1;
+            }
             (start, end)
         };
         #[cfg(test)]

@@ -57,6 +57,38 @@ fn a_password_with_an_apostrophe_is_masked() {
     }
 }
 
+/// The same `'` in a parameter's value: a URL's query may hold it as it
+/// is too, and a `redis+unix://` URL's password is its `pass` parameter,
+/// but the value ended at it and the rest of the password was shown
+/// (`pass=***'sme`). A value quoted in `'` still ends at its closing quote.
+#[test]
+fn a_parameter_value_with_an_apostrophe_is_masked() {
+    let cases = [
+        (
+            "redis+unix:///run/redis.sock?db=0&pass=it'sme",
+            "redis+unix:///run/redis.sock?db=0&pass=***",
+        ),
+        (
+            "redis+unix:///s?pass=it'sme&db=1",
+            "redis+unix:///s?pass=***&db=1",
+        ),
+        (
+            "login failed password=o'brien user=bob",
+            "login failed password=*** user=bob",
+        ),
+        (
+            "url='redis+unix:///s?pass=pw' x",
+            "url='redis+unix:///s?pass=***' x",
+        ),
+        ("'token=t0k' next", "'token=***' next"),
+    ];
+    for (input, expected) in cases {
+        let out = redact(input);
+        assert_eq!(out, expected, "{input}");
+        assert_eq!(redact(&out), out, "idempotent: {input}");
+    }
+}
+
 #[test]
 fn url_without_credentials_is_unchanged() {
     for input in [
