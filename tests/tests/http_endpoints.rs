@@ -587,3 +587,24 @@ async fn the_dashboards_own_subscription_is_not_a_lagging_subscriber() {
     let events = registry.health().events;
     assert_eq!((events.lagged, events.subscribers), (2, 1));
 }
+
+/// `Events::publish` returns how many subscribers an event reached, and
+/// the dashboard's own subscription is none of them (bd0579c took it out
+/// of `subscribers` but not out of what `publish` returns: with the
+/// dashboard served and nobody subscribed, every event said it reached 1).
+#[tokio::test]
+async fn publish_counts_no_dashboard_among_the_subscribers_it_reached() {
+    use fusebox::Instant;
+    use fusebox_std::events::Event;
+
+    let registry = Arc::new(Registry::builder().events_capacity(4).build());
+    let _server = serve_under("/", &registry, HttpOptions::default()).await;
+    let recovered = || Event::Recovered {
+        name: "db".into(),
+        at: Instant::ZERO,
+    };
+    assert_eq!(registry.events().subscribers(), 0);
+    assert_eq!(registry.events().publish(recovered()), 0);
+    let _sub = registry.events().subscribe();
+    assert_eq!(registry.events().publish(recovered()), 1);
+}

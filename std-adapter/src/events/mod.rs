@@ -274,7 +274,12 @@ impl Events {
     /// ```
     pub fn publish(&self, event: Event) -> usize {
         self.published.fetch_add(1, Ordering::Relaxed);
-        self.tx.send(event).unwrap_or(0)
+        // The crate's own subscriptions are no subscribers (as in
+        // `subscribers`).
+        self.tx
+            .send(event)
+            .unwrap_or(0)
+            .saturating_sub(self.internal.load(Ordering::Relaxed))
     }
 
     /// A new subscriber, receiving events published from now on.
