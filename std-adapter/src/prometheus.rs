@@ -144,7 +144,6 @@ pub(crate) fn escape_into(out: &mut String, value: &str) {
     }
 }
 
-/// Microseconds as exact decimal seconds (`1500` → `0.0015`).
 /// The `le` bounds of `fusebox_operation_duration_seconds`, in
 /// microseconds (see the [module docs](self)): 50 µs to 60 s (the
 /// tracker's range) in 1-2.5-5 steps, then 30 s and 60 s.
@@ -160,6 +159,7 @@ pub const LATENCY_BOUNDS_US: [u64; 19] = [
     1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000,
 ];
 
+/// Microseconds as exact decimal seconds (`1500` → `0.0015`).
 fn seconds(micros: u64) -> String {
     let (whole, frac) = (micros / 1_000_000, micros % 1_000_000);
     if frac == 0 {
