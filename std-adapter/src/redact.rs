@@ -15,7 +15,8 @@
 //!   or ends with `_token`, `-token`, `_key`, `-key`, `_secret`,
 //!   `-secret` or `password` (any case); a value in quotes
 //!   (`password="a b"`, as logfmt writes one) is masked up to its closing
-//!   quote, which stays;
+//!   quote, which stays, as is one whose quotes are escaped
+//!   (`password=\"a b\"`, as `{:?}` or JSON writes that in a string);
 //! * the credentials after `Bearer` or `Basic` (any case).
 //!
 //! It is a filter for text that should never have carried a secret, not a
@@ -253,9 +254,15 @@ fn pairs(text: &str) -> Option<String> {
             continue;
         }
         // Quoted (logfmt's `key="a b"`): up to the closing quote, an
-        // escaped one skipped; unclosed, the rest of the text.
+        // escaped one skipped; unclosed, the rest of the text. Quoted
+        // inside a quoted string (`{:?}`, JSON: `key=\"a b\"`): up to
+        // the escaped closing quote.
         let (start, end) = if let Some(&quote @ (b'"' | b'\'')) = bytes.get(eq + 1) {
-            (eq + 2, closing(bytes, eq + 2, quote))
+            (eq + 2, closing(bytes, eq + 2, quote, false))
+        } else if let (Some(b'\\'), Some(&quote @ (b'"' | b'\''))) =
+            (bytes.get(eq + 1), bytes.get(eq + 2))
+        {
+            (eq + 3, closing(bytes, eq + 3, quote, true))
         } else {
             // `'` may be part of a value (a URL's query holds it as it
             // is, and a `redis+unix://` URL's password is `pass`): it
@@ -280,11 +287,15 @@ fn pairs(text: &str) -> Option<String> {
 }
 
 /// Where the value quoted by `quote` from `start` ends: its closing quote
-/// (one after a backslash is part of it), or the end of `bytes`.
-fn closing(bytes: &[u8], start: usize, quote: u8) -> usize {
+/// (one after a backslash is part of it), or the end of `bytes`. With
+/// `escaped` (the quotes themselves escaped, in a quoted string), the
+/// closing quote is one after a backslash, and a bare one (the end of the
+/// enclosing string) ends the value too.
+fn closing(bytes: &[u8], start: usize, quote: u8, escaped: bool) -> usize {
     let mut i = start;
     while let Some(&b) = bytes.get(i) {
         match b {
+            b'\\' if escaped && bytes.get(i + 1) == Some(&quote) => return i,
             b'\\' => i += 2,
             b if b == quote => return i,
             _ => i += 1,

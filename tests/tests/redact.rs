@@ -158,6 +158,33 @@ fn quoted_parameter_values_are_masked() {
     }
 }
 
+/// The same quoted value inside a quoted string, as `{:?}` (an error's
+/// `Debug`, a `tracing` field recorded with `?`) or a JSON log line
+/// writes it: the quotes escaped (`password=\"hunter2\"`). The `\`
+/// before the quote was taken for the whole value, and the secret after
+/// it shown.
+#[test]
+fn escaped_quoted_parameter_values_are_masked() {
+    let cases = [
+        (
+            r#"Custom { error: "login failed password=\"hunter2\" user=bob" }"#,
+            r#"Custom { error: "login failed password=\"***\" user=bob" }"#,
+        ),
+        (
+            r#"{"msg":"auth token=\"t0k en\" next"}"#,
+            r#"{"msg":"auth token=\"***\" next"}"#,
+        ),
+        (r"api_key=\'k\' rest", r"api_key=\'***\' rest"),
+        // Unclosed: everything after the quote may be the secret.
+        (r#"password=\"hunter2 user=bob"#, r#"password=\"***"#),
+    ];
+    for (input, expected) in cases {
+        let out = redact(input);
+        assert_eq!(out, expected, "{input}");
+        assert_eq!(redact(&out), out, "idempotent: {input}");
+    }
+}
+
 #[test]
 fn harmless_parameters_are_kept() {
     for input in [
