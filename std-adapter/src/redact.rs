@@ -195,7 +195,9 @@ fn userinfo(text: &str) -> Option<String> {
                 ranges.push((secret_from, start + at));
             }
         }
-        from = end;
+        // Not from `end`: an authority read up to the next URL's `//`
+        // (after a `,` or a quote) holds that URL's `:`.
+        from = start;
     }
     splice(text, &ranges)
 }

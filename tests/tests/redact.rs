@@ -89,6 +89,34 @@ fn a_parameter_value_with_an_apostrophe_is_masked() {
     }
 }
 
+/// URLs one after another with no space between (a list quoted in `'`,
+/// a comma-separated node list): each one's password is masked. Since `'`
+/// no longer ends an authority (10caaa6), the first one read on to the
+/// next URL's `//`, and the search for the next `://` began after it, so
+/// the second password was shown; unquoted, after a `,`, it always was.
+#[test]
+fn every_password_of_adjacent_urls_is_masked() {
+    let cases = [
+        (
+            "['redis://app:pw1@cache','redis://app:pw2@cache']",
+            "['redis://app:***@cache','redis://app:***@cache']",
+        ),
+        (
+            "redis://:pw1@n1:6379,redis://:pw2@n2:6379",
+            "redis://:***@n1:6379,redis://:***@n2:6379",
+        ),
+        (
+            "'redis://cache','redis://app:pw2@cache'",
+            "'redis://cache','redis://app:***@cache'",
+        ),
+    ];
+    for (input, expected) in cases {
+        let out = redact(input);
+        assert_eq!(out, expected, "{input}");
+        assert_eq!(redact(&out), out, "idempotent: {input}");
+    }
+}
+
 #[test]
 fn url_without_credentials_is_unchanged() {
     for input in [
