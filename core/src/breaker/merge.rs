@@ -22,11 +22,13 @@ pub struct Decision {
     /// serialises the fleet's decisions (e.g. a counter in the shared
     /// store); a breaker applies each version at most once and never an
     /// older one after a newer, for as long as it lives: the last version
-    /// merged is not in a [`Snapshot`](super::Snapshot), so a breaker
-    /// restored from one takes any version as newer until it merges one
+    /// merged is not in a [`Snapshot`](super::Snapshot), and
+    /// [`restore`](super::CircuitBreaker::restore) leaves the breaker's
+    /// own as it was, so a new breaker (a restarted process's) restored
+    /// from a snapshot takes any version as newer until it merges one
     /// (the store that numbers the decisions must not hand a restarted
-    /// instance an old one), and [`reset`](super::CircuitBreaker::reset)
-    /// keeps it (a reset breaker still refuses the versions it merged
+    /// instance an old one); [`reset`](super::CircuitBreaker::reset)
+    /// keeps it too (a reset breaker still refuses the versions it merged
     /// before).
     ///
     /// Versions are kept in 63 bits (31 on Cortex-M) and compared modulo

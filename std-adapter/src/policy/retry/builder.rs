@@ -70,7 +70,8 @@ impl<B, P> RetryBuilder<B, P> {
     /// [`Stop::RetryAfterTooLong`](super::Stop::RetryAfterTooLong), so that no server can park the caller
     /// for hours (or, with `u64::MAX` seconds, 30 years). By default: with
     /// a [`deadline`](Self::deadline), the deadline alone bounds it (a
-    /// Retry-After ending after it stops with [`Stop::Deadline`](super::Stop::Deadline)); without
+    /// retry whose wait, the Retry-After and then the backoff's delay,
+    /// would end after it stops with [`Stop::Deadline`](super::Stop::Deadline)); without
     /// one, [`Retry::MAX_RETRY_AFTER`] (60 s). The backoff's own waits are
     /// not limited by it.
     ///
