@@ -56,38 +56,105 @@ impl Instant {
     pub const MAX: Self = Self(u64::MAX);
 
     /// An instant `micros` microseconds after the origin.
+    ///
+    /// ```
+    /// use fusebox::Instant;
+    ///
+    /// let t = Instant::from_micros(1_500);
+    /// assert_eq!(t.as_micros(), 1_500);
+    /// assert_eq!(t.as_millis(), 1);
+    /// ```
     pub const fn from_micros(micros: u64) -> Self {
         Self(micros)
     }
     /// An instant `millis` milliseconds after the origin (saturating).
+    ///
+    /// ```
+    /// use fusebox::Instant;
+    ///
+    /// assert_eq!(Instant::from_millis(2), Instant::from_micros(2_000));
+    /// assert_eq!(Instant::from_millis(u64::MAX), Instant::MAX);
+    /// ```
     pub const fn from_millis(millis: u64) -> Self {
         Self(millis.saturating_mul(1_000))
     }
     /// An instant `secs` seconds after the origin (saturating).
+    ///
+    /// ```
+    /// use fusebox::Instant;
+    ///
+    /// assert_eq!(Instant::from_secs(3), Instant::from_millis(3_000));
+    /// assert_eq!(Instant::from_secs(u64::MAX), Instant::MAX);
+    /// ```
     pub const fn from_secs(secs: u64) -> Self {
         Self(secs.saturating_mul(1_000_000))
     }
     /// Microseconds since the origin.
+    ///
+    /// ```
+    /// use fusebox::Instant;
+    ///
+    /// assert_eq!(Instant::from_millis(7).as_micros(), 7_000);
+    /// ```
     pub const fn as_micros(self) -> u64 {
         self.0
     }
     /// Whole milliseconds since the origin.
+    ///
+    /// ```
+    /// use fusebox::Instant;
+    ///
+    /// // Rounded down: 2.999 ms reads as 2.
+    /// assert_eq!(Instant::from_micros(2_999).as_millis(), 2);
+    /// ```
     pub const fn as_millis(self) -> u64 {
         self.0 / 1_000
     }
     /// Time elapsed from `earlier` to `self`, or zero if `earlier` is later.
+    ///
+    /// ```
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let (start, end) = (Instant::from_millis(10), Instant::from_millis(25));
+    /// assert_eq!(end.saturating_duration_since(start), Duration::from_millis(15));
+    /// assert_eq!(start.saturating_duration_since(end), Duration::ZERO);
+    /// ```
     pub const fn saturating_duration_since(self, earlier: Self) -> Duration {
         Duration(self.0.saturating_sub(earlier.0))
     }
     /// `self + d`, saturating at [`Instant::MAX`].
+    ///
+    /// ```
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let t = Instant::from_secs(1);
+    /// assert_eq!(t.saturating_add(Duration::from_millis(500)), Instant::from_millis(1_500));
+    /// assert_eq!(t.saturating_add(Duration::MAX), Instant::MAX);
+    /// ```
     pub const fn saturating_add(self, d: Duration) -> Self {
         Self(self.0.saturating_add(d.0))
     }
     /// `self - d`, saturating at [`Instant::ZERO`].
+    ///
+    /// ```
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let t = Instant::from_secs(1);
+    /// assert_eq!(t.saturating_sub(Duration::from_millis(400)), Instant::from_millis(600));
+    /// assert_eq!(t.saturating_sub(Duration::from_secs(5)), Instant::ZERO);
+    /// ```
     pub const fn saturating_sub(self, d: Duration) -> Self {
         Self(self.0.saturating_sub(d.0))
     }
     /// `self + d`, or `None` on overflow.
+    ///
+    /// ```
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let t = Instant::from_secs(1);
+    /// assert_eq!(t.checked_add(Duration::from_secs(1)), Some(Instant::from_secs(2)));
+    /// assert_eq!(Instant::MAX.checked_add(Duration::from_micros(1)), None);
+    /// ```
     pub const fn checked_add(self, d: Duration) -> Option<Self> {
         match self.0.checked_add(d.0) {
             Some(v) => Some(Self(v)),
@@ -103,42 +170,115 @@ impl Duration {
     pub const MAX: Self = Self(u64::MAX);
 
     /// A span of `micros` microseconds.
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    ///
+    /// let d = Duration::from_micros(2_500);
+    /// assert_eq!(d.as_micros(), 2_500);
+    /// assert_eq!(d.as_millis(), 2);
+    /// ```
     pub const fn from_micros(micros: u64) -> Self {
         Self(micros)
     }
     /// A span of `millis` milliseconds (saturating).
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    ///
+    /// assert_eq!(Duration::from_millis(2), Duration::from_micros(2_000));
+    /// assert_eq!(Duration::from_millis(u64::MAX), Duration::MAX);
+    /// ```
     pub const fn from_millis(millis: u64) -> Self {
         Self(millis.saturating_mul(1_000))
     }
     /// A span of `secs` seconds (saturating).
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    ///
+    /// assert_eq!(Duration::from_secs(30), Duration::from_millis(30_000));
+    /// assert_eq!(Duration::from_secs(u64::MAX), Duration::MAX);
+    /// ```
     pub const fn from_secs(secs: u64) -> Self {
         Self(secs.saturating_mul(1_000_000))
     }
     /// The span in microseconds.
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    ///
+    /// assert_eq!(Duration::from_secs(2).as_micros(), 2_000_000);
+    /// ```
     pub const fn as_micros(self) -> u64 {
         self.0
     }
     /// The span in whole milliseconds.
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    ///
+    /// // Rounded down: 1.999 ms reads as 1.
+    /// assert_eq!(Duration::from_micros(1_999).as_millis(), 1);
+    /// ```
     pub const fn as_millis(self) -> u64 {
         self.0 / 1_000
     }
     /// The span in whole seconds.
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    ///
+    /// // Rounded down: 2.5 s reads as 2.
+    /// assert_eq!(Duration::from_millis(2_500).as_secs(), 2);
+    /// ```
     pub const fn as_secs(self) -> u64 {
         self.0 / 1_000_000
     }
     /// Whether the span is zero.
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    ///
+    /// assert!(Duration::ZERO.is_zero());
+    /// assert!(!Duration::from_micros(1).is_zero());
+    /// ```
     pub const fn is_zero(self) -> bool {
         self.0 == 0
     }
     /// `self + other`, saturating at [`Duration::MAX`].
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    ///
+    /// let d = Duration::from_millis(750);
+    /// assert_eq!(d.saturating_add(Duration::from_millis(250)), Duration::from_secs(1));
+    /// assert_eq!(Duration::MAX.saturating_add(d), Duration::MAX);
+    /// ```
     pub const fn saturating_add(self, other: Self) -> Self {
         Self(self.0.saturating_add(other.0))
     }
     /// `self - other`, saturating at [`Duration::ZERO`].
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    ///
+    /// let d = Duration::from_secs(1);
+    /// assert_eq!(d.saturating_sub(Duration::from_millis(250)), Duration::from_millis(750));
+    /// assert_eq!(d.saturating_sub(Duration::from_secs(2)), Duration::ZERO);
+    /// ```
     pub const fn saturating_sub(self, other: Self) -> Self {
         Self(self.0.saturating_sub(other.0))
     }
     /// `self * rhs`, saturating at [`Duration::MAX`].
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    ///
+    /// let base = Duration::from_millis(100);
+    /// assert_eq!(base.saturating_mul(3), Duration::from_millis(300));
+    /// assert_eq!(Duration::MAX.saturating_mul(2), Duration::MAX);
+    /// ```
     pub const fn saturating_mul(self, rhs: u64) -> Self {
         Self(self.0.saturating_mul(rhs))
     }
@@ -279,6 +419,20 @@ impl fmt::Debug for Duration {
 /// ```
 pub trait Clock {
     /// The current time. Must never go backwards.
+    ///
+    /// ```
+    /// use fusebox::{Clock, Instant};
+    ///
+    /// struct Fixed(Instant);
+    /// impl Clock for Fixed {
+    ///     fn now(&self) -> Instant { self.0 }
+    /// }
+    ///
+    /// let clock = Fixed(Instant::from_secs(7));
+    /// assert_eq!(clock.now(), Instant::from_secs(7));
+    /// // A reference to a clock is a clock too.
+    /// assert_eq!((&clock).now(), clock.now());
+    /// ```
     fn now(&self) -> Instant;
 }
 
@@ -297,6 +451,17 @@ pub use std_clock::StdClock;
 ///
 /// Requires the `embassy-time` feature and, in the final firmware, an
 /// embassy-time driver.
+///
+/// ```
+/// use fusebox::{Clock, EmbassyClock, Instant};
+///
+/// // The driver (hidden here) reads one second of ticks, at any `tick-hz-*`.
+/// assert_eq!(EmbassyClock.now(), Instant::from_secs(1));
+/// # #[no_mangle]
+/// # fn _embassy_time_now() -> u64 { embassy_time::TICK_HZ }
+/// # #[no_mangle]
+/// # fn _embassy_time_schedule_wake(_at: u64, _waker: &core::task::Waker) {}
+/// ```
 #[cfg(feature = "embassy-time")]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EmbassyClock;
