@@ -58,6 +58,21 @@ use tagged::{Refusal, Tagged};
 
 /// A request was refused for now; retrying after `retry_after` succeeds if
 /// nobody else takes the tokens first.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::bucket::{Quota, RateLimited, TokenBucket};
+/// use fusebox::{Duration, Instant};
+///
+/// let bucket = TokenBucket::new(Quota::per_second(1)?);
+/// let now = Instant::from_secs(1);
+/// assert!(bucket.try_acquire(now).is_ok());
+/// let RateLimited { retry_after } = bucket.try_acquire(now).unwrap_err();
+/// assert_eq!(retry_after, Duration::from_secs(1));
+/// assert!(bucket.try_acquire(now + retry_after).is_ok());
+/// # Ok::<(), fusebox::bucket::QuotaError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RateLimited {
@@ -66,6 +81,19 @@ pub struct RateLimited {
 }
 
 /// More tokens were requested at once than the bucket can ever hold.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::bucket::{AcquireError, InsufficientCapacity, Quota, TokenBucket};
+/// use fusebox::Instant;
+///
+/// let bucket = TokenBucket::new(Quota::per_second(10)?);
+/// let refused = bucket.try_acquire_n(11, Instant::ZERO).unwrap_err();
+/// let expected = InsufficientCapacity { requested: 11, burst: 10 };
+/// assert_eq!(refused, AcquireError::InsufficientCapacity(expected));
+/// # Ok::<(), fusebox::bucket::QuotaError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct InsufficientCapacity {
@@ -76,6 +104,27 @@ pub struct InsufficientCapacity {
 }
 
 /// Why [`TokenBucket::try_acquire_n`] refused.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::bucket::{AcquireError, Quota, TokenBucket};
+/// use fusebox::{Duration, Instant};
+///
+/// let bucket = TokenBucket::new(Quota::per_second(10)?);
+/// let now = Instant::from_secs(1);
+/// assert!(bucket.try_acquire_n(6, now).is_ok());
+/// // 4 left: 6 more is a matter of time, 11 can never fit.
+/// match bucket.try_acquire_n(6, now) {
+///     Err(AcquireError::RateLimited(e)) => assert_eq!(e.retry_after, Duration::from_millis(200)),
+///     other => panic!("{other:?}"),
+/// }
+/// assert!(matches!(
+///     bucket.try_acquire_n(11, now),
+///     Err(AcquireError::InsufficientCapacity(_))
+/// ));
+/// # Ok::<(), fusebox::bucket::QuotaError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -123,6 +172,25 @@ impl From<InsufficientCapacity> for AcquireError {
 }
 
 /// A bucket's state as plain data, relative to the `now` it was taken at.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::bucket::{Quota, TokenBucket};
+/// use fusebox::{Duration, Instant};
+///
+/// let quota = Quota::per_second(10)?;
+/// let bucket = TokenBucket::new(quota);
+/// assert!(bucket.try_acquire_n(5, Instant::from_secs(1)).is_ok());
+/// let saved = bucket.snapshot(Instant::from_secs(1));
+/// assert_eq!(saved.until_full, Duration::from_millis(500));
+///
+/// // After a restart whose clock has another origin: still 5 tokens short.
+/// let restored = TokenBucket::new(quota);
+/// restored.restore(&saved, Instant::from_secs(7));
+/// assert_eq!(restored.available(Instant::from_secs(7)), 5);
+/// # Ok::<(), fusebox::bucket::QuotaError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -168,6 +236,19 @@ pub struct TokenBucket {
 impl TokenBucket {
     const_fn_unless_loom! {
         /// A full bucket.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use fusebox::bucket::{Quota, TokenBucket};
+        /// use fusebox::Instant;
+        ///
+        /// static LIMITER: TokenBucket = TokenBucket::new(match Quota::per_second(5) {
+        ///     Ok(q) => q,
+        ///     Err(_) => panic!("bad quota"),
+        /// });
+        /// assert_eq!(LIMITER.available(Instant::ZERO), 5);
+        /// ```
         pub fn new(quota: Quota) -> Self {
             Self { tat: Tagged::new(&quota) }
         }
@@ -193,6 +274,20 @@ impl TokenBucket {
     /// # Errors
     ///
     /// [`RateLimited`] with the exact time until a token is back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let bucket = TokenBucket::new(Quota::per_second(2)?);
+    /// let now = Instant::from_secs(1);
+    /// assert!(bucket.try_acquire(now).is_ok());
+    /// assert!(bucket.try_acquire(now).is_ok());
+    /// assert_eq!(bucket.try_acquire(now).unwrap_err().retry_after, Duration::from_millis(500));
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     #[inline]
     pub fn try_acquire(&self, now: Instant) -> Result<(), RateLimited> {
         self.tat.take(1, now, Refusal::limited)
@@ -204,6 +299,22 @@ impl TokenBucket {
     ///
     /// [`AcquireError::InsufficientCapacity`] if `n` exceeds the burst (it
     /// could never succeed); [`AcquireError::RateLimited`] otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox::Instant;
+    ///
+    /// let bucket = TokenBucket::new(Quota::per_second(10)?);
+    /// let now = Instant::from_secs(1);
+    /// assert!(bucket.try_acquire_n(7, now).is_ok());
+    /// // 3 left: a request for 5 is refused whole and takes none of them.
+    /// assert!(bucket.try_acquire_n(5, now).is_err());
+    /// assert_eq!(bucket.available(now), 3);
+    /// assert!(bucket.try_acquire_n(0, now).is_ok());
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     pub fn try_acquire_n(&self, n: u32, now: Instant) -> Result<(), AcquireError> {
         if n == 0 {
             return Ok(());
@@ -219,6 +330,21 @@ impl TokenBucket {
     }
 
     /// Whole tokens available at `now`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let bucket = TokenBucket::new(Quota::per_second(10)?);
+    /// let now = Instant::from_secs(1);
+    /// assert_eq!(bucket.available(now), 10);
+    /// assert!(bucket.try_acquire_n(10, now).is_ok());
+    /// // 150 ms refill 1.5 tokens: one whole token.
+    /// assert_eq!(bucket.available(now + Duration::from_millis(150)), 1);
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     pub fn available(&self, now: Instant) -> u32 {
         self.tat.available(now)
     }
@@ -239,11 +365,39 @@ impl TokenBucket {
     /// critical section (the target's `critical-section` implementation;
     /// the `std` feature provides one on hosts) and never makes a decision
     /// wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox::Instant;
+    ///
+    /// let bucket = TokenBucket::new(Quota::per_second(10)?);
+    /// let now = Instant::from_secs(1);
+    /// assert!(bucket.try_acquire_n(10, now).is_ok());
+    /// bucket.reset();
+    /// assert_eq!(bucket.available(now), 10);
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     pub fn reset(&self) {
         crate::sync::critical(|| self.tat.reset());
     }
 
     /// The state at `now`, as plain data.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let bucket = TokenBucket::new(Quota::per_second(4)?);
+    /// let now = Instant::from_secs(1);
+    /// assert_eq!(bucket.snapshot(now).until_full, Duration::ZERO);
+    /// assert!(bucket.try_acquire(now).is_ok());
+    /// assert_eq!(bucket.snapshot(now).until_full, Duration::from_millis(250));
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     pub fn snapshot(&self, now: Instant) -> BucketSnapshot {
         BucketSnapshot {
             until_full: self.tat.until_full(now),
@@ -255,6 +409,23 @@ impl TokenBucket {
     /// hostile snapshot can only ever *deny* tokens.
     ///
     /// Takes the critical section, like [`reset`](Self::reset).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{BucketSnapshot, Quota, TokenBucket};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let bucket = TokenBucket::new(Quota::per_second(10)?);
+    /// let now = Instant::from_secs(60);
+    /// // Saved 300 ms short of full, i.e. 3 tokens down.
+    /// bucket.restore(&BucketSnapshot { until_full: Duration::from_millis(300) }, now);
+    /// assert_eq!(bucket.available(now), 7);
+    /// // A hostile snapshot only empties the bucket.
+    /// bucket.restore(&BucketSnapshot { until_full: Duration::MAX }, now);
+    /// assert_eq!(bucket.available(now), 0);
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     pub fn restore(&self, snapshot: &BucketSnapshot, now: Instant) {
         crate::sync::critical(|| self.tat.restore(snapshot.until_full, now));
     }
@@ -319,6 +490,21 @@ impl TokenBucket {
     /// Changes the quota at run time, keeping the tokens available now:
     /// [`set_quota`](Self::set_quota) through exclusive access, without the
     /// critical section.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{Quota, TokenBucket};
+    /// use fusebox::Instant;
+    ///
+    /// let mut bucket = TokenBucket::new(Quota::per_second(10)?);
+    /// let now = Instant::from_secs(1);
+    /// assert!(bucket.try_acquire_n(8, now).is_ok());
+    /// #[allow(deprecated)]
+    /// bucket.reconfigure(Quota::per_second(100)?, now);
+    /// assert_eq!(bucket.available(now), 2, "no free burst");
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     #[deprecated(note = "use `set_quota`, which takes `&self`")]
     pub fn reconfigure(&mut self, quota: Quota, now: Instant) {
         self.tat.set_quota(&quota, now);
