@@ -93,6 +93,22 @@ pub const READ_RETRIES: u32 = 4;
 
 /// An insert or remove found another writer in the key's set and gave up
 /// rather than wait.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::cache::{ConcurrentCache, Contended};
+///
+/// let cache: ConcurrentCache<u32, u32, 8, 2> = ConcurrentCache::new();
+/// // A cache may skip a write: on contention, go on rather than wait.
+/// let written = match cache.insert(1, 10) {
+///     Ok(()) => true,
+///     Err(Contended) => false,
+/// };
+/// // With no other writer, nothing contends.
+/// assert!(written);
+/// assert_eq!(cache.metrics().contended, 0);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Contended;
@@ -182,6 +198,18 @@ where
 
     /// Whether hits and misses are counted (else they stay 0 in the
     /// metrics); see [`with_lookup_counters`](Self::with_lookup_counters).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::ConcurrentCache;
+    ///
+    /// let cache: ConcurrentCache<u32, u32, 8, 2> = ConcurrentCache::new();
+    /// assert!(!cache.counts_lookups());
+    /// cache.get(&1);
+    /// assert_eq!(cache.metrics().misses, 0);
+    /// assert!(cache.with_lookup_counters().counts_lookups());
+    /// ```
     pub const fn counts_lookups(&self) -> bool {
         self.count_lookups
     }
@@ -205,11 +233,36 @@ where
     }
 
     /// Entries the cache can hold.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::ConcurrentCache;
+    ///
+    /// let cache: ConcurrentCache<u32, u32, 64, 4> = ConcurrentCache::new();
+    /// assert_eq!(cache.capacity(), 256);
+    /// ```
     pub const fn capacity(&self) -> usize {
         SETS * WAYS
     }
 
     /// The value for `key`, marking it most recently used in its set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::ConcurrentCache;
+    ///
+    /// // One set of two ways, so all keys share it.
+    /// let cache: ConcurrentCache<u32, u32, 1, 2> = ConcurrentCache::new();
+    /// cache.insert(1, 10)?;
+    /// cache.insert(2, 20)?;
+    /// assert_eq!(cache.get(&1), Some(10)); // 1 is now the most recent
+    /// cache.insert(3, 30)?; // evicts 2, the least recent
+    /// assert_eq!(cache.get(&2), None);
+    /// assert_eq!(cache.get(&1), Some(10));
+    /// # Ok::<(), fusebox::cache::Contended>(())
+    /// ```
     #[inline]
     pub fn get(&self, key: &K) -> Option<V> {
         let (set, tag) = self.locate(key);
@@ -234,6 +287,22 @@ where
     ///
     /// [`Contended`] if another insert or remove holds the set: nothing was
     /// written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::ConcurrentCache;
+    ///
+    /// let cache: ConcurrentCache<u32, u32, 1, 2> = ConcurrentCache::new();
+    /// cache.insert(1, 10)?;
+    /// cache.insert(1, 11)?; // replaces
+    /// assert_eq!(cache.get(&1), Some(11));
+    /// cache.insert(2, 20)?;
+    /// cache.insert(3, 30)?; // the set is full: evicts 1, the least recent
+    /// assert_eq!(cache.get(&1), None);
+    /// assert_eq!(cache.metrics().evictions, 1);
+    /// # Ok::<(), fusebox::cache::Contended>(())
+    /// ```
     pub fn insert(&self, key: K, value: V) -> Result<(), Contended> {
         let (set, tag) = self.locate(&key);
         let set = &self.sets[set];
@@ -264,6 +333,18 @@ where
     ///
     /// [`Contended`] if another insert or remove holds the set: nothing was
     /// removed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::ConcurrentCache;
+    ///
+    /// let cache: ConcurrentCache<u32, u32, 8, 2> = ConcurrentCache::new();
+    /// cache.insert(1, 10)?;
+    /// assert_eq!(cache.remove(&1)?, Some(10));
+    /// assert_eq!(cache.remove(&1)?, None);
+    /// # Ok::<(), fusebox::cache::Contended>(())
+    /// ```
     pub fn remove(&self, key: &K) -> Result<Option<V>, Contended> {
         let (set, tag) = self.locate(key);
         let set = &self.sets[set];
@@ -288,6 +369,21 @@ where
     /// Each counter is one atomic word, incremented without a lock: it
     /// wraps at 2⁶⁴ where the target has 64-bit atomics, and at 2³² on
     /// 32-bit microcontrollers (Cortex-M), although the fields are `u64`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::cache::ConcurrentCache;
+    ///
+    /// let cache: ConcurrentCache<u32, u32, 1, 1> = ConcurrentCache::new();
+    /// cache.insert(1, 10)?;
+    /// cache.insert(2, 20)?; // one way: evicts 1
+    /// assert_eq!(cache.get(&2), Some(20)); // a hit, not counted
+    /// let m = cache.metrics();
+    /// assert_eq!((m.inserts, m.evictions, m.contended), (2, 1, 0));
+    /// assert_eq!((m.hits, m.misses), (0, 0));
+    /// # Ok::<(), fusebox::cache::Contended>(())
+    /// ```
     pub fn metrics(&self) -> CacheMetrics {
         CacheMetrics {
             hits: self.hits.get(),

@@ -21,7 +21,15 @@ where
     ///
     /// # Examples
     ///
-    /// See [`ConcurrentCache`].
+    /// ```
+    /// use fusebox::cache::ConcurrentCache;
+    ///
+    /// let cache: ConcurrentCache<u32, u32, 16, 4> = ConcurrentCache::new();
+    /// assert_eq!(cache.get(&1), None);
+    /// assert!(!cache.counts_lookups());
+    /// ```
+    ///
+    /// More in [`ConcurrentCache`].
     pub fn new() -> Self {
         Self::with_hasher(FixedState::new())
     }
