@@ -29,6 +29,28 @@ impl CircuitBreaker {
     /// [`Rejected`] with the rejecting state and, when open, the time until
     /// a trial will be let through (and [`Rejected::transition`] when this
     /// call timed the half-open state out).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+    /// let now = Instant::from_secs(1);
+    /// let permit = breaker.try_acquire(now).expect("closed: always permitted");
+    /// permit.record(Outcome::Failure, now, Duration::ZERO); // trips
+    /// let rejected = breaker.try_acquire(now).unwrap_err();
+    /// assert_eq!(rejected.state, State::Open);
+    ///
+    /// // Once the open time has passed, one caller gets the trial and the transition.
+    /// let later = now + rejected.retry_after.unwrap();
+    /// let trial = breaker.try_acquire(later).expect("half-open trial");
+    /// let t = trial.transition().expect("this caller's transition");
+    /// assert_eq!((t.from, t.to), (State::Open, State::HalfOpen));
+    /// assert_eq!(breaker.try_acquire(later).unwrap_err().state, State::HalfOpen);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     #[inline]
     pub fn try_acquire(&self, now: Instant) -> Result<Permit<'_>, Rejected> {
         self.try_acquire_with(|| now)
@@ -135,6 +157,25 @@ impl CircuitBreaker {
     /// (`ConfigBuilder::max_half_open`, feature `half-open-timeout`)
     /// has passed reads as open. Changes nothing (but may restart a
     /// half-open stamp left by another generation; see the type's docs).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, State};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let config = Config::builder().consecutive_failures(5).open_for(Duration::from_secs(10));
+    /// let breaker = CircuitBreaker::new(config.build()?);
+    /// let now = Instant::from_secs(1);
+    /// breaker.trip(now);
+    /// assert_eq!(breaker.state(now), State::Open);
+    /// let later = now + Duration::from_secs(11);
+    /// assert_eq!(breaker.state(later), State::HalfOpen);
+    /// // Reading changed nothing: the next caller still makes the transition.
+    /// let trial = breaker.try_acquire(later).expect("half-open trial");
+    /// assert_eq!(trial.transition().map(|t| t.from), Some(State::Open));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub fn state(&self, now: Instant) -> State {
         self.state_with(|| now)
     }

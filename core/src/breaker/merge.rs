@@ -195,6 +195,26 @@ impl CircuitBreaker {
     }
 
     /// The newest decision version merged so far (0 before any).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, Decision, State};
+    /// use fusebox::Instant;
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?);
+    /// assert_eq!(breaker.merged_version(), 0);
+    /// let closed = Decision {
+    ///     version: 3,
+    ///     state: State::Closed,
+    ///     open_remaining: None,
+    ///     reopen_streak: 0,
+    /// };
+    /// // Already closed: no transition, but the version is taken.
+    /// assert_eq!(breaker.merge(&closed, Instant::from_secs(1)), Ok(None));
+    /// assert_eq!(breaker.merged_version(), 3);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub fn merged_version(&self) -> u64 {
         published(self.merged.load(Ordering::Acquire))
     }

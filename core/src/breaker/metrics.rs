@@ -54,6 +54,22 @@ pub(super) struct Counters {
 
 impl CircuitBreaker {
     /// The counters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+    /// let now = Instant::from_secs(1);
+    /// breaker.try_acquire(now).expect("closed").record(Outcome::Success, now, Duration::ZERO);
+    /// breaker.try_acquire(now).expect("closed").record(Outcome::Failure, now, Duration::ZERO);
+    /// assert!(breaker.try_acquire(now).is_err()); // open
+    /// let m = breaker.metrics();
+    /// assert_eq!((m.successes, m.failures, m.trips, m.rejected), (1, 1, 1, 1));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub fn metrics(&self) -> Metrics {
         let c = &self.counters;
         Metrics {

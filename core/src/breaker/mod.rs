@@ -258,6 +258,21 @@ pub struct CircuitBreaker {
 impl CircuitBreaker {
     const_fn_unless_loom! {
         /// A closed breaker with `config`.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use fusebox::breaker::{CircuitBreaker, Config, State};
+        /// use fusebox::Instant;
+        ///
+        /// // `const`: a breaker can be a `static`.
+        /// static BREAKER: CircuitBreaker =
+        ///     CircuitBreaker::new(match Config::builder().consecutive_failures(3).build() {
+        ///         Ok(c) => c,
+        ///         Err(_) => panic!("bad config"),
+        ///     });
+        /// assert_eq!(BREAKER.state(Instant::ZERO), State::Closed);
+        /// ```
         pub fn new(config: Config) -> Self {
             Self {
                 state: AtomicU32::new(Word::closed(0, 0, Cursor::EMPTY).0),
@@ -304,6 +319,22 @@ impl CircuitBreaker {
     /// records are counted but change no state.
     ///
     /// Returns the transition, or `None` if it was already forced open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, State};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(3).build()?);
+    /// let now = Instant::from_secs(1);
+    /// let t = breaker.force_open(now).expect("closed -> forced open");
+    /// assert_eq!((t.from, t.to), (State::Closed, State::ForcedOpen));
+    /// assert_eq!(breaker.force_open(now), None); // already forced open
+    /// // No open time runs out.
+    /// assert_eq!(breaker.state(now + Duration::from_secs(3_600)), State::ForcedOpen);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub fn force_open(&self, now: Instant) -> Option<Transition> {
         let forced = Word::forced_open(0);
         self.install(now, |cur| {
@@ -316,6 +347,22 @@ impl CircuitBreaker {
     /// re-opening streak. Counters are kept.
     ///
     /// Returns the transition, or `None` if it was already closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, State};
+    /// use fusebox::Instant;
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(3).build()?);
+    /// let now = Instant::from_secs(1);
+    /// breaker.trip(now);
+    /// let t = breaker.force_close(now).expect("open -> closed");
+    /// assert_eq!((t.from, t.to), (State::Open, State::Closed));
+    /// assert_eq!(breaker.force_close(now), None); // already closed
+    /// assert_eq!(breaker.metrics().trips, 1, "counters are kept");
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub fn force_close(&self, now: Instant) -> Option<Transition> {
         let closed = Word::closed(0, 0, Cursor::EMPTY);
         self.install(now, |cur| (cur.kind() != Kind::Closed).then_some(closed))
@@ -328,6 +375,22 @@ impl CircuitBreaker {
     /// kept: a reset breaker still refuses a decision it has already
     /// applied, or an older one.
     /// Returns the transition if the state changed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, Metrics, Outcome, State};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+    /// let now = Instant::from_secs(1);
+    /// breaker.try_acquire(now).expect("closed").record(Outcome::Failure, now, Duration::ZERO);
+    /// let t = breaker.reset(now).expect("open -> closed");
+    /// assert_eq!((t.from, t.to), (State::Open, State::Closed));
+    /// assert_eq!(breaker.metrics(), Metrics::default());
+    /// assert_eq!(breaker.reset(now), None); // already closed: no transition
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub fn reset(&self, now: Instant) -> Option<Transition> {
         let closed = Word::closed(0, 0, Cursor::EMPTY);
         let prev = self.install(now, |_| Some(closed)).unwrap_or(closed);

@@ -108,6 +108,26 @@ impl CircuitBreaker {
     /// # Errors
     ///
     /// [`Rejected`], as from `try_acquire`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, OwnedPermit, Outcome};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// static BREAKER: CircuitBreaker =
+    ///     CircuitBreaker::new(match Config::builder().consecutive_failures(3).build() {
+    ///         Ok(c) => c,
+    ///         Err(_) => panic!("bad config"),
+    ///     });
+    ///
+    /// let now = Instant::from_secs(1);
+    /// // A `'static` permit without an `Arc`: it owns a `&'static CircuitBreaker`.
+    /// let permit: OwnedPermit<&'static CircuitBreaker> =
+    ///     CircuitBreaker::try_acquire_owned(&BREAKER, now).expect("closed");
+    /// assert_eq!(permit.record(Outcome::Success, now, Duration::ZERO), None);
+    /// assert_eq!(BREAKER.metrics().successes, 1);
+    /// ```
     #[inline]
     pub fn try_acquire_owned<B: Deref<Target = CircuitBreaker>>(
         breaker: B,
@@ -123,6 +143,22 @@ impl CircuitBreaker {
     /// # Errors
     ///
     /// [`Rejected`], as from `try_acquire`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+    /// let no_clock = || unreachable!("closed: no clock read");
+    /// let permit = CircuitBreaker::try_acquire_owned_with(&breaker, no_clock).expect("closed");
+    /// permit.record(Outcome::Failure, Instant::from_secs(1), Duration::ZERO);
+    /// let clock = || Instant::from_secs(2);
+    /// let rejected = CircuitBreaker::try_acquire_owned_with(&breaker, clock).unwrap_err();
+    /// assert_eq!(rejected.state, State::Open);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     #[inline]
     pub fn try_acquire_owned_with<B: Deref<Target = CircuitBreaker>>(
         breaker: B,

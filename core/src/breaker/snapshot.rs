@@ -179,6 +179,31 @@ impl CircuitBreaker {
     ///
     /// [`SnapshotError`] if a field is out of its range (corrupt or hostile
     /// data); nothing is changed then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome, Snapshot, SnapshotError};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let old = CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?);
+    /// let now = Instant::from_secs(100);
+    /// for _ in 0..3 {
+    ///     old.try_acquire(now).expect("closed").record(Outcome::Failure, now, Duration::ZERO);
+    /// }
+    /// let saved = old.snapshot(now);
+    ///
+    /// // Restarted with a lower threshold (and another clock origin): one failure short of it.
+    /// let new = CircuitBreaker::new(Config::builder().consecutive_failures(2).build()?);
+    /// let later = Instant::from_secs(7);
+    /// assert_eq!(new.restore(&saved, later), Ok(()));
+    /// assert_eq!(new.snapshot(later).consecutive_failures, 1);
+    ///
+    /// // Corrupt data is refused and changes nothing.
+    /// let corrupt = Snapshot { reopen_streak: 200, ..saved };
+    /// assert_eq!(new.restore(&corrupt, later), Err(SnapshotError::ReopenStreak(200)));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub fn restore(&self, snapshot: &Snapshot, now: Instant) -> Result<(), SnapshotError> {
         let cfg = &self.config.load();
         let s = snapshot;
