@@ -119,6 +119,29 @@ pub trait Backend: Send + Sync {
     ///
     /// [`BackendError`]: a request larger than a burst, a bad key, or (for
     /// Redis) the server's fault.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{Backend, MemoryBackend, Rule, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let backend = MemoryBackend::new(1_000);
+    /// let rules = Rules::new([
+    ///     Rule::new("per_second", Quota::per_second(5)?)?,
+    ///     Rule::new("per_minute", Quota::per_minute(8)?)?,
+    /// ])?;
+    /// assert!(backend.decide("api", "user-1", &rules, 4).await?.allowed);
+    /// // 1 left this second: refused by rule 0, and nothing taken from rule 1.
+    /// let refused = backend.decide("api", "user-1", &rules, 3).await?;
+    /// assert_eq!((refused.allowed, refused.rule), (false, 0));
+    /// tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    /// let taken = backend.decide("api", "user-1", &rules, 4).await?;
+    /// assert_eq!((taken.allowed, taken.rule, taken.remaining), (true, 1, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     fn decide(
         &self,
         limiter: &str,
@@ -182,9 +205,24 @@ pub enum BackendError {
 }
 
 impl BackendError {
-    /// Whether this is a fault of the backend (unreachable, slow, broken),
-    /// to be met by a [`Degrade`] policy, rather than a refusal of the
-    /// request itself.
+    /// Whether this is a fault of the backend, to be met by a [`Degrade`]
+    /// policy: Redis unreachable, slow, refusing the credentials or the TLS
+    /// handshake, or answering garbage ([`Timeout`](Self::Timeout),
+    /// [`Unavailable`](Self::Unavailable), [`Auth`](Self::Auth),
+    /// [`Tls`](Self::Tls), [`Protocol`](Self::Protocol)). The other
+    /// variants refuse the request itself or its configuration, the memory
+    /// backend's [`TableFull`](Self::TableFull) included.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::backend::BackendError;
+    ///
+    /// assert!(BackendError::Timeout(Duration::from_millis(50)).is_fault());
+    /// assert!(BackendError::Unavailable("connection refused".into()).is_fault());
+    /// // No degraded mode helps a request larger than the burst.
+    /// assert!(!BackendError::InsufficientCapacity { requested: 10, burst: 5 }.is_fault());
+    /// assert!(!BackendError::TableFull.is_fault());
+    /// ```
     pub fn is_fault(&self) -> bool {
         matches!(
             self,
