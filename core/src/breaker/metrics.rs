@@ -7,6 +7,19 @@ use crate::sync::Counter;
 ///
 /// Read with `Relaxed` loads: each field is exact, the fields together are
 /// not one atomic snapshot.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::{CircuitBreaker, Config, Metrics, Outcome};
+/// use fusebox::{Duration, Instant};
+///
+/// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(3).build()?);
+/// let now = Instant::from_secs(1);
+/// breaker.try_acquire(now).expect("closed").record(Outcome::Ignored, now, Duration::ZERO);
+/// assert_eq!(breaker.metrics(), Metrics { ignored: 1, ..Metrics::default() });
+/// # Ok::<(), fusebox::breaker::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -33,6 +46,22 @@ impl Metrics {
     /// calls and abandoned permits.
     ///
     /// Saturates at `u64::MAX` (a restored snapshot may hold any values).
+    ///
+    /// ```
+    /// use fusebox::breaker::Metrics;
+    ///
+    /// let m = Metrics {
+    ///     successes: 5,
+    ///     failures: 2,
+    ///     ignored: 1,
+    ///     abandoned: 1,
+    ///     rejected: 9,
+    ///     ..Metrics::default()
+    /// };
+    /// assert_eq!(m.calls(), 9, "rejected calls were never permitted");
+    /// let huge = Metrics { successes: u64::MAX, failures: 1, ..Metrics::default() };
+    /// assert_eq!(huge.calls(), u64::MAX);
+    /// ```
     pub const fn calls(&self) -> u64 {
         self.successes
             .saturating_add(self.failures)

@@ -52,6 +52,22 @@ impl Ticket {
 /// Record how the call went with [`Permit::record`]. Dropping it unrecorded
 /// frees its half-open slot and counts as neither success nor failure (it is
 /// counted in [`Metrics::abandoned`](super::Metrics::abandoned)).
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::{CircuitBreaker, Config, Outcome};
+/// use fusebox::{Duration, Instant};
+///
+/// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(3).build()?);
+/// let now = Instant::from_secs(1);
+/// let permit = breaker.try_acquire(now).expect("closed");
+/// permit.record(Outcome::Success, now, Duration::from_millis(3));
+/// drop(breaker.try_acquire(now).expect("closed")); // abandoned
+/// let m = breaker.metrics();
+/// assert_eq!((m.successes, m.abandoned), (1, 1));
+/// # Ok::<(), fusebox::breaker::ConfigError>(())
+/// ```
 #[must_use = "a permit must be recorded (or dropped to abandon the call)"]
 #[derive(Debug)]
 pub struct Permit<'a> {
@@ -181,6 +197,23 @@ impl Permit<'_> {
     ///
     /// A permit issued before a transition (a different generation) is
     /// counted in the metrics but cannot change the new state.
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+    /// let now = Instant::from_secs(1);
+    /// let a = breaker.try_acquire(now).expect("closed");
+    /// let b = breaker.try_acquire(now).expect("closed");
+    /// let opened = a.record(Outcome::Failure, now, Duration::ZERO);
+    /// assert_eq!(opened.map(|t| t.to), Some(State::Open));
+    /// // `b` was issued before the trip: counted, but it changes nothing.
+    /// assert_eq!(b.record(Outcome::Success, now, Duration::ZERO), None);
+    /// assert_eq!(breaker.state(now), State::Open);
+    /// assert_eq!(breaker.metrics().successes, 1);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     #[inline]
     pub fn record(self, outcome: Outcome, now: Instant, elapsed: Duration) -> Option<Transition> {
         self.record_with(outcome, elapsed, || now)
@@ -236,11 +269,42 @@ impl Permit<'_> {
 
     /// The Open → HalfOpen transition that issuing this permit caused, if it
     /// did (exactly one caller per opening gets it).
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, State};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let config = Config::builder().consecutive_failures(1).half_open_permits(2);
+    /// let breaker = CircuitBreaker::new(config.build()?);
+    /// let now = Instant::from_secs(1);
+    /// breaker.trip(now);
+    /// let later = now + breaker.try_acquire(now).unwrap_err().retry_after.unwrap();
+    /// let first = breaker.try_acquire(later).expect("trial");
+    /// let second = breaker.try_acquire(later).expect("trial");
+    /// let t = first.transition().expect("the first trial made the transition");
+    /// assert_eq!((t.from, t.to, t.at), (State::Open, State::HalfOpen, later));
+    /// assert_eq!(second.transition(), None);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub fn transition(&self) -> Option<Transition> {
         self.ticket.transition()
     }
 
     /// Whether this is a half-open trial permit.
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+    /// let now = Instant::from_secs(1);
+    /// let permit = breaker.try_acquire(now).expect("closed");
+    /// assert!(!permit.is_trial());
+    /// permit.record(Outcome::Failure, now, Duration::ZERO); // trips
+    /// let later = now + breaker.try_acquire(now).unwrap_err().retry_after.unwrap();
+    /// assert!(breaker.try_acquire(later).expect("half-open").is_trial());
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub fn is_trial(&self) -> bool {
         self.ticket.half_open
     }
@@ -254,6 +318,18 @@ impl Drop for Permit<'_> {
 
 impl<B: Deref<Target = CircuitBreaker>> OwnedPermit<B> {
     /// Records how the call went, as [`Permit::record`].
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+    /// let now = Instant::from_secs(1);
+    /// let permit = CircuitBreaker::try_acquire_owned(&breaker, now).expect("closed");
+    /// let opened = permit.record(Outcome::Failure, now, Duration::ZERO);
+    /// assert_eq!(opened.map(|t| t.to), Some(State::Open));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     #[inline]
     pub fn record(self, outcome: Outcome, now: Instant, elapsed: Duration) -> Option<Transition> {
         self.record_with(outcome, elapsed, || now)
@@ -261,6 +337,19 @@ impl<B: Deref<Target = CircuitBreaker>> OwnedPermit<B> {
 
     /// Records how the call went, reading the clock only if needed, as
     /// [`Permit::record_with`].
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, Outcome};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+    /// let now = Instant::from_secs(1);
+    /// let permit = CircuitBreaker::try_acquire_owned(&breaker, now).expect("closed");
+    /// let no_clock = || unreachable!("a closed success reads no clock");
+    /// assert_eq!(permit.record_with(Outcome::Success, Duration::ZERO, no_clock), None);
+    /// assert_eq!(breaker.metrics().successes, 1);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     // The adapter's futures record on their hot path; left to the inliner,
     // a large caller kept the call and moved the permit through memory
     // (benches/instr.sh std_breaker_call: 182 -> 152 instructions).
@@ -323,16 +412,53 @@ impl<B: Deref<Target = CircuitBreaker>> OwnedPermit<B> {
 
     /// The Open → HalfOpen transition that issuing this permit caused, if it
     /// did.
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config, State};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+    /// let now = Instant::from_secs(1);
+    /// breaker.trip(now);
+    /// let later = now + breaker.try_acquire(now).unwrap_err().retry_after.unwrap();
+    /// let trial = CircuitBreaker::try_acquire_owned(&breaker, later).expect("trial");
+    /// let t = trial.transition().expect("this trial's transition");
+    /// assert_eq!((t.from, t.to), (State::Open, State::HalfOpen));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub fn transition(&self) -> Option<Transition> {
         self.ticket.transition()
     }
 
     /// Whether this is a half-open trial permit.
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox::Instant;
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+    /// let now = Instant::from_secs(1);
+    /// assert!(!CircuitBreaker::try_acquire_owned(&breaker, now).expect("closed").is_trial());
+    /// breaker.trip(now);
+    /// let later = now + breaker.try_acquire(now).unwrap_err().retry_after.unwrap();
+    /// assert!(CircuitBreaker::try_acquire_owned(&breaker, later).expect("trial").is_trial());
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub fn is_trial(&self) -> bool {
         self.ticket.half_open
     }
 
     /// The breaker it was issued by.
+    ///
+    /// ```
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox::Instant;
+    ///
+    /// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+    /// let permit = CircuitBreaker::try_acquire_owned(&breaker, Instant::ZERO).expect("closed");
+    /// assert!(core::ptr::eq(*permit.breaker(), &breaker));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub fn breaker(&self) -> &B {
         &self.breaker
     }
