@@ -14,6 +14,27 @@ use crate::{Duration, Instant};
 /// Only the decision travels: the state, how long an opening has left, and
 /// the re-opening streak. Windows, counters and trials in flight stay with
 /// the instance that has them.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::{CircuitBreaker, Config, Decision, State};
+/// use fusebox::{Duration, Instant};
+///
+/// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?);
+/// let now = Instant::from_secs(1);
+/// // Another instance opened its breaker with 10 s left; this one follows.
+/// let decision = Decision {
+///     version: 1,
+///     state: State::Open,
+///     open_remaining: Some(Duration::from_secs(10)),
+///     reopen_streak: 0,
+/// };
+/// assert!(breaker.merge(&decision, now).is_ok());
+/// assert_eq!(breaker.state(now + Duration::from_secs(9)), State::Open);
+/// assert_eq!(breaker.state(now + Duration::from_secs(11)), State::HalfOpen);
+/// # Ok::<(), fusebox::breaker::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -50,6 +71,28 @@ pub struct Decision {
 }
 
 /// Why [`CircuitBreaker::merge`] applied nothing. The breaker is unchanged.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::{CircuitBreaker, Config, Decision, MergeError, State};
+/// use fusebox::Instant;
+///
+/// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?);
+/// let now = Instant::from_secs(1);
+/// let closed = Decision {
+///     version: 1,
+///     state: State::Closed,
+///     open_remaining: None,
+///     reopen_streak: 0,
+/// };
+/// // `Open` needs a remaining time.
+/// let invalid = Decision { state: State::Open, ..closed };
+/// assert_eq!(breaker.merge(&invalid, now), Err(MergeError::Invalid));
+/// assert_eq!(breaker.merge(&closed, now), Ok(None));
+/// assert_eq!(breaker.merge(&closed, now), Err(MergeError::Stale { version: 1, merged: 1 }));
+/// # Ok::<(), fusebox::breaker::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]

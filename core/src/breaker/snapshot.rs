@@ -21,6 +21,21 @@ use crate::{Duration, Instant};
 /// document stores) rounds them, changing which old calls failed, and TOML
 /// holds none at or above 2⁶³; keep a snapshot in a binary format or as
 /// JSON text stored as it is.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State};
+/// use fusebox::{Duration, Instant};
+///
+/// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(3).build()?);
+/// let now = Instant::from_secs(1);
+/// breaker.try_acquire(now).expect("closed").record(Outcome::Failure, now, Duration::ZERO);
+/// let s = breaker.snapshot(now);
+/// assert_eq!((s.state, s.consecutive_failures, s.open_remaining), (State::Closed, 1, None));
+/// assert_eq!(s.metrics.failures, 1);
+/// # Ok::<(), fusebox::breaker::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -56,6 +71,23 @@ pub struct Snapshot {
 /// Why [`CircuitBreaker::restore`] refused a snapshot (corrupt or hostile:
 /// a snapshot of another configuration is fitted, not refused). The
 /// breaker is left unchanged.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::{CircuitBreaker, Config, Snapshot, SnapshotError};
+/// use fusebox::{Duration, Instant};
+///
+/// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(3).build()?);
+/// let now = Instant::from_secs(1);
+/// let good = breaker.snapshot(now);
+/// let too_many = Snapshot { consecutive_failures: 300, ..good };
+/// assert_eq!(breaker.restore(&too_many, now), Err(SnapshotError::ConsecutiveFailures(300)));
+/// // A remaining open time on a closed state.
+/// let mixed = Snapshot { open_remaining: Some(Duration::from_secs(1)), ..good };
+/// assert_eq!(breaker.restore(&mixed, now), Err(SnapshotError::Inconsistent));
+/// # Ok::<(), fusebox::breaker::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
