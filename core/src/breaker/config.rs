@@ -8,6 +8,18 @@ use super::word::{
 use crate::Duration;
 
 /// The largest count-based window, in calls.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::{Config, ConfigError, MAX_WINDOW};
+///
+/// let widest = Config::builder().failure_rate(50).window(MAX_WINDOW).build()?;
+/// assert_eq!(widest.window(), 64);
+/// let too_wide = Config::builder().failure_rate(50).window(MAX_WINDOW + 1).build();
+/// assert_eq!(too_wide, Err(ConfigError::WindowOutOfRange(65)));
+/// # Ok::<(), fusebox::breaker::ConfigError>(())
+/// ```
 pub const MAX_WINDOW: u8 = 64;
 /// `minimum_calls` when a time window is set and no minimum is given
 /// (Resilience4j's default).
@@ -70,6 +82,18 @@ pub struct Config {
 }
 
 /// Builds a [`Config`]; see [`Config::builder`] for the defaults.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::{Config, ConfigBuilder};
+///
+/// let builder: ConfigBuilder = Config::builder().consecutive_failures(3);
+/// let config = builder.half_open_permits(2).build()?;
+/// assert_eq!(config.consecutive_failures(), Some(3));
+/// assert_eq!(config.close_after(), 2); // defaults to the half-open permits
+/// # Ok::<(), fusebox::breaker::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct ConfigBuilder {
@@ -91,24 +115,86 @@ pub struct ConfigBuilder {
 impl Config {
     /// The largest `consecutive_failures` threshold (an 8-bit counter in
     /// the state word, beside the sliding window's cursor).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{Config, ConfigError};
+    ///
+    /// let most = Config::builder().consecutive_failures(Config::MAX_CONSECUTIVE_FAILURES);
+    /// assert_eq!(most.build()?.consecutive_failures(), Some(255));
+    /// let more = Config::builder().consecutive_failures(Config::MAX_CONSECUTIVE_FAILURES + 1);
+    /// assert_eq!(more.build(), Err(ConfigError::ConsecutiveFailuresOutOfRange(256)));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const MAX_CONSECUTIVE_FAILURES: u32 = MAX_CONSECUTIVE;
     /// The longest `open_for`/`max_open_for`: 2²⁴ ticks of 1.024 ms, about
     /// 4 h 46 min (a quarter of the wrapped deadline's range, so that a
     /// clock up to one open time stale still reads open; see the crate
     /// docs).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{Config, ConfigError};
+    /// use fusebox::Duration;
+    ///
+    /// let b = Config::builder().consecutive_failures(5);
+    /// assert!(b.open_for(Config::MAX_OPEN_FOR).build().is_ok());
+    /// let longer = Config::MAX_OPEN_FOR + Duration::from_micros(1);
+    /// assert_eq!(b.open_for(longer).build(), Err(ConfigError::OpenForOutOfRange(longer)));
+    /// ```
     pub const MAX_OPEN_FOR: Duration = MAX_OPEN_FOR;
     /// The longest slow-call threshold: 2³² − 2 µs, about 71.6 min (a
     /// 32-bit word of the live configuration; see
     /// [`CircuitBreaker::set_config`](super::CircuitBreaker::set_config)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{Config, ConfigError};
+    /// use fusebox::Duration;
+    ///
+    /// let b = Config::builder();
+    /// let config = b.slow_call(Config::MAX_SLOW_THRESHOLD, 50).build()?;
+    /// assert_eq!(config.slow_call(), Some((Config::MAX_SLOW_THRESHOLD, 50)));
+    /// let longer = Config::MAX_SLOW_THRESHOLD + Duration::from_micros(1);
+    /// assert_eq!(b.slow_call(longer, 50).build(), Err(ConfigError::SlowThresholdTooLong(longer)));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const MAX_SLOW_THRESHOLD: Duration = Duration::from_micros(MAX_SLOW_THRESHOLD_MICROS);
     /// The longest `max_half_open`: 2²² ticks of 1.024 ms, about 71 min
     /// 35 s (a quarter of the wrapped half-open deadline's range).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    /// use fusebox::Duration;
+    ///
+    /// // About 71 min 35 s: 2²² ticks of 1.024 ms.
+    /// assert_eq!(Config::MAX_HALF_OPEN, Duration::from_micros((1 << 22) * 1024));
+    /// ```
     pub const MAX_HALF_OPEN: Duration = super::word::MAX_HALF_OPEN;
 
     /// A builder with these defaults: no trip condition (you must choose
     /// one), `window` 64 calls, `minimum_calls` equal to the window,
     /// `open_for` 60 s without growth, 1 half-open permit, `close_after`
     /// equal to `half_open_permits`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{Config, ConfigError};
+    ///
+    /// // No trip condition is chosen for you.
+    /// assert_eq!(Config::builder().build(), Err(ConfigError::NoTripCondition));
+    /// let config = Config::builder().failure_rate(50).build()?;
+    /// assert_eq!((config.window(), config.minimum_calls()), (64, 64));
+    /// assert_eq!(config.open_for(), config.max_open_for()); // no growth
+    /// assert_eq!((config.half_open_permits(), config.close_after()), (1, 1));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn builder() -> ConfigBuilder {
         ConfigBuilder {
             consecutive_failures: None,
@@ -128,6 +214,18 @@ impl Config {
     }
 
     /// Consecutive failures that open the breaker, if that policy is on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    ///
+    /// let config = Config::builder().consecutive_failures(5).build()?;
+    /// assert_eq!(config.consecutive_failures(), Some(5));
+    /// let by_rate = Config::builder().failure_rate(50).build()?;
+    /// assert_eq!(by_rate.consecutive_failures(), None);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn consecutive_failures(&self) -> Option<u16> {
         if self.consecutive_failures == 0 {
             None
@@ -136,6 +234,18 @@ impl Config {
         }
     }
     /// Failure percentage over the window that opens the breaker, if on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    ///
+    /// let config = Config::builder().failure_rate(50).build()?;
+    /// assert_eq!(config.failure_rate(), Some(50));
+    /// let by_count = Config::builder().consecutive_failures(5).build()?;
+    /// assert_eq!(by_count.failure_rate(), None);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn failure_rate(&self) -> Option<u8> {
         if self.failure_rate == 0 {
             None
@@ -144,6 +254,18 @@ impl Config {
         }
     }
     /// Slow-call threshold and percentage, if slow calls can open the breaker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    /// use fusebox::Duration;
+    ///
+    /// let config = Config::builder().slow_call(Duration::from_millis(500), 80).build()?;
+    /// assert_eq!(config.slow_call(), Some((Duration::from_millis(500), 80)));
+    /// assert_eq!(config.failure_rate(), None);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn slow_call(&self) -> Option<(Duration, u8)> {
         if self.slow_rate == 0 {
             None
@@ -152,26 +274,95 @@ impl Config {
         }
     }
     /// Size of the count-based sliding window, in calls.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    ///
+    /// let config = Config::builder().failure_rate(50).window(20).build()?;
+    /// assert_eq!(config.window(), 20);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn window(&self) -> u8 {
         self.window
     }
     /// Calls the window must hold before a rate can open the breaker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    ///
+    /// let config = Config::builder().failure_rate(50).window(20).build()?;
+    /// assert_eq!(config.minimum_calls(), 20); // defaults to the window
+    /// let early = Config::builder().failure_rate(50).window(20).minimum_calls(5).build()?;
+    /// assert_eq!(early.minimum_calls(), 5);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn minimum_calls(&self) -> u8 {
         self.minimum_calls
     }
     /// Time spent open after a trip from closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    /// use fusebox::Duration;
+    ///
+    /// let config = Config::builder().consecutive_failures(5).build()?;
+    /// assert_eq!(config.open_for(), Duration::from_secs(60)); // the default
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn open_for(&self) -> Duration {
         self.open_for
     }
     /// Upper bound of the open time as it doubles on repeated trips.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    /// use fusebox::Duration;
+    ///
+    /// let config = Config::builder()
+    ///     .consecutive_failures(5)
+    ///     .open_for(Duration::from_secs(10))
+    ///     .max_open_for(Duration::from_secs(80))
+    ///     .build()?;
+    /// assert_eq!(config.max_open_for(), Duration::from_secs(80));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn max_open_for(&self) -> Duration {
         self.max_open_for
     }
     /// Trial calls allowed in flight while half-open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    ///
+    /// let config = Config::builder().consecutive_failures(5).half_open_permits(3).build()?;
+    /// assert_eq!(config.half_open_permits(), 3);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn half_open_permits(&self) -> u8 {
         self.half_open_permits
     }
     /// Successful trials needed to close from half-open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    ///
+    /// let b = Config::builder().consecutive_failures(5).half_open_permits(3);
+    /// assert_eq!(b.build()?.close_after(), 3); // defaults to the permits
+    /// assert_eq!(b.close_after(2).build()?.close_after(), 2);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn close_after(&self) -> u8 {
         self.close_after
     }
@@ -218,6 +409,18 @@ impl ConfigBuilder {
     /// policy off, so one turned on by
     /// [`set_config`](super::CircuitBreaker::set_config) counts the streak
     /// already under way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{Config, ConfigError};
+    ///
+    /// let config = Config::builder().consecutive_failures(5).build()?;
+    /// assert_eq!(config.consecutive_failures(), Some(5));
+    /// let zero = Config::builder().consecutive_failures(0).build();
+    /// assert_eq!(zero, Err(ConfigError::ConsecutiveFailuresOutOfRange(0)));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn consecutive_failures(mut self, n: u32) -> Self {
         self.consecutive_failures = Some(n);
         self
@@ -228,6 +431,17 @@ impl ConfigBuilder {
     /// call, and each success that brings the window to `minimum_calls` or
     /// beyond before it first fills (a success in a full window replaces an
     /// older outcome and can only lower the rate).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{Config, ConfigError};
+    ///
+    /// assert_eq!(Config::builder().failure_rate(50).build()?.failure_rate(), Some(50));
+    /// let over = Config::builder().failure_rate(101).build();
+    /// assert_eq!(over, Err(ConfigError::FailureRateOutOfRange(101)));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn failure_rate(mut self, percent: u8) -> Self {
         self.failure_rate = Some(percent);
         self
@@ -235,18 +449,56 @@ impl ConfigBuilder {
     /// Count a call taking `threshold` or longer as slow, and open when at
     /// least `rate_percent` % of the window was slow. In half-open, a slow
     /// trial counts as a failed trial.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{Config, ConfigError};
+    /// use fusebox::Duration;
+    ///
+    /// let b = Config::builder();
+    /// let config = b.slow_call(Duration::from_secs(2), 60).build()?;
+    /// assert_eq!(config.slow_call(), Some((Duration::from_secs(2), 60)));
+    /// let every_call_slow = b.slow_call(Duration::ZERO, 60).build();
+    /// assert_eq!(every_call_slow, Err(ConfigError::ZeroSlowThreshold));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn slow_call(mut self, threshold: Duration, rate_percent: u8) -> Self {
         self.slow = Some((threshold, rate_percent));
         self
     }
     /// Size of the count-based sliding window: the last `calls` (1..=64)
     /// recorded calls.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{Config, ConfigError};
+    ///
+    /// let b = Config::builder().failure_rate(50);
+    /// assert_eq!(b.window(10).build()?.window(), 10);
+    /// assert_eq!(b.window(0).build(), Err(ConfigError::WindowOutOfRange(0)));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn window(mut self, calls: u8) -> Self {
         self.window = calls;
         self.window_set = true;
         self
     }
     /// Calls the window must hold before a rate is evaluated (1..=window).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{Config, ConfigError};
+    ///
+    /// let b = Config::builder().failure_rate(50).window(10);
+    /// assert_eq!(b.minimum_calls(4).build()?.minimum_calls(), 4);
+    /// let too_many = b.minimum_calls(11).build();
+    /// let expected = ConfigError::MinimumCallsOutOfRange { minimum_calls: 11, window: 10 };
+    /// assert_eq!(too_many, Err(expected));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn minimum_calls(mut self, calls: u8) -> Self {
         self.minimum_calls = Some(calls);
         self
@@ -255,6 +507,20 @@ impl ConfigBuilder {
     /// The open deadline is kept in ticks of 1.024 ms, rounded up: the
     /// breaker opens for at least `duration` and at most one tick more
     /// (1 s opens for 1 000.448 ms).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{Config, ConfigError};
+    /// use fusebox::Duration;
+    ///
+    /// let b = Config::builder().consecutive_failures(5);
+    /// let config = b.open_for(Duration::from_secs(30)).build()?;
+    /// assert_eq!(config.open_for(), Duration::from_secs(30));
+    /// let never_open = b.open_for(Duration::ZERO).build();
+    /// assert_eq!(never_open, Err(ConfigError::OpenForOutOfRange(Duration::ZERO)));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn open_for(mut self, duration: Duration) -> Self {
         self.open_for = duration;
         self
@@ -262,17 +528,56 @@ impl ConfigBuilder {
     /// Double the open time on every re-opening from half-open, up to
     /// `max` (at most `open_for · 2¹⁵`: 15 doublings). Closing resets the
     /// growth.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{Config, ConfigError};
+    /// use fusebox::Duration;
+    ///
+    /// let b = Config::builder().consecutive_failures(5).open_for(Duration::from_secs(10));
+    /// // 10 s, 20 s, 40 s, then 60 s on every later re-opening.
+    /// let config = b.max_open_for(Duration::from_secs(60)).build()?;
+    /// assert_eq!(config.max_open_for(), Duration::from_secs(60));
+    /// let shorter = Duration::from_secs(5);
+    /// let refused = b.max_open_for(shorter).build();
+    /// assert_eq!(refused, Err(ConfigError::MaxOpenForOutOfRange(shorter)));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn max_open_for(mut self, max: Duration) -> Self {
         self.max_open_for = Some(max);
         self
     }
     /// Trial calls allowed in flight while half-open (1..=63).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{Config, ConfigError};
+    ///
+    /// let b = Config::builder().consecutive_failures(5);
+    /// assert_eq!(b.half_open_permits(4).build()?.half_open_permits(), 4);
+    /// let refused = b.half_open_permits(64).build();
+    /// assert_eq!(refused, Err(ConfigError::HalfOpenPermitsOutOfRange(64)));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn half_open_permits(mut self, permits: u8) -> Self {
         self.half_open_permits = permits;
         self
     }
     /// Successful trials needed to close (1..=63; default: the number of
     /// half-open permits).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{Config, ConfigError};
+    ///
+    /// let b = Config::builder().consecutive_failures(5).half_open_permits(4);
+    /// assert_eq!(b.close_after(2).build()?.close_after(), 2);
+    /// assert_eq!(b.close_after(0).build(), Err(ConfigError::CloseAfterOutOfRange(0)));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn close_after(mut self, successes: u8) -> Self {
         self.close_after = Some(successes);
         self
@@ -284,6 +589,20 @@ impl ConfigBuilder {
     ///
     /// A [`ConfigError`] naming the first setting that is zero, out of
     /// range, or contradicts another.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::{Config, ConfigError};
+    ///
+    /// let config = Config::builder().failure_rate(50).window(20).build()?;
+    /// assert_eq!(config.failure_rate(), Some(50));
+    /// // Both settings are fine alone; together they contradict each other.
+    /// let b = Config::builder().failure_rate(50).window(10).minimum_calls(20);
+    /// let expected = ConfigError::MinimumCallsOutOfRange { minimum_calls: 20, window: 10 };
+    /// assert_eq!(b.build(), Err(expected));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn build(self) -> Result<Config, ConfigError> {
         if self.consecutive_failures.is_none()
             && self.failure_rate.is_none()

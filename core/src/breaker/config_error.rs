@@ -9,12 +9,26 @@ use super::word::{
 use crate::Duration;
 
 /// Why a [`ConfigBuilder`](super::ConfigBuilder) refused to build.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::{Config, ConfigError};
+///
+/// let refused = Config::builder().failure_rate(0).build();
+/// assert_eq!(refused, Err(ConfigError::FailureRateOutOfRange(0)));
+/// match Config::builder().build() {
+///     Err(ConfigError::NoTripCondition) => {}
+///     other => panic!("expected NoTripCondition, got {other:?}"),
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// Neither `consecutive_failures`, `failure_rate` nor `slow_call` was set:
-    /// the breaker could never open.
+    /// Neither `consecutive_failures`, `failure_rate`, `slow_call` nor
+    /// `failure_count` (feature `time-window`) was set: the breaker could
+    /// never open.
     NoTripCondition,
     /// `consecutive_failures` was 0 or above [`Config::MAX_CONSECUTIVE_FAILURES`](super::Config::MAX_CONSECUTIVE_FAILURES).
     ConsecutiveFailuresOutOfRange(u32),

@@ -91,6 +91,22 @@ impl ConfigBuilder {
 impl Config {
     /// The time window's span (`buckets · interval`) and number of buckets,
     /// if the window is time-based.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    /// use fusebox::Duration;
+    ///
+    /// let timed = Config::builder()
+    ///     .time_window(Duration::from_secs(60), 4)
+    ///     .failure_count(5)
+    ///     .build()?;
+    /// assert_eq!(timed.time_window(), Some((Duration::from_secs(60), 4)));
+    /// let counted = Config::builder().failure_rate(50).build()?;
+    /// assert_eq!(counted.time_window(), None);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn time_window(&self) -> Option<(Duration, u8)> {
         if self.time_buckets == 0 {
             None
@@ -100,6 +116,27 @@ impl Config {
         }
     }
     /// The interval of one time-window bucket, if the window is time-based.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    /// use fusebox::Duration;
+    ///
+    /// let timed = Config::builder()
+    ///     .time_window(Duration::from_secs(60), 4)
+    ///     .failure_count(5)
+    ///     .build()?;
+    /// assert_eq!(timed.time_interval(), Some(Duration::from_secs(15)));
+    /// // The interval is ⌊total / buckets⌋ µs, and the span follows from it.
+    /// let odd = Config::builder()
+    ///     .time_window(Duration::from_micros(10_001), 2)
+    ///     .failure_count(5)
+    ///     .build()?;
+    /// assert_eq!(odd.time_interval(), Some(Duration::from_micros(5_000)));
+    /// assert_eq!(odd.time_window(), Some((Duration::from_micros(10_000), 2)));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn time_interval(&self) -> Option<Duration> {
         if self.time_buckets == 0 {
             None
@@ -109,6 +146,18 @@ impl Config {
     }
     /// Failures within the time window that open the breaker, if that
     /// policy is on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    /// use fusebox::Duration;
+    ///
+    /// let b = Config::builder().time_window(Duration::from_secs(60), 4);
+    /// assert_eq!(b.failure_count(5).build()?.failure_count(), Some(5));
+    /// assert_eq!(b.failure_rate(50).build()?.failure_count(), None);
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn failure_count(&self) -> Option<u8> {
         if self.failure_count == 0 {
             None

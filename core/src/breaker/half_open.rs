@@ -100,6 +100,19 @@ impl ConfigBuilder {
 impl Config {
     /// Longest time the breaker stays half-open without a decision, if
     /// limited ([`ConfigBuilder::max_half_open`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::breaker::Config;
+    /// use fusebox::Duration;
+    ///
+    /// let b = Config::builder().consecutive_failures(5);
+    /// assert_eq!(b.build()?.max_half_open(), None);
+    /// let limited = b.max_half_open(Duration::from_secs(10)).build()?;
+    /// assert_eq!(limited.max_half_open(), Some(Duration::from_secs(10)));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub const fn max_half_open(&self) -> Option<Duration> {
         if self.max_half_open.is_zero() {
             None

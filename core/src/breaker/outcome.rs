@@ -7,6 +7,20 @@ use super::{CircuitBreaker, Metrics};
 use crate::{Duration, Instant};
 
 /// The state a breaker reports.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::{CircuitBreaker, Config, State};
+/// use fusebox::Instant;
+///
+/// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(3).build()?);
+/// let now = Instant::from_secs(1);
+/// assert_eq!(breaker.state(now), State::Closed);
+/// breaker.force_open(now);
+/// assert_eq!(breaker.state(now), State::ForcedOpen);
+/// # Ok::<(), fusebox::breaker::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -23,6 +37,22 @@ pub enum State {
 }
 
 /// How a permitted call ended.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State};
+/// use fusebox::{Duration, Instant};
+///
+/// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+/// let now = Instant::from_secs(1);
+/// // An ignored call says nothing about the dependency: the breaker stays closed.
+/// breaker.try_acquire(now).unwrap().record(Outcome::Ignored, now, Duration::ZERO);
+/// assert_eq!(breaker.state(now), State::Closed);
+/// breaker.try_acquire(now).unwrap().record(Outcome::Failure, now, Duration::ZERO);
+/// assert_eq!(breaker.state(now), State::Open);
+/// # Ok::<(), fusebox::breaker::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -40,6 +70,20 @@ pub enum Outcome {
 
 /// A state change, returned to the caller that caused it so it can log it
 /// (defmt, tracing) without callbacks or allocation.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State, Transition};
+/// use fusebox::{Duration, Instant};
+///
+/// let breaker = CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?);
+/// let now = Instant::from_secs(1);
+/// let permit = breaker.try_acquire(now).unwrap();
+/// let transition = permit.record(Outcome::Failure, now, Duration::ZERO);
+/// assert_eq!(transition, Some(Transition { from: State::Closed, to: State::Open, at: now }));
+/// # Ok::<(), fusebox::breaker::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -53,6 +97,28 @@ pub struct Transition {
 }
 
 /// A call was not permitted.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::{CircuitBreaker, Config, Outcome, State};
+/// use fusebox::{Duration, Instant};
+///
+/// let config = Config::builder()
+///     .consecutive_failures(1)
+///     .open_for(Duration::from_secs(30))
+///     .build()?;
+/// let breaker = CircuitBreaker::new(config);
+/// let now = Instant::from_secs(1);
+/// breaker.try_acquire(now).unwrap().record(Outcome::Failure, now, Duration::ZERO);
+/// let rejected = breaker.try_acquire(now + Duration::from_secs(10)).unwrap_err();
+/// assert_eq!(rejected.state, State::Open);
+/// // About 20 s left (the open time is rounded up to 1.024 ms ticks).
+/// let left = rejected.retry_after.unwrap();
+/// assert!(left >= Duration::from_secs(20) && left < Duration::from_millis(20_002));
+/// assert_eq!(rejected.transition, None);
+/// # Ok::<(), fusebox::breaker::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Rejected {

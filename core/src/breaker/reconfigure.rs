@@ -111,6 +111,22 @@ impl CircuitBreaker {
 
 /// Why [`CircuitBreaker::set_config`](super::CircuitBreaker::set_config)
 /// refused a configuration. The breaker is left unchanged.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::{CircuitBreaker, Config, ReconfigureError};
+///
+/// let breaker = CircuitBreaker::new(Config::builder().failure_rate(50).window(20).build()?);
+/// let wider = Config::builder().failure_rate(50).window(30).build()?;
+/// let refused = breaker.set_config(wider);
+/// assert_eq!(refused, Err(ReconfigureError::WindowSize { current: 20, requested: 30 }));
+/// // Dropping every rate policy would leave the window unused.
+/// let by_count = Config::builder().consecutive_failures(5).window(20).build()?;
+/// assert_eq!(breaker.set_config(by_count), Err(ReconfigureError::WindowPolicy));
+/// assert_eq!(breaker.config().window(), 20); // unchanged
+/// # Ok::<(), fusebox::breaker::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]

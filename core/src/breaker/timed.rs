@@ -89,6 +89,18 @@ const TAG_HALF: BucketInt = 1 << (F - 1);
 
 /// The largest count a bucket holds (per interval): 65 535 where the target
 /// has native 64-bit atomics, 255 on Cortex-M.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::TIME_BUCKET_CAP;
+///
+/// // One 16-bit field per count where the target has 64-bit atomics, 8 bits on Cortex-M.
+/// #[cfg(target_has_atomic = "64")]
+/// assert_eq!(TIME_BUCKET_CAP, u32::from(u16::MAX));
+/// #[cfg(not(target_has_atomic = "64"))]
+/// assert_eq!(TIME_BUCKET_CAP, u32::from(u8::MAX));
+/// ```
 pub const TIME_BUCKET_CAP: u32 = FIELD as u32;
 
 /// Interval numbers as `newest` keeps them: one bit less than its word.
