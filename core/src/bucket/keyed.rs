@@ -175,12 +175,66 @@ use crate::sync::{AtomicU32, Counter, Ordering, TableLock, TatWord};
 use crate::Duration;
 
 /// Slots searched for a key, from its home slot.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota, PROBE};
+/// use fusebox::Instant;
+///
+/// // A table no larger than the probe: every key may use every slot.
+/// let limiter: KeyedLimiter<usize, PROBE> =
+///     KeyedLimiter::new(Quota::per_hour(1)?, FullPolicy::Reject)?;
+/// let now = Instant::from_secs(1);
+/// for key in 0..PROBE {
+///     limiter.try_acquire(&key, now)?; // each key now busy (its bucket empty)
+/// }
+/// assert_eq!(limiter.try_acquire(&PROBE, now), Err(KeyedError::TableFull));
+/// # Ok::<(), fusebox::bucket::KeyedError>(())
+/// ```
 pub const PROBE: usize = 16;
 
 /// The most quota tiers a keyed limiter can have.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota, MAX_TIERS};
+/// use fusebox::Instant;
+///
+/// let q = Quota::per_second(10)?;
+/// let limiter: KeyedLimiter<u32, 8, MAX_TIERS> =
+///     KeyedLimiter::with_tiers([q; MAX_TIERS], FullPolicy::Reject)?;
+/// let now = Instant::from_secs(1);
+/// limiter.try_acquire_tier(&1, MAX_TIERS - 1, now)?;
+/// let beyond = limiter.try_acquire_tier(&2, MAX_TIERS, now);
+/// assert_eq!(beyond, Err(KeyedError::TierOutOfRange { tier: MAX_TIERS }));
+/// # Ok::<(), fusebox::bucket::KeyedError>(())
+/// ```
 pub const MAX_TIERS: usize = 4;
 
 /// What to do with a new key when every slot it may use holds a busy key.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
+/// use fusebox::Instant;
+///
+/// let now = Instant::from_secs(1);
+/// let per_key = Quota::per_hour(1)?;
+/// // One slot, held by key 1 while its bucket refills.
+/// let strict: KeyedLimiter<u32, 1> = KeyedLimiter::new(per_key, FullPolicy::Reject)?;
+/// strict.try_acquire(&1, now)?;
+/// assert_eq!(strict.try_acquire(&2, now), Err(KeyedError::TableFull));
+///
+/// let shared: KeyedLimiter<u32, 1> =
+///     KeyedLimiter::new(per_key, FullPolicy::Overflow(Quota::per_hour(1)?))?;
+/// shared.try_acquire(&1, now)?;
+/// shared.try_acquire(&2, now)?; // charged to the overflow bucket
+/// assert!(matches!(shared.try_acquire(&3, now), Err(KeyedError::RateLimited(_))));
+/// # Ok::<(), fusebox::bucket::KeyedError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum FullPolicy {
@@ -196,6 +250,24 @@ pub enum FullPolicy {
 /// Why a keyed request was refused.
 ///
 /// Non-exhaustive: match the variants you handle and keep a `_` arm.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
+/// use fusebox::{Duration, Instant};
+///
+/// let limiter: KeyedLimiter<u32, 8> =
+///     KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+/// let now = Instant::from_secs(1);
+/// limiter.try_acquire(&7, now)?;
+/// limiter.try_acquire(&7, now)?;
+/// match limiter.try_acquire(&7, now) {
+///     Err(KeyedError::RateLimited(e)) => assert_eq!(e.retry_after, Duration::from_millis(500)),
+///     other => panic!("expected RateLimited, got {other:?}"),
+/// }
+/// # Ok::<(), fusebox::bucket::KeyedError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -281,6 +353,24 @@ impl KeyedLeft {
 }
 
 /// Counters of a [`KeyedLimiter`].
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::bucket::{FullPolicy, KeyedLimiter, KeyedMetrics, Quota};
+/// use fusebox::Instant;
+///
+/// let limiter: KeyedLimiter<u32, 8> =
+///     KeyedLimiter::new(Quota::per_second(1)?, FullPolicy::Reject)?;
+/// let now = Instant::from_secs(1);
+/// limiter.try_acquire(&1, now)?;
+/// limiter.try_acquire(&2, now)?;
+/// assert!(limiter.try_acquire(&2, now).is_err());
+/// let m: KeyedMetrics = limiter.metrics();
+/// assert_eq!((m.allowed, m.limited, m.keys), (2, 1, 2));
+/// assert_eq!((m.evictions, m.table_full), (0, 0));
+/// # Ok::<(), fusebox::bucket::KeyedError>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

@@ -43,6 +43,19 @@ pub struct Quota {
 }
 
 /// Why a [`Quota`] was refused.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::bucket::{Quota, QuotaError};
+/// use fusebox::Duration;
+///
+/// assert_eq!(Quota::per_second(0), Err(QuotaError::ZeroTokens));
+/// assert_eq!(Quota::new(10, Duration::ZERO), Err(QuotaError::ZeroPeriod));
+/// assert_eq!(Quota::per_second(10)?.with_burst(0), Err(QuotaError::ZeroBurst));
+/// assert_eq!(Quota::with_period(Duration::MAX), Err(QuotaError::TooLong));
+/// # Ok::<(), fusebox::bucket::QuotaError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -81,6 +94,18 @@ impl Quota {
     /// own burst spans too long for the target (on Cortex-M, 100 an hour)
     /// may still fit with a smaller burst, which
     /// [`new_with_burst`](Self::new_with_burst) builds directly.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{Quota, QuotaError};
+    /// use fusebox::Duration;
+    ///
+    /// let q = Quota::new(10, Duration::from_secs(2))?;
+    /// assert_eq!((q.tokens(), q.period(), q.burst()), (10, Duration::from_secs(2), 10));
+    /// assert_eq!(Quota::new(0, Duration::from_secs(2)), Err(QuotaError::ZeroTokens));
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     pub const fn new(tokens: u32, period: Duration) -> Result<Self, QuotaError> {
         Self::build(tokens, period, tokens)
     }
@@ -120,6 +145,18 @@ impl Quota {
     /// # Errors
     ///
     /// As [`Quota::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox::Duration;
+    ///
+    /// let q = Quota::per_second(4)?;
+    /// assert_eq!(q, Quota::new(4, Duration::from_secs(1))?);
+    /// assert_eq!(q.replenish_interval(), Duration::from_millis(250));
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     pub const fn per_second(tokens: u32) -> Result<Self, QuotaError> {
         Self::new(tokens, Duration::from_secs(1))
     }
@@ -128,6 +165,18 @@ impl Quota {
     /// # Errors
     ///
     /// As [`Quota::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox::Duration;
+    ///
+    /// let q = Quota::per_minute(30)?;
+    /// assert_eq!((q.period(), q.burst()), (Duration::from_secs(60), 30));
+    /// assert_eq!(q.replenish_interval(), Duration::from_secs(2));
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     pub const fn per_minute(tokens: u32) -> Result<Self, QuotaError> {
         Self::new(tokens, Duration::from_secs(60))
     }
@@ -136,6 +185,18 @@ impl Quota {
     /// # Errors
     ///
     /// As [`Quota::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox::Duration;
+    ///
+    /// let q = Quota::per_hour(60)?;
+    /// assert_eq!(q.period(), Duration::from_secs(3_600));
+    /// assert_eq!(q.replenish_interval(), Duration::from_secs(60));
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     pub const fn per_hour(tokens: u32) -> Result<Self, QuotaError> {
         Self::new(tokens, Duration::from_secs(3_600))
     }
@@ -144,6 +205,18 @@ impl Quota {
     /// # Errors
     ///
     /// As [`Quota::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox::Duration;
+    ///
+    /// let q = Quota::with_period(Duration::from_millis(200))?;
+    /// assert_eq!((q.tokens(), q.burst()), (1, 1));
+    /// assert_eq!(q.replenish_interval(), Duration::from_millis(200));
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     pub const fn with_period(period: Duration) -> Result<Self, QuotaError> {
         Self::new(1, period)
     }
@@ -152,6 +225,17 @@ impl Quota {
     /// # Errors
     ///
     /// [`QuotaError::ZeroBurst`], or [`QuotaError::TooLong`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{Quota, QuotaError};
+    ///
+    /// let q = Quota::per_second(10)?.with_burst(3)?;
+    /// assert_eq!((q.tokens(), q.burst()), (10, 3)); // same rate, smaller burst
+    /// assert_eq!(q.with_burst(0), Err(QuotaError::ZeroBurst));
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     pub const fn with_burst(self, burst: u32) -> Result<Self, QuotaError> {
         Self::build(self.tokens, self.period, burst)
     }
@@ -199,18 +283,59 @@ impl Quota {
     }
 
     /// Tokens refilled per [`period`](Self::period).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    ///
+    /// assert_eq!(Quota::per_minute(90)?.tokens(), 90);
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     pub const fn tokens(&self) -> u32 {
         self.tokens
     }
     /// The refill period.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox::Duration;
+    ///
+    /// assert_eq!(Quota::per_minute(90)?.period(), Duration::from_secs(60));
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     pub const fn period(&self) -> Duration {
         self.period
     }
     /// The most tokens the bucket holds (and so the largest single request).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    ///
+    /// assert_eq!(Quota::per_second(50)?.burst(), 50); // defaults to the tokens
+    /// assert_eq!(Quota::per_second(50)?.with_burst(5)?.burst(), 5);
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     pub const fn burst(&self) -> u32 {
         self.burst
     }
     /// Time to refill one token, rounded up to a microsecond.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox::Duration;
+    ///
+    /// assert_eq!(Quota::per_second(4)?.replenish_interval(), Duration::from_millis(250));
+    /// // 1 s / 3 = 333 333.3 µs, rounded up.
+    /// assert_eq!(Quota::per_second(3)?.replenish_interval(), Duration::from_micros(333_334));
+    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// ```
     pub const fn replenish_interval(&self) -> Duration {
         Duration::from_micros(self.params.interval.div_ceil(self.params.scale))
     }

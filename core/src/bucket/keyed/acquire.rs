@@ -22,6 +22,22 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// [`FullPolicy::Reject`](super::FullPolicy::Reject);
     /// [`KeyedError::TierOutOfRange`] if the tier function puts a new key
     /// in a tier the limiter does not have.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// let limiter: KeyedLimiter<&str, 8> =
+    ///     KeyedLimiter::new(Quota::per_second(1)?, FullPolicy::Reject)?;
+    /// let now = Instant::from_secs(1);
+    /// limiter.try_acquire(&"alice", now)?;
+    /// assert!(matches!(limiter.try_acquire(&"alice", now), Err(KeyedError::RateLimited(_))));
+    /// limiter.try_acquire(&"bob", now)?; // every key has its own bucket
+    /// limiter.try_acquire(&"alice", now + Duration::from_secs(1))?;
+    /// # Ok::<(), fusebox::bucket::KeyedError>(())
+    /// ```
     #[inline]
     pub fn try_acquire(&self, key: &K, now: Instant) -> Result<(), KeyedError> {
         self.acquire::<false>(key, 1, None, now).map(drop)
@@ -191,6 +207,23 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// docs), so this reads every slot, and is exact whenever no call is in
     /// flight. The sum of the two parts saturates at `u64::MAX` rather than
     /// wrap.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    /// use fusebox::Instant;
+    ///
+    /// let limiter: KeyedLimiter<u32, 8> =
+    ///     KeyedLimiter::new(Quota::per_second(5)?, FullPolicy::Reject)?;
+    /// assert_eq!(limiter.metrics().keys, 0);
+    /// for key in [1, 2, 1] {
+    ///     limiter.try_acquire(&key, Instant::from_secs(1))?;
+    /// }
+    /// let m = limiter.metrics();
+    /// assert_eq!((m.allowed, m.limited, m.keys), (3, 0, 2));
+    /// # Ok::<(), fusebox::bucket::KeyedError>(())
+    /// ```
     pub fn metrics(&self) -> KeyedMetrics {
         let pending = self
             .slots

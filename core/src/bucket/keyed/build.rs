@@ -84,7 +84,23 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize> KeyedLimiter<K, N
     ///
     /// # Examples
     ///
-    /// See [`KeyedLimiter`].
+    /// ```
+    /// use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
+    /// use fusebox::Instant;
+    ///
+    /// // Tier 0: 1 a second for everyone; tier 1: 100 a second for key 0.
+    /// let tiers = [Quota::per_second(1)?, Quota::per_second(100)?];
+    /// let limiter: KeyedLimiter<u32, 8, 2> = KeyedLimiter::with_tiers(tiers, FullPolicy::Reject)?
+    ///     .with_tier_fn(|key| usize::from(*key == 0));
+    /// let now = Instant::from_secs(1);
+    /// limiter.try_acquire(&0, now)?;
+    /// limiter.try_acquire(&0, now)?;
+    /// limiter.try_acquire(&5, now)?;
+    /// assert!(matches!(limiter.try_acquire(&5, now), Err(KeyedError::RateLimited(_))));
+    /// # Ok::<(), KeyedError>(())
+    /// ```
+    ///
+    /// See also [`KeyedLimiter`].
     pub fn with_tiers(tiers: [Quota; TIERS], policy: FullPolicy) -> Result<Self, QuotaError> {
         Self::with_hasher(tiers, policy, FixedState::new())
     }
