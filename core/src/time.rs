@@ -51,8 +51,24 @@ pub struct Duration(u64);
 
 impl Instant {
     /// The origin.
+    ///
+    /// ```
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// assert_eq!(Instant::ZERO.as_micros(), 0);
+    /// assert_eq!(Instant::ZERO + Duration::from_millis(5), Instant::from_millis(5));
+    /// assert_eq!(Instant::ZERO.saturating_sub(Duration::from_secs(1)), Instant::ZERO);
+    /// ```
     pub const ZERO: Self = Self(0);
     /// The latest representable instant.
+    ///
+    /// ```
+    /// use fusebox::{Duration, Instant};
+    ///
+    /// assert_eq!(Instant::MAX.as_micros(), u64::MAX);
+    /// assert_eq!(Instant::MAX.checked_add(Duration::from_micros(1)), None);
+    /// assert_eq!(Instant::MAX.saturating_add(Duration::from_secs(1)), Instant::MAX);
+    /// ```
     pub const MAX: Self = Self(u64::MAX);
 
     /// An instant `micros` microseconds after the origin.
@@ -165,8 +181,24 @@ impl Instant {
 
 impl Duration {
     /// No time at all.
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    ///
+    /// assert!(Duration::ZERO.is_zero());
+    /// assert_eq!(Duration::ZERO, Duration::default());
+    /// assert_eq!(Duration::from_secs(3).saturating_sub(Duration::from_secs(5)), Duration::ZERO);
+    /// ```
     pub const ZERO: Self = Self(0);
     /// The longest representable span.
+    ///
+    /// ```
+    /// use fusebox::Duration;
+    ///
+    /// assert_eq!(Duration::MAX.as_micros(), u64::MAX);
+    /// assert_eq!(Duration::MAX.checked_mul(2), None);
+    /// assert_eq!(Duration::MAX.saturating_mul(2), Duration::MAX);
+    /// ```
     pub const MAX: Self = Self(u64::MAX);
 
     /// A span of `micros` microseconds.

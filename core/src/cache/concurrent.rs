@@ -89,6 +89,21 @@ mod set;
 use set::Set;
 
 /// Validated-read attempts per way before a `get` treats it as a miss.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::cache::concurrent::READ_RETRIES;
+/// use fusebox::cache::ConcurrentCache;
+///
+/// // Retries only matter while a writer races the read; alone, a read
+/// // validates on its first attempt and finds what was inserted.
+/// assert_eq!(READ_RETRIES, 4);
+/// let cache: ConcurrentCache<u32, u32, 4, 2> = ConcurrentCache::new();
+/// cache.insert(1, 10)?;
+/// assert_eq!(cache.get(&1), Some(10));
+/// # Ok::<(), fusebox::cache::Contended>(())
+/// ```
 pub const READ_RETRIES: u32 = 4;
 
 /// An insert or remove found another writer in the key's set and gave up
