@@ -15,8 +15,22 @@ use super::BackendError;
 use crate::registry::validate_name;
 
 /// The longest user key accepted, in bytes (before escaping).
+///
+/// ```
+/// use fusebox_std::backend::{escape, MAX_KEY_LEN};
+///
+/// assert!(escape(&"k".repeat(MAX_KEY_LEN)).is_ok());
+/// assert!(escape(&"k".repeat(MAX_KEY_LEN + 1)).is_err());
+/// ```
 pub const MAX_KEY_LEN: usize = 256;
 /// The longest key prefix, in bytes.
+///
+/// ```
+/// use fusebox_std::backend::{KeyPrefix, MAX_PREFIX_LEN};
+///
+/// assert!(KeyPrefix::new(&"p".repeat(MAX_PREFIX_LEN)).is_ok());
+/// assert!(KeyPrefix::new(&"p".repeat(MAX_PREFIX_LEN + 1)).is_err());
+/// ```
 pub const MAX_PREFIX_LEN: usize = 64;
 
 /// A validated key prefix (a tenant's namespace), e.g. `fusebox`.
@@ -40,6 +54,15 @@ impl KeyPrefix {
     /// # Errors
     ///
     /// [`BackendError::InvalidKey`] otherwise.
+    ///
+    /// ```
+    /// use fusebox_std::backend::KeyPrefix;
+    ///
+    /// assert!(KeyPrefix::new("tenant-a").is_ok());
+    /// assert!(KeyPrefix::new("").is_err());
+    /// assert!(KeyPrefix::new("tenant a").is_err()); // a space
+    /// assert!(KeyPrefix::new("{tenant}").is_err()); // braces
+    /// ```
     pub fn new(prefix: &str) -> Result<Self, BackendError> {
         let ok = !prefix.is_empty()
             && prefix.len() <= MAX_PREFIX_LEN
@@ -56,6 +79,14 @@ impl KeyPrefix {
     }
 
     /// The prefix.
+    ///
+    /// ```
+    /// use fusebox_std::backend::KeyPrefix;
+    ///
+    /// assert_eq!(KeyPrefix::default().as_str(), "fusebox");
+    /// assert_eq!(KeyPrefix::new("tenant-a")?.as_str(), "tenant-a");
+    /// # Ok::<(), fusebox_std::backend::BackendError>(())
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.0
     }

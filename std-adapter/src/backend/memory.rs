@@ -201,6 +201,21 @@ impl std::fmt::Debug for MemoryBackend {
 impl MemoryBackend {
     /// A backend keeping at most `max_keys` (limiter, key) pairs, on a new
     /// [`TokioClock`] (call inside a tokio runtime).
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{Backend, BackendError, MemoryBackend, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let backend = MemoryBackend::new(1);
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// assert!(backend.decide("api", "user-1", &rules, 1).await?.allowed);
+    /// // One pair kept at most, and user-1's is not idle yet.
+    /// let full = backend.decide("api", "user-2", &rules, 1).await;
+    /// assert_eq!(full, Err(BackendError::TableFull));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new(max_keys: usize) -> Self {
         Self::with_clock(max_keys, TokioClock::new())
     }
@@ -223,11 +238,40 @@ impl MemoryBackend {
     }
 
     /// How many (limiter, key) pairs are kept.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{Backend, MemoryBackend, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let backend = MemoryBackend::new(100);
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// backend.decide("api", "user-1", &rules, 1).await?;
+    /// backend.decide("api", "user-2", &rules, 1).await?;
+    /// backend.decide("api", "user-1", &rules, 1).await?;
+    /// assert_eq!(backend.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn len(&self) -> usize {
         self.table.lock().map_or(0, |t| t.groups.len())
     }
 
     /// Whether no pair is kept.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{Backend, MemoryBackend, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let backend = MemoryBackend::new(100);
+    /// assert!(backend.is_empty());
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// backend.decide("api", "user-1", &rules, 1).await?;
+    /// assert!(!backend.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

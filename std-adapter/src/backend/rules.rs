@@ -11,9 +11,25 @@ use crate::registry::validate_name;
 
 /// The largest `burst · T` in scaled units a rule may have (2^52): the
 /// Redis script computes in Lua numbers (doubles), exact below 2^53.
+///
+/// ```
+/// assert_eq!(fusebox_std::backend::MAX_CAPACITY, 4_503_599_627_370_496);
+/// ```
 pub const MAX_CAPACITY: u64 = 1 << 52;
 /// The longest time a rule's bucket takes to refill from empty, `burst ·
 /// T`: 2^47 µs (4.46 years). Stored states further ahead are corrupt.
+///
+/// ```
+/// use fusebox::bucket::Quota;
+/// use fusebox_std::backend::{Rule, MAX_REFILL};
+///
+/// assert_eq!(MAX_REFILL.as_secs() / 86_400, 1_628); // about 4.46 years
+/// // 1 token a day with a burst of 1 629 takes longer than that to refill.
+/// let daily = Quota::new(1, fusebox::Duration::from_secs(86_400))?;
+/// assert!(Rule::new("per_day", daily.with_burst(1_628)?).is_ok());
+/// assert!(Rule::new("per_day", daily.with_burst(1_629)?).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const MAX_REFILL: std::time::Duration = std::time::Duration::from_micros(1 << 47);
 /// The finest time scale (as the core's kernel): 1/65 536 µs.
 const MAX_SCALE: u64 = 1 << 16;
@@ -76,6 +92,16 @@ impl Rule {
     /// [`BackendError::InvalidRule`] for a bad name, or a quota whose
     /// `burst · T` exceeds [`MAX_CAPACITY`] scaled units or [`MAX_REFILL`]
     /// (e.g. a burst of more than 1 628 at one token per day).
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{BackendError, Rule};
+    ///
+    /// assert!(Rule::new("per_minute", Quota::per_minute(60)?).is_ok());
+    /// let bad = Rule::new("per minute", Quota::per_minute(60)?);
+    /// assert!(matches!(bad, Err(BackendError::InvalidRule(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(name: &str, quota: Quota) -> Result<Self, BackendError> {
         if validate_name(name).is_err() {
             return Err(BackendError::InvalidRule(
@@ -107,11 +133,28 @@ impl Rule {
     }
 
     /// The rule's name.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::Rule;
+    ///
+    /// assert_eq!(Rule::new("per_second", Quota::per_second(10)?)?.name(), "per_second");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The rule's quota.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::Rule;
+    ///
+    /// let quota = Quota::per_second(10)?;
+    /// assert_eq!(Rule::new("per_second", quota)?.quota(), quota);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn quota(&self) -> Quota {
         self.quota
     }
@@ -141,6 +184,15 @@ pub struct Rules {
 }
 
 /// At most this many rules per request.
+///
+/// ```
+/// use fusebox::bucket::Quota;
+/// use fusebox_std::backend::{Rule, Rules, MAX_RULES};
+///
+/// let rule = |i: usize| Rule::new(&format!("r{i}"), Quota::per_second(10).unwrap()).unwrap();
+/// assert!(Rules::new((0..MAX_RULES).map(rule)).is_ok());
+/// assert!(Rules::new((0..=MAX_RULES).map(rule)).is_err());
+/// ```
 pub const MAX_RULES: usize = 16;
 
 impl Rules {
@@ -150,6 +202,18 @@ impl Rules {
     ///
     /// [`BackendError::InvalidRule`] for no rule, more than [`MAX_RULES`],
     /// or a name given twice.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{Rule, Rules};
+    ///
+    /// let a = Rule::new("per_second", Quota::per_second(10)?)?;
+    /// let b = Rule::new("per_hour", Quota::per_hour(1_000)?)?;
+    /// assert_eq!(Rules::new([a.clone(), b])?.len(), 2);
+    /// assert!(Rules::new([a.clone(), a]).is_err()); // a name given twice
+    /// assert!(Rules::new(Vec::<Rule>::new()).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(rules: impl IntoIterator<Item = Rule>) -> Result<Self, BackendError> {
         let rules: Box<[Rule]> = rules.into_iter().collect();
         if rules.is_empty() || rules.len() > MAX_RULES {
@@ -182,21 +246,62 @@ impl Rules {
     }
 
     /// The rules, in order.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{Rule, Rules};
+    ///
+    /// let rules = Rules::new([
+    ///     Rule::new("per_second", Quota::per_second(10)?)?,
+    ///     Rule::new("per_minute", Quota::per_minute(500)?)?,
+    /// ])?;
+    /// let names: Vec<&str> = rules.iter().map(Rule::name).collect();
+    /// assert_eq!(names, ["per_second", "per_minute"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = &Rule> {
         self.rules.iter()
     }
 
     /// How many rules.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::Rules;
+    ///
+    /// assert_eq!(Rules::single("per_second", Quota::per_second(10)?)?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.rules.len()
     }
 
     /// Never: a set has at least one rule.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::Rules;
+    ///
+    /// assert!(!Rules::single("per_second", Quota::per_second(10)?)?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
     /// The smallest burst: the most tokens one request may ask for.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{Rule, Rules};
+    ///
+    /// let rules = Rules::new([
+    ///     Rule::new("per_second", Quota::per_second(10)?.with_burst(20)?)?,
+    ///     Rule::new("per_minute", Quota::per_minute(500)?)?,
+    /// ])?;
+    /// assert_eq!(rules.min_burst(), 20);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn min_burst(&self) -> u32 {
         self.rules
             .iter()
@@ -238,6 +343,20 @@ impl Rules {
 }
 
 /// Where a [`Decision`] was made.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::bucket::Quota;
+/// use fusebox_std::backend::{Backend, MemoryBackend, Rules, Source};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+/// let decision = MemoryBackend::new(100).decide("api", "user-1", &rules, 1).await?;
+/// assert_eq!(decision.source, Source::Local);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Source {
