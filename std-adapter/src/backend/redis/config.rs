@@ -82,10 +82,33 @@ impl fmt::Debug for RedisConfig {
 impl RedisConfig {
     /// The default per-command timeout: 5 ms (loopback or same-zone Redis
     /// answers in well under a millisecond).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::backend::RedisConfig;
+    ///
+    /// assert_eq!(RedisConfig::DEFAULT_TIMEOUT, Duration::from_millis(5));
+    /// assert_eq!(RedisConfig::new("redis://127.0.0.1:6379").command_timeout(), RedisConfig::DEFAULT_TIMEOUT);
+    /// ```
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5);
 
     /// Redis at `url`; prefix `fusebox`, a 5 ms command timeout, 1 s to
     /// connect, reconnection backoff from 50 ms to 2 s.
+    ///
+    /// Nothing is checked or dialled here: the URL is parsed when a
+    /// backend is made from the config.
+    ///
+    /// ```
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// assert_eq!(backend.prefix().as_str(), "fusebox");
+    /// assert_eq!(backend.timeout(), RedisConfig::DEFAULT_TIMEOUT);
+    /// assert!(RedisBackend::connect_lazy(RedisConfig::new("not a url")).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -118,6 +141,16 @@ impl RedisConfig {
     }
 
     /// The key prefix (a tenant's namespace).
+    ///
+    /// ```
+    /// use fusebox_std::backend::{KeyPrefix, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = RedisConfig::new("redis://127.0.0.1:1").prefix(KeyPrefix::new("tenant_a")?);
+    /// assert_eq!(RedisBackend::connect_lazy(config)?.prefix().as_str(), "tenant_a");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     #[must_use]
     pub fn prefix(mut self, prefix: KeyPrefix) -> Self {
         self.prefix = prefix;
@@ -126,6 +159,19 @@ impl RedisConfig {
 
     /// The per-command timeout: no decision waits longer for Redis (above
     /// zero: [`RedisBackend::connect`](super::RedisBackend::connect) refuses a zero timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::backend::{BackendError, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = RedisConfig::new("redis://127.0.0.1:1").timeout(Duration::from_millis(2));
+    /// assert_eq!(config.command_timeout(), Duration::from_millis(2));
+    /// let zero = RedisConfig::new("redis://127.0.0.1:1").timeout(Duration::ZERO);
+    /// assert!(matches!(RedisBackend::connect_lazy(zero), Err(BackendError::InvalidConfig(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -133,6 +179,21 @@ impl RedisConfig {
     }
 
     /// How long [`RedisBackend::connect`](super::RedisBackend::connect) waits for the first connection.
+    ///
+    /// Above zero, as the command timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::backend::{BackendError, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = RedisConfig::new("redis://127.0.0.1:1").connect_timeout(Duration::from_millis(200));
+    /// assert!(RedisBackend::connect_lazy(config).is_ok());
+    /// let zero = RedisConfig::new("redis://127.0.0.1:1").connect_timeout(Duration::ZERO);
+    /// assert!(matches!(RedisBackend::connect_lazy(zero), Err(BackendError::InvalidConfig(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -142,6 +203,19 @@ impl RedisConfig {
     /// The reconnection backoff: from `min`, doubling (with jitter), up
     /// to `max`. Any durations are safe; a Cluster's retry waits are
     /// clamped to 1 ms ..= ~30 years (its client panicked on `Duration::MAX`).
+    /// A `max` below `min` is raised to `min`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::backend::RedisConfig;
+    ///
+    /// let config = RedisConfig::new("redis://127.0.0.1:6379")
+    ///     .reconnect_backoff(Duration::from_millis(100), Duration::from_secs(5));
+    /// assert!(format!("{config:?}").contains("reconnect: (100ms, 5s)"));
+    /// let raised = RedisConfig::new("redis://127.0.0.1:6379")
+    ///     .reconnect_backoff(Duration::from_secs(1), Duration::from_millis(10));
+    /// assert!(format!("{raised:?}").contains("reconnect: (1s, 1s)"));
+    /// ```
     #[must_use]
     pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.reconnect_min = min;
@@ -150,6 +224,15 @@ impl RedisConfig {
     }
 
     /// The per-command timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::backend::RedisConfig;
+    ///
+    /// let config = RedisConfig::new("redis://127.0.0.1:6379");
+    /// assert_eq!(config.command_timeout(), Duration::from_millis(5));
+    /// assert_eq!(config.timeout(Duration::from_millis(20)).command_timeout(), Duration::from_millis(20));
+    /// ```
     pub fn command_timeout(&self) -> Duration {
         self.timeout
     }

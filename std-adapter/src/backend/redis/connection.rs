@@ -68,6 +68,21 @@ impl RedisBackend {
     /// for a `redis://` URL), [`BackendError::Unavailable`] for an
     /// unreachable server, [`BackendError::Timeout`] after the connect timeout; no
     /// message carries the URL's password or the client key.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::backend::{BackendError, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Refused before dialling: a zero timeout never sees a reply.
+    /// let zero = RedisConfig::new("redis://127.0.0.1:6379").timeout(Duration::ZERO);
+    /// assert!(matches!(RedisBackend::connect(zero).await, Err(BackendError::InvalidConfig(_))));
+    /// // Nothing listens on port 1: reported now, as a fault.
+    /// let config = RedisConfig::new("redis://127.0.0.1:1").connect_timeout(Duration::from_millis(200));
+    /// let err = RedisBackend::connect(config).await.unwrap_err();
+    /// assert!(err.is_fault());
+    /// # });
+    /// ```
     pub async fn connect(config: RedisConfig) -> Result<Self, BackendError> {
         config.check()?;
         if !config.nodes.is_empty() {
@@ -130,6 +145,20 @@ impl RedisBackend {
     /// timeout, a URL that cannot be parsed, or when called outside a
     /// Tokio runtime; [`BackendError::Tls`] for certificates that cannot be read
     /// (a server's certificate is checked on first use).
+    ///
+    /// ```
+    /// use fusebox_std::backend::{BackendError, RedisBackend, RedisConfig};
+    ///
+    /// // Outside a Tokio runtime: an error, not a panic.
+    /// let outside = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"));
+    /// assert!(matches!(outside, Err(BackendError::InvalidConfig(_))));
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Inside one, no server is needed yet.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// assert_eq!(backend.prefix().as_str(), "fusebox");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn connect_lazy(config: RedisConfig) -> Result<Self, BackendError> {
         config.check()?;
         // Both lazy connections spawn on the current Tokio runtime (the
@@ -157,11 +186,32 @@ impl RedisBackend {
     }
 
     /// The key prefix.
+    ///
+    /// ```
+    /// use fusebox_std::backend::{KeyPrefix, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = RedisConfig::new("redis://127.0.0.1:1").prefix(KeyPrefix::new("tenant_a")?);
+    /// assert_eq!(RedisBackend::connect_lazy(config)?.prefix(), &KeyPrefix::new("tenant_a")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn prefix(&self) -> &KeyPrefix {
         &self.prefix
     }
 
     /// The per-command timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = RedisConfig::new("redis://127.0.0.1:1").timeout(Duration::from_millis(3));
+    /// assert_eq!(RedisBackend::connect_lazy(config)?.timeout(), Duration::from_millis(3));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
@@ -176,6 +226,20 @@ impl RedisBackend {
     /// # Errors
     ///
     /// As [`Backend::decide`].
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{BackendError, RedisBackend, RedisConfig, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(10)?)?;
+    /// // More tokens than the burst: refused before any round trip.
+    /// let err = backend.decide_at("api", "user-1", &rules, 11, 1_000_000).await.unwrap_err();
+    /// assert_eq!(err, BackendError::InsufficientCapacity { requested: 11, burst: 10 });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn decide_at(
         &self,
         limiter: &str,
@@ -190,6 +254,20 @@ impl RedisBackend {
     }
 
     /// A clone of the connection, for raw commands next to the limiter.
+    ///
+    /// This example talks to a Redis server, so the doctests compile it
+    /// without running it.
+    ///
+    /// ```no_run
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let backend = RedisBackend::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
+    /// let mut conn = backend.connection();
+    /// let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
+    /// assert_eq!(pong, "PONG");
+    /// # Ok(()) }
+    /// ```
     pub fn connection(&self) -> RedisConnection {
         self.conn.clone()
     }
