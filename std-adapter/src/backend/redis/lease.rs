@@ -101,6 +101,24 @@ impl LeasedLimiter {
     /// [`BackendError::InsufficientCapacity`] for a lease of zero or larger
     /// than the smallest burst; [`BackendError::InvalidKey`] for a key that
     /// cannot be stored.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{BackendError, LeasedLimiter, RedisBackend, RedisConfig, RedisLimiter, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = RedisConfig::new("redis://127.0.0.1:6379");
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = || RedisLimiter::builder("api", rules.clone(), RedisBackend::connect_lazy(config.clone())?).build();
+    /// let ttl = Duration::from_millis(100);
+    /// assert_eq!(LeasedLimiter::new(limiter()?, "all", 5, ttl)?.lease(), 5);
+    /// // A lease larger than the burst could never be taken.
+    /// let err = LeasedLimiter::new(limiter()?, "all", 6, ttl).unwrap_err();
+    /// assert_eq!(err, BackendError::InsufficientCapacity { requested: 6, burst: 5 });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new(
         limiter: RedisLimiter,
         key: &str,
@@ -139,11 +157,40 @@ impl LeasedLimiter {
     }
 
     /// The limiter the leases come from.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{LeasedLimiter, RedisBackend, RedisConfig, RedisLimiter, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend).build()?;
+    /// let leased = LeasedLimiter::new(limiter, "all", 2, Duration::from_millis(100))?;
+    /// assert_eq!(leased.limiter().name(), "api");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn limiter(&self) -> &RedisLimiter {
         &self.limiter
     }
 
     /// The lease size.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{LeasedLimiter, RedisBackend, RedisConfig, RedisLimiter, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend).build()?;
+    /// assert_eq!(LeasedLimiter::new(limiter, "all", 3, Duration::from_millis(100))?.lease(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn lease(&self) -> u32 {
         self.lease
     }
@@ -153,6 +200,24 @@ impl LeasedLimiter {
     /// # Errors
     ///
     /// As [`try_acquire_n`](Self::try_acquire_n).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{Degrade, LeasedLimiter, RedisBackend, RedisConfig, RedisLimiter, Rules, Source};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: no lease can be taken, so the limiter's
+    /// // `Degrade` policy decides.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend).degrade(Degrade::FailOpen).build()?;
+    /// let leased = LeasedLimiter::new(limiter, "all", 2, Duration::from_millis(100))?;
+    /// let decision = leased.try_acquire().await?;
+    /// assert_eq!((decision.allowed, decision.source), (true, Source::FailOpen));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn try_acquire(&self) -> Result<Decision, BackendError> {
         self.try_acquire_n(1).await
     }
@@ -167,6 +232,24 @@ impl LeasedLimiter {
     /// # Errors
     ///
     /// As [`RedisLimiter::try_acquire_n`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{Degrade, LeasedLimiter, RedisBackend, RedisConfig, RedisLimiter, Rules, Source};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend).degrade(Degrade::FailOpen).build()?;
+    /// let leased = LeasedLimiter::new(limiter, "all", 2, Duration::from_millis(100))?;
+    /// // A peek: answered from the tokens held (none yet), without a round trip.
+    /// let peek = leased.try_acquire_n(0).await?;
+    /// assert_eq!((peek.allowed, peek.remaining, peek.source), (true, 0, Source::Lease));
+    /// assert_eq!(leased.limiter().metrics().faults, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn try_acquire_n(&self, n: u32) -> Result<Decision, BackendError> {
         loop {
             let waiting = {

@@ -64,6 +64,21 @@ pub struct RedisLimiterBuilder {
 
 impl RedisLimiterBuilder {
     /// The policy while Redis is out (default [`Degrade::FailClosed`]).
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules, Source};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the first request degrades the limiter.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend).degrade(Degrade::FailOpen).build()?;
+    /// let decision = limiter.try_acquire("user-1").await?;
+    /// assert_eq!((decision.allowed, decision.source), (true, Source::FailOpen));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn degrade(mut self, policy: Degrade) -> Self {
         self.policy = policy;
         self
@@ -77,6 +92,27 @@ impl RedisLimiterBuilder {
     /// years (`FailClosed` names that as its wait), never a panic. A
     /// zero interval lets every request probe; the background probe
     /// still waits 10 ms between two of its own.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig, RedisLimiter, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the first request degrades the limiter.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend)
+    ///     .probe_backoff(Duration::from_secs(1), Duration::from_secs(30))
+    ///     .build()?;
+    /// // FailClosed (the default) refuses, naming the time until the next probe.
+    /// let decision = limiter.try_acquire("user-1").await?;
+    /// assert!(!decision.allowed);
+    /// assert!(decision.retry_after > Duration::from_millis(500));
+    /// assert!(decision.retry_after <= Duration::from_secs(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn probe_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.backoff = Backoff {
             min,
@@ -97,12 +133,49 @@ impl RedisLimiterBuilder {
     /// per backoff interval of *virtual* time, thousands a second of real
     /// time. Such a test turns the background probe off here, or keeps
     /// Redis out of paused time.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the first request degrades the limiter.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend)
+    ///     .degrade(Degrade::FailOpen)
+    ///     .background_probe(false) // only requests probe Redis
+    ///     .build()?;
+    /// assert!(limiter.try_acquire("user-1").await?.allowed);
+    /// assert!(limiter.is_degraded());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn background_probe(mut self, enabled: bool) -> Self {
         self.background_probe = enabled;
         self
     }
 
     /// The most keys the `Local` policy keeps in process (default 10 000).
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{BackendError, Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the first request degrades the limiter.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend)
+    ///     .degrade(Degrade::Local { instances: 1 })
+    ///     .local_keys(1)
+    ///     .build()?;
+    /// assert!(limiter.try_acquire("user-1").await?.allowed);
+    /// // One key kept in process at most, and user-1's is not idle yet.
+    /// assert_eq!(limiter.try_acquire("user-2").await, Err(BackendError::TableFull));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn local_keys(mut self, keys: usize) -> Self {
         self.local_keys = keys;
         self
@@ -112,6 +185,29 @@ impl RedisLimiterBuilder {
     /// `redis_<name>`. Only that: the limiter's counters reach the
     /// registry's Prometheus text once it is registered there
     /// ([`Registry::register_redis_limiter`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig, RedisLimiter, Rules};
+    /// use fusebox_std::Registry;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the first request degrades the limiter.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let registry = Arc::new(Registry::new());
+    /// let limiter = RedisLimiter::builder("api", rules, backend)
+    ///     .registry(Arc::clone(&registry))
+    ///     .build()?;
+    /// assert!(!registry.health().degraded);
+    /// let _ = limiter.try_acquire("user-1").await?;
+    /// let health = registry.health();
+    /// assert!(health.ready && health.degraded);
+    /// assert!(health.reasons[0].starts_with("redis_api: "));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn registry(mut self, registry: Arc<Registry>) -> Self {
         self.registry = Some(registry);
         self
@@ -125,6 +221,26 @@ impl RedisLimiterBuilder {
     /// or is [reserved](crate::backend::RESERVED_LIMITER_NAMES);
     /// [`BackendError::InvalidRule`] if the `Local` policy cannot divide a
     /// quota, [`BackendError::InvalidConfig`] for `Local { instances: 0 }`.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{BackendError, Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = RedisConfig::new("redis://127.0.0.1:6379");
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let build = |name: &str, policy| {
+    ///     let backend = RedisBackend::connect_lazy(config.clone())?;
+    ///     RedisLimiter::builder(name, rules.clone(), backend).degrade(policy).build()
+    /// };
+    /// assert_eq!(build("api", Degrade::FailClosed)?.name(), "api");
+    /// assert!(matches!(build("api:v2", Degrade::FailClosed), Err(BackendError::InvalidKey(_))));
+    /// assert!(matches!(build("breaker", Degrade::FailClosed), Err(BackendError::InvalidKey(_))));
+    /// let none = build("api", Degrade::Local { instances: 0 });
+    /// assert!(matches!(none, Err(BackendError::InvalidConfig(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn build(self) -> Result<RedisLimiter, BackendError> {
         crate::backend::key::check_limiter_name(&self.name)?;
         if self.policy == (Degrade::Local { instances: 0 }) {
@@ -175,6 +291,19 @@ impl RedisLimiterBuilder {
 impl RedisLimiter {
     /// A builder for the limiter `name` (a registry name, part of every
     /// storage key) checking `rules` on `backend`.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig, RedisLimiter, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules.clone(), backend).build()?;
+    /// assert_eq!((limiter.name(), limiter.rules()), ("api", &rules));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn builder(name: &str, rules: Rules, backend: RedisBackend) -> RedisLimiterBuilder {
         RedisLimiterBuilder {
             name: name.into(),

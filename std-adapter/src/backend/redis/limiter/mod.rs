@@ -129,11 +129,40 @@ impl Drop for RedisLimiter {
 
 impl RedisLimiter {
     /// The limiter's name.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig, RedisLimiter, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// assert_eq!(RedisLimiter::builder("api", rules, backend).build()?.name(), "api");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn name(&self) -> &str {
         &self.shared.name
     }
 
     /// Its rules.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig, RedisLimiter, Rule, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let rules = Rules::new([
+    ///     Rule::new("per_second", Quota::per_second(10)?)?,
+    ///     Rule::new("per_minute", Quota::per_minute(500)?)?,
+    /// ])?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend).build()?;
+    /// assert_eq!(limiter.rules().len(), 2);
+    /// assert_eq!(limiter.rules().min_burst(), 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn rules(&self) -> &Rules {
         &self.shared.rules
     }
@@ -142,6 +171,22 @@ impl RedisLimiter {
     /// Redis in the background too (a task on the Tokio runtime its
     /// outage began on, following the probe backoff), so this turns back
     /// to `false` once Redis answers again even if no request comes.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{RedisBackend, RedisConfig, RedisLimiter, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the first request degrades the limiter.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend).build()?;
+    /// assert!(!limiter.is_degraded()); // nothing asked yet
+    /// let _ = limiter.try_acquire("user-1").await?;
+    /// assert!(limiter.is_degraded());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn is_degraded(&self) -> bool {
         self.shared.is_degraded()
     }
@@ -152,6 +197,23 @@ impl RedisLimiter {
     }
 
     /// Its counters.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the first request degrades the limiter.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend).degrade(Degrade::FailOpen).build()?;
+    /// let _ = limiter.try_acquire("user-1").await?;
+    /// let m = limiter.metrics();
+    /// assert_eq!((m.redis_decisions, m.degraded_decisions, m.admitted), (0, 1, 1));
+    /// assert!(m.faults >= 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn metrics(&self) -> RedisLimiterMetrics {
         self.shared.counters.snapshot()
     }
@@ -186,6 +248,26 @@ impl RedisLimiter {
     /// # Errors
     ///
     /// As [`try_acquire_n`](Self::try_acquire_n).
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules, Source};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the `Local` policy decides, on a share of the quota.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend)
+    ///     .degrade(Degrade::Local { instances: 1 })
+    ///     .build()?;
+    /// for _ in 0..5 {
+    ///     assert!(limiter.try_acquire("user-1").await?.allowed);
+    /// }
+    /// let refused = limiter.try_acquire("user-1").await?;
+    /// assert_eq!((refused.allowed, refused.source), (false, Source::Local));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn try_acquire(&self, key: &str) -> Result<Decision, BackendError> {
         self.try_acquire_n(key, 1).await
     }
@@ -207,6 +289,26 @@ impl RedisLimiter {
     /// [`BackendError::InvalidKey`] for a key too long; never a Redis
     /// fault (the [`Degrade`] policy decides instead), except a
     /// [`BackendError::TableFull`] from the `Local` policy.
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{BackendError, Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the first request degrades the limiter.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend)
+    ///     .degrade(Degrade::Local { instances: 1 })
+    ///     .build()?;
+    /// assert!(limiter.try_acquire_n("user-1", 4).await?.allowed);
+    /// assert!(!limiter.try_acquire_n("user-1", 2).await?.allowed); // all or none
+    /// assert_eq!(limiter.try_acquire_n("user-1", 0).await?.remaining, 1); // a peek
+    /// let err = limiter.try_acquire_n("user-1", 6).await.unwrap_err();
+    /// assert_eq!(err, BackendError::InsufficientCapacity { requested: 6, burst: 5 });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn try_acquire_n(&self, key: &str, n: u32) -> Result<Decision, BackendError> {
         let (decision, _) = self.shared.take(key, (n, n)).await?;
         // A peek admits no request.
@@ -245,6 +347,27 @@ impl RedisLimiter {
     /// # Errors
     ///
     /// As [`until_n_ready_by`](Self::until_n_ready_by).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the `Local` policy decides, on a share of the quota.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend)
+    ///     .degrade(Degrade::Local { instances: 1 })
+    ///     .build()?;
+    /// assert!(limiter.try_acquire_n("user-1", 5).await?.allowed);
+    /// let start = Instant::now();
+    /// assert!(limiter.until_ready("user-1").await?.allowed); // one token refills in 200 ms
+    /// assert!(start.elapsed() >= Duration::from_millis(150));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn until_ready(&self, key: &str) -> Result<Decision, BackendError> {
         self.until_n_ready_by(key, 1, None).await
     }
@@ -264,6 +387,28 @@ impl RedisLimiter {
     ///
     /// [`BackendError::DeadlineExceeded`], or as
     /// [`try_acquire_n`](Self::try_acquire_n).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{BackendError, Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the `Local` policy decides, on a share of the quota.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let rules = Rules::single("per_second", Quota::per_second(5)?)?;
+    /// let limiter = RedisLimiter::builder("api", rules, backend)
+    ///     .degrade(Degrade::Local { instances: 1 })
+    ///     .build()?;
+    /// assert!(limiter.try_acquire_n("user-1", 5).await?.allowed);
+    /// // Two tokens take 400 ms to refill: a 50 ms deadline gives up at once.
+    /// let deadline = Instant::now() + Duration::from_millis(50);
+    /// let err = limiter.until_n_ready_by("user-1", 2, Some(deadline)).await.unwrap_err();
+    /// assert!(matches!(err, BackendError::DeadlineExceeded { .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn until_n_ready_by(
         &self,
         key: &str,
