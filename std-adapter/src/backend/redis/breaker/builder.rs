@@ -19,6 +19,31 @@ use crate::policy::{Breaker, BreakerObserver};
 use crate::redact::Redacted;
 
 /// Builds a [`FleetBreaker`]; see [`FleetBreaker::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use fusebox::breaker::{CircuitBreaker, Config};
+/// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// // Nothing listens on port 1: the breaker starts degraded, on local state.
+/// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+/// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+/// let breaker = FleetBreaker::builder("payments", core, backend)
+///     .sync_interval(Duration::from_millis(200))
+///     .call_timeout(Duration::from_secs(2))
+///     .quorum(3, Duration::from_secs(60))
+///     .instance_id("payments-7f3a")
+///     .build()
+///     .await?;
+/// assert_eq!(breaker.name(), "payments");
+/// assert!(breaker.is_degraded());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct FleetBreakerBuilder {
     name: Arc<str>,
@@ -64,12 +89,52 @@ impl FleetBreakerBuilder {
 
     /// How often the decision is reconciled with Redis (default 1 s): a
     /// trip anywhere is seen everywhere within this interval.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?));
+    /// // At least 1 ms.
+    /// let builder = FleetBreaker::builder("payments", core, backend).sync_interval(Duration::ZERO);
+    /// assert!(format!("{builder:?}").contains("sync_interval: 1ms"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn sync_interval(mut self, interval: Duration) -> Self {
         self.sync_interval = interval.max(Duration::from_millis(1));
         self
     }
 
     /// A timeout for every call (see [`crate::policy::BreakerBuilder::timeout`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::CallError;
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend)
+    ///     .call_timeout(Duration::from_millis(10))
+    ///     .build()
+    ///     .await?;
+    /// let slow = breaker.call(async {
+    ///     tokio::time::sleep(Duration::from_secs(1)).await;
+    ///     Ok::<_, &str>(())
+    /// });
+    /// assert!(matches!(slow.await, Err(CallError::Timeout)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -78,6 +143,21 @@ impl FleetBreakerBuilder {
     /// Quorum mode: the fleet opens only once `min_instances` distinct
     /// instances tripped within `window` (at most about 35 years); without
     /// it any instance's trip opens all.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?));
+    /// let builder = FleetBreaker::builder("payments", core, backend).quorum(3, Duration::from_secs(60));
+    /// assert!(format!("{builder:?}").contains("min: 3, window_ms: 60000"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn quorum(mut self, min_instances: u32, window: Duration) -> Self {
         self.quorum = Some(Quorum {
             min: min_instances.max(1),
@@ -94,6 +174,27 @@ impl FleetBreakerBuilder {
     /// unknown). Give each instance its own id when several run on one
     /// host and should count separately. Keep secrets out of it; at most
     /// 128 bytes are used.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// // Two instances on one host, counted separately toward the quorum.
+    /// let breaker = FleetBreaker::builder("payments", core, backend)
+    ///     .quorum(2, Duration::from_secs(60))
+    ///     .instance_id("payments-a")
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(breaker.name(), "payments");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn instance_id(mut self, id: impl Into<String>) -> Self {
         self.instance = Some(id.into());
         self
@@ -103,6 +204,26 @@ impl FleetBreakerBuilder {
     /// (default: the breaker's `open_for`, at least 1 s, and at least the
     /// timeout plus 1 s; at most a day). A trial that outlives it (no
     /// timeout, a hung call) may be joined by another one: set a timeout.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend)
+    ///     .call_timeout(Duration::from_secs(2))
+    ///     .trial_ttl(Duration::from_secs(5)) // above the timeout: a trial never outlives its slot
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(breaker.policy().timeout(), Some(Duration::from_secs(2)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn trial_ttl(mut self, ttl: Duration) -> Self {
         self.trial_ttl = Some(ttl);
         self
@@ -128,7 +249,7 @@ impl FleetBreakerBuilder {
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// let url = "redis://127.0.0.1:6379";
     /// let backend = RedisBackend::connect(RedisConfig::new(url)).await?;
-    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().build()?));
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?));
     /// let breaker = FleetBreaker::builder("payments", core, backend)
     ///     .notifications(url)
     ///     .build()
@@ -154,7 +275,7 @@ impl FleetBreakerBuilder {
     /// # async fn run(ca_pem: String) -> Result<(), Box<dyn std::error::Error>> {
     /// let config = RedisConfig::new("rediss://redis.internal:6380").tls_root_cert_pem(ca_pem);
     /// let backend = RedisBackend::connect(config.clone()).await?;
-    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().build()?));
+    /// # let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?));
     /// let breaker = FleetBreaker::builder("payments", core, backend)
     ///     .notifications_with(config)
     ///     .build()
@@ -167,6 +288,38 @@ impl FleetBreakerBuilder {
     }
 
     /// Also tells `observer` what calls do.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use fusebox::breaker::{CircuitBreaker, Config, Transition};
+    /// use fusebox::Instant;
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    /// use fusebox_std::policy::BreakerObserver;
+    ///
+    /// #[derive(Default)]
+    /// struct Failures(AtomicU32);
+    /// impl BreakerObserver for Failures {
+    ///     fn transition(&self, _name: &str, _t: Transition) {}
+    ///     fn failure(&self, _name: &str, _at: Instant, _timed_out: bool) {
+    ///         self.0.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let failures = Arc::new(Failures::default());
+    /// let breaker = FleetBreaker::builder("payments", core, backend)
+    ///     .observer(Arc::clone(&failures) as Arc<dyn BreakerObserver>)
+    ///     .build()
+    ///     .await?;
+    /// let _ = breaker.call(async { Err::<(), _>("boom") }).await;
+    /// assert_eq!(failures.0.load(Ordering::Relaxed), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn observer(mut self, observer: Arc<dyn BreakerObserver>) -> Self {
         self.observer = Some(observer);
         self
@@ -183,6 +336,24 @@ impl FleetBreakerBuilder {
     /// [`BackendError::InvalidKey`] for a name that is not a registry name
     /// ([`validate_name`](crate::registry::validate_name)): it becomes part
     /// of the Redis keys and their hash tag.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::backend::{BackendError, FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let backend2 = backend.clone();
+    /// let bad = FleetBreaker::builder("pay:ments", Arc::clone(&core), backend).build().await;
+    /// assert!(matches!(bad, Err(BackendError::InvalidKey(_))));
+    /// let breaker = FleetBreaker::builder("payments", core, backend2).build().await?;
+    /// assert!(breaker.is_degraded()); // Redis did not answer: local state
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn build(self) -> Result<FleetBreaker, BackendError> {
         if crate::registry::validate_name(&self.name).is_err() {
             return Err(BackendError::InvalidKey(

@@ -237,6 +237,25 @@ fn unpublished(trips: u64, published: u64, state: State) -> bool {
 }
 
 /// Counters of a [`FleetBreaker`]'s traffic with Redis.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use fusebox::breaker::{CircuitBreaker, Config};
+/// use fusebox_std::backend::{FleetBreaker, FleetBreakerMetrics, RedisBackend, RedisConfig};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// // Nothing listens on port 1: the breaker starts degraded, on local state.
+/// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+/// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+/// let breaker = FleetBreaker::builder("payments", core, backend).build().await?;
+/// let m: FleetBreakerMetrics = breaker.fleet_metrics();
+/// assert_eq!(m.trials_refused, 0);
+/// assert_ne!(m, FleetBreakerMetrics::default()); // the failed load is counted
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FleetBreakerMetrics {
@@ -260,6 +279,21 @@ impl FleetBreaker {
     /// A builder for the breaker `name` (a registry name: an ASCII letter,
     /// then letters, digits and single `_`) over the local `core` breaker, sharing its decision through
     /// `backend`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend).build().await?;
+    /// assert_eq!(breaker.name(), "payments");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn builder(
         name: impl Into<Arc<str>>,
         core: Arc<CircuitBreaker>,
@@ -278,6 +312,28 @@ impl FleetBreaker {
     /// # Errors
     ///
     /// As [`Breaker::call`](crate::policy::Breaker::call).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::CallError;
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend).build().await?;
+    /// // Closed: the call runs, with no network.
+    /// assert_eq!(breaker.call(async { Ok::<_, std::io::Error>(42) }).await?, 42);
+    /// let failed = breaker.call(async { Err::<u32, _>("boom") }).await;
+    /// assert!(matches!(failed, Err(CallError::Inner("boom"))));
+    /// // One failure trips this breaker: the next call is refused.
+    /// let refused = breaker.call(async { Ok::<_, &str>(1) }).await;
+    /// assert!(matches!(refused, Err(CallError::Open { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn call<F, T, E>(&self, future: F) -> Result<T, CallError<E>>
     where
         F: Future<Output = Result<T, E>>,
@@ -325,6 +381,24 @@ impl FleetBreaker {
     }
 
     /// The state a call made now would see (local, no network).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox::breaker::State;
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend).build().await?;
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// let _ = breaker.call(async { Err::<(), _>("boom") }).await;
+    /// assert_eq!(breaker.state(), State::Open);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn state(&self) -> State {
         self.inner.policy.state()
     }
@@ -334,6 +408,22 @@ impl FleetBreaker {
     /// the local one. A stored decision that was not applied (one
     /// rewritten by hand without a new version, in a state the local
     /// breaker is not in) is not shown.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend).build().await?;
+    /// // No reconciliation has reached Redis.
+    /// assert_eq!(breaker.fleet_state(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn fleet_state(&self) -> Option<State> {
         self.inner
             .last
@@ -349,32 +439,131 @@ impl FleetBreaker {
     /// leaves the breaker open or half-open with the trip counter moved
     /// (the fleet then opens as for a local trip); a restored closed or
     /// forced-open state publishes nothing, whatever its counters.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", Arc::clone(&core), backend).build().await?;
+    /// assert!(Arc::ptr_eq(breaker.core(), &core));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn core(&self) -> &Arc<CircuitBreaker> {
         self.inner.policy.core()
     }
 
     /// The local policy (every call's decision is the core's).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend)
+    ///     .call_timeout(Duration::from_secs(2))
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(breaker.policy().name(), "payments");
+    /// assert_eq!(breaker.policy().timeout(), Some(Duration::from_secs(2)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn policy(&self) -> &Breaker {
         &self.inner.policy
     }
 
     /// The name.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend).build().await?;
+    /// assert_eq!(breaker.name(), "payments");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn name(&self) -> &str {
         self.inner.policy.name()
     }
 
     /// The Redis key of the shared decision.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend).build().await?;
+    /// assert_eq!(breaker.decision_key(), "fusebox:{breaker:payments}:decision");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn decision_key(&self) -> &str {
         &self.inner.keys.decision
     }
 
     /// Whether Redis failed the last command (calls then decide on local
     /// state alone).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend).build().await?;
+    /// assert!(breaker.is_degraded());
+    /// // Degraded, calls are still decided, locally.
+    /// assert_eq!(breaker.call(async { Ok::<_, std::io::Error>(1) }).await?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn is_degraded(&self) -> bool {
         self.inner.degraded.load(Ordering::Acquire)
     }
 
     /// The counters.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend).build().await?;
+    /// let m = breaker.fleet_metrics();
+    /// assert_eq!((m.syncs, m.published), (0, 0));
+    /// assert!(m.errors >= 1); // loading the stored decision failed
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn fleet_metrics(&self) -> FleetBreakerMetrics {
         FleetBreakerMetrics {
             syncs: self.inner.syncs.load(Ordering::Relaxed),
@@ -386,6 +575,24 @@ impl FleetBreaker {
     }
 
     /// The local core breaker's counters.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend).build().await?;
+    /// breaker.call(async { Ok::<_, std::io::Error>(()) }).await?;
+    /// let _ = breaker.call(async { Err::<(), _>("boom") }).await;
+    /// let m = breaker.metrics();
+    /// assert_eq!((m.successes, m.failures, m.trips), (1, 1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn metrics(&self) -> Metrics {
         self.core().metrics()
     }
@@ -396,6 +603,23 @@ impl FleetBreaker {
     /// # Errors
     ///
     /// The backend's error; the breaker is then degraded.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend).build().await?;
+    /// let err = breaker.sync().await.unwrap_err();
+    /// assert!(err.is_fault());
+    /// assert!(breaker.is_degraded());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn sync(&self) -> Result<State, BackendError> {
         self.inner.reconcile().await.map(|r| r.decision.state)
     }
@@ -407,6 +631,24 @@ impl FleetBreaker {
     /// The backend's error: the breaker is then forced open locally only
     /// (a newer fleet decision replaces it; a command that timed out may
     /// still have reached Redis).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox::breaker::State;
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend).build().await?;
+    /// // Redis is out: forced open on this instance only.
+    /// assert!(breaker.force_open().await.is_err());
+    /// assert_eq!(breaker.state(), State::ForcedOpen);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn force_open(&self) -> Result<(), BackendError> {
         let r = self.inner.invoke(Op::ForceOpen).await.map(drop);
         if r.is_err() {
@@ -422,6 +664,26 @@ impl FleetBreaker {
     /// The backend's error: the breaker is then closed locally only, and
     /// that local close is never reported to the fleet as a trial's
     /// success (a command that timed out may still have reached Redis).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox::breaker::State;
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend).build().await?;
+    /// let _ = breaker.call(async { Err::<(), _>("boom") }).await;
+    /// assert_eq!(breaker.state(), State::Open);
+    /// // Redis is out: closed on this instance only.
+    /// assert!(breaker.force_close().await.is_err());
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn force_close(&self) -> Result<(), BackendError> {
         let r = self.inner.invoke(Op::ForceClose).await.map(drop);
         if r.is_err() {
