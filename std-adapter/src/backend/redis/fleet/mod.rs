@@ -75,6 +75,12 @@ fn digest(value: &[u8]) -> String {
 }
 
 /// The most instances merged per series; further fields count as corrupt.
+///
+/// ```
+/// use fusebox_std::backend::MAX_INSTANCES;
+///
+/// assert_eq!(MAX_INSTANCES, 1024);
+/// ```
 pub const MAX_INSTANCES: usize = 1024;
 
 /// Fleet-wide percentiles of one [`Tracker`] through Redis: each instance
@@ -138,6 +144,22 @@ impl FleetPercentiles {
     /// tracker's registry name) through `backend`'s connection, prefix
     /// and per-command timeout. Nothing is sent until
     /// [`sync`](Self::sync) or [`spawn`](Self::spawn).
+    ///
+    /// ```
+    /// use fusebox_std::backend::{FleetConfig, FleetPercentiles, RedisBackend, RedisConfig};
+    /// use fusebox_std::{Registry, TrackerConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let registry = Registry::new();
+    /// let http = registry.tracker("http", TrackerConfig::default())?;
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let fleet = FleetPercentiles::new("http", http, &backend, FleetConfig::new("pod-a")?);
+    /// // Nothing sent yet: no figures, and no fault either.
+    /// let report = fleet.report();
+    /// assert!(!report.available && !report.stale && report.series.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new(name: &str, tracker: Tracker, backend: &RedisBackend, config: FleetConfig) -> Self {
         Self {
             name: name.into(),
@@ -154,6 +176,20 @@ impl FleetPercentiles {
     }
 
     /// The tracker's name.
+    ///
+    /// ```
+    /// use fusebox_std::backend::{FleetConfig, FleetPercentiles, RedisBackend, RedisConfig};
+    /// use fusebox_std::{Registry, TrackerConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let registry = Registry::new();
+    /// let http = registry.tracker("http", TrackerConfig::default())?;
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let fleet = FleetPercentiles::new("http", http, &backend, FleetConfig::new("pod-a")?);
+    /// assert_eq!(fleet.name(), "http");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -164,6 +200,21 @@ impl FleetPercentiles {
     ///
     /// [`BackendError::InvalidKey`] for a name longer than
     /// [`MAX_KEY_LEN`](crate::backend::MAX_KEY_LEN).
+    ///
+    /// ```
+    /// use fusebox_std::backend::{FleetConfig, FleetPercentiles, RedisBackend, RedisConfig};
+    /// use fusebox_std::{Registry, TrackerConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let registry = Registry::new();
+    /// let http = registry.tracker("http", TrackerConfig::default())?;
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let fleet = FleetPercentiles::new("http", http, &backend, FleetConfig::new("pod-a")?);
+    /// assert_eq!(fleet.key("GET /users")?, "fusebox:{hist:http:GET%20%2Fusers}");
+    /// assert!(fleet.key(&"x".repeat(257)).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn key(&self, series: &str) -> Result<String, BackendError> {
         Ok(format!(
             "{}:{{hist:{}:{}}}",
@@ -182,6 +233,24 @@ impl FleetPercentiles {
     /// backend's per-command timeout), or [`BackendError::InvalidKey`] for
     /// a name too long to be in a key (every round, before any command);
     /// the report is then marked stale.
+    ///
+    /// ```
+    /// use fusebox_std::backend::{FleetConfig, FleetPercentiles, RedisBackend, RedisConfig};
+    /// use fusebox_std::{Registry, TrackerConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1.
+    /// let registry = Registry::new();
+    /// let http = registry.tracker("http", TrackerConfig::default())?;
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let fleet = FleetPercentiles::new("http", http, &backend, FleetConfig::new("pod-a")?);
+    /// assert!(fleet.sync().await.unwrap_err().is_fault());
+    /// let report = fleet.report();
+    /// assert!(report.stale && !report.available);
+    /// assert_eq!(report.faults, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn sync(&self) -> Result<(), BackendError> {
         let result = self.round().await;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -209,6 +278,26 @@ impl FleetPercentiles {
     /// tokio task, which ends once every other `Arc` of `self` is dropped
     /// (or when the handle is aborted). A failed round is retried at the
     /// next tick.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use fusebox_std::backend::{FleetConfig, FleetPercentiles, RedisBackend, RedisConfig};
+    /// use fusebox_std::{Registry, TrackerConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let registry = Registry::new();
+    /// let http = registry.tracker("http", TrackerConfig::default())?;
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let config = FleetConfig::new("pod-a")?.interval(Duration::from_millis(10));
+    /// let fleet = Arc::new(FleetPercentiles::new("http", http, &backend, config));
+    /// let task = fleet.spawn();
+    /// // The task holds no `Arc` between rounds: dropping the last one ends it.
+    /// drop(fleet);
+    /// task.await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
         // tokio's `Interval` adds its period to an instant unchecked: one
@@ -226,6 +315,24 @@ impl FleetPercentiles {
 
     /// The report now (what [`Registry::health`](crate::Registry::health)
     /// shows under `fleet.<name>`).
+    ///
+    /// ```
+    /// use fusebox_std::backend::{FleetConfig, FleetPercentiles, RedisBackend, RedisConfig};
+    /// use fusebox_std::{Registry, TrackerConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1.
+    /// let registry = Registry::new();
+    /// let http = registry.tracker("http", TrackerConfig::default())?;
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let fleet = FleetPercentiles::new("http", http, &backend, FleetConfig::new("pod-a")?);
+    /// let _ = fleet.sync().await;
+    /// let report = fleet.report();
+    /// assert!(report.stale);
+    /// assert!(report.error.is_some()); // the fault, redacted
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn report(&self) -> FleetReport {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         FleetReport {

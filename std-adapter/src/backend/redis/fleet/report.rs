@@ -7,6 +7,13 @@ use std::time::Duration;
 use super::super::super::{escape, BackendError};
 
 /// The longest instance id, in bytes.
+///
+/// ```
+/// use fusebox_std::backend::{FleetConfig, MAX_INSTANCE_LEN};
+///
+/// assert!(FleetConfig::new(&"a".repeat(MAX_INSTANCE_LEN)).is_ok());
+/// assert!(FleetConfig::new(&"a".repeat(MAX_INSTANCE_LEN + 1)).is_err());
+/// ```
 pub const MAX_INSTANCE_LEN: usize = 64;
 
 /// How an instance publishes: its id (the hash field), how often, and how
@@ -37,6 +44,16 @@ impl FleetConfig {
     /// # Errors
     ///
     /// [`BackendError::InvalidKey`] for an empty or too long id.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::backend::{BackendError, FleetConfig};
+    ///
+    /// let config = FleetConfig::new("pod-a")?;
+    /// assert_eq!(config.ttl_of(), Duration::from_secs(30)); // 3 intervals of 10 s
+    /// assert!(matches!(FleetConfig::new(""), Err(BackendError::InvalidKey(_))));
+    /// # Ok::<(), fusebox_std::backend::BackendError>(())
+    /// ```
     pub fn new(instance: &str) -> Result<Self, BackendError> {
         if instance.is_empty() || instance.len() > MAX_INSTANCE_LEN {
             return Err(BackendError::InvalidKey("an instance id is 1 to 64 bytes"));
@@ -52,6 +69,17 @@ impl FleetConfig {
     /// Pushes every `interval` (at least 1 ms; one over ~30 years, such as
     /// `Duration::MAX`, pushes once, then every ~30 years); the expiry
     /// follows (3 intervals, saturating) unless set with [`ttl`](Self::ttl).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::backend::FleetConfig;
+    ///
+    /// let config = FleetConfig::new("pod-a")?.interval(Duration::from_secs(2));
+    /// assert_eq!(config.ttl_of(), Duration::from_secs(6));
+    /// let kept = FleetConfig::new("pod-a")?.ttl(Duration::from_secs(60)).interval(Duration::from_secs(2));
+    /// assert_eq!(kept.ttl_of(), Duration::from_secs(60));
+    /// # Ok::<(), fusebox_std::backend::BackendError>(())
+    /// ```
     #[must_use]
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval.max(Duration::from_millis(1));
@@ -65,6 +93,16 @@ impl FleetConfig {
     /// its last push. Redis is asked to keep them at most 100 years (a
     /// longer `ttl`, up to `Duration::MAX`, is clamped to that: Redis
     /// refuses an expiry past its clock's range).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::backend::FleetConfig;
+    ///
+    /// let config = FleetConfig::new("pod-a")?.ttl(Duration::from_secs(120));
+    /// assert_eq!(config.ttl_of(), Duration::from_secs(120));
+    /// assert_eq!(FleetConfig::new("pod-a")?.ttl(Duration::ZERO).ttl_of(), Duration::from_millis(1));
+    /// # Ok::<(), fusebox_std::backend::BackendError>(())
+    /// ```
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl.max(Duration::from_millis(1));
@@ -73,6 +111,14 @@ impl FleetConfig {
     }
 
     /// The expiry.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::backend::FleetConfig;
+    ///
+    /// assert_eq!(FleetConfig::new("pod-a")?.ttl_of(), Duration::from_secs(30));
+    /// # Ok::<(), fusebox_std::backend::BackendError>(())
+    /// ```
     pub fn ttl_of(&self) -> Duration {
         self.ttl
     }
@@ -109,6 +155,16 @@ pub struct FleetReport {
 
 /// One series merged over the fleet; latencies in microseconds, `None`
 /// when no instance has samples.
+///
+/// ```
+/// use fusebox_std::backend::FleetSeries;
+///
+/// let json = serde_json::to_value(FleetSeries::default())?;
+/// assert_eq!(json, serde_json::json!({
+///     "instances": 0, "newer": 0, "count": 0, "p50": null, "p95": null, "p99": null
+/// }));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FleetSeries {
     /// Instances merged (fresh and valid).
