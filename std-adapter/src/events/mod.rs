@@ -221,6 +221,13 @@ impl Events {
     /// this one (the channel allocates every slot at once, so a capacity
     /// read from a configuration must not be able to take the process's
     /// memory, nor overflow the power of two it is rounded up to).
+    ///
+    /// ```
+    /// use fusebox_std::events::Events;
+    ///
+    /// assert_eq!(Events::MAX_CAPACITY, 1 << 20);
+    /// assert_eq!(Events::new(Events::MAX_CAPACITY + 1).capacity(), Events::MAX_CAPACITY);
+    /// ```
     pub const MAX_CAPACITY: usize = 1 << 20;
 
     /// A channel keeping the last `capacity` events for slow subscribers

@@ -156,6 +156,15 @@ impl RecoveryRule {
 
     /// How long an attempt may run before it is given up:
     /// [`timeout`](Self::timeout)'s default.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::monitor::{RecoveryAction, RecoveryRule};
+    ///
+    /// assert_eq!(RecoveryRule::DEFAULT_TIMEOUT, Duration::from_secs(60));
+    /// let rule = RecoveryRule::new(3, RecoveryAction::new("reconnect", || async { Ok::<(), String>(()) }));
+    /// assert!(format!("{rule:?}").contains("timeout: 60s"));
+    /// ```
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
     /// How long one attempt may run (default

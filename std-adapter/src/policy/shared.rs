@@ -122,6 +122,17 @@ impl Limiter {
     /// The name of the one rule [`connect`](Self::connect) gives a shared
     /// limit (part of its storage keys: every process sharing the limit
     /// must use the same).
+    ///
+    /// ```
+    /// use fusebox::bucket::Quota;
+    /// use fusebox_std::backend::{storage_keys, KeyPrefix, Rules};
+    /// use fusebox_std::policy::Limiter;
+    ///
+    /// // The key every process sharing the limit `search` reads and writes.
+    /// let rules = Rules::single(Limiter::SHARED_RULE, Quota::per_second(5)?)?;
+    /// assert_eq!(storage_keys(&KeyPrefix::default(), "search", "", &rules)?, ["fusebox:{search:}:quota"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub const SHARED_RULE: &'static str = "quota";
 
     /// A limiter waiting on `limiter`: one limit (its key `""`) shared by

@@ -40,6 +40,13 @@ impl RedisLimiterMetrics {
     /// These counters, and whether the limiter is `degraded`, in the
     /// Prometheus text format 0.0.4 for the limiter `name` (escaped as a
     /// label value).
+    ///
+    /// ```
+    /// use fusebox_std::backend::RedisLimiterMetrics;
+    ///
+    /// let text = RedisLimiterMetrics::default().to_prometheus("api \"v2\"", true);
+    /// assert!(text.contains("fusebox_redis_limiter_degraded{name=\"api \\\"v2\\\"\"} 1\n"));
+    /// ```
     pub fn to_prometheus(&self, name: &str, degraded: bool) -> String {
         let mut out = String::new();
         Self::write_prometheus(&mut out, &[(name, *self, degraded)]);

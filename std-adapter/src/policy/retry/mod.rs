@@ -97,6 +97,13 @@ pub struct Retry<B = ExponentialBackoffMaker, P = RetryAll> {
 impl Retry {
     /// The longest Retry-After honoured by default (60 s; see
     /// [`RetryBuilder::max_retry_after`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::Retry;
+    ///
+    /// assert_eq!(Retry::MAX_RETRY_AFTER, Duration::from_secs(60));
+    /// ```
     pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
     /// A builder with these defaults: 3 attempts; exponential backoff from

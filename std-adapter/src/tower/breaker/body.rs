@@ -84,11 +84,51 @@ impl<B, C, R> RecordedBody<B, C, R> {
 
     /// Whether this body still holds its request's permit (it has not
     /// ended, and its head did not decide).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    /// use http_body_util::BodyExt;
+    /// use tower::{service_fn, Layer, Service};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let layer = CircuitBreakerLayer::new("stream", Arc::clone(&core)).record_at_end_of_body();
+    /// let mut service = layer.layer(service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("chunk")))
+    /// }));
+    /// let mut body = service.call(http::Request::new(())).await?.into_body();
+    /// assert!(body.is_recording());
+    /// while body.frame().await.is_some() {}
+    /// assert!(!body.is_recording());
+    /// assert_eq!(core.metrics().successes, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn is_recording(&self) -> bool {
         self.permit.is_some()
     }
 
     /// The inner body.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    /// use tower::{service_fn, Layer, Service};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let layer = CircuitBreakerLayer::new("stream", Arc::clone(&core)).record_at_end_of_body();
+    /// let mut service = layer.layer(service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("chunk")))
+    /// }));
+    /// let response = service.call(http::Request::new(())).await?;
+    /// assert_eq!(response.body().get_ref(), "chunk");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn get_ref(&self) -> &B {
         &self.inner
     }

@@ -34,6 +34,21 @@ use crate::tower::future_state::{Output, State};
 /// How a response whose head counted as a success ends, for a breaker that
 /// records at the end of the body. A body that fails counts as a failure
 /// whatever this says.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox::breaker::Outcome;
+/// use fusebox_std::tower::breaker::{ClassifyEnd, GrpcClassifier, HttpClassifier};
+///
+/// let mut trailers = http::HeaderMap::new();
+/// trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
+/// assert_eq!(GrpcClassifier::new().classify_end(Some(&trailers)), Outcome::Failure);
+/// // A gRPC body that ends without its status counts as UNKNOWN, a failure.
+/// assert_eq!(GrpcClassifier::new().classify_end(None), Outcome::Failure);
+/// // HTTP has no status in trailers: a body that ends is a success.
+/// assert_eq!(HttpClassifier.classify_end(Some(&trailers)), Outcome::Success);
+/// ```
 pub trait ClassifyEnd {
     /// How the body's end counts: `trailers` if it ended with them.
     fn classify_end(&self, trailers: Option<&HeaderMap>) -> Outcome;
@@ -65,6 +80,20 @@ impl ClassifyEnd for HttpClassifier {
 /// A [`CircuitBreakerLayer`] that records at the end of the body (made by
 /// [`CircuitBreakerLayer::record_at_end_of_body`]); its services are
 /// [`EndOfBodyService`]s.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use fusebox::breaker::{CircuitBreaker, Config};
+/// use fusebox_std::tower::CircuitBreakerLayer;
+/// use fusebox_std::tower::breaker::EndOfBodyLayer;
+///
+/// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+/// let layer: EndOfBodyLayer = CircuitBreakerLayer::new("stream", core).record_at_end_of_body();
+/// assert_eq!(layer.get_ref().name(), "stream");
+/// # Ok::<(), fusebox::breaker::ConfigError>(())
+/// ```
 #[derive(Clone)]
 pub struct EndOfBodyLayer<C = HttpClassifier, R = super::JsonBreakerResponse> {
     pub(super) layer: CircuitBreakerLayer<C, R>,
@@ -78,6 +107,17 @@ impl<C, R> std::fmt::Debug for EndOfBodyLayer<C, R> {
 
 impl<C, R> EndOfBodyLayer<C, R> {
     /// The layer recording when heads arrive, which this one was made of.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    ///
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let layer = CircuitBreakerLayer::new("stream", Arc::clone(&core)).record_at_end_of_body();
+    /// assert!(Arc::ptr_eq(layer.get_ref().breaker(), &core));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub fn get_ref(&self) -> &CircuitBreakerLayer<C, R> {
         &self.layer
     }
@@ -95,6 +135,26 @@ impl<S, C: Clone, R: Clone> Layer<S> for EndOfBodyLayer<C, R> {
 
 /// The service of an [`EndOfBodyLayer`]: a [`CircuitBreakerService`] whose
 /// responses' bodies are [`RecordedBody`]s. Clones share one breaker.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use fusebox::breaker::{CircuitBreaker, Config};
+/// use fusebox_std::tower::CircuitBreakerLayer;
+/// use tower::{service_fn, Layer, Service};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+/// let layer = CircuitBreakerLayer::new("stream", Arc::clone(&core)).record_at_end_of_body();
+/// let mut service = layer.layer(service_fn(|_: http::Request<()>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("chunk")))
+/// }));
+/// let response = service.call(http::Request::new(())).await?;
+/// assert!(response.body().is_recording(), "recorded when the body ends");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub struct EndOfBodyService<S, C = HttpClassifier, R = super::JsonBreakerResponse> {
     service: CircuitBreakerService<S, C, R>,
 }
@@ -117,6 +177,21 @@ impl<S: std::fmt::Debug, C, R> std::fmt::Debug for EndOfBodyService<S, C, R> {
 
 impl<S, C, R> EndOfBodyService<S, C, R> {
     /// The service recording when heads arrive, which this one wraps.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    /// use tower::{service_fn, Layer};
+    ///
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let layer = CircuitBreakerLayer::new("stream", Arc::clone(&core)).record_at_end_of_body();
+    /// let service = layer.layer(service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// }));
+    /// assert!(Arc::ptr_eq(service.get_ref().breaker(), &core));
+    /// # Ok::<(), fusebox::breaker::ConfigError>(())
+    /// ```
     pub fn get_ref(&self) -> &CircuitBreakerService<S, C, R> {
         &self.service
     }
@@ -213,6 +288,31 @@ pin_project! {
     /// # Panics
     ///
     /// Polling it again after it returned `Ready` panics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    /// use tower::{service_fn, Layer, Service};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let layer = CircuitBreakerLayer::new("stream", Arc::clone(&core)).record_at_end_of_body();
+    /// let mut service = layer.layer(service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(
+    ///         http::Response::builder().status(503).body(String::new()).unwrap(),
+    ///     )
+    /// }));
+    /// let future = service.call(http::Request::new(()));
+    /// let response = future.await?;
+    /// // A 503 head is a failure: recorded at once, the body holds no permit.
+    /// assert!(!response.body().is_recording());
+    /// assert_eq!(core.metrics().failures, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     #[must_use = "futures do nothing unless you .await or poll them"]
     pub struct EndOfBodyFuture<F, C, R>
     where

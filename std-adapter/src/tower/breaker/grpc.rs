@@ -99,6 +99,15 @@ pub struct GrpcClassifier {
 
 impl GrpcClassifier {
     /// The default codes (see the type's docs).
+    ///
+    /// ```
+    /// use fusebox_std::tower::breaker::GrpcClassifier;
+    ///
+    /// let grpc = GrpcClassifier::new();
+    /// assert!(grpc.is_failure(14)); // UNAVAILABLE
+    /// assert!(!grpc.is_failure(5)); // NOT_FOUND: the caller's fault
+    /// assert_eq!(grpc, GrpcClassifier::default());
+    /// ```
     pub const fn new() -> Self {
         Self {
             failures: DEFAULT_FAILURES,
@@ -136,6 +145,16 @@ impl GrpcClassifier {
 
     /// Whether status code `code` counts as a failure (a code above 16
     /// counts as `UNKNOWN`).
+    ///
+    /// ```
+    /// use fusebox_std::tower::breaker::GrpcClassifier;
+    ///
+    /// let only_unavailable = GrpcClassifier::new().failure_codes([14])?;
+    /// assert!(only_unavailable.is_failure(14));
+    /// assert!(!only_unavailable.is_failure(4));
+    /// assert!(GrpcClassifier::new().is_failure(99)); // read as UNKNOWN (2), a failure by default
+    /// # Ok::<(), fusebox_std::tower::breaker::GrpcCodeError>(())
+    /// ```
     pub const fn is_failure(&self, code: u32) -> bool {
         let code = if code < CODES { code } else { UNKNOWN };
         self.failures & 1 << code != 0
@@ -210,6 +229,17 @@ fn status_code(value: &[u8]) -> u32 {
 
 /// A code given to [`GrpcClassifier::failure_codes`] that cannot be a
 /// failure: `OK` (0), or above 16 (not a gRPC status code).
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::tower::breaker::{GrpcClassifier, GrpcCodeError};
+///
+/// let err = GrpcClassifier::new().failure_codes([14, 0]).unwrap_err();
+/// assert_eq!(err, GrpcCodeError { code: 0 });
+/// assert_eq!(err.to_string(), "gRPC status 0 (OK) cannot count as a failure");
+/// assert_eq!(GrpcCodeError { code: 17 }.to_string(), "17 is not a gRPC status code (0 to 16)");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GrpcCodeError {
     /// The code refused.
