@@ -97,7 +97,32 @@ pub(crate) fn sf_string(name: &str) -> Box<str> {
 }
 
 /// What a limiter reports with every response it lets through or refuses
-/// for lack of tokens.
+/// for lack of tokens: the figures of the `RateLimit-Policy` (`q`, `w`)
+/// and `RateLimit` (`r`, `t`) fields.
+///
+/// # Examples
+///
+/// Internal; seen on the wire:
+///
+/// ```
+/// use std::convert::Infallible;
+/// use std::sync::Arc;
+/// use fusebox::bucket::Quota;
+/// use fusebox::TokenBucket;
+/// use fusebox_std::tower::RateLimitLayer;
+/// use tower::{service_fn, Layer, Service};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let bucket = Arc::new(TokenBucket::new(Quota::per_second(5)?));
+/// let mut service = RateLimitLayer::new("api", bucket).layer(service_fn(|_: http::Request<()>| async {
+///     Ok::<_, Infallible>(http::Response::new(String::new()))
+/// }));
+/// let response = service.call(http::Request::new(())).await?;
+/// assert_eq!(response.headers()["ratelimit-policy"], "\"api\";q=5;w=1");
+/// assert_eq!(response.headers()["ratelimit"], "\"api\";r=4;t=1");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quoted {
     /// `q`: units per window.

@@ -64,6 +64,40 @@ struct Shared<C> {
 /// ([`Registry::breaker_policy`](crate::Registry::breaker_policy)); see
 /// [`BreakerBuilder::observer`]. Called on the calling task: keep it short
 /// and never block.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use fusebox::breaker::{CircuitBreaker, Config, Transition};
+/// use fusebox::Instant;
+/// use fusebox_std::policy::{Breaker, BreakerObserver};
+///
+/// #[derive(Default)]
+/// struct TimedOut(AtomicU32);
+/// impl BreakerObserver for TimedOut {
+///     fn transition(&self, _name: &str, _t: Transition) {}
+///     fn failure(&self, _name: &str, _at: Instant, timed_out: bool) {
+///         if timed_out {
+///             self.0.fetch_add(1, Ordering::Relaxed);
+///         }
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let timed_out = Arc::new(TimedOut::default());
+/// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(5).build()?));
+/// let breaker = Breaker::builder("search", core)
+///     .timeout(std::time::Duration::from_millis(10))
+///     .observer(timed_out.clone())
+///     .build();
+/// let _ = breaker.call(std::future::pending::<Result<(), &str>>()).await;
+/// let _ = breaker.call(async { Err::<(), _>("down") }).await;
+/// assert_eq!(timed_out.0.load(Ordering::Relaxed), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub trait BreakerObserver: Send + Sync {
     /// A state change a call caused (instead of the policy's own `tracing`
     /// event, so an observer that logs does not log twice).

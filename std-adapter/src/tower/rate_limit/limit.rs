@@ -17,6 +17,36 @@ use crate::tower::headers::{ceil_secs, quota_qw, Quoted};
 use crate::TokioClock;
 
 /// What the service learns from a limit for one request.
+///
+/// # Examples
+///
+/// Internal (the [`Limit`] trait is sealed); what each answer becomes:
+/// `Admitted` lets the request through with the quota left,
+/// `Limited` answers `429` with `Retry-After`.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use std::sync::Arc;
+/// use fusebox::bucket::Quota;
+/// use fusebox::TokenBucket;
+/// use fusebox_std::tower::RateLimitLayer;
+/// use tower::{service_fn, Layer, Service};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let bucket = Arc::new(TokenBucket::new(Quota::per_second(5)?));
+/// let mut service = RateLimitLayer::new("api", bucket).layer(service_fn(|_: http::Request<()>| async {
+///     Ok::<_, Infallible>(http::Response::new(String::new()))
+/// }));
+/// for _ in 0..5 {
+///     assert_eq!(service.call(http::Request::new(())).await?.status(), 200); // Admitted
+/// }
+/// let limited = service.call(http::Request::new(())).await?;
+/// assert_eq!(limited.status(), 429); // Limited
+/// assert_eq!(limited.headers()["retry-after"], "1");
+/// assert_eq!(limited.headers()["ratelimit"], "\"api\";r=0;t=1");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Check {
     /// Admitted; the quota as it stands after the admission, or `None`
@@ -31,6 +61,35 @@ pub enum Check {
 }
 
 /// One decision per request, on the request head.
+///
+/// Sealed: implemented by [`Single`], [`Keyed`] and, with feature `redis`,
+/// `Shared`; a [`RateLimitLayer`](super::RateLimitLayer) asks it once per
+/// request.
+///
+/// # Examples
+///
+/// A [`Keyed`] limit decides per key:
+///
+/// ```
+/// use std::convert::Infallible;
+/// use std::sync::Arc;
+/// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+/// use fusebox_std::tower::rate_limit::key;
+/// use fusebox_std::tower::RateLimitLayer;
+/// use tower::{service_fn, Layer, Service};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let limiter = Arc::new(KeyedLimiter::<String, 16>::new(Quota::per_second(1)?, FullPolicy::Reject)?);
+/// let mut service = RateLimitLayer::keyed("api", limiter, key::header("user", 64)).layer(service_fn(|_: http::Request<()>| async {
+///     Ok::<_, Infallible>(http::Response::new(String::new()))
+/// }));
+/// let from = |user: &str| http::Request::builder().header("user", user).body(()).unwrap();
+/// assert_eq!(service.call(from("a")).await?.status(), 200);
+/// assert_eq!(service.call(from("a")).await?.status(), 429);
+/// assert_eq!(service.call(from("b")).await?.status(), 200);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub trait Limit: Send + Sync + 'static {
     /// Charges the request with head `head`, reading `clock` right before
     /// the core call (after the key function, which is user code); `name`
