@@ -145,6 +145,21 @@ pub(crate) fn check_key(key: &str) -> Result<(), BackendError> {
 /// fleet percentiles in `<prefix>:{hist:<tracker>:<series>}`, so a limiter
 /// called `breaker` with a rule `decision` would read and overwrite a
 /// breaker's decision for the key `<name>`.
+///
+/// ```
+/// use fusebox::bucket::Quota;
+/// use fusebox_std::backend::{BackendError, RedisBackend, RedisConfig, RedisLimiter, Rules, RESERVED_LIMITER_NAMES};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let rules = Rules::single("decision", Quota::per_second(5)?)?;
+/// for name in RESERVED_LIMITER_NAMES {
+///     let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:6379"))?;
+///     let built = RedisLimiter::builder(name, rules.clone(), backend).build();
+///     assert!(matches!(built, Err(BackendError::InvalidKey(_))));
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub const RESERVED_LIMITER_NAMES: [&str; 2] = ["breaker", "hist"];
 
 /// `name` is a registry name and not a [reserved](RESERVED_LIMITER_NAMES)
