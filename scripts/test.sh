@@ -5,7 +5,8 @@
 #   ./scripts/test.sh
 #
 # Layers: format; clippy (host and firmware targets, the benchmarks
-# included) and rustdoc (broken links fail); unit, doc, property and integration tests and the storm demo;
+# included) and rustdoc (broken links fail, every public item has an
+# example); unit, doc, property and integration tests and the storm demo;
 # no_std builds (Cortex-M0 and M4, and a core-only sysroot proving nothing
 # pulls in `alloc`); the firmware under QEMU; loom models and Miri (side by
 # side). Each command prints its wall time.
@@ -53,6 +54,11 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
     export DEBIAN_FRONTEND=noninteractive
     apt-get update && apt-get install -y redis-server redis-tools
 fi
+# scripts/doc_examples.py reads rustdoc's JSON (the rustdoc layer).
+if ! command -v python3 >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update && apt-get install -y python3
+fi
 done_layer
 
 layer "fmt"
@@ -79,6 +85,13 @@ for f in "" tower http redis; do
 done
 # The libraries' docs: a broken intra-doc link is an error.
 step env RUSTDOCFLAGS="-D warnings" cargo doc -p fusebox -p fusebox-std --no-deps --all-features
+# Every public item has a runnable example: rustdoc's JSON (nightly, its
+# own target directory) read by scripts/doc_examples.py, which also sees
+# the items re-exported from private modules that rustdoc's own lint for
+# this skips.
+step env RUSTDOCFLAGS="-Z unstable-options --output-format json" CARGO_TARGET_DIR=target/doc-json \
+    cargo "+$NIGHTLY" doc -p fusebox -p fusebox-std --no-deps --all-features
+step python3 scripts/doc_examples.py target/doc-json
 done_layer
 
 layer "unit, doc and property tests"
