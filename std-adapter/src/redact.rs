@@ -17,6 +17,10 @@
 //!   (`password="a b"`, as logfmt writes one) is masked up to its closing
 //!   quote, which stays, as is one whose quotes are escaped
 //!   (`password=\"a b\"`, as `{:?}` or JSON writes that in a string);
+//! * the quoted value of a `name: "value"` field with such a name: JSON
+//!   (`{"password": "a b"}`, also escaped inside a string) and `Debug`
+//!   (`Config { password: "a b" }`); a value not in quotes after a colon
+//!   is not masked;
 //! * the credentials after `Bearer` or `Basic` (any case).
 //!
 //! It is a filter for text that should never have carried a secret, not a
@@ -70,7 +74,12 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     let mut out = Cow::Borrowed(text);
     for _ in 0..MAX_ROUNDS {
         let mut changed = false;
-        for pass in [userinfo as fn(&str) -> Option<String>, pairs, schemes] {
+        for pass in [
+            userinfo as fn(&str) -> Option<String>,
+            pairs,
+            fields,
+            schemes,
+        ] {
             if let Some(next) = pass(&out)
                 && next != *out
             {
@@ -281,6 +290,53 @@ fn pairs(text: &str) -> Option<String> {
         };
         #[cfg(test)]
         VALUE_BYTES_READ.with(|read| read.set(read.get() + (end - start)));
+        if end > start {
+            ranges.push((start, end));
+        }
+    }
+    splice(text, &ranges)
+}
+
+/// `name: "value"` fields with a sensitive name and a quoted value: JSON
+/// (`{"password":"x"}`, the name quoted; `{\"password\":\"x\"}` inside
+/// a string) and `Debug` (`Config { password: "x" }`). A value not in
+/// quotes (`"key": 42`, `cache key: users`) is not masked: after a colon,
+/// free text is too often no secret.
+fn fields(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut ranges = Vec::new();
+    for (colon, _) in text.match_indices(':') {
+        if ranges.last().is_some_and(|&(_, last)| colon < last) {
+            continue;
+        }
+        // The name: quoted (`"name"`, or `\"name\"` in a string), or bare.
+        let mut name_end = bytes[..colon]
+            .iter()
+            .rposition(|&b| b != b' ')
+            .map_or(0, |p| p + 1);
+        let quoted = name_end > 0 && bytes[name_end - 1] == b'"';
+        if quoted {
+            name_end -= 1;
+            if name_end > 0 && bytes[name_end - 1] == b'\\' {
+                name_end -= 1;
+            }
+        }
+        let name_start = bytes[..name_end]
+            .iter()
+            .rposition(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')))
+            .map_or(0, |p| p + 1);
+        if name_start == name_end || !sensitive(&text[name_start..name_end]) {
+            continue;
+        }
+        let value = bytes[colon + 1..]
+            .iter()
+            .position(|&b| b != b' ')
+            .map_or(bytes.len(), |p| colon + 1 + p);
+        let (start, end) = match (bytes.get(value), bytes.get(value + 1)) {
+            (Some(b'"'), _) => (value + 1, closing(bytes, value + 1, b'"', false)),
+            (Some(b'\\'), Some(b'"')) => (value + 2, closing(bytes, value + 2, b'"', true)),
+            _ => continue,
+        };
         if end > start {
             ranges.push((start, end));
         }

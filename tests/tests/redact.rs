@@ -383,3 +383,38 @@ mod properties {
         }
     }
 }
+
+/// JSON and `Debug` write a field as `name: "value"`: an upstream's JSON
+/// error body (`{"error":"bad","api_key":"K3Y"}`) or a `Debug` of a
+/// configuration reached logs and health reasons with the secret whole,
+/// where `api_key=K3Y` was masked (noticed by a hostile review). Quoted
+/// values of sensitive names are masked now; a value not in quotes after
+/// a colon is left (free text: `cache key: users`).
+#[test]
+fn json_and_debug_fields_with_a_sensitive_name_are_masked() {
+    for (text, want) in [
+        (
+            r#"{"error":"bad request","api_key":"K3Y","user":"bob"}"#,
+            r#"{"error":"bad request","api_key":"***","user":"bob"}"#,
+        ),
+        (r#"{"password": "a \"b\" c"}"#, r#"{"password": "***"}"#),
+        (
+            r#"Config { host: "db", password: "hunter2" }"#,
+            r#"Config { host: "db", password: "***" }"#,
+        ),
+        (
+            r#"upstream said "{\"token\":\"abc\",\"n\":1}""#,
+            r#"upstream said "{\"token\":\"***\",\"n\":1}""#,
+        ),
+        (r#"{"key": 42}"#, r#"{"key": 42}"#),
+        ("cache key: users", "cache key: users"),
+        (
+            "https://example.com:8080/key:x",
+            "https://example.com:8080/key:x",
+        ),
+        (r#"{"monkey":"banana"}"#, r#"{"monkey":"banana"}"#),
+    ] {
+        assert_eq!(redact(text), want, "{text}");
+        assert_eq!(redact(&redact(text)), want, "idempotent: {text}");
+    }
+}
