@@ -254,27 +254,11 @@ fn pairs(text: &str) -> Option<String> {
         // Inside a value already masked: part of it, not a new pair. Its
         // rest was read once; reading it again for each `=` in it made
         // `token=token=…` quadratic.
-        if ranges.last().is_some_and(|&(_, last)| eq < last) {
+        if ranges.last().is_some_and(|&(_, last)| eq < last) || !sensitive_before(text, eq) {
             continue;
         }
-        let name_start = bytes[..eq]
-            .iter()
-            .rposition(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')))
-            .map_or(0, |p| p + 1);
-        if name_start == eq || !sensitive(&text[name_start..eq]) {
-            continue;
-        }
-        // Quoted (logfmt's `key="a b"`): up to the closing quote, an
-        // escaped one skipped; unclosed, the rest of the text. Quoted
-        // inside a quoted string (`{:?}`, JSON: `key=\"a b\"`): up to
-        // the escaped closing quote.
-        let (start, end) = if let Some(&quote @ (b'"' | b'\'')) = bytes.get(eq + 1) {
-            (eq + 2, closing(bytes, eq + 2, quote, false))
-        } else if let (Some(b'\\'), Some(&quote @ (b'"' | b'\''))) =
-            (bytes.get(eq + 1), bytes.get(eq + 2))
-        {
-            (eq + 3, closing(bytes, eq + 3, quote, true))
-        } else {
+        // Quoted (logfmt's `key="a b"`, or `key=\"a b\"` in a string).
+        let (start, end) = quoted_value(bytes, eq + 1, b"\"'").unwrap_or_else(|| {
             // `'` may be part of a value (a URL's query holds it as it
             // is, and a `redis+unix://` URL's password is `pass`): it
             // ends one only where the value ends anyway (`'token=t' x`).
@@ -287,7 +271,7 @@ fn pairs(text: &str) -> Option<String> {
                 end -= 1;
             }
             (start, end)
-        };
+        });
         #[cfg(test)]
         VALUE_BYTES_READ.with(|read| read.set(read.get() + (end - start)));
         if end > start {
@@ -309,39 +293,59 @@ fn fields(text: &str) -> Option<String> {
         if ranges.last().is_some_and(|&(_, last)| colon < last) {
             continue;
         }
-        // The name: quoted (`"name"`, or `\"name\"` in a string), or bare.
+        // The name ends before the blanks and its closing quote (`"name"`,
+        // or `\"name\"` in a string), if quoted.
         let mut name_end = bytes[..colon]
             .iter()
             .rposition(|&b| b != b' ')
             .map_or(0, |p| p + 1);
-        let quoted = name_end > 0 && bytes[name_end - 1] == b'"';
-        if quoted {
+        if name_end > 0 && bytes[name_end - 1] == b'"' {
             name_end -= 1;
             if name_end > 0 && bytes[name_end - 1] == b'\\' {
                 name_end -= 1;
             }
         }
-        let name_start = bytes[..name_end]
-            .iter()
-            .rposition(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')))
-            .map_or(0, |p| p + 1);
-        if name_start == name_end || !sensitive(&text[name_start..name_end]) {
+        if !sensitive_before(text, name_end) {
             continue;
         }
         let value = bytes[colon + 1..]
             .iter()
             .position(|&b| b != b' ')
             .map_or(bytes.len(), |p| colon + 1 + p);
-        let (start, end) = match (bytes.get(value), bytes.get(value + 1)) {
-            (Some(b'"'), _) => (value + 1, closing(bytes, value + 1, b'"', false)),
-            (Some(b'\\'), Some(b'"')) => (value + 2, closing(bytes, value + 2, b'"', true)),
-            _ => continue,
-        };
-        if end > start {
+        if let Some((start, end)) = quoted_value(bytes, value, b"\"")
+            && end > start
+        {
             ranges.push((start, end));
         }
     }
     splice(text, &ranges)
+}
+
+/// Whether the name ending at `end` (letters, digits, `_`, `-`, `.`) is
+/// [`sensitive`]; `false` if there is none.
+fn sensitive_before(text: &str, end: usize) -> bool {
+    let start = text.as_bytes()[..end]
+        .iter()
+        .rposition(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')))
+        .map_or(0, |p| p + 1);
+    start < end && sensitive(&text[start..end])
+}
+
+/// The range of a value quoted at `at` by one of `quotes`: up to its
+/// closing quote, an escaped one skipped (unclosed, the rest of the
+/// text); or, quoted with escaped quotes inside a quoted string (`{:?}`,
+/// JSON: `\"a b\"`), up to the escaped closing quote. `None` if no quote
+/// opens at `at`.
+fn quoted_value(bytes: &[u8], at: usize, quotes: &[u8]) -> Option<(usize, usize)> {
+    match (bytes.get(at), bytes.get(at + 1)) {
+        (Some(&quote), _) if quotes.contains(&quote) => {
+            Some((at + 1, closing(bytes, at + 1, quote, false)))
+        }
+        (Some(b'\\'), Some(&quote)) if quotes.contains(&quote) => {
+            Some((at + 2, closing(bytes, at + 2, quote, true)))
+        }
+        _ => None,
+    }
 }
 
 /// Where the value quoted by `quote` from `start` ends: its closing quote
