@@ -226,6 +226,19 @@ impl<C> Breaker<C> {
         &self.shared.breaker
     }
 
+    /// A call refused outside the core (a fleet breaker's half-open call
+    /// that found the fleet's trial slots all taken): logged and told to
+    /// the observer as the core's refusals are.
+    #[cfg(feature = "redis")]
+    #[cold]
+    pub(crate) fn refused<E>(
+        &self,
+        state: State,
+        retry_after: Option<fusebox::Duration>,
+    ) -> CallError<E> {
+        self.shared.refused(state, retry_after, None)
+    }
+
     /// The name given at construction.
     ///
     /// ```
@@ -360,12 +373,23 @@ impl<C> Shared<C> {
         if let Some(t) = rejected.transition {
             self.transition(t);
         }
-        tracing::debug!(breaker = %Redacted(&self.name), state = ?rejected.state, "call rejected");
+        self.refused(rejected.state, rejected.retry_after, now)
+    }
+
+    /// A call refused in `state`: logged, told to the observer, and the
+    /// error the caller sees.
+    fn refused<E>(
+        &self,
+        state: State,
+        retry_after: Option<fusebox::Duration>,
+        now: Option<Instant>,
+    ) -> CallError<E> {
+        tracing::debug!(breaker = %Redacted(&self.name), state = ?state, "call rejected");
         if let Some(observer) = &self.observer {
             observer.rejected(&self.name, now.unwrap_or_else(|| self.clock.now()));
         }
         CallError::Open {
-            retry_after: rejected.retry_after.map(Into::into),
+            retry_after: retry_after.map(Into::into),
         }
     }
 

@@ -365,7 +365,7 @@ impl FleetBreakerBuilder {
         let hook = Hook {
             notify: Arc::clone(&notify),
             trial_closes: Arc::clone(&trial_closes),
-            user: self.observer.clone(),
+            user: self.observer,
         };
         let mut policy = Breaker::builder(Arc::clone(&self.name), Arc::clone(&self.core))
             .observer(Arc::new(hook));
@@ -385,7 +385,6 @@ impl FleetBreakerBuilder {
         let instance = truncate(&instance, 128).to_owned();
         let inner = Arc::new(Inner {
             policy: policy.build(),
-            observer: self.observer,
             conn: self.backend.connection(),
             timeout: self.backend.timeout(),
             keys: Keys::new(self.backend.prefix().as_str(), &self.name, permits),

@@ -19,8 +19,7 @@ pub use self::builder::FleetBreakerBuilder;
 use self::script::{Keys, Op, GRANTED};
 use super::super::BackendError;
 use super::{RedisBackend, RedisConnection};
-use crate::policy::{Breaker, BreakerObserver, Recorded};
-use crate::redact::Redacted;
+use crate::policy::{Breaker, Recorded};
 use crate::CallError;
 
 /// A circuit breaker whose *decision* a whole fleet
@@ -141,9 +140,6 @@ struct Quorum {
 
 pub(super) struct Inner {
     policy: Breaker,
-    /// The builder's observer, also told of calls the fleet refuses (the
-    /// policy tells it of the rest).
-    observer: Option<Arc<dyn BreakerObserver>>,
     conn: RedisConnection,
     timeout: Duration,
     keys: Keys,
@@ -360,14 +356,10 @@ impl FleetBreaker {
                 slot.armed = false;
                 // Refused as the policy refuses a call when its half-open
                 // trials are all taken: logged and observed the same way.
-                tracing::debug!(breaker = %Redacted(&inner.policy.name()), state = ?reply.decision.state, "call rejected: no fleet trial slot");
                 inner.trials_refused.fetch_add(1, Ordering::Relaxed);
-                if let Some(observer) = &inner.observer {
-                    observer.rejected(inner.policy.name(), inner.policy.clock_now());
-                }
-                return Err(CallError::Open {
-                    retry_after: reply.decision.open_remaining.map(Into::into),
-                });
+                return Err(inner
+                    .policy
+                    .refused(reply.decision.state, reply.decision.open_remaining));
             }
             // Redis failed: degraded, the trial is decided locally (a slot
             // granted before the failure is still given back).
