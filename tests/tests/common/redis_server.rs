@@ -33,6 +33,24 @@ pub struct TlsPem<'a> {
     pub auth_clients: bool,
 }
 
+/// A free loopback port. A Cluster node also listens on its port plus
+/// 10 000 (the cluster bus), so its port must be at most 55 535 (redis
+/// refuses a higher one and exits: an ephemeral port above it failed a
+/// Cluster test now and then) and that bus port free too.
+fn free_port(cluster: bool) -> u16 {
+    let bind = |port: u16| TcpListener::bind(("127.0.0.1", port));
+    for _ in 0..1_000 {
+        let port = bind(0)
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        if !cluster || (port <= 55_535 && bind(port + 10_000).is_ok()) {
+            return port;
+        }
+    }
+    panic!("no free loopback port with a free cluster bus port");
+}
+
 impl RedisServer {
     /// A fresh server on a free port.
     pub fn start() -> Self {
@@ -53,10 +71,7 @@ impl RedisServer {
     }
 
     fn new(extra: &[&str], tls: Option<&TlsPem<'_>>) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        let port = free_port(extra.contains(&"--cluster-enabled"));
         let dir = std::env::temp_dir().join(format!("fusebox-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temporary directory for redis-server");
         let mut extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
