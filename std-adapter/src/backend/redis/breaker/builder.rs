@@ -404,6 +404,7 @@ impl FleetBreakerBuilder {
             sync_lock: tokio::sync::Mutex::new(()),
             last: Mutex::new(None),
             trips_published: AtomicU64::new(self.core.metrics().trips),
+            pending_trip: Mutex::new(None),
             close_reported: AtomicU64::new(u64::MAX),
             trial_closes,
             trial_closes_reported: AtomicU64::new(0),

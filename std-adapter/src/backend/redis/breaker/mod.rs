@@ -154,6 +154,9 @@ pub(super) struct Inner {
     sync_lock: tokio::sync::Mutex<()>,
     last: Mutex<Option<Decision>>,
     trips_published: AtomicU64,
+    /// The trip being published (the local trip count it was made for,
+    /// its record key) until Redis answers it.
+    pending_trip: Mutex<Option<(u64, String)>>,
     /// The decision version a local close was last reported for.
     close_reported: AtomicU64,
     /// Closes of the local breaker by its own trials (half-open to closed

@@ -28,8 +28,14 @@ pub(super) enum Op<'a> {
     Sync,
     /// A local trip: open a closed fleet (with `quorum` = (min, window ms,
     /// instance) only once enough instances tripped), reopen a half-open
-    /// one (or one whose open time ran out) that the caller holds.
-    Trip(Option<(u32, u64, &'a str)>),
+    /// one (or one whose open time ran out) that the caller holds. The
+    /// trip's `record` key (see [`Keys::trip_record`]) is the same each
+    /// time one trip is published: a repeat of a trip the script took
+    /// (its reply lost) changes nothing.
+    Trip {
+        quorum: Option<(u32, u64, &'a str)>,
+        record: &'a str,
+    },
     /// A trial succeeded in the half-open decision of this version: close
     /// it once this many trials succeeded fleet-wide.
     Close(u64, u8),
@@ -48,6 +54,8 @@ pub(super) struct Keys {
     pub(super) verdicts: String,
     pub(super) successes: String,
     pub(super) slots: Vec<String>,
+    /// What a trip's record key starts with.
+    tripped: String,
 }
 
 impl Keys {
@@ -60,7 +68,14 @@ impl Keys {
             slots: (1..=permits.max(1))
                 .map(|i| format!("{base}:trial:{i}"))
                 .collect(),
+            tripped: format!("{base}:tripped:"),
         }
+    }
+
+    /// The record key of the trip `token` names (unique per trip and
+    /// process): the script writes it when it takes the trip.
+    pub(super) fn trip_record(&self, token: &str) -> String {
+        format!("{}{token}", self.tripped)
     }
 }
 
@@ -98,14 +113,20 @@ pub(super) async fn run(
     inv.key(&keys.decision)
         .key(&keys.verdicts)
         .key(&keys.successes);
-    if matches!(op, Op::Trial(..) | Op::Release(_)) {
-        for slot in &keys.slots {
-            inv.key(slot);
+    match op {
+        Op::Trial(..) | Op::Release(_) => {
+            for slot in &keys.slots {
+                inv.key(slot);
+            }
         }
+        Op::Trip { record, .. } => {
+            inv.key(record);
+        }
+        _ => {}
     }
     let name = match op {
         Op::Sync => "sync",
-        Op::Trip(_) => "trip",
+        Op::Trip { .. } => "trip",
         Op::Close(..) => "close",
         Op::ForceOpen => "force_open",
         Op::ForceClose => "force_close",
@@ -127,7 +148,10 @@ pub(super) async fn run(
         .arg(local.streak);
     // ARGV[8..=10], the op's own (unused ones empty), then ARGV[11].
     match op {
-        Op::Trip(Some((min, window_ms, instance))) => {
+        Op::Trip {
+            quorum: Some((min, window_ms, instance)),
+            ..
+        } => {
             inv.arg(min).arg(window_ms).arg(instance);
         }
         Op::Close(version, needed) => {
@@ -139,7 +163,7 @@ pub(super) async fn run(
         Op::Release(token) => {
             inv.arg(0).arg(token).arg("");
         }
-        Op::Trip(None) | Op::Sync | Op::ForceOpen | Op::ForceClose => {
+        Op::Trip { quorum: None, .. } | Op::Sync | Op::ForceOpen | Op::ForceClose => {
             inv.arg(0).arg("").arg("");
         }
     }
@@ -220,5 +244,9 @@ mod tests {
         let keys = Keys::new("fusebox", "payments", 2);
         assert_eq!(keys.decision, "fusebox:{breaker:payments}:decision");
         assert_eq!(keys.slots[1], "fusebox:{breaker:payments}:trial:2");
+        assert_eq!(
+            keys.trip_record("0f:3"),
+            "fusebox:{breaker:payments}:tripped:0f:3"
+        );
     }
 }

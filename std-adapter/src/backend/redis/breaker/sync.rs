@@ -3,7 +3,7 @@
 //! every sync interval (and at once after a local transition).
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
 
 use fusebox::breaker::{MergeError, State};
@@ -90,12 +90,16 @@ impl Inner {
         let local_closed = state == State::Closed;
         let closes = self.trial_closes.load(Ordering::Acquire);
         let trial_closed = closes != self.trial_closes_reported.load(Ordering::Acquire);
+        let record;
         let op = if super::unpublished(trips, seen, state) {
-            Op::Trip(
-                self.quorum
+            record = self.trip_record(trips);
+            Op::Trip {
+                quorum: self
+                    .quorum
                     .as_ref()
                     .map(|q| (q.min, q.window_ms, &*self.instance)),
-            )
+                record: &record,
+            }
         } else if let (true, Some(d)) = (local_closed, fleet) {
             if matches!(d.state, State::Open | State::HalfOpen)
                 && self.close_reported.load(Ordering::Acquire) != d.version
@@ -120,6 +124,12 @@ impl Inner {
             self.trial_closes_reported.store(closes, Ordering::Release);
         }
         let reply = self.invoke(op).await?;
+        if matches!(op, Op::Trip { .. }) {
+            *self
+                .pending_trip
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+        }
         // Published, or no trip: the counter went back (a reset) with no
         // trip since, or moved with the breaker neither open nor half-open
         // (a restore). The count to compare with from now on.
@@ -130,6 +140,29 @@ impl Inner {
         }
         self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(reply)
+    }
+
+    /// The record key of the trip publication that counts `trips` local
+    /// trips: the same until it is answered, so a trip sent again after
+    /// its reply was lost (the script may have run) is known to the script
+    /// as the one it took; a new one once answered, or once another trip
+    /// is counted. (A `reset` of the core between a lost reply and the
+    /// next trip can bring the count back to the same number: that trip
+    /// then reads as the repeat, and protects this instance alone.)
+    fn trip_record(&self, trips: u64) -> String {
+        let mut pending = self
+            .pending_trip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &*pending {
+            Some((counted, record)) if *counted == trips => record.clone(),
+            _ => {
+                let seq = self.tokens.fetch_add(1, Ordering::Relaxed);
+                let record = self.keys.trip_record(&format!("{:016x}:{seq}", self.nonce));
+                *pending = Some((trips, record.clone()));
+                record
+            }
+        }
     }
 
     /// Applies the fleet's decision to the local breaker.
@@ -163,7 +196,7 @@ impl Inner {
         // A trip the fleet did not take up (below the quorum) protects this
         // instance alone until its own open time is up: a closed fleet
         // decision, however new, does not close it before.
-        if matches!(op, Op::Trip(_)) && d.state == State::Closed {
+        if matches!(op, Op::Trip { .. }) && d.state == State::Closed {
             self.local_only.store(true, Ordering::Release);
         }
         if self.local_only.load(Ordering::Acquire) {

@@ -10,7 +10,12 @@
 --                     stamped in the future is forged: removed, counted)
 -- KEYS[3]  successes  <prefix>:{breaker:<name>}:trial:ok, '<version>:<n>':
 --                     successful trials of the half-open decision <version>
--- KEYS[4..] trial slots <prefix>:{breaker:<name>}:trial:<i>, '<version>:<token>'
+-- KEYS[4..] trial, release: the trial slots <prefix>:{breaker:<name>}:trial:<i>,
+--                     '<version>:<token>'
+-- KEYS[4]  trip: the trip's record <prefix>:{breaker:<name>}:tripped:<token>,
+--                     the token the same each time one trip is published:
+--                     written when the trip is taken (a day), so a trip sent
+--                     again after its reply was lost changes nothing
 --
 -- ARGV[1] op: sync | trip | close | force_open | force_close | trial | release
 -- ARGV[2] the version the caller knows (its newest merged decision)
@@ -147,7 +152,13 @@ end
 
 local function expired() return s == 'o' and untl <= now end
 
-if op == 'trip' then
+if op == 'trip' and KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then
+  -- A trip taken already, sent again because its reply was lost: the
+  -- fleet may have served its open time and closed since (reopened by
+  -- it, the fleet would stay open twice for one trip), and its quorum
+  -- verdict was counted.
+elseif op == 'trip' then
+  if KEYS[4] then redis.call('SET', KEYS[4], '1', 'PX', 86400000) end
   local quorum = tonumber(ARGV[8]) or 0
   local go = true
   if quorum > 0 and s == 'c' then
