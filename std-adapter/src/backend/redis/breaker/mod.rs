@@ -65,9 +65,15 @@ use crate::CallError;
 ///   half-open decision has its slots free (a slot belongs to one
 ///   decision version): the hung trial, answering late, decides nothing.
 ///   A trip reopens a half-open decision (or one whose open time ran
-///   out) only from an instance that holds it: a trip published again
-///   after its reply was lost, or made before the instance saw the fleet
-///   open, leaves the trials to decide.
+///   out) only from an instance that holds it: a trip made before the
+///   instance saw the fleet open leaves the trials to decide.
+/// * **Lost replies.** A trip whose reply is lost (Redis stalled past the
+///   timeout) is published again, the instance cannot tell whether the
+///   script ran; each trip carries a record key
+///   (`<prefix>:{breaker:<name>}:tripped:<token>`, kept a day), so its
+///   repeat changes nothing, whatever the fleet decided meanwhile (it
+///   does not reopen a fleet that served that trip's open time and
+///   closed, nor count a quorum verdict twice).
 /// * **Quorum.** With [`FleetBreakerBuilder::quorum`], a local trip opens
 ///   the fleet only once `min_instances` distinct instances tripped within
 ///   the window (`…:verdicts`, a sorted set); a lone bad instance still
