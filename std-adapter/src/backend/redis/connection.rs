@@ -290,7 +290,11 @@ impl RedisBackend {
             Err(_) => Err(BackendError::Timeout(self.timeout)),
             Ok(Err(e)) if e.is_timeout() => Err(BackendError::Timeout(self.timeout)),
             Ok(Err(e)) => Err(fault(&e)),
-            Ok(Ok(reply)) => script::decision(&reply),
+            Ok(Ok(reply)) => {
+                let (decision, taken) = script::decision(&reply)?;
+                script::check(&decision, taken, rules, (most, fewest))?;
+                Ok((decision, taken))
+            }
         }
     }
 }
