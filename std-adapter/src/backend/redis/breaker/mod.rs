@@ -73,7 +73,7 @@ use crate::CallError;
 ///   (`<prefix>:{breaker:<name>}:tripped:<token>`, kept a day), so its
 ///   repeat changes nothing, whatever the fleet decided meanwhile (it
 ///   does not reopen a fleet that served that trip's open time and
-///   closed, nor count a quorum verdict twice).
+///   closed, nor stamp its quorum verdict anew, which would keep it in the window longer).
 /// * **Quorum.** With [`FleetBreakerBuilder::quorum`], a local trip opens
 ///   the fleet only once `min_instances` distinct instances tripped within
 ///   the window (`…:verdicts`, a sorted set); a lone bad instance still

@@ -156,7 +156,7 @@ if op == 'trip' and KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then
   -- A trip taken already, sent again because its reply was lost: the
   -- fleet may have served its open time and closed since (reopened by
   -- it, the fleet would stay open twice for one trip), and its quorum
-  -- verdict was counted.
+  -- verdict was counted (stamped anew, it would stay in the window longer).
 elseif op == 'trip' then
   if KEYS[4] then redis.call('SET', KEYS[4], '1', 'PX', 86400000) end
   local quorum = tonumber(ARGV[8]) or 0
