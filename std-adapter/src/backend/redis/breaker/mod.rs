@@ -71,9 +71,10 @@ use crate::CallError;
 ///   timeout) is published again, the instance cannot tell whether the
 ///   script ran; each trip carries a record key
 ///   (`<prefix>:{breaker:<name>}:tripped:<token>`, kept a day), so its
-///   repeat changes nothing, whatever the fleet decided meanwhile (it
+///   repeat changes nothing, whatever the fleet decided meanwhile: it
 ///   does not reopen a fleet that served that trip's open time and
-///   closed, nor stamp its quorum verdict anew, which would keep it in the window longer).
+///   closed, nor stamp its quorum verdict anew (which would keep it in
+///   the window longer).
 /// * **Quorum.** With [`FleetBreakerBuilder::quorum`], a local trip opens
 ///   the fleet only once `min_instances` distinct instances tripped within
 ///   the window (`…:verdicts`, a sorted set); a lone bad instance still
