@@ -12,7 +12,6 @@ use http::{HeaderMap, Response};
 
 use super::{ClassifyEnd, HttpClassifier};
 use crate::policy::Classify;
-use crate::tower::rate_limit::RateLimitRejection;
 
 /// The status codes of gRPC (`google.rpc.Code`), 0 to 16.
 const CODES: u32 = 17;
@@ -62,8 +61,8 @@ const DEFAULT_FAILURES: u32 = 1 << 2 | 1 << 4 | 1 << 14 | 1 << 15;
 ///   the layer counts as abandoned); elsewhere, leave 4 out of
 ///   [`failure_codes`](Self::failure_codes).
 /// * A non-2xx HTTP status (a proxy's answer, not gRPC's), an error of the
-///   inner service and a rate limit's own refusal count as for
-///   [`HttpClassifier`].
+///   inner service, and a rate limit's or an inner breaker's own refusal
+///   count as for [`HttpClassifier`].
 ///
 /// Which codes fail can be chosen with
 /// [`failure_codes`](Self::failure_codes).
@@ -184,8 +183,7 @@ impl<B, E> Classify<Response<B>, E> for GrpcClassifier {
     fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
         let status = match result {
             Ok(response)
-                if response.status().is_success()
-                    && response.extensions().get::<RateLimitRejection>().is_none() =>
+                if response.status().is_success() && !super::classify::is_refusal(response) =>
             {
                 response.headers().get("grpc-status")
             }
@@ -328,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_rate_limits_refusal_is_ignored_whatever_its_grpc_status() {
-        use crate::tower::rate_limit::Refusal;
+        use crate::tower::rate_limit::{RateLimitRejection, Refusal};
         let mut refused = grpc("14");
         refused
             .as_mut()

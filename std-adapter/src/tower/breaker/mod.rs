@@ -82,6 +82,8 @@ impl<C, R> std::fmt::Debug for Held<C, R> {
 #[cfg(test)]
 mod end_of_body_tests;
 #[cfg(test)]
+mod nested_tests;
+#[cfg(test)]
 mod readiness_tests;
 #[cfg(test)]
 mod tests;

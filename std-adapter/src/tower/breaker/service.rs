@@ -363,5 +363,10 @@ where
         state: rejected.state,
         retry_after: rejected.retry_after,
     };
-    shared.responder.respond(&rejection)
+    let mut response = shared.responder.respond(&rejection);
+    // Whatever the responder answers: a breaker outside this one (a
+    // breaker per route inside one for the whole upstream) reads it as
+    // this breaker's refusal, not the service's failure.
+    response.extensions_mut().insert(rejection);
+    response
 }
