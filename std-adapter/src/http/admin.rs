@@ -2,8 +2,8 @@
 //! breaker open or closed, or reset it. Served only when the options allow
 //! it, and then always behind the bearer token.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{RawPathParams, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fusebox::CircuitBreaker;
@@ -52,6 +52,20 @@ impl Action {
     }
 }
 
+/// The route's own parameters, `name` and `action`: the last of each.
+/// A prefix the router is nested under may have parameters of its own
+/// (`/tenants/{tenant}`), even of the same names; they come first.
+fn name_and_action(params: &RawPathParams) -> Option<(&str, &str)> {
+    let last = |key: &str| {
+        params
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .last()
+            .map(|(_, v)| v)
+    };
+    Some((last("name")?, last("action")?))
+}
+
 /// Applies the action and answers
 /// `{"name", "action", "changed", "state"}` (the state after it); an
 /// actual change is reported like any other
@@ -59,25 +73,26 @@ impl Action {
 /// event) and logged at `warn` as an admin action.
 pub(super) async fn breaker_action(
     State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    params: Result<RawPathParams, RawPathParamsRejection>,
 ) -> Result<Response, HttpError> {
     // axum's own rejection text may quote the path: never shown.
-    let Path((name, action)) = path.map_err(|_| HttpError::BadPath)?;
+    let params = params.map_err(|_| HttpError::BadPath)?;
+    let (name, action) = name_and_action(&params).ok_or(HttpError::BadPath)?;
     let breaker = state
         .registry
-        .get_breaker(&name)
-        .ok_or_else(|| HttpError::unknown_breaker(&name))?;
-    let action = Action::parse(&action).ok_or_else(|| HttpError::unknown_action(&action))?;
+        .get_breaker(name)
+        .ok_or_else(|| HttpError::unknown_breaker(name))?;
+    let action = Action::parse(action).ok_or_else(|| HttpError::unknown_action(action))?;
     let now = state.registry.now();
     let transition = action.apply(&breaker, now);
     tracing::warn!(
-        breaker = name.as_str(),
+        breaker = name,
         action = action.name(),
         changed = transition.is_some(),
         "admin action on breaker"
     );
     if let Some(t) = transition {
-        state.registry.transition(&name, t);
+        state.registry.transition(name, t);
     }
     let body = serde_json::json!({
         "name": name,

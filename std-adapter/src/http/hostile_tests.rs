@@ -278,3 +278,56 @@ async fn a_probe_is_answered_while_a_report_is_built() {
         assert_eq!(*done.lock().unwrap(), ["/livez", report]);
     }
 }
+
+/// The router mounts under any prefix, one with a path parameter of its
+/// own included (`/tenants/{tenant}`, one router per tenant's registry).
+/// The admin route read its path as exactly two parameters, so under
+/// such a prefix, which adds the prefix's to them, every admin action
+/// answered 400 `bad_path` and nothing was done; under `/{name}` the
+/// prefix's parameter shares a name with the route's. The route's own
+/// two are read by name, the last of each.
+#[tokio::test(flavor = "current_thread")]
+async fn admin_actions_work_under_a_prefix_with_a_path_parameter() {
+    const TOKEN: &str = "a-token-of-twenty-chars";
+    let registry = Arc::new(Registry::new());
+    registry
+        .breaker(
+            "db",
+            Config::builder().consecutive_failures(1).build().unwrap(),
+        )
+        .unwrap();
+    let options = HttpOptions::builder()
+        .bearer_token(TOKEN)
+        .admin(true)
+        .build()
+        .unwrap();
+    for (prefix, uri, state) in [
+        (
+            "/tenants/{tenant}",
+            "/tenants/acme/admin/breakers/db/force-open",
+            "forced_open",
+        ),
+        ("/{name}", "/x/admin/breakers/db/reset", "closed"),
+        (
+            "/{action}",
+            "/x/admin/breakers/db/force-open",
+            "forced_open",
+        ),
+    ] {
+        let app = axum::Router::new().nest(prefix, router(Arc::clone(&registry), options.clone()));
+        let request = Request::post(uri)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, 200, "{prefix}: {body}");
+        assert_eq!(
+            (body["name"].as_str(), body["state"].as_str()),
+            (Some("db"), Some(state)),
+            "{prefix}"
+        );
+    }
+}

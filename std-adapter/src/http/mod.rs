@@ -33,8 +33,9 @@
 //! names shows up there.
 //!
 //! Every route is relative: nest the router under any prefix
-//! (`Router::nest("/ops", …)`); the dashboard fetches its data by a
-//! relative URL.
+//! (`Router::nest("/ops", …)`, or one with parameters of its own such as
+//! `"/tenants/{tenant}"`); the dashboard fetches its data by a relative
+//! URL.
 //!
 //! `health`, `metrics` and `dashboard/data` build their answer on tokio's
 //! blocking pool ([`spawn_blocking`](tokio::task::spawn_blocking)): it
