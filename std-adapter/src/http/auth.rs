@@ -1,5 +1,6 @@
 //! The bearer-token check in front of the protected routes: the token is
-//! compared in constant time, and a refusal never echoes what was sent.
+//! compared in constant time, and a refusal never echoes what was sent,
+//! in its answer or in the log.
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -14,6 +15,10 @@ use crate::redact::Redacted;
 /// Lets the request through when the options hold no token, or when its
 /// `Authorization` header carries that token; answers
 /// [`HttpError::Unauthorized`] otherwise.
+///
+/// A refusal is logged at `debug` with the request's path decoded, then
+/// [redacted](crate::redact): a name in the path arrives
+/// percent-encoded (`redis:%2F%2Fu:pw@h`), a form no redaction reads.
 pub(super) async fn require_token(
     State(state): State<AppState>,
     request: Request,
@@ -22,8 +27,9 @@ pub(super) async fn require_token(
     if let Some(expected) = state.options.token()
         && !authorized(expected, request.headers())
     {
+        let path = percent_encoding::percent_decode_str(request.uri().path()).decode_utf8_lossy();
         tracing::debug!(
-            path = %Redacted(request.uri().path()),
+            path = %Redacted(&path),
             "request refused: bearer token missing or wrong"
         );
         return Err(HttpError::Unauthorized);
