@@ -12,6 +12,7 @@
 //! driven without [`Registry::transition`](crate::Registry::transition)
 //! publishes none).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
@@ -20,6 +21,7 @@ use fusebox::Instant;
 
 use crate::events::{Component, Event, Subscription};
 use crate::health::{state_name, HealthReport};
+use crate::registry::{shown, validate_name};
 use crate::Registry;
 
 /// Changes kept per breaker; older ones are dropped first.
@@ -50,7 +52,8 @@ pub(super) struct ActivityView {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(super) fleet_timelines: BTreeMap<String, Vec<Change>>,
     /// Per component (`breaker`, `limiter`, `keyed_limiter`, `bulkhead`,
-    /// `other`), per name, rejections published since the router was built.
+    /// `other`), per name, rejections published since the router was built
+    /// (a name that is no valid registry name redacted and cut).
     pub(super) rejections: BTreeMap<&'static str, BTreeMap<String, u64>>,
     /// Events the subscription lost by falling behind.
     pub(super) missed_events: u64,
@@ -154,10 +157,17 @@ impl Inner {
                     .rejections
                     .entry(component_name(*component))
                     .or_default();
-                if let Some(n) = names.get_mut(&**name) {
+                // Any publisher's name: kept as an error shows one
+                // (redacted, cut) unless it is a registry name.
+                let name = if validate_name(name).is_ok() {
+                    Cow::Borrowed(&**name)
+                } else {
+                    Cow::Owned(shown(name))
+                };
+                if let Some(n) = names.get_mut(&*name) {
                     *n += 1;
                 } else if names.len() < MAX_NAMES {
-                    names.insert(name.to_string(), 1);
+                    names.insert(name.into_owned(), 1);
                 }
             }
             _ => {}
@@ -352,6 +362,39 @@ mod tests {
         assert_eq!(view.rejections["limiter"]["api"], 2);
         assert_eq!(view.rejections["breaker"]["db"], 1);
         assert_eq!(view.missed_events, 0);
+    }
+
+    /// Event names are the publisher's (any `Events::publish`, any
+    /// `RejectionReporter`), not the registry's: a rejection's name was
+    /// kept and served in the dashboard's data as published, a URL with
+    /// its password or a name of any length (1 024 names of it, kept for
+    /// the router's life), where the registry's own log of an event name
+    /// redacts it. A name that is not a registry name is kept as an error
+    /// shows one: redacted and cut; a registry name as it is.
+    #[test]
+    fn rejected_names_are_redacted_and_cut_unless_registry_names() {
+        let registry = registry();
+        let activity = Activity::new(&registry);
+        let long = "x".repeat(100_000);
+        for (name, component) in [
+            ("redis://app:pw-secret@cache:6379/0", Component::Other),
+            ("redis://app:pw-secret@cache:6379/0", Component::Other),
+            (long.as_str(), Component::Other),
+            ("api", Component::Limiter),
+        ] {
+            registry.events().publish(Event::Rejected {
+                name: name.into(),
+                component,
+                at: Instant::ZERO,
+            });
+        }
+        let view = activity.update(&registry.health(), Instant::ZERO);
+        let shown = serde_json::to_string(&view.rejections).unwrap();
+        assert!(!shown.contains("pw-secret"), "{shown}");
+        assert!(shown.len() < 1_000, "{} bytes", shown.len());
+        assert_eq!(view.rejections["other"]["redis://app:***@cache:6379/0"], 2);
+        assert_eq!(view.rejections["other"].len(), 2);
+        assert_eq!(view.rejections["limiter"]["api"], 1);
     }
 
     #[test]
