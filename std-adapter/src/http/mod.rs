@@ -166,6 +166,9 @@ pub struct Routes {
     /// Status only: `livez`, `readyz`, and the dashboard page (no data).
     pub public: Router,
     /// Details and actions: `health`, `metrics`, `dashboard/data`, admin.
+    /// With a bearer token in the options, the check is a layer over these
+    /// routes: a route added to this router later is not behind it (axum's
+    /// [`Router::layer`] covers only the routes it was added over).
     pub protected: Router,
 }
 
