@@ -41,6 +41,18 @@ pub(crate) fn of<T: Any + Send + Sync>(core: &Arc<T>, clock: TokioClock) -> Toki
     *kept
 }
 
+/// Keeps `clock` as the clock of the adapters built over `core` from now
+/// on: an adapter given a clock of its own (`with_clock`) reads it, and
+/// so must the next ones over the same core. One lock, at the adapter's
+/// construction only.
+pub(crate) fn keep(core: &Arc<dyn Any + Send + Sync>, clock: TokioClock) {
+    let mut table = CLOCKS.lock().unwrap_or_else(PoisonError::into_inner);
+    let table = table.get_or_insert_with(HashMap::new);
+    table.retain(|_, (core, _)| core.strong_count() > 0);
+    let address = Arc::as_ptr(core).cast::<()>().addr();
+    table.insert(address, (Arc::downgrade(core), clock));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! [`RateLimitLayer`]: the configuration of the rate-limit middleware.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use fusebox::bucket::KeyedLimiter;
@@ -90,6 +91,9 @@ pub struct RateLimitLayer<L, R = JsonRateLimitResponse> {
     reporter: Option<RejectionReporter>,
     pub(super) full_warn: Arc<WarnThrottle>,
     responder: R,
+    /// The in-process core the limit charges (`None` for a `Shared`
+    /// limit), for [`with_clock`](Self::with_clock) to keep its clock.
+    pub(super) core: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl<L: std::fmt::Debug, R> std::fmt::Debug for RateLimitLayer<L, R> {
@@ -115,7 +119,17 @@ impl<L> RateLimitLayer<L> {
             reporter: None,
             full_warn: Arc::default(),
             responder: JsonRateLimitResponse,
+            core: None,
         }
+    }
+}
+
+impl<L, R> RateLimitLayer<L, R> {
+    /// The layer over the in-process core `core` (for
+    /// [`with_clock`](Self::with_clock)).
+    pub(super) fn over<C: Any + Send + Sync>(mut self, core: &Arc<C>) -> Self {
+        self.core = Some(Arc::clone(core) as Arc<dyn Any + Send + Sync>);
+        self
     }
 }
 
@@ -138,7 +152,8 @@ impl RateLimitLayer<Single> {
     /// ```
     pub fn new(name: impl Into<Arc<str>>, bucket: Arc<TokenBucket>) -> Self {
         let clock = crate::core_clock::of(&bucket, TokioClock::new());
-        Self::with_limit(name, Single::new(bucket), clock)
+        let core = Arc::clone(&bucket);
+        Self::with_limit(name, Single::new(bucket), clock).over(&core)
     }
 }
 
@@ -185,7 +200,8 @@ where
         key: F,
     ) -> Self {
         let clock = crate::core_clock::of(&limiter, TokioClock::new());
-        Self::with_limit(name, Keyed::new(limiter, key), clock)
+        let core = Arc::clone(&limiter);
+        Self::with_limit(name, Keyed::new(limiter, key), clock).over(&core)
     }
 }
 
@@ -242,6 +258,7 @@ impl<L, R> RateLimitLayer<L, R> {
             reporter: self.reporter,
             full_warn: self.full_warn,
             responder,
+            core: self.core,
         }
     }
 
@@ -309,7 +326,10 @@ impl<L, R> RateLimitLayer<L, R> {
     }
 
     /// Reads time with `clock`, the one every other adapter of this limit
-    /// uses.
+    /// uses; layers built later over the same bucket or keyed limiter with
+    /// [`new`](RateLimitLayer::new) or [`keyed`](RateLimitLayer::keyed)
+    /// read it too (they would otherwise read the one `new` chose first,
+    /// in another frame of time than this layer's).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -318,12 +338,17 @@ impl<L, R> RateLimitLayer<L, R> {
     /// use fusebox_std::TokioClock;
     ///
     /// let clock = TokioClock::new();
-    /// let layer = RateLimitLayer::new("api", Arc::new(TokenBucket::new(Quota::per_second(5)?))).with_clock(clock);
+    /// let bucket = Arc::new(TokenBucket::new(Quota::per_second(5)?));
+    /// let layer = RateLimitLayer::new("api", Arc::clone(&bucket)).with_clock(clock);
     /// assert_eq!(layer.clock(), clock);
+    /// assert_eq!(RateLimitLayer::new("api", bucket).clock(), clock); // a later layer
     /// # Ok::<(), fusebox::bucket::QuotaError>(())
     /// ```
     #[must_use]
     pub fn with_clock(mut self, clock: TokioClock) -> Self {
+        if let Some(core) = &self.core {
+            crate::core_clock::keep(core, clock);
+        }
         self.clock = clock;
         self
     }
@@ -429,5 +454,51 @@ impl<Svc, L: Clone, R: Clone> Layer<Svc> for RateLimitLayer<L, R> {
             responder: self.responder.clone(),
         };
         RateLimitService::new(inner, Arc::new(shared))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration as StdDuration;
+
+    use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+    use fusebox::TokenBucket;
+    use tower_layer::Layer;
+
+    use super::RateLimitLayer;
+    use crate::tower::rate_limit::key;
+    use crate::tower::test_service::{get, send, with_key, Scripted};
+    use crate::TokioClock;
+
+    /// A layer given a clock with `with_clock`, then another layer built
+    /// with `new` over the same bucket: the second one read the fresh
+    /// clock the first one's `new` had kept (and no layer read), an hour
+    /// behind the given one, so each admitted a request within the same
+    /// hour on a quota of 1 an hour (found by a hostile review). The clock
+    /// a layer is given is now the one kept for its core.
+    #[tokio::test(start_paused = true)]
+    async fn a_clock_given_to_a_layer_is_the_one_later_layers_read() {
+        let app = TokioClock::new();
+        tokio::time::advance(StdDuration::from_secs(3_600)).await;
+        let bucket = Arc::new(TokenBucket::new(Quota::per_hour(1).unwrap()));
+        let given = RateLimitLayer::new("api", Arc::clone(&bucket)).with_clock(app);
+        let later = RateLimitLayer::new("api", Arc::clone(&bucket));
+        assert_eq!(later.clock(), app);
+        let (mut a, mut b) = (later.layer(Scripted), given.layer(Scripted));
+        assert_eq!(send(&mut a, get("/200")).await.unwrap().status(), 200);
+        assert_eq!(send(&mut b, get("/200")).await.unwrap().status(), 429);
+        // The same for a keyed limiter.
+        let limiter = Arc::new(
+            KeyedLimiter::<String, 8>::new(Quota::per_hour(1).unwrap(), FullPolicy::Reject)
+                .unwrap(),
+        );
+        let header = || key::header("x-api-key", 8);
+        let given = RateLimitLayer::keyed("k", Arc::clone(&limiter), header()).with_clock(app);
+        let later = RateLimitLayer::keyed("k", limiter, header());
+        assert_eq!(later.clock(), app);
+        let (mut a, mut b) = (later.layer(Scripted), given.layer(Scripted));
+        assert_eq!(send(&mut a, with_key(b"k1")).await.unwrap().status(), 200);
+        assert_eq!(send(&mut b, with_key(b"k1")).await.unwrap().status(), 429);
     }
 }

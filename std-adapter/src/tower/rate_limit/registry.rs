@@ -40,10 +40,13 @@ impl RateLimitLayer<Single> {
         quota: Quota,
     ) -> Result<Self, RegistryError> {
         let bucket = registry.limiter(name, quota)?;
-        Ok(
-            Self::with_limit(name, Single::new(bucket), registry.tokio_clock())
-                .reporting_to(registry.reporter(name, Component::Limiter)),
+        Ok(Self::with_limit(
+            name,
+            Single::new(Arc::clone(&bucket)),
+            registry.tokio_clock(),
         )
+        .over(&bucket)
+        .reporting_to(registry.reporter(name, Component::Limiter)))
     }
 
     /// The registry's keyed limiter `name` (keys `K`, `N` slots, a secret
@@ -83,11 +86,13 @@ impl RateLimitLayer<Single> {
         F: Fn(&Parts) -> Result<K, KeyError>,
     {
         let limiter: Arc<ServerKeyedLimiter<K, N>> = registry.keyed_limiter(name, quota, policy)?;
+        let core = Arc::clone(&limiter);
         Ok(RateLimitLayer::with_limit(
             name,
             Keyed::new(limiter, key).counting_bad_keys_in(registry.bad_key_counter(name)),
             registry.tokio_clock(),
         )
+        .over(&core)
         .reporting_to(registry.reporter(name, Component::KeyedLimiter)))
     }
 }
