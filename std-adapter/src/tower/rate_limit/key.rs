@@ -292,9 +292,12 @@ pub fn try_forwarded_ip(
 /// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, a dual-stack socket's view
 /// of an IPv4 client) its IPv4 address, and so is an address of the
 /// well-known NAT64 prefix (`64:ff9b::a.b.c.d`, RFC 6052: an IPv4 client
-/// as an IPv6-only server behind a NAT64 gateway sees it): every IPv4
-/// client there shares one /64, and keyed on it one of them would drain
-/// the bucket of all. (A NAT64 gateway on a network-specific prefix puts
+/// as an IPv6-only server behind a NAT64 gateway sees it), and so is a
+/// Teredo address (`2001:0::/32`, RFC 4380: an IPv4 client tunnelled
+/// over UDP, keyed on its NAT's IPv4 address, written inverted in its
+/// last 32 bits): every IPv4 client of one gateway or Teredo server
+/// shares one /64, and keyed on it one of them would drain the bucket of
+/// all. (A NAT64 gateway on a network-specific prefix puts
 /// its clients in one /64 too: key those on the full address.)
 ///
 /// One IPv6 subscriber is handed a whole /64 at least (RFC 6177; SLAAC
@@ -317,6 +320,8 @@ pub fn try_forwarded_ip(
 /// assert_eq!(key::network(a), "2001:db8:7:1::".parse::<IpAddr>()?);
 /// assert_eq!(key::network("::ffff:203.0.113.9".parse()?), "203.0.113.9".parse::<IpAddr>()?);
 /// assert_eq!(key::network("64:ff9b::203.0.113.9".parse()?), "203.0.113.9".parse::<IpAddr>()?);
+/// // Teredo: 203.0.113.9 inverted (`!cb00:7109`) after server and port.
+/// assert_eq!(key::network("2001:0:4136:e378:8000:63bf:34ff:8ef6".parse()?), "203.0.113.9".parse::<IpAddr>()?);
 /// // Behind an appending proxy:
 /// let forwarded = key::forwarded_ip(1);
 /// let behind_proxy = move |head: &http::request::Parts| forwarded(head).map(key::network);
@@ -327,7 +332,11 @@ pub fn try_forwarded_ip(
 pub fn network(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped().or_else(|| nat64_client(v6)) {
+        IpAddr::V6(v6) => match v6
+            .to_ipv4_mapped()
+            .or_else(|| nat64_client(v6))
+            .or_else(|| teredo_client(v6))
+        {
             Some(v4) => IpAddr::V4(v4),
             None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
         },
@@ -353,6 +362,15 @@ fn bounded(head: &Parts, name: impl AsHeaderName, max_len: usize) -> Result<&str
         return Err(KeyError::Missing);
     }
     Ok(value)
+}
+
+/// The IPv4 address (its NAT's) of a Teredo client, `2001:0::/32` (RFC
+/// 4380 § 4): the last 32 bits, inverted. The /64 of such an address is
+/// the prefix and the Teredo server's IPv4 address, shared by every
+/// client of that server.
+fn teredo_client(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let bits = u128::from(v6);
+    (bits >> 96 == 0x2001_0000).then(|| Ipv4Addr::from(!(bits as u32)))
 }
 
 /// The IPv4 client of an address of the well-known NAT64 prefix
@@ -393,6 +411,34 @@ mod tests {
         // The local-use prefix (RFC 8215) and any other address: the /64.
         assert_eq!(network(ip("64:ff9b:1::c000:207")), ip("64:ff9b:1::"));
         assert_eq!(network(ip("64:ff9b:0:0:1::c000:207")), ip("64:ff9b::"));
+    }
+
+    /// Teredo clients (RFC 4380: `2001:0:<server v4>:<flags>:<port>:<client
+    /// v4>`, port and client address inverted) of one Teredo server all
+    /// sit in one /64, the prefix and the server's address: keyed on it,
+    /// one client drained the bucket of every other (found by a hostile
+    /// review). Each is the IPv4 address its NAT has, as over IPv4.
+    #[test]
+    fn teredo_clients_are_their_ipv4_addresses_not_one_network() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // Server 65.54.227.120, client 192.0.2.45 port 40000 (RFC 4380 § 4
+        // layout; `!c000:022d` is `3fff:fdd2`).
+        let a = ip("2001:0:4136:e378:8000:63bf:3fff:fdd2");
+        let b = ip("2001:0:4136:e378:8000:63bf:3fff:fdd1"); // 192.0.2.46
+        assert_eq!(network(a), ip("192.0.2.45"));
+        assert_eq!(network(b), ip("192.0.2.46"));
+        assert_eq!(network(a), network(ip("::ffff:192.0.2.45")));
+        // Another port of the same client (another socket): the same key.
+        assert_eq!(
+            network(ip("2001:0:4136:e378:8000:1111:3fff:fdd2")),
+            network(a)
+        );
+        // Off the Teredo prefix (2001:0::/32), the /64 as before.
+        assert_eq!(
+            network(ip("2001:1:4136:e378:8000:63bf:3fff:fdd2")),
+            ip("2001:1:4136:e378::")
+        );
+        assert_eq!(network(ip("2001:db8:0:1::1")), ip("2001:db8:0:1::"));
     }
 
     #[test]
