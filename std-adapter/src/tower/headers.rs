@@ -161,18 +161,8 @@ impl Quoted {
     }
 }
 
-/// Adds this policy's members to `RateLimit-Policy` and `RateLimit` for
-/// the policy `sf_name` (already a Structured Field String), and the
-/// legacy trio if asked.
-///
-/// Both fields are Structured Field Lists with one member per policy
-/// (draft-ietf-httpapi-ratelimit-headers), so layers stack: the member is
-/// joined to whatever the response already carries (another layer's, or
-/// the inner service's), never replacing it. The legacy trio has room for
-/// one policy only: it is set only if none of its three fields is there
-/// (a partial trio is an inner policy's, never completed with this one's
-/// figures), unless `own` (the response is this layer's own refusal,
-/// whose figures are the ones that matter to the client).
+/// [`Members::apply`] of `q`'s members under `policy`, for the tests.
+#[cfg(test)]
 pub(crate) fn add_rate_limit(
     headers: &mut HeaderMap,
     policy: &PolicyFields,
@@ -187,10 +177,20 @@ pub(crate) fn add_rate_limit(
 /// admitted and added to its response (with the legacy trio, if asked)
 /// when it is ready: the response future holds no reference to the
 /// layer.
+///
+/// Both fields are Structured Field Lists with one member per policy
+/// (draft-ietf-httpapi-ratelimit-headers), so layers stack: the member is
+/// joined to whatever the response already carries (another layer's, or
+/// the inner service's), never replacing it. The legacy trio has room for
+/// one policy only: it is set only if none of its three fields is there
+/// (a partial trio is an inner policy's, never completed with this one's
+/// figures), unless `own` (the response is this layer's own refusal,
+/// whose figures are the ones that matter to the client).
 #[derive(Clone, Debug)]
 pub(crate) struct Members {
-    policy: HeaderValue,
-    limit: HeaderValue,
+    /// The `RateLimit-Policy` and `RateLimit` members; `None` when the
+    /// layer sends the legacy trio only.
+    fields: Option<(HeaderValue, HeaderValue)>,
     /// The figures, for the legacy trio.
     quoted: Quoted,
     legacy: bool,
@@ -200,19 +200,33 @@ impl Members {
     /// `q`'s members under `policy`.
     pub(crate) fn new(policy: &PolicyFields, q: Quoted, legacy: bool) -> Self {
         Self {
-            policy: policy.policy_member(q.limit, q.window),
-            limit: policy.limit_member(&q),
+            fields: Some((
+                policy.policy_member(q.limit, q.window),
+                policy.limit_member(&q),
+            )),
             quoted: q,
             legacy,
         }
     }
 
+    /// `q` as the legacy trio alone (the layer's `RateLimit` fields are
+    /// off).
+    pub(crate) fn legacy_only(q: Quoted) -> Self {
+        Self {
+            fields: None,
+            quoted: q,
+            legacy: true,
+        }
+    }
+
     /// Adds them to `headers`, joined to any the response carries; the
     /// legacy trio replaces one already there only if `own` (see
-    /// [`add_rate_limit`]).
+    /// [`Members`]).
     pub(crate) fn apply(self, headers: &mut HeaderMap, own: bool) {
-        join_value(headers, ListField::Policy, self.policy);
-        join_value(headers, ListField::Limit, self.limit);
+        if let Some((policy, limit)) = self.fields {
+            join_value(headers, ListField::Policy, policy);
+            join_value(headers, ListField::Limit, limit);
+        }
         add_legacy(headers, &self.quoted, self.legacy, own);
     }
 }
@@ -311,7 +325,7 @@ pub(crate) fn member_value(member: Vec<u8>) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The legacy trio, if asked (see [`add_rate_limit`]).
+/// The legacy trio, if asked (see [`Members`]).
 pub(crate) fn add_legacy(headers: &mut HeaderMap, q: &Quoted, legacy: bool, own: bool) {
     if !legacy {
         return;

@@ -180,8 +180,11 @@ fn kept_members_are_interned_once_per_distinct_value() {
         Members::new(&one, full, false),
         Members::new(&two, full, false),
     );
-    assert_eq!(m1.policy.as_bytes().as_ptr(), a.as_bytes().as_ptr());
-    assert_eq!(m1.limit.as_bytes().as_ptr(), m2.limit.as_bytes().as_ptr());
+    let (Some((policy1, limit1)), Some((_, limit2))) = (m1.fields, m2.fields) else {
+        panic!("the fields are sent");
+    };
+    assert_eq!(policy1.as_bytes().as_ptr(), a.as_bytes().as_ptr());
+    assert_eq!(limit1.as_bytes().as_ptr(), limit2.as_bytes().as_ptr());
 }
 
 #[test]

@@ -354,7 +354,8 @@ impl<L, R> RateLimitLayer<L, R> {
     }
 
     /// Whether responses carry `RateLimit-Policy` and `RateLimit` (default
-    /// `true`).
+    /// `true`); the legacy trio is asked for on its own
+    /// ([`legacy_headers`](Self::legacy_headers)).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -371,19 +372,30 @@ impl<L, R> RateLimitLayer<L, R> {
         self
     }
 
-    /// Whether responses that carry the `RateLimit` fields also carry the
-    /// legacy `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
-    /// `X-RateLimit-Reset` (delta seconds) with the same values (default
-    /// `false`).
+    /// Whether responses carry the legacy `X-RateLimit-Limit`,
+    /// `X-RateLimit-Remaining` and `X-RateLimit-Reset` (delta seconds),
+    /// with the values of the `RateLimit` fields (default `false`): next
+    /// to those fields, or alone with
+    /// [`rate_limit_headers(false)`](Self::rate_limit_headers).
     ///
     /// ```
+    /// use std::convert::Infallible;
     /// use std::sync::Arc;
     /// use fusebox::{bucket::Quota, TokenBucket};
     /// use fusebox_std::tower::RateLimitLayer;
+    /// use tower::{service_fn, Layer, Service};
     ///
-    /// let layer = RateLimitLayer::new("api", Arc::new(TokenBucket::new(Quota::per_second(5)?))).legacy_headers(true);
-    /// # drop(layer);
-    /// # Ok::<(), fusebox::bucket::QuotaError>(())
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let bucket = Arc::new(TokenBucket::new(Quota::per_second(5)?));
+    /// let layer = RateLimitLayer::new("api", bucket).rate_limit_headers(false).legacy_headers(true);
+    /// let mut service = layer.layer(service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(String::new()))
+    /// }));
+    /// let response = service.call(http::Request::new(())).await?;
+    /// assert_eq!(response.headers()["x-ratelimit-remaining"], "4");
+    /// assert!(!response.headers().contains_key("ratelimit"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
     /// ```
     #[must_use]
     pub fn legacy_headers(mut self, on: bool) -> Self {
@@ -500,5 +512,54 @@ mod tests {
         let (mut a, mut b) = (later.layer(Scripted), given.layer(Scripted));
         assert_eq!(send(&mut a, with_key(b"k1")).await.unwrap().status(), 200);
         assert_eq!(send(&mut b, with_key(b"k1")).await.unwrap().status(), 429);
+    }
+
+    /// The legacy trio asked for without the `RateLimit` fields: no field
+    /// at all was sent, the trio being added only next to the fields
+    /// (found by a hostile review: the configuration of a client that
+    /// reads only `X-RateLimit-*` was silently ignored).
+    #[tokio::test(start_paused = true)]
+    async fn the_legacy_trio_alone_is_sent_without_the_fields() {
+        let bucket = Arc::new(TokenBucket::new(Quota::per_hour(2).unwrap()));
+        let limiter = Arc::new(
+            KeyedLimiter::<String, 8>::new(Quota::per_hour(2).unwrap(), FullPolicy::Reject)
+                .unwrap(),
+        );
+        let single = RateLimitLayer::new("api", bucket)
+            .rate_limit_headers(false)
+            .legacy_headers(true)
+            .layer(Scripted);
+        let keyed = RateLimitLayer::keyed("k", limiter, key::header("x-api-key", 8))
+            .rate_limit_headers(false)
+            .legacy_headers(true)
+            .layer(Scripted);
+        legacy_only(single, || get("/200")).await;
+        legacy_only(keyed, || with_key(b"k1")).await;
+    }
+
+    /// Sends three requests to a layer of quota 2 an hour sending the
+    /// legacy trio only: the trio on the first and on the refusal.
+    async fn legacy_only<S>(mut service: S, request: impl Fn() -> http::Request<()>)
+    where
+        S: tower_service::Service<http::Request<()>, Response = http::Response<String>>,
+        S::Error: std::fmt::Debug,
+    {
+        let trio = |r: &http::Response<String>| {
+            let h = r.headers();
+            assert!(!h.contains_key("ratelimit") && !h.contains_key("ratelimit-policy"));
+            [
+                "x-ratelimit-limit",
+                "x-ratelimit-remaining",
+                "x-ratelimit-reset",
+            ]
+            .map(|name| h.get(name).map(|v| v.to_str().unwrap().to_owned()))
+        };
+        let some = |v: &str| Some(v.to_owned());
+        let first = send(&mut service, request()).await.unwrap();
+        assert_eq!(trio(&first), [some("2"), some("1"), some("1800")]);
+        send(&mut service, request()).await.unwrap();
+        let refused = send(&mut service, request()).await.unwrap();
+        assert_eq!(refused.status(), 429);
+        assert_eq!(trio(&refused), [some("2"), some("0"), some("3600")]);
     }
 }

@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::limit::{Check, Limit};
 use super::{Common, RateLimitRejection, RateLimitResponder, Refusal, ResponseFuture};
 use crate::redact::Redacted;
-use crate::tower::headers::{add_rate_limit, Members};
+use crate::tower::headers::{Members, Quoted};
 
 /// The service of a [`RateLimitLayer`](super::RateLimitLayer).
 ///
@@ -131,12 +131,14 @@ where
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let shared = &*self.shared;
         let (head, body) = request.into_parts();
+        // The quota is read for either kind of fields.
+        let fields = shared.headers || shared.legacy;
         let check = shared
             .limit
-            .check(&head, &shared.clock, &shared.name, shared.headers);
+            .check(&head, &shared.clock, &shared.name, fields);
         let (refusal, quoted) = match check {
             Check::Admitted(quoted) => {
-                let stamp = quoted.map(|q| Members::new(&shared.fields, q, shared.legacy));
+                let stamp = quoted.map(|q| shared.members(q));
                 let future = self.inner.call(Request::from_parts(head, body));
                 return ResponseFuture::admitted(future, stamp);
             }
@@ -148,19 +150,23 @@ where
         };
         let mut response = shared.refuse(refusal);
         if let Some(quoted) = quoted {
-            add_rate_limit(
-                response.headers_mut(),
-                &shared.fields,
-                &quoted,
-                shared.legacy,
-                true,
-            );
+            shared.members(quoted).apply(response.headers_mut(), true);
         }
         ResponseFuture::refused(Ok(response))
     }
 }
 
 impl<L, R> Common<L, R> {
+    /// The fields of `q` this layer sends: the `RateLimit` members (and
+    /// the legacy trio, if asked), or the legacy trio alone.
+    fn members(&self, q: Quoted) -> Members {
+        if self.headers {
+            Members::new(&self.fields, q, self.legacy)
+        } else {
+            Members::legacy_only(q)
+        }
+    }
+
     /// Logs `refusal`, publishes it to the reporter (if any) and has the
     /// responder answer it, the [`RateLimitRejection`] in the answer's
     /// extensions; the caller adds the quota fields.

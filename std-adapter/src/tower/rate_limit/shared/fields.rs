@@ -58,13 +58,21 @@ pub(super) struct Stamp {
     fields: Arc<Fields>,
     rule: usize,
     pub(super) quoted: Quoted,
+    /// Whether the `RateLimit` fields are sent (else the legacy trio
+    /// alone).
+    ietf: bool,
     legacy: bool,
 }
 
 impl Stamp {
     /// A Redis decision's fields (`None` if `fields` has no binding
     /// rule `d.rule`, never for the limiter they were built from).
-    pub(super) fn new(fields: &Arc<Fields>, d: &Decision, legacy: bool) -> Option<Self> {
+    pub(super) fn new(
+        fields: &Arc<Fields>,
+        d: &Decision,
+        ietf: bool,
+        legacy: bool,
+    ) -> Option<Self> {
         let (_, limit, window) = fields.rules.get(d.rule)?;
         Some(Self {
             fields: Arc::clone(fields),
@@ -76,6 +84,7 @@ impl Stamp {
                 reset: ceil_secs(d.reset),
                 full: false,
             },
+            ietf,
             legacy,
         })
     }
@@ -86,10 +95,12 @@ impl Stamp {
         let Some((sf_name, _, _)) = self.fields.rules.get(self.rule) else {
             return;
         };
-        join_value(headers, ListField::Policy, self.fields.policy.clone());
         let q = &self.quoted;
-        let limit = member_value(member(sf_name, "r", q.remaining, "t", q.reset));
-        join_value(headers, ListField::Limit, limit);
+        if self.ietf {
+            join_value(headers, ListField::Policy, self.fields.policy.clone());
+            let limit = member_value(member(sf_name, "r", q.remaining, "t", q.reset));
+            join_value(headers, ListField::Limit, limit);
+        }
         add_legacy(headers, q, self.legacy, own);
     }
 }

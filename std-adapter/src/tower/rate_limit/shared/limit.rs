@@ -287,8 +287,8 @@ impl<K, F, R> Common<Shared<K, F>, R> {
     /// What the limiter's answer becomes.
     pub(super) fn outcome(&self, result: Result<Decision, BackendError>) -> Outcome {
         let stamp = |d: &Decision| {
-            if self.headers {
-                Stamp::new(&self.limit.fields, d, self.legacy)
+            if self.headers || self.legacy {
+                Stamp::new(&self.limit.fields, d, self.headers, self.legacy)
             } else {
                 None
             }

@@ -301,6 +301,37 @@ async fn a_redis_decision_becomes_the_binding_rule_s_fields() {
     stamp.apply(&mut headers, true);
     assert_eq!(headers["ratelimit"], "\"api.per_second\";r=0;t=2");
 
+    // The legacy trio alone, without the `RateLimit` fields (it was
+    // dropped with them; found by a hostile review).
+    let layer = RateLimitLayer::shared(
+        limiter(
+            Degrade::FailOpen,
+            Rules::new([Rule::new("per_minute", Quota::per_minute(500).unwrap()).unwrap()])
+                .unwrap(),
+        ),
+        |_: &http::request::Parts| Ok::<_, KeyError>(""),
+    )
+    .rate_limit_headers(false)
+    .legacy_headers(true);
+    let service = layer.layer(Strict::new().0);
+    let Outcome::Admitted(Some(stamp)) =
+        service.shared.outcome(Ok(decision(true, 0, 7, 58_100, 0)))
+    else {
+        panic!("admitted, with the legacy trio");
+    };
+    let mut headers = HeaderMap::new();
+    stamp.apply(&mut headers, false);
+    assert!(!headers.contains_key("ratelimit") && !headers.contains_key("ratelimit-policy"));
+    assert_eq!(
+        [
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset"
+        ]
+        .map(|n| &headers[n]),
+        ["500", "7", "59"]
+    );
+
     // Outages: no fields; fail closed is its own refusal.
     let degraded = Decision {
         source: Source::FailClosed,
