@@ -55,6 +55,14 @@ pub const MAX_FORWARDED_LEN: usize = 1024;
 /// [`KeyError::TooLong`] past `max_len` (checked before anything is
 /// copied). With several values the first one is the key.
 ///
+/// The value is the client's to write: each distinct one is a bucket of
+/// its own, with a whole burst. A client that may send any value (an API
+/// key the limit sees before the application checks it) takes a fresh
+/// burst per request by changing it, and fills the limiter's table with
+/// its own keys. Key on values the client cannot mint (an API key checked
+/// by a layer before this one, the tenant it maps to), or put a limit
+/// keyed on the client's address in front of this one.
+///
 /// # Panics
 ///
 /// If `name` is not a valid header name (empty, or with a character a
