@@ -74,12 +74,15 @@ pub enum Check {
 /// use std::convert::Infallible;
 /// use std::sync::Arc;
 /// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+/// use fusebox::hash::RandomState;
 /// use fusebox_std::tower::rate_limit::key;
 /// use fusebox_std::tower::RateLimitLayer;
 /// use tower::{service_fn, Layer, Service};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-/// let limiter = Arc::new(KeyedLimiter::<String, 16>::new(Quota::per_second(1)?, FullPolicy::Reject)?);
+/// // Clients choose the header: a secret hash seed.
+/// let limiter = Arc::new(KeyedLimiter::<String, 16, 1, RandomState>::with_hasher(
+///     [Quota::per_second(1)?], FullPolicy::Reject, RandomState::new())?);
 /// let mut service = RateLimitLayer::keyed("api", limiter, key::header("user", 64)).layer(service_fn(|_: http::Request<()>| async {
 ///     Ok::<_, Infallible>(http::Response::new(String::new()))
 /// }));
