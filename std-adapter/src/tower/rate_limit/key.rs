@@ -312,8 +312,12 @@ pub fn try_forwarded_ip(
 /// needs one), and picks any of its 2⁶⁴ addresses per connection: keyed on
 /// the full address, one client gets a fresh bucket per address and can
 /// fill the limiter's table with its own keys. Keyed on the /64, it gets
-/// one bucket, as an IPv4 client does. Compose it with how you read the
-/// address:
+/// one bucket, as an IPv4 client does. A subscriber handed more than a
+/// /64 has one bucket per /64 it holds: 256 for a /56 (what many ISPs
+/// delegate to a home line), 65 536 for a /48 (and so for a 6to4 site,
+/// `2002:<its IPv4 address>::/48`); where that matters, key on a shorter
+/// prefix in your own key function (the address as a `u128`, masked).
+/// Compose it with how you read the address:
 ///
 /// ```
 /// use std::net::{IpAddr, SocketAddr};
