@@ -53,6 +53,11 @@ pub(crate) fn keep(core: &Arc<dyn Any + Send + Sync>, clock: TokioClock) {
     table.insert(address, (Arc::downgrade(core), clock));
 }
 
+/// [`keep`] for a core of a known type.
+pub(crate) fn keep_for<T: Any + Send + Sync>(core: &Arc<T>, clock: TokioClock) {
+    keep(&(Arc::clone(core) as Arc<dyn Any + Send + Sync>), clock);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +75,53 @@ mod tests {
         drop(core);
         let again = Arc::new(7_u32);
         assert_eq!(of(&again, later), later, "a new core is not the old one");
+    }
+
+    /// An adapter given a clock of its own (a policy limiter, a keyed
+    /// one, a policy breaker, a breaker layer) makes it the clock of the
+    /// adapters built later over its core without one. Before, they read
+    /// the clock the first adapter had kept for the core, in another frame
+    /// of time: a bucket drained on the given clock was read full (or a
+    /// breaker opened on it read as opened in the future) by the next.
+    #[tokio::test(start_paused = true)]
+    async fn a_clock_given_to_an_adapter_is_the_one_later_adapters_read() {
+        use fusebox::breaker::{CircuitBreaker, Config};
+        use fusebox::bucket::{FullPolicy, Quota, TokenBucket};
+
+        tokio::time::advance(std::time::Duration::from_secs(3_600)).await;
+        let given = TokioClock::new();
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+
+        let bucket = Arc::new(TokenBucket::new(Quota::per_hour(1).unwrap()));
+        let _ = crate::policy::Limiter::new(Arc::clone(&bucket));
+        let _ = crate::policy::Limiter::with_clock(Arc::clone(&bucket), given);
+        assert_eq!(crate::policy::Limiter::new(bucket).clock(), given);
+
+        let keyed: Arc<fusebox::KeyedLimiter<u64, 8>> = Arc::new(
+            fusebox::KeyedLimiter::new(Quota::per_hour(1).unwrap(), FullPolicy::Reject).unwrap(),
+        );
+        let _ = crate::policy::KeyedLimiter::new(Arc::clone(&keyed));
+        let _ = crate::policy::KeyedLimiter::with_clock(Arc::clone(&keyed), given);
+        assert_eq!(crate::policy::KeyedLimiter::new(keyed).clock(), given);
+
+        let config = || Config::builder().consecutive_failures(1).build().unwrap();
+        let core = Arc::new(CircuitBreaker::new(config()));
+        let _ = crate::policy::Breaker::builder("a", Arc::clone(&core)).build();
+        let _ = crate::policy::Breaker::builder("a", Arc::clone(&core))
+            .clock(given)
+            .build();
+        assert_eq!(
+            crate::policy::Breaker::builder("a", core).build().clock(),
+            given
+        );
+
+        #[cfg(feature = "tower")]
+        {
+            use crate::tower::CircuitBreakerLayer;
+            let core = Arc::new(CircuitBreaker::new(config()));
+            let _ = CircuitBreakerLayer::new("a", Arc::clone(&core));
+            let _ = CircuitBreakerLayer::new("a", Arc::clone(&core)).with_clock(given);
+            assert_eq!(CircuitBreakerLayer::new("a", core).clock(), given);
+        }
     }
 }

@@ -95,7 +95,36 @@ where
         S: Send + Sync + 'static,
     {
         let clock = crate::core_clock::of(&limiter, TokioClock::new());
-        Self::with_clock(limiter, clock)
+        Self::read_with(limiter, clock)
+    }
+
+    /// The waiter over `limiter`, reading `clock`.
+    fn read_with(limiter: Arc<fusebox::KeyedLimiter<K, N, TIERS, S>>, clock: TokioClock) -> Self {
+        Self {
+            limiter,
+            clock,
+            gates: Mutex::new(HashMap::new()),
+            reporter: None,
+        }
+    }
+
+    /// The clock.
+    ///
+    /// ```
+    /// use fusebox::{Clock, Instant};
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use fusebox::bucket::{FullPolicy, Quota};
+    /// use fusebox_std::policy::KeyedLimiter;
+    ///
+    /// let core: fusebox::KeyedLimiter<u64, 256> = fusebox::KeyedLimiter::new(Quota::per_second(2)?, FullPolicy::Reject)?;
+    /// let limiter = KeyedLimiter::new(Arc::new(core));
+    /// assert_eq!(limiter.clock().now(), Instant::ZERO);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn clock(&self) -> TokioClock {
+        self.clock
     }
 
     /// A waiter on `limiter` read through `clock`.
@@ -116,13 +145,13 @@ where
     pub fn with_clock(
         limiter: Arc<fusebox::KeyedLimiter<K, N, TIERS, S>>,
         clock: TokioClock,
-    ) -> Self {
-        Self {
-            limiter,
-            clock,
-            gates: Mutex::new(HashMap::new()),
-            reporter: None,
-        }
+    ) -> Self
+    where
+        K: Send + Sync + 'static,
+        S: Send + Sync + 'static,
+    {
+        crate::core_clock::keep_for(&limiter, clock);
+        Self::read_with(limiter, clock)
     }
 
     /// Reports every refusal (a wait past the deadline, a request no tier

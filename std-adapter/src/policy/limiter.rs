@@ -130,7 +130,7 @@ impl Limiter {
     /// ```
     pub fn new(bucket: Arc<TokenBucket>) -> Self {
         let clock = crate::core_clock::of(&bucket, TokioClock::new());
-        Self::with_clock(bucket, clock)
+        Self::read_with(bucket, clock)
     }
 
     /// A limiter on `bucket` read through `clock` (share one clock among
@@ -148,6 +148,12 @@ impl Limiter {
     /// # }).unwrap();
     /// ```
     pub fn with_clock(bucket: Arc<TokenBucket>, clock: TokioClock) -> Self {
+        crate::core_clock::keep_for(&bucket, clock);
+        Self::read_with(bucket, clock)
+    }
+
+    /// The limiter over `bucket`, reading `clock`.
+    fn read_with(bucket: Arc<TokenBucket>, clock: TokioClock) -> Self {
         Self {
             source: Source::Local(bucket),
             clock,

@@ -161,9 +161,15 @@ impl<C> BreakerBuilder<C> {
     /// assert_eq!(breaker.state(), State::Closed);
     /// ```
     pub fn build(self) -> Breaker<C> {
-        let clock = self
-            .clock
-            .unwrap_or_else(|| crate::core_clock::of(&self.breaker, TokioClock::new()));
+        // A clock given is kept for the core: the adapters built over it
+        // later without one read it too.
+        let clock = match self.clock {
+            Some(clock) => {
+                crate::core_clock::keep_for(&self.breaker, clock);
+                clock
+            }
+            None => crate::core_clock::of(&self.breaker, TokioClock::new()),
+        };
         Breaker {
             shared: Arc::new(Shared {
                 breaker: self.breaker,

@@ -300,7 +300,9 @@ impl<C, R> CircuitBreakerLayer<C, R> {
     }
 
     /// Reads time with `clock`: the one every other adapter of this breaker
-    /// uses (a core breaker is read through one origin for its whole life).
+    /// uses (a core breaker is read through one origin for its whole life);
+    /// layers and policies built later over the same breaker without a
+    /// clock of their own read it too.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -316,6 +318,7 @@ impl<C, R> CircuitBreakerLayer<C, R> {
     /// ```
     #[must_use]
     pub fn with_clock(mut self, clock: TokioClock) -> Self {
+        crate::core_clock::keep_for(&self.breaker, clock);
         self.clock = clock;
         self
     }
