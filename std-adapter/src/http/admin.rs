@@ -1,6 +1,7 @@
 //! The admin route, `POST admin/breakers/{name}/{action}`: force a
-//! breaker open or closed, or reset it. Served only when the options allow
-//! it, and then always behind the bearer token.
+//! breaker open or closed, or reset it (a registered fleet breaker
+//! fleet-wide). Served only when the options allow it, and then always
+//! behind the bearer token.
 
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{RawPathParams, State};
@@ -78,10 +79,14 @@ pub(super) async fn breaker_action(
     // axum's own rejection text may quote the path: never shown.
     let params = params.map_err(|_| HttpError::BadPath)?;
     let (name, action) = name_and_action(&params).ok_or(HttpError::BadPath)?;
-    let breaker = state
-        .registry
-        .get_breaker(name)
-        .ok_or_else(|| HttpError::unknown_breaker(name))?;
+    let Some(breaker) = state.registry.get_breaker(name) else {
+        #[cfg(feature = "redis")]
+        if let Some(fleet) = state.registry.get_fleet_breaker(name) {
+            let action = Action::parse(action).ok_or_else(|| HttpError::unknown_action(action))?;
+            return Ok(fleet_action(&fleet, action).await);
+        }
+        return Err(HttpError::unknown_breaker(name));
+    };
     let action = Action::parse(action).ok_or_else(|| HttpError::unknown_action(action))?;
     let now = state.registry.now();
     let transition = action.apply(&breaker, now);
@@ -101,6 +106,53 @@ pub(super) async fn breaker_action(
         "state": state_name(breaker.state(now)),
     });
     Ok(no_store(Json(body).into_response()))
+}
+
+/// An action on a registered fleet breaker, fleet-wide: `force-open` and
+/// `force-close` as [`FleetBreaker::force_open`](crate::backend::FleetBreaker::force_open)
+/// and [`force_close`](crate::backend::FleetBreaker::force_close), `reset`
+/// as `force-close` with the local breaker's counters zeroed too. Answers
+/// `{"name", "action", "changed", "state", "fleet"}`: `fleet` false when
+/// Redis did not take it (applied on this instance only, as those methods
+/// do; the error is logged, redacted).
+#[cfg(feature = "redis")]
+async fn fleet_action(fleet: &crate::backend::FleetBreaker, action: Action) -> Response {
+    use fusebox::Clock;
+
+    let before = fleet.state();
+    let result = match action {
+        Action::ForceOpen => fleet.force_open().await,
+        Action::ForceClose => fleet.force_close().await,
+        Action::Reset => {
+            let closed = fleet.force_close().await;
+            fleet.core().reset(fleet.policy().clock().now());
+            closed
+        }
+    };
+    let after = fleet.state();
+    if let Err(e) = &result {
+        tracing::warn!(
+            breaker = %crate::redact::Redacted(fleet.name()),
+            action = action.name(),
+            error = %crate::redact::Redacted(e),
+            "admin action on fleet breaker applied on this instance only: Redis did not take it"
+        );
+    } else {
+        tracing::warn!(
+            breaker = %crate::redact::Redacted(fleet.name()),
+            action = action.name(),
+            changed = before != after,
+            "admin action on fleet breaker"
+        );
+    }
+    let body = serde_json::json!({
+        "name": fleet.name(),
+        "action": action.name(),
+        "changed": before != after,
+        "state": state_name(after),
+        "fleet": result.is_ok(),
+    });
+    no_store(Json(body).into_response())
 }
 
 #[cfg(test)]
@@ -203,5 +255,32 @@ mod tests {
         );
         let (code, body) = post(&registry, "/admin/breakers/%FF%FE/reset").await;
         assert_eq!((code, body["error"].as_str()), (400, Some("bad_path")));
+    }
+
+    /// Redis out: the action applies on this instance only, and the
+    /// answer says so (`fleet: false`).
+    #[cfg(feature = "redis")]
+    #[tokio::test]
+    async fn a_fleet_breaker_cut_off_from_redis_is_acted_on_here_only() {
+        use crate::backend::{FleetBreaker, RedisBackend, RedisConfig};
+
+        let registry = Arc::new(Registry::new());
+        // Nothing listens on port 1.
+        let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1")).unwrap();
+        let core = Arc::new(fusebox::CircuitBreaker::new(
+            Config::builder().consecutive_failures(3).build().unwrap(),
+        ));
+        let fleet = FleetBreaker::builder("payments", core, backend)
+            .build()
+            .await
+            .unwrap();
+        registry.register_fleet_breaker(&fleet).unwrap();
+        let (code, body) = post(&registry, "/admin/breakers/payments/force-open").await;
+        assert_eq!(code, 200);
+        assert_eq!(
+            body,
+            serde_json::json!({"name": "payments", "action": "force-open", "changed": true, "state": "forced_open", "fleet": false})
+        );
+        assert_eq!(fleet.state(), State::ForcedOpen);
     }
 }

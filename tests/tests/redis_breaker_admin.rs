@@ -1,0 +1,100 @@
+//! The HTTP admin actions on a registered fleet breaker, against a real
+//! redis-server: `force-open`, `force-close` and `reset` posted to one
+//! instance's router apply fleet-wide (the other instance follows). Before,
+//! a fleet breaker, shown on the dashboard and in the health report, was an
+//! `unknown_breaker` to the admin route.
+
+mod common;
+mod http_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::core_breaker;
+use common::fleet::{backend, until_state};
+use common::redis_server::RedisServer;
+use fusebox::breaker::State;
+use fusebox_std::backend::FleetBreaker;
+use fusebox_std::http::{router, HttpOptions};
+use fusebox_std::Registry;
+use hyper::Method;
+
+const TOKEN: &str = "admin-token-0123456789";
+
+async fn instance(url: &str, registry: &Registry) -> FleetBreaker {
+    let fleet = FleetBreaker::builder(
+        "payments",
+        core_breaker(2, Duration::from_secs(30)),
+        backend(url).await,
+    )
+    .sync_interval(Duration::from_millis(50))
+    .build()
+    .await
+    .expect("fleet breaker");
+    registry.register_fleet_breaker(&fleet).unwrap();
+    fleet
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_actions_on_a_fleet_breaker_apply_fleet_wide() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let (ra, rb) = (Arc::new(Registry::new()), Registry::new());
+    let a = instance(&url, &ra).await;
+    let b = instance(&url, &rb).await;
+    let options = HttpOptions::builder()
+        .bearer_token(TOKEN)
+        .admin(true)
+        .build()
+        .unwrap();
+    let http = http_common::serve(router(Arc::clone(&ra), options)).await;
+    let auth = format!("Bearer {TOKEN}");
+    let post = |action: &str| {
+        let (path, auth) = (
+            http.url(&format!("/admin/breakers/payments/{action}")),
+            auth.clone(),
+        );
+        async move { http_common::call(Method::POST, &path, Some(&auth)).await }
+    };
+
+    let opened = post("force-open").await;
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    assert_eq!(
+        opened.json(),
+        serde_json::json!({"name": "payments", "action": "force-open", "changed": true, "state": "forced_open", "fleet": true})
+    );
+    assert_eq!(a.state(), State::ForcedOpen);
+    until_state(&b, State::ForcedOpen, Duration::from_secs(3)).await;
+
+    let closed = post("force-close").await;
+    assert_eq!(
+        (
+            closed.json()["state"].clone(),
+            closed.json()["fleet"].clone()
+        ),
+        ("closed".into(), true.into())
+    );
+    until_state(&b, State::Closed, Duration::from_secs(3)).await;
+
+    // A trip, then a reset: closed fleet-wide, the local counters zeroed.
+    for _ in 0..2 {
+        let _ = a.call(async { Err::<(), _>("down") }).await;
+    }
+    until_state(&b, State::Open, Duration::from_secs(3)).await;
+    let reset = post("reset").await;
+    assert_eq!(
+        (
+            reset.json()["changed"].clone(),
+            reset.json()["state"].clone()
+        ),
+        (true.into(), "closed".into())
+    );
+    assert_eq!(a.core().metrics().trips, 0, "counters zeroed");
+    until_state(&b, State::Closed, Duration::from_secs(3)).await;
+
+    let unknown = post("explode").await;
+    assert_eq!(
+        (unknown.status.as_u16(), unknown.json()["error"].clone()),
+        (404, "unknown_action".into())
+    );
+}
