@@ -191,9 +191,11 @@ impl Registry {
     /// # Errors
     ///
     /// [`RegistryError::InvalidName`], [`RegistryError::Conflict`] (other
-    /// quota or policy), [`RegistryError::TypeMismatch`] (other `K` or
-    /// `N`), [`RegistryError::Full`], or [`RegistryError::InvalidConfig`]
-    /// if the quota is out of the keyed limiter's range.
+    /// quota or policy than the limiter's, or than the registry's
+    /// configuration declares for `name`, built or not yet),
+    /// [`RegistryError::TypeMismatch`] (other `K` or `N`),
+    /// [`RegistryError::Full`], or [`RegistryError::InvalidConfig`] if the
+    /// quota is out of the keyed limiter's range.
     ///
     /// ```
     /// use fusebox::bucket::{FullPolicy, Quota};
@@ -214,6 +216,12 @@ impl Registry {
     where
         K: Eq + Hash + Clone + Send + Sync + 'static,
     {
+        // What the configuration declares for the name binds it before its
+        // first use, as a built entry does (found by a hostile review: the
+        // code asking first with another quota got it, the operator's
+        // declared one ignored). Declarations are made only while the
+        // registry is built: read once, outside the entries' write lock.
+        let declared = self.read().keyed_specs.get(name).copied();
         self.get_or_insert(
             Kind::KeyedLimiter,
             name,
@@ -227,6 +235,9 @@ impl Registry {
                     .map_err(|_| type_mismatch(Kind::KeyedLimiter, name))
             },
             || {
+                if declared.is_some_and(|d| d != (quota, policy)) {
+                    return Err(conflict(Kind::KeyedLimiter, name));
+                }
                 let limiter: Arc<ServerKeyedLimiter<K, N>> =
                     ServerKeyedLimiter::with_hasher_boxed([quota], policy, RandomState::new())
                         .map_err(|err| {
