@@ -106,6 +106,10 @@ impl Registry {
     /// ([redacted](crate::redact), at most 256 characters kept), or, with
     /// `None`, no longer degraded. While any condition is set the report is
     /// `degraded` (still `ready`) and lists it as `"<source>: <reason>"`.
+    /// A condition set here is the caller's: only this method clears it,
+    /// and it neither replaces nor clears one a component of the registry
+    /// reports under the same name (a Redis limiter's `redis_<name>`);
+    /// both are listed.
     ///
     /// # Errors
     ///
@@ -309,7 +313,7 @@ pub(crate) fn resident_memory_bytes() -> Option<u64> {
 
 /// A reason per live degraded condition (see `Registry::set_degraded`).
 fn condition_reasons(entries: &crate::registry::Entries, reasons: &mut Vec<String>) {
-    for (source, condition) in &entries.conditions {
+    for ((source, _), condition) in &entries.conditions {
         if condition.is_live() {
             reasons.push(format!("{source}: {}", condition.reason));
         }

@@ -126,6 +126,20 @@ pub(crate) struct CacheEntry {
     any: Option<Arc<dyn Any + Send + Sync>>,
 }
 
+/// Who set a condition, part of its key: the user
+/// ([`Registry::set_degraded`]) and a component of the registry (a Redis
+/// limiter's `redis_<name>`) may report under one source name, and never
+/// replace or clear each other's (found by a hostile review: a limiter's
+/// recovery cleared the user's own `redis_cache`, and a user clearing
+/// theirs hid the limiter's outage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Setter {
+    /// [`Registry::set_degraded`].
+    User,
+    /// A component, for as long as it lives.
+    Component,
+}
+
 /// A degraded condition in the report.
 pub(crate) struct Condition {
     /// Redacted.
@@ -152,9 +166,9 @@ pub(crate) struct Entries {
     keyed_specs: BTreeMap<Box<str>, (Quota, FullPolicy)>,
     pub(crate) caches: BTreeMap<Box<str>, CacheEntry>,
     pub(crate) trackers: BTreeMap<Box<str>, Tracker>,
-    /// Degraded conditions reported by name (a backend, a dependency),
-    /// each with its redacted reason.
-    pub(crate) conditions: BTreeMap<Box<str>, Condition>,
+    /// Degraded conditions reported by name (a backend, a dependency) and
+    /// setter, each with its redacted reason.
+    pub(crate) conditions: BTreeMap<(Box<str>, Setter), Condition>,
     pub(crate) bulkheads: BTreeMap<Box<str>, bulkheads::BulkheadEntry>,
     /// The health monitor whose status the report carries.
     pub(crate) monitor: Option<crate::monitor::StatusReader>,
@@ -382,7 +396,8 @@ impl Registry {
     }
 
     /// Sets or clears the condition `source` (see `Registry::set_degraded`).
-    /// With an `owner`, the condition lasts no longer than it: once every
+    /// With an `owner`, the condition is a component's (a user's without),
+    /// and lasts no longer than it: once every
     /// strong reference is gone it is no longer reported (and its entry is
     /// removed at the next change), so a component dropped while degraded
     /// leaves nothing behind, without taking any lock when it is dropped.
@@ -410,18 +425,23 @@ impl Registry {
         reason: Option<String>,
         owner: Option<Weak<()>>,
     ) -> Result<(), RegistryError> {
+        let setter = if owner.is_some() {
+            Setter::Component
+        } else {
+            Setter::User
+        };
+        let key = (Box::<str>::from(source), setter);
         let mut e = self.write();
         e.conditions.retain(|_, c| c.is_live());
         match reason {
             None => {
-                e.conditions.remove(source);
+                e.conditions.remove(&key);
             }
             Some(reason) => {
-                if !e.conditions.contains_key(source) {
+                if !e.conditions.contains_key(&key) {
                     self.room(Kind::Condition, e.conditions.len())?;
                 }
-                e.conditions
-                    .insert(source.into(), Condition { reason, owner });
+                e.conditions.insert(key, Condition { reason, owner });
             }
         }
         Ok(())

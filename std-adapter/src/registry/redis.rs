@@ -147,7 +147,7 @@ pub(crate) fn degraded_reasons(entries: &Entries, reasons: &mut Vec<String>) {
     for limiter in live(entries) {
         let reported = entries
             .conditions
-            .get(limiter.condition())
+            .get(&(limiter.condition().into(), super::Setter::Component))
             .is_some_and(super::Condition::is_live);
         if limiter.is_degraded() && !reported {
             reasons.push(format!(
