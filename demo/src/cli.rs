@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 /// The most clients: each holds a connection at both ends, and the
 /// default open-file limit is 1 024.
@@ -45,7 +46,8 @@ pub struct Args {
     /// does not answer within 50 ms, each process keeps the whole limit to
     /// itself and decides on its own breaker. The URL is only ever shown
     /// redacted. A URL holding a password is better given in the
-    /// environment: any local user can read a command line (`ps`).
+    /// environment: any local user can read a command line (`ps`). The
+    /// variable set but empty means no Redis, as unset.
     #[arg(
         long,
         value_name = "URL",
@@ -74,6 +76,31 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 pub const SHORT_DURATION: Duration = Duration::from_secs(3);
 
 impl Args {
+    /// The process's command line, `FUSEBOX_REDIS_URL` included; that
+    /// variable set but empty is read as unset (no Redis), as a compose
+    /// file or a CI job passing an optional variable through gives it when
+    /// it is not set. An empty `--redis ""` typed on the command line is
+    /// kept (and refused by the storm). Exits with clap's message and code
+    /// on a bad command line, as `Args::parse` does.
+    ///
+    /// ```
+    /// let args = fusebox_demo::cli::Args::from_process();
+    /// assert!(args.redis.as_deref() != Some("") || std::env::var_os("FUSEBOX_REDIS_URL").is_none());
+    /// ```
+    pub fn from_process() -> Self {
+        Self::from_matches(&Self::command().get_matches()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`from_process`](Self::from_process) on parsed matches.
+    fn from_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = Self::from_arg_matches(matches)?;
+        let from_env = matches.value_source("redis") == Some(ValueSource::EnvVariable);
+        if from_env && args.redis.as_deref().is_some_and(str::is_empty) {
+            args.redis = None;
+        }
+        Ok(args)
+    }
+
     /// The length of each run.
     pub fn duration(&self) -> Duration {
         match (self.duration, self.short) {

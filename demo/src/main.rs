@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use clap::Parser;
 use fusebox_demo::cli::Args;
 use fusebox_std::{Registry, TokioClock};
 
@@ -40,7 +39,7 @@ fn quiet_on_closed_stdout() {
 #[tokio::main]
 async fn main() -> ExitCode {
     quiet_on_closed_stdout();
-    let args = Args::parse();
+    let args = Args::from_process();
     let started = Instant::now();
     // One clock for the registry and every piece built beside it.
     let clock = TokioClock::new();

@@ -52,3 +52,37 @@ fn the_redis_url_is_read_from_the_environment_and_shown_redacted() {
     assert!(help.contains("FUSEBOX_REDIS_URL"), "{help}");
     assert!(!help.contains("s3cret"), "{help}");
 }
+
+/// `FUSEBOX_REDIS_URL` set but empty is no Redis, as if unset: what a
+/// compose file or a CI job passing an optional variable through
+/// (`FUSEBOX_REDIS_URL: ${FUSEBOX_REDIS_URL}`) gives when it is not set
+/// (found by a hostile review: the storm refused to start, "wants a
+/// redis:// URL … got (not a URL; not shown)", hiding a value it did not
+/// have).
+#[test]
+fn an_empty_redis_url_in_the_environment_is_no_redis() {
+    let output = Command::new(env!("CARGO_BIN_EXE_storm"))
+        .args(["--duration", "1", "--clients", "2", "--seed", "1"])
+        .env("FUSEBOX_REDIS_URL", "")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("storm runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("), in this process"), "{stdout}");
+    // Given on the command line, an empty URL is still refused: that one
+    // was typed.
+    let typed = Command::new(env!("CARGO_BIN_EXE_storm"))
+        .args(["--short", "--redis", ""])
+        .env_remove("FUSEBOX_REDIS_URL")
+        .output()
+        .expect("storm runs");
+    assert_eq!(typed.status.code(), Some(1));
+}
