@@ -85,3 +85,35 @@ fn a_declared_keyed_limiter_asked_for_with_its_quota_before_first_use_is_it() {
         .unwrap();
     assert!(std::sync::Arc::ptr_eq(&direct, &configured));
 }
+
+/// A declared keyed limiter keeps its place under the entry limit until
+/// its first use: startup counts it (`build_from_config` refuses more
+/// than `max_entries`), so the code's own keyed limiters cannot take its
+/// place and make its first use fail as full.
+#[test]
+fn a_declared_keyed_limiter_keeps_its_place_under_the_entry_limit() {
+    let config = RegistryConfig::from_toml("[keyed_limiters.per_client]\nrate = 10\n").unwrap();
+    let registry = Registry::builder()
+        .max_entries(2)
+        .build_from_config(&config)
+        .unwrap();
+    let q = Quota::per_second(5).unwrap();
+    registry
+        .keyed_limiter::<u64, 16>("a", q, FullPolicy::Reject)
+        .unwrap();
+    // The second place is the declared one's.
+    assert_eq!(
+        registry
+            .keyed_limiter::<u64, 16>("b", q, FullPolicy::Reject)
+            .map(drop),
+        Err(RegistryError::Full {
+            kind: Kind::KeyedLimiter,
+            limit: 2
+        })
+    );
+    let per_client = registry.configured_keyed_limiter::<u64, 16>("per_client");
+    assert_eq!(
+        per_client.map(|l| l.quota(0).map(|q| q.tokens())),
+        Ok(Some(10))
+    );
+}

@@ -194,7 +194,8 @@ impl Registry {
     /// quota or policy than the limiter's, or than the registry's
     /// configuration declares for `name`, built or not yet),
     /// [`RegistryError::TypeMismatch`] (other `K` or `N`),
-    /// [`RegistryError::Full`], or [`RegistryError::InvalidConfig`] if the
+    /// [`RegistryError::Full`] (those the configuration declares count
+    /// before their first use), or [`RegistryError::InvalidConfig`] if the
     /// quota is out of the keyed limiter's range.
     ///
     /// ```
@@ -222,10 +223,21 @@ impl Registry {
         // declared one ignored). Declarations are made only while the
         // registry is built: read once, outside the entries' write lock.
         let declared = self.read().keyed_specs.get(name).copied();
+        // The places taken: those built and those declared and not yet
+        // built (startup counted them), but for `name` itself.
+        let taken = std::cell::Cell::new(0);
         self.get_or_insert(
             Kind::KeyedLimiter,
             name,
-            |e| &mut e.keyed,
+            |e| {
+                let unbuilt = e
+                    .keyed_specs
+                    .keys()
+                    .filter(|k| k.as_ref() != name && !e.keyed.contains_key(*k))
+                    .count();
+                taken.set(e.keyed.len() + unbuilt);
+                &mut e.keyed
+            },
             |entry| {
                 if entry.quota != quota || entry.policy != policy {
                     return Err(conflict(Kind::KeyedLimiter, name));
@@ -238,6 +250,11 @@ impl Registry {
                 if declared.is_some_and(|d| d != (quota, policy)) {
                     return Err(conflict(Kind::KeyedLimiter, name));
                 }
+                // A declared one keeps its place until its first use
+                // (found by a hostile review: the code's own keyed
+                // limiters took it, and the declared one, accepted at
+                // startup, failed as full at its first use).
+                self.room(Kind::KeyedLimiter, taken.get())?;
                 let limiter: Arc<ServerKeyedLimiter<K, N>> =
                     ServerKeyedLimiter::with_hasher_boxed([quota], policy, RandomState::new())
                         .map_err(|err| {
