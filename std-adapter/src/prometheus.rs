@@ -196,13 +196,13 @@ impl Registry {
         w.family(
             "fusebox_ready",
             "gauge",
-            "1 unless a required breaker is open.",
+            "1 while the health report is ready: no required breaker open or forced open, and the attached monitor not unhealthy.",
         );
         w.sample("fusebox_ready", &[], flag(h.ready));
         w.family(
             "fusebox_degraded",
             "gauge",
-            "1 while any breaker is not closed or a degraded condition is set.",
+            "1 while the health report is degraded: a breaker not closed, a degraded condition set, the attached monitor degraded or unhealthy, or a Redis limiter, fleet percentiles or fleet breaker cut off from Redis (or a fleet breaker not closed).",
         );
         w.sample("fusebox_degraded", &[], flag(h.degraded));
 

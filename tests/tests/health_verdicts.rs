@@ -178,3 +178,31 @@ async fn ready_degraded_and_reasons_follow_the_documented_model() {
     }
     assert_eq!(cases, 96);
 }
+
+/// The two verdict gauges' help says what sets them, every cause the
+/// report's `ready` and `degraded` follow: an operator writes alerts from
+/// it (found by a hostile review: `fusebox_ready` read "1 unless a required
+/// breaker is open" and went to 0 for an unhealthy monitor too).
+#[tokio::test(start_paused = true)]
+async fn the_verdict_gauges_help_names_every_cause() {
+    let registry = Registry::new();
+    let monitor = Monitor::Unhealthy.spawn().unwrap();
+    registry.attach_monitor(monitor.reader());
+    sleep(Duration::from_millis(2_500)).await;
+    let text = registry.to_prometheus();
+    assert!(text.contains("\nfusebox_ready 0\n"), "{text}");
+    let help = |family: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("# HELP {family} ")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let ready = help("fusebox_ready");
+    for cause in ["required breaker", "monitor"] {
+        assert!(ready.contains(cause), "{ready}");
+    }
+    let degraded = help("fusebox_degraded");
+    for cause in ["breaker", "condition", "monitor", "Redis"] {
+        assert!(degraded.contains(cause), "{degraded}");
+    }
+}
