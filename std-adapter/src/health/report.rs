@@ -31,13 +31,16 @@ pub use crate::registry::fleet_breaker::FleetBreakerReport;
 /// ```
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct HealthReport {
-    /// `false` while a breaker marked required is open (or forced open):
-    /// the answer for a readiness probe.
+    /// `false` while a breaker marked required is open (or forced open),
+    /// or the attached monitor ([`Registry::attach_monitor`]) is
+    /// unhealthy: the answer for a readiness probe.
     pub ready: bool,
     /// `true` while any breaker is not closed, a condition is set
-    /// ([`Registry::set_degraded`]), or (feature `redis`) a registered
-    /// Redis limiter is degraded, fleet percentiles are stale, or a fleet
-    /// breaker is not closed here or cut off from Redis.
+    /// ([`Registry::set_degraded`], or a Redis limiter built with this
+    /// registry while Redis is out), the attached monitor is degraded or
+    /// unhealthy, or (feature `redis`) a registered Redis limiter is
+    /// degraded, fleet percentiles are stale, or a fleet breaker is not
+    /// closed here or cut off from Redis.
     pub degraded: bool,
     /// Why the report is not ready or degraded, one line per cause.
     pub reasons: Vec<String>,
