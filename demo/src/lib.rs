@@ -62,7 +62,10 @@ use scenario::Scenario;
 ///
 /// # Errors
 ///
-/// An upstream that cannot bind, or a configuration error (a bug).
+/// With `--redis`: a URL without a Redis scheme, or a Redis that cannot
+/// be reached at the start (its message shows the URL redacted; one lost
+/// during the runs is not an error: each process then decides alone). An
+/// upstream that cannot bind, or a configuration error (a bug).
 pub async fn storm(
     args: &Args,
     registry: &Arc<Registry>,
