@@ -53,6 +53,7 @@
 mod alert;
 mod check;
 mod custom;
+mod error;
 mod event;
 mod guard;
 mod http;
@@ -68,6 +69,7 @@ mod tcp;
 pub use alert::{AlertKind, AlertThresholds};
 pub use check::{probe, CheckError, ErrorKind, HealthCheck, Probe};
 pub use custom::FnCheck;
+pub use error::SpawnError;
 pub use event::{MonitorEvent, Subscription};
 pub use http::HttpCheck;
 pub use recovery::{ActionStats, RecoveryAction, RecoveryRule, RecoveryStatus};

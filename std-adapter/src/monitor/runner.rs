@@ -12,7 +12,9 @@ use super::alert::Window;
 use super::event::Bus;
 use super::state::Streaks;
 use super::tasks::{check_loop, recovery_loop, Cell, CheckState, Shared, Signal};
-use super::{ActionStats, CheckSpec, Health, RecoveryStatus, Status, StatusReader, Subscription};
+use super::{
+    ActionStats, CheckSpec, Health, RecoveryStatus, SpawnError, Status, StatusReader, Subscription,
+};
 use crate::redact::redact;
 
 /// Runs health checks in the background and keeps their verdicts.
@@ -103,8 +105,8 @@ impl HealthMonitor {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime; [`try_spawn`](Self::try_spawn) returns an
-    /// error instead.
+    /// Where [`try_spawn`](Self::try_spawn) returns an error: outside a
+    /// tokio runtime, or with two checks of one name.
     ///
     /// ```
     /// use fusebox_std::monitor::HealthMonitor;
@@ -115,23 +117,38 @@ impl HealthMonitor {
     /// # });
     /// ```
     pub fn spawn(self) -> MonitorHandle {
-        self.try_spawn()
-            .expect("HealthMonitor::spawn called outside a tokio runtime")
+        match self.try_spawn() {
+            Ok(handle) => handle,
+            Err(e) => panic!("HealthMonitor::spawn: {e}"),
+        }
     }
 
     /// Starts every task on the current tokio runtime.
     ///
     /// # Errors
     ///
-    /// Outside a tokio runtime.
+    /// [`SpawnError`]: outside a tokio runtime, or with two checks of one
+    /// name or one of an empty name (their statuses, events and logs could
+    /// not be told apart); nothing is started.
     ///
     /// ```
-    /// use fusebox_std::monitor::HealthMonitor;
+    /// use fusebox_std::monitor::{HealthMonitor, SpawnError};
     ///
-    /// assert!(HealthMonitor::new().try_spawn().is_err()); // no runtime here
+    /// assert_eq!(HealthMonitor::new().try_spawn().unwrap_err(), SpawnError::NoRuntime); // no runtime here
     /// ```
-    pub fn try_spawn(self) -> Result<MonitorHandle, tokio::runtime::TryCurrentError> {
-        let runtime = tokio::runtime::Handle::try_current()?;
+    pub fn try_spawn(self) -> Result<MonitorHandle, SpawnError> {
+        let mut names = std::collections::HashSet::with_capacity(self.specs.len());
+        for spec in &self.specs {
+            if spec.name.is_empty() {
+                return Err(SpawnError::EmptyCheckName);
+            }
+            if !names.insert(&*spec.name) {
+                return Err(SpawnError::DuplicateCheck {
+                    name: crate::registry::shown(&spec.name),
+                });
+            }
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| SpawnError::NoRuntime)?;
         let started = Instant::now();
         let bus = Bus::new(self.capacity.unwrap_or(64));
         let n = u32::try_from(self.specs.len()).unwrap_or(u32::MAX).max(1);
