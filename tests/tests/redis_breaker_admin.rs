@@ -98,3 +98,49 @@ async fn admin_actions_on_a_fleet_breaker_apply_fleet_wide() {
         (404, "unknown_action".into())
     );
 }
+
+/// A fleet breaker built over the registry's own breaker of its name (a
+/// breaker the configuration declares, or one marked required): the
+/// admin route found the in-process breaker first and forced its core
+/// open on this instance only, never fleet-wide, and said nothing of it
+/// (no `"fleet"` in the answer); the other instance stayed closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_breaker_over_the_registrys_breaker_is_acted_on_fleet_wide() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let registry = Arc::new(Registry::new());
+    let config = fusebox::breaker::Config::builder()
+        .consecutive_failures(2)
+        .open_for(Duration::from_secs(30).into())
+        .half_open_permits(1)
+        .build()
+        .unwrap();
+    let core = registry.breaker("payments", config).unwrap();
+    let a = FleetBreaker::builder("payments", core, backend(&url).await)
+        .sync_interval(Duration::from_millis(50))
+        .build()
+        .await
+        .expect("fleet breaker");
+    registry.register_fleet_breaker(&a).unwrap();
+    let b = instance(&url, &Registry::new()).await;
+    let options = HttpOptions::builder()
+        .bearer_token(TOKEN)
+        .admin(true)
+        .build()
+        .unwrap();
+    let http = http_common::serve(router(Arc::clone(&registry), options)).await;
+    let auth = format!("Bearer {TOKEN}");
+    let opened = http_common::call(
+        Method::POST,
+        &http.url("/admin/breakers/payments/force-open"),
+        Some(&auth),
+    )
+    .await;
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    assert_eq!(
+        opened.json(),
+        serde_json::json!({"name": "payments", "action": "force-open", "changed": true, "state": "forced_open", "fleet": true})
+    );
+    assert_eq!(a.state(), State::ForcedOpen);
+    until_state(&b, State::ForcedOpen, Duration::from_secs(3)).await;
+}

@@ -79,14 +79,22 @@ pub(super) async fn breaker_action(
     // axum's own rejection text may quote the path: never shown.
     let params = params.map_err(|_| HttpError::BadPath)?;
     let (name, action) = name_and_action(&params).ok_or(HttpError::BadPath)?;
-    let Some(breaker) = state.registry.get_breaker(name) else {
-        #[cfg(feature = "redis")]
-        if let Some(fleet) = state.registry.get_fleet_breaker(name) {
-            let action = Action::parse(action).ok_or_else(|| HttpError::unknown_action(action))?;
-            return Ok(fleet_action(&fleet, action).await);
-        }
-        return Err(HttpError::unknown_breaker(name));
-    };
+    let breaker = state.registry.get_breaker(name);
+    // A fleet breaker of the name, alone or over the registry's breaker
+    // of the name (its core): acted on fleet-wide. Forced here only, its
+    // core would be one instance's, and the fleet's next decision would
+    // undo it. (A fleet breaker over another core than the in-process
+    // one of its name leaves the route to the in-process one.)
+    #[cfg(feature = "redis")]
+    if let Some(fleet) = state.registry.get_fleet_breaker(name)
+        && breaker
+            .as_ref()
+            .is_none_or(|b| std::sync::Arc::ptr_eq(b, fleet.core()))
+    {
+        let action = Action::parse(action).ok_or_else(|| HttpError::unknown_action(action))?;
+        return Ok(fleet_action(&fleet, action).await);
+    }
+    let breaker = breaker.ok_or_else(|| HttpError::unknown_breaker(name))?;
     let action = Action::parse(action).ok_or_else(|| HttpError::unknown_action(action))?;
     let now = state.registry.now();
     let transition = action.apply(&breaker, now);

@@ -10,7 +10,7 @@
 //! | `GET metrics` | token | [`Registry::to_prometheus`] and `fusebox_http_refused_total{reason}` (below), `Content-Type: text/plain; version=0.0.4; charset=utf-8` |
 //! | `GET dashboard` | never (holds no data) | the dashboard page, HTML |
 //! | `GET dashboard/data` | token | `{"now_us", "health", "timelines", "fleet_timelines" (feature `redis`, when a fleet breaker is registered), "rejections", "missed_events"}` |
-//! | `POST admin/breakers/{name}/{action}` | token, only if [`admin`](HttpOptionsBuilder::admin) | `{"name", "action", "changed", "state"}`; `action` is `force-open`, `force-close` or `reset`; on a registered fleet breaker (feature `redis`) fleet-wide (`reset`: closed fleet-wide, local counters zeroed), with `"fleet"`: false when Redis did not take it (then applied on this instance only) |
+//! | `POST admin/breakers/{name}/{action}` | token, only if [`admin`](HttpOptionsBuilder::admin) | `{"name", "action", "changed", "state"}`; `action` is `force-open`, `force-close` or `reset`; on a registered fleet breaker (feature `redis`; also when its core is the in-process breaker of its name) fleet-wide (`reset`: closed fleet-wide, local counters zeroed), with `"fleet"`: false when Redis did not take it (then applied on this instance only) |
 //!
 //! *token*: with a [bearer token](HttpOptionsBuilder::bearer_token)
 //! configured, the request needs `Authorization: Bearer <token>` (compared
