@@ -144,3 +144,54 @@ async fn a_fleet_breaker_over_the_registrys_breaker_is_acted_on_fleet_wide() {
     assert_eq!(a.state(), State::ForcedOpen);
     until_state(&b, State::ForcedOpen, Duration::from_secs(3)).await;
 }
+
+/// A trip right after an admin `reset`: the reset zeroed the core's trip
+/// counter under the fleet breaker, and the next trip brought it back to
+/// the count last published, so it read as published already: the fleet
+/// never heard of it (the other instance stayed closed, this one open
+/// alone). Instance A syncs only on its own transitions here (a long
+/// interval), so no reconciliation falls between the reset and the trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trip_after_an_admin_reset_is_published() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let registry = Arc::new(Registry::new());
+    let a = FleetBreaker::builder(
+        "payments",
+        core_breaker(2, Duration::from_secs(30)),
+        backend(&url).await,
+    )
+    .sync_interval(Duration::from_secs(600))
+    .build()
+    .await
+    .expect("fleet breaker");
+    registry.register_fleet_breaker(&a).unwrap();
+    let b = instance(&url, &Registry::new()).await;
+    let options = HttpOptions::builder()
+        .bearer_token(TOKEN)
+        .admin(true)
+        .build()
+        .unwrap();
+    let http = http_common::serve(router(Arc::clone(&registry), options)).await;
+    let auth = format!("Bearer {TOKEN}");
+
+    for _ in 0..2 {
+        let _ = a.call(async { Err::<(), _>("down") }).await;
+    }
+    until_state(&b, State::Open, Duration::from_secs(3)).await;
+    let reset = http_common::call(
+        Method::POST,
+        &http.url("/admin/breakers/payments/reset"),
+        Some(&auth),
+    )
+    .await;
+    assert_eq!(reset.json()["fleet"], true, "{}", reset.body);
+    until_state(&b, State::Closed, Duration::from_secs(3)).await;
+    assert_eq!(a.core().metrics().trips, 0);
+
+    for _ in 0..2 {
+        let _ = a.call(async { Err::<(), _>("down") }).await;
+    }
+    assert_eq!(a.core().metrics().trips, 1);
+    until_state(&b, State::Open, Duration::from_secs(3)).await;
+}

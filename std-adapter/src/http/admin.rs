@@ -119,23 +119,18 @@ pub(super) async fn breaker_action(
 /// An action on a registered fleet breaker, fleet-wide: `force-open` and
 /// `force-close` as [`FleetBreaker::force_open`](crate::backend::FleetBreaker::force_open)
 /// and [`force_close`](crate::backend::FleetBreaker::force_close), `reset`
-/// as `force-close` with the local breaker's counters zeroed too. Answers
+/// as [`FleetBreaker::reset`](crate::backend::FleetBreaker::reset)
+/// (`force-close` with the local breaker's counters zeroed too). Answers
 /// `{"name", "action", "changed", "state", "fleet"}`: `fleet` false when
 /// Redis did not take it (applied on this instance only, as those methods
 /// do; the error is logged, redacted).
 #[cfg(feature = "redis")]
 async fn fleet_action(fleet: &crate::backend::FleetBreaker, action: Action) -> Response {
-    use fusebox::Clock;
-
     let before = fleet.state();
     let result = match action {
         Action::ForceOpen => fleet.force_open().await,
         Action::ForceClose => fleet.force_close().await,
-        Action::Reset => {
-            let closed = fleet.force_close().await;
-            fleet.core().reset(fleet.policy().clock().now());
-            closed
-        }
+        Action::Reset => fleet.reset().await,
     };
     let after = fleet.state();
     if let Err(e) = &result {

@@ -705,6 +705,55 @@ impl FleetBreaker {
         }
         r
     }
+
+    /// Closes the breaker fleet-wide, as [`force_close`](Self::force_close),
+    /// and zeroes the local core's counters ([`CircuitBreaker::reset`]);
+    /// the admin route's `reset`. Use it rather than resetting the core
+    /// by hand: the trips counted after it are published as the new trips
+    /// they are (the core's counter, zeroed between two reconciliations,
+    /// may come back to the count last published, and its trip then read
+    /// as published already: the fleet never heard of it).
+    ///
+    /// # Errors
+    ///
+    /// The backend's error: the breaker is then closed locally only (as
+    /// [`force_close`](Self::force_close)), its counters zeroed all the same.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config, State};
+    /// use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Nothing listens on port 1: the breaker starts degraded, on local state.
+    /// let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1"))?;
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let breaker = FleetBreaker::builder("payments", core, backend).build().await?;
+    /// let _ = breaker.call(async { Err::<(), _>("boom") }).await;
+    /// assert_eq!(breaker.core().metrics().trips, 1);
+    /// // Redis is out: closed on this instance only, the counters zeroed.
+    /// assert!(breaker.reset().await.is_err());
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// assert_eq!(breaker.core().metrics().trips, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn reset(&self) -> Result<(), BackendError> {
+        let r = self.force_close().await;
+        // No reconciliation between the core's reset and the new count to
+        // compare with: one that read the counter before would store it.
+        let _one = self.inner.sync_lock.lock().await;
+        self.core().reset(self.policy().clock_now());
+        self.inner.trips_published.store(0, Ordering::Release);
+        // A trip whose reply was lost before the reset is no longer sent:
+        // a trip counted since, of the same count, is a new one.
+        *self
+            .inner
+            .pending_trip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        r
+    }
 }
 
 /// A fleet trial slot asked for or held by a trial. Dropped (the trial

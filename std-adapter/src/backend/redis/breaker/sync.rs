@@ -146,9 +146,11 @@ impl Inner {
     /// trips: the same until it is answered, so a trip sent again after
     /// its reply was lost (the script may have run) is known to the script
     /// as the one it took; a new one once answered, or once another trip
-    /// is counted. (A `reset` of the core between a lost reply and the
-    /// next trip can bring the count back to the same number: that trip
-    /// then reads as the repeat, and protects this instance alone.)
+    /// is counted. (A `reset` of the core by hand, not
+    /// [`FleetBreaker::reset`](super::FleetBreaker::reset), between a lost
+    /// reply and the next trip can bring the count back to the same
+    /// number: that trip then reads as the repeat, and protects this
+    /// instance alone.)
     fn trip_record(&self, trips: u64) -> String {
         let mut pending = self
             .pending_trip
