@@ -195,3 +195,57 @@ async fn a_trip_after_an_admin_reset_is_published() {
     assert_eq!(a.core().metrics().trips, 1);
     until_state(&b, State::Open, Duration::from_secs(3)).await;
 }
+
+/// A force-close posted to an instance open on a trip of its own that
+/// the fleet did not take up (below the quorum): the fleet's decision
+/// was written closed, but the instance kept its local-only trip open
+/// (a closed decision does not end one before its open time), so the
+/// action answered `"changed": false, "state": "open"` and the instance
+/// went on refusing every call for its whole open time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_force_close_closes_an_instance_open_below_the_quorum() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let registry = Arc::new(Registry::new());
+    let a = FleetBreaker::builder(
+        "payments",
+        core_breaker(2, Duration::from_secs(30)),
+        backend(&url).await,
+    )
+    .quorum(2, Duration::from_secs(60))
+    .sync_interval(Duration::from_millis(50))
+    .build()
+    .await
+    .expect("fleet breaker");
+    registry.register_fleet_breaker(&a).unwrap();
+    let options = HttpOptions::builder()
+        .bearer_token(TOKEN)
+        .admin(true)
+        .build()
+        .unwrap();
+    let http = http_common::serve(router(Arc::clone(&registry), options)).await;
+
+    for _ in 0..2 {
+        let _ = a.call(async { Err::<(), _>("down") }).await;
+    }
+    a.sync().await.expect("sync");
+    assert_eq!(
+        (a.state(), a.fleet_state()),
+        (State::Open, Some(State::Closed)),
+        "open here alone: one instance of the two the quorum needs"
+    );
+    let closed = http_common::call(
+        Method::POST,
+        &http.url("/admin/breakers/payments/force-close"),
+        Some(&format!("Bearer {TOKEN}")),
+    )
+    .await;
+    assert_eq!(
+        closed.json(),
+        serde_json::json!({"name": "payments", "action": "force-close", "changed": true, "state": "closed", "fleet": true})
+    );
+    assert_eq!(a.state(), State::Closed);
+    a.sync().await.expect("sync");
+    assert_eq!(a.state(), State::Closed, "and stays closed");
+    assert!(a.call(async { Ok::<_, &str>(()) }).await.is_ok());
+}

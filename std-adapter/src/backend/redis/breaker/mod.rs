@@ -659,7 +659,10 @@ impl FleetBreaker {
         r
     }
 
-    /// Closes the breaker fleet-wide.
+    /// Closes the breaker fleet-wide. This instance closes even if it is
+    /// open on a trip of its own the fleet did not take up (below the
+    /// quorum), which a closed fleet decision otherwise leaves to run its
+    /// open time; other instances holding such a trip keep it.
     ///
     /// # Errors
     ///
@@ -687,6 +690,10 @@ impl FleetBreaker {
     /// # }).unwrap();
     /// ```
     pub async fn force_close(&self) -> Result<(), BackendError> {
+        // Asked here: a local-only trip (below the quorum) ends too. Left
+        // set, the forced close was not applied here (a closed decision
+        // does not end such a trip): the instance stayed open.
+        self.inner.local_only.store(false, Ordering::Release);
         let r = self.inner.invoke(Op::ForceClose).await.map(drop);
         if r.is_err() {
             self.core().force_close(self.policy().clock_now());
