@@ -229,7 +229,10 @@ impl Inner {
 /// and the local breaker now in `state` (read after `trips`).
 /// A counter that went back was zeroed by the core's
 /// [`reset`](CircuitBreaker::reset) (which is no trip): only the trips
-/// counted since then are unpublished. A trip leaves the breaker open
+/// counted since then are unpublished, as far as the counter shows (one
+/// that came back to `published` before a reconciliation read it reads as
+/// published: [`FleetBreaker::reset`] makes 0 the count to compare with,
+/// so that none is missed). A trip leaves the breaker open
 /// (half-open once its time is up): a counter moved while it is neither
 /// was moved by the core's [`restore`](CircuitBreaker::restore) of a
 /// closed or forced-open snapshot, which is no trip either.
