@@ -127,3 +127,38 @@ async fn redis_breaker_a_trip_published_twice_does_not_reopen_a_fleet_closed_sin
     let reopened = stored(&url, a.decision_key()).await;
     assert!(reopened.contains(":o:"), "{reopened}");
 }
+
+/// A force-close sent while a reconciliation publishing a trip below the
+/// quorum is in flight (Redis slow to answer both): the trip's reply,
+/// older than the force-close, comes back first. Before, it marked the
+/// instance open on its own trip again after `force_close` had cleared
+/// that, and the force-close's closed decision, applied next, was ignored
+/// for it: the instance stayed open, refusing every call, though the
+/// operator closed it. `force_open` and `force_close` now wait for the
+/// reconciliation in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_force_close_racing_a_trip_in_flight_closes_the_instance() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = FleetBreaker::builder("ledger", core(), backend(&url).await)
+        .quorum(2, Duration::from_secs(60))
+        .sync_interval(Duration::from_secs(3_600))
+        .build()
+        .await
+        .expect("fleet breaker");
+    let a = Arc::new(a);
+    // Redis stalls (for less than the 500 ms timeout): the trip's
+    // reconciliation is sent, then the force-close.
+    server.signal("STOP");
+    trip(&a).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let closing = tokio::spawn({
+        let a = Arc::clone(&a);
+        async move { a.force_close().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.signal("CONT");
+    closing.await.unwrap().expect("the force-close answered");
+    assert_eq!(a.state(), State::Closed);
+    assert!(a.call(async { Ok::<_, &str>(()) }).await.is_ok());
+}

@@ -655,6 +655,9 @@ impl FleetBreaker {
     /// # }).unwrap();
     /// ```
     pub async fn force_open(&self) -> Result<(), BackendError> {
+        // After the reconciliation in flight: its reply, older than this
+        // decision, is applied first (see `force_close`).
+        let _one = self.inner.sync_lock.lock().await;
         let r = self.inner.invoke(Op::ForceOpen).await.map(drop);
         if r.is_err() {
             self.core().force_open(self.policy().clock_now());
@@ -693,6 +696,11 @@ impl FleetBreaker {
     /// # }).unwrap();
     /// ```
     pub async fn force_close(&self) -> Result<(), BackendError> {
+        // After the reconciliation in flight: the reply of a trip it
+        // publishes below the quorum would mark this instance open on its
+        // own trip again after the line below, and the forced close would
+        // then not be applied here.
+        let _one = self.inner.sync_lock.lock().await;
         // Asked here: a local-only trip (below the quorum) ends too. Left
         // set, the forced close was not applied here (a closed decision
         // does not end such a trip): the instance stayed open.
