@@ -156,6 +156,43 @@ fn a_restored_half_open_snapshot_times_out_again() {
     );
 }
 
+/// A fleet's HalfOpen decision merged into a breaker whose half-open
+/// period has timed out (it reads Open) enters half-open at the merge's
+/// `now`, as the docs say of a merged HalfOpen state: it then reads
+/// half-open and lets a trial through, where it stayed timed out before
+/// and the next call reopened it (a trip counted, a longer open time).
+#[test]
+fn a_merged_half_open_decision_restarts_a_timed_out_half_open_period() {
+    use fusebox::breaker::Decision;
+    let max = Duration::from_secs(5);
+    let (b, t1) = half_open(Some(max));
+    let _hung = b.try_acquire(t1).unwrap();
+    let t2 = t1 + Duration::from_secs(6);
+    assert_eq!(b.state(t2), State::Open, "timed out");
+    let decision = Decision {
+        version: 1,
+        state: State::HalfOpen,
+        open_remaining: None,
+        reopen_streak: 0,
+    };
+    assert!(b.merge(&decision, t2).is_ok());
+    assert_eq!(b.state(t2), State::HalfOpen);
+    let trips = b.metrics().trips;
+    let trial = b
+        .try_acquire(t2)
+        .expect("a trial of the merged half-open period");
+    assert!(trial.is_trial());
+    assert_eq!(b.metrics().trips, trips, "not reopened by the old timeout");
+    drop(trial);
+    // The timeout runs again from the merge.
+    let later = t2 + max + Duration::from_millis(2);
+    assert_eq!(
+        b.state(t2 + max - Duration::from_millis(1)),
+        State::HalfOpen
+    );
+    assert_eq!(b.state(later), State::Open);
+}
+
 #[test]
 fn max_half_open_is_validated() {
     let b = || Config::builder().consecutive_failures(1);

@@ -160,7 +160,9 @@ impl CircuitBreaker {
     ///
     /// Returns the transition it made (`None` if the breaker was already in
     /// the decided state: an open breaker then takes the decision's
-    /// deadline).
+    /// deadline, and a half-open one whose half-open timeout has passed,
+    /// feature `half-open-timeout`, enters half-open again at `now`, its
+    /// trials in flight stale).
     ///
     /// # Errors
     ///
@@ -223,9 +225,12 @@ impl CircuitBreaker {
         }
         let prev = self.install(now, |cur| {
             let same = cur.kind() == target.kind();
-            // Already there: only an open breaker takes the new deadline.
-            // An Open word's full deadline is recorded only when it is
-            // about to be installed.
+            // Already there: only an open breaker takes the new deadline,
+            // and a half-open one whose timeout has passed (it reads open)
+            // enters half-open again at `now`. An Open word's full deadline
+            // is recorded only when it is about to be installed.
+            #[cfg(feature = "half-open-timeout")]
+            let same = same && !(cur.kind() == Kind::HalfOpen && self.half_open_expired(cur, now));
             (!same || (cur.kind() == Kind::Open && cur != target)).then(|| match target.kind() {
                 Kind::Open => self.open_word(target.streak(), full),
                 _ => target,
