@@ -20,7 +20,7 @@
 //! | feature | adds |
 //! |---|---|
 //! | `defmt` | `defmt::Format` for the public data types |
-//! | `serde` | `Serialize`/`Deserialize` for configs (validated on the way in) and snapshots |
+//! | `serde` | `Serialize`/`Deserialize` for configs (validated on the way in, unknown keys refused) and snapshots |
 //! | `embassy-time` | `EmbassyClock`, a [`Clock`] reading `embassy_time::Instant` |
 //! | `time-window` | time-based failure windows for [`CircuitBreaker`] (`ConfigBuilder::time_window`, `failure_count`): a ring of 16 bucket words in every breaker (+152 bytes on x86-64, +76 on Cortex-M; +144 and +72 with `half-open-timeout` on too) |
 //! | `half-open-timeout` | [`CircuitBreaker`]'s half-open timeout (`ConfigBuilder::max_half_open`): +16 bytes per breaker on x86-64, +20 on Cortex-M (padding included), about 0.9 KiB of flash on Cortex-M |

@@ -192,6 +192,27 @@ fn a_time_window_setting_without_its_buckets_is_rejected_not_dropped() {
     assert!(err.to_string().contains(expected), "{err}");
 }
 
+/// A hand-edited config with a misspelt key (here the optional half-open
+/// timeout and time-window settings, which a config may leave out) is
+/// refused with the key's name, never read as if the setting were absent:
+/// a `max_half_opn` would otherwise leave the breaker without the timeout
+/// its operator set.
+#[test]
+fn a_misspelt_setting_is_rejected_not_dropped() {
+    for typo in [
+        "max_half_opn",
+        "failure_cont",
+        "time_buckts",
+        "timeinterval",
+        "minimum_call",
+    ] {
+        let mut value = serde_json::to_value(config()).unwrap();
+        value[typo] = 5.into();
+        let err = serde_json::from_value::<Config>(value).unwrap_err();
+        assert!(err.to_string().contains(typo), "{typo}: {err}");
+    }
+}
+
 /// A time-window config with a count-based `window` beside it: the
 /// builder refuses the pair (`TimeWindowConflict`), so deserialising does.
 #[cfg(feature = "time-window")]

@@ -1,12 +1,17 @@
 //! `serde` support for [`Config`]: deserialising goes through the builder,
-//! so a hostile or hand-edited config is validated like any other.
+//! so a hostile or hand-edited config is validated like any other, and a
+//! key it does not know (a misspelt `max_half_open`, say) is refused by
+//! name rather than read as a setting left out.
 
 use super::live::MAX_SLOW_THRESHOLD_MICROS;
 use super::{Config, ConfigError, MAX_WINDOW};
 use crate::Duration;
 
 /// The wire form of [`Config`]; field names match its `Serialize` output.
+/// Unknown keys are refused: the optional ones below have defaults, so a
+/// misspelling of one would otherwise drop its setting without a word.
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ConfigRepr {
     consecutive_failures: u16,
     failure_rate: u8,
