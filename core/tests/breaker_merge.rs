@@ -169,6 +169,25 @@ fn trip_opens_from_any_state_for_open_for() {
     );
 }
 
+/// `trip` on a breaker whose open time has run out with nobody calling
+/// since (the word is still the old Open one, `state` reads half-open)
+/// opens it at `now` for `open_for`, as its docs say; it used to take it
+/// for "already open" and leave it half-open, the next call a trial.
+#[test]
+fn trip_reopens_a_breaker_whose_open_time_ran_out_unseen() {
+    let b = breaker();
+    let _ = b.trip(T0).unwrap();
+    let later = T0 + Duration::from_secs(60);
+    assert_eq!(b.state(later), State::HalfOpen);
+    // Still open by its last transition: no new one, no trip counted.
+    assert_eq!(b.trip(later), None);
+    assert_eq!(b.metrics().trips, 1);
+    assert_eq!(b.state(later), State::Open);
+    let left = b.try_acquire(later).unwrap_err().retry_after.unwrap();
+    assert!(left >= Duration::from_secs(10) && left < Duration::from_secs(10) + MS + MS);
+    assert!(b.try_acquire(later + left).unwrap().is_trial());
+}
+
 #[test]
 fn restore_rejects_hostile_snapshots_before_changing_anything() {
     let b = breaker();

@@ -273,7 +273,10 @@ impl CircuitBreaker {
     /// ends by itself. Counted in [`Metrics::trips`](super::Metrics::trips)
     /// when it opens a closed or half-open breaker.
     ///
-    /// Returns the transition, or `None` if it was already open.
+    /// Returns the transition, or `None` if it was already open. An open
+    /// breaker whose open time has run out with no call since (it reads
+    /// half-open, and no Open → HalfOpen transition has been made) is
+    /// opened again from `now`, with no transition and no trip counted.
     ///
     /// # Examples
     ///
@@ -286,14 +289,26 @@ impl CircuitBreaker {
     /// assert_eq!(breaker.trip(now).map(|t| t.to), Some(State::Open));
     /// let later = now + breaker.config().open_for() + Duration::from_millis(2);
     /// assert_eq!(breaker.state(later), State::HalfOpen);
+    /// // Its open time ran out unseen: opened again, for `open_for` from `later`.
+    /// assert_eq!(breaker.trip(later), None);
+    /// assert_eq!(breaker.state(later), State::Open);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn trip(&self, now: Instant) -> Option<Transition> {
         let full = word::full_deadline_after(now, self.config.open_duration(0));
-        // Its full deadline is recorded only if it is to be installed.
+        // Its full deadline is recorded only if it is to be installed. An
+        // Open word whose deadline has passed (it reads half-open; nobody
+        // has called since) is replaced too.
         let prev = self.install(now, |cur| {
-            (cur.kind() != Kind::Open).then(|| self.open_word(0, full))
+            let open = cur.kind() == Kind::Open
+                && self
+                    .open_remaining(cur, self.config.open_bound(cur.streak()), now)
+                    .is_some();
+            (!open).then(|| self.open_word(0, full))
         })?;
+        if prev.kind() == Kind::Open {
+            return None;
+        }
         if matches!(prev.kind(), Kind::Closed | Kind::HalfOpen) {
             self.counters.trips.incr();
         }
