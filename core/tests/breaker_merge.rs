@@ -188,6 +188,37 @@ fn trip_reopens_a_breaker_whose_open_time_ran_out_unseen() {
     assert!(b.try_acquire(later + left).unwrap().is_trial());
 }
 
+/// An open decision whose deadline falls a whole wrap of the Open word's
+/// 26-bit deadline (2²⁶ ticks of 1.024 ms, ≈ 19 h) after an expired one
+/// still installed (open, nobody called since) is applied: the breaker
+/// reads open for the decided time. The two words were equal bit for bit,
+/// so the merge took the breaker for already there and left the old
+/// deadline in force, reading half-open.
+#[test]
+fn an_open_decision_a_whole_deadline_wrap_after_an_expired_one_is_applied() {
+    const TICK_MICROS: u64 = 1_024;
+    let b = breaker();
+    let _ = b.trip(T0).unwrap();
+    let open_for = b.config().open_for().as_micros();
+    let old_deadline = (T0.as_micros() + open_for).div_ceil(TICK_MICROS);
+    let left = Duration::from_secs(5);
+    let at = Instant::from_micros((old_deadline + (1 << 26)) * TICK_MICROS - left.as_micros());
+    assert_eq!(b.state(at), State::HalfOpen, "the old opening ran out");
+    let decision = Decision {
+        open_remaining: Some(left),
+        ..decision(1, State::Open)
+    };
+    assert_eq!(
+        b.merge(&decision, at),
+        Ok(None),
+        "open, by its last transition"
+    );
+    assert_eq!(b.state(at), State::Open);
+    let retry = b.try_acquire(at).unwrap_err().retry_after.unwrap();
+    assert_eq!(retry, left);
+    assert!(b.try_acquire(at + left).unwrap().is_trial());
+}
+
 #[test]
 fn restore_rejects_hostile_snapshots_before_changing_anything() {
     let b = breaker();

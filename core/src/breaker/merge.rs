@@ -225,13 +225,16 @@ impl CircuitBreaker {
         }
         let prev = self.install(now, |cur| {
             let same = cur.kind() == target.kind();
-            // Already there: only an open breaker takes the new deadline,
-            // and a half-open one whose timeout has passed (it reads open)
-            // enters half-open again at `now`. An Open word's full deadline
-            // is recorded only when it is about to be installed.
+            // Already there: only an open breaker takes the new deadline
+            // (always reinstalled: an equal word may hold a deadline a
+            // whole 2^26-tick wrap earlier, and an Open word has no
+            // permits to make stale), and a half-open one whose timeout
+            // has passed (it reads open) enters half-open again at `now`.
+            // An Open word's full deadline is recorded only when it is
+            // about to be installed.
             #[cfg(feature = "half-open-timeout")]
             let same = same && !(cur.kind() == Kind::HalfOpen && self.half_open_expired(cur, now));
-            (!same || (cur.kind() == Kind::Open && cur != target)).then(|| match target.kind() {
+            (!same || cur.kind() == Kind::Open).then(|| match target.kind() {
                 Kind::Open => self.open_word(target.streak(), full),
                 _ => target,
             })
