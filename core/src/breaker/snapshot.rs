@@ -203,9 +203,14 @@ impl CircuitBreaker {
     /// configuration allows is shortened to it; a closed count of failures
     /// in a row that reaches this trip threshold is restored one short of
     /// it (the next failure trips), and half-open successes that reach
-    /// `close_after` one short of that (the next success closes). A service
-    /// restarted with a lower threshold thus keeps its breaker's state
-    /// instead of losing it (a half-open breaker starting closed).
+    /// `close_after` one short of that (the next success closes). A window
+    /// already at or past this configuration's failure or slow-call rate is
+    /// kept as it is: it trips at the next outcome that is evaluated (a
+    /// failure or slow call, or a success that completes `minimum_calls`),
+    /// as after [`set_config`](Self::set_config) lowers a rate; a success
+    /// into a full window is not evaluated. A service restarted with a
+    /// lower threshold thus keeps its breaker's state instead of losing it
+    /// (a half-open breaker starting closed).
     ///
     /// # Errors
     ///
