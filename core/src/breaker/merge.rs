@@ -46,9 +46,13 @@ pub struct Decision {
     /// merged is not in a [`Snapshot`](super::Snapshot), and
     /// [`restore`](super::CircuitBreaker::restore) leaves the breaker's
     /// own as it was, so a new breaker (a restarted process's) restored
-    /// from a snapshot takes any version as newer until it merges one
-    /// (the store that numbers the decisions must not hand a restarted
-    /// instance an old one); [`reset`](super::CircuitBreaker::reset)
+    /// from a snapshot compares the first version it is given with 0: it
+    /// takes any version ahead of 0 by less than half the range (below)
+    /// as newer, and refuses 0 and the other half as stale, until it
+    /// merges one (the store that numbers the decisions must not hand a
+    /// restarted instance an old one, and one whose counter has passed
+    /// half the range, 2⁶² or 2³⁰ on Cortex-M, must expect a new
+    /// breaker to refuse it); [`reset`](super::CircuitBreaker::reset)
     /// keeps it too (a reset breaker still refuses the versions it merged
     /// before).
     ///
@@ -102,7 +106,8 @@ pub enum MergeError {
     Stale {
         /// The decision's version.
         version: u64,
-        /// The newest version merged so far.
+        /// The newest version merged so far, as kept (its low 63 bits, 31 on
+        /// Cortex-M).
         merged: u64,
     },
     /// Another merge into this breaker is in progress; try again.
@@ -245,7 +250,9 @@ impl CircuitBreaker {
             .map(|p| transition(p.kind(), target.kind(), now)))
     }
 
-    /// The newest decision version merged so far (0 before any).
+    /// The newest decision version merged so far (0 before any), as it is
+    /// kept: its low 63 bits (31 on Cortex-M; see
+    /// [`Decision::version`]), as [`MergeError::Stale`] reports it too.
     ///
     /// # Examples
     ///
@@ -264,6 +271,10 @@ impl CircuitBreaker {
     /// // Already closed: no transition, but the version is taken.
     /// assert_eq!(breaker.merge(&closed, Instant::from_secs(1)), Ok(None));
     /// assert_eq!(breaker.merged_version(), 3);
+    /// // Only the low bits are kept: 2⁶³ + 5 is taken as 5.
+    /// let wrapped = Decision { version: (1 << 63) + 5, ..closed };
+    /// assert_eq!(breaker.merge(&wrapped, Instant::from_secs(1)), Ok(None));
+    /// assert_eq!(breaker.merged_version(), 5);
     /// # Ok::<(), fusebox::breaker::ConfigError>(())
     /// ```
     pub fn merged_version(&self) -> u64 {
