@@ -6,7 +6,10 @@
 //! whose half-open timeout has passed enters half-open again", the open
 //! time capped at this configuration's open time for its streak), `trip`
 //! ("opens the breaker at `now` … for `open_for`, from any state but
-//! open"; one whose open time ran out unseen is opened again), the
+//! open"; one whose open time ran out unseen is opened again), `snapshot`
+//! and `restore` (the stored state, "time left until half-open", a count
+//! one short of the threshold, an open time capped, a half-open state
+//! entered at the restore's `now`), the
 //! `Decision::version` rule, the deadlines ("`now` + open time rounded up
 //! to a 1.024 ms tick", read as open while `now` is before it however long
 //! the breaker sat idle) and the half-open timeout (feature
@@ -211,10 +214,11 @@ fn run(seed: u64, max_half_open: Option<u64>, steps: usize) {
                     );
                 }
             }
-            3 => {
+            3 if rng.below(2) == 0 => {
                 breaker.trip(at);
                 model.trip(now);
             }
+            3 => restore(&breaker, &mut model, &mut rng, now, &ctx),
             4 => {
                 if rng.below(4) == 0 {
                     breaker.force_open(at);
@@ -230,6 +234,89 @@ fn run(seed: u64, max_half_open: Option<u64>, steps: usize) {
         }
         assert_eq!(breaker.state(at), model.state(now), "{ctx}: after the step");
     }
+}
+
+/// A snapshot (of the breaker, or a random valid one) restored, checked
+/// against `restore`'s docs as the model reads them.
+fn restore(breaker: &CircuitBreaker, model: &mut Model, rng: &mut Rng, now: u64, ctx: &str) {
+    let at = Instant::from_micros(now);
+    let own = breaker.snapshot(at);
+    let expect_state = match model.m {
+        M::Closed { .. } => State::Closed,
+        M::Open { .. } => State::Open,
+        M::HalfOpen { .. } => State::HalfOpen,
+        M::Forced => State::ForcedOpen,
+    };
+    assert_eq!(own.state, expect_state, "{ctx}: {own:?}");
+    if let M::Open { until, .. } = model.m {
+        let left = until.saturating_sub(now);
+        assert_eq!(
+            own.open_remaining,
+            Some(Duration::from_micros(left)),
+            "{ctx}"
+        );
+    }
+    let streak = rng.below(16) as u8;
+    let s = match rng.below(5) {
+        0 => own,
+        1 => fusebox::breaker::Snapshot {
+            state: State::Closed,
+            consecutive_failures: rng.below(256) as u16,
+            half_open_successes: 0,
+            reopen_streak: 0,
+            open_remaining: None,
+            ..own
+        },
+        2 => fusebox::breaker::Snapshot {
+            state: State::HalfOpen,
+            consecutive_failures: 0,
+            half_open_successes: rng.below(64) as u8,
+            reopen_streak: streak,
+            open_remaining: None,
+            ..own
+        },
+        _ => fusebox::breaker::Snapshot {
+            state: State::Open,
+            consecutive_failures: 0,
+            half_open_successes: 0,
+            reopen_streak: streak,
+            open_remaining: Some(Duration::from_micros(match rng.below(3) {
+                0 => 0,
+                1 => rng.below(2 * MAX_OPEN_FOR),
+                _ => rng.below(3 * SEC),
+            })),
+            ..own
+        },
+    };
+    let s = fusebox::breaker::Snapshot {
+        window_calls: 0,
+        window_failures: 0,
+        window_slow: 0,
+        ..s
+    };
+    assert_eq!(breaker.restore(&s, at), Ok(()), "{ctx}: {s:?}");
+    let streak = u32::from(s.reopen_streak);
+    model.m = match s.state {
+        State::Closed => M::Closed {
+            failures: u32::from(s.consecutive_failures).min(2),
+        },
+        State::HalfOpen => M::HalfOpen {
+            streak,
+            entered: now,
+        },
+        State::ForcedOpen => M::Forced,
+        State::Open => {
+            let left = s.open_remaining.unwrap().as_micros().min(open_time(streak));
+            M::Open {
+                streak,
+                until: if left == 0 {
+                    now / TICK * TICK
+                } else {
+                    deadline(now, left)
+                },
+            }
+        }
+    };
 }
 
 /// One call through `try_acquire`, checked against the model, which it
