@@ -178,6 +178,31 @@ fn an_open_breaker_keeps_its_deadline_and_the_next_opening_uses_the_new_time() {
     );
 }
 
+/// A snapshot of a breaker whose open time was shortened while it was
+/// open says what a trip at its `now` would leave under the new open time
+/// (`Snapshot::open_remaining`'s cap), while the breaker itself keeps its
+/// longer deadline (`set_config`'s docs): restored, the new open time.
+#[test]
+fn a_snapshot_after_a_shortened_open_time_is_capped_at_the_new_one() {
+    let short = consecutive(1, Duration::from_secs(1));
+    let b = CircuitBreaker::new(consecutive(1, Duration::from_secs(3_600)));
+    let trip = Instant::from_secs(100);
+    fail(&b, trip).unwrap();
+    b.set_config(short).unwrap();
+    let now = trip + Duration::from_secs(10);
+    let kept = b.try_acquire(now).unwrap_err().retry_after.unwrap();
+    assert!(kept > Duration::from_secs(3_500), "{kept:?}");
+    let snap = b.snapshot(now);
+    assert_eq!(
+        snap.open_remaining,
+        Some(Duration::from_secs(1) + Duration::from_micros(1_024))
+    );
+    let restored = CircuitBreaker::new(short);
+    restored.restore(&snap, now).unwrap();
+    let left = restored.try_acquire(now).unwrap_err().retry_after.unwrap();
+    assert!(left <= Duration::from_secs(1) + ms(2), "{left:?}");
+}
+
 #[test]
 fn half_open_limits_apply_to_the_next_trial_and_success() {
     let config = |permits, close_after| {

@@ -48,8 +48,14 @@ pub struct Snapshot {
     pub half_open_successes: u8,
     /// Re-openings from half-open since the last close (open-time growth).
     pub reopen_streak: u8,
-    /// Time left until half-open, when open (at a `now` earlier than the
-    /// trip, at most the open time for the streak plus one 1.024 ms tick).
+    /// Time left until half-open, when open, at most this configuration's
+    /// open time for the streak plus one 1.024 ms tick: what a trip at
+    /// `now` would leave. The cap applies at a `now` earlier than the trip,
+    /// and to a breaker whose open time
+    /// [`set_config`](CircuitBreaker::set_config) shortened while it was
+    /// open: that breaker keeps its longer deadline (which
+    /// [`Rejected::retry_after`](super::Rejected::retry_after) reports),
+    /// its snapshot the new open time.
     pub open_remaining: Option<Duration>,
     /// Calls in the sliding window (≤ 64).
     pub window_calls: u8,
