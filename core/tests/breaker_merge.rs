@@ -188,6 +188,28 @@ fn trip_reopens_a_breaker_whose_open_time_ran_out_unseen() {
     assert!(b.try_acquire(later + left).unwrap().is_trial());
 }
 
+/// `trip` with a clock far behind an opening (further than the stale
+/// reads the docs cover, which then read half-open) never shortens it:
+/// the opening's deadline stands for every later caller.
+#[test]
+fn a_trip_with_a_clock_far_behind_never_shortens_an_opening() {
+    let b = breaker();
+    let _ = b.trip(T0).unwrap();
+    let open_for = b.config().open_for();
+    for behind in [
+        open_for.saturating_mul(3),
+        Duration::from_secs(3_600),
+        Duration::from_secs(20 * 3_600),
+    ] {
+        assert_eq!(b.trip(T0 - behind), None);
+        let left = b.try_acquire(T0).unwrap_err().retry_after.unwrap();
+        assert!(
+            left >= open_for && left < open_for + MS + MS,
+            "{behind:?} behind: {left:?}"
+        );
+    }
+}
+
 /// An open decision whose deadline falls a whole wrap of the Open word's
 /// 26-bit deadline (2²⁶ ticks of 1.024 ms, ≈ 19 h) after an expired one
 /// still installed (open, nobody called since) is applied: the breaker

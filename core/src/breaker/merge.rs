@@ -290,7 +290,9 @@ impl CircuitBreaker {
     /// Returns the transition, or `None` if it was already open. An open
     /// breaker whose open time has run out with no call since (it reads
     /// half-open, and no Open → HalfOpen transition has been made) is
-    /// opened again from `now`, with no transition and no trip counted.
+    /// opened again from `now`, with no transition and no trip counted;
+    /// never to an earlier deadline than it had (a `now` far behind the
+    /// opening changes nothing).
     ///
     /// # Examples
     ///
@@ -312,12 +314,15 @@ impl CircuitBreaker {
         let full = word::full_deadline_after(now, self.config.open_duration(0));
         // Its full deadline is recorded only if it is to be installed. An
         // Open word whose deadline has passed (it reads half-open; nobody
-        // has called since) is replaced too.
+        // has called since) is replaced too, by a later deadline only: a
+        // clock far behind the opening (beyond the stale reads that still
+        // read open) never shortens it.
         let prev = self.install(now, |cur| {
             let open = cur.kind() == Kind::Open
-                && self
+                && (self
                     .open_remaining(cur, self.config.open_bound(cur.streak()), now)
-                    .is_some();
+                    .is_some()
+                    || !word::later(full, self.open_deadline(cur)));
             (!open).then(|| self.open_word(0, full))
         })?;
         if prev.kind() == Kind::Open {

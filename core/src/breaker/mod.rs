@@ -435,6 +435,11 @@ impl CircuitBreaker {
         word::remaining_in(cur, self.open_until.load(Ordering::Relaxed), bound, now)
     }
 
+    /// The Open word `cur`'s deadline in full ticks (see `open_until`).
+    pub(super) fn open_deadline(&self, cur: Word) -> Epoch {
+        word::full_deadline_of(cur, self.open_until.load(Ordering::Relaxed))
+    }
+
     #[inline]
     pub(super) fn cas(&self, current: Word, new: Word) -> Result<(), Word> {
         self.state

@@ -212,6 +212,27 @@ pub(crate) const fn full_now_ticks(now: Instant) -> Epoch {
     (now.as_micros() >> TICK_SHIFT) as Epoch
 }
 
+/// An Open `word`'s deadline in full ticks: its low 26 bits extended to
+/// the full deadline nearest `anchor` (see [`remaining_in`]).
+pub(crate) fn full_deadline_of(word: Word, anchor: Epoch) -> Epoch {
+    const HALF: u32 = 1 << 25;
+    let ahead = word
+        .deadline()
+        .wrapping_sub(wrapped(anchor))
+        .wrapping_add(HALF)
+        & DEADLINE_MASK;
+    anchor
+        .wrapping_add(Epoch::from(ahead))
+        .wrapping_sub(Epoch::from(HALF))
+}
+
+/// Whether the full deadline `a` is later than `b` (modulo the full
+/// ticks' width: on Cortex-M they wrap every ≈ 50 days).
+pub(crate) fn later(a: Epoch, b: Epoch) -> bool {
+    let d = a.wrapping_sub(b);
+    d != 0 && d < Epoch::MAX / 2
+}
+
 /// [`remaining`] in full ticks: `word`'s deadline extended to the full
 /// one with its low 26 bits nearest `anchor` (the breaker's `open_until`,
 /// the full deadline of the Open word last about to be installed: the
@@ -230,15 +251,7 @@ pub(crate) fn remaining_in(
     open_for: Duration,
     now: Instant,
 ) -> Option<Duration> {
-    const HALF: u32 = 1 << 25;
-    let ahead = word
-        .deadline()
-        .wrapping_sub(wrapped(anchor))
-        .wrapping_add(HALF)
-        & DEADLINE_MASK;
-    let full = anchor
-        .wrapping_add(Epoch::from(ahead))
-        .wrapping_sub(Epoch::from(HALF));
+    let full = full_deadline_of(word, anchor);
     let remaining_ticks = full.wrapping_sub(full_now_ticks(now));
     // open_for ≤ MAX_OPEN_FOR = 2^24 ticks: the sum below stays under 2^25 + 5.
     let open_ticks = (open_for.as_micros() >> TICK_SHIFT) as u32 + 2;
