@@ -110,7 +110,9 @@ pub enum MergeError {
         /// Cortex-M).
         merged: u64,
     },
-    /// Another merge into this breaker is in progress; try again.
+    /// Another merge into this breaker is in progress; try again later.
+    /// Not in a loop from an interrupt handler: the merge it interrupted
+    /// cannot finish until the handler returns.
     Busy,
     /// `Open` without `open_remaining`, a remaining time above
     /// [`Config::MAX_OPEN_FOR`](super::Config::MAX_OPEN_FOR) plus one tick,
