@@ -175,17 +175,21 @@ fn trip_opens_from_any_state_for_open_for() {
 /// for "already open" and leave it half-open, the next call a trial.
 #[test]
 fn trip_reopens_a_breaker_whose_open_time_ran_out_unseen() {
-    let b = breaker();
-    let _ = b.trip(T0).unwrap();
-    let later = T0 + Duration::from_secs(60);
-    assert_eq!(b.state(later), State::HalfOpen);
-    // Still open by its last transition: no new one, no trip counted.
-    assert_eq!(b.trip(later), None);
-    assert_eq!(b.metrics().trips, 1);
-    assert_eq!(b.state(later), State::Open);
-    let left = b.try_acquire(later).unwrap_err().retry_after.unwrap();
-    assert!(left >= Duration::from_secs(10) && left < Duration::from_secs(10) + MS + MS);
-    assert!(b.try_acquire(later + left).unwrap().is_trial());
+    // Idle a minute, a day, and weeks (on Cortex-M, whose full ticks wrap
+    // every ≈ 50 days, more than half of that).
+    for idle in [60, 86_400, 30 * 86_400] {
+        let b = breaker();
+        let _ = b.trip(T0).unwrap();
+        let later = T0 + Duration::from_secs(idle);
+        assert_eq!(b.state(later), State::HalfOpen);
+        // Still open by its last transition: no new one, no trip counted.
+        assert_eq!(b.trip(later), None);
+        assert_eq!(b.metrics().trips, 1);
+        assert_eq!(b.state(later), State::Open, "idle {idle} s");
+        let left = b.try_acquire(later).unwrap_err().retry_after.unwrap();
+        assert!(left >= Duration::from_secs(10) && left < Duration::from_secs(10) + MS + MS);
+        assert!(b.try_acquire(later + left).unwrap().is_trial());
+    }
 }
 
 /// `trip` with a clock far behind an opening (further than the stale

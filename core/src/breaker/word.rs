@@ -226,11 +226,19 @@ pub(crate) fn full_deadline_of(word: Word, anchor: Epoch) -> Epoch {
         .wrapping_sub(Epoch::from(HALF))
 }
 
-/// Whether the full deadline `a` is later than `b` (modulo the full
-/// ticks' width: on Cortex-M they wrap every ≈ 50 days).
+/// How far (2³⁰ ticks, ≈ 12.7 days) a full deadline may be behind another
+/// and still read as earlier in [`later`]; any other distance reads as
+/// later.
+const EARLIER_TICKS: Epoch = 1 << 30;
+
+/// Whether the full deadline `a` is later than `b`, modulo the full ticks'
+/// width: `a` is earlier if it is behind `b` by at most ≈ 12.7 days, later
+/// otherwise. On Cortex-M, whose full ticks wrap every ≈ 50 days, that
+/// leaves ≈ 38 days ahead (a breaker left alone for weeks); with 64-bit
+/// ticks, any distance ahead.
 pub(crate) fn later(a: Epoch, b: Epoch) -> bool {
     let d = a.wrapping_sub(b);
-    d != 0 && d < Epoch::MAX / 2
+    d != 0 && d < Epoch::MAX - (EARLIER_TICKS - 1)
 }
 
 /// [`remaining`] in full ticks: `word`'s deadline extended to the full
