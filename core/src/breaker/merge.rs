@@ -293,8 +293,10 @@ impl CircuitBreaker {
     /// breaker whose open time has run out with no call since (it reads
     /// half-open, and no Open → HalfOpen transition has been made) is
     /// opened again from `now`, with no transition and no trip counted;
-    /// never to an earlier deadline than it had (a `now` far behind the
-    /// opening changes nothing).
+    /// never to an earlier deadline than it had (a `now` up to ≈ 12.7 days
+    /// behind the opening changes nothing; on Cortex-M, whose full ticks
+    /// wrap every ≈ 50 days, an opening left alone for the last ≈ 12.7
+    /// days of such a wrap reads as one that far ahead, and is kept).
     ///
     /// # Examples
     ///
