@@ -438,8 +438,12 @@ impl FleetBreaker {
     }
 
     /// The local core breaker. Its [`reset`](CircuitBreaker::reset) is
-    /// local (this instance's state and counters; no trip is published);
-    /// trips counted after it are published as any other. Its
+    /// local (this instance's state and counters; no trip is published),
+    /// and can hide the next trip from the fleet: a trip counted after it
+    /// that brings the core's counter back to the count last published
+    /// before a reconciliation reads it is read as published already (one
+    /// trip published, the core reset by hand, one trip: the other
+    /// instances never open). [`reset`](Self::reset) does not: use it. Its
     /// [`restore`](CircuitBreaker::restore) publishes a trip only if it
     /// leaves the breaker open or half-open with the trip counter moved
     /// (the fleet then opens as for a local trip); a restored closed or
