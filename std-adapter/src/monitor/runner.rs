@@ -106,7 +106,8 @@ impl HealthMonitor {
     /// # Panics
     ///
     /// Where [`try_spawn`](Self::try_spawn) returns an error: outside a
-    /// tokio runtime, or with two checks of one name.
+    /// tokio runtime, or with two checks of one name or one of an empty
+    /// name.
     ///
     /// ```
     /// use fusebox_std::monitor::HealthMonitor;
