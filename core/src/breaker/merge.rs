@@ -296,7 +296,14 @@ impl CircuitBreaker {
     /// never to an earlier deadline than it had (a `now` up to ≈ 12.7 days
     /// behind the opening changes nothing; on Cortex-M, whose full ticks
     /// wrap every ≈ 50 days, an opening left alone for the last ≈ 12.7
-    /// days of such a wrap reads as one that far ahead, and is kept).
+    /// days of such a wrap reads as one that far ahead, and is kept). A
+    /// [`try_acquire`](Self::try_acquire) racing such a reopening, on an
+    /// opening left alone for more than ≈ 9 h 32 min, may be refused with
+    /// a [`retry_after`](super::Rejected::retry_after) other than the new
+    /// opening's (up to the old opening's open time plus the larger of
+    /// that and ≈ 1.05 s): it read the old word's deadline against the new
+    /// one, a 2²⁶-tick wrap off. The refusal is right; a later call reads
+    /// the new deadline.
     ///
     /// # Examples
     ///
