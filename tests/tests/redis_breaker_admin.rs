@@ -249,3 +249,52 @@ async fn a_force_close_closes_an_instance_open_below_the_quorum() {
     assert_eq!(a.state(), State::Closed, "and stays closed");
     assert!(a.call(async { Ok::<_, &str>(()) }).await.is_ok());
 }
+
+/// A trip counted while a reset's force-close is in flight (Redis slow to
+/// answer): the force-close's closed decision is then not applied here
+/// (a trip not yet published comes first), and before, `reset` let go of
+/// the sync lock between the force-close and zeroing the core: the
+/// reconciliation the trip had woken, waiting for that lock, published
+/// the trip (the fleet open again, the other instance following for the
+/// whole open time), and the reset then closed this instance and zeroed
+/// its trip alone. The instance and the fleet disagreed: this one closed,
+/// its own trip holding every other open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trip_during_a_reset_leaves_the_fleet_and_the_instance_agreeing() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = FleetBreaker::builder(
+        "payments",
+        core_breaker(2, Duration::from_secs(30)),
+        backend(&url).await,
+    )
+    .sync_interval(Duration::from_secs(600))
+    .build()
+    .await
+    .expect("fleet breaker");
+    let a = Arc::new(a);
+    let b = instance(&url, &Registry::new()).await;
+    // Redis stalls (for less than the 500 ms timeout) under the reset's
+    // force-close; a trips meanwhile.
+    server.signal("STOP");
+    let resetting = tokio::spawn({
+        let a = Arc::clone(&a);
+        async move { a.reset().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..2 {
+        let _ = a.call(async { Err::<(), _>("down") }).await;
+    }
+    assert_eq!(a.core().metrics().trips, 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.signal("CONT");
+    resetting.await.unwrap().expect("the reset answered");
+    // Every reconciliation woken meanwhile has run; b has synced.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(a.sync().await.expect("sync"), State::Closed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        (a.state(), a.fleet_state(), b.state()),
+        (State::Closed, Some(State::Closed), State::Closed)
+    );
+}

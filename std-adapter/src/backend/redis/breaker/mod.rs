@@ -705,6 +705,11 @@ impl FleetBreaker {
         // own trip again after the line below, and the forced close would
         // then not be applied here.
         let _one = self.inner.sync_lock.lock().await;
+        self.force_close_locked().await
+    }
+
+    /// [`force_close`](Self::force_close), the sync lock held.
+    async fn force_close_locked(&self) -> Result<(), BackendError> {
         // Asked here: a local-only trip (below the quorum) ends too. Left
         // set, the forced close was not applied here (a closed decision
         // does not end such a trip): the instance stayed open.
@@ -761,10 +766,14 @@ impl FleetBreaker {
     /// # }).unwrap();
     /// ```
     pub async fn reset(&self) -> Result<(), BackendError> {
-        let r = self.force_close().await;
-        // No reconciliation between the core's reset and the new count to
-        // compare with: one that read the counter before would store it.
+        // One hold of the sync lock for the force-close and the core's
+        // reset: no reconciliation between them (one woken by a trip
+        // counted while the force-close ran would publish it, the fleet
+        // open again on a trip the reset then zeroes here), nor between
+        // the core's reset and the new count to compare with (one that
+        // read the counter before would store it).
         let _one = self.inner.sync_lock.lock().await;
+        let r = self.force_close_locked().await;
         self.core().reset(self.policy().clock_now());
         self.inner.trips_published.store(0, Ordering::Release);
         // A trip whose reply was lost before the reset is no longer sent:
