@@ -169,7 +169,11 @@ impl CircuitBreaker {
     /// the decided state: an open breaker then takes the decision's
     /// deadline, and a half-open one whose half-open timeout has passed,
     /// feature `half-open-timeout`, enters half-open again at `now`, its
-    /// trials in flight stale).
+    /// trials in flight stale). A [`try_acquire`](Self::try_acquire)
+    /// racing an open decision merged over an opening left alone for more
+    /// than ≈ 9 h 32 min may be refused with a
+    /// [`retry_after`](super::Rejected::retry_after) other than the
+    /// decision's, as one racing [`trip`](Self::trip) (see there).
     ///
     /// # Errors
     ///
