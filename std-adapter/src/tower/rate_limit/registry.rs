@@ -47,7 +47,9 @@ impl RateLimitLayer<Single> {
     /// The registry's token bucket `name` as it is, with its quota: one its
     /// [configuration](crate::registry::RegistryConfig) declares (so the
     /// quota is the operator's, and the code needs not repeat it), or one
-    /// built before. Otherwise as [`from_registry`](Self::from_registry).
+    /// built before. The layer is the one
+    /// [`from_registry`](Self::from_registry) builds over that bucket (the
+    /// registry's clock, health report, metrics and events).
     ///
     /// # Errors
     ///
@@ -134,8 +136,9 @@ impl RateLimitLayer<Single> {
     /// [configuration](crate::registry::RegistryConfig) declares, with its
     /// quota and full-table policy (the operator's: the code needs not
     /// repeat them), built on first use with the key type and size the code
-    /// chooses ([`Registry::configured_keyed_limiter`]). Otherwise as
-    /// [`keyed_from_registry`](Self::keyed_from_registry).
+    /// chooses ([`Registry::configured_keyed_limiter`]). The layer is the
+    /// one [`keyed_from_registry`](Self::keyed_from_registry) builds over
+    /// that limiter.
     ///
     /// # Errors
     ///
