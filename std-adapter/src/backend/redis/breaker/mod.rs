@@ -634,6 +634,9 @@ impl FleetBreaker {
     }
 
     /// Forces the breaker open fleet-wide (until [`force_close`](Self::force_close)).
+    /// It waits for the exchanges with Redis this instance has in flight
+    /// (a reconciliation, a trial slot given back), each bounded by the
+    /// command timeout: their replies, older, are applied before it.
     ///
     /// # Errors
     ///
@@ -672,7 +675,8 @@ impl FleetBreaker {
     /// Closes the breaker fleet-wide. This instance closes even if it is
     /// open on a trip of its own the fleet did not take up (below the
     /// quorum), which a closed fleet decision otherwise leaves to run its
-    /// open time; other instances holding such a trip keep it.
+    /// open time; other instances holding such a trip keep it. It waits
+    /// as [`force_open`](Self::force_open) does.
     ///
     /// # Errors
     ///
