@@ -35,6 +35,27 @@ async fn instance(url: &str, registry: &Registry) -> FleetBreaker {
     fleet
 }
 
+/// The admin router over `registry` (token, admin on), served on a free
+/// loopback port.
+struct Admin(http_common::Server);
+
+impl Admin {
+    async fn serve(registry: &Arc<Registry>) -> Self {
+        let options = HttpOptions::builder()
+            .bearer_token(TOKEN)
+            .admin(true)
+            .build()
+            .unwrap();
+        Self(http_common::serve(router(Arc::clone(registry), options)).await)
+    }
+
+    /// `POST admin/breakers/payments/{action}` with the token.
+    async fn post(&self, action: &str) -> http_common::Reply {
+        let url = self.0.url(&format!("/admin/breakers/payments/{action}"));
+        http_common::call(Method::POST, &url, Some(&format!("Bearer {TOKEN}"))).await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_actions_on_a_fleet_breaker_apply_fleet_wide() {
     let server = RedisServer::start();
@@ -42,22 +63,9 @@ async fn admin_actions_on_a_fleet_breaker_apply_fleet_wide() {
     let (ra, rb) = (Arc::new(Registry::new()), Registry::new());
     let a = instance(&url, &ra).await;
     let b = instance(&url, &rb).await;
-    let options = HttpOptions::builder()
-        .bearer_token(TOKEN)
-        .admin(true)
-        .build()
-        .unwrap();
-    let http = http_common::serve(router(Arc::clone(&ra), options)).await;
-    let auth = format!("Bearer {TOKEN}");
-    let post = |action: &str| {
-        let (path, auth) = (
-            http.url(&format!("/admin/breakers/payments/{action}")),
-            auth.clone(),
-        );
-        async move { http_common::call(Method::POST, &path, Some(&auth)).await }
-    };
+    let admin = Admin::serve(&ra).await;
 
-    let opened = post("force-open").await;
+    let opened = admin.post("force-open").await;
     assert_eq!(opened.status, 200, "{}", opened.body);
     assert_eq!(
         opened.json(),
@@ -66,7 +74,7 @@ async fn admin_actions_on_a_fleet_breaker_apply_fleet_wide() {
     assert_eq!(a.state(), State::ForcedOpen);
     until_state(&b, State::ForcedOpen, Duration::from_secs(3)).await;
 
-    let closed = post("force-close").await;
+    let closed = admin.post("force-close").await;
     assert_eq!(
         (
             closed.json()["state"].clone(),
@@ -81,7 +89,7 @@ async fn admin_actions_on_a_fleet_breaker_apply_fleet_wide() {
         let _ = a.call(async { Err::<(), _>("down") }).await;
     }
     until_state(&b, State::Open, Duration::from_secs(3)).await;
-    let reset = post("reset").await;
+    let reset = admin.post("reset").await;
     assert_eq!(
         (
             reset.json()["changed"].clone(),
@@ -92,7 +100,7 @@ async fn admin_actions_on_a_fleet_breaker_apply_fleet_wide() {
     assert_eq!(a.core().metrics().trips, 0, "counters zeroed");
     until_state(&b, State::Closed, Duration::from_secs(3)).await;
 
-    let unknown = post("explode").await;
+    let unknown = admin.post("explode").await;
     assert_eq!(
         (unknown.status.as_u16(), unknown.json()["error"].clone()),
         (404, "unknown_action".into())
@@ -123,19 +131,8 @@ async fn a_fleet_breaker_over_the_registrys_breaker_is_acted_on_fleet_wide() {
         .expect("fleet breaker");
     registry.register_fleet_breaker(&a).unwrap();
     let b = instance(&url, &Registry::new()).await;
-    let options = HttpOptions::builder()
-        .bearer_token(TOKEN)
-        .admin(true)
-        .build()
-        .unwrap();
-    let http = http_common::serve(router(Arc::clone(&registry), options)).await;
-    let auth = format!("Bearer {TOKEN}");
-    let opened = http_common::call(
-        Method::POST,
-        &http.url("/admin/breakers/payments/force-open"),
-        Some(&auth),
-    )
-    .await;
+    let admin = Admin::serve(&registry).await;
+    let opened = admin.post("force-open").await;
     assert_eq!(opened.status, 200, "{}", opened.body);
     assert_eq!(
         opened.json(),
@@ -167,24 +164,13 @@ async fn a_trip_after_an_admin_reset_is_published() {
     .expect("fleet breaker");
     registry.register_fleet_breaker(&a).unwrap();
     let b = instance(&url, &Registry::new()).await;
-    let options = HttpOptions::builder()
-        .bearer_token(TOKEN)
-        .admin(true)
-        .build()
-        .unwrap();
-    let http = http_common::serve(router(Arc::clone(&registry), options)).await;
-    let auth = format!("Bearer {TOKEN}");
+    let admin = Admin::serve(&registry).await;
 
     for _ in 0..2 {
         let _ = a.call(async { Err::<(), _>("down") }).await;
     }
     until_state(&b, State::Open, Duration::from_secs(3)).await;
-    let reset = http_common::call(
-        Method::POST,
-        &http.url("/admin/breakers/payments/reset"),
-        Some(&auth),
-    )
-    .await;
+    let reset = admin.post("reset").await;
     assert_eq!(reset.json()["fleet"], true, "{}", reset.body);
     until_state(&b, State::Closed, Duration::from_secs(3)).await;
     assert_eq!(a.core().metrics().trips, 0);
@@ -218,12 +204,7 @@ async fn a_force_close_closes_an_instance_open_below_the_quorum() {
     .await
     .expect("fleet breaker");
     registry.register_fleet_breaker(&a).unwrap();
-    let options = HttpOptions::builder()
-        .bearer_token(TOKEN)
-        .admin(true)
-        .build()
-        .unwrap();
-    let http = http_common::serve(router(Arc::clone(&registry), options)).await;
+    let admin = Admin::serve(&registry).await;
 
     for _ in 0..2 {
         let _ = a.call(async { Err::<(), _>("down") }).await;
@@ -234,12 +215,7 @@ async fn a_force_close_closes_an_instance_open_below_the_quorum() {
         (State::Open, Some(State::Closed)),
         "open here alone: one instance of the two the quorum needs"
     );
-    let closed = http_common::call(
-        Method::POST,
-        &http.url("/admin/breakers/payments/force-close"),
-        Some(&format!("Bearer {TOKEN}")),
-    )
-    .await;
+    let closed = admin.post("force-close").await;
     assert_eq!(
         closed.json(),
         serde_json::json!({"name": "payments", "action": "force-close", "changed": true, "state": "closed", "fleet": true})
