@@ -1,6 +1,9 @@
 //! A hostile review of the observability parts: the tracker, the events
 //! channel, the health monitor, the Prometheus text and the registry's
 //! configuration, with inputs a careless or hostile user would give.
+
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -470,37 +473,9 @@ fn keyed_limiters_past_the_entry_limit_are_refused_at_startup() {
     }
 }
 
-/// A writer the fmt subscriber logs into, shared with the test.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// What `f` logs at debug level and above, as tracing-subscriber's fmt
-/// layer writes it (no colours, no time).
+/// What `f` logs at debug level and above (see [`common::logs::logged`]).
 fn logged(f: impl FnOnce()) -> String {
-    let buffer = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .without_time()
-        .with_writer({
-            let buffer = buffer.clone();
-            move || buffer.clone()
-        })
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    let bytes = buffer.0.lock().unwrap().clone();
-    String::from_utf8(bytes).unwrap()
+    common::logs::logged(f).1
 }
 
 /// A check name, recovery action name or check error is free text: one

@@ -2,7 +2,9 @@
 //! they refuse, as a user's `tracing-subscriber` writes it: enough to see
 //! a refusal, never a secret a client put in its request.
 
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use fusebox::breaker::Config;
@@ -13,21 +15,6 @@ use tower::ServiceExt;
 
 const TOKEN: &str = "integration-token-7f3a9c2e";
 
-/// A writer the fmt subscriber logs into, shared with the test.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Sends each of `requests` (method, URI, `Authorization` value) to
 /// `app` on a current-thread runtime, and returns their statuses and
 /// what was logged meanwhile at debug level and above.
@@ -35,21 +22,11 @@ fn logged(
     app: &axum::Router,
     requests: &[(Method, &str, Option<&str>)],
 ) -> (Vec<StatusCode>, String) {
-    let buffer = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .without_time()
-        .with_writer({
-            let buffer = buffer.clone();
-            move || buffer.clone()
-        })
-        .finish();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let statuses = tracing::subscriber::with_default(subscriber, || {
+    common::logs::logged(|| {
         runtime.block_on(async {
             let mut statuses = Vec::new();
             for (method, uri, auth) in requests {
@@ -62,9 +39,7 @@ fn logged(
             }
             statuses
         })
-    });
-    let bytes = buffer.0.lock().unwrap().clone();
-    (statuses, String::from_utf8(bytes).unwrap())
+    })
 }
 
 /// A refused request was logged with its path redacted as it arrived,

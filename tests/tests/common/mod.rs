@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test file uses some of them
 
 pub mod fleet;
+pub mod logs;
 pub mod redis_server;
 pub mod shared_limit;
 pub mod silencing_proxy;
