@@ -9,7 +9,8 @@
 //! apart, and the later one found the bucket an hour in its future (every
 //! request refused for an hour) or the breaker opened in its future (its
 //! requests let through). So the clock of an adapter over a core is the
-//! one the first adapter over that core (still alive) took.
+//! one the first adapter over that core (still alive) took, or the last
+//! one an adapter over it was given (`with_clock`: [`keep`]).
 //!
 //! The table holds a `Weak` per core, looked up by address at an
 //! adapter's construction only (never per request), and drops the entries of cores
