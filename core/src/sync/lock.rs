@@ -41,10 +41,7 @@ mod imp {
         }
 
         pub(crate) fn with<R>(&self, f: impl FnOnce() -> R) -> R {
-            let _guard = self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
             f()
         }
     }
