@@ -257,9 +257,11 @@ async fn redis_limit_tower_fields_are_the_redis_decision() {
         refused.header("ratelimit-policy"),
         Some("\"api.per_hour\";q=5;w=3600")
     );
+    // Nothing left until the next token: `t` is the Retry-After (the
+    // draft: a Retry-After should not point earlier than `t`).
     assert_eq!(
         refused.header("ratelimit"),
-        Some("\"api.per_hour\";r=0;t=3600")
+        Some("\"api.per_hour\";r=0;t=720")
     );
     assert_eq!(refused.header("x-ratelimit-remaining"), Some("0"));
     assert_eq!(
@@ -321,7 +323,7 @@ async fn redis_limit_tower_several_rules_list_every_policy_and_name_the_binding_
     );
     assert_eq!(r5.status, 429);
     assert_eq!(r5.header("retry-after"), Some("1199"));
-    assert_eq!(r5.header("ratelimit"), Some("\"multi.hourly\";r=0;t=3599"));
+    assert_eq!(r5.header("ratelimit"), Some("\"multi.hourly\";r=0;t=1199"));
     assert_eq!(r5.json()["retry_after"], 1199);
 }
 

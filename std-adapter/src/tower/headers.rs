@@ -1,6 +1,7 @@
 //! The HTTP side of a rejection, shared by both layers: delta-seconds
 //! `Retry-After`, the IETF `RateLimit-Policy` and `RateLimit` fields
-//! (draft-ietf-httpapi-ratelimit-headers-10, Structured Field syntax),
+//! (draft-ietf-httpapi-ratelimit-headers-10 and -11, Structured Field
+//! syntax),
 //! the legacy `X-RateLimit-*` trio, and small JSON bodies.
 
 use fusebox::bucket::Quota;
@@ -131,7 +132,8 @@ pub struct Quoted {
     pub(crate) window: u64,
     /// `r`: units left now.
     pub(crate) remaining: u64,
-    /// `t`: seconds until the bucket is full again (rounded up).
+    /// `t`: seconds until the bucket is full again (rounded up); on a
+    /// refusal, its `Retry-After` ([`Quoted::refused`]).
     pub(crate) reset: u64,
     /// Whether this is the quota of a request that found its bucket full
     /// (`r` is the burst − 1): what a client under its limit is told on
@@ -142,13 +144,19 @@ pub struct Quoted {
 
 impl Quoted {
     /// The quota as a refusal after `retry_after` reports it: no units
-    /// left (`r=0`: the request was just refused), and the bucket full no
-    /// sooner than the client may retry (`t` at least `Retry-After`), so
-    /// the fields never contradict the `429` they come with.
+    /// left (`r=0`: the request was just refused) for `t` = the
+    /// `Retry-After` seconds. The draft's `t` is the time "until
+    /// additional quota … is made available" (-10 § 4.1.2; -11's
+    /// "effective window", within which the client can use no more than
+    /// `r`), which on a refusal is the wait for the next token, and a
+    /// `Retry-After` "SHOULD NOT reference a point in time earlier" than
+    /// it (§ 6): the time until the bucket is full, what an admitted
+    /// response's `t` says, would point past the `Retry-After` (an hour
+    /// past it for a burst of 2 an hour).
     pub(crate) fn refused(self, retry_after: Duration) -> Self {
         Self {
             remaining: 0,
-            reset: self.reset.max(retry_secs(retry_after)),
+            reset: retry_secs(retry_after),
             full: false,
             ..self
         }

@@ -14,10 +14,11 @@
 //! defaults are `503` (breaker) and `429` (limiter) with a small JSON body,
 //! a delta-seconds `Retry-After` rounded up (never earlier than the core
 //! says, and never 0), and the limiter's quota in the `RateLimit-Policy` and `RateLimit`
-//! fields of draft-ietf-httpapi-ratelimit-headers-10 (September 2025; the
-//! `RateLimit-Policy`/`RateLimit` pair in Structured Field syntax that
-//! replaced the `RateLimit-Limit/-Remaining/-Reset` trio of revisions ≤ 06;
-//! revision 11 appeared in May 2026): `RateLimit-Policy: "api";q=100;w=60`
+//! fields of draft-ietf-httpapi-ratelimit-headers, revisions 10
+//! (September 2025) and 11 (May 2026), whose fields are the same on the
+//! wire (the `RateLimit-Policy`/`RateLimit` pair in Structured Field
+//! syntax that replaced the `RateLimit-Limit/-Remaining/-Reset` trio of
+//! revisions ≤ 06): `RateLimit-Policy: "api";q=100;w=60`
 //! and `RateLimit: "api";r=50;t=30`, optionally with the legacy
 //! `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
 //!
@@ -27,10 +28,12 @@
 //! second is stretched to whole seconds with `q` scaled at the quota's
 //! rate, never advertising a higher one), `r` the whole tokens left (at
 //! most the burst, so never more than `q`; 0 on a `429`), `t` the seconds
-//! until the bucket is full again, rounded up (never less than a `429`'s
-//! `Retry-After`). Both fields are Structured
+//! until the bucket is full again, rounded up; on a `429`, `t` is its
+//! `Retry-After` (the draft's `t` is the time "until additional quota
+//! … is made available", and a `Retry-After` should not point earlier
+//! than it). Both fields are Structured
 //! Field Lists: stacked rate-limit layers each add their policy's member,
-//! `RateLimit: "per_key";r=0;t=3600, "global";r=98;t=72`.
+//! `RateLimit: "per_key";r=0;t=60, "global";r=98;t=72`.
 //!
 //! | module | what |
 //! |---|---|

@@ -29,13 +29,13 @@ use crate::TokioClock;
 ///
 /// Every admitted response, and every `429`, carries the policy and the
 /// quota left in the fields of draft-ietf-httpapi-ratelimit-headers
-/// (revision 10; see the [module docs](crate::tower)):
+/// (revisions 10 and 11; see the [module docs](crate::tower)):
 /// `RateLimit-Policy: "name";q=<burst>;w=<s to refill it>` (the quota
 /// as it is with the default burst) and
 /// `RateLimit: "name";r=<remaining>;t=<seconds until full>`, with the
 /// legacy `X-RateLimit-*` trio on request
 /// ([`legacy_headers`](Self::legacy_headers)). A `429` says `r=0`, and a
-/// `t` no earlier than its `Retry-After`.
+/// `t` equal to its `Retry-After` (the wait for the next token).
 ///
 /// Layers stack: both fields are Lists with a member per policy, so each
 /// layer adds its member to those already on the response (a global limit
@@ -560,6 +560,6 @@ mod tests {
         send(&mut service, request()).await.unwrap();
         let refused = send(&mut service, request()).await.unwrap();
         assert_eq!(refused.status(), 429);
-        assert_eq!(trio(&refused), [some("2"), some("0"), some("3600")]);
+        assert_eq!(trio(&refused), [some("2"), some("0"), some("1800")]);
     }
 }

@@ -28,8 +28,6 @@ pub(super) struct Base {
     /// `q` and `w` of `RateLimit-Policy`.
     limit: u64,
     window: u64,
-    /// One token's refill time, µs.
-    interval: u64,
 }
 
 impl Base {
@@ -40,7 +38,6 @@ impl Base {
             burst: quota.burst(),
             limit,
             window,
-            interval: quota.replenish_interval().as_micros(),
         }
     }
 
@@ -58,25 +55,14 @@ impl Base {
     }
 
     /// The fields of a key its own bucket refused, `retry_after` before
-    /// its next token: none left, and full again `burst − 1` refill
-    /// intervals after that token (a GCRA bucket that admits one token
-    /// again is exactly that far from full), where counting from the whole
-    /// tokens left could say up to one interval more: an hour for a quota
-    /// of one an hour. Never early: the interval and `retry_after` are both
-    /// rounded up to the microsecond, so the sum can be a few microseconds
-    /// late, which reads one second more where the exact time is a whole
-    /// number of seconds.
+    /// its next token: none left for as long as the `Retry-After` they
+    /// come with says (see [`Quoted::refused`]).
     pub(super) fn refused(&self, retry_after: Duration) -> Quoted {
-        let rest = self
-            .interval
-            .saturating_mul(u64::from(self.burst.saturating_sub(1)));
         Quoted {
             limit: self.limit,
             window: self.window,
             remaining: 0,
-            reset: crate::tower::headers::retry_secs(
-                retry_after.saturating_add(Duration::from_micros(rest)),
-            ),
+            reset: crate::tower::headers::retry_secs(retry_after),
             full: false,
         }
     }
@@ -92,7 +78,6 @@ pub(super) struct QuoteCache {
     burst: AtomicU32,
     limit: AtomicU64,
     window: AtomicU64,
-    interval: AtomicU64,
 }
 
 impl QuoteCache {
@@ -103,7 +88,6 @@ impl QuoteCache {
             burst: AtomicU32::new(0),
             limit: AtomicU64::new(0),
             window: AtomicU64::new(0),
-            interval: AtomicU64::new(0),
         }
     }
 
@@ -120,7 +104,6 @@ impl QuoteCache {
             burst: self.burst.load(Ordering::Relaxed),
             limit: self.limit.load(Ordering::Relaxed),
             window: self.window.load(Ordering::Relaxed),
-            interval: self.interval.load(Ordering::Relaxed),
         };
         // The loads above happen before the sequence is read again: a
         // write that began meanwhile changed it.
@@ -156,7 +139,6 @@ impl QuoteCache {
         self.burst.store(base.burst, Ordering::Relaxed);
         self.limit.store(base.limit, Ordering::Relaxed);
         self.window.store(base.window, Ordering::Relaxed);
-        self.interval.store(base.interval, Ordering::Relaxed);
         self.seq.store(before.wrapping_add(2), Ordering::Release);
     }
 }
@@ -174,7 +156,6 @@ mod tests {
             burst: n,
             limit: u64::from(n) * 3,
             window: u64::from(n) * 5,
-            interval: u64::from(n) * 7,
         }
     }
 
@@ -251,16 +232,25 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_key_is_full_burst_minus_one_intervals_after_its_next_token() {
-        let hourly = Base::of(&Quota::per_hour(1).unwrap());
-        let q = hourly.refused(Duration::from_secs(1));
-        assert_eq!((q.remaining, q.reset, q.full), (0, 1, false));
-        let two = Base::of(&Quota::per_hour(1).unwrap().with_burst(2).unwrap());
-        assert_eq!(two.refused(Duration::from_secs(1)).reset, 3_601);
-        // Rounded up, never early: 3 per second (T = 333 334 µs once
-        // rounded up), the next token in 333 333 µs, two more intervals:
-        // 1 000 001 µs, a hair past the exact second, reads 2 s.
-        let thirds = Base::of(&Quota::per_second(3).unwrap());
-        assert_eq!(thirds.refused(Duration::from_micros(333_333)).reset, 2);
+    fn a_refused_key_has_nothing_left_until_its_retry_after() {
+        // draft-ietf-httpapi-ratelimit-headers § 6 (-10 and -11): a
+        // Retry-After SHOULD NOT reference a point earlier than `t`; and
+        // `t` at least Retry-After keeps the fields true. So they are
+        // equal, whatever the burst left to refill after the next token.
+        for quota in [
+            Quota::per_hour(1).unwrap(),
+            Quota::per_hour(1).unwrap().with_burst(2).unwrap(),
+            Quota::per_second(3).unwrap(),
+        ] {
+            let base = Base::of(&quota);
+            for (wait, secs) in [(1_000_000, 1), (333_333, 1), (1_000_001, 2), (0, 1)] {
+                let q = base.refused(Duration::from_micros(wait));
+                assert_eq!(
+                    (q.remaining, q.reset, q.full),
+                    (0, secs, false),
+                    "{quota:?} {wait}"
+                );
+            }
+        }
     }
 }

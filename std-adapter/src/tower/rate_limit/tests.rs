@@ -50,7 +50,10 @@ async fn fields_and_retry_after_are_exact() {
     let refused = send(&mut service, get("/200")).await.unwrap();
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["retry-after"], "1");
-    assert_eq!(refused.headers()["ratelimit"], "\"api\";r=0;t=2881"); // 2 880.5 s to full
+    // Nothing left until the next token: `t` is the Retry-After, not the
+    // 2 880.5 s to full (a Retry-After earlier than `t` is what the draft
+    // says it should not be).
+    assert_eq!(refused.headers()["ratelimit"], "\"api\";r=0;t=1");
     assert_eq!(refused.headers()["x-ratelimit-remaining"], "0");
     assert_eq!(
         refused.body(),
@@ -103,7 +106,7 @@ async fn keys_have_independent_buckets() {
         assert_eq!(response.status(), expect, "key {k}");
     }
     let refused = send(&mut service.clone(), with_key(b"a")).await.unwrap();
-    assert_eq!(refused.headers()["ratelimit"], "\"per_key\";r=0;t=60");
+    assert_eq!(refused.headers()["ratelimit"], "\"per_key\";r=0;t=30");
     assert_eq!(refused.headers()["retry-after"], "30");
     assert_eq!(limiter.metrics().keys, 2);
 }
@@ -701,8 +704,9 @@ fn concurrent_clones_never_admit_beyond_the_quota() {
 
 /// For a spread of quotas, single and keyed, on requests at pseudo-random
 /// times: `Retry-After` is at least 1 and a client that waits exactly it
-/// is admitted; `r <= q`; `t` is never short (the bucket is full `t`
-/// seconds later); every parameter is a Structured Field Integer (at most
+/// is admitted; `r <= q`; an admitted response's `t` is never short (the
+/// bucket is full `t` seconds later), a refusal's is its `Retry-After`
+/// (draft-ietf-httpapi-ratelimit-headers § 6); every parameter is a Structured Field Integer (at most
 /// 15 digits).
 #[tokio::test(start_paused = true)]
 async fn retry_after_and_reset_are_never_early_for_any_quota() {
@@ -751,18 +755,19 @@ async fn retry_after_and_reset_are_never_early_for_any_quota() {
                 let at = format!("{quota:?} {name} q={q} w={w} r={r} t={t}");
                 assert!([q, w, r, t].into_iter().all(sf_integer), "{at}");
                 assert!(r <= q, "{at}");
-                let later = clock.now() + fusebox::Duration::from_secs(t);
-                let full = if keyed {
-                    table.available(&"a".to_owned(), later)
+                if response.status() != 429 {
+                    let later = clock.now() + fusebox::Duration::from_secs(t);
+                    let full = if keyed {
+                        table.available(&"a".to_owned(), later)
+                    } else {
+                        single.available(later)
+                    };
+                    let burst = if keyed { keyed_burst } else { quota.burst() };
+                    assert_eq!(full, burst, "not full t s later: {at}");
                 } else {
-                    single.available(later)
-                };
-                let burst = if keyed { keyed_burst } else { quota.burst() };
-                assert_eq!(full, burst, "not full t s later: {at}");
-                if response.status() == 429 {
                     let wait = retry_after(&response);
                     assert!(wait >= 1 && sf_integer(wait), "{at}");
-                    assert!(t >= wait, "{at} Retry-After {wait}");
+                    assert_eq!((r, t), (0, wait), "{at} Retry-After {wait}");
                     tokio::time::advance(StdDuration::from_secs(wait)).await;
                     let again = if keyed {
                         send(&mut keyed_svc, with_key(b"a")).await.unwrap()

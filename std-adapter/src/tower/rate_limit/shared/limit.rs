@@ -75,8 +75,7 @@ use crate::tower::rate_limit::{BadKey, BadKeyCounter, BadKeys, Common, KeyError,
 /// that binds the decision (the one with the fewest units left when
 /// admitted, the one with the longest wait when refused), with Redis's
 /// `remaining` and `reset`: `"api.per_second";r=3;t=1`. A `429` says
-/// `r=0`, a `t` no earlier than its `Retry-After`, and the `Retry-After`
-/// of the Redis decision.
+/// `r=0`, and a `t` equal to its `Retry-After`, the Redis decision's.
 ///
 /// # Redis out
 ///
