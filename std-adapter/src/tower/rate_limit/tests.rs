@@ -755,16 +755,7 @@ async fn retry_after_and_reset_are_never_early_for_any_quota() {
                 let at = format!("{quota:?} {name} q={q} w={w} r={r} t={t}");
                 assert!([q, w, r, t].into_iter().all(sf_integer), "{at}");
                 assert!(r <= q, "{at}");
-                if response.status() != 429 {
-                    let later = clock.now() + fusebox::Duration::from_secs(t);
-                    let full = if keyed {
-                        table.available(&"a".to_owned(), later)
-                    } else {
-                        single.available(later)
-                    };
-                    let burst = if keyed { keyed_burst } else { quota.burst() };
-                    assert_eq!(full, burst, "not full t s later: {at}");
-                } else {
+                if response.status() == 429 {
                     let wait = retry_after(&response);
                     assert!(wait >= 1 && sf_integer(wait), "{at}");
                     assert_eq!((r, t), (0, wait), "{at} Retry-After {wait}");
@@ -775,6 +766,15 @@ async fn retry_after_and_reset_are_never_early_for_any_quota() {
                         send(&mut single_svc, with_key(b"a")).await.unwrap()
                     };
                     assert_eq!(again.status(), 200, "{at}: early Retry-After {wait}");
+                } else {
+                    let later = clock.now() + fusebox::Duration::from_secs(t);
+                    let full = if keyed {
+                        table.available(&"a".to_owned(), later)
+                    } else {
+                        single.available(later)
+                    };
+                    let burst = if keyed { keyed_burst } else { quota.burst() };
+                    assert_eq!(full, burst, "not full t s later: {at}");
                 }
             }
         }
