@@ -34,6 +34,7 @@ mod breakers;
 mod builder;
 mod bulkheads;
 mod caches;
+mod conditions;
 mod config;
 mod error;
 #[cfg(feature = "redis")]
@@ -46,6 +47,7 @@ mod monitor;
 pub(crate) mod redis;
 mod spec;
 mod strict_json;
+mod trackers;
 
 pub use builder::RegistryBuilder;
 pub use bulkheads::BulkheadSpec;
@@ -59,14 +61,15 @@ pub use spec::{BreakerSpec, KeyedLimiterSpec, QuotaSpec};
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use fusebox::breaker::Config;
 use fusebox::bucket::{FullPolicy, Quota};
 use fusebox::{CircuitBreaker, Clock, Instant, TokenBucket};
 
 use crate::events::{Component, Events, RejectionReporter};
-use crate::tracker::{Tracker, TrackerConfig};
+use crate::tracker::Tracker;
+use conditions::{Condition, Setter};
 pub(crate) use error::shown;
 use limiters::KeyedSource;
 
@@ -124,36 +127,6 @@ pub(crate) struct CacheEntry {
     pub(crate) source: Arc<dyn CacheSource>,
     /// Set for caches the registry built, to hand them out again.
     any: Option<Arc<dyn Any + Send + Sync>>,
-}
-
-/// Who set a condition, part of its key: the user
-/// ([`Registry::set_degraded`]) and a component of the registry (a Redis
-/// limiter's `redis_<name>`) may report under one source name, and never
-/// replace or clear each other's (found by a hostile review: a limiter's
-/// recovery cleared the user's own `redis_cache`, and a user clearing
-/// theirs hid the limiter's outage).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Setter {
-    /// [`Registry::set_degraded`].
-    User,
-    /// A component, for as long as it lives.
-    Component,
-}
-
-/// A degraded condition in the report.
-pub(crate) struct Condition {
-    /// Redacted.
-    pub(crate) reason: String,
-    /// The component that set it, if any: the condition ends with it.
-    owner: Option<Weak<()>>,
-}
-
-impl Condition {
-    /// Whether it is still reported: set by the user, or by a component
-    /// that still exists.
-    pub(crate) fn is_live(&self) -> bool {
-        self.owner.as_ref().is_none_or(|o| o.strong_count() > 0)
-    }
 }
 
 #[derive(Default)]
@@ -322,56 +295,6 @@ impl Registry {
         &self.events
     }
 
-    /// The tracker `name`, created with `config` if it does not exist.
-    ///
-    /// # Errors
-    ///
-    /// [`RegistryError::InvalidName`], [`RegistryError::Conflict`],
-    /// [`RegistryError::Full`], or [`RegistryError::InvalidConfig`] naming
-    /// the field (`trackers.<name>.<field>`).
-    ///
-    /// ```
-    /// use fusebox_std::{Registry, TrackerConfig};
-    ///
-    /// let registry = Registry::new();
-    /// let http = registry.tracker("http", TrackerConfig::default())?;
-    /// drop(http.track_operation("GET /"));
-    /// assert_eq!(registry.health().trackers["http"]["GET /"].calls, 1);
-    /// # Ok::<(), fusebox_std::registry::RegistryError>(())
-    /// ```
-    pub fn tracker(&self, name: &str, config: TrackerConfig) -> Result<Tracker, RegistryError> {
-        self.get_or_insert(
-            Kind::Tracker,
-            name,
-            |e| &mut e.trackers,
-            |tracker| {
-                (*tracker.config() == config)
-                    .then(|| tracker.clone())
-                    .ok_or_else(|| conflict(Kind::Tracker, name))
-            },
-            || {
-                let tracker = Tracker::new(config).map_err(|err| {
-                    RegistryError::InvalidConfig(FieldError::new(
-                        format!("trackers.{name}.{}", err.field()),
-                        err.message(),
-                    ))
-                })?;
-                Ok((tracker.clone(), tracker))
-            },
-        )
-    }
-
-    /// The tracker `name`, if it exists.
-    ///
-    /// ```
-    /// use fusebox_std::Registry;
-    ///
-    /// assert!(Registry::new().get_tracker("http").is_none());
-    /// ```
-    pub fn get_tracker(&self, name: &str) -> Option<Tracker> {
-        self.read().trackers.get(name).cloned()
-    }
-
     /// The one get-or-create: validates `name`, returns what `existing`
     /// makes of the entry already there (a match, a conflict, a type
     /// mismatch), or inserts the entry `create` builds if there is room.
@@ -393,58 +316,6 @@ impl Registry {
         let (entry, made) = create()?;
         map.insert(name.into(), entry);
         Ok(made)
-    }
-
-    /// Sets or clears the condition `source` (see `Registry::set_degraded`).
-    /// With an `owner`, the condition is a component's (a user's without),
-    /// and lasts no longer than it: once every
-    /// strong reference is gone it is no longer reported (and its entry is
-    /// removed at the next change), so a component dropped while degraded
-    /// leaves nothing behind, without taking any lock when it is dropped.
-    pub(crate) fn set_condition(
-        &self,
-        source: &str,
-        reason: Option<String>,
-        owner: Option<&Arc<()>>,
-    ) -> Result<(), RegistryError> {
-        check(Kind::Condition, source)?;
-        self.put_condition(source, reason, owner.map(Arc::downgrade))
-    }
-
-    /// [`set_condition`](Self::set_condition) of a source fusebox made
-    /// from a valid name (`redis_<limiter>`), taken as it is: a prefix
-    /// may take it past [`MAX_NAME_LEN`](crate::registry::MAX_NAME_LEN)
-    /// (found by a hostile review: the outage of a limiter with a
-    /// 59-byte name never reached the report).
-    /// The owner is given as a `Weak`, so that a task working for the
-    /// component (a limiter's background probe) can report for it without
-    /// ever holding it alive.
-    pub(crate) fn put_condition(
-        &self,
-        source: &str,
-        reason: Option<String>,
-        owner: Option<Weak<()>>,
-    ) -> Result<(), RegistryError> {
-        let setter = if owner.is_some() {
-            Setter::Component
-        } else {
-            Setter::User
-        };
-        let key = (Box::<str>::from(source), setter);
-        let mut e = self.write();
-        e.conditions.retain(|_, c| c.is_live());
-        match reason {
-            None => {
-                e.conditions.remove(&key);
-            }
-            Some(reason) => {
-                if !e.conditions.contains_key(&key) {
-                    self.room(Kind::Condition, e.conditions.len())?;
-                }
-                e.conditions.insert(key, Condition { reason, owner });
-            }
-        }
-        Ok(())
     }
 
     /// The counter of requests without a usable key of the keyed limiter
