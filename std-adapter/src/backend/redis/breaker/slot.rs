@@ -1,0 +1,70 @@
+//! [`Slot`]: a fleet trial slot held by a half-open trial, given back
+//! when the trial ends or is cancelled.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::script::Op;
+use super::Inner;
+
+/// A fleet trial slot asked for or held by a trial. Dropped (the trial
+/// completed or was cancelled), a spawned task gives it back by its
+/// token, after:
+///
+/// * a success: counting it toward closing the fleet, unless the local
+///   breaker reopened meanwhile or has a trip not yet published (another
+///   trial failed): a close never overtakes a reopen;
+/// * anything else: a reconciliation, so a failed trial's reopen is
+///   published before its slot can go to another trial.
+pub(super) struct Slot {
+    inner: Arc<Inner>,
+    /// Unique per process (instances may share an id).
+    pub(super) token: String,
+    /// The half-open decision the slot was granted in.
+    pub(super) version: Option<u64>,
+    pub(super) armed: bool,
+    pub(super) succeeded: bool,
+}
+
+impl Slot {
+    pub(super) fn new(inner: &Arc<Inner>) -> Self {
+        let seq = inner.tokens.fetch_add(1, Ordering::Relaxed);
+        Self {
+            inner: Arc::clone(inner),
+            token: format!("{}:{:016x}:{seq}", inner.instance, inner.nonce),
+            version: None,
+            armed: true,
+            succeeded: false,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // no runtime left: the slot's TTL frees it
+        };
+        let inner = Arc::clone(&self.inner);
+        let token = std::mem::take(&mut self.token);
+        let (version, succeeded) = (self.version, self.succeeded);
+        runtime.spawn(async move {
+            match (version, succeeded) {
+                (Some(version), true) => {
+                    let needed = inner.policy.core().config().close_after();
+                    let _one = inner.sync_lock.lock().await;
+                    if inner.holds_no_unpublished_trip() {
+                        let _ = inner.invoke(Op::Close(version, needed)).await;
+                    }
+                }
+                (Some(_), false) => {
+                    let _ = inner.reconcile().await;
+                }
+                (None, _) => {}
+            }
+            let _ = inner.invoke(Op::Release(&token)).await;
+        });
+    }
+}
