@@ -604,6 +604,73 @@ async fn redis_breaker_quorum_a_lone_trip_is_not_closed_by_a_newer_fleet_version
     assert_eq!(a.fleet_state(), Some(State::Closed));
 }
 
+/// An operator's close made after a lone trip (below the quorum) ends it
+/// on that instance too: `force_close` on another instance, or a newer
+/// closed version written by hand. Before, the instance kept refusing
+/// every call for its whole open time (30 s here), though the operator
+/// had closed the breaker "fleet-wide"; only the instance the action was
+/// posted to closed. A close made before the trip still leaves it alone
+/// (the test above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_quorum_an_operators_close_after_a_lone_trip_ends_it() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let one = |id: &'static str| {
+        let url = url.clone();
+        async move {
+            let core = Arc::new(CircuitBreaker::new(
+                Config::builder()
+                    .consecutive_failures(2)
+                    .open_for(Duration::from_secs(30).into())
+                    .build()
+                    .unwrap(),
+            ));
+            FleetBreaker::builder("avatars", core, backend(&url).await)
+                .sync_interval(Duration::from_secs(600))
+                .quorum(2, Duration::from_secs(30))
+                .instance_id(id)
+                .build()
+                .await
+                .expect("fleet breaker")
+        }
+    };
+    let (a, b) = (one("a").await, one("b").await);
+    trip(&a).await;
+    a.sync().await.unwrap();
+    assert_eq!(
+        (a.state(), a.fleet_state()),
+        (State::Open, Some(State::Closed))
+    );
+    // The operator closes the breaker on B, after A's trip.
+    b.force_close().await.unwrap();
+    a.sync().await.unwrap();
+    assert_eq!(a.state(), State::Closed, "the operator's close reaches A");
+    assert!(a.call(async { Ok::<_, ()>(()) }).await.is_ok());
+
+    // Again, the newer closed version written by hand (the documented
+    // redis-cli way).
+    trip(&a).await;
+    a.sync().await.unwrap();
+    assert_eq!(a.state(), State::Open);
+    let mut conn = raw(&url).await;
+    let stored = get(&mut conn, a.decision_key()).await.unwrap();
+    let version: u64 = stored.split(':').nth(1).unwrap().parse().unwrap();
+    assert!(stored.ends_with(":c:0:0"), "{stored}");
+    let _: () = redis::cmd("SET")
+        .arg(a.decision_key())
+        .arg(format!("fb1:{}:c:0:0", version + 1))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    a.sync().await.unwrap();
+    assert_eq!(
+        a.state(),
+        State::Closed,
+        "a newer closed version by hand too"
+    );
+    assert_eq!(b.state(), State::Closed);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_breaker_a_force_close_that_failed_stays_local() {
     // Persisted (AOF), so the open decision survives the restart below.

@@ -48,11 +48,13 @@ impl FleetBreaker {
         r
     }
 
-    /// Closes the breaker fleet-wide. This instance closes even if it is
-    /// open on a trip of its own the fleet did not take up (below the
-    /// quorum), which a closed fleet decision otherwise leaves to run its
-    /// open time; other instances holding such a trip keep it. It waits
-    /// as [`force_open`](Self::force_open) does.
+    /// Closes the breaker fleet-wide, including the instances open on a
+    /// trip of their own the fleet did not take up (below the quorum),
+    /// which a closed fleet decision otherwise leaves to run its open
+    /// time: this one at once, the others when they apply this decision
+    /// (within a sync interval, or one round trip with notifications),
+    /// unless they have applied a newer one meanwhile. It waits as
+    /// [`force_open`](Self::force_open) does.
     ///
     /// # Errors
     ///

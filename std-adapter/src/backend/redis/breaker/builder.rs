@@ -409,6 +409,7 @@ impl FleetBreakerBuilder {
             trial_closes,
             trial_closes_reported: AtomicU64::new(0),
             local_only: AtomicBool::new(false),
+            local_only_at: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
             corrupt_logged: AtomicBool::new(false),
             conflict_logged: AtomicBool::new(false),

@@ -81,7 +81,11 @@ use crate::CallError;
 /// * **Quorum.** With [`FleetBreakerBuilder::quorum`], a local trip opens
 ///   the fleet only once `min_instances` distinct instances tripped within
 ///   the window (`…:verdicts`, a sorted set); a lone bad instance still
-///   protects itself locally.
+///   protects itself locally, for its own open time, however new a closed
+///   fleet decision it sees then, unless it is an operator's close made
+///   since its trip (the next version after the one its trip was refused
+///   in, closed: [`force_close`](FleetBreaker::force_close) on any
+///   instance, or a newer version written by hand).
 /// * **Faults.** While Redis fails, calls are decided on local state alone
 ///   (local trips still protect the instance), [`FleetBreaker::is_degraded`]
 ///   is true, and the task retries with backoff. On reconnect a local trip
@@ -179,6 +183,10 @@ pub(super) struct Inner {
     trial_closes_reported: AtomicU64,
     /// The local breaker is open by a trip the fleet did not take up.
     local_only: AtomicBool,
+    /// The version of the closed fleet decision that trip was not taken
+    /// up in (set with `local_only`): the next version, closed, is an
+    /// operator's close, which ends the trip.
+    local_only_at: AtomicU64,
     degraded: AtomicBool,
     corrupt_logged: AtomicBool,
     /// A stored decision of the held version but another state was logged.

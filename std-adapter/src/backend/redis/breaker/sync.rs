@@ -197,12 +197,19 @@ impl Inner {
         }
         // A trip the fleet did not take up (below the quorum) protects this
         // instance alone until its own open time is up: a closed fleet
-        // decision, however new, does not close it before.
+        // decision does not close it before, unless it is an operator's
+        // close made since the trip. Nothing but an operator moves a closed
+        // decision to the next version closed (`force_close`, or a newer
+        // version written by hand): a trip opens it, trials close only a
+        // half-open one, a store repopulated closed keeps its version.
         if matches!(op, Op::Trip { .. }) && d.state == State::Closed {
+            self.local_only_at.store(d.version, Ordering::Release);
             self.local_only.store(true, Ordering::Release);
         }
         if self.local_only.load(Ordering::Acquire) {
-            if d.state == State::Closed && self.policy.state() == State::Open {
+            let operators_close = d.state == State::Closed
+                && d.version == self.local_only_at.load(Ordering::Acquire).wrapping_add(1);
+            if d.state == State::Closed && self.policy.state() == State::Open && !operators_close {
                 return;
             }
             self.local_only.store(false, Ordering::Release);
