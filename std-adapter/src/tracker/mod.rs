@@ -28,9 +28,15 @@
 //! Calls and errors are always counted; only a sampled run's latency is
 //! recorded (`sample_rate`, default 10 %). [`Tracker::track_operation`]
 //! draws at random; [`Tracker::track_request`] decides from a hash of the
-//! request id (fixed seed), so every stage of a request, and every service
-//! seeing the same id, makes the same choice. Stages inherit their
-//! operation's choice.
+//! request id, so every stage of a request, and every service seeing the
+//! same id, makes the same choice. Stages inherit their operation's choice.
+//!
+//! The hash is specified, so that another build, another architecture or
+//! a service in another language can make the same choice: the 64-bit
+//! FNV-1a hash of the id's UTF-8 bytes, passed through splitmix64's
+//! finalizer (`h ^= h >> 30; h *= 0xbf58476d1ce4e5b9; h ^= h >> 27;
+//! h *= 0x94d049bb133111eb; h ^= h >> 31`, wrapping); the request is
+//! sampled when that is below `sample_rate · 2⁶⁴` (always at rate 1).
 //!
 //! # Examples
 //!
@@ -57,7 +63,6 @@ pub use guard::TrackGuard;
 pub use summary::{ExecutionSummary, StageTiming};
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -323,10 +328,10 @@ impl Tracker {
     }
 
     /// Starts timing one run of `operation` for request `request_id`,
-    /// sampled by the id's hash, and (if sampled) keeps an
-    /// [`ExecutionSummary`] of it and its stages, readable with
-    /// [`execution_summary`](Self::execution_summary) while it runs and
-    /// after, until `max_requests` newer requests push it out. An id
+    /// sampled by the id's hash (the [specified one](self#sampling)), and
+    /// (if sampled) keeps an [`ExecutionSummary`] of it and its stages,
+    /// readable with [`execution_summary`](Self::execution_summary) while
+    /// it runs and after, until `max_requests` newer requests push it out. An id
     /// longer than [`TrackerConfig::MAX_NAME_LEN`] bytes gets no summary;
     /// an operation or stage name (its full path) longer than that shows
     /// in the summary as [`OVERFLOW`], the series it is counted under.
@@ -345,9 +350,7 @@ impl Tracker {
     /// # Ok::<(), fusebox_std::TrackerConfigError>(())
     /// ```
     pub fn track_request(&self, request_id: &str, operation: &str) -> TrackGuard {
-        let sampled = self
-            .inner
-            .sample(fusebox::hash::FixedState::new().hash_one(request_id));
+        let sampled = self.inner.sample(request_draw(request_id));
         let operation = redact(operation);
         let record = (sampled && request_id.len() <= TrackerConfig::MAX_NAME_LEN)
             .then(|| self.inner.open_request(request_id, &operation))
@@ -457,6 +460,22 @@ impl Tracker {
     }
 }
 
+/// The draw a request id samples with (see the [module docs](self#sampling)):
+/// FNV-1a, 64 bits, of the id's bytes, then splitmix64's finalizer (FNV-1a
+/// alone mixes its last bytes poorly into the high bits the threshold
+/// reads). Found by a hostile review: it was foldhash's, which its authors
+/// do not keep across versions or platforms (a 32-bit target computes
+/// another product), so services seeing one id could choose differently.
+fn request_draw(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in id.as_bytes() {
+        h = (h ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
 impl Inner {
     fn sample(&self, draw: u64) -> bool {
         self.threshold.is_none_or(|t| draw < t)
@@ -484,4 +503,64 @@ thread_local! {
     /// Series statistics (percentiles) computed on this thread: a test asks
     /// whether a scrape computed any (the Prometheus exposition must not).
     pub(crate) static STATS_COMPUTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented choice, written from the docs: FNV-1a (64 bits) of
+    /// the id's UTF-8 bytes, through splitmix64's finalizer, sampled when
+    /// below `sample_rate · 2⁶⁴`.
+    fn documented_draw(id: &str) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in id.as_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^ (h >> 31)
+    }
+
+    /// Sampling by request id is the function the docs name, so that every
+    /// service seeing an id (another build, another architecture, another
+    /// language) makes the same choice. Found by a hostile review: it was
+    /// foldhash's, whose output its authors do not keep across versions or
+    /// platforms (a 32-bit target computes another product), so two
+    /// services could split one request's stages between sampled and not.
+    #[test]
+    fn request_sampling_is_the_documented_stable_function() {
+        // FNV-1a's published test vectors pin the model itself.
+        let fnv = |s: &str| {
+            s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+        };
+        assert_eq!(fnv(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv("foobar"), 0x8594_4171_f739_67e8);
+        for rate in [0.01, 0.1, 0.5, 0.9] {
+            let tracker = Tracker::new(TrackerConfig {
+                sample_rate: rate,
+                max_requests: 0,
+                ..TrackerConfig::default()
+            })
+            .unwrap();
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let threshold = (rate * 2f64.powi(64)) as u64;
+            let mut sampled = 0u32;
+            for i in 0..4_000 {
+                let id = format!("req-{i}");
+                let want = documented_draw(&id) < threshold;
+                let got = tracker.track_request(&id, "op").is_sampled();
+                assert_eq!(got, want, "rate {rate}, id {id}");
+                sampled += u32::from(got);
+            }
+            let expected = rate * 4_000.0;
+            assert!(
+                (f64::from(sampled) - expected).abs() <= 4_000f64.sqrt() * 4.0,
+                "rate {rate}: {sampled} of 4000"
+            );
+        }
+    }
 }
