@@ -325,6 +325,10 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
     }
 
     /// The cached value of `key` and its age, if younger than `max_stale`.
+    /// A read, as the core cache's `peek`: it counts no hit or miss in
+    /// [`metrics`](Self::metrics) and does not make the entry the most
+    /// recently used (an expired entry it finds is freed, and counted in
+    /// `expirations`).
     ///
     /// ```
     /// use std::time::Duration;
@@ -342,10 +346,17 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
     /// ```
     pub fn peek(&self, key: &K) -> Option<(V, Duration)> {
         let now = self.clock.now();
-        self.lookup(key, now)
+        let mut cache = self.lock();
+        let (value, stored) = cache.peek_at(key, now)?;
+        Some((value.clone(), (now - *stored).into()))
     }
 
-    /// The core cache's counters.
+    /// The core cache's counters. Lookups are those of
+    /// [`get_or_fetch`](Self::get_or_fetch), never [`peek`](Self::peek)'s:
+    /// with a `fresh_for`, the one before the call (a hit whenever a value
+    /// younger than `max_stale` is found, even one too old to be served
+    /// fresh, the call then being made), and after a failed call, the one
+    /// for a stale value.
     ///
     /// ```
     /// use std::time::Duration;
@@ -473,6 +484,40 @@ mod tests {
     /// the cache's mutex) into a walk of every entry. Found by a hostile
     /// review: `StaleCache` hashed with `FixedState::new()`, 64 chosen keys
     /// made a miss compare 64 keys.
+    /// `peek` reads, as the core cache's `peek` does: it counts no lookup
+    /// and leaves the recency order alone. Found by a hostile review: it
+    /// counted a hit and promoted the entry, so a dashboard or health check
+    /// peeking at a key raised the hit ratio the registry reports, and kept
+    /// the peeked entry from being evicted in favour of ones in real use.
+    #[tokio::test(start_paused = true)]
+    async fn peek_counts_nothing_and_promotes_nothing() {
+        let cache: StaleCache<u8, u8, 2> =
+            StaleCache::new(Duration::ZERO, Duration::from_secs(60)).unwrap();
+        for key in [1, 2] {
+            cache
+                .get_or_fetch(key, || async { Ok::<_, ()>(key) })
+                .await
+                .unwrap();
+        }
+        for _ in 0..5 {
+            assert_eq!(cache.peek(&1), Some((1, Duration::ZERO)));
+        }
+        assert_eq!(cache.peek(&9), None);
+        let m = cache.metrics();
+        assert_eq!((m.hits, m.misses, m.inserts), (0, 0, 2));
+        // 1 is still the least recently used: a third key evicts it.
+        cache
+            .get_or_fetch(3, || async { Ok::<_, ()>(3) })
+            .await
+            .unwrap();
+        assert_eq!(cache.peek(&1), None);
+        assert_eq!(cache.peek(&2), Some((2, Duration::ZERO)));
+        // An expired entry still reads as none.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(cache.peek(&2), None);
+        assert_eq!(cache.metrics().lookups(), 0);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn chosen_keys_do_not_collide() {
         const N: usize = 64;
