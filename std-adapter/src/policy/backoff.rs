@@ -332,6 +332,45 @@ mod tests {
         assert_eq!(b.next_delay(), Duration::from_millis(50));
     }
 
+    /// Sound, kept as a test (hostile review): no delay beyond the cap,
+    /// jittered or not, for caps off the millisecond grid, a zero cap, a
+    /// factor of `f64::MAX`; and `Duration::MAX` bases and caps never panic.
+    #[test]
+    fn no_delay_beyond_the_cap_whatever_the_settings() {
+        for (base_us, factor, max_us) in [
+            (1_000u64, 3.0, 1_500u64),
+            (999, 1.5, 999),
+            (0, 2.0, 0),
+            (1, f64::MAX, 7_777),
+        ] {
+            let max = Duration::from_micros(max_us);
+            let maker = ExponentialBackoffMaker::new(Duration::from_micros(base_us), factor, max)
+                .unwrap()
+                .with_rng(fastrand::Rng::with_seed(base_us));
+            let mut jittered = maker.make_backoff();
+            assert!((0..200).all(|_| jittered.next_delay() <= max));
+            let mut exact = maker.with_jitter(Jitter::None).make_backoff();
+            let delays: Vec<Duration> = (0..200).map(|_| exact.next_delay()).collect();
+            assert!(delays.iter().all(|d| *d <= max));
+            assert_eq!(delays[199], max, "the ceiling reaches the cap");
+        }
+        for jitter in [Jitter::None, Jitter::Full] {
+            let maker = ExponentialBackoffMaker::new(Duration::MAX, 2.0, Duration::MAX)
+                .unwrap()
+                .with_jitter(jitter);
+            let mut b = maker.make_backoff();
+            assert!((0..5).all(|_| b.next_delay() <= Duration::MAX));
+            let maker = ExponentialBackoffMaker::new(Duration::from_nanos(1), 1e300, Duration::MAX)
+                .unwrap()
+                .with_jitter(jitter);
+            let mut b = maker.make_backoff();
+            let _ = b.next_delay();
+            if jitter == Jitter::None {
+                assert_eq!(b.next_delay(), Duration::MAX);
+            }
+        }
+    }
+
     #[test]
     fn calls_from_one_maker_draw_different_jitter() {
         // Each call's RNG is forked, not cloned: callers that failed

@@ -410,6 +410,57 @@ mod tests {
         assert!(!b.try_withdraw_at(now));
     }
 
+    /// tower's own `TpsBudget` scenarios (`tps_empty`, `tps_leaky`,
+    /// `tps_slots`, `tps_reserve`), re-expressed on this budget's rule,
+    /// plus the end of time (`now` at `u64::MAX` µs): sound, kept as a
+    /// test (hostile review).
+    #[test]
+    fn towers_budget_scenarios() {
+        let one_second = |percent, floor| {
+            RetryBudget::with_clock(
+                Duration::from_secs(1),
+                percent,
+                floor,
+                TokioClock::with_origin(tokio::time::Instant::now()),
+            )
+            .unwrap()
+        };
+        // Empty: no first attempt, no floor, no retry.
+        assert!(!one_second(100, 0).try_withdraw_at(Instant::ZERO));
+        // Leaky: a first attempt 3 s ago buys nothing.
+        let b = one_second(100, 0);
+        b.deposit_at(Instant::ZERO);
+        assert!(!b.try_withdraw_at(Instant::from_secs(3)));
+        // Slots: two first attempts still count 901 ms later; later, the
+        // first of three spread ones has left the window, the next two
+        // buy one retry at 50 %.
+        let b = one_second(50, 0);
+        b.deposit_at(Instant::ZERO);
+        b.deposit_at(Instant::ZERO);
+        assert!(b.try_withdraw_at(Instant::from_millis(901)));
+        for at in [2_902, 3_203, 4_004] {
+            b.deposit_at(Instant::from_millis(at));
+        }
+        assert!(b.try_withdraw_at(Instant::from_millis(4_004)));
+        assert!(!b.try_withdraw_at(Instant::from_millis(4_004)));
+        // Reserve: the floor alone, exactly.
+        let b = one_second(100, 5);
+        assert_eq!(
+            (0..8).filter(|_| b.try_withdraw_at(Instant::ZERO)).count(),
+            5
+        );
+        // The end of time: no overflow, and the window still holds.
+        let b = one_second(100, 1);
+        let end = Instant::from_micros(u64::MAX);
+        b.deposit_at(end);
+        assert_eq!((0..4).filter(|_| b.try_withdraw_at(end)).count(), 2);
+        assert_eq!(
+            b.remaining_at(Instant::ZERO),
+            0,
+            "a stale now reads as the end"
+        );
+    }
+
     #[test]
     fn deposits_leave_the_window() {
         let b = budget(100, 0);

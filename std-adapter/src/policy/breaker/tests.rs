@@ -198,3 +198,48 @@ async fn a_read_does_not_move_an_unused_breaker_past_the_wrap() {
         assert_eq!(b.state(), State::Closed);
     }
 }
+
+/// Sound, kept as a test (hostile review): a classifier that panics on a
+/// half-open trial, whether the call was ready at its first poll or
+/// later, abandons the permit (the trial slot is free again, nothing is
+/// decided), and the next trial closes the breaker.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_classifier_abandons_the_trial() {
+    use fusebox::breaker::Outcome;
+    let core = Arc::new(CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(1)
+            .open_for(fusebox::Duration::from_millis(10))
+            .half_open_permits(1)
+            .build()
+            .unwrap(),
+    ));
+    let breaker = Breaker::builder("classify", Arc::clone(&core))
+        .classifier(|r: &Result<(), u8>| match r {
+            Err(7) => panic!("the classifier panics"),
+            Ok(()) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        })
+        .build();
+    assert!(breaker.call(async { Err::<(), u8>(1) }).await.is_err());
+    assert_eq!(breaker.state(), State::Open);
+    tokio::time::advance(std::time::Duration::from_millis(20)).await;
+    for pending in [false, true] {
+        let b = breaker.clone();
+        let task = tokio::spawn(async move {
+            b.call(async move {
+                if pending {
+                    tokio::task::yield_now().await;
+                }
+                Err::<(), u8>(7)
+            })
+            .await
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        assert_eq!(breaker.state(), State::HalfOpen, "pending: {pending}");
+    }
+    let m = core.metrics();
+    assert_eq!((m.abandoned, m.failures), (2, 1));
+    assert!(breaker.call(async { Ok::<(), u8>(()) }).await.is_ok());
+    assert_eq!(breaker.state(), State::Closed);
+}

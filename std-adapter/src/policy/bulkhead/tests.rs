@@ -91,3 +91,36 @@ async fn a_sub_millisecond_max_wait_ends_on_the_first_tick() {
     );
     assert_eq!(start.elapsed(), Duration::from_millis(1));
 }
+
+/// Sound, kept as a test (hostile review): a queue wait of
+/// `Duration::MAX` neither panics nor gives up, even 40 years on; the
+/// queued call gets the slot when it is returned.
+#[tokio::test(start_paused = true)]
+async fn an_endless_queue_wait_never_gives_up_nor_panics() {
+    let bulkhead = Bulkhead::new(
+        1,
+        Overflow::Queue {
+            max_queued: 1,
+            max_wait: Duration::MAX,
+        },
+    )
+    .unwrap();
+    let held = bulkhead.acquire().await.unwrap();
+    let queued = tokio::spawn({
+        let b = bulkhead.clone();
+        async move { b.acquire().await.map(drop) }
+    });
+    tokio::time::advance(Duration::from_secs(86_400 * 365 * 40)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(bulkhead.metrics().queued, 1);
+    drop(held);
+    queued.await.unwrap().unwrap();
+    assert_eq!(
+        bulkhead.metrics(),
+        BulkheadMetrics {
+            in_use: 0,
+            queued: 0,
+            rejected: 0
+        }
+    );
+}

@@ -280,3 +280,51 @@ async fn callers_told_one_retry_after_do_not_retry_in_lockstep() {
         instants.len()
     );
 }
+
+/// Sound, kept as a test (hostile review): a Retry-After of `u64::MAX` µs
+/// with the cap lifted to `Duration::MAX` parks the retry (no panic, no
+/// attempt a year later), and cancelling it gives its retry back to the
+/// budget; a Retry-After of zero leaves the backoff's delay alone.
+#[tokio::test(start_paused = true)]
+async fn extreme_retry_afters() {
+    struct Micros(u64);
+    impl fusebox::RetryAfter for Micros {
+        fn retry_after(&self) -> Option<fusebox::Duration> {
+            Some(fusebox::Duration::from_micros(self.0))
+        }
+    }
+    let budget = Arc::new(RetryBudget::new(Duration::from_secs(10), 0, 1).unwrap());
+    let retry = Retry::builder()
+        .max_attempts(u32::MAX)
+        .max_retry_after(Duration::MAX)
+        .budget(Arc::clone(&budget))
+        .honor_retry_after()
+        .build();
+    let mut calls = 0;
+    let parked = retry.call(|| {
+        calls += 1;
+        async { Err::<(), _>(Micros(u64::MAX)) }
+    });
+    let year = Duration::from_secs(86_400 * 365);
+    assert!(tokio::time::timeout(year, parked).await.is_err());
+    assert_eq!(calls, 1);
+    let now = fusebox::Clock::now(&crate::TokioClock::new());
+    assert_eq!(budget.remaining_at(now), 1, "the parked retry came back");
+
+    let backoff =
+        ExponentialBackoffMaker::new(Duration::from_millis(10), 1.0, Duration::from_millis(10))
+            .unwrap()
+            .with_jitter(crate::policy::Jitter::None);
+    let retry = Retry::builder()
+        .max_attempts(3)
+        .backoff(backoff)
+        .honor_retry_after()
+        .build();
+    let start = Instant::now();
+    let e = retry
+        .call(|| async { Err::<(), _>(Micros(0)) })
+        .await
+        .unwrap_err();
+    assert_eq!((e.attempts, e.stop), (3, Stop::Exhausted));
+    assert_eq!(start.elapsed(), Duration::from_millis(20));
+}
