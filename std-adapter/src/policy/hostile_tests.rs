@@ -430,3 +430,100 @@ async fn adapters_built_without_a_clock_share_their_cores_clock() {
         "16 tokens of burst 4 at once"
     );
 }
+
+/// Sound, kept as a test (hostile review): one `Policy` with every layer
+/// shared by 400 tasks on two workers, each dropped by an outer timeout at
+/// a different point, calls slow, failing and timing out by turns. Never
+/// more calls inside than the bulkhead's slots; at the end every slot and
+/// queue place is back, every breaker permit was settled (recorded or
+/// abandoned) once per call of `make`, and the budget was charged exactly
+/// one retry per retry that called `make` (none for those granted and then
+/// dropped), with every first attempt deposited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_policy_under_racing_cancelled_tasks_keeps_its_books() {
+    let bulkhead = Bulkhead::new(
+        3,
+        Overflow::Queue {
+            max_queued: 2,
+            max_wait: Duration::from_millis(5),
+        },
+    )
+    .unwrap();
+    let core = Arc::new(CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(5)
+            .open_for(fusebox::Duration::from_millis(10))
+            .half_open_permits(2)
+            .build()
+            .unwrap(),
+    ));
+    let breaker = Breaker::new("shared", Arc::clone(&core));
+    // A window far longer than the test: every count stays in it.
+    let budget = Arc::new(RetryBudget::new(Duration::from_secs(100), 50, 5).unwrap());
+    let backoff =
+        ExponentialBackoffMaker::new(Duration::from_millis(1), 2.0, Duration::from_millis(4))
+            .unwrap();
+    let bucket = TokenBucket::new(Quota::per_second(2_000).unwrap().with_burst(5).unwrap());
+    let policy = Arc::new(
+        Policy::builder()
+            .bulkhead(bulkhead.clone())
+            .retry(
+                Retry::builder()
+                    .max_attempts(4)
+                    .budget(Arc::clone(&budget))
+                    .deadline(Duration::from_millis(50))
+                    .backoff(backoff)
+                    .build(),
+            )
+            .limiter(Arc::new(Limiter::new(Arc::new(bucket))))
+            .breaker(breaker.clone())
+            .timeout(Duration::from_millis(3))
+            .build(),
+    );
+    let (first, retries) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (inside, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut tasks = Vec::new();
+    for i in 0..400u64 {
+        let policy = Arc::clone(&policy);
+        let (first, retries) = (Arc::clone(&first), Arc::clone(&retries));
+        let (inside, most) = (Arc::clone(&inside), Arc::clone(&most));
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_micros(i % 97 * 150)).await;
+            let mut attempt = 0u64;
+            let call = policy.call(|| {
+                attempt += 1;
+                let made = if attempt == 1 { &first } else { &retries };
+                made.fetch_add(1, Ordering::SeqCst);
+                let (inside, most) = (Arc::clone(&inside), Arc::clone(&most));
+                let kind = (i * 7 + attempt * 3) % 5;
+                async move {
+                    let _inside = Inside::enter(&inside, &most);
+                    tokio::time::sleep(Duration::from_micros(kind * 900)).await;
+                    if kind.is_multiple_of(2) {
+                        Err::<(), _>("down")
+                    } else {
+                        Ok(())
+                    }
+                }
+            });
+            let _ = tokio::time::timeout(Duration::from_micros(i % 11 * 700), call).await;
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(most.load(Ordering::SeqCst) <= 3);
+    let m = bulkhead.metrics();
+    assert_eq!((m.in_use, m.queued), (0, 0));
+    let (first, retries) = (
+        first.load(Ordering::SeqCst) as u64,
+        retries.load(Ordering::SeqCst) as u64,
+    );
+    assert_eq!(core.metrics().calls(), first + retries);
+    let remaining = budget.remaining_at(fusebox::Clock::now(&breaker.clock()));
+    assert_eq!(
+        remaining + retries,
+        5 + first / 2,
+        "{first} first attempts, {retries} retries"
+    );
+}
