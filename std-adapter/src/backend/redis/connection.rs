@@ -299,6 +299,36 @@ impl RedisBackend {
     }
 }
 
+impl RedisBackend {
+    /// Whether Redis takes writes, for a probe whose decision wrote
+    /// nothing (a peek, a refusal): `SET <base>~probe 1 XX PX 1` under
+    /// `key`'s hash tag. No such key exists (a rule name never starts
+    /// with `~`), so it writes nothing; yet a full server (`OOM`, with
+    /// `noeviction`) or a read-only replica (`READONLY`, a client left on
+    /// the old primary after a failover) refuses it, as it refuses the
+    /// script's own `SET` when a token is taken. Such a server answers
+    /// every read: without this, a probe that only read ended the outage,
+    /// and the next request that took a token began it again.
+    pub(super) async fn writable(
+        &self,
+        limiter: &str,
+        key: &str,
+        rules: &Rules,
+    ) -> Result<(), BackendError> {
+        let mut probe = super::super::key::key_base(&self.prefix, limiter, key, rules)?;
+        probe.push_str("~probe");
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(probe).arg(1).arg("XX").arg("PX").arg(1);
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, cmd.query_async::<redis::Value>(&mut conn)).await {
+            Err(_) => Err(BackendError::Timeout(self.timeout)),
+            Ok(Err(e)) if e.is_timeout() => Err(BackendError::Timeout(self.timeout)),
+            Ok(Err(e)) => Err(fault(&e)),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+}
+
 impl Backend for RedisBackend {
     async fn decide(
         &self,

@@ -35,7 +35,11 @@ pub use self::builder::RedisLimiterBuilder;
 /// runtime) and ended with it or with the limiter, so that a limiter
 /// nobody calls recovers too ([`RedisLimiterBuilder::background_probe`]
 /// turns that task off, for tests on a paused Tokio clock). The first probe that Redis answers ends the
-/// outage: the condition is cleared and Redis decides again. No request
+/// outage: the condition is cleared and Redis decides again. A probe that
+/// wrote nothing (a peek, a refusal) also needs Redis to take a write
+/// (one more round trip): a full Redis (`maxmemory`, `noeviction`) or a
+/// read-only replica answers reads but fails every decision that takes a
+/// token, and stays an outage. No request
 /// waits on Redis longer than the command timeout, nothing is queued;
 /// while Redis answers there is no task and no extra work.
 /// A request whose command timed out in a Redis stall (not a lost
@@ -459,6 +463,20 @@ impl Shared {
                 .await
             {
                 Ok((decision, taken)) => {
+                    // A probe that wrote nothing (a peek, a refusal) must
+                    // also see Redis take a write before the outage ends.
+                    if probe
+                        && !(decision.allowed && taken > 0)
+                        && let Err(e) = self.backend.writable(&self.name, key, &self.rules).await
+                        && e.is_fault()
+                    {
+                        // Redis reads but does not write: the decision,
+                        // which took nothing, stands; the outage goes on.
+                        self.counters.redis.fetch_add(1, Ordering::Relaxed);
+                        self.corrupt_replaced(decision.corrupt);
+                        self.failed(&e, true);
+                        return Ok((decision, taken));
+                    }
                     self.answered(&decision);
                     return Ok((decision, taken));
                 }

@@ -31,9 +31,11 @@ impl Shared {
     /// The background task's probe: a peek (`n = 0`, which takes nothing
     /// and creates no key; like any request it replaces a corrupt value
     /// or rewrites another quota's, see `gcra.lua`) of the key `""`,
-    /// through the same script, connection and timeout as a request. Not
-    /// a decision: only its fault, or the outage's end, is counted. True
-    /// once the outage is over.
+    /// through the same script, connection and timeout as a request, then
+    /// a write Redis must take (`RedisBackend::writable`: a full server or
+    /// a read-only replica answers the peek). Not a decision: only its
+    /// fault, or the outage's end, is counted. True once the outage is
+    /// over.
     pub(in crate::backend::redis) async fn probe(self: &Arc<Self>) -> bool {
         match self
             .backend
@@ -42,6 +44,14 @@ impl Shared {
         {
             Ok((decision, _)) => {
                 self.corrupt_replaced(decision.corrupt);
+                // A peek writes nothing: Redis must take a write too (a
+                // full server or a read-only replica answers reads).
+                if let Err(e) = self.backend.writable(&self.name, "", &self.rules).await {
+                    if e.is_fault() {
+                        self.failed(&e, true);
+                    }
+                    return false;
+                }
                 if self.succeeded() {
                     tracing::info!(
                         limiter = %Redacted(&self.name),
