@@ -251,3 +251,42 @@ async fn redis_limit_values_of_earlier_script_versions_are_read_as_they_were_mea
         assert_eq!((d.allowed, d.corrupt, d.remaining), (true, 0, 0), "{value}");
     }
 }
+
+/// A stored time ahead of Redis's clock by more than the rule's drain,
+/// yet within the minute of clock step the script tolerates (a failover
+/// to a server whose clock is behind, an NTP step back): every request
+/// is refused until the clock catches up, but a peek (`n = 0`) is
+/// "always admitted" (`RedisLimiter::try_acquire_n`), with nothing left.
+/// Before, the script refused it as it refused a request (found by a
+/// hostile review).
+#[tokio::test]
+async fn redis_limit_a_peek_is_admitted_while_the_stored_time_is_ahead_of_the_clock() {
+    let server = RedisServer::start();
+    let backend = connect(&server).await;
+    let rules = Rules::single("per_second", Quota::per_second(10).unwrap()).unwrap();
+    let limiter = RedisLimiter::builder("stepped", rules.clone(), backend.clone())
+        .build()
+        .unwrap();
+    let key = &storage_keys(backend.prefix(), "stepped", "k", &rules).unwrap()[0];
+    let mut conn = backend.connection();
+    let (secs, _): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    // 10/s: scale 1, interval 100 000 µs, burst 10 (a 1 s drain); 30 s ahead.
+    let ahead = format!("g1:{}:0:1:100000:10", (secs + 30) * 1_000_000);
+    plant(&backend, key, &["SET", &ahead]).await;
+    let d = limiter.try_acquire("k").await.unwrap();
+    assert_eq!((d.allowed, d.source, d.corrupt), (false, Source::Redis, 0));
+    let peek = limiter.try_acquire_n("k", 0).await.unwrap();
+    assert_eq!(
+        (peek.allowed, peek.source, peek.remaining, peek.retry_after),
+        (true, Source::Redis, 0, Duration::ZERO),
+        "{peek:?}"
+    );
+    // The peek took nothing and wrote nothing: the state is as planted.
+    let value: String = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(value, ahead);
+    assert_eq!(limiter.metrics().admitted, 0);
+}

@@ -218,13 +218,15 @@ if m < n then
   if take >= m then n = take else n = m end
 end
 
+-- A peek (n = 0) takes nothing and is always admitted, even when a
+-- stored time runs ahead of the rule's drain (a clock stepped back).
 local allowed = 1
 local retry = 0
 for i = 1, rules do
   local r = st[i]
   local scale, capacity = r[1], r[3]
   local needed = r[4] + n * r[2]
-  if needed > capacity then
+  if n > 0 and needed > capacity then
     allowed = 0
     local wait = idiv(needed - capacity + scale - 1, scale)
     if wait > retry then retry = wait end
