@@ -128,3 +128,52 @@ async fn a_read_only_replica_keeps_the_limiter_degraded_until_it_takes_writes() 
     )
     .await;
 }
+
+/// A request sent before the outage began, and refused by Redis after it
+/// (it wrote nothing), does not end the outage either: a full Redis
+/// answers refusals, so under traffic mixing drained and fresh keys the
+/// limiter flapped with every refusal that was in flight when an
+/// admission failed. Deterministic: both requests are sent while Redis
+/// is stopped, the admission first; Redis resumes and fails it (the
+/// outage begins), then refuses the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_in_flight_does_not_end_an_outage_on_a_full_redis() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::connect(server.outage_config(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    let rules = Rules::single("per_minute", Quota::per_minute(3).unwrap()).unwrap();
+    // No probe within the test: only the two requests speak to Redis.
+    let limiter = RedisLimiter::builder("in_flight", rules, backend)
+        .degrade(Degrade::FailClosed)
+        .probe_backoff(Duration::from_secs(60), Duration::from_secs(60))
+        .background_probe(false)
+        .build()
+        .unwrap();
+    assert!(limiter.try_acquire_n("drained", 3).await.unwrap().allowed);
+    cli(
+        server.port(),
+        &["config", "set", "maxmemory-policy", "noeviction"],
+    );
+    cli(server.port(), &["config", "set", "maxmemory", "1"]);
+
+    server.signal("STOP");
+    let mut admission = std::pin::pin!(limiter.try_acquire("fresh"));
+    let mut refusal = std::pin::pin!(limiter.try_acquire("drained"));
+    assert!(common::poll_once(admission.as_mut()).is_pending());
+    assert!(common::poll_once(refusal.as_mut()).is_pending());
+    server.signal("CONT");
+    let failed = admission.await.unwrap();
+    assert_eq!(failed.source, Source::FailClosed, "{failed:?}");
+    assert!(limiter.is_degraded());
+    let refused = refusal.await.unwrap();
+    assert_eq!(
+        (refused.allowed, refused.source),
+        (false, Source::Redis),
+        "{refused:?}"
+    );
+    assert!(
+        limiter.is_degraded(),
+        "a refusal that wrote nothing ended the outage"
+    );
+}

@@ -39,7 +39,8 @@ pub use self::builder::RedisLimiterBuilder;
 /// wrote nothing (a peek, a refusal) also needs Redis to take a write
 /// (one more round trip): a full Redis (`maxmemory`, `noeviction`) or a
 /// read-only replica answers reads but fails every decision that takes a
-/// token, and stays an outage. No request
+/// token, and stays an outage; nor does a request sent before the outage
+/// began and refused after it end the outage. No request
 /// waits on Redis longer than the command timeout, nothing is queued;
 /// while Redis answers there is no task and no extra work.
 /// A request whose command timed out in a Redis stall (not a lost
@@ -463,21 +464,20 @@ impl Shared {
                 .await
             {
                 Ok((decision, taken)) => {
-                    // A probe that wrote nothing (a peek, a refusal) must
-                    // also see Redis take a write before the outage ends.
-                    if probe
-                        && !(decision.allowed && taken > 0)
-                        && let Err(e) = self.backend.writable(&self.name, key, &self.rules).await
-                        && e.is_fault()
-                    {
-                        // Redis reads but does not write: the decision,
-                        // which took nothing, stands; the outage goes on.
-                        self.counters.redis.fetch_add(1, Ordering::Relaxed);
-                        self.corrupt_replaced(decision.corrupt);
-                        self.failed(&e, true);
-                        return Ok((decision, taken));
+                    // Only a decision that took tokens (the script wrote)
+                    // shows Redis back; a probe that wrote nothing (a
+                    // peek, a refusal) must also see Redis take a write. A
+                    // full Redis or a read-only replica answers reads.
+                    let mut proven = decision.allowed && taken > 0;
+                    if probe && !proven {
+                        match self.backend.writable(&self.name, key, &self.rules).await {
+                            Ok(()) => proven = true,
+                            Err(e) if e.is_fault() => self.failed(&e, true),
+                            Err(_) => {}
+                        }
                     }
-                    self.answered(&decision);
+                    // Redis's decision either way (unproven, it took nothing).
+                    self.answered(&decision, proven);
                     return Ok((decision, taken));
                 }
                 Err(e) if e.is_fault() => self.failed(&e, probe),
@@ -492,10 +492,13 @@ impl Shared {
         self.outage.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn answered(&self, decision: &Decision) {
+    /// A decision Redis made; `proven`: Redis took a write with it (or
+    /// the probe's own), which alone ends an outage (a request sent before
+    /// the outage and refused after it proves nothing of a full Redis).
+    fn answered(&self, decision: &Decision, proven: bool) {
         self.counters.redis.fetch_add(1, Ordering::Relaxed);
         self.corrupt_replaced(decision.corrupt);
-        if self.is_degraded() && self.succeeded() {
+        if proven && self.is_degraded() && self.succeeded() {
             tracing::info!(limiter = %Redacted(&self.name), "redis answers again: limiter no longer degraded");
         }
     }
