@@ -175,7 +175,8 @@ impl RedisLimiter {
     /// Whether it is degraded (Redis out) now. A degraded limiter probes
     /// Redis in the background too (a task on the Tokio runtime its
     /// outage began on, following the probe backoff), so this turns back
-    /// to `false` once Redis answers again even if no request comes.
+    /// to `false` once Redis answers (and takes writes) again even if no
+    /// request comes.
     ///
     /// ```
     /// use fusebox::bucket::Quota;
