@@ -411,3 +411,37 @@ async fn a_peek_counts_no_admission_and_creates_no_state() {
         assert_eq!(limiter.metrics().admitted, admitted, "{}", limiter.name());
     }
 }
+
+/// A refusal by the degradation policy names a wait above zero: the time
+/// until the probe that refused it. Before, the request found the probe
+/// not yet due on one clock reading and named the wait on another, so a
+/// request that straddled the probe's instant was refused with
+/// `retry_after == 0` (a `Retry-After: 0` 429, an immediate retry): 8 in
+/// 100 000 requests with a 1 ms probe interval (found by a hostile
+/// review). A race test: many requests, a count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_degraded_refusal_never_names_a_zero_wait() {
+    let mut server = RedisServer::start();
+    let backend = RedisBackend::connect(config(&server)).await.unwrap();
+    server.kill();
+    for (policy, n) in [
+        (Degrade::FailClosed, 1),
+        // A request larger than the local share's burst of 1.
+        (Degrade::Local { instances: 10 }, 5),
+    ] {
+        let limiter = RedisLimiter::builder("zero_wait", per_second(5), backend.clone())
+            .degrade(policy)
+            .probe_backoff(Duration::from_millis(1), Duration::from_millis(1))
+            .background_probe(false)
+            .build()
+            .unwrap();
+        let (mut refused, mut zero) = (0, 0);
+        for _ in 0..100_000 {
+            let d = limiter.try_acquire_n("k", n).await.unwrap();
+            assert!(!d.allowed, "{policy:?}: {d:?}");
+            refused += 1;
+            zero += u32::from(d.retry_after.is_zero());
+        }
+        assert_eq!((refused, zero), (100_000, 0), "{policy:?}");
+    }
+}

@@ -452,9 +452,15 @@ impl Shared {
     ) -> Result<(Decision, u32), BackendError> {
         crate::backend::check_capacity(&self.rules, most)?;
         crate::backend::key::check_key(key)?;
-        // `Some(probe)`: ask Redis, as the outage's probe or not.
+        // `Some(probe)`: ask Redis, as the outage's probe or not. `seen`:
+        // when the outage was last looked at, so that a refusal names the
+        // wait until the probe it was refused by (never zero: a request
+        // read a clock past the probe it had just found not yet due).
+        let mut seen = None;
         let ask = if self.is_degraded() {
-            self.outage().should_ask(Instant::now()).then_some(true)
+            let now = Instant::now();
+            seen = Some(now);
+            self.outage().should_ask(now).then_some(true)
         } else {
             Some(false)
         };
@@ -473,7 +479,7 @@ impl Shared {
                     if probe && !proven {
                         match self.backend.writable(&self.name, key, &self.rules).await {
                             Ok(()) => proven = true,
-                            Err(e) if e.is_fault() => self.failed(&e, true),
+                            Err(e) if e.is_fault() => self.failed(&e, true, Instant::now()),
                             Err(_) => {}
                         }
                     }
@@ -481,12 +487,17 @@ impl Shared {
                     self.answered(&decision, proven);
                     return Ok((decision, taken));
                 }
-                Err(e) if e.is_fault() => self.failed(&e, probe),
+                Err(e) if e.is_fault() => {
+                    let now = Instant::now();
+                    self.failed(&e, probe, now);
+                    seen = Some(now);
+                }
                 Err(e) => return Err(e),
             }
         }
         self.counters.degraded.fetch_add(1, Ordering::Relaxed);
-        self.fallback(key, fewest).map(|d| (d, 0))
+        let now = seen.unwrap_or_else(Instant::now);
+        self.fallback(key, fewest, now).map(|d| (d, 0))
     }
 
     fn outage(&self) -> std::sync::MutexGuard<'_, Outage> {
@@ -520,7 +531,9 @@ impl Shared {
         }
     }
 
-    fn fallback(&self, key: &str, n: u32) -> Result<Decision, BackendError> {
+    /// The [`Degrade`] policy's decision; `now`: when the outage was last
+    /// looked at (its waits are counted from there).
+    fn fallback(&self, key: &str, n: u32, now: Instant) -> Result<Decision, BackendError> {
         let refused = |allowed: bool, source: Source, retry_after: Duration| Decision {
             allowed,
             retry_after,
@@ -537,7 +550,7 @@ impl Shared {
             // refused until the next probe, as `FailClosed` would (an
             // `InsufficientCapacity` would tell the caller no wait helps).
             (Degrade::Local { .. }, Some((_, rules))) if n > rules.min_burst() => {
-                let wait = self.outage().until_probe(Instant::now());
+                let wait = self.outage().until_probe(now);
                 Ok(refused(false, Source::Local, wait))
             }
             (Degrade::Local { .. }, Some((memory, rules))) => {
@@ -547,7 +560,7 @@ impl Shared {
             // token known to be left (a request for one is refused).
             _ if n == 0 => Ok(refused(true, Source::FailClosed, Duration::ZERO)),
             _ => {
-                let wait = self.outage().until_probe(Instant::now());
+                let wait = self.outage().until_probe(now);
                 Ok(refused(false, Source::FailClosed, wait))
             }
         }

@@ -48,7 +48,7 @@ impl Shared {
                 // full server or a read-only replica answers reads).
                 if let Err(e) = self.backend.writable(&self.name, "", &self.rules).await {
                     if e.is_fault() {
-                        self.failed(&e, true);
+                        self.failed(&e, true, Instant::now());
                     }
                     return false;
                 }
@@ -62,7 +62,7 @@ impl Shared {
                 true
             }
             Err(e) if e.is_fault() => {
-                self.failed(&e, true);
+                self.failed(&e, true, Instant::now());
                 false
             }
             Err(e) => {
@@ -75,11 +75,12 @@ impl Shared {
     }
 
     /// A fault: the outage begins (or goes on, for a failed probe).
-    pub(super) fn failed(self: &Arc<Self>, e: &BackendError, probe: bool) {
+    /// `now`: when it failed (the next probe is booked from there).
+    pub(super) fn failed(self: &Arc<Self>, e: &BackendError, probe: bool, now: Instant) {
         self.counters.faults.fetch_add(1, Ordering::Relaxed);
         let started = {
             let mut outage = self.outage();
-            let started = outage.failed(Instant::now(), self.backoff, probe);
+            let started = outage.failed(now, self.backoff, probe);
             self.degraded.store(true, Ordering::Release);
             // Under the lock, as every change of `degraded`: a task runs
             // while the limiter is degraded, and only then.
