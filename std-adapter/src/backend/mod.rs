@@ -59,7 +59,9 @@
 //!   never got (admitting less, never more).
 //!   Redis restarted without persistence forgets its buckets: each key may
 //!   admit one extra burst after the restart. `Local` admits, per
-//!   instance, the quota divided by the expected instance count.
+//!   instance, the quota divided by the expected instance count, and
+//!   Redis never learns of those admissions: a window spanning the
+//!   outage's end may admit them and what Redis kept as well.
 //! * **Corrupt values** (wrong type, garbage, absurd numbers, an older
 //!   layout) are replaced by a *drained* bucket: the request is refused
 //!   and the rule refills from empty, never opens wide.

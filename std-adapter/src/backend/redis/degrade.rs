@@ -42,7 +42,11 @@ pub enum Degrade {
     /// limit): the fleet as a whole keeps roughly its limit. Over an
     /// outage the fleet admits at most what `instances` separate buckets
     /// of that share admit, plus, at the switch, what Redis had already
-    /// admitted in the same window. A request larger than the share's
+    /// admitted in the same window; and at the switch back, Redis, which
+    /// never learns what was admitted locally, admits from the state it
+    /// kept: a window spanning the outage's end may admit the local
+    /// buckets' tokens and Redis's burst (on 10 a minute, up to 10 of
+    /// each within seconds). A request larger than the share's
     /// burst (yet within the quota's) is refused until the next probe.
     Local {
         /// Expected instances sharing the limit (at least 1).
