@@ -503,3 +503,63 @@ fn a_key_lowered_to_full_is_not_evicted_to_come_back_with_a_new_burst() {
         );
     }
 }
+
+/// A change dated far ahead of every caller (a bogus clock reading, here
+/// `Instant::MAX`) that lowers a tier's burst must not hold the tier's idle
+/// keys in the table for good. Callers that far behind a previous call
+/// read the tier's buckets as full (the `KeyedLimiter` docs' "Range"), so
+/// they are idle to them; holding them until the change's `now` plus the
+/// old burst's span (here: never, the end saturates at `u64::MAX`) left a
+/// table of one slot answering `TableFull` to every new key forever.
+#[test]
+fn a_change_dated_far_ahead_does_not_hold_idle_keys_for_good() {
+    let l: KeyedLimiter<u32, 1> = KeyedLimiter::new(q(1, 2), FullPolicy::Reject).unwrap();
+    l.try_acquire(&1, T0).unwrap();
+    l.set_quota(0, q(1, 1), Instant::MAX).unwrap(); // lowers the burst
+                                                    // Back on a correct clock: within a day key 1 is idle to these callers
+                                                    // (on the 48-bit word at once; the 32-bit word wraps every ~18 min),
+                                                    // so a new key evicts it.
+    let admitted = (1..=24 * 60)
+        .map(|minute| T0 + Duration::from_secs(60 * minute))
+        .filter(|&t| l.available(&1, t) == 1)
+        .find(|&t| l.try_acquire(&2, t).is_ok());
+    assert!(admitted.is_some(), "key 1 held in the table for good");
+    assert_eq!(l.metrics().evictions, 1);
+}
+
+/// The hold a change dated far ahead leaves behind does not cost a later,
+/// correctly dated change its own: after two changes at `Instant::MAX`
+/// (before any key), the scenario of
+/// `a_key_lowered_to_full_is_not_evicted_to_come_back_with_a_new_burst`
+/// still finds no second burst.
+#[test]
+fn a_change_dated_far_ahead_leaves_later_changes_their_holds() {
+    let a = Quota::new(1, Duration::from_micros(1_000))
+        .unwrap()
+        .with_burst(2)
+        .unwrap();
+    let b = Quota::new(4, Duration::from_micros(1_001))
+        .unwrap()
+        .with_burst(3)
+        .unwrap();
+    for seed in 0..200 {
+        let l: KeyedLimiter<u32, 4, 2> = KeyedLimiter::with_tiers([a, b], FullPolicy::Reject)
+            .unwrap()
+            .with_tier_fn(parity)
+            .with_seed(seed);
+        l.set_quota(1, a, Instant::MAX).unwrap(); // lowered: a hold from MAX
+        l.set_quota(1, b, Instant::MAX).unwrap();
+        let (long_ago, t) = (Instant::from_secs(10), Instant::from_secs(20));
+        for k in [12, 14, 16] {
+            l.try_acquire(&k, long_ago).unwrap(); // tier 0, idle by `t`
+        }
+        l.try_acquire(&9, t).unwrap(); // tier 1: 2 of 3 left
+        l.set_quota(1, a, t).unwrap(); // 2 of 2: full
+        for k in [20, 22] {
+            let _ = l.try_acquire(&k, t); // may evict idle keys
+        }
+        l.set_quota(1, b, t).unwrap();
+        let more = (0..4).take_while(|_| l.try_acquire(&9, t).is_ok()).count();
+        assert!(more <= 2, "seed {seed}: {} tokens at one instant", 1 + more);
+    }
+}

@@ -76,6 +76,13 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// tokens` after `now`), lest one come back under a larger quota with
     /// a second burst; a new key that needs a slot meanwhile finds the
     /// table full ([`KeyedError::TableFull`], or the overflow bucket).
+    /// Callers further behind `now` than the slots' backward tolerance
+    /// (2^42 scaled units where the target has 64-bit atomics: 50.9 days
+    /// at scale 1, 67 s at the largest scale; ~1.05 s on Cortex-M), which
+    /// read the tier's buckets as full anyway, are not held: a `now` far
+    /// ahead of the callers' clocks (a bogus reading, [`Instant::MAX`])
+    /// does not hold the tier's idle keys until then, which could be
+    /// forever.
     /// Keys of other
     /// tiers and the overflow bucket (see
     /// [`set_overflow_quota`](Self::set_overflow_quota)) are unaffected.

@@ -67,6 +67,9 @@
 //! of what it spent. So the change holds the tier's idle keys in the table
 //! (`Tiers::holds`) until the replaced quota would have refilled its
 //! whole burst; by then the larger rate has paid for what was spent.
+//! Callers further behind the change's `now` than the tolerance read the
+//! tier's buckets as full anyway and are not held, so a change dated far
+//! ahead (`Instant::MAX`) does not stop the tier's evictions for good.
 //!
 //! # Stale readers
 //!
@@ -188,6 +191,10 @@ pub(super) struct Tiers<const TIERS: usize> {
     /// its idle keys are not evicted (see [`holds`](Self::holds)). Written
     /// and read only under the table's lock.
     held_until: [[AtomicU32; 2]; TIERS],
+    /// Per tier, the `now` (µs, `[low half, high half]`) of the change
+    /// that set `held_until`: callers further behind it than the tolerance
+    /// are not held. Written and read only under the table's lock.
+    held_from: [[AtomicU32; 2]; TIERS],
 }
 
 impl<const TIERS: usize> Tiers<TIERS> {
@@ -203,6 +210,7 @@ impl<const TIERS: usize> Tiers<TIERS> {
                 ]
             }),
             held_until: core::array::from_fn(|_| [AtomicU32::new(0), AtomicU32::new(0)]),
+            held_from: core::array::from_fn(|_| [AtomicU32::new(0), AtomicU32::new(0)]),
         }
     }
 
@@ -215,10 +223,20 @@ impl<const TIERS: usize> Tiers<TIERS> {
     /// at one instant under bursts 3 and 2). Held until the old quota
     /// would have refilled its whole burst after the change, a key that
     /// leaves has been granted no more than the GCRA bound (the larger
-    /// burst plus the larger rate over the time since) allows. The caller
-    /// holds the table's lock.
+    /// burst plus the larger rate over the time since) allows.
+    ///
+    /// A caller further behind the change's `now` than the tolerance is
+    /// not held: it reads the tier's buckets as full anyway (see the
+    /// `gcra` module), so eviction gives it nothing it would not get, and
+    /// a change dated far ahead (a bogus clock reading, `Instant::MAX`)
+    /// does not hold the tier's idle keys until then, which could be
+    /// forever. The caller holds the table's lock.
     pub(super) fn holds(&self, tier: usize, micros: u64) -> bool {
-        micros < join(&self.held_until[tier])
+        if micros >= join(&self.held_until[tier]) {
+            return false;
+        }
+        let params = self.rules[tier][self.current(tier)].params();
+        join(&self.held_from[tier]).saturating_sub(micros) <= params.tolerance() / params.scale
     }
 
     /// The tag of the words written under `tier`'s quota in force (loaded
@@ -363,12 +381,18 @@ impl<const TIERS: usize> Tiers<TIERS> {
         if quota.burst() < replaced.burst() {
             // See `holds`: the replaced quota's whole burst, refilled from
             // empty, rounded up; the latest such end is kept (a later
-            // change with a shorter span must not release it early).
+            // change with a shorter span must not release it early),
+            // unless it comes from a change dated further ahead of this
+            // one than the tolerance, which holds nobody near this `now`.
             let span = (u128::from(replaced.burst()) * u128::from(replaced.period().as_micros()))
                 .div_ceil(u128::from(replaced.tokens()));
             let until = u64::try_from(u128::from(at) + span).unwrap_or(u64::MAX);
-            if until > join(&self.held_until[tier]) {
+            let ahead = join(&self.held_from[tier]).saturating_sub(at);
+            if until > join(&self.held_until[tier]) || ahead > params.tolerance() / params.scale {
                 for (word, half) in self.held_until[tier].iter().zip(halves(until)) {
+                    word.store(half, Ordering::Relaxed);
+                }
+                for (word, half) in self.held_from[tier].iter().zip(halves(at)) {
                     word.store(half, Ordering::Relaxed);
                 }
             }
