@@ -347,6 +347,94 @@ fn an_evicted_key_gets_no_second_burst_from_a_stale_clock() {
     l.try_acquire(&Colliding(2), at(11_000)).unwrap();
 }
 
+/// A mark left far ahead (two calls from a bogus clock near the end of
+/// time, one evicting the other's key) must not outlast the marks of later,
+/// correctly dated evictions. Marks keep the latest instant, so the bogus
+/// one was never replaced, and every key sharing it (here all: they hash
+/// alike) lost the protection above for good: a caller 0.5 ms behind
+/// brought an evicted key back full, a second token within 0.5 ms on a
+/// burst of 1. Scenario and slots as in
+/// `an_evicted_key_gets_no_second_burst_from_a_stale_clock`, after that
+/// prelude (the real callers, far behind it, read its keys as full).
+#[test]
+fn a_mark_left_far_ahead_does_not_outlast_later_marks() {
+    let l: KeyedLimiter<Colliding, 2> =
+        KeyedLimiter::new(one_per_ms(), FullPolicy::Reject).expect("quota within the keyed range");
+    let at = Instant::from_micros;
+    let bogus = u64::MAX - 100_000;
+    l.try_acquire(&Colliding(8), at(bogus)).unwrap();
+    l.try_acquire(&Colliding(9), at(bogus)).unwrap();
+    l.try_acquire(&Colliding(10), at(bogus + 2_000)).unwrap(); // a mark near the end of time
+    assert_eq!(l.metrics().evictions, 1);
+    l.try_acquire(&Colliding(2), at(10_000)).unwrap(); // home slot
+    l.try_acquire(&Colliding(1), at(9_000)).unwrap(); // next slot
+    assert_eq!(l.metrics().evictions, 3, "the bogus keys read as idle");
+    l.try_acquire(&Colliding(3), at(11_000)).unwrap(); // evicts key 2: mark 11 000
+    assert_eq!(l.metrics().evictions, 4);
+    assert_eq!(
+        l.available(&Colliding(2), at(10_500)),
+        0,
+        "read from its mark"
+    );
+    assert_eq!(
+        l.try_acquire(&Colliding(2), at(10_500)),
+        Err(KeyedError::RateLimited(RateLimited {
+            retry_after: Duration::from_micros(500)
+        }))
+    );
+    l.try_acquire(&Colliding(2), at(11_000)).unwrap();
+}
+
+/// The eviction marks are shared by the tiers, whose tolerances differ
+/// with their scales (2^42 scaled units on 64-bit words: 50.9 days at
+/// scale 1, 67 s at 65 536). A mark is replaced by an earlier one only
+/// when it lies further ahead than *any* tier's callers may read one (the
+/// fix above): an eviction of a scale-65 536 key by a caller 10 days
+/// behind (within the scale-1 tier's tolerance, and 1 s after that key's
+/// own call) must not drop the mark a scale-1 key left, or that key comes
+/// back full to a caller 0.5 ms behind its eviction. (On 32-bit words
+/// every tier's tolerance is ~1.05 s; the same scenario runs with a lag
+/// of 0.5 s.)
+#[test]
+fn a_mark_outlives_an_eviction_in_a_tier_of_shorter_tolerance() {
+    const NARROW: bool = !cfg!(target_has_atomic = "64") || cfg!(fusebox_narrow_words);
+    #[allow(clippy::trivially_copy_pass_by_ref)] // the signature `with_tier_fn` takes
+    fn tier(key: &Colliding) -> usize {
+        (key.0 % 2) as usize
+    }
+    // Tier 0: scale 1, one a millisecond; tier 1: scale 65 536 (clamped).
+    let fine = Quota::new(100_003, Duration::from_secs(1)).unwrap();
+    let l: KeyedLimiter<Colliding, 3, 2> =
+        KeyedLimiter::with_tiers([one_per_ms(), fine], FullPolicy::Reject)
+            .expect("quotas within the keyed range")
+            .with_tier_fn(tier);
+    let t = 30 * 86_400_000_000; // 30 days, in µs
+    let lag = if NARROW { 500_000 } else { 10 * 86_400_000_000 };
+    let at = Instant::from_micros;
+    let (a1, a2, a3) = (Colliding(0), Colliding(2), Colliding(4));
+    let (b1, b2) = (Colliding(1), Colliding(3));
+    // a1 in the home slot, b1 and b2 in the next ones; then a2 evicts a1,
+    // whose mark is t + 1 000.
+    l.try_acquire(&a1, at(t)).unwrap();
+    l.try_acquire(&b1, at(t - lag - 1_000_000)).unwrap();
+    l.try_acquire(&b2, at(t - lag - 1_000_000)).unwrap();
+    l.try_acquire(&a2, at(t + 1_000)).unwrap();
+    // 1 s after b1's call, `lag` behind a1's: b1 is idle, a2 is not, so
+    // a3 evicts b1. (a3 starts at the shared mark: this caller finds it
+    // drained.)
+    let _ = l.try_acquire(&a3, at(t - lag));
+    assert_eq!(l.metrics().evictions, 2);
+    assert_eq!(l.available(&a1, at(t + 500)), 0, "read from a1's mark");
+    assert_eq!(
+        l.try_acquire(&a1, at(t + 500)), // evicts b2
+        Err(KeyedError::RateLimited(RateLimited {
+            retry_after: Duration::from_micros(500)
+        }))
+    );
+    assert_eq!(l.metrics().evictions, 3);
+    l.try_acquire(&a1, at(t + 1_000)).unwrap();
+}
+
 /// One token per 1 000 µs, burst 1.
 fn one_per_ms() -> Quota {
     Quota::with_period(Duration::from_micros(1_000)).unwrap()

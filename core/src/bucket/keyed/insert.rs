@@ -192,10 +192,21 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// whose idle bucket stands at `tat`, if it leaves one (see `marks`).
     fn leave_mark(&self, state: u32, tat: u64, now: Instant) {
         let params = self.tiers.params(Self::tier_of_state(state));
-        if let Some(mark) = marks::left_by(&params, tat, now.as_micros()) {
+        let now = now.as_micros();
+        if let Some(mark) = marks::left_by(&params, tat, now) {
+            // Marks are shared by the tiers: the farthest any tier's
+            // callers may read one ahead (see `marks::Marks::raise`).
+            let reach = (0..TIERS)
+                .map(|tier| {
+                    let p = self.tiers.params(tier);
+                    p.horizon / p.scale
+                })
+                .max()
+                .unwrap_or(0);
+            let ceiling = now.saturating_add(reach);
             // SAFETY: under the table's lock (our caller's), the marks' only
             // writer.
-            unsafe { self.marks.raise(state >> FP_SHIFT, mark) };
+            unsafe { self.marks.raise(state >> FP_SHIFT, mark, ceiling) };
         }
     }
 

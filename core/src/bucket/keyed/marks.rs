@@ -10,12 +10,16 @@
 //! So an eviction records the instant (µs) at which the evicted bucket
 //! became full in one of [`MARKS`] *marks*, picked by the key's
 //! fingerprint, keeping the latest; a key inserted later starts its bucket
-//! at its fingerprint's mark instead of full. A mark is never earlier than
-//! the arrival time it records, so a bucket restarted from it decides like
-//! the evicted one or stricter, at every `now` within the tolerance: per
-//! key, the GCRA bound (at most `burst + rate·Δ` tokens among calls whose
-//! `now`s lie within `Δ` of each other) holds across evictions, whichever
-//! slot the key comes back to and whichever keys were chosen to collide.
+//! at its fingerprint's mark instead of full. (Unless the mark kept lies
+//! further ahead of the evicting caller's `now` than the horizon: left by
+//! a clock that far ahead, it protects no caller near this one, and kept,
+//! it would hide every later mark of its fingerprints for good.) A mark
+//! is never earlier than the arrival time it records, so a bucket
+//! restarted from it decides like the evicted one or stricter, at every
+//! `now` within the tolerance: per key, the GCRA bound (at most
+//! `burst + rate·Δ` tokens among calls whose `now`s lie within `Δ` of each
+//! other) holds across evictions, whichever slot the key comes back to and
+//! whichever keys were chosen to collide.
 //!
 //! The price: a *new* key sharing the mark starts drained up to it too.
 //! Every mark is at most the evicting caller's `now`, so only a caller
@@ -110,12 +114,16 @@ impl Marks {
         }
     }
 
-    /// Raises the mark of fingerprint `fp` to `mark` if that is later.
+    /// Raises the mark of fingerprint `fp` to `mark` if that is later, or
+    /// if the mark kept is later than `ceiling` (the evicting caller's
+    /// `now` plus the largest horizon of the limiter's tiers: a mark left
+    /// by a clock that far ahead protects no caller near this one, and
+    /// kept, it would hide this mark and every later one for good).
     ///
     /// # Safety
     ///
     /// * The caller holds the table's lock (the only writer).
-    pub(super) unsafe fn raise(&self, fp: u32, mark: u64) {
+    pub(super) unsafe fn raise(&self, fp: u32, mark: u64, ceiling: u64) {
         let version = self.version.load(Ordering::Relaxed);
         let (current, next) = (version as usize & 1, !version as usize & 1);
         let i = index(fp);
@@ -123,7 +131,8 @@ impl Marks {
             let [hi, lo] = &self.copies[copy][j];
             u64::from(hi.load(Ordering::Relaxed)) << 32 | u64::from(lo.load(Ordering::Relaxed))
         };
-        if get(current, i) >= mark {
+        let kept = get(current, i);
+        if kept >= mark && kept <= ceiling {
             return;
         }
         // Orders the version that sent readers to the other copy (stored
@@ -259,7 +268,7 @@ mod tests {
         {
             let fp = k as u32 * 3;
             // SAFETY: single-threaded test: the only writer.
-            unsafe { m.raise(fp, mark) };
+            unsafe { m.raise(fp, mark, u64::MAX) };
             want[index(fp)] = want[index(fp)].max(mark);
             for j in 0..MARKS as u32 {
                 assert_eq!(m.get(j), want[j as usize], "raise {k}, mark {j}");
@@ -273,14 +282,22 @@ mod tests {
         let m = Marks::new();
         // SAFETY: single-threaded test: the only writer.
         unsafe {
-            m.raise(3, 500);
-            m.raise(3 + MARKS as u32, 400);
-            m.raise(4, 900);
-            m.raise(5, 1 << 40 | 7);
+            m.raise(3, 500, u64::MAX);
+            m.raise(3 + MARKS as u32, 400, u64::MAX);
+            m.raise(4, 900, u64::MAX);
+            m.raise(5, 1 << 40 | 7, u64::MAX);
         }
         assert_eq!(
             [m.get(3), m.get(4), m.get(5), m.get(6)],
             [500, 900, 1 << 40 | 7, NONE]
         );
+        // A mark kept above the ceiling (left by a clock far ahead of the
+        // evicting caller's) gives way to an earlier one; below, it stays.
+        // SAFETY: single-threaded test: the only writer.
+        unsafe {
+            m.raise(4, 800, 899);
+            m.raise(3, 400, 500);
+        }
+        assert_eq!([m.get(3), m.get(4)], [500, 800]);
     }
 }
