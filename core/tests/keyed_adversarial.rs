@@ -377,3 +377,97 @@ proptest! {
         replay((start, start, start + (1 << 20)), &steps, true)?;
     }
 }
+
+/// Where a caller with a bogus clock far ahead of everyone's played (a
+/// careless `Instant::MAX`, a clock jumped forward): near the end of time,
+/// half the 48-bit word's wrap ahead, or just past the tolerance ahead.
+fn bogus_base() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(u64::MAX - (1 << 30)),
+        Just(START + (1 << 47)),
+        Just(HI + DELTA + 1_000_000),
+    ]
+}
+
+/// [`replay`]'s schedules after a caller whose clock was far ahead of the
+/// others' churned keys of its own through the table, leaving eviction
+/// marks far ahead: keys 1 000.. (fingerprints and marks all over) and
+/// keys 52..56 (colliding entirely with keys 48..52, 0 and 1). The others
+/// are out of the tolerance of those calls, so nothing is promised for
+/// the bogus caller's keys, but the others' keys, which it never touched,
+/// must get no more than the contract grants. Each mark the others leave
+/// must count although a later one, far ahead, was left before: before
+/// the fix it was kept for good and hid theirs, and a stale caller
+/// brought an evicted key back full
+/// (`a_mark_left_far_ahead_does_not_outlast_later_marks` in `keyed.rs`).
+/// (A mark left far ahead *after* theirs replaces it: the latest clock
+/// wins, whichever is bogus; the `KeyedLimiter` docs' "Range" leaves
+/// callers that far behind a previous call out of the bound.)
+fn replay_after_a_clock_far_ahead(
+    steps: &[(u32, u32, Clock)],
+    bogus: &[(u32, u64)],
+    base: u64,
+) -> Result<(), TestCaseError> {
+    let l = limiter::<4>();
+    let mut far = base;
+    for &(key, dt) in bogus {
+        far = far.saturating_add(dt);
+        let key = if key < 4 {
+            COLLIDE_FROM + 4 + key
+        } else {
+            1_000 + key
+        };
+        let _ = call(&l, Key(key), 1, far);
+    }
+    let far_evictions = l.metrics().evictions;
+    let mut contract = Contract::default();
+    let mut admitted = Vec::new();
+    let mut clock = START;
+    for &(key, n, step) in steps {
+        let key = Key(key);
+        let now = match step {
+            Clock::Forward(dt) => {
+                clock = (clock + dt).min(HI);
+                clock
+            }
+            Clock::Stale(dt) => clock - dt.min(clock - LO),
+            Clock::Back(f) => {
+                clock = LO + ((u128::from(clock - LO) * u128::from(f)) >> 16) as u64;
+                clock
+            }
+        };
+        let want = contract.decide(key, n, now);
+        match call(&l, key, n, now) {
+            Ok(()) => {
+                let Ok(tat) = want else {
+                    return Err(TestCaseError::fail(format!(
+                        "{key:?} admitted {n} at {now}; the contract refuses: {want:?} \
+                         (after {far_evictions} evictions far ahead)"
+                    )));
+                };
+                contract.tat.insert(key, tat);
+                admitted.push((key, now, n));
+            }
+            Err(KeyedError::RateLimited(_) | KeyedError::TableFull) => {}
+            Err(e) => return Err(TestCaseError::fail(format!("{key:?} at {now}: {e:?}"))),
+        }
+    }
+    check_windows(&admitted);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// A caller far ahead of everyone, having churned keys of its own
+    /// through the table, costs the other callers' keys nothing: they
+    /// never get more than the contract.
+    #[test]
+    fn a_clock_far_ahead_before_never_gets_the_others_more_than_the_contract(
+        bogus in prop::collection::vec((0u32..64, 0u64..3_000), 8..64),
+        base in bogus_base(),
+        steps in prop::collection::vec(step(true), 1..400),
+    ) {
+        replay_after_a_clock_far_ahead(&steps, &bogus, base)?;
+    }
+}
