@@ -236,3 +236,58 @@ proptest! {
         prop_assert_eq!(recorded.clamped(), estimated.clamped());
     }
 }
+
+/// `h.merge(&h)`: a histogram merged into itself (both arguments are
+/// `&Self`, so nothing stops it) is the same as merging an equal copy —
+/// every count doubled (the `buckets()` list), the sum doubled modulo 2⁶⁴,
+/// `clamped` doubled, the extremes unchanged — values below 256, at bucket
+/// edges, clamped ones and `u64::MAX` included. Sound: a review's check of
+/// the aliasing, no defect found.
+#[test]
+fn a_histogram_merged_into_itself_is_doubled() {
+    let values = [
+        0,
+        1,
+        255,
+        256,
+        257,
+        511,
+        512,
+        999,
+        1_000,
+        1_023,
+        5_000,
+        u64::MAX,
+    ];
+    let h: Histogram<{ buckets_for(1_000) }> = Histogram::new();
+    let copy: Histogram<{ buckets_for(1_000) }> = Histogram::new();
+    for v in values {
+        h.record(v);
+        copy.record(v);
+    }
+    h.merge(&h);
+    let twice: Histogram<{ buckets_for(1_000) }> = Histogram::new();
+    twice.merge(&copy);
+    twice.merge(&copy);
+    let doubled: Vec<Bucket> = copy
+        .buckets()
+        .map(|b| Bucket {
+            count: 2 * b.count,
+            ..b
+        })
+        .collect();
+    assert_eq!(h.buckets().collect::<Vec<_>>(), doubled);
+    assert_eq!(
+        h.buckets().collect::<Vec<_>>(),
+        twice.buckets().collect::<Vec<_>>()
+    );
+    assert_eq!(h.count(), 2 * values.len() as u64);
+    assert_eq!(h.sum(), copy.sum().wrapping_mul(2));
+    // 1 023, 5 000 and u64::MAX are above MAX_VALUE.
+    assert_eq!(copy.clamped(), 3);
+    assert_eq!(h.clamped(), 6);
+    assert_eq!((h.min(), h.max()), (Some(0), Some(u64::MAX)));
+    for q in [0.0, 10.0, 50.0, 90.0, 100.0] {
+        assert_eq!(h.percentile(q), twice.percentile(q), "q = {q}");
+    }
+}
