@@ -14,13 +14,7 @@ use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
 const SYNC: Duration = Duration::from_millis(100);
 
 async fn instance(cluster: &RedisCluster, open_for: Duration) -> FleetBreaker {
-    let backend = RedisBackend::connect(
-        RedisConfig::cluster(cluster.urls())
-            .timeout(Duration::from_secs(2))
-            .connect_timeout(Duration::from_secs(5)),
-    )
-    .await
-    .expect("connect to the cluster");
+    let backend = cluster.backend().await;
     let core = Arc::new(CircuitBreaker::new(
         Config::builder()
             .consecutive_failures(2)

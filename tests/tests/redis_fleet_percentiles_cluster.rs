@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::redis_server::{cli, RedisCluster};
-use fusebox_std::backend::{FleetConfig, FleetPercentiles, RedisBackend, RedisConfig};
+use fusebox_std::backend::{FleetConfig, FleetPercentiles};
 use fusebox_std::{Registry, TrackerConfig};
 
 const SERIES: [&str; 6] = ["a", "b", "checkout", "search", "login", "cart"];
@@ -41,13 +41,7 @@ async fn redis_fleet_percentiles_cluster_reads_deletes_and_reloads_its_scripts()
     let cluster = RedisCluster::start(3);
     let mut fleet = Vec::new();
     for (i, (registry, tracker)) in trackers.into_iter().enumerate() {
-        let backend = RedisBackend::connect(
-            RedisConfig::cluster(cluster.urls())
-                .timeout(Duration::from_secs(2))
-                .connect_timeout(Duration::from_secs(5)),
-        )
-        .await
-        .expect("connect to the cluster");
+        let backend = cluster.backend().await;
         let config = FleetConfig::new(&format!("pod-{i}")).unwrap();
         let f = Arc::new(FleetPercentiles::new("http", tracker, &backend, config));
         registry.register_fleet_percentiles(&f).unwrap();

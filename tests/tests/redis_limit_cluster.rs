@@ -15,13 +15,7 @@ const T0: u64 = 1_800_000_000_000_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_limit_cluster_serves_keyed_and_multi_rule_limits() {
     let cluster = RedisCluster::start(3);
-    let backend = RedisBackend::connect(
-        RedisConfig::cluster(cluster.urls())
-            .timeout(Duration::from_secs(2))
-            .connect_timeout(Duration::from_secs(5)),
-    )
-    .await
-    .expect("connect to the cluster");
+    let backend = cluster.backend().await;
     let rules = Rules::new([
         Rule::new("per_second", Quota::per_second(10).unwrap()).unwrap(),
         Rule::new("per_minute", Quota::per_minute(15).unwrap()).unwrap(),

@@ -14,19 +14,13 @@ use std::time::Duration;
 
 use common::redis_server::{cli, RedisCluster};
 use fusebox::bucket::Quota;
-use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rule, Rules, Source};
+use fusebox_std::backend::{Degrade, RedisLimiter, Rule, Rules, Source};
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_limit_cluster_hostile_keys_and_full_nodes() {
     let cluster = RedisCluster::start(3);
-    let backend = RedisBackend::connect(
-        RedisConfig::cluster(cluster.urls())
-            .timeout(Duration::from_secs(2))
-            .connect_timeout(Duration::from_secs(5)),
-    )
-    .await
-    .expect("connect to the cluster");
+    let backend = cluster.backend().await;
     let rules = Rules::new([
         Rule::new("per_second", Quota::per_second(3).unwrap()).unwrap(),
         Rule::new("per_hour", Quota::per_hour(3).unwrap()).unwrap(),

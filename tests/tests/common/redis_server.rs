@@ -303,6 +303,18 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
+    /// A backend connected to the cluster (a 2 s command timeout, 5 s to
+    /// connect: a new cluster's slot map may take a moment).
+    pub async fn backend(&self) -> fusebox_std::backend::RedisBackend {
+        fusebox_std::backend::RedisBackend::connect(
+            fusebox_std::backend::RedisConfig::cluster(self.urls())
+                .timeout(Duration::from_secs(2))
+                .connect_timeout(Duration::from_secs(5)),
+        )
+        .await
+        .expect("connect to the cluster")
+    }
+
     /// Makes node `node` announce `port` as its client port (a proxy in
     /// front of it: clients following the slot map then reach it through
     /// the proxy), and waits until every node's slot map says so.
