@@ -490,3 +490,51 @@ async fn local_fallback_and_redis_add_up_across_the_switch_back() {
     assert_eq!(local, 10);
     assert!((8..=10).contains(&redis), "{redis} admitted by Redis");
 }
+
+/// Requests sent just before Redis stalls, with a command timeout longer
+/// than the probe backoff, fail after the first one began the outage, some
+/// once its first probe was due: each is refused with a wait above zero.
+/// Before, a request that failed after the probe's instant (nobody having
+/// probed yet) changed nothing and named the time until that probe: zero
+/// (found by a hostile review: most of the late ones, a count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_failing_late_in_a_stall_never_name_a_zero_wait() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::connect(server.outage_config(Duration::from_millis(300)))
+        .await
+        .unwrap();
+    let limiter = Arc::new(
+        RedisLimiter::builder("late_zero_wait", per_second(1_000), backend)
+            .degrade(Degrade::FailClosed)
+            .probe_backoff(Duration::from_millis(10), Duration::from_millis(10))
+            .background_probe(false)
+            .build()
+            .unwrap(),
+    );
+    assert_eq!(
+        limiter.try_acquire("k").await.unwrap().source,
+        Source::Redis
+    );
+    server.signal("STOP");
+    // Twenty requests, one every 10 ms: all sent before the first one
+    // fails (300 ms), so none is a probe, and most fail after the probe
+    // that failure booked (10 ms later) was due.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let limiter = Arc::clone(&limiter);
+        tasks.push(tokio::spawn(async move {
+            limiter.try_acquire("k").await.unwrap()
+        }));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (mut refused, mut zero) = (0, 0);
+    for task in tasks {
+        let d = task.await.unwrap();
+        if !d.allowed {
+            refused += 1;
+            zero += u32::from(d.retry_after.is_zero());
+        }
+    }
+    server.signal("CONT");
+    assert_eq!((refused, zero), (20, 0));
+}

@@ -100,14 +100,19 @@ impl Outage {
     /// request sent before the outage was seen that fails late changes
     /// nothing (a burst of those, one per request in flight when Redis
     /// went, took the backoff straight to its maximum, and the first probe
-    /// waited that long instead of the minimum).
+    /// waited that long instead of the minimum), unless the probe is due
+    /// by then: it is then booked from `now` at the same backoff (the
+    /// failure is as good as that probe's), so the refusal the request
+    /// gets names a wait above zero (a request with a command timeout
+    /// longer than the backoff, sent just before the outage, failed after
+    /// the probe's instant and named a zero wait).
     pub(super) fn failed(&mut self, now: Instant, bounds: Backoff, probe: bool) -> bool {
         let started = !self.degraded;
         if started {
             self.backoff = bounds.min;
         } else if probe {
             self.backoff = self.backoff.saturating_mul(2).clamp(bounds.min, bounds.max);
-        } else {
+        } else if now < self.next_probe {
             return false;
         }
         self.degraded = true;
@@ -183,6 +188,28 @@ mod tests {
         // That probe fails: now the backoff doubles.
         assert!(!o.failed(t0 + bounds.min, bounds, true));
         assert_eq!(o.until_probe(t0 + bounds.min), Duration::from_millis(20));
+    }
+
+    /// A request sent before the outage was seen that fails once the
+    /// probe is due (its command timeout is longer than the backoff) is
+    /// refused with the wait until the next probe: above zero. Before, it
+    /// changed nothing and named a zero wait (`Retry-After` aside, which
+    /// is rounded up to 1 s, a `retry_after` of zero in the decision).
+    #[test]
+    fn a_late_failure_once_the_probe_is_due_names_a_wait() {
+        let t0 = Instant::now();
+        let bounds = Backoff {
+            min: Duration::from_millis(10),
+            max: Duration::from_secs(5),
+        };
+        let mut o = Outage::new(t0);
+        assert!(o.failed(t0, bounds, false));
+        let late = t0 + Duration::from_millis(15);
+        assert!(!o.failed(late, bounds, false));
+        assert_eq!(o.until_probe(late), bounds.min);
+        assert_eq!(o.backoff, bounds.min, "not backed off");
+        assert!(!o.should_ask(late), "booked from the failure");
+        assert!(o.should_ask(late + bounds.min));
     }
 
     #[test]
