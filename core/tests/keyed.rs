@@ -538,3 +538,33 @@ fn a_tier_out_of_range_is_a_typed_error() {
         "no quota tier 7 in this limiter"
     );
 }
+
+/// A documented limit of the eviction marks (the `marks` module), pinned
+/// so that a change of it is seen: an eviction by a caller further behind
+/// a mark than every tier's horizon (here 1 s after the epoch, the real
+/// callers near the end of time) replaces it, so a key evicted under it
+/// comes back full to a caller 0.5 ms behind its eviction: a second token
+/// within 0.5 ms on a burst of 1, where
+/// `an_evicted_key_gets_no_second_burst_from_a_stale_clock` refuses it.
+/// The mirror of `a_mark_left_far_ahead_does_not_outlast_later_marks`: one
+/// mark cannot serve two clocks that far apart, and keeping the latest
+/// would let a clock far ahead hide every later mark for good.
+#[test]
+fn an_eviction_far_behind_replaces_a_mark_still_in_use() {
+    let l: KeyedLimiter<Colliding, 2> =
+        KeyedLimiter::new(one_per_ms(), FullPolicy::Reject).expect("quota within the keyed range");
+    let at = Instant::from_micros;
+    let t = u64::MAX - 100_000;
+    l.try_acquire(&Colliding(2), at(t + 10_000)).unwrap(); // home slot
+    l.try_acquire(&Colliding(1), at(t + 9_000)).unwrap(); // next slot
+    l.try_acquire(&Colliding(3), at(t + 11_000)).unwrap(); // evicts key 2: mark t + 11 000
+    assert_eq!(l.metrics().evictions, 1);
+    // The caller far behind: key 4 evicts key 3 (which leaves no mark at
+    // that `now`), key 5 evicts key 4, whose mark replaces key 2's.
+    l.try_acquire(&Colliding(4), at(1_000_000)).unwrap();
+    l.try_acquire(&Colliding(5), at(1_002_000)).unwrap();
+    assert_eq!(l.metrics().evictions, 3);
+    // Key 2 comes back (evicting key 1) full, 0.5 ms after its token.
+    assert_eq!(l.try_acquire(&Colliding(2), at(t + 10_500)), Ok(()));
+    assert_eq!(l.metrics().evictions, 4);
+}

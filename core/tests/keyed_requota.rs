@@ -563,3 +563,43 @@ fn a_change_dated_far_ahead_leaves_later_changes_their_holds() {
         assert!(more <= 2, "seed {seed}: {} tokens at one instant", 1 + more);
     }
 }
+
+/// A documented limit of the hold after a lowered burst (the `tiers`
+/// module), pinned so that a change of it is seen: a caller further behind
+/// the change's `now` than the tolerance is not held, so it evicts the held
+/// key (here with a key of another tier, where no hold applies), and
+/// after the burst is raised again a caller at the change's `now` brings
+/// the key back with a whole new burst: 4 tokens at one instant where no
+/// quota allows more than 3, as in
+/// `a_key_lowered_to_full_is_not_evicted_to_come_back_with_a_new_burst`
+/// before holds existed. The price of
+/// `a_change_dated_far_ahead_does_not_hold_idle_keys_for_good`.
+#[test]
+fn a_caller_far_behind_a_change_is_not_held() {
+    let a = Quota::new(1, Duration::from_micros(1_000))
+        .unwrap()
+        .with_burst(2)
+        .unwrap();
+    let b = Quota::new(4, Duration::from_micros(1_001))
+        .unwrap()
+        .with_burst(3)
+        .unwrap();
+    // Further behind than the tolerance: 50.9 days at scale 1 (~1.05 s on
+    // 32-bit words).
+    let lag = if NARROW {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(60 * 86_400)
+    };
+    let l: KeyedLimiter<u32, 1, 2> = KeyedLimiter::with_tiers([a, b], FullPolicy::Reject)
+        .unwrap()
+        .with_tier_fn(parity);
+    let t = Instant::from_secs(20) + lag;
+    l.try_acquire(&9, t).unwrap(); // tier 1: 2 of 3 left
+    l.set_quota(1, a, t).unwrap(); // 2 of 2: full, held
+    l.try_acquire(&20, t - lag).unwrap(); // tier 0, evicts key 9
+    assert_eq!(l.metrics().evictions, 1);
+    l.set_quota(1, b, t).unwrap();
+    let more = (0..4).take_while(|_| l.try_acquire(&9, t).is_ok()).count();
+    assert_eq!((more, l.metrics().evictions), (3, 2));
+}

@@ -119,7 +119,12 @@
 //! also seen by later callers with a current `now`, until it refills: a
 //! stale clock can cost waits, never admissions (a model review with
 //! clocks up to 1 s behind found waits up to that lag longer than an
-//! ideal per-key bucket's, and no admission beyond it). (Under
+//! ideal per-key bucket's, and no admission beyond it). A caller further
+//! behind a mark than the horizon of every tier (see "Range": 50.9 days
+//! at scale 1; ~1.05 s plus the burst span on Cortex-M) replaces it when
+//! it evicts a key of its own sharing it: a key evicted under the replaced
+//! mark then comes back full to the callers near it (see the `marks`
+//! module). (Under
 //! [`FullPolicy::Overflow`] a key that finds no slot is charged to the
 //! shared bucket instead of its own, as documented there.)
 //!

@@ -11,15 +11,26 @@
 //! became full in one of [`MARKS`] *marks*, picked by the key's
 //! fingerprint, keeping the latest; a key inserted later starts its bucket
 //! at its fingerprint's mark instead of full. (Unless the mark kept lies
-//! further ahead of the evicting caller's `now` than the horizon: left by
-//! a clock that far ahead, it protects no caller near this one, and kept,
-//! it would hide every later mark of its fingerprints for good.) A mark
-//! is never earlier than the arrival time it records, so a bucket
-//! restarted from it decides like the evicted one or stricter, at every
-//! `now` within the tolerance: per key, the GCRA bound (at most
-//! `burst + rate·Δ` tokens among calls whose `now`s lie within `Δ` of each
-//! other) holds across evictions, whichever slot the key comes back to and
-//! whichever keys were chosen to collide.
+//! further ahead of the evicting caller's `now` than the largest horizon
+//! of the limiter's tiers: left by a clock that far ahead, it protects no
+//! caller near this one, and kept, it would hide every later mark of its
+//! fingerprints for good.) A mark is never earlier than the arrival time
+//! it records, so a bucket restarted from it decides like the evicted one
+//! or stricter, at every `now` within the tolerance: per key, the GCRA
+//! bound (at most `burst + rate·Δ` tokens among calls whose `now`s lie
+//! within `Δ` of each other) holds across evictions, whichever slot the
+//! key comes back to and whichever keys were chosen to collide, *as long
+//! as every evicting caller's clock lies within that horizon of the
+//! others'*. One mark cannot serve two clocks further apart: the replaced
+//! mark did protect the callers near the clock that left it, so a key
+//! evicted under it and brought back by one of them after an eviction by
+//! a caller that far behind comes back full (a second burst among calls
+//! within `Δ` of each other: `an_eviction_far_behind_replaces_a_mark_still_in_use`
+//! in `core/tests/keyed.rs`). Keeping the latest mark instead would let a
+//! clock far ahead do that to every later caller, for good; the far
+//! behind one must evict again for each mark it replaces. The horizon is
+//! 2^42 scaled units plus the burst span with 64-bit atomics (50.9 days at
+//! scale 1), but only ~1.05 s plus the burst span on Cortex-M.
 //!
 //! The price: a *new* key sharing the mark starts drained up to it too.
 //! Every mark is at most the evicting caller's `now`, so only a caller

@@ -82,7 +82,10 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// read the tier's buckets as full anyway, are not held: a `now` far
     /// ahead of the callers' clocks (a bogus reading, [`Instant::MAX`])
     /// does not hold the tier's idle keys until then, which could be
-    /// forever.
+    /// forever. So such a caller may evict a held key, and a caller near
+    /// `now` bring it back with a second burst once a larger quota is in
+    /// force: do not call with a clock reading that far behind (the
+    /// type's "Range").
     /// Keys of other
     /// tiers and the overflow bucket (see
     /// [`set_overflow_quota`](Self::set_overflow_quota)) are unaffected.

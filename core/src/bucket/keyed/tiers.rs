@@ -69,7 +69,13 @@
 //! whole burst; by then the larger rate has paid for what was spent.
 //! Callers further behind the change's `now` than the tolerance read the
 //! tier's buckets as full anyway and are not held, so a change dated far
-//! ahead (`Instant::MAX`) does not stop the tier's evictions for good.
+//! ahead (`Instant::MAX`) does not stop the tier's evictions for good. The
+//! price: such a caller may evict a held key, which a caller near the
+//! change's `now` can then bring back with a new burst once a larger
+//! quota is in force, as if there were no hold (the hold protects against
+//! evictions by callers within the tolerance only;
+//! `a_caller_far_behind_a_change_is_not_held` in
+//! `core/tests/keyed_requota.rs`).
 //!
 //! # Stale readers
 //!
@@ -227,10 +233,12 @@ impl<const TIERS: usize> Tiers<TIERS> {
     ///
     /// A caller further behind the change's `now` than the tolerance is
     /// not held: it reads the tier's buckets as full anyway (see the
-    /// `gcra` module), so eviction gives it nothing it would not get, and
-    /// a change dated far ahead (a bogus clock reading, `Instant::MAX`)
-    /// does not hold the tier's idle keys until then, which could be
-    /// forever. The caller holds the table's lock.
+    /// `gcra` module), so eviction gives *it* nothing it would not get
+    /// (though a caller near the change's `now` may then bring the evicted
+    /// key back with a new burst: see the module docs), and a change dated
+    /// far ahead (a bogus clock reading, `Instant::MAX`) does not hold the
+    /// tier's idle keys until then, which could be forever. The caller
+    /// holds the table's lock.
     pub(super) fn holds(&self, tier: usize, micros: u64) -> bool {
         if micros >= join(&self.held_until[tier]) {
             return false;
