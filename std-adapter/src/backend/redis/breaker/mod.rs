@@ -85,7 +85,12 @@ use crate::CallError;
 ///   fleet decision it sees then, unless it is an operator's close made
 ///   since its trip (the next version after the one its trip was refused
 ///   in, closed: [`force_close`](FleetBreaker::force_close) on any
-///   instance, or a newer version written by hand).
+///   instance, or a newer version written by hand). One exception, with
+///   Redis's data lost (no persistence, a `FLUSHALL`): instances rebuild
+///   the decision from what they hold, each at the version it knows, so
+///   when the trip is refused in a decision rebuilt at an older version
+///   than another instance knows, that instance's rebuild, closed at the
+///   next version, reads as an operator's close and ends the trip early.
 /// * **Faults.** While Redis fails, calls are decided on local state alone
 ///   (local trips still protect the instance), [`FleetBreaker::is_degraded`]
 ///   is true, and the task retries with backoff. On reconnect a local trip
@@ -184,8 +189,9 @@ pub(super) struct Inner {
     /// The local breaker is open by a trip the fleet did not take up.
     local_only: AtomicBool,
     /// The version of the closed fleet decision that trip was not taken
-    /// up in (set with `local_only`): the next version, closed, is an
-    /// operator's close, which ends the trip.
+    /// up in (set with `local_only`): the next version, closed, is taken
+    /// as an operator's close, which ends the trip (so is a rebuild at
+    /// that version after Redis lost its data: see the type's docs).
     local_only_at: AtomicU64,
     degraded: AtomicBool,
     corrupt_logged: AtomicBool,

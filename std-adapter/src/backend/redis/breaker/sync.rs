@@ -201,7 +201,13 @@ impl Inner {
         // close made since the trip. Nothing but an operator moves a closed
         // decision to the next version closed (`force_close`, or a newer
         // version written by hand): a trip opens it, trials close only a
-        // half-open one, a store repopulated closed keeps its version.
+        // half-open one, a store repopulated closed keeps the caller's
+        // version. Except after Redis lost its data: rebuilt closed at the
+        // version one instance knows (the trip refused in it) and then at
+        // the next by one that knew the operator's close, it reads as an
+        // operator's close (the versions carry no author; see the type's
+        // docs and
+        // redis_breaker_quorum_a_store_rebuilt_at_the_next_version_ends_a_lone_trip).
         if matches!(op, Op::Trip { .. }) && d.state == State::Closed {
             self.local_only_at.store(d.version, Ordering::Release);
             self.local_only.store(true, Ordering::Release);
