@@ -478,12 +478,6 @@ mod tests {
         }
     }
 
-    /// A stale cache is a server's (keys from requests: user ids, URLs):
-    /// keys chosen offline against the core's public default seed must
-    /// not all land in one bucket's chain, turning every lookup (under
-    /// the cache's mutex) into a walk of every entry. Found by a hostile
-    /// review: `StaleCache` hashed with `FixedState::new()`, 64 chosen keys
-    /// made a miss compare 64 keys.
     /// `peek` reads, as the core cache's `peek` does: it counts no lookup
     /// and leaves the recency order alone. Found by a hostile review: it
     /// counted a hit and promoted the entry, so a dashboard or health check
@@ -518,6 +512,12 @@ mod tests {
         assert_eq!(cache.metrics().lookups(), 0);
     }
 
+    /// A stale cache is a server's (keys from requests: user ids, URLs):
+    /// keys chosen offline against the core's public default seed must
+    /// not all land in one bucket's chain, turning every lookup (under
+    /// the cache's mutex) into a walk of every entry. Found by a hostile
+    /// review: `StaleCache` hashed with `FixedState::new()`, 64 chosen keys
+    /// made a miss compare 64 keys.
     #[tokio::test(start_paused = true)]
     async fn chosen_keys_do_not_collide() {
         const N: usize = 64;
