@@ -751,3 +751,42 @@ async fn redis_breaker_quorum_a_store_rebuilt_at_the_next_version_ends_a_lone_tr
     a.sync().await.unwrap();
     assert_eq!(a.state(), State::Closed, "taken for an operator's close");
 }
+
+/// A documented limit of the rule above, pinned so that a change of it is
+/// seen: only the closed decision one version after the one a lone trip
+/// was refused in ends it, so two closes (here `force_close` on B twice)
+/// before A syncs leave A open on its trip; `force_close` on A ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_quorum_two_closes_before_a_sync_leave_a_lone_trip() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let one = |id: &'static str| {
+        let url = url.clone();
+        async move {
+            let core = Arc::new(CircuitBreaker::new(
+                Config::builder()
+                    .consecutive_failures(2)
+                    .open_for(Duration::from_secs(30).into())
+                    .build()
+                    .unwrap(),
+            ));
+            FleetBreaker::builder("avatars", core, backend(&url).await)
+                .sync_interval(Duration::from_secs(600))
+                .quorum(2, Duration::from_secs(30))
+                .instance_id(id)
+                .build()
+                .await
+                .expect("fleet breaker")
+        }
+    };
+    let (a, b) = (one("a").await, one("b").await);
+    trip(&a).await;
+    a.sync().await.unwrap();
+    assert_eq!(a.state(), State::Open);
+    b.force_close().await.unwrap();
+    b.force_close().await.unwrap();
+    a.sync().await.unwrap();
+    assert_eq!(a.state(), State::Open, "the second close's version");
+    a.force_close().await.unwrap();
+    assert_eq!(a.state(), State::Closed);
+}

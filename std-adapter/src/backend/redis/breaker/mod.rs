@@ -85,7 +85,11 @@ use crate::CallError;
 ///   fleet decision it sees then, unless it is an operator's close made
 ///   since its trip (the next version after the one its trip was refused
 ///   in, closed: [`force_close`](FleetBreaker::force_close) on any
-///   instance, or a newer version written by hand). One exception, with
+///   instance, or a newer version written by hand). Only that version
+///   does it: an instance that syncs after two closes (`force_close` on
+///   two other instances, or twice) sees the second one's version and
+///   stays open on its trip (`force_close` on that instance itself ends
+///   it in any case). One exception, with
 ///   Redis's data lost (no persistence, a `FLUSHALL`): instances rebuild
 ///   the decision from what they hold, each at the version it knows, so
 ///   when the trip is refused in a decision rebuilt at an older version
