@@ -526,11 +526,12 @@ fn member_rt(response: &http::Response<String>, policy: &str) -> (u64, u64) {
     (r.parse().unwrap(), t.parse().unwrap())
 }
 
-/// The contract (module docs): `t` is the seconds until the bucket is
-/// full again, rounded up. A key used once at 0 (1 an hour) and refused at
-/// 3 599 s is full again one second later, as `Retry-After: 1` says; the
-/// single bucket says `t=1`, the keyed one must too (a client reading
-/// `r=0;t=3600` backs off for an hour instead of a second).
+/// The contract (module docs): on a `429`, `t` is its `Retry-After` (with
+/// a burst of 1 also the seconds until the bucket is full again). A key
+/// used once at 0 (1 an hour) and refused at 3 599 s is full again one
+/// second later, as `Retry-After: 1` says; the single bucket says `t=1`,
+/// the keyed one must too (a client reading `r=0;t=3600` backs off for an
+/// hour instead of a second).
 #[tokio::test(start_paused = true)]
 async fn a_keyed_429_reports_the_real_time_until_full() {
     let single = RateLimitLayer::new("single", bucket(Quota::per_hour(1))).layer(Scripted);
