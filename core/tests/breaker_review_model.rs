@@ -31,6 +31,15 @@
 //! 5. Every change of state starts a generation; older permits are
 //!    counted, change nothing. `force_open`, `force_close`, `reset` as
 //!    documented (`reset` always starts a generation and zeroes counters).
+//! 6. Time window (feature `time-window`, `CircuitBreaker`'s "Time
+//!    window"): a counted closed record (any outcome with a rate policy;
+//!    only failures and slow calls with `failure_count` alone) lands in
+//!    interval `max(⌊now / interval⌋, newest)`, which becomes `newest`
+//!    (never reset); the window holds the intervals fewer than `buckets`
+//!    before `newest`, each count capped at `TIME_BUCKET_CAP`; it trips on
+//!    `failure_count` or on the rates over `minimum_calls`, and entering
+//!    Closed empties it. On Cortex-M words the clock stays within 2³⁰
+//!    intervals of `newest` (the documented 31-bit aliasing).
 //!
 //! Sound-but-checked (review of 2026-12-06): no defect found by this model.
 #![cfg(all(feature = "half-open-timeout", not(miri)))]
@@ -41,6 +50,11 @@ use fusebox::breaker::{
     CircuitBreaker, Config, Metrics, Outcome, OwnedPermit, Permit, Rejected, State, Transition,
 };
 use fusebox::{Duration, Instant};
+
+#[cfg(feature = "time-window")]
+use fusebox::breaker::TIME_BUCKET_CAP;
+#[cfg(not(feature = "time-window"))]
+const TIME_BUCKET_CAP: u32 = u32::MAX;
 
 const NARROW: bool = !cfg!(target_has_atomic = "64") || cfg!(fusebox_narrow_words);
 const TICK: u64 = 1024;
@@ -87,12 +101,29 @@ struct P {
     permits: u8,
     close_after: u8,
     max_half_open: u64, // 0: none
+    /// `(interval µs, buckets)` of a time window (feature `time-window`).
+    time: Option<(u64, u8)>,
+    /// `failure_count` (time window only; 0: off).
+    failure_count: u8,
 }
 
 impl P {
     fn config(&self) -> Config {
-        let mut b = Config::builder()
-            .window(self.window)
+        let mut b = Config::builder();
+        #[cfg(feature = "time-window")]
+        if let Some((interval, buckets)) = self.time {
+            b = b.time_window(
+                Duration::from_micros(interval * u64::from(buckets)),
+                buckets,
+            );
+            if self.failure_count != 0 {
+                b = b.failure_count(u32::from(self.failure_count));
+            }
+        }
+        if self.time.is_none() {
+            b = b.window(self.window);
+        }
+        b = b
             .minimum_calls(self.min)
             .open_for(Duration::from_micros(self.open_for))
             .max_open_for(Duration::from_micros(self.max_open_for))
@@ -125,8 +156,21 @@ impl P {
     }
 }
 
-fn random_p(rng: &mut Rng, window: u8, rates: bool, max_half_open: u64) -> P {
-    let consecutive = if !rates || rng.chance(40) {
+fn random_p(
+    rng: &mut Rng,
+    window: u8,
+    rates: bool,
+    max_half_open: u64,
+    time: Option<(u64, u8)>,
+) -> P {
+    let failure_count = if time.is_some() && (!rates || rng.chance(40)) {
+        rng.pick(&[1, 1, 2, 3, 5, 100, 255])
+    } else {
+        0
+    };
+    let consecutive = if time.is_some() {
+        0
+    } else if !rates || rng.chance(40) {
         rng.pick(&[1, 1, 2, 3, 5, 255])
     } else {
         0
@@ -149,7 +193,9 @@ fn random_p(rng: &mut Rng, window: u8, rates: bool, max_half_open: u64) -> P {
     } else {
         (0, None)
     };
-    let min = if rng.chance(30) {
+    let min = if time.is_some() {
+        rng.pick(&[1, 2, 5, 10, 100, 255])
+    } else if rng.chance(30) {
         window
     } else {
         1 + rng.below(u64::from(window)) as u8
@@ -179,6 +225,8 @@ fn random_p(rng: &mut Rng, window: u8, rates: bool, max_half_open: u64) -> P {
         permits,
         close_after,
         max_half_open,
+        time,
+        failure_count,
     }
 }
 
@@ -211,6 +259,10 @@ struct Model {
     consecutive: u32,
     window: VecDeque<(bool, bool)>,
     claims: u64,
+    /// Time window: `(interval, failure, slow)` of the closed period, and
+    /// the newest interval any record reached (never reset).
+    events: std::collections::BTreeMap<u64, (u64, u64, u64)>,
+    newest: Option<u64>,
     m: Metrics,
 }
 
@@ -237,6 +289,7 @@ impl Model {
         if phase == Phase::Closed {
             self.window.clear();
             self.claims = 0;
+            self.events.clear();
             self.consecutive = 0;
         }
     }
@@ -419,6 +472,9 @@ impl Model {
             return None;
         }
         // Closed.
+        if let Some((interval, buckets)) = self.p.time {
+            return self.record_timed(interval, buckets, failure, slow, now);
+        }
         self.consecutive = if failure {
             (self.consecutive + 1).min(255)
         } else {
@@ -448,6 +504,43 @@ impl Model {
         let over = |n: u64, pct: u8| pct != 0 && n * 100 >= u64::from(pct) * calls;
         let slow_rate = self.p.slow.map_or(0, |s| s.1);
         if calls >= u64::from(self.p.min) && (over(fails, self.p.rate) || over(slows, slow_rate)) {
+            self.open(0, now);
+            return Some(tr(State::Closed, State::Open, now));
+        }
+        None
+    }
+    fn record_timed(
+        &mut self,
+        interval: u64,
+        buckets: u8,
+        failure: bool,
+        slow: bool,
+        now: u64,
+    ) -> Option<Transition> {
+        if !(failure || slow || self.p.rates()) {
+            return None; // `failure_count` alone: successes are not counted
+        }
+        let j = now / interval;
+        let newest = self.newest.map_or(j, |n| n.max(j));
+        self.newest = Some(newest);
+        let c = self.events.entry(newest).or_default();
+        c.0 += 1;
+        c.1 += u64::from(failure);
+        c.2 += u64::from(slow);
+        self.events.retain(|&i, _| i + u64::from(buckets) > newest);
+        let cap = u64::from(TIME_BUCKET_CAP);
+        let (mut calls, mut fails, mut slows) = (0, 0, 0);
+        for c in self.events.values() {
+            calls += c.0.min(cap);
+            fails += c.1.min(cap);
+            slows += c.2.min(cap);
+        }
+        let over = |n: u64, pct: u8| pct != 0 && n * 100 >= u64::from(pct) * calls;
+        let slow_rate = self.p.slow.map_or(0, |s| s.1);
+        let counted = self.p.failure_count != 0 && fails >= u64::from(self.p.failure_count);
+        let rated =
+            calls >= u64::from(self.p.min) && (over(fails, self.p.rate) || over(slows, slow_rate));
+        if counted || rated {
             self.open(0, now);
             return Some(tr(State::Closed, State::Open, now));
         }
@@ -519,7 +612,13 @@ fn run(seed: u64, steps: usize) {
     } else {
         rng.pick(&[1, 10, 300, 5_000]) * MS
     };
-    let p = random_p(&mut rng, window, rates, max_half_open);
+    let time = (cfg!(feature = "time-window") && rng.chance(40)).then(|| {
+        (
+            rng.pick(&[1_000, 1_500, 100_000, SEC, 60 * SEC, u64::from(u32::MAX)]),
+            rng.pick(&[1, 2, 4, 8, 16]),
+        )
+    });
+    let p = random_p(&mut rng, window, rates, max_half_open, time);
     let b = CircuitBreaker::new(p.config());
     let mut m = Model {
         p,
@@ -528,6 +627,8 @@ fn run(seed: u64, steps: usize) {
         consecutive: 0,
         window: VecDeque::new(),
         claims: 0,
+        events: std::collections::BTreeMap::new(),
+        newest: None,
         m: Metrics::default(),
     };
     let mut clock: u64 = rng.pick(&[0, 5 * SEC, (1 << 26) * TICK - 3 * SEC, 40 * DAY]);
@@ -545,8 +646,10 @@ fn run(seed: u64, steps: usize) {
             clock
         } else if r < 950 {
             clock + rng.below(2 * m.p.open_for.max(MS))
-        } else if r < 990 {
+        } else if r < 970 {
             clock + rng.below(m.p.max_open_for * 3)
+        } else if r < 990 {
+            clock + rng.below(3 * m.p.time.map_or(SEC, |t| t.0 * u64::from(t.1)))
         } else if r < 998 {
             clock + rng.below(if NARROW { 30 * DAY } else { 3 * HOUR })
         } else if NARROW {
@@ -566,6 +669,11 @@ fn run(seed: u64, steps: usize) {
             if NARROW {
                 next = next.min((deadline + 30 * DAY).max(clock));
             }
+        }
+        // Cortex-M keeps 31 bits of the newest interval: stay clear of
+        // the documented aliasing (2^31 intervals less 2^20).
+        if let (true, Some((interval, _)), Some(newest)) = (NARROW, m.p.time, m.newest) {
+            next = next.min(((newest + (1 << 30)) * interval).max(clock));
         }
         clock = next;
         let now = if rng.chance(15) {
@@ -661,7 +769,7 @@ fn run(seed: u64, steps: usize) {
                     );
                 }
                 _ => {
-                    let np = random_p(&mut rng, window, rates, max_half_open);
+                    let np = random_p(&mut rng, window, rates, max_half_open, time);
                     let old = b.set_config(np.config()).unwrap_or_else(|e| {
                         panic!("{}", ctx(&format!("set_config {np:?}: {e:?}")))
                     });
@@ -700,8 +808,8 @@ fn run(seed: u64, steps: usize) {
     assert_eq!(b.metrics(), m.m, "seed {seed}: final metrics");
     if std::env::var("REVIEW_VERBOSE").is_ok() {
         eprintln!(
-            "seed {seed}: {} generations, {records} records, {resets} resets, {:?}",
-            m.gen, m.m
+            "seed {seed}: {:?} {} generations, {records} records, {resets} resets, {:?}",
+            m.p.time, m.gen, m.m
         );
     }
 }
@@ -815,5 +923,109 @@ fn racing_threads_never_hold_more_trials_than_permits() {
         });
         assert_eq!(closes.load(Ordering::Relaxed), 1);
         assert_eq!(b.state(t1), State::Closed);
+    }
+}
+
+/// No trip is lost between racing failures (the `window` docs: "of two
+/// racing failures the later one sees the earlier's write"): threads record
+/// only failures (or only slow calls) while closed and only successes as
+/// trials, holding some permits across other calls and transitions; once
+/// they stop, a breaker still closed holds fewer failures than its trip
+/// thresholds (window calls below `minimum_calls` for a 100 % rate, and a
+/// failure count below `consecutive_failures`). Many short runs, so each
+/// ends at a random point of a cycle. Sound-but-checked.
+#[test]
+fn racing_failures_never_leave_a_closed_breaker_past_its_threshold() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let configs = [
+        Config::builder()
+            .failure_rate(100)
+            .window(8)
+            .minimum_calls(8),
+        Config::builder()
+            .failure_rate(100)
+            .window(64)
+            .minimum_calls(3),
+        Config::builder()
+            .slow_call(Duration::from_millis(1), 100)
+            .window(5),
+        Config::builder().consecutive_failures(4),
+        Config::builder()
+            .consecutive_failures(2)
+            .failure_rate(100)
+            .window(1),
+    ];
+    for (k, builder) in configs.into_iter().enumerate() {
+        let config = builder
+            .open_for(Duration::from_millis(1))
+            .half_open_permits(2)
+            .close_after(2)
+            .build()
+            .unwrap();
+        for run in 0..400u64 {
+            let b = CircuitBreaker::new(config);
+            let clock = AtomicU64::new(SEC);
+            std::thread::scope(|s| {
+                for id in 0..4u64 {
+                    let (b, clock) = (&b, &clock);
+                    s.spawn(move || {
+                        let mut rng = Rng(run * 31 + id + 1_000 * k as u64);
+                        let mut held: Vec<Permit<'_>> = Vec::new();
+                        for _ in 0..rng.below(3_000) {
+                            let now = Instant::from_micros(clock.load(Ordering::Relaxed));
+                            match b.try_acquire(now) {
+                                Ok(p) if rng.chance(3) => held.push(p),
+                                Ok(p) if p.is_trial() => {
+                                    p.record(Outcome::Success, now, Duration::ZERO);
+                                }
+                                Ok(p) => {
+                                    p.record(Outcome::Failure, now, Duration::from_millis(2));
+                                }
+                                Err(_) => {
+                                    clock.fetch_add(2 * MS, Ordering::Relaxed);
+                                }
+                            }
+                            if held.len() > 4 {
+                                let p = held.swap_remove(0);
+                                let outcome = if p.is_trial() {
+                                    Outcome::Success
+                                } else {
+                                    Outcome::Failure
+                                };
+                                p.record(outcome, now, Duration::from_millis(2));
+                            }
+                        }
+                        // Held closed permits are failures, held trials
+                        // successes, as above.
+                        let now = Instant::from_micros(clock.load(Ordering::Relaxed));
+                        for p in held {
+                            let outcome = if p.is_trial() {
+                                Outcome::Success
+                            } else {
+                                Outcome::Failure
+                            };
+                            p.record(outcome, now, Duration::from_millis(2));
+                        }
+                    });
+                }
+            });
+            let now = Instant::from_micros(clock.load(Ordering::Relaxed));
+            if b.state(now) != State::Closed {
+                continue;
+            }
+            let s = b.snapshot(now);
+            if let Some(n) = config.consecutive_failures() {
+                assert!(
+                    s.consecutive_failures < n,
+                    "config {k} run {run}: closed with {s:?}"
+                );
+            }
+            if config.failure_rate().is_some() || config.slow_call().is_some() {
+                assert!(
+                    s.window_calls < config.minimum_calls(),
+                    "config {k} run {run}: closed with {s:?}"
+                );
+            }
+        }
     }
 }
