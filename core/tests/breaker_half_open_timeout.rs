@@ -209,3 +209,31 @@ fn max_half_open_is_validated() {
     assert_eq!(c.max_half_open(), Some(Config::MAX_HALF_OPEN));
     assert_eq!(b().build().unwrap().max_half_open(), None);
 }
+
+/// A late trial recorded as ignored, or dropped, changes no state (the
+/// `Outcome::Ignored` and `Permit` docs; the "Half-open timeout" docs
+/// leave the reopening to the next `try_acquire` or a trial's recorded
+/// success or failure): the next caller gets the transition, dated at its
+/// own `now`. Pins the behaviour the docs were clarified to say.
+#[test]
+fn a_late_ignored_or_dropped_trial_leaves_the_timeout_to_the_next_caller() {
+    let max = Duration::from_secs(5);
+    for ignore in [true, false] {
+        let (b, t1) = half_open(Some(max));
+        let trial = b.try_acquire(t1).unwrap();
+        let late = t1 + Duration::from_secs(6);
+        assert_eq!(b.state(late), State::Open);
+        if ignore {
+            assert_eq!(trial.record(Outcome::Ignored, late, Duration::ZERO), None);
+        } else {
+            drop(trial);
+        }
+        let m = b.metrics();
+        assert_eq!((m.trips, m.ignored + m.abandoned), (1, 1), "not reopened");
+        let later = late + Duration::from_millis(100);
+        let rejected = b.try_acquire(later).unwrap_err();
+        let t = rejected.transition.expect("the next caller reopens it");
+        assert_eq!((t.from, t.to, t.at), (State::HalfOpen, State::Open, later));
+        assert_eq!(b.metrics().trips, 2);
+    }
+}

@@ -190,12 +190,16 @@ use word::{Kind, Word};
 /// The core reads no clock, so the timeout is noticed by the next call
 /// that looks: from `entry + max_half_open` (rounded up to a 1.024 ms
 /// tick), [`state`](Self::state) reads Open (changing nothing), and the
-/// next [`try_acquire`](Self::try_acquire) or current trial record reopens
+/// next [`try_acquire`](Self::try_acquire) or current trial's recorded
+/// success or failure reopens
 /// the breaker as a failed trial would (streak + 1, a fresh open time from
 /// that call's `now`, counted in [`Metrics::trips`]) and returns the
 /// HalfOpen → Open transition: in [`Rejected::transition`] from
 /// `try_acquire`, from `record` otherwise (the late trial's outcome is
-/// counted but decides nothing). Exactly one caller gets the transition.
+/// counted but decides nothing). A trial recorded as
+/// [`Outcome::Ignored`] or dropped changes no state, even late: it frees
+/// its slot and leaves the reopening to the next caller. Exactly one
+/// caller gets the transition.
 /// A `now` up to `max(max_half_open, ~1.05 s)` earlier than the entry
 /// never times out. A restored or merged HalfOpen state is entered at the
 /// `now` of that call, so a snapshot never resurrects an expired half-open
