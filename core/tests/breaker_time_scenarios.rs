@@ -296,3 +296,50 @@ fn time_window_configs_are_validated() {
         .unwrap();
     assert_eq!(c.time_window(), Some((Duration::from_micros(1_000_002), 2)));
 }
+
+/// A time-window breaker counts no failures in a row (it cannot have the
+/// consecutive policy: `TimeWindowConflict`), so a snapshot taken from a
+/// count-based breaker restores none into it: before the fix its closed
+/// word kept the snapshot's count for good, no success reset it (the
+/// `consecutive_failures` docs: "a success resets the count") and every
+/// later snapshot carried it on, so a breaker migrated back to
+/// `consecutive_failures(5)` restored four failures in a row that never
+/// happened, and one failure tripped it.
+#[test]
+fn a_time_window_breaker_restores_no_failures_in_a_row() {
+    let now = at(T0);
+    let counted = CircuitBreaker::new(Config::builder().consecutive_failures(10).build().unwrap());
+    for _ in 0..4 {
+        let p = counted.try_acquire(now).unwrap();
+        p.record(Outcome::Failure, now, Duration::ZERO);
+    }
+    let saved = counted.snapshot(now);
+    assert_eq!(saved.consecutive_failures, 4);
+    for timed in [
+        five_seconds().failure_count(3).build().unwrap(),
+        five_seconds()
+            .failure_rate(50)
+            .minimum_calls(10)
+            .build()
+            .unwrap(),
+    ] {
+        let b = CircuitBreaker::new(timed);
+        b.restore(&saved, now).unwrap();
+        for _ in 0..2 {
+            let p = b.try_acquire(now).unwrap();
+            p.record(Outcome::Success, now, Duration::ZERO);
+        }
+        let migrated = b.snapshot(now);
+        assert_eq!(migrated.consecutive_failures, 0, "{timed:?}");
+        // Back to a count-based breaker: no phantom streak.
+        let back = CircuitBreaker::new(Config::builder().consecutive_failures(5).build().unwrap());
+        back.restore(&migrated, now).unwrap();
+        let p = back.try_acquire(now).unwrap();
+        assert_eq!(
+            p.record(Outcome::Failure, now, Duration::ZERO),
+            None,
+            "{timed:?}"
+        );
+        assert_eq!(back.state(now), State::Closed);
+    }
+}

@@ -208,7 +208,8 @@ impl CircuitBreaker {
     /// breaker's keeps its newest outcomes; an open time longer than this
     /// configuration allows is shortened to it; a closed count of failures
     /// in a row that reaches this trip threshold is restored one short of
-    /// it (the next failure trips), and half-open successes that reach
+    /// it (the next failure trips; a time-window breaker, which counts no
+    /// failures in a row, restores none), and half-open successes that reach
     /// `close_after` one short of that (the next success closes). A window
     /// already at or past this configuration's failure or slow-call rate is
     /// kept as it is: it trips at the next outcome that is evaluated (a
@@ -281,7 +282,10 @@ impl CircuitBreaker {
                     return Err(SnapshotError::ConsecutiveFailures(s.consecutive_failures));
                 }
                 // Taken under a higher threshold: one short of this one.
-                let failures = if threshold != 0 {
+                // A time window counts none (no consecutive policy there).
+                let failures = if cfg.timed() {
+                    0
+                } else if threshold != 0 {
                     s.consecutive_failures.min(threshold - 1)
                 } else {
                     s.consecutive_failures
