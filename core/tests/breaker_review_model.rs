@@ -1035,3 +1035,90 @@ fn racing_failures_never_leave_a_closed_breaker_past_its_threshold() {
         }
     }
 }
+
+/// One closed generation raced by threads that record only failures: once
+/// they stop, a breaker that has counted `k` or more failures (every one by
+/// a permit of that generation) is open, where `k` is the documented
+/// threshold: `consecutive_failures(k)`; `failure_rate(100)` with
+/// `minimum_calls(k)`; `failure_count(k)` over a one-interval time window,
+/// all calls in that interval (`now`s spread over it). Runs end anywhere
+/// around `k`, so a trip lost between racing failures (the `window` docs:
+/// "of two racing failures the later one sees the earlier's write"; the
+/// `timed` docs' `written` chain) would leave one closed. Sound-but-checked.
+#[test]
+fn racing_failures_of_one_generation_always_trip_at_the_threshold() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let mut configs = vec![
+        (Config::builder().consecutive_failures(3), 3u64),
+        (Config::builder().consecutive_failures(17), 17),
+        (
+            Config::builder()
+                .failure_rate(100)
+                .window(8)
+                .minimum_calls(5),
+            5,
+        ),
+        (Config::builder().failure_rate(100).window(64), 64),
+        (Config::builder().failure_rate(100).window(1), 1),
+    ];
+    #[cfg(feature = "time-window")]
+    configs.extend([
+        (
+            Config::builder()
+                .time_window(Duration::from_secs(1), 1)
+                .failure_count(6),
+            6,
+        ),
+        (
+            Config::builder()
+                .time_window(Duration::from_secs(1), 1)
+                .failure_rate(100)
+                .minimum_calls(9),
+            9,
+        ),
+    ]);
+    for (c, (builder, k)) in configs.into_iter().enumerate() {
+        let config = builder.open_for(Duration::from_secs(60)).build().unwrap();
+        let mut opened_runs = 0;
+        for run in 0..1_500u64 {
+            let b = CircuitBreaker::new(config);
+            let failed = AtomicU64::new(0);
+            let mut rng = Rng(run ^ (c as u64) << 32);
+            let per_thread = 1 + rng.below(k.div_ceil(2) + 1);
+            std::thread::scope(|s| {
+                for id in 0..4u64 {
+                    let (b, failed) = (&b, &failed);
+                    s.spawn(move || {
+                        let mut rng = Rng(run * 8 + id);
+                        for _ in 0..per_thread {
+                            // Within one second-long interval (ten of them
+                            // from the origin).
+                            let now = Instant::from_micros(10 * SEC + rng.below(SEC));
+                            if let Ok(p) = b.try_acquire(now) {
+                                p.record(Outcome::Failure, now, Duration::ZERO);
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    });
+                }
+            });
+            let now = Instant::from_micros(10 * SEC);
+            let failures = failed.load(Ordering::Relaxed);
+            assert_eq!(b.metrics().failures, failures);
+            if failures >= k {
+                opened_runs += 1;
+                assert_eq!(
+                    b.state(now),
+                    State::Open,
+                    "config {c} run {run}: {failures} failures, threshold {k}"
+                );
+            } else {
+                assert_eq!(b.state(now), State::Closed, "config {c} run {run}");
+            }
+        }
+        assert!(
+            opened_runs > 100,
+            "config {c}: {opened_runs} runs reached k"
+        );
+    }
+}
