@@ -343,3 +343,36 @@ fn a_time_window_breaker_restores_no_failures_in_a_row() {
         assert_eq!(back.state(now), State::Closed);
     }
 }
+
+/// The interval's range, at its edges: 1 ms to 2³² − 1 µs. The docs said
+/// "to 2³² µs" (and the error "above 2³² µs"), while an interval of exactly
+/// 2³² µs is refused (it does not fit the live configuration's 32-bit
+/// word); the docs now say so. Pins the boundary.
+#[test]
+fn the_time_window_interval_ranges_from_1_ms_to_2_32_minus_1_us() {
+    let window = |interval: u64, buckets: u8| {
+        Config::builder()
+            .time_window(
+                Duration::from_micros(interval * u64::from(buckets)),
+                buckets,
+            )
+            .failure_count(3)
+            .build()
+    };
+    for buckets in [1, 2, 16] {
+        for interval in [1_000, (1 << 32) - 1] {
+            let config = window(interval, buckets).unwrap();
+            assert_eq!(
+                config.time_interval(),
+                Some(Duration::from_micros(interval))
+            );
+        }
+        for interval in [999, 1 << 32] {
+            let total = Duration::from_micros(interval * u64::from(buckets));
+            assert_eq!(
+                window(interval, buckets),
+                Err(ConfigError::TimeWindowOutOfRange { total, buckets })
+            );
+        }
+    }
+}

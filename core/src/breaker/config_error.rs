@@ -65,7 +65,7 @@ pub enum ConfigError {
     /// (about 71 min 35 s).
     MaxHalfOpenOutOfRange(Duration),
     /// `time_window`'s bucket count was not a power of two in `1..=16`, or
-    /// its interval (`total / buckets`) was under 1 ms or above 2³² µs
+    /// its interval (`total / buckets`) was under 1 ms or 2³² µs or more
     /// (about 71 min 35 s).
     TimeWindowOutOfRange {
         /// The requested span.

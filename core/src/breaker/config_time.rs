@@ -7,7 +7,7 @@ use crate::Duration;
 impl ConfigBuilder {
     /// Count outcomes over the last `total` of time instead of the last
     /// calls: a ring of `buckets` (1, 2, 4, 8 or 16) intervals of
-    /// `⌊total / buckets⌋` µs each (from 1 ms to 2³² µs), Resilience4j's
+    /// `⌊total / buckets⌋` µs each (from 1 ms to 2³² − 1 µs), Resilience4j's
     /// `TIME_BASED` sliding window. The rate policies ([`failure_rate`],
     /// [`slow_call`], with [`minimum_calls`] from 1 to 255, default 100)
     /// and [`failure_count`] are then evaluated over it.
