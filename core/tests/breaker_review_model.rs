@@ -35,7 +35,7 @@
 //!    window"): a counted closed record (any outcome with a rate policy;
 //!    only failures and slow calls with `failure_count` alone) lands in
 //!    interval `max(⌊now / interval⌋, newest)`, which becomes `newest`
-//!    (never reset); the window holds the intervals fewer than `buckets`
+//!    (forgotten only by `reset`: "its initial state"); the window holds the intervals fewer than `buckets`
 //!    before `newest`, each count capped at `TIME_BUCKET_CAP`; it trips on
 //!    `failure_count` or on the rates over `minimum_calls`, and entering
 //!    Closed empties it. On Cortex-M words the clock stays within 2³⁰
@@ -565,6 +565,7 @@ impl Model {
     fn reset(&mut self, now: u64) -> Option<Transition> {
         let from = self.kind();
         self.enter(Phase::Closed);
+        self.newest = None; // the initial state: no interval reached
         self.m = Metrics::default();
         (from != State::Closed).then(|| tr(from, State::Closed, now))
     }

@@ -13,7 +13,8 @@
 //!    policy on, or any outcome when a rate policy is on; ignored outcomes
 //!    and stale permits never are) at `now` goes to interval
 //!    `max(⌊now / L⌋, newest)`, `L = ⌊total / buckets⌋`, and `newest`
-//!    becomes that interval (`newest` is never reset).
+//!    becomes that interval (`newest` is forgotten only by `reset`, which
+//!    returns the breaker to its initial state).
 //!    With 32-bit words (Cortex-M) `newest` keeps 31 bits: an interval up
 //!    to 2²⁰ behind it (modulo 2³¹) reads as stale, counted in `newest`;
 //!    any other reads as later.
@@ -621,6 +622,7 @@ fn run(spec: Spec, ops: &[Op], start: u64) {
                 let was = model.phase;
                 let got = breaker.reset(at(clock));
                 model.enter(Phase::Closed);
+                model.newest = None;
                 model.m = Metrics::default();
                 let want = (was != Phase::Closed).then(|| tr(state_of(was), State::Closed, clock));
                 assert_eq!(got, want, "step {step}: reset");

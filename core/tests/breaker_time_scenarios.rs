@@ -376,3 +376,37 @@ fn the_time_window_interval_ranges_from_1_ms_to_2_32_minus_1_us() {
         }
     }
 }
+
+/// `reset` "returns the breaker to its initial state": its time window
+/// then expires old failures as a new breaker's does, even after a record
+/// with a clock far ahead (a bogus reading: `Instant::MAX`, or ten years
+/// ahead). Before the fix, reset kept the newest interval such a record
+/// had reached, so every later record read as a stale clock and counted
+/// in that one far-ahead bucket, which never expired (64-bit words): a
+/// `failure_count(3)` over 60 s tripped on failures two minutes apart (3
+/// trips in 10 failures, none for a new breaker), for good.
+#[test]
+fn reset_forgets_a_far_ahead_clock() {
+    let config = Config::builder()
+        .time_window(Duration::from_secs(60), 4)
+        .failure_count(3)
+        .build()
+        .unwrap();
+    for bogus in [Instant::MAX, at(10 * 365 * 86_400 * SEC)] {
+        let b = CircuitBreaker::new(config);
+        let p = b.try_acquire(bogus).unwrap();
+        assert_eq!(p.record(Outcome::Failure, bogus, Duration::ZERO), None);
+        let t0 = at(T0);
+        assert_eq!(b.reset(t0), None);
+        for i in 0..10 {
+            let now = at(T0 + i * 120 * SEC);
+            let p = b.try_acquire(now).unwrap();
+            assert_eq!(
+                p.record(Outcome::Failure, now, Duration::ZERO),
+                None,
+                "failure {i}, two minutes after the last (bogus clock {bogus:?})"
+            );
+        }
+        assert_eq!(b.metrics().trips, 0);
+    }
+}

@@ -145,7 +145,8 @@ use word::{Kind, Word};
 ///
 /// * **Granularity.** A closed record at `now` is counted in interval
 ///   `⌊now / interval⌋`; it counts while the newest interval the window has
-///   reached (by any record, in any generation) is fewer than `buckets`
+///   reached (by any record, in any generation since creation or the last
+///   [`reset`](Self::reset)) is fewer than `buckets`
 ///   intervals later: for between `total − interval` and `total`, as in
 ///   Resilience4j, whose oldest bucket also expires whole. Every record
 ///   with a rate policy evaluates the window (failures, slow calls, and
@@ -374,7 +375,8 @@ impl CircuitBreaker {
     }
 
     /// Returns the breaker to its initial state: closed, empty window (a new
-    /// generation: outstanding permits become stale), zero counters. The
+    /// generation: outstanding permits become stale; a time window also
+    /// forgets the newest interval it reached), zero counters. The
     /// last fleet [`Decision`] version merged is
     /// kept: a reset breaker still refuses a decision it has already
     /// applied, or an older one.
@@ -396,6 +398,12 @@ impl CircuitBreaker {
     /// # Ok::<(), fusebox::breaker::ConfigError>(())
     /// ```
     pub fn reset(&self, now: Instant) -> Option<Transition> {
+        // As new: the time window forgets its newest interval too (its
+        // buckets are emptied by the install).
+        #[cfg(feature = "time-window")]
+        if self.config.timed() {
+            self.timed.forget();
+        }
         let closed = Word::closed(0, 0, Cursor::EMPTY);
         let prev = self.install(now, |_| Some(closed)).unwrap_or(closed);
         let c = &self.counters;

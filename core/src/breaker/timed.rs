@@ -20,7 +20,8 @@
 //!
 //! # `newest`: the interval the window has reached
 //!
-//! One word holds `newest << 1 | 1` (0: nothing recorded yet), in the
+//! One word holds `newest << 1 | 1` (0: nothing recorded yet, or since a
+//! `reset`, which forgets it), in the
 //! breaker's epoch width (64-bit where native; 31 interval bits on
 //! Cortex-M). A record at interval `j` later than `newest` first *moves the
 //! window*: it empties the slots of the intervals it skips over (at most
@@ -309,6 +310,13 @@ impl TimeWindow {
             }
         }
         counts
+    }
+
+    /// Forgets the newest interval reached, as in a new window (`reset`):
+    /// a clock read far ahead before no longer makes every later record a
+    /// stale one.
+    pub(crate) fn forget(&self) {
+        self.newest.store(0, Ordering::Release);
     }
 
     /// Empties every bucket (a new closed generation starts with an empty
