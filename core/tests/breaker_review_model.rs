@@ -1123,3 +1123,75 @@ fn racing_failures_of_one_generation_always_trip_at_the_threshold() {
         );
     }
 }
+
+/// `reset` racing records of a time-window breaker (threads recording
+/// failures and successes in one interval, some with clocks far ahead,
+/// while another resets it): nothing panics, and once they stop, a reset
+/// breaker counts later intervals as a new one does (failures seconds
+/// apart expire, even after records at `Instant::MAX`), and
+/// `failure_count(k)` trips exactly at the `k`-th failure of one interval
+/// (an old record racing the
+/// reset may land one outcome in the window, as the "Time window" docs
+/// say, but only in intervals long expired by then). Sound-but-checked.
+#[cfg(feature = "time-window")]
+#[test]
+fn reset_racing_time_window_records_leaves_a_new_window() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let k = 4;
+    let config = Config::builder()
+        .time_window(Duration::from_secs(4), 4)
+        .failure_count(k)
+        .failure_rate(100)
+        .minimum_calls(255)
+        .build()
+        .unwrap();
+    for run in 0..100u64 {
+        let b = CircuitBreaker::new(config);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for id in 0..3u64 {
+                let (b, stop) = (&b, &stop);
+                s.spawn(move || {
+                    let mut rng = Rng(run * 4 + id);
+                    while !stop.load(Ordering::Relaxed) {
+                        let now = if rng.chance(2) {
+                            Instant::MAX
+                        } else {
+                            Instant::from_micros(100 * SEC + rng.below(SEC))
+                        };
+                        if let Ok(p) = b.try_acquire(now) {
+                            let o = if rng.chance(50) {
+                                Outcome::Failure
+                            } else {
+                                Outcome::Success
+                            };
+                            p.record(o, now, Duration::ZERO);
+                        } else {
+                            b.force_close(now);
+                        }
+                    }
+                });
+            }
+            for _ in 0..20 {
+                b.reset(Instant::from_secs(100));
+                std::thread::yield_now();
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        b.reset(Instant::from_secs(100));
+        // Far later, as a new breaker would: failures 8 s apart expire
+        // (a window of 4 s), then `k` at once trip at the `k`-th.
+        for i in 0..8 {
+            let now = Instant::from_secs(10_000 + 8 * i);
+            let p = b.try_acquire(now).unwrap();
+            let t = p.record(Outcome::Failure, now, Duration::ZERO);
+            assert_eq!(t, None, "run {run}: failure {i}, 8 s after the last");
+        }
+        let later = Instant::from_secs(20_000);
+        for i in 1..=u64::from(k) {
+            let p = b.try_acquire(later).unwrap();
+            let t = p.record(Outcome::Failure, later, Duration::ZERO);
+            assert_eq!(t.is_some(), i == u64::from(k), "run {run}: failure {i}");
+        }
+    }
+}
