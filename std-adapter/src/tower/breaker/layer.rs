@@ -41,7 +41,8 @@ use crate::TokioClock;
 /// (the core's feature `half-open-timeout`, which this crate turns on; in
 /// a [`RegistryConfig`](crate::registry::RegistryConfig),
 /// `max_half_open = "30s"`): once the breaker has been half-open that
-/// long without a decision, the next request (or a trial's record)
+/// long without a decision, the next request (or a trial's recorded
+/// success or failure; an ignored or dropped one only frees its slot)
 /// reopens it as a failed trial would, with a `HalfOpen → Open`
 /// transition and a fresh open time; trials are let through again when
 /// that has passed, and the hung trial, if it answers at last, decides
