@@ -303,7 +303,8 @@ impl Config {
     pub const fn minimum_calls(&self) -> u8 {
         self.minimum_calls
     }
-    /// Time spent open after a trip from closed.
+    /// Time spent open after a trip from closed, rounded up to a multiple
+    /// of 8 µs (see [`ConfigBuilder::open_for`]).
     ///
     /// # Examples
     ///
@@ -504,9 +505,12 @@ impl ConfigBuilder {
         self
     }
     /// How long the breaker stays open before letting trial calls through.
-    /// The open deadline is kept in ticks of 1.024 ms, rounded up: the
-    /// breaker opens for at least `duration` and at most one tick more
-    /// (1 s opens for 1 000.448 ms).
+    /// The open time is kept as a multiple of 8 µs, rounded up (what
+    /// [`Config::open_for`] reads), and the deadline in ticks of 1.024 ms,
+    /// rounded up: the breaker opens for at least `duration` and at most
+    /// one tick and 6 µs more (1 s, a multiple of 8 µs, opens for
+    /// 1 000.448 ms from a `now` on a tick, and less than one tick more
+    /// from any `now`).
     ///
     /// # Examples
     ///

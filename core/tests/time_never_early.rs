@@ -1,0 +1,151 @@
+//! "Never early", checked over the whole `u64` of time: the waits the core
+//! tells (`retry_after`) are never too short, at any `now` (multiples of
+//! the 32-bit words' wraps included), and the breaker's is never more than
+//! one 1.024 ms tick and 6 µs too long (its documented rounding).
+//!
+//! The two properties are sound-but-checked (review of time, both word
+//! widths): no early wait found. The last test pins a docs fix.
+#![cfg(not(miri))]
+
+use fusebox::breaker::{Config, State};
+use fusebox::bucket::{FullPolicy, Quota};
+use fusebox::{CircuitBreaker, Duration, Instant, KeyedLimiter, TokenBucket};
+use proptest::prelude::*;
+
+const TICK: u64 = 1_024;
+
+/// Instants anywhere, and near the wraps of the breaker's 26-bit and
+/// 32-bit tick words and of a 32-bit µs word (on either side).
+fn any_now() -> impl Strategy<Value = u64> {
+    let edge = prop_oneof![
+        Just(1u64 << 26),
+        Just(1u64 << 32),
+        Just(1u64 << 31),
+        Just(1u64 << 30)
+    ];
+    prop_oneof![
+        0u64..u64::MAX / 2,
+        (edge, 1u64..4_000, 0u64..4_000_000, any::<bool>()).prop_map(|(wrap, k, off, up)| {
+            let base = (wrap * TICK).saturating_mul(k);
+            if up {
+                base.saturating_add(off)
+            } else {
+                base.saturating_sub(off)
+            }
+        }),
+        (0u64..(1 << 40)).prop_map(|off| u64::MAX - off),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    /// A breaker tripped at `t` rejects until `t + open_for`, tells each
+    /// rejected caller (at `t + a`) a wait that ends at or after that
+    /// (within one tick), and lets a trial through when it ends.
+    #[test]
+    fn the_breakers_wait_is_never_early(
+        t in any_now(),
+        open_ms in 1u64..(4 * 3_600_000),
+        frac in 0u64..1_000,
+    ) {
+        let open_for = Duration::from_micros(open_ms * 1_000 + frac);
+        let b = CircuitBreaker::new(
+            Config::builder().consecutive_failures(1).open_for(open_for).build().unwrap(),
+        );
+        let t = Instant::from_micros(t);
+        let Some(end) = t.checked_add(open_for) else { return Ok(()) };
+        // Room for a tick of rounding after the end.
+        prop_assume!(end.checked_add(Duration::from_micros(TICK)).is_some());
+        b.trip(t);
+        let ask = t + Duration::from_micros(open_for.as_micros() * frac / 1_000);
+        let r = b.try_acquire(ask).map(|_| ()).unwrap_err();
+        prop_assert_eq!(r.state, State::Open);
+        let wait = r.retry_after.unwrap();
+        prop_assert!(ask + wait >= end, "told {:?} at {:?}: before {:?}", wait, ask, end);
+        // Late by at most a tick and 6 µs (the 8 µs grid the open time is
+        // kept on).
+        prop_assert!(ask + wait <= end + Duration::from_micros(TICK + 6));
+        // Still open just before the end (never early), and a trial at
+        // the told instant.
+        prop_assert_eq!(b.state(end - Duration::from_micros(1)), State::Open);
+        prop_assert_eq!(b.state(ask + wait - Duration::from_micros(1)), State::Open);
+        let trial = b.try_acquire(ask + wait);
+        prop_assert!(trial.is_ok(), "no trial at the told {:?}", ask + wait);
+    }
+
+    /// A token bucket refusing at `t + a` tells a wait after which the
+    /// same request succeeds, and a microsecond sooner it still fails.
+    #[test]
+    fn the_buckets_wait_is_never_early(
+        t in any_now(),
+        tokens in 1u32..2_000,
+        period_ms in 1u64..60_000,
+        gap in 0u64..2_000_000,
+    ) {
+        let Ok(q) = Quota::new(tokens, Duration::from_millis(period_ms)) else {
+            return Ok(());
+        };
+        let t = Instant::from_micros(t);
+        prop_assume!(t.checked_add(Duration::from_secs(7_200)).is_some());
+        let bucket = TokenBucket::new(q);
+        let keyed: KeyedLimiter<u8, 16> = KeyedLimiter::new(q, FullPolicy::Reject).unwrap();
+        // Drain both at `t`.
+        for _ in 0..q.burst() {
+            bucket.try_acquire(t).unwrap();
+            keyed.try_acquire(&1, t).unwrap();
+        }
+        let ask = t + Duration::from_micros(gap % q.replenish_interval().as_micros().max(1));
+        let Err(refusal) = bucket.try_acquire(ask) else {
+            return Ok(()); // a token came back already
+        };
+        let wait = refusal.retry_after;
+        prop_assert!(!wait.is_zero());
+        prop_assert!(bucket.try_acquire(ask + wait - Duration::from_micros(1)).is_err());
+        prop_assert!(bucket.try_acquire(ask + wait).is_ok(), "early: {:?} at {:?}", wait, ask);
+        match keyed.try_acquire(&1, ask) {
+            Ok(()) => prop_assert!(false, "keyed admitted at {:?}", ask),
+            Err(e) => {
+                let wait = fusebox::RetryAfter::retry_after(&e).unwrap();
+                prop_assert!(keyed.try_acquire(&1, ask + wait - Duration::from_micros(1)).is_err());
+                prop_assert!(keyed.try_acquire(&1, ask + wait).is_ok(), "keyed early: {:?}", wait);
+            }
+        }
+    }
+}
+
+/// An open time off the 8 µs grid the live configuration keeps it on is
+/// rounded up to that grid first, then its deadline up to a tick: the
+/// breaker may stay open up to one tick *and* 6 µs longer than asked
+/// (1 000 001 µs ending 6 µs before a tick boundary: 1 030 µs more), not
+/// "at most one tick more" as `open_for`'s docs said. Late, never early.
+/// Docs fix; both word widths.
+#[test]
+fn an_open_time_off_the_8_us_grid_may_open_a_tick_and_6_us_longer() {
+    let open_for = Duration::from_micros(1_000_001);
+    let config = Config::builder()
+        .consecutive_failures(1)
+        .open_for(open_for)
+        .build()
+        .unwrap();
+    assert_eq!(config.open_for(), Duration::from_micros(1_000_008));
+    let b = CircuitBreaker::new(config);
+    // `t + open_for` ends 6 µs before a tick boundary; the rounded open
+    // time 1 µs after it.
+    let t = Instant::from_micros(1_000 * TICK + 2 * TICK - 6 - 1_000_001 % TICK);
+    let end = t + open_for;
+    assert_eq!(end.as_micros() % TICK, TICK - 6);
+    b.trip(t);
+    let wait = b
+        .try_acquire(t)
+        .map(|_| ())
+        .unwrap_err()
+        .retry_after
+        .unwrap();
+    assert_eq!(wait, open_for + Duration::from_micros(TICK + 6));
+    assert_eq!(b.state(end + Duration::from_micros(TICK + 5)), State::Open);
+    assert_eq!(
+        b.state(end + Duration::from_micros(TICK + 6)),
+        State::HalfOpen
+    );
+}
