@@ -595,6 +595,65 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 4_096,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Sound-but-checked (review of time): at any rate up to the
+        /// largest the remainder's product allows (rates that do not
+        /// divide 1 MHz included) and any tick count, the conversion is
+        /// the exact quotient rounded down, saturating, and never goes
+        /// back from one tick to the next.
+        #[test]
+        fn ticks_convert_exactly_at_any_rate(
+            hz in proptest::prop_oneof![
+                1u64..=u64::MAX / 1_000_000,
+                1u64..100_000,
+                proptest::strategy::Just(32_768u64),
+                proptest::strategy::Just(1_000_000_000u64),
+            ],
+            ticks in proptest::prop_oneof![
+                proptest::prelude::any::<u64>(),
+                0u64..1 << 40,
+                proptest::strategy::Strategy::prop_map(0u64..1 << 32, |k| u64::MAX - k),
+            ],
+        ) {
+            use proptest::prelude::prop_assert_eq;
+            let exact = u128::from(ticks) * 1_000_000 / u128::from(hz);
+            let expected = u64::try_from(exact).unwrap_or(u64::MAX);
+            prop_assert_eq!(ticks_to_micros(ticks, hz), expected);
+            if let Some(next) = ticks.checked_add(1) {
+                proptest::prop_assert!(ticks_to_micros(next, hz) >= expected);
+            }
+        }
+
+        /// Sound-but-checked: every operator saturates to the exact value
+        /// clamped to `0..=u64::MAX`, and the checked forms are `None`
+        /// exactly where that clamps.
+        #[test]
+        fn arithmetic_is_the_exact_value_clamped(a: u64, b: u64, k: u64) {
+            use proptest::prelude::prop_assert_eq;
+            let clamp = |v: i128| u64::try_from(v.clamp(0, i128::from(u64::MAX))).unwrap();
+            let (wa, wb) = (i128::from(a), i128::from(b));
+            let (t, d, e) = (Instant(a), Duration(b), Duration(a));
+            prop_assert_eq!((t + d).0, clamp(wa + wb));
+            prop_assert_eq!((t - d).0, clamp(wa - wb));
+            prop_assert_eq!((t - Instant(b)).0, clamp(wa - wb));
+            prop_assert_eq!((e + d).0, clamp(wa + wb));
+            prop_assert_eq!((e - d).0, clamp(wa - wb));
+            let product = u128::from(a) * u128::from(k);
+            prop_assert_eq!(e.saturating_mul(k).0, u64::try_from(product).unwrap_or(u64::MAX));
+            prop_assert_eq!(t.checked_add(d).map(|t| t.0), a.checked_add(b));
+            prop_assert_eq!(e.checked_mul(k).map(|d| d.0), a.checked_mul(k));
+            prop_assert_eq!(Instant::from_millis(a).0, clamp(wa * 1_000));
+            prop_assert_eq!(Duration::from_secs(a).0, clamp(wa * 1_000_000));
+            let std_like = core::time::Duration::from(d);
+            prop_assert_eq!(Duration::from(std_like), d);
+        }
+    }
+
     #[test]
     fn unit_conversions() {
         assert_eq!(Duration::from_secs(2).as_millis(), 2_000);

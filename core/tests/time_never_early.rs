@@ -149,3 +149,36 @@ fn an_open_time_off_the_8_us_grid_may_open_a_tick_and_6_us_longer() {
         State::HalfOpen
     );
 }
+
+#[cfg(feature = "half-open-timeout")]
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    /// Sound-but-checked: a half-open breaker entered at `h` (anywhere, the
+    /// stamp's 24-bit wrap included) never times out before
+    /// `h + max_half_open`, and has by one tick after it.
+    #[test]
+    fn the_half_open_timeout_is_never_early(
+        t in any_now(),
+        max_us in 1u64..(71 * 60_000_000),
+    ) {
+        let max = Duration::from_micros(max_us);
+        let open_for = Duration::from_millis(5);
+        let b = CircuitBreaker::new(
+            Config::builder()
+                .consecutive_failures(1)
+                .open_for(open_for)
+                .max_half_open(max)
+                .build()
+                .unwrap(),
+        );
+        let t = Instant::from_micros(t);
+        prop_assume!(t.checked_add(Duration::from_secs(5 * 3_600)).is_some());
+        b.trip(t);
+        let h = t + open_for + Duration::from_micros(TICK);
+        let trial = b.try_acquire(h);
+        prop_assert!(trial.is_ok());
+        prop_assert_eq!(b.state(h + max - Duration::from_micros(1)), State::HalfOpen);
+        prop_assert_eq!(b.state(h + max + Duration::from_micros(TICK)), State::Open);
+    }
+}
