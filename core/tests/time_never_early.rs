@@ -182,3 +182,48 @@ proptest! {
         prop_assert_eq!(b.state(h + max + Duration::from_micros(TICK)), State::Open);
     }
 }
+
+/// Sound-but-checked: a bucket driven through the instants where its
+/// scaled arrival time wraps to zero (the never-used value) on either word
+/// width, and where the µs count crosses 2³¹ and 2³² (any multiple), admits
+/// exactly what an ideal GCRA with the same quota admits, call for call.
+#[test]
+fn buckets_across_every_wrap_of_their_word_admit_as_an_ideal_one() {
+    let quotas = [
+        Quota::new(1, Duration::from_millis(1)).unwrap(), // scale 1, T 1 000
+        Quota::new(3, Duration::from_secs(1)).unwrap(),   // scale 3
+        Quota::new_with_burst(1_000, Duration::from_secs(1), 5).unwrap(), // T 1 000, burst 5
+        Quota::new(7, Duration::from_micros(1)).unwrap(), // scale 7, T 1
+    ];
+    for q in quotas {
+        let t_num = u128::from(q.period().as_micros());
+        let t_den = u128::from(q.tokens());
+        let burst = u128::from(q.burst());
+        for wrap in [1u64 << 29, 1 << 30, 1 << 31, 1 << 32, 1 << 33] {
+            for k in [1u64, 2, 3, 5, 1 << 20] {
+                let centre = wrap.saturating_mul(k);
+                let start = centre - 40_000;
+                let bucket = TokenBucket::new(q);
+                let keyed: KeyedLimiter<u8, 16> = KeyedLimiter::new(q, FullPolicy::Reject).unwrap();
+                // Ideal GCRA in exact rationals (µs · tokens).
+                let mut tat: Option<u128> = None;
+                let mut now = start;
+                let mut step = 0u64;
+                while now < centre + 40_000 {
+                    let n = u128::from(now) * t_den;
+                    let at = tat.map_or(n, |t| t.max(n));
+                    let ideal = at + t_num <= n + burst * t_num;
+                    if ideal {
+                        tat = Some(at + t_num);
+                    }
+                    let got = bucket.try_acquire(Instant::from_micros(now)).is_ok();
+                    let got_keyed = keyed.try_acquire(&3, Instant::from_micros(now)).is_ok();
+                    assert_eq!(got, ideal, "{q:?} at {now} (wrap {wrap} x {k})");
+                    assert_eq!(got_keyed, ideal, "keyed {q:?} at {now} (wrap {wrap} x {k})");
+                    step = (step * 7 + 3) % 997;
+                    now += 1 + step;
+                }
+            }
+        }
+    }
+}
