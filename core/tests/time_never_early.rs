@@ -227,3 +227,48 @@ fn buckets_across_every_wrap_of_their_word_admit_as_an_ideal_one() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    /// Sound-but-checked: the "until full" a keyed admission reports
+    /// (`KeyedLeft::until_full`, "rounded up, never early, exact") and a
+    /// token bucket's snapshot (`until_full`, "rounded up") is the first
+    /// microsecond at which the bucket holds its whole burst again.
+    #[test]
+    fn until_full_is_the_first_full_microsecond(
+        t in any_now(),
+        tokens in 1u32..5_000,
+        period_us in 1u64..100_000_000,
+        burst in 1u32..20,
+        taken in 1u32..20,
+        gap in 0u64..10_000_000,
+    ) {
+        let Ok(q) = Quota::new_with_burst(tokens, Duration::from_micros(period_us), burst) else {
+            return Ok(());
+        };
+        let t = Instant::from_micros(t);
+        prop_assume!(t.checked_add(Duration::from_secs(100_000)).is_some());
+        let taken = taken.min(burst);
+        let keyed: KeyedLimiter<u8, 16> = KeyedLimiter::new(q, FullPolicy::Reject).unwrap();
+        let bucket = TokenBucket::new(q);
+        for _ in 1..taken {
+            keyed.try_acquire(&9, t).unwrap();
+            bucket.try_acquire(t).unwrap();
+        }
+        bucket.try_acquire(t).unwrap();
+        let left = keyed.try_acquire_left(&9, t).unwrap().unwrap();
+        prop_assert_eq!(left.tokens, burst - taken);
+        let u = left.until_full;
+        prop_assert!(!u.is_zero());
+        prop_assert_eq!(keyed.available(&9, t + u), burst);
+        prop_assert!(keyed.available(&9, t + u - Duration::from_micros(1)) < burst);
+        let ask = t + Duration::from_micros(gap % (u.as_micros() + 1));
+        let s = bucket.snapshot(ask);
+        prop_assert_eq!(ask + s.until_full, t + u);
+        prop_assert_eq!(bucket.available(ask + s.until_full), burst);
+        if !s.until_full.is_zero() {
+            prop_assert!(bucket.available(ask + s.until_full - Duration::from_micros(1)) < burst);
+        }
+    }
+}
