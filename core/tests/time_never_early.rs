@@ -272,3 +272,34 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    /// Sound-but-checked: a caller whose clock reads up to
+    /// `max(open time, ~1.05 s)` before another thread's trip (a stale
+    /// `now`) is rejected, and the wait it is told, counted on its own
+    /// clock, ends no earlier than the open time after the trip.
+    #[test]
+    fn a_stale_clock_is_told_a_wait_that_is_never_early(
+        t in any_now(),
+        open_ms in 1u64..(4 * 3_600_000),
+        back_frac in 0u64..=1_000,
+    ) {
+        let open_for = Duration::from_millis(open_ms);
+        let b = CircuitBreaker::new(
+            Config::builder().consecutive_failures(1).open_for(open_for).build().unwrap(),
+        );
+        let t = Instant::from_micros(t);
+        prop_assume!(t.checked_add(open_for + Duration::from_secs(1)).is_some());
+        let tolerance = open_for.as_micros().max(1_048_576);
+        let back = Duration::from_micros(tolerance * back_frac / 1_000);
+        prop_assume!(t.as_micros() >= back.as_micros());
+        b.trip(t);
+        let stale = t - back;
+        let r = b.try_acquire(stale).map(|_| ()).unwrap_err();
+        prop_assert_eq!(r.state, State::Open);
+        let end = t + open_for;
+        prop_assert!(stale + r.retry_after.unwrap() >= end, "{:?} back: told {:?}", back, r.retry_after);
+    }
+}
