@@ -303,3 +303,45 @@ proptest! {
         prop_assert!(stale + r.retry_after.unwrap() >= end, "{:?} back: told {:?}", back, r.retry_after);
     }
 }
+
+#[cfg(feature = "time-window")]
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    /// Sound-but-checked: a failure at `t1` counts with a second one at
+    /// `t2 >= t1` exactly while `⌊t2 / interval⌋ − ⌊t1 / interval⌋ <
+    /// buckets` (the documented "between total − interval and total"),
+    /// for `t1` anywhere, intervals counted past every wrap of the 31-bit
+    /// (Cortex-M) and 64-bit interval words included.
+    #[test]
+    fn a_failure_counts_for_its_documented_span(
+        t1 in any_now(),
+        interval_ms in 1u64..4_000,
+        buckets_log in 0u32..=4,
+        later in 0u64..40,
+        frac in 0u64..1_000,
+    ) {
+        let buckets = 1u8 << buckets_log;
+        let interval = interval_ms * 1_000;
+        let total = Duration::from_micros(interval * u64::from(buckets));
+        let b = CircuitBreaker::new(
+            Config::builder()
+                .time_window(total, buckets)
+                .failure_count(2)
+                .build()
+                .unwrap(),
+        );
+        let t1 = Instant::from_micros(t1);
+        let Some(t2) = t1.checked_add(Duration::from_micros(later * interval / 2 + frac * interval / 1_000)) else {
+            return Ok(());
+        };
+        let fail = |now: Instant| {
+            b.try_acquire(now)
+                .map(|p| p.record(fusebox::breaker::Outcome::Failure, now, Duration::ZERO))
+        };
+        prop_assert_eq!(fail(t1).unwrap(), None);
+        let counts = t2.as_micros() / interval - t1.as_micros() / interval < u64::from(buckets);
+        let tripped = fail(t2).unwrap().map(|t| t.to);
+        prop_assert_eq!(tripped == Some(State::Open), counts, "t1 {:?} t2 {:?}", t1, t2);
+    }
+}
