@@ -320,9 +320,15 @@ proptest! {
         buckets_log in 0u32..=4,
         later in 0u64..40,
         frac in 0u64..1_000,
+        wrap in proptest::option::of((1u64..4, 0u64..100, 30u32..=32)),
     ) {
         let buckets = 1u8 << buckets_log;
         let interval = interval_ms * 1_000;
+        // Or just before the k-th wrap of 2^30..2^32 intervals.
+        let t1 = match wrap {
+            Some((k, off, bits)) => (k << bits) * interval - off * interval / 2,
+            None => t1,
+        };
         let total = Duration::from_micros(interval * u64::from(buckets));
         let b = CircuitBreaker::new(
             Config::builder()
