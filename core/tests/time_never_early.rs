@@ -351,3 +351,41 @@ proptest! {
         prop_assert_eq!(tripped == Some(State::Open), counts, "t1 {:?} t2 {:?}", t1, t2);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    /// Sound-but-checked: a `now` up to ~1 s behind the call that drained
+    /// a bucket (the backward tolerance every layout keeps, Cortex-M's
+    /// ~1.05 s the narrowest) only denies, and the wait it is told ends
+    /// exactly when the next token is back (`t + T` for a drained bucket).
+    #[test]
+    fn a_stale_clock_on_a_drained_bucket_is_denied_and_told_the_true_wait(
+        t in any_now(),
+        tokens in 1u32..1_000,
+        period_ms in 1u64..10_000,
+        back_us in 0u64..1_000_000,
+    ) {
+        let Ok(q) = Quota::new(tokens, Duration::from_millis(period_ms)) else {
+            return Ok(());
+        };
+        let t = Instant::from_micros(t);
+        prop_assume!(t.checked_add(Duration::from_secs(20_000)).is_some());
+        prop_assume!(t.as_micros() >= back_us);
+        let bucket = TokenBucket::new(q);
+        let keyed: KeyedLimiter<u8, 16> = KeyedLimiter::new(q, FullPolicy::Reject).unwrap();
+        for _ in 0..q.burst() {
+            bucket.try_acquire(t).unwrap();
+            keyed.try_acquire(&5, t).unwrap();
+        }
+        let stale = t - Duration::from_micros(back_us);
+        // The instant the first token is back, on the exact schedule.
+        let next = t.as_micros()
+            + (u128::from(period_ms) * 1_000).div_ceil(u128::from(tokens)) as u64;
+        let wait = bucket.try_acquire(stale).unwrap_err().retry_after;
+        prop_assert_eq!((stale + wait).as_micros(), next);
+        let e = keyed.try_acquire(&5, stale).unwrap_err();
+        let wait = fusebox::RetryAfter::retry_after(&e).unwrap();
+        prop_assert_eq!((stale + wait).as_micros(), next);
+    }
+}
