@@ -89,4 +89,29 @@ fn now_is_the_drivers_ticks_in_micros_at_any_uptime() {
         assert!(now >= previous, "{t} ticks at {hz} Hz: the clock went back");
         previous = now;
     }
+
+    // Sound-but-checked (review of time): a wait the core tells, slept with
+    // embassy-time's `Duration::from_micros` (rounded up to ticks) from
+    // the tick `now` was read at, ends at a reading no earlier than
+    // `now + wait`, though `now` itself was rounded down.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for i in 0..20_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let start = if i % 2 == 0 { x % (1 << 40) } else { x >> 8 };
+        let wait = fusebox::Duration::from_micros(match i % 3 {
+            0 => x % 2_000,
+            1 => x % 10_000_000,
+            _ => x % (1 << 32),
+        });
+        TICKS.store(start, Ordering::SeqCst);
+        let now = EmbassyClock.now();
+        let ticks = embassy_time::Duration::from_micros(wait.as_micros()).as_ticks();
+        TICKS.store(start + ticks, Ordering::SeqCst);
+        assert!(
+            EmbassyClock.now() >= now + wait,
+            "{start} ticks + {wait:?} at {hz} Hz ended early"
+        );
+    }
 }
