@@ -389,3 +389,55 @@ proptest! {
         prop_assert_eq!((stale + wait).as_micros(), next);
     }
 }
+
+/// `max_open_for`'s bound is the *rounded* open time's 2¹⁵ (what
+/// `Config::open_for` reads, a multiple of 8 µs), not the asked one's as
+/// its docs and `MaxOpenForOutOfRange`'s said: `open_for(1 µs)` accepts a
+/// `max_open_for` up to 262 144 µs (8 µs · 2¹⁵), where the docs promised
+/// a refusal above 32 768 µs. Docs fix; the growth reaches such a maximum
+/// within its 15 doublings (8 µs, 16 µs, … then the cap).
+#[test]
+fn max_open_for_is_bounded_by_the_rounded_open_time() {
+    let b = Config::builder()
+        .consecutive_failures(1)
+        .open_for(Duration::from_micros(1));
+    let c = b
+        .max_open_for(Duration::from_micros(32_769))
+        .build()
+        .unwrap();
+    assert_eq!(c.open_for(), Duration::from_micros(8));
+    let c = b
+        .max_open_for(Duration::from_micros(8 << 15))
+        .build()
+        .unwrap();
+    assert_eq!(c.max_open_for(), Duration::from_micros(8 << 15));
+    let over = Duration::from_micros((8 << 15) + 1);
+    assert_eq!(
+        b.max_open_for(over).build(),
+        Err(fusebox::breaker::ConfigError::MaxOpenForOutOfRange(over))
+    );
+    // And the growth gets there: 8 µs doubled 15 times is the cap.
+    let breaker = CircuitBreaker::new(c);
+    let mut now = Instant::from_secs(1);
+    breaker.trip(now);
+    for _ in 0..15 {
+        now = now
+            + breaker
+                .try_acquire(now)
+                .map(|_| ())
+                .unwrap_err()
+                .retry_after
+                .unwrap();
+        let trial = breaker.try_acquire(now).unwrap();
+        trial.record(fusebox::breaker::Outcome::Failure, now, Duration::ZERO);
+    }
+    let wait = breaker
+        .try_acquire(now)
+        .map(|_| ())
+        .unwrap_err()
+        .retry_after
+        .unwrap();
+    assert!(
+        wait >= Duration::from_micros(8 << 15) && wait <= Duration::from_micros((8 << 15) + TICK)
+    );
+}

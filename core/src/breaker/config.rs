@@ -530,8 +530,9 @@ impl ConfigBuilder {
         self
     }
     /// Double the open time on every re-opening from half-open, up to
-    /// `max` (at most `open_for · 2¹⁵`: 15 doublings). Closing resets the
-    /// growth.
+    /// `max` (at most `open_for · 2¹⁵`, 15 doublings of the open time as
+    /// kept, rounded up to 8 µs: see [`open_for`](Self::open_for)).
+    /// Closing resets the growth.
     ///
     /// # Examples
     ///

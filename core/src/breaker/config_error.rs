@@ -54,8 +54,9 @@ pub enum ConfigError {
     /// `open_for` was zero or longer than [`Config::MAX_OPEN_FOR`](super::Config::MAX_OPEN_FOR).
     OpenForOutOfRange(Duration),
     /// `max_open_for` was shorter than `open_for`, longer than
-    /// [`Config::MAX_OPEN_FOR`](super::Config::MAX_OPEN_FOR), or more than `open_for · 2¹⁵` (the open
-    /// time doubles at most 15 times: the re-opening streak is 4 bits).
+    /// [`Config::MAX_OPEN_FOR`](super::Config::MAX_OPEN_FOR), or more than `open_for · 2¹⁵`, `open_for`
+    /// rounded up to a multiple of 8 µs as it is kept (the open time
+    /// doubles at most 15 times: the re-opening streak is 4 bits).
     MaxOpenForOutOfRange(Duration),
     /// `half_open_permits` was not in `1..=63`.
     HalfOpenPermitsOutOfRange(u8),
@@ -127,7 +128,7 @@ impl fmt::Display for ConfigError {
             ),
             Self::MaxOpenForOutOfRange(d) => write!(
                 f,
-                "max_open_for must be at least open_for, at most open_for * 2^15 and at most {MAX_OPEN_FOR:?}, got {d:?}"
+                "max_open_for must be at least open_for, at most open_for (rounded up to 8 us) * 2^15 and at most {MAX_OPEN_FOR:?}, got {d:?}"
             ),
             Self::HalfOpenPermitsOutOfRange(n) => write!(
                 f,
