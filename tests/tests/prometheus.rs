@@ -753,3 +753,77 @@ async fn two_instances_histograms_add_up_by_le() {
     let runs = fast.iter().chain(&slow).filter(|&&us| us <= 5_000).count();
     assert_eq!(at_5ms.0 .1 + at_5ms.1 .1, runs as f64);
 }
+
+/// `fusebox_keyed_limiter_allowed_total` never goes back while keys are
+/// admitted from several threads, and ends at exactly the admissions made.
+/// A keyed limiter counts admissions in each key's slot and folds them
+/// into its global counter in batches of 256; its `metrics()` added the
+/// slots' pending counts, read first, to the global counter, read after:
+/// a batch folded between the two was counted twice (up to 256 too
+/// many), and the next scrape read less, which Prometheus takes for a
+/// counter reset (`increase()` then counts the whole total again).
+#[test]
+fn keyed_allowed_never_goes_back_under_concurrent_admissions() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::sync::Arc;
+
+    let r = Registry::new();
+    let k = r
+        .keyed_limiter::<u64, 4096>(
+            "per_user",
+            Quota::per_second(1).unwrap(),
+            FullPolicy::Reject,
+        )
+        .unwrap();
+    // Keys in the table, so that a read scans many slots.
+    let mut filled = 0;
+    for key in 100..3_000 {
+        filled += u64::from(k.try_acquire(&key, fusebox::Instant::from_secs(1)).is_ok());
+    }
+    assert!(filled > 1_000, "{filled}");
+    let (done, admitted) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(filled)),
+    );
+    let workers: Vec<_> = (0..3_u64)
+        .map(|key| {
+            let (k, done, admitted) = (Arc::clone(&k), Arc::clone(&done), Arc::clone(&admitted));
+            std::thread::spawn(move || {
+                // One key per thread, its clock a second further at each
+                // call: every call is admitted.
+                let mut secs = 1;
+                while !done.load(Relaxed) {
+                    for _ in 0..64 {
+                        secs += 1;
+                        k.try_acquire(&key, fusebox::Instant::from_secs(secs))
+                            .unwrap();
+                        admitted.fetch_add(1, Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let allowed = |text: &str| {
+        strict(text)
+            .into_iter()
+            .find(|(n, l, _)| n == "fusebox_keyed_limiter_allowed_total" && l[0].1 == "per_user")
+            .unwrap()
+            .2
+    };
+    let mut previous = 0.0;
+    let mut backs = Vec::new();
+    for _ in 0..300 {
+        let now = allowed(&r.to_prometheus());
+        if now < previous {
+            backs.push((previous, now));
+        }
+        previous = now;
+    }
+    done.store(true, Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(backs, [], "the counter went back");
+    let total = admitted.load(Relaxed) as f64;
+    assert_eq!(allowed(&r.to_prometheus()), total, "every admission, once");
+}

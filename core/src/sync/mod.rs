@@ -181,6 +181,23 @@ impl Counter {
         self.0.fetch_add(n as _, Ordering::Relaxed);
     }
 
+    /// Adds `n` (truncated as [`add`](Self::add)) with `Release`: a reader
+    /// that sees the sum through [`get_acquire`](Self::get_acquire) also
+    /// sees what this thread wrote before (a keyed limiter's batch taken
+    /// out of its slot, so that a read of the counter first and the slots
+    /// after never counts the batch twice).
+    #[inline]
+    pub(crate) fn add_release(&self, n: u64) {
+        self.0.fetch_add(n as _, Ordering::Release);
+    }
+
+    /// The value, with `Acquire` (see [`add_release`](Self::add_release)).
+    #[inline]
+    #[allow(clippy::useless_conversion)]
+    pub(crate) fn get_acquire(&self) -> u64 {
+        u64::from(self.0.load(Ordering::Acquire))
+    }
+
     /// Sets the counter, truncating to the counter's width.
     #[allow(clippy::useless_conversion)]
     pub(crate) fn set(&self, value: u64) {

@@ -219,7 +219,7 @@ impl Registry {
         let keyed_limiters = entries
             .keyed
             .iter()
-            .map(|(name, e)| (name.to_string(), e.source.keyed_metrics()))
+            .map(|(name, e)| (name.to_string(), e.metrics()))
             .collect();
         let caches = entries
             .caches

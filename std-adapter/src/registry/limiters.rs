@@ -272,6 +272,7 @@ impl Registry {
                     source: Arc::clone(&limiter) as Arc<dyn KeyedSource>,
                     quota,
                     policy,
+                    allowed_seen: std::sync::atomic::AtomicU64::new(0),
                 };
                 Ok((entry, limiter))
             },

@@ -118,9 +118,28 @@ pub(crate) struct LimiterEntry {
 
 pub(crate) struct KeyedEntry {
     any: Arc<dyn Any + Send + Sync>,
-    pub(crate) source: Arc<dyn KeyedSource>,
+    source: Arc<dyn KeyedSource>,
     quota: Quota,
     policy: FullPolicy,
+    /// The most `allowed` any report showed. The core's count never
+    /// exceeds the admissions made, but a read racing with a batch moved
+    /// from a slot to the global counter may miss the batch (see
+    /// `KeyedLimiter::metrics`): the reports show the larger of the two,
+    /// so `fusebox_keyed_limiter_allowed_total` never goes back.
+    allowed_seen: std::sync::atomic::AtomicU64,
+}
+
+impl KeyedEntry {
+    /// The limiter's counters, `allowed` never less than a report showed
+    /// before.
+    pub(crate) fn metrics(&self) -> fusebox::bucket::KeyedMetrics {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut m = self.source.keyed_metrics();
+        m.allowed = m
+            .allowed
+            .max(self.allowed_seen.fetch_max(m.allowed, Relaxed));
+        m
+    }
 }
 
 pub(crate) struct CacheEntry {

@@ -176,7 +176,8 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
                 self.leave_mark(gone.state, gone.tat, now);
             }
             // The evicted key's admissions not yet folded.
-            self.allowed.add(gone.pending);
+            // Release: see `metrics`.
+            self.allowed.add_release(gone.pending);
             // SAFETY: the slot was live (initialised key) and is locked with
             // nobody on it; nobody else can reach the key, which is moved
             // out (the slot's copy is overwritten by `fill` below).

@@ -139,7 +139,8 @@ where
                     Ordering::Acquire,
                 ) {
                     Ok(_) => {
-                        self.allowed.add(allowed);
+                        // Release: see `metrics`.
+                        self.allowed.add_release(allowed);
                         word -= allowed;
                     }
                     Err(actual) => word = actual,

@@ -340,7 +340,8 @@ where
         let pending = state & state::ALLOWED_MASK;
         match word.compare_exchange(state, state - pending, Ordering::Acquire, Ordering::Acquire) {
             Ok(_) => {
-                self.allowed.add(u64::from(pending));
+                // Release: see `metrics`.
+                self.allowed.add_release(u64::from(pending));
                 state - pending
             }
             Err(actual) => actual,
