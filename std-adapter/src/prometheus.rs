@@ -273,7 +273,7 @@ impl Registry {
                 total += buckets.map(|b| b.count).sum::<u64>();
                 let labels = [("tracker", tracker.as_str()), ("operation", op)];
                 w.sample(&bucket, &[labels[0], labels[1], ("le", "+Inf")], total);
-                w.sample(&format!("{name}_sum"), &labels, seconds(s.latency.sum()));
+                w.sample(&format!("{name}_sum"), &labels, seconds(s.latency_sum()));
                 w.sample(&format!("{name}_count"), &labels, total);
             });
         }

@@ -827,3 +827,64 @@ fn keyed_allowed_never_goes_back_under_concurrent_admissions() {
     let total = admitted.load(Relaxed) as f64;
     assert_eq!(allowed(&r.to_prometheus()), total, "every admission, once");
 }
+
+/// `fusebox_operation_duration_seconds_sum` never goes back while runs
+/// are recorded, and ends at exactly their total. The core histogram
+/// keeps a bucket's offsets (above its lowest value) in 20 bits of its
+/// word and moves each carry (2^20 us) to a spill sum in a second step;
+/// its `sum()` reads the spill, then every bucket: a carry between the
+/// two was in neither, and a scrape showed up to 1.048576 s less than
+/// the one before when fewer runs than that had ended in between (a
+/// counter reset to Prometheus).
+#[test]
+fn duration_sum_never_goes_back_while_runs_end() {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::sync::Arc;
+
+    let r = Registry::new();
+    let t = r.tracker("jobs", all()).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    // Runs of 528 383 us: the top of a 4 096 us bucket, a carry of its
+    // offsets every 256 runs, each run less than half a carry.
+    let (run_us, runs) = (528_383_u64, 2_600_u64);
+    let worker = {
+        let (t, done) = (t.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for _ in 0..runs {
+                    let op = t.track_operation("export");
+                    tokio::time::advance(StdDuration::from_micros(run_us)).await;
+                    drop(op);
+                    // A few scrapes between two runs.
+                    std::thread::sleep(StdDuration::from_micros(500));
+                }
+            });
+            done.store(true, Relaxed);
+        })
+    };
+    let sum = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("fusebox_operation_duration_seconds_sum{"))
+            .map_or(0.0, |l| {
+                l.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+            })
+    };
+    let mut previous = 0.0;
+    let mut backs = Vec::new();
+    while !done.load(Relaxed) {
+        let now = sum(&r.to_prometheus());
+        if now < previous {
+            backs.push((previous, now));
+        }
+        previous = now;
+    }
+    worker.join().unwrap();
+    assert_eq!(backs, [], "the sum went back");
+    let text = r.to_prometheus();
+    assert_eq!(sum(&text), (run_us * runs) as f64 / 1e6, "every run, once");
+}

@@ -86,6 +86,13 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
     /// estimate, within [`RELATIVE_ERROR`](super::RELATIVE_ERROR) of the
     /// merged values' sum.
     ///
+    /// Read while values are recorded, it counts each at most once, but
+    /// may miss part of one being recorded: a carry of a bucket's offsets
+    /// (2²⁰ on 64-bit words) moved to the spill between this read of the
+    /// spill, first, and of the bucket, after. So a later read can be
+    /// lower than an earlier one while values are recorded; a reader that
+    /// needs a counter that never goes back keeps the largest sum it read.
+    ///
     /// ```
     /// use fusebox::histogram::Histogram;
     ///

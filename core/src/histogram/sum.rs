@@ -15,7 +15,10 @@
 //!
 //! The all-zero value is an empty sum.
 
-use crate::sync::{const_fn_unless_loom, CounterInt, CounterWord, Ordering::Relaxed};
+use crate::sync::{
+    const_fn_unless_loom, CounterInt, CounterWord,
+    Ordering::{Acquire, Relaxed, Release},
+};
 
 #[derive(Debug)]
 pub(super) struct Sum {
@@ -36,7 +39,11 @@ impl Sum {
     /// Adds `v`, wrapping at 2⁶⁴.
     pub(super) fn add(&self, v: u64) {
         let lo = v as CounterInt;
-        let old = self.lo.fetch_add(lo, Relaxed);
+        // Release, with `get`'s Acquire: a reader that sees this addition
+        // also sees the bucket word the recorder changed before it (a
+        // carry out of its offsets), so `Histogram::sum`, which reads the
+        // spill before the buckets, never counts a carry twice.
+        let old = self.lo.fetch_add(lo, Release);
         let carry = CounterInt::from(old.checked_add(lo).is_none());
         let hi = (v.checked_shr(CounterInt::BITS).unwrap_or(0) as CounterInt).wrapping_add(carry);
         if hi != 0 {
@@ -47,7 +54,7 @@ impl Sum {
     #[allow(clippy::useless_conversion)]
     pub(super) fn get(&self) -> u64 {
         let hi = u64::from(self.hi.load(Relaxed));
-        let lo = u64::from(self.lo.load(Relaxed));
+        let lo = u64::from(self.lo.load(Acquire));
         hi.checked_shl(CounterInt::BITS).unwrap_or(0) | lo
     }
 

@@ -96,6 +96,8 @@ pub(crate) struct Series {
     pub(crate) latency: Box<LatencyHistogram>,
     calls: AtomicU64,
     errors: AtomicU64,
+    /// The largest latency sum [`latency_sum`](Self::latency_sum) returned.
+    sum_seen: AtomicU64,
 }
 
 impl Series {
@@ -104,6 +106,7 @@ impl Series {
             latency: LatencyHistogram::new_boxed(),
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            sum_seen: AtomicU64::new(0),
         })
     }
 
@@ -113,6 +116,17 @@ impl Series {
 
     pub(crate) fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+
+    /// The sampled latencies' sum in microseconds, never less than it
+    /// returned before (the Prometheus `_sum`, a counter). The histogram's
+    /// sum read while a run is recorded may miss a carry of a bucket's
+    /// offsets on its way to the spill (up to 2^20 us; never counts one
+    /// twice): the largest sum read is returned, never above the runs
+    /// recorded, exact once none is being recorded.
+    pub(crate) fn latency_sum(&self) -> u64 {
+        let sum = self.latency.sum();
+        sum.max(self.sum_seen.fetch_max(sum, Ordering::Relaxed))
     }
 
     fn stats(&self) -> OperationStats {
