@@ -888,3 +888,97 @@ fn duration_sum_never_goes_back_while_runs_end() {
     let text = r.to_prometheus();
     assert_eq!(sum(&text), (run_us * runs) as f64 / 1e6, "every run, once");
 }
+
+/// Sound-but-checked (no defect found, kept as a test): a keyed
+/// limiter's four counters through the exposition, while three threads
+/// admit keys from a space four times its table (idle keys evicted, a
+/// full table refusing), a fourth changes its quota back and forth
+/// (`set_quota` sweeps the table), and scrapes run: no counter ever
+/// goes back, and at the end each equals the threads' own tally.
+#[test]
+fn keyed_counters_match_the_callers_tally_across_set_quota_and_evictions() {
+    use fusebox::bucket::KeyedError;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::sync::Arc;
+
+    let r = Registry::new();
+    let k = r
+        .keyed_limiter::<u64, 256>("per_ip", Quota::per_second(2).unwrap(), FullPolicy::Reject)
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    // allowed, limited, table_full
+    let tally: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+    let workers: Vec<_> = (0..3_u64)
+        .map(|w| {
+            let (k, tally) = (Arc::clone(&k), Arc::clone(&tally));
+            std::thread::spawn(move || {
+                let mut rng = fastrand::Rng::with_seed(w);
+                let mut ms = 1_000;
+                for _ in 0..60_000 {
+                    ms += rng.u64(0..3);
+                    let key = rng.u64(0..1_024);
+                    match k.try_acquire(&key, fusebox::Instant::from_millis(ms)) {
+                        Ok(()) => tally[0].fetch_add(1, Relaxed),
+                        Err(KeyedError::TableFull) => {
+                            tally[2].fetch_add(1, Relaxed);
+                            tally[1].fetch_add(1, Relaxed)
+                        }
+                        Err(_) => tally[1].fetch_add(1, Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    let requota = {
+        let (k, done) = (Arc::clone(&k), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut i = 0_u64;
+            while !done.load(Relaxed) {
+                i += 1;
+                let quota = Quota::per_second(1 + (i % 3) as u32).unwrap();
+                k.set_quota(0, quota, fusebox::Instant::from_millis(1_000 + i))
+                    .unwrap();
+                std::thread::yield_now();
+            }
+        })
+    };
+    let names = ["allowed", "limited", "table_full", "evictions"];
+    let read = |text: &str| -> Vec<f64> {
+        let lines = strict(text);
+        names
+            .iter()
+            .map(|n| {
+                let metric = format!("fusebox_keyed_limiter_{n}_total");
+                lines.iter().find(|l| l.0 == metric).unwrap().2
+            })
+            .collect()
+    };
+    let mut previous = vec![0.0; 4];
+    let mut scrapes = 0;
+    while workers.iter().any(|w| !w.is_finished()) {
+        let now = read(&r.to_prometheus());
+        for (i, name) in names.iter().enumerate() {
+            assert!(
+                now[i] >= previous[i],
+                "{name}: {} then {}",
+                previous[i],
+                now[i]
+            );
+        }
+        previous = now;
+        scrapes += 1;
+    }
+    done.store(true, Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    requota.join().unwrap();
+    let end = read(&r.to_prometheus());
+    let want: Vec<f64> = tally.iter().map(|t| t.load(Relaxed) as f64).collect();
+    assert_eq!(end[..3], want[..], "allowed, limited, table_full");
+    assert_eq!(want[0] + want[1], 180_000.0);
+    assert!(
+        end[3] > 0.0 && want[2] > 0.0 && scrapes > 10,
+        "{end:?} {scrapes}"
+    );
+}
