@@ -101,9 +101,16 @@ impl<const BUCKETS: usize> Iterator for Buckets<'_, BUCKETS> {
         for cell in cells {
             let i = self.next;
             self.next += 1;
-            let mut count = cell.count();
-            if i == BUCKETS - 1 {
-                // The clamped values are counted in the top bucket too.
+            let top = i == BUCKETS - 1;
+            let mut count = if top {
+                cell.count_acquire()
+            } else {
+                cell.count()
+            };
+            if top {
+                // The clamped values are counted in the top bucket too,
+                // and in `clamped` before it: read after it, `clamped`
+                // holds every clamped value the count holds.
                 self.clamped = self.histogram.clamped.get().min(count);
                 count -= self.clamped;
             }

@@ -33,7 +33,10 @@
 //!
 //! The all-zero word is an empty bucket.
 
-use crate::sync::{const_fn_unless_loom, CounterInt, CounterWord, Ordering::Relaxed};
+use crate::sync::{
+    const_fn_unless_loom, CounterInt, CounterWord,
+    Ordering::{Acquire, Relaxed, Release},
+};
 
 /// Bits of the statistics word.
 const WORD_BITS: u32 = CounterInt::BITS;
@@ -122,7 +125,8 @@ impl Cell {
             }
             // `add ≤ room`: the count cannot carry into the offsets.
             let new = cur + add as CounterInt;
-            match self.0.compare_exchange_weak(cur, new, Relaxed, Relaxed) {
+            // Release: see `Histogram::record_clamped`.
+            match self.0.compare_exchange_weak(cur, new, Release, Relaxed) {
                 Ok(_) => return n - add,
                 Err(seen) => cur = seen,
             }
@@ -141,6 +145,12 @@ impl Cell {
     #[inline]
     pub(super) fn count(&self) -> u64 {
         to_u64(self.0.load(Relaxed) & COUNT_MASK)
+    }
+
+    /// The count alone, with `Acquire` (see `Histogram::record_clamped`).
+    #[inline]
+    pub(super) fn count_acquire(&self) -> u64 {
+        to_u64(self.0.load(Acquire) & COUNT_MASK)
     }
 
     pub(super) fn reset(&self) {

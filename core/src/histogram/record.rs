@@ -78,8 +78,14 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
         let low = bucket(top).0;
         // Values the saturated top bucket cannot count still add their
         // whole value (its lowest plus the offset) to the sum.
-        let lost = self.cells.get(top).map_or(0, |cell| cell.add_count(n));
+        // `clamped` first, the top bucket's count after (with Release): a
+        // reader of the top count (with Acquire), then of `clamped`, never
+        // finds a clamped value in the first but not in the second, which
+        // would list it in the top bucket (found by a review: a scrape
+        // racing a run past the range counted it at the bound of 60 s,
+        // and the next scrape went back).
         self.clamped.add(n);
+        let lost = self.cells.get(top).map_or(0, |cell| cell.add_count(n));
         self.spill.add(
             value
                 .wrapping_sub(low)
