@@ -1531,3 +1531,31 @@ fn keyed_requota_two_changes_race_decisions() {
         },
     );
 }
+
+/// (m1) `metrics` read while a key's admissions are folded into the
+/// global counter (a batch of 2 under loom): `allowed` never counts an
+/// admission twice. One key admitted once (counted globally at its
+/// insertion), then three more times by another thread (a fold at the
+/// third); a concurrent read finds at most the 4 made, and the read
+/// after the join exactly 4. With the slots read before the global
+/// counter, a batch folded between the two reads was counted in both
+/// (6), and a scraper's next read went back.
+#[test]
+fn keyed_metrics_never_count_a_folded_batch_twice() {
+    check("keyed_metrics_never_count_a_folded_batch_twice", 3, || {
+        let limiter: Arc<Keyed<1, 1>> = Arc::new(
+            KeyedLimiter::new(quota(8), FullPolicy::Reject).expect("quota within the keyed range"),
+        );
+        limiter.try_acquire(&1, at(T0)).unwrap();
+        let la = limiter.clone();
+        let a = thread::spawn(move || {
+            for _ in 0..3 {
+                la.try_acquire(&1, at(T0)).unwrap();
+            }
+        });
+        let during = limiter.metrics().allowed;
+        a.join().unwrap();
+        assert!((1..=4).contains(&during), "allowed {during} of at most 4");
+        assert_eq!(limiter.metrics().allowed, 4);
+    });
+}
