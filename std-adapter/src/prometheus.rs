@@ -52,6 +52,14 @@
 //! over-counted. Changing a configuration (`set_config`, `set_quota`)
 //! keeps them.
 //!
+//! Two counters are sums the core keeps in two steps, which a read racing
+//! an update may find low for a moment (never high): a keyed limiter's
+//! admissions (`fusebox_keyed_limiter_allowed_total`, counted per key and
+//! moved to a global count in batches) and a latency histogram's `_sum`
+//! (a bucket's offsets carried to a spill sum). The exposition writes the
+//! largest value each has returned, so neither goes back between
+//! scrapes; each is exact whenever nothing is being recorded.
+//!
 //! # Examples
 //!
 //! ```
