@@ -232,7 +232,8 @@ async fn a_limits_refusal_is_resource_exhausted_and_not_the_services_failure() {
         .parse()
         .unwrap();
     assert!((1_799_000..=1_800_001).contains(&pushback), "{pushback} ms");
-    assert_eq!(answers[2]["ratelimit"], "\"calls\";r=0;t=3600");
+    // Nothing left until the next token: `t` is the wait (draft § 6).
+    assert_eq!(answers[2]["ratelimit"], "\"calls\";r=0;t=1800");
     // The limit sits in front of the breaker: refusals never reach it.
     assert_eq!(counts(&breaker.metrics()), (2, 0, 0, 0));
 }

@@ -82,7 +82,9 @@ async fn admitted_and_refused_responses_carry_exact_fields() {
         "rounded up, never early"
     );
     assert_eq!(refused.header("content-type"), Some("application/json"));
-    assert_eq!(refused.header("ratelimit"), Some("\"api\";r=0;t=3600"));
+    // Nothing left until the next token: `t` is the Retry-After (draft
+    // § 6), not the hour the bucket takes to refill.
+    assert_eq!(refused.header("ratelimit"), Some("\"api\";r=0;t=720"));
     assert_eq!(refused.header("x-ratelimit-remaining"), Some("0"));
     assert_eq!(
         refused.json(),
