@@ -595,6 +595,9 @@ mod tests {
         }
     }
 
+    // Native runs only: thousands of cases, and proptest's failure file
+    // needs `getcwd`, which Miri's isolation refuses.
+    #[cfg(not(miri))]
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig {
             cases: 4_096,
