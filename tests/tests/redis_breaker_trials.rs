@@ -73,6 +73,31 @@ async fn quorum_pair(
     [one("a").await, one("b").await]
 }
 
+/// Instances `a` and `b` of the fleet breaker `avatars` in quorum mode
+/// (2 of them must trip to open the fleet), each tripping alone on 2
+/// failures in a row for 30 s, and syncing only when a test says so (the
+/// interval is 10 min): the fleet's decision reaches an instance at the
+/// step the test chooses.
+async fn lone_trip_pair(url: &str) -> [FleetBreaker; 2] {
+    let one = |id: &'static str| async move {
+        let core = Arc::new(CircuitBreaker::new(
+            Config::builder()
+                .consecutive_failures(2)
+                .open_for(Duration::from_secs(30).into())
+                .build()
+                .unwrap(),
+        ));
+        FleetBreaker::builder("avatars", core, backend(url).await)
+            .sync_interval(Duration::from_secs(600))
+            .quorum(2, Duration::from_secs(30))
+            .instance_id(id)
+            .build()
+            .await
+            .expect("fleet breaker")
+    };
+    [one("a").await, one("b").await]
+}
+
 async fn instance(url: &str, name: &str) -> FleetBreaker {
     instance_of(url, name, slow_aware_core()).await
 }
@@ -615,26 +640,7 @@ async fn redis_breaker_quorum_a_lone_trip_is_not_closed_by_a_newer_fleet_version
 async fn redis_breaker_quorum_an_operators_close_after_a_lone_trip_ends_it() {
     let server = RedisServer::start();
     let url = server.url();
-    let one = |id: &'static str| {
-        let url = url.clone();
-        async move {
-            let core = Arc::new(CircuitBreaker::new(
-                Config::builder()
-                    .consecutive_failures(2)
-                    .open_for(Duration::from_secs(30).into())
-                    .build()
-                    .unwrap(),
-            ));
-            FleetBreaker::builder("avatars", core, backend(&url).await)
-                .sync_interval(Duration::from_secs(600))
-                .quorum(2, Duration::from_secs(30))
-                .instance_id(id)
-                .build()
-                .await
-                .expect("fleet breaker")
-        }
-    };
-    let (a, b) = (one("a").await, one("b").await);
+    let [a, b] = lone_trip_pair(&url).await;
     trip(&a).await;
     a.sync().await.unwrap();
     assert_eq!(
@@ -715,26 +721,7 @@ async fn redis_breaker_a_force_close_that_failed_stays_local() {
 async fn redis_breaker_quorum_a_store_rebuilt_at_the_next_version_ends_a_lone_trip() {
     let server = RedisServer::start();
     let url = server.url();
-    let one = |id: &'static str| {
-        let url = url.clone();
-        async move {
-            let core = Arc::new(CircuitBreaker::new(
-                Config::builder()
-                    .consecutive_failures(2)
-                    .open_for(Duration::from_secs(30).into())
-                    .build()
-                    .unwrap(),
-            ));
-            FleetBreaker::builder("avatars", core, backend(&url).await)
-                .sync_interval(Duration::from_secs(600))
-                .quorum(2, Duration::from_secs(30))
-                .instance_id(id)
-                .build()
-                .await
-                .expect("fleet breaker")
-        }
-    };
-    let (a, b) = (one("a").await, one("b").await);
+    let [a, b] = lone_trip_pair(&url).await;
     a.sync().await.unwrap();
     b.force_close().await.unwrap(); // before A's trip; A has not synced
     let mut conn = raw(&url).await;
@@ -760,26 +747,7 @@ async fn redis_breaker_quorum_a_store_rebuilt_at_the_next_version_ends_a_lone_tr
 async fn redis_breaker_quorum_two_closes_before_a_sync_leave_a_lone_trip() {
     let server = RedisServer::start();
     let url = server.url();
-    let one = |id: &'static str| {
-        let url = url.clone();
-        async move {
-            let core = Arc::new(CircuitBreaker::new(
-                Config::builder()
-                    .consecutive_failures(2)
-                    .open_for(Duration::from_secs(30).into())
-                    .build()
-                    .unwrap(),
-            ));
-            FleetBreaker::builder("avatars", core, backend(&url).await)
-                .sync_interval(Duration::from_secs(600))
-                .quorum(2, Duration::from_secs(30))
-                .instance_id(id)
-                .build()
-                .await
-                .expect("fleet breaker")
-        }
-    };
-    let (a, b) = (one("a").await, one("b").await);
+    let [a, b] = lone_trip_pair(&url).await;
     trip(&a).await;
     a.sync().await.unwrap();
     assert_eq!(a.state(), State::Open);

@@ -154,6 +154,17 @@ fn quotas() -> Vec<Quota> {
     .collect()
 }
 
+/// One request with API key `key` through `service`, once it is ready.
+async fn send(service: &mut Svc, key: &str) -> Response<String> {
+    service
+        .ready()
+        .await
+        .unwrap()
+        .call(with_key(key))
+        .await
+        .unwrap()
+}
+
 /// Sends `n` requests to `service`, `key` alternating, at pseudo-random
 /// gaps up to `max_gap`; checks every response; counts the refusals.
 async fn drive(
@@ -168,13 +179,7 @@ async fn drive(
         let gap = rng.u64(0..=max_gap.as_micros() as u64);
         tokio::time::advance(Duration::from_micros(gap)).await;
         let k = if i % 3 == 0 { "b" } else { "a" };
-        let response = service
-            .ready()
-            .await
-            .unwrap()
-            .call(with_key(k))
-            .await
-            .unwrap();
+        let response = send(service, k).await;
         check(&response, &format!("{at} request {i}"));
         refused += usize::from(response.status() == 429);
     }
@@ -194,13 +199,7 @@ async fn single_and_keyed_layers_send_fields_a_parser_reads_as_the_draft_says() 
             let bucket = Arc::new(TokenBucket::new(quota));
             let mut single: Svc = Svc::new(RateLimitLayer::new(name, bucket).layer(ok()));
             refused += drive(&mut single, 40, gap, &mut rng, &format!("single {at}")).await;
-            let first = single
-                .ready()
-                .await
-                .unwrap()
-                .call(with_key("a"))
-                .await
-                .unwrap();
+            let first = send(&mut single, "a").await;
             let names: Vec<String> = members(first.headers(), "ratelimit")
                 .into_iter()
                 .map(|m| m.name)
@@ -237,13 +236,7 @@ async fn stacked_layers_list_every_policy_and_the_refusing_one_at_its_retry_afte
     for i in 0..200 {
         tokio::time::advance(Duration::from_millis(rng.u64(0..=400))).await;
         let k = if i % 2 == 0 { "a" } else { "b" };
-        let response = service
-            .ready()
-            .await
-            .unwrap()
-            .call(with_key(k))
-            .await
-            .unwrap();
+        let response = send(&mut service, k).await;
         let limits = check(&response, &format!("request {i}"));
         let names: Vec<&str> = limits.iter().map(|m| m.name.as_str()).collect();
         if names.len() == 2 {
