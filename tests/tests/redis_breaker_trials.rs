@@ -739,12 +739,13 @@ async fn redis_breaker_quorum_a_store_rebuilt_at_the_next_version_ends_a_lone_tr
     assert_eq!(a.state(), State::Closed, "taken for an operator's close");
 }
 
-/// A documented limit of the rule above, pinned so that a change of it is
-/// seen: only the closed decision one version after the one a lone trip
-/// was refused in ends it, so two closes (here `force_close` on B twice)
-/// before A syncs leave A open on its trip; `force_close` on A ends it.
+/// Any number of closes made since a lone trip end it. Before, only the
+/// closed decision one version after the one the trip was refused in did:
+/// an instance that synced after two closes (`force_close` on B twice, or
+/// on two instances) stayed open on its trip for its whole open time,
+/// though the operator had closed the breaker fleet-wide.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_breaker_quorum_two_closes_before_a_sync_leave_a_lone_trip() {
+async fn redis_breaker_quorum_two_closes_before_a_sync_end_a_lone_trip() {
     let server = RedisServer::start();
     let url = server.url();
     let [a, b] = lone_trip_pair(&url).await;
@@ -754,7 +755,23 @@ async fn redis_breaker_quorum_two_closes_before_a_sync_leave_a_lone_trip() {
     b.force_close().await.unwrap();
     b.force_close().await.unwrap();
     a.sync().await.unwrap();
-    assert_eq!(a.state(), State::Open, "the second close's version");
-    a.force_close().await.unwrap();
-    assert_eq!(a.state(), State::Closed);
+    assert_eq!(a.state(), State::Closed, "the second close's version too");
+    assert!(a.call(async { Ok::<_, ()>(()) }).await.is_ok());
+
+    // A close written by hand two versions ahead (skipping one) too.
+    trip(&a).await;
+    a.sync().await.unwrap();
+    assert_eq!(a.state(), State::Open);
+    let mut conn = raw(&url).await;
+    let stored = get(&mut conn, a.decision_key()).await.unwrap();
+    let version: u64 = stored.split(':').nth(1).unwrap().parse().unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(a.decision_key())
+        .arg(format!("fb1:{}:c:0:0", version + 2))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    a.sync().await.unwrap();
+    assert_eq!(a.state(), State::Closed, "a newer close by hand");
+    assert_eq!(b.state(), State::Closed);
 }

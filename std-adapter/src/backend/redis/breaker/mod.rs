@@ -81,20 +81,18 @@ use crate::CallError;
 /// * **Quorum.** With [`FleetBreakerBuilder::quorum`], a local trip opens
 ///   the fleet only once `min_instances` distinct instances tripped within
 ///   the window (`…:verdicts`, a sorted set); a lone bad instance still
-///   protects itself locally, for its own open time, however new a closed
-///   fleet decision it sees then, unless it is an operator's close made
-///   since its trip (the next version after the one its trip was refused
-///   in, closed: [`force_close`](FleetBreaker::force_close) on any
-///   instance, or a newer version written by hand). Only that version
-///   does it: an instance that syncs after two closes (`force_close` on
-///   two other instances, or twice) sees the second one's version and
-///   stays open on its trip (`force_close` on that instance itself ends
-///   it in any case). One exception, with
-///   Redis's data lost (no persistence, a `FLUSHALL`): instances rebuild
-///   the decision from what they hold, each at the version it knows, so
-///   when the trip is refused in a decision rebuilt at an older version
-///   than another instance knows, that instance's rebuild, closed at the
-///   next version, reads as an operator's close and ends the trip early.
+///   protects itself locally, for its own open time, against the closed
+///   fleet decisions that predate its trip; a closed decision made since
+///   (newer than the one its trip was refused in) ends the trip: an
+///   operator's close ([`force_close`](FleetBreaker::force_close) on any
+///   instance, any number of times, or a newer version written by hand),
+///   or the fleet's trials closing a fleet that opened after the trip.
+///   One exception, with Redis's data lost (no persistence, a
+///   `FLUSHALL`): instances rebuild the decision from what they hold, each
+///   at the version it knows, so when the trip is refused in a decision
+///   rebuilt at an older version than another instance knows, that
+///   instance's rebuild, closed at a newer version, reads as a decision
+///   made since the trip and ends it early.
 /// * **Faults.** While Redis fails, calls are decided on local state alone
 ///   (local trips still protect the instance), [`FleetBreaker::is_degraded`]
 ///   is true, and the task retries with backoff. On reconnect a local trip
@@ -193,9 +191,9 @@ pub(super) struct Inner {
     /// The local breaker is open by a trip the fleet did not take up.
     local_only: AtomicBool,
     /// The version of the closed fleet decision that trip was not taken
-    /// up in (set with `local_only`): the next version, closed, is taken
-    /// as an operator's close, which ends the trip (so is a rebuild at
-    /// that version after Redis lost its data: see the type's docs).
+    /// up in (set with `local_only`): a newer closed decision was made
+    /// since the trip and ends it (so does a rebuild at a newer version
+    /// after Redis lost its data: see the type's docs).
     local_only_at: AtomicU64,
     degraded: AtomicBool,
     corrupt_logged: AtomicBool,

@@ -196,26 +196,25 @@ impl Inner {
             return;
         }
         // A trip the fleet did not take up (below the quorum) protects this
-        // instance alone until its own open time is up: a closed fleet
-        // decision does not close it before, unless it is an operator's
-        // close made since the trip. Nothing but an operator moves a closed
-        // decision to the next version closed (`force_close`, or a newer
-        // version written by hand): a trip opens it, trials close only a
-        // half-open one, a store repopulated closed keeps the caller's
-        // version. Except after Redis lost its data: rebuilt closed at the
-        // version one instance knows (the trip refused in it) and then at
-        // the next by one that knew the operator's close, it reads as an
-        // operator's close (the versions carry no author; see the type's
-        // docs and
+        // instance alone until its own open time is up, against the fleet
+        // decisions that predate it: a closed decision does not close it
+        // before, unless it was made since the trip, i.e. it is newer than
+        // the one the trip was refused in (versions only grow in Redis):
+        // an operator's close (`force_close`, or a newer version written
+        // by hand; any number of them), or the fleet's own trials closing
+        // a fleet that opened after the trip. Except after Redis lost its
+        // data: rebuilt closed at the version one instance knows (the trip
+        // refused in it) and then at a newer one by an instance that knew
+        // more, it reads as a decision made since the trip (the versions
+        // carry no author; see the type's docs and
         // redis_breaker_quorum_a_store_rebuilt_at_the_next_version_ends_a_lone_trip).
         if matches!(op, Op::Trip { .. }) && d.state == State::Closed {
             self.local_only_at.store(d.version, Ordering::Release);
             self.local_only.store(true, Ordering::Release);
         }
         if self.local_only.load(Ordering::Acquire) {
-            let operators_close = d.state == State::Closed
-                && d.version == self.local_only_at.load(Ordering::Acquire).wrapping_add(1);
-            if d.state == State::Closed && self.policy.state() == State::Open && !operators_close {
+            let since_the_trip = d.version > self.local_only_at.load(Ordering::Acquire);
+            if d.state == State::Closed && self.policy.state() == State::Open && !since_the_trip {
                 return;
             }
             self.local_only.store(false, Ordering::Release);
