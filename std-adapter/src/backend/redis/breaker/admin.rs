@@ -42,8 +42,10 @@ impl FleetBreaker {
         // decision, is applied first (see `force_close`).
         let _one = self.inner.sync_lock.lock().await;
         let r = self.inner.invoke(Op::ForceOpen).await.map(drop);
-        if r.is_err() {
-            self.core().force_open(self.policy().clock_now());
+        if r.is_err()
+            && let Some(t) = self.core().force_open(self.policy().clock_now())
+        {
+            self.inner.tell(t);
         }
         r
     }
@@ -98,7 +100,9 @@ impl FleetBreaker {
         self.inner.local_only.store(false, Ordering::Release);
         let r = self.inner.invoke(Op::ForceClose).await.map(drop);
         if r.is_err() {
-            self.core().force_close(self.policy().clock_now());
+            if let Some(t) = self.core().force_close(self.policy().clock_now()) {
+                self.inner.tell(t);
+            }
             // Closed here only: never reported to the fleet later as if
             // trials had closed it.
             let held = *self
@@ -156,7 +160,9 @@ impl FleetBreaker {
         // read the counter before would store it).
         let _one = self.inner.sync_lock.lock().await;
         let r = self.force_close_locked().await;
-        self.core().reset(self.policy().clock_now());
+        if let Some(t) = self.core().reset(self.policy().clock_now()) {
+            self.inner.tell(t);
+        }
         self.inner.trips_published.store(0, Ordering::Release);
         // A trip whose reply was lost before the reset is no longer sent:
         // a trip counted since, of the same count, is a new one.

@@ -287,7 +287,11 @@ impl FleetBreakerBuilder {
         self
     }
 
-    /// Also tells `observer` what calls do.
+    /// Also tells `observer` what calls do, and every transition of the
+    /// local breaker no call makes: a fleet decision applied here (another
+    /// instance's trip, an operator's action, the fleet's trials closing
+    /// it), and an admin action applied on this instance only while Redis
+    /// is out.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -365,7 +369,7 @@ impl FleetBreakerBuilder {
         let hook = Hook {
             notify: Arc::clone(&notify),
             trial_closes: Arc::clone(&trial_closes),
-            user: self.observer,
+            user: self.observer.clone(),
         };
         let mut policy = Breaker::builder(Arc::clone(&self.name), Arc::clone(&self.core))
             .observer(Arc::new(hook));
@@ -385,6 +389,7 @@ impl FleetBreakerBuilder {
         let instance = truncate(&instance, 128).to_owned();
         let inner = Arc::new(Inner {
             policy: policy.build(),
+            observer: self.observer,
             conn: self.backend.connection(),
             timeout: self.backend.timeout(),
             keys: Keys::new(self.backend.prefix().as_str(), &self.name, permits),

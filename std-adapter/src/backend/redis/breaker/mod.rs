@@ -22,7 +22,7 @@ use self::script::{Keys, Op, GRANTED};
 use self::slot::Slot;
 use super::super::BackendError;
 use super::{RedisBackend, RedisConnection};
-use crate::policy::{Breaker, Recorded};
+use crate::policy::{Breaker, BreakerObserver, Recorded};
 use crate::CallError;
 
 /// A circuit breaker whose *decision* a whole fleet
@@ -161,6 +161,9 @@ struct Quorum {
 
 pub(super) struct Inner {
     policy: Breaker,
+    /// The builder's observer, also told of the transitions no call makes
+    /// (the fleet's decisions applied here, admin actions applied locally).
+    observer: Option<Arc<dyn BreakerObserver>>,
     conn: RedisConnection,
     timeout: Duration,
     keys: Keys,
@@ -224,6 +227,14 @@ impl Drop for Inner {
 }
 
 impl Inner {
+    /// Tells the observer (if any) of `t`, a transition of the local
+    /// breaker that no call made.
+    fn tell(&self, t: fusebox::breaker::Transition) {
+        if let Some(observer) = &self.observer {
+            observer.transition(self.policy.name(), t);
+        }
+    }
+
     /// Whether the local breaker is not open and every local trip has
     /// been published (so a success may count toward closing the fleet).
     fn holds_no_unpublished_trip(&self) -> bool {

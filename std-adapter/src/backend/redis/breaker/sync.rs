@@ -262,6 +262,7 @@ impl Inner {
         match merged {
             Ok(Some(t)) => {
                 tracing::info!(breaker = %Redacted(&self.policy.name()), from = ?t.from, to = ?t.to, version = d.version, "fleet decision applied");
+                self.tell(t);
             }
             Ok(None) | Err(MergeError::Stale { .. }) => {}
             Err(MergeError::Busy) => self.notify.notify_one(),

@@ -1,0 +1,80 @@
+//! A fleet breaker's observer is told of every transition of the local
+//! breaker, not only those its own calls make: the fleet's decisions
+//! applied here (another instance's trip, an operator's close) and an
+//! admin action applied on this instance alone while Redis is out.
+//! Before, those were logged and nothing else: an observer paging on
+//! "breaker opened" (or counting transitions) never heard that an instance
+//! had opened on the fleet's decision, though every call there was
+//! refused.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::core_breaker;
+use common::fleet::{backend, trip, until_state};
+use common::redis_server::RedisServer;
+use fusebox::breaker::{State, Transition};
+use fusebox_std::backend::FleetBreaker;
+use fusebox_std::policy::BreakerObserver;
+
+/// Every transition it is told of, as `(from, to)`.
+#[derive(Default)]
+struct Seen(Mutex<Vec<(State, State)>>);
+
+impl BreakerObserver for Seen {
+    fn transition(&self, name: &str, t: Transition) {
+        assert_eq!(name, "payments");
+        self.0.lock().unwrap().push((t.from, t.to));
+    }
+}
+
+impl Seen {
+    fn take(&self) -> Vec<(State, State)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+async fn instance(url: &str, seen: &Arc<Seen>) -> FleetBreaker {
+    FleetBreaker::builder(
+        "payments",
+        core_breaker(2, Duration::from_secs(30)),
+        backend(url).await,
+    )
+    .sync_interval(Duration::from_millis(50))
+    .observer(Arc::clone(seen) as Arc<dyn BreakerObserver>)
+    .build()
+    .await
+    .expect("fleet breaker")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_the_observer_hears_the_fleets_decisions_applied_here() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let (seen_a, seen_b) = (Arc::new(Seen::default()), Arc::new(Seen::default()));
+    let a = instance(&url, &seen_a).await;
+    let b = instance(&url, &seen_b).await;
+
+    // A trips on its calls: A's observer hears it from the call, B's from
+    // the fleet's decision.
+    trip(&a).await;
+    until_state(&b, State::Open, Duration::from_secs(3)).await;
+    assert_eq!(seen_a.take(), [(State::Closed, State::Open)]);
+    assert_eq!(seen_b.take(), [(State::Closed, State::Open)]);
+
+    // An operator closes it through A: both hear it.
+    a.force_close().await.unwrap();
+    until_state(&b, State::Closed, Duration::from_secs(3)).await;
+    assert_eq!(seen_a.take(), [(State::Open, State::Closed)]);
+    assert_eq!(seen_b.take(), [(State::Open, State::Closed)]);
+
+    // Redis out: an operator's force-open applies on B alone, and B's
+    // observer hears that too.
+    server.kill();
+    assert!(b.force_open().await.is_err());
+    assert_eq!(b.state(), State::ForcedOpen);
+    assert_eq!(seen_b.take(), [(State::Closed, State::ForcedOpen)]);
+    assert!(seen_a.take().is_empty(), "A heard nothing of it");
+}
