@@ -17,7 +17,9 @@ use common::fleet::{backend, trip, until_state};
 use common::redis_server::RedisServer;
 use fusebox::breaker::{State, Transition};
 use fusebox_std::backend::FleetBreaker;
+use fusebox_std::events::Event;
 use fusebox_std::policy::BreakerObserver;
+use fusebox_std::Registry;
 
 /// Every transition it is told of, as `(from, to)`.
 #[derive(Default)]
@@ -77,4 +79,40 @@ async fn redis_breaker_the_observer_hears_the_fleets_decisions_applied_here() {
     assert_eq!(b.state(), State::ForcedOpen);
     assert_eq!(seen_b.take(), [(State::Closed, State::ForcedOpen)]);
     assert!(seen_a.take().is_empty(), "A heard nothing of it");
+}
+
+/// With the registry's observer, a fleet breaker's transitions (its own
+/// trip, the fleet's decision applied on another instance) are events of
+/// the registry, as those of its own policies are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_with_the_registrys_observer_its_transitions_are_events() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let (ra, rb) = (Arc::new(Registry::new()), Arc::new(Registry::new()));
+    let (mut events_a, mut events_b) = (ra.events().subscribe(), rb.events().subscribe());
+    let one = |registry: &Arc<Registry>| {
+        let observer = registry.breaker_observer();
+        let url = url.clone();
+        async move {
+            FleetBreaker::builder(
+                "payments",
+                core_breaker(2, Duration::from_secs(30)),
+                backend(&url).await,
+            )
+            .sync_interval(Duration::from_millis(50))
+            .observer(observer)
+            .build()
+            .await
+            .expect("fleet breaker")
+        }
+    };
+    let (a, b) = (one(&ra).await, one(&rb).await);
+    trip(&a).await;
+    until_state(&b, State::Open, Duration::from_secs(3)).await;
+    for (at, events) in [("A", &mut events_a), ("B", &mut events_b)] {
+        let opened = std::iter::from_fn(|| events.try_recv()).any(|e| {
+            matches!(e, Event::StateChange { ref name, from: State::Closed, to: State::Open, .. } if &**name == "payments")
+        });
+        assert!(opened, "{at} published its opening");
+    }
 }

@@ -91,8 +91,37 @@ impl Registry {
         let core = self.breaker(name, config)?;
         Ok(crate::policy::Breaker::builder(name, core)
             .clock(self.tokio_clock)
-            .observer(Arc::new(Observer(Arc::downgrade(self))))
+            .observer(self.breaker_observer())
             .build())
+    }
+
+    /// The observer the registry's own [`breaker_policy`](Self::breaker_policy)
+    /// policies report to (a weak reference: it never keeps the registry
+    /// alive), for breakers built elsewhere: give it to a
+    /// [`FleetBreaker`](crate::backend::FleetBreaker)'s builder (feature
+    /// `redis`) or a policy's, and their transitions, rejections and
+    /// failures are logged and published as events like those of the
+    /// registry's policies.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::{CircuitBreaker, Config, State};
+    /// use fusebox_std::events::Event;
+    /// use fusebox_std::policy::Breaker;
+    /// use fusebox_std::Registry;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let registry = Arc::new(Registry::new());
+    /// let mut events = registry.events().subscribe();
+    /// let core = Arc::new(CircuitBreaker::new(Config::builder().consecutive_failures(1).build()?));
+    /// let search = Breaker::builder("search", core).observer(registry.breaker_observer()).build();
+    /// let _ = search.call(async { Err::<(), _>("timeout") }).await;
+    /// assert!(matches!(events.try_recv(), Some(Event::StateChange { to: State::Open, .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn breaker_observer(self: &Arc<Self>) -> Arc<dyn crate::policy::BreakerObserver> {
+        Arc::new(Observer(Arc::downgrade(self)))
     }
 
     /// The breaker `name`, created with `config` if it does not exist.

@@ -110,6 +110,11 @@ impl Registry {
     /// registry's. Registering the same breaker (same core, same Redis
     /// key) again does nothing.
     ///
+    /// Registering it does not make the registry its observer: for its
+    /// transitions (its calls' and the fleet's decisions applied here) as
+    /// log lines and [events](Self::events), build it with
+    /// [`observer(registry.breaker_observer())`](crate::backend::FleetBreakerBuilder::observer).
+    ///
     /// # Errors
     ///
     /// [`RegistryError::Conflict`] if another fleet breaker has the name;
