@@ -52,6 +52,15 @@ pub use self::builder::RedisLimiterBuilder;
 /// drained bucket (never a full one): counted in
 /// [`metrics`](Self::metrics), logged once per limiter.
 ///
+/// A bucket lives in Redis only: a key that Redis drops before it expires
+/// comes back as a full bucket, so a client may have a second burst. Redis
+/// drops keys early when it restarts without persistence, on `FLUSHALL`,
+/// and under `maxmemory` with any eviction policy but `noeviction`: the
+/// buckets' keys carry a time to live, so the `volatile-*` policies evict
+/// them as the `allkeys-*` ones do. Give the limiter a Redis with
+/// `noeviction` (a full one then fails decisions, an outage its
+/// [`Degrade`] policy decides), or one whose memory its keys never fill.
+///
 /// # Examples
 ///
 /// This example connects to a Redis server, so the doctests compile
