@@ -33,8 +33,9 @@ struct Lease {
 /// A request is admitted locally while this instance holds enough leased
 /// tokens *and* a local core [`TokenBucket`] on the first rule's quota
 /// admits it (so one instance never spends faster than the whole fleet
-/// may); otherwise one round trip takes a new lease: `lease` tokens, or
-/// when Redis holds fewer, all it holds if that covers the request. One
+/// may); otherwise one round trip takes a new lease: `lease` tokens (or
+/// the tokens the request still misses, if more), or when Redis holds
+/// fewer, all it holds if that and the tokens held cover the request. One
 /// task refills at a time, without holding any lock across the round
 /// trip: the others spend what is left or wait for its result. A refusal
 /// from Redis is remembered until its `retry_after` passes: requests as
@@ -251,6 +252,10 @@ impl LeasedLimiter {
     /// # }).unwrap();
     /// ```
     pub async fn try_acquire_n(&self, n: u32) -> Result<Decision, BackendError> {
+        // Checked here, not only by the lease's round trip: that asks for
+        // the tokens still missing, which may be within the burst when `n`
+        // is not.
+        crate::backend::check_capacity(self.limiter.rules(), n)?;
         loop {
             let waiting = {
                 let mut held = self.held();
@@ -282,23 +287,40 @@ impl LeasedLimiter {
                     // Registered before the lock is released: no wake-up is lost.
                     let mut notified = Box::pin(self.refilled.notified());
                     notified.as_mut().enable();
-                    Some(notified)
+                    Ok(notified)
                 } else {
                     held.refilling = true;
-                    None
+                    // The tokens held (fewer than `n`): the lease need only
+                    // add the rest.
+                    Err(held.tokens)
                 }
             };
             match waiting {
-                Some(notified) => notified.await,
-                None => return self.refill(n).await,
+                Ok(notified) => notified.await,
+                Err(have) => {
+                    if let Some(decision) = self.refill(n, have).await? {
+                        return Ok(decision);
+                    }
+                }
             }
         }
     }
 
-    /// Takes a new lease (this task alone), then spends `n` from it.
-    async fn refill(&self, n: u32) -> Result<Decision, BackendError> {
+    /// Takes a new lease (this task alone) of at least the `n - have`
+    /// tokens missing (`have < n` held when it began), then spends `n`;
+    /// `None` if the tokens held were spent by other tasks meanwhile (the
+    /// caller looks again: the lease is held).
+    ///
+    /// (It asked for all `n`, found by redis_rate's `AllowAtMost`
+    /// scenario: an instance holding 1 token with Redis holding 2 refused
+    /// a request for 3, naming the wait for a third token in Redis.)
+    async fn refill(&self, n: u32, have: u32) -> Result<Option<Decision>, BackendError> {
         let _refill = Refill(self);
-        let (d, taken) = self.limiter.lease(&self.key, self.lease.max(n), n).await?;
+        let need = n - have;
+        let (d, taken) = self
+            .limiter
+            .lease(&self.key, (self.lease.max(need), need), n)
+            .await?;
         let now = Instant::now();
         let mut held = self.held();
         match d.source {
@@ -307,16 +329,18 @@ impl LeasedLimiter {
                 held.expires = crate::clock::saturating_add(now, self.ttl);
                 held.refused = None;
                 if held.tokens >= n {
-                    return Ok(self.spend(&mut held, n, now));
+                    return Ok(Some(self.spend(&mut held, n, now)));
                 }
-                Ok(d)
+                // Never Redis's admission of the lease as this request's:
+                // it would admit `n` with fewer tokens spent.
+                Ok(None)
             }
             Source::Redis => {
                 held.refused = Some((crate::clock::saturating_add(now, d.retry_after), n, d));
-                Ok(d)
+                Ok(Some(d))
             }
             // Decided by the degradation policy: no lease.
-            _ => Ok(d),
+            _ => Ok(Some(d)),
         }
     }
 

@@ -325,7 +325,7 @@ impl RedisLimiter {
     /// # }).unwrap();
     /// ```
     pub async fn try_acquire_n(&self, key: &str, n: u32) -> Result<Decision, BackendError> {
-        let (decision, _) = self.shared.take(key, (n, n)).await?;
+        let (decision, _) = self.shared.take(key, (n, n), n).await?;
         // A peek admits no request.
         if decision.allowed && n > 0 {
             self.shared
@@ -339,15 +339,20 @@ impl RedisLimiter {
     /// A lease for [`LeasedLimiter`](super::LeasedLimiter): at most `most`
     /// tokens of `key`, as many as Redis holds if that is at least
     /// `fewest`, in one round trip; the decision and the tokens taken (a
-    /// decision of the [`Degrade`] policy takes none). Counted as one
-    /// admission when allowed.
+    /// decision of the [`Degrade`] policy takes none: it decides the
+    /// `request` itself, the whole request of `request` tokens the lease is
+    /// taken for, which the leased tokens held may cover in part). Counted
+    /// as one admission when allowed.
     pub(super) async fn lease(
         &self,
         key: &str,
-        most: u32,
-        fewest: u32,
+        (most, fewest): (u32, u32),
+        request: u32,
     ) -> Result<(Decision, u32), BackendError> {
-        let (decision, taken) = self.shared.take(key, (most, fewest.min(most))).await?;
+        let (decision, taken) = self
+            .shared
+            .take(key, (most, fewest.min(most)), request)
+            .await?;
         if decision.allowed {
             self.shared
                 .counters
@@ -454,12 +459,16 @@ impl Shared {
         self.degraded.load(Ordering::Acquire)
     }
 
+    /// Asks Redis for at most `most` tokens, at least `fewest`; while
+    /// degraded, the [`Degrade`] policy decides a request of `request`
+    /// tokens instead.
     async fn take(
         self: &Arc<Self>,
         key: &str,
         (most, fewest): (u32, u32),
+        request: u32,
     ) -> Result<(Decision, u32), BackendError> {
-        crate::backend::check_capacity(&self.rules, most)?;
+        crate::backend::check_capacity(&self.rules, most.max(request))?;
         crate::backend::key::check_key(key)?;
         // `Some(probe)`: ask Redis, as the outage's probe or not. `seen`:
         // when the outage was last looked at, so that a refusal names the
@@ -506,7 +515,7 @@ impl Shared {
         }
         self.counters.degraded.fetch_add(1, Ordering::Relaxed);
         let now = seen.unwrap_or_else(Instant::now);
-        self.fallback(key, fewest, now).map(|d| (d, 0))
+        self.fallback(key, request, now).map(|d| (d, 0))
     }
 
     fn outage(&self) -> std::sync::MutexGuard<'_, Outage> {
