@@ -154,3 +154,70 @@ async fn while_redis_is_down_the_local_policy_decides_the_whole_request() {
         "{peek:?}"
     );
 }
+
+/// redis_rate's and node-rate-limiter-flexible's concurrency cases (many
+/// goroutines on one key, never more admitted than the limit), with
+/// requests of mixed sizes on leased instances: 3 instances of 3 tasks
+/// each ask for 1 to 7 tokens at a time from one bucket of 60 (refilled
+/// one a minute, so none during the run). Every token Redis handed out is
+/// spent once or still held, never both and never lost: admitted + held +
+/// left in Redis = 60 exactly; and each admission was at most its request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn mixed_sizes_on_shared_leases_spend_each_token_once() {
+    let server = RedisServer::start();
+    let rules = Rules::single("per_hour", Quota::per_hour(60).unwrap()).unwrap();
+    let start = std::time::Instant::now();
+    let mut instances = Vec::new();
+    for i in 0..3 {
+        instances.push(std::sync::Arc::new(
+            leased(&server, "mixed", rules.clone(), 4 + i).await,
+        ));
+    }
+    let mut tasks = Vec::new();
+    for (i, leased) in instances.iter().enumerate() {
+        for t in 0..3u64 {
+            let leased = std::sync::Arc::clone(leased);
+            let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (i as u64 * 3 + t + 1);
+            tasks.push(tokio::spawn(async move {
+                let mut spent = 0u64;
+                for _ in 0..40 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let n = 1 + (seed % 7) as u32;
+                    let d = leased.try_acquire_n(n).await.unwrap();
+                    assert!(matches!(d.source, Source::Redis | Source::Lease), "{d:?}");
+                    if d.allowed {
+                        spent += u64::from(n);
+                    }
+                    tokio::task::yield_now().await;
+                }
+                spent
+            }));
+        }
+    }
+    let mut admitted = 0;
+    for task in tasks {
+        admitted += task.await.unwrap();
+    }
+    let mut held = 0;
+    for leased in &instances {
+        let peek = leased.try_acquire_n(0).await.unwrap();
+        held += peek.remaining;
+    }
+    let left = instances[0]
+        .limiter()
+        .try_acquire_n("k", 0)
+        .await
+        .unwrap()
+        .remaining;
+    assert!(
+        start.elapsed() < Duration::from_secs(55),
+        "a token refilled"
+    );
+    assert_eq!(
+        admitted + held + left,
+        60,
+        "admitted {admitted}, held {held}, left in Redis {left}"
+    );
+}
