@@ -232,3 +232,84 @@ fn threads_with_mixed_sizes_take_exactly_the_burst_at_one_instant() {
         assert_eq!(keyed.available(&9, now), 0);
     }
 }
+
+/// governor's `tests/memory_leaks.rs` (a limiter dropped frees what its
+/// keys held; keys that leave are not leaked): keys that count their live
+/// copies, streamed through a table of 16 slots with every path a key
+/// takes — inserted, found, refused, evicted, over the burst (never
+/// stored), a peek (never stored), a full table (or the overflow bucket). The contract: "the
+/// stored copy of the key ... an evicted key is moved out of its slot and
+/// dropped"; so at every step exactly the keys held are alive (no leak,
+/// no copy dropped twice), and none once the limiter is dropped.
+#[test]
+fn keys_are_neither_leaked_nor_dropped_twice() {
+    use std::hash::{Hash, Hasher};
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    struct Key {
+        id: u64,
+        live: Arc<AtomicI64>,
+    }
+    impl Key {
+        fn new(id: u64, live: &Arc<AtomicI64>) -> Self {
+            live.fetch_add(1, Ordering::SeqCst);
+            Self {
+                id,
+                live: Arc::clone(live),
+            }
+        }
+    }
+    impl Clone for Key {
+        fn clone(&self) -> Self {
+            Self::new(self.id, &self.live)
+        }
+    }
+    impl Drop for Key {
+        fn drop(&mut self) {
+            self.live.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    impl PartialEq for Key {
+        fn eq(&self, other: &Self) -> bool {
+            self.id == other.id
+        }
+    }
+    impl Eq for Key {}
+    impl Hash for Key {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            self.id.hash(h);
+        }
+    }
+
+    let live = Arc::new(AtomicI64::new(0));
+    let quota = per_sec(10).with_burst(2).unwrap();
+    for policy in [FullPolicy::Reject, FullPolicy::Overflow(per_sec(1))] {
+        let keyed: KeyedLimiter<Key, 16> = KeyedLimiter::new(quota, policy).unwrap();
+        for step in 0..2_000u64 {
+            // 20 keys, each twice in a row, every ms: busy (a full
+            // bucket in 200 ms), so the table of 16 is full; then 10 s
+            // later 20 other keys, for which the idle ones are evicted.
+            let phase = step / 1_000;
+            let now = Instant::from_micros(1_000_000 + step * 1_000 + phase * 10_000_000);
+            let key = Key::new((step / 2) % 20 + 20 * phase, &live);
+            let _ = keyed.try_acquire(&key, now);
+            let _ = keyed.try_acquire_n(&key, 3, now); // over the burst
+            let _ = keyed.try_acquire_n(&key, 0, now); // a peek
+            let _ = keyed.try_acquire_left(&key, now);
+            drop(key);
+            let held = keyed.metrics().keys;
+            assert_eq!(
+                live.load(Ordering::SeqCst),
+                i64::try_from(held).unwrap(),
+                "{policy:?} step {step}"
+            );
+        }
+        let m = keyed.metrics();
+        assert!(
+            m.evictions > 0 && (m.table_full > 0 || policy != FullPolicy::Reject),
+            "{policy:?} {m:?}"
+        );
+        drop(keyed);
+        assert_eq!(live.load(Ordering::SeqCst), 0, "{policy:?}");
+    }
+}
