@@ -221,3 +221,31 @@ async fn mixed_sizes_on_shared_leases_spend_each_token_once() {
         "admitted {admitted}, held {held}, left in Redis {left}"
     );
 }
+
+/// redis_rate `TestRetryAfter`: one a millisecond, burst 1, a thousand
+/// calls as fast as they come; every refusal names a wait of at most a
+/// millisecond (here from Redis, from the refusal the instance remembers,
+/// or from its local pace alike), never zero, and the instance admits no
+/// more than the documented bound, `burst + rate·T + instances × lease`.
+#[tokio::test]
+async fn every_refusal_at_one_a_millisecond_names_at_most_a_millisecond() {
+    let server = RedisServer::start();
+    let quota = Quota::new(1, fusebox::Duration::from_millis(1)).unwrap();
+    let rules = Rules::single("per_ms", quota).unwrap();
+    let leased = leased(&server, "per_ms", rules, 1).await;
+    let start = std::time::Instant::now();
+    let mut admitted = 0u64;
+    for _ in 0..1_000 {
+        let d = leased.try_acquire().await.unwrap();
+        if d.allowed {
+            admitted += 1;
+        } else {
+            assert!(
+                d.retry_after > Duration::ZERO && d.retry_after <= Duration::from_millis(1),
+                "{d:?}"
+            );
+        }
+    }
+    let ms = u64::try_from(start.elapsed().as_millis()).unwrap();
+    assert!(admitted <= 1 + ms + 1 + 1, "{admitted} in {ms} ms");
+}
