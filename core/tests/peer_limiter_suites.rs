@@ -313,3 +313,72 @@ fn keys_are_neither_leaked_nor_dropped_twice() {
         assert_eq!(live.load(Ordering::SeqCst), 0, "{policy:?}");
     }
 }
+
+/// throttled's and redis_rate's "keys are independent" with keys hashed
+/// to the same slot (one hash for every key: one home slot, one
+/// fingerprint, one eviction mark) in two tiers, and one tier's quota
+/// lowered while both are in use. The contract (`KeyedLimiter::set_quota`):
+/// the tier's keys keep their tokens, clamped to the new burst, and
+/// refill at the new rate; a new key of the tier starts with the new
+/// burst; "keys of other tiers ... are unaffected".
+#[test]
+fn a_tier_changed_under_colliding_keys_leaves_the_other_tier_alone() {
+    use std::hash::{BuildHasher, Hasher};
+
+    #[derive(Clone, Copy, Default)]
+    struct OneHash;
+    struct OneHasher;
+    impl Hasher for OneHasher {
+        fn finish(&self) -> u64 {
+            0x0123_4567_89AB_CDEF
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+    impl BuildHasher for OneHash {
+        type Hasher = OneHasher;
+        fn build_hasher(&self) -> OneHasher {
+            OneHasher
+        }
+    }
+
+    let now = Instant::from_secs(50);
+    let keyed: KeyedLimiter<u32, 8, 2, OneHash> =
+        KeyedLimiter::with_hasher([per_sec(10), per_sec(10)], FullPolicy::Reject, OneHash)
+            .unwrap()
+            .with_tier_fn(|k| (*k % 2) as usize);
+    assert!(keyed.try_acquire_n(&0, 7, now).is_ok());
+    assert!(keyed.try_acquire_n(&1, 7, now).is_ok());
+    assert!(keyed.try_acquire_n(&3, 1, now).is_ok());
+    keyed.set_quota(1, per_sec(2), now).unwrap();
+
+    assert_eq!(keyed.available(&0, now), 3, "tier 0 untouched");
+    assert_eq!(keyed.available(&2, now), 10, "a new tier-0 key: its burst");
+    assert_eq!(keyed.available(&1, now), 2, "3 left, clamped to 2");
+    assert_eq!(keyed.available(&3, now), 2, "9 left, clamped to 2");
+    assert_eq!(
+        keyed.available(&5, now),
+        2,
+        "a new tier-1 key: the new burst"
+    );
+
+    // Tier 0 refills at 10 a second, tier 1 at 2 (from its clamped 2).
+    assert!(keyed.try_acquire_n(&1, 2, now).is_ok());
+    match keyed.try_acquire(&1, now) {
+        Err(KeyedError::RateLimited(e)) => assert_eq!(e.retry_after, us(500_000)),
+        other => panic!("{other:?}"),
+    }
+    match keyed.try_acquire_n(&0, 4, now) {
+        Err(KeyedError::RateLimited(e)) => assert_eq!(e.retry_after, us(100_000)),
+        other => panic!("{other:?}"),
+    }
+    assert!(keyed.try_acquire_n(&0, 4, now + us(100_000)).is_ok());
+    assert!(keyed.try_acquire(&1, now + us(500_000)).is_ok());
+    assert_eq!(
+        keyed.try_acquire_n(&3, 3, now),
+        Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
+            requested: 3,
+            burst: 2
+        }))
+    );
+    assert!(keyed.try_acquire_n(&2, 10, now).is_ok(), "tier 0's burst");
+}
