@@ -17,7 +17,12 @@
 //! rounding drift) whenever `tokens / gcd(tokens, period in µs) ≤ 65 536`,
 //! which covers everything from one per day to ten million per second;
 //! others round the refill interval up by less than 1/65 536 µs, which only
-//! admits less.
+//! admits less. One more exception, which also only admits less: the
+//! stored word's all-zero value means "never used" (full), so an admission
+//! whose new state would land exactly on a multiple of the wrap of the
+//! word its time is kept in is stored one scaled unit later, and a
+//! `retry_after` or `until_full` read from that state is then up to one
+//! microsecond long.
 //!
 //! Across quota changes the bound is the larger burst plus the larger rate
 //! times `T`, when no call's `now` is earlier than one already made; a
