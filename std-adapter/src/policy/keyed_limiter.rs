@@ -264,7 +264,10 @@ where
     ///
     /// [`LimitError::InsufficientCapacity`] if `n` exceeds the key's burst
     /// (at once if it exceeds every tier's burst, else when the key's turn
-    /// comes), [`LimitError::TableFull`] or [`LimitError::TierOutOfRange`]
+    /// comes; a key charged to the core's overflow bucket, under
+    /// [`FullPolicy::Overflow`](fusebox::bucket::FullPolicy::Overflow) with
+    /// a full table, is held to that bucket's burst, which the error then
+    /// names), [`LimitError::TableFull`] or [`LimitError::TierOutOfRange`]
     /// as the core refuses them.
     ///
     /// ```
