@@ -1,0 +1,461 @@
+//! Peers' circuit-breaker scenarios at the policy level (`Breaker::call`
+//! on paused tokio time, with a `BreakerObserver` recording what it is
+//! told), expectations from the `Breaker`, `BreakerCall`,
+//! `BreakerObserver` and core `breaker` docs:
+//!
+//! * Polly `CircuitBreakerSpecs` / `AdvancedCircuitBreakerSpecs`: `onBreak`
+//!   once when breaking, not for calls placed through the open circuit;
+//!   `onHalfOpen` and `onReset` once; no `onReset` on successive successful
+//!   calls; an exception the policy does not handle neither breaks nor
+//!   resets; only one execution while half-open.
+//! * Resilience4j `CircuitBreakerStateMachineTest`
+//!   (`shouldOpenAfterSlowCallRateThresholdExceeded`) and the slow-call
+//!   threshold's edge; `maxWaitDurationInHalfOpenState` is the core's
+//!   `max_half_open`, covered elsewhere.
+//! * Hystrix `HystrixCircuitBreakerTest` (`testTripCircuitOnTimeouts`,
+//!   `testSingleTestOnOpenCircuitAfterTimeWindow`): timeouts trip the
+//!   breaker, one trial after the sleep window, a timed-out trial reopens.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fusebox::breaker::{CircuitBreaker, Config, Outcome, State, Transition};
+use fusebox::Clock;
+use fusebox::Instant;
+use fusebox_std::policy::{Breaker, BreakerObserver};
+use fusebox_std::CallError;
+use tokio::time::sleep;
+
+/// What the observer was told, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Told {
+    Transition(State, State, Instant),
+    Rejected(Instant),
+    Failure(Instant, bool),
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Told>>);
+
+impl Recorder {
+    /// Everything told since the last call.
+    fn take(&self) -> Vec<Told> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl BreakerObserver for Recorder {
+    fn transition(&self, name: &str, t: Transition) {
+        assert_eq!(name, "dep");
+        self.0
+            .lock()
+            .unwrap()
+            .push(Told::Transition(t.from, t.to, t.at));
+    }
+    fn rejected(&self, name: &str, at: Instant) {
+        assert_eq!(name, "dep");
+        self.0.lock().unwrap().push(Told::Rejected(at));
+    }
+    fn failure(&self, name: &str, at: Instant, timed_out: bool) {
+        assert_eq!(name, "dep");
+        self.0.lock().unwrap().push(Told::Failure(at, timed_out));
+    }
+}
+
+/// `told` and `expected` hold the same items: the docs order nothing
+/// between a call's failure and the transition it caused.
+fn same(mut told: Vec<Told>, mut expected: Vec<Told>) {
+    let key = |t: &Told| format!("{t:?}");
+    told.sort_by_key(key);
+    expected.sort_by_key(key);
+    assert_eq!(told, expected);
+}
+
+fn breaker(config: Config, timeout: Option<Duration>) -> (Breaker, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let mut b = Breaker::builder("dep", Arc::new(CircuitBreaker::new(config)))
+        .observer(Arc::clone(&recorder) as Arc<dyn BreakerObserver>);
+    if let Some(t) = timeout {
+        b = b.timeout(t);
+    }
+    (b.build(), recorder)
+}
+
+async fn ok(b: &Breaker) -> Result<(), CallError<&'static str>> {
+    b.call(async { Ok(()) }).await
+}
+
+async fn fail(b: &Breaker) -> Result<(), CallError<&'static str>> {
+    b.call(async { Err("down") }).await
+}
+
+/// The wait an open breaker names.
+async fn retry_after(b: &Breaker) -> Duration {
+    match ok(b).await {
+        Err(CallError::Open {
+            retry_after: Some(after),
+        }) => after,
+        other => panic!("expected an open refusal, got {other:?}"),
+    }
+}
+
+/// Polly: `onBreak` once when it breaks (not for the calls refused by the
+/// open circuit, which are told as rejections), `onHalfOpen` and `onReset`
+/// once each when a trial closes it, nothing for successive successes;
+/// a failed trial breaks again, once. Each transition is stamped with the
+/// `now` of the call that made it.
+#[tokio::test(start_paused = true)]
+async fn polly_each_transition_is_told_once() {
+    let config = Config::builder()
+        .consecutive_failures(2)
+        .open_for(fusebox::Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let (b, told) = breaker(config, None);
+    let clock = b.clock();
+    for _ in 0..3 {
+        ok(&b).await.unwrap();
+    }
+    assert!(told.take().is_empty(), "successes tell nothing");
+    let t0 = clock.now();
+    assert!(matches!(fail(&b).await, Err(CallError::Inner("down"))));
+    assert!(matches!(fail(&b).await, Err(CallError::Inner("down"))));
+    same(
+        told.take(),
+        vec![
+            Told::Failure(t0, false),
+            Told::Failure(t0, false),
+            Told::Transition(State::Closed, State::Open, t0),
+        ],
+    );
+    // Calls placed through the open circuit: rejections only.
+    sleep(Duration::from_millis(300)).await;
+    let t1 = clock.now();
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        waits.push(retry_after(&b).await);
+    }
+    assert_eq!(
+        told.take(),
+        [Told::Rejected(t1), Told::Rejected(t1), Told::Rejected(t1)]
+    );
+    assert!(waits[0] >= Duration::from_millis(700) && waits[0] <= Duration::from_millis(702));
+    sleep(waits[0]).await;
+    let t2 = clock.now();
+    ok(&b).await.unwrap();
+    assert_eq!(
+        told.take(),
+        [
+            Told::Transition(State::Open, State::HalfOpen, t2),
+            Told::Transition(State::HalfOpen, State::Closed, t2),
+        ]
+    );
+    for _ in 0..5 {
+        ok(&b).await.unwrap();
+    }
+    assert!(told.take().is_empty(), "no onReset on successive successes");
+    // Break again; a failed trial breaks once more.
+    let _ = fail(&b).await;
+    let _ = fail(&b).await;
+    let t3 = clock.now();
+    let after = told.take();
+    assert_eq!(after.len(), 3);
+    assert!(after.contains(&Told::Transition(State::Closed, State::Open, t3)));
+    sleep(retry_after(&b).await).await;
+    told.take();
+    let t4 = clock.now();
+    let _ = fail(&b).await;
+    let after = told.take();
+    assert_eq!(after[0], Told::Transition(State::Open, State::HalfOpen, t4));
+    same(
+        after[1..].to_vec(),
+        vec![
+            Told::Failure(t4, false),
+            Told::Transition(State::HalfOpen, State::Open, t4),
+        ],
+    );
+    let m = b.metrics();
+    assert_eq!((m.trips, m.failures, m.successes, m.rejected), (3, 5, 9, 4));
+}
+
+/// Polly: an exception the policy does not handle (fusebox: a classifier's
+/// `Outcome::Ignored`) neither counts toward breaking nor resets the
+/// consecutive count, and tells no failure; a half-open trial so
+/// classified frees its slot without deciding (`Classify` docs).
+#[tokio::test(start_paused = true)]
+async fn polly_unhandled_errors_neither_break_nor_reset() {
+    let core = Arc::new(CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(2)
+            .open_for(fusebox::Duration::from_secs(1))
+            .build()
+            .unwrap(),
+    ));
+    let told = Arc::new(Recorder::default());
+    let classify = |r: &Result<(), u16>| match r {
+        Ok(()) => Outcome::Success,
+        Err(404) => Outcome::Ignored,
+        Err(_) => Outcome::Failure,
+    };
+    let b = Breaker::builder("dep", Arc::clone(&core))
+        .observer(Arc::clone(&told) as Arc<dyn BreakerObserver>)
+        .classifier(classify)
+        .build();
+    let _ = b.call(async { Err::<(), u16>(500) }).await;
+    for _ in 0..3 {
+        let r = b.call(async { Err::<(), u16>(404) }).await;
+        assert!(matches!(r, Err(CallError::Inner(404))));
+    }
+    assert_eq!(core.state(fusebox::Instant::ZERO), State::Closed);
+    let _ = b.call(async { Err::<(), u16>(503) }).await;
+    assert_eq!(b.state(), State::Open, "two handled failures in a row");
+    let after = told.take();
+    let failures = after
+        .iter()
+        .filter(|t| matches!(t, Told::Failure(..)))
+        .count();
+    let breaks = after
+        .iter()
+        .filter(|t| matches!(t, Told::Transition(..)))
+        .count();
+    assert_eq!((failures, breaks, after.len()), (2, 1, 3), "{after:?}");
+    sleep(retry_after_u16(&b).await).await;
+    // An ignored trial: half-open still, the slot free for the next trial.
+    let r = b.call(async { Err::<(), u16>(404) }).await;
+    assert!(matches!(r, Err(CallError::Inner(404))));
+    assert_eq!(b.state(), State::HalfOpen);
+    b.call(async { Ok::<(), u16>(()) }).await.unwrap();
+    assert_eq!(b.state(), State::Closed);
+    let m = b.metrics();
+    assert_eq!((m.ignored, m.failures, m.successes, m.trips), (4, 2, 1, 1));
+}
+
+async fn retry_after_u16(b: &Breaker<impl fusebox_std::policy::Classify<(), u16>>) -> Duration {
+    match b.call(async { Ok::<(), u16>(()) }).await {
+        Err(CallError::Open {
+            retry_after: Some(after),
+        }) => after,
+        other => panic!("expected an open refusal, got {other:?}"),
+    }
+}
+
+/// Polly "only one execution on first entering half-open" and Hystrix
+/// `testSingleTestOnOpenCircuitAfterTimeWindow`: while the single trial is
+/// in flight, concurrent calls are refused with no retry time (it depends
+/// on the trial); Hystrix `testTripCircuitOnTimeouts`: the policy's
+/// timeout is a failure (told `timed_out`), two trip the breaker, and a
+/// timed-out trial reopens it for a doubled open time.
+#[tokio::test(start_paused = true)]
+async fn hystrix_timeouts_trip_and_a_timed_out_trial_reopens() {
+    let config = Config::builder()
+        .consecutive_failures(2)
+        .open_for(fusebox::Duration::from_secs(1))
+        .max_open_for(fusebox::Duration::from_secs(8))
+        .build()
+        .unwrap();
+    let (b, told) = breaker(config, Some(Duration::from_millis(200)));
+    let clock = b.clock();
+    let hang = || async {
+        sleep(Duration::from_secs(3_600)).await;
+        Ok::<(), &str>(())
+    };
+    let start = clock.now();
+    assert!(matches!(b.call(hang()).await, Err(CallError::Timeout)));
+    assert!(matches!(b.call(hang()).await, Err(CallError::Timeout)));
+    let t0 = clock.now();
+    assert_eq!(t0 - start, fusebox::Duration::from_millis(400));
+    same(
+        told.take(),
+        vec![
+            Told::Failure(start + fusebox::Duration::from_millis(200), true),
+            Told::Failure(t0, true),
+            Told::Transition(State::Closed, State::Open, t0),
+        ],
+    );
+    sleep(retry_after(&b).await).await;
+    told.take();
+    // One trial in flight; the others are refused with no retry time.
+    let trial = b.call(hang());
+    let others = async {
+        sleep(Duration::from_millis(50)).await;
+        let mut refusals = Vec::new();
+        for _ in 0..3 {
+            refusals.push(ok(&b).await);
+        }
+        refusals
+    };
+    let (trial, refusals) = tokio::join!(trial, others);
+    assert!(matches!(trial, Err(CallError::Timeout)));
+    for r in refusals {
+        assert!(
+            matches!(r, Err(CallError::Open { retry_after: None })),
+            "{r:?}"
+        );
+    }
+    let told = told.take();
+    assert!(matches!(
+        told[0],
+        Told::Transition(State::Open, State::HalfOpen, _)
+    ));
+    assert_eq!(
+        told.iter()
+            .filter(|t| matches!(t, Told::Rejected(_)))
+            .count(),
+        3
+    );
+    assert_eq!(told.len(), 6, "{told:?}");
+    assert_eq!(
+        told.iter()
+            .filter(|t| matches!(t, Told::Failure(_, true)))
+            .count(),
+        1
+    );
+    assert!(told[4..]
+        .iter()
+        .any(|t| matches!(t, Told::Transition(State::HalfOpen, State::Open, _))));
+    let wait = retry_after(&b).await;
+    assert!(
+        wait >= Duration::from_secs(2) && wait <= Duration::from_millis(2_002),
+        "a failed trial doubles the open time: {wait:?}"
+    );
+    let m = b.metrics();
+    assert_eq!((m.failures, m.trips, m.rejected), (3, 2, 5));
+}
+
+/// Resilience4j `shouldOpenAfterSlowCallRateThresholdExceeded` through the
+/// policy's own measurement (a slow-call rule: "the duration is measured
+/// from the first poll to completion"): slow failure, slow success, fast
+/// failure, fast success, then a slow success opens a 50 % rule over a
+/// window of 5 (3 slow of 5). Then the edge, where fusebox's docs differ
+/// from Resilience4j (slow *at or above* the threshold, not above): a call
+/// taking exactly the threshold is slow, one a millisecond shorter is not;
+/// and a timed-out call is recorded with the timeout as its duration, so a
+/// timeout at the threshold is slow as well as failed.
+#[tokio::test(start_paused = true)]
+async fn r4j_slow_calls_measured_by_the_policy() {
+    let config = Config::builder()
+        .slow_call(fusebox::Duration::from_secs(4), 50)
+        .window(5)
+        .build()
+        .unwrap();
+    let (b, _told) = breaker(config, None);
+    let took = |d: u64, r: Result<(), &'static str>| async move {
+        sleep(Duration::from_millis(d)).await;
+        r
+    };
+    let _ = b.call(took(5_000, Err("down"))).await;
+    b.call(took(5_000, Ok(()))).await.unwrap();
+    let _ = b.call(took(100, Err("down"))).await;
+    b.call(took(100, Ok(()))).await.unwrap();
+    assert_eq!(b.state(), State::Closed, "4 calls, below the minimum of 5");
+    b.call(took(5_000, Ok(()))).await.unwrap();
+    assert_eq!(b.state(), State::Open);
+    let m = b.metrics();
+    assert_eq!(
+        (m.slow_calls, m.failures, m.successes, m.trips),
+        (3, 2, 3, 1)
+    );
+
+    // The threshold itself: a window of one call, 100 % slow opens.
+    let edge = Config::builder()
+        .slow_call(fusebox::Duration::from_secs(4), 100)
+        .window(1)
+        .build()
+        .unwrap();
+    let (b, _told) = breaker(edge, None);
+    b.call(took(3_999, Ok(()))).await.unwrap();
+    assert_eq!((b.state(), b.metrics().slow_calls), (State::Closed, 0));
+    b.call(took(4_000, Ok(()))).await.unwrap();
+    assert_eq!((b.state(), b.metrics().slow_calls), (State::Open, 1));
+
+    // A timeout at the threshold: failed and slow.
+    let (b, told) = breaker(edge, Some(Duration::from_secs(4)));
+    assert!(matches!(
+        b.call(took(60_000, Ok(()))).await,
+        Err(CallError::Timeout)
+    ));
+    let m = b.metrics();
+    assert_eq!((m.failures, m.slow_calls, m.trips), (1, 1, 1));
+    let after = told.take();
+    assert_eq!(after.len(), 2);
+    assert!(after.iter().any(|t| matches!(t, Told::Failure(_, true))));
+    assert!(after
+        .iter()
+        .any(|t| matches!(t, Told::Transition(State::Closed, State::Open, _))));
+}
+
+/// gobreaker's half-open `MaxRequests` with concurrent calls (fusebox:
+/// `half_open_permits` trials in flight, `close_after` successes): ten
+/// calls at once when the open time has passed, three run as trials and
+/// seven are refused with no retry time; the three successes close the
+/// breaker, one Open → HalfOpen and one HalfOpen → Closed told.
+#[tokio::test(start_paused = true)]
+async fn gobreaker_concurrent_calls_at_half_open() {
+    let config = Config::builder()
+        .consecutive_failures(1)
+        .open_for(fusebox::Duration::from_secs(1))
+        .half_open_permits(3)
+        .build()
+        .unwrap();
+    let (b, told) = breaker(config, None);
+    let _ = fail(&b).await;
+    sleep(retry_after(&b).await).await;
+    told.take();
+    let calls = (0..10).map(|_| {
+        b.call(async {
+            sleep(Duration::from_millis(10)).await;
+            Ok::<(), &str>(())
+        })
+    });
+    let mut set = Vec::new();
+    for c in calls {
+        set.push(c);
+    }
+    let results = join_all(set).await;
+    let ran = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(CallError::Open { retry_after: None })))
+        .count();
+    assert_eq!((ran, refused), (3, 7));
+    let transitions: Vec<_> = told
+        .take()
+        .into_iter()
+        .filter_map(|t| match t {
+            Told::Transition(from, to, _) => Some((from, to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        transitions,
+        [
+            (State::Open, State::HalfOpen),
+            (State::HalfOpen, State::Closed)
+        ]
+    );
+    assert_eq!(b.state(), State::Closed);
+}
+
+/// Polls every future until all are done, concurrently on this task.
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *o = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(Option::unwrap).collect()
+}
