@@ -581,3 +581,207 @@ fn r4j_time_window_slow_and_failure_rates() {
         );
     }
 }
+
+/// Resilience4j's manual transitions (`transitionToClosedState`,
+/// `transitionToOpenState` from `HALF_OPEN`) with
+/// `maxWaitDurationInHalfOpenState` (fusebox: `force_close`, `trip`,
+/// `max_half_open`): trials outstanding when the breaker is closed or
+/// opened by hand are stale, so their late records neither decide nor
+/// time the old half-open period out; `trip` from half-open opens for
+/// `open_for` (a trip from closed: streak 0) and counts a trip; a trial
+/// left undecided past `max_half_open` lets the next caller reopen the
+/// breaker, once, for the next open time (streak + 1), and its own late
+/// record then decides nothing.
+#[cfg(feature = "half-open-timeout")]
+#[test]
+fn r4j_manual_transitions_with_a_half_open_timeout() {
+    let cfg = Config::builder()
+        .consecutive_failures(1)
+        .open_for(secs(1))
+        .max_open_for(secs(4))
+        .half_open_permits(2)
+        .max_half_open(secs(5))
+        .build()
+        .unwrap();
+    for t0 in bases() {
+        let b = CircuitBreaker::new(cfg);
+        age(&b, t0);
+        assert!(b.trip(t0).is_some());
+        let t1 = t0 + ms(1_100);
+        let first = b.try_acquire(t1).unwrap();
+        let second = b.try_acquire(t1).unwrap();
+        assert!(first.transition().is_some() && second.is_trial());
+        assert_eq!(
+            to(b.force_close(t0 + secs(2))),
+            Some((State::HalfOpen, State::Closed))
+        );
+        // Past the old half-open period's timeout: stale, decides nothing.
+        let t2 = t0 + secs(10);
+        assert_eq!(first.record(Outcome::Failure, t2, ms(1)), None, "at {t0:?}");
+        drop(second);
+        assert_eq!(b.state(t2), State::Closed);
+        assert!(!b.try_acquire(t2).unwrap().is_trial());
+
+        // trip() from half-open.
+        assert_eq!(to(b.trip(t2)), Some((State::Closed, State::Open)));
+        let t3 = t2 + ms(1_100);
+        let stale = b.try_acquire(t3).unwrap();
+        assert!(stale.is_trial());
+        assert_eq!(to(b.trip(t3)), Some((State::HalfOpen, State::Open)));
+        assert_eq!(
+            stale.record(Outcome::Success, t3, ms(1)),
+            None,
+            "stale trial"
+        );
+        let left = b.try_acquire(t3).unwrap_err().retry_after.unwrap();
+        assert!(left >= secs(1) && left <= secs(1) + TICK, "{left:?}");
+
+        // A trial left undecided past max_half_open.
+        let t4 = t3 + left;
+        let late = b.try_acquire(t4).unwrap();
+        assert!(late.transition().is_some());
+        assert_eq!(b.state(t4 + secs(5) - ms(2)), State::HalfOpen);
+        let t5 = t4 + secs(5) + ms(2);
+        assert_eq!(b.state(t5), State::Open, "reads open once timed out");
+        let r = b.try_acquire(t5).unwrap_err();
+        assert_eq!(r.state, State::Open);
+        assert_eq!(to(r.transition), Some((State::HalfOpen, State::Open)));
+        let left = r.retry_after.unwrap();
+        assert!(
+            left >= secs(2) && left <= secs(2) + TICK,
+            "streak 1: {left:?}"
+        );
+        let again = b.try_acquire(t5).unwrap_err();
+        assert_eq!(again.transition, None, "exactly one caller gets it");
+        assert_eq!(late.record(Outcome::Success, t5, ms(1)), None);
+        assert_eq!(b.state(t5), State::Open);
+        assert_eq!(
+            b.metrics().trips,
+            4,
+            "trip, trip, trip from half-open, timeout"
+        );
+    }
+}
+
+/// Resilience4j `transitionToClosedState` resets the `TIME_BASED` window:
+/// fusebox's "Entering Closed (a closing trial, `force_close`, `reset`, …)
+/// empties the time window", and a closed permit issued before the trip
+/// and recorded after the close is stale (counted, not in the new
+/// window). Two failures in the window open it, before and after.
+#[cfg(feature = "time-window")]
+#[test]
+fn r4j_closing_empties_the_time_window() {
+    let cfg = Config::builder()
+        .time_window(secs(8), 8)
+        .failure_count(2)
+        .open_for(secs(1))
+        .build()
+        .unwrap();
+    for t0 in bases() {
+        for close_by_hand in [false, true] {
+            let b = CircuitBreaker::new(cfg);
+            age(&b, t0);
+            let held = b.try_acquire(t0).unwrap();
+            assert_eq!(rec(&b, t0, Outcome::Failure, ms(1)), None);
+            assert_eq!(
+                to(rec(&b, t0, Outcome::Failure, ms(1))),
+                Some((State::Closed, State::Open))
+            );
+            let t1 = t0 + ms(1_100);
+            if close_by_hand {
+                assert_eq!(to(b.force_close(t1)), Some((State::Open, State::Closed)));
+            } else {
+                let trial = b.try_acquire(t1).unwrap();
+                assert_eq!(
+                    to(trial.record(Outcome::Success, t1, ms(1))),
+                    Some((State::HalfOpen, State::Closed))
+                );
+            }
+            assert_eq!(held.record(Outcome::Failure, t1, ms(1)), None, "stale");
+            assert_eq!(
+                rec(&b, t1, Outcome::Failure, ms(1)),
+                None,
+                "1 failure in the new window"
+            );
+            assert_eq!(
+                to(rec(&b, t1 + ms(10), Outcome::Failure, ms(1))),
+                Some((State::Closed, State::Open)),
+                "at {t0:?}, by hand {close_by_hand}"
+            );
+            assert_eq!(b.metrics().failures, 5);
+        }
+    }
+}
+
+/// Polly `AdvancedCircuitBreakerSpecs` on its rolling window of time
+/// slices: failures at the end of one slice and the start of the next
+/// count together; an outcome stops counting exactly when its bucket
+/// expires whole (fusebox: it counts "while the newest interval reached
+/// is fewer than `buckets` intervals later"), never a microsecond early
+/// or late; the throughput threshold (`minimum_calls`) not met before the
+/// slices expire keeps it closed. Run with 1 ms buckets across the
+/// wraps of the interval counter (2^31 intervals on narrow words, 2^32,
+/// and the end of `u64` time).
+#[cfg(feature = "time-window")]
+#[test]
+fn polly_time_slices_count_across_slices_and_expire_exactly() {
+    let count2 = Config::builder()
+        .time_window(ms(4), 4)
+        .failure_count(2)
+        .build()
+        .unwrap();
+    let iv = 1_000u64; // interval, µs
+    let mut starts: Vec<u64> = vec![1 << 20, 1 << 31, 1 << 32, 3 << 31, (u64::MAX / iv) - 100];
+    starts.extend(bases().iter().map(|b| b.as_micros() / iv));
+    for k in starts {
+        let at = |us: u64| Instant::from_micros(k * iv + us);
+        // The end of one slice and the start of the next.
+        let b = CircuitBreaker::new(count2);
+        age(&b, at(0));
+        assert_eq!(rec(&b, at(999), Outcome::Failure, ms(0)), None);
+        assert_eq!(
+            to(rec(&b, at(1_000), Outcome::Failure, ms(0))),
+            Some((State::Closed, State::Open))
+        );
+        // A failure in interval k counts until interval k + 4 begins.
+        for (second, trips) in [(3_999, true), (4_000, false)] {
+            let b = CircuitBreaker::new(count2);
+            age(&b, at(0));
+            assert_eq!(rec(&b, at(500), Outcome::Failure, ms(0)), None);
+            let t = rec(&b, at(second), Outcome::Failure, ms(0));
+            assert_eq!(
+                t.is_some(),
+                trips,
+                "interval {k}, second failure at +{second} µs"
+            );
+        }
+    }
+    // Throughput not met before the slices expire.
+    let rate = Config::builder()
+        .time_window(ms(4), 4)
+        .failure_rate(50)
+        .minimum_calls(5)
+        .build()
+        .unwrap();
+    for k in [1u64 << 31, 1 << 32, (u64::MAX / iv) - 100] {
+        let at = |us: u64| Instant::from_micros(k * iv + us);
+        let b = CircuitBreaker::new(rate);
+        age(&b, at(0));
+        for i in 0..4 {
+            assert_eq!(rec(&b, at(i * 900), Outcome::Failure, ms(0)), None);
+        }
+        // Intervals 0, 0, 1, 2: at interval 4 the first bucket (two
+        // failures) has expired, so 3, then 4 calls, below 5; the 5th opens.
+        for us in [4_000, 4_100] {
+            assert_eq!(
+                rec(&b, at(us), Outcome::Failure, ms(0)),
+                None,
+                "interval {k}"
+            );
+        }
+        assert_eq!(
+            to(rec(&b, at(4_200), Outcome::Failure, ms(0))),
+            Some((State::Closed, State::Open))
+        );
+    }
+}
