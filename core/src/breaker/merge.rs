@@ -159,7 +159,9 @@ impl CircuitBreaker {
     /// Everything is validated before anything changes. The state is then
     /// changed by compare-and-swap like any local transition (a concurrent
     /// local trip is never overwritten blindly: the merge retries against
-    /// it); the local window and counters are kept. An open decision's
+    /// it); the local window and counters are kept (an opening merged is
+    /// not counted in [`Metrics::trips`](super::Metrics::trips): it is
+    /// the deciding instance's trip). An open decision's
     /// remaining time is capped at this configuration's open time for its
     /// streak, so a forged far-future deadline cannot keep the breaker open
     /// longer than [`Config::max_open_for`](super::Config::max_open_for).

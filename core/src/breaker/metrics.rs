@@ -32,7 +32,13 @@ pub struct Metrics {
     pub slow_calls: u64,
     /// Calls rejected by [`CircuitBreaker::try_acquire`](super::CircuitBreaker::try_acquire).
     pub rejected: u64,
-    /// Times the breaker opened (from closed or half-open; not forced).
+    /// Times this breaker opened itself from closed or half-open: a trip,
+    /// a failed (or timed-out) half-open period,
+    /// [`trip`](super::CircuitBreaker::trip). Not an opening forced by
+    /// [`force_open`](super::CircuitBreaker::force_open), nor one applied
+    /// from another instance's [`Decision`](super::Decision) by
+    /// [`merge`](super::CircuitBreaker::merge) (that opening is the other
+    /// instance's trip; a fleet publishes only its instances' own).
     pub trips: u64,
     /// Permits dropped without a recorded outcome.
     pub abandoned: u64,
