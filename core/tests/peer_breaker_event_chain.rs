@@ -18,7 +18,8 @@
 //! a time window), starting at instants across the wrapping ranges, half
 //! of them after more than 2^16 generations; operations: acquire (now or
 //! a stale clock), record (success, failure, slow, ignored), drop, waits
-//! from microseconds to days, and the manual transitions.
+//! from microseconds to days, the manual transitions, fleet decisions
+//! merged (new and repeated versions) and `set_config`.
 
 #![cfg(not(miri))] // proptest's failure file needs getcwd
 
@@ -283,6 +284,14 @@ fn run(kind: u8, base: usize, aged: bool, seed: u64, len: usize) -> Result<(), T
                         prop_assert_eq!(version, merged, "step {}: {:?}", step, e);
                     }
                 }
+            }
+            19 => {
+                // Retuned live (`set_config`): thresholds, half-open limits
+                // and open times change, the state and counters stay; a
+                // change of the fixed shape is refused, changing nothing.
+                let before = (b.state(now), b.metrics());
+                let _ = b.set_config(config(kind, &mut r));
+                prop_assert_eq!((b.state(now), b.metrics()), before, "step {}", step);
             }
             _ => {}
         }
