@@ -333,3 +333,150 @@ proptest! {
         run(kind, base, aged, seed, len)?;
     }
 }
+
+/// The same chain with threads racing (gobreaker's and Resilience4j's
+/// concurrency tests: one transition event per change, however many
+/// callers race): the transitions the threads are returned, put
+/// together, are one path from Closed (each state entered as often as
+/// left, but the path's end, entered once more), that end is what the
+/// breaker reads (or what time makes of it), and `trips` counts exactly
+/// the openings from Closed or HalfOpen among them. A transition returned
+/// twice, or to no one, unbalances the path. (400 seeds passed at both
+/// widths, three runs each; 24 kept.)
+#[test]
+#[allow(clippy::too_many_lines)] // one match arm per operation
+fn racing_callers_are_returned_one_path() {
+    const THREADS: u64 = 4;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    fn index(s: State) -> usize {
+        match s {
+            State::Closed => 0,
+            State::Open => 1,
+            State::HalfOpen => 2,
+            State::ForcedOpen => 3,
+        }
+    }
+    for seed in 1..=24u64 {
+        let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let kind = (seed % 4) as u8;
+        let b = CircuitBreaker::new(config(kind, &mut r));
+        let base = BASES[(seed % 6) as usize];
+        let clock = AtomicU64::new(base);
+        let version = AtomicU64::new(0);
+        // Each transition, and whether a merge made it.
+        let log: Mutex<Vec<(Transition, bool)>> = Mutex::new(Vec::new());
+        let barrier = std::sync::Barrier::new(THREADS as usize);
+        std::thread::scope(|s| {
+            for id in 0..THREADS {
+                let (b, clock, version, log, barrier) = (&b, &clock, &version, &log, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let mut r = Rng(seed ^ ((id + 1) * 0x2545_f491));
+                    let mut mine = Vec::new();
+                    let mut held: Vec<Permit<'_>> = Vec::new();
+                    for _ in 0..20_000 {
+                        let now = Instant::from_micros(clock.load(Ordering::Relaxed));
+                        let op = r.below(40);
+                        let t = match op {
+                            0..=14 => match b.try_acquire(now) {
+                                Ok(p) => {
+                                    let t = p.transition();
+                                    held.push(p);
+                                    t
+                                }
+                                Err(e) => e.transition,
+                            },
+                            15..=30 if !held.is_empty() => {
+                                let p = held.swap_remove(r.below(held.len() as u64) as usize);
+                                let o = match r.below(4) {
+                                    0 | 1 => Outcome::Failure,
+                                    2 => Outcome::Success,
+                                    _ => Outcome::Ignored,
+                                };
+                                p.record(o, now, Duration::from_millis(r.below(200)))
+                            }
+                            31 if !held.is_empty() => {
+                                drop(held.swap_remove(0));
+                                None
+                            }
+                            32..=35 => {
+                                clock.fetch_add(r.below(400_000), Ordering::Relaxed);
+                                None
+                            }
+                            36 => b.trip(now),
+                            37 => match r.below(8) {
+                                0 => b.force_open(now),
+                                1 => b.force_close(now),
+                                _ => None,
+                            },
+                            38 => {
+                                let v = version.fetch_add(1, Ordering::Relaxed) + 1;
+                                let state = [State::Closed, State::Open, State::HalfOpen]
+                                    [r.below(3) as usize];
+                                let d = Decision {
+                                    version: v,
+                                    state,
+                                    open_remaining: (state == State::Open)
+                                        .then(|| Duration::from_micros(r.below(3_000_000))),
+                                    reopen_streak: 0,
+                                };
+                                b.merge(&d, now).ok().flatten()
+                            }
+                            _ => None,
+                        };
+                        if let Some(t) = t {
+                            assert_eq!(t.at, now);
+                            mine.push((t, op == 38));
+                        }
+                        if held.len() > 4 {
+                            drop(held.swap_remove(0));
+                        }
+                    }
+                    drop(held);
+                    log.lock().unwrap().extend(mine);
+                });
+            }
+        });
+        let log = log.into_inner().unwrap();
+        // Entered minus left, the start counted as entering Closed: 1 for
+        // the path's end, 0 for every other state.
+        let mut balance = [1i64, 0, 0, 0];
+        let mut trips = 0;
+        for (t, _) in &log {
+            assert_ne!(t.from, t.to);
+            balance[index(t.from)] -= 1;
+            balance[index(t.to)] += 1;
+        }
+        let ends: Vec<_> = (0..4).filter(|&i| balance[i] == 1).collect();
+        assert!(
+            ends.len() == 1 && balance.iter().all(|&x| x == 0 || x == 1),
+            "seed {seed}: the transitions are no path: {balance:?}"
+        );
+        let end = [
+            State::Closed,
+            State::Open,
+            State::HalfOpen,
+            State::ForcedOpen,
+        ][ends[0]];
+        let now = Instant::from_micros(clock.load(Ordering::Relaxed));
+        assert!(
+            reads_as(end, b.state(now)),
+            "seed {seed}: the path ends in {end:?}, the breaker reads {:?}",
+            b.state(now)
+        );
+        // Merged openings are the deciding instance's trips, not this one's.
+        for (t, merged) in &log {
+            if !merged && t.to == State::Open && matches!(t.from, State::Closed | State::HalfOpen) {
+                trips += 1;
+            }
+        }
+        assert_eq!(b.metrics().trips, trips, "seed {seed}");
+        assert!(
+            log.len() > 100,
+            "seed {seed}: only {} transitions",
+            log.len()
+        );
+    }
+}
