@@ -459,3 +459,162 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     .await;
     out.into_iter().map(Option::unwrap).collect()
 }
+
+/// Resilience4j's event publisher under concurrent calls (one
+/// `CircuitBreakerOnStateTransitionEvent` per change) through a
+/// registry's breaker policy: tasks on a multi-thread runtime race calls
+/// of random outcomes (with a timeout) through one breaker; the
+/// `StateChange` events, whatever order they arrive in, make one path
+/// from Closed (each state entered as often as left, but the end, which
+/// the breaker reads: "every state change a call causes reaches the
+/// registry's events"), with one `Recovered` per change into Closed from
+/// another state, one `Failure` event per recorded failure (the
+/// classifier's and the timeouts) and one `Rejected` per refusal. Counts only, no durations asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn r4j_concurrent_calls_publish_one_event_per_change() {
+    use fusebox_std::events::Event;
+    use fusebox_std::Registry;
+
+    let registry = Arc::new(Registry::builder().events_capacity(1 << 20).build());
+    let mut sub = registry.events().subscribe();
+    let config = Config::builder()
+        .consecutive_failures(2)
+        .failure_rate(50)
+        .window(8)
+        .minimum_calls(4)
+        .open_for(fusebox::Duration::from_millis(3))
+        .half_open_permits(2)
+        .build()
+        .unwrap();
+    let breaker = registry.breaker_policy("dep", config).unwrap();
+    let policy = Arc::new(
+        fusebox_std::policy::Policy::builder()
+            .breaker(breaker.clone())
+            .timeout(Duration::from_millis(1))
+            .build(),
+    );
+    let mut tasks = Vec::new();
+    for id in 0..8u64 {
+        let policy = policy.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut x = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            for _ in 0..400 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let (pause, ok) = match x % 5 {
+                    0 | 1 => (0, true),
+                    2 => (0, false),
+                    _ => (x % 1_500, x % 3 != 0),
+                };
+                let call = policy.call(|| async move {
+                    if pause > 0 {
+                        tokio::time::sleep(Duration::from_micros(pause)).await;
+                    }
+                    if ok {
+                        Ok::<(), &str>(())
+                    } else {
+                        Err("down")
+                    }
+                });
+                let _ = call.await;
+                if x % 7 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let events: Vec<Event> = std::iter::from_fn(|| sub.try_recv()).collect();
+    assert_eq!(sub.missed(), 0);
+    let t = Tally::of(&events);
+    let end = t.end;
+    let reads = breaker.state();
+    assert!(
+        reads == end || (end == State::Open && reads == State::HalfOpen),
+        "the events end in {end:?}, the breaker reads {reads:?}"
+    );
+    assert!(
+        t.changes > 10,
+        "{} changes: the history never left closed",
+        t.changes
+    );
+    assert_eq!(t.recovered, t.closes);
+    let m = breaker.metrics();
+    assert_eq!(
+        t.failures, m.failures,
+        "one Failure event per failure, timeouts included"
+    );
+    assert_eq!(t.rejected, m.rejected, "one Rejected event per refusal");
+    assert_eq!(m.trips, t.trips);
+}
+
+/// What a registry's event stream says of one breaker.
+struct Tally {
+    /// Where the state changes, taken as a path from Closed, end.
+    end: State,
+    changes: u64,
+    closes: u64,
+    recovered: u64,
+    failures: u64,
+    rejected: u64,
+    /// State changes into Open from Closed or HalfOpen.
+    trips: u64,
+}
+
+impl Tally {
+    /// Panics unless the `StateChange` events, in any order, make one
+    /// path from Closed: each state entered as often as left (the start
+    /// counted as entering Closed), but the end, entered once more.
+    fn of(events: &[fusebox_std::events::Event]) -> Self {
+        use fusebox_std::events::Event;
+        let index = |s: State| match s {
+            State::Closed => 0,
+            State::Open => 1,
+            State::HalfOpen => 2,
+            State::ForcedOpen => 3,
+        };
+        let mut balance = [1i64, 0, 0, 0];
+        let mut t = Tally {
+            end: State::Closed,
+            changes: 0,
+            closes: 0,
+            recovered: 0,
+            failures: 0,
+            rejected: 0,
+            trips: 0,
+        };
+        for e in events {
+            match e {
+                Event::StateChange { from, to, .. } => {
+                    assert_ne!(from, to);
+                    balance[index(*from)] -= 1;
+                    balance[index(*to)] += 1;
+                    t.changes += 1;
+                    t.closes += u64::from(*to == State::Closed);
+                    t.trips += u64::from(
+                        *to == State::Open && matches!(from, State::Closed | State::HalfOpen),
+                    );
+                }
+                Event::Recovered { .. } => t.recovered += 1,
+                Event::Failure { .. } => t.failures += 1,
+                Event::Rejected { .. } => t.rejected += 1,
+                _ => {}
+            }
+        }
+        let ends: Vec<_> = (0..4).filter(|&i| balance[i] == 1).collect();
+        assert!(
+            ends.len() == 1 && balance.iter().all(|&x| x == 0 || x == 1),
+            "the state changes are no path: {balance:?}"
+        );
+        t.end = [
+            State::Closed,
+            State::Open,
+            State::HalfOpen,
+            State::ForcedOpen,
+        ][ends[0]];
+        t
+    }
+}
