@@ -618,3 +618,87 @@ impl Tally {
         t
     }
 }
+
+/// The same event stream through the tower layer over a registry
+/// (`CircuitBreakerLayer::from_registry`: "its state changes logged and
+/// published by the registry"), with requests racing on a multi-thread
+/// runtime: 5xx answers (failures), 4xx (ignored), 2xx, and callers that
+/// give up on slow answers (their futures dropped: abandoned). The
+/// `StateChange` events make one path from Closed ending where the
+/// breaker reads, one `Recovered` per close, one `Failure` per recorded
+/// failure, and `trips` equal to the openings from Closed or HalfOpen.
+/// (Refusals are not compared: a call whose `poll_ready` saw the breaker
+/// open is refused even if a trial was let through by the `call`, that
+/// permit counted as abandoned, as `CircuitBreakerService` documents.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn r4j_concurrent_requests_through_the_tower_layer_publish_one_path() {
+    use fusebox_std::tower::CircuitBreakerLayer;
+    use fusebox_std::Registry;
+    use tower::{Layer, ServiceExt};
+
+    let registry = Arc::new(Registry::builder().events_capacity(1 << 20).build());
+    let mut sub = registry.events().subscribe();
+    let config = Config::builder()
+        .consecutive_failures(2)
+        .open_for(fusebox::Duration::from_millis(2))
+        .half_open_permits(2)
+        .close_after(2)
+        .build()
+        .unwrap();
+    let layer = CircuitBreakerLayer::from_registry(&registry, "dep", config).unwrap();
+    let core = Arc::clone(layer.breaker());
+    let service = layer.layer(tower::service_fn(|req: http::Request<()>| async move {
+        let code: u16 = req.uri().path()[1..].parse().unwrap();
+        if code == 299 {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        Ok::<_, std::convert::Infallible>(
+            http::Response::builder()
+                .status(if code == 299 { 200 } else { code })
+                .body(String::new())
+                .unwrap(),
+        )
+    }));
+    let mut tasks = Vec::new();
+    for id in 0..8u64 {
+        let service = service.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut x = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            for _ in 0..400 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let code = [200, 200, 503, 500, 404, 299][(x % 6) as usize];
+                let req = http::Request::get(format!("/{code}")).body(()).unwrap();
+                let call = service.clone().oneshot(req);
+                if code == 299 {
+                    // Gives up after 1 ms: the slow answer's permit is abandoned.
+                    let _ = tokio::time::timeout(Duration::from_millis(1), call).await;
+                } else {
+                    let _ = call.await;
+                }
+                if x % 5 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let events: Vec<_> = std::iter::from_fn(|| sub.try_recv()).collect();
+    assert_eq!(sub.missed(), 0);
+    let t = Tally::of(&events);
+    let reads = core.state(registry.now());
+    assert!(
+        reads == t.end || (t.end == State::Open && reads == State::HalfOpen),
+        "the events end in {:?}, the breaker reads {reads:?}",
+        t.end
+    );
+    assert!(t.changes > 10, "{} changes", t.changes);
+    assert_eq!(t.recovered, t.closes);
+    let m = core.metrics();
+    assert_eq!(t.failures, m.failures);
+    assert_eq!(m.trips, t.trips);
+    assert!(m.ignored > 0 && m.abandoned > 0, "{m:?}");
+}
