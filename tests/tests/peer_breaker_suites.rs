@@ -702,3 +702,51 @@ async fn r4j_concurrent_requests_through_the_tower_layer_publish_one_path() {
     assert_eq!(m.trips, t.trips);
     assert!(m.ignored > 0 && m.abandoned > 0, "{m:?}");
 }
+
+/// Resilience4j `CircuitBreakerResultHandlingTest` (`recordResult`): a
+/// result the classifier calls a failure counts as one and opens the
+/// breaker, while the caller still gets the result it returned (fusebox:
+/// "the classifier decides the outcome"; `CallError::Inner` only for an
+/// `Err`); the observer is told of each such failure.
+#[tokio::test(start_paused = true)]
+async fn r4j_results_classified_as_failures_count_and_are_returned() {
+    let core = Arc::new(CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(2)
+            .open_for(fusebox::Duration::from_secs(1))
+            .build()
+            .unwrap(),
+    ));
+    let told = Arc::new(Recorder::default());
+    let b = Breaker::builder("dep", Arc::clone(&core))
+        .observer(Arc::clone(&told) as Arc<dyn BreakerObserver>)
+        .classifier(|r: &Result<u16, ()>| match r {
+            Ok(code) if *code >= 500 => Outcome::Failure,
+            Ok(_) => Outcome::Success,
+            Err(()) => Outcome::Ignored,
+        })
+        .build();
+    assert_eq!(b.call(async { Ok::<u16, ()>(503) }).await.unwrap(), 503);
+    assert!(matches!(
+        b.call(async { Err::<u16, ()>(()) }).await,
+        Err(CallError::Inner(()))
+    ));
+    assert_eq!(b.state(), State::Closed, "an ignored error resets nothing");
+    assert_eq!(b.call(async { Ok::<u16, ()>(500) }).await.unwrap(), 500);
+    assert_eq!(b.state(), State::Open);
+    let m = b.metrics();
+    assert_eq!((m.failures, m.ignored, m.successes, m.trips), (2, 1, 0, 1));
+    let told = told.take();
+    assert_eq!(
+        told.iter()
+            .filter(|t| matches!(t, Told::Failure(_, false)))
+            .count(),
+        2
+    );
+    assert!(matches!(
+        b.call(async { Ok::<u16, ()>(200) }).await,
+        Err(CallError::Open {
+            retry_after: Some(_)
+        })
+    ));
+}
