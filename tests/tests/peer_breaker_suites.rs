@@ -750,3 +750,42 @@ async fn r4j_results_classified_as_failures_count_and_are_returned() {
         })
     ));
 }
+
+/// Hystrix `testTripCircuitOnTimeouts` with a slow-call rule above the
+/// timeout (Resilience4j counts a call slow by its duration): `BreakerCall`
+/// records a timed-out call as "a failure, with the timeout as duration",
+/// so with the slow threshold above the timeout it is a failure and not a
+/// slow call, however late the timer fires (tokio's timers end on a
+/// millisecond tick: a 1.5 ms timeout fires after 2 ms, also on paused
+/// time). Checked through `Breaker::call` and through a `Policy` timeout.
+#[tokio::test(start_paused = true)]
+async fn hystrix_a_timed_out_call_lasts_its_timeout() {
+    let config = Config::builder()
+        .slow_call(fusebox::Duration::from_micros(1_800), 100)
+        .window(1)
+        .build()
+        .unwrap();
+    let hang = || async {
+        sleep(Duration::from_secs(60)).await;
+        Ok::<(), &str>(())
+    };
+    let (b, _told) = breaker(config, Some(Duration::from_micros(1_500)));
+    assert!(matches!(b.call(hang()).await, Err(CallError::Timeout)));
+    let m = b.metrics();
+    assert_eq!((m.failures, m.slow_calls), (1, 0), "{m:?}");
+    assert_eq!(
+        b.state(),
+        State::Closed,
+        "a failure is not slow: no slow-call trip"
+    );
+
+    let (b, _told) = breaker(config, None);
+    let policy = fusebox_std::policy::Policy::builder()
+        .breaker(b.clone())
+        .timeout(Duration::from_micros(1_500))
+        .build();
+    assert!(matches!(policy.call(hang).await, Err(CallError::Timeout)));
+    let m = b.metrics();
+    assert_eq!((m.failures, m.slow_calls), (1, 0), "{m:?}");
+    assert_eq!(b.state(), State::Closed);
+}

@@ -171,7 +171,7 @@ where
         let mut this = self.project();
         let shared: &'a Shared<C> = this.shared;
         if !matches!(*this.stage, Stage::Start) {
-            return later_poll(this.future, this.stage, shared, cx);
+            return later_poll(this.future, this.stage, shared, *this.timeout, cx);
         }
         // The first poll. The stage stays `Done` unless the call is still
         // pending: a future ready now never stores its permit (the common
@@ -196,7 +196,7 @@ where
         }
         let started = if measured { now } else { None };
         match this.future.poll(cx) {
-            Poll::Ready(result) => Poll::Ready(shared.finish(permit, started, Some(result))),
+            Poll::Ready(result) => Poll::Ready(shared.finish(permit, started, result)),
             Poll::Pending => first_pending(this.stage, shared, permit, started, *this.timeout, cx),
         }
     }
@@ -231,7 +231,7 @@ where
         started,
         sleep,
     });
-    poll_timer(stage, shared, cx)
+    poll_timer(stage, shared, timeout, cx)
 }
 
 /// A poll after the first: the permit was stored by a first poll that
@@ -241,6 +241,7 @@ fn later_poll<'a, F, C, T, E>(
     future: Pin<&mut F>,
     stage: Pin<&mut Stage<'a>>,
     shared: &'a Shared<C>,
+    timeout: Option<Duration>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<T, CallError<E>>>
 where
@@ -255,18 +256,20 @@ where
         Poll::Ready(result) => match stage.project_replace(Stage::Done) {
             StageOwned::Running {
                 permit, started, ..
-            } => Poll::Ready(shared.finish(permit, started, Some(result))),
+            } => Poll::Ready(shared.finish(permit, started, result)),
             _ => unreachable!("checked above"),
         },
-        Poll::Pending => poll_timer(stage, shared, cx),
+        Poll::Pending => poll_timer(stage, shared, timeout, cx),
     }
 }
 
 /// Polls a running call's timer: when it fires, the call is recorded as a
-/// timed-out failure (the inner future is not polled again).
+/// timed-out failure lasting `timeout` (the inner future is not polled
+/// again).
 fn poll_timer<'a, C, T, E>(
     mut stage: Pin<&mut Stage<'a>>,
     shared: &'a Shared<C>,
+    timeout: Option<Duration>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<T, CallError<E>>>
 where
@@ -287,7 +290,7 @@ where
     match stage.project_replace(Stage::Done) {
         StageOwned::Running {
             permit, started, ..
-        } => Poll::Ready(shared.finish(permit, started, None)),
+        } => Poll::Ready(shared.timed_out(permit, started, timeout)),
         _ => unreachable!("a timer fires only while running"),
     }
 }

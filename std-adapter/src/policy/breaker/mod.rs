@@ -319,19 +319,24 @@ impl<C> Breaker<C> {
             .as_ref()
             .map_or(Outcome::Failure, |r| shared.classifier.classify(r));
         let end = shared.clock.now();
+        // A timed-out call lasts its timeout, as in `call` (see `timed_out`).
+        let elapsed = match (&result, shared.timeout) {
+            (None, Some(timeout)) => timeout.into(),
+            _ => end - start,
+        };
         // The core counts a slow success as a failure (a slow trial fails).
         let slow = shared
             .breaker
             .config()
             .slow_call()
-            .is_some_and(|(threshold, _)| end - start >= threshold);
+            .is_some_and(|(threshold, _)| elapsed >= threshold);
         let recorded = match verdict {
             Outcome::Success if !slow => Recorded::Success,
             Outcome::Success | Outcome::Failure => Recorded::Failure,
             Outcome::Ignored => Recorded::Undecided,
         };
         let mut end = Some(end);
-        shared.record(permit, verdict, end.unwrap_or(start) - start, &mut end);
+        shared.record(permit, verdict, elapsed, &mut end);
         let at = end.unwrap_or(start);
         let timed_out = result.is_none();
         if timed_out {
@@ -393,7 +398,7 @@ impl<C> Shared<C> {
         }
     }
 
-    /// Records a finished call (`None`: timed out) and returns its result.
+    /// Records a finished call and returns its result.
     // The ready path: inlined, the permit stays in registers
     // (benches/instr.sh std_breaker_call).
     #[allow(clippy::inline_always)]
@@ -402,7 +407,7 @@ impl<C> Shared<C> {
         &self,
         permit: Permit<'_>,
         started: Option<Instant>,
-        result: Option<Result<T, E>>,
+        result: Result<T, E>,
     ) -> Result<T, CallError<E>>
     where
         C: Classify<T, E>,
@@ -412,14 +417,6 @@ impl<C> Shared<C> {
             (Some(start), Some(end)) => end - start,
             _ => fusebox::Duration::ZERO,
         };
-        let Some(result) = result else {
-            self.record(permit, Outcome::Failure, elapsed, &mut end);
-            tracing::debug!(breaker = %Redacted(&self.name), "call timed out");
-            if let Some(observer) = &self.observer {
-                observer.failure(&self.name, end.unwrap_or_else(|| self.clock.now()), true);
-            }
-            return Err(CallError::Timeout);
-        };
         let verdict = self.classifier.classify(&result);
         self.record(permit, verdict, elapsed, &mut end);
         if verdict == Outcome::Failure
@@ -428,6 +425,29 @@ impl<C> Shared<C> {
             observer.failure(&self.name, end.unwrap_or_else(|| self.clock.now()), false);
         }
         result.map_err(CallError::Inner)
+    }
+
+    /// Records a call its timeout ended: a failure lasting the timeout
+    /// (as `BreakerCall` documents), not the time the timer took to fire
+    /// (tokio's timers end on a millisecond tick, a loaded runtime later
+    /// still), so a slow-call threshold above the timeout never counts a
+    /// timed-out call as slow. Returns the caller's error.
+    #[cold]
+    #[inline(never)]
+    fn timed_out<T, E>(
+        &self,
+        permit: Permit<'_>,
+        started: Option<Instant>,
+        timeout: Option<Duration>,
+    ) -> Result<T, CallError<E>> {
+        let mut end = started.map(|_| self.clock.now());
+        let elapsed = timeout.map_or(fusebox::Duration::ZERO, Into::into);
+        self.record(permit, Outcome::Failure, elapsed, &mut end);
+        tracing::debug!(breaker = %Redacted(&self.name), "call timed out");
+        if let Some(observer) = &self.observer {
+            observer.failure(&self.name, end.unwrap_or_else(|| self.clock.now()), true);
+        }
+        Err(CallError::Timeout)
     }
 
     /// Records `permit`, reading the clock into `end` only if the core

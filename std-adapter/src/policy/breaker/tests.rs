@@ -137,6 +137,33 @@ async fn call_recorded_reports_what_the_core_recorded() {
     assert_eq!(b.metrics().abandoned, 1);
 }
 
+/// A call ended by its timeout lasts the timeout (`BreakerCall`: "a
+/// failure, with the timeout as duration"), in the fleet's
+/// `call_recorded` as in `call`: tokio's timer fires on the next
+/// millisecond tick (2 ms for a 1.5 ms timeout, also on paused time), and
+/// that lateness must not make it a slow call under a threshold above the
+/// timeout (it was, and tripped a slow-call-only rule).
+#[cfg(feature = "redis")]
+#[tokio::test(start_paused = true)]
+async fn call_recorded_times_out_for_its_timeout() {
+    let config = Config::builder()
+        .slow_call(fusebox::Duration::from_micros(1_800), 100)
+        .window(1)
+        .build()
+        .unwrap();
+    let b = Breaker::builder("t", Arc::new(CircuitBreaker::new(config)))
+        .timeout(Duration::from_micros(1_500))
+        .build();
+    let (result, recorded) = b
+        .call_recorded(std::future::pending::<Result<(), ()>>())
+        .await;
+    assert!(matches!(result, Err(CallError::Timeout)));
+    assert_eq!(recorded, Recorded::Failure);
+    let m = b.metrics();
+    assert_eq!((m.failures, m.slow_calls, m.trips), (1, 0, 0), "{m:?}");
+    assert_eq!(b.state(), State::Closed);
+}
+
 #[tokio::test(start_paused = true)]
 #[should_panic(expected = "polled after completion")]
 async fn polled_after_completion_panics() {
