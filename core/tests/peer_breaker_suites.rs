@@ -785,3 +785,48 @@ fn polly_time_slices_count_across_slices_and_expire_exactly() {
         );
     }
 }
+
+/// Resilience4j `maxWaitDurationInHalfOpenState` at its exact edge:
+/// fusebox's half-open period times out "from `entry + max_half_open`
+/// (rounded up to a 1.024 ms tick)": `state` reads HalfOpen a microsecond
+/// before that instant and Open from it, and an open time likewise ends
+/// exactly at its deadline (`retry_after` names it to the microsecond),
+/// for entries at every offset within a tick and at every base.
+#[cfg(feature = "half-open-timeout")]
+#[test]
+fn r4j_half_open_timeout_and_open_time_end_exactly() {
+    let tick = 1_024u64;
+    let ceil_tick = |us: u64| us.div_ceil(tick) * tick;
+    let cfg = Config::builder()
+        .consecutive_failures(1)
+        .open_for(secs(1))
+        .max_half_open(ms(2_500))
+        .build()
+        .unwrap();
+    for t0 in bases() {
+        for offset in [0, 1, 511, 1_023, 1_024, 77_777] {
+            let b = CircuitBreaker::new(cfg);
+            let trip_at = t0 + Duration::from_micros(offset);
+            assert!(b.trip(trip_at).is_some());
+            let left = b.try_acquire(trip_at).unwrap_err().retry_after.unwrap();
+            let deadline = trip_at + left;
+            assert_eq!(deadline.as_micros() % tick, 0, "on a tick");
+            assert_eq!(b.state(deadline - Duration::from_micros(1)), State::Open);
+            assert_eq!(b.state(deadline), State::HalfOpen);
+            // Enter half-open a little after the deadline, off the tick.
+            let entry = deadline + Duration::from_micros(offset % 1_000 + 3);
+            let trial = b.try_acquire(entry).unwrap();
+            assert!(trial.transition().is_some());
+            let edge = Instant::from_micros(ceil_tick(entry.as_micros() + 2_500_000));
+            assert_eq!(
+                b.state(edge - Duration::from_micros(1)),
+                State::HalfOpen,
+                "{t0:?} +{offset}"
+            );
+            assert_eq!(b.state(edge), State::Open, "{t0:?} +{offset}");
+            let r = b.try_acquire(edge).unwrap_err();
+            assert_eq!(to(r.transition), Some((State::HalfOpen, State::Open)));
+            drop(trial);
+        }
+    }
+}
