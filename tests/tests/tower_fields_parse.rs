@@ -12,7 +12,7 @@
 //! SHOULD NOT reference a point in time earlier than `t`).
 //!
 //! Over single, keyed and stacked layers, policy names a client must see
-//! escaped or replaced, and a spread of quotas, on paused time.
+//! escaped or percent-encoded, and a spread of quotas, on paused time.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -131,12 +131,12 @@ fn with_key(k: &str) -> Request<()> {
 
 /// Names as written, and as the fields must spell them once parsed: a
 /// Structured Field String holds printable ASCII (quotes and backslashes
-/// escaped); anything else is replaced.
+/// escaped); anything else, and `%`, is percent-encoded.
 const NAMES: [(&str, &str); 4] = [
     ("api", "api"),
     (r#"say "hi" \ bye"#, r#"say "hi" \ bye"#),
-    ("tab\there", "tab_here"),
-    ("über", "_ber"),
+    ("tab\there", "tab%09here"),
+    ("über", "%c3%bcber"),
 ];
 
 fn quotas() -> Vec<Quota> {

@@ -77,20 +77,30 @@ pub(crate) fn quota_qw(quota: &Quota) -> (u64, u64) {
     (to_u64(q).clamp(1, SF_INTEGER_MAX), to_u64(window))
 }
 
-/// A policy name as a Structured Field String: printable ASCII with `"`
-/// and `\` escaped, anything else replaced by `_`. Done once, when a
-/// layer is built.
+/// A policy name as a Structured Field String: printable ASCII as it is,
+/// `"` and `\` escaped, and every other byte (of a control character,
+/// of a non-ASCII character's UTF-8), and `%` itself, percent-encoded in
+/// lower-case hex, as RFC 9651's Display String encodes them: `"über"` is
+/// `"%c3%bcber"`, `"100%"` is `"100%25"`. One to one, so two different
+/// names never share a spelling (a client reading two stacked layers'
+/// members could not tell them apart). Done once, when a layer is built.
 pub(crate) fn sf_string(name: &str) -> Box<str> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(name.len() + 2);
     out.push('"');
-    for c in name.chars() {
-        match c {
-            '"' | '\\' => {
+    for b in name.bytes() {
+        match b {
+            b'"' | b'\\' => {
                 out.push('\\');
-                out.push(c);
+                out.push(char::from(b));
             }
-            ' '..='~' => out.push(c),
-            _ => out.push('_'),
+            b'%' => out.push_str("%25"),
+            b' '..=b'~' => out.push(char::from(b)),
+            _ => {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
         }
     }
     out.push('"');

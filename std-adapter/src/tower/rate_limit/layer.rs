@@ -35,7 +35,10 @@ use crate::TokioClock;
 /// `RateLimit: "name";r=<remaining>;t=<seconds until full>`, with the
 /// legacy `X-RateLimit-*` trio on request
 /// ([`legacy_headers`](Self::legacy_headers)). A `429` says `r=0`, and a
-/// `t` equal to its `Retry-After` (the wait for the next token).
+/// `t` equal to its `Retry-After` (the wait for the next token). The name
+/// is a Structured Field String: `"` and `\` escaped, `%` and every byte
+/// outside printable ASCII percent-encoded (`"über"` is `"%c3%bcber"`), so
+/// two policies with different names never share a member's name.
 ///
 /// Layers stack: both fields are Lists with a member per policy, so each
 /// layer adds its member to those already on the response (a global limit

@@ -1,0 +1,71 @@
+//! Policy names as the `RateLimit-Policy` and `RateLimit` fields spell
+//! them, over real HTTP: two stacked layers whose names differ only
+//! outside printable ASCII must stay two policies a client can tell
+//! apart.
+
+mod tower_common;
+
+use std::sync::Arc;
+
+use axum::routing::get as route;
+use axum::Router;
+use fusebox::bucket::Quota;
+use fusebox::TokenBucket;
+use fusebox_std::tower::RateLimitLayer;
+use tower_common::{get, serve};
+
+fn app() -> Router {
+    Router::new().route("/", route(|| async { "hello" }))
+}
+
+fn layer(name: &str, per_hour: u32) -> RateLimitLayer<fusebox_std::tower::rate_limit::Single> {
+    RateLimitLayer::new(
+        name,
+        Arc::new(TokenBucket::new(Quota::per_hour(per_hour).unwrap())),
+    )
+}
+
+/// Every `_` stood for any byte outside printable ASCII: `"über"` (one
+/// an hour) around `"_ber"` (100 an hour) were both `"_ber"`, and the
+/// client read two contradictory quotas under one name (found by a
+/// hostile review). Non-ASCII bytes, and `%`, are now percent-encoded
+/// (lower-case hex, as RFC 9651's Display String does), so different
+/// names stay different.
+#[tokio::test]
+async fn stacked_policies_whose_names_differ_outside_ascii_stay_distinct() {
+    let addr = serve(app().layer(layer("_ber", 100)).layer(layer("über", 1))).await;
+    let first = get(addr, "/", &[]).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.header("ratelimit-policy"),
+        Some("\"_ber\";q=100;w=3600, \"%c3%bcber\";q=1;w=3600")
+    );
+    let refused = get(addr, "/", &[]).await;
+    assert_eq!(refused.status, 429);
+    // Refused by the outer layer: only its member.
+    assert_eq!(
+        refused.header("ratelimit"),
+        Some("\"%c3%bcber\";r=0;t=3600")
+    );
+    // The JSON body holds the name as it is.
+    assert_eq!(refused.json()["policy"], "über");
+}
+
+/// `%` itself is encoded, so a name that looks like an encoding is not
+/// taken for the name it encodes; control characters are encoded too.
+#[tokio::test]
+async fn a_percent_or_a_control_character_is_encoded() {
+    let addr = serve(
+        app()
+            .layer(layer("a%c3%bc", 100))
+            .layer(layer("aü", 100))
+            .layer(layer("t\tab", 100)),
+    )
+    .await;
+    let reply = get(addr, "/", &[]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("ratelimit-policy"),
+        Some("\"a%25c3%25bc\";q=100;w=3600, \"a%c3%bc\";q=100;w=3600, \"t%09ab\";q=100;w=3600")
+    );
+}
