@@ -128,9 +128,9 @@ impl HttpOptions {
     }
 
     /// Options from the process environment: the token from [`TOKEN_VAR`]
-    /// (unset or empty: none; surrounding whitespace, such as the newline
-    /// a secret file ends with, is not part of it), admin actions from
-    /// [`ADMIN_VAR`].
+    /// (unset: none; surrounding whitespace, such as the newline a secret
+    /// file ends with, is not part of it; set to nothing, or to whitespace
+    /// alone, an error), admin actions from [`ADMIN_VAR`].
     ///
     /// # Errors
     ///
@@ -177,11 +177,18 @@ impl HttpOptions {
     /// ```
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, HttpConfigError> {
         let mut builder = Self::builder();
-        if let Some(token) = var(TOKEN_VAR).filter(|t| !t.is_empty()) {
+        if let Some(token) = var(TOKEN_VAR) {
             // A secret read from a file often ends in a newline: surrounding
-            // whitespace is not part of it. A value of whitespace alone
-            // stays an error (too short), never "no token".
-            builder = builder.bearer_token(token.trim_ascii());
+            // whitespace is not part of it. A value that is empty, or
+            // whitespace alone, is an error, never "no token": a secret
+            // that did not render must not leave the endpoints open.
+            let token = token.trim_ascii();
+            if token.is_empty() {
+                return Err(HttpConfigError::InvalidToken {
+                    reason: "set but empty (unset the variable for no token)",
+                });
+            }
+            builder = builder.bearer_token(token);
         }
         let admin = match var(ADMIN_VAR).as_deref().map(str::trim) {
             None | Some("" | "false" | "0") => false,
@@ -393,8 +400,34 @@ mod tests {
 
     #[test]
     fn environment_refuses_admin_without_token() {
-        let err = HttpOptions::from_vars(vars(&[(TOKEN_VAR, ""), (ADMIN_VAR, "true")]));
+        let err = HttpOptions::from_vars(vars(&[(ADMIN_VAR, "true")]));
         assert_eq!(err.unwrap_err(), HttpConfigError::AdminWithoutToken);
+    }
+
+    /// A token variable set to nothing (`FUSEBOX_HTTP_TOKEN=` in a
+    /// manifest whose secret did not render, `$(cat secret)` of an empty
+    /// file or of one holding a newline alone, which the shell strips
+    /// to nothing) was read as "no token": the detailed endpoints served
+    /// anyone, with one `info` line, while the same file read with its
+    /// newline was refused (found by a hostile review). Set but empty is
+    /// an error now, as whitespace alone was; only an unset variable
+    /// means no token.
+    #[test]
+    fn environment_refuses_a_token_set_to_nothing() {
+        let empty: [&'static [(&str, &str)]; 3] = [
+            &[(TOKEN_VAR, "")],
+            &[(TOKEN_VAR, ""), (ADMIN_VAR, "false")],
+            &[(TOKEN_VAR, ""), (ADMIN_VAR, "true")],
+        ];
+        for vars_set in empty {
+            let err = HttpOptions::from_vars(vars(vars_set)).unwrap_err();
+            assert!(
+                matches!(err, HttpConfigError::InvalidToken { .. }),
+                "{vars_set:?}: {err:?}"
+            );
+            assert!(err.to_string().contains("empty"), "{err}");
+        }
+        assert!(!HttpOptions::from_vars(vars(&[])).unwrap().token_required());
     }
 
     #[test]
