@@ -39,6 +39,12 @@ pin_project! {
     /// `Metrics::abandoned`), and a half-open trial frees its slot without
     /// deciding, so a cancelled probe never keeps the breaker half-open.
     ///
+    /// A panic of the inner future (a handler's bug) unwinds through this
+    /// one and drops it: its permit is abandoned as well, so panics alone
+    /// never open the breaker. For a panic to count as a failure, catch it
+    /// inside the breaker (tower-http's `CatchPanicLayer` answers it with a
+    /// `500`, which the default classifier counts).
+    ///
     /// # Panics
     ///
     /// Polling it again after it returned `Ready` panics.
