@@ -137,7 +137,9 @@ impl<B: Default> BreakerResponder<B> for GrpcBreakerResponse {
 ///   [`Refusal::FailClosed`] (Redis unreachable, with the wait until its
 ///   next probe): `UNAVAILABLE` (14).
 ///
-/// The layer adds its `RateLimit` fields to these answers as to any.
+/// The policy's name in `grpc-message` is [redacted](crate::redact), as
+/// in the logs. The layer adds its `RateLimit` fields to these answers as
+/// to any.
 ///
 /// # Examples
 ///
@@ -155,7 +157,7 @@ pub struct GrpcRateLimitResponse;
 
 impl<B: Default> RateLimitResponder<B> for GrpcRateLimitResponse {
     fn respond(&self, rejection: &RateLimitRejection) -> Response<B> {
-        let policy = &*rejection.name;
+        let policy = redact(&rejection.name);
         match rejection.refusal {
             Refusal::Limited { retry_after } => trailers_only(
                 RESOURCE_EXHAUSTED,

@@ -271,10 +271,11 @@ pub(crate) struct PolicyFields {
 }
 
 impl PolicyFields {
-    /// The fields of the policy called `name`.
+    /// The fields of the policy called `name`, [redacted](crate::redact)
+    /// (every client reads them, refused or not).
     pub(crate) fn new(name: &str) -> Self {
         Self {
-            sf_name: sf_string(name),
+            sf_name: sf_string(&crate::redact::redact(name)),
             policy: OnceLock::new(),
             full: OnceLock::new(),
         }

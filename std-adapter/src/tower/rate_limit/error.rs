@@ -8,6 +8,7 @@ use std::sync::Arc;
 use fusebox::Duration;
 use http::{Response, StatusCode};
 
+use crate::redact::redact;
 use crate::tower::headers;
 
 /// Why a key function could not make a key of a request.
@@ -227,6 +228,9 @@ where
 ///   `Retry-After` rounded up (the limiter's next probe of Redis),
 ///   `{"error":"limiter_unavailable","policy":"api","retry_after":1}`.
 ///
+/// The policy's name is [redacted](crate::redact), as in the logs: every
+/// refused client reads it.
+///
 /// # Examples
 ///
 /// ```
@@ -244,7 +248,7 @@ pub struct JsonRateLimitResponse;
 
 impl<B: From<String>> RateLimitResponder<B> for JsonRateLimitResponse {
     fn respond(&self, rejection: &RateLimitRejection) -> Response<B> {
-        let policy = &*rejection.name;
+        let policy = redact(&rejection.name);
         match rejection.refusal {
             Refusal::Limited { retry_after } => {
                 let body = serde_json::json!({

@@ -38,7 +38,10 @@ use crate::TokioClock;
 /// `t` equal to its `Retry-After` (the wait for the next token). The name
 /// is a Structured Field String: `"` and `\` escaped, `%` and every byte
 /// outside printable ASCII percent-encoded (`"über"` is `"%c3%bcber"`), so
-/// two policies with different names never share a member's name.
+/// two policies with different names never share a member's name. It is
+/// [redacted](crate::redact) first, as in the logs and the default
+/// responses (every client reads it): names that differ only in what the
+/// redaction masks do share one.
 ///
 /// Layers stack: both fields are Lists with a member per policy, so each
 /// layer adds its member to those already on the response (a global limit
