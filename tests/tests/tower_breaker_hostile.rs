@@ -62,7 +62,7 @@ async fn a_crowd_into_a_half_open_breaker_gets_exactly_its_trials() {
     let (entered, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Semaphore::new(0)));
     let addr = serve(app(&entered, &gate).layer(layer)).await;
     assert_eq!(get(addr, "/fail", &[]).await.status, 500);
-    assert_eq!(core.state(clock.now()), State::Open);
+    assert_eq!(core.metrics().trips, 1);
     eventually("half-open", || core.state(clock.now()) == State::HalfOpen).await;
     let crowd: Vec<_> = (0..40)
         .map(|_| tokio::spawn(async move { get(addr, "/slow", &[]).await.status }))
@@ -136,5 +136,42 @@ async fn a_panicking_handler_abandons_its_permit_and_frees_its_trial() {
     eventually("the trial is abandoned", || core.metrics().abandoned == 4).await;
     assert_eq!(core.state(clock.now()), State::HalfOpen);
     assert_eq!(get(addr, "/ok", &[]).await.status, 200);
+    assert_eq!(core.state(clock.now()), State::Closed);
+}
+
+/// The same crowd with a `ConcurrencyLimit` of 1 inside the breaker (the
+/// inner service not ready while one request is in): the waiting callers
+/// take their trials while they wait for readiness, and still no more
+/// than 3 are let through; the 37 others are refused at once, without
+/// waiting for the inner service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trials_taken_while_the_inner_service_is_not_ready_are_still_3() {
+    let core = breaker(50, 3);
+    let layer = CircuitBreakerLayer::new("trials", Arc::clone(&core));
+    let clock = layer.clock();
+    let (entered, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Semaphore::new(0)));
+    let router = app(&entered, &gate)
+        .layer(tower::limit::ConcurrencyLimitLayer::new(1))
+        .layer(layer);
+    let addr = serve(router).await;
+    assert_eq!(get(addr, "/fail", &[]).await.status, 500);
+    eventually("half-open", || core.state(clock.now()) == State::HalfOpen).await;
+    let crowd: Vec<_> = (0..40)
+        .map(|_| tokio::spawn(async move { get(addr, "/slow", &[]).await.status }))
+        .collect();
+    // One trial in the handler, two waiting for the inner service, 37
+    // refused while they wait.
+    eventually("1 in, 37 refused", || {
+        entered.load(Ordering::SeqCst) == 1 && core.metrics().rejected == 37
+    })
+    .await;
+    gate.add_permits(40);
+    let mut statuses = Vec::new();
+    for client in crowd {
+        statuses.push(client.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 3);
+    assert_eq!(statuses.iter().filter(|&&s| s == 503).count(), 37);
+    assert_eq!(entered.load(Ordering::SeqCst), 3);
     assert_eq!(core.state(clock.now()), State::Closed);
 }
