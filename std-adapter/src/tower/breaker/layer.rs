@@ -51,6 +51,18 @@ use crate::TokioClock;
 /// hung response future (the trial is abandoned, without deciding: see
 /// [`ResponseFuture`](super::ResponseFuture)'s cancellation).
 ///
+/// In front of a server's handlers, a *client* can hang a trial too: the
+/// permit is taken when the request's head arrives, and the handler reads
+/// the request's body within the call, at the client's pace. A client
+/// that trickles its upload holds the trial (every other request refused)
+/// for as long as it trickles, and makes its call as slow as it likes (a
+/// [`slow_call`](fusebox::breaker::ConfigBuilder::slow_call) rule counts it: a
+/// slow trial is a failed one, a window of slow calls opens the breaker).
+/// Facing clients you do not trust, read the request's body before the
+/// breaker (a layer outside it that collects the body under a timeout),
+/// or bound the call with a timeout layer inside it and the half-open
+/// time with `max_half_open`.
+///
 /// ```
 /// use std::future::Future;
 /// use std::pin::Pin;
