@@ -113,3 +113,54 @@ async fn a_call_after_a_bypassed_readiness_is_rejected_even_if_the_breaker_close
     let ready = std::future::poll_fn(|cx| Poll::Ready(service.poll_ready(cx))).await;
     assert!(ready.is_pending());
 }
+
+/// An inner service not ready at its first poll, failing its readiness at
+/// the second, ready after that; its calls answer 200.
+#[derive(Clone, Default)]
+struct PendingThenFails {
+    polls: Arc<AtomicUsize>,
+}
+
+impl Service<Request<()>> for PendingThenFails {
+    type Response = Response<String>;
+    type Error = &'static str;
+    type Future = std::future::Ready<Result<Response<String>, &'static str>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self.polls.fetch_add(1, Ordering::SeqCst) {
+            0 => Poll::Pending,
+            1 => Poll::Ready(Err("the inner service broke")),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, _: Request<()>) -> Self::Future {
+        std::future::ready(Ok(Response::new(String::new())))
+    }
+}
+
+/// Half-open, a caller whose inner service was not ready took the one
+/// trial while it waited; the inner readiness then failed, so no call
+/// comes: the trial is given back (abandoned), and the next caller takes
+/// it and closes the breaker. Probed by a hostile review: held.
+#[tokio::test(start_paused = true)]
+async fn a_trial_held_for_a_readiness_that_fails_is_given_back() {
+    let breaker = core();
+    let layer = CircuitBreakerLayer::new("db", Arc::clone(&breaker));
+    let clock = layer.clock();
+    let mut waiting = layer.layer(PendingThenFails::default());
+    let mut next = waiting.clone();
+    breaker.trip(clock.now());
+    tokio::time::advance(std::time::Duration::from_secs(31)).await;
+    assert_eq!(breaker.state(clock.now()), State::HalfOpen);
+    let first = std::future::poll_fn(|cx| Poll::Ready(waiting.poll_ready(cx))).await;
+    assert!(first.is_pending(), "waits, its trial held");
+    let second = std::future::poll_fn(|cx| Poll::Ready(waiting.poll_ready(cx))).await;
+    assert_eq!(second, Poll::Ready(Err("the inner service broke")));
+    assert_eq!(breaker.metrics().abandoned, 1, "the trial given back");
+    drop(waiting);
+    let answer = send(&mut next, get("/200")).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(breaker.state(clock.now()), State::Closed);
+    assert_eq!(breaker.metrics().rejected, 0);
+}
