@@ -113,6 +113,21 @@ async fn instance_of(url: &str, name: &str, core: Arc<CircuitBreaker>) -> FleetB
         .expect("fleet breaker")
 }
 
+/// Writes by hand (the documented redis-cli way) a closed decision of
+/// `b`'s breaker `ahead` versions past the one stored, which is closed.
+async fn close_by_hand(url: &str, b: &FleetBreaker, ahead: u64) {
+    let mut conn = raw(url).await;
+    let stored = get(&mut conn, b.decision_key()).await.unwrap();
+    assert!(stored.ends_with(":c:0:0"), "{stored}");
+    let version: u64 = stored.split(':').nth(1).unwrap().parse().unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(b.decision_key())
+        .arg(format!("fb1:{}:c:0:0", version + ahead))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
 async fn get(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<String> {
     redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
 }
@@ -658,16 +673,7 @@ async fn redis_breaker_quorum_an_operators_close_after_a_lone_trip_ends_it() {
     trip(&a).await;
     a.sync().await.unwrap();
     assert_eq!(a.state(), State::Open);
-    let mut conn = raw(&url).await;
-    let stored = get(&mut conn, a.decision_key()).await.unwrap();
-    let version: u64 = stored.split(':').nth(1).unwrap().parse().unwrap();
-    assert!(stored.ends_with(":c:0:0"), "{stored}");
-    let _: () = redis::cmd("SET")
-        .arg(a.decision_key())
-        .arg(format!("fb1:{}:c:0:0", version + 1))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    close_by_hand(&url, &a, 1).await;
     a.sync().await.unwrap();
     assert_eq!(
         a.state(),
@@ -762,15 +768,7 @@ async fn redis_breaker_quorum_two_closes_before_a_sync_end_a_lone_trip() {
     trip(&a).await;
     a.sync().await.unwrap();
     assert_eq!(a.state(), State::Open);
-    let mut conn = raw(&url).await;
-    let stored = get(&mut conn, a.decision_key()).await.unwrap();
-    let version: u64 = stored.split(':').nth(1).unwrap().parse().unwrap();
-    let _: () = redis::cmd("SET")
-        .arg(a.decision_key())
-        .arg(format!("fb1:{}:c:0:0", version + 2))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    close_by_hand(&url, &a, 2).await;
     a.sync().await.unwrap();
     assert_eq!(a.state(), State::Closed, "a newer close by hand");
     assert_eq!(b.state(), State::Closed);
