@@ -11,7 +11,7 @@
 //! | `fusebox_limiter_rate_tokens_per_second` | gauge | `name` |
 //! | `fusebox_keyed_limiter_{allowed,limited,evictions,table_full}_total` | counter | `name` |
 //! | `fusebox_keyed_limiter_keys` | gauge | `name` |
-//! | `fusebox_keyed_limiter_bad_keys_total` (feature `tower`) | counter | `name`, `reason` (`missing`, `not_utf8`, `too_long`, `invalid`) |
+//! | `fusebox_keyed_limiter_bad_keys_total` (feature `tower`) | counter | `name`, `reason` (`missing`, `not_utf8`, `too_long`, `invalid`, `ambiguous`) |
 //! | `fusebox_cache_{hits,misses,inserts,evictions,expirations,contended}_total` | counter | `name` |
 //! | `fusebox_operation_{calls,errors}_total` | counter | `tracker`, `operation` |
 //! | `fusebox_operation_duration_seconds` | histogram (sampled runs) | `tracker`, `operation`, `le` |

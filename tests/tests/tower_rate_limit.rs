@@ -175,12 +175,19 @@ async fn bad_keys_get_400_and_are_never_stored() {
     let huge = vec![b'k'; 16 * 1024];
     // An empty value (or one of spaces, which hyper strips) is no key
     // either: it was a bucket of its own.
-    let cases: [(&[Header], &str); 5] = [
+    // The key's header on two lines: which one an API-key check before
+    // this layer read is not known, and a client adding a line would
+    // choose its bucket (it was keyed on the first line).
+    let cases: [(&[Header], &str); 6] = [
         (&[], "missing"),
         (&[("x-api-key", b"")], "missing"),
         (&[("x-api-key", b"   ")], "missing"),
         (&[("x-api-key", b"caf\xe9-\xff")], "not_utf8"),
         (&[("x-api-key", &huge)], "too_long"),
+        (
+            &[("x-api-key", b"mine"), ("X-Api-Key", b"fresh-1")],
+            "ambiguous",
+        ),
     ];
     for (headers, reason) in cases {
         let reply = get(addr, "/", headers).await;
@@ -199,7 +206,8 @@ async fn bad_keys_get_400_and_are_never_stored() {
             ("missing", 3),
             ("not_utf8", 1),
             ("too_long", 1),
-            ("invalid", 0)
+            ("invalid", 0),
+            ("ambiguous", 1)
         ]
     );
 }
@@ -226,6 +234,13 @@ async fn bad_keys_can_share_a_default_key() {
         get(addr, "/", &[("x-api-key", &[b'k'; 4096])]).await.status,
         429
     );
+    // So is a key sent on two lines.
+    assert_eq!(
+        get(addr, "/", &[("x-api-key", b"eve"), ("x-api-key", b"new")])
+            .await
+            .status,
+        429
+    );
     // An empty key is the default one, not a fresh bucket.
     for empty in [&b""[..], b" \t "] {
         assert_eq!(get(addr, "/", &[("x-api-key", empty)]).await.status, 429);
@@ -241,7 +256,8 @@ async fn bad_keys_can_share_a_default_key() {
             ("missing", 3),
             ("not_utf8", 1),
             ("too_long", 1),
-            ("invalid", 0)
+            ("invalid", 0),
+            ("ambiguous", 1)
         ]
     );
 }
@@ -301,7 +317,8 @@ async fn a_registry_keyed_limiter_counts_bad_keys_in_health_and_prometheus() {
             ("missing", 2),
             ("not_utf8", 1),
             ("too_long", 1),
-            ("invalid", 0)
+            ("invalid", 0),
+            ("ambiguous", 0)
         ]
     );
     let text = registry.to_prometheus();
@@ -310,6 +327,7 @@ async fn a_registry_keyed_limiter_counts_bad_keys_in_health_and_prometheus() {
         ("not_utf8", 1),
         ("too_long", 1),
         ("invalid", 0),
+        ("ambiguous", 0),
     ] {
         let line = format!(
             "fusebox_keyed_limiter_bad_keys_total{{name=\"per_key\",reason=\"{reason}\"}} {n}\n"

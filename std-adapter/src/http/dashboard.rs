@@ -35,7 +35,7 @@ pub(super) const PAGE: &str = include_str!("dashboard.html");
 /// same origin. A test recomputes both hashes from [`PAGE`]: editing the
 /// page means updating them (the test prints the new values).
 const CSP: &str = "default-src 'none'; \
-script-src 'sha256-OwpHpY51F9W0gHoO5CW31E+Tfm4YCvB7PLcy3r3UbRo='; \
+script-src 'sha256-LDl6SnHvHZxsjS5M8icbNXs/x0AyF4PrCc3zo24rCIc='; \
 style-src 'sha256-Nju9eLvEsPCHKgi0ZscEP79PFYXrOuGBJaV5w0GfyZY='; \
 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 

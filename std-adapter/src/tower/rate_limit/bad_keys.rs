@@ -43,6 +43,8 @@ pub struct BadKeys {
     pub too_long: u64,
     /// [`KeyError::Invalid`]: the value does not parse as the key type.
     pub invalid: u64,
+    /// [`KeyError::Ambiguous`]: the key's header on more than one line.
+    pub ambiguous: u64,
 }
 
 impl BadKeys {
@@ -56,6 +58,7 @@ impl BadKeys {
             .saturating_add(self.not_utf8)
             .saturating_add(self.too_long)
             .saturating_add(self.invalid)
+            .saturating_add(self.ambiguous)
     }
 
     /// Each count with its reason, as [`KeyError::code`] names it.
@@ -66,21 +69,22 @@ impl BadKeys {
     ///     .iter()
     ///     .map(|(reason, _)| *reason)
     ///     .collect();
-    /// assert_eq!(reasons, ["missing", "not_utf8", "too_long", "invalid"]);
+    /// assert_eq!(reasons, ["missing", "not_utf8", "too_long", "invalid", "ambiguous"]);
     /// ```
-    pub fn by_reason(&self) -> [(&'static str, u64); 4] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 5] {
         [
             ("missing", self.missing),
             ("not_utf8", self.not_utf8),
             ("too_long", self.too_long),
             ("invalid", self.invalid),
+            ("ambiguous", self.ambiguous),
         ]
     }
 }
 
 /// The shared counters behind [`BadKeys`].
 #[derive(Debug, Default)]
-pub(crate) struct BadKeyCounter([AtomicU64; 4]);
+pub(crate) struct BadKeyCounter([AtomicU64; 5]);
 
 impl BadKeyCounter {
     /// Counts one request `error` left without a key.
@@ -90,19 +94,21 @@ impl BadKeyCounter {
             KeyError::NotUtf8 => 1,
             KeyError::TooLong { .. } => 2,
             KeyError::Invalid => 3,
+            KeyError::Ambiguous => 4,
         };
         self.0[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counts now.
     pub(crate) fn read(&self) -> BadKeys {
-        let [missing, not_utf8, too_long, invalid] =
+        let [missing, not_utf8, too_long, invalid, ambiguous] =
             std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed));
         BadKeys {
             missing,
             not_utf8,
             too_long,
             invalid,
+            ambiguous,
         }
     }
 }
@@ -121,6 +127,7 @@ mod tests {
         counter.count(&KeyError::Invalid);
         counter.count(&KeyError::Invalid);
         counter.count(&KeyError::Invalid);
+        counter.count(&KeyError::Ambiguous);
         let read = counter.read();
         assert_eq!(
             read.by_reason(),
@@ -128,16 +135,18 @@ mod tests {
                 ("missing", 1),
                 ("not_utf8", 2),
                 ("too_long", 1),
-                ("invalid", 3)
+                ("invalid", 3),
+                ("ambiguous", 1)
             ]
         );
-        assert_eq!(read.total(), 7);
+        assert_eq!(read.total(), 8);
         for (reason, _) in read.by_reason() {
             let error = match reason {
                 "missing" => KeyError::Missing,
                 "not_utf8" => KeyError::NotUtf8,
                 "too_long" => KeyError::TooLong { len: 1, max: 0 },
-                _ => KeyError::Invalid,
+                "invalid" => KeyError::Invalid,
+                _ => KeyError::Ambiguous,
             };
             assert_eq!(error.code(), reason, "the reasons are the errors' codes");
         }

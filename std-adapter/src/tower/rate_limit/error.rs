@@ -37,6 +37,11 @@ pub enum KeyError {
     },
     /// The value does not parse as the key type (an IP address, say).
     Invalid,
+    /// The request carries the key's header more than once: which line a
+    /// layer before this one (the one that checked the API key, say) read
+    /// is not known, and a client free to add a line would choose its
+    /// bucket. A field that is not a list has one line (RFC 9110 § 5.3).
+    Ambiguous,
 }
 
 impl fmt::Display for KeyError {
@@ -46,6 +51,7 @@ impl fmt::Display for KeyError {
             Self::NotUtf8 => f.write_str("key is not UTF-8"),
             Self::TooLong { len, max } => write!(f, "key of {len} bytes, more than {max}"),
             Self::Invalid => f.write_str("key does not parse"),
+            Self::Ambiguous => f.write_str("key header sent more than once"),
         }
     }
 }
@@ -54,7 +60,7 @@ impl std::error::Error for KeyError {}
 
 impl KeyError {
     /// A short machine-readable code: `missing`, `not_utf8`, `too_long`,
-    /// `invalid` (the default response's `reason`).
+    /// `invalid`, `ambiguous` (the default response's `reason`).
     ///
     /// ```
     /// use fusebox_std::tower::rate_limit::KeyError;
@@ -67,6 +73,7 @@ impl KeyError {
             Self::NotUtf8 => "not_utf8",
             Self::TooLong { .. } => "too_long",
             Self::Invalid => "invalid",
+            Self::Ambiguous => "ambiguous",
         }
     }
 }

@@ -53,7 +53,11 @@ pub const MAX_FORWARDED_LEN: usize = 1024;
 /// [default key](super::BadKey::Default) that a request without a key is
 /// charged to), [`KeyError::NotUtf8`] if its value is not UTF-8, and
 /// [`KeyError::TooLong`] past `max_len` (checked before anything is
-/// copied). With several values the first one is the key.
+/// copied), and [`KeyError::Ambiguous`] if the request carries the header
+/// on more than one line: which one a layer before this one checked (an
+/// API key's) is not known, and a client that could add a line would
+/// choose its bucket with it. (One line listing several values, `a, b`,
+/// is one key.)
 ///
 /// The value is the client's to write: each distinct one is a bucket of
 /// its own, with a whole burst. A client that may send any value (an API
@@ -355,10 +359,15 @@ pub fn network(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The first value of header `name`, checked for length, then UTF-8,
-/// without surrounding spaces and tabs; an empty one is missing.
+/// The one value of header `name` (on more than one line: ambiguous),
+/// checked for length, then UTF-8, without surrounding spaces and tabs;
+/// an empty one is missing.
 fn bounded(head: &Parts, name: impl AsHeaderName, max_len: usize) -> Result<&str, KeyError> {
-    let value = head.headers.get(name).ok_or(KeyError::Missing)?;
+    let mut lines = head.headers.get_all(name).into_iter();
+    let value = lines.next().ok_or(KeyError::Missing)?;
+    if lines.next().is_some() {
+        return Err(KeyError::Ambiguous);
+    }
     let len = value.as_bytes().len();
     if len > max_len {
         return Err(KeyError::TooLong { len, max: max_len });
@@ -511,6 +520,23 @@ mod tests {
             HeaderValue::from_bytes(value).unwrap(),
         );
         head
+    }
+
+    /// The key's header on two lines is ambiguous, whatever the lines;
+    /// one line listing two values is one key.
+    #[test]
+    fn a_key_header_on_two_lines_is_ambiguous() {
+        let api_key = header("x-api-key", 16);
+        for second in [&b"other"[..], b"same", b""] {
+            let mut head = head("x-api-key", b"same");
+            head.headers.append(
+                HeaderName::from_static("x-api-key"),
+                HeaderValue::from_bytes(second).unwrap(),
+            );
+            assert_eq!(api_key(&head), Err(KeyError::Ambiguous), "{second:?}");
+        }
+        assert_eq!(api_key(&head("x-api-key", b"a, b")), Ok("a, b".to_owned()));
+        assert_eq!(KeyError::Ambiguous.code(), "ambiguous");
     }
 
     #[test]
