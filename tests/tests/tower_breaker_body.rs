@@ -10,7 +10,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::routing::get as route;
 use axum::Router;
-use fusebox::breaker::{CircuitBreaker, Config, Metrics};
+use fusebox::breaker::{CircuitBreaker, Config, Metrics, State};
+use fusebox::Clock;
 use fusebox_std::tower::CircuitBreakerLayer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_common::frames::{FrameBody, Step};
@@ -20,6 +21,17 @@ fn breaker() -> Arc<CircuitBreaker> {
     let config = Config::builder()
         .consecutive_failures(1)
         .open_for(fusebox::Duration::from_secs(60))
+        .build()
+        .expect("valid config");
+    Arc::new(CircuitBreaker::new(config))
+}
+
+/// Opens after one failure for 50 ms, then lets one trial through.
+fn quick_breaker() -> Arc<CircuitBreaker> {
+    let config = Config::builder()
+        .consecutive_failures(1)
+        .open_for(fusebox::Duration::from_millis(50))
+        .half_open_permits(1)
         .build()
         .expect("valid config");
     Arc::new(CircuitBreaker::new(config))
@@ -159,4 +171,83 @@ async fn a_body_of_the_length_its_header_declares_counts_when_whole() {
     let reply = get(addr, "/file", &[]).await;
     assert_eq!((reply.status, reply.body.as_str()), (200, "abcd"));
     assert_eq!(counts(breaker.metrics()), (1, 0, 0));
+}
+
+/// A half-open trial is decided when its body ends, not when its head
+/// arrives: a body failing mid-stream reopens the breaker, as often as it
+/// is tried; a whole body closes it.
+#[tokio::test]
+async fn a_half_open_trial_is_decided_when_its_body_ends() {
+    let breaker = quick_breaker();
+    let layer = CircuitBreakerLayer::new("proxy", Arc::clone(&breaker));
+    let clock = layer.clock();
+    let addr = serve(app().layer(layer.record_at_end_of_body())).await;
+    let cut = fetch(addr, "/reset").await;
+    assert!(!cut.ends_with("0\r\n\r\n"), "cut short: {cut:?}");
+    assert_eq!(breaker.metrics().trips, 1);
+    for round in 1..=2 {
+        tower_common::eventually("half-open", || {
+            breaker.state(clock.now()) == State::HalfOpen
+        })
+        .await;
+        let cut = fetch(addr, "/reset").await;
+        assert!(!cut.ends_with("0\r\n\r\n"), "the trial, cut short: {cut:?}");
+        assert_eq!(
+            (breaker.metrics().trips, counts(breaker.metrics())),
+            (1 + round, (0, 1 + round, 0)),
+            "round {round}: the failed trial reopens it"
+        );
+    }
+    tower_common::eventually("half-open", || {
+        breaker.state(clock.now()) == State::HalfOpen
+    })
+    .await;
+    assert_eq!(
+        get(addr, "/ok", &[]).await.body,
+        "1\r\na\r\n1\r\nb\r\n0\r\n\r\n"
+    );
+    assert_eq!(breaker.state(clock.now()), State::Closed);
+    assert_eq!(counts(breaker.metrics()), (1, 3, 0));
+}
+
+/// A trial holds its slot while its body streams (every other request
+/// refused); its client hanging up abandons it, which frees the slot
+/// without deciding: the next trial decides.
+#[tokio::test]
+async fn a_trial_whose_client_hangs_up_mid_stream_frees_its_slot() {
+    let breaker = quick_breaker();
+    let layer = CircuitBreakerLayer::new("stream", Arc::clone(&breaker));
+    let clock = layer.clock();
+    let addr = serve(app().layer(layer.record_at_end_of_body())).await;
+    fetch(addr, "/reset").await;
+    assert_eq!(breaker.metrics().trips, 1);
+    tower_common::eventually("half-open", || {
+        breaker.state(clock.now()) == State::HalfOpen
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&tower_common::request("/hang", &[]))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("first") {
+        let mut chunk = [0; 512];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert_ne!(n, 0, "the server closed early");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(get(addr, "/ok", &[]).await.status, 503, "the trial streams");
+    assert_eq!(breaker.state(clock.now()), State::HalfOpen);
+    assert_eq!(counts(breaker.metrics()), (0, 1, 0));
+    drop(stream);
+    tower_common::eventually("the trial is abandoned", || {
+        breaker.metrics().abandoned == 1
+    })
+    .await;
+    assert_eq!(breaker.state(clock.now()), State::HalfOpen);
+    assert_eq!(get(addr, "/ok", &[]).await.status, 200);
+    assert_eq!(breaker.state(clock.now()), State::Closed);
+    assert_eq!(counts(breaker.metrics()), (1, 1, 1));
+    assert_eq!(breaker.metrics().rejected, 1);
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use fusebox::breaker::{CircuitBreaker, Config, Metrics, State};
 use fusebox::bucket::Quota;
-use fusebox::TokenBucket;
+use fusebox::{Clock, TokenBucket};
 use fusebox_std::policy::Classify;
 use fusebox_std::tower::breaker::{GrpcBreakerResponse, GrpcClassifier};
 use fusebox_std::tower::rate_limit::GrpcRateLimitResponse;
@@ -283,6 +283,53 @@ async fn recording_at_the_end_of_the_body_reads_a_streams_trailers() {
         ["14"],
         "refused while open"
     );
+}
+
+/// A half-open trial through a layer recording at the end of the body is
+/// decided by its stream's trailers, not by its head (an HTTP 200 without
+/// a status, whatever the stream then says): a stream that keeps failing
+/// reopens the breaker at each trial, and one that ends `OK` closes it.
+#[tokio::test]
+async fn a_half_open_trial_is_decided_by_its_streams_trailers() {
+    let breaker = Arc::new(CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(3)
+            .open_for(fusebox::Duration::from_millis(50))
+            .half_open_permits(1)
+            .build()
+            .expect("valid config"),
+    ));
+    let layer = CircuitBreakerLayer::new("grpc", Arc::clone(&breaker))
+        .classifier(GrpcClassifier::new())
+        .responder(GrpcBreakerResponse);
+    let clock = layer.clock();
+    let stack = ServiceBuilder::new()
+        .map_response(|r: http::Response<_>| r.map(Body::new))
+        .layer(layer.record_at_end_of_body())
+        .service(methods());
+    let addr = serve_grpc(BoxCloneSyncService::new(stack)).await;
+    assert_eq!(call(addr, "StreamFails", 3).await, ["14"; 3]);
+    assert_eq!(breaker.metrics().trips, 1);
+    for round in 1..=3 {
+        tower_common::eventually("half-open", || {
+            breaker.state(clock.now()) == State::HalfOpen
+        })
+        .await;
+        assert_eq!(call(addr, "StreamFails", 1).await, ["14"], "the trial");
+        let m = breaker.metrics();
+        assert_eq!(
+            (m.trips, m.failures, m.successes),
+            (1 + round, 3 + round, 0),
+            "round {round}: the failed trial reopens it"
+        );
+    }
+    tower_common::eventually("half-open", || {
+        breaker.state(clock.now()) == State::HalfOpen
+    })
+    .await;
+    assert_eq!(call(addr, "StreamOk", 1).await, ["0"]);
+    assert_eq!(breaker.state(clock.now()), State::Closed);
+    assert_eq!(counts(&breaker.metrics()), (1, 6, 0, 0));
 }
 
 #[tokio::test]

@@ -25,10 +25,15 @@ pin_project! {
     /// Dropping the body before its end (a client that hangs up mid-stream)
     /// *abandons* the permit, as dropping a response future does. A
     /// refused request's body, and the body of a response whose head
-    /// already decided (a `5xx`, a `grpc-status` in the head, a half-open
-    /// trial, an answer
+    /// already decided (a `5xx`, a `grpc-status` in the head, an answer
     /// that has no body: to a `HEAD` request, a `1xx`, `204` or `304`, a
     /// `2xx` to `CONNECT`), hold none.
+    ///
+    /// A half-open trial's body holds its trial permit the same way: the
+    /// trial is decided when the body ends (a failure reopens the breaker,
+    /// a success closes it), and its slot stays taken until then (the
+    /// breaker's `max_half_open`, if it has one, bounds that); dropped
+    /// before its end, it frees the slot without deciding.
     ///
     /// Over HTTP/1.x, a body of declared length (its exact
     /// [`size_hint`](Body::size_hint), else the response's

@@ -7,9 +7,9 @@
 //! status in trailers (a streaming call that fails) is then not counted.
 //! In this mode the response's head is classified as before; a head that
 //! counts as a success hands the permit to the body ([`RecordedBody`]),
-//! which records it when it ends, but for a half-open trial (decided at
-//! its head, so that a client that stops reading cannot hold the breaker
-//! half-open).
+//! which records it when it ends. A half-open trial's too: its head says
+//! nothing of how a stream ends, so the trial is decided by the end of
+//! its body (`max_half_open` bounds a body that never ends).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -281,7 +281,8 @@ pin_project! {
     /// ignored answer, or an answer without a body: to a `HEAD` request,
     /// a `1xx`, `204` or `304`, a `2xx` to `CONNECT`; or one its head
     /// decides, [`ClassifyEnd::decided_at_head`]) is recorded then, a
-    /// success hands the permit to the response's [`RecordedBody`].
+    /// success hands the permit to the response's [`RecordedBody`] (a
+    /// half-open trial's too: it is decided when the body ends).
     /// Dropping it before it completes abandons the permit, as
     /// [`ResponseFuture`](super::ResponseFuture) does.
     ///
@@ -349,7 +350,6 @@ where
         match (result, this.permit.take()) {
             (Ok(response), Some(permit))
                 if head == Outcome::Success
-                    && !permit.is_trial()
                     && !this.exchange.bodyless(response.status())
                     && !permit
                         .breaker()

@@ -1,7 +1,7 @@
 //! Recording at the end of the body, on paused tokio time: a response
 //! counts when its body ends (or fails, or is dropped), its trailers are
 //! classified, its head still decides a failure at once, and a half-open
-//! trial is held until the answer is whole.
+//! trial is decided when its body ends.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -256,11 +256,56 @@ async fn grpc_trailers_decide_a_streaming_call() {
     }
 }
 
+/// Trips `breaker` (one failure opens it) and waits out its open time
+/// (30 s): the next request is a half-open trial.
+async fn half_open(breaker: &CircuitBreaker, clock: crate::TokioClock) {
+    let permit = breaker.try_acquire(clock.now()).unwrap();
+    let tripped = permit.record(Outcome::Failure, clock.now(), Duration::ZERO);
+    assert!(tripped.is_some());
+    tokio::time::advance(StdDuration::from_secs(31)).await;
+    assert_eq!(breaker.state(clock.now()), State::HalfOpen);
+}
+
 #[tokio::test(start_paused = true)]
-async fn a_half_open_trial_decides_at_its_head() {
-    // A client that stops reading would otherwise hold the breaker
-    // half-open, every other request refused, as long as its connection
-    // lives (nothing bounds how long a body is read).
+async fn a_half_open_trial_is_decided_when_its_body_ends() {
+    // Its head (a 200) says nothing of how the body ends: the trial holds
+    // its slot until then, every other request refused, and its end
+    // decides.
+    let breaker = core(one_failure_opens());
+    let clock = crate::TokioClock::new();
+    let layer = CircuitBreakerLayer::new("s", Arc::clone(&breaker))
+        .with_clock(clock)
+        .record_at_end_of_body();
+    let mut failing = layer.clone().layer(Answer {
+        status: 200,
+        make: || ScriptBody::new(false).data("a").error(),
+    });
+    half_open(&breaker, clock).await;
+    let trial = call(&mut failing).await;
+    assert!(trial.body().is_recording());
+    assert_eq!(breaker.state(clock.now()), State::HalfOpen);
+    assert_eq!(call(&mut failing).await.status(), 503, "the trial's slot");
+    let failed = trial.into_body().collect().await.unwrap_err();
+    assert_eq!(failed, "upstream reset");
+    assert_eq!(breaker.state(clock.now()), State::Open);
+    let m = breaker.metrics();
+    assert_eq!((m.trips, counts(m)), (2, (0, 2, 0, 0, 1)));
+    // A whole body closes it.
+    tokio::time::advance(StdDuration::from_secs(31)).await;
+    let mut whole = layer.layer(Answer {
+        status: 200,
+        make: || ScriptBody::new(false).data("a").data("b"),
+    });
+    let trial = call(&mut whole).await;
+    assert!(trial.body().is_recording());
+    assert_eq!(breaker.state(clock.now()), State::HalfOpen);
+    drop(trial.into_body().collect().await.unwrap());
+    assert_eq!(breaker.state(clock.now()), State::Closed);
+    assert_eq!(counts(breaker.metrics()), (1, 2, 0, 0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trial_whose_body_is_dropped_frees_its_slot_without_deciding() {
     let breaker = core(one_failure_opens());
     let clock = crate::TokioClock::new();
     let layer = CircuitBreakerLayer::new("s", Arc::clone(&breaker))
@@ -268,22 +313,104 @@ async fn a_half_open_trial_decides_at_its_head() {
         .record_at_end_of_body();
     let mut service = layer.layer(Answer {
         status: 200,
-        make: || ScriptBody::new(false).data("a").error(),
+        make: || ScriptBody::new(false).data("a").data("b"),
     });
-    // Trip it, wait out the open time: the next request is the trial.
-    let permit = breaker.try_acquire(clock.now()).unwrap();
-    let tripped = permit.record(Outcome::Failure, clock.now(), Duration::ZERO);
-    assert!(tripped.is_some());
-    tokio::time::advance(StdDuration::from_secs(31)).await;
+    half_open(&breaker, clock).await;
+    let mut body = call(&mut service).await.into_body();
+    assert!(body.frame().await.unwrap().unwrap().is_data());
+    drop(body);
+    assert_eq!(breaker.state(clock.now()), State::HalfOpen);
+    assert_eq!(counts(breaker.metrics()), (0, 1, 0, 1, 0));
+    // The slot is free: the next trial decides.
     let trial = call(&mut service).await;
+    assert!(trial.body().is_recording());
+    drop(trial.into_body().collect().await.unwrap());
+    assert_eq!(breaker.state(clock.now()), State::Closed);
+    assert_eq!(counts(breaker.metrics()), (1, 1, 0, 1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_half_open_bounds_a_trial_whose_body_is_never_read() {
+    // A client that stops reading holds the trial: `max_half_open`
+    // reopens the breaker behind it, and its end, read at last, decides
+    // nothing.
+    let breaker = core(one_failure_opens().max_half_open(Duration::from_secs(5)));
+    let clock = crate::TokioClock::new();
+    let layer = CircuitBreakerLayer::new("s", Arc::clone(&breaker))
+        .with_clock(clock)
+        .record_at_end_of_body();
+    let mut service = layer.layer(Answer {
+        status: 200,
+        make: || ScriptBody::new(false).data("a").data("b"),
+    });
+    half_open(&breaker, clock).await;
+    let trial = call(&mut service).await;
+    assert!(trial.body().is_recording());
+    tokio::time::advance(StdDuration::from_secs(6)).await;
+    assert_eq!(breaker.state(clock.now()), State::Open);
+    assert_eq!(call(&mut service).await.status(), 503);
+    assert_eq!(breaker.metrics().trips, 2);
+    drop(trial.into_body().collect().await.unwrap());
+    assert_eq!(breaker.state(clock.now()), State::Open);
+    assert_eq!(breaker.metrics().trips, 2);
+}
+
+/// A gRPC answer: `grpc-status` `in_head` if given (trailers-only), the
+/// body `make` builds.
+fn grpc_answer(
+    in_head: Option<&'static str>,
+    make: fn() -> ScriptBody,
+) -> impl Service<
+    Request<()>,
+    Response = Response<ScriptBody>,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<Response<ScriptBody>, Infallible>>,
+> + Clone {
+    tower::service_fn(move |_: Request<()>| async move {
+        let mut response = Response::builder().header("content-type", "application/grpc");
+        if let Some(status) = in_head {
+            response = response.header("grpc-status", status);
+        }
+        Ok::<_, Infallible>(response.body(make()).unwrap())
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grpc_trial_is_decided_by_its_trailers_or_at_once_by_its_head() {
+    let breaker = core(one_failure_opens());
+    let clock = crate::TokioClock::new();
+    let layer = CircuitBreakerLayer::new("g", Arc::clone(&breaker))
+        .with_clock(clock)
+        .classifier(GrpcClassifier::new())
+        .record_at_end_of_body();
+    half_open(&breaker, clock).await;
+    // A stream failing in its trailers: the trial reopens the breaker.
+    let mut stream = layer.clone().layer(grpc_answer(None, || {
+        ScriptBody::new(false).data("m").trailers("14")
+    }));
+    let trial = call(&mut stream).await;
+    assert!(trial.body().is_recording());
+    drop(trial.into_body().collect().await.unwrap());
+    assert_eq!(breaker.state(clock.now()), State::Open);
+    assert_eq!(breaker.metrics().trips, 2);
+    // A trailers-only UNAVAILABLE: decided by its head, at once.
+    tokio::time::advance(StdDuration::from_secs(31)).await;
+    let mut unary = layer
+        .clone()
+        .layer(grpc_answer(Some("14"), || ScriptBody::new(false)));
+    let trial = call(&mut unary).await;
+    assert!(!trial.body().is_recording());
+    assert_eq!(breaker.state(clock.now()), State::Open);
+    assert_eq!(breaker.metrics().trips, 3);
+    drop(trial);
+    // A trailers-only OK closes it at once, its empty body unread.
+    tokio::time::advance(StdDuration::from_secs(31)).await;
+    let mut ok = layer.layer(grpc_answer(Some("0"), || ScriptBody::new(false)));
+    let trial = call(&mut ok).await;
     assert!(!trial.body().is_recording());
     assert_eq!(breaker.state(clock.now()), State::Closed);
-    // Its body, unread, holds nothing: the next request goes through.
-    let next = call(&mut service).await;
-    assert_eq!(next.status(), 200);
-    assert!(next.body().is_recording(), "closed: recorded at the end");
     drop(trial);
-    assert_eq!(counts(breaker.metrics()), (1, 1, 0, 0, 0));
+    assert_eq!(counts(breaker.metrics()), (1, 3, 0, 0, 0));
 }
 
 /// A service answering after `delay` of (paused) time.

@@ -48,7 +48,8 @@ const DEFAULT_FAILURES: u32 = 1 << 2 | 1 << 4 | 1 << 14 | 1 << 15;
 ///   counts as a success (tonic answers a unary handler's error in the
 ///   headers, but a streaming call's error in trailers). A layer that
 ///   [records at the end of the body](super::CircuitBreakerLayer::record_at_end_of_body)
-///   reads them ([`ClassifyEnd`]): the trailers' status counts as above,
+///   reads them ([`ClassifyEnd`]): the trailers' status counts as above
+///   (a half-open trial's too, decided then),
 ///   and a body that ends without one as `UNKNOWN`; a response with
 ///   `grpc-status` in its headers (trailers-only, `OK` too) is decided by
 ///   them at once, its empty body not watched. Put such a layer

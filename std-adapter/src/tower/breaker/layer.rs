@@ -51,6 +51,11 @@ use crate::TokioClock;
 /// hung response future (the trial is abandoned, without deciding: see
 /// [`ResponseFuture`](super::ResponseFuture)'s cancellation).
 ///
+/// With [`record_at_end_of_body`](Self::record_at_end_of_body), a trial
+/// answered with a body holds its slot until that body ends, and so at the
+/// pace the client reads it: a long stream, or a client that stops reading
+/// and keeps its connection open, hangs the trial as well.
+///
 /// In front of a server's handlers, a *client* can hang a trial too: the
 /// permit is taken when the request's head arrives, and the handler reads
 /// the request's body within the call, at the client's pace. A client
@@ -246,15 +251,25 @@ impl<C, R> CircuitBreakerLayer<C, R> {
     /// response's body becomes a [`RecordedBody`](super::RecordedBody),
     /// which holds the permit until the end. A body dropped before its end
     /// abandons its permit. Recorded when the head arrives all the same:
+    /// an answer that has no body (to a `HEAD` request; a `1xx`, `204` or
+    /// `304`), or whose head ends the call (a gRPC trailers-only answer,
+    /// `grpc-status` in its headers, with
+    /// [`GrpcClassifier`](super::GrpcClassifier)).
     ///
-    /// * an answer that has no body (to a `HEAD` request; a `1xx`, `204`
-    ///   or `304`), or whose head ends the call (a gRPC trailers-only
-    ///   answer, `grpc-status` in its headers, with
-    ///   [`GrpcClassifier`](super::GrpcClassifier));
-    /// * a half-open trial: a client that stopped reading would hold the
-    ///   breaker half-open, every other request refused, for as long as
-    ///   its connection lives (nothing bounds how long a body is read), so
-    ///   a trial decides on its head, its body unwatched.
+    /// A half-open trial is decided the same way: when its body ends (a
+    /// body that fails, or a gRPC stream's failing status in its trailers,
+    /// reopens the breaker; a body that ends well closes it), or at once if
+    /// its head decides (a failing head, a trailers-only gRPC answer): its
+    /// head alone says nothing of the stream that follows. Until then the
+    /// trial holds its half-open slot, and requests beyond
+    /// `half_open_permits` are refused: a long stream, or a client that
+    /// stops reading without hanging up, holds the breaker half-open as
+    /// long (see [the layer's "A trial that
+    /// hangs"](Self#a-trial-that-hangs)). Bound it with `max_half_open`,
+    /// chosen above the longest stream a healthy trial sends: the timeout
+    /// reopens the breaker as a failed trial would. A trial whose body is
+    /// dropped before its end (its client gone) is abandoned: its slot
+    /// freed, nothing decided.
     ///
     /// A slow call (`ConfigBuilder::slow_call`) is timed to the head: how
     /// fast the client reads is not the service's latency.
