@@ -98,7 +98,7 @@ impl Registry {
     /// The observer the registry's own [`breaker_policy`](Self::breaker_policy)
     /// policies report to (a weak reference: it never keeps the registry
     /// alive), for breakers built elsewhere: give it to a
-    /// [`FleetBreaker`](crate::backend::FleetBreaker)'s builder (feature
+    /// `backend::FleetBreaker`'s builder (feature
     /// `redis`) or a policy's, and their transitions, rejections and
     /// failures are logged and published as events like those of the
     /// registry's policies.
