@@ -116,3 +116,128 @@ async fn redis_breaker_with_the_registrys_observer_its_transitions_are_events() 
         assert!(opened, "{at} published its opening");
     }
 }
+
+/// Each transition told once, none missed, under racing calls (failures,
+/// successes, half-open trials), admin actions on either instance, the
+/// fleet's decisions applied by each, and Redis killed and restarted
+/// (admin actions then applied locally): once both instances are closed
+/// again, every state each observer heard of was entered as often as it
+/// was left (a path from Closed back to Closed, in whatever order the
+/// racing tellers told it), and no transition goes from a state to
+/// itself. A verification (hostile review): it passes on the code as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_every_transition_is_told_once_under_a_race() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let seen = [Arc::new(Seen::default()), Arc::new(Seen::default())];
+    let mut fleet = Vec::new();
+    for s in &seen {
+        fleet.push(
+            FleetBreaker::builder(
+                "payments",
+                core_breaker(2, Duration::from_millis(40)),
+                backend(&url).await,
+            )
+            .sync_interval(Duration::from_millis(20))
+            .observer(Arc::clone(s) as Arc<dyn BreakerObserver>)
+            .build()
+            .await
+            .expect("fleet breaker"),
+        );
+    }
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut down = false;
+    for _ in 0..120 {
+        let r = next();
+        step(&fleet[(r & 1) as usize], &mut server, &mut down, r).await;
+        tokio::time::sleep(Duration::from_millis((r >> 20) % 15)).await;
+    }
+    if down {
+        server.restart();
+    }
+    // Redis back and answering both: closed fleet-wide.
+    for b in &fleet {
+        let start = tokio::time::Instant::now();
+        while b.sync().await.is_err() {
+            assert!(start.elapsed() < Duration::from_secs(5), "Redis not back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    fleet[0].force_close().await.unwrap();
+    fleet[1].force_close().await.unwrap();
+    for b in &fleet {
+        b.sync().await.unwrap();
+        assert_eq!(b.state(), State::Closed);
+    }
+    for (at, s) in ["A", "B"].iter().zip(&seen) {
+        balanced(at, &s.take());
+    }
+}
+
+/// One random step of the race above, on the instance `b`, chosen by `r`:
+/// racing calls, an admin action, or Redis killed or restarted.
+async fn step(b: &FleetBreaker, server: &mut RedisServer, down: &mut bool, r: u64) {
+    match (r >> 1) % 10 {
+        0..=5 => {
+            // A few racing calls, each failing or succeeding.
+            let calls: Vec<_> = (0..4)
+                .map(|i| {
+                    let b = b.clone();
+                    let fail = (r >> (8 + i)) & 1 == 1;
+                    tokio::spawn(async move {
+                        let _ = b
+                            .call(async move {
+                                tokio::task::yield_now().await;
+                                if fail {
+                                    Err("down")
+                                } else {
+                                    Ok(())
+                                }
+                            })
+                            .await;
+                    })
+                })
+                .collect();
+            for call in calls {
+                call.await.unwrap();
+            }
+        }
+        6 => drop(b.force_open().await),
+        7 => drop(b.force_close().await),
+        8 => drop(b.reset().await),
+        _ => {
+            if *down {
+                server.restart();
+            } else {
+                server.kill();
+            }
+            *down = !*down;
+        }
+    }
+}
+
+/// The transitions `told` make a path from Closed back to Closed: every
+/// state entered as often as it was left, none left for itself.
+fn balanced(at: &str, told: &[(State, State)]) {
+    assert!(told.len() > 4, "{at} heard only {told:?}");
+    for state in [
+        State::Closed,
+        State::Open,
+        State::HalfOpen,
+        State::ForcedOpen,
+    ] {
+        let into = told.iter().filter(|t| t.1 == state).count();
+        let out = told.iter().filter(|t| t.0 == state).count();
+        assert_eq!(
+            into, out,
+            "{at}: {state:?} entered {into} times, left {out}: {told:?}"
+        );
+    }
+    assert!(told.iter().all(|t| t.0 != t.1), "{at}: {told:?}");
+}
