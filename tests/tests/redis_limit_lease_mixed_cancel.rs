@@ -1,9 +1,9 @@
-//! Leased instances under requests of mixed sizes, many of them cancelled
-//! at a random point (a refill asking Redis for the tokens a request still
-//! misses, then looking again when other tasks spent the held ones: 7f3bbe6):
-//! no token is spent twice, a cancelled refill leaves no refill marked as
-//! running, and no request loops for ever. A verification: it passes on
-//! the code as it is.
+//! Leased instances under requests of mixed sizes, some cancelled at a
+//! random point, and a refill raced by smaller requests: no token is spent
+//! twice, a cancelled refill leaves no refill marked as running, no
+//! request loops for ever, and an instance never holds more than a lease
+//! (the refill asking Redis only for the tokens a request still misses,
+//! 7f3bbe6, left it holding up to the request's size).
 
 mod common;
 
@@ -97,4 +97,78 @@ async fn redis_limit_mixed_sizes_cancelled_mid_refill_never_spend_a_token_twice(
         "admitted {admitted}, held {held}, left in Redis {left} ({cancelled} cancelled)"
     );
     assert!(admitted > 0, "{cancelled} cancelled");
+}
+
+/// The documented bound (`burst + rate · T + instances × lease`) counts on
+/// an instance never holding more than a lease. A refill asks Redis only
+/// for the tokens its request misses beyond those held (7f3bbe6); when
+/// other requests spent the held ones during its round trip, the tokens
+/// it leased no longer covered it: it kept them and asked again, and a
+/// refusal of that second lease left them all held. Here, 2 at a time
+/// from a bucket of 12: one token held, 9 in Redis; a request of 10
+/// leases the 9 missing while a request of 1 spends the one held; the
+/// instance then held 9 tokens, spendable by the next requests within
+/// the lease's time to live, beyond any window's bound, and the request
+/// of 10 was refused though the 10 tokens were there. The refilling
+/// request now keeps the tokens held for itself while it asks for the
+/// rest (the small one waits for it): it is admitted with them, and
+/// nothing is left held beyond a lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_limit_a_refill_raced_by_smaller_requests_holds_no_more_than_a_lease() {
+    let server = RedisServer::start();
+    let rules = Rules::single("per_hour", Quota::per_hour(12).unwrap()).unwrap();
+    let backend =
+        RedisBackend::connect(RedisConfig::new(server.url()).timeout(Duration::from_secs(5)))
+            .await
+            .unwrap();
+    let limiter = RedisLimiter::builder("raced", rules, backend)
+        .build()
+        .unwrap();
+    let leased = Arc::new(LeasedLimiter::new(limiter, "k", 2, Duration::from_secs(600)).unwrap());
+    // A lease of 2, one spent: 1 held, 10 in Redis; one more taken from
+    // Redis directly: 9.
+    assert!(leased.try_acquire().await.unwrap().allowed);
+    assert!(
+        leased
+            .limiter()
+            .try_acquire_n("k", 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    // Redis stalls while a request of 10 refills (the 9 it misses).
+    server.signal("STOP");
+    let big = {
+        let leased = Arc::clone(&leased);
+        tokio::spawn(async move { leased.try_acquire_n(10).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A request of 1 meanwhile: spent from the token held, or waiting for
+    // the refill.
+    let small = {
+        let leased = Arc::clone(&leased);
+        tokio::spawn(async move { leased.try_acquire().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.signal("CONT");
+    let (big, small) = (big.await.unwrap(), small.await.unwrap());
+    let held = leased.try_acquire_n(0).await.unwrap().remaining;
+    assert!(
+        held <= 2,
+        "{held} tokens held with a lease of 2 (big {big:?}, small {small:?})"
+    );
+    let left = leased
+        .limiter()
+        .try_acquire_n("k", 0)
+        .await
+        .unwrap()
+        .remaining;
+    let admitted = 2 + if big.allowed { 10 } else { 0 } + u64::from(small.allowed);
+    assert!(
+        admitted + held + left <= 12,
+        "admitted {admitted}, held {held}, left {left}"
+    );
+    // 10 tokens for 11 asked: one of the two is admitted (the big one,
+    // unless the small one came first and spent the token held).
+    assert!(big.allowed != small.allowed, "big {big:?}, small {small:?}");
 }

@@ -35,9 +35,10 @@ struct Lease {
 /// admits it (so one instance never spends faster than the whole fleet
 /// may); otherwise one round trip takes a new lease: `lease` tokens (or
 /// the tokens the request still misses, if more), or when Redis holds
-/// fewer, all it holds if that and the tokens held cover the request. One
-/// task refills at a time, without holding any lock across the round
-/// trip: the others spend what is left or wait for its result. A refusal
+/// fewer, all it holds if that and the tokens held cover the request (the
+/// tokens held are kept for that request meanwhile). One task refills at
+/// a time, without holding any lock across the round trip: the others
+/// wait for its result. A refusal
 /// from Redis is remembered until its `retry_after` passes: requests as
 /// large meanwhile are refused locally, without a round trip. Unspent
 /// tokens are given up after `lease_ttl`.
@@ -82,12 +83,16 @@ pub struct LeasedLimiter {
 }
 
 /// Ends a refill however its task ends (a dropped future included):
+/// gives back the tokens its request kept aside (`.1`, unless spent),
 /// clears the flag and wakes the waiters.
-struct Refill<'a>(&'a LeasedLimiter);
+struct Refill<'a>(&'a LeasedLimiter, u32);
 
 impl Drop for Refill<'_> {
     fn drop(&mut self) {
-        self.0.held().refilling = false;
+        let mut held = self.0.held();
+        held.tokens = held.tokens.saturating_add(std::mem::take(&mut self.1));
+        held.refilling = false;
+        drop(held);
         self.0.refilled.notify_waiters();
     }
 }
@@ -290,9 +295,11 @@ impl LeasedLimiter {
                     Ok(notified)
                 } else {
                     held.refilling = true;
-                    // The tokens held (fewer than `n`): the lease need only
-                    // add the rest.
-                    Err(held.tokens)
+                    // The tokens held (fewer than `n`) are kept aside for
+                    // this request, which leases only the rest: spent by
+                    // others meanwhile, they would leave it short of the
+                    // tokens it leased, held beyond a lease.
+                    Err(std::mem::take(&mut held.tokens))
                 }
             };
             match waiting {
@@ -307,15 +314,20 @@ impl LeasedLimiter {
     }
 
     /// Takes a new lease (this task alone) of at least the `n - have`
-    /// tokens missing (`have < n` held when it began), then spends `n`;
-    /// `None` if the tokens held were spent by other tasks meanwhile (the
-    /// caller looks again: the lease is held).
+    /// tokens missing (`have < n`, kept aside for this request), then
+    /// spends `n`; `None` if the tokens are then still short of `n` (not
+    /// expected: nothing else spends or adds tokens while a refill runs;
+    /// the caller then looks again).
     ///
     /// (It asked for all `n`, found by redis_rate's `AllowAtMost`
     /// scenario: an instance holding 1 token with Redis holding 2 refused
-    /// a request for 3, naming the wait for a third token in Redis.)
+    /// a request for 3, naming the wait for a third token in Redis. Then
+    /// it left the tokens held to others meanwhile, found by a hostile
+    /// review: spent, they left the request short of its lease, which
+    /// stayed held, more than a lease, and a second lease refused left
+    /// the request refused with the tokens it missed held.)
     async fn refill(&self, n: u32, have: u32) -> Result<Option<Decision>, BackendError> {
-        let _refill = Refill(self);
+        let mut refill = Refill(self, have);
         let need = n - have;
         let (d, taken) = self
             .limiter
@@ -323,6 +335,8 @@ impl LeasedLimiter {
             .await?;
         let now = Instant::now();
         let mut held = self.held();
+        // The tokens kept aside are held again, whatever the answer.
+        held.tokens = held.tokens.saturating_add(std::mem::take(&mut refill.1));
         match d.source {
             Source::Redis if d.allowed => {
                 held.tokens = held.tokens.saturating_add(taken);
