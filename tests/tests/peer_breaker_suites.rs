@@ -789,3 +789,39 @@ async fn hystrix_a_timed_out_call_lasts_its_timeout() {
     assert_eq!((m.failures, m.slow_calls), (1, 0), "{m:?}");
     assert_eq!(b.state(), State::Closed);
 }
+
+/// The same with a `Policy` timeout that overrides a longer one of the
+/// breaker's: the call lasts the timeout that ended it (the Policy's, 1.5
+/// ms), not the breaker's (10 ms, above the slow threshold), so it is no
+/// slow call. A verification (hostile review): it passes on the code as
+/// it is; recording the breaker's own timeout counts it slow.
+#[tokio::test(start_paused = true)]
+async fn hystrix_a_call_timed_out_by_a_policy_override_lasts_the_override() {
+    let config = Config::builder()
+        .slow_call(fusebox::Duration::from_micros(1_800), 100)
+        .window(1)
+        .build()
+        .unwrap();
+    let (b, told) = breaker(config, Some(Duration::from_millis(10)));
+    let policy = fusebox_std::policy::Policy::builder()
+        .breaker(b.clone())
+        .timeout(Duration::from_micros(1_500))
+        .build();
+    let hang = || async {
+        sleep(Duration::from_secs(60)).await;
+        Ok::<(), &str>(())
+    };
+    let start = tokio::time::Instant::now();
+    assert!(matches!(policy.call(hang).await, Err(CallError::Timeout)));
+    // Ended by the override (tokio's next millisecond tick), not at 10 ms.
+    assert!(start.elapsed() < Duration::from_millis(10));
+    let m = b.metrics();
+    assert_eq!((m.failures, m.slow_calls, m.trips), (1, 0, 0), "{m:?}");
+    assert_eq!(b.state(), State::Closed);
+    // Told as one timed-out failure, at the time the timer fired.
+    let told = told.take();
+    assert!(
+        matches!(told[..], [Told::Failure(at, true)] if at == b.clock().now()),
+        "{told:?}"
+    );
+}
