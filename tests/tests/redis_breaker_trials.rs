@@ -773,3 +773,33 @@ async fn redis_breaker_quorum_two_closes_before_a_sync_end_a_lone_trip() {
     assert_eq!(a.state(), State::Closed, "a newer close by hand");
     assert_eq!(b.state(), State::Closed);
 }
+
+/// Two lone trips in a row: the operator's close that ended the first is
+/// no decision made since the second, which it predates: syncing it again
+/// leaves the second trip open; only a close made after it ends it. A
+/// verification (hostile review of 348d233): it passes on the code as it
+/// is. (It pins the behaviour, not how: the old close was merged when it
+/// ended the first trip, so the core's merge refuses it again whatever
+/// version the second trip's refusal is remembered at.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_quorum_a_second_lone_trip_outlives_the_close_that_ended_the_first() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let [a, b] = lone_trip_pair(&url).await;
+    trip(&a).await;
+    a.sync().await.unwrap();
+    assert_eq!(a.state(), State::Open, "the first lone trip");
+    b.force_close().await.unwrap();
+    a.sync().await.unwrap();
+    assert_eq!(a.state(), State::Closed, "ended by the close made since");
+    trip(&a).await;
+    a.sync().await.unwrap();
+    for _ in 0..3 {
+        a.sync().await.unwrap();
+        assert_eq!(a.state(), State::Open, "the close predates the second trip");
+    }
+    b.force_close().await.unwrap();
+    a.sync().await.unwrap();
+    assert_eq!(a.state(), State::Closed, "ended by a close made since");
+    assert_eq!(b.state(), State::Closed);
+}
