@@ -803,3 +803,87 @@ async fn redis_breaker_quorum_a_second_lone_trip_outlives_the_close_that_ended_t
     assert_eq!(a.state(), State::Closed, "ended by a close made since");
     assert_eq!(b.state(), State::Closed);
 }
+
+/// A second lone trip made by a half-open trial decided locally (Redis
+/// stalled: its slot request timed out) is not ended by the operator's
+/// closes made after the first trip and before it. The trial's slot was
+/// given back without a reconciliation first, and the reply (the closed
+/// decision, two closes past the version the first trip was refused in)
+/// was applied before the second trip was published: taken for a close
+/// made since the first trip (348d233: any newer close), it closed the
+/// instance at once, and its second trip was never published (found by
+/// a hostile review; before 348d233 only the next version did that, one
+/// close). A Redis stalled with SIGSTOP orders it: the instance's own
+/// `sync` holds the sync lock until Redis resumes, so the slot's release
+/// is sent before the background reconciliation's publication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_quorum_a_lone_trip_by_a_local_trial_outlives_older_closes() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let one = |id: &'static str| {
+        let url = url.clone();
+        async move {
+            let core = Arc::new(CircuitBreaker::new(
+                Config::builder()
+                    .consecutive_failures(2)
+                    .open_for(Duration::from_millis(300).into())
+                    .build()
+                    .unwrap(),
+            ));
+            FleetBreaker::builder("avatars", core, backend(&url).await)
+                .sync_interval(Duration::from_secs(600))
+                .quorum(2, Duration::from_secs(30))
+                .instance_id(id)
+                .build()
+                .await
+                .expect("fleet breaker")
+        }
+    };
+    let (a, b) = (one("a").await, one("b").await);
+    let syncs = a.fleet_metrics().syncs;
+    trip(&a).await;
+    a.sync().await.unwrap();
+    // The background reconciliation the trip woke has run too: A syncs
+    // nothing more until the test says so.
+    let start = Instant::now();
+    while a.fleet_metrics().syncs < syncs + 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            a.fleet_metrics()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(a.state(), State::Open, "the first lone trip");
+    // Two closes by the operator; A does not sync them.
+    b.force_close().await.unwrap();
+    b.force_close().await.unwrap();
+    until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+    // Redis stalls: A's trial asks for a slot (times out after 500 ms,
+    // then decided locally: it fails, the second trip), while A's own
+    // sync, sent 200 ms in, holds the sync lock.
+    server.signal("STOP");
+    let trial = {
+        let a = a.clone();
+        tokio::spawn(async move { a.call(async { Err::<(), _>("down") }).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sync = {
+        let a = a.clone();
+        tokio::spawn(async move { a.sync().await })
+    };
+    assert!(trial.await.unwrap().is_err());
+    assert_eq!(
+        a.core().metrics().trips,
+        2,
+        "the failed local trial reopened it"
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    server.signal("CONT");
+    let _ = sync.await.unwrap();
+    a.sync().await.unwrap();
+    // Open on its second trip (or half-open once its own open time is up);
+    // never closed by the closes that predate it.
+    assert_ne!(a.state(), State::Closed, "{:?}", a.fleet_metrics());
+    assert_eq!(b.state(), State::Closed, "and only itself");
+}

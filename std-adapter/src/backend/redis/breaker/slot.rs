@@ -59,10 +59,15 @@ impl Drop for Slot {
                         let _ = inner.invoke(Op::Close(version, needed)).await;
                     }
                 }
-                (Some(_), false) => {
+                // A trial decided locally (Redis failed its slot request)
+                // or cancelled before its grant was seen: reconciled too.
+                // Given back first, a failed trial's reopen not yet
+                // published was undone by the reply (a closed decision
+                // that predates it, taken for one made since an earlier
+                // lone trip of this instance: found by a hostile review).
+                (Some(_), false) | (None, _) => {
                     let _ = inner.reconcile().await;
                 }
-                (None, _) => {}
             }
             let _ = inner.invoke(Op::Release(&token)).await;
         });
