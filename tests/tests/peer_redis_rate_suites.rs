@@ -110,8 +110,8 @@ async fn a_refusal_names_the_wait_for_the_tokens_missing() {
     let d = leased.try_acquire_n(3).await.unwrap();
     assert!(!d.allowed, "9 spent, 1 held, 1 in Redis: {d:?}");
     assert!(
-        d.retry_after <= Duration::from_micros(5_454_546) && d.retry_after > Duration::from_secs(4),
-        "one token's time (60/11 s, less the run so far): {d:?}"
+        d.retry_after <= Duration::from_micros(5_454_546) && d.retry_after > Duration::from_secs(3),
+        "one token's time (60/11 s, less the run so far, which a loaded machine may make long): {d:?}"
     );
     // The token held is still held: a request of 1 is spent from it,
     // without a round trip.
