@@ -89,7 +89,10 @@ impl std::fmt::Debug for SharedRedis {
 /// [`FLEET_SYNC`] and notified of changes at once, registered in
 /// `registry` (so its health report and dashboard show its state here
 /// next to the fleet's, and its Prometheus text the
-/// `fusebox_fleet_breaker_*` families).
+/// `fusebox_fleet_breaker_*` families), with the registry as its observer
+/// (its transitions, its calls' and the fleet's decisions applied here,
+/// are the registry's log lines and events, as the in-process breaker's
+/// are without `--redis`).
 ///
 /// The protected clients' [`Policy`](fusebox_std::policy::Policy) calls
 /// through its local policy ([`FleetBreaker::policy`]): its trips and
@@ -101,7 +104,7 @@ impl std::fmt::Debug for SharedRedis {
 ///
 /// A name or registry error (a bug in the demo).
 pub async fn fleet_breaker(
-    registry: &Registry,
+    registry: &Arc<Registry>,
     config: Config,
     redis: &SharedRedis,
 ) -> Result<FleetBreaker, Box<dyn Error>> {
@@ -112,6 +115,7 @@ pub async fn fleet_breaker(
     let fleet = FleetBreaker::builder(BREAKER, core, redis.backend.clone())
         .sync_interval(FLEET_SYNC)
         .notifications(redis.url.to_string())
+        .observer(registry.breaker_observer())
         .build()
         .await?;
     registry.register_fleet_breaker(&fleet)?;

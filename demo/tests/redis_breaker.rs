@@ -90,6 +90,9 @@ struct Seen {
     /// Some read had the fleet breaker's local state, fleet state and
     /// Redis counters side by side.
     both_states: bool,
+    /// The most calls refused by the fleet breaker a read counted among
+    /// the registry's events (the registry is its observer).
+    rejections: u64,
 }
 
 /// Polls the dashboard data of the calm storm (started with `--serve`)
@@ -136,6 +139,9 @@ fn watch(calm: &mut Killed) -> (Seen, String) {
                 && entry["redis"]["syncs"].is_u64();
             seen.fleet_open |=
                 entry["fleet_state"] == "open" || entry["fleet_state"] == "forced_open";
+        }
+        if let Some(n) = data["rejections"]["breaker"]["upstream"].as_u64() {
+            seen.rejections = seen.rejections.max(n);
         }
         let mut ended = false;
         for line in lines.try_iter() {
@@ -218,6 +224,9 @@ fn redis_breaker_a_calm_storm_is_refused_by_the_breaker_a_stormy_one_tripped() {
         calm_out.contains("another storm tripped the breaker they share"),
         "{calm_out}"
     );
-    // And its dashboard showed the fleet's state next to its own.
+    // And its dashboard showed the fleet's state next to its own, and the
+    // refusals among the registry's events (before, the fleet breaker had
+    // no observer: its refusals and transitions were no events).
     assert!(seen.both_states && seen.fleet_open, "{seen:?}\n{calm_out}");
+    assert!(seen.rejections > 0, "{seen:?}\n{calm_out}");
 }

@@ -120,7 +120,8 @@ impl Activity {
                 true,
             );
         }
-        // Fleet breakers run on their own clock and publish no events:
+        // Fleet breakers run on their own clock, and publish events only
+        // when built with the registry's observer (`breaker_observer`):
         // their timeline is their local state as each read finds it.
         #[cfg(feature = "redis")]
         for (name, breaker) in &report.fleet_breakers {
