@@ -32,7 +32,11 @@ pub struct RedisLimiterMetrics {
     /// Corrupt stored values the script found and replaced.
     pub corrupt_values: u64,
     /// Requests admitted, by Redis or by the degradation policy (a request
-    /// of `n` tokens counts once, a peek of none not at all).
+    /// of `n` tokens counts once, a peek of none not at all). Under a
+    /// [`LeasedLimiter`](super::LeasedLimiter) these are its leases taken
+    /// from Redis (and its requests the degradation policy admitted), not
+    /// the requests it admits from the tokens it holds: those it counts
+    /// nowhere here.
     pub admitted: u64,
 }
 
