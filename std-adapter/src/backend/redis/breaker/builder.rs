@@ -291,7 +291,11 @@ impl FleetBreakerBuilder {
     /// local breaker no call makes: a fleet decision applied here (another
     /// instance's trip, an operator's action, the fleet's trials closing
     /// it), and an admin action applied on this instance only while Redis
-    /// is out.
+    /// is out. It is called while the fleet's decision is applied, under
+    /// the lock that orders the breaker's exchanges with Redis: it must not
+    /// wait for this breaker's own [`sync`](super::FleetBreaker::sync) or
+    /// admin actions (it would wait for itself); spawn a task for such
+    /// work.
     ///
     /// ```
     /// use std::sync::Arc;
