@@ -887,3 +887,71 @@ async fn redis_breaker_quorum_a_lone_trip_by_a_local_trial_outlives_older_closes
     assert_ne!(a.state(), State::Closed, "{:?}", a.fleet_metrics());
     assert_eq!(b.state(), State::Closed, "and only itself");
 }
+
+/// Callers that leave before their trial slot request is answered (a
+/// slow Redis, clients timing out) run no trial: with no trip waiting to
+/// be published, their slots are given back without a reconciliation
+/// each. Each was queued behind the sync lock, one round trip after the
+/// other: a crowd of such callers, a queue growing as fast as they came
+/// (found by a hostile review of ca93725). The slots are still given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_callers_gone_before_their_slot_cost_no_reconciliation() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = FleetBreaker::builder("avatars", core_with(1, 1), backend(&url).await)
+        .sync_interval(Duration::from_secs(600))
+        .trial_ttl(Duration::from_secs(60))
+        .build()
+        .await
+        .expect("fleet breaker");
+    let syncs = a.fleet_metrics().syncs;
+    trip(&a).await;
+    a.sync().await.unwrap();
+    // The background reconciliation the trip woke has run too.
+    let start = Instant::now();
+    while a.fleet_metrics().syncs < syncs + 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            a.fleet_metrics()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+    let before = a.fleet_metrics();
+    // Redis stalls: five callers ask for a slot and leave (well within the
+    // 500 ms timeout: nothing fails, nothing degrades).
+    server.signal("STOP");
+    let callers: Vec<_> = (0..5)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.call(async { Ok::<_, &str>(()) }).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for caller in &callers {
+        caller.abort();
+    }
+    for caller in callers {
+        assert!(caller.await.unwrap_err().is_cancelled());
+    }
+    server.signal("CONT");
+    // The slot one of them was granted unseen is given back: a trial
+    // takes it, and closes the breaker.
+    let start = Instant::now();
+    loop {
+        if a.call(async { Ok::<_, &str>(()) }).await.is_ok() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            a.fleet_metrics()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let after = a.fleet_metrics();
+    assert!(!a.is_degraded(), "{after:?}");
+    assert_eq!(after.errors, before.errors, "{after:?}");
+    assert_eq!(after.syncs, before.syncs, "no reconciliation: {after:?}");
+}

@@ -384,10 +384,11 @@ impl FleetBreaker {
         // Armed before the request, so a grant whose caller is cancelled
         // (or whose reply times out) is given back too.
         let mut slot = Slot::new(inner);
-        match inner
+        let reply = inner
             .invoke(Op::Trial(inner.trial_ttl_ms(), &slot.token))
-            .await
-        {
+            .await;
+        slot.answered = true;
+        match reply {
             Ok(reply) if reply.flags & GRANTED != 0 => {
                 if reply.decision.state == State::HalfOpen {
                     slot.version = Some(reply.decision.version);

@@ -15,7 +15,11 @@ use super::Inner;
 ///   breaker reopened meanwhile or has a trip not yet published (another
 ///   trial failed): a close never overtakes a reopen;
 /// * anything else: a reconciliation, so a failed trial's reopen is
-///   published before its slot can go to another trial.
+///   published before its slot can go to another trial; but for a caller
+///   that left before its slot request was answered (no trial ran) while
+///   no trip waits to be published: nothing to publish, so no round trip
+///   (each such slot would otherwise queue one behind the sync lock: a
+///   crowd of callers timing out on a slow Redis, a queue of them).
 pub(super) struct Slot {
     inner: Arc<Inner>,
     /// Unique per process (instances may share an id).
@@ -24,6 +28,9 @@ pub(super) struct Slot {
     pub(super) version: Option<u64>,
     pub(super) armed: bool,
     pub(super) succeeded: bool,
+    /// The slot request was answered (or failed): a trial ran, or was
+    /// refused.
+    pub(super) answered: bool,
 }
 
 impl Slot {
@@ -35,6 +42,7 @@ impl Slot {
             version: None,
             armed: true,
             succeeded: false,
+            answered: false,
         }
     }
 }
@@ -49,9 +57,11 @@ impl Drop for Slot {
         };
         let inner = Arc::clone(&self.inner);
         let token = std::mem::take(&mut self.token);
-        let (version, succeeded) = (self.version, self.succeeded);
+        let (version, succeeded, answered) = (self.version, self.succeeded, self.answered);
         runtime.spawn(async move {
             match (version, succeeded) {
+                // Left before its slot request was answered: no trial ran.
+                (None, _) if !answered && inner.holds_no_unpublished_trip() => {}
                 (Some(version), true) => {
                     let needed = inner.policy.core().config().close_after();
                     let _one = inner.sync_lock.lock().await;
