@@ -57,7 +57,11 @@ pub const MAX_FORWARDED_LEN: usize = 1024;
 /// on more than one line: which one a layer before this one checked (an
 /// API key's) is not known, and a client that could add a line would
 /// choose its bucket with it. (One line listing several values, `a, b`,
-/// is one key.)
+/// is one key.) `Cookie` is no key header: over HTTP/2 a browser sends
+/// one line per cookie (RFC 9113 § 8.2.3 lets it split the field; hyper
+/// passes the lines on unjoined), so `header("cookie", ..)` finds most
+/// browsers' requests ambiguous. Key on one cookie, parsed from every
+/// `cookie` line, in a key function of your own.
 ///
 /// The value is the client's to write: each distinct one is a bucket of
 /// its own, with a whole burst. A client that may send any value (an API
@@ -87,6 +91,14 @@ pub const MAX_FORWARDED_LEN: usize = 1024;
 /// assert_eq!(api_key(&head), Err(KeyError::TooLong { len: 12, max: 8 }));
 /// let (head, ()) = http::Request::builder().header("x-api-key", "").body(()).unwrap().into_parts();
 /// assert_eq!(api_key(&head), Err(KeyError::Missing));
+/// // Two lines: ambiguous; one line listing two values: one key.
+/// let (head, ()) = http::Request::builder().header("x-api-key", "k-1").header("x-api-key", "k-2").body(()).unwrap().into_parts();
+/// assert_eq!(api_key(&head), Err(KeyError::Ambiguous));
+/// let (head, ()) = http::Request::builder().header("x-api-key", "k-1, k-2").body(()).unwrap().into_parts();
+/// assert_eq!(api_key(&head), Ok("k-1, k-2".to_owned()));
+/// // A browser's cookies over HTTP/2, one line each: no key.
+/// let (head, ()) = http::Request::builder().header("cookie", "a=1").header("cookie", "b=2").body(()).unwrap().into_parts();
+/// assert_eq!(key::header("cookie", 64)(&head), Err(KeyError::Ambiguous));
 /// ```
 pub fn header(
     name: &str,
