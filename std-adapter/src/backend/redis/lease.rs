@@ -233,7 +233,10 @@ impl LeasedLimiter {
     /// `n = 0` is a peek, answered from what this instance holds: admitted,
     /// with the tokens held as `remaining`, and no side effect (no round
     /// trip, no lease taken, nothing counted), as
-    /// [`RedisLimiter::try_acquire_n`]'s peek.
+    /// [`RedisLimiter::try_acquire_n`]'s peek. While a refill runs, the
+    /// tokens its request keeps aside are not counted: no other request
+    /// can spend them (it would wait for the refill), and they are spent by
+    /// that request unless the refill fails.
     ///
     /// # Errors
     ///
