@@ -898,7 +898,14 @@ async fn redis_breaker_quorum_a_lone_trip_by_a_local_trial_outlives_older_closes
 async fn redis_breaker_callers_gone_before_their_slot_cost_no_reconciliation() {
     let server = RedisServer::start();
     let url = server.url();
-    let a = FleetBreaker::builder("avatars", core_with(1, 1), backend(&url).await)
+    // A timeout far above the 100 ms the callers are given below, so a
+    // loaded machine cannot make their commands time out.
+    let backend = fusebox_std::backend::RedisBackend::connect(
+        fusebox_std::backend::RedisConfig::new(&url).timeout(Duration::from_secs(10)),
+    )
+    .await
+    .expect("connect");
+    let a = FleetBreaker::builder("avatars", core_with(1, 1), backend)
         .sync_interval(Duration::from_secs(600))
         .trial_ttl(Duration::from_secs(60))
         .build()
@@ -920,7 +927,7 @@ async fn redis_breaker_callers_gone_before_their_slot_cost_no_reconciliation() {
     until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
     let before = a.fleet_metrics();
     // Redis stalls: five callers ask for a slot and leave (well within the
-    // 500 ms timeout: nothing fails, nothing degrades).
+    // 10 s timeout: nothing fails, nothing degrades).
     server.signal("STOP");
     let callers: Vec<_> = (0..5)
         .map(|_| {

@@ -269,7 +269,11 @@ impl<C, R> CircuitBreakerLayer<C, R> {
     /// chosen above the longest stream a healthy trial sends: the timeout
     /// reopens the breaker as a failed trial would. A trial whose body is
     /// dropped before its end (its client gone) is abandoned: its slot
-    /// freed, nothing decided.
+    /// freed, nothing decided. A stream that never ends while healthy (a
+    /// subscription) can never close the breaker as a trial: each one
+    /// times out as a failed trial under `max_half_open`, and without it
+    /// holds the breaker half-open; keep such routes out of a breaker that
+    /// records at the end of the body.
     ///
     /// A slow call (`ConfigBuilder::slow_call`) is timed to the head: how
     /// fast the client reads is not the service's latency.
