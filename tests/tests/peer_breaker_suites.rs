@@ -89,9 +89,16 @@ async fn fail(b: &Breaker) -> Result<(), CallError<&'static str>> {
     b.call(async { Err("down") }).await
 }
 
-/// The wait an open breaker names.
+/// The wait an open default breaker names.
 async fn retry_after(b: &Breaker) -> Duration {
-    match ok(b).await {
+    open_wait::<&'static str, _>(b).await
+}
+
+/// The wait an open breaker names, whatever its classifier's error type.
+async fn open_wait<E: std::fmt::Debug, C: fusebox_std::policy::Classify<(), E>>(
+    b: &Breaker<C>,
+) -> Duration {
+    match b.call(async { Ok::<(), E>(()) }).await {
         Err(CallError::Open {
             retry_after: Some(after),
         }) => after,
@@ -219,7 +226,7 @@ async fn polly_unhandled_errors_neither_break_nor_reset() {
         .filter(|t| matches!(t, Told::Transition(..)))
         .count();
     assert_eq!((failures, breaks, after.len()), (2, 1, 3), "{after:?}");
-    sleep(retry_after_u16(&b).await).await;
+    sleep(open_wait::<u16, _>(&b).await).await;
     // An ignored trial: half-open still, the slot free for the next trial.
     let r = b.call(async { Err::<(), u16>(404) }).await;
     assert!(matches!(r, Err(CallError::Inner(404))));
@@ -228,15 +235,6 @@ async fn polly_unhandled_errors_neither_break_nor_reset() {
     assert_eq!(b.state(), State::Closed);
     let m = b.metrics();
     assert_eq!((m.ignored, m.failures, m.successes, m.trips), (4, 2, 1, 1));
-}
-
-async fn retry_after_u16(b: &Breaker<impl fusebox_std::policy::Classify<(), u16>>) -> Duration {
-    match b.call(async { Ok::<(), u16>(()) }).await {
-        Err(CallError::Open {
-            retry_after: Some(after),
-        }) => after,
-        other => panic!("expected an open refusal, got {other:?}"),
-    }
 }
 
 /// Polly "only one execution on first entering half-open" and Hystrix

@@ -79,11 +79,16 @@ async fn quorum_pair(
 /// interval is 10 min): the fleet's decision reaches an instance at the
 /// step the test chooses.
 async fn lone_trip_pair(url: &str) -> [FleetBreaker; 2] {
+    lone_trip_pair_open_for(url, Duration::from_secs(30)).await
+}
+
+/// [`lone_trip_pair`] with cores open for `open_for` once tripped.
+async fn lone_trip_pair_open_for(url: &str, open_for: Duration) -> [FleetBreaker; 2] {
     let one = |id: &'static str| async move {
         let core = Arc::new(CircuitBreaker::new(
             Config::builder()
                 .consecutive_failures(2)
-                .open_for(Duration::from_secs(30).into())
+                .open_for(open_for.into())
                 .build()
                 .unwrap(),
         ));
@@ -96,6 +101,19 @@ async fn lone_trip_pair(url: &str) -> [FleetBreaker; 2] {
             .expect("fleet breaker")
     };
     [one("a").await, one("b").await]
+}
+
+/// Waits (up to 2 s) until `a` has synced `syncs` times in all.
+async fn until_syncs(a: &FleetBreaker, syncs: u64) {
+    let start = Instant::now();
+    while a.fleet_metrics().syncs < syncs {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            a.fleet_metrics()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn instance(url: &str, name: &str) -> FleetBreaker {
@@ -820,40 +838,13 @@ async fn redis_breaker_quorum_a_second_lone_trip_outlives_the_close_that_ended_t
 async fn redis_breaker_quorum_a_lone_trip_by_a_local_trial_outlives_older_closes() {
     let server = RedisServer::start();
     let url = server.url();
-    let one = |id: &'static str| {
-        let url = url.clone();
-        async move {
-            let core = Arc::new(CircuitBreaker::new(
-                Config::builder()
-                    .consecutive_failures(2)
-                    .open_for(Duration::from_millis(300).into())
-                    .build()
-                    .unwrap(),
-            ));
-            FleetBreaker::builder("avatars", core, backend(&url).await)
-                .sync_interval(Duration::from_secs(600))
-                .quorum(2, Duration::from_secs(30))
-                .instance_id(id)
-                .build()
-                .await
-                .expect("fleet breaker")
-        }
-    };
-    let (a, b) = (one("a").await, one("b").await);
+    let [a, b] = lone_trip_pair_open_for(&url, Duration::from_millis(300)).await;
     let syncs = a.fleet_metrics().syncs;
     trip(&a).await;
     a.sync().await.unwrap();
     // The background reconciliation the trip woke has run too: A syncs
     // nothing more until the test says so.
-    let start = Instant::now();
-    while a.fleet_metrics().syncs < syncs + 2 {
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            a.fleet_metrics()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_syncs(&a, syncs + 2).await;
     assert_eq!(a.state(), State::Open, "the first lone trip");
     // Two closes by the operator; A does not sync them.
     b.force_close().await.unwrap();
@@ -915,15 +906,7 @@ async fn redis_breaker_callers_gone_before_their_slot_cost_no_reconciliation() {
     trip(&a).await;
     a.sync().await.unwrap();
     // The background reconciliation the trip woke has run too.
-    let start = Instant::now();
-    while a.fleet_metrics().syncs < syncs + 2 {
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            a.fleet_metrics()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_syncs(&a, syncs + 2).await;
     until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
     let before = a.fleet_metrics();
     // Redis stalls: five callers ask for a slot and leave (well within the

@@ -13,6 +13,7 @@ use axum::Router;
 use fusebox::breaker::{CircuitBreaker, Config, Metrics, State};
 use fusebox::Clock;
 use fusebox_std::tower::CircuitBreakerLayer;
+use fusebox_std::TokioClock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_common::frames::{FrameBody, Step};
 use tower_common::{get, serve};
@@ -67,6 +68,25 @@ async fn fetch(addr: std::net::SocketAddr, path: &str) -> String {
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw).await;
     String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// `app()` behind a [`quick_breaker`] named `name` that records at the end
+/// of the body, served: the breaker, the layer's clock and the address.
+async fn serve_recorded_at_end_of_body(
+    name: &'static str,
+) -> (Arc<CircuitBreaker>, TokioClock, std::net::SocketAddr) {
+    let breaker = quick_breaker();
+    let layer = CircuitBreakerLayer::new(name, Arc::clone(&breaker));
+    let clock = layer.clock();
+    let addr = serve(app().layer(layer.record_at_end_of_body())).await;
+    (breaker, clock, addr)
+}
+
+async fn until_half_open(breaker: &CircuitBreaker, clock: TokioClock) {
+    tower_common::eventually("half-open", || {
+        breaker.state(clock.now()) == State::HalfOpen
+    })
+    .await;
 }
 
 fn counts(m: Metrics) -> (u64, u64, u64) {
@@ -178,18 +198,12 @@ async fn a_body_of_the_length_its_header_declares_counts_when_whole() {
 /// is tried; a whole body closes it.
 #[tokio::test]
 async fn a_half_open_trial_is_decided_when_its_body_ends() {
-    let breaker = quick_breaker();
-    let layer = CircuitBreakerLayer::new("proxy", Arc::clone(&breaker));
-    let clock = layer.clock();
-    let addr = serve(app().layer(layer.record_at_end_of_body())).await;
+    let (breaker, clock, addr) = serve_recorded_at_end_of_body("proxy").await;
     let cut = fetch(addr, "/reset").await;
     assert!(!cut.ends_with("0\r\n\r\n"), "cut short: {cut:?}");
     assert_eq!(breaker.metrics().trips, 1);
     for round in 1..=2 {
-        tower_common::eventually("half-open", || {
-            breaker.state(clock.now()) == State::HalfOpen
-        })
-        .await;
+        until_half_open(&breaker, clock).await;
         let cut = fetch(addr, "/reset").await;
         assert!(!cut.ends_with("0\r\n\r\n"), "the trial, cut short: {cut:?}");
         assert_eq!(
@@ -198,10 +212,7 @@ async fn a_half_open_trial_is_decided_when_its_body_ends() {
             "round {round}: the failed trial reopens it"
         );
     }
-    tower_common::eventually("half-open", || {
-        breaker.state(clock.now()) == State::HalfOpen
-    })
-    .await;
+    until_half_open(&breaker, clock).await;
     assert_eq!(
         get(addr, "/ok", &[]).await.body,
         "1\r\na\r\n1\r\nb\r\n0\r\n\r\n"
@@ -215,16 +226,10 @@ async fn a_half_open_trial_is_decided_when_its_body_ends() {
 /// without deciding: the next trial decides.
 #[tokio::test]
 async fn a_trial_whose_client_hangs_up_mid_stream_frees_its_slot() {
-    let breaker = quick_breaker();
-    let layer = CircuitBreakerLayer::new("stream", Arc::clone(&breaker));
-    let clock = layer.clock();
-    let addr = serve(app().layer(layer.record_at_end_of_body())).await;
+    let (breaker, clock, addr) = serve_recorded_at_end_of_body("stream").await;
     fetch(addr, "/reset").await;
     assert_eq!(breaker.metrics().trips, 1);
-    tower_common::eventually("half-open", || {
-        breaker.state(clock.now()) == State::HalfOpen
-    })
-    .await;
+    until_half_open(&breaker, clock).await;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(&tower_common::request("/hang", &[]))

@@ -5,6 +5,7 @@
 
 mod tower_common;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox::Clock;
 use fusebox_std::tower::CircuitBreakerLayer;
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tower_common::{eventually, get, serve};
 
 /// Opens after one failure, for `open_ms`, then lets `trials` through.
@@ -51,6 +53,22 @@ fn app(entered: &Arc<AtomicUsize>, gate: &Arc<Semaphore>) -> Router {
         )
 }
 
+/// `n` clients sending `GET /slow` at once, each returning its status.
+fn crowd(addr: SocketAddr, n: usize) -> Vec<JoinHandle<u16>> {
+    (0..n)
+        .map(|_| tokio::spawn(async move { get(addr, "/slow", &[]).await.status }))
+        .collect()
+}
+
+/// The statuses the `crowd` saw, in its order.
+async fn statuses(crowd: Vec<JoinHandle<u16>>) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for client in crowd {
+        statuses.push(client.await.unwrap());
+    }
+    statuses
+}
+
 /// 40 connections at once into a half-open breaker allowing 3 trials:
 /// exactly 3 reach the handler, every other is refused at once with 503,
 /// and the 3 trials' successes close the breaker.
@@ -64,19 +82,14 @@ async fn a_crowd_into_a_half_open_breaker_gets_exactly_its_trials() {
     assert_eq!(get(addr, "/fail", &[]).await.status, 500);
     assert_eq!(core.metrics().trips, 1);
     eventually("half-open", || core.state(clock.now()) == State::HalfOpen).await;
-    let crowd: Vec<_> = (0..40)
-        .map(|_| tokio::spawn(async move { get(addr, "/slow", &[]).await.status }))
-        .collect();
+    let crowd = crowd(addr, 40);
     // Every refusal comes back while the trials are still held.
     eventually("3 trials in, 37 refused", || {
         entered.load(Ordering::SeqCst) == 3 && core.metrics().rejected == 37
     })
     .await;
     gate.add_permits(40);
-    let mut statuses = Vec::new();
-    for client in crowd {
-        statuses.push(client.await.unwrap());
-    }
+    let statuses = statuses(crowd).await;
     assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 3);
     assert_eq!(statuses.iter().filter(|&&s| s == 503).count(), 37);
     assert_eq!(entered.load(Ordering::SeqCst), 3);
@@ -156,9 +169,7 @@ async fn trials_taken_while_the_inner_service_is_not_ready_are_still_3() {
     let addr = serve(router).await;
     assert_eq!(get(addr, "/fail", &[]).await.status, 500);
     eventually("half-open", || core.state(clock.now()) == State::HalfOpen).await;
-    let crowd: Vec<_> = (0..40)
-        .map(|_| tokio::spawn(async move { get(addr, "/slow", &[]).await.status }))
-        .collect();
+    let crowd = crowd(addr, 40);
     // One trial in the handler, two waiting for the inner service, 37
     // refused while they wait.
     eventually("1 in, 37 refused", || {
@@ -166,10 +177,7 @@ async fn trials_taken_while_the_inner_service_is_not_ready_are_still_3() {
     })
     .await;
     gate.add_permits(40);
-    let mut statuses = Vec::new();
-    for client in crowd {
-        statuses.push(client.await.unwrap());
-    }
+    let statuses = statuses(crowd).await;
     assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 3);
     assert_eq!(statuses.iter().filter(|&&s| s == 503).count(), 37);
     assert_eq!(entered.load(Ordering::SeqCst), 3);

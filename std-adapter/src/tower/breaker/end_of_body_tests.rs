@@ -258,6 +258,22 @@ async fn grpc_trailers_decide_a_streaming_call() {
 
 /// Trips `breaker` (one failure opens it) and waits out its open time
 /// (30 s): the next request is a half-open trial.
+/// A service answering 200 with the body `a`, `b`, behind a layer over
+/// `breaker` recording at the end of the body, on a clock of its own.
+fn streaming_a_then_b(
+    breaker: &Arc<CircuitBreaker>,
+) -> (crate::TokioClock, super::EndOfBodyService<Answer>) {
+    let clock = crate::TokioClock::new();
+    let layer = CircuitBreakerLayer::new("s", Arc::clone(breaker))
+        .with_clock(clock)
+        .record_at_end_of_body();
+    let service = layer.layer(Answer {
+        status: 200,
+        make: || ScriptBody::new(false).data("a").data("b"),
+    });
+    (clock, service)
+}
+
 async fn half_open(breaker: &CircuitBreaker, clock: crate::TokioClock) {
     let permit = breaker.try_acquire(clock.now()).unwrap();
     let tripped = permit.record(Outcome::Failure, clock.now(), Duration::ZERO);
@@ -307,14 +323,7 @@ async fn a_half_open_trial_is_decided_when_its_body_ends() {
 #[tokio::test(start_paused = true)]
 async fn a_trial_whose_body_is_dropped_frees_its_slot_without_deciding() {
     let breaker = core(one_failure_opens());
-    let clock = crate::TokioClock::new();
-    let layer = CircuitBreakerLayer::new("s", Arc::clone(&breaker))
-        .with_clock(clock)
-        .record_at_end_of_body();
-    let mut service = layer.layer(Answer {
-        status: 200,
-        make: || ScriptBody::new(false).data("a").data("b"),
-    });
+    let (clock, mut service) = streaming_a_then_b(&breaker);
     half_open(&breaker, clock).await;
     let mut body = call(&mut service).await.into_body();
     assert!(body.frame().await.unwrap().unwrap().is_data());
@@ -335,14 +344,7 @@ async fn max_half_open_bounds_a_trial_whose_body_is_never_read() {
     // reopens the breaker behind it, and its end, read at last, decides
     // nothing.
     let breaker = core(one_failure_opens().max_half_open(Duration::from_secs(5)));
-    let clock = crate::TokioClock::new();
-    let layer = CircuitBreakerLayer::new("s", Arc::clone(&breaker))
-        .with_clock(clock)
-        .record_at_end_of_body();
-    let mut service = layer.layer(Answer {
-        status: 200,
-        make: || ScriptBody::new(false).data("a").data("b"),
-    });
+    let (clock, mut service) = streaming_a_then_b(&breaker);
     half_open(&breaker, clock).await;
     let trial = call(&mut service).await;
     assert!(trial.body().is_recording());
