@@ -49,7 +49,7 @@ pub struct RejectionReporter {
 impl fmt::Debug for RejectionReporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RejectionReporter")
-            .field("name", &self.name)
+            .field("name", &crate::redact::redact(&self.name))
             .field("component", &self.component)
             .finish_non_exhaustive()
     }

@@ -35,7 +35,7 @@ pub struct BreakerBuilder<C = DefaultClassifier> {
 impl<C> std::fmt::Debug for BreakerBuilder<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BreakerBuilder")
-            .field("name", &self.name)
+            .field("name", &crate::redact::redact(&self.name))
             .field("timeout", &self.timeout)
             .field("observer", &self.observer.is_some())
             .finish_non_exhaustive()

@@ -127,7 +127,7 @@ impl<C> Clone for Breaker<C> {
 impl<C> std::fmt::Debug for Breaker<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Breaker")
-            .field("name", &self.shared.name)
+            .field("name", &crate::redact::redact(&self.shared.name))
             .field("timeout", &self.shared.timeout)
             .field("breaker", &self.shared.breaker)
             .finish_non_exhaustive()

@@ -164,7 +164,7 @@ pub struct CircuitBreakerLayer<C = HttpClassifier, R = JsonBreakerResponse> {
 impl<C, R> std::fmt::Debug for CircuitBreakerLayer<C, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CircuitBreakerLayer")
-            .field("name", &self.name)
+            .field("name", &crate::redact::redact(&self.name))
             .field("breaker", &self.breaker)
             .finish_non_exhaustive()
     }

@@ -94,7 +94,7 @@ impl<S: std::fmt::Debug, C, R> std::fmt::Debug for CircuitBreakerService<S, C, R
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CircuitBreakerService")
             .field("inner", &self.inner)
-            .field("name", &self.shared.name)
+            .field("name", &crate::redact::redact(&self.shared.name))
             .finish_non_exhaustive()
     }
 }

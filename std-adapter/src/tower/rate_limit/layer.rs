@@ -105,7 +105,7 @@ pub struct RateLimitLayer<L, R = JsonRateLimitResponse> {
 impl<L: std::fmt::Debug, R> std::fmt::Debug for RateLimitLayer<L, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimitLayer")
-            .field("name", &self.name)
+            .field("name", &crate::redact::redact(&self.name))
             .field("limit", &self.limit)
             .field("headers", &self.headers)
             .field("legacy", &self.legacy)

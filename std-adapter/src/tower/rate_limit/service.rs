@@ -59,7 +59,7 @@ impl<S: std::fmt::Debug, L, R> std::fmt::Debug for RateLimitService<S, L, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimitService")
             .field("inner", &self.inner)
-            .field("name", &self.shared.name)
+            .field("name", &crate::redact::redact(&self.shared.name))
             .finish_non_exhaustive()
     }
 }
