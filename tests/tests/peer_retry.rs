@@ -81,6 +81,39 @@ fn backoff_zero_base_is_zero_delays() {
     assert!((0..20).all(|_| b.next_delay() == Duration::ZERO));
 }
 
+/// A zero base is zero delays below any cap, however many retries and
+/// however large the factor: `min(max, 0 · factor^(k-1))` is zero. Found
+/// by a hostile review: the ceiling computed `0 · factor^(k-1)` in floating
+/// point, which is `0 · ∞ = NaN` once the power overflows, read as the cap:
+/// at factor 2 the delays jumped from zero to the 10 s cap at retry 1 025,
+/// at factor 1e300 at retry 3 (a call retrying "at once" slept 20 s).
+#[tokio::test(start_paused = true)]
+async fn backoff_zero_base_stays_zero_below_any_cap() {
+    let zero_base = |factor| {
+        ExponentialBackoffMaker::new(Duration::ZERO, factor, Duration::from_secs(10))
+            .unwrap()
+            .with_jitter(Jitter::None)
+    };
+    for factor in [1.0, 2.0, 10.0, 1e300, f64::MAX] {
+        for jitter in [Jitter::None, Jitter::Full] {
+            let mut b = zero_base(factor).with_jitter(jitter).make_backoff();
+            let late = (0..2_000).position(|_| !b.next_delay().is_zero());
+            assert_eq!(late, None, "factor {factor}, {jitter:?}: a delay at retry");
+        }
+    }
+    let retry = Retry::builder()
+        .max_attempts(5)
+        .backoff(zero_base(1e300))
+        .build();
+    let start = tokio::time::Instant::now();
+    let e = retry
+        .call(|| async { Err::<(), _>("down") })
+        .await
+        .unwrap_err();
+    assert_eq!((e.attempts, e.stop), (5, Stop::Exhausted));
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
 #[test]
 fn backoff_rejects_bad_factors_and_caps() {
     let s = Duration::from_secs(1);

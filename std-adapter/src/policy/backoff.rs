@@ -287,6 +287,13 @@ pub struct ExponentialBackoff {
 impl ExponentialBackoff {
     /// The ceiling before retry `k` (1-based).
     fn ceiling(&self, k: u32) -> Duration {
+        // `0 · factor^(k-1)` is zero whatever the power; in floating point
+        // it is `0 · ∞ = NaN` once the power overflows (retry 1 025 at
+        // factor 2, retry 3 at 1e300), which would read as the cap (found
+        // by a hostile review: a zero base jumped to `max`).
+        if self.base.is_zero() {
+            return Duration::ZERO;
+        }
         let exponent = i32::try_from(k.saturating_sub(1)).unwrap_or(i32::MAX);
         let scaled = self.base.as_secs_f64() * self.factor.powi(exponent);
         if scaled.is_finite() && scaled < self.max.as_secs_f64() {
