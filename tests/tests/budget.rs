@@ -221,3 +221,72 @@ async fn first_attempts_refused_by_an_open_breaker_deposit_nothing() {
     assert!(policy.call(|| async { Ok::<(), ()>(()) }).await.is_ok());
     assert_eq!(budget.remaining_at(Instant::ZERO), 1);
 }
+
+/// What `OnCallError`'s docs say of a standalone `Retry` around a
+/// standalone `Breaker` with a budget, against the same layers in a
+/// `Policy`: the standalone retry deposits the first attempts the open
+/// breaker refused and stays charged for a retry the breaker refused (it
+/// cannot tell them from calls that ran); the policy does neither. Pinned
+/// by a hostile review of the call path (ten refused calls: 2 retries at
+/// 20 %, against none).
+#[tokio::test(start_paused = true)]
+async fn a_standalone_retry_cannot_tell_refusals_from_calls_a_policy_can() {
+    use fusebox::breaker::{CircuitBreaker, Config};
+    use fusebox_std::policy::{Breaker, OnCallError, Policy, RetryAll};
+    use fusebox_std::CallError;
+
+    let open_on_one_failure = || {
+        let core = Arc::new(CircuitBreaker::new(
+            Config::builder()
+                .consecutive_failures(1)
+                .open_for(fusebox::Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        ));
+        Breaker::new("upstream", core)
+    };
+    let budget = || Arc::new(RetryBudget::new(Duration::from_secs(10), 20, 1).unwrap());
+    let retry = |budget: &Arc<RetryBudget>| {
+        Retry::builder()
+            .max_attempts(3)
+            .budget(Arc::clone(budget))
+            .backoff(
+                ExponentialBackoffMaker::new(Duration::ZERO, 1.0, Duration::ZERO)
+                    .unwrap()
+                    .with_jitter(Jitter::None),
+            )
+    };
+
+    // Standalone: the failure that opens the breaker is retried (the
+    // floor's retry), the retry is refused and stays charged; then ten
+    // refused first attempts are deposited.
+    let (breaker, standalone) = (open_on_one_failure(), budget());
+    let retry_alone = retry(&standalone).retry_if(OnCallError(RetryAll)).build();
+    let e = retry_alone
+        .call(|| breaker.call(async { Err::<(), _>("down") }))
+        .await
+        .unwrap_err();
+    assert!(matches!(e.error, CallError::Open { .. }) && e.attempts == 2);
+    for _ in 0..10 {
+        let _ = retry_alone
+            .call(|| breaker.call(async { Ok::<(), &str>(()) }))
+            .await;
+    }
+    // 11 first attempts: 1 + ⌊20 % × 11⌋ = 3 allowed, 1 charged.
+    assert_eq!(standalone.remaining_at(Instant::ZERO), 2);
+
+    // The same through a Policy: the refused retry is given back, the
+    // refused first attempts deposit nothing.
+    let (breaker, in_policy) = (open_on_one_failure(), budget());
+    let policy = Policy::builder()
+        .breaker(breaker)
+        .retry(retry(&in_policy).build())
+        .build();
+    let e = policy.call(|| async { Err::<(), _>("down") }).await;
+    assert!(matches!(e, Err(CallError::Open { .. })), "{e:?}");
+    for _ in 0..10 {
+        let _ = policy.call(|| async { Ok::<(), &str>(()) }).await;
+    }
+    // 1 first attempt: 1 + ⌊20 % × 1⌋ = 1 allowed, none charged.
+    assert_eq!(in_policy.remaining_at(Instant::ZERO), 1);
+}

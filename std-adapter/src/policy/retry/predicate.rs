@@ -110,6 +110,14 @@ impl<E: fusebox::RetryAfter, P: RetryPredicate<E>> RetryPredicate<E> for HonorRe
 /// [`Policy`](crate::policy::Policy) uses it around its own layers; use it to put a
 /// standalone [`Retry`](super::Retry) around a standalone [`Breaker`](crate::policy::Breaker).
 ///
+/// With a [`RetryBudget`](crate::policy::RetryBudget), prefer a `Policy`:
+/// a standalone `Retry` counts an attempt as started when it calls the
+/// closure, so it cannot tell a call the breaker refused from one that
+/// ran. A first attempt the open breaker refused is deposited (an outage's
+/// refused calls buy retries for when it closes: ten of them, two retries
+/// at 20 %), and a retry the breaker refused stays charged; a `Policy`
+/// deposits and charges neither.
+///
 /// # Examples
 ///
 /// ```
