@@ -1,7 +1,7 @@
-//! Hostile callers of the call path: classifiers that panic, in a plain
-//! breaker call and inside a `Policy` with a bulkhead and a retry budget
-//! (sound, kept as tests by a hostile review of the call path: nothing
-//! the call held is kept, nothing is counted twice).
+//! Hostile callers of the call path: a classifier that panics inside a
+//! `Policy` with a bulkhead and a retry budget (sound, kept as a test by a
+//! hostile review of the call path: nothing the call held is kept,
+//! nothing is counted twice).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,52 +35,12 @@ fn buggy(result: &Result<u8, u64>) -> Outcome {
     }
 }
 
-/// A call of `breaker` on its own task, ready at once or after a yield.
-async fn panics(breaker: &Breaker<Buggy>, yields: bool) -> bool {
-    let b = breaker.clone();
-    tokio::spawn(async move {
-        b.call(async move {
-            if yields {
-                tokio::task::yield_now().await;
-            }
-            Err::<u8, u64>(13)
-        })
-        .await
-    })
-    .await
-    .is_err_and(|e| e.is_panic())
-}
-
-/// The classifier runs with the permit in hand: the first poll's ready
-/// path or a later poll's. Panicking there, the permit is abandoned (the
-/// core's `Drop`), so a half-open trial slot is free again and the breaker
-/// stays undecided; the next call is the trial and closes it.
-#[tokio::test(start_paused = true)]
-async fn a_panicking_classifier_abandons_its_permit() {
-    let core = core();
-    let breaker = Breaker::builder("buggy", Arc::clone(&core))
-        .classifier(buggy as Buggy)
-        .build();
-    for yields in [false, true] {
-        assert!(panics(&breaker, yields).await, "closed, yields {yields}");
-    }
-    assert_eq!(breaker.state(), State::Closed);
-    let _ = breaker.call(async { Err::<u8, u64>(1) }).await;
-    assert_eq!(breaker.state(), State::Open);
-    tokio::time::advance(Duration::from_secs(2)).await;
-    for yields in [false, true] {
-        assert!(panics(&breaker, yields).await, "half-open, yields {yields}");
-        assert_eq!(breaker.state(), State::HalfOpen, "undecided");
-    }
-    let m = core.metrics();
-    assert_eq!((m.abandoned, m.failures, m.successes), (4, 1, 0));
-    assert_eq!(breaker.call(async { Ok::<u8, u64>(1) }).await.unwrap(), 1);
-    assert_eq!(breaker.state(), State::Closed);
-}
-
-/// The same inside a `Policy`: the bulkhead slot comes back, the first
-/// attempt (it started: `make` was called) is deposited once, no retry is
-/// charged (the panic ends the call before any), and the next call runs.
+/// A classifier panicking inside a `Policy`, on the first poll's ready
+/// path or a later poll's: the permit is abandoned (as for a plain breaker
+/// call, `policy::breaker::tests`), the bulkhead slot comes back, the
+/// first attempt (it started: `make` was called) is deposited once, no
+/// retry is charged (the panic ends the call before any), and the next
+/// call runs.
 #[tokio::test(start_paused = true)]
 async fn a_panicking_classifier_in_a_policy_leaks_nothing() {
     let bulkhead = Bulkhead::new(1, Overflow::Reject).unwrap();
