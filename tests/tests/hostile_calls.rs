@@ -88,3 +88,30 @@ async fn a_panicking_classifier_in_a_policy_leaks_nothing() {
     let value = policy.call(|| async { Ok::<u8, u64>(5) }).await.unwrap();
     assert_eq!(value, 5);
 }
+
+/// A `Policy` timeout of `Duration::MAX`, or of ~292 billion years (past
+/// tokio's timer range but not `Instant`'s), with or without a breaker:
+/// never a panic, never an early timeout; a call an hour long completes,
+/// and a pending call is still running a century on. Sound, kept as a test
+/// (hostile review of the call path).
+#[tokio::test(start_paused = true)]
+async fn a_policy_timeout_past_any_range_never_fires_nor_panics() {
+    for timeout in [Duration::MAX, Duration::from_secs(u64::MAX / 2)] {
+        for with_breaker in [false, true] {
+            let mut builder = Policy::builder().timeout(timeout);
+            if with_breaker {
+                builder = builder.breaker(Breaker::new("slow", core()));
+            }
+            let policy = builder.build();
+            let hour = policy.call(|| async {
+                tokio::time::sleep(Duration::from_secs(3_600)).await;
+                Ok::<u8, u64>(1)
+            });
+            assert_eq!(hour.await.unwrap(), 1, "{timeout:?}, {with_breaker}");
+            let century = Duration::from_secs(100 * 365 * 86_400);
+            let pending = policy.call(std::future::pending::<Result<u8, u64>>);
+            let outer = tokio::time::timeout(century, pending).await;
+            assert!(outer.is_err(), "{timeout:?}, {with_breaker}: {outer:?}");
+        }
+    }
+}
