@@ -554,4 +554,48 @@ mod tests {
             );
         }
     }
+
+    /// Counters past any count a test can reach by calling: every slot of
+    /// the window holding `u64::MAX - 1` first attempts and retries (the
+    /// window's sums pass `u64::MAX`, as do `percent × deposits` and
+    /// `floor × 100`). Sums saturate instead of wrapping to a small number
+    /// (which would refuse every retry, or admit them all), a counter at
+    /// `u64::MAX` stays there, and a refund never wraps below zero. Sound,
+    /// kept as a test (hostile review of the call path).
+    #[test]
+    fn counters_past_u64_saturate() {
+        let b = budget(u32::MAX, u32::MAX);
+        let now = Instant::from_secs(9);
+        let near = u64::MAX - 1;
+        {
+            let mut ring = b.lock();
+            ring.latest = 9;
+            for (index, slot) in ring.slots.iter_mut().enumerate() {
+                *slot = Slot {
+                    index: index as u64,
+                    deposits: near,
+                    withdrawals: near,
+                };
+            }
+        }
+        // Saturated sums: u64::MAX first attempts, u64::MAX retries; the
+        // allowance (≈ 4.3e9 × u64::MAX / 100) is still far above.
+        assert_eq!(b.remaining_at(now), u64::MAX);
+        assert!(b.try_withdraw_at(now));
+        assert!(b.try_withdraw_at(now), "the slot's count saturates");
+        b.deposit_at(now);
+        b.deposit_at(now);
+        let slot = b.lock().slots[9];
+        assert_eq!((slot.deposits, slot.withdrawals), (u64::MAX, u64::MAX));
+        // A budget of no percent and no floor with saturated retries: none.
+        let none = budget(0, 0);
+        assert!(!none.try_withdraw_at(now));
+        assert_eq!(none.remaining_at(now), 0);
+        // Refunds of slots at zero stay at zero.
+        let fresh = budget(0, 1);
+        fresh.refund(0);
+        assert_eq!(fresh.lock().slots[0].withdrawals, 0);
+        assert!(fresh.try_withdraw_at(Instant::ZERO));
+        assert!(!fresh.try_withdraw_at(Instant::ZERO));
+    }
 }
