@@ -20,7 +20,11 @@ use crate::TokioClock;
 /// Every decision is the core's: a waiter asks the bucket, and when it is
 /// refused sleeps exactly the `retry_after` the refusal names (on tokio's
 /// clock; tokio's timer rounds a sleep *up* to its 1 ms resolution, never
-/// down), then asks again.
+/// down), then asks again. On a core bucket it sleeps at most a second
+/// at a time, asking again in between: a limit changed while it waits
+/// ([`TokenBucket::set_quota`], `reset`, `restore`, or a keyed limiter's
+/// `set_quota`) applies to it within a second, and a limit unchanged
+/// admits it at the same instant as one long sleep would.
 ///
 /// # Backends
 ///
@@ -403,8 +407,17 @@ pub(super) async fn enter(
     }
 }
 
+/// The longest a waiter sleeps before asking the bucket again: a limit
+/// changed while it waits (`set_quota`, `reset`, `restore` on the core)
+/// applies to it within this time, not when the old limit's wait ends.
+const REREAD: Duration = Duration::from_secs(1);
+
 /// Asks `decide` (one core call, with the clock read right before it) until
-/// it admits, sleeping exactly the wait each refusal names.
+/// it admits, sleeping the wait each refusal names, at most [`REREAD`] at
+/// a time (a refusal changes nothing in the core, and with the limit
+/// unchanged the last reading names the same instant: found by a hostile
+/// review, a waiter asleep for a limit of one a minute kept the gate for
+/// the minute after the limit was raised to 1 000 a second).
 pub(super) async fn wait_for(
     clock: TokioClock,
     deadline: Option<tokio::time::Instant>,
@@ -423,7 +436,8 @@ pub(super) async fn wait_for(
                         retry_after: wait.into(),
                     });
                 }
-                tokio::time::sleep_until(wake).await;
+                let reread = clock.to_tokio(now).checked_add(REREAD);
+                tokio::time::sleep_until(reread.map_or(wake, |at| at.min(wake))).await;
             }
         }
     }
