@@ -145,3 +145,53 @@ fn clear_with_a_value_whose_drop_panics_leaves_an_empty_working_cache() {
     // 4 bombs and 4 duds, each dropped once.
     assert_eq!(DROPS.with(Cell::get), 8);
 }
+
+/// Two values whose `Drop` panics, dropped by `clear`: the first panic
+/// leaves later entries in their nodes, to be dropped when a `put` reuses
+/// them. Found by a hostile review: that `put` stored its entry in the
+/// recency list (`iter` and `len` showed it) but, when the leftover's
+/// `Drop` panicked, not in the hash index, so `get`, `contains` and
+/// `remove` never found the key again (key 13 below).
+#[test]
+fn a_put_reusing_a_node_a_panicking_clear_left_keeps_its_entry_findable() {
+    thread_local! {
+        static DROPS: Cell<u32> = const { Cell::new(0) };
+    }
+    struct Bomb(bool);
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            DROPS.with(|d| d.set(d.get() + 1));
+            assert!(!self.0, "boom");
+        }
+    }
+    let mut cache: LruCache<u32, Bomb, 4> = LruCache::new();
+    for k in 0..4 {
+        cache.put(k, Bomb(k == 1 || k == 3));
+    }
+    assert!(catch_unwind(AssertUnwindSafe(|| cache.clear())).is_err());
+    assert!(cache.is_empty());
+    // Keys 0 and 1 dropped; 2 and 3 wait in their nodes.
+    assert_eq!(DROPS.with(Cell::get), 2);
+    let mut panicked = Vec::new();
+    for k in 10..14 {
+        if catch_unwind(AssertUnwindSafe(|| cache.put(k, Bomb(false)))).is_err() {
+            panicked.push(k);
+        }
+    }
+    // The put reusing key 3's node met its panicking `Drop`, after storing.
+    assert_eq!(panicked.len(), 1);
+    assert_eq!(DROPS.with(Cell::get), 4);
+    assert_eq!(cache.len(), 4);
+    let listed: Vec<u32> = cache.iter().map(|(k, _)| *k).collect();
+    assert_eq!(listed, [13, 12, 11, 10]);
+    for k in listed {
+        assert!(cache.contains(&k), "key {k} is listed but not found");
+        assert!(cache.get(&k).is_some(), "key {k}");
+    }
+    let m = cache.metrics();
+    assert_eq!((m.inserts, m.hits, m.misses), (8, 4, 0));
+    assert!(cache.remove(&13).is_some());
+    assert_eq!(cache.len(), 3);
+    drop(cache);
+    assert_eq!(DROPS.with(Cell::get), 8);
+}

@@ -311,6 +311,14 @@ impl<K, V, const N: usize, S> LruCache<K, V, N, S> {
     /// Drops every entry. O(`N`). The counters are kept (cleared entries
     /// count as neither evictions nor expirations).
     ///
+    /// # Panics
+    ///
+    /// If a key's or value's `Drop` panics, `clear` unwinds with the cache
+    /// already empty and usable; the entries it had not dropped yet are
+    /// dropped when their nodes are reused by a `put` (a panic of such a
+    /// `Drop` then comes out of that `put`, after it stored its entry), or
+    /// with the cache.
+    ///
     /// # Examples
     ///
     /// ```

@@ -259,8 +259,13 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> LruCache<K, V, N, S> {
         if self.len() < N {
             Self::count(&mut self.metrics.inserts);
             let i = self.list.acquire();
-            self.entries[slot::<N>(i)] = Some(entry);
+            // The node is vacant, unless a `clear` unwound by a value's
+            // panicking `Drop` left an entry in it: that one is dropped
+            // last, once the node is indexed, so even if its `Drop` panics
+            // the new entry is findable.
+            let leftover = self.entries[slot::<N>(i)].replace(entry);
             self.index.append(b, last, i);
+            drop(leftover);
             return None;
         }
         // Full: the least recently used node is reused in place: moved to
