@@ -10,6 +10,7 @@ use std::hash::{Hash, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use fusebox::cache::{CacheMetrics, Displaced, LruCache};
+use fusebox::{Duration, Instant};
 
 thread_local! {
     /// Panic in `Hash` of the key with this id.
@@ -194,4 +195,54 @@ fn a_put_reusing_a_node_a_panicking_clear_left_keeps_its_entry_findable() {
     assert_eq!(cache.len(), 3);
     drop(cache);
     assert_eq!(DROPS.with(Cell::get), 8);
+}
+
+/// A value whose `Drop` panics if it holds `true`.
+struct TtlBomb(bool);
+
+impl Drop for TtlBomb {
+    fn drop(&mut self) {
+        assert!(!self.0, "boom");
+    }
+}
+
+type TtlCache = LruCache<u32, TtlBomb, 4>;
+/// A timed lookup of key 1.
+type Lookup = fn(&mut TtlCache, Instant);
+
+/// An expired value whose `Drop` panics, freed by a timed lookup or a
+/// purge: the freeing is counted (in `expirations`, and the lookup as a
+/// miss) before the value is dropped. Found by a hostile review: the
+/// counters were bumped after the drop, so the entry was gone but neither
+/// `expirations` nor `misses` said so (both 0 below).
+#[test]
+fn an_expired_value_whose_drop_panics_is_counted_when_freed() {
+    let ttl = Duration::from_secs(1);
+    let later = Instant::from_secs(2);
+    let lookups: [(&str, Lookup); 3] = [
+        ("get_at", |c, t| assert!(c.get_at(&1, t).is_none())),
+        ("peek_at", |c, t| assert!(c.peek_at(&1, t).is_none())),
+        ("contains_at", |c, t| assert!(!c.contains_at(&1, t))),
+    ];
+    for (what, lookup) in lookups {
+        let mut cache: TtlCache = LruCache::new();
+        cache.put_with_ttl(1, TtlBomb(true), ttl, Instant::ZERO);
+        let result = catch_unwind(AssertUnwindSafe(|| lookup(&mut cache, later)));
+        assert!(result.is_err(), "{what}");
+        assert!(cache.is_empty(), "{what}");
+        let m = cache.metrics();
+        let miss = u64::from(what == "get_at");
+        assert_eq!((m.expirations, m.misses, m.hits), (1, miss, 0), "{what}");
+    }
+    // A purge stops at the panicking entry, which it freed and counted.
+    let mut cache: TtlCache = LruCache::new();
+    cache.put_with_ttl(1, TtlBomb(false), ttl, Instant::ZERO);
+    cache.put_with_ttl(2, TtlBomb(true), ttl, Instant::ZERO);
+    cache.put_with_ttl(3, TtlBomb(false), ttl, Instant::ZERO);
+    let result = catch_unwind(AssertUnwindSafe(|| cache.purge_expired(later)));
+    assert!(result.is_err());
+    assert_eq!(cache.metrics().expirations, 2, "keys 1 and 2 freed");
+    assert_eq!(cache.len(), 1);
+    assert_eq!(cache.purge_expired(later), 1);
+    assert_eq!(cache.metrics().expirations, 3);
 }

@@ -202,21 +202,24 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> LruCache<K, V, N, S> {
         (b, self.index.find(&self.entries, b, key).map(|(i, _)| i))
     }
 
-    /// The node holding `key` if it is live at `now`; an expired one is
-    /// freed and counted.
-    pub(super) fn find_live<Q>(&mut self, key: &Q, now: Instant) -> Option<Idx>
+    /// The node holding `key` if it is live at `now`. An expired entry is
+    /// freed, counted in `expirations` and handed back (`Err(Some(_))`) to
+    /// be dropped once the caller has counted its lookup: its `Drop` may
+    /// panic, and the counters must already say what happened.
+    pub(super) fn find_live<Q>(&mut self, key: &Q, now: Instant) -> Result<Idx, Option<Entry<K, V>>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let b = self.bucket_of(key);
-        let (i, entry) = self.index.find(&self.entries, b, key)?;
+        let Some((i, entry)) = self.index.find(&self.entries, b, key) else {
+            return Err(None);
+        };
         if entry.expired(now) {
-            self.take(b, i);
             Self::count(&mut self.metrics.expirations);
-            return None;
+            return Err(self.take(b, i));
         }
-        Some(i)
+        Ok(i)
     }
 
     /// `put` (`now: None`) and `put_with_ttl`. Inlined into both, so

@@ -78,7 +78,7 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> LruCache<K, V, N, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let i = self.find_live(key, now)?;
+        let i = self.find_live(key, now).ok()?;
         self.entries[slot::<N>(i)].as_ref().map(|e| &e.value)
     }
 
@@ -102,7 +102,7 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> LruCache<K, V, N, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.find_live(key, now).is_some()
+        self.find_live(key, now).is_ok()
     }
 
     /// Removes `key` and returns its stored key and value, unless it
@@ -183,19 +183,28 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> LruCache<K, V, N, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let found = self.find_live(key, now);
-        match found {
-            Some(i) => {
+        match self.find_live(key, now) {
+            Ok(i) => {
                 Self::count(&mut self.metrics.hits);
                 self.list.promote(i);
+                Some(i)
             }
-            None => Self::count(&mut self.metrics.misses),
+            Err(freed) => {
+                Self::count(&mut self.metrics.misses);
+                drop(freed); // counted: its `Drop` may panic
+                None
+            }
         }
-        found
     }
 
     /// Frees every entry expired at `now`, counting each in `expirations`,
     /// and returns how many. O(`N`). The others keep their order.
+    ///
+    /// # Panics
+    ///
+    /// If an expired entry's `Drop` panics, the purge stops there: that
+    /// entry is already freed and counted; expired entries it had not
+    /// reached yet stay until a later purge or timed lookup.
     ///
     /// # Examples
     ///
@@ -219,9 +228,10 @@ impl<K: Hash + Eq, V, const N: usize, S: BuildHasher> LruCache<K, V, N, S> {
                 .filter(|e| e.expired(now))
             {
                 let b = self.bucket_of(&entry.key);
-                self.take(b, i);
+                // Counted before the entry is dropped: its `Drop` may panic.
                 Self::count(&mut self.metrics.expirations);
                 freed += 1;
+                self.take(b, i);
             }
             i = prev;
         }
