@@ -75,6 +75,16 @@
 //! A writer compares keys (`K::eq`) while it holds its set's lock; the
 //! lock is a guard, released if that comparison panics, so the set stays
 //! usable. `Hash` runs before the lock, and readers hold none.
+//!
+//! # Keys whose `Hash` changes or disagrees with `Eq`
+//!
+//! A key is looked for only in the set and under the tag its hash gives
+//! now. A key whose hash changed since it was stored (a `Hash` reading a
+//! `Cell` or a clock), or two equal keys with different hashes (a logic
+//! error, as for std's maps), may therefore be missed, or be stored
+//! twice, each copy evicted in its turn. Nothing worse: no panic, no
+//! hang, and a `get` or `remove` still returns only a value stored under
+//! a key equal to the one asked for.
 
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
