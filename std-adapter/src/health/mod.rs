@@ -83,6 +83,7 @@
 //! published no trip, yet refuses calls.)
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use fusebox::breaker::State;
 
@@ -221,14 +222,14 @@ impl Registry {
             .iter()
             .map(|(name, e)| (name.to_string(), e.metrics()))
             .collect();
-        let caches = entries
+        // Read after the registry's lock is released: a `CacheSource` is
+        // the user's code (typically a `Mutex<LruCache>` they also lock
+        // around registry calls), and reading it under our lock would
+        // order its lock after ours while they order it before.
+        let cache_sources: Vec<_> = entries
             .caches
             .iter()
-            .map(|(name, e)| {
-                let metrics = e.source.cache_metrics();
-                let hit_ratio = metrics.hit_ratio();
-                (name.to_string(), CacheReport { metrics, hit_ratio })
-            })
+            .map(|(name, e)| (name.to_string(), Arc::clone(&e.source)))
             .collect();
         let trackers = if operations {
             entries
@@ -249,6 +250,14 @@ impl Registry {
             .map(crate::monitor::StatusReader::status);
         ready &= monitor_verdict(monitor.as_ref(), &mut reasons);
         drop(entries);
+        let caches = cache_sources
+            .into_iter()
+            .map(|(name, source)| {
+                let metrics = source.cache_metrics();
+                let hit_ratio = metrics.hit_ratio();
+                (name, CacheReport { metrics, hit_ratio })
+            })
+            .collect();
         HealthReport {
             ready,
             degraded: !reasons.is_empty(),

@@ -30,6 +30,11 @@ pub type ServerCache<K, V, const SETS: usize, const WAYS: usize> =
 /// Implemented for the core's [`ConcurrentCache`] (shared by `&self`) and
 /// for an [`LruCache`] behind a `Mutex` (it needs `&mut self`).
 ///
+/// The registry calls [`cache_metrics`](Self::cache_metrics) (for
+/// [`Registry::health`] and the Prometheus exposition) without holding
+/// its own lock, so it may wait for the cache's lock, and code holding
+/// that lock may call the registry meanwhile.
+///
 /// # Examples
 ///
 /// ```
@@ -169,5 +174,75 @@ impl Registry {
                 Ok((entry, ()))
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use fusebox::cache::{CacheMetrics, LruCache};
+
+    use super::CacheSource;
+    use crate::Registry;
+
+    /// A user's cache behind their own lock, whose report says when it
+    /// starts reading (then waits for that lock).
+    struct Watched {
+        cache: Mutex<LruCache<u32, u32, 4>>,
+        reading: Mutex<mpsc::Sender<()>>,
+    }
+
+    impl CacheSource for Watched {
+        fn cache_metrics(&self) -> CacheMetrics {
+            let _ = self.reading.lock().unwrap().send(());
+            self.cache.lock().unwrap().metrics()
+        }
+    }
+
+    /// A handler holds its cache's lock and calls the registry (here the
+    /// call runs on a helper thread, so that a deadlock fails the test
+    /// instead of hanging it) while the health endpoint builds a report,
+    /// which waits for that cache's lock. Found by a hostile review: the
+    /// report read every `CacheSource` under the registry's read lock, so
+    /// the registry call (its write lock) waited for the report, the report
+    /// for the handler, and the handler for the call: a deadlock, here
+    /// caught as the call not finishing in 30 s (it takes microseconds).
+    #[test]
+    fn a_report_waiting_for_a_cache_lock_holds_up_no_registry_call() {
+        let registry = Arc::new(Registry::new());
+        let (reading, read_started) = mpsc::channel();
+        let users = Arc::new(Watched {
+            cache: Mutex::new(LruCache::new()),
+            reading: Mutex::new(reading),
+        });
+        registry
+            .register_cache("users", Arc::clone(&users))
+            .unwrap();
+        let held = users.cache.lock().unwrap();
+        let reporter = {
+            let registry = Arc::clone(&registry);
+            std::thread::spawn(move || registry.health())
+        };
+        read_started.recv().unwrap();
+        let (done, call_done) = mpsc::channel();
+        {
+            let registry = Arc::clone(&registry);
+            std::thread::spawn(move || {
+                let made = registry.concurrent_cache::<u32, u32, 4, 1>("sessions");
+                let _ = done.send(made.is_ok());
+            });
+        }
+        let call = call_done.recv_timeout(Duration::from_secs(30));
+        drop(held);
+        assert_eq!(
+            call,
+            Ok(true),
+            "the registry call waited for a report reading a cache"
+        );
+        let report = reporter.join().unwrap();
+        assert_eq!(report.caches["users"].metrics, CacheMetrics::default());
     }
 }
