@@ -1,5 +1,5 @@
 //! `LruCache` with keys whose `Hash` or `Eq` panic, and values whose `Drop`
-//! panics: after the panic is caught the cache is still whole (its
+//! (or `Clone`) panics: after the panic is caught the cache is still whole (its
 //! entries, order and length as before the failed call) and its counters
 //! count only what happened — `inserts` is "entries stored"
 //! (`CacheMetrics` docs), so a `put` that panicked before storing anything
@@ -245,4 +245,55 @@ fn an_expired_value_whose_drop_panics_is_counted_when_freed() {
     assert_eq!(cache.len(), 1);
     assert_eq!(cache.purge_expired(later), 1);
     assert_eq!(cache.metrics().expirations, 3);
+}
+
+/// `Clone` of a cache whose value's `clone` panics partway: the clones
+/// made so far are dropped once, the original keeps its entries and
+/// order, and a later clone works. Sound: a review's check.
+#[test]
+fn a_clone_whose_value_clone_panics_leaks_nothing() {
+    thread_local! {
+        static LIVE: Cell<i64> = const { Cell::new(0) };
+        static CLONES_LEFT: Cell<u32> = const { Cell::new(u32::MAX) };
+    }
+    struct Counted(u32);
+    impl Counted {
+        fn new(v: u32) -> Self {
+            LIVE.with(|l| l.set(l.get() + 1));
+            Self(v)
+        }
+    }
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            let left = CLONES_LEFT.with(Cell::get);
+            assert!(left > 0, "clone panics");
+            CLONES_LEFT.with(|c| c.set(left - 1));
+            Self::new(self.0)
+        }
+    }
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            LIVE.with(|l| l.set(l.get() - 1));
+        }
+    }
+    let mut cache: LruCache<u32, Counted, 8> = LruCache::new();
+    for k in 0..6 {
+        cache.put(k, Counted::new(k));
+    }
+    cache.remove(&2);
+    cache.get(&0);
+    assert_eq!(LIVE.with(Cell::get), 5);
+    CLONES_LEFT.with(|c| c.set(3));
+    let result = catch_unwind(AssertUnwindSafe(|| cache.clone()));
+    CLONES_LEFT.with(|c| c.set(u32::MAX));
+    assert!(result.is_err());
+    assert_eq!(LIVE.with(Cell::get), 5, "the 3 clones made were dropped");
+    let copy = cache.clone();
+    assert_eq!(LIVE.with(Cell::get), 10);
+    let keys = |c: &LruCache<u32, Counted, 8>| c.iter().map(|(k, v)| (*k, v.0)).collect::<Vec<_>>();
+    assert_eq!(keys(&cache), [(0, 0), (5, 5), (4, 4), (3, 3), (1, 1)]);
+    assert_eq!(keys(&copy), keys(&cache));
+    drop(copy);
+    drop(cache);
+    assert_eq!(LIVE.with(Cell::get), 0);
 }

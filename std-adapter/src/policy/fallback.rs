@@ -547,4 +547,60 @@ mod tests {
             "a miss compared {compared} keys: the chosen keys share one chain"
         );
     }
+
+    thread_local! {
+        /// `Fragile::clone` panics while set.
+        static CLONE_PANICS: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// A value whose `clone` panics on demand.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Fragile(u32);
+    impl Clone for Fragile {
+        fn clone(&self) -> Self {
+            assert!(!CLONE_PANICS.with(Cell::get), "clone panics");
+            Self(self.0)
+        }
+    }
+
+    /// `V::clone` runs under the cache's mutex (serving a value, storing a
+    /// fetched one): a panic there poisons the mutex, and the cache must
+    /// stay usable with its entries and counters whole. Sound: a review's
+    /// check, no defect found.
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_clone_leaves_the_cache_usable() {
+        let cache: std::sync::Arc<StaleCache<u8, Fragile, 4>> = std::sync::Arc::new(
+            StaleCache::new(Duration::from_secs(1), Duration::from_secs(60)).unwrap(),
+        );
+        let ok = |v: u32| move || async move { Ok::<_, ()>(Fragile(v)) };
+        cache.get_or_fetch(1, ok(10)).await.unwrap();
+        // A spawned task on this (current-thread) runtime: its panic is
+        // caught by the join handle.
+        let panics = |key: u8, v: u32| {
+            let cache = std::sync::Arc::clone(&cache);
+            tokio::spawn(async move { cache.get_or_fetch(key, ok(v)).await.is_ok() })
+        };
+        CLONE_PANICS.with(|c| c.set(true));
+        // Serving key 1 fresh clones it under the lock; storing a fetched
+        // key 2 clones it under the lock too.
+        let served = panics(1, 11).await;
+        let stored = panics(2, 20).await;
+        CLONE_PANICS.with(|c| c.set(false));
+        assert!(served.unwrap_err().is_panic() && stored.unwrap_err().is_panic());
+        // Key 1 is still cached (the lookup that panicked counted its hit);
+        // key 2 was never stored (its lookup before the call, like key 1's
+        // first one, was a miss).
+        assert_eq!(cache.peek(&1), Some((Fragile(10), Duration::ZERO)));
+        assert_eq!(cache.peek(&2), None);
+        let m = cache.metrics();
+        assert_eq!((m.inserts, m.hits, m.misses), (1, 1, 2));
+        let again = cache.get_or_fetch(1, ok(12)).await.unwrap();
+        assert_eq!((again.value, again.source), (Fragile(10), Source::Cached));
+        let fetched = cache.get_or_fetch(2, ok(21)).await.unwrap();
+        assert_eq!(
+            (fetched.value, fetched.source),
+            (Fragile(21), Source::Fetched)
+        );
+        assert_eq!(cache.metrics().inserts, 2);
+    }
 }
