@@ -384,6 +384,30 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
     ///
     /// Dropping the future drops the fetch; nothing is cached.
     ///
+    /// A fetch that never completes is waited for: no stale value is
+    /// served while it hangs, and a timeout *around* `get_or_fetch` drops
+    /// it and serves nothing. To have a hung upstream answered from the
+    /// cache, bound the fetch *inside* `fetch` (a `tokio::time::timeout`
+    /// whose elapsed error is the fetch's error, or a
+    /// [`Policy`](super::Policy) with a timeout):
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::{Source, StaleCache};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let cache: StaleCache<u8, u8, 4> = StaleCache::new(Duration::ZERO, Duration::from_secs(60)).unwrap();
+    /// cache.get_or_fetch(1, || async { Ok::<u8, &str>(7) }).await?;
+    /// let hung = || async {
+    ///     let upstream = std::future::pending::<Result<u8, &str>>();
+    ///     tokio::time::timeout(Duration::from_secs(2), upstream).await.unwrap_or(Err("timed out"))
+    /// };
+    /// let served = cache.get_or_fetch(1, hung).await?;
+    /// assert_eq!((served.value, served.source, served.age), (7, Source::Stale, Duration::from_secs(2)));
+    /// # Ok::<(), &str>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// ```
     /// use std::time::Duration;
     /// use fusebox_std::policy::{Source, StaleCache};
