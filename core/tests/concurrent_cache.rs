@@ -154,6 +154,67 @@ fn a_get_never_returns_a_value_replaced_before_it_began() {
     assert!(written.load(Ordering::Relaxed) >= 4, "the writers wrote");
 }
 
+/// "A key present throughout a `get` is never hidden by its tag": five
+/// keys stay in one 8-way set (both tag words in use) while two writers
+/// insert and remove other keys in it, rewriting the tag words, and two
+/// readers look the five up. At most two other keys are ever present, so
+/// nothing is evicted and the five are present throughout: every lookup
+/// must hit (their slots are never written, so no read gives up either).
+/// Sound: a review's check, no defect found.
+#[test]
+fn keys_present_throughout_are_always_found() {
+    const PINNED: u64 = 5;
+    let cache: ConcurrentCache<u64, u64, 1, 8> = ConcurrentCache::new().with_lookup_counters();
+    for k in 0..PINNED {
+        cache.insert(k, k * 10).unwrap();
+    }
+    let writing = AtomicU64::new(2);
+    let (missed, churned) = (AtomicU64::new(0), AtomicU64::new(0));
+    let barrier = Barrier::new(4);
+    thread::scope(|s| {
+        for w in 0..2u64 {
+            let (cache, writing, churned, barrier) = (&cache, &writing, &churned, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                for i in 0..OPS / 4 {
+                    let k = 1_000 + w * OPS + i;
+                    if cache.insert(k, i).is_ok() {
+                        churned.fetch_add(1, Ordering::Relaxed);
+                        // Retried until done: a key left behind could
+                        // make a later insert evict one of the five.
+                        while cache.remove(&k).is_err() {}
+                    }
+                }
+                writing.fetch_sub(1, Ordering::Release);
+            });
+        }
+        for r in 0..2u64 {
+            let (cache, writing, missed, barrier) = (&cache, &writing, &missed, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                let mut k = r;
+                while writing.load(Ordering::Acquire) != 0 {
+                    k = (k + 1) % PINNED;
+                    if cache.get(&k) != Some(k * 10) {
+                        missed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(
+        missed.load(Ordering::Relaxed),
+        0,
+        "a present key was missed"
+    );
+    let m = cache.metrics();
+    assert_eq!((m.misses, m.evictions), (0, 0));
+    assert!(churned.load(Ordering::Relaxed) > 0, "the writers wrote");
+    for k in 0..PINNED {
+        assert_eq!(cache.get(&k), Some(k * 10));
+    }
+}
+
 #[cfg(not(miri))]
 mod model {
     use fusebox::cache::ConcurrentCache;
