@@ -33,7 +33,9 @@ pub type ServerCache<K, V, const SETS: usize, const WAYS: usize> =
 /// The registry calls [`cache_metrics`](Self::cache_metrics) (for
 /// [`Registry::health`] and the Prometheus exposition) without holding
 /// its own lock, so it may wait for the cache's lock, and code holding
-/// that lock may call the registry meanwhile.
+/// that lock may call the registry meanwhile. Only the thread holding it
+/// must not build a report itself: a `Mutex` is not re-entrant, and
+/// `cache_metrics` would wait for that thread.
 ///
 /// # Examples
 ///
