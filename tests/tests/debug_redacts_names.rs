@@ -26,7 +26,7 @@ fn core() -> Arc<CircuitBreaker> {
 }
 
 /// `debug` shows the type, and neither secret.
-fn hides_secrets(what: &str, debug: String) {
+fn hides_secrets(what: &str, debug: &str) {
     for secret in SECRETS {
         assert!(!debug.contains(secret), "{what} shows {secret:?}: {debug}");
     }
@@ -37,26 +37,26 @@ fn hides_secrets(what: &str, debug: String) {
 async fn the_debug_of_every_named_policy_and_layer_redacts_its_name() {
     for name in NAMES {
         let builder = Breaker::builder(name, core());
-        hides_secrets("BreakerBuilder", format!("{builder:?}"));
-        hides_secrets("Breaker", format!("{:?}", builder.build()));
+        hides_secrets("BreakerBuilder", &format!("{builder:?}"));
+        hides_secrets("Breaker", &format!("{:?}", builder.build()));
 
         let layer = CircuitBreakerLayer::new(name, core());
-        hides_secrets("CircuitBreakerLayer", format!("{layer:?}"));
+        hides_secrets("CircuitBreakerLayer", &format!("{layer:?}"));
         let service = layer.layer(tower::service_fn(|_: http::Request<()>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(()))
         }));
-        hides_secrets("CircuitBreakerService", format!("{service:?}"));
+        hides_secrets("CircuitBreakerService", &format!("{service:?}"));
 
         let bucket = Arc::new(TokenBucket::new(Quota::per_second(5).unwrap()));
         let limit = RateLimitLayer::new(name, bucket);
-        hides_secrets("RateLimitLayer", format!("{limit:?}"));
+        hides_secrets("RateLimitLayer", &format!("{limit:?}"));
         let service = limit.layer(tower::service_fn(|_: http::Request<()>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(()))
         }));
-        hides_secrets("RateLimitService", format!("{service:?}"));
+        hides_secrets("RateLimitService", &format!("{service:?}"));
 
         let reporter =
             RejectionReporter::new(name, Component::Limiter, &Events::new(4), TokioClock::new());
-        hides_secrets("RejectionReporter", format!("{reporter:?}"));
+        hides_secrets("RejectionReporter", &format!("{reporter:?}"));
     }
 }
