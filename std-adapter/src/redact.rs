@@ -21,7 +21,13 @@
 //!   (`{"password": "a b"}`, also escaped inside a string) and `Debug`
 //!   (`Config { password: "a b" }`); a value not in quotes after a colon
 //!   is not masked;
-//! * the credentials after `Bearer` or `Basic` (any case).
+//! * the credentials after `Bearer` or `Basic` (any case);
+//! * the arguments Redis (and Valkey) echo in the error for a command
+//!   they do not know, up to the end of the line (`ERR unknown command
+//!   'HELLO', with args beginning with: '3' 'AUTH' 'app' 'pw'` →
+//!   `…, with args beginning with: ***`): a client's `AUTH` or `HELLO`
+//!   carries the password, and a server where that command is renamed
+//!   away, or a proxy without it, sends the password back in its error.
 //!
 //! It is a filter for text that should never have carried a secret, not a
 //! parser of every format: pass credentials separately from what you log.
@@ -34,6 +40,10 @@
 //! assert_eq!(redact("redis://app:hunter2@cache:6379/0"), "redis://app:***@cache:6379/0");
 //! assert_eq!(redact("GET /v1?user=7&token=abc123&x=1"), "GET /v1?user=7&token=***&x=1");
 //! assert_eq!(redact("Authorization: Bearer eyJhbGciOi"), "Authorization: Bearer ***");
+//! assert_eq!(
+//!     redact("unknown command 'AUTH', with args beginning with: 'app' 'hunter2' "),
+//!     "unknown command 'AUTH', with args beginning with: ***",
+//! );
 //! assert_eq!(redact("nothing to hide"), "nothing to hide");
 //! ```
 
@@ -79,6 +89,7 @@ pub fn redact(text: &str) -> Cow<'_, str> {
             pairs,
             fields,
             schemes,
+            echoed,
         ] {
             if let Some(next) = pass(&out)
                 && next != *out
@@ -394,6 +405,29 @@ fn schemes(text: &str) -> Option<String> {
     }
     ranges.sort_unstable();
     ranges.dedup_by(|later, earlier| later.0 < earlier.1);
+    splice(text, &ranges)
+}
+
+/// The arguments a Redis error echoes, after `with args beginning with:`,
+/// masked up to the end of the line (Redis quotes them with `'` but does
+/// not escape them: no quote can be trusted to end one).
+fn echoed(text: &str) -> Option<String> {
+    const ECHO: &str = "with args beginning with:";
+    let bytes = text.as_bytes();
+    let mut ranges = Vec::new();
+    let mut from = 0;
+    while let Some(found) = text[from..].find(ECHO) {
+        let after = from + found + ECHO.len();
+        let start = after + bytes[after..].iter().take_while(|&&b| b == b' ').count();
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .map_or(bytes.len(), |p| start + p);
+        if end > start {
+            ranges.push((start, end));
+        }
+        from = end.max(after);
+    }
     splice(text, &ranges)
 }
 

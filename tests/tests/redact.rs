@@ -418,3 +418,32 @@ fn json_and_debug_fields_with_a_sensitive_name_are_masked() {
         assert_eq!(redact(&redact(text)), want, "idempotent: {text}");
     }
 }
+
+/// The arguments Redis echoes for a command it does not know: a renamed
+/// `HELLO` or `AUTH` sent the password back in the error (found by a
+/// hostile review: `redis unavailable: ResponseError: unknown command
+/// 'HELLO', with args beginning with: '3' 'AUTH' 'app' '<password>'`
+/// reached errors, logs and health as it was).
+#[test]
+fn arguments_echoed_by_redis_are_masked_to_the_end_of_the_line() {
+    for (text, want) in [
+        (
+            "ResponseError: unknown command 'HELLO', with args beginning with: '3' 'AUTH' 'app' 'pw' ",
+            "ResponseError: unknown command 'HELLO', with args beginning with: ***",
+        ),
+        // Not escaped by Redis: a quote in the password ends nothing.
+        (
+            "unknown command 'AUTH', with args beginning with: 'a' 'p' w\"' x\nnext line",
+            "unknown command 'AUTH', with args beginning with: ***\nnext line",
+        ),
+        (
+            "a with args beginning with: 'x'\r\nb with args beginning with: 'y'",
+            "a with args beginning with: ***\r\nb with args beginning with: ***",
+        ),
+        ("with args beginning with:", "with args beginning with:"),
+        ("unknown command 'FOO'", "unknown command 'FOO'"),
+    ] {
+        assert_eq!(redact(text), want, "{text}");
+        assert_eq!(redact(&redact(text)), want, "idempotent: {text}");
+    }
+}
