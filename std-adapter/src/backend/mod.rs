@@ -24,7 +24,13 @@
 //! Under unchanged quotas both backends decide exactly as the core
 //! [`TokenBucket`](fusebox::bucket::TokenBucket) does on the same schedule
 //! (the Redis script is checked against it, and the memory backend
-//! against the script, by differential tests). Across a quota change they
+//! against the script, by differential tests), with one exception that
+//! only admits less: an admission whose new state lands exactly on the
+//! wrap of the core bucket's word is stored one scaled unit later (the
+//! word's zero means "never used", see the core's `bucket` module docs),
+//! so the memory backend then names a wait or reset up to 1 µs longer
+//! than Redis; it takes a process running `2^63 / scale` µs (4.46 years
+//! at the finest scale) to get there. Across a quota change they
 //! differ as said above: raised from 10/s to 100/s with 2 tokens left,
 //! Redis reads the 0.8 s of drain and has 20 left, the memory backend 2;
 //! lowered from 100/s to 10/s with 50 left, Redis has 5, the memory
