@@ -221,7 +221,12 @@ impl RedisBackend {
     /// argument. For deterministic tests and replays (the differential
     /// test against the core bucket uses it); the limiter never sends it.
     /// Keys written this way live a day longer than their refill time
-    /// (expiry runs on Redis's real clock, not on `now`).
+    /// (expiry runs on Redis's real clock, not on `now`). Keep such calls
+    /// off the keys live limiters use, whose states are times on Redis's
+    /// clock: a `now` far behind it reads them as corrupt and writes a
+    /// state Redis's clock reads as a full bucket; a `now` far ahead reads
+    /// them as full and writes a state the live limiters then read as
+    /// corrupt (a drained bucket).
     ///
     /// # Errors
     ///
