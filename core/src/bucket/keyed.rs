@@ -75,7 +75,10 @@
 //!   `K::clone` (the stored copy, made before any slot changes); an
 //!   evicted key is dropped after the lock is released, and the tier
 //!   function and `Hash` run before it is taken. So a panic in any of them
-//!   leaves the table consistent and unlocked.
+//!   leaves the table consistent and unlocked. `Eq` and `Clone` must not
+//!   call the same limiter: such a call would take its lock again, and
+//!   panics instead (before it changes anything; the lock is not
+//!   re-entrant, see the crate's `sync` module).
 //! * A key with 62 callers pinned at once (63 registered on Cortex-M)
 //!   sends the next ones through the lock, which charges the bucket
 //!   without pinning (evictions only happen there).
@@ -431,6 +434,13 @@ pub(crate) struct Slot<K> {
 /// exists for firmware with no entropy at boot, and keeps the default
 /// type the same whatever features are enabled (see the
 /// [`hash`](crate::hash) module).
+///
+/// # Keys
+///
+/// A key's `Eq` and `Clone` run under the table's lock (the lookup of a
+/// new key, its stored copy) and must not use the same limiter: a call on
+/// it from there panics, and leaves the table as it was. Calls from `Hash`,
+/// `Drop` or the tier function, which run outside the lock, are fine.
 ///
 /// # Large tables
 ///
