@@ -218,3 +218,25 @@ fn a_panicking_hash_or_tier_function_changes_nothing() {
     }
     assert_eq!(LIVE.get(), live);
 }
+
+/// A key whose `Drop` panics while the limiter itself is dropped: the
+/// panic reaches the caller and every other stored key is still dropped
+/// (as a `Vec`'s or an array's would be), none leaked.
+#[test]
+fn a_panicking_drop_while_the_limiter_drops_drops_the_other_keys() {
+    for panicking in 1..=4 {
+        let live = LIVE.get();
+        let l = limiter::<8>();
+        for id in 1..=4 {
+            l.try_acquire(&Key::new(id, id), T0).unwrap();
+        }
+        assert_eq!((l.metrics().keys, LIVE.get() - live), (4, 4));
+        panics_at(Op::Drop(panicking), 1, move || drop(l));
+        assert_eq!(
+            LIVE.get(),
+            live,
+            "key {panicking} panicked: {} stored keys leaked",
+            LIVE.get() - live
+        );
+    }
+}

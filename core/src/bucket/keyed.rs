@@ -520,13 +520,31 @@ fn refusal(n: u32, refused: Refused) -> KeyedError {
 
 impl<K, const N: usize, const TIERS: usize, S> Drop for KeyedLimiter<K, N, TIERS, S> {
     fn drop(&mut self) {
-        for slot in &mut self.slots {
+        /// The slots not visited yet. If a key's `Drop` panics, unwinding
+        /// drops this, which drops the remaining keys (as an array's drop
+        /// glue does; a second panic aborts), so no other key leaks.
+        struct Rest<'a, K>(core::slice::IterMut<'a, Slot<K>>);
+
+        impl<K> Drop for Rest<'_, K> {
+            fn drop(&mut self) {
+                self.0.by_ref().for_each(drop_key);
+            }
+        }
+
+        fn drop_key<K>(slot: &mut Slot<K>) {
             let state = slot.state.load(Ordering::Acquire);
             if state != EMPTY && state != LOCKED {
-                // SAFETY: `&mut self`: no caller is registered; the key of a
-                // live slot is initialised and dropped exactly once here.
+                // SAFETY: `&mut` to the limiter: no caller is pinned or
+                // registered; the key of a live slot is initialised, and
+                // each slot is visited once (the iterator has moved past
+                // it before its key's drop runs).
                 unsafe { slot.key.get_mut().assume_init_drop() };
             }
+        }
+
+        let mut rest = Rest(self.slots.iter_mut());
+        for slot in rest.0.by_ref() {
+            drop_key(slot);
         }
     }
 }
