@@ -11,7 +11,8 @@
 //! at quiescence), no more keys than slots, and an over-capacity request
 //! (which pins and compares but never charges) changes nothing.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+// 32-bit atomics: this also runs on 32-bit-word targets (Miri, powerpc).
+use std::sync::atomic::{AtomicIsize, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -19,17 +20,17 @@ use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
 use fusebox::{Duration, Instant};
 
 const THREADS: usize = 3;
-const CALLS: u64 = if cfg!(miri) { 24 } else { 20_000 };
+const CALLS: u32 = if cfg!(miri) { 24 } else { 20_000 };
 
 /// A heap key that counts its live copies.
 #[derive(Debug)]
 struct Key {
     name: String,
-    live: Arc<AtomicI64>,
+    live: Arc<AtomicIsize>,
 }
 
 impl Key {
-    fn new(id: u64, live: &Arc<AtomicI64>) -> Self {
+    fn new(id: u32, live: &Arc<AtomicIsize>) -> Self {
         live.fetch_add(1, Ordering::Relaxed);
         Self {
             name: format!("client-{id}"),
@@ -67,21 +68,23 @@ impl std::hash::Hash for Key {
     }
 }
 
-fn churn<const N: usize>(keys: u64) {
-    let live = Arc::new(AtomicI64::new(0));
+fn churn<const N: usize>(keys: u32) {
+    let live = Arc::new(AtomicIsize::new(0));
     // One token per millisecond, burst 2: a key is idle again 2 ms after
     // its last admission; the shared clock moves 1 ms per call.
     let quota = Quota::per_second(1_000).unwrap().with_burst(2).unwrap();
     let limiter: KeyedLimiter<Key, N> = KeyedLimiter::new(quota, FullPolicy::Reject).unwrap();
-    let clock = AtomicU64::new(1_000_000);
-    let (admitted, refused, full) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    // Milliseconds.
+    let clock = AtomicU32::new(1_000);
+    let (admitted, refused, full) = (AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0));
     thread::scope(|s| {
-        for t in 0..THREADS as u64 {
+        for t in 0..THREADS as u32 {
             let (limiter, clock, live) = (&limiter, &clock, &live);
             let (admitted, refused, full) = (&admitted, &refused, &full);
             s.spawn(move || {
                 for i in 0..CALLS {
-                    let now = Instant::from_micros(clock.fetch_add(1_000, Ordering::Relaxed));
+                    let now =
+                        Instant::from_millis(u64::from(clock.fetch_add(1, Ordering::Relaxed)));
                     let key = Key::new((i * 7 + t * 3) % keys, live);
                     match limiter.try_acquire(&key, now) {
                         Ok(()) => admitted.fetch_add(1, Ordering::Relaxed),
@@ -100,11 +103,11 @@ fn churn<const N: usize>(keys: u64) {
         }
     });
     let m = limiter.metrics();
-    let calls = THREADS as u64 * CALLS;
+    let calls = THREADS as u64 * u64::from(CALLS);
     let (admitted, refused, full) = (
-        admitted.into_inner(),
-        refused.into_inner(),
-        full.into_inner(),
+        u64::from(admitted.into_inner()),
+        u64::from(refused.into_inner()),
+        u64::from(full.into_inner()),
     );
     assert_eq!(admitted + refused + full, calls);
     assert_eq!(m.allowed, admitted, "{m:?}");
@@ -114,11 +117,11 @@ fn churn<const N: usize>(keys: u64) {
     // Quiescent: every stored key is the table's one copy.
     assert_eq!(
         live.load(Ordering::Relaxed),
-        i64::try_from(m.keys).unwrap(),
+        isize::try_from(m.keys).unwrap(),
         "{m:?}"
     );
     // Still whole: once every key is idle, a new key finds a slot.
-    let later = Instant::from_micros(clock.into_inner()) + Duration::from_secs(1);
+    let later = Instant::from_millis(u64::from(clock.into_inner())) + Duration::from_secs(1);
     limiter.try_acquire(&Key::new(keys, &live), later).unwrap();
     let after = limiter.metrics();
     assert_eq!(after.keys, (m.keys + 1).min(N as u64), "{after:?}");
@@ -129,7 +132,7 @@ fn churn<const N: usize>(keys: u64) {
     );
     assert_eq!(
         live.load(Ordering::Relaxed),
-        i64::try_from(after.keys).unwrap(),
+        isize::try_from(after.keys).unwrap(),
         "{after:?}"
     );
     drop(limiter);
