@@ -8,7 +8,9 @@
 //! and `K::clone` (the stored copy, made before a slot is claimed or a key
 //! evicted). An evicted key is moved out of its slot and dropped by the
 //! caller after the lock is released. So a panic in user code leaves every
-//! slot as it was, and the lock is released by the unwinding.
+//! slot as it was, and the lock is released by the unwinding. User code
+//! that calls the same limiter from under the lock panics there (the lock
+//! is not re-entrant), before changing anything.
 
 use core::hash::{BuildHasher, Hash};
 
@@ -115,7 +117,9 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
             let slot = &self.slots[i];
             // The fingerprint test also rejects EMPTY and LOCKED.
             // SAFETY: live slot, and only the lock holder (us) writes,
-            // moves or drops keys.
+            // moves or drops keys; the lock is not re-entrant, so the
+            // `==` below (user code) cannot make this thread a second
+            // holder that evicts the key it is comparing.
             slot.state.load(Ordering::Acquire) >> FP_SHIFT == fp
                 && unsafe { (*slot.key.get()).assume_init_ref() } == key
         })
