@@ -15,7 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::hash::{Hash, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
 use fusebox::{Duration, Instant};
 
 const T0: Instant = Instant::from_secs(100);
@@ -23,7 +23,7 @@ const T0: Instant = Instant::from_secs(100);
 type Hook = Box<dyn FnOnce()>;
 
 thread_local! {
-    /// Run by the `Eq` or `Clone` call that brings `skip` to zero.
+    /// Run by the user call (`op`) that brings `skip` to zero.
     static HOOK: RefCell<Option<(Op, u32, Hook)>> = RefCell::new(None);
     /// Keys alive on this thread: made by tests, clones, minus drops.
     static LIVE: Cell<i64> = const { Cell::new(0) };
@@ -33,6 +33,9 @@ thread_local! {
 enum Op {
     Eq,
     Clone,
+    Hash,
+    Drop,
+    Tier,
 }
 
 fn arm(op: Op, skip: u32, hook: impl FnOnce() + 'static) {
@@ -78,6 +81,7 @@ impl Key {
 
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
+        trip(Op::Hash);
         0u8.hash(state);
     }
 }
@@ -101,12 +105,14 @@ impl Clone for Key {
 impl Drop for Key {
     fn drop(&mut self) {
         LIVE.set(LIVE.get() - 1);
+        trip(Op::Drop);
     }
 }
 
 type Limiter = KeyedLimiter<Key, 1>;
 
-/// A limiter of one slot (one token a second, burst 1) on the heap, that
+/// A limiter of one slot (one token a second, burst 1, a tier function
+/// that runs the `Tier` hook) on the heap, that
 /// hooks can reach: a `&'static` to it, and the pointer to free it with.
 struct Leaked {
     raw: *mut Limiter,
@@ -116,7 +122,11 @@ struct Leaked {
 fn limiter() -> Leaked {
     let raw = Box::into_raw(Box::new(
         KeyedLimiter::new(Quota::per_second(1).unwrap(), FullPolicy::Reject)
-            .expect("quota within the keyed range"),
+            .expect("quota within the keyed range")
+            .with_tier_fn(|_| {
+                trip(Op::Tier);
+                0
+            }),
     ));
     // SAFETY: from `Box::into_raw`, freed only by `free`, after its last use.
     let l = unsafe { &*raw };
@@ -204,4 +214,45 @@ fn an_eq_that_changes_a_quota_or_reads_the_table_under_the_lock_panics() {
     assert!(fired());
     drop(a);
     free(leaked.raw);
+}
+
+/// `Hash`, the tier function and the `Drop` of an evicted key run outside
+/// the lock (as documented): from there the same limiter can be used.
+#[test]
+fn calls_from_hash_the_tier_function_and_drop_go_through() {
+    let live = LIVE.get();
+    let later = T0 + Duration::from_secs(5);
+    for (op, skip) in [(Op::Hash, 0), (Op::Tier, 0), (Op::Drop, 0)] {
+        let leaked = limiter();
+        let l = leaked.l;
+        if op == Op::Drop {
+            // The first key dropped is the stored copy of "a", evicted by
+            // "outer" (and dropped after the lock).
+            l.try_acquire(&Key::new("a"), T0).unwrap();
+        }
+        // The nested call takes the one slot (or finds "outer" in it).
+        arm(op, skip, move || {
+            let nested = l.try_acquire(&Key::new("nested"), later);
+            if op == Op::Drop {
+                assert_eq!(nested, Err(KeyedError::TableFull), "{op:?}");
+            } else {
+                assert_eq!(nested, Ok(()), "{op:?}");
+            }
+        });
+        let outer = l.try_acquire(&Key::new("outer"), later);
+        assert!(fired(), "{op:?}: the hook did not run");
+        let m = l.metrics();
+        if op == Op::Drop {
+            assert_eq!(outer, Ok(()));
+            assert_eq!((m.keys, m.evictions, m.table_full), (1, 1, 1), "{m:?}");
+            assert_eq!(l.available(&Key::new("outer"), later), 0);
+        } else {
+            // "nested" got the slot first, and is busy.
+            assert_eq!(outer, Err(KeyedError::TableFull), "{op:?}");
+            assert_eq!((m.keys, m.evictions, m.allowed), (1, 0, 1), "{m:?}");
+            assert_eq!(l.available(&Key::new("nested"), later), 0);
+        }
+        free(leaked.raw);
+    }
+    assert_eq!(LIVE.get(), live, "a key leaked or was dropped twice");
 }
