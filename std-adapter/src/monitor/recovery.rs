@@ -282,12 +282,23 @@ impl RecoveryRule {
     /// assert_eq!(rule.delay_after(40), Duration::from_secs(600));
     /// ```
     pub fn delay_after(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1);
-        let growth = self.factor.checked_pow(exp).unwrap_or(u32::MAX);
-        self.cooldown
-            .checked_mul(growth)
-            .unwrap_or(Duration::MAX)
-            .min(self.max_backoff.max(self.cooldown))
+        let cap = self.max_backoff.max(self.cooldown);
+        // Multiplied one factor at a time, up to the cap (found by a
+        // hostile review: `factor^(attempt−1)` saturated at `u32::MAX`, so
+        // with a 1 ms cooldown, ×2 and no cap the waits stopped growing at
+        // ~49.7 days from attempt 33 on, below the documented
+        // `cooldown × factor^(attempt−1)`). A factor of 2 or more reaches
+        // any cap within ~100 steps from 1 ms; a factor of 1 never grows.
+        let mut delay = self.cooldown;
+        if self.factor > 1 {
+            for _ in 1..attempt {
+                if delay >= cap {
+                    break;
+                }
+                delay = delay.checked_mul(self.factor).unwrap_or(Duration::MAX);
+            }
+        }
+        delay.min(cap)
     }
 
     /// The action attempt `attempt` (from 1) of an episode runs, and
@@ -361,8 +372,62 @@ pub struct RecoveryStatus {
 
 #[cfg(test)]
 mod tests {
-    use super::RecoveryAction;
+    use super::{RecoveryAction, RecoveryRule};
     use crate::monitor::CheckError;
+    use std::time::Duration;
+
+    /// The wait is `cooldown × factor^(attempt−1)` capped at the maximum,
+    /// whatever the attempt: the growth saturated at `u32::MAX`, so with
+    /// a 1 ms cooldown, ×2 and no cap every wait from attempt 33 on was
+    /// 4 294 967.295 s (not 4 294 967.296 s, 8 589 934.592 s, …), and with
+    /// a factor of `u32::MAX` every wait from attempt 2 on was the same
+    /// (found by a hostile review). The model is exact integer arithmetic
+    /// in nanoseconds, saturating at `Duration::MAX`.
+    #[test]
+    fn the_backoff_keeps_growing_past_a_u32_factor_power() {
+        // The documented formula, in saturating u128 nanoseconds.
+        let model = |cooldown: Duration, factor: u32, max: Duration, attempt: u32| {
+            let growth = u128::from(factor)
+                .checked_pow(attempt.saturating_sub(1))
+                .unwrap_or(u128::MAX);
+            let nanos = cooldown
+                .as_nanos()
+                .saturating_mul(growth)
+                .min(max.max(cooldown).as_nanos());
+            let secs = u64::try_from(nanos / 1_000_000_000).unwrap();
+            #[allow(clippy::cast_possible_truncation, reason = "below 10^9")]
+            let sub = (nanos % 1_000_000_000) as u32;
+            Duration::new(secs, sub)
+        };
+        let ms = Duration::from_millis;
+        let noop = || RecoveryAction::new("a", || async { Ok::<(), String>(()) });
+        for (cooldown, factor, max) in [
+            (ms(1), 2, Duration::MAX),
+            (ms(1), 3, Duration::MAX),
+            (Duration::from_secs(1), u32::MAX, Duration::MAX),
+            (ms(1), 2, Duration::from_secs(86_400 * 365)),
+            (ms(7), 1, Duration::MAX),
+            (Duration::MAX, 2, Duration::ZERO),
+            (Duration::from_secs(30), 2, Duration::from_secs(600)),
+        ] {
+            let rule = RecoveryRule::new(1, noop())
+                .cooldown(cooldown)
+                .backoff(factor, max);
+            for attempt in (0..=200).chain([u32::MAX - 1, u32::MAX]) {
+                assert_eq!(
+                    rule.delay_after(attempt),
+                    model(cooldown, factor, max, attempt),
+                    "{cooldown:?} ×{factor} up to {max:?}, attempt {attempt}"
+                );
+            }
+        }
+        let doubling = RecoveryRule::new(1, noop())
+            .cooldown(ms(1))
+            .backoff(2, Duration::MAX);
+        assert_eq!(doubling.delay_after(33), ms(1 << 32));
+        assert_eq!(doubling.delay_after(34), ms(1 << 33));
+        assert_eq!(doubling.delay_after(u32::MAX), Duration::MAX);
+    }
 
     /// An action's error is kept in the status, published and logged: it
     /// is redacted and cut as a check's is (found by a hostile review: a
