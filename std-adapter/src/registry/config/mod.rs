@@ -133,6 +133,10 @@ impl RegistryConfig {
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self, RegistryConfigError> {
         let path = path.as_ref();
         let file_error = |message: String| one(FieldError::new("(file)", message));
+        // Shown as the document's text is, its control characters
+        // escaped and cut (found by a hostile review: a file name holding
+        // a newline was shown raw, a forged line in any log of the error).
+        let shown = escaped(&path.display().to_string());
         // The extension first: a path of another kind (a log, a device
         // such as `/dev/zero`) is refused before it is read, not read
         // whole (or forever) to be refused after.
@@ -141,13 +145,12 @@ impl RegistryConfig {
             Some("json") => false,
             _ => {
                 return Err(file_error(format!(
-                    "{}: the extension must be .toml or .json",
-                    path.display()
+                    "{shown}: the extension must be .toml or .json"
                 )))
             }
         };
         let text = read_config_file(path)
-            .map_err(|reason| file_error(format!("cannot read {}: {reason}", path.display())))?;
+            .map_err(|reason| file_error(format!("cannot read {shown}: {reason}")))?;
         if toml {
             Self::from_toml_with_env(&text, env::process_vars())
         } else {

@@ -226,3 +226,31 @@ fn load_refuses_a_fifo_without_waiting_for_a_writer() {
         "{err}"
     );
 }
+
+/// A file name is the caller's, perhaps from a command line or a
+/// variable: `load` showed it raw in its error, so a name holding a
+/// newline forged a line in any log of that error (found by a hostile
+/// review). It is escaped (and cut) as the document's text is, for each
+/// refusal that names the file.
+#[test]
+fn a_file_name_with_control_characters_is_shown_escaped() {
+    use crate::registry::RegistryConfig;
+    let dir = std::env::temp_dir().join(format!("fusebox-cfg-ctl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let forged = "x\n2026-12-06T10:00:00Z  INFO all checks passed\r";
+    let not_utf8 = dir.join(format!("{forged}.toml"));
+    std::fs::write(&not_utf8, b"[limiters.a]\nrate = \xff\n").unwrap();
+    let cases = [
+        (not_utf8, "not UTF-8"),
+        (dir.join(format!("{forged}.txt")), "extension"),
+        (dir.join(format!("{forged}-missing.json")), "cannot read"),
+    ];
+    for (path, why) in cases {
+        let err = RegistryConfig::load(&path).unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.contains(why), "{shown:?}");
+        assert!(!shown.contains(['\n', '\r']), "{shown:?}");
+        assert!(shown.contains("x\\n2026-12-06"), "{shown:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
