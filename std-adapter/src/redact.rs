@@ -13,7 +13,8 @@
 //!   `password`, `pass` (the password of a `redis+unix://` URL),
 //!   `passwd`, `pwd`, `auth`, `apikey`, `signature` or `sig`,
 //!   or ends with `_token`, `-token`, `_key`, `-key`, `_secret`,
-//!   `-secret` or `password` (any case); a value in quotes
+//!   `-secret`, `_signature`, `-signature` (a presigned URL's
+//!   `X-Amz-Signature`, `X-Goog-Signature`) or `password` (any case); a value in quotes
 //!   (`password="a b"`, as logfmt writes one) is masked up to its closing
 //!   quote, which stays, as is one whose quotes are escaped
 //!   (`password=\"a b\"`, as `{:?}` or JSON writes that in a string);
@@ -250,8 +251,20 @@ pub(crate) fn sensitive(name: &str) -> bool {
         "signature",
         "sig",
     ];
-    const SUFFIX: [&str; 7] = [
-        "_token", "-token", "_key", "-key", "_secret", "-secret", "password",
+    // `-signature`: a presigned URL's signature (S3's `X-Amz-Signature`,
+    // GCS's `X-Goog-Signature`) grants its access until it expires (found
+    // by a hostile review: an `HttpCheck` of a presigned URL showed it in
+    // the status, the logs and its errors).
+    const SUFFIX: [&str; 9] = [
+        "_token",
+        "-token",
+        "_key",
+        "-key",
+        "_secret",
+        "-secret",
+        "_signature",
+        "-signature",
+        "password",
     ];
     let name = name.to_ascii_lowercase();
     EXACT.contains(&name.as_str()) || SUFFIX.iter().any(|s| name.ends_with(s))
