@@ -1,0 +1,282 @@
+//! Hostile configuration documents: each is refused with a typed error on
+//! the path at fault (or `(toml)`/`(json)` for the document itself),
+//! never a panic, a stack overflow or a silent default, and no error
+//! shows a secret, a raw control character or an unbounded text.
+
+use fusebox_std::registry::{Registry, RegistryConfig, RegistryConfigError};
+
+/// Read, validated and built: the first error on the way.
+fn built(read: Result<RegistryConfig, RegistryConfigError>) -> RegistryConfigError {
+    match read.and_then(|config| Registry::from_config(&config).map(drop)) {
+        Ok(()) => panic!("accepted"),
+        Err(e) => e,
+    }
+}
+
+/// Every error is on `path`, says `what`, and is shown bounded, escaped
+/// and without the secret `hunter2`.
+fn refused(e: &RegistryConfigError, path: &str, what: &str) {
+    let shown = e.to_string();
+    assert_eq!(e.fields()[0].path(), path, "{shown}");
+    assert!(e.fields()[0].message().contains(what), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(!shown.contains(char::is_control), "{shown:?}");
+    assert!(
+        shown.chars().count() < 2_000,
+        "{} chars",
+        shown.chars().count()
+    );
+}
+
+#[test]
+fn deeply_nested_documents_are_refused_by_the_parsers_limits() {
+    let n = 100_000;
+    let (open, close) = ("[".repeat(n), "]".repeat(n));
+    for text in [
+        format!("a = {open}1{close}"),
+        format!("a = {}1{}", "{b=".repeat(n), "}".repeat(n)),
+        format!("[{}]", vec!["a"; n].join(".")),
+        format!("{} = 1", vec!["a"; n].join(".")),
+    ] {
+        refused(&built(RegistryConfig::from_toml(&text)), "(toml)", "recurs");
+    }
+    for text in [
+        format!("{open}1{close}"),
+        format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n)),
+    ] {
+        refused(
+            &built(RegistryConfig::from_json(&text)),
+            "(json)",
+            "recursion",
+        );
+    }
+}
+
+#[test]
+fn duplicate_keys_are_refused_in_json_as_in_toml() {
+    let json = [
+        r#"{"breakers": {"a": {"window": 1, "window": 2}}}"#,
+        r#"{"breakers": {}, "breakers": {}}"#,
+        // One key once escaped: the same name.
+        r#"{"breakers": {"a": {}, "\u0061": {}}}"#,
+        r#"{"breakers": {"redis://u:hunter2@h": {}, "redis://u:hunter2@h": {}}}"#,
+    ];
+    for text in json {
+        refused(
+            &built(RegistryConfig::from_json(text)),
+            "(json)",
+            "duplicate key",
+        );
+    }
+    let toml = [
+        "[breakers.a]\nwindow = 1\nwindow = 2\n",
+        "[breakers.a]\nwindow = 1\n[breakers.a]\nrequired = true\n",
+        "[breakers.a]\nwindow = 1\n[breakers.\"a\"]\nrequired = true\n",
+    ];
+    for text in toml {
+        refused(
+            &built(RegistryConfig::from_toml(text)),
+            "(toml)",
+            "duplicate key",
+        );
+    }
+}
+
+#[test]
+fn json_numbers_out_of_every_range_are_refused_on_their_path() {
+    let json = [
+        (
+            r#"{"breakers": {"a": {"window": 18446744073709551616}}}"#,
+            "breakers.a.window",
+            "floating point",
+        ),
+        (
+            r#"{"breakers": {"a": {"window": -1}}}"#,
+            "breakers.a.window",
+            "-1",
+        ),
+        (
+            r#"{"breakers": {"a": {"window": 1.0}}}"#,
+            "breakers.a.window",
+            "floating point",
+        ),
+        (
+            r#"{"breakers": {"a": {"window": 1e400}}}"#,
+            "(json)",
+            "out of range",
+        ),
+        (
+            r#"{"breakers": {"a": {"consecutive_failures": 256}}}"#,
+            "breakers.a.consecutive_failures",
+            "1..=255",
+        ),
+        (
+            r#"{"limiters": {"a": {"rate": 4294967296}}}"#,
+            "limiters.a.rate",
+            "1..=4294967295",
+        ),
+        (
+            r#"{"limiters": {"a": {"rate": 1, "period": "18446744073709551615us"}}}"#,
+            "limiters.a",
+            "out of range",
+        ),
+        (
+            r#"{"keyed_limiters": {"a": {"rate": 1, "period": "99999999999999999999h"}}}"#,
+            "keyed_limiters.a.period",
+            "too long",
+        ),
+        (
+            r#"{"bulkheads": {"a": {"max_concurrent": 1, "max_queued": 9223372036854775807}}}"#,
+            "bulkheads.a.max_queued",
+            "0..=",
+        ),
+        (
+            r#"{"trackers": {"a": {"max_requests": 65536, "max_stages_per_request": 1024}}}"#,
+            "trackers.a.max_stages_per_request",
+            "at most",
+        ),
+        (
+            r#"{"trackers": {"a": {"sample_rate": -0.5}}}"#,
+            "trackers.a.sample_rate",
+            "0.0..=1.0",
+        ),
+        (
+            r#"{"events_capacity": 9223372036854775807}"#,
+            "events_capacity",
+            "at most",
+        ),
+        (
+            r#"{"breakers": {"a": {"consecutive_failures": 1, "max_half_open": "18446744073709551615us"}}}"#,
+            "breakers.a.max_half_open",
+            "at most",
+        ),
+    ];
+    for (text, path, what) in json {
+        refused(&built(RegistryConfig::from_json(text)), path, what);
+    }
+}
+
+#[test]
+fn toml_and_environment_numbers_out_of_range_are_refused_on_their_path() {
+    let toml = [
+        (
+            "[breakers.a]\nwindow = 99999999999999999999\n",
+            "(toml)",
+            "i128",
+        ),
+        ("[breakers.a]\nwindow = -1\n", "breakers.a.window", "-1"),
+        (
+            "events_capacity = 18446744073709551615\n",
+            "(toml)",
+            "too large",
+        ),
+        (
+            "[trackers.t]\nsample_rate = -inf\n",
+            "trackers.t.sample_rate",
+            "finite",
+        ),
+        (
+            "[breakers.a]\nwindow = 1979-05-27\n",
+            "breakers.a.window",
+            "expected u64",
+        ),
+    ];
+    for (text, path, what) in toml {
+        refused(&built(RegistryConfig::from_toml(text)), path, what);
+    }
+    let env = [
+        (
+            "FUSEBOX__BREAKERS__A__WINDOW",
+            "99999999999999999999",
+            "breakers.a.window",
+            "floating point",
+        ),
+        (
+            "FUSEBOX__TRACKERS__A__SAMPLE_RATE",
+            "inf",
+            "trackers.a.sample_rate",
+            "string",
+        ),
+        (
+            "FUSEBOX__TRACKERS__A__SAMPLE_RATE",
+            "1e999",
+            "trackers.a.sample_rate",
+            "string",
+        ),
+        ("FUSEBOX__EVENTS_CAPACITY", "-1", "events_capacity", "-1"),
+    ];
+    for (var, value, path, what) in env {
+        let read = RegistryConfig::from_env_vars([(var.to_owned(), value.to_owned())]);
+        refused(&built(read), path, what);
+    }
+}
+
+#[test]
+fn hostile_names_and_strings_are_shown_escaped_cut_and_redacted() {
+    let huge = "x".repeat(1 << 20);
+    let cases = [
+        (
+            r#"{"breakers": {"a\u0000\nb": {"consecutive_failures": 1}}}"#.to_owned(),
+            "breakers.a\\0\\nb",
+            "invalid name",
+        ),
+        (
+            r#"{"breakers": {"redis://u:hunter2@h": {"consecutive_failures": 1}}}"#.to_owned(),
+            "breakers.redis://u:***@h",
+            "invalid name",
+        ),
+        (
+            r#"{"breakers": {"a": {"redis://u:hunter2@h": 1}}}"#.to_owned(),
+            "breakers.a.redis://u:***@h",
+            "unknown field",
+        ),
+        (
+            r#"{"breakers": {"a": {"window": "redis://u:hunter2@h"}}}"#.to_owned(),
+            "breakers.a.window",
+            "redis://u:***@h",
+        ),
+        (
+            r#"{"breakers": {"a": {"required": "token=hunter2"}}}"#.to_owned(),
+            "breakers.a.required",
+            "token=***",
+        ),
+        (
+            r#"{"breakers": {"a": {"consecutive_failures": 1, "open_for": "password=hunter2\r\n"}}}"#.to_owned(),
+            "breakers.a.open_for",
+            "password=***",
+        ),
+        (
+            format!(r#"{{"breakers": {{"a": {{"consecutive_failures": 1, "open_for": "{huge}"}}}}}}"#),
+            "breakers.a.open_for",
+            "must be a duration",
+        ),
+        (
+            format!(r#"{{"breakers": {{"a": {{"{huge}": 1}}}}}}"#),
+            &format!("breakers.a.{}…", "x".repeat(512 - "breakers.a.".len())),
+            "unknown field",
+        ),
+    ];
+    for (text, path, what) in &cases {
+        let e = built(RegistryConfig::from_json(text));
+        refused(&e, path, what);
+    }
+    // TOML syntax errors quote no text of the document.
+    for text in [
+        "[breakers.a]\nopen_for = \"redis://u:hunter2@h\n",
+        "redis://u:hunter2@h = 1\n",
+        "a = redis://u:hunter2@h\n",
+        "a = 'token=hunter2\n",
+    ] {
+        refused(
+            &built(RegistryConfig::from_toml(text)),
+            "(toml)",
+            " at line ",
+        );
+    }
+    // An environment variable's name is shown as a path, escaped.
+    let read = RegistryConfig::from_env_vars([(
+        "FUSEBOX__BREAKERS__A\nB__CONSECUTIVE_FAILURES".to_owned(),
+        "1".to_owned(),
+    )]);
+    refused(&built(read), "breakers.a\\nb", "invalid name");
+}
