@@ -7,7 +7,9 @@ use super::{CheckError, ErrorKind, HealthCheck};
 /// as a string (`"10.0.0.5:5432"`, `"db.internal:5432"`). A failure is
 /// [`ErrorKind::Connect`] (refused, reset, unreachable, a failed DNS
 /// lookup), [`ErrorKind::Timeout`], or [`ErrorKind::Config`] for an
-/// address that is none (`"db.internal"` without a port).
+/// address that is none (`"db.internal"` without a port, or one with user
+/// info, `"app:s3cret@db:5432"`, refused before any lookup: no host name
+/// holds an `@`, and the lookup would send the password to the DNS).
 ///
 /// # Examples
 ///
@@ -66,6 +68,19 @@ impl std::fmt::Debug for TcpCheck {
 
 impl HealthCheck for TcpCheck {
     async fn check(&self) -> Result<Option<String>, CheckError> {
+        // A connection string's credentials left in (found by a hostile
+        // review: `app:s3cret@db:5432` was looked up as the host name
+        // `app:s3cret@db`, its password sent to the resolver, and the run
+        // failed as a `Connect` error, an outage where none was).
+        if self.addr.contains('@') {
+            return Err(CheckError::new(
+                ErrorKind::Config,
+                format_args!(
+                    "an address with user info (host:port only): {}",
+                    crate::redact::redact(&format!("tcp://{}", self.addr))
+                ),
+            ));
+        }
         let stream = tokio::net::TcpStream::connect(self.addr.as_str())
             .await
             .map_err(|e| {
@@ -93,6 +108,23 @@ impl HealthCheck for TcpCheck {
 #[cfg(test)]
 mod tests {
     use super::TcpCheck;
+
+    /// An address with user info was looked up as a host name, its
+    /// password sent to the resolver, and failed as `Connect`.
+    #[tokio::test]
+    async fn an_address_with_user_info_is_a_config_error_before_any_lookup() {
+        use crate::monitor::{ErrorKind, HealthCheck};
+        for addr in [
+            "app:s3cret@db.internal:5432",
+            "s3cret@127.0.0.1:9",
+            "app:s3cret@[::1]:5432",
+        ] {
+            let e = TcpCheck::new(addr).check().await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{addr}: {e}");
+            assert!(!e.message().contains("s3cret"), "{e}");
+            assert!(e.message().contains("user info"), "{e}");
+        }
+    }
 
     #[test]
     fn debug_redacts_the_address() {
