@@ -1,9 +1,15 @@
 //! The health monitor against a hostile or careless user: secrets in
-//! URLs of forms a check's owner would not think of.
+//! URLs of forms a check's owner would not think of, every setting at
+//! its least and at its most.
 
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::Duration;
 
-use fusebox_std::monitor::{probe, CheckSpec, ErrorKind, HealthCheck, HealthMonitor, HttpCheck};
+use fusebox_std::monitor::{
+    probe, AlertKind, AlertThresholds, CheckError, CheckSpec, ErrorKind, FnCheck, Health,
+    HealthCheck, HealthMonitor, HttpCheck, RecoveryAction, RecoveryRule, Thresholds,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -76,5 +82,136 @@ async fn a_presigned_urls_signature_is_never_shown() {
     let json = serde_json::to_string(&monitor.status()).unwrap();
     assert!(!json.contains("5d672d79c15b"), "{json}");
     assert_eq!(json.matches("status 403").count(), urls.len(), "{json}");
+    monitor.stop().await;
+}
+
+fn failing() -> impl HealthCheck {
+    FnCheck::new(|| async { Err(CheckError::other("down")) })
+}
+
+fn action(name: &str) -> RecoveryAction {
+    RecoveryAction::new(name, || async { Ok::<(), String>(()) })
+}
+
+/// Every setting at its maximum: the monitor spawns, runs what is due
+/// and reports, without an overflow: a first run staggered past ~30
+/// years is put there, a check that runs every `Duration::MAX` never goes
+/// stale, counts that can never be reached are not, and durations
+/// saturate in the JSON.
+#[tokio::test(start_paused = true)]
+async fn every_setting_at_its_maximum_runs_and_reports() {
+    let most = || {
+        Thresholds::new()
+            .degraded_after(u32::MAX)
+            .unhealthy_after(u32::MAX)
+            .healthy_after(u32::MAX)
+    };
+    let alerts = AlertThresholds::new()
+        .window(usize::MAX)
+        .min_samples(usize::MAX)
+        .min_success_rate(u8::MAX)
+        .max_response_time(Duration::MAX);
+    let rule = RecoveryRule::new(u32::MAX, action("reconnect"))
+        .cooldown(Duration::MAX)
+        .backoff(u32::MAX, Duration::MAX)
+        .timeout(Duration::MAX)
+        .escalate(u32::MAX, action("restart"));
+    let spec = |name: &str| {
+        CheckSpec::new(name, failing())
+            .interval(Duration::MAX)
+            .timeout(Duration::MAX)
+            .thresholds(most())
+            .alerts(alerts)
+    };
+    let monitor = HealthMonitor::new()
+        .event_capacity(usize::MAX)
+        .check(spec("first").recovery(rule))
+        .check(spec("second"))
+        .spawn();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::advance(Duration::from_secs(365 * 86_400)).await;
+    let status = monitor.status();
+    let [first, second] = &status.checks[..] else {
+        panic!("{status:?}")
+    };
+    // Ran once, at 0: out of Unknown at once, never unhealthy.
+    assert_eq!(
+        (first.runs, first.health, first.stale),
+        (1, Health::Degraded, false)
+    );
+    assert_eq!(first.consecutive_failures, 1);
+    assert!(first.alerts.is_empty());
+    assert_eq!(first.recovery.as_ref().unwrap().episodes, 0);
+    // Staggered by half of `Duration::MAX`: not run yet, and not stale.
+    assert_eq!(
+        (second.runs, second.health, second.stale),
+        (0, Health::Unknown, false)
+    );
+    assert_eq!(status.health, Health::Degraded);
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["checks"][0]["interval_us"], u64::MAX);
+    assert_eq!(json["checks"][0]["timeout_us"], u64::MAX);
+    monitor.stop().await;
+}
+
+/// Every setting at zero is clamped to its least (an interval, a timeout
+/// and a cooldown of 1 ms, counts and windows of 1): a check that
+/// alternates flips between healthy and unhealthy on every run, an alert
+/// follows every run, and recovery runs once per failing run, each
+/// episode ended by the next pass.
+#[tokio::test(start_paused = true)]
+async fn every_setting_at_zero_is_its_least() {
+    let flips = Arc::new(AtomicU32::new(0));
+    let seen = Arc::clone(&flips);
+    let check = FnCheck::new(move || {
+        let passed = seen.fetch_add(1, SeqCst).is_multiple_of(2);
+        async move {
+            if passed {
+                Ok(None)
+            } else {
+                Err(CheckError::other("down"))
+            }
+        }
+    });
+    let least = Thresholds::new()
+        .degraded_after(0)
+        .unhealthy_after(0)
+        .healthy_after(0);
+    let alerts = AlertThresholds::new()
+        .window(0)
+        .min_samples(0)
+        .min_success_rate(100);
+    let rule = RecoveryRule::new(0, action("reconnect"))
+        .cooldown(Duration::ZERO)
+        .backoff(0, Duration::ZERO)
+        .timeout(Duration::ZERO);
+    let monitor = HealthMonitor::new()
+        .event_capacity(0)
+        .check(
+            CheckSpec::new("flapping", check)
+                .interval(Duration::ZERO)
+                .timeout(Duration::ZERO)
+                .thresholds(least)
+                .alerts(alerts)
+                .recovery(rule),
+        )
+        .spawn();
+    let mut events = monitor.subscribe();
+    tokio::time::sleep(Duration::from_micros(9_500)).await;
+    let status = monitor.status();
+    let check = &status.checks[0];
+    // Runs at 0, 1, …, 9 ms: pass, fail, pass, …
+    assert_eq!((check.runs, check.failed_runs), (10, 5), "{check:?}");
+    assert_eq!(check.health, Health::Unhealthy);
+    assert_eq!(check.alerts, [AlertKind::SuccessRate]);
+    let recovery = check.recovery.as_ref().unwrap();
+    assert_eq!((recovery.episodes, recovery.primary.attempts), (5, 5));
+    // A capacity of one: the subscription kept the last event only.
+    let mut kept = 0;
+    while events.try_recv().is_some() {
+        kept += 1;
+    }
+    assert_eq!(kept, 1);
+    assert!(monitor.status().lagged_events > 0);
     monitor.stop().await;
 }
