@@ -9,7 +9,9 @@ use super::super::strict_json::escaped;
 /// The prefix of the environment variables read by
 /// [`RegistryConfig::from_env`](super::RegistryConfig::from_env): `FUSEBOX__<TABLE>__<NAME>__<FIELD>`, path
 /// segments separated by `__` and lowercased
-/// (`FUSEBOX__BREAKERS__PAYMENTS__FAILURE_RATE=50`).
+/// (`FUSEBOX__BREAKERS__PAYMENTS__FAILURE_RATE=50`). A name ending in `_`
+/// is written as it is, its `_` before the separator
+/// (`FUSEBOX__BREAKERS__A___WINDOW` sets the window of `a_`).
 ///
 /// ```
 /// use fusebox_std::registry::{RegistryConfig, ENV_PREFIX};
@@ -58,6 +60,28 @@ fn env_value(raw: &str) -> Value {
             })
             .unwrap_or_else(|| Value::String(raw.to_owned())),
     }
+}
+
+/// The lowercased segments of a variable's path (after the prefix),
+/// separated by `__`. A name may end with `_` (`a_`), which then runs
+/// into its separator (`A___FAILURE_RATE`): splitting at the first `__`
+/// gives `a` and `_failure_rate`, and no segment begins with `_` (names
+/// begin with a letter, fields too), so such a leading `_` is given back
+/// to the segment before it (found by a hostile review: a name ending in
+/// `_`, valid and documented as an environment-variable path segment,
+/// could not be overridden: `breakers.a._failure_rate: unknown field`).
+fn segments_of(path: &str) -> Vec<String> {
+    let mut segments: Vec<String> = Vec::new();
+    for segment in path.split("__").map(str::to_ascii_lowercase) {
+        match (segment.strip_prefix('_'), segments.last_mut()) {
+            (Some(rest), Some(before)) if !before.is_empty() => {
+                before.push('_');
+                segments.push(rest.to_owned());
+            }
+            _ => segments.push(segment),
+        }
+    }
+    segments
 }
 
 /// Sets the field at `path` of `root` to `value`, making the tables on the
@@ -113,7 +137,7 @@ pub(super) fn apply(
         let Some(path) = key.strip_prefix(ENV_PREFIX) else {
             continue;
         };
-        let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        let segments = segments_of(path);
         if segments.len() > MAX_ENV_DEPTH {
             // Deeper than any field: an unknown one. Refused here, as
             // the tables it would make are dropped recursively. Shown
@@ -168,6 +192,33 @@ mod tests {
             shown.starts_with("a.b.c.d.e.f.g.redis://app:***@"),
             "{shown}"
         );
+    }
+
+    /// A name ending in `_` runs into the `__` after it: its override
+    /// was read as the field `_failure_rate` of the name `a`.
+    #[test]
+    fn a_name_ending_in_an_underscore_can_be_overridden() {
+        use crate::registry::RegistryConfig;
+        let config = RegistryConfig::from_toml_with_env(
+            "[breakers.a_]\nconsecutive_failures = 1\n[breakers.b_1_]\nconsecutive_failures = 1\n",
+            [
+                ("FUSEBOX__BREAKERS__A___FAILURE_RATE", "50"),
+                ("FUSEBOX__BREAKERS__B_1___WINDOW", "8"),
+                ("FUSEBOX__KEYED_LIMITERS__K___OVERFLOW__RATE", "9"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        )
+        .unwrap();
+        assert_eq!(config.breakers["a_"].failure_rate, Some(50));
+        assert_eq!(config.breakers["b_1_"].window, Some(8));
+        assert_eq!(
+            config.keyed_limiters["k_"].overflow.as_ref().unwrap().rate,
+            Some(9)
+        );
+        assert_eq!(super::segments_of("A__B"), ["a", "b"]);
+        // Nothing before it: left as it is, an unknown field.
+        assert_eq!(super::segments_of("_X__Y"), ["_x", "y"]);
+        assert_eq!(super::segments_of("A____B"), ["a", "", "b"]);
     }
 
     #[test]
