@@ -28,14 +28,15 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", conflicts_with = "short", value_parser = seconds)]
     pub duration: Option<Duration>,
 
-    /// A story of a few seconds per run, for CI.
+    /// A story of 3 seconds per run, for CI (the default is 10).
     #[arg(long)]
     pub short: bool,
 
-    /// Serves the live dashboard (and /health, /metrics) on this local
-    /// address while the storm runs, and after it until Ctrl-C (default
-    /// 127.0.0.1 on a free port; the URL is printed).
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
+    /// Serves the live dashboard (and /health, /metrics) on this loopback
+    /// IP:PORT (e.g. 127.0.0.1:9000 or [::1]:9000; no host names) while the
+    /// storm runs, and after it until Ctrl-C (default 127.0.0.1 on a free
+    /// port; the URL is printed).
+    #[arg(long, value_name = "IP:PORT", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
     pub serve: Option<std::net::SocketAddr>,
 
     /// Shares the protected clients' rate limit and circuit breaker

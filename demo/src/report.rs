@@ -135,16 +135,18 @@ pub fn verdict(c: &Comparison) -> Vec<String> {
         lines.push(
             "No call reached the upstream during an outage (a calm story has none).".to_owned(),
         );
+    } else if po == 0 {
+        // No ratio: "(all fewer)" read as a typo, and "∞×" says less.
+        lines.push(format!(
+            "During the outage the protected clients sent no call to the failing upstream, instead of {}.",
+            count(uo)
+        ));
     } else if po < uo {
-        let times = if po == 0 {
-            "all".to_owned()
+        let times = ratio(uo, po);
+        let times = if times >= 10.0 {
+            format!("{}×", count((uo + po / 2) / po))
         } else {
-            let times = ratio(uo, po);
-            if times >= 10.0 {
-                format!("{}×", count((uo + po / 2) / po))
-            } else {
-                format!("{times:.1}×")
-            }
+            format!("{times:.1}×")
         };
         lines.push(format!(
             "During the outage the protected clients sent {} to the failing upstream instead of {} ({times} fewer).",
@@ -308,5 +310,14 @@ mod tests {
         calm.unprotected.upstream.during_outage = 0;
         calm.protected.upstream.during_outage = 0;
         assert!(verdict(&calm)[0].contains("calm story"));
+        // A storm whose breaker kept every call off the outage (seen with
+        // `--rate-limit 500`: "sent 0 calls ... instead of 2 006 (all
+        // fewer)").
+        let mut none = comparison();
+        none.protected.upstream.during_outage = 0;
+        assert_eq!(
+            verdict(&none)[0],
+            "During the outage the protected clients sent no call to the failing upstream, instead of 9 000."
+        );
     }
 }
