@@ -20,6 +20,7 @@
 //! | [`monitor`] | [`HealthMonitor`]: HTTP, TCP and custom health checks on staggered intervals, healthy/degraded/unhealthy thresholds, alerts, recovery actions, a serializable status |
 //! | `tower` (feature `tower`) | `CircuitBreakerLayer` and `RateLimitLayer` (single, keyed, or shared through Redis with feature `redis`) for axum, tonic and hyper: clones share one breaker and one limit, 503/429 with `Retry-After` and the IETF `RateLimit`/`RateLimit-Policy` fields |
 //! | `http` (feature `http`) | an axum `Router`: `/health`, `/readyz`, `/livez`, `/metrics` and a live, offline `/dashboard`; bearer-token protection, opt-in admin actions |
+//! | `backend` (feature `redis`) | rate limits shared by a fleet (`RedisLimiter`: one GCRA Lua script per decision, several rules per key, a chosen degradation while Redis is away, local leasing; `MemoryBackend` in process), circuit-breaker decisions shared through Redis (`FleetBreaker`) and fleet-wide percentiles (`FleetPercentiles`) |
 //!
 //! The clock is read immediately before each core call, never before an
 //! `.await` that precedes it; every wait is a `tokio::time` sleep, so the
