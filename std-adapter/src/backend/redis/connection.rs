@@ -358,9 +358,26 @@ pub(super) fn fault(e: &redis::RedisError) -> BackendError {
         BackendError::Auth(text)
     } else if tls::is_tls_error(e) {
         BackendError::Tls(text)
-    } else if e.is_timeout() {
+    } else if e.is_timeout() && !text.starts_with("timed out") {
         BackendError::Unavailable(format!("timed out: {text}"))
     } else {
         BackendError::Unavailable(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fault;
+
+    /// The redis crate's own timeout reads "timed out" already: a server
+    /// that stopped answering (SIGSTOP) was reported by the storm demo as
+    /// "redis unavailable: timed out: timed out".
+    #[test]
+    fn a_timeout_says_timed_out_once() {
+        let e = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(e.is_timeout());
+        let shown = fault(&e).to_string();
+        assert_eq!(shown.matches("timed out").count(), 1, "{shown}");
+        assert!(shown.starts_with("redis unavailable: timed out"), "{shown}");
     }
 }
