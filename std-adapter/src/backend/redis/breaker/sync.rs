@@ -105,13 +105,18 @@ impl Inner {
                 && self.close_reported.load(Ordering::Acquire) != d.version
                 && trial_closed
             {
-                // Closed here by trials decided locally (while degraded):
-                // counted as one trial success, once per decision version
-                // (the script accepts it only for a half-open or expired
-                // open decision of that version). Closed by hand (the
-                // core's `reset` or `force_close`): not reported.
-                let needed = self.policy.core().config().close_after();
-                Op::Close(d.version, needed)
+                // Closed here by trials decided locally (while degraded,
+                // or through `policy()`, which takes no fleet slots): the
+                // core closed after `close_after` successes in a row, so
+                // the close is worth that many and closes the decision
+                // (a need of 1), once per decision version (the script
+                // accepts it only for a half-open or expired open decision
+                // of that version). Counted as one success, it left a lone
+                // instance closed under a fleet decision open for good
+                // whenever `close_after` was above 1 (found running the
+                // storm demo, whose `Policy` is on `policy()`). Closed by
+                // hand (the core's `reset` or `force_close`): not reported.
+                Op::Close(d.version, 1)
             } else {
                 Op::Sync
             }
