@@ -49,6 +49,22 @@ impl PartialEq for Key {
 
 impl Eq for Key {}
 
+thread_local! {
+    /// Drops of [`Bomb`]s on this test's thread.
+    static DROPS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// A value whose `Drop` panics if it holds `true`; every drop is counted
+/// in [`DROPS`].
+struct Bomb(bool);
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        DROPS.with(|d| d.set(d.get() + 1));
+        assert!(!self.0, "boom");
+    }
+}
+
 fn contents<const N: usize>(cache: &LruCache<Key, u32, N>) -> Vec<(u32, u32)> {
     cache.iter().map(|(k, v)| (k.0, *v)).collect()
 }
@@ -120,16 +136,6 @@ fn a_get_that_panics_counts_and_promotes_nothing() {
 /// afterwards and works; the other values are dropped exactly once.
 #[test]
 fn clear_with_a_value_whose_drop_panics_leaves_an_empty_working_cache() {
-    thread_local! {
-        static DROPS: Cell<u32> = const { Cell::new(0) };
-    }
-    struct Bomb(bool);
-    impl Drop for Bomb {
-        fn drop(&mut self) {
-            DROPS.with(|d| d.set(d.get() + 1));
-            assert!(!self.0, "boom");
-        }
-    }
     let mut cache: LruCache<u32, Bomb, 4> = LruCache::new();
     for k in 0..4 {
         cache.put(k, Bomb(k == 1));
@@ -155,16 +161,6 @@ fn clear_with_a_value_whose_drop_panics_leaves_an_empty_working_cache() {
 /// `remove` never found the key again (key 13 below).
 #[test]
 fn a_put_reusing_a_node_a_panicking_clear_left_keeps_its_entry_findable() {
-    thread_local! {
-        static DROPS: Cell<u32> = const { Cell::new(0) };
-    }
-    struct Bomb(bool);
-    impl Drop for Bomb {
-        fn drop(&mut self) {
-            DROPS.with(|d| d.set(d.get() + 1));
-            assert!(!self.0, "boom");
-        }
-    }
     let mut cache: LruCache<u32, Bomb, 4> = LruCache::new();
     for k in 0..4 {
         cache.put(k, Bomb(k == 1 || k == 3));

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, raw, until_state};
+use common::fleet::{backend, instance_over, raw, sync_ok, until_state};
 use common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
@@ -30,25 +30,12 @@ fn core(open_for: Duration, permits: u8) -> Arc<CircuitBreaker> {
 }
 
 async fn instance(url: &str, name: &str, open_for: Duration) -> FleetBreaker {
-    FleetBreaker::builder(name, core(open_for, 1), backend(url).await)
-        .sync_interval(SYNC)
-        .build()
-        .await
-        .expect("fleet breaker")
+    instance_over(url, name, core(open_for, 1), SYNC).await
 }
 
 async fn fail_twice(b: &FleetBreaker) {
     for _ in 0..2 {
         let _ = b.call(async { Err::<(), _>("down") }).await;
-    }
-}
-
-/// Syncs, retrying while the connection manager reconnects.
-async fn sync_ok(b: &FleetBreaker) {
-    let start = Instant::now();
-    while let Err(e) = b.sync().await {
-        assert!(start.elapsed() < Duration::from_secs(5), "{e}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

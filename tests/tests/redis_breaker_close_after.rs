@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, stored, trip, until_state};
+use common::fleet::{instance_over, stored, sync_ok, trip, until_state};
 use common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
@@ -31,20 +31,7 @@ fn core(open_for: Duration) -> Arc<CircuitBreaker> {
 }
 
 async fn instance(url: &str, name: &str, open_for: Duration) -> FleetBreaker {
-    FleetBreaker::builder(name, core(open_for), backend(url).await)
-        .sync_interval(Duration::from_millis(50))
-        .build()
-        .await
-        .expect("fleet breaker")
-}
-
-/// Syncs, retrying while the connection manager connects.
-async fn sync_ok(b: &FleetBreaker) {
-    let start = Instant::now();
-    while let Err(e) = b.sync().await {
-        assert!(start.elapsed() < Duration::from_secs(5), "{e}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    instance_over(url, name, core(open_for), Duration::from_millis(50)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

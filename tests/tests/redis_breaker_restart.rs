@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, raw, stored, trip, until_state};
+use common::fleet::{backend, instance_over, raw, stored, sync_ok, trip, until_state};
 use common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
@@ -29,20 +29,7 @@ fn core(open_for: Duration) -> Arc<CircuitBreaker> {
 }
 
 async fn instance(url: &str, name: &str, open_for: Duration) -> FleetBreaker {
-    FleetBreaker::builder(name, core(open_for), backend(url).await)
-        .sync_interval(SYNC)
-        .build()
-        .await
-        .expect("fleet breaker")
-}
-
-/// Syncs, retrying while the connection manager reconnects.
-async fn sync_ok(b: &FleetBreaker) {
-    let start = Instant::now();
-    while let Err(e) = b.sync().await {
-        assert!(start.elapsed() < Duration::from_secs(5), "{e}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    instance_over(url, name, core(open_for), SYNC).await
 }
 
 async fn flushall(url: &str) {

@@ -3,31 +3,17 @@
 //! refused as a protocol fault and counted, and the limiter decides on its
 //! degradation policy instead, never admitting on a forged reply.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules, Source};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-/// Reads one command (a RESP array of bulk strings); `None` at the end.
-async fn command<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<Vec<Vec<u8>>> {
-    let mut line = String::new();
-    r.read_line(&mut line).await.ok().filter(|&n| n > 0)?;
-    let count: usize = line.trim_end().strip_prefix('*')?.parse().ok()?;
-    let mut args = Vec::with_capacity(count);
-    for _ in 0..count {
-        line.clear();
-        r.read_line(&mut line).await.ok()?;
-        let len: usize = line.trim_end().strip_prefix('$')?.parse().ok()?;
-        let mut arg = vec![0; len + 2];
-        r.read_exact(&mut arg).await.ok()?;
-        arg.truncate(len);
-        args.push(arg);
-    }
-    Some(args)
-}
+use common::resp::command;
 
 /// A server on a free loopback port answering every `EVALSHA` with the
 /// integer array `reply`, `PING` with `PONG`, anything else `OK`.

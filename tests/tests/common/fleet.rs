@@ -63,3 +63,27 @@ pub async fn stored(url: &str, key: &str) -> String {
         .unwrap()
         .unwrap_or_default()
 }
+
+/// Syncs, retrying while the connection manager reconnects.
+pub async fn sync_ok(b: &FleetBreaker) {
+    let start = Instant::now();
+    while let Err(e) = b.sync().await {
+        assert!(start.elapsed() < Duration::from_secs(5), "{e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An instance of the fleet breaker `name` over `core`, reconciling every
+/// `sync_interval`.
+pub async fn instance_over(
+    url: &str,
+    name: &str,
+    core: std::sync::Arc<fusebox::breaker::CircuitBreaker>,
+    sync_interval: Duration,
+) -> FleetBreaker {
+    FleetBreaker::builder(name, core, backend(url).await)
+        .sync_interval(sync_interval)
+        .build()
+        .await
+        .expect("fleet breaker")
+}

@@ -4,6 +4,7 @@
 pub mod fleet;
 pub mod logs;
 pub mod redis_server;
+pub mod resp;
 pub mod shared_limit;
 pub mod silencing_proxy;
 
