@@ -200,12 +200,13 @@ loom() {
 loom "--cfg loom" target/loom
 # Again with the 32-bit (Cortex-M) word layouts: the keyed limiter's
 # three-RMW slot protocol, 32-bit bucket words, counters, generations and
-# time-window buckets. Not again: the cache's models (no width choice in
-# its code) and the breaker's 3-thread, 2-permit half-open model (a2,
-# about 40 % of a run's time), whose slot protocol is the same code at both
-# widths; every other breaker model runs at both.
+# time-window buckets, and the cache's slot sequences (two 32-bit words
+# there, one 64-bit word here). Not again: the breaker's 3-thread, 2-permit
+# half-open model (a2, about 40 % of a run's time), whose slot protocol is
+# the same code at both widths; every other breaker model runs at both.
 loom "--cfg loom --cfg fusebox_narrow_words" target/loom-narrow \
     --test breaker --test breaker_reconfig --test breaker_time --test bucket --test histogram \
+    --test cache --test cache_seq_carry \
     -- --skip a2_half_open_in_flight_bounded_two_permits
 if ! wait "$miri_pid"; then
     trap - EXIT

@@ -8,26 +8,31 @@
 //! and the ways' LRU ages (one 4-bit lane per way; the ages are a
 //! permutation of `0..WAYS`, 0 = most recently used, so the LRU order is
 //! exact and changes by one compare-and-swap), two words of 8-bit tags
-//! (8 bits of each way's key hash, 0 = empty), one sequence word per slot,
+//! (8 bits of each way's key hash, 0 = empty), one 64-bit sequence per slot,
 //!
 //! ```text
-//! [version: 30][occupied: 1][writing: 1]
+//! [version: 62][occupied: 1][writing: 1]
 //! ```
 //!
-//! and the slots' keys and values, stored through atomic views
+//! (one `AtomicU64` where the target has native 64-bit atomics, two
+//! `AtomicU32` words on 32-bit targets such as Cortex-M, read in the order
+//! of a wide sequence lock: no 64-bit atomic is emulated, no critical
+//! section is taken), and the slots' keys and values, stored through atomic views
 //! (`AtomicBytes`, in the crate's `sync` module) so that a reader racing a
 //! writer copies bytes without a data race. A `get` compares its tag with
 //! all ways' tags at once (SWAR) and reads only the matching way, so a hit
 //! usually touches two cache lines: the set's header and the way's slot.
 //!
-//! Per entry this costs `size_of::<K>() + size_of::<V>() + 4` bytes plus
-//! 12 bytes per set (and padding to `K`'s and `V`'s alignment): 15 bytes
-//! for `u32` keys and values in 4 ways, 22 for `u64`s in 8 ways.
+//! Per entry this costs `size_of::<K>() + size_of::<V>() + 8` bytes plus
+//! 12 bytes per set (16 where the sequences are 64-bit atomics, which are
+//! 8-aligned) and padding to `K`'s and `V`'s alignment: 20 bytes for `u32`
+//! keys and values in 4 ways (19 on 32-bit targets), 26 for `u64`s in 8
+//! ways.
 //!
 //! # Progress: nobody waits for a writer
 //!
 //! * `get` is a *sequence-lock read*: it copies key and value, then checks
-//!   that the slot's sequence word did not change and was not odd. On a
+//!   that the slot's sequence did not change and was not odd. On a
 //!   conflict it retries at most [`READ_RETRIES`] times and then treats that
 //!   way as a miss. A hit on a way that is already the most recent writes
 //!   nothing; otherwise one CAS moves it to the front. Hits and misses are
@@ -63,12 +68,16 @@
 //! during the call, `v` was the value most recently inserted for `k` and not
 //! yet replaced or removed. It never returns a torn value or a value stored
 //! under another key: key and value are read in one validated section.
-//! (The 30-bit version could in theory be fooled by a reader stalled across
-//! exactly 2³⁰ writes of the same slot; the stall would have to last that
-//! many complete inserts.) The tags are only a filter: a reader confirms a
-//! match under the slot's sequence lock and by comparing the key, and
-//! writers change a tag only under the set's lock, keeping the other ways'
-//! tags, so a key present throughout a `get` is never hidden by its tag.
+//! The version has 62 bits: a stale read could validate only if the reader
+//! stalled between its two reads of the sequence while the same slot was
+//! written a multiple of 2⁶² times (with two 32-bit words, at least
+//! 2⁶² − 2³⁰ times), over 140 years at one write per nanosecond; any
+//! smaller number of writes, 2³⁰ included, makes the read retry.
+//!
+//! The tags are only a filter: a reader confirms a match under the slot's
+//! sequence lock and by comparing the key, and writers change a tag only
+//! under the set's lock, keeping the other ways' tags, so a key present
+//! throughout a `get` is never hidden by its tag.
 //!
 //! # Panics in `Eq`
 //!
@@ -94,6 +103,7 @@ use crate::hash::FixedState;
 use crate::sync::Counter;
 
 mod construct;
+mod seq;
 mod set;
 
 use set::Set;
@@ -417,6 +427,18 @@ where
             evictions: self.evictions.get(),
             expirations: 0,
             contended: self.contended.get(),
+        }
+    }
+
+    /// Loom models only (`--cfg loom`): moves every slot's sequence to
+    /// `version` (below 2⁶², flags kept), as if each slot had been written
+    /// that many times, so that a model can race a write that carries the
+    /// version's low word into its high word. Not part of the API.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_set_slot_versions(&self, version: u64) {
+        for set in &self.sets {
+            set.set_versions(version);
         }
     }
 

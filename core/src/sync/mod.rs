@@ -28,6 +28,9 @@
 //! statistics themselves (the histogram's buckets, sum and extremes live in
 //! `crate::histogram` and are written for either width).
 
+/// Native 64-bit atomics: only where `fusebox_wide_words` is set.
+#[cfg(fusebox_wide_words)]
+pub(crate) use imp::AtomicU64;
 pub(crate) use imp::{fence, AtomicU16, AtomicU32, Ordering};
 
 #[cfg(loom)]

@@ -41,7 +41,7 @@ where
     /// ```
     /// use fusebox::cache::ConcurrentCache;
     ///
-    /// // 1 M entries, 22 MiB: never on the stack.
+    /// // 1 M entries, 26 MiB: never on the stack.
     /// let cache = ConcurrentCache::<u64, u64, 131_072, 8>::new_boxed();
     /// cache.insert(1, 2)?;
     /// assert_eq!(cache.get(&1), Some(2));

@@ -2,8 +2,9 @@
 //! tag bytes, sequence words and slots, contiguous in memory, and the
 //! branch-free (SWAR) arithmetic on the packed ages and tags.
 
-use crate::sync::{fence, AtomicBytes, AtomicU32, Ordering};
+use crate::sync::{AtomicBytes, AtomicU32, Ordering};
 
+use super::seq::{Seq, OCCUPIED, WRITING};
 use super::READ_RETRIES;
 
 /// The set's writer lock: bit 31 of the ages word (the unused top bit of
@@ -20,13 +21,6 @@ const GUARDS: u32 = 0x8888_8888;
 /// 1 in every lane.
 const ONES: u32 = 0x1111_1111;
 
-/// Slot sequence word: a write is in progress.
-pub(super) const WRITING: u32 = 1;
-/// Slot sequence word: the slot holds an entry.
-pub(super) const OCCUPIED: u32 = 2;
-/// Slot sequence word: the version counts from this bit.
-const VERSION_SHIFT: u32 = 2;
-
 const BYTE_ONES: u64 = 0x0101_0101_0101_0101;
 const BYTE_HIGHS: u64 = 0x8080_8080_8080_8080;
 
@@ -37,7 +31,8 @@ pub(super) struct Slot<K, V> {
 }
 
 /// One set, laid out so that a hit touches the set's header (ages, tags,
-/// sequence words: 12 + 4 × `WAYS` bytes) and the hit way's slot.
+/// sequences: 12 + 8 × `WAYS` bytes, and 4 bytes of padding before 64-bit
+/// sequence words) and the hit way's slot.
 #[repr(C)]
 pub(super) struct Set<K, V, const WAYS: usize> {
     /// Writer lock and LRU ages, one 4-bit lane per way:
@@ -57,8 +52,9 @@ pub(super) struct Set<K, V, const WAYS: usize> {
     /// only under the set lock; a hint for readers, who confirm a match
     /// under the slot's sequence lock and by comparing the key.
     tags: [AtomicU32; 2],
-    /// Per slot: `[version: 30][occupied: 1][writing: 1]`.
-    seqs: [AtomicU32; WAYS],
+    /// Per slot: `[version: 62][occupied: 1][writing: 1]`, one 64-bit
+    /// word or two 32-bit words (see [`Seq`]).
+    seqs: [Seq; WAYS],
     slots: [Slot<K, V>; WAYS],
 }
 
@@ -78,7 +74,7 @@ where
         Self {
             word: AtomicU32::new(initial_ages(WAYS)),
             tags: core::array::from_fn(|_| AtomicU32::new(0)),
-            seqs: core::array::from_fn(|_| AtomicU32::new(0)),
+            seqs: core::array::from_fn(|_| Seq::new()),
             slots: core::array::from_fn(|_| Slot {
                 key: AtomicBytes::zeroed(),
                 value: AtomicBytes::zeroed(),
@@ -121,7 +117,7 @@ where
     fn read(&self, way: usize) -> Option<(K, V)> {
         let (seq, slot) = (&self.seqs[way], &self.slots[way]);
         for _ in 0..READ_RETRIES {
-            let before = seq.load(Ordering::Acquire);
+            let before = seq.begin();
             if before & (WRITING | OCCUPIED) != OCCUPIED {
                 if before & WRITING != 0 {
                     continue;
@@ -130,12 +126,12 @@ where
             }
             let key = slot.key.load();
             let value = slot.value.load();
-            // Orders the byte loads before the re-check (seqlock read side).
-            fence(Ordering::Acquire);
-            if seq.load(Ordering::Relaxed) == before {
-                // SAFETY: the sequence word was even and unchanged around the
-                // copies, so no write overlapped them: the bytes are exactly
-                // those of one `write` of a valid `(K, V)`.
+            if seq.unchanged(before) {
+                // SAFETY: the 64-bit sequence was even and unchanged around
+                // the copies (a stale stamp could match only after 2⁶² − 2³⁰
+                // or more writes during this read, see `Seq`), so no write
+                // overlapped them: the bytes are exactly those of one `write`
+                // of a valid `(K, V)`.
                 return Some(unsafe { (key.assume_init(), value.assume_init()) });
             }
         }
@@ -225,20 +221,12 @@ where
     /// empties it.
     pub(super) fn write(&self, way: usize, tag: u32, entry: Option<(&K, &V)>) {
         let (seq, slot) = (&self.seqs[way], &self.slots[way]);
-        let old = seq.load(Ordering::Relaxed);
-        seq.store(old | WRITING, Ordering::Relaxed);
-        // Orders the odd sequence before the byte stores (seqlock write side).
-        fence(Ordering::Release);
-        let next_version = (old >> VERSION_SHIFT).wrapping_add(1) << VERSION_SHIFT;
-        let published = match entry {
-            Some((key, value)) => {
-                slot.key.store(key);
-                slot.value.store(value);
-                next_version | OCCUPIED
-            }
-            None => next_version,
-        };
-        seq.store(published, Ordering::Release);
+        let old = seq.start_write();
+        if let Some((key, value)) = entry {
+            slot.key.store(key);
+            slot.value.store(value);
+        }
+        seq.publish(old, entry.is_some());
         // Only writers (holding the lock) store tags, so this plain
         // load-and-store loses nothing and keeps the other ways' bytes.
         let word = &self.tags[way / 4];
@@ -248,18 +236,26 @@ where
         word.store(tags | tag << shift, Ordering::Relaxed);
     }
 
+    /// Loom models only: see `ConcurrentCache::loom_set_slot_versions`.
+    #[cfg(loom)]
+    pub(super) fn set_versions(&self, version: u64) {
+        for seq in &self.seqs {
+            seq.store(version << 2 | seq.load() & (OCCUPIED | WRITING));
+        }
+    }
+
     #[cfg(test)]
     pub(super) fn ages_word(&self) -> u32 {
         self.word.load(Ordering::Relaxed)
     }
 
     #[cfg(test)]
-    pub(super) fn seq_words(&self) -> [u32; WAYS] {
-        core::array::from_fn(|w| self.seqs[w].load(Ordering::Relaxed))
+    pub(super) fn seq_words(&self) -> [u64; WAYS] {
+        core::array::from_fn(|w| self.seqs[w].load())
     }
 
     #[cfg(test)]
-    pub(super) fn seq(&self, way: usize) -> &AtomicU32 {
+    pub(super) fn seq(&self, way: usize) -> &Seq {
         &self.seqs[way]
     }
 

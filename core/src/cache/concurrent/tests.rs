@@ -1,8 +1,8 @@
 //! Unit tests of the concurrent cache.
 
-use super::set::{age, demoted, initial_ages, promoted, Set, OCCUPIED, SET_LOCK, WRITING};
+use super::seq::{OCCUPIED, WRITING};
+use super::set::{age, demoted, initial_ages, promoted, Set, SET_LOCK};
 use super::*;
-use crate::sync::Ordering;
 
 type One<const W: usize> = ConcurrentCache<u32, u64, 1, W>;
 
@@ -149,31 +149,64 @@ fn counters_wrap_at_their_word_width() {
     );
 }
 
+/// One version step in a sequence (`[version: 62][occupied][writing]`).
+const VERSION: u64 = 4;
+
 #[test]
-fn slot_versions_wrap_past_30_bits() {
-    // The sequence word is `[version: 30][occupied: 1][writing: 1]`; start
-    // a slot at the last version before the wrap and write it past.
+fn slot_versions_run_past_the_old_30_bit_range() {
+    // Versions used to wrap at 2^30 (one 32-bit word); they now carry on,
+    // into the high word where the sequence is two 32-bit words.
     let cache: One<2> = ConcurrentCache::new();
     cache.insert(1, 10).unwrap(); // the first empty way: way 0
-    let last = (u32::MAX >> 2) << 2;
-    cache.sets[0]
-        .seq(0)
-        .store(last | OCCUPIED, Ordering::Relaxed);
+    let seq = cache.sets[0].seq(0);
+    seq.store((((1 << 30) - 1) * VERSION) | OCCUPIED);
     assert_eq!(cache.get(&1), Some(10));
     cache.insert(1, 11).unwrap();
     assert_eq!(
-        cache.sets[0].seq_words()[0],
-        OCCUPIED,
-        "version 0, occupied"
+        seq.load(),
+        ((1 << 30) * VERSION) | OCCUPIED,
+        "no wrap at 2^30"
     );
     assert_eq!(cache.get(&1), Some(11));
     assert_eq!(cache.remove(&1), Ok(Some(11)));
-    assert_eq!(cache.sets[0].seq_words()[0], 1 << 2, "version 1, empty");
+    assert_eq!(seq.load(), ((1 << 30) + 1) * VERSION, "empty, one more");
     assert_eq!(cache.get(&1), None);
+    // The high word's second carry (version 2^31 - 1 to 2^31) and, last,
+    // the real wrap at 2^62 versions.
+    for (start, after) in [
+        (((1 << 31) - 1) * VERSION, (1 << 31) * VERSION),
+        (((1 << 62) - 1) * VERSION, 0),
+    ] {
+        seq.store(start | OCCUPIED);
+        cache.insert(1, 12).unwrap(); // way 0 is empty: reused
+        assert_eq!(seq.load(), after | OCCUPIED);
+        assert_eq!(cache.get(&1), Some(12));
+        assert_eq!(cache.remove(&1), Ok(Some(12)));
+    }
     cache.insert(2, 20).unwrap();
     cache.insert(3, 30).unwrap();
     assert_eq!((cache.get(&2), cache.get(&3)), (Some(20), Some(30)));
     assert_eq!(cache.sets[0].occupied(), 2);
+}
+
+/// A reader that took its stamp, then stalled while the slot was written
+/// exactly 2^30 times (the old 30-bit version's period), must not validate
+/// its copy: it may hold bytes of any of those writes, a torn mix, which
+/// for a `bool`, `char` or enum is not a valid value at all.
+#[test]
+fn a_reader_stalled_across_2_pow_30_writes_is_refused() {
+    let cache: One<1> = ConcurrentCache::new();
+    cache.insert(1, 10).unwrap();
+    let seq = cache.sets[0].seq(0);
+    // Any number of periods short of the high word's own wrap (2^32).
+    for periods in [1, 2, 3, 1 << 31, (1 << 32) - 1] {
+        let stamp = seq.begin(); // the reader, before its copy
+                                 // The writers: one real write, then as many as make `periods` × 2^30.
+        cache.insert(1, 11).unwrap();
+        seq.store(seq.load().wrapping_add(((1 << 30) * periods - 1) * VERSION));
+        assert!(!seq.unchanged(stamp), "{periods} × 2^30 writes");
+    }
+    assert_eq!(cache.get(&1), Some(11), "the slot still reads");
 }
 
 #[test]
@@ -181,10 +214,10 @@ fn a_reader_gives_up_on_a_slot_being_written() {
     let cache: One<1> = ConcurrentCache::new();
     cache.insert(1, 100).unwrap();
     let seq = cache.sets[0].seq(0);
-    let before = seq.load(Ordering::Relaxed);
-    seq.store(before | WRITING, Ordering::Relaxed); // a writer "preempted"
+    let before = seq.load();
+    seq.store(before | WRITING); // a writer "preempted"
     assert_eq!(cache.get(&1), None, "bounded retries, then a miss");
-    seq.store(before, Ordering::Relaxed);
+    seq.store(before);
     assert_eq!(cache.get(&1), Some(100));
 }
 
@@ -311,14 +344,21 @@ fn colliding_tags_resolve_by_key() {
 
 #[test]
 fn size_per_entry() {
-    // Ages word + 2 tag words + a sequence word, key and value per way.
-    assert_eq!(core::mem::size_of::<Set<u32, u32, 4>>(), 12 + 4 * 12);
+    // Ages word + 2 tag words, then per way an 8-byte sequence (one 64-bit
+    // word, 8-aligned, or two 32-bit words), key and value.
+    let header = if cfg!(fusebox_wide_words) { 16 } else { 12 };
+    assert_eq!(core::mem::size_of::<Set<u32, u32, 4>>(), header + 4 * 16);
     assert_eq!(
         core::mem::size_of::<Set<u64, u64, 8>>(),
-        12 + 8 * 4 + 4 + 8 * 16
+        16 + 8 * 8 + 8 * 16,
+        "12 header bytes padded to the keys' alignment either way"
     );
     assert_eq!(
         core::mem::size_of::<ConcurrentCache<u32, u32, 64, 4>>() / 256,
-        15
+        if cfg!(fusebox_wide_words) { 20 } else { 19 }
+    );
+    assert_eq!(
+        core::mem::size_of::<ConcurrentCache<u64, u64, 512, 8>>() / 4096,
+        26
     );
 }
