@@ -15,16 +15,25 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 # Panic locations keep their source file's path in .rodata: the checkout's
 # and cargo's home are remapped to fixed names, so the sizes below are the
 # same in any clone (they grew by 8 B from /work/main to /work/rev-readme,
-# with 24 B left under the 6 KiB budget). Added to the configuration's
-# rustflags for these targets, not in place of them.
+# with 24 B left under the 6 KiB budget). Given as `--config` TOML arrays,
+# which cargo joins with the configuration's rustflags for these targets
+# (and with any CARGO_TARGET_<triple>_RUSTFLAGS of the caller's), and which
+# keep a path with a space whole: CARGO_TARGET_<triple>_RUSTFLAGS is split
+# at whitespace, so a checkout at "/home/me/my work" failed every build
+# ("--remap-path-prefix must contain '=' between FROM and TO").
+toml_string() {
+    local s=${1//\\/\\\\}
+    printf '"%s"' "${s//\"/\\\"}"
+}
 ROOT=$(cd .. && pwd)
+REMAP=()
 for t in "${TARGETS[@]}"; do
-    export "CARGO_TARGET_$(echo "$t" | tr 'a-z-' 'A-Z_')_RUSTFLAGS=--remap-path-prefix=$ROOT=/fusebox --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+    REMAP+=(--config "target.$t.rustflags=[$(toml_string "--remap-path-prefix=$ROOT=/fusebox"), $(toml_string "--remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo")]")
 done
 
 for t in "${TARGETS[@]}"; do
     printf '\n--> scenario on %s\n' "$t"
-    cargo run -q --release --target "$t" --bin scenario || failed+=("scenario $t")
+    cargo run -q "${REMAP[@]}" --release --target "$t" --bin scenario || failed+=("scenario $t")
 done
 
 printf '\n--> no portable-atomic lock fallback on thumbv7em\n'
@@ -49,8 +58,8 @@ for t in "${TARGETS[@]}"; do
     base=""
     for i in "${!SETS[@]}"; do
         feats=${SETS[$i]}
-        if ! cargo build -q --release --target "$t" --bin size --features "$feats" ||
-            ! FW_TIMEOUT=10 cargo run -q --release --target "$t" --bin size --features "$feats" >/dev/null; then
+        if ! cargo build -q "${REMAP[@]}" --release --target "$t" --bin size --features "$feats" ||
+            ! FW_TIMEOUT=10 cargo run -q "${REMAP[@]}" --release --target "$t" --bin size --features "$feats" >/dev/null; then
             failed+=("size $t [$feats]")
             continue
         fi
