@@ -19,7 +19,12 @@ use crate::TokioClock;
 ///
 /// As [`Limiter`](super::Limiter), with one FIFO gate per key waiting (created on demand,
 /// removed when its last waiter leaves): waiters for one key are served in
-/// arrival order, and a waiting key never holds up another.
+/// arrival order, and a waiting key never holds up another. A waiter
+/// looks at its key every second for a changed limit, as a `Limiter`
+/// does, but asks the core again before the instant its last refusal
+/// named only if a quota changed or the key has the tokens (read without
+/// counting): the core's [`limited`](fusebox::bucket::KeyedMetrics::limited)
+/// counts a wait as one refusal, however long it lasts.
 ///
 /// # Cancellation
 ///
@@ -356,11 +361,31 @@ where
         }
         let queue = Queue::join(self, key);
         let _turn = enter(queue.gate(), deadline).await?;
+        // The wake the last refusal named, and the quotas it was decided
+        // under. `wait_for` asks again every second, to see a changed
+        // limit; but the core counts every refusal in `limited` (the
+        // Prometheus `fusebox_keyed_limiter_limited_total`), so asking
+        // each second counted one waiter admitted after a minute as 60
+        // refused requests (found by a hostile review). Before that wake,
+        // with the quotas unchanged and the key short of `n` tokens (read
+        // without counting), the core would refuse again: not asked.
+        let mut last: Option<(fusebox::Instant, Quotas<TIERS>)> = None;
         wait_for(self.clock, deadline, |now| {
+            let quotas = self.quotas();
+            if let Some((wake, seen)) = last
+                && now < wake
+                && seen == quotas
+                && self.limiter.available(key, now) < n
+            {
+                return Err(Refused::Wait(wake - now));
+            }
             self.limiter
                 .try_acquire_n(key, n, now)
                 .map_err(|e| match e {
-                    KeyedError::RateLimited(limited) => Refused::Wait(limited.retry_after),
+                    KeyedError::RateLimited(limited) => {
+                        last = Some((now + limited.retry_after, quotas));
+                        Refused::Wait(limited.retry_after)
+                    }
                     KeyedError::InsufficientCapacity(e) => {
                         Refused::Never(LimitError::InsufficientCapacity {
                             requested: e.requested,
@@ -374,6 +399,22 @@ where
                 })
         })
         .await
+    }
+}
+
+/// What a keyed limiter's decisions depend on besides its buckets: each
+/// tier's quota version and the overflow quota.
+type Quotas<const TIERS: usize> = ([Option<u32>; TIERS], Option<fusebox::bucket::Quota>);
+
+impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
+    KeyedLimiter<K, N, TIERS, S>
+{
+    /// The limiter's [`Quotas`] now.
+    fn quotas(&self) -> Quotas<TIERS> {
+        (
+            std::array::from_fn(|tier| self.limiter.quota_version(tier)),
+            self.limiter.overflow_quota(),
+        )
     }
 }
 
@@ -434,6 +475,44 @@ impl<K: Eq + Hash> Drop for Queue<'_, K> {
 mod tests {
     use super::*;
     use fusebox::bucket::{FullPolicy, Quota};
+
+    /// One waiter on a key limited to one a minute: the core counts one
+    /// refusal (its first ask), however long it waits, and a quota changed
+    /// while it waits is still read within a second. Found by a hostile
+    /// review: asking the core again every second (to see a changed
+    /// limit) counted each ask as a refused request, `limited` 60 for a
+    /// waiter admitted after the minute.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_is_counted_refused_once_however_long_it_waits() {
+        use fusebox::Clock;
+        let minute = Quota::per_minute(1).unwrap();
+        let core: Arc<fusebox::KeyedLimiter<u8, 16>> =
+            Arc::new(fusebox::KeyedLimiter::new(minute, FullPolicy::Reject).unwrap());
+        let limiter = Arc::new(KeyedLimiter::new(Arc::clone(&core)));
+        limiter.until_ready(&1).await.unwrap();
+        let start = tokio::time::Instant::now();
+        limiter.until_ready(&1).await.unwrap();
+        let m = core.metrics();
+        assert_eq!(
+            (start.elapsed().as_millis(), m.allowed, m.limited),
+            (60_000, 2, 1)
+        );
+        // Emptied again; the quota raised to 1 000 a second at 1.5 s.
+        let start = tokio::time::Instant::now();
+        let waiter = {
+            let limiter = Arc::clone(&limiter);
+            tokio::spawn(async move { limiter.until_ready(&1).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+        let fast = Quota::per_second(1_000).unwrap();
+        core.set_quota(0, fast, limiter.clock.now()).unwrap();
+        waiter.await.unwrap().unwrap();
+        let m = core.metrics();
+        assert_eq!(
+            (start.elapsed().as_millis(), m.allowed, m.limited),
+            (2_000, 3, 2)
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn keyed_gates_are_removed_when_empty() {
