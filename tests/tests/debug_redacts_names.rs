@@ -7,10 +7,12 @@
 
 use std::sync::Arc;
 
-use fusebox::breaker::{CircuitBreaker, Config};
+use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox::bucket::{Quota, TokenBucket};
 use fusebox_std::events::{Component, Events, RejectionReporter};
 use fusebox_std::policy::Breaker;
+use fusebox_std::tower::breaker::BreakerRejection;
+use fusebox_std::tower::rate_limit::{RateLimitRejection, Refusal};
 use fusebox_std::tower::{CircuitBreakerLayer, RateLimitLayer};
 use fusebox_std::TokioClock;
 use tower::Layer;
@@ -58,5 +60,13 @@ async fn the_debug_of_every_named_policy_and_layer_redacts_its_name() {
         let reporter =
             RejectionReporter::new(name, Component::Limiter, &Events::new(4), TokioClock::new());
         hides_secrets("RejectionReporter", &format!("{reporter:?}"));
+
+        // What the layers hand their responders (and put in the response's
+        // extensions): printed raw before (found by a hostile review of
+        // b935e5c, which redacted the layers' own Debug).
+        let refused = BreakerRejection::new(name, State::Open, None);
+        hides_secrets("BreakerRejection", &format!("{refused:?}"));
+        let refused = RateLimitRejection::new(name, Refusal::Unavailable);
+        hides_secrets("RateLimitRejection", &format!("{refused:?}"));
     }
 }

@@ -22,7 +22,7 @@ use crate::tower::headers;
 /// let r = BreakerRejection::new("payments", State::Open, Some(Duration::from_millis(1_200)));
 /// assert_eq!(r.retry_after_secs(), Some(2)); // rounded up
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct BreakerRejection {
     /// The breaker's name (the layer's).
     pub name: Arc<str>,
@@ -66,6 +66,28 @@ impl BreakerRejection {
     /// ```
     pub fn retry_after_secs(&self) -> Option<u64> {
         self.retry_after.map(headers::retry_secs)
+    }
+}
+
+/// Shows the name redacted, as the layer's own `Debug` does: a name built
+/// from an upstream's URL or a query can carry a credential, and a
+/// responder or a logging layer that prints the rejection with `{:?}`
+/// must not write it.
+///
+/// ```
+/// use fusebox::breaker::State;
+/// use fusebox_std::tower::breaker::BreakerRejection;
+///
+/// let r = BreakerRejection::new("redis://app:hunter2@cache", State::Open, None);
+/// assert!(!format!("{r:?}").contains("hunter2"));
+/// ```
+impl std::fmt::Debug for BreakerRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BreakerRejection")
+            .field("name", &redact(&self.name))
+            .field("state", &self.state)
+            .field("retry_after", &self.retry_after)
+            .finish()
     }
 }
 

@@ -147,7 +147,7 @@ pub enum Refusal {
 /// let r = RateLimitRejection::new("api", Refusal::Limited { retry_after: Duration::from_micros(2_000_001) });
 /// assert_eq!(r.retry_after_secs(), Some(3));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RateLimitRejection {
     /// The layer's policy name.
     pub name: Arc<str>,
@@ -188,6 +188,26 @@ impl RateLimitRejection {
             }
             _ => None,
         }
+    }
+}
+
+/// Shows the name redacted, as the layer's own `Debug` does: a name built
+/// from an upstream's URL or a query can carry a credential, and a
+/// responder or a logging layer that prints the rejection with `{:?}`
+/// must not write it.
+///
+/// ```
+/// use fusebox_std::tower::rate_limit::{RateLimitRejection, Refusal};
+///
+/// let r = RateLimitRejection::new("upstream?token=s3cret", Refusal::Unavailable);
+/// assert!(!format!("{r:?}").contains("s3cret"));
+/// ```
+impl fmt::Debug for RateLimitRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitRejection")
+            .field("name", &redact(&self.name))
+            .field("refusal", &self.refusal)
+            .finish()
     }
 }
 
