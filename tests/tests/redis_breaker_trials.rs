@@ -943,5 +943,11 @@ async fn redis_breaker_callers_gone_before_their_slot_cost_no_reconciliation() {
     let after = a.fleet_metrics();
     assert!(!a.is_degraded(), "{after:?}");
     assert_eq!(after.errors, before.errors, "{after:?}");
-    assert_eq!(after.syncs, before.syncs, "no reconciliation: {after:?}");
+    // The trial's close wakes one reconciliation of its own (the local
+    // transition), which may already have run: at most that one; each
+    // caller gone reconciled once before the fix (5 more).
+    assert!(
+        after.syncs <= before.syncs + 1,
+        "no reconciliation for the callers gone: {before:?} -> {after:?}"
+    );
 }
