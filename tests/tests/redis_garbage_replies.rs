@@ -9,44 +9,21 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules, Source};
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-
-use common::resp::command;
 
 /// A server on a free loopback port answering the script (`EVALSHA`) and
 /// the probe's write (`SET`) with `reply`, `PING` with `PONG` and
 /// anything else (the client's `CLIENT SETINFO`) with `OK`.
 async fn garbage(reply: Vec<u8>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let reply: Arc<[u8]> = reply.into();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let reply = Arc::clone(&reply);
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut read = BufReader::new(read);
-                while let Some(args) = command(&mut read).await {
-                    let name = args.first().map(|a| a.to_ascii_uppercase());
-                    let answer: &[u8] = match name.as_deref() {
-                        Some(b"EVALSHA" | b"SET") => &reply,
-                        Some(b"PING") => b"+PONG\r\n",
-                        _ => b"+OK\r\n",
-                    };
-                    if write.write_all(answer).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    port
+    common::resp::serve(move |name| match name {
+        b"EVALSHA" | b"SET" => reply.clone(),
+        b"PING" => b"+PONG\r\n".to_vec(),
+        _ => b"+OK\r\n".to_vec(),
+    })
+    .await
 }
 
 /// The script's seven integers with `first` in place of the first.

@@ -5,46 +5,24 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules, Source};
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-
-use common::resp::command;
 
 /// A server on a free loopback port answering every `EVALSHA` with the
 /// integer array `reply`, `PING` with `PONG`, anything else `OK`.
 async fn forging(reply: [i64; 7]) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let array: Arc<str> = reply
+    let array = reply
         .iter()
         .fold(String::from("*7\r\n"), |s, v| s + &format!(":{v}\r\n"))
-        .into();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let array = Arc::clone(&array);
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut read = BufReader::new(read);
-                while let Some(args) = command(&mut read).await {
-                    let name = args.first().map(|a| a.to_ascii_uppercase());
-                    let answer: &[u8] = match name.as_deref() {
-                        Some(b"EVALSHA") => array.as_bytes(),
-                        Some(b"PING") => b"+PONG\r\n",
-                        _ => b"+OK\r\n",
-                    };
-                    if write.write_all(answer).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    port
+        .into_bytes();
+    common::resp::serve(move |name| match name {
+        b"EVALSHA" => array.clone(),
+        b"PING" => b"+PONG\r\n".to_vec(),
+        _ => b"+OK\r\n".to_vec(),
+    })
+    .await
 }
 
 async fn limiter(port: u16) -> RedisLimiter {

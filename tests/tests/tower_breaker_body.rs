@@ -89,6 +89,24 @@ async fn until_half_open(breaker: &CircuitBreaker, clock: TokioClock) {
     .await;
 }
 
+/// A raw connection asking `/hang`, read until its body's first chunk:
+/// the stream is then in flight, held open by the caller.
+async fn hang_mid_stream(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&tower_common::request("/hang", &[]))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("first") {
+        let mut chunk = [0; 512];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert_ne!(n, 0, "the server closed early");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    stream
+}
+
 fn counts(m: Metrics) -> (u64, u64, u64) {
     (m.successes, m.failures, m.abandoned)
 }
@@ -123,18 +141,7 @@ async fn a_client_hanging_up_mid_stream_abandons_the_permit() {
     let breaker = breaker();
     let layer = CircuitBreakerLayer::new("stream", Arc::clone(&breaker)).record_at_end_of_body();
     let addr = serve(app().layer(layer)).await;
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(&tower_common::request("/hang", &[]))
-        .await
-        .unwrap();
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains("first") {
-        let mut chunk = [0; 512];
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert_ne!(n, 0, "the server closed early");
-        seen.extend_from_slice(&chunk[..n]);
-    }
+    let stream = hang_mid_stream(addr).await;
     assert_eq!(counts(breaker.metrics()), (0, 0, 0), "still streaming");
     drop(stream);
     // hyper notices the closed connection and drops the body.
@@ -230,18 +237,7 @@ async fn a_trial_whose_client_hangs_up_mid_stream_frees_its_slot() {
     fetch(addr, "/reset").await;
     assert_eq!(breaker.metrics().trips, 1);
     until_half_open(&breaker, clock).await;
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(&tower_common::request("/hang", &[]))
-        .await
-        .unwrap();
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains("first") {
-        let mut chunk = [0; 512];
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert_ne!(n, 0, "the server closed early");
-        seen.extend_from_slice(&chunk[..n]);
-    }
+    let stream = hang_mid_stream(addr).await;
     assert_eq!(get(addr, "/ok", &[]).await.status, 503, "the trial streams");
     assert_eq!(breaker.state(clock.now()), State::HalfOpen);
     assert_eq!(counts(breaker.metrics()), (0, 1, 0));

@@ -20,3 +20,33 @@ pub async fn command<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<Ve
     }
     Some(args)
 }
+
+/// A fake Redis on a free loopback port: every command is answered with
+/// `answer(its upper-cased name)`; returns the port.
+pub async fn serve(answer: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static) -> u16 {
+    use std::sync::Arc;
+    use tokio::io::{AsyncWriteExt, BufReader};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let answer = Arc::clone(&answer);
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut read = BufReader::new(read);
+                while let Some(args) = command(&mut read).await {
+                    let name = args
+                        .first()
+                        .map(|a| a.to_ascii_uppercase())
+                        .unwrap_or_default();
+                    if write.write_all(&answer(&name)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
