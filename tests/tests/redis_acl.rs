@@ -1,0 +1,283 @@
+//! The backend as a Redis ACL user with only the permissions the README
+//! lists (read from the README itself, so the two cannot drift apart),
+//! the default user switched off as in a locked-down deployment: every
+//! part of the backend runs, and Redis's `ACL LOG` (an entry per command,
+//! key or channel it refused) stays empty. The control: the same user
+//! without `+script|load` works until Redis loses its scripts, and the
+//! refusal is then seen (in `ACL LOG`, and as a degraded limiter).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fleet::{sync_ok, trip, until_state};
+use common::redis_server::{cli, RedisServer};
+use fusebox::breaker::State;
+use fusebox::bucket::Quota;
+use fusebox_std::backend::{
+    Degrade, FleetBreaker, FleetConfig, FleetPercentiles, LeasedLimiter, RedisBackend, RedisConfig,
+    RedisLimiter, Rules, Source,
+};
+use fusebox_std::{Registry, TrackerConfig};
+use redis::Value;
+use tokio::time::Instant;
+
+const PASSWORD: &str = "acl-user-pw";
+const ADMIN: &str = "acl-admin-pw";
+
+/// The `ACL SETUSER fusebox …` line of the README's Redis section, as
+/// arguments, with [`PASSWORD`] for its placeholder.
+fn documented_rules() -> Vec<String> {
+    let readme = include_str!("../../README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("ACL SETUSER fusebox "))
+        .expect("the README lists the backend's ACL");
+    let rules: Vec<String> = line
+        .split_whitespace()
+        .map(|w| w.replace(">PASSWORD", &format!(">{PASSWORD}")))
+        .collect();
+    assert!(rules.contains(&format!(">{PASSWORD}")), "{line}");
+    rules
+}
+
+/// A server where `rules` (an `ACL SETUSER` line) made the user
+/// `fusebox`, `admin` may do anything, and the default user is off; the
+/// user's URL and an admin connection.
+async fn locked_down(rules: &[String]) -> (RedisServer, String, redis::aio::MultiplexedConnection) {
+    let server = RedisServer::start();
+    let port = server.port();
+    let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+    assert_eq!(cli(port, &rules).trim(), "OK", "{rules:?}");
+    let admin = [
+        "ACL",
+        "SETUSER",
+        "admin",
+        "on",
+        ">acl-admin-pw",
+        "~*",
+        "&*",
+        "+@all",
+    ];
+    assert_eq!(cli(port, &admin).trim(), "OK");
+    assert_eq!(
+        cli(port, &["ACL", "SETUSER", "default", "off"]).trim(),
+        "OK"
+    );
+    let admin_url = format!("redis://admin:{ADMIN}@127.0.0.1:{port}");
+    let admin = redis::Client::open(admin_url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin");
+    let url = format!("redis://fusebox:{PASSWORD}@127.0.0.1:{port}");
+    (server, url, admin)
+}
+
+/// What Redis refused so far, one line per `ACL LOG` entry.
+async fn refused(admin: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let log: Vec<Value> = redis::cmd("ACL")
+        .arg("LOG")
+        .query_async(admin)
+        .await
+        .unwrap();
+    log.iter().map(|entry| format!("{entry:?}")).collect()
+}
+
+async fn flush_scripts(admin: &mut redis::aio::MultiplexedConnection) {
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(admin)
+        .await
+        .unwrap();
+}
+
+async fn backend(url: &str) -> RedisBackend {
+    RedisBackend::connect(
+        RedisConfig::new(url)
+            .timeout(Duration::from_millis(300))
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200)),
+    )
+    .await
+    .expect("connect as the ACL user")
+}
+
+fn rules() -> Rules {
+    Rules::single("per_second", Quota::per_second(5).unwrap()).unwrap()
+}
+
+/// Decisions, a lost script cache, an outage and its background probe
+/// (a peek and a write), and a leased limiter.
+async fn limits(server: &RedisServer, url: &str, admin: &mut redis::aio::MultiplexedConnection) {
+    let limiter = RedisLimiter::builder("acl_limit", rules(), backend(url).await)
+        .degrade(Degrade::FailClosed)
+        .probe_backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .background_probe(true)
+        .build()
+        .unwrap();
+    for i in 0..6 {
+        let d = limiter.try_acquire("k").await.unwrap();
+        assert_eq!((d.allowed, d.source), (i < 5, Source::Redis), "request {i}");
+    }
+    flush_scripts(admin).await;
+    let d = limiter.try_acquire("k2").await.unwrap();
+    assert_eq!((d.allowed, d.source), (true, Source::Redis), "reloaded");
+
+    server.signal("STOP");
+    let d = limiter.try_acquire("k3").await.unwrap();
+    server.signal("CONT");
+    assert_eq!((d.allowed, d.source), (false, Source::FailClosed));
+    assert!(limiter.is_degraded());
+    let start = Instant::now();
+    while limiter.is_degraded() {
+        assert!(start.elapsed() < Duration::from_secs(5), "never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let inner = RedisLimiter::builder("acl_lease", rules(), backend(url).await)
+        .build()
+        .unwrap();
+    let leased = LeasedLimiter::new(inner, "tenant", 2, Duration::from_secs(1)).unwrap();
+    let mut sources = Vec::new();
+    for _ in 0..4 {
+        let d = leased.try_acquire().await.unwrap();
+        assert!(d.allowed, "{d:?}");
+        sources.push(d.source);
+    }
+    assert!(sources.contains(&Source::Lease), "{sources:?}");
+}
+
+/// Two instances with notifications: a trip, its trial closing the
+/// fleet, the operators' force-open and force-close; then quorum mode.
+async fn breakers(url: &str) {
+    let open_for = Duration::from_millis(300);
+    let mut fleet = Vec::new();
+    for _ in 0..2 {
+        let b = FleetBreaker::builder(
+            "acl_breaker",
+            common::core_breaker(2, open_for),
+            backend(url).await,
+        )
+        .sync_interval(Duration::from_secs(5))
+        .notifications(url)
+        .build()
+        .await
+        .expect("fleet breaker");
+        fleet.push(b);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await; // subscribed
+    trip(&fleet[0]).await;
+    until_state(&fleet[1], State::Open, Duration::from_secs(2)).await;
+    tokio::time::sleep(open_for + Duration::from_millis(50)).await;
+    // One fleet-wide trial slot: A's slow trial holds it while B asks
+    // for one (the script checks the taken slot's expiry).
+    let slow = fleet[0].call(async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok::<(), ()>(())
+    });
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        fleet[1].call(async { Ok::<(), ()>(()) }).await
+    };
+    let (slow, other) = tokio::join!(slow, other);
+    assert!(slow.is_ok() || other.is_ok(), "{slow:?} {other:?}");
+    for b in &fleet {
+        until_state(b, State::Closed, Duration::from_secs(2)).await;
+    }
+    fleet[1].force_open().await.unwrap();
+    until_state(&fleet[0], State::ForcedOpen, Duration::from_secs(2)).await;
+    fleet[1].force_close().await.unwrap();
+    until_state(&fleet[0], State::Closed, Duration::from_secs(2)).await;
+    for b in &fleet {
+        sync_ok(b).await;
+    }
+
+    let mut quorum = Vec::new();
+    for id in ["q1", "q2"] {
+        let b = FleetBreaker::builder(
+            "acl_quorum",
+            common::core_breaker(2, Duration::from_secs(30)),
+            backend(url).await,
+        )
+        .sync_interval(Duration::from_millis(100))
+        .quorum(2, Duration::from_secs(10))
+        .instance_id(id)
+        .build()
+        .await
+        .expect("quorum breaker");
+        quorum.push(b);
+    }
+    trip(&quorum[0]).await;
+    trip(&quorum[1]).await;
+    for b in &quorum {
+        sync_ok(b).await;
+    }
+}
+
+/// Two instances' histograms pushed and read back, the first's field
+/// expired for the second and deleted by it.
+async fn percentiles(url: &str) {
+    let mut fleet = Vec::new();
+    for pod in ["pod-a", "pod-b"] {
+        let registry = Registry::new();
+        let config = TrackerConfig {
+            sample_rate: 1.0,
+            ..TrackerConfig::default()
+        };
+        let tracker = registry.tracker("http", config).unwrap();
+        drop(tracker.track_operation("GET /"));
+        // pod-b's histograms count for 50 ms, so pod-a's push, read by
+        // pod-b later, is expired there and deleted.
+        let ttl = if pod == "pod-b" { 50 } else { 10_000 };
+        let config = FleetConfig::new(pod)
+            .unwrap()
+            .ttl(Duration::from_millis(ttl));
+        fleet.push(FleetPercentiles::new(
+            "http",
+            tracker,
+            &backend(url).await,
+            config,
+        ));
+    }
+    fleet[0].sync().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    fleet[1].sync().await.unwrap();
+    let report = fleet[1].report();
+    assert_eq!(report.error, None);
+    assert_eq!(report.series["GET /"].instances, 1, "pod-a's expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_acl_is_all_the_backend_needs() {
+    let (server, url, mut admin) = locked_down(&documented_rules()).await;
+    limits(&server, &url, &mut admin).await;
+    breakers(&url).await;
+    percentiles(&url).await;
+    let refused = refused(&mut admin).await;
+    assert!(refused.is_empty(), "Redis refused: {refused:#?}");
+}
+
+/// The control: the check above sees a missing permission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_script_load_a_lost_script_cache_degrades_the_limiter() {
+    let rules: Vec<String> = documented_rules()
+        .into_iter()
+        .filter(|r| r != "+script|load")
+        .collect();
+    let (_server, url, mut admin) = locked_down(&rules).await;
+    let limiter = RedisLimiter::builder("acl_limit", self::rules(), backend(&url).await)
+        .degrade(Degrade::FailClosed)
+        .registry(Arc::new(Registry::new()))
+        .build()
+        .unwrap();
+    // A fresh server holds no script: the first decision must load it.
+    let d = limiter.try_acquire("k").await.unwrap();
+    assert_eq!(d.source, Source::FailClosed);
+    let refused = refused(&mut admin).await;
+    assert!(
+        refused.iter().any(|e| e.contains("script|load")),
+        "{refused:#?}"
+    );
+    assert!(limiter.is_degraded());
+}
