@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fleet::{sync_ok, trip, until_state};
-use common::redis_server::{cli, RedisServer};
+use common::redis_server::{cli, RedisCluster, RedisServer};
 use fusebox::breaker::State;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{
@@ -26,30 +26,33 @@ use tokio::time::Instant;
 const PASSWORD: &str = "acl-user-pw";
 const ADMIN: &str = "acl-admin-pw";
 
-/// The `ACL SETUSER fusebox …` line of the README's Redis section, as
-/// arguments, with [`PASSWORD`] for its placeholder.
-fn documented_rules() -> Vec<String> {
+/// The README's `ACL SETUSER fusebox …` lines, as arguments, with
+/// [`PASSWORD`] for the placeholder: the user's rules first, then what a
+/// Cluster's nodes need besides.
+fn documented_rules() -> Vec<Vec<String>> {
     let readme = include_str!("../../README.md");
-    let line = readme
+    let lines: Vec<Vec<String>> = readme
         .lines()
-        .find(|l| l.starts_with("ACL SETUSER fusebox "))
-        .expect("the README lists the backend's ACL");
-    let rules: Vec<String> = line
-        .split_whitespace()
-        .map(|w| w.replace(">PASSWORD", &format!(">{PASSWORD}")))
+        .filter(|l| l.starts_with("ACL SETUSER fusebox "))
+        .map(|l| {
+            l.split_whitespace()
+                .map(|w| w.replace(">PASSWORD", &format!(">{PASSWORD}")))
+                .collect()
+        })
         .collect();
-    assert!(rules.contains(&format!(">{PASSWORD}")), "{line}");
-    rules
+    assert_eq!(lines.len(), 2, "the README lists the backend's ACL");
+    assert!(lines[0].contains(&format!(">{PASSWORD}")), "{lines:?}");
+    lines
 }
 
-/// A server where `rules` (an `ACL SETUSER` line) made the user
-/// `fusebox`, `admin` may do anything, and the default user is off; the
-/// user's URL and an admin connection.
-async fn locked_down(rules: &[String]) -> (RedisServer, String, redis::aio::MultiplexedConnection) {
-    let server = RedisServer::start();
-    let port = server.port();
-    let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
-    assert_eq!(cli(port, &rules).trim(), "OK", "{rules:?}");
+/// Makes `port`'s server as locked down as a deployment's: `rules` (`ACL
+/// SETUSER` lines) make the user `fusebox`, `admin` may do anything, and
+/// the default user is off. An admin connection.
+async fn lock_down(port: u16, rules: &[Vec<String>]) -> redis::aio::MultiplexedConnection {
+    for line in rules {
+        let line: Vec<&str> = line.iter().map(String::as_str).collect();
+        assert_eq!(cli(port, &line).trim(), "OK", "{line:?}");
+    }
     let admin = [
         "ACL",
         "SETUSER",
@@ -65,38 +68,68 @@ async fn locked_down(rules: &[String]) -> (RedisServer, String, redis::aio::Mult
         cli(port, &["ACL", "SETUSER", "default", "off"]).trim(),
         "OK"
     );
-    let admin_url = format!("redis://admin:{ADMIN}@127.0.0.1:{port}");
-    let admin = redis::Client::open(admin_url)
+    redis::Client::open(format!("redis://admin:{ADMIN}@127.0.0.1:{port}"))
         .unwrap()
         .get_multiplexed_async_connection()
         .await
-        .expect("admin");
-    let url = format!("redis://fusebox:{PASSWORD}@127.0.0.1:{port}");
-    (server, url, admin)
+        .expect("admin")
 }
 
-/// What Redis refused so far, one line per `ACL LOG` entry.
-async fn refused(admin: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
-    let log: Vec<Value> = redis::cmd("ACL")
-        .arg("LOG")
-        .query_async(admin)
-        .await
-        .unwrap();
-    log.iter().map(|entry| format!("{entry:?}")).collect()
+/// The user's URL for `port`.
+fn user_url(port: u16) -> String {
+    format!("redis://fusebox:{PASSWORD}@127.0.0.1:{port}")
 }
 
-async fn flush_scripts(admin: &mut redis::aio::MultiplexedConnection) {
-    let () = redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async(admin)
-        .await
-        .unwrap();
+/// What the servers refused so far, one line per `ACL LOG` entry.
+async fn refused(admins: &mut [redis::aio::MultiplexedConnection]) -> Vec<String> {
+    let mut out = Vec::new();
+    for admin in admins {
+        let log: Vec<Value> = redis::cmd("ACL")
+            .arg("LOG")
+            .query_async(admin)
+            .await
+            .unwrap();
+        out.extend(log.iter().map(|entry| format!("{entry:?}")));
+    }
+    out
 }
 
-async fn backend(url: &str) -> RedisBackend {
+async fn flush_scripts(admins: &mut [redis::aio::MultiplexedConnection]) {
+    for admin in admins {
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(admin)
+            .await
+            .unwrap();
+    }
+}
+
+/// Where the user connects: one server, or a Cluster's nodes.
+#[derive(Clone, Debug)]
+enum Target {
+    Standalone(String),
+    Cluster(Vec<String>),
+}
+
+impl Target {
+    /// The URL notifications subscribe through (any node of a Cluster).
+    fn url(&self) -> &str {
+        match self {
+            Target::Standalone(url) => url,
+            Target::Cluster(urls) => &urls[0],
+        }
+    }
+}
+
+async fn backend(target: &Target) -> RedisBackend {
+    let config = match target {
+        Target::Standalone(url) => RedisConfig::new(url),
+        Target::Cluster(urls) => RedisConfig::cluster(urls.clone()),
+    };
     RedisBackend::connect(
-        RedisConfig::new(url)
-            .timeout(Duration::from_millis(300))
+        config
+            .timeout(Duration::from_millis(500))
+            .connect_timeout(Duration::from_secs(5))
             .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200)),
     )
     .await
@@ -107,10 +140,15 @@ fn rules() -> Rules {
     Rules::single("per_second", Quota::per_second(5).unwrap()).unwrap()
 }
 
-/// Decisions, a lost script cache, an outage and its background probe
-/// (a peek and a write), and a leased limiter.
-async fn limits(server: &RedisServer, url: &str, admin: &mut redis::aio::MultiplexedConnection) {
-    let limiter = RedisLimiter::builder("acl_limit", rules(), backend(url).await)
+/// Decisions, a lost script cache, an outage of `server` (if given) and
+/// the background probe that ends it (a peek and a write), and a leased
+/// limiter.
+async fn limits(
+    target: &Target,
+    admins: &mut [redis::aio::MultiplexedConnection],
+    server: Option<&RedisServer>,
+) {
+    let limiter = RedisLimiter::builder("acl_limit", rules(), backend(target).await)
         .degrade(Degrade::FailClosed)
         .probe_backoff(Duration::from_millis(20), Duration::from_millis(100))
         .background_probe(true)
@@ -120,22 +158,24 @@ async fn limits(server: &RedisServer, url: &str, admin: &mut redis::aio::Multipl
         let d = limiter.try_acquire("k").await.unwrap();
         assert_eq!((d.allowed, d.source), (i < 5, Source::Redis), "request {i}");
     }
-    flush_scripts(admin).await;
+    flush_scripts(admins).await;
     let d = limiter.try_acquire("k2").await.unwrap();
     assert_eq!((d.allowed, d.source), (true, Source::Redis), "reloaded");
 
-    server.signal("STOP");
-    let d = limiter.try_acquire("k3").await.unwrap();
-    server.signal("CONT");
-    assert_eq!((d.allowed, d.source), (false, Source::FailClosed));
-    assert!(limiter.is_degraded());
-    let start = Instant::now();
-    while limiter.is_degraded() {
-        assert!(start.elapsed() < Duration::from_secs(5), "never recovered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if let Some(server) = server {
+        server.signal("STOP");
+        let d = limiter.try_acquire("k3").await.unwrap();
+        server.signal("CONT");
+        assert_eq!((d.allowed, d.source), (false, Source::FailClosed));
+        assert!(limiter.is_degraded());
+        let start = Instant::now();
+        while limiter.is_degraded() {
+            assert!(start.elapsed() < Duration::from_secs(5), "never recovered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
-    let inner = RedisLimiter::builder("acl_lease", rules(), backend(url).await)
+    let inner = RedisLimiter::builder("acl_lease", rules(), backend(target).await)
         .build()
         .unwrap();
     let leased = LeasedLimiter::new(inner, "tenant", 2, Duration::from_secs(1)).unwrap();
@@ -150,17 +190,17 @@ async fn limits(server: &RedisServer, url: &str, admin: &mut redis::aio::Multipl
 
 /// Two instances with notifications: a trip, its trial closing the
 /// fleet, the operators' force-open and force-close; then quorum mode.
-async fn breakers(url: &str) {
+async fn breakers(target: &Target) {
     let open_for = Duration::from_millis(300);
     let mut fleet = Vec::new();
     for _ in 0..2 {
         let b = FleetBreaker::builder(
             "acl_breaker",
             common::core_breaker(2, open_for),
-            backend(url).await,
+            backend(target).await,
         )
         .sync_interval(Duration::from_secs(5))
-        .notifications(url)
+        .notifications(target.url())
         .build()
         .await
         .expect("fleet breaker");
@@ -198,7 +238,7 @@ async fn breakers(url: &str) {
         let b = FleetBreaker::builder(
             "acl_quorum",
             common::core_breaker(2, Duration::from_secs(30)),
-            backend(url).await,
+            backend(target).await,
         )
         .sync_interval(Duration::from_millis(100))
         .quorum(2, Duration::from_secs(10))
@@ -217,7 +257,7 @@ async fn breakers(url: &str) {
 
 /// Two instances' histograms pushed and read back, the first's field
 /// expired for the second and deleted by it.
-async fn percentiles(url: &str) {
+async fn percentiles(target: &Target) {
     let mut fleet = Vec::new();
     for pod in ["pod-a", "pod-b"] {
         let registry = Registry::new();
@@ -236,7 +276,7 @@ async fn percentiles(url: &str) {
         fleet.push(FleetPercentiles::new(
             "http",
             tracker,
-            &backend(url).await,
+            &backend(target).await,
             config,
         ));
     }
@@ -250,23 +290,43 @@ async fn percentiles(url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_acl_is_all_the_backend_needs() {
-    let (server, url, mut admin) = locked_down(&documented_rules()).await;
-    limits(&server, &url, &mut admin).await;
-    breakers(&url).await;
-    percentiles(&url).await;
-    let refused = refused(&mut admin).await;
+    let server = RedisServer::start();
+    let mut admins = [lock_down(server.port(), &documented_rules()[..1]).await];
+    let target = Target::Standalone(user_url(server.port()));
+    limits(&target, &mut admins, Some(&server)).await;
+    breakers(&target).await;
+    percentiles(&target).await;
+    let refused = refused(&mut admins).await;
     assert!(refused.is_empty(), "Redis refused: {refused:#?}");
 }
 
-/// The control: the check above sees a missing permission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_acl_is_all_the_backend_needs_on_a_cluster() {
+    let cluster = RedisCluster::start(3);
+    let mut admins = Vec::new();
+    for node in &cluster.nodes {
+        admins.push(lock_down(node.port(), &documented_rules()).await);
+    }
+    let target = Target::Cluster(cluster.nodes.iter().map(|n| user_url(n.port())).collect());
+    limits(&target, &mut admins, None).await;
+    breakers(&target).await;
+    percentiles(&target).await;
+    let refused = refused(&mut admins).await;
+    assert!(refused.is_empty(), "Redis refused: {refused:#?}");
+}
+
+/// The control: the checks above see a missing permission.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_script_load_a_lost_script_cache_degrades_the_limiter() {
-    let rules: Vec<String> = documented_rules()
-        .into_iter()
-        .filter(|r| r != "+script|load")
+    let rules: Vec<String> = documented_rules()[0]
+        .iter()
+        .filter(|r| *r != "+script|load")
+        .cloned()
         .collect();
-    let (_server, url, mut admin) = locked_down(&rules).await;
-    let limiter = RedisLimiter::builder("acl_limit", self::rules(), backend(&url).await)
+    let server = RedisServer::start();
+    let mut admins = [lock_down(server.port(), &[rules]).await];
+    let target = Target::Standalone(user_url(server.port()));
+    let limiter = RedisLimiter::builder("acl_limit", self::rules(), backend(&target).await)
         .degrade(Degrade::FailClosed)
         .registry(Arc::new(Registry::new()))
         .build()
@@ -274,7 +334,7 @@ async fn without_script_load_a_lost_script_cache_degrades_the_limiter() {
     // A fresh server holds no script: the first decision must load it.
     let d = limiter.try_acquire("k").await.unwrap();
     assert_eq!(d.source, Source::FailClosed);
-    let refused = refused(&mut admin).await;
+    let refused = refused(&mut admins).await;
     assert!(
         refused.iter().any(|e| e.contains("script|load")),
         "{refused:#?}"
