@@ -1,6 +1,7 @@
 //! Per-request execution summaries, held in a FIFO of bounded length.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use fusebox::Duration;
@@ -103,6 +104,10 @@ pub struct StageTiming {
 pub(crate) struct RequestRecord {
     id: Arc<str>,
     max_stages: usize,
+    /// Replaced in the table by a newer request of the same id: its
+    /// summary can no longer be read, so it keeps no stage (read and
+    /// written under `summary`'s lock, which orders them).
+    retired: AtomicBool,
     summary: Mutex<ExecutionSummary>,
 }
 
@@ -111,6 +116,7 @@ impl RequestRecord {
         Self {
             id: id.into(),
             max_stages,
+            retired: AtomicBool::new(false),
             summary: Mutex::new(ExecutionSummary {
                 request_id: id.to_owned(),
                 operation: bounded(operation).to_owned(),
@@ -132,7 +138,7 @@ impl RequestRecord {
 
     pub(super) fn stage(&self, path: &str, duration: Duration, failed: bool) {
         let mut s = self.lock();
-        if s.stages.len() < self.max_stages {
+        if s.stages.len() < self.max_stages && !self.retired.load(Ordering::Relaxed) {
             s.stages.push(StageTiming {
                 stage: bounded(path).to_owned(),
                 duration,
@@ -141,6 +147,15 @@ impl RequestRecord {
         } else {
             s.dropped_stages += 1;
         }
+    }
+
+    /// Frees the stages of a summary a newer request of the same id
+    /// replaced (nobody can read it any more), and keeps none it is given
+    /// later (the replaced request may still be running).
+    fn retire(&self) {
+        let mut s = self.lock();
+        self.retired.store(true, Ordering::Relaxed);
+        s.stages = Vec::new();
     }
 
     pub(super) fn finish(&self, total: Duration, failed: bool) {
@@ -167,8 +182,11 @@ fn bounded(name: &str) -> &str {
 pub(super) struct Requests {
     by_id: HashMap<Arc<str>, Arc<RequestRecord>>,
     /// Every record inserted and not yet dropped, oldest first, replaced
-    /// ones included (they are `stale`); compacted when the stale ones
-    /// outnumber the live, so it holds at most about twice the cap.
+    /// ones included (they are `stale`, retired: their stages freed, so
+    /// the stage timings held stay within `max_requests ×
+    /// max_stages_per_request` however the ids repeat); compacted when the
+    /// stale ones outnumber the live, so it holds at most about twice the
+    /// cap.
     order: VecDeque<Arc<RequestRecord>>,
     stale: usize,
 }
@@ -191,11 +209,14 @@ impl Requests {
     /// Adds `record` (replacing one with the same id), dropping the oldest
     /// records until at most `cap` are held.
     pub(super) fn insert(&mut self, record: Arc<RequestRecord>, cap: usize) {
-        if self
+        if let Some(replaced) = self
             .by_id
             .insert(Arc::clone(&record.id), Arc::clone(&record))
-            .is_some()
         {
+            // Found by a hostile review: a replaced record kept its
+            // stages until compaction, so ids sent twice (request ids come
+            // from clients) held twice the documented bound.
+            replaced.retire();
             self.stale += 1;
         }
         self.order.push_back(record);
@@ -214,5 +235,58 @@ impl Requests {
             self.order = order.into_iter().filter(|r| self.is_live(r)).collect();
             self.stale = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Tracker, TrackerConfig};
+
+    /// Stage timings held by every record the table keeps, readable or
+    /// not.
+    fn stages_held(tracker: &Tracker) -> usize {
+        let requests = tracker.inner.requests.lock().unwrap();
+        requests.order.iter().map(|r| r.lock().stages.len()).sum()
+    }
+
+    /// `max_requests × max_stages_per_request` bounds the stage timings
+    /// all summaries hold together (`MAX_STAGES_HELD`'s docs), however the
+    /// request ids repeat: request ids come from clients (a request-id
+    /// header), and each one reused replaces its summary. Found by a
+    /// hostile review: a replaced summary stayed in the FIFO, with its
+    /// stages, until the replaced ones outnumbered the live ones, so ids
+    /// sent twice held twice the bound (24 stage timings for a bound of
+    /// 12 here; 2 × 2²⁰ at the largest settings).
+    #[test]
+    fn reused_request_ids_hold_no_more_stages_than_the_bound() {
+        let (cap, stages) = (4usize, 3usize);
+        let tracker = Tracker::new(TrackerConfig {
+            sample_rate: 1.0,
+            max_requests: cap,
+            max_stages_per_request: stages,
+            ..TrackerConfig::default()
+        })
+        .unwrap();
+        for round in 0..5 {
+            for id in 0..cap {
+                let op = tracker.track_request(&format!("req-{id}"), "op");
+                for _ in 0..=stages {
+                    drop(op.track_stage("s"));
+                }
+                drop(op);
+                let held = stages_held(&tracker);
+                assert!(
+                    held <= cap * stages,
+                    "round {round}, id {id}: {held} stage timings held, bound {}",
+                    cap * stages
+                );
+            }
+        }
+        // Every live summary is whole: its stages, and the one dropped.
+        for id in 0..cap {
+            let s = tracker.execution_summary(&format!("req-{id}")).unwrap();
+            assert_eq!((s.stages.len(), s.dropped_stages), (stages, 1), "{id}");
+        }
+        assert_eq!(tracker.requests_held(), cap);
     }
 }
