@@ -134,7 +134,11 @@ impl<B, P> RetryBuilder<B, P> {
         self.map(|_| backoff, |p| p)
     }
 
-    /// Which errors to retry.
+    /// Which errors to retry. It replaces the whole predicate, an earlier
+    /// [`honor_retry_after`](Self::honor_retry_after) included: to honour
+    /// the errors' Retry-After too, call that one *after* this one
+    /// (`.retry_if(p).honor_retry_after()`); in the other order the
+    /// Retry-After is silently not waited (noticed by a hostile review).
     ///
     /// ```
     /// use fusebox_std::policy::Retry;
@@ -145,6 +149,25 @@ impl<B, P> RetryBuilder<B, P> {
     /// assert_eq!(e.attempts, 1);
     /// # });
     /// ```
+    ///
+    /// The order with a Retry-After:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::policy::{Retry, RetryPredicate};
+    ///
+    /// struct Busy;
+    /// impl fusebox::RetryAfter for Busy {
+    ///     fn retry_after(&self) -> Option<fusebox::Duration> {
+    ///         Some(fusebox::Duration::from_secs(2))
+    ///     }
+    /// }
+    /// let honoured = Retry::builder().retry_if(|_: &Busy| true).honor_retry_after().build();
+    /// assert_eq!(honoured.predicate().retry_after(&Busy), Some(Duration::from_secs(2)));
+    /// // `retry_if` last replaces the `HonorRetryAfter` wrapper too.
+    /// let lost = Retry::builder().honor_retry_after().retry_if(|_: &Busy| true).build();
+    /// assert_eq!(lost.predicate().retry_after(&Busy), None);
+    /// ```
     pub fn retry_if<P2>(self, predicate: P2) -> RetryBuilder<B, P2> {
         self.map(|b| b, |_| predicate)
     }
@@ -153,6 +176,9 @@ impl<B, P> RetryBuilder<B, P> {
     /// [`HonorRetryAfter`]), before the backoff's delay: the retry comes
     /// the delay after the Retry-After, so that callers told the same one
     /// spread over their jittered delays instead of retrying at once.
+    /// It wraps the predicate set so far: call it after
+    /// [`retry_if`](Self::retry_if), which replaces the whole predicate
+    /// (this wrapper included).
     ///
     /// ```
     /// use std::time::Duration;
