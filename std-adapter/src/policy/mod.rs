@@ -14,6 +14,8 @@ mod breaker;
 mod budget;
 mod bulkhead;
 mod classify;
+#[cfg(test)]
+mod edge_tests;
 mod error;
 mod fallback;
 #[cfg(test)]
