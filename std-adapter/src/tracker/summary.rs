@@ -289,4 +289,53 @@ mod tests {
         }
         assert_eq!(tracker.requests_held(), cap);
     }
+
+    /// The same bound with requests of reused ids started, staged, read
+    /// and finished on four threads at once, a fifth checking it all the
+    /// while (the replaced record is retired under the table's lock, then
+    /// its own: the order every reader takes them in, so nothing waits
+    /// on a lock held by a waiter).
+    #[test]
+    fn the_bound_holds_on_racing_threads() {
+        let (cap, stages) = (8usize, 4usize);
+        let tracker = Tracker::new(TrackerConfig {
+            sample_rate: 1.0,
+            max_requests: cap,
+            max_stages_per_request: stages,
+            ..TrackerConfig::default()
+        })
+        .unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let tracker = &tracker;
+                    s.spawn(move || {
+                        let mut rng = fastrand::Rng::with_seed(t);
+                        for _ in 0..3_000 {
+                            let id = format!("req-{}", rng.u8(0..12));
+                            let op = tracker.track_request(&id, "op");
+                            for _ in 0..rng.usize(0..stages + 3) {
+                                drop(op.track_stage("s"));
+                            }
+                            let _ = tracker.execution_summary(&id);
+                            drop(op);
+                        }
+                    })
+                })
+                .collect();
+            s.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    assert!(stages_held(&tracker) <= cap * stages);
+                    assert!(tracker.requests_held() <= cap);
+                }
+            });
+            for worker in workers {
+                worker.join().unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        assert!(stages_held(&tracker) <= cap * stages);
+        assert_eq!(tracker.requests_held(), cap);
+    }
 }
