@@ -47,9 +47,16 @@ use crate::TokioClock;
 /// transition and a fresh open time; trials are let through again when
 /// that has passed, and the hung trial, if it answers at last, decides
 /// nothing. Choose it above the slowest answer a healthy upstream gives.
-/// A timeout layer inside this one also frees the slot, by dropping the
-/// hung response future (the trial is abandoned, without deciding: see
-/// [`ResponseFuture`](super::ResponseFuture)'s cancellation).
+/// A timeout frees the slot too, deciding what its place says. Around
+/// this layer, it drops the layer's response future: the trial is
+/// abandoned, deciding nothing (see
+/// [`ResponseFuture`](super::ResponseFuture)'s cancellation). Inside it
+/// (tower's `TimeoutLayer` between this layer and the service), the layer's
+/// future is not the one dropped: it receives the timeout's `Elapsed`
+/// error and counts it as any error of the service, a failure with the
+/// default classifier (the trial reopens the breaker; a closed breaker
+/// counts it towards opening), or the response a timeout layer answers
+/// instead, classified as any other.
 ///
 /// With [`record_at_end_of_body`](Self::record_at_end_of_body), a trial
 /// answered with a body holds its slot until that body ends, and so at the
@@ -63,10 +70,22 @@ use crate::TokioClock;
 /// for as long as it trickles, and makes its call as slow as it likes (a
 /// [`slow_call`](fusebox::breaker::ConfigBuilder::slow_call) rule counts it: a
 /// slow trial is a failed one, a window of slow calls opens the breaker).
+/// A client can also end its call with an error the service answers for
+/// it: it resets its request stream (HTTP/2 `RST_STREAM`) or closes its
+/// connection mid-upload, and the handler's read of the body fails. What
+/// the handler then answers is what the breaker counts: tonic answers a
+/// stream reset with `REFUSED_STREAM` as `UNAVAILABLE`, and one with an
+/// error code it does not know as `UNKNOWN`, both failures to
+/// [`GrpcClassifier`](super::GrpcClassifier), so that any client can open
+/// the breaker of a healthy gRPC service with a few resets (a reset with
+/// `CANCEL`, a cancelled call, is `CANCELLED`, ignored).
 /// Facing clients you do not trust, read the request's body before the
-/// breaker (a layer outside it that collects the body under a timeout),
-/// or bound the call with a timeout layer inside it and the half-open
-/// time with `max_half_open`.
+/// breaker (a layer outside it that collects the body under a timeout, and
+/// answers a body that fails itself): a trickled or abandoned upload then
+/// never reaches the breaker. Bounding the call with a timeout layer
+/// inside the breaker (and the half-open time with `max_half_open`) frees
+/// a trial held by a trickling client, but counts the timeout as a
+/// failure: the client then fails its calls at will.
 ///
 /// ```
 /// use std::future::Future;

@@ -1,0 +1,258 @@
+//! What a breaker layer counts when the call ends early: a timeout inside
+//! the layer, a timeout around it, and a gRPC client resetting its own
+//! request stream (which tonic answers with a status the default
+//! `GrpcClassifier` counts as the service's failure, unless the request's
+//! message is read before the breaker, as the layer's docs advise facing
+//! clients you do not trust).
+
+mod tower_common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use fusebox::breaker::{CircuitBreaker, Config, Metrics};
+use fusebox_std::tower::breaker::{GrpcBreakerResponse, GrpcClassifier};
+use fusebox_std::tower::CircuitBreakerLayer;
+use http_body_util::{BodyExt, Full};
+use tonic::body::Body;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceExt};
+use tower_common::eventually;
+
+fn breaker() -> Arc<CircuitBreaker> {
+    let config = Config::builder()
+        .consecutive_failures(3)
+        .open_for(fusebox::Duration::from_secs(60))
+        .build()
+        .expect("valid config");
+    Arc::new(CircuitBreaker::new(config))
+}
+
+/// (successes, failures, ignored, abandoned, trips).
+fn counts(m: &Metrics) -> (u64, u64, u64, u64, u64) {
+    (m.successes, m.failures, m.ignored, m.abandoned, m.trips)
+}
+
+/// An upstream that never answers.
+fn hang(_: http::Request<()>) -> std::future::Pending<Result<http::Response<String>, Infallible>> {
+    std::future::pending()
+}
+
+/// The layer's docs said a timeout layer *inside* it frees a hung call's
+/// slot "by dropping the hung response future (the trial is abandoned,
+/// without deciding)". The breaker's future is not the one dropped: it
+/// receives the timeout's error, a failure (a half-open trial that times
+/// out reopens the breaker). Only a timeout *around* the layer drops the
+/// breaker's future and abandons the permit. Both as the docs now say.
+#[tokio::test(start_paused = true)]
+async fn a_timeout_inside_the_layer_is_a_failure_and_one_around_it_an_abandonment() {
+    let inside = breaker();
+    let mut service = CircuitBreakerLayer::new("inside", Arc::clone(&inside)).layer(
+        tower::timeout::TimeoutLayer::new(StdDuration::from_secs(1)).layer(tower::service_fn(hang)),
+    );
+    for _ in 0..3 {
+        let result = service
+            .ready()
+            .await
+            .unwrap()
+            .call(http::Request::new(()))
+            .await;
+        assert!(result.is_err(), "the timeout's Elapsed");
+    }
+    assert_eq!(
+        counts(&inside.metrics()),
+        (0, 3, 0, 0, 1),
+        "three failures trip it"
+    );
+
+    let around = breaker();
+    let mut service = tower::timeout::TimeoutLayer::new(StdDuration::from_secs(1)).layer(
+        CircuitBreakerLayer::new("around", Arc::clone(&around)).layer(tower::service_fn(hang)),
+    );
+    for _ in 0..3 {
+        let result = service
+            .ready()
+            .await
+            .unwrap()
+            .call(http::Request::new(()))
+            .await;
+        assert!(result.is_err(), "the timeout's Elapsed");
+    }
+    assert_eq!(
+        counts(&around.metrics()),
+        (0, 0, 0, 3, 0),
+        "dropped: abandoned"
+    );
+}
+
+/// The codec of an empty message (tonic's server without protobuf).
+#[derive(Clone, Copy)]
+struct Unit;
+
+impl tonic::codec::Codec for Unit {
+    type Encode = ();
+    type Decode = ();
+    type Encoder = Unit;
+    type Decoder = Unit;
+    fn encoder(&mut self) -> Unit {
+        Unit
+    }
+    fn decoder(&mut self) -> Unit {
+        Unit
+    }
+}
+
+impl tonic::codec::Encoder for Unit {
+    type Item = ();
+    type Error = tonic::Status;
+    fn encode(&mut self, (): (), _: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Unit {
+    type Item = ();
+    type Error = tonic::Status;
+    fn decode(&mut self, _: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
+        Ok(Some(()))
+    }
+}
+
+type Grpc = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
+
+/// A healthy unary method as tonic serves it (every call it can read
+/// answers `OK`), counting its calls into `calls`.
+fn healthy(calls: Arc<AtomicUsize>) -> Grpc {
+    BoxCloneSyncService::new(tower::service_fn(move |request: http::Request<Body>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let ok = tower::service_fn(|_: tonic::Request<()>| async {
+                Ok::<_, tonic::Status>(tonic::Response::new(()))
+            });
+            Ok::<_, Infallible>(tonic::server::Grpc::new(Unit).unary(ok, request).await)
+        }
+    }))
+}
+
+/// `inner`, its request's body read whole first: a body that fails (its
+/// stream reset by the client) is answered `CANCELLED` here, and never
+/// reaches `inner`. Counts its calls into `calls`, and the failed bodies
+/// into `failed`.
+fn read_first(inner: Grpc, calls: Arc<AtomicUsize>, failed: Arc<AtomicUsize>) -> Grpc {
+    BoxCloneSyncService::new(tower::service_fn(move |request: http::Request<Body>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let (inner, failed) = (inner.clone(), Arc::clone(&failed));
+        async move {
+            let (head, body) = request.into_parts();
+            if let Ok(whole) = body.collect().await {
+                let body = Body::new(Full::new(whole.to_bytes()));
+                inner.oneshot(http::Request::from_parts(head, body)).await
+            } else {
+                failed.fetch_add(1, Ordering::SeqCst);
+                Ok(tonic::Status::cancelled("request stream reset").into_http())
+            }
+        }
+    }))
+}
+
+/// Serves `service` with tonic on a free loopback port.
+async fn serve_grpc(service: Grpc) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tonic::transport::Server::builder().serve_with_incoming(
+        service,
+        tonic::transport::server::TcpIncoming::from(listener),
+    );
+    tokio::spawn(server);
+    addr
+}
+
+/// Sends one unary call per reason on one HTTP/2 connection, each reset
+/// by the client (`RST_STREAM` with that reason) once `called` shows the
+/// server took it, before its message is sent; waits until `settled(n)`
+/// says the server has dealt with the first `n` before the next.
+async fn reset_calls(
+    addr: SocketAddr,
+    reasons: &[h2::Reason],
+    called: &Arc<AtomicUsize>,
+    settled: impl Fn(usize) -> bool,
+) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    for (i, reason) in reasons.iter().enumerate() {
+        client = client.ready().await.unwrap();
+        let request = http::Request::post(format!("http://{addr}/echo.Echo/Unary"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let (_answer, mut stream) = client.send_request(request, false).unwrap();
+        eventually("the server takes the call", || {
+            called.load(Ordering::SeqCst) == i + 1
+        })
+        .await;
+        stream.send_reset(*reason);
+        eventually("the reset call is dealt with", || settled(i + 1)).await;
+    }
+}
+
+/// Calls the breaker has decided: recorded or abandoned.
+fn decided(breaker: &CircuitBreaker) -> usize {
+    let m = breaker.metrics();
+    usize::try_from(m.successes + m.failures + m.ignored + m.abandoned).unwrap()
+}
+
+/// A client resetting its request stream before its message arrives
+/// makes tonic answer the status its reading of the reset gives:
+/// `UNAVAILABLE` for `REFUSED_STREAM`, `UNKNOWN` for an error code it
+/// does not know (`HTTP_1_1_REQUIRED`, or any unassigned one). Both are
+/// failures to the default `GrpcClassifier`, and the breaker cannot tell
+/// them from the service's: three such resets open the breaker of a
+/// healthy service. `CANCEL` (what a client library sends when a call is
+/// cancelled) is `CANCELLED`, ignored. With the request's message read
+/// before the breaker (the docs' advice facing untrusted clients), a
+/// reset never reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resetting_its_stream_fails_the_call_unless_the_message_is_read_first() {
+    let reasons = [
+        h2::Reason::CANCEL,
+        h2::Reason::REFUSED_STREAM,
+        h2::Reason::HTTP_1_1_REQUIRED,
+        h2::Reason::from(0x1234),
+    ];
+    let layer = |breaker: &Arc<CircuitBreaker>| {
+        CircuitBreakerLayer::new("grpc", Arc::clone(breaker))
+            .classifier(GrpcClassifier::new())
+            .responder(GrpcBreakerResponse)
+    };
+
+    let exposed = breaker();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let service = layer(&exposed).layer(healthy(Arc::clone(&calls)));
+    let addr = serve_grpc(BoxCloneSyncService::new(service)).await;
+    reset_calls(addr, &reasons, &calls, |n| decided(&exposed) == n).await;
+    assert_eq!(
+        counts(&exposed.metrics()),
+        (0, 3, 1, 0, 1),
+        "CANCEL ignored, the three others failures: the healthy service's breaker opened"
+    );
+
+    let guarded = breaker();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let inner = BoxCloneSyncService::new(layer(&guarded).layer(healthy(Arc::default())));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let addr = serve_grpc(read_first(inner, Arc::clone(&calls), Arc::clone(&failed))).await;
+    reset_calls(addr, &reasons, &calls, |n| {
+        failed.load(Ordering::SeqCst) == n
+    })
+    .await;
+    assert_eq!(
+        counts(&guarded.metrics()),
+        (0, 0, 0, 0, 0),
+        "none reached it"
+    );
+}
