@@ -1,9 +1,10 @@
-//! What a breaker layer counts when the call ends early: a timeout inside
-//! the layer, a timeout around it, and a gRPC client resetting its own
-//! request stream (which tonic answers with a status the default
-//! `GrpcClassifier` counts as the service's failure, unless the request's
-//! message is read before the breaker, as the layer's docs advise facing
-//! clients you do not trust).
+//! What a breaker layer counts where its docs said otherwise or nothing:
+//! a timeout inside the layer, a timeout around it, a gRPC client
+//! resetting its own request stream (which tonic answers with a status the
+//! default `GrpcClassifier` counts as the service's failure, unless the
+//! request's message is read before the breaker, as the layer's docs
+//! advise facing clients you do not trust), and a plain HTTP answer behind
+//! a `GrpcClassifier` recording at the end of the body.
 
 mod tower_common;
 
@@ -86,6 +87,52 @@ async fn a_timeout_inside_the_layer_is_a_failure_and_one_around_it_an_abandonmen
         (0, 0, 0, 3, 0),
         "dropped: abandoned"
     );
+}
+
+/// With `GrpcClassifier` and `record_at_end_of_body`, a plain HTTP
+/// answer (a body, no trailers) is read as a gRPC stream that ended
+/// without its status: `UNKNOWN`, a failure, as the docs now warn; with
+/// `HttpClassifier` the same answers are successes.
+#[tokio::test(start_paused = true)]
+async fn a_plain_http_answer_behind_a_grpc_classifier_at_the_end_of_the_body_fails() {
+    let hello = || {
+        tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, Infallible>(http::Response::new(String::from("hello")))
+        })
+    };
+    let grpc = breaker();
+    let http = breaker();
+    let mut as_grpc = CircuitBreakerLayer::new("mixed", Arc::clone(&grpc))
+        .classifier(GrpcClassifier::new())
+        .record_at_end_of_body()
+        .layer(hello());
+    let mut as_http = CircuitBreakerLayer::new("plain", Arc::clone(&http))
+        .record_at_end_of_body()
+        .layer(hello());
+    for _ in 0..3 {
+        let response = as_grpc
+            .ready()
+            .await
+            .unwrap()
+            .call(http::Request::new(()))
+            .await;
+        let body = response.unwrap().into_body().collect().await.unwrap();
+        assert_eq!(body.to_bytes(), "hello");
+        let response = as_http
+            .ready()
+            .await
+            .unwrap()
+            .call(http::Request::new(()))
+            .await;
+        let body = response.unwrap().into_body().collect().await.unwrap();
+        assert_eq!(body.to_bytes(), "hello");
+    }
+    assert_eq!(
+        counts(&grpc.metrics()),
+        (0, 3, 0, 0, 1),
+        "every success a failure"
+    );
+    assert_eq!(counts(&http.metrics()), (3, 0, 0, 0, 0));
 }
 
 /// The codec of an empty message (tonic's server without protobuf).

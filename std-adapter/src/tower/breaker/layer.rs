@@ -301,6 +301,12 @@ impl<C, R> CircuitBreakerLayer<C, R> {
     /// ([`ClassifyEnd`](super::ClassifyEnd), implemented by
     /// [`HttpClassifier`](super::HttpClassifier) and
     /// [`GrpcClassifier`](super::GrpcClassifier)); a closure does not.
+    /// With `GrpcClassifier`, every response is read as gRPC's: one whose
+    /// body ends without a `grpc-status` in trailers counts as `UNKNOWN`, a
+    /// failure. A plain HTTP route behind the same layer (an axum route
+    /// served beside tonic's, a REST health check) answers just so, and
+    /// every one of its successes would count against the breaker: give
+    /// such routes a layer of their own.
     ///
     /// ```
     /// use std::sync::Arc;
