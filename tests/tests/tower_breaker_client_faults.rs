@@ -24,8 +24,13 @@ use tower::{Layer, Service, ServiceExt};
 use tower_common::eventually;
 
 fn breaker() -> Arc<CircuitBreaker> {
+    breaker_of(3)
+}
+
+/// A breaker opening after `failures` consecutive failures.
+fn breaker_of(failures: u32) -> Arc<CircuitBreaker> {
     let config = Config::builder()
-        .consecutive_failures(3)
+        .consecutive_failures(failures)
         .open_for(fusebox::Duration::from_secs(60))
         .build()
         .expect("valid config");
@@ -217,21 +222,30 @@ async fn serve_grpc(service: Grpc) -> SocketAddr {
     addr
 }
 
-/// Sends one unary call per reason on one HTTP/2 connection, each reset
-/// by the client (`RST_STREAM` with that reason) once `called` shows the
-/// server took it, before its message is sent; waits until `settled(n)`
-/// says the server has dealt with the first `n` before the next.
-async fn reset_calls(
+/// How a client ends a call before sending its message.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    /// `RST_STREAM` with this reason.
+    Reset(h2::Reason),
+    /// Its connection closed.
+    Close,
+}
+
+/// Sends one unary call per ending, each on a connection of its own and
+/// ended so once `called` shows the server took it, before its message
+/// is sent; waits until `settled(n)` says the server has dealt with the
+/// first `n` before the next.
+async fn end_calls(
     addr: SocketAddr,
-    reasons: &[h2::Reason],
+    endings: &[Ending],
     called: &Arc<AtomicUsize>,
     settled: impl Fn(usize) -> bool,
 ) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    for (i, reason) in reasons.iter().enumerate() {
-        client = client.ready().await.unwrap();
+    for (i, ending) in endings.iter().enumerate() {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
         let request = http::Request::post(format!("http://{addr}/echo.Echo/Unary"))
             .header("content-type", "application/grpc")
             .header("te", "trailers")
@@ -242,8 +256,11 @@ async fn reset_calls(
             called.load(Ordering::SeqCst) == i + 1
         })
         .await;
-        stream.send_reset(*reason);
-        eventually("the reset call is dealt with", || settled(i + 1)).await;
+        match ending {
+            Ending::Reset(reason) => stream.send_reset(*reason),
+            Ending::Close => connection.abort(),
+        }
+        eventually("the ended call is dealt with", || settled(i + 1)).await;
     }
 }
 
@@ -256,20 +273,22 @@ fn decided(breaker: &CircuitBreaker) -> usize {
 /// A client resetting its request stream before its message arrives
 /// makes tonic answer the status its reading of the reset gives:
 /// `UNAVAILABLE` for `REFUSED_STREAM`, `UNKNOWN` for an error code it
-/// does not know (`HTTP_1_1_REQUIRED`, or any unassigned one). Both are
-/// failures to the default `GrpcClassifier`, and the breaker cannot tell
-/// them from the service's: three such resets open the breaker of a
-/// healthy service. `CANCEL` (what a client library sends when a call is
-/// cancelled) is `CANCELLED`, ignored. With the request's message read
-/// before the breaker (the docs' advice facing untrusted clients), a
-/// reset never reaches it.
+/// does not know (`HTTP_1_1_REQUIRED`, or any unassigned one); a client
+/// whose connection closes then (one losing its network) gets `UNKNOWN`
+/// too. All are failures to the default `GrpcClassifier`, and the breaker
+/// cannot tell them from the service's: a few such calls open the breaker
+/// of a healthy service. `CANCEL` (what a client library sends when a
+/// call is cancelled) is `CANCELLED`, ignored. With the request's message
+/// read before the breaker (the docs' advice facing untrusted clients),
+/// none reaches it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_resetting_its_stream_fails_the_call_unless_the_message_is_read_first() {
-    let reasons = [
-        h2::Reason::CANCEL,
-        h2::Reason::REFUSED_STREAM,
-        h2::Reason::HTTP_1_1_REQUIRED,
-        h2::Reason::from(0x1234),
+async fn a_client_ending_its_upload_fails_the_call_unless_the_message_is_read_first() {
+    let endings = [
+        Ending::Reset(h2::Reason::CANCEL),
+        Ending::Reset(h2::Reason::REFUSED_STREAM),
+        Ending::Reset(h2::Reason::HTTP_1_1_REQUIRED),
+        Ending::Reset(h2::Reason::from(0x1234)),
+        Ending::Close,
     ];
     let layer = |breaker: &Arc<CircuitBreaker>| {
         CircuitBreakerLayer::new("grpc", Arc::clone(breaker))
@@ -277,15 +296,16 @@ async fn a_client_resetting_its_stream_fails_the_call_unless_the_message_is_read
             .responder(GrpcBreakerResponse)
     };
 
-    let exposed = breaker();
+    // Opens at the fourth failure: every call is let through.
+    let exposed = breaker_of(4);
     let calls = Arc::new(AtomicUsize::new(0));
     let service = layer(&exposed).layer(healthy(Arc::clone(&calls)));
     let addr = serve_grpc(BoxCloneSyncService::new(service)).await;
-    reset_calls(addr, &reasons, &calls, |n| decided(&exposed) == n).await;
+    end_calls(addr, &endings, &calls, |n| decided(&exposed) == n).await;
     assert_eq!(
         counts(&exposed.metrics()),
-        (0, 3, 1, 0, 1),
-        "CANCEL ignored, the three others failures: the healthy service's breaker opened"
+        (0, 4, 1, 0, 1),
+        "CANCEL ignored, the others failures: the healthy service's breaker opened"
     );
 
     let guarded = breaker();
@@ -293,7 +313,7 @@ async fn a_client_resetting_its_stream_fails_the_call_unless_the_message_is_read
     let inner = BoxCloneSyncService::new(layer(&guarded).layer(healthy(Arc::default())));
     let failed = Arc::new(AtomicUsize::new(0));
     let addr = serve_grpc(read_first(inner, Arc::clone(&calls), Arc::clone(&failed))).await;
-    reset_calls(addr, &reasons, &calls, |n| {
+    end_calls(addr, &endings, &calls, |n| {
         failed.load(Ordering::SeqCst) == n
     })
     .await;

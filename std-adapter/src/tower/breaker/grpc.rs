@@ -57,13 +57,15 @@ const DEFAULT_FAILURES: u32 = 1 << 2 | 1 << 4 | 1 << 14 | 1 << 15;
 ///   gRPC-Web carries the status in the body, not in trailers.
 /// * A client can make tonic answer `UNAVAILABLE` or `UNKNOWN` as well: it
 ///   resets its request stream before its message arrives (`RST_STREAM`
-///   with `REFUSED_STREAM`, or with an error code tonic does not know),
-///   the message cannot be read, and tonic answers the status its reading
-///   of the reset gives. Those codes are the service's own failures too,
-///   which no classifier can tell apart, so they stay failures: facing
-///   clients you do not trust, read the request's message before the
-///   breaker, as the layer's "A trial that hangs" says (a reset then
-///   fails there, and never reaches the breaker).
+///   with `REFUSED_STREAM`, or with an error code tonic does not know), or
+///   closes its connection then (as a client losing its network does), the
+///   message cannot be read, and tonic answers the status its reading of
+///   the error gives (`UNKNOWN` for a closed connection). Those codes are
+///   the service's own failures too, which no classifier can tell apart,
+///   so they stay failures: facing clients you do not trust, or on
+///   networks that drop, read the request's message before the breaker,
+///   as the layer's "A trial that hangs" says (a reset or a closed
+///   connection then fails there, and never reaches the breaker).
 /// * `DEADLINE_EXCEEDED` may be caused by the client, whose `grpc-timeout`
 ///   sets the deadline: a server that answers it when the client's
 ///   deadline passes (a proxy, or a service passing its deadline on) lets

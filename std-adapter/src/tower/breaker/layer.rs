@@ -75,10 +75,13 @@ use crate::TokioClock;
 /// connection mid-upload, and the handler's read of the body fails. What
 /// the handler then answers is what the breaker counts: tonic answers a
 /// stream reset with `REFUSED_STREAM` as `UNAVAILABLE`, and one with an
-/// error code it does not know as `UNKNOWN`, both failures to
-/// [`GrpcClassifier`](super::GrpcClassifier), so that any client can open
-/// the breaker of a healthy gRPC service with a few resets (a reset with
-/// `CANCEL`, a cancelled call, is `CANCELLED`, ignored).
+/// error code it does not know, or a connection closed before the
+/// request's message arrived, as `UNKNOWN`, all failures to
+/// [`GrpcClassifier`](super::GrpcClassifier): any client can open the
+/// breaker of a healthy gRPC service with a few resets, and clients that
+/// merely lose their connection mid-upload (a phone losing signal) count
+/// against it too (a reset with `CANCEL`, a cancelled call, is
+/// `CANCELLED`, ignored).
 /// Facing clients you do not trust, read the request's body before the
 /// breaker (a layer outside it that collects the body under a timeout, and
 /// answers a body that fails itself): a trickled or abandoned upload then
