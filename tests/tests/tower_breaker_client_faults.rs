@@ -3,8 +3,9 @@
 //! resetting its own request stream (which tonic answers with a status the
 //! default `GrpcClassifier` counts as the service's failure, unless the
 //! request's message is read before the breaker, as the layer's docs
-//! advise facing clients you do not trust), and a plain HTTP answer behind
-//! a `GrpcClassifier` recording at the end of the body.
+//! advise facing clients you do not trust; an axum handler buffering the
+//! body answers `400`, ignored), and a plain HTTP answer behind a
+//! `GrpcClassifier` recording at the end of the body.
 
 mod tower_common;
 
@@ -322,4 +323,34 @@ async fn a_client_ending_its_upload_fails_the_call_unless_the_message_is_read_fi
         (0, 0, 0, 0, 0),
         "none reached it"
     );
+}
+
+/// The same over HTTP/1 to axum, whose body extractors answer a body that
+/// fails (its client gone mid-upload) with `400`: ignored by the default
+/// `HttpClassifier`, however many clients do it: the healthy service's
+/// breaker stays closed. Each client sends a head promising 1 000 bytes, 10 of them,
+/// and closes its side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_abandoned_before_an_axum_extractor_is_no_failure() {
+    use tokio::io::AsyncWriteExt;
+
+    let core = breaker();
+    let app = axum::Router::new()
+        .route(
+            "/upload",
+            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        )
+        .layer(CircuitBreakerLayer::new("uploads", Arc::clone(&core)));
+    let addr = tower_common::serve(app).await;
+    for i in 0..5 {
+        let mut stream = tower_common::connect_from(addr, std::net::Ipv4Addr::LOCALHOST).await;
+        let head = "POST /upload HTTP/1.1\r\nhost: test\r\ncontent-length: 1000\r\n\r\n";
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&[b'x'; 10]).await.unwrap();
+        stream.shutdown().await.unwrap();
+        eventually("the server deals with the call", || decided(&core) == i + 1).await;
+    }
+    let m = core.metrics();
+    assert_eq!((m.failures, m.trips), (0, 0), "{m:?}");
+    assert_eq!((m.ignored, m.abandoned), (5, 0), "five 400s: {m:?}");
 }
