@@ -73,7 +73,10 @@ use crate::TokioClock;
 /// A client can also end its call with an error the service answers for
 /// it: it resets its request stream (HTTP/2 `RST_STREAM`) or closes its
 /// connection mid-upload, and the handler's read of the body fails. What
-/// the handler then answers is what the breaker counts: tonic answers a
+/// the handler then answers is what the breaker counts. axum's extractors
+/// that read the whole body (`Bytes`, `String`, `Json`) answer `400`,
+/// ignored; a handler that answers a failed read with a `5xx` lets its
+/// clients fail calls at will. tonic answers a
 /// stream reset with `REFUSED_STREAM` as `UNAVAILABLE`, and one with an
 /// error code it does not know, or a connection closed before the
 /// request's message arrived, as `UNKNOWN`, all failures to
