@@ -58,10 +58,12 @@ impl std::fmt::Display for FetchError {
 impl std::error::Error for FetchError {}
 
 /// A plain HTTP/1 client for the upstream (hyper-util's pooled client).
+/// Its clones share one count of the calls that got no answer.
 #[derive(Clone, Debug)]
 pub struct Http {
     client: Client<HttpConnector, Empty<Bytes>>,
     base: Arc<str>,
+    unanswered: Arc<AtomicU64>,
 }
 
 impl Http {
@@ -76,7 +78,16 @@ impl Http {
         Self {
             client,
             base: format!("http://{addr}/item/").into(),
+            unanswered: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Calls that got no answer ([`FetchError::Transport`]), by this
+    /// client and its clones. The upstream's story never refuses or
+    /// resets a connection: such a call is the process's own failure
+    /// (out of file descriptors, mostly), not the upstream's.
+    pub fn unanswered(&self) -> u64 {
+        self.unanswered.load(Relaxed)
     }
 
     /// `GET /item/{key}`: the body of a `200`, else why not.
@@ -86,20 +97,20 @@ impl Http {
     /// [`FetchError::Status`] for any other status, [`FetchError::Transport`]
     /// when no answer came.
     pub async fn get(&self, key: u32) -> Result<Bytes, FetchError> {
+        let no_answer = || {
+            self.unanswered.fetch_add(1, Relaxed);
+            FetchError::Transport
+        };
         let uri: http::Uri = format!("{}{key}", self.base)
             .parse()
             .map_err(|_| FetchError::Transport)?;
-        let response = self
-            .client
-            .get(uri)
-            .await
-            .map_err(|_| FetchError::Transport)?;
+        let response = self.client.get(uri).await.map_err(|_| no_answer())?;
         let status = response.status();
         let body = response
             .into_body()
             .collect()
             .await
-            .map_err(|_| FetchError::Transport)?
+            .map_err(|_| no_answer())?
             .to_bytes();
         if status == http::StatusCode::OK {
             Ok(body)
@@ -138,6 +149,14 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// Its HTTP attempts that got no answer ([`Http::unanswered`]).
+    pub fn unanswered(&self) -> u64 {
+        match self {
+            Self::Naive(http) => http.unanswered(),
+            Self::Protected(p) => p.http.unanswered(),
+        }
+    }
+
     /// One logical request for `key`; `Ok` when the client got an item.
     pub async fn fetch(&self, key: u32, counters: &ClientCounters) -> bool {
         let ok = match self {

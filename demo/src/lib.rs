@@ -130,11 +130,18 @@ pub async fn storm(
         unprotected,
         protected,
     };
+    print_results(&comparison, settings.clients);
+    Ok(comparison)
+}
+
+/// The table, the verdict, the Redis lines and any warning, after both
+/// runs.
+fn print_results(comparison: &Comparison, clients: u32) {
     println!();
-    println!("{}", report::table(&comparison));
+    println!("{}", report::table(comparison));
     println!("{}", report::LEGEND);
     println!();
-    for line in report::verdict(&comparison) {
+    for line in report::verdict(comparison) {
         println!("{line}");
     }
     if let Some(shared) = &comparison.protected.shared {
@@ -146,5 +153,7 @@ pub async fn storm(
             println!("{line}");
         }
     }
-    Ok(comparison)
+    if let Some(warning) = report::unanswered_warning(comparison, clients) {
+        eprintln!("storm: warning: {warning}");
+    }
 }

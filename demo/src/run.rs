@@ -124,6 +124,11 @@ pub struct RunResult {
     /// What this process did to the breaker it shares through Redis, and
     /// saw of it (protected run with `--redis` only).
     pub fleet: Option<FleetUse>,
+    /// HTTP attempts that got no answer (connection refused or reset):
+    /// the upstream's story never makes one, so these are the process's
+    /// own failures (out of file descriptors, mostly), counted among the
+    /// failed requests all the same (see [`Http::unanswered`]).
+    pub unanswered: u64,
 }
 
 /// What one process's protected run took from the rate limit it shares
@@ -257,7 +262,6 @@ pub async fn run(
         .stats()
         .get(mode.name())
         .and_then(|stats| stats.latency_us);
-    let breaker_trips = protected.as_ref().map(|p| p.breaker_metrics().trips);
     Ok(RunResult {
         mode,
         requests: counters.requests.load(Relaxed),
@@ -267,11 +271,12 @@ pub async fn run(
         retries: counters.retries.load(Relaxed),
         refused_locally: counters.refused_locally.load(Relaxed),
         latency,
-        breaker_trips,
+        breaker_trips: protected.as_ref().map(|p| p.breaker_metrics().trips),
         upstream: last.upstream,
         wall: Instant::now() - started,
         shared,
         fleet,
+        unanswered: caller.unanswered(),
     })
 }
 
