@@ -15,6 +15,8 @@
 //! | `fusebox_cache_{hits,misses,inserts,evictions,expirations,contended}_total` | counter | `name` |
 //! | `fusebox_operation_{calls,errors}_total` | counter | `tracker`, `operation` |
 //! | `fusebox_operation_duration_seconds` | histogram (sampled runs) | `tracker`, `operation`, `le` |
+//! | `fusebox_bulkhead_max_concurrent`, `fusebox_bulkhead_in_use`, `fusebox_bulkhead_queued` | gauge | `name` |
+//! | `fusebox_bulkhead_rejected_total` | counter | `name` |
 //! | `fusebox_events_{published,lagged}_total` | counter | |
 //! | `fusebox_events_subscribers` | gauge | |
 //! | `fusebox_process_resident_memory_bytes` (Linux), `fusebox_uptime_seconds` | gauge | |
@@ -42,11 +44,15 @@
 //! format requires (`\` → `\\`, `"` → `\"`, newline → `\n`).
 //!
 //! The counters are the primitives' own, so they only grow while the
-//! primitive lives, with two exceptions a scraper sees as a counter reset:
-//! [`CircuitBreaker::reset`](fusebox::CircuitBreaker::reset) (and so the
-//! admin route's `reset`) zeroes a breaker's counters, and
+//! primitive lives, with three exceptions a scraper sees as a counter
+//! reset: [`CircuitBreaker::reset`](fusebox::CircuitBreaker::reset) (and
+//! so the admin route's `reset`) zeroes a breaker's counters,
 //! [`restore`](fusebox::CircuitBreaker::restore) replaces them with the
-//! snapshot's. Prometheus's `rate` and `increase` read a drop as a restart
+//! snapshot's, and a cache registered with
+//! [`Registry::register_cache`] reports what its
+//! [`CacheSource`](crate::registry::CacheSource) reads, so
+//! [`LruCache::reset_metrics`](fusebox::LruCache::reset_metrics) on it
+//! zeroes its `fusebox_cache_*_total`. Prometheus's `rate` and `increase` read a drop as a restart
 //! from zero: the calls between the last scrape and a `reset` are lost, as
 //! at a process restart, and a `restore` to a lower non-zero value is
 //! over-counted. Changing a configuration (`set_config`, `set_quota`)
