@@ -280,3 +280,53 @@ fn hostile_names_and_strings_are_shown_escaped_cut_and_redacted() {
     )]);
     refused(&built(read), "breakers.a\\nb", "invalid name");
 }
+
+/// A document of many invalid entries (a generated file gone wrong, a
+/// unit read as another) was one error per entry in its `Display`, the
+/// line a service logs before it exits: 20 000 breakers with
+/// `failure_rate = 300` gave a message of 1 108 888 characters (found by
+/// a hostile review; entries past the entry limit were already one error
+/// per table, for this reason). The `Display` now shows the first
+/// errors and counts the rest; `fields()` still has every one.
+#[test]
+fn many_invalid_entries_are_shown_bounded_and_counted() {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for i in 0..20_000 {
+        write!(text, "[breakers.b{i}]\nfailure_rate = 300\n").unwrap();
+    }
+    let config = RegistryConfig::from_toml(&text).unwrap();
+    let err = config.validate().unwrap_err();
+    assert_eq!(err.fields().len(), 20_000);
+    let shown = err.to_string();
+    assert!(
+        shown.chars().count() < 8_000,
+        "{} chars",
+        shown.chars().count()
+    );
+    assert!(
+        shown.starts_with("breakers.b0.failure_rate: must be 1..=100, got 300; "),
+        "{}",
+        &shown[..200]
+    );
+    assert_eq!(
+        shown.matches("must be 1..=100").count(),
+        RegistryConfigError::MAX_SHOWN
+    );
+    let rest = 20_000 - RegistryConfigError::MAX_SHOWN;
+    assert!(
+        shown.ends_with(&format!("; and {rest} more invalid settings")),
+        "{}",
+        &shown[shown.len().saturating_sub(200)..]
+    );
+    // A few errors are all shown, as before.
+    let few =
+        RegistryConfig::from_toml("[breakers.a]\nfailure_rate = 300\n[limiters.b]\nburst = 0\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+    assert_eq!(
+        few.to_string(),
+        "breakers.a.failure_rate: must be 1..=100, got 300; limiters.b.rate: required; limiters.b.burst: must be 1..=4294967295, got 0"
+    );
+}

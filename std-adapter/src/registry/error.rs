@@ -328,13 +328,38 @@ impl RegistryConfigError {
     }
 }
 
+impl RegistryConfigError {
+    /// The most invalid settings its `Display` shows, the rest counted
+    /// (`…; and 19984 more invalid settings`): a document of thousands of
+    /// invalid entries (a generated file gone wrong) would otherwise make
+    /// a message of megabytes, in the one line a service logs before it
+    /// exits. [`fields`](Self::fields) has every one.
+    ///
+    /// ```
+    /// use fusebox_std::registry::{RegistryConfig, RegistryConfigError};
+    ///
+    /// let text: String = (0..20).map(|i| format!("[limiters.l{i}]\nrate = 0\n")).collect();
+    /// let err = RegistryConfig::from_toml(&text)?.validate().unwrap_err();
+    /// assert_eq!(err.fields().len(), 20);
+    /// let shown = err.to_string();
+    /// assert_eq!(shown.matches("must be").count(), RegistryConfigError::MAX_SHOWN);
+    /// assert!(shown.ends_with("; and 4 more invalid settings"));
+    /// # Ok::<(), RegistryConfigError>(())
+    /// ```
+    pub const MAX_SHOWN: usize = 16;
+}
+
 impl fmt::Display for RegistryConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.errors.iter().enumerate() {
+        for (i, e) in self.errors.iter().take(Self::MAX_SHOWN).enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
             e.fmt(f)?;
+        }
+        let rest = self.errors.len().saturating_sub(Self::MAX_SHOWN);
+        if rest > 0 {
+            write!(f, "; and {rest} more invalid settings")?;
         }
         Ok(())
     }
