@@ -125,19 +125,30 @@ impl Registry {
     }
 
     /// The breaker `name`, created with `config` if it does not exist.
+    /// A breaker whose configuration was changed since
+    /// ([`set_config`](fusebox::CircuitBreaker::set_config)) is still
+    /// matched against the configuration it was created with, as a
+    /// [`limiter`](Self::limiter) is against its quota.
     ///
     /// # Errors
     ///
     /// [`RegistryError::InvalidName`], [`RegistryError::Conflict`] if it
-    /// exists with another configuration, [`RegistryError::Full`].
+    /// was created with another configuration, [`RegistryError::Full`].
     ///
     /// ```
+    /// use std::sync::Arc;
     /// use fusebox::breaker::Config;
-    /// use fusebox_std::Registry;
+    /// use fusebox_std::{Registry, RegistryError};
     ///
     /// let registry = Registry::new();
-    /// let db = registry.breaker("db", Config::builder().consecutive_failures(5).build()?)?;
+    /// let five = Config::builder().consecutive_failures(5).build()?;
+    /// let db = registry.breaker("db", five)?;
     /// assert_eq!(db.config().consecutive_failures(), Some(5));
+    ///
+    /// let three = Config::builder().consecutive_failures(3).build()?;
+    /// db.set_config(three)?;
+    /// assert!(Arc::ptr_eq(&db, &registry.breaker("db", five)?)); // as created
+    /// assert!(matches!(registry.breaker("db", three), Err(RegistryError::Conflict { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn breaker(

@@ -191,7 +191,8 @@ impl Registry {
     /// # Errors
     ///
     /// [`RegistryError::InvalidName`], [`RegistryError::Conflict`] (other
-    /// quota or policy than the limiter's, or than the registry's
+    /// quota or policy than the limiter was created with, its quota
+    /// changed since with `set_quota` or not, or than the registry's
     /// configuration declares for `name`, built or not yet),
     /// [`RegistryError::TypeMismatch`] (other `K` or `N`),
     /// [`RegistryError::Full`] (those the configuration declares count
