@@ -13,8 +13,9 @@ use crate::events::{Component, Event};
 
 impl Registry {
     /// Reports a breaker's state change: a `tracing` event with structured
-    /// fields (`breaker`, `from`, `to`, `failures`, `at` in µs; `warn`
-    /// when it opens, `info` otherwise), an [`Event::StateChange`], and an
+    /// fields (`breaker`, `from`, `to`, `failures` of the registry's
+    /// breaker `name` (0 if it has none), `at` in µs; `warn` when it
+    /// opens, `info` otherwise), an [`Event::StateChange`], and an
     /// [`Event::Recovered`] when it closes again. Policies call this with
     /// every [`Transition`] the core returns.
     ///
@@ -37,11 +38,27 @@ impl Registry {
     /// ```
     pub fn transition(&self, name: &str, t: Transition) {
         let failures = self.get_breaker(name).map_or(0, |b| b.metrics().failures);
+        self.report_transition(name, t, Some(failures));
+    }
+
+    /// [`transition`](Self::transition) of a breaker whose failures are
+    /// `failures` (`None`: not known, the field is left out).
+    fn report_transition(&self, name: &str, t: Transition, failures: Option<u64>) {
         let at = t.at.as_micros();
-        if matches!(t.to, State::Open | State::ForcedOpen) {
-            tracing::warn!(breaker = %Redacted(name), from = ?t.from, to = ?t.to, failures, at, "breaker opened");
-        } else {
-            tracing::info!(breaker = %Redacted(name), from = ?t.from, to = ?t.to, failures, at, "breaker state changed");
+        let opened = matches!(t.to, State::Open | State::ForcedOpen);
+        match (failures, opened) {
+            (Some(failures), true) => {
+                tracing::warn!(breaker = %Redacted(name), from = ?t.from, to = ?t.to, failures, at, "breaker opened");
+            }
+            (Some(failures), false) => {
+                tracing::info!(breaker = %Redacted(name), from = ?t.from, to = ?t.to, failures, at, "breaker state changed");
+            }
+            (None, true) => {
+                tracing::warn!(breaker = %Redacted(name), from = ?t.from, to = ?t.to, at, "breaker opened");
+            }
+            (None, false) => {
+                tracing::info!(breaker = %Redacted(name), from = ?t.from, to = ?t.to, at, "breaker state changed");
+            }
         }
         let name: Arc<str> = name.into();
         self.events.publish(Event::StateChange {
@@ -89,9 +106,13 @@ impl Registry {
         config: Config,
     ) -> Result<crate::policy::Breaker, RegistryError> {
         let core = self.breaker(name, config)?;
+        let observer = Arc::new(Observer {
+            registry: Arc::downgrade(self),
+            core: Some(Arc::downgrade(&core)),
+        });
         Ok(crate::policy::Breaker::builder(name, core)
             .clock(self.tokio_clock)
-            .observer(self.breaker_observer())
+            .observer(observer)
             .build())
     }
 
@@ -101,7 +122,9 @@ impl Registry {
     /// `backend::FleetBreaker`'s builder (feature
     /// `redis`) or a policy's, and their transitions, rejections and
     /// failures are logged and published as events like those of the
-    /// registry's policies.
+    /// registry's policies (a transition's log without the `failures`
+    /// field: the observer does not see the breaker, and the registry's
+    /// breaker of the same name, if any, is another one).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -121,7 +144,10 @@ impl Registry {
     /// # }).unwrap();
     /// ```
     pub fn breaker_observer(self: &Arc<Self>) -> Arc<dyn crate::policy::BreakerObserver> {
-        Arc::new(Observer(Arc::downgrade(self)))
+        Arc::new(Observer {
+            registry: Arc::downgrade(self),
+            core: None,
+        })
     }
 
     /// The breaker `name`, created with `config` if it does not exist.
@@ -225,18 +251,37 @@ impl Registry {
 
 /// A registry's breaker policies report to it through this (a weak
 /// reference: a policy never keeps its registry alive).
-struct Observer(std::sync::Weak<Registry>);
+///
+/// A transition's `failures` field is the failures of the breaker that
+/// changed state: the policy's own core for the registry's policies
+/// (`core`), left out for a breaker built elsewhere (`breaker_observer`),
+/// which the observer cannot read. It was read from the registry's
+/// breaker of the same name (found by a hostile review: a breaker built
+/// elsewhere opening after 1 failure was logged with `failures=7`, the
+/// count of the registry's own `search`, another breaker; without a
+/// namesake, always 0).
+struct Observer {
+    registry: std::sync::Weak<Registry>,
+    core: Option<std::sync::Weak<CircuitBreaker>>,
+}
 
 impl crate::policy::BreakerObserver for Observer {
     fn transition(&self, name: &str, t: Transition) {
-        match self.0.upgrade() {
-            Some(registry) => registry.transition(name, t),
+        match self.registry.upgrade() {
+            Some(registry) => {
+                let failures = self
+                    .core
+                    .as_ref()
+                    .and_then(std::sync::Weak::upgrade)
+                    .map(|core| core.metrics().failures);
+                registry.report_transition(name, t, failures);
+            }
             None => crate::policy::log_transition(name, t),
         }
     }
 
     fn rejected(&self, name: &str, at: fusebox::Instant) {
-        if let Some(registry) = self.0.upgrade() {
+        if let Some(registry) = self.registry.upgrade() {
             registry.events().publish(Event::Rejected {
                 name: name.into(),
                 component: Component::Breaker,
@@ -246,7 +291,7 @@ impl crate::policy::BreakerObserver for Observer {
     }
 
     fn failure(&self, name: &str, at: fusebox::Instant, timed_out: bool) {
-        if let Some(registry) = self.0.upgrade() {
+        if let Some(registry) = self.registry.upgrade() {
             let what = if timed_out { "timed out" } else { "failed" };
             registry.events().publish(Event::failure(name, &what, at));
         }
