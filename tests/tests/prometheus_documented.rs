@@ -1,6 +1,7 @@
 //! Every family `Registry::to_prometheus` writes is in the table of the
 //! `prometheus` module's docs, with the type the table gives it: the
 //! table is the contract a dashboard or an alert is written against.
+//! Counters end in `_total` (DESIGN.md), and no other family does.
 //! The bulkheads' four families were written and not listed (found by a
 //! hostile review). The fleet breakers' families need a Redis to exist
 //! and are checked by their own unit test.
@@ -124,6 +125,8 @@ async fn every_family_written_is_documented_with_its_type() {
     assert!(written.len() > 40, "{text}");
     let mut missing = Vec::new();
     for (name, kind) in &written {
+        // DESIGN.md: counters end in `_total`, and nothing else does.
+        assert_eq!(kind == "counter", name.ends_with("_total"), "{name} {kind}");
         match table.get(name) {
             Some(documented) => assert_eq!(documented, kind, "{name}"),
             None => missing.push(name.as_str()),
