@@ -73,7 +73,9 @@ impl CircuitBreaker {
     ///
     /// [`ReconfigureError`] when `config` changes the sliding window's size,
     /// or turns every rate policy on or off (the window is laid out at
-    /// construction). The breaker is then unchanged.
+    /// construction), or (features `time-window`, `half-open-timeout`)
+    /// changes, adds or removes the time window or the half-open timeout,
+    /// also fixed at construction. The breaker is then unchanged.
     ///
     /// # Examples
     ///
