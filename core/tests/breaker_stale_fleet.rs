@@ -16,7 +16,9 @@
 //! * `trip(now)` opens a closed or half-open breaker from `now`; an open
 //!   one is left alone, or (its open time run out unseen) opened again
 //!   from `now`, "never to an earlier deadline than it had";
-//! * the first `try_acquire` at or after the deadline is a trial;
+//! * the first `try_acquire` at or after the deadline is a trial, and a
+//!   refusal's `retry_after` ends between the opening's end and its
+//!   rounded-up deadline;
 //! * a snapshot taken while open has at least the time left that the
 //!   opening has at its `now` (at most the open time: "the cap applies at a
 //!   `now` earlier than the trip"), and `restore` at another `now` opens
@@ -138,7 +140,7 @@ impl Run {
 
     fn acquire(&mut self, now: u64, ctx: &str) {
         let got = self.breaker.try_acquire(at(now));
-        if let M::Open { hi, .. } = self.model {
+        if let M::Open { lo, hi, .. } = self.model {
             self.checked += 1;
             if self.must_be_open(now) {
                 let refused = got.as_ref().err().map(|e| e.state);
@@ -146,6 +148,14 @@ impl Run {
                     refused,
                     Some(State::Open),
                     "{ctx}: a trial before the deadline"
+                );
+                // The wait told is never early, and late by at most the
+                // deadline's rounding ("one tick and 6 µs").
+                let wait = got.as_ref().err().and_then(|e| e.retry_after);
+                let until = now + wait.map_or(0, Duration::as_micros);
+                assert!(
+                    until >= lo && until <= hi + 6,
+                    "{ctx}: retry_after {wait:?} ends at {until}, not in [{lo}, {hi}]"
                 );
             }
             if now >= hi {
@@ -370,5 +380,5 @@ fn seeds() -> u64 {
     std::env::var("STALE_FLEET_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(6)
+        .unwrap_or(4)
 }
