@@ -20,7 +20,7 @@ use fusebox::bucket::{AcquireError, FullPolicy, KeyedError, KeyedLimiter, Quota,
 use fusebox::{Duration, Instant};
 
 mod common;
-use common::{Rng, NARROW, STALE};
+use common::{check_curve, Rng, NARROW, STALE};
 
 const SEC: u64 = 1_000_000;
 const HOUR: u64 = 3_600 * SEC;
@@ -49,29 +49,6 @@ const QUOTAS: &[(u32, u64, u32)] = &[
     (541, SEC, 541),
     (3, 1 << 33, 3),
 ];
-
-/// Panics unless the admissions `(now µs, tokens)` meet
-/// `burst + ⌊rate · T⌋` over every interval.
-fn check_curve(what: &str, mut admitted: Vec<(u64, u32)>, tokens: u32, period: u64, burst: u32) {
-    admitted.sort_by_key(|&(t, _)| t);
-    // One token is `period` units; the bucket refills `tokens` units a µs.
-    let (period, depth) = (u128::from(period), u128::from(burst) * u128::from(period));
-    let mut level = depth;
-    let mut last = admitted.first().map_or(0, |&(t, _)| t);
-    for (i, &(t, n)) in admitted.iter().enumerate() {
-        let refill = u128::from(t - last) * u128::from(tokens);
-        level = (level + refill).min(depth);
-        last = t;
-        let cost = u128::from(n) * period;
-        assert!(
-            level >= cost,
-            "{what}: admission {i} of {} ({n} at {t} µs) exceeds burst + rate·T \
-             (level {level} < cost {cost}, quota {tokens}/{period} µs burst {burst})",
-            admitted.len()
-        );
-        level -= cost;
-    }
-}
 
 /// A clock: mostly forward by about one emission interval, sometimes
 /// stale by up to `stale`, sometimes jumping far ahead, and now and then

@@ -1,4 +1,5 @@
 //! Helpers of the core's long-history suites (`bucket_long_history`,
+//! `arrival_curve`, `arrival_curve_threads`,
 //! `keyed_long_history`, `keyed_requota_churn`, the caches' contract and
 //! unstable-hash suites): seeded generators, the
 //! word-width facts their models state, and the quotas' exact figures.
@@ -96,5 +97,37 @@ impl SplitMix {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+}
+
+/// Panics unless the admissions `(now µs, tokens)` meet
+/// `burst + ⌊rate · T⌋` over every interval (the bucket module's
+/// "Exactness"): sorted by `now`, they must be payable by a token bucket
+/// of depth `burst` and rate `tokens / period`, full at the start (the
+/// arrival-curve equivalence), in exact integers.
+pub fn check_curve(
+    what: &str,
+    mut admitted: Vec<(u64, u32)>,
+    tokens: u32,
+    period: u64,
+    burst: u32,
+) {
+    admitted.sort_by_key(|&(t, _)| t);
+    // One token is `period` units; the bucket refills `tokens` units a µs.
+    let (period, depth) = (u128::from(period), u128::from(burst) * u128::from(period));
+    let mut level = depth;
+    let mut last = admitted.first().map_or(0, |&(t, _)| t);
+    for (i, &(t, n)) in admitted.iter().enumerate() {
+        let refill = u128::from(t - last) * u128::from(tokens);
+        level = (level + refill).min(depth);
+        last = t;
+        let cost = u128::from(n) * period;
+        assert!(
+            level >= cost,
+            "{what}: admission {i} of {} ({n} at {t} µs) exceeds burst + rate·T \
+             (level {level} < cost {cost}, quota {tokens}/{period} µs burst {burst})",
+            admitted.len()
+        );
+        level -= cost;
     }
 }
