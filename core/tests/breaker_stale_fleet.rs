@@ -24,6 +24,11 @@
 //!   `now` earlier than the trip"), and `restore` at another `now` opens
 //!   for that time left, "shortened" to the open time.
 //!
+//! * `Metrics`: every refusal is `rejected`, and `trips` counts the
+//!   openings the breaker made itself (a failure, `trip` returning a
+//!   transition, a half-open timeout), not merged or restored ones, nor
+//!   `trip` reopening an opening that ran out unseen.
+//!
 //! The model keeps, for an opening, the earliest instant a trial may be
 //! given (`lo`) and the instant from which one must be (`hi`), and checks
 //! every `try_acquire` and `state` against them.
@@ -32,7 +37,9 @@
 mod common;
 
 use common::{Rng, NARROW};
-use fusebox::breaker::{CircuitBreaker, Config, Decision, MergeError, Outcome, Permit, State};
+use fusebox::breaker::{
+    CircuitBreaker, Config, Decision, MergeError, Metrics, Outcome, Permit, State,
+};
 use fusebox::{Duration, Instant};
 
 const TICK: u64 = 1_024;
@@ -86,6 +93,9 @@ struct Run {
     version: u64,
     /// Calls checked against an opening.
     checked: u64,
+    /// The counters the calls' results add up to (`Metrics`: trips are
+    /// the openings this breaker made itself, not merged ones).
+    metrics: Metrics,
 }
 
 impl Run {
@@ -110,6 +120,7 @@ impl Run {
             max_half_open,
             version: 0,
             checked: 0,
+            metrics: Metrics::default(),
         }
     }
 
@@ -140,6 +151,12 @@ impl Run {
 
     fn acquire(&mut self, now: u64, ctx: &str) {
         let got = self.breaker.try_acquire(at(now));
+        if let Err(e) = &got {
+            self.metrics.rejected += 1;
+            if e.transition.is_some_and(|t| t.to == State::Open) {
+                self.metrics.trips += 1;
+            }
+        }
         if let M::Open { lo, hi, .. } = self.model {
             self.checked += 1;
             if self.must_be_open(now) {
@@ -206,6 +223,14 @@ impl Run {
                 Outcome::Success
             };
             let t = permit.record(outcome, at(now), Duration::ZERO);
+            if fail {
+                self.metrics.failures += 1;
+            } else {
+                self.metrics.successes += 1;
+            }
+            if t.is_some_and(|t| t.to == State::Open) {
+                self.metrics.trips += 1;
+            }
             self.model = match (fail, t.map(|t| t.to)) {
                 (true, Some(State::Open)) => opened(now, self.open_for),
                 (true, _) => panic!("{ctx}: a failure did not open (trial {trial})"),
@@ -222,6 +247,9 @@ impl Run {
 
     fn trip(&mut self, now: u64, ctx: &str) {
         let got = self.breaker.trip(at(now));
+        if got.is_some() {
+            self.metrics.trips += 1;
+        }
         self.model = match (got.map(|t| t.to), self.model) {
             (Some(State::Open), _) => opened(now, self.open_for),
             // Left alone, or opened again from `now`: never earlier.
@@ -345,6 +373,7 @@ fn stale_clocks_never_cut_an_opening_short() {
             }
             // Most of the calls meet an opening.
             assert!(run.checked > STEPS as u64 / 5, "{}", run.checked);
+            assert_eq!(run.breaker.metrics(), run.metrics);
         }
     }
 }
@@ -370,6 +399,7 @@ fn stale_clocks_never_time_a_half_open_breaker_out_early() {
                 run.step(step);
             }
             assert!(run.checked > STEPS as u64 / 10, "{}", run.checked);
+            assert_eq!(run.breaker.metrics(), run.metrics);
         }
     }
 }
