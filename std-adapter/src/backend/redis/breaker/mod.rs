@@ -563,8 +563,10 @@ impl FleetBreaker {
         &self.inner.keys.decision
     }
 
-    /// Whether Redis failed the last command (calls then decide on local
-    /// state alone).
+    /// Whether Redis failed the last reconciliation or admin action (calls
+    /// then decide on local state alone). A trial slot's request or
+    /// release, which may only read (a full or read-only Redis answers
+    /// reads), does not end an outage; the next reconciliation does.
     ///
     /// ```
     /// use std::sync::Arc;

@@ -59,7 +59,16 @@ impl Inner {
         .await
         {
             Ok(reply) => {
-                self.recovered();
+                // A trial slot's request or release carries none of this
+                // instance's state and may only read: answered, it ends no
+                // outage (a full or read-only Redis answers reads). Before,
+                // a slot given back on a full Redis after a trial whose
+                // close could not be published cleared `is_degraded` (and
+                // logged "reconnected") while every reconciliation still
+                // failed. The next reconciliation ends it.
+                if !matches!(op, Op::Trial(..) | Op::Release(_)) {
+                    self.recovered();
+                }
                 if reply.flags & CHANGED != 0 {
                     self.published.fetch_add(1, Ordering::Relaxed);
                 }
