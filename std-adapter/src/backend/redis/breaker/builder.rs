@@ -60,8 +60,11 @@ pub struct FleetBreakerBuilder {
 
 impl std::fmt::Debug for FleetBreakerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not yet checked (that is `build`'s): the name may be anything,
+        // a URL with a password included, so it is redacted as
+        // `BreakerBuilder`'s is.
         f.debug_struct("FleetBreakerBuilder")
-            .field("name", &self.name)
+            .field("name", &crate::redact::redact(&self.name))
             .field("sync_interval", &self.sync_interval)
             .field("quorum", &self.quorum)
             .finish_non_exhaustive()

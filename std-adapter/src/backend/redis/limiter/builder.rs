@@ -49,7 +49,6 @@ use crate::Registry;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
-#[derive(Debug)]
 #[must_use]
 pub struct RedisLimiterBuilder {
     name: String,
@@ -60,6 +59,24 @@ pub struct RedisLimiterBuilder {
     local_keys: usize,
     background_probe: bool,
     registry: Option<Arc<Registry>>,
+}
+
+impl std::fmt::Debug for RedisLimiterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not yet checked (that is `build`'s): the name may be anything,
+        // a URL with a password included, so it is redacted as
+        // `BreakerBuilder`'s is.
+        f.debug_struct("RedisLimiterBuilder")
+            .field("name", &crate::redact::redact(&self.name))
+            .field("rules", &self.rules)
+            .field("backend", &self.backend)
+            .field("policy", &self.policy)
+            .field("backoff", &self.backoff)
+            .field("local_keys", &self.local_keys)
+            .field("background_probe", &self.background_probe)
+            .field("registry", &self.registry.is_some())
+            .finish()
+    }
 }
 
 impl RedisLimiterBuilder {
