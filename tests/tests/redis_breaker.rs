@@ -284,8 +284,14 @@ async fn redis_breaker_redis_down_decides_locally_and_merges_on_reconnect() {
     // Local trips still protect the instance.
     fail_twice(&a).await;
     assert_eq!(a.state(), State::Open);
-    tokio::time::sleep(SYNC * 3).await;
-    assert!(a.is_degraded() && b.is_degraded());
+    // Each finds out at its next reconciliation: the command that finds
+    // the connection closed is sent again on a new one, which is refused
+    // until the command timeout (500 ms) runs out.
+    let start = Instant::now();
+    while !(a.is_degraded() && b.is_degraded()) {
+        assert!(start.elapsed() < Duration::from_secs(5), "not degraded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(b.state(), State::Closed);
     b.call(async { Ok::<(), ()>(()) }).await.unwrap();
     // Redis comes back empty: A's trip repopulates it and reaches B.

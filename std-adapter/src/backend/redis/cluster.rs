@@ -16,7 +16,11 @@ use super::watched::Watched;
 /// `ConnectionManager`, which reconnects in the background) or Cluster
 /// (which follows slot moves and reconnects to nodes itself); either is
 /// replaced by a new one when it falls silent for the connect timeout
-/// (no answer, and no reset either: an expired NAT entry, a partition). Cheap to
+/// (no answer, and no reset either: an expired NAT entry, a partition). A
+/// command that finds a standalone server's connection closed (its idle
+/// `timeout`, a proxy's, a `CLIENT KILL`) is sent once more on the
+/// connection made in its place (a Cluster connection retries such a
+/// command itself); it may then run twice. Cheap to
 /// clone: clones share the connection. A `redis::aio::ConnectionLike`, so
 /// raw commands can run on it next to the limiter.
 ///

@@ -21,8 +21,12 @@ use crate::redact::redact;
 ///
 /// Each decision is one `EVALSHA` of the GCRA script (reloaded on
 /// `NOSCRIPT`, as after a restart, `SCRIPT FLUSH` or a failover), bounded
-/// by the per-command timeout. Cheap to clone: clones
-/// share the connection.
+/// by the per-command timeout. A command that finds its connection closed
+/// by the server (its idle `timeout`, a proxy's, a `CLIENT KILL`) is sent
+/// once more on the connection made in its place, within the same
+/// timeout (if the connection closed after the command reached Redis, it
+/// runs twice: its tokens are taken twice, never an extra admission).
+/// Cheap to clone: clones share the connection.
 ///
 /// # Examples
 ///

@@ -59,6 +59,18 @@ pub(super) trait Renewable: ConnectionLike + Clone + Send + Sync + 'static {
     /// an answered probe ends a silence.
     const ANSWER_ENDS_SILENCE: bool;
 
+    /// Whether a command that finds its connection closed is sent once
+    /// more, on the connection made in its place. A `ConnectionManager`
+    /// learns of a closed connection only from the command that fails on
+    /// it (the connection is made again after): a server (or a proxy)
+    /// that closes idle clients (Redis's `timeout` setting) failed the
+    /// first command after every idle period, so a limiter whose requests
+    /// came further apart than that degraded on every one (found by a
+    /// hostile review: with `timeout 1` and a request every 2.5 s, each
+    /// was refused by `FailClosed` with `broken pipe`). Not on a Cluster,
+    /// whose connection retries such a command itself.
+    const RETRY_DROPPED: bool;
+
     /// A new connection, connecting in the background or on first use.
     fn renew(maker: &Self::Maker) -> RedisResult<Self>;
 
@@ -69,6 +81,7 @@ pub(super) trait Renewable: ConnectionLike + Clone + Send + Sync + 'static {
 impl Renewable for ConnectionManager {
     type Maker = (redis::Client, ConnectionManagerConfig);
     const ANSWER_ENDS_SILENCE: bool = true;
+    const RETRY_DROPPED: bool = true;
 
     fn renew((client, config): &Self::Maker) -> RedisResult<Self> {
         Self::new_lazy_with_config(client.clone(), config.clone())
@@ -82,6 +95,7 @@ impl Renewable for ConnectionManager {
 impl Renewable for ClusterConnection {
     type Maker = (ClusterClient, ClusterConfig);
     const ANSWER_ENDS_SILENCE: bool = false;
+    const RETRY_DROPPED: bool = false;
 
     fn renew((client, config): &Self::Maker) -> RedisResult<Self> {
         Ok(client.get_pending_async_connection_with_config(config.clone()))
@@ -352,11 +366,30 @@ impl<C: Renewable> Drop for Watch<'_, C> {
     }
 }
 
+/// Whether `result` failed for a connection found closed, so that the
+/// command is sent once more (see [`Renewable::RETRY_DROPPED`]). The
+/// `redis` crate reports a connection closed before the command was
+/// written and one closed while it waited for the answer alike, so a
+/// command may run twice: a decision then takes its tokens twice (one
+/// request refused that could have been admitted, never one admitted
+/// beyond the limit), a fleet breaker's operations are idempotent or
+/// guarded by their version, token or trip record.
+fn dropped<T>(result: &RedisResult<T>) -> bool {
+    result
+        .as_ref()
+        .is_err_and(|e| !e.is_timeout() && e.is_connection_dropped())
+}
+
 impl<C: Renewable> ConnectionLike for Watched<C> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let mut connection = self.connection();
-            self.0.watched(connection.req_packed_command(cmd)).await
+            let result = self.0.watched(connection.req_packed_command(cmd)).await;
+            if C::RETRY_DROPPED && dropped(&result) {
+                let mut connection = self.connection();
+                return self.0.watched(connection.req_packed_command(cmd)).await;
+            }
+            result
         })
     }
 
@@ -369,7 +402,13 @@ impl<C: Renewable> ConnectionLike for Watched<C> {
         Box::pin(async move {
             let mut connection = self.connection();
             let command = connection.req_packed_commands(pipeline, offset, count);
-            self.0.watched(command).await
+            let result = self.0.watched(command).await;
+            if C::RETRY_DROPPED && dropped(&result) {
+                let mut connection = self.connection();
+                let command = connection.req_packed_commands(pipeline, offset, count);
+                return self.0.watched(command).await;
+            }
+            result
         })
     }
 
