@@ -26,6 +26,11 @@ use crate::redact::redact;
 /// once more on the connection made in its place, within the same
 /// timeout (if the connection closed after the command reached Redis, it
 /// runs twice: its tokens are taken twice, never an extra admission).
+/// A `READONLY` answer from a standalone server (demoted to a replica by
+/// a failover, while the address dialled now leads to the new primary)
+/// makes a new connection, used from then on if its server is a primary:
+/// the limiter finds the new primary by itself (at most one look per
+/// connect timeout, backing off to 16 while none is found).
 /// Cheap to clone: clones share the connection.
 ///
 /// # Examples

@@ -28,6 +28,15 @@
 //! server that refuses connections is left to the connection's own
 //! reconnection and its backoff. Nothing but flags is touched when a
 //! command is dropped (which may happen outside any runtime).
+//!
+//! Two more cases, standalone only (a Cluster connection handles both
+//! itself): a command that finds its connection closed (an idle timeout,
+//! `CLIENT KILL`) is sent once more on the new one; and a `READONLY`
+//! answer (the server was demoted to a replica by a failover, while the
+//! address dialled now leads to the new primary) makes a new connection,
+//! which replaces the current one if its server is a primary (`ROLE`):
+//! at most one such look per connect timeout, twice as long after each
+//! that found none, up to 16 connect timeouts.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -71,6 +80,16 @@ pub(super) trait Renewable: ConnectionLike + Clone + Send + Sync + 'static {
     /// whose connection retries such a command itself.
     const RETRY_DROPPED: bool;
 
+    /// Whether a `READONLY` answer makes it look for the primary on a new
+    /// connection. A standalone server demoted to a replica (a failover:
+    /// Sentinel's, a managed service's) keeps its clients' connections,
+    /// while the name or address they connect to now leads to the new
+    /// primary; left on the replica, every write was refused for good
+    /// and the limiter or fleet breaker stayed degraded until the process
+    /// restarted (found by a hostile review). Not on a Cluster, whose
+    /// connection follows the slot map.
+    const RENEW_ON_READONLY: bool;
+
     /// A new connection, connecting in the background or on first use.
     fn renew(maker: &Self::Maker) -> RedisResult<Self>;
 
@@ -82,6 +101,7 @@ impl Renewable for ConnectionManager {
     type Maker = (redis::Client, ConnectionManagerConfig);
     const ANSWER_ENDS_SILENCE: bool = true;
     const RETRY_DROPPED: bool = true;
+    const RENEW_ON_READONLY: bool = true;
 
     fn renew((client, config): &Self::Maker) -> RedisResult<Self> {
         Self::new_lazy_with_config(client.clone(), config.clone())
@@ -96,6 +116,7 @@ impl Renewable for ClusterConnection {
     type Maker = (ClusterClient, ClusterConfig);
     const ANSWER_ENDS_SILENCE: bool = false;
     const RETRY_DROPPED: bool = false;
+    const RENEW_ON_READONLY: bool = false;
 
     fn renew((client, config): &Self::Maker) -> RedisResult<Self> {
         Ok(client.get_pending_async_connection_with_config(config.clone()))
@@ -143,6 +164,13 @@ struct Shared<C: Renewable> {
     /// so a node that hangs for good is not redialled every two
     /// silences.
     failed: AtomicU32,
+    /// When the next look for the primary may start, after a `READONLY`
+    /// answer (`None`: any time).
+    read_only_next: Mutex<Option<Instant>>,
+    /// Looks for the primary in a row that found none: the next waits
+    /// `silence * 2^n` (at most 16 times), so a server configured as a
+    /// replica for good costs one connection every 16 s at most.
+    read_only_misses: AtomicU32,
 }
 
 impl<C: Renewable> Watched<C> {
@@ -165,7 +193,42 @@ impl<C: Renewable> Watched<C> {
             probing: AtomicBool::new(false),
             replaced: AtomicU64::new(0),
             failed: AtomicU32::new(0),
+            read_only_next: Mutex::new(None),
+            read_only_misses: AtomicU32::new(0),
         }))
+    }
+
+    /// After a command answered `READONLY` (`read_only`): a look for the
+    /// primary (see [`Renewable::RENEW_ON_READONLY`]), one at a time, at
+    /// most one per `silence` (backing off while none is found), only on
+    /// a current Tokio runtime.
+    fn after(&self, read_only: bool) {
+        if !C::RENEW_ON_READONLY || !read_only || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let now = Instant::now();
+        {
+            let mut next = self
+                .0
+                .read_only_next
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if next.is_some_and(|at| now < at) {
+                return;
+            }
+            let misses = self
+                .0
+                .read_only_misses
+                .load(Ordering::Relaxed)
+                .min(MAX_BACKOFF_SHIFT);
+            *next = Some(crate::clock::saturating_add(
+                now,
+                self.0.silence.saturating_mul(1 << misses),
+            ));
+        }
+        if !self.0.probing.swap(true, Ordering::Relaxed) {
+            tokio::spawn(find_primary(Probing(Arc::clone(&self.0))));
+        }
     }
 
     /// How many times the connection was replaced.
@@ -246,6 +309,64 @@ async fn probe<C: Renewable>(probing: Probing<C>) {
         }
     }
     shared.answered();
+}
+
+/// A look for the primary after a `READONLY` answer: a new connection
+/// (to the same name or address, which may lead elsewhere now) replaces
+/// the current one if its server says it is a primary (`ROLE`) within
+/// twice the silence; otherwise the current one is kept and the next
+/// look waits longer.
+async fn find_primary<C: Renewable>(probing: Probing<C>) {
+    let shared = &probing.0;
+    let generation = shared.replaced.load(Ordering::Relaxed);
+    let found = match C::renew(&shared.maker) {
+        Ok(mut fresh) => {
+            let role = redis::cmd("ROLE");
+            let answer = tokio::time::timeout(
+                shared.silence.saturating_mul(2),
+                role.query_async::<Value>(&mut fresh),
+            )
+            .await;
+            let primary = matches!(
+                &answer,
+                Ok(Ok(Value::Array(fields))) if matches!(
+                    fields.first(),
+                    Some(Value::BulkString(role)) if role.as_slice() == b"master"
+                ) || matches!(
+                    fields.first(),
+                    Some(Value::SimpleString(role)) if role == "master"
+                )
+            );
+            primary.then_some(fresh)
+        }
+        Err(e) => {
+            tracing::debug!(error = %Redacted(&e.to_string()), "no new Redis connection to look for the primary");
+            None
+        }
+    };
+    match found {
+        Some(fresh) if shared.replaced.load(Ordering::Relaxed) == generation => {
+            shared.read_only_misses.store(0, Ordering::Relaxed);
+            *shared
+                .connection
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = fresh;
+            shared.replaced.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                "Redis answered READONLY (a replica: a failover?): reconnected, to a primary"
+            );
+        }
+        Some(_) => {}
+        None => {
+            let _ =
+                shared
+                    .read_only_misses
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
+                        Some(m.saturating_add(1).min(MAX_BACKOFF_SHIFT))
+                    });
+            tracing::debug!("Redis answered READONLY and a new connection found no primary: kept");
+        }
+    }
 }
 
 /// A running probe: lets the next silence probe again when dropped.
@@ -380,15 +501,30 @@ fn dropped<T>(result: &RedisResult<T>) -> bool {
         .is_err_and(|e| !e.is_timeout() && e.is_connection_dropped())
 }
 
+/// Whether the server answered `READONLY` (the `redis` crate hands a
+/// command's error reply over as a value; `query` turns it into an error
+/// later).
+fn read_only(value: &Value) -> bool {
+    matches!(value, Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::ReadOnly))
+}
+
+fn read_only_error(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+}
+
 impl<C: Renewable> ConnectionLike for Watched<C> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let mut connection = self.connection();
-            let result = self.0.watched(connection.req_packed_command(cmd)).await;
+            let mut result = self.0.watched(connection.req_packed_command(cmd)).await;
             if C::RETRY_DROPPED && dropped(&result) {
                 let mut connection = self.connection();
-                return self.0.watched(connection.req_packed_command(cmd)).await;
+                result = self.0.watched(connection.req_packed_command(cmd)).await;
             }
+            self.after(match &result {
+                Ok(value) => read_only(value),
+                Err(e) => read_only_error(e),
+            });
             result
         })
     }
@@ -402,12 +538,16 @@ impl<C: Renewable> ConnectionLike for Watched<C> {
         Box::pin(async move {
             let mut connection = self.connection();
             let command = connection.req_packed_commands(pipeline, offset, count);
-            let result = self.0.watched(command).await;
+            let mut result = self.0.watched(command).await;
             if C::RETRY_DROPPED && dropped(&result) {
                 let mut connection = self.connection();
                 let command = connection.req_packed_commands(pipeline, offset, count);
-                return self.0.watched(command).await;
+                result = self.0.watched(command).await;
             }
+            self.after(match &result {
+                Ok(values) => values.iter().any(read_only),
+                Err(e) => read_only_error(e),
+            });
             result
         })
     }
