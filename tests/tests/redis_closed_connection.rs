@@ -138,3 +138,61 @@ async fn requests_further_apart_than_the_servers_idle_timeout_fail_none() {
         "{before}\n{after}"
     );
 }
+
+/// Connections killed while four instances race on one key: a command
+/// sent again after its connection closed may have run already (its
+/// tokens then taken twice), so it may cost an admission, never add one:
+/// the instances' admissions (all Redis's: a request failing for a kill
+/// is refused, `FailClosed`) add up to at most the quota of 40 an hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_killed_mid_race_never_admit_beyond_the_quota() {
+    let server = RedisServer::start();
+    let rules = Rules::single("per_hour", Quota::per_hour(40).unwrap()).unwrap();
+    let mut fleet = Vec::new();
+    for _ in 0..4 {
+        let backend = RedisBackend::connect(server.outage_config(Duration::from_millis(500)))
+            .await
+            .unwrap();
+        fleet.push(Arc::new(
+            RedisLimiter::builder("raced", rules.clone(), backend)
+                .degrade(Degrade::FailClosed)
+                .probe_backoff(Duration::from_millis(5), Duration::from_millis(20))
+                .build()
+                .unwrap(),
+        ));
+    }
+    let port = server.port();
+    let killer = tokio::spawn(async move {
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(15)).await;
+            cli(port, &["client", "kill", "type", "normal"]);
+        }
+    });
+    let tasks: Vec<_> = fleet
+        .iter()
+        .map(|l| {
+            let l = Arc::clone(l);
+            tokio::spawn(async move {
+                let mut admitted = 0;
+                for _ in 0..100 {
+                    let d = l.try_acquire("k").await.unwrap();
+                    if d.allowed {
+                        assert_eq!(d.source, Source::Redis, "{d:?}");
+                        admitted += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                admitted
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += t.await.unwrap();
+    }
+    killer.await.unwrap();
+    assert!((1..=40).contains(&admitted), "{admitted} admitted");
+    // What Redis holds agrees: no token left to take.
+    let last = fleet[0].try_acquire("k").await.unwrap();
+    assert!(!last.allowed || admitted < 40, "{last:?}");
+}
