@@ -113,6 +113,25 @@ async fn redis_limit_lease_larger_than_the_burst_is_refused() {
     );
 }
 
+/// A zero time to live gave every lease up at the next request: each
+/// request leased anew and wasted the rest, so 100 requests on a quota of
+/// 100 an hour with leases of 10 admitted 10 (found by a hostile review).
+/// Refused, as zero timeouts are.
+#[tokio::test]
+async fn redis_limit_a_zero_lease_ttl_is_refused() {
+    // Nothing listens on port 1: refused before any round trip.
+    let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1")).unwrap();
+    let rules = Rules::single("per_hour", Quota::per_hour(100).unwrap()).unwrap();
+    let limiter = RedisLimiter::builder("lease_ttl", rules, backend)
+        .build()
+        .unwrap();
+    let refused = LeasedLimiter::new(limiter, "k", 10, Duration::ZERO).map(|l| l.lease());
+    assert!(
+        matches!(refused, Err(BackendError::InvalidConfig(_))),
+        "{refused:?}"
+    );
+}
+
 #[tokio::test]
 async fn redis_limit_lease_takes_what_is_left_when_less_than_a_lease() {
     let server = RedisServer::start();

@@ -106,7 +106,10 @@ impl LeasedLimiter {
     ///
     /// [`BackendError::InsufficientCapacity`] for a lease of zero or larger
     /// than the smallest burst; [`BackendError::InvalidKey`] for a key that
-    /// cannot be stored.
+    /// cannot be stored; [`BackendError::InvalidConfig`] for a zero
+    /// `lease_ttl` (every lease would be given up at the next request, all
+    /// but the one token it admitted wasted: a tenth of the quota admitted
+    /// with leases of 10).
     ///
     /// ```
     /// use std::time::Duration;
@@ -122,6 +125,9 @@ impl LeasedLimiter {
     /// // A lease larger than the burst could never be taken.
     /// let err = LeasedLimiter::new(limiter()?, "all", 6, ttl).unwrap_err();
     /// assert_eq!(err, BackendError::InsufficientCapacity { requested: 6, burst: 5 });
+    /// // Leases given up at once would waste the quota.
+    /// let err = LeasedLimiter::new(limiter()?, "all", 5, Duration::ZERO).unwrap_err();
+    /// assert!(matches!(err, BackendError::InvalidConfig(_)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
@@ -137,6 +143,15 @@ impl LeasedLimiter {
                 requested: lease,
                 burst,
             });
+        }
+        if lease_ttl.is_zero() {
+            // Found by a hostile review: with a zero TTL every request
+            // leased anew and the rest of each lease expired unspent, so
+            // 100 requests on a quota of 100 an hour with leases of 10
+            // admitted 10.
+            return Err(BackendError::InvalidConfig(
+                "a lease's time to live must be above zero",
+            ));
         }
         crate::backend::escape(key)?;
         let first = limiter
