@@ -37,8 +37,10 @@ pub(super) enum Op<'a> {
         record: &'a str,
     },
     /// A trial succeeded in the half-open decision of this version: close
-    /// it once this many trials succeeded fleet-wide.
-    Close(u64, u8),
+    /// it once this many trials succeeded fleet-wide. The trial's token
+    /// (empty: none) counts its success once, however often it is sent
+    /// (a command sent again after its connection closed may have run).
+    Close(u64, u8, &'a str),
     ForceOpen,
     ForceClose,
     /// A fleet trial token (slot TTL ms, token).
@@ -154,8 +156,8 @@ pub(super) async fn run(
         } => {
             inv.arg(min).arg(window_ms).arg(instance);
         }
-        Op::Close(version, needed) => {
-            inv.arg(version).arg(needed).arg("");
+        Op::Close(version, needed, token) => {
+            inv.arg(version).arg(needed).arg(token);
         }
         Op::Trial(ttl_ms, token) => {
             inv.arg(ttl_ms).arg(token).arg("");

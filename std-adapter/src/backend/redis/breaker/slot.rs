@@ -66,7 +66,7 @@ impl Drop for Slot {
                     let needed = inner.policy.core().config().close_after();
                     let _one = inner.sync_lock.lock().await;
                     if inner.holds_no_unpublished_trip() {
-                        let _ = inner.invoke(Op::Close(version, needed)).await;
+                        let _ = inner.invoke(Op::Close(version, needed, &token)).await;
                     }
                 }
                 // A trial decided locally (Redis failed its slot request)

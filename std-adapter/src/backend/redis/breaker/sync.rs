@@ -125,7 +125,7 @@ impl Inner {
                 // whenever `close_after` was above 1 (found running the
                 // storm demo, whose `Policy` is on `policy()`). Closed by
                 // hand (the core's `reset` or `force_close`): not reported.
-                Op::Close(d.version, 1)
+                Op::Close(d.version, 1, "")
             } else {
                 Op::Sync
             }
@@ -148,7 +148,7 @@ impl Inner {
         // trip since, or moved with the breaker neither open nor half-open
         // (a restore). The count to compare with from now on.
         self.trips_published.store(trips, Ordering::Release);
-        if let Op::Close(version, _) = op {
+        if let Op::Close(version, ..) = op {
             self.close_reported.store(version, Ordering::Release);
             self.trial_closes_reported.store(closes, Ordering::Release);
         }

@@ -8,8 +8,11 @@
 -- KEYS[2]  verdicts   <prefix>:{breaker:<name>}:verdicts, a zset of
 --                     instance -> trip time (quorum mode; a member
 --                     stamped in the future is forged: removed, counted)
--- KEYS[3]  successes  <prefix>:{breaker:<name>}:trial:ok, '<version>:<n>':
---                     successful trials of the half-open decision <version>
+-- KEYS[3]  successes  <prefix>:{breaker:<name>}:trial:ok, '<version>:<n>' or
+--                     '<version>:<n>:<token>': successful trials of the
+--                     half-open decision <version>, and the token of the
+--                     last one counted (a close sent again with it, after
+--                     its connection closed, is not counted twice)
 -- KEYS[4..] trial, release: the trial slots <prefix>:{breaker:<name>}:trial:<i>,
 --                     '<version>:<token>'
 -- KEYS[4]  trip: the trip's record <prefix>:{breaker:<name>}:tripped:<token>,
@@ -32,7 +35,7 @@
 -- ARGV[9] trip: quorum window ms; close: successes needed fleet-wide
 --         (close_after); trial/release: token (a slot holds
 --         '<version>:<token>'; release matches the token)
--- ARGV[10] trip: instance id
+-- ARGV[10] trip: instance id; close: the trial's token (empty: none)
 -- ARGV[11] s: SPUBLISH (a Cluster's sharded pub/sub), else PUBLISH
 --
 -- Reply: {version, state (0 c, 1 o, 2 h, 3 f), open_until_us, streak,
@@ -199,14 +202,25 @@ elseif op == 'close' then
   if (s == 'h' or expired()) and v == tonumber(ARGV[8]) then
     local need = tonumber(ARGV[9]) or 1
     local n = 1
+    local token = ARGV[10] or ''
+    local again = false
     if need > 1 then
-      local pv, pc = string.match(get(KEYS[3]) or '', '^(%d+):(%d+)$')
+      local raw_ok = get(KEYS[3]) or ''
+      local pv, pc = string.match(raw_ok, '^(%d+):(%d+)$')
+      local pt = nil
+      if pv == nil then pv, pc, pt = string.match(raw_ok, '^(%d+):(%d+):(.+)$') end
       if pv and tonumber(pv) == v and tonumber(pc) then
-        if tonumber(pc) < need then n = tonumber(pc) + 1 else wrong = true end
+        if #token > 0 and pt == token then
+          again = true -- this trial's success, counted already
+        elseif tonumber(pc) < need then n = tonumber(pc) + 1 else wrong = true end
       end
-      redis.call('SET', KEYS[3], string.format('%.0f:%d', v, n), 'PX', 3600000)
+      if not again then
+        local value = string.format('%.0f:%d', v, n)
+        if #token > 0 then value = value .. ':' .. token end
+        redis.call('SET', KEYS[3], value, 'PX', 3600000)
+      end
     end
-    if n >= need then store(v + 1, 'c', 0, 0) end
+    if not again and n >= need then store(v + 1, 'c', 0, 0) end
   end
 elseif op == 'force_open' then
   store(v + 1, 'f', 0, 0)
