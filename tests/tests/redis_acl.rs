@@ -94,6 +94,16 @@ async fn refused(admins: &mut [redis::aio::MultiplexedConnection]) -> Vec<String
     out
 }
 
+/// `REPLICAOF` the local server on `port`, or `NO ONE`.
+async fn replica_of(admin: &mut redis::aio::MultiplexedConnection, port: Option<u16>) {
+    let mut cmd = redis::cmd("REPLICAOF");
+    match port {
+        Some(port) => cmd.arg("127.0.0.1").arg(port),
+        None => cmd.arg("NO").arg("ONE"),
+    };
+    let () = cmd.query_async(admin).await.unwrap();
+}
+
 async fn flush_scripts(admins: &mut [redis::aio::MultiplexedConnection]) {
     for admin in admins {
         let () = redis::cmd("SCRIPT")
@@ -171,6 +181,32 @@ async fn limits(
         let start = Instant::now();
         while limiter.is_degraded() {
             assert!(start.elapsed() < Duration::from_secs(5), "never recovered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    if let Some(server) = server {
+        // The server made a replica, as a failover leaves the old primary:
+        // writes are answered READONLY, and the connection looks for a
+        // primary at its address (`ROLE`), finds none and keeps its own;
+        // once the server is a primary again the limiter recovers.
+        let primary = RedisServer::start();
+        replica_of(&mut admins[0], Some(primary.port())).await;
+        let start = Instant::now();
+        while !limiter.is_degraded() {
+            assert!(start.elapsed() < Duration::from_secs(5), "never read-only");
+            let _ = limiter.try_acquire("k4").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Long enough for the look, which runs beside the commands.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        replica_of(&mut admins[0], None).await;
+        let start = Instant::now();
+        while limiter.is_degraded() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "never writable again"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
