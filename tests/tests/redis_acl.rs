@@ -185,7 +185,7 @@ async fn limits(
         }
     }
 
-    if let Some(server) = server {
+    if server.is_some() {
         // The server made a replica, as a failover leaves the old primary:
         // writes are answered READONLY, and the connection looks for a
         // primary at its address (`ROLE`), finds none and keeps its own;
