@@ -1,9 +1,9 @@
 //! What a breaker layer counts where its docs said otherwise or nothing:
 //! a timeout inside the layer, a timeout around it, a gRPC client
 //! resetting its own request stream (which tonic answers with a status the
-//! default `GrpcClassifier` counts as the service's failure, unless the
-//! request's message is read before the breaker, as the layer's docs
-//! advise facing clients you do not trust; an axum handler buffering the
+//! default `GrpcClassifier` counts as the service's failure, unless a
+//! `ClientFaultLayer` inside the breaker marks those answers, or the
+//! request's message is read before the breaker; an axum handler buffering the
 //! body answers `400`, ignored), and a plain HTTP answer behind a
 //! `GrpcClassifier` recording at the end of the body.
 
@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use fusebox::breaker::{CircuitBreaker, Config, Metrics};
-use fusebox_std::tower::breaker::{GrpcBreakerResponse, GrpcClassifier};
+use fusebox_std::tower::breaker::{
+    ClientFaultLayer, GrpcBreakerResponse, GrpcClassifier, WatchedBody,
+};
 use fusebox_std::tower::CircuitBreakerLayer;
 use http_body_util::{BodyExt, Full};
 use tonic::body::Body;
@@ -323,6 +325,39 @@ async fn a_client_ending_its_upload_fails_the_call_unless_the_message_is_read_fi
         (0, 0, 0, 0, 0),
         "none reached it"
     );
+}
+
+/// The same calls with a `ClientFaultLayer` inside the breaker: each
+/// answer to a call whose client ended its stream is marked, and ignored
+/// by `GrpcClassifier`; the healthy service's breaker stays closed, while
+/// every call still reaches the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_fault_layer_makes_a_client_ending_its_upload_ignored() {
+    let endings = [
+        Ending::Reset(h2::Reason::CANCEL),
+        Ending::Reset(h2::Reason::REFUSED_STREAM),
+        Ending::Reset(h2::Reason::HTTP_1_1_REQUIRED),
+        Ending::Reset(h2::Reason::from(0x1234)),
+        Ending::Close,
+    ];
+    let breaker = breaker_of(4);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let watched = tower::ServiceBuilder::new()
+        .layer(ClientFaultLayer::new())
+        .map_request(|request: http::Request<WatchedBody<Body>>| request.map(Body::new))
+        .service(healthy(Arc::clone(&calls)));
+    let service = CircuitBreakerLayer::new("grpc", Arc::clone(&breaker))
+        .classifier(GrpcClassifier::new())
+        .responder(GrpcBreakerResponse)
+        .layer(watched);
+    let addr = serve_grpc(BoxCloneSyncService::new(service)).await;
+    end_calls(addr, &endings, &calls, |n| decided(&breaker) == n).await;
+    assert_eq!(
+        counts(&breaker.metrics()),
+        (0, 0, 5, 0, 0),
+        "every call the client ended is ignored: the breaker stays closed"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
 }
 
 /// The same over HTTP/1 to axum, whose body extractors answer a body that

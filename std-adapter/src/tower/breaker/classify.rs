@@ -22,7 +22,9 @@ use crate::tower::rate_limit::RateLimitRejection;
 /// fail-closed) say nothing of the service behind it, and an inner
 /// breaker's `503`s (a breaker per route inside one for the whole
 /// upstream) would otherwise open the outer one for every route when one
-/// route's breaker opens.
+/// route's breaker opens. So is an answer marked [`ClientFault`](super::ClientFault)
+/// by a [`ClientFaultLayer`](super::ClientFaultLayer) inside the breaker:
+/// the request's body failed (its client gone mid-upload).
 ///
 /// Any [`Classify<http::Response<B>, E>`](Classify) can replace it, such as a
 /// closure over `&Result<http::Response<B>, E>`. gRPC answers errors with
@@ -77,4 +79,5 @@ pub(super) fn is_refusal<B>(response: &Response<B>) -> bool {
     let extensions = response.extensions();
     extensions.get::<RateLimitRejection>().is_some()
         || extensions.get::<BreakerRejection>().is_some()
+        || extensions.get::<super::ClientFault>().is_some()
 }

@@ -61,11 +61,14 @@ const DEFAULT_FAILURES: u32 = 1 << 2 | 1 << 4 | 1 << 14 | 1 << 15;
 ///   closes its connection then (as a client losing its network does), the
 ///   message cannot be read, and tonic answers the status its reading of
 ///   the error gives (`UNKNOWN` for a closed connection). Those codes are
-///   the service's own failures too, which no classifier can tell apart,
-///   so they stay failures: facing clients you do not trust, or on
-///   networks that drop, read the request's message before the breaker,
-///   as the layer's "A trial that hangs" says (a reset or a closed
-///   connection then fails there, and never reaches the breaker).
+///   the service's own failures too, which no classifier can tell apart
+///   from the status alone, so they stay failures unless the answer is
+///   marked: a [`ClientFaultLayer`](super::ClientFaultLayer) inside the
+///   breaker marks the answer to a request whose body failed
+///   ([`ClientFault`](super::ClientFault)), which this classifier ignores.
+///   Or read the request's message before the breaker, as the layer's "A
+///   trial that hangs" says (a reset or a closed connection then fails
+///   there, and never reaches the breaker).
 /// * `DEADLINE_EXCEEDED` may be caused by the client, whose `grpc-timeout`
 ///   sets the deadline: a server that answers it when the client's
 ///   deadline passes (a proxy, or a service passing its deadline on) lets

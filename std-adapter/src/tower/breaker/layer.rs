@@ -84,7 +84,10 @@ use crate::TokioClock;
 /// breaker of a healthy gRPC service with a few resets, and clients that
 /// merely lose their connection mid-upload (a phone losing signal) count
 /// against it too (a reset with `CANCEL`, a cancelled call, is
-/// `CANCELLED`, ignored).
+/// `CANCELLED`, ignored). A [`ClientFaultLayer`](super::ClientFaultLayer)
+/// inside the breaker marks the answer to any request whose body failed,
+/// and the default classifiers ignore it: a client then decides only
+/// what its own calls count for (not what a trickling client does).
 /// Facing clients you do not trust, read the request's body before the
 /// breaker (a layer outside it that collects the body under a timeout, and
 /// answers a body that fails itself): a trickled or abandoned upload then

@@ -10,6 +10,7 @@
 
 mod body;
 mod classify;
+mod client_fault;
 mod end_of_body;
 mod error;
 mod future;
@@ -21,6 +22,9 @@ mod service;
 pub use crate::tower::grpc::GrpcBreakerResponse;
 pub use body::RecordedBody;
 pub use classify::HttpClassifier;
+pub use client_fault::{
+    ClientFault, ClientFaultFuture, ClientFaultLayer, ClientFaultService, WatchedBody,
+};
 pub use end_of_body::{ClassifyEnd, EndOfBodyFuture, EndOfBodyLayer, EndOfBodyService};
 pub use error::{BreakerRejection, BreakerResponder, JsonBreakerResponse};
 pub use future::ResponseFuture;
