@@ -9,10 +9,16 @@
 --                     instance -> trip time (quorum mode; a member
 --                     stamped in the future is forged: removed, counted)
 -- KEYS[3]  successes  <prefix>:{breaker:<name>}:trial:ok, '<version>:<n>' or
---                     '<version>:<n>:<token>': successful trials of the
---                     half-open decision <version>, and the token of the
---                     last one counted (a close sent again with it, after
---                     its connection closed, is not counted twice)
+--                     '<version>:<n>:<tokens>': successful trials of the
+--                     half-open decision <version>, and the tokens of those
+--                     counted, one a line (a close sent again with one,
+--                     after its connection closed, is not counted twice,
+--                     whatever closes ran in between; a token holding a
+--                     line break, from an instance id holding one, may be
+--                     missed). The version before kept only the last
+--                     token: during an upgrade from it, its instances
+--                     find a token of theirs only if it came last, as
+--                     they always did, and keep only their own.
 -- KEYS[4..] trial, release: the trial slots <prefix>:{breaker:<name>}:trial:<i>,
 --                     '<version>:<token>'
 -- KEYS[4]  trip: the trip's record <prefix>:{breaker:<name>}:tripped:<token>,
@@ -210,13 +216,23 @@ elseif op == 'close' then
       local pt = nil
       if pv == nil then pv, pc, pt = string.match(raw_ok, '^(%d+):(%d+):(.+)$') end
       if pv and tonumber(pv) == v and tonumber(pc) then
-        if #token > 0 and pt == token then
+        -- Every token counted in this version is kept, one a line: a
+        -- close sent again after another trial's close ran in between
+        -- (its connection closed after Redis ran it) is found too
+        -- (found by a hostile review: with only the last token kept, it
+        -- counted twice, and close_after 3 closed on two successes).
+        if #token > 0 and pt and string.find('\n' .. pt .. '\n', '\n' .. token .. '\n', 1, true) then
           again = true -- this trial's success, counted already
         elseif tonumber(pc) < need then n = tonumber(pc) + 1 else wrong = true end
       end
       if not again then
         local value = string.format('%.0f:%d', v, n)
-        if #token > 0 then value = value .. ':' .. token end
+        local counted = token
+        if n > 1 and pt then
+          counted = pt
+          if #token > 0 then counted = pt .. '\n' .. token end
+        end
+        if #counted > 0 then value = value .. ':' .. counted end
         redis.call('SET', KEYS[3], value, 'PX', 3600000)
       end
     end
