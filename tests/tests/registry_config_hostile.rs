@@ -330,3 +330,41 @@ fn many_invalid_entries_are_shown_bounded_and_counted() {
         "breakers.a.failure_rate: must be 1..=100, got 300; limiters.b.rate: required; limiters.b.burst: must be 1..=4294967295, got 0"
     );
 }
+
+/// The `Debug` form is bounded too: it is what a service prints when its
+/// `main` returns the error (`fn main() -> Result<(), Box<dyn Error>>`
+/// prints `Error: {:?}`) or `expect`s the configuration, the one line it
+/// logs before it exits. Found by a hostile review: `MAX_SHOWN` bounded
+/// only `Display`, and the derived `Debug` of 20 000 invalid breakers
+/// printed every one of them (megabytes).
+#[test]
+fn many_invalid_entries_are_debugged_bounded_and_counted() {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for i in 0..20_000 {
+        write!(text, "[breakers.b{i}]\nfailure_rate = 300\n").unwrap();
+    }
+    let err = RegistryConfig::from_toml(&text)
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    let debugged = format!("{err:?}");
+    assert!(debugged.len() < 8_000, "{} bytes", debugged.len());
+    let shown = &err.fields()[..RegistryConfigError::MAX_SHOWN];
+    assert_eq!(
+        debugged,
+        format!(
+            "RegistryConfigError {{ errors: {shown:?}, more: {} }}",
+            20_000 - RegistryConfigError::MAX_SHOWN
+        )
+    );
+    // A few errors are all shown, as the derived form did.
+    let few = RegistryConfig::from_toml("[breakers.a]\nfailure_rate = 300\n")
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert_eq!(
+        format!("{few:?}"),
+        format!("RegistryConfigError {{ errors: {:?} }}", few.fields())
+    );
+}
