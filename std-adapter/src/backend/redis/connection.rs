@@ -268,6 +268,11 @@ impl RedisBackend {
     }
 
     /// A clone of the connection, for raw commands next to the limiter.
+    /// A command that finds the connection closed by the server (its idle
+    /// `timeout`, a proxy's, a `CLIENT KILL`) is sent once more on a new
+    /// one: if the server ran it before the connection closed, it runs
+    /// twice, so a raw command that is not idempotent (`INCR`, `LPUSH`)
+    /// may count twice.
     ///
     /// This example talks to a Redis server, so the doctests compile it
     /// without running it.
