@@ -13,9 +13,9 @@
 --                     half-open decision <version>, and the tokens of those
 --                     counted, one a line (a close sent again with one,
 --                     after its connection closed, is not counted twice,
---                     whatever closes ran in between; a token holding a
---                     line break, from an instance id holding one, may be
---                     missed). The version before kept only the last
+--                     whatever closes ran in between; only a token
+--                     holding a line break, from an instance id holding
+--                     one, could be taken for two tokens counted). The version before kept only the last
 --                     token: during an upgrade from it, its instances
 --                     find a token of theirs only if it came last, as
 --                     they always did, and keep only their own.
