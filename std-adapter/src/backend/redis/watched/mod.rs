@@ -32,7 +32,8 @@
 //! Two more cases, standalone only (a Cluster connection handles both
 //! itself): a command that finds its connection closed (an idle timeout,
 //! `CLIENT KILL`) is sent once more on the new one; and a `READONLY`
-//! answer (the server was demoted to a replica by a failover, while the
+//! answer (or, from Redis before 7.0, a script error quoting `-READONLY`:
+//! the server was demoted to a replica by a failover, while the
 //! address dialled now leads to the new primary) makes a new connection,
 //! which replaces the current one if its server is a primary (`ROLE`):
 //! at most one such look per connect timeout, twice as long after each
@@ -505,11 +506,23 @@ fn dropped<T>(result: &RedisResult<T>) -> bool {
 /// command's error reply over as a value; `query` turns it into an error
 /// later).
 fn read_only(value: &Value) -> bool {
-    matches!(value, Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::ReadOnly))
+    matches!(value, Value::ServerError(e)
+        if e.kind() == Some(redis::ServerErrorKind::ReadOnly)
+            || e.details().is_some_and(wrapped_read_only))
 }
 
 fn read_only_error(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        || e.detail().is_some_and(wrapped_read_only)
+}
+
+/// Whether an error's text is a write refused inside a script on a
+/// replica, as Redis before 7.0 answers it: not `READONLY` but `ERR Error
+/// running script (call to f_…): @user_script:94: … -READONLY You can't
+/// write against a read only replica.` (at worst, another error quoting
+/// that text costs one look).
+fn wrapped_read_only(detail: &str) -> bool {
+    detail.contains("-READONLY You can't write against a read only replica")
 }
 
 impl<C: Renewable> ConnectionLike for Watched<C> {
