@@ -95,13 +95,14 @@ impl fmt::Debug for RecoveryAction {
 /// result). After attempt *k* ends, the next may start `cooldown × factor^(k−1)`
 /// later (capped at `max_backoff`): with the defaults (30 s, ×2, 10 min)
 /// the attempts start at 0, 30 s, 90 s, 210 s, … after the trigger when
-/// they take no time. Before each further attempt the monitor looks at the
-/// check: if it became [`Healthy`](super::Health::Healthy) since the
-/// episode began, the episode is over (the backoff resets), otherwise the
-/// next attempt runs, whether or not the check ran in between. A check
-/// that became healthy and then fails `after_failures` times again during
-/// the wait starts a new episode at once, its attempt 1 at that failing
-/// result (the old episode's wait is not served).
+/// they take no time. The episode is over as soon as the check becomes
+/// [`Healthy`](super::Health::Healthy) (the backoff resets, and the
+/// status's [`next_attempt_at`](RecoveryStatus::next_attempt_at) is
+/// cleared then); until it does, the next attempt runs when its wait is
+/// over, whether or not the check ran in between. A check that became
+/// healthy and then fails `after_failures` times again starts a new
+/// episode at once, its attempt 1 at that failing result (the old
+/// episode's wait is not served).
 ///
 /// Attempts `1..=escalate_after` run the primary action; later attempts
 /// run the escalation action, if one is set (else the primary again).
@@ -361,7 +362,8 @@ pub struct RecoveryStatus {
     pub episode_attempts: u32,
     /// Whether the current (or last) episode reached the escalation action.
     pub escalated: bool,
-    /// When the next attempt may start, while an episode is running.
+    /// When the next attempt may start, while an episode is running
+    /// (`None` from the moment the check is healthy again).
     #[serde(rename = "next_attempt_at_us", serialize_with = "super::ser::opt_us")]
     pub next_attempt_at: Option<Duration>,
     /// The primary action's statistics.

@@ -362,12 +362,16 @@ pub(crate) async fn recovery_loop(
                     at,
                 },
             );
-            // The wait, cut short by a new episode: the check became
-            // healthy and then failed `after_failures` times again. That
-            // streak's attempt 1 runs at once, as any episode's (found by
-            // a hostile review: it waited out this episode's backoff).
-            let anew = |s: &Signal| s.healthy_epoch != epoch && s.failures >= rule.after_failures;
-            if let Ok(Err(_)) = tokio::time::timeout(delay, signal.wait_for(anew)).await {
+            // The wait, cut short by the end of the episode: the check
+            // became healthy. The episode ends then, not when its wait
+            // would have (found by a hostile review: a check healthy
+            // again still showed `next_attempt_at`, an attempt that would
+            // never run, for up to `max_backoff`, for ever with a cooldown
+            // of `Duration::MAX`). A new streak of `after_failures`
+            // failures starts a new episode, its attempt 1 at once (found
+            // by an earlier review: it waited out this episode's backoff).
+            let over = |s: &Signal| s.healthy_epoch != epoch;
+            if let Ok(Err(_)) = tokio::time::timeout(delay, signal.wait_for(over)).await {
                 return; // the check task ended
             }
             if signal.borrow().healthy_epoch != epoch {
