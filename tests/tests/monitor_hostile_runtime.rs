@@ -1,11 +1,12 @@
 //! The health monitor under a hostile runtime and careless owners: a
-//! recovery episode whose check recovered mid-wait. On paused tokio time.
+//! recovery episode whose check recovered mid-wait, panics whose payload
+//! panics again when dropped. On paused tokio time.
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
 use fusebox_std::monitor::{
-    CheckError, CheckSpec, FnCheck, Health, HealthCheck, HealthMonitor, RecoveryAction,
+    probe, CheckError, CheckSpec, FnCheck, Health, HealthCheck, HealthMonitor, RecoveryAction,
     RecoveryRule, Thresholds,
 };
 use tokio::time::sleep;
@@ -95,4 +96,81 @@ async fn an_episode_ends_the_moment_its_check_is_healthy_again() {
         assert_eq!(attempts.load(SeqCst), 2, "{cooldown:?}");
         monitor.stop().await;
     }
+}
+
+/// A value whose `drop` panics: thrown with `panic_any`, the panic's
+/// payload panics again when the guard drops it.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("the panic payload panicked when dropped");
+    }
+}
+
+/// A check (its future, or the closure making it) or a recovery action
+/// that panics with a payload whose `drop` panics fails that run, as any
+/// panic does; the monitor's tasks go on. Found by this review: the guard
+/// dropped the payload outside `catch_unwind`, the second panic unwound
+/// into the check's task and ended it: the check never ran again
+/// (0 runs, stale and degraded for ever, its recovery never triggered).
+#[tokio::test(start_paused = true)]
+async fn a_panic_whose_payload_panics_when_dropped_fails_one_run_only() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&runs);
+    let check = FnCheck::new(move || {
+        let run = seen.fetch_add(1, SeqCst);
+        if run == 1 {
+            std::panic::panic_any(Bomb); // in the closure
+        }
+        async move {
+            if run == 0 {
+                std::panic::panic_any(Bomb); // in the future
+            }
+            Err(CheckError::other("down"))
+        }
+    });
+    let rule = RecoveryRule::new(
+        3,
+        RecoveryAction::new("restart", || async {
+            std::panic::panic_any(Bomb);
+            #[allow(unreachable_code)]
+            Ok::<(), String>(())
+        }),
+    )
+    .cooldown(secs(1))
+    .backoff(1, secs(1));
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("bomb", check)
+                .interval(secs(1))
+                .recovery(rule),
+        )
+        .spawn();
+    sleep(ms(4_500)).await; // runs at 0 to 4 s; attempts at 2, 3 and 4 s
+    let status = monitor.status();
+    let check = &status.checks[0];
+    assert_eq!(
+        (check.runs, check.failed_runs, check.health, check.stale),
+        (5, 5, Health::Unhealthy, false)
+    );
+    let recovery = check.recovery.as_ref().unwrap();
+    assert_eq!(recovery.primary.attempts, 3);
+    assert_eq!(
+        recovery.primary.last_error.as_deref(),
+        Some("action panicked: a non-string panic payload")
+    );
+    monitor.stop().await;
+
+    // `probe`, as the monitor.
+    let bomb = FnCheck::new(|| async {
+        std::panic::panic_any(Bomb);
+        #[allow(unreachable_code)]
+        Ok(None)
+    });
+    let probed = probe(&bomb, secs(1)).await;
+    assert_eq!(
+        probed.error.map(|e| e.message().to_owned()).as_deref(),
+        Some("check panicked: a non-string panic payload")
+    );
 }

@@ -348,6 +348,7 @@ impl<C: HealthCheck> DynCheck for C {
     fn describe(&self) -> Option<String> {
         // A user's `target` that panics is no target, not a panic of
         // `HealthMonitor::try_spawn` (or of a status's `Debug`).
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.target())).unwrap_or(None)
+        // Its payload dropped safely too (`guard::caught`).
+        super::guard::caught(|| self.target()).unwrap_or(None)
     }
 }

@@ -22,16 +22,16 @@ where
     F: FnOnce() -> Fut,
     Fut: Future,
 {
-    let fut = catch_unwind(AssertUnwindSafe(make)).map_err(|p| message(&*p))?;
+    let fut = caught(make)?;
     let mut fut = CatchDrop(Some(Box::pin(fut)));
     poll_fn(|cx| {
         let Some(fut) = fut.0.as_mut() else {
             return Poll::Ready(Err("polled after it ended".to_owned()));
         };
-        match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+        match caught(|| fut.as_mut().poll(cx)) {
             Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(p) => Poll::Ready(Err(message(&*p))),
+            Err(panic) => Poll::Ready(Err(panic)),
         }
     })
     .await
@@ -45,15 +45,31 @@ struct CatchDrop<T>(Option<Pin<Box<T>>>);
 impl<T> Drop for CatchDrop<T> {
     fn drop(&mut self) {
         let Some(fut) = self.0.take() else { return };
-        if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(fut))) {
-            let panic =
-                crate::redact::redact_cut(&message(&*p), super::CheckError::MAX_MESSAGE_CHARS);
+        if let Err(panic) = caught(move || drop(fut)) {
+            let panic = crate::redact::redact_cut(&panic, super::CheckError::MAX_MESSAGE_CHARS);
             tracing::warn!(
                 panic = panic.as_str(),
                 "a check or recovery action panicked when dropped"
             );
         }
     }
+}
+
+/// Calls `f`; a panic becomes `Err(its message)`. The panic's payload is
+/// dropped inside `catch_unwind` as well: a payload whose `drop` panics
+/// (`std::panic::panic_any` of such a value) would otherwise unwind from
+/// here, out of the guard, into the monitor's task (found by a hostile
+/// review: a check panicking with one ended its task; the check never ran
+/// again and read stale, at 0 runs, for ever). The second panic's own
+/// payload is leaked, never dropped: its `drop` could panic in turn.
+pub(crate) fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let text = message(&*payload);
+        if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            std::mem::forget(again);
+        }
+        text
+    })
 }
 
 fn message(payload: &(dyn Any + Send)) -> String {
