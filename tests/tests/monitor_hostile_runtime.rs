@@ -1,6 +1,7 @@
 //! The health monitor under a hostile runtime and careless owners: a
 //! recovery episode whose check recovered mid-wait, panics whose payload
-//! panics again when dropped. On paused tokio time.
+//! panics again when dropped, a thousand checks and a clock that jumps by
+//! years. On paused tokio time.
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,4 +174,48 @@ async fn a_panic_whose_payload_panics_when_dropped_fails_one_run_only() {
         probed.error.map(|e| e.message().to_owned()).as_deref(),
         Some("check panicked: a non-string panic payload")
     );
+}
+
+/// A thousand checks run each on its own schedule, and a clock jump of
+/// three years (a host suspended, a VM paused) neither panics nor
+/// stalls them: each check runs at the wake-up and, its slot long past,
+/// once more at once (the documented catch-up of a run that overran its
+/// slot), then at its fixed rate again; no check reads stale afterwards
+/// and stopping leaves no task. Sound: a review's check, no defect found.
+#[tokio::test(start_paused = true)]
+async fn a_thousand_checks_survive_a_clock_jump_of_years() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut monitor = HealthMonitor::new();
+    for i in 0..1_000 {
+        let seen = Arc::clone(&runs);
+        let check = FnCheck::new(move || {
+            seen.fetch_add(1, SeqCst);
+            async { Ok(None) }
+        });
+        monitor = monitor.check(CheckSpec::new(format!("c{i}"), check).interval(secs(1)));
+    }
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let alive = metrics.num_alive_tasks();
+    let monitor = monitor.spawn();
+    // Check i first runs at i ms (staggered over the 1 s interval).
+    sleep(ms(999)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(runs.load(SeqCst), 1_000);
+    assert_eq!(metrics.num_alive_tasks(), alive + 1_000);
+    tokio::time::advance(secs(3 * 365 * 86_400)).await;
+    sleep(ms(1)).await;
+    assert_eq!(
+        runs.load(SeqCst),
+        3_000,
+        "one run at the wake-up, one to catch up"
+    );
+    let status = monitor.status();
+    assert!(status.checks.iter().all(|c| !c.stale && c.runs == 3));
+    assert_eq!(status.health, Health::Healthy);
+    sleep(secs(10)).await;
+    assert_eq!(runs.load(SeqCst), 13_000);
+    monitor.stop().await;
+    assert_eq!(metrics.num_alive_tasks(), alive);
 }
