@@ -86,7 +86,9 @@ impl HealthMonitor {
     /// How many events the broadcast channel holds for a slow receiver
     /// (at least 1, at most
     /// [`Events::MAX_CAPACITY`](crate::events::Events::MAX_CAPACITY), a
-    /// larger one is that; default 64). Sending never waits: a receiver further
+    /// larger one is that; default 64), rounded up to a power of two as
+    /// tokio's broadcast channel and [`Events::new`](crate::events::Events::new)
+    /// round it: 100 holds 128. Sending never waits: a receiver further
     /// behind loses the oldest events, counted in
     /// [`Status::lagged_events`].
     ///
