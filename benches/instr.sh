@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 cargo build -q --release -p fusebox-benches --example hot
 target_dir=${CARGO_TARGET_DIR:-target}
 paths=("$@")
-[ ${#paths[@]} -gt 0 ] || paths=(fetch_add breaker breaker_rate bucket keyed keyed_governor cc_get cc_get_quiet qc_get \
-    lru_get lrurs_get lru_put lrurs_put histogram std_breaker_call failsafe_call)
+[ ${#paths[@]} -gt 0 ] || paths=(fetch_add breaker breaker_rate bucket keyed keyed_governor keyed_governor_default_hasher cc_get cc_get_quiet qc_get \
+    lru_get lrurs_get lru_put lrurs_put histogram std_breaker_call failsafe_call failsafe_call_default)
 ir() {
     valgrind --tool=callgrind --callgrind-out-file=/dev/null "$target_dir/release/examples/hot" "$1" "$2" 2>&1 |
         grep -o 'Collected : [0-9]*' | grep -o '[0-9]*$'

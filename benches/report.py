@@ -32,14 +32,16 @@ TABLES = [
         ("fetch_add", "shared `fetch_add`", None, ("floor", "fetch_add")),
         ("load+cas", "shared load + CAS (retried until it succeeds)", None, ("floor", "load+cas")),
         ("control_independent_fetch_add", "control: independent padded words", None, ("floor", "fetch_add"))]),
-    ("breaker", "Circuit breaker (pre-read `now`)", ("floor", "fetch_add"), [
-        ("fusebox_closed", "fusebox closed: `try_acquire` + `record(Success)` (consecutive-failures config)", None, None),
+    ("breaker", "Circuit breaker (5 consecutive failures in both; the closed path reads no clock in either, the open path reads one in both)", ("floor", "fetch_add"), [
+        ("fusebox_closed", "fusebox closed: `try_acquire` + `record(Success)` (consecutive-failures config, pre-read `now`)", None, None),
         ("fusebox_closed_failure_rate", "fusebox closed, failure-rate config (window of 20)", None, None),
         ("fusebox_closed_time_window", "fusebox closed, `failure_count(5)` over a 60 s time window (4 buckets)", None, None),
         ("fusebox_closed_time_window_rate", "fusebox closed, failure-rate config over a 60 s time window (4 buckets)", None, None),
-        ("failsafe_closed", "failsafe closed: `is_call_permitted` + `on_success`", "fusebox_closed", None),
-        ("fusebox_open_reject", "fusebox open: rejection", None, None),
-        ("failsafe_open_reject", "failsafe open: `is_call_permitted` = false", "fusebox_open_reject", None)]),
+        ("failsafe_closed", "failsafe closed: `is_call_permitted` + `on_success` (`consecutive_failures(5, ..)`)", "fusebox_closed", None),
+        ("failsafe_closed_default_policy", "context: failsafe closed with its default policy (`Config::new()`: success rate over a time window or 5 consecutive failures; two clock reads per success)", None, None),
+        ("fusebox_open_reject", "fusebox open: rejection, pre-read `now`", None, None),
+        ("fusebox_open_reject_std_now", "fusebox open: rejection, `now` from `std::time::Instant` on every call", None, None),
+        ("failsafe_open_reject", "failsafe open: `is_call_permitted` = false (reads `Instant::now()`)", "fusebox_open_reject_std_now", None)]),
     ("breaker_2t", "Circuit breaker, closed path, one breaker shared by two pinned threads", ("floor_2t", "fetch_add"), [
         ("fusebox_closed", "fusebox", None, ("breaker", "fusebox_closed")),
         ("failsafe_closed", "failsafe", "fusebox_closed", ("breaker", "failsafe_closed"))]),
@@ -51,11 +53,12 @@ TABLES = [
         ("fusebox_std_now_per_call", "fusebox, `now` from `std::time::Instant` on every call", None, None)]),
     ("keyed", "Keyed limiter, 1 000 keys (uniform), mostly admitted", ("floor", "load+cas"), [
         ("fusebox_pre_read_now", "fusebox `KeyedLimiter<u64, 2048>`, `now` pre-read", None, None),
-        ("governor_fake_clock", "governor keyed (dashmap) `check_key`, `FakeRelativeClock`", "fusebox_pre_read_now", None),
+        ("governor_fake_clock", "governor keyed (dashmap) `check_key`, `FakeRelativeClock`, fusebox's hasher (foldhash)", "fusebox_pre_read_now", None),
+        ("governor_fake_clock_default_hasher", "context: the same with governor's default hasher (std `RandomState`, SipHash)", None, None),
         ("fusebox_quanta_now_per_call", "fusebox, `now` from quanta on every call (governor's clock)", None, None),
-        ("governor_quanta_clock", "governor keyed `check_key`, default quanta clock", "fusebox_quanta_now_per_call", None),
+        ("governor_quanta_clock", "governor keyed `check_key`, default quanta clock, fusebox's hasher", "fusebox_quanta_now_per_call", None),
         ("fusebox_std_now_per_call", "fusebox, `now` from `std::time::Instant` on every call", None, None)]),
-    ("keyed_2t", "Keyed limiter shared by two pinned threads, 1 000 keys, streams half apart (no clock cost)", ("floor_2t", "load+cas"), [
+    ("keyed_2t", "Keyed limiter shared by two pinned threads, 1 000 keys, streams half apart (no clock cost; governor with fusebox's hasher)", ("floor_2t", "load+cas"), [
         ("fusebox_pre_read_now", "fusebox", None, ("keyed", "fusebox_pre_read_now")),
         ("governor_fake_clock", "governor, fake clock", "fusebox_pre_read_now", ("keyed", "governor_fake_clock")),
         ("fusebox_one_hot_key", "fusebox, both threads on one key", None, ("keyed", "fusebox_pre_read_now")),
@@ -85,7 +88,8 @@ TABLES.append(("adapter", "Std adapter: one call on an immediately ready future 
     ("core_acquire_record_lazy_clock", "core `try_acquire_with` + `record_with`: the clock read only when the decision needs it (none here), as `Breaker::call` does without a slow-call rule or timeout", None, None),
     ("fusebox_std_breaker_call", "fusebox-std `Breaker::call`", None, None),
     ("fusebox_std_policy_call", "fusebox-std `Policy::call`: breaker + retry (3 attempts), no waits", None, None),
-    ("failsafe_futures_call", "failsafe `futures::CircuitBreaker::call`", "fusebox_std_breaker_call", None),
+    ("failsafe_futures_call", "failsafe `futures::CircuitBreaker::call` (`consecutive_failures(5, ..)`, as the fusebox breaker)", "fusebox_std_breaker_call", None),
+    ("failsafe_futures_call_default_policy", "context: the same with failsafe's default policy (`Config::new()`; two clock reads per success)", None, None),
     ("tower_resilience_call", "tower-resilience `CircuitBreaker` service: `poll_ready` + `call` (boxed future)", "fusebox_std_breaker_call", None),
     ("fusebox_std_breaker_call_tokio_block_on", "control: `Breaker::call` driven by `Runtime::block_on` per call (executor cost)", None, None)]))
 TABLES.append(("tracker", "Performance tracker: one timed operation (`Tracker::track_operation`, guard dropped) against the core histogram it records into", ("tracker", "core_histogram_record"), [
@@ -167,7 +171,7 @@ checks = [
     ("bucket ≤ 1.2 × CAS floor (pre-read now)", ratio(("bucket", "fusebox_pre_read_now"), ("floor", "load+cas")), lambda v: v <= 1.2, "bucket/fusebox_pre_read_now ÷ floor/load+cas"),
     ("bucket faster than governor, equal clock cost", ratio(("bucket", "governor_fake_clock"), ("bucket", "fusebox_pre_read_now")), lambda v: v > 1, "governor_fake_clock ÷ fusebox_pre_read_now"),
     ("… same, both reading quanta on every call", ratio(("bucket", "governor_quanta_clock"), ("bucket", "fusebox_quanta_now_per_call")), lambda v: v > 1, "governor_quanta_clock ÷ fusebox_quanta_now_per_call"),
-    ("KeyedLimiter ≥ 1.5 × faster than governor keyed", ratio(("keyed", "governor_fake_clock"), ("keyed", "fusebox_pre_read_now")), lambda v: v >= 1.5, "governor_fake_clock ÷ fusebox_pre_read_now (both without clock cost)"),
+    ("KeyedLimiter ≥ 1.5 × faster than governor keyed", ratio(("keyed", "governor_fake_clock"), ("keyed", "fusebox_pre_read_now")), lambda v: v >= 1.5, "governor_fake_clock ÷ fusebox_pre_read_now (both without clock cost, same hasher)"),
     ("… same, two pinned threads (per-thread ns/op)", ratio(("keyed_2t", "governor_fake_clock"), ("keyed_2t", "fusebox_pre_read_now")), lambda v: v >= 1.5, "keyed_2t: governor_fake_clock ÷ fusebox_pre_read_now"),
     ("ConcurrentCache get ≥ 2 × faster than quick_cache (1 thread)", ratio(("concurrent_get", "quick_cache"), ("concurrent_get", "fusebox")), lambda v: v >= 2, "quick_cache ÷ fusebox (default, lookup counters off)"),
     ("ConcurrentCache get no slower than quick_cache per thread, 2 threads", ratio(("concurrent_get_2t", "quick_cache"), ("concurrent_get_2t", "fusebox")), lambda v: v >= 1, "concurrent_get_2t: quick_cache ÷ fusebox (default, lookup counters off)"),
@@ -182,7 +186,13 @@ w("| target | measured | verdict | how |\n|---|---:|---|---|")
 def diff(a, b):
     return t(*a) - t(*b) if t(*a) and t(*b) else None
 checks12 = [
-    ("`Breaker::call` adds ≤ 50 ns over the core's acquire + record with two clock reads", diff(("adapter", "fusebox_std_breaker_call"), ("adapter", "core_acquire_record_tokio_clock")), lambda v: v <= 50, "fusebox_std_breaker_call − core_acquire_record_tokio_clock (ns)"),
+    # What the adapter adds over the core calls it makes: since `Breaker::call`
+    # went lazy (no clock read on this path), the two-read baseline
+    # (core_acquire_record_tokio_clock) no longer does the same work, and
+    # the difference against it went negative, a target met by any
+    # adapter cheaper than two clock reads. The lazy core row is the call's
+    # own work without the future.
+    ("`Breaker::call` adds ≤ 50 ns over the core calls it makes (`try_acquire_with` + `record_with`, no clock read on this path)", diff(("adapter", "fusebox_std_breaker_call"), ("adapter", "core_acquire_record_lazy_clock")), lambda v: v <= 50, "fusebox_std_breaker_call − core_acquire_record_lazy_clock (ns)"),
     ("`Breaker::call` ≥ 3 × faster than failsafe's futures API", ratio(("adapter", "failsafe_futures_call"), ("adapter", "fusebox_std_breaker_call")), lambda v: v >= 3, "failsafe_futures_call ÷ fusebox_std_breaker_call"),
     ("`Breaker::call` ≥ 3 × faster than tower-resilience", ratio(("adapter", "tower_resilience_call"), ("adapter", "fusebox_std_breaker_call")), lambda v: v >= 3, "tower_resilience_call ÷ fusebox_std_breaker_call"),
 ]

@@ -25,7 +25,7 @@ const LEN: usize = 1 << 16;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map_or("breaker", String::as_str);
-    if let "std_breaker_call" | "std_core_lazy" | "failsafe_call" = what {
+    if let "std_breaker_call" | "std_core_lazy" | "failsafe_call" | "failsafe_call_default" = what {
         let n = args
             .get(2)
             .and_then(|s| s.parse().ok())
@@ -36,7 +36,8 @@ fn main() {
         .get(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000_000);
-    let now = Instant::from_secs(1);
+    // Opaque to the compiler, as a `now` read from a clock is.
+    let now = black_box(Instant::from_secs(1));
     let zipf = zipf_keys(8192, LEN, 3);
     let uni = uniform_keys(1000, LEN, 11);
     let z = |i: u64| zipf[i as usize & (LEN - 1)];
@@ -81,6 +82,17 @@ fn main() {
             (0..n).for_each(|i| _ = black_box(k.try_acquire(&u(i), now)));
         }
         "keyed_governor" => {
+            // fusebox's default hasher (foldhash), as `keyed` hashes.
+            let clock = governor::clock::FakeRelativeClock::default();
+            let k = governor::RateLimiter::dashmap_with_clock_and_hasher(
+                gq,
+                clock,
+                fusebox::hash::FixedState::default(),
+            );
+            (0..n).for_each(|i| _ = black_box(k.check_key(&u(i))));
+        }
+        "keyed_governor_default_hasher" => {
+            // governor's default hasher (std `RandomState`, SipHash).
             let clock = governor::clock::FakeRelativeClock::default();
             let k = governor::RateLimiter::dashmap_with_clock(gq, clock);
             (0..n).for_each(|i| _ = black_box(k.check_key(&u(i))));
@@ -185,8 +197,22 @@ fn adapter_call(what: &str, n: u64) {
             let t = permit.record_with(Outcome::Success, fusebox::Duration::ZERO, || clock.now());
             black_box(t.is_some());
         }
-    } else {
+    } else if what == "failsafe_call_default" {
+        // failsafe's default policy: a success rate over a time window or
+        // 5 consecutive failures (two clock reads per success).
         let fs = failsafe::Config::new().build();
+        for _ in 0..n {
+            let call = std::pin::pin!(black_box(&fs).call(ready(Ok::<u64, ()>(1))));
+            black_box(matches!(call.poll(&mut cx), Poll::Ready(Ok(1))));
+        }
+    } else {
+        // Configured as the fusebox breaker above: 5 consecutive failures.
+        let fs = failsafe::Config::new()
+            .failure_policy(failsafe::failure_policy::consecutive_failures(
+                5,
+                failsafe::backoff::constant(std::time::Duration::from_mins(1)),
+            ))
+            .build();
         for _ in 0..n {
             let call = std::pin::pin!(black_box(&fs).call(ready(Ok::<u64, ()>(1))));
             black_box(matches!(call.poll(&mut cx), Poll::Ready(Ok(1))));

@@ -18,6 +18,12 @@
 //! `TokioClock` reads alone are rows too. One control row drives
 //! `Breaker::call` through `Runtime::block_on` per call, to show what a
 //! real executor adds per call.
+//!
+//! failsafe is configured as the fusebox breakers are (5 consecutive
+//! failures, open for 60 s: no clock read on a closed success in either);
+//! its default policy (`Config::new()`, which also keeps a success rate
+//! over a time window and reads the clock twice per success) is a context
+//! row, not the comparison.
 use std::future::{ready, Future};
 use std::hint::black_box;
 use std::pin::pin;
@@ -154,7 +160,8 @@ pub fn bench(c: &mut Criterion) {
                 .build(),
         )
         .build();
-    let fs = failsafe::Config::new().build();
+    let fs = crate::breaker::failsafe_consecutive(std::time::Duration::from_mins(1));
+    let fs_default = failsafe::Config::new().build();
     let mut tr = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
         .consecutive_failures(5)
         .build()
@@ -183,6 +190,17 @@ pub fn bench(c: &mut Criterion) {
         b.iter_custom(|n| {
             timed(n, || {
                 let out = poll_once(&mut cx, black_box(&fs).call(ready(Ok::<u64, ()>(1))));
+                black_box(out.is_ok());
+            })
+        });
+    });
+    g.bench_function("failsafe_futures_call_default_policy", |b| {
+        b.iter_custom(|n| {
+            timed(n, || {
+                let out = poll_once(
+                    &mut cx,
+                    black_box(&fs_default).call(ready(Ok::<u64, ()>(1))),
+                );
                 black_box(out.is_ok());
             })
         });

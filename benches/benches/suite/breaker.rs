@@ -1,13 +1,37 @@
 //! Circuit breaker: the closed path (acquire + record success) and the
-//! open path (rejection), fusebox against failsafe, with a pre-read `now`
-//! for fusebox (failsafe reads its own clock where it needs one).
+//! open path (rejection), fusebox against failsafe configured the same way
+//! (5 consecutive failures, open for an hour). The closed path reads no
+//! clock in either (fusebox is given a pre-read `now` it does not need
+//! there). The open path needs the time in both: failsafe reads
+//! `Instant::now()` itself, so its row is compared with fusebox reading
+//! `std::time::Instant` on every call; the pre-read row is shown too.
+//! failsafe's default policy (`Config::new()`: a success rate over a time
+//! window *or* 5 consecutive failures) reads the clock twice on every
+//! success; its row is context, not the comparison.
 use std::hint::black_box;
 use std::time::Instant as StdInstant;
 
 use criterion::Criterion;
 use fusebox::breaker::{Config, Outcome};
 use fusebox::{CircuitBreaker, Duration, Instant};
-use fusebox_benches::pair;
+use fusebox_benches::{fb_now, pair};
+
+/// failsafe with fusebox's `consecutive()` semantics: 5 consecutive
+/// failures open it for `open_for` (a constant backoff).
+pub type FailsafeConsecutive = failsafe::StateMachine<
+    failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::Constant>,
+    (),
+>;
+
+/// failsafe tripping after 5 consecutive failures, open for `open_for`.
+pub fn failsafe_consecutive(open_for: std::time::Duration) -> FailsafeConsecutive {
+    failsafe::Config::new()
+        .failure_policy(failsafe::failure_policy::consecutive_failures(
+            5,
+            failsafe::backoff::constant(open_for),
+        ))
+        .build()
+}
 
 fn consecutive() -> CircuitBreaker {
     CircuitBreaker::new(
@@ -80,12 +104,15 @@ fn timed(iters: u64, mut f: impl FnMut()) -> std::time::Duration {
 }
 
 pub fn bench(c: &mut Criterion) {
-    let now = Instant::from_secs(1);
+    // Opaque to the compiler, as a `now` read from a clock is: a literal
+    // would let it fold what the core computes from `now`.
+    let now = black_box(Instant::from_secs(1));
     let fb = consecutive();
     let fb_rate = failure_rate();
     let fb_tw = time_window_count();
     let fb_tw_rate = time_window_rate();
-    let fs = failsafe::Config::new().build();
+    let fs = failsafe_consecutive(std::time::Duration::from_hours(1));
+    let fs_default = failsafe::Config::new().build();
     let mut g = c.benchmark_group("breaker");
     g.bench_function("fusebox_closed", |b| {
         b.iter_custom(|n| timed(n, || closed_call(black_box(&fb), now)));
@@ -107,6 +134,14 @@ pub fn bench(c: &mut Criterion) {
             })
         });
     });
+    g.bench_function("failsafe_closed_default_policy", |b| {
+        b.iter_custom(|n| {
+            timed(n, || {
+                assert!(black_box(&fs_default).is_call_permitted());
+                fs_default.on_success();
+            })
+        });
+    });
 
     let fb_open = consecutive();
     for _ in 0..5 {
@@ -114,9 +149,25 @@ pub fn bench(c: &mut Criterion) {
         p.record(Outcome::Failure, now, Duration::ZERO);
     }
     assert!(fb_open.try_acquire(now).is_err());
-    let fs_open = failsafe::Config::new().build();
+    // Opened at a `now` read from the clock the timed calls read.
+    let start = StdInstant::now();
+    let fb_open_std = consecutive();
+    for _ in 0..5 {
+        let at = fb_now(start);
+        let p = fb_open_std.try_acquire(at).expect("closed");
+        p.record(Outcome::Failure, at, Duration::ZERO);
+    }
+    assert!(fb_open_std.try_acquire(fb_now(start)).is_err());
+    let fs_open = failsafe_consecutive(std::time::Duration::from_hours(1));
     g.bench_function("fusebox_open_reject", |b| {
         b.iter_custom(|n| timed(n, || assert!(black_box(&fb_open).try_acquire(now).is_err())));
+    });
+    g.bench_function("fusebox_open_reject_std_now", |b| {
+        b.iter_custom(|n| {
+            timed(n, || {
+                assert!(black_box(&fb_open_std).try_acquire(fb_now(start)).is_err());
+            })
+        });
     });
     g.bench_function("failsafe_open_reject", |b| {
         b.iter_custom(|n| {

@@ -4,6 +4,12 @@
 //! (quanta, read on every call) and with `FakeRelativeClock` (no clock
 //! cost). Equal clock cost: fusebox pre-read vs governor fake clock, and
 //! fusebox with `now` from quanta on every call vs governor's quanta clock.
+//!
+//! The keyed limiters hash with the same hasher: fusebox's default
+//! (`hash::FixedState`, foldhash) is given to governor's dashmap too, so
+//! that the rows compare the limiters, not SipHash (governor's default,
+//! std's `RandomState`) against foldhash. governor with its default hasher
+//! is a context row.
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -11,6 +17,7 @@ use std::time::Instant as StdInstant;
 
 use criterion::Criterion;
 use fusebox::bucket::{FullPolicy, Quota};
+use fusebox::hash::FixedState;
 use fusebox::{Instant, KeyedLimiter, TokenBucket};
 use fusebox_benches::{fb_now, fb_quanta_now, note, pair, uniform_keys};
 use governor::clock::FakeRelativeClock;
@@ -68,7 +75,8 @@ impl Drop for Admit {
 /// One `TokenBucket` against governor's direct limiter.
 fn direct(c: &mut Criterion, fake: &FakeRelativeClock) {
     let start = StdInstant::now();
-    let pre = Instant::from_secs(1);
+    // Opaque to the compiler, as a `now` read from a clock is.
+    let pre = black_box(Instant::from_secs(1));
     let fb = TokenBucket::new(fb_quota());
     let gov_fake = RateLimiter::direct_with_clock(gov_quota(), fake.clone());
     let gov = RateLimiter::direct(gov_quota());
@@ -138,24 +146,39 @@ fn direct(c: &mut Criterion, fake: &FakeRelativeClock) {
 
 pub fn bench(c: &mut Criterion) {
     let start = StdInstant::now();
-    let pre = Instant::from_secs(1);
+    // Opaque to the compiler, as a `now` read from a clock is.
+    let pre = black_box(Instant::from_secs(1));
     let fake = FakeRelativeClock::default();
     direct(c, &fake);
     keyed(c, start, pre, &fake);
 }
 
 /// The keyed limiters, one thread and two.
+#[allow(
+    clippy::too_many_lines,
+    reason = "the limiters are built once and shared by the one- and two-thread groups"
+)]
 fn keyed(c: &mut Criterion, start: StdInstant, pre: Instant, fake: &FakeRelativeClock) {
     let keys = uniform_keys(KEYS, LEN, 11);
     let key = |i: u64| &keys[i as usize & (LEN - 1)];
     let fbk = KeyedLimiter::<u64, 2048>::new_boxed(fb_quota(), FullPolicy::Reject)
         .expect("quota within the keyed range");
-    let govk = RateLimiter::keyed(gov_quota());
-    let govk_fake = RateLimiter::dashmap_with_clock(gov_quota(), fake.clone());
+    let govk = RateLimiter::dashmap_with_clock_and_hasher(
+        gov_quota(),
+        governor::clock::QuantaClock::default(),
+        FixedState::default(),
+    );
+    let govk_fake = RateLimiter::dashmap_with_clock_and_hasher(
+        gov_quota(),
+        fake.clone(),
+        FixedState::default(),
+    );
+    let govk_fake_sip = RateLimiter::dashmap_with_clock(gov_quota(), fake.clone());
     for k in 0..KEYS {
         fbk.try_acquire(&k, pre).expect("fits");
         let _ = govk.check_key(&k);
         let _ = govk_fake.check_key(&k);
+        let _ = govk_fake_sip.check_key(&k);
     }
     let mut g = c.benchmark_group("keyed");
     {
@@ -185,6 +208,12 @@ fn keyed(c: &mut Criterion, start: StdInstant, pre: Instant, fake: &FakeRelative
         let a = Admit::new("keyed.governor_fake_clock");
         g.bench_function("governor_fake_clock", |b| {
             b.iter_custom(|n| a.run(n, |i| govk_fake.check_key(key(i)).is_ok()));
+        });
+    }
+    {
+        let a = Admit::new("keyed.governor_fake_clock_default_hasher");
+        g.bench_function("governor_fake_clock_default_hasher", |b| {
+            b.iter_custom(|n| a.run(n, |i| govk_fake_sip.check_key(key(i)).is_ok()));
         });
     }
     {
