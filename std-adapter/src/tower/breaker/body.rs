@@ -139,6 +139,42 @@ impl<B, C, R> RecordedBody<B, C, R> {
     }
 }
 
+/// An empty body that records nothing, as a refusal's: what a responder
+/// bounded on `B: Default` (`GrpcRateLimitResponse`, `GrpcBreakerResponse`)
+/// answers with when it sits *outside* a breaker that records at the end
+/// of the body, whose responses' bodies are `RecordedBody`s.
+///
+/// ```
+/// use fusebox_std::tower::breaker::RecordedBody;
+///
+/// let body: RecordedBody<String> = RecordedBody::default();
+/// assert!(!body.is_recording());
+/// assert_eq!(body.get_ref(), "");
+/// ```
+impl<B: Default, C, R> Default for RecordedBody<B, C, R> {
+    fn default() -> Self {
+        Self::unrecorded(B::default())
+    }
+}
+
+/// A body of `text` that records nothing, as a refusal's: what a
+/// responder bounded on `B: From<String>` (`JsonRateLimitResponse`,
+/// `JsonBreakerResponse`) answers with when it sits outside a breaker
+/// that records at the end of the body.
+///
+/// ```
+/// use fusebox_std::tower::breaker::RecordedBody;
+///
+/// let body: RecordedBody<String> = RecordedBody::from(String::from("{}"));
+/// assert!(!body.is_recording());
+/// assert_eq!(body.get_ref(), "{}");
+/// ```
+impl<B: From<String>, C, R> From<String> for RecordedBody<B, C, R> {
+    fn from(text: String) -> Self {
+        Self::unrecorded(B::from(text))
+    }
+}
+
 impl<B: Body, C: ClassifyEnd, R> RecordedBody<B, C, R> {
     /// `inner` holding `permit` until it ends (or, if `left` is given,
     /// until that many bytes have passed); recorded at once if it is
