@@ -25,6 +25,7 @@ use tonic::body::Body;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 use tower_common::eventually;
+use tower_common::unit_codec::Unit;
 
 fn breaker() -> Arc<CircuitBreaker> {
     breaker_of(3)
@@ -141,39 +142,6 @@ async fn a_plain_http_answer_behind_a_grpc_classifier_at_the_end_of_the_body_fai
         "every success a failure"
     );
     assert_eq!(counts(&http.metrics()), (3, 0, 0, 0, 0));
-}
-
-/// The codec of an empty message (tonic's server without protobuf).
-#[derive(Clone, Copy)]
-struct Unit;
-
-impl tonic::codec::Codec for Unit {
-    type Encode = ();
-    type Decode = ();
-    type Encoder = Unit;
-    type Decoder = Unit;
-    fn encoder(&mut self) -> Unit {
-        Unit
-    }
-    fn decoder(&mut self) -> Unit {
-        Unit
-    }
-}
-
-impl tonic::codec::Encoder for Unit {
-    type Item = ();
-    type Error = tonic::Status;
-    fn encode(&mut self, (): (), _: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for Unit {
-    type Item = ();
-    type Error = tonic::Status;
-    fn decode(&mut self, _: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
-        Ok(Some(()))
-    }
 }
 
 type Grpc = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;

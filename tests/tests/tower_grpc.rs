@@ -21,6 +21,7 @@ use tonic::body::Body;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 use tower_common::frames::{FrameBody, Step};
+use tower_common::unit_codec::Unit;
 
 mod tower_common;
 
@@ -73,40 +74,6 @@ fn methods() -> Grpc {
             Ok::<_, Infallible>(status.into_http::<Body>())
         },
     ))
-}
-
-/// The codec of an empty message: what tonic's server does with the
-/// frames a client sends, without protobuf.
-#[derive(Clone, Copy)]
-struct Unit;
-
-impl tonic::codec::Codec for Unit {
-    type Encode = ();
-    type Decode = ();
-    type Encoder = Unit;
-    type Decoder = Unit;
-    fn encoder(&mut self) -> Unit {
-        Unit
-    }
-    fn decoder(&mut self) -> Unit {
-        Unit
-    }
-}
-
-impl tonic::codec::Encoder for Unit {
-    type Item = ();
-    type Error = tonic::Status;
-    fn encode(&mut self, (): (), _: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for Unit {
-    type Item = ();
-    type Error = tonic::Status;
-    fn decode(&mut self, _: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
-        Ok(Some(()))
-    }
 }
 
 /// Serves `service` with tonic on a free loopback port.

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses some of them
 
 pub mod frames;
+pub mod unit_codec;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
