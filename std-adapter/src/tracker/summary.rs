@@ -249,6 +249,18 @@ mod tests {
         requests.order.iter().map(|r| r.lock().stages.len()).sum()
     }
 
+    /// A tracker sampling every request, keeping `cap` summaries of at
+    /// most `stages` stage timings each.
+    fn tracker_of(cap: usize, stages: usize) -> Tracker {
+        Tracker::new(TrackerConfig {
+            sample_rate: 1.0,
+            max_requests: cap,
+            max_stages_per_request: stages,
+            ..TrackerConfig::default()
+        })
+        .unwrap()
+    }
+
     /// `max_requests × max_stages_per_request` bounds the stage timings
     /// all summaries hold together (`MAX_STAGES_HELD`'s docs), however the
     /// request ids repeat: request ids come from clients (a request-id
@@ -260,13 +272,7 @@ mod tests {
     #[test]
     fn reused_request_ids_hold_no_more_stages_than_the_bound() {
         let (cap, stages) = (4usize, 3usize);
-        let tracker = Tracker::new(TrackerConfig {
-            sample_rate: 1.0,
-            max_requests: cap,
-            max_stages_per_request: stages,
-            ..TrackerConfig::default()
-        })
-        .unwrap();
+        let tracker = tracker_of(cap, stages);
         for round in 0..5 {
             for id in 0..cap {
                 let op = tracker.track_request(&format!("req-{id}"), "op");
@@ -298,13 +304,7 @@ mod tests {
     #[test]
     fn the_bound_holds_on_racing_threads() {
         let (cap, stages) = (8usize, 4usize);
-        let tracker = Tracker::new(TrackerConfig {
-            sample_rate: 1.0,
-            max_requests: cap,
-            max_stages_per_request: stages,
-            ..TrackerConfig::default()
-        })
-        .unwrap();
+        let tracker = tracker_of(cap, stages);
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
             let workers: Vec<_> = (0..4u64)
