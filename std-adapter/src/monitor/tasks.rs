@@ -65,7 +65,8 @@ impl Cell {
 
     /// Whether no run has ended for longer than the schedule allows: runs
     /// end at most `interval + timeout` apart (a run starts one interval
-    /// after the previous start, or at once after an overrun, and lasts
+    /// after the previous start (or less, after a late start whose missed
+    /// slots are skipped), or at once after an overrun, and lasts
     /// at most its timeout), and the first one within `interval + timeout`
     /// of the start; a check is stale past that by one more interval (at
     /// least 1 s, room for a busy runtime). Saturating: a check that runs
@@ -274,6 +275,7 @@ pub(crate) async fn check_loop(
     let mut signal = Signal::default();
     loop {
         tokio::time::sleep_until(next).await;
+        let started = Instant::now();
         let probe = timed(guarded(|| check.run()), timeout).await;
         tracing::debug!(
             check = %Redacted(&shared.cells[index].name),
@@ -288,11 +290,36 @@ pub(crate) async fn check_loop(
         signal_tx.send_replace(signal);
         // An interval over ~30 years (`Duration::MAX`) puts the next run
         // in the far future (~30 years): never a panic.
-        next = crate::clock::saturating_add(next, interval);
+        next = next_slot(next, interval, started);
         let now = Instant::now();
         if next < now {
             next = now;
         }
+    }
+}
+
+/// The first slot of the schedule `scheduled + k × interval` (`k ≥ 1`)
+/// after `started`, when the run of the slot `scheduled` began: the next
+/// slot, unless that run began a whole interval or more late (a host
+/// suspended, a runtime stalled), whose missed slots are skipped rather
+/// than caught up. Run back to back, two runs would sample one moment and
+/// count as two failures (or passes) toward the thresholds: one bad
+/// moment after a wake-up would make a check with `unhealthy_after(2)`
+/// unhealthy. Skipping keeps each check on its staggered grid.
+fn next_slot(scheduled: Instant, interval: Duration, started: Instant) -> Instant {
+    let late = started.saturating_duration_since(scheduled);
+    if late < interval {
+        return crate::clock::saturating_add(scheduled, interval);
+    }
+    let slots = late.as_nanos() / interval.as_nanos().max(1) + 1;
+    match u32::try_from(slots)
+        .ok()
+        .and_then(|k| interval.checked_mul(k))
+    {
+        Some(ahead) => crate::clock::saturating_add(scheduled, ahead),
+        // More slots missed than a `Duration` multiplies to: a new grid
+        // from this run's start.
+        None => crate::clock::saturating_add(started, interval),
     }
 }
 
