@@ -167,9 +167,14 @@ impl<B: Default> RateLimitResponder<B> for GrpcRateLimitResponse {
             Refusal::BadKey(e) => {
                 trailers_only(INVALID_ARGUMENT, &format!("rate limit {policy}: {e}"), None)
             }
-            Refusal::Unavailable => trailers_only(
+            Refusal::TableFull { retry_after } => trailers_only(
                 UNAVAILABLE,
                 &format!("rate limit {policy}: no room for another client"),
+                Some(Pushback::After(retry_after)),
+            ),
+            Refusal::Unavailable => trailers_only(
+                UNAVAILABLE,
+                &format!("rate limit {policy} unavailable"),
                 None,
             ),
             Refusal::FailClosed { retry_after } => trailers_only(
@@ -246,6 +251,13 @@ mod tests {
             ),
             (Refusal::BadKey(KeyError::Missing), "3", None),
             (Refusal::Unavailable, "14", None),
+            (
+                Refusal::TableFull {
+                    retry_after: second,
+                },
+                "14",
+                Some("1000"),
+            ),
             (
                 Refusal::FailClosed {
                     retry_after: second,

@@ -120,12 +120,25 @@ pub enum Refusal {
         /// The core's wait.
         retry_after: Duration,
     },
-    /// A keyed limiter had no slot for a new key (its table is full of busy
-    /// keys under `FullPolicy::Reject`), or could not charge it at all.
+    /// A keyed limiter could not charge the key at all: never expected
+    /// (the key was checked, one token never exceeds a burst), answered
+    /// as a fault of the server. A full table is [`Refusal::TableFull`].
     Unavailable,
     /// The key function failed and the layer is set to
     /// [`BadKey::Reject`].
     BadKey(KeyError),
+    /// A keyed limiter had no slot for a new key: its table is full of keys
+    /// still in use (under `FullPolicy::Reject`, or a `Shared` limit's
+    /// in-process table while Redis is out). A slot frees when a key's
+    /// bucket is full again, which takes at least the time one token takes
+    /// to come back: `retry_after`, a lower bound (the keys in the table
+    /// may keep sending). Not the client's fault, so the default response
+    /// is `503`, not `429`.
+    TableFull {
+        /// The time one token takes to come back under the key's quota
+        /// (the shortest of a `Shared` limit's rules).
+        retry_after: Duration,
+    },
     /// A `Shared` limit's backend (Redis, feature `redis`) is out and its
     /// limiter degrades with `Degrade::FailClosed`: no decision was made,
     /// and the limiter asks Redis again in `retry_after`. Not the client's
@@ -170,7 +183,8 @@ impl RateLimitRejection {
         }
     }
 
-    /// The wait of a [`Refusal::Limited`] (or [`Refusal::FailClosed`]) in
+    /// The wait of a [`Refusal::Limited`] (or [`Refusal::FailClosed`],
+    /// [`Refusal::TableFull`]) in
     /// whole seconds, rounded up (a delta-seconds `Retry-After`): never
     /// earlier than the limiter said, and at least 1 (a refused client told
     /// `0` comes straight back: a `Shared` limit failing closed when its
@@ -183,9 +197,9 @@ impl RateLimitRejection {
     /// ```
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self.refusal {
-            Refusal::Limited { retry_after } | Refusal::FailClosed { retry_after } => {
-                Some(headers::retry_secs(retry_after))
-            }
+            Refusal::Limited { retry_after }
+            | Refusal::FailClosed { retry_after }
+            | Refusal::TableFull { retry_after } => Some(headers::retry_secs(retry_after)),
             _ => None,
         }
     }
@@ -249,8 +263,11 @@ where
 ///   `{"error":"rate_limited","policy":"api","retry_after":3}`;
 /// * [`Refusal::BadKey`]: `400 Bad Request`,
 ///   `{"error":"bad_key","policy":"api","reason":"too_long"}`;
+/// * [`Refusal::TableFull`]: `503 Service Unavailable`, delta-seconds
+///   `Retry-After` rounded up (at least 1),
+///   `{"error":"limiter_full","policy":"api","retry_after":1}`;
 /// * [`Refusal::Unavailable`]: `503 Service Unavailable`,
-///   `{"error":"limiter_full","policy":"api"}`;
+///   `{"error":"limiter_error","policy":"api"}`;
 /// * [`Refusal::FailClosed`]: `503 Service Unavailable`, delta-seconds
 ///   `Retry-After` rounded up (the limiter's next probe of Redis),
 ///   `{"error":"limiter_unavailable","policy":"api","retry_after":1}`.
@@ -292,8 +309,18 @@ impl<B: From<String>> RateLimitResponder<B> for JsonRateLimitResponse {
                     serde_json::json!({"error": "bad_key", "policy": policy, "reason": e.code()});
                 headers::json(StatusCode::BAD_REQUEST, &body)
             }
+            Refusal::TableFull { retry_after } => {
+                let body = serde_json::json!({
+                    "error": "limiter_full",
+                    "policy": policy,
+                    "retry_after": headers::retry_secs(retry_after),
+                });
+                let mut response = headers::json(StatusCode::SERVICE_UNAVAILABLE, &body);
+                headers::insert_retry_after(response.headers_mut(), retry_after);
+                response
+            }
             Refusal::Unavailable => {
-                let body = serde_json::json!({"error": "limiter_full", "policy": policy});
+                let body = serde_json::json!({"error": "limiter_error", "policy": policy});
                 headers::json(StatusCode::SERVICE_UNAVAILABLE, &body)
             }
             Refusal::FailClosed { retry_after } => {

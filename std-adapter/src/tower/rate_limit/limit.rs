@@ -335,6 +335,12 @@ where
                 limited.retry_after,
                 self.quoted(base, key, now, limited.retry_after),
             ),
+            KeyedError::TableFull => Check::Refused(Refusal::TableFull {
+                retry_after: self
+                    .limiter
+                    .quota(0)
+                    .map_or(Duration::ZERO, |q| q.replenish_interval()),
+            }),
             _ => Check::Refused(Refusal::Unavailable),
         }
     }

@@ -188,7 +188,7 @@ impl<L, R> Common<L, R> {
                 retry_after_ms = retry_after.as_micros() / 1_000,
                 "request refused: the shared limit's backend is out (fail closed)"
             ),
-            Refusal::Unavailable => {
+            Refusal::TableFull { .. } | Refusal::Unavailable => {
                 // A client can cause this on every request (new keys
                 // into a table full of busy ones): `debug` each time,
                 // `warn` at most once per interval.

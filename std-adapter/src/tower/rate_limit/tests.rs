@@ -180,11 +180,48 @@ async fn a_full_table_refuses_new_keys_with_503() {
             .status(),
         200
     );
+    // A slot frees once "first" is full again: one token (5 an hour:
+    // 12 min) at the soonest, which `Retry-After` says (it had none).
     let full = send(&mut service, with_key(b"second")).await.unwrap();
     assert_eq!(full.status(), 503);
-    assert_eq!(full.body(), r#"{"error":"limiter_full","policy":"tiny"}"#);
-    let rejection = RateLimitRejection::new("tiny", Refusal::Unavailable);
-    assert_eq!(rejection.retry_after_secs(), None);
+    assert_eq!(full.headers()["retry-after"], "720");
+    assert_eq!(
+        full.body(),
+        r#"{"error":"limiter_full","policy":"tiny","retry_after":720}"#
+    );
+    let rejection = full.extensions().get::<RateLimitRejection>().unwrap();
+    assert_eq!(
+        rejection.refusal,
+        Refusal::TableFull {
+            retry_after: fusebox::Duration::from_secs(720)
+        }
+    );
+    assert_eq!(rejection.retry_after_secs(), Some(720));
+    // Not before: "first" came back 12 minutes later and its slot is
+    // free for "second" then.
+    tokio::time::advance(StdDuration::from_secs(719)).await;
+    let early = send(&mut service, with_key(b"second")).await.unwrap();
+    assert_eq!(early.status(), 503);
+    tokio::time::advance(StdDuration::from_secs(1)).await;
+    assert_eq!(
+        send(&mut service, with_key(b"second"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let unavailable = RateLimitRejection::new("tiny", Refusal::Unavailable);
+    assert_eq!(unavailable.retry_after_secs(), None);
+    let answer: http::Response<String> =
+        super::RateLimitResponder::respond(&super::JsonRateLimitResponse, &unavailable);
+    assert_eq!(
+        (answer.status(), answer.headers().get("retry-after")),
+        (http::StatusCode::SERVICE_UNAVAILABLE, None)
+    );
+    assert_eq!(
+        answer.body(),
+        r#"{"error":"limiter_error","policy":"tiny"}"#
+    );
 }
 
 #[tokio::test(start_paused = true)]

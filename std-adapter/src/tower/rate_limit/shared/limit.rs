@@ -315,7 +315,19 @@ impl<K, F, R> Common<Shared<K, F>, R> {
                 }
             }
             // The `Local` policy's in-process table is full of busy keys.
-            Err(BackendError::TableFull) => Outcome::Refused(Refusal::Unavailable, None),
+            Err(BackendError::TableFull) => {
+                // The shortest rule's token: a lower bound of the local
+                // share's (see `Refusal::TableFull`).
+                let retry_after = self
+                    .limit
+                    .limiter
+                    .rules()
+                    .iter()
+                    .map(|rule| rule.quota().replenish_interval())
+                    .min()
+                    .unwrap_or(fusebox::Duration::ZERO);
+                Outcome::Refused(Refusal::TableFull { retry_after }, None)
+            }
             Err(error) => {
                 // Never expected: the key was checked, one token never
                 // exceeds a burst, and faults go to the degrade policy.

@@ -356,7 +356,9 @@ async fn a_redis_decision_becomes_the_binding_rule_s_fields() {
     ));
     assert!(matches!(
         common.outcome(Err(crate::backend::BackendError::TableFull)),
-        Outcome::Refused(Refusal::Unavailable, None)
+        // The shortest rule's token: 10 a second (500 a minute: 120 ms).
+        Outcome::Refused(Refusal::TableFull { retry_after }, None)
+            if retry_after == fusebox::Duration::from_millis(100)
     ));
 }
 
