@@ -28,7 +28,8 @@ use crate::redact::redact;
 /// itself, not by a task of its own: when the run ends (the answer's head
 /// read, an error, the timeout, the monitor stopping) the connection is
 /// closed with it, whatever the server still sends (an endless body, a
-/// flood of informational answers).
+/// flood of informational answers). The host name is looked up as a
+/// [`TcpCheck`](super::TcpCheck)'s is: one lookup per check at a time.
 ///
 /// # Examples
 ///
@@ -55,6 +56,8 @@ pub struct HttpCheck {
     authorization: Option<HeaderValue>,
     shown: String,
     expect: RangeInclusive<u16>,
+    /// Its lookups of `addr`, one at a time.
+    resolver: super::resolve::Resolver,
 }
 
 impl HttpCheck {
@@ -139,6 +142,7 @@ impl HttpCheck {
             authorization,
             shown,
             expect: 200..=299,
+            resolver: super::resolve::Resolver::default(),
         })
     }
 
@@ -224,7 +228,9 @@ impl HealthCheck for HttpCheck {
         };
         // A failure to connect (refused, unreachable, a failed DNS
         // lookup) is one to reach the dependency, as for a `TcpCheck`.
-        let stream = tokio::net::TcpStream::connect(self.addr.as_str())
+        let stream = self
+            .resolver
+            .connect(&self.addr)
             .await
             .map_err(|e| failed(ErrorKind::Connect, &e))?;
         let _ = stream.set_nodelay(true);

@@ -58,6 +58,7 @@ mod event;
 mod guard;
 mod http;
 mod recovery;
+mod resolve;
 mod runner;
 mod ser;
 mod spec;

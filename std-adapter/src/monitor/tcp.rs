@@ -10,6 +10,10 @@ use super::{CheckError, ErrorKind, HealthCheck};
 /// address that is none (`"db.internal"` without a port, or one with user
 /// info, `"app:s3cret@db:5432"`, refused before any lookup: no host name
 /// holds an `@`, and the lookup would send the password to the DNS).
+/// A host name is looked up on tokio's blocking pool, one lookup per
+/// check at a time: a run that finds its previous run's lookup still under
+/// way (a hanging resolver) fails at once as `Connect` rather than leave
+/// one more blocking thread behind.
 ///
 /// # Examples
 ///
@@ -27,6 +31,8 @@ use super::{CheckError, ErrorKind, HealthCheck};
 #[derive(Clone)]
 pub struct TcpCheck {
     addr: String,
+    /// Its lookups of `addr`, one at a time.
+    resolver: super::resolve::Resolver,
 }
 
 impl TcpCheck {
@@ -39,7 +45,10 @@ impl TcpCheck {
     /// assert_eq!(check.addr(), "127.0.0.1:6379");
     /// ```
     pub fn new(addr: impl Into<String>) -> Self {
-        Self { addr: addr.into() }
+        Self {
+            addr: addr.into(),
+            resolver: super::resolve::Resolver::default(),
+        }
     }
 
     /// The address connected to.
@@ -62,7 +71,7 @@ impl std::fmt::Debug for TcpCheck {
         let target = format!("tcp://{}", self.addr);
         f.debug_struct("TcpCheck")
             .field("target", &crate::redact::redact(&target))
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -81,21 +90,19 @@ impl HealthCheck for TcpCheck {
                 ),
             ));
         }
-        let stream = tokio::net::TcpStream::connect(self.addr.as_str())
-            .await
-            .map_err(|e| {
-                // Connecting is all the check does: an address that is no
-                // address is a misconfigured check, a timeout a timeout,
-                // and any other failure (refused, reset, unreachable, DNS)
-                // one to reach the dependency (found by a hostile review:
-                // the first and the last were `Other`).
-                let kind = match e.kind() {
-                    std::io::ErrorKind::InvalidInput => ErrorKind::Config,
-                    std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
-                    _ => ErrorKind::Connect,
-                };
-                CheckError::new(kind, e)
-            })?;
+        let stream = self.resolver.connect(&self.addr).await.map_err(|e| {
+            // Connecting is all the check does: an address that is no
+            // address is a misconfigured check, a timeout a timeout,
+            // and any other failure (refused, reset, unreachable, DNS)
+            // one to reach the dependency (found by a hostile review:
+            // the first and the last were `Other`).
+            let kind = match e.kind() {
+                std::io::ErrorKind::InvalidInput => ErrorKind::Config,
+                std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
+                _ => ErrorKind::Connect,
+            };
+            CheckError::new(kind, e)
+        })?;
         drop(stream);
         Ok(None)
     }
