@@ -4,9 +4,19 @@
 
 use std::sync::atomic::Ordering;
 
-use super::script::Op;
+use super::script::{Op, Record};
 use super::{ClockNow, FleetBreaker};
 use crate::backend::BackendError;
+
+impl super::Inner {
+    /// This process's admin record key and a new token for one admin
+    /// command (the same when the connection sends that command again:
+    /// the script runs it once).
+    fn admin_record(&self) -> (String, String) {
+        let token = self.tokens.fetch_add(1, Ordering::Relaxed).to_string();
+        (self.keys.admin_record(self.nonce), token)
+    }
+}
 
 impl FleetBreaker {
     /// Forces the breaker open fleet-wide (until [`force_close`](Self::force_close)).
@@ -41,7 +51,12 @@ impl FleetBreaker {
         // After the reconciliation in flight: its reply, older than this
         // decision, is applied first (see `force_close`).
         let _one = self.inner.sync_lock.lock().await;
-        let r = self.inner.invoke(Op::ForceOpen).await.map(drop);
+        let (key, token) = self.inner.admin_record();
+        let record = Record {
+            key: &key,
+            token: &token,
+        };
+        let r = self.inner.invoke(Op::ForceOpen(record)).await.map(drop);
         if r.is_err()
             && let Some(t) = self.core().force_open(self.policy().clock_now())
         {
@@ -98,7 +113,12 @@ impl FleetBreaker {
         // set, the forced close was not applied here (a closed decision
         // does not end such a trip): the instance stayed open.
         self.inner.local_only.store(false, Ordering::Release);
-        let r = self.inner.invoke(Op::ForceClose).await.map(drop);
+        let (key, token) = self.inner.admin_record();
+        let record = Record {
+            key: &key,
+            token: &token,
+        };
+        let r = self.inner.invoke(Op::ForceClose(record)).await.map(drop);
         if r.is_err() {
             if let Some(t) = self.core().force_close(self.policy().clock_now()) {
                 self.inner.tell(t);

@@ -29,24 +29,37 @@ pub(super) enum Op<'a> {
     /// A local trip: open a closed fleet (with `quorum` = (min, window ms,
     /// instance) only once enough instances tripped), reopen a half-open
     /// one (or one whose open time ran out) that the caller holds. The
-    /// trip's `record` key (see [`Keys::trip_record`]) is the same each
-    /// time one trip is published: a repeat of a trip the script took
-    /// (its reply lost) changes nothing.
+    /// trip's `record` (this process's [`Keys::trip_record`], the trip's
+    /// token) is the same each time one trip is published: a repeat of a
+    /// trip the script took (its reply lost) changes nothing.
     Trip {
         quorum: Option<(u32, u64, &'a str)>,
-        record: &'a str,
+        record: Record<'a>,
     },
     /// A trial succeeded in the half-open decision of this version: close
     /// it once this many trials succeeded fleet-wide. The trial's token
     /// (empty: none) counts its success once, however often it is sent
     /// (a command sent again after its connection closed may have run).
     Close(u64, u8, &'a str),
-    ForceOpen,
-    ForceClose,
+    /// Forced open, once for its `record` (this process's
+    /// [`Keys::admin_record`], the command's token): the command sent
+    /// again (its connection closed after Redis ran it) changes nothing.
+    ForceOpen(Record<'a>),
+    /// Closed, once for its `record`, as [`ForceOpen`](Op::ForceOpen).
+    ForceClose(Record<'a>),
     /// A fleet trial token (slot TTL ms, token).
     Trial(u64, &'a str),
     /// Gives a token back.
     Release(&'a str),
+}
+
+/// A command's record: the key (one per process and kind of command) and
+/// the command's token (the same when the command is sent again), which
+/// the script writes there once it ran the command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Record<'a> {
+    pub(super) key: &'a str,
+    pub(super) token: &'a str,
 }
 
 /// The keys of one named breaker, under one hash tag.
@@ -56,8 +69,10 @@ pub(super) struct Keys {
     pub(super) verdicts: String,
     pub(super) successes: String,
     pub(super) slots: Vec<String>,
-    /// What a trip's record key starts with.
+    /// What a process's trip record key starts with.
     tripped: String,
+    /// What a process's admin record key starts with.
+    forced: String,
 }
 
 impl Keys {
@@ -71,13 +86,21 @@ impl Keys {
                 .map(|i| format!("{base}:trial:{i}"))
                 .collect(),
             tripped: format!("{base}:tripped:"),
+            forced: format!("{base}:forced:"),
         }
     }
 
-    /// The record key of the trip `token` names (unique per trip and
-    /// process): the script writes it when it takes the trip.
-    pub(super) fn trip_record(&self, token: &str) -> String {
-        format!("{}{token}", self.tripped)
+    /// The trip record key of the process `nonce` names: the script
+    /// writes there the token of each trip it takes (one key per process,
+    /// kept a day after its last trip).
+    pub(super) fn trip_record(&self, nonce: u64) -> String {
+        format!("{}{nonce:016x}", self.tripped)
+    }
+
+    /// The admin record key of the process `nonce` names: the script
+    /// writes there the token of each `force_open`/`force_close` it runs.
+    pub(super) fn admin_record(&self, nonce: u64) -> String {
+        format!("{}{nonce:016x}", self.forced)
     }
 }
 
@@ -121,8 +144,8 @@ pub(super) async fn run(
                 inv.key(slot);
             }
         }
-        Op::Trip { record, .. } => {
-            inv.key(record);
+        Op::Trip { record, .. } | Op::ForceOpen(record) | Op::ForceClose(record) => {
+            inv.key(record.key);
         }
         _ => {}
     }
@@ -130,8 +153,8 @@ pub(super) async fn run(
         Op::Sync => "sync",
         Op::Trip { .. } => "trip",
         Op::Close(..) => "close",
-        Op::ForceOpen => "force_open",
-        Op::ForceClose => "force_close",
+        Op::ForceOpen(_) => "force_open",
+        Op::ForceClose(_) => "force_close",
         Op::Trial(..) => "trial",
         Op::Release(_) => "release",
     };
@@ -148,7 +171,8 @@ pub(super) async fn run(
         .arg(state)
         .arg(micros(local.remaining))
         .arg(local.streak);
-    // ARGV[8..=10], the op's own (unused ones empty), then ARGV[11].
+    // ARGV[8..=10], the op's own (unused ones empty), then ARGV[11] and
+    // the record's token, ARGV[12].
     match op {
         Op::Trip {
             quorum: Some((min, window_ms, instance)),
@@ -165,11 +189,19 @@ pub(super) async fn run(
         Op::Release(token) => {
             inv.arg(0).arg(token).arg("");
         }
-        Op::Trip { quorum: None, .. } | Op::Sync | Op::ForceOpen | Op::ForceClose => {
+        Op::Trip { quorum: None, .. } | Op::Sync | Op::ForceOpen(_) | Op::ForceClose(_) => {
             inv.arg(0).arg("").arg("");
         }
     }
     inv.arg(if sharded { "s" } else { "p" });
+    match op {
+        Op::Trip { record, .. } | Op::ForceOpen(record) | Op::ForceClose(record) => {
+            inv.arg(record.token);
+        }
+        _ => {
+            inv.arg("");
+        }
+    }
     let reply: Vec<i64> = match tokio::time::timeout(timeout, inv.invoke_async(conn)).await {
         Err(_) => return Err(BackendError::Timeout(timeout)),
         Ok(Err(e)) if e.is_timeout() => return Err(BackendError::Timeout(timeout)),
@@ -247,8 +279,12 @@ mod tests {
         assert_eq!(keys.decision, "fusebox:{breaker:payments}:decision");
         assert_eq!(keys.slots[1], "fusebox:{breaker:payments}:trial:2");
         assert_eq!(
-            keys.trip_record("0f:3"),
-            "fusebox:{breaker:payments}:tripped:0f:3"
+            keys.trip_record(0xf3),
+            "fusebox:{breaker:payments}:tripped:00000000000000f3"
+        );
+        assert_eq!(
+            keys.admin_record(0xf3),
+            "fusebox:{breaker:payments}:forced:00000000000000f3"
         );
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use fusebox::breaker::{MergeError, State};
 use fusebox::Clock;
 
-use super::script::{self, Local, Op, Reply, CHANGED, CORRUPT, REPOPULATED};
+use super::script::{self, Local, Op, Record, Reply, CHANGED, CORRUPT, REPOPULATED};
 use super::Inner;
 use crate::backend::BackendError;
 use crate::redact::Redacted;
@@ -99,15 +99,19 @@ impl Inner {
         let local_closed = state == State::Closed;
         let closes = self.trial_closes.load(Ordering::Acquire);
         let trial_closed = closes != self.trial_closes_reported.load(Ordering::Acquire);
-        let record;
+        let (key, token);
         let op = if super::unpublished(trips, seen, state) {
-            record = self.trip_record(trips);
+            key = self.keys.trip_record(self.nonce);
+            token = self.trip_token(trips);
             Op::Trip {
                 quorum: self
                     .quorum
                     .as_ref()
                     .map(|q| (q.min, q.window_ms, &*self.instance)),
-                record: &record,
+                record: Record {
+                    key: &key,
+                    token: &token,
+                },
             }
         } else if let (true, Some(d)) = (local_closed, fleet) {
             if matches!(d.state, State::Open | State::HalfOpen)
@@ -156,7 +160,7 @@ impl Inner {
         Ok(reply)
     }
 
-    /// The record key of the trip publication that counts `trips` local
+    /// The token of the trip publication that counts `trips` local
     /// trips: the same until it is answered, so a trip sent again after
     /// its reply was lost (the script may have run) is known to the script
     /// as the one it took; a new one once answered, or once another trip
@@ -165,18 +169,17 @@ impl Inner {
     /// reply and the next trip can bring the count back to the same
     /// number: that trip then reads as the repeat, and protects this
     /// instance alone.)
-    fn trip_record(&self, trips: u64) -> String {
+    fn trip_token(&self, trips: u64) -> String {
         let mut pending = self
             .pending_trip
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match &*pending {
-            Some((counted, record)) if *counted == trips => record.clone(),
+            Some((counted, token)) if *counted == trips => token.clone(),
             _ => {
-                let seq = self.tokens.fetch_add(1, Ordering::Relaxed);
-                let record = self.keys.trip_record(&format!("{:016x}:{seq}", self.nonce));
-                *pending = Some((trips, record.clone()));
-                record
+                let token = self.tokens.fetch_add(1, Ordering::Relaxed).to_string();
+                *pending = Some((trips, token.clone()));
+                token
             }
         }
     }

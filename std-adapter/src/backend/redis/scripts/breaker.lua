@@ -21,10 +21,23 @@
 --                     they always did, and keep only their own.
 -- KEYS[4..] trial, release: the trial slots <prefix>:{breaker:<name>}:trial:<i>,
 --                     '<version>:<token>'
--- KEYS[4]  trip: the trip's record <prefix>:{breaker:<name>}:tripped:<token>,
---                     the token the same each time one trip is published:
---                     written when the trip is taken (a day), so a trip sent
---                     again after its reply was lost changes nothing
+-- KEYS[4]  trip: the trip record of the calling process,
+--                     <prefix>:{breaker:<name>}:tripped:<nonce>, holding
+--                     the token (ARGV[12]) of the last trip it took, the
+--                     token the same each time one trip is published: a
+--                     trip sent again after its reply was lost (only the
+--                     process's last trip ever is) changes nothing. One key
+--                     per process, kept a day after its last trip (one key
+--                     per trip, each kept a day, piled up ~86 400 a day
+--                     for a 1 s open time that kept failing).
+-- KEYS[4]  force_open, force_close: the admin record of the calling
+--                     process, <prefix>:{breaker:<name>}:forced:<nonce>,
+--                     the same way: the token of its last admin command
+--                     run, so the command sent again (its connection
+--                     closed after Redis ran it) changes nothing, whatever
+--                     was decided in between (found by a hostile review:
+--                     a force_close run again undid another instance's
+--                     trip made between its two runs)
 --
 -- ARGV[1] op: sync | trip | close | force_open | force_close | trial | release
 -- ARGV[2] the version the caller knows (its newest merged decision)
@@ -43,6 +56,8 @@
 --         '<version>:<token>'; release matches the token)
 -- ARGV[10] trip: instance id; close: the trial's token (empty: none)
 -- ARGV[11] s: SPUBLISH (a Cluster's sharded pub/sub), else PUBLISH
+-- ARGV[12] trip, force_open, force_close: the command's token, written to
+--         its record KEYS[4] (empty, or no KEYS[4]: no record)
 --
 -- Reply: {version, state (0 c, 1 o, 2 h, 3 f), open_until_us, streak,
 --         now_us, flags}; flags: 1 corrupt value replaced, 2 trial granted,
@@ -161,13 +176,26 @@ end
 
 local function expired() return s == 'o' and untl <= now end
 
-if op == 'trip' and KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then
+-- A trip or admin command's record (KEYS[4]) holds the token of the last
+-- one the calling process had run: the same token again is that command
+-- sent again. Only its last one can be (a process sends its next command
+-- of that kind only once the one before was answered, or given up for
+-- good), so one key per process and kind suffices, and a token compared for
+-- equality only: a record written by hand can at worst make one command
+-- read as a repeat.
+local sent = ARGV[12] or ''
+local recorded = false
+if (op == 'trip' or op == 'force_open' or op == 'force_close') and KEYS[4] and #sent > 0 then
+  recorded = get(KEYS[4]) == sent
+  if not recorded then redis.call('SET', KEYS[4], sent, 'PX', 86400000) end
+end
+
+if op == 'trip' and recorded then
   -- A trip taken already, sent again because its reply was lost: the
   -- fleet may have served its open time and closed since (reopened by
   -- it, the fleet would stay open twice for one trip), and its quorum
   -- verdict was counted (stamped anew, it would stay in the window longer).
 elseif op == 'trip' then
-  if KEYS[4] then redis.call('SET', KEYS[4], '1', 'PX', 86400000) end
   local quorum = tonumber(ARGV[8]) or 0
   local go = true
   if quorum > 0 and s == 'c' then
@@ -238,6 +266,9 @@ elseif op == 'close' then
     end
     if not again and n >= need then store(v + 1, 'c', 0, 0) end
   end
+elseif (op == 'force_open' or op == 'force_close') and recorded then
+  -- Run already, sent again on a new connection: a trip, a close or
+  -- another operator's command made since is newer, and stays.
 elseif op == 'force_open' then
   store(v + 1, 'f', 0, 0)
 elseif op == 'force_close' then

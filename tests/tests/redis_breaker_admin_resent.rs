@@ -1,0 +1,166 @@
+//! A fleet breaker's `force_close`/`force_open` sent twice: the backend
+//! sends a command once more on a new connection when the server closed
+//! the old one, and if it closed after Redis ran the command, the command
+//! runs twice. What another instance decided between the two runs must
+//! stay. The script is driven directly here (the second run is what the
+//! retry sends: the same arguments, the same record and token), as in
+//! `redis_breaker_close_once` and `redis_breaker_trial_resent`.
+//!
+//! Found by a hostile review: A's `force_close` ran, B tripped the fleet,
+//! A's `force_close` ran again and closed it: B's trip was undone.
+
+mod common;
+
+use common::fleet::raw;
+use common::redis_server::RedisServer;
+
+const BREAKER_LUA: &str = include_str!("../../std-adapter/src/backend/redis/scripts/breaker.lua");
+
+const DECISION: &str = "fusebox:{breaker:resent}:decision";
+/// Process A's admin record, process B's trip and admin records.
+const A_FORCED: &str = "fusebox:{breaker:resent}:forced:000000000000000a";
+const B_TRIPPED: &str = "fusebox:{breaker:resent}:tripped:000000000000000b";
+const B_FORCED: &str = "fusebox:{breaker:resent}:forced:000000000000000b";
+
+type Conn = redis::aio::MultiplexedConnection;
+
+/// Runs the script's `op` with the caller's known version `known` (its
+/// local state closed), the record `record` and its `token`: the stored
+/// decision after it, as (version, state).
+async fn run(conn: &mut Conn, op: &str, known: u64, record: &str, token: &str) -> (u64, String) {
+    let _: Vec<i64> = redis::Script::new(BREAKER_LUA)
+        .key(DECISION)
+        .key("fusebox:{breaker:resent}:verdicts")
+        .key("fusebox:{breaker:resent}:trial:ok")
+        .key(record)
+        // op, known version, open_for, max_open_for (µs): 60 s, the
+        // caller's state (closed), its open remaining and streak
+        .arg(op)
+        .arg(known)
+        .arg(60_000_000)
+        .arg(60_000_000)
+        .arg("c")
+        .arg(0)
+        .arg(0)
+        // the op's own (none: no quorum), PUBLISH, the record's token
+        .arg(0)
+        .arg("")
+        .arg("")
+        .arg("p")
+        .arg(token)
+        .invoke_async(conn)
+        .await
+        .unwrap();
+    let raw: String = redis::cmd("GET")
+        .arg(DECISION)
+        .query_async(conn)
+        .await
+        .unwrap();
+    let fields: Vec<&str> = raw.split(':').collect();
+    (fields[1].parse().unwrap(), fields[2].to_owned())
+}
+
+async fn set(conn: &mut Conn, key: &str, value: &str) {
+    let () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_force_close_sent_twice_does_not_undo_a_trip_made_between() {
+    let server = RedisServer::start();
+    let mut conn = raw(&server.url()).await;
+    set(&mut conn, DECISION, "fb1:5:o:0:0").await;
+    // A closes the fleet.
+    assert_eq!(
+        run(&mut conn, "force_close", 5, A_FORCED, "7").await,
+        (6, "c".into())
+    );
+    // B trips it.
+    assert_eq!(
+        run(&mut conn, "trip", 6, B_TRIPPED, "1").await,
+        (7, "o".into())
+    );
+    // A's force_close again (the retry): B's trip stays.
+    assert_eq!(
+        run(&mut conn, "force_close", 5, A_FORCED, "7").await,
+        (7, "o".into()),
+        "a force_close run twice undid a trip made between its runs"
+    );
+    // A's next force_close (a new token) closes it.
+    assert_eq!(
+        run(&mut conn, "force_close", 7, A_FORCED, "8").await,
+        (8, "c".into())
+    );
+}
+
+#[tokio::test]
+async fn a_force_open_sent_twice_does_not_undo_a_close_made_between() {
+    let server = RedisServer::start();
+    let mut conn = raw(&server.url()).await;
+    set(&mut conn, DECISION, "fb1:5:c:0:0").await;
+    assert_eq!(
+        run(&mut conn, "force_open", 5, A_FORCED, "3").await,
+        (6, "f".into())
+    );
+    // Another operator closes it, on B.
+    assert_eq!(
+        run(&mut conn, "force_close", 6, B_FORCED, "3").await,
+        (7, "c".into())
+    );
+    assert_eq!(
+        run(&mut conn, "force_open", 5, A_FORCED, "3").await,
+        (7, "c".into()),
+        "a force_open run twice undid a close made between its runs"
+    );
+}
+
+/// A force_close whose first send never ran (the connection closed
+/// before Redis read it) runs on its retry: the record of A's previous
+/// command (another token) is no repeat.
+#[tokio::test]
+async fn a_force_close_whose_first_send_never_ran_runs_once() {
+    let server = RedisServer::start();
+    let mut conn = raw(&server.url()).await;
+    set(&mut conn, DECISION, "fb1:5:o:0:0").await;
+    set(&mut conn, A_FORCED, "6").await;
+    assert_eq!(
+        run(&mut conn, "force_close", 5, A_FORCED, "7").await,
+        (6, "c".into())
+    );
+}
+
+/// A record key holding another type (written by a careless or hostile
+/// hand) is no error: counted corrupt, replaced, and the command runs.
+#[tokio::test]
+async fn a_record_of_another_type_is_replaced() {
+    let server = RedisServer::start();
+    let mut conn = raw(&server.url()).await;
+    set(&mut conn, DECISION, "fb1:5:o:0:0").await;
+    let () = redis::cmd("HSET")
+        .arg(A_FORCED)
+        .arg("f")
+        .arg("7")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        run(&mut conn, "force_close", 5, A_FORCED, "7").await,
+        (6, "c".into())
+    );
+    let kept: String = redis::cmd("GET")
+        .arg(A_FORCED)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kept, "7");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(A_FORCED)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 86_400_000, "{ttl}");
+}
