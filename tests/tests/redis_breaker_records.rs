@@ -1,15 +1,17 @@
-//! What a fleet breaker leaves in Redis over a long history, against a
-//! real redis-server.
+//! What a fleet breaker leaves in Redis over a long history, and how it
+//! reads what instances configured otherwise left there, against a real
+//! redis-server.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, raw, stored, sync_ok, trip};
+use common::fleet::{backend, raw, stored, sync_ok, trip, until_state};
 use common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
+use fusebox_std::CallError;
 
 /// Two failures trip it; open `open_for`.
 fn core(open_for: Duration) -> Arc<CircuitBreaker> {
@@ -98,4 +100,71 @@ async fn a_long_history_of_trips_leaves_one_record_per_process() {
         keys(&url, "fusebox:{breaker:records}:forced:*").await.len(),
         1
     );
+}
+
+/// An opening written by an instance configured with a longer open time
+/// (a configuration rolled out one instance at a time) is honoured by
+/// one configured shorter: not counted corrupt, not cut short for the
+/// fleet; the shorter instance runs its own open time, then finds the
+/// fleet's trial slots shut until the stored opening ends. Before, its
+/// first reconciliation took the opening for forged, counted it corrupt
+/// and wrote it back cut to its own 200 ms, for every instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opening_of_a_longer_configuration_is_honoured() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let long = instance(&url, "rolling", Duration::from_secs(600)).await;
+    let short = instance(&url, "rolling", Duration::from_millis(200)).await;
+    trip(&long).await;
+    sync_ok(&long).await;
+    let opened = stored(&url, long.decision_key()).await;
+    assert!(opened.contains(":o:"), "{opened}");
+
+    assert_eq!(short.sync().await.unwrap(), State::Open);
+    assert_eq!(stored(&url, long.decision_key()).await, opened);
+    assert_eq!(short.fleet_metrics().corrupt, 0);
+
+    // The short instance's own open time runs out: its trial is refused
+    // (the fleet is still open), and the opening stays as written.
+    until_state(&short, State::HalfOpen, Duration::from_secs(5)).await;
+    let refused = short.call(async { Ok::<_, &str>(()) }).await;
+    assert!(
+        matches!(refused, Err(CallError::Open { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(short.fleet_metrics().trials_refused, 1);
+    assert_eq!(long.sync().await.unwrap(), State::Open);
+    assert_eq!(stored(&url, long.decision_key()).await, opened);
+    assert_eq!(
+        (long.fleet_metrics().corrupt, short.fleet_metrics().corrupt),
+        (0, 0)
+    );
+}
+
+/// A stored opening further away than any configuration's longest open
+/// time is still forged: counted corrupt and cut to the reader's own
+/// maximum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opening_beyond_the_longest_open_time_is_still_cut() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = instance(&url, "forged", Duration::from_secs(30)).await;
+    sync_ok(&a).await;
+    let mut conn = raw(&url).await;
+    let (secs, _): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    // Five hours away: past Config::MAX_OPEN_FOR (≈ 4 h 46 min) plus a minute.
+    let until = (secs + 5 * 3_600) * 1_000_000;
+    let () = redis::cmd("SET")
+        .arg(a.decision_key())
+        .arg(format!("fb1:9:o:{until}:0"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(a.sync().await.unwrap(), State::Open);
+    assert_eq!(a.fleet_metrics().corrupt, 1);
+    let cut = stored(&url, a.decision_key()).await;
+    let fields: Vec<&str> = cut.split(':').collect();
+    assert_eq!(fields[1], "10", "{cut}");
+    let cut_until: u64 = fields[3].parse().unwrap();
+    assert!(cut_until < (secs + 3_600) * 1_000_000, "{cut}");
 }

@@ -44,8 +44,22 @@ use crate::CallError;
 /// which publishes the new version on `<prefix>:{breaker:<name>}:events`
 /// (`PUBLISH`; on a Cluster `SPUBLISH`, sharded pub/sub).
 /// The fleet's decision is applied to the local breaker with the core's
-/// [`CircuitBreaker::merge`] (stale versions rejected, forged open times
-/// capped at the configured maximum open time).
+/// [`CircuitBreaker::merge`] (stale versions rejected, open times capped
+/// at this instance's open time for the decision's streak).
+///
+/// Instances may be configured with different open times (a new
+/// configuration rolled out one instance at a time). A stored opening is
+/// honoured whoever wrote it, up to
+/// [`Config::MAX_OPEN_FOR`](fusebox::breaker::Config::MAX_OPEN_FOR) away
+/// (the longest any configuration may have, plus a minute for a Redis
+/// clock stepping back): an instance configured shorter runs its own open
+/// time locally, then finds the fleet's trial slots shut (its half-open
+/// calls refused, counted in
+/// [`trials_refused`](FleetBreakerMetrics::trials_refused)) until the
+/// stored opening ends. Only a deadline further away is taken for forged:
+/// counted corrupt and cut to the reading instance's `max_open_for`. (A
+/// hand with write access can hold the fleet open longer anyway, by
+/// writing a forced-open decision.)
 ///
 /// * **Fast path.** A closed breaker's call never touches the network: it
 ///   is the core's two atomic loads. Local transitions wake the background

@@ -287,4 +287,12 @@ mod tests {
             "fusebox:{breaker:payments}:forced:00000000000000f3"
         );
     }
+
+    /// The script's bound on a stored opening is the longest open time a
+    /// configuration may have (plus its clock-skew allowance).
+    #[test]
+    fn the_scripts_longest_opening_is_the_cores() {
+        let micros = fusebox::breaker::Config::MAX_OPEN_FOR.as_micros();
+        assert!(BREAKER_LUA.contains(&format!("local LONGEST = {micros} + SKEW")));
+    }
 }

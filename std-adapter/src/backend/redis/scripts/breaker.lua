@@ -43,7 +43,8 @@
 -- ARGV[2] the version the caller knows (its newest merged decision)
 -- ARGV[3] open_for_us   ARGV[4] max_open_for_us (open time = min(open_for *
 --         2^streak, max_open_for); a stored deadline further away than
---         max_open_for is cut to it)
+--         the longest open time of any configuration, LONGEST, is forged:
+--         cut to the caller's max_open_for)
 -- ARGV[5..7] the fleet decision as the caller holds it (c|o|h|f; its
 --         local state if that came from the fleet, else c), open remaining
 --         µs, streak: written when the stored decision is missing, corrupt
@@ -72,6 +73,10 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local LIMIT = 9007199254740000
 local JUMP = 4294967296
 local SKEW = 60000000 -- µs: a Redis clock stepping back this far forges nothing
+-- µs: the longest open time of any configuration (the core's
+-- Config::MAX_OPEN_FOR, 2^24 ticks of 1.024 ms), plus SKEW: an opening
+-- stored further away than this from Redis TIME is forged.
+local LONGEST = 17179869184 + SKEW
 local flags = 0
 
 local function open_time(streak)
@@ -120,8 +125,16 @@ if raw and type(raw) == 'string' and #raw <= 64 then
   end
   if valid then
     v, s, untl, streak = a, b, c, d
-    if s == 'o' and untl > now + max_open then
+    if s == 'o' and untl > now + LONGEST then
       -- A forged far-future deadline: bounded by the maximum open time.
+      -- One within the longest open time any instance can be configured
+      -- with is honoured, whoever's it is: instances configured with a
+      -- longer open time (a configuration rolled out one instance at a
+      -- time) write longer openings, and each instance's merge caps its
+      -- own local open time anyway (the fleet's trial slots stay shut
+      -- until the stored opening ends). Cut at the caller's maximum, they
+      -- were counted corrupt and shortened for the whole fleet (found by
+      -- a hostile review).
       wrong = true
       store(v + 1, 'o', now + max_open, streak)
     end
