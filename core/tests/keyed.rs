@@ -193,6 +193,27 @@ fn over_the_keys_burst_is_refused_also_when_charged_to_the_overflow() {
     assert_eq!(l.try_acquire_n(&5, 4, T0), Ok(()));
 }
 
+/// A smaller overflow bucket lowers what one request of a key with no
+/// slot may take (refused with the overflow bucket's burst, as
+/// `KeyedError::InsufficientCapacity` documents); the key's own burst
+/// still bounds it first.
+#[test]
+fn a_smaller_overflow_burst_refuses_with_its_own_burst() {
+    let l: KeyedLimiter<u32, 1> =
+        KeyedLimiter::new(per_sec(4), FullPolicy::Overflow(per_sec(2))).unwrap();
+    l.try_acquire(&1, T0).unwrap();
+    let over = |requested, burst| {
+        Err(KeyedError::InsufficientCapacity(InsufficientCapacity {
+            requested,
+            burst,
+        }))
+    };
+    assert_eq!(l.try_acquire_n(&9, 5, T0), over(5, 4), "the key's burst");
+    assert_eq!(l.try_acquire_n(&9, 3, T0), over(3, 2), "the overflow's");
+    assert_eq!(l.try_acquire_n(&9, 2, T0), Ok(()));
+    assert_eq!(l.try_acquire_n(&1, 3, T0), Ok(()), "in the table: its own");
+}
+
 #[test]
 fn n_tokens_and_capacity() {
     let l: KeyedLimiter<u8, 4> =

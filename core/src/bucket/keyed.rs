@@ -251,7 +251,9 @@ pub enum FullPolicy {
     /// Charge it to one bucket shared by all keys that found no slot. A
     /// request for more than the key's own burst is still refused
     /// ([`KeyedError::InsufficientCapacity`], with the key's burst), as it
-    /// is for a key with a slot.
+    /// is for a key with a slot; one within it but above the overflow
+    /// bucket's burst is refused too, with the overflow bucket's burst (a
+    /// slot freed later may still take it).
     Overflow(Quota),
 }
 

@@ -48,10 +48,14 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         // More than the key's burst (its tier's in force) is never
         // granted: refused before a slot is taken for it (which could
         // evict an idle key) or found full (`TableFull` would say "later"),
-        // and before the overflow bucket, whose burst, larger or not, does
-        // not change what one request may take. Read, not re-derived: this
-        // is the path a client filling the table takes (a quota's
-        // derivation divides 128-bit numbers, in software on Cortex-M0).
+        // and before the overflow bucket, whose burst, if larger, does not
+        // raise what one request may take (if smaller, it lowers it: a
+        // request within the key's burst but above the overflow bucket's
+        // is refused there, with that bucket's burst, as
+        // `KeyedError::InsufficientCapacity` documents). Read, not
+        // re-derived: this is the path a client filling the table takes
+        // (a quota's derivation divides 128-bit numbers, in software on
+        // Cortex-M0).
         let burst = self.tiers.burst(tier);
         if n > burst {
             self.limited.incr();
