@@ -168,3 +168,43 @@ async fn an_opening_beyond_the_longest_open_time_is_still_cut() {
     let cut_until: u64 = fields[3].parse().unwrap();
     assert!(cut_until < (secs + 3_600) * 1_000_000, "{cut}");
 }
+
+/// A hostile hand replaces an instance's trip record with another type
+/// (a hash): the instance's next trip is still taken (the fleet opens),
+/// the record is counted corrupt and written back as a string, and no
+/// reconciliation fails on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trip_record_of_another_type_is_replaced() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = instance(&url, "hostile", Duration::from_secs(30)).await;
+    trip(&a).await;
+    sync_ok(&a).await;
+    a.force_close().await.unwrap();
+    let records = keys(&url, "fusebox:{breaker:hostile}:tripped:*").await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let mut conn = raw(&url).await;
+    let () = redis::cmd("DEL")
+        .arg(&records[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let () = redis::cmd("HSET")
+        .arg(&records[0])
+        .arg("token")
+        .arg("1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    trip(&a).await;
+    sync_ok(&a).await;
+    assert!(stored(&url, a.decision_key()).await.contains(":o:"));
+    assert_eq!(a.fleet_metrics().corrupt, 1);
+    assert_eq!(a.fleet_metrics().errors, 0);
+    let kind: String = redis::cmd("TYPE")
+        .arg(&records[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kind, "string");
+}

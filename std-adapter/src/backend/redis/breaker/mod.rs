@@ -54,7 +54,7 @@ use crate::CallError;
 /// (the longest any configuration may have, plus a minute for a Redis
 /// clock stepping back): an instance configured shorter runs its own open
 /// time locally, then finds the fleet's trial slots shut (its half-open
-/// calls refused, counted in
+/// calls refused, each after one request to Redis, counted in
 /// [`trials_refused`](FleetBreakerMetrics::trials_refused)) until the
 /// stored opening ends. Only a deadline further away is taken for forged:
 /// counted corrupt and cut to the reading instance's `max_open_for`. (A
