@@ -495,7 +495,7 @@ impl<C: Renewable> Drop for Watch<'_, C> {
 /// command may run twice: a decision then takes its tokens twice (one
 /// request refused that could have been admitted, never one admitted
 /// beyond the limit), a fleet breaker's operations are idempotent or
-/// guarded by their version, token or trip record.
+/// guarded by their version, token, or trip or admin record.
 fn dropped<T>(result: &RedisResult<T>) -> bool {
     result
         .as_ref()
