@@ -141,6 +141,53 @@ async fn an_opening_of_a_longer_configuration_is_honoured() {
     );
 }
 
+/// The `EVALSHA` calls the server has run.
+async fn evalsha_calls(url: &str) -> u64 {
+    let mut conn = raw(url).await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// The instance configured shorter, half-open under the longer opening,
+/// asks Redis for a trial once, not at every call: refused in that
+/// opening, its next half-open calls are refused locally until it ends
+/// (or a newer decision is applied). Before, each of them sent a trial
+/// request to Redis (50 calls, 50 `EVALSHA`), for the rest of the
+/// longer opening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shorter_instance_asks_once_per_longer_opening() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let long = instance(&url, "asks", Duration::from_secs(600)).await;
+    let short = instance(&url, "asks", Duration::from_millis(200)).await;
+    trip(&long).await;
+    sync_ok(&long).await;
+    assert_eq!(short.sync().await.unwrap(), State::Open);
+    until_state(&short, State::HalfOpen, Duration::from_secs(5)).await;
+    let before = evalsha_calls(&url).await;
+    for _ in 0..50 {
+        let refused = short.call(async { Ok::<_, &str>(()) }).await;
+        assert!(
+            matches!(refused, Err(CallError::Open { .. })),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(short.fleet_metrics().trials_refused, 50);
+    assert_eq!(evalsha_calls(&url).await - before, 1, "one trial request");
+
+    // A newer decision (closed by an operator) is applied: calls pass.
+    long.force_close().await.unwrap();
+    assert_eq!(short.sync().await.unwrap(), State::Closed);
+    assert_eq!(short.call(async { Ok::<_, &str>(7) }).await.unwrap(), 7);
+}
+
 /// A stored opening further away than any configuration's longest open
 /// time is still forged: counted corrupt and cut to the reader's own
 /// maximum.

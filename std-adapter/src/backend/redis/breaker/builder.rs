@@ -417,6 +417,7 @@ impl FleetBreakerBuilder {
             last: Mutex::new(None),
             trips_published: AtomicU64::new(self.core.metrics().trips),
             pending_trip: Mutex::new(None),
+            fleet_open: Mutex::new(None),
             close_reported: AtomicU64::new(u64::MAX),
             trial_closes,
             trial_closes_reported: AtomicU64::new(0),

@@ -53,10 +53,12 @@ use crate::CallError;
 /// [`Config::MAX_OPEN_FOR`](fusebox::breaker::Config::MAX_OPEN_FOR) away
 /// (the longest any configuration may have, plus a minute for a Redis
 /// clock stepping back): an instance configured shorter runs its own open
-/// time locally, then finds the fleet's trial slots shut (its half-open
-/// calls refused, each after one request to Redis, counted in
-/// [`trials_refused`](FleetBreakerMetrics::trials_refused)) until the
-/// stored opening ends. Only a deadline further away is taken for forged:
+/// time locally, then finds the fleet's trial slots shut until the
+/// stored opening ends: its half-open calls are refused, counted in
+/// [`trials_refused`](FleetBreakerMetrics::trials_refused), the first
+/// after a request to Redis, the next ones locally until the opening
+/// ends (as far as its own `max_open_for` reaches; then it asks again)
+/// or a newer decision is applied. Only a deadline further away is taken for forged:
 /// counted corrupt and cut to the reading instance's `max_open_for`. (A
 /// hand with write access can hold the fleet open longer anyway, by
 /// writing a forced-open decision.)
@@ -227,6 +229,12 @@ pub(super) struct Inner {
     /// Half-open calls refused for want of a fleet trial slot (after the
     /// core gave a permit: the core counts no refusal for them).
     trials_refused: AtomicU64,
+    /// The fleet's opening a trial request was last refused in, while
+    /// the local breaker, holding it, was half-open (its own open time
+    /// shorter): its version and when it ends here (capped at this
+    /// instance's `max_open_for`). Until then, half-open calls under that
+    /// version are refused without asking Redis again.
+    fleet_open: Mutex<Option<(u64, Instant)>>,
     tokens: AtomicU64,
     task: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -260,6 +268,19 @@ impl Inner {
         let state = self.policy.state();
         !unpublished(trips, self.trips_published.load(Ordering::Acquire), state)
             && !matches!(state, State::Open | State::ForcedOpen)
+    }
+
+    /// What is left at `now` of the fleet opening a trial request was last
+    /// refused in, if the local breaker still holds that decision (its
+    /// newest merged version) and it has not ended.
+    fn fleet_still_open(&self, now: Instant) -> Option<fusebox::Duration> {
+        let held = *self
+            .fleet_open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (version, until) = held?;
+        (version == self.policy.core().merged_version() && now < until)
+            .then(|| until.saturating_duration_since(now))
     }
 
     /// The trial slot's TTL in ms, at most a day (the script takes a
@@ -325,7 +346,8 @@ pub struct FleetBreakerMetrics {
     /// Changes of the shared decision this instance made.
     pub published: u64,
     /// Half-open calls of this instance refused because the fleet's trial
-    /// slots were all taken (by other instances' trials). The local
+    /// slots were all taken (by other instances' trials), or shut (the
+    /// fleet still open, by an opening longer than this instance's own). The local
     /// breaker had let them through, so its
     /// [`rejected`](fusebox::breaker::Metrics::rejected) does not count
     /// them; the registry's `fusebox_fleet_breaker_rejected_total` does.
@@ -399,6 +421,12 @@ impl FleetBreaker {
         if inner.policy.state() != State::HalfOpen || self.is_degraded() {
             return inner.policy.call(future).await;
         }
+        let now = inner.policy.clock_now();
+        if let Some(left) = inner.fleet_still_open(now) {
+            // Refused in this opening already: no request to Redis per call.
+            inner.trials_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(inner.policy.refused(State::Open, Some(left)));
+        }
         // Armed before the request, so a grant whose caller is cancelled
         // (or whose reply times out) is given back too.
         let mut slot = Slot::new(inner);
@@ -416,6 +444,18 @@ impl FleetBreaker {
             }
             Ok(reply) => {
                 slot.armed = false;
+                if let (State::Open, Some(left)) =
+                    (reply.decision.state, reply.decision.open_remaining)
+                {
+                    // The fleet is still open (an opening longer than this
+                    // instance's own open time): refused locally until it
+                    // ends, unless a newer decision is applied meanwhile.
+                    *inner
+                        .fleet_open
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some((reply.decision.version, now.saturating_add(left)));
+                }
                 // Refused as the policy refuses a call when its half-open
                 // trials are all taken: logged and observed the same way.
                 inner.trials_refused.fetch_add(1, Ordering::Relaxed);
