@@ -164,3 +164,43 @@ async fn a_record_of_another_type_is_replaced() {
         .unwrap();
     assert!(ttl > 0 && ttl <= 86_400_000, "{ttl}");
 }
+
+/// An older admin command of A's arriving late (it timed out, and ran
+/// after A's newer one, sent on the connection made in its place while
+/// Redis stalled) changes nothing: A's newer command stays.
+#[tokio::test]
+async fn an_older_admin_command_arriving_late_changes_nothing() {
+    let server = RedisServer::start();
+    let mut conn = raw(&server.url()).await;
+    set(&mut conn, DECISION, "fb1:5:c:0:0").await;
+    // A's force_open (token 3) timed out; its force_close (4) ran.
+    assert_eq!(
+        run(&mut conn, "force_close", 5, A_FORCED, "4").await,
+        (6, "c".into())
+    );
+    assert_eq!(
+        run(&mut conn, "force_open", 5, A_FORCED, "3").await,
+        (6, "c".into()),
+        "an older force_open undid a newer force_close"
+    );
+}
+
+/// A record that is no number (written by hand) is replaced: the command
+/// runs, and the reply flags a corrupt value.
+#[tokio::test]
+async fn a_record_that_is_no_number_is_replaced() {
+    let server = RedisServer::start();
+    let mut conn = raw(&server.url()).await;
+    set(&mut conn, DECISION, "fb1:5:o:0:0").await;
+    set(&mut conn, A_FORCED, "x7").await;
+    assert_eq!(
+        run(&mut conn, "force_close", 5, A_FORCED, "7").await,
+        (6, "c".into())
+    );
+    let kept: String = redis::cmd("GET")
+        .arg(A_FORCED)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kept, "7");
+}

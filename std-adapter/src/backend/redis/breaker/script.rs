@@ -54,8 +54,10 @@ pub(super) enum Op<'a> {
 }
 
 /// A command's record: the key (one per process and kind of command) and
-/// the command's token (the same when the command is sent again), which
-/// the script writes there once it ran the command.
+/// the command's token (a decimal number that only grows in a process;
+/// the same when the command is sent again), which the script writes
+/// there once it ran the command: a token not above the one recorded is
+/// a repeat, or an older command arriving late, and changes nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Record<'a> {
     pub(super) key: &'a str,

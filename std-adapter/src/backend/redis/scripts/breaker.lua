@@ -23,10 +23,11 @@
 --                     '<version>:<token>'
 -- KEYS[4]  trip: the trip record of the calling process,
 --                     <prefix>:{breaker:<name>}:tripped:<nonce>, holding
---                     the token (ARGV[12]) of the last trip it took, the
---                     token the same each time one trip is published: a
---                     trip sent again after its reply was lost (only the
---                     process's last trip ever is) changes nothing. One key
+--                     the token (ARGV[12], a number growing per process)
+--                     of the last trip it took, the token the same each
+--                     time one trip is published: a trip sent again after
+--                     its reply was lost (only the process's last trip
+--                     ever is), or an older one, changes nothing. One key
 --                     per process, kept a day after its last trip (one key
 --                     per trip, each kept a day, piled up ~86 400 a day
 --                     for a 1 s open time that kept failing).
@@ -57,8 +58,9 @@
 --         '<version>:<token>'; release matches the token)
 -- ARGV[10] trip: instance id; close: the trial's token (empty: none)
 -- ARGV[11] s: SPUBLISH (a Cluster's sharded pub/sub), else PUBLISH
--- ARGV[12] trip, force_open, force_close: the command's token, written to
---         its record KEYS[4] (empty, or no KEYS[4]: no record)
+-- ARGV[12] trip, force_open, force_close: the command's token, a decimal
+--         number, written to its record KEYS[4] (empty, or no KEYS[4]: no
+--         record)
 --
 -- Reply: {version, state (0 c, 1 o, 2 h, 3 f), open_until_us, streak,
 --         now_us, flags}; flags: 1 corrupt value replaced, 2 trial granted,
@@ -190,17 +192,26 @@ end
 local function expired() return s == 'o' and untl <= now end
 
 -- A trip or admin command's record (KEYS[4]) holds the token of the last
--- one the calling process had run: the same token again is that command
--- sent again. Only its last one can be (a process sends its next command
--- of that kind only once the one before was answered, or given up for
--- good), so one key per process and kind suffices, and a token compared for
--- equality only: a record written by hand can at worst make one command
--- read as a repeat.
-local sent = ARGV[12] or ''
+-- one the calling process had run, a number that only grows in a process:
+-- a token not above it is that command sent again, or an older one
+-- arriving late (sent on a connection given up for a newer one, while
+-- Redis stalled): either way run already or replaced by a newer command,
+-- so it changes nothing. A process sends its next command of a kind only
+-- once the one before was answered or given up for good, so one key per
+-- process and kind suffices. A record that is no number (written by
+-- hand) is corrupt: replaced. One holding a huge number makes the
+-- process's commands of that kind read as repeats until it expires (a
+-- day at most; they then protect that instance alone): no worse than a
+-- decision written by hand.
+local sent = tonumber(string.match(ARGV[12] or '', '^%d+$') or '')
 local recorded = false
-if (op == 'trip' or op == 'force_open' or op == 'force_close') and KEYS[4] and #sent > 0 then
-  recorded = get(KEYS[4]) == sent
-  if not recorded then redis.call('SET', KEYS[4], sent, 'PX', 86400000) end
+if (op == 'trip' or op == 'force_open' or op == 'force_close') and KEYS[4] and sent then
+  local rec = get(KEYS[4])
+  local last = nil
+  if rec then last = tonumber(string.match(rec, '^%d+$') or '') end
+  if rec and not last then wrong = true end
+  recorded = last ~= nil and sent <= last
+  if not recorded then redis.call('SET', KEYS[4], ARGV[12], 'PX', 86400000) end
 end
 
 if op == 'trip' and recorded then
