@@ -102,6 +102,43 @@ async fn a_long_history_of_trips_leaves_one_record_per_process() {
     );
 }
 
+/// The case the records piled up in: a short open time (20 ms, no
+/// growth) whose every fleet trial fails, 50 times over: each failed
+/// trial is a trip published, reopening the fleet (versions grow by two a
+/// cycle: half-open, reopened), and one trip record stays. Before, one
+/// record per trip, each kept a day: ~86 400 a day at a 1 s open time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_trials_over_many_openings_leave_one_trip_record() {
+    const CYCLES: u64 = 50;
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = instance(&url, "flapping", Duration::from_millis(20)).await;
+    trip(&a).await;
+    sync_ok(&a).await;
+    for _ in 0..CYCLES {
+        until_state(&a, State::HalfOpen, Duration::from_secs(5)).await;
+        // A trial refused (the local open time, rounded to the core's
+        // ticks, ran out a hair before the stored one) is tried again.
+        loop {
+            match a.call(async { Err::<(), _>("still down") }).await {
+                Err(CallError::Inner(_)) => break,
+                Err(CallError::Open { .. }) => tokio::time::sleep(Duration::from_millis(2)).await,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(a.state(), State::Open);
+        sync_ok(&a).await;
+    }
+    assert_eq!(a.metrics().trips, 1 + CYCLES);
+    let decision = stored(&url, a.decision_key()).await;
+    let version: u64 = decision.split(':').nth(1).unwrap().parse().unwrap();
+    // The first decision, the first trip, then half-open and reopened
+    // each cycle.
+    assert_eq!(version, 1 + 2 * CYCLES, "{decision}");
+    let records = keys(&url, "fusebox:{breaker:flapping}:tripped:*").await;
+    assert_eq!(records.len(), 1, "{records:?}");
+}
+
 /// An opening written by an instance configured with a longer open time
 /// (a configuration rolled out one instance at a time) is honoured by
 /// one configured shorter: not counted corrupt, not cut short for the
