@@ -58,10 +58,10 @@ use crate::CallError;
 /// [`trials_refused`](FleetBreakerMetrics::trials_refused), the first
 /// after a request to Redis, the next ones locally until the opening
 /// ends (as far as its own `max_open_for` reaches; then it asks again)
-/// or a newer decision is applied. Only a deadline further away is taken for forged:
-/// counted corrupt and cut to the reading instance's `max_open_for`. (A
-/// hand with write access can hold the fleet open longer anyway, by
-/// writing a forced-open decision.)
+/// or a newer decision is applied. Only a deadline further away is taken
+/// for forged: counted corrupt and cut to the reading instance's
+/// `max_open_for`. (A hand with write access can hold the fleet open
+/// longer anyway, by writing a forced-open decision.)
 ///
 /// * **Fast path.** A closed breaker's call never touches the network: it
 ///   is the core's two atomic loads. Local transitions wake the background
