@@ -24,7 +24,11 @@ use crate::TokioClock;
 /// does, but asks the core again before the instant its last refusal
 /// named only if a quota changed or the key has the tokens (read without
 /// counting): the core's [`limited`](fusebox::bucket::KeyedMetrics::limited)
-/// counts a wait as one refusal, however long it lasts.
+/// counts a wait as one refusal, however long it lasts. A key charged to
+/// the overflow bucket (under
+/// [`FullPolicy::Overflow`](fusebox::bucket::FullPolicy::Overflow), the
+/// table full) waits for the instant that bucket named, or a changed
+/// quota: it is not asked about earlier in case a slot of its own frees.
 ///
 /// # Cancellation
 ///
@@ -368,14 +372,20 @@ where
         // each second counted one waiter admitted after a minute as 60
         // refused requests (found by a hostile review). Before that wake,
         // with the quotas unchanged and the key short of `n` tokens (read
-        // without counting), the core would refuse again: not asked.
-        let mut last: Option<(fusebox::Instant, Quotas<TIERS>)> = None;
+        // without counting), the core would refuse again: not asked. A key
+        // refused while its own bucket read as holding the tokens was
+        // charged to the overflow bucket (a full table: the key has no
+        // slot, and `available` reads the full bucket it would start
+        // with): it waits for the overflow's wake, or a changed quota
+        // (found by a hostile review: such a key was asked about every
+        // second, a one-minute wait counting 60 refusals).
+        let mut last: Option<(fusebox::Instant, Quotas<TIERS>, bool)> = None;
         wait_for(self.clock, deadline, |now| {
             let quotas = self.quotas();
-            if let Some((wake, seen)) = last
+            if let Some((wake, seen, overflow)) = last
                 && now < wake
                 && seen == quotas
-                && self.limiter.available(key, now) < n
+                && (overflow || self.limiter.available(key, now) < n)
             {
                 return Err(Refused::Wait(wake - now));
             }
@@ -383,7 +393,8 @@ where
                 .try_acquire_n(key, n, now)
                 .map_err(|e| match e {
                     KeyedError::RateLimited(limited) => {
-                        last = Some((now + limited.retry_after, quotas));
+                        let overflow = self.limiter.available(key, now) >= n;
+                        last = Some((now + limited.retry_after, quotas, overflow));
                         Refused::Wait(limited.retry_after)
                     }
                     KeyedError::InsufficientCapacity(e) => {

@@ -27,6 +27,8 @@ mod limiter;
 mod retry;
 #[cfg(feature = "redis")]
 mod shared;
+#[cfg(test)]
+mod wait_tests;
 
 pub use backoff::{
     Backoff, BackoffError, ExponentialBackoff, ExponentialBackoffMaker, Jitter, MakeBackoff,
