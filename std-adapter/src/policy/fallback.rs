@@ -149,8 +149,10 @@ pub struct Served<V> {
 ///   value if it is younger than `max_stale`, else the error.
 ///
 /// Staleness is bounded: a value is stored with a time to live of
-/// `max_stale` (the core cache never returns it afterwards), so no answer is
-/// ever older than `max_stale` (an age strictly below it). A value's age
+/// `max_stale` (rounded up to the microsecond, the unit of ages: a value
+/// aged 1 µs is kept under a `max_stale` of 1.5 µs; the core cache never
+/// returns it afterwards), so no answer is ever older than `max_stale` (an
+/// age strictly below it). A value's age
 /// counts from when its fetch *completed*: data the upstream read at the
 /// fetch's start can be older by the fetch's own duration.
 ///
@@ -439,7 +441,12 @@ impl<K: Hash + Eq + Clone, V: Clone, const N: usize> StaleCache<K, V, N> {
         match fetch().await {
             Ok(value) => {
                 let now = self.clock.now();
-                let ttl = fusebox::Duration::from(self.max_stale);
+                // Rounded *up* to the microsecond (the conversion
+                // truncates): ages are whole microseconds, and a value aged
+                // 1 µs is younger than a `max_stale` of 1.5 µs (found by a
+                // hostile review: truncated, that value was dropped).
+                let micros = self.max_stale.as_nanos().div_ceil(1_000);
+                let ttl = fusebox::Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX));
                 self.lock()
                     .put_with_ttl(key, (value.clone(), now), ttl, now);
                 Ok(Served {

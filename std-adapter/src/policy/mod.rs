@@ -28,6 +28,8 @@ mod retry;
 #[cfg(feature = "redis")]
 mod shared;
 #[cfg(test)]
+mod stale_tests;
+#[cfg(test)]
 mod wait_tests;
 
 pub use backoff::{
