@@ -10,6 +10,8 @@
 //! | fallbacks | [`Fallback`], [`StaleCache`] | [`fusebox::LruCache`] |
 
 mod backoff;
+#[cfg(test)]
+mod books_tests;
 mod breaker;
 mod budget;
 mod bulkhead;

@@ -72,3 +72,84 @@ async fn a_wait_on_the_overflow_bucket_counts_one_refusal() {
     );
     assert!(core.metrics().limited <= 2, "{:?}", core.metrics());
 }
+
+/// Waits for `waiter` (spawned), lowers the burst below its request with
+/// `lower` 2 s in, and returns what it got and when, after the change.
+async fn refused_after(
+    waiter: tokio::task::JoinHandle<Result<(), LimitError>>,
+    lower: impl FnOnce(),
+) -> (Result<(), LimitError>, Duration) {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!waiter.is_finished(), "still waiting before the change");
+    lower();
+    let changed = tokio::time::Instant::now();
+    let got = waiter.await.unwrap();
+    (got, changed.elapsed())
+}
+
+/// Sound, kept as a test (hostile review): a waiter whose request the
+/// limit can no longer grant (its burst lowered below the request while
+/// it waits, for a bucket, a key's tier, or the overflow bucket a key is
+/// charged to) is refused within a second of the change
+/// (`InsufficientCapacity`, naming the new burst), never left waiting for
+/// tokens that can never be there.
+#[tokio::test(start_paused = true)]
+async fn a_request_past_a_lowered_burst_is_refused_not_left_waiting() {
+    let refused = |burst| {
+        Err(LimitError::InsufficientCapacity {
+            requested: 3,
+            burst,
+        })
+    };
+    // A core bucket.
+    let bucket = Arc::new(fusebox::TokenBucket::new(Quota::per_minute(5).unwrap()));
+    let limiter = Arc::new(Limiter::new(Arc::clone(&bucket)));
+    limiter.until_n_ready(5).await.unwrap();
+    let l = Arc::clone(&limiter);
+    let waiter = tokio::spawn(async move { l.until_n_ready(3).await });
+    let (got, after) = refused_after(waiter, || {
+        bucket.set_quota(Quota::per_minute(2).unwrap(), limiter.clock().now());
+    })
+    .await;
+    assert_eq!(got, refused(2));
+    assert!(after <= Duration::from_secs(1), "{after:?}");
+
+    // A key's own bucket.
+    let core: Arc<fusebox::KeyedLimiter<u32, 4>> = Arc::new(
+        fusebox::KeyedLimiter::new(Quota::per_minute(5).unwrap(), FullPolicy::Reject).unwrap(),
+    );
+    let keyed = Arc::new(KeyedLimiter::new(Arc::clone(&core)));
+    keyed.until_n_ready(&1, 5).await.unwrap();
+    let k = Arc::clone(&keyed);
+    let waiter = tokio::spawn(async move { k.until_n_ready(&1, 3).await });
+    let (got, after) = refused_after(waiter, || {
+        let now = keyed.clock().now();
+        core.set_quota(0, Quota::per_minute(2).unwrap(), now)
+            .unwrap();
+    })
+    .await;
+    assert_eq!(got, refused(2));
+    assert!(after <= Duration::from_secs(1), "{after:?}");
+    assert_eq!(keyed.waiting_keys(), 0);
+
+    // The overflow bucket a key without a slot is charged to.
+    let core: Arc<fusebox::KeyedLimiter<u32, 1>> = Arc::new(
+        fusebox::KeyedLimiter::new(
+            Quota::per_hour(5).unwrap(),
+            FullPolicy::Overflow(Quota::per_minute(3).unwrap()),
+        )
+        .unwrap(),
+    );
+    let keyed = Arc::new(KeyedLimiter::new(Arc::clone(&core)));
+    keyed.until_ready(&1).await.unwrap();
+    keyed.until_n_ready(&2, 3).await.unwrap();
+    let k = Arc::clone(&keyed);
+    let waiter = tokio::spawn(async move { k.until_n_ready(&3, 3).await });
+    let (got, after) = refused_after(waiter, || {
+        core.set_overflow_quota(Quota::per_minute(2).unwrap(), keyed.clock().now());
+    })
+    .await;
+    assert_eq!(got, refused(2));
+    assert!(after <= Duration::from_secs(1), "{after:?}");
+    assert_eq!(keyed.waiting_keys(), 0);
+}

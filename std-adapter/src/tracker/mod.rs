@@ -56,6 +56,8 @@
 
 mod config;
 mod guard;
+#[cfg(test)]
+mod history_tests;
 mod summary;
 
 pub use config::{TrackerConfig, TrackerConfigError};
