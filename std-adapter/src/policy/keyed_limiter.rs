@@ -24,11 +24,14 @@ use crate::TokioClock;
 /// does, but asks the core again before the instant its last refusal
 /// named only if a quota changed or the key has the tokens (read without
 /// counting): the core's [`limited`](fusebox::bucket::KeyedMetrics::limited)
-/// counts a wait as one refusal, however long it lasts. A key charged to
-/// the overflow bucket (under
+/// counts a wait as one refusal, however long it lasts. Except for a key
+/// charged to the overflow bucket (under
 /// [`FullPolicy::Overflow`](fusebox::bucket::FullPolicy::Overflow), the
-/// table full) waits for the instant that bucket named, or a changed
-/// quota: it is not asked about earlier in case a slot of its own frees.
+/// table full): a key without a slot reads as holding its tokens (the
+/// full bucket it would start with), so it is asked again every second,
+/// and takes a slot of its own as soon as one frees (a key gone idle),
+/// but each ask it is refused counts in `limited` (a one-minute wait on
+/// the overflow bucket: about 60).
 ///
 /// # Cancellation
 ///
@@ -373,19 +376,16 @@ where
         // refused requests (found by a hostile review). Before that wake,
         // with the quotas unchanged and the key short of `n` tokens (read
         // without counting), the core would refuse again: not asked. A key
-        // refused while its own bucket read as holding the tokens was
-        // charged to the overflow bucket (a full table: the key has no
-        // slot, and `available` reads the full bucket it would start
-        // with): it waits for the overflow's wake, or a changed quota
-        // (found by a hostile review: such a key was asked about every
-        // second, a one-minute wait counting 60 refusals).
-        let mut last: Option<(fusebox::Instant, Quotas<TIERS>, bool)> = None;
+        // charged to the overflow bucket reads as holding its tokens (it has
+        // no slot): asked every second, so that it takes a slot as soon as
+        // one frees (see the type's docs: each ask is a refusal counted).
+        let mut last: Option<(fusebox::Instant, Quotas<TIERS>)> = None;
         wait_for(self.clock, deadline, |now| {
             let quotas = self.quotas();
-            if let Some((wake, seen, overflow)) = last
+            if let Some((wake, seen)) = last
                 && now < wake
                 && seen == quotas
-                && (overflow || self.limiter.available(key, now) < n)
+                && self.limiter.available(key, now) < n
             {
                 return Err(Refused::Wait(wake - now));
             }
@@ -393,8 +393,7 @@ where
                 .try_acquire_n(key, n, now)
                 .map_err(|e| match e {
                     KeyedError::RateLimited(limited) => {
-                        let overflow = self.limiter.available(key, now) >= n;
-                        last = Some((now + limited.retry_after, quotas, overflow));
+                        last = Some((now + limited.retry_after, quotas));
                         Refused::Wait(limited.retry_after)
                     }
                     KeyedError::InsufficientCapacity(e) => {
