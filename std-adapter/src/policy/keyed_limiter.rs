@@ -27,8 +27,8 @@ use crate::TokioClock;
 /// counts a wait as one refusal, however long it lasts. Except for a key
 /// charged to the overflow bucket (under
 /// [`FullPolicy::Overflow`](fusebox::bucket::FullPolicy::Overflow), the
-/// table full): a key without a slot reads as holding its tokens (the
-/// full bucket it would start with), so it is asked again every second,
+/// table full): a key without a slot reads the tokens it would start
+/// with (usually a full bucket), so it is asked again every second,
 /// and takes a slot of its own as soon as one frees (a key gone idle),
 /// but each ask it is refused counts in `limited` (a one-minute wait on
 /// the overflow bucket: about 60).
