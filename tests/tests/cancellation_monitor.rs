@@ -11,7 +11,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use common::{poll_once, poll_then_drop};
-use fusebox_std::events::Event;
+use fusebox_std::events::{Component, Event};
 use fusebox_std::Registry;
 
 const MS: Duration = Duration::from_millis(1);
@@ -127,6 +127,7 @@ async fn an_events_recv_dropped_after_any_poll_loses_nothing() {
     for polls in 0..4u32 {
         let event = Event::Recovered {
             name: "db".into(),
+            component: Component::Breaker,
             at: fusebox::Instant::from_micros(u64::from(polls)),
         };
         let out = {

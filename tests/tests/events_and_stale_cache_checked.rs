@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fusebox::Instant;
-use fusebox_std::events::{Event, Events};
+use fusebox_std::events::{Component, Event, Events};
 use fusebox_std::policy::StaleCache;
 
 /// Four threads publish 50 000 events each into a small channel while a
@@ -44,6 +44,7 @@ fn every_event_is_received_or_counted_lost_under_racing_threads() {
                 for i in 0..PER_THREAD {
                     events.publish(Event::Recovered {
                         name: "db".into(),
+                        component: Component::Breaker,
                         at: Instant::from_micros(t * PER_THREAD + i),
                     });
                 }

@@ -8,7 +8,7 @@ use fusebox::breaker::{Config, Outcome, State};
 use fusebox::bucket::{FullPolicy, Quota};
 use fusebox::cache::LruCache;
 use fusebox::Duration;
-use fusebox_std::events::Event;
+use fusebox_std::events::{Component, Event};
 use fusebox_std::{Registry, TrackerConfig};
 use serde_json::{json, Value};
 use tokio::time::sleep;
@@ -75,6 +75,7 @@ async fn the_json_shape_field_by_field() {
     let _sub = r.events().subscribe();
     r.events().publish(Event::Recovered {
         name: "x".into(),
+        component: Component::Breaker,
         at: now,
     });
 

@@ -542,7 +542,7 @@ fn a_variable_that_is_not_unicode_is_refused_not_read_as_unset() {
 #[tokio::test]
 async fn the_dashboards_own_subscription_is_not_a_lagging_subscriber() {
     use fusebox::Instant;
-    use fusebox_std::events::Event;
+    use fusebox_std::events::{Component, Event};
 
     let registry = Arc::new(Registry::builder().events_capacity(4).build());
     let server = serve_under("/", &registry, HttpOptions::default()).await;
@@ -550,6 +550,7 @@ async fn the_dashboards_own_subscription_is_not_a_lagging_subscriber() {
     for at in 0..10 {
         registry.events().publish(Event::Recovered {
             name: "db".into(),
+            component: Component::Breaker,
             at: Instant::from_micros(at),
         });
     }
@@ -580,6 +581,7 @@ async fn the_dashboards_own_subscription_is_not_a_lagging_subscriber() {
     for at in 0..6 {
         registry.events().publish(Event::Recovered {
             name: "db".into(),
+            component: Component::Breaker,
             at: Instant::from_micros(at),
         });
     }
@@ -595,12 +597,13 @@ async fn the_dashboards_own_subscription_is_not_a_lagging_subscriber() {
 #[tokio::test]
 async fn publish_counts_no_dashboard_among_the_subscribers_it_reached() {
     use fusebox::Instant;
-    use fusebox_std::events::Event;
+    use fusebox_std::events::{Component, Event};
 
     let registry = Arc::new(Registry::builder().events_capacity(4).build());
     let _server = serve_under("/", &registry, HttpOptions::default()).await;
     let recovered = || Event::Recovered {
         name: "db".into(),
+        component: Component::Breaker,
         at: Instant::ZERO,
     };
     assert_eq!(registry.events().subscribers(), 0);

@@ -594,6 +594,7 @@ fn publishing_never_blocks_and_lag_is_counted() {
     let r = Registry::builder().events_capacity(4).build();
     let ev = |i: u64| Event::Recovered {
         name: "db".into(),
+        component: Component::Breaker,
         at: Instant::from_micros(i),
     };
     assert_eq!(r.events().publish(ev(0)), 0, "no subscriber: counted only");
@@ -658,6 +659,7 @@ async fn subscribers_wait_for_events() {
         got,
         Event::Failure {
             name: "db".into(),
+            component: Component::Breaker,
             error: "timeout talking to redis://u:***@h".into(),
             at: Instant::from_secs(1),
         }
@@ -761,6 +763,7 @@ async fn transitions_reach_tracing_and_the_events() {
     let events: Vec<Event> = std::iter::from_fn(|| sub.try_recv()).collect();
     let change = |from, to, ms| Event::StateChange {
         name: "db_traced".into(),
+        component: Component::Breaker,
         from,
         to,
         at: Instant::from_millis(ms),
@@ -773,6 +776,7 @@ async fn transitions_reach_tracing_and_the_events() {
             change(State::HalfOpen, State::Closed, 1_002),
             Event::Recovered {
                 name: "db_traced".into(),
+                component: Component::Breaker,
                 at: Instant::from_millis(1_002)
             },
         ]

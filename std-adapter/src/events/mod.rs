@@ -8,6 +8,11 @@
 //! published directly ([`Events::publish`]), e.g. a policy's rejections
 //! and failures ([`Event::failure`] redacts the error).
 //!
+//! Every event names its primitive and says which [`Component`] it is: a
+//! registry's breaker and a fleet breaker (feature `redis`) may have one
+//! name, and the events of one are not the other's
+//! ([`Component::Breaker`], [`Component::FleetBreaker`]).
+//!
 //! Publishing never blocks and never fails: with no subscriber the event is
 //! only counted; a subscriber that falls more than the channel's capacity
 //! behind loses the oldest events, and the number it lost is counted, on
@@ -18,7 +23,7 @@
 //! ```
 //! use fusebox::breaker::State;
 //! use fusebox::Instant;
-//! use fusebox_std::events::{Event, Events};
+//! use fusebox_std::events::{Component, Event, Events};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -26,6 +31,7 @@
 //! let mut sub = events.subscribe();
 //! events.publish(Event::StateChange {
 //!     name: "payments".into(),
+//!     component: Component::Breaker,
 //!     from: State::Closed,
 //!     to: State::Open,
 //!     at: Instant::from_secs(3),
@@ -62,8 +68,15 @@ pub use reporter::RejectionReporter;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Component {
-    /// A circuit breaker.
+    /// A circuit breaker: a [`Registry`](crate::Registry)'s, or one
+    /// built elsewhere reporting to it.
     Breaker,
+    /// A fleet breaker (feature `redis`: `backend::FleetBreaker` built
+    /// with [`Registry::breaker_observer`](crate::Registry::breaker_observer)).
+    /// It may have the name of a registry breaker, which is another
+    /// breaker; its events' times are on its own clock, not the
+    /// registry's.
+    FleetBreaker,
     /// A token bucket.
     Limiter,
     /// A keyed limiter.
@@ -74,11 +87,30 @@ pub enum Component {
     Other,
 }
 
+impl Component {
+    /// Its name as it serialises (`"fleet_breaker"`).
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Breaker => "breaker",
+            Self::FleetBreaker => "fleet_breaker",
+            Self::Limiter => "limiter",
+            Self::KeyedLimiter => "keyed_limiter",
+            Self::Bulkhead => "bulkhead",
+            Self::Other => "other",
+        }
+    }
+}
+
 /// Something that happened to a named primitive.
 ///
 /// Serialises with a `"kind"` tag (`state_change`, `rejected`, `failure`,
-/// `recovered`), `at` in microseconds of the registry's clock, and states
-/// as in the core (`"Closed"`, `"Open"`, …).
+/// `recovered`), the primitive's `name` and `component`, `at` in
+/// microseconds of the primitive's clock (the registry's for its own
+/// primitives), and states as in the core (`"Closed"`, `"Open"`, …).
+///
+/// Every variant carries its [`Component`] (read it with
+/// [`component`](Self::component)): names are unique per kind only, so a
+/// consumer keys what it keeps by component and name.
 ///
 /// ```
 /// use fusebox::Instant;
@@ -88,6 +120,12 @@ pub enum Component {
 /// assert_eq!(
 ///     serde_json::to_value(&e)?,
 ///     serde_json::json!({"kind": "rejected", "name": "api", "component": "limiter", "at": 9})
+/// );
+///
+/// let e = Event::Recovered { name: "api".into(), component: Component::FleetBreaker, at: Instant::ZERO };
+/// assert_eq!(
+///     serde_json::to_value(&e)?,
+///     serde_json::json!({"kind": "recovered", "name": "api", "component": "fleet_breaker", "at": 0})
 /// );
 /// # Ok::<(), serde_json::Error>(())
 /// ```
@@ -99,6 +137,8 @@ pub enum Event {
     StateChange {
         /// The breaker.
         name: Arc<str>,
+        /// Its kind: [`Component::Breaker`] or [`Component::FleetBreaker`].
+        component: Component,
         /// State before.
         from: State,
         /// State after.
@@ -119,6 +159,8 @@ pub enum Event {
     Failure {
         /// The primitive that saw it.
         name: Arc<str>,
+        /// Its kind.
+        component: Component,
         /// The error, already redacted: build it with [`Event::failure`].
         error: String,
         /// When.
@@ -128,27 +170,42 @@ pub enum Event {
     Recovered {
         /// The breaker.
         name: Arc<str>,
+        /// Its kind: [`Component::Breaker`] or [`Component::FleetBreaker`].
+        component: Component,
         /// When.
         at: Instant,
     },
 }
 
 impl Event {
-    /// A [`Event::Failure`] whose message is `error` displayed, passed
-    /// through [`redact`](crate::redact::redact) (so no credential reaches a subscriber) and cut to
+    /// A [`Event::Failure`] of a [`Component::Breaker`] whose message is
+    /// `error` displayed, passed through [`redact`](crate::redact::redact)
+    /// (so no credential reaches a subscriber) and cut to
     /// [`MAX_ERROR_CHARS`](Self::MAX_ERROR_CHARS).
     ///
     /// ```
     /// use fusebox::Instant;
-    /// use fusebox_std::events::Event;
+    /// use fusebox_std::events::{Component, Event};
     ///
     /// let e = Event::failure("cache", &"redis://u:pw@h refused", Instant::ZERO);
     /// assert!(matches!(e, Event::Failure { ref error, .. } if error == "redis://u:***@h refused"));
+    /// assert_eq!(e.component(), Component::Breaker);
     /// ```
     pub fn failure(name: &str, error: &dyn fmt::Display, at: Instant) -> Self {
+        Self::failure_of(name.into(), Component::Breaker, error, at)
+    }
+
+    /// [`failure`](Self::failure) of `name` (already shared), a `component`.
+    pub(crate) fn failure_of(
+        name: Arc<str>,
+        component: Component,
+        error: &dyn fmt::Display,
+        at: Instant,
+    ) -> Self {
         let error = redact_cut(&error.to_string(), Self::MAX_ERROR_CHARS);
         Self::Failure {
-            name: name.into(),
+            name,
+            component,
             error,
             at,
         }
@@ -174,9 +231,10 @@ impl Event {
     ///
     /// ```
     /// use fusebox::Instant;
-    /// use fusebox_std::events::Event;
+    /// use fusebox_std::events::{Component, Event};
     ///
-    /// assert_eq!(Event::Recovered { name: "db".into(), at: Instant::ZERO }.name(), "db");
+    /// let e = Event::Recovered { name: "db".into(), component: Component::Breaker, at: Instant::ZERO };
+    /// assert_eq!(e.name(), "db");
     /// ```
     pub fn name(&self) -> &str {
         match self {
@@ -184,6 +242,25 @@ impl Event {
             | Self::Rejected { name, .. }
             | Self::Failure { name, .. }
             | Self::Recovered { name, .. } => name,
+        }
+    }
+
+    /// The kind of primitive the event is about: with [`name`](Self::name),
+    /// what tells a breaker from a fleet breaker of the same name.
+    ///
+    /// ```
+    /// use fusebox::Instant;
+    /// use fusebox_std::events::{Component, Event};
+    ///
+    /// let e = Event::Recovered { name: "db".into(), component: Component::FleetBreaker, at: Instant::ZERO };
+    /// assert_eq!(e.component(), Component::FleetBreaker);
+    /// ```
+    pub fn component(&self) -> Component {
+        match self {
+            Self::StateChange { component, .. }
+            | Self::Rejected { component, .. }
+            | Self::Failure { component, .. }
+            | Self::Recovered { component, .. } => *component,
         }
     }
 }
@@ -271,12 +348,12 @@ impl Events {
     ///
     /// ```
     /// use fusebox::Instant;
-    /// use fusebox_std::events::{Event, Events};
+    /// use fusebox_std::events::{Component, Event, Events};
     ///
     /// let events = Events::new(4);
-    /// assert_eq!(events.publish(Event::Recovered { name: "db".into(), at: Instant::ZERO }), 0);
+    /// assert_eq!(events.publish(Event::Recovered { name: "db".into(), component: Component::Breaker, at: Instant::ZERO }), 0);
     /// let _sub = events.subscribe();
-    /// assert_eq!(events.publish(Event::Recovered { name: "db".into(), at: Instant::ZERO }), 1);
+    /// assert_eq!(events.publish(Event::Recovered { name: "db".into(), component: Component::Breaker, at: Instant::ZERO }), 1);
     /// assert_eq!(events.published(), 2);
     /// ```
     pub fn publish(&self, event: Event) -> usize {
@@ -341,12 +418,12 @@ impl Events {
     ///
     /// ```
     /// use fusebox::Instant;
-    /// use fusebox_std::events::{Event, Events};
+    /// use fusebox_std::events::{Component, Event, Events};
     ///
     /// let events = Events::new(1);
     /// let mut sub = events.subscribe();
     /// for _ in 0..3 {
-    ///     events.publish(Event::Recovered { name: "db".into(), at: Instant::ZERO });
+    ///     events.publish(Event::Recovered { name: "db".into(), component: Component::Breaker, at: Instant::ZERO });
     /// }
     /// assert!(sub.try_recv().is_some()); // the newest; two were lost
     /// assert_eq!((sub.missed(), events.lagged()), (2, 2));
@@ -394,12 +471,12 @@ impl fmt::Debug for Events {
 ///
 /// ```
 /// use fusebox::Instant;
-/// use fusebox_std::events::{Event, Events};
+/// use fusebox_std::events::{Component, Event, Events};
 ///
 /// let events = Events::new(2);
 /// let mut sub = events.subscribe();
 /// for at in 0..5 {
-///     events.publish(Event::Recovered { name: "db".into(), at: Instant::from_micros(at) });
+///     events.publish(Event::Recovered { name: "db".into(), component: Component::Breaker, at: Instant::from_micros(at) });
 /// }
 /// let kept: Vec<Event> = std::iter::from_fn(|| sub.try_recv()).collect();
 /// assert_eq!(kept.len(), 2); // the newest two
@@ -488,5 +565,28 @@ impl Subscription {
             lagged.fetch_add(n, Ordering::Relaxed);
         }
         tracing::debug!(lost = n, total = self.missed, "event subscriber lagged");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Component;
+
+    /// The names the dashboard keys rejections by are the serialised ones.
+    #[test]
+    fn component_names_are_their_json() {
+        for c in [
+            Component::Breaker,
+            Component::FleetBreaker,
+            Component::Limiter,
+            Component::KeyedLimiter,
+            Component::Bulkhead,
+            Component::Other,
+        ] {
+            assert_eq!(
+                serde_json::to_value(c).unwrap(),
+                serde_json::Value::from(c.as_str())
+            );
+        }
     }
 }

@@ -51,9 +51,10 @@ pub(super) struct ActivityView {
     #[cfg(feature = "redis")]
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(super) fleet_timelines: BTreeMap<String, Vec<Change>>,
-    /// Per component (`breaker`, `limiter`, `keyed_limiter`, `bulkhead`,
-    /// `other`), per name, rejections published since the router was built
-    /// (a name that is no valid registry name redacted and cut).
+    /// Per component (`breaker`, `fleet_breaker`, `limiter`,
+    /// `keyed_limiter`, `bulkhead`, `other`), per name, rejections
+    /// published since the router was built (a name that is no valid
+    /// registry name redacted and cut).
     pub(super) rejections: BTreeMap<&'static str, BTreeMap<String, u64>>,
     /// Events the subscription lost by falling behind.
     pub(super) missed_events: u64,
@@ -147,17 +148,24 @@ impl Inner {
     fn apply(&mut self, event: &Event, report: &HealthReport) {
         match event {
             // Only breakers the registry holds get a timeline: event names
-            // are not trusted to be bounded.
-            Event::StateChange { name, to, at, .. } if report.breakers.contains_key(&**name) => {
+            // are not trusted to be bounded. A fleet breaker's events are
+            // not its namesake's (they were recorded on the registry
+            // breaker's timeline, a trip that breaker never made), and
+            // are on the fleet breaker's own clock: its timeline is what
+            // the reads observe.
+            Event::StateChange {
+                name,
+                component: Component::Breaker,
+                to,
+                at,
+                ..
+            } if report.breakers.contains_key(&**name) => {
                 record(&mut self.timelines, name, *to, at.as_micros(), false);
             }
             Event::Rejected {
                 name, component, ..
             } => {
-                let names = self
-                    .rejections
-                    .entry(component_name(*component))
-                    .or_default();
+                let names = self.rejections.entry(component.as_str()).or_default();
                 // Any publisher's name: kept as an error shows one
                 // (redacted, cut) unless it is a registry name.
                 let name = if validate_name(name).is_ok() {
@@ -208,16 +216,6 @@ fn copy(timelines: &Timelines) -> BTreeMap<String, Vec<Change>> {
         .iter()
         .map(|(name, t)| (name.clone(), t.iter().cloned().collect()))
         .collect()
-}
-
-fn component_name(component: Component) -> &'static str {
-    match component {
-        Component::Breaker => "breaker",
-        Component::Limiter => "limiter",
-        Component::KeyedLimiter => "keyed_limiter",
-        Component::Bulkhead => "bulkhead",
-        _ => "other",
-    }
 }
 
 #[cfg(test)]
@@ -331,6 +329,7 @@ mod tests {
             for name in ["db", "ghost"] {
                 registry.events().publish(Event::StateChange {
                     name: name.into(),
+                    component: Component::Breaker,
                     from: State::Closed,
                     to,
                     at: Instant::from_micros(i),
@@ -342,6 +341,44 @@ mod tests {
         assert!(!view.timelines.contains_key("ghost"));
         let times: Vec<u64> = view.timelines["db"].iter().map(|c| c.at_us).collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    }
+
+    /// A fleet breaker may have a registry breaker's name. Its events
+    /// (published through the registry's observer) were taken for that
+    /// breaker's: its `open` recorded on the registry breaker's timeline
+    /// (a trip it never made, "recovered" at the next read), its
+    /// refusals counted as that breaker's. Now each goes by component.
+    #[test]
+    fn a_fleet_breakers_events_are_not_its_namesakes() {
+        let registry = registry();
+        let activity = Activity::new(&registry);
+        activity.update(&registry.health(), Instant::from_secs(1));
+        let events = registry.events();
+        events.publish(Event::StateChange {
+            name: "db".into(),
+            component: Component::FleetBreaker,
+            from: State::Closed,
+            to: State::Open,
+            at: Instant::from_secs(2),
+        });
+        events.publish(Event::Rejected {
+            name: "db".into(),
+            component: Component::FleetBreaker,
+            at: Instant::from_secs(2),
+        });
+        let view = activity.update(&registry.health(), Instant::from_secs(3));
+        assert_eq!(states(&view, "db"), [(1_000_000, "closed", true)]);
+        assert_eq!(
+            serde_json::to_value(&view.rejections).unwrap(),
+            serde_json::json!({"fleet_breaker": {"db": 1}})
+        );
+        // The registry breaker's own event still lands on its timeline.
+        fail(&registry, "db", Instant::from_secs(4));
+        let view = activity.update(&registry.health(), Instant::from_secs(5));
+        assert_eq!(
+            states(&view, "db"),
+            [(1_000_000, "closed", true), (4_000_000, "open", false)]
+        );
     }
 
     #[test]

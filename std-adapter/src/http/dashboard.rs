@@ -10,6 +10,11 @@
 //! reaches the server or its logs). It builds every element with
 //! `textContent`, never `innerHTML`, and fetches `dashboard/data` by a
 //! relative URL, so it works under any prefix.
+//!
+//! A breaker's row is keyed by kind and name (`data-kind`, `breaker` or
+//! `fleet_breaker`, and `data-breaker`), its timeline by the data's
+//! `timelines` or `fleet_timelines`: a fleet breaker may have a registry
+//! breaker's name, and neither's events show on the other's row.
 
 use std::sync::Arc;
 
@@ -35,7 +40,7 @@ pub(super) const PAGE: &str = include_str!("dashboard.html");
 /// same origin. A test recomputes both hashes from [`PAGE`]: editing the
 /// page means updating them (the test prints the new values).
 const CSP: &str = "default-src 'none'; \
-script-src 'sha256-LDl6SnHvHZxsjS5M8icbNXs/x0AyF4PrCc3zo24rCIc='; \
+script-src 'sha256-mVoUXTmF7UVdjnOCAYvWHOqyccW23y03qQZTOg2m+WE='; \
 style-src 'sha256-Nju9eLvEsPCHKgi0ZscEP79PFYXrOuGBJaV5w0GfyZY='; \
 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 

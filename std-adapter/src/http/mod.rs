@@ -54,7 +54,12 @@
 //! admissions and rejections), the caches' hit ratios, and p50/p95/p99 per
 //! tracked operation. The timelines and the token buckets' rejections
 //! come from the registry's [events](crate::events), gathered as the data
-//! is read (see `activity.rs`): they start when the router is built.
+//! is read (see `activity.rs`): they start when the router is built. A
+//! fleet breaker (feature `redis`) may have a registry breaker's name:
+//! its row, its timeline (`fleet_timelines`, its state as each read
+//! finds it) and its rejections (`rejections.fleet_breaker`) are its own,
+//! its events told apart by their
+//! [`Component`](crate::events::Component).
 //! The router reads them through a subscription of its own, which is in
 //! neither `fusebox_events_subscribers` nor `fusebox_events_lagged_total`:
 //! when nobody reads the dashboard for longer than the channel's capacity

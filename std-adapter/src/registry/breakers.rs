@@ -38,37 +38,50 @@ impl Registry {
     /// ```
     pub fn transition(&self, name: &str, t: Transition) {
         let failures = self.get_breaker(name).map_or(0, |b| b.metrics().failures);
-        self.report_transition(name, t, Some(failures));
+        self.report_transition(name.into(), Component::Breaker, t, Some(failures));
     }
 
-    /// [`transition`](Self::transition) of a breaker whose failures are
-    /// `failures` (`None`: not known, the field is left out).
-    fn report_transition(&self, name: &str, t: Transition, failures: Option<u64>) {
+    /// [`transition`](Self::transition) of the `component` `name` whose
+    /// failures are `failures` (`None`: not known, the field is left out).
+    /// A fleet breaker's log line also has the field `component`
+    /// (`"fleet_breaker"`); a breaker's has none, as before.
+    fn report_transition(
+        &self,
+        name: Arc<str>,
+        component: Component,
+        t: Transition,
+        failures: Option<u64>,
+    ) {
         let at = t.at.as_micros();
         let opened = matches!(t.to, State::Open | State::ForcedOpen);
+        let kind = (component != Component::Breaker).then(|| component.as_str());
         match (failures, opened) {
             (Some(failures), true) => {
-                tracing::warn!(breaker = %Redacted(name), from = ?t.from, to = ?t.to, failures, at, "breaker opened");
+                tracing::warn!(breaker = %Redacted(&name), component = kind, from = ?t.from, to = ?t.to, failures, at, "breaker opened");
             }
             (Some(failures), false) => {
-                tracing::info!(breaker = %Redacted(name), from = ?t.from, to = ?t.to, failures, at, "breaker state changed");
+                tracing::info!(breaker = %Redacted(&name), component = kind, from = ?t.from, to = ?t.to, failures, at, "breaker state changed");
             }
             (None, true) => {
-                tracing::warn!(breaker = %Redacted(name), from = ?t.from, to = ?t.to, at, "breaker opened");
+                tracing::warn!(breaker = %Redacted(&name), component = kind, from = ?t.from, to = ?t.to, at, "breaker opened");
             }
             (None, false) => {
-                tracing::info!(breaker = %Redacted(name), from = ?t.from, to = ?t.to, at, "breaker state changed");
+                tracing::info!(breaker = %Redacted(&name), component = kind, from = ?t.from, to = ?t.to, at, "breaker state changed");
             }
         }
-        let name: Arc<str> = name.into();
         self.events.publish(Event::StateChange {
             name: Arc::clone(&name),
+            component,
             from: t.from,
             to: t.to,
             at: t.at,
         });
         if t.to == State::Closed && t.from != State::Closed {
-            self.events.publish(Event::Recovered { name, at: t.at });
+            self.events.publish(Event::Recovered {
+                name,
+                component,
+                at: t.at,
+            });
         }
     }
 
@@ -109,6 +122,7 @@ impl Registry {
         let observer = Arc::new(Observer {
             registry: Arc::downgrade(self),
             core: Some(Arc::downgrade(&core)),
+            component: Component::Breaker,
         });
         Ok(crate::policy::Breaker::builder(name, core)
             .clock(self.tokio_clock)
@@ -125,6 +139,14 @@ impl Registry {
     /// registry's policies (a transition's log without the `failures`
     /// field: the observer does not see the breaker, and the registry's
     /// breaker of the same name, if any, is another one).
+    ///
+    /// A fleet breaker given it publishes its events as a
+    /// [`Component::FleetBreaker`]'s (its builder asks the observer for its
+    /// [`fleet_observer`](crate::policy::BreakerObserver::fleet_observer)),
+    /// so the registry's breaker of the same name, its dashboard timeline
+    /// and its rejections are not taken for its own. A breaker policy
+    /// built elsewhere is a [`Component::Breaker`]: give it a name of its
+    /// own.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -147,6 +169,7 @@ impl Registry {
         Arc::new(Observer {
             registry: Arc::downgrade(self),
             core: None,
+            component: Component::Breaker,
         })
     }
 
@@ -263,6 +286,8 @@ impl Registry {
 struct Observer {
     registry: std::sync::Weak<Registry>,
     core: Option<std::sync::Weak<CircuitBreaker>>,
+    /// What its events say the breaker is.
+    component: Component,
 }
 
 impl crate::policy::BreakerObserver for Observer {
@@ -274,7 +299,7 @@ impl crate::policy::BreakerObserver for Observer {
                     .as_ref()
                     .and_then(std::sync::Weak::upgrade)
                     .map(|core| core.metrics().failures);
-                registry.report_transition(name, t, failures);
+                registry.report_transition(name.into(), self.component, t, failures);
             }
             None => crate::policy::log_transition(name, t),
         }
@@ -284,7 +309,7 @@ impl crate::policy::BreakerObserver for Observer {
         if let Some(registry) = self.registry.upgrade() {
             registry.events().publish(Event::Rejected {
                 name: name.into(),
-                component: Component::Breaker,
+                component: self.component,
                 at,
             });
         }
@@ -293,7 +318,19 @@ impl crate::policy::BreakerObserver for Observer {
     fn failure(&self, name: &str, at: fusebox::Instant, timed_out: bool) {
         if let Some(registry) = self.registry.upgrade() {
             let what = if timed_out { "timed out" } else { "failed" };
-            registry.events().publish(Event::failure(name, &what, at));
+            registry
+                .events()
+                .publish(Event::failure_of(name.into(), self.component, &what, at));
         }
+    }
+
+    /// The same registry's, for a fleet breaker (its events are
+    /// [`Component::FleetBreaker`]'s).
+    fn fleet_observer(&self) -> Option<Arc<dyn crate::policy::BreakerObserver>> {
+        Some(Arc::new(Self {
+            registry: self.registry.clone(),
+            core: None,
+            component: Component::FleetBreaker,
+        }))
     }
 }

@@ -114,6 +114,32 @@ pub trait BreakerObserver: Send + Sync {
     fn failure(&self, name: &str, at: Instant, timed_out: bool) {
         let _ = (name, at, timed_out);
     }
+
+    /// The observer a fleet breaker given this one tells instead
+    /// (`backend::FleetBreakerBuilder::observer`, feature `redis`, asks),
+    /// or `None`, the default: this one. The registry's
+    /// ([`Registry::breaker_observer`](crate::Registry::breaker_observer))
+    /// answers one publishing the fleet breaker's events as a
+    /// [`Component::FleetBreaker`](crate::events::Component::FleetBreaker)'s,
+    /// so they are not taken for those of the registry's breaker of the
+    /// same name.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox::breaker::Transition;
+    /// use fusebox_std::policy::BreakerObserver;
+    /// use fusebox_std::Registry;
+    ///
+    /// struct Quiet;
+    /// impl BreakerObserver for Quiet {
+    ///     fn transition(&self, _name: &str, _t: Transition) {}
+    /// }
+    /// assert!(Quiet.fleet_observer().is_none());
+    /// assert!(Arc::new(Registry::new()).breaker_observer().fleet_observer().is_some());
+    /// ```
+    fn fleet_observer(&self) -> Option<Arc<dyn BreakerObserver>> {
+        None
+    }
 }
 
 impl<C> Clone for Breaker<C> {

@@ -298,7 +298,12 @@ impl FleetBreakerBuilder {
     /// the lock that orders the breaker's exchanges with Redis: it must not
     /// wait for this breaker's own [`sync`](super::FleetBreaker::sync) or
     /// admin actions (it would wait for itself); spawn a task for such
-    /// work.
+    /// work. An observer with a
+    /// [`fleet_observer`](BreakerObserver::fleet_observer) is told through
+    /// that one: the registry's
+    /// ([`Registry::breaker_observer`](crate::Registry::breaker_observer))
+    /// then publishes the breaker's events as a
+    /// [`Component::FleetBreaker`](crate::events::Component::FleetBreaker)'s.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -332,7 +337,9 @@ impl FleetBreakerBuilder {
     /// # }).unwrap();
     /// ```
     pub fn observer(mut self, observer: Arc<dyn BreakerObserver>) -> Self {
-        self.observer = Some(observer);
+        // The registry's observer answers one publishing a fleet
+        // breaker's events (`Component::FleetBreaker`).
+        self.observer = Some(observer.fleet_observer().unwrap_or(observer));
         self
     }
 
