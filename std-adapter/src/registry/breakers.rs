@@ -1,7 +1,7 @@
 //! Breakers in the registry: get-or-create, the required marker, and
 //! reporting their transitions.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use fusebox::breaker::{Config, State, Transition};
 use fusebox::CircuitBreaker;
@@ -119,10 +119,12 @@ impl Registry {
         config: Config,
     ) -> Result<crate::policy::Breaker, RegistryError> {
         let core = self.breaker(name, config)?;
+        let name: Arc<str> = name.into();
         let observer = Arc::new(Observer {
             registry: Arc::downgrade(self),
             core: Some(Arc::downgrade(&core)),
             component: Component::Breaker,
+            name: EventName::of(Arc::clone(&name)),
         });
         Ok(crate::policy::Breaker::builder(name, core)
             .clock(self.tokio_clock)
@@ -170,6 +172,7 @@ impl Registry {
             registry: Arc::downgrade(self),
             core: None,
             component: Component::Breaker,
+            name: EventName::default(),
         })
     }
 
@@ -288,6 +291,33 @@ struct Observer {
     core: Option<std::sync::Weak<CircuitBreaker>>,
     /// What its events say the breaker is.
     component: Component,
+    /// The breaker's name as its events carry it.
+    name: EventName,
+}
+
+/// The name an observer's events carry, shared: kept from the first
+/// event on (or given), so an event of an observer's breaker, a
+/// rejection under load above all, allocates no name of its own.
+/// An observer told of another name (one given to two breakers)
+/// allocates for that one each time.
+#[derive(Default)]
+pub(crate) struct EventName(OnceLock<Arc<str>>);
+
+impl EventName {
+    /// `name`, kept from the start.
+    pub(crate) fn of(name: Arc<str>) -> Self {
+        Self(OnceLock::from(name))
+    }
+
+    /// `name`, shared with every earlier event of it.
+    pub(crate) fn get(&self, name: &str) -> Arc<str> {
+        let kept = self.0.get_or_init(|| name.into());
+        if **kept == *name {
+            Arc::clone(kept)
+        } else {
+            name.into()
+        }
+    }
 }
 
 impl crate::policy::BreakerObserver for Observer {
@@ -299,7 +329,7 @@ impl crate::policy::BreakerObserver for Observer {
                     .as_ref()
                     .and_then(std::sync::Weak::upgrade)
                     .map(|core| core.metrics().failures);
-                registry.report_transition(name.into(), self.component, t, failures);
+                registry.report_transition(self.name.get(name), self.component, t, failures);
             }
             None => crate::policy::log_transition(name, t),
         }
@@ -308,7 +338,7 @@ impl crate::policy::BreakerObserver for Observer {
     fn rejected(&self, name: &str, at: fusebox::Instant) {
         if let Some(registry) = self.registry.upgrade() {
             registry.events().publish(Event::Rejected {
-                name: name.into(),
+                name: self.name.get(name),
                 component: self.component,
                 at,
             });
@@ -318,9 +348,12 @@ impl crate::policy::BreakerObserver for Observer {
     fn failure(&self, name: &str, at: fusebox::Instant, timed_out: bool) {
         if let Some(registry) = self.registry.upgrade() {
             let what = if timed_out { "timed out" } else { "failed" };
-            registry
-                .events()
-                .publish(Event::failure_of(name.into(), self.component, &what, at));
+            registry.events().publish(Event::failure_of(
+                self.name.get(name),
+                self.component,
+                &what,
+                at,
+            ));
         }
     }
 
@@ -331,6 +364,7 @@ impl crate::policy::BreakerObserver for Observer {
             registry: self.registry.clone(),
             core: None,
             component: Component::FleetBreaker,
+            name: EventName::default(),
         }))
     }
 }

@@ -69,6 +69,8 @@ use fusebox::{CircuitBreaker, Clock, Instant, TokenBucket};
 
 use crate::events::{Component, Events, RejectionReporter};
 use crate::tracker::Tracker;
+#[cfg(feature = "tower")]
+pub(crate) use breakers::EventName;
 use conditions::{Condition, Setter};
 pub(crate) use error::shown;
 use limiters::KeyedSource;

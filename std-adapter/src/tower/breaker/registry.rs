@@ -10,7 +10,7 @@ use fusebox::Instant;
 use super::CircuitBreakerLayer;
 use crate::events::{Component, Event};
 use crate::policy::BreakerObserver;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{EventName, Registry, RegistryError};
 
 impl CircuitBreakerLayer {
     /// A layer over the registry's breaker `name` (created with `config` if
@@ -42,8 +42,10 @@ impl CircuitBreakerLayer {
     ) -> Result<Self, RegistryError> {
         // The registry's policy carries the registry's tokio clock.
         let policy = registry.breaker_policy(name, config)?;
-        let observer: Arc<dyn BreakerObserver> =
-            Arc::new(RegistryObserver(Arc::downgrade(registry)));
+        let observer: Arc<dyn BreakerObserver> = Arc::new(RegistryObserver {
+            registry: Arc::downgrade(registry),
+            name: EventName::of(name.into()),
+        });
         Ok(Self::with_clock_and_observer(
             name,
             Arc::clone(policy.core()),
@@ -55,20 +57,24 @@ impl CircuitBreakerLayer {
 
 /// A layer built by [`CircuitBreakerLayer::from_registry`] reports to its
 /// registry through this (a weak reference: it never keeps it alive).
-struct RegistryObserver(Weak<Registry>);
+struct RegistryObserver {
+    registry: Weak<Registry>,
+    /// The layer's name, shared by its events.
+    name: EventName,
+}
 
 impl BreakerObserver for RegistryObserver {
     fn transition(&self, name: &str, t: Transition) {
-        match self.0.upgrade() {
+        match self.registry.upgrade() {
             Some(registry) => registry.transition(name, t),
             None => crate::policy::log_transition(name, t),
         }
     }
 
     fn rejected(&self, name: &str, at: Instant) {
-        if let Some(registry) = self.0.upgrade() {
+        if let Some(registry) = self.registry.upgrade() {
             registry.events().publish(Event::Rejected {
-                name: name.into(),
+                name: self.name.get(name),
                 component: Component::Breaker,
                 at,
             });
@@ -76,10 +82,13 @@ impl BreakerObserver for RegistryObserver {
     }
 
     fn failure(&self, name: &str, at: Instant, _timed_out: bool) {
-        if let Some(registry) = self.0.upgrade() {
-            registry
-                .events()
-                .publish(Event::failure(name, &"failed", at));
+        if let Some(registry) = self.registry.upgrade() {
+            registry.events().publish(Event::failure_of(
+                self.name.get(name),
+                Component::Breaker,
+                &"failed",
+                at,
+            ));
         }
     }
 }
