@@ -122,7 +122,10 @@ pub trait BreakerObserver: Send + Sync {
     /// answers one publishing the fleet breaker's events as a
     /// [`Component::FleetBreaker`](crate::events::Component::FleetBreaker)'s,
     /// so they are not taken for those of the registry's breaker of the
-    /// same name.
+    /// same name. An observer that wraps the registry's (to count, or to
+    /// page, before passing each call on) should answer a wrapper of the
+    /// registry's answer: with the default, a fleet breaker given the
+    /// wrapper publishes as a [`Component::Breaker`](crate::events::Component::Breaker).
     ///
     /// ```
     /// use std::sync::Arc;
