@@ -130,10 +130,12 @@ pub enum Refusal {
     /// A keyed limiter had no slot for a new key: its table is full of keys
     /// still in use (under `FullPolicy::Reject`, or a `Shared` limit's
     /// in-process table while Redis is out). A slot frees when a key's
-    /// bucket is full again, which takes at least the time one token takes
-    /// to come back: `retry_after`, a lower bound (the keys in the table
-    /// may keep sending). Not the client's fault, so the default response
-    /// is `503`, not `429`.
+    /// bucket is full again; `retry_after` is a hint, the time one token
+    /// takes to come back: within it, every key of the table that was at
+    /// most one token short and stopped sending is idle, its slot free for
+    /// another (a key further short, or still sending, holds its slot
+    /// longer; one nearly full, less). Not the client's fault, so the
+    /// default response is `503`, not `429`.
     TableFull {
         /// The time one token takes to come back under the key's quota
         /// (the shortest of a `Shared` limit's rules).

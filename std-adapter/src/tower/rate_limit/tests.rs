@@ -180,8 +180,9 @@ async fn a_full_table_refuses_new_keys_with_503() {
             .status(),
         200
     );
-    // A slot frees once "first" is full again: one token (5 an hour:
-    // 12 min) at the soonest, which `Retry-After` says (it had none).
+    // A slot frees once "first" is full again: it is one token short, so
+    // in one token's time (5 an hour: 12 min), which `Retry-After` says
+    // (it had none).
     let full = send(&mut service, with_key(b"second")).await.unwrap();
     assert_eq!(full.status(), 503);
     assert_eq!(full.headers()["retry-after"], "720");

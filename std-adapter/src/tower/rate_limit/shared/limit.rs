@@ -316,8 +316,8 @@ impl<K, F, R> Common<Shared<K, F>, R> {
             }
             // The `Local` policy's in-process table is full of busy keys.
             Err(BackendError::TableFull) => {
-                // The shortest rule's token: a lower bound of the local
-                // share's (see `Refusal::TableFull`).
+                // The shortest rule's token (see `Refusal::TableFull`):
+                // the local share's are no shorter.
                 let retry_after = self
                     .limit
                     .limiter
