@@ -56,7 +56,9 @@ pub enum MergeError {
     BadTotals,
     /// The list's iterator yielded a different, invalid list the second
     /// time (a `Clone` that does not replay): the buckets before it were
-    /// applied.
+    /// applied, with their sum and extremes estimated as
+    /// [`Histogram::merge_buckets`] estimates them (so `min` and `max`
+    /// cover every bucket counted).
     Changed,
 }
 
@@ -80,6 +82,17 @@ impl fmt::Display for MergeError {
 }
 
 impl core::error::Error for MergeError {}
+
+/// What the writing pass counted: the sum the counts added through the
+/// buckets' lowest values and the sum of the listed values estimated at
+/// [`Histogram::estimate`], both modulo 2⁶⁴, and the slots of the lowest
+/// and the highest non-empty bucket counted.
+struct Applied {
+    added: u64,
+    estimate: u64,
+    first: Option<usize>,
+    last: usize,
+}
 
 /// What the validation pass learns about a list.
 struct Checked {
@@ -147,7 +160,9 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
     ///
     /// The whole list is validated first (which is why its iterator must
     /// be `Clone`: it is walked twice); nothing is applied unless all of it
-    /// is valid. Empty buckets are allowed and skipped. A count that does
+    /// is valid. The second walk is the one applied: from a histogram
+    /// still recording, it may hold values the first did not see, and the
+    /// extremes are estimated from it, so they cover every bucket counted. Empty buckets are allowed and skipped. A count that does
     /// not fit on top of this histogram's saturates the bucket at
     /// [`BUCKET_CAPACITY`](super::BUCKET_CAPACITY) (the sum still takes the
     /// whole count). Not atomic as a whole: concurrent readers may see part
@@ -193,14 +208,12 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
     {
         let buckets = buckets.into_iter();
         let checked = Self::validate(buckets.clone())?;
-        let Some(first) = checked.first else {
+        if checked.first.is_none() {
             return Ok(());
-        };
-        let (added, estimate) = self.apply(buckets)?;
-        self.spill.add(estimate.wrapping_sub(added));
-        self.extremes
-            .record_range(Self::estimate(first), Self::estimate(checked.last));
-        Ok(())
+        }
+        let (applied, result) = self.apply(buckets);
+        self.estimated(&applied);
+        result
     }
 
     /// [`merge_buckets`](Self::merge_buckets) with the source's exact sum,
@@ -214,6 +227,9 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
     /// non-empty bucket's `high`, `max` no lower than the highest one's
     /// `low` (extremes wider than the list are accepted: they come from
     /// a source still recording whose totals were read after its buckets).
+    /// A non-empty bucket the applying walk reads below or above every one
+    /// the validating walk saw (a source recording between the two) widens
+    /// them to its estimate, as in `merge_buckets`.
     ///
     /// # Errors
     ///
@@ -254,10 +270,42 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
         {
             return Err(MergeError::BadTotals);
         }
-        let (added, _) = self.apply(buckets)?;
-        self.spill.add(sum.wrapping_sub(added));
+        let (applied, result) = self.apply(buckets);
+        if result.is_err() {
+            // Part of another list: the totals describe none of it.
+            self.estimated(&applied);
+            return result;
+        }
+        self.spill.add(sum.wrapping_sub(applied.added));
         self.extremes.record_range(min, max);
-        Ok(())
+        // A bucket the validating walk did not see (a source recording
+        // between the two walks) is outside what the totals checked:
+        // covered as `merge_buckets` covers its ends.
+        if let Some(low) = applied.first.filter(|&s| s < first) {
+            self.extremes
+                .record_range(Self::estimate(low), Self::estimate(low));
+        }
+        if applied.last > checked.last {
+            let high = Self::estimate(applied.last);
+            self.extremes.record_range(high, high);
+        }
+        result
+    }
+
+    /// What [`merge_buckets`](Self::merge_buckets) adds besides the
+    /// counts, for the buckets `apply` counted: their sum and extremes
+    /// estimated at [`estimate`](Self::estimate). Taken from the walk that
+    /// applied them, not the one that validated the list: the two differ
+    /// when the list is read from a histogram still recording (or from an
+    /// iterator whose clones do not replay), and extremes that missed a
+    /// counted bucket would leave `max` below it (or no `min` and `max` at
+    /// all, with values counted: percentiles `None`).
+    fn estimated(&self, applied: &Applied) {
+        self.spill.add(applied.estimate.wrapping_sub(applied.added));
+        if let Some(first) = applied.first {
+            self.extremes
+                .record_range(Self::estimate(first), Self::estimate(applied.last));
+        }
     }
 
     /// The slot of a listed bucket: its index, or `BUCKETS` for the clamped
@@ -325,29 +373,40 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
     }
 
     /// The writing pass (each bucket re-checked, in case the iterator does
-    /// not replay). Returns the sum the counts added through the buckets'
-    /// lowest values, and the sum of the listed values estimated at
-    /// [`estimate`](Self::estimate), both modulo 2⁶⁴.
-    fn apply(&self, buckets: impl Iterator<Item = Bucket>) -> Result<(u64, u64), MergeError> {
-        let (mut added, mut estimate) = (0u64, 0u64);
+    /// not replay): what it counted, and whether the whole list was valid
+    /// ([`MergeError::Changed`] if not: the buckets before the invalid one
+    /// were counted, and are in the [`Applied`] all the same).
+    fn apply(&self, buckets: impl Iterator<Item = Bucket>) -> (Applied, Result<(), MergeError>) {
+        let mut applied = Applied {
+            added: 0,
+            estimate: 0,
+            first: None,
+            last: 0,
+        };
         let mut previous = None;
         for b in buckets {
-            let slot = Self::check(&b, previous).map_err(|_| MergeError::Changed)?;
+            let Ok(slot) = Self::check(&b, previous) else {
+                return (applied, Err(MergeError::Changed));
+            };
             previous = Some(slot);
             if b.count == 0 {
                 continue;
             }
             let i = slot.min(BUCKETS - 1);
             let Some(cell) = self.cells.get(i) else {
-                return Err(MergeError::Changed);
+                return (applied, Err(MergeError::Changed));
             };
             let stored = b.count - cell.add_count(b.count);
             if slot == BUCKETS {
                 self.clamped.add(b.count);
             }
-            added = added.wrapping_add(stored.wrapping_mul(bounds(i).0));
-            estimate = estimate.wrapping_add(b.count.wrapping_mul(Self::estimate(slot)));
+            applied.first.get_or_insert(slot);
+            applied.last = slot;
+            applied.added = applied.added.wrapping_add(stored.wrapping_mul(bounds(i).0));
+            applied.estimate = applied
+                .estimate
+                .wrapping_add(b.count.wrapping_mul(Self::estimate(slot)));
         }
-        Ok((added, estimate))
+        (applied, Ok(()))
     }
 }
