@@ -142,10 +142,11 @@
 //! full, so do not hold a clock reading that long before calling. A key
 //! left idle for close to a multiple of 2^48 scaled units (8.9 years at
 //! scale 1, 78 hours at scale 1 000, 71.6 minutes at scale 65 536) may
-//! read as partly drained and then admits *less* for at most its burst
-//! span plus that tolerance, never more. (Cortex-M: the bucket word holds
-//! half units, like the token bucket's: ~1.05 s of tolerance, and the wrap
-//! at 2^31 scaled units, 35.8 min at scale 1; see the `gcra` module.)
+//! read as partly or even wholly drained (0 tokens), and then admits
+//! *less* for at most its burst span plus that tolerance, never more.
+//! (Cortex-M: the bucket word holds half units, like the token bucket's:
+//! ~1.05 s of tolerance, and the wrap at 2^31 scaled units, 35.8 min at
+//! scale 1; see the `gcra` module.)
 //!
 //! The hasher (a type parameter, `S`) and heap construction are described
 //! on [`KeyedLimiter`] itself.
