@@ -122,12 +122,32 @@ fn history(seed: u64, steps: u32) -> u32 {
                 1 => 1 + (rng.next() % u64::from(q.burst())) as u32,
                 _ => 1 + (rng.next() % (u64::from(q.burst()) + 2)) as u32,
             };
-            let k = keyed.try_acquire_n(&1, n, at);
-            let b = bucket.try_acquire_n(n, at);
-            assert!(
-                same(k, b),
-                "seed {seed} step {step}: {n} of {q:?} at {now}: keyed {k:?}, bucket {b:?}"
-            );
+            if rng.next() % 4 == 0 {
+                // One token, and what is left: the whole tokens and the
+                // exact time until full, as the bucket's snapshot says.
+                let k = keyed.try_acquire_left(&1, at);
+                let b = bucket.try_acquire_n(1, at);
+                assert!(
+                    same(k.map(drop), b),
+                    "seed {seed} step {step}: {k:?}, {b:?}"
+                );
+                if let Ok(left) = k {
+                    let left = left.expect("its own bucket");
+                    assert_eq!(left.tokens, bucket.available(at), "seed {seed} step {step}");
+                    assert_eq!(
+                        left.until_full,
+                        bucket.snapshot(at).until_full,
+                        "seed {seed} step {step}: {q:?} at {now}"
+                    );
+                }
+            } else {
+                let k = keyed.try_acquire_n(&1, n, at);
+                let b = bucket.try_acquire_n(n, at);
+                assert!(
+                    same(k, b),
+                    "seed {seed} step {step}: {n} of {q:?} at {now}: keyed {k:?}, bucket {b:?}"
+                );
+            }
         }
         assert_eq!(
             keyed.available(&1, at),
