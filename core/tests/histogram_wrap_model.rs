@@ -27,15 +27,14 @@ use fusebox::histogram::{buckets_for, Bucket, Histogram, BUCKET_CAPACITY, RELATI
 const CAP: u64 = BUCKET_CAPACITY;
 
 /// Cortex-M words (or a host built with `--cfg fusebox_narrow_words`):
-/// `min`/`max` exact only below 2³¹, and the clamped counter, a
-/// statistics counter, wraps at 2³².
+/// `min`/`max` exact only below 2³¹, and the clamped counter saturates at
+/// 2³² − 1 (as the top bucket's count does; it used to wrap).
 const NARROW: bool = !cfg!(target_has_atomic = "64") || cfg!(fusebox_narrow_words);
 
-fn add_clamped(clamped: &mut u64, wrapped: &mut bool, n: u64) {
-    *clamped += n;
-    if NARROW && *clamped >= 1 << 32 {
-        *clamped %= 1 << 32;
-        *wrapped = true;
+fn add_clamped(clamped: &mut u64, n: u64) {
+    *clamped = clamped.saturating_add(n);
+    if NARROW {
+        *clamped = (*clamped).min(u64::from(u32::MAX));
     }
 }
 
@@ -86,9 +85,6 @@ struct Model<const B: usize> {
     /// The sum holds values no count does (a wrapped count, directly or
     /// through a merge): `sum / count` is then not the mean of anything.
     inexact: bool,
-    /// Cortex-M: the clamped counter wrapped (then `buckets()` and the
-    /// mean's estimate take clamped values for the top bucket's own).
-    clamped_wrapped: bool,
 }
 
 impl<const B: usize> Model<B> {
@@ -101,7 +97,6 @@ impl<const B: usize> Model<B> {
             sum: 0,
             extremes: None,
             inexact: false,
-            clamped_wrapped: false,
         }
     }
 
@@ -125,7 +120,7 @@ impl<const B: usize> Model<B> {
         self.add_sum(u128::from(v));
         let i = index(v);
         if i >= B {
-            add_clamped(&mut self.clamped, &mut self.clamped_wrapped, 1);
+            add_clamped(&mut self.clamped, 1);
             self.counts[B - 1] = (self.counts[B - 1] + 1).min(CAP);
             return;
         }
@@ -147,7 +142,7 @@ impl<const B: usize> Model<B> {
         self.add_sum(u128::from(v) * u128::from(n));
         let i = index(v).min(B - 1);
         if index(v) >= B {
-            add_clamped(&mut self.clamped, &mut self.clamped_wrapped, n);
+            add_clamped(&mut self.clamped, n);
         }
         self.counts[i] = self.counts[i].saturating_add(n).min(CAP);
     }
@@ -156,13 +151,12 @@ impl<const B: usize> Model<B> {
         for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
             *mine = (*mine + theirs).min(CAP);
         }
-        add_clamped(&mut self.clamped, &mut self.clamped_wrapped, other.clamped);
+        add_clamped(&mut self.clamped, other.clamped);
         self.add_sum(other.sum);
         if let Some((lo, hi)) = other.extremes {
             self.extremes(lo, hi);
         }
         self.inexact |= other.inexact;
-        self.clamped_wrapped |= other.clamped_wrapped;
     }
 
     /// `buckets()` as documented: the top bucket's clamped values (as many
@@ -198,7 +192,7 @@ impl<const B: usize> Model<B> {
         };
         for b in other.buckets() {
             if b.low > Self::MAX_VALUE {
-                add_clamped(&mut self.clamped, &mut self.clamped_wrapped, b.count);
+                add_clamped(&mut self.clamped, b.count);
                 self.counts[B - 1] = (self.counts[B - 1] + b.count).min(CAP);
             } else {
                 let i = index(b.low);
@@ -208,7 +202,6 @@ impl<const B: usize> Model<B> {
         self.add_sum(other.sum);
         self.extremes(lo, hi);
         self.inexact |= other.inexact;
-        self.clamped_wrapped |= other.clamped_wrapped;
     }
 
     fn count(&self) -> u64 {
@@ -246,13 +239,7 @@ impl<const B: usize> Model<B> {
         let (min, max) = (min as f64, max as f64);
         let lo = (lo as f64 / n as f64).clamp(min, max);
         let hi = (hi as f64 / n as f64).clamp(min, max);
-        // With a clamped counter that wrapped (Cortex-M, 2³² clamped
-        // values) the bounds may cross: then only `[min, max]` holds.
-        Some(Err(if lo <= hi && !self.clamped_wrapped {
-            (lo, hi)
-        } else {
-            (min, max)
-        }))
+        Some(Err(if lo <= hi { (lo, hi) } else { (min, max) }))
     }
 
     /// Nearest rank, as `percentile` documents it (for `q` whose rank has
@@ -420,17 +407,11 @@ fn run<const B: usize>(seed: u64, steps: usize) {
             }
             7 => {
                 if let Some(totals) = other.totals() {
-                    match h.merge_buckets_with_totals(other.buckets(), totals) {
-                        Ok(()) => m.merge_list_with_totals(&mo),
-                        // Cortex-M: once 2³² clamped values wrapped the
-                        // clamped counter, `buckets()` lists them as the
-                        // top bucket's in-range values, below `min`
-                        // (pre-existing; noted in the review report).
-                        Err(e) => assert!(
-                            NARROW && mo.clamped < mo.counts[B - 1],
-                            "{name}: round trip refused: {e:?}"
-                        ),
-                    }
+                    // Refused on Cortex-M while the clamped counter
+                    // wrapped (its values listed below `min`); no longer.
+                    h.merge_buckets_with_totals(other.buckets(), totals)
+                        .unwrap_or_else(|e| panic!("{name}: round trip refused: {e:?}"));
+                    m.merge_list_with_totals(&mo);
                 }
             }
             _ => {

@@ -84,7 +84,11 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
         // would list it in the top bucket (found by a review: a scrape
         // racing a run past the range counted it at the bound of 60 s,
         // and the next scrape went back).
-        self.clamped.add(n);
+        // Saturating, as the top bucket's count does: on Cortex-M both are
+        // 32 bits, and a wrapped `clamped` listed the clamped values as
+        // the top bucket's own (found by a review: one `record_n` of 2^32
+        // values above the range made `percentile(50.0)` the range's end).
+        self.clamped.add_saturating(n);
         let lost = self.cells.get(top).map_or(0, |cell| cell.add_count(n));
         self.spill.add(
             value

@@ -155,7 +155,8 @@ pub(crate) type Epoch = u32;
 /// A monotonically increasing statistics counter.
 ///
 /// 64 bits where the target has native 64-bit atomics; 32 bits (wrapping at
-/// 2³²) on 32-bit microcontrollers. Only ever updated with `Relaxed`
+/// 2³², except through [`add_saturating`](Self::add_saturating)) on 32-bit
+/// microcontrollers. Only ever updated with `Relaxed`
 /// read-modify-writes: counters order nothing.
 #[derive(Debug)]
 pub(crate) struct Counter(CounterWord);
@@ -178,13 +179,31 @@ impl Counter {
         u64::from(self.0.load(Ordering::Relaxed))
     }
 
-    /// Adds `n`, truncated to the counter's width (so wrapping on 32 bits).
-    #[inline]
-    pub(crate) fn add(&self, n: u64) {
-        self.0.fetch_add(n as _, Ordering::Relaxed);
+    /// Adds `n`, saturating at the counter's largest value (`u64::MAX`,
+    /// or `u32::MAX` on 32 bits) instead of wrapping: one compare-and-swap
+    /// loop, for a counter that must not go back to 0 (the histogram's
+    /// clamped values, which the top bucket's saturating count holds too).
+    #[allow(clippy::useless_conversion)]
+    pub(crate) fn add_saturating(&self, n: u64) {
+        let mut current = self.0.load(Ordering::Relaxed);
+        loop {
+            let sum = u64::from(current).saturating_add(n);
+            let new = CounterInt::try_from(sum).unwrap_or(CounterInt::MAX);
+            if new == current {
+                return;
+            }
+            match self
+                .0
+                .compare_exchange_weak(current, new, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(seen) => current = seen,
+            }
+        }
     }
 
-    /// Adds `n` (truncated as [`add`](Self::add)) with `Release`: a reader
+    /// Adds `n`, truncated to the counter's width (so wrapping on 32
+    /// bits), with `Release`: a reader
     /// that sees the sum through [`get_acquire`](Self::get_acquire) also
     /// sees what this thread wrote before (a keyed limiter's batch taken
     /// out of its slot, so that a read of the counter first and the slots
