@@ -365,6 +365,13 @@ impl KeyedLeft {
 
 /// Counters of a [`KeyedLimiter`].
 ///
+/// Each counter is one atomic word, incremented without a lock (and
+/// `allowed` partly in the slots, see
+/// [`metrics`](KeyedLimiter::metrics)): it wraps at 2⁶⁴ where the target
+/// has 64-bit atomics, and at 2³² on 32-bit microcontrollers (Cortex-M),
+/// although the fields are `u64`; a read after such a wrap is lower than
+/// the one before (as a restarted counter's).
+///
 /// # Examples
 ///
 /// ```

@@ -206,13 +206,14 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
     /// The counters. Admissions are partly counted per slot (see the module
     /// docs), so this reads every slot, and is exact whenever no call is in
     /// flight. The sum of the two parts saturates at `u64::MAX` rather than
-    /// wrap.
+    /// wrap (each counter's own word wraps, at 2³² on Cortex-M: see
+    /// [`KeyedMetrics`]).
     ///
     /// `allowed` never counts an admission twice, even while batches move
     /// from the slots to the global counter: the global counter is read
     /// first (with `Acquire`, each batch added with `Release` after it left
     /// its slot), then the slots. So successive reads (a scraper's) do not
-    /// go back, but for one case: a batch being moved at the start of a
+    /// go back (short of a counter's wrap), but for one case: a batch being moved at the start of a
     /// read, its thread preempted between taking it from the slot and
     /// adding it, is missed by that read (at most 256 admissions, 2 048 on
     /// Cortex-M, until the move ends).

@@ -399,3 +399,26 @@ fn tokens_left_after_an_admission_are_what_available_reads() {
     drop(guards);
     assert_eq!(l.available(&1, T0), 98);
 }
+
+/// The counters are one atomic word each, as `KeyedMetrics` documents:
+/// 64 bits with 64-bit atomics, 32 bits on Cortex-M, where they wrap at
+/// 2³² (and a read after the wrap is lower than the one before).
+#[test]
+fn metrics_counters_wrap_at_the_word_width() {
+    let l: KeyedLimiter<u32, 4> = KeyedLimiter::new(plenty(), FullPolicy::Reject).unwrap();
+    let base = u64::from(u32::MAX) - 100;
+    l.allowed.set(base);
+    l.limited.set(base);
+    // Enough admissions of one key for its slot to fold batches into the
+    // global counter, past 2^32.
+    for _ in 0..3_000 {
+        l.try_acquire(&1, T0).unwrap();
+    }
+    for _ in 0..200 {
+        assert!(l.try_acquire_n(&2, 2_000_000, T0).is_err());
+    }
+    let m = l.metrics();
+    let wrap = if cfg!(fusebox_wide_words) { 0 } else { 1 << 32 };
+    assert_eq!(m.allowed, base + 3_000 - wrap);
+    assert_eq!(m.limited, base + 200 - wrap);
+}
