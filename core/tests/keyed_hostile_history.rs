@@ -196,40 +196,20 @@ fn history<const N: usize>(seed: u64, steps: u32, ids: u32) {
     assert_eq!(LIVE.with(|l| l.borrow().len()), 0, "leaked");
 }
 
-/// Silences the panics this test provokes (their messages start with
-/// "hostile"), and only those: a failing assertion still prints.
-fn quiet() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let message = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if !message.starts_with("hostile") {
-                default(info);
-            }
-        }));
-    });
-}
-
 #[test]
 fn one_slot() {
-    quiet();
+    common::quiet_hostile_panics();
     history::<1>(11, 120_000, 6);
 }
 
 #[test]
 fn two_slots() {
-    quiet();
+    common::quiet_hostile_panics();
     history::<2>(12, 120_000, 9);
 }
 
 #[test]
 fn sixteen_slots() {
-    quiet();
+    common::quiet_hostile_panics();
     history::<16>(13, 120_000, 60);
 }

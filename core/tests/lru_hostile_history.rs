@@ -30,6 +30,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use fusebox::cache::{CacheMetrics, Displaced, LruCache};
 use fusebox::{Duration, Instant};
 
+mod common;
+
 thread_local! {
     /// The Hash / Eq call (1 = the next one) that panics; 0: none.
     static HASH_BOMB: Cell<u32> = const { Cell::new(0) };
@@ -414,47 +416,27 @@ fn history<const N: usize>(seed: u64, steps: u64, keys: u32, group: u32, every: 
     assert_eq!(LIVE.with(|l| l.borrow().len()), 0, "leaked");
 }
 
-/// Silences the panics this test provokes (their messages start with
-/// "hostile"), and only those: a failing assertion still prints.
-fn quiet() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let message = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if !message.starts_with("hostile") {
-                default(info);
-            }
-        }));
-    });
-}
-
 #[test]
 fn capacity_one_all_keys_colliding() {
-    quiet();
+    common::quiet_hostile_panics();
     history::<1>(1, 100_000, 4, 4, 1);
 }
 
 #[test]
 fn capacity_three_colliding_pairs() {
-    quiet();
+    common::quiet_hostile_panics();
     history::<3>(2, 150_000, 9, 2, 1);
 }
 
 #[test]
 fn capacity_eight_one_chain() {
-    quiet();
+    common::quiet_hostile_panics();
     history::<8>(3, 150_000, 24, 64, 1);
 }
 
 #[test]
 fn the_largest_capacity_in_chains_of_sixteen() {
-    quiet();
+    common::quiet_hostile_panics();
     std::thread::Builder::new()
         .stack_size(64 << 20)
         .spawn(|| history::<65_535>(4, 500_000, 150_000, 16, 25_000))

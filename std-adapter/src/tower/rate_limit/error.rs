@@ -312,29 +312,32 @@ impl<B: From<String>> RateLimitResponder<B> for JsonRateLimitResponse {
                 headers::json(StatusCode::BAD_REQUEST, &body)
             }
             Refusal::TableFull { retry_after } => {
-                let body = serde_json::json!({
-                    "error": "limiter_full",
-                    "policy": policy,
-                    "retry_after": headers::retry_secs(retry_after),
-                });
-                let mut response = headers::json(StatusCode::SERVICE_UNAVAILABLE, &body);
-                headers::insert_retry_after(response.headers_mut(), retry_after);
-                response
+                unavailable_for(retry_after, "limiter_full", &policy)
             }
             Refusal::Unavailable => {
                 let body = serde_json::json!({"error": "limiter_error", "policy": policy});
                 headers::json(StatusCode::SERVICE_UNAVAILABLE, &body)
             }
             Refusal::FailClosed { retry_after } => {
-                let body = serde_json::json!({
-                    "error": "limiter_unavailable",
-                    "policy": policy,
-                    "retry_after": headers::retry_secs(retry_after),
-                });
-                let mut response = headers::json(StatusCode::SERVICE_UNAVAILABLE, &body);
-                headers::insert_retry_after(response.headers_mut(), retry_after);
-                response
+                unavailable_for(retry_after, "limiter_unavailable", &policy)
             }
         }
     }
+}
+
+/// A `503` with `error` and a delta-seconds `Retry-After` of
+/// `retry_after`, in the field and in the body.
+fn unavailable_for<B: From<String>>(
+    retry_after: Duration,
+    error: &str,
+    policy: &str,
+) -> Response<B> {
+    let body = serde_json::json!({
+        "error": error,
+        "policy": policy,
+        "retry_after": headers::retry_secs(retry_after),
+    });
+    let mut response = headers::json(StatusCode::SERVICE_UNAVAILABLE, &body);
+    headers::insert_retry_after(response.headers_mut(), retry_after);
+    response
 }
