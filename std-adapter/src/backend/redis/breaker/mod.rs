@@ -100,7 +100,10 @@ use crate::CallError;
 ///   record `…:forced:<nonce>`): one sent again on a new connection (the
 ///   server closed the old one after running it) does not undo a trip or
 ///   another operator's command made in between, nor does an older one of
-///   this instance's, timed out and run late, undo its newer one.
+///   this instance's, timed out and run late, undo its newer one. A
+///   record the script did not write (not a number, or kept longer than
+///   a day: no expiry) is forged: counted
+///   [`corrupt`](FleetBreakerMetrics::corrupt) and replaced.
 /// * **Quorum.** With [`FleetBreakerBuilder::quorum`], a local trip opens
 ///   the fleet only once `min_instances` distinct instances tripped within
 ///   the window (`…:verdicts`, a sorted set); a lone bad instance still

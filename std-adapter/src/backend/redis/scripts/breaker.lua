@@ -202,7 +202,11 @@ local function expired() return s == 'o' and untl <= now end
 -- hand) is corrupt: replaced. One holding a huge number makes the
 -- process's commands of that kind read as repeats until it expires (a
 -- day at most; they then protect that instance alone): no worse than a
--- decision written by hand.
+-- decision written by hand. The script writes a record for a day: one
+-- that never expires, or outlives a day, was written by another hand and
+-- is forged too (replaced, as a forged trial slot is taken over; found
+-- by a hostile review: a number written by hand with no expiry made the
+-- process's trips and admin commands repeats for as long as it ran).
 local sent = tonumber(string.match(ARGV[12] or '', '^%d+$') or '')
 local recorded = false
 if (op == 'trip' or op == 'force_open' or op == 'force_close') and KEYS[4] and sent then
@@ -210,6 +214,13 @@ if (op == 'trip' or op == 'force_open' or op == 'force_close') and KEYS[4] and s
   local last = nil
   if rec then last = tonumber(string.match(rec, '^%d+$') or '') end
   if rec and not last then wrong = true end
+  if last and sent <= last then
+    local left = redis.call('PTTL', KEYS[4])
+    if left < 0 or left > 86400000 then
+      last = nil
+      wrong = true
+    end
+  end
   recorded = last ~= nil and sent <= last
   if not recorded then redis.call('SET', KEYS[4], ARGV[12], 'PX', 86400000) end
 end
