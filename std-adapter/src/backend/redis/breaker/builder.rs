@@ -410,7 +410,7 @@ impl FleetBreakerBuilder {
             sharded,
             quorum: self.quorum,
             instance: instance.into(),
-            nonce: fastrand::u64(..),
+            nonce: nonce(),
             trial_ttl: self.trial_ttl.unwrap_or_else(|| {
                 // Outlives a trial cut by the timeout, so no second trial
                 // starts while the first still runs.
@@ -506,6 +506,20 @@ fn default_instance_id() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..)))
+}
+
+/// A random number of this instance's (its records' keys, its trial
+/// tokens), from the operating system's randomness (std's `RandomState`
+/// keys). Not from fastrand's thread-local generator: a program may seed
+/// that one (`fastrand::seed`, for reproducible jitter), and every
+/// process of it then had the same nonce, so the same records: one
+/// instance's `force_open` and trips read as repeats of another's and
+/// changed nothing (found by a hostile review).
+fn nonce() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    // Each `RandomState` of a thread has other keys (one counts up):
+    // two instances of one process differ too.
+    RandomState::new().hash_one(0u8)
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.

@@ -197,7 +197,8 @@ pub(super) struct Inner {
     sharded: bool,
     quorum: Option<Quorum>,
     instance: Arc<str>,
-    /// A random number of this process's, in trial tokens.
+    /// A random number of this instance's (the OS's randomness, see
+    /// `builder::nonce`), in trial tokens and record keys.
     nonce: u64,
     trial_ttl: Duration,
     notify: Arc<Notify>,
