@@ -1,7 +1,7 @@
 //! Two processes' fleet breakers of one name keep their records apart,
-//! against a real redis-server. The docs: each process has its own trip
-//! and admin records (`…:tripped:<nonce>`, `…:forced:<nonce>`, one key
-//! per process), holding tokens that grow per process; a token not above
+//! against a real redis-server. The docs: each process has its own
+//! record (`…:record:<nonce>`, one key per process), holding tokens that
+//! grow per process; a token not above
 //! the one recorded is a repeat and changes nothing.
 //!
 //! Found by a hostile review: the nonce came from fastrand's thread-local
@@ -66,7 +66,7 @@ async fn instances_of_a_program_seeding_fastrand_keep_their_own_records() {
     assert!(stored(&url, "fusebox:{breaker:seeded}:decision")
         .await
         .contains(":f:"));
-    assert_eq!(record_keys(&url, "forced").await.len(), 2);
+    assert_eq!(record_keys(&url, "record").await.len(), 2);
     // A closes it; B's trip then opens the fleet.
     a.force_close().await.unwrap();
     a.sync().await.unwrap();

@@ -1,5 +1,5 @@
-//! A fleet breaker's trip and admin records (`…:tripped:<nonce>`,
-//! `…:forced:<nonce>`) written by a careless or hostile hand, against a
+//! A fleet breaker's record (`…:record:<nonce>`, its trips' and admin
+//! commands' tokens) written by a careless or hostile hand, against a
 //! real redis-server. The docs: a record holding a huge number makes the
 //! process's commands of that kind read as repeats "until it expires (a
 //! day at most)", the script writing every record for a day.
@@ -22,8 +22,8 @@ use fusebox_std::backend::FleetBreaker;
 const BREAKER_LUA: &str = include_str!("../../std-adapter/src/backend/redis/scripts/breaker.lua");
 
 const DECISION: &str = "fusebox:{breaker:forged}:decision";
-const TRIPPED: &str = "fusebox:{breaker:forged}:tripped:000000000000000a";
-const FORCED: &str = "fusebox:{breaker:forged}:forced:000000000000000a";
+const TRIPPED: &str = "fusebox:{breaker:forged}:record:000000000000000a";
+const FORCED: &str = "fusebox:{breaker:forged}:record:000000000000000b";
 const HUGE: &str = "99999999999999";
 const DAY_MS: i64 = 86_400_000;
 
@@ -120,7 +120,7 @@ async fn a_huge_record_expiring_within_a_day_reads_as_a_repeat() {
 }
 
 /// End to end: an operator "pins" the process's admin record by hand
-/// (found by its key, `…:forced:<nonce>`); the process's next
+/// (found by its key, `…:record:<nonce>`); the process's next
 /// `force_open` still forces the fleet open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn force_open_still_runs_after_its_record_was_pinned_by_hand() {
@@ -137,7 +137,7 @@ async fn force_open_still_runs_after_its_record_was_pinned_by_hand() {
     a.force_close().await.unwrap();
     let mut conn = raw(&url).await;
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("fusebox:{breaker:pinned}:forced:*")
+        .arg("fusebox:{breaker:pinned}:record:*")
         .query_async(&mut conn)
         .await
         .unwrap();

@@ -61,7 +61,7 @@ async fn keys(url: &str, pattern: &str) -> Vec<String> {
 
 /// 300 trips of one instance, each published and closed again by an
 /// operator: every trip is taken (opens the fleet), and the records left
-/// in Redis are one per process and kind, not one per trip. Before, each
+/// in Redis are one per process, not one per trip. Before, each
 /// trip left its own record key for a day: 300 here (~86 400 a day for a
 /// 1 s open time that kept failing, per instance).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,15 +90,10 @@ async fn a_long_history_of_trips_leaves_one_record_per_process() {
     assert_eq!(b.fleet_metrics().published, TRIPS);
     let all = keys(&url, "*").await;
     assert_eq!(all.len(), 3, "{:?}", &all[..all.len().min(5)]);
+    // One record per process (A's trips, B's admin commands).
     assert_eq!(
-        keys(&url, "fusebox:{breaker:records}:tripped:*")
-            .await
-            .len(),
-        1
-    );
-    assert_eq!(
-        keys(&url, "fusebox:{breaker:records}:forced:*").await.len(),
-        1
+        keys(&url, "fusebox:{breaker:records}:record:*").await.len(),
+        2
     );
 }
 
@@ -135,7 +130,7 @@ async fn failing_trials_over_many_openings_leave_one_trip_record() {
     // The first decision, the first trip, then half-open and reopened
     // each cycle.
     assert_eq!(version, 1 + 2 * CYCLES, "{decision}");
-    let records = keys(&url, "fusebox:{breaker:flapping}:tripped:*").await;
+    let records = keys(&url, "fusebox:{breaker:flapping}:record:*").await;
     assert_eq!(records.len(), 1, "{records:?}");
 }
 
@@ -265,7 +260,7 @@ async fn a_trip_record_of_another_type_is_replaced() {
     trip(&a).await;
     sync_ok(&a).await;
     a.force_close().await.unwrap();
-    let records = keys(&url, "fusebox:{breaker:hostile}:tripped:*").await;
+    let records = keys(&url, "fusebox:{breaker:hostile}:record:*").await;
     assert_eq!(records.len(), 1, "{records:?}");
     let mut conn = raw(&url).await;
     let () = redis::cmd("DEL")

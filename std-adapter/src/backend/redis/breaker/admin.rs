@@ -9,12 +9,12 @@ use super::{ClockNow, FleetBreaker};
 use crate::backend::BackendError;
 
 impl super::Inner {
-    /// This process's admin record key and a new token for one admin
+    /// This process's record key and a new token for one admin
     /// command (the same when the connection sends that command again:
     /// the script runs it once).
     fn admin_record(&self) -> (String, String) {
         let token = self.tokens.fetch_add(1, Ordering::Relaxed).to_string();
-        (self.keys.admin_record(self.nonce), token)
+        (self.keys.record(self.nonce), token)
     }
 }
 

@@ -89,18 +89,19 @@ use crate::CallError;
 /// * **Lost replies.** A trip whose reply is lost (Redis stalled past the
 ///   timeout) is published again, the instance cannot tell whether the
 ///   script ran; each trip carries a token (a number that grows with
-///   each new trip of the process), which the script writes to the
-///   process's trip record (`<prefix>:{breaker:<name>}:tripped:<nonce>`,
-///   one key per process, kept a day after its last trip) once it took
-///   the trip, so its repeat (or an older trip arriving late) changes
-///   nothing, whatever the fleet decided
-///   meanwhile: it does not reopen a fleet that served that trip's open
-///   time and closed, nor stamp its quorum verdict anew (which would keep
-///   it in the window longer). `force_open`/`force_close` likewise (their
-///   record `…:forced:<nonce>`): one sent again on a new connection (the
+///   each new trip or admin command of the process), which the script
+///   writes to the process's record
+///   (`<prefix>:{breaker:<name>}:record:<nonce>`, one key per process,
+///   kept a day after its last command) once it took the trip, so its
+///   repeat (or an older trip arriving late) changes nothing, whatever
+///   the fleet decided meanwhile: it does not reopen a fleet that served
+///   that trip's open time and closed, nor stamp its quorum verdict anew
+///   (which would keep it in the window longer). `force_open`/`force_close`
+///   likewise (the same record): one sent again on a new connection (the
 ///   server closed the old one after running it) does not undo a trip or
-///   another operator's command made in between, nor does an older one of
-///   this instance's, timed out and run late, undo its newer one. A
+///   another operator's command made in between, nor does an older
+///   command of this instance's, timed out and run late (a trip or an
+///   admin command), undo its newer one. A
 ///   record the script did not write (not a number, or kept longer than
 ///   a day: no expiry) is forged: counted
 ///   [`corrupt`](FleetBreakerMetrics::corrupt) and replaced.

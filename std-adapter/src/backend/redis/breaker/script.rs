@@ -29,7 +29,7 @@ pub(super) enum Op<'a> {
     /// A local trip: open a closed fleet (with `quorum` = (min, window ms,
     /// instance) only once enough instances tripped), reopen a half-open
     /// one (or one whose open time ran out) that the caller holds. The
-    /// trip's `record` (this process's [`Keys::trip_record`], the trip's
+    /// trip's `record` (this process's [`Keys::record`], the trip's
     /// token) is the same each time one trip is published: a repeat of a
     /// trip the script took (its reply lost) changes nothing.
     Trip {
@@ -42,7 +42,7 @@ pub(super) enum Op<'a> {
     /// (a command sent again after its connection closed may have run).
     Close(u64, u8, &'a str),
     /// Forced open, once for its `record` (this process's
-    /// [`Keys::admin_record`], the command's token): the command sent
+    /// [`Keys::record`], the command's token): the command sent
     /// again (its connection closed after Redis ran it) changes nothing.
     ForceOpen(Record<'a>),
     /// Closed, once for its `record`, as [`ForceOpen`](Op::ForceOpen).
@@ -53,7 +53,8 @@ pub(super) enum Op<'a> {
     Release(&'a str),
 }
 
-/// A command's record: the key (one per process and kind of command) and
+/// A command's record: the key (one per process, for its trips and admin
+/// commands alike) and
 /// the command's token (a decimal number that only grows in a process;
 /// the same when the command is sent again), which the script writes
 /// there once it ran the command: a token not above the one recorded is
@@ -71,10 +72,8 @@ pub(super) struct Keys {
     pub(super) verdicts: String,
     pub(super) successes: String,
     pub(super) slots: Vec<String>,
-    /// What a process's trip record key starts with.
-    tripped: String,
-    /// What a process's admin record key starts with.
-    forced: String,
+    /// What a process's record key starts with.
+    record: String,
 }
 
 impl Keys {
@@ -87,22 +86,21 @@ impl Keys {
             slots: (1..=permits.max(1))
                 .map(|i| format!("{base}:trial:{i}"))
                 .collect(),
-            tripped: format!("{base}:tripped:"),
-            forced: format!("{base}:forced:"),
+            record: format!("{base}:record:"),
         }
     }
 
-    /// The trip record key of the process `nonce` names: the script
-    /// writes there the token of each trip it takes (one key per process,
-    /// kept a day after its last trip).
-    pub(super) fn trip_record(&self, nonce: u64) -> String {
-        format!("{}{nonce:016x}", self.tripped)
-    }
-
-    /// The admin record key of the process `nonce` names: the script
-    /// writes there the token of each `force_open`/`force_close` it runs.
-    pub(super) fn admin_record(&self, nonce: u64) -> String {
-        format!("{}{nonce:016x}", self.forced)
+    /// The record key of the process `nonce` names: the script writes
+    /// there the token of each trip, `force_open` and `force_close` it
+    /// runs (one key per process, kept a day after its last command).
+    /// One key for the three: the tokens come from one counter, in the
+    /// order the process sends the commands (one at a time), so a command
+    /// arriving after a newer one of the other kind ran is older too
+    /// (with a key per kind, a trip that timed out and ran late reopened
+    /// the fleet its process's newer `force_close` had closed: found by a
+    /// hostile review).
+    pub(super) fn record(&self, nonce: u64) -> String {
+        format!("{}{nonce:016x}", self.record)
     }
 }
 
@@ -281,12 +279,8 @@ mod tests {
         assert_eq!(keys.decision, "fusebox:{breaker:payments}:decision");
         assert_eq!(keys.slots[1], "fusebox:{breaker:payments}:trial:2");
         assert_eq!(
-            keys.trip_record(0xf3),
-            "fusebox:{breaker:payments}:tripped:00000000000000f3"
-        );
-        assert_eq!(
-            keys.admin_record(0xf3),
-            "fusebox:{breaker:payments}:forced:00000000000000f3"
+            keys.record(0xf3),
+            "fusebox:{breaker:payments}:record:00000000000000f3"
         );
     }
 

@@ -101,7 +101,7 @@ impl Inner {
         let trial_closed = closes != self.trial_closes_reported.load(Ordering::Acquire);
         let (key, token);
         let op = if super::unpublished(trips, seen, state) {
-            key = self.keys.trip_record(self.nonce);
+            key = self.keys.record(self.nonce);
             token = self.trip_token(trips);
             Op::Trip {
                 quorum: self

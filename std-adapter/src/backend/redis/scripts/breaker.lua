@@ -21,24 +21,23 @@
 --                     they always did, and keep only their own.
 -- KEYS[4..] trial, release: the trial slots <prefix>:{breaker:<name>}:trial:<i>,
 --                     '<version>:<token>'
--- KEYS[4]  trip: the trip record of the calling process,
---                     <prefix>:{breaker:<name>}:tripped:<nonce>, holding
---                     the token (ARGV[12], a number growing per process)
---                     of the last trip it took, the token the same each
---                     time one trip is published: a trip sent again after
---                     its reply was lost (only the process's last trip
---                     ever is), or an older one, changes nothing. One key
---                     per process, kept a day after its last trip (one key
---                     per trip, each kept a day, piled up ~86 400 a day
---                     for a 1 s open time that kept failing).
--- KEYS[4]  force_open, force_close: the admin record of the calling
---                     process, <prefix>:{breaker:<name>}:forced:<nonce>,
---                     the same way: the token of its last admin command
---                     run, so the command sent again (its connection
---                     closed after Redis ran it) changes nothing, whatever
---                     was decided in between (found by a hostile review:
---                     a force_close run again undid another instance's
---                     trip made between its two runs)
+-- KEYS[4]  trip, force_open, force_close: the record of the calling
+--                     process, <prefix>:{breaker:<name>}:record:<nonce>,
+--                     holding the token (ARGV[12], a number growing per
+--                     process, from one counter for its trips and admin
+--                     commands) of the last of them it ran, the token the
+--                     same each time one command is sent: a trip sent
+--                     again after its reply was lost, or an admin command
+--                     sent again (its connection closed after Redis ran
+--                     it), or an older command of either kind, changes
+--                     nothing, whatever was decided in between. One key
+--                     per process, kept a day after its last command (one
+--                     key per trip, each kept a day, piled up ~86 400 a
+--                     day for a 1 s open time that kept failing; a key per
+--                     kind let a trip run late reopen the fleet its
+--                     process's newer force_close had closed; found by
+--                     hostile reviews, as a force_close run again undoing
+--                     another instance's trip made between its two runs)
 --
 -- ARGV[1] op: sync | trip | close | force_open | force_close | trial | release
 -- ARGV[2] the version the caller knows (its newest merged decision)
@@ -196,9 +195,9 @@ local function expired() return s == 'o' and untl <= now end
 -- a token not above it is that command sent again, or an older one
 -- arriving late (sent on a connection given up for a newer one, while
 -- Redis stalled): either way run already or replaced by a newer command,
--- so it changes nothing. A process sends its next command of a kind only
--- once the one before was answered or given up for good, so one key per
--- process and kind suffices. A record that is no number (written by
+-- so it changes nothing. A process sends its next command only once the
+-- one before was answered or given up for good, so one key per process
+-- suffices. A record that is no number (written by
 -- hand) is corrupt: replaced. One holding a huge number makes the
 -- process's commands of that kind read as repeats until it expires (a
 -- day at most; they then protect that instance alone): no worse than a
