@@ -17,10 +17,11 @@ use common::redis_server::RedisServer;
 const BREAKER_LUA: &str = include_str!("../../std-adapter/src/backend/redis/scripts/breaker.lua");
 
 const DECISION: &str = "fusebox:{breaker:resent}:decision";
-/// Process A's admin record, process B's trip and admin records.
-const A_FORCED: &str = "fusebox:{breaker:resent}:forced:000000000000000a";
-const B_TRIPPED: &str = "fusebox:{breaker:resent}:tripped:000000000000000b";
-const B_FORCED: &str = "fusebox:{breaker:resent}:forced:000000000000000b";
+/// Process A's and process B's records (one per process, for its trips
+/// and admin commands alike).
+const A_FORCED: &str = "fusebox:{breaker:resent}:record:000000000000000a";
+const B_TRIPPED: &str = "fusebox:{breaker:resent}:record:000000000000000b";
+const B_FORCED: &str = B_TRIPPED;
 
 type Conn = redis::aio::MultiplexedConnection;
 
@@ -203,4 +204,24 @@ async fn a_record_that_is_no_number_is_replaced() {
         .await
         .unwrap();
     assert_eq!(kept, "7");
+}
+
+/// One record per process for both kinds: A's force_close (token 3)
+/// timed out, A tripped (4) on the connection made in its place, then
+/// the force_close arrives: older, it does not close the fleet A's trip
+/// opened.
+#[tokio::test]
+async fn an_older_admin_command_arriving_after_a_newer_trip_changes_nothing() {
+    let server = RedisServer::start();
+    let mut conn = raw(&server.url()).await;
+    set(&mut conn, DECISION, "fb1:5:c:0:0").await;
+    assert_eq!(
+        run(&mut conn, "trip", 5, A_FORCED, "4").await,
+        (6, "o".into())
+    );
+    assert_eq!(
+        run(&mut conn, "force_close", 5, A_FORCED, "3").await,
+        (6, "o".into()),
+        "an older force_close undid a newer trip"
+    );
 }
