@@ -7,7 +7,8 @@
 //! arriving late changes nothing"; the operator's close must stay.
 //!
 //! Found by a hostile review: trips and admin commands kept separate
-//! records (`…:tripped:<nonce>`, `…:forced:<nonce>`), so a trip arriving
+//! records (`…:tripped:<nonce>`, `…:forced:<nonce>`; now one,
+//! `…:record:<nonce>`), so a trip arriving
 //! after a newer admin command was new to its record, and reopened the
 //! fleet the operator had just closed.
 
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{stored, trip};
+use common::fleet::{stored, sync_ok, trip};
 use common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
@@ -152,7 +153,7 @@ async fn a_trip_run_late_does_not_undo_the_instances_newer_force_close() {
         .build()
         .await
         .unwrap();
-    a.sync().await.unwrap();
+    sync_ok(&a).await;
     let decision = "fusebox:{breaker:late}:decision";
     assert!(stored(&server.url(), decision).await.contains(":c:"));
     // Redis stalls on A's connection: its trip times out, unanswered.
