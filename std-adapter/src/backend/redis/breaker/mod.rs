@@ -101,10 +101,10 @@ use crate::CallError;
 ///   server closed the old one after running it) does not undo a trip or
 ///   another operator's command made in between, nor does an older
 ///   command of this instance's, timed out and run late (a trip or an
-///   admin command), undo its newer one. A
-///   record the script did not write (not a number, or kept longer than
-///   a day: no expiry) is forged: counted
-///   [`corrupt`](FleetBreakerMetrics::corrupt) and replaced.
+///   admin command), undo its newer one. A record the script did not
+///   write (not a number, or kept longer than a day: no expiry) is
+///   forged: counted [`corrupt`](FleetBreakerMetrics::corrupt) and
+///   replaced.
 /// * **Quorum.** With [`FleetBreakerBuilder::quorum`], a local trip opens
 ///   the fleet only once `min_instances` distinct instances tripped within
 ///   the window (`…:verdicts`, a sorted set); a lone bad instance still
