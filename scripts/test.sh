@@ -132,6 +132,9 @@ for t in "${THUMBS[@]}"; do
     step cargo build -p fusebox --target "$t" --no-default-features
     step cargo build -p fusebox --target "$t" --features defmt,serde,embassy-time,time-window,half-open-timeout
 done
+# The stated MSRVs, on those toolchains: the core on 1.81 (every feature but
+# embassy-time), embassy-time and the example firmware on 1.85.
+step scripts/msrv.sh
 # A sysroot holding only `core`: any `std` or `alloc` anywhere in the
 # dependency graph fails this build.
 step env CARGO_TARGET_DIR=target/core-only cargo "+$NIGHTLY" build -p fusebox \

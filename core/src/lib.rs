@@ -21,7 +21,7 @@
 //! |---|---|
 //! | `defmt` | `defmt::Format` for the public data types |
 //! | `serde` | `Serialize`/`Deserialize` for configs (validated on the way in, unknown keys refused) and snapshots |
-//! | `embassy-time` | `EmbassyClock`, a [`Clock`] reading `embassy_time::Instant` |
+//! | `embassy-time` | `EmbassyClock`, a [`Clock`] reading `embassy_time::Instant`; needs Rust 1.85 (embassy-time 0.5 is edition 2024), the rest of the crate 1.81 |
 //! | `time-window` | time-based failure windows for [`CircuitBreaker`] (`ConfigBuilder::time_window`, `failure_count`): a ring of 16 bucket words in every breaker (+152 bytes on x86-64, +76 on Cortex-M; +144 and +72 with `half-open-timeout` on too) |
 //! | `half-open-timeout` | [`CircuitBreaker`]'s half-open timeout (`ConfigBuilder::max_half_open`): +16 bytes per breaker on x86-64, +20 on Cortex-M (padding included), about 0.8 KiB of flash on Cortex-M (804 B on thumbv7em, 816 B on thumbv6m: the README's size tables) |
 //! | `alloc` | heap construction of large tables in place (`new_boxed`, `with_hasher_boxed`), for targets with an allocator |
