@@ -91,8 +91,10 @@ impl Quota {
     ///
     /// [`QuotaError`] for zero tokens, a zero period, or an unrepresentable
     /// range. The range is that of the burst of `tokens`: a slow rate whose
-    /// own burst spans too long for the target (on Cortex-M, 100 an hour)
-    /// may still fit with a smaller burst, which
+    /// own burst spans too long for the target (on Cortex-M a burst span
+    /// `burst × period / tokens` of 2³⁰ − 2²⁰ µs, 17 min 52.69 s, or more:
+    /// here `period` itself, so any [`per_hour`](Self::per_hour)) may still
+    /// fit with a smaller burst, which
     /// [`new_with_burst`](Self::new_with_burst) builds directly.
     ///
     /// # Examples
@@ -184,7 +186,11 @@ impl Quota {
     ///
     /// # Errors
     ///
-    /// As [`Quota::new`].
+    /// As [`Quota::new`]. On Cortex-M (32-bit words) always
+    /// [`QuotaError::TooLong`], whatever `tokens`: the burst spans the whole
+    /// hour, over the 17 min 52 s a bucket word holds there. Use
+    /// [`new_with_burst`](Self::new_with_burst) with a burst spanning less
+    /// (100 an hour with a burst of 5 spans 3 minutes).
     ///
     /// # Examples
     ///
@@ -192,7 +198,7 @@ impl Quota {
     /// use fusebox::bucket::Quota;
     /// use fusebox::Duration;
     ///
-    /// let q = Quota::per_hour(60)?;
+    /// let q = Quota::per_hour(60)?; // with 64-bit atomics; Cortex-M: TooLong
     /// assert_eq!(q.period(), Duration::from_secs(3_600));
     /// assert_eq!(q.replenish_interval(), Duration::from_secs(60));
     /// # Ok::<(), fusebox::bucket::QuotaError>(())
@@ -204,7 +210,8 @@ impl Quota {
     ///
     /// # Errors
     ///
-    /// As [`Quota::new`].
+    /// As [`Quota::new`]: on Cortex-M a `period` of 17 min 52.69 s
+    /// (2³⁰ − 2²⁰ µs) or more is [`QuotaError::TooLong`].
     ///
     /// # Examples
     ///
