@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds what the manifests' `rust-version` fields promise, on exactly
-# those toolchains (installed if missing), for Cortex-M0:
+# those toolchains (installed if missing), for Cortex-M0 (and the host):
 #
 # * the core (the workspace's rust-version, 1.81) with every feature but
-#   `embassy-time`, as a firmware uses it: a path dependency of a crate
-#   outside the workspace (cargo 1.81 cannot load the workspace itself:
-#   `fusebox-std` is edition 2024);
+#   `embassy-time`, and on the host with `std`, as a firmware or server
+#   uses it: a path dependency of a crate outside the workspace (cargo
+#   1.81 cannot load the workspace itself: `fusebox-std` is edition 2024);
 # * the core with `embassy-time`, and the example firmware, on
 #   embedded-example's rust-version (1.85: embassy-time 0.5,
 #   embassy-time-driver 0.2.2, cortex-m 0.7.10 and cortex-m-rt 0.7.7 are
@@ -48,6 +48,7 @@ publish = false
 
 [features]
 embassy-time = ["fusebox/embassy-time"]
+std = ["fusebox/std"]
 
 [dependencies]
 fusebox = { path = "$ROOT/core", default-features = false, features = ["defmt", "serde", "time-window", "half-open-timeout"] }
@@ -57,6 +58,8 @@ cp Cargo.lock "$crate/Cargo.lock"
 
 echo "msrv: core, every feature but embassy-time, on $CORE_MSRV"
 cargo "+$CORE_MSRV" build -q --manifest-path "$crate/Cargo.toml" --target "$TARGET"
+echo "msrv: core with std (the host) on $CORE_MSRV"
+cargo "+$CORE_MSRV" build -q --manifest-path "$crate/Cargo.toml" --features std
 echo "msrv: core with embassy-time on $FW_MSRV"
 cargo "+$FW_MSRV" build -q --manifest-path "$crate/Cargo.toml" --target "$TARGET" --features embassy-time
 echo "msrv: embedded-example on $FW_MSRV"
