@@ -93,3 +93,27 @@ fn counters_whose_sum_passes_u64() {
     record(&b, Outcome::Success, SLOW, 10);
     trip_and_restore(&b, "sum past u64");
 }
+
+/// Sound-but-checked (the `Metrics` docs): a snapshot from a 64-bit host
+/// restored on Cortex-M keeps each counter modulo 2³², and the counters
+/// go on wrapping there; elsewhere they are kept whole.
+#[test]
+fn a_hosts_counters_restored_on_cortex_m_are_kept_modulo_2_32() {
+    let big = 5_000_000_000;
+    let b = with_counters(Metrics {
+        successes: big,
+        rejected: (1 << 32) + 7,
+        ..Metrics::default()
+    });
+    let m = b.metrics();
+    if NARROW {
+        assert_eq!((m.successes, m.rejected), (705_032_704, 7));
+    } else {
+        assert_eq!((m.successes, m.rejected), (big, (1 << 32) + 7));
+    }
+    record(&b, Outcome::Success, Duration::ZERO, 1);
+    assert_eq!(
+        b.metrics().successes,
+        if NARROW { 705_032_705 } else { big + 1 }
+    );
+}

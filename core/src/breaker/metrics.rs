@@ -8,6 +8,13 @@ use crate::sync::Counter;
 /// Read with `Relaxed` loads: each field is exact, the fields together are
 /// not one atomic snapshot.
 ///
+/// Each counter is one atomic word, incremented without a lock: it wraps at
+/// 2⁶⁴ where the target has 64-bit atomics, and at 2³² on 32-bit
+/// microcontrollers (Cortex-M; after about 50 days at 1 000 calls a
+/// second), although the fields are `u64`. There
+/// [`restore`](super::CircuitBreaker::restore) keeps a snapshot's counters
+/// modulo 2³² (a server's 5 000 000 000 successes read 705 032 704).
+///
 /// # Examples
 ///
 /// ```
