@@ -9,7 +9,7 @@ use cortex_m_rt::{entry, exception};
 use embassy_time::{block_for, Duration as EDuration};
 use fusebox::breaker::Config;
 use fusebox::breaker::{Outcome, State};
-use fusebox::bucket::{Quota, TokenBucket};
+use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota, TokenBucket};
 use fusebox::{CircuitBreaker, Clock, ConcurrentCache, Duration, EmbassyClock, Histogram};
 use fusebox::{Instant, LruCache};
 use fusebox_firmware as fw;
@@ -43,9 +43,19 @@ static READINGS: AtomicPtr<Readings> = AtomicPtr::new(core::ptr::null_mut());
 static LATENCY: Histogram<{ fusebox::histogram::buckets_for(16_383) }> = Histogram::new();
 
 /// What the interrupt handlers do: nothing, share the bucket, or probe the open breaker.
+/// Per-sensor send budgets (4 sensors), shared by main and PendSV.
+type Senders = KeyedLimiter<u32, 4>;
+static SENDERS: AtomicPtr<Senders> = AtomicPtr::new(core::ptr::null_mut());
+/// The one `now` of the keyed phase (main and PendSV decide at the same
+/// instant, so the counts do not depend on how fast QEMU runs).
+static KEYED_NOW: critical_section::Mutex<core::cell::Cell<Instant>> =
+    critical_section::Mutex::new(core::cell::Cell::new(Instant::ZERO));
+static ISR_KEYED: AtomicU32 = AtomicU32::new(0);
+
 static MODE: AtomicU8 = AtomicU8::new(0);
 const BUCKET_PHASE: u8 = 1;
 const OPEN_PHASE: u8 = 2;
+const KEYED_PHASE: u8 = 3;
 static PENDSV_RUNS: AtomicU32 = AtomicU32::new(0);
 static ISR_SENT: AtomicU32 = AtomicU32::new(0);
 static ISR_REJECTED: AtomicU32 = AtomicU32::new(0);
@@ -82,6 +92,13 @@ fn PendSV() {
                 ISR_LAST.store(n, Relaxed);
             } else {
                 ISR_CONTENDED.fetch_add(1, Relaxed);
+            }
+        }
+        KEYED_PHASE => {
+            let senders = unsafe { &*SENDERS.load(Relaxed) };
+            let t = critical_section::with(|cs| KEYED_NOW.borrow(cs).get());
+            if senders.try_acquire(&1, t).is_ok() {
+                ISR_KEYED.fetch_add(1, Relaxed);
             }
         }
         OPEN_PHASE if BREAKER.try_acquire(now()).is_err() => {
@@ -402,6 +419,64 @@ fn histogram_steps(c: &mut Checks) {
     );
 }
 
+/// A keyed limiter (its table lock is the critical section on every
+/// target): 4 sensors fill the table, a 5th is refused; main and PendSV
+/// race for sensor 1's last token at one instant; it refills on time.
+fn keyed_steps(c: &mut Checks) {
+    let q = match Quota::new(2, Duration::from_millis(100)) {
+        Ok(q) => q,
+        Err(_) => panic!("keyed quota"),
+    };
+    let senders: &'static mut Senders =
+        cortex_m::singleton!(: Senders = Senders::new(q, FullPolicy::Reject).unwrap()).unwrap();
+    let senders: &'static Senders = senders;
+    SENDERS.store(senders as *const Senders as *mut Senders, Relaxed);
+    let t = now();
+    critical_section::with(|cs| KEYED_NOW.borrow(cs).set(t));
+    let admitted = (0..4u32)
+        .filter(|k| senders.try_acquire(k, t).is_ok())
+        .count();
+    let full = senders.try_acquire(&4, t) == Err(KeyedError::TableFull);
+    c.check(
+        "keyed: 4 sensors admitted, a 5th refused",
+        admitted == 4 && full,
+    );
+    MODE.store(KEYED_PHASE, Relaxed);
+    let mut main_sent = 0u32;
+    for _ in 0..10 {
+        SCB::set_pendsv(); // PendSV tries first, at the same instant
+        cortex_m::asm::isb();
+        if senders.try_acquire(&1, t).is_ok() {
+            main_sent += 1;
+        }
+    }
+    MODE.store(0, Relaxed);
+    let isr = ISR_KEYED.load(Relaxed);
+    let m = senders.metrics();
+    defmt::info!(
+        "keyed: main sent {}, PendSV sent {}, metrics {}",
+        main_sent,
+        isr,
+        m
+    );
+    c.check(
+        "keyed: main and PendSV share sensor 1's last token",
+        main_sent + isr == 1,
+    );
+    c.check(
+        "keyed: exact metrics",
+        m.allowed == 5 && m.limited == 20 && m.table_full == 1 && m.keys == 4,
+    );
+    let refill = t + Duration::from_millis(50);
+    c.check(
+        "keyed: a token back after 50 ms, not before",
+        senders
+            .try_acquire(&1, refill - Duration::from_micros(1))
+            .is_err()
+            && senders.try_acquire(&1, refill).is_ok(),
+    );
+}
+
 #[entry]
 fn main() -> ! {
     let p = cortex_m::Peripherals::take().unwrap();
@@ -419,6 +494,7 @@ fn main() -> ! {
     bucket_steps(&mut c);
     cache_steps(&mut c);
     histogram_steps(&mut c);
+    keyed_steps(&mut c);
     defmt::info!("{=u32} passed, {=u32} failed", c.passed, c.failed);
     fw::exit(i32::from(c.failed != 0))
 }
