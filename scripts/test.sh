@@ -138,7 +138,7 @@ step scripts/msrv.sh
 # A sysroot holding only `core`: any `std` or `alloc` anywhere in the
 # dependency graph fails this build.
 step env CARGO_TARGET_DIR=target/core-only cargo "+$NIGHTLY" build -p fusebox \
-    --target thumbv7em-none-eabihf -Zbuild-std=core --features serde,time-window,half-open-timeout
+    --target thumbv7em-none-eabihf -Zbuild-std=core --features defmt,embassy-time,serde,time-window,half-open-timeout
 done_layer
 
 layer "firmware under QEMU (Cortex-M4F and M0): embedded-example/run.sh"
