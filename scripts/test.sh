@@ -121,6 +121,11 @@ step cargo run -q -p fusebox-demo -- --short --seed 1
 # for the ranges the docs narrow there).
 step env RUSTFLAGS="--cfg fusebox_narrow_words" CARGO_TARGET_DIR=target/narrow \
     cargo test -p fusebox --tests --features time-window,half-open-timeout
+# The doc examples too: what a firmware adopter copies must hold on
+# Cortex-M (RUSTDOCFLAGS gives the examples the cfg, for the few whose
+# visible `target_has_atomic` split the host's emulation cannot follow).
+step env RUSTFLAGS="--cfg fusebox_narrow_words" RUSTDOCFLAGS="--cfg fusebox_narrow_words" \
+    CARGO_TARGET_DIR=target/narrow cargo test -p fusebox --doc --features time-window,half-open-timeout
 # Lints on that layout too: an import or a comparison only the 64-bit
 # words use is dead code there.
 step env RUSTFLAGS="--cfg fusebox_narrow_words" CARGO_TARGET_DIR=target/narrow \

@@ -193,7 +193,7 @@ use crate::Duration;
 ///
 /// // A table no larger than the probe: every key may use every slot.
 /// let limiter: KeyedLimiter<usize, PROBE> =
-///     KeyedLimiter::new(Quota::per_hour(1)?, FullPolicy::Reject)?;
+///     KeyedLimiter::new(Quota::per_minute(1)?, FullPolicy::Reject)?;
 /// let now = Instant::from_secs(1);
 /// for key in 0..PROBE {
 ///     limiter.try_acquire(&key, now)?; // each key now busy (its bucket empty)
@@ -231,14 +231,15 @@ pub const MAX_TIERS: usize = 4;
 /// use fusebox::Instant;
 ///
 /// let now = Instant::from_secs(1);
-/// let per_key = Quota::per_hour(1)?;
+/// // Not `per_hour`: a burst spanning an hour does not fit Cortex-M's words.
+/// let per_key = Quota::per_minute(1)?;
 /// // One slot, held by key 1 while its bucket refills.
 /// let strict: KeyedLimiter<u32, 1> = KeyedLimiter::new(per_key, FullPolicy::Reject)?;
 /// strict.try_acquire(&1, now)?;
 /// assert_eq!(strict.try_acquire(&2, now), Err(KeyedError::TableFull));
 ///
 /// let shared: KeyedLimiter<u32, 1> =
-///     KeyedLimiter::new(per_key, FullPolicy::Overflow(Quota::per_hour(1)?))?;
+///     KeyedLimiter::new(per_key, FullPolicy::Overflow(Quota::per_minute(1)?))?;
 /// shared.try_acquire(&1, now)?;
 /// shared.try_acquire(&2, now)?; // charged to the overflow bucket
 /// assert!(matches!(shared.try_acquire(&3, now), Err(KeyedError::RateLimited(_))));

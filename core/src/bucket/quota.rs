@@ -195,12 +195,29 @@ impl Quota {
     /// # Examples
     ///
     /// ```
-    /// use fusebox::bucket::Quota;
+    /// use fusebox::bucket::{Quota, QuotaError};
     /// use fusebox::Duration;
     ///
-    /// let q = Quota::per_hour(60)?; // with 64-bit atomics; Cortex-M: TooLong
-    /// assert_eq!(q.period(), Duration::from_secs(3_600));
-    /// assert_eq!(q.replenish_interval(), Duration::from_secs(60));
+    /// # #[cfg(not(fusebox_narrow_words))]
+    /// #[cfg(target_has_atomic = "64")]
+    /// {
+    ///     let q = Quota::per_hour(60)?;
+    ///     assert_eq!(q.period(), Duration::from_secs(3_600));
+    ///     assert_eq!(q.replenish_interval(), Duration::from_secs(60));
+    /// }
+    /// // Cortex-M: the burst of 60 spans the hour; 60 an hour with a burst of 10 fits.
+    /// #[cfg(not(target_has_atomic = "64"))]
+    /// {
+    ///     assert_eq!(Quota::per_hour(60), Err(QuotaError::TooLong));
+    ///     let q = Quota::new_with_burst(60, Duration::from_secs(3_600), 10)?;
+    ///     assert_eq!(q.replenish_interval(), Duration::from_secs(60));
+    /// }
+    /// # #[cfg(fusebox_narrow_words)]
+    /// # {
+    /// #     assert_eq!(Quota::per_hour(60), Err(QuotaError::TooLong));
+    /// #     let q = Quota::new_with_burst(60, Duration::from_secs(3_600), 10)?;
+    /// #     assert_eq!(q.replenish_interval(), Duration::from_secs(60));
+    /// # }
     /// # Ok::<(), fusebox::bucket::QuotaError>(())
     /// ```
     pub const fn per_hour(tokens: u32) -> Result<Self, QuotaError> {
