@@ -50,8 +50,8 @@ pub(super) fn read_config_file(path: &std::path::Path) -> Result<String, String>
 /// The path and value of the first float of `value` that is NaN or
 /// infinite (TOML writes them, JSON has no number for them: read into a
 /// JSON value they became null, and an optional field given one was
-/// silently its default). The depth is bounded by the TOML parser's own
-/// recursion limit.
+/// silently its default). The depth is bounded by [`too_deep`], checked
+/// before the document is parsed.
 pub(super) fn non_finite(value: &toml::Value, path: String) -> Option<(String, f64)> {
     let at = |key: &dyn std::fmt::Display| {
         if path.is_empty() {
@@ -76,8 +76,8 @@ pub(super) fn non_finite(value: &toml::Value, path: String) -> Option<(String, f
 /// a struct from one as well as from a table, field by field in order:
 /// `a = [5, 50]` would be a breaker with `consecutive_failures = 5` and
 /// `failure_rate = 50`, a JSON document `[]` an empty configuration. The
-/// depth is bounded by the parsers' recursion limits (environment
-/// variables make no lists).
+/// depth is bounded by serde_json's recursion limit and by [`too_deep`]
+/// (environment variables make no lists).
 pub(super) fn first_list(value: &Value, path: String) -> Option<String> {
     match value {
         Value::Array(_) if path.is_empty() => Some("(root)".to_owned()),
@@ -108,4 +108,124 @@ pub(super) fn toml_error(text: &str, e: &toml::de::Error) -> String {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     format!("{message} at line {line} column {column}")
+}
+
+/// The deepest a TOML document may nest, in tables (a header's, a
+/// dotted key's and inline tables' levels together) and arrays. No
+/// setting is deeper than 4 (`keyed_limiters.<name>.overflow.rate`).
+pub(super) const MAX_TOML_DEPTH: usize = 32;
+
+/// Where, as line and column (from 1, in characters), `text` first nests
+/// deeper than [`MAX_TOML_DEPTH`], read before the TOML parser sees it
+/// (found by a hostile review: the parser bounds a key's segments and
+/// the nesting of inline tables and arrays, 80 each, but not their sum:
+/// a 2 KB document of a 78-segment header, a 78-segment key and ten
+/// inline tables of 78-segment keys overflowed the stack of a 2 MiB
+/// thread, as a tokio worker's, in the parser, aborting the process).
+///
+/// An upper bound, counted outside strings and comments: the segments of
+/// the last table header, plus those of the top-level dotted key being
+/// read (its dots, and one once its `=` is read), plus,
+/// for each open inline table or array, one and the segments of the key
+/// read in it since its last `,` (a float's `.` counts too, which only
+/// overcounts).
+pub(super) fn too_deep(text: &str) -> Option<(usize, usize)> {
+    // Per open `{`, `[` (values) and header `[`: the dots read in it
+    // since it opened or since its last `,`.
+    let mut open: Vec<usize> = Vec::new();
+    let mut header = 0; // levels of the last table header
+    let mut in_header = false;
+    let mut line_dots = 0; // dots of a top-level key, this line
+    let mut value = false; // past a top-level `=` on this line
+    let (mut line, mut column) = (1, 0);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        column += 1;
+        match c {
+            '\n' => {
+                (line, column) = (line + 1, 0);
+                if open.is_empty() {
+                    (line_dots, value) = (0, false);
+                }
+            }
+            '#' => {
+                // A comment, up to its line's end.
+                while chars.next_if(|&c| c != '\n').is_some() {}
+            }
+            '"' | '\'' => {
+                // A string: `"…"` (with `\` escapes), `'…'`, or their
+                // multi-line forms `"""…"""`, `'''…'''`.
+                let mut quotes = 1;
+                while quotes < 3 && chars.next_if_eq(&c).is_some() {
+                    quotes += 1;
+                    column += 1;
+                }
+                if quotes == 2 {
+                    continue; // an empty string
+                }
+                // A newline ends a one-line string, closed or not, as it
+                // ends one for TOML's lexer: the text after it is read as
+                // the parser reads it, not as the string's.
+                let ends = |s: &char| quotes == 1 && *s == '\n';
+                let mut run = 0;
+                while let Some(s) = chars.next_if(|s| !ends(s)) {
+                    column += 1;
+                    if s == '\n' {
+                        (line, column) = (line + 1, 0);
+                    }
+                    if s == c {
+                        run += 1;
+                        if run == quotes {
+                            break;
+                        }
+                        continue;
+                    }
+                    run = 0;
+                    if s == '\\' && c == '"' {
+                        // An escape: the next character is the string's.
+                        match chars.next_if(|s| !ends(s)) {
+                            Some('\n') => (line, column) = (line + 1, 0),
+                            Some(_) => column += 1,
+                            None => {}
+                        }
+                    }
+                }
+                // A multi-line string may end with up to two more quotes.
+                while quotes == 3 && chars.next_if_eq(&c).is_some() {
+                    column += 1;
+                }
+            }
+            '.' => match open.last_mut() {
+                Some(dots) => *dots += 1,
+                None => line_dots += 1,
+            },
+            ',' => {
+                if let Some(dots) = open.last_mut() {
+                    *dots = 0;
+                }
+            }
+            '=' if open.is_empty() => value = true,
+            '[' if open.is_empty() && !value => {
+                // A table header (`[a.b]`, or `[[a.b]]`).
+                (in_header, header) = (true, 0);
+                open.push(0);
+            }
+            '[' | '{' => open.push(0),
+            ']' | '}' => {
+                let dots = open.pop().unwrap_or(0);
+                if in_header {
+                    header += 1 + dots;
+                    if open.is_empty() {
+                        in_header = false;
+                    }
+                }
+            }
+            _ => {}
+        }
+        let nested: usize = open.iter().map(|dots| 1 + dots).sum();
+        if header + line_dots + usize::from(value) + nested > MAX_TOML_DEPTH {
+            return Some((line, column));
+        }
+    }
+    None
 }

@@ -14,7 +14,7 @@ use super::strict_json::{escaped, Strict};
 mod document;
 mod env;
 use crate::tracker::TrackerConfig;
-use document::{first_list, non_finite, read_config_file, toml_error};
+use document::{first_list, non_finite, read_config_file, toml_error, too_deep, MAX_TOML_DEPTH};
 pub use env::ENV_PREFIX;
 
 /// A registry declared as data; build it with
@@ -94,9 +94,11 @@ impl RegistryConfig {
     ///
     /// # Errors
     ///
-    /// A syntax error, or a value of the wrong type (a list included: no
-    /// setting is one), a `nan` or `inf`, or an unknown field, named by
-    /// its path. Ranges are checked when the registry is built.
+    /// A syntax error, a document nested deeper than 32 levels (tables,
+    /// dotted keys and arrays together; no setting is deeper than 4), or
+    /// a value of the wrong type (a list included: no setting is one), a
+    /// `nan` or `inf`, or an unknown field, named by its path. Ranges are
+    /// checked when the registry is built.
     ///
     /// ```
     /// use fusebox_std::registry::RegistryConfig;
@@ -258,6 +260,14 @@ impl RegistryConfig {
         text: &str,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, RegistryConfigError> {
+        if let Some((line, column)) = too_deep(text) {
+            return Err(one(FieldError::new(
+                "(toml)",
+                format!(
+                    "nested deeper than {MAX_TOML_DEPTH} levels (no setting is deeper than 4) at line {line} column {column}"
+                ),
+            )));
+        }
         let table: toml::Table = toml::from_str(text)
             .map_err(|e| one(FieldError::new("(toml)", toml_error(text, &e))))?;
         let table = toml::Value::Table(table);
@@ -443,5 +453,7 @@ fn one(e: FieldError) -> RegistryConfigError {
     RegistryConfigError::new(vec![e])
 }
 
+#[cfg(test)]
+mod depth_tests;
 #[cfg(test)]
 mod tests;
