@@ -235,10 +235,16 @@ impl QuotaSpec {
             return None;
         }
         let (rate, period) = (self.rate? as u32, period?);
-        let quota = Quota::new(rate, period).and_then(|q| match self.burst {
-            Some(b) => q.with_burst(b as u32),
-            None => Ok(q),
-        });
+        // With a burst, built directly: `Quota::new` first checks the
+        // range of the rate's own burst of `rate` tokens, which may be
+        // out of range where the burst asked for is not (found by a
+        // hostile review: 4294967295 per 2^50 us with a burst of 1000, a
+        // 262 s burst span, was refused as "burst × period / tokens is
+        // out of range").
+        let quota = match self.burst {
+            Some(b) => Quota::new_with_burst(rate, period, b as u32),
+            None => Quota::new(rate, period),
+        };
         quota
             .map_err(|e| {
                 let field = match e {
@@ -300,6 +306,27 @@ mod tests {
         let err = config.validate().unwrap_err();
         assert_eq!(err.fields().len(), 1);
         assert_eq!(err.fields()[0].path(), "breakers.a.slow_call_threshold");
+    }
+
+    /// A quota whose burst is in range was refused when the rate's own
+    /// burst (of `rate` tokens) was not: it was built as `Quota::new`,
+    /// then `with_burst` (found by a hostile review).
+    #[test]
+    fn a_quota_is_checked_with_the_burst_it_asks_for() {
+        use crate::registry::{Registry, RegistryConfig};
+        let text =
+            "[limiters.a]\nrate = 4294967295\nperiod = \"1125899906842624us\"\nburst = 1000\n";
+        let registry = Registry::from_config(&RegistryConfig::from_toml(text).unwrap()).unwrap();
+        let quota = registry.get_limiter("a").unwrap().quota();
+        assert_eq!((quota.tokens(), quota.burst()), (u32::MAX, 1000));
+        assert_eq!(quota.period(), Duration::from_micros(1 << 50));
+        // Without a burst, the rate's own is out of range, on the limiter.
+        let text = "[limiters.a]\nrate = 4294967295\nperiod = \"1125899906842624us\"\n";
+        let err = RegistryConfig::from_toml(text)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.fields()[0].path(), "limiters.a");
     }
 
     #[test]
