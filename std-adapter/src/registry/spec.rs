@@ -344,7 +344,24 @@ mod tests {
         for (text, d) in ok {
             assert_eq!(parse_duration(text), Ok(d), "{text}");
         }
-        for bad in ["", "s", "30", "1.5s", "-1s", "30sec", "1d", "1 h m"] {
+        // Spellings other tools accept: an exponent, hex, a sign, another
+        // case, infinity, a Greek mu (not the micro sign), a full-width
+        // digit, an ISO 8601 duration.
+        let other = [
+            "1e3s",
+            "0x10s",
+            "+1s",
+            "10S",
+            "1H",
+            "∞",
+            "10\u{3bc}s",
+            "\u{ff11}s",
+            "PT1S",
+        ];
+        for bad in ["", "s", "30", "1.5s", "-1s", "30sec", "1d", "1 h m"]
+            .into_iter()
+            .chain(other)
+        {
             assert!(
                 parse_duration(bad)
                     .unwrap_err()

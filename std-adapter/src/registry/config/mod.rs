@@ -456,4 +456,6 @@ fn one(e: FieldError) -> RegistryConfigError {
 #[cfg(test)]
 mod depth_tests;
 #[cfg(test)]
+mod env_tests;
+#[cfg(test)]
 mod tests;

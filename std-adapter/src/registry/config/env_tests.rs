@@ -1,0 +1,98 @@
+//! Environment variables as a careless operator sets them: empty, in
+//! another spelling, over every kind of table.
+
+use crate::registry::RegistryConfig;
+
+fn with_env(text: &str, vars: &[(&str, &str)]) -> Result<RegistryConfig, String> {
+    let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+    RegistryConfig::from_toml_with_env(text, vars)
+        .and_then(|c| c.validate().map(|()| c))
+        .map_err(|e| e.to_string())
+}
+
+/// A variable set to the empty string (`FOO=` in a unit file, an unset
+/// template variable) is a value, not an absence: it is refused on its
+/// path, never read as the field's default or as the file's value.
+#[test]
+fn an_empty_variable_is_refused_on_its_path_not_read_as_unset() {
+    let file = "[breakers.a]\nconsecutive_failures = 5\nopen_for = \"30s\"\n\
+                [limiters.l]\nrate = 10\n[trackers.t]\n[bulkheads.b]\nmax_concurrent = 2\n";
+    let cases = [
+        ("FUSEBOX__BREAKERS__A__CONSECUTIVE_FAILURES", "breakers.a.consecutive_failures: invalid type: string \"\", expected u64"),
+        ("FUSEBOX__BREAKERS__A__REQUIRED", "breakers.a.required: invalid type: string \"\", expected a boolean"),
+        ("FUSEBOX__BREAKERS__A__OPEN_FOR", "breakers.a.open_for: must be a duration such as \"30s\" (units: us, ms, s, m, h), got \"\""),
+        ("FUSEBOX__LIMITERS__L__RATE", "limiters.l.rate: invalid type: string \"\", expected u64"),
+        ("FUSEBOX__TRACKERS__T__SAMPLE_RATE", "trackers.t.sample_rate: invalid type: string \"\", expected f64"),
+        ("FUSEBOX__BULKHEADS__B__MAX_CONCURRENT", "bulkheads.b.max_concurrent: invalid type: string \"\", expected u64"),
+        ("FUSEBOX__EVENTS_CAPACITY", "events_capacity: invalid type: string \"\", expected usize"),
+        ("FUSEBOX__LIMITERS__L", "limiters.l: invalid type: string \"\", expected struct QuotaSpec"),
+    ];
+    for (var, expected) in cases {
+        assert_eq!(with_env(file, &[(var, "")]).unwrap_err(), expected, "{var}");
+    }
+    assert!(with_env(file, &[]).is_ok());
+}
+
+/// A variable overrides the file in every table, and the file's other
+/// fields stay; a variable with the prefix naming no field is refused,
+/// one without it (or with the prefix in lowercase) is not read at all.
+#[test]
+fn variables_override_every_table_and_only_the_prefix_is_read() {
+    let file = "events_capacity = 16\n[bulkheads.b]\nmax_concurrent = 2\nmax_queued = 3\n\
+                [keyed_limiters.k]\nrate = 1\noverflow = { rate = 5 }\n[trackers.t]\nsample_rate = 0.5\n";
+    let config = with_env(
+        file,
+        &[
+            ("FUSEBOX__EVENTS_CAPACITY", "0"),
+            ("FUSEBOX__BULKHEADS__B__MAX_CONCURRENT", "7"),
+            ("FUSEBOX__KEYED_LIMITERS__K__OVERFLOW__RATE", "9"),
+            ("FUSEBOX__TRACKERS__T__SAMPLE_RATE", "1"),
+            ("fusebox__trackers__t__sample_rate", "2"),
+            ("FUSEBOX_TRACKERS__T__SAMPLE_RATE", "2"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.events_capacity, Some(0));
+    assert_eq!(config.bulkheads["b"].max_concurrent, Some(7));
+    assert_eq!(config.bulkheads["b"].max_queued, Some(3));
+    let overflow = config.keyed_limiters["k"].overflow.as_ref().unwrap();
+    assert_eq!(
+        (config.keyed_limiters["k"].rate, overflow.rate),
+        (Some(1), Some(9))
+    );
+    assert_eq!(
+        config.trackers["t"].sample_rate.to_bits(),
+        1.0_f64.to_bits()
+    );
+    for (var, path) in [
+        ("FUSEBOX__BULKHEADS__B__MAX_WAITS", "bulkheads.b.max_waits"),
+        ("FUSEBOX__TRACKER__T__SAMPLE_RATE", "tracker"),
+    ] {
+        let err = with_env(file, &[(var, "1")]).unwrap_err();
+        assert!(err.starts_with(&format!("{path}: unknown field")), "{err}");
+    }
+    // Numbers as a shell writes them: a sign is read, other spellings
+    // are strings, refused where a number is expected.
+    let rate = |v: &str| {
+        with_env(
+            "[limiters.l]\nrate = 1\n",
+            &[("FUSEBOX__LIMITERS__L__RATE", v)],
+        )
+    };
+    assert_eq!(rate("+5").unwrap().limiters["l"].rate, Some(5));
+    for v in [
+        "0x10",
+        " 5",
+        "5 ",
+        "1_000",
+        "1e3",
+        "5.0",
+        "-1",
+        "18446744073709551616",
+    ] {
+        assert!(
+            rate(v).unwrap_err().starts_with("limiters.l.rate: invalid"),
+            "{v}"
+        );
+    }
+}
