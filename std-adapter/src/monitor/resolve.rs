@@ -23,7 +23,13 @@ use tokio::net::TcpStream;
 /// A blocking lookup of `host:port`.
 type Lookup = fn(&str) -> io::Result<Vec<SocketAddr>>;
 
-/// One check's lookups (its clones share them: they check one address).
+/// One check's lookups. A clone of the `Resolver` shares its flag (the
+/// same check); a clone of a *check* takes [`fresh`](Self::fresh) ones:
+/// two clones of a check (two monitors checking one dependency) run at
+/// their own moments, and a run of one finding the other's lookup under
+/// way is no sign of a hanging resolver (found by a hostile review: the
+/// clones shared the flag, and runs of both at one moment failed one of
+/// them at once as `Connect`, "still pending", an outage where none was).
 #[derive(Clone, Debug)]
 pub(super) struct Resolver {
     /// Whether a lookup is under way on the blocking pool.
@@ -49,6 +55,12 @@ impl Resolver {
             pending: Arc::new(AtomicBool::new(false)),
             lookup,
         }
+    }
+
+    /// A resolver looking names up as this one does, with a flag of its
+    /// own: for a clone of the check holding it.
+    pub(super) fn fresh(&self) -> Self {
+        Self::with(self.lookup)
     }
 
     /// Connects to `addr` (`host:port`, or an IP address and port), trying

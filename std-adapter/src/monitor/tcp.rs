@@ -13,7 +13,8 @@ use super::{CheckError, ErrorKind, HealthCheck};
 /// A host name is looked up on tokio's blocking pool, one lookup per
 /// check at a time: a run that finds its previous run's lookup still under
 /// way (a hanging resolver) fails at once as `Connect` rather than leave
-/// one more blocking thread behind.
+/// one more blocking thread behind. A clone is a check of its own, with
+/// its own lookups.
 ///
 /// # Examples
 ///
@@ -28,7 +29,6 @@ use super::{CheckError, ErrorKind, HealthCheck};
 /// # Ok::<(), std::io::Error>(())
 /// # }).unwrap();
 /// ```
-#[derive(Clone)]
 pub struct TcpCheck {
     addr: String,
     /// Its lookups of `addr`, one at a time.
@@ -60,6 +60,18 @@ impl TcpCheck {
     /// ```
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+}
+
+/// A check of the same address with its own lookups: runs of two clones
+/// (two monitors checking one dependency) at one moment each look the
+/// name up, rather than one failing as if the resolver hung.
+impl Clone for TcpCheck {
+    fn clone(&self) -> Self {
+        Self {
+            addr: self.addr.clone(),
+            resolver: self.resolver.fresh(),
+        }
     }
 }
 
@@ -131,6 +143,55 @@ mod tests {
             assert!(!e.message().contains("s3cret"), "{e}");
             assert!(e.message().contains("user info"), "{e}");
         }
+    }
+
+    /// Two clones of one check run at the same moment (two monitors, or
+    /// a monitor and a `probe`, checking one dependency), the lookup
+    /// answering normally: each run looks the name up and connects. The
+    /// clones shared their one-lookup flag, so the second run failed at
+    /// once as `Connect` ("still pending"), an outage where none was.
+    #[tokio::test]
+    async fn clones_run_at_once_each_look_up_and_connect() {
+        use crate::monitor::HealthCheck;
+        use std::net::SocketAddr;
+        use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+        use std::time::Duration;
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        static OPEN: AtomicBool = AtomicBool::new(false);
+        static PORT: AtomicU16 = AtomicU16::new(0);
+        /// A lookup answering once the test opens it (at most ~10 s).
+        #[allow(clippy::unnecessary_wraps)] // a `Lookup`
+        fn gated(_: &str) -> std::io::Result<Vec<SocketAddr>> {
+            STARTED.fetch_add(1, Ordering::SeqCst);
+            for _ in 0..2_000 {
+                if OPEN.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let port = PORT.load(Ordering::SeqCst);
+            Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        PORT.store(listener.local_addr().unwrap().port(), Ordering::SeqCst);
+        let one = TcpCheck {
+            addr: "db.internal:5432".into(),
+            resolver: super::super::resolve::Resolver::with(gated),
+        };
+        let other = one.clone();
+        let first = tokio::spawn(async move { one.check().await });
+        while STARTED.load(Ordering::SeqCst) < 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let second = tokio::spawn(async move { other.check().await });
+        while STARTED.load(Ordering::SeqCst) < 2 && !second.is_finished() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        OPEN.store(true, Ordering::SeqCst);
+        let second = second.await.unwrap();
+        assert!(second.is_ok(), "{second:?}");
+        assert!(first.await.unwrap().is_ok());
+        assert_eq!(STARTED.load(Ordering::SeqCst), 2);
     }
 
     #[test]
