@@ -307,20 +307,22 @@ pub(crate) async fn check_loop(
 /// moment after a wake-up would make a check with `unhealthy_after(2)`
 /// unhealthy. Skipping keeps each check on its staggered grid.
 fn next_slot(scheduled: Instant, interval: Duration, started: Instant) -> Instant {
+    const NANOS: u128 = 1_000_000_000;
     let late = started.saturating_duration_since(scheduled);
     if late < interval {
         return crate::clock::saturating_add(scheduled, interval);
     }
-    let slots = late.as_nanos() / interval.as_nanos().max(1) + 1;
-    match u32::try_from(slots)
-        .ok()
-        .and_then(|k| interval.checked_mul(k))
-    {
-        Some(ahead) => crate::clock::saturating_add(scheduled, ahead),
-        // More slots missed than a `Duration` multiplies to: a new grid
-        // from this run's start.
-        None => crate::clock::saturating_add(started, interval),
-    }
+    // In nanoseconds, exact (`late` and `interval` are below 2^95 ns): a
+    // count of slots past `u32::MAX` (2^32 slots of 1 ms are 50 days)
+    // stays on the grid (found by a hostile review: `Duration`'s `u32`
+    // multiplier made a new grid from the run's start, off the check's
+    // stagger, so checks of one interval ran in step after such a wake).
+    let step = interval.as_nanos().max(1);
+    let ahead = (late.as_nanos() / step + 1) * step;
+    let ahead = u64::try_from(ahead / NANOS).map_or(Duration::MAX, |secs| {
+        Duration::new(secs, u32::try_from(ahead % NANOS).unwrap_or_default())
+    });
+    crate::clock::saturating_add(scheduled, ahead)
 }
 
 pub(crate) async fn recovery_loop(
@@ -416,4 +418,55 @@ thread_local! {
     /// Whole statuses built on this thread: a test asks whether a caller
     /// built one (the `/readyz` probe and `health()` must not).
     pub(crate) static STATUSES_BUILT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::next_slot;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    /// A check of 1 ms woken 2^32 ms and a half late (a host suspended
+    /// some 50 days): its next run is its own next slot, 2^32 + 1 slots
+    /// after the one it missed, as the runner's docs say. More slots than
+    /// a `u32` counts made a new grid from the late run's start (half a
+    /// millisecond off its slots), so checks staggered on one interval
+    /// ran in step after such a wake.
+    #[test]
+    fn a_wake_past_u32_max_slots_keeps_the_grid() {
+        let ms = Duration::from_millis;
+        let base = Instant::now();
+        let late = ms(1 << 32) + Duration::from_micros(500);
+        assert_eq!(
+            next_slot(base, ms(1), base + late),
+            base + ms((1 << 32) + 1)
+        );
+        // Sub-nanosecond-exact on an interval of a prime number of ns.
+        let interval = Duration::from_nanos(1_000_003);
+        let slots = (1u128 << 33) + 7;
+        let at = Duration::from_nanos(u64::try_from(slots * 1_000_003).unwrap());
+        assert_eq!(next_slot(base, interval, base + at), base + at + interval);
+        assert_eq!(
+            next_slot(base, interval, base + at + Duration::from_nanos(1)),
+            base + at + interval
+        );
+    }
+
+    /// Lateness just under, at and just over whole intervals, and the
+    /// extremes of the interval (sound-but-checked).
+    #[test]
+    fn lateness_around_multiples_of_the_interval() {
+        let base = Instant::now();
+        let i = Duration::from_millis(10);
+        let ns = Duration::from_nanos;
+        for k in 1..=3u32 {
+            let slot = base + i * k;
+            assert_eq!(next_slot(base, i, slot - ns(1)), slot, "k={k}");
+            assert_eq!(next_slot(base, i, slot), slot + i, "k={k}");
+            assert_eq!(next_slot(base, i, slot + ns(1)), slot + i, "k={k}");
+        }
+        assert_eq!(next_slot(base, i, base), base + i);
+        // Never a panic for `Duration::MAX`: the far future.
+        assert!(next_slot(base, Duration::MAX, base + i) > base + ns(1) * 1_000_000_000 * 3600);
+    }
 }
