@@ -204,4 +204,42 @@ mod tests {
         }
         assert_eq!(CALLS.load(Ordering::SeqCst), 3);
     }
+
+    /// The resolver fails (or connects) as `TcpStream::connect(&str)`
+    /// does, with the same error kind (which the checks map to `Config`,
+    /// `Timeout` or `Connect`), for addresses that are none and for
+    /// literals: no port, a bad port, an empty string, an IPv6 literal
+    /// without brackets, a port refused on loopback (sound-but-checked
+    /// against tokio, the behaviour before f8cecc2; no name here reaches
+    /// a DNS server).
+    #[tokio::test]
+    async fn errors_match_tokio_connect() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap().to_string();
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let resolver = Resolver::default();
+        for addr in [
+            "db.internal",
+            "",
+            ":",
+            "db.internal:99999",
+            "db.internal:port",
+            "::1:80",
+            "127.0.0.1",
+            "[::1]",
+            open.as_str(),
+            closed.as_str(),
+        ] {
+            let ours = resolver.connect(addr).await.map(drop).map_err(|e| e.kind());
+            let tokio = TcpStream::connect(addr)
+                .await
+                .map(drop)
+                .map_err(|e| e.kind());
+            assert_eq!(ours, tokio, "{addr:?}");
+        }
+        assert!(!resolver.pending.load(Ordering::Acquire));
+    }
 }
