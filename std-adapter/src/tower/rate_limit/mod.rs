@@ -63,4 +63,6 @@ pub(crate) struct Common<L, R> {
 }
 
 #[cfg(test)]
+mod table_full_tests;
+#[cfg(test)]
 mod tests;
