@@ -9,21 +9,16 @@
 //! 4 294 967 295 values in 255..=255 and `percentile(50.0)` 255, below
 //! every value recorded there, where a clamped value is "reported as
 //! `max`". The counter now saturates where the top bucket's count does
-//! (at `u64::MAX` with 64-bit atomics, out of reach), on every path that
-//! adds to it: `record`, `record_n`, `merge` and `merge_buckets`.
+//! (at [`BUCKET_CAPACITY`] on both layouts), on every path that adds to
+//! it: `record`, `record_n`, `merge` and `merge_buckets`.
 
 use fusebox::histogram::{Bucket, Histogram, BUCKET_CAPACITY};
 
-const NARROW: bool = !cfg!(target_has_atomic = "64") || cfg!(fusebox_narrow_words);
-
-/// What the clamped counter holds after `n` clamped values: all of them,
-/// or, on the narrow layout, at most the capacity.
+/// What the clamped counter holds after `n` clamped values: at most the
+/// capacity, as the top bucket's count that holds them, on both layouts
+/// (2^32 - 1 narrow, 2^44 - 1 wide).
 fn clamped(n: u64) -> u64 {
-    if NARROW {
-        n.min(BUCKET_CAPACITY)
-    } else {
-        n
-    }
+    n.min(BUCKET_CAPACITY)
 }
 
 /// The clamped values are listed last, as the clamped bucket, and the
@@ -79,4 +74,35 @@ fn merges_saturate_the_clamped_count() {
     c.merge_buckets(a.buckets()).unwrap();
     c.merge_buckets(a.buckets()).unwrap();
     clamped_listed_as_such(&c, 2 * BUCKET_CAPACITY);
+}
+
+/// With 64-bit atomics the top bucket's count saturates at
+/// [`BUCKET_CAPACITY`] = 2^44 - 1 while the clamped counter went on to
+/// `u64::MAX`: one `record_n` of 2^44 clamped values made `clamped()`
+/// 2^44, more than `count()` (2^44 - 1 + 1) held in the top bucket, and
+/// `count() - clamped()` (the values in range) underflow; merges carried
+/// the excess on (found by a second hostile review). Both layouts now
+/// saturate it at the capacity.
+#[test]
+fn the_clamped_count_never_exceeds_the_top_bucket_count() {
+    let h: Histogram<256> = Histogram::new();
+    h.record(3);
+    h.record_n(1_000, BUCKET_CAPACITY + 1);
+    assert_eq!(
+        (h.count(), h.clamped()),
+        (BUCKET_CAPACITY + 1, BUCKET_CAPACITY)
+    );
+    h.record(2_000);
+    assert_eq!(h.clamped(), BUCKET_CAPACITY);
+    let merged: Histogram<256> = Histogram::new();
+    merged.merge(&h);
+    merged.merge(&h);
+    assert_eq!(merged.clamped(), BUCKET_CAPACITY);
+    let listed: Histogram<256> = Histogram::new();
+    listed.merge_buckets(h.buckets()).unwrap();
+    listed.merge_buckets(h.buckets()).unwrap();
+    assert_eq!(listed.clamped(), BUCKET_CAPACITY);
+    for x in [&h, &merged, &listed] {
+        assert!(x.clamped() < x.count(), "{x:?}");
+    }
 }

@@ -31,11 +31,12 @@ const CAP: u64 = BUCKET_CAPACITY;
 /// 2³² − 1 (as the top bucket's count does; it used to wrap).
 const NARROW: bool = !cfg!(target_has_atomic = "64") || cfg!(fusebox_narrow_words);
 
+/// The clamped counter saturates at `BUCKET_CAPACITY`, as the top
+/// bucket's count that holds its values does, on both layouts (2^44 - 1
+/// wide: it went on to `u64::MAX` there, past the count, before a second
+/// review).
 fn add_clamped(clamped: &mut u64, n: u64) {
-    *clamped = clamped.saturating_add(n);
-    if NARROW {
-        *clamped = (*clamped).min(u64::from(u32::MAX));
-    }
+    *clamped = clamped.saturating_add(n).min(CAP);
 }
 
 /// The module docs' layout: `v < 256` → `v`; else `(h − 7)·128 + (v >> (h − 7))`.

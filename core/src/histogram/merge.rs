@@ -132,7 +132,8 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
             }
             offsets = offsets.wrapping_add(off);
         }
-        self.clamped.add_saturating(other.clamped.get());
+        self.clamped
+            .add_saturating(other.clamped.get(), crate::histogram::BUCKET_CAPACITY);
         self.spill.add(offsets.wrapping_add(other.spill.get()));
         self.extremes.merge(&other.extremes);
     }
@@ -398,7 +399,8 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
             };
             let stored = b.count - cell.add_count(b.count);
             if slot == BUCKETS {
-                self.clamped.add_saturating(b.count);
+                self.clamped
+                    .add_saturating(b.count, crate::histogram::BUCKET_CAPACITY);
             }
             applied.first.get_or_insert(slot);
             applied.last = slot;

@@ -315,8 +315,9 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
 
     /// How many recorded values were above [`MAX_VALUE`](Self::MAX_VALUE)
     /// and clamped into the top bucket. Saturates, like the top bucket's
-    /// count: at [`BUCKET_CAPACITY`](super::BUCKET_CAPACITY) = 2³² − 1 on
-    /// Cortex-M, at `u64::MAX` where the target has 64-bit atomics.
+    /// count that holds them, at [`BUCKET_CAPACITY`](super::BUCKET_CAPACITY)
+    /// (2³² − 1 on Cortex-M, 2⁴⁴ − 1 where the target has 64-bit atomics):
+    /// never more than [`count`](Self::count).
     ///
     /// ```
     /// use fusebox::histogram::Histogram;

@@ -88,7 +88,8 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
         // 32 bits, and a wrapped `clamped` listed the clamped values as
         // the top bucket's own (found by a review: one `record_n` of 2^32
         // values above the range made `percentile(50.0)` the range's end).
-        self.clamped.add_saturating(n);
+        self.clamped
+            .add_saturating(n, crate::histogram::BUCKET_CAPACITY);
         let lost = self.cells.get(top).map_or(0, |cell| cell.add_count(n));
         self.spill.add(
             value

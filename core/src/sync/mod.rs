@@ -179,17 +179,19 @@ impl Counter {
         u64::from(self.0.load(Ordering::Relaxed))
     }
 
-    /// Adds `n`, saturating at the counter's largest value (`u64::MAX`,
-    /// or `u32::MAX` on 32 bits) instead of wrapping: one compare-and-swap
-    /// loop, for a counter that must not go back to 0 (the histogram's
-    /// clamped values, which the top bucket's saturating count holds too).
+    /// Adds `n`, saturating at `limit` (or the counter's largest value,
+    /// `u64::MAX` or `u32::MAX` on 32 bits, if lower) instead of wrapping:
+    /// one compare-and-swap loop, for a counter that must not go back to 0
+    /// nor pass what another saturating count holds (the histogram's
+    /// clamped values, which the top bucket's count, saturating at
+    /// `BUCKET_CAPACITY`, holds too). Never lowers the counter.
     #[allow(clippy::useless_conversion)]
-    pub(crate) fn add_saturating(&self, n: u64) {
+    pub(crate) fn add_saturating(&self, n: u64, limit: u64) {
         let mut current = self.0.load(Ordering::Relaxed);
         loop {
-            let sum = u64::from(current).saturating_add(n);
+            let sum = u64::from(current).saturating_add(n).min(limit);
             let new = CounterInt::try_from(sum).unwrap_or(CounterInt::MAX);
-            if new == current {
+            if new <= current {
                 return;
             }
             match self
