@@ -1,6 +1,7 @@
 //! A health check woken late, a whole interval or more after its slot (a
 //! host suspended, a runtime stalled, a clock that jumps): it runs once
-//! at the wake-up, its missed slots skipped, never twice for one moment.
+//! at the wake-up, its missed slots (and a slot less than half an
+//! interval after the wake-up) skipped, never twice for one moment.
 //! On paused tokio time.
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -13,6 +14,10 @@ use tokio::time::{sleep, Instant};
 
 const fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
+}
+
+const fn ms(ms: u64) -> Duration {
+    Duration::from_millis(ms)
 }
 
 /// Counts its runs in `runs`, noting when each started in `at`, and
@@ -128,5 +133,51 @@ async fn a_slow_run_is_still_followed_at_once() {
     let offsets: Vec<Duration> = at.lock().unwrap().iter().map(|t| *t - start).collect();
     // 0, 5 (lasts to 17), 17 at once, then 22 (17's slot + 5).
     assert_eq!(offsets, [secs(0), secs(5), secs(17), secs(22)]);
+    monitor.stop().await;
+}
+
+/// A wake-up just before a slot (an hour's suspend ending 1 ms before
+/// the check's slot at 3 600 s): the slot 1 ms after the wake-up's run
+/// would sample the same moment again. With `unhealthy_after(2)` one bad
+/// moment made the check unhealthy (runs at 3 599.999 s and 3 600 s,
+/// found by a second hostile review); a slot less than half an interval
+/// after a late run's start is skipped too, so the next run is at
+/// 3 605 s (and healthy again after the passes at 3 605 s and 3 610 s).
+#[tokio::test(start_paused = true)]
+async fn a_wake_just_before_a_slot_skips_it() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let at = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let failing = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("db", counted(&runs, &at, &failing))
+                .interval(secs(5))
+                .thresholds(Thresholds::new().degraded_after(1).unhealthy_after(2)),
+        )
+        .spawn();
+    settle().await;
+    failing.store(true, SeqCst);
+    tokio::time::advance(ms(3_599_999)).await;
+    settle().await;
+    tokio::time::advance(Duration::from_millis(1)).await;
+    settle().await;
+    let status = monitor.status();
+    assert_eq!(
+        (
+            status.checks[0].health,
+            status.checks[0].consecutive_failures
+        ),
+        (Health::Degraded, 1)
+    );
+    failing.store(false, SeqCst);
+    sleep(secs(10)).await;
+    settle().await;
+    assert_eq!(monitor.status().checks[0].health, Health::Healthy);
+    let offsets: Vec<Duration> = at.lock().unwrap().iter().map(|t| *t - start).collect();
+    assert_eq!(
+        offsets,
+        [Duration::ZERO, ms(3_599_999), secs(3_605), secs(3_610),]
+    );
     monitor.stop().await;
 }

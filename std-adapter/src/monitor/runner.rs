@@ -23,10 +23,11 @@ use crate::redact::redact;
 /// staggered deterministically: with `n` checks, check `i` (in the order
 /// they were added) first runs `interval_i × i / n` after [`spawn`](Self::spawn),
 /// then every `interval_i` after its previous scheduled start (fixed rate;
-/// a run that overruns its slot is followed by the next at once; slots
-/// missed because the run itself started a whole interval late, after a
-/// host's suspend or a stalled runtime, are skipped, not run back to
-/// back: the next run is the check's next slot). Each run
+/// a run that overruns its slot is followed by the next at once; a run
+/// that itself started late, after a host's suspend or a stalled runtime,
+/// is followed by the first of the check's slots at least half an
+/// interval after its start: the slots it missed, and one too close
+/// after it, are skipped, not run back to back). Each run
 /// is bounded by the check's timeout. Every wait is a `tokio::time` sleep,
 /// so paused time drives the whole schedule in tests.
 ///

@@ -65,9 +65,10 @@ impl Cell {
 
     /// Whether no run has ended for longer than the schedule allows: runs
     /// end at most `interval + timeout` apart (a run starts one interval
-    /// after the previous start (or less, after a late start whose missed
-    /// slots are skipped), or at once after an overrun, and lasts
-    /// at most its timeout), and the first one within `interval + timeout`
+    /// after the previous start, or at once after an overrun, and lasts
+    /// at most its timeout; after a late start, whose missed slots are
+    /// skipped, between half an interval and one and a half, within the
+    /// margin below), and the first one within `interval + timeout`
     /// of the start; a check is stale past that by one more interval (at
     /// least 1 s, room for a busy runtime). Saturating: a check that runs
     /// every `Duration::MAX` is never stale.
@@ -299,17 +300,23 @@ pub(crate) async fn check_loop(
 }
 
 /// The first slot of the schedule `scheduled + k × interval` (`k ≥ 1`)
-/// after `started`, when the run of the slot `scheduled` began: the next
-/// slot, unless that run began a whole interval or more late (a host
-/// suspended, a runtime stalled), whose missed slots are skipped rather
-/// than caught up. Run back to back, two runs would sample one moment and
-/// count as two failures (or passes) toward the thresholds: one bad
-/// moment after a wake-up would make a check with `unhealthy_after(2)`
-/// unhealthy. Skipping keeps each check on its staggered grid.
+/// at least half an interval after `started`, when the run of the slot
+/// `scheduled` began: the next slot, unless that run began more than half
+/// an interval late (a host suspended, a runtime stalled), whose missed
+/// slots, and a slot too close after it, are skipped rather than caught
+/// up. Run back to back, two runs would sample one moment and count as
+/// two failures (or passes) toward the thresholds: one bad moment after a
+/// wake-up would make a check with `unhealthy_after(2)` unhealthy. So
+/// runs that start late are between half an interval and one and a half
+/// apart (found by a second hostile review: a wake-up 1 ms before a slot
+/// was followed by that slot's run 1 ms later). Skipping keeps each check
+/// on its staggered grid.
 fn next_slot(scheduled: Instant, interval: Duration, started: Instant) -> Instant {
     const NANOS: u128 = 1_000_000_000;
     let late = started.saturating_duration_since(scheduled);
-    if late < interval {
+    let step = interval.as_nanos().max(1);
+    let earliest = late.as_nanos() + step / 2;
+    if earliest <= step {
         return crate::clock::saturating_add(scheduled, interval);
     }
     // In nanoseconds, exact (`late` and `interval` are below 2^95 ns): a
@@ -317,8 +324,7 @@ fn next_slot(scheduled: Instant, interval: Duration, started: Instant) -> Instan
     // stays on the grid (found by a hostile review: `Duration`'s `u32`
     // multiplier made a new grid from the run's start, off the check's
     // stagger, so checks of one interval ran in step after such a wake).
-    let step = interval.as_nanos().max(1);
-    let ahead = (late.as_nanos() / step + 1) * step;
+    let ahead = earliest.div_ceil(step) * step;
     let ahead = u64::try_from(ahead / NANOS).map_or(Duration::MAX, |secs| {
         Duration::new(secs, u32::try_from(ahead % NANOS).unwrap_or_default())
     });
@@ -461,7 +467,11 @@ mod slot_tests {
         let ns = Duration::from_nanos;
         for k in 1..=3u32 {
             let slot = base + i * k;
-            assert_eq!(next_slot(base, i, slot - ns(1)), slot, "k={k}");
+            // Half an interval before a slot: kept; just after: skipped.
+            let half = slot - i / 2;
+            assert_eq!(next_slot(base, i, half), slot, "k={k}");
+            assert_eq!(next_slot(base, i, half + ns(1)), slot + i, "k={k}");
+            assert_eq!(next_slot(base, i, slot - ns(1)), slot + i, "k={k}");
             assert_eq!(next_slot(base, i, slot), slot + i, "k={k}");
             assert_eq!(next_slot(base, i, slot + ns(1)), slot + i, "k={k}");
         }
