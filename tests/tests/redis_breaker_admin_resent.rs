@@ -11,10 +11,8 @@
 
 mod common;
 
-use common::fleet::raw;
+use common::fleet::{raw, run_script};
 use common::redis_server::RedisServer;
-
-const BREAKER_LUA: &str = include_str!("../../std-adapter/src/backend/redis/scripts/breaker.lua");
 
 const DECISION: &str = "fusebox:{breaker:resent}:decision";
 /// Process A's and process B's records (one per process, for its trips
@@ -29,36 +27,7 @@ type Conn = redis::aio::MultiplexedConnection;
 /// local state closed), the record `record` and its `token`: the stored
 /// decision after it, as (version, state).
 async fn run(conn: &mut Conn, op: &str, known: u64, record: &str, token: &str) -> (u64, String) {
-    let _: Vec<i64> = redis::Script::new(BREAKER_LUA)
-        .key(DECISION)
-        .key("fusebox:{breaker:resent}:verdicts")
-        .key("fusebox:{breaker:resent}:trial:ok")
-        .key(record)
-        // op, known version, open_for, max_open_for (µs): 60 s, the
-        // caller's state (closed), its open remaining and streak
-        .arg(op)
-        .arg(known)
-        .arg(60_000_000)
-        .arg(60_000_000)
-        .arg("c")
-        .arg(0)
-        .arg(0)
-        // the op's own (none: no quorum), PUBLISH, the record's token
-        .arg(0)
-        .arg("")
-        .arg("")
-        .arg("p")
-        .arg(token)
-        .invoke_async(conn)
-        .await
-        .unwrap();
-    let raw: String = redis::cmd("GET")
-        .arg(DECISION)
-        .query_async(conn)
-        .await
-        .unwrap();
-    let fields: Vec<&str> = raw.split(':').collect();
-    (fields[1].parse().unwrap(), fields[2].to_owned())
+    run_script(conn, "resent", op, known, record, token).await.1
 }
 
 async fn set(conn: &mut Conn, key: &str, value: &str) {

@@ -14,12 +14,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, raw, stored};
+use common::fleet::{backend, raw, run_script, stored};
 use common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
-
-const BREAKER_LUA: &str = include_str!("../../std-adapter/src/backend/redis/scripts/breaker.lua");
 
 const DECISION: &str = "fusebox:{breaker:forged}:decision";
 const TRIPPED: &str = "fusebox:{breaker:forged}:record:000000000000000a";
@@ -33,33 +31,8 @@ type Conn = redis::aio::MultiplexedConnection;
 /// the record `record` and its `token`: the reply's flags, and the stored
 /// decision after it as (version, state).
 async fn run(conn: &mut Conn, op: &str, record: &str, token: &str) -> (i64, (u64, String)) {
-    let reply: Vec<i64> = redis::Script::new(BREAKER_LUA)
-        .key(DECISION)
-        .key("fusebox:{breaker:forged}:verdicts")
-        .key("fusebox:{breaker:forged}:trial:ok")
-        .key(record)
-        .arg(op)
-        .arg(5)
-        .arg(60_000_000)
-        .arg(60_000_000)
-        .arg("c")
-        .arg(0)
-        .arg(0)
-        .arg(0)
-        .arg("")
-        .arg("")
-        .arg("p")
-        .arg(token)
-        .invoke_async(conn)
-        .await
-        .unwrap();
-    let raw: String = redis::cmd("GET")
-        .arg(DECISION)
-        .query_async(conn)
-        .await
-        .unwrap();
-    let fields: Vec<&str> = raw.split(':').collect();
-    (reply[5], (fields[1].parse().unwrap(), fields[2].to_owned()))
+    let (reply, decision) = run_script(conn, "forged", op, 5, record, token).await;
+    (reply[5], decision)
 }
 
 async fn cmd(conn: &mut Conn, args: &[&str]) {

@@ -87,3 +87,54 @@ pub async fn instance_over(
         .await
         .expect("fleet breaker")
 }
+
+/// The fleet breaker's script, as the backend loads it.
+const BREAKER_LUA: &str =
+    include_str!("../../../std-adapter/src/backend/redis/scripts/breaker.lua");
+
+/// Runs the script's `op` on the breaker `fusebox:{breaker:<name>}` as a
+/// caller whose known version is `known` (its local state closed,
+/// open_for and max_open_for 60 s, no quorum), with the record `record`
+/// and its `token`, as a resent command is sent again: the script's
+/// reply, and the stored decision after it as (version, state).
+#[allow(dead_code)] // not every suite drives the script directly
+pub async fn run_script(
+    conn: &mut redis::aio::MultiplexedConnection,
+    name: &str,
+    op: &str,
+    known: u64,
+    record: &str,
+    token: &str,
+) -> (Vec<i64>, (u64, String)) {
+    let key = |suffix: &str| format!("fusebox:{{breaker:{name}}}:{suffix}");
+    let reply: Vec<i64> = redis::Script::new(BREAKER_LUA)
+        .key(key("decision"))
+        .key(key("verdicts"))
+        .key(key("trial:ok"))
+        .key(record)
+        // op, known version, open_for, max_open_for (µs), the caller's
+        // state (closed), its open remaining and streak
+        .arg(op)
+        .arg(known)
+        .arg(60_000_000)
+        .arg(60_000_000)
+        .arg("c")
+        .arg(0)
+        .arg(0)
+        // the op's own (none: no quorum), PUBLISH, the record's token
+        .arg(0)
+        .arg("")
+        .arg("")
+        .arg("p")
+        .arg(token)
+        .invoke_async(conn)
+        .await
+        .unwrap();
+    let raw: String = redis::cmd("GET")
+        .arg(key("decision"))
+        .query_async(conn)
+        .await
+        .unwrap();
+    let fields: Vec<&str> = raw.split(':').collect();
+    (reply, (fields[1].parse().unwrap(), fields[2].to_owned()))
+}
