@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fusebox_std::monitor::{
-    CheckError, CheckSpec, FnCheck, Health, HealthCheck, HealthMonitor, Thresholds,
+    CheckError, CheckSpec, FnCheck, Health, HealthCheck, HealthMonitor, MonitorHandle, Thresholds,
 };
 use tokio::time::{sleep, Instant};
 
@@ -39,6 +39,37 @@ fn counted(
     })
 }
 
+/// A 5 s check, degraded after one failure and unhealthy after two,
+/// spawned now, with what [`counted`] notes of it.
+struct Watched {
+    runs: Arc<AtomicUsize>,
+    at: Arc<std::sync::Mutex<Vec<Instant>>>,
+    failing: Arc<AtomicBool>,
+    start: Instant,
+    monitor: MonitorHandle,
+}
+
+fn watched() -> Watched {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let at = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let failing = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("db", counted(&runs, &at, &failing))
+                .interval(secs(5))
+                .thresholds(Thresholds::new().degraded_after(1).unhealthy_after(2)),
+        )
+        .spawn();
+    Watched {
+        runs,
+        at,
+        failing,
+        start,
+        monitor,
+    }
+}
+
 async fn settle() {
     for _ in 0..10 {
         tokio::task::yield_now().await;
@@ -52,17 +83,13 @@ async fn settle() {
 /// later run keeps to the check's slots (`start + k × interval`).
 #[tokio::test(start_paused = true)]
 async fn a_late_wake_runs_once_and_one_bad_moment_is_one_failure() {
-    let runs = Arc::new(AtomicUsize::new(0));
-    let at = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let failing = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let monitor = HealthMonitor::new()
-        .check(
-            CheckSpec::new("db", counted(&runs, &at, &failing))
-                .interval(secs(5))
-                .thresholds(Thresholds::new().degraded_after(1).unhealthy_after(2)),
-        )
-        .spawn();
+    let Watched {
+        runs,
+        at,
+        failing,
+        start,
+        monitor,
+    } = watched();
     settle().await;
     assert_eq!(runs.load(SeqCst), 1);
     // The host sleeps for an hour and a half second past a slot, and the
@@ -145,17 +172,13 @@ async fn a_slow_run_is_still_followed_at_once() {
 /// 3 605 s (and healthy again after the passes at 3 605 s and 3 610 s).
 #[tokio::test(start_paused = true)]
 async fn a_wake_just_before_a_slot_skips_it() {
-    let runs = Arc::new(AtomicUsize::new(0));
-    let at = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let failing = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let monitor = HealthMonitor::new()
-        .check(
-            CheckSpec::new("db", counted(&runs, &at, &failing))
-                .interval(secs(5))
-                .thresholds(Thresholds::new().degraded_after(1).unhealthy_after(2)),
-        )
-        .spawn();
+    let Watched {
+        runs: _,
+        at,
+        failing,
+        start,
+        monitor,
+    } = watched();
     settle().await;
     failing.store(true, SeqCst);
     tokio::time::advance(ms(3_599_999)).await;
