@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use fusebox::breaker::State;
 use fusebox_std::backend::FleetBreaker;
-use fusebox_std::tracker::Latency;
+use fusebox_std::tracker::{Latency, Tracker};
 use fusebox_std::{Registry, TokioClock, TrackerConfig};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -198,26 +198,9 @@ pub async fn run(
     let counters = Arc::new(ClientCounters::default());
     let started = upstream.started();
     let duration = scenario.duration();
-    let mut clients = JoinSet::new();
-    for i in 0..settings.clients {
-        let caller = caller.clone();
-        let counters = Arc::clone(&counters);
-        let tracker = tracker.clone();
-        let mut rng = fastrand::Rng::with_seed(settings.seed ^ (u64::from(i) << 32 | 0x5eed));
-        clients.spawn(async move {
-            tokio::time::sleep(Duration::from_millis(rng.u64(0..100))).await;
-            while started.elapsed() < duration {
-                let key = pick_key(&mut rng);
-                let mut op = tracker.track_operation(mode.name());
-                if !caller.fetch(key, &counters).await {
-                    op.fail();
-                }
-                drop(op);
-                tokio::time::sleep(Duration::from_millis(rng.u64(50..=150))).await;
-            }
-        });
-    }
-
+    let mut clients = spawn_clients(
+        mode, settings, &caller, &counters, &tracker, started, duration,
+    );
     let mut live = Live::new(mode, duration, settings.tty);
     let snapshot = || Snapshot {
         elapsed: started.elapsed(),
@@ -258,6 +241,15 @@ pub async fn run(
         });
     let fleet = protected.as_ref().and_then(|p| p.fleet().map(FleetUse::of));
 
+    let upstream_counts = last.upstream;
+    let wall = Instant::now() - started;
+    let unanswered = caller.unanswered();
+    let breaker_trips = protected.as_ref().map(|p| p.breaker_metrics().trips);
+    // Release the run's descriptors before the next run binds: the
+    // clients' connections (dropped with the caller) and the upstream's.
+    drop((clients, caller, protected));
+    upstream.stop().await;
+
     let latency = tracker
         .stats()
         .get(mode.name())
@@ -271,13 +263,46 @@ pub async fn run(
         retries: counters.retries.load(Relaxed),
         refused_locally: counters.refused_locally.load(Relaxed),
         latency,
-        breaker_trips: protected.as_ref().map(|p| p.breaker_metrics().trips),
-        upstream: last.upstream,
-        wall: Instant::now() - started,
+        breaker_trips,
+        upstream: upstream_counts,
+        wall,
         shared,
         fleet,
-        unanswered: caller.unanswered(),
+        unanswered,
     })
+}
+
+/// The run's clients: each sends requests through `caller` from `started`
+/// until the story's `duration` is over, pausing 50 to 150 ms between two.
+fn spawn_clients(
+    mode: Mode,
+    settings: Settings,
+    caller: &Caller,
+    counters: &Arc<ClientCounters>,
+    tracker: &Tracker,
+    started: Instant,
+    duration: Duration,
+) -> JoinSet<()> {
+    let mut clients = JoinSet::new();
+    for i in 0..settings.clients {
+        let caller = caller.clone();
+        let counters = Arc::clone(counters);
+        let tracker = tracker.clone();
+        let mut rng = fastrand::Rng::with_seed(settings.seed ^ (u64::from(i) << 32 | 0x5eed));
+        clients.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(rng.u64(0..100))).await;
+            while started.elapsed() < duration {
+                let key = pick_key(&mut rng);
+                let mut op = tracker.track_operation(mode.name());
+                if !caller.fetch(key, &counters).await {
+                    op.fail();
+                }
+                drop(op);
+                tokio::time::sleep(Duration::from_millis(rng.u64(50..=150))).await;
+            }
+        });
+    }
+    clients
 }
 
 /// `mode`'s caller of `http`.

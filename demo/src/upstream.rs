@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -76,12 +77,21 @@ enum Answer {
     Unavailable,
 }
 
-/// A running upstream; stopped (every connection closed) when dropped.
+/// How long [`Upstream::start`] waits for a file descriptor to bind with
+/// when the process has none free: the previous run's connections are
+/// closed by tasks that may not have run yet (found by CI: under
+/// `ulimit -n 64` with 40 descriptors inherited from the harness, the
+/// second run's bind failed now and then with `EMFILE`, ending the storm).
+const BIND_PATIENCE: Duration = Duration::from_secs(2);
+
+/// A running upstream. [`stop`](Self::stop) closes every connection and
+/// waits until they are closed; dropping it aborts them without waiting.
 #[derive(Debug)]
 pub struct Upstream {
     addr: SocketAddr,
     state: Arc<State>,
     server: JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
 }
 
 impl std::fmt::Debug for State {
@@ -98,13 +108,14 @@ impl Upstream {
     ///
     /// # Errors
     ///
-    /// The bind's error.
+    /// The bind's error; out of file descriptors, once none has been
+    /// released for [`BIND_PATIENCE`], with a hint to raise `ulimit -n`.
     pub async fn start(
         scenario: Arc<Scenario>,
         seed: u64,
         capacity_rps: u32,
     ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = bind().await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             scenario,
@@ -117,12 +128,23 @@ impl Upstream {
                 in_slot: 0,
             }),
         });
-        let server = tokio::spawn(serve(listener, Arc::clone(&state)));
+        let (stop, stopped) = oneshot::channel();
+        let server = tokio::spawn(serve(listener, Arc::clone(&state), stopped));
         Ok(Self {
             addr,
             state,
             server,
+            stop: Some(stop),
         })
+    }
+
+    /// Stops listening and closes every connection, returning once their
+    /// descriptors are released (so that the next run finds them free).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.server).await;
     }
 
     /// Where it listens.
@@ -157,11 +179,43 @@ impl Drop for Upstream {
     }
 }
 
-/// Accepts connections until aborted.
-async fn serve(listener: TcpListener, state: Arc<State>) {
+/// `127.0.0.1:0`, waiting up to [`BIND_PATIENCE`] for a file descriptor.
+async fn bind() -> std::io::Result<TcpListener> {
+    let deadline = Instant::now() + BIND_PATIENCE;
+    loop {
+        match TcpListener::bind(("127.0.0.1", 0)).await {
+            Err(e) if out_of_descriptors(&e) => {
+                if Instant::now() >= deadline {
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot open the upstream's socket: {e}; \
+                             raise `ulimit -n` or run fewer --clients"
+                        ),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            bound => return bound,
+        }
+    }
+}
+
+/// `EMFILE` (the process's limit) or `ENFILE` (the system's).
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(24 | 23))
+}
+
+/// Accepts connections until `stopped` fires (then closes every one and
+/// waits for them) or the task is aborted.
+async fn serve(listener: TcpListener, state: Arc<State>, mut stopped: oneshot::Receiver<()>) {
     let mut connections = JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut stopped => break,
+        };
+        let Ok((stream, _)) = accepted else {
             // Out of file descriptors, say: let some connections finish.
             tokio::time::sleep(Duration::from_millis(5)).await;
             continue;
@@ -177,6 +231,8 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
         });
         while connections.try_join_next().is_some() {}
     }
+    drop(listener);
+    connections.shutdown().await;
 }
 
 async fn handle(
