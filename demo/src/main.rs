@@ -36,10 +36,51 @@ fn quiet_on_closed_stdout() {
     }));
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// The fewest file descriptors the storm starts with: tokio's runtime and
+/// signal driver, the listeners, a few calls. Under it, building the
+/// runtime failed (`ulimit -n 8`) or tokio's signal driver panicked
+/// (`ulimit -n 6`), both with a panic and exit 101 (found by a hostile
+/// check).
+const MIN_DESCRIPTORS: u64 = 16;
+
+fn main() -> ExitCode {
     quiet_on_closed_stdout();
     let args = Args::from_process();
+    if let Err(e) = enough_descriptors() {
+        eprintln!("storm: {e}");
+        return ExitCode::FAILURE;
+    }
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run(args)),
+        Err(e) => {
+            eprintln!("storm: cannot start tokio's runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Refuses an open-file limit too low for the storm to start with.
+#[cfg(unix)]
+fn enough_descriptors() -> Result<(), String> {
+    match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, _)) if soft < MIN_DESCRIPTORS => Err(format!(
+            "the open-file limit (`ulimit -n`) is {soft}: the storm needs {MIN_DESCRIPTORS} \
+             to start, and 2 per client plus 64 to make all its calls; raise it"
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(not(unix))]
+fn enough_descriptors() -> Result<(), String> {
+    Ok(())
+}
+
+/// The storm, with the dashboard when asked for.
+async fn run(args: Args) -> ExitCode {
     let started = Instant::now();
     // One clock for the registry and every piece built beside it.
     let clock = TokioClock::new();
