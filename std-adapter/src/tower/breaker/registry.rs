@@ -10,7 +10,7 @@ use fusebox::Instant;
 use super::CircuitBreakerLayer;
 use crate::events::{Component, Event};
 use crate::policy::BreakerObserver;
-use crate::registry::{EventName, Registry, RegistryError};
+use crate::registry::{EventName, Kind, Registry, RegistryError};
 
 impl CircuitBreakerLayer {
     /// A layer over the registry's breaker `name` (created with `config` if
@@ -40,18 +40,64 @@ impl CircuitBreakerLayer {
         name: &str,
         config: Config,
     ) -> Result<Self, RegistryError> {
-        // The registry's policy carries the registry's tokio clock.
-        let policy = registry.breaker_policy(name, config)?;
+        let core = registry.breaker(name, config)?;
+        Ok(Self::over_registry_breaker(registry, name, core))
+    }
+
+    /// A layer over the registry's breaker `name` as it is, with its
+    /// configuration: one the registry's
+    /// [configuration](crate::registry::RegistryConfig) declares (so the
+    /// configuration is the operator's, `max_half_open = "30s"` included,
+    /// and the code needs not repeat it), or one built before. The layer
+    /// is the one [`from_registry`](Self::from_registry) builds over that
+    /// breaker (the registry's clock, health report, metrics, logs and
+    /// events, so the dashboard's timeline).
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::NotFound`] if the registry has no breaker `name`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fusebox_std::registry::{Registry, RegistryConfig, RegistryError};
+    /// use fusebox_std::tower::CircuitBreakerLayer;
+    ///
+    /// let config = RegistryConfig::from_toml(
+    ///     "[breakers.quotes]\nconsecutive_failures = 3\nmax_half_open = \"30s\"\n",
+    /// )?;
+    /// let registry = Arc::new(Registry::from_config(&config)?);
+    /// let layer = CircuitBreakerLayer::configured_from_registry(&registry, "quotes")?;
+    /// assert_eq!(layer.breaker().config().consecutive_failures(), Some(3));
+    /// let missing = CircuitBreakerLayer::configured_from_registry(&registry, "other");
+    /// assert!(matches!(missing, Err(RegistryError::NotFound { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn configured_from_registry(
+        registry: &Arc<Registry>,
+        name: &str,
+    ) -> Result<Self, RegistryError> {
+        let core = registry
+            .get_breaker(name)
+            .ok_or_else(|| RegistryError::NotFound {
+                kind: Kind::Breaker,
+                name: crate::registry::shown(name),
+            })?;
+        Ok(Self::over_registry_breaker(registry, name, core))
+    }
+
+    /// The layer over the registry's breaker `core`, named `name`: the
+    /// registry's clock (the one its breakers read) and an observer
+    /// reporting to it.
+    fn over_registry_breaker(
+        registry: &Arc<Registry>,
+        name: &str,
+        core: Arc<fusebox::CircuitBreaker>,
+    ) -> Self {
         let observer: Arc<dyn BreakerObserver> = Arc::new(RegistryObserver {
             registry: Arc::downgrade(registry),
             name: EventName::of(name.into()),
         });
-        Ok(Self::with_clock_and_observer(
-            name,
-            Arc::clone(policy.core()),
-            policy.clock(),
-            Some(observer),
-        ))
+        Self::with_clock_and_observer(name, core, registry.tokio_clock(), Some(observer))
     }
 }
 
@@ -90,5 +136,70 @@ impl BreakerObserver for RegistryObserver {
                 at,
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower_layer::Layer;
+
+    use super::*;
+    use crate::registry::RegistryConfig;
+    use crate::tower::test_service::{get, send, Scripted};
+    use fusebox::breaker::State;
+
+    /// A breaker the operator's file declares goes in front of a service
+    /// with no configuration written in the code, and reports to the
+    /// registry as `from_registry`'s layers do. Before, the rate-limit
+    /// layers had `configured_from_registry` and the breaker layer did
+    /// not: its file's breaker could only be reached by repeating its
+    /// configuration in the code (a conflict as soon as the two differ),
+    /// or by `new` over `get_breaker`, whose layer publishes no events
+    /// (no dashboard timeline, no transition in the registry's log).
+    #[tokio::test(start_paused = true)]
+    async fn a_layer_over_a_configured_breaker_takes_the_operators_configuration() {
+        let config = RegistryConfig::from_toml(
+            "[breakers.quotes]\nconsecutive_failures = 2\nopen_for = \"30s\"\n\
+             max_half_open = \"10s\"\nrequired = true\n",
+        )
+        .unwrap();
+        let registry = Arc::new(Registry::from_config(&config).unwrap());
+        let mut events = registry.events().subscribe();
+        let layer = CircuitBreakerLayer::configured_from_registry(&registry, "quotes").unwrap();
+        let core = registry.get_breaker("quotes").unwrap();
+        assert!(Arc::ptr_eq(layer.breaker(), &core));
+        assert_eq!(layer.clock(), registry.tokio_clock());
+        let mut service = layer.layer(Scripted);
+        let mut statuses = Vec::new();
+        for path in ["/502", "/502", "/200"] {
+            statuses.push(
+                send(&mut service, get(path))
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16(),
+            );
+        }
+        // The file's two failures open it; the third request is refused.
+        assert_eq!(statuses, [502, 502, 503]);
+        assert_eq!(core.state(registry.now()), State::Open);
+        assert!(!registry.health().ready);
+        let mut opened = 0;
+        let mut rejected = 0;
+        while let Some(event) = events.try_recv() {
+            match event {
+                Event::StateChange {
+                    to: State::Open, ..
+                } => opened += 1,
+                Event::Rejected {
+                    component: Component::Breaker,
+                    ..
+                } => rejected += 1,
+                _ => {}
+            }
+        }
+        assert_eq!((opened, rejected), (1, 1));
+        let missing = CircuitBreakerLayer::configured_from_registry(&registry, "other");
+        assert!(matches!(missing, Err(RegistryError::NotFound { .. })));
     }
 }
