@@ -331,3 +331,41 @@ async fn admin_actions_work_under_a_prefix_with_a_path_parameter() {
         );
     }
 }
+
+/// Mounted at the root (merged: axum's `nest` panics on `"/"`, as the
+/// module docs say), every route answers at its bare path, the protected
+/// ones behind the token, and the page's relative data URL
+/// (`dashboard/data`, from `/dashboard`) is served. Sound-but-checked:
+/// the docs had said "any prefix", which a stranger tried with `"/"`.
+#[tokio::test(flavor = "current_thread")]
+async fn the_router_merged_at_the_root_serves_every_route() {
+    const TOKEN: &str = "a-token-of-twenty-chars";
+    let registry = Arc::new(Registry::new());
+    let options = HttpOptions::builder().bearer_token(TOKEN).build().unwrap();
+    let app = axum::Router::new().merge(router(registry, options));
+    let mut statuses = Vec::new();
+    for uri in [
+        "/livez",
+        "/readyz",
+        "/dashboard",
+        "/health",
+        "/metrics",
+        "/dashboard/data",
+    ] {
+        statuses.push(send(app.clone(), Method::GET, uri).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 200, 401, 401, 401]);
+    let request = Request::get("/dashboard/data")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.oneshot(request).await.unwrap().status().as_u16(), 200);
+    let nested = std::panic::catch_unwind(|| {
+        let registry = Arc::new(Registry::new());
+        axum::Router::<()>::new().nest("/", router(registry, HttpOptions::default()))
+    });
+    assert!(
+        nested.is_err(),
+        "axum nests at the root after all: update the docs"
+    );
+}

@@ -34,8 +34,11 @@
 //!
 //! Every route is relative: nest the router under any prefix
 //! (`Router::nest("/ops", …)`, or one with parameters of its own such as
-//! `"/tenants/{tenant}"`); the dashboard fetches its data by a relative
-//! URL.
+//! `"/tenants/{tenant}"`) but the root, or [`merge`](Router::merge) it at
+//! the root (axum's `nest` panics on `"/"` and `""`: "Nesting at the root
+//! is no longer supported"); the dashboard fetches its data by a relative
+//! URL. The prefix is matched against the request's path as sent, percent-
+//! encoded: nest under `"/%C3%A9"`, not `"/é"`, which no request matches.
 //!
 //! `health`, `metrics` and `dashboard/data` build their answer on tokio's
 //! blocking pool ([`spawn_blocking`](tokio::task::spawn_blocking)): it
@@ -257,15 +260,19 @@ pub fn routes(registry: Arc<Registry>, options: HttpOptions) -> Routes {
 }
 
 /// All the endpoints over `registry` in one router (see the
-/// [module docs](self)); nest it under any prefix.
+/// [module docs](self)); nest it under any prefix, or merge it at the
+/// root (axum's `nest` panics on `"/"`).
 ///
 /// ```
 /// use std::sync::Arc;
 /// use fusebox_std::http::{router, HttpOptions};
 /// use fusebox_std::Registry;
 ///
-/// let app = axum::Router::new().nest("/internal", router(Arc::new(Registry::new()), HttpOptions::default()));
-/// # drop(app);
+/// let registry = Arc::new(Registry::new());
+/// let app = axum::Router::new().nest("/internal", router(Arc::clone(&registry), HttpOptions::default()));
+/// // At the root (`/health`, `/dashboard`, ...): merged, not nested.
+/// let at_root = axum::Router::new().merge(router(registry, HttpOptions::default()));
+/// # drop((app, at_root));
 /// ```
 pub fn router(registry: Arc<Registry>, options: HttpOptions) -> Router {
     routes(registry, options).into_router()
