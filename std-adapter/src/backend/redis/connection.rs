@@ -148,6 +148,15 @@ impl RedisBackend {
     /// service that must start while Redis is down (a standalone server,
     /// or a Cluster, whose nodes are then dialled in the background).
     ///
+    /// A background connection retries whatever fails, refused
+    /// credentials too: a wrong password here, or one rotated on the
+    /// server while the process runs (after [`connect`](Self::connect)
+    /// too), is not told apart from an outage. Every command then fails
+    /// as [`BackendError::Timeout`] ("redis did not answer within 5ms", in
+    /// `health()` and the outage log), never [`BackendError::Auth`]; the
+    /// server's side shows it (`ACL LOG`, `WRONGPASS` in its log).
+    /// `connect` at startup reports a refused password as `Auth`.
+    ///
     /// # Errors
     ///
     /// [`BackendError::InvalidConfig`] for a zero command or connect
