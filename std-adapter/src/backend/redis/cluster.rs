@@ -47,6 +47,19 @@ pub(super) enum Inner {
     Cluster(Watched<ClusterConnection>),
 }
 
+impl RedisConnection {
+    /// The error of a command that got no answer within `timeout`: the
+    /// refusal of the credentials a liveness probe found since the last
+    /// answer (standalone only), else [`BackendError::Timeout`].
+    pub(super) fn unanswered(&self, timeout: Duration) -> BackendError {
+        let refusal = match &self.0 {
+            Inner::Single(watched) => watched.refusal(),
+            Inner::Cluster(watched) => watched.refusal(),
+        };
+        refusal.map_or(BackendError::Timeout(timeout), BackendError::Auth)
+    }
+}
+
 impl std::fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.0 {

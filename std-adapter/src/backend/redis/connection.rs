@@ -149,13 +149,16 @@ impl RedisBackend {
     /// or a Cluster, whose nodes are then dialled in the background).
     ///
     /// A background connection retries whatever fails, refused
-    /// credentials too: a wrong password here, or one rotated on the
+    /// credentials too, so a wrong password here, or one rotated on the
     /// server while the process runs (after [`connect`](Self::connect)
-    /// too), is not told apart from an outage. Every command then fails
-    /// as [`BackendError::Timeout`] ("redis did not answer within 5ms", in
-    /// `health()` and the outage log), never [`BackendError::Auth`]; the
-    /// server's side shows it (`ACL LOG`, `WRONGPASS` in its log).
-    /// `connect` at startup reports a refused password as `Auth`.
+    /// too), first reads as an outage: commands time out
+    /// ([`BackendError::Timeout`]). Once the connection has been silent
+    /// for the connect timeout, its liveness probe makes one connection
+    /// without retrying; if the server refuses its credentials, commands
+    /// that get no answer fail as [`BackendError::Auth`] from then on
+    /// (in `health()` and the logs, one warning), until the connection
+    /// answers again. Standalone only: on a Cluster they stay timeouts.
+    /// `connect` at startup reports a refused password as `Auth` at once.
     ///
     /// # Errors
     ///
@@ -315,8 +318,8 @@ impl RedisBackend {
         let cmd = script::command(&mut base, rules, most, fewest, now);
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.timeout, script::run(&cmd, &mut conn)).await {
-            Err(_) => Err(BackendError::Timeout(self.timeout)),
-            Ok(Err(e)) if e.is_timeout() => Err(BackendError::Timeout(self.timeout)),
+            Err(_) => Err(self.conn.unanswered(self.timeout)),
+            Ok(Err(e)) if e.is_timeout() => Err(self.conn.unanswered(self.timeout)),
             Ok(Err(e)) => Err(fault(&e)),
             Ok(Ok(reply)) => {
                 let (decision, taken) = script::decision(&reply)?;
@@ -349,8 +352,8 @@ impl RedisBackend {
         cmd.arg(probe).arg(1).arg("XX").arg("PX").arg(1);
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.timeout, cmd.query_async::<redis::Value>(&mut conn)).await {
-            Err(_) => Err(BackendError::Timeout(self.timeout)),
-            Ok(Err(e)) if e.is_timeout() => Err(BackendError::Timeout(self.timeout)),
+            Err(_) => Err(self.conn.unanswered(self.timeout)),
+            Ok(Err(e)) if e.is_timeout() => Err(self.conn.unanswered(self.timeout)),
             Ok(Err(e)) => Err(fault(&e)),
             Ok(Ok(_)) => Ok(()),
         }

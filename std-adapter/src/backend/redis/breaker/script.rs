@@ -203,8 +203,8 @@ pub(super) async fn run(
         }
     }
     let reply: Vec<i64> = match tokio::time::timeout(timeout, inv.invoke_async(conn)).await {
-        Err(_) => return Err(BackendError::Timeout(timeout)),
-        Ok(Err(e)) if e.is_timeout() => return Err(BackendError::Timeout(timeout)),
+        Err(_) => return Err(conn.unanswered(timeout)),
+        Ok(Err(e)) if e.is_timeout() => return Err(conn.unanswered(timeout)),
         Ok(Err(e)) => return Err(super::super::connection::fault(&e)),
         Ok(Ok(reply)) => reply,
     };

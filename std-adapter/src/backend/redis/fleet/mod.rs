@@ -534,8 +534,8 @@ impl FleetPercentiles {
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, BackendError> {
         match tokio::time::timeout(self.timeout, op).await {
-            Err(_) => Err(BackendError::Timeout(self.timeout)),
-            Ok(Err(e)) if e.is_timeout() => Err(BackendError::Timeout(self.timeout)),
+            Err(_) => Err(self.conn.unanswered(self.timeout)),
+            Ok(Err(e)) if e.is_timeout() => Err(self.conn.unanswered(self.timeout)),
             Ok(Err(e)) => Err(fault(&e)),
             Ok(Ok(v)) => Ok(v),
         }

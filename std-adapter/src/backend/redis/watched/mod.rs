@@ -96,6 +96,17 @@ pub(super) trait Renewable: ConnectionLike + Clone + Send + Sync + 'static {
 
     /// A `PING` that reaches every server commands go to.
     fn ping(&mut self) -> RedisFuture<'_, Value>;
+
+    /// The refusal of the credentials (its text, redacted) by a server a
+    /// connection made now, once and within `within`, meets; `None` for
+    /// any other outcome. The connection's own reconnection retries
+    /// whatever fails, a refused password included (one rotated on the
+    /// server, or wrong from the start under `connect_lazy`), so without
+    /// this the refusal showed only as commands that never got an answer.
+    fn refusal(
+        maker: &Self::Maker,
+        within: Duration,
+    ) -> impl std::future::Future<Output = Option<String>> + Send;
 }
 
 impl Renewable for ConnectionManager {
@@ -110,6 +121,26 @@ impl Renewable for ConnectionManager {
 
     fn ping(&mut self) -> RedisFuture<'_, Value> {
         Box::pin(async move { redis::cmd("PING").query_async(self).await })
+    }
+
+    fn refusal(
+        (client, _): &Self::Maker,
+        within: Duration,
+    ) -> impl std::future::Future<Output = Option<String>> + Send {
+        let client = client.clone();
+        async move {
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(within))
+                .set_response_timeout(Some(within));
+            let once = client.get_multiplexed_async_connection_with_config(&config);
+            match tokio::time::timeout(within, once).await {
+                Ok(Err(e)) => match super::connection::fault(&e) {
+                    crate::backend::BackendError::Auth(text) => Some(text),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
     }
 }
 
@@ -132,6 +163,14 @@ impl Renewable for ClusterConnection {
             Some(ResponsePolicy::AllSucceeded),
         ));
         Box::pin(self.route_command(redis::cmd("PING"), every_primary))
+    }
+
+    /// Not looked for on a Cluster: its nodes' refusals stay timeouts.
+    fn refusal(
+        _: &Self::Maker,
+        _: Duration,
+    ) -> impl std::future::Future<Output = Option<String>> + Send {
+        std::future::ready(None)
     }
 }
 
@@ -172,6 +211,11 @@ struct Shared<C: Renewable> {
     /// `silence * 2^n` (at most 16 times), so a server configured as a
     /// replica for good costs one connection every 16 s at most.
     read_only_misses: AtomicU32,
+    /// The credentials' refusal a probe found ([`Renewable::refusal`]),
+    /// until the connection answers again; `refused` says whether one is
+    /// held, so that an answer clears it without taking the lock.
+    refusal: Mutex<Option<String>>,
+    refused: AtomicBool,
 }
 
 impl<C: Renewable> Watched<C> {
@@ -196,7 +240,23 @@ impl<C: Renewable> Watched<C> {
             failed: AtomicU32::new(0),
             read_only_next: Mutex::new(None),
             read_only_misses: AtomicU32::new(0),
+            refusal: Mutex::new(None),
+            refused: AtomicBool::new(false),
         }))
+    }
+
+    /// The refusal of the credentials the last probe found, while the
+    /// connection has not answered since: commands that got no answer
+    /// are then reported as that refusal, not as timeouts.
+    pub(super) fn refusal(&self) -> Option<String> {
+        if !self.0.refused.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.0
+            .refusal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// After a command answered `READONLY` (`read_only`): a look for the
@@ -274,6 +334,7 @@ async fn probe<C: Renewable>(probing: Probing<C>) {
     };
     if matches!(answer, Ok(Ok(_))) {
         shared.failed.store(0, Ordering::Relaxed);
+        shared.clear_refusal();
     }
     if unanswered && shared.replaced.load(Ordering::Relaxed) == generation {
         // Only a fresh connection that answers replaces the silent one
@@ -292,6 +353,7 @@ async fn probe<C: Renewable>(probing: Probing<C>) {
                 );
                 if answered && shared.replaced.load(Ordering::Relaxed) == generation {
                     shared.failed.store(0, Ordering::Relaxed);
+                    shared.clear_refusal();
                     shared.replace_with(fresh);
                 } else if !answered {
                     let _ = shared
@@ -302,6 +364,11 @@ async fn probe<C: Renewable>(probing: Probing<C>) {
                     tracing::debug!(
                         "Redis silent, and a new connection did not answer either: kept"
                     );
+                    // Why not: a refused password is retried for ever by
+                    // both connections, and looks like silence.
+                    if let Some(text) = C::refusal(&shared.maker, shared.silence).await {
+                        shared.set_refusal(text);
+                    }
                 }
             }
             Err(e) => {
@@ -380,6 +447,27 @@ impl<C: Renewable> Drop for Probing<C> {
 }
 
 impl<C: Renewable> Shared<C> {
+    /// Holds `text` as the credentials' refusal, logged (a warning) when
+    /// none was held.
+    fn set_refusal(&self, text: String) {
+        let mut held = self.refusal.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.is_none() {
+            tracing::warn!(
+                error = %Redacted(&text),
+                "Redis refuses the credentials: commands get no answer until they are fixed"
+            );
+        }
+        *held = Some(text);
+        self.refused.store(true, Ordering::Relaxed);
+    }
+
+    /// The connection answered: no refusal held any more.
+    fn clear_refusal(&self) {
+        if self.refused.swap(false, Ordering::Relaxed) {
+            *self.refusal.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+    }
+
     fn current(&self) -> C {
         self.connection
             .read()
@@ -471,6 +559,7 @@ impl<C: Renewable> Watch<'_, C> {
                 // is over (else a server back on its old socket after a
                 // hang keeps the longest backoff for the next silence).
                 self.shared.answered();
+                self.shared.clear_refusal();
                 if self.shared.failed.load(Ordering::Relaxed) != 0 {
                     self.shared.failed.store(0, Ordering::Relaxed);
                 }

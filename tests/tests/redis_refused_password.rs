@@ -1,0 +1,140 @@
+//! A Redis whose password changes while the process runs (rotated on the
+//! server: `CONFIG SET requirepass`, the clients' connections closed).
+//! The connection's own reconnection retries whatever fails, a refused
+//! password included, so every command waited for a connection until its
+//! timeout: the backend, a limiter's health condition and its outage log
+//! said "redis did not answer within 50ms" for as long as it lasted,
+//! sending an operator after the network instead of the credentials.
+//! Found adopting the crate as a stranger, over real HTTP (`/health`
+//! read `redis did not answer within 5ms` five seconds on).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis_server::{cli, RedisServer};
+use fusebox::bucket::Quota;
+use fusebox_std::backend::{
+    Backend, BackendError, Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules,
+};
+use fusebox_std::Registry;
+
+const OLD: &str = "old-password-0123456789";
+const NEW: &str = "new-password-9876543210";
+
+/// Sets the server's password from `from` to `to`, and closes every
+/// client connection (the backend's too), as a rotation does.
+fn rotate(port: u16, from: &str, to: &str) {
+    let set = cli(
+        port,
+        &[
+            "-a",
+            from,
+            "--no-auth-warning",
+            "config",
+            "set",
+            "requirepass",
+            to,
+        ],
+    );
+    assert_eq!(set.trim(), "OK", "CONFIG SET requirepass");
+    cli(
+        port,
+        &[
+            "-a",
+            to,
+            "--no-auth-warning",
+            "client",
+            "kill",
+            "type",
+            "normal",
+        ],
+    );
+}
+
+/// The first error `decide` returns that `done` accepts, within 300
+/// tries 100 ms apart (the probe that finds the refusal needs about
+/// 1 s here: a silence of 200 ms, its `PING`, a fresh connection's,
+/// then one connection made once); every result seen before it.
+async fn until<F>(backend: &RedisBackend, rules: &Rules, done: F) -> (Vec<String>, bool)
+where
+    F: Fn(&Result<bool, BackendError>) -> bool,
+{
+    let mut seen = Vec::new();
+    for _ in 0..300 {
+        let result = backend
+            .decide("api", "k", rules, 1)
+            .await
+            .map(|d| d.allowed);
+        let end = done(&result);
+        seen.push(match &result {
+            Ok(allowed) => format!("ok {allowed}"),
+            Err(e) => e.to_string(),
+        });
+        if end {
+            return (seen, true);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (seen, false)
+}
+
+#[tokio::test]
+async fn redis_a_password_rotated_on_the_server_is_reported_as_refused_not_as_a_timeout() {
+    let server = RedisServer::start_with(&["--requirepass", OLD]);
+    let port = server.port();
+    let url = format!("redis://:{OLD}@127.0.0.1:{port}");
+    let config = RedisConfig::new(url)
+        .timeout(Duration::from_millis(50))
+        .connect_timeout(Duration::from_millis(200))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200));
+    let backend = RedisBackend::connect(config).await.unwrap();
+    let rules = Rules::single("per_second", Quota::per_second(1_000).unwrap()).unwrap();
+    assert!(backend.decide("api", "k", &rules, 1).await.unwrap().allowed);
+    let registry = Arc::new(Registry::new());
+    let limiter = RedisLimiter::builder("shared", rules.clone(), backend.clone())
+        .degrade(Degrade::FailClosed)
+        .registry(Arc::clone(&registry))
+        .build()
+        .unwrap();
+    assert!(limiter.try_acquire("k").await.unwrap().allowed);
+
+    rotate(port, OLD, NEW);
+    let (seen, refused) = until(&backend, &rules, |r| {
+        matches!(r, Err(BackendError::Auth(_)))
+    })
+    .await;
+    assert!(refused, "never reported as refused credentials: {seen:?}");
+    let last = seen.last().unwrap();
+    assert!(last.starts_with("redis refused the credentials"), "{last}");
+    assert!(!last.contains(OLD) && !last.contains(NEW), "{last}");
+    // Until then, nothing was admitted: each command went unanswered.
+    assert!(seen.iter().all(|s| !s.starts_with("ok")), "{seen:?}");
+    // The limiter says so in the registry's health report.
+    let _ = limiter.try_acquire("k").await;
+    let reasons = registry.health().reasons;
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("refused the credentials")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().all(|r| !r.contains(OLD) && !r.contains(NEW)),
+        "{reasons:?}"
+    );
+
+    // The password back: the connection answers again, and the refusal is
+    // forgotten: a server that then stops answering is a timeout again.
+    rotate(port, NEW, OLD);
+    let (seen, back) = until(&backend, &rules, |r| matches!(r, Ok(true))).await;
+    assert!(back, "never answered again: {seen:?}");
+    server.signal("STOP");
+    let stalled = backend.decide("api", "k", &rules, 1).await;
+    server.signal("CONT");
+    assert!(
+        matches!(stalled, Err(BackendError::Timeout(_))),
+        "{stalled:?}"
+    );
+}
