@@ -157,7 +157,9 @@ impl RedisBackend {
     /// without retrying; if the server refuses its credentials, commands
     /// that get no answer fail as [`BackendError::Auth`] from then on
     /// (in `health()` and the logs, one warning), until the connection
-    /// answers again. Standalone only: on a Cluster they stay timeouts.
+    /// answers again or a later probe finds the server no longer refusing
+    /// them (stopped, hung, or taking them: timeouts again). Standalone
+    /// only: on a Cluster they stay timeouts.
     /// `connect` at startup reports a refused password as `Auth` at once.
     ///
     /// # Errors

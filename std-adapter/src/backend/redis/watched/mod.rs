@@ -212,7 +212,8 @@ struct Shared<C: Renewable> {
     /// replica for good costs one connection every 16 s at most.
     read_only_misses: AtomicU32,
     /// The credentials' refusal a probe found ([`Renewable::refusal`]),
-    /// until the connection answers again; `refused` says whether one is
+    /// until the connection answers again or a later probe finds none;
+    /// `refused` says whether one is
     /// held, so that an answer clears it without taking the lock.
     refusal: Mutex<Option<String>>,
     refused: AtomicBool,
@@ -365,9 +366,15 @@ async fn probe<C: Renewable>(probing: Probing<C>) {
                         "Redis silent, and a new connection did not answer either: kept"
                     );
                     // Why not: a refused password is retried for ever by
-                    // both connections, and looks like silence.
-                    if let Some(text) = C::refusal(&shared.maker, shared.silence).await {
-                        shared.set_refusal(text);
+                    // both connections, and looks like silence. Any other
+                    // outcome (the server gone, hung, or taking the
+                    // credentials now) ends a refusal held from an earlier
+                    // probe: a server stopped after refusing them read as
+                    // refused credentials for as long as it was down
+                    // (found by a hostile review).
+                    match C::refusal(&shared.maker, shared.silence).await {
+                        Some(text) => shared.set_refusal(text),
+                        None => shared.clear_refusal(),
                     }
                 }
             }

@@ -1,0 +1,192 @@
+//! A refused password held by the backend (see `redis_refused_password`)
+//! meets a plain outage afterwards, and a refusal that lasts: what the
+//! backend reports then, and what the probes cost.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis_server::{cli, RedisServer};
+use fusebox::bucket::Quota;
+use fusebox_std::backend::{Backend, BackendError, RedisBackend, RedisConfig, Rules};
+
+const OLD: &str = "old-password-0123456789";
+const NEW: &str = "new-password-9876543210";
+
+/// Sets the server's password from `from` to `to`, and closes every
+/// client connection (the backend's too), as a rotation does.
+fn rotate(port: u16, from: &str, to: &str) {
+    let auth = ["-a", from, "--no-auth-warning"];
+    let set = cli(
+        port,
+        &[&auth[..], &["config", "set", "requirepass", to]].concat(),
+    );
+    assert_eq!(set.trim(), "OK", "CONFIG SET requirepass");
+    let auth = ["-a", to, "--no-auth-warning"];
+    cli(
+        port,
+        &[&auth[..], &["client", "kill", "type", "normal"]].concat(),
+    );
+}
+
+/// A backend on `server` with password `OLD`: commands time out after
+/// 50 ms, connections after `connect` (the liveness probe's silence).
+async fn backend(server: &RedisServer, connect: Duration) -> RedisBackend {
+    let url = format!("redis://:{OLD}@127.0.0.1:{}", server.port());
+    let config = RedisConfig::new(url)
+        .timeout(Duration::from_millis(50))
+        .connect_timeout(connect)
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200));
+    RedisBackend::connect(config).await.unwrap()
+}
+
+fn rules() -> Rules {
+    Rules::single("per_second", Quota::per_second(1_000).unwrap()).unwrap()
+}
+
+/// `decide`'s results until one `done` accepts, at most `tries` of them
+/// 100 ms apart; whether one did.
+async fn until<F>(backend: &RedisBackend, tries: usize, done: F) -> (Vec<String>, bool)
+where
+    F: Fn(&Result<bool, BackendError>) -> bool,
+{
+    let rules = rules();
+    let mut seen = Vec::new();
+    for _ in 0..tries {
+        let result = backend
+            .decide("api", "k", &rules, 1)
+            .await
+            .map(|d| d.allowed);
+        let end = done(&result);
+        seen.push(match &result {
+            Ok(allowed) => format!("ok {allowed}"),
+            Err(e) => e.to_string(),
+        });
+        if end {
+            return (seen, true);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (seen, false)
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[tokio::test]
+async fn redis_a_refusal_found_then_a_stopped_server_is_reported_as_an_outage() {
+    let mut server = RedisServer::start_with(&["--requirepass", OLD]);
+    let backend = backend(&server, Duration::from_millis(200)).await;
+    rotate(server.port(), OLD, NEW);
+    let (seen, refused) = until(&backend, 300, |r| matches!(r, Err(BackendError::Auth(_)))).await;
+    assert!(refused, "never reported as refused: {seen:?}");
+
+    // The server goes away: nothing refuses the credentials any more.
+    server.kill();
+    let (seen, outage) = until(&backend, 300, |r| {
+        matches!(
+            r,
+            Err(BackendError::Timeout(_) | BackendError::Unavailable(_))
+        )
+    })
+    .await;
+    assert!(
+        outage,
+        "a stopped server still read as refused credentials: {seen:?}"
+    );
+
+    // Back (with its configured password, the backend's): it answers.
+    server.restart();
+    let (seen, back) = until(&backend, 300, |r| matches!(r, Ok(true))).await;
+    assert!(back, "never answered again: {seen:?}");
+}
+
+/// Sound-but-checked: each probe round of a lasting refusal makes a
+/// fresh connection manager and one connection made once, both dropped:
+/// over 200 commands (about 40 rounds, with a 50 ms connect timeout) the
+/// process holds no more descriptors and the server no more clients.
+#[tokio::test]
+async fn redis_a_lasting_refusal_leaks_no_connection_nor_descriptor() {
+    let server = RedisServer::start_with(&["--requirepass", OLD]);
+    let port = server.port();
+    let backend = backend(&server, Duration::from_millis(50)).await;
+    rotate(port, OLD, NEW);
+    let (seen, refused) = until(&backend, 300, |r| matches!(r, Err(BackendError::Auth(_)))).await;
+    assert!(refused, "never reported as refused: {seen:?}");
+    let fds = open_fds();
+    let received = stat(port, "stats", "total_connections_received");
+    let (seen, _) = until(&backend, 200, |_| false).await;
+    let received = stat(port, "stats", "total_connections_received") - received;
+    // The manager's retries alone make one connection per 200 ms at most
+    // (about 40 here): the probes' rounds add more.
+    assert!(
+        received > 20,
+        "{received} connections: no probe rounds? {seen:?}"
+    );
+    assert!(seen.iter().all(|s| !s.starts_with("ok")), "{seen:?}");
+    // Slack for a connection being made or closed as it is counted.
+    let now = open_fds();
+    assert!(
+        now <= fds + 4,
+        "descriptors {fds} -> {now} over {received} connections"
+    );
+    // `redis-cli` itself, and one connection being refused at most.
+    let clients = stat(port, "clients", "connected_clients");
+    assert!(
+        clients <= 3,
+        "{clients} clients after {received} connections"
+    );
+}
+
+/// The field `name` of `INFO section` (authenticated with `NEW`).
+fn stat(port: u16, section: &str, name: &str) -> u64 {
+    cli(port, &["-a", NEW, "--no-auth-warning", "info", section])
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .expect(name)
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Sound-but-checked: a server with a password that has no room for
+/// another client (`maxclients`) answers a new connection with `-ERR max
+/// number of clients reached` where the `AUTH` reply would be, and the
+/// `redis` crate takes any error reply to `AUTH` for a refused password;
+/// the probe's connection made once must not report that as refused
+/// credentials (it does not: the server closes the connection at once,
+/// so the connection's setup fails on the close, not on the reply).
+#[tokio::test]
+async fn redis_a_full_server_is_an_outage_not_refused_credentials() {
+    let server = RedisServer::start_with(&["--requirepass", OLD, "--maxclients", "8"]);
+    let port = server.port();
+    let backend = backend(&server, Duration::from_millis(200)).await;
+    assert!(
+        backend
+            .decide("api", "k", &rules(), 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    let auth = ["-a", OLD, "--no-auth-warning"];
+    cli(
+        port,
+        &[&auth[..], &["client", "kill", "type", "normal"]].concat(),
+    );
+    // Every place taken (unauthenticated clients stay): the backend's
+    // reconnection is turned away.
+    let mut taken = Vec::new();
+    for _ in 0..16 {
+        taken.push(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    }
+    let (seen, refused) = until(&backend, 150, |r| matches!(r, Err(BackendError::Auth(_)))).await;
+    assert!(
+        !refused,
+        "a full server read as refused credentials: {seen:?}"
+    );
+    assert!(seen.iter().all(|s| !s.starts_with("ok")), "{seen:?}");
+    drop(taken);
+    let (seen, back) = until(&backend, 300, |r| matches!(r, Ok(true))).await;
+    assert!(back, "never answered again: {seen:?}");
+}
