@@ -75,14 +75,28 @@ fn open_fds() -> usize {
 }
 
 #[tokio::test]
-async fn redis_a_refusal_found_then_a_stopped_server_is_reported_as_an_outage() {
+async fn redis_a_refusal_found_then_a_hung_or_stopped_server_is_reported_as_an_outage() {
     let mut server = RedisServer::start_with(&["--requirepass", OLD]);
     let backend = backend(&server, Duration::from_millis(200)).await;
     rotate(server.port(), OLD, NEW);
     let (seen, refused) = until(&backend, 300, |r| matches!(r, Err(BackendError::Auth(_)))).await;
     assert!(refused, "never reported as refused: {seen:?}");
 
-    // The server goes away: nothing refuses the credentials any more.
+    // The server hangs (SIGSTOP: connections accepted, nothing answered):
+    // nothing refuses the credentials any more.
+    server.signal("STOP");
+    let (seen, hung) = until(&backend, 300, |r| {
+        matches!(r, Err(BackendError::Timeout(_)))
+    })
+    .await;
+    server.signal("CONT");
+    assert!(
+        hung,
+        "a hung server still read as refused credentials: {seen:?}"
+    );
+    // Back, still refusing them; then gone (connections refused).
+    let (seen, refused) = until(&backend, 300, |r| matches!(r, Err(BackendError::Auth(_)))).await;
+    assert!(refused, "never reported as refused again: {seen:?}");
     server.kill();
     let (seen, outage) = until(&backend, 300, |r| {
         matches!(
