@@ -204,3 +204,38 @@ async fn redis_a_full_server_is_an_outage_not_refused_credentials() {
     let (seen, back) = until(&backend, 300, |r| matches!(r, Ok(true))).await;
     assert!(back, "never answered again: {seen:?}");
 }
+
+/// Sound-but-checked: `connect_lazy` with a password the server refuses
+/// from the start (its first connection never made) reads as refused
+/// credentials, and once the server takes the password (no client to
+/// close: the backend never got in) it answers by itself, the refusal
+/// forgotten (a hung server is then a timeout).
+#[tokio::test]
+async fn redis_connect_lazy_with_a_refused_password_is_reported_and_recovers() {
+    let server = RedisServer::start_with(&["--requirepass", NEW]);
+    let port = server.port();
+    let url = format!("redis://:{OLD}@127.0.0.1:{port}");
+    let config = RedisConfig::new(url)
+        .timeout(Duration::from_millis(50))
+        .connect_timeout(Duration::from_millis(200))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200));
+    let backend = RedisBackend::connect_lazy(config).unwrap();
+    let (seen, refused) = until(&backend, 300, |r| matches!(r, Err(BackendError::Auth(_)))).await;
+    assert!(refused, "never reported as refused: {seen:?}");
+    assert!(seen.iter().all(|s| !s.starts_with("ok")), "{seen:?}");
+    let auth = ["-a", NEW, "--no-auth-warning"];
+    let set = cli(
+        port,
+        &[&auth[..], &["config", "set", "requirepass", OLD]].concat(),
+    );
+    assert_eq!(set.trim(), "OK");
+    let (seen, back) = until(&backend, 300, |r| matches!(r, Ok(true))).await;
+    assert!(back, "never answered: {seen:?}");
+    server.signal("STOP");
+    let stalled = backend.decide("api", "k", &rules(), 1).await;
+    server.signal("CONT");
+    assert!(
+        matches!(stalled, Err(BackendError::Timeout(_))),
+        "{stalled:?}"
+    );
+}
