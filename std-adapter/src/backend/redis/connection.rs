@@ -158,7 +158,7 @@ impl RedisBackend {
     /// that get no answer fail as [`BackendError::Auth`] from then on
     /// (in `health()` and the logs, one warning), until the connection
     /// answers again or a later probe finds the server no longer refusing
-    /// them (stopped, hung, or taking them: timeouts again). Standalone
+    /// them (one stopped or hung since: timeouts again). Standalone
     /// only: on a Cluster they stay timeouts.
     /// `connect` at startup reports a refused password as `Auth` at once.
     ///

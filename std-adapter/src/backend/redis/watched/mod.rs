@@ -56,7 +56,9 @@ use crate::redact::Redacted;
 /// answer either: a node hung for good gets one trial connection every
 /// 16 connect timeouts (16 s by default), and a server back after such an
 /// outage is used again within about that (plus a probe's `PING` and a
-/// fresh connection's: about 18 s by default).
+/// fresh connection's: about 18 s by default; on a standalone server up
+/// to one connect timeout more, the look for refused credentials,
+/// [`Renewable::refusal`], that ends an unanswered round).
 const MAX_BACKOFF_SHIFT: u32 = 4;
 
 /// A connection that can be made anew, lazily, and probed for liveness.
