@@ -288,14 +288,25 @@ fn a_long_secret_is_never_shown_in_a_config_error() {
 #[test]
 fn a_toml_syntax_error_is_one_bounded_line() {
     let documents = [
-        format!("[limiters.api]\nrate = 1 {}\n", "x".repeat(100_000)),
-        "[limiters.api]\nrate = 1\rFAKE LOG LINE\n".to_owned(),
-        "[limiters.api]\nrate = redis://u:hunter2@h\n".to_owned(),
+        (
+            format!("[limiters.api]\nrate = 1 {}\n", "x".repeat(100_000)),
+            "limiters.api.rate",
+        ),
+        // A bare carriage return is an error of the lexer: no key to name.
+        (
+            "[limiters.api]\nrate = 1\rFAKE LOG LINE\n".to_owned(),
+            "(toml)",
+        ),
+        (
+            "[limiters.api]\nrate = redis://u:hunter2@h\n".to_owned(),
+            "limiters.api.rate",
+        ),
     ];
-    for toml in &documents {
+    for (toml, path) in &documents {
         let err = RegistryConfig::from_toml(toml).unwrap_err();
         let text = err.to_string();
-        assert_eq!(err.fields()[0].path(), "(toml)");
+        // An error in a value is named by its key (was `(toml)`).
+        assert_eq!(err.fields()[0].path(), *path, "{text}");
         assert!(text.len() < 1_000, "an error of {} bytes", text.len());
         assert!(!text.contains(char::is_control), "{text:?}");
         assert!(text.contains("line 2"), "{text:?}");

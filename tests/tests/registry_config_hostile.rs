@@ -76,15 +76,25 @@ fn duplicate_keys_are_refused_in_json_as_in_toml() {
             "duplicate key",
         );
     }
+    // Named by the path of the second one (they were `(toml)`).
     let toml = [
-        "[breakers.a]\nwindow = 1\nwindow = 2\n",
-        "[breakers.a]\nwindow = 1\n[breakers.a]\nrequired = true\n",
-        "[breakers.a]\nwindow = 1\n[breakers.\"a\"]\nrequired = true\n",
+        (
+            "[breakers.a]\nwindow = 1\nwindow = 2\n",
+            "breakers.a.window",
+        ),
+        (
+            "[breakers.a]\nwindow = 1\n[breakers.a]\nrequired = true\n",
+            "breakers.a",
+        ),
+        (
+            "[breakers.a]\nwindow = 1\n[breakers.\"a\"]\nrequired = true\n",
+            "breakers.a",
+        ),
     ];
-    for text in toml {
+    for (text, path) in toml {
         refused(
             &built(RegistryConfig::from_toml(text)),
-            "(toml)",
+            path,
             "duplicate key",
         );
     }
@@ -169,14 +179,14 @@ fn toml_and_environment_numbers_out_of_range_are_refused_on_their_path() {
     let toml = [
         (
             "[breakers.a]\nwindow = 99999999999999999999\n",
-            "(toml)",
-            "i128",
+            "breakers.a.window",
+            "(TOML's range), got 99999999999999999999",
         ),
         ("[breakers.a]\nwindow = -1\n", "breakers.a.window", "-1"),
         (
             "events_capacity = 18446744073709551615\n",
-            "(toml)",
-            "too large",
+            "events_capacity",
+            "(TOML's range), got 18446744073709551615",
         ),
         (
             "[trackers.t]\nsample_rate = -inf\n",
@@ -268,18 +278,18 @@ fn hostile_names_and_strings_are_shown_escaped_cut_and_redacted() {
         let e = built(RegistryConfig::from_json(text));
         refused(&e, path, what);
     }
-    // TOML syntax errors quote no text of the document.
-    for text in [
-        "[breakers.a]\nopen_for = \"redis://u:hunter2@h\n",
-        "redis://u:hunter2@h = 1\n",
-        "a = redis://u:hunter2@h\n",
-        "a = 'token=hunter2\n",
+    // TOML syntax errors quote no text of the document; one in a value
+    // is named by its key.
+    for (text, path) in [
+        (
+            "[breakers.a]\nopen_for = \"redis://u:hunter2@h\n",
+            "breakers.a.open_for",
+        ),
+        ("redis://u:hunter2@h = 1\n", "(toml)"),
+        ("a = redis://u:hunter2@h\n", "a"),
+        ("a = 'token=hunter2\n", "a"),
     ] {
-        refused(
-            &built(RegistryConfig::from_toml(text)),
-            "(toml)",
-            " at line ",
-        );
+        refused(&built(RegistryConfig::from_toml(text)), path, " at line ");
     }
     // An environment variable's name is shown as a path, escaped.
     let read = RegistryConfig::from_env_vars([(

@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
+use super::super::error::FieldError;
 use super::super::strict_json::escaped;
+use super::toml_path::path_at;
 use super::RegistryConfig;
 
 /// The text of the configuration file at `path`: a regular file (a FIFO
@@ -96,18 +98,63 @@ pub(super) fn first_list(value: &Value, path: String) -> Option<String> {
     }
 }
 
+/// A TOML error on the path of the setting it is about, when the document
+/// parses and the error has a place: a table or key written twice, or one
+/// that extends a value (`breakers = 5` then `[breakers.a]`), named by the
+/// second one, and an integer outside TOML's (64-bit) range, named by its
+/// key (found by a review: these were `(toml): duplicate key at line 3
+/// column 11`, a place but no path, and `(toml): u64 value was too large`
+/// for `window = 18446744073709551615`). A syntax error has no setting to
+/// name: path `(toml)`, as before. Either way the message ends with the
+/// line and column.
+pub(super) fn toml_field_error(text: &str, e: &toml::de::Error) -> FieldError {
+    let path = e
+        .span()
+        .and_then(|span| Some((path_at(text, span.start)?, span)));
+    let Some((path, span)) = path else {
+        return FieldError::new("(toml)", toml_error(text, e));
+    };
+    let message = e.message();
+    let out_of_range =
+        message.starts_with("invalid type: integer") || message.contains("value was too large");
+    let written = text.get(span.clone()).unwrap_or("").trim();
+    let message = if out_of_range && !written.is_empty() {
+        // As written (serde's words were `integer `…` as i128, expected
+        // any valid TOML value`).
+        format!(
+            "must be an integer of -9223372036854775808..=9223372036854775807 (TOML's range), got {}{}",
+            escaped(written),
+            at_line(text, span.start),
+        )
+    } else {
+        toml_error(text, e)
+    };
+    FieldError::new(escaped(&path.join(".")), message)
+}
+
+/// ` at line L column C` for byte `at` of `text`, in characters from 1.
+fn at_line(text: &str, at: usize) -> String {
+    let before = text.get(..at.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!(" at line {line} column {column}")
+}
+
 /// A TOML syntax error as serde_json words its own, on one bounded line
 /// (`<message> at line L column C`): the TOML crate's report quotes the
 /// whole offending line, at any length and with its control characters.
-pub(super) fn toml_error(text: &str, e: &toml::de::Error) -> String {
-    let message = escaped(e.message().trim_end());
-    let Some(at) = e.span().map(|s| s.start.min(text.len())) else {
-        return message;
-    };
-    let before = text.get(..at).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("{message} at line {line} column {column}")
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    // The parser's words "basic string" read to the redaction as HTTP
+    // Basic credentials: `invalid basic ***` for an unclosed string.
+    let message = e
+        .message()
+        .trim_end()
+        .replace("basic string", "double-quoted string");
+    let message = escaped(&message);
+    match e.span() {
+        Some(span) => format!("{message}{}", at_line(text, span.start)),
+        None => message,
+    }
 }
 
 /// The deepest a TOML document may nest, in tables (a header's, a

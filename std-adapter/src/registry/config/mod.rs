@@ -13,8 +13,11 @@ use super::strict_json::{escaped, Strict};
 
 mod document;
 mod env;
+mod toml_path;
 use crate::tracker::TrackerConfig;
-use document::{first_list, non_finite, read_config_file, toml_error, too_deep, MAX_TOML_DEPTH};
+use document::{
+    first_list, non_finite, read_config_file, toml_field_error, too_deep, MAX_TOML_DEPTH,
+};
 pub use env::ENV_PREFIX;
 
 /// A registry declared as data; build it with
@@ -98,13 +101,21 @@ impl RegistryConfig {
     /// dotted keys and arrays together; no setting is deeper than 4), or
     /// a value of the wrong type (a list included: no setting is one), a
     /// `nan` or `inf`, or an unknown field, named by its path. Ranges are
-    /// checked when the registry is built.
+    /// checked when the registry is built. A table or key written twice
+    /// is named by the second one's path, an integer out of TOML's 64-bit
+    /// range or a value that does not parse by its key's, each with its
+    /// line and column; an error where no key can be read (in a key, a
+    /// table header, between lines) by its line and column, path `(toml)`.
     ///
     /// ```
     /// use fusebox_std::registry::RegistryConfig;
     ///
     /// let err = RegistryConfig::from_toml("[limiters.api]\nrate = \"many\"\n").unwrap_err();
     /// assert_eq!(err.fields()[0].path(), "limiters.api.rate");
+    ///
+    /// let twice = "[breakers.quotes]\nwindow = 5\n[breakers.quotes]\n";
+    /// let err = RegistryConfig::from_toml(twice).unwrap_err();
+    /// assert_eq!(err.to_string(), "breakers.quotes: duplicate key at line 3 column 11");
     /// ```
     pub fn from_toml(text: &str) -> Result<Self, RegistryConfigError> {
         Self::from_toml_with_env(text, std::iter::empty())
@@ -268,8 +279,8 @@ impl RegistryConfig {
                 ),
             )));
         }
-        let table: toml::Table = toml::from_str(text)
-            .map_err(|e| one(FieldError::new("(toml)", toml_error(text, &e))))?;
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| one(toml_field_error(text, &e)))?;
         let table = toml::Value::Table(table);
         if let Some((path, number)) = non_finite(&table, String::new()) {
             // As TOML spells it.
@@ -457,5 +468,7 @@ fn one(e: FieldError) -> RegistryConfigError {
 mod depth_tests;
 #[cfg(test)]
 mod env_tests;
+#[cfg(test)]
+mod error_path_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,150 @@
+//! Every error of a TOML document or an environment variable names the
+//! setting it is about and what was written, as a careless operator
+//! would get them wrong.
+
+use crate::registry::RegistryConfig;
+
+fn toml_error(text: &str) -> (String, String) {
+    let err = RegistryConfig::from_toml(text).expect_err(text);
+    assert_eq!(err.fields().len(), 1, "{text}");
+    let field = &err.fields()[0];
+    (field.path().to_owned(), field.message().to_owned())
+}
+
+/// A table or key written twice, or a key extending a value, was
+/// `(toml): duplicate key at line 3 column 11`: a place, no path.
+#[test]
+fn a_table_or_key_written_twice_is_named_by_its_path() {
+    let cases = [
+        (
+            "[breakers.quotes]\nwindow = 5\n[breakers.quotes]\nwindow = 6\n",
+            "breakers.quotes",
+            "duplicate key at line 3 column 11",
+        ),
+        (
+            "[limiters.api]\nrate = 1\r\nrate = 2\n",
+            "limiters.api.rate",
+            "duplicate key at line 3 column 1",
+        ),
+        (
+            "events_capacity = 1\nevents_capacity = 2\n",
+            "events_capacity",
+            "duplicate key at line 2 column 1",
+        ),
+        (
+            "[keyed_limiters.k]\nrate = 1\noverflow = { rate = 1, rate = 2 }\n",
+            "keyed_limiters.k.overflow.rate",
+            "duplicate key at line 3 column 24",
+        ),
+        (
+            "[breakers]\nq.window = 1\n\tq.window = 2\n",
+            "breakers.q.window",
+            "duplicate key at line 3 column 4",
+        ),
+        (
+            "[breakers]\nq.window = 1\n[breakers.q]\nwindow = 2\n",
+            "breakers.q",
+            "duplicate key at line 3 column 11",
+        ),
+        (
+            "[breakers.q]\nwindow = 2\n[breakers]\nq.window = 1\n",
+            "breakers.q",
+            "duplicate key at line 4 column 1",
+        ),
+        (
+            "[breakers.\"q\"]\nwindow = 1\n[breakers.q]\n",
+            "breakers.q",
+            "duplicate key at line 3 column 11",
+        ),
+        (
+            "breakers = 5\n[breakers.a]\nwindow = 1\n",
+            "breakers",
+            "cannot extend value of type integer with a dotted key at line 2 column 2",
+        ),
+        (
+            "[breakers.\"redis://app:hunter2@cache\"]\n[breakers.\"redis://app:hunter2@cache\"]\n",
+            "breakers.redis://app:***@cache",
+            "duplicate key at line 2 column 11",
+        ),
+    ];
+    for (text, path, message) in cases {
+        assert_eq!(
+            toml_error(text),
+            (path.to_owned(), message.to_owned()),
+            "{text}"
+        );
+    }
+}
+
+/// An integer outside TOML's 64-bit range was `(toml): invalid type:
+/// integer `100000000000000000000` as i128, expected any valid TOML
+/// value` or `(toml): u64 value was too large`: no path, and the latter
+/// not what is wrong (TOML's integers are i64).
+#[test]
+fn a_toml_integer_out_of_range_is_named_by_its_path_as_written() {
+    let range = "must be an integer of -9223372036854775808..=9223372036854775807 (TOML's range)";
+    let cases = [
+        (
+            "[limiters.a]\nrate = 100000000000000000000\n",
+            "limiters.a.rate",
+            "100000000000000000000 at line 2 column 8",
+        ),
+        (
+            "[breakers.a]\nfailure_rate = 5\nwindow = 18446744073709551615\n",
+            "breakers.a.window",
+            "18446744073709551615 at line 3 column 10",
+        ),
+        (
+            "events_capacity = -99999999999999999999\n",
+            "events_capacity",
+            "-99999999999999999999 at line 1 column 19",
+        ),
+        (
+            "[keyed_limiters.k]\nrate = 1\noverflow = { rate = 1_000_000_000_000_000_000_000 }\n",
+            "keyed_limiters.k.overflow.rate",
+            "1_000_000_000_000_000_000_000 at line 3 column 21",
+        ),
+    ];
+    for (text, path, written) in cases {
+        assert_eq!(
+            toml_error(text),
+            (path.to_owned(), format!("{range}, got {written}")),
+            "{text}"
+        );
+    }
+    // The largest is read.
+    let config = RegistryConfig::from_toml("events_capacity = 9223372036854775807\n").unwrap();
+    assert_eq!(config.events_capacity, Some(9_223_372_036_854_775_807));
+}
+
+/// A value the parser cannot read is named by its key; a key it cannot
+/// read by its place only. None shows a password of the document, and
+/// an unclosed string is no longer `invalid basic ***` (the parser's
+/// "basic string" redacted as if HTTP Basic credentials).
+#[test]
+fn a_toml_syntax_error_names_the_key_it_is_in_and_no_secret() {
+    let cases = [
+        (
+            "[breakers.a]\nopen_for = \"redis://u:hunter2@h\n",
+            "breakers.a.open_for",
+            "invalid double-quoted string, expected `\"` at line 2 column 32",
+        ),
+        (
+            "[limiters.a]\nrate =\n",
+            "limiters.a.rate",
+            "string values must be quoted, expected literal string at line 2 column 7",
+        ),
+        (
+            "[limiters.café]\nrate = 1\n",
+            "(toml)",
+            "invalid unquoted key, expected letters, numbers, `-`, `_` at line 1 column 14",
+        ),
+        ("redis://u:hunter2@h = 1\n", "(toml)", ""),
+    ];
+    for (text, path, message) in cases {
+        let (got_path, got) = toml_error(text);
+        assert_eq!(got_path, path, "{text}");
+        assert!(got.ends_with(message), "{got}");
+        assert!(!got.contains("hunter2") && !got.contains("***"), "{got}");
+    }
+}
