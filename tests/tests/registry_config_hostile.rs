@@ -207,7 +207,8 @@ fn toml_and_environment_numbers_out_of_range_are_refused_on_their_path() {
             "FUSEBOX__BREAKERS__A__WINDOW",
             "99999999999999999999",
             "breakers.a.window",
-            "floating point",
+            // As written (was `floating point `1e20``).
+            "got 99999999999999999999",
         ),
         (
             "FUSEBOX__TRACKERS__A__SAMPLE_RATE",

@@ -44,8 +44,25 @@ pub(super) fn process_vars() -> impl Iterator<Item = (String, String)> {
 
 /// A variable's value as JSON: `true`/`false` a boolean, a number a
 /// number, anything else a string.
-fn env_value(raw: &str) -> Value {
-    match raw {
+///
+/// # Errors
+///
+/// A whole number (digits after an optional sign) beyond 64 bits, which
+/// no setting holds. It was read as a float, and refused as `invalid
+/// type: floating point `1e+20`, expected u64` for
+/// `100000000000000000000`: not what the operator wrote (found by a
+/// review).
+fn env_value(raw: &str) -> Result<Value, String> {
+    let unsigned = raw.strip_prefix(['+', '-']).unwrap_or(raw);
+    let whole = !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit());
+    if whole && raw.parse::<u64>().is_err() && raw.parse::<i64>().is_err() {
+        return Err(format!(
+            "must be an integer of {}..={}, got {raw}",
+            i64::MIN,
+            u64::MAX
+        ));
+    }
+    Ok(match raw {
         "true" => Value::Bool(true),
         "false" => Value::Bool(false),
         _ => raw
@@ -59,7 +76,7 @@ fn env_value(raw: &str) -> Value {
                     .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
             })
             .unwrap_or_else(|| Value::String(raw.to_owned())),
-    }
+    })
 }
 
 /// The lowercased segments of a variable's path (after the prefix),
@@ -149,7 +166,10 @@ pub(super) fn apply(
                 format!("unknown field: {} levels deep", segments.len()),
             )]));
         }
-        set.push((segments, env_value(&raw)));
+        let value = env_value(&raw).map_err(|message| {
+            RegistryConfigError::new(vec![FieldError::new(escaped(&segments.join(".")), message)])
+        })?;
+        set.push((segments, value));
     }
     // Sorted, a path is followed at once by any path it is a prefix of.
     set.sort_by(|a, b| a.0.cmp(&b.0));
@@ -223,6 +243,7 @@ mod tests {
 
     #[test]
     fn environment_values_take_their_natural_type() {
+        let env_value = |raw| env_value(raw).unwrap();
         assert_eq!(env_value("true"), json!(true));
         assert_eq!(env_value("false"), json!(false));
         assert_eq!(env_value("42"), json!(42));
@@ -231,6 +252,8 @@ mod tests {
         assert_eq!(env_value("30s"), json!("30s"));
         assert_eq!(env_value("True"), json!("True"));
         assert_eq!(env_value("NaN"), json!("NaN"), "no JSON number for NaN");
+        assert_eq!(env_value("18446744073709551615"), json!(u64::MAX));
+        assert_eq!(env_value("-9223372036854775808"), json!(i64::MIN));
     }
 
     #[test]

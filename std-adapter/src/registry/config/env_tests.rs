@@ -80,19 +80,73 @@ fn variables_override_every_table_and_only_the_prefix_is_read() {
         )
     };
     assert_eq!(rate("+5").unwrap().limiters["l"].rate, Some(5));
-    for v in [
-        "0x10",
-        " 5",
-        "5 ",
-        "1_000",
-        "1e3",
-        "5.0",
-        "-1",
-        "18446744073709551616",
-    ] {
+    for v in ["0x10", " 5", "5 ", "1_000", "1e3", "5.0", "-1"] {
         assert!(
             rate(v).unwrap_err().starts_with("limiters.l.rate: invalid"),
             "{v}"
         );
     }
+}
+
+/// A whole number beyond 64 bits was read as a float and refused as
+/// `invalid type: floating point `1e+20`, expected u64`: not what the
+/// operator wrote. It is refused on its path as written, in any table.
+#[test]
+fn an_integer_too_large_is_refused_on_its_path_as_written() {
+    let file = "[breakers.quotes]\nconsecutive_failures = 5\n[trackers.t]\n";
+    let range = "must be an integer of -9223372036854775808..=18446744073709551615";
+    let cases = [
+        (
+            "FUSEBOX__BREAKERS__QUOTES__CONSECUTIVE_FAILURES",
+            "100000000000000000000",
+            "breakers.quotes.consecutive_failures",
+        ),
+        (
+            "FUSEBOX__BREAKERS__QUOTES__WINDOW",
+            "18446744073709551616",
+            "breakers.quotes.window",
+        ),
+        (
+            "FUSEBOX__EVENTS_CAPACITY",
+            "+100000000000000000000",
+            "events_capacity",
+        ),
+        (
+            "FUSEBOX__BULKHEADS__B__MAX_QUEUED",
+            "-9223372036854775809",
+            "bulkheads.b.max_queued",
+        ),
+        (
+            "FUSEBOX__TRACKERS__T__SAMPLE_RATE",
+            "100000000000000000000",
+            "trackers.t.sample_rate",
+        ),
+        (
+            "FUSEBOX__KEYED_LIMITERS__K__OVERFLOW__RATE",
+            "99999999999999999999999999999999999999999",
+            "keyed_limiters.k.overflow.rate",
+        ),
+    ];
+    for (var, value, path) in cases {
+        assert_eq!(
+            with_env(file, &[(var, value)]).unwrap_err(),
+            format!("{path}: {range}, got {value}"),
+            "{var}"
+        );
+    }
+    // The bounds themselves are read (and range-checked as usual).
+    let config = with_env(
+        file,
+        &[("FUSEBOX__EVENTS_CAPACITY", "18446744073709551615")],
+    );
+    assert!(config
+        .unwrap_err()
+        .starts_with("events_capacity: must be at most"));
+    let neg = with_env(
+        file,
+        &[("FUSEBOX__EVENTS_CAPACITY", "-9223372036854775808")],
+    );
+    assert!(neg
+        .unwrap_err()
+        .starts_with("events_capacity: invalid value: integer `-9223372036854775808`"));
 }

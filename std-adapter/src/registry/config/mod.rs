@@ -227,7 +227,9 @@ impl RegistryConfig {
     ///
     /// A value of the wrong type or an unknown field, named by its path
     /// (a variable's path deeper than any field is refused before its
-    /// tables are made); two variables for one path (differing in case
+    /// tables are made); a whole number beyond 64 bits (outside
+    /// `-9223372036854775808..=18446744073709551615`), named by its path
+    /// and shown as written; two variables for one path (differing in case
     /// only) or for a field and a table above it; a path naming an entry
     /// the document writes in more than one case (`Payments` and
     /// `payments`: a path is read in lowercase and names either).
