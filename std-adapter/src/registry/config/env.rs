@@ -154,6 +154,14 @@ pub(super) fn apply(
         let Some(path) = key.strip_prefix(ENV_PREFIX) else {
             continue;
         };
+        if path.is_empty() {
+            // `FUSEBOX__` alone: its path was the empty string, refused as
+            // `: unknown field ``, a path of nothing (found by a review).
+            return Err(RegistryConfigError::new(vec![FieldError::new(
+                "(root)",
+                format!("the variable {ENV_PREFIX} names no setting ({ENV_PREFIX}<TABLE>__<NAME>__<FIELD>)"),
+            )]));
+        }
         let segments = segments_of(path);
         if segments.len() > MAX_ENV_DEPTH {
             // Deeper than any field: an unknown one. Refused here, as

@@ -150,3 +150,18 @@ fn an_integer_too_large_is_refused_on_its_path_as_written() {
         .unwrap_err()
         .starts_with("events_capacity: invalid value: integer `-9223372036854775808`"));
 }
+
+/// `FUSEBOX__` alone (a template whose name expanded to nothing) was
+/// refused as `: unknown field ``, expected one of ...`: a path of
+/// nothing. A variable ending in `__` names the empty field of its table.
+#[test]
+fn a_variable_naming_no_setting_is_refused_with_a_path() {
+    assert_eq!(
+        with_env("", &[("FUSEBOX__", "1")]).unwrap_err(),
+        "(root): the variable FUSEBOX__ names no setting (FUSEBOX__<TABLE>__<NAME>__<FIELD>)"
+    );
+    let err = with_env("", &[("FUSEBOX__LIMITERS__API__", "1")]).unwrap_err();
+    assert!(err.starts_with("limiters.api.: unknown field ``"), "{err}");
+    let err = with_env("", &[("FUSEBOX__LIMITERS____RATE", "1")]).unwrap_err();
+    assert_eq!(err, "limiters.: invalid name: must not be empty");
+}
