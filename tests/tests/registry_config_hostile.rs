@@ -62,17 +62,24 @@ fn deeply_nested_documents_are_refused_by_the_parsers_limits() {
 
 #[test]
 fn duplicate_keys_are_refused_in_json_as_in_toml() {
+    // Named by the path of the second one (they were `(json)`).
     let json = [
-        r#"{"breakers": {"a": {"window": 1, "window": 2}}}"#,
-        r#"{"breakers": {}, "breakers": {}}"#,
+        (
+            r#"{"breakers": {"a": {"window": 1, "window": 2}}}"#,
+            "breakers.a.window",
+        ),
+        (r#"{"breakers": {}, "breakers": {}}"#, "breakers"),
         // One key once escaped: the same name.
-        r#"{"breakers": {"a": {}, "\u0061": {}}}"#,
-        r#"{"breakers": {"redis://u:hunter2@h": {}, "redis://u:hunter2@h": {}}}"#,
+        (r#"{"breakers": {"a": {}, "\u0061": {}}}"#, "breakers.a"),
+        (
+            r#"{"breakers": {"redis://u:hunter2@h": {}, "redis://u:hunter2@h": {}}}"#,
+            "breakers.redis://u:***@h",
+        ),
     ];
-    for text in json {
+    for (text, path) in json {
         refused(
             &built(RegistryConfig::from_json(text)),
-            "(json)",
+            path,
             "duplicate key",
         );
     }

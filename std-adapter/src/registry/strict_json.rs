@@ -1,8 +1,11 @@
-//! Reading a configuration document strictly: [`Strict`], a JSON value in
+//! Reading a configuration document strictly: [`parse`], a JSON value in
 //! which a key given twice in one object is an error (as TOML has it)
 //! rather than the last one winning, and [`escaped`], the document's text
 //! as an error may show it.
 
+use std::cell::RefCell;
+
+use serde::de::DeserializeSeed;
 use serde_json::{Map, Value};
 
 use super::error::shown;
@@ -10,15 +13,71 @@ use super::error::shown;
 /// A JSON value as serde_json reads it, but a key given twice in one
 /// object is an error (as in TOML) rather than the last one winning.
 /// serde_json's recursion limit still applies.
+/// (Read by [`parse`], which names a duplicate's path; this one is the
+/// visitor's test harness.)
+#[cfg(test)]
 pub(super) struct Strict(pub(super) Value);
 
+#[cfg(test)]
 impl<'de> serde::Deserialize<'de> for Strict {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(Strict)
+        let duplicate = RefCell::new(None);
+        StrictSeed {
+            path: Vec::new(),
+            duplicate: &duplicate,
+        }
+        .deserialize(d)
+        .map(Strict)
     }
 }
 
-struct StrictVisitor;
+/// Reads `text` as a [`Strict`] JSON value.
+///
+/// # Errors
+///
+/// serde_json's, with the path of a key given twice in one object (the
+/// path of the second one; it was `(json): duplicate key "rate" at line
+/// 1 column 39`, no path, found by a review).
+pub(super) fn parse(text: &str) -> Result<Value, (Option<String>, serde_json::Error)> {
+    let duplicate = RefCell::new(None);
+    let seed = StrictSeed {
+        path: Vec::new(),
+        duplicate: &duplicate,
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    seed.deserialize(&mut de)
+        .and_then(|value| de.end().map(|()| value))
+        .map_err(|e| (duplicate.take(), e))
+}
+
+/// A [`Strict`] value at `path`, which records the path of a key given
+/// twice in `duplicate`.
+struct StrictSeed<'a> {
+    path: Vec<String>,
+    duplicate: &'a RefCell<Option<String>>,
+}
+
+impl<'de> DeserializeSeed<'de> for StrictSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor(self))
+    }
+}
+
+struct StrictVisitor<'a>(StrictSeed<'a>);
+
+impl<'a> StrictVisitor<'a> {
+    /// The seed of the value under `key`.
+    fn under(&self, key: String) -> StrictSeed<'a> {
+        let mut path = self.0.path.clone();
+        path.push(key);
+        StrictSeed {
+            path,
+            duplicate: self.0.duplicate,
+        }
+    }
+}
 
 /// The one key of the map as which serde_json hands a number to
 /// `deserialize_any` when its `arbitrary_precision` feature is on (features
@@ -27,7 +86,7 @@ struct StrictVisitor;
 /// as the number; so does [`Strict`].
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
-impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+impl<'de> serde::de::Visitor<'de> for StrictVisitor<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,7 +123,7 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        while let Some(Strict(v)) = seq.next_element()? {
+        while let Some(v) = seq.next_element_seed(self.under(out.len().to_string()))? {
             out.push(v);
         }
         Ok(Value::Array(out))
@@ -81,12 +140,13 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
                 return Ok(Value::Number(number));
             }
             if out.contains_key(&key) {
-                return Err(serde::de::Error::custom(format_args!(
-                    "duplicate key \"{}\"",
-                    shown(&key)
-                )));
+                let message = format!("duplicate key \"{}\"", shown(&key));
+                let mut path = self.0.path.clone();
+                path.push(key);
+                *self.0.duplicate.borrow_mut() = Some(path.join("."));
+                return Err(serde::de::Error::custom(message));
             }
-            let Strict(v) = map.next_value()?;
+            let v = map.next_value_seed(self.under(key.clone()))?;
             out.insert(key, v);
         }
         Ok(Value::Object(out))

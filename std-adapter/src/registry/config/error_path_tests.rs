@@ -148,3 +148,45 @@ fn a_toml_syntax_error_names_the_key_it_is_in_and_no_secret() {
         assert!(!got.contains("hunter2") && !got.contains("***"), "{got}");
     }
 }
+
+/// A key given twice in one JSON object was `(json): duplicate key
+/// "rate" at line 1 column 39`: the key, not its path.
+#[test]
+fn a_json_key_given_twice_is_named_by_its_path() {
+    let cases = [
+        (
+            r#"{"limiters": {"api": {"rate": 1, "rate": 2}}}"#,
+            "limiters.api.rate",
+            r#"duplicate key "rate" at line 1 column 39"#,
+        ),
+        (
+            "{\"limiters\": {\"api\": {}},\r\n\t\"limiters\": {}}",
+            "limiters",
+            r#"duplicate key "limiters" at line 2 column 11"#,
+        ),
+        (
+            r#"{"breakers": {"a": {}, "\u0061": {}}}"#,
+            "breakers.a",
+            r#"duplicate key "a" at line 1 column 31"#,
+        ),
+        (
+            r#"{"breakers": {"redis://u:hunter2@h": {}, "redis://u:hunter2@h": {}}}"#,
+            "breakers.redis://u:***@h",
+            r#"duplicate key "redis://u:***@h" at line 1 column 62"#,
+        ),
+    ];
+    for (text, path, message) in cases {
+        let err = RegistryConfig::from_json(text).expect_err(text);
+        assert_eq!(err.fields().len(), 1, "{text}");
+        assert_eq!(
+            (err.fields()[0].path(), err.fields()[0].message()),
+            (path, message),
+            "{text}"
+        );
+    }
+    // Other JSON errors keep `(json)`; a document is still read whole.
+    let err = RegistryConfig::from_json("{} {}").unwrap_err();
+    assert_eq!(err.fields()[0].path(), "(json)");
+    let config = RegistryConfig::from_json(r#"{"limiters": {"a": {"rate": 1}}} "#).unwrap();
+    assert_eq!(config.limiters["a"].rate, Some(1));
+}

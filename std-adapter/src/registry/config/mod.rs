@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::error::{shown, validate_name, FieldError, RegistryConfigError};
 use super::spec::{BreakerSpec, KeyedLimiterSpec, QuotaSpec};
-use super::strict_json::{escaped, Strict};
+use super::strict_json::{self, escaped};
 
 mod document;
 mod env;
@@ -323,8 +323,10 @@ impl RegistryConfig {
         text: &str,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, RegistryConfigError> {
-        let Strict(value) = serde_json::from_str(text)
-            .map_err(|e| one(FieldError::new("(json)", e.to_string())))?;
+        let value = strict_json::parse(text).map_err(|(duplicate, e)| {
+            let path = duplicate.map_or_else(|| "(json)".to_owned(), |path| escaped(&path));
+            one(FieldError::new(path, e.to_string()))
+        })?;
         Self::from_value(value, vars)
     }
 
