@@ -113,7 +113,8 @@ fn json_numbers_out_of_every_range_are_refused_on_their_path() {
         (
             r#"{"breakers": {"a": {"window": 18446744073709551616}}}"#,
             "breakers.a.window",
-            "floating point",
+            // As written (was `floating point `1.8446744073709552e19``).
+            "got 18446744073709551616",
         ),
         (
             r#"{"breakers": {"a": {"window": -1}}}"#,

@@ -3,7 +3,7 @@
 //! rather than the last one winning, and [`escaped`], the document's text
 //! as an error may show it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use serde::de::DeserializeSeed;
 use serde_json::{Map, Value};
@@ -21,10 +21,10 @@ pub(super) struct Strict(pub(super) Value);
 #[cfg(test)]
 impl<'de> serde::Deserialize<'de> for Strict {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let duplicate = RefCell::new(None);
+        let reader = Reader::default();
         StrictSeed {
             path: Vec::new(),
-            duplicate: &duplicate,
+            reader: &reader,
         }
         .deserialize(d)
         .map(Strict)
@@ -37,24 +37,72 @@ impl<'de> serde::Deserialize<'de> for Strict {
 ///
 /// serde_json's, with the path of a key given twice in one object (the
 /// path of the second one; it was `(json): duplicate key "rate" at line
-/// 1 column 39`, no path, found by a review).
+/// 1 column 39`, no path, found by a review), or of a whole number beyond
+/// 64 bits, refused as written (serde_json read it as a float: it was
+/// `invalid type: floating point `1e+20``, for `100000000000000000000`).
 pub(super) fn parse(text: &str) -> Result<Value, (Option<String>, serde_json::Error)> {
-    let duplicate = RefCell::new(None);
+    let reader = Reader {
+        numbers: number_literals(text),
+        ..Reader::default()
+    };
     let seed = StrictSeed {
         path: Vec::new(),
-        duplicate: &duplicate,
+        reader: &reader,
     };
     let mut de = serde_json::Deserializer::from_str(text);
     seed.deserialize(&mut de)
         .and_then(|value| de.end().map(|()| value))
-        .map_err(|e| (duplicate.take(), e))
+        .map_err(|e| (reader.at.take(), e))
 }
 
-/// A [`Strict`] value at `path`, which records the path of a key given
-/// twice in `duplicate`.
+/// What [`parse`] keeps as it reads.
+#[derive(Default)]
+struct Reader<'t> {
+    /// The path of the value refused, if the visitor refused one.
+    at: RefCell<Option<String>>,
+    /// The document's number literals, in order.
+    numbers: Vec<&'t str>,
+    /// How many numbers have been read.
+    seen: Cell<usize>,
+}
+
+/// The number literals of a JSON document, in order (the text outside
+/// strings that starts with `-` or a digit); a syntax error only makes
+/// the list wrong past it, where serde_json stops anyway.
+fn number_literals(text: &str) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'"' {
+            i += 1;
+            while let Some(&c) = bytes.get(i) {
+                i += if c == b'\\' { 2 } else { 1 };
+                if c == b'"' {
+                    break;
+                }
+            }
+        } else if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            while bytes
+                .get(i)
+                .is_some_and(|c| c.is_ascii_digit() || b"+-.eE".contains(c))
+            {
+                i += 1;
+            }
+            out.push(text.get(start..i).unwrap_or(""));
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A [`Strict`] value at `path`, which records in `reader` the path of
+/// a value it refuses.
 struct StrictSeed<'a> {
     path: Vec<String>,
-    duplicate: &'a RefCell<Option<String>>,
+    reader: &'a Reader<'a>,
 }
 
 impl<'de> DeserializeSeed<'de> for StrictSeed<'_> {
@@ -74,8 +122,15 @@ impl<'a> StrictVisitor<'a> {
         path.push(key);
         StrictSeed {
             path,
-            duplicate: self.0.duplicate,
+            reader: self.0.reader,
         }
+    }
+
+    /// The text of the number being read, counted.
+    fn number(&self) -> Option<&'a str> {
+        let seen = self.0.reader.seen.get();
+        self.0.reader.seen.set(seen + 1);
+        self.0.reader.numbers.get(seen).copied()
     }
 }
 
@@ -98,14 +153,27 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor<'_> {
     }
 
     fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        self.number();
         Ok(Value::from(v))
     }
 
     fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        self.number();
         Ok(Value::from(v))
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        let text = self.number().unwrap_or("");
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            // A whole number serde_json could not hold in 64 bits.
+            *self.0.reader.at.borrow_mut() = Some(self.0.path.join("."));
+            return Err(E::custom(format_args!(
+                "must be an integer of {}..={}, got {text}",
+                i64::MIN,
+                u64::MAX
+            )));
+        }
         Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
 
@@ -135,6 +203,7 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor<'_> {
             if out.is_empty() && key == NUMBER_TOKEN {
                 // A number, as serde_json's `arbitrary_precision` feature
                 // hands it over: read back as serde_json's `Value` does.
+                self.number();
                 let text: String = map.next_value()?;
                 let number = text.parse().map_err(serde::de::Error::custom)?;
                 return Ok(Value::Number(number));
@@ -143,7 +212,7 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor<'_> {
                 let message = format!("duplicate key \"{}\"", shown(&key));
                 let mut path = self.0.path.clone();
                 path.push(key);
-                *self.0.duplicate.borrow_mut() = Some(path.join("."));
+                *self.0.reader.at.borrow_mut() = Some(path.join("."));
                 return Err(serde::de::Error::custom(message));
             }
             let v = map.next_value_seed(self.under(key.clone()))?;

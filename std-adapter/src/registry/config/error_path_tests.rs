@@ -190,3 +190,50 @@ fn a_json_key_given_twice_is_named_by_its_path() {
     let config = RegistryConfig::from_json(r#"{"limiters": {"a": {"rate": 1}}} "#).unwrap();
     assert_eq!(config.limiters["a"].rate, Some(1));
 }
+
+/// serde_json reads a whole number beyond 64 bits as a float: it was
+/// refused as `invalid type: floating point `1e+20``, not as written.
+#[test]
+fn a_json_integer_beyond_64_bits_is_named_by_its_path_as_written() {
+    let range = "must be an integer of -9223372036854775808..=18446744073709551615";
+    let cases = [
+        (
+            r#"{"limiters": {"api": {"rate": 100000000000000000000}}}"#,
+            "limiters.api.rate",
+            "100000000000000000000 at line 1 column 51",
+        ),
+        (
+            "{\"trackers\": {\"t\": {\"sample_rate\": 0.5}},\r\n \"events_capacity\": -9223372036854775809}",
+            "events_capacity",
+            "-9223372036854775809 at line 2 column 40",
+        ),
+        // Numbers in strings and after escaped quotes are not counted.
+        (
+            r#"{"a\"1": {"x": "2, 3e5"}, "breakers": {"b": {"window": 1.5e0, "minimum_calls": 18446744073709551616}}}"#,
+            "breakers.b.minimum_calls",
+            "18446744073709551616 at line 1 column 99",
+        ),
+    ];
+    for (text, path, written) in cases {
+        let err = RegistryConfig::from_json(text).expect_err(text);
+        assert_eq!(err.fields().len(), 1, "{text}");
+        assert_eq!(
+            (err.fields()[0].path(), err.fields()[0].message()),
+            (path, format!("{range}, got {written}").as_str()),
+            "{text}"
+        );
+    }
+    // Floats are read as before, and refused where an integer goes.
+    let err = RegistryConfig::from_json(r#"{"limiters": {"a": {"rate": 1e3}}}"#).unwrap_err();
+    assert_eq!(err.fields()[0].path(), "limiters.a.rate");
+    assert!(
+        err.fields()[0].message().contains("floating point"),
+        "{err}"
+    );
+    let config =
+        RegistryConfig::from_json(r#"{"trackers": {"t": {"sample_rate": 0.25}}}"#).unwrap();
+    assert_eq!(
+        config.trackers["t"].sample_rate.to_bits(),
+        0.25f64.to_bits()
+    );
+}
