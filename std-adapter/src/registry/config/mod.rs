@@ -469,6 +469,8 @@ fn one(e: FieldError) -> RegistryConfigError {
 }
 
 #[cfg(test)]
+mod careless_tests;
+#[cfg(test)]
 mod depth_tests;
 #[cfg(test)]
 mod env_tests;

@@ -1,0 +1,223 @@
+//! A careless operator's configuration file and environment: every
+//! mistake is one typed error on its path (with its line where the
+//! parser gives one), shown without a secret, and never a panic
+//! (sound-but-checked: these read as documented).
+
+use crate::registry::RegistryConfig;
+
+const PASSWORD: &str = "hunter2";
+
+/// The error of `text` with `vars` over it, read then validated, as one
+/// line, checked to be a single error, free of the password, and no
+/// panic.
+fn error_of(text: &str, vars: &[(&str, &str)]) -> String {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let read = std::panic::catch_unwind(|| {
+        RegistryConfig::from_toml_with_env(text, vars).and_then(|c| c.validate())
+    });
+    let err = read
+        .unwrap_or_else(|_| panic!("a panic on {text:?}"))
+        .expect_err(text);
+    assert_eq!(err.fields().len(), 1, "{err}");
+    let shown = err.to_string();
+    assert!(!shown.contains(PASSWORD), "{shown}");
+    assert!(!err.fields()[0].path().is_empty(), "{shown}");
+    shown
+}
+
+#[test]
+fn mistakes_in_the_file_are_named_by_path() {
+    let breaker = "[breakers.a]\nconsecutive_failures = 1\n";
+    let duration = |v: &str| format!("{breaker}open_for = {v}\n");
+    let must = |got: &str| {
+        format!("breakers.a.open_for: must be a duration such as \"30s\" (units: us, ms, s, m, h), got \"{got}\"")
+    };
+    let cases = [
+        // Typos in keys and table names.
+        (
+            "[breakers.a]\nfailur_rate = 5\n".to_owned(),
+            "breakers.a.failur_rate: unknown field `failur_rate`, expected one of",
+        ),
+        (
+            "[breaker.a]\nfailure_rate = 5\n".to_owned(),
+            "breaker: unknown field `breaker`, expected one of",
+        ),
+        (
+            "[limiters.a]\nrate = 1\nwindow = 5\n".to_owned(),
+            "limiters.a.window: unknown field `window`, expected one of `rate`, `period`, `burst`",
+        ),
+        // Units and their spellings.
+        (duration("\"30S\""), &must("30S")),
+        (duration("\"30sec\""), &must("30sec")),
+        (duration("\"1d\""), &must("1d")),
+        (duration("\"1.5s\""), &must("1.5s")),
+        (duration("\"-5s\""), &must("-5s")),
+        (duration("\"\""), &must("")),
+        (
+            duration("30"),
+            "breakers.a.open_for: invalid type: integer `30`, expected a string",
+        ),
+        (
+            duration("\"0s\""),
+            "breakers.a.open_for: open_for must be above zero",
+        ),
+        // Numbers where integers go.
+        (
+            "[limiters.a]\nrate = -5\n".to_owned(),
+            "limiters.a.rate: invalid value: integer `-5`, expected u64",
+        ),
+        (
+            "[limiters.a]\nrate = 0\n".to_owned(),
+            "limiters.a.rate: must be 1..=4294967295, got 0",
+        ),
+        (
+            "[limiters.a]\nrate = 1.5\n".to_owned(),
+            "limiters.a.rate: invalid type: floating point `1.5`, expected u64",
+        ),
+        (
+            "[bulkheads.b]\nmax_concurrent = 0\n".to_owned(),
+            "bulkheads.b.max_concurrent: must be 1..=1048576, got 0",
+        ),
+        // Booleans as strings and numbers.
+        (
+            format!("{breaker}required = \"true\"\n"),
+            "breakers.a.required: invalid type: string \"true\", expected a boolean",
+        ),
+        (
+            format!("{breaker}required = 1\n"),
+            "breakers.a.required: invalid type: integer `1`, expected a boolean",
+        ),
+        // CRLF line ends and tabs change nothing.
+        (
+            "[limiters.a]\r\nrate = \"x\"\r\n".to_owned(),
+            "limiters.a.rate: invalid type: string \"x\", expected u64",
+        ),
+        (
+            "[limiters.a]\r\n\trate\t=\t1\r\nrate = 2\r\n".to_owned(),
+            "limiters.a.rate: duplicate key at line 3 column 1",
+        ),
+    ];
+    for (text, expected) in &cases {
+        let shown = error_of(text, &[]);
+        assert!(
+            shown.starts_with(expected),
+            "{text:?}\n  got {shown}\n want {expected}"
+        );
+    }
+}
+
+#[test]
+fn names_and_secrets_in_the_file_are_shown_escaped_and_redacted() {
+    let duration = |v: &str| format!("[breakers.a]\nconsecutive_failures = 1\nopen_for = {v}\n");
+    let must = |got: &str| {
+        format!("breakers.a.open_for: must be a duration such as \"30s\" (units: us, ms, s, m, h), got \"{got}\"")
+    };
+    let cases = [
+        // Names: non-ASCII (unquoted: a syntax error, by its place),
+        // dots and quotes, empty, too long.
+        (
+            "[limiters.café]\nrate = 1\n".to_owned(),
+            "(toml): invalid unquoted key, expected letters, numbers, `-`, `_` at line 1 column 14",
+        ),
+        (
+            "[limiters.\"café\"]\nrate = 1\n".to_owned(),
+            "limiters.café: invalid name: may hold only ASCII letters, digits and '_'",
+        ),
+        (
+            "[limiters.\"a.b\"]\nrate = 1\n".to_owned(),
+            "limiters.a.b: invalid name: may hold only ASCII letters, digits and '_'",
+        ),
+        (
+            "[limiters.\"a\\\"b\"]\nrate = 1\n".to_owned(),
+            "limiters.a\\\"b: invalid name: may hold only ASCII letters, digits and '_'",
+        ),
+        (
+            "[breakers.\"\"]\nconsecutive_failures = 1\n".to_owned(),
+            "breakers.: invalid name: must not be empty",
+        ),
+        // Secrets, in a name, a value and a key.
+        (
+            "[limiters.\"redis://app:hunter2@cache:6379\"]\nrate = 1\n".to_owned(),
+            "limiters.redis://app:***@cache:6379: invalid name",
+        ),
+        (
+            duration("\"redis://app:hunter2@cache:6379\""),
+            &must("redis://app:***@cache:6379"),
+        ),
+        (
+            "[limiters.a]\nrate = \"redis://app:hunter2@cache\"\n".to_owned(),
+            "limiters.a.rate: invalid type: string \"redis://app:***@cache\", expected u64",
+        ),
+        (
+            "[limiters.a]\n\"redis://app:hunter2@cache\" = 1\n".to_owned(),
+            "limiters.a.redis://app:***@cache: unknown field",
+        ),
+        (
+            "[limiters.a]\nrate = \"redis://app:hunter2@cache\nburst = 1\n".to_owned(),
+            "limiters.a.rate: invalid double-quoted string, expected `\"` at line 2 column 34",
+        ),
+    ];
+    for (text, expected) in &cases {
+        let shown = error_of(text, &[]);
+        assert!(
+            shown.starts_with(expected),
+            "{text:?}\n  got {shown}\n want {expected}"
+        );
+    }
+}
+
+#[test]
+fn long_lines_a_byte_order_mark_crlf_and_tabs() {
+    // A long line is one bounded error on its key.
+    let long = format!("[limiters.a]\nrate = 1 {}\n", "x".repeat(100_000));
+    let shown = error_of(&long, &[]);
+    assert!(
+        shown.starts_with("limiters.a.rate: ") && shown.len() < 200,
+        "{shown}"
+    );
+    let long_name = format!("[limiters.{}]\nrate = 1\n", "x".repeat(100_000));
+    let shown = error_of(&long_name, &[]);
+    assert!(
+        shown.ends_with("invalid name: must be at most 64 bytes, got 100000") && shown.len() < 200,
+        "{shown}"
+    );
+    // A byte-order mark, CRLF and tabs are read as the text without them.
+    let config = RegistryConfig::from_toml("\u{feff}[limiters.a]\r\n\trate\t=\t7\r\n").unwrap();
+    assert_eq!(config.limiters["a"].rate, Some(7));
+}
+
+#[test]
+fn mistakes_in_the_environment_are_named_by_path() {
+    let file = "[breakers.quotes]\nconsecutive_failures = 5\n[limiters.api]\nrate = 10\n";
+    let cases = [
+        ("FUSEBOX__BREAKERS__QUOTES__RATE", "5", "breakers.quotes.rate: unknown field `rate`, expected one of"),
+        // A field of another table.
+        ("FUSEBOX__LIMITERS__API__WINDOW", "5", "limiters.api.window: unknown field `window`, expected one of `rate`, `period`, `burst`"),
+        ("FUSEBOX__BREAKER__QUOTES__WINDOW", "5", "breaker: unknown field `breaker`"),
+        ("FUSEBOX__BREAKERS__QUOTES__REQUIRED", "yes", "breakers.quotes.required: invalid type: string \"yes\", expected a boolean"),
+        ("FUSEBOX__BREAKERS__QUOTES__REQUIRED", "TRUE", "breakers.quotes.required: invalid type: string \"TRUE\", expected a boolean"),
+        ("FUSEBOX__BREAKERS__QUOTES__OPEN_FOR", "30", "breakers.quotes.open_for: invalid type: integer `30`, expected a string"),
+        ("FUSEBOX__BREAKERS__QUOTES__OPEN_FOR", "true", "breakers.quotes.open_for: invalid type: boolean `true`, expected a string"),
+        ("FUSEBOX__LIMITERS__API__RATE", "-5", "limiters.api.rate: invalid value: integer `-5`, expected u64"),
+        ("FUSEBOX__LIMITERS__API__RATE", "0", "limiters.api.rate: must be 1..=4294967295, got 0"),
+        ("FUSEBOX__LIMITERS__API__RATE", "5.0", "limiters.api.rate: invalid type: floating point `5.0`, expected u64"),
+        ("FUSEBOX__LIMITERS__API__RATE", "5\r", "limiters.api.rate: invalid type: string \"5\\r\", expected u64"),
+        ("FUSEBOX__LIMITERS__CAFÉ__RATE", "1", "limiters.cafÉ: invalid name"),
+        ("FUSEBOX__LIMITERS__A.B__RATE", "1", "limiters.a.b: invalid name"),
+        // Secrets in a value and in a name.
+        ("FUSEBOX__LIMITERS__API__RATE", "redis://app:hunter2@cache:6379", "limiters.api.rate: invalid type: string \"redis://app:***@cache:6379\", expected u64"),
+        ("FUSEBOX__LIMITERS__API__PERIOD", "redis://app:hunter2@cache:6379", "limiters.api.period: must be a duration such as \"30s\" (units: us, ms, s, m, h), got \"redis://app:***@cache:6379\""),
+        ("FUSEBOX__LIMITERS__API", "redis://app:hunter2@cache:6379", "limiters.api: invalid type: string \"redis://app:***@cache:6379\", expected struct QuotaSpec"),
+        ("FUSEBOX__LIMITERS__redis://app:hunter2@cache__RATE", "1", "limiters.redis://app:***@cache: invalid name"),
+    ];
+    for (var, value, expected) in cases {
+        let shown = error_of(file, &[(var, value)]);
+        assert!(
+            shown.starts_with(expected),
+            "{var}={value:?}\n  got {shown}\n want {expected}"
+        );
+    }
+}
