@@ -23,6 +23,8 @@ fn storm_with_nofile(nofile: u32, inherited: u32, args: &[&str]) -> Output {
         .arg(env!("CARGO_BIN_EXE_storm"))
         .args(args)
         .env("RUST_BACKTRACE", "0")
+        // In process, whatever a shell or CI job exports.
+        .env_remove("FUSEBOX_REDIS_URL")
         .output()
         .expect("bash runs")
 }

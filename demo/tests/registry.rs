@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use fusebox_demo::cli::Args;
 use fusebox_demo::clients::{BREAKER, CACHE, LIMITER};
 use fusebox_demo::run::TRACKER;
@@ -13,8 +13,13 @@ use fusebox_std::{Registry, TokioClock};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_callers_registry_reports_the_protected_run() {
-    let args = Args::try_parse_from(["storm", "--duration", "2", "--clients", "60", "--seed", "3"])
+    // Blind to `FUSEBOX_REDIS_URL`, which a shell or CI job may export:
+    // this storm is the in-process one.
+    let command = Args::command().mut_arg("redis", |arg| arg.env(None::<&'static str>));
+    let matches = command
+        .try_get_matches_from(["storm", "--duration", "2", "--clients", "60", "--seed", "3"])
         .expect("valid arguments");
+    let args = Args::from_arg_matches(&matches).expect("valid arguments");
     let clock = TokioClock::new();
     let registry = Arc::new(Registry::builder().clock(clock).build());
     let result = fusebox_demo::storm(&args, &registry, clock)

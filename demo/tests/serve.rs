@@ -52,6 +52,8 @@ fn the_dashboard_is_served_while_the_storm_runs_and_shows_the_trip() {
             "--clients",
             "60",
         ])
+        // In process, whatever a shell or CI job exports.
+        .env_remove("FUSEBOX_REDIS_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
