@@ -8,8 +8,13 @@
 use std::process::{Command, Output};
 
 /// `storm` with `args`, its open-file limit lowered to `nofile` by the
-/// shell that execs it, which first opens `inherited` descriptors (from
-/// 10 up) that the storm inherits, as from a CI harness.
+/// shell that execs it, which first closes every descriptor above 2 that
+/// this test inherited (a CI harness leaves some, as many as it likes:
+/// with 55 of them held, a limit of 64 left the storm no descriptor for
+/// its upstream's socket, with 60 none for its runtime) and then opens
+/// `inherited` descriptors (from 10 up) that the storm inherits, as from
+/// a CI harness: the storm starts with exactly 3 + `inherited` of
+/// `nofile` in use, wherever it runs.
 #[cfg(unix)]
 fn storm_with_nofile(nofile: u32, inherited: u32, args: &[&str]) -> Output {
     let end = 10 + inherited;
@@ -17,7 +22,9 @@ fn storm_with_nofile(nofile: u32, inherited: u32, args: &[&str]) -> Output {
     Command::new("bash")
         .arg("-c")
         .arg(format!(
-            "i=10; while [ $i -lt {end} ]; do eval \"exec $i</dev/null\"; i=$((i + 1)); done; \
+            "for fd in /dev/fd/*; do fd=${{fd##*/}}; \
+             if [ \"$fd\" -gt 2 ]; then eval \"exec $fd<&-\"; fi; done; \
+             i=10; while [ $i -lt {end} ]; do eval \"exec $i</dev/null\"; i=$((i + 1)); done; \
              ulimit -n {nofile} && exec \"$0\" \"$@\""
         ))
         .arg(env!("CARGO_BIN_EXE_storm"))
