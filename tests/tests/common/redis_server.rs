@@ -7,7 +7,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running (or deliberately killed) redis-server.
@@ -71,7 +71,8 @@ impl RedisServer {
     }
 
     fn new(extra: &[&str], tls: Option<&TlsPem<'_>>) -> Self {
-        let port = free_port(extra.contains(&"--cluster-enabled"));
+        let cluster = extra.contains(&"--cluster-enabled");
+        let port = free_port(cluster);
         let dir = std::env::temp_dir().join(format!("fusebox-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temporary directory for redis-server");
         let mut extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
@@ -96,7 +97,18 @@ impl RedisServer {
             extra,
             tls: tls.is_some(),
         };
-        server.restart();
+        // The port was free when picked, not reserved: another process
+        // may bind it first, and redis-server then exits at once
+        // ("Address already in use", exit status 1: once in a sweep of
+        // the Redis tests on a loaded machine). Another free port then
+        // (the directory keeps its first name).
+        for attempt in 1.. {
+            match server.start_on_port() {
+                Ok(()) => break,
+                Err(_) if attempt < 5 => server.port = free_port(cluster),
+                Err(status) => panic!("redis-server exited at start {attempt} times: {status}"),
+            }
+        }
         server
     }
 
@@ -143,6 +155,14 @@ impl RedisServer {
     /// Starts the server again on the same port (after [`kill`](Self::kill))
     /// and waits until it answers `PING`.
     pub fn restart(&mut self) {
+        if let Err(status) = self.start_on_port() {
+            panic!("redis-server exited at start: {status}");
+        }
+    }
+
+    /// Starts the server on its port and waits until it answers `PING`;
+    /// its exit status if it exited first.
+    fn start_on_port(&mut self) -> Result<(), ExitStatus> {
         self.kill();
         let port = self.port.to_string();
         let ports: &[&str] = if self.tls {
@@ -164,17 +184,18 @@ impl RedisServer {
                 panic!("cannot start redis-server ({e}): install the Debian package `redis-server`")
             });
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), ExitStatus> {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
             if let Ok(Some(status)) = self.child.as_mut().expect("spawned").try_wait() {
-                panic!("redis-server exited at start: {status}");
+                self.child = None;
+                return Err(status);
             }
             if self.answers_ping() {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(5));
         }
