@@ -319,7 +319,14 @@ async fn a_local_fallback_for_no_instance_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_closed_admits_a_peek_that_takes_nothing() {
     let mut server = RedisServer::start();
-    let backend = RedisBackend::connect(config(&server)).await.unwrap();
+    // A killed server fails commands at once (a closed connection), so
+    // the outage needs no short timeout here; 50 ms was too short for
+    // the first peek (a script load and a call) on a loaded machine, and
+    // its timeout began a 30 s outage before Redis was killed (1 run in
+    // 3 of the binary with two busy loops and a second test stream).
+    let backend = RedisBackend::connect(server.outage_config(Duration::from_secs(1)))
+        .await
+        .unwrap();
     let limiter = RedisLimiter::builder("peek", per_second(5), backend)
         .degrade(Degrade::FailClosed)
         .probe_backoff(Duration::from_secs(30), Duration::from_secs(30))
