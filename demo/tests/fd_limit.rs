@@ -130,6 +130,7 @@ fn a_limit_too_low_to_start_is_an_error_not_a_panic() {
         .arg("ulimit -n $(($(ls /proc/self/fd | wc -l) + 16)) && exec \"$0\" \"$@\"")
         .arg(env!("CARGO_BIN_EXE_storm"))
         .args(args)
+        .env_remove("FUSEBOX_REDIS_URL")
         .output()
         .expect("bash runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
