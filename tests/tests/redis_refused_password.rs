@@ -13,72 +13,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::{cli, RedisServer};
+use common::password_rotation::{rotate, until, NEW, OLD};
+use common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{
     Backend, BackendError, Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules,
 };
 use fusebox_std::Registry;
-
-const OLD: &str = "old-password-0123456789";
-const NEW: &str = "new-password-9876543210";
-
-/// Sets the server's password from `from` to `to`, and closes every
-/// client connection (the backend's too), as a rotation does.
-fn rotate(port: u16, from: &str, to: &str) {
-    let set = cli(
-        port,
-        &[
-            "-a",
-            from,
-            "--no-auth-warning",
-            "config",
-            "set",
-            "requirepass",
-            to,
-        ],
-    );
-    assert_eq!(set.trim(), "OK", "CONFIG SET requirepass");
-    cli(
-        port,
-        &[
-            "-a",
-            to,
-            "--no-auth-warning",
-            "client",
-            "kill",
-            "type",
-            "normal",
-        ],
-    );
-}
-
-/// The first error `decide` returns that `done` accepts, within 300
-/// tries 100 ms apart (the probe that finds the refusal needs about
-/// 1 s here: a silence of 200 ms, its `PING`, a fresh connection's,
-/// then one connection made once); every result seen before it.
-async fn until<F>(backend: &RedisBackend, rules: &Rules, done: F) -> (Vec<String>, bool)
-where
-    F: Fn(&Result<bool, BackendError>) -> bool,
-{
-    let mut seen = Vec::new();
-    for _ in 0..300 {
-        let result = backend
-            .decide("api", "k", rules, 1)
-            .await
-            .map(|d| d.allowed);
-        let end = done(&result);
-        seen.push(match &result {
-            Ok(allowed) => format!("ok {allowed}"),
-            Err(e) => e.to_string(),
-        });
-        if end {
-            return (seen, true);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (seen, false)
-}
 
 #[tokio::test]
 async fn redis_a_password_rotated_on_the_server_is_reported_as_refused_not_as_a_timeout() {
@@ -101,7 +42,7 @@ async fn redis_a_password_rotated_on_the_server_is_reported_as_refused_not_as_a_
     assert!(limiter.try_acquire("k").await.unwrap().allowed);
 
     rotate(port, OLD, NEW);
-    let (seen, refused) = until(&backend, &rules, |r| {
+    let (seen, refused) = until(&backend, &rules, 300, |r| {
         matches!(r, Err(BackendError::Auth(_)))
     })
     .await;
@@ -128,7 +69,7 @@ async fn redis_a_password_rotated_on_the_server_is_reported_as_refused_not_as_a_
     // The password back: the connection answers again, and the refusal is
     // forgotten: a server that then stops answering is a timeout again.
     rotate(port, NEW, OLD);
-    let (seen, back) = until(&backend, &rules, |r| matches!(r, Ok(true))).await;
+    let (seen, back) = until(&backend, &rules, 300, |r| matches!(r, Ok(true))).await;
     assert!(back, "never answered again: {seen:?}");
     server.signal("STOP");
     let stalled = backend.decide("api", "k", &rules, 1).await;

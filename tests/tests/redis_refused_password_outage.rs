@@ -6,28 +6,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::password_rotation::{self, rotate, NEW, OLD};
 use common::redis_server::{cli, RedisServer};
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Backend, BackendError, RedisBackend, RedisConfig, Rules};
-
-const OLD: &str = "old-password-0123456789";
-const NEW: &str = "new-password-9876543210";
-
-/// Sets the server's password from `from` to `to`, and closes every
-/// client connection (the backend's too), as a rotation does.
-fn rotate(port: u16, from: &str, to: &str) {
-    let auth = ["-a", from, "--no-auth-warning"];
-    let set = cli(
-        port,
-        &[&auth[..], &["config", "set", "requirepass", to]].concat(),
-    );
-    assert_eq!(set.trim(), "OK", "CONFIG SET requirepass");
-    let auth = ["-a", to, "--no-auth-warning"];
-    cli(
-        port,
-        &[&auth[..], &["client", "kill", "type", "normal"]].concat(),
-    );
-}
 
 /// A backend on `server` with password `OLD`: commands time out after
 /// 50 ms, connections after `connect` (the liveness probe's silence).
@@ -44,30 +26,12 @@ fn rules() -> Rules {
     Rules::single("per_second", Quota::per_second(1_000).unwrap()).unwrap()
 }
 
-/// `decide`'s results until one `done` accepts, at most `tries` of them
-/// 100 ms apart; whether one did.
+/// [`password_rotation::until`] under [`rules`].
 async fn until<F>(backend: &RedisBackend, tries: usize, done: F) -> (Vec<String>, bool)
 where
     F: Fn(&Result<bool, BackendError>) -> bool,
 {
-    let rules = rules();
-    let mut seen = Vec::new();
-    for _ in 0..tries {
-        let result = backend
-            .decide("api", "k", &rules, 1)
-            .await
-            .map(|d| d.allowed);
-        let end = done(&result);
-        seen.push(match &result {
-            Ok(allowed) => format!("ok {allowed}"),
-            Err(e) => e.to_string(),
-        });
-        if end {
-            return (seen, true);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (seen, false)
+    password_rotation::until(backend, &rules(), tries, done).await
 }
 
 fn open_fds() -> usize {

@@ -3,6 +3,7 @@
 
 pub mod fleet;
 pub mod logs;
+pub mod password_rotation;
 pub mod redis_server;
 pub mod resp;
 pub mod shared_limit;

@@ -28,6 +28,18 @@ fn error_of(text: &str, vars: &[(&str, &str)]) -> String {
     shown
 }
 
+/// Each file of `cases` read (no environment) fails with one error whose
+/// text starts with the case's expectation.
+fn expect_errors(cases: &[(String, &str)]) {
+    for (text, expected) in cases {
+        let shown = error_of(text, &[]);
+        assert!(
+            shown.starts_with(expected),
+            "{text:?}\n  got {shown}\n want {expected}"
+        );
+    }
+}
+
 #[test]
 fn mistakes_in_the_file_are_named_by_path() {
     let breaker = "[breakers.a]\nconsecutive_failures = 1\n";
@@ -100,13 +112,7 @@ fn mistakes_in_the_file_are_named_by_path() {
             "limiters.a.rate: duplicate key at line 3 column 1",
         ),
     ];
-    for (text, expected) in &cases {
-        let shown = error_of(text, &[]);
-        assert!(
-            shown.starts_with(expected),
-            "{text:?}\n  got {shown}\n want {expected}"
-        );
-    }
+    expect_errors(&cases);
 }
 
 #[test]
@@ -160,13 +166,7 @@ fn names_and_secrets_in_the_file_are_shown_escaped_and_redacted() {
             "limiters.a.rate: invalid double-quoted string, expected `\"` at line 2 column 34",
         ),
     ];
-    for (text, expected) in &cases {
-        let shown = error_of(text, &[]);
-        assert!(
-            shown.starts_with(expected),
-            "{text:?}\n  got {shown}\n want {expected}"
-        );
-    }
+    expect_errors(&cases);
 }
 
 #[test]
