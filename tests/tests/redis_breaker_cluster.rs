@@ -56,33 +56,24 @@ async fn redis_breaker_cluster_notifications_reach_every_instance() {
                 .expect("fleet breaker"),
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await; // subscribed
-                                                          // Sharded pub/sub: all three subscribers sit on the owning shard's
-                                                          // `SSUBSCRIBE` list, none on a classic channel of any node.
+    // Sharded pub/sub: all three subscribers sit on the owning shard's
+    // `SSUBSCRIBE` list, none on a classic channel of any node. Each
+    // subscribes in the background: counted until all three have (not
+    // after a fixed 300 ms, which a loaded machine may not give them).
     let channel = fleet[0].decision_key().replace(":decision", ":events");
-    let (mut sharded, mut classic) = (0, 0);
-    for url in &urls {
-        let mut node = redis::Client::open(url.as_str())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        let shard: (String, i64) = redis::cmd("PUBSUB")
-            .arg("SHARDNUMSUB")
-            .arg(&channel)
-            .query_async(&mut node)
-            .await
-            .unwrap();
-        let plain: (String, i64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(&channel)
-            .query_async(&mut node)
-            .await
-            .unwrap();
-        sharded += shard.1;
-        classic += plain.1;
+    let since = tokio::time::Instant::now();
+    loop {
+        let (sharded, classic) = subscribers(&urls, &channel).await;
+        assert_eq!(classic, 0, "a subscriber on a classic channel");
+        if sharded == 3 {
+            break;
+        }
+        assert!(
+            sharded < 3 && since.elapsed() < Duration::from_secs(10),
+            "{sharded} sharded subscribers"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!((sharded, classic), (3, 0));
     let _ = fleet[0].call(async { Err::<(), _>("down") }).await;
     until_state(&fleet[1], State::Open, Duration::from_secs(1)).await;
     until_state(&fleet[2], State::Open, Duration::from_secs(1)).await;
@@ -123,4 +114,32 @@ async fn redis_breaker_cluster_trip_force_and_trial_are_shared() {
     for x in [&b, &c, &restarted] {
         until_state(x, State::Closed, Duration::from_secs(2)).await;
     }
+}
+
+/// The subscribers of `channel` over every node of `urls`: on its shard
+/// (`SSUBSCRIBE`) and on the classic channel of that name.
+async fn subscribers(urls: &[String], channel: &str) -> (i64, i64) {
+    let (mut sharded, mut classic) = (0, 0);
+    for url in urls {
+        let mut node = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let shard: (String, i64) = redis::cmd("PUBSUB")
+            .arg("SHARDNUMSUB")
+            .arg(channel)
+            .query_async(&mut node)
+            .await
+            .unwrap();
+        let plain: (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query_async(&mut node)
+            .await
+            .unwrap();
+        sharded += shard.1;
+        classic += plain.1;
+    }
+    (sharded, classic)
 }
