@@ -13,25 +13,19 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::password_rotation::{rotate, until, NEW, OLD};
+use common::password_rotation::{config, rotate, rules, until, NEW, OLD};
 use common::redis_server::RedisServer;
-use fusebox::bucket::Quota;
-use fusebox_std::backend::{
-    Backend, BackendError, Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules,
-};
+use fusebox_std::backend::{Backend, BackendError, Degrade, RedisBackend, RedisLimiter};
 use fusebox_std::Registry;
 
 #[tokio::test]
 async fn redis_a_password_rotated_on_the_server_is_reported_as_refused_not_as_a_timeout() {
     let server = RedisServer::start_with(&["--requirepass", OLD]);
     let port = server.port();
-    let url = format!("redis://:{OLD}@127.0.0.1:{port}");
-    let config = RedisConfig::new(url)
-        .timeout(Duration::from_millis(50))
-        .connect_timeout(Duration::from_millis(200))
-        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200));
-    let backend = RedisBackend::connect(config).await.unwrap();
-    let rules = Rules::single("per_second", Quota::per_second(1_000).unwrap()).unwrap();
+    let backend = RedisBackend::connect(config(port, Duration::from_millis(200)))
+        .await
+        .unwrap();
+    let rules = rules();
     assert!(backend.decide("api", "k", &rules, 1).await.unwrap().allowed);
     let registry = Arc::new(Registry::new());
     let limiter = RedisLimiter::builder("shared", rules.clone(), backend.clone())

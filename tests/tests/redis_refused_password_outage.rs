@@ -6,24 +6,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::password_rotation::{self, rotate, NEW, OLD};
+use common::password_rotation::{self, config, rotate, rules, NEW, OLD};
 use common::redis_server::{cli, RedisServer};
-use fusebox::bucket::Quota;
-use fusebox_std::backend::{Backend, BackendError, RedisBackend, RedisConfig, Rules};
+use fusebox_std::backend::{Backend, BackendError, RedisBackend};
 
 /// A backend on `server` with password `OLD`: commands time out after
 /// 50 ms, connections after `connect` (the liveness probe's silence).
 async fn backend(server: &RedisServer, connect: Duration) -> RedisBackend {
-    let url = format!("redis://:{OLD}@127.0.0.1:{}", server.port());
-    let config = RedisConfig::new(url)
-        .timeout(Duration::from_millis(50))
-        .connect_timeout(connect)
-        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200));
-    RedisBackend::connect(config).await.unwrap()
-}
-
-fn rules() -> Rules {
-    Rules::single("per_second", Quota::per_second(1_000).unwrap()).unwrap()
+    RedisBackend::connect(config(server.port(), connect))
+        .await
+        .unwrap()
 }
 
 /// [`password_rotation::until`] under [`rules`].
@@ -178,12 +170,7 @@ async fn redis_a_full_server_is_an_outage_not_refused_credentials() {
 async fn redis_connect_lazy_with_a_refused_password_is_reported_and_recovers() {
     let server = RedisServer::start_with(&["--requirepass", NEW]);
     let port = server.port();
-    let url = format!("redis://:{OLD}@127.0.0.1:{port}");
-    let config = RedisConfig::new(url)
-        .timeout(Duration::from_millis(50))
-        .connect_timeout(Duration::from_millis(200))
-        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200));
-    let backend = RedisBackend::connect_lazy(config).unwrap();
+    let backend = RedisBackend::connect_lazy(config(port, Duration::from_millis(200))).unwrap();
     let (seen, refused) = until(&backend, 300, |r| matches!(r, Err(BackendError::Auth(_)))).await;
     assert!(refused, "never reported as refused: {seen:?}");
     assert!(seen.iter().all(|s| !s.starts_with("ok")), "{seen:?}");

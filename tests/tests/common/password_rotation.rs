@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use fusebox_std::backend::{Backend, BackendError, RedisBackend, Rules};
+use fusebox::bucket::Quota;
+use fusebox_std::backend::{Backend, BackendError, RedisBackend, RedisConfig, Rules};
 
 use super::redis_server::cli;
 
@@ -11,6 +12,21 @@ use super::redis_server::cli;
 pub const OLD: &str = "old-password-0123456789";
 /// The password it is rotated to.
 pub const NEW: &str = "new-password-9876543210";
+
+/// The configuration of a backend on `127.0.0.1:port` with password
+/// [`OLD`]: commands time out after 50 ms, connections after `connect`
+/// (the liveness probe's silence).
+pub fn config(port: u16, connect: Duration) -> RedisConfig {
+    RedisConfig::new(format!("redis://:{OLD}@127.0.0.1:{port}"))
+        .timeout(Duration::from_millis(50))
+        .connect_timeout(connect)
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+/// 1 000 calls a second: never the limit in these tests.
+pub fn rules() -> Rules {
+    Rules::single("per_second", Quota::per_second(1_000).unwrap()).unwrap()
+}
 
 /// Sets the server's password from `from` to `to`, and closes every
 /// client connection (the backend's too), as a rotation does.
