@@ -186,6 +186,16 @@ impl<C: Renewable> Clone for Watched<C> {
     }
 }
 
+/// A run of commands given up on, and the answers that end such runs.
+#[derive(Debug, Default)]
+struct Silence {
+    /// When the first command given up on since the last answer was.
+    since: Option<Instant>,
+    /// Answers so far (wrapping): a look for a refused password holds
+    /// what it found only if none came meanwhile.
+    answers: u64,
+}
+
 struct Shared<C: Renewable> {
     connection: RwLock<C>,
     /// What a replacement is made of.
@@ -193,8 +203,9 @@ struct Shared<C: Renewable> {
     /// How long the connection may stay silent while commands are given
     /// up on, and how long the liveness probe waits for its `PING`.
     silence: Duration,
-    /// When the first command given up on since the last answer was.
-    unanswered_since: Mutex<Option<Instant>>,
+    /// When the first command given up on since the last answer was, and
+    /// how many answers came so far.
+    unanswered_since: Mutex<Silence>,
     /// The silence has lasted: the next command starts a probe.
     suspect: AtomicBool,
     /// A probe is running (one at a time).
@@ -236,7 +247,7 @@ impl<C: Renewable> Watched<C> {
             connection: RwLock::new(first),
             maker,
             silence,
-            unanswered_since: Mutex::new(None),
+            unanswered_since: Mutex::new(Silence::default()),
             suspect: AtomicBool::new(false),
             probing: AtomicBool::new(false),
             replaced: AtomicU64::new(0),
@@ -374,8 +385,11 @@ async fn probe<C: Renewable>(probing: Probing<C>) {
                     // probe: a server stopped after refusing them read as
                     // refused credentials for as long as it was down
                     // (found by a hostile review).
+                    // An answer while the refusal is looked for ends it
+                    // first: the refusal is not held then.
+                    let answers = shared.answers();
                     match C::refusal(&shared.maker, shared.silence).await {
-                        Some(text) => shared.set_refusal(text),
+                        Some(text) => shared.hold_refusal(text, answers),
                         None => shared.clear_refusal(),
                     }
                 }
@@ -456,9 +470,30 @@ impl<C: Renewable> Drop for Probing<C> {
 }
 
 impl<C: Renewable> Shared<C> {
+    /// Answers so far (see [`hold_refusal`](Self::hold_refusal)).
+    fn answers(&self) -> u64 {
+        self.unanswered_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .answers
+    }
+
     /// Holds `text` as the credentials' refusal, logged (a warning) when
-    /// none was held.
-    fn set_refusal(&self, text: String) {
+    /// none was held, unless an answer came since [`answers`](Self::answers)
+    /// read `answers_before`: a refusal found by a look that an answer
+    /// overtook is already over (the answer cleared what was held before
+    /// it, and holding this one would report later silences as refused
+    /// credentials until the next answer or probe). Checked under the
+    /// lock an answer takes first, so an answer either comes before the
+    /// check (nothing held) or clears after it.
+    fn hold_refusal(&self, text: String, answers_before: u64) {
+        let silence = self
+            .unanswered_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if silence.answers != answers_before {
+            return;
+        }
         let mut held = self.refusal.lock().unwrap_or_else(PoisonError::into_inner);
         if held.is_none() {
             tracing::warn!(
@@ -472,7 +507,9 @@ impl<C: Renewable> Shared<C> {
 
     /// The connection answered: no refusal held any more.
     fn clear_refusal(&self) {
-        if self.refused.swap(false, Ordering::Relaxed) {
+        // A load first: every answer comes here, and almost none finds a
+        // refusal held (a swap would write the shared line each time).
+        if self.refused.load(Ordering::Relaxed) && self.refused.swap(false, Ordering::Relaxed) {
             *self.refusal.lock().unwrap_or_else(PoisonError::into_inner) = None;
         }
     }
@@ -485,25 +522,26 @@ impl<C: Renewable> Shared<C> {
     }
 
     fn answered(&self) {
-        let mut since = self
+        let mut silence = self
             .unanswered_since
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        *since = None;
+        silence.since = None;
+        silence.answers = silence.answers.wrapping_add(1);
     }
 
     /// A command given up on: only flags (it may run in a `Drop` outside
     /// any runtime).
     fn given_up(&self) {
         let now = Instant::now();
-        let mut since = self
+        let mut silence = self
             .unanswered_since
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        match *since {
-            None => *since = Some(now),
+        match silence.since {
+            None => silence.since = Some(now),
             Some(first) if now.duration_since(first) >= self.silence_after_failures() => {
-                *since = None;
+                silence.since = None;
                 self.suspect.store(true, Ordering::Relaxed);
             }
             Some(_) => {}

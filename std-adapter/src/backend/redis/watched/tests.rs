@@ -48,14 +48,14 @@ async fn a_dropped_command_counts_as_given_up() {
             done: false,
         };
     }
-    let since = *conn.0.unanswered_since.lock().unwrap();
+    let since = conn.0.unanswered_since.lock().unwrap().since;
     assert_eq!(since, Some(Instant::now()));
     Watch {
         shared: &conn.0,
         done: false,
     }
     .end::<()>(&Ok(()));
-    assert_eq!(*conn.0.unanswered_since.lock().unwrap(), None);
+    assert_eq!(conn.0.unanswered_since.lock().unwrap().since, None);
 }
 
 /// On a Cluster an answer may come from a node other than the silent
@@ -73,7 +73,7 @@ async fn on_a_cluster_only_a_probe_ends_a_silence() {
     }
     .end::<()>(&Ok(()));
     assert_eq!(
-        *conn.0.unanswered_since.lock().unwrap(),
+        conn.0.unanswered_since.lock().unwrap().since,
         Some(Instant::now()),
         "an answer from some node"
     );
@@ -182,4 +182,35 @@ async fn an_answer_on_the_old_connection_ends_the_backoff() {
          (backoff still {}x)",
         1u32 << conn.0.failed.load(Ordering::Relaxed)
     );
+}
+
+/// A refusal found by a look that an answer overtook is not held: the
+/// answer cleared what was held before it, and the credentials work (found
+/// by a review: held, it reported the next silence as refused credentials
+/// until another answer or probe).
+#[tokio::test(start_paused = true)]
+async fn a_refusal_an_answer_overtook_is_not_held() {
+    let conn = standalone(Duration::from_secs(1));
+    let answer = || {
+        Watch {
+            shared: &conn.0,
+            done: false,
+        }
+        .end::<()>(&Ok(()))
+    };
+    let before = conn.0.answers();
+    answer();
+    conn.0.hold_refusal("WRONGPASS".to_owned(), before);
+    assert_eq!(
+        conn.refusal(),
+        None,
+        "an answer came while it was looked for"
+    );
+
+    // With no answer meanwhile it is held, until the next answer.
+    let before = conn.0.answers();
+    conn.0.hold_refusal("WRONGPASS".to_owned(), before);
+    assert_eq!(conn.refusal().as_deref(), Some("WRONGPASS"));
+    answer();
+    assert_eq!(conn.refusal(), None);
 }
