@@ -196,7 +196,7 @@ async fn a_refusal_an_answer_overtook_is_not_held() {
             shared: &conn.0,
             done: false,
         }
-        .end::<()>(&Ok(()))
+        .end::<()>(&Ok(()));
     };
     let before = conn.0.answers();
     answer();
