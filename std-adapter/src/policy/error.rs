@@ -178,7 +178,8 @@ pub enum LimitError {
         retry_after: Duration,
     },
     /// A keyed limiter had no slot for a new key (under
-    /// `FullPolicy::Reject`).
+    /// `FullPolicy::Reject`); from a [`KeyedLimiter`](super::KeyedLimiter)
+    /// wait, none freed within a slot's refill time or before the deadline.
     TableFull,
     /// A keyed limiter's tier function named a tier it does not have.
     TierOutOfRange {

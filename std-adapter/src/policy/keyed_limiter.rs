@@ -33,10 +33,30 @@ use crate::TokioClock;
 /// but each ask it is refused counts in `limited` (a one-minute wait on
 /// the overflow bucket: about 60).
 ///
+/// # A full table
+///
+/// A new key that finds no slot (under
+/// [`FullPolicy::Reject`](fusebox::bucket::FullPolicy::Reject), every slot
+/// of its window held by a key not idle) waits for one: the core evicts a
+/// key once its bucket is full again, so a key that stops sending frees
+/// its slot within its tier's burst span (`burst ×`
+/// [`replenish_interval`](fusebox::bucket::Quota::replenish_interval)).
+/// The waiter asks again every sixteenth of the longest tier's span (at
+/// least one token's interval, at least 1 ms; a slot freed between two
+/// asks may be taken by another new key first), and fails with
+/// [`LimitError::TableFull`] once that span has passed since it first
+/// found the table full (extended by a quota change it sees), or when its
+/// next ask would come after its deadline: the slots were then held by
+/// keys still sending. Each refused ask counts in the core's `table_full`
+/// and `limited` (at most 17 per wait, plus one per quota change). A slot
+/// held longer by the core (after a change that lowered a burst, or for a
+/// clock behind the key's last admission) may outlast the wait: then
+/// `TableFull` too.
+///
 /// # Cancellation
 ///
 /// As [`Limiter`](super::Limiter): a dropped waiter takes no token and leaves its key's
-/// queue.
+/// queue (a waiter for a slot holds none).
 ///
 /// # Examples
 ///
@@ -279,8 +299,9 @@ where
     /// comes; a key charged to the core's overflow bucket, under
     /// [`FullPolicy::Overflow`](fusebox::bucket::FullPolicy::Overflow) with
     /// a full table, is held to that bucket's burst, which the error then
-    /// names), [`LimitError::TableFull`] or [`LimitError::TierOutOfRange`]
-    /// as the core refuses them.
+    /// names), [`LimitError::TableFull`] when no slot frees for a new key
+    /// within the wait the [type's docs](Self#a-full-table) describe, or
+    /// [`LimitError::TierOutOfRange`] as the core refuses it.
     ///
     /// ```
     /// use fusebox_std::policy::LimitError;
@@ -310,7 +331,9 @@ where
     /// # Errors
     ///
     /// As [`until_n_ready`](Self::until_n_ready), and
-    /// [`LimitError::DeadlineExceeded`].
+    /// [`LimitError::DeadlineExceeded`]; a wait for a slot (the table full)
+    /// whose next ask would come after the deadline fails with
+    /// [`LimitError::TableFull`] (a deadline already past: at once).
     ///
     /// ```
     /// use std::time::Duration;
@@ -380,6 +403,8 @@ where
         // no slot): asked every second, so that it takes a slot as soon as
         // one frees (see the type's docs: each ask is a refusal counted).
         let mut last: Option<(fusebox::Instant, Quotas<TIERS>)> = None;
+        // A wait for a slot (the table full, see `SlotWait`).
+        let mut slot: Option<SlotWait<TIERS>> = None;
         wait_for(self.clock, deadline, |now| {
             let quotas = self.quotas();
             if let Some((wake, seen)) = last
@@ -389,12 +414,33 @@ where
             {
                 return Err(Refused::Wait(wake - now));
             }
+            if let Some(wait) = &slot
+                && now < wait.next
+                && wait.quotas == quotas
+            {
+                // Before the next ask: the core is not asked (each
+                // refusal counts in `table_full`).
+                return Err(Refused::Wait(wait.next - now));
+            }
             self.limiter
                 .try_acquire_n(key, n, now)
                 .map_err(|e| match e {
                     KeyedError::RateLimited(limited) => {
+                        slot = None;
                         last = Some((now + limited.retry_after, quotas));
                         Refused::Wait(limited.retry_after)
+                    }
+                    KeyedError::TableFull => {
+                        let wait = SlotWait::after(slot.take(), self.spans(), quotas, now);
+                        let next = wait.next;
+                        let by_deadline = deadline.is_none_or(|d| {
+                            crate::clock::ends_before(self.clock.to_tokio(next), d)
+                        });
+                        if now >= wait.by || !by_deadline {
+                            return Refused::Never(LimitError::TableFull);
+                        }
+                        slot = Some(wait);
+                        Refused::Wait(next - now)
                     }
                     KeyedError::InsufficientCapacity(e) => {
                         Refused::Never(LimitError::InsufficientCapacity {
@@ -425,6 +471,89 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
             std::array::from_fn(|tier| self.limiter.quota_version(tier)),
             self.limiter.overflow_quota(),
         )
+    }
+
+    /// The longest burst span among the tiers (the time a drained bucket
+    /// takes to be full, so its slot idle) and the shortest token interval.
+    fn spans(&self) -> (fusebox::Duration, fusebox::Duration) {
+        let quotas = (0..TIERS).filter_map(|tier| self.limiter.quota(tier));
+        quotas.fold(
+            (fusebox::Duration::ZERO, fusebox::Duration::MAX),
+            |(span, token), quota| {
+                let interval = quota.replenish_interval();
+                (
+                    span.max(interval.saturating_mul(u64::from(quota.burst()))),
+                    token.min(interval),
+                )
+            },
+        )
+    }
+}
+
+/// A waiter's wait for a slot: its key found the core's table full (under
+/// [`FullPolicy::Reject`](fusebox::bucket::FullPolicy::Reject)). The core
+/// evicts a key only once idle, its bucket full again: a key that stops
+/// sending frees its slot within its tier's burst span (the time a drained
+/// bucket takes to refill). So the waiter asks again every sixteenth of the
+/// longest span (at least one token's interval, at least 1 ms), and gives
+/// up with `TableFull` once that span has passed since it first found the
+/// table full (or since a quota change it saw, the longer of the old and
+/// new spans): every slot of its window was then taken by a key still
+/// sending. At most 17 asks, each refusal counted by the core in
+/// `table_full` (and `limited`), plus one per quota change.
+#[derive(Clone, Copy)]
+struct SlotWait<const TIERS: usize> {
+    /// When the waiter gives up.
+    by: fusebox::Instant,
+    /// When it asks the core again.
+    next: fusebox::Instant,
+    /// Between two asks.
+    every: fusebox::Duration,
+    /// The longest span it waits for.
+    span: fusebox::Duration,
+    /// The quotas the bound was computed under.
+    quotas: Quotas<TIERS>,
+}
+
+impl<const TIERS: usize> SlotWait<TIERS> {
+    /// The wait after a refusal at `now` for a full table, `before` the wait
+    /// so far (if any), `spans` the limiter's (see `KeyedLimiter::spans`).
+    fn after(
+        before: Option<Self>,
+        (span, token): (fusebox::Duration, fusebox::Duration),
+        quotas: Quotas<TIERS>,
+        now: fusebox::Instant,
+    ) -> Self {
+        let mut wait = match before {
+            Some(wait) if wait.quotas == quotas => wait,
+            Some(wait) => {
+                // A quota changed: a slot may be held for the old quota's
+                // span after it (the core's hold on lowered bursts).
+                let span = span.max(wait.span);
+                Self::start(span, token, quotas, now, wait.by.max(now + span))
+            }
+            None => Self::start(span, token, quotas, now, now + span),
+        };
+        wait.next = (now + wait.every).min(wait.by);
+        wait
+    }
+
+    fn start(
+        span: fusebox::Duration,
+        token: fusebox::Duration,
+        quotas: Quotas<TIERS>,
+        now: fusebox::Instant,
+        by: fusebox::Instant,
+    ) -> Self {
+        let sixteenth = span.checked_div(16).unwrap_or(span);
+        let every = sixteenth.max(token).max(crate::clock::TIMER_TICK.into());
+        Self {
+            by,
+            next: now,
+            every,
+            span,
+            quotas,
+        }
     }
 }
 

@@ -30,6 +30,8 @@ mod retry;
 #[cfg(feature = "redis")]
 mod shared;
 #[cfg(test)]
+mod slot_wait_tests;
+#[cfg(test)]
 mod stale_tests;
 #[cfg(test)]
 mod wait_tests;

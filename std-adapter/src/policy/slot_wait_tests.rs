@@ -1,0 +1,122 @@
+//! A [`KeyedLimiter`] waiter whose key finds the core's table full (under
+//! `FullPolicy::Reject`): it waits for a slot to go idle, no longer than a
+//! slot takes to (the longest tier's burst span) nor past its deadline.
+//! Found by a review: it failed with `TableFull` at once, though the slot
+//! held by a key that stopped sending frees within that span. Every check
+//! is a count, a state or a paused-time instant.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fusebox::bucket::{FullPolicy, Quota};
+
+use super::*;
+
+/// A table of one slot, key 1 having just taken `taken` tokens of it.
+async fn held_by_one(
+    quota: Quota,
+    taken: u32,
+) -> (
+    Arc<fusebox::KeyedLimiter<u32, 1>>,
+    Arc<KeyedLimiter<u32, 1>>,
+) {
+    let core = Arc::new(fusebox::KeyedLimiter::new(quota, FullPolicy::Reject).unwrap());
+    let limiter = Arc::new(KeyedLimiter::new(Arc::clone(&core)));
+    limiter.until_n_ready(&1, taken).await.unwrap();
+    (core, limiter)
+}
+
+/// Key 1 drained its burst of 2 (one token per 500 ms) and stopped: its
+/// slot is idle 1 s later, and key 2's waiter takes it then, asking the
+/// core a bounded number of times (each ask refused counts in
+/// `table_full` and `limited`).
+#[tokio::test(start_paused = true)]
+async fn a_waiter_takes_the_slot_a_drained_key_leaves() {
+    let (core, limiter) = held_by_one(Quota::per_second(2).unwrap(), 2).await;
+    let start = tokio::time::Instant::now();
+    assert_eq!(limiter.until_ready(&2).await, Ok(()));
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    let m = core.metrics();
+    assert_eq!((m.allowed, m.evictions, m.keys), (2, 1, 1), "{m:?}");
+    assert_eq!((m.table_full, m.limited), (2, 2), "{m:?}"); // asked at 0 and 500 ms
+    assert_eq!(limiter.waiting_keys(), 0);
+}
+
+/// Key 1 took one token of two: idle 500 ms later, when the waiter (asking
+/// every sixteenth of the span, at least one token's interval: 500 ms)
+/// takes its slot.
+#[tokio::test(start_paused = true)]
+async fn a_key_one_token_short_frees_its_slot_within_a_token() {
+    let (_core, limiter) = held_by_one(Quota::per_second(2).unwrap(), 1).await;
+    let start = tokio::time::Instant::now();
+    assert_eq!(limiter.until_ready(&2).await, Ok(()));
+    assert_eq!(start.elapsed(), Duration::from_millis(500));
+}
+
+/// Key 1 keeps sending, so its slot never goes idle: the waiter gives up
+/// with `TableFull` once the longest burst span (1 s) has passed since the
+/// table was first found full, not later, and leaves nothing behind.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_gives_up_after_a_burst_span_when_no_slot_frees() {
+    let (core, limiter) = held_by_one(Quota::per_second(2).unwrap(), 2).await;
+    let busy = {
+        let limiter = Arc::clone(&limiter);
+        tokio::spawn(async move {
+            loop {
+                limiter.until_ready(&1).await.unwrap();
+            }
+        })
+    };
+    let start = tokio::time::Instant::now();
+    assert_eq!(limiter.until_ready(&2).await, Err(LimitError::TableFull));
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    busy.abort();
+    let m = core.metrics();
+    assert_eq!((m.evictions, m.keys), (0, 1), "{m:?}");
+    assert!((1..=17).contains(&m.table_full), "{m:?}");
+}
+
+/// A deadline before the slot frees: the waiter never sleeps past it and
+/// fails with `TableFull` (a deadline already past: at once, without a
+/// sleep); one after it: admitted when the slot frees.
+#[tokio::test(start_paused = true)]
+async fn a_slot_wait_never_passes_its_deadline() {
+    let (_core, limiter) = held_by_one(Quota::per_second(2).unwrap(), 2).await;
+    let start = tokio::time::Instant::now();
+    let deadline = start + Duration::from_millis(300);
+    assert_eq!(
+        limiter.until_n_ready_by(&2, 1, Some(deadline)).await,
+        Err(LimitError::TableFull)
+    );
+    assert!(tokio::time::Instant::now() <= deadline);
+    let past = Some(tokio::time::Instant::now() - Duration::from_millis(1));
+    let before = tokio::time::Instant::now();
+    assert_eq!(
+        limiter.until_n_ready_by(&2, 1, past).await,
+        Err(LimitError::TableFull)
+    );
+    assert_eq!(tokio::time::Instant::now(), before);
+    let later = Some(start + Duration::from_secs(2));
+    assert_eq!(limiter.until_n_ready_by(&2, 1, later).await, Ok(()));
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(limiter.waiting_keys(), 0);
+}
+
+/// A slot waiter dropped mid-wait takes nothing: no slot, no token, no
+/// gate left; the next waiter is served as if it had never been.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_slot_waiter_leaves_nothing() {
+    let (core, limiter) = held_by_one(Quota::per_second(2).unwrap(), 2).await;
+    let waiter = {
+        let limiter = Arc::clone(&limiter);
+        tokio::spawn(async move { limiter.until_ready(&2).await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    waiter.abort();
+    assert!(waiter.await.unwrap_err().is_cancelled());
+    assert_eq!(limiter.waiting_keys(), 0);
+    let m = core.metrics();
+    assert_eq!((m.allowed, m.keys, m.evictions), (1, 1, 0), "{m:?}");
+    assert_eq!(limiter.until_ready(&3).await, Ok(()));
+    assert_eq!(core.metrics().evictions, 1);
+}
