@@ -12,7 +12,7 @@
 //!
 //! * names are [redacted](crate::redact) before use, so a name built from
 //!   a URL never shows its credentials (and all its variants share one
-//!   series);
+//!   series); so is a request id in its summary (found by the id as sent);
 //! * at most [`TrackerConfig::max_series`] series; calls under any further
 //!   name (or a name longer than [`TrackerConfig::MAX_NAME_LEN`]) are
 //!   counted under the one [`OVERFLOW`] series, so names chosen by clients
@@ -351,6 +351,8 @@ impl Tracker {
     /// longer than [`TrackerConfig::MAX_NAME_LEN`] bytes gets no summary;
     /// an operation or stage name (its full path) longer than that shows
     /// in the summary as [`OVERFLOW`], the series it is counted under.
+    /// The summary shows the id [redacted](crate::redact) (ids come from
+    /// clients, and may carry a token) and is found by the id as sent.
     ///
     /// ```
     /// use fusebox_std::{Tracker, TrackerConfig};

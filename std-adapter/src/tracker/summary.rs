@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use fusebox::Duration;
 
 use super::{TrackerConfig, OVERFLOW};
+use crate::redact::redact;
 
 /// One request's run: total and per-stage durations (seed 001's
 /// `get_execution_summary`), from [`Tracker::execution_summary`](super::Tracker::execution_summary).
@@ -37,7 +38,12 @@ use super::{TrackerConfig, OVERFLOW};
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ExecutionSummary {
-    /// The request (correlation) id.
+    /// The request (correlation) id, [redacted](crate::redact) as the
+    /// names are: request ids come from clients (a request-id header), and
+    /// one may carry a token (`token=…`, `Bearer …`, a URL with a
+    /// password), which a summary served by a report must not show. The
+    /// summary is still found by the id as sent
+    /// ([`Tracker::execution_summary`](super::Tracker::execution_summary)).
     pub request_id: String,
     /// The operation it ran.
     pub operation: String,
@@ -118,7 +124,9 @@ impl RequestRecord {
             max_stages,
             retired: AtomicBool::new(false),
             summary: Mutex::new(ExecutionSummary {
-                request_id: id.to_owned(),
+                // The id as sent stays only in the table's index (for
+                // lookups), never in what a summary reports.
+                request_id: redact(id).into_owned(),
                 operation: bounded(operation).to_owned(),
                 total: None,
                 failed: false,
@@ -259,6 +267,43 @@ mod tests {
             ..TrackerConfig::default()
         })
         .unwrap()
+    }
+
+    /// A request id carrying a secret (request ids come from clients)
+    /// never shows it in its summary, the summary's `Debug` or its JSON,
+    /// redacted as operation and stage names are; the summary is found by
+    /// the id as sent, and two ids differing only in their secret keep
+    /// their own summaries. Found by a review: the id was kept and
+    /// reported as sent.
+    #[test]
+    fn a_secret_in_a_request_id_never_shows_in_its_summary() {
+        let tracker = tracker_of(8, 4);
+        let ids = [
+            ("token=hunter2-abc", "token=***"),
+            ("token=hunter2-xyz", "token=***"),
+            ("Bearer hunter2.jwt", "Bearer ***"),
+            (
+                "https://app:hunter2@id.example/r/1",
+                "https://app:***@id.example/r/1",
+            ),
+        ];
+        for (id, _) in ids {
+            drop(tracker.track_request(id, "op"));
+        }
+        drop(tracker.track_request("req-plain", "op"));
+        for (id, shown) in ids {
+            let summary = tracker.execution_summary(id).unwrap();
+            assert_eq!(summary.request_id, shown);
+            let debug = format!("{summary:?}");
+            let json = serde_json::to_string(&summary).unwrap();
+            for text in [&summary.request_id, &debug, &json] {
+                assert!(!text.contains("hunter2"), "{text}");
+            }
+        }
+        assert_eq!(tracker.requests_held(), ids.len() + 1);
+        let plain = tracker.execution_summary("req-plain").unwrap();
+        assert_eq!(plain.request_id, "req-plain");
+        assert!(tracker.execution_summary("token=***").is_none());
     }
 
     /// `max_requests × max_stages_per_request` bounds the stage timings
