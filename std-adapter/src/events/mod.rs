@@ -287,6 +287,10 @@ pub struct Events {
     capacity: usize,
     published: Arc<AtomicU64>,
     lagged: Arc<AtomicU64>,
+    /// Live subscriptions, the crate's own included: read by `publish`
+    /// without the channel's lock (tokio's `send` and `receiver_count`
+    /// take it even with no receiver).
+    receivers: Arc<AtomicUsize>,
     /// Live subscriptions of this crate's own readers (the dashboard's),
     /// counted in neither [`subscribers`](Self::subscribers) nor
     /// [`lagged`](Self::lagged).
@@ -326,6 +330,7 @@ impl Events {
             capacity,
             published: Arc::new(AtomicU64::new(0)),
             lagged: Arc::new(AtomicU64::new(0)),
+            receivers: Arc::new(AtomicUsize::new(0)),
             internal: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -344,7 +349,10 @@ impl Events {
     }
 
     /// Sends `event` to every subscriber; returns how many there were.
-    /// Never blocks, never fails.
+    /// Never blocks, never fails. With no subscription alive it only
+    /// counts the event, without taking the channel's lock (one atomic
+    /// load): a subscriber made later does not receive it, as it receives
+    /// nothing published before it subscribed.
     ///
     /// ```
     /// use fusebox::Instant;
@@ -358,6 +366,14 @@ impl Events {
     /// ```
     pub fn publish(&self, event: Event) -> usize {
         self.published.fetch_add(1, Ordering::Relaxed);
+        // A subscription counts itself before it subscribes and uncounts
+        // itself once its receiver is dropped, so a zero here means no
+        // receiver could take the event. A `subscribe` that happened
+        // before this call is seen (the load reads its increment or a
+        // later value); one racing with it is after it.
+        if self.receivers.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
         // The crate's own subscriptions are no subscribers (as in
         // `subscribers`).
         self.tx
@@ -376,11 +392,13 @@ impl Events {
     /// assert_eq!((events.subscribers(), sub.missed()), (1, 0));
     /// ```
     pub fn subscribe(&self) -> Subscription {
+        let alive = Alive::count(&self.receivers);
         Subscription {
             rx: self.tx.subscribe(),
             missed: 0,
             lagged: Some(Arc::clone(&self.lagged)),
             internal: None,
+            _alive: alive,
         }
     }
 
@@ -394,11 +412,13 @@ impl Events {
     #[cfg(feature = "http")]
     pub(crate) fn subscribe_internal(&self) -> Subscription {
         self.internal.fetch_add(1, Ordering::Relaxed);
+        let alive = Alive::count(&self.receivers);
         Subscription {
             rx: self.tx.subscribe(),
             missed: 0,
             lagged: None,
             internal: Some(Arc::clone(&self.internal)),
+            _alive: alive,
         }
     }
 
@@ -442,8 +462,8 @@ impl Events {
     /// assert_eq!(events.subscribers(), 0);
     /// ```
     pub fn subscribers(&self) -> usize {
-        self.tx
-            .receiver_count()
+        self.receivers
+            .load(Ordering::Acquire)
             .saturating_sub(self.internal.load(Ordering::Relaxed))
     }
 }
@@ -490,6 +510,27 @@ pub struct Subscription {
     lagged: Option<Arc<AtomicU64>>,
     /// The count it is in while it lives, if it is an internal one.
     internal: Option<Arc<AtomicUsize>>,
+    /// Its place in [`Events`]'s count of live subscriptions: declared
+    /// after `rx`, so dropped (uncounted) after the receiver is.
+    _alive: Alive,
+}
+
+/// One live subscription in [`Events`]'s count, from before its receiver
+/// exists until after it is dropped.
+#[derive(Debug)]
+struct Alive(Arc<AtomicUsize>);
+
+impl Alive {
+    fn count(receivers: &Arc<AtomicUsize>) -> Self {
+        receivers.fetch_add(1, Ordering::Release);
+        Self(Arc::clone(receivers))
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
 }
 
 impl Drop for Subscription {
@@ -570,7 +611,54 @@ impl Subscription {
 
 #[cfg(test)]
 mod tests {
-    use super::Component;
+    use super::{Component, Event, Events};
+    use fusebox::Instant;
+
+    fn event() -> Event {
+        Event::Recovered {
+            name: "db".into(),
+            component: Component::Breaker,
+            at: Instant::ZERO,
+        }
+    }
+
+    /// As `publish`'s docs say: with no subscriber an event is counted and
+    /// delivered to nobody, not to one subscribing later; once subscribed,
+    /// every event reaches it; all gone, none is delivered again. The same
+    /// on two threads: a subscription made before a publish (ordered by a
+    /// barrier) always receives it. Checks the lock-free no-subscriber path
+    /// (a regression check: the lock it skips was not observable).
+    #[test]
+    fn publishing_before_and_after_subscribing() {
+        let events = Events::new(4);
+        assert_eq!(events.publish(event()), 0);
+        let mut sub = events.subscribe();
+        assert_eq!(sub.try_recv(), None);
+        assert_eq!(events.publish(event()), 1);
+        assert_eq!(sub.try_recv(), Some(event()));
+        let second = events.subscribe();
+        assert_eq!(events.publish(event()), 2);
+        drop((sub, second));
+        assert_eq!((events.publish(event()), events.subscribers()), (0, 0));
+        assert_eq!((events.published(), events.lagged()), (4, 0));
+
+        for _ in 0..2_000 {
+            let events = Events::new(1);
+            let barrier = std::sync::Barrier::new(2);
+            std::thread::scope(|s| {
+                let reader = s.spawn(|| {
+                    let mut sub = events.subscribe();
+                    barrier.wait();
+                    barrier.wait(); // published
+                    sub.try_recv()
+                });
+                barrier.wait();
+                assert_eq!(events.publish(event()), 1);
+                barrier.wait();
+                assert_eq!(reader.join().unwrap(), Some(event()));
+            });
+        }
+    }
 
     /// The names the dashboard keys rejections by are the serialised ones.
     #[test]
