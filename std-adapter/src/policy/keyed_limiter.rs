@@ -498,7 +498,7 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
 /// longest span (at least one token's interval, at least 1 ms), and gives
 /// up with `TableFull` once that span has passed since it first found the
 /// table full (or since a quota change it saw, the longer of the old and
-/// new spans): every slot of its window was then taken by a key still
+/// new spans, asking at the new one's pace): every slot of its window was then taken by a key still
 /// sending. At most 17 asks, each refusal counted by the core in
 /// `table_full` (and `limited`), plus one per quota change.
 #[derive(Clone, Copy)]
@@ -509,7 +509,7 @@ struct SlotWait<const TIERS: usize> {
     next: fusebox::Instant,
     /// Between two asks.
     every: fusebox::Duration,
-    /// The longest span it waits for.
+    /// The longest span under `quotas` (its pace is a sixteenth of it).
     span: fusebox::Duration,
     /// The quotas the bound was computed under.
     quotas: Quotas<TIERS>,
@@ -527,10 +527,11 @@ impl<const TIERS: usize> SlotWait<TIERS> {
         let mut wait = match before {
             Some(wait) if wait.quotas == quotas => wait,
             Some(wait) => {
-                // A quota changed: a slot may be held for the old quota's
-                // span after it (the core's hold on lowered bursts).
-                let span = span.max(wait.span);
-                Self::start(span, token, quotas, now, wait.by.max(now + span))
+                // A quota changed: asked at the new quota's pace, but a
+                // slot may be held for the old quota's span after the
+                // change (the core's hold on lowered bursts).
+                let by = wait.by.max(now + span.max(wait.span));
+                Self::start(span, token, quotas, now, by)
             }
             None => Self::start(span, token, quotas, now, now + span),
         };

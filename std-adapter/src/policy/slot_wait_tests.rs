@@ -120,3 +120,30 @@ async fn a_dropped_slot_waiter_leaves_nothing() {
     assert_eq!(limiter.until_ready(&3).await, Ok(()));
     assert_eq!(core.metrics().evictions, 1);
 }
+
+/// A quota raised while a key waits for a slot: the waiter asks at the new
+/// quota's pace (a sixteenth of its span), so it takes the slot soon after
+/// the holder's bucket, converted to the new quota, is full again, not a
+/// sixteenth of the old minute later (found reviewing this change: the
+/// pace was taken from the longer of the two spans).
+#[tokio::test(start_paused = true)]
+async fn a_raised_quota_applies_to_a_slot_wait() {
+    use fusebox::Clock;
+    let (core, limiter) = held_by_one(Quota::per_minute(1).unwrap(), 1).await;
+    let start = tokio::time::Instant::now();
+    let waiter = {
+        let limiter = Arc::clone(&limiter);
+        tokio::spawn(async move { limiter.until_ready(&2).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let fast = Quota::per_second(1_000).unwrap();
+    core.set_quota(0, fast, limiter.clock().now()).unwrap();
+    assert_eq!(waiter.await.unwrap(), Ok(()));
+    // Key 1 kept its 0.025 token: full again 0.975 s after the change
+    // (2.475 s). The waiter saw the change at its 2 s re-read and asked
+    // every 62.5 ms from then (63 ms: tokio's 1 ms tick), the first ask
+    // after 2.475 s at 2.504 s. Asking every 3.75 s (a sixteenth of the
+    // old minute), it waited until 5.75 s.
+    assert_eq!(start.elapsed(), Duration::from_millis(2_504));
+    assert_eq!(core.metrics().evictions, 1);
+}
