@@ -147,3 +147,49 @@ async fn a_raised_quota_applies_to_a_slot_wait() {
     assert_eq!(start.elapsed(), Duration::from_millis(2_504));
     assert_eq!(core.metrics().evictions, 1);
 }
+
+/// Sound, kept as a test (hostile review): `n = 0` and `n = u32::MAX` on a
+/// full table, with a deadline already past and the key's gate held by a
+/// waiter. `0` returns at once, inserting nothing and queueing behind
+/// nobody; `u32::MAX` is refused at once with the burst (no slot wait, no
+/// sleep), reported once; neither leaves a gate or a key behind.
+#[tokio::test(start_paused = true)]
+async fn no_tokens_and_every_token_on_a_full_table() {
+    use crate::events::{Component, Events, RejectionReporter};
+    let events = Events::new(8);
+    let core: Arc<fusebox::KeyedLimiter<u32, 1>> = Arc::new(
+        fusebox::KeyedLimiter::new(Quota::per_second(2).unwrap(), FullPolicy::Reject).unwrap(),
+    );
+    let limiter = Arc::new(KeyedLimiter::new(Arc::clone(&core)).reporting_to(
+        RejectionReporter::new(
+            "k",
+            Component::KeyedLimiter,
+            &events,
+            crate::TokioClock::new(),
+        ),
+    ));
+    limiter.until_n_ready(&1, 2).await.unwrap();
+    // Key 2's gate held by a waiter for a slot.
+    let waiter = {
+        let limiter = Arc::clone(&limiter);
+        tokio::spawn(async move { limiter.until_ready(&2).await })
+    };
+    tokio::task::yield_now().await;
+    assert_eq!(limiter.waiting_keys(), 1);
+    let start = tokio::time::Instant::now();
+    let past = Some(start - Duration::from_secs(1));
+    assert_eq!(limiter.until_n_ready_by(&2, 0, past).await, Ok(()));
+    assert_eq!(limiter.until_n_ready_by(&3, 0, past).await, Ok(()));
+    let every = Err(LimitError::InsufficientCapacity {
+        requested: u32::MAX,
+        burst: 2,
+    });
+    assert_eq!(limiter.until_n_ready_by(&3, u32::MAX, past).await, every);
+    assert_eq!(limiter.until_n_ready(&3, u32::MAX).await, every);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(events.published(), 2);
+    assert_eq!(waiter.await.unwrap(), Ok(()));
+    let m = core.metrics();
+    assert_eq!((m.keys, m.allowed), (1, 2), "{m:?}");
+    assert_eq!(limiter.waiting_keys(), 0);
+}
