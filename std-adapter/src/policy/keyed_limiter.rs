@@ -41,14 +41,17 @@ use crate::TokioClock;
 /// key once its bucket is full again, so a key that stops sending frees
 /// its slot within its tier's burst span (`burst ×`
 /// [`replenish_interval`](fusebox::bucket::Quota::replenish_interval)).
-/// The waiter asks again every sixteenth of the longest tier's span (at
-/// least one token's interval, at least 1 ms; a slot freed between two
-/// asks may be taken by another new key first), and fails with
+/// The waiter asks again after one token's interval (the shortest
+/// tier's, at least 1 ms: a key one token short is idle by then), then at
+/// doubling intervals up to a sixteenth of the longest tier's span (a
+/// slot freed between two asks may be taken by another new key first),
+/// and fails with
 /// [`LimitError::TableFull`] once that span has passed since it first
 /// found the table full (extended by a quota change it sees), or when its
 /// next ask would come after its deadline: the slots were then held by
 /// keys still sending. Each refused ask counts in the core's `table_full`
-/// and `limited` (at most 17 per wait, plus one per quota change). A slot
+/// and `limited` (at most about 18 + log2(burst) per wait, as many again
+/// per quota change). A slot
 /// held longer by the core (after a change that lowered a burst, or for a
 /// clock behind the key's last admission) may outlast the wait: then
 /// `TableFull` too.
@@ -492,24 +495,29 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
 
 /// A waiter's wait for a slot: its key found the core's table full (under
 /// [`FullPolicy::Reject`](fusebox::bucket::FullPolicy::Reject)). The core
-/// evicts a key only once idle, its bucket full again: a key that stops
-/// sending frees its slot within its tier's burst span (the time a drained
-/// bucket takes to refill). So the waiter asks again every sixteenth of the
-/// longest span (at least one token's interval, at least 1 ms), and gives
-/// up with `TableFull` once that span has passed since it first found the
-/// table full (or since a quota change it saw, the longer of the old and
-/// new spans, asking at the new one's pace): every slot of its window was then taken by a key still
-/// sending. At most 17 asks, each refusal counted by the core in
-/// `table_full` (and `limited`), plus one per quota change.
+/// evicts a key only once idle, its bucket full again: a key one token
+/// short frees its slot within one token's interval, and any key that
+/// stops sending within its tier's burst span (the time a drained bucket
+/// takes to refill). So the waiter asks again after the shortest token
+/// interval (at least 1 ms), then at doubling intervals up to a sixteenth
+/// of the longest span, and gives up with `TableFull` once that span has
+/// passed since it first found the table full (or since a quota change it
+/// saw, the longer of the old and new spans, starting over at the new
+/// quotas' pace): every slot of its window was then taken by a key still
+/// sending. At most about 18 + log2(burst) asks, each refusal counted by
+/// the core in `table_full` (and `limited`), and as many again per quota
+/// change.
 #[derive(Clone, Copy)]
 struct SlotWait<const TIERS: usize> {
     /// When the waiter gives up.
     by: fusebox::Instant,
     /// When it asks the core again.
     next: fusebox::Instant,
-    /// Between two asks.
-    every: fusebox::Duration,
-    /// The longest span under `quotas` (its pace is a sixteenth of it).
+    /// The last interval between two asks (doubled on each).
+    step: fusebox::Duration,
+    /// The longest interval between two asks.
+    cap: fusebox::Duration,
+    /// The longest span under `quotas`.
     span: fusebox::Duration,
     /// The quotas the bound was computed under.
     quotas: Quotas<TIERS>,
@@ -525,17 +533,20 @@ impl<const TIERS: usize> SlotWait<TIERS> {
         now: fusebox::Instant,
     ) -> Self {
         let mut wait = match before {
-            Some(wait) if wait.quotas == quotas => wait,
+            Some(mut wait) if wait.quotas == quotas => {
+                wait.step = wait.step.saturating_mul(2).min(wait.cap);
+                wait
+            }
             Some(wait) => {
-                // A quota changed: asked at the new quota's pace, but a
+                // A quota changed: asked at the new quotas' pace, but a
                 // slot may be held for the old quota's span after the
                 // change (the core's hold on lowered bursts).
                 let by = wait.by.max(now + span.max(wait.span));
-                Self::start(span, token, quotas, now, by)
+                Self::start(span, token, quotas, by)
             }
-            None => Self::start(span, token, quotas, now, now + span),
+            None => Self::start(span, token, quotas, now + span),
         };
-        wait.next = (now + wait.every).min(wait.by);
+        wait.next = (now + wait.step).min(wait.by);
         wait
     }
 
@@ -543,15 +554,15 @@ impl<const TIERS: usize> SlotWait<TIERS> {
         span: fusebox::Duration,
         token: fusebox::Duration,
         quotas: Quotas<TIERS>,
-        now: fusebox::Instant,
         by: fusebox::Instant,
     ) -> Self {
-        let sixteenth = span.checked_div(16).unwrap_or(span);
-        let every = sixteenth.max(token).max(crate::clock::TIMER_TICK.into());
+        let step = token.max(crate::clock::TIMER_TICK.into());
+        let cap = span.checked_div(16).unwrap_or(span).max(step);
         Self {
             by,
-            next: now,
-            every,
+            next: by,
+            step,
+            cap,
             span,
             quotas,
         }

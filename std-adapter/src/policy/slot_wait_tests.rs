@@ -43,7 +43,7 @@ async fn a_waiter_takes_the_slot_a_drained_key_leaves() {
 }
 
 /// Key 1 took one token of two: idle 500 ms later, when the waiter (asking
-/// every sixteenth of the span, at least one token's interval: 500 ms)
+/// first after one token's interval, 500 ms)
 /// takes its slot.
 #[tokio::test(start_paused = true)]
 async fn a_key_one_token_short_frees_its_slot_within_a_token() {
@@ -74,6 +74,29 @@ async fn a_waiter_gives_up_after_a_burst_span_when_no_slot_frees() {
     let m = core.metrics();
     assert_eq!((m.evictions, m.keys), (0, 1), "{m:?}");
     assert!((1..=17).contains(&m.table_full), "{m:?}");
+}
+
+/// The same with a burst of 1 000 (1 000 a second): given up after the
+/// one-second span, having asked at most 18 + log2(1 000) times (each
+/// refusal counted in `table_full`).
+#[tokio::test(start_paused = true)]
+async fn a_slot_wait_asks_a_bounded_number_of_times() {
+    let (core, limiter) = held_by_one(Quota::per_second(1_000).unwrap(), 1_000).await;
+    let busy = {
+        let limiter = Arc::clone(&limiter);
+        tokio::spawn(async move {
+            loop {
+                limiter.until_ready(&1).await.unwrap();
+            }
+        })
+    };
+    let start = tokio::time::Instant::now();
+    assert_eq!(limiter.until_ready(&2).await, Err(LimitError::TableFull));
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    busy.abort();
+    let m = core.metrics();
+    assert!((2..=28).contains(&m.table_full), "{m:?}");
+    assert_eq!((m.evictions, m.keys), (0, 1), "{m:?}");
 }
 
 /// A deadline before the slot frees: the waiter never sleeps past it and
@@ -122,7 +145,8 @@ async fn a_dropped_slot_waiter_leaves_nothing() {
 }
 
 /// A quota raised while a key waits for a slot: the waiter asks at the new
-/// quota's pace (a sixteenth of its span), so it takes the slot soon after
+/// quota's pace (from one token, doubling up to a sixteenth of its span),
+/// so it takes the slot soon after
 /// the holder's bucket, converted to the new quota, is full again, not a
 /// sixteenth of the old minute later (found reviewing this change: the
 /// pace was taken from the longer of the two spans).
@@ -141,8 +165,8 @@ async fn a_raised_quota_applies_to_a_slot_wait() {
     assert_eq!(waiter.await.unwrap(), Ok(()));
     // Key 1 kept its 0.025 token: full again 0.975 s after the change
     // (2.475 s). The waiter saw the change at its 2 s re-read and asked
-    // every 62.5 ms from then (63 ms: tokio's 1 ms tick), the first ask
-    // after 2.475 s at 2.504 s. Asking every 3.75 s (a sixteenth of the
+    // 1, 2, 4, ... ms after it, then every 62.5 ms (63 ms: tokio's 1 ms
+    // tick), the first ask after 2.475 s at 2.504 s. Asking every 3.75 s (a sixteenth of the
     // old minute), it waited until 5.75 s.
     assert_eq!(start.elapsed(), Duration::from_millis(2_504));
     assert_eq!(core.metrics().evictions, 1);
@@ -192,4 +216,17 @@ async fn no_tokens_and_every_token_on_a_full_table() {
     let m = core.metrics();
     assert_eq!((m.keys, m.allowed), (1, 2), "{m:?}");
     assert_eq!(limiter.waiting_keys(), 0);
+}
+
+/// A large burst (1 000 a second, burst 1 000: a one-second span) whose
+/// holder sent a single request: its slot is idle 1 ms later, and the
+/// waiter, asking first after one token's interval and then at doubling
+/// intervals, takes it then, not a sixteenth of the span (62.5 ms) later.
+#[tokio::test(start_paused = true)]
+async fn a_key_that_sent_once_frees_its_slot_within_a_token() {
+    let (core, limiter) = held_by_one(Quota::per_second(1_000).unwrap(), 1).await;
+    let start = tokio::time::Instant::now();
+    assert_eq!(limiter.until_ready(&2).await, Ok(()));
+    assert_eq!(start.elapsed(), Duration::from_millis(1));
+    assert_eq!(core.metrics().evictions, 1);
 }
