@@ -29,9 +29,13 @@ pub struct BreakerSpec {
     pub consecutive_failures: Option<u64>,
     /// Open at this failure percentage over the window (1..=100).
     pub failure_rate: Option<u64>,
-    /// The sliding window, in calls (1..=64, default 64).
+    /// The sliding window, in calls (1..=64, default 64). Only with
+    /// `failure_rate` or `slow_call_rate`: a breaker that trips on
+    /// `consecutive_failures` alone keeps no window, and one set beside
+    /// it is refused.
     pub window: Option<u64>,
-    /// Calls the window must hold before a rate counts (1..=window).
+    /// Calls the window must hold before a rate counts (1..=window); only
+    /// with `failure_rate` or `slow_call_rate`, as `window`.
     pub minimum_calls: Option<u64>,
     /// A call this long or longer is slow (with `slow_call_rate`).
     pub slow_call_threshold: Option<String>,
@@ -106,12 +110,50 @@ pub struct KeyedLimiterSpec {
 }
 
 impl BreakerSpec {
+    /// `window` and `minimum_calls`, to be checked for their range; each
+    /// `None` where it applies to nothing, refused into `errors`.
+    ///
+    /// The window holds the outcomes a rate is computed from: a breaker
+    /// that trips on `consecutive_failures` alone keeps none, and
+    /// `set_config` cannot give it a rate later (the window is laid out
+    /// at construction), so `window` and `minimum_calls` beside it would
+    /// do nothing (found by a review: they were accepted).
+    fn window_settings(
+        &self,
+        path: &str,
+        errors: &mut Vec<FieldError>,
+    ) -> (Option<u64>, Option<u64>) {
+        let windowless = self.consecutive_failures.is_some()
+            && self.failure_rate.is_none()
+            && self.slow_call_rate.is_none()
+            && self.slow_call_threshold.is_none();
+        let mut applied = |field: &str, value: Option<u64>| {
+            if windowless && value.is_some() {
+                errors.push(FieldError::new(
+                    format!("{path}.{field}"),
+                    format!(
+                        "{field} applies to a failure_rate or slow_call_rate breaker; \
+                         this one trips on consecutive_failures only"
+                    ),
+                ));
+                None
+            } else {
+                value
+            }
+        };
+        (
+            applied("window", self.window),
+            applied("minimum_calls", self.minimum_calls),
+        )
+    }
+
     pub(super) fn build(&self, path: &str, errors: &mut Vec<FieldError>) -> Option<Config> {
         let before = errors.len();
+        let window = self.window.unwrap_or(64);
+        let (checked_window, checked_minimum) = self.window_settings(path, errors);
         let mut at = |field: &str, message: String| {
             errors.push(FieldError::new(format!("{path}.{field}"), message));
         };
-        let window = self.window.unwrap_or(64);
         let ranges = [
             (
                 "consecutive_failures",
@@ -121,8 +163,8 @@ impl BreakerSpec {
             ),
             ("failure_rate", self.failure_rate, 1, 100),
             ("slow_call_rate", self.slow_call_rate, 1, 100),
-            ("window", self.window, 1, 64),
-            ("minimum_calls", self.minimum_calls, 1, window.clamp(1, 64)),
+            ("window", checked_window, 1, 64),
+            ("minimum_calls", checked_minimum, 1, window.clamp(1, 64)),
             ("half_open_permits", self.half_open_permits, 1, 63),
             ("close_after", self.close_after, 1, 63),
         ];
@@ -259,12 +301,15 @@ impl QuotaSpec {
     }
 }
 
-/// `"250ms"`, `"30s"`, …: a whole number and a unit.
+/// `"250ms"`, `"30s"`, …: a whole number and a unit, nothing between or
+/// around them (as documented: `" 30s "` and `"30 s"` were read, found by
+/// a review).
 pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let per_unit = match unit.trim() {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let per_unit = match unit {
         "us" | "µs" => Some(1),
         "ms" => Some(1_000),
         "s" => Some(1_000_000),
@@ -336,8 +381,6 @@ mod tests {
             ("7us", Duration::from_micros(7)),
             ("7µs", Duration::from_micros(7)),
             ("250ms", Duration::from_millis(250)),
-            (" 30s ", Duration::from_secs(30)),
-            ("30 s", Duration::from_secs(30)),
             ("5m", Duration::from_secs(300)),
             ("2h", Duration::from_secs(7_200)),
         ];
@@ -358,9 +401,20 @@ mod tests {
             "\u{ff11}s",
             "PT1S",
         ];
+        // Spaces between or around (the documented form has none).
+        let spaced = [
+            " 30s ",
+            "30 s",
+            " 30s",
+            "30s ",
+            "30s\n",
+            "\t30s",
+            "30\u{a0}s",
+        ];
         for bad in ["", "s", "30", "1.5s", "-1s", "30sec", "1d", "1 h m"]
             .into_iter()
             .chain(other)
+            .chain(spaced)
         {
             assert!(
                 parse_duration(bad)

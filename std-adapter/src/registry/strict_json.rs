@@ -40,7 +40,11 @@ impl<'de> serde::Deserialize<'de> for Strict {
 /// 1 column 39`, no path, found by a review), or of a whole number beyond
 /// 64 bits, refused as written (serde_json read it as a float: it was
 /// `invalid type: floating point `1e+20``, for `100000000000000000000`).
-pub(super) fn parse(text: &str) -> Result<Value, (Option<String>, serde_json::Error)> {
+///
+/// With the value, the path and text, as written, of each number that is
+/// not a whole one: an error about one shows it as written (`1e3`), not as
+/// read (`1000.0`).
+pub(super) fn parse(text: &str) -> Result<(Value, Floats), (Option<String>, serde_json::Error)> {
     let reader = Reader {
         numbers: number_literals(text),
         ..Reader::default()
@@ -51,9 +55,12 @@ pub(super) fn parse(text: &str) -> Result<Value, (Option<String>, serde_json::Er
     };
     let mut de = serde_json::Deserializer::from_str(text);
     seed.deserialize(&mut de)
-        .and_then(|value| de.end().map(|()| value))
+        .and_then(|value| de.end().map(|()| (value, reader.floats.take())))
         .map_err(|e| (reader.at.take(), e))
 }
+
+/// Dotted paths and the text of the numbers at them, as written.
+pub(super) type Floats = Vec<(String, String)>;
 
 /// What [`parse`] keeps as it reads.
 #[derive(Default)]
@@ -64,6 +71,8 @@ struct Reader<'t> {
     numbers: Vec<&'t str>,
     /// How many numbers have been read.
     seen: Cell<usize>,
+    /// The path and text of each number read that is not a whole one.
+    floats: RefCell<Floats>,
 }
 
 /// The number literals of a JSON document, in order (the text outside
@@ -126,6 +135,16 @@ impl<'a> StrictVisitor<'a> {
         }
     }
 
+    /// Records `text`, a number that is not a whole one, at this path.
+    fn float(&self, text: &str) {
+        let path = self.0.path.join(".");
+        self.0
+            .reader
+            .floats
+            .borrow_mut()
+            .push((path, text.to_owned()));
+    }
+
     /// The text of the number being read, counted.
     fn number(&self) -> Option<&'a str> {
         let seen = self.0.reader.seen.get();
@@ -174,6 +193,9 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor<'_> {
                 u64::MAX
             )));
         }
+        if !text.is_empty() {
+            self.float(text);
+        }
         Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
 
@@ -205,7 +227,10 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor<'_> {
                 // hands it over: read back as serde_json's `Value` does.
                 self.number();
                 let text: String = map.next_value()?;
-                let number = text.parse().map_err(serde::de::Error::custom)?;
+                let number: serde_json::Number = text.parse().map_err(serde::de::Error::custom)?;
+                if number.is_f64() {
+                    self.float(&text);
+                }
                 return Ok(Value::Number(number));
             }
             if out.contains_key(&key) {

@@ -221,3 +221,122 @@ fn mistakes_in_the_environment_are_named_by_path() {
         );
     }
 }
+
+/// `window` and `minimum_calls` shape the window a rate is computed
+/// from; a breaker that trips on `consecutive_failures` alone keeps none
+/// (and `set_config` cannot add a rate to it later), so they did nothing
+/// there and were accepted. Each is refused on its path, saying why;
+/// beside a rate (with or without `consecutive_failures`) they are read.
+#[test]
+fn a_window_setting_beside_consecutive_failures_alone_is_refused() {
+    let why = "applies to a failure_rate or slow_call_rate breaker; this one trips on consecutive_failures only";
+    let breaker = "[breakers.a]\nconsecutive_failures = 5\n";
+    let cases = [
+        (
+            format!("{breaker}minimum_calls = 10\n"),
+            format!("breakers.a.minimum_calls: minimum_calls {why}"),
+        ),
+        (
+            format!("{breaker}window = 20\n"),
+            format!("breakers.a.window: window {why}"),
+        ),
+        // Out of range too: refused for applying to nothing, once.
+        (
+            format!("{breaker}window = 0\n"),
+            format!("breakers.a.window: window {why}"),
+        ),
+    ];
+    for (text, expected) in &cases {
+        assert_eq!(&error_of(text, &[]), expected, "{text}");
+    }
+    // From the environment too, over a file that sets neither.
+    let shown = error_of(breaker, &[("FUSEBOX__BREAKERS__A__MINIMUM_CALLS", "3")]);
+    assert_eq!(
+        shown,
+        format!("breakers.a.minimum_calls: minimum_calls {why}")
+    );
+    // Both: one error each.
+    let both = RegistryConfig::from_toml(&format!("{breaker}window = 20\nminimum_calls = 10\n"))
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    let paths: Vec<_> = both
+        .fields()
+        .iter()
+        .map(crate::registry::FieldError::path)
+        .collect();
+    assert_eq!(paths, ["breakers.a.window", "breakers.a.minimum_calls"]);
+    // Where a rate reads them, they are accepted and built.
+    for rate in [
+        "failure_rate = 50\n",
+        "slow_call_rate = 50\nslow_call_threshold = \"1s\"\n",
+        "consecutive_failures = 5\nfailure_rate = 50\n",
+    ] {
+        let text = format!("[breakers.a]\n{rate}window = 20\nminimum_calls = 10\n");
+        let config = RegistryConfig::from_toml(&text).unwrap();
+        let registry = crate::Registry::from_config(&config).expect(&text);
+        let built = registry.get_breaker("a").unwrap().config();
+        assert_eq!((built.window(), built.minimum_calls()), (20, 10), "{text}");
+    }
+}
+
+/// A tracker with `max_requests = 0` keeps no request summary, so its
+/// `max_stages_per_request` did nothing, and was accepted. It is refused
+/// on its path, written in the file or set by a variable; alone, or
+/// beside summaries, it is read.
+#[test]
+fn stages_per_request_beside_no_summaries_is_refused() {
+    let expected = "trackers.t.max_stages_per_request: max_stages_per_request applies to request summaries; this tracker keeps none (max_requests = 0)";
+    let off = "[trackers.t]\nmax_requests = 0\n";
+    assert_eq!(
+        error_of(&format!("{off}max_stages_per_request = 8\n"), &[]),
+        expected
+    );
+    assert_eq!(
+        error_of(
+            off,
+            &[("FUSEBOX__TRACKERS__T__MAX_STAGES_PER_REQUEST", "8")]
+        ),
+        expected
+    );
+    let json = r#"{"trackers": {"t": {"max_stages_per_request": 0, "max_requests": 0}}}"#;
+    assert_eq!(
+        RegistryConfig::from_json(json).unwrap_err().to_string(),
+        expected
+    );
+    for fine in [
+        off.to_owned(),
+        "[trackers.t]\nmax_requests = 1\nmax_stages_per_request = 8\n".to_owned(),
+        "[trackers.t]\nmax_stages_per_request = 8\n".to_owned(),
+    ] {
+        let config = RegistryConfig::from_toml(&fine).unwrap();
+        assert!(crate::Registry::from_config(&config).is_ok(), "{fine}");
+    }
+}
+
+/// Durations are documented as a whole number and a unit; `"30 s"` and
+/// `" 30s "` were read as 30 s. Spaces between or around are refused,
+/// in the file and from the environment, showing the expected form.
+#[test]
+fn a_duration_with_spaces_is_refused_showing_the_form() {
+    let breaker = "[breakers.a]\nconsecutive_failures = 1\n";
+    let must = |got: &str| {
+        format!("breakers.a.open_for: must be a duration such as \"30s\" (units: us, ms, s, m, h), got \"{got}\"")
+    };
+    for (written, shown) in [("30 s", "30 s"), (" 30s ", " 30s "), ("30s\\t", "30s\\t")] {
+        let text = format!("{breaker}open_for = \"{written}\"\n");
+        assert_eq!(error_of(&text, &[]), must(shown), "{text}");
+    }
+    for value in ["30 s", " 30s", "30s\n"] {
+        let shown = error_of(breaker, &[("FUSEBOX__BREAKERS__A__OPEN_FOR", value)]);
+        assert_eq!(shown, must(&value.escape_debug().to_string()), "{value:?}");
+    }
+    // The documented form, and the micro sign for us, are read.
+    for (written, micros) in [("30s", 30_000_000), ("7µs", 8), ("7us", 8)] {
+        let text = format!("{breaker}open_for = \"{written}\"\n");
+        let config = RegistryConfig::from_toml(&text).unwrap();
+        let registry = crate::Registry::from_config(&config).unwrap();
+        let open_for = registry.get_breaker("a").unwrap().config().open_for();
+        assert_eq!(open_for.as_micros(), micros, "{text}");
+    }
+}

@@ -98,6 +98,30 @@ pub(super) fn first_list(value: &Value, path: String) -> Option<String> {
     }
 }
 
+/// The first setting of a tracker in `value` that has no effect given
+/// the others of its table, with why: `max_stages_per_request` beside
+/// `max_requests = 0`, which keeps no request summary to hold stages in
+/// (found by a review: it was accepted and did nothing). Read from the
+/// document, where what was written is known: a [`TrackerConfig`]'s
+/// fields are all set, to their defaults when not written.
+///
+/// [`TrackerConfig`]: crate::tracker::TrackerConfig
+pub(super) fn inert_tracker_setting(value: &Value) -> Option<(String, String)> {
+    let trackers = value.get("trackers")?.as_object()?;
+    trackers.iter().find_map(|(name, tracker)| {
+        let tracker = tracker.as_object()?;
+        let off = tracker.get("max_requests")?.as_u64()? == 0;
+        (off && tracker.contains_key("max_stages_per_request")).then(|| {
+            (
+                format!("trackers.{name}.max_stages_per_request"),
+                "max_stages_per_request applies to request summaries; \
+                 this tracker keeps none (max_requests = 0)"
+                    .to_owned(),
+            )
+        })
+    })
+}
+
 /// A TOML error on the path of the setting it is about, when the document
 /// parses and the error has a place: a table or key written twice, or one
 /// that extends a value (`breakers = 5` then `[breakers.a]`), named by the

@@ -108,18 +108,21 @@ fn segments_of(path: &str) -> Vec<String> {
 /// written with capitals would otherwise make a second entry and leave the
 /// file's untouched).
 ///
+/// Returns the path set, in the document's case.
+///
 /// # Errors
 ///
 /// The path of the segments matched so far when a segment matches more
 /// than one entry differing only in case.
-fn set_path(root: &mut Value, path: &[String], value: Value) -> Result<(), Vec<String>> {
+fn set_path(root: &mut Value, path: &[String], value: Value) -> Result<Vec<String>, Vec<String>> {
     let mut node = root;
+    let mut set = Vec::with_capacity(path.len());
     for (depth, segment) in path.iter().enumerate() {
         if !node.is_object() {
             *node = Value::Object(Map::new());
         }
         let Value::Object(map) = node else {
-            return Ok(());
+            return Ok(set);
         };
         // The exact name counts as one of the matches: a segment is read
         // in lowercase, so `payments` names the file's `Payments` as much
@@ -130,14 +133,19 @@ fn set_path(root: &mut Value, path: &[String], value: Value) -> Result<(), Vec<S
             (None, _) => segment.clone(),
             (Some(_), Some(_)) => return Err(path[..=depth].to_vec()),
         };
+        set.push(key.clone());
         node = map.entry(key).or_insert(Value::Null);
     }
     *node = value;
-    Ok(())
+    Ok(set)
 }
 
 /// Sets, in `value`, the field of every variable of `vars` that starts
-/// with [`ENV_PREFIX`] (others are ignored).
+/// with [`ENV_PREFIX`] (others are ignored). `floats`, the document's
+/// numbers that are not whole ones by their dotted paths, as written,
+/// loses the paths set (and those under them) and gains the variables'
+/// own, as written: an error shows `1e3` as the operator wrote it, not
+/// as read (`1000.0`), as it shows an integer.
 ///
 /// # Errors
 ///
@@ -148,8 +156,9 @@ fn set_path(root: &mut Value, path: &[String], value: Value) -> Result<(), Vec<S
 pub(super) fn apply(
     value: &mut Value,
     vars: impl IntoIterator<Item = (String, String)>,
+    floats: &mut Vec<(String, String)>,
 ) -> Result<(), RegistryConfigError> {
-    let mut set: Vec<(Vec<String>, Value)> = Vec::new();
+    let mut set: Vec<(Vec<String>, Value, String)> = Vec::new();
     for (key, raw) in vars {
         let Some(path) = key.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -177,7 +186,7 @@ pub(super) fn apply(
         let value = env_value(&raw).map_err(|message| {
             RegistryConfigError::new(vec![FieldError::new(escaped(&segments.join(".")), message)])
         })?;
-        set.push((segments, value));
+        set.push((segments, value, raw));
     }
     // Sorted, a path is followed at once by any path it is a prefix of.
     set.sort_by(|a, b| a.0.cmp(&b.0));
@@ -187,13 +196,21 @@ pub(super) fn apply(
             "set by more than one environment variable (their paths are read in lowercase)",
         )]));
     }
-    for (segments, raw) in set {
-        set_path(value, &segments, raw).map_err(|ambiguous| {
-            RegistryConfigError::new(vec![FieldError::new(
-                escaped(&ambiguous.join(".")),
-                "matches more than one name that differs only in case",
-            )])
-        })?;
+    for (segments, new, raw) in set {
+        let float = new.is_f64();
+        let path = set_path(value, &segments, new)
+            .map_err(|ambiguous| {
+                RegistryConfigError::new(vec![FieldError::new(
+                    escaped(&ambiguous.join(".")),
+                    "matches more than one name that differs only in case",
+                )])
+            })?
+            .join(".");
+        let under = format!("{path}.");
+        floats.retain(|(p, _)| *p != path && !p.starts_with(&under));
+        if float {
+            floats.push((path, raw));
+        }
     }
     Ok(())
 }

@@ -43,7 +43,7 @@ fn variables_override_every_table_and_only_the_prefix_is_read() {
     let config = with_env(
         file,
         &[
-            ("FUSEBOX__EVENTS_CAPACITY", "0"),
+            ("FUSEBOX__EVENTS_CAPACITY", "1"),
             ("FUSEBOX__BULKHEADS__B__MAX_CONCURRENT", "7"),
             ("FUSEBOX__KEYED_LIMITERS__K__OVERFLOW__RATE", "9"),
             ("FUSEBOX__TRACKERS__T__SAMPLE_RATE", "1"),
@@ -52,7 +52,7 @@ fn variables_override_every_table_and_only_the_prefix_is_read() {
         ],
     )
     .unwrap();
-    assert_eq!(config.events_capacity, Some(0));
+    assert_eq!(config.events_capacity, Some(1));
     assert_eq!(config.bulkheads["b"].max_concurrent, Some(7));
     assert_eq!(config.bulkheads["b"].max_queued, Some(3));
     let overflow = config.keyed_limiters["k"].overflow.as_ref().unwrap();
@@ -141,7 +141,7 @@ fn an_integer_too_large_is_refused_on_its_path_as_written() {
     );
     assert!(config
         .unwrap_err()
-        .starts_with("events_capacity: must be at most"));
+        .starts_with("events_capacity: must be 1..=1048576 events, got 18446744073709551615"));
     let neg = with_env(
         file,
         &[("FUSEBOX__EVENTS_CAPACITY", "-9223372036854775808")],
@@ -164,4 +164,105 @@ fn a_variable_naming_no_setting_is_refused_with_a_path() {
     assert!(err.starts_with("limiters.api.: unknown field ``"), "{err}");
     let err = with_env("", &[("FUSEBOX__LIMITERS____RATE", "1")]).unwrap_err();
     assert_eq!(err, "limiters.: invalid name: must not be empty");
+}
+
+/// A float from a variable was shown as read (`1e3` as `1000.0` where an
+/// integer goes, as `1000` out of a fraction's range), where an integer
+/// is shown as written. It is shown as written, whatever the table, and
+/// so is one of a TOML or JSON document.
+#[test]
+fn a_float_is_shown_as_written() {
+    let file = "[limiters.api]\nrate = 1\n[trackers.Http]\nsample_rate = 0.5\n";
+    let cases = [
+        (
+            "FUSEBOX__LIMITERS__API__RATE",
+            "1e3",
+            "limiters.api.rate: invalid type: floating point `1e3`, expected u64",
+        ),
+        (
+            "FUSEBOX__LIMITERS__API__BURST",
+            "2.50",
+            "limiters.api.burst: invalid type: floating point `2.50`, expected u64",
+        ),
+        (
+            "FUSEBOX__BREAKERS__B__WINDOW",
+            "9007199254740993.0",
+            "breakers.b.window: invalid type: floating point `9007199254740993.0`, expected u64",
+        ),
+        (
+            "FUSEBOX__EVENTS_CAPACITY",
+            "+1E2",
+            "events_capacity: invalid type: floating point `+1E2`, expected usize",
+        ),
+        // Out of a fraction's range, in a table the file names with capitals.
+        (
+            "FUSEBOX__TRACKERS__HTTP__SAMPLE_RATE",
+            "1e3",
+            "trackers.Http.sample_rate: must be 0.0..=1.0, got 1e3",
+        ),
+        (
+            "FUSEBOX__TRACKERS__HTTP__SAMPLE_RATE",
+            "-0.10",
+            "trackers.Http.sample_rate: must be 0.0..=1.0, got -0.10",
+        ),
+        // An integer over the file's fraction: shown as it is.
+        (
+            "FUSEBOX__TRACKERS__HTTP__SAMPLE_RATE",
+            "2",
+            "trackers.Http.sample_rate: must be 0.0..=1.0, got 2",
+        ),
+    ];
+    for (var, value, expected) in cases {
+        assert_eq!(
+            with_env(file, &[(var, value)]).unwrap_err(),
+            expected,
+            "{var}={value}"
+        );
+    }
+    // In range: read.
+    let config = with_env(file, &[("FUSEBOX__TRACKERS__HTTP__SAMPLE_RATE", "1e-1")]).unwrap();
+    assert_eq!(
+        config.trackers["Http"].sample_rate.to_bits(),
+        0.1f64.to_bits()
+    );
+
+    let toml = [
+        (
+            "[limiters.a]\nrate = 1e3\n",
+            "limiters.a.rate: invalid type: floating point `1e3`, expected u64",
+        ),
+        (
+            "[limiters.a]\nrate = 1\nburst = 1_000.5\n",
+            "limiters.a.burst: invalid type: floating point `1_000.5`, expected u64",
+        ),
+        (
+            "[trackers.t]\nsample_rate = 15e-1\n",
+            "trackers.t.sample_rate: must be 0.0..=1.0, got 15e-1",
+        ),
+        (
+            "[keyed_limiters.k]\nrate = 1\noverflow = { rate = 2.0E0 }\n",
+            "keyed_limiters.k.overflow.rate: invalid type: floating point `2.0E0`, expected u64",
+        ),
+    ];
+    for (text, expected) in toml {
+        assert_eq!(with_env(text, &[]).unwrap_err(), expected, "{text}");
+    }
+    let json = [
+        (
+            r#"{"limiters": {"a": {"rate": 1e3}}}"#,
+            "limiters.a.rate: invalid type: floating point `1e3`, expected u64",
+        ),
+        (
+            r#"{"breakers": {"b": {"window": 9007199254740993.0}}}"#,
+            "breakers.b.window: invalid type: floating point `9007199254740993.0`, expected u64",
+        ),
+        (
+            r#"{"trackers": {"t": {"sample_rate": 1.50}}}"#,
+            "trackers.t.sample_rate: must be 0.0..=1.0, got 1.50",
+        ),
+    ];
+    for (text, expected) in json {
+        let err = RegistryConfig::from_json(text).unwrap_err().to_string();
+        assert_eq!(err, expected, "{text}");
+    }
 }

@@ -16,7 +16,8 @@ mod env;
 mod toml_path;
 use crate::tracker::TrackerConfig;
 use document::{
-    first_list, non_finite, read_config_file, toml_field_error, too_deep, MAX_TOML_DEPTH,
+    first_list, inert_tracker_setting, non_finite, read_config_file, toml_field_error, too_deep,
+    MAX_TOML_DEPTH,
 };
 pub use env::ENV_PREFIX;
 
@@ -26,7 +27,8 @@ pub use env::ENV_PREFIX;
 /// Unknown fields are errors, numbers are range-checked at startup, and
 /// every error names its path (`breakers.payments.failure_rate: must be
 /// 1..=100, got 300`). Durations are strings: a whole number and a unit,
-/// `us`, `ms`, `s`, `m` or `h` (`"250ms"`, `"30s"`).
+/// `us` (or `µs`), `ms`, `s`, `m` or `h`, with nothing between or around
+/// them (`"250ms"`, `"30s"`; `"30 s"` and `" 30s"` are refused).
 ///
 /// # Examples
 ///
@@ -76,9 +78,10 @@ pub struct RegistryConfig {
     /// Trackers by name.
     pub trackers: BTreeMap<String, TrackerConfig>,
     /// Events kept for slow subscribers (default: the builder's, 1024
-    /// unless set there); at most
-    /// [`Events::MAX_CAPACITY`](crate::events::Events::MAX_CAPACITY), 0
-    /// read as 1, as [`Events::new`](crate::events::Events::new) does.
+    /// unless set there); 1 to
+    /// [`Events::MAX_CAPACITY`](crate::events::Events::MAX_CAPACITY) (0,
+    /// which [`Events::new`](crate::events::Events::new) reads as 1, is
+    /// refused: no configuration turns events off).
     pub events_capacity: Option<usize>,
     /// Bulkheads by name.
     pub bulkheads: BTreeMap<String, super::BulkheadSpec>,
@@ -100,8 +103,11 @@ impl RegistryConfig {
     /// A syntax error, a document nested deeper than 32 levels (tables,
     /// dotted keys and arrays together; no setting is deeper than 4), or
     /// a value of the wrong type (a list included: no setting is one), a
-    /// `nan` or `inf`, or an unknown field, named by its path. Ranges are
-    /// checked when the registry is built. A table or key written twice
+    /// `nan` or `inf`, an unknown field, or a tracker's
+    /// `max_stages_per_request` beside `max_requests = 0` (it would do
+    /// nothing), named by its path. Ranges, and the other settings that
+    /// apply only beside others (a breaker's `window`), are checked when
+    /// the registry is built. A table or key written twice
     /// is named by the second one's path, an integer out of TOML's 64-bit
     /// range or a value that does not parse by its key's, each with its
     /// line and column; an error where no key can be read (in a key, a
@@ -249,7 +255,7 @@ impl RegistryConfig {
     pub fn from_env_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, RegistryConfigError> {
-        Self::from_value(Value::Object(Map::new()), vars)
+        Self::from_value(Value::Object(Map::new()), Vec::new(), vars)
     }
 
     /// Reads a TOML document, then lets environment variables (as in
@@ -299,7 +305,7 @@ impl RegistryConfig {
         let value: Value = table
             .try_into()
             .map_err(|e: toml::de::Error| one(FieldError::new("(toml)", escaped(e.message()))))?;
-        Self::from_value(value, vars)
+        Self::from_value(value, toml_path::float_literals(text), vars)
     }
 
     /// Reads a JSON document, then lets environment variables override its
@@ -323,33 +329,62 @@ impl RegistryConfig {
         text: &str,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, RegistryConfigError> {
-        let value = strict_json::parse(text).map_err(|(duplicate, e)| {
+        let (value, floats) = strict_json::parse(text).map_err(|(duplicate, e)| {
             let path = duplicate.map_or_else(|| "(json)".to_owned(), |path| escaped(&path));
             one(FieldError::new(path, e.to_string()))
         })?;
-        Self::from_value(value, vars)
+        Self::from_value(value, floats, vars)
     }
 
+    /// The configuration `value` holds, with `vars` over it. `floats`
+    /// holds the dotted path and text, as written, of each number of the
+    /// document that is not a whole one.
     fn from_value(
         mut value: Value,
+        mut floats: strict_json::Floats,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, RegistryConfigError> {
-        env::apply(&mut value, vars)?;
+        env::apply(&mut value, vars, &mut floats)?;
+        let written = |path: &str| {
+            floats
+                .iter()
+                .rev()
+                .find_map(|(p, raw)| (p == path).then_some(raw.as_str()))
+        };
         if let Some(path) = first_list(&value, String::new()) {
             return Err(one(FieldError::new(
                 escaped(&path),
                 "invalid type: a list (no setting is one; a table is written with [] in TOML, {} in JSON)",
             )));
         }
-        serde_path_to_error::deserialize(value).map_err(|e| {
+        let config: Self = serde_path_to_error::deserialize(&value).map_err(|e| {
             // Both hold keys (and values) of the document: shown escaped
             // and cut, as names are.
             let path = e.path().to_string();
-            one(FieldError::new(
-                escaped(&path),
-                escaped(&e.into_inner().to_string()),
-            ))
-        })
+            let mut message = e.into_inner().to_string();
+            if let Some(raw) = written(&path) {
+                message = float_as_written(&message, raw);
+            }
+            one(FieldError::new(escaped(&path), escaped(&message)))
+        })?;
+        if let Some((path, message)) = inert_tracker_setting(&value) {
+            return Err(one(FieldError::new(escaped(&path), message)));
+        }
+        // A fraction out of its range is refused now, shown as written:
+        // once read, its text is gone (`1e3` would be shown as `1000`).
+        for (name, tracker) in &config.trackers {
+            let path = format!("trackers.{name}.sample_rate");
+            if let (Some(raw), Err(e)) = (written(&path), tracker.validate())
+                && e.field() == "sample_rate"
+            {
+                let message = e.message().replace(
+                    &format!("got {}", tracker.sample_rate),
+                    &format!("got {raw}"),
+                );
+                return Err(one(FieldError::new(escaped(&path), escaped(&message))));
+            }
+        }
+        Ok(config)
     }
 
     /// Checks every name and value without building anything.
@@ -386,11 +421,25 @@ impl RegistryConfig {
             ("bulkheads", self.bulkheads.keys().collect()),
         ];
         for (table, keys) in names {
+            // Names by their lowercase: two that differ only in case are
+            // one to an environment variable, read in lowercase (found by
+            // a review: both were built, and a variable for either was
+            // refused only once one was set).
+            let mut lowercase = BTreeMap::new();
             for name in keys {
                 if let Err(e) = validate_name(name) {
                     errors.push(FieldError::new(
                         format!("{table}.{}", shown(name)),
                         format!("invalid name: {e}"),
+                    ));
+                } else if let Some(first) = lowercase.insert(name.to_ascii_lowercase(), name) {
+                    errors.push(FieldError::new(
+                        format!("{table}.{}", shown(name)),
+                        format!(
+                            "the name of {table}.{} in another case (environment variables, \
+                             read in lowercase, could not tell them apart)",
+                            shown(first)
+                        ),
                     ));
                 }
             }
@@ -438,12 +487,14 @@ impl RegistryConfig {
             }
         }
         if let Some(capacity) = self.events_capacity
-            && capacity > crate::events::Events::MAX_CAPACITY
+            && !(1..=crate::events::Events::MAX_CAPACITY).contains(&capacity)
         {
+            // 0 was read as 1, as `Events::new` reads it: a silent
+            // clamp, where an operator may have meant no events at all.
             errors.push(FieldError::new(
                 "events_capacity".to_owned(),
                 format!(
-                    "must be at most {} events, not {capacity}",
+                    "must be 1..={} events, got {capacity}",
                     crate::events::Events::MAX_CAPACITY
                 ),
             ));
@@ -461,6 +512,20 @@ impl RegistryConfig {
         } else {
             Err(RegistryConfigError::new(errors))
         }
+    }
+}
+
+/// serde's `message` about a float (`invalid type: floating point
+/// `1000.0`, expected u64`) with the float shown as the operator wrote it
+/// (`1e3`).
+fn float_as_written(message: &str, raw: &str) -> String {
+    const FLOAT: &str = "floating point `";
+    let Some(start) = message.find(FLOAT).map(|i| i + FLOAT.len()) else {
+        return message.to_owned();
+    };
+    match message[start..].find('`') {
+        Some(len) => format!("{}{raw}{}", &message[..start], &message[start + len..]),
+        None => message.to_owned(),
     }
 }
 

@@ -182,8 +182,14 @@ fn an_events_capacity_out_of_range_is_refused() {
     let config = RegistryConfig::from_toml("events_capacity = 1048576\n").unwrap();
     let registry = Registry::from_config(&config).unwrap();
     assert_eq!(registry.events().capacity(), Events::MAX_CAPACITY);
-    // 0 is read as 1, in a configuration as in code.
+    // 0 was read as 1 (as `Events::new` reads it), a silent clamp where
+    // an operator may have meant no events: refused, on its path.
     let config = RegistryConfig::from_toml("events_capacity = 0\n").unwrap();
+    assert_eq!(
+        Registry::from_config(&config).unwrap_err().to_string(),
+        "events_capacity: must be 1..=1048576 events, got 0"
+    );
+    let config = RegistryConfig::from_toml("events_capacity = 1\n").unwrap();
     assert_eq!(
         Registry::from_config(&config).unwrap().events().capacity(),
         1
@@ -253,4 +259,40 @@ fn a_file_name_with_control_characters_is_shown_escaped() {
         assert!(shown.contains("x\\n2026-12-06"), "{shown:?}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Two names of one table that differ only in case are one name to an
+/// environment variable (read in lowercase): both were built, and a
+/// variable for either was refused only once set. Refused on the second
+/// name's path; one name in each of two tables is fine (each kind has its
+/// own names), and so is one name with capitals.
+#[test]
+fn names_differing_only_in_case_are_refused() {
+    use crate::registry::{Registry, RegistryConfig};
+    let text = "[limiters.Api]\nrate = 1\n[limiters.api]\nrate = 2\n[limiters.b]\nrate = 3\n";
+    let err = RegistryConfig::from_toml(text)
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "limiters.api: the name of limiters.Api in another case (environment variables, read in lowercase, could not tell them apart)"
+    );
+    let json = r#"{"bulkheads": {"DB": {"max_concurrent": 1}, "db": {"max_concurrent": 1}, "Db": {"max_concurrent": 1}}}"#;
+    let err = RegistryConfig::from_json(json)
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    let paths: Vec<_> = err
+        .fields()
+        .iter()
+        .map(crate::registry::FieldError::path)
+        .collect();
+    assert_eq!(paths, ["bulkheads.Db", "bulkheads.db"]);
+    let text = "[breakers.api]\nconsecutive_failures = 1\n[limiters.api]\nrate = 1\n\
+                [keyed_limiters.api]\nrate = 1\n[bulkheads.api]\nmax_concurrent = 1\n\
+                [trackers.api]\n[limiters.Payments]\nrate = 1\n";
+    let registry = Registry::from_config(&RegistryConfig::from_toml(text).unwrap()).unwrap();
+    assert!(registry.get_breaker("api").is_some() && registry.get_limiter("api").is_some());
+    assert!(registry.get_limiter("Payments").is_some());
 }

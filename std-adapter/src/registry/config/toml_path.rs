@@ -23,12 +23,42 @@ pub(super) fn path_at(text: &str, at: usize) -> Option<Vec<String>> {
         table: 0,
         open: Vec::new(),
         found: None,
+        floats: None,
     };
     parse_document(&tokens, &mut finder, &mut syntax);
     if !syntax.is_empty() {
         return None;
     }
     finder.found.filter(|path| !path.is_empty())
+}
+
+/// The dotted path and the text, as written, of each float of `text` (a
+/// TOML document that parses): an error about one shows it as written
+/// (`1e3`), not as read (`1000.0`). A float in an array is given the
+/// array's path (no setting is a list: refused before any float is
+/// shown).
+pub(super) fn float_literals(text: &str) -> Vec<(String, String)> {
+    let source = Source::new(text);
+    let tokens = source.lex().into_vec();
+    let mut syntax: Vec<ParseError> = Vec::new();
+    let mut finder = Finder {
+        source,
+        at: usize::MAX,
+        path: Vec::new(),
+        table: 0,
+        open: Vec::new(),
+        found: None,
+        floats: Some(Vec::new()),
+    };
+    parse_document(&tokens, &mut finder, &mut syntax);
+    finder.floats.unwrap_or_default()
+}
+
+/// Whether a bare TOML scalar is a float: a number with a fraction or an
+/// exponent (a date or time holds `-` or `:`, and no `f64` reads it).
+fn is_float(raw: &str) -> bool {
+    let digits = raw.replace('_', "");
+    digits.contains(['.', 'e', 'E']) && digits.parse::<f64>().is_ok()
 }
 
 struct Finder<'i> {
@@ -41,6 +71,8 @@ struct Finder<'i> {
     /// Per open inline table or array: the length of `path` at its open.
     open: Vec<usize>,
     found: Option<Vec<String>>,
+    /// The floats read so far, with their paths, if collected.
+    floats: Option<Vec<(String, String)>>,
 }
 
 impl Finder<'_> {
@@ -120,8 +152,18 @@ impl EventReceiver for Finder<'_> {
         self.reach(span);
     }
 
-    fn scalar(&mut self, span: Span, _: Option<Encoding>, _: &mut dyn ErrorSink) {
+    fn scalar(&mut self, span: Span, kind: Option<Encoding>, _: &mut dyn ErrorSink) {
         self.reach(span);
+        if let (Some(floats), None) = (&mut self.floats, kind) {
+            let raw = self
+                .source
+                .input()
+                .get(span.start()..span.end())
+                .unwrap_or("");
+            if is_float(raw) {
+                floats.push((self.path.join("."), raw.to_owned()));
+            }
+        }
     }
 
     fn value_sep(&mut self, span: Span, _: &mut dyn ErrorSink) {
