@@ -102,7 +102,8 @@ impl RegistryConfig {
     ///
     /// A syntax error, a document nested deeper than 32 levels (tables,
     /// dotted keys and arrays together; no setting is deeper than 4), or
-    /// a value of the wrong type (a list included: no setting is one), a
+    /// a value of the wrong type (a list included: no setting is one; a
+    /// float shown as written, `1e3`, not as read, `1000.0`), a
     /// `nan` or `inf`, an unknown field, or a tracker's
     /// `max_stages_per_request` beside `max_requests = 0` (it would do
     /// nothing), named by its path. Ranges, and the other settings that
@@ -235,7 +236,8 @@ impl RegistryConfig {
     /// (a variable's path deeper than any field is refused before its
     /// tables are made); a whole number beyond 64 bits (outside
     /// `-9223372036854775808..=18446744073709551615`), named by its path
-    /// and shown as written; two variables for one path (differing in case
+    /// and shown as written (as is a float where an integer goes: `1e3`,
+    /// not `1000.0`); two variables for one path (differing in case
     /// only) or for a field and a table above it; a path naming an entry
     /// the document writes in more than one case (`Payments` and
     /// `payments`: a path is read in lowercase and names either).
@@ -370,20 +372,6 @@ impl RegistryConfig {
         if let Some((path, message)) = inert_tracker_setting(&value) {
             return Err(one(FieldError::new(escaped(&path), message)));
         }
-        // A fraction out of its range is refused now, shown as written:
-        // once read, its text is gone (`1e3` would be shown as `1000`).
-        for (name, tracker) in &config.trackers {
-            let path = format!("trackers.{name}.sample_rate");
-            if let (Some(raw), Err(e)) = (written(&path), tracker.validate())
-                && e.field() == "sample_rate"
-            {
-                let message = e.message().replace(
-                    &format!("got {}", tracker.sample_rate),
-                    &format!("got {raw}"),
-                );
-                return Err(one(FieldError::new(escaped(&path), escaped(&message))));
-            }
-        }
         Ok(config)
     }
 
@@ -413,37 +401,7 @@ impl RegistryConfig {
             keyed: BTreeMap::new(),
             bulkheads: BTreeMap::new(),
         };
-        let names = [
-            ("breakers", self.breakers.keys().collect::<Vec<_>>()),
-            ("limiters", self.limiters.keys().collect()),
-            ("keyed_limiters", self.keyed_limiters.keys().collect()),
-            ("trackers", self.trackers.keys().collect()),
-            ("bulkheads", self.bulkheads.keys().collect()),
-        ];
-        for (table, keys) in names {
-            // Names by their lowercase: two that differ only in case are
-            // one to an environment variable, read in lowercase (found by
-            // a review: both were built, and a variable for either was
-            // refused only once one was set).
-            let mut lowercase = BTreeMap::new();
-            for name in keys {
-                if let Err(e) = validate_name(name) {
-                    errors.push(FieldError::new(
-                        format!("{table}.{}", shown(name)),
-                        format!("invalid name: {e}"),
-                    ));
-                } else if let Some(first) = lowercase.insert(name.to_ascii_lowercase(), name) {
-                    errors.push(FieldError::new(
-                        format!("{table}.{}", shown(name)),
-                        format!(
-                            "the name of {table}.{} in another case (environment variables, \
-                             read in lowercase, could not tell them apart)",
-                            shown(first)
-                        ),
-                    ));
-                }
-            }
-        }
+        self.check_names(&mut errors);
         for (name, spec) in &self.breakers {
             let path = format!("breakers.{}", shown(name));
             if let Some(config) = spec.build(&path, &mut errors) {
@@ -486,19 +444,7 @@ impl RegistryConfig {
                 out.bulkheads.insert(name.clone(), settings);
             }
         }
-        if let Some(capacity) = self.events_capacity
-            && !(1..=crate::events::Events::MAX_CAPACITY).contains(&capacity)
-        {
-            // 0 was read as 1, as `Events::new` reads it: a silent
-            // clamp, where an operator may have meant no events at all.
-            errors.push(FieldError::new(
-                "events_capacity".to_owned(),
-                format!(
-                    "must be 1..={} events, got {capacity}",
-                    crate::events::Events::MAX_CAPACITY
-                ),
-            ));
-        }
+        self.check_events_capacity(&mut errors);
         for (name, tracker) in &self.trackers {
             if let Err(e) = tracker.validate() {
                 errors.push(FieldError::new(
@@ -511,6 +457,64 @@ impl RegistryConfig {
             Ok(out)
         } else {
             Err(RegistryConfigError::new(errors))
+        }
+    }
+
+    /// Each table's names: valid, and none the same as another of its
+    /// table but for case.
+    fn check_names(&self, errors: &mut Vec<FieldError>) {
+        let names = [
+            ("breakers", self.breakers.keys().collect::<Vec<_>>()),
+            ("limiters", self.limiters.keys().collect()),
+            ("keyed_limiters", self.keyed_limiters.keys().collect()),
+            ("trackers", self.trackers.keys().collect()),
+            ("bulkheads", self.bulkheads.keys().collect()),
+        ];
+        for (table, keys) in names {
+            // Names by their lowercase: two that differ only in case are
+            // one to an environment variable, read in lowercase (found by
+            // a review: both were built, and a variable for either was
+            // refused only once one was set).
+            let mut lowercase = BTreeMap::new();
+            for name in keys {
+                if let Err(e) = validate_name(name) {
+                    errors.push(FieldError::new(
+                        format!("{table}.{}", shown(name)),
+                        format!("invalid name: {e}"),
+                    ));
+                } else if let Some(first) = lowercase.insert(name.to_ascii_lowercase(), name) {
+                    errors.push(FieldError::new(
+                        format!("{table}.{}", shown(name)),
+                        format!(
+                            "the name of {table}.{} in another case (environment variables, \
+                             read in lowercase, could not tell them apart)",
+                            shown(first)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// `events_capacity` within the channel's bounds.
+    fn check_events_capacity(&self, errors: &mut Vec<FieldError>) {
+        match self.events_capacity {
+            // 0 was read as 1, as `Events::new` reads it: a silent clamp,
+            // where an operator may have meant no events at all.
+            Some(0) => errors.push(FieldError::new(
+                "events_capacity".to_owned(),
+                "must be at least 1 event (none cannot be configured), got 0",
+            )),
+            Some(capacity) if capacity > crate::events::Events::MAX_CAPACITY => {
+                errors.push(FieldError::new(
+                    "events_capacity".to_owned(),
+                    format!(
+                        "must be at most {} events, not {capacity}",
+                        crate::events::Events::MAX_CAPACITY
+                    ),
+                ));
+            }
+            _ => {}
         }
     }
 }
