@@ -185,6 +185,12 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor<'_> {
         let text = self.number().unwrap_or("");
         let digits = text.strip_prefix('-').unwrap_or(text);
         if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            // `-0`, which serde_json reads as a float: the integer 0, as
+            // TOML and a variable read it (it was refused as beyond 64
+            // bits, found by a review).
+            if let Ok(zero) = text.parse::<i64>() {
+                return Ok(Value::from(zero));
+            }
             // A whole number serde_json could not hold in 64 bits.
             *self.0.reader.at.borrow_mut() = Some(self.0.path.join("."));
             return Err(E::custom(format_args!(

@@ -237,3 +237,56 @@ fn a_json_integer_beyond_64_bits_is_named_by_its_path_as_written() {
         0.25f64.to_bits()
     );
 }
+
+/// Found by a hostile review of JSON numbers and documents: `-0` (an
+/// integer 0 to TOML and to a variable) was refused as "beyond 64 bits";
+/// a document of another type was named `.` (serde_path_to_error's
+/// root), not `(root)`.
+#[test]
+fn json_minus_zero_and_a_document_of_another_type() {
+    let err = |text: &str| {
+        let e = RegistryConfig::from_json(text)
+            .and_then(|c| c.validate())
+            .expect_err(text);
+        assert_eq!(e.fields().len(), 1, "{e}");
+        e.to_string()
+    };
+    assert_eq!(
+        err(r#"{"limiters": {"a": {"rate": -0}}}"#),
+        "limiters.a.rate: must be 1..=4294967295, got 0"
+    );
+    let config = RegistryConfig::from_json(
+        r#"{"bulkheads": {"b": {"max_concurrent": 1, "max_queued": -0}}}"#,
+    )
+    .unwrap();
+    assert_eq!(config.bulkheads["b"].max_queued, Some(0));
+    for (text, what) in [
+        (r#""x""#, "string \"x\""),
+        ("null", "null"),
+        ("5", "integer `5`"),
+        ("true", "boolean `true`"),
+    ] {
+        assert_eq!(
+            err(text),
+            format!("(root): invalid type: {what}, expected struct RegistryConfig")
+        );
+    }
+    // Other syntax errors keep `(json)`.
+    assert!(err(r#"{"limiters": {"a": {"rate": 1,}}}"#).starts_with("(json): "));
+    // A null is an optional setting left out, as serialized; refused where
+    // the setting is not optional.
+    let config = RegistryConfig::from_json(
+        r#"{"events_capacity": null, "breakers": {"a": {"failure_rate": 5, "window": null}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (config.events_capacity, config.breakers["a"].window),
+        (None, None)
+    );
+    let round_trip = serde_json::to_string(&config).unwrap();
+    assert_eq!(RegistryConfig::from_json(&round_trip).unwrap(), config);
+    assert_eq!(
+        err(r#"{"breakers": {"a": {"failure_rate": 5, "required": null}}}"#),
+        "breakers.a.required: invalid type: null, expected a boolean"
+    );
+}

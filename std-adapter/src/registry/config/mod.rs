@@ -188,7 +188,9 @@ impl RegistryConfig {
     /// ```
     pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
-    /// Reads a JSON document.
+    /// Reads a JSON document. A `null` is an optional setting left out
+    /// (its default), as this type serializes one; where a setting is not
+    /// optional (`required`, a table), it is refused as of the wrong type.
     ///
     /// # Errors
     ///
@@ -361,8 +363,13 @@ impl RegistryConfig {
         }
         let config: Self = serde_path_to_error::deserialize(&value).map_err(|e| {
             // Both hold keys (and values) of the document: shown escaped
-            // and cut, as names are.
-            let path = e.path().to_string();
+            // and cut, as names are. The document itself is `(root)`, not
+            // serde_path_to_error's `.` (found by a review: a JSON
+            // document `"x"` was `.: invalid type: string`).
+            let path = match e.path().to_string() {
+                root if root == "." => "(root)".to_owned(),
+                path => path,
+            };
             let mut message = e.into_inner().to_string();
             if let Some(raw) = written(&path) {
                 message = float_as_written(&message, raw);
