@@ -340,3 +340,36 @@ fn a_duration_with_spaces_is_refused_showing_the_form() {
         assert_eq!(open_for.as_micros(), micros, "{text}");
     }
 }
+
+/// A tracker with `sample_rate = 0` samples no request, so it keeps no
+/// request summary: `max_requests` (above 0) and
+/// `max_stages_per_request` beside it did nothing, and were accepted.
+/// Each is refused on its path; `max_requests = 0` (also "none") is read.
+#[test]
+fn summary_settings_beside_no_sampling_are_refused() {
+    let off = "[trackers.t]\nsample_rate = 0.0\n";
+    assert_eq!(
+        error_of(&format!("{off}max_requests = 10\n"), &[]),
+        "trackers.t.max_requests: max_requests applies to the summaries of sampled requests; this tracker samples none (sample_rate = 0)"
+    );
+    assert_eq!(
+        error_of(&format!("{off}max_stages_per_request = 8\n"), &[]),
+        "trackers.t.max_stages_per_request: max_stages_per_request applies to request summaries; this tracker keeps none (sample_rate = 0 samples no request)"
+    );
+    assert_eq!(
+        error_of(
+            "[trackers.t]\nmax_requests = 10\n",
+            &[("FUSEBOX__TRACKERS__T__SAMPLE_RATE", "0")]
+        ),
+        "trackers.t.max_requests: max_requests applies to the summaries of sampled requests; this tracker samples none (sample_rate = 0)"
+    );
+    for fine in [
+        off.to_owned(),
+        format!("{off}max_requests = 0\nmax_series = 5\n"),
+        "[trackers.t]\nsample_rate = 0.01\nmax_requests = 10\nmax_stages_per_request = 8\n"
+            .to_owned(),
+    ] {
+        let config = RegistryConfig::from_toml(&fine).unwrap();
+        assert!(crate::Registry::from_config(&config).is_ok(), "{fine}");
+    }
+}

@@ -104,8 +104,9 @@ impl RegistryConfig {
     /// dotted keys and arrays together; no setting is deeper than 4), or
     /// a value of the wrong type (a list included: no setting is one; a
     /// float shown as written, `1e3`, not as read, `1000.0`), a
-    /// `nan` or `inf`, an unknown field, or a tracker's
-    /// `max_stages_per_request` beside `max_requests = 0` (it would do
+    /// `nan` or `inf`, an unknown field, or a tracker's summary setting
+    /// where it keeps no summary (`max_stages_per_request` beside
+    /// `max_requests = 0`, either beside `sample_rate = 0`: it would do
     /// nothing), named by its path. Ranges, and the other settings that
     /// apply only beside others (a breaker's `window`), are checked when
     /// the registry is built. A table or key written twice
