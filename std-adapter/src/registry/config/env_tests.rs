@@ -254,3 +254,34 @@ fn a_float_is_shown_as_written() {
         assert_eq!(err, expected, "{text}");
     }
 }
+
+/// Checked by a hostile review, and fine: a variable of another type
+/// than the file's value (a scalar over a table, a table over a scalar,
+/// a string over a number) is one typed error on its path; a variable
+/// naming an entry the file does not declare declares it (documented:
+/// `from_env_vars` alone declares a whole configuration), so one of a
+/// breaker without a trip condition, or of a limiter without a rate, is
+/// refused as such.
+#[test]
+fn an_override_of_another_type_or_of_an_undeclared_name() {
+    let file = "events_capacity = 3\n[keyed_limiters.k]\nrate = 1\noverflow = { rate = 5 }\n\
+                [breakers.a]\nconsecutive_failures = 1\n";
+    let cases = [
+        ("FUSEBOX__KEYED_LIMITERS__K__OVERFLOW", "5", "keyed_limiters.k.overflow: invalid type: integer `5`, expected struct QuotaSpec"),
+        ("FUSEBOX__KEYED_LIMITERS__K", "x", "keyed_limiters.k: invalid type: string \"x\", expected struct KeyedLimiterSpec"),
+        ("FUSEBOX__EVENTS_CAPACITY__X", "1", "events_capacity: invalid type: map, expected usize"),
+        ("FUSEBOX__BREAKERS__A__CONSECUTIVE_FAILURES", "abc", "breakers.a.consecutive_failures: invalid type: string \"abc\", expected u64"),
+        ("FUSEBOX__BREAKERS__A__REQUIRED", "1", "breakers.a.required: invalid type: integer `1`, expected a boolean"),
+        ("FUSEBOX__BREAKERS__B__WINDOW", "5", "breakers.b: no trip condition: set consecutive_failures, failure_rate or slow_call_rate"),
+        ("FUSEBOX__LIMITERS__L__BURST", "5", "limiters.l.rate: required"),
+    ];
+    for (var, value, expected) in cases {
+        assert_eq!(
+            with_env(file, &[(var, value)]).unwrap_err(),
+            expected,
+            "{var}"
+        );
+    }
+    let config = with_env(file, &[("FUSEBOX__BULKHEADS__NEW__MAX_CONCURRENT", "2")]).unwrap();
+    assert_eq!(config.bulkheads["new"].max_concurrent, Some(2));
+}
