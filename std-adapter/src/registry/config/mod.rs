@@ -490,7 +490,9 @@ impl RegistryConfig {
                         format!("{table}.{}", shown(name)),
                         format!("invalid name: {e}"),
                     ));
-                } else if let Some(first) = lowercase.insert(name.to_ascii_lowercase(), name) {
+                } else if let first = *lowercase.entry(name.to_ascii_lowercase()).or_insert(name)
+                    && first != name
+                {
                     errors.push(FieldError::new(
                         format!("{table}.{}", shown(name)),
                         format!(

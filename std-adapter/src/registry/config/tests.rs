@@ -289,6 +289,12 @@ fn names_differing_only_in_case_are_refused() {
         .map(crate::registry::FieldError::path)
         .collect();
     assert_eq!(paths, ["bulkheads.Db", "bulkheads.db"]);
+    assert!(
+        err.fields()
+            .iter()
+            .all(|f| f.message().contains("of bulkheads.DB ")),
+        "{err}"
+    );
     let text = "[breakers.api]\nconsecutive_failures = 1\n[limiters.api]\nrate = 1\n\
                 [keyed_limiters.api]\nrate = 1\n[bulkheads.api]\nmax_concurrent = 1\n\
                 [trackers.api]\n[limiters.Payments]\nrate = 1\n";
