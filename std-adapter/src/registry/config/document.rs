@@ -98,46 +98,6 @@ pub(super) fn first_list(value: &Value, path: String) -> Option<String> {
     }
 }
 
-/// The first setting of a tracker in `value` that has no effect given
-/// the others of its table, with why: `max_stages_per_request` beside
-/// `max_requests = 0`, which keeps no request summary to hold stages in,
-/// and `max_requests` (above 0) or `max_stages_per_request` beside
-/// `sample_rate = 0`, which samples no request to keep a summary of
-/// (found by a review: they were accepted and did nothing). Read from
-/// the document, where what was written is known: a [`TrackerConfig`]'s
-/// fields are all set, to their defaults when not written.
-///
-/// [`TrackerConfig`]: crate::tracker::TrackerConfig
-pub(super) fn inert_tracker_setting(value: &Value) -> Option<(String, String)> {
-    let trackers = value.get("trackers")?.as_object()?;
-    trackers.iter().find_map(|(name, tracker)| {
-        let tracker = tracker.as_object()?;
-        let path = |field: &str| format!("trackers.{name}.{field}");
-        let unsampled = tracker.get("sample_rate").and_then(Value::as_f64) == Some(0.0);
-        let requests = tracker.get("max_requests").and_then(Value::as_u64);
-        let stages = tracker.contains_key("max_stages_per_request");
-        if unsampled && requests.is_some_and(|n| n > 0) {
-            return Some((
-                path("max_requests"),
-                "max_requests applies to the summaries of sampled requests; \
-                 this tracker samples none (sample_rate = 0)"
-                    .to_owned(),
-            ));
-        }
-        let why = match (requests, unsampled) {
-            (Some(0), _) => "this tracker keeps none (max_requests = 0)",
-            (_, true) => "this tracker keeps none (sample_rate = 0 samples no request)",
-            _ => return None,
-        };
-        stages.then(|| {
-            (
-                path("max_stages_per_request"),
-                format!("max_stages_per_request applies to request summaries; {why}"),
-            )
-        })
-    })
-}
-
 /// A TOML error on the path of the setting it is about, when the document
 /// parses and the error has a place: a table or key written twice, or one
 /// that extends a value (`breakers = 5` then `[breakers.a]`), named by the

@@ -16,8 +16,7 @@ mod env;
 mod toml_path;
 use crate::tracker::TrackerConfig;
 use document::{
-    first_list, inert_tracker_setting, non_finite, read_config_file, toml_field_error, too_deep,
-    MAX_TOML_DEPTH,
+    first_list, non_finite, read_config_file, toml_field_error, too_deep, MAX_TOML_DEPTH,
 };
 pub use env::ENV_PREFIX;
 
@@ -104,11 +103,9 @@ impl RegistryConfig {
     /// dotted keys and arrays together; no setting is deeper than 4), or
     /// a value of the wrong type (a list included: no setting is one; a
     /// float shown as written, `1e3`, not as read, `1000.0`), a
-    /// `nan` or `inf`, an unknown field, or a tracker's summary setting
-    /// where it keeps no summary (`max_stages_per_request` beside
-    /// `max_requests = 0`, either beside `sample_rate = 0`: it would do
-    /// nothing), named by its path. Ranges, and the other settings that
-    /// apply only beside others (a breaker's `window`), are checked when
+    /// `nan` or `inf`, or an unknown field, named by its path. Ranges,
+    /// and the settings that apply only beside others (a breaker's
+    /// `window`), are checked when
     /// the registry is built. A table or key written twice
     /// is named by the second one's path, an integer out of TOML's 64-bit
     /// range or a value that does not parse by its key's, each with its
@@ -377,9 +374,6 @@ impl RegistryConfig {
             }
             one(FieldError::new(escaped(&path), escaped(&message)))
         })?;
-        if let Some((path, message)) = inert_tracker_setting(&value) {
-            return Err(one(FieldError::new(escaped(&path), message)));
-        }
         Ok(config)
     }
 
