@@ -93,7 +93,7 @@ async fn a_trial_request_sent_twice_is_granted_its_one_slot() {
     );
     assert_eq!(
         held(&mut conn, 1).await,
-        [Some("5:pod-a:00ff:1".to_owned())]
+        [Some("5:ttl60000:pod-a:00ff:1".to_owned())]
     );
     // Another trial is refused: the one slot is taken.
     assert!(!trial(&mut conn, 1, "pod-b:0aaa:7").await);
@@ -108,7 +108,7 @@ async fn a_trial_request_sent_twice_holds_one_slot_of_two() {
     assert!(trial(&mut conn, 2, "pod-a:00ff:1").await);
     assert_eq!(
         held(&mut conn, 2).await,
-        [Some("5:pod-a:00ff:1".to_owned()), None],
+        [Some("5:ttl60000:pod-a:00ff:1".to_owned()), None],
         "one trial took two slots"
     );
     // The other slot is left for another trial, and then none.

@@ -207,6 +207,9 @@ impl FleetBreakerBuilder {
     /// (default: the breaker's `open_for`, at least 1 s, and at least the
     /// timeout plus 1 s; at most a day). A trial that outlives it (no
     /// timeout, a hung call) may be joined by another one: set a timeout.
+    /// The slot's value claims this TTL: other instances honour it up to
+    /// its claim, even one longer than theirs, and take a slot kept longer
+    /// than it claims for forged (see [`FleetBreaker`]).
     ///
     /// ```
     /// use std::sync::Arc;

@@ -77,7 +77,19 @@ use crate::CallError;
 ///   slow success is a failure; an ignored outcome is neither), and a
 ///   cancelled trial gives its slot back at once (the slot's TTL, by
 ///   default the timeout plus 1 s and at least `open_for`, frees it if
-///   the instance dies). A trial that hangs keeps its slot until then;
+///   the instance dies). A slot's value claims the TTL it was set with
+///   (`<version>:ttl<ms>:<token>`): one kept longer than its claim, with
+///   a claim over a day, with no expiry, or with no claim (written by
+///   hand, or by the version before) kept longer than the reading
+///   instance's own trial TTL was set by no trial: it is forged, taken
+///   over and counted [`corrupt`](FleetBreakerMetrics::corrupt). A slot
+///   claiming a longer TTL than the reader's (an instance configured
+///   with a longer one) is honoured until its claim runs out, so no
+///   instance ever runs a trial beyond the configured permits; a hand
+///   that writes a well-formed claim of a day shuts the trials for that
+///   day, as a forced-open decision written by hand holds the fleet open.
+///   During an upgrade from the version before, give every instance the
+///   same trial TTL: its slots carry no claim. A trial that hangs keeps its slot until then;
 ///   with the core's `max_half_open` (`ConfigBuilder::max_half_open`) an
 ///   instance whose half-open period outlives it reopens the breaker on
 ///   its next call and publishes that as a failed trial, and the next
@@ -292,7 +304,8 @@ impl Inner {
     }
 
     /// The trial slot's TTL in ms, at most a day (the script takes a
-    /// longer-lived slot for a forged one).
+    /// slot kept longer than the TTL it claims, or than a day, for a
+    /// forged one).
     fn trial_ttl_ms(&self) -> u64 {
         const MAX_MS: u64 = 86_400_000;
         u64::try_from(self.trial_ttl.as_millis())

@@ -20,7 +20,9 @@
 --                     find a token of theirs only if it came last, as
 --                     they always did, and keep only their own.
 -- KEYS[4..] trial, release: the trial slots <prefix>:{breaker:<name>}:trial:<i>,
---                     '<version>:<token>'
+--                     '<version>:ttl<ms>:<token>', set with PX <ms> (the
+--                     TTL the slot claims; '<version>:<token>' in the
+--                     version before: read as claiming the caller's own)
 -- KEYS[4]  trip, force_open, force_close: the record of the calling
 --                     process, <prefix>:{breaker:<name>}:record:<nonce>,
 --                     holding the token (ARGV[12], a number growing per
@@ -78,6 +80,8 @@ local SKEW = 60000000 -- µs: a Redis clock stepping back this far forges nothin
 -- Config::MAX_OPEN_FOR, 2^24 ticks of 1.024 ms), plus SKEW: an opening
 -- stored further away than this from Redis TIME is forged.
 local LONGEST = 17179869184 + SKEW
+-- ms: the longest trial slot TTL (and record TTL) the script sets.
+local DAY = 86400000
 local flags = 0
 
 local function open_time(streak)
@@ -215,13 +219,13 @@ if (op == 'trip' or op == 'force_open' or op == 'force_close') and KEYS[4] and s
   if rec and not last then wrong = true end
   if last and sent <= last then
     local left = redis.call('PTTL', KEYS[4])
-    if left < 0 or left > 86400000 then
+    if left < 0 or left > DAY then
       last = nil
       wrong = true
     end
   end
   recorded = last ~= nil and sent <= last
-  if not recorded then redis.call('SET', KEYS[4], ARGV[12], 'PX', 86400000) end
+  if not recorded then redis.call('SET', KEYS[4], ARGV[12], 'PX', DAY) end
 end
 
 if op == 'trip' and recorded then
@@ -314,6 +318,9 @@ elseif op == 'trial' then
     if expired() then store(v + 1, 'h', 0, streak) end
     if s == 'h' then
       local prefix = string.format('%.0f:', v)
+      local ttl = tonumber(ARGV[8]) or 10000
+      if ttl < 1 then ttl = 1 elseif ttl > DAY then ttl = DAY end
+      local suffix = ':' .. ARGV[9]
       -- A request sent again (its connection closed after Redis ran it)
       -- finds the slot it took: granted it again, and no other (found by
       -- a hostile review: with every slot taken, by itself, it was
@@ -322,7 +329,12 @@ elseif op == 'trial' then
       local mine = nil
       if #ARGV[9] > 0 then
         for i = 4, #KEYS do
-          if get(KEYS[i]) == prefix .. ARGV[9] then mine = i break end
+          local cur = get(KEYS[i])
+          if cur and string.sub(cur, 1, #prefix) == prefix and #cur > #suffix
+            and string.sub(cur, -#suffix) == suffix then
+            mine = i
+            break
+          end
         end
       end
       if mine then flags = flags + 2 end
@@ -331,17 +343,27 @@ elseif op == 'trial' then
         local cur = get(KEYS[i])
         local free = not cur or string.sub(cur, 1, #prefix) ~= prefix
         if not free then
-          -- A slot no trial set (no TTL, or over a day, the longest a
-          -- trial TTL is) is forged: taken over, so it cannot block the
-          -- half-open fleet.
+          -- A slot no trial could have set is forged: taken over (so it
+          -- cannot shut the half-open fleet's trials), and counted. A
+          -- slot claims the TTL it was set with ('ttl<ms>' after its
+          -- version): kept longer than its claim, or a claim over a day
+          -- (the longest trial TTL), or no expiry, it is forged. One
+          -- with no claim (the format of the version before, or written
+          -- by hand) is forged once kept longer than the caller's own
+          -- trial TTL. A slot claiming a TTL longer than the caller's
+          -- (an instance configured with a longer one) is honoured
+          -- until its claim: taken, it would run a trial beyond the
+          -- configured permits.
           local left = redis.call('PTTL', KEYS[i])
-          if left < 0 or left > 86400000 then
+          local claim = tonumber(string.match(cur, '^%d+:ttl(%d+):') or '')
+          local bound = claim or ttl
+          if left < 0 or left > bound or bound > DAY then
             free = true
             wrong = true
           end
         end
         if free then
-          redis.call('SET', KEYS[i], prefix .. ARGV[9], 'PX', tonumber(ARGV[8]) or 10000)
+          redis.call('SET', KEYS[i], string.format('%sttl%d', prefix, ttl) .. suffix, 'PX', ttl)
           flags = flags + 2
           break
         end

@@ -1,0 +1,134 @@
+//! The fleet breaker's trial slots written by another hand, against a
+//! real redis-server: a slot kept longer than its writer could have set
+//! (longer than the TTL its value claims, or with no claim, longer than
+//! the reader's own trial TTL) is forged, reclaimed and counted; a slot
+//! an instance configured with a longer trial TTL holds is not stolen.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fleet::{backend, raw, trip, until_state};
+use common::redis_server::RedisServer;
+use fusebox::breaker::{CircuitBreaker, Config, State};
+use fusebox_std::backend::FleetBreaker;
+
+/// Two failures trip it, open 300 ms, one trial at a time.
+fn core() -> Arc<CircuitBreaker> {
+    Arc::new(CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(2)
+            .open_for(Duration::from_millis(300).into())
+            .half_open_permits(1)
+            .build()
+            .unwrap(),
+    ))
+}
+
+/// An instance of `name` whose trial slots last `ttl`.
+async fn instance(url: &str, name: &str, ttl: Duration) -> FleetBreaker {
+    FleetBreaker::builder(name, core(), backend(url).await)
+        .sync_interval(Duration::from_millis(50))
+        .trial_ttl(ttl)
+        .build()
+        .await
+        .expect("fleet breaker")
+}
+
+/// The stored decision's version.
+async fn version(conn: &mut redis::aio::MultiplexedConnection, b: &FleetBreaker) -> u64 {
+    let stored: String = redis::cmd("GET")
+        .arg(b.decision_key())
+        .query_async(conn)
+        .await
+        .unwrap();
+    stored.split(':').nth(1).unwrap().parse().unwrap()
+}
+
+/// Sets `b`'s only trial slot to `value` for `px_ms`.
+async fn forge_slot(
+    conn: &mut redis::aio::MultiplexedConnection,
+    b: &FleetBreaker,
+    value: &str,
+    px_ms: u64,
+) {
+    let () = redis::cmd("SET")
+        .arg(b.decision_key().replace(":decision", ":trial:1"))
+        .arg(value)
+        .arg("PX")
+        .arg(px_ms)
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+/// A slot of the coming half-open decision written by hand for a day
+/// (the longest TTL the script itself would set), in the format of the
+/// version before (no claim) or claiming a TTL shorter than it is kept:
+/// before, no instance got a trial for that day (the script took only a
+/// slot with no TTL or one over a day for forged); now the instance,
+/// whose own trial TTL is 2 s, reclaims it, counts it corrupt, and its
+/// trial closes the fleet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_slot_kept_longer_than_its_writer_could_set_is_reclaimed() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let day_ms = 86_400_000;
+    for (name, forged) in [
+        ("ledger", "{v}:forged"),
+        ("refunds", "{v}:ttl1000:forged:0000000000000001:0"),
+    ] {
+        let a = instance(&url, name, Duration::from_secs(2)).await;
+        trip(&a).await;
+        let mut conn = raw(&url).await;
+        let half_open = version(&mut conn, &a).await + 1;
+        let value = forged.replace("{v}", &half_open.to_string());
+        forge_slot(&mut conn, &a, &value, day_ms).await;
+        until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+        let corrupt = a.fleet_metrics().corrupt;
+        a.call(async { Ok::<_, ()>(()) })
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the forged slot blocks the trial: {e:?}"));
+        assert!(a.fleet_metrics().corrupt > corrupt, "{name}: counted");
+        assert_eq!(a.fleet_metrics().trials_refused, 0, "{name}");
+        a.sync().await.unwrap();
+        assert_eq!(a.fleet_state(), Some(State::Closed), "{name}");
+    }
+}
+
+/// The other side: an instance configured with a 60 s trial TTL holds the
+/// only slot (its trial hangs); an instance of the same breaker whose
+/// trial TTL is 2 s finds it kept longer than it would ever set, but
+/// within the TTL the slot's value claims: it is refused, it does not
+/// take the slot for a second trial (which would run two trials where
+/// the configuration allows one), and counts nothing corrupt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_slot_of_a_longer_configured_trial_ttl_is_not_stolen() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let long = instance(&url, "payouts", Duration::from_secs(60)).await;
+    let short = instance(&url, "payouts", Duration::from_secs(2)).await;
+    trip(&long).await;
+    until_state(&short, State::Open, Duration::from_secs(2)).await;
+    until_state(&long, State::HalfOpen, Duration::from_secs(2)).await;
+    let (started, running) = tokio::sync::oneshot::channel();
+    let hung = {
+        let long = long.clone();
+        tokio::spawn(async move {
+            long.call(async move {
+                let _ = started.send(());
+                std::future::pending::<Result<(), ()>>().await
+            })
+            .await
+        })
+    };
+    running.await.expect("the long instance's trial runs");
+    until_state(&short, State::HalfOpen, Duration::from_secs(2)).await;
+    let refused = short.call(async { Ok::<_, ()>(()) }).await;
+    assert!(refused.is_err(), "a second trial ran: {refused:?}");
+    assert_eq!(short.fleet_metrics().trials_refused, 1);
+    assert_eq!(short.fleet_metrics().corrupt, 0);
+    assert_eq!(long.fleet_metrics().corrupt, 0);
+    hung.abort();
+}
