@@ -428,6 +428,7 @@ impl FleetBreakerBuilder {
             trips_published: AtomicU64::new(self.core.metrics().trips),
             pending_trip: Mutex::new(None),
             fleet_open: Mutex::new(None),
+            fleet_holds: AtomicBool::new(false),
             close_reported: AtomicU64::new(u64::MAX),
             trial_closes,
             trial_closes_reported: AtomicU64::new(0),

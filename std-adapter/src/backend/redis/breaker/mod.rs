@@ -52,16 +52,24 @@ use crate::CallError;
 /// honoured whoever wrote it, up to
 /// [`Config::MAX_OPEN_FOR`](fusebox::breaker::Config::MAX_OPEN_FOR) away
 /// (the longest any configuration may have, plus a minute for a Redis
-/// clock stepping back): an instance configured shorter runs its own open
-/// time locally, then finds the fleet's trial slots shut until the
-/// stored opening ends: its half-open calls are refused, counted in
-/// [`trials_refused`](FleetBreakerMetrics::trials_refused), the first
-/// after a request to Redis, the next ones locally until the opening
-/// ends (as far as its own `max_open_for` reaches; then it asks again)
-/// or a newer decision is applied. Only a deadline further away is taken
-/// for forged: counted corrupt and cut to the reading instance's
-/// `max_open_for`. (A hand with write access can hold the fleet open
-/// longer anyway, by writing a forced-open decision.)
+/// clock stepping back), and every instance adopts the fleet's
+/// open-until: while the open decision it applied has time left, it
+/// refuses every call ([`state`](FleetBreaker::state) reads Open), even
+/// once its own, shorter, open time has run out locally, with no request
+/// to Redis; these refusals are counted in
+/// [`trials_refused`](FleetBreakerMetrics::trials_refused). Its own open
+/// time still governs its local breaker (and its calls while degraded).
+/// A trial decided locally in the meantime (while degraded, or through
+/// [`policy`](FleetBreaker::policy), which takes no fleet slot) closes
+/// only the local breaker: the fleet refuses the close while its opening
+/// lasts, the instance keeps refusing calls, and sends the close again at
+/// each reconciliation, closing the fleet once the opening ends (for up
+/// to one sync interval after that end, the instance admits calls while
+/// the fleet's decision, run out, still reads open). Only a deadline
+/// further away than `MAX_OPEN_FOR` is taken for forged: counted corrupt
+/// and cut to the reading instance's `max_open_for`. (A hand with write
+/// access can hold the fleet open longer anyway, by writing a
+/// forced-open decision.)
 ///
 /// * **Fast path.** A closed breaker's call never touches the network: it
 ///   is the core's two atomic loads. Local transitions wake the background
@@ -249,12 +257,17 @@ pub(super) struct Inner {
     /// Half-open calls refused for want of a fleet trial slot (after the
     /// core gave a permit: the core counts no refusal for them).
     trials_refused: AtomicU64,
-    /// The fleet's opening a trial request was last refused in, while
-    /// the local breaker, holding it, was half-open (its own open time
-    /// shorter): its version and when it ends here (capped at this
-    /// instance's `max_open_for`). Until then, half-open calls under that
-    /// version are refused without asking Redis again.
+    /// The fleet's opening last read (an open decision with time left,
+    /// held by the local breaker): its version and when it ends here, as
+    /// stored (not capped at this instance's `max_open_for`). Until then,
+    /// while that version is the one merged, calls are refused whatever
+    /// the local state (its own open time shorter, or closed by a trial
+    /// decided locally), without asking Redis. Set and cleared with
+    /// `fleet_holds`, under this lock.
     fleet_open: Mutex<Option<(u64, Instant)>>,
+    /// `fleet_open` is set: read by every call (one atomic load on the
+    /// closed fast path; the lock only while it is set).
+    fleet_holds: AtomicBool,
     tokens: AtomicU64,
     task: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -293,14 +306,41 @@ impl Inner {
     /// What is left at `now` of the fleet opening a trial request was last
     /// refused in, if the local breaker still holds that decision (its
     /// newest merged version) and it has not ended.
+    /// Not while degraded: calls are then decided on local state alone.
     fn fleet_still_open(&self, now: Instant) -> Option<fusebox::Duration> {
-        let held = *self
+        if !self.fleet_holds.load(Ordering::Acquire) || self.degraded.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut held = self
             .fleet_open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (version, until) = held?;
-        (version == self.policy.core().merged_version() && now < until)
-            .then(|| until.saturating_duration_since(now))
+        let (version, until) = (*held)?;
+        if version == self.policy.core().merged_version() && now < until {
+            return Some(until.saturating_duration_since(now));
+        }
+        // Over, or a newer decision merged since: never again.
+        *held = None;
+        self.fleet_holds.store(false, Ordering::Release);
+        None
+    }
+
+    /// Records the fleet's opening `d` (open, with `left` as stored) that
+    /// the local breaker holds, read at `now`.
+    fn hold_fleet_open(&self, version: u64, left: std::time::Duration, now: Instant) {
+        let mut held = self
+            .fleet_open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if left.is_zero() {
+            if held.is_some_and(|(v, _)| v == version) {
+                *held = None;
+                self.fleet_holds.store(false, Ordering::Release);
+            }
+            return;
+        }
+        *held = Some((version, now.saturating_add(left.into())));
+        self.fleet_holds.store(true, Ordering::Release);
     }
 
     /// The trial slot's TTL in ms, at most a day (the script takes a
@@ -366,9 +406,11 @@ pub struct FleetBreakerMetrics {
     pub corrupt: u64,
     /// Changes of the shared decision this instance made.
     pub published: u64,
-    /// Half-open calls of this instance refused because the fleet's trial
-    /// slots were all taken (by other instances' trials), or shut (the
-    /// fleet still open, by an opening longer than this instance's own). The local
+    /// Calls of this instance refused by the fleet: half-open calls whose
+    /// fleet trial slots were all taken (by other instances' trials), and
+    /// calls made while the fleet's decision applied here is still open
+    /// (an opening longer than this instance's own, or a local close the
+    /// fleet refused). The local
     /// breaker had let them through, so its
     /// [`rejected`](fusebox::breaker::Metrics::rejected) does not count
     /// them; the registry's `fusebox_fleet_breaker_rejected_total` does.
@@ -439,14 +481,20 @@ impl FleetBreaker {
         F: Future<Output = Result<T, E>>,
     {
         let inner = &self.inner;
-        if inner.policy.state() != State::HalfOpen || self.is_degraded() {
-            return inner.policy.call(future).await;
-        }
-        let now = inner.policy.clock_now();
-        if let Some(left) = inner.fleet_still_open(now) {
-            // Refused in this opening already: no request to Redis per call.
+        let state = inner.policy.state();
+        // The fleet's decision held here is still open (an opening longer
+        // than this instance's own, or a local close the fleet refused):
+        // refused, with no request to Redis.
+        if let Some(left) = (inner.fleet_holds.load(Ordering::Relaxed)
+            && matches!(state, State::Closed | State::HalfOpen))
+        .then(|| inner.fleet_still_open(inner.policy.clock_now()))
+        .flatten()
+        {
             inner.trials_refused.fetch_add(1, Ordering::Relaxed);
             return Err(inner.policy.refused(State::Open, Some(left)));
+        }
+        if state != State::HalfOpen || self.is_degraded() {
+            return inner.policy.call(future).await;
         }
         // Armed before the request, so a grant whose caller is cancelled
         // (or whose reply times out) is given back too.
@@ -465,18 +513,10 @@ impl FleetBreaker {
             }
             Ok(reply) => {
                 slot.armed = false;
-                if let (State::Open, Some(left)) =
-                    (reply.decision.state, reply.decision.open_remaining)
-                {
-                    // The fleet is still open (an opening longer than this
-                    // instance's own open time): refused locally until it
-                    // ends, unless a newer decision is applied meanwhile.
-                    *inner
-                        .fleet_open
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                        Some((reply.decision.version, now.saturating_add(left)));
-                }
+                // The fleet still open (an opening longer than this
+                // instance's own open time) was recorded by the reply's
+                // merge: refused locally until it ends, unless a newer
+                // decision is applied meanwhile.
                 // Refused as the policy refuses a call when its half-open
                 // trials are all taken: logged and observed the same way.
                 inner.trials_refused.fetch_add(1, Ordering::Relaxed);
@@ -495,7 +535,10 @@ impl FleetBreaker {
         result
     }
 
-    /// The state a call made now would see (local, no network).
+    /// The state a call made now would see (local, no network): the
+    /// local breaker's, or Open while the fleet's decision applied here is
+    /// open (an opening longer than this instance's own open time, or a
+    /// local close the fleet refused; not while degraded).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -515,7 +558,14 @@ impl FleetBreaker {
     /// # }).unwrap();
     /// ```
     pub fn state(&self) -> State {
-        self.inner.policy.state()
+        let inner = &self.inner;
+        let state = inner.policy.state();
+        if matches!(state, State::Closed | State::HalfOpen)
+            && inner.fleet_still_open(inner.policy.clock_now()).is_some()
+        {
+            return State::Open;
+        }
+        state
     }
 
     /// The fleet's decision as last applied here (`None` before the first

@@ -119,6 +119,13 @@ pub(super) struct Local {
 pub(super) struct Reply {
     pub(super) decision: Decision,
     pub(super) flags: i64,
+    /// What is left of an open decision's opening as stored (not capped
+    /// at this instance's `max_open_for`, as the decision's is for the
+    /// merge; at most [`Config::MAX_OPEN_FOR`], which the script honours
+    /// a stored opening up to): this instance refuses calls until then.
+    ///
+    /// [`Config::MAX_OPEN_FOR`]: fusebox::breaker::Config::MAX_OPEN_FOR
+    pub(super) fleet_remaining: Option<Duration>,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -224,15 +231,20 @@ pub(super) fn parse(reply: &[i64], max_open_for: Duration) -> Result<Reply, Back
     if streak > 15 || until < 0 || now < 0 || flags < 0 {
         return Err(bad());
     }
-    let (state, open_remaining) = match state {
-        0 => (State::Closed, None),
+    let longest: Duration = fusebox::breaker::Config::MAX_OPEN_FOR.into();
+    let (state, open_remaining, fleet_remaining) = match state {
+        0 => (State::Closed, None, None),
         1 => {
             let left = until.saturating_sub(now).max(0).unsigned_abs();
-            let left = Duration::from_micros(left).min(max_open_for);
-            (State::Open, Some(left.into()))
+            let left = Duration::from_micros(left);
+            (
+                State::Open,
+                Some(left.min(max_open_for).into()),
+                Some(left.min(longest)),
+            )
         }
-        2 => (State::HalfOpen, None),
-        3 => (State::ForcedOpen, None),
+        2 => (State::HalfOpen, None, None),
+        3 => (State::ForcedOpen, None, None),
         _ => return Err(bad()),
     };
     let reopen_streak = if matches!(state, State::Open | State::HalfOpen) {
@@ -248,6 +260,7 @@ pub(super) fn parse(reply: &[i64], max_open_for: Duration) -> Result<Reply, Back
             reopen_streak,
         },
         flags,
+        fleet_remaining,
     })
 }
 
@@ -266,6 +279,17 @@ mod tests {
         assert_eq!(open.decision.state, State::Open);
         assert_eq!(open.decision.open_remaining, Some(max.into()));
         assert_eq!(open.decision.reopen_streak, 2);
+        // The fleet's own opening is kept uncapped by `max_open_for`, up
+        // to the longest any configuration has.
+        let longest: Duration = fusebox::breaker::Config::MAX_OPEN_FOR.into();
+        assert_eq!(open.fleet_remaining, Some(longest));
+        let two_min = parse(&[3, 1, 120_000_005, 2, 5, 8], max).unwrap();
+        assert_eq!(two_min.decision.open_remaining, Some(max.into()));
+        assert_eq!(two_min.fleet_remaining, Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse(&[3, 2, 0, 2, 5, 8], max).unwrap().fleet_remaining,
+            None
+        );
         let expired = parse(&[3, 1, 4, 0, 5, 0], max).unwrap();
         assert_eq!(
             expired.decision.open_remaining,

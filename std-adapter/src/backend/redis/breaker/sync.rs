@@ -153,8 +153,19 @@ impl Inner {
         // (a restore). The count to compare with from now on.
         self.trips_published.store(trips, Ordering::Release);
         if let Op::Close(version, ..) = op {
-            self.close_reported.store(version, Ordering::Release);
-            self.trial_closes_reported.store(closes, Ordering::Release);
+            // Refused because the fleet's opening of that version is not
+            // over (an instance configured with a longer open time opened
+            // it): the close stays to report, sent again at each
+            // reconciliation, and closes the fleet once the opening ends.
+            // Reported once and dropped, it left this instance closed
+            // under the fleet's open, then half-open, decision.
+            let refused = reply.decision.version == version
+                && reply.decision.state == State::Open
+                && reply.fleet_remaining.is_some_and(|left| !left.is_zero());
+            if !refused {
+                self.close_reported.store(version, Ordering::Release);
+                self.trial_closes_reported.store(closes, Ordering::Release);
+            }
         }
         self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(reply)
@@ -275,6 +286,12 @@ impl Inner {
                 }
                 _ => *last = Some(d),
             }
+        }
+        if held && d.state == State::Open {
+            // The fleet's open-until is adopted: calls are refused until
+            // the stored opening ends, even past this instance's own open
+            // time (see `FleetBreaker::call`).
+            self.hold_fleet_open(d.version, reply.fleet_remaining.unwrap_or_default(), now);
         }
         match merged {
             Ok(Some(t)) => {
