@@ -132,3 +132,79 @@ async fn redis_breaker_a_slot_of_a_longer_configured_trial_ttl_is_not_stolen() {
     assert_eq!(long.fleet_metrics().corrupt, 0);
     hung.abort();
 }
+
+/// Two failures trip it, open 300 ms, two trials at a time, two
+/// successes close.
+fn core_closing_after_two() -> Arc<CircuitBreaker> {
+    Arc::new(CircuitBreaker::new(
+        Config::builder()
+            .consecutive_failures(2)
+            .open_for(Duration::from_millis(300).into())
+            .half_open_permits(2)
+            .close_after(2)
+            .build()
+            .unwrap(),
+    ))
+}
+
+/// Values of a size no instance writes (a success count followed by a
+/// megabyte of "tokens", a trial slot of a megabyte) are rejected
+/// unread: deleted, counted corrupt, never copied into the script at
+/// every call. Before, the count was taken as one success counted
+/// already, so the fleet closed on one trial where two are configured,
+/// and the megabyte was copied (and written back, grown) at each close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_values_of_a_size_no_instance_writes_are_rejected() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = FleetBreaker::builder("payouts", core_closing_after_two(), backend(&url).await)
+        .sync_interval(Duration::from_millis(50))
+        .trial_ttl(Duration::from_secs(2))
+        .build()
+        .await
+        .expect("fleet breaker");
+    trip(&a).await;
+    let mut conn = raw(&url).await;
+    let half_open = version(&mut conn, &a).await + 1;
+    let junk = "x".repeat(1 << 20);
+    let ok_key = a.decision_key().replace(":decision", ":trial:ok");
+    let () = redis::pipe()
+        .cmd("SET")
+        .arg(&ok_key)
+        .arg(format!("{half_open}:1:{junk}"))
+        .ignore()
+        .cmd("SET")
+        .arg(a.decision_key().replace(":decision", ":trial:2"))
+        .arg(format!("{half_open}:ttl1000:{junk}"))
+        .arg("PX")
+        .arg(1000)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
+    let corrupt = a.fleet_metrics().corrupt;
+    a.call(async { Ok::<_, ()>(()) })
+        .await
+        .expect("first trial");
+    a.sync().await.unwrap();
+    let stored: String = redis::cmd("GET")
+        .arg(a.decision_key())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(stored.contains(":h:"), "one success of two: {stored}");
+    assert!(a.fleet_metrics().corrupt > corrupt, "counted");
+    let len: usize = redis::cmd("STRLEN")
+        .arg(&ok_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(len < 1024, "the megabyte is gone: {len} bytes");
+    // The second success closes it.
+    a.call(async { Ok::<_, ()>(()) })
+        .await
+        .expect("second trial");
+    a.sync().await.unwrap();
+    assert_eq!(a.fleet_state(), Some(State::Closed));
+}

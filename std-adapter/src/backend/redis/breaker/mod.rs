@@ -149,7 +149,8 @@ use crate::CallError;
 ///   local state (a decision made since Redis lost its data, numbered
 ///   below this instance's version by instances that never saw it, is
 ///   kept and renumbered if it holds the breaker more firmly: forced >
-///   open > half-open > closed; corrupt values, including keys of another type, are
+///   open > half-open > closed; corrupt values, including keys of another type
+///   and values longer than any instance writes (deleted once read), are
 ///   counted, logged once and replaced, never an error that would leave
 ///   the breaker degraded).
 /// * **Operators.** `force_open`/`force_close` apply fleet-wide; from

@@ -97,16 +97,27 @@ end
 -- A GET that survives a key of another type (written by a careless or
 -- hostile hand): the key is deleted and read as missing, and the reply
 -- says a corrupt value was replaced, so no instance is stuck on an error.
+-- A value longer than `max` bytes, a size no instance writes, is treated
+-- so too: a megabyte written by hand is read once, then gone (kept, it
+-- was copied into the script at every call and, as a success count's
+-- tokens, written back grown at every close). (STRLEN would spare that
+-- one read, but is not in the documented ACL.)
 local wrong = false
-local function get(k)
+local function get(k, max)
   local r = redis.pcall('GET', k)
-  if type(r) == 'table' and r.err then
+  if (type(r) == 'table' and r.err) or (type(r) == 'string' and #r > max) then
     redis.call('DEL', k)
     wrong = true
     return false
   end
   return r
 end
+-- The longest values instances write: a decision; a record (a token,
+-- one decimal number); a trial slot (a version, a TTL, a token: an
+-- instance id of at most 128 bytes, a nonce, a sequence number); the
+-- successes of one half-open decision (a count and at most 255 tokens,
+-- close_after's largest value).
+local MAX_DECISION, MAX_RECORD, MAX_SLOT, MAX_SUCCESSES = 64, 32, 512, 65536
 
 -- Parse and validate the stored decision field by field.
 local v, s, untl, streak
@@ -116,7 +127,7 @@ local function store(nv, ns, nu, nk)
   redis.call('SET', key, string.format('fb1:%.0f:%s:%.0f:%d', v, s, untl, streak))
   changed = true
 end
-local raw = get(key)
+local raw = get(key, MAX_DECISION)
 local valid = false
 if raw and type(raw) == 'string' and #raw <= 64 then
   local a, b, c, d = string.match(raw, '^fb1:(%d+):([cohf]):(%d+):(%d+)$')
@@ -213,7 +224,7 @@ local function expired() return s == 'o' and untl <= now end
 local sent = tonumber(string.match(ARGV[12] or '', '^%d+$') or '')
 local recorded = false
 if (op == 'trip' or op == 'force_open' or op == 'force_close') and KEYS[4] and sent then
-  local rec = get(KEYS[4])
+  local rec = get(KEYS[4], MAX_RECORD)
   local last = nil
   if rec then last = tonumber(string.match(rec, '^%d+$') or '') end
   if rec and not last then wrong = true end
@@ -277,7 +288,7 @@ elseif op == 'close' then
     local token = ARGV[10] or ''
     local again = false
     if need > 1 then
-      local raw_ok = get(KEYS[3]) or ''
+      local raw_ok = get(KEYS[3], MAX_SUCCESSES) or ''
       local pv, pc = string.match(raw_ok, '^(%d+):(%d+)$')
       local pt = nil
       if pv == nil then pv, pc, pt = string.match(raw_ok, '^(%d+):(%d+):(.+)$') end
@@ -329,7 +340,7 @@ elseif op == 'trial' then
       local mine = nil
       if #ARGV[9] > 0 then
         for i = 4, #KEYS do
-          local cur = get(KEYS[i])
+          local cur = get(KEYS[i], MAX_SLOT)
           if cur and string.sub(cur, 1, #prefix) == prefix and #cur > #suffix
             and string.sub(cur, -#suffix) == suffix then
             mine = i
@@ -340,7 +351,7 @@ elseif op == 'trial' then
       if mine then flags = flags + 2 end
       for i = 4, #KEYS do
         if mine then break end
-        local cur = get(KEYS[i])
+        local cur = get(KEYS[i], MAX_SLOT)
         local free = not cur or string.sub(cur, 1, #prefix) ~= prefix
         if not free then
           -- A slot no trial could have set is forged: taken over (so it
@@ -375,7 +386,7 @@ elseif op == 'release' then
   -- the grant (cancelled, or its reply timed out).
   local suffix = ':' .. ARGV[9]
   for i = 4, #KEYS do
-    local cur = get(KEYS[i])
+    local cur = get(KEYS[i], MAX_SLOT)
     if cur and #ARGV[9] > 0 and string.sub(cur, -#suffix) == suffix then
       redis.call('DEL', KEYS[i])
     end
