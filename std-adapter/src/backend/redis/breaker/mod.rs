@@ -152,7 +152,13 @@ use crate::CallError;
 ///   open > half-open > closed; corrupt values, including keys of another type
 ///   and values longer than any instance writes (deleted once read), are
 ///   counted, logged once and replaced, never an error that would leave
-///   the breaker degraded).
+///   the breaker degraded). One exception: the script writes no version
+///   past 9 007 199 254 740 000 (its numbers are doubles, exact to 2^53),
+///   which only a hand writing versions 2^32 ahead again and again, each
+///   adopted, reaches; there every reconciliation fails with
+///   [`BackendError::Protocol`] and the instances decide on local state
+///   alone, degraded, until an operator deletes the decision key and
+///   restarts them (their merged versions stay).
 /// * **Operators.** `force_open`/`force_close` apply fleet-wide; from
 ///   `redis-cli`, write a newer version, e.g. after `GET
 ///   fusebox:{breaker:payments}:decision` returned `fb1:7:c:0:0`, run

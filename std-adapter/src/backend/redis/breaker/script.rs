@@ -20,6 +20,9 @@ pub(super) const CORRUPT: i64 = 1;
 pub(super) const GRANTED: i64 = 2;
 pub(super) const REPOPULATED: i64 = 4;
 pub(super) const CHANGED: i64 = 8;
+/// A change was not written: the version would pass the largest the
+/// script writes (just below 2^53, where Lua's numbers stop being exact).
+pub(super) const EXHAUSTED: i64 = 16;
 
 /// One operation on the shared decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,7 +218,18 @@ pub(super) async fn run(
         Ok(Err(e)) => return Err(super::super::connection::fault(&e)),
         Ok(Ok(reply)) => reply,
     };
-    parse(&reply, local.max_open_for)
+    let reply = parse(&reply, local.max_open_for)?;
+    if reply.flags & EXHAUSTED != 0 {
+        // Applied, the unchanged decision would read as the fleet's
+        // answer to this instance's trip or close: decided locally
+        // instead, as with Redis out, until an operator resets it.
+        return Err(BackendError::Protocol(
+            "shared breaker decision version exhausted (above 2^53 - 992): \
+             delete the decision key and restart the instances"
+                .into(),
+        ));
+    }
+    Ok(reply)
 }
 
 /// The reply as a decision, every field checked; an open deadline is

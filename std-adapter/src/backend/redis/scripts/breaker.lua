@@ -65,7 +65,8 @@
 --
 -- Reply: {version, state (0 c, 1 o, 2 h, 3 f), open_until_us, streak,
 --         now_us, flags}; flags: 1 corrupt value replaced, 2 trial granted,
---         4 store repopulated from the caller, 8 decision changed.
+--         4 store repopulated from the caller, 8 decision changed,
+--         16 version space exhausted (a change past LIMIT not written).
 local key = KEYS[1]
 local op = ARGV[1]
 local known = tonumber(ARGV[2]) or 0
@@ -122,7 +123,21 @@ local MAX_DECISION, MAX_RECORD, MAX_SLOT, MAX_SUCCESSES = 64, 32, 512, 65536
 -- Parse and validate the stored decision field by field.
 local v, s, untl, streak
 local changed = false
+-- No version past LIMIT is written: the script itself takes one for
+-- forged (Lua numbers are doubles, exact to 2^53; at 2^53, v + 1 == v).
+-- There the fleet's version space is exhausted (only a hand writing
+-- versions 2^32 ahead again and again, each adopted, gets there): the
+-- decision stays as stored, and the reply to every call made with the
+-- stored version at LIMIT says so (flag 16), a command's record
+-- unwritten (it did not run); instances
+-- then decide on local state alone until an operator deletes the
+-- decision key and restarts them (their merged versions stay).
+local exhausted = false
 local function store(nv, ns, nu, nk)
+  if nv > LIMIT then
+    exhausted = true
+    return
+  end
   v, s, untl, streak = nv, ns, nu, nk
   redis.call('SET', key, string.format('fb1:%.0f:%s:%.0f:%d', v, s, untl, streak))
   changed = true
@@ -223,6 +238,7 @@ local function expired() return s == 'o' and untl <= now end
 -- process's trips and admin commands repeats for as long as it ran).
 local sent = tonumber(string.match(ARGV[12] or '', '^%d+$') or '')
 local recorded = false
+local write_record = false
 if (op == 'trip' or op == 'force_open' or op == 'force_close') and KEYS[4] and sent then
   local rec = get(KEYS[4], MAX_RECORD)
   local last = nil
@@ -236,7 +252,9 @@ if (op == 'trip' or op == 'force_open' or op == 'force_close') and KEYS[4] and s
     end
   end
   recorded = last ~= nil and sent <= last
-  if not recorded then redis.call('SET', KEYS[4], ARGV[12], 'PX', DAY) end
+  -- Written at the end, once the command ran (not with the version
+  -- space exhausted: the command, not run, is sent again).
+  write_record = not recorded
 end
 
 if op == 'trip' and recorded then
@@ -393,7 +411,11 @@ elseif op == 'release' then
   end
 end
 
+-- At the limit, with no change written, every caller is told too.
+if v >= LIMIT then exhausted = true end
+if write_record and not exhausted then redis.call('SET', KEYS[4], ARGV[12], 'PX', DAY) end
 if wrong then flags = flags + 1 end
+if exhausted then flags = flags + 16 end
 if changed then
   flags = flags + 8
   local publish = 'PUBLISH'
