@@ -101,3 +101,42 @@ async fn redis_breaker_a_shorter_open_for_adopts_the_fleets_open_until() {
         .await
         .expect("closed everywhere");
 }
+
+/// The same with the local trial decided while Redis was out: back, the
+/// instance finds the fleet still open, refuses calls until the fleet's
+/// opening ends, and its close, sent again, closes the fleet then.
+/// Before, it read Closed and admitted every call for the rest of the
+/// fleet's opening, its close refused once and never sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_local_close_while_degraded_waits_for_the_fleets_opening() {
+    let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let url = server.url();
+    let short = instance(&url, "refunds", Duration::from_millis(200)).await;
+    let long = instance(&url, "refunds", Duration::from_secs(8)).await;
+    trip(&long).await;
+    until_state(&short, State::Open, Duration::from_secs(2)).await;
+    server.kill();
+    until_state(&short, State::HalfOpen, Duration::from_secs(2)).await;
+    short
+        .call(async { Ok::<_, ()>(()) })
+        .await
+        .expect("a local trial while degraded");
+    assert!(short.is_degraded());
+    assert_eq!(short.state(), State::Closed);
+    server.restart();
+    let start = tokio::time::Instant::now();
+    while short.is_degraded() {
+        assert!(start.elapsed() < Duration::from_secs(3), "not reconnected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    short.sync().await.unwrap();
+    assert!(stored(&url, short.decision_key()).await.contains(":o:"));
+    assert_eq!(short.state(), State::Open, "the fleet is still open");
+    let refused = short.call(async { Ok::<_, ()>(()) }).await;
+    assert!(
+        matches!(refused, Err(CallError::Open { .. })),
+        "{refused:?}"
+    );
+    until_state(&long, State::Closed, Duration::from_secs(14)).await;
+    assert!(stored(&url, short.decision_key()).await.contains(":c:"));
+}
