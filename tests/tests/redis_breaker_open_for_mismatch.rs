@@ -140,3 +140,37 @@ async fn redis_breaker_a_local_close_while_degraded_waits_for_the_fleets_opening
     until_state(&long, State::Closed, Duration::from_secs(14)).await;
     assert!(stored(&url, short.decision_key()).await.contains(":c:"));
 }
+
+/// An operator's `force_close` that failed (Redis out) closes this
+/// instance locally only, as documented, and stays: back, the instance
+/// does not take the fleet's opening it was closed under for one to
+/// hold again (a newer decision still applies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_a_failed_force_close_is_not_undone_by_the_fleets_opening() {
+    let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let url = server.url();
+    let short = instance(&url, "payouts", Duration::from_millis(200)).await;
+    let long = instance(&url, "payouts", Duration::from_secs(8)).await;
+    trip(&long).await;
+    until_state(&short, State::Open, Duration::from_secs(2)).await;
+    server.kill();
+    assert!(short.force_close().await.is_err());
+    assert_eq!(short.state(), State::Closed);
+    server.restart();
+    let start = tokio::time::Instant::now();
+    while short.is_degraded() {
+        assert!(start.elapsed() < Duration::from_secs(3), "not reconnected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    short.sync().await.unwrap();
+    assert!(stored(&url, short.decision_key()).await.contains(":o:"));
+    assert_eq!(short.state(), State::Closed, "closed by the operator");
+    short
+        .call(async { Ok::<_, ()>(()) })
+        .await
+        .expect("admitted, as before Redis came back");
+    // A newer decision still applies: the long instance's force_open.
+    long.force_open().await.unwrap();
+    short.sync().await.unwrap();
+    assert_eq!(short.state(), State::ForcedOpen);
+}

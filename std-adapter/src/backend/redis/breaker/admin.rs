@@ -134,6 +134,10 @@ impl FleetBreaker {
                 self.inner
                     .close_reported
                     .store(d.version, Ordering::Release);
+                // Nor overridden here by that decision's opening, read
+                // again once Redis answers: the operator closed this
+                // instance (a newer decision still applies).
+                self.inner.waive_fleet_open(d.version);
             }
         }
         r

@@ -429,6 +429,7 @@ impl FleetBreakerBuilder {
             pending_trip: Mutex::new(None),
             fleet_open: Mutex::new(None),
             fleet_holds: AtomicBool::new(false),
+            fleet_open_waived: AtomicU64::new(u64::MAX),
             close_reported: AtomicU64::new(u64::MAX),
             trial_closes,
             trial_closes_reported: AtomicU64::new(0),

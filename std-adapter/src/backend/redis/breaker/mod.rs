@@ -65,7 +65,11 @@ use crate::CallError;
 /// lasts, the instance keeps refusing calls, and sends the close again at
 /// each reconciliation, closing the fleet once the opening ends (for up
 /// to one sync interval after that end, the instance admits calls while
-/// the fleet's decision, run out, still reads open). Only a deadline
+/// the fleet's decision, run out, still reads open). An operator's
+/// [`force_close`](FleetBreaker::force_close) or
+/// [`reset`](FleetBreaker::reset) that failed closes the instance under
+/// that opening for good, as documented there (a newer decision still
+/// applies). Only a deadline
 /// further away than `MAX_OPEN_FOR` is taken for forged: counted corrupt
 /// and cut to the reading instance's `max_open_for`. (A hand with write
 /// access can hold the fleet open longer anyway, by writing a
@@ -275,6 +279,10 @@ pub(super) struct Inner {
     /// `fleet_open` is set: read by every call (one atomic load on the
     /// closed fast path; the lock only while it is set).
     fleet_holds: AtomicBool,
+    /// The version whose opening is not held here (`u64::MAX`: none): an
+    /// operator's `force_close` or `reset` that failed closed this
+    /// instance under it, locally only.
+    fleet_open_waived: AtomicU64,
     tokens: AtomicU64,
     task: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -339,7 +347,7 @@ impl Inner {
             .fleet_open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if left.is_zero() {
+        if left.is_zero() || self.fleet_open_waived.load(Ordering::Acquire) == version {
             if held.is_some_and(|(v, _)| v == version) {
                 *held = None;
                 self.fleet_holds.store(false, Ordering::Release);
@@ -348,6 +356,18 @@ impl Inner {
         }
         *held = Some((version, now.saturating_add(left.into())));
         self.fleet_holds.store(true, Ordering::Release);
+    }
+
+    /// Ends the hold of the fleet's opening `version`, and holds it no
+    /// more (see `fleet_open_waived`).
+    fn waive_fleet_open(&self, version: u64) {
+        let mut held = self
+            .fleet_open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.fleet_open_waived.store(version, Ordering::Release);
+        *held = None;
+        self.fleet_holds.store(false, Ordering::Release);
     }
 
     /// The trial slot's TTL in ms, at most a day (the script takes a
