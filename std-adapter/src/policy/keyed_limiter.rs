@@ -47,11 +47,13 @@ use crate::TokioClock;
 /// slot freed between two asks may be taken by another new key first),
 /// and fails with
 /// [`LimitError::TableFull`] once that span has passed since it first
-/// found the table full (extended by a quota change it sees), or when its
-/// next ask would come after its deadline: the slots were then held by
-/// keys still sending. Each refused ask counts in the core's `table_full`
+/// found the table full (extended by a quota change it sees, to at most
+/// twice the longest span seen since then), or when no ask is left before
+/// its deadline (an ask that would come after it is made at the last
+/// instant before it instead): the slots were then held by keys still
+/// sending. Each refused ask counts in the core's `table_full`
 /// and `limited` (at most about 18 + log2(burst) per wait, as many again
-/// per quota change). A slot
+/// per quota change, one more for a deadline). A slot
 /// held longer by the core (after a change that lowered a burst, or for a
 /// clock behind the key's last admission) may outlast the wait: then
 /// `TableFull` too.
@@ -335,8 +337,9 @@ where
     ///
     /// As [`until_n_ready`](Self::until_n_ready), and
     /// [`LimitError::DeadlineExceeded`]; a wait for a slot (the table full)
-    /// whose next ask would come after the deadline fails with
-    /// [`LimitError::TableFull`] (a deadline already past: at once).
+    /// asks last just before the deadline (its last sleep ending before
+    /// it), and fails with [`LimitError::TableFull`] then (a deadline
+    /// already past, or less than a tick away: at once).
     ///
     /// ```
     /// use std::time::Duration;
@@ -434,16 +437,21 @@ where
                         Refused::Wait(limited.retry_after)
                     }
                     KeyedError::TableFull => {
-                        let wait = SlotWait::after(slot.take(), self.spans(), quotas, now);
-                        let next = wait.next;
-                        let by_deadline = deadline.is_none_or(|d| {
-                            crate::clock::ends_before(self.clock.to_tokio(next), d)
-                        });
-                        if now >= wait.by || !by_deadline {
+                        let mut wait = SlotWait::after(slot.take(), self.spans(), quotas, now);
+                        if let Some(d) = deadline {
+                            // An ask scheduled after the deadline is
+                            // moved to the last instant before it, not
+                            // given up (found by a hostile review: a
+                            // waiter with 700 ms left on one token a
+                            // second failed at once, its slot freeing
+                            // 500 ms later).
+                            wait.next = wait.next.min(self.last_ask_before(d));
+                        }
+                        if now >= wait.by || wait.next <= now {
                             return Refused::Never(LimitError::TableFull);
                         }
                         slot = Some(wait);
-                        Refused::Wait(next - now)
+                        Refused::Wait(wait.next - now)
                     }
                     KeyedError::InsufficientCapacity(e) => {
                         Refused::Never(LimitError::InsufficientCapacity {
@@ -476,6 +484,16 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
         )
     }
 
+    /// The last instant a waiter may ask at and still end before
+    /// `deadline`, counting tokio's rounding of a sleep up to its tick
+    /// (see [`crate::clock::ends_before`]); [`fusebox::Instant::ZERO`] if
+    /// there is none after the clock's origin.
+    fn last_ask_before(&self, deadline: tokio::time::Instant) -> fusebox::Instant {
+        deadline
+            .checked_sub(crate::clock::TIMER_TICK)
+            .map_or(fusebox::Instant::ZERO, |last| self.clock.to_core(last))
+    }
+
     /// The longest burst span among the tiers (the time a drained bucket
     /// takes to be full, so its slot idle) and the shortest token interval.
     fn spans(&self) -> (fusebox::Duration, fusebox::Duration) {
@@ -503,8 +521,11 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
 /// of the longest span, and gives up with `TableFull` once that span has
 /// passed since it first found the table full (or since a quota change it
 /// saw, the longer of the old and new spans, starting over at the new
-/// quotas' pace): every slot of its window was then taken by a key still
-/// sending. At most about 18 + log2(burst) asks, each refusal counted by
+/// quotas' pace, but never past twice the longest span seen since the
+/// first refusal: quotas set again and again must not hold it for ever),
+/// or when no ask is left before its deadline (an ask due after it is
+/// made just before it instead): every slot of its window was then taken
+/// by a key still sending. At most about 18 + log2(burst) asks, each refusal counted by
 /// the core in `table_full` (and `limited`), and as many again per quota
 /// change.
 #[derive(Clone, Copy)]
@@ -519,6 +540,10 @@ struct SlotWait<const TIERS: usize> {
     cap: fusebox::Duration,
     /// The longest span under `quotas`.
     span: fusebox::Duration,
+    /// When the waiter first found the table full.
+    first: fusebox::Instant,
+    /// The longest span under any quotas seen since `first`.
+    longest: fusebox::Duration,
     /// The quotas the bound was computed under.
     quotas: Quotas<TIERS>,
 }
@@ -540,21 +565,33 @@ impl<const TIERS: usize> SlotWait<TIERS> {
             Some(wait) => {
                 // A quota changed: asked at the new quotas' pace, but a
                 // slot may be held for the old quota's span after the
-                // change (the core's hold on lowered bursts).
-                let by = wait.by.max(now + span.max(wait.span));
-                Self::start(span, token, quotas, by)
+                // change (the core's hold on lowered bursts). Extended at
+                // most to twice the longest span from the first refusal,
+                // which covers one change anywhere in the wait: changes
+                // coming again and again (a configuration re-applied
+                // every few seconds) extended it for ever (found by a
+                // hostile review).
+                let longest = wait.longest.max(span);
+                let by = wait
+                    .by
+                    .max(now + span.max(wait.span))
+                    .min(wait.first + longest.saturating_mul(2));
+                Self::start((span, token), quotas, (wait.first, by), longest)
             }
-            None => Self::start(span, token, quotas, now + span),
+            None => Self::start((span, token), quotas, (now, now + span), span),
         };
         wait.next = (now + wait.step).min(wait.by);
         wait
     }
 
+    /// A wait first refused at `first`, giving up `by`, asking at the pace
+    /// of `quotas` (of `span` and `token`, see `KeyedLimiter::spans`), the
+    /// longest span seen since `first` being `longest`.
     fn start(
-        span: fusebox::Duration,
-        token: fusebox::Duration,
+        (span, token): (fusebox::Duration, fusebox::Duration),
         quotas: Quotas<TIERS>,
-        by: fusebox::Instant,
+        (first, by): (fusebox::Instant, fusebox::Instant),
+        longest: fusebox::Duration,
     ) -> Self {
         let step = token.max(crate::clock::TIMER_TICK.into());
         let cap = span.checked_div(16).unwrap_or(span).max(step);
@@ -564,6 +601,8 @@ impl<const TIERS: usize> SlotWait<TIERS> {
             step,
             cap,
             span,
+            first,
+            longest,
             quotas,
         }
     }

@@ -99,9 +99,11 @@ async fn a_slot_wait_asks_a_bounded_number_of_times() {
     assert_eq!((m.evictions, m.keys), (0, 1), "{m:?}");
 }
 
-/// A deadline before the slot frees: the waiter never sleeps past it and
-/// fails with `TableFull` (a deadline already past: at once, without a
-/// sleep); one after it: admitted when the slot frees.
+/// A deadline before the slot frees: the waiter never sleeps past it,
+/// asks last just before it (its sleep ending before it, tokio's tick
+/// counted) and fails with `TableFull` (a deadline already past: at once,
+/// without a sleep); one after it: admitted at its first ask after the
+/// slot frees.
 #[tokio::test(start_paused = true)]
 async fn a_slot_wait_never_passes_its_deadline() {
     let (_core, limiter) = held_by_one(Quota::per_second(2).unwrap(), 2).await;
@@ -111,7 +113,10 @@ async fn a_slot_wait_never_passes_its_deadline() {
         limiter.until_n_ready_by(&2, 1, Some(deadline)).await,
         Err(LimitError::TableFull)
     );
-    assert!(tokio::time::Instant::now() <= deadline);
+    assert_eq!(
+        tokio::time::Instant::now(),
+        deadline - Duration::from_millis(1)
+    );
     let past = Some(tokio::time::Instant::now() - Duration::from_millis(1));
     let before = tokio::time::Instant::now();
     assert_eq!(
@@ -121,7 +126,8 @@ async fn a_slot_wait_never_passes_its_deadline() {
     assert_eq!(tokio::time::Instant::now(), before);
     let later = Some(start + Duration::from_secs(2));
     assert_eq!(limiter.until_n_ready_by(&2, 1, later).await, Ok(()));
-    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    // Asked at 299 ms, 799 ms, then 1 299 ms (the slot free since 1 s).
+    assert_eq!(start.elapsed(), Duration::from_millis(1_299));
     assert_eq!(limiter.waiting_keys(), 0);
 }
 
@@ -229,4 +235,60 @@ async fn a_key_that_sent_once_frees_its_slot_within_a_token() {
     assert_eq!(limiter.until_ready(&2).await, Ok(()));
     assert_eq!(start.elapsed(), Duration::from_millis(1));
     assert_eq!(core.metrics().evictions, 1);
+}
+
+/// A deadline that falls between two asks: the waiter asks once more at
+/// the last instant whose sleep ends before it, and takes the slot freed
+/// meanwhile. Found by a hostile review: it gave up with `TableFull` as
+/// soon as its next scheduled ask fell after the deadline, so a waiter
+/// on one token a second with 700 ms left failed at once, though the
+/// slot it needed freed 500 ms later.
+#[tokio::test(start_paused = true)]
+async fn a_slot_wait_asks_once_more_just_before_its_deadline() {
+    let (_core, limiter) = held_by_one(Quota::per_second(1).unwrap(), 1).await;
+    let start = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Key 1 is idle at 1 s; the first ask (one token later) would be at 1.5 s.
+    let deadline = start + Duration::from_millis(1_200);
+    assert_eq!(
+        limiter.until_n_ready_by(&2, 1, Some(deadline)).await,
+        Ok(())
+    );
+    assert_eq!(start.elapsed(), Duration::from_millis(1_199));
+}
+
+/// A quota set again and again while a key waits for a slot (a
+/// configuration re-applied every 500 ms, the holder sending all along):
+/// the waiter still gives up, twice the longest span after it first found
+/// the table full. Found by a hostile review: each change it saw pushed
+/// its give-up a whole span further, so it waited for as long as the
+/// changes came (20 s here, for ever under a periodic reload).
+#[tokio::test(start_paused = true)]
+async fn a_quota_set_again_and_again_does_not_hold_a_slot_wait_for_ever() {
+    use fusebox::Clock;
+    let quota = Quota::per_second(2).unwrap();
+    let (core, limiter) = held_by_one(quota, 2).await;
+    let busy = {
+        let limiter = Arc::clone(&limiter);
+        tokio::spawn(async move {
+            loop {
+                limiter.until_ready(&1).await.unwrap();
+            }
+        })
+    };
+    let reload = {
+        let (core, clock) = (Arc::clone(&core), limiter.clock());
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                core.set_quota(0, quota, clock.now()).unwrap();
+            }
+        })
+    };
+    let start = tokio::time::Instant::now();
+    assert_eq!(limiter.until_ready(&2).await, Err(LimitError::TableFull));
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    busy.abort();
+    reload.abort();
+    assert_eq!(core.metrics().evictions, 0);
 }
