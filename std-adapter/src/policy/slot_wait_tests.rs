@@ -292,3 +292,38 @@ async fn a_quota_set_again_and_again_does_not_hold_a_slot_wait_for_ever() {
     reload.abort();
     assert_eq!(core.metrics().evictions, 0);
 }
+
+/// Sound, kept as a test (hostile review): eight new keys wait for the
+/// one slot a drained key leaves at 1 s. Exactly one takes it (at 1 s);
+/// the slot is then busy again (its new key just sent), so the seven
+/// others give up with `TableFull` at the end of their span, none
+/// admitted, none twice, nothing left queued.
+#[tokio::test(start_paused = true)]
+async fn many_waiters_for_one_slot_admit_one() {
+    let (core, limiter) = held_by_one(Quota::per_second(2).unwrap(), 2).await;
+    let start = tokio::time::Instant::now();
+    let waiters: Vec<_> = (2..10u32)
+        .map(|key| {
+            let limiter = Arc::clone(&limiter);
+            tokio::spawn(async move { (limiter.until_ready(&key).await, start.elapsed()) })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for waiter in waiters {
+        results.push(waiter.await.unwrap());
+    }
+    let admitted: Vec<_> = results.iter().filter(|(r, _)| r.is_ok()).collect();
+    assert_eq!(admitted.len(), 1, "{results:?}");
+    assert_eq!(admitted[0].1, Duration::from_secs(1));
+    for (result, at) in &results {
+        if result.is_err() {
+            assert_eq!(
+                (result, *at),
+                (&Err(LimitError::TableFull), Duration::from_secs(1))
+            );
+        }
+    }
+    let m = core.metrics();
+    assert_eq!((m.allowed, m.evictions, m.keys), (2, 1, 1), "{m:?}"); // requests: key 1 once
+    assert_eq!(limiter.waiting_keys(), 0);
+}
