@@ -52,8 +52,9 @@ use crate::TokioClock;
 /// its deadline (an ask that would come after it is made at the last
 /// instant before it instead): the slots were then held by keys still
 /// sending. Each refused ask counts in the core's `table_full`
-/// and `limited` (at most about 18 + log2(burst) per wait, as many again
-/// per quota change, one more for a deadline). A slot
+/// and `limited` (at most about 18 + log2(burst) per wait with one tier,
+/// 18 + log2(longest span ÷ shortest token interval) with several, as
+/// many again per quota change, one more for a deadline). A slot
 /// held longer by the core (after a change that lowered a burst, or for a
 /// clock behind the key's last admission) may outlast the wait: then
 /// `TableFull` too.
@@ -525,9 +526,9 @@ impl<K: Eq + Hash + Clone, const N: usize, const TIERS: usize, S: BuildHasher>
 /// first refusal: quotas set again and again must not hold it for ever),
 /// or when no ask is left before its deadline (an ask due after it is
 /// made just before it instead): every slot of its window was then taken
-/// by a key still sending. At most about 18 + log2(burst) asks, each refusal counted by
-/// the core in `table_full` (and `limited`), and as many again per quota
-/// change.
+/// by a key still sending. At most about 18 + log2(span ÷ token) asks
+/// (log2(burst) with one tier), each refusal counted by the core in
+/// `table_full` (and `limited`), and as many again per quota change.
 #[derive(Clone, Copy)]
 struct SlotWait<const TIERS: usize> {
     /// When the waiter gives up.

@@ -327,3 +327,34 @@ async fn many_waiters_for_one_slot_admit_one() {
     assert_eq!((m.allowed, m.evictions, m.keys), (2, 1, 1), "{m:?}"); // requests: key 1 once
     assert_eq!(limiter.waiting_keys(), 0);
 }
+
+/// Sound, kept as a test (hostile review): two tiers that differ (tier 0
+/// one a second, burst 1; tier 1, odd keys, 1 000 a second, burst 1 000).
+/// The one slot held by key 1 (tier 1) after one request frees 1 ms
+/// later, and a tier 0 key's waiter (asking at the shortest token
+/// interval) takes it then; held by key 2 (tier 0) after its one token, it
+/// frees 1 s later, and a tier 1 key's waiter takes it at its last ask,
+/// the end of the longest span (1 s) since it found the table full.
+#[tokio::test(start_paused = true)]
+async fn tiers_that_differ_free_their_slots_at_their_own_pace() {
+    let core: Arc<fusebox::KeyedLimiter<u32, 1, 2>> = Arc::new(
+        fusebox::KeyedLimiter::with_tiers(
+            [
+                Quota::per_second(1).unwrap(),
+                Quota::per_second(1_000).unwrap(),
+            ],
+            FullPolicy::Reject,
+        )
+        .unwrap()
+        .with_tier_fn(|key| (*key % 2) as usize),
+    );
+    let limiter = KeyedLimiter::new(Arc::clone(&core));
+    let start = tokio::time::Instant::now();
+    limiter.until_ready(&1).await.unwrap();
+    assert_eq!(limiter.until_ready(&2).await, Ok(()));
+    assert_eq!(start.elapsed(), Duration::from_millis(1));
+    assert_eq!(limiter.until_ready(&3).await, Ok(()));
+    assert_eq!(start.elapsed(), Duration::from_millis(1_001));
+    let m = core.metrics();
+    assert_eq!((m.allowed, m.evictions, m.keys), (3, 2, 1), "{m:?}");
+}
