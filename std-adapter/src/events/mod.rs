@@ -660,6 +660,45 @@ mod tests {
         }
     }
 
+    /// Sound, kept as a test (hostile review of the live-subscription
+    /// count): a subscription moved to another thread stays counted and
+    /// receives; one leaked with `mem::forget` stays counted for good (its
+    /// receiver leaks with it, as tokio's own count did), so publishing
+    /// never skips a receiver alive; one outliving every `Events` handle
+    /// leaves the count right when dropped; an internal one is no
+    /// subscriber, yet receives (the lock-free skip sees it).
+    #[test]
+    fn the_live_count_follows_moves_leaks_and_internal_subscriptions() {
+        let events = Events::new(4);
+        let mut moved = events.subscribe();
+        let publisher = events.clone();
+        let got = std::thread::spawn(move || {
+            assert_eq!(publisher.publish(event()), 1);
+            moved.try_recv()
+        })
+        .join()
+        .unwrap();
+        assert_eq!((got, events.subscribers()), (Some(event()), 0));
+        std::mem::forget(events.subscribe());
+        assert_eq!((events.subscribers(), events.publish(event())), (1, 1));
+
+        let events = Events::new(4);
+        let late = events.subscribe();
+        let handle = events.clone();
+        drop(events);
+        assert_eq!(handle.subscribers(), 1);
+        drop(late);
+        assert_eq!((handle.subscribers(), handle.publish(event())), (0, 0));
+        #[cfg(feature = "http")]
+        {
+            let mut internal = handle.subscribe_internal();
+            assert_eq!((handle.subscribers(), handle.publish(event())), (0, 0));
+            assert_eq!(internal.try_recv(), Some(event()));
+            drop(internal);
+            assert_eq!(handle.subscribers(), 0);
+        }
+    }
+
     /// The names the dashboard keys rejections by are the serialised ones.
     #[test]
     fn component_names_are_their_json() {
