@@ -483,9 +483,12 @@ impl<C: Renewable> Shared<C> {
     /// read `answers_before`: a refusal found by a look that an answer
     /// overtook is already over (the answer cleared what was held before
     /// it, and holding this one would report later silences as refused
-    /// credentials until the next answer or probe). Checked under the
-    /// lock an answer takes first, so an answer either comes before the
-    /// check (nothing held) or clears after it.
+    /// credentials until the next answer or probe). Checked, and held,
+    /// under the silence lock an answer counts and clears under (see
+    /// [`command_answered`](Self::command_answered)): an answer counted
+    /// after the look read the count comes either before the check
+    /// (nothing held) or after the hold (cleared); one counted before it
+    /// cleared before the hold.
     fn hold_refusal(&self, text: String, answers_before: u64) {
         let silence = self
             .unanswered_since
@@ -521,6 +524,7 @@ impl<C: Renewable> Shared<C> {
             .clone()
     }
 
+    /// A probe ended: a new silence starts (a refusal it found is kept).
     fn answered(&self) {
         let mut silence = self
             .unanswered_since
@@ -528,6 +532,25 @@ impl<C: Renewable> Shared<C> {
             .unwrap_or_else(PoisonError::into_inner);
         silence.since = None;
         silence.answers = silence.answers.wrapping_add(1);
+    }
+
+    /// A command answered: the silence is over, and so is a refusal held.
+    /// Both under the silence lock, which [`hold_refusal`](Self::hold_refusal)
+    /// holds from its check of the answer count to the refusal held (the
+    /// same order: silence, then refusal): an answer counted before a look
+    /// read the count also cleared before the look's hold, so it never
+    /// clears a refusal found after it. Found by a hostile review: cleared
+    /// after the lock, such an answer's clear could come after the hold and
+    /// wipe the newer refusal (about 1 in 300 races on two threads), the
+    /// next silences then reported as timeouts until another probe.
+    fn command_answered(&self) {
+        let mut silence = self
+            .unanswered_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        silence.since = None;
+        silence.answers = silence.answers.wrapping_add(1);
+        self.clear_refusal();
     }
 
     /// A command given up on: only flags (it may run in a `Drop` outside
@@ -605,8 +628,7 @@ impl<C: Renewable> Watch<'_, C> {
                 // The connection answers: a run of failed trials, if any,
                 // is over (else a server back on its old socket after a
                 // hang keeps the longest backoff for the next silence).
-                self.shared.answered();
-                self.shared.clear_refusal();
+                self.shared.command_answered();
                 if self.shared.failed.load(Ordering::Relaxed) != 0 {
                     self.shared.failed.store(0, Ordering::Relaxed);
                 }

@@ -214,3 +214,88 @@ async fn a_refusal_an_answer_overtook_is_not_held() {
     answer();
     assert_eq!(conn.refusal(), None);
 }
+
+/// An answer clears a held refusal before a look can read the answer
+/// count it added: the answer is stopped between its flag's swap and the
+/// refusal's lock (held here), and the silence lock is then still its.
+/// Found by a hostile review: an answer counted under the silence lock but
+/// cleared after leaving it, so a look could read the new count there, find
+/// the credentials refused and hold that, and the older answer's clear
+/// then wiped the newer refusal (the next silences reported as timeouts
+/// until another probe; seen once in 2 000 rounds of the race below).
+#[test]
+fn an_answer_clears_a_refusal_before_a_look_can_read_its_count() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let conn = standalone(Duration::from_secs(1));
+    conn.0
+        .hold_refusal("WRONGPASS".to_owned(), conn.0.answers());
+    let refusal = conn.0.refusal.lock().unwrap();
+    let readable = std::thread::scope(|s| {
+        let answer = s.spawn(|| {
+            Watch {
+                shared: &conn.0,
+                done: false,
+            }
+            .end::<()>(&Ok(()));
+        });
+        // The answer has swapped the flag and waits for the refusal's lock.
+        while conn.0.refused.load(Ordering::Relaxed) {
+            std::thread::yield_now();
+        }
+        let readable = conn.0.unanswered_since.try_lock().is_ok();
+        drop(refusal);
+        answer.join().unwrap();
+        readable
+    });
+    assert!(!readable, "a look could read the count before the clear");
+    assert_eq!(conn.refusal(), None);
+}
+
+/// Sound, kept as a test: a look and an answer racing on two threads,
+/// 20 000 times. The refusal is held afterwards exactly when the answer
+/// came before the look read the count (the refusal is then the newer
+/// news); an answer after that read either stops the hold (an answer
+/// before the check) or clears it. Both take the silence lock, then the
+/// refusal's: no deadlock.
+#[test]
+fn a_look_and_an_answer_racing_leave_the_refusal_right() {
+    const ROUNDS: usize = 20_000;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let conn = standalone(Duration::from_secs(1));
+    let barrier = std::sync::Barrier::new(2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..ROUNDS {
+                barrier.wait();
+                let before = conn.0.answers();
+                conn.0.hold_refusal("WRONGPASS".to_owned(), before);
+                tx.send(before).unwrap();
+                barrier.wait();
+            }
+        });
+        for round in 0..ROUNDS {
+            let initial = conn.0.answers();
+            barrier.wait();
+            Watch {
+                shared: &conn.0,
+                done: false,
+            }
+            .end::<()>(&Ok(()));
+            let before = rx.recv().unwrap();
+            assert_eq!(
+                conn.refusal().is_some(),
+                before == initial.wrapping_add(1),
+                "round {round}: the look read {before}, {initial} before the answer"
+            );
+            conn.0.clear_refusal();
+            barrier.wait();
+        }
+    });
+}
