@@ -124,12 +124,7 @@ async fn redis_breaker_a_local_close_while_degraded_waits_for_the_fleets_opening
     assert!(short.is_degraded());
     assert_eq!(short.state(), State::Closed);
     server.restart();
-    let start = tokio::time::Instant::now();
-    while short.is_degraded() {
-        assert!(start.elapsed() < Duration::from_secs(3), "not reconnected");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    short.sync().await.unwrap();
+    back_and_synced(&short).await;
     assert!(stored(&url, short.decision_key()).await.contains(":o:"));
     assert_eq!(short.state(), State::Open, "the fleet is still open");
     let refused = short.call(async { Ok::<_, ()>(()) }).await;
@@ -157,12 +152,7 @@ async fn redis_breaker_a_failed_force_close_is_not_undone_by_the_fleets_opening(
     assert!(short.force_close().await.is_err());
     assert_eq!(short.state(), State::Closed);
     server.restart();
-    let start = tokio::time::Instant::now();
-    while short.is_degraded() {
-        assert!(start.elapsed() < Duration::from_secs(3), "not reconnected");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    short.sync().await.unwrap();
+    back_and_synced(&short).await;
     assert!(stored(&url, short.decision_key()).await.contains(":o:"));
     assert_eq!(short.state(), State::Closed, "closed by the operator");
     short
@@ -173,4 +163,15 @@ async fn redis_breaker_a_failed_force_close_is_not_undone_by_the_fleets_opening(
     long.force_open().await.unwrap();
     short.sync().await.unwrap();
     assert_eq!(short.state(), State::ForcedOpen);
+}
+
+/// Waits (3 s at most) for `instance` to reconnect after its Redis came
+/// back, then reconciles it with the fleet.
+async fn back_and_synced(instance: &FleetBreaker) {
+    let start = tokio::time::Instant::now();
+    while instance.is_degraded() {
+        assert!(start.elapsed() < Duration::from_secs(3), "not reconnected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    instance.sync().await.unwrap();
 }

@@ -53,50 +53,36 @@ async fn a_key_one_token_short_frees_its_slot_within_a_token() {
     assert_eq!(start.elapsed(), Duration::from_millis(500));
 }
 
-/// Key 1 keeps sending, so its slot never goes idle: the waiter gives up
-/// with `TableFull` once the longest burst span (1 s) has passed since the
-/// table was first found full, not later, and leaves nothing behind.
-#[tokio::test(start_paused = true)]
-async fn a_waiter_gives_up_after_a_burst_span_when_no_slot_frees() {
-    let (core, limiter) = held_by_one(Quota::per_second(2).unwrap(), 2).await;
-    let busy = {
-        let limiter = Arc::clone(&limiter);
-        tokio::spawn(async move {
-            loop {
-                limiter.until_ready(&1).await.unwrap();
-            }
-        })
-    };
-    let start = tokio::time::Instant::now();
-    assert_eq!(limiter.until_ready(&2).await, Err(LimitError::TableFull));
-    assert_eq!(start.elapsed(), Duration::from_secs(1));
-    busy.abort();
-    let m = core.metrics();
-    assert_eq!((m.evictions, m.keys), (0, 1), "{m:?}");
-    assert!((1..=17).contains(&m.table_full), "{m:?}");
+/// Key 1 sending for ever (until the task is aborted), so its slot
+/// never goes idle.
+fn keep_sending(limiter: &Arc<KeyedLimiter<u32, 1>>) -> tokio::task::JoinHandle<()> {
+    let limiter = Arc::clone(limiter);
+    tokio::spawn(async move {
+        loop {
+            limiter.until_ready(&1).await.unwrap();
+        }
+    })
 }
 
-/// The same with a burst of 1 000 (1 000 a second): given up after the
-/// one-second span, having asked at most 18 + log2(1 000) times (each
-/// refusal counted in `table_full`).
+/// Key 1 keeps sending, so its slot never goes idle: the waiter gives up
+/// with `TableFull` once the longest burst span (1 s) has passed since the
+/// table was first found full, not later, and leaves nothing behind,
+/// having asked a bounded number of times (each refusal counted in
+/// `table_full`): with a burst of 2 and of 1 000 (at most 18 +
+/// log2(1 000)).
 #[tokio::test(start_paused = true)]
-async fn a_slot_wait_asks_a_bounded_number_of_times() {
-    let (core, limiter) = held_by_one(Quota::per_second(1_000).unwrap(), 1_000).await;
-    let busy = {
-        let limiter = Arc::clone(&limiter);
-        tokio::spawn(async move {
-            loop {
-                limiter.until_ready(&1).await.unwrap();
-            }
-        })
-    };
-    let start = tokio::time::Instant::now();
-    assert_eq!(limiter.until_ready(&2).await, Err(LimitError::TableFull));
-    assert_eq!(start.elapsed(), Duration::from_secs(1));
-    busy.abort();
-    let m = core.metrics();
-    assert!((2..=28).contains(&m.table_full), "{m:?}");
-    assert_eq!((m.evictions, m.keys), (0, 1), "{m:?}");
+async fn a_waiter_gives_up_after_a_burst_span_when_no_slot_frees() {
+    for (rate, asks) in [(2, 1..=17), (1_000, 2..=28)] {
+        let (core, limiter) = held_by_one(Quota::per_second(rate).unwrap(), rate).await;
+        let busy = keep_sending(&limiter);
+        let start = tokio::time::Instant::now();
+        assert_eq!(limiter.until_ready(&2).await, Err(LimitError::TableFull));
+        assert_eq!(start.elapsed(), Duration::from_secs(1), "{rate}/s");
+        busy.abort();
+        let m = core.metrics();
+        assert_eq!((m.evictions, m.keys), (0, 1), "{m:?}");
+        assert!(asks.contains(&m.table_full), "{rate}/s: {m:?}");
+    }
 }
 
 /// A deadline before the slot frees: the waiter never sleeps past it,
@@ -268,14 +254,7 @@ async fn a_quota_set_again_and_again_does_not_hold_a_slot_wait_for_ever() {
     use fusebox::Clock;
     let quota = Quota::per_second(2).unwrap();
     let (core, limiter) = held_by_one(quota, 2).await;
-    let busy = {
-        let limiter = Arc::clone(&limiter);
-        tokio::spawn(async move {
-            loop {
-                limiter.until_ready(&1).await.unwrap();
-            }
-        })
-    };
+    let busy = keep_sending(&limiter);
     let reload = {
         let (core, clock) = (Arc::clone(&core), limiter.clock());
         tokio::spawn(async move {

@@ -526,12 +526,18 @@ impl<C: Renewable> Shared<C> {
 
     /// A probe ended: a new silence starts (a refusal it found is kept).
     fn answered(&self) {
+        drop(self.end_silence());
+    }
+
+    /// Ends the silence and counts an answer, returning the lock held.
+    fn end_silence(&self) -> std::sync::MutexGuard<'_, Silence> {
         let mut silence = self
             .unanswered_since
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         silence.since = None;
         silence.answers = silence.answers.wrapping_add(1);
+        silence
     }
 
     /// A command answered: the silence is over, and so is a refusal held.
@@ -544,12 +550,7 @@ impl<C: Renewable> Shared<C> {
     /// wipe the newer refusal (about 1 in 300 races on two threads), the
     /// next silences then reported as timeouts until another probe.
     fn command_answered(&self) {
-        let mut silence = self
-            .unanswered_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        silence.since = None;
-        silence.answers = silence.answers.wrapping_add(1);
+        let _silence = self.end_silence();
         self.clear_refusal();
     }
 
