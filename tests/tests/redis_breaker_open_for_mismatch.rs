@@ -14,12 +14,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, stored, trip, until_state};
+use common::core_breaker;
+use common::fleet::{instance_over, stored, trip, until_state};
 use common::redis_server::RedisServer;
-use fusebox::breaker::{CircuitBreaker, Config, State};
+use fusebox::breaker::State;
 use fusebox::Clock;
 use fusebox_std::backend::FleetBreaker;
 use fusebox_std::CallError;
@@ -27,18 +27,13 @@ use fusebox_std::CallError;
 /// An instance of `name` tripping on two failures in a row, open for
 /// `open_for`.
 async fn instance(url: &str, name: &str, open_for: Duration) -> FleetBreaker {
-    let core = Arc::new(CircuitBreaker::new(
-        Config::builder()
-            .consecutive_failures(2)
-            .open_for(open_for.into())
-            .build()
-            .unwrap(),
-    ));
-    FleetBreaker::builder(name, core, backend(url).await)
-        .sync_interval(Duration::from_millis(50))
-        .build()
-        .await
-        .expect("fleet breaker")
+    instance_over(
+        url,
+        name,
+        core_breaker(2, open_for),
+        Duration::from_millis(50),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

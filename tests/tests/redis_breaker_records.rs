@@ -7,7 +7,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, raw, stored, sync_ok, trip, until_state};
+use common::fleet::{
+    backend, raw, stored, sync_ok, trip, until_core_half_open_under_the_fleet, until_state,
+};
 use common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
@@ -58,19 +60,6 @@ async fn keys(url: &str, pattern: &str) -> Vec<String> {
     all.sort();
     all
 }
-/// Waits (at most 5 s) until `b`'s local core reads half-open (its own
-/// open time run out) while `b`, adopting the fleet's longer opening,
-/// still reads Open.
-async fn until_core_half_open_under_the_fleet(b: &FleetBreaker) {
-    use fusebox::Clock;
-    let start = tokio::time::Instant::now();
-    while b.core().state(b.policy().clock().now()) != State::HalfOpen {
-        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", b.state());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(b.state(), State::Open, "the fleet's opening is adopted");
-}
-
 /// 300 trips of one instance, each published and closed again by an
 /// operator: every trip is taken (opens the fleet), and the records left
 /// in Redis are one per process, not one per trip. Before, each

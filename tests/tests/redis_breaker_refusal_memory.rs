@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, sync_ok, trip, until_state};
+use common::fleet::{backend, sync_ok, trip, until_core_half_open_under_the_fleet, until_state};
 use common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
@@ -46,19 +46,6 @@ async fn refused_until_one_passes(short: &FleetBreaker) -> u64 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
-/// Waits (at most 5 s) until `b`'s local core reads half-open (its own
-/// open time run out) while `b`, adopting the fleet's longer opening,
-/// still reads Open.
-async fn until_core_half_open_under_the_fleet(b: &FleetBreaker) {
-    use fusebox::Clock;
-    let start = tokio::time::Instant::now();
-    while b.core().state(b.policy().clock().now()) != State::HalfOpen {
-        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", b.state());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(b.state(), State::Open, "the fleet's opening is adopted");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_background_sync_ends_a_remembered_refusal() {
     let server = RedisServer::start();

@@ -138,3 +138,16 @@ pub async fn run_script(
     let fields: Vec<&str> = raw.split(':').collect();
     (reply, (fields[1].parse().unwrap(), fields[2].to_owned()))
 }
+
+/// Waits (at most 5 s) until `b`'s local core reads half-open (its own
+/// open time run out) while `b`, adopting the fleet's longer opening,
+/// still reads Open.
+pub async fn until_core_half_open_under_the_fleet(b: &FleetBreaker) {
+    use fusebox::Clock;
+    let start = tokio::time::Instant::now();
+    while b.core().state(b.policy().clock().now()) != State::HalfOpen {
+        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", b.state());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(b.state(), State::Open, "the fleet's opening is adopted");
+}
