@@ -224,13 +224,28 @@ async fn keyed_typed_errors() {
             burst: 2
         })
     );
-    // A table with one slot's worth of probing, filled by busy keys.
+    // A table with one slot's worth of probing, held by key 1 until its
+    // bucket is full again (a minute): a new key waits for the slot, and
+    // fails with `TableFull` when its deadline comes first.
     let core: fusebox::KeyedLimiter<u32, 1> =
         fusebox::KeyedLimiter::new(Quota::per_minute(1).unwrap(), FullPolicy::Reject).unwrap();
     let full = KeyedLimiter::new(Arc::new(core));
     full.until_ready(&1).await.unwrap();
-    assert_eq!(full.until_ready(&2).await, Err(LimitError::TableFull));
+    let start = Instant::now();
+    let deadline = Some(start + Duration::from_secs(10));
+    assert_eq!(
+        full.until_n_ready_by(&2, 1, deadline).await,
+        Err(LimitError::TableFull)
+    );
+    assert!(start.elapsed() <= Duration::from_secs(10));
     assert_eq!(full.waiting_keys(), 0);
+    // Without one, it takes the slot once key 1's bucket is full (at
+    // 60 s), within a burst span (a minute) of starting to wait: it asks
+    // after one token's interval, here the whole span.
+    let again = Instant::now();
+    full.until_ready(&2).await.unwrap();
+    assert!(start.elapsed() >= Duration::from_secs(60));
+    assert!(again.elapsed() <= Duration::from_secs(60));
 }
 
 /// Zero tokens are granted at once: a wait for none took a turn behind

@@ -920,10 +920,17 @@ async fn more_than_the_burst_is_refused_at_once_even_behind_waiters() {
 
 #[tokio::test(start_paused = true)]
 async fn a_full_table_refuses_new_keys_but_not_known_ones() {
+    // A new key waits for a slot (key 1's frees when its bucket is full,
+    // at 1 s): refused when its deadline comes first; the known key is
+    // served at its own pace.
     let limiter = keyed::<1>(Quota::per_second(1).unwrap());
     limiter.until_ready(&1).await.unwrap();
-    assert_eq!(limiter.until_ready(&2).await, Err(LimitError::TableFull));
     let start = Instant::now();
+    let deadline = Some(start + Duration::from_millis(500));
+    assert_eq!(
+        limiter.until_n_ready_by(&2, 1, deadline).await,
+        Err(LimitError::TableFull)
+    );
     limiter.until_ready(&1).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(1));
     assert_eq!(limiter.waiting_keys(), 0);
@@ -996,9 +1003,12 @@ async fn registry_policy_publishes_a_full_table_and_a_deadline_without_the_key()
         .until_ready(&"alice@example.com".to_owned())
         .await
         .unwrap();
+    // Alice's slot frees at 1 s: Mallory's wait for it ends at its
+    // deadline first.
+    let by = Instant::now() + Duration::from_millis(500);
     assert_eq!(
         per_user
-            .until_ready(&"mallory@example.com".to_owned())
+            .until_n_ready_by(&"mallory@example.com".to_owned(), 1, Some(by))
             .await,
         Err(LimitError::TableFull)
     );
