@@ -148,18 +148,29 @@ async fn redis_limit_lease_takes_what_is_left_when_less_than_a_lease() {
     for i in 0..12 {
         assert!(leased.try_acquire().await.unwrap().allowed, "token {i}");
     }
+    // This instance spent the whole burst: its local pace refuses the
+    // 13th before any round trip (a lease it could not spend would be
+    // taken from the fleet for nothing).
     let d = leased.try_acquire().await.unwrap();
-    assert_eq!((d.allowed, d.source), (false, Source::Redis));
+    assert_eq!((d.allowed, d.source), (false, Source::Lease));
+    assert!(d.retry_after > Duration::ZERO && d.retry_after <= Duration::from_secs(5));
     assert_eq!(
         leased.limiter().metrics().redis_decisions,
-        4,
-        "lease, lease, the 2 left in one round trip, refusal"
+        3,
+        "lease, lease, the 2 left in one round trip"
     );
-    // The refusal is remembered until its wait passes: no round trip.
+    // Another instance, whose pace is full, is refused by Redis; the
+    // refusal is remembered until its wait passes: no round trip.
+    let other = RedisLimiter::builder("lease_rest", rules, backend)
+        .build()
+        .unwrap();
+    let other = LeasedLimiter::new(other, "k", 5, Duration::from_secs(60)).unwrap();
+    let d = other.try_acquire().await.unwrap();
+    assert_eq!((d.allowed, d.source), (false, Source::Redis));
     for _ in 0..10 {
-        let again = leased.try_acquire().await.unwrap();
+        let again = other.try_acquire().await.unwrap();
         assert_eq!((again.allowed, again.source), (false, Source::Lease));
         assert!(again.retry_after <= d.retry_after && again.retry_after > Duration::ZERO);
     }
-    assert_eq!(leased.limiter().metrics().redis_decisions, 4);
+    assert_eq!(other.limiter().metrics().redis_decisions, 1);
 }

@@ -33,7 +33,9 @@ struct Lease {
 /// A request is admitted locally while this instance holds enough leased
 /// tokens *and* a local core [`TokenBucket`] on the first rule's quota
 /// admits it (so one instance never spends faster than the whole fleet
-/// may); otherwise one round trip takes a new lease: `lease` tokens (or
+/// may; a request it refuses is refused in process, without a round
+/// trip, so an instance never leases tokens it could not spend);
+/// otherwise one round trip takes a new lease: `lease` tokens (or
 /// the tokens the request still misses, if more), or when Redis holds
 /// fewer, all it holds if that and the tokens held cover the request (the
 /// tokens held are kept for that request meanwhile). One task refills at
@@ -300,6 +302,11 @@ impl LeasedLimiter {
                                 .saturating_add(wait),
                             remaining: u64::from(held.tokens),
                             source: Source::Lease,
+                            // Redis's count of the corrupt values it
+                            // replaced, not found again by this repeat
+                            // (found by a hostile review: every repeat
+                            // reported them).
+                            corrupt: 0,
                             ..decision
                         });
                     }
@@ -311,6 +318,13 @@ impl LeasedLimiter {
                     let mut notified = Box::pin(self.refilled.notified());
                     notified.as_mut().enable();
                     Ok(notified)
+                } else if let Some(refused) = self.unpaced(&held, n, now) {
+                    // The pace would refuse the request after the lease:
+                    // refused now, no lease taken (found by a hostile
+                    // review: the lease was taken, then the pace refused,
+                    // and the instance held more than a lease, tokens the
+                    // fleet could not use and it could not spend).
+                    return Ok(refused);
                 } else {
                     held.refilling = true;
                     // The tokens held (fewer than `n`) are kept aside for
@@ -378,7 +392,6 @@ impl LeasedLimiter {
 
     /// Spends `n` held tokens, paced by the local core bucket.
     fn spend(&self, held: &mut Lease, n: u32, now: Instant) -> Decision {
-        let reset = held.expires.saturating_duration_since(now);
         match self.pace.try_acquire_n(n, self.clock.now()) {
             Ok(()) => {
                 held.tokens -= n;
@@ -386,24 +399,55 @@ impl LeasedLimiter {
                     allowed: true,
                     retry_after: Duration::ZERO,
                     remaining: u64::from(held.tokens),
-                    reset,
+                    reset: held.expires.saturating_duration_since(now),
                     rule: 0,
                     source: Source::Lease,
                     corrupt: 0,
                 }
             }
-            Err(e) => Decision {
-                allowed: false,
-                retry_after: match e {
-                    fusebox::bucket::AcquireError::RateLimited(l) => l.retry_after.into(),
-                    _ => self.ttl,
-                },
-                remaining: u64::from(held.tokens),
-                reset,
-                rule: 0,
-                source: Source::Lease,
-                corrupt: 0,
-            },
+            Err(e) => Self::paced(held, self.pace_wait(&e), now),
+        }
+    }
+
+    /// The local pace's refusal of a request that holds fewer than `n`
+    /// tokens, before any lease is taken for it (`None`: the pace admits
+    /// `n` now). The pace is spent under the lock alone, and nothing
+    /// spends while a refill runs, so a pace that refuses `n` now would
+    /// refuse it after the lease too: taken anyway, the lease would sit
+    /// here unspent, beyond a lease, while the fleet is refused.
+    fn unpaced(&self, held: &Lease, n: u32, now: Instant) -> Option<Decision> {
+        let at = self.clock.now();
+        if self.pace.available(at) >= n {
+            return None;
+        }
+        // A refusal takes nothing. (An admission, not expected after
+        // `available`, took the pace's tokens for nothing: the request is
+        // refused all the same, which only ever admits less.)
+        let wait = match self.pace.try_acquire_n(n, at) {
+            Err(e) => self.pace_wait(&e),
+            Ok(()) => self.pace.quota().replenish_interval().into(),
+        };
+        Some(Self::paced(held, wait, now))
+    }
+
+    /// The wait the local pace names.
+    fn pace_wait(&self, e: &fusebox::bucket::AcquireError) -> Duration {
+        match e {
+            fusebox::bucket::AcquireError::RateLimited(l) => l.retry_after.into(),
+            _ => self.ttl,
+        }
+    }
+
+    /// A refusal by the local pace.
+    fn paced(held: &Lease, retry_after: Duration, now: Instant) -> Decision {
+        Decision {
+            allowed: false,
+            retry_after,
+            remaining: u64::from(held.tokens),
+            reset: held.expires.saturating_duration_since(now),
+            rule: 0,
+            source: Source::Lease,
+            corrupt: 0,
         }
     }
 
