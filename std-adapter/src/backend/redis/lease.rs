@@ -72,7 +72,6 @@ struct Lease {
 /// assert!(leased.try_acquire().await?.allowed);
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct LeasedLimiter {
     limiter: RedisLimiter,
     key: Box<str>,
@@ -82,6 +81,20 @@ pub struct LeasedLimiter {
     clock: TokioClock,
     held: Mutex<Lease>,
     refilled: Notify,
+}
+
+impl std::fmt::Debug for LeasedLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is the caller's, often taken from a request (an API key,
+        // a URL): redacted, as a name is (found by a hostile review: the
+        // derived `Debug` printed it whole, a token in it included).
+        f.debug_struct("LeasedLimiter")
+            .field("limiter", &self.limiter)
+            .field("key", &crate::redact::redact(&self.key))
+            .field("lease", &self.lease)
+            .field("lease_ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Ends a refill however its task ends (a dropped future included):
