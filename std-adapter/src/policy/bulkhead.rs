@@ -103,7 +103,9 @@ pub enum Overflow {
     Reject,
     /// Queue it (first come, first served) if fewer than `max_queued`
     /// calls are queued, for at most `max_wait` (give or take tokio's
-    /// 1 ms timer tick, see `max_wait`).
+    /// 1 ms timer tick, see `max_wait`). A slot freed goes to the first
+    /// queued call at once, and so does its place: a call arriving next,
+    /// even before that one's task runs again, finds the place free.
     Queue {
         /// The most calls queued at once (at least 1).
         max_queued: usize,
@@ -129,7 +131,8 @@ pub enum Overflow {
 pub struct BulkheadMetrics {
     /// Slots held right now.
     pub in_use: usize,
-    /// Calls waiting for a slot right now.
+    /// Calls waiting for a slot right now (a call a slot was handed to
+    /// holds it, counted in `in_use`, even before its task runs again).
     pub queued: usize,
     /// Calls refused since creation, for any [`BulkheadRejection`].
     pub rejected: u64,
@@ -172,7 +175,13 @@ struct Shared {
     slots: Arc<Semaphore>,
     max_concurrent: usize,
     overflow: Overflow,
-    queued: AtomicUsize,
+    /// With [`Overflow::Queue`]: the calls holding a slot or waiting for
+    /// one (each counted by an [`Admission`] before it takes a slot or a
+    /// place), at most `max_concurrent + max_queued`. Those waiting are
+    /// this less the slots taken: a slot the semaphore hands to a waiter
+    /// counts as taken at once, before the waiter's task runs again, so
+    /// its place is free at once. Unused with [`Overflow::Reject`].
+    admitted: AtomicUsize,
     rejected: AtomicU64,
 }
 
@@ -191,6 +200,9 @@ struct Shared {
 #[derive(Debug)]
 #[must_use = "the slot is returned as soon as the permit is dropped"]
 pub struct BulkheadPermit {
+    // Dropped in this order: the call leaves the count before its slot is
+    // handed on, so a caller arriving in between is never refused for it.
+    _admission: Option<Admission>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -233,7 +245,7 @@ impl Bulkhead {
                 slots: Arc::new(Semaphore::new(max_concurrent)),
                 max_concurrent,
                 overflow,
-                queued: AtomicUsize::new(0),
+                admitted: AtomicUsize::new(0),
                 rejected: AtomicU64::new(0),
             }),
             reporter: None,
@@ -304,9 +316,18 @@ impl Bulkhead {
     /// ```
     pub fn metrics(&self) -> BulkheadMetrics {
         let s = &self.shared;
+        let in_use = s.max_concurrent - s.slots.available_permits();
+        let queued = match s.overflow {
+            Overflow::Queue { max_queued, .. } => s
+                .admitted
+                .load(Ordering::Acquire)
+                .saturating_sub(in_use)
+                .min(max_queued),
+            Overflow::Reject => 0,
+        };
         BulkheadMetrics {
-            in_use: s.max_concurrent - s.slots.available_permits(),
-            queued: s.queued.load(Ordering::Relaxed),
+            in_use,
+            queued,
             rejected: s.rejected.load(Ordering::Relaxed),
         }
     }
@@ -328,10 +349,23 @@ impl Bulkhead {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_acquire(&self) -> Result<BulkheadPermit, BulkheadRejection> {
-        Arc::clone(&self.shared.slots)
-            .try_acquire_owned()
-            .map(|permit| BulkheadPermit { _permit: permit })
-            .map_err(|_| self.reject(BulkheadRejection::Full))
+        // With a queue, a slot is counted before it is taken: every call
+        // past the count holds or waits, and those that wait stay within
+        // `max_queued`. A full count means no slot is free for us.
+        let admission = match self.shared.overflow {
+            Overflow::Queue { .. } => match Admission::take(&self.shared) {
+                Some(admission) => Some(admission),
+                None => return Err(self.reject(BulkheadRejection::Full)),
+            },
+            Overflow::Reject => None,
+        };
+        match Arc::clone(&self.shared.slots).try_acquire_owned() {
+            Ok(permit) => Ok(BulkheadPermit {
+                _admission: admission,
+                _permit: permit,
+            }),
+            Err(_) => Err(self.reject(BulkheadRejection::Full)),
+        }
     }
 
     /// A slot, by the overflow rule: at once, or after queueing.
@@ -353,21 +387,32 @@ impl Bulkhead {
     /// ```
     pub async fn acquire(&self) -> Result<BulkheadPermit, BulkheadRejection> {
         let slots = &self.shared.slots;
-        if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
-            return Ok(BulkheadPermit { _permit: permit });
-        }
-        let Overflow::Queue {
-            max_queued,
-            max_wait,
-        } = self.shared.overflow
-        else {
-            return Err(self.reject(BulkheadRejection::Full));
+        let Overflow::Queue { max_wait, .. } = self.shared.overflow else {
+            return match Arc::clone(slots).try_acquire_owned() {
+                Ok(permit) => Ok(BulkheadPermit {
+                    _admission: None,
+                    _permit: permit,
+                }),
+                Err(_) => Err(self.reject(BulkheadRejection::Full)),
+            };
         };
-        let Some(_place) = Place::take(&self.shared.queued, max_queued) else {
+        // Counted before taking a slot or a place (see `Shared::admitted`):
+        // a full count is every slot taken and every place too.
+        let Some(admission) = Admission::take(&self.shared) else {
             return Err(self.reject(BulkheadRejection::QueueFull));
         };
+        let admission = Some(admission);
+        if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
+            return Ok(BulkheadPermit {
+                _admission: admission,
+                _permit: permit,
+            });
+        }
         match tokio::time::timeout(max_wait, Arc::clone(slots).acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(BulkheadPermit { _permit: permit }),
+            Ok(Ok(permit)) => Ok(BulkheadPermit {
+                _admission: admission,
+                _permit: permit,
+            }),
             // The semaphore is never closed; a closed one admits nobody.
             Ok(Err(_)) => Err(self.reject(BulkheadRejection::Full)),
             Err(_) => Err(self.reject(BulkheadRejection::QueueTimeout)),
@@ -411,25 +456,42 @@ impl Bulkhead {
     }
 }
 
-/// A place in the queue, given back when dropped (however the wait ends).
-struct Place<'a>(&'a AtomicUsize);
+/// A call counted in [`Shared::admitted`] (holding a slot or waiting for
+/// one), uncounted when dropped: when its wait ends however it ends, or
+/// with its [`BulkheadPermit`].
+struct Admission(Arc<Shared>);
 
-impl<'a> Place<'a> {
-    fn take(queued: &'a AtomicUsize, max: usize) -> Option<Self> {
-        queued
+impl fmt::Debug for Admission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Admission")
+    }
+}
+
+impl Admission {
+    /// Counts a call if fewer than `max_concurrent + max_queued` are.
+    fn take(shared: &Arc<Shared>) -> Option<Self> {
+        let Overflow::Queue { max_queued, .. } = shared.overflow else {
+            return None;
+        };
+        let max = shared.max_concurrent.saturating_add(max_queued);
+        shared
+            .admitted
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
             .ok()
-            .map(|_| Self(queued))
+            .map(|_| Self(Arc::clone(shared)))
     }
 }
 
-impl Drop for Place<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hostile_tests;

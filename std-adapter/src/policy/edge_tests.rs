@@ -107,8 +107,17 @@ async fn a_slot_handed_to_a_dropped_waiter_goes_to_the_next() {
     assert!(poll_once(second.as_mut()).is_pending());
     assert_eq!(bulkhead.metrics().queued, 2);
     drop(held); // handed to `first`, which never sees it
+    assert_eq!(
+        (bulkhead.metrics().in_use, bulkhead.metrics().queued),
+        (1, 1)
+    );
     drop(first);
-    assert_eq!(bulkhead.metrics().queued, 1);
+    // Handed on to `second`, which holds it (no longer waits) before it
+    // polls again.
+    assert_eq!(
+        (bulkhead.metrics().in_use, bulkhead.metrics().queued),
+        (1, 0)
+    );
     let Poll::Ready(Ok(slot)) = poll_once(second.as_mut()) else {
         panic!("the slot did not pass on");
     };
