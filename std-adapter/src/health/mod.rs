@@ -396,3 +396,6 @@ fn monitor_verdict(status: Option<&crate::monitor::Status>, reasons: &mut Vec<St
         _ => true,
     }
 }
+
+#[cfg(test)]
+mod hostile_tests;
