@@ -224,3 +224,54 @@ async fn a_slot_handed_on_frees_its_waiters_place_at_once() {
     drop(next);
     assert_eq!(bulkhead.metrics(), BulkheadMetrics::default());
 }
+
+/// 64 callers racing on 4 worker threads for a held slot and 2 places:
+/// exactly 2 queue and 62 are refused `QueueFull`, whatever the
+/// interleaving; once the slot is freed the 2 are served in turn.
+#[test]
+fn racing_callers_take_exactly_the_queue_places() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let bulkhead = Bulkhead::new(
+            1,
+            Overflow::Queue {
+                max_queued: 2,
+                max_wait: Duration::from_secs(3_600),
+            },
+        )
+        .unwrap();
+        let held = bulkhead.try_acquire().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for _ in 0..64 {
+            let (b, tx) = (bulkhead.clone(), tx.clone());
+            tokio::spawn(async move {
+                let got = b.acquire().await.map(drop);
+                tx.send(got).unwrap();
+            });
+        }
+        drop(tx);
+        for _ in 0..62 {
+            let got = rx.recv().await.unwrap();
+            assert_eq!(got, Err(BulkheadRejection::QueueFull));
+        }
+        let m = bulkhead.metrics();
+        assert_eq!((m.in_use, m.queued, m.rejected), (1, 2, 62));
+        drop(held);
+        for _ in 0..2 {
+            assert_eq!(rx.recv().await.unwrap(), Ok(()));
+        }
+        assert!(rx.recv().await.is_none());
+        assert_eq!(
+            bulkhead.metrics(),
+            BulkheadMetrics {
+                in_use: 0,
+                queued: 0,
+                rejected: 62
+            }
+        );
+    });
+}
