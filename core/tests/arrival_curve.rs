@@ -19,8 +19,7 @@
 use fusebox::bucket::{AcquireError, FullPolicy, KeyedError, KeyedLimiter, Quota, TokenBucket};
 use fusebox::{Duration, Instant};
 
-mod common;
-use common::{check_curve, Rng, NARROW, STALE};
+use crate::common::{check_curve, Rng, NARROW, STALE};
 
 const SEC: u64 = 1_000_000;
 const HOUR: u64 = 3_600 * SEC;

@@ -20,8 +20,7 @@ use std::thread;
 use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota, TokenBucket};
 use fusebox::{Duration, Instant};
 
-mod common;
-use common::{check_curve, Rng, NARROW, STALE};
+use crate::common::{check_curve, Rng, NARROW, STALE};
 
 const THREADS: u64 = 4;
 const CALLS: usize = 20_000;

@@ -11,7 +11,7 @@
 //! the failure-rate policy (with and without `slow_call`) and the slow-call
 //! policy alone.
 //!
-//! Run with `cargo test -p fusebox --test breaker_generations`.
+//! Run with `cargo test -p fusebox --test breaker -- breaker_generations::`.
 
 use fusebox::breaker::{Config, Outcome, Permit, Snapshot, State};
 use fusebox::{CircuitBreaker, Duration, Instant};

@@ -24,9 +24,7 @@
 //! leave open.
 #![cfg(not(miri))]
 
-mod common;
-
-use common::{Rng, NARROW};
+use crate::common::{Rng, NARROW};
 use fusebox::breaker::{CircuitBreaker, Config, Decision, MergeError, Outcome, State};
 use fusebox::{Duration, Instant};
 

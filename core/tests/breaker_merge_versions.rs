@@ -19,9 +19,7 @@
 //! stands still, so an open decision never expires between merges.
 #![cfg(not(miri))]
 
-mod common;
-
-use common::{Rng, NARROW};
+use crate::common::{Rng, NARROW};
 use fusebox::breaker::{CircuitBreaker, Config, Decision, MergeError, State};
 use fusebox::{Duration, Instant};
 

@@ -71,7 +71,7 @@
 //!   readings agree, and `open_time_doubles_up_to_max_open_for` checks the
 //!   documented rule beyond it.
 //!
-//! Run with `cargo test -p fusebox --test breaker_model` (add `--release`
+//! Run with `cargo test -p fusebox --test breaker -- breaker_model::` (add `--release`
 //! for the long histories' full speed).
 
 use std::collections::VecDeque;

@@ -34,9 +34,7 @@
 //! every `try_acquire` and `state` against them.
 #![cfg(not(miri))]
 
-mod common;
-
-use common::{Rng, NARROW};
+use crate::common::{Rng, NARROW};
 use fusebox::breaker::{
     CircuitBreaker, Config, Decision, MergeError, Metrics, Outcome, Permit, State,
 };

@@ -24,9 +24,7 @@
 //! `Instant::MAX`.
 #![cfg(not(miri))]
 
-mod common;
-
-use common::{gcd, Rng, NARROW};
+use crate::common::{gcd, Rng, NARROW};
 use fusebox::bucket::{
     AcquireError, BucketSnapshot, InsufficientCapacity, Quota, RateLimited, TokenBucket,
 };

@@ -29,8 +29,8 @@
 use fusebox::bucket::{AcquireError, BucketSnapshot, Quota, TokenBucket};
 use fusebox::{Duration, Instant};
 
-mod common;
-use common::{gcd, scaled, Rng, NARROW, STALE};
+use crate::common;
+use crate::common::{gcd, scaled, Rng, NARROW, STALE};
 
 /// The quotas a history draws from (those this target can represent), in
 /// three sets whose token counts have a small enough common multiple for

@@ -12,8 +12,7 @@ use std::collections::VecDeque;
 
 use fusebox::cache::{CacheMetrics, ConcurrentCache};
 
-mod common;
-use common::SplitMix;
+use crate::common::SplitMix;
 
 /// Most recently used first; at most `ways` entries.
 struct Model {

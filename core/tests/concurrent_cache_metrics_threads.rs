@@ -13,8 +13,7 @@ use std::thread;
 
 use fusebox::cache::{ConcurrentCache, Contended};
 
-mod common;
-use common::Rng;
+use crate::common::Rng;
 
 const THREADS: u64 = 4;
 const OPS: usize = 100_000;

@@ -30,8 +30,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 
 use fusebox::cache::{CacheMetrics, ConcurrentCache, Contended};
 
-mod common;
-use common::SplitMix;
+use crate::common::SplitMix;
 
 const WAYS: usize = 4;
 type Cache = ConcurrentCache<Key, u64, 1, WAYS, Bits>;

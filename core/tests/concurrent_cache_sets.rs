@@ -27,9 +27,7 @@
 //! time), with the fixed-seed hasher and a seeded one.
 #![cfg(not(miri))]
 
-mod common;
-
-use common::Rng;
+use crate::common::Rng;
 use fusebox::cache::ConcurrentCache;
 
 const STEPS: usize = 30_000;

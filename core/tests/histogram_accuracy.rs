@@ -10,7 +10,7 @@
 //! be the exact minimum and any other rank whose exact value lies above
 //! `MAX_VALUE` (a clamped sample) must be reported as the maximum.
 //!
-//! Run with `cargo test -p fusebox --test histogram_accuracy -- --nocapture`
+//! Run with `cargo test -p fusebox --test histogram -- histogram_accuracy:: --nocapture`
 //! to see the worst relative error measured per distribution.
 
 use fusebox::histogram::{buckets_for, Histogram, RELATIVE_ERROR};

@@ -18,9 +18,7 @@
 //! and `record_n`. 3 000 records per size, checked every 97.
 #![cfg(not(miri))]
 
-mod common;
-
-use common::Rng;
+use crate::common::Rng;
 use fusebox::histogram::{Histogram, MAX_BUCKETS, RELATIVE_ERROR};
 
 /// The nearest-rank percentile of the sorted samples, and its rank.

@@ -16,8 +16,7 @@ use std::thread;
 
 use fusebox::histogram::{buckets_for, Histogram};
 
-mod common;
-use common::Rng;
+use crate::common::Rng;
 
 const BUCKETS: usize = buckets_for(1 << 30);
 type H = Histogram<BUCKETS>;

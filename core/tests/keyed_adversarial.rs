@@ -46,8 +46,7 @@ use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
 use fusebox::{Duration, Instant};
 use proptest::prelude::*;
 
-mod common;
-use common::{Key, COLLIDE_FROM};
+use crate::common::{Key, COLLIDE_FROM};
 
 /// The tiers as exact rates: `(tokens, period µs, burst)`. Tier 0 runs at
 /// scale 1 (T = 1 000 µs), tier 1 at scale 4 (T = 1 001 scaled units, 250.25

@@ -20,9 +20,7 @@
 //! requests (`set_quota`, at `now`s that may be stale).
 #![cfg(not(miri))]
 
-mod common;
-
-use common::{Key, Rng};
+use crate::common::{Key, Rng};
 use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
 use fusebox::{Duration, Instant};
 

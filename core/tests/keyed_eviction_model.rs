@@ -41,9 +41,7 @@
 //! `keyed_left_model`).
 #![cfg(not(miri))]
 
-mod common;
-
-use common::{gcd, Key, Rng, COLLIDE_FROM, NARROW};
+use crate::common::{gcd, Key, Rng, COLLIDE_FROM, NARROW};
 use std::hash::{BuildHasher, Hasher};
 
 use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota, RateLimited, PROBE};

@@ -25,8 +25,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
 use fusebox::{Duration, Instant};
 
-mod common;
-use common::SplitMix;
+use crate::common;
+use crate::common::SplitMix;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Trap {

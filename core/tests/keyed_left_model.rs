@@ -34,9 +34,7 @@
 //! `n = 0` does: an absent key is not inserted (`try_acquire_n`'s docs).
 #![cfg(not(miri))]
 
-mod common;
-
-use common::{gcd, Rng, NARROW};
+use crate::common::{gcd, Rng, NARROW};
 use fusebox::bucket::{FullPolicy, KeyedError, KeyedLeft, KeyedLimiter, Quota};
 use fusebox::{Duration, Instant, RetryAfter};
 

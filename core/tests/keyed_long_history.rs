@@ -24,8 +24,8 @@ use std::collections::HashMap;
 use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
 use fusebox::Instant;
 
-mod common;
-use common::{gcd, scaled, Key, Rng, COLLIDE_FROM, NARROW, STALE};
+use crate::common;
+use crate::common::{gcd, scaled, Key, Rng, COLLIDE_FROM, NARROW, STALE};
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // the signature `with_tier_fn` takes
 fn tier_of(key: &Key) -> usize {

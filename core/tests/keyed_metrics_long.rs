@@ -12,8 +12,7 @@
 use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
 use fusebox::{Duration, Instant};
 
-mod common;
-use common::Rng;
+use crate::common::Rng;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 struct K(u32);

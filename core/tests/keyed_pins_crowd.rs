@@ -23,8 +23,7 @@ use std::thread;
 use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
 use fusebox::{Duration, Instant};
 
-mod common;
-use common::{check_curve, Rng};
+use crate::common::{check_curve, Rng};
 
 const THREADS: u64 = 72;
 const CALLS: usize = 1_500;

@@ -21,8 +21,7 @@ use std::thread;
 use fusebox::bucket::{FullPolicy, KeyedError, KeyedLimiter, Quota};
 use fusebox::{Duration, Instant};
 
-mod common;
-use common::{Key, Rng, COLLIDE_FROM};
+use crate::common::{Key, Rng, COLLIDE_FROM};
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // the signature `with_tier_fn` takes
 fn tier_of(key: &Key) -> usize {

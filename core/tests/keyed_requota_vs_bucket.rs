@@ -19,8 +19,7 @@
 use fusebox::bucket::{AcquireError, FullPolicy, KeyedError, KeyedLimiter, Quota, TokenBucket};
 use fusebox::{Duration, Instant};
 
-mod common;
-use common::SplitMix;
+use crate::common::SplitMix;
 
 fn quota(rng: &mut SplitMix) -> Option<Quota> {
     let tokens = match rng.next() % 4 {

@@ -17,8 +17,7 @@ use std::collections::VecDeque;
 use fusebox::cache::{CacheMetrics, Displaced, LruCache};
 use fusebox::{Duration, Instant};
 
-mod common;
-use common::SplitMix;
+use crate::common::SplitMix;
 
 type Entry = (u32, u64, Option<u128>);
 

@@ -30,7 +30,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use fusebox::cache::{CacheMetrics, Displaced, LruCache};
 use fusebox::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 thread_local! {
     /// The Hash / Eq call (1 = the next one) that panics; 0: none.

@@ -15,7 +15,7 @@
 //! (with [`Clash`], whose hash ignores all but one bit) long hash chains
 //! are common. Capacities 1, 2, 3, 4 and 7 are exercised.
 //!
-//! Run with `cargo test -p fusebox --test lru_model`.
+//! Run with `cargo test -p fusebox --test cache -- lru_model::`.
 
 use core::fmt::Debug;
 use core::hash::{Hash, Hasher};

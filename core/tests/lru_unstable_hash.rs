@@ -14,8 +14,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 
 use fusebox::LruCache;
 
-mod common;
-use common::SplitMix;
+use crate::common::SplitMix;
 
 /// Hashes to what the key writes (one `u64`).
 #[derive(Clone, Copy, Default)]

@@ -17,8 +17,7 @@
 use fusebox::breaker::{Config, Outcome, State};
 use fusebox::{CircuitBreaker, Duration, Instant};
 
-mod common;
-use common::{Rng, NARROW};
+use crate::common::{Rng, NARROW};
 
 const SEC: u64 = 1_000_000;
 

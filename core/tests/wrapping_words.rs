@@ -6,7 +6,7 @@
 #![cfg(not(miri))]
 #![allow(dead_code)] // the constants serve the sections of optional features
 
-mod common;
+use crate::common;
 
 const SEC: u64 = 1_000_000;
 const DAY: u64 = 86_400 * SEC;

@@ -2,12 +2,10 @@
 //! instants), FIFO service, cancellation returning slots and queue places,
 //! metrics.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::ms_since;
+use crate::common::ms_since;
 use fusebox_std::policy::{Bulkhead, BulkheadMetrics, BulkheadRejection, Overflow};
 use fusebox_std::CallError;
 use tokio::sync::Notify;

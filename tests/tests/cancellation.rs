@@ -10,7 +10,7 @@
 //! `cancellation_monitor.rs`; a runtime shut down under parked calls and
 //! calls racing on two workers in `cancellation_runtime.rs`.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use common::{poll_once, poll_then_drop};
+use crate::common::{poll_once, poll_then_drop};
 use fusebox::breaker::{Config, State};
 use fusebox::bucket::Quota;
 use fusebox::Clock;

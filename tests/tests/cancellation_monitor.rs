@@ -3,14 +3,12 @@
 //! `probe` leave no task nor check future alive, an HTTP check cut by its
 //! timeout closes its connection, and `recv` loses no event.
 
-mod common;
-
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use common::{poll_once, poll_then_drop};
+use crate::common::{poll_once, poll_then_drop};
 use fusebox_std::events::{Component, Event};
 use fusebox_std::Registry;
 

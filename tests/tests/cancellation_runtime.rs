@@ -3,13 +3,11 @@
 //! random outer timeouts. Afterwards, as in `cancellation.rs`: every slot,
 //! permit, trial and retry grant settled.
 
-mod common;
-
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::poll_once;
+use crate::common::poll_once;
 use fusebox::breaker::{Config, State};
 use fusebox::bucket::Quota;
 use fusebox::Clock;

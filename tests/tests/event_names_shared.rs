@@ -8,8 +8,6 @@
 //! (`Arc::ptr_eq`; before, every event's was its own), and that an
 //! observer given to two breakers names each one right.
 
-mod common;
-
 use std::sync::Arc;
 
 use fusebox::breaker::{CircuitBreaker, Config};

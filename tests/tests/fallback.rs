@@ -1,12 +1,10 @@
 //! `Fallback` and `StaleCache`: values on errors and open breakers,
 //! cache-first, stale-on-error bounded by `max_stale`, on paused time.
 
-mod common;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::core_breaker;
+use crate::common::core_breaker;
 use fusebox_std::policy::{Breaker, Fallback, Source, StaleCache};
 use fusebox_std::CallError;
 use tokio::time::sleep;

@@ -4,13 +4,11 @@
 //! Paused tokio time, except where Redis is involved (a private
 //! redis-server, or a closed loopback port).
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{
     BackendError, Degrade, FleetConfig, FleetPercentiles, LeasedLimiter, RedisBackend, RedisConfig,

@@ -2,7 +2,7 @@
 //! channel, the health monitor, the Prometheus text and the registry's
 //! configuration, with inputs a careless or hostile user would give.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -396,7 +396,11 @@ fn a_variable_that_is_not_unicode_is_no_panic() {
             }
         }
         let out = child
-            .args(["--exact", "a_variable_that_is_not_unicode_is_no_panic"])
+            .arg("--exact")
+            .arg(common::harness_name(
+                module_path!(),
+                "a_variable_that_is_not_unicode_is_no_panic",
+            ))
             .args(["--nocapture", "--test-threads=1"])
             .env(CHILD, "1")
             .env(var, bad)

@@ -9,22 +9,21 @@
 //! (`/dashboard/data`), read as the page reads it, and the page itself in
 //! a headless Chromium (required, as in `http_dashboard.rs`).
 
-mod common;
-mod http_common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::core_breaker;
-use common::fleet::{backend, trip};
-use common::redis_server::RedisServer;
+use crate::common::core_breaker;
+use crate::common::fleet::{backend, trip};
+use crate::common::redis_server::RedisServer;
+use crate::http_common::browser::{dom, row};
+use crate::http_common::{get, serve};
 use fusebox::breaker::{Config, State};
 use fusebox_std::backend::FleetBreaker;
 use fusebox_std::events::Event;
 use fusebox_std::http::{router, HttpOptions};
 use fusebox_std::Registry;
-use http_common::browser::{dom, row};
-use http_common::{get, serve};
 use serde_json::Value;
 
 /// A registry breaker policy `payments` (two failures open it) and a

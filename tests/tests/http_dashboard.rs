@@ -13,24 +13,23 @@
 //! says how to install it (`apt-get install -y chromium`, or set
 //! `FUSEBOX_CHROMIUM` to a Chromium or Chrome binary).
 
-mod common;
-mod http_common;
+use crate::http_common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::core_breaker;
-use common::redis_server::RedisServer;
+use crate::common::core_breaker;
+use crate::common::redis_server::RedisServer;
+use crate::http_common::browser::{browse, dom, row};
+use crate::http_common::{serve, Server};
 use fusebox::breaker::{Config, Outcome, State};
 use fusebox::bucket::{FullPolicy, Quota};
 use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
 use fusebox_std::events::{Component, Event};
 use fusebox_std::http::{router, HttpOptions};
 use fusebox_std::{Registry, TrackerConfig};
-use http_common::browser::{browse, dom, row};
-use http_common::{serve, Server};
 
 /// Asserts the page shows breaker `name` in `state`, labelled `label`.
 fn shows_breaker(dom: &str, name: &str, state: &str, label: &str) {

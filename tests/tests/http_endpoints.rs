@@ -3,16 +3,14 @@
 //! types, JSON shapes, Prometheus text, prefix mounting, the bearer token
 //! and the admin actions, on and off.
 
-mod http_common;
-
 use std::io::BufRead;
 use std::sync::Arc;
 
+use crate::http_common::{call, get, get_with, serve, Server};
 use fusebox::breaker::Config;
 use fusebox::bucket::Quota;
 use fusebox_std::http::{router, HttpConfigError, HttpOptions, METRICS_CONTENT_TYPE};
 use fusebox_std::{Registry, TrackerConfig};
-use http_common::{call, get, get_with, serve, Server};
 use hyper::{Method, StatusCode};
 
 const TOKEN: &str = "integration-token-7f3a9c2e";
@@ -516,7 +514,11 @@ fn a_variable_that_is_not_unicode_is_refused_not_read_as_unset() {
     for var in [fusebox_std::http::TOKEN_VAR, fusebox_std::http::ADMIN_VAR] {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap());
         child
-            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                &crate::common::harness_name(module_path!(), NAME),
+            ])
+            .args(["--nocapture", "--test-threads=1"])
             .env_remove(fusebox_std::http::TOKEN_VAR)
             .env_remove(fusebox_std::http::ADMIN_VAR)
             .env(CHILD, var)

@@ -2,7 +2,7 @@
 //! they refuse, as a user's `tracing-subscriber` writes it: enough to see
 //! a refusal, never a secret a client put in its request.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,12 +1,10 @@
 //! `Limiter` and `KeyedLimiter`: exact waits from the core's refusals,
 //! FIFO order, cancel safety, typed errors, deadlines; on paused time.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::ms_since;
+use crate::common::ms_since;
 use fusebox::bucket::{FullPolicy, Quota, TokenBucket};
 use fusebox::Clock;
 use fusebox_std::policy::{KeyedLimiter, LimitError, Limiter};

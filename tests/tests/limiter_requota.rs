@@ -2,12 +2,10 @@
 //! `fusebox::KeyedLimiter::set_quota`): the waiters read the bucket again
 //! within a second, instead of sleeping out a wait the old limit named.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::ms_since;
+use crate::common::ms_since;
 use fusebox::bucket::{FullPolicy, Quota, TokenBucket};
 use fusebox::Clock;
 use fusebox_std::policy::{KeyedLimiter, Limiter};

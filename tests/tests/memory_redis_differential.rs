@@ -15,12 +15,10 @@
 //! (`now · 2 · scale`, in half units, modulo 2^64) wraps for one of the
 //! case's rules, so that a schedule crosses the wrap.
 
-mod common;
-
 use std::cell::Cell;
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{
     Backend, BackendError, Decision, MemoryBackend, RedisBackend, RedisConfig, Rule, Rules,

@@ -9,13 +9,11 @@
 //! closures, zero and huge durations, clocks far from their start. Paused
 //! tokio time throughout.
 
-mod common;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{core_breaker, poll_once};
+use crate::common::{core_breaker, poll_once};
 use fusebox::bucket::{FullPolicy, Quota};
 use fusebox_std::events::{Component, Event};
 use fusebox_std::policy::{

@@ -22,13 +22,11 @@
 //! the real-time tests use quotas whose refill (an hour) no scheduling
 //! delay can turn into an admission.
 
-mod common;
-
 use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{
     Backend, BackendError, Decision, Degrade, MemoryBackend, RedisBackend, RedisConfig,

@@ -18,11 +18,9 @@
 //! run can only turn an expected refusal into an admission, and no test
 //! here expects a refusal before the bucket is drained).
 
-mod common;
-
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{
     BackendError, Degrade, LeasedLimiter, RedisBackend, RedisConfig, RedisLimiter, Rules, Source,

@@ -40,8 +40,6 @@
 //! so. Paused tokio time wherever time matters (the layers read a
 //! `TokioClock`); no test measures how long anything took.
 
-mod tower_common;
-
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
@@ -50,6 +48,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration as StdDuration;
 
+use crate::tower_common::{get_from, serve};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::routing::get as route;
@@ -65,7 +64,6 @@ use tokio::sync::Semaphore;
 use tower::buffer::Buffer;
 use tower::limit::ConcurrencyLimit;
 use tower::{Layer, Service, ServiceExt};
-use tower_common::{get_from, serve};
 
 // ---------------------------------------------------------------------------
 // A probe inner service

@@ -4,13 +4,11 @@
 //! slot is held across attempts, and a call cancelled at any await point
 //! gives back everything it held.
 
-mod common;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{core_breaker, ms_since, poll_once};
+use crate::common::{core_breaker, ms_since, poll_once};
 use fusebox::breaker::State;
 use fusebox::bucket::{Quota, TokenBucket};
 use fusebox::Clock;

@@ -12,7 +12,7 @@
 //! (JSON), which `RecordedBody` did not implement. A refusal through each
 //! such stack is checked too.
 
-mod tower_common;
+use crate::tower_common;
 
 use std::convert::Infallible;
 use std::future::{ready, Ready};

@@ -6,13 +6,13 @@
 //! without `+script|load` works until Redis loses its scripts, and the
 //! refusal is then seen (in `ACL LOG`, and as a degraded limiter).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{sync_ok, trip, until_state};
-use common::redis_server::{cli, RedisCluster, RedisServer};
+use crate::common::fleet::{sync_ok, trip, until_state};
+use crate::common::redis_server::{cli, RedisCluster, RedisServer};
 use fusebox::breaker::State;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{

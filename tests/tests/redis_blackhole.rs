@@ -5,14 +5,12 @@
 //! too (found by a hostile review: the silent connection was reused until
 //! the kernel gave up on it, about 15 minutes).
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
-use common::silencing_proxy::SilencingProxy;
+use crate::common::redis_server::RedisServer;
+use crate::common::silencing_proxy::SilencingProxy;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules, Source};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

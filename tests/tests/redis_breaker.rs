@@ -3,14 +3,12 @@
 //! of instances and of Redis, operators, corrupt keys, fleet-wide
 //! half-open permits, quorum mode.
 
-mod common;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, instance_over, raw, sync_ok, until_state};
-use common::redis_server::RedisServer;
+use crate::common::fleet::{backend, instance_over, raw, sync_ok, until_state};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
 use fusebox_std::CallError;

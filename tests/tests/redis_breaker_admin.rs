@@ -4,15 +4,14 @@
 //! a fleet breaker, shown on the dashboard and in the health report, was an
 //! `unknown_breaker` to the admin route.
 
-mod common;
-mod http_common;
+use crate::http_common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::core_breaker;
-use common::fleet::{backend, until_state};
-use common::redis_server::RedisServer;
+use crate::common::core_breaker;
+use crate::common::fleet::{backend, until_state};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::State;
 use fusebox_std::backend::FleetBreaker;
 use fusebox_std::http::{router, HttpOptions};

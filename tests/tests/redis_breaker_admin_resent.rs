@@ -9,10 +9,8 @@
 //! Found by a hostile review: A's `force_close` ran, B tripped the fleet,
 //! A's `force_close` ran again and closed it: B's trip was undone.
 
-mod common;
-
-use common::fleet::{raw, run_script};
-use common::redis_server::RedisServer;
+use crate::common::fleet::{raw, run_script};
+use crate::common::redis_server::RedisServer;
 
 const DECISION: &str = "fusebox:{breaker:resent}:decision";
 /// Process A's and process B's records (one per process, for its trips

@@ -9,14 +9,12 @@
 //! Before the fix, A's `force_close` ran twice and undid B's trip made
 //! between its two runs (the fleet closed again, B's opening lost).
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, stored, sync_ok, trip};
-use common::redis_server::RedisServer;
+use crate::common::fleet::{backend, stored, sync_ok, trip};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -5,13 +5,11 @@
 //! instance that tripped and for one started after the trip (a restart,
 //! or the README's second storm loading the stored open decision).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{instance_over, stored, sync_ok, trip, until_state};
-use common::redis_server::RedisServer;
+use crate::common::fleet::{instance_over, stored, sync_ok, trip, until_state};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
 use tokio::time::Instant;

@@ -6,10 +6,8 @@
 //! second run is what the retry sends: the same arguments, the same
 //! trial token), also after another trial's close ran in between.
 
-mod common;
-
-use common::fleet::raw;
-use common::redis_server::RedisServer;
+use crate::common::fleet::raw;
+use crate::common::redis_server::RedisServer;
 
 const BREAKER_LUA: &str = include_str!("../../std-adapter/src/backend/redis/scripts/breaker.lua");
 

@@ -1,13 +1,11 @@
 //! The fleet breaker on a 3-node loopback Redis Cluster: every key of one
 //! breaker shares a hash tag, so its script runs on one node.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::until_state;
-use common::redis_server::RedisCluster;
+use crate::common::fleet::until_state;
+use crate::common::redis_server::RedisCluster;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
 

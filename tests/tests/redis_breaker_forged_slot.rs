@@ -4,13 +4,11 @@
 //! the reader's own trial TTL) is forged, reclaimed and counted; a slot
 //! an instance configured with a longer trial TTL holds is not stolen.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, raw, trip, until_state};
-use common::redis_server::RedisServer;
+use crate::common::fleet::{backend, raw, trip, until_state};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
 

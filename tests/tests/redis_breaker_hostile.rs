@@ -2,14 +2,12 @@
 //! redis-server: local operations on its core that must not leak to the
 //! fleet as decisions nobody made.
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, raw, stored, trip, until_state};
-use common::redis_server::RedisServer;
+use crate::common::fleet::{backend, raw, stored, trip, until_state};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State, Transition};
 use fusebox::{Clock, Instant};
 use fusebox_std::backend::FleetBreaker;

@@ -12,14 +12,12 @@
 //! after a newer admin command was new to its record, and reopened the
 //! fleet the operator had just closed.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{stored, sync_ok, trip};
-use common::redis_server::RedisServer;
+use crate::common::fleet::{stored, sync_ok, trip};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::{FleetBreaker, RedisBackend, RedisConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -4,13 +4,11 @@
 //! taken, so it publishes it again, and that repeat must not count as a
 //! second trip, whatever the fleet decided meanwhile.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, stored, trip, until_state};
-use common::redis_server::RedisServer;
+use crate::common::fleet::{backend, stored, trip, until_state};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
 

@@ -13,13 +13,11 @@
 //! each after the same `fastrand::seed`, as two processes of that program
 //! would.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, raw, stored};
-use common::redis_server::RedisServer;
+use crate::common::fleet::{backend, raw, stored};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
 

@@ -4,14 +4,12 @@
 //! and subscribe again by itself, or every change reaches the instance
 //! only at its sync interval from then on.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, trip, until_state};
-use common::redis_server::RedisServer;
-use common::silencing_proxy::SilencingProxy;
+use crate::common::fleet::{backend, trip, until_state};
+use crate::common::redis_server::RedisServer;
+use crate::common::silencing_proxy::SilencingProxy;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
 

@@ -7,14 +7,12 @@
 //! had opened on the fleet's decision, though every call there was
 //! refused.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::core_breaker;
-use common::fleet::{backend, trip, until_state};
-use common::redis_server::RedisServer;
+use crate::common::core_breaker;
+use crate::common::fleet::{backend, trip, until_state};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::{State, Transition};
 use fusebox_std::backend::FleetBreaker;
 use fusebox_std::events::Event;

@@ -12,13 +12,11 @@
 //! admitted every call until the fleet's opening ended, its close refused
 //! by the fleet and never sent again.
 
-mod common;
-
 use std::time::Duration;
 
-use common::core_breaker;
-use common::fleet::{instance_over, stored, trip, until_state};
-use common::redis_server::RedisServer;
+use crate::common::core_breaker;
+use crate::common::fleet::{instance_over, stored, trip, until_state};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::State;
 use fusebox::Clock;
 use fusebox_std::backend::FleetBreaker;

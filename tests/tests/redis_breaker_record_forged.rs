@@ -9,13 +9,11 @@
 //! Ok and changed nothing, and its trips never reached the fleet, for as
 //! long as the process ran.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, raw, run_script, stored};
-use common::redis_server::RedisServer;
+use crate::common::fleet::{backend, raw, run_script, stored};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
 

@@ -2,15 +2,13 @@
 //! reads what instances configured otherwise left there, against a real
 //! redis-server.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{
+use crate::common::fleet::{
     backend, raw, stored, sync_ok, trip, until_core_half_open_under_the_fleet, until_state,
 };
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
 use fusebox_std::CallError;

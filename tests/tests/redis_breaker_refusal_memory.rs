@@ -6,13 +6,13 @@
 //! applies an operator's close, and the remembered refusal stops there;
 //! a newer opening is asked about again, not shadowed.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, sync_ok, trip, until_core_half_open_under_the_fleet, until_state};
-use common::redis_server::RedisServer;
+use crate::common::fleet::{
+    backend, sync_ok, trip, until_core_half_open_under_the_fleet, until_state,
+};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
 use fusebox_std::CallError;

@@ -5,13 +5,11 @@
 //! back (each family once, every fleet breaker sample checked); while
 //! Redis is down the report is degraded, and back.
 
-mod common;
-
 use std::time::Duration;
 
-use common::core_breaker;
-use common::fleet::backend;
-use common::redis_server::RedisServer;
+use crate::common::core_breaker;
+use crate::common::fleet::backend;
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::State;
 use fusebox_std::backend::FleetBreaker;
 use fusebox_std::{CallError, Registry, RegistryError};

@@ -4,13 +4,11 @@
 //! Every instance must converge on the documented behaviour: a trip
 //! anywhere opens all, and a merge never closes an open breaker.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, instance_over, raw, stored, sync_ok, trip, until_state};
-use common::redis_server::RedisServer;
+use crate::common::fleet::{backend, instance_over, raw, stored, sync_ok, trip, until_state};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
 use tokio::time::Instant;

@@ -11,10 +11,8 @@
 //! trial until the slot's TTL (the breaker's `open_for`) ran out. With
 //! more slots, one trial held two.
 
-mod common;
-
-use common::fleet::raw;
-use common::redis_server::RedisServer;
+use crate::common::fleet::raw;
+use crate::common::redis_server::RedisServer;
 
 const BREAKER_LUA: &str = include_str!("../../std-adapter/src/backend/redis/scripts/breaker.lua");
 

@@ -5,13 +5,11 @@
 //! keys of the wrong type are replaced rather than fatal, and extreme
 //! settings never panic.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, raw, trip, until_state};
-use common::redis_server::RedisServer;
+use crate::common::fleet::{backend, raw, trip, until_state};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
 use tokio::time::Instant;

@@ -4,13 +4,11 @@
 //! health says so) until Redis takes writes again; then it publishes by
 //! itself, with no request and no restart, and the other instances follow.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{instance_over, stored, sync_ok, trip, until_state};
-use common::redis_server::{cli, RedisServer};
+use crate::common::fleet::{instance_over, stored, sync_ok, trip, until_state};
+use crate::common::redis_server::{cli, RedisServer};
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox_std::backend::FleetBreaker;
 use fusebox_std::Registry;

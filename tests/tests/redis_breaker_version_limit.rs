@@ -14,13 +14,11 @@
 //! exhausted, and each instance decides on local state alone (degraded,
 //! logged) until an operator deletes the decision key and restarts it.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{backend, raw, stored, trip, until_state};
-use common::redis_server::RedisServer;
+use crate::common::fleet::{backend, raw, stored, trip, until_state};
+use crate::common::redis_server::RedisServer;
 use fusebox::breaker::{CircuitBreaker, Config, Decision, State};
 use fusebox_std::backend::FleetBreaker;
 

@@ -8,13 +8,11 @@
 //! test had a busy server: the stall tests stop it with SIGSTOP, which
 //! answers nothing, not an error).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{instance_over, sync_ok, trip, until_state};
-use common::redis_server::{cli, RedisServer};
+use crate::common::fleet::{instance_over, sync_ok, trip, until_state};
+use crate::common::redis_server::{cli, RedisServer};
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Degrade, RedisBackend, RedisLimiter, Rules, Source};

@@ -7,13 +7,11 @@
 //! every one, with `broken pipe`, before the fix), nor a fleet breaker's
 //! reconciliation fail.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::instance_over;
-use common::redis_server::{cli, RedisServer};
+use crate::common::fleet::instance_over;
+use crate::common::redis_server::{cli, RedisServer};
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{

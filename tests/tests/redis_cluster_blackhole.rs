@@ -9,12 +9,12 @@
 //! (`cluster-announce-port`), so the Cluster connection reaches it
 //! through the proxy.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::redis_server::RedisCluster;
-use common::silencing_proxy::SilencingProxy;
+use crate::common::redis_server::RedisCluster;
+use crate::common::silencing_proxy::SilencingProxy;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules, Source};
 

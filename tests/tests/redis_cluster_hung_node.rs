@@ -12,13 +12,13 @@
 
 #![allow(clippy::cast_precision_loss)]
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::{connections_received, RedisCluster};
+use crate::common::redis_server::{connections_received, RedisCluster};
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Backend, BackendError, RedisBackend, RedisConfig, Rules};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

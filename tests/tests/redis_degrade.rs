@@ -9,12 +9,10 @@
 //! backend is made, as is a `Local` fallback for no instance; every
 //! limiter reports its own outage, whatever its name's length or ending.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{
     BackendError, Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules, Source,

@@ -7,13 +7,11 @@
 //! for good, until its process restarted. They must find the new primary
 //! by themselves.
 
-mod common;
-
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::{cli, RedisServer};
+use crate::common::redis_server::{cli, RedisServer};
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{

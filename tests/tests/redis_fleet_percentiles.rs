@@ -5,12 +5,10 @@
 //! Latencies are recorded on paused time (exact microseconds), then time
 //! resumes for Redis.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::histogram::RELATIVE_ERROR;
 use fusebox_std::backend::{FleetConfig, FleetPercentiles, RedisBackend, RedisConfig};
 use fusebox_std::{Registry, Tracker, TrackerConfig};

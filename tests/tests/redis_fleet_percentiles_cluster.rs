@@ -3,12 +3,10 @@
 //! over the nodes, and the scripts reloaded on every node after a
 //! `SCRIPT FLUSH` (a failover or restart empties the script cache).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::{cli, RedisCluster};
+use crate::common::redis_server::{cli, RedisCluster};
 use fusebox_std::backend::{FleetConfig, FleetPercentiles};
 use fusebox_std::{Registry, TrackerConfig};
 

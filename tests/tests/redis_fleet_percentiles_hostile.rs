@@ -8,13 +8,11 @@
 //! counts the bytes Redis sends it and can hold its next command that
 //! contains a marker until the test releases it.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox_std::backend::{FleetConfig, FleetPercentiles, FleetReport, RedisBackend, RedisConfig};
 use fusebox_std::{Registry, Tracker, TrackerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -7,7 +7,7 @@
 //! 200 000 nested arrays. Each is a fault, counted, and decided by the
 //! `FailClosed` policy: never a panic, never an admission.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,11 +2,9 @@
 //! rules of one request share a hash tag, so one slot, so one atomic
 //! script; different keys spread over the nodes.
 
-mod common;
-
 use std::time::Duration;
 
-use common::redis_server::RedisCluster;
+use crate::common::redis_server::RedisCluster;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{RedisBackend, RedisConfig, Rule, Rules, Source};
 

@@ -7,12 +7,10 @@
 //! key's node). A verification of the key scheme, and the Cluster side of
 //! `redis_degrade_unwritable`.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::{cli, RedisCluster};
+use crate::common::redis_server::{cli, RedisCluster};
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Degrade, RedisLimiter, Rule, Rules, Source};
 use tokio::time::Instant;

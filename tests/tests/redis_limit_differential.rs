@@ -10,11 +10,9 @@
 //! checks multi-rule requests against the contract written on core
 //! buckets: all or none, the longest wait, the fewest tokens left.
 
-mod common;
-
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::bucket::{AcquireError, Quota, TokenBucket};
 use fusebox::Instant;
 use fusebox_std::backend::{BackendError, Decision, RedisBackend, RedisConfig, Rule, Rules};

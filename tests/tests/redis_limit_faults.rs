@@ -3,12 +3,10 @@
 //! timeout, health goes degraded and back, Redis decisions resume by
 //! themselves.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{
     Decision, Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules, Source,

@@ -6,12 +6,10 @@
 //! clock: the fleet admits at most the burst, 400 tokens, however the
 //! requests interleave. A verification: it passes on the code as it is.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::{cli, RedisServer};
+use crate::common::redis_server::{cli, RedisServer};
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{
     Degrade, LeasedLimiter, RedisBackend, RedisConfig, RedisLimiter, Rule, Rules, Source,

@@ -3,7 +3,7 @@
 //! refused as a protocol fault and counted, and the limiter decides on its
 //! degradation policy instead, never admitting on a forged reply.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

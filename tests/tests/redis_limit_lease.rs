@@ -2,12 +2,12 @@
 //! locally; over any window the fleet admits at most
 //! `burst + rate·T + instances × lease`, and far fewer round trips are made.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{
     BackendError, LeasedLimiter, RedisBackend, RedisConfig, RedisLimiter, Rules, Source,

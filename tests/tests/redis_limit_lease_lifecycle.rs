@@ -5,11 +5,9 @@
 //! Redis handed out less what was lost. A verification: it passes on the
 //! code as it is.
 
-mod common;
-
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{LeasedLimiter, RedisBackend, RedisConfig, RedisLimiter, Rules};
 

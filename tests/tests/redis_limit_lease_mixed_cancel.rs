@@ -5,12 +5,10 @@
 //! (the refill asking Redis only for the tokens a request still misses,
 //! 7f3bbe6, left it holding up to the request's size).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{LeasedLimiter, RedisBackend, RedisConfig, RedisLimiter, Rules, Source};
 

@@ -5,11 +5,9 @@
 //! counts the values Redis found and replaced; a request answered from
 //! memory found none).
 
-mod common;
-
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{
     storage_keys, LeasedLimiter, RedisBackend, RedisConfig, RedisLimiter, Rules, Source,

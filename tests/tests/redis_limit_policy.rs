@@ -3,14 +3,14 @@
 //! deadlines hold, and a killed Redis meets the `Degrade` policy within
 //! the command timeout.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
-use common::shared_limit::{redis_limiter, wait_within, DEADLINE, SLACK, TIMEOUT};
+use crate::common::redis_server::RedisServer;
+use crate::common::shared_limit::{redis_limiter, wait_within, DEADLINE, SLACK, TIMEOUT};
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Degrade, RedisLimiter};
 use fusebox_std::policy::{LimitError, Limiter, Policy, Retry};

@@ -2,13 +2,11 @@
 //! in `to_prometheus` (valid text, each family once), its outage in
 //! `health()` while Redis is down, and back.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
-use common::shared_limit::{config, redis_limiter, wait_within, DEADLINE, SLACK, TIMEOUT};
+use crate::common::redis_server::RedisServer;
+use crate::common::shared_limit::{config, redis_limiter, wait_within, DEADLINE, SLACK, TIMEOUT};
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Degrade, RedisBackend, RedisLimiter, Rules, Source};
 use fusebox_std::policy::{LimitError, Limiter};

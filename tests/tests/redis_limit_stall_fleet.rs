@@ -7,12 +7,10 @@
 //! only Redis or a lease admits. A verification: it passes on the code
 //! as it is.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Degrade, LeasedLimiter, RedisBackend, RedisLimiter, Rules, Source};
 use tokio::time::Instant;

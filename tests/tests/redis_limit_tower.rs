@@ -5,23 +5,22 @@
 //! degrade policy over HTTP while Redis is killed or stalled and the
 //! recovery after its restart, and bad keys handled as for `Keyed`.
 
-mod common;
-mod tower_common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::redis_server::RedisServer;
+use crate::tower_common::{get, serve, Reply};
 use axum::routing::get as route;
 use axum::Router;
-use common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rule, Rules, Source};
 use fusebox_std::tower::rate_limit::{key, BadKey};
 use fusebox_std::tower::RateLimitLayer;
 use fusebox_std::Registry;
 use tokio::time::Instant;
-use tower_common::{get, serve, Reply};
 
 /// The command timeout of the outage tests.
 const TIMEOUT: Duration = Duration::from_millis(50);

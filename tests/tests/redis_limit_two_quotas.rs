@@ -6,11 +6,9 @@
 //! one key forgave each other's drain, 460 admitted at one instant under
 //! bursts of 100 and 10).
 
-mod common;
-
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{storage_keys, RedisBackend, RedisConfig, Rules};
 

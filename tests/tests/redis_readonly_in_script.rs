@@ -4,7 +4,7 @@
 //! must still look for the new primary (`ROLE` on a new connection), as
 //! it does on Redis 7's `READONLY` (tests/tests/redis_failover.rs).
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

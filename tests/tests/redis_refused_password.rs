@@ -8,13 +8,11 @@
 //! Found adopting the crate as a stranger, over real HTTP (`/health`
 //! read `redis did not answer within 5ms` five seconds on).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::password_rotation::{config, rotate, rules, until, NEW, OLD};
-use common::redis_server::RedisServer;
+use crate::common::password_rotation::{config, rotate, rules, until, NEW, OLD};
+use crate::common::redis_server::RedisServer;
 use fusebox_std::backend::{Backend, BackendError, Degrade, RedisBackend, RedisLimiter};
 use fusebox_std::Registry;
 

@@ -4,13 +4,11 @@
 //! warning per cause however many probe rounds, never the password in
 //! any form, and recovery by itself once the user is enabled again.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::logs::logged;
-use common::redis_server::{cli, RedisServer};
+use crate::common::logs::logged;
+use crate::common::redis_server::{cli, RedisServer};
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Backend, Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules};
 use fusebox_std::Registry;

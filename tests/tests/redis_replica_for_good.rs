@@ -6,11 +6,9 @@
 //! found none, up to 16 connect timeouts, and the current connection
 //! kept. Sound-but-checked: no test drove many writes at a replica.
 
-mod common;
-
 use std::time::Duration;
 
-use common::redis_server::{cli, RedisServer};
+use crate::common::redis_server::{cli, RedisServer};
 use fusebox_std::backend::{RedisBackend, RedisConfig};
 use tokio::time::Instant;
 

@@ -5,11 +5,9 @@
 //! connect_timeout`); the backoff only spaces the attempts ("any
 //! durations are safe"). Every limiter decision must reach Redis.
 
-mod common;
-
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use crate::common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{Degrade, RedisBackend, RedisConfig, RedisLimiter, Rules, Source};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

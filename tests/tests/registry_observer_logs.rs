@@ -2,7 +2,7 @@
 //! failures of the breaker that changed state, never those of another
 //! breaker that shares its name.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

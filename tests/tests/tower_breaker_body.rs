@@ -3,10 +3,12 @@
 //! (the default, recording at the head, counts it a success), and a client
 //! that hangs up mid-stream abandons the permit.
 
-mod tower_common;
+use crate::tower_common;
 
 use std::sync::Arc;
 
+use crate::tower_common::frames::{FrameBody, Step};
+use crate::tower_common::{get, serve};
 use axum::body::Body;
 use axum::routing::get as route;
 use axum::Router;
@@ -15,8 +17,6 @@ use fusebox::Clock;
 use fusebox_std::tower::CircuitBreakerLayer;
 use fusebox_std::TokioClock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower_common::frames::{FrameBody, Step};
-use tower_common::{get, serve};
 
 fn breaker() -> Arc<CircuitBreaker> {
     let config = Config::builder()

@@ -7,7 +7,7 @@
 //! body answers `400`, ignored), and a plain HTTP answer behind a
 //! `GrpcClassifier` recording at the end of the body.
 
-mod tower_common;
+use crate::tower_common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use crate::tower_common::eventually;
+use crate::tower_common::unit_codec::Unit;
 use fusebox::breaker::{CircuitBreaker, Config, Metrics};
 use fusebox_std::tower::breaker::{
     ClientFaultLayer, GrpcBreakerResponse, GrpcClassifier, WatchedBody,
@@ -24,8 +26,6 @@ use http_body_util::{BodyExt, Full};
 use tonic::body::Body;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
-use tower_common::eventually;
-use tower_common::unit_codec::Unit;
 
 fn breaker() -> Arc<CircuitBreaker> {
     breaker_of(3)

@@ -3,12 +3,13 @@
 //! connections, a handler that panics, and the layer inside tower's
 //! error-handling stacks.
 
-mod tower_common;
+use crate::tower_common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::tower_common::{eventually, get, serve};
 use axum::http::StatusCode;
 use axum::routing::get as route;
 use axum::Router;
@@ -17,7 +18,6 @@ use fusebox::Clock;
 use fusebox_std::tower::CircuitBreakerLayer;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tower_common::{eventually, get, serve};
 
 /// Opens after one failure, for `open_ms`, then lets `trials` through.
 fn breaker(open_ms: u64, trials: u8) -> Arc<CircuitBreaker> {

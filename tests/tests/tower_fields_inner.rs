@@ -6,10 +6,9 @@
 //! and answers without a body (`HEAD`, `304`, `204`) carry the fields
 //! too; the layer's own `429` carries its figures alone.
 
-mod tower_common;
-
 use std::sync::Arc;
 
+use crate::tower_common::{connect_from, get, read_reply, request, serve, Reply};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::get as route;
 use axum::Router;
@@ -18,7 +17,6 @@ use fusebox::TokenBucket;
 use fusebox_std::tower::RateLimitLayer;
 use sfv::{ListEntry, Parser};
 use tokio::io::AsyncWriteExt;
-use tower_common::{connect_from, get, read_reply, request, serve, Reply};
 
 /// The upstream's own fields: its policy members on two field lines, its
 /// `RateLimit` member, one field of the legacy trio and a `Retry-After`.

@@ -8,6 +8,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::tower_common::frames::{FrameBody, Step};
+use crate::tower_common::unit_codec::Unit;
 use fusebox::breaker::{CircuitBreaker, Config, Metrics, State};
 use fusebox::bucket::Quota;
 use fusebox::{Clock, TokenBucket};
@@ -20,10 +22,8 @@ use hyper::body::Bytes;
 use tonic::body::Body;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
-use tower_common::frames::{FrameBody, Step};
-use tower_common::unit_codec::Unit;
 
-mod tower_common;
+use crate::tower_common;
 
 fn breaker() -> Arc<CircuitBreaker> {
     let config = Config::builder()

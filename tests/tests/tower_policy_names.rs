@@ -3,16 +3,14 @@
 //! outside printable ASCII must stay two policies a client can tell
 //! apart.
 
-mod tower_common;
-
 use std::sync::Arc;
 
+use crate::tower_common::{get, serve};
 use axum::routing::get as route;
 use axum::Router;
 use fusebox::bucket::Quota;
 use fusebox::TokenBucket;
 use fusebox_std::tower::RateLimitLayer;
-use tower_common::{get, serve};
 
 fn app() -> Router {
     Router::new().route("/", route(|| async { "hello" }))

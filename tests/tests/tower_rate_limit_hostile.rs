@@ -3,17 +3,15 @@
 //! across connections and the server's clones, and every refusal's
 //! fields agree with its `Retry-After`.
 
-mod tower_common;
-
 use std::sync::Arc;
 
+use crate::tower_common::{get, serve, Reply};
 use axum::routing::get as route;
 use axum::Router;
 use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
 use fusebox::{Clock, TokenBucket};
 use fusebox_std::tower::rate_limit::key;
 use fusebox_std::tower::RateLimitLayer;
-use tower_common::{get, serve, Reply};
 
 fn app() -> Router {
     Router::new().route("/", route(|| async { "hello" }))

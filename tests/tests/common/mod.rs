@@ -51,6 +51,17 @@ pub fn core_breaker(failures: u32, open_for: Duration) -> Arc<CircuitBreaker> {
     ))
 }
 
+/// The name the test harness gives `test`, a test function of the file
+/// whose `module_path!()` is `module` (`suite::file` in a suite binary,
+/// the crate alone in a binary of its own): for a test that runs itself
+/// again in a child process with `--exact`.
+pub fn harness_name(module: &str, test: &str) -> String {
+    match module.split_once("::") {
+        Some((_, file)) => format!("{file}::{test}"),
+        None => test.to_owned(),
+    }
+}
+
 /// Milliseconds since `start`.
 pub fn ms_since(start: tokio::time::Instant) -> u128 {
     (tokio::time::Instant::now() - start).as_millis()
