@@ -214,11 +214,12 @@ async fn racing_tasks_never_exceed_the_slots() {
 }
 
 /// One call inside the bulkhead, counted out however it ends (a call
-/// dropped by its timeout included).
-struct Inside<'a>(&'a AtomicUsize);
+/// dropped by its timeout, a cancelled or panicking one included); the
+/// bulkhead's own hostile tests count with it too.
+pub(super) struct Inside<'a>(&'a AtomicUsize);
 
 impl<'a> Inside<'a> {
-    fn enter(inside: &'a AtomicUsize, most: &AtomicUsize) -> Self {
+    pub(super) fn enter(inside: &'a AtomicUsize, most: &AtomicUsize) -> Self {
         let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
         most.fetch_max(now, Ordering::SeqCst);
         Self(inside)

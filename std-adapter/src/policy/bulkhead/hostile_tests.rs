@@ -6,28 +6,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::*;
+use crate::policy::hostile_tests::Inside;
 
 fn poll_once<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
     let mut cx = Context::from_waker(std::task::Waker::noop());
     f.poll(&mut cx)
-}
-
-/// Counts callers inside the protected future, and the most at once;
-/// leaves on drop (a cancelled or panicking caller leaves too).
-struct Inside<'a>(&'a AtomicUsize);
-
-impl<'a> Inside<'a> {
-    fn enter(inside: &'a AtomicUsize, most: &AtomicUsize) -> Self {
-        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
-        most.fetch_max(now, Ordering::SeqCst);
-        Self(inside)
-    }
-}
-
-impl Drop for Inside<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// 400 callers on 4 worker threads, one in five aborted wherever it is
