@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use fusebox::breaker::Config;
-
 use crate::monitor::{CheckError, CheckSpec, ErrorKind, FnCheck, HealthMonitor};
 use crate::{Registry, TrackerConfig};
 
@@ -65,6 +63,8 @@ async fn odd_text_and_secrets_in_every_free_text_place() {
 #[cfg(feature = "http")]
 #[tokio::test(start_paused = true)]
 async fn the_probe_and_the_report_agree_on_ready() {
+    use fusebox::breaker::Config;
+
     let registry = Registry::new();
     let config = || {
         Config::builder()
