@@ -8,8 +8,9 @@
 # included) and rustdoc (broken links fail, every public item has an
 # example); unit, doc, property and integration tests and the storm demo;
 # no_std builds (Cortex-M0 and M4, and a core-only sysroot proving nothing
-# pulls in `alloc`); the firmware under QEMU; loom models and Miri (side by
-# side). Each command prints its wall time.
+# pulls in `alloc`); the firmware under QEMU; loom models and Miri (started
+# after fmt, in the background at idle priority, waited for last). Each
+# command prints its wall time and how busy the cores were meanwhile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,11 +26,20 @@ done_layer() {
     passed=$((passed + 1))
     printf '    ok (%ss so far)\n' $((SECONDS - start))
 }
-# Runs one command and prints its wall time, so a slow step is named.
+# The machine's busy and total CPU ticks so far (every core; /proc/stat).
+cpu_ticks() {
+    awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat
+}
+# Runs one command and prints its wall time and how busy the machine's
+# cores were meanwhile, so a slow step, and one that leaves cores idle,
+# is named.
 step() {
-    local t0=$SECONDS
+    local t0=$SECONDS busy0 total0 busy1 total1
+    read -r busy0 total0 < <(cpu_ticks)
     "$@"
-    printf '    [%3ss] %s\n' $((SECONDS - t0)) "$*"
+    read -r busy1 total1 < <(cpu_ticks)
+    printf '    [%3ss, cores %3s%% busy] %s\n' $((SECONDS - t0)) \
+        $((100 * (busy1 - busy0) / (total1 - total0 > 0 ? total1 - total0 : 1))) "$*"
 }
 
 layer "install: rustup components and targets"
@@ -65,6 +75,81 @@ layer "fmt"
 step cargo fmt --all -- --check
 done_layer
 
+layer "loom models and Miri: started in the background, at idle priority"
+# They are the longest layer (about 20 minutes of both cores) and need
+# nothing the other layers build (their own target directories, Miri its
+# own toolchain), while the layers below leave cores idle (a test waiting
+# on a server or a timeout, a build's last crate, a linker). So they run
+# from here on, beside them, under the idle scheduling class (nice 19
+# where that is refused): they take only the CPU time the layers below
+# leave, and those run as fast as alone. Each writes a log; the last layer
+# waits for both and prints their step times (a log whole, on failure).
+loom_log=target/loom-layer.log
+miri_log=target/miri-layer.log
+mkdir -p target
+# The idle class for the calling subshell and everything it starts.
+idle_priority() {
+    chrt --idle -p 0 "$BASHPID" >/dev/null 2>&1 || renice -n 19 -p "$BASHPID" >/dev/null
+}
+# A failing layer stops both (the whole tree under each subshell) on the
+# way out; all of it stays in this script's process group, so that
+# whatever kills the script's group kills them too.
+kill_tree() {
+    local child
+    for child in $(pgrep -P "$1" || true); do
+        kill_tree "$child"
+    done
+    kill "$1" 2>/dev/null || true
+}
+(
+    set -e
+    idle_priority
+    # Every model sets its preemption bound in code. Release without
+    # debug info: the models are run, never debugged, here.
+    loom() {
+        step env RUSTFLAGS="$1" CARGO_TARGET_DIR="$2" CARGO_PROFILE_RELEASE_DEBUG=false \
+            cargo test -p fusebox-loom --release "${@:3}"
+    }
+    loom "--cfg loom" target/loom
+    # Again with the 32-bit (Cortex-M) word layouts: the keyed limiter's
+    # three-RMW slot protocol, 32-bit bucket words, counters, generations
+    # and time-window buckets, and the cache's slot sequences (two 32-bit
+    # words there, one 64-bit word here). Not again: the breaker's
+    # 3-thread, 2-permit half-open model (a2, about 40 % of a run's time),
+    # whose slot protocol is the same code at both widths; every other
+    # breaker model runs at both.
+    loom "--cfg loom --cfg fusebox_narrow_words" target/loom-narrow \
+        --test breaker --test breaker_reconfig --test breaker_time --test bucket --test histogram \
+        --test cache --test cache_seq_carry \
+        -- --skip a2_half_open_in_flight_bounded_two_permits
+) </dev/null >"$loom_log" 2>&1 &
+loom_pid=$!
+(
+    set -e
+    idle_priority
+    # The unit tests, and the suites of the parts with unsafe code: the
+    # keyed limiter, the caches (`AtomicBytes`), the histogram. Not the
+    # breaker's suite (no unsafe code anywhere in the breaker; its unit
+    # tests run in the first, with the crate's), nor the binaries that
+    # Miri runs no test of (their files are `cfg(not(miri))`: thread
+    # counts, long histories). The doctests are the API's examples, run
+    # natively, and add no unsafe path the tests do not take.
+    step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox \
+        --lib --test cache --test histogram --test limiter
+    # Heap construction in place (`new_boxed`, feature `alloc`) at Miri
+    # sizes; the tests above ran without `alloc`.
+    step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox --features alloc \
+        --lib --test boxed_construction --test histogram_boxed -- boxed in_place
+    # The 32-bit-word paths (Cortex-M's: 32-bit bucket words, the keyed
+    # limiter's three-RMW slot protocol) on a big-endian host target
+    # without 64-bit atomics; Miri builds that target's sysroot itself.
+    step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox \
+        --target powerpc-unknown-linux-gnu --lib bucket
+) </dev/null >"$miri_log" 2>&1 &
+miri_pid=$!
+trap 'kill_tree "$loom_pid"; kill_tree "$miri_pid"' EXIT
+done_layer
+
 layer "clippy (host, all targets; firmware targets with every feature) and rustdoc"
 step cargo clippy --workspace --all-targets -- -D warnings
 # fusebox-tests enables fusebox-std's `http` feature, so the workspace
@@ -83,6 +168,9 @@ done
 for f in "" tower http redis; do
     step cargo clippy -p fusebox-std --all-targets --no-default-features --features "$f" -- -D warnings
 done
+# The storm demo with its own features (the README's first command builds
+# it alone: no other package's features unified into the adapter).
+step cargo clippy -p fusebox-demo --all-targets -- -D warnings
 # The libraries' docs: a broken intra-doc link is an error.
 step env RUSTDOCFLAGS="-D warnings" cargo doc -p fusebox -p fusebox-std --no-deps --all-features
 # Every public item has a runnable example: rustdoc's JSON (nightly, its
@@ -95,12 +183,18 @@ step python3 scripts/doc_examples.py target/doc-json
 done_layer
 
 layer "unit, doc and property tests"
-step cargo test --workspace
+# Not the benchmarks (no tests of their own; their peers, criterion and
+# the servers of benches/wrk.sh only built here, in debug, took minutes;
+# clippy above type-checks every one of their targets) nor the loom
+# models (without `--cfg loom` they are empty; the last layer runs them).
+# Those two enabled the core's `time-window`; it is named instead, so the
+# core is tested with the set the workspace unifies to: alloc, serde, std,
+# time-window, half-open-timeout (fusebox-std adds the last).
+step cargo test --workspace --exclude fusebox-benches --exclude fusebox-loom \
+    --features fusebox/time-window
 step cargo test -p fusebox --features serde,std
-# The workspace run above already tested the core with both new features
-# (benches, loom-tests enable them; fusebox-std adds serde and std: the set
-# alloc, serde, std, time-window, half-open-timeout), and the clippy layer
-# built that set without the workspace's unification. The core with each:
+# The core with each of the two breaker features alone (the clippy layer
+# built the whole set without the workspace's unification):
 step cargo test -p fusebox --features time-window,serde --test breaker_time_scenarios --test serde
 step cargo test -p fusebox --features half-open-timeout,serde --test breaker_half_open_timeout --test serde
 # `EmbassyClock` on a driver defined by the test, at a tick rate that is
@@ -111,12 +205,15 @@ step cargo test -p fusebox --features embassy-time,embassy-time/tick-hz-32_768 -
 # A server binary with nothing but `features = ["std"]` links and runs.
 step cargo run -q -p fusebox-std-link
 # The README's first command, once, on a short storm: it must exit 0 and
-# print its table. Built like the tests above (the README builds it with
-# `--release`: that build of its dependencies alone took 4.5 minutes of a
-# 37-minute run here, and proves nothing the tests do not). In process,
-# whatever Redis a shell or CI job exports for the storm (`storm --help`:
+# print its table. The binary the workspace run above built (and
+# demo/tests/storm.rs ran and checked), not a build of its own: the
+# README builds it with `--release` (that build of its dependencies alone
+# took 4.5 minutes of a 37-minute run here), and `cargo run -p
+# fusebox-demo` rebuilt the adapter with the demo's own features (40 s);
+# the clippy layer type-checks it with those. In process, whatever Redis
+# a shell or CI job exports for the storm (`storm --help`:
 # FUSEBOX_REDIS_URL; one unreachable failed this step).
-step env -u FUSEBOX_REDIS_URL cargo run -q -p fusebox-demo -- --short --seed 1
+step env -u FUSEBOX_REDIS_URL "${CARGO_TARGET_DIR:-target}/debug/storm" --short --seed 1
 # The core's unit and integration tests (models, peers' scenarios, long
 # histories) again on the 32-bit (Cortex-M) word layouts, on the host
 # (`build.rs` turns `fusebox_wide_words` off; the tests read the same cfg
@@ -167,65 +264,21 @@ fi
 step embedded-example/run.sh
 done_layer
 
-layer "loom models, with Miri on the core's tests beside them"
-# Miri interprets one test at a time and a loom binary often ends on one
-# long model, so each leaves a core idle: they run side by side, Miri's
-# output kept in a log that is printed when both end (whole on failure:
-# a Miri failure is reported after the loom runs).
-miri_log=target/miri-layer.log
-mkdir -p target
-# A failing loom run stops Miri (the whole tree under its subshell) on
-# the way out; all of it stays in this script's process group, so that
-# whatever kills the script's group kills Miri too.
-kill_tree() {
-    local child
-    for child in $(pgrep -P "$1" || true); do
-        kill_tree "$child"
+layer "loom models and Miri (started after fmt): waiting for them"
+failed=
+wait "$loom_pid" || failed="loom:$loom_log"
+wait "$miri_pid" || failed="${failed:+$failed }Miri:$miri_log"
+trap - EXIT
+if [ -n "$failed" ]; then
+    for f in $failed; do
+        printf '\n%s failed; its log (%s):\n' "${f%%:*}" "${f#*:}"
+        cat "${f#*:}"
     done
-    kill "$1" 2>/dev/null || true
-}
-(
-    set -e
-    # Unit and integration tests; the doctests are the API's examples,
-    # run natively above, and add no unsafe path the tests do not take.
-    step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox --lib --tests
-    # Heap construction in place (`new_boxed`, feature `alloc`) at Miri
-    # sizes; the tests above ran without `alloc`.
-    step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox --features alloc \
-        --lib --test boxed_construction --test histogram_boxed -- boxed in_place
-    # The 32-bit-word paths (Cortex-M's: 32-bit bucket words, the keyed
-    # limiter's three-RMW slot protocol) on a big-endian host target
-    # without 64-bit atomics; Miri builds that target's sysroot itself.
-    step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox \
-        --target powerpc-unknown-linux-gnu --lib bucket
-) </dev/null >"$miri_log" 2>&1 &
-miri_pid=$!
-trap 'kill_tree "$miri_pid"' EXIT
-# Every model sets its preemption bound in code. Release without debug
-# info: the models are run, never debugged, here.
-loom() {
-    step env RUSTFLAGS="$1" CARGO_TARGET_DIR="$2" CARGO_PROFILE_RELEASE_DEBUG=false \
-        cargo test -p fusebox-loom --release "${@:3}"
-}
-loom "--cfg loom" target/loom
-# Again with the 32-bit (Cortex-M) word layouts: the keyed limiter's
-# three-RMW slot protocol, 32-bit bucket words, counters, generations and
-# time-window buckets, and the cache's slot sequences (two 32-bit words
-# there, one 64-bit word here). Not again: the breaker's 3-thread, 2-permit
-# half-open model (a2, about 40 % of a run's time), whose slot protocol is
-# the same code at both widths; every other breaker model runs at both.
-loom "--cfg loom --cfg fusebox_narrow_words" target/loom-narrow \
-    --test breaker --test breaker_reconfig --test breaker_time --test bucket --test histogram \
-    --test cache --test cache_seq_carry \
-    -- --skip a2_half_open_in_flight_bounded_two_permits
-if ! wait "$miri_pid"; then
-    trap - EXIT
-    cat "$miri_log"
-    printf '\nMiri failed (its output above)\n'
     exit 1
 fi
-trap - EXIT
-grep -E '^    \[|^test result' "$miri_log" || true
+for log in "$loom_log" "$miri_log"; do
+    grep -E '^    \[|^test result' "$log" || true
+done
 done_layer
 
 printf '\nfusebox test layers: %d passed, 0 failed in %ss\n' "$passed" $((SECONDS - start))
