@@ -25,6 +25,32 @@ layer() {
 done_layer() {
     passed=$((passed + 1))
     printf '    ok (%ss so far)\n' $((SECONDS - start))
+    stop_if_background_failed
+}
+# The jobs started in the background (loom, Miri): name -> pid, log, and
+# exit status once ended.
+declare -A bg_pid=() bg_log=() bg_status=()
+# Records the status of every background job that has ended; a failed one
+# stops the run at once (its log printed whole) rather than after the
+# layers still to come.
+stop_if_background_failed() {
+    local name status
+    for name in "${!bg_pid[@]}"; do
+        [ -z "${bg_status[$name]:-}" ] || continue
+        kill -0 "${bg_pid[$name]}" 2>/dev/null && continue
+        status=0
+        wait "${bg_pid[$name]}" || status=$?
+        bg_status[$name]=$status
+        if [ "$status" -ne 0 ]; then
+            trap - EXIT
+            for other in "${!bg_pid[@]}"; do
+                kill_tree "${bg_pid[$other]}"
+            done
+            printf '\n%s failed; its log (%s):\n' "$name" "${bg_log[$name]}"
+            cat "${bg_log[$name]}"
+            exit 1
+        fi
+    done
 }
 # The machine's busy and total CPU ticks so far (every core; /proc/stat).
 cpu_ticks() {
@@ -123,7 +149,7 @@ kill_tree() {
         --test cache --test cache_seq_carry \
         -- --skip a2_half_open_in_flight_bounded_two_permits
 ) </dev/null >"$loom_log" 2>&1 &
-loom_pid=$!
+bg_pid[loom]=$! bg_log[loom]=$loom_log
 (
     set -e
     idle_priority
@@ -146,8 +172,8 @@ loom_pid=$!
     step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox \
         --target powerpc-unknown-linux-gnu --lib bucket
 ) </dev/null >"$miri_log" 2>&1 &
-miri_pid=$!
-trap 'kill_tree "$loom_pid"; kill_tree "$miri_pid"' EXIT
+bg_pid[Miri]=$! bg_log[Miri]=$miri_log
+trap 'kill_tree "${bg_pid[loom]}"; kill_tree "${bg_pid[Miri]}"' EXIT
 done_layer
 
 layer "clippy (host, all targets; firmware targets with every feature) and rustdoc"
@@ -265,17 +291,14 @@ step embedded-example/run.sh
 done_layer
 
 layer "loom models and Miri (started after fmt): waiting for them"
-failed=
-wait "$loom_pid" || failed="loom:$loom_log"
-wait "$miri_pid" || failed="${failed:+$failed }Miri:$miri_log"
-trap - EXIT
-if [ -n "$failed" ]; then
-    for f in $failed; do
-        printf '\n%s failed; its log (%s):\n' "${f%%:*}" "${f#*:}"
-        cat "${f#*:}"
+for name in "${!bg_pid[@]}"; do
+    # Blocks until the job ends (a failure stops the run there).
+    while [ -z "${bg_status[$name]:-}" ]; do
+        sleep 5
+        stop_if_background_failed
     done
-    exit 1
-fi
+done
+trap - EXIT
 for log in "$loom_log" "$miri_log"; do
     grep -E '^    \[|^test result' "$log" || true
 done
