@@ -11,6 +11,11 @@
 //! of them wrote with [`forwarded_ip`] (never on the leftmost one, which
 //! the client writes). Either way, [`network`] keys an IPv6 client on its
 //! /64, which it owns whole, not on one of its 2⁶⁴ addresses.
+//!
+//! [`header`] and [`path`] make a `String` (a heap allocation and a free
+//! on every request); [`header_as`] makes the same key as any type built
+//! from a `&str`, such as an inline string (`smol_str::SmolStr`), for a
+//! limiter keyed by that type.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -70,6 +75,10 @@ pub const MAX_FORWARDED_LEN: usize = 1024;
 /// its own keys. Key on values the client cannot mint (an API key checked
 /// by a layer before this one, the tenant it maps to), or put a limit
 /// keyed on the client's address in front of this one.
+///
+/// The key is a `String`, allocated on every request; [`header_as`] makes
+/// the same key as another type (an inline string holds a short one
+/// without touching the heap).
 ///
 /// # Panics
 ///
@@ -135,9 +144,91 @@ pub fn try_header(
     impl Fn(&Parts) -> Result<String, KeyError> + Clone + Send + Sync + 'static,
     InvalidHeaderName,
 > {
+    try_header_as(name, max_len)
+}
+
+/// [`header`] into a key type of your choice instead of a `String`: any
+/// `K` made from a `&str`, such as [`smol_str::SmolStr`] or
+/// `compact_str::CompactString`, which hold a short key (up to 23 and 24
+/// bytes) inline, without the heap allocation and free a `String` costs
+/// on every request (benches/analysis.md, "The key without a heap
+/// allocation"). The key is the same text, validated the same way; the
+/// limiter is keyed by `K`.
+///
+/// # Panics
+///
+/// As [`header`], if `name` is not a valid header name;
+/// [`try_header_as`] returns the error instead.
+///
+/// # Examples
+///
+/// ```
+/// use std::convert::Infallible;
+/// use std::sync::Arc;
+/// use fusebox::bucket::{FullPolicy, KeyedLimiter, Quota};
+/// use fusebox::hash::RandomState;
+/// use fusebox_std::tower::rate_limit::key;
+/// use fusebox_std::tower::RateLimitLayer;
+/// use smol_str::SmolStr;
+/// use tower::{service_fn, Layer, Service};
+///
+/// let api_key = key::header_as::<SmolStr>("X-Api-Key", 64);
+/// let (head, ()) = http::Request::builder().header("x-api-key", "k-123").body(()).unwrap().into_parts();
+/// assert_eq!(api_key(&head), Ok(SmolStr::new("k-123")));
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let limiter = Arc::new(KeyedLimiter::<SmolStr, 1024, 1, RandomState>::with_hasher(
+///     [Quota::per_second(1)?], FullPolicy::Reject, RandomState::new())?);
+/// let mut service = RateLimitLayer::keyed("api", limiter, key::header_as("x-api-key", 64))
+///     .layer(service_fn(|_: http::Request<()>| async { Ok::<_, Infallible>(http::Response::new(String::new())) }));
+/// let from = |k: &str| http::Request::builder().header("x-api-key", k).body(()).unwrap();
+/// assert_eq!(service.call(from("k-1")).await?.status(), 200);
+/// assert_eq!(service.call(from("k-1")).await?.status(), 429);
+/// assert_eq!(service.call(from("k-2")).await?.status(), 200);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub fn header_as<K>(
+    name: &str,
+    max_len: usize,
+) -> impl Fn(&Parts) -> Result<K, KeyError> + Clone + Send + Sync + 'static
+where
+    K: for<'a> From<&'a str>,
+{
+    try_header_as(name, max_len)
+        .unwrap_or_else(|_| panic!("key::header_as: {name:?} is not a valid header name"))
+}
+
+/// [`header_as`] for a header name read at run time: the same key
+/// function, or the error `header_as` panics on.
+///
+/// # Errors
+///
+/// [`InvalidHeaderName`] if `name` is empty or has a character a field
+/// name cannot have, such as a space or a colon.
+///
+/// # Examples
+///
+/// ```
+/// use fusebox_std::tower::rate_limit::key;
+/// use smol_str::SmolStr;
+///
+/// assert!(key::try_header_as::<SmolStr>("x api key", 64).is_err()); // a space
+/// let api_key = key::try_header_as::<SmolStr>("X-Api-Key", 64)?;
+/// let (head, ()) = http::Request::builder().header("x-api-key", " k-123 ").body(()).unwrap().into_parts();
+/// assert_eq!(api_key(&head), Ok(SmolStr::new("k-123")));
+/// # Ok::<(), http::header::InvalidHeaderName>(())
+/// ```
+pub fn try_header_as<K>(
+    name: &str,
+    max_len: usize,
+) -> Result<impl Fn(&Parts) -> Result<K, KeyError> + Clone + Send + Sync + 'static, InvalidHeaderName>
+where
+    K: for<'a> From<&'a str>,
+{
     // `from_bytes` lowercases; `from_static` would panic on any capital.
     let name = HeaderName::from_bytes(name.as_bytes())?;
-    Ok(move |head: &Parts| bounded(head, &name, max_len).map(str::to_owned))
+    Ok(move |head: &Parts| bounded(head, &name, max_len).map(K::from))
 }
 
 /// The request path (without the query), as the client sent it, as a
@@ -598,6 +689,53 @@ mod tests {
             header("AUTHORIZATION", 16)(&head("authorization", b"t")),
             Ok("t".into())
         );
+    }
+
+    /// `header_as` is `header` into another type: the same key (inline
+    /// or spilled to the heap past 23 bytes) or the same error, for
+    /// every kind of value.
+    #[test]
+    fn an_inline_key_is_the_string_key_in_another_type() {
+        use smol_str::SmolStr;
+        let string = header("x-api-key", 32);
+        let inline = header_as::<SmolStr>("X-Api-Key", 32);
+        let long = "0123456789abcdef0123456789abcdef";
+        let mut two = head("x-api-key", b"a");
+        two.headers.append(
+            HeaderName::from_static("x-api-key"),
+            HeaderValue::from_static("b"),
+        );
+        let heads = [
+            http::Request::new(()).into_parts().0,
+            head("x-api-key", b""),
+            head("x-api-key", b" \t"),
+            head("x-api-key", b" k-1\t"),
+            head("x-api-key", b"a, b"),
+            head("x-api-key", long.as_bytes()),
+            head("x-api-key", &long.as_bytes()[..23]),
+            head("x-api-key", &long.as_bytes()[..24]),
+            head("x-api-key", b"0123456789abcdef0123456789abcdef!"),
+            head("x-api-key", b"caf\xe9"),
+            head("x-api-key", "café".as_bytes()),
+            two,
+        ];
+        for head in &heads {
+            let want = string(head).map(SmolStr::from);
+            assert_eq!(inline(head), want, "{:?}", head.headers);
+        }
+        assert_eq!(inline(&heads[5]), Ok(SmolStr::new(long)));
+        assert!(!inline(&heads[3]).unwrap().is_heap_allocated());
+        assert!(try_header_as::<SmolStr>("x api key", 16).is_err());
+        assert_eq!(
+            try_header_as::<std::sync::Arc<str>>("x-api-key", 16).unwrap()(&heads[3]),
+            Ok("k-1".into())
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "not a valid header name")]
+    fn an_invalid_inline_header_name_panics_when_built() {
+        let _ = header_as::<smol_str::SmolStr>("x api key", 16);
     }
 
     #[test]
