@@ -12,6 +12,11 @@
 #
 #   ./benches/http_instr.sh [mode ...]     # default: the modes below
 #   SIM=1 ./benches/http_instr.sh [mode ...]
+#   SERVER=path/to/http_server ./benches/http_instr.sh [mode ...]
+#
+# SERVER= measures a server built before (a copy of the example from
+# another commit, to compare two builds in one session) instead of
+# building this checkout's.
 #
 # SIM=1 adds callgrind's cache and branch simulation (the host's cache
 # geometry): first-level instruction and data misses and mispredicted
@@ -27,8 +32,10 @@ for tool in valgrind callgrind_control wrk; do
         exit 1
     }
 done
-cargo build --release -q -p fusebox-benches --example http_server
-SERVER=${CARGO_TARGET_DIR:-target}/release/examples/http_server
+if [ -z "${SERVER:-}" ]; then
+    cargo build --release -q -p fusebox-benches --example http_server
+    SERVER=${CARGO_TARGET_DIR:-target}/release/examples/http_server
+fi
 OUT=$(mktemp -d)
 PID=
 trap '[ -z "$PID" ] || kill "$PID" 2>/dev/null; rm -rf "$OUT"' EXIT

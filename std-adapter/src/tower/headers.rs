@@ -344,11 +344,19 @@ pub(crate) fn member_value(member: Vec<u8>) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The legacy trio, if asked (see [`Members`]).
+/// The legacy trio, if asked (see [`Members`]). The check is inlined:
+/// a layer without the trio (the default) does not call, and pay the
+/// prologue of, the function that adds it, on every response.
+#[inline]
 pub(crate) fn add_legacy(headers: &mut HeaderMap, q: &Quoted, legacy: bool, own: bool) {
-    if !legacy {
-        return;
+    if legacy {
+        add_trio(headers, q, own);
     }
+}
+
+/// The legacy trio of `q` (see [`Members`]).
+#[inline(never)]
+fn add_trio(headers: &mut HeaderMap, q: &Quoted, own: bool) {
     let trio = [
         (&X_LIMIT, q.limit),
         (&X_REMAINING, q.remaining),
