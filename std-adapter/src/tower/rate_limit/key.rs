@@ -148,7 +148,7 @@ pub fn try_header(
 }
 
 /// [`header`] into a key type of your choice instead of a `String`: any
-/// `K` made from a `&str`, such as [`smol_str::SmolStr`] or
+/// `K` made from a `&str`, such as `smol_str::SmolStr` or
 /// `compact_str::CompactString`, which hold a short key (up to 23 and 24
 /// bytes) inline, without the heap allocation and free a `String` costs
 /// on every request (benches/analysis.md, "The key without a heap
