@@ -7,8 +7,11 @@
 //! Modes:
 //! * `bare`: axum alone;
 //! * `fusebox`: a keyed `RateLimitLayer` and a `CircuitBreakerLayer`
-//!   inside it (keyed by the `x-api-key` header, a `String` key, the
-//!   default `429` responder and `RateLimit` fields on every response),
+//!   inside it (keyed by the `x-api-key` header into a `SmolStr`,
+//!   `key::header_as`: no heap allocation for the key; a `String` key,
+//!   `key::header`, costs about 100 instructions more a request;
+//!   the default `429` responder and `RateLimit` fields on every
+//!   response),
 //!   both built from a `fusebox_std::Registry` as a server with
 //!   `/metrics` would build them; the quota is 10^9 tokens a second with
 //!   a burst of 10^9;
