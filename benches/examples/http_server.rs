@@ -16,7 +16,7 @@
 //!   `/metrics` would build them; the quota is 10^9 tokens a second with
 //!   a burst of 10^9;
 //! * `governor`: tower_governor's `GovernorLayer`, keyed by the same
-//!   header into a `String` (its own `KeyExtractor`), one token every
+//!   header into a `SmolStr` too (its own `KeyExtractor`), one token every
 //!   nanosecond with a burst of `u32::MAX`, no headers (its default);
 //! * `governor-headers`: the same with `use_headers()`, its
 //!   `x-ratelimit-limit` and `x-ratelimit-remaining` on every response:
