@@ -15,6 +15,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NIGHTLY=${FUSEBOX_NIGHTLY:-nightly}
+# Built once, from scratch, run, then thrown away: no incremental caches to
+# write, and line tables (file and line in a panic's backtrace) instead of
+# full debug info, which the tests never read and which made most of a
+# debug build's and link's time.
+export CARGO_INCREMENTAL=0
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 THUMBS=(thumbv6m-none-eabi thumbv7em-none-eabihf)
 passed=0
 start=$SECONDS
@@ -108,16 +114,18 @@ layer "loom models and Miri: started in the background, at idle priority"
 # on a server or a timeout, a build's last crate, a linker). So they run
 # from here on, beside them, under the idle scheduling class (nice 19
 # where that is refused): they take only the CPU time the layers below
-# leave, and those run as fast as alone. Each writes a log; the last layer
-# waits for both and prints their step times (a log whole, on failure).
+# leave. Each writes a log; the last layer waits for them and prints their
+# step times (a log whole, on failure; a failure seen at a layer's end
+# stops the run there).
 loom_log=target/loom-layer.log
 miri_log=target/miri-layer.log
+miri_words_log=target/miri-big-endian-layer.log
 mkdir -p target
 # The idle class for the calling subshell and everything it starts.
 idle_priority() {
     chrt --idle -p 0 "$BASHPID" >/dev/null 2>&1 || renice -n 19 -p "$BASHPID" >/dev/null
 }
-# A failing layer stops both (the whole tree under each subshell) on the
+# A failing layer stops them (the whole tree under each subshell) on the
 # way out; all of it stays in this script's process group, so that
 # whatever kills the script's group kills them too.
 kill_tree() {
@@ -153,27 +161,38 @@ bg_pid[loom]=$! bg_log[loom]=$loom_log
 (
     set -e
     idle_priority
-    # The unit tests, and the suites of the parts with unsafe code: the
-    # keyed limiter, the caches (`AtomicBytes`), the histogram. Not the
-    # breaker's suite (no unsafe code anywhere in the breaker; its unit
-    # tests run in the first, with the crate's), nor the binaries that
-    # Miri runs no test of (their files are `cfg(not(miri))`: thread
-    # counts, long histories). The doctests are the API's examples, run
-    # natively, and add no unsafe path the tests do not take.
+    # The unit tests, and the suites of the parts whose unsafe code they
+    # reach: the keyed limiter's, the concurrent cache's (`AtomicBytes`).
+    # Not the breaker's suite nor the histogram's (no unsafe code on their
+    # paths: the breaker has none, the histogram's is its construction in
+    # place, run below; their unit tests run here, with the crate's), nor
+    # the binaries that Miri runs no test of (their files are
+    # `cfg(not(miri))`: thread counts, long histories). The doctests are
+    # the API's examples, run natively, and add no unsafe path the tests
+    # do not take.
     step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox \
-        --lib --test cache --test histogram --test limiter
+        --lib --test cache --test limiter
     # Heap construction in place (`new_boxed`, feature `alloc`) at Miri
     # sizes; the tests above ran without `alloc`.
     step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox --features alloc \
         --lib --test boxed_construction --test histogram_boxed -- boxed in_place
-    # The 32-bit-word paths (Cortex-M's: 32-bit bucket words, the keyed
-    # limiter's three-RMW slot protocol) on a big-endian host target
-    # without 64-bit atomics; Miri builds that target's sysroot itself.
-    step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox \
-        --target powerpc-unknown-linux-gnu --lib bucket
 ) </dev/null >"$miri_log" 2>&1 &
 bg_pid[Miri]=$! bg_log[Miri]=$miri_log
-trap 'kill_tree "${bg_pid[loom]}"; kill_tree "${bg_pid[Miri]}"' EXIT
+# Beside it (Miri interprets on one core; once the other layers are done,
+# this one uses the second), in a target directory of its own (cargo
+# holds a directory's lock for a whole run, tests included): the 32-bit
+# word paths (Cortex-M's: 32-bit bucket words, the keyed limiter's
+# three-RMW slot protocol) on a big-endian host target without 64-bit
+# atomics; Miri builds that target's sysroot itself.
+(
+    set -e
+    idle_priority
+    step env MIRIFLAGS="${MIRIFLAGS:-}" CARGO_TARGET_DIR=target/miri-big-endian \
+        cargo "+$NIGHTLY" miri test -p fusebox --target powerpc-unknown-linux-gnu --lib bucket
+) </dev/null >"$miri_words_log" 2>&1 &
+bg_pid[Miri-big-endian]=$! bg_log[Miri-big-endian]=$miri_words_log
+
+trap 'for name in "${!bg_pid[@]}"; do kill_tree "${bg_pid[$name]}"; done' EXIT
 done_layer
 
 layer "clippy (host, all targets; firmware targets with every feature) and rustdoc"
@@ -218,7 +237,13 @@ layer "unit, doc and property tests"
 # time-window, half-open-timeout (fusebox-std adds the last).
 step cargo test --workspace --exclude fusebox-benches --exclude fusebox-loom \
     --features fusebox/time-window
-step cargo test -p fusebox --features serde,std
+# The core without the two breaker features (`time-window`,
+# `half-open-timeout`): the targets whose code or tests they change (the
+# crate's own tests and examples, the breaker's suite, the contracts and
+# the limiter suite's time files); the cache's and histogram's suites
+# build the same code with or without them.
+step cargo test -p fusebox --features serde,std --lib --test breaker --test contracts --test limiter
+step cargo test -p fusebox --features serde,std --doc
 # The core with each of the two breaker features alone (the clippy layer
 # built the whole set without the workspace's unification):
 step cargo test -p fusebox --features time-window,serde --test breaker_time_scenarios --test serde
@@ -299,7 +324,7 @@ for name in "${!bg_pid[@]}"; do
     done
 done
 trap - EXIT
-for log in "$loom_log" "$miri_log"; do
+for log in "$loom_log" "$miri_log" "$miri_words_log"; do
     grep -E '^    \[|^test result' "$log" || true
 done
 done_layer
