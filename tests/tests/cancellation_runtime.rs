@@ -22,6 +22,19 @@ fn constant_backoff(ms: u64) -> ExponentialBackoffMaker {
         .with_jitter(Jitter::None)
 }
 
+/// Waits until `parked` holds, failing (rather than spinning for good)
+/// if it does not within a minute of real time.
+async fn parked_until(what: &str, parked: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !parked() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not parked after a minute: {what}"
+        );
+        tokio::time::sleep(MS).await;
+    }
+}
+
 /// The layers of the shutdown test: a half-open breaker (one trial), an
 /// emptied limiter and key of one token an hour, a budget of one retry.
 async fn parked_layers() -> (
@@ -87,10 +100,20 @@ fn a_runtime_shut_down_under_parked_calls_leaks_nothing() {
         Arc::clone(&budget),
     );
     runtime.block_on(async {
+        // The trial first, holding the bulkhead's slot and the breaker's one
+        // trial, before the call meant to queue behind it is spawned: spawned
+        // together, the second could run first on the other worker, take
+        // both, succeed and close the breaker, and nothing would ever queue
+        // (the wait below then spun for good in a CI run).
+        let holder = tokio::spawn(async move {
+            let _ = trial.call(std::future::pending::<Result<(), ()>>).await;
+        });
+        parked_until("the trial holds the slot", || {
+            bulkhead.metrics().in_use == 1
+        })
+        .await;
         let parked = [
-            tokio::spawn(async move {
-                let _ = trial.call(std::future::pending::<Result<(), ()>>).await;
-            }),
+            holder,
             tokio::spawn(async move {
                 let _ = queued.call(|| async { Ok::<(), ()>(()) }).await;
             }),
@@ -112,12 +135,12 @@ fn a_runtime_shut_down_under_parked_calls_leaks_nothing() {
         ];
         // Until every task is parked: the trial in flight, one queued, the
         // key queued, the retry granted.
-        while bulkhead.metrics().queued != 1
-            || keyed.waiting_keys() != 1
-            || hold_budget.remaining_at(fusebox::Instant::ZERO) != 0
-        {
-            tokio::time::sleep(MS).await;
-        }
+        parked_until("every call parked", || {
+            bulkhead.metrics().queued == 1
+                && keyed.waiting_keys() == 1
+                && hold_budget.remaining_at(fusebox::Instant::ZERO) == 0
+        })
+        .await;
         assert!(parked.iter().all(|task| !task.is_finished()));
     });
     drop(runtime);
