@@ -8,9 +8,9 @@
 # included) and rustdoc (broken links fail, every public item has an
 # example); unit, doc, property and integration tests and the storm demo;
 # no_std builds (Cortex-M0 and M4, and a core-only sysroot proving nothing
-# pulls in `alloc`); the firmware under QEMU; loom models and Miri (started
-# after fmt, in the background at idle priority, waited for last). Each
-# command prints its wall time and how busy the cores were meanwhile.
+# pulls in `alloc`); the firmware under QEMU; loom models and Miri (three
+# jobs side by side). Each command prints its wall time and how busy the
+# cores were meanwhile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -105,94 +105,6 @@ done_layer
 
 layer "fmt"
 step cargo fmt --all -- --check
-done_layer
-
-layer "loom models and Miri: started in the background, at idle priority"
-# They are the longest layer (about 20 minutes of both cores) and need
-# nothing the other layers build (their own target directories, Miri its
-# own toolchain), while the layers below leave cores idle (a test waiting
-# on a server or a timeout, a build's last crate, a linker). So they run
-# from here on, beside them, under the idle scheduling class (nice 19
-# where that is refused): they take only the CPU time the layers below
-# leave. Each writes a log; the last layer waits for them and prints their
-# step times (a log whole, on failure; a failure seen at a layer's end
-# stops the run there).
-loom_log=target/loom-layer.log
-miri_log=target/miri-layer.log
-miri_words_log=target/miri-big-endian-layer.log
-mkdir -p target
-# The idle class for the calling subshell and everything it starts.
-idle_priority() {
-    chrt --idle -p 0 "$BASHPID" >/dev/null 2>&1 || renice -n 19 -p "$BASHPID" >/dev/null
-}
-# A failing layer stops them (the whole tree under each subshell) on the
-# way out; all of it stays in this script's process group, so that
-# whatever kills the script's group kills them too.
-kill_tree() {
-    local child
-    for child in $(pgrep -P "$1" || true); do
-        kill_tree "$child"
-    done
-    kill "$1" 2>/dev/null || true
-}
-(
-    set -e
-    idle_priority
-    # Every model sets its preemption bound in code. Release without
-    # debug info: the models are run, never debugged, here.
-    loom() {
-        step env RUSTFLAGS="$1" CARGO_TARGET_DIR="$2" CARGO_PROFILE_RELEASE_DEBUG=false \
-            cargo test -p fusebox-loom --release "${@:3}"
-    }
-    loom "--cfg loom" target/loom
-    # Again with the 32-bit (Cortex-M) word layouts: the keyed limiter's
-    # three-RMW slot protocol, 32-bit bucket words, counters, generations
-    # and time-window buckets, and the cache's slot sequences (two 32-bit
-    # words there, one 64-bit word here). Not again: the breaker's
-    # 3-thread, 2-permit half-open model (a2, about 40 % of a run's time),
-    # whose slot protocol is the same code at both widths; every other
-    # breaker model runs at both.
-    loom "--cfg loom --cfg fusebox_narrow_words" target/loom-narrow \
-        --test breaker --test breaker_reconfig --test breaker_time --test bucket --test histogram \
-        --test cache --test cache_seq_carry \
-        -- --skip a2_half_open_in_flight_bounded_two_permits
-) </dev/null >"$loom_log" 2>&1 &
-bg_pid[loom]=$! bg_log[loom]=$loom_log
-(
-    set -e
-    idle_priority
-    # The unit tests, and the suites of the parts whose unsafe code they
-    # reach: the keyed limiter's, the concurrent cache's (`AtomicBytes`).
-    # Not the breaker's suite nor the histogram's (no unsafe code on their
-    # paths: the breaker has none, the histogram's is its construction in
-    # place, run below; their unit tests run here, with the crate's), nor
-    # the binaries that Miri runs no test of (their files are
-    # `cfg(not(miri))`: thread counts, long histories). The doctests are
-    # the API's examples, run natively, and add no unsafe path the tests
-    # do not take.
-    step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox \
-        --lib --test cache --test limiter
-    # Heap construction in place (`new_boxed`, feature `alloc`) at Miri
-    # sizes; the tests above ran without `alloc`.
-    step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox --features alloc \
-        --lib --test boxed_construction --test histogram_boxed -- boxed in_place
-) </dev/null >"$miri_log" 2>&1 &
-bg_pid[Miri]=$! bg_log[Miri]=$miri_log
-# Beside it (Miri interprets on one core; once the other layers are done,
-# this one uses the second), in a target directory of its own (cargo
-# holds a directory's lock for a whole run, tests included): the 32-bit
-# word paths (Cortex-M's: 32-bit bucket words, the keyed limiter's
-# three-RMW slot protocol) on a big-endian host target without 64-bit
-# atomics; Miri builds that target's sysroot itself.
-(
-    set -e
-    idle_priority
-    step env MIRIFLAGS="${MIRIFLAGS:-}" CARGO_TARGET_DIR=target/miri-big-endian \
-        cargo "+$NIGHTLY" miri test -p fusebox --target powerpc-unknown-linux-gnu --lib bucket
-) </dev/null >"$miri_words_log" 2>&1 &
-bg_pid[Miri-big-endian]=$! bg_log[Miri-big-endian]=$miri_words_log
-
-trap 'for name in "${!bg_pid[@]}"; do kill_tree "${bg_pid[$name]}"; done' EXIT
 done_layer
 
 layer "clippy (host, all targets; firmware targets with every feature) and rustdoc"
@@ -315,7 +227,87 @@ fi
 step embedded-example/run.sh
 done_layer
 
-layer "loom models and Miri (started after fmt): waiting for them"
+layer "loom models and Miri: three jobs side by side"
+# Loom, Miri's x86 tests and Miri's big-endian run each leave cores idle
+# alone (Miri interprets on one core; a loom binary often ends on one
+# long model), so they run side by side, each writing a log; the next
+# layer waits for them and prints their step times (a log whole, on
+# failure). Not earlier, beside the layers above: started after fmt at
+# idle priority, they slowed those by about 17 % and, in one run, changed
+# the integration tests' scheduling enough to hang a test on a race (since
+# fixed), for about 4 minutes gained.
+loom_log=target/loom-layer.log
+miri_log=target/miri-layer.log
+miri_words_log=target/miri-big-endian-layer.log
+mkdir -p target
+# A failing layer stops them (the whole tree under each subshell) on the
+# way out; all of it stays in this script's process group, so that
+# whatever kills the script's group kills them too.
+kill_tree() {
+    local child
+    for child in $(pgrep -P "$1" || true); do
+        kill_tree "$child"
+    done
+    kill "$1" 2>/dev/null || true
+}
+(
+    set -e
+    # Every model sets its preemption bound in code. Release without
+    # debug info: the models are run, never debugged, here.
+    loom() {
+        step env RUSTFLAGS="$1" CARGO_TARGET_DIR="$2" CARGO_PROFILE_RELEASE_DEBUG=false \
+            cargo test -p fusebox-loom --release "${@:3}"
+    }
+    loom "--cfg loom" target/loom
+    # Again with the 32-bit (Cortex-M) word layouts: the keyed limiter's
+    # three-RMW slot protocol, 32-bit bucket words, counters, generations
+    # and time-window buckets, and the cache's slot sequences (two 32-bit
+    # words there, one 64-bit word here). Not again: the breaker's
+    # 3-thread, 2-permit half-open model (a2, about 40 % of a run's time),
+    # whose slot protocol is the same code at both widths; every other
+    # breaker model runs at both.
+    loom "--cfg loom --cfg fusebox_narrow_words" target/loom-narrow \
+        --test breaker --test breaker_reconfig --test breaker_time --test bucket --test histogram \
+        --test cache --test cache_seq_carry \
+        -- --skip a2_half_open_in_flight_bounded_two_permits
+) </dev/null >"$loom_log" 2>&1 &
+bg_pid[loom]=$! bg_log[loom]=$loom_log
+(
+    set -e
+    # The unit tests, and the suites of the parts whose unsafe code they
+    # reach: the keyed limiter's, the concurrent cache's (`AtomicBytes`).
+    # Not the breaker's suite nor the histogram's (no unsafe code on their
+    # paths: the breaker has none, the histogram's is its construction in
+    # place, run below; their unit tests run here, with the crate's), nor
+    # the binaries that Miri runs no test of (their files are
+    # `cfg(not(miri))`: thread counts, long histories). The doctests are
+    # the API's examples, run natively, and add no unsafe path the tests
+    # do not take.
+    step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox \
+        --lib --test cache --test limiter
+    # Heap construction in place (`new_boxed`, feature `alloc`) at Miri
+    # sizes; the tests above ran without `alloc`.
+    step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox --features alloc \
+        --lib --test boxed_construction --test histogram_boxed -- boxed in_place
+) </dev/null >"$miri_log" 2>&1 &
+bg_pid[Miri]=$! bg_log[Miri]=$miri_log
+# Beside it (Miri interprets on one core; once the other layers are done,
+# this one uses the second), in a target directory of its own (cargo
+# holds a directory's lock for a whole run, tests included): the 32-bit
+# word paths (Cortex-M's: 32-bit bucket words, the keyed limiter's
+# three-RMW slot protocol) on a big-endian host target without 64-bit
+# atomics; Miri builds that target's sysroot itself.
+(
+    set -e
+    step env MIRIFLAGS="${MIRIFLAGS:-}" CARGO_TARGET_DIR=target/miri-big-endian \
+        cargo "+$NIGHTLY" miri test -p fusebox --target powerpc-unknown-linux-gnu --lib bucket
+) </dev/null >"$miri_words_log" 2>&1 &
+bg_pid[Miri-big-endian]=$! bg_log[Miri-big-endian]=$miri_words_log
+
+trap 'for name in "${!bg_pid[@]}"; do kill_tree "${bg_pid[$name]}"; done' EXIT
+done_layer
+
+layer "loom models and Miri (started above): waiting for them"
 for name in "${!bg_pid[@]}"; do
     # Blocks until the job ends (a failure stops the run there).
     while [ -z "${bg_status[$name]:-}" ]; do
