@@ -291,10 +291,9 @@ bg_pid[loom]=$! bg_log[loom]=$loom_log
         --lib --test boxed_construction --test histogram_boxed -- boxed in_place
 ) </dev/null >"$miri_log" 2>&1 &
 bg_pid[Miri]=$! bg_log[Miri]=$miri_log
-# Beside it (Miri interprets on one core; once the other layers are done,
-# this one uses the second), in a target directory of its own (cargo
-# holds a directory's lock for a whole run, tests included): the 32-bit
-# word paths (Cortex-M's: 32-bit bucket words, the keyed limiter's
+# Beside it and loom (Miri interprets on one core), in a target
+# directory of its own (cargo holds a directory's lock for a whole run,
+# tests included): the 32-bit word paths (Cortex-M's: 32-bit bucket words, the keyed limiter's
 # three-RMW slot protocol) on a big-endian host target without 64-bit
 # atomics; Miri builds that target's sysroot itself.
 (
