@@ -34,14 +34,29 @@ async fn instance(url: &str, name: &str, ttl: Duration) -> FleetBreaker {
         .expect("fleet breaker")
 }
 
-/// The stored decision's version.
-async fn version(conn: &mut redis::aio::MultiplexedConnection, b: &FleetBreaker) -> u64 {
-    let stored: String = redis::cmd("GET")
-        .arg(b.decision_key())
-        .query_async(conn)
-        .await
-        .unwrap();
-    stored.split(':').nth(1).unwrap().parse().unwrap()
+/// The version of the open decision `b`'s trip published, waited for (at
+/// most 30 s): the background task publishes a trip after the call that
+/// made it, so a read right after [`trip`] can find the closed decision
+/// before it (on a loaded machine), and a slot forged for the half-open
+/// decision after that one is no slot of the coming decision.
+async fn open_version(conn: &mut redis::aio::MultiplexedConnection, b: &FleetBreaker) -> u64 {
+    let start = tokio::time::Instant::now();
+    loop {
+        let stored: String = redis::cmd("GET")
+            .arg(b.decision_key())
+            .query_async(conn)
+            .await
+            .unwrap();
+        if stored.contains(":o:") {
+            return stored.split(':').nth(1).unwrap().parse().unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}: the trip is still unpublished after 30 s: {stored}",
+            b.name()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Sets `b`'s only trial slot to `value` for `px_ms`.
@@ -80,7 +95,7 @@ async fn redis_breaker_a_slot_kept_longer_than_its_writer_could_set_is_reclaimed
         let a = instance(&url, name, Duration::from_secs(2)).await;
         trip(&a).await;
         let mut conn = raw(&url).await;
-        let half_open = version(&mut conn, &a).await + 1;
+        let half_open = open_version(&mut conn, &a).await + 1;
         let value = forged.replace("{v}", &half_open.to_string());
         forge_slot(&mut conn, &a, &value, day_ms).await;
         until_state(&a, State::HalfOpen, Duration::from_secs(2)).await;
@@ -163,13 +178,15 @@ async fn redis_breaker_values_of_a_size_no_instance_writes_are_rejected() {
         .expect("fleet breaker");
     trip(&a).await;
     let mut conn = raw(&url).await;
-    let half_open = version(&mut conn, &a).await + 1;
+    let half_open = open_version(&mut conn, &a).await + 1;
     let junk = "x".repeat(1 << 20);
     let ok_key = a.decision_key().replace(":decision", ":trial:ok");
+    let counted = format!("{half_open}:1:{junk}");
+    let written = counted.len();
     let () = redis::pipe()
         .cmd("SET")
         .arg(&ok_key)
-        .arg(format!("{half_open}:1:{junk}"))
+        .arg(counted)
         .ignore()
         .cmd("SET")
         .arg(a.decision_key().replace(":decision", ":trial:2"))
@@ -185,6 +202,27 @@ async fn redis_breaker_values_of_a_size_no_instance_writes_are_rejected() {
     a.call(async { Ok::<_, ()>(()) })
         .await
         .expect("first trial");
+    // The trial's success is counted by a task the slot spawns when the
+    // call ends, after `call` returned: until it has run, the count is
+    // the one written above, and the decision half-open whatever the
+    // count. It has run once the stored length changes (rejected:
+    // deleted and written anew; before, written back grown).
+    let start = tokio::time::Instant::now();
+    let len = loop {
+        let len: usize = redis::cmd("STRLEN")
+            .arg(&ok_key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if len != written {
+            break len;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the trial's success still uncounted after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     a.sync().await.unwrap();
     let stored: String = redis::cmd("GET")
         .arg(a.decision_key())
@@ -193,11 +231,6 @@ async fn redis_breaker_values_of_a_size_no_instance_writes_are_rejected() {
         .unwrap();
     assert!(stored.contains(":h:"), "one success of two: {stored}");
     assert!(a.fleet_metrics().corrupt > corrupt, "counted");
-    let len: usize = redis::cmd("STRLEN")
-        .arg(&ok_key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
     assert!(len < 1024, "the megabyte is gone: {len} bytes");
     // The second success closes it.
     a.call(async { Ok::<_, ()>(()) })
