@@ -43,7 +43,12 @@ struct Lease {
 /// wait for its result. A refusal
 /// from Redis is remembered until its `retry_after` passes: requests as
 /// large meanwhile are refused locally, without a round trip. Unspent
-/// tokens are given up after `lease_ttl`.
+/// tokens are given up `lease_ttl` after the lease that brought them. A
+/// refill that fails gives the tokens its request kept aside back with
+/// the expiry they had; one that succeeds spends them on that request
+/// (asked for more than it held), even if their lease ended while the
+/// round trip was in flight, so the tokens left held are fewer than the
+/// new lease brought and carry its expiry.
 ///
 /// # Over-admission bound
 ///
@@ -52,7 +57,8 @@ struct Lease {
 /// an instance may spend tokens it leased *before* the window began: over
 /// any interval `T` the fleet admits at most
 /// `burst + rate · T + instances × lease` tokens (a test proves it with
-/// real instances).
+/// real instances), whatever `lease_ttl`: an expiry only ever gives
+/// tokens up, it never makes any.
 ///
 /// # Examples
 ///
@@ -385,6 +391,10 @@ impl LeasedLimiter {
         match d.source {
             Source::Redis if d.allowed => {
                 held.tokens = held.tokens.saturating_add(taken);
+                // The new lease's expiry for all held: the tokens kept
+                // aside (fewer than `n`) are spent by this request just
+                // below, so the rest (`have + taken - n < taken`) is the
+                // new lease's; no token of an older lease outlives it.
                 held.expires = crate::clock::saturating_add(now, self.ttl);
                 held.refused = None;
                 if held.tokens >= n {
