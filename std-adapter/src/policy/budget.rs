@@ -57,9 +57,50 @@ impl std::error::Error for BudgetError {}
 /// left them, so a window's retries are bounded by its first attempts
 /// *and those of the nine slots before it*: at most `floor +
 /// ⌊percent × first attempts of those 19 slots / 100⌋` (first attempts at
-/// a steady rate: twice the percentage, at a window's start, at worst). A
-/// `now` earlier than one already seen reads as that latest slot (a stale
-/// clock never reopens an old window).
+/// a steady rate: twice the percentage, at a window's start, at worst).
+///
+/// # Clocks that jump
+///
+/// A `now` earlier than the latest one seen reads as that latest slot: a
+/// stale clock never reopens an old window, nor gets a fresh floor. A `now`
+/// later than any seen moves the window there, as after an idle spell
+/// (first attempts and retries before it are forgotten).
+///
+/// A clock can also jump forward and come back (a bad NTP step, a corrupt
+/// time, a careless caller of the `*_at` forms): one far-future `now`,
+/// then normal ones. Those read as the far-future slot at first, but not
+/// for good: once readings more than a window behind the latest slot have
+/// come for a whole window of their own time (the last a window or more
+/// after the first), with no reading within a window of the latest slot
+/// between them, the budget takes it that its clock stepped back and
+/// resumes at the last one. It carries the counts of the window it leaves
+/// into the slot it resumes at, and keeps no other, so it forgets nothing
+/// at once (it fails closed); they leave the window a window later, like
+/// any count. So
+/// after one `now` of any size, up to `u64::MAX` µs, the window rolls with
+/// the normal clock again within two windows of normal readings; a clock
+/// stepped back by many windows is followed within two windows too. A
+/// retry counted before a resume and refunded after it is not given back.
+/// Callers reading two clocks more than a window apart do not share one
+/// budget well: it follows whichever alone keeps reading for a window.
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox::Instant;
+/// use fusebox_std::policy::RetryBudget;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let budget = RetryBudget::new(Duration::from_secs(10), 0, 1)?; // 1 retry per 10 s
+/// assert!(budget.try_withdraw_at(Instant::from_micros(u64::MAX))); // one corrupt reading
+/// let granted: Vec<u64> = (100..140)
+///     .filter(|&s| budget.try_withdraw_at(Instant::from_secs(s)))
+///     .collect();
+/// // 100..=109 s read as the far-future window, 110 s resumes (carrying
+/// // its retry until 119 s), then one retry per window again.
+/// assert_eq!(granted, [120, 130]);
+/// # Ok::<(), fusebox_std::policy::BudgetError>(())
+/// # }).unwrap();
+/// ```
 ///
 /// # Why a windowed counter and not the core's `TokenBucket`
 ///
@@ -106,20 +147,66 @@ struct Slot {
     withdrawals: u64,
 }
 
+/// The window's slots. No slot is numbered after `latest`: `latest` only
+/// moves back when the budget resumes on a clock that stepped back, which
+/// clears every slot but the one it resumes at.
 #[derive(Debug, Default)]
 struct Ring {
     slots: [Slot; SLOTS],
     /// The latest slot number seen.
     latest: u64,
+    /// The first slot number read more than a window behind `latest`
+    /// since the last reading within a window of it (`None`: none).
+    behind_since: Option<u64>,
+}
+
+/// Where a reading at a slot number falls (see "Clocks that jump" in
+/// [`RetryBudget`]'s docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reading {
+    /// Within a window of the latest slot, or after it: counted in the
+    /// later of the two.
+    Current,
+    /// More than a window behind, since the slot number `since`: counted
+    /// in the latest slot.
+    Behind { since: u64 },
+    /// More than a window behind, and a whole window after the first such
+    /// reading: the budget resumes at this slot number.
+    Resume,
 }
 
 impl Ring {
+    fn reading(&self, index: u64) -> Reading {
+        if index >= self.latest.saturating_sub(SLOTS as u64 - 1) {
+            return Reading::Current;
+        }
+        let since = self.behind_since.unwrap_or(index);
+        if index.saturating_sub(since) >= SLOTS as u64 {
+            Reading::Resume
+        } else {
+            Reading::Behind { since }
+        }
+    }
+
     /// The current slot (cleared if it held an older number) at slot
     /// number `index`, and the window's totals before this call.
     fn current(&mut self, index: u64) -> (&mut Slot, u64, u64) {
-        let index = index.max(self.latest);
+        let index = match self.reading(index) {
+            Reading::Current => {
+                self.behind_since = None;
+                index.max(self.latest)
+            }
+            Reading::Behind { since } => {
+                self.behind_since = Some(since);
+                self.latest
+            }
+            Reading::Resume => {
+                self.resume(index);
+                index
+            }
+        };
         self.latest = index;
-        let (deposits, withdrawals) = self.totals(index);
+        let (deposits, withdrawals) = self.window(index);
         let slot = &mut self.slots[(index % SLOTS as u64) as usize];
         if slot.index != index {
             // An older slot number's counts: not in the window (they were
@@ -132,10 +219,35 @@ impl Ring {
         (slot, deposits, withdrawals)
     }
 
-    /// The window's totals at slot number `index` (the latest one, if
-    /// `index` is older), changing nothing.
+    /// Resumes at slot number `index`, more than a window behind the
+    /// latest: the ring holds the latest window's counts, in slot `index`
+    /// (they leave the window a window later, as any count), and nothing
+    /// else, so no slot is numbered after the latest.
+    fn resume(&mut self, index: u64) {
+        let (deposits, withdrawals) = self.window(self.latest);
+        *self = Self {
+            latest: index,
+            ..Self::default()
+        };
+        self.slots[(index % SLOTS as u64) as usize] = Slot {
+            index,
+            deposits,
+            withdrawals,
+        };
+    }
+
+    /// The totals [`current`](Self::current) would read at slot number
+    /// `index`, changing nothing.
     fn totals(&self, index: u64) -> (u64, u64) {
-        let index = index.max(self.latest);
+        match self.reading(index) {
+            Reading::Current => self.window(index.max(self.latest)),
+            // Resumed, the window holds the latest one's counts alone.
+            Reading::Behind { .. } | Reading::Resume => self.window(self.latest),
+        }
+    }
+
+    /// The sums of the slots numbered `index - 9 ..= index`.
+    fn window(&self, index: u64) -> (u64, u64) {
         let oldest = index.saturating_sub(SLOTS as u64 - 1);
         let (mut deposits, mut withdrawals) = (0u64, 0u64);
         for slot in &self.slots {
@@ -316,7 +428,8 @@ impl RetryBudget {
     }
 
     /// A retry at `now`: the number of the slot it was counted in (the
-    /// latest one, for a stale `now`), or `None`.
+    /// latest one, for a stale `now`; the one resumed at, after a clock
+    /// stepped back), or `None`.
     fn withdraw_at(&self, now: Instant) -> Option<u64> {
         let mut ring = self.lock();
         let (slot, deposits, withdrawals) = ring.current(self.index(now));
@@ -331,10 +444,12 @@ impl RetryBudget {
         }
     }
 
-    /// Retries the window at `now` would still admit (the latest window
-    /// seen, for an earlier `now`). A read: a `now` later than the
-    /// budget's moves no window, so a forecast or a report read on
-    /// another clock changes no decision.
+    /// Retries the window at `now` would still admit: what a retry asked
+    /// at `now` would see (the latest window seen, for an earlier `now`,
+    /// or the window the budget would resume at, see "Clocks that jump"
+    /// above). A read: a `now` later than the budget's moves no window,
+    /// and no `now` resumes it, so a forecast or a report read on another
+    /// clock changes no decision.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -369,7 +484,9 @@ impl RetryBudget {
     /// Gives back a retry counted in slot `index` that never ran (its
     /// caller was cancelled before its attempt started, or a policy's layer
     /// refused the attempt), if that slot is still in the
-    /// ring (otherwise it has left the window already). The slot number
+    /// ring (otherwise it has left the window already, or was carried
+    /// into another slot when the budget resumed on a clock that stepped
+    /// back: then the retry stays counted). The slot number
     /// is the one the withdrawal used, not the caller's `now`, which may
     /// be stale (found by a hostile review).
     pub(crate) fn refund(&self, index: u64) {
@@ -553,6 +670,207 @@ mod tests {
                 "window ending at slot {end}: {w} retries for {d19} first attempts in 19 slots"
             );
         }
+    }
+
+    /// Feeds `b` a withdrawal at every second of `secs` (a deposit first
+    /// at the seconds `deposit_at` picks), checking that `remaining_at`
+    /// foretells each decision; the seconds a retry was granted.
+    fn run(b: &RetryBudget, secs: std::ops::Range<u64>, deposit: fn(u64) -> bool) -> Vec<u64> {
+        let mut granted = Vec::new();
+        for s in secs {
+            let now = Instant::from_secs(s);
+            if deposit(s) {
+                b.deposit_at(now);
+            }
+            let foretold = b.remaining_at(now) > 0;
+            assert_eq!(b.try_withdraw_at(now), foretold, "at {s} s");
+            if foretold {
+                granted.push(s);
+            }
+        }
+        granted
+    }
+
+    /// One far-future `now` (a bad NTP step, a corrupt time, a careless
+    /// caller), then the normal clock again: the budget follows the normal
+    /// clock within two windows, as the docs' "Clocks that jump" say. The
+    /// far-future reading's first attempts and retries read as the latest
+    /// window until then (failing closed: no fresh floor), and after it the
+    /// floor comes back every window. Found by a review: every later
+    /// reading went to the far-future slot for good, so its first attempts
+    /// were never forgotten and the floor never came back.
+    #[test]
+    fn a_far_future_now_freezes_no_window() {
+        for far in [
+            Instant::from_micros(u64::MAX),
+            Instant::from_secs(1 << 40),
+            Instant::from_secs(125),
+        ] {
+            let b = budget(100, 1);
+            assert!(b.try_withdraw_at(far), "the floor, at {far:?}");
+            assert!(!b.try_withdraw_at(far), "{far:?}");
+            b.deposit_at(far);
+            // The normal clock: 100 s on, one retry asked every second. The
+            // first at 100 s reads as the latest window: its first attempt
+            // buys one; then nothing until the window the budget resumes at
+            // (110 s, a window of readings after 100 s, carrying the counts)
+            // has passed: the floor again at 120, 130, 140 s.
+            let granted = run(&b, 100..150, |_| false);
+            assert_eq!(granted, [100, 120, 130, 140], "after {far:?}");
+        }
+    }
+
+    /// After two windows of normal readings, every window is the docs'
+    /// window again: `floor + percent × first attempts / 100` less the
+    /// retries, both counted over the slot of `now` and the nine before
+    /// it, whatever was counted at a far-future reading before.
+    #[test]
+    fn after_two_windows_the_jump_is_forgotten() {
+        for far in [u64::MAX, 1 << 50, 30_000_000] {
+            let b = budget(50, 1);
+            for _ in 0..50 {
+                b.deposit_at(Instant::from_micros(far));
+                b.try_withdraw_at(Instant::from_micros(far));
+            }
+            // (second, first attempts, retries) at the normal clock.
+            let mut counted: Vec<(u64, u64, u64)> = Vec::new();
+            for s in 10..100 {
+                let now = Instant::from_secs(s);
+                let deposits = s % 3;
+                for _ in 0..deposits {
+                    b.deposit_at(now);
+                }
+                if s >= 30 {
+                    let (d, w) = counted
+                        .iter()
+                        .filter(|(at, ..)| *at + 9 >= s)
+                        .fold((deposits, 0), |(d, w), (_, dd, ww)| (d + dd, w + ww));
+                    let allowed: u64 = 1 + 50 * d / 100;
+                    assert_eq!(b.remaining_at(now), allowed.saturating_sub(w), "at {s} s");
+                }
+                let retries = (0..2).filter(|_| b.try_withdraw_at(now)).count() as u64;
+                counted.push((s, deposits, retries));
+            }
+        }
+    }
+
+    /// A clock stepped back by many windows: at first a reading reads as
+    /// the latest window (a stale clock reopens nothing: the window's
+    /// retries stay counted), and within two windows the budget follows
+    /// the clock it steps back to, instead of freezing until that clock
+    /// catches up with the latest reading (here 900 s).
+    #[test]
+    fn a_clock_stepped_back_is_followed_within_two_windows() {
+        let b = budget(0, 2);
+        assert!(b.try_withdraw_at(Instant::from_secs(1_000)));
+        assert!(b.try_withdraw_at(Instant::from_secs(1_000)));
+        let granted = run(&b, 100..140, |_| false);
+        assert_eq!(granted, [120, 121, 130, 131]);
+    }
+
+    /// Stale readings among current ones (a caller delayed by minutes,
+    /// one on a clock behind) resume nothing, however far behind they are
+    /// and however long they keep coming: each reads as the latest window,
+    /// so none is given a fresh floor. A stale clock never fails open.
+    #[test]
+    fn stale_readings_among_current_ones_resume_nothing() {
+        let b = budget(0, 1);
+        for s in 1_000..1_100 {
+            let fresh = s % 10 == 0;
+            // The floor is spent on the current clock, once per window...
+            assert_eq!(b.try_withdraw_at(Instant::from_secs(s)), fresh, "at {s} s");
+            assert_eq!(b.lock().behind_since, None, "at {s} s");
+            // ...and readings 500 s behind, every second for 100 s (ten
+            // windows of their own time), get none of it.
+            assert!(!b.try_withdraw_at(Instant::from_secs(s - 500)), "at {s} s");
+            b.deposit_at(Instant::from_secs(s - 500));
+        }
+        // Nor does a single reading far behind, a window after another one:
+        // the stale readings must span a window with none current between.
+        let b = budget(0, 1);
+        assert!(b.try_withdraw_at(Instant::from_secs(1_000)));
+        assert!(!b.try_withdraw_at(Instant::from_secs(10)));
+        assert!(!b.try_withdraw_at(Instant::from_secs(1_001)));
+        assert!(
+            !b.try_withdraw_at(Instant::from_secs(20)),
+            "a current reading came between"
+        );
+    }
+
+    /// The time word at the top of its range (slots of 1 µs, a 10 µs
+    /// window): a timeline running into `u64::MAX` µs, a jump to it and
+    /// back to zero, a resume just below it: no overflow, no panic, and
+    /// the window rolls on after each within two windows.
+    #[test]
+    fn the_top_of_the_time_word() {
+        let b = RetryBudget::with_clock(
+            Duration::from_micros(10),
+            0,
+            1,
+            TokioClock::with_origin(tokio::time::Instant::now()),
+        )
+        .unwrap();
+        let at = Instant::from_micros;
+        // Running into the end: one floor retry per window of 10 µs.
+        let granted = (u64::MAX - 39..=u64::MAX)
+            .filter(|&t| b.try_withdraw_at(at(t)))
+            .count();
+        assert_eq!(granted, 4);
+        assert_eq!(b.remaining_at(at(u64::MAX)), 0);
+        // Back to zero: the latest window first, then the clock it is on.
+        let granted: Vec<u64> = (0..40).filter(|&t| b.try_withdraw_at(at(t))).collect();
+        assert_eq!(granted, [20, 30]);
+        // Then up to just below the end, and one step back of two windows.
+        let b = RetryBudget::with_clock(
+            Duration::from_micros(10),
+            100,
+            0,
+            TokioClock::with_origin(tokio::time::Instant::now()),
+        )
+        .unwrap();
+        b.deposit_at(at(u64::MAX));
+        assert!(
+            b.try_withdraw_at(at(u64::MAX - 20)),
+            "the latest window's first attempt"
+        );
+        b.deposit_at(at(u64::MAX - 10));
+        assert_eq!(
+            b.remaining_at(at(u64::MAX - 10)),
+            1,
+            "carried: 2 first attempts, 1 retry"
+        );
+        assert!(b.try_withdraw_at(at(u64::MAX - 10)));
+        assert_eq!(b.remaining_at(at(u64::MAX - 1)), 0);
+        assert_eq!(
+            b.remaining_at(at(u64::MAX)),
+            0,
+            "the end of time is current"
+        );
+        b.deposit_at(at(u64::MAX));
+        assert_eq!(b.remaining_at(at(u64::MAX)), 1);
+    }
+
+    /// A retry counted before the budget resumes on another clock is not
+    /// given back after (its slot was carried): the refund is lost, never
+    /// taken twice or from a count of the new window.
+    #[test]
+    fn a_refund_across_a_resume_gives_nothing_back() {
+        let b = budget(0, 2);
+        let slot = b.withdraw_at(Instant::from_secs(1_000)).unwrap();
+        assert_eq!(
+            b.withdraw_at(Instant::from_secs(100)),
+            Some(slot),
+            "the latest slot"
+        );
+        assert_eq!(
+            b.remaining_at(Instant::from_secs(110)),
+            0,
+            "carried: two retries"
+        );
+        assert_eq!(b.withdraw_at(Instant::from_secs(110)), None);
+        b.refund(slot);
+        assert_eq!(b.remaining_at(Instant::from_secs(110)), 0);
+        assert_eq!(b.remaining_at(Instant::from_secs(120)), 2);
     }
 
     /// Counters past any count a test can reach by calling: every slot of
