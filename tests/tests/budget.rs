@@ -75,6 +75,32 @@ async fn percent_is_rounded_down() {
     assert!(!budget.try_withdraw_at(at_ms(5)));
 }
 
+/// One far-future `now` (a bad NTP step, a corrupt time), then the normal
+/// clock ("Clocks that jump" in the docs): the burst of first attempts
+/// counted at the far-future reading buys its retries (read as the latest
+/// window, then carried into the window the budget resumes at), and is
+/// forgotten two windows after the normal readings began; then the floor
+/// comes back once a window. The window stayed at the far-future slot for
+/// good: 21 retries, then none ever again (found by a review).
+#[tokio::test(start_paused = true)]
+async fn a_far_future_now_freezes_no_window() {
+    let budget = RetryBudget::new(Duration::from_secs(10), 50, 1).unwrap();
+    let far = Instant::from_micros(u64::MAX);
+    for _ in 0..40 {
+        budget.deposit_at(far); // 1 + 50 % of 40: 21 retries
+    }
+    // The normal clock, no traffic, one retry asked every second.
+    let granted: Vec<u64> = (100..160)
+        .filter(|&s| budget.try_withdraw_at(at_ms(s * 1_000)))
+        .collect();
+    let (burst, after): (Vec<u64>, Vec<u64>) = granted.iter().partition(|&&s| s < 120);
+    assert_eq!(burst, (100..120).collect::<Vec<_>>(), "20 of the 21");
+    // The nine retries of 111..=119 s leave the window at 129 s.
+    assert_eq!(after, [129, 139, 149, 159], "the floor, once a window");
+    assert_eq!(budget.remaining_at(at_ms(160_000)), 0);
+    assert_eq!(budget.remaining_at(at_ms(169_000)), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_bound_holds_under_concurrent_callers() {
     const TASKS: u64 = 16;

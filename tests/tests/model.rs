@@ -14,19 +14,43 @@ use proptest::prelude::*;
 /// `now` (slot = window / 10; a `now` behind the latest one seen reads as
 /// the latest) and the nine before it; a retry is granted iff
 /// `granted in window + 1 <= floor + percent × first attempts in window /
-/// 100`.
+/// 100`. Clocks that jump: once readings more than a window behind the
+/// latest slot have come for a whole window of their own time (the last a
+/// window or more after the first) with none within a window of the latest
+/// slot between them, the budget resumes at the last one, carrying the
+/// counts of the window it leaves into that slot and keeping no other.
+#[derive(Clone)]
 struct BudgetModel {
     slot: u64,
     percent: u64,
     floor: u64,
     latest: u64,
+    /// The first slot read more than a window behind `latest` since the
+    /// last one within a window of it.
+    behind_since: Option<u64>,
     /// (slot number, is a granted retry) of every counted event.
     events: Vec<(u64, bool)>,
 }
 
 impl BudgetModel {
     fn slot_of(&mut self, now: u64) -> u64 {
-        self.latest = self.latest.max(now / self.slot);
+        let at = now / self.slot;
+        if at + 9 >= self.latest {
+            self.behind_since = None;
+            self.latest = self.latest.max(at);
+        } else {
+            let since = *self.behind_since.get_or_insert(at);
+            if at >= since + 10 {
+                let oldest = self.latest.saturating_sub(9);
+                let latest = self.latest;
+                self.events.retain(|(s, _)| (oldest..=latest).contains(s));
+                for (s, _) in &mut self.events {
+                    *s = at;
+                }
+                self.latest = at;
+                self.behind_since = None;
+            }
+        }
         self.latest
     }
     fn in_window(&self, at: u64, retries: bool) -> u64 {
@@ -40,6 +64,11 @@ impl BudgetModel {
         let at = self.slot_of(now);
         self.events.push((at, false));
     }
+    fn remaining(&mut self, now: u64) -> u64 {
+        let at = self.slot_of(now);
+        let (firsts, retries) = (self.in_window(at, false), self.in_window(at, true));
+        (self.floor + self.percent * firsts / 100).saturating_sub(retries)
+    }
     fn withdraw(&mut self, now: u64) -> bool {
         let at = self.slot_of(now);
         let (firsts, retries) = (self.in_window(at, false), self.in_window(at, true));
@@ -51,6 +80,9 @@ impl BudgetModel {
     }
 }
 
+/// A step that is one reading at `u64::MAX` µs.
+const FAR: i64 = i64::MAX;
+
 #[derive(Clone, Debug)]
 enum Op {
     Deposit,
@@ -60,11 +92,14 @@ enum Op {
 fn ops() -> impl Strategy<Value = Vec<(Op, i64)>> {
     // Time steps in ms: mostly forward and small (many events per slot),
     // sometimes a jump of several windows, sometimes backwards (a stale
-    // clock).
+    // clock), rarely a clock stepping back or forward by many windows, or
+    // one reading far in the future (then the clock it left).
     let step = prop_oneof![
-        8 => 0i64..150,
-        1 => 1_000i64..5_000,
-        1 => -500i64..0,
+        80 => 0i64..150,
+        10 => 1_000i64..5_000,
+        10 => -500i64..0,
+        2 => -30_000i64..-1_000,
+        1 => Just(FAR),
     ];
     let op = prop_oneof![2 => Just(Op::Deposit), 3 => Just(Op::Withdraw)];
     proptest::collection::vec((op, step), 1..400)
@@ -88,20 +123,29 @@ proptest! {
             percent: u64::from(percent),
             floor: u64::from(floor),
             latest: 0,
+            behind_since: None,
             events: Vec::new(),
         };
         let mut now_ms: i64 = 10_000;
         for (op, step) in schedule {
-            now_ms = (now_ms + step).max(0);
-            let now = Instant::from_millis(u64::try_from(now_ms).expect("clamped at 0"));
+            // A far-future reading leaves the clock where it was.
+            let now = if step == FAR {
+                Instant::from_micros(u64::MAX)
+            } else {
+                now_ms = (now_ms + step).max(0);
+                Instant::from_millis(u64::try_from(now_ms).expect("clamped at 0"))
+            };
             match op {
                 Op::Deposit => {
                     budget.deposit_at(now);
                     model.deposit(now.as_micros());
                 }
                 Op::Withdraw => {
+                    // `remaining_at` foretells the decision, writing nothing.
+                    let foretold = model.clone().remaining(now.as_micros());
+                    prop_assert_eq!(budget.remaining_at(now), foretold, "at {:?}", now);
                     let got = budget.try_withdraw_at(now);
-                    prop_assert_eq!(got, model.withdraw(now.as_micros()), "at {} ms", now_ms);
+                    prop_assert_eq!(got, model.withdraw(now.as_micros()), "at {:?}", now);
                 }
             }
         }
