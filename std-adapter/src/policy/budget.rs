@@ -76,11 +76,11 @@ impl std::error::Error for BudgetError {}
 /// resumes at the last one. It carries the counts of the window it leaves
 /// into the slot it resumes at, and keeps no other, so it forgets nothing
 /// at once (it fails closed); they leave the window a window later, like
-/// any count. So
-/// after one `now` of any size, up to `u64::MAX` µs, the window rolls with
-/// the normal clock again within two windows of normal readings; a clock
-/// stepped back by many windows is followed within two windows too. A
-/// retry counted before a resume and refunded after it is not given back.
+/// any count. So after one `now` of any size, up to `u64::MAX` µs, the
+/// window rolls with the normal clock again within two windows of normal
+/// readings; a clock stepped back by many windows is followed within two
+/// windows too. A retry counted before a resume and refunded after it is
+/// not given back.
 /// Callers reading two clocks more than a window apart do not share one
 /// budget well: it follows whichever alone keeps reading for a window.
 ///
@@ -673,7 +673,7 @@ mod tests {
     }
 
     /// Feeds `b` a withdrawal at every second of `secs` (a deposit first
-    /// at the seconds `deposit_at` picks), checking that `remaining_at`
+    /// at the seconds `deposit` picks), checking that `remaining_at`
     /// foretells each decision; the seconds a retry was granted.
     fn run(b: &RetryBudget, secs: std::ops::Range<u64>, deposit: fn(u64) -> bool) -> Vec<u64> {
         let mut granted = Vec::new();
