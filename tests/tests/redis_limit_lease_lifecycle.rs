@@ -13,15 +13,21 @@ use crate::common::redis_server::RedisServer;
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{LeasedLimiter, RedisBackend, RedisConfig, RedisLimiter, Rules, Source};
 
+/// The `lifecycle` limiter every test here shares: 20 tokens an hour, so
+/// that Redis's bucket stays put while the paused clock moves the leases.
+fn lifecycle(backend: RedisBackend) -> RedisLimiter {
+    let rules = Rules::single("per_hour", Quota::per_hour(20).unwrap()).unwrap();
+    RedisLimiter::builder("lifecycle", rules, backend)
+        .build()
+        .unwrap()
+}
+
 async fn leased(server: &RedisServer, lease: u32, ttl: Duration) -> LeasedLimiter {
     let backend =
         RedisBackend::connect(RedisConfig::new(server.url()).timeout(Duration::from_secs(2)))
             .await
             .unwrap();
-    let rules = Rules::single("per_hour", Quota::per_hour(20).unwrap()).unwrap();
-    let limiter = RedisLimiter::builder("lifecycle", rules, backend)
-        .build()
-        .unwrap();
+    let limiter = lifecycle(backend);
     LeasedLimiter::new(limiter, "k", lease, ttl).unwrap()
 }
 
@@ -81,10 +87,7 @@ async fn patient(server: &RedisServer, lease: u32, ttl: Duration) -> LeasedLimit
         .timeout(hour)
         .connect_timeout(hour);
     let backend = RedisBackend::connect(config).await.unwrap();
-    let rules = Rules::single("per_hour", Quota::per_hour(20).unwrap()).unwrap();
-    let limiter = RedisLimiter::builder("lifecycle", rules, backend)
-        .build()
-        .unwrap();
+    let limiter = lifecycle(backend);
     LeasedLimiter::new(limiter, "k", lease, ttl).unwrap()
 }
 
@@ -135,10 +138,7 @@ async fn in_redis(server: &RedisServer) -> u64 {
     let backend = RedisBackend::connect(RedisConfig::new(server.url()))
         .await
         .unwrap();
-    let rules = Rules::single("per_hour", Quota::per_hour(20).unwrap()).unwrap();
-    let limiter = RedisLimiter::builder("lifecycle", rules, backend)
-        .build()
-        .unwrap();
+    let limiter = lifecycle(backend);
     limiter.try_acquire_n("k", 0).await.unwrap().remaining
 }
 
