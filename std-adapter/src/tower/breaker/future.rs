@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use fusebox::breaker::{Outcome, OwnedPermit};
 use fusebox::{Clock, Instant};
@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 
 use super::{Held, Shared};
 use crate::policy::Classify;
-use crate::tower::future_state::{Output, State};
+use crate::tower::future_state::State;
 
 pin_project! {
     /// The response future of a
@@ -158,13 +158,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let (permit, started) = (this.permit, *this.started);
         // The inner future is dropped before the record.
-        let result = match ready!(this.state.poll_output(cx)) {
-            Output::Inner(result) => result,
-            Output::Given(output) => return Poll::Ready(output),
-        };
-        record(this.permit, *this.started, |c| c.classify(&result));
-        Poll::Ready(result)
+        this.state.poll_in_place(cx, |result| {
+            record(permit, started, |c| c.classify(result));
+        })
     }
 }
 

@@ -3,12 +3,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::tower::future_state::{Output, State};
+use crate::tower::future_state::State;
 use crate::tower::headers::Members;
 
 pin_project! {
@@ -95,14 +95,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut result = match ready!(this.state.poll_output(cx)) {
-            Output::Inner(result) => result,
-            Output::Given(output) => return Poll::Ready(output),
-        };
-        if let (Ok(response), Some(stamp)) = (&mut result, this.stamp.take()) {
-            // Not this layer's response: its fields join the inner ones.
-            stamp.apply(response.headers_mut(), false);
-        }
-        Poll::Ready(result)
+        let stamp = this.stamp;
+        this.state.poll_in_place(cx, |result| {
+            if let (Ok(response), Some(stamp)) = (result, stamp.take()) {
+                // Not this layer's response: its fields join the inner ones.
+                stamp.apply(response.headers_mut(), false);
+            }
+        })
     }
 }
