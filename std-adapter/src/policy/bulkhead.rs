@@ -3,11 +3,15 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use pin_project_lite::pin_project;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use tokio::time::error::Elapsed;
 
 use super::CallError;
 use crate::events::RejectionReporter;
@@ -349,23 +353,29 @@ impl Bulkhead {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_acquire(&self) -> Result<BulkheadPermit, BulkheadRejection> {
-        // With a queue, a slot is counted before it is taken: every call
-        // past the count holds or waits, and those that wait stay within
-        // `max_queued`. A full count means no slot is free for us.
+        // The slot first, then (with a queue) the count: this call never
+        // waits, so it must never be counted without a slot, or a caller
+        // arriving meanwhile would find a queue place taken by a call that
+        // does not queue. A full count with a slot in hand means calls
+        // counted before us are owed every slot and place: the slot goes
+        // back (to the first of them) and we are refused.
+        let Ok(permit) = Arc::clone(&self.shared.slots).try_acquire_owned() else {
+            return Err(self.reject(BulkheadRejection::Full));
+        };
         let admission = match self.shared.overflow {
-            Overflow::Queue { .. } => match Admission::take(&self.shared) {
-                Some(admission) => Some(admission),
-                None => return Err(self.reject(BulkheadRejection::Full)),
-            },
+            Overflow::Queue { .. } => {
+                let Some(admission) = Admission::take(&self.shared) else {
+                    drop(permit);
+                    return Err(self.reject(BulkheadRejection::Full));
+                };
+                Some(admission)
+            }
             Overflow::Reject => None,
         };
-        match Arc::clone(&self.shared.slots).try_acquire_owned() {
-            Ok(permit) => Ok(BulkheadPermit {
-                _admission: admission,
-                _permit: permit,
-            }),
-            Err(_) => Err(self.reject(BulkheadRejection::Full)),
-        }
+        Ok(BulkheadPermit {
+            _admission: admission,
+            _permit: permit,
+        })
     }
 
     /// A slot, by the overflow rule: at once, or after queueing.
@@ -401,22 +411,19 @@ impl Bulkhead {
         let Some(admission) = Admission::take(&self.shared) else {
             return Err(self.reject(BulkheadRejection::QueueFull));
         };
-        let admission = Some(admission);
         if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
             return Ok(BulkheadPermit {
-                _admission: admission,
+                _admission: Some(admission),
                 _permit: permit,
             });
         }
-        match tokio::time::timeout(max_wait, Arc::clone(slots).acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(BulkheadPermit {
-                _admission: admission,
-                _permit: permit,
-            }),
-            // The semaphore is never closed; a closed one admits nobody.
-            Ok(Err(_)) => Err(self.reject(BulkheadRejection::Full)),
-            Err(_) => Err(self.reject(BulkheadRejection::QueueTimeout)),
-        }
+        let queued = Queued {
+            admission: Some(admission),
+            wait: tokio::time::timeout(max_wait, Arc::clone(slots).acquire_owned()),
+        };
+        // A refused wait has given its place back (see `Queued`) before
+        // the refusal is counted, logged and reported.
+        queued.await.map_err(|why| self.reject(why))
     }
 
     /// Runs `future` in a slot (taken by [`acquire`](Self::acquire)) and
@@ -456,9 +463,48 @@ impl Bulkhead {
     }
 }
 
+pin_project! {
+    /// A queued call's wait for a slot (with its `max_wait`), holding its
+    /// [`Admission`] until the wait ends: handed over with the slot, or
+    /// given back at once when the wait times out or is dropped.
+    struct Queued<F> {
+        // Declared (so dropped) before `wait`: a call cancelled while it
+        // queues leaves the count before `wait`'s drop takes it out of the
+        // semaphore's queue, and, if a slot was handed to it meanwhile,
+        // hands that slot on and wakes the next waiter. So that waiter,
+        // woken from inside this drop, and any caller arriving after it,
+        // find this call's place free (as with `BulkheadPermit`).
+        admission: Option<Admission>,
+        #[pin]
+        wait: F,
+    }
+}
+
+impl<F> Future for Queued<F>
+where
+    F: Future<Output = Result<Result<OwnedSemaphorePermit, AcquireError>, Elapsed>>,
+{
+    type Output = Result<BulkheadPermit, BulkheadRejection>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let ended = ready!(this.wait.poll(cx));
+        let admission = this.admission.take();
+        Poll::Ready(match ended {
+            Ok(Ok(permit)) => Ok(BulkheadPermit {
+                _admission: admission,
+                _permit: permit,
+            }),
+            // The semaphore is never closed; a closed one admits nobody.
+            Ok(Err(_)) => Err(BulkheadRejection::Full),
+            Err(_) => Err(BulkheadRejection::QueueTimeout),
+        })
+    }
+}
+
 /// A call counted in [`Shared::admitted`] (holding a slot or waiting for
-/// one), uncounted when dropped: when its wait ends however it ends, or
-/// with its [`BulkheadPermit`].
+/// one), uncounted when dropped: when its wait ends however it ends (before
+/// a refusal is reported), or with its [`BulkheadPermit`].
 struct Admission(Arc<Shared>);
 
 impl fmt::Debug for Admission {
@@ -495,3 +541,6 @@ mod tests;
 
 #[cfg(test)]
 mod hostile_tests;
+
+#[cfg(test)]
+mod cancel_tests;
