@@ -544,3 +544,6 @@ mod hostile_tests;
 
 #[cfg(test)]
 mod cancel_tests;
+
+#[cfg(test)]
+mod model_tests;
