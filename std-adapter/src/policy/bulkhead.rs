@@ -116,7 +116,10 @@ pub enum Overflow {
         /// The longest a call waits for a slot (above zero). The wait is a
         /// `tokio::time` timeout, which ends on the timer's first 1 ms
         /// tick at or after `max_wait`: up to 1 ms later (a 100 µs
-        /// `max_wait` gives up after 1 ms), never earlier.
+        /// `max_wait` gives up after 1 ms), never earlier. The timer wakes
+        /// the call's task, which then gives the place back: until that
+        /// task runs the call still queues (and a slot freed meanwhile
+        /// still goes to it).
         max_wait: Duration,
     },
 }
@@ -136,7 +139,11 @@ pub struct BulkheadMetrics {
     /// Slots held right now.
     pub in_use: usize,
     /// Calls waiting for a slot right now (a call a slot was handed to
-    /// holds it, counted in `in_use`, even before its task runs again).
+    /// holds it, counted in `in_use`, even before its task runs again; a
+    /// call cancelled while it queues is not counted from the moment its
+    /// drop begins). `in_use` and `queued` are two counters read one
+    /// after the other: while calls come and go on other threads, a
+    /// reading can mix two instants, each within its bound.
     pub queued: usize,
     /// Calls refused since creation, for any [`BulkheadRejection`].
     pub rejected: u64,
@@ -148,8 +155,41 @@ pub struct BulkheadMetrics {
 ///
 /// # Cancellation
 ///
-/// A call dropped while it queues leaves the queue (its place is freed at
-/// once); one dropped while it runs returns its slot.
+/// A call dropped while it queues (an outer timeout, a client gone, a
+/// `select!`) leaves the queue within the drop: its place is free before
+/// the drop returns, and before a slot handed to it meanwhile goes on to
+/// the next queued call, so that call (woken from inside the drop) and any
+/// caller arriving after it find the place free. One dropped while it runs
+/// returns its slot. A refused call (queue full, queue timeout, or
+/// [`try_acquire`](Self::try_acquire) finding every slot taken) has given
+/// back what it counted before its refusal is counted, logged or reported.
+///
+/// On a multi-thread runtime a caller arriving on another thread *during*
+/// such a drop is served as if the drop came before it or after it; and
+/// while a leaving call (cancelled, or returning its slot) hands its slot
+/// on, the call the slot goes to may wait a moment more, so a caller
+/// arriving then can queue behind it. The bounds never move: at most
+/// `max_concurrent` calls hold a slot, and the calls holding a slot or
+/// waiting, each counted from before it takes a slot or a place until it
+/// leaves, are at most `max_concurrent + max_queued`.
+///
+/// ```
+/// use std::time::Duration;
+/// use fusebox_std::policy::{Bulkhead, BulkheadRejection, Overflow};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let bulkhead = Bulkhead::new(1, Overflow::Queue { max_queued: 1, max_wait: Duration::from_secs(1) })?;
+/// let _held = bulkhead.acquire().await?;
+/// // A queued call given up on by an outer timeout leaves the queue...
+/// let gave_up = tokio::time::timeout(Duration::from_millis(5), bulkhead.acquire()).await;
+/// assert!(gave_up.is_err());
+/// assert_eq!(bulkhead.metrics().queued, 0);
+/// // ...so the next caller queues (here for its whole `max_wait`) instead of
+/// // being refused `QueueFull`.
+/// assert_eq!(bulkhead.acquire().await.unwrap_err(), BulkheadRejection::QueueTimeout);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 ///
 /// # Examples
 ///
@@ -353,24 +393,21 @@ impl Bulkhead {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_acquire(&self) -> Result<BulkheadPermit, BulkheadRejection> {
-        // The slot first, then (with a queue) the count: this call never
-        // waits, so it must never be counted without a slot, or a caller
-        // arriving meanwhile would find a queue place taken by a call that
-        // does not queue. A full count with a slot in hand means calls
-        // counted before us are owed every slot and place: the slot goes
-        // back (to the first of them) and we are refused.
-        let Ok(permit) = Arc::clone(&self.shared.slots).try_acquire_owned() else {
-            return Err(self.reject(BulkheadRejection::Full));
-        };
+        // With a queue, a slot is counted before it is taken: every call
+        // past the count holds or waits, and those that wait stay within
+        // `max_queued`. A full count means no slot is free for us.
         let admission = match self.shared.overflow {
-            Overflow::Queue { .. } => {
-                let Some(admission) = Admission::take(&self.shared) else {
-                    drop(permit);
-                    return Err(self.reject(BulkheadRejection::Full));
-                };
-                Some(admission)
-            }
+            Overflow::Queue { .. } => match Admission::take(&self.shared) {
+                Some(admission) => Some(admission),
+                None => return Err(self.reject(BulkheadRejection::Full)),
+            },
             Overflow::Reject => None,
+        };
+        let Ok(permit) = Arc::clone(&self.shared.slots).try_acquire_owned() else {
+            // Uncounted before the refusal is counted, logged and
+            // reported: this call never queues.
+            drop(admission);
+            return Err(self.reject(BulkheadRejection::Full));
         };
         Ok(BulkheadPermit {
             _admission: admission,

@@ -189,12 +189,13 @@ async fn a_timed_out_waiter_frees_its_place_before_its_refusal_is_reported() {
     assert_eq!(seen, vec![(Arrival::Queued, then)]);
 }
 
-/// Found by this review: `try_acquire` on a queueing bulkhead counted
-/// itself as holding or waiting before finding every slot taken, and was
-/// refused while still counted, so a caller arriving then was refused
-/// `QueueFull` by a call that never queues, with the queue empty.
+/// Found by this review: `try_acquire` on a queueing bulkhead counts
+/// itself as holding or waiting before it tries for a slot, and when it
+/// found every slot taken it was refused (counted, logged, reported) while
+/// still counted, so a caller arriving then was refused `QueueFull` by a
+/// call that never queues, with the queue empty.
 #[tokio::test(start_paused = true)]
-async fn a_refused_try_acquire_never_takes_a_queue_place() {
+async fn a_refused_try_acquire_gives_back_its_count_before_its_refusal_is_reported() {
     let bulkhead = one_slot_one_place();
     let _held = bulkhead.try_acquire().unwrap();
     let (why, seen) = during_refusals(&bulkhead, || bulkhead.try_acquire().unwrap_err());
