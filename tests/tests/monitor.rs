@@ -835,11 +835,12 @@ fn events_serialize_tagged_with_microseconds() {
         kind: AlertKind::ResponseTime,
         success_rate: 100.0,
         mean_latency: ms(150),
+        reason: None,
         at: secs(3),
     };
     assert_eq!(
         serde_json::to_string(&event).unwrap(),
-        r#"{"event":"alert_raised","check":"api","kind":"response_time","success_rate":100.0,"mean_latency_us":150000,"at_us":3000000}"#
+        r#"{"event":"alert_raised","check":"api","kind":"response_time","success_rate":100.0,"mean_latency_us":150000,"reason":null,"at_us":3000000}"#
     );
 }
 

@@ -674,3 +674,82 @@ async fn stopping_the_monitor_mid_run_closes_the_connection() {
         .unwrap_or_else(|_| panic!("still open after the monitor stopped (stop: {stop})"));
     }
 }
+
+/// An HTTP check with credentials in its URL, failing: the registry's
+/// report, the monitor's status, its events and its `health changed` log
+/// line name the check and why it fails (the status the server answered),
+/// without the credentials (found by a review: the report said only
+/// "monitor is unhealthy").
+#[tokio::test]
+async fn the_reason_names_a_failing_http_check_without_its_credentials() {
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let server = serve().await;
+    server.status.store(503, SeqCst);
+    let url = format!(
+        "http://ops:s3cret@{}/health?token=t0k3n&api_key=k3y&probe=1",
+        server.addr
+    );
+    let monitor = HealthMonitor::new()
+        .check(
+            CheckSpec::new("api", HttpCheck::new(&url).unwrap())
+                .interval(Duration::from_millis(20))
+                .thresholds(Thresholds::new().unhealthy_after(2)),
+        )
+        .spawn();
+    let registry = fusebox_std::Registry::new();
+    registry.attach_monitor(monitor.reader());
+    let mut events = monitor.subscribe();
+    until_health(&mut events, Health::Unhealthy).await;
+    let reader = monitor.reader();
+    monitor.stop().await;
+    // At the change, and after (a run more may have ended since).
+    let reason = |failures: u32| {
+        format!(
+            "check \"api\" unhealthy: {failures} failures in a row, last: status: \
+             GET http://ops:***@{}/health?token=***&api_key=***&probe=1: status 503, expected 200..=299",
+            server.addr
+        )
+    };
+    let status = reader.status();
+    let now = reason(status.checks[0].consecutive_failures);
+    assert_eq!(status.reason.as_deref(), Some(&*now));
+    let report = registry.health();
+    assert!(
+        report
+            .reasons
+            .contains(&format!("monitor is unhealthy: {now}")),
+        "{:?}",
+        report.reasons
+    );
+    let expected = reason(2);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("health changed") && l.contains("to=Unhealthy"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(line.contains(&format!("reason={expected}")), "{line}");
+    let json = serde_json::to_string(&report).unwrap();
+    for secret in ["s3cret", "t0k3n", "k3y"] {
+        assert!(!logs.contains(secret), "{secret} in the logs: {logs}");
+        assert!(!json.contains(secret), "{secret} in the report: {json}");
+    }
+}

@@ -39,7 +39,13 @@ async fn an_unhealthy_monitor_makes_the_report_not_ready_and_shows_its_recovery(
     let health = registry.health();
     assert!(!health.ready, "{:?}", health.reasons);
     assert!(health.degraded);
-    assert!(health.reasons.iter().any(|r| r == "monitor is unhealthy"));
+    assert!(
+        health.reasons.iter().any(|r| r
+            == "monitor is unhealthy: check \"db\" unhealthy: 3 failures in a row, \
+                last: other: postgres://app:***@db:5432 refused"),
+        "{:?}",
+        health.reasons
+    );
     let status = health.monitor.as_ref().unwrap();
     let db = &status.checks[0];
     assert_eq!((db.name.as_str(), db.consecutive_failures), ("db", 3));

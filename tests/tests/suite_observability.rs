@@ -14,6 +14,7 @@ mod monitor_hostile;
 mod monitor_hostile_runtime;
 mod monitor_late_wake;
 mod monitor_names;
+mod monitor_reason;
 mod monitor_recovery_model;
 mod prometheus;
 mod prometheus_documented;

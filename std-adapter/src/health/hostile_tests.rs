@@ -52,7 +52,15 @@ async fn odd_text_and_secrets_in_every_free_text_place() {
         "{:?}",
         report.reasons
     );
-    assert_eq!(report.reasons[1], "monitor is unhealthy");
+    // The monitor's reason names the check and its error (its target,
+    // which the error holds, left out), each redacted and escaped.
+    let monitor = &report.reasons[1];
+    assert_eq!(
+        monitor,
+        "monitor is unhealthy: check \"q\\\"uote\\n\\0\\u{2028}\\u{202e}é ✓ \
+         redis://app:***@cache token=***\" unhealthy: 3 failures in a row, last: other: \
+         q\"uote\\n\\0\\u{2028}\\u{202e}é ✓ redis://app:***@cache token=***"
+    );
     handle.stop().await;
 }
 

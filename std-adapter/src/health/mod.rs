@@ -382,19 +382,24 @@ fn bulkhead_reports(entries: &crate::registry::Entries) -> BTreeMap<String, Bulk
 }
 
 /// The attached monitor's part of the verdict: `false` (not ready) when it
-/// is unhealthy; a reason when it is unhealthy or degraded.
+/// is unhealthy; a reason when it is unhealthy or degraded, naming the
+/// failing checks and why ([`Status::reason`](crate::monitor::Status::reason):
+/// bounded and redacted), found by a review: it said only `monitor is
+/// unhealthy`.
 fn monitor_verdict(status: Option<&crate::monitor::Status>, reasons: &mut Vec<String>) -> bool {
-    match status.map(|s| s.health) {
-        Some(crate::monitor::Health::Unhealthy) => {
-            reasons.push("monitor is unhealthy".into());
-            false
-        }
-        Some(crate::monitor::Health::Degraded) => {
-            reasons.push("monitor is degraded".into());
-            true
-        }
-        _ => true,
-    }
+    let Some(status) = status else {
+        return true;
+    };
+    let (ready, health) = match status.health {
+        crate::monitor::Health::Unhealthy => (false, "unhealthy"),
+        crate::monitor::Health::Degraded => (true, "degraded"),
+        _ => return true,
+    };
+    reasons.push(match &status.reason {
+        Some(why) => format!("monitor is {health}: {why}"),
+        None => format!("monitor is {health}"),
+    });
+    ready
 }
 
 #[cfg(test)]

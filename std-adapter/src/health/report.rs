@@ -72,7 +72,11 @@ pub struct HealthReport {
     /// The attached health monitor's status
     /// ([`Registry::attach_monitor`]), if any: every check with its
     /// recovery statistics. An unhealthy monitor makes the report not
-    /// ready; a degraded one, degraded.
+    /// ready; a degraded one, degraded; either adds its line to
+    /// [`reasons`](Self::reasons), naming its failing checks and why
+    /// (`monitor is unhealthy: check "db" (tcp://db:5432) unhealthy: 3
+    /// failures in a row, last: connect: connection refused`, see
+    /// [`Status::reason`](crate::monitor::Status::reason)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub monitor: Option<crate::monitor::Status>,
     /// Fleet-wide percentiles per tracker name, merged from every

@@ -17,7 +17,9 @@ use super::{AlertKind, Health};
 /// use fusebox_std::monitor::{Health, MonitorEvent};
 ///
 /// let e = MonitorEvent::HealthChanged {
-///     check: "db".into(), from: Health::Healthy, to: Health::Degraded, at: Duration::ZERO,
+///     check: "db".into(), from: Health::Healthy, to: Health::Degraded,
+///     reason: Some("check \"db\" degraded: 1 failure in a row, last: other: lag".into()),
+///     at: Duration::ZERO,
 /// };
 /// assert_eq!(e.check(), "db");
 /// ```
@@ -33,6 +35,13 @@ pub enum MonitorEvent {
         from: Health,
         /// The state after.
         to: Health,
+        /// Why, when the check became degraded or unhealthy (`None` when
+        /// it became healthy): the check's line as in
+        /// [`Status::reason`](super::Status::reason), with the run that
+        /// changed it (`check "db" (tcp://db:5432) unhealthy: 3 failures
+        /// in a row, last: connect: connection refused`), bounded and
+        /// redacted as there.
+        reason: Option<String>,
         /// When (since the monitor started).
         #[serde(rename = "at_us", serialize_with = "super::ser::us")]
         at: Duration,
@@ -48,6 +57,11 @@ pub enum MonitorEvent {
         /// The window's mean response time.
         #[serde(rename = "mean_latency_us", serialize_with = "super::ser::us")]
         mean_latency: Duration,
+        /// The check's line as in [`Status::reason`](super::Status::reason)
+        /// when the run that raised the alert left it degraded or
+        /// unhealthy (its failures and last error); `None` while it is
+        /// healthy (a slow check that passes).
+        reason: Option<String>,
         /// When (since the monitor started).
         #[serde(rename = "at_us", serialize_with = "super::ser::us")]
         at: Duration,

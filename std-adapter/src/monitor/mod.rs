@@ -18,6 +18,15 @@
 //! A check or recovery action that panics fails that run (its error says
 //! so); the monitor's tasks keep going.
 //!
+//! A degraded or unhealthy monitor says why: its status's
+//! [`reason`](Status::reason) names every failing check, the worst first,
+//! with its target, its health and its last error (`check "db"
+//! (tcp://10.0.0.5:5432) unhealthy: 3 failures in a row, last: connect:
+//! connection refused`), bounded to [`Status::MAX_REASON_CHARS`]; a
+//! [`MonitorEvent::HealthChanged`] to degraded or unhealthy carries the
+//! check's line, and so do the `health changed` logs and the registry's
+//! health report.
+//!
 //! Secrets never leave a check: URL user info (`user:password@`) and the
 //! values of `token=`, `key=` and `password=` query parameters are removed
 //! from targets, details and error messages before they are stored,
@@ -45,6 +54,10 @@
 //! tokio::time::sleep(Duration::from_millis(1_500)).await; // runs at 0 s and 1 s
 //! let status = monitor.status();
 //! assert_eq!(status.health, Health::Unhealthy);
+//! assert_eq!(
+//!     status.reason.as_deref(),
+//!     Some("check \"replica\" unhealthy: 2 failures in a row, last: other: lag 30 s"),
+//! );
 //! assert_eq!(status.checks[0].recovery.as_ref().unwrap().primary.attempts, 1);
 //! monitor.stop().await;
 //! # });
@@ -57,6 +70,7 @@ mod error;
 mod event;
 mod guard;
 mod http;
+mod reason;
 mod recovery;
 mod resolve;
 mod runner;

@@ -69,6 +69,45 @@ pub struct Status {
     /// The worst health of the critical checks (a non-critical check
     /// counts at most as degraded); healthy with no check.
     pub health: Health,
+    /// Why the monitor is degraded or unhealthy (`None` while no check is
+    /// degraded or unhealthy): every such check, the worst first
+    /// (unhealthy critical checks, then degraded ones, then those not
+    /// critical, each group in the order added), as `check "NAME"
+    /// (TARGET) HEALTH: WHY`, where WHY is the failures in a row and the
+    /// last error (its kind and message), that the check is stale, or
+    /// that it is recovering (passing, not yet for `healthy_after` runs).
+    /// With several, `N checks failing: ` comes first and the lines are
+    /// joined with `; `.
+    ///
+    /// Bounded: a name is cut to 64 characters, a target to 128, an error
+    /// to 256 (then `…`), and the whole to
+    /// [`MAX_REASON_CHARS`](Self::MAX_REASON_CHARS), the checks that do not
+    /// fit counted (`; and 7 more`). Redacted, control and reordering
+    /// characters escaped (`\n`, `\u{202e}`), a `"` in a name as `\"`.
+    /// The target is left out when the error names it already (an
+    /// [`HttpCheck`](super::HttpCheck)'s errors name its URL).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fusebox_std::monitor::{CheckError, CheckSpec, ErrorKind, FnCheck, HealthMonitor};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
+    /// let refused = FnCheck::new(|| async { Err(CheckError::new(ErrorKind::Connect, "connection refused")) })
+    ///     .with_target("tcp://app:s3cret@10.0.0.5:5432");
+    /// let monitor = HealthMonitor::new()
+    ///     .check(CheckSpec::new("db", refused).interval(Duration::from_secs(1)))
+    ///     .check(CheckSpec::new("api", FnCheck::new(|| async { Ok(None) })))
+    ///     .spawn();
+    /// assert_eq!(monitor.status().reason, None); // not run yet
+    /// tokio::time::sleep(Duration::from_millis(2_500)).await; // 3 runs
+    /// assert_eq!(
+    ///     monitor.status().reason.as_deref(),
+    ///     Some("check \"db\" (tcp://app:***@10.0.0.5:5432) unhealthy: \
+    ///           3 failures in a row, last: connect: connection refused"),
+    /// );
+    /// # });
+    /// ```
+    pub reason: Option<String>,
     /// Time since the monitor was spawned.
     #[serde(rename = "uptime_us", serialize_with = "super::ser::us")]
     pub uptime: Duration,
@@ -78,6 +117,15 @@ pub struct Status {
     pub lagged_events: u64,
     /// Times a receiver found it had fallen behind.
     pub lagged_receivers: u64,
+}
+
+impl Status {
+    /// The longest [`reason`](Self::reason), in characters.
+    ///
+    /// ```
+    /// assert_eq!(fusebox_std::monitor::Status::MAX_REASON_CHARS, 1_024);
+    /// ```
+    pub const MAX_REASON_CHARS: usize = super::reason::MAX_CHARS;
 }
 
 /// One check in a [`Status`].

@@ -12,6 +12,7 @@ use super::alert::Window;
 use super::check::{guarded, timed, DynCheck};
 use super::event::{Bus, Lag};
 use super::guard::unwind_safe;
+use super::reason::Line;
 use super::state::Streaks;
 use super::{
     CheckStatus, Health, MonitorEvent, Probe, RecoveryRule, RecoveryStatus, Status, Thresholds,
@@ -135,6 +136,7 @@ impl Shared {
         let health = overall(checks.iter().map(|c| (c.health, c.critical)));
         Status {
             health,
+            reason: super::reason::of_status(&checks, now),
             uptime: self.since(Instant::now()),
             checks,
             lagged_events: self.lag.events.load(Relaxed),
@@ -169,14 +171,43 @@ impl Shared {
             if to == Health::Healthy {
                 signal.healthy_epoch += 1;
             }
+            let reason = (to >= Health::Degraded).then(|| {
+                Line {
+                    name: &cell.name,
+                    target: cell.target.as_deref(),
+                    health: to,
+                    critical: cell.critical,
+                    stale: None,
+                    failures: s.streaks.failures,
+                    successes: s.streaks.successes,
+                    error: probe.error.as_ref(),
+                }
+                .render()
+            });
             events.push(MonitorEvent::HealthChanged {
                 check: Arc::clone(&cell.name),
                 from,
                 to,
+                reason,
                 at,
             });
         }
         signal.failures = s.streaks.failures;
+        // The check's line, for the alerts raised by this run, while it
+        // is failing.
+        let line = (s.streaks.health >= Health::Degraded).then(|| {
+            Line {
+                name: &cell.name,
+                target: cell.target.as_deref(),
+                health: s.streaks.health,
+                critical: cell.critical,
+                stale: None,
+                failures: s.streaks.failures,
+                successes: s.streaks.successes,
+                error: probe.error.as_ref(),
+            }
+            .render()
+        });
         for edge in s.window.push(passed, probe.latency) {
             let (check, kind) = (Arc::clone(&cell.name), edge.kind);
             let (success_rate, mean_latency) = (s.window.success_rate(), s.window.mean_latency());
@@ -186,6 +217,7 @@ impl Shared {
                     kind,
                     success_rate,
                     mean_latency,
+                    reason: line.clone(),
                     at,
                 }
             } else {
@@ -223,12 +255,19 @@ fn overall(checks: impl Iterator<Item = (Health, bool)>) -> Health {
 fn publish(bus: &Bus, event: MonitorEvent) {
     match &event {
         MonitorEvent::HealthChanged {
-            check, from, to, ..
+            check,
+            from,
+            to,
+            reason,
+            ..
         } => {
+            // The reason is redacted and escaped already; `Redacted` again
+            // all the same (idempotent), as every text field here.
+            let reason = reason.as_deref().map(Redacted);
             if *to > Health::Unknown {
-                tracing::warn!(check = %Redacted(&check), from = ?from, to = ?to, "health changed");
+                tracing::warn!(check = %Redacted(&check), from = ?from, to = ?to, reason = reason.map(tracing::field::display), "health changed");
             } else {
-                tracing::info!(check = %Redacted(&check), from = ?from, to = ?to, "health changed");
+                tracing::info!(check = %Redacted(&check), from = ?from, to = ?to, reason = reason.map(tracing::field::display), "health changed");
             }
         }
         MonitorEvent::AlertRaised {
@@ -236,9 +275,11 @@ fn publish(bus: &Bus, event: MonitorEvent) {
             kind,
             success_rate,
             mean_latency,
+            reason,
             ..
         } => {
-            tracing::warn!(check = %Redacted(&check), kind = ?kind, success_rate, mean_latency_us = mean_latency.as_micros(), "alert raised");
+            let reason = reason.as_deref().map(Redacted);
+            tracing::warn!(check = %Redacted(&check), kind = ?kind, success_rate, mean_latency_us = mean_latency.as_micros(), reason = reason.map(tracing::field::display), "alert raised");
         }
         MonitorEvent::AlertCleared {
             check,
