@@ -71,18 +71,17 @@ impl<'a> Line<'a> {
             NAME_CHARS,
         );
         let _ = write!(out, "check \"{name}\"");
+        // Cut in the middle: a message's end often says what failed
+        // (`GET <a long URL>: status 503, expected 200..=299`).
         let error = self.error.map(|e| {
-            format!(
-                "{}: {}",
-                kind_name(e.kind()),
-                shown(e.message(), ERROR_CHARS)
-            )
+            let message = cut_middle(&Redacted(e.message()).to_string(), ERROR_CHARS);
+            format!("{}: {message}", kind_name(e.kind()))
         });
         if let Some(target) = self.target {
-            let target = shown(target, TARGET_CHARS);
-            // An HTTP check's errors name its URL already.
-            if !error.as_deref().is_some_and(|e| e.contains(&*target)) {
-                let _ = write!(out, " ({target})");
+            // An HTTP check's errors name its URL already (both are
+            // redacted the same way).
+            if !self.error.is_some_and(|e| e.message().contains(target)) {
+                let _ = write!(out, " ({})", shown(target, TARGET_CHARS));
             }
         }
         let _ = write!(out, " {}", health_name(self.health));
@@ -183,6 +182,19 @@ fn cut(text: &str, max: usize) -> String {
     }
 }
 
+/// `text` cut to `max` characters by its middle (then holding `…`): its
+/// first half and its last.
+fn cut_middle(text: &str, max: usize) -> String {
+    let chars = text.chars().count();
+    if chars <= max {
+        return text.to_owned();
+    }
+    let head = max / 2;
+    let tail = max - head;
+    let end: String = text.chars().skip(chars - tail).collect();
+    format!("{}…{end}", text.chars().take(head).collect::<String>())
+}
+
 /// The name of `health` as serialized.
 pub(crate) fn health_name(health: Health) -> &'static str {
     match health {
@@ -207,6 +219,21 @@ fn kind_name(kind: ErrorKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl<'a> Line<'a> {
+        fn of_nothing(target: &'a str) -> Self {
+            Line {
+                name: "db",
+                target: Some(target),
+                health: Health::Degraded,
+                critical: true,
+                stale: None,
+                failures: 0,
+                successes: 0,
+                error: None,
+            }
+        }
+    }
 
     fn line(stale: Option<Stale>, failures: u32, successes: u32) -> String {
         Line {
@@ -237,6 +264,33 @@ mod tests {
             line(Some(Stale::Never), 2, 0),
             "check \"db\" (tcp://db:5432) degraded: stale, never ran, 2 failures in a row"
         );
+    }
+
+    /// A long error keeps its start and its end, where the cause often is.
+    #[test]
+    fn a_long_error_is_cut_in_its_middle() {
+        let url = format!("http://db/{}", "p".repeat(400));
+        let error = CheckError::new(
+            ErrorKind::Status,
+            format_args!("GET {url}: status 503, expected 200..=299"),
+        );
+        let shown = Line {
+            error: Some(&error),
+            failures: 1,
+            ..Line::of_nothing(&url)
+        }
+        .render();
+        assert_eq!(
+            shown,
+            format!(
+                "check \"db\" degraded: 1 failure in a row, last: status: GET http://db/{}…{}: \
+                 status 503, expected 200..=299",
+                "p".repeat(128 - 14),
+                "p".repeat(128 - 32),
+            )
+        );
+        assert_eq!(cut_middle("abcdef", 4), "ab…ef");
+        assert_eq!(cut_middle("abcd", 4), "abcd");
     }
 
     #[test]

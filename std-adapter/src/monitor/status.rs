@@ -79,8 +79,10 @@ pub struct Status {
     /// With several, `N checks failing: ` comes first and the lines are
     /// joined with `; `.
     ///
-    /// Bounded: a name is cut to 64 characters, a target to 128, an error
-    /// to 256 (then `…`), and the whole to
+    /// Bounded: a name is cut to 64 characters and a target to 128 (then
+    /// `…`), an error to 256 by its middle (its start and its end kept,
+    /// `…` between: the end of `GET <a long URL>: status 503` says what
+    /// failed), and the whole to
     /// [`MAX_REASON_CHARS`](Self::MAX_REASON_CHARS), the checks that do not
     /// fit counted (`; and 7 more`). Redacted, control and reordering
     /// characters escaped (`\n`, `\u{202e}`), a `"` in a name as `\"`.
