@@ -299,3 +299,22 @@ async fn hostile_names_and_errors_keep_the_reason_bounded() {
     );
     monitor.stop().await;
 }
+
+/// A check that no longer runs (its monitor stopped) reads degraded, and
+/// the reason says it is stale and since when no run ended.
+#[tokio::test(start_paused = true)]
+async fn a_stale_check_says_for_how_long_no_run_ended() {
+    let registry = Registry::new();
+    let monitor = HealthMonitor::new()
+        .check(CheckSpec::new("db", passing()).interval(Duration::from_secs(1)))
+        .spawn();
+    registry.attach_monitor(monitor.reader());
+    sleep(Duration::from_millis(500)).await; // one run, at 0 s
+    assert_eq!(registry.health().reasons, Vec::<String>::new());
+    monitor.stop().await;
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        monitor_reason(&registry),
+        "monitor is degraded: check \"db\" degraded: stale, no run ended for 10 s"
+    );
+}
