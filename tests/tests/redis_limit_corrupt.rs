@@ -56,6 +56,9 @@ async fn redis_limit_corrupt_values_are_replaced_by_a_drained_bucket() {
         &["SET", "g1:-5:0:1:100000:10"],
         &["SET", "g1:1e300:0:1:100000:10"],
         &["SET", "g1:1:0:0:100000:10"],             // scale zero
+        &["SET", "g1:1:0:1:100000:0"],              // burst zero
+        &["SET", "g1:1:0:1:0:10"],                  // interval zero
+        &["SET", "g1:1:0:1:4503599627370497:1"],    // capacity past 2^52
         &["SET", "v0:1800000000000000"],            // an older layout
         &["SET", "g1:1800000000000000:0:1:100000"], // one field short
     ];

@@ -139,8 +139,10 @@ for i = 1, rules do
       local s, iv, bu = int(e), int(f), int(g)
       if h ~= nil then hold = int(h) end
       if tat == nil or frac == nil or s == nil or iv == nil or bu == nil or hold == nil
-         or s < 1 or s > 65536 or iv < 1 or frac >= s
-         or hold > now + MAX_DRAIN_US + SKEW_US then
+         or s < 1 or s > 65536 or iv < 1 or bu < 1 or iv * bu > 4503599627370496
+         or frac >= s or hold > now + MAX_DRAIN_US + SKEW_US then
+        -- (Its rule held to what a rule sent here must be, as above: no
+        -- instance writes a burst of zero or a capacity past 2^52.)
         broken = 1
       else
         -- the same quota, written another way (or with a hold)
