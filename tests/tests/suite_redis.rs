@@ -18,6 +18,7 @@ mod redis_busy_script;
 mod redis_closed_connection;
 mod redis_cluster_blackhole;
 mod redis_cluster_hung_node;
+mod redis_cluster_refused_password;
 mod redis_degrade;
 mod redis_failover;
 mod redis_fleet_percentiles;

@@ -246,16 +246,22 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts `n` nodes (at least 3) and waits for `cluster_state:ok`.
     pub fn start(n: usize) -> Self {
-        Self::new(n, None)
+        Self::new(n, None, None)
+    }
+
+    /// [`start`](Self::start) with every node asking for `password`
+    /// (`requirepass`, and `masterauth` for the cluster's own links).
+    pub fn start_with_password(n: usize, password: &str) -> Self {
+        Self::new(n, None, Some(password))
     }
 
     /// [`start`](Self::start) with TLS only, between clients and nodes and
     /// on the cluster bus (`--tls-cluster yes`).
     pub fn start_tls(n: usize, pem: &TlsPem<'_>) -> Self {
-        Self::new(n, Some(pem))
+        Self::new(n, Some(pem), None)
     }
 
-    fn new(n: usize, tls: Option<&TlsPem<'_>>) -> Self {
+    fn new(n: usize, tls: Option<&TlsPem<'_>>, password: Option<&str>) -> Self {
         let mut args = vec![
             "--cluster-enabled",
             "yes",
@@ -267,10 +273,13 @@ impl RedisCluster {
         if tls.is_some() {
             args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
         }
+        if let Some(password) = password {
+            args.extend(["--requirepass", password, "--masterauth", password]);
+        }
         let nodes: Vec<RedisServer> = (0..n).map(|_| RedisServer::new(&args, tls)).collect();
         // redis-cli speaks TLS too, trusting the nodes' CA (with a client
         // certificate when the nodes ask for one: the server's own).
-        let cli_tls: Vec<String> = match tls {
+        let mut cli_args: Vec<String> = match tls {
             None => Vec::new(),
             Some(pem) => {
                 let dir = &nodes[0].dir;
@@ -285,8 +294,15 @@ impl RedisCluster {
                 a
             }
         };
+        if let Some(password) = password {
+            cli_args.extend([
+                "-a".to_owned(),
+                password.to_owned(),
+                "--no-auth-warning".to_owned(),
+            ]);
+        }
         let output = Command::new("redis-cli")
-            .args(&cli_tls)
+            .args(&cli_args)
             .arg("--cluster")
             .arg("create")
             .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())))
@@ -302,7 +318,7 @@ impl RedisCluster {
         for node in &nodes {
             loop {
                 let info = Command::new("redis-cli")
-                    .args(&cli_tls)
+                    .args(&cli_args)
                     .args(["-p", &node.port().to_string(), "cluster", "info"])
                     .output()
                     .expect("redis-cli");

@@ -50,14 +50,42 @@ pub(super) enum Inner {
 impl RedisConnection {
     /// The error of a command that got no answer within `timeout`: the
     /// refusal of the credentials a liveness probe found since the last
-    /// answer (standalone only), else [`BackendError::Timeout`].
+    /// answer, else [`BackendError::Timeout`].
     pub(super) fn unanswered(&self, timeout: Duration) -> BackendError {
-        let refusal = match &self.0 {
+        self.refusal()
+            .map_or(BackendError::Timeout(timeout), BackendError::Auth)
+    }
+
+    /// The error of a command that failed with `e` (`timeout` its time to
+    /// answer): one that got no answer is [`unanswered`](Self::unanswered);
+    /// one that found no connection to its Cluster node (every connection
+    /// to it refused) is the credentials' refusal a probe found, if any;
+    /// anything else is `e`, redacted.
+    pub(super) fn failed(&self, e: &redis::RedisError, timeout: Duration) -> BackendError {
+        if e.is_timeout() {
+            return self.unanswered(timeout);
+        }
+        if no_node(e)
+            && let Some(refusal) = self.refusal()
+        {
+            return BackendError::Auth(refusal);
+        }
+        fault(e)
+    }
+
+    fn refusal(&self) -> Option<String> {
+        match &self.0 {
             Inner::Single(watched) => watched.refusal(),
             Inner::Cluster(watched) => watched.refusal(),
-        };
-        refusal.map_or(BackendError::Timeout(timeout), BackendError::Auth)
+        }
     }
+}
+
+/// Whether `e` says a Cluster connection has no connection to the node a
+/// command is for: it got no answer (a node down, or one refusing every
+/// connection, its credentials for one).
+pub(super) fn no_node(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::ClusterConnectionNotFound
 }
 
 impl std::fmt::Debug for RedisConnection {

@@ -158,8 +158,11 @@ impl RedisBackend {
     /// that get no answer fail as [`BackendError::Auth`] from then on
     /// (in `health()` and the logs, one warning), until the connection
     /// answers again or a later probe finds the server no longer refusing
-    /// them (one stopped or hung since: timeouts again). Standalone
-    /// only: on a Cluster they stay timeouts.
+    /// them (one stopped or hung since: timeouts again). On a Cluster,
+    /// commands for a node every connection to which was refused fail at
+    /// once (`No connections found`, [`BackendError::Unavailable`]) rather
+    /// than time out, and turn into `Auth` the same way once a probe found
+    /// the refusal (its one connection made through the configured nodes).
     /// `connect` at startup reports a refused password as `Auth` at once.
     ///
     /// # Errors
@@ -321,8 +324,7 @@ impl RedisBackend {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.timeout, script::run(&cmd, &mut conn)).await {
             Err(_) => Err(self.conn.unanswered(self.timeout)),
-            Ok(Err(e)) if e.is_timeout() => Err(self.conn.unanswered(self.timeout)),
-            Ok(Err(e)) => Err(fault(&e)),
+            Ok(Err(e)) => Err(self.conn.failed(&e, self.timeout)),
             Ok(Ok(reply)) => {
                 let (decision, taken) = script::decision(&reply)?;
                 script::check(&decision, taken, rules, (most, fewest))?;
@@ -355,8 +357,7 @@ impl RedisBackend {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.timeout, cmd.query_async::<redis::Value>(&mut conn)).await {
             Err(_) => Err(self.conn.unanswered(self.timeout)),
-            Ok(Err(e)) if e.is_timeout() => Err(self.conn.unanswered(self.timeout)),
-            Ok(Err(e)) => Err(fault(&e)),
+            Ok(Err(e)) => Err(self.conn.failed(&e, self.timeout)),
             Ok(Ok(_)) => Ok(()),
         }
     }
@@ -379,9 +380,13 @@ impl Backend for RedisBackend {
 /// A redis error as a backend error, its message redacted.
 pub(super) fn fault(e: &redis::RedisError) -> BackendError {
     let text = redact(&e.to_string()).into_owned();
+    // A Cluster client that reached no node wraps each node's error in
+    // an `Io` one, keeping its text ("Failed to create initial connections
+    // - Io: Password authentication failed - AuthenticationFailed").
     let auth = matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
         || text.contains("WRONGPASS")
-        || text.contains("NOAUTH");
+        || text.contains("NOAUTH")
+        || text.contains("AuthenticationFailed");
     if auth {
         BackendError::Auth(text)
     } else if tls::is_tls_error(e) {

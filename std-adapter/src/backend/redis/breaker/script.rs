@@ -214,8 +214,7 @@ pub(super) async fn run(
     }
     let reply: Vec<i64> = match tokio::time::timeout(timeout, inv.invoke_async(conn)).await {
         Err(_) => return Err(conn.unanswered(timeout)),
-        Ok(Err(e)) if e.is_timeout() => return Err(conn.unanswered(timeout)),
-        Ok(Err(e)) => return Err(super::super::connection::fault(&e)),
+        Ok(Err(e)) => return Err(conn.failed(&e, timeout)),
         Ok(Ok(reply)) => reply,
     };
     let reply = parse(&reply, local.max_open_for)?;

@@ -51,7 +51,6 @@ use std::time::Duration;
 use redis::{Script, Value};
 
 use super::super::{escape, BackendError, KeyPrefix};
-use super::connection::fault;
 use super::{RedisBackend, RedisConnection};
 use crate::redact::Redacted;
 use crate::tracker::{LatencyHistogram, Tracker};
@@ -535,8 +534,7 @@ impl FleetPercentiles {
     ) -> Result<T, BackendError> {
         match tokio::time::timeout(self.timeout, op).await {
             Err(_) => Err(self.conn.unanswered(self.timeout)),
-            Ok(Err(e)) if e.is_timeout() => Err(self.conn.unanswered(self.timeout)),
-            Ok(Err(e)) => Err(fault(&e)),
+            Ok(Err(e)) => Err(self.conn.failed(&e, self.timeout)),
             Ok(Ok(v)) => Ok(v),
         }
     }

@@ -105,9 +105,13 @@ pub(super) trait Renewable: ConnectionLike + Clone + Send + Sync + 'static {
     /// whatever fails, a refused password included (one rotated on the
     /// server, or wrong from the start under `connect_lazy`), so without
     /// this the refusal showed only as commands that never got an answer.
+    /// `fresh` is how the probe's fresh connection's `PING` failed (`None`:
+    /// no answer in time): a connection that does not retry its first
+    /// connection has the answer there, with no connection more.
     fn refusal(
         maker: &Self::Maker,
         within: Duration,
+        fresh: Option<&redis::RedisError>,
     ) -> impl std::future::Future<Output = Option<String>> + Send;
 }
 
@@ -128,6 +132,7 @@ impl Renewable for ConnectionManager {
     fn refusal(
         (client, _): &Self::Maker,
         within: Duration,
+        _: Option<&redis::RedisError>,
     ) -> impl std::future::Future<Output = Option<String>> + Send {
         let client = client.clone();
         async move {
@@ -167,12 +172,37 @@ impl Renewable for ClusterConnection {
         Box::pin(self.route_command(redis::cmd("PING"), every_primary))
     }
 
-    /// Not looked for on a Cluster: its nodes' refusals stay timeouts.
+    /// Looked for only when the probe's fresh connection reached no node
+    /// at all (its `PING` failed at once for want of a connection: every
+    /// node refused it, or is down), with one connection made through the
+    /// configured nodes, each dialled once, none retried (the fresh one
+    /// does not say why it failed). Refused by every node it reached, its
+    /// error carries one node's refusal. A fresh connection that timed
+    /// out instead (a node that accepts and hangs) gets no look: it would
+    /// open one connection more to every node on each probe.
     fn refusal(
-        _: &Self::Maker,
-        _: Duration,
+        (client, config): &Self::Maker,
+        within: Duration,
+        fresh: Option<&redis::RedisError>,
     ) -> impl std::future::Future<Output = Option<String>> + Send {
-        std::future::ready(None)
+        let look = fresh.is_some_and(super::cluster::no_node).then(|| {
+            let config = config
+                .clone()
+                .set_connection_timeout(within)
+                .set_response_timeout(within);
+            (client.clone(), config)
+        });
+        async move {
+            let (client, config) = look?;
+            let once = client.get_async_connection_with_config(config);
+            match tokio::time::timeout(within, once).await {
+                Ok(Err(e)) => match super::connection::fault(&e) {
+                    crate::backend::BackendError::Auth(text) => Some(text),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
     }
 }
 
@@ -340,10 +370,13 @@ async fn probe<C: Renewable>(probing: Probing<C>) {
     let mut connection = shared.current();
     let answer = tokio::time::timeout(shared.silence, connection.ping()).await;
     // No answer: our timeout, or the connection's own response timeout
-    // (the same length) firing first.
+    // (the same length) firing first, or a Cluster connection with no
+    // connection to a node (each refused: a node down, or refusing the
+    // credentials, which only a look for the refusal below tells apart;
+    // they read as "no connections found" at once, not as a timeout).
     let unanswered = match &answer {
         Err(_) => true,
-        Ok(Err(e)) => e.is_timeout(),
+        Ok(Err(e)) => e.is_timeout() || super::cluster::no_node(e),
         Ok(Ok(_)) => false,
     };
     if matches!(answer, Ok(Ok(_))) {
@@ -361,10 +394,9 @@ async fn probe<C: Renewable>(probing: Probing<C>) {
         // to answer.
         match C::renew(&shared.maker) {
             Ok(mut fresh) => {
-                let answered = matches!(
-                    tokio::time::timeout(shared.silence.saturating_mul(2), fresh.ping()).await,
-                    Ok(Ok(_))
-                );
+                let fresh_answer =
+                    tokio::time::timeout(shared.silence.saturating_mul(2), fresh.ping()).await;
+                let answered = matches!(fresh_answer, Ok(Ok(_)));
                 if answered && shared.replaced.load(Ordering::Relaxed) == generation {
                     shared.failed.store(0, Ordering::Relaxed);
                     shared.clear_refusal();
@@ -388,7 +420,11 @@ async fn probe<C: Renewable>(probing: Probing<C>) {
                     // An answer while the refusal is looked for ends it
                     // first: the refusal is not held then.
                     let answers = shared.answers();
-                    match C::refusal(&shared.maker, shared.silence).await {
+                    let failed = match &fresh_answer {
+                        Ok(Err(e)) => Some(e),
+                        _ => None,
+                    };
+                    match C::refusal(&shared.maker, shared.silence, failed).await {
                         Some(text) => shared.hold_refusal(text, answers),
                         None => shared.clear_refusal(),
                     }
@@ -622,7 +658,12 @@ impl<C: Renewable> Watch<'_, C> {
     fn end<T>(mut self, result: &RedisResult<T>) {
         self.done = true;
         match result {
-            Err(e) if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() => {
+            Err(e)
+                if e.is_timeout()
+                    || e.is_io_error()
+                    || e.is_connection_dropped()
+                    || super::cluster::no_node(e) =>
+            {
                 self.shared.given_up();
             }
             _ if C::ANSWER_ENDS_SILENCE => {
