@@ -1199,3 +1199,67 @@ fn a_clock_that_resets_the_breaker_leaves_the_success_out_of_the_new_window() {
         }
     }
 }
+
+/// A restored window is the new generation's first claims ("kept as it
+/// is: it trips at the next outcome that is evaluated (a failure or slow
+/// call, or a success that completes `minimum_calls`) ...; a success into
+/// a full window is not evaluated"). So a success completing the minimum
+/// of a partly restored window reads the clock and trips, and one into a
+/// full restored window over the rate reads none and trips not, until a
+/// failure is evaluated.
+#[test]
+fn a_restored_window_is_evaluated_from_its_minimum_on_its_first_lap_only() {
+    let now = Instant::from_secs(50);
+    let lenient = Config::builder()
+        .failure_rate(100)
+        .window(4)
+        .minimum_calls(4)
+        .build()
+        .unwrap();
+    let strict = Config::builder()
+        .failure_rate(50)
+        .window(4)
+        .minimum_calls(3)
+        .build()
+        .unwrap();
+    let snapshot = |outcomes: &[Outcome]| {
+        let source = CircuitBreaker::new(lenient);
+        for &o in outcomes {
+            let p = source.try_acquire(now).unwrap();
+            assert_eq!(p.record(o, now, Duration::ZERO), None);
+        }
+        source.snapshot(now)
+    };
+    let reads = Cell::new(0);
+    let clock = || {
+        reads.set(reads.get() + 1);
+        now
+    };
+    let (f, s) = (Outcome::Failure, Outcome::Success);
+
+    // Two failures restored: the success that completes the minimum of 3
+    // is evaluated (2 of 3 failed).
+    let breaker = CircuitBreaker::new(strict);
+    breaker.restore(&snapshot(&[f, f]), now).unwrap();
+    let p = breaker.try_acquire(now).unwrap();
+    let t = p.record_with(s, Duration::ZERO, clock);
+    assert_eq!(t.map(|t| (t.to, t.at)), Some((State::Open, now)));
+    assert_eq!(reads.get(), 1);
+
+    // A full window at 75 %: a success (now 50 %) is not evaluated.
+    reads.set(0);
+    let breaker = CircuitBreaker::new(strict);
+    breaker.restore(&snapshot(&[f, f, f, s]), now).unwrap();
+    let p = breaker.try_acquire(now).unwrap();
+    assert_eq!(p.record_with(s, Duration::ZERO, clock), None);
+    assert_eq!(
+        reads.get(),
+        0,
+        "a success into a full window read the clock"
+    );
+    assert_eq!(breaker.state(now), State::Closed);
+    // The next failure is (f, s, s, f: 50 %).
+    let p = breaker.try_acquire(now).unwrap();
+    let t = p.record_with(f, Duration::ZERO, clock);
+    assert_eq!(t.map(|t| t.to), Some(State::Open));
+}
