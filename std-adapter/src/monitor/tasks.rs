@@ -164,6 +164,20 @@ impl Shared {
         let mut events = Vec::new();
         let mut s = cell.lock();
         let passed = probe.passed();
+        // The check's line in a reason, at `health`, as the run leaves it.
+        let line_of = |s: &CheckState, health: Health| {
+            Line {
+                name: &cell.name,
+                target: cell.target.as_deref(),
+                health,
+                critical: cell.critical,
+                stale: None,
+                failures: s.streaks.failures,
+                successes: s.streaks.successes,
+                error: probe.error.as_ref(),
+            }
+            .render()
+        };
         s.runs += 1;
         s.failed_runs += u64::from(!passed);
         let from = s.streaks.health;
@@ -171,19 +185,7 @@ impl Shared {
             if to == Health::Healthy {
                 signal.healthy_epoch += 1;
             }
-            let reason = (to >= Health::Degraded).then(|| {
-                Line {
-                    name: &cell.name,
-                    target: cell.target.as_deref(),
-                    health: to,
-                    critical: cell.critical,
-                    stale: None,
-                    failures: s.streaks.failures,
-                    successes: s.streaks.successes,
-                    error: probe.error.as_ref(),
-                }
-                .render()
-            });
+            let reason = (to >= Health::Degraded).then(|| line_of(&s, to));
             events.push(MonitorEvent::HealthChanged {
                 check: Arc::clone(&cell.name),
                 from,
@@ -195,19 +197,7 @@ impl Shared {
         signal.failures = s.streaks.failures;
         // The check's line, for the alerts raised by this run, while it
         // is failing.
-        let line = (s.streaks.health >= Health::Degraded).then(|| {
-            Line {
-                name: &cell.name,
-                target: cell.target.as_deref(),
-                health: s.streaks.health,
-                critical: cell.critical,
-                stale: None,
-                failures: s.streaks.failures,
-                successes: s.streaks.successes,
-                error: probe.error.as_ref(),
-            }
-            .render()
-        });
+        let line = (s.streaks.health >= Health::Degraded).then(|| line_of(&s, s.streaks.health));
         for edge in s.window.push(passed, probe.latency) {
             let (check, kind) = (Arc::clone(&cell.name), edge.kind);
             let (success_rate, mean_latency) = (s.window.success_rate(), s.window.mean_latency());

@@ -76,3 +76,18 @@ where
     }
     (seen, false)
 }
+
+/// [`until`] `decide` is refused for its credentials, asserted: it was,
+/// its message says so without either password, and nothing was admitted
+/// before (each command went unanswered, or found no connection).
+pub async fn until_refused(backend: &RedisBackend, rules: &Rules) {
+    let (seen, refused) = until(backend, rules, 300, |r| {
+        matches!(r, Err(BackendError::Auth(_)))
+    })
+    .await;
+    assert!(refused, "never reported as refused credentials: {seen:?}");
+    let last = seen.last().unwrap();
+    assert!(last.starts_with("redis refused the credentials"), "{last}");
+    assert!(!last.contains(OLD) && !last.contains(NEW), "{last}");
+    assert!(seen.iter().all(|s| !s.starts_with("ok")), "{seen:?}");
+}
