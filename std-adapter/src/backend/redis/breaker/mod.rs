@@ -84,7 +84,10 @@ use crate::CallError;
 /// * **Half-open.** When the fleet's open time is up, each trial call first
 ///   takes one of `half_open_permits` fleet-wide slots (`SET … PX` in the
 ///   script, `<prefix>:{breaker:<name>}:trial:<i>`), so at most that many
-///   trials run across the fleet; their result closes or reopens it for all.
+///   trials run across the fleet (instances configured with different
+///   `half_open_permits` each take slots up to their own: the largest
+///   bounds the fleet; give every instance the same); their result closes
+///   or reopens it for all.
 ///   Only a trial the core recorded as a success counts toward closing (a
 ///   slow success is a failure; an ignored outcome is neither), and a
 ///   cancelled trial gives its slot back at once (the slot's TTL, by
