@@ -19,6 +19,7 @@ mod redis_closed_connection;
 mod redis_cluster_blackhole;
 mod redis_cluster_hung_node;
 mod redis_cluster_refused_password;
+mod redis_cluster_refused_password_hostile;
 mod redis_degrade;
 mod redis_failover;
 mod redis_fleet_percentiles;
