@@ -162,7 +162,10 @@ impl RedisBackend {
     /// commands for a node every connection to which was refused fail at
     /// once (`No connections found`, [`BackendError::Unavailable`]) rather
     /// than time out, and turn into `Auth` the same way once a probe found
-    /// the refusal (its one connection made through the configured nodes).
+    /// the refusal (its one connection made through the configured nodes);
+    /// from then on they fail at once, unsent, and the next probes (one
+    /// connection a node each, at most one every 16 connect timeouts)
+    /// look for the refusal again, its end letting commands through.
     /// `connect` at startup reports a refused password as `Auth` at once.
     ///
     /// # Errors

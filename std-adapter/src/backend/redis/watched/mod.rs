@@ -93,6 +93,20 @@ pub(super) trait Renewable: ConnectionLike + Clone + Send + Sync + 'static {
     /// connection follows the slot map.
     const RENEW_ON_READONLY: bool;
 
+    /// Whether a command fails at once, unsent, while a probe holds the
+    /// credentials' refusal ([`Renewable::refusal`]). A Cluster
+    /// connection with no node connected reconnects to every configured
+    /// node on each retry of each command (up to 16 retries): with every
+    /// node refusing the credentials, each command made about 17
+    /// connections (and as many `AUTH`s) to every node, some 45 000 a
+    /// minute a node from one caller (found by a hostile review). Such a
+    /// command counts as given up on, so the probes go on (backing off,
+    /// each only a look for the refusal: one connection a node) and the
+    /// first that finds the credentials no longer refused ends the
+    /// refusal and lets commands through again. Not standalone, whose
+    /// manager reconnects with its own backoff.
+    const FAIL_WHILE_REFUSED: bool;
+
     /// A new connection, connecting in the background or on first use.
     fn renew(maker: &Self::Maker) -> RedisResult<Self>;
 
@@ -120,6 +134,7 @@ impl Renewable for ConnectionManager {
     const ANSWER_ENDS_SILENCE: bool = true;
     const RETRY_DROPPED: bool = true;
     const RENEW_ON_READONLY: bool = true;
+    const FAIL_WHILE_REFUSED: bool = false;
 
     fn renew((client, config): &Self::Maker) -> RedisResult<Self> {
         Self::new_lazy_with_config(client.clone(), config.clone())
@@ -156,6 +171,7 @@ impl Renewable for ClusterConnection {
     const ANSWER_ENDS_SILENCE: bool = false;
     const RETRY_DROPPED: bool = false;
     const RENEW_ON_READONLY: bool = false;
+    const FAIL_WHILE_REFUSED: bool = true;
 
     fn renew((client, config): &Self::Maker) -> RedisResult<Self> {
         Ok(client.get_pending_async_connection_with_config(config.clone()))
@@ -366,6 +382,10 @@ impl<C: Renewable> Watched<C> {
 /// silence.
 async fn probe<C: Renewable>(probing: Probing<C>) {
     let shared = &probing.0;
+    if C::FAIL_WHILE_REFUSED && shared.refused.load(Ordering::Relaxed) {
+        refused_probe(shared).await;
+        return;
+    }
     let generation = shared.replaced.load(Ordering::Relaxed);
     let mut connection = shared.current();
     let answer = tokio::time::timeout(shared.silence, connection.ping()).await;
@@ -425,7 +445,11 @@ async fn probe<C: Renewable>(probing: Probing<C>) {
                         _ => None,
                     };
                     match C::refusal(&shared.maker, shared.silence, failed).await {
-                        Some(text) => shared.hold_refusal(text, answers),
+                        Some(text) => {
+                            if shared.hold_refusal(text, answers) && C::FAIL_WHILE_REFUSED {
+                                shared.park(generation);
+                            }
+                        }
                         None => shared.clear_refusal(),
                     }
                 }
@@ -434,6 +458,34 @@ async fn probe<C: Renewable>(probing: Probing<C>) {
                 tracing::debug!(error = %Redacted(&e.to_string()), "Redis connection not replaced");
             }
         }
+    }
+    shared.answered();
+}
+
+/// A probe while the credentials' refusal is held and commands are not
+/// sent (see [`Renewable::FAIL_WHILE_REFUSED`]): only the look for the
+/// refusal (one connection a node), no `PING` on the connection parked
+/// meanwhile nor on a fresh one, whose retries reconnect to every node
+/// again and again. Refused again: held, and the next probe waits longer
+/// (as after a fresh connection that did not answer); anything else ends
+/// the refusal, and commands go to the parked connection again, which
+/// connects on the first.
+async fn refused_probe<C: Renewable>(shared: &Shared<C>) {
+    let answers = shared.answers();
+    let no_node = redis::RedisError::from((
+        redis::ErrorKind::ClusterConnectionNotFound,
+        "No connections found",
+    ));
+    if let Some(text) = C::refusal(&shared.maker, shared.silence, Some(&no_node)).await {
+        let _ = shared
+            .failed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
+                Some(f.saturating_add(1).min(MAX_BACKOFF_SHIFT))
+            });
+        shared.hold_refusal(text, answers);
+    } else {
+        shared.failed.store(0, Ordering::Relaxed);
+        shared.clear_refusal();
     }
     shared.answered();
 }
@@ -525,13 +577,13 @@ impl<C: Renewable> Shared<C> {
     /// after the look read the count comes either before the check
     /// (nothing held) or after the hold (cleared); one counted before it
     /// cleared before the hold.
-    fn hold_refusal(&self, text: String, answers_before: u64) {
+    fn hold_refusal(&self, text: String, answers_before: u64) -> bool {
         let silence = self
             .unanswered_since
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if silence.answers != answers_before {
-            return;
+            return false;
         }
         let mut held = self.refusal.lock().unwrap_or_else(PoisonError::into_inner);
         if held.is_none() {
@@ -542,6 +594,34 @@ impl<C: Renewable> Shared<C> {
         }
         *held = Some(text);
         self.refused.store(true, Ordering::Relaxed);
+        true
+    }
+
+    /// While the credentials' refusal is held (see
+    /// [`Renewable::FAIL_WHILE_REFUSED`]): the connection (still
+    /// `generation`) replaced by a new lazy one, which commands do not
+    /// reach. A Cluster connection whose slot refresh fails retries it at
+    /// once, for as long as it lives, even with no command: with every
+    /// node refusing the credentials, about 4 000 connections a minute a
+    /// node (found by a hostile review). The refused one has no node
+    /// connected to keep; the new one connects on the first command once
+    /// the refusal ends.
+    fn park(&self, generation: u64) {
+        if self.replaced.load(Ordering::Relaxed) != generation {
+            return;
+        }
+        match C::renew(&self.maker) {
+            Ok(idle) => {
+                *self
+                    .connection
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = idle;
+                self.replaced.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!(error = %Redacted(&e.to_string()), "Redis connection not replaced");
+            }
+        }
     }
 
     /// The connection answered: no refusal held any more.
@@ -725,9 +805,31 @@ fn wrapped_read_only(detail: &str) -> bool {
     detail.contains("-READONLY You can't write against a read only replica")
 }
 
+impl<C: Renewable> Watched<C> {
+    /// The error of a command not sent while the credentials' refusal is
+    /// held (see [`Renewable::FAIL_WHILE_REFUSED`]), after starting a
+    /// probe if one is due; `None` to send it.
+    fn refused_unsent(&self) -> Option<redis::RedisError> {
+        if !C::FAIL_WHILE_REFUSED || !self.0.refused.load(Ordering::Relaxed) {
+            return None;
+        }
+        drop(self.connection());
+        self.0.given_up();
+        // What the connection itself answers with no node connected:
+        // mapped to the refusal held (`RedisConnection::failed`).
+        Some(redis::RedisError::from((
+            redis::ErrorKind::ClusterConnectionNotFound,
+            "No connections found",
+        )))
+    }
+}
+
 impl<C: Renewable> ConnectionLike for Watched<C> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
+            if let Some(e) = self.refused_unsent() {
+                return Err(e);
+            }
             let mut connection = self.connection();
             let mut result = self.0.watched(connection.req_packed_command(cmd)).await;
             if C::RETRY_DROPPED && dropped(&result) {
@@ -749,6 +851,9 @@ impl<C: Renewable> ConnectionLike for Watched<C> {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
+            if let Some(e) = self.refused_unsent() {
+                return Err(e);
+            }
             let mut connection = self.connection();
             let command = connection.req_packed_commands(pipeline, offset, count);
             let mut result = self.0.watched(command).await;
