@@ -425,3 +425,70 @@ pub fn connections_received(port: u16) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// Redis's clock beside the test's: a shared limit decides on Redis's
+/// `TIME` (the wall clock of the machine Redis runs on), the tests time
+/// admissions on their own monotonic clock. Read at a run's start and
+/// end, it gives what a bound measured on the test's clock must allow
+/// for a wall clock that moved further than the monotonic one meanwhile
+/// (a step or a slew of the wall clock: Redis then lets the tokens of the
+/// extra time through, by its contract). Each reading is one `TIME` on a
+/// plain connection, between two readings of the test's clock; what the
+/// two clocks' difference cannot be told apart from those round trips is
+/// not allowed for, so two clocks that agree allow nothing.
+pub struct RedisClock {
+    port: u16,
+    /// The test's clock before and after the `TIME`.
+    local: (std::time::Instant, std::time::Instant),
+    redis: Duration,
+}
+
+impl RedisClock {
+    /// Reads both clocks now.
+    pub fn read(port: u16) -> Self {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect for TIME");
+        conn.set_nodelay(true).expect("nodelay");
+        let before = std::time::Instant::now();
+        conn.write_all(b"*1\r\n$4\r\nTIME\r\n").expect("send TIME");
+        // `*2 $n secs $m micros`: five CRLF-ended lines.
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 128];
+        while reply.windows(2).filter(|w| w == b"\r\n").count() < 5 {
+            let n = conn.read(&mut buf).expect("TIME reply");
+            assert!(n > 0, "Redis closed the connection: {reply:?}");
+            reply.extend_from_slice(&buf[..n]);
+        }
+        let after = std::time::Instant::now();
+        let text = String::from_utf8(reply).expect("TIME reply");
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        let (secs, micros): (u64, u64) = (
+            lines[2].parse().expect("TIME seconds"),
+            lines[4].parse().expect("TIME µs"),
+        );
+        Self {
+            port,
+            local: (before, after),
+            redis: Duration::from_secs(secs) + Duration::from_micros(micros),
+        }
+    }
+
+    /// The tokens at `rate` a second in the time Redis's clock ran ahead
+    /// of the test's between this reading and one made now (rounded up;
+    /// 0 if it did not run ahead by more than the two round trips).
+    pub fn extra_tokens(&self, rate: u64) -> u64 {
+        let now = Self::read(self.port);
+        let redis = now.redis.saturating_sub(self.redis);
+        // The longest local span the two `TIME`s may have been apart:
+        // clocks that agree never read Redis's span longer.
+        let local = now.local.1.saturating_duration_since(self.local.0);
+        let ahead = redis.saturating_sub(local);
+        let extra = (u128::from(rate) * ahead.as_nanos()).div_ceil(1_000_000_000) as u64;
+        if extra > 0 {
+            eprintln!(
+                "Redis's clock ran {ahead:?} ahead of the test's: {extra} more tokens allowed"
+            );
+        }
+        extra
+    }
+}
