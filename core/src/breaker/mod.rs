@@ -168,12 +168,8 @@ use word::{Kind, Word};
 ///   `reset`, `restore`, a merged Closed decision) empties the time window
 ///   before the compare-and-swap that installs the Closed word, so a new
 ///   closed generation starts empty. A record that checked its generation
-///   and then stalled before writing its bucket (preempted, on another
-///   thread or by an interrupt) across the start of a new closed
-///   generation (a `reset` or `force_close` of the closed breaker, or a
-///   whole Open → HalfOpen → Closed cycle) can still land its one outcome
-///   in the new window. Its clock is read before that check, so a clock
-///   that resets the breaker does not make such a stall.
+///   and then stalled across a whole Open → HalfOpen → Closed cycle before
+///   writing its bucket can still land its one outcome in the new window.
 /// * **Snapshots and merges.** A snapshot carries the count-based window
 ///   only (a time-window breaker's has `window_calls` 0); `restore` empties
 ///   the time window. A merge keeps the local window (unless it closes the
