@@ -18,9 +18,7 @@
 //! changes nothing at all. A clock that records another call of the same
 //! generation when it is read (an interrupt, or a thread racing between
 //! the record's load and its claim) must leave both decided as if that
-//! call came first: the record's claim retries and decides again. A clock
-//! that resets the breaker when read makes the record a stale permit's:
-//! counted, out of the new window.
+//! call came first: the record's claim retries and decides again.
 //!
 //! Histories mix successes, failures, slow calls, ignored calls, abandoned
 //! and held permits (recorded many generations later), `set_config` of the
