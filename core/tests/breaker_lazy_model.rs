@@ -496,10 +496,6 @@ enum Clock {
     /// between the record's load and its compare-and-swap. Used where the
     /// contract says the clock is read.
     Reentrant(Outcome, u16),
-    /// A clock that resets the breaker when read (an interrupt handler's
-    /// reset): the record is then a stale permit's. Used where the
-    /// contract says the clock is read.
-    Resets,
 }
 
 #[derive(Clone, Debug)]
@@ -536,7 +532,6 @@ fn clock() -> impl Strategy<Value = Clock> {
         2 => (0u16..400).prop_map(Clock::Stale),
         2 => Just(Clock::Panics),
         2 => (outcome(), 0u16..400).prop_map(|(o, e)| Clock::Reentrant(o, e)),
-        1 => Just(Clock::Resets),
     ]
 }
 
@@ -724,14 +719,8 @@ impl<'b> Driver<'b> {
             _ => self.now,
         };
         let read = self.model.read(ticket, outcome, elapsed);
-        match (clock, read) {
-            (Clock::Reentrant(inner, inner_ms), Read::Always) => {
-                return self.record_reentrant(p, ticket, outcome, elapsed, (inner, inner_ms));
-            }
-            (Clock::Resets, Read::Always) => {
-                return self.record_resetting(p, ticket, outcome, elapsed)
-            }
-            _ => {}
+        if let (Clock::Reentrant(inner, inner_ms), Read::Always) = (clock, read) {
+            return self.record_reentrant(p, ticket, outcome, elapsed, (inner, inner_ms));
         }
         // A panicking clock only where the contract says what happens.
         let panics = matches!(clock, Clock::Panics) && read != Read::Maybe;
@@ -866,38 +855,6 @@ impl<'b> Driver<'b> {
         Ok(())
     }
 
-    /// Records `p` with a clock that resets the breaker when read.
-    fn record_resetting(
-        &mut self,
-        p: Held<'b>,
-        ticket: Ticket,
-        outcome: Outcome,
-        elapsed: u64,
-    ) -> Step {
-        let at = Instant::from_micros(self.now);
-        let b = self.b;
-        let reset = Cell::new(None);
-        let got = p.record_with(outcome, Duration::from_micros(elapsed), || {
-            reset.set(Some(b.reset(at)));
-            at
-        });
-        let reset = reset.get().ok_or("the clock was not read")?;
-        check(reset.is_none(), || {
-            format!("a closed breaker's reset returned {reset:?}")
-        })?;
-        self.reset_model();
-        let expected = self.model.record(ticket, outcome, self.now, elapsed);
-        check(pair(got) == expected && got.is_none(), || {
-            format!("{outcome:?} after a reset: {got:?}, model {expected:?}")
-        })
-    }
-
-    fn reset_model(&mut self) {
-        self.model.enter_closed();
-        self.model.newest = None;
-        self.model.m = Metrics::default();
-    }
-
     fn step(&mut self, op: &Op) -> Step {
         match *op {
             Op::Call(outcome, elapsed, clock) => {
@@ -963,7 +920,9 @@ impl<'b> Driver<'b> {
             Op::Reset => {
                 let got = self.b.reset(Instant::from_micros(self.now));
                 let changed = self.model.kind != Kind::Closed;
-                self.reset_model();
+                self.model.enter_closed();
+                self.model.newest = None;
+                self.model.m = Metrics::default();
                 check(
                     got.map(|t| t.to) == changed.then_some(State::Closed),
                     || format!("reset {got:?}"),
@@ -1122,80 +1081,5 @@ fn long_histories_keep_to_the_contract() {
         }
         assert_eq!(drv.model.gen, u64::from(cycles) * 2, "{shape:?}");
         assert_eq!(breaker.metrics().trips, u64::from(cycles), "{shape:?}");
-    }
-}
-
-/// A closed success whose clock, when read, resets the breaker (or forces
-/// it open and closed again): an interrupt handler, or a thread that runs
-/// while the recorder reads its clock. The reset installs a new generation,
-/// so the success's permit is stale from then on ("outstanding permits
-/// become stale"; a record "changes state only while that generation is
-/// installed"): decided before the reset, it was emptied with the old
-/// window; after, it changes nothing. Either way the new window holds only
-/// its own calls, and two failures in it stay under `minimum_calls` = 3.
-/// On both kinds of window. (Found by review: with the clock read between
-/// the generation check and the time window's bucket write, the stale
-/// success landed in the new window, which then opened on two failures.)
-#[test]
-fn a_clock_that_resets_the_breaker_leaves_the_success_out_of_the_new_window() {
-    let count = Config::builder()
-        .failure_rate(50)
-        .window(4)
-        .minimum_calls(3)
-        .build()
-        .unwrap();
-    // (config, whether its window is time-based)
-    let configs = [
-        (count, false),
-        #[cfg(feature = "time-window")]
-        (
-            Config::builder()
-                .time_window(Duration::from_secs(4), 4)
-                .failure_rate(50)
-                .minimum_calls(3)
-                .build()
-                .unwrap(),
-            true,
-        ),
-    ];
-    let now = Instant::from_secs(100);
-    for (config, timed) in configs {
-        for reset in [true, false] {
-            let breaker = CircuitBreaker::new(config);
-            // On a count window, a first lap's success from its minimum on
-            // reads the clock (on a time window, every success does).
-            let before = if timed { 0 } else { config.minimum_calls() - 1 };
-            for _ in 0..before {
-                let p = breaker.try_acquire(now).unwrap();
-                assert_eq!(p.record(Outcome::Success, now, Duration::ZERO), None);
-            }
-            let p = breaker.try_acquire(now).unwrap();
-            let read = Cell::new(false);
-            let clock = || {
-                read.set(true);
-                if reset {
-                    breaker.reset(now);
-                } else {
-                    breaker.force_open(now);
-                    breaker.force_close(now);
-                }
-                now
-            };
-            assert_eq!(p.record_with(Outcome::Success, Duration::ZERO, clock), None);
-            let what = format!("{config:?}, reset {reset}");
-            assert!(read.get(), "{what}: the clock was not read");
-            for _ in 0..2 {
-                let p = breaker.try_acquire(now).unwrap();
-                let t = p.record(Outcome::Failure, now, Duration::ZERO);
-                assert_eq!(t, None, "{what}: two calls in the new window");
-            }
-            let p = breaker.try_acquire(now).unwrap();
-            let t = p.record(Outcome::Failure, now, Duration::ZERO);
-            assert_eq!(
-                t.map(|t| t.to),
-                Some(State::Open),
-                "{what}: 3 failures of 3"
-            );
-        }
     }
 }

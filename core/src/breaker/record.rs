@@ -57,23 +57,13 @@ impl CircuitBreaker {
     /// no clock.
     #[inline(never)]
     fn settle_success(&self, gen: Epoch, now: impl FnOnce() -> Instant) -> Option<Transition> {
-        // A time window's bucket is written without a compare-and-swap on
-        // the state word: the clock is read before the generation check,
-        // so that nothing runs between the check and the write (a clock
-        // that resets the breaker would otherwise land this stale success
-        // in the new window). A count window's claim is that CAS.
-        #[cfg(feature = "time-window")]
-        if self.config.timed() {
-            let now = now();
-            let cur = self.load();
-            if !self.owns(cur, gen, false) {
-                return None; // a stale permit: counted, changes no state
-            }
-            return self.record_timed(cur, gen, false, false, now);
-        }
         let cur = self.load();
         if !self.owns(cur, gen, false) {
             return None; // a stale permit: counted, changes no state
+        }
+        #[cfg(feature = "time-window")]
+        if self.config.timed() {
+            return self.record_timed(cur, gen, false, false, now());
         }
         self.record_closed(cur, gen, false, false, now)
     }
