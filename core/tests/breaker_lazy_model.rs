@@ -15,10 +15,7 @@
 //! time window), and a clock that panics there leaves the call counted as
 //! abandoned only, the window untouched (a claim made before the panic
 //! would shift every later rate), while a panicking clock that is not read
-//! changes nothing at all. A clock that records another call of the same
-//! generation when it is read (an interrupt, or a thread racing between
-//! the record's load and its claim) must leave both decided as if that
-//! call came first: the record's claim retries and decides again.
+//! changes nothing at all.
 //!
 //! Histories mix successes, failures, slow calls, ignored calls, abandoned
 //! and held permits (recorded many generations later), `set_config` of the
@@ -491,11 +488,6 @@ enum Clock {
     Stale(u16),
     /// A clock that panics if read.
     Panics,
-    /// A clock that, when read, first records another call of the same
-    /// generation (outcome, elapsed ms): an interrupt, or a thread racing
-    /// between the record's load and its compare-and-swap. Used where the
-    /// contract says the clock is read.
-    Reentrant(Outcome, u16),
 }
 
 #[derive(Clone, Debug)]
@@ -531,7 +523,6 @@ fn clock() -> impl Strategy<Value = Clock> {
         6 => Just(Clock::Now),
         2 => (0u16..400).prop_map(Clock::Stale),
         2 => Just(Clock::Panics),
-        2 => (outcome(), 0u16..400).prop_map(|(o, e)| Clock::Reentrant(o, e)),
     ]
 }
 
@@ -601,18 +592,6 @@ impl Held<'_> {
         match self {
             Held::Borrowed(p) => p.transition(),
             Held::Owned(p) => p.transition(),
-        }
-    }
-
-    fn record_with(
-        self,
-        outcome: Outcome,
-        elapsed: Duration,
-        now: impl FnOnce() -> Instant,
-    ) -> Option<Transition> {
-        match self {
-            Held::Borrowed(p) => p.record_with(outcome, elapsed, now),
-            Held::Owned(p) => p.record_with(outcome, elapsed, now),
         }
     }
 }
@@ -719,9 +698,6 @@ impl<'b> Driver<'b> {
             _ => self.now,
         };
         let read = self.model.read(ticket, outcome, elapsed);
-        if let (Clock::Reentrant(inner, inner_ms), Read::Always) = (clock, read) {
-            return self.record_reentrant(p, ticket, outcome, elapsed, (inner, inner_ms));
-        }
         // A panicking clock only where the contract says what happens.
         let panics = matches!(clock, Clock::Panics) && read != Read::Maybe;
         let reads = self.reads;
@@ -805,52 +781,6 @@ impl<'b> Driver<'b> {
             check(t.at == Instant::from_micros(at), || {
                 format!("transition at {:?}, clock {at}", t.at)
             })?;
-        }
-        Ok(())
-    }
-
-    /// Records `p` with a clock that records another permit of the same
-    /// generation when it is read: decided as if that call came first.
-    fn record_reentrant(
-        &mut self,
-        p: Held<'b>,
-        ticket: Ticket,
-        outcome: Outcome,
-        elapsed: u64,
-        (inner, inner_ms): (Outcome, u16),
-    ) -> Step {
-        let Some((q, inner_ticket)) = self.acquire()? else {
-            return Err("closed, but no permit".into());
-        };
-        let at = self.now;
-        let inner_elapsed = u64::from(inner_ms) * 1_000;
-        let inner_got = Cell::new(None);
-        let reads = Cell::new(0);
-        let got = p.record_with(outcome, Duration::from_micros(elapsed), || {
-            reads.set(reads.get() + 1);
-            let t = q.record_with(inner, Duration::from_micros(inner_elapsed), || {
-                Instant::from_micros(at)
-            });
-            inner_got.set(Some(t));
-            Instant::from_micros(at)
-        });
-        check(reads.get() == 1, || {
-            format!("read the clock {} times", reads.get())
-        })?;
-        let inner_got = inner_got.get().ok_or("the clock was not read")?;
-        let expected = self.model.record(inner_ticket, inner, at, inner_elapsed);
-        check(pair(inner_got) == expected, || {
-            format!("inner {inner:?}: {inner_got:?}, model {expected:?}")
-        })?;
-        let expected = self.model.record(ticket, outcome, at, elapsed);
-        check(pair(got) == expected, || {
-            format!(
-                "{outcome:?} around {inner:?}: {got:?}, model {expected:?}, now {}",
-                self.model.summary()
-            )
-        })?;
-        for t in [got, inner_got].into_iter().flatten() {
-            check(t.at == Instant::from_micros(at), || format!("at {t:?}"))?;
         }
         Ok(())
     }
