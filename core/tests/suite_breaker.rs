@@ -8,7 +8,6 @@ mod common;
 
 mod breaker_generations;
 mod breaker_lazy_clock;
-mod breaker_lazy_model;
 mod breaker_merge;
 mod breaker_merge_model;
 mod breaker_merge_versions;
