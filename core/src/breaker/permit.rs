@@ -220,13 +220,10 @@ impl Permit<'_> {
     }
 
     /// [`record`](Self::record), reading the clock only if the record
-    /// needs the time. A fast success on a closed breaker never calls
-    /// `now` without a failure streak to end (no rate window), nor once a
-    /// count window is full (a success there cannot raise the rate): it
-    /// does on a count window's first lap from its minimum of calls on,
-    /// and on a time window. `now` runs before the record changes any
-    /// state; if it panics, the permit is abandoned and the call counts as
-    /// abandoned only. Pass
+    /// needs the time: a success on a closed breaker without a failure
+    /// streak or a rate window never calls `now`. `now` runs before the
+    /// record changes any state; if it panics, the permit is abandoned and
+    /// the call counts as abandoned only. Pass
     /// [`Duration::ZERO`] as `elapsed` when
     /// [`CircuitBreaker::measures_duration`] is false (no slow-call rule)
     /// and skip timing the call altogether.
@@ -246,16 +243,6 @@ impl Permit<'_> {
     /// let opened = permit.record_with(Outcome::Failure, Duration::ZERO, clock);
     /// assert_eq!(opened.map(|t| (t.to, t.at)), Some((State::Open, Instant::from_secs(5))));
     /// assert_eq!(reads.get(), 1, "a trip needs the time");
-    ///
-    /// // A count window: its first lap's successes from the minimum on may
-    /// // trip it and read the time; once it is full, successes read none.
-    /// let rate = CircuitBreaker::new(Config::builder().failure_rate(50).window(4).minimum_calls(2).build()?);
-    /// reads.set(0);
-    /// for _ in 0..8 {
-    ///     let permit = rate.try_acquire_with(clock)?;
-    ///     assert_eq!(permit.record_with(Outcome::Success, Duration::ZERO, clock), None);
-    /// }
-    /// assert_eq!(reads.get(), 3, "the 2nd, 3rd and 4th calls of the first lap");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     // The adapter's futures record on their hot path; left to the inliner,

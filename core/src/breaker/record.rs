@@ -39,33 +39,14 @@ impl CircuitBreaker {
             self.counters.successes.incr();
             return transition;
         }
+        let now = now();
         if outcome == Outcome::Success && !half_open && elapsed < self.config.slow_threshold() {
-            // A fast closed success under a rate policy: the clock only if
-            // it can trip. Counted after the clock is read: if `now`
-            // panics, the call counts as abandoned only.
-            let transition = self.settle_success(gen, now);
+            // A fast closed success under a rate policy: counted here; its
+            // claim returns early in `record_window` in the steady state.
             self.counters.successes.incr();
-            return transition;
+            return self.settle(self.load(), gen, false, false, false, now);
         }
-        self.record_counted(gen, half_open, outcome, now(), elapsed)
-    }
-
-    /// A fast success on a closed breaker under a rate policy, reading
-    /// `now` only if it needs the time: a time window's, or a claim that
-    /// completes the minimum of calls and so may trip. A success in a
-    /// full count window cannot raise a rate (the steady state) and reads
-    /// no clock.
-    #[inline(never)]
-    fn settle_success(&self, gen: Epoch, now: impl FnOnce() -> Instant) -> Option<Transition> {
-        let cur = self.load();
-        if !self.owns(cur, gen, false) {
-            return None; // a stale permit: counted, changes no state
-        }
-        #[cfg(feature = "time-window")]
-        if self.config.timed() {
-            return self.record_timed(cur, gen, false, false, now());
-        }
-        self.record_closed(cur, gen, false, false, now)
+        self.record_counted(gen, half_open, outcome, now, elapsed)
     }
 
     /// Every record but the hot path: counts the outcome, then settles it.
@@ -120,34 +101,23 @@ impl CircuitBreaker {
         if self.config.timed() {
             return self.record_timed(cur, gen, failure, slow, now);
         }
-        self.record_closed(cur, gen, failure, slow, || now)
+        self.record_closed(cur, gen, failure, slow, now)
     }
 
     /// A record of generation `gen`, which `cur` was installed as. Inside
     /// the CAS loops below a changed word is judged by its low bits only.
-    /// `now` is read at most once, and only before the first write of a
-    /// record that needs the time (a trip, or a claim that may trip).
     pub(super) fn record_closed(
         &self,
         mut cur: Word,
         gen: Epoch,
         failure: bool,
         slow: bool,
-        now: impl FnOnce() -> Instant,
+        now: Instant,
     ) -> Option<Transition> {
-        let mut now = Lazy::new(now);
         let cfg = &self.config;
         let windowed = cfg.uses_window();
         let trip = cfg.trip();
         let threshold = trip.consecutive_failures;
-        let size = u32::from(cfg.window());
-        // Whether a claim from `cursor` may trip a rate: a failure, a slow
-        // call, or the call that completes the minimum on the first lap
-        // (a fast success in a full window cannot raise a rate).
-        let may_trip = |cursor: Cursor| {
-            let first_lap = !cursor.full && cursor.count < size;
-            failure || slow || (first_lap && cursor.count + 1 >= trip.minimum_calls)
-        };
         // One CAS updates the failure count and, with a window, claims this
         // record's slot; it fails for a stale generation.
         let claimed = loop {
@@ -163,7 +133,7 @@ impl CircuitBreaker {
                 0
             };
             if threshold != 0 && failures >= threshold {
-                match self.trip_closed(cur, gen, now.get()) {
+                match self.trip_closed(cur, gen, now) {
                     Ok(t) => return Some(t),
                     Err(actual) => {
                         cur = actual;
@@ -180,10 +150,6 @@ impl CircuitBreaker {
             if new == cur {
                 return None; // nothing to write: the closed fast path
             }
-            if windowed && may_trip(cur.cursor()) {
-                // Read before the claim: a clock that panics writes nothing.
-                now.read();
-            }
             match self.cas(cur, new) {
                 Ok(()) => break cur.cursor(),
                 Err(actual) => cur = actual,
@@ -192,31 +158,18 @@ impl CircuitBreaker {
         if !windowed {
             return None;
         }
-        if may_trip(claimed) {
-            return self.record_window(gen, claimed, failure, slow, now.get());
-        }
-        if !self.window.holds_fast_success(cfg.window(), claimed.count) {
-            // A fast success over a failed or slow slot: written, never
-            // tallied (it lowers the rate).
-            self.write_claimed(gen, claimed, failure, slow);
-        }
-        None // the steady state: nothing to write, nothing to tally
-    }
-
-    /// Writes the outcome of the window's slot `claimed` claimed for.
-    fn write_claimed(&self, gen: Epoch, claimed: Cursor, failure: bool, slow: bool) {
-        let cfg = &self.config;
         let size = u32::from(cfg.window());
-        self.window
-            .write(low(gen), cfg.window(), claimed.count, failure, slow, || {
-                let cur = self.load();
-                cur.owns(low(gen), false) && cur.cursor().still_holds(claimed.count, size)
-            });
+        let first_lap = !claimed.full && claimed.count < size;
+        let completes_minimum = first_lap && claimed.count + 1 >= trip.minimum_calls;
+        let quiet = !(failure || slow || completes_minimum);
+        if quiet && self.window.holds_fast_success(cfg.window(), claimed.count) {
+            return None; // the steady state: nothing to write, nothing to tally
+        }
+        self.record_window(gen, claimed, failure, slow, quiet, now)
     }
 
-    /// The sliding-window part of a closed record that may trip: write
-    /// the claimed slot, then tally and maybe trip (see the `window` module
-    /// for who tallies).
+    /// The sliding-window part of a closed record: write the claimed slot,
+    /// then tally and maybe trip (see the `window` module for who tallies).
     #[inline(never)]
     pub(super) fn record_window(
         &self,
@@ -224,11 +177,19 @@ impl CircuitBreaker {
         claimed: Cursor,
         failure: bool,
         slow: bool,
+        quiet: bool,
         now: Instant,
     ) -> Option<Transition> {
         let cfg = &self.config;
         let size = u32::from(cfg.window());
-        self.write_claimed(gen, claimed, failure, slow);
+        self.window
+            .write(low(gen), cfg.window(), claimed.count, failure, slow, || {
+                let cur = self.load();
+                cur.owns(low(gen), false) && cur.cursor().still_holds(claimed.count, size)
+            });
+        if quiet {
+            return None; // a fast success in a full window cannot raise a rate
+        }
         // The cursor is read after the sync, so it covers every claim whose
         // published write the tally sees.
         self.window.sync();
@@ -350,35 +311,5 @@ impl CircuitBreaker {
                 Err(actual) => cur = actual,
             }
         }
-    }
-}
-
-/// A time read at most once, when first asked for.
-struct Lazy<F> {
-    read: Option<F>,
-    at: Instant,
-}
-
-impl<F: FnOnce() -> Instant> Lazy<F> {
-    const fn new(read: F) -> Self {
-        Self {
-            read: Some(read),
-            at: Instant::ZERO,
-        }
-    }
-
-    /// Reads the time, if it was not yet.
-    #[inline]
-    fn read(&mut self) {
-        if let Some(read) = self.read.take() {
-            self.at = read();
-        }
-    }
-
-    /// The time, read now if it was not yet.
-    #[inline]
-    fn get(&mut self) -> Instant {
-        self.read();
-        self.at
     }
 }
