@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::fleet::instance_over;
-use crate::common::redis_server::{cli, RedisServer};
+use crate::common::redis_server::{cli, connections_received_in, RedisServer};
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{
@@ -122,17 +122,9 @@ async fn requests_further_apart_than_the_servers_idle_timeout_fail_none() {
         no_fault(&limiter, &leased, &breaker);
     }
     // The server did close them (a new connection per request round).
-    let connections = |info: &str| -> u64 {
-        info.lines()
-            .find_map(|l| l.strip_prefix("total_connections_received:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
     let after = cli(server.port(), &["info", "stats"]);
     assert!(
-        connections(&after) >= connections(&before) + 6,
+        connections_received_in(&after) >= connections_received_in(&before) + 6,
         "{before}\n{after}"
     );
 }

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use crate::common::password_rotation::{rotate, rules, NEW, OLD};
-use crate::common::redis_server::{cli, RedisCluster, RedisServer};
+use crate::common::redis_server::{cli, connections_received_as, RedisCluster, RedisServer};
 use fusebox_std::backend::{Backend, BackendError, RedisBackend, RedisConfig};
 
 /// A backend on `cluster`'s nodes as `user:password` (`user` may be
@@ -32,6 +32,43 @@ async fn backend(cluster: &RedisCluster, user: &str, password: &str) -> RedisBac
     )
     .await
     .unwrap()
+}
+
+/// A 3-node cluster wanting `OLD`, a backend on it, and limiter keys:
+/// `healthy`, four that another node than node 0 serves, and `all`,
+/// those and two of node 0's, each answered once.
+struct Split {
+    cluster: RedisCluster,
+    backend: RedisBackend,
+    healthy: Vec<String>,
+    all: Vec<String>,
+}
+
+async fn split_by_node0() -> Split {
+    let cluster = RedisCluster::start_with_password(3, OLD);
+    let backend = backend(&cluster, "", OLD).await;
+    let healthy = keys_on(&cluster, OLD, 0, false, 4);
+    let on_node0 = keys_on(&cluster, OLD, 0, true, 2);
+    let mut all = healthy.clone();
+    all.extend(on_node0.iter().cloned());
+    let (seen, up) = until(&backend, &all, 50, |i, r| i == all.len() - 1 && r == "ok").await;
+    assert!(up, "{seen:?}");
+    Split {
+        cluster,
+        backend,
+        healthy,
+        all,
+    }
+}
+
+/// A backend on `cluster` as `user` with the password `OLD`, and three
+/// keys it answered.
+async fn answering(cluster: &RedisCluster, user: &str) -> (RedisBackend, Vec<String>) {
+    let backend = backend(cluster, user, OLD).await;
+    let keys = vec!["k".to_owned(), "m".to_owned(), "z".to_owned()];
+    let (seen, up) = until(&backend, &keys, 50, |_, r| r == "ok").await;
+    assert!(up, "{seen:?}");
+    (backend, keys)
 }
 
 /// `redis-cli -a password -p port args…`.
@@ -126,26 +163,15 @@ fn no_secret(seen: &[String], secrets: &[&str]) {
 /// when no node at all is reached, see the review's report.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_refused_by_one_node_only() {
-    let cluster = RedisCluster::start_with_password(3, OLD);
-    let backend = backend(&cluster, "", OLD).await;
-    let healthy = keys_on(&cluster, OLD, 0, false, 4);
-    let refusing = keys_on(&cluster, OLD, 0, true, 2);
-    let mut all = healthy.clone();
-    all.extend(refusing.iter().cloned());
-    let (seen, up) = until(&backend, &all, 50, |i, r| i == all.len() - 1 && r == "ok").await;
-    assert!(up, "{seen:?}");
+    let Split {
+        cluster,
+        backend,
+        healthy,
+        all,
+    } = split_by_node0().await;
 
     rotate(cluster.nodes[0].port(), OLD, NEW);
-    let received = |port: u16, password: &str| -> u64 {
-        acli(port, password, &["info", "stats"])
-            .lines()
-            .find_map(|l| l.strip_prefix("total_connections_received:"))
-            .expect("total_connections_received")
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let node0_before = received(cluster.nodes[0].port(), NEW);
+    let node0_before = connections_received_as(cluster.nodes[0].port(), NEW);
     let mut healthy_seen = Vec::new();
     let mut refusing_seen = Vec::new();
     let start = tokio::time::Instant::now();
@@ -160,7 +186,7 @@ async fn redis_cluster_refused_by_one_node_only() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let node0 = received(cluster.nodes[0].port(), NEW) - node0_before - 1;
+    let node0 = connections_received_as(cluster.nodes[0].port(), NEW) - node0_before - 1;
     eprintln!(
         "refusing node: {node0} connections for {} commands on its keys; its keys: {:?}",
         refusing_seen.len(),
@@ -189,10 +215,7 @@ async fn redis_cluster_refused_by_one_node_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_refused_then_every_node_killed_reads_as_an_outage() {
     let mut cluster = RedisCluster::start_with_password(3, OLD);
-    let backend = backend(&cluster, "", OLD).await;
-    let keys = vec!["k".to_owned(), "m".to_owned(), "z".to_owned()];
-    let (seen, up) = until(&backend, &keys, 50, |_, r| r == "ok").await;
-    assert!(up, "{seen:?}");
+    let (backend, keys) = answering(&cluster, "").await;
     for node in &cluster.nodes {
         rotate(node.port(), OLD, NEW);
     }
@@ -220,14 +243,12 @@ async fn redis_cluster_refused_then_every_node_killed_reads_as_an_outage() {
 /// every key answers from then on (no refusal stuck).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_password_fixed_node_by_node() {
-    let cluster = RedisCluster::start_with_password(3, OLD);
-    let backend = backend(&cluster, "", OLD).await;
-    let healthy = keys_on(&cluster, OLD, 0, false, 4);
-    let late = keys_on(&cluster, OLD, 0, true, 2);
-    let mut all = healthy.clone();
-    all.extend(late.iter().cloned());
-    let (seen, up) = until(&backend, &all, 50, |i, r| i == all.len() - 1 && r == "ok").await;
-    assert!(up, "{seen:?}");
+    let Split {
+        cluster,
+        backend,
+        healthy,
+        all,
+    } = split_by_node0().await;
     for node in &cluster.nodes {
         rotate(node.port(), OLD, NEW);
     }
@@ -273,10 +294,7 @@ async fn redis_cluster_acl_user_password_changed_or_user_disabled() {
         }
     };
     set(&["on", &format!(">{OLD}"), "~*", "&*", "+@all"]);
-    let backend = backend(&cluster, "app", OLD).await;
-    let keys = vec!["k".to_owned(), "m".to_owned(), "z".to_owned()];
-    let (seen, up) = until(&backend, &keys, 50, |_, r| r == "ok").await;
-    assert!(up, "{seen:?}");
+    let (backend, keys) = answering(&cluster, "app").await;
 
     set(&["resetpass", &format!(">{NEW}")]);
     kick();
@@ -305,10 +323,7 @@ async fn redis_cluster_acl_user_password_changed_or_user_disabled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_every_node_at_maxclients_is_an_outage_not_refused_credentials() {
     let cluster = RedisCluster::start_with_password(3, OLD);
-    let backend = backend(&cluster, "", OLD).await;
-    let keys = vec!["k".to_owned(), "m".to_owned(), "z".to_owned()];
-    let (seen, up) = until(&backend, &keys, 50, |_, r| r == "ok").await;
-    assert!(up, "{seen:?}");
+    let (backend, keys) = answering(&cluster, "").await;
     // Its cluster bus links count against maxclients too: no new client
     // is taken once it is 1. The backend's connections closed, on one
     // opened before.
@@ -352,25 +367,14 @@ fn overload(node: &RedisServer) -> std::net::TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_refusing_nodes_get_bounded_connections() {
     let cluster = RedisCluster::start_with_password(3, OLD);
-    let backend = backend(&cluster, "", OLD).await;
-    let keys = vec!["k".to_owned(), "m".to_owned(), "z".to_owned()];
-    let (seen, up) = until(&backend, &keys, 50, |_, r| r == "ok").await;
-    assert!(up, "{seen:?}");
+    let (backend, keys) = answering(&cluster, "").await;
     for node in &cluster.nodes {
         rotate(node.port(), OLD, NEW);
     }
     let conns = |c: &RedisCluster| -> u64 {
         c.nodes
             .iter()
-            .map(|n| {
-                acli(n.port(), NEW, &["info", "stats"])
-                    .lines()
-                    .find_map(|l| l.strip_prefix("total_connections_received:"))
-                    .expect("total_connections_received")
-                    .trim()
-                    .parse::<u64>()
-                    .unwrap()
-            })
+            .map(|n| connections_received_as(n.port(), NEW))
             .sum()
     };
     // Past the refusal's detection (about 1 s), commands all along.

@@ -417,8 +417,20 @@ pub fn cli(port: u16, args: &[&str]) -> String {
 /// The connections `port`'s server accepted so far (`INFO stats`; each
 /// call of this adds one).
 pub fn connections_received(port: u16) -> u64 {
-    cli(port, &["info", "stats"])
-        .lines()
+    connections_received_in(&cli(port, &["info", "stats"]))
+}
+
+/// [`connections_received`] of a server that wants `password`.
+pub fn connections_received_as(port: u16, password: &str) -> u64 {
+    connections_received_in(&cli(
+        port,
+        &["-a", password, "--no-auth-warning", "info", "stats"],
+    ))
+}
+
+/// The `total_connections_received` of an `INFO stats` reply.
+pub fn connections_received_in(info: &str) -> u64 {
+    info.lines()
         .find_map(|l| l.strip_prefix("total_connections_received:"))
         .expect("total_connections_received")
         .trim()
