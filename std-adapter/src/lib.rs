@@ -121,6 +121,8 @@ pub mod registry;
 #[cfg(feature = "tower")]
 pub mod tower;
 pub mod tracker;
+#[cfg(test)]
+mod wrap_tests;
 
 pub use clock::TokioClock;
 pub use monitor::{HealthMonitor, MonitorHandle};
