@@ -131,22 +131,7 @@
 //! [`FullPolicy::Overflow`] a key that finds no slot is charged to the
 //! shared bucket instead of its own, as documented there.)
 //!
-//! # Range
-//!
-//! With 64-bit atomics the slots' arrival time has 48 bits, so a tier's
-//! burst span is bounded (checked by [`KeyedLimiter::with_tiers`]; see
-//! the `gcra` module for what a narrower word means): `burst × T` below
-//! 2^46 scaled units. A `now` up to 2^42 scaled units behind a previous
-//! call's only denies (50.9 days at scale 1, 73 minutes at scale 1 000,
-//! 67 s at scale 65 536); one further behind reads the key's bucket as
-//! full, so do not hold a clock reading that long before calling. A key
-//! left idle for close to a multiple of 2^48 scaled units (8.9 years at
-//! scale 1, 78 hours at scale 1 000, 71.6 minutes at scale 65 536) may
-//! read as partly or even wholly drained (0 tokens), and then admits
-//! *less* for at most its burst span plus that tolerance, never more.
-//! (Cortex-M: the bucket word holds half units, like the token bucket's:
-//! ~1.05 s of tolerance, and the wrap at 2^31 scaled units, 35.8 min at
-//! scale 1; see the `gcra` module.)
+//! The range of its times is on [`KeyedLimiter`]'s own docs ("Range").
 //!
 //! The hasher (a type parameter, `S`) and heap construction are described
 //! on [`KeyedLimiter`] itself.
@@ -427,6 +412,23 @@ pub(crate) struct Slot<K> {
 /// [`try_acquire_tier`](Self::try_acquire_tier) or the tier function) and
 /// keeps it while it stays in the table. A tier's quota can change at run
 /// time, under `&self`: [`set_quota`](Self::set_quota).
+///
+/// # Range
+///
+/// With 64-bit atomics the slots' arrival time has 48 bits, so a tier's
+/// burst span is bounded (checked by [`KeyedLimiter::with_tiers`]; see
+/// the `gcra` module for what a narrower word means): `burst × T` below
+/// 2^46 scaled units. A `now` up to 2^42 scaled units behind a previous
+/// call's only denies (50.9 days at scale 1, 73 minutes at scale 1 000,
+/// 67 s at scale 65 536); one further behind reads the key's bucket as
+/// full, so do not hold a clock reading that long before calling. A key
+/// left idle for close to a multiple of 2^48 scaled units (8.9 years at
+/// scale 1, 78 hours at scale 1 000, 71.6 minutes at scale 65 536) may
+/// read as partly or even wholly drained (0 tokens), and then admits
+/// *less* for at most its burst span plus that tolerance, never more.
+/// (Cortex-M: the bucket word holds half units, like the token bucket's:
+/// ~1.05 s of tolerance, and the wrap at 2^31 scaled units, 35.8 min at
+/// scale 1; see the `gcra` module.)
 ///
 /// # Hashing
 ///

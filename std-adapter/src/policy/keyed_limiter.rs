@@ -59,6 +59,12 @@ use crate::TokioClock;
 /// clock behind the key's last admission) may outlast the wait: then
 /// `TableFull` too.
 ///
+/// A key idle for close to a multiple of the core's 48-bit time wrap
+/// (2^48 of the quota's scaled time units: 71.6 min at the largest scale,
+/// 78 hours at scale 1 000, 8.9 years at scale 1) may read as drained: it
+/// then waits up to the core's backward tolerance (1/64 of the wrap)
+/// beyond its burst span. It is admitted less, never more.
+///
 /// # Cancellation
 ///
 /// As [`Limiter`](super::Limiter): a dropped waiter takes no token and leaves its key's

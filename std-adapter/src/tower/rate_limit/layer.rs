@@ -58,6 +58,14 @@ use crate::TokioClock;
 /// `RateLimit` fields for this policy rather than the per-key quota the
 /// key does not have.
 ///
+/// A [`Keyed`] limit keeps each key's arrival time in 48 bits of the
+/// core's slot word, which wrap at 2^48 of the quota's scaled time units
+/// (71.6 min at the largest scale, 78 hours at scale 1 000, 8.9 years at
+/// scale 1): a key idle for close to a multiple of that may read as
+/// drained, and is then refused with a `t` and `Retry-After` up to the
+/// core's backward tolerance (1/64 of the wrap) beyond its burst span. It
+/// is admitted less, never more.
+///
 /// # Examples
 ///
 /// ```
