@@ -66,7 +66,7 @@
 //!   where an interrupt handler may insert too; see the crate's `sync`
 //!   module). The lookup is repeated under it (so a key is never inserted
 //!   twice), then an empty slot is claimed or an **idle** one (its bucket
-//!   full again) evicted (see [Eviction](#eviction)). Eviction locks the
+//!   full again) evicted (see [Eviction](KeyedLimiter#eviction)). Eviction locks the
 //!   slot (the bucket word, or the state word on Cortex-M) by a CAS that
 //!   only succeeds with nobody pinned (registered) and nothing changed
 //!   since it read the pending count it folds, so a key in use is never
@@ -104,34 +104,9 @@
 //! function of the word, so the sweep and every racing decision agree.
 //! Details in the `tiers` module.
 //!
-//! # Eviction
-//!
-//! A key is evicted only when idle: its bucket full again at the evicting
-//! caller's `now`. A caller whose `now` is behind that one (within the
-//! tolerance below) would still find the bucket drained, so the eviction
-//! leaves a *mark*: the instant the bucket became full, kept (the latest)
-//! in one of 8 marks picked by the key's fingerprint. A key inserted later
-//! starts its bucket full *at its fingerprint's mark* rather than full
-//! now, so a key that comes back, in whatever slot, is never fuller than
-//! it left: per key, at most `burst + rate·Δ` tokens are admitted among
-//! calls whose `now`s lie within `Δ` of each other, evictions included. A
-//! new key sharing the mark starts equally drained, which only a caller
-//! behind the mark (at most the evicting caller's `now`) notices: it may
-//! wait up to its own lag, and never gets more. Such a caller's admission
-//! is charged from the mark, so the debt it leaves (at most its lag) is
-//! also seen by later callers with a current `now`, until it refills: a
-//! stale clock can cost waits, never admissions (a model review with
-//! clocks up to 1 s behind found waits up to that lag longer than an
-//! ideal per-key bucket's, and no admission beyond it). A caller further
-//! behind a mark than the horizon of every tier (see "Range": 50.9 days
-//! at scale 1; ~1.05 s plus the burst span on Cortex-M) replaces it when
-//! it evicts a key of its own sharing it: a key evicted under the replaced
-//! mark then comes back full to the callers near it (see the `marks`
-//! module). (Under
-//! [`FullPolicy::Overflow`] a key that finds no slot is charged to the
-//! shared bucket instead of its own, as documented there.)
-//!
-//! The range of its times is on [`KeyedLimiter`]'s own docs ("Range").
+//! What a user relies on, eviction and the range of its times, is on
+//! [`KeyedLimiter`]'s own docs ("Eviction", "Range"): this module is
+//! private, and rustdoc shows only those.
 //!
 //! The hasher (a type parameter, `S`) and heap construction are described
 //! on [`KeyedLimiter`] itself.
@@ -406,12 +381,39 @@ pub(crate) struct Slot<K> {
     key: UnsafeCell<MaybeUninit<K>>,
 }
 
-/// Per-key GCRA buckets in fixed storage; see the module docs.
+/// Per-key GCRA buckets in fixed storage.
 ///
 /// `TIERS` quotas (1..=4): a key gets the tier given at insertion (by
 /// [`try_acquire_tier`](Self::try_acquire_tier) or the tier function) and
 /// keeps it while it stays in the table. A tier's quota can change at run
 /// time, under `&self`: [`set_quota`](Self::set_quota).
+///
+/// # Eviction
+///
+/// A key is evicted only when idle: its bucket full again at the evicting
+/// caller's `now`. A caller whose `now` is behind that one (within the
+/// tolerance below) would still find the bucket drained, so the eviction
+/// leaves a *mark*: the instant the bucket became full, kept (the latest)
+/// in one of 8 marks picked by the key's fingerprint. A key inserted later
+/// starts its bucket full *at its fingerprint's mark* rather than full
+/// now, so a key that comes back, in whatever slot, is never fuller than
+/// it left: per key, at most `burst + rate·Δ` tokens are admitted among
+/// calls whose `now`s lie within `Δ` of each other, evictions included. A
+/// new key sharing the mark starts equally drained, which only a caller
+/// behind the mark (at most the evicting caller's `now`) notices: it may
+/// wait up to its own lag, and never gets more. Such a caller's admission
+/// is charged from the mark, so the debt it leaves (at most its lag) is
+/// also seen by later callers with a current `now`, until it refills: a
+/// stale clock can cost waits, never admissions (a model review with
+/// clocks up to 1 s behind found waits up to that lag longer than an
+/// ideal per-key bucket's, and no admission beyond it). A caller further
+/// behind a mark than the horizon of every tier (see [Range](#range): 50.9 days
+/// at scale 1; ~1.05 s plus the burst span on Cortex-M) replaces it when
+/// it evicts a key of its own sharing it: a key evicted under the replaced
+/// mark then comes back full to the callers near it (see the `marks`
+/// module). (Under
+/// [`FullPolicy::Overflow`] a key that finds no slot is charged to the
+/// shared bucket instead of its own, as documented there.)
 ///
 /// # Range
 ///
