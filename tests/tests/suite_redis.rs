@@ -25,6 +25,7 @@ mod redis_failover;
 mod redis_fleet_percentiles;
 mod redis_fleet_percentiles_cluster;
 mod redis_fleet_percentiles_hostile;
+mod redis_fleet_time_garbage;
 mod redis_garbage_replies;
 mod redis_limit_cluster;
 mod redis_limit_cluster_hostile;

@@ -353,7 +353,13 @@ impl FleetPercentiles {
         let (secs, micros): (u64, u64) = self
             .timed(redis::cmd("TIME").query_async(&mut conn))
             .await?;
-        let now_ms = redis_time_ms(secs, micros);
+        // Which instances' fields have expired is decided on this time:
+        // a reply no clock gives is refused before anything is sent.
+        let now_ms = redis_time_ms(secs, micros).ok_or_else(|| {
+            BackendError::Protocol(format!(
+                "TIME answered {secs} s and {micros} µs, which is no time"
+            ))
+        })?;
         let mut local = Vec::new();
         self.tracker.for_each_series(|name, s| {
             local.push((name.to_owned(), codec::encode(&s.latency, now_ms)));
@@ -550,10 +556,13 @@ fn redis_ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).map_or(MAX_TTL_MS, |ms| ms.min(MAX_TTL_MS))
 }
 
-/// A Redis `TIME` reply in milliseconds, saturating: a reply from a
-/// broken server or proxy (`u64::MAX` seconds) must not overflow.
-fn redis_time_ms(secs: u64, micros: u64) -> u64 {
-    secs.saturating_mul(1_000).saturating_add(micros / 1_000)
+/// The last second of the year 9999 (UTC), in Unix seconds.
+const MAX_TIME_SECS: u64 = 253_402_300_799;
+
+/// Redis's `TIME` reply in Unix milliseconds, or `None` for one that no
+/// clock gives: microseconds past a second, or a time past the year 9999.
+fn redis_time_ms(secs: u64, micros: u64) -> Option<u64> {
+    (micros < 1_000_000 && secs <= MAX_TIME_SECS).then(|| secs * 1_000 + micros / 1_000)
 }
 
 #[cfg(test)]
@@ -561,10 +570,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn absurd_times_and_ttls_saturate() {
-        assert_eq!(redis_time_ms(1_700_000_000, 123_456), 1_700_000_000_123);
-        assert_eq!(redis_time_ms(u64::MAX / 1_000, 999_999), u64::MAX);
-        assert_eq!(redis_time_ms(u64::MAX, u64::MAX), u64::MAX);
+    fn absurd_times_are_refused_and_ttls_saturate() {
+        assert_eq!(
+            redis_time_ms(1_700_000_000, 123_456),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(
+            redis_time_ms(MAX_TIME_SECS, 999_999),
+            Some(253_402_300_799_999)
+        );
+        assert_eq!(redis_time_ms(MAX_TIME_SECS + 1, 0), None);
+        assert_eq!(redis_time_ms(1_700_000_000, 1_000_000), None);
+        assert_eq!(redis_time_ms(u64::MAX / 1_000, 999_999), None);
+        assert_eq!(redis_time_ms(u64::MAX, u64::MAX), None);
         assert_eq!(redis_ttl_ms(Duration::from_secs(30)), 30_000);
         assert_eq!(redis_ttl_ms(Duration::MAX), MAX_TTL_MS);
         assert_eq!(
