@@ -1,5 +1,5 @@
 //! A "Redis" whose `TIME` answers something no clock reads: microseconds
-//! past a second, a time past the year 9999, seconds past 64 bits. A
+//! past a second, a time past the year 9999, `u64::MAX` seconds. A
 //! fleet round decides which instances' fields have expired by that
 //! time, so it must not act on it: the round fails (counted in
 //! `faults`, the report stale with the reply named) and sends nothing
