@@ -18,6 +18,7 @@
 //!   (`password="a b"`, as logfmt writes one) is masked up to its closing
 //!   quote, which stays, as is one whose quotes are escaped
 //!   (`password=\"a b\"`, as `{:?}` or JSON writes that in a string);
+//!   a colon ending a value unquoted stays (`?token=***: status 403`);
 //! * the quoted value of a `name: "value"` field with such a name: JSON
 //!   (`{"password": "a b"}`, also escaped inside a string) and `Debug`
 //!   (`Config { password: "a b" }`); a value not in quotes after a colon
@@ -292,6 +293,12 @@ fn pairs(text: &str) -> Option<String> {
                 .position(|&b| b != b'\'' && is_end(b, b"&#,;)"))
                 .map_or(bytes.len(), |p| start + p);
             if end > start && bytes[end - 1] == b'\'' {
+                end -= 1;
+            }
+            // A colon ending the value (before a blank, a separator or
+            // the text's end) is the text's: `GET <url>?token=t: status
+            // 403`. One inside the value is the value's: `token=user:pw`.
+            if end > start && bytes[end - 1] == b':' {
                 end -= 1;
             }
             (start, end)

@@ -147,6 +147,15 @@ fn sensitive_parameters_are_masked() {
             "login failed password=*** user=bob",
         ),
         ("/x?client_secret=s;more", "/x?client_secret=***;more"),
+        // A colon ending the value before a space (an error's text after
+        // a URL) stays; one inside the value is part of it.
+        (
+            "GET http://h/x?token=abc: status 403",
+            "GET http://h/x?token=***: status 403",
+        ),
+        ("GET /x?token=abc:", "GET /x?token=***:"),
+        ("token=user:secret rest", "token=*** rest"),
+        ("token=a::b: c", "token=***: c"),
         // The redis crate reads a Unix socket URL's password from `pass`.
         (
             "redis+unix:///run/redis.sock?db=0&pass=hunter2",
