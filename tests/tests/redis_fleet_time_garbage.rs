@@ -44,6 +44,31 @@ async fn fake(secs: &str, micros: &str) -> (u16, Arc<Mutex<Vec<String>>>) {
     (port, seen)
 }
 
+/// Fleet percentiles of a tracker "http" on the fake at `port`, with one
+/// sample under "checkout" if `sampled` (a series to push), else none.
+async fn fleet_on(port: u16, sampled: bool) -> FleetPercentiles {
+    let registry = Registry::new();
+    let config = TrackerConfig {
+        sample_rate: 1.0,
+        ..TrackerConfig::default()
+    };
+    let tracker = registry.tracker("http", config).unwrap();
+    if sampled {
+        drop(tracker.track_operation("checkout"));
+    }
+    let backend = RedisBackend::connect(
+        RedisConfig::new(format!("redis://127.0.0.1:{port}")).timeout(Duration::from_secs(5)),
+    )
+    .await
+    .expect("connect");
+    FleetPercentiles::new(
+        "http",
+        tracker,
+        &backend,
+        FleetConfig::new("pod-a").unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_time_no_clock_reads_fails_the_round_before_anything_is_sent() {
     let cases = [
@@ -54,24 +79,7 @@ async fn a_time_no_clock_reads_fails_the_round_before_anything_is_sent() {
     ];
     for (secs, micros) in cases {
         let (port, seen) = fake(secs, micros).await;
-        let registry = Registry::new();
-        let config = TrackerConfig {
-            sample_rate: 1.0,
-            ..TrackerConfig::default()
-        };
-        let tracker = registry.tracker("http", config).unwrap();
-        drop(tracker.track_operation("checkout"));
-        let backend = RedisBackend::connect(
-            RedisConfig::new(format!("redis://127.0.0.1:{port}")).timeout(Duration::from_secs(5)),
-        )
-        .await
-        .expect("connect");
-        let fleet = FleetPercentiles::new(
-            "http",
-            tracker,
-            &backend,
-            FleetConfig::new("pod-a").unwrap(),
-        );
+        let fleet = fleet_on(port, true).await;
         seen.lock().unwrap().clear();
         let err = fleet
             .sync()
@@ -91,19 +99,7 @@ async fn a_time_no_clock_reads_fails_the_round_before_anything_is_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_microsecond_of_9999_is_a_time() {
     let (port, seen) = fake("253402300799", "999999").await;
-    let registry = Registry::new();
-    let tracker = registry.tracker("http", TrackerConfig::default()).unwrap();
-    let backend = RedisBackend::connect(
-        RedisConfig::new(format!("redis://127.0.0.1:{port}")).timeout(Duration::from_secs(5)),
-    )
-    .await
-    .expect("connect");
-    let fleet = FleetPercentiles::new(
-        "http",
-        tracker,
-        &backend,
-        FleetConfig::new("pod-a").unwrap(),
-    );
+    let fleet = fleet_on(port, false).await;
     seen.lock().unwrap().clear();
     // No series: the round reads the time and has nothing else to do.
     fleet.sync().await.expect("a time");
