@@ -204,8 +204,11 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
-# What the method reads for no difference: the control's widest round.
-noise = max((abs(d["cost"] - 1) for d in duets.get("bare:bare", [])), default=0.0)
+# What the method reads for no difference: the widest round of the
+# controls (a server against itself, `bare:bare` or any `X:X` pair). With no
+# control run, nothing is resolved: every side-by-side reads as a tie.
+controls = [d for p, ds in duets.items() if p.split(":")[0] == p.split(":")[1] for d in ds]
+noise = max((abs(d["cost"] - 1) for d in controls), default=float("inf"))
 
 
 def race(ratio):
@@ -214,6 +217,8 @@ def race(ratio):
         return "met"
     if ratio > 1 + noise:
         return "**missed**"
+    if noise == float("inf"):
+        return "**tie** (no control pair was run: nothing is resolved)"
     return f"**tie** (within the control's ±{100 * noise:.1f} %)"
 
 
