@@ -92,11 +92,14 @@ pub struct LeasedLimiter {
 impl std::fmt::Debug for LeasedLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The key is the caller's, often taken from a request (an API key,
-        // a URL): redacted, as a name is (found by a hostile review: the
-        // derived `Debug` printed it whole, a token in it included).
+        // a URL): never shown (found by hostile reviews: the derived
+        // `Debug` printed it whole, a token in it included; then
+        // `redact()`, which masks credentials recognised by their context,
+        // a URL's user info or a `token=` pair, showed a bare API key
+        // whole, the usual key of a per-client limit).
         f.debug_struct("LeasedLimiter")
             .field("limiter", &self.limiter)
-            .field("key", &crate::redact::redact(&self.key))
+            .field("key", &format_args!("{}", crate::redact::MASK))
             .field("lease", &self.lease)
             .field("lease_ttl", &self.ttl)
             .finish_non_exhaustive()
