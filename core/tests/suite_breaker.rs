@@ -17,6 +17,7 @@ mod breaker_open_deadline_model;
 mod breaker_permits;
 mod breaker_reconfig;
 mod breaker_restore_fitting;
+mod breaker_restore_hostile;
 mod breaker_review_model;
 mod breaker_scenarios;
 mod breaker_snapshot_counters;
