@@ -321,3 +321,232 @@ fn a_quota_whose_burst_fits_deserializes_on_every_target() {
     let too_long = format!(r#"{{"tokens":100,"period":{hour},"burst":100}}"#);
     assert_eq!(serde_json::from_str::<Quota>(&too_long).is_err(), narrow);
 }
+
+/// Every leaf of `v` (object fields and array elements, nested), as a
+/// JSON pointer.
+fn leaves(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                leaves(x, format!("{at}/{k}"), out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                leaves(x, format!("{at}/{i}"), out);
+            }
+        }
+        _ => out.push(at),
+    }
+}
+
+/// `doc` with the leaf at `pointer` replaced (`Some`) or removed (`None`).
+fn edited(doc: &serde_json::Value, pointer: &str, by: Option<&serde_json::Value>) -> String {
+    let mut doc = doc.clone();
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    match doc.pointer_mut(parent).unwrap() {
+        serde_json::Value::Object(m) => match by {
+            Some(v) => {
+                m.insert(key.to_owned(), v.clone());
+            }
+            None => {
+                m.remove(key);
+            }
+        },
+        serde_json::Value::Array(a) => {
+            let i: usize = key.parse().unwrap();
+            match by {
+                Some(v) => a[i] = v.clone(),
+                None => {
+                    a.remove(i);
+                }
+            }
+        }
+        _ => unreachable!(),
+    }
+    doc.to_string()
+}
+
+/// A document's reader: `false` if serde refuses the text, else `true`
+/// once the value read has been given to the call that consumes it.
+type Apply = Box<dyn Fn(&str) -> bool>;
+
+/// A valid document of each type read from outside, with its reader.
+#[allow(clippy::too_many_lines)] // one document and reader per type
+fn consumers() -> Vec<(&'static str, serde_json::Value, Apply)> {
+    use fusebox::breaker::Decision;
+    use fusebox::bucket::{BucketSnapshot, Quota, TokenBucket};
+    use fusebox::histogram::{Bucket, Histogram, Totals};
+
+    let now = Instant::from_secs(50);
+    // Closed with a window of three (one slow failure), then open.
+    let breaker = CircuitBreaker::new(config());
+    for outcome in [Outcome::Success, Outcome::Failure, Outcome::Success] {
+        let p = breaker.try_acquire(now).unwrap();
+        p.record(
+            outcome,
+            now,
+            Duration::from_secs(u64::from(outcome == Outcome::Failure)),
+        );
+    }
+    let closed = breaker.snapshot(now);
+    while let Ok(p) = breaker.try_acquire(now) {
+        p.record(Outcome::Failure, now, Duration::ZERO);
+    }
+    let open = breaker.snapshot(now);
+    assert_eq!((closed.window_calls, open.state), (3, State::Open));
+    let restore = move |text: &str| {
+        serde_json::from_str::<Snapshot>(text).is_ok_and(|s| {
+            let b = CircuitBreaker::new(config());
+            let before = b.snapshot(now);
+            let r = b.restore(&s, now);
+            assert!(
+                r.is_ok() || b.snapshot(now) == before,
+                "{r:?} changed {text}"
+            );
+            true
+        })
+    };
+    let h: Histogram = Histogram::new();
+    for v in [3, 700, 1_000_000, u64::MAX] {
+        h.record(v);
+    }
+    let buckets: Vec<Bucket> = h.buckets().collect();
+    let decision = Decision {
+        version: 9,
+        state: State::Open,
+        open_remaining: Some(Duration::from_secs(2)),
+        reopen_streak: 1,
+    };
+    let quota = Quota::per_second(10).unwrap().with_burst(4).unwrap();
+
+    vec![
+        (
+            "Snapshot (closed)",
+            serde_json::to_value(closed).unwrap(),
+            Box::new(restore),
+        ),
+        (
+            "Snapshot (open)",
+            serde_json::to_value(open).unwrap(),
+            Box::new(restore),
+        ),
+        (
+            "Decision",
+            serde_json::to_value(decision).unwrap(),
+            Box::new(move |text| {
+                serde_json::from_str::<Decision>(text).is_ok_and(|d| {
+                    let _ = CircuitBreaker::new(config()).merge(&d, now);
+                    true
+                })
+            }),
+        ),
+        (
+            "Config",
+            serde_json::to_value(config()).unwrap(),
+            Box::new(move |text| serde_json::from_str::<Config>(text).is_ok()),
+        ),
+        (
+            "Quota",
+            serde_json::to_value(quota).unwrap(),
+            Box::new(move |text| {
+                serde_json::from_str::<Quota>(text).is_ok_and(|q| {
+                    let _ = TokenBucket::new(q).try_acquire(now);
+                    true
+                })
+            }),
+        ),
+        (
+            "BucketSnapshot",
+            serde_json::to_value(BucketSnapshot {
+                until_full: Duration::from_millis(300),
+            })
+            .unwrap(),
+            Box::new(move |text| {
+                serde_json::from_str::<BucketSnapshot>(text).is_ok_and(|s| {
+                    let b = TokenBucket::new(quota);
+                    b.restore(&s, now);
+                    assert!(b.available(now) <= quota.burst());
+                    true
+                })
+            }),
+        ),
+        (
+            "buckets and totals",
+            serde_json::json!([buckets, h.totals().unwrap()]),
+            Box::new(move |text| {
+                serde_json::from_str::<(Vec<Bucket>, Totals)>(text).is_ok_and(|(list, totals)| {
+                    let into: Histogram = Histogram::new();
+                    let r = into.merge_buckets_with_totals(list.iter().copied(), totals);
+                    assert!(
+                        r.is_ok() || into.count() == 0,
+                        "{r:?} applied part of {text}"
+                    );
+                    true
+                })
+            }),
+        ),
+    ]
+}
+
+/// Sound-but-checked (review of persisted state): hostile or damaged JSON
+/// for every type read from outside (a breaker's `Snapshot`, closed with a
+/// window and open, `Decision` and `Config`, a `Quota`, a
+/// `BucketSnapshot`, a histogram's bucket list and `Totals`): each leaf
+/// replaced by a negative, fractional, huge (past `u64`, `1e400`), `NaN`
+/// or infinite, null, boolean, string, array or object value, or removed;
+/// each top-level key given twice; every truncation. Each document is
+/// refused by serde, or read and then given to the call that consumes it
+/// (`restore`, `merge`, `TokenBucket::restore`,
+/// `merge_buckets_with_totals`), which answers with its typed result
+/// (a refused restore or merge of buckets changing nothing): none panics,
+/// and no truncated or doubled-key document is read at all.
+#[test]
+fn hostile_documents_are_refused_or_answered_never_panic() {
+    let docs = consumers();
+    // Raw tokens, some of which no `Value` holds (`1e400`, `NaN`).
+    let hostile = [
+        "-1",
+        "-9223372036854775808",
+        "0.5",
+        "-0.0",
+        "1e3",
+        "18446744073709551616",
+        "1e400",
+        "NaN",
+        "-Infinity",
+        "null",
+        "true",
+        "\"NaN\"",
+        "\"18\"",
+        "[]",
+        "{}",
+        "18446744073709551615",
+    ];
+    for (name, doc, apply) in &docs {
+        let text = doc.to_string();
+        assert!(apply(&text), "{name}: the valid document itself: {text}");
+        let mut paths = Vec::new();
+        leaves(doc, String::new(), &mut paths);
+        for path in &paths {
+            let marked = edited(doc, path, Some(&serde_json::json!("@hostile@")));
+            for token in hostile {
+                let _ = apply(&marked.replace("\"@hostile@\"", token));
+            }
+            let _ = apply(&edited(doc, path, None));
+        }
+        for end in 0..text.len() {
+            assert!(
+                !apply(&text[..end]),
+                "{name}: read truncated: {}",
+                &text[..end]
+            );
+        }
+        // A key given twice (a tampered copy appended) is refused, not
+        // read as either value.
+        for (key, value) in doc.as_object().into_iter().flatten() {
+            let twice = format!("{},\"{key}\":{value}}}", &text[..text.len() - 1]);
+            assert!(!apply(&twice), "{name}: read with `{key}` twice: {twice}");
+        }
+    }
+}
