@@ -58,13 +58,16 @@
 //! over-counted. Changing a configuration (`set_config`, `set_quota`)
 //! keeps them.
 //!
-//! Two counters are sums the core keeps in two steps, which a read racing
-//! an update may find low for a moment (never high): a keyed limiter's
-//! admissions (`fusebox_keyed_limiter_allowed_total`, counted per key and
-//! moved to a global count in batches) and a latency histogram's `_sum`
-//! (a bucket's offsets carried to a spill sum). The exposition writes the
-//! largest value each has returned, so neither goes back between
-//! scrapes; each is exact whenever nothing is being recorded.
+//! Three counters are counts the core keeps in two steps, which a read
+//! racing an update may find low for a moment (never high): a keyed
+//! limiter's admissions (`fusebox_keyed_limiter_allowed_total`, counted
+//! per key and moved to a global count in batches), a latency histogram's
+//! `_sum` (a bucket's offsets carried to a spill sum) and its last bound,
+//! `le="60"` (the core bucket that ends the range, 59.77 s to 60.03 s,
+//! also counts a run past the range until the clamped count, raised
+//! first, takes it out). The exposition writes the largest value each has
+//! returned, so none goes back between scrapes; each is exact whenever
+//! nothing is being recorded.
 //!
 //! # Examples
 //!
@@ -270,21 +273,27 @@ impl Registry {
                 let mut total = 0;
                 let bucket = format!("{name}_bucket");
                 let mut buckets = s.latency.buckets().peekable();
-                for bound in LATENCY_BOUNDS_US {
+                let mut at_bounds = LATENCY_BOUNDS_US.map(|bound| {
                     // The core's buckets that start at or below the bound:
                     // every run at or below it, and those sharing its core
                     // bucket above it.
                     while let Some(b) = buckets.next_if(|b| b.low <= bound) {
                         total += b.count;
                     }
+                    total
+                });
+                total += buckets.map(|b| b.count).sum::<u64>();
+                if let Some(last) = at_bounds.last_mut() {
+                    *last = s.last_bound_count(*last, total);
+                }
+                for (bound, count) in LATENCY_BOUNDS_US.into_iter().zip(at_bounds) {
                     let le = seconds(bound);
                     w.sample(
                         &bucket,
                         &[("tracker", tracker), ("operation", op), ("le", &le)],
-                        total,
+                        count,
                     );
                 }
-                total += buckets.map(|b| b.count).sum::<u64>();
                 let labels = [("tracker", tracker.as_str()), ("operation", op)];
                 w.sample(&bucket, &[labels[0], labels[1], ("le", "+Inf")], total);
                 w.sample(&format!("{name}_sum"), &labels, seconds(s.latency_sum()));

@@ -889,6 +889,73 @@ fn duration_sum_never_goes_back_while_runs_end() {
     assert_eq!(sum(&text), (run_us * runs) as f64 / 1e6, "every run, once");
 }
 
+/// `fusebox_operation_duration_seconds_bucket{le="60"}` never goes back
+/// while runs past the tracker's range end. The core histogram counts such
+/// a run in its top bucket (59.77 s to 60.03 s, at or below the 60 s
+/// bound) and in its clamped count, raising the clamped count first, and
+/// its bucket list takes the clamped count out of the top bucket: a read
+/// between the two steps listed one run fewer in the top bucket. With runs
+/// of exactly 60 s there (a 60 s timeout), a scrape then showed one fewer
+/// at `le="60"` than the scrape before, which Prometheus reads as a counter
+/// reset (`rate` counts the whole bucket again), noticed and left by the
+/// review that fixed the opposite race in the core (49f2abc).
+#[test]
+fn the_last_bound_never_goes_back_while_runs_past_the_range_end() {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::sync::Arc;
+
+    let r = Registry::new();
+    let t = r.tracker("jobs", all()).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let (at_60s, past) = (50_u64, 200_000_u64);
+    let worker = {
+        let (t, done) = (t.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for i in 0..at_60s + past {
+                    let op = t.track_operation("export");
+                    let us = if i < at_60s {
+                        60_000_000
+                    } else {
+                        3_600_000_000
+                    };
+                    tokio::time::advance(StdDuration::from_micros(us)).await;
+                    drop(op);
+                }
+            });
+            done.store(true, Relaxed);
+        })
+    };
+    let bucket = |text: &str, le: &str| {
+        let line = format!(
+            "fusebox_operation_duration_seconds_bucket{{tracker=\"jobs\",operation=\"export\",le=\"{le}\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .map_or(0, |v| v.parse::<u64>().unwrap())
+    };
+    let (mut previous, mut scrapes) = (0, 0);
+    let mut backs = Vec::new();
+    while !done.load(Relaxed) {
+        let now = bucket(&r.to_prometheus(), "60");
+        if now < previous {
+            backs.push((previous, now));
+        }
+        previous = now;
+        scrapes += 1;
+    }
+    worker.join().unwrap();
+    assert_eq!(backs, [], "le=\"60\" went back ({scrapes} scrapes)");
+    let text = r.to_prometheus();
+    assert_eq!(bucket(&text, "60"), at_60s);
+    assert_eq!(bucket(&text, "+Inf"), at_60s + past);
+}
+
 /// Sound-but-checked (no defect found, kept as a test): a keyed
 /// limiter's four counters through the exposition, while three threads
 /// admit keys from a space four times its table (idle keys evicted, a

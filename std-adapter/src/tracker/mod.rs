@@ -100,7 +100,20 @@ pub(crate) struct Series {
     errors: AtomicU64,
     /// The largest latency sum [`latency_sum`](Self::latency_sum) returned.
     sum_seen: AtomicU64,
+    /// The largest count [`last_bound_count`](Self::last_bound_count)
+    /// returned.
+    last_bound_seen: AtomicU64,
 }
+
+// Only the exposition's last `le` bound (60 s) shares a core bucket with
+// the runs past the range (the top one, from 59.77 s): the bound before it
+// ends below that bucket.
+const _: () = {
+    use crate::prometheus::LATENCY_BOUNDS_US;
+    let n = LATENCY_BOUNDS_US.len();
+    assert!(buckets_for(LATENCY_BOUNDS_US[n - 2]) < buckets_for(LATENCY_BOUNDS_US[n - 1]));
+    assert!(buckets_for(LATENCY_BOUNDS_US[n - 1]) == buckets_for(60_000_000));
+};
 
 impl Series {
     fn new() -> Arc<Self> {
@@ -109,6 +122,7 @@ impl Series {
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             sum_seen: AtomicU64::new(0),
+            last_bound_seen: AtomicU64::new(0),
         })
     }
 
@@ -129,6 +143,19 @@ impl Series {
     pub(crate) fn latency_sum(&self) -> u64 {
         let sum = self.latency.sum();
         sum.max(self.sum_seen.fetch_max(sum, Ordering::Relaxed))
+    }
+
+    /// The Prometheus count at the last `le` bound (60 s): `read`, the runs
+    /// the bucket list had in the core buckets that start at or below it,
+    /// raised to the largest count returned before, never above `total`
+    /// (the runs of that same list), so it never goes back between
+    /// scrapes. The top core bucket (59.77 s to 60.03 s) also counts a run
+    /// past the range until the clamped count takes it out; that count is
+    /// raised first, so a list read between the two steps has one run
+    /// fewer there (never one more). Exact once none is being recorded.
+    pub(crate) fn last_bound_count(&self, read: u64, total: u64) -> u64 {
+        read.max(self.last_bound_seen.fetch_max(read, Ordering::Relaxed))
+            .min(total)
     }
 
     fn stats(&self) -> OperationStats {
