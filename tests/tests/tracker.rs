@@ -554,6 +554,62 @@ fn a_report_read_while_runs_are_recorded_stays_below_its_maximum() {
     assert_eq!(l.max, runs * 1_000);
 }
 
+/// A report read while runs end never counts more sampled runs, or more
+/// failed ones, than runs: a run ends by counting its call, then its error
+/// and its latency. `stats()` read the calls first and walked the
+/// histogram for the sampled count after, so runs ending during the walk
+/// were sampled but not yet called (found by a hostile review).
+#[test]
+fn a_report_read_while_runs_end_counts_no_more_sampled_or_failed_runs_than_runs() {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::sync::Arc;
+
+    let tracker = Tracker::new(all()).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let runs = 40_000_u64;
+    let writer = {
+        let (tracker, done) = (tracker.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for _ in 0..runs {
+                    let mut op = tracker.track_operation("op");
+                    op.fail();
+                    // In the histogram's last buckets: the walk reaches
+                    // them last.
+                    tokio::time::advance(StdDuration::from_secs(59)).await;
+                    drop(op);
+                }
+            });
+            done.store(true, Relaxed);
+        })
+    };
+    let (mut reports, mut over) = (0, Vec::new());
+    while !done.load(Relaxed) {
+        let Some(&s) = tracker.stats().get("op") else {
+            continue;
+        };
+        reports += 1;
+        if s.sampled > s.calls || s.errors > s.calls {
+            over.push(s);
+        }
+    }
+    writer.join().unwrap();
+    assert!(reports > 0, "no report was read during the runs");
+    assert!(
+        over.is_empty(),
+        "{} of {reports} reports over their calls, first {:?}",
+        over.len(),
+        over[0]
+    );
+    let s = tracker.stats()["op"];
+    assert_eq!((s.calls, s.errors, s.sampled), (runs, runs, runs));
+}
+
 /// Runs `micros` (one run each, exactly that long on the paused clock)
 /// under one operation and returns what the tracker reports of them.
 async fn latency_of(micros: &[u64]) -> fusebox_std::tracker::Latency {

@@ -170,6 +170,9 @@ impl Drop for TrackGuard {
         let elapsed = self.start.elapsed();
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.series.calls.fetch_add(1, Ordering::Relaxed);
+        // The call is counted before its error and its latency, for every
+        // reader that sees those (`Series::stats` reads them backwards).
+        std::sync::atomic::fence(Ordering::Release);
         // Dropped by a panic's unwinding: the run failed, whatever it
         // was marked (found by a hostile review: it counted as a success).
         self.failed |= std::thread::panicking();

@@ -177,10 +177,19 @@ impl Series {
             max,
             mean,
         });
+        // A run ends by counting its call, then its error and its latency:
+        // read backwards, a report never has more sampled or failed runs
+        // than runs (found by a hostile review: with the calls read first,
+        // runs ending during the walk for `sampled` were counted there only).
+        let sampled = h.count();
+        let errors = self.errors();
+        // With the guard's release fence: a run seen in those has its call
+        // counted in the load below.
+        std::sync::atomic::fence(Ordering::Acquire);
         OperationStats {
             calls: self.calls(),
-            errors: self.errors(),
-            sampled: h.count(),
+            errors,
+            sampled,
             latency_us: latency,
         }
     }
