@@ -246,60 +246,87 @@ impl Registry {
         if trackers.is_empty() {
             return;
         }
-        let counters: [Counter<crate::tracker::Series>; 2] = [
-            (
-                "fusebox_operation_calls_total",
-                "Runs finished.",
-                crate::tracker::Series::calls,
-            ),
+        // Each series read once, its latency before its counters (see
+        // `Series::errors_and_calls`), then written family by family.
+        let mut series = Vec::new();
+        for (tracker, t) in &trackers {
+            t.for_each_series(|op, s| {
+                series.push((tracker.as_str(), op.to_owned(), read_series(s)))
+            });
+        }
+        let counters: [(&str, &str, fn(&SeriesRead) -> u64); 2] = [
+            ("fusebox_operation_calls_total", "Runs finished.", |r| {
+                r.calls
+            }),
             (
                 "fusebox_operation_errors_total",
                 "Runs marked failed.",
-                crate::tracker::Series::errors,
+                |r| r.errors,
             ),
         ];
         for (name, help, get) in counters {
             w.family(name, "counter", help);
-            for (tracker, t) in &trackers {
-                t.for_each_series(|op, s| {
-                    w.sample(name, &[("tracker", tracker), ("operation", op)], get(s));
-                });
+            for (tracker, op, r) in &series {
+                w.sample(name, &[("tracker", tracker), ("operation", op)], get(r));
             }
         }
         let name = "fusebox_operation_duration_seconds";
         w.family(name, "histogram", "Latency of sampled runs.");
-        for (tracker, t) in &trackers {
-            t.for_each_series(|op, s| {
-                let mut total = 0;
-                let bucket = format!("{name}_bucket");
-                let mut buckets = s.latency.buckets().peekable();
-                let mut at_bounds = LATENCY_BOUNDS_US.map(|bound| {
-                    // The core's buckets that start at or below the bound:
-                    // every run at or below it, and those sharing its core
-                    // bucket above it.
-                    while let Some(b) = buckets.next_if(|b| b.low <= bound) {
-                        total += b.count;
-                    }
-                    total
-                });
-                total += buckets.map(|b| b.count).sum::<u64>();
-                if let Some(last) = at_bounds.last_mut() {
-                    *last = s.last_bound_count(*last, total);
-                }
-                for (bound, count) in LATENCY_BOUNDS_US.into_iter().zip(at_bounds) {
-                    let le = seconds(bound);
-                    w.sample(
-                        &bucket,
-                        &[("tracker", tracker), ("operation", op), ("le", &le)],
-                        count,
-                    );
-                }
-                let labels = [("tracker", tracker.as_str()), ("operation", op)];
-                w.sample(&bucket, &[labels[0], labels[1], ("le", "+Inf")], total);
-                w.sample(&format!("{name}_sum"), &labels, seconds(s.latency_sum()));
-                w.sample(&format!("{name}_count"), &labels, total);
-            });
+        let bucket = format!("{name}_bucket");
+        for (tracker, op, r) in &series {
+            for (bound, count) in LATENCY_BOUNDS_US.into_iter().zip(r.at_bounds) {
+                let le = seconds(bound);
+                w.sample(
+                    &bucket,
+                    &[("tracker", tracker), ("operation", op), ("le", &le)],
+                    count,
+                );
+            }
+            let labels = [("tracker", *tracker), ("operation", op.as_str())];
+            w.sample(&bucket, &[labels[0], labels[1], ("le", "+Inf")], r.total);
+            w.sample(&format!("{name}_sum"), &labels, seconds(r.sum));
+            w.sample(&format!("{name}_count"), &labels, r.total);
         }
+    }
+}
+
+/// What the exposition writes of one tracker series.
+struct SeriesRead {
+    /// Cumulative counts at [`LATENCY_BOUNDS_US`].
+    at_bounds: [u64; LATENCY_BOUNDS_US.len()],
+    /// Every sampled run (`+Inf`, `_count`).
+    total: u64,
+    /// The sampled runs' latency sum, in microseconds.
+    sum: u64,
+    errors: u64,
+    calls: u64,
+}
+
+/// Reads `s`: its latency histogram, then its counters, so that no run is
+/// counted as sampled or failed without counting as a call.
+fn read_series(s: &crate::tracker::Series) -> SeriesRead {
+    let mut total = 0;
+    let mut buckets = s.latency.buckets().peekable();
+    let mut at_bounds = LATENCY_BOUNDS_US.map(|bound| {
+        // The core's buckets that start at or below the bound: every run
+        // at or below it, and those sharing its core bucket above it.
+        while let Some(b) = buckets.next_if(|b| b.low <= bound) {
+            total += b.count;
+        }
+        total
+    });
+    total += buckets.map(|b| b.count).sum::<u64>();
+    if let Some(last) = at_bounds.last_mut() {
+        *last = s.last_bound_count(*last, total);
+    }
+    let sum = s.latency_sum();
+    let (errors, calls) = s.errors_and_calls();
+    SeriesRead {
+        at_bounds,
+        total,
+        sum,
+        errors,
+        calls,
     }
 }
 

@@ -956,6 +956,74 @@ fn the_last_bound_never_goes_back_while_runs_past_the_range_end() {
     assert_eq!(bucket(&text, "+Inf"), at_60s + past);
 }
 
+/// A scrape taken while runs end never shows more failed or sampled runs
+/// of an operation than runs: `fusebox_operation_errors_total` and the
+/// latency histogram's `_count` at most `fusebox_operation_calls_total`.
+/// A run counts its call first, then its error and its latency; the
+/// exposition read the calls first (their family comes first), so runs
+/// ending before it read the errors and walked the histogram were counted
+/// there only (found by a hostile review).
+#[test]
+fn a_scrape_never_shows_more_failed_or_sampled_runs_than_runs() {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::sync::Arc;
+
+    let r = Registry::new();
+    let t = r.tracker("jobs", all()).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let runs = 40_000_u64;
+    let worker = {
+        let (t, done) = (t.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for _ in 0..runs {
+                    let mut op = t.track_operation("export");
+                    op.fail();
+                    // In the histogram's last buckets: a walk reaches
+                    // them last.
+                    tokio::time::advance(StdDuration::from_secs(59)).await;
+                    drop(op);
+                }
+            });
+            done.store(true, Relaxed);
+        })
+    };
+    let read = |text: &str, metric: &str| {
+        let line = format!("{metric}{{tracker=\"jobs\",operation=\"export\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .map_or(0, |v| v.parse::<u64>().unwrap())
+    };
+    let names = [
+        "fusebox_operation_calls_total",
+        "fusebox_operation_errors_total",
+        "fusebox_operation_duration_seconds_count",
+    ];
+    let (mut scrapes, mut over) = (0, Vec::new());
+    while !done.load(Relaxed) {
+        let text = r.to_prometheus();
+        let [calls, errors, sampled] = names.map(|n| read(&text, n));
+        if errors > calls || sampled > calls {
+            over.push((calls, errors, sampled));
+        }
+        scrapes += 1;
+    }
+    worker.join().unwrap();
+    assert!(
+        over.is_empty(),
+        "{} of {scrapes} scrapes over their calls, first (calls, errors, sampled) {:?}",
+        over.len(),
+        &over[..over.len().min(3)]
+    );
+    let text = r.to_prometheus();
+    assert_eq!(names.map(|n| read(&text, n)), [runs; 3]);
+}
+
 /// Sound-but-checked (no defect found, kept as a test): a keyed
 /// limiter's four counters through the exposition, while three threads
 /// admit keys from a space four times its table (idle keys evicted, a

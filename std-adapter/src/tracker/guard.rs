@@ -171,7 +171,7 @@ impl Drop for TrackGuard {
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.series.calls.fetch_add(1, Ordering::Relaxed);
         // The call is counted before its error and its latency, for every
-        // reader that sees those (`Series::stats` reads them backwards).
+        // reader that sees those (`Series::errors_and_calls`).
         std::sync::atomic::fence(Ordering::Release);
         // Dropped by a panic's unwinding: the run failed, whatever it
         // was marked (found by a hostile review: it counted as a success).

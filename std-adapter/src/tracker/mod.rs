@@ -130,8 +130,18 @@ impl Series {
         self.calls.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
+    /// The errors, then the calls, for a reader that read the latency
+    /// first. A run ends by counting its call, then (after the guard's
+    /// release fence) its error and its latency: read backwards, with the
+    /// acquire fence here, every run seen in the latency or the errors is
+    /// counted in the calls, so no report has more sampled or failed runs
+    /// than runs (found by a hostile review: with the calls read first,
+    /// runs ending during a walk of the histogram were sampled, not
+    /// called).
+    pub(crate) fn errors_and_calls(&self) -> (u64, u64) {
+        let errors = self.errors.load(Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Acquire);
+        (errors, self.calls())
     }
 
     /// The sampled latencies' sum in microseconds, never less than it
@@ -177,17 +187,10 @@ impl Series {
             max,
             mean,
         });
-        // A run ends by counting its call, then its error and its latency:
-        // read backwards, a report never has more sampled or failed runs
-        // than runs (found by a hostile review: with the calls read first,
-        // runs ending during the walk for `sampled` were counted there only).
         let sampled = h.count();
-        let errors = self.errors();
-        // With the guard's release fence: a run seen in those has its call
-        // counted in the load below.
-        std::sync::atomic::fence(Ordering::Acquire);
+        let (errors, calls) = self.errors_and_calls();
         OperationStats {
-            calls: self.calls(),
+            calls,
             errors,
             sampled,
             latency_us: latency,
