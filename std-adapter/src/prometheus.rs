@@ -251,10 +251,10 @@ impl Registry {
         let mut series = Vec::new();
         for (tracker, t) in &trackers {
             t.for_each_series(|op, s| {
-                series.push((tracker.as_str(), op.to_owned(), read_series(s)))
+                series.push((tracker.as_str(), op.to_owned(), read_series(s)));
             });
         }
-        let counters: [(&str, &str, fn(&SeriesRead) -> u64); 2] = [
+        let counters: [Counter<SeriesRead>; 2] = [
             ("fusebox_operation_calls_total", "Runs finished.", |r| {
                 r.calls
             }),
