@@ -226,8 +226,9 @@ pub struct OperationStats {
     pub latency_us: Option<Latency>,
 }
 
-/// Sampled latency in microseconds: nearest-rank percentiles within 0.39 %
-/// (the core [`Histogram`]'s bound), the exact maximum and mean.
+/// Sampled latency in microseconds: nearest-rank percentiles within 1/256
+/// of the exact run (≈ 0.39 %, the core [`Histogram`]'s bound), the exact
+/// maximum and mean.
 ///
 /// # Range
 ///
@@ -629,7 +630,7 @@ mod tests {
 
     /// Sound, kept as a test (hostile review): against the exact
     /// nearest-rank percentiles of the recorded runs (the `Latency` docs),
-    /// every reported percentile is within 0.39 % (or 1 µs), and the
+    /// every reported percentile is within 1/256 (or 1 µs), and the
     /// maximum and mean are exact, for mixes of short, long (up to 60 s)
     /// and whole-millisecond runs.
     #[tokio::test(start_paused = true)]
@@ -662,7 +663,7 @@ mod tests {
             for (tenths, got) in [(500, l.p50), (950, l.p95), (990, l.p99), (999, l.p999)] {
                 let want = exact(tenths);
                 assert!(
-                    got.abs_diff(want) <= 1 || got.abs_diff(want) * 10_000 <= want * 39,
+                    got.abs_diff(want) <= 1 || got.abs_diff(want) * 256 <= want,
                     "round {round}, {n} runs, q {tenths}‰: {got} for {want}"
                 );
             }
@@ -676,6 +677,28 @@ mod tests {
                 l.mean
             );
         }
+    }
+
+    /// The bound is 1/256 exactly, and it is reached (the docs said
+    /// 0.39 %, which it exceeds by 0.000625 points): a run of 2^20 µs is
+    /// the lowest value of its core bucket (2^20 ..= 2^20 + 8191, the
+    /// core's documented layout), reported as the bucket's midpoint.
+    #[tokio::test(start_paused = true)]
+    async fn the_percentile_bound_is_one_in_256_and_is_reached() {
+        let tracker = Tracker::new(TrackerConfig {
+            sample_rate: 1.0,
+            ..TrackerConfig::default()
+        })
+        .unwrap();
+        for micros in [1, 1 << 20, 1 << 20, 2_000_000] {
+            let op = tracker.track_operation("op");
+            tokio::time::advance(std::time::Duration::from_micros(micros)).await;
+            drop(op);
+        }
+        // Rank ⌈0.5 · 4⌉ = 2: a run of 2^20 µs, reported 2^20 / 256 above it.
+        let p50 = tracker.stats()["op"].latency_us.unwrap().p50;
+        assert_eq!(p50, (1 << 20) + (1 << 20) / 256);
+        assert!(p50 - (1 << 20) > (1 << 20) * 39 / 10_000);
     }
 
     /// Sound, kept as a test (hostile review): request summaries under
