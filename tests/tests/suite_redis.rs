@@ -21,6 +21,7 @@ mod redis_cluster_hung_node;
 mod redis_cluster_refused_password;
 mod redis_cluster_refused_password_hostile;
 mod redis_degrade;
+mod redis_degrade_impatient;
 mod redis_failover;
 mod redis_fleet_percentiles;
 mod redis_fleet_percentiles_cluster;
