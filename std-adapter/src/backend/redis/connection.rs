@@ -321,11 +321,37 @@ impl RedisBackend {
         (most, fewest): (u32, u32),
         now: Option<u64>,
     ) -> Result<(Decision, u32), BackendError> {
+        let cmd = self.command(limiter, key, rules, (most, fewest), now)?;
+        self.execute(&cmd, rules, (most, fewest)).await
+    }
+
+    /// The script call of [`run`](Self::run), built (its keys checked)
+    /// without a round trip: an owned command, which a task of its own
+    /// can send ([`execute`](Self::execute)).
+    pub(super) fn command(
+        &self,
+        limiter: &str,
+        key: &str,
+        rules: &Rules,
+        (most, fewest): (u32, u32),
+        now: Option<u64>,
+    ) -> Result<redis::Cmd, BackendError> {
         super::super::check_capacity(rules, most)?;
         let mut base = super::super::key::key_base(&self.prefix, limiter, key, rules)?;
-        let cmd = script::command(&mut base, rules, most, fewest, now);
+        Ok(script::command(&mut base, rules, most, fewest, now))
+    }
+
+    /// Sends a [`command`](Self::command) of `rules` asking for at most
+    /// `most` tokens, at least `fewest`, within the command timeout; the
+    /// decision and the tokens taken.
+    pub(super) async fn execute(
+        &self,
+        cmd: &redis::Cmd,
+        rules: &Rules,
+        (most, fewest): (u32, u32),
+    ) -> Result<(Decision, u32), BackendError> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, script::run(&cmd, &mut conn)).await {
+        match tokio::time::timeout(self.timeout, script::run(cmd, &mut conn)).await {
             Err(_) => Err(self.conn.unanswered(self.timeout)),
             Ok(Err(e)) => Err(self.conn.failed(&e, self.timeout)),
             Ok(Ok(reply)) => {
@@ -353,10 +379,28 @@ impl RedisBackend {
         key: &str,
         rules: &Rules,
     ) -> Result<(), BackendError> {
+        let cmd = self.writable_command(limiter, key, rules)?;
+        self.execute_writable(&cmd).await
+    }
+
+    /// The `SET` of [`writable`](Self::writable), built without a round
+    /// trip.
+    pub(super) fn writable_command(
+        &self,
+        limiter: &str,
+        key: &str,
+        rules: &Rules,
+    ) -> Result<redis::Cmd, BackendError> {
         let mut probe = super::super::key::key_base(&self.prefix, limiter, key, rules)?;
         probe.push_str("~probe");
         let mut cmd = redis::cmd("SET");
         cmd.arg(probe).arg(1).arg("XX").arg("PX").arg(1);
+        Ok(cmd)
+    }
+
+    /// Sends a [`writable_command`](Self::writable_command) within the
+    /// command timeout.
+    pub(super) async fn execute_writable(&self, cmd: &redis::Cmd) -> Result<(), BackendError> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.timeout, cmd.query_async::<redis::Value>(&mut conn)).await {
             Err(_) => Err(self.conn.unanswered(self.timeout)),

@@ -48,7 +48,14 @@ struct Lease {
 /// the expiry they had; one that succeeds spends them on that request
 /// (asked for more than it held), even if their lease ended while the
 /// round trip was in flight, so the tokens left held are fewer than the
-/// new lease brought and carry its expiry.
+/// new lease brought and carry its expiry. A refill whose caller gives
+/// up (its own timeout shorter than the command timeout, a dropped
+/// future) gives the tokens kept aside back at once and wakes the
+/// requests waiting on it; its round trip goes on in the limiter's task
+/// (see [`RedisLimiter`]): a lease it takes is held by no one (less,
+/// never more), and its timeout still counts as a fault and degrades the
+/// limiter, whose [`Degrade`](super::Degrade) policy then decides the
+/// requests that find no tokens held.
 ///
 /// # Over-admission bound
 ///

@@ -27,7 +27,9 @@ pub struct RedisLimiterMetrics {
     /// Redis was out.
     pub degraded_decisions: u64,
     /// Faults: timeouts, lost connections, refused credentials (those of
-    /// the background probes of a degraded limiter included).
+    /// the background probes of a degraded limiter included, and those of
+    /// requests whose callers gave up before the command timeout: their
+    /// round trips run on to its end).
     pub faults: u64,
     /// Corrupt stored values the script found and replaced.
     pub corrupt_values: u64,

@@ -165,7 +165,15 @@ use crate::CallError;
 ///   adopted, reaches; there every reconciliation fails with
 ///   [`BackendError::Protocol`] and the instances decide on local state
 ///   alone, degraded, until an operator deletes the decision key and
-///   restarts them (their merged versions stay).
+///   restarts them (their merged versions stay). Callers more impatient
+///   than the command timeout (their own timeout shorter, a dropped
+///   future) do not hide an outage: a closed breaker's call sends
+///   nothing, and a half-open call given up on before its trial slot
+///   request is answered has its slot given back by a task of its own,
+///   whose command, like the background reconciliation's, runs to the
+///   command timeout; a stalled or blackholed Redis is counted in
+///   [`errors`](FleetBreakerMetrics::errors) and degrades the breaker all
+///   the same.
 /// * **Operators.** `force_open`/`force_close` apply fleet-wide; from
 ///   `redis-cli`, write a newer version, e.g. after `GET
 ///   fusebox:{breaker:payments}:decision` returned `fb1:7:c:0:0`, run

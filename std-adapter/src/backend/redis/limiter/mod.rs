@@ -48,6 +48,23 @@ pub use self::builder::RedisLimiterBuilder;
 /// runs and takes its tokens, though the caller was decided by the
 /// [`Degrade`] policy; this can only admit less, never more.
 ///
+/// A caller may give up sooner than the command timeout (its own
+/// `tokio::time::timeout`, a tower `Timeout` layer, a dropped future):
+/// each round trip to Redis runs in a task of its own on the current
+/// Tokio runtime, which the request awaits, so it goes on when its caller
+/// leaves, until Redis answers or the command timeout ends it, and its
+/// outcome counts as any request's: a timeout or a lost connection is a
+/// fault (counted in [`metrics`](Self::metrics), and it degrades the
+/// limiter, sets the health condition and starts the background probe),
+/// an answer may end an outage. So callers all more impatient than the
+/// command timeout still see a stalled or blackholed Redis degrade the
+/// limiter, within about one command timeout, and their requests decided
+/// at once from then on. Such a round trip decides for no one: the tokens
+/// it takes in Redis are admitted to no request (less, never more), and
+/// the [`Degrade`] policy decides nothing for it. While Redis answers,
+/// that is one task per request; while degraded, one per probe. (Outside
+/// a Tokio runtime the round trip runs in the request's own future.)
+///
 /// Corrupt values under its keys are replaced by the script with a
 /// drained bucket (never a full one): counted in
 /// [`metrics`](Self::metrics), logged once per limiter.
@@ -120,6 +137,17 @@ pub(super) struct Shared {
     corrupt_logged: AtomicBool,
     /// The background probe of an outage (none while Redis answers).
     probe: ProbeTask,
+}
+
+/// How a request's round trip to Redis ended, when it brought no
+/// decision.
+enum Asked {
+    /// A fault, counted, at that instant (the policy's waits count from
+    /// there).
+    Fault(Instant),
+    /// Not a fault (a key that cannot be stored, a reply the script never
+    /// gives): the request's error.
+    Error(BackendError),
 }
 
 impl std::fmt::Debug for RedisLimiter {
@@ -401,7 +429,10 @@ impl RedisLimiter {
     /// Dropping the future while it sleeps takes no token. Dropping it
     /// while a decision is in flight may take the tokens in Redis without
     /// admitting the caller (the script runs to its end on the server):
-    /// it can only admit less, never more.
+    /// it can only admit less, never more. The round trip itself goes on
+    /// without it, to Redis's answer or the command timeout, and its
+    /// outcome is counted (a timeout degrades the limiter): see the
+    /// type's docs.
     ///
     /// # Errors
     ///
@@ -483,39 +514,103 @@ impl Shared {
             Some(false)
         };
         if let Some(probe) = ask {
-            match self
-                .backend
-                .run(&self.name, key, &self.rules, (most, fewest), None)
-                .await
-            {
-                Ok((decision, taken)) => {
-                    // Only a decision that took tokens (the script wrote)
-                    // shows Redis back; a probe that wrote nothing (a
-                    // peek, a refusal) must also see Redis take a write. A
-                    // full Redis or a read-only replica answers reads.
-                    let mut proven = decision.allowed && taken > 0;
-                    if probe && !proven {
-                        match self.backend.writable(&self.name, key, &self.rules).await {
-                            Ok(()) => proven = true,
-                            Err(e) if e.is_fault() => self.failed(&e, true, Instant::now()),
-                            Err(_) => {}
-                        }
-                    }
-                    // Redis's decision either way (unproven, it took nothing).
-                    self.answered(&decision, proven);
-                    return Ok((decision, taken));
-                }
-                Err(e) if e.is_fault() => {
-                    let now = Instant::now();
-                    self.failed(&e, probe, now);
-                    seen = Some(now);
-                }
-                Err(e) => return Err(e),
+            match self.ask(key, (most, fewest), probe).await {
+                Ok(answer) => return Ok(answer),
+                Err(Asked::Fault(at)) => seen = Some(at),
+                Err(Asked::Error(e)) => return Err(e),
             }
         }
         self.counters.degraded.fetch_add(1, Ordering::Relaxed);
         let now = seen.unwrap_or_else(Instant::now);
         self.fallback(key, request, now).map(|d| (d, 0))
+    }
+
+    /// Asks Redis for at most `most` tokens of `key`, at least `fewest`
+    /// (`probe`: as the outage's probe), and counts the outcome: an
+    /// answer (which may end the outage), or a fault (which begins it, or
+    /// backs a failed probe off).
+    ///
+    /// The round trip runs in a task of its own, on the current Tokio
+    /// runtime, which the caller awaits: a caller that gives up first
+    /// (its own timeout shorter than the command timeout, a future
+    /// dropped) does not cancel it, so its timeout or error is still
+    /// counted. Counted by the caller's future, a command whose caller
+    /// always left first counted nothing: with every caller that
+    /// impatient, a stalled or blackholed Redis never degraded the
+    /// limiter, `health()` never reported it, and every request waited
+    /// out its caller's timeout (found by a review). A round trip whose
+    /// caller left decides for no one: tokens it takes in Redis are
+    /// admitted to no request, which admits less, never more, and the
+    /// [`Degrade`] policy decides nothing for it (nothing taken locally).
+    /// One task per decision asked of Redis; none while degraded, but
+    /// for a probe. Outside a Tokio runtime it runs in the caller's
+    /// future, as before.
+    async fn ask(
+        self: &Arc<Self>,
+        key: &str,
+        (most, fewest): (u32, u32),
+        probe: bool,
+    ) -> Result<(Decision, u32), Asked> {
+        let backend = &self.backend;
+        let cmd = backend
+            .command(&self.name, key, &self.rules, (most, fewest), None)
+            .map_err(Asked::Error)?;
+        // Built now, while the key is at hand; sent only by a probe whose
+        // decision wrote nothing.
+        let writable = if probe {
+            let set = backend.writable_command(&self.name, key, &self.rules);
+            Some(set.map_err(Asked::Error)?)
+        } else {
+            None
+        };
+        let round_trip = Arc::clone(self).round_trip(cmd, (most, fewest), writable);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return round_trip.await;
+        };
+        match runtime.spawn(round_trip).await {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down. Its outcome is not
+            // known: decided by the policy, no fault counted.
+            Err(_) => Err(Asked::Fault(Instant::now())),
+        }
+    }
+
+    /// The round trip of [`ask`](Self::ask): the script call `cmd`, then,
+    /// for a probe (`writable`, its `SET`) whose decision wrote nothing,
+    /// a write Redis must take; its outcome counted.
+    async fn round_trip(
+        self: Arc<Self>,
+        cmd: redis::Cmd,
+        asked: (u32, u32),
+        writable: Option<redis::Cmd>,
+    ) -> Result<(Decision, u32), Asked> {
+        let probe = writable.is_some();
+        match self.backend.execute(&cmd, &self.rules, asked).await {
+            Ok((decision, taken)) => {
+                // Only a decision that took tokens (the script wrote)
+                // shows Redis back; a probe that wrote nothing (a peek, a
+                // refusal) must also see Redis take a write. A full Redis
+                // or a read-only replica answers reads.
+                let mut proven = decision.allowed && taken > 0;
+                if let (Some(set), false) = (&writable, proven) {
+                    match self.backend.execute_writable(set).await {
+                        Ok(()) => proven = true,
+                        Err(e) if e.is_fault() => self.failed(&e, true, Instant::now()),
+                        Err(_) => {}
+                    }
+                }
+                // Redis's decision either way (unproven, it took nothing).
+                self.answered(&decision, proven);
+                Ok((decision, taken))
+            }
+            Err(e) if e.is_fault() => {
+                let now = Instant::now();
+                self.failed(&e, probe, now);
+                Err(Asked::Fault(now))
+            }
+            Err(e) => Err(Asked::Error(e)),
+        }
     }
 
     fn outage(&self) -> std::sync::MutexGuard<'_, Outage> {
