@@ -5,7 +5,9 @@
 //! nothing). Each caller's future is dropped before its command times
 //! out. The limiter must still see the outage within a bounded number of
 //! calls: degrade (health, metrics), decide locally at once, and recover
-//! by itself once Redis answers again (SIGCONT).
+//! by itself once Redis answers again (SIGCONT). The same for a
+//! connection blackholed (no byte either way, no reset) and for a Redis
+//! killed and restarted.
 //!
 //! Found by a review: the command's timeout was counted only by the
 //! caller's future, so a caller dropped earlier counted nothing; with
@@ -18,11 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::redis_server::RedisServer;
+use crate::common::silencing_proxy::SilencingProxy;
 use fusebox::breaker::{CircuitBreaker, Config, State};
 use fusebox::bucket::Quota;
 use fusebox_std::backend::{
-    BackendError, Decision, Degrade, FleetBreaker, LeasedLimiter, RedisBackend, RedisLimiter,
-    Rules, Source,
+    BackendError, Decision, Degrade, FleetBreaker, LeasedLimiter, RedisBackend, RedisConfig,
+    RedisLimiter, Rules, Source,
 };
 use fusebox_std::Registry;
 
@@ -49,9 +52,11 @@ fn per_second(tokens: u32) -> Rules {
 }
 
 async fn limiter(server: &RedisServer, name: &str, registry: &Arc<Registry>) -> RedisLimiter {
-    let backend = RedisBackend::connect(server.outage_config(COMMAND))
-        .await
-        .unwrap();
+    limiter_on(server.outage_config(COMMAND), name, registry).await
+}
+
+async fn limiter_on(config: RedisConfig, name: &str, registry: &Arc<Registry>) -> RedisLimiter {
+    let backend = RedisBackend::connect(config).await.unwrap();
     RedisLimiter::builder(name, per_second(1_000), backend)
         .degrade(Degrade::Local { instances: 1 })
         .probe_backoff(Duration::from_millis(20), Duration::from_millis(200))
@@ -240,4 +245,73 @@ async fn redis_degrade_impatient_callers_of_a_fleet_breaker_still_degrade_it() {
     until("the breaker recovers", || !breaker.is_degraded()).await;
     let done = tokio::time::timeout(CALLER, breaker.call(async { Ok::<_, &str>(()) })).await;
     assert!(matches!(done, Ok(Ok(()))), "{done:?}");
+}
+
+/// Impatient callers until one is decided locally (at most
+/// [`PATIENCE`]); the limiter is then degraded, with a fault counted and
+/// its health condition set.
+async fn degraded_by_impatient_callers(limiter: &RedisLimiter, registry: &Registry, outage: &str) {
+    let mut degraded = false;
+    for _ in 0..PATIENCE {
+        if let Some(d) = impatient(limiter.try_acquire("k")).await {
+            // No answer from Redis before the limiter degraded (on a
+            // blackholed connection, the new one that the connection's
+            // watch makes after its connect timeout of silence answers).
+            assert_eq!(d.source, Source::Local, "{outage}: {d:?}");
+            degraded = true;
+            break;
+        }
+    }
+    let m = limiter.metrics();
+    assert!(
+        degraded,
+        "{outage}: {PATIENCE} callers gave up and the limiter never degraded: {m:?}"
+    );
+    assert!(limiter.is_degraded(), "{outage}");
+    assert!(m.faults >= 1, "{outage}: {m:?}");
+    assert!(registry.health().degraded, "{outage}");
+}
+
+/// A connection that falls silent (an expired NAT entry, a partition):
+/// impatient callers still degrade the limiter, and it recovers on a new
+/// connection by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_degrade_impatient_callers_still_degrade_the_limiter_on_a_blackholed_connection() {
+    let server = RedisServer::start();
+    let proxy = SilencingProxy::start(server.port()).await;
+    let registry = Arc::new(Registry::new());
+    let config = RedisConfig::new(format!("redis://127.0.0.1:{}", proxy.port()))
+        .timeout(COMMAND)
+        .connect_timeout(Duration::from_millis(500))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200));
+    let limiter = limiter_on(config, "impatient_blackhole", &registry).await;
+    let first = impatient(limiter.try_acquire("k")).await.map(|d| d.source);
+    assert_eq!(first, Some(Source::Redis));
+    proxy.silence();
+    degraded_by_impatient_callers(&limiter, &registry, "blackholed").await;
+    until("the limiter recovers on a new connection", || {
+        !limiter.is_degraded()
+    })
+    .await;
+    assert!(!registry.health().degraded);
+    let d = impatient(limiter.try_acquire("k")).await.map(|d| d.source);
+    assert_eq!(d, Some(Source::Redis));
+}
+
+/// Redis killed, then restarted (empty): impatient callers degrade the
+/// limiter, which recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_degrade_impatient_callers_still_degrade_the_limiter_when_redis_is_killed() {
+    let mut server = RedisServer::start();
+    let registry = Arc::new(Registry::new());
+    let limiter = limiter(&server, "impatient_kill", &registry).await;
+    let first = impatient(limiter.try_acquire("k")).await.map(|d| d.source);
+    assert_eq!(first, Some(Source::Redis));
+    server.kill();
+    degraded_by_impatient_callers(&limiter, &registry, "killed").await;
+    server.restart();
+    until("the limiter recovers", || !limiter.is_degraded()).await;
+    assert!(!registry.health().degraded);
+    let d = impatient(limiter.try_acquire("k")).await.map(|d| d.source);
+    assert_eq!(d, Some(Source::Redis));
 }
