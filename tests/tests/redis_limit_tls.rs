@@ -430,3 +430,128 @@ async fn redis_breaker_notifications_reach_a_rediss_server_with_a_private_ca() {
         .unwrap_err();
     assert!(matches!(err, BackendError::Tls(_)), "{err:?}");
 }
+
+/// A certificate of `ca`'s for `names` that expired in 2020.
+fn expired(ca: &Ca, names: &[&str]) -> (String, String) {
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let mut params = CertificateParams::new(names).unwrap();
+    params.extended_key_usages = SERVER.to_vec();
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// A server whose certificate expires (is replaced by an expired one)
+/// while the backend uses it: the reconnections' handshakes fail, and
+/// that reads as TLS in errors, `health()`, Prometheus and a warning,
+/// not as a slow Redis; the password shows nowhere; the limiter decides
+/// locally meanwhile and finds Redis again by itself once the
+/// certificate is renewed. Found by a hostile review: every command
+/// read `redis did not answer within 200ms` for as long as the
+/// certificate was refused (and so did a `connect_lazy` backend with a
+/// wrong CA from the start).
+#[tokio::test]
+async fn redis_limit_tls_a_certificate_expired_while_running_reads_as_tls_and_recovers() {
+    let password = "tls-expiry-quince-41";
+    let ca = Ca::new("fusebox expiry CA");
+    let user = format!(">{password}");
+    let mut server = tls_server(
+        &ca,
+        false,
+        &["--user", "app", "on", &user, "~*", "&*", "+@all"],
+    );
+    let url = format!("rediss://app:{password}@127.0.0.1:{}", server.port());
+    let config = RedisConfig::new(url)
+        .tls_root_cert_pem(ca.pem.clone())
+        .timeout(Duration::from_millis(200))
+        .connect_timeout(Duration::from_millis(200))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200));
+    let backend = RedisBackend::connect(config.clone()).await.expect("TLS");
+    let registry = Arc::new(fusebox_std::Registry::new());
+    let limiter = RedisLimiter::builder("tls_expiry", rules(1_000), backend.clone())
+        .degrade(Degrade::Local { instances: 1 })
+        .registry(Arc::clone(&registry))
+        .build()
+        .unwrap();
+    let d = limiter.try_acquire("k").await.unwrap();
+    assert_eq!(d.source, Source::Redis, "{d:?}");
+    let capture = common::Capture::global();
+
+    let (old_cert, old_key) = expired(&ca, &["127.0.0.1"]);
+    server.restart_with_certificate(&old_cert, &old_key);
+    // A new backend is refused at once, as TLS.
+    let err = RedisBackend::connect(config.clone()).await.unwrap_err();
+    assert!(
+        matches!(&err, BackendError::Tls(m) if m.contains("expired")),
+        "{err:?}"
+    );
+    // The running one: every command fails, first as unanswered (the
+    // reconnection retries the handshake), then, once its liveness probe
+    // has looked, as the certificate's refusal.
+    let mut seen = Vec::new();
+    for _ in 0..300 {
+        let result = backend
+            .decide("tls_expiry_raw", "k", &rules(1_000), 1)
+            .await;
+        assert!(
+            !matches!(result, Ok(_)),
+            "admitted through an expired certificate"
+        );
+        let err = result.unwrap_err();
+        seen.push(err.to_string());
+        if matches!(err, BackendError::Tls(_)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last = seen.last().unwrap();
+    assert!(
+        last.starts_with("redis TLS failed: ") && last.contains("expired"),
+        "never reported as TLS: {seen:?}"
+    );
+    let d = limiter.try_acquire("k").await.unwrap();
+    assert_eq!(d.source, Source::Local, "{d:?}");
+    let reasons = registry.health().reasons;
+    assert!(
+        reasons.iter().any(|r| r.contains("redis TLS failed")),
+        "{reasons:?}"
+    );
+    let logs = format!("{:?}", capture.0.lock().unwrap());
+    assert!(logs.contains("TLS") && logs.contains("expired"), "{logs}");
+    let prometheus = format!("{}{}", limiter.to_prometheus(), registry.to_prometheus());
+    assert!(
+        prometheus.contains("fusebox_redis_limiter_degraded{name=\"tls_expiry\"} 1"),
+        "{prometheus}"
+    );
+    for text in [
+        format!("{seen:?}"),
+        format!("{reasons:?}"),
+        logs,
+        prometheus,
+        format!("{backend:?} {limiter:?}"),
+    ] {
+        assert!(!text.contains(password), "{text}");
+    }
+
+    // Renewed: the limiter finds Redis again, with no call of its own
+    // needed but requests.
+    let (cert, key) = ca.issue(&["127.0.0.1"], SERVER);
+    server.restart_with_certificate(&cert, &key);
+    let mut source = Source::Local;
+    for _ in 0..300 {
+        source = limiter.try_acquire("k").await.unwrap().source;
+        if source == Source::Redis {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(source, Source::Redis);
+    assert!(!limiter.is_degraded());
+    assert!(registry.health().reasons.is_empty());
+    let d = backend
+        .decide("tls_expiry_raw", "k", &rules(1_000), 1)
+        .await;
+    assert!(d.is_ok_and(|d| d.allowed), "raw commands too");
+}

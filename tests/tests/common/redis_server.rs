@@ -160,6 +160,17 @@ impl RedisServer {
         }
     }
 
+    /// A TLS server started again on the same port presenting `cert`
+    /// (its chain) and `key` instead: a certificate renewed, rotated or
+    /// broken by an operator.
+    pub fn restart_with_certificate(&mut self, cert: &str, key: &str) {
+        assert!(self.tls, "a TLS server");
+        self.kill();
+        std::fs::write(self.dir.join("server.crt"), cert).expect("the new certificate");
+        std::fs::write(self.dir.join("server.key"), key).expect("its key");
+        self.restart();
+    }
+
     /// Starts the server on its port and waits until it answers `PING`;
     /// its exit status if it exited first.
     fn start_on_port(&mut self) -> Result<(), ExitStatus> {

@@ -49,17 +49,17 @@ pub(super) enum Inner {
 
 impl RedisConnection {
     /// The error of a command that got no answer within `timeout`: the
-    /// refusal of the credentials a liveness probe found since the last
-    /// answer, else [`BackendError::Timeout`].
+    /// refusal (of the credentials, [`BackendError::Auth`], or of a TLS
+    /// handshake, [`BackendError::Tls`]) a liveness probe found since the
+    /// last answer, else [`BackendError::Timeout`].
     pub(super) fn unanswered(&self, timeout: Duration) -> BackendError {
-        self.refusal()
-            .map_or(BackendError::Timeout(timeout), BackendError::Auth)
+        self.refusal().unwrap_or(BackendError::Timeout(timeout))
     }
 
     /// The error of a command that failed with `e` (`timeout` its time to
     /// answer): one that got no answer is [`unanswered`](Self::unanswered);
     /// one that found no connection to its Cluster node (every connection
-    /// to it refused) is the credentials' refusal a probe found, if any;
+    /// to it refused) is the refusal a probe found, if any;
     /// anything else is `e`, redacted.
     pub(super) fn failed(&self, e: &redis::RedisError, timeout: Duration) -> BackendError {
         if e.is_timeout() {
@@ -68,12 +68,12 @@ impl RedisConnection {
         if no_node(e)
             && let Some(refusal) = self.refusal()
         {
-            return BackendError::Auth(refusal);
+            return refusal;
         }
         fault(e)
     }
 
-    fn refusal(&self) -> Option<String> {
+    fn refusal(&self) -> Option<BackendError> {
         match &self.0 {
             Inner::Single(watched) => watched.refusal(),
             Inner::Cluster(watched) => watched.refusal(),

@@ -50,6 +50,7 @@ use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInf
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::time::Instant;
 
+use crate::backend::BackendError;
 use crate::redact::Redacted;
 
 /// At most `silence · 2⁴` between probes while fresh connections do not
@@ -113,12 +114,19 @@ pub(super) trait Renewable: ConnectionLike + Clone + Send + Sync + 'static {
     /// A `PING` that reaches every server commands go to.
     fn ping(&mut self) -> RedisFuture<'_, Value>;
 
-    /// The refusal of the credentials (its text, redacted) by a server a
-    /// connection made now, once and within `within`, meets; `None` for
-    /// any other outcome. The connection's own reconnection retries
-    /// whatever fails, a refused password included (one rotated on the
-    /// server, or wrong from the start under `connect_lazy`), so without
-    /// this the refusal showed only as commands that never got an answer.
+    /// The refusal a connection made now, once and within `within`,
+    /// meets: the server refusing the credentials
+    /// ([`BackendError::Auth`](crate::backend::BackendError::Auth)) or a
+    /// failed TLS handshake (a certificate refused either way,
+    /// [`BackendError::Tls`](crate::backend::BackendError::Tls)), its text
+    /// redacted; `None` for any other outcome. The connection's own
+    /// reconnection retries whatever fails, a refused password or
+    /// certificate included (a password rotated or a certificate expired
+    /// on the server, or either wrong from the start under
+    /// `connect_lazy`), so without this the refusal showed only as
+    /// commands that never got an answer (for a certificate, found by a
+    /// hostile review: `redis did not answer within 50ms` for as long as
+    /// it was refused).
     /// `fresh` is how the probe's fresh connection's `PING` failed (`None`:
     /// no answer in time): a connection that does not retry its first
     /// connection has the answer there, with no connection more.
@@ -126,7 +134,7 @@ pub(super) trait Renewable: ConnectionLike + Clone + Send + Sync + 'static {
         maker: &Self::Maker,
         within: Duration,
         fresh: Option<&redis::RedisError>,
-    ) -> impl std::future::Future<Output = Option<String>> + Send;
+    ) -> impl std::future::Future<Output = Option<BackendError>> + Send;
 }
 
 impl Renewable for ConnectionManager {
@@ -148,7 +156,7 @@ impl Renewable for ConnectionManager {
         (client, _): &Self::Maker,
         within: Duration,
         _: Option<&redis::RedisError>,
-    ) -> impl std::future::Future<Output = Option<String>> + Send {
+    ) -> impl std::future::Future<Output = Option<BackendError>> + Send {
         let client = client.clone();
         async move {
             let config = redis::AsyncConnectionConfig::new()
@@ -156,10 +164,7 @@ impl Renewable for ConnectionManager {
                 .set_response_timeout(Some(within));
             let once = client.get_multiplexed_async_connection_with_config(&config);
             match tokio::time::timeout(within, once).await {
-                Ok(Err(e)) => match super::connection::fault(&e) {
-                    crate::backend::BackendError::Auth(text) => Some(text),
-                    _ => None,
-                },
+                Ok(Err(e)) => refused(&e),
                 _ => None,
             }
         }
@@ -200,7 +205,7 @@ impl Renewable for ClusterConnection {
         (client, config): &Self::Maker,
         within: Duration,
         fresh: Option<&redis::RedisError>,
-    ) -> impl std::future::Future<Output = Option<String>> + Send {
+    ) -> impl std::future::Future<Output = Option<BackendError>> + Send {
         let look = fresh.is_some_and(super::cluster::no_node).then(|| {
             let config = config
                 .clone()
@@ -212,13 +217,19 @@ impl Renewable for ClusterConnection {
             let (client, config) = look?;
             let once = client.get_async_connection_with_config(config);
             match tokio::time::timeout(within, once).await {
-                Ok(Err(e)) => match super::connection::fault(&e) {
-                    crate::backend::BackendError::Auth(text) => Some(text),
-                    _ => None,
-                },
+                Ok(Err(e)) => refused(&e),
                 _ => None,
             }
         }
+    }
+}
+
+/// `e` as the refusal [`Renewable::refusal`] holds: refused credentials or
+/// a failed TLS handshake; `None` for anything else.
+fn refused(e: &redis::RedisError) -> Option<BackendError> {
+    match super::connection::fault(e) {
+        refusal @ (BackendError::Auth(_) | BackendError::Tls(_)) => Some(refusal),
+        _ => None,
     }
 }
 
@@ -270,11 +281,12 @@ struct Shared<C: Renewable> {
     /// `silence * 2^n` (at most 16 times), so a server configured as a
     /// replica for good costs one connection every 16 s at most.
     read_only_misses: AtomicU32,
-    /// The credentials' refusal a probe found ([`Renewable::refusal`]),
+    /// The refusal (of the credentials, or of a TLS handshake) a probe
+    /// found ([`Renewable::refusal`]),
     /// until the connection answers again or a later probe finds none;
     /// `refused` says whether one is
     /// held, so that an answer clears it without taking the lock.
-    refusal: Mutex<Option<String>>,
+    refusal: Mutex<Option<BackendError>>,
     refused: AtomicBool,
 }
 
@@ -305,10 +317,11 @@ impl<C: Renewable> Watched<C> {
         }))
     }
 
-    /// The refusal of the credentials the last probe found, while the
-    /// connection has not answered since: commands that got no answer
-    /// are then reported as that refusal, not as timeouts.
-    pub(super) fn refusal(&self) -> Option<String> {
+    /// The refusal (of the credentials, or of a TLS handshake) the last
+    /// probe found, while the connection has not answered since: commands
+    /// that got no answer are then reported as that refusal, not as
+    /// timeouts.
+    pub(super) fn refusal(&self) -> Option<BackendError> {
         if !self.0.refused.load(Ordering::Relaxed) {
             return None;
         }
@@ -445,8 +458,8 @@ async fn probe<C: Renewable>(probing: Probing<C>) {
                         _ => None,
                     };
                     match C::refusal(&shared.maker, shared.silence, failed).await {
-                        Some(text) => {
-                            if shared.hold_refusal(text, answers) && C::FAIL_WHILE_REFUSED {
+                        Some(refusal) => {
+                            if shared.hold_refusal(refusal, answers) && C::FAIL_WHILE_REFUSED {
                                 shared.park(generation);
                             }
                         }
@@ -476,13 +489,13 @@ async fn refused_probe<C: Renewable>(shared: &Shared<C>) {
         redis::ErrorKind::ClusterConnectionNotFound,
         "No connections found",
     ));
-    if let Some(text) = C::refusal(&shared.maker, shared.silence, Some(&no_node)).await {
+    if let Some(refusal) = C::refusal(&shared.maker, shared.silence, Some(&no_node)).await {
         let _ = shared
             .failed
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
                 Some(f.saturating_add(1).min(MAX_BACKOFF_SHIFT))
             });
-        shared.hold_refusal(text, answers);
+        shared.hold_refusal(refusal, answers);
     } else {
         shared.failed.store(0, Ordering::Relaxed);
         shared.clear_refusal();
@@ -566,7 +579,8 @@ impl<C: Renewable> Shared<C> {
             .answers
     }
 
-    /// Holds `text` as the credentials' refusal, logged (a warning) when
+    /// Holds `refusal` (of the credentials, or of a TLS handshake), logged
+    /// (a warning) when
     /// none was held, unless an answer came since [`answers`](Self::answers)
     /// read `answers_before`: a refusal found by a look that an answer
     /// overtook is already over (the answer cleared what was held before
@@ -577,7 +591,7 @@ impl<C: Renewable> Shared<C> {
     /// after the look read the count comes either before the check
     /// (nothing held) or after the hold (cleared); one counted before it
     /// cleared before the hold.
-    fn hold_refusal(&self, text: String, answers_before: u64) -> bool {
+    fn hold_refusal(&self, refusal: BackendError, answers_before: u64) -> bool {
         let silence = self
             .unanswered_since
             .lock()
@@ -587,12 +601,19 @@ impl<C: Renewable> Shared<C> {
         }
         let mut held = self.refusal.lock().unwrap_or_else(PoisonError::into_inner);
         if held.is_none() {
-            tracing::warn!(
-                error = %Redacted(&text),
-                "Redis refuses the credentials: commands get no answer until they are fixed"
-            );
+            if let BackendError::Tls(text) = &refusal {
+                tracing::warn!(
+                    error = %Redacted(text),
+                    "Redis's TLS handshake fails: commands get no answer until it is fixed"
+                );
+            } else if let BackendError::Auth(text) = &refusal {
+                tracing::warn!(
+                    error = %Redacted(text),
+                    "Redis refuses the credentials: commands get no answer until they are fixed"
+                );
+            }
         }
-        *held = Some(text);
+        *held = Some(refusal);
         self.refused.store(true, Ordering::Relaxed);
         true
     }

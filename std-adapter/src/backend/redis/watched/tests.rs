@@ -200,7 +200,7 @@ async fn a_refusal_an_answer_overtook_is_not_held() {
     };
     let before = conn.0.answers();
     answer();
-    conn.0.hold_refusal("WRONGPASS".to_owned(), before);
+    conn.0.hold_refusal(wrongpass(), before);
     assert_eq!(
         conn.refusal(),
         None,
@@ -209,8 +209,8 @@ async fn a_refusal_an_answer_overtook_is_not_held() {
 
     // With no answer meanwhile it is held, until the next answer.
     let before = conn.0.answers();
-    conn.0.hold_refusal("WRONGPASS".to_owned(), before);
-    assert_eq!(conn.refusal().as_deref(), Some("WRONGPASS"));
+    conn.0.hold_refusal(wrongpass(), before);
+    assert_eq!(conn.refusal(), Some(wrongpass()));
     answer();
     assert_eq!(conn.refusal(), None);
 }
@@ -230,8 +230,7 @@ fn an_answer_clears_a_refusal_before_a_look_can_read_its_count() {
         .unwrap();
     let _entered = runtime.enter();
     let conn = standalone(Duration::from_secs(1));
-    conn.0
-        .hold_refusal("WRONGPASS".to_owned(), conn.0.answers());
+    conn.0.hold_refusal(wrongpass(), conn.0.answers());
     let refusal = conn.0.refusal.lock().unwrap();
     let readable = std::thread::scope(|s| {
         let answer = s.spawn(|| {
@@ -275,7 +274,7 @@ fn a_look_and_an_answer_racing_leave_the_refusal_right() {
             for _ in 0..ROUNDS {
                 barrier.wait();
                 let before = conn.0.answers();
-                conn.0.hold_refusal("WRONGPASS".to_owned(), before);
+                conn.0.hold_refusal(wrongpass(), before);
                 tx.send(before).unwrap();
                 barrier.wait();
             }
@@ -298,4 +297,9 @@ fn a_look_and_an_answer_racing_leave_the_refusal_right() {
             barrier.wait();
         }
     });
+}
+
+/// The refusal the tests hold: refused credentials.
+fn wrongpass() -> crate::backend::BackendError {
+    crate::backend::BackendError::Auth("WRONGPASS".to_owned())
 }
