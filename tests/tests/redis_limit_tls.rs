@@ -2,7 +2,10 @@
 //! serving TLS only, with a CA and certificates made at run time: a
 //! private CA trusted through the configuration, a wrong CA refused with
 //! a typed error, mutual TLS, and no secret (URL password, client key) in
-//! errors, `Debug`, logs or health.
+//! errors, `Debug`, logs or health; a certificate refused in the
+//! background (expired, another CA) read as TLS and recovered from, by a
+//! limiter and by a fleet breaker; a server that does not speak TLS
+//! never sent plain text.
 
 mod common;
 
@@ -495,10 +498,7 @@ async fn redis_limit_tls_a_certificate_expired_while_running_reads_as_tls_and_re
         let result = backend
             .decide("tls_expiry_raw", "k", &rules(1_000), 1)
             .await;
-        assert!(
-            !matches!(result, Ok(_)),
-            "admitted through an expired certificate"
-        );
+        assert!(result.is_err(), "admitted through an expired certificate");
         let err = result.unwrap_err();
         seen.push(err.to_string());
         if matches!(err, BackendError::Tls(_)) {
@@ -554,4 +554,150 @@ async fn redis_limit_tls_a_certificate_expired_while_running_reads_as_tls_and_re
         .decide("tls_expiry_raw", "k", &rules(1_000), 1)
         .await;
     assert!(d.is_ok_and(|d| d.allowed), "raw commands too");
+}
+
+/// A loopback listener that, on each connection, writes `reply` (nothing:
+/// it stays silent) and keeps everything it receives.
+async fn recording_listener(reply: &'static [u8]) -> (u16, Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = Arc::clone(&received);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let kept = Arc::clone(&kept);
+            tokio::spawn(async move {
+                let _ = socket.write_all(reply).await;
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = socket.read(&mut buf).await {
+                    kept.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    (port, received)
+}
+
+/// Sound, checked: a `rediss://` URL that leads to a server that does
+/// not speak TLS (one that stays silent, one that answers plain RESP)
+/// never gets a plain-text connection: `connect` fails as a fault (the
+/// plain answer as TLS), a lazy limiter degrades to its local state and
+/// does not hang, and all the server ever received is TLS handshakes,
+/// never the password or an `AUTH`.
+#[tokio::test]
+async fn redis_limit_tls_a_server_that_does_not_speak_tls_gets_no_plain_text() {
+    let password = "tls-plain-medlar-93";
+    for (reply, tls) in [
+        (&b""[..], false),
+        (
+            &b"-ERR Protocol error: invalid multibulk length\r\n"[..],
+            true,
+        ),
+    ] {
+        let (port, received) = recording_listener(reply).await;
+        let url = format!("rediss://app:{password}@127.0.0.1:{port}");
+        let config = RedisConfig::new(url)
+            .timeout(Duration::from_millis(100))
+            .connect_timeout(Duration::from_millis(300));
+        let err = RedisBackend::connect(config.clone()).await.unwrap_err();
+        assert!(err.is_fault(), "{err:?}");
+        assert_eq!(matches!(err, BackendError::Tls(_)), tls, "{err:?}");
+        assert!(!format!("{err} {err:?}").contains(password), "{err:?}");
+
+        let lazy = RedisBackend::connect_lazy(config).unwrap();
+        let limiter = RedisLimiter::builder("tls_not_tls", rules(5), lazy)
+            .degrade(Degrade::Local { instances: 1 })
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            let d = limiter.try_acquire("k").await.unwrap();
+            assert_eq!((d.allowed, d.source), (true, Source::Local), "{d:?}");
+        }
+        assert!(limiter.is_degraded());
+
+        let received = received.lock().unwrap().clone();
+        assert_eq!(
+            received.get(..2),
+            Some(&[0x16, 0x03][..]),
+            "a TLS handshake record first: {received:02x?}"
+        );
+        let text = String::from_utf8_lossy(&received);
+        assert!(
+            !text.contains(password) && !text.to_ascii_uppercase().contains("AUTH"),
+            "{text}"
+        );
+    }
+}
+
+/// A fleet breaker whose server presents a certificate from another CA
+/// works on its local state (its syncs fail as TLS once the liveness
+/// probe has looked, never as an answer), and syncs again by itself
+/// once the server presents one from the trusted CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_breaker_tls_a_refused_certificate_degrades_to_local_state_and_recovers() {
+    use fusebox::breaker::{CircuitBreaker, Config, State};
+    use fusebox_std::backend::FleetBreaker;
+
+    let ca = Ca::new("fusebox fleet CA");
+    let stranger = Ca::new("fusebox stranger CA");
+    let (cert, key) = stranger.issue(&["127.0.0.1"], SERVER);
+    let mut server = tls_server(&ca, false, &[]);
+    server.restart_with_certificate(&cert, &key);
+    let config = RedisConfig::new(server.url())
+        .tls_root_cert_pem(ca.pem.clone())
+        .timeout(Duration::from_millis(200))
+        .connect_timeout(Duration::from_millis(200))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200));
+    let backend = RedisBackend::connect_lazy(config).unwrap();
+    let core = Arc::new(CircuitBreaker::new(
+        Config::builder().consecutive_failures(2).build().unwrap(),
+    ));
+    let breaker = FleetBreaker::builder("tls_refused", core, backend)
+        .sync_interval(Duration::from_secs(60))
+        .build()
+        .await
+        .expect("a breaker on local state");
+    assert!(breaker.is_degraded());
+    let mut last = None;
+    for _ in 0..100 {
+        let err = breaker
+            .sync()
+            .await
+            .expect_err("synced through a refused certificate");
+        let tls = matches!(err, BackendError::Tls(_));
+        last = Some(err);
+        if tls {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        matches!(&last, Some(BackendError::Tls(m)) if m.contains("UnknownIssuer")),
+        "{last:?}"
+    );
+    // Local state decides meanwhile: calls pass, failures trip it.
+    assert_eq!(breaker.call(async { Ok::<_, ()>(7) }).await.unwrap(), 7);
+    for _ in 0..2 {
+        let _ = breaker.call(async { Err::<(), _>(()) }).await;
+    }
+    assert_eq!(breaker.state(), State::Open);
+    assert!(breaker.is_degraded());
+
+    let (cert, key) = ca.issue(&["127.0.0.1"], SERVER);
+    server.restart_with_certificate(&cert, &key);
+    let mut synced = None;
+    for _ in 0..100 {
+        synced = breaker.sync().await.ok();
+        if synced.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        synced,
+        Some(State::Open),
+        "the local trip, shared once synced"
+    );
+    assert!(!breaker.is_degraded());
 }
