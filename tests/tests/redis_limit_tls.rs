@@ -182,7 +182,7 @@ async fn redis_limit_tls_wrong_ca_is_a_tls_error_without_the_password() {
         "{err:?}"
     );
 
-    // `#insecure` (no certificate check) is not built in: still refused.
+    // `#insecure` (no certificate check): refused, there is no opt-out.
     let err = RedisBackend::connect(config(format!("{url}/#insecure")))
         .await
         .unwrap_err();
@@ -700,4 +700,44 @@ async fn redis_breaker_tls_a_refused_certificate_degrades_to_local_state_and_rec
         "the local trip, shared once synced"
     );
     assert!(!breaker.is_degraded());
+}
+
+/// `#insecure` is refused on every path that dials Redis: a backend, a
+/// Cluster's nodes, and a fleet breaker's notifications given as a bare
+/// URL (which dialled through the `redis` crate alone, its `#insecure`
+/// refused only while its `tls-rustls-insecure` feature is off; another
+/// crate of the application may turn it on). Found by a hostile review.
+#[tokio::test]
+async fn redis_limit_tls_insecure_is_refused_on_every_path() {
+    use fusebox::breaker::{CircuitBreaker, Config};
+    use fusebox_std::backend::FleetBreaker;
+
+    let insecure = "rediss://app:tls-insecure-sorb-5@127.0.0.1:1/#insecure";
+    let refused = |e: BackendError| {
+        assert!(
+            matches!(&e, BackendError::Tls(m) if m.contains("#insecure")),
+            "{e:?}"
+        );
+        assert!(
+            !format!("{e} {e:?}").contains("tls-insecure-sorb-5"),
+            "{e:?}"
+        );
+    };
+    refused(RedisBackend::connect_lazy(RedisConfig::new(insecure)).unwrap_err());
+    refused(
+        RedisBackend::connect(RedisConfig::new(insecure))
+            .await
+            .unwrap_err(),
+    );
+    refused(RedisBackend::connect_lazy(RedisConfig::cluster([insecure])).unwrap_err());
+    let backend = RedisBackend::connect_lazy(RedisConfig::new("redis://127.0.0.1:1")).unwrap();
+    let core = Arc::new(CircuitBreaker::new(
+        Config::builder().consecutive_failures(1).build().unwrap(),
+    ));
+    let err = FleetBreaker::builder("tls_insecure", core, backend)
+        .notifications(insecure)
+        .build()
+        .await
+        .unwrap_err();
+    refused(err);
 }

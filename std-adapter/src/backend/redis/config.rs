@@ -28,9 +28,11 @@ use crate::redact::redact;
 /// default provider, unless the application installed one already: to use
 /// another (aws-lc-rs, a FIPS build), install it before connecting. The
 /// server's certificate must name the URL's host (an IP address too, as a
-/// SAN) and chain to a trusted root; `rediss://…/#insecure` (no checks) is
-/// refused, as the `redis` crate's `tls-rustls-insecure` feature is not
-/// enabled.
+/// SAN) and chain to a trusted root. There is no opt-out:
+/// `rediss://…/#insecure` (no checks) is refused as a
+/// [`BackendError::Tls`], whatever features the `redis` crate is built
+/// with (another crate of the application may enable its
+/// `tls-rustls-insecure`, which makes the `redis` crate accept it).
 ///
 /// # Examples
 ///

@@ -159,12 +159,24 @@ fn check_certificates(pem: &[u8], what: &str) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Whether `url` asks for TLS (`rediss://`).
+/// Whether `url` asks for TLS (`rediss://`); a [`BackendError::Tls`] for
+/// `rediss://…/#insecure`, refused here rather than left to the `redis`
+/// crate: it refuses it only while its `tls-rustls-insecure` (or
+/// `tls-native-tls`) feature is off, and any other crate of the
+/// application may turn that on (cargo unifies features), when
+/// `#insecure` connected to a server with a self-signed certificate,
+/// unchecked (found by a hostile review).
 pub(super) fn is_tls_url(url: &str) -> Result<bool, BackendError> {
     let info = url
         .into_connection_info()
         .map_err(|e| super::config::setup_fault(&e))?;
-    Ok(matches!(info.addr(), ConnectionAddr::TcpTls { .. }))
+    match info.addr() {
+        ConnectionAddr::TcpTls { insecure: true, .. } => Err(BackendError::Tls(
+            "rediss://…/#insecure is refused: the server's certificate is always checked".into(),
+        )),
+        ConnectionAddr::TcpTls { .. } => Ok(true),
+        _ => Ok(false),
+    }
 }
 
 /// Checks that certificates go with `rediss://` URLs and, when TLS is
@@ -293,6 +305,27 @@ mod tests {
         let cert = "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
         let why = tls_error(config.tls_root_cert_pem(cert).tls.certificates());
         assert!(why.contains("root certificate PEM unreadable"), "{why}");
+    }
+
+    /// `#insecure` is refused by fusebox itself, whatever features the
+    /// `redis` crate was built with (an application's other crates may
+    /// enable `tls-rustls-insecure`, which made the `redis` crate accept
+    /// it: a self-signed server was connected to, unchecked).
+    #[test]
+    fn insecure_is_refused_whatever_the_redis_features() {
+        for url in [
+            "rediss://127.0.0.1:6380/#insecure",
+            "rediss://app:s3cret@127.0.0.1:6380/0#insecure",
+        ] {
+            let why = tls_error(prepare([url], &Tls::default()));
+            assert!(why.contains("#insecure"), "{why}");
+            let nodes = ["rediss://127.0.0.1:7000", url];
+            let why = tls_error(prepare(nodes, &Tls::default()));
+            assert!(
+                why.contains("#insecure") && !why.contains("s3cret"),
+                "{why}"
+            );
+        }
     }
 
     #[test]

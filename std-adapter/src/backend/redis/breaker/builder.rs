@@ -9,7 +9,6 @@ use fusebox::breaker::{State, Transition};
 use fusebox::{CircuitBreaker, Instant};
 use tokio::sync::Notify;
 
-use super::super::connection::fault;
 use super::super::tls;
 use super::notify::{self, Subscriber};
 use super::script::Keys;
@@ -475,32 +474,32 @@ impl FleetBreakerBuilder {
 
 /// The subscription for notifications at `url` (with `config`'s TLS
 /// settings if given): `SSUBSCRIBE` through the Cluster if the backend is
-/// one, else `SUBSCRIBE` on that server.
+/// one, else `SUBSCRIBE` on that server. A bare URL goes through the same
+/// checks as a config's (`rediss://…/#insecure` refused, rustls's
+/// provider installed): it was handed to the `redis` crate alone, which
+/// accepts `#insecure` once any crate enables its `tls-rustls-insecure`
+/// feature (found by a hostile review).
 fn subscriber(
     url: &str,
     config: Option<&RedisConfig>,
     cluster: bool,
 ) -> Result<Subscriber, BackendError> {
+    let bare = RedisConfig::new(url);
+    let config = config.unwrap_or(&bare);
     if cluster {
-        let nodes = match config {
-            Some(config) if !config.nodes().is_empty() => config.nodes().to_vec(),
-            _ => vec![url.to_owned()],
+        let nodes = if config.nodes().is_empty() {
+            vec![url.to_owned()]
+        } else {
+            config.nodes().to_vec()
         };
-        let certificates = match config {
-            Some(config) => tls::prepare(nodes.iter().map(String::as_str), &config.tls)?,
-            None => None,
-        };
+        let certificates = tls::prepare(nodes.iter().map(String::as_str), &config.tls)?;
         return Ok(Subscriber::Cluster {
             nodes,
             certificates,
         });
     }
     let url = notify::resp3(url);
-    let client = match config {
-        Some(config) => config.client_for(&url)?,
-        None => redis::Client::open(url.as_str()).map_err(|e| fault(&e))?,
-    };
-    Ok(Subscriber::Single(client))
+    Ok(Subscriber::Single(config.client_for(&url)?))
 }
 
 /// The host name (`HOSTNAME`, else `/etc/hostname`), or a random id.
