@@ -95,7 +95,7 @@ pub(super) trait Renewable: ConnectionLike + Clone + Send + Sync + 'static {
     const RENEW_ON_READONLY: bool;
 
     /// Whether a command fails at once, unsent, while a probe holds the
-    /// credentials' refusal ([`Renewable::refusal`]). A Cluster
+    /// credentials' refusal (or a TLS handshake's: [`Renewable::refusal`]). A Cluster
     /// connection with no node connected reconnects to every configured
     /// node on each retry of each command (up to 16 retries): with every
     /// node refusing the credentials, each command made about 17
@@ -115,18 +115,16 @@ pub(super) trait Renewable: ConnectionLike + Clone + Send + Sync + 'static {
     fn ping(&mut self) -> RedisFuture<'_, Value>;
 
     /// The refusal a connection made now, once and within `within`,
-    /// meets: the server refusing the credentials
-    /// ([`BackendError::Auth`](crate::backend::BackendError::Auth)) or a
-    /// failed TLS handshake (a certificate refused either way,
-    /// [`BackendError::Tls`](crate::backend::BackendError::Tls)), its text
-    /// redacted; `None` for any other outcome. The connection's own
+    /// meets: the server refusing the credentials ([`BackendError::Auth`])
+    /// or a failed TLS handshake (a certificate refused either way,
+    /// [`BackendError::Tls`]), its text redacted; `None` for any other outcome. The connection's own
     /// reconnection retries whatever fails, a refused password or
     /// certificate included (a password rotated or a certificate expired
     /// on the server, or either wrong from the start under
     /// `connect_lazy`), so without this the refusal showed only as
     /// commands that never got an answer (for a certificate, found by a
-    /// hostile review: `redis did not answer within 50ms` for as long as
-    /// it was refused).
+    /// hostile review: `redis did not answer within …` for as long as it
+    /// was refused).
     /// `fresh` is how the probe's fresh connection's `PING` failed (`None`:
     /// no answer in time): a connection that does not retry its first
     /// connection has the answer there, with no connection more.
@@ -282,10 +280,9 @@ struct Shared<C: Renewable> {
     /// replica for good costs one connection every 16 s at most.
     read_only_misses: AtomicU32,
     /// The refusal (of the credentials, or of a TLS handshake) a probe
-    /// found ([`Renewable::refusal`]),
-    /// until the connection answers again or a later probe finds none;
-    /// `refused` says whether one is
-    /// held, so that an answer clears it without taking the lock.
+    /// found ([`Renewable::refusal`]), until the connection answers again
+    /// or a later probe finds none; `refused` says whether one is held,
+    /// so that an answer clears it without taking the lock.
     refusal: Mutex<Option<BackendError>>,
     refused: AtomicBool,
 }
