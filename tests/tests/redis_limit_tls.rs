@@ -741,3 +741,55 @@ async fn redis_limit_tls_insecure_is_refused_on_every_path() {
         .unwrap_err();
     refused(err);
 }
+
+/// A server that asks for a client certificate, and a lazily connected
+/// backend that has none (TLS 1.3: the client sees its handshake done,
+/// and the server's refusal comes as an alert on the first read).
+/// Commands read as TLS once the liveness probe has looked, never as an
+/// answer (before 3c28c45: `redis did not answer within 200ms` for
+/// good); given the certificate, a new backend decides.
+#[tokio::test]
+async fn redis_limit_tls_a_client_certificate_refused_in_the_background_reads_as_tls() {
+    let ca = Ca::new("fusebox lazy mTLS CA");
+    let server = tls_server(&ca, true, &[]);
+    let lazy = |config: RedisConfig| {
+        RedisBackend::connect_lazy(
+            config
+                .timeout(Duration::from_millis(200))
+                .connect_timeout(Duration::from_millis(200))
+                .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200)),
+        )
+        .unwrap()
+    };
+    let trusting = RedisConfig::new(server.url()).tls_root_cert_pem(ca.pem.clone());
+    let backend = lazy(trusting.clone());
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let err = backend
+            .decide("tls_lazy_mtls", "k", &rules(5), 1)
+            .await
+            .expect_err("decided without a client certificate");
+        seen.push(err.to_string());
+        if matches!(err, BackendError::Tls(_)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last = seen.last().unwrap();
+    assert!(last.starts_with("redis TLS failed: "), "{seen:?}");
+
+    let (cert, key) = ca.issue(&["fusebox-client"], &[ExtendedKeyUsagePurpose::ClientAuth]);
+    let backend = lazy(trusting.tls_client_cert_pem(cert, key));
+    let mut decided = None;
+    for _ in 0..100 {
+        decided = backend
+            .decide("tls_lazy_mtls", "k", &rules(5), 1)
+            .await
+            .ok();
+        if decided.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(decided.is_some_and(|d| d.allowed && d.source == Source::Redis));
+}
