@@ -167,12 +167,16 @@ impl RedisBackend {
     /// connection a node each, at most one every 16 connect timeouts)
     /// look for the refusal again, its end letting commands through.
     /// `connect` at startup reports a refused password as `Auth` at once.
-    /// A server certificate refused (another CA, another name, expired:
-    /// wrong from the start here, or renewed on the server since) or a
-    /// client certificate the server refuses is found the same way: the
-    /// handshake retried in the background reads as timeouts until the
-    /// probe has looked, then as [`BackendError::Tls`] (one warning),
-    /// until the connection answers again; `connect` reports it at once.
+    /// On a standalone server, a server certificate refused (another CA,
+    /// another name, expired: wrong from the start here, or renewed on the
+    /// server since) or a client certificate the server refuses is found
+    /// the same way: the handshake retried in the background reads as
+    /// timeouts until the probe has looked, then as [`BackendError::Tls`]
+    /// (one warning), until the connection answers again. On a Cluster it
+    /// reads as timeouts for as long as it lasts (its connection retries
+    /// a failed handshake, so the probe's fresh connection times out, as
+    /// one to a hung node does, and is not looked into). `connect`
+    /// reports it at once, as `Tls`, either way.
     ///
     /// # Errors
     ///
