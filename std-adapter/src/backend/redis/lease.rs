@@ -51,7 +51,7 @@ struct Lease {
 /// new lease brought and carry its expiry. A refill whose caller gives
 /// up (its own timeout shorter than the command timeout, a dropped
 /// future) gives the tokens kept aside back at once and wakes the
-/// requests waiting on it; its round trip goes on in the limiter's task
+/// requests waiting on it; its round trip goes on in a task of its own
 /// (see [`RedisLimiter`]): a lease it takes is held by no one (less,
 /// never more), and its timeout still counts as a fault and degrades the
 /// limiter, whose [`Degrade`](super::Degrade) policy then decides the

@@ -6,6 +6,7 @@ mod cluster;
 mod config;
 mod connection;
 mod degrade;
+mod detach;
 mod fleet;
 mod lease;
 mod limiter;

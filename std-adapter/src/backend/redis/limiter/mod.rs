@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::degrade::{Backoff, Outage};
+use super::detach::Detach;
 use super::metrics::{Counters, RedisLimiterMetrics};
 use super::probe::ProbeTask;
 use super::{Degrade, RedisBackend};
@@ -50,9 +51,9 @@ pub use self::builder::RedisLimiterBuilder;
 ///
 /// A caller may give up sooner than the command timeout (its own
 /// `tokio::time::timeout`, a tower `Timeout` layer, a dropped future):
-/// each round trip to Redis runs in a task of its own on the current
-/// Tokio runtime, which the request awaits, so it goes on when its caller
-/// leaves, until Redis answers or the command timeout ends it, and its
+/// each round trip to Redis runs in the request's own task and, when its
+/// caller leaves, goes on in a task of its own on the current Tokio
+/// runtime, until Redis answers or the command timeout ends it, and its
 /// outcome counts as any request's: a timeout or a lost connection is a
 /// fault (counted in [`metrics`](Self::metrics), and it degrades the
 /// limiter, sets the health condition and starts the background probe),
@@ -61,9 +62,10 @@ pub use self::builder::RedisLimiterBuilder;
 /// limiter, within about one command timeout, and their requests decided
 /// at once from then on. Such a round trip decides for no one: the tokens
 /// it takes in Redis are admitted to no request (less, never more), and
-/// the [`Degrade`] policy decides nothing for it. While Redis answers,
-/// that is one task per request; while degraded, one per probe. (Outside
-/// a Tokio runtime the round trip runs in the request's own future.)
+/// the [`Degrade`] policy decides nothing for it. A round trip costs one
+/// allocation, and a task only for a caller that left. (Outside a Tokio
+/// runtime the round trip runs in the request's own future only, and
+/// ends with it.)
 ///
 /// Corrupt values under its keys are replaced by the script with a
 /// drained bucket (never a full one): counted in
@@ -530,11 +532,10 @@ impl Shared {
     /// answer (which may end the outage), or a fault (which begins it, or
     /// backs a failed probe off).
     ///
-    /// The round trip runs in a task of its own, on the current Tokio
-    /// runtime, which the caller awaits: a caller that gives up first
-    /// (its own timeout shorter than the command timeout, a future
-    /// dropped) does not cancel it, so its timeout or error is still
-    /// counted. Counted by the caller's future, a command whose caller
+    /// The round trip runs in the caller's task and, if the caller gives
+    /// up first (its own timeout shorter than the command timeout, a
+    /// future dropped), goes on in a task of its own on the current Tokio
+    /// runtime ([`Detach`]), so its timeout or error is still counted. Counted by the caller's future, a command whose caller
     /// always left first counted nothing: with every caller that
     /// impatient, a stalled or blackholed Redis never degraded the
     /// limiter, `health()` never reported it, and every request waited
@@ -542,9 +543,9 @@ impl Shared {
     /// caller left decides for no one: tokens it takes in Redis are
     /// admitted to no request, which admits less, never more, and the
     /// [`Degrade`] policy decides nothing for it (nothing taken locally).
-    /// One task per decision asked of Redis; none while degraded, but
-    /// for a probe. Outside a Tokio runtime it runs in the caller's
-    /// future, as before.
+    /// One allocation per decision asked of Redis, and a task per caller
+    /// that left. Outside a Tokio runtime it runs in the caller's future
+    /// only.
     async fn ask(
         self: &Arc<Self>,
         key: &str,
@@ -564,15 +565,9 @@ impl Shared {
             None
         };
         let round_trip = Arc::clone(self).round_trip(cmd, (most, fewest), writable);
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return round_trip.await;
-        };
-        match runtime.spawn(round_trip).await {
-            Ok(outcome) => outcome,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // Cancelled: the runtime is shutting down. Its outcome is not
-            // known: decided by the policy, no fault counted.
-            Err(_) => Err(Asked::Fault(Instant::now())),
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => Detach::new(round_trip, runtime).await,
+            Err(_) => round_trip.await,
         }
     }
 
