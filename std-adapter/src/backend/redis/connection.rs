@@ -123,6 +123,12 @@ impl RedisBackend {
         .await
         {
             Err(_) => return Err(BackendError::Timeout(config.connect_timeout)),
+            // The connection's own timeout (the same length) fires first
+            // on a server that accepts and never answers: a timeout, as
+            // documented, not `Unavailable("timed out")`.
+            Ok(Err(e)) if e.is_timeout() => {
+                return Err(BackendError::Timeout(config.connect_timeout))
+            }
             Ok(Err(e)) => return Err(fault(&e)),
             Ok(Ok(mut first)) => {
                 // A server that wants a password given none connects, then
@@ -136,6 +142,9 @@ impl RedisBackend {
                 .await
                 {
                     Err(_) => return Err(BackendError::Timeout(config.connect_timeout)),
+                    Ok(Err(e)) if e.is_timeout() => {
+                        return Err(BackendError::Timeout(config.connect_timeout))
+                    }
                     Ok(Err(e)) => return Err(fault(&e)),
                     Ok(Ok(_)) => {}
                 }
@@ -458,6 +467,23 @@ pub(super) fn fault(e: &redis::RedisError) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::fault;
+    use crate::backend::{BackendError, RedisBackend, RedisConfig};
+    use std::time::Duration;
+
+    /// A server that accepts and never answers (hung, or not Redis) is a
+    /// timeout after the connect timeout, as `connect` documents; it was
+    /// `Unavailable("timed out")`, the connection's own timeout firing
+    /// before ours (found by a hostile review of the TLS paths).
+    #[tokio::test]
+    async fn a_silent_server_is_a_timeout() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("redis://{}", silent.local_addr().unwrap());
+        let wait = Duration::from_millis(200);
+        let config = RedisConfig::new(url).connect_timeout(wait);
+        let err = RedisBackend::connect(config).await.unwrap_err();
+        assert_eq!(err, BackendError::Timeout(wait));
+        drop(silent);
+    }
 
     /// The redis crate's own timeout reads "timed out" already: a server
     /// that stopped answering (SIGSTOP) was reported by the storm demo as
