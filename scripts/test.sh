@@ -128,7 +128,9 @@ done
 # The storm demo with its own features (the README's first command builds
 # it alone: no other package's features unified into the adapter).
 step cargo clippy -p fusebox-demo --all-targets -- -D warnings
-# The libraries' docs: a broken intra-doc link is an error.
+# The libraries' docs: a broken intra-doc link is an error, in the
+# private items' docs too (a maintainer's reading; the public docs last).
+step env RUSTDOCFLAGS="-D warnings" cargo doc -p fusebox -p fusebox-std --no-deps --all-features --document-private-items
 step env RUSTDOCFLAGS="-D warnings" cargo doc -p fusebox -p fusebox-std --no-deps --all-features
 # Every public item has a runnable example: rustdoc's JSON (nightly, its
 # own target directory) read by scripts/doc_examples.py, which also sees

@@ -62,7 +62,7 @@ impl ConfigBuilder {
     /// Reopen a half-open breaker whose trials have not decided within
     /// `max` of entering half-open (Resilience4j's
     /// `maxWaitDurationInHalfOpenState`): 1.024 ms ticks up to
-    /// [`Config::MAX_HALF_OPEN`]. See [`CircuitBreaker`](super::CircuitBreaker)'s
+    /// [`Config::MAX_HALF_OPEN`]. See [`CircuitBreaker`]'s
     /// "Half-open timeout".
     ///
     /// # Examples

@@ -1,5 +1,5 @@
 //! The breaker's configuration in atomic words, so that
-//! [`CircuitBreaker::set_config`] can change thresholds and open times of a
+//! [`CircuitBreaker::set_config`](super::CircuitBreaker::set_config) can change thresholds and open times of a
 //! shared breaker (`&self`) while calls go on.
 //!
 //! # Layout

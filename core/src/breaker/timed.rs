@@ -14,7 +14,7 @@
 //! Interval `i` (`⌊now / interval⌋`) lives in slot `i mod buckets` (a power
 //! of two, so the slot survives the wrap of the interval counters), tagged
 //! with `i mod 2^F`. A bucket whose counts are all zero is empty whatever
-//! its tag. Each count saturates at `2^F − 1` ([`BUCKET_CAP`]): it never
+//! its tag. Each count saturates at `2^F − 1` (`BUCKET_CAP`): it never
 //! wraps to a small number, and as calls saturate first, a saturated
 //! bucket over-states its failure and slow rates (errs toward opening).
 //!

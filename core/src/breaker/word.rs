@@ -57,7 +57,7 @@ pub(crate) const TICK_SHIFT: u32 = 10;
 pub(crate) const TICK_MICROS: u64 = 1 << TICK_SHIFT;
 /// Largest open time: a quarter of the wrapped deadline range (2^24 ticks,
 /// about 4 h 46 min), so that "still open" (up to two open times before the
-/// deadline, see [`remaining`]) and "expired" (at least 2^25 ticks, about
+/// deadline, see `remaining`) and "expired" (at least 2^25 ticks, about
 /// 9 h 32 min, after it) never overlap.
 pub(crate) const MAX_OPEN_FOR: Duration = Duration::from_micros((1 << 24) << TICK_SHIFT);
 /// A `now` earlier than the instant that opened the breaker still reads as
@@ -192,7 +192,7 @@ pub(crate) const fn deadline_after(now: Instant, open_for: Duration) -> u32 {
     wrapped(full_deadline_after(now, open_for))
 }
 
-/// [`deadline_after`] in full ticks, as wide as an [`Epoch`] (`u64`; `u32`
+/// `deadline_after` in full ticks, as wide as an [`Epoch`] (`u64`; `u32`
 /// on Cortex-M, wrapping every ≈ 50 days): the breaker's `open_until`.
 #[allow(clippy::unnecessary_cast)] // `Epoch` is `u64` where it is not `u32`
 pub(crate) const fn full_deadline_after(now: Instant, open_for: Duration) -> Epoch {
@@ -241,7 +241,7 @@ pub(crate) fn later(a: Epoch, b: Epoch) -> bool {
     d != 0 && d < Epoch::MAX - (EARLIER_TICKS - 1)
 }
 
-/// [`remaining`] in full ticks: `word`'s deadline extended to the full
+/// `remaining` in full ticks: `word`'s deadline extended to the full
 /// one with its low 26 bits nearest `anchor` (the breaker's `open_until`,
 /// the full deadline of the Open word last about to be installed: the
 /// word's own, or a racing install's, a few ticks away), then the same

@@ -24,7 +24,7 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     pub(crate) cells: Vec<Cell>,
     /// The bus's lag counters (the bus itself lives in the tasks and the
-    /// handle, so a [`StatusReader`] never keeps subscriptions open).
+    /// handle, so a [`StatusReader`](super::StatusReader) never keeps subscriptions open).
     pub(crate) lag: Arc<Lag>,
 }
 

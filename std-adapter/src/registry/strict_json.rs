@@ -31,7 +31,7 @@ impl<'de> serde::Deserialize<'de> for Strict {
     }
 }
 
-/// Reads `text` as a [`Strict`] JSON value.
+/// Reads `text` as a `Strict` JSON value.
 ///
 /// # Errors
 ///
@@ -107,7 +107,7 @@ fn number_literals(text: &str) -> Vec<&str> {
     out
 }
 
-/// A [`Strict`] value at `path`, which records in `reader` the path of
+/// A `Strict` value at `path`, which records in `reader` the path of
 /// a value it refuses.
 struct StrictSeed<'a> {
     path: Vec<String>,
@@ -157,7 +157,7 @@ impl<'a> StrictVisitor<'a> {
 /// `deserialize_any` when its `arbitrary_precision` feature is on (features
 /// are unified: any crate of the program may turn it on), for a number
 /// that is not an `i64` or `u64`. serde_json's own `Value` reads such a map
-/// as the number; so does [`Strict`].
+/// as the number; so does `Strict`.
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 impl<'de> serde::de::Visitor<'de> for StrictVisitor<'_> {

@@ -311,7 +311,7 @@ impl RedisConfig {
 /// line: parsed as the redis crate parses it, with the password and every
 /// sensitive query value (`pass`, `password`, …) masked wherever they are
 /// and whatever they contain (a space, a quote: a text filter such as
-/// [`redact`](crate::redact::redact) stops at those); a URL that does not
+/// [`redact`] stops at those); a URL that does not
 /// parse is not shown (the redis crate refuses it too, but the text may
 /// hold a password), nor is one with an `@` in its path or fragment
 /// (user info a slash away from its place: `redis:///:pw@host`).

@@ -3,7 +3,7 @@
 //! gRPC answers its errors with HTTP 200 and a `grpc-status`: in the
 //! headers of a trailers-only response (how tonic answers a handler's
 //! `Err(Status)` and a call to a method it does not serve), else in the
-//! trailers after the body. [`HttpClassifier`](super::HttpClassifier) sees
+//! trailers after the body. [`HttpClassifier`] sees
 //! only the 200, so a breaker over a gRPC service that fails every call
 //! with `UNAVAILABLE` would count successes and never open.
 

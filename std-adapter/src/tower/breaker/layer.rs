@@ -308,7 +308,7 @@ impl<C, R> CircuitBreakerLayer<C, R> {
     ///
     /// The classifier must say how a body's end counts
     /// ([`ClassifyEnd`](super::ClassifyEnd), implemented by
-    /// [`HttpClassifier`](super::HttpClassifier) and
+    /// [`HttpClassifier`] and
     /// [`GrpcClassifier`](super::GrpcClassifier)); a closure does not.
     /// With `GrpcClassifier`, every response is read as gRPC's: one whose
     /// body ends without a `grpc-status` in trailers counts as `UNKNOWN`, a

@@ -244,7 +244,7 @@ impl<S, C, R> CircuitBreakerService<S, C, R> {
 
     /// The breaker's decision on the next call, in either mode. The caller
     /// calls the inner service (the permit taken), or answers the
-    /// rejection with [`refuse`]: both build their future in place.
+    /// rejection with [`refuse`](Self::refuse): both build their future in place.
     #[inline]
     pub(super) fn admit(&mut self) -> Decision<C, R> {
         let shared = &self.shared;
