@@ -22,6 +22,8 @@ use fusebox::histogram::{buckets_for, Histogram};
 use fusebox::Duration;
 use fusebox_std::prometheus::{CONTENT_TYPE, LATENCY_BOUNDS_US};
 use fusebox_std::{Registry, TrackerConfig};
+
+use crate::common::runs::{in_background, Runs};
 use prometheus_parse::{Scrape, Value};
 use tokio::time::sleep;
 
@@ -838,35 +840,21 @@ fn keyed_allowed_never_goes_back_under_concurrent_admissions() {
 /// counter reset to Prometheus).
 #[test]
 fn duration_sum_never_goes_back_while_runs_end() {
-    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
 
     let r = Registry::new();
     let t = r.tracker("jobs", all()).unwrap();
-    let done = Arc::new(AtomicBool::new(false));
     // Runs of 528 383 us: the top of a 4 096 us bucket, a carry of its
     // offsets every 256 runs, each run less than half a carry.
     let (run_us, runs) = (528_383_u64, 2_600_u64);
-    let worker = {
-        let (t, done) = (t.clone(), Arc::clone(&done));
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .start_paused(true)
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for _ in 0..runs {
-                    let op = t.track_operation("export");
-                    tokio::time::advance(StdDuration::from_micros(run_us)).await;
-                    drop(op);
-                    // A few scrapes between two runs.
-                    std::thread::sleep(StdDuration::from_micros(500));
-                }
-            });
-            done.store(true, Relaxed);
-        })
+    let plan = Runs {
+        count: runs,
+        failed: false,
+        length: Box::new(move |_| StdDuration::from_micros(run_us)),
+        // A few scrapes between two runs.
+        pause: StdDuration::from_micros(500),
     };
+    let (worker, done) = in_background(&t, "export", plan);
     let sum = |text: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix("fusebox_operation_duration_seconds_sum{"))
@@ -901,36 +889,19 @@ fn duration_sum_never_goes_back_while_runs_end() {
 /// review that fixed the opposite race in the core (49f2abc).
 #[test]
 fn the_last_bound_never_goes_back_while_runs_past_the_range_end() {
-    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
 
     let r = Registry::new();
     let t = r.tracker("jobs", all()).unwrap();
-    let done = Arc::new(AtomicBool::new(false));
     let (at_60s, past) = (50_u64, 200_000_u64);
-    let worker = {
-        let (t, done) = (t.clone(), Arc::clone(&done));
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .start_paused(true)
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for i in 0..at_60s + past {
-                    let op = t.track_operation("export");
-                    let us = if i < at_60s {
-                        60_000_000
-                    } else {
-                        3_600_000_000
-                    };
-                    tokio::time::advance(StdDuration::from_micros(us)).await;
-                    drop(op);
-                }
-            });
-            done.store(true, Relaxed);
-        })
+    let plan = Runs {
+        count: at_60s + past,
+        failed: false,
+        // 50 runs of exactly 60 s, then runs past the range.
+        length: Box::new(move |i| StdDuration::from_secs(if i < at_60s { 60 } else { 3_600 })),
+        pause: StdDuration::ZERO,
     };
+    let (worker, done) = in_background(&t, "export", plan);
     let bucket = |text: &str, le: &str| {
         let line = format!(
             "fusebox_operation_duration_seconds_bucket{{tracker=\"jobs\",operation=\"export\",le=\"{le}\"}} "
@@ -965,34 +936,19 @@ fn the_last_bound_never_goes_back_while_runs_past_the_range_end() {
 /// there only (found by a hostile review).
 #[test]
 fn a_scrape_never_shows_more_failed_or_sampled_runs_than_runs() {
-    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
 
     let r = Registry::new();
     let t = r.tracker("jobs", all()).unwrap();
-    let done = Arc::new(AtomicBool::new(false));
     let runs = 40_000_u64;
-    let worker = {
-        let (t, done) = (t.clone(), Arc::clone(&done));
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .start_paused(true)
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for _ in 0..runs {
-                    let mut op = t.track_operation("export");
-                    op.fail();
-                    // In the histogram's last buckets: a walk reaches
-                    // them last.
-                    tokio::time::advance(StdDuration::from_secs(59)).await;
-                    drop(op);
-                }
-            });
-            done.store(true, Relaxed);
-        })
+    let plan = Runs {
+        count: runs,
+        failed: true,
+        // In the histogram's last buckets: a walk reaches them last.
+        length: Box::new(|_| StdDuration::from_secs(59)),
+        pause: StdDuration::ZERO,
     };
+    let (worker, done) = in_background(&t, "export", plan);
     let read = |text: &str, metric: &str| {
         let line = format!("{metric}{{tracker=\"jobs\",operation=\"export\"}} ");
         text.lines()

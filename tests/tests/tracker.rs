@@ -16,6 +16,8 @@ use std::time::Duration as StdDuration;
 use fusebox::Duration;
 use fusebox_std::tracker::OVERFLOW;
 use fusebox_std::{Tracker, TrackerConfig};
+
+use crate::common::runs::{in_background, Runs};
 use tokio::time::sleep;
 
 fn all() -> TrackerConfig {
@@ -506,30 +508,18 @@ fn concurrent_runs_are_all_counted_within_the_bounds() {
 /// above `max` (found by a hostile review).
 #[test]
 fn a_report_read_while_runs_are_recorded_stays_below_its_maximum() {
-    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
 
     let tracker = Tracker::new(all()).unwrap();
-    let done = Arc::new(AtomicBool::new(false));
     let runs = 40_000_u64;
-    let writer = {
-        let (tracker, done) = (tracker.clone(), Arc::clone(&done));
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .start_paused(true)
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for i in 1..=runs {
-                    let op = tracker.track_operation("op");
-                    tokio::time::advance(StdDuration::from_micros(i * 1_000)).await;
-                    drop(op);
-                }
-            });
-            done.store(true, Relaxed);
-        })
+    let plan = Runs {
+        count: 40_000,
+        failed: false,
+        // Every run longer than every run before it: a new maximum.
+        length: Box::new(|i| StdDuration::from_micros((i + 1) * 1_000)),
+        pause: StdDuration::ZERO,
     };
+    let (writer, done) = in_background(&tracker, "op", plan);
     let mut reports = 0;
     let mut above = Vec::new();
     while !done.load(Relaxed) {
@@ -561,33 +551,18 @@ fn a_report_read_while_runs_are_recorded_stays_below_its_maximum() {
 /// were sampled but not yet called (found by a hostile review).
 #[test]
 fn a_report_read_while_runs_end_counts_no_more_sampled_or_failed_runs_than_runs() {
-    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
 
     let tracker = Tracker::new(all()).unwrap();
-    let done = Arc::new(AtomicBool::new(false));
     let runs = 40_000_u64;
-    let writer = {
-        let (tracker, done) = (tracker.clone(), Arc::clone(&done));
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .start_paused(true)
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for _ in 0..runs {
-                    let mut op = tracker.track_operation("op");
-                    op.fail();
-                    // In the histogram's last buckets: the walk reaches
-                    // them last.
-                    tokio::time::advance(StdDuration::from_secs(59)).await;
-                    drop(op);
-                }
-            });
-            done.store(true, Relaxed);
-        })
+    let plan = Runs {
+        count: 40_000,
+        failed: true,
+        // In the histogram's last buckets: the walk reaches them last.
+        length: Box::new(|_| StdDuration::from_secs(59)),
+        pause: StdDuration::ZERO,
     };
+    let (writer, done) = in_background(&tracker, "op", plan);
     let (mut reports, mut over) = (0, Vec::new());
     while !done.load(Relaxed) {
         let Some(&s) = tracker.stats().get("op") else {

@@ -6,6 +6,7 @@ pub mod logs;
 pub mod password_rotation;
 pub mod redis_server;
 pub mod resp;
+pub mod runs;
 pub mod shared_limit;
 pub mod silencing_proxy;
 
