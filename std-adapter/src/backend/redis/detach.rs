@@ -28,7 +28,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    /// `None` once it has ended (nothing left to hand over).
+    /// `None` once it has ended, or panicked (nothing left to hand over).
     round_trip: Option<Pin<Box<F>>>,
     runtime: Handle,
 }
@@ -57,14 +57,19 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         // `Detach` is `Unpin` (its future is boxed), so `self` may be
         // reached mutably.
-        let Some(round_trip) = self.round_trip.as_mut() else {
+        // Taken out while it is polled: a round trip that panics ends
+        // there, dropped by the unwinding, never handed to a task to be
+        // polled again (found by a hostile review: it was, and a
+        // poisoned `async fn` panicked a second time in a task of its
+        // own).
+        let Some(mut round_trip) = self.round_trip.take() else {
             // Polled after it ended: a caller's bug, answered as tokio's
             // own futures do.
             panic!("a round trip to Redis was polled after it ended");
         };
         let outcome = round_trip.as_mut().poll(cx);
-        if outcome.is_ready() {
-            self.round_trip = None;
+        if outcome.is_pending() {
+            self.round_trip = Some(round_trip);
         }
         outcome
     }
@@ -89,8 +94,11 @@ where
 #[cfg(test)]
 mod tests {
     use super::Detach;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
+    use std::task::{Context, Poll};
     use std::time::Duration;
 
     /// A round trip that ends after `wait`, noting that it did.
@@ -130,5 +138,39 @@ mod tests {
         drop(Detach::new(round_trip, runtime));
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert!(ended.load(Ordering::SeqCst));
+    }
+
+    /// A round trip that panics on its first poll, and would answer if
+    /// polled again (as a poisoned `async fn` would panic again).
+    struct PanicsOnce(Arc<AtomicUsize>);
+
+    impl Future for PanicsOnce {
+        type Output = u32;
+
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<u32> {
+            assert!(
+                self.0.fetch_add(1, Ordering::SeqCst) != 0,
+                "the round trip panicked"
+            );
+            Poll::Ready(7)
+        }
+    }
+
+    /// A round trip that panicked ended there: its caller's task gets the
+    /// panic, and the round trip is not handed to a task of its own to be
+    /// polled again (a poisoned `async fn` would panic a second time, in
+    /// a task nobody awaits).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_round_trip_that_panicked_is_not_polled_again() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let runtime = tokio::runtime::Handle::current();
+        let round_trip = PanicsOnce(Arc::clone(&polls));
+        let caller = tokio::spawn(Detach::new(round_trip, runtime));
+        assert!(caller.await.unwrap_err().is_panic());
+        // A task handed over now would run before this one goes on.
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(polls.load(Ordering::SeqCst), 1);
     }
 }
