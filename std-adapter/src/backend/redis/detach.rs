@@ -173,4 +173,60 @@ mod tests {
         }
         assert_eq!(polls.load(Ordering::SeqCst), 1);
     }
+
+    /// Sound, kept as a test (hostile review): dropped outside any
+    /// runtime after its runtime has shut down, polled or not, nothing
+    /// panics and the round trip is dropped there (the runtime takes no
+    /// task), not run.
+    #[test]
+    fn dropped_outside_after_its_runtime_is_gone() {
+        for polled in [false, true] {
+            let ended = Arc::new(AtomicBool::new(false));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let round_trip = ends_after(Duration::from_millis(300), Arc::clone(&ended));
+            let mut caller = Box::pin(Detach::new(round_trip, runtime.handle().clone()));
+            if polled {
+                let impatient = async {
+                    let wait = Duration::from_millis(5);
+                    tokio::time::timeout(wait, caller.as_mut()).await
+                };
+                assert!(runtime.block_on(impatient).is_err());
+            }
+            drop(runtime);
+            drop(caller);
+            assert!(!ended.load(Ordering::SeqCst));
+            assert_eq!(Arc::strong_count(&ended), 1, "polled: {polled}");
+        }
+    }
+
+    /// Sound, kept as a test (hostile review): a runtime shutting down
+    /// (current-thread or multi-threaded) drops a task that awaits a round
+    /// trip; the round trip handed over then is dropped with it, no panic.
+    #[test]
+    fn a_runtime_shutting_down_drops_the_round_trip() {
+        for multi in [false, true] {
+            let mut builder = if multi {
+                tokio::runtime::Builder::new_multi_thread()
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+            };
+            let runtime = builder.enable_all().build().unwrap();
+            let ended = Arc::new(AtomicBool::new(false));
+            let (started, polled) = tokio::sync::oneshot::channel();
+            let ends = Arc::clone(&ended);
+            let round_trip = async move {
+                let _ = started.send(());
+                ends_after(Duration::from_secs(5), ends).await
+            };
+            let handle = runtime.handle().clone();
+            drop(runtime.spawn(Detach::new(round_trip, handle)));
+            runtime.block_on(polled).unwrap();
+            drop(runtime);
+            assert!(!ended.load(Ordering::SeqCst));
+            assert_eq!(Arc::strong_count(&ended), 1, "multi-threaded: {multi}");
+        }
+    }
 }
