@@ -533,19 +533,10 @@ impl Shared {
     /// backs a failed probe off).
     ///
     /// The round trip runs in the caller's task and, if the caller gives
-    /// up first (its own timeout shorter than the command timeout, a
-    /// future dropped), goes on in a task of its own on the current Tokio
-    /// runtime ([`Detach`]), so its timeout or error is still counted. Counted by the caller's future, a command whose caller
-    /// always left first counted nothing: with every caller that
-    /// impatient, a stalled or blackholed Redis never degraded the
-    /// limiter, `health()` never reported it, and every request waited
-    /// out its caller's timeout (found by a review). A round trip whose
-    /// caller left decides for no one: tokens it takes in Redis are
-    /// admitted to no request, which admits less, never more, and the
-    /// [`Degrade`] policy decides nothing for it (nothing taken locally).
-    /// One allocation per decision asked of Redis, and a task per caller
-    /// that left. Outside a Tokio runtime it runs in the caller's future
-    /// only.
+    /// up first, goes on in a task of its own ([`Detach`]), so its
+    /// timeout or error is still counted; what it decides is then for no
+    /// one (see [`RedisLimiter`]'s docs). Outside a Tokio runtime it runs
+    /// in the caller's future only.
     async fn ask(
         self: &Arc<Self>,
         key: &str,
