@@ -111,6 +111,7 @@ mod clock;
 mod core_clock;
 pub mod events;
 pub mod health;
+mod high_water;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod monitor;

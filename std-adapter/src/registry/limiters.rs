@@ -273,7 +273,7 @@ impl Registry {
                     source: Arc::clone(&limiter) as Arc<dyn KeyedSource>,
                     quota,
                     policy,
-                    allowed_seen: std::sync::atomic::AtomicU64::new(0),
+                    allowed_seen: crate::high_water::HighWater::default(),
                 };
                 Ok((entry, limiter))
             },

@@ -128,18 +128,15 @@ pub(crate) struct KeyedEntry {
     /// from a slot to the global counter may miss the batch (see
     /// `KeyedLimiter::metrics`): the reports show the larger of the two,
     /// so `fusebox_keyed_limiter_allowed_total` never goes back.
-    allowed_seen: std::sync::atomic::AtomicU64,
+    allowed_seen: crate::high_water::HighWater,
 }
 
 impl KeyedEntry {
     /// The limiter's counters, `allowed` never less than a report showed
     /// before.
     pub(crate) fn metrics(&self) -> fusebox::bucket::KeyedMetrics {
-        use std::sync::atomic::Ordering::Relaxed;
         let mut m = self.source.keyed_metrics();
-        m.allowed = m
-            .allowed
-            .max(self.allowed_seen.fetch_max(m.allowed, Relaxed));
+        m.allowed = self.allowed_seen.at_least(m.allowed);
         m
     }
 }

@@ -70,6 +70,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use fusebox::histogram::{buckets_for, Histogram};
 
+use crate::high_water::HighWater;
 use crate::redact::redact;
 use summary::{RequestRecord, Requests};
 
@@ -99,10 +100,10 @@ pub(crate) struct Series {
     calls: AtomicU64,
     errors: AtomicU64,
     /// The largest latency sum [`latency_sum`](Self::latency_sum) returned.
-    sum_seen: AtomicU64,
+    sum_seen: HighWater,
     /// The largest count [`last_bound_count`](Self::last_bound_count)
     /// returned.
-    last_bound_seen: AtomicU64,
+    last_bound_seen: HighWater,
 }
 
 // Only the exposition's last `le` bound (60 s) shares a core bucket with
@@ -121,8 +122,8 @@ impl Series {
             latency: LatencyHistogram::new_boxed(),
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            sum_seen: AtomicU64::new(0),
-            last_bound_seen: AtomicU64::new(0),
+            sum_seen: HighWater::default(),
+            last_bound_seen: HighWater::default(),
         })
     }
 
@@ -152,7 +153,7 @@ impl Series {
     /// recorded, exact once none is being recorded.
     pub(crate) fn latency_sum(&self) -> u64 {
         let sum = self.latency.sum();
-        sum.max(self.sum_seen.fetch_max(sum, Ordering::Relaxed))
+        self.sum_seen.at_least(sum)
     }
 
     /// The Prometheus count at the last `le` bound (60 s): `read`, the runs
@@ -164,8 +165,7 @@ impl Series {
     /// raised first, so a list read between the two steps has one run
     /// fewer there (never one more). Exact once none is being recorded.
     pub(crate) fn last_bound_count(&self, read: u64, total: u64) -> u64 {
-        read.max(self.last_bound_seen.fetch_max(read, Ordering::Relaxed))
-            .min(total)
+        self.last_bound_seen.at_least(read).min(total)
     }
 
     fn stats(&self) -> OperationStats {
