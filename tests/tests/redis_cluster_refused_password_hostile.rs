@@ -269,8 +269,16 @@ async fn redis_cluster_password_fixed_node_by_node() {
     rotate(cluster.nodes[0].port(), NEW, OLD);
     let (seen, back) = until(&backend, &all, 150, |i, r| i == all.len() - 1 && r == "ok").await;
     assert!(back, "never answered again: {seen:?}");
+    // No refusal stuck. A command may still miss its 50 ms on a loaded
+    // machine (a run beside other suites saw nine in a row): an outage,
+    // allowed as rarely as for the healthy nodes above.
     let seen = during(&backend, &all, Duration::from_secs(3)).await;
-    assert!(seen.iter().all(|r| r == "ok"), "after the fix: {seen:?}");
+    assert!(
+        seen.iter().all(|r| r == "ok" || r.starts_with("outage")),
+        "after the fix: {seen:?}"
+    );
+    let failed = seen.iter().filter(|r| *r != "ok").count();
+    assert!(failed * 20 <= seen.len(), "after the fix: {seen:?}");
 }
 
 /// An ACL user (`app`, a username and a password): its password changed

@@ -469,7 +469,10 @@ async fn redis_limit_tls_a_certificate_expired_while_running_reads_as_tls_and_re
     let config = RedisConfig::new(url)
         .tls_root_cert_pem(ca.pem.clone())
         .timeout(Duration::from_millis(200))
-        .connect_timeout(Duration::from_millis(200))
+        // A handshake's time, generous: a debug build's TLS handshake on a
+        // loaded 2-core machine took over 200 ms (a refused certificate is
+        // refused at once whatever this is).
+        .connect_timeout(Duration::from_secs(2))
         .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200));
     let backend = RedisBackend::connect(config.clone()).await.expect("TLS");
     let registry = Arc::new(fusebox_std::Registry::new());
@@ -599,7 +602,9 @@ async fn redis_limit_tls_a_server_that_does_not_speak_tls_gets_no_plain_text() {
         let url = format!("rediss://app:{password}@127.0.0.1:{port}");
         let config = RedisConfig::new(url)
             .timeout(Duration::from_millis(100))
-            .connect_timeout(Duration::from_millis(300));
+            // Room for the plain answer to arrive and be read as TLS on a
+            // loaded machine (300 ms once ended it first, as a timeout).
+            .connect_timeout(Duration::from_secs(1));
         let err = RedisBackend::connect(config.clone()).await.unwrap_err();
         assert!(err.is_fault(), "{err:?}");
         assert_eq!(matches!(err, BackendError::Tls(_)), tls, "{err:?}");
@@ -616,6 +621,14 @@ async fn redis_limit_tls_a_server_that_does_not_speak_tls_gets_no_plain_text() {
         }
         assert!(limiter.is_degraded());
 
+        // What the listener has read so far (its task reads as the
+        // runtime gets to it): the first bytes, waited for.
+        for _ in 0..250 {
+            if received.lock().unwrap().len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let received = received.lock().unwrap().clone();
         assert_eq!(
             received.get(..2),
