@@ -8,7 +8,7 @@
 # included) and rustdoc (broken links fail, every public item has an
 # example); unit, doc, property and integration tests and the storm demo;
 # no_std builds (Cortex-M0 and M4, and a core-only sysroot proving nothing
-# pulls in `alloc`); the firmware under QEMU; loom models and Miri (three
+# pulls in `alloc`); the firmware under QEMU; loom models and Miri (four
 # jobs side by side). Each command prints its wall time and how busy the
 # cores were meanwhile.
 set -euo pipefail
@@ -149,8 +149,21 @@ layer "unit, doc and property tests"
 # Those two enabled the core's `time-window`; it is named instead, so the
 # core is tested with the set the workspace unifies to: alloc, serde, std,
 # time-window, half-open-timeout (fusebox-std adds the last).
-step cargo test --workspace --exclude fusebox-benches --exclude fusebox-loom \
-    --features fusebox/time-window
+#
+# Built first, then run by scripts/test_binaries.py three binaries at a
+# time (cargo runs them one by one): most integration suites wait on
+# servers, sockets and timeouts, and one at a time left a core idle for
+# most of the layer's 7 minutes. The doctests after them.
+workspace_tests() {
+    cargo test --workspace --exclude fusebox-benches --exclude fusebox-loom \
+        --features fusebox/time-window --no-run --message-format=json-render-diagnostics \
+        >target/test-binaries.json
+    python3 scripts/test_binaries.py --jobs 3 <target/test-binaries.json
+    cargo test --workspace --exclude fusebox-benches --exclude fusebox-loom \
+        --features fusebox/time-window --doc
+}
+mkdir -p target
+step workspace_tests
 # The core without the two breaker features (`time-window`,
 # `half-open-timeout`): the targets whose code or tests they change (the
 # crate's own tests and examples, the breaker's suite, the contracts and
@@ -229,16 +242,19 @@ fi
 step embedded-example/run.sh
 done_layer
 
-layer "loom models and Miri: three jobs side by side"
-# Loom, Miri's x86 tests and Miri's big-endian run each leave cores idle
-# alone (Miri interprets on one core; a loom binary often ends on one
-# long model), so they run side by side, each writing a log; the next
+layer "loom models and Miri: four jobs side by side"
+# Loom at each word width, Miri's x86 tests and Miri's big-endian run each
+# leave cores idle alone (Miri interprets on one core; a loom binary often
+# ends on one long model), so they run side by side, each writing a log
+# (the two loom runs one after the other left the last minutes to the
+# narrow run alone, on the few cores Miri left it); the next
 # layer waits for them and prints their step times (a log whole, on
 # failure). Not earlier, beside the layers above: started after fmt at
 # idle priority, they slowed those by about 17 % and, in one run, changed
 # the integration tests' scheduling enough to hang a test on a race (since
 # fixed), for about 4 minutes gained.
 loom_log=target/loom-layer.log
+loom_narrow_log=target/loom-narrow-layer.log
 miri_log=target/miri-layer.log
 miri_words_log=target/miri-big-endian-layer.log
 mkdir -p target
@@ -252,41 +268,64 @@ kill_tree() {
     done
     kill "$1" 2>/dev/null || true
 }
+# Every model sets its preemption bound in code. Release without debug
+# info: the models are run, never debugged, here.
+# Built, then run two binaries at a time by scripts/test_binaries.py: the
+# breaker's binary ends on one long model (a2, 3 threads and 2 permits,
+# minutes alone on a core), which cargo's one binary at a time left the
+# others waiting behind.
+#
+#   loom RUSTFLAGS TARGET-DIR [CARGO-ARGS...] [-- TEST-ARGS...]
+loom() {
+    local rustflags=$1 dir=$2 cargo_args=() test_args=()
+    shift 2
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        cargo_args+=("$1")
+        shift
+    done
+    [ $# -eq 0 ] || shift
+    test_args=("$@")
+    step env RUSTFLAGS="$rustflags" CARGO_TARGET_DIR="$dir" CARGO_PROFILE_RELEASE_DEBUG=false \
+        cargo test -p fusebox-loom --release --no-run --message-format=json-render-diagnostics \
+        "${cargo_args[@]}" >"$dir.json"
+    step python3 scripts/test_binaries.py --jobs 2 -- "${test_args[@]}" <"$dir.json"
+}
 (
     set -e
-    # Every model sets its preemption bound in code. Release without
-    # debug info: the models are run, never debugged, here.
-    loom() {
-        step env RUSTFLAGS="$1" CARGO_TARGET_DIR="$2" CARGO_PROFILE_RELEASE_DEBUG=false \
-            cargo test -p fusebox-loom --release "${@:3}"
-    }
     loom "--cfg loom" target/loom
-    # Again with the 32-bit (Cortex-M) word layouts: the keyed limiter's
-    # three-RMW slot protocol, 32-bit bucket words, counters, generations
-    # and time-window buckets, and the cache's slot sequences (two 32-bit
-    # words there, one 64-bit word here). Not again: the breaker's
-    # 3-thread, 2-permit half-open model (a2, about 40 % of a run's time),
-    # whose slot protocol is the same code at both widths; every other
-    # breaker model runs at both.
+) </dev/null >"$loom_log" 2>&1 &
+bg_pid[loom]=$! bg_log[loom]=$loom_log
+# Beside it, in a target directory of its own: the 32-bit (Cortex-M) word
+# layouts: the keyed limiter's three-RMW slot protocol, 32-bit bucket
+# words, counters, generations and time-window buckets, and the cache's
+# slot sequences (two 32-bit words there, one 64-bit word here). Not
+# again: the breaker's 3-thread, 2-permit half-open model (a2, about 40 %
+# of a run's time), whose slot protocol is the same code at both widths;
+# every other breaker model runs at both.
+(
+    set -e
     loom "--cfg loom --cfg fusebox_narrow_words" target/loom-narrow \
         --test breaker --test breaker_reconfig --test breaker_time --test bucket --test histogram \
         --test cache --test cache_seq_carry \
         -- --skip a2_half_open_in_flight_bounded_two_permits
-) </dev/null >"$loom_log" 2>&1 &
-bg_pid[loom]=$! bg_log[loom]=$loom_log
+) </dev/null >"$loom_narrow_log" 2>&1 &
+bg_pid[loom-narrow]=$! bg_log[loom-narrow]=$loom_narrow_log
 (
     set -e
-    # The unit tests, and the suites of the parts whose unsafe code they
-    # reach: the keyed limiter's, the concurrent cache's (`AtomicBytes`).
-    # Not the breaker's suite nor the histogram's (no unsafe code on their
-    # paths: the breaker has none, the histogram's is its construction in
-    # place, run below; their unit tests run here, with the crate's), nor
-    # the binaries that Miri runs no test of (their files are
-    # `cfg(not(miri))`: thread counts, long histories). The doctests are
-    # the API's examples, run natively, and add no unsafe path the tests
-    # do not take.
+    # The parts with unsafe code: their unit tests (the keyed limiter's
+    # slots, the caches', `AtomicBytes`) and the suites that reach them
+    # (the concurrent cache's, the keyed limiter's). Not the breaker, the
+    # plain bucket nor the histogram, whose code is safe (the histogram's
+    # construction in place is run below): Miri finds no undefined
+    # behaviour in safe code, and their unit tests were half of this
+    # job's time. Nor the binaries that Miri runs no test of (their files
+    # are `cfg(not(miri))`: thread counts, long histories). The doctests
+    # are the API's examples, run natively, and add no unsafe path the
+    # tests do not take.
     step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox \
-        --lib --test cache --test limiter
+        --lib -- bucket::keyed:: cache:: sync::
+    step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox \
+        --test cache --test limiter
     # Heap construction in place (`new_boxed`, feature `alloc`) at Miri
     # sizes; the tests above ran without `alloc`.
     step env MIRIFLAGS="${MIRIFLAGS:-}" cargo "+$NIGHTLY" miri test -p fusebox --features alloc \
@@ -295,13 +334,14 @@ bg_pid[loom]=$! bg_log[loom]=$loom_log
 bg_pid[Miri]=$! bg_log[Miri]=$miri_log
 # Beside it and loom (Miri interprets on one core), in a target
 # directory of its own (cargo holds a directory's lock for a whole run,
-# tests included): the 32-bit word paths (Cortex-M's: 32-bit bucket words, the keyed limiter's
-# three-RMW slot protocol) on a big-endian host target without 64-bit
+# tests included): the 32-bit word paths of the keyed limiter's unsafe
+# code (Cortex-M's: 32-bit bucket words, the three-RMW slot protocol) and
+# `AtomicBytes`'s byte views on a big-endian host target without 64-bit
 # atomics; Miri builds that target's sysroot itself.
 (
     set -e
     step env MIRIFLAGS="${MIRIFLAGS:-}" CARGO_TARGET_DIR=target/miri-big-endian \
-        cargo "+$NIGHTLY" miri test -p fusebox --target powerpc-unknown-linux-gnu --lib bucket
+        cargo "+$NIGHTLY" miri test -p fusebox --target powerpc-unknown-linux-gnu --lib -- bucket::keyed:: sync::
 ) </dev/null >"$miri_words_log" 2>&1 &
 bg_pid[Miri-big-endian]=$! bg_log[Miri-big-endian]=$miri_words_log
 
@@ -317,7 +357,7 @@ for name in "${!bg_pid[@]}"; do
     done
 done
 trap - EXIT
-for log in "$loom_log" "$miri_log" "$miri_words_log"; do
+for log in "$loom_log" "$loom_narrow_log" "$miri_log" "$miri_words_log"; do
     grep -E '^    \[|^test result' "$log" || true
 done
 done_layer
