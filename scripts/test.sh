@@ -9,8 +9,8 @@
 # example); unit, doc, property and integration tests and the storm demo;
 # no_std builds (Cortex-M0 and M4, and a core-only sysroot proving nothing
 # pulls in `alloc`); the firmware under QEMU; loom models and Miri (four
-# jobs side by side). Each command prints its wall time and how busy the
-# cores were meanwhile.
+# jobs side by side, in the background from the no_std builds on). Each
+# command prints its wall time and how busy the cores were meanwhile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -209,39 +209,6 @@ step env RUSTFLAGS="--cfg fusebox_narrow_words" CARGO_TARGET_DIR=target/narrow \
     cargo clippy -p fusebox --all-targets --features time-window,half-open-timeout -- -D warnings
 done_layer
 
-layer "no_std builds: Cortex-M0 (no CAS) and Cortex-M4F, without and with features"
-for t in "${THUMBS[@]}"; do
-    step cargo build -p fusebox --target "$t" --no-default-features
-    step cargo build -p fusebox --target "$t" --features defmt,serde,embassy-time,time-window,half-open-timeout
-done
-# The stated MSRVs, on those toolchains: the core on 1.81 (every feature but
-# embassy-time), embassy-time and the example firmware on 1.85.
-step scripts/msrv.sh
-# A sysroot holding only `core`: any `std` or `alloc` anywhere in the
-# dependency graph fails this build.
-step env CARGO_TARGET_DIR=target/core-only cargo "+$NIGHTLY" build -p fusebox \
-    --target thumbv7em-none-eabihf -Zbuild-std=core --features defmt,embassy-time,serde,time-window,half-open-timeout
-done_layer
-
-layer "firmware under QEMU (Cortex-M4F and M0): embedded-example/run.sh"
-rustup component add llvm-tools >/dev/null
-if ! command -v qemu-system-arm >/dev/null; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update && apt-get install -y qemu-system-arm
-fi
-if ! command -v defmt-print >/dev/null; then
-    cargo install defmt-print --locked
-fi
-(
-    cd embedded-example
-    step cargo fmt -- --check
-    for t in "${THUMBS[@]}"; do
-        step cargo clippy -q --release --target "$t" --bins --features breaker,bucket,lru,histogram,half-open-timeout,time-window -- -D warnings
-    done
-)
-step embedded-example/run.sh
-done_layer
-
 layer "loom models and Miri: four jobs side by side"
 # Loom at each word width, Miri's x86 tests and Miri's big-endian run each
 # leave cores idle alone (Miri interprets on one core; a loom binary often
@@ -249,10 +216,12 @@ layer "loom models and Miri: four jobs side by side"
 # (the two loom runs one after the other left the last minutes to the
 # narrow run alone, on the few cores Miri left it); the next
 # layer waits for them and prints their step times (a log whole, on
-# failure). Not earlier, beside the layers above: started after fmt at
-# idle priority, they slowed those by about 17 % and, in one run, changed
-# the integration tests' scheduling enough to hang a test on a race (since
-# fixed), for about 4 minutes gained.
+# failure). Started here, beside the no_std builds and the firmware
+# (which leave a core idle a quarter of their time), not earlier: the
+# integration suites above wait on sockets and timeouts and run alone
+# (started after fmt at idle priority, these jobs once changed their
+# scheduling enough to hang a test on a race, since fixed, and slowed
+# those layers by about 17 %).
 loom_log=target/loom-layer.log
 loom_narrow_log=target/loom-narrow-layer.log
 miri_log=target/miri-layer.log
@@ -346,6 +315,39 @@ bg_pid[Miri]=$! bg_log[Miri]=$miri_log
 bg_pid[Miri-big-endian]=$! bg_log[Miri-big-endian]=$miri_words_log
 
 trap 'for name in "${!bg_pid[@]}"; do kill_tree "${bg_pid[$name]}"; done' EXIT
+done_layer
+
+layer "no_std builds: Cortex-M0 (no CAS) and Cortex-M4F, without and with features"
+for t in "${THUMBS[@]}"; do
+    step cargo build -p fusebox --target "$t" --no-default-features
+    step cargo build -p fusebox --target "$t" --features defmt,serde,embassy-time,time-window,half-open-timeout
+done
+# The stated MSRVs, on those toolchains: the core on 1.81 (every feature but
+# embassy-time), embassy-time and the example firmware on 1.85.
+step scripts/msrv.sh
+# A sysroot holding only `core`: any `std` or `alloc` anywhere in the
+# dependency graph fails this build.
+step env CARGO_TARGET_DIR=target/core-only cargo "+$NIGHTLY" build -p fusebox \
+    --target thumbv7em-none-eabihf -Zbuild-std=core --features defmt,embassy-time,serde,time-window,half-open-timeout
+done_layer
+
+layer "firmware under QEMU (Cortex-M4F and M0): embedded-example/run.sh"
+rustup component add llvm-tools >/dev/null
+if ! command -v qemu-system-arm >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update && apt-get install -y qemu-system-arm
+fi
+if ! command -v defmt-print >/dev/null; then
+    cargo install defmt-print --locked
+fi
+(
+    cd embedded-example
+    step cargo fmt -- --check
+    for t in "${THUMBS[@]}"; do
+        step cargo clippy -q --release --target "$t" --bins --features breaker,bucket,lru,histogram,half-open-timeout,time-window -- -D warnings
+    done
+)
+step embedded-example/run.sh
 done_layer
 
 layer "loom models and Miri (started above): waiting for them"
