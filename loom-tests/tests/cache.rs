@@ -55,6 +55,15 @@
 //! regression model for a second race that was fixed (an insert now moves
 //! its way to the front before its value becomes visible).
 //!
+//! # Shared state
+//!
+//! The cache and the `done` flags are shared as `Box::leak`ed `&'static`
+//! references, not `loom::sync::Arc`s: loom models each `Arc` clone and
+//! drop as an atomic operation, whose interleavings multiplied the cost
+//! of the 3-thread models without exercising any cache code (as in the
+//! breaker's models). A leaked cache is a few hundred bytes per explored
+//! execution.
+//!
 //! [`READ_RETRIES`]: fusebox::cache::concurrent::READ_RETRIES
 #![cfg(loom)]
 
@@ -64,7 +73,6 @@ use std::sync::Mutex as StdMutex;
 use fusebox::cache::{CacheMetrics, ConcurrentCache, Contended};
 use loom::model::Builder;
 use loom::sync::atomic::{AtomicBool, Ordering};
-use loom::sync::Arc;
 use loom::thread;
 
 /// One set of two ways: every key competes for the same two slots.
@@ -105,6 +113,12 @@ fn decode(key: u64, v: Value) -> u64 {
         v[0] >> 32
     );
     v[0] & 0xffff_ffff
+}
+
+/// `value`, alive for the rest of the process and shared by reference
+/// (see "Shared state" above).
+fn leak<T>(value: T) -> &'static T {
+    Box::leak(Box::new(value))
 }
 
 /// Runs `model` under loom with a fixed preemption bound.
@@ -171,12 +185,12 @@ fn present(cache: &Cache, key: u64) -> Option<u64> {
 
 /// A cache with `entries` inserted in order, single-threaded: the first goes
 /// to way 0, the second to way 1, and the first is then least recently used.
-fn filled(entries: &[(u64, Value)]) -> Arc<Cache> {
+fn filled(entries: &[(u64, Value)]) -> &'static Cache {
     let cache = Cache::new().with_lookup_counters();
     for &(k, v) in entries {
         cache.insert(k, v).unwrap();
     }
-    Arc::new(cache)
+    leak(cache)
 }
 
 /// Single-threaded, after the threads joined: checks through the public API
@@ -223,18 +237,15 @@ fn get_racing_a_replace_returns_old_new_or_gives_up() {
     run(3, move || {
         // Way 0: B, way 1: A.
         let cache = filled(&[(B, val(B, 0)), (A, val(A, 0))]);
-        let done = Arc::new(Done::<2>::new());
+        let done = leak(Done::<2>::new());
 
-        let writer = {
-            let (cache, done) = (cache.clone(), done.clone());
-            thread::spawn(move || {
-                let saw = done.start(0);
-                // The only writer: it cannot be contended.
-                cache.insert(A, val(A, 1)).unwrap();
-                done.finish(0);
-                saw[1]
-            })
-        };
+        let writer = thread::spawn(move || {
+            let saw = done.start(0);
+            // The only writer: it cannot be contended.
+            cache.insert(A, val(A, 1)).unwrap();
+            done.finish(0);
+            saw[1]
+        });
         let saw_writer_done = done.start(1)[0];
         let got = cache.get(&A);
         done.finish(1);
@@ -283,16 +294,13 @@ fn get_racing_an_evicting_insert_never_returns_a_foreign_value() {
     run(2, move || {
         // Way 0: A (least recently used), way 1: B.
         let cache = filled(&[(A, val(A, 0)), (B, val(B, 0))]);
-        let writer_done = Arc::new(AtomicBool::new(false));
+        let writer_done = leak(AtomicBool::new(false));
 
-        let writer = {
-            let (cache, writer_done) = (cache.clone(), writer_done.clone());
-            thread::spawn(move || {
-                // The only writer: it cannot be contended.
-                cache.insert(C, val(C, 1)).unwrap();
-                writer_done.store(true, Ordering::Release);
-            })
-        };
+        let writer = thread::spawn(move || {
+            // The only writer: it cannot be contended.
+            cache.insert(C, val(C, 1)).unwrap();
+            writer_done.store(true, Ordering::Release);
+        });
         let got_a = cache.get(&A).map(|v| decode(A, v));
         let saw_writer_done = writer_done.load(Ordering::Acquire);
         let got_c = cache.get(&C).map(|v| decode(C, v));
@@ -350,10 +358,7 @@ fn ages_stay_a_permutation_and_metrics_add_up() {
         // Way 0: A (least recently used), way 1: B.
         let cache = filled(&[(A, val(A, 0)), (B, val(B, 0))]);
 
-        let writer = {
-            let cache = cache.clone();
-            thread::spawn(move || cache.insert(C, val(C, 1)))
-        };
+        let writer = thread::spawn(move || cache.insert(C, val(C, 1)));
         let got_a = cache.get(&A).map(|v| decode(A, v));
         let removed = cache.remove(&B);
         let inserted = writer.join().unwrap();
@@ -436,17 +441,14 @@ fn concurrent_inserts_of_one_key_lose_no_ok_update() {
     let seen = outcomes.clone();
     run(3, move || {
         let cache = filled(&[(A, val(A, 0))]);
-        let done = Arc::new(Done::<2>::new());
+        let done = leak(Done::<2>::new());
 
-        let other = {
-            let (cache, done) = (cache.clone(), done.clone());
-            thread::spawn(move || {
-                let saw = done.start(1);
-                let r = cache.insert(A, val(A, 2));
-                done.finish(1);
-                (r, saw[0])
-            })
-        };
+        let other = thread::spawn(move || {
+            let saw = done.start(1);
+            let r = cache.insert(A, val(A, 2));
+            done.finish(1);
+            (r, saw[0])
+        });
         let saw_other_done = done.start(0);
         let r1 = cache.insert(A, val(A, 1));
         done.finish(0);
@@ -496,10 +498,7 @@ fn a_readers_promotion_never_releases_a_writers_lock() {
     run(3, move || {
         // Way 0: A (least recently used), way 1: B.
         let cache = filled(&[(A, val(A, 0)), (B, val(B, 0))]);
-        let writers = [1, 2].map(|version| {
-            let cache = cache.clone();
-            thread::spawn(move || cache.insert(B, val(B, version)))
-        });
+        let writers = [1, 2].map(|version| thread::spawn(move || cache.insert(B, val(B, version))));
         let got_a = cache.get(&A).map(|v| decode(A, v));
         let [r1, r2] = writers.map(|w| w.join().unwrap());
 
@@ -536,11 +535,8 @@ fn concurrent_inserts_of_two_keys_into_free_ways_both_land() {
     let outcomes = Outcomes::default();
     let seen = outcomes.clone();
     run(3, move || {
-        let cache = Arc::new(Cache::new());
-        let other = {
-            let cache = cache.clone();
-            thread::spawn(move || cache.insert(B, val(B, 0)))
-        };
+        let cache = leak(Cache::new());
+        let other = thread::spawn(move || cache.insert(B, val(B, 0)));
         let ra = cache.insert(A, val(A, 0));
         let rb = other.join().unwrap();
 
@@ -569,10 +565,7 @@ fn concurrent_evicting_inserts_do_not_evict_each_other() {
     run(3, move || {
         // Way 0: A (least recently used), way 1: B.
         let cache = filled(&[(A, val(A, 0)), (B, val(B, 0))]);
-        let other = {
-            let cache = cache.clone();
-            thread::spawn(move || cache.insert(D, val(D, 1)))
-        };
+        let other = thread::spawn(move || cache.insert(D, val(D, 1)));
         let rc = cache.insert(C, val(C, 1));
         let rd = other.join().unwrap();
 
@@ -704,26 +697,20 @@ fn remove_get_insert_of_one_key_linearize() {
         // Way 0: empty (B removed), way 1: A.
         let cache = filled(&[(B, val(B, 0)), (A, val(A, 0))]);
         assert_eq!(cache.remove(&B), Ok(Some(val(B, 0))));
-        let done = Arc::new(Done::<3>::new());
+        let done = leak(Done::<3>::new());
 
-        let remover = {
-            let (cache, done) = (cache.clone(), done.clone());
-            thread::spawn(move || {
-                let saw = done.start_seeing(&[2]);
-                let r = cache.remove(&A);
-                done.finish(0);
-                (Op::Remove(r), saw)
-            })
-        };
-        let inserter = {
-            let (cache, done) = (cache.clone(), done.clone());
-            thread::spawn(move || {
-                let saw = done.start_seeing(&[2]);
-                let r = cache.insert(A, val(A, 1));
-                done.finish(1);
-                (Op::Insert(val(A, 1), r), saw)
-            })
-        };
+        let remover = thread::spawn(move || {
+            let saw = done.start_seeing(&[2]);
+            let r = cache.remove(&A);
+            done.finish(0);
+            (Op::Remove(r), saw)
+        });
+        let inserter = thread::spawn(move || {
+            let saw = done.start_seeing(&[2]);
+            let r = cache.insert(A, val(A, 1));
+            done.finish(1);
+            (Op::Insert(val(A, 1), r), saw)
+        });
         let saw = done.start(2);
         let got = cache.get(&A);
         done.finish(2);
@@ -803,10 +790,7 @@ fn a_hit_after_seeing_an_insert_is_more_recent_than_the_insert() {
     run(2, || {
         // Way 0: A (least recently used), way 1: B.
         let cache = filled(&[(A, val(A, 0)), (B, val(B, 0))]);
-        let writer = {
-            let cache = cache.clone();
-            thread::spawn(move || cache.insert(B, val(B, 1)).unwrap())
-        };
+        let writer = thread::spawn(move || cache.insert(B, val(B, 1)).unwrap());
         let got_b = cache.get(&B).map(|v| decode(B, v));
         assert_eq!(cache.get(&A).map(|v| decode(A, v)), Some(0));
         writer.join().unwrap();
@@ -841,16 +825,13 @@ fn a_tag_update_never_hides_another_key() {
     run(2, move || {
         // Way 0: A, way 1: B.
         let cache = filled(&[(A, val(A, 0)), (B, val(B, 0))]);
-        let done = Arc::new(AtomicBool::new(false));
-        let writer = {
-            let (cache, done) = (cache.clone(), done.clone());
-            thread::spawn(move || {
-                // The only writer: it cannot be contended.
-                assert_eq!(cache.remove(&B), Ok(Some(val(B, 0))));
-                cache.insert(D, val(D, 1)).unwrap();
-                done.store(true, Ordering::Release);
-            })
-        };
+        let done = leak(AtomicBool::new(false));
+        let writer = thread::spawn(move || {
+            // The only writer: it cannot be contended.
+            assert_eq!(cache.remove(&B), Ok(Some(val(B, 0))));
+            cache.insert(D, val(D, 1)).unwrap();
+            done.store(true, Ordering::Release);
+        });
         let saw_done = done.load(Ordering::Acquire);
         let got_a = present(&cache, A);
         let got_d = present(&cache, D);
