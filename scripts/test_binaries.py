@@ -43,12 +43,19 @@ SLOW_FIRST = (
 
 
 def test_binaries(messages):
+    """The test executables in cargo's messages, slowest first; exits 1
+    unless cargo said its build succeeded (a failed or cut-off build, as
+    `cargo ... | scripts/test_binaries.py` without `pipefail` gives, must
+    not pass with the binaries built before it)."""
     found = []
+    built = False
     for line in messages:
         line = line.strip()
         if not line.startswith("{"):
             continue
         message = json.loads(line)
+        if message.get("reason") == "build-finished":
+            built = message.get("success") is True
         if message.get("reason") != "compiler-artifact":
             continue
         if not message["profile"]["test"] or not message.get("executable"):
@@ -62,6 +69,8 @@ def test_binaries(messages):
                 "dir": os.path.dirname(message["manifest_path"]),
             }
         )
+    if not built:
+        sys.exit("test_binaries.py: cargo's messages do not end in a successful build")
     # Slow ones first (in SLOW_FIRST's order), then the rest as cargo built them.
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     return sorted(found, key=lambda b: rank.get(b["name"], len(rank)))
@@ -88,14 +97,18 @@ def main():
                 return
             # In this script's process group, as under cargo: whatever
             # stops the run stops them.
-            process = subprocess.Popen(
-                [binary["executable"], *args],
-                cwd=binary["dir"],
-                env=dict(os.environ, CARGO_MANIFEST_DIR=binary["dir"]),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            )
+            try:
+                process = subprocess.Popen(
+                    [binary["executable"], *args],
+                    cwd=binary["dir"],
+                    env=dict(os.environ, CARGO_MANIFEST_DIR=binary["dir"]),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                )
+            except OSError as error:
+                failed.append((binary["label"], None, f"could not start it: {error}\n"))
+                return
         t0 = time.monotonic()
         output = process.communicate()[0].decode(errors="replace")
         took = time.monotonic() - t0
@@ -110,8 +123,8 @@ def main():
         for outcome in [pool.submit(run, binary) for binary in binaries]:
             outcome.result()
     for label, code, output in failed:
-        print(output, end="")
-        print(f"\ntest binary {label} failed (exit status {code})", file=sys.stderr)
+        print(output, end="", flush=True)
+        print(f"\ntest binary {label} failed (exit status {code})", file=sys.stderr, flush=True)
     if failed:
         sys.exit(1)
     print(f"     {len(binaries)} test binaries passed in {time.monotonic() - start:.1f}s, {jobs} at a time")
