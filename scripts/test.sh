@@ -154,15 +154,24 @@ layer "unit, doc and property tests"
 # time (cargo runs them one by one): most integration suites wait on
 # servers, sockets and timeouts, and one at a time left a core idle for
 # most of the layer's 7 minutes. The doctests after them.
+#
+#   test_binaries JOBS CARGO-TEST-ARGS... [-- TEST-ARGS...]
+test_binaries() {
+    local jobs=$1 cargo_args=()
+    shift
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        cargo_args+=("$1")
+        shift
+    done
+    cargo test --no-run --message-format=json-render-diagnostics "${cargo_args[@]}" |
+        python3 scripts/test_binaries.py --jobs "$jobs" "$@"
+}
 workspace_tests() {
-    cargo test --workspace --exclude fusebox-benches --exclude fusebox-loom \
-        --features fusebox/time-window --no-run --message-format=json-render-diagnostics \
-        >target/test-binaries.json
-    python3 scripts/test_binaries.py --jobs 3 <target/test-binaries.json
+    test_binaries 3 --workspace --exclude fusebox-benches --exclude fusebox-loom \
+        --features fusebox/time-window
     cargo test --workspace --exclude fusebox-benches --exclude fusebox-loom \
         --features fusebox/time-window --doc
 }
-mkdir -p target
 step workspace_tests
 # The core without the two breaker features (`time-window`,
 # `half-open-timeout`): the targets whose code or tests they change (the
@@ -239,25 +248,18 @@ kill_tree() {
 }
 # Every model sets its preemption bound in code. Release without debug
 # info: the models are run, never debugged, here.
-# Built, then run two binaries at a time by scripts/test_binaries.py: the
-# breaker's binary ends on one long model (a2, 3 threads and 2 permits,
-# minutes alone on a core), which cargo's one binary at a time left the
-# others waiting behind.
+# Built, then run two binaries at a time by test_binaries: the breaker's
+# binary ends on one long model (a2, 3 threads and 2 permits, minutes
+# alone on a core), which cargo's one binary at a time left the others
+# waiting behind.
 #
-#   loom RUSTFLAGS TARGET-DIR [CARGO-ARGS...] [-- TEST-ARGS...]
+#   loom RUSTFLAGS TARGET-DIR [CARGO-TEST-ARGS...] [-- TEST-ARGS...]
+#
+# Each job's subshell calls it once: the exports stay there.
 loom() {
-    local rustflags=$1 dir=$2 cargo_args=() test_args=()
+    export RUSTFLAGS=$1 CARGO_TARGET_DIR=$2 CARGO_PROFILE_RELEASE_DEBUG=false
     shift 2
-    while [ $# -gt 0 ] && [ "$1" != -- ]; do
-        cargo_args+=("$1")
-        shift
-    done
-    [ $# -eq 0 ] || shift
-    test_args=("$@")
-    step env RUSTFLAGS="$rustflags" CARGO_TARGET_DIR="$dir" CARGO_PROFILE_RELEASE_DEBUG=false \
-        cargo test -p fusebox-loom --release --no-run --message-format=json-render-diagnostics \
-        "${cargo_args[@]}" >"$dir.json"
-    step python3 scripts/test_binaries.py --jobs 2 -- "${test_args[@]}" <"$dir.json"
+    step test_binaries 2 -p fusebox-loom --release "$@"
 }
 (
     set -e

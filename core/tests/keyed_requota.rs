@@ -15,6 +15,10 @@ use proptest::strategy::ValueTree;
 const NARROW: bool = !cfg!(target_has_atomic = "64") || cfg!(fusebox_narrow_words);
 
 const T0: Instant = Instant::from_secs(1_000);
+/// Seeds placing the keys in the table, for the tests that try many
+/// placements: natively 200, under Miri (which looks at the table's unsafe
+/// paths, the same at every seed) 8.
+const PLACEMENTS: u64 = if cfg!(miri) { 8 } else { 200 };
 
 fn q(tokens: u32, burst: u32) -> Quota {
     Quota::per_second(tokens)
@@ -477,9 +481,7 @@ fn a_key_lowered_to_full_is_not_evicted_to_come_back_with_a_new_burst() {
         .unwrap()
         .with_burst(3)
         .unwrap();
-    // Seeds place the keys: natively 200 placements, under Miri (which
-    // looks at the table's unsafe paths, the same at every seed) 8.
-    for seed in 0..if cfg!(miri) { 8 } else { 200 } {
+    for seed in 0..PLACEMENTS {
         let l: KeyedLimiter<u32, 4, 2> = KeyedLimiter::with_tiers([a, b], FullPolicy::Reject)
             .unwrap()
             .with_tier_fn(parity)
@@ -544,9 +546,7 @@ fn a_change_dated_far_ahead_leaves_later_changes_their_holds() {
         .unwrap()
         .with_burst(3)
         .unwrap();
-    // Seeds place the keys: natively 200 placements, under Miri (which
-    // looks at the table's unsafe paths, the same at every seed) 8.
-    for seed in 0..if cfg!(miri) { 8 } else { 200 } {
+    for seed in 0..PLACEMENTS {
         let l: KeyedLimiter<u32, 4, 2> = KeyedLimiter::with_tiers([a, b], FullPolicy::Reject)
             .unwrap()
             .with_tier_fn(parity)
