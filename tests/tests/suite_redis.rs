@@ -49,4 +49,5 @@ mod redis_readonly_in_script;
 mod redis_refused_password;
 mod redis_refused_password_logs;
 mod redis_replica_for_good;
+mod redis_server_restart;
 mod redis_slow_handshake;

@@ -154,9 +154,26 @@ impl RedisServer {
 
     /// Starts the server again on the same port (after [`kill`](Self::kill))
     /// and waits until it answers `PING`.
+    ///
+    /// The port is the clients' address, so it cannot change here; while
+    /// the server was down, it was free for anyone: a test binary running
+    /// beside this one may hold it (a client connection of a load test
+    /// takes its local port from the range `free_port`'s come from), and
+    /// redis-server then exits at once. Tried again for up to 10 s, as
+    /// such a holder lets go.
     pub fn restart(&mut self) {
-        if let Err(status) = self.start_on_port() {
-            panic!("redis-server exited at start: {status}");
+        let start = Instant::now();
+        loop {
+            match self.start_on_port() {
+                Ok(()) => return,
+                Err(_) if start.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(status) => panic!(
+                    "redis-server exited at start on port {} for 10 s: {status}",
+                    self.port
+                ),
+            }
         }
     }
 
@@ -232,9 +249,12 @@ impl RedisServer {
         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
         let mut reply = [0u8; 8];
         stream.write_all(b"PING\r\n").is_ok()
-            && stream
-                .read(&mut reply)
-                .is_ok_and(|n| n >= 2 && !reply[..n].starts_with(b"-L"))
+            && stream.read(&mut reply).is_ok_and(|n| {
+                // A RESP reply: not another listener that took the
+                // port while the server was down (an HTTP server's
+                // reply would do otherwise).
+                n >= 2 && matches!(reply[0], b'+' | b'-') && !reply[..n].starts_with(b"-L")
+            })
     }
 }
 
