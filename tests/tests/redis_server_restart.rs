@@ -22,40 +22,43 @@ fn ping(port: u16) -> String {
     String::from_utf8_lossy(&reply[..n]).into_owned()
 }
 
-#[test]
-fn a_restart_waits_for_a_port_held_while_the_server_was_down() {
+/// Kills a server, lets `hold` have its port (a listener bound to it) for
+/// 600 ms, and restarts the server meanwhile: the restart must end only
+/// after the holder let go, with the server answering `PING`.
+fn restart_while_held(hold: impl FnOnce(TcpListener, Instant) + Send + 'static) {
     let mut server = RedisServer::start();
     let port = server.port();
     server.kill();
-    // Someone else's listener on the port, let go after 600 ms: it
-    // accepts connections (the kernel's backlog) and never answers.
     let holder = TcpListener::bind(("127.0.0.1", port)).expect("the port, free after the kill");
-    let release = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(600));
-        drop(holder);
-    });
     let start = Instant::now();
+    let until = start + Duration::from_millis(600);
+    let holding = std::thread::spawn(move || hold(holder, until));
     server.restart();
     assert!(
         start.elapsed() >= Duration::from_millis(600),
         "ready while the port was held: {:?}",
         start.elapsed()
     );
-    release.join().unwrap();
+    holding.join().unwrap();
     assert_eq!(ping(port), "+PONG\r\n");
 }
 
 #[test]
+fn a_restart_waits_for_a_port_held_while_the_server_was_down() {
+    // Someone else's listener: it accepts connections (the kernel's
+    // backlog) and never answers.
+    restart_while_held(|holder, until| {
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        drop(holder);
+    });
+}
+
+#[test]
 fn a_listener_answering_something_else_is_not_taken_for_the_server() {
-    let mut server = RedisServer::start();
-    let port = server.port();
-    server.kill();
-    // An HTTP server on the port for 600 ms: it answers every
-    // connection, with something that is not RESP.
-    let holder = TcpListener::bind(("127.0.0.1", port)).expect("the port, free after the kill");
-    holder.set_nonblocking(true).unwrap();
-    let serve = std::thread::spawn(move || {
-        let until = Instant::now() + Duration::from_millis(600);
+    // An HTTP server: it answers every connection, with something that is
+    // not RESP.
+    restart_while_held(|holder, until| {
+        holder.set_nonblocking(true).unwrap();
         while Instant::now() < until {
             match holder.accept() {
                 Ok((mut stream, _)) => {
@@ -65,13 +68,4 @@ fn a_listener_answering_something_else_is_not_taken_for_the_server() {
             }
         }
     });
-    let start = Instant::now();
-    server.restart();
-    assert!(
-        start.elapsed() >= Duration::from_millis(600),
-        "took the HTTP server for Redis: {:?}",
-        start.elapsed()
-    );
-    serve.join().unwrap();
-    assert_eq!(ping(port), "+PONG\r\n");
 }
