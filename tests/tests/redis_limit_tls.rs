@@ -806,3 +806,34 @@ async fn redis_limit_tls_a_client_certificate_refused_in_the_background_reads_as
     }
     assert!(decided.is_some_and(|d| d.allowed && d.source == Source::Redis));
 }
+
+/// The test servers' restart (`RedisServer::restart`) on a TLS server
+/// whose port another listener took while it was down: a TLS server's
+/// readiness check cannot send a plain `PING`, so it took any accepted
+/// connection for the server; it now also waits for the server's log to
+/// say it listens. The holder accepts and answers nothing, for 600 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_limit_tls_a_restart_is_not_ready_on_someone_elses_listener() {
+    let ca = Ca::new("fusebox test CA");
+    let mut server = tls_server(&ca, false, &[]);
+    server.kill();
+    let holder = std::net::TcpListener::bind(("127.0.0.1", server.port()))
+        .expect("the port, free after the kill");
+    let start = std::time::Instant::now();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(600));
+        drop(holder);
+    });
+    tokio::task::block_in_place(|| server.restart());
+    assert!(
+        start.elapsed() >= Duration::from_millis(600),
+        "ready on the other listener: {:?}",
+        start.elapsed()
+    );
+    release.join().unwrap();
+    let backend = RedisBackend::connect(config(server.url()).tls_root_cert_pem(ca.pem.clone()))
+        .await
+        .expect("the restarted server, over TLS");
+    let decision = backend.decide("restarted", "k", &rules(5), 1).await;
+    assert!(decision.expect("a decision from Redis").allowed);
+}

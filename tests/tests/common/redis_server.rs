@@ -198,12 +198,16 @@ impl RedisServer {
         } else {
             &["--port", &port]
         };
+        // Its log, read by `wait_ready`: this start's only.
+        let _ = std::fs::remove_file(self.log());
         let child = Command::new("redis-server")
             .args(ports)
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .arg("--logfile")
+            .arg(self.log())
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -215,6 +219,11 @@ impl RedisServer {
         self.wait_ready()
     }
 
+    /// The server's log file, in its directory.
+    fn log(&self) -> PathBuf {
+        self.dir.join("redis.log")
+    }
+
     fn wait_ready(&mut self) -> Result<(), ExitStatus> {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
@@ -222,7 +231,12 @@ impl RedisServer {
                 self.child = None;
                 return Err(status);
             }
-            if self.answers_ping() {
+            // Listening (its log says so: something else may hold the
+            // port until the server finds it taken and exits), and
+            // answering.
+            let listening = std::fs::read_to_string(self.log())
+                .is_ok_and(|log| log.contains("Ready to accept connections"));
+            if listening && self.answers_ping() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(5));
