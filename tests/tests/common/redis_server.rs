@@ -177,6 +177,31 @@ impl RedisServer {
         }
     }
 
+    /// How long [`restart_while_port_held`](Self::restart_while_port_held)
+    /// lets another listener hold the port.
+    pub const PORT_HELD: Duration = Duration::from_millis(600);
+
+    /// Kills the server, lets `hold` have its port (a listener bound to
+    /// it, and the instant to let go, [`PORT_HELD`](Self::PORT_HELD) on)
+    /// on a thread of its own, and restarts the server meanwhile: how long
+    /// the restart took (the holder has let go when this returns). For the
+    /// tests of [`restart`](Self::restart) itself.
+    pub fn restart_while_port_held(
+        &mut self,
+        hold: impl FnOnce(TcpListener, Instant) + Send + 'static,
+    ) -> Duration {
+        self.kill();
+        let holder =
+            TcpListener::bind(("127.0.0.1", self.port)).expect("the port, free after the kill");
+        let start = Instant::now();
+        let until = start + Self::PORT_HELD;
+        let holding = std::thread::spawn(move || hold(holder, until));
+        self.restart();
+        let took = start.elapsed();
+        holding.join().expect("the holder");
+        took
+    }
+
     /// A TLS server started again on the same port presenting `cert`
     /// (its chain) and `key` instead: a certificate renewed, rotated or
     /// broken by an operator.
