@@ -154,21 +154,9 @@ layer "unit, doc and property tests"
 # time (cargo runs them one by one): most integration suites wait on
 # servers, sockets and timeouts, and one at a time left a core idle for
 # most of the layer's 7 minutes. The doctests after them.
-#
-#   test_binaries JOBS CARGO-TEST-ARGS... [-- TEST-ARGS...]
-test_binaries() {
-    local jobs=$1 cargo_args=()
-    shift
-    while [ $# -gt 0 ] && [ "$1" != -- ]; do
-        cargo_args+=("$1")
-        shift
-    done
-    cargo test --no-run --message-format=json-render-diagnostics "${cargo_args[@]}" |
-        python3 scripts/test_binaries.py --jobs "$jobs" "$@"
-}
 workspace_tests() {
-    test_binaries 3 --workspace --exclude fusebox-benches --exclude fusebox-loom \
-        --features fusebox/time-window
+    python3 scripts/test_binaries.py --jobs 3 --workspace --exclude fusebox-benches \
+        --exclude fusebox-loom --features fusebox/time-window
     cargo test --workspace --exclude fusebox-benches --exclude fusebox-loom \
         --features fusebox/time-window --doc
 }
@@ -248,10 +236,10 @@ kill_tree() {
 }
 # Every model sets its preemption bound in code. Release without debug
 # info: the models are run, never debugged, here.
-# Built, then run two binaries at a time by test_binaries: the breaker's
-# binary ends on one long model (a2, 3 threads and 2 permits, minutes
-# alone on a core), which cargo's one binary at a time left the others
-# waiting behind.
+# Built, then run two binaries at a time by scripts/test_binaries.py:
+# the breaker's binary ends on one long model (a2, 3 threads and 2
+# permits, minutes alone on a core), which cargo's one binary at a time
+# left the others waiting behind.
 #
 #   loom RUSTFLAGS TARGET-DIR [CARGO-TEST-ARGS...] [-- TEST-ARGS...]
 #
@@ -259,7 +247,7 @@ kill_tree() {
 loom() {
     export RUSTFLAGS=$1 CARGO_TARGET_DIR=$2 CARGO_PROFILE_RELEASE_DEBUG=false
     shift 2
-    step test_binaries 2 -p fusebox-loom --release "$@"
+    step python3 scripts/test_binaries.py --jobs 2 -p fusebox-loom --release "$@"
 }
 (
     set -e

@@ -1,22 +1,23 @@
 #!/usr/bin/env python3
 """Runs test binaries side by side, as `cargo test` runs them one by one.
 
-    cargo test --no-run --message-format=json-render-diagnostics [ARGS] \\
-        | scripts/test_binaries.py [--jobs N] [-- TEST-ARGS]
+    scripts/test_binaries.py [--jobs N] [CARGO-TEST-ARGS] [-- TEST-ARGS]
 
-Reads cargo's JSON messages on stdin, keeps the test executables
-(`profile.test`), and runs each the way cargo would: from its package's
-directory, with CARGO_MANIFEST_DIR set, TEST-ARGS passed on. Up to N
-binaries run at once (default 3): most of the integration suites wait on
-servers, timeouts and sockets rather than on a core, so one binary at a
-time left this 2-core machine's cores idle for minutes. The ones named in
-SLOW_FIRST start first, so the longest does not start last.
+Builds the tests as `cargo test --no-run CARGO-TEST-ARGS` would, reads
+cargo's JSON messages for the test executables (`profile.test`), and
+runs each the way cargo would: from its package's directory, with
+CARGO_MANIFEST_DIR set, TEST-ARGS passed on. Up to N binaries run at
+once (default 3): most of the integration suites wait on servers,
+timeouts and sockets rather than on a core, so one binary at a time left
+this 2-core machine's cores idle for minutes. The ones named in
+SLOW_FIRST start first, so the longest does not start last. Doctests are
+not binaries: `cargo test --doc` runs them.
 
 Each binary's output is printed whole when it ends (never interleaved),
 with its wall time. After a failure no binary is started; the ones
 running finish (a binary killed midway would leave the servers its
 tests started behind), the failed ones' output is printed last, and the
-script exits 1.
+script exits 1. A failed build exits 1 before anything runs.
 """
 import concurrent.futures
 import json
@@ -42,20 +43,24 @@ SLOW_FIRST = (
 )
 
 
-def test_binaries(messages):
-    """The test executables in cargo's messages, slowest first; exits 1
-    unless cargo said its build succeeded (a failed or cut-off build, as
-    `cargo ... | scripts/test_binaries.py` without `pipefail` gives, must
-    not pass with the binaries built before it)."""
+def test_binaries(cargo_args):
+    """Builds the tests of `cargo test CARGO_ARGS`: their executables,
+    slowest first; exits 1 unless cargo's build succeeded (the binaries
+    built before a failure must not pass for the whole)."""
+    build = subprocess.run(
+        ["cargo", "test", "--no-run", "--message-format=json-render-diagnostics", *cargo_args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     found = []
-    built = False
-    for line in messages:
+    built = build.returncode == 0
+    for line in build.stdout.splitlines():
         line = line.strip()
         if not line.startswith("{"):
             continue
         message = json.loads(line)
         if message.get("reason") == "build-finished":
-            built = message.get("success") is True
+            built = built and message.get("success") is True
         if message.get("reason") != "compiler-artifact":
             continue
         if not message["profile"]["test"] or not message.get("executable"):
@@ -70,7 +75,7 @@ def test_binaries(messages):
             }
         )
     if not built:
-        sys.exit("test_binaries.py: cargo's messages do not end in a successful build")
+        sys.exit("test_binaries.py: cargo could not build the tests")
     # Slow ones first (in SLOW_FIRST's order), then the rest as cargo built them.
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     return sorted(found, key=lambda b: rank.get(b["name"], len(rank)))
@@ -81,11 +86,13 @@ def main():
     jobs = 3
     if args[:1] == ["--jobs"]:
         jobs, args = int(args[1]), args[2:]
-    if args[:1] == ["--"]:
-        args = args[1:]
-    binaries = test_binaries(sys.stdin)
+    cargo_args, test_args = args, []
+    if "--" in args:
+        split = args.index("--")
+        cargo_args, test_args = args[:split], args[split + 1 :]
+    binaries = test_binaries(cargo_args)
     if not binaries:
-        sys.exit("test_binaries.py: no test executable in cargo's messages")
+        sys.exit("test_binaries.py: cargo built no test executable")
 
     lock = threading.Lock()
     failed = []
@@ -99,7 +106,7 @@ def main():
             # stops the run stops them.
             try:
                 process = subprocess.Popen(
-                    [binary["executable"], *args],
+                    [binary["executable"], *test_args],
                     cwd=binary["dir"],
                     env=dict(os.environ, CARGO_MANIFEST_DIR=binary["dir"]),
                     stdin=subprocess.DEVNULL,
